@@ -1,0 +1,43 @@
+# parcelrisk — `make help` lists the targets.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export GX_ANALYTICS_ENABLED := False
+export MPLBACKEND := Agg
+
+.DEFAULT_GOAL := help
+
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  \033[1m%-12s\033[0m %s\n",$$1,$$2}'
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP) ## Create .venv and install the project with pinned dependencies
+
+demo: $(STAMP) ## Run the main job end to end on embedded defaults
+	PATH=$(abspath $(BIN)):$$PATH bash scripts/demo.sh
+
+test: $(STAMP) ## Run the test suite
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
+
+lint: $(STAMP) ## Lint and check formatting
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP) ## Apply ruff fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: $(STAMP) ## Run the benchmarks (print JSON)
+	for b in benchmarks/*.py; do $(BIN)/python $$b; done
+
+clean: ## Remove generated data, MLflow store and caches (keeps .venv)
+	rm -rf data/raw/* data/processed/* data/reports mlflow.db mlartifacts artifacts .pytest_cache .ruff_cache
+
+.PHONY: help install demo test lint format bench clean

@@ -1,0 +1,84 @@
+"""CLI commands of the declaration side: generate, ingest, validate, features build.
+
+Thin edges: parse options, call one function of the package, print a short summary.
+Heavy imports (pandas, Great Expectations) happen inside the commands.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+DEFAULT_PARAMS = Path("params.yaml")
+
+features_app = typer.Typer(help="Point-in-time parcel features.", no_args_is_help=True)
+
+
+def _echo_json(summary: dict) -> None:
+    typer.echo(json.dumps(summary, indent=2, default=str))
+
+
+def generate(
+    parcels: int = typer.Option(300_000, "--parcels", min=1, help="Number of parcels to generate."),
+    days: int = typer.Option(180, "--days", min=1, help="Length of the period in days."),
+    seed: int = typer.Option(42, "--seed", help="Random seed (same seed, same data)."),
+    out: Path = typer.Option(Path("data/raw"), "--out", help="Output directory."),
+    start: str = typer.Option("2026-01-01", "--start", help="First day of the period (UTC)."),
+) -> None:
+    """Generate a synthetic declaration history with outcomes and its ground truth."""
+    from features.synthetic import generate_to_dir
+
+    _echo_json(generate_to_dir(parcels=parcels, days=days, seed=seed, out=out, start=start))
+
+
+def ingest(
+    source: Path = typer.Argument(
+        ..., help="CSV or Parquet file with the administration's columns."
+    ),
+    mapping: Path = typer.Option(..., "--mapping", help="Column mapping YAML (see README)."),
+    out: Path = typer.Option(..., "--out", help="Output Parquet in the contract."),
+) -> None:
+    """Convert an administration's declarations to the contract through a column mapping."""
+    from features.mapping import ingest_file
+
+    _echo_json(ingest_file(source=source, mapping_path=mapping, out=out))
+
+
+def validate(
+    file: Path = typer.Argument(..., help="Declarations file (Parquet or CSV) to check."),
+    report: Path | None = typer.Option(
+        None, "--report", help="Write Great Expectations Data Docs here."
+    ),
+) -> None:
+    """Run the validation gate; exit 1 and list the failed expectations if the data is invalid."""
+    from features.validation import validate_file
+
+    result = validate_file(file, report_dir=report)
+    typer.echo(result.render())
+    if not result.success:
+        raise typer.Exit(1)
+
+
+@features_app.command("build")
+def features_build(
+    declarations: Path = typer.Option(
+        ..., "--declarations", help="Validated declarations Parquet."
+    ),
+    out: Path = typer.Option(Path("data/processed"), "--out", help="Output directory."),
+    params: Path = typer.Option(
+        DEFAULT_PARAMS, "--params", help="params.yaml (section 'features')."
+    ),
+) -> None:
+    """Build point-in-time features, the feature manifest and the entity-state snapshot."""
+    from features.build import build_to_dir
+
+    _echo_json(build_to_dir(declarations_path=declarations, out=out, params_path=params))
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(generate)
+    app.command()(ingest)
+    app.command()(validate)
+    app.add_typer(features_app, name="features")

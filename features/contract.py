@@ -1,0 +1,648 @@
+"""The declaration contract: the one definition of a parcel declaration record.
+
+Everything else derives from ``FIELDS``: the pandas dtypes of a batch (``coerce_declarations``),
+the pydantic model of one declaration for the HTTP API (``Declaration``), the Great Expectations
+suite (``features.validation``), the ingest mapping (``features.mapping``) and the generator.
+
+Two scopes: ``declaration`` fields exist for every parcel (pre-arrival data, what the scoring API
+receives); ``outcome`` fields exist only in history and are filled only for inspected parcels.
+Extra columns an administration maps in (``ExtraColumn``) travel with the data in the Parquet
+metadata, so a file carries its own contract.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
+
+from features.errors import ParcelriskError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+Kind = Literal["str", "category", "datetime", "int", "float", "bool"]
+Scope = Literal["declaration", "outcome"]
+ExtraKind = Literal["categorical", "numeric", "entity"]
+
+CHANNELS = ("postal", "express", "courier")
+CATEGORIES = ("merchandise", "gift", "sample", "return", "documents")
+OFFENCE_TYPES = (
+    "undervaluation",
+    "misclassification",
+    "prohibited",
+    "split_shipment",
+    "counterfeit",
+    "origin_misdeclared",
+    "vague_description",
+    "other",
+)
+# selection_reason of the random exploration quota: the only unbiased labels.
+RANDOM_SELECTION = "random"
+
+HS_CODE_PATTERN = r"^\d{6,10}$"
+COUNTRY_PATTERN = r"^[A-Z]{2}$"
+CURRENCY_PATTERN = r"^[A-Z]{3}$"
+
+# Declarations before this are treated as a data error (typo'd years, epoch zeros).
+EARLIEST_DECLARATION = "2000-01-01T00:00:00Z"
+# Declarations may be a little ahead of the clock of the system validating them (time zones, skew).
+MAX_CLOCK_SKEW_DAYS = 2
+
+# Reference rates to the base currency (EUR) used when a mapping or params give none.
+# Values are indicative 2026 averages; administrations override them in params.yaml.
+BASE_CURRENCY = "EUR"
+DEFAULT_FX_TO_BASE = {
+    "EUR": 1.0,
+    "USD": 0.92,
+    "GBP": 1.17,
+    "CNY": 0.127,
+    "HKD": 0.118,
+    "JPY": 0.0061,
+    "KRW": 0.00068,
+    "TRY": 0.027,
+    "INR": 0.011,
+    "CHF": 1.04,
+    "CAD": 0.68,
+    "AUD": 0.60,
+    "SGD": 0.69,
+    "PLN": 0.23,
+    "SEK": 0.088,
+    "VND": 0.000037,
+    "THB": 0.026,
+    "MYR": 0.20,
+    "BRL": 0.17,
+    "MXN": 0.051,
+    "AED": 0.25,
+}
+
+
+@dataclass(frozen=True)
+class ContractField:
+    """One column of the contract: its type, domain, unit and meaning."""
+
+    name: str
+    kind: Kind
+    scope: Scope
+    description: str
+    required: bool = True  # must be present as a column
+    nullable: bool = False  # may hold nulls (outcomes: only where not inspected)
+    allowed: tuple[str, ...] | None = None
+    pattern: str | None = None
+    min_value: float | None = None
+    max_value: float | None = None
+    unit: str | None = None
+    max_length: int | None = None
+
+
+FIELDS: tuple[ContractField, ...] = (
+    ContractField(
+        "declaration_id",
+        "str",
+        "declaration",
+        "Unique id of the declaration (one parcel).",
+        max_length=64,
+    ),
+    ContractField(
+        "declared_at",
+        "datetime",
+        "declaration",
+        "When the pre-arrival declaration was lodged, UTC.",
+        unit="UTC timestamp",
+    ),
+    ContractField(
+        "arrival_office",
+        "str",
+        "declaration",
+        "Customs office code where the parcel arrives.",
+        max_length=32,
+    ),
+    ContractField("channel", "category", "declaration", "Transport channel.", allowed=CHANNELS),
+    ContractField(
+        "operator_id",
+        "str",
+        "declaration",
+        "Postal or express operator lodging the declaration.",
+        max_length=64,
+    ),
+    ContractField(
+        "platform_id",
+        "str",
+        "declaration",
+        "E-commerce platform / marketplace; null for direct sales.",
+        required=False,
+        nullable=True,
+        max_length=64,
+    ),
+    ContractField(
+        "seller_id", "str", "declaration", "Seller (consignor) identifier.", max_length=64
+    ),
+    ContractField(
+        "seller_country",
+        "str",
+        "declaration",
+        "Seller's country, ISO 3166-1 alpha-2.",
+        pattern=COUNTRY_PATTERN,
+    ),
+    ContractField(
+        "consignee_id",
+        "str",
+        "declaration",
+        "Consignee (buyer) identifier, pseudonymised.",
+        max_length=64,
+    ),
+    ContractField(
+        "consignee_region",
+        "str",
+        "declaration",
+        "Consignee region (e.g. NUTS-2), if known.",
+        required=False,
+        nullable=True,
+        max_length=32,
+    ),
+    ContractField(
+        "origin_country",
+        "str",
+        "declaration",
+        "Declared country of origin of the goods, ISO 3166-1 alpha-2.",
+        pattern=COUNTRY_PATTERN,
+    ),
+    ContractField(
+        "hs_code",
+        "str",
+        "declaration",
+        "Declared Harmonized System code, 6 to 10 digits.",
+        pattern=HS_CODE_PATTERN,
+    ),
+    ContractField(
+        "description",
+        "str",
+        "declaration",
+        "Goods description as declared (free text).",
+        max_length=512,
+    ),
+    ContractField(
+        "quantity",
+        "int",
+        "declaration",
+        "Number of items in the parcel.",
+        min_value=1,
+        max_value=100_000,
+        unit="items",
+    ),
+    ContractField(
+        "gross_weight_kg",
+        "float",
+        "declaration",
+        "Gross weight of the parcel.",
+        min_value=0.0,
+        max_value=1_000.0,
+        unit="kg",
+    ),
+    ContractField(
+        "declared_value",
+        "float",
+        "declaration",
+        "Declared intrinsic value of the goods, in `currency`.",
+        min_value=0.0,
+        max_value=1e7,
+        unit="currency units",
+    ),
+    ContractField(
+        "currency",
+        "str",
+        "declaration",
+        "Currency of `declared_value`, ISO 4217.",
+        pattern=CURRENCY_PATTERN,
+    ),
+    ContractField(
+        "category",
+        "category",
+        "declaration",
+        "Declared nature of the transaction.",
+        allowed=CATEGORIES,
+    ),
+    ContractField(
+        "ioss_prepaid", "bool", "declaration", "VAT prepaid through IOSS (or equivalent) at sale."
+    ),
+    ContractField(
+        "aeo_operator",
+        "bool",
+        "declaration",
+        "The declaring operator holds AEO (trusted trader) status.",
+    ),
+    ContractField(
+        "inspected", "bool", "outcome", "The parcel was physically or documentarily inspected."
+    ),
+    ContractField(
+        "inspected_at",
+        "datetime",
+        "outcome",
+        "When the inspection result was recorded, UTC; null if not inspected.",
+        nullable=True,
+        unit="UTC timestamp",
+    ),
+    ContractField(
+        "illicit",
+        "bool",
+        "outcome",
+        "Inspection found an offence; null if not inspected.",
+        nullable=True,
+    ),
+    ContractField(
+        "offence_type",
+        "category",
+        "outcome",
+        "Kind of offence found; null if none or not inspected.",
+        nullable=True,
+        allowed=OFFENCE_TYPES,
+    ),
+    ContractField(
+        "revenue_recovered",
+        "float",
+        "outcome",
+        "Duty and VAT recovered by the inspection; null if not inspected.",
+        nullable=True,
+        min_value=0.0,
+        unit="EUR",
+    ),
+    ContractField(
+        "selection_reason",
+        "str",
+        "outcome",
+        "Why the parcel was inspected ('random' = exploration quota); null if not inspected.",
+        required=False,
+        nullable=True,
+        max_length=64,
+    ),
+)
+
+FIELDS_BY_NAME = {f.name: f for f in FIELDS}
+DECLARATION_FIELDS = tuple(f for f in FIELDS if f.scope == "declaration")
+OUTCOME_FIELDS = tuple(f for f in FIELDS if f.scope == "outcome")
+DECLARATION_COLUMNS = tuple(f.name for f in DECLARATION_FIELDS)
+OUTCOME_COLUMNS = tuple(f.name for f in OUTCOME_FIELDS)
+
+EXTRAS_METADATA_KEY = b"parcelrisk.extras"
+
+
+class ContractError(ParcelriskError, ValueError):
+    """Data does not fit the declaration contract; the message names the columns and rows."""
+
+
+@dataclass(frozen=True)
+class ExtraColumn:
+    """A column beyond the contract, declared in the mapping.
+
+    ``entity`` columns are identifiers that get history features like ``seller_id``;
+    ``categorical`` columns are used as categories; ``numeric`` as numbers.
+    """
+
+    name: str
+    kind: ExtraKind
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("categorical", "numeric", "entity"):
+            raise ContractError(
+                f"extra column {self.name!r}: kind must be categorical, numeric or entity, got {self.kind!r}"
+            )
+        if not re.fullmatch(r"[a-z][a-z0-9_]{0,62}", self.name):
+            raise ContractError(
+                f"extra column name {self.name!r} must be snake_case (a-z, 0-9, _), at most 63 characters"
+            )
+        if self.name in FIELDS_BY_NAME:
+            raise ContractError(f"extra column {self.name!r} clashes with a contract field")
+
+
+@dataclass(frozen=True)
+class Contract:
+    """The contract plus the extras of one dataset."""
+
+    extras: tuple[ExtraColumn, ...] = field(default_factory=tuple)
+
+    def columns(self, with_outcomes: bool) -> list[str]:
+        fields = FIELDS if with_outcomes else DECLARATION_FIELDS
+        return [f.name for f in fields] + [e.name for e in self.extras]
+
+
+# --------------------------------------------------------------------------------------------
+# DataFrame side
+# --------------------------------------------------------------------------------------------
+
+
+def _show_rows(df: pd.DataFrame, mask: Any, column: str, limit: int = 5) -> str:
+    """Render a few offending rows as 'declaration_id=value' for an error message."""
+    bad = df.loc[mask, column].head(limit)
+    ids = df.loc[bad.index, "declaration_id"] if "declaration_id" in df.columns else bad.index
+    pairs = ", ".join(f"{i}={v!r}" for i, v in zip(ids, bad, strict=False))
+    return f"{int(mask.sum())} row(s), e.g. {pairs}"
+
+
+def _to_utc(series: pd.Series, name: str) -> pd.Series:
+    import pandas as pd
+
+    if isinstance(series.dtype, pd.DatetimeTZDtype):
+        out = series.dt.tz_convert("UTC")
+    elif pd.api.types.is_datetime64_any_dtype(series.dtype):
+        out = series.dt.tz_localize("UTC")
+    else:
+        out = pd.to_datetime(series, utc=True, errors="coerce", format="mixed")
+    bad = out.isna() & series.notna()
+    if bad.any():
+        raise ContractError(
+            f"column {name!r}: unparseable timestamps: {_show_rows(series.to_frame(), bad, name)}"
+        )
+    return out.astype("datetime64[us, UTC]")
+
+
+_TRUE = {"true", "t", "yes", "y", "1", "1.0"}
+_FALSE = {"false", "f", "no", "n", "0", "0.0"}
+
+
+def _to_bool(series: pd.Series, name: str, nullable: bool) -> pd.Series:
+    import pandas as pd
+
+    if pd.api.types.is_bool_dtype(series.dtype) and not nullable and series.dtype == bool:
+        return series
+    text = series.astype("str").str.strip().str.lower().where(series.notna())
+    out = pd.Series(pd.NA, index=series.index, dtype="boolean")
+    out[text.isin(_TRUE)] = True
+    out[text.isin(_FALSE)] = False
+    bad = out.isna() & series.notna()
+    if bad.any():
+        raise ContractError(
+            f"column {name!r}: values are not booleans (true/false, yes/no, 1/0): "
+            f"{_show_rows(series.to_frame(), bad, name)}"
+        )
+    if not nullable:
+        if out.isna().any():
+            raise ContractError(
+                f"column {name!r}: nulls not allowed: {_show_rows(series.to_frame(), out.isna(), name)}"
+            )
+        return out.astype(bool)
+    return out
+
+
+def _to_number(series: pd.Series, name: str, kind: Kind) -> pd.Series:
+    import numpy as np
+    import pandas as pd
+
+    out = pd.to_numeric(series, errors="coerce")
+    bad = out.isna() & series.notna()
+    if bad.any():
+        raise ContractError(
+            f"column {name!r}: values are not numbers: {_show_rows(series.to_frame(), bad, name)}"
+        )
+    if kind == "int":
+        frac = out.notna() & (np.floor(out) != out)
+        if frac.any():
+            raise ContractError(
+                f"column {name!r}: values are not whole numbers: {_show_rows(series.to_frame(), frac, name)}"
+            )
+        return out.astype("Int64") if out.isna().any() else out.astype("int64")
+    return out.astype("float64")
+
+
+def _to_text(series: pd.Series) -> pd.Series:
+    import pandas as pd
+
+    if pd.api.types.is_float_dtype(series.dtype) or pd.api.types.is_integer_dtype(series.dtype):
+        # ids read as numbers from CSV: 1234.0 -> "1234", never "1234.0"
+        as_int = series.astype("Int64") if series.dropna().mod(1).eq(0).all() else series
+        return as_int.astype("str").where(series.notna())
+    out = series.astype("str").where(series.notna())
+    return out.str.strip()
+
+
+def coerce_declarations(
+    df: pd.DataFrame,
+    *,
+    with_outcomes: bool,
+    contract: Contract | None = None,
+    keep_unknown: bool = False,
+) -> pd.DataFrame:
+    """Return ``df`` with every contract column in its canonical dtype.
+
+    Raises ``ContractError`` naming the columns for missing required columns and for values
+    that cannot be converted (never coerces them to null silently). Domain checks (ranges,
+    allowed values, formats) belong to the validation gate, not here. Columns not in the
+    contract or its extras are dropped unless ``keep_unknown``.
+    """
+    import pandas as pd
+
+    contract = contract or Contract()
+    fields = FIELDS if with_outcomes else DECLARATION_FIELDS
+    missing = [f.name for f in fields if f.required and f.name not in df.columns]
+    missing += [e.name for e in contract.extras if e.name not in df.columns]
+    if missing:
+        raise ContractError(f"missing required column(s): {', '.join(missing)}")
+
+    out: dict[str, pd.Series] = {}
+    for f in fields:
+        if f.name not in df.columns:
+            out[f.name] = pd.Series(
+                pd.NA, index=df.index, dtype="str" if f.kind in ("str", "category") else "float64"
+            )
+            continue
+        s = df[f.name]
+        if f.kind == "datetime":
+            out[f.name] = _to_utc(s, f.name)
+        elif f.kind == "bool":
+            out[f.name] = _to_bool(s, f.name, f.nullable)
+        elif f.kind in ("int", "float"):
+            out[f.name] = _to_number(s, f.name, f.kind)
+        else:
+            text = _to_text(s)
+            if f.name in ("seller_country", "origin_country", "currency"):
+                text = text.str.upper()
+            if f.kind == "category":
+                text = text.str.lower()
+            out[f.name] = text
+    for extra in contract.extras:
+        s = df[extra.name]
+        out[extra.name] = (
+            _to_number(s, extra.name, "float") if extra.kind == "numeric" else _to_text(s)
+        )
+    result = pd.DataFrame(out, index=df.index)
+    if keep_unknown:
+        rest = [c for c in df.columns if c not in result.columns]
+        result = pd.concat([result, df[rest]], axis=1)
+    return result.reset_index(drop=True)
+
+
+def empty_declarations(with_outcomes: bool, contract: Contract | None = None) -> pd.DataFrame:
+    """A zero-row frame with the canonical columns and dtypes."""
+    import pandas as pd
+
+    contract = contract or Contract()
+    fields = FIELDS if with_outcomes else DECLARATION_FIELDS
+    dtypes = {
+        "str": "str",
+        "category": "str",
+        "datetime": "datetime64[us, UTC]",
+        "int": "int64",
+        "float": "float64",
+        "bool": "bool",
+    }
+    cols = {
+        f.name: pd.Series(
+            [], dtype=("boolean" if f.kind == "bool" and f.nullable else dtypes[f.kind])
+        )
+        for f in fields
+    }
+    for e in contract.extras:
+        cols[e.name] = pd.Series([], dtype="float64" if e.kind == "numeric" else "str")
+    return pd.DataFrame(cols)
+
+
+# --------------------------------------------------------------------------------------------
+# Files: Parquet carries the extras in its metadata; writes are atomic.
+# --------------------------------------------------------------------------------------------
+
+
+def atomic_write(path: Path, write: Any) -> None:
+    """Call ``write(tmp_path)`` then rename over ``path``, so a failure leaves the old file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_declarations(df: pd.DataFrame, path: Path, contract: Contract | None = None) -> None:
+    """Write declarations to Parquet atomically, recording the extras in the file metadata."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    contract = contract or Contract()
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    meta = dict(table.schema.metadata or {})
+    meta[EXTRAS_METADATA_KEY] = json.dumps(
+        [{"name": e.name, "kind": e.kind, "description": e.description} for e in contract.extras]
+    ).encode()
+    table = table.replace_schema_metadata(meta)
+    atomic_write(Path(path), lambda tmp: pq.write_table(table, tmp))
+
+
+def read_contract(path: Path) -> Contract:
+    """The contract (extras) recorded in a Parquet file written by ``write_declarations``."""
+    import pyarrow.parquet as pq
+
+    meta = pq.read_schema(path).metadata or {}
+    raw = meta.get(EXTRAS_METADATA_KEY)
+    if not raw:
+        return Contract()
+    return Contract(tuple(ExtraColumn(**e) for e in json.loads(raw)))
+
+
+def read_declarations(path: Path, *, with_outcomes: bool = True) -> tuple[pd.DataFrame, Contract]:
+    """Read a declarations file (Parquet or CSV) into canonical dtypes with its contract."""
+    import pandas as pd
+
+    path = Path(path)
+    if not path.exists():
+        raise ContractError(f"file not found: {path}")
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".parquet", ".pq"):
+            contract = read_contract(path)
+            raw = pd.read_parquet(path)
+        elif suffix in (".csv", ".gz", ".txt"):
+            contract = Contract()
+            raw = pd.read_csv(path, dtype="str", keep_default_na=True)
+        else:
+            raise ContractError(f"{path}: unsupported file type {suffix!r} (use .parquet or .csv)")
+    except ContractError:
+        raise
+    except Exception as exc:  # pyarrow/pandas parse errors: report, don't trace back
+        raise ContractError(f"{path}: cannot read file: {exc}") from exc
+    if with_outcomes and "inspected" not in raw.columns:
+        with_outcomes = False
+    return coerce_declarations(raw, with_outcomes=with_outcomes, contract=contract), contract
+
+
+# --------------------------------------------------------------------------------------------
+# API side: the pydantic model of one declaration, generated from the same FIELDS.
+# --------------------------------------------------------------------------------------------
+
+
+def _pydantic_field(f: ContractField) -> tuple[Any, Any]:
+    base: Any = {
+        "str": str,
+        "category": str,
+        "datetime": datetime,
+        "int": int,
+        "float": float,
+        "bool": bool,
+    }[f.kind]
+    if f.allowed:
+        base = Literal[f.allowed]  # type: ignore[valid-type]
+    kwargs: dict[str, Any] = {"description": f.description}
+    if f.pattern:
+        kwargs["pattern"] = f.pattern
+    if f.max_length:
+        kwargs["max_length"] = f.max_length
+    if f.kind in ("str",) and not f.pattern:
+        kwargs["min_length"] = 1
+    if f.min_value is not None:
+        kwargs["gt" if f.name == "gross_weight_kg" else "ge"] = f.min_value
+    if f.max_value is not None:
+        kwargs["le"] = f.max_value
+    if f.nullable or not f.required:
+        return base | None, Field(None, **kwargs)
+    return base, Field(..., **kwargs)
+
+
+class _DeclarationBase(BaseModel):
+    # Extra fields are allowed: a mapping's extra columns arrive as extra keys; the service
+    # checks them against the model's manifest. Strings are stripped like in batch ingest.
+    model_config = ConfigDict(extra="allow", str_strip_whitespace=True, frozen=True)
+
+    @field_validator("declared_at", check_fields=False)
+    @classmethod
+    def _require_timezone(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            raise ValueError("declared_at must carry a time zone (e.g. '2026-05-01T10:00:00Z')")
+        return value
+
+    @field_validator(
+        "seller_country", "origin_country", "currency", mode="before", check_fields=False
+    )
+    @classmethod
+    def _upper_codes(cls, value: Any) -> Any:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("channel", "category", mode="before", check_fields=False)
+    @classmethod
+    def _lower_categories(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+
+Declaration: type[BaseModel] = create_model(  # type: ignore[call-overload]
+    "Declaration",
+    __base__=_DeclarationBase,
+    __doc__="One parcel declaration to score (pre-arrival data, no outcomes).",
+    **{f.name: _pydantic_field(f) for f in DECLARATION_FIELDS},
+)
+
+
+def declarations_frame(records: list[Any], contract: Contract | None = None) -> pd.DataFrame:
+    """Build a canonical batch from ``Declaration`` models or plain dicts (API -> batch path)."""
+    import pandas as pd
+
+    rows = [r.model_dump() if isinstance(r, BaseModel) else dict(r) for r in records]
+    df = pd.DataFrame(rows) if rows else empty_declarations(False, contract)
+    return coerce_declarations(df, with_outcomes=False, contract=contract)

@@ -1,0 +1,165 @@
+"""The feature manifest: the single source of the feature list.
+
+Written by ``features build`` beside ``features.parquet``; read by training (column order,
+categorical columns), stored with the model in MLflow, and read by the service to turn SHAP
+contributions into sentences. Nothing else spells the feature list.
+
+Reason templates are ``str.format`` strings. Placeholders:
+- ``{value}`` the feature value (floats accept format specs, e.g. ``{value:.0%}``; categorical
+  features get their label);
+- any name in ``REASON_CONTEXT`` taken from the declaration (``{hs6}``, ``{origin_country}``...).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from features.errors import ParcelriskError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+FeatureDtype = Literal["float", "int", "category"]
+
+ID_COLUMNS = ("declaration_id", "declared_at")
+LABEL_COLUMNS = (
+    "inspected",
+    "inspected_at",
+    "illicit",
+    "offence_type",
+    "revenue_recovered",
+    "selection_reason",
+)
+# Declaration-derived values a reason template may name; features.parquet keeps them too,
+# so a reason can be rendered for any past decision without the raw declarations.
+REASON_CONTEXT = (
+    "hs_code",
+    "hs6",
+    "hs_chapter",
+    "origin_country",
+    "seller_id",
+    "consignee_id",
+    "platform_id",
+    "operator_id",
+    "currency",
+)
+
+MANIFEST_FILE = "feature_manifest.json"
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """One model input: how it is typed, grouped and explained to people."""
+
+    name: str
+    group: str
+    dtype: FeatureDtype
+    description: str
+    reason: str
+    categories: tuple[str, ...] | None = (
+        None  # category features: code i means categories[i]; -1 unknown
+    )
+
+
+@dataclass(frozen=True)
+class FeatureManifest:
+    features: tuple[FeatureSpec, ...]
+    params: dict[str, Any] = field(default_factory=dict)  # the feature params that built them
+
+    @property
+    def names(self) -> list[str]:
+        return [f.name for f in self.features]
+
+    @property
+    def categorical_names(self) -> list[str]:
+        return [f.name for f in self.features if f.dtype == "category"]
+
+    def spec(self, name: str) -> FeatureSpec:
+        for f in self.features:
+            if f.name == name:
+                return f
+        raise KeyError(name)
+
+    @property
+    def fingerprint(self) -> str:
+        """Stable hash of the feature list and params: model and entity state must agree on it."""
+        return hashlib.sha256(self.to_json().encode()).hexdigest()[:16]
+
+    def groups(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for f in self.features:
+            counts[f.group] = counts.get(f.group, 0) + 1
+        return counts
+
+    def matrix(self, frame: pd.DataFrame) -> np.ndarray:
+        """The model input matrix (float64, manifest column order; unknown categories are NaN)."""
+        import numpy as np
+
+        missing = [n for n in self.names if n not in frame.columns]
+        if missing:
+            raise ParcelriskError(
+                f"feature frame lacks manifest columns: {', '.join(missing[:10])}"
+            )
+        out = np.empty((len(frame), len(self.features)), dtype=np.float64)
+        for j, f in enumerate(self.features):
+            col = frame[f.name].to_numpy(dtype=np.float64, na_value=np.nan)
+            if f.dtype == "category":
+                col = np.where(col < 0, np.nan, col)
+            out[:, j] = col
+        return out
+
+    def to_json(self) -> str:
+        payload = {
+            "features": [
+                {
+                    **asdict(f),
+                    "categories": list(f.categories) if f.categories is not None else None,
+                }
+                for f in self.features
+            ],
+            "params": self.params,
+        }
+        return json.dumps(payload, indent=1, sort_keys=True, default=str)
+
+    @classmethod
+    def from_json(cls, text: str) -> FeatureManifest:
+        try:
+            payload = json.loads(text)
+            specs = tuple(
+                FeatureSpec(
+                    **{
+                        **f,
+                        "categories": tuple(f["categories"])
+                        if f.get("categories") is not None
+                        else None,
+                    }
+                )
+                for f in payload["features"]
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ParcelriskError(f"feature manifest is malformed: {exc}") from exc
+        return cls(features=specs, params=payload.get("params", {}))
+
+    def write(self, directory: Path) -> Path:
+        from features.contract import atomic_write
+
+        path = Path(directory) / MANIFEST_FILE
+        text = self.to_json()
+        atomic_write(path, lambda tmp: tmp.write_text(text))
+        return path
+
+    @classmethod
+    def read(cls, directory_or_file: Path) -> FeatureManifest:
+        path = Path(directory_or_file)
+        if path.is_dir():
+            path = path / MANIFEST_FILE
+        if not path.exists():
+            raise ParcelriskError(
+                f"feature manifest not found: {path} (run `parcelrisk features build`)"
+            )
+        return cls.from_json(path.read_text())

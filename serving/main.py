@@ -1,0 +1,69 @@
+"""The `parcelrisk` console script: one command, subcommands defined next to the code they drive.
+
+It lives in ``serving`` because serving is the top of the import chain (serving -> models ->
+features); each package's ``cli.py`` registers its own commands and imports heavy libraries only
+inside the command bodies, so ``parcelrisk --help`` answers fast.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import typer
+
+from features.errors import ParcelriskError
+
+app = typer.Typer(
+    name="parcelrisk",
+    help="Risk targeting for cross-border e-commerce parcels: data, features, models, scoring.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def _configure(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
+) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _register_all() -> None:
+    from features.cli import register as register_features
+
+    register_features(app)
+    try:
+        from models.cli import register as register_models
+    except ImportError:  # models package not built yet in this checkout
+        pass
+    else:
+        register_models(app)
+    try:
+        from serving.cli import register as register_serving
+    except ImportError:
+        pass
+    else:
+        register_serving(app)
+
+
+_register_all()
+
+
+def main() -> None:
+    """Entry point: run the app and turn known errors into one clear line and exit code 2."""
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+    try:
+        app()
+    except ParcelriskError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)

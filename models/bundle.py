@@ -1,0 +1,152 @@
+"""The trained risk model as one deployable unit: boosters, calibration, lane thresholds, manifest.
+
+This is the contract between training (``models.train`` writes it, ``models.registry`` logs it to
+MLflow) and serving (loads it once at start-up). It is plain files in one directory so a decision
+can be recomputed years later without MLflow: ``risk_model.txt`` / ``revenue_model.txt``
+(LightGBM text format), ``bundle.json`` (calibration, thresholds, metadata) and the feature manifest.
+
+Scores: ``raw`` is the risk booster's log-odds (what SHAP contributions add up to); ``risk`` is
+the calibrated probability; ``expected_revenue`` = risk x E[revenue | illicit];
+``priority`` is what lanes rank on (risk or expected revenue, chosen at training).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from features.errors import ParcelriskError
+from features.manifest import FeatureManifest
+
+if TYPE_CHECKING:
+    import lightgbm as lgb
+    import numpy as np
+
+Objective = Literal["risk", "revenue"]
+
+RISK_MODEL_FILE = "risk_model.txt"
+REVENUE_MODEL_FILE = "revenue_model.txt"
+BUNDLE_FILE = "bundle.json"
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Monotone map from raw score (log-odds) to probability, as interpolation knots.
+
+    Isotonic regression fitted on validation, stored as knots so the service needs only numpy.
+    """
+
+    raw_knots: tuple[float, ...]
+    prob_knots: tuple[float, ...]
+    method: str = "isotonic"
+
+    def __call__(self, raw: np.ndarray) -> np.ndarray:
+        import numpy as np
+
+        return np.interp(raw, np.asarray(self.raw_knots), np.asarray(self.prob_knots))
+
+
+@dataclass(frozen=True)
+class LaneThresholds:
+    """Priority cut-offs that fill the red and yellow lanes at the configured traffic shares."""
+
+    objective: Objective
+    red_cutoff: float  # priority >= red_cutoff -> red
+    yellow_cutoff: float  # red_cutoff > priority >= yellow_cutoff -> yellow
+    red_rate: float
+    yellow_rate: float
+    version: str  # content hash, reported with every decision
+
+
+@dataclass
+class RiskModel:
+    manifest: FeatureManifest
+    risk_booster: lgb.Booster
+    revenue_booster: lgb.Booster | None
+    calibration: Calibration
+    thresholds: LaneThresholds
+    metadata: dict[str, Any] = field(
+        default_factory=dict
+    )  # entity_state_fingerprint, trained_at, data fingerprint...
+
+    # --- scoring -------------------------------------------------------------------------
+    def raw_score(self, X: np.ndarray) -> np.ndarray:
+        return self.risk_booster.predict(X, raw_score=True)
+
+    def risk(self, X: np.ndarray, raw: np.ndarray | None = None) -> np.ndarray:
+        return self.calibration(self.raw_score(X) if raw is None else raw)
+
+    def revenue_if_illicit(self, X: np.ndarray) -> np.ndarray:
+        """E[revenue recovered | illicit], EUR; the revenue model is fitted on log1p."""
+        import numpy as np
+
+        if self.revenue_booster is None:
+            return np.zeros(len(X))
+        return np.expm1(np.maximum(self.revenue_booster.predict(X), 0.0))
+
+    def score(self, X: np.ndarray) -> dict[str, np.ndarray]:
+        """raw, risk, expected_revenue and priority for each row of the manifest-ordered matrix."""
+        raw = self.raw_score(X)
+        risk = self.risk(X, raw)
+        expected_revenue = risk * self.revenue_if_illicit(X)
+        priority = expected_revenue if self.thresholds.objective == "revenue" else risk
+        return {
+            "raw": raw,
+            "risk": risk,
+            "expected_revenue": expected_revenue,
+            "priority": priority,
+        }
+
+    def contributions(self, X: np.ndarray) -> np.ndarray:
+        """TreeSHAP of the raw risk score: (n, n_features + 1), last column the base value."""
+        return self.risk_booster.predict(X, pred_contrib=True)
+
+    # --- persistence ---------------------------------------------------------------------
+    def save(self, directory: Path) -> Path:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.risk_booster.save_model(str(directory / RISK_MODEL_FILE))
+        if self.revenue_booster is not None:
+            self.revenue_booster.save_model(str(directory / REVENUE_MODEL_FILE))
+        self.manifest.write(directory)
+        payload = {
+            "calibration": asdict(self.calibration),
+            "thresholds": asdict(self.thresholds),
+            "metadata": self.metadata,
+            "manifest_fingerprint": self.manifest.fingerprint,
+        }
+        (directory / BUNDLE_FILE).write_text(json.dumps(payload, indent=1, default=str))
+        return directory
+
+    @classmethod
+    def load(cls, directory: Path) -> RiskModel:
+        import lightgbm as lgb
+
+        directory = Path(directory)
+        bundle_path = directory / BUNDLE_FILE
+        if not bundle_path.exists() or not (directory / RISK_MODEL_FILE).exists():
+            raise ParcelriskError(
+                f"model bundle incomplete in {directory}: need {BUNDLE_FILE} and {RISK_MODEL_FILE}"
+            )
+        payload = json.loads(bundle_path.read_text())
+        manifest = FeatureManifest.read(directory)
+        if payload.get("manifest_fingerprint") != manifest.fingerprint:
+            raise ParcelriskError(
+                f"model bundle in {directory}: feature manifest does not match the model"
+            )
+        revenue_path = directory / REVENUE_MODEL_FILE
+        cal = payload["calibration"]
+        return cls(
+            manifest=manifest,
+            risk_booster=lgb.Booster(model_file=str(directory / RISK_MODEL_FILE)),
+            revenue_booster=lgb.Booster(model_file=str(revenue_path))
+            if revenue_path.exists()
+            else None,
+            calibration=Calibration(
+                tuple(cal["raw_knots"]), tuple(cal["prob_knots"]), cal.get("method", "isotonic")
+            ),
+            thresholds=LaneThresholds(**payload["thresholds"]),
+            metadata=payload.get("metadata", {}),
+        )

@@ -1,0 +1,499 @@
+"""Bring your own data: convert an administration's declarations to the contract via a YAML mapping.
+
+The mapping names, for each contract field, the source column it comes from (or a constant) and
+how to read it; and it declares the extra columns the administration wants to keep::
+
+    delimiter: ";"              # optional; sniffed from the header line when absent
+    encoding: utf-8             # optional
+    null_values: ["", "NULL"]   # optional; cells that mean "no value" ("NA" is Namibia, not null)
+    columns:                    # contract field -> source column (shorthand) or a spec
+      declaration_id: DECL_NO
+      declared_at: {column: LODGED, format: "%d/%m/%Y %H:%M", timezone: "Europe/Paris"}
+      declared_value: {column: VALUE, decimal: ",", thousands: "."}
+      currency: {value: EUR}                                  # the same constant for every row
+      channel: {column: MODE, values: {P: postal, E: express, C: courier}}
+      ioss_prepaid: {column: IOSS, true_values: ["Y"], false_values: ["N"]}
+      illicit: {column: RESULT, values: {POS: true, NEG: false}}
+      gross_weight_kg: {column: WEIGHT_G, scale: 0.001}       # grams -> kg
+    extras:
+      - {column: BROKER, name: broker_id, kind: entity}       # identifier with history features
+      - {column: INCOTERM, name: incoterm, kind: categorical}
+      - {column: INSURED_VALUE, name: insured_value, kind: numeric, decimal: ","}
+
+Spec keys: ``column`` or ``value`` (exactly one); ``format`` (strptime) and ``timezone`` (IANA
+name; local times are converted to UTC, times already carrying an offset are kept; ambiguous
+autumn-DST times are read as standard time) for timestamps; ``decimal``, ``thousands`` and
+``scale`` (multiplier) for numbers; ``values`` (a code table: every non-empty source value must be
+a key, else it is an error); ``true_values``/``false_values`` for booleans. Timestamps without a
+timezone or offset are taken as UTC. YAML is read with YAML 1.2 booleans: only true/false are
+booleans, so codes like ``NO`` (Norway) or ``Y`` stay text.
+
+Outcome fields are optional as a group: a file without outcomes is a file to score. If any
+outcome field is mapped, ``inspected`` must be too; unmapped outcome fields are then null.
+Source columns the mapping does not name are ignored (and counted in the summary).
+
+Every problem is a ``ContractError`` that lists all offending fields at once and, for values that
+do not convert, the field, the source column and example values with their data row numbers
+(1 = first row after the header). Nothing is silently turned into null.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+
+from features.contract import (
+    FIELDS,
+    FIELDS_BY_NAME,
+    Contract,
+    ContractError,
+    ExtraColumn,
+    ExtraKind,
+    coerce_declarations,
+    write_declarations,
+)
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_NULL_VALUES = ("", "NULL", "null", "N/A", "n/a", "NaN", "nan", "None")
+_EXAMPLES = 5
+
+
+class _Spec(BaseModel):
+    """How to read one column: shared by contract fields and extras."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    column: str | None = None
+    value: Any = None
+    format: str | None = None
+    timezone: str | None = None
+    decimal: str | None = None
+    thousands: str | None = None
+    scale: float | None = None
+    values: dict[str, Any] | None = None
+    true_values: list[str] | None = None
+    false_values: list[str] | None = None
+
+    @field_validator("values", mode="before")
+    @classmethod
+    def _keys_as_text(cls, value: Any) -> Any:
+        # YAML reads `1: postal` with an int key; source cells are text, so compare as text.
+        if isinstance(value, dict):
+            return {str(k): v for k, v in value.items()}
+        return value
+
+    @field_validator("true_values", "false_values", mode="before")
+    @classmethod
+    def _items_as_text(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [str(v) for v in value]
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str | None) -> str | None:
+        if value is not None:
+            from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+            try:
+                ZoneInfo(value)
+            except (ZoneInfoNotFoundError, ValueError) as exc:
+                raise ValueError(f"unknown timezone {value!r} (use an IANA name)") from exc
+        return value
+
+
+class ColumnSpec(_Spec):
+    """Where a contract field comes from: a source column or a constant ``value``."""
+
+    @model_validator(mode="after")
+    def _column_or_value(self) -> ColumnSpec:
+        if (self.column is None) == (self.value is None):
+            raise ValueError("give exactly one of 'column' (source column) or 'value' (constant)")
+        return self
+
+
+class ExtraSpec(_Spec):
+    """A source column kept beyond the contract."""
+
+    name: str
+    kind: ExtraKind
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _needs_column(self) -> ExtraSpec:
+        if self.column is None:
+            raise ValueError(f"extra {self.name!r}: 'column' is required")
+        if self.value is not None:
+            raise ValueError(f"extra {self.name!r}: constants ('value') are not allowed in extras")
+        ExtraColumn(self.name, self.kind, self.description)  # name rules, clash with contract
+        return self
+
+
+class Mapping(BaseModel):
+    """A parsed mapping file: contract field -> spec, plus extras and CSV reading options."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    columns: dict[str, ColumnSpec]
+    extras: list[ExtraSpec] = []
+    delimiter: str | None = None
+    encoding: str = "utf-8"
+    null_values: list[str] = list(DEFAULT_NULL_VALUES)
+
+    @field_validator("columns", mode="before")
+    @classmethod
+    def _expand_shorthand(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: ({"column": v} if isinstance(v, str) else v) for k, v in value.items()}
+        return value
+
+    @field_validator("columns")
+    @classmethod
+    def _known_fields(cls, value: dict[str, ColumnSpec]) -> dict[str, ColumnSpec]:
+        unknown = [name for name in value if name not in FIELDS_BY_NAME]
+        if unknown:
+            raise ValueError(
+                f"unknown contract field(s): {', '.join(unknown)}; "
+                f"known fields: {', '.join(FIELDS_BY_NAME)}"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _unique_extras(self) -> Mapping:
+        names = [e.name for e in self.extras]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"extra column name(s) declared twice: {', '.join(dupes)}")
+        return self
+
+    @property
+    def contract(self) -> Contract:
+        return Contract(tuple(ExtraColumn(e.name, e.kind, e.description) for e in self.extras))
+
+    def source_columns(self) -> list[str]:
+        cols = [s.column for s in self.columns.values() if s.column is not None]
+        return cols + [e.column for e in self.extras if e.column is not None]
+
+
+class _Yaml12Loader(yaml.SafeLoader):
+    """SafeLoader with YAML 1.2 booleans: `NO`, `Y`, `on` stay strings (country and yes/no codes)."""
+
+
+_Yaml12Loader.yaml_implicit_resolvers = {
+    key: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for key, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
+def _format_validation_error(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        lines.append(f"  {where}: {msg}")
+    return "\n".join(lines)
+
+
+def parse_mapping(data: Any, origin: str = "mapping") -> Mapping:
+    """Validate an already-loaded mapping document."""
+    if not isinstance(data, dict):
+        raise ContractError(f"{origin}: expected a YAML mapping with a 'columns' section")
+    try:
+        return Mapping.model_validate(data)
+    except ValidationError as exc:
+        raise ContractError(f"{origin}: invalid mapping:\n{_format_validation_error(exc)}") from exc
+    except ContractError as exc:  # raised by ExtraColumn inside a validator
+        raise ContractError(f"{origin}: invalid mapping: {exc}") from exc
+
+
+def load_mapping(path: Path) -> Mapping:
+    """Read and validate a mapping YAML file."""
+    path = Path(path)
+    if not path.exists():
+        raise ContractError(f"mapping file not found: {path}")
+    try:
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_Yaml12Loader)
+    except yaml.YAMLError as exc:
+        raise ContractError(f"{path}: malformed YAML: {exc}") from exc
+    return parse_mapping(data, origin=str(path))
+
+
+# --------------------------------------------------------------------------------------------
+# Conversion (pure): one source Series -> one contract Series, errors collected, not raised.
+# --------------------------------------------------------------------------------------------
+
+
+def _as_text(series: pd.Series) -> pd.Series:
+    import pandas as pd
+
+    if pd.api.types.is_float_dtype(series.dtype) and series.dropna().mod(1).eq(0).all():
+        series = series.astype("Int64")
+    return series.astype("str").str.strip().where(series.notna())
+
+
+def _examples(source: pd.Series, bad: pd.Series, ids: pd.Series | None) -> str:
+    rows = source[bad].head(_EXAMPLES)
+    parts = []
+    for idx, value in rows.items():
+        row = int(idx) + 1
+        ident = f" ({ids.loc[idx]})" if ids is not None and ids.loc[idx] is not None else ""
+        parts.append(f"row {row}{ident}: {value!r}")
+    return f"{int(bad.sum())} value(s), e.g. " + "; ".join(parts)
+
+
+def _apply_values(text: pd.Series, table: dict[str, Any]) -> tuple[pd.Series, pd.Series]:
+    import pandas as pd
+
+    known = text.isin(list(table))
+    bad = text.notna() & ~known
+    mapped = text.map(table).where(known)
+    return pd.Series(mapped, index=text.index, dtype="object"), bad
+
+
+def _convert(
+    spec: _Spec, kind: str, source: pd.Series, n_rows: int
+) -> tuple[pd.Series, pd.Series, str]:
+    """Return (converted, bad mask, problem description) for one column."""
+    import numpy as np
+    import pandas as pd
+
+    if spec.column is None:  # constant
+        source = pd.Series([spec.value] * n_rows, dtype="object")
+    text = _as_text(source) if source.dtype != bool else source
+    none = pd.Series(False, index=source.index)
+
+    if spec.values is not None:
+        mapped, bad = _apply_values(text, spec.values)
+        if bad.any():
+            return mapped, bad, f"codes not in the 'values' table ({', '.join(spec.values)})"
+        if kind in ("str", "category"):
+            return _as_text(mapped), none, ""
+        text = mapped  # e.g. POS -> true, then parsed by kind below
+
+    if kind == "bool":
+        if spec.true_values is not None or spec.false_values is not None:
+            trues, falses = spec.true_values or [], spec.false_values or []
+            out = pd.Series(pd.NA, index=text.index, dtype="boolean")
+            out[text.isin(trues)] = True
+            out[text.isin(falses)] = False
+            bad = out.isna() & text.notna()
+            return out, bad, f"not in true_values {trues} or false_values {falses}"
+        return text, none, ""  # contract's coercion reads true/false, yes/no, 1/0
+
+    if kind in ("int", "float"):
+        if pd.api.types.is_numeric_dtype(source.dtype) and spec.values is None:
+            number = source.astype("float64")
+        else:
+            cleaned = text.astype("str").where(text.notna())
+            if spec.thousands:
+                cleaned = cleaned.str.replace(spec.thousands, "", regex=False)
+            if spec.decimal and spec.decimal != ".":
+                cleaned = cleaned.str.replace(spec.decimal, ".", regex=False)
+            number = pd.to_numeric(cleaned, errors="coerce")
+        bad = number.isna() & text.notna()
+        if bad.any():
+            hint = f" with decimal {spec.decimal!r}" if spec.decimal else ""
+            return number, bad, f"not numbers{hint}"
+        if spec.scale is not None:
+            number = number * spec.scale
+        if kind == "int":
+            # scaling can leave float noise (e.g. 3 * 0.1); round what is whole to 9 decimals
+            number = number.round(9)
+            frac = number.notna() & (np.floor(number) != number)
+            if frac.any():
+                return number, frac, "not whole numbers"
+        return number, none, ""
+
+    if kind == "datetime":
+        if pd.api.types.is_datetime64_any_dtype(source.dtype) and spec.column is not None:
+            return _localise(source, spec), none, ""
+        return _convert_datetime(spec, text)
+
+    return text, none, ""
+
+
+def _convert_datetime(spec: _Spec, text: pd.Series) -> tuple[pd.Series, pd.Series, str]:
+    import pandas as pd
+
+    if spec.format:
+        parsed = pd.to_datetime(text, format=spec.format, errors="coerce")
+    else:
+        parsed = pd.to_datetime(text, format="mixed", errors="coerce", utc=False)
+    if parsed.dtype == object:  # mixed offsets: normalise each to UTC
+        parsed = pd.to_datetime(text, format="mixed", errors="coerce", utc=True)
+    bad = parsed.isna() & text.notna()
+    what = f"not timestamps in format {spec.format!r}" if spec.format else "not timestamps"
+    if bad.any():
+        return parsed, bad, what
+    return _localise(parsed, spec), bad, ""
+
+
+def _localise(parsed: pd.Series, spec: _Spec) -> pd.Series:
+    """Naive local times -> UTC in ``spec.timezone`` (UTC if none); aware times -> UTC."""
+    import numpy as np
+    import pandas as pd
+
+    if isinstance(parsed.dtype, pd.DatetimeTZDtype):
+        return parsed.dt.tz_convert("UTC")
+    local = parsed.dt.tz_localize(
+        spec.timezone or "UTC",
+        ambiguous=np.zeros(len(parsed), dtype=bool),  # the repeated autumn hour: standard time
+        nonexistent="shift_forward",
+    )
+    return local.dt.tz_convert("UTC")
+
+
+def _check_structure(raw: pd.DataFrame, mapping: Mapping) -> None:
+    problems: list[str] = []
+    mapped = set(mapping.columns)
+    outcome_names = [f.name for f in FIELDS if f.scope == "outcome"]
+    with_outcomes = any(name in mapped for name in outcome_names)
+    unmapped = [
+        f.name for f in FIELDS if f.required and f.name not in mapped and (f.scope == "declaration")
+    ]
+    if unmapped:
+        problems.append(f"required contract field(s) not mapped: {', '.join(unmapped)}")
+    if with_outcomes and "inspected" not in mapped:
+        problems.append(
+            "outcome field(s) mapped without 'inspected': "
+            + ", ".join(n for n in outcome_names if n in mapped)
+        )
+    missing = [c for c in mapping.source_columns() if c not in raw.columns]
+    if missing:
+        problems.append(
+            f"source column(s) named in the mapping but absent from the file: "
+            f"{', '.join(dict.fromkeys(missing))} (file has: {', '.join(map(str, raw.columns))})"
+        )
+    if problems:
+        raise ContractError("mapping does not fit the data:\n  " + "\n  ".join(problems))
+
+
+def apply_mapping(raw: pd.DataFrame, mapping: Mapping) -> tuple[pd.DataFrame, Contract]:
+    """Convert a frame with source columns to canonical contract dtypes (plus the extras)."""
+    import pandas as pd
+
+    _check_structure(raw, mapping)
+    raw = raw.reset_index(drop=True)
+    contract = mapping.contract
+    with_outcomes = any(FIELDS_BY_NAME[n].scope == "outcome" for n in mapping.columns)
+    id_spec = mapping.columns.get("declaration_id")
+    ids = (
+        _as_text(raw[id_spec.column])
+        if id_spec is not None and id_spec.column is not None
+        else None
+    )
+
+    out: dict[str, pd.Series] = {}
+    errors: list[str] = []
+    targets: list[tuple[str, str, _Spec]] = [
+        (name, FIELDS_BY_NAME[name].kind, spec) for name, spec in mapping.columns.items()
+    ]
+    targets += [(e.name, "float" if e.kind == "numeric" else "str", e) for e in mapping.extras]
+    for name, kind, spec in targets:
+        source = raw[spec.column] if spec.column is not None else pd.Series(index=raw.index)
+        converted, bad, problem = _convert(spec, kind, source, len(raw))
+        if bad.any():
+            origin = f"source column {spec.column!r}" if spec.column else "constant value"
+            shown = source if spec.column is not None else converted
+            errors.append(f"{name} ({origin}): {problem}: {_examples(shown, bad, ids)}")
+            continue
+        out[name] = converted
+    if errors:
+        raise ContractError("values that do not convert:\n  " + "\n  ".join(errors))
+
+    frame = pd.DataFrame(out, index=raw.index)
+    if with_outcomes:
+        for f in FIELDS:
+            if f.scope == "outcome" and f.name not in frame.columns and f.nullable:
+                frame[f.name] = pd.Series(pd.NA, index=raw.index, dtype="object")
+    return coerce_declarations(frame, with_outcomes=with_outcomes, contract=contract), contract
+
+
+# --------------------------------------------------------------------------------------------
+# Edges: read the source file, write the contract Parquet.
+# --------------------------------------------------------------------------------------------
+
+
+def _sniff_delimiter(path: Path, encoding: str) -> str:
+    with path.open(encoding=encoding, newline="") as fh:
+        head = fh.readline()
+    try:
+        return csv.Sniffer().sniff(head, delimiters=",;\t|").delimiter
+    except csv.Error:
+        return ","
+
+
+def read_source(path: Path, mapping: Mapping) -> pd.DataFrame:
+    """Read a CSV (all cells as text, so codes and ids keep leading zeros) or a Parquet file."""
+    import pandas as pd
+
+    path = Path(path)
+    if not path.exists():
+        raise ContractError(f"source file not found: {path}")
+    suffix = "".join(path.suffixes[-2:]).lower()
+    try:
+        if path.suffix.lower() in (".parquet", ".pq"):
+            return pd.read_parquet(path)
+        if suffix.endswith((".csv", ".txt", ".csv.gz", ".tsv")):
+            sep = mapping.delimiter or (
+                _sniff_delimiter(path, mapping.encoding) if path.suffix != ".gz" else ","
+            )
+            return pd.read_csv(
+                path,
+                sep=sep,
+                dtype="str",
+                encoding=mapping.encoding,
+                keep_default_na=False,
+                na_values=mapping.null_values,
+            )
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        raise ContractError(f"{path}: cannot read file: {exc}") from exc
+    raise ContractError(f"{path}: unsupported file type (use .csv or .parquet)")
+
+
+def ingest_file(*, source: Path, mapping_path: Path, out: Path) -> dict:
+    """Read ``source``, apply the mapping, write contract Parquet to ``out`` atomically."""
+    mapping = load_mapping(mapping_path)
+    raw = read_source(source, mapping)
+    declarations, contract = apply_mapping(raw, mapping)
+    write_declarations(declarations, out, contract)
+    used = set(mapping.source_columns())
+    ignored = [str(c) for c in raw.columns if c not in used]
+    logger.info("ingested %d rows from %s into %s", len(declarations), source, out)
+    return {
+        "rows": len(declarations),
+        "columns_mapped": len(mapping.columns),
+        "constants": sorted(n for n, s in mapping.columns.items() if s.column is None),
+        "with_outcomes": "inspected" in mapping.columns,
+        "extras": {e.name: e.kind for e in mapping.extras},
+        "ignored_source_columns": len(ignored),
+        "ignored_source_column_names": ignored,
+        "output": str(out),
+    }
+
+
+__all__ = [
+    "ColumnSpec",
+    "ExtraSpec",
+    "Mapping",
+    "apply_mapping",
+    "ingest_file",
+    "load_mapping",
+    "parse_mapping",
+    "read_source",
+]

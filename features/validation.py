@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -393,12 +395,25 @@ def _gx_context() -> Any:
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
-    if not logger.isEnabledFor(logging.DEBUG):  # GX's INFO chatter would bury the gate's report
-        logging.getLogger("great_expectations").setLevel(logging.WARNING)
-
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
     return context
+
+
+@contextmanager
+def _quiet_gx_logging() -> Iterator[None]:
+    """Mute INFO logging while GX runs: hundreds of registry lines would bury the report."""
+    # GX modules set their own loggers to INFO on import, so levels cannot be preset;
+    # logging.disable is process-wide but only for the duration of the run.
+    if logger.isEnabledFor(logging.DEBUG):
+        yield
+        return
+    previous = logging.root.manager.disable
+    logging.disable(logging.INFO)
+    try:
+        yield
+    finally:
+        logging.disable(previous)
 
 
 def _run_suite(
@@ -469,9 +484,10 @@ def validate_declarations(
     fields = _expected_fields(df)
     with_outcomes = any(f.scope == "outcome" for f in fields)
     canonical, failures, usable = _prepare(df, contract)
-    expectations = build_expectations(fields, contract, usable, with_outcomes, now)
     frame = _add_helper_columns(canonical, usable)
-    results, stats = _run_suite(frame, expectations, report_dir)
+    with _quiet_gx_logging():
+        expectations = build_expectations(fields, contract, usable, with_outcomes, now)
+        results, stats = _run_suite(frame, expectations, report_dir)
     failures += [_failure_from(r) for r in results if not r.success]
     stats = {
         "rows": len(df),

@@ -428,9 +428,11 @@ def _run_suite(
         .add_dataframe_asset("declarations")
         .add_batch_definition_whole_dataframe("whole_file")
     )
-    suite = context.suites.add(gx.ExpectationSuite(name="declaration_contract"))
-    for expectation in expectations:
-        suite.add_expectation(expectation)
+    # Build the suite before adding it: add_expectation on a stored suite re-serialises the
+    # whole suite each time (quadratic, seconds for a hundred expectations).
+    suite = context.suites.add(
+        gx.ExpectationSuite(name="declaration_contract", expectations=expectations)
+    )
     definition = context.validation_definitions.add(
         gx.ValidationDefinition(name="declarations_gate", data=batch_definition, suite=suite)
     )

@@ -1,0 +1,160 @@
+"""The declaration contract: canonical dtypes, Parquet round-trips, the pydantic model."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from features.contract import (
+    DECLARATION_COLUMNS,
+    FIELDS,
+    Contract,
+    ContractError,
+    Declaration,
+    ExtraColumn,
+    coerce_declarations,
+    declarations_frame,
+    read_contract,
+    read_declarations,
+    write_declarations,
+)
+
+EXTRAS = Contract(
+    (
+        ExtraColumn("broker_id", "entity", "Customs broker"),
+        ExtraColumn("incoterm", "categorical"),
+        ExtraColumn("insured_value", "numeric"),
+    )
+)
+
+
+def make_declarations(n: int = 6, *, with_outcomes: bool = True) -> pd.DataFrame:
+    """A small valid history in canonical dtypes: parcels 0, 2, 4 inspected, parcel 0 illicit."""
+    declared = pd.date_range("2026-03-01 08:00", periods=n, freq="37min", tz="UTC")
+    inspected = [i % 2 == 0 for i in range(n)]
+    raw = pd.DataFrame(
+        {
+            "declaration_id": [f"D{i:05d}" for i in range(n)],
+            "declared_at": declared,
+            "arrival_office": ["FR000720"] * n,
+            "channel": [("postal", "express", "courier")[i % 3] for i in range(n)],
+            "operator_id": ["OP1", "OP2"] * (n // 2) + ["OP1"] * (n % 2),
+            "platform_id": [None if i % 3 == 0 else "PLAT7" for i in range(n)],
+            "seller_id": [f"S{i % 3}" for i in range(n)],
+            "seller_country": ["CN"] * n,
+            "consignee_id": [f"C{i}" for i in range(n)],
+            "consignee_region": ["FR10"] * n,
+            "origin_country": ["CN"] * n,
+            "hs_code": ["610910", "85176200", "950300"] * (n // 3) + ["610910"] * (n % 3),
+            "description": ["cotton t-shirt"] * n,
+            "quantity": [1 + i % 4 for i in range(n)],
+            "gross_weight_kg": [0.2 + 0.1 * i for i in range(n)],
+            "declared_value": [12.5 + i for i in range(n)],
+            "currency": ["EUR"] * n,
+            "category": ["merchandise"] * n,
+            "ioss_prepaid": [i % 2 == 1 for i in range(n)],
+            "aeo_operator": [False] * n,
+            "broker_id": [f"B{i % 2}" for i in range(n)],
+            "incoterm": ["DAP"] * n,
+            "insured_value": [15.0] * n,
+        }
+    )
+    if with_outcomes:
+        raw["inspected"] = inspected
+        raw["inspected_at"] = [
+            d + pd.Timedelta(hours=20) if insp else pd.NaT
+            for d, insp in zip(declared, inspected, strict=True)
+        ]
+        raw["illicit"] = [(i == 0) if insp else None for i, insp in enumerate(inspected)]
+        raw["offence_type"] = ["undervaluation" if i == 0 else None for i in range(n)]
+        raw["revenue_recovered"] = [
+            (8.4 if i == 0 else 0.0) if insp else None for i, insp in enumerate(inspected)
+        ]
+        raw["selection_reason"] = ["random" if insp else None for insp in inspected]
+    return coerce_declarations(raw, with_outcomes=with_outcomes, contract=EXTRAS)
+
+
+def test_coerce_keeps_canonical_dtypes() -> None:
+    df = make_declarations()
+    again = coerce_declarations(df, with_outcomes=True, contract=EXTRAS)
+    pd.testing.assert_frame_equal(again, df)
+    assert str(df["declared_at"].dtype) == "datetime64[us, UTC]"
+    assert df["quantity"].dtype == "int64"
+    assert df["gross_weight_kg"].dtype == "float64"
+    assert df["ioss_prepaid"].dtype == bool
+    assert str(df["illicit"].dtype) == "boolean"
+    assert pd.api.types.is_string_dtype(df["seller_id"].dtype)
+    assert list(df.columns) == EXTRAS.columns(with_outcomes=True)
+
+
+def test_coerce_reads_text_like_a_csv() -> None:
+    df = make_declarations()
+    as_text = df.astype("str").where(df.notna())
+    pd.testing.assert_frame_equal(
+        coerce_declarations(as_text, with_outcomes=True, contract=EXTRAS), df
+    )
+
+
+def test_parquet_round_trip_keeps_extras(tmp_path) -> None:
+    df = make_declarations()
+    path = tmp_path / "decl.parquet"
+    write_declarations(df, path, EXTRAS)
+    back, contract = read_declarations(path)
+    assert contract == EXTRAS
+    assert read_contract(path) == EXTRAS
+    pd.testing.assert_frame_equal(back, df)
+
+
+def test_read_without_outcomes_column_gives_declarations_only(tmp_path) -> None:
+    df = make_declarations(with_outcomes=False)
+    path = tmp_path / "to_score.parquet"
+    write_declarations(df, path, EXTRAS)
+    back, _ = read_declarations(path)
+    assert list(back.columns) == EXTRAS.columns(with_outcomes=False)
+
+
+def test_pydantic_model_agrees_with_frame() -> None:
+    df = make_declarations(with_outcomes=False)
+    records = df[list(DECLARATION_COLUMNS)].to_dict(orient="records")
+    models = [
+        Declaration(**{k: (None if pd.isna(v) else v) for k, v in r.items()}) for r in records
+    ]
+    pd.testing.assert_frame_equal(
+        declarations_frame(models), df[list(DECLARATION_COLUMNS)].reset_index(drop=True)
+    )
+
+
+def test_pydantic_model_rejects_what_the_contract_forbids() -> None:
+    record = make_declarations(1, with_outcomes=False)[list(DECLARATION_COLUMNS)]
+    good = {k: (None if pd.isna(v) else v) for k, v in record.iloc[0].to_dict().items()}
+    for key, bad in [("hs_code", "12AB"), ("channel", "drone"), ("quantity", 0)]:
+        with pytest.raises(ValueError, match=key):
+            Declaration(**{**good, key: bad})
+
+
+def test_missing_required_column_is_named() -> None:
+    df = make_declarations().drop(columns=["seller_country", "broker_id"])
+    with pytest.raises(ContractError, match=r"seller_country.*broker_id"):
+        coerce_declarations(df, with_outcomes=True, contract=EXTRAS)
+
+
+@pytest.mark.parametrize(
+    ("column", "bad_value", "problem"),
+    [
+        ("aeo_operator", "maybe", "not booleans"),
+        ("inspected", "perhaps", "not booleans"),
+        ("declared_value", "12,50 EUR", "not numbers"),
+        ("quantity", "1.5", "not whole numbers"),
+        ("declared_at", "31/02/2026", "unparseable timestamps"),
+        ("inspected_at", "yesterday", "unparseable timestamps"),
+    ],
+)
+def test_unconvertible_values_name_the_column(column: str, bad_value: str, problem: str) -> None:
+    df = make_declarations().astype("str")
+    df.loc[2, column] = bad_value  # messages name rows by index
+    with pytest.raises(ContractError, match=rf"{column}.*{problem}.*\b2="):
+        coerce_declarations(df, with_outcomes=True, contract=EXTRAS)
+
+
+def test_every_field_has_a_known_kind() -> None:
+    assert {f.kind for f in FIELDS} <= {"str", "category", "datetime", "int", "float", "bool"}

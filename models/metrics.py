@@ -1,0 +1,199 @@
+"""Detection-quality metrics: pure numpy functions over one ranking of the evaluated parcels.
+
+Definitions follow DATE (KDD 2020): rank the evaluated parcels by score, inspect the top n% of
+them; precision@n% is the illicit share of those inspected, recall@n% the share of all illicit
+parcels caught, revenue@n% the share of the total revenue caught. Ties in the score are broken
+by input order (stable sort), so every function is deterministic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+LEVELS: tuple[int, ...] = (1, 2, 5, 10)
+
+
+def _as_float(values: np.ndarray | pd.Series | Sequence[float]) -> np.ndarray:
+    return np.asarray(values, dtype=np.float64)
+
+
+def top_k(n_items: int, share: float) -> int:
+    """How many parcels a share of ``n_items`` inspects: rounded, at least one."""
+    if n_items == 0:
+        return 0
+    return int(min(n_items, max(1, round(n_items * share))))
+
+
+def top_mask(score: np.ndarray, share: float) -> np.ndarray:
+    """Boolean mask of the top ``share`` of parcels by descending score (stable on ties)."""
+    score = _as_float(score)
+    order = np.argsort(-score, kind="stable")
+    mask = np.zeros(len(score), dtype=bool)
+    mask[order[: top_k(len(score), share)]] = True
+    return mask
+
+
+def precision_at(score: np.ndarray, illicit: np.ndarray, share: float) -> float:
+    illicit = _as_float(illicit)
+    if len(illicit) == 0:
+        return float("nan")
+    return float(illicit[top_mask(score, share)].mean())
+
+
+def recall_at(score: np.ndarray, illicit: np.ndarray, share: float) -> float:
+    illicit = _as_float(illicit)
+    total = illicit.sum()
+    if total == 0:
+        return float("nan")
+    return float(illicit[top_mask(score, share)].sum() / total)
+
+
+def revenue_at(score: np.ndarray, revenue: np.ndarray, share: float) -> float:
+    """Share of the total revenue (recovered, or at stake on illicit parcels) in the top share."""
+    revenue = np.nan_to_num(_as_float(revenue), nan=0.0)
+    total = revenue.sum()
+    if total <= 0:
+        return float("nan")
+    return float(revenue[top_mask(score, share)].sum() / total)
+
+
+def roc_auc(score: np.ndarray, illicit: np.ndarray) -> float:
+    """Area under the ROC curve (Mann-Whitney with average ranks for ties)."""
+    score, y = _as_float(score), _as_float(illicit)
+    n_pos = y.sum()
+    n_neg = len(y) - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    ranks = pd.Series(score).rank(method="average").to_numpy()
+    return float((ranks[y == 1].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def pr_auc(score: np.ndarray, illicit: np.ndarray) -> float:
+    """Average precision: mean of the precision at the rank of each illicit parcel.
+
+    Tied scores are treated as one threshold (as scikit-learn does).
+    """
+    score, y = _as_float(score), _as_float(illicit)
+    n_pos = y.sum()
+    if n_pos == 0:
+        return float("nan")
+    order = np.argsort(-score, kind="stable")
+    s, y = score[order], y[order]
+    # last index of each block of equal scores: one threshold per distinct score
+    last = np.r_[np.nonzero(np.diff(s))[0], len(s) - 1]
+    tp = np.cumsum(y)[last]
+    precision = tp / (last + 1)
+    recall = tp / n_pos
+    recall_gain = np.diff(np.r_[0.0, recall])
+    return float((recall_gain * precision).sum())
+
+
+def brier(prob: np.ndarray, illicit: np.ndarray) -> float:
+    prob, y = _as_float(prob), _as_float(illicit)
+    if len(y) == 0:
+        return float("nan")
+    return float(np.mean((prob - y) ** 2))
+
+
+def expected_calibration_error(prob: np.ndarray, illicit: np.ndarray, n_bins: int = 10) -> float:
+    """Binned ECE: sum over equal-width probability bins of |mean prob - hit rate| x bin share."""
+    prob, y = _as_float(prob), _as_float(illicit)
+    if len(y) == 0:
+        return float("nan")
+    bins = np.clip((prob * n_bins).astype(int), 0, n_bins - 1)
+    count = np.bincount(bins, minlength=n_bins)
+    gap = np.abs(np.bincount(bins, weights=prob, minlength=n_bins) - np.bincount(bins, y, n_bins))
+    return float(gap.sum() / len(y)) if count.sum() else float("nan")
+
+
+def calibration_table(prob: np.ndarray, illicit: np.ndarray, n_bins: int = 10) -> pd.DataFrame:
+    """Per probability bin: parcels, mean predicted probability, observed hit rate."""
+    prob, y = _as_float(prob), _as_float(illicit)
+    bins = np.clip((prob * n_bins).astype(int), 0, n_bins - 1)
+    frame = pd.DataFrame({"bin": bins, "prob": prob, "illicit": y})
+    table = frame.groupby("bin").agg(
+        parcels=("prob", "size"), mean_prob=("prob", "mean"), hit_rate=("illicit", "mean")
+    )
+    return table.reset_index()
+
+
+def rates_by_group(
+    score: np.ndarray, illicit: np.ndarray, group: np.ndarray | pd.Series, share: float
+) -> pd.DataFrame:
+    """Per group (e.g. origin country): parcels, selection rate at ``share``, hit rate of those selected."""
+    selected = top_mask(score, share)
+    frame = pd.DataFrame(
+        {"group": np.asarray(group), "selected": selected, "illicit": _as_float(illicit)}
+    )
+    frame["hit"] = frame["illicit"].where(frame["selected"])
+    table = frame.groupby("group", dropna=False).agg(
+        parcels=("selected", "size"),
+        selection_rate=("selected", "mean"),
+        hit_rate=("hit", "mean"),
+        base_rate=("illicit", "mean"),
+    )
+    return table.reset_index().sort_values("parcels", ascending=False, ignore_index=True)
+
+
+def capacity_curve(
+    score: np.ndarray, values: np.ndarray, points: int = 101
+) -> tuple[np.ndarray, np.ndarray]:
+    """Share of ``values`` (illicit flags or revenue) caught against the share inspected."""
+    values = np.nan_to_num(_as_float(values), nan=0.0)
+    order = np.argsort(-_as_float(score), kind="stable")
+    caught = np.r_[0.0, np.cumsum(values[order])]
+    total = caught[-1] if caught[-1] > 0 else 1.0
+    shares = np.linspace(0.0, 1.0, points)
+    idx = np.round(shares * len(values)).astype(int)
+    return shares, caught[idx] / total
+
+
+def ranking_metrics(
+    risk: np.ndarray,
+    illicit: np.ndarray,
+    revenue: np.ndarray,
+    value: np.ndarray | None = None,
+    prob: np.ndarray | None = None,
+    levels: Sequence[int] = LEVELS,
+) -> dict[str, float]:
+    """All headline metrics of one scorer on one evaluation set, as a flat dict.
+
+    ``risk`` ranks for AUC, precision and recall; ``value`` (expected revenue; defaults to
+    ``risk``) ranks for revenue@n%; ``prob`` (calibrated probabilities) adds Brier and ECE.
+    """
+    value = risk if value is None else value
+    out: dict[str, float] = {
+        "n": float(len(illicit)),
+        "base_rate": float(np.mean(_as_float(illicit))) if len(illicit) else float("nan"),
+        "roc_auc": roc_auc(risk, illicit),
+        "pr_auc": pr_auc(risk, illicit),
+    }
+    for n in levels:
+        share = n / 100
+        out[f"precision_at_{n}"] = precision_at(risk, illicit, share)
+        out[f"recall_at_{n}"] = recall_at(risk, illicit, share)
+        out[f"revenue_at_{n}"] = revenue_at(value, revenue, share)
+    if prob is not None:
+        out["brier"] = brier(prob, illicit)
+        out["ece"] = expected_calibration_error(prob, illicit)
+    return out
+
+
+def selected_set_metrics(
+    selected: np.ndarray, illicit: np.ndarray, revenue: np.ndarray
+) -> dict[str, float]:
+    """A fixed selection (e.g. what the legacy rules picked): its rate, hit rate, recall, revenue."""
+    selected = np.asarray(selected, dtype=bool)
+    y = _as_float(illicit)
+    rev = np.nan_to_num(_as_float(revenue), nan=0.0)
+    n_sel = selected.sum()
+    return {
+        "n": float(len(y)),
+        "selection_rate": float(n_sel / len(y)) if len(y) else float("nan"),
+        "hit_rate": float(np.nanmean(y[selected])) if n_sel else float("nan"),
+        "recall": float(y[selected].sum() / y.sum()) if y.sum() else float("nan"),
+        "revenue_share": float(rev[selected].sum() / rev.sum()) if rev.sum() > 0 else float("nan"),
+    }

@@ -1,0 +1,424 @@
+"""MLflow tracking and the model registry: log a training run, resolve and promote the champion.
+
+The registry is the only place that knows where a model lives. A run holds the LightGBM flavour
+(``model/``), the whole ``RiskModel`` bundle (``bundle/``), the entity-state snapshot it was
+trained with (``entity_state/``), plots, SHAP and tables; the registered version points at the run
+and the alias ``champion`` marks the version the service loads (``load_champion``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from features.errors import ParcelriskError
+from models.bundle import RiskModel
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+    from models.train import TrainResult
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+DEFAULT_MODEL_NAME = "parcel-risk"
+CHAMPION_ALIAS = "champion"
+EXPERIMENT = "parcelrisk"
+BUNDLE_ARTIFACT = "bundle"
+ENTITY_STATE_ARTIFACT = "entity_state"
+ENTITY_STATE_META = "meta.json"
+GATE_AT = 5  # the gate compares revenue@5% and precision@5%
+
+
+def resolve_tracking_uri(uri: str | None) -> str:
+    return uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+
+
+def registry_client(tracking_uri: str | None) -> MlflowClient:
+    from mlflow import MlflowClient
+
+    uri = resolve_tracking_uri(tracking_uri)
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def fingerprint_file(path: Path, chunk: int = 1 << 20) -> str:
+    """sha256 of a file's bytes (first 16 hex digits): the data fingerprint of a run."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def entity_state_fingerprint(directory: Path) -> str:
+    meta = Path(directory) / ENTITY_STATE_META
+    if not meta.exists():
+        raise ParcelriskError(
+            f"entity state snapshot missing: {meta} not found (run `parcelrisk features build`)"
+        )
+    try:
+        return str(json.loads(meta.read_text())["fingerprint"])
+    except (KeyError, ValueError) as exc:
+        raise ParcelriskError(f"entity state {meta} has no fingerprint: {exc}") from exc
+
+
+def _ensure_experiment(uri: str) -> None:
+    """Create the experiment with its artifacts beside a SQLite store, not under the cwd."""
+    client = registry_client(uri)
+    if client.get_experiment_by_name(EXPERIMENT) is not None:
+        return
+    location = None
+    if uri.startswith("sqlite:///"):
+        db = Path(uri.removeprefix("sqlite:///"))
+        location = (db.resolve().parent / "mlartifacts").as_uri()
+    client.create_experiment(EXPERIMENT, artifact_location=location)
+
+
+def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> dict[str, Any]:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _flatten(f"{prefix}.{k}" if prefix else str(k), v, out)
+    else:
+        out[prefix] = value
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# logging a training run
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LoggedModel:
+    name: str
+    version: str
+    run_id: str
+    metrics_path: Path | None = None
+    headline: dict[str, float] = field(default_factory=dict)
+
+
+def log_training(
+    result: TrainResult,
+    *,
+    features_dir: Path,
+    params: dict[str, Any],
+    tracking_uri: str | None,
+    model_name: str = DEFAULT_MODEL_NAME,
+    ground_truth_path: Path | None = None,
+    shap_sample: int = 2000,
+) -> LoggedModel:
+    """Log one training run to MLflow and register its model version.
+
+    ``result.model.metadata`` must already carry the data and entity-state fingerprints.
+    """
+    import lightgbm as lgb
+    import mlflow
+    import mlflow.lightgbm
+    import pandas as pd
+    from mlflow.models import infer_signature
+
+    from models.explain import global_shap, report_plots
+
+    uri = resolve_tracking_uri(tracking_uri)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    _ensure_experiment(uri)
+    mlflow.set_experiment(EXPERIMENT)
+    model = result.model
+    manifest = model.manifest
+    features_dir = Path(features_dir)
+    meta = model.metadata
+    with tempfile.TemporaryDirectory(prefix="parcelrisk-run-") as tmp, mlflow.start_run() as run:
+        tmp_dir = Path(tmp)
+        flat_params = _flatten(
+            "", {"train": params.get("train", {}), "promote": params.get("promote", {})}, {}
+        )
+        flat_params.update(
+            {
+                "features_dir": str(features_dir.resolve()),
+                "ground_truth": str(Path(ground_truth_path).resolve()) if ground_truth_path else "",
+                "data_fingerprint": meta.get("data_fingerprint", ""),
+                "entity_state_fingerprint": meta.get("entity_state_fingerprint", ""),
+                "manifest_fingerprint": manifest.fingerprint,
+                "n_features": len(manifest.names),
+            }
+        )
+        mlflow.log_params({k: str(v)[:500] for k, v in flat_params.items()})
+        mlflow.set_tags(
+            {
+                "data_fingerprint": meta.get("data_fingerprint", ""),
+                "entity_state_fingerprint": meta.get("entity_state_fingerprint", ""),
+                "thresholds_version": model.thresholds.version,
+                "split": json.dumps(meta.get("split", {})),
+            }
+        )
+        finite = {k: float(v) for k, v in result.metrics.items() if np.isfinite(v)}
+        mlflow.log_metrics(finite)
+        mlflow.log_metrics(
+            {f"info.{k}": float(v) for k, v in result.info.items() if isinstance(v, int | float)}
+        )
+
+        # the LightGBM flavour, on the float matrix with the manifest's column names
+        X_test = result.test_matrix
+        example = pd.DataFrame(X_test[:5], columns=manifest.names)
+        signature = infer_signature(example, model.raw_score(example.to_numpy()))
+        info = mlflow.lightgbm.log_model(
+            model.risk_booster,
+            name="model",
+            signature=signature,
+            input_example=example,
+            registered_model_name=model_name,
+            pip_requirements=[
+                f"lightgbm=={lgb.__version__}",
+                f"numpy=={np.__version__}",
+                f"pandas=={pd.__version__}",
+            ],
+        )
+        version = str(info.registered_model_version)
+
+        bundle_dir = model.save(tmp_dir / BUNDLE_ARTIFACT)
+        mlflow.log_artifacts(str(bundle_dir), BUNDLE_ARTIFACT)
+        mlflow.log_artifacts(str(features_dir / ENTITY_STATE_ARTIFACT), ENTITY_STATE_ARTIFACT)
+        mlflow.log_text(manifest.to_json(), "feature_manifest.json")
+        mlflow.log_dict(
+            {
+                "raw_knots": model.calibration.raw_knots,
+                "prob_knots": model.calibration.prob_knots,
+                "method": model.calibration.method,
+            },
+            "calibration.json",
+        )
+        mlflow.log_dict(model.thresholds.__dict__, "thresholds.json")
+        mlflow.log_dict(result.info, "train_info.json")
+
+        tables_dir = tmp_dir / "tables"
+        tables_dir.mkdir()
+        for name, table in result.tables.items():
+            table.to_csv(tables_dir / f"{name}.csv", index=False)
+        mlflow.log_artifacts(str(tables_dir), "tables")
+        plots = report_plots(result.predictions, tmp_dir / "plots")
+        for path in plots:
+            mlflow.log_artifact(str(path), "plots")
+        try:
+            global_shap(model, X_test, tmp_dir / "shap", sample=shap_sample)
+            mlflow.log_artifacts(str(tmp_dir / "shap"), "shap")
+        except Exception:  # explanations must not lose a trained model
+            log.exception("global SHAP failed; the run is logged without it")
+
+        client = registry_client(uri)
+        tags = {
+            "run_id": run.info.run_id,
+            "data_fingerprint": meta.get("data_fingerprint", ""),
+            "entity_state_fingerprint": meta.get("entity_state_fingerprint", ""),
+            "thresholds_version": model.thresholds.version,
+            "features_dir": str(features_dir.resolve()),
+            "ground_truth": str(Path(ground_truth_path).resolve()) if ground_truth_path else "",
+        }
+        for key, value in tags.items():
+            client.set_model_version_tag(model_name, version, key, value)
+    return LoggedModel(model_name, version, run.info.run_id, headline=result.headline)
+
+
+# --------------------------------------------------------------------------------------------
+# resolving versions
+# --------------------------------------------------------------------------------------------
+
+
+def latest_version(client: MlflowClient, name: str) -> str:
+    versions = client.search_model_versions(f"name='{name}'")
+    if not versions:
+        raise ParcelriskError(f"no registered versions of model {name!r}: run `parcelrisk train`")
+    return str(max(int(v.version) for v in versions))
+
+
+def alias_version(client: MlflowClient, name: str, alias: str) -> str | None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(client.get_model_version_by_alias(name, alias).version)
+    except MlflowException:
+        return None
+
+
+def load_version(
+    client: MlflowClient, name: str, version: str, dst: Path
+) -> tuple[RiskModel, Path, dict[str, str]]:
+    """Download one version's bundle and entity state into ``dst`` and check they belong together."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        mv = client.get_model_version(name, version)
+    except MlflowException as exc:
+        raise ParcelriskError(f"model {name!r} version {version} not found: {exc}") from exc
+    dst = Path(dst)
+    dst.mkdir(parents=True, exist_ok=True)
+    paths: dict[str, Path] = {}
+    for artifact in (BUNDLE_ARTIFACT, ENTITY_STATE_ARTIFACT):
+        target = dst / artifact
+        if target.exists():
+            shutil.rmtree(target)
+        try:
+            paths[artifact] = Path(client.download_artifacts(mv.run_id, artifact, str(dst)))
+        except (MlflowException, OSError) as exc:
+            raise ParcelriskError(
+                f"model {name!r} version {version} (run {mv.run_id}): artifact {artifact}/ "
+                f"missing: {exc}"
+            ) from exc
+        if not paths[artifact].is_dir() or not any(paths[artifact].iterdir()):
+            raise ParcelriskError(
+                f"model {name!r} version {version} (run {mv.run_id}): artifact {artifact}/ is empty"
+            )
+    model = RiskModel.load(paths[BUNDLE_ARTIFACT])
+    expected = model.metadata.get("entity_state_fingerprint")
+    actual = entity_state_fingerprint(paths[ENTITY_STATE_ARTIFACT])
+    if expected != actual:
+        raise ParcelriskError(
+            f"model {name!r} version {version}: entity state fingerprint {actual} does not match "
+            f"the model's {expected}; the snapshot and the model were not built together"
+        )
+    info = {"name": name, "version": str(version), "run_id": mv.run_id}
+    return model, paths[ENTITY_STATE_ARTIFACT], info
+
+
+def load_champion(
+    tracking_uri: str | None,
+    name: str = DEFAULT_MODEL_NAME,
+    alias: str = CHAMPION_ALIAS,
+    dst: Path | None = None,
+) -> tuple[RiskModel, Path, dict[str, str]]:
+    """The model behind ``name@alias``, its entity-state snapshot dir and {name, version, run_id}.
+
+    Downloads into ``dst`` (a fresh temporary directory if None). Raises ``ParcelriskError`` if
+    the alias, the bundle or the entity state is missing, or their fingerprints disagree.
+    """
+    client = registry_client(tracking_uri)
+    version = alias_version(client, name, alias)
+    if version is None:
+        raise ParcelriskError(
+            f"no model {name!r}@{alias} in the registry at {resolve_tracking_uri(tracking_uri)}: "
+            f"train one (`parcelrisk train`) and promote it (`parcelrisk promote`)"
+        )
+    dst = Path(tempfile.mkdtemp(prefix="parcelrisk-champion-")) if dst is None else Path(dst)
+    model, state_dir, info = load_version(client, name, version, dst)
+    return model, state_dir, {**info, "alias": alias}
+
+
+# --------------------------------------------------------------------------------------------
+# the champion/challenger gate
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PromoteParams:
+    model_name: str = DEFAULT_MODEL_NAME
+    min_gain_revenue_at_5: float = 0.0
+    min_gain_precision_at_5: float = 0.0
+    max_calibration_error: float = 0.05
+
+    @classmethod
+    def from_dict(cls, section: dict[str, Any]) -> PromoteParams:
+        known = set(cls.__dataclass_fields__)
+        unknown = set(section or {}) - known
+        if unknown:
+            raise ParcelriskError(f"unknown key(s) in params promote: {', '.join(sorted(unknown))}")
+        return cls(**(section or {}))
+
+
+@dataclass(frozen=True)
+class Decision:
+    promote: bool
+    reasons: list[str]
+    evaluation: str = ""  # which holdout decided: test_all (ground truth) or test_random
+
+
+def decide_promotion(
+    champion_metrics: dict[str, float], challenger_metrics: dict[str, float], params: PromoteParams
+) -> Decision:
+    """Promote only if the challenger beats the champion on revenue@5% and precision@5% by the
+    configured margins (and on at least one strictly) and is calibrated within the bound.
+
+    Metrics are flat ``<evaluation>.model.<metric>`` dicts of the same holdout; the ground-truth
+    evaluation (``test_all``) decides when present, else the random-exploration one.
+    """
+    evaluation = next(
+        (
+            ev
+            for ev in ("test_all", "test_random")
+            if f"{ev}.model.precision_at_{GATE_AT}" in challenger_metrics
+            and f"{ev}.model.precision_at_{GATE_AT}" in champion_metrics
+        ),
+        None,
+    )
+    if evaluation is None:
+        return Decision(False, ["no common holdout metrics for champion and challenger"])
+    reasons: list[str] = []
+    ok = True
+    gains = []
+    for metric, min_gain in (
+        (f"revenue_at_{GATE_AT}", params.min_gain_revenue_at_5),
+        (f"precision_at_{GATE_AT}", params.min_gain_precision_at_5),
+    ):
+        key = f"{evaluation}.model.{metric}"
+        champ, chall = champion_metrics[key], challenger_metrics[key]
+        gain = chall - champ
+        gains.append(gain)
+        passed = bool(np.isfinite(gain) and gain >= min_gain)
+        ok &= passed
+        reasons.append(
+            f"{metric} ({evaluation}): challenger {chall:.4f} vs champion {champ:.4f}, "
+            f"gain {gain:+.4f} {'>=' if passed else '<'} required {min_gain:+.4f}"
+        )
+    if ok and not any(g > 0 for g in gains):
+        ok = False
+        reasons.append("challenger is no better than the champion on either metric")
+    ece = challenger_metrics.get(f"{evaluation}.model.ece", float("nan"))
+    calibrated = bool(np.isfinite(ece) and ece <= params.max_calibration_error)
+    ok &= calibrated
+    reasons.append(
+        f"calibration error ({evaluation}): {ece:.4f} {'<=' if calibrated else '>'} "
+        f"max {params.max_calibration_error:.4f}"
+    )
+    return Decision(ok, reasons, evaluation)
+
+
+def record_decision(
+    client: MlflowClient,
+    name: str,
+    version: str,
+    decision: Decision,
+    *,
+    champion_before: str | None,
+    outcome: str,
+    force_reason: str | None = None,
+    metrics: dict[str, float] | None = None,
+) -> None:
+    """Tag the challenger version with the decision; move the alias if it was promoted."""
+    tags = {
+        "promotion.outcome": outcome,  # promoted | forced | refused | first
+        "promotion.at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "promotion.champion_before": champion_before or "",
+        "promotion.reasons": " | ".join(decision.reasons)[:4900],
+    }
+    if force_reason:
+        tags["promotion.force_reason"] = force_reason[:4900]
+    if metrics:
+        tags["promotion.metrics"] = json.dumps(
+            {k: round(v, 5) for k, v in metrics.items() if np.isfinite(v)}
+        )[:4900]
+    for key, value in tags.items():
+        client.set_model_version_tag(name, version, key, value)
+    if outcome in ("promoted", "forced", "first"):
+        client.set_registered_model_alias(name, CHAMPION_ALIAS, version)
+        if champion_before and champion_before != version:
+            client.set_model_version_tag(name, champion_before, "promotion.replaced_by", version)

@@ -1,0 +1,119 @@
+"""A small seeded feature frame standing in for ``features build`` output, with ground truth."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.manifest import FeatureManifest, FeatureSpec
+
+COUNTRIES = ("CN", "US", "TR", "GB")
+CHANNELS = ("postal", "express", "courier")
+
+
+def make_manifest() -> FeatureManifest:
+    specs = [
+        FeatureSpec(
+            "value_ratio", "valuation", "float", "declared / reference value", "value {value:.0%}"
+        ),
+        FeatureSpec("seller_hit_rate", "history", "float", "seller hit rate", "seller {value:.0%}"),
+        FeatureSpec("weight_kg", "declaration", "float", "gross weight", "weight {value}"),
+        FeatureSpec("quantity", "declaration", "int", "items", "quantity {value}"),
+        FeatureSpec("seller_count_30d", "history", "float", "parcels of the seller", "n {value}"),
+        FeatureSpec("noise_a", "noise", "float", "noise", "noise {value}"),
+        FeatureSpec("noise_b", "noise", "float", "noise", "noise {value}"),
+        FeatureSpec("channel", "declaration", "category", "channel", "channel {value}", CHANNELS),
+    ]
+    return FeatureManifest(features=tuple(specs), params={"fixture": True})
+
+
+def make_frames(
+    n: int = 12_000, days: int = 60, seed: int = 0
+) -> tuple[pd.DataFrame, pd.DataFrame, FeatureManifest]:
+    """Features (with labels as recorded) and the ground truth of a toy parcel stream."""
+    rng = np.random.default_rng(seed)
+    manifest = make_manifest()
+    declared = pd.Timestamp("2026-01-01", tz="UTC") + pd.to_timedelta(
+        np.sort(rng.uniform(0, days * 86400, n)), unit="s"
+    )
+    value_ratio = rng.lognormal(0, 0.6, n)
+    seller_hit = rng.beta(1, 12, n)
+    weight = rng.gamma(2, 0.5, n)
+    quantity = rng.integers(1, 10, n).astype(float)
+    channel = rng.integers(-1, 3, n).astype(float)
+    origin = rng.choice(COUNTRIES, n)
+    logit = (
+        -3.2
+        - 1.8 * np.log(value_ratio)
+        + 7.0 * seller_hit
+        + 0.6 * (channel == 0)
+        + 0.5 * (origin == "TR")
+    )
+    p = 1 / (1 + np.exp(-logit))
+    illicit = rng.random(n) < p
+    at_stake = rng.gamma(2.0, 10.0, n) * (1 + quantity / 5)
+
+    random_pick = rng.random(n) < 0.08
+    rule_pick = ~random_pick & (value_ratio < 0.5) & (rng.random(n) < 0.5)
+    inspected = random_pick | rule_pick
+    frame = pd.DataFrame(
+        {
+            "declaration_id": [f"D{i:06d}" for i in range(n)],
+            "declared_at": declared.astype("datetime64[us, UTC]"),
+            "inspected": inspected,
+            "inspected_at": (declared + pd.Timedelta(days=2)).where(inspected),
+            "illicit": pd.array(np.where(inspected, illicit, False), dtype="boolean"),
+            "offence_type": pd.Series(
+                np.where(inspected & illicit, "undervaluation", None), dtype="str"
+            ),
+            "revenue_recovered": np.where(inspected, np.where(illicit, at_stake, 0.0), np.nan),
+            "selection_reason": pd.Series(
+                np.where(random_pick, "random", np.where(rule_pick, "rule:low_value", None)),
+                dtype="str",
+            ),
+            "hs_code": "61091000",
+            "hs6": "610910",
+            "hs_chapter": rng.choice(["61", "85", "95"], n),
+            "origin_country": origin,
+            "seller_id": [f"S{i}" for i in rng.integers(0, 300, n)],
+            "value_ratio": value_ratio,
+            "seller_hit_rate": seller_hit,
+            "weight_kg": weight,
+            "quantity": quantity,
+            "seller_count_30d": rng.poisson(20, n).astype(float),
+            "noise_a": rng.normal(size=n),
+            "noise_b": rng.normal(size=n),
+            "channel": channel,
+        }
+    )
+    frame.loc[~inspected, "illicit"] = pd.NA
+    truth = pd.DataFrame(
+        {
+            "declaration_id": frame["declaration_id"],
+            "p_illicit": p,
+            "illicit": illicit,
+            "revenue_at_stake": at_stake,
+        }
+    )
+    return frame, truth, manifest
+
+
+def write_features_dir(directory: Path, frame: pd.DataFrame, manifest: FeatureManifest) -> Path:
+    """What ``features build`` writes: features.parquet, the manifest and an entity-state stub."""
+    directory.mkdir(parents=True, exist_ok=True)
+    frame.to_parquet(directory / "features.parquet", index=False)
+    manifest.write(directory)
+    state = directory / "entity_state"
+    state.mkdir(exist_ok=True)
+    (state / "meta.json").write_text(json.dumps({"fingerprint": "state-fp-1"}))
+    (state / "sellers.parquet").write_bytes(b"stub")
+    return directory
+
+
+@pytest.fixture(scope="session")
+def frames() -> tuple[pd.DataFrame, pd.DataFrame, FeatureManifest]:
+    return make_frames()

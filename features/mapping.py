@@ -221,16 +221,21 @@ def parse_mapping(data: Any, origin: str = "mapping") -> Mapping:
         raise ContractError(f"{origin}: invalid mapping: {exc}") from exc
 
 
+def parse_mapping_text(text: str, origin: str = "mapping") -> Mapping:
+    """Parse and validate mapping YAML given as text."""
+    try:
+        data = yaml.load(text, Loader=_Yaml12Loader)
+    except yaml.YAMLError as exc:
+        raise ContractError(f"{origin}: malformed YAML: {exc}") from exc
+    return parse_mapping(data, origin=origin)
+
+
 def load_mapping(path: Path) -> Mapping:
     """Read and validate a mapping YAML file."""
     path = Path(path)
     if not path.exists():
         raise ContractError(f"mapping file not found: {path}")
-    try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_Yaml12Loader)
-    except yaml.YAMLError as exc:
-        raise ContractError(f"{path}: malformed YAML: {exc}") from exc
-    return parse_mapping(data, origin=str(path))
+    return parse_mapping_text(path.read_text(encoding="utf-8"), origin=str(path))
 
 
 # --------------------------------------------------------------------------------------------
@@ -495,5 +500,6 @@ __all__ = [
     "ingest_file",
     "load_mapping",
     "parse_mapping",
+    "parse_mapping_text",
     "read_source",
 ]

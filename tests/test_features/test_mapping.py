@@ -1,0 +1,196 @@
+"""Bring-your-own-data ingest: a YAML mapping turns foreign columns into the contract."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from features.contract import ContractError, read_declarations
+from features.mapping import apply_mapping, ingest_file, load_mapping
+from features.mapping import parse_mapping_text as load_mapping_text
+
+FOREIGN_CSV = """\
+DECL_NO;LODGED;OFFICE;MODE;OPER;SELLER;S_CTRY;BUYER;ORIGIN;HS;GOODS;QTY;WEIGHT_G;VALUE;IOSS;AEO;KIND;CTRL;CTRL_AT;RESULT;OFFENCE;RECOVERED;BROKER;INCOTERM;INSURED;CLERK
+X1;29/03/2026 01:30;FR01;P;LAPOSTE;S9;CN;B1;CN;0610910;T-shirt;2;450;12,50;Y;N;M;Y;30/03/2026 10:00;POS;UV;3,10;BRK1;DAP;13,75;agt1
+X2;29/03/2026 03:30;FR01;E;DHL;S9;NO;B2;NO;851762;Earbuds;1;120;1.018,00;N;Y;G;N;;;;;BRK2;DDP;;agt2
+X3;15/07/2026 14:05;FR02;C;UPS;S7;US;B3;US;950300;Plush toy;3;900;9,99;N;N;M;Y;16/07/2026 09:00;NEG;;0;BRK1;DAP;10;agt1
+"""
+
+MAPPING = """\
+delimiter: ";"
+columns:
+  declaration_id: DECL_NO
+  declared_at: {column: LODGED, format: "%d/%m/%Y %H:%M", timezone: Europe/Paris}
+  arrival_office: OFFICE
+  channel: {column: MODE, values: {P: postal, E: express, C: courier}}
+  operator_id: OPER
+  seller_id: SELLER
+  seller_country: S_CTRY
+  consignee_id: BUYER
+  origin_country: ORIGIN
+  hs_code: HS
+  description: GOODS
+  quantity: QTY
+  gross_weight_kg: {column: WEIGHT_G, scale: 0.001}
+  declared_value: {column: VALUE, decimal: ",", thousands: "."}
+  currency: {value: EUR}
+  category: {column: KIND, values: {M: merchandise, G: gift}}
+  ioss_prepaid: {column: IOSS, true_values: ["Y"], false_values: ["N"]}
+  aeo_operator: {column: AEO, true_values: ["Y"], false_values: ["N"]}
+  inspected: {column: CTRL, true_values: ["Y"], false_values: ["N"]}
+  inspected_at: {column: CTRL_AT, format: "%d/%m/%Y %H:%M", timezone: Europe/Paris}
+  illicit: {column: RESULT, values: {POS: true, NEG: false}}
+  offence_type: {column: OFFENCE, values: {UV: undervaluation}}
+  revenue_recovered: {column: RECOVERED, decimal: ","}
+extras:
+  - {column: BROKER, name: broker_id, kind: entity}
+  - {column: INCOTERM, name: incoterm, kind: categorical}
+  - {column: INSURED, name: insured_value, kind: numeric, decimal: ","}
+"""
+
+
+def _files(tmp_path: Path, csv: str = FOREIGN_CSV, mapping: str = MAPPING) -> tuple[Path, Path]:
+    source, mapping_path = tmp_path / "foreign.csv", tmp_path / "mapping.yaml"
+    source.write_text(csv, encoding="utf-8")
+    mapping_path.write_text(mapping, encoding="utf-8")
+    return source, mapping_path
+
+
+def _raw(csv: str = FOREIGN_CSV) -> pd.DataFrame:
+    from io import StringIO
+
+    return pd.read_csv(StringIO(csv), sep=";", dtype="str", keep_default_na=False, na_values=[""])
+
+
+def test_mapping_produces_the_contract(tmp_path) -> None:
+    source, mapping_path = _files(tmp_path)
+    out = tmp_path / "out" / "declarations.parquet"
+    summary = ingest_file(source=source, mapping_path=mapping_path, out=out)
+
+    assert summary["rows"] == 3
+    assert summary["extras"] == {
+        "broker_id": "entity",
+        "incoterm": "categorical",
+        "insured_value": "numeric",
+    }
+    assert summary["ignored_source_columns"] == 1  # CLERK
+    df, contract = read_declarations(out)
+    assert [e.name for e in contract.extras] == ["broker_id", "incoterm", "insured_value"]
+    # Europe/Paris: 01:30 is CET (UTC+1); 03:30 is after the spring-forward (UTC+2); July is CEST.
+    assert df["declared_at"].tolist() == [
+        pd.Timestamp("2026-03-29 00:30", tz="UTC"),
+        pd.Timestamp("2026-03-29 01:30", tz="UTC"),
+        pd.Timestamp("2026-07-15 12:05", tz="UTC"),
+    ]
+    assert df["channel"].tolist() == ["postal", "express", "courier"]
+    assert df["hs_code"].tolist() == ["0610910", "851762", "950300"]  # text: leading zero kept
+    assert df["seller_country"].tolist() == ["CN", "NO", "US"]  # Norway is not YAML false
+    assert df["declared_value"].tolist() == [12.5, 1018.0, 9.99]
+    assert df["gross_weight_kg"].tolist() == pytest.approx([0.45, 0.12, 0.9])
+    assert df["currency"].tolist() == ["EUR"] * 3
+    assert df["ioss_prepaid"].tolist() == [True, False, False]
+    assert df["illicit"].tolist() == [True, pd.NA, False]
+    assert df["offence_type"].tolist()[0] == "undervaluation"
+    assert df["revenue_recovered"].tolist()[0] == pytest.approx(3.1)
+    assert df["broker_id"].tolist() == ["BRK1", "BRK2", "BRK1"]
+    assert df["insured_value"].tolist()[0] == 13.75
+    assert pd.isna(df["insured_value"].iloc[1])
+    assert df["selection_reason"].isna().all()  # optional outcome, not mapped: null
+
+
+def test_file_without_outcomes_is_a_file_to_score() -> None:
+    mapping = load_mapping_text(_without_outcomes(MAPPING))
+    df, _ = apply_mapping(_raw(), mapping)
+    assert "inspected" not in df.columns
+    assert len(df) == 3
+
+
+def test_outcome_without_inspected_is_rejected() -> None:
+    text = _without_outcomes(MAPPING).replace(
+        "extras:", "  illicit: {column: RESULT, values: {POS: true, NEG: false}}\nextras:"
+    )
+    with pytest.raises(ContractError, match=r"without 'inspected'.*illicit"):
+        apply_mapping(_raw(), load_mapping_text(text))
+
+
+def test_unmapped_required_fields_are_listed_together() -> None:
+    text = MAPPING.replace("  seller_id: SELLER\n", "").replace("  hs_code: HS\n", "")
+    with pytest.raises(ContractError, match=r"not mapped: seller_id, hs_code"):
+        apply_mapping(_raw(), load_mapping_text(text))
+
+
+def test_missing_source_columns_are_listed_together() -> None:
+    raw = _raw().drop(columns=["OPER", "BROKER"])
+    with pytest.raises(ContractError, match=r"absent from the file: OPER, BROKER"):
+        apply_mapping(raw, load_mapping_text(MAPPING))
+
+
+def test_unknown_code_in_values_table_names_field_column_and_row() -> None:
+    raw = _raw()
+    raw.loc[1, "MODE"] = "Z"
+    with pytest.raises(ContractError, match=r"channel \(source column 'MODE'\).*row 2 \(X2\): 'Z'"):
+        apply_mapping(raw, load_mapping_text(MAPPING))
+
+
+def test_bad_date_names_field_column_and_row() -> None:
+    raw = _raw()
+    raw.loc[2, "LODGED"] = "2026-07-15"
+    with pytest.raises(ContractError, match=r"declared_at \(source column 'LODGED'\).*row 3"):
+        apply_mapping(raw, load_mapping_text(MAPPING))
+
+
+def test_all_bad_columns_are_reported_at_once() -> None:
+    raw = _raw()
+    raw.loc[0, "QTY"] = "two"
+    raw.loc[0, "IOSS"] = "maybe"
+    with pytest.raises(ContractError) as err:
+        apply_mapping(raw, load_mapping_text(MAPPING))
+    assert "quantity (source column 'QTY')" in str(err.value)
+    assert "ioss_prepaid (source column 'IOSS')" in str(err.value)
+
+
+def test_unknown_yaml_key_is_rejected(tmp_path) -> None:
+    _, mapping_path = _files(
+        tmp_path, mapping=MAPPING.replace("scale: 0.001", "scale: 0.001, unit: g")
+    )
+    with pytest.raises(ContractError, match=r"columns.gross_weight_kg.unit: unknown key"):
+        load_mapping(mapping_path)
+
+
+def test_unknown_contract_field_is_rejected() -> None:
+    with pytest.raises(ContractError, match=r"unknown contract field\(s\): parcel_colour"):
+        load_mapping_text(MAPPING.replace("columns:\n", "columns:\n  parcel_colour: COLOUR\n"))
+
+
+def test_malformed_yaml_is_a_contract_error(tmp_path) -> None:
+    _, mapping_path = _files(tmp_path, mapping="columns: {declaration_id: [unclosed\n")
+    with pytest.raises(ContractError, match="malformed YAML"):
+        load_mapping(mapping_path)
+
+
+def test_extra_name_clashing_with_contract_is_rejected() -> None:
+    with pytest.raises(ContractError, match="clashes with a contract field"):
+        load_mapping_text(MAPPING.replace("name: incoterm", "name: seller_id"))
+
+
+def test_worked_example_ingests(tmp_path) -> None:
+    root = Path(__file__).resolve().parents[2] / "data" / "examples"
+    out = tmp_path / "example.parquet"
+    summary = ingest_file(
+        source=root / "foreign_declarations.csv", mapping_path=root / "mapping.yaml", out=out
+    )
+    assert summary["rows"] >= 20
+    df, contract = read_declarations(out)
+    assert {e.kind for e in contract.extras} == {"entity", "categorical", "numeric"}
+    assert df["declared_at"].notna().all()
+
+
+def _without_outcomes(text: str) -> str:
+    outcome_keys = ("inspected", "inspected_at", "illicit", "offence_type", "revenue_recovered")
+    return "".join(
+        line
+        for line in text.splitlines(keepends=True)
+        if not line.strip().startswith(tuple(f"{k}:" for k in outcome_keys))
+    )

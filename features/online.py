@@ -1,13 +1,601 @@
-"""Online features: new declarations + the entity-state snapshot -> the same features as batch.
+"""Online features: new declarations + the entity-state snapshot -> exactly the batch features.
 
-INTERFACE (implementation in progress; signatures are the contract other packages code against):
+The snapshot (``EntityState``) holds, as known at its cutoff:
+- per entity: the vocabulary of keys, totals of everything older than the longest window
+  (first seen, inspections, offences, revenue) and the individual events inside it;
+- the reference prices and text models that batch uses for the period containing the cutoff.
+``compute_online_features`` rebuilds the same ``EventIndex`` structures from the snapshot plus the
+request rows (so parcels of one request see each other, as in batch) and calls the same family
+functions as ``features.build``. Parity is tested, not hoped for.
 
-- ``EntityState.load(directory) -> EntityState``: the snapshot written by ``features build`` into
-  ``DIR/entity_state/``; ``state.cutoff`` (UTC timestamp), ``state.manifest`` (FeatureManifest),
-  ``state.fingerprint`` (str; the model bundle's metadata["entity_state_fingerprint"] must match).
-- ``compute_online_features(declarations, state) -> pandas.DataFrame``: one row per input
-  declaration (canonical contract frame, no outcomes, in input order) with ``declaration_id``,
-  ``declared_at``, the ``REASON_CONTEXT`` columns and every manifest feature column; feed
-  ``state.manifest.matrix(frame)`` to the model. Unknown codes/entities get priors, never errors;
-  ``frame.attrs["warnings"]`` lists per-row warnings as (row_index, message) for unknown codes.
+Learned components are those of the cutoff's refit period (fitted before the period start), the
+same staleness the model was trained with: consistency over freshness.
 """
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from features import history as hist
+from features.build import (
+    Entity,
+    assemble,
+    declaration_features,
+    entities_for,
+    entity_keys,
+    outcome_events,
+    period_of,
+    period_start_us,
+    prepare,
+    sort_declarations,
+    split_shipment_features,
+)
+from features.contract import Contract, ExtraColumn
+from features.errors import ParcelriskError
+from features.manifest import FeatureManifest
+from features.params import FeatureParams
+from features.text import (
+    TextCounts,
+    TextModel,
+    chapter_index,
+    description_shape,
+    make_vectorizer,
+    text_scores,
+)
+from features.valuation import References, fit_references, valuation_features
+
+META_FILE = "meta.json"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class EntityTable:
+    vocabulary: pd.Index  # key -> code
+    base: hist.EntityBase  # totals before the horizon, by code
+    decl_codes: np.ndarray
+    decl_t_us: np.ndarray
+    decl_value_cents: np.ndarray
+    out_codes: np.ndarray
+    out_t_us: np.ndarray
+    out_illicit: np.ndarray
+    out_revenue_cents: np.ndarray
+
+
+@dataclass
+class EntityState:
+    cutoff_us: int
+    period_start_us: int
+    params: FeatureParams
+    contract: Contract
+    manifest: FeatureManifest
+    entities: dict[str, EntityTable]
+    global_base: hist.EntityBase
+    global_out_t_us: np.ndarray
+    global_out_illicit: np.ndarray
+    global_out_revenue_cents: np.ndarray
+    references: References
+    text_model: TextModel
+    fingerprint: str = ""
+
+    @property
+    def cutoff(self) -> pd.Timestamp:
+        return pd.Timestamp(self.cutoff_us * 1000, tz="UTC")
+
+    # --- persistence -------------------------------------------------------------------------
+    def save(self, directory: Path) -> Path:
+        """Write the snapshot atomically: into a sibling temp dir, then swap it in."""
+        import shutil
+        import tempfile
+
+        directory = Path(directory)
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+        try:
+            specs = list(self.entities)
+            for i, spec in enumerate(specs):
+                table = self.entities[spec]
+                pd.DataFrame(
+                    {
+                        "key": table.vocabulary.astype("str"),
+                        "first_seen_us": table.base.first_seen_us,
+                        "n_inspected": table.base.n_inspected,
+                        "n_illicit": table.base.n_illicit,
+                        "revenue_cents": table.base.revenue_cents,
+                    }
+                ).to_parquet(tmp / f"entity_{i}.parquet", index=False)
+                np.savez(
+                    tmp / f"events_{i}.npz",
+                    decl_codes=table.decl_codes,
+                    decl_t_us=table.decl_t_us,
+                    decl_value_cents=table.decl_value_cents,
+                    out_codes=table.out_codes,
+                    out_t_us=table.out_t_us,
+                    out_illicit=table.out_illicit,
+                    out_revenue_cents=table.out_revenue_cents,
+                )
+            np.savez(
+                tmp / "global.npz",
+                base_n_inspected=self.global_base.n_inspected,
+                base_n_illicit=self.global_base.n_illicit,
+                out_t_us=self.global_out_t_us,
+                out_illicit=self.global_out_illicit,
+                out_revenue_cents=self.global_out_revenue_cents,
+            )
+            self.references.hs6.to_parquet(tmp / "references_hs6.parquet")
+            self.references.hs6_origin.to_parquet(tmp / "references_hs6_origin.parquet")
+            np.savez(tmp / "text_model.npz", **self.text_model.to_arrays())
+            self.manifest.write(tmp)
+            fingerprint = _fingerprint_dir(tmp)
+            meta = {
+                "format_version": FORMAT_VERSION,
+                "cutoff_us": self.cutoff_us,
+                "cutoff": str(self.cutoff),
+                "period_start_us": self.period_start_us,
+                "params": self.params.to_dict(),
+                "extras": [
+                    {"name": e.name, "kind": e.kind, "description": e.description}
+                    for e in self.contract.extras
+                ],
+                "entities": specs,
+                "manifest_fingerprint": self.manifest.fingerprint,
+                "fingerprint": fingerprint,
+            }
+            (tmp / META_FILE).write_text(json.dumps(meta, indent=1))
+            if directory.exists():
+                old = directory.with_name(f".{directory.name}.old")
+                shutil.rmtree(old, ignore_errors=True)
+                directory.rename(old)
+                tmp.rename(directory)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                tmp.rename(directory)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        self.fingerprint = fingerprint
+        return directory
+
+    @classmethod
+    def load(cls, directory: Path) -> EntityState:
+        directory = Path(directory)
+        meta_path = directory / META_FILE
+        if not meta_path.exists():
+            raise ParcelriskError(
+                f"entity state not found in {directory} (run `parcelrisk features build`)"
+            )
+        try:
+            meta = json.loads(meta_path.read_text())
+            if meta.get("format_version") != FORMAT_VERSION:
+                raise ParcelriskError(
+                    f"entity state in {directory} has format {meta.get('format_version')}, expected {FORMAT_VERSION}"
+                )
+            actual = _fingerprint_dir(directory)
+            if actual != meta["fingerprint"]:
+                raise ParcelriskError(
+                    f"entity state in {directory} is corrupt: content does not match its fingerprint"
+                )
+            params_raw = dict(meta["params"])
+            params = FeatureParams.from_mapping(params_raw)
+            contract = Contract(tuple(ExtraColumn(**e) for e in meta["extras"]))
+            manifest = FeatureManifest.read(directory)
+            entities = {}
+            for i, spec in enumerate(meta["entities"]):
+                base_df = pd.read_parquet(directory / f"entity_{i}.parquet")
+                ev = np.load(directory / f"events_{i}.npz")
+                entities[spec] = EntityTable(
+                    vocabulary=pd.Index(base_df["key"].astype("str")),
+                    base=hist.EntityBase(
+                        first_seen_us=base_df["first_seen_us"].to_numpy(np.int64),
+                        n_inspected=base_df["n_inspected"].to_numpy(np.int64),
+                        n_illicit=base_df["n_illicit"].to_numpy(np.int64),
+                        revenue_cents=base_df["revenue_cents"].to_numpy(np.int64),
+                    ),
+                    **{k: ev[k] for k in ev.files},
+                )
+            g = np.load(directory / "global.npz")
+            text_arrays = np.load(directory / "text_model.npz")
+            state = cls(
+                cutoff_us=int(meta["cutoff_us"]),
+                period_start_us=int(meta["period_start_us"]),
+                params=params,
+                contract=contract,
+                manifest=manifest,
+                entities=entities,
+                global_base=hist.EntityBase(
+                    first_seen_us=np.array([hist.NO_TIME]),
+                    n_inspected=g["base_n_inspected"],
+                    n_illicit=g["base_n_illicit"],
+                    revenue_cents=np.zeros(1, dtype=np.int64),
+                ),
+                global_out_t_us=g["out_t_us"],
+                global_out_illicit=g["out_illicit"],
+                global_out_revenue_cents=g["out_revenue_cents"],
+                references=References(
+                    hs6=pd.read_parquet(directory / "references_hs6.parquet"),
+                    hs6_origin=pd.read_parquet(directory / "references_hs6_origin.parquet"),
+                ),
+                text_model=TextModel.from_arrays({k: text_arrays[k] for k in text_arrays.files}),
+                fingerprint=meta["fingerprint"],
+            )
+        except ParcelriskError:
+            raise
+        except (OSError, KeyError, ValueError) as exc:
+            raise ParcelriskError(f"entity state in {directory} is unreadable: {exc}") from exc
+        if manifest.fingerprint != meta["manifest_fingerprint"]:
+            raise ParcelriskError(
+                f"entity state in {directory}: manifest does not match the snapshot"
+            )
+        _snapshot_indexes(state)  # sort once at load, not on the first request
+        return state
+
+
+def _fingerprint_dir(directory: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(Path(directory).iterdir()):
+        if path.name == META_FILE or not path.is_file():
+            continue
+        digest.update(path.name.encode())
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()[:16]
+
+
+def as_known_at(declarations: pd.DataFrame, cutoff: pd.Timestamp) -> pd.DataFrame:
+    """History as it was known at ``cutoff``: earlier declarations, outcomes recorded before it."""
+    known = declarations.loc[declarations["declared_at"] < cutoff].copy()
+    if "inspected_at" in known.columns:
+        later = known["inspected_at"].notna() & (known["inspected_at"] >= cutoff)
+        for col in (
+            "inspected_at",
+            "illicit",
+            "offence_type",
+            "revenue_recovered",
+            "selection_reason",
+        ):
+            if col in known.columns:
+                known.loc[later, col] = None
+        known.loc[later, "inspected"] = False
+    return known.reset_index(drop=True)
+
+
+def _base_totals(
+    n_codes: int,
+    codes: np.ndarray,
+    t_us: np.ndarray,
+    horizon: int,
+    out_codes: np.ndarray,
+    out_t: np.ndarray,
+    out_ill: np.ndarray,
+    out_rev: np.ndarray,
+) -> hist.EntityBase:
+    old = t_us < horizon
+    first = np.full(n_codes, hist.NO_TIME, dtype=np.int64)
+    if old.any():
+        firsts = pd.Series(t_us[old]).groupby(codes[old]).min()
+        first[firsts.index.to_numpy()] = firsts.to_numpy()
+    old_out = out_t < horizon
+    return hist.EntityBase(
+        first_seen_us=first,
+        n_inspected=np.bincount(out_codes[old_out], minlength=n_codes).astype(np.int64),
+        n_illicit=np.bincount(
+            out_codes[old_out], weights=out_ill[old_out], minlength=n_codes
+        ).astype(np.int64),
+        revenue_cents=np.bincount(out_codes[old_out], weights=out_rev[old_out], minlength=n_codes)
+        .round()
+        .astype(np.int64),
+    )
+
+
+def build_entity_state(
+    declarations: pd.DataFrame,
+    contract: Contract,
+    params: FeatureParams,
+    *,
+    cutoff: pd.Timestamp,
+    manifest: FeatureManifest,
+) -> EntityState:
+    """Snapshot of everything the online features need, as known at ``cutoff``."""
+    known = sort_declarations(as_known_at(declarations, cutoff))
+    prep = prepare(known, contract, params)
+    outcomes = outcome_events(known)
+    cutoff_us = int(pd.Timestamp(cutoff).value // 1000)
+    horizon = cutoff_us - params.max_window_days * hist.US_PER_DAY
+    start_us = period_start_us(
+        int(period_of(np.array([cutoff_us]), params.refit_period_days)[0]), params.refit_period_days
+    )
+    t = prep["t_us"].to_numpy()
+
+    entities: dict[str, EntityTable] = {}
+    for entity in entities_for(params, contract):
+        codes, vocab = pd.factorize(entity_keys(prep, entity))
+        codes = codes.astype(np.int64)
+        out_codes = codes[outcomes["rows"]]
+        recent = t >= horizon
+        recent_out = outcomes["t_us"] >= horizon
+        entities[entity.spec] = EntityTable(
+            vocabulary=pd.Index(vocab.astype("str")),
+            base=_base_totals(
+                len(vocab),
+                codes,
+                t,
+                horizon,
+                out_codes,
+                outcomes["t_us"],
+                outcomes["illicit"],
+                outcomes["revenue_cents"],
+            ),
+            decl_codes=codes[recent],
+            decl_t_us=t[recent],
+            decl_value_cents=prep["value_cents"].to_numpy()[recent],
+            out_codes=out_codes[recent_out],
+            out_t_us=outcomes["t_us"][recent_out],
+            out_illicit=outcomes["illicit"][recent_out].astype(np.int64),
+            out_revenue_cents=outcomes["revenue_cents"][recent_out],
+        )
+    recent_out = outcomes["t_us"] >= horizon
+    zero = np.zeros(len(outcomes["t_us"]), dtype=np.int64)
+    global_base = _base_totals(
+        1,
+        np.zeros(len(t), dtype=np.int64),
+        t,
+        horizon,
+        zero,
+        outcomes["t_us"],
+        outcomes["illicit"],
+        outcomes["revenue_cents"],
+    )
+
+    # learned components as batch uses them for the cutoff's period
+    before = t < start_us
+    refs = fit_references(
+        prep["hs6"][before],
+        prep["hs6_origin"][before],
+        {
+            k: prep[k].to_numpy()[before]
+            for k in ("log_value_per_item", "log_value_per_kg", "log_weight_per_item")
+        },
+    )
+    text_model = _fit_text_model(prep, outcomes, before, start_us, params)
+    return EntityState(
+        cutoff_us=cutoff_us,
+        period_start_us=start_us,
+        params=params,
+        contract=contract,
+        manifest=manifest,
+        entities=entities,
+        global_base=global_base,
+        global_out_t_us=outcomes["t_us"][recent_out],
+        global_out_illicit=outcomes["illicit"][recent_out].astype(np.int64),
+        global_out_revenue_cents=outcomes["revenue_cents"][recent_out],
+        references=refs,
+        text_model=text_model,
+    )
+
+
+def _fit_text_model(
+    prep: pd.DataFrame,
+    outcomes: dict[str, np.ndarray],
+    before: np.ndarray,
+    start_us: int,
+    params: FeatureParams,
+) -> TextModel:
+    descriptions = prep["description"][before]
+    inverse, uniques = pd.factorize(descriptions)
+    vectorizer = make_vectorizer()
+    try:
+        U = vectorizer.fit_transform(uniques.astype(str)).tocsr()
+        vocabulary = vectorizer.get_feature_names_out()
+    except ValueError:  # no words at all before the period
+        return TextModel.from_counts(
+            TextCounts.zeros(0), np.array([], dtype=str), params.text_alpha
+        )[0]
+    counts = TextCounts.zeros(len(vocabulary))
+    counts.add_declarations(U[inverse], chapter_index(prep["hs_chapter"][before]))
+    known_out = outcomes["t_us"] < start_us
+    rows = outcomes["rows"][
+        known_out
+    ]  # rows of prep; all declared before their result, so before start
+    row_pos = np.searchsorted(np.flatnonzero(before), rows)
+    counts.add_outcomes(U[inverse[row_pos]], outcomes["illicit"][known_out])
+    return TextModel.from_counts(counts, vocabulary, params.text_alpha)[0]
+
+
+# ------------------------------------------------------------------------------------------
+# Online computation
+# ------------------------------------------------------------------------------------------
+
+
+def _codes_for(table: EntityTable, keys: pd.Series) -> np.ndarray:
+    """Snapshot codes; unseen keys get fresh codes (shared by equal keys within the request)."""
+    codes = table.vocabulary.get_indexer(keys.to_numpy()).astype(np.int64)
+    unknown = codes < 0
+    if unknown.any():
+        fresh, _ = pd.factorize(keys[unknown])
+        codes[unknown] = len(table.vocabulary) + fresh
+    return codes
+
+
+def _snapshot_indexes(state: EntityState) -> dict[str, tuple[hist.EventIndex, hist.EventIndex]]:
+    """Sorted indexes of the snapshot's events, built once per loaded state and reused."""
+    cached = getattr(state, "_indexes", None)
+    if cached is None:
+        cached = {}
+        for spec, table in state.entities.items():
+            weights = {"value_cents": table.decl_value_cents} if spec == "consignee_id" else None
+            cached[spec] = (
+                hist.EventIndex(table.decl_codes, table.decl_t_us, weights),
+                hist.EventIndex(
+                    table.out_codes,
+                    table.out_t_us,
+                    hist.outcome_weights(table.out_illicit, table.out_revenue_cents),
+                ),
+            )
+        g_weights = hist.outcome_weights(state.global_out_illicit, state.global_out_revenue_cents)
+        cached["<global>"] = (
+            hist.EventIndex(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)),
+            hist.EventIndex(
+                np.zeros(len(state.global_out_t_us), dtype=np.int64),
+                state.global_out_t_us,
+                g_weights,
+            ),
+        )
+        state._indexes = cached  # type: ignore[attr-defined]
+    return cached
+
+
+def _history_online(
+    prep: pd.DataFrame, state: EntityState, entities: list[Entity]
+) -> dict[str, np.ndarray]:
+    params = state.params
+    t = prep["t_us"].to_numpy()
+    indexes = _snapshot_indexes(state)
+    prior = hist.global_prior(
+        t,
+        indexes["<global>"][1],
+        state.global_base,
+        default_prior=params.default_prior,
+        prior_strength=params.prior_strength,
+    )
+    result: dict[str, np.ndarray] = {}
+    for entity in entities:
+        table = state.entities[entity.spec]
+        codes = _codes_for(table, entity_keys(prep, entity))
+        snapshot_decl, snapshot_out = indexes[entity.spec]
+        extra_w = (
+            {"value_cents": prep["value_cents"].to_numpy()}
+            if entity.spec == "consignee_id"
+            else None
+        )
+        # the request's own rows: parcels of one request see each other as in batch
+        decl_index = hist.CombinedIndex(snapshot_decl, hist.EventIndex(codes, t, extra_w))
+        result.update(
+            hist.entity_history(
+                entity.prefix,
+                codes,
+                t,
+                decl_index,
+                snapshot_out,
+                prior,
+                windows_days=params.windows_days,
+                outcome_window_days=params.outcome_window_days,
+                prior_strength=params.prior_strength,
+                base=table.base,
+            )
+        )
+        if entity.spec == "consignee_id":
+            result.update(
+                split_shipment_features(codes, t, prep["value_eur"].to_numpy(), decl_index, params)
+            )
+    return result
+
+
+def _text_online(prep: pd.DataFrame, state: EntityState) -> dict[str, np.ndarray]:
+    model = state.text_model
+    chapters = chapter_index(prep["hs_chapter"])
+    descriptions = prep["description"].to_numpy()
+    if len(model.tokens):
+        X = make_vectorizer(list(model.tokens)).transform(descriptions).tocsr()
+    else:
+        from scipy import sparse
+
+        X = sparse.csr_matrix((len(descriptions), 0), dtype=np.int64)
+    out = text_scores(
+        X,
+        model.chapter_log_prob,
+        model.chapter_log_prior,
+        model.illicit_llr,
+        model.illicit_log_prior_odds,
+        chapters,
+    )
+    out.update(description_shape_of(descriptions, state.params.vague_terms))
+    return out
+
+
+def description_shape_of(
+    descriptions: np.ndarray, vague_terms: tuple[str, ...]
+) -> dict[str, np.ndarray]:
+    vectorizer = make_vectorizer()
+    try:
+        X_all = vectorizer.fit_transform(descriptions).tocsr()
+    except ValueError:  # no words in any description
+        n = len(descriptions)
+        return {"description_n_tokens": np.zeros(n), "description_vague": np.ones(n)}
+    vocab = vectorizer.get_feature_names_out()
+    return description_shape(X_all, np.isin(vocab, list(vague_terms)))
+
+
+def _warnings(prep: pd.DataFrame, state: EntityState) -> list[tuple[int, str]]:
+    warnings: list[tuple[int, str]] = []
+    fx = state.params.fx
+    unknown_currency = ~prep["currency"].isin(list(fx)).to_numpy()
+    for i in np.flatnonzero(unknown_currency):
+        warnings.append(
+            (
+                int(i),
+                f"currency {prep['currency'].iloc[i]!r} has no exchange rate: value features left empty",
+            )
+        )
+    if not state.references.hs6.empty:
+        unknown_hs = state.references.hs6.index.get_indexer(prep["hs6"].to_numpy()) < 0
+        for i in np.flatnonzero(unknown_hs):
+            warnings.append(
+                (int(i), f"HS6 {prep['hs6'].iloc[i]} not seen in history: no reference price")
+            )
+    for spec in state.manifest.features:
+        if spec.dtype != "category" or spec.categories is None:
+            continue
+        column = spec.name.removeprefix("cat_")
+        values = prep[column].astype("str")
+        unknown = ~values.isin(list(spec.categories)).to_numpy() & values.notna().to_numpy()
+        for i in np.flatnonzero(unknown):
+            warnings.append(
+                (int(i), f"{column} {values.iloc[i]!r} unknown to the model: scored as 'other'")
+            )
+    if (prep["t_us"].to_numpy() < state.cutoff_us).any():
+        for i in np.flatnonzero(prep["t_us"].to_numpy() < state.cutoff_us):
+            warnings.append(
+                (
+                    int(i),
+                    f"declared before the entity-state cutoff {state.cutoff}: history as of the cutoff used",
+                )
+            )
+    return sorted(warnings)
+
+
+def compute_online_features(declarations: pd.DataFrame, state: EntityState) -> pd.DataFrame:
+    """Features of new declarations (canonical contract frame, no outcomes), in input order."""
+    missing = [e.name for e in state.contract.extras if e.name not in declarations.columns]
+    if missing:
+        raise ParcelriskError(
+            f"declarations lack the mapped extra field(s) the model uses: {', '.join(missing)}"
+        )
+    prep = prepare(declarations.reset_index(drop=True), state.contract, state.params)
+    values: dict[str, Any] = {}
+    categories = {s.name: s.categories for s in state.manifest.features if s.dtype == "category"}
+    values.update(declaration_features(prep, categories, state.contract))
+    values.update(_history_online(prep, state, entities_for(state.params, state.contract)))
+    logs = {
+        k: prep[k].to_numpy()
+        for k in ("log_value_per_item", "log_value_per_kg", "log_weight_per_item")
+    }
+    values.update(
+        valuation_features(
+            prep["value_eur"].to_numpy(),
+            logs,
+            prep["hs6"],
+            prep["hs6_origin"],
+            state.references,
+            de_minimis_eur=state.params.de_minimis_eur,
+            min_reference_count=state.params.min_reference_count,
+        )
+    )
+    values.update(_text_online(prep, state))
+    frame = assemble(prep, declarations.reset_index(drop=True), values, state.manifest)
+    frame.attrs["warnings"] = _warnings(prep, state)
+    return frame

@@ -1,0 +1,846 @@
+"""Batch point-in-time features for a declaration history, its manifest and entity-state snapshot.
+
+Pipeline (all vectorised; loops only over entities and refit periods, never over rows):
+1. ``prepare`` derives keys and values from the contract columns (HS6/chapter, EUR value, unit
+   values, entity keys including pairs and mapped ``entity`` extras).
+2. Entity histories (``features.history``): declarations counted at ``declared_at``, outcomes
+   at ``inspected_at`` -- a parcel sees only what was recorded strictly before it.
+3. Split shipments: the consignee's parcels and value in the last hours.
+4. Learned components (reference prices, text models) refitted every ``refit_period_days`` on
+   an expanding window: rows of period k use only declarations (and outcomes) before its start.
+5. Raw declaration fields, calendar, categorical codes fixed in the manifest.
+
+``features.online`` computes the same features for new declarations from the snapshot written
+by ``build_entity_state``; both call the family functions below, so they cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import sparse
+
+from features import history as hist
+from features.contract import Contract, ContractError, atomic_write, read_declarations
+from features.manifest import (
+    ID_COLUMNS,
+    LABEL_COLUMNS,
+    REASON_CONTEXT,
+    FeatureManifest,
+    FeatureSpec,
+)
+from features.params import FeatureParams, load_feature_params
+from features.text import (
+    TextCounts,
+    TextModel,
+    chapter_index,
+    description_shape,
+    make_vectorizer,
+    text_scores,
+)
+from features.valuation import fit_references, unit_values, valuation_features
+
+log = logging.getLogger(__name__)
+
+FEATURES_FILE = "features.parquet"
+STATE_DIR = "entity_state"
+# Refit periods are anchored on a Monday so 7- and 14-day periods start on Mondays at 00:00 UTC.
+PERIOD_ORIGIN_US = int(pd.Timestamp("1970-01-05", tz="UTC").value // 1000)
+NONE_KEY = "<none>"
+PAIR_SEPARATOR = "|"
+
+_ENTITY_LABELS = {
+    "seller_id": ("seller", "seller {seller_id}"),
+    "consignee_id": ("consignee", "consignee {consignee_id}"),
+    "platform_id": ("platform", "platform {platform_id}"),
+    "operator_id": ("operator", "operator {operator_id}"),
+    "origin_country": ("origin", "origin {origin_country}"),
+    "seller_country": ("seller_country", "seller country"),
+    "hs_chapter": ("hs_chapter", "HS chapter {hs_chapter}"),
+    "hs6": ("hs6", "HS {hs6}"),
+    "arrival_office": ("office", "arrival office"),
+    "consignee_region": ("region", "consignee region"),
+}
+
+
+# ------------------------------------------------------------------------------------------
+# Entities and preparation
+# ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Entity:
+    spec: str  # "seller_id" or "seller_id*hs_chapter"
+    prefix: str  # feature name prefix
+    phrase: str  # how a reason names it
+
+    @property
+    def parts(self) -> list[str]:
+        return self.spec.split("*")
+
+
+def entities_for(params: FeatureParams, contract: Contract) -> list[Entity]:
+    specs = list(params.entities) + [e.name for e in contract.extras if e.kind == "entity"]
+    out = []
+    for spec in dict.fromkeys(specs):
+        parts = spec.split("*")
+        labels = [_ENTITY_LABELS.get(p, (p, f"{p.replace('_', ' ')} {{value}}")) for p in parts]
+        prefix = "_x_".join(lab[0] for lab in labels)
+        phrase = " in ".join(lab[1] for lab in labels)
+        out.append(Entity(spec=spec, prefix=prefix, phrase=phrase))
+    return out
+
+
+def prepare(declarations: pd.DataFrame, contract: Contract, params: FeatureParams) -> pd.DataFrame:
+    """Derived keys and values of canonical declarations (same rows, same order)."""
+    d = declarations
+    fx = params.fx
+    rate = d["currency"].map(fx).astype("float64").to_numpy()
+    value_eur = d["declared_value"].to_numpy(dtype=np.float64) * rate
+    quantity = d["quantity"].to_numpy(dtype=np.float64)
+    weight = d["gross_weight_kg"].to_numpy(dtype=np.float64)
+    hs_code = d["hs_code"].astype("str")
+    prep = pd.DataFrame(
+        {
+            "declaration_id": d["declaration_id"].to_numpy(),
+            "declared_at": d["declared_at"].to_numpy(),
+            "t_us": d["declared_at"].astype("datetime64[us, UTC]").astype("int64").to_numpy(),
+            "hs_code": hs_code.to_numpy(),
+            "hs6": hs_code.str.slice(0, 6).to_numpy(),
+            "hs_chapter": hs_code.str.slice(0, 2).to_numpy(),
+            "value_eur": value_eur,
+            "value_cents": np.round(np.nan_to_num(value_eur, nan=0.0) * 100).astype(np.int64),
+            "quantity": quantity,
+            "gross_weight_kg": weight,
+            "description": d["description"].fillna("").astype("str").to_numpy(),
+        }
+    )
+    for col in (
+        "origin_country",
+        "seller_country",
+        "seller_id",
+        "consignee_id",
+        "platform_id",
+        "operator_id",
+        "currency",
+        "channel",
+        "category",
+        "arrival_office",
+        "consignee_region",
+    ):
+        prep[col] = d[col].to_numpy()
+    for col in ("ioss_prepaid", "aeo_operator"):
+        prep[col] = d[col].to_numpy(dtype=np.float64)
+    for extra in contract.extras:
+        prep[extra.name] = d[extra.name].to_numpy()
+    prep["hs6_origin"] = prep["hs6"] + PAIR_SEPARATOR + prep["origin_country"].fillna(NONE_KEY)
+    logs = unit_values(value_eur, quantity, weight)
+    for name, values in logs.items():
+        prep[name] = values
+    return prep
+
+
+def entity_keys(prep: pd.DataFrame, entity: Entity) -> pd.Series:
+    keys = prep[entity.parts[0]].astype("str").fillna(NONE_KEY)
+    for part in entity.parts[1:]:
+        keys = keys + PAIR_SEPARATOR + prep[part].astype("str").fillna(NONE_KEY)
+    return keys
+
+
+def period_of(t_us: np.ndarray, period_days: int) -> np.ndarray:
+    return (t_us - PERIOD_ORIGIN_US) // (period_days * hist.US_PER_DAY)
+
+
+def period_start_us(period: int, period_days: int) -> int:
+    return PERIOD_ORIGIN_US + int(period) * period_days * hist.US_PER_DAY
+
+
+def outcome_rows(declarations: pd.DataFrame) -> np.ndarray:
+    """Rows whose inspection result is recorded (inspected, with a result time and a label)."""
+    if "inspected" not in declarations.columns:
+        return np.zeros(len(declarations), dtype=bool)
+    return (
+        declarations["inspected"].fillna(False).to_numpy(dtype=bool)
+        & declarations["inspected_at"].notna().to_numpy()
+        & declarations["illicit"].notna().to_numpy()
+    )
+
+
+def outcome_events(declarations: pd.DataFrame) -> dict[str, np.ndarray]:
+    rows = outcome_rows(declarations)
+    idx = np.flatnonzero(rows)
+    revenue = declarations["revenue_recovered"].to_numpy(dtype=np.float64, na_value=0.0)[idx]
+    return {
+        "rows": idx,
+        "t_us": declarations["inspected_at"]
+        .astype("datetime64[us, UTC]")
+        .astype("int64")
+        .to_numpy()[idx],
+        "illicit": declarations["illicit"].to_numpy(dtype=bool, na_value=False)[idx],
+        "revenue_cents": np.round(np.nan_to_num(revenue, nan=0.0) * 100).astype(np.int64),
+    }
+
+
+# ------------------------------------------------------------------------------------------
+# Feature families shared by batch and online
+# ------------------------------------------------------------------------------------------
+
+
+def split_shipment_features(
+    codes: np.ndarray,
+    t_us: np.ndarray,
+    value_eur: np.ndarray,
+    index: hist.EventIndex | hist.CombinedIndex,
+    params: FeatureParams,
+) -> dict[str, np.ndarray]:
+    """The consignee's parcels and value just before this one (orders split under de minimis)."""
+    out: dict[str, np.ndarray] = {}
+    value = np.nan_to_num(value_eur, nan=0.0)
+    for h in params.split_windows_hours:
+        start = t_us - h * hist.US_PER_HOUR
+        out[f"consignee_parcels_{h}h"] = index.count_between(codes, start, t_us).astype(np.float64)
+        out[f"consignee_value_{h}h_eur"] = (
+            index.sum_between("value_cents", codes, start, t_us) / 100.0
+        )
+    first = params.split_windows_hours[0]
+    together = value + out[f"consignee_value_{first}h_eur"]
+    out["split_tops_de_minimis"] = (
+        (value < params.de_minimis_eur) & (together >= params.de_minimis_eur)
+    ).astype(np.float64)
+    return out
+
+
+def declaration_features(
+    prep: pd.DataFrame, manifest_categories: dict[str, tuple[str, ...]], contract: Contract
+) -> dict[str, np.ndarray]:
+    """Raw declaration fields, calendar and fixed categorical codes."""
+    ts = pd.DatetimeIndex(prep["declared_at"])
+    out: dict[str, np.ndarray] = {
+        "quantity": prep["quantity"].to_numpy(dtype=np.float64),
+        "gross_weight_kg": prep["gross_weight_kg"].to_numpy(dtype=np.float64),
+        "ioss_prepaid": prep["ioss_prepaid"].to_numpy(dtype=np.float64),
+        "aeo_operator": prep["aeo_operator"].to_numpy(dtype=np.float64),
+        "platform_missing": prep["platform_id"].isna().to_numpy(dtype=np.float64),
+        "seller_country_differs": (
+            prep["seller_country"].fillna("").to_numpy()
+            != prep["origin_country"].fillna("").to_numpy()
+        ).astype(np.float64),
+        "hs_code_digits": prep["hs_code"].str.len().to_numpy(dtype=np.float64),
+        "hour_of_day": ts.hour.to_numpy(dtype=np.float64),
+        "day_of_week": ts.dayofweek.to_numpy(dtype=np.float64),
+    }
+    for name, categories in manifest_categories.items():
+        column = name.removeprefix("cat_")
+        codes = pd.Categorical(prep[column].astype("str"), categories=list(categories)).codes
+        out[name] = codes.astype(np.float64)
+    for extra in contract.extras:
+        if extra.kind == "numeric":
+            out[f"extra_{extra.name}"] = pd.to_numeric(prep[extra.name], errors="coerce").to_numpy(
+                dtype=np.float64
+            )
+    return out
+
+
+def categorical_columns(params: FeatureParams, contract: Contract) -> list[str]:
+    return list(params.categoricals) + [e.name for e in contract.extras if e.kind == "categorical"]
+
+
+def learn_categories(
+    prep: pd.DataFrame, params: FeatureParams, contract: Contract
+) -> dict[str, tuple[str, ...]]:
+    """The most frequent values of each categorical column; the rest code as unknown (-1)."""
+    out = {}
+    for col in categorical_columns(params, contract):
+        counts = prep[col].astype("str").value_counts(dropna=True)
+        counts = counts.sort_index(kind="stable").sort_values(ascending=False, kind="stable")
+        out[f"cat_{col}"] = tuple(str(v) for v in counts.index[: params.max_categories])
+    return out
+
+
+# ------------------------------------------------------------------------------------------
+# Manifest: names, groups, descriptions, reason templates
+# ------------------------------------------------------------------------------------------
+
+
+def _history_specs(entity: Entity, params: FeatureParams) -> list[FeatureSpec]:
+    p, who, ow = entity.prefix, entity.phrase, params.outcome_window_days
+    specs = [
+        FeatureSpec(
+            f"{p}_n_{w}d",
+            "entity_history",
+            "float",
+            f"Declarations by the same {entity.spec} in the previous {w} days.",
+            f"{who} lodged {{value:.0f}} declarations in the last {w} days",
+        )
+        for w in params.windows_days
+    ]
+    specs += [
+        FeatureSpec(
+            f"{p}_days_since_first",
+            "entity_history",
+            "float",
+            f"Days since the {entity.spec} was first seen (empty if new).",
+            f"{who} first seen {{value:.0f}} days ago",
+        ),
+        FeatureSpec(
+            f"{p}_n_inspected",
+            "entity_history",
+            "float",
+            f"Past inspections of the {entity.spec} with a recorded result.",
+            f"{who} inspected {{value:.0f}} times before",
+        ),
+        FeatureSpec(
+            f"{p}_n_illicit",
+            "entity_history",
+            "float",
+            f"Past inspections of the {entity.spec} that found an offence.",
+            f"{who} caught {{value:.0f}} times before",
+        ),
+        FeatureSpec(
+            f"{p}_hit_rate",
+            "entity_history",
+            "float",
+            f"Smoothed hit rate of past inspections of the {entity.spec}.",
+            f"{who} past inspections hit rate {{value:.0%}}",
+        ),
+        FeatureSpec(
+            f"{p}_revenue_recovered_eur",
+            "entity_history",
+            "float",
+            f"Revenue recovered from the {entity.spec} in past inspections, EUR.",
+            f"EUR {{value:,.0f}} already recovered from {who}",
+        ),
+        FeatureSpec(
+            f"{p}_illicit_{ow}d",
+            "entity_history",
+            "float",
+            f"Offences found for the {entity.spec} in results recorded in the last {ow} days.",
+            f"{who} caught {{value:.0f}} times in the last {ow} days",
+        ),
+        FeatureSpec(
+            f"{p}_inspected_{ow}d",
+            "entity_history",
+            "float",
+            f"Inspection results for the {entity.spec} recorded in the last {ow} days.",
+            f"{who} inspected {{value:.0f}} times in the last {ow} days",
+        ),
+    ]
+    return specs
+
+
+_STATIC_SPECS = (
+    FeatureSpec(
+        "value_eur",
+        "valuation",
+        "float",
+        "Declared value in EUR.",
+        "declared value EUR {value:,.2f}",
+    ),
+    FeatureSpec(
+        "value_per_item_eur",
+        "valuation",
+        "float",
+        "Declared value per item, EUR.",
+        "declared value EUR {value:,.2f} per item",
+    ),
+    FeatureSpec(
+        "value_per_kg_eur",
+        "valuation",
+        "float",
+        "Declared value per kg, EUR.",
+        "declared value EUR {value:,.2f} per kg",
+    ),
+    FeatureSpec(
+        "unit_value_ratio_hs6",
+        "valuation",
+        "float",
+        "Unit value / median unit value of past declarations of the HS6.",
+        "declared unit value is {value:.0%} of the past median for HS {hs6}",
+    ),
+    FeatureSpec(
+        "value_per_kg_ratio_hs6",
+        "valuation",
+        "float",
+        "Value per kg / median of past declarations of the HS6.",
+        "declared value per kg is {value:.0%} of the past median for HS {hs6}",
+    ),
+    FeatureSpec(
+        "unit_value_ratio_hs6_origin",
+        "valuation",
+        "float",
+        "Unit value / median of past declarations of the HS6 from the same origin (HS6 median if too few).",
+        "declared unit value is {value:.0%} of the past median for HS {hs6} from {origin_country}",
+    ),
+    FeatureSpec(
+        "weight_per_item_ratio_hs6",
+        "weight",
+        "float",
+        "Weight per item / median of past declarations of the HS6.",
+        "weight per item is {value:.0%} of the usual for HS {hs6}",
+    ),
+    FeatureSpec(
+        "reference_count_hs6",
+        "valuation",
+        "float",
+        "Past declarations behind the HS6 reference.",
+        "only {value:.0f} past declarations of HS {hs6} to compare with",
+    ),
+    FeatureSpec(
+        "de_minimis_ratio",
+        "valuation",
+        "float",
+        "Declared value / de minimis threshold.",
+        "declared value is {value:.0%} of the duty-free threshold",
+    ),
+    FeatureSpec(
+        "just_below_de_minimis",
+        "valuation",
+        "float",
+        "Declared value between 80% and 100% of the de minimis threshold.",
+        "declared value just below the duty-free threshold",
+    ),
+    FeatureSpec(
+        "text_p_declared_chapter",
+        "text",
+        "float",
+        "Probability of the declared HS chapter given the description (model of past declarations).",
+        "description matches HS chapter {hs_chapter} with probability {value:.0%} only",
+    ),
+    FeatureSpec(
+        "text_p_top_chapter",
+        "text",
+        "float",
+        "Probability of the most likely HS chapter given the description.",
+        "description points to another chapter with probability {value:.0%}",
+    ),
+    FeatureSpec(
+        "text_top_chapter_differs",
+        "text",
+        "float",
+        "The description's most likely chapter is not the declared one.",
+        "description suggests a different HS chapter than {hs_chapter}",
+    ),
+    FeatureSpec(
+        "text_p_illicit",
+        "text",
+        "float",
+        "Probability of an offence given the description words (model of past inspection results).",
+        "description words are frequent in past offences ({value:.0%})",
+    ),
+    FeatureSpec(
+        "description_n_tokens",
+        "text",
+        "float",
+        "Distinct words in the description.",
+        "description has only {value:.0f} word(s)",
+    ),
+    FeatureSpec(
+        "description_vague",
+        "text",
+        "float",
+        "The description uses only vague words (gift, parts, goods...).",
+        "vague goods description",
+    ),
+)
+
+_DECLARATION_SPECS = (
+    FeatureSpec(
+        "quantity", "declaration", "float", "Number of items.", "{value:.0f} items declared"
+    ),
+    FeatureSpec(
+        "gross_weight_kg",
+        "declaration",
+        "float",
+        "Gross weight, kg.",
+        "gross weight {value:.2f} kg",
+    ),
+    FeatureSpec(
+        "ioss_prepaid",
+        "declaration",
+        "float",
+        "VAT prepaid through IOSS.",
+        "IOSS prepaid: {value:.0f}",
+    ),
+    FeatureSpec(
+        "aeo_operator",
+        "declaration",
+        "float",
+        "Operator holds AEO status.",
+        "operator AEO status: {value:.0f}",
+    ),
+    FeatureSpec(
+        "platform_missing",
+        "declaration",
+        "float",
+        "No e-commerce platform declared.",
+        "no platform declared",
+    ),
+    FeatureSpec(
+        "seller_country_differs",
+        "declaration",
+        "float",
+        "Declared origin differs from the seller's country.",
+        "origin {origin_country} differs from the seller's country",
+    ),
+    FeatureSpec(
+        "hs_code_digits",
+        "declaration",
+        "float",
+        "Number of digits of the declared HS code.",
+        "HS code given with {value:.0f} digits",
+    ),
+    FeatureSpec(
+        "hour_of_day",
+        "calendar",
+        "float",
+        "Hour of declaration, UTC.",
+        "declared at {value:.0f}h UTC",
+    ),
+    FeatureSpec(
+        "day_of_week",
+        "calendar",
+        "float",
+        "Day of week of declaration (0 = Monday).",
+        "declared on weekday {value:.0f}",
+    ),
+)
+
+
+def build_manifest(
+    params: FeatureParams, contract: Contract, categories: dict[str, tuple[str, ...]]
+) -> FeatureManifest:
+    specs: list[FeatureSpec] = list(_DECLARATION_SPECS)
+    for name, cats in categories.items():
+        col = name.removeprefix("cat_")
+        specs.append(
+            FeatureSpec(
+                name,
+                "declaration",
+                "category",
+                f"{col.replace('_', ' ')} (category code).",
+                f"{col.replace('_', ' ')} is {{value}}",
+                categories=cats,
+            )
+        )
+    for extra in contract.extras:
+        if extra.kind == "numeric":
+            specs.append(
+                FeatureSpec(
+                    f"extra_{extra.name}",
+                    "extra",
+                    "float",
+                    extra.description or f"Mapped numeric column {extra.name}.",
+                    f"{extra.name.replace('_', ' ')} {{value:,.2f}}",
+                )
+            )
+    specs += list(_STATIC_SPECS)
+    for h in params.split_windows_hours:
+        specs.append(
+            FeatureSpec(
+                f"consignee_parcels_{h}h",
+                "split_shipment",
+                "float",
+                f"Parcels to the same consignee in the previous {h} hours.",
+                f"consignee {{consignee_id}} received {{value:.0f}} parcels in the last {h} hours",
+            )
+        )
+        specs.append(
+            FeatureSpec(
+                f"consignee_value_{h}h_eur",
+                "split_shipment",
+                "float",
+                f"Declared value to the same consignee in the previous {h} hours, EUR.",
+                f"consignee {{consignee_id}} received EUR {{value:,.0f}} in the last {h} hours",
+            )
+        )
+    specs.append(
+        FeatureSpec(
+            "split_tops_de_minimis",
+            "split_shipment",
+            "float",
+            "Below de minimis alone but above it with the consignee's parcels of the first split window.",
+            "with the consignee's other recent parcels the value exceeds the duty-free threshold",
+        )
+    )
+    for entity in entities_for(params, contract):
+        specs += _history_specs(entity, params)
+    return FeatureManifest(features=tuple(specs), params=params.to_dict())
+
+
+# ------------------------------------------------------------------------------------------
+# Batch
+# ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class FeatureSet:
+    frame: pd.DataFrame  # ids, labels, reason context, features; sorted by (declared_at, id)
+    manifest: FeatureManifest
+
+
+def sort_declarations(declarations: pd.DataFrame) -> pd.DataFrame:
+    """Deterministic order: by declaration time, ties by id (input order never matters)."""
+    return declarations.sort_values(["declared_at", "declaration_id"], kind="stable").reset_index(
+        drop=True
+    )
+
+
+def _history_batch(
+    prep: pd.DataFrame,
+    outcomes: dict[str, np.ndarray],
+    entities: list[Entity],
+    params: FeatureParams,
+) -> dict[str, np.ndarray]:
+    t = prep["t_us"].to_numpy()
+    out_t = outcomes["t_us"]
+    weights = hist.outcome_weights(outcomes["illicit"], outcomes["revenue_cents"])
+    global_outcomes = hist.EventIndex(np.zeros(len(out_t), dtype=np.int64), out_t, weights)
+    prior = hist.global_prior(
+        t,
+        global_outcomes,
+        None,
+        default_prior=params.default_prior,
+        prior_strength=params.prior_strength,
+    )
+    result: dict[str, np.ndarray] = {}
+    for entity in entities:
+        codes, _ = pd.factorize(entity_keys(prep, entity))
+        codes = codes.astype(np.int64)
+        extra_w = (
+            {"value_cents": prep["value_cents"].to_numpy()}
+            if entity.spec == "consignee_id"
+            else None
+        )
+        decl_index = hist.EventIndex(codes, t, extra_w)
+        out_index = hist.EventIndex(codes[outcomes["rows"]], out_t, weights)
+        result.update(
+            hist.entity_history(
+                entity.prefix,
+                codes,
+                t,
+                decl_index,
+                out_index,
+                prior,
+                windows_days=params.windows_days,
+                outcome_window_days=params.outcome_window_days,
+                prior_strength=params.prior_strength,
+            )
+        )
+        if entity.spec == "consignee_id":
+            result.update(
+                split_shipment_features(codes, t, prep["value_eur"].to_numpy(), decl_index, params)
+            )
+    return result
+
+
+def _learned_batch(
+    prep: pd.DataFrame,
+    declarations: pd.DataFrame,
+    outcomes: dict[str, np.ndarray],
+    params: FeatureParams,
+) -> dict[str, np.ndarray]:
+    """Valuation and text features, refitted per period on everything before the period start."""
+    n = len(prep)
+    t = prep["t_us"].to_numpy()  # sorted ascending
+    periods = period_of(t, params.refit_period_days)
+    logs = {
+        k: prep[k].to_numpy()
+        for k in ("log_value_per_item", "log_value_per_kg", "log_weight_per_item")
+    }
+
+    inverse, uniques = pd.factorize(prep["description"])
+    vectorizer = make_vectorizer()
+    try:
+        U = vectorizer.fit_transform(uniques.astype(str)).tocsr()
+        vocabulary = vectorizer.get_feature_names_out()
+    except ValueError:  # not a single word in any description
+        U = sparse.csr_matrix((len(uniques), 0), dtype=np.int64)
+        vocabulary = np.array([], dtype=str)
+    vague_mask = np.isin(vocabulary, list(params.vague_terms))
+    chapters = chapter_index(prep["hs_chapter"])
+    counts = TextCounts.zeros(len(vocabulary))
+    out_order = np.argsort(outcomes["t_us"], kind="stable")
+    out_rows_sorted = outcomes["rows"][out_order]
+    out_t_sorted = outcomes["t_us"][out_order]
+    out_ill_sorted = outcomes["illicit"][out_order]
+
+    result = {
+        name: np.full(n, np.nan)
+        for name in (
+            "value_eur",
+            "value_per_item_eur",
+            "value_per_kg_eur",
+            "unit_value_ratio_hs6",
+            "value_per_kg_ratio_hs6",
+            "unit_value_ratio_hs6_origin",
+            "weight_per_item_ratio_hs6",
+            "reference_count_hs6",
+            "de_minimis_ratio",
+            "just_below_de_minimis",
+            "text_p_declared_chapter",
+            "text_p_top_chapter",
+            "text_top_chapter_differs",
+            "text_p_illicit",
+        )
+    }
+    decl_done = 0
+    out_done = 0
+    bounds = np.flatnonzero(np.diff(periods)) + 1
+    starts = np.concatenate(([0], bounds))
+    ends = np.concatenate((bounds, [n]))
+    for lo, hi in zip(starts, ends, strict=True):
+        start_us = period_start_us(int(periods[lo]), params.refit_period_days)
+        # declarations known at the period start: rows [0, lo) (sorted by time, all < start_us)
+        known = lo
+        refs = fit_references(
+            prep["hs6"].iloc[:known],
+            prep["hs6_origin"].iloc[:known],
+            {k: v[:known] for k, v in logs.items()},
+        )
+        vals = valuation_features(
+            prep["value_eur"].to_numpy()[lo:hi],
+            {k: v[lo:hi] for k, v in logs.items()},
+            prep["hs6"].iloc[lo:hi],
+            prep["hs6_origin"].iloc[lo:hi],
+            refs,
+            de_minimis_eur=params.de_minimis_eur,
+            min_reference_count=params.min_reference_count,
+        )
+        # text evidence: declarations before the period, outcomes recorded before its start
+        counts.add_declarations(U[inverse[decl_done:known]], chapters[decl_done:known])
+        decl_done = known
+        new_out = np.searchsorted(out_t_sorted, start_us, side="left")
+        rows = out_rows_sorted[out_done:new_out]
+        counts.add_outcomes(U[inverse[rows]], out_ill_sorted[out_done:new_out])
+        out_done = new_out
+        model, seen = TextModel.from_counts(counts, vocabulary, params.text_alpha)
+        texts = _score_with_global_vocab(
+            U[inverse[lo:hi]], model, seen, len(vocabulary), chapters[lo:hi]
+        )
+        for name, values in {**vals, **texts}.items():
+            result[name][lo:hi] = values
+    result.update(description_shape(U[inverse], vague_mask))
+    return result
+
+
+def _score_with_global_vocab(
+    X: Any, model: TextModel, seen: np.ndarray, n_vocab: int, chapters: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Score rows tokenised with the global vocabulary; unseen tokens get zero weight."""
+    chapter_lp = np.zeros((n_vocab, model.chapter_log_prob.shape[1]))
+    chapter_lp[seen] = model.chapter_log_prob
+    llr = np.zeros(n_vocab)
+    llr[seen] = model.illicit_llr
+    out: dict[str, list[np.ndarray]] = {}
+    chunk = 100_000
+    for s in range(0, X.shape[0], chunk):
+        # keep only seen columns so "has tokens" means "has known tokens", as online
+        Xs = X[s : s + chunk][:, seen]
+        part = text_scores(
+            Xs,
+            chapter_lp[seen],
+            model.chapter_log_prior,
+            llr[seen],
+            model.illicit_log_prior_odds,
+            chapters[s : s + chunk],
+        )
+        for k, v in part.items():
+            out.setdefault(k, []).append(v)
+    if not out:
+        return {
+            k: np.empty(0)
+            for k in (
+                "text_p_declared_chapter",
+                "text_p_top_chapter",
+                "text_top_chapter_differs",
+                "text_p_illicit",
+            )
+        }
+    return {k: np.concatenate(v) for k, v in out.items()}
+
+
+def assemble(
+    prep: pd.DataFrame,
+    declarations: pd.DataFrame,
+    values: dict[str, np.ndarray],
+    manifest: FeatureManifest,
+) -> pd.DataFrame:
+    """ids + labels + reason context + manifest features, in manifest order."""
+    columns: dict[str, Any] = {c: declarations[c].to_numpy() for c in ID_COLUMNS}
+    for c in LABEL_COLUMNS:
+        if c in declarations.columns:
+            columns[c] = declarations[c].to_numpy()
+    for c in REASON_CONTEXT:
+        columns[c] = prep[c].to_numpy()
+    for name in manifest.names:
+        columns[name] = values[name]
+    frame = pd.DataFrame(columns)
+    for c in ID_COLUMNS + LABEL_COLUMNS:
+        if c in frame.columns:
+            frame[c] = frame[c].astype(declarations[c].dtype)
+    return frame
+
+
+def build_features(
+    declarations: pd.DataFrame,
+    contract: Contract,
+    params: FeatureParams,
+    categories: dict[str, tuple[str, ...]] | None = None,
+) -> FeatureSet:
+    """Point-in-time features of every declaration of a history (canonical contract frame).
+
+    ``categories`` fixes the categorical codes (e.g. to a deployed model's); by default they are
+    learned from the data.
+    """
+    declarations = sort_declarations(declarations)
+    prep = prepare(declarations, contract, params)
+    outcomes = outcome_events(declarations)
+    if categories is None:
+        categories = learn_categories(prep, params, contract)
+    manifest = build_manifest(params, contract, categories)
+    values: dict[str, np.ndarray] = {}
+    values.update(declaration_features(prep, categories, contract))
+    values.update(_history_batch(prep, outcomes, entities_for(params, contract), params))
+    values.update(_learned_batch(prep, declarations, outcomes, params))
+    return FeatureSet(frame=assemble(prep, declarations, values, manifest), manifest=manifest)
+
+
+def build_to_dir(*, declarations_path: Path, out: Path, params_path: Path) -> dict[str, Any]:
+    """CLI edge: read, build, write features.parquet + manifest + entity_state atomically."""
+    from features.online import build_entity_state
+
+    started = time.perf_counter()
+    params = load_feature_params(params_path)
+    declarations, contract = read_declarations(Path(declarations_path), with_outcomes=True)
+    if declarations.empty:
+        raise ContractError(f"{declarations_path}: no declarations to build features from")
+    feature_set = build_features(declarations, contract, params)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write(out / FEATURES_FILE, lambda tmp: feature_set.frame.to_parquet(tmp, index=False))
+    feature_set.manifest.write(out)
+    cutoff = declarations["declared_at"].max() + pd.Timedelta(microseconds=1)
+    state = build_entity_state(
+        declarations, contract, params, cutoff=cutoff, manifest=feature_set.manifest
+    )
+    state.save(out / STATE_DIR)
+    summary = {
+        "rows": len(feature_set.frame),
+        "features": len(feature_set.manifest.names),
+        "groups": feature_set.manifest.groups(),
+        "entity_state_cutoff": str(cutoff),
+        "entity_state_fingerprint": state.fingerprint,
+        "seconds": round(time.perf_counter() - started, 2),
+        "out": str(out),
+    }
+    atomic_write(
+        out / "features_summary.json", lambda tmp: tmp.write_text(json.dumps(summary, indent=1))
+    )
+    return summary

@@ -1,0 +1,111 @@
+"""Valuation features: declared value against reference distributions learned from the past.
+
+References are medians of log unit values per HS6 (and HS6 x origin) over declarations lodged
+before a period start; ``features.build`` refits them every ``refit_period_days`` on an expanding
+window, so a parcel is compared only with what was declared before its period began. Medians in
+log space resist the undervalued minority that contaminates declared prices.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+REFERENCE_COLUMNS = ("log_value_per_item", "log_value_per_kg", "log_weight_per_item")
+PAIR_SEPARATOR = "|"
+
+
+@dataclass(frozen=True)
+class References:
+    """Median log unit values per HS6 and per HS6|origin, with the counts behind them."""
+
+    hs6: pd.DataFrame  # index hs6; REFERENCE_COLUMNS + count
+    hs6_origin: pd.DataFrame  # index "hs6|origin"; log_value_per_item + count
+
+    @staticmethod
+    def empty() -> References:
+        return References(
+            hs6=pd.DataFrame(
+                columns=[*REFERENCE_COLUMNS, "count"], index=pd.Index([], dtype="str")
+            ),
+            hs6_origin=pd.DataFrame(
+                columns=["log_value_per_item", "count"], index=pd.Index([], dtype="str")
+            ),
+        )
+
+
+def unit_values(
+    value_eur: np.ndarray, quantity: np.ndarray, weight_kg: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Log value per item, per kg and log weight per item (value 0 -> a floor, not -inf)."""
+    value = np.maximum(np.nan_to_num(value_eur, nan=np.nan), 0.01)
+    qty = np.maximum(quantity.astype(np.float64), 1.0)
+    weight = np.maximum(weight_kg, 0.001)
+    return {
+        "log_value_per_item": np.log(value / qty),
+        "log_value_per_kg": np.log(value / weight),
+        "log_weight_per_item": np.log(weight / qty),
+    }
+
+
+def fit_references(
+    hs6: pd.Series, hs6_origin: pd.Series, logs: dict[str, np.ndarray]
+) -> References:
+    """Medians over the given (past) declarations; NaN values (unknown currency) are skipped."""
+    if len(hs6) == 0:
+        return References.empty()
+    frame = pd.DataFrame({k: logs[k] for k in REFERENCE_COLUMNS})
+    by_hs6 = frame.groupby(hs6.to_numpy(), sort=True)
+    ref6 = by_hs6.median()
+    ref6["count"] = by_hs6["log_value_per_item"].count().astype(np.float64)
+    pair = frame[["log_value_per_item"]].groupby(hs6_origin.to_numpy(), sort=True)
+    ref_pair = pair.median()
+    ref_pair["count"] = pair["log_value_per_item"].count().astype(np.float64)
+    return References(hs6=ref6, hs6_origin=ref_pair)
+
+
+def _lookup(table: pd.DataFrame, keys: pd.Series, column: str) -> np.ndarray:
+    if table.empty:
+        return np.full(len(keys), np.nan)
+    idx = table.index.get_indexer(keys.to_numpy())
+    values = table[column].to_numpy(dtype=np.float64)
+    return np.where(idx >= 0, values[np.maximum(idx, 0)], np.nan)
+
+
+def valuation_features(
+    value_eur: np.ndarray,
+    logs: dict[str, np.ndarray],
+    hs6: pd.Series,
+    hs6_origin: pd.Series,
+    refs: References,
+    *,
+    de_minimis_eur: float,
+    min_reference_count: int,
+) -> dict[str, np.ndarray]:
+    """Ratios of this parcel's unit values to the references (1.0 = at the median)."""
+    count6 = np.nan_to_num(_lookup(refs.hs6, hs6, "count"), nan=0.0)
+    reliable6 = count6 >= min_reference_count
+    med_item = np.where(reliable6, _lookup(refs.hs6, hs6, "log_value_per_item"), np.nan)
+    med_kg = np.where(reliable6, _lookup(refs.hs6, hs6, "log_value_per_kg"), np.nan)
+    med_weight = np.where(reliable6, _lookup(refs.hs6, hs6, "log_weight_per_item"), np.nan)
+    count_pair = np.nan_to_num(_lookup(refs.hs6_origin, hs6_origin, "count"), nan=0.0)
+    med_pair = np.where(
+        count_pair >= min_reference_count,
+        _lookup(refs.hs6_origin, hs6_origin, "log_value_per_item"),
+        med_item,
+    )
+    value_ratio = value_eur / de_minimis_eur
+    return {
+        "value_eur": value_eur,
+        "value_per_item_eur": np.exp(logs["log_value_per_item"]),
+        "value_per_kg_eur": np.exp(logs["log_value_per_kg"]),
+        "unit_value_ratio_hs6": np.exp(logs["log_value_per_item"] - med_item),
+        "value_per_kg_ratio_hs6": np.exp(logs["log_value_per_kg"] - med_kg),
+        "unit_value_ratio_hs6_origin": np.exp(logs["log_value_per_item"] - med_pair),
+        "weight_per_item_ratio_hs6": np.exp(logs["log_weight_per_item"] - med_weight),
+        "reference_count_hs6": count6,
+        "de_minimis_ratio": value_ratio,
+        "just_below_de_minimis": ((value_ratio >= 0.8) & (value_ratio < 1.0)).astype(np.float64),
+    }

@@ -1,0 +1,201 @@
+"""Point-in-time features: leakage, order invariance, online/batch parity, priors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.build import build_features, period_of, period_start_us
+from features.contract import DECLARATION_COLUMNS, Contract, coerce_declarations
+from features.history import EventIndex
+from features.online import EntityState, as_known_at, build_entity_state, compute_online_features
+from features.params import FeatureParams
+from features.synthetic import SyntheticParams, generate
+
+PARAMS = FeatureParams()
+
+
+@pytest.fixture(scope="module")
+def history() -> pd.DataFrame:
+    declarations, _ = generate(SyntheticParams(seed=11, parcels=12_000, days=50))
+    return declarations
+
+
+@pytest.fixture(scope="module")
+def built(history: pd.DataFrame):
+    return build_features(history, Contract(), PARAMS)
+
+
+def _features(frame: pd.DataFrame, names: list[str]) -> pd.DataFrame:
+    return frame.set_index("declaration_id")[names]
+
+
+def _assert_same(a: pd.DataFrame, b: pd.DataFrame) -> None:
+    assert list(a.index) == list(b.index)
+    for name in a.columns:
+        x, y = a[name].to_numpy(float), b[name].to_numpy(float)
+        ok = np.isclose(x, y, rtol=1e-9, atol=1e-9, equal_nan=True)
+        assert ok.all(), f"{name}: {(~ok).sum()} rows differ, e.g. {x[~ok][:3]} vs {y[~ok][:3]}"
+
+
+def test_one_row_per_declaration_with_labels_apart(built, history):
+    frame, manifest = built.frame, built.manifest
+    assert len(frame) == len(history)
+    assert frame["declaration_id"].is_unique
+    assert not set(manifest.names) & {
+        "inspected",
+        "illicit",
+        "revenue_recovered",
+        "inspected_at",
+        "offence_type",
+    }
+    assert frame["declared_at"].is_monotonic_increasing
+    assert len(manifest.names) == len(set(manifest.names))
+    groups = manifest.groups()
+    for group in (
+        "entity_history",
+        "valuation",
+        "split_shipment",
+        "text",
+        "declaration",
+        "calendar",
+        "weight",
+    ):
+        assert groups.get(group, 0) > 0, group
+
+
+def test_truncating_history_leaves_earlier_rows_unchanged(built, history):
+    names = built.manifest.names
+    categories = {s.name: s.categories for s in built.manifest.features if s.dtype == "category"}
+    cut = history["declared_at"].quantile(0.6)
+    # everything recorded after the cut is unknown in the truncated world
+    truncated = coerce_declarations(as_known_at(history, cut), with_outcomes=True)
+    short = build_features(truncated, Contract(), PARAMS, categories=categories).frame
+    full = built.frame[built.frame["declared_at"] < cut]
+    _assert_same(_features(full, names), _features(short, names))
+
+
+def test_shuffling_input_changes_nothing(built, history):
+    shuffled = history.sample(frac=1.0, random_state=3).reset_index(drop=True)
+    again = build_features(shuffled, Contract(), PARAMS).frame
+    _assert_same(
+        _features(built.frame, built.manifest.names), _features(again, built.manifest.names)
+    )
+
+
+def test_outcome_recorded_after_declaration_does_not_leak(history, built):
+    inspected = history.index[history["inspected"] & history["illicit"].fillna(False)]
+    row = inspected[len(inspected) // 2]
+    seller = history.at[row, "seller_id"]
+    recorded = history.at[row, "inspected_at"]
+    frame = built.frame.set_index("declaration_id")
+    same_seller = history[(history["seller_id"] == seller)]
+    before = same_seller[
+        (same_seller["declared_at"] > history.at[row, "declared_at"])
+        & (same_seller["declared_at"] <= recorded)
+    ]
+    after = same_seller[same_seller["declared_at"] > recorded]
+    # flip the label: parcels of the same seller declared before the result was recorded must not move
+    flipped = history.copy()
+    flipped.loc[row, "illicit"] = False
+    flipped.loc[row, "offence_type"] = None
+    flipped.loc[row, "revenue_recovered"] = 0.0
+    frame2 = build_features(flipped, Contract(), PARAMS).frame.set_index("declaration_id")
+    cols = ["seller_n_illicit", "seller_hit_rate", "seller_revenue_recovered_eur"]
+    if len(before):
+        assert np.allclose(
+            frame.loc[before["declaration_id"], cols], frame2.loc[before["declaration_id"], cols]
+        )
+    if len(after):
+        assert (
+            frame.loc[after["declaration_id"], "seller_n_illicit"]
+            - frame2.loc[after["declaration_id"], "seller_n_illicit"]
+            == 1
+        ).all()
+    assert len(before) + len(after) > 0
+
+
+def test_same_timestamp_parcels_do_not_see_each_other():
+    codes = np.array([0, 0, 0])
+    times = np.array([10, 10, 20])
+    index = EventIndex(codes, times)
+    counts = index.count_between(codes, np.zeros(3, dtype=np.int64), times)
+    assert counts.tolist() == [0, 0, 2]
+
+
+def test_unknown_entities_get_the_prior(built, history):
+    cutoff = history["declared_at"].max() + pd.Timedelta(seconds=1)
+    state = build_entity_state(history, Contract(), PARAMS, cutoff=cutoff, manifest=built.manifest)
+    new = history[list(DECLARATION_COLUMNS)].tail(2).copy()
+    new["declared_at"] = cutoff + pd.Timedelta(hours=1)
+    new["declaration_id"] = ["N1", "N2"]
+    new["seller_id"] = ["NEVER-SEEN-1", "NEVER-SEEN-2"]
+    frame = compute_online_features(new, state)
+    assert (frame["seller_n_inspected"] == 0).all()
+    assert frame["seller_days_since_first"].isna().all()
+    rates = frame["seller_hit_rate"].to_numpy()
+    assert np.all((rates > 0) & (rates < 1))
+    assert rates[0] == pytest.approx(rates[1])
+    assert (frame["origin_n_inspected"] > 0).all()
+
+
+def test_online_features_equal_batch_after_cutoff(tmp_path, built, history):
+    manifest = built.manifest
+    categories = {s.name: s.categories for s in manifest.features if s.dtype == "category"}
+    cut = pd.Timestamp(history["declared_at"].quantile(0.7)).floor("h")
+    cut_us = cut.value // 1000
+    period_end = period_start_us(
+        int(period_of(np.array([cut_us]), PARAMS.refit_period_days)[0]) + 1,
+        PARAMS.refit_period_days,
+    )
+    new = history[
+        (history["declared_at"] >= cut)
+        & (history["declared_at"] < pd.Timestamp(period_end * 1000, tz="UTC"))
+    ]
+    assert len(new) > 100
+    # batch: the world as known at the cutoff plus the new declarations (no outcomes yet)
+    pending = new.assign(
+        inspected=False,
+        inspected_at=pd.NaT,
+        illicit=pd.NA,
+        offence_type=None,
+        revenue_recovered=np.nan,
+        selection_reason=None,
+    )
+    world = coerce_declarations(
+        pd.concat([as_known_at(history, cut), pending], ignore_index=True), with_outcomes=True
+    )
+    batch = build_features(world, Contract(), PARAMS, categories=categories).frame
+    state = build_entity_state(history, Contract(), PARAMS, cutoff=cut, manifest=manifest)
+    state.save(tmp_path / "state")
+    loaded = EntityState.load(tmp_path / "state")
+    request = new[list(DECLARATION_COLUMNS)].sample(frac=1.0, random_state=5)
+    online = compute_online_features(request, loaded)
+    assert list(online["declaration_id"]) == list(request["declaration_id"])  # input order kept
+    b = _features(batch, manifest.names).loc[online["declaration_id"]]
+    o = _features(online, manifest.names)
+    for name in manifest.names:
+        x, y = b[name].to_numpy(float), o[name].to_numpy(float)
+        if (
+            name.endswith(("_n_7d", "_n_30d", "_n_180d", "_n_inspected", "_n_illicit"))
+            or "parcels" in name
+        ):
+            assert np.array_equal(x, y), name  # counts exact
+        else:
+            assert np.allclose(x, y, rtol=1e-9, atol=1e-9, equal_nan=True), name
+
+
+def test_corrupted_state_is_refused(tmp_path, built, history):
+    from features.errors import ParcelriskError
+
+    state = build_entity_state(
+        history, Contract(), PARAMS, cutoff=history["declared_at"].max(), manifest=built.manifest
+    )
+    state.save(tmp_path / "s")
+    target = tmp_path / "s" / "global.npz"
+    target.write_bytes(target.read_bytes()[:-10] + b"0123456789")
+    with pytest.raises(ParcelriskError, match="corrupt"):
+        EntityState.load(tmp_path / "s")
+    with pytest.raises(ParcelriskError, match="not found"):
+        EntityState.load(tmp_path / "missing")

@@ -41,8 +41,9 @@ Concept drift (all three are in the data)
 -----------------------------------------
 1. **Seller cluster turns to undervaluation.** 40% of TR sellers become high-risk undervaluers
    at ``drift_day_fraction`` (default mid-period).
-2. **Undervaluation moves from clothing to electronics.** The items undervaluers pick shift
-   linearly over the period from mostly clothing (60%) to mostly electronics (70%).
+2. **Undervaluation moves from clothing to electronics.** The item groups undervaluers pick
+   shift linearly from 60% clothing / 10% electronics on the first day to 10% clothing / 70%
+   electronics on the last.
 3. **A platform cleans up.** PLT09 (a risky marketplace) becomes partnered at
    ``platform_partner_day_fraction`` (default 60% of the period) and is compliant afterwards.
 
@@ -880,7 +881,7 @@ def generate(params: SyntheticParams) -> tuple[pd.DataFrame, pd.DataFrame]:
         "mechanism": mechanism,
         "p_illicit": p_illicit,
     }
-    parcels = _add_split_orders(p, rng, base, world, cat)
+    parcels = _add_split_orders(p, rng, base, world)
 
     return _finish(p, rng, parcels, world, cat, country_names)
 
@@ -905,14 +906,12 @@ def _add_split_orders(
     rng: np.random.Generator,
     base: dict[str, np.ndarray],
     world: _World,
-    cat: _Catalogue,
 ) -> dict[str, np.ndarray]:
     """Turn split-shipment parcels into orders of 2-4 parcels under the de minimis threshold.
 
     The anchor goes to a splitting consignee; its siblings follow within 0.5-72 hours with the
     same seller and item. Random non-split parcels are dropped so the total stays ``parcels``.
     """
-    n = len(base["sec"])
     anchor = np.flatnonzero(base["mechanism"] == 3)
     k = rng.integers(2, 5, len(anchor))
     order_value = rng.uniform(1.05, 3.6, len(anchor)) * p.de_minimis_eur
@@ -942,8 +941,11 @@ def _add_split_orders(
     merged = {key: np.concatenate([base[key], siblings[key]]) for key in base}
     surplus = len(merged["sec"]) - p.parcels
     if surplus > 0:
-        candidates = np.flatnonzero(merged["mechanism"][:n] != 3)
-        drop = rng.choice(candidates, min(surplus, len(candidates)), replace=False)
+        # Drop ordinary parcels first; only in tiny runs can split siblings have to go too.
+        is_split = merged["mechanism"] == 3
+        ordinary = rng.permutation(np.flatnonzero(~is_split))
+        split_rows = np.flatnonzero(is_split)[::-1]
+        drop = np.concatenate([ordinary, split_rows])[:surplus]
         keep = np.ones(len(merged["sec"]), dtype=bool)
         keep[drop] = False
         merged = {key: val[keep] for key, val in merged.items()}

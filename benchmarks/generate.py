@@ -13,7 +13,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from features.synthetic import generate_to_dir
+# Run as a script, this folder comes first on sys.path and benchmarks/features.py would shadow
+# the features package.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+
+from features.synthetic import generate_to_dir  # noqa: E402
 
 
 def main() -> None:

@@ -124,6 +124,13 @@ def _convert_column(series: pd.Series, f: ContractField) -> pd.Series:
     return _to_text(series)
 
 
+def _labelled(series: pd.Series, raw: pd.DataFrame) -> pd.Series:
+    """Index a column by declaration_id, so conversion errors name parcels, not positions."""
+    if ID_COLUMN in raw.columns and raw[ID_COLUMN].notna().all() and raw[ID_COLUMN].is_unique:
+        return series.set_axis(raw[ID_COLUMN].astype("str"))
+    return series
+
+
 def _expected_fields(df: pd.DataFrame) -> tuple[ContractField, ...]:
     with_outcomes = any(f.scope == "outcome" and f.name in df.columns for f in FIELDS)
     return tuple(f for f in FIELDS if with_outcomes or f.scope == "declaration")
@@ -153,7 +160,7 @@ def _prepare(df: pd.DataFrame, contract: Contract) -> tuple[pd.DataFrame, list[F
         if f.name not in raw.columns:
             continue  # reported by ExpectColumnToExist
         try:
-            converted = _convert_column(raw[f.name], f)
+            converted = _convert_column(_labelled(raw[f.name], raw), f).set_axis(raw.index)
         except ContractError as exc:
             failures.append(
                 Failure(
@@ -173,13 +180,19 @@ def _prepare(df: pd.DataFrame, contract: Contract) -> tuple[pd.DataFrame, list[F
             continue
         try:
             out[extra.name] = (
-                _to_number(raw[extra.name], extra.name, "float")
+                _to_number(_labelled(raw[extra.name], raw), extra.name, "float").set_axis(raw.index)
                 if extra.kind == "numeric"
                 else _to_text(raw[extra.name])
             )
             usable.add(extra.name)
         except ContractError as exc:
-            failures.append(Failure("convert_to_numeric", extra.name, str(exc)))
+            failures.append(
+                Failure(
+                    "convert_to_numeric",
+                    extra.name,
+                    str(exc).removeprefix(f"column {extra.name!r}: "),
+                )
+            )
             out[extra.name] = raw[extra.name]
     rest = [c for c in raw.columns if c not in out]
     canonical = pd.concat([pd.DataFrame(out, index=raw.index), raw[rest]], axis=1)

@@ -168,6 +168,25 @@ class Mapping(BaseModel):
             )
         return value
 
+    @field_validator("columns")
+    @classmethod
+    def _targets_in_domain(cls, value: dict[str, ColumnSpec]) -> dict[str, ColumnSpec]:
+        # A values table or constant that produces codes outside the contract's domain is a
+        # mapping mistake: say so now rather than as a failed gate after ingest.
+        problems = []
+        for name, spec in value.items():
+            allowed = FIELDS_BY_NAME[name].allowed
+            if not allowed:
+                continue
+            targets = list(spec.values.values()) if spec.values else []
+            targets += [spec.value] if spec.value is not None else []
+            bad = [t for t in targets if t is not None and str(t).strip().lower() not in allowed]
+            if bad:
+                problems.append(f"{name}: {', '.join(map(repr, bad))} not in {', '.join(allowed)}")
+        if problems:
+            raise ValueError("values outside the contract domain: " + "; ".join(problems))
+        return value
+
     @model_validator(mode="after")
     def _unique_extras(self) -> Mapping:
         names = [e.name for e in self.extras]

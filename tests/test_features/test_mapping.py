@@ -107,6 +107,20 @@ def test_file_without_outcomes_is_a_file_to_score() -> None:
     assert len(df) == 3
 
 
+def test_only_inspected_mapped_leaves_other_outcomes_null() -> None:
+    text = _without_outcomes(MAPPING).replace(
+        "extras:", "  inspected: {column: CTRL, true_values: [Y], false_values: [N]}\nextras:"
+    )
+    df, _ = apply_mapping(_raw(), load_mapping_text(text))
+    assert df["inspected"].tolist() == [True, False, True]
+    assert df[["inspected_at", "illicit", "offence_type", "revenue_recovered"]].isna().all().all()
+
+
+def test_values_table_target_outside_the_domain_is_rejected() -> None:
+    with pytest.raises(ContractError, match=r"channel: 'drone' not in postal"):
+        load_mapping_text(MAPPING.replace("C: courier", "C: drone"))
+
+
 def test_outcome_without_inspected_is_rejected() -> None:
     text = _without_outcomes(MAPPING).replace(
         "extras:", "  illicit: {column: RESULT, values: {POS: true, NEG: false}}\nextras:"

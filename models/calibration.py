@@ -12,6 +12,7 @@ from models.bundle import Calibration
 _TAIL_LOGODDS = 20.0
 # Largest probability step the tails may add past the outermost fitted block.
 _TAIL_STEP = 1e-3
+_EDGE = 1e-6
 
 
 def fit_isotonic(
@@ -38,6 +39,9 @@ def fit_isotonic(
     fitted = iso.fit(raw, y, sample_weight=weight).predict(raw)
     w = np.ones_like(raw) if weight is None else np.asarray(weight, dtype=np.float64)
     levels, block = np.unique(fitted, return_inverse=True)
+    # Isotonic merges equal neighbours, so only the outer blocks can sit at exactly 0 or 1;
+    # nudging them inside keeps every knot distinct and never claims certainty.
+    levels = np.clip(levels, _EDGE, 1.0 - _EDGE)
     centroid = np.bincount(block, weights=raw * w) / np.bincount(block, weights=w)
     lo_p = levels[0] - min(_TAIL_STEP, levels[0] / 2)
     hi_p = levels[-1] + min(_TAIL_STEP, (1.0 - levels[-1]) / 2)

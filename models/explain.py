@@ -7,6 +7,7 @@ by the service.
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +39,9 @@ def global_shap(
     rows = rng.choice(len(X), size=min(sample, len(X)), replace=False) if len(X) else []
     X_sample = pd.DataFrame(X[np.sort(rows)], columns=model.manifest.names)
     explainer = shap.TreeExplainer(model.risk_booster)
-    values = np.asarray(explainer.shap_values(X_sample))
+    with warnings.catch_warnings():  # shap announces its LightGBM output format on every call
+        warnings.simplefilter("ignore", UserWarning)
+        values = np.asarray(explainer.shap_values(X_sample))
     if values.ndim == 3:  # some shap versions return one array per class
         values = values[-1]
     table = pd.DataFrame(

@@ -1,0 +1,220 @@
+"""MLflow logging, load_champion and the champion/challenger gate on a temporary SQLite store."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from features.errors import ParcelriskError
+from features.manifest import FeatureManifest
+from models.cli import run_promotion, run_training
+from models.registry import (
+    Decision,
+    PromoteParams,
+    decide_promotion,
+    load_champion,
+    log_training,
+    registry_client,
+)
+from models.train import TrainParams, train_models
+from tests.test_models.conftest import write_features_dir
+
+PARAMS = {
+    "train": {
+        "split": {"train": 0.6, "validation": 0.2, "test": 0.2},
+        "objective": "risk",
+        "lanes": {"red_rate": 0.01, "yellow_rate": 0.04},
+        "lightgbm": {"num_leaves": 15, "learning_rate": 0.1, "n_estimators": 200},
+        "seed": 7,
+        "calibration": {"min_random": 100, "min_random_illicit": 10},
+    },
+    "promote": {
+        "model_name": "parcel-risk",
+        "min_gain_revenue_at_5": 0.0,
+        "min_gain_precision_at_5": 0.0,
+        "max_calibration_error": 0.1,
+    },
+}
+WEAK_FEATURES = ("noise_a", "noise_b", "weight_kg")
+
+
+# --- the pure gate ---------------------------------------------------------------------------
+
+
+def _m(precision: float, revenue: float, ece: float, ev: str = "test_all") -> dict[str, float]:
+    return {
+        f"{ev}.model.precision_at_5": precision,
+        f"{ev}.model.revenue_at_5": revenue,
+        f"{ev}.model.ece": ece,
+    }
+
+
+GATE = PromoteParams(
+    min_gain_revenue_at_5=0.01, min_gain_precision_at_5=0.0, max_calibration_error=0.05
+)
+
+
+@pytest.mark.parametrize(
+    ("champion", "challenger", "promote"),
+    [
+        (_m(0.30, 0.40, 0.01), _m(0.35, 0.45, 0.02), True),
+        (_m(0.30, 0.40, 0.01), _m(0.25, 0.45, 0.02), False),  # precision worse
+        (_m(0.30, 0.40, 0.01), _m(0.35, 0.405, 0.02), False),  # revenue gain below margin
+        (_m(0.30, 0.40, 0.01), _m(0.35, 0.45, 0.08), False),  # badly calibrated
+        (_m(0.30, 0.40, 0.01, "test_random"), _m(0.35, 0.45, 0.02, "test_random"), True),
+    ],
+)
+def test_decide_promotion(champion, challenger, promote):
+    decision = decide_promotion(champion, challenger, GATE)
+    assert decision.promote is promote
+    assert len(decision.reasons) >= 3
+
+
+def test_decide_promotion_refuses_a_tie():
+    same = _m(0.3, 0.4, 0.01)
+    decision = decide_promotion(same, same, replace(GATE, min_gain_revenue_at_5=0.0))
+    assert not decision.promote
+    assert any("no better" in r for r in decision.reasons)
+
+
+def test_decide_promotion_prefers_ground_truth_evaluation():
+    champion = {**_m(0.3, 0.4, 0.01), **_m(0.9, 0.9, 0.01, "test_random")}
+    challenger = {**_m(0.4, 0.5, 0.01), **_m(0.1, 0.1, 0.01, "test_random")}
+    assert decide_promotion(champion, challenger, GATE).evaluation == "test_all"
+
+
+# --- MLflow end to end -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def store(frames, tmp_path_factory):
+    """v1 weak (champion first), v2 full (accepted), v3 weak (refused, then forced)."""
+    features, truth, manifest = frames
+    root = tmp_path_factory.mktemp("registry")
+    weak = FeatureManifest(tuple(f for f in manifest.features if f.name in WEAK_FEATURES))
+    full_dir = write_features_dir(root / "full", features, manifest)
+    weak_dir = write_features_dir(root / "weak", features, weak)
+    truth_path = root / "truth.parquet"
+    truth.to_parquet(truth_path)
+    params_path = root / "params.yaml"
+    params_path.write_text(yaml.safe_dump(PARAMS))
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    common = {"params_path": params_path, "tracking_uri": uri, "ground_truth_path": truth_path}
+
+    state = {"uri": uri, "root": root, "params_path": params_path}
+    state["train1"] = run_training(weak_dir, metrics_out=root / "metrics" / "train.json", **common)
+    state["promote1"] = run_promotion(params_path=params_path, tracking_uri=uri)
+    state["train2"] = run_training(full_dir, metrics_out=None, **common)
+    state["promote2"] = run_promotion(params_path=params_path, tracking_uri=uri)
+    state["train3"] = run_training(weak_dir, metrics_out=None, **common)
+    from serving.main import app
+
+    state["cli3"] = CliRunner().invoke(
+        app, ["promote", "--params", str(params_path), "--tracking-uri", uri]
+    )
+    state["promote3_forced"] = run_promotion(
+        params_path=params_path, tracking_uri=uri, force=True, reason="audit request 42"
+    )
+    return state
+
+
+def _tags(store, version: str) -> dict[str, str]:
+    return registry_client(store["uri"]).get_model_version("parcel-risk", version).tags
+
+
+def test_training_writes_flat_metrics_json(store):
+    payload = json.loads((store["root"] / "metrics" / "train.json").read_text())
+    assert "test_all.model.precision_at_5" in payload
+    assert all(isinstance(v, float | int) for v in payload.values())
+
+
+def test_run_logs_bundle_entity_state_and_plots(store):
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=store["uri"])
+    run_id = store["train2"]["run_id"]
+    top = {a.path for a in client.list_artifacts(run_id)}
+    assert {"bundle", "entity_state", "plots", "shap", "tables", "feature_manifest.json"} <= top
+    run = client.get_run(run_id)
+    assert run.data.params["data_fingerprint"]
+    assert "test_random.model.precision_at_5" in run.data.metrics
+
+
+def test_registered_version_loads_with_the_lightgbm_flavour(store, frames):
+    import mlflow
+    import mlflow.lightgbm
+
+    mlflow.set_tracking_uri(store["uri"])
+    booster = mlflow.lightgbm.load_model("models:/parcel-risk/2")
+    model, _, _ = load_champion(store["uri"], dst=store["root"] / "dl2")  # forced v3 = weak
+    full = FeatureManifest.read(store["root"] / "full")
+    X = full.matrix(frames[0].head(20))
+    assert booster.num_feature() == len(full.names)
+    assert np.isfinite(booster.predict(X, raw_score=True)).all()
+    assert model.risk_booster.num_feature() == len(WEAK_FEATURES)
+
+
+def test_first_model_becomes_champion(store):
+    assert store["promote1"]["outcome"] == "first"
+    assert _tags(store, "1")["promotion.outcome"] == "first"
+
+
+def test_better_challenger_is_promoted(store):
+    assert store["promote2"]["outcome"] == "promoted", store["promote2"]["reasons"]
+    assert _tags(store, "1")["promotion.replaced_by"] == "2"
+
+
+def test_worse_challenger_is_refused_with_exit_code_1(store):
+    result = store["cli3"]
+    assert result.exit_code == 1, result.output
+    assert "refused" in result.output and "precision_at_5" in result.output
+
+
+def test_force_records_the_reason_and_moves_the_alias(store):
+    assert store["promote3_forced"]["outcome"] == "forced"
+    tags = _tags(store, "3")
+    assert tags["promotion.outcome"] == "forced"
+    assert tags["promotion.force_reason"] == "audit request 42"
+    assert tags["promotion.champion_before"] == "2"
+
+
+def test_load_champion_returns_model_state_and_info(store, frames, tmp_path):
+    model, state_dir, info = load_champion(store["uri"], dst=tmp_path)
+    assert info["version"] == "3" and info["name"] == "parcel-risk" and info["run_id"]
+    assert (state_dir / "meta.json").exists()
+    assert model.metadata["entity_state_fingerprint"] == "state-fp-1"
+    scores = model.score(model.manifest.matrix(frames[0].head(50)))
+    assert np.isfinite(scores["risk"]).all()
+
+
+def test_force_needs_a_reason(store):
+    with pytest.raises(ParcelriskError, match="--reason"):
+        run_promotion(params_path=store["params_path"], tracking_uri=store["uri"], force=True)
+
+
+def test_load_champion_without_champion_is_a_clear_error(tmp_path):
+    with pytest.raises(ParcelriskError, match="no model 'parcel-risk'@champion"):
+        load_champion(f"sqlite:///{tmp_path / 'empty.db'}", dst=tmp_path / "dl")
+
+
+def test_load_champion_rejects_mismatched_entity_state(frames, tmp_path):
+    features, _, manifest = frames
+    features_dir = write_features_dir(tmp_path / "f", features, manifest)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = train_models(features, manifest, TrainParams.from_dict(PARAMS["train"]))
+    result.model.metadata["entity_state_fingerprint"] = "some-other-snapshot"
+    logged = log_training(
+        result, features_dir=features_dir, params=PARAMS, tracking_uri=uri, shap_sample=100
+    )
+    registry_client(uri).set_registered_model_alias("parcel-risk", "champion", logged.version)
+    with pytest.raises(ParcelriskError, match="does not match"):
+        load_champion(uri, dst=tmp_path / "dl")
+
+
+def test_decision_type_is_plain_data():
+    assert Decision(True, ["x"]).promote

@@ -1140,10 +1140,12 @@ def summarize(declarations: pd.DataFrame, truth: pd.DataFrame) -> dict[str, Any]
     inspected = declarations["inspected"].to_numpy(dtype=bool)
     reason = declarations["selection_reason"]
     found = declarations["illicit"].fillna(False).to_numpy(dtype=bool)
-    hit_rates = {}
-    for name, rows in declarations[inspected].groupby(reason[inspected]).groups.items():
-        hits = found[declarations.index.get_indexer(rows)]
-        hit_rates[str(name)] = {"inspected": len(rows), "hit_rate": round(float(hits.mean()), 4)}
+    done = declarations[inspected]
+    by_reason = done["illicit"].astype(bool).groupby(done["selection_reason"]).agg(["size", "mean"])
+    hit_rates = {
+        str(name): {"inspected": int(row["size"]), "hit_rate": round(float(row["mean"]), 4)}
+        for name, row in by_reason.iterrows()
+    }
     y = truth["illicit"].to_numpy(dtype=bool)
     p = truth["p_illicit"].to_numpy()
     mix = truth["offence_type"].value_counts(normalize=True)

@@ -471,6 +471,11 @@ def _run_suite(
     }
     if ID_COLUMN in frame.columns:
         result_format["unexpected_index_column_names"] = [ID_COLUMN]
+    batch_parameters = {"dataframe": frame}
+    if not actions:
+        # Without a report the checkpoint adds nothing but its freshness bookkeeping (~0.4 s).
+        validation = definition.run(batch_parameters=batch_parameters, result_format=result_format)
+        return list(validation.results), dict(validation.statistics)
     checkpoint = context.checkpoints.add(
         gx.Checkpoint(
             name="declarations_gate",
@@ -479,7 +484,7 @@ def _run_suite(
             result_format=result_format,
         )
     )
-    run = checkpoint.run(batch_parameters={"dataframe": frame})
+    run = checkpoint.run(batch_parameters=batch_parameters)
     (validation,) = run.run_results.values()
     return list(validation.results), dict(validation.statistics)
 

@@ -225,7 +225,8 @@ def build_expectations(
     import great_expectations.expectations as gxe
 
     earliest, latest = _timestamp_bounds(now)
-    exps: list[Any] = []
+    # An empty export is a failed export, not a valid one.
+    exps: list[Any] = [gxe.ExpectTableRowCountToBeBetween(min_value=1)]
     for f in fields:
         if f.required:
             exps.append(gxe.ExpectColumnToExist(column=f.name))
@@ -344,6 +345,8 @@ def _describe(config: Any) -> str:
         return f"values do not match the format {kw.get('regex')}"
     if kind == "expect_column_value_lengths_to_be_between":
         return f"text length outside [{kw.get('min_value')}, {kw.get('max_value')}]"
+    if kind == "expect_table_row_count_to_be_between":
+        return "the file has no rows"
     if kind == "expect_column_values_to_be_unique":
         return "duplicate values"
     if kind == "expect_column_pair_values_a_to_be_greater_than_b":

@@ -123,6 +123,12 @@ def test_gate_rejects_corruption(case: str) -> None:
     assert column in report and problem in report
 
 
+def test_empty_file_fails() -> None:
+    result = validate_declarations(make_declarations().head(0), EXTRAS)
+    assert not result.success
+    assert "the file has no rows" in result.render()
+
+
 def test_failures_show_offending_declaration_ids() -> None:
     result = validate_declarations(_set("hs_code", 2, "61A9")(make_declarations()), EXTRAS)
     (failure,) = result.failures

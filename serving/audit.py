@@ -1,0 +1,205 @@
+"""The decision store: every scored declaration, with everything needed to recompute it.
+
+SQLite in WAL mode (readers never block the writer; several worker processes can share one
+file). Path from ``PARCELRISK_AUDIT_DB`` (default ``audit.db``). Each batch is inserted in one
+transaction, so a batch is either fully recorded or not at all. Each record carries a SHA-256
+of its content (``record_hash``) so an auditor can check it was not edited after the fact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import sqlite3
+import threading
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+AUDIT_DB_ENV = "PARCELRISK_AUDIT_DB"
+DEFAULT_AUDIT_DB = "audit.db"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS decisions (
+    decision_id TEXT PRIMARY KEY,
+    scored_at TEXT NOT NULL,
+    declaration_id TEXT NOT NULL,
+    declaration_json TEXT NOT NULL,
+    features_json TEXT NOT NULL,
+    manifest_fingerprint TEXT NOT NULL,
+    model_name TEXT NOT NULL,
+    model_version TEXT NOT NULL,
+    thresholds_version TEXT NOT NULL,
+    raw_score REAL NOT NULL,
+    risk REAL NOT NULL,
+    expected_revenue REAL NOT NULL,
+    lane TEXT NOT NULL,
+    exploration INTEGER NOT NULL,
+    reasons_json TEXT NOT NULL,
+    warnings_json TEXT NOT NULL,
+    record_hash TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS decisions_declaration ON decisions (declaration_id);
+"""
+
+_COLUMNS = (
+    "decision_id",
+    "scored_at",
+    "declaration_id",
+    "declaration_json",
+    "features_json",
+    "manifest_fingerprint",
+    "model_name",
+    "model_version",
+    "thresholds_version",
+    "raw_score",
+    "risk",
+    "expected_revenue",
+    "lane",
+    "exploration",
+    "reasons_json",
+    "warnings_json",
+)
+
+
+@dataclass(frozen=True)
+class DecisionRecord:
+    """One stored decision; ``features`` in the order of the model's manifest (None = NaN)."""
+
+    decision_id: str
+    scored_at: str
+    declaration_id: str
+    declaration: dict[str, Any]
+    features: list[float | None]
+    manifest_fingerprint: str
+    model_name: str
+    model_version: str
+    thresholds_version: str
+    raw_score: float
+    risk: float
+    expected_revenue: float
+    lane: str
+    exploration: bool
+    reasons: list[dict[str, Any]]
+    warnings: list[str]
+
+    def row(self) -> tuple[Any, ...]:
+        values = (
+            self.decision_id,
+            self.scored_at,
+            self.declaration_id,
+            json.dumps(self.declaration, sort_keys=True, default=str),
+            json.dumps(self.features),
+            self.manifest_fingerprint,
+            self.model_name,
+            self.model_version,
+            self.thresholds_version,
+            float(self.raw_score),
+            float(self.risk),
+            float(self.expected_revenue),
+            self.lane,
+            int(self.exploration),
+            json.dumps(self.reasons),
+            json.dumps(self.warnings),
+        )
+        return (*values, _hash_row(values))
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _hash_row(values: Sequence[Any]) -> str:
+    return hashlib.sha256(json.dumps(list(values), default=str).encode()).hexdigest()
+
+
+def features_for_storage(row: Any) -> list[float | None]:
+    """A model input row as JSON-safe floats (NaN -> None)."""
+    return [None if math.isnan(v) else float(v) for v in row.tolist()]
+
+
+class AuditStore:
+    """Thread-safe handle on the SQLite decision store."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if self.path.parent and not self.path.parent.exists():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._conn = sqlite3.connect(
+            str(self.path), check_same_thread=False, isolation_level=None, timeout=30.0
+        )
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        # NORMAL in WAL: a committed batch survives a process crash; an OS crash may lose the
+        # last few transactions, never corrupt the file.
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.executescript(_SCHEMA)
+
+    @classmethod
+    def from_env(cls, default: str | Path = DEFAULT_AUDIT_DB) -> AuditStore:
+        return cls(os.environ.get(AUDIT_DB_ENV) or default)
+
+    def record(self, decisions: Sequence[DecisionRecord]) -> None:
+        """Insert a batch in one transaction (all or nothing)."""
+        if not decisions:
+            return
+        rows = [d.row() for d in decisions]
+        placeholders = ",".join("?" * (len(_COLUMNS) + 1))
+        sql = f"INSERT INTO decisions ({','.join(_COLUMNS)},record_hash) VALUES ({placeholders})"
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._conn.executemany(sql, rows)
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def get(self, decision_id: str) -> tuple[DecisionRecord, bool] | None:
+        """The stored decision and whether its content still matches its hash; None if absent."""
+        with self._lock:
+            cur = self._conn.execute(
+                f"SELECT {','.join(_COLUMNS)},record_hash FROM decisions WHERE decision_id = ?",
+                (decision_id,),
+            )
+            row = cur.fetchone()
+        if row is None:
+            return None
+        *values, stored_hash = row
+        intact = hmac_equal(_hash_row(values), stored_hash)
+        v = dict(zip(_COLUMNS, values, strict=True))
+        record = DecisionRecord(
+            decision_id=v["decision_id"],
+            scored_at=v["scored_at"],
+            declaration_id=v["declaration_id"],
+            declaration=json.loads(v["declaration_json"]),
+            features=json.loads(v["features_json"]),
+            manifest_fingerprint=v["manifest_fingerprint"],
+            model_name=v["model_name"],
+            model_version=v["model_version"],
+            thresholds_version=v["thresholds_version"],
+            raw_score=v["raw_score"],
+            risk=v["risk"],
+            expected_revenue=v["expected_revenue"],
+            lane=v["lane"],
+            exploration=bool(v["exploration"]),
+            reasons=json.loads(v["reasons_json"]),
+            warnings=json.loads(v["warnings_json"]),
+        )
+        return record, intact
+
+    def count(self) -> int:
+        with self._lock:
+            return int(self._conn.execute("SELECT COUNT(*) FROM decisions").fetchone()[0])
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+
+def hmac_equal(a: str, b: str) -> bool:
+    import hmac
+
+    return hmac.compare_digest(a.encode(), b.encode())

@@ -1,0 +1,99 @@
+"""CLI commands of the online side: `parcelrisk serve` and `parcelrisk score` (offline file)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+import typer
+
+logger = logging.getLogger(__name__)
+
+SERVICE_IMPORT = "serving.service:ParcelRiskService"
+
+
+def serve(
+    port: int = typer.Option(3000, "--port", help="HTTP port."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind (0.0.0.0: all)."),
+    tracking_uri: str | None = typer.Option(
+        None, "--tracking-uri", help="MLflow tracking URI of the registry (default: MLflow's)."
+    ),
+    params: Path = typer.Option(Path("params.yaml"), "--params", help="params.yaml ('serve')."),
+    workers: int | None = typer.Option(
+        None, "--workers", min=1, help="Worker processes (default: serve.workers)."
+    ),
+    audit_db: Path | None = typer.Option(
+        None,
+        "--audit-db",
+        help="SQLite decision store (default: $PARCELRISK_AUDIT_DB, serve.audit_db).",
+    ),
+    model_dir: Path | None = typer.Option(
+        None, "--model-dir", help="Where to materialise the champion bundle (default: temp dir)."
+    ),
+    insecure_no_auth: bool = typer.Option(
+        False, "--insecure-no-auth", help="Serve WITHOUT API keys. Local demos only."
+    ),
+) -> None:
+    """Serve the champion model over HTTP (BentoML): /score, /explain, /decision, probes, metrics."""
+    from serving.auth import INSECURE_ENV, load_keyring
+    from serving.scoring import load_serve_config
+
+    config = load_serve_config(params)
+    if insecure_no_auth:
+        os.environ[INSECURE_ENV] = "1"
+    load_keyring()  # fail here, with the message, before any worker starts
+    env = {
+        "PARCELRISK_PARAMS": str(params.resolve()),
+        "PARCELRISK_WORKERS": str(workers or config.workers),
+        "PARCELRISK_MODEL_DIR": str(
+            (model_dir or Path(tempfile.mkdtemp(prefix="parcelrisk-model-"))).resolve()
+        ),
+    }
+    if tracking_uri:
+        env["PARCELRISK_TRACKING_URI"] = tracking_uri
+    if audit_db:
+        env["PARCELRISK_AUDIT_DB"] = str(audit_db.resolve())
+    os.environ.update(env)
+    # One model copy per worker process; LightGBM's OpenMP pool inside each would only fight
+    # the other workers for the same cores.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    from bentoml.serving import serve_http_production
+
+    logger.info(
+        "serving %s on http://%s:%d with %s worker(s)",
+        SERVICE_IMPORT,
+        host,
+        port,
+        env["PARCELRISK_WORKERS"],
+    )
+    serve_http_production(SERVICE_IMPORT, working_dir=str(Path.cwd()), port=port, host=host)
+
+
+def score(
+    file: Path = typer.Argument(..., help="Declarations CSV or Parquet file."),
+    out: Path = typer.Option(..., "--out", help="Output .csv or .parquet (written atomically)."),
+    tracking_uri: str | None = typer.Option(None, "--tracking-uri", help="MLflow tracking URI."),
+    params: Path = typer.Option(Path("params.yaml"), "--params", help="params.yaml ('serve')."),
+    chunk_size: int = typer.Option(1000, "--chunk-size", min=1, help="Declarations per batch."),
+    audit_db: Path | None = typer.Option(
+        None, "--audit-db", help="Also record every decision in this SQLite decision store."
+    ),
+) -> None:
+    """Score a declarations file offline through the service's scoring path."""
+    from serving.audit import AuditStore
+    from serving.scoring import load_runtime, load_serve_config, score_file
+
+    config = load_serve_config(params)
+    with tempfile.TemporaryDirectory(prefix="parcelrisk-model-") as model_dir:
+        runtime = load_runtime(config, tracking_uri, Path(model_dir))
+        audit = AuditStore(audit_db) if audit_db else None
+        summary = score_file(file, out, runtime, chunk_size=chunk_size, audit=audit)
+    typer.echo(json.dumps(summary, indent=2))
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(serve)
+    app.command()(score)

@@ -1,0 +1,102 @@
+"""Lane assignment: priority against the model's stored cut-offs, AEO facilitation, exploration.
+
+Pure and vectorised over a batch. The policy, in order:
+
+1. AEO facilitation: the priority of a declaration lodged by an AEO operator is multiplied by
+   ``aeo_risk_discount`` (0.5 halves it; 1.0 switches facilitation off) before the cut-offs, so
+   trusted traders need twice the evidence to be stopped; they are never exempt.
+2. Cut-offs: ``priority >= red_cutoff`` -> red, ``>= yellow_cutoff`` -> yellow, else green
+   (``models.bundle.LaneThresholds``, fitted on training traffic at the configured rates).
+3. Exploration: a random quota of ``exploration_rate`` of all traffic, drawn independently of
+   the score, goes at least to ``exploration_lane`` and is flagged ``exploration=True``. These
+   parcels are the unbiased sample the next model is evaluated on, so membership is recorded
+   even when the model had already chosen the same or a stricter lane.
+
+The draw is ``blake2b(f"{seed}:{key}")`` mapped to [0, 1): reproducible from the seed and the
+key alone (an auditor can recompute it with any blake2b implementation), and unpredictable to a
+trader who does not know the seed. The key is the declaration id, so re-submitting the same
+declaration cannot re-roll the draw. Keep the production seed out of public configuration.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from models.bundle import LaneThresholds
+
+Lane = Literal["red", "yellow", "green"]
+LANES: tuple[Lane, ...] = ("red", "yellow", "green")
+_SEVERITY = {"green": 0, "yellow": 1, "red": 2}
+
+
+@dataclass(frozen=True)
+class LanePolicy:
+    """The serving-side lane parameters (``params.yaml`` section ``serve``)."""
+
+    exploration_rate: float = 0.01
+    exploration_seed: int = 0
+    exploration_lane: Lane = "yellow"
+    aeo_risk_discount: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.exploration_rate <= 1.0:
+            raise ValueError(f"exploration_rate must be in [0, 1], got {self.exploration_rate}")
+        if not 0.0 <= self.aeo_risk_discount <= 1.0:
+            raise ValueError(f"aeo_risk_discount must be in [0, 1], got {self.aeo_risk_discount}")
+        if self.exploration_lane not in ("red", "yellow"):
+            raise ValueError(
+                f"exploration_lane must be red or yellow, got {self.exploration_lane!r}"
+            )
+
+
+def exploration_draws(keys: Sequence[str], seed: int) -> np.ndarray:
+    """Uniform [0, 1) draw per key, a pure function of (seed, key)."""
+    prefix = f"{seed}:".encode()
+    digests = b"".join(
+        hashlib.blake2b(prefix + str(k).encode(), digest_size=8).digest() for k in keys
+    )
+    ints = np.frombuffer(digests, dtype=">u8")
+    # top 53 bits -> exact doubles in [0, 1)
+    return (ints >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+
+
+def assign_lanes(
+    priority: np.ndarray,
+    aeo: np.ndarray,
+    decision_keys: Sequence[str],
+    thresholds: LaneThresholds,
+    config: LanePolicy,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Lanes (array of 'red'/'yellow'/'green') and the exploration flag for each row."""
+    priority = np.asarray(priority, dtype=np.float64)
+    aeo = np.asarray(aeo, dtype=bool)
+    if not (len(priority) == len(aeo) == len(decision_keys)):
+        raise ValueError("priority, aeo and decision_keys must have the same length")
+    effective = np.where(aeo, priority * config.aeo_risk_discount, priority)
+    # NaN priority (should not happen) never lands in green silently: it goes to yellow.
+    severity = np.select(
+        [
+            np.isnan(effective),
+            effective >= thresholds.red_cutoff,
+            effective >= thresholds.yellow_cutoff,
+        ],
+        [1, 2, 1],
+        default=0,
+    )
+    if config.exploration_rate > 0 and len(priority):
+        exploration = exploration_draws(decision_keys, config.exploration_seed) < (
+            config.exploration_rate
+        )
+        severity = np.where(
+            exploration, np.maximum(severity, _SEVERITY[config.exploration_lane]), severity
+        )
+    else:
+        exploration = np.zeros(len(priority), dtype=bool)
+    lanes = np.array(["green", "yellow", "red"], dtype=object)[severity]
+    return lanes, exploration

@@ -1,0 +1,87 @@
+"""Request and response types of the HTTP API (the request side reuses the contract's model)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from features.contract import Declaration
+
+__all__ = [
+    "Contribution",
+    "Decision",
+    "Declaration",
+    "Explanation",
+    "ModelRef",
+    "ReasonOut",
+    "ScoreResponse",
+    "StoredDecision",
+]
+
+
+class ModelRef(BaseModel):
+    name: str
+    version: str
+
+
+class ReasonOut(BaseModel):
+    feature: str
+    text: str = Field(description="Readable reason with the actual values.")
+    contribution: float = Field(description="Log-odds this feature added to the raw risk score.")
+
+
+class Decision(BaseModel):
+    decision_id: str = Field(description="Id of this decision in the audit store.")
+    declaration_id: str
+    risk: float = Field(description="Calibrated probability that the parcel is illicit.")
+    expected_revenue: float = Field(description="risk x expected revenue if illicit, EUR.")
+    lane: Literal["red", "yellow", "green"]
+    exploration: bool = Field(
+        description="Drawn by the random exploration quota (lane at least the exploration lane)."
+    )
+    reasons: list[ReasonOut] = Field(
+        description="Up to five reasons, for red and yellow decisions; POST /explain for green."
+    )
+    model: ModelRef
+    thresholds_version: str
+    warnings: list[str] = Field(description="E.g. codes never seen in history (priors used).")
+
+
+class ScoreResponse(BaseModel):
+    decisions: list[Decision]
+
+
+class Contribution(BaseModel):
+    feature: str
+    value: Any = Field(description="The value the model saw (category label; null if missing).")
+    contribution: float
+
+
+class Explanation(BaseModel):
+    decision_id: str | None
+    declaration_id: str
+    model: ModelRef
+    base_value: float = Field(description="Expected raw score; base + sum(contributions) = raw.")
+    raw_score: float = Field(description="Log-odds of the risk model.")
+    risk: float
+    contributions: list[Contribution]
+    reasons: list[ReasonOut]
+
+
+class StoredDecision(BaseModel):
+    decision_id: str
+    scored_at: str
+    declaration_id: str
+    declaration: dict[str, Any]
+    features: dict[str, float | None]
+    model: ModelRef
+    thresholds_version: str
+    raw_score: float
+    risk: float
+    expected_revenue: float
+    lane: str
+    exploration: bool
+    reasons: list[ReasonOut]
+    warnings: list[str]
+    intact: bool = Field(description="The stored record still matches its content hash.")

@@ -1,0 +1,350 @@
+"""The one scoring code path, shared by the HTTP service and offline file scoring.
+
+declarations (canonical frame) -> online features -> one predict call -> lanes -> reasons for
+red/yellow (TreeSHAP on those rows only) -> response rows and audit records. Everything is
+vectorised per batch; only the few rows that need reasons are explained.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from features.errors import ParcelriskError
+from serving.audit import DecisionRecord, features_for_storage
+from serving.lanes import LanePolicy, assign_lanes
+from serving.reasons import Reason, explain_decisions
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from models.bundle import RiskModel
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_PARAMS = Path("params.yaml")
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """``params.yaml`` section ``serve``."""
+
+    lanes: LanePolicy = field(default_factory=LanePolicy)
+    max_batch: int = 1000
+    max_body_bytes: int = 5_000_000
+    reasons_per_decision: int = 5
+    model_name: str = "parcel-risk"
+    model_alias: str = "champion"
+    audit_db: str = "audit.db"
+    workers: int = 2
+
+
+def load_serve_config(params_path: Path | None = DEFAULT_PARAMS) -> ServeConfig:
+    """The ``serve`` section of ``params.yaml``; defaults if the file or section is absent."""
+    import yaml
+
+    section: dict[str, Any] = {}
+    if params_path is not None and Path(params_path).exists():
+        section = (yaml.safe_load(Path(params_path).read_text()) or {}).get("serve") or {}
+    lane_keys = {"exploration_rate", "exploration_seed", "exploration_lane", "aeo_risk_discount"}
+    known = lane_keys | {f for f in ServeConfig.__dataclass_fields__ if f != "lanes"}
+    unknown = set(section) - known
+    if unknown:
+        raise ParcelriskError(f"params 'serve': unknown key(s) {', '.join(sorted(unknown))}")
+    try:
+        lanes = LanePolicy(**{k: v for k, v in section.items() if k in lane_keys})
+        return ServeConfig(lanes=lanes, **{k: v for k, v in section.items() if k not in lane_keys})
+    except (TypeError, ValueError) as exc:
+        raise ParcelriskError(f"params 'serve': {exc}") from exc
+
+
+@dataclass
+class ScoringRuntime:
+    """A loaded champion: model, the online feature function bound to its entity state, config."""
+
+    model: RiskModel
+    compute_features: Callable[[pd.DataFrame], pd.DataFrame]
+    model_name: str
+    model_version: str
+    config: ServeConfig
+    run_id: str | None = None
+
+    @property
+    def model_ref(self) -> dict[str, str]:
+        return {"name": self.model_name, "version": self.model_version}
+
+
+def load_runtime(config: ServeConfig, tracking_uri: str | None, model_dir: Path) -> ScoringRuntime:
+    """Load the champion and its entity-state snapshot; refuse anything inconsistent."""
+    from features.online import EntityState, compute_online_features
+    from models.registry import load_champion
+
+    model, state_dir, info = load_champion(
+        tracking_uri, name=config.model_name, alias=config.model_alias, dst=Path(model_dir)
+    )
+    state = EntityState.load(state_dir)
+    expected = model.metadata.get("entity_state_fingerprint")
+    if expected is None or expected != state.fingerprint:
+        raise ParcelriskError(
+            f"entity-state snapshot {state_dir} (fingerprint {state.fingerprint}) does not "
+            f"match the model {info.get('name')} v{info.get('version')} (expects {expected})"
+        )
+    if state.manifest.fingerprint != model.manifest.fingerprint:
+        raise ParcelriskError(
+            f"feature manifest of the entity state ({state.manifest.fingerprint}) differs from "
+            f"the model's ({model.manifest.fingerprint}): rebuild features or promote again"
+        )
+
+    def compute(declarations: pd.DataFrame) -> pd.DataFrame:
+        return compute_online_features(declarations, state)
+
+    return ScoringRuntime(
+        model=model,
+        compute_features=compute,
+        model_name=str(info.get("name", config.model_name)),
+        model_version=str(info.get("version", "?")),
+        config=config,
+        run_id=info.get("run_id"),
+    )
+
+
+@dataclass
+class ScoredBatch:
+    """Everything decided for one batch, row-aligned with the input declarations."""
+
+    declarations: pd.DataFrame
+    features: pd.DataFrame
+    X: np.ndarray
+    decision_ids: list[str]
+    scores: dict[str, np.ndarray]  # raw, risk, expected_revenue, priority
+    lanes: np.ndarray
+    exploration: np.ndarray
+    reasons: list[list[Reason]]
+    warnings: list[list[str]]
+    scored_at: str
+
+    def __len__(self) -> int:
+        return len(self.decision_ids)
+
+
+def new_decision_ids(n: int) -> list[str]:
+    """Random 128-bit ids (hex), unique per decision even when a declaration is re-scored."""
+    raw = os.urandom(16 * n).hex()
+    return [raw[i : i + 32] for i in range(0, 32 * n, 32)]
+
+
+def _row_warnings(features: pd.DataFrame, n: int) -> list[list[str]]:
+    out: list[list[str]] = [[] for _ in range(n)]
+    for row, message in features.attrs.get("warnings", []) or []:
+        if 0 <= int(row) < n:
+            out[int(row)].append(str(message))
+    return out
+
+
+def score_frame(
+    declarations: pd.DataFrame, runtime: ScoringRuntime, *, reasons_for_all: bool = False
+) -> ScoredBatch:
+    """Score a canonical declarations frame (``features.contract.coerce_declarations``)."""
+    n = len(declarations)
+    features = runtime.compute_features(declarations)
+    if len(features) != n:
+        raise ParcelriskError(f"online features returned {len(features)} rows for {n}")
+    model = runtime.model
+    X = model.manifest.matrix(features)
+    scores = model.score(X)
+    decision_ids = new_decision_ids(n)
+    lanes, exploration = assign_lanes(
+        scores["priority"],
+        declarations["aeo_operator"].to_numpy(dtype=bool),
+        declarations["declaration_id"].tolist(),
+        model.thresholds,
+        runtime.config.lanes,
+    )
+    reasons: list[list[Reason]] = [[] for _ in range(n)]
+    explain = np.arange(n) if reasons_for_all else np.flatnonzero(lanes != "green")
+    if len(explain):
+        contrib = model.contributions(X[explain])
+        rows = explain_decisions(
+            contrib,
+            X[explain],
+            features.iloc[explain],
+            model.manifest,
+            top_k=runtime.config.reasons_per_decision,
+        )
+        for i, r in zip(explain.tolist(), rows, strict=True):
+            reasons[i] = r
+    return ScoredBatch(
+        declarations=declarations,
+        features=features,
+        X=X,
+        decision_ids=decision_ids,
+        scores=scores,
+        lanes=lanes,
+        exploration=exploration,
+        reasons=reasons,
+        warnings=_row_warnings(features, n),
+        scored_at=datetime.now(UTC).isoformat(timespec="microseconds"),
+    )
+
+
+def decision_rows(batch: ScoredBatch, runtime: ScoringRuntime) -> list[dict[str, Any]]:
+    """The response body of each decision (plain dicts; ``serving.schemas.Decision`` shape)."""
+    model_ref = runtime.model_ref
+    thresholds_version = runtime.model.thresholds.version
+    risk = batch.scores["risk"].tolist()
+    revenue = batch.scores["expected_revenue"].tolist()
+    lanes = batch.lanes.tolist()
+    exploration = batch.exploration.tolist()
+    ids = batch.declarations["declaration_id"].tolist()
+    return [
+        {
+            "decision_id": batch.decision_ids[i],
+            "declaration_id": ids[i],
+            "risk": risk[i],
+            "expected_revenue": revenue[i],
+            "lane": lanes[i],
+            "exploration": exploration[i],
+            "reasons": [r.as_dict() for r in batch.reasons[i]],
+            "model": model_ref,
+            "thresholds_version": thresholds_version,
+            "warnings": batch.warnings[i],
+        }
+        for i in range(len(batch))
+    ]
+
+
+def audit_records(batch: ScoredBatch, runtime: ScoringRuntime) -> list[DecisionRecord]:
+    """What the audit store keeps for each decision of the batch."""
+    declarations = batch.declarations.astype(object).where(batch.declarations.notna(), None)
+    if "declared_at" in declarations.columns:
+        declarations["declared_at"] = batch.declarations["declared_at"].map(
+            lambda t: t.isoformat() if t is not None and t == t else None
+        )
+    records = declarations.to_dict(orient="records")
+    fingerprint = runtime.model.manifest.fingerprint
+    raw = batch.scores["raw"].tolist()
+    risk = batch.scores["risk"].tolist()
+    revenue = batch.scores["expected_revenue"].tolist()
+    return [
+        DecisionRecord(
+            decision_id=batch.decision_ids[i],
+            scored_at=batch.scored_at,
+            declaration_id=str(records[i]["declaration_id"]),
+            declaration=records[i],
+            features=features_for_storage(batch.X[i]),
+            manifest_fingerprint=fingerprint,
+            model_name=runtime.model_name,
+            model_version=runtime.model_version,
+            thresholds_version=runtime.model.thresholds.version,
+            raw_score=raw[i],
+            risk=risk[i],
+            expected_revenue=revenue[i],
+            lane=str(batch.lanes[i]),
+            exploration=bool(batch.exploration[i]),
+            reasons=[r.as_dict() for r in batch.reasons[i]],
+            warnings=batch.warnings[i],
+        )
+        for i in range(len(batch))
+    ]
+
+
+def results_frame(batch: ScoredBatch, runtime: ScoringRuntime) -> pd.DataFrame:
+    """Offline output: one row per declaration, reasons as JSON text."""
+    import json
+
+    import pandas as pd
+
+    rows = decision_rows(batch, runtime)
+    return pd.DataFrame(
+        {
+            "declaration_id": [r["declaration_id"] for r in rows],
+            "decision_id": [r["decision_id"] for r in rows],
+            "risk": batch.scores["risk"],
+            "expected_revenue": batch.scores["expected_revenue"],
+            "priority": batch.scores["priority"],
+            "lane": batch.lanes.astype(str),
+            "exploration": batch.exploration,
+            "reasons": [json.dumps(r["reasons"]) for r in rows],
+            "warnings": [json.dumps(r["warnings"]) for r in rows],
+            "model_name": runtime.model_name,
+            "model_version": runtime.model_version,
+            "thresholds_version": runtime.model.thresholds.version,
+        }
+    )
+
+
+def score_file(
+    source: Path,
+    out: Path,
+    runtime: ScoringRuntime,
+    *,
+    chunk_size: int = 1000,
+    audit: Any | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Score a CSV/Parquet declarations file in chunks through ``score_frame``; write atomically."""
+    import pandas as pd
+    from tqdm import tqdm
+
+    from features.contract import atomic_write, read_declarations
+
+    declarations, _ = read_declarations(Path(source), with_outcomes=False)
+    parts: list[pd.DataFrame] = []
+    with tqdm(total=len(declarations), unit="parcel", disable=not progress, desc="scoring") as bar:
+        for start in range(0, len(declarations), chunk_size):
+            chunk = declarations.iloc[start : start + chunk_size].reset_index(drop=True)
+            batch = score_frame(chunk, runtime)
+            if audit is not None:
+                audit.record(audit_records(batch, runtime))
+            parts.append(results_frame(batch, runtime))
+            bar.update(len(chunk))
+    result = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    out = Path(out)
+    suffix = out.suffix.lower()
+    if suffix in (".parquet", ".pq"):
+        atomic_write(out, lambda tmp: result.to_parquet(tmp, index=False))
+    elif suffix == ".csv":
+        atomic_write(out, lambda tmp: result.to_csv(tmp, index=False))
+    else:
+        raise ParcelriskError(f"--out {out}: use a .csv or .parquet file name")
+    lanes = result["lane"].value_counts().to_dict() if len(result) else {}
+    return {
+        "declarations": len(result),
+        "out": str(out),
+        "lanes": {k: int(lanes.get(k, 0)) for k in ("red", "yellow", "green")},
+        "exploration": int(result["exploration"].sum()) if len(result) else 0,
+        "model": runtime.model_ref,
+    }
+
+
+def explain_matrix(
+    X: np.ndarray, context: pd.DataFrame, runtime: ScoringRuntime
+) -> list[dict[str, Any]]:
+    """Full TreeSHAP vector, base value, raw score, risk and reasons for each row of ``X``."""
+    from serving.reasons import contribution_table
+
+    model = runtime.model
+    contrib = model.contributions(X)
+    raw = model.raw_score(X)
+    risk = model.risk(X, raw)
+    reasons = explain_decisions(
+        contrib, X, context, model.manifest, top_k=runtime.config.reasons_per_decision
+    )
+    return [
+        {
+            "model": runtime.model_ref,
+            "base_value": float(contrib[i, -1]),
+            "raw_score": float(raw[i]),
+            "risk": float(risk[i]),
+            "contributions": contribution_table(contrib[i, :-1], X[i], model.manifest),
+            "reasons": [r.as_dict() for r in reasons[i]],
+        }
+        for i in range(len(X))
+    ]

@@ -1,0 +1,340 @@
+"""The BentoML scoring service: POST /score, POST /explain, GET|POST /decision.
+
+Start it with ``parcelrisk serve`` (``serving.cli``), which passes its options through the
+environment to the worker processes:
+
+- ``PARCELRISK_TRACKING_URI``: MLflow tracking URI of the registry (default: MLflow's own);
+- ``PARCELRISK_PARAMS``: params.yaml to read the ``serve`` section from (default ``params.yaml``);
+- ``PARCELRISK_MODEL_DIR``: where the champion bundle is materialised (default: a temp dir);
+- ``PARCELRISK_AUDIT_DB``: the SQLite decision store (default ``serve.audit_db``);
+- ``PARCELRISK_WORKERS``: worker processes (one model copy each);
+- the API-key variables of ``serving.auth``.
+
+The champion and its entity-state snapshot are loaded once, in ``__init__``. If that fails the
+process stays up but not ready: ``/readyz`` and ``/score`` answer 503 with the reason, and
+nothing is ever scored by a half-loaded or substitute model.
+
+Concurrent requests are scored together: while one batch runs in the worker thread, requests
+that arrive queue up and are then scored as one batch (one feature computation, one predict
+call, one audit transaction), which is what keeps single-declaration latency flat under load.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import bentoml
+import numpy as np
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from features.contract import declarations_frame
+from features.errors import ParcelriskError
+from serving.audit import AuditStore
+from serving.auth import ApiKeyMiddleware, load_keyring
+from serving.schemas import Declaration, Explanation, ScoreResponse, StoredDecision
+from serving.scoring import (
+    ScoringRuntime,
+    audit_records,
+    decision_rows,
+    explain_matrix,
+    load_runtime,
+    load_serve_config,
+    score_frame,
+)
+
+logger = logging.getLogger(__name__)
+
+TRACKING_URI_ENV = "PARCELRISK_TRACKING_URI"
+PARAMS_ENV = "PARCELRISK_PARAMS"
+MODEL_DIR_ENV = "PARCELRISK_MODEL_DIR"
+WORKERS_ENV = "PARCELRISK_WORKERS"
+
+# Per process: why this worker is not ready (None = ready). Read by the middleware for /readyz.
+_STATUS: dict[str, Any] = {"reason": "service is starting", "instance": None}
+DEFAULT_MAX_BODY_BYTES = 5_000_000
+
+DECISIONS = bentoml.metrics.Counter(
+    name="parcelrisk_decisions_total",
+    documentation="Scored declarations by lane and exploration flag.",
+    labelnames=["lane", "exploration"],
+)
+SCORING_SECONDS = bentoml.metrics.Histogram(
+    name="parcelrisk_scoring_seconds",
+    documentation="Time to score one merged batch (features, model, lanes, reasons, audit).",
+    labelnames=["endpoint"],
+    buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0),
+)
+BATCH_ROWS = bentoml.metrics.Histogram(
+    name="parcelrisk_batch_rows",
+    documentation="Declarations per merged scoring batch.",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000, 2000),
+)
+
+
+def readiness_reason() -> str | None:
+    return _STATUS["reason"]
+
+
+def max_body_bytes() -> int:
+    service = _STATUS["instance"]
+    return service.config.max_body_bytes if service is not None else DEFAULT_MAX_BODY_BYTES
+
+
+def _error(status: int, message: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"error": message, **extra}, status_code=status)
+
+
+class MicroBatcher:
+    """Merge concurrently waiting requests into one call of ``fn`` (run in a worker thread).
+
+    No timer: the first request is scored at once; requests arriving meanwhile form the next
+    batch (up to ``max_rows``). If a merged batch fails, its requests are retried one by one so
+    one bad request cannot fail its neighbours.
+    """
+
+    def __init__(self, fn: Callable[[list[Any]], list[Any]], max_rows: int) -> None:
+        self.fn = fn
+        self.max_rows = max_rows
+        self._pending: list[tuple[list[Any], asyncio.Future[list[Any]]]] = []
+        self._running = False
+
+    async def submit(self, items: list[Any]) -> list[Any]:
+        future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        self._pending.append((items, future))
+        if not self._running:
+            self._running = True
+            asyncio.get_running_loop().create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        try:
+            while self._pending:
+                group, rows = [], 0
+                while self._pending and (
+                    not group or rows + len(self._pending[0][0]) <= self.max_rows
+                ):
+                    items, future = self._pending.pop(0)
+                    group.append((items, future))
+                    rows += len(items)
+                await self._run(group)
+        finally:
+            self._running = False
+
+    async def _run(self, group: list[tuple[list[Any], asyncio.Future[list[Any]]]]) -> None:
+        merged = [item for items, _ in group for item in items]
+        try:
+            results = await asyncio.to_thread(self.fn, merged)
+        except Exception as exc:
+            if len(group) == 1:
+                if not group[0][1].done():
+                    group[0][1].set_exception(exc)
+                return
+            for single in group:
+                await self._run([single])
+            return
+        start = 0
+        for items, future in group:
+            if not future.done():
+                future.set_result(results[start : start + len(items)])
+            start += len(items)
+
+
+@bentoml.service(
+    name="parcelrisk",
+    workers=int(os.environ.get(WORKERS_ENV, "1")),
+    traffic={"timeout": 60},
+)
+class ParcelRiskService:
+    """Customs risk targeting for e-commerce parcels: lanes, calibrated risk and reasons."""
+
+    def __init__(self) -> None:
+        params = Path(os.environ.get(PARAMS_ENV, "params.yaml"))
+        self.config = load_serve_config(params)
+        _STATUS["instance"] = None
+        load_keyring()  # refuse to start without keys unless auth was explicitly waived
+        self.audit = AuditStore.from_env(default=self.config.audit_db)
+        self.runtime: ScoringRuntime | None = None
+        self.batcher = MicroBatcher(self._score_declarations, max_rows=self.config.max_batch)
+        model_dir = os.environ.get(MODEL_DIR_ENV) or tempfile.mkdtemp(prefix="parcelrisk-model-")
+        tracking_uri = os.environ.get(TRACKING_URI_ENV) or None
+        try:
+            self.runtime = load_runtime(self.config, tracking_uri, Path(model_dir))
+        except ParcelriskError as exc:
+            _STATUS["reason"] = f"champion model not loaded: {exc}"
+            logger.error("NOT READY: %s", _STATUS["reason"])
+        except Exception as exc:  # never serve half-loaded; say why, keep probes answering
+            _STATUS["reason"] = f"champion model not loaded: {type(exc).__name__}: {exc}"
+            logger.exception("NOT READY: %s", _STATUS["reason"])
+        else:
+            _STATUS["reason"] = None
+            logger.info(
+                "ready: model %s v%s (run %s), thresholds %s, audit store %s",
+                self.runtime.model_name,
+                self.runtime.model_version,
+                self.runtime.run_id,
+                self.runtime.model.thresholds.version,
+                self.audit.path,
+            )
+        _STATUS["instance"] = self
+
+    def __is_ready__(self) -> bool:
+        return self.runtime is not None
+
+    # --- scoring ---------------------------------------------------------------------------
+    def _score_declarations(self, declarations: list[Any]) -> list[dict[str, Any]]:
+        """Score one merged batch of validated declarations and record it (worker thread)."""
+        runtime = self.runtime
+        assert runtime is not None
+        started = time.perf_counter()
+        frame = declarations_frame(declarations)
+        batch = score_frame(frame, runtime)
+        self.audit.record(audit_records(batch, runtime))
+        rows = decision_rows(batch, runtime)
+        SCORING_SECONDS.labels(endpoint="score").observe(time.perf_counter() - started)
+        BATCH_ROWS.observe(len(rows))
+        lanes, counts = np.unique(
+            np.char.add(batch.lanes.astype(str), np.where(batch.exploration, "|1", "|0")),
+            return_counts=True,
+        )
+        for key, count in zip(lanes.tolist(), counts.tolist(), strict=True):
+            lane, flag = key.split("|")
+            DECISIONS.labels(lane=lane, exploration="true" if flag == "1" else "false").inc(count)
+        return rows
+
+    @bentoml.api(route="/score")
+    async def score(self, declarations: list[Declaration]) -> ScoreResponse:  # type: ignore[valid-type]
+        """Score 1..1000 declarations: lane, calibrated risk, expected revenue, reasons."""
+        if self.runtime is None:
+            return _error(503, _STATUS["reason"] or "not ready")
+        n, limit = len(declarations), self.config.max_batch
+        if not 1 <= n <= limit:
+            return _error(
+                422,
+                f"declarations: expected 1 to {limit} declarations per request, got {n}",
+                field="declarations",
+            )
+        try:
+            rows = await self.batcher.submit(list(declarations))
+        except ParcelriskError as exc:
+            return _error(422, str(exc))
+        # Built as plain dicts and sent as JSON directly: re-validating 1000 response models
+        # through pydantic would cost more than the scoring. The shape is ScoreResponse.
+        return JSONResponse({"decisions": rows})
+
+    @bentoml.api(route="/explain")
+    def explain(
+        self,
+        decision_id: str | None = None,
+        declaration: Declaration | None = None,  # type: ignore[valid-type]
+    ) -> Explanation:
+        """Full contribution vector for a stored decision (by id) or for a declaration."""
+        runtime = self.runtime
+        if runtime is None:
+            return _error(503, _STATUS["reason"] or "not ready")
+        if (decision_id is None) == (declaration is None):
+            return _error(422, "give exactly one of decision_id or declaration")
+        if declaration is not None:
+            frame = declarations_frame([declaration])
+            features = runtime.compute_features(frame)
+            X = runtime.model.manifest.matrix(features)
+            out = explain_matrix(X, features, runtime)[0]
+            return JSONResponse(
+                {"decision_id": None, "declaration_id": frame["declaration_id"].iloc[0], **out}
+            )
+        found = self.audit.get(decision_id)
+        if found is None:
+            return _error(404, f"decision_id {decision_id!r} not found")
+        record, intact = found
+        if (
+            record.model_version != runtime.model_version
+            or record.model_name != runtime.model_name
+            or record.manifest_fingerprint != runtime.model.manifest.fingerprint
+        ):
+            return _error(
+                409,
+                f"decision {decision_id} was made by {record.model_name} "
+                f"v{record.model_version}; this server runs v{runtime.model_version}. "
+                "Explain it with that model version.",
+            )
+        X = np.array([[math.nan if v is None else v for v in record.features]], dtype=float)
+        # Context (hs6, origin...) is declaration-derived, so recomputing it is exact.
+        frame = declarations_frame([record.declaration])
+        context = runtime.compute_features(frame)
+        out = explain_matrix(X, context, runtime)[0]
+        return JSONResponse(
+            {
+                "decision_id": record.decision_id,
+                "declaration_id": record.declaration_id,
+                **out,
+                "stored_raw_score": record.raw_score,
+                "intact": intact,
+            }
+        )
+
+    @bentoml.api(route="/decision")
+    def decision(self, decision_id: str) -> StoredDecision:
+        """A stored decision as recorded (auditor)."""
+        return _stored_decision(self, decision_id)
+
+
+def _stored_decision(service: ParcelRiskService, decision_id: str) -> JSONResponse:
+    found = service.audit.get(decision_id)
+    if found is None:
+        return _error(404, f"decision_id {decision_id!r} not found")
+    record, intact = found
+    names = (
+        service.runtime.model.manifest.names
+        if service.runtime is not None
+        and record.manifest_fingerprint == service.runtime.model.manifest.fingerprint
+        else [f"f{i}" for i in range(len(record.features))]
+    )
+    return JSONResponse(
+        {
+            "decision_id": record.decision_id,
+            "scored_at": record.scored_at,
+            "declaration_id": record.declaration_id,
+            "declaration": record.declaration,
+            "features": dict(zip(names, record.features, strict=True)),
+            "model": {"name": record.model_name, "version": record.model_version},
+            "thresholds_version": record.thresholds_version,
+            "raw_score": record.raw_score,
+            "risk": record.risk,
+            "expected_revenue": record.expected_revenue,
+            "lane": record.lane,
+            "exploration": record.exploration,
+            "reasons": record.reasons,
+            "warnings": record.warnings,
+            "intact": intact,
+        }
+    )
+
+
+async def _get_decision(request: Request) -> JSONResponse:
+    service = _STATUS["instance"]
+    decision_id = request.query_params.get("decision_id")
+    if not decision_id:
+        return _error(422, "decision_id: query parameter required", field="decision_id")
+    if service is None:
+        return _error(503, _STATUS["reason"] or "not ready")
+    return await asyncio.to_thread(_stored_decision, service, decision_id)
+
+
+ParcelRiskService.mount_asgi_app(
+    Starlette(routes=[Route("/decision", _get_decision, methods=["GET"])]), path="/"
+)
+ParcelRiskService.add_asgi_middleware(
+    ApiKeyMiddleware,
+    max_body_bytes=max_body_bytes,
+    readiness=readiness_reason,
+)

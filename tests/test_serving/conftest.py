@@ -1,0 +1,206 @@
+"""Fixtures of the serving tests: a tiny real LightGBM model behind a stub online-feature function.
+
+The stub features are a pure function of the declaration, so the service, lanes, reasons and
+audit store are exercised exactly as in production without the features/models pipelines.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.manifest import FeatureManifest, FeatureSpec
+from serving.lanes import LanePolicy
+from serving.scoring import ScoringRuntime, ServeConfig
+
+# BentoML's /metrics reads prometheus_client in multiprocess mode; the directory must exist
+# before prometheus_client is first imported (as `parcelrisk serve` arranges for its workers).
+os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="parcelrisk-prom-"))
+
+ORIGINS = ("CN", "US", "TR", "GB", "IN")
+SCORER_KEY = "scorer-key-0123456789abcdef"
+AUDITOR_KEY = "auditor-key-0123456789abcdef"
+
+MANIFEST = FeatureManifest(
+    features=(
+        FeatureSpec(
+            "log_value",
+            "valuation",
+            "float",
+            "Declared value is unusual",
+            "declared value {value:.2f} (log EUR) for HS {hs6}",
+        ),
+        FeatureSpec(
+            "unit_value",
+            "valuation",
+            "float",
+            "Declared unit value is unusual",
+            "declared unit value {value:.2f} per item from {origin_country}",
+        ),
+        FeatureSpec("weight", "shipment", "float", "Parcel weight", "gross weight {value:.1f} kg"),
+        FeatureSpec("quantity", "shipment", "int", "Item count", "{value} items declared"),
+        FeatureSpec(
+            "origin",
+            "route",
+            "category",
+            "Origin country risk",
+            "goods declared as originating in {value}",
+            categories=ORIGINS,
+        ),
+        FeatureSpec(
+            "aeo", "trader", "int", "Operator AEO status", "operator AEO flag {value} ({unknown})"
+        ),
+    ),
+    params={"stub": True},
+)
+
+
+def stub_features(declarations: pd.DataFrame) -> pd.DataFrame:
+    """Declaration -> features, vectorised, with warnings for unknown origins like the real one."""
+    origin_code = pd.Categorical(declarations["origin_country"], categories=ORIGINS).codes
+    frame = pd.DataFrame(
+        {
+            "declaration_id": declarations["declaration_id"],
+            "declared_at": declarations["declared_at"],
+            "hs_code": declarations["hs_code"],
+            "hs6": declarations["hs_code"].str[:6],
+            "hs_chapter": declarations["hs_code"].str[:2],
+            "origin_country": declarations["origin_country"],
+            "seller_id": declarations["seller_id"],
+            "consignee_id": declarations["consignee_id"],
+            "platform_id": declarations["platform_id"],
+            "operator_id": declarations["operator_id"],
+            "currency": declarations["currency"],
+            "log_value": np.log1p(declarations["declared_value"].to_numpy(float)),
+            "unit_value": declarations["declared_value"].to_numpy(float)
+            / declarations["quantity"].to_numpy(float),
+            "weight": declarations["gross_weight_kg"].to_numpy(float),
+            "quantity": declarations["quantity"].to_numpy(float),
+            "origin": origin_code.astype(float),
+            "aeo": declarations["aeo_operator"].to_numpy(float),
+        }
+    )
+    frame.attrs["warnings"] = [
+        (int(i), f"origin_country {declarations['origin_country'].iloc[i]!r} never seen")
+        for i in np.flatnonzero(origin_code < 0)
+    ]
+    return frame
+
+
+def make_declarations(n: int, seed: int = 0, prefix: str = "D") -> list[dict[str, Any]]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        out.append(
+            {
+                "declaration_id": f"{prefix}{seed}-{i}",
+                "declared_at": "2026-05-01T10:00:00Z",
+                "arrival_office": "DE001",
+                "channel": ["postal", "express", "courier"][i % 3],
+                "operator_id": f"OP{i % 4}",
+                "platform_id": None if i % 5 == 0 else f"PL{i % 3}",
+                "seller_id": f"S{rng.integers(0, 50)}",
+                "seller_country": "CN",
+                "consignee_id": f"C{rng.integers(0, 500)}",
+                "consignee_region": None,
+                "origin_country": ORIGINS[int(rng.integers(0, len(ORIGINS)))],
+                "hs_code": str(rng.choice(["610910", "851712", "950300", "33049900"])),
+                "description": "cotton t-shirt",
+                "quantity": int(rng.integers(1, 20)),
+                "gross_weight_kg": float(np.round(rng.uniform(0.1, 10), 3)),
+                "declared_value": float(np.round(rng.lognormal(3, 1), 2)),
+                "currency": "EUR",
+                "category": "merchandise",
+                "ioss_prepaid": bool(i % 2),
+                "aeo_operator": bool(i % 7 == 0),
+            }
+        )
+    return out
+
+
+def _train_model(tmp: Path):
+    import lightgbm as lgb
+
+    from features.contract import declarations_frame
+    from models.bundle import Calibration, LaneThresholds, RiskModel
+
+    frame = stub_features(declarations_frame(make_declarations(3000, seed=99, prefix="T")))
+    X = MANIFEST.matrix(frame)
+    rng = np.random.default_rng(1)
+    logit = (
+        -3 + 0.8 * (X[:, 1] < 2) + 0.6 * (X[:, 4] == 0) + 0.05 * X[:, 2] + rng.normal(0, 1, len(X))
+    )
+    y = (rng.uniform(size=len(X)) < 1 / (1 + np.exp(-logit))).astype(int)
+    params = {"objective": "binary", "num_leaves": 7, "verbose": -1, "seed": 1}
+    booster = lgb.train(
+        params,
+        lgb.Dataset(X, y, feature_name=MANIFEST.names, categorical_feature=[4]),
+        num_boost_round=40,
+    )
+    revenue = lgb.train(
+        {"objective": "regression", "num_leaves": 7, "verbose": -1, "seed": 1},
+        lgb.Dataset(X, np.log1p(X[:, 0] * 3), feature_name=MANIFEST.names),
+        num_boost_round=10,
+    )
+    raw = booster.predict(X, raw_score=True)
+    knots = np.quantile(raw, np.linspace(0, 1, 11))
+    calibration = Calibration(tuple(knots), tuple(np.linspace(0.001, 0.6, 11)))
+    risk = calibration(raw)
+    thresholds = LaneThresholds(
+        objective="risk",
+        red_cutoff=float(np.quantile(risk, 0.95)),
+        yellow_cutoff=float(np.quantile(risk, 0.80)),
+        red_rate=0.05,
+        yellow_rate=0.15,
+        version="thr-test-1",
+    )
+    model = RiskModel(MANIFEST, booster, revenue, calibration, thresholds, {})
+    return RiskModel.load(model.save(tmp / "bundle"))
+
+
+@pytest.fixture(scope="session")
+def stub_runtime(tmp_path_factory: pytest.TempPathFactory) -> ScoringRuntime:
+    model = _train_model(tmp_path_factory.mktemp("model"))
+    config = ServeConfig(lanes=LanePolicy(exploration_rate=0.05, exploration_seed=7))
+    return ScoringRuntime(model, stub_features, "parcel-risk", "3", config, run_id="run-test")
+
+
+@pytest.fixture(scope="module")
+def service_env(tmp_path_factory: pytest.TempPathFactory, stub_runtime) -> Iterator[Path]:
+    import serving.service as service_module
+
+    tmp = tmp_path_factory.mktemp("svc")
+    params = tmp / "params.yaml"
+    params.write_text(
+        "serve:\n  exploration_rate: 0.05\n  exploration_seed: 7\n  max_body_bytes: 2000000\n"
+    )
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PARCELRISK_API_KEYS", f"scorer:{SCORER_KEY},auditor:{AUDITOR_KEY}")
+        mp.delenv("PARCELRISK_API_KEYS_FILE", raising=False)
+        mp.delenv("PARCELRISK_INSECURE_NO_AUTH", raising=False)
+        mp.setenv("PARCELRISK_AUDIT_DB", str(tmp / "audit.db"))
+        mp.setenv("PARCELRISK_PARAMS", str(params))
+        mp.setenv("PARCELRISK_TRACKING_URI", f"sqlite:///{tmp / 'mlflow.db'}")
+        mp.setattr(service_module, "load_runtime", lambda config, uri, dst: stub_runtime)
+        yield tmp
+
+
+@pytest.fixture(scope="module")
+def client(service_env: Path):
+    from starlette.testclient import TestClient
+
+    from serving.service import ParcelRiskService
+
+    with TestClient(ParcelRiskService.to_asgi()) as c:
+        yield c
+
+
+def auth(role: str = "scorer") -> dict[str, str]:
+    return {"X-API-Key": SCORER_KEY if role == "scorer" else AUDITOR_KEY}

@@ -1,0 +1,58 @@
+import sqlite3
+
+import pytest
+
+from serving.audit import AuditStore, DecisionRecord
+
+
+def _record(i: int) -> DecisionRecord:
+    return DecisionRecord(
+        decision_id=f"dec{i}",
+        scored_at="2026-05-01T10:00:00+00:00",
+        declaration_id=f"D{i}",
+        declaration={"declaration_id": f"D{i}", "hs_code": "610910"},
+        features=[1.0, None],
+        manifest_fingerprint="fp",
+        model_name="parcel-risk",
+        model_version="3",
+        thresholds_version="t1",
+        raw_score=-1.5,
+        risk=0.2,
+        expected_revenue=3.0,
+        lane="yellow",
+        exploration=True,
+        reasons=[{"feature": "f", "text": "t", "contribution": 0.1}],
+        warnings=["w"],
+    )
+
+
+def test_roundtrip_and_wal(tmp_path) -> None:
+    store = AuditStore(tmp_path / "audit.db")
+    store.record([_record(1), _record(2)])
+    record, intact = store.get("dec2")
+    assert record == _record(2) and intact
+    assert store.get("missing") is None
+    mode = store._conn.execute("PRAGMA journal_mode").fetchone()[0]
+    assert mode == "wal"
+
+
+def test_batch_is_all_or_nothing(tmp_path) -> None:
+    store = AuditStore(tmp_path / "audit.db")
+    store.record([_record(1)])
+    with pytest.raises(sqlite3.IntegrityError):
+        store.record([_record(2), _record(1)])  # duplicate id in the batch
+    assert store.count() == 1
+
+
+def test_tampering_is_detected(tmp_path) -> None:
+    path = tmp_path / "audit.db"
+    AuditStore(path).record([_record(1)])
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE decisions SET lane = 'green' WHERE decision_id = 'dec1'")
+    record, intact = AuditStore(path).get("dec1")
+    assert record.lane == "green" and not intact
+
+
+def test_path_from_env(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("PARCELRISK_AUDIT_DB", str(tmp_path / "x" / "a.db"))
+    assert AuditStore.from_env().path == tmp_path / "x" / "a.db"

@@ -1,0 +1,88 @@
+import numpy as np
+import pytest
+
+from models.bundle import LaneThresholds
+from serving.lanes import LanePolicy, assign_lanes, exploration_draws
+
+THRESHOLDS = LaneThresholds(
+    "risk", red_cutoff=0.9, yellow_cutoff=0.7, red_rate=0.1, yellow_rate=0.2, version="t1"
+)
+NO_EXPLORATION = LanePolicy(exploration_rate=0.0, aeo_risk_discount=0.5)
+
+
+def _keys(n: int) -> list[str]:
+    return [f"D{i}" for i in range(n)]
+
+
+def test_lanes_follow_cutoffs() -> None:
+    priority = np.array([0.95, 0.9, 0.8, 0.7, 0.69, 0.0])
+    lanes, exploration = assign_lanes(
+        priority, np.zeros(6, bool), _keys(6), THRESHOLDS, NO_EXPLORATION
+    )
+    assert lanes.tolist() == ["red", "red", "yellow", "yellow", "green", "green"]
+    assert not exploration.any()
+
+
+def test_lanes_fill_at_configured_rates_on_a_batch() -> None:
+    priority = np.random.default_rng(0).uniform(size=20_000)
+    lanes, _ = assign_lanes(
+        priority, np.zeros(20_000, bool), _keys(20_000), THRESHOLDS, NO_EXPLORATION
+    )
+    assert np.mean(lanes == "red") == pytest.approx(THRESHOLDS.red_rate, abs=0.01)
+    assert np.mean(lanes == "yellow") == pytest.approx(THRESHOLDS.yellow_rate, abs=0.01)
+
+
+def test_aeo_priority_is_discounted_not_exempt() -> None:
+    priority = np.array([0.95, 0.95, 1.9])
+    aeo = np.array([False, True, True])
+    lanes, _ = assign_lanes(priority, aeo, _keys(3), THRESHOLDS, NO_EXPLORATION)
+    assert lanes.tolist() == ["red", "green", "red"]
+
+
+def test_exploration_quota_rate_and_lane() -> None:
+    n = 50_000
+    policy = LanePolicy(exploration_rate=0.02, exploration_seed=11, exploration_lane="yellow")
+    lanes, exploration = assign_lanes(np.zeros(n), np.zeros(n, bool), _keys(n), THRESHOLDS, policy)
+    assert exploration.mean() == pytest.approx(0.02, abs=0.003)
+    assert set(lanes[exploration]) == {"yellow"}
+    assert set(lanes[~exploration]) == {"green"}
+
+
+def test_exploration_never_lowers_the_model_lane() -> None:
+    n = 5_000
+    policy = LanePolicy(exploration_rate=0.5, exploration_seed=1)
+    lanes, exploration = assign_lanes(np.ones(n), np.zeros(n, bool), _keys(n), THRESHOLDS, policy)
+    assert (lanes == "red").all() and exploration.any()
+
+
+def test_exploration_is_deterministic_in_seed_and_key() -> None:
+    keys = _keys(2_000)
+    a = exploration_draws(keys, seed=5)
+    assert np.array_equal(a, exploration_draws(keys, seed=5))
+    assert np.array_equal(
+        a[::-1], exploration_draws(keys[::-1], seed=5)
+    )  # per key, not per position
+    assert not np.array_equal(a, exploration_draws(keys, seed=6))
+    assert ((a >= 0) & (a < 1)).all()
+
+
+def test_exploration_draw_is_recomputable_with_plain_hashlib() -> None:
+    import hashlib
+
+    digest = hashlib.blake2b(b"5:D42", digest_size=8).digest()
+    expected = (int.from_bytes(digest, "big") >> 11) / 2**53
+    assert exploration_draws(["D42"], seed=5)[0] == expected
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"exploration_rate": 1.5}, {"aeo_risk_discount": -0.1}, {"exploration_lane": "green"}],
+)
+def test_policy_rejects_bad_values(kwargs: dict) -> None:
+    with pytest.raises(ValueError):
+        LanePolicy(**kwargs)
+
+
+def test_length_mismatch_is_an_error() -> None:
+    with pytest.raises(ValueError, match="same length"):
+        assign_lanes(np.zeros(2), np.zeros(3, bool), _keys(2), THRESHOLDS, NO_EXPLORATION)

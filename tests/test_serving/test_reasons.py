@@ -1,0 +1,69 @@
+import math
+
+import numpy as np
+import pandas as pd
+
+from features.manifest import FeatureManifest, FeatureSpec
+from serving.reasons import contribution_table, display_value, explain_decisions, render_reason
+
+VALUE = FeatureSpec(
+    "unit_value_ratio",
+    "valuation",
+    "float",
+    "Unit value unusual",
+    "unit value {value:.0%} of the median for HS {hs6} from {origin_country}",
+)
+ORIGIN = FeatureSpec(
+    "origin", "route", "category", "Origin risk", "origin {value}", categories=("CN", "US")
+)
+BROKEN = FeatureSpec("broken", "x", "float", "Broken template", "value {value:.2f} {nope}")
+MANIFEST = FeatureManifest((VALUE, ORIGIN, BROKEN))
+CONTEXT = {"hs6": "610910", "origin_country": "CN"}
+
+
+def test_template_gets_value_and_context() -> None:
+    assert (
+        render_reason(VALUE, 0.18, CONTEXT) == "unit value 18% of the median for HS 610910 from CN"
+    )
+
+
+def test_category_shows_label() -> None:
+    assert render_reason(ORIGIN, 1.0, {}) == "origin US"
+    assert display_value(ORIGIN, 0.0) == "CN"
+
+
+def test_fallbacks_to_description() -> None:
+    assert render_reason(VALUE, math.nan, CONTEXT) == VALUE.description
+    assert render_reason(ORIGIN, 7.0, {}) == ORIGIN.description  # unknown code
+    assert render_reason(BROKEN, 1.0, {}) == BROKEN.description  # missing placeholder
+    assert render_reason(VALUE, 0.5, {}) == VALUE.description  # missing context
+    bad_spec = FeatureSpec("v", "x", "float", "desc", "{value:d}")
+    assert render_reason(bad_spec, 0.5, {}) == "desc"  # format spec error
+
+
+def test_top_positive_contributions_in_order() -> None:
+    contrib = np.array([[0.2, -0.5, 0.9, -1.0], [-0.1, -0.2, -0.3, 0.5], [0.3, 0.1, 0.0, 0.0]])
+    X = np.array([[0.18, 0.0, 2.0], [1.0, 1.0, 1.0], [0.5, 1.0, math.nan]])
+    context = pd.DataFrame([CONTEXT, CONTEXT, {"hs6": None, "origin_country": "US"}])
+    reasons = explain_decisions(contrib, X, context, MANIFEST, top_k=5)
+    assert [r.feature for r in reasons[0]] == ["broken", "unit_value_ratio"]
+    assert reasons[0][1].text.startswith("unit value 18%")
+    assert reasons[1] == []
+    assert [r.feature for r in reasons[2]] == ["unit_value_ratio", "origin"]
+    assert reasons[2][0].text == VALUE.description  # hs6 missing in context
+    assert reasons[2][1].text == "origin US"
+
+
+def test_top_k_limits_reasons() -> None:
+    contrib = np.array([[0.3, 0.2, 0.1, 0.0]])
+    reasons = explain_decisions(
+        contrib, np.zeros((1, 3)), pd.DataFrame([CONTEXT]), MANIFEST, top_k=2
+    )
+    assert [r.contribution for r in reasons[0]] == [0.3, 0.2]
+
+
+def test_contribution_table_is_the_full_vector() -> None:
+    table = contribution_table(np.array([0.1, -0.2, 0.3]), np.array([0.5, 0.0, math.nan]), MANIFEST)
+    assert [t["feature"] for t in table] == MANIFEST.names
+    assert table[1]["value"] == "CN" and table[2]["value"] is None
+    assert sum(t["contribution"] for t in table) == np.float64(0.1 - 0.2 + 0.3)

@@ -1,0 +1,200 @@
+"""The HTTP service in-process (BentoML ASGI app, stub features, tiny real LightGBM model)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from tests.test_serving.conftest import AUDITOR_KEY, SCORER_KEY, auth, make_declarations
+
+
+def _score(client, declarations, headers=None):
+    return client.post("/score", json={"declarations": declarations}, headers=headers or auth())
+
+
+def test_probes_are_open(client) -> None:
+    assert client.get("/livez").status_code == 200
+    assert client.get("/readyz").status_code == 200
+    metrics = client.get("/metrics")
+    assert metrics.status_code == 200
+
+
+def test_score_returns_a_decision_per_declaration(client) -> None:
+    declarations = make_declarations(50, seed=1)
+    r = _score(client, declarations)
+    assert r.status_code == 200, r.text
+    decisions = r.json()["decisions"]
+    assert [d["declaration_id"] for d in decisions] == [d["declaration_id"] for d in declarations]
+    for d in decisions:
+        assert 0.0 <= d["risk"] <= 1.0 and d["expected_revenue"] >= 0
+        assert d["lane"] in ("red", "yellow", "green")
+        assert d["model"] == {"name": "parcel-risk", "version": "3"}
+        assert d["thresholds_version"] == "thr-test-1"
+        assert len(d["reasons"]) <= 5
+        assert bool(d["reasons"]) == (d["lane"] != "green") or d["lane"] == "green"
+        if d["lane"] == "green":
+            assert d["reasons"] == []
+    assert len({d["decision_id"] for d in decisions}) == 50
+    assert any(d["lane"] != "green" and d["reasons"] for d in decisions)
+
+
+@pytest.mark.parametrize(
+    ("headers", "path", "status"),
+    [
+        ({}, "/score", 401),
+        ({"X-API-Key": "wrong-key-0123456789"}, "/score", 401),
+        ({"X-API-Key": AUDITOR_KEY}, "/score", 403),
+        ({"X-API-Key": SCORER_KEY}, "/score", 200),
+        ({"Authorization": f"Bearer {SCORER_KEY}"}, "/score", 200),
+        ({"Authorization": f"Bearer {AUDITOR_KEY}"}, "/score", 403),
+        ({"X-API-Key": SCORER_KEY}, "/decision", 403),
+        ({"Authorization": f"Bearer {AUDITOR_KEY}"}, "/decision", 200),
+        ({}, "/decision", 401),
+        ({"X-API-Key": SCORER_KEY}, "/explain", 200),
+        ({"X-API-Key": AUDITOR_KEY}, "/explain", 200),
+        ({}, "/docs.json", 401),
+    ],
+)
+def test_auth_matrix(client, headers, path, status) -> None:
+    decision_id = _score(client, make_declarations(1, seed=2)).json()["decisions"][0]["decision_id"]
+    body = {
+        "/score": {"declarations": make_declarations(1, seed=3)},
+        "/decision": {"decision_id": decision_id},
+        "/explain": {"decision_id": decision_id},
+    }.get(path)
+    r = client.post(path, json=body, headers=headers) if body else client.get(path, headers=headers)
+    assert r.status_code == status, r.text
+    assert SCORER_KEY not in r.text and AUDITOR_KEY not in r.text
+
+
+def test_get_decision_for_auditors(client) -> None:
+    d = _score(client, make_declarations(3, seed=4)).json()["decisions"][1]
+    r = client.get("/decision", params={"decision_id": d["decision_id"]}, headers=auth("auditor"))
+    assert r.status_code == 200, r.text
+    stored = r.json()
+    assert stored["declaration_id"] == d["declaration_id"] and stored["intact"]
+    assert stored["lane"] == d["lane"] and stored["risk"] == pytest.approx(d["risk"])
+    assert stored["reasons"] == d["reasons"]
+    assert set(stored["features"]) >= {"log_value", "origin"}
+    assert (
+        client.get("/decision", params={"decision_id": "nope"}, headers=auth("auditor")).status_code
+        == 404
+    )
+    assert (
+        client.get(
+            "/decision", params={"decision_id": d["decision_id"]}, headers=auth()
+        ).status_code
+        == 403
+    )
+
+
+def test_explain_sums_to_the_raw_score_and_matches_reasons(client, stub_runtime) -> None:
+    decisions = _score(client, make_declarations(200, seed=5)).json()["decisions"]
+    flagged = next(d for d in decisions if d["lane"] != "green")
+    r = client.post(
+        "/explain", json={"decision_id": flagged["decision_id"]}, headers=auth("auditor")
+    )
+    assert r.status_code == 200, r.text
+    e = r.json()
+    total = e["base_value"] + sum(c["contribution"] for c in e["contributions"])
+    assert total == pytest.approx(e["raw_score"], abs=1e-9)
+    assert e["raw_score"] == pytest.approx(e["stored_raw_score"], abs=1e-12)
+    assert e["risk"] == pytest.approx(flagged["risk"])
+    by_feature = {c["feature"]: c["contribution"] for c in e["contributions"]}
+    for reason in flagged["reasons"]:
+        assert reason["contribution"] == pytest.approx(by_feature[reason["feature"]])
+    positive = sorted((c for c in by_feature.values() if c > 0), reverse=True)[:5]
+    assert [r["contribution"] for r in flagged["reasons"]] == pytest.approx(positive)
+
+
+def test_explain_green_decision_and_raw_declaration(client) -> None:
+    decisions = _score(client, make_declarations(30, seed=6)).json()["decisions"]
+    green = next(d for d in decisions if d["lane"] == "green")
+    r = client.post("/explain", json={"decision_id": green["decision_id"]}, headers=auth())
+    assert r.status_code == 200 and len(r.json()["contributions"]) == 6
+    declaration = make_declarations(1, seed=7)[0]
+    r = client.post("/explain", json={"declaration": declaration}, headers=auth())
+    e = r.json()
+    assert r.status_code == 200 and e["decision_id"] is None
+    total = e["base_value"] + sum(c["contribution"] for c in e["contributions"])
+    assert total == pytest.approx(e["raw_score"], abs=1e-9)
+    assert client.post("/explain", json={}, headers=auth()).status_code == 422
+    assert client.post("/explain", json={"decision_id": "nope"}, headers=auth()).status_code == 404
+
+
+def _bad(field: str, value):
+    d = make_declarations(1, seed=8)[0]
+    if value is ...:
+        del d[field]
+    else:
+        d[field] = value
+    return d
+
+
+@pytest.mark.parametrize(
+    ("declaration", "field"),
+    [
+        (_bad("hs_code", ...), "hs_code"),
+        (_bad("hs_code", "61A9"), "hs_code"),
+        (_bad("channel", "drone"), "channel"),
+        (_bad("quantity", 0), "quantity"),
+        (_bad("declared_at", "2026-05-01T10:00:00"), "declared_at"),
+    ],
+)
+def test_out_of_contract_input_names_the_field(client, declaration, field) -> None:
+    r = _score(client, [declaration])
+    assert r.status_code in (400, 422)
+    assert field in json.dumps(r.json())
+
+
+def test_batch_size_limits(client) -> None:
+    r = _score(client, [])
+    assert r.status_code == 422 and "1 to 1000" in r.json()["error"]
+    r = _score(client, make_declarations(1001, seed=9))
+    assert r.status_code == 422 and "got 1001" in r.json()["error"]
+
+
+def test_huge_body_and_not_json(client) -> None:
+    r = client.post(
+        "/score", content=b"x" * 2_000_001, headers={**auth(), "Content-Type": "application/json"}
+    )
+    assert r.status_code == 413
+    r = client.post(
+        "/score", content=b"{not json", headers={**auth(), "Content-Type": "application/json"}
+    )
+    assert r.status_code == 400 and "json" in r.text.lower()
+
+
+def test_unknown_codes_are_scored_with_a_warning(client) -> None:
+    d = make_declarations(2, seed=10)
+    d[1]["origin_country"] = "ZZ"
+    decisions = _score(client, d).json()["decisions"]
+    assert decisions[0]["warnings"] == []
+    assert "ZZ" in decisions[1]["warnings"][0] and 0 <= decisions[1]["risk"] <= 1
+
+
+def test_concurrent_requests_are_batched_and_answered_separately(client) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    batches = [make_declarations(3, seed=100 + i, prefix=f"C{i}-") for i in range(12)]
+    with ThreadPoolExecutor(6) as pool:
+        responses = list(pool.map(lambda b: _score(client, b), batches))
+    for batch, r in zip(batches, responses, strict=True):
+        assert r.status_code == 200
+        assert [d["declaration_id"] for d in r.json()["decisions"]] == [
+            d["declaration_id"] for d in batch
+        ]
+
+
+def test_lane_counter_in_metrics(client) -> None:
+    _score(client, make_declarations(20, seed=11))
+    text = client.get("/metrics").text
+    assert "parcelrisk_decisions_total" in text and 'lane="green"' in text
+    assert "parcelrisk_scoring_seconds" in text
+
+
+def test_exploration_is_reproducible_across_requests(client) -> None:
+    declarations = make_declarations(400, seed=12)
+    a = [d["exploration"] for d in _score(client, declarations).json()["decisions"]]
+    b = [d["exploration"] for d in _score(client, declarations).json()["decisions"]]
+    assert a == b and 0 < np.mean(a) < 0.15

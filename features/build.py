@@ -100,26 +100,27 @@ def entities_for(params: FeatureParams, contract: Contract) -> list[Entity]:
 
 def prepare(declarations: pd.DataFrame, contract: Contract, params: FeatureParams) -> pd.DataFrame:
     """Derived keys and values of canonical declarations (same rows, same order)."""
-    d = declarations
+    d = declarations.reset_index(drop=True)
     fx = params.fx
     rate = d["currency"].map(fx).astype("float64").to_numpy()
     value_eur = d["declared_value"].to_numpy(dtype=np.float64) * rate
     quantity = d["quantity"].to_numpy(dtype=np.float64)
     weight = d["gross_weight_kg"].to_numpy(dtype=np.float64)
     hs_code = d["hs_code"].astype("str")
+    # Series (not .to_numpy()) keep their Arrow-backed string / tz-aware dtypes: no round trips.
     prep = pd.DataFrame(
         {
-            "declaration_id": d["declaration_id"].to_numpy(),
-            "declared_at": d["declared_at"].to_numpy(),
-            "t_us": d["declared_at"].astype("datetime64[us, UTC]").astype("int64").to_numpy(),
-            "hs_code": hs_code.to_numpy(),
-            "hs6": hs_code.str.slice(0, 6).to_numpy(),
-            "hs_chapter": hs_code.str.slice(0, 2).to_numpy(),
+            "declaration_id": d["declaration_id"],
+            "declared_at": d["declared_at"],
+            "t_us": d["declared_at"].astype("datetime64[us, UTC]").astype("int64"),
+            "hs_code": hs_code,
+            "hs6": hs_code.str.slice(0, 6),
+            "hs_chapter": hs_code.str.slice(0, 2),
             "value_eur": value_eur,
             "value_cents": np.round(np.nan_to_num(value_eur, nan=0.0) * 100).astype(np.int64),
             "quantity": quantity,
             "gross_weight_kg": weight,
-            "description": d["description"].fillna("").astype("str").to_numpy(),
+            "description": d["description"].fillna("").astype("str"),
         }
     )
     for col in (
@@ -135,11 +136,11 @@ def prepare(declarations: pd.DataFrame, contract: Contract, params: FeatureParam
         "arrival_office",
         "consignee_region",
     ):
-        prep[col] = d[col].to_numpy()
+        prep[col] = d[col]
     for col in ("ioss_prepaid", "aeo_operator"):
         prep[col] = d[col].to_numpy(dtype=np.float64)
     for extra in contract.extras:
-        prep[extra.name] = d[extra.name].to_numpy()
+        prep[extra.name] = d[extra.name]
     prep["hs6_origin"] = prep["hs6"] + PAIR_SEPARATOR + prep["origin_country"].fillna(NONE_KEY)
     logs = unit_values(value_eur, quantity, weight)
     for name, values in logs.items():
@@ -203,12 +204,11 @@ def split_shipment_features(
     """The consignee's parcels and value just before this one (orders split under de minimis)."""
     out: dict[str, np.ndarray] = {}
     value = np.nan_to_num(value_eur, nan=0.0)
+    now = index.prefix(codes, t_us)
     for h in params.split_windows_hours:
-        start = t_us - h * hist.US_PER_HOUR
-        out[f"consignee_parcels_{h}h"] = index.count_between(codes, start, t_us).astype(np.float64)
-        out[f"consignee_value_{h}h_eur"] = (
-            index.sum_between("value_cents", codes, start, t_us) / 100.0
-        )
+        then = index.prefix(codes, t_us - h * hist.US_PER_HOUR)
+        out[f"consignee_parcels_{h}h"] = (now["count"] - then["count"]).astype(np.float64)
+        out[f"consignee_value_{h}h_eur"] = (now["value_cents"] - then["value_cents"]) / 100.0
     first = params.split_windows_hours[0]
     together = value + out[f"consignee_value_{first}h_eur"]
     out["split_tops_de_minimis"] = (
@@ -229,9 +229,8 @@ def declaration_features(
         "aeo_operator": prep["aeo_operator"].to_numpy(dtype=np.float64),
         "platform_missing": prep["platform_id"].isna().to_numpy(dtype=np.float64),
         "seller_country_differs": (
-            prep["seller_country"].fillna("").to_numpy()
-            != prep["origin_country"].fillna("").to_numpy()
-        ).astype(np.float64),
+            prep["seller_country"].fillna("") != prep["origin_country"].fillna("")
+        ).to_numpy(dtype=np.float64),
         "hs_code_digits": prep["hs_code"].str.len().to_numpy(dtype=np.float64),
         "hour_of_day": ts.hour.to_numpy(dtype=np.float64),
         "day_of_week": ts.dayofweek.to_numpy(dtype=np.float64),
@@ -773,12 +772,13 @@ def assemble(
     manifest: FeatureManifest,
 ) -> pd.DataFrame:
     """ids + labels + reason context + manifest features, in manifest order."""
-    columns: dict[str, Any] = {c: declarations[c].to_numpy() for c in ID_COLUMNS}
+    declarations = declarations.reset_index(drop=True)
+    columns: dict[str, Any] = {c: declarations[c] for c in ID_COLUMNS}
     for c in LABEL_COLUMNS:
         if c in declarations.columns:
-            columns[c] = declarations[c].to_numpy()
+            columns[c] = declarations[c]
     for c in REASON_CONTEXT:
-        columns[c] = prep[c].to_numpy()
+        columns[c] = prep[c]
     for name in manifest.names:
         columns[name] = values[name]
     frame = pd.DataFrame(columns)

@@ -562,15 +562,16 @@ def read_declarations(path: Path, *, with_outcomes: bool = True) -> tuple[pd.Dat
             raw = pd.read_parquet(path)
         elif suffix in (".csv", ".gz", ".txt"):
             contract = Contract()
-            raw = pd.read_csv(path, dtype="str", keep_default_na=True)
+            # only empty cells are null: "NA" is Namibia, not a missing value
+            raw = pd.read_csv(path, dtype="str", keep_default_na=False, na_values=[""])
         else:
             raise ContractError(f"{path}: unsupported file type {suffix!r} (use .parquet or .csv)")
     except ContractError:
         raise
     except Exception as exc:  # pyarrow/pandas parse errors: report, don't trace back
         raise ContractError(f"{path}: cannot read file: {exc}") from exc
-    if with_outcomes and "inspected" not in raw.columns:
-        with_outcomes = False
+    if with_outcomes and not any(c in raw.columns for c in OUTCOME_COLUMNS):
+        with_outcomes = False  # a file to score; a partial outcome set fails on `inspected` below
     return coerce_declarations(raw, with_outcomes=with_outcomes, contract=contract), contract
 
 

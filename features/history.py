@@ -21,6 +21,16 @@ US_PER_DAY = 86_400 * 1_000_000
 US_PER_HOUR = 3_600 * 1_000_000
 
 
+def _search(haystack: np.ndarray, needles: np.ndarray) -> np.ndarray:
+    """np.searchsorted(side='left'), sorting large needle arrays first (3x faster: cache hits)."""
+    if len(needles) < 20_000 or np.all(needles[1:] >= needles[:-1]):
+        return np.searchsorted(haystack, needles, side="left")
+    order = np.argsort(needles, kind="stable")
+    out = np.empty(len(needles), dtype=np.int64)
+    out[order] = np.searchsorted(haystack, needles[order], side="left")
+    return out
+
+
 class EventIndex:
     """Events sorted by (code, time) with prefix sums of integer weights."""
 
@@ -43,32 +53,38 @@ class EventIndex:
             name: np.concatenate(([0], np.cumsum(np.asarray(w, dtype=np.int64)[order])))
             for name, w in (weights or {}).items()
         }
+        self._start_cache: tuple[np.ndarray, np.ndarray] | None = None
 
     def __len__(self) -> int:
         return len(self.keys)
 
+    def group_start(self, codes: np.ndarray) -> np.ndarray:
+        """Index of each code's first event (cached for the last codes array asked)."""
+        if self._start_cache is not None and self._start_cache[0] is codes:
+            return self._start_cache[1]
+        start = _search(self.keys, codes * self.stride)
+        self._start_cache = (codes, start)
+        return start
+
     def position(self, codes: np.ndarray, times_us: np.ndarray) -> np.ndarray:
         """Index of the first event of ``codes`` at or after ``times_us`` (= events before it)."""
-        rank = np.searchsorted(self.unique_times, times_us, side="left")
-        return np.searchsorted(self.keys, codes * self.stride + rank, side="left")
+        rank = _search(self.unique_times, times_us)
+        return _search(self.keys, codes * self.stride + rank)
 
-    def count_between(
-        self, codes: np.ndarray, start_us: np.ndarray, end_us: np.ndarray
-    ) -> np.ndarray:
-        """Events of each code with start <= time < end."""
-        return self.position(codes, end_us) - self.position(codes, start_us)
-
-    def sum_between(
-        self, name: str, codes: np.ndarray, start_us: np.ndarray, end_us: np.ndarray
-    ) -> np.ndarray:
-        cum = self.cumsums[name]
-        return cum[self.position(codes, end_us)] - cum[self.position(codes, start_us)]
+    def prefix(self, codes: np.ndarray, times_us: np.ndarray) -> dict[str, np.ndarray]:
+        """Count and weight sums of each code's events strictly before ``times_us``."""
+        pos = self.position(codes, times_us)
+        start = self.group_start(codes)
+        out = {"count": pos - start}
+        for name, cum in self.cumsums.items():
+            out[name] = cum[pos] - cum[start]
+        return out
 
     def first_time_before(self, codes: np.ndarray, times_us: np.ndarray) -> np.ndarray:
         """Time of the code's earliest event before ``times_us``, or NO_TIME."""
         if not len(self.keys):
             return np.full(len(codes), NO_TIME, dtype=np.int64)
-        start = np.searchsorted(self.keys, codes * self.stride, side="left")
+        start = self.group_start(codes)
         before = self.position(codes, times_us)
         first = self.sorted_times[np.minimum(start, len(self.keys) - 1)]
         return np.where(before > start, first, NO_TIME)
@@ -84,22 +100,15 @@ class CombinedIndex:
     def __init__(self, first: EventIndex, second: EventIndex):
         self.parts = (first, second)
 
-    def count_between(
-        self, codes: np.ndarray, start_us: np.ndarray, end_us: np.ndarray
-    ) -> np.ndarray:
-        return sum(p.count_between(codes, start_us, end_us) for p in self.parts)
-
-    def sum_between(
-        self, name: str, codes: np.ndarray, start_us: np.ndarray, end_us: np.ndarray
-    ) -> np.ndarray:
-        return sum(p.sum_between(name, codes, start_us, end_us) for p in self.parts)
+    def prefix(self, codes: np.ndarray, times_us: np.ndarray) -> dict[str, np.ndarray]:
+        a, b = (p.prefix(codes, times_us) for p in self.parts)
+        return {k: a[k] + b[k] for k in a}
 
     def first_time_before(self, codes: np.ndarray, times_us: np.ndarray) -> np.ndarray:
+        big = np.iinfo(np.int64).max
         a, b = (p.first_time_before(codes, times_us) for p in self.parts)
-        a = np.where(a == NO_TIME, np.iinfo(np.int64).max, a)
-        b = np.where(b == NO_TIME, np.iinfo(np.int64).max, b)
-        first = np.minimum(a, b)
-        return np.where(first == np.iinfo(np.int64).max, NO_TIME, first)
+        first = np.minimum(np.where(a == NO_TIME, big, a), np.where(b == NO_TIME, big, b))
+        return np.where(first == big, NO_TIME, first)
 
 
 @dataclass(frozen=True)
@@ -176,12 +185,11 @@ def entity_history(
     inspection results at ``inspected_at`` (weights inspected/illicit/revenue_cents). ``base``
     adds what happened before the indexes' horizon (online snapshot); windows never reach it.
     """
-    lo = np.full(len(times_us), np.iinfo(np.int64).min // 2, dtype=np.int64)
     out: dict[str, np.ndarray] = {}
+    now = declarations.prefix(codes, times_us)
     for w in windows_days:
-        out[f"{prefix}_n_{w}d"] = declarations.count_between(
-            codes, times_us - w * US_PER_DAY, times_us
-        ).astype(np.float64)
+        then = declarations.prefix(codes, times_us - w * US_PER_DAY)
+        out[f"{prefix}_n_{w}d"] = (now["count"] - then["count"]).astype(np.float64)
     first = declarations.first_time_before(codes, times_us)
     b = base.take(codes) if base is not None else None
     if b is not None:
@@ -190,23 +198,22 @@ def entity_history(
         first == NO_TIME, np.nan, (times_us - first) / US_PER_DAY
     )
 
-    n_insp = outcomes.sum_between("inspected", codes, lo, times_us)
-    n_ill = outcomes.sum_between("illicit", codes, lo, times_us)
-    rev = outcomes.sum_between("revenue_cents", codes, lo, times_us)
+    known = outcomes.prefix(codes, times_us)
+    n_insp, n_ill, rev = known["inspected"], known["illicit"], known["revenue_cents"]
     if b is not None:
         n_insp = n_insp + b.n_inspected
         n_ill = n_ill + b.n_illicit
         rev = rev + b.revenue_cents
-    ow_start = times_us - outcome_window_days * US_PER_DAY
+    recent_start = outcomes.prefix(codes, times_us - outcome_window_days * US_PER_DAY)
     out[f"{prefix}_n_inspected"] = n_insp.astype(np.float64)
     out[f"{prefix}_n_illicit"] = n_ill.astype(np.float64)
     out[f"{prefix}_hit_rate"] = smoothed_rate(n_ill, n_insp, prior, prior_strength)
     out[f"{prefix}_revenue_recovered_eur"] = rev / 100.0
-    out[f"{prefix}_illicit_{outcome_window_days}d"] = outcomes.sum_between(
-        "illicit", codes, ow_start, times_us
+    out[f"{prefix}_illicit_{outcome_window_days}d"] = (
+        known["illicit"] - recent_start["illicit"]
     ).astype(np.float64)
-    out[f"{prefix}_inspected_{outcome_window_days}d"] = outcomes.sum_between(
-        "inspected", codes, ow_start, times_us
+    out[f"{prefix}_inspected_{outcome_window_days}d"] = (
+        known["inspected"] - recent_start["inspected"]
     ).astype(np.float64)
     return out
 
@@ -220,10 +227,8 @@ def global_prior(
     prior_strength: float,
 ) -> np.ndarray:
     """Hit rate of all inspections recorded before each query (code 0 = everything)."""
-    zeros = np.zeros(len(times_us), dtype=np.int64)
-    lo = np.full(len(times_us), np.iinfo(np.int64).min // 2, dtype=np.int64)
-    n_insp = outcomes.sum_between("inspected", zeros, lo, times_us)
-    n_ill = outcomes.sum_between("illicit", zeros, lo, times_us)
+    known = outcomes.prefix(np.zeros(len(times_us), dtype=np.int64), times_us)
+    n_insp, n_ill = known["inspected"], known["illicit"]
     if base is not None and len(base.n_inspected):
         n_insp = n_insp + base.n_inspected[0]
         n_ill = n_ill + base.n_illicit[0]

@@ -17,7 +17,7 @@ import numpy as np
 
 
 def precision_at(score: np.ndarray, label: np.ndarray, share: float) -> float:
-    k = max(1, int(round(len(score) * share)))
+    k = max(1, round(len(score) * share))
     top = np.argsort(-score, kind="stable")[:k]
     return float(label[top].mean())
 

@@ -124,7 +124,12 @@ def report_plots(predictions: pd.DataFrame, out_dir: Path) -> list[Path]:
                 "Calibration on all test parcels (ground truth)",
             )
         )
-        oracle_value = p * predictions["truth_revenue_at_stake"].to_numpy(float, na_value=0.0)
+        stake = (
+            "truth_revenue_if_illicit"
+            if "truth_revenue_if_illicit" in predictions.columns
+            else "truth_revenue_at_stake"
+        )
+        oracle_value = p * predictions[stake].to_numpy(float, na_value=0.0)
         illicit_curves = {s: capacity_curve(predictions[f"{s}_risk"], y) for s in scorers}
         illicit_curves["oracle"] = capacity_curve(p, y)
         revenue_curves = {s: capacity_curve(predictions[f"{s}_value"], revenue) for s in scorers}

@@ -81,7 +81,7 @@ def _ensure_experiment(uri: str) -> None:
     location = None
     if uri.startswith("sqlite:///"):
         db = Path(uri.removeprefix("sqlite:///"))
-        location = (db.resolve().parent / "mlartifacts").as_uri()
+        location = (db.resolve().parent / "mlartifacts" / EXPERIMENT).as_uri()
     client.create_experiment(EXPERIMENT, artifact_location=location)
 
 

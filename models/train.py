@@ -253,6 +253,11 @@ def attach_truth(frame: pd.DataFrame, ground_truth: pd.DataFrame) -> pd.DataFram
     out = frame.copy()
     for c in TRUTH_COLUMNS[1:]:
         out[f"truth_{c}"] = merged[f"truth_{c}"].to_numpy()
+    if "revenue_if_illicit" in ground_truth.columns:
+        lookup = ground_truth.drop_duplicates("declaration_id").set_index("declaration_id")
+        out["truth_revenue_if_illicit"] = (
+            lookup["revenue_if_illicit"].reindex(frame["declaration_id"]).to_numpy()
+        )
     return out
 
 
@@ -304,11 +309,14 @@ def evaluate_holdout(
         truth_y = holdout["truth_illicit"].astype("boolean").fillna(False).to_numpy(np.float64)
         truth_rev = holdout["truth_revenue_at_stake"].to_numpy(np.float64, na_value=0.0) * truth_y
         p = holdout["truth_p_illicit"].to_numpy(np.float64)
-        oracle = {
-            "risk": p,
-            "value": p * holdout["truth_revenue_at_stake"].to_numpy(np.float64, na_value=0.0),
-            "prob": p,
-        }
+        # The fair revenue oracle is p x revenue-if-illicit. A truth file with only the realised
+        # revenue_at_stake (0 on clean parcels) makes the oracle see the label: an upper bound.
+        label_aware = "truth_revenue_if_illicit" not in holdout.columns
+        stake = holdout[
+            "truth_revenue_at_stake" if label_aware else "truth_revenue_if_illicit"
+        ].to_numpy(np.float64, na_value=0.0)
+        oracle = {"risk": p, "value": p * stake, "prob": p}
+        metrics["test_all.oracle.revenue_label_aware"] = float(label_aware)
         for name, s in {**scores, "oracle": oracle}.items():
             result = ranking_metrics(
                 s["risk"],

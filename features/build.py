@@ -16,6 +16,7 @@ by ``build_entity_state``; both call the family functions below, so they cannot 
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -237,7 +238,7 @@ def declaration_features(
     }
     for name, categories in manifest_categories.items():
         column = name.removeprefix("cat_")
-        codes = pd.Categorical(prep[column].astype("str"), categories=list(categories)).codes
+        codes = _category_index(categories).get_indexer(prep[column].astype("str").to_numpy())
         out[name] = codes.astype(np.float64)
     for extra in contract.extras:
         if extra.kind == "numeric":
@@ -245,6 +246,11 @@ def declaration_features(
                 dtype=np.float64
             )
     return out
+
+
+@functools.lru_cache(maxsize=256)
+def _category_index(categories: tuple[str, ...]) -> pd.Index:
+    return pd.Index(list(categories), dtype="object")
 
 
 def categorical_columns(params: FeatureParams, contract: Contract) -> list[str]:
@@ -773,18 +779,18 @@ def assemble(
 ) -> pd.DataFrame:
     """ids + labels + reason context + manifest features, in manifest order."""
     declarations = declarations.reset_index(drop=True)
-    columns: dict[str, Any] = {c: declarations[c] for c in ID_COLUMNS}
+    meta: dict[str, Any] = {c: declarations[c] for c in ID_COLUMNS}
     for c in LABEL_COLUMNS:
         if c in declarations.columns:
-            columns[c] = declarations[c]
+            meta[c] = declarations[c]
     for c in REASON_CONTEXT:
-        columns[c] = prep[c]
-    for name in manifest.names:
-        columns[name] = values[name]
-    frame = pd.DataFrame(columns)
-    for c in ID_COLUMNS + LABEL_COLUMNS:
-        if c in frame.columns:
-            frame[c] = frame[c].astype(declarations[c].dtype)
+        meta[c] = prep[c]
+    # one float block for all features: far cheaper than one column at a time
+    block = np.empty((len(declarations), len(manifest.names)), dtype=np.float64, order="F")
+    for j, name in enumerate(manifest.names):
+        block[:, j] = values[name]
+    features = pd.DataFrame(block, columns=manifest.names, copy=False)
+    frame = pd.concat([pd.DataFrame(meta), features], axis=1, copy=False)
     return frame
 
 

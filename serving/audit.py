@@ -9,15 +9,17 @@ of its content (``record_hash``) so an auditor can check it was not edited after
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
-import math
 import os
 import sqlite3
 import threading
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 AUDIT_DB_ENV = "PARCELRISK_AUDIT_DB"
 DEFAULT_AUDIT_DB = "audit.db"
@@ -28,7 +30,7 @@ CREATE TABLE IF NOT EXISTS decisions (
     scored_at TEXT NOT NULL,
     declaration_id TEXT NOT NULL,
     declaration_json TEXT NOT NULL,
-    features_json TEXT NOT NULL,
+    features BLOB NOT NULL,
     manifest_fingerprint TEXT NOT NULL,
     model_name TEXT NOT NULL,
     model_version TEXT NOT NULL,
@@ -50,7 +52,7 @@ _COLUMNS = (
     "scored_at",
     "declaration_id",
     "declaration_json",
-    "features_json",
+    "features",
     "manifest_fingerprint",
     "model_name",
     "model_version",
@@ -67,13 +69,18 @@ _COLUMNS = (
 
 @dataclass(frozen=True)
 class DecisionRecord:
-    """One stored decision; ``features`` in the order of the model's manifest (None = NaN)."""
+    """One stored decision.
+
+    ``declaration_json`` is the canonical declaration as JSON text; ``features`` the model input
+    row as little-endian float64 bytes in the order of the model's manifest (bit-exact, so the
+    score can be recomputed exactly; NaN = missing).
+    """
 
     decision_id: str
     scored_at: str
     declaration_id: str
-    declaration: dict[str, Any]
-    features: list[float | None]
+    declaration_json: str
+    features: bytes
     manifest_fingerprint: str
     model_name: str
     model_version: str
@@ -86,13 +93,21 @@ class DecisionRecord:
     reasons: list[dict[str, Any]]
     warnings: list[str]
 
+    @property
+    def declaration(self) -> dict[str, Any]:
+        return json.loads(self.declaration_json)
+
+    @property
+    def feature_vector(self) -> np.ndarray:
+        return np.frombuffer(self.features, dtype="<f8")
+
     def row(self) -> tuple[Any, ...]:
         values = (
             self.decision_id,
             self.scored_at,
             self.declaration_id,
-            json.dumps(self.declaration, sort_keys=True, default=str),
-            json.dumps(self.features),
+            self.declaration_json,
+            self.features,
             self.manifest_fingerprint,
             self.model_name,
             self.model_version,
@@ -102,22 +117,26 @@ class DecisionRecord:
             float(self.expected_revenue),
             self.lane,
             int(self.exploration),
-            json.dumps(self.reasons),
-            json.dumps(self.warnings),
+            json.dumps(self.reasons) if self.reasons else "[]",
+            json.dumps(self.warnings) if self.warnings else "[]",
         )
         return (*values, _hash_row(values))
 
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 def _hash_row(values: Sequence[Any]) -> str:
-    return hashlib.sha256(json.dumps(list(values), default=str).encode()).hexdigest()
+    # Fields separated by a unit separator; bytes as-is, everything else by its exact str()
+    # (repr of floats round-trips), so the hash is canonical and cheap.
+    digest = hashlib.sha256()
+    for v in values:
+        digest.update(v if isinstance(v, bytes) else str(v).encode())
+        digest.update(b"\x1f")
+    return digest.hexdigest()
 
 
-def features_for_storage(row: Any) -> list[float | None]:
-    """A model input row as JSON-safe floats (NaN -> None)."""
-    return [None if math.isnan(v) else float(v) for v in row.tolist()]
+def features_for_storage(X: np.ndarray) -> list[bytes]:
+    """Model input rows as little-endian float64 bytes."""
+    X = np.ascontiguousarray(X, dtype="<f8")
+    return [row.tobytes() for row in X]
 
 
 class AuditStore:
@@ -174,8 +193,8 @@ class AuditStore:
             decision_id=v["decision_id"],
             scored_at=v["scored_at"],
             declaration_id=v["declaration_id"],
-            declaration=json.loads(v["declaration_json"]),
-            features=json.loads(v["features_json"]),
+            declaration_json=v["declaration_json"],
+            features=bytes(v["features"]),
             manifest_fingerprint=v["manifest_fingerprint"],
             model_name=v["model_name"],
             model_version=v["model_version"],
@@ -200,6 +219,4 @@ class AuditStore:
 
 
 def hmac_equal(a: str, b: str) -> bool:
-    import hmac
-
     return hmac.compare_digest(a.encode(), b.encode())

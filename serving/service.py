@@ -267,7 +267,7 @@ class ParcelRiskService:
                 f"v{record.model_version}; this server runs v{runtime.model_version}. "
                 "Explain it with that model version.",
             )
-        X = np.array([[math.nan if v is None else v for v in record.features]], dtype=float)
+        X = record.feature_vector.reshape(1, -1)
         # Context (hs6, origin...) is declaration-derived, so recomputing it is exact.
         frame = declarations_frame([record.declaration])
         context = runtime.compute_features(frame)
@@ -297,7 +297,7 @@ def _stored_decision(service: ParcelRiskService, decision_id: str) -> JSONRespon
         service.runtime.model.manifest.names
         if service.runtime is not None
         and record.manifest_fingerprint == service.runtime.model.manifest.fingerprint
-        else [f"f{i}" for i in range(len(record.features))]
+        else [f"f{i}" for i in range(len(record.feature_vector))]
     )
     return JSONResponse(
         {
@@ -305,7 +305,7 @@ def _stored_decision(service: ParcelRiskService, decision_id: str) -> JSONRespon
             "scored_at": record.scored_at,
             "declaration_id": record.declaration_id,
             "declaration": record.declaration,
-            "features": dict(zip(names, record.features, strict=True)),
+            "features": dict(zip(names, _json_floats(record.feature_vector), strict=True)),
             "model": {"name": record.model_name, "version": record.model_version},
             "thresholds_version": record.thresholds_version,
             "raw_score": record.raw_score,
@@ -318,6 +318,10 @@ def _stored_decision(service: ParcelRiskService, decision_id: str) -> JSONRespon
             "intact": intact,
         }
     )
+
+
+def _json_floats(values: np.ndarray) -> list[float | None]:
+    return [None if math.isnan(v) else v for v in values.tolist()]
 
 
 async def _get_decision(request: Request) -> JSONResponse:

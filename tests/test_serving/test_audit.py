@@ -1,5 +1,7 @@
+import json
 import sqlite3
 
+import numpy as np
 import pytest
 
 from serving.audit import AuditStore, DecisionRecord
@@ -10,8 +12,8 @@ def _record(i: int) -> DecisionRecord:
         decision_id=f"dec{i}",
         scored_at="2026-05-01T10:00:00+00:00",
         declaration_id=f"D{i}",
-        declaration={"declaration_id": f"D{i}", "hs_code": "610910"},
-        features=[1.0, None],
+        declaration_json=json.dumps({"declaration_id": f"D{i}", "hs_code": "610910"}),
+        features=np.array([1.0, np.nan]).tobytes(),
         manifest_fingerprint="fp",
         model_name="parcel-risk",
         model_version="3",
@@ -31,6 +33,8 @@ def test_roundtrip_and_wal(tmp_path) -> None:
     store.record([_record(1), _record(2)])
     record, intact = store.get("dec2")
     assert record == _record(2) and intact
+    assert record.declaration["hs_code"] == "610910"
+    assert record.feature_vector[0] == 1.0 and np.isnan(record.feature_vector[1])
     assert store.get("missing") is None
     mode = store._conn.execute("PRAGMA journal_mode").fetchone()[0]
     assert mode == "wal"

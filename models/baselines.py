@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,19 +19,48 @@ RULE_PREFIX = "rule:"
 PROFILE_KEYS = ("hs_chapter", "origin_country")
 
 
-def fit_logistic(X: np.ndarray, y: np.ndarray, seed: int):
-    """Median-imputed (with missing flags), standardised, L2 logistic regression."""
+def fit_logistic(X: np.ndarray, y: np.ndarray, seed: int, categorical: Sequence[int] = ()):
+    """L2 logistic regression on the same matrix, given a fair encoding.
+
+    Numbers: signed log1p (values, counts and ratios are heavy-tailed), median-imputed with
+    missing flags, standardised. Category codes: one-hot (a code is not a magnitude), rare
+    codes pooled.
+    """
+    from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
+    from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
-    model = make_pipeline(
-        SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
-        StandardScaler(),
-        LogisticRegression(C=1.0, max_iter=1000, random_state=seed),
+    categorical = list(categorical)
+    numeric = [j for j in range(X.shape[1]) if j not in categorical]
+    encode = ColumnTransformer(
+        [
+            (
+                "numeric",
+                make_pipeline(
+                    FunctionTransformer(_signed_log1p, feature_names_out="one-to-one"),
+                    SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
+                    StandardScaler(),
+                ),
+                numeric,
+            ),
+            (
+                "categorical",
+                make_pipeline(
+                    SimpleImputer(strategy="constant", fill_value=-1.0),
+                    OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=20),
+                ),
+                categorical,
+            ),
+        ]
     )
+    model = make_pipeline(encode, LogisticRegression(C=0.5, max_iter=2000, random_state=seed))
     return model.fit(X, y)
+
+
+def _signed_log1p(X: np.ndarray) -> np.ndarray:
+    return np.sign(X) * np.log1p(np.abs(X))
 
 
 @dataclass(frozen=True)

@@ -474,7 +474,12 @@ def train_models(
     fit_seconds = time.perf_counter() - started
 
     # baselines, fitted on the same training labels
-    logistic = baselines.fit_logistic(X[fit_train], y[fit_train], params.seed)
+    logistic = baselines.fit_logistic(
+        X[fit_train],
+        y[fit_train],
+        params.seed,
+        categorical=[manifest.names.index(n) for n in manifest.categorical_names],
+    )
     test = parts["test"]
     holdout = frame.loc[test].reset_index(drop=True)
     X_test = X[test]

@@ -11,9 +11,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
+
+# Run as a script, this folder comes first on sys.path and benchmarks/features.py would shadow
+# the features package.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
 
 def precision_at(score: np.ndarray, label: np.ndarray, share: float) -> float:

@@ -61,6 +61,22 @@ def validate(
         raise typer.Exit(1)
 
 
+def contract() -> None:
+    """Print the declaration contract (fields, types, domains, units) as a Markdown table."""
+    from features.contract import FIELDS
+
+    typer.echo("| field | scope | type | required | nullable | domain | unit | meaning |")
+    typer.echo("|---|---|---|---|---|---|---|---|")
+    for f in FIELDS:
+        domain = ", ".join(f.allowed) if f.allowed else (f.pattern or "")
+        if f.min_value is not None or f.max_value is not None:
+            domain = f"[{f.min_value if f.min_value is not None else ''}, {f.max_value if f.max_value is not None else ''}]"
+        typer.echo(
+            f"| {f.name} | {f.scope} | {f.kind} | {'yes' if f.required else 'no'} | "
+            f"{'yes' if f.nullable else 'no'} | {domain} | {f.unit or ''} | {f.description} |"
+        )
+
+
 @features_app.command("build")
 def features_build(
     declarations: Path = typer.Option(
@@ -81,4 +97,5 @@ def register(app: typer.Typer) -> None:
     app.command()(generate)
     app.command()(ingest)
     app.command()(validate)
+    app.command()(contract)
     app.add_typer(features_app, name="features")

@@ -40,6 +40,7 @@ PARAMS = {
         "max_calibration_error": 0.1,
     },
 }
+pytestmark = pytest.mark.xdist_group("models_registry")
 WEAK_FEATURES = ("noise_a", "noise_b", "weight_kg")
 
 

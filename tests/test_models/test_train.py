@@ -12,6 +12,7 @@ from models.split import split_boundaries
 from models.thresholds import lane_shares
 from models.train import TrainParams, train_models
 
+pytestmark = pytest.mark.xdist_group("models_train")
 PARAMS = TrainParams.from_dict(
     {
         "split": {"train": 0.6, "validation": 0.2, "test": 0.2},

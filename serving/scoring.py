@@ -25,6 +25,7 @@ from serving.reasons import Reason, explain_decisions
 if TYPE_CHECKING:
     import pandas as pd
 
+    from features.contract import Contract
     from models.bundle import RiskModel
 
 logger = logging.getLogger(__name__)
@@ -44,6 +45,10 @@ class ServeConfig:
     model_alias: str = "champion"
     audit_db: str = "audit.db"
     workers: int = 2
+    # Score concurrently waiting requests as one batch (see serving.service). Online features
+    # let a parcel see the other parcels of its batch declared before it, so with merging it
+    # may also see those of a concurrent request; the audit store keeps each feature vector.
+    merge_concurrent_requests: bool = True
 
 
 def load_serve_config(params_path: Path | None = DEFAULT_PARAMS) -> ServeConfig:
@@ -75,6 +80,7 @@ class ScoringRuntime:
     model_version: str
     config: ServeConfig
     run_id: str | None = None
+    contract: Contract | None = None  # extras the model's features use (from the entity state)
 
     @property
     def model_ref(self) -> dict[str, str]:
@@ -112,6 +118,7 @@ def load_runtime(config: ServeConfig, tracking_uri: str | None, model_dir: Path)
         model_version=str(info.get("version", "?")),
         config=config,
         run_id=info.get("run_id"),
+        contract=state.contract,
     )
 
 

@@ -197,7 +197,7 @@ class ParcelRiskService:
         runtime = self.runtime
         assert runtime is not None
         started = time.perf_counter()
-        frame = declarations_frame(declarations)
+        frame = declarations_frame(declarations, contract=runtime.contract)
         batch = score_frame(frame, runtime)
         self.audit.record(audit_records(batch, runtime))
         rows = decision_rows(batch, runtime)
@@ -225,7 +225,10 @@ class ParcelRiskService:
                 field="declarations",
             )
         try:
-            rows = await self.batcher.submit(list(declarations))
+            if self.config.merge_concurrent_requests:
+                rows = await self.batcher.submit(list(declarations))
+            else:
+                rows = await asyncio.to_thread(self._score_declarations, list(declarations))
         except ParcelriskError as exc:
             return _error(422, str(exc))
         # Built as plain dicts and sent as JSON directly: re-validating 1000 response models
@@ -245,7 +248,7 @@ class ParcelRiskService:
         if (decision_id is None) == (declaration is None):
             return _error(422, "give exactly one of decision_id or declaration")
         if declaration is not None:
-            frame = declarations_frame([declaration])
+            frame = declarations_frame([declaration], contract=runtime.contract)
             features = runtime.compute_features(frame)
             X = runtime.model.manifest.matrix(features)
             out = explain_matrix(X, features, runtime)[0]
@@ -269,7 +272,7 @@ class ParcelRiskService:
             )
         X = record.feature_vector.reshape(1, -1)
         # Context (hs6, origin...) is declaration-derived, so recomputing it is exact.
-        frame = declarations_frame([record.declaration])
+        frame = declarations_frame([record.declaration], contract=runtime.contract)
         context = runtime.compute_features(frame)
         out = explain_matrix(X, context, runtime)[0]
         return JSONResponse(

@@ -6,6 +6,7 @@ audit store are exercised exactly as in production without the features/models p
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from collections.abc import Iterator
@@ -192,15 +193,97 @@ def service_env(tmp_path_factory: pytest.TempPathFactory, stub_runtime) -> Itera
         yield tmp
 
 
+_APP: list[Any] = []
+
+
+def service_app() -> Any:
+    """One ASGI app per process: BentoML registers its own Prometheus metrics per app.
+
+    Each ``TestClient`` context runs the lifespan again, so every client still gets a fresh
+    service instance built from the environment of that moment.
+    """
+    if not _APP:
+        from serving.service import ParcelRiskService
+
+        _APP.append(ParcelRiskService.to_asgi())
+    return _APP[0]
+
+
 @pytest.fixture(scope="module")
 def client(service_env: Path):
     from starlette.testclient import TestClient
 
-    from serving.service import ParcelRiskService
-
-    with TestClient(ParcelRiskService.to_asgi()) as c:
+    with TestClient(service_app()) as c:
         yield c
 
 
 def auth(role: str = "scorer") -> dict[str, str]:
     return {"X-API-Key": SCORER_KEY if role == "scorer" else AUDITOR_KEY}
+
+
+# --- the real pipeline, once per session ------------------------------------------------------
+
+
+def fresh_declarations(history: pd.DataFrame, n: int, prefix: str = "NEW") -> pd.DataFrame:
+    """The last ``n`` declarations of a history, re-issued one day after it ends (new ids)."""
+    out = history.tail(n).reset_index(drop=True).copy()
+    start = history["declared_at"].max() + pd.Timedelta(days=1)
+    out["declared_at"] = start + pd.to_timedelta(np.arange(n), unit="s")
+    out["declaration_id"] = [f"{prefix}{i:06d}" for i in range(n)]
+    return out
+
+
+@pytest.fixture(scope="session")
+def real_pipeline(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """generate (20k parcels, 60 days) -> features build -> train -> promote, temp SQLite MLflow."""
+    import yaml
+
+    from features.build import build_to_dir
+    from features.contract import read_declarations
+    from features.synthetic import generate_to_dir
+    from models.cli import run_promotion, run_training
+
+    root = tmp_path_factory.mktemp("pipeline")
+    params = yaml.safe_load(Path("params.yaml").read_text())
+    params["train"]["lightgbm"]["n_estimators"] = 150  # enough trees for a test, fast to fit
+    params["serve"] = {**params.get("serve", {}), "exploration_rate": 0.02}
+    params_path = root / "params.yaml"
+    params_path.write_text(yaml.safe_dump(params))
+    tracking_uri = f"sqlite:///{root / 'mlflow.db'}"
+    generate_to_dir(parcels=20_000, days=60, seed=5, out=root / "raw", start="2026-01-01")
+    build_to_dir(
+        declarations_path=root / "raw" / "declarations.parquet",
+        out=root / "processed",
+        params_path=params_path,
+    )
+    trained = run_training(
+        root / "processed",
+        params_path=params_path,
+        tracking_uri=tracking_uri,
+        metrics_out=None,
+    )
+    run_promotion(params_path=params_path, tracking_uri=tracking_uri)
+    history, _ = read_declarations(root / "raw" / "declarations.parquet", with_outcomes=False)
+    return {
+        "root": root,
+        "params": params_path,
+        "tracking_uri": tracking_uri,
+        "version": str(trained["version"]),
+        "history": history,
+    }
+
+
+@contextlib.contextmanager
+def service_client(env: dict[str, str]) -> Iterator[Any]:
+    """A TestClient on the real service (real ``load_runtime``) with ``env`` set."""
+    from starlette.testclient import TestClient
+
+    base = {
+        "PARCELRISK_API_KEYS": f"scorer:{SCORER_KEY},auditor:{AUDITOR_KEY}",
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+    }
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in {**base, **env}.items():
+            mp.setenv(k, v)
+        with TestClient(service_app()) as c:
+            yield c

@@ -1,0 +1,150 @@
+"""The service on a real champion: generated data -> features -> train -> promote -> serve."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from features.errors import ParcelriskError
+from serving.audit import AuditStore
+from serving.scoring import load_runtime, load_serve_config, score_file
+from tests.test_serving.conftest import auth, fresh_declarations, service_client
+
+
+def _env(pipeline, tmp_path, **extra) -> dict[str, str]:
+    return {
+        "PARCELRISK_TRACKING_URI": pipeline["tracking_uri"],
+        "PARCELRISK_PARAMS": str(pipeline["params"]),
+        "PARCELRISK_AUDIT_DB": str(tmp_path / "audit.db"),
+        "PARCELRISK_MODEL_DIR": str(tmp_path / "model"),
+        **extra,
+    }
+
+
+def _payload(frame: pd.DataFrame) -> list[dict]:
+    return json.loads(frame.to_json(orient="records", date_format="iso"))
+
+
+@pytest.fixture(scope="module")
+def real_client(real_pipeline, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("real-service")
+    with service_client(_env(real_pipeline, tmp)) as client:
+        yield client
+
+
+def test_real_champion_scores_and_lanes_fill(real_client, real_pipeline) -> None:
+    assert real_client.get("/readyz").status_code == 200
+    fresh = fresh_declarations(real_pipeline["history"], 1000)
+    r = real_client.post("/score", json={"declarations": _payload(fresh)}, headers=auth())
+    assert r.status_code == 200, r.text
+    decisions = r.json()["decisions"]
+    assert {d["model"]["version"] for d in decisions} == {real_pipeline["version"]}
+    lanes = pd.Series([d["lane"] for d in decisions])
+    assert 0 < (lanes != "green").mean() < 0.3
+    flagged = [d for d in decisions if d["lane"] != "green"]
+    assert all(1 <= len(d["reasons"]) <= 5 for d in flagged)
+    assert all(d["reasons"] == [] for d in decisions if d["lane"] == "green")
+    # reasons read like sentences, not feature names
+    assert all(" " in reason["text"] for d in flagged for reason in d["reasons"])
+
+
+def test_explain_consistent_with_real_score(real_client, real_pipeline) -> None:
+    fresh = fresh_declarations(real_pipeline["history"], 50, prefix="EXP")
+    decisions = real_client.post(
+        "/score", json={"declarations": _payload(fresh)}, headers=auth()
+    ).json()["decisions"]
+    for d in decisions[:5]:
+        e = real_client.post(
+            "/explain", json={"decision_id": d["decision_id"]}, headers=auth()
+        ).json()
+        total = e["base_value"] + sum(c["contribution"] for c in e["contributions"])
+        assert total == pytest.approx(e["raw_score"], abs=1e-6)
+        assert e["raw_score"] == pytest.approx(e["stored_raw_score"], abs=1e-12)
+        assert e["risk"] == pytest.approx(d["risk"], abs=1e-12)
+
+
+def test_batch_file_scoring_equals_http(real_client, real_pipeline, tmp_path) -> None:
+    fresh = fresh_declarations(real_pipeline["history"], 300, prefix="FILE")
+    source = tmp_path / "in.csv"
+    fresh.to_csv(source, index=False)
+    http = real_client.post("/score", json={"declarations": _payload(fresh)}, headers=auth())
+    http_rows = pd.DataFrame(http.json()["decisions"])
+    config = load_serve_config(real_pipeline["params"])
+    runtime = load_runtime(config, real_pipeline["tracking_uri"], tmp_path / "m")
+    # one chunk = one request: parcels of a batch see each other, so chunking must match
+    summary = score_file(source, tmp_path / "out.parquet", runtime, chunk_size=300, progress=False)
+    batch = pd.read_parquet(tmp_path / "out.parquet")
+    assert summary["declarations"] == 300
+    assert batch["declaration_id"].tolist() == http_rows["declaration_id"].tolist()
+    assert batch["risk"].to_numpy() == pytest.approx(http_rows["risk"].to_numpy(), abs=1e-12)
+    assert batch["lane"].tolist() == http_rows["lane"].tolist()
+    assert batch["exploration"].tolist() == http_rows["exploration"].tolist()
+    assert [json.loads(r) for r in batch["reasons"]] == http_rows["reasons"].tolist()
+
+
+def test_readiness_fails_without_a_champion(tmp_path) -> None:
+    env = {
+        "PARCELRISK_TRACKING_URI": f"sqlite:///{tmp_path / 'empty.db'}",
+        "PARCELRISK_AUDIT_DB": str(tmp_path / "audit.db"),
+    }
+    with service_client(env) as client:
+        assert client.get("/livez").status_code == 200
+        r = client.get("/readyz")
+        assert r.status_code == 503 and "champion" in r.json()["reason"]
+        r = client.post("/score", json={"declarations": []}, headers=auth())
+        assert r.status_code == 503 and "no model 'parcel-risk'@champion" in r.json()["error"]
+
+
+def test_inconsistent_entity_state_is_refused(real_pipeline, tmp_path, monkeypatch) -> None:
+    import models.registry
+
+    real = models.registry.load_champion
+
+    def tampered(*args, **kwargs):
+        model, state_dir, info = real(*args, **kwargs)
+        model.metadata["entity_state_fingerprint"] = "not-the-snapshot"
+        return model, state_dir, info
+
+    monkeypatch.setattr(models.registry, "load_champion", tampered)
+    with pytest.raises(ParcelriskError, match="does not match the model"):
+        load_runtime(
+            load_serve_config(real_pipeline["params"]), real_pipeline["tracking_uri"], tmp_path
+        )
+
+
+def test_score_cli_writes_the_file(real_pipeline, tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from serving.main import app
+
+    fresh = fresh_declarations(real_pipeline["history"], 20, prefix="CLI")
+    source = tmp_path / "in.parquet"
+    fresh.to_parquet(source)
+    audit_db = tmp_path / "audit.db"
+    result = CliRunner().invoke(
+        app,
+        [
+            "score",
+            str(source),
+            "--out",
+            str(tmp_path / "out.csv"),
+            "--params",
+            str(real_pipeline["params"]),
+            "--tracking-uri",
+            real_pipeline["tracking_uri"],
+            "--audit-db",
+            str(audit_db),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert len(pd.read_csv(tmp_path / "out.csv")) == 20
+    assert AuditStore(audit_db).count() == 20
+
+
+def test_service_import_stays_light() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, serving.service; print(sorted(m for m in ('shap', 'great_expectations') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -240,7 +240,7 @@ def run_promotion(
     decision = decide_promotion(per_model["champion"], per_model["challenger"], params)
     outcome = "promoted" if decision.promote else ("forced" if force else "refused")
     gate = {
-        f"{role}.{k.split('.', 1)[1]}": v
+        f"{role}.{k}": v
         for role, m in per_model.items()
         for k, v in m.items()
         if k.endswith(("precision_at_5", "revenue_at_5", ".ece", "roc_auc"))
@@ -311,6 +311,9 @@ def promote(
     reason: str | None = typer.Option(
         None, "--reason", help="Why --force: recorded on the version."
     ),
+    report: Path | None = typer.Option(
+        None, "--report", help="Write the decision as JSON here (DVC metrics)."
+    ),
 ) -> None:
     """Champion/challenger gate: move alias `champion` only if the challenger beats the champion."""
     _quiet_downloads()
@@ -323,6 +326,19 @@ def promote(
         force=force,
         reason=reason,
     )
+    if report is not None:
+        from features.contract import atomic_write
+
+        payload = {
+            k: out.get(k) for k in ("model_name", "challenger", "champion_before", "outcome")
+        }
+        payload.update(
+            promoted=int(out["promote"]),
+            reasons=out["reasons"],
+            **{f"gate.{k}": v for k, v in out.get("metrics", {}).items()},
+        )
+        text = json.dumps(payload, indent=1, default=str)
+        atomic_write(Path(report), lambda tmp: tmp.write_text(text))
     for line in out["reasons"]:
         typer.echo(f"  {line}")
     typer.echo(

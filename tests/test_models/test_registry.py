@@ -116,7 +116,16 @@ def store(frames, tmp_path_factory):
     from serving.main import app
 
     state["cli3"] = CliRunner().invoke(
-        app, ["promote", "--params", str(params_path), "--tracking-uri", uri]
+        app,
+        [
+            "promote",
+            "--params",
+            str(params_path),
+            "--tracking-uri",
+            uri,
+            "--report",
+            str(root / "promotion.json"),
+        ],
     )
     state["promote3_forced"] = run_promotion(
         params_path=params_path, tracking_uri=uri, force=True, reason="audit request 42"
@@ -174,6 +183,10 @@ def test_worse_challenger_is_refused_with_exit_code_1(store):
     result = store["cli3"]
     assert result.exit_code == 1, result.output
     assert "refused" in result.output and "precision_at_5" in result.output
+    report = json.loads((store["root"] / "promotion.json").read_text())
+    assert report["outcome"] == "refused" and report["promoted"] == 0
+    champion = report["gate.champion.test_all.model.precision_at_5"]
+    assert report["gate.challenger.test_all.model.precision_at_5"] < champion
 
 
 def test_force_records_the_reason_and_moves_the_alias(store):

@@ -63,7 +63,7 @@ _ENTITY_LABELS = {
     "platform_id": ("platform", "platform {platform_id}"),
     "operator_id": ("operator", "operator {operator_id}"),
     "origin_country": ("origin", "origin {origin_country}"),
-    "seller_country": ("seller_country", "seller country"),
+    "seller_country": ("seller_country", "sellers from {seller_country}"),
     "hs_chapter": ("hs_chapter", "HS chapter {hs_chapter}"),
     "hs6": ("hs6", "HS {hs6}"),
     "arrival_office": ("office", "arrival office"),
@@ -94,7 +94,7 @@ def entities_for(params: FeatureParams, contract: Contract) -> list[Entity]:
         parts = spec.split("*")
         labels = [_ENTITY_LABELS.get(p, (p, f"{p.replace('_', ' ')} {{value}}")) for p in parts]
         prefix = "_x_".join(lab[0] for lab in labels)
-        phrase = " in ".join(lab[1] for lab in labels)
+        phrase = " with ".join(lab[1] for lab in labels)
         out.append(Entity(spec=spec, prefix=prefix, phrase=phrase))
     return out
 
@@ -440,6 +440,27 @@ _STATIC_SPECS = (
         "description words are frequent in past offences ({value:.0%})",
     ),
     FeatureSpec(
+        "text_word_hit_rate_max",
+        "text",
+        "float",
+        "Highest smoothed hit rate of past inspections among the description's words.",
+        "a word of the description was found in offences at rate {value:.0%}",
+    ),
+    FeatureSpec(
+        "text_hs6_support_mean",
+        "text",
+        "float",
+        "Mean over the description's words of the share of past declarations with the word that used the declared HS6.",
+        "description words rarely go with HS {hs6} ({value:.0%} of past uses)",
+    ),
+    FeatureSpec(
+        "text_hs6_support_min",
+        "text",
+        "float",
+        "Least support of any description word for the declared HS6.",
+        "a description word was declared under HS {hs6} in only {value:.0%} of past uses",
+    ),
+    FeatureSpec(
         "description_n_tokens",
         "text",
         "float",
@@ -670,7 +691,9 @@ def _learned_batch(
         vocabulary = np.array([], dtype=str)
     vague_mask = np.isin(vocabulary, list(params.vague_terms))
     chapters = chapter_index(prep["hs_chapter"])
-    counts = TextCounts.zeros(len(vocabulary))
+    hs6_codes, hs6_vocabulary = pd.factorize(prep["hs6"])
+    hs6_codes = hs6_codes.astype(np.int64)
+    counts = TextCounts.zeros(len(vocabulary), len(hs6_vocabulary))
     out_order = np.argsort(outcomes["t_us"], kind="stable")
     out_rows_sorted = outcomes["rows"][out_order]
     out_t_sorted = outcomes["t_us"][out_order]
@@ -693,6 +716,9 @@ def _learned_batch(
             "text_p_top_chapter",
             "text_top_chapter_differs",
             "text_p_illicit",
+            "text_word_hit_rate_max",
+            "text_hs6_support_mean",
+            "text_hs6_support_min",
         )
     }
     decl_done = 0
@@ -719,15 +745,19 @@ def _learned_batch(
             min_reference_count=params.min_reference_count,
         )
         # text evidence: declarations before the period, outcomes recorded before its start
-        counts.add_declarations(U[inverse[decl_done:known]], chapters[decl_done:known])
+        counts.add_declarations(
+            U[inverse[decl_done:known]], chapters[decl_done:known], hs6_codes[decl_done:known]
+        )
         decl_done = known
         new_out = np.searchsorted(out_t_sorted, start_us, side="left")
         rows = out_rows_sorted[out_done:new_out]
         counts.add_outcomes(U[inverse[rows]], out_ill_sorted[out_done:new_out])
         out_done = new_out
-        model, seen = TextModel.from_counts(counts, vocabulary, params.text_alpha)
-        texts = _score_with_global_vocab(
-            U[inverse[lo:hi]], model, seen, len(vocabulary), chapters[lo:hi]
+        model, seen = TextModel.from_counts(
+            counts, vocabulary, params.text_alpha, np.asarray(hs6_vocabulary)
+        )
+        texts = _score_in_chunks(
+            U[inverse[lo:hi]], model, seen, chapters[lo:hi], hs6_codes[lo:hi], params
         )
         for name, values in {**vals, **texts}.items():
             result[name][lo:hi] = values
@@ -735,40 +765,31 @@ def _learned_batch(
     return result
 
 
-def _score_with_global_vocab(
-    X: Any, model: TextModel, seen: np.ndarray, n_vocab: int, chapters: np.ndarray
+def _score_in_chunks(
+    X: Any,
+    model: TextModel,
+    seen: np.ndarray,
+    chapters: np.ndarray,
+    hs6_codes: np.ndarray,
+    params: FeatureParams,
 ) -> dict[str, np.ndarray]:
-    """Score rows tokenised with the global vocabulary; unseen tokens get zero weight."""
-    chapter_lp = np.zeros((n_vocab, model.chapter_log_prob.shape[1]))
-    chapter_lp[seen] = model.chapter_log_prob
-    llr = np.zeros(n_vocab)
-    llr[seen] = model.illicit_llr
-    out: dict[str, list[np.ndarray]] = {}
+    """Score rows tokenised with the global vocabulary, keeping only the model's (seen) tokens.
+
+    Dropping unseen columns makes "has tokens" mean "has known tokens", exactly as online.
+    """
+    parts: dict[str, list[np.ndarray]] = {}
     chunk = 100_000
     for s in range(0, X.shape[0], chunk):
-        # keep only seen columns so "has tokens" means "has known tokens", as online
-        Xs = X[s : s + chunk][:, seen]
         part = text_scores(
-            Xs,
-            chapter_lp[seen],
-            model.chapter_log_prior,
-            llr[seen],
-            model.illicit_log_prior_odds,
+            X[s : s + chunk][:, seen].tocsr(),
+            model,
             chapters[s : s + chunk],
+            hs6_codes[s : s + chunk],
+            min_token_docs=params.min_reference_count,
         )
         for k, v in part.items():
-            out.setdefault(k, []).append(v)
-    if not out:
-        return {
-            k: np.empty(0)
-            for k in (
-                "text_p_declared_chapter",
-                "text_p_top_chapter",
-                "text_top_chapter_differs",
-                "text_p_illicit",
-            )
-        }
-    return {k: np.concatenate(v) for k, v in out.items()}
+            parts.setdefault(k, []).append(v)
+    return {k: np.concatenate(v) for k, v in parts.items()}
 
 
 def assemble(

@@ -42,6 +42,7 @@ REASON_CONTEXT = (
     "hs6",
     "hs_chapter",
     "origin_country",
+    "seller_country",
     "seller_id",
     "consignee_id",
     "platform_id",

@@ -395,15 +395,20 @@ def _fit_text_model(
         return TextModel.from_counts(
             TextCounts.zeros(0), np.array([], dtype=str), params.text_alpha
         )[0]
-    counts = TextCounts.zeros(len(vocabulary))
-    counts.add_declarations(U[inverse], chapter_index(prep["hs_chapter"][before]))
+    hs6_codes, hs6_vocabulary = pd.factorize(prep["hs6"][before])
+    counts = TextCounts.zeros(len(vocabulary), len(hs6_vocabulary))
+    counts.add_declarations(
+        U[inverse], chapter_index(prep["hs_chapter"][before]), hs6_codes.astype(np.int64)
+    )
     known_out = outcomes["t_us"] < start_us
     rows = outcomes["rows"][
         known_out
     ]  # rows of prep; all declared before their result, so before start
     row_pos = np.searchsorted(np.flatnonzero(before), rows)
     counts.add_outcomes(U[inverse[row_pos]], outcomes["illicit"][known_out])
-    return TextModel.from_counts(counts, vocabulary, params.text_alpha)[0]
+    return TextModel.from_counts(counts, vocabulary, params.text_alpha, np.asarray(hs6_vocabulary))[
+        0
+    ]
 
 
 # ------------------------------------------------------------------------------------------
@@ -495,6 +500,14 @@ def _history_online(
     return result
 
 
+def _hs6_index(state: EntityState) -> pd.Index:
+    cached = getattr(state, "_hs6_index", None)
+    if cached is None:
+        cached = pd.Index(state.text_model.hs6_vocabulary, dtype="object")
+        state._hs6_index = cached  # type: ignore[attr-defined]
+    return cached
+
+
 def _text_online(prep: pd.DataFrame, state: EntityState) -> dict[str, np.ndarray]:
     model = state.text_model
     chapters = chapter_index(prep["hs_chapter"])
@@ -505,13 +518,9 @@ def _text_online(prep: pd.DataFrame, state: EntityState) -> dict[str, np.ndarray
         from scipy import sparse
 
         X = sparse.csr_matrix((len(descriptions), 0), dtype=np.int64)
+    hs6_codes = _hs6_index(state).get_indexer(prep["hs6"].to_numpy()).astype(np.int64)
     out = text_scores(
-        X,
-        model.chapter_log_prob,
-        model.chapter_log_prior,
-        model.illicit_llr,
-        model.illicit_log_prior_odds,
-        chapters,
+        X, model, chapters, hs6_codes, min_token_docs=state.params.min_reference_count
     )
     out.update(description_shape_of(descriptions, state.params.vague_terms))
     return out

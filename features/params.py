@@ -43,7 +43,7 @@ class FeatureParams:
     fx_to_base: dict[str, float] | None = None  # None: features.contract.DEFAULT_FX_TO_BASE
     windows_days: tuple[int, ...] = (7, 30, 180)
     outcome_window_days: int = 90
-    split_windows_hours: tuple[int, ...] = (24, 168)
+    split_windows_hours: tuple[int, ...] = (24, 72, 168)
     prior_strength: float = 20.0
     default_prior: float = 0.05  # hit-rate prior before any outcome is known
     refit_period_days: int = 14
@@ -61,8 +61,10 @@ class FeatureParams:
         "hs_chapter",
         "hs6",
         "seller_id*hs_chapter",
+        "seller_country*origin_country",
     )
     categoricals: tuple[str, ...] = (
+        "seller_country",
         "channel",
         "category",
         "currency",

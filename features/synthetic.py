@@ -33,9 +33,10 @@ Entities carry latent behaviour that only shows through their history:
   other                         background offences with no particular signature
   ============================  ================================================================
 
-- ``p_illicit`` = intent x q + (1 - intent) x b with q ~ 0.5-0.97 (how clear-cut the offence is)
-  and b a small background rate rising with latent risk; ``illicit`` ~ Bernoulli(p_illicit). The
-  irreducible noise keeps the oracle ROC-AUC near 0.93, not 1.
+- ``p_illicit`` = intent x q + (1 - intent) x b with q (how clear-cut the offence is) set by the
+  mechanism and the strength of its signature (more extreme undervaluation, more certain) plus a
+  little noise, and b a small background rate rising with latent risk; ``illicit`` ~
+  Bernoulli(p_illicit). Latent intent and the Bernoulli draw keep the oracle ROC-AUC near 0.93.
 
 Concept drift (all three are in the data)
 -----------------------------------------
@@ -58,6 +59,8 @@ rule                       weight  fires when
 rule:risky_hs              2.0     HS chapter 21, 24, 30, 33, 42, 64, 71, 91 or 93
 rule:high_value            1.5/3   declared value above 150 EUR / above 1,000 EUR
 rule:vague_description     2.0     description is a vague word (gift, parts, goods...)
+rule:restricted_keyword    3.0     description has a watchlist word (knife, steroid, tobacco...;
+                                   about half of the restricted goods)
 rule:low_value_per_kg      2.0     declared value below 10 EUR per kg
 rule:risky_origin          1.0     origin HK, TR, PK, AE, VN or KH
 rule:non_aeo               0.8     the declaring operator is not AEO-certified
@@ -99,6 +102,7 @@ GROUND_TRUTH_COLUMNS = (
     "p_illicit",
     "illicit",
     "revenue_at_stake",
+    "revenue_if_illicit",
     "offence_type",
 )
 
@@ -443,6 +447,9 @@ _PARTNERED_PLATFORMS = 5  # PLT01..PLT05
 _DRIFT_PLATFORM = 8  # index of PLT09
 MECHANISMS = OFFENCE_TYPES[:-1]  # every type except "other" has a signature
 _MECHANISM_MIX = (0.33, 0.14, 0.10, 0.03, 0.17, 0.09, 0.14)
+# Base probability that an intended offence is found, by mechanism (prohibited goods are
+# unmistakable once opened; a vague description is often a sloppy but honest sender).
+_MECHANISM_CLARITY = (0.62, 0.72, 0.90, 0.70, 0.78, 0.62, 0.55)
 _HOURLY = np.array(
     [2, 1.5, 1.5, 2, 3, 4, 5, 6, 7, 7, 7, 7, 6.5, 6.5, 6.5, 6, 6, 5.5, 5, 4.5, 4, 3.5, 3, 2.5]
 )
@@ -858,7 +865,18 @@ def generate(params: SyntheticParams) -> tuple[pd.DataFrame, pd.DataFrame]:
     origin = np.where(m_origin | legit_shift, shifted, origin)
 
     # ---- truth ---------------------------------------------------------------------------
-    q = np.clip(_sigmoid(rng.normal(1.0, 1.1, n)), 0.2, 0.96)
+    # How clear-cut an intended offence is follows what the declaration shows (mechanism, and
+    # how extreme the price is), with a little parcel noise. If q were pure latent noise, the
+    # oracle would rank on information no data holds and stop being a meaningful ceiling.
+    q_mechanism = np.array(_MECHANISM_CLARITY)[np.maximum(mechanism, 0)]
+    price_gap = np.clip((0.4 - factor) / 0.32, 0.0, 1.0)  # undervaluation: 0 mild .. 1 extreme
+    fake_gap = np.clip((0.3 - unit / price) / 0.22, 0.0, 1.0)  # counterfeit: price far below
+    q = (
+        q_mechanism
+        + np.where(m_under, 0.25 * price_gap, 0.0)
+        + np.where(m_fake, 0.15 * fake_gap, 0.0)
+    )
+    q = np.clip(q + rng.normal(0.0, 0.05, n), 0.2, 0.96)
     background = 0.004 + 0.2 * _sigmoid(logit)
     p_illicit = np.where(intent, q, background)
 
@@ -968,15 +986,17 @@ def _finish(
     item, declared_item, mech = d["item"], d["declared_item"], d["mechanism"]
     p_illicit = d["p_illicit"]
     illicit = rng.random(n) < p_illicit
-    offence = np.where(illicit, np.where(mech >= 0, mech, len(MECHANISMS)), -1)
+    # the offence a parcel would be found with: its mechanism, or "other" for background cases
+    would_be = np.where(mech >= 0, mech, len(MECHANISMS))
+    offence = np.where(illicit, would_be, -1)
 
     # ---- revenue at stake (EUR) ------------------------------------------------------------
     duty, vat = cat.duty[item], p.vat_rate
     true_value, declared_eur = d["true_value"], d["declared_eur"]
     tax = duty + vat
     fine = rng.lognormal(np.log(120), 0.9, n)
-    revenue = np.select(
-        [offence == k for k in range(8)],
+    revenue_if_illicit = np.select(
+        [would_be == k for k in range(8)],
         [
             (true_value - declared_eur) * tax,
             true_value * (duty - cat.duty[declared_item]) + 0.1 * true_value,
@@ -989,7 +1009,8 @@ def _finish(
         ],
         0.0,
     )
-    revenue = np.where(illicit, np.maximum(np.round(revenue, 2), 0.5), 0.0)
+    revenue_if_illicit = np.maximum(np.round(revenue_if_illicit, 2), 0.5)
+    revenue = np.where(illicit, revenue_if_illicit, 0.0)
 
     # ---- declared fields -------------------------------------------------------------------
     currencies = np.array(world.currencies, dtype=object)
@@ -1018,6 +1039,7 @@ def _finish(
         "rule:high_value": 1.5 * (declared_value_eur > p.de_minimis_eur)
         + 1.5 * (declared_value_eur > 1_000),
         "rule:vague_description": 2.0 * is_vague,
+        "rule:restricted_keyword": 3.0 * _on_watchlist(description),
         "rule:low_value_per_kg": 2.0 * (declared_value_eur / weight < 10.0),
         "rule:risky_origin": 1.0 * np.isin(country_names[d["origin"]], RULE_RISKY_ORIGINS),
         "rule:non_aeo": 0.8 * ~aeo,
@@ -1102,6 +1124,9 @@ def _finish(
             "p_illicit": p_illicit,
             "illicit": illicit,
             "revenue_at_stake": revenue,
+            # what an offence would cost if there is one: p_illicit x this is the revenue oracle
+            # (ranking on revenue_at_stake would rank on the label itself)
+            "revenue_if_illicit": revenue_if_illicit,
             "offence_type": text(offence_text),
         }
     )
@@ -1109,6 +1134,30 @@ def _finish(
 
 
 _CATEGORY_NAMES = ("merchandise", "gift", "sample", "return", "documents")
+
+# The legacy keyword watchlist knows only some restricted goods (as real ones lag new products):
+# the model must learn the others from outcomes.
+WATCHLIST_WORDS = (
+    "knife",
+    "steroid",
+    "cigarettes",
+    "cigarette",
+    "tobacco",
+    "tramadol",
+    "dagger",
+    "ammunition",
+)
+
+
+def _on_watchlist(description: np.ndarray) -> np.ndarray:
+    import pandas as pd
+
+    pattern = r"\b(?:" + "|".join(WATCHLIST_WORDS) + r")\b"
+    return (
+        pd.Series(description, dtype="str")
+        .str.contains(pattern, case=False, regex=True)
+        .to_numpy(dtype=bool)
+    )
 
 
 # --------------------------------------------------------------------------------------------

@@ -60,7 +60,10 @@ def serve(
     # One model copy per worker process; LightGBM's OpenMP pool inside each would only fight
     # the other workers for the same cores.
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    from bentoml.serving import serve_http_production
+    # What `bentoml serve` does for new-style (>= 1.2) services; blocks until stopped.
+    from _bentoml_impl.server import serve_http
+
+    from serving.service import ParcelRiskService
 
     logger.info(
         "serving %s on http://%s:%d with %s worker(s)",
@@ -69,7 +72,8 @@ def serve(
         port,
         env["PARCELRISK_WORKERS"],
     )
-    serve_http_production(SERVICE_IMPORT, working_dir=str(Path.cwd()), port=port, host=host)
+    ParcelRiskService.inject_config()
+    serve_http(SERVICE_IMPORT, working_dir=str(Path.cwd()), port=port, host=host)
 
 
 def score(

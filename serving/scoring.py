@@ -57,7 +57,11 @@ def load_serve_config(params_path: Path | None = DEFAULT_PARAMS) -> ServeConfig:
 
     section: dict[str, Any] = {}
     if params_path is not None and Path(params_path).exists():
-        section = (yaml.safe_load(Path(params_path).read_text()) or {}).get("serve") or {}
+        params = yaml.safe_load(Path(params_path).read_text()) or {}
+        section = dict(params.get("serve") or {})
+        # the registered name is promote's; serve only says which alias to load
+        if "model_name" not in section and (params.get("promote") or {}).get("model_name"):
+            section["model_name"] = params["promote"]["model_name"]
     lane_keys = {"exploration_rate", "exploration_seed", "exploration_lane", "aeo_risk_discount"}
     known = lane_keys | {f for f in ServeConfig.__dataclass_fields__ if f != "lanes"}
     unknown = set(section) - known

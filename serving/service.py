@@ -166,10 +166,12 @@ class ParcelRiskService:
         self.audit = AuditStore.from_env(default=self.config.audit_db)
         self.runtime: ScoringRuntime | None = None
         self.batcher = MicroBatcher(self._score_declarations, max_rows=self.config.max_batch)
-        model_dir = os.environ.get(MODEL_DIR_ENV) or tempfile.mkdtemp(prefix="parcelrisk-model-")
+        # one directory per worker process: workers download the champion concurrently
+        base = os.environ.get(MODEL_DIR_ENV) or tempfile.mkdtemp(prefix="parcelrisk-model-")
+        model_dir = Path(base) / f"worker-{os.getpid()}"
         tracking_uri = os.environ.get(TRACKING_URI_ENV) or None
         try:
-            self.runtime = load_runtime(self.config, tracking_uri, Path(model_dir))
+            self.runtime = load_runtime(self.config, tracking_uri, model_dir)
         except ParcelriskError as exc:
             _STATUS["reason"] = f"champion model not loaded: {exc}"
             logger.error("NOT READY: %s", _STATUS["reason"])

@@ -1,0 +1,314 @@
+"""Serving speed: the real HTTP server on loopback vs in-process scoring and LightGBM predict.
+
+Starts ``parcelrisk serve`` as a subprocess (bounded run, stopped at the end), then measures
+1. throughput with batches of 100 declarations (reasons for red/yellow), several clients;
+2. single-declaration latency with 16 concurrent clients (p50/p99);
+3. in-process: the whole scoring path (``serving.scoring.score_frame``) and LightGBM predict
+   alone on the same rows, so HTTP/BentoML overhead shows as a ratio;
+and prints one JSON document. Without ``--tracking-uri`` it first builds a small champion
+(generate 20k parcels / 60 days -> features build -> train -> promote) in a temp directory.
+
+    python benchmarks/serving.py [--tracking-uri URI --declarations FILE] [--seconds 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script from anywhere
+    sys.path.insert(0, str(ROOT))
+
+SCORER_KEY = "bench-scorer-key-0123456789"
+BIN = Path(sys.executable).parent
+
+
+def _run(args: list[str], cwd: Path) -> None:
+    subprocess.run(args, cwd=cwd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def build_champion(work: Path) -> tuple[str, Path, Path]:
+    """A small champion in ``work``: returns (tracking uri, declarations file, params file)."""
+    import yaml
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["train"]["lightgbm"]["n_estimators"] = 300
+    params_path = work / "params.yaml"
+    params_path.write_text(yaml.safe_dump(params))
+    uri = f"sqlite:///{work / 'mlflow.db'}"
+    cli = str(BIN / "parcelrisk")
+    _run(
+        [cli, "generate", "--parcels", "20000", "--days", "60", "--seed", "11", "--out", "raw"],
+        work,
+    )
+    _run([cli, "features", "build", "--declarations", "raw/declarations.parquet", "--out", "processed", "--params", str(params_path)], work)  # fmt: skip
+    _run([cli, "train", "--features", "processed", "--params", str(params_path), "--tracking-uri", uri, "--metrics-out", "metrics.json"], work)  # fmt: skip
+    _run([cli, "promote", "--params", str(params_path), "--tracking-uri", uri], work)
+    return uri, work / "raw" / "declarations.parquet", params_path
+
+
+def fresh_payloads(declarations_file: Path, n: int) -> list[dict]:
+    """The last ``n`` declarations re-issued a day after the history ends (as new arrivals)."""
+    import pandas as pd
+
+    from features.contract import read_declarations
+
+    history, _ = read_declarations(declarations_file, with_outcomes=False)
+    out = history.tail(n).reset_index(drop=True)
+    start = history["declared_at"].max() + pd.Timedelta(days=1)
+    out["declared_at"] = start + pd.to_timedelta(np.arange(n), unit="s")
+    out["declaration_id"] = [f"BENCH{i:07d}" for i in range(n)]
+    return json.loads(out.to_json(orient="records", date_format="iso"))
+
+
+def start_server(port: int, uri: str, params: Path, work: Path, workers: int) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "PARCELRISK_API_KEYS": f"scorer:{SCORER_KEY}",
+        "PARCELRISK_AUDIT_DB": str(work / "audit.db"),
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+        "BENTOML_DO_NOT_TRACK": "True",
+    }
+    args = [str(BIN / "parcelrisk"), "serve", "--port", str(port), "--tracking-uri", uri]
+    args += ["--params", str(params), "--workers", str(workers)]
+    log = (work / "serve.log").open("w")
+    return subprocess.Popen(
+        args, cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)  # our own session: the arbiter and its workers
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def wait_ready(base: str, proc: subprocess.Popen, timeout: float = 180) -> float:
+    import httpx
+
+    started = time.perf_counter()
+    while time.perf_counter() - started < timeout:
+        if proc.poll() is not None:
+            raise RuntimeError("server exited during start-up; see serve.log")
+        try:
+            r = httpx.get(f"{base}/readyz", timeout=2)
+            if r.status_code == 200:
+                return time.perf_counter() - started
+            if r.status_code == 503 and "reason" in r.text:
+                raise RuntimeError(f"server not ready: {r.text}")
+        except httpx.TransportError:
+            pass
+        time.sleep(0.25)
+    raise RuntimeError("server not ready in time")
+
+
+async def _load(
+    base: str, bodies: list[bytes], clients: int, seconds: float
+) -> tuple[list[float], int, int, dict[str, int]]:
+    """``clients`` closed-loop clients posting ``bodies`` round-robin for ``seconds``."""
+    import httpx
+
+    headers = {"X-API-Key": SCORER_KEY, "Content-Type": "application/json"}
+    latencies: list[float] = []
+    parcels = 0
+    errors = 0
+    lanes: dict[str, int] = {}
+    deadline = time.perf_counter() + seconds
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as client:
+
+        async def worker(k: int) -> None:
+            nonlocal parcels, errors
+            i = k
+            while time.perf_counter() < deadline:
+                t0 = time.perf_counter()
+                r = await client.post("/score", content=bodies[i % len(bodies)], headers=headers)
+                latencies.append(time.perf_counter() - t0)
+                if r.status_code != 200:
+                    errors += 1
+                else:
+                    for d in r.json()["decisions"]:
+                        parcels += 1
+                        lanes[d["lane"]] = lanes.get(d["lane"], 0) + 1
+                i += clients
+
+        await asyncio.gather(*(worker(k) for k in range(clients)))
+    return latencies, parcels, errors, lanes
+
+
+def _ms(values: list[float], q: float) -> float:
+    return round(float(np.quantile(values, q)) * 1000, 2) if values else float("nan")
+
+
+def server_side(base: str) -> dict[str, float]:
+    """Cumulative batch counts, rows and scoring seconds from the service's own metrics."""
+    import httpx
+
+    text = httpx.get(f"{base}/metrics", timeout=5).text
+    sums = {"batches": 0.0, "rows": 0.0, "seconds": 0.0}
+    names = {
+        "parcelrisk_scoring_seconds_count": "batches",
+        "parcelrisk_batch_rows_sum": "rows",
+        "parcelrisk_scoring_seconds_sum": "seconds",
+    }
+    for line in text.splitlines():
+        name = line.split("{", 1)[0].split(" ", 1)[0]
+        if name in names:
+            sums[names[name]] += float(line.rsplit(" ", 1)[1])
+    return sums
+
+
+def _delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """Merged batches of one phase: how many, rows per batch, scoring time per batch."""
+    batches = after["batches"] - before["batches"]
+    return {
+        "batches": int(batches),
+        "mean_batch_rows": round((after["rows"] - before["rows"]) / max(batches, 1), 1),
+        "mean_batch_scoring_ms": round(
+            1000 * (after["seconds"] - before["seconds"]) / max(batches, 1), 2
+        ),
+    }
+
+
+def in_process(uri: str, params: Path, payloads: list[dict], work: Path) -> dict[str, float]:
+    """Same rows, no HTTP: the full scoring path and LightGBM predict alone (one thread)."""
+    from features.contract import declarations_frame
+    from serving.scoring import load_runtime, load_serve_config, score_frame
+
+    runtime = load_runtime(load_serve_config(params), uri, work / "inproc-model")
+    frames = [declarations_frame(payloads[i : i + 100]) for i in range(0, 1000, 100)]
+    X = np.vstack([runtime.model.manifest.matrix(runtime.compute_features(f)) for f in frames])
+
+    def rate(fn, rows: int, seconds: float = 3.0) -> float:
+        n, started = 0, time.perf_counter()
+        while time.perf_counter() - started < seconds:
+            fn()
+            n += rows
+        return n / (time.perf_counter() - started)
+
+    predict_100 = rate(
+        lambda: [runtime.model.score(X[i : i + 100]) for i in range(0, 1000, 100)], 1000
+    )
+    predict_1 = rate(lambda: runtime.model.score(X[:1]), 1, 1.0)
+    path_100 = rate(lambda: [score_frame(f, runtime) for f in frames], 1000)
+    features_100 = rate(lambda: [runtime.compute_features(f) for f in frames], 1000)
+    return {
+        "lightgbm_predict_parcels_per_s_batch100": round(predict_100),
+        "lightgbm_predict_parcels_per_s_single": round(predict_1),
+        "online_features_parcels_per_s_batch100": round(features_100),
+        "scoring_path_parcels_per_s_batch100": round(path_100),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tracking-uri")
+    parser.add_argument("--declarations", type=Path, help="history the requests are drawn from")
+    parser.add_argument("--params", type=Path, default=ROOT / "params.yaml")
+    parser.add_argument("--port", type=int, default=3917)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--seconds", type=float, default=10.0, help="per load phase")
+    parser.add_argument(
+        "--batch-clients",
+        type=int,
+        nargs="+",
+        default=[4, 16],
+        help="concurrent batch clients per run (concurrent requests are scored together)",
+    )
+    args = parser.parse_args()
+
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    work = Path(tempfile.mkdtemp(prefix="parcelrisk-bench-serving-"))
+    try:
+        if args.tracking_uri:
+            if not args.declarations:
+                parser.error("--declarations is required with --tracking-uri")
+            uri, declarations, params = args.tracking_uri, args.declarations, args.params
+        else:
+            t0 = time.perf_counter()
+            uri, declarations, params = build_champion(work)
+            print(f"built a champion in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+        payloads = fresh_payloads(declarations, 2000)
+        batch_bodies = [
+            json.dumps({"declarations": payloads[i : i + 100]}).encode()
+            for i in range(0, len(payloads), 100)
+        ]
+        single_bodies = [json.dumps({"declarations": [p]}).encode() for p in payloads]
+
+        base = f"http://127.0.0.1:{args.port}"
+        proc = start_server(args.port, uri, params, work, args.workers)
+        try:
+            ready_s = wait_ready(base, proc)
+            asyncio.run(_load(base, batch_bodies[:2], 2, 2.0))  # warm-up
+            batch_runs = []
+            for clients in args.batch_clients:
+                before = server_side(base)
+                lat_b, parcels_b, err_b, lanes = asyncio.run(
+                    _load(base, batch_bodies, clients, args.seconds)
+                )
+                batch_runs.append(
+                    {
+                        "clients": clients,
+                        "parcels_per_s": round(parcels_b / args.seconds),
+                        "request_p50_ms": _ms(lat_b, 0.5),
+                        "request_p99_ms": _ms(lat_b, 0.99),
+                        "errors": err_b,
+                        "lane_share": {
+                            k: round(v / max(parcels_b, 1), 4) for k, v in sorted(lanes.items())
+                        },
+                        "server": _delta(before, server_side(base)),
+                    }
+                )
+            before = server_side(base)
+            lat_s, parcels_s, err_s, _ = asyncio.run(_load(base, single_bodies, 16, args.seconds))
+            single_server = _delta(before, server_side(base))
+        finally:
+            stop_server(proc)
+
+        inproc = in_process(uri, params, payloads, work)
+        throughput = max(run["parcels_per_s"] for run in batch_runs)
+        result = {
+            "benchmark": "serving",
+            "machine_cores": os.cpu_count(),
+            "workers": args.workers,
+            "server_ready_seconds": round(ready_s, 1),
+            "batch100": {"target_parcels_per_s": 3000, "runs": batch_runs},
+            "single": {
+                "clients": 16,
+                "requests_per_s": round(parcels_s / args.seconds),
+                "p50_ms": _ms(lat_s, 0.5),
+                "p99_ms": _ms(lat_s, 0.99),
+                "target_p99_ms": 20,
+                "errors": err_s,
+                "server": single_server,
+            },
+            "in_process": inproc,
+            "best_http_vs_lightgbm_predict_ratio": round(
+                inproc["lightgbm_predict_parcels_per_s_batch100"] / max(throughput, 1), 1
+            ),
+            "best_http_vs_scoring_path_ratio": round(
+                inproc["scoring_path_parcels_per_s_batch100"] / max(throughput, 1), 2
+            ),
+        }
+        print(json.dumps(result, indent=2))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

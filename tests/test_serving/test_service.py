@@ -198,3 +198,16 @@ def test_exploration_is_reproducible_across_requests(client) -> None:
     a = [d["exploration"] for d in _score(client, declarations).json()["decisions"]]
     b = [d["exploration"] for d in _score(client, declarations).json()["decisions"]]
     assert a == b and 0 < np.mean(a) < 0.15
+
+
+def test_explain_refuses_a_decision_of_another_model_version(client, service_env) -> None:
+    import dataclasses
+
+    from serving.audit import AuditStore
+
+    d = _score(client, make_declarations(1, seed=13)).json()["decisions"][0]
+    store = AuditStore(service_env / "audit.db")
+    record, _ = store.get(d["decision_id"])
+    store.record([dataclasses.replace(record, decision_id="old-1", model_version="1")])
+    r = client.post("/explain", json={"decision_id": "old-1"}, headers=auth("auditor"))
+    assert r.status_code == 409 and "v1" in r.json()["error"]

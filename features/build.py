@@ -46,7 +46,7 @@ from features.text import (
     make_vectorizer,
     text_scores,
 )
-from features.valuation import fit_references, unit_values, valuation_features
+from features.valuation import LOG_COLUMNS, fit_references, unit_values, valuation_features
 
 log = logging.getLogger(__name__)
 
@@ -222,7 +222,8 @@ def declaration_features(
     prep: pd.DataFrame, manifest_categories: dict[str, tuple[str, ...]], contract: Contract
 ) -> dict[str, np.ndarray]:
     """Raw declaration fields, calendar and fixed categorical codes."""
-    ts = pd.DatetimeIndex(prep["declared_at"])
+    t_us = prep["t_us"].to_numpy()
+    days = t_us // hist.US_PER_DAY
     out: dict[str, np.ndarray] = {
         "quantity": prep["quantity"].to_numpy(dtype=np.float64),
         "gross_weight_kg": prep["gross_weight_kg"].to_numpy(dtype=np.float64),
@@ -233,8 +234,8 @@ def declaration_features(
             prep["seller_country"].fillna("") != prep["origin_country"].fillna("")
         ).to_numpy(dtype=np.float64),
         "hs_code_digits": prep["hs_code"].str.len().to_numpy(dtype=np.float64),
-        "hour_of_day": ts.hour.to_numpy(dtype=np.float64),
-        "day_of_week": ts.dayofweek.to_numpy(dtype=np.float64),
+        "hour_of_day": ((t_us - days * hist.US_PER_DAY) // hist.US_PER_HOUR).astype(np.float64),
+        "day_of_week": ((days + 3) % 7).astype(np.float64),  # 1970-01-01 was a Thursday
     }
     for name, categories in manifest_categories.items():
         column = name.removeprefix("cat_")
@@ -323,6 +324,13 @@ def _history_specs(entity: Entity, params: FeatureParams) -> list[FeatureSpec]:
             f"EUR {{value:,.0f}} already recovered from {who}",
         ),
         FeatureSpec(
+            f"{p}_revenue_per_offence_eur",
+            "entity_history",
+            "float",
+            f"Mean revenue recovered per offence found for the {entity.spec}, EUR (empty if none).",
+            f"offences of {who} recovered EUR {{value:,.0f}} each on average",
+        ),
+        FeatureSpec(
             f"{p}_illicit_{ow}d",
             "entity_history",
             "float",
@@ -361,6 +369,20 @@ _STATIC_SPECS = (
         "float",
         "Declared value per kg, EUR.",
         "declared value EUR {value:,.2f} per kg",
+    ),
+    FeatureSpec(
+        "reference_value_eur",
+        "valuation",
+        "float",
+        "Value of the declared items at the past median unit value of the HS6 from the origin (HS6 if too few), EUR.",
+        "the items would be worth about EUR {value:,.0f} at usual prices",
+    ),
+    FeatureSpec(
+        "value_gap_eur",
+        "valuation",
+        "float",
+        "Reference value minus declared value when positive, EUR: the amount possibly undervalued.",
+        "declared EUR {value:,.0f} below the usual value of these items",
     ),
     FeatureSpec(
         "unit_value_ratio_hs6",
@@ -676,10 +698,7 @@ def _learned_batch(
     n = len(prep)
     t = prep["t_us"].to_numpy()  # sorted ascending
     periods = period_of(t, params.refit_period_days)
-    logs = {
-        k: prep[k].to_numpy()
-        for k in ("log_value_per_item", "log_value_per_kg", "log_weight_per_item")
-    }
+    logs = {k: prep[k].to_numpy() for k in LOG_COLUMNS}
 
     inverse, uniques = pd.factorize(prep["description"])
     vectorizer = make_vectorizer()
@@ -705,6 +724,8 @@ def _learned_batch(
             "value_eur",
             "value_per_item_eur",
             "value_per_kg_eur",
+            "reference_value_eur",
+            "value_gap_eur",
             "unit_value_ratio_hs6",
             "value_per_kg_ratio_hs6",
             "unit_value_ratio_hs6_origin",

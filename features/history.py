@@ -209,6 +209,9 @@ def entity_history(
     out[f"{prefix}_n_illicit"] = n_ill.astype(np.float64)
     out[f"{prefix}_hit_rate"] = smoothed_rate(n_ill, n_insp, prior, prior_strength)
     out[f"{prefix}_revenue_recovered_eur"] = rev / 100.0
+    out[f"{prefix}_revenue_per_offence_eur"] = np.where(
+        n_ill > 0, rev / 100.0 / np.maximum(n_ill, 1), np.nan
+    )
     out[f"{prefix}_illicit_{outcome_window_days}d"] = (
         known["illicit"] - recent_start["illicit"]
     ).astype(np.float64)

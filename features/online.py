@@ -49,7 +49,7 @@ from features.text import (
     make_vectorizer,
     text_scores,
 )
-from features.valuation import References, fit_references, valuation_features
+from features.valuation import LOG_COLUMNS, References, fit_references, valuation_features
 
 META_FILE = "meta.json"
 FORMAT_VERSION = 1
@@ -190,7 +190,8 @@ class EntityState:
                 base_df = pd.read_parquet(directory / f"entity_{i}.parquet")
                 ev = np.load(directory / f"events_{i}.npz")
                 entities[spec] = EntityTable(
-                    vocabulary=pd.Index(base_df["key"].astype("str")),
+                    # object dtype: hash lookups of a few keys per request are cheapest
+                    vocabulary=pd.Index(base_df["key"].to_numpy(dtype=object), dtype="object"),
                     base=hist.EntityBase(
                         first_seen_us=base_df["first_seen_us"].to_numpy(np.int64),
                         n_inspected=base_df["n_inspected"].to_numpy(np.int64),
@@ -356,10 +357,7 @@ def build_entity_state(
     refs = fit_references(
         prep["hs6"][before],
         prep["hs6_origin"][before],
-        {
-            k: prep[k].to_numpy()[before]
-            for k in ("log_value_per_item", "log_value_per_kg", "log_weight_per_item")
-        },
+        {k: prep[k].to_numpy()[before] for k in LOG_COLUMNS},
     )
     text_model = _fit_text_model(prep, outcomes, before, start_us, params)
     return EntityState(
@@ -500,6 +498,16 @@ def _history_online(
     return result
 
 
+def _vectorizer(state: EntityState):
+    """The fixed-vocabulary tokenizer of the text models, validated once per loaded state."""
+    cached = getattr(state, "_vectorizer", None)
+    if cached is None:
+        cached = make_vectorizer(list(state.text_model.tokens))
+        cached.transform([""])  # validate the vocabulary now, not on the first request
+        state._vectorizer = cached  # type: ignore[attr-defined]
+    return cached
+
+
 def _hs6_index(state: EntityState) -> pd.Index:
     cached = getattr(state, "_hs6_index", None)
     if cached is None:
@@ -513,7 +521,7 @@ def _text_online(prep: pd.DataFrame, state: EntityState) -> dict[str, np.ndarray
     chapters = chapter_index(prep["hs_chapter"])
     descriptions = prep["description"].to_numpy()
     if len(model.tokens):
-        X = make_vectorizer(list(model.tokens)).transform(descriptions).tocsr()
+        X = _vectorizer(state).transform(descriptions).tocsr()
     else:
         from scipy import sparse
 
@@ -539,11 +547,13 @@ def description_shape_of(
     return description_shape(X_all, np.isin(vocab, list(vague_terms)))
 
 
-def _warnings(prep: pd.DataFrame, state: EntityState) -> list[tuple[int, str]]:
+def _warnings(
+    prep: pd.DataFrame, values: dict[str, np.ndarray], state: EntityState
+) -> list[tuple[int, str]]:
+    """Per-row notes on codes the model has not seen, read off the computed features."""
     warnings: list[tuple[int, str]] = []
-    fx = state.params.fx
-    unknown_currency = ~prep["currency"].isin(list(fx)).to_numpy()
-    for i in np.flatnonzero(unknown_currency):
+    no_rate = np.isnan(prep["value_eur"].to_numpy())
+    for i in np.flatnonzero(no_rate):
         warnings.append(
             (
                 int(i),
@@ -551,29 +561,29 @@ def _warnings(prep: pd.DataFrame, state: EntityState) -> list[tuple[int, str]]:
             )
         )
     if not state.references.hs6.empty:
-        unknown_hs = state.references.hs6.index.get_indexer(prep["hs6"].to_numpy()) < 0
-        for i in np.flatnonzero(unknown_hs):
+        for i in np.flatnonzero(values["reference_count_hs6"] == 0):
             warnings.append(
                 (int(i), f"HS6 {prep['hs6'].iloc[i]} not seen in history: no reference price")
             )
     for spec in state.manifest.features:
-        if spec.dtype != "category" or spec.categories is None:
+        if spec.dtype != "category":
             continue
         column = spec.name.removeprefix("cat_")
-        values = prep[column].astype("str")
-        unknown = ~values.isin(list(spec.categories)).to_numpy() & values.notna().to_numpy()
+        unknown = (values[spec.name] < 0) & prep[column].notna().to_numpy()
         for i in np.flatnonzero(unknown):
-            warnings.append(
-                (int(i), f"{column} {values.iloc[i]!r} unknown to the model: scored as 'other'")
-            )
-    if (prep["t_us"].to_numpy() < state.cutoff_us).any():
-        for i in np.flatnonzero(prep["t_us"].to_numpy() < state.cutoff_us):
             warnings.append(
                 (
                     int(i),
-                    f"declared before the entity-state cutoff {state.cutoff}: history as of the cutoff used",
+                    f"{column} {prep[column].iloc[i]!r} unknown to the model: scored as 'other'",
                 )
             )
+    for i in np.flatnonzero(prep["t_us"].to_numpy() < state.cutoff_us):
+        warnings.append(
+            (
+                int(i),
+                f"declared before the entity-state cutoff {state.cutoff}: history as of the cutoff used",
+            )
+        )
     return sorted(warnings)
 
 
@@ -589,10 +599,7 @@ def compute_online_features(declarations: pd.DataFrame, state: EntityState) -> p
     categories = {s.name: s.categories for s in state.manifest.features if s.dtype == "category"}
     values.update(declaration_features(prep, categories, state.contract))
     values.update(_history_online(prep, state, entities_for(state.params, state.contract)))
-    logs = {
-        k: prep[k].to_numpy()
-        for k in ("log_value_per_item", "log_value_per_kg", "log_weight_per_item")
-    }
+    logs = {k: prep[k].to_numpy() for k in LOG_COLUMNS}
     values.update(
         valuation_features(
             prep["value_eur"].to_numpy(),
@@ -606,5 +613,5 @@ def compute_online_features(declarations: pd.DataFrame, state: EntityState) -> p
     )
     values.update(_text_online(prep, state))
     frame = assemble(prep, declarations.reset_index(drop=True), values, state.manifest)
-    frame.attrs["warnings"] = _warnings(prep, state)
+    frame.attrs["warnings"] = _warnings(prep, values, state)
     return frame

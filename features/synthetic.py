@@ -994,23 +994,35 @@ def _finish(
     duty, vat = cat.duty[item], p.vat_rate
     true_value, declared_eur = d["true_value"], d["declared_eur"]
     tax = duty + vat
+    # Fines and settlement shares vary case by case. The ground truth's revenue_if_illicit is
+    # the expectation given the parcel (what an oracle can know); revenue_at_stake is the draw.
+    fine_mean = 120 * np.exp(0.9**2 / 2)
     fine = rng.lognormal(np.log(120), 0.9, n)
-    revenue_if_illicit = np.select(
-        [would_be == k for k in range(8)],
-        [
-            (true_value - declared_eur) * tax,
-            true_value * (duty - cat.duty[declared_item]) + 0.1 * true_value,
-            fine + true_value * tax,
-            true_value * tax,
-            0.6 * fine + true_value * tax,
-            true_value * rng.uniform(0.1, 0.5, n),
-            (true_value - declared_eur) * tax + 0.1 * true_value,
-            true_value * tax * rng.uniform(0.1, 0.6, n),
-        ],
-        0.0,
-    )
-    revenue_if_illicit = np.maximum(np.round(revenue_if_illicit, 2), 0.5)
-    revenue = np.where(illicit, revenue_if_illicit, 0.0)
+    origin_share = rng.uniform(0.1, 0.5, n)
+    vague_share = rng.uniform(0.1, 0.6, n)
+
+    def revenue_for(
+        fine: np.ndarray, origin_share: np.ndarray, vague_share: np.ndarray
+    ) -> np.ndarray:
+        amount = np.select(
+            [would_be == k for k in range(8)],
+            [
+                (true_value - declared_eur) * tax,
+                true_value * (duty - cat.duty[declared_item]) + 0.1 * true_value,
+                fine + true_value * tax,
+                true_value * tax,
+                0.6 * fine + true_value * tax,
+                true_value * origin_share,
+                (true_value - declared_eur) * tax + 0.1 * true_value,
+                true_value * tax * vague_share,
+            ],
+            0.0,
+        )
+        return np.maximum(np.round(amount, 2), 0.5)
+
+    revenue_if_illicit = revenue_for(np.full(n, fine_mean), np.full(n, 0.3), np.full(n, 0.35))
+    revenue_drawn = revenue_for(fine, origin_share, vague_share)
+    revenue = np.where(illicit, revenue_drawn, 0.0)
 
     # ---- declared fields -------------------------------------------------------------------
     currencies = np.array(world.currencies, dtype=object)

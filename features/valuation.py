@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 REFERENCE_COLUMNS = ("log_value_per_item", "log_value_per_kg", "log_weight_per_item")
+LOG_COLUMNS = (*REFERENCE_COLUMNS, "log_quantity")  # what unit_values returns
 PAIR_SEPARATOR = "|"
 
 
@@ -44,6 +45,7 @@ def unit_values(
     qty = np.maximum(quantity.astype(np.float64), 1.0)
     weight = np.maximum(weight_kg, 0.001)
     return {
+        "log_quantity": np.log(qty),
         "log_value_per_item": np.log(value / qty),
         "log_value_per_kg": np.log(value / weight),
         "log_weight_per_item": np.log(weight / qty),
@@ -97,7 +99,12 @@ def valuation_features(
         med_item,
     )
     value_ratio = value_eur / de_minimis_eur
+    # what the goods would be worth at the reference price (HS6 x origin, else HS6): the gap is
+    # the undervalued amount that duty and VAT were not paid on
+    reference_value = np.exp(med_pair + logs["log_quantity"])
     return {
+        "reference_value_eur": reference_value,
+        "value_gap_eur": np.maximum(reference_value - value_eur, 0.0),
         "value_eur": value_eur,
         "value_per_item_eur": np.exp(logs["log_value_per_item"]),
         "value_per_kg_eur": np.exp(logs["log_value_per_kg"]),

@@ -233,6 +233,7 @@ def main() -> None:
     args = parser.parse_args()
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     work = Path(tempfile.mkdtemp(prefix="parcelrisk-bench-serving-"))
     try:
         if args.tracking_uri:

@@ -35,6 +35,7 @@ CREATE TABLE IF NOT EXISTS decisions (
     model_name TEXT NOT NULL,
     model_version TEXT NOT NULL,
     thresholds_version TEXT NOT NULL,
+    lane_policy TEXT NOT NULL,
     raw_score REAL NOT NULL,
     risk REAL NOT NULL,
     expected_revenue REAL NOT NULL,
@@ -57,6 +58,7 @@ _COLUMNS = (
     "model_name",
     "model_version",
     "thresholds_version",
+    "lane_policy",
     "raw_score",
     "risk",
     "expected_revenue",
@@ -85,6 +87,7 @@ class DecisionRecord:
     model_name: str
     model_version: str
     thresholds_version: str
+    lane_policy: str  # JSON of serving.lanes.LanePolicy: AEO discount, exploration rate/seed/lane
     raw_score: float
     risk: float
     expected_revenue: float
@@ -112,6 +115,7 @@ class DecisionRecord:
             self.model_name,
             self.model_version,
             self.thresholds_version,
+            self.lane_policy,
             float(self.raw_score),
             float(self.risk),
             float(self.expected_revenue),
@@ -199,6 +203,7 @@ class AuditStore:
             model_name=v["model_name"],
             model_version=v["model_version"],
             thresholds_version=v["thresholds_version"],
+            lane_policy=v["lane_policy"],
             raw_score=v["raw_score"],
             risk=v["risk"],
             expected_revenue=v["expected_revenue"],

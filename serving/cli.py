@@ -90,6 +90,7 @@ def score(
     from serving.audit import AuditStore
     from serving.scoring import load_runtime, load_serve_config, score_file
 
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     config = load_serve_config(params)
     with tempfile.TemporaryDirectory(prefix="parcelrisk-model-") as model_dir:
         runtime = load_runtime(config, tracking_uri, Path(model_dir))

@@ -77,6 +77,7 @@ class StoredDecision(BaseModel):
     features: dict[str, float | None]
     model: ModelRef
     thresholds_version: str
+    lane_policy: dict[str, Any] = Field(description="AEO discount and exploration rate/seed/lane.")
     raw_score: float
     risk: float
     expected_revenue: float

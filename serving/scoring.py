@@ -268,7 +268,11 @@ def declarations_as_json(declarations: pd.DataFrame) -> list[str]:
 def audit_records(batch: ScoredBatch, runtime: ScoringRuntime) -> list[DecisionRecord]:
     """What the audit store keeps for each decision of the batch."""
     declarations_json = declarations_as_json(batch.declarations)
+    import json
+    from dataclasses import asdict
+
     fingerprint = runtime.model.manifest.fingerprint
+    lane_policy = json.dumps(asdict(runtime.config.lanes), sort_keys=True)
     features = features_for_storage(batch.X)
     declaration_ids = batch.declarations["declaration_id"].astype(str).tolist()
     raw = batch.scores["raw"].tolist()
@@ -285,6 +289,7 @@ def audit_records(batch: ScoredBatch, runtime: ScoringRuntime) -> list[DecisionR
             model_name=runtime.model_name,
             model_version=runtime.model_version,
             thresholds_version=runtime.model.thresholds.version,
+            lane_policy=lane_policy,
             raw_score=raw[i],
             risk=risk[i],
             expected_revenue=revenue[i],

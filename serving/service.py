@@ -22,6 +22,7 @@ call, one audit transaction), which is what keeps single-declaration latency fla
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
 import os
@@ -159,6 +160,7 @@ class ParcelRiskService:
     """Customs risk targeting for e-commerce parcels: lanes, calibrated risk and reasons."""
 
     def __init__(self) -> None:
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         params = Path(os.environ.get(PARAMS_ENV, "params.yaml"))
         self.config = load_serve_config(params)
         _STATUS["instance"] = None
@@ -313,6 +315,7 @@ def _stored_decision(service: ParcelRiskService, decision_id: str) -> JSONRespon
             "features": dict(zip(names, _json_floats(record.feature_vector), strict=True)),
             "model": {"name": record.model_name, "version": record.model_version},
             "thresholds_version": record.thresholds_version,
+            "lane_policy": json.loads(record.lane_policy),
             "raw_score": record.raw_score,
             "risk": record.risk,
             "expected_revenue": record.expected_revenue,

@@ -18,6 +18,7 @@ def _record(i: int) -> DecisionRecord:
         model_name="parcel-risk",
         model_version="3",
         thresholds_version="t1",
+        lane_policy='{"exploration_rate": 0.01}',
         raw_score=-1.5,
         risk=0.2,
         expected_revenue=3.0,

@@ -76,6 +76,7 @@ def test_get_decision_for_auditors(client) -> None:
     assert stored["lane"] == d["lane"] and stored["risk"] == pytest.approx(d["risk"])
     assert stored["reasons"] == d["reasons"]
     assert set(stored["features"]) >= {"log_value", "origin"}
+    assert stored["lane_policy"]["exploration_seed"] == 7  # what reproduces lane + exploration
     assert (
         client.get("/decision", params={"decision_id": "nope"}, headers=auth("auditor")).status_code
         == 404

@@ -50,7 +50,7 @@ Concept drift (all three are in the data)
 
 Legacy inspection policy (what decides which parcels carry labels)
 -----------------------------------------------------------------
-A random quota (``random_rate``, default 1.5%, ``selection_reason = "random"``) and, among the
+A random quota (``random_rate``, default 2.5%, ``selection_reason = "random"``) and, among the
 others, the top ``inspection_capacity`` (3%) of each day's parcels by a transparent rule score:
 
 =========================  ======  ========================================================
@@ -124,7 +124,10 @@ class SyntheticParams:
     new_seller_share: float = 0.30
     splitter_consignee_share: float = 0.01
     inspection_capacity: float = 0.03  # rule-based inspections per day, share of the day's parcels
-    random_rate: float = 0.015  # random exploration quota
+    # Random exploration quota. At 1.5% the offences the rules never target (unlisted restricted
+    # goods, split orders, origin shifts) got 14-43 labels each in 108 days and a model reached
+    # only 0.85 of the oracle's revenue@5%; at 2.5% it reaches 0.90 (see the models issue notes).
+    random_rate: float = 0.025
     de_minimis_eur: float = 150.0
     vat_rate: float = 0.20
     drift_day_fraction: float = 0.5  # TR seller cluster turns to undervaluation

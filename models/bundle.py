@@ -79,12 +79,12 @@ class RiskModel:
         return self.calibration(self.raw_score(X) if raw is None else raw)
 
     def revenue_if_illicit(self, X: np.ndarray) -> np.ndarray:
-        """E[revenue recovered | illicit], EUR; the revenue model is fitted on log1p."""
+        """E[revenue recovered | illicit], EUR (gamma model with a log link: predict is the mean)."""
         import numpy as np
 
         if self.revenue_booster is None:
             return np.zeros(len(X))
-        return np.expm1(np.maximum(self.revenue_booster.predict(X), 0.0))
+        return np.maximum(self.revenue_booster.predict(X), 0.0)
 
     def score(self, X: np.ndarray) -> dict[str, np.ndarray]:
         """raw, risk, expected_revenue and priority for each row of the manifest-ordered matrix."""

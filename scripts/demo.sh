@@ -9,8 +9,17 @@ export GX_ANALYTICS_ENABLED=False MPLBACKEND=Agg MLFLOW_TRACKING_URI="${MLFLOW_T
 echo "== pipeline (dvc repro: generate -> validate -> features -> train -> promote)"
 dvc repro
 echo
-echo "== test metrics (dvc metrics show)"
-dvc metrics show
+echo "== test metrics (dvc metrics show, one per line)"
+dvc metrics show --json | python -c '
+import json, sys
+for source in json.load(sys.stdin).values():
+    for path, payload in sorted(source.get("data", {}).items()):
+        if path.endswith("features_summary.json"):
+            continue
+        for key, value in sorted(payload.get("data", {}).items()):
+            if not isinstance(value, (dict, list)):
+                print(f"{path}  {key} = {value}")
+'
 
 if parcelrisk --help | grep -q ' score '; then
   echo

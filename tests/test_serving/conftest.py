@@ -24,6 +24,9 @@ from serving.scoring import ScoringRuntime, ServeConfig
 # BentoML's /metrics reads prometheus_client in multiprocess mode; the directory must exist
 # before prometheus_client is first imported (as `parcelrisk serve` arranges for its workers).
 os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="parcelrisk-prom-"))
+# OpenMP threads that spin while waiting turn LightGBM training into a crawl when the two cores
+# are shared (service threads in this process, other jobs on the machine): let them sleep.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 ORIGINS = ("CN", "US", "TR", "GB", "IN")
 SCORER_KEY = "scorer-key-0123456789abcdef"

@@ -17,6 +17,7 @@ by ``build_entity_state``; both call the family functions below, so they cannot 
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import logging
 import time
@@ -99,31 +100,48 @@ def entities_for(params: FeatureParams, contract: Contract) -> list[Entity]:
     return out
 
 
-def prepare(declarations: pd.DataFrame, contract: Contract, params: FeatureParams) -> pd.DataFrame:
+class Prepared(dict):
+    """Named columns (pandas Series on one RangeIndex) derived from declarations.
+
+    A plain mapping rather than a DataFrame: assembling ~30 columns into a DataFrame costs more
+    than computing them for a single online request, and no code here needs frame operations.
+    """
+
+    def __init__(self, n_rows: int, columns: dict[str, pd.Series]):
+        super().__init__(columns)
+        self.n_rows = n_rows
+
+
+def prepare(declarations: pd.DataFrame, contract: Contract, params: FeatureParams) -> Prepared:
     """Derived keys and values of canonical declarations (same rows, same order)."""
     d = declarations.reset_index(drop=True)
+    index = d.index
     fx = params.fx
     rate = d["currency"].map(fx).astype("float64").to_numpy()
     value_eur = d["declared_value"].to_numpy(dtype=np.float64) * rate
     quantity = d["quantity"].to_numpy(dtype=np.float64)
     weight = d["gross_weight_kg"].to_numpy(dtype=np.float64)
     hs_code = d["hs_code"].astype("str")
+    hs6 = hs_code.str.slice(0, 6)
+
+    def series(values: np.ndarray) -> pd.Series:
+        return pd.Series(values, index=index, copy=False)
+
     # Series (not .to_numpy()) keep their Arrow-backed string / tz-aware dtypes: no round trips.
-    prep = pd.DataFrame(
-        {
-            "declaration_id": d["declaration_id"],
-            "declared_at": d["declared_at"],
-            "t_us": d["declared_at"].astype("datetime64[us, UTC]").astype("int64"),
-            "hs_code": hs_code,
-            "hs6": hs_code.str.slice(0, 6),
-            "hs_chapter": hs_code.str.slice(0, 2),
-            "value_eur": value_eur,
-            "value_cents": np.round(np.nan_to_num(value_eur, nan=0.0) * 100).astype(np.int64),
-            "quantity": quantity,
-            "gross_weight_kg": weight,
-            "description": d["description"].fillna("").astype("str"),
-        }
-    )
+    columns: dict[str, pd.Series] = {
+        "declaration_id": d["declaration_id"],
+        "declared_at": d["declared_at"],
+        "t_us": series(d["declared_at"].astype("datetime64[us, UTC]").astype("int64").to_numpy()),
+        "hs_code": hs_code,
+        "hs6": hs6,
+        "hs_chapter": hs_code.str.slice(0, 2),
+        "value_eur": series(value_eur),
+        "value_cents": series(np.round(np.nan_to_num(value_eur, nan=0.0) * 100).astype(np.int64)),
+        "quantity": series(quantity),
+        "gross_weight_kg": series(weight),
+        "description": d["description"].fillna("").astype("str"),
+        "hs6_origin": hs6 + PAIR_SEPARATOR + d["origin_country"].fillna(NONE_KEY),
+    }
     for col in (
         "origin_country",
         "seller_country",
@@ -137,22 +155,21 @@ def prepare(declarations: pd.DataFrame, contract: Contract, params: FeatureParam
         "arrival_office",
         "consignee_region",
     ):
-        prep[col] = d[col]
+        columns[col] = d[col]
     for col in ("ioss_prepaid", "aeo_operator"):
-        prep[col] = d[col].to_numpy(dtype=np.float64)
+        columns[col] = series(d[col].to_numpy(dtype=np.float64))
     for extra in contract.extras:
-        prep[extra.name] = d[extra.name]
-    prep["hs6_origin"] = prep["hs6"] + PAIR_SEPARATOR + prep["origin_country"].fillna(NONE_KEY)
-    logs = unit_values(value_eur, quantity, weight)
-    for name, values in logs.items():
-        prep[name] = values
-    return prep
+        columns[extra.name] = d[extra.name]
+    for name, values in unit_values(value_eur, quantity, weight).items():
+        columns[name] = series(values)
+    return Prepared(len(d), columns)
 
 
-def entity_keys(prep: pd.DataFrame, entity: Entity) -> pd.Series:
-    keys = prep[entity.parts[0]].astype("str").fillna(NONE_KEY)
+def entity_keys(prep: Prepared, entity: Entity) -> np.ndarray:
+    """Entity key per row as a Python-str object array ("a|b" for pairs; nulls are a key too)."""
+    keys = prep[entity.parts[0]].to_numpy(dtype=object, na_value=NONE_KEY)
     for part in entity.parts[1:]:
-        keys = keys + PAIR_SEPARATOR + prep[part].astype("str").fillna(NONE_KEY)
+        keys = keys + PAIR_SEPARATOR + prep[part].to_numpy(dtype=object, na_value=NONE_KEY)
     return keys
 
 
@@ -219,7 +236,7 @@ def split_shipment_features(
 
 
 def declaration_features(
-    prep: pd.DataFrame, manifest_categories: dict[str, tuple[str, ...]], contract: Contract
+    prep: Prepared, manifest_categories: dict[str, tuple[str, ...]], contract: Contract
 ) -> dict[str, np.ndarray]:
     """Raw declaration fields, calendar and fixed categorical codes."""
     t_us = prep["t_us"].to_numpy()
@@ -239,8 +256,11 @@ def declaration_features(
     }
     for name, categories in manifest_categories.items():
         column = name.removeprefix("cat_")
-        codes = _category_index(categories).get_indexer(prep[column].astype("str").to_numpy())
-        out[name] = codes.astype(np.float64)
+        lookup = _category_lookup(categories)
+        values = prep[column].to_numpy(dtype=object, na_value=None)
+        out[name] = np.fromiter(
+            map(lookup.get, values, itertools.repeat(-1)), dtype=np.float64, count=len(values)
+        )
     for extra in contract.extras:
         if extra.kind == "numeric":
             out[f"extra_{extra.name}"] = pd.to_numeric(prep[extra.name], errors="coerce").to_numpy(
@@ -250,8 +270,9 @@ def declaration_features(
 
 
 @functools.lru_cache(maxsize=256)
-def _category_index(categories: tuple[str, ...]) -> pd.Index:
-    return pd.Index(list(categories), dtype="object")
+def _category_lookup(categories: tuple[str, ...]) -> dict[str, int]:
+    """category -> code; anything else (unknown, null) maps to -1."""
+    return {category: code for code, category in enumerate(categories)}
 
 
 def categorical_columns(params: FeatureParams, contract: Contract) -> list[str]:
@@ -259,7 +280,7 @@ def categorical_columns(params: FeatureParams, contract: Contract) -> list[str]:
 
 
 def learn_categories(
-    prep: pd.DataFrame, params: FeatureParams, contract: Contract
+    prep: Prepared, params: FeatureParams, contract: Contract
 ) -> dict[str, tuple[str, ...]]:
     """The most frequent values of each categorical column; the rest code as unknown (-1)."""
     out = {}
@@ -641,7 +662,7 @@ def sort_declarations(declarations: pd.DataFrame) -> pd.DataFrame:
 
 
 def _history_batch(
-    prep: pd.DataFrame,
+    prep: Prepared,
     outcomes: dict[str, np.ndarray],
     entities: list[Entity],
     params: FeatureParams,
@@ -689,13 +710,13 @@ def _history_batch(
 
 
 def _learned_batch(
-    prep: pd.DataFrame,
+    prep: Prepared,
     declarations: pd.DataFrame,
     outcomes: dict[str, np.ndarray],
     params: FeatureParams,
 ) -> dict[str, np.ndarray]:
     """Valuation and text features, refitted per period on everything before the period start."""
-    n = len(prep)
+    n = prep.n_rows
     t = prep["t_us"].to_numpy()  # sorted ascending
     periods = period_of(t, params.refit_period_days)
     logs = {k: prep[k].to_numpy() for k in LOG_COLUMNS}
@@ -814,7 +835,7 @@ def _score_in_chunks(
 
 
 def assemble(
-    prep: pd.DataFrame,
+    prep: Prepared,
     declarations: pd.DataFrame,
     values: dict[str, np.ndarray],
     manifest: FeatureManifest,

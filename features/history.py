@@ -60,8 +60,9 @@ class EventIndex:
 
     def group_start(self, codes: np.ndarray) -> np.ndarray:
         """Index of each code's first event (cached for the last codes array asked)."""
-        if self._start_cache is not None and self._start_cache[0] is codes:
-            return self._start_cache[1]
+        cache = self._start_cache  # one read: requests may share a snapshot index across threads
+        if cache is not None and cache[0] is codes:
+            return cache[1]
         start = _search(self.keys, codes * self.stride)
         self._start_cache = (codes, start)
         return start
@@ -183,7 +184,8 @@ def entity_history(
 
     ``declarations`` indexes declaration events at ``declared_at``; ``outcomes`` indexes
     inspection results at ``inspected_at`` (weights inspected/illicit/revenue_cents). ``base``
-    adds what happened before the indexes' horizon (online snapshot); windows never reach it.
+    (one row per query, see ``EntityBase.take``) adds what happened before the indexes' horizon
+    (online snapshot); windows never reach it.
     """
     out: dict[str, np.ndarray] = {}
     now = declarations.prefix(codes, times_us)
@@ -191,7 +193,7 @@ def entity_history(
         then = declarations.prefix(codes, times_us - w * US_PER_DAY)
         out[f"{prefix}_n_{w}d"] = (now["count"] - then["count"]).astype(np.float64)
     first = declarations.first_time_before(codes, times_us)
-    b = base.take(codes) if base is not None else None
+    b = base
     if b is not None:
         first = np.where(b.first_seen_us != NO_TIME, b.first_seen_us, first)
     out[f"{prefix}_days_since_first"] = np.where(

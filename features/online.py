@@ -15,6 +15,7 @@ same staleness the model was trained with: consistency over freshness.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ import pandas as pd
 from features import history as hist
 from features.build import (
     Entity,
+    Prepared,
     assemble,
     declaration_features,
     entities_for,
@@ -57,7 +59,7 @@ FORMAT_VERSION = 1
 
 @dataclass
 class EntityTable:
-    vocabulary: pd.Index  # key -> code
+    vocabulary: pd.Index  # code -> key
     base: hist.EntityBase  # totals before the horizon, by code
     decl_codes: np.ndarray
     decl_t_us: np.ndarray
@@ -66,6 +68,15 @@ class EntityTable:
     out_t_us: np.ndarray
     out_illicit: np.ndarray
     out_revenue_cents: np.ndarray
+
+    @property
+    def lookup(self) -> dict[str, int]:
+        """key -> code, built on first use."""
+        cached = self.__dict__.get("_lookup")
+        if cached is None:
+            cached = {key: code for code, key in enumerate(self.vocabulary)}
+            self.__dict__["_lookup"] = cached
+        return cached
 
 
 @dataclass
@@ -233,7 +244,9 @@ class EntityState:
             raise ParcelriskError(
                 f"entity state in {directory}: manifest does not match the snapshot"
             )
-        _snapshot_indexes(state)  # sort once at load, not on the first request
+        _merged_snapshot(state)  # sort and index once at load, not on the first request
+        for table in state.entities.values():
+            _ = table.lookup
         return state
 
 
@@ -377,7 +390,7 @@ def build_entity_state(
 
 
 def _fit_text_model(
-    prep: pd.DataFrame,
+    prep: Prepared,
     outcomes: dict[str, np.ndarray],
     before: np.ndarray,
     start_us: int,
@@ -414,9 +427,13 @@ def _fit_text_model(
 # ------------------------------------------------------------------------------------------
 
 
-def _codes_for(table: EntityTable, keys: pd.Series) -> np.ndarray:
+def _codes_for(table: EntityTable, keys: np.ndarray) -> np.ndarray:
     """Snapshot codes; unseen keys get fresh codes (shared by equal keys within the request)."""
-    codes = table.vocabulary.get_indexer(keys.to_numpy()).astype(np.int64)
+    lookup = table.lookup
+    # dict.get through map runs in C: for request-sized inputs it beats building a pandas Index
+    codes = np.fromiter(
+        map(lookup.get, keys, itertools.repeat(-1)), dtype=np.int64, count=len(keys)
+    )
     unknown = codes < 0
     if unknown.any():
         fresh, _ = pd.factorize(keys[unknown])
@@ -424,76 +441,127 @@ def _codes_for(table: EntityTable, keys: pd.Series) -> np.ndarray:
     return codes
 
 
-def _snapshot_indexes(state: EntityState) -> dict[str, tuple[hist.EventIndex, hist.EventIndex]]:
+# Online, all entities are queried at once: entity e's codes are shifted by an offset that leaves
+# room for MAX_NEW_KEYS unseen keys per request, so one sorted index answers every entity.
+MAX_NEW_KEYS = 1 << 20
+
+
+@dataclass
+class _MergedSnapshot:
+    offsets: dict[str, int]  # entity spec -> code offset
+    declarations: hist.EventIndex  # all entities' recent declaration events, value_cents weights
+    outcomes: hist.EventIndex  # all entities' recent outcome events
+    base: hist.EntityBase  # all entities' bases, then one empty row (index ``empty_row``)
+    base_offsets: dict[str, int]
+    empty_row: int
+    global_outcomes: hist.EventIndex
+
+
+def _merged_snapshot(state: EntityState) -> _MergedSnapshot:
     """Sorted indexes of the snapshot's events, built once per loaded state and reused."""
-    cached = getattr(state, "_indexes", None)
-    if cached is None:
-        cached = {}
-        for spec, table in state.entities.items():
-            weights = {"value_cents": table.decl_value_cents} if spec == "consignee_id" else None
-            cached[spec] = (
-                hist.EventIndex(table.decl_codes, table.decl_t_us, weights),
-                hist.EventIndex(
-                    table.out_codes,
-                    table.out_t_us,
-                    hist.outcome_weights(table.out_illicit, table.out_revenue_cents),
-                ),
-            )
-        g_weights = hist.outcome_weights(state.global_out_illicit, state.global_out_revenue_cents)
-        cached["<global>"] = (
-            hist.EventIndex(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)),
-            hist.EventIndex(
-                np.zeros(len(state.global_out_t_us), dtype=np.int64),
-                state.global_out_t_us,
-                g_weights,
-            ),
-        )
-        state._indexes = cached  # type: ignore[attr-defined]
-    return cached
+    cached = getattr(state, "_merged", None)
+    if cached is not None:
+        return cached
+    offsets, base_offsets = {}, {}
+    decl_codes, decl_t, decl_v, out_codes, out_t, out_ill, out_rev = ([] for _ in range(7))
+    bases = []
+    offset = base_offset = 0
+    for spec, table in state.entities.items():
+        offsets[spec], base_offsets[spec] = offset, base_offset
+        decl_codes.append(table.decl_codes + offset)
+        decl_t.append(table.decl_t_us)
+        decl_v.append(table.decl_value_cents)
+        out_codes.append(table.out_codes + offset)
+        out_t.append(table.out_t_us)
+        out_ill.append(table.out_illicit)
+        out_rev.append(table.out_revenue_cents)
+        bases.append(table.base)
+        offset += len(table.vocabulary) + MAX_NEW_KEYS
+        base_offset += len(table.vocabulary)
+    bases.append(hist.EntityBase.empty(1))
+
+    def cat(arrays: list[np.ndarray]) -> np.ndarray:
+        return np.concatenate(arrays) if arrays else np.zeros(0, dtype=np.int64)
+
+    merged = _MergedSnapshot(
+        offsets=offsets,
+        declarations=hist.EventIndex(cat(decl_codes), cat(decl_t), {"value_cents": cat(decl_v)}),
+        outcomes=hist.EventIndex(
+            cat(out_codes), cat(out_t), hist.outcome_weights(cat(out_ill), cat(out_rev))
+        ),
+        base=hist.EntityBase(
+            first_seen_us=cat([b.first_seen_us for b in bases]),
+            n_inspected=cat([b.n_inspected for b in bases]),
+            n_illicit=cat([b.n_illicit for b in bases]),
+            revenue_cents=cat([b.revenue_cents for b in bases]),
+        ),
+        base_offsets=base_offsets,
+        empty_row=base_offset,
+        global_outcomes=hist.EventIndex(
+            np.zeros(len(state.global_out_t_us), dtype=np.int64),
+            state.global_out_t_us,
+            hist.outcome_weights(state.global_out_illicit, state.global_out_revenue_cents),
+        ),
+    )
+    state._merged = merged  # type: ignore[attr-defined]
+    return merged
 
 
 def _history_online(
-    prep: pd.DataFrame, state: EntityState, entities: list[Entity]
+    prep: Prepared, state: EntityState, entities: list[Entity]
 ) -> dict[str, np.ndarray]:
+    """Entity histories of a request: one merged query over the snapshot plus the request rows."""
     params = state.params
     t = prep["t_us"].to_numpy()
-    indexes = _snapshot_indexes(state)
+    n = len(t)
+    if n > MAX_NEW_KEYS:
+        raise ParcelriskError(f"at most {MAX_NEW_KEYS} declarations per online request, got {n}")
+    merged = _merged_snapshot(state)
     prior = hist.global_prior(
         t,
-        indexes["<global>"][1],
+        merged.global_outcomes,
         state.global_base,
         default_prior=params.default_prior,
         prior_strength=params.prior_strength,
     )
-    result: dict[str, np.ndarray] = {}
+    codes, base_rows = [], []
     for entity in entities:
-        table = state.entities[entity.spec]
-        codes = _codes_for(table, entity_keys(prep, entity))
-        snapshot_decl, snapshot_out = indexes[entity.spec]
-        extra_w = (
-            {"value_cents": prep["value_cents"].to_numpy()}
-            if entity.spec == "consignee_id"
-            else None
+        local = _codes_for(state.entities[entity.spec], entity_keys(prep, entity))
+        known = local < len(state.entities[entity.spec].vocabulary)
+        codes.append(local + merged.offsets[entity.spec])
+        base_rows.append(
+            np.where(known, local + merged.base_offsets[entity.spec], merged.empty_row)
         )
-        # the request's own rows: parcels of one request see each other as in batch
-        decl_index = hist.CombinedIndex(snapshot_decl, hist.EventIndex(codes, t, extra_w))
-        result.update(
-            hist.entity_history(
-                entity.prefix,
-                codes,
-                t,
-                decl_index,
-                snapshot_out,
-                prior,
-                windows_days=params.windows_days,
-                outcome_window_days=params.outcome_window_days,
-                prior_strength=params.prior_strength,
-                base=table.base,
-            )
-        )
+    all_codes = np.concatenate(codes)
+    all_t = np.tile(t, len(entities))
+    value_cents = np.tile(prep["value_cents"].to_numpy(), len(entities))
+    # the request's own rows: parcels of one request see each other as in batch
+    declarations = hist.CombinedIndex(
+        merged.declarations, hist.EventIndex(all_codes, all_t, {"value_cents": value_cents})
+    )
+    base = merged.base.take(np.concatenate(base_rows))
+    values = hist.entity_history(
+        "",
+        all_codes,
+        all_t,
+        declarations,
+        merged.outcomes,
+        np.tile(prior, len(entities)),
+        windows_days=params.windows_days,
+        outcome_window_days=params.outcome_window_days,
+        prior_strength=params.prior_strength,
+        base=base,
+    )
+    result: dict[str, np.ndarray] = {}
+    for i, entity in enumerate(entities):
+        rows = slice(i * n, (i + 1) * n)
+        for name, column in values.items():
+            result[entity.prefix + name] = column[rows]
         if entity.spec == "consignee_id":
             result.update(
-                split_shipment_features(codes, t, prep["value_eur"].to_numpy(), decl_index, params)
+                split_shipment_features(
+                    codes[i], t, prep["value_eur"].to_numpy(), declarations, params
+                )
             )
     return result
 
@@ -516,7 +584,7 @@ def _hs6_index(state: EntityState) -> pd.Index:
     return cached
 
 
-def _text_online(prep: pd.DataFrame, state: EntityState) -> dict[str, np.ndarray]:
+def _text_online(prep: Prepared, state: EntityState) -> dict[str, np.ndarray]:
     model = state.text_model
     chapters = chapter_index(prep["hs_chapter"])
     descriptions = prep["description"].to_numpy()
@@ -548,7 +616,7 @@ def description_shape_of(
 
 
 def _warnings(
-    prep: pd.DataFrame, values: dict[str, np.ndarray], state: EntityState
+    prep: Prepared, values: dict[str, np.ndarray], state: EntityState
 ) -> list[tuple[int, str]]:
     """Per-row notes on codes the model has not seen, read off the computed features."""
     warnings: list[tuple[int, str]] = []

@@ -128,13 +128,10 @@ class DecisionRecord:
 
 
 def _hash_row(values: Sequence[Any]) -> str:
-    # Fields separated by a unit separator; bytes as-is, everything else by its exact str()
-    # (repr of floats round-trips), so the hash is canonical and cheap.
-    digest = hashlib.sha256()
-    for v in values:
-        digest.update(v if isinstance(v, bytes) else str(v).encode())
-        digest.update(b"\x1f")
-    return digest.hexdigest()
+    # Fields joined by a unit separator; bytes as-is, everything else by its exact str()
+    # (repr of floats round-trips), so the hash is canonical and cheap (one update per row).
+    parts = [v if isinstance(v, bytes) else str(v).encode() for v in values]
+    return hashlib.sha256(b"\x1f".join(parts)).hexdigest()
 
 
 def features_for_storage(X: np.ndarray) -> list[bytes]:

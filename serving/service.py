@@ -39,7 +39,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from features.contract import declarations_frame
+from features.contract import OUTCOME_COLUMNS, declarations_frame
 from features.errors import ParcelriskError
 from serving.audit import AuditStore
 from serving.auth import ApiKeyMiddleware, load_keyring
@@ -64,6 +64,7 @@ WORKERS_ENV = "PARCELRISK_WORKERS"
 # Per process: why this worker is not ready (None = ready). Read by the middleware for /readyz.
 _STATUS: dict[str, Any] = {"reason": "service is starting", "instance": None}
 DEFAULT_MAX_BODY_BYTES = 5_000_000
+_OUTCOMES = frozenset(OUTCOME_COLUMNS)
 
 DECISIONS = bentoml.metrics.Counter(
     name="parcelrisk_decisions_total",
@@ -203,6 +204,10 @@ class ParcelRiskService:
         started = time.perf_counter()
         frame = declarations_frame(declarations, contract=runtime.contract)
         batch = score_frame(frame, runtime)
+        known = {e.name for e in runtime.contract.extras} if runtime.contract else set()
+        for i, declaration in enumerate(declarations):
+            for name in sorted(set(declaration.model_extra or ()) - known):
+                batch.warnings[i].append(f"field {name!r} is not in the contract: ignored")
         self.audit.record(audit_records(batch, runtime))
         rows = decision_rows(batch, runtime)
         SCORING_SECONDS.labels(endpoint="score").observe(time.perf_counter() - started)
@@ -227,6 +232,12 @@ class ParcelRiskService:
                 422,
                 f"declarations: expected 1 to {limit} declarations per request, got {n}",
                 field="declarations",
+            )
+        if outcome := _outcome_field(declarations):
+            return _error(
+                422,
+                f"{outcome}: outcome fields (inspection results) are not accepted for scoring",
+                field=outcome,
             )
         try:
             if self.config.merge_concurrent_requests:
@@ -293,6 +304,14 @@ class ParcelRiskService:
     def decision(self, decision_id: str) -> StoredDecision:
         """A stored decision as recorded (auditor)."""
         return _stored_decision(self, decision_id)
+
+
+def _outcome_field(declarations: list[Any]) -> str | None:
+    """``declarations.I.FIELD`` of the first outcome field sent as an extra key, if any."""
+    for i, declaration in enumerate(declarations):
+        if declaration.model_extra and (found := _OUTCOMES & declaration.model_extra.keys()):
+            return f"declarations.{i}.{sorted(found)[0]}"
+    return None
 
 
 def _stored_decision(service: ParcelRiskService, decision_id: str) -> JSONResponse:

@@ -212,3 +212,15 @@ def test_explain_refuses_a_decision_of_another_model_version(client, service_env
     store.record([dataclasses.replace(record, decision_id="old-1", model_version="1")])
     r = client.post("/explain", json={"decision_id": "old-1"}, headers=auth("auditor"))
     assert r.status_code == 409 and "v1" in r.json()["error"]
+
+
+def test_outcome_fields_are_refused_and_unknown_fields_warned(client) -> None:
+    d = make_declarations(2, seed=14)
+    d[1]["illicit"] = True
+    r = _score(client, d)
+    assert r.status_code == 422 and r.json()["field"] == "declarations.1.illicit"
+    d = make_declarations(1, seed=15)
+    d[0]["shoe_size"] = 44
+    r = _score(client, d)
+    assert r.status_code == 200
+    assert "'shoe_size' is not in the contract" in r.json()["decisions"][0]["warnings"][0]

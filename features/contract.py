@@ -641,9 +641,47 @@ Declaration: type[BaseModel] = create_model(  # type: ignore[call-overload]
 
 
 def declarations_frame(records: list[Any], contract: Contract | None = None) -> pd.DataFrame:
-    """Build a canonical batch from ``Declaration`` models or plain dicts (API -> batch path)."""
+    """Build a canonical batch from ``Declaration`` models or plain dicts (API -> batch path).
+
+    Validated models take a direct path: pydantic already checked types, domains, case and
+    whitespace, so each column is built once in its canonical dtype (a few hundred microseconds
+    instead of a full ``coerce_declarations`` pass, which matters per HTTP request). Plain dicts
+    get the full coercion.
+    """
     import pandas as pd
 
+    contract = contract or Contract()
+    if records and all(isinstance(r, _DeclarationBase) for r in records):
+        return _frame_from_models(records, contract)
     rows = [r.model_dump() if isinstance(r, BaseModel) else dict(r) for r in records]
     df = pd.DataFrame(rows) if rows else empty_declarations(False, contract)
     return coerce_declarations(df, with_outcomes=False, contract=contract)
+
+
+def _frame_from_models(records: list[Any], contract: Contract) -> pd.DataFrame:
+    import numpy as np
+    import pandas as pd
+
+    columns: dict[str, Any] = {}
+    for f in DECLARATION_FIELDS:
+        values = [getattr(r, f.name) for r in records]
+        if f.kind in ("str", "category"):
+            columns[f.name] = pd.array(values, dtype="str")
+        elif f.kind == "datetime":
+            columns[f.name] = (
+                pd.DatetimeIndex(values).tz_convert("UTC").astype("datetime64[us, UTC]")
+            )
+        elif f.kind == "int":
+            columns[f.name] = np.asarray(values, dtype=np.int64)
+        elif f.kind == "float":
+            columns[f.name] = np.asarray(values, dtype=np.float64)
+        else:
+            columns[f.name] = np.asarray(values, dtype=bool)
+    for extra in contract.extras:
+        raw = pd.Series(
+            [(r.model_extra or {}).get(extra.name) for r in records], dtype=object, name=extra.name
+        )
+        columns[extra.name] = (
+            _to_number(raw, extra.name, "float") if extra.kind == "numeric" else _to_text(raw)
+        )
+    return pd.DataFrame(columns)

@@ -655,8 +655,17 @@ def _warnings(
     return sorted(warnings)
 
 
-def compute_online_features(declarations: pd.DataFrame, state: EntityState) -> pd.DataFrame:
-    """Features of new declarations (canonical contract frame, no outcomes), in input order."""
+def compute_online_features(
+    declarations: pd.DataFrame,
+    state: EntityState,
+    warnings: list[tuple[int, str]] | None = None,
+) -> pd.DataFrame:
+    """Features of new declarations (canonical contract frame, no outcomes), in input order.
+
+    Unknown codes never fail a declaration: they get priors, and if ``warnings`` is given,
+    (row index, message) pairs are appended to it. (Not in ``DataFrame.attrs``: pandas deep-copies
+    attrs on every column access.)
+    """
     missing = [e.name for e in state.contract.extras if e.name not in declarations.columns]
     if missing:
         raise ParcelriskError(
@@ -681,5 +690,6 @@ def compute_online_features(declarations: pd.DataFrame, state: EntityState) -> p
     )
     values.update(_text_online(prep, state))
     frame = assemble(prep, declarations.reset_index(drop=True), values, state.manifest)
-    frame.attrs["warnings"] = _warnings(prep, values, state)
+    if warnings is not None:
+        warnings.extend(_warnings(prep, values, state))
     return frame

@@ -65,6 +65,7 @@ _LGB_NAMES = {
     "subsample_freq": "bagging_freq",
     "colsample_bytree": "feature_fraction",
     "reg_lambda": "lambda_l2",
+    "num_threads": "num_threads",  # 0 = LightGBM's default (all cores)
 }
 
 

@@ -113,7 +113,10 @@ def load_runtime(config: ServeConfig, tracking_uri: str | None, model_dir: Path)
         )
 
     def compute(declarations: pd.DataFrame) -> pd.DataFrame:
-        return compute_online_features(declarations, state)
+        warnings: list[tuple[int, str]] = []
+        frame = compute_online_features(declarations, state, warnings)
+        frame.attrs["warnings"] = warnings  # read and cleared at once by score_frame
+        return frame
 
     return ScoringRuntime(
         model=model,

@@ -124,6 +124,32 @@ def test_pydantic_model_agrees_with_frame() -> None:
     )
 
 
+def test_pydantic_models_with_extras_match_the_coerced_frame() -> None:
+    df = make_declarations(with_outcomes=False)
+    columns = [*DECLARATION_COLUMNS, "broker_id", "incoterm", "insured_value"]
+    records = df[columns].to_dict(orient="records")
+    models = [
+        Declaration(**{k: (None if pd.isna(v) else v) for k, v in r.items()}) for r in records
+    ]
+    fast = declarations_frame(models, contract=EXTRAS)
+    slow = declarations_frame([m.model_dump() for m in models], contract=EXTRAS)  # dict path
+    pd.testing.assert_frame_equal(fast, slow)
+    pd.testing.assert_frame_equal(fast, df[columns].reset_index(drop=True))
+
+
+def test_bad_numeric_extra_in_a_model_is_a_contract_error() -> None:
+    df = make_declarations(n=3, with_outcomes=False)
+    record = df[list(DECLARATION_COLUMNS)].to_dict(orient="records")[1]
+    model = Declaration(
+        **{k: (None if pd.isna(v) else v) for k, v in record.items()},
+        broker_id="B1",
+        incoterm="DAP",
+        insured_value="lots",
+    )
+    with pytest.raises(ContractError, match="insured_value"):
+        declarations_frame([model], contract=EXTRAS)
+
+
 def test_pydantic_model_rejects_what_the_contract_forbids() -> None:
     record = make_declarations(1, with_outcomes=False)[list(DECLARATION_COLUMNS)]
     good = {k: (None if pd.isna(v) else v) for k, v in record.iloc[0].to_dict().items()}

@@ -9,29 +9,29 @@ export GX_ANALYTICS_ENABLED=False MPLBACKEND=Agg MLFLOW_TRACKING_URI="${MLFLOW_T
 echo "== pipeline (dvc repro: generate -> validate -> features -> train -> promote)"
 dvc repro
 echo
-echo "== test metrics (dvc metrics show, one per line)"
+echo "== headline test metrics (dvc metrics show)"
 dvc metrics show --json | python -c '
 import json, sys
+headline = ("_at_5", "roc_auc", "ece", "legacy.")
 for source in json.load(sys.stdin).values():
     for path, payload in sorted(source.get("data", {}).items()):
-        if path.endswith("features_summary.json"):
+        if not path.endswith("train.json"):
             continue
         for key, value in sorted(payload.get("data", {}).items()):
-            if not isinstance(value, (dict, list)):
-                print(f"{path}  {key} = {value}")
+            if any(h in key for h in headline):
+                print(f"  {key:<55} {value:.4f}")
 '
+echo "  (all metrics: dvc metrics show; full run: MLflow UI on sqlite:///mlflow.db)"
 
-if parcelrisk --help | grep -q ' score '; then
-  echo
-  echo "== scoring the last 2,000 generated declarations offline (same code path as the API)"
-  python - <<'PY'
+echo
+echo "== scoring the last 2,000 generated declarations offline (same code path as the API)"
+python - <<'PY'
 import pandas as pd
 from features.contract import DECLARATION_COLUMNS
 d = pd.read_parquet("data/raw/declarations.parquet")
 d[list(DECLARATION_COLUMNS)].tail(2000).to_parquet("data/processed/sample_to_score.parquet", index=False)
 PY
-  PARCELRISK_INSECURE_NO_AUTH=1 parcelrisk score data/processed/sample_to_score.parquet --out data/processed/sample_scored.parquet
-  echo
-  echo "Start the scoring service with:"
-  echo "  PARCELRISK_API_KEYS=scorer:change-me,auditor:change-me-too .venv/bin/parcelrisk serve --port 3000"
-fi
+parcelrisk score data/processed/sample_to_score.parquet --out data/processed/sample_scored.parquet
+echo
+echo "Start the scoring service with:"
+echo "  PARCELRISK_API_KEYS=scorer:change-me,auditor:change-me-too .venv/bin/parcelrisk serve --port 3000"

@@ -106,12 +106,13 @@ class FeatureManifest:
             raise ParcelriskError(
                 f"feature frame lacks manifest columns: {', '.join(missing[:10])}"
             )
-        out = np.empty((len(frame), len(self.features)), dtype=np.float64)
-        for j, f in enumerate(self.features):
-            col = frame[f.name].to_numpy(dtype=np.float64, na_value=np.nan)
-            if f.dtype == "category":
-                col = np.where(col < 0, np.nan, col)
-            out[:, j] = col
+        # one multi-column selection: the features sit in one float block (see build.assemble)
+        out = frame[self.names].to_numpy(dtype=np.float64, na_value=np.nan, copy=True)
+        categorical = [j for j, f in enumerate(self.features) if f.dtype == "category"]
+        if categorical:
+            codes = out[:, categorical]
+            codes[codes < 0] = np.nan
+            out[:, categorical] = codes
         return out
 
     def to_json(self) -> str:

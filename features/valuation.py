@@ -68,12 +68,18 @@ def fit_references(
     return References(hs6=ref6, hs6_origin=ref_pair)
 
 
-def _lookup(table: pd.DataFrame, keys: pd.Series, column: str) -> np.ndarray:
+def _lookup(table: pd.DataFrame, idx: np.ndarray, column: str) -> np.ndarray:
+    """``table[column]`` at positions ``idx`` (-1: not in the table -> NaN)."""
     if table.empty:
-        return np.full(len(keys), np.nan)
-    idx = table.index.get_indexer(keys.to_numpy())
+        return np.full(len(idx), np.nan)
     values = table[column].to_numpy(dtype=np.float64)
     return np.where(idx >= 0, values[np.maximum(idx, 0)], np.nan)
+
+
+def _positions(table: pd.DataFrame, keys: pd.Series) -> np.ndarray:
+    if table.empty:
+        return np.full(len(keys), -1)
+    return table.index.get_indexer(keys.to_numpy())
 
 
 def valuation_features(
@@ -87,15 +93,17 @@ def valuation_features(
     min_reference_count: int,
 ) -> dict[str, np.ndarray]:
     """Ratios of this parcel's unit values to the references (1.0 = at the median)."""
-    count6 = np.nan_to_num(_lookup(refs.hs6, hs6, "count"), nan=0.0)
+    at6 = _positions(refs.hs6, hs6)
+    at_pair = _positions(refs.hs6_origin, hs6_origin)
+    count6 = np.nan_to_num(_lookup(refs.hs6, at6, "count"), nan=0.0)
     reliable6 = count6 >= min_reference_count
-    med_item = np.where(reliable6, _lookup(refs.hs6, hs6, "log_value_per_item"), np.nan)
-    med_kg = np.where(reliable6, _lookup(refs.hs6, hs6, "log_value_per_kg"), np.nan)
-    med_weight = np.where(reliable6, _lookup(refs.hs6, hs6, "log_weight_per_item"), np.nan)
-    count_pair = np.nan_to_num(_lookup(refs.hs6_origin, hs6_origin, "count"), nan=0.0)
+    med_item = np.where(reliable6, _lookup(refs.hs6, at6, "log_value_per_item"), np.nan)
+    med_kg = np.where(reliable6, _lookup(refs.hs6, at6, "log_value_per_kg"), np.nan)
+    med_weight = np.where(reliable6, _lookup(refs.hs6, at6, "log_weight_per_item"), np.nan)
+    count_pair = np.nan_to_num(_lookup(refs.hs6_origin, at_pair, "count"), nan=0.0)
     med_pair = np.where(
         count_pair >= min_reference_count,
-        _lookup(refs.hs6_origin, hs6_origin, "log_value_per_item"),
+        _lookup(refs.hs6_origin, at_pair, "log_value_per_item"),
         med_item,
     )
     value_ratio = value_eur / de_minimis_eur

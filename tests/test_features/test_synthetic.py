@@ -124,6 +124,24 @@ def test_ground_truth_consistent_with_outcomes(declarations, truth):
     assert truth["p_illicit"].between(0.001, 0.99).all()
 
 
+def test_revenue_if_illicit_is_known_for_every_parcel(truth):
+    # the oracle ranks on p x revenue_if_illicit; it must not depend on the drawn label
+    assert (truth["revenue_if_illicit"] > 0).all()
+    clean = ~truth["illicit"]
+    assert truth.loc[clean, "revenue_if_illicit"].gt(0).all()
+    assert (truth.loc[clean, "revenue_at_stake"] == 0).all()
+
+
+def test_restricted_keyword_rule_selects_restricted_goods(declarations, truth):
+    picked = declarations["selection_reason"] == "rule:restricted_keyword"
+    assert picked.sum() > 0
+    assert (
+        declarations.loc[picked, "description"]
+        .str.contains("knife|steroid|cigarette|tobacco|tramadol|dagger|ammunition", case=False)
+        .all()
+    )
+
+
 def test_same_seed_same_data_and_other_seed_differs(history):
     declarations, truth = generate(SMALL)
     pd.testing.assert_frame_equal(declarations, history[0])

@@ -548,8 +548,8 @@ def read_contract(path: Path) -> Contract:
     return Contract(tuple(ExtraColumn(**e) for e in json.loads(raw)))
 
 
-def read_declarations(path: Path, *, with_outcomes: bool = True) -> tuple[pd.DataFrame, Contract]:
-    """Read a declarations file (Parquet or CSV) into canonical dtypes with its contract."""
+def read_raw_declarations(path: Path) -> tuple[pd.DataFrame, Contract]:
+    """Read a declarations file as it is (CSV as text), with the contract it carries."""
     import pandas as pd
 
     path = Path(path)
@@ -558,18 +558,20 @@ def read_declarations(path: Path, *, with_outcomes: bool = True) -> tuple[pd.Dat
     suffix = path.suffix.lower()
     try:
         if suffix in (".parquet", ".pq"):
-            contract = read_contract(path)
-            raw = pd.read_parquet(path)
-        elif suffix in (".csv", ".gz", ".txt"):
-            contract = Contract()
+            return pd.read_parquet(path), read_contract(path)
+        if suffix in (".csv", ".gz", ".txt"):
             # only empty cells are null: "NA" is Namibia, not a missing value
-            raw = pd.read_csv(path, dtype="str", keep_default_na=False, na_values=[""])
-        else:
-            raise ContractError(f"{path}: unsupported file type {suffix!r} (use .parquet or .csv)")
+            return pd.read_csv(path, dtype="str", keep_default_na=False, na_values=[""]), Contract()
     except ContractError:
         raise
     except Exception as exc:  # pyarrow/pandas parse errors: report, don't trace back
         raise ContractError(f"{path}: cannot read file: {exc}") from exc
+    raise ContractError(f"{path}: unsupported file type {suffix!r} (use .parquet or .csv)")
+
+
+def read_declarations(path: Path, *, with_outcomes: bool = True) -> tuple[pd.DataFrame, Contract]:
+    """Read a declarations file (Parquet or CSV) into canonical dtypes with its contract."""
+    raw, contract = read_raw_declarations(path)
     if with_outcomes and not any(c in raw.columns for c in OUTCOME_COLUMNS):
         with_outcomes = False  # a file to score; a partial outcome set fails on `inspected` below
     return coerce_declarations(raw, with_outcomes=with_outcomes, contract=contract), contract

@@ -35,7 +35,7 @@ from features.contract import (
     _to_text,
     _to_utc,
     coerce_declarations,
-    read_contract,
+    read_raw_declarations,
 )
 
 if TYPE_CHECKING:
@@ -521,29 +521,9 @@ def validate_declarations(
     return ValidationResult(success=not failures, failures=failures, statistics=stats)
 
 
-def read_raw(path: Path) -> tuple[pd.DataFrame, Contract]:
-    """Read a file as it is (CSV as text), without coercing: the gate reports what is wrong."""
-    import pandas as pd
-
-    path = Path(path)
-    if not path.exists():
-        raise ContractError(f"file not found: {path}")
-    suffix = path.suffix.lower()
-    try:
-        if suffix in (".parquet", ".pq"):
-            return pd.read_parquet(path), read_contract(path)
-        if suffix in (".csv", ".gz", ".txt"):
-            return pd.read_csv(path, dtype="str", keep_default_na=True), Contract()
-    except ContractError:
-        raise
-    except Exception as exc:  # pyarrow/pandas parse errors: report, don't trace back
-        raise ContractError(f"{path}: cannot read file: {exc}") from exc
-    raise ContractError(f"{path}: unsupported file type {suffix!r} (use .parquet or .csv)")
-
-
 def validate_file(path: Path, report_dir: Path | None = None) -> ValidationResult:
     """Validate a declarations file; write Data Docs HTML under ``report_dir`` when given."""
-    raw, contract = read_raw(path)
+    raw, contract = read_raw_declarations(path)  # as it is: the gate reports what is wrong
     result = validate_declarations(raw, contract, report_dir=report_dir)
     logger.info(
         "validated %s: %s (%d failure(s))",

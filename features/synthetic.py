@@ -82,6 +82,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from features.contract import (
+    CATEGORIES,
     DEFAULT_FX_TO_BASE,
     OFFENCE_TYPES,
     RANDOM_SELECTION,
@@ -1118,7 +1119,7 @@ def _finish(
             "gross_weight_kg": weight,
             "declared_value": declared_value,
             "currency": text(currency),
-            "category": text(np.array(_CATEGORY_NAMES, dtype=object)[d["category"]]),
+            "category": text(np.array(CATEGORIES, dtype=object)[d["category"]]),
             "ioss_prepaid": d["ioss"].astype(bool),
             "aeo_operator": aeo.astype(bool),
             "inspected": inspected,
@@ -1147,8 +1148,6 @@ def _finish(
     )
     return declarations, truth
 
-
-_CATEGORY_NAMES = ("merchandise", "gift", "sample", "return", "documents")
 
 # The legacy keyword watchlist knows only some restricted goods (as real ones lag new products):
 # the model must learn the others from outcomes.

@@ -93,7 +93,7 @@ def entities_for(params: FeatureParams, contract: Contract) -> list[Entity]:
     out = []
     for spec in dict.fromkeys(specs):
         parts = spec.split("*")
-        labels = [_ENTITY_LABELS.get(p, (p, f"{p.replace('_', ' ')} {{value}}")) for p in parts]
+        labels = [_ENTITY_LABELS.get(p, (p, f"this {p.replace('_', ' ')}")) for p in parts]
         prefix = "_x_".join(lab[0] for lab in labels)
         phrase = " with ".join(lab[1] for lab in labels)
         out.append(Entity(spec=spec, prefix=prefix, phrase=phrase))

@@ -198,3 +198,52 @@ def test_corrupted_state_is_refused(tmp_path, built, history):
         EntityState.load(tmp_path / "s")
     with pytest.raises(ParcelriskError, match="not found"):
         EntityState.load(tmp_path / "missing")
+
+
+def test_mapped_extras_become_features_and_keep_parity(history):
+    """Extra columns from a mapping flow through batch and online features alike."""
+    from features.contract import ExtraColumn
+
+    rng = np.random.default_rng(3)
+    extras = Contract(
+        (
+            ExtraColumn("broker_id", "entity"),
+            ExtraColumn("incoterm", "categorical"),
+            ExtraColumn("insured_value", "numeric"),
+        )
+    )
+    data = history.copy()
+    data["broker_id"] = rng.choice(["B1", "B2", "B3", None], len(data))
+    data["incoterm"] = rng.choice(["DAP", "DDP"], len(data))
+    data["insured_value"] = rng.uniform(0, 100, len(data))
+    data = coerce_declarations(data, with_outcomes=True, contract=extras)
+    built = build_features(data, extras, PARAMS)
+    names = built.manifest.names
+    assert {"broker_id_n_7d", "broker_id_hit_rate", "cat_incoterm", "extra_insured_value"} <= set(
+        names
+    )
+    assert built.manifest.spec("broker_id_n_7d").reason.startswith("this broker id lodged")
+
+    cut = pd.Timestamp(data["declared_at"].max()) + pd.Timedelta(seconds=1)
+    state = build_entity_state(data, extras, PARAMS, cutoff=cut, manifest=built.manifest)
+    request = data[[*DECLARATION_COLUMNS, "broker_id", "incoterm", "insured_value"]].tail(20).copy()
+    request["declared_at"] = cut + pd.Timedelta(minutes=5)
+    request["declaration_id"] = [f"R{i}" for i in range(len(request))]
+    online = compute_online_features(request, state)
+    assert np.allclose(online["extra_insured_value"], request["insured_value"])
+    categories = {s.name: s.categories for s in built.manifest.features if s.dtype == "category"}
+    pending = request.assign(
+        inspected=False,
+        inspected_at=pd.NaT,
+        illicit=pd.NA,
+        offence_type=None,
+        revenue_recovered=np.nan,
+        selection_reason=None,
+    )
+    world = coerce_declarations(
+        pd.concat([data, pending], ignore_index=True), with_outcomes=True, contract=extras
+    )
+    batch = build_features(world, extras, PARAMS, categories=categories).frame
+    _assert_same(_features(batch, names).loc[online["declaration_id"]], _features(online, names))
+    with pytest.raises(Exception, match="broker_id"):
+        compute_online_features(request.drop(columns=["broker_id"]), state)

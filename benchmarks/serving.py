@@ -117,6 +117,25 @@ def wait_ready(base: str, proc: subprocess.Popen, timeout: float = 180) -> float
     raise RuntimeError("server not ready in time")
 
 
+async def _floor(base: str, clients: int, seconds: float) -> list[float]:
+    """Latencies of GET /livez under the same load: the HTTP stack and client, no scoring."""
+    import httpx
+
+    latencies: list[float] = []
+    deadline = time.perf_counter() + seconds
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as client:
+
+        async def worker() -> None:
+            while time.perf_counter() < deadline:
+                t0 = time.perf_counter()
+                await client.get("/livez")
+                latencies.append(time.perf_counter() - t0)
+
+        await asyncio.gather(*(worker() for _ in range(clients)))
+    return latencies
+
+
 async def _load(
     base: str, bodies: list[bytes], clients: int, seconds: float
 ) -> tuple[list[float], int, int, dict[str, int]]:
@@ -278,6 +297,7 @@ def main() -> None:
             before = server_side(base)
             lat_s, parcels_s, err_s, _ = asyncio.run(_load(base, single_bodies, 16, args.seconds))
             single_server = _delta(before, server_side(base))
+            floor = asyncio.run(_floor(base, 16, min(args.seconds, 5.0)))
         finally:
             stop_server(proc)
 
@@ -297,6 +317,12 @@ def main() -> None:
                 "target_p99_ms": 20,
                 "errors": err_s,
                 "server": single_server,
+                # the same 16 clients on GET /livez: what HTTP and the client cost with no work
+                "http_floor_livez": {
+                    "requests_per_s": round(len(floor) / min(args.seconds, 5.0)),
+                    "p50_ms": _ms(floor, 0.5),
+                    "p99_ms": _ms(floor, 0.99),
+                },
             },
             "in_process": inproc,
             "best_http_vs_lightgbm_predict_ratio": round(

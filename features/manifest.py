@@ -12,6 +12,7 @@ Reason templates are ``str.format`` strings. Placeholders:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
@@ -86,9 +87,12 @@ class FeatureManifest:
                 return f
         raise KeyError(name)
 
-    @property
+    @functools.cached_property
     def fingerprint(self) -> str:
-        """Stable hash of the feature list and params: model and entity state must agree on it."""
+        """Stable hash of the feature list and params: model and entity state must agree on it.
+
+        Cached: the manifest is immutable once built, and the service stamps every decision.
+        """
         return hashlib.sha256(self.to_json().encode()).hexdigest()[:16]
 
     def groups(self) -> dict[str, int]:

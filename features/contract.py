@@ -17,7 +17,7 @@ import os
 import re
 import tempfile
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -616,9 +616,18 @@ class _DeclarationBase(BaseModel):
 
     @field_validator("declared_at", check_fields=False)
     @classmethod
-    def _require_timezone(cls, value: datetime) -> datetime:
+    def _require_plausible_time(cls, value: datetime) -> datetime:
         if value.tzinfo is None:
             raise ValueError("declared_at must carry a time zone (e.g. '2026-05-01T10:00:00Z')")
+        # Histories are counted back from declared_at: a declaration dated in the future would
+        # see empty windows and look like a newcomer, so the API refuses it, as the gate does.
+        now = datetime.now(UTC)
+        if value > now + timedelta(days=MAX_CLOCK_SKEW_DAYS):
+            raise ValueError(
+                f"declared_at {value.isoformat()} is more than {MAX_CLOCK_SKEW_DAYS} days in the future"
+            )
+        if value < datetime.fromisoformat(EARLIEST_DECLARATION):
+            raise ValueError(f"declared_at {value.isoformat()} is before {EARLIEST_DECLARATION}")
         return value
 
     @field_validator(

@@ -153,7 +153,15 @@ def test_bad_numeric_extra_in_a_model_is_a_contract_error() -> None:
 def test_pydantic_model_rejects_what_the_contract_forbids() -> None:
     record = make_declarations(1, with_outcomes=False)[list(DECLARATION_COLUMNS)]
     good = {k: (None if pd.isna(v) else v) for k, v in record.iloc[0].to_dict().items()}
-    for key, bad in [("hs_code", "12AB"), ("channel", "drone"), ("quantity", 0)]:
+    bad_values = [
+        ("hs_code", "12AB"),
+        ("channel", "drone"),
+        ("quantity", 0),
+        ("declared_at", "2026-03-01T08:00:00"),  # no time zone
+        ("declared_at", "2199-03-01T08:00:00Z"),  # far future: would empty every history window
+        ("declared_at", "1970-01-01T00:00:00Z"),
+    ]
+    for key, bad in bad_values:
         with pytest.raises(ValueError, match=key):
             Declaration(**{**good, key: bad})
 

@@ -39,6 +39,24 @@ def _assert_same(a: pd.DataFrame, b: pd.DataFrame) -> None:
         assert ok.all(), f"{name}: {(~ok).sum()} rows differ, e.g. {x[~ok][:3]} vs {y[~ok][:3]}"
 
 
+def _batch_features_with(
+    known: pd.DataFrame, new: pd.DataFrame, contract: Contract, categories
+) -> pd.DataFrame:
+    """Batch features of a history plus new declarations that have no outcomes yet."""
+    pending = new.assign(
+        inspected=False,
+        inspected_at=pd.NaT,
+        illicit=pd.NA,
+        offence_type=None,
+        revenue_recovered=np.nan,
+        selection_reason=None,
+    )
+    world = coerce_declarations(
+        pd.concat([known, pending], ignore_index=True), with_outcomes=True, contract=contract
+    )
+    return build_features(world, contract, PARAMS, categories=categories).frame
+
+
 def test_one_row_per_declaration_with_labels_apart(built, history):
     frame, manifest = built.frame, built.manifest
     assert len(frame) == len(history)
@@ -154,18 +172,7 @@ def test_online_features_equal_batch_after_cutoff(tmp_path, built, history):
     ]
     assert len(new) > 100
     # batch: the world as known at the cutoff plus the new declarations (no outcomes yet)
-    pending = new.assign(
-        inspected=False,
-        inspected_at=pd.NaT,
-        illicit=pd.NA,
-        offence_type=None,
-        revenue_recovered=np.nan,
-        selection_reason=None,
-    )
-    world = coerce_declarations(
-        pd.concat([as_known_at(history, cut), pending], ignore_index=True), with_outcomes=True
-    )
-    batch = build_features(world, Contract(), PARAMS, categories=categories).frame
+    batch = _batch_features_with(as_known_at(history, cut), new, Contract(), categories)
     state = build_entity_state(history, Contract(), PARAMS, cutoff=cut, manifest=manifest)
     state.save(tmp_path / "state")
     loaded = EntityState.load(tmp_path / "state")
@@ -232,18 +239,7 @@ def test_mapped_extras_become_features_and_keep_parity(history):
     online = compute_online_features(request, state)
     assert np.allclose(online["extra_insured_value"], request["insured_value"])
     categories = {s.name: s.categories for s in built.manifest.features if s.dtype == "category"}
-    pending = request.assign(
-        inspected=False,
-        inspected_at=pd.NaT,
-        illicit=pd.NA,
-        offence_type=None,
-        revenue_recovered=np.nan,
-        selection_reason=None,
-    )
-    world = coerce_declarations(
-        pd.concat([data, pending], ignore_index=True), with_outcomes=True, contract=extras
-    )
-    batch = build_features(world, extras, PARAMS, categories=categories).frame
+    batch = _batch_features_with(data, request, extras, categories)
     _assert_same(_features(batch, names).loc[online["declaration_id"]], _features(online, names))
     with pytest.raises(Exception, match="broker_id"):
         compute_online_features(request.drop(columns=["broker_id"]), state)

@@ -243,3 +243,24 @@ def test_mapped_extras_become_features_and_keep_parity(history):
     _assert_same(_features(batch, names).loc[online["declaration_id"]], _features(online, names))
     with pytest.raises(Exception, match="broker_id"):
         compute_online_features(request.drop(columns=["broker_id"]), state)
+
+
+def test_online_warnings_name_unknown_codes_and_never_fail(built, history):
+    cutoff = history["declared_at"].max() + pd.Timedelta(seconds=1)
+    state = build_entity_state(history, Contract(), PARAMS, cutoff=cutoff, manifest=built.manifest)
+    request = history[list(DECLARATION_COLUMNS)].tail(4).copy().reset_index(drop=True)
+    request["declared_at"] = cutoff + pd.Timedelta(hours=1)
+    request.loc[0, "currency"] = "XYZ"  # no exchange rate
+    request.loc[1, "hs_code"] = "999999"  # never declared
+    request.loc[2, "origin_country"] = "ZZ"  # unknown category
+    request.loc[3, "declared_at"] = cutoff - pd.Timedelta(days=30)  # older than the snapshot
+    warnings: list[tuple[int, str]] = []
+    frame = compute_online_features(request, state, warnings)
+    by_row = {row: [m for r, m in warnings if r == row] for row in range(4)}
+    assert any("XYZ" in m and "exchange rate" in m for m in by_row[0])
+    assert np.isnan(frame.loc[0, "value_eur"])
+    assert any("999999" in m for m in by_row[1])
+    assert any("'ZZ'" in m and "unknown to the model" in m for m in by_row[2])
+    assert frame.loc[2, "cat_origin_country"] == -1
+    assert any("before the entity-state cutoff" in m for m in by_row[3])
+    assert len(frame) == 4

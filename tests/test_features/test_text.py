@@ -1,0 +1,65 @@
+"""Description models on a hand-checkable corpus: word hit rate and HS6 support."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from features.text import TextCounts, TextModel, make_vectorizer, text_scores
+
+# past declarations: (description, HS6 code index, chapter)
+PAST = [
+    ("leather sneakers", 0, 64),
+    ("leather sneakers", 0, 64),
+    ("canvas sneakers", 0, 64),
+    ("leather slippers", 1, 64),
+]
+HS6 = np.array(["640399", "640419"])
+
+
+@pytest.fixture
+def model() -> TextModel:
+    vectorizer = make_vectorizer()
+    X = vectorizer.fit_transform([d for d, _, _ in PAST]).tocsr()
+    counts = TextCounts.zeros(X.shape[1], len(HS6))
+    counts.add_declarations(X, np.array([c for _, _, c in PAST]), np.array([h for _, h, _ in PAST]))
+    # outcomes: declarations 0, 1 and 3 were inspected; only 1 was an offence
+    counts.add_outcomes(X[[0, 1, 3]], np.array([False, True, False]))
+    return TextModel.from_counts(
+        counts, vectorizer.get_feature_names_out(), 0.5, HS6, word_prior_strength=1.0
+    )[0]
+
+
+def _score(model: TextModel, description: str, hs6: int) -> dict[str, np.ndarray]:
+    X = make_vectorizer(list(model.tokens)).transform([description]).tocsr()
+    return text_scores(X, model, np.array([64]), np.array([hs6]), min_token_docs=1)
+
+
+def test_hs6_support_is_the_share_of_past_uses_of_each_word(model):
+    # sneakers: 3 past uses, all under HS6 0; leather: 3 uses, 2 under HS6 0, 1 under HS6 1
+    as_declared = _score(model, "leather sneakers", 0)
+    assert as_declared["text_hs6_support_mean"][0] == pytest.approx((1.0 + 2 / 3) / 2)
+    assert as_declared["text_hs6_support_min"][0] == pytest.approx(2 / 3)
+    misclassified = _score(model, "leather sneakers", 1)  # sneakers declared as slippers
+    assert misclassified["text_hs6_support_min"][0] == pytest.approx(0.0)
+    assert misclassified["text_hs6_support_mean"][0] == pytest.approx((0.0 + 1 / 3) / 2)
+
+
+def test_unknown_hs6_and_unseen_words_are_handled(model):
+    unknown_hs6 = _score(model, "leather sneakers", -1)
+    assert unknown_hs6["text_hs6_support_mean"][0] == 0.0
+    no_known_words = _score(model, "mystery gadget", 0)
+    assert np.isnan(no_known_words["text_hs6_support_mean"][0])
+    assert np.isnan(no_known_words["text_word_hit_rate_max"][0])
+    assert np.isnan(no_known_words["text_p_declared_chapter"][0])
+
+
+def test_word_hit_rate_takes_the_most_incriminating_word(model):
+    # prior (1 + 1) / (3 + 2) = 0.4, strength 1: sneakers 1 of 2 -> 1.4 / 3, leather 1 of 3 ->
+    # 1.4 / 4, slippers 0 of 1 -> 0.4 / 2, canvas never inspected -> the prior 0.4
+    assert _score(model, "canvas sneakers", 0)["text_word_hit_rate_max"][0] == pytest.approx(
+        1.4 / 3
+    )
+    assert _score(model, "leather slippers", 1)["text_word_hit_rate_max"][0] == pytest.approx(
+        1.4 / 4
+    )

@@ -30,7 +30,13 @@ import pandas as pd
 from scipy import sparse
 
 from features import history as hist
-from features.contract import Contract, ContractError, atomic_write, read_declarations
+from features.contract import (
+    DECLARATION_FIELDS,
+    Contract,
+    ContractError,
+    atomic_write,
+    read_declarations,
+)
 from features.manifest import (
     ID_COLUMNS,
     LABEL_COLUMNS,
@@ -142,20 +148,10 @@ def prepare(declarations: pd.DataFrame, contract: Contract, params: FeatureParam
         "description": d["description"].fillna("").astype("str"),
         "hs6_origin": hs6 + PAIR_SEPARATOR + d["origin_country"].fillna(NONE_KEY),
     }
-    for col in (
-        "origin_country",
-        "seller_country",
-        "seller_id",
-        "consignee_id",
-        "platform_id",
-        "operator_id",
-        "currency",
-        "channel",
-        "category",
-        "arrival_office",
-        "consignee_region",
-    ):
-        columns[col] = d[col]
+    # the remaining text fields of the contract, as they are (keys, categories, context)
+    for f in DECLARATION_FIELDS:
+        if f.kind in ("str", "category") and f.name not in columns:
+            columns[f.name] = d[f.name]
     for col in ("ioss_prepaid", "aeo_operator"):
         columns[col] = series(d[col].to_numpy(dtype=np.float64))
     for extra in contract.extras:

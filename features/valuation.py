@@ -41,7 +41,7 @@ def unit_values(
     value_eur: np.ndarray, quantity: np.ndarray, weight_kg: np.ndarray
 ) -> dict[str, np.ndarray]:
     """Log value per item, per kg and log weight per item (value 0 -> a floor, not -inf)."""
-    value = np.maximum(np.nan_to_num(value_eur, nan=np.nan), 0.01)
+    value = np.maximum(value_eur, 0.01)  # NaN (no exchange rate) stays NaN
     qty = np.maximum(quantity.astype(np.float64), 1.0)
     weight = np.maximum(weight_kg, 0.001)
     return {

@@ -12,6 +12,15 @@ import pytest
 from features.manifest import FeatureManifest, FeatureSpec
 
 COUNTRIES = ("CN", "US", "TR", "GB")
+# The ``train`` section the model tests share: small trees, fast, seeded.
+TRAIN_SECTION = {
+    "split": {"train": 0.6, "validation": 0.2, "test": 0.2},
+    "objective": "risk",
+    "lanes": {"red_rate": 0.01, "yellow_rate": 0.04},
+    "lightgbm": {"num_leaves": 15, "learning_rate": 0.1, "n_estimators": 200},
+    "seed": 7,
+    "calibration": {"min_random": 100, "min_random_illicit": 10},
+}
 CHANNELS = ("postal", "express", "courier")
 
 

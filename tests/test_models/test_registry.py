@@ -22,17 +22,10 @@ from models.registry import (
     registry_client,
 )
 from models.train import TrainParams, train_models
-from tests.test_models.conftest import write_features_dir
+from tests.test_models.conftest import TRAIN_SECTION, write_features_dir
 
 PARAMS = {
-    "train": {
-        "split": {"train": 0.6, "validation": 0.2, "test": 0.2},
-        "objective": "risk",
-        "lanes": {"red_rate": 0.01, "yellow_rate": 0.04},
-        "lightgbm": {"num_leaves": 15, "learning_rate": 0.1, "n_estimators": 200},
-        "seed": 7,
-        "calibration": {"min_random": 100, "min_random_illicit": 10},
-    },
+    "train": TRAIN_SECTION,
     "promote": {
         "model_name": "parcel-risk",
         "min_gain_revenue_at_5": 0.0,

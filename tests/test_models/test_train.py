@@ -11,18 +11,10 @@ from models.bundle import RiskModel
 from models.split import split_boundaries
 from models.thresholds import lane_shares
 from models.train import TrainParams, train_models
+from tests.test_models.conftest import TRAIN_SECTION
 
 pytestmark = pytest.mark.xdist_group("models_train")
-PARAMS = TrainParams.from_dict(
-    {
-        "split": {"train": 0.6, "validation": 0.2, "test": 0.2},
-        "objective": "risk",
-        "lanes": {"red_rate": 0.01, "yellow_rate": 0.04},
-        "lightgbm": {"num_leaves": 15, "learning_rate": 0.1, "n_estimators": 200},
-        "seed": 7,
-        "calibration": {"min_random": 100, "min_random_illicit": 10},
-    }
-)
+PARAMS = TrainParams.from_dict(TRAIN_SECTION)
 
 
 @pytest.fixture(scope="module")

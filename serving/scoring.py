@@ -79,7 +79,8 @@ class ScoringRuntime:
     """A loaded champion: model, the online feature function bound to its entity state, config."""
 
     model: RiskModel
-    compute_features: Callable[[pd.DataFrame], pd.DataFrame]
+    # declarations -> (online features, [(row, warning)])
+    compute_features: Callable[[pd.DataFrame], tuple[pd.DataFrame, list[tuple[int, str]]]]
     model_name: str
     model_version: str
     config: ServeConfig
@@ -112,11 +113,10 @@ def load_runtime(config: ServeConfig, tracking_uri: str | None, model_dir: Path)
             f"the model's ({model.manifest.fingerprint}): rebuild features or promote again"
         )
 
-    def compute(declarations: pd.DataFrame) -> pd.DataFrame:
+    def compute(declarations: pd.DataFrame) -> tuple[pd.DataFrame, list[tuple[int, str]]]:
         warnings: list[tuple[int, str]] = []
         frame = compute_online_features(declarations, state, warnings)
-        frame.attrs["warnings"] = warnings  # read and cleared at once by score_frame
-        return frame
+        return frame, warnings
 
     return ScoringRuntime(
         model=model,
@@ -154,9 +154,9 @@ def new_decision_ids(n: int) -> list[str]:
     return [raw[i : i + 32] for i in range(0, 32 * n, 32)]
 
 
-def _row_warnings(features: pd.DataFrame, n: int) -> list[list[str]]:
+def _row_warnings(warnings: list[tuple[int, str]], n: int) -> list[list[str]]:
     out: list[list[str]] = [[] for _ in range(n)]
-    for row, message in features.attrs.get("warnings") or []:
+    for row, message in warnings:
         if 0 <= int(row) < n:
             out[int(row)].append(str(message))
     return out
@@ -167,10 +167,8 @@ def score_frame(
 ) -> ScoredBatch:
     """Score a canonical declarations frame (``features.contract.coerce_declarations``)."""
     n = len(declarations)
-    features = runtime.compute_features(declarations)
-    # pandas deep-copies ``attrs`` on every column access: take the warnings out before use.
-    warnings = _row_warnings(features, n)
-    features.attrs = {}
+    features, feature_warnings = runtime.compute_features(declarations)
+    warnings = _row_warnings(feature_warnings, n)
     if len(features) != n:
         raise ParcelriskError(f"online features returned {len(features)} rows for {n}")
     model = runtime.model

@@ -264,7 +264,7 @@ class ParcelRiskService:
             return _error(422, "give exactly one of decision_id or declaration")
         if declaration is not None:
             frame = declarations_frame([declaration], contract=runtime.contract)
-            features = runtime.compute_features(frame)
+            features, _ = runtime.compute_features(frame)
             X = runtime.model.manifest.matrix(features)
             out = explain_matrix(X, features, runtime)[0]
             return JSONResponse(
@@ -288,7 +288,7 @@ class ParcelRiskService:
         X = record.feature_vector.reshape(1, -1)
         # Context (hs6, origin...) is declaration-derived, so recomputing it is exact.
         frame = declarations_frame([record.declaration], contract=runtime.contract)
-        context = runtime.compute_features(frame)
+        context, _ = runtime.compute_features(frame)
         out = explain_matrix(X, context, runtime)[0]
         return JSONResponse(
             {

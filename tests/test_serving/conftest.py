@@ -66,7 +66,7 @@ MANIFEST = FeatureManifest(
 )
 
 
-def stub_features(declarations: pd.DataFrame) -> pd.DataFrame:
+def stub_features(declarations: pd.DataFrame) -> tuple[pd.DataFrame, list[tuple[int, str]]]:
     """Declaration -> features, vectorised, with warnings for unknown origins like the real one."""
     origin_code = pd.Categorical(declarations["origin_country"], categories=ORIGINS).codes
     frame = pd.DataFrame(
@@ -91,11 +91,11 @@ def stub_features(declarations: pd.DataFrame) -> pd.DataFrame:
             "aeo": declarations["aeo_operator"].to_numpy(float),
         }
     )
-    frame.attrs["warnings"] = [
+    warnings = [
         (int(i), f"origin_country {declarations['origin_country'].iloc[i]!r} never seen")
         for i in np.flatnonzero(origin_code < 0)
     ]
-    return frame
+    return frame, warnings
 
 
 def make_declarations(n: int, seed: int = 0, prefix: str = "D") -> list[dict[str, Any]]:
@@ -135,7 +135,7 @@ def _train_model(tmp: Path):
     from features.contract import declarations_frame
     from models.bundle import Calibration, LaneThresholds, RiskModel
 
-    frame = stub_features(declarations_frame(make_declarations(3000, seed=99, prefix="T")))
+    frame, _ = stub_features(declarations_frame(make_declarations(3000, seed=99, prefix="T")))
     X = MANIFEST.matrix(frame)
     rng = np.random.default_rng(1)
     logit = (

@@ -53,8 +53,10 @@ from serving.scoring import (
     load_serve_config,
     score_frame,
 )
+from serving.timeout import freeze_after_load, install_request_timeout
 
 logger = logging.getLogger(__name__)
+install_request_timeout()  # BentoML's request timeout leaks a timer per request: see serving.timeout
 
 TRACKING_URI_ENV = "PARCELRISK_TRACKING_URI"
 PARAMS_ENV = "PARCELRISK_PARAMS"
@@ -192,6 +194,7 @@ class ParcelRiskService:
                 self.audit.path,
             )
         _STATUS["instance"] = self
+        freeze_after_load()
 
     def __is_ready__(self) -> bool:
         return self.runtime is not None

@@ -1,0 +1,105 @@
+"""The request timeout that replaces BentoML's (which leaked a timer per request)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from serving.timeout import RequestTimeoutMiddleware
+
+
+def _live_timers(loop: asyncio.AbstractEventLoop) -> int:
+    # BaseEventLoop keeps its timers in ``_scheduled``: the leak was there, so look there
+    return sum(not h.cancelled() for h in loop._scheduled)  # type: ignore[attr-defined]
+
+
+async def _call(middleware: RequestTimeoutMiddleware) -> list[dict[str, Any]]:
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await middleware({"type": "http", "path": "/x", "headers": []}, receive, send)
+    return sent
+
+
+async def _ok(scope, receive, send) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+def test_answered_requests_leave_no_timer_behind() -> None:
+    async def run() -> tuple[int, int]:
+        middleware = RequestTimeoutMiddleware(_ok, timeout=60)
+        for _ in range(200):
+            sent = await _call(middleware)
+            assert sent[0]["status"] == 200 and sent[1]["body"] == b"ok"
+        return _live_timers(asyncio.get_running_loop()), 200
+
+    live, calls = asyncio.run(run())
+    assert live == 0, f"{live} timers still armed after {calls} answered requests"
+
+
+def test_a_request_not_answered_in_time_gets_504_and_is_cancelled() -> None:
+    cancelled = []
+
+    async def slow(scope, receive, send) -> None:
+        try:
+            await asyncio.sleep(5)
+        except asyncio.CancelledError:
+            cancelled.append(True)
+            raise
+
+    sent = asyncio.run(_call(RequestTimeoutMiddleware(slow, timeout=0.05)))
+    assert sent[0]["status"] == 504
+    assert b"0.05 seconds" in sent[1]["body"]
+    assert cancelled == [True]
+
+
+def test_an_app_failing_before_answering_fails_at_once_not_at_the_timeout() -> None:
+    async def broken(scope, receive, send) -> None:
+        raise RuntimeError("boom")
+
+    async def run() -> float:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            await _call(RequestTimeoutMiddleware(broken, timeout=30))
+        except RuntimeError as exc:
+            assert str(exc) == "boom"
+        else:
+            raise AssertionError("the app's error was swallowed")
+        assert _live_timers(loop) == 0
+        return loop.time() - started
+
+    assert asyncio.run(run()) < 5
+
+
+def test_lifespan_and_other_scopes_pass_through() -> None:
+    seen = []
+
+    async def app(scope, receive, send) -> None:
+        seen.append(scope["type"])
+
+    async def run() -> None:
+        await RequestTimeoutMiddleware(app, timeout=1)({"type": "lifespan"}, None, None)
+
+    asyncio.run(run())
+    assert seen == ["lifespan"]
+
+
+def test_the_service_uses_it_instead_of_bentomls(client) -> None:
+    from bentoml._internal.server.http import traffic
+
+    assert traffic.TimeoutMiddleware is RequestTimeoutMiddleware
+    layer, found = client.app, []
+    for _ in range(100):  # walk the built middleware chain of the service's ASGI app
+        found.append(type(layer))
+        layer = getattr(layer, "middleware_stack", None) or getattr(layer, "app", None)
+        if layer is None:
+            break
+    assert RequestTimeoutMiddleware in found, [t.__name__ for t in found]
+    assert client.get("/livez").status_code == 200

@@ -19,6 +19,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -117,56 +118,98 @@ def wait_ready(base: str, proc: subprocess.Popen, timeout: float = 180) -> float
     raise RuntimeError("server not ready in time")
 
 
-async def _floor(base: str, clients: int, seconds: float) -> list[float]:
-    """Latencies of GET /livez under the same load: the HTTP stack and client, no scoring."""
-    import httpx
+class _Connection:
+    """One keep-alive HTTP/1.1 connection with the least client work per request.
 
+    httpx spends about half a millisecond of CPU per request; on this 2-core machine the
+    load generator shares the cores with the server, so a heavy client shows up as server
+    latency. Requests are pre-built bytes; a response is its status line, headers and
+    ``Content-Length`` bytes of body (the service always sends a length).
+    """
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def open(cls, host: str, port: int) -> _Connection:
+        reader, writer = await asyncio.open_connection(host, port)
+        writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return cls(reader, writer)
+
+    async def request(self, raw: bytes) -> tuple[int, bytes]:
+        self.writer.write(raw)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+            elif name.strip().lower() == b"transfer-encoding":
+                raise RuntimeError("chunked responses are not expected from /score")
+        return int(head[9:12]), await self.reader.readexactly(length)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def _post(path: str, body: bytes, headers: dict[str, str]) -> bytes:
+    lines = [f"POST {path} HTTP/1.1", "Host: bench", f"Content-Length: {len(body)}"]
+    lines += [f"{k}: {v}" for k, v in headers.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+async def _closed_loop(
+    host: str, port: int, requests: list[bytes], clients: int, seconds: float
+) -> tuple[list[float], list[tuple[int, bytes]]]:
+    """``clients`` connections, each sending the next request as soon as it has an answer."""
+    # One at a time, as clients arriving independently would: opened in a burst, the first
+    # worker to wake accepts them all (a shared listening socket) and the other idles.
+    connections = []
+    for _ in range(clients):
+        connections.append(await _Connection.open(host, port))
+        await asyncio.sleep(0.02)
     latencies: list[float] = []
+    responses: list[tuple[int, bytes]] = []
     deadline = time.perf_counter() + seconds
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as client:
 
-        async def worker() -> None:
-            while time.perf_counter() < deadline:
-                t0 = time.perf_counter()
-                await client.get("/livez")
-                latencies.append(time.perf_counter() - t0)
+    async def client(k: int) -> None:
+        i = k
+        while time.perf_counter() < deadline:
+            t0 = time.perf_counter()
+            responses.append(await connections[k].request(requests[i % len(requests)]))
+            latencies.append(time.perf_counter() - t0)
+            i += clients
 
-        await asyncio.gather(*(worker() for _ in range(clients)))
-    return latencies
+    try:
+        await asyncio.gather(*(client(k) for k in range(clients)))
+    finally:
+        for connection in connections:
+            connection.close()
+    return latencies, responses
 
 
-async def _load(
-    base: str, bodies: list[bytes], clients: int, seconds: float
+def _floor(host: str, port: int, clients: int, seconds: float) -> list[float]:
+    """Latencies of GET /livez under the same load: the HTTP stack and client, no scoring."""
+    raw = b"GET /livez HTTP/1.1\r\nHost: bench\r\n\r\n"
+    return asyncio.run(_closed_loop(host, port, [raw], clients, seconds))[0]
+
+
+def _load(
+    host: str, port: int, bodies: list[bytes], clients: int, seconds: float
 ) -> tuple[list[float], int, int, dict[str, int]]:
     """``clients`` closed-loop clients posting ``bodies`` round-robin for ``seconds``."""
-    import httpx
-
     headers = {"X-API-Key": SCORER_KEY, "Content-Type": "application/json"}
-    latencies: list[float] = []
-    parcels = 0
-    errors = 0
+    requests = [_post("/score", body, headers) for body in bodies]
+    latencies, responses = asyncio.run(_closed_loop(host, port, requests, clients, seconds))
+    parcels = errors = 0
     lanes: dict[str, int] = {}
-    deadline = time.perf_counter() + seconds
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as client:
-
-        async def worker(k: int) -> None:
-            nonlocal parcels, errors
-            i = k
-            while time.perf_counter() < deadline:
-                t0 = time.perf_counter()
-                r = await client.post("/score", content=bodies[i % len(bodies)], headers=headers)
-                latencies.append(time.perf_counter() - t0)
-                if r.status_code != 200:
-                    errors += 1
-                else:
-                    for d in r.json()["decisions"]:
-                        parcels += 1
-                        lanes[d["lane"]] = lanes.get(d["lane"], 0) + 1
-                i += clients
-
-        await asyncio.gather(*(worker(k) for k in range(clients)))
+    for status, body in responses:
+        if status != 200:
+            errors += 1
+            continue
+        for decision in json.loads(body)["decisions"]:
+            parcels += 1
+            lanes[decision["lane"]] = lanes.get(decision["lane"], 0) + 1
     return latencies, parcels, errors, lanes
 
 
@@ -274,12 +317,13 @@ def main() -> None:
         proc = start_server(args.port, uri, params, work, args.workers)
         try:
             ready_s = wait_ready(base, proc)
-            asyncio.run(_load(base, batch_bodies[:2], 2, 2.0))  # warm-up
+            host, port = "127.0.0.1", args.port
+            _load(host, port, batch_bodies[:2], 2, 2.0)  # warm-up
             batch_runs = []
             for clients in args.batch_clients:
                 before = server_side(base)
-                lat_b, parcels_b, err_b, lanes = asyncio.run(
-                    _load(base, batch_bodies, clients, args.seconds)
+                lat_b, parcels_b, err_b, lanes = _load(
+                    host, port, batch_bodies, clients, args.seconds
                 )
                 batch_runs.append(
                     {
@@ -295,9 +339,9 @@ def main() -> None:
                     }
                 )
             before = server_side(base)
-            lat_s, parcels_s, err_s, _ = asyncio.run(_load(base, single_bodies, 16, args.seconds))
+            lat_s, parcels_s, err_s, _ = _load(host, port, single_bodies, 16, args.seconds)
             single_server = _delta(before, server_side(base))
-            floor = asyncio.run(_floor(base, 16, min(args.seconds, 5.0)))
+            floor = _floor(host, port, 16, min(args.seconds, 5.0))
         finally:
             stop_server(proc)
 

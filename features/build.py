@@ -123,7 +123,9 @@ def prepare(declarations: pd.DataFrame, contract: Contract, params: FeatureParam
     d = declarations.reset_index(drop=True)
     index = d.index
     fx = params.fx
-    rate = d["currency"].map(fx).astype("float64").to_numpy()
+    # dict lookups in Python: Series.map costs ~0.3 ms of fixed overhead per online request
+    currency = d["currency"].to_numpy(dtype=object, na_value=None)
+    rate = np.fromiter((fx.get(c, np.nan) for c in currency), np.float64, len(currency))
     value_eur = d["declared_value"].to_numpy(dtype=np.float64) * rate
     quantity = d["quantity"].to_numpy(dtype=np.float64)
     weight = d["gross_weight_kg"].to_numpy(dtype=np.float64)
@@ -137,7 +139,8 @@ def prepare(declarations: pd.DataFrame, contract: Contract, params: FeatureParam
     columns: dict[str, pd.Series] = {
         "declaration_id": d["declaration_id"],
         "declared_at": d["declared_at"],
-        "t_us": series(d["declared_at"].astype("datetime64[us, UTC]").astype("int64").to_numpy()),
+        # tz-aware -> UTC microseconds since the epoch, without a pandas astype round trip
+        "t_us": series(d["declared_at"].to_numpy(dtype="datetime64[us]").view(np.int64)),
         "hs_code": hs_code,
         "hs6": hs6,
         "hs_chapter": hs_code.str.slice(0, 2),
@@ -146,7 +149,11 @@ def prepare(declarations: pd.DataFrame, contract: Contract, params: FeatureParam
         "quantity": series(quantity),
         "gross_weight_kg": series(weight),
         "description": d["description"].fillna("").astype("str"),
-        "hs6_origin": hs6 + PAIR_SEPARATOR + d["origin_country"].fillna(NONE_KEY),
+        "hs6_origin": series(
+            hs6.to_numpy(dtype=object)
+            + PAIR_SEPARATOR
+            + d["origin_country"].to_numpy(dtype=object, na_value=NONE_KEY)
+        ),
     }
     # the remaining text fields of the contract, as they are (keys, categories, context)
     for f in DECLARATION_FIELDS:
@@ -838,18 +845,20 @@ def assemble(
 ) -> pd.DataFrame:
     """ids + labels + reason context + manifest features, in manifest order."""
     declarations = declarations.reset_index(drop=True)
-    meta: dict[str, Any] = {c: declarations[c] for c in ID_COLUMNS}
+    # arrays, not Series: every column already has the same rows in the same order, and
+    # index alignment of a dict of Series costs ~0.4 ms per online request
+    meta: dict[str, Any] = {c: declarations[c].array for c in ID_COLUMNS}
     for c in LABEL_COLUMNS:
         if c in declarations.columns:
-            meta[c] = declarations[c]
+            meta[c] = declarations[c].array
     for c in REASON_CONTEXT:
-        meta[c] = prep[c]
+        meta[c] = prep[c].array
     # one float block for all features: far cheaper than one column at a time
     block = np.empty((len(declarations), len(manifest.names)), dtype=np.float64, order="F")
     for j, name in enumerate(manifest.names):
         block[:, j] = values[name]
     features = pd.DataFrame(block, columns=manifest.names, copy=False)
-    frame = pd.concat([pd.DataFrame(meta), features], axis=1, copy=False)
+    frame = pd.concat([pd.DataFrame(meta), features], axis=1)
     return frame
 
 

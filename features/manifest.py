@@ -105,13 +105,17 @@ class FeatureManifest:
         """The model input matrix (float64, manifest column order; unknown categories are NaN)."""
         import numpy as np
 
-        missing = [n for n in self.names if n not in frame.columns]
-        if missing:
-            raise ParcelriskError(
-                f"feature frame lacks manifest columns: {', '.join(missing[:10])}"
-            )
-        # one multi-column selection: the features sit in one float block (see build.assemble)
-        out = frame[self.names].to_numpy(dtype=np.float64, na_value=np.nan, copy=True)
+        k = len(self.names)
+        if frame.columns[-k:].tolist() == self.names and not frame.columns.has_duplicates:
+            # a frame from build.assemble: the features are its trailing float block
+            out = frame.iloc[:, -k:].to_numpy(dtype=np.float64, na_value=np.nan, copy=True)
+        else:
+            missing = [n for n in self.names if n not in frame.columns]
+            if missing:
+                raise ParcelriskError(
+                    f"feature frame lacks manifest columns: {', '.join(missing[:10])}"
+                )
+            out = frame[self.names].to_numpy(dtype=np.float64, na_value=np.nan, copy=True)
         categorical = [j for j, f in enumerate(self.features) if f.dtype == "category"]
         if categorical:
             codes = out[:, categorical]

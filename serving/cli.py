@@ -48,6 +48,8 @@ def serve(
     env = {
         "PARCELRISK_PARAMS": str(params.resolve()),
         "PARCELRISK_WORKERS": str(workers or config.workers),
+        "PARCELRISK_ACCESS_LOG": "1" if config.access_log else "0",
+        "PARCELRISK_TRACING": "1" if config.tracing else "0",
         "PARCELRISK_MODEL_DIR": str(
             (model_dir or Path(tempfile.mkdtemp(prefix="parcelrisk-model-"))).resolve()
         ),

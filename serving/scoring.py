@@ -49,6 +49,13 @@ class ServeConfig:
     # let a parcel see the other parcels of its batch declared before it, so with merging it
     # may also see those of a concurrent request; the audit store keeps each feature vector.
     merge_concurrent_requests: bool = True
+    # One log line per HTTP request. Off by default: writing it costs ~10% of a worker's event
+    # loop on single-declaration traffic, and every decision is already in the audit store and
+    # every request in /metrics.
+    access_log: bool = False
+    # OpenTelemetry server spans per request. BentoML samples none unless tracing is configured
+    # (BENTOML_CONFIG), yet building them costs ~10% of the event loop; turn on with exporting.
+    tracing: bool = False
 
 
 def load_serve_config(params_path: Path | None = DEFAULT_PARAMS) -> ServeConfig:

@@ -8,6 +8,8 @@ environment to the worker processes:
 - ``PARCELRISK_MODEL_DIR``: where the champion bundle is materialised (default: a temp dir);
 - ``PARCELRISK_AUDIT_DB``: the SQLite decision store (default ``serve.audit_db``);
 - ``PARCELRISK_WORKERS``: worker processes (one model copy each);
+- ``PARCELRISK_ACCESS_LOG``, ``PARCELRISK_TRACING``: ``1`` turns on per-request access log
+  lines / OpenTelemetry spans (``serve.access_log`` / ``serve.tracing``);
 - the API-key variables of ``serving.auth``.
 
 The champion and its entity-state snapshot are loaded once, in ``__init__``. If that fails the
@@ -62,6 +64,8 @@ TRACKING_URI_ENV = "PARCELRISK_TRACKING_URI"
 PARAMS_ENV = "PARCELRISK_PARAMS"
 MODEL_DIR_ENV = "PARCELRISK_MODEL_DIR"
 WORKERS_ENV = "PARCELRISK_WORKERS"
+ACCESS_LOG_ENV = "PARCELRISK_ACCESS_LOG"
+TRACING_ENV = "PARCELRISK_TRACING"
 
 # Per process: why this worker is not ready (None = ready). Read by the middleware for /readyz.
 _STATUS: dict[str, Any] = {"reason": "service is starting", "instance": None}
@@ -158,6 +162,9 @@ class MicroBatcher:
     name="parcelrisk",
     workers=int(os.environ.get(WORKERS_ENV, "1")),
     traffic={"timeout": 60},
+    logging={"access": {"enabled": os.environ.get(ACCESS_LOG_ENV) == "1"}},
+    # no spans at all unless asked for: "/" matches every path (OpenTelemetry excluded_urls)
+    tracing={"excluded_urls": None if os.environ.get(TRACING_ENV) == "1" else ["/"]},
 )
 class ParcelRiskService:
     """Customs risk targeting for e-commerce parcels: lanes, calibrated risk and reasons."""

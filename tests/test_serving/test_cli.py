@@ -33,6 +33,39 @@ def test_serve_config_from_params(tmp_path) -> None:
     assert load_serve_config(tmp_path / "absent.yaml").max_batch == 1000
 
 
+@pytest.mark.parametrize(
+    ("section", "access_log", "tracing"),
+    [("", "0", "0"), ("serve:\n  access_log: true\n  tracing: true\n", "1", "1")],
+)
+def test_serve_passes_logging_and_tracing_to_the_workers(
+    monkeypatch, tmp_path, section: str, access_log: str, tracing: str
+) -> None:
+    """Per-request access logs and spans are off unless params turn them on."""
+    import _bentoml_impl.server
+    from typer.testing import CliRunner
+
+    from serving.main import app
+
+    params = tmp_path / "params.yaml"
+    params.write_text(section)
+    seen: dict[str, str | None] = {}
+
+    def fake_serve_http(*args, **kwargs) -> None:
+        import os
+
+        seen.update({k: os.environ.get(k) for k in ("PARCELRISK_ACCESS_LOG", "PARCELRISK_TRACING")})
+
+    monkeypatch.setattr(_bentoml_impl.server, "serve_http", fake_serve_http)
+    for var in ("PARCELRISK_ACCESS_LOG", "PARCELRISK_TRACING", "PARCELRISK_WORKERS"):
+        monkeypatch.setenv(var, "unset")  # restored after the test; serve overwrites them
+    monkeypatch.setenv("PARCELRISK_API_KEYS", "scorer:a-long-enough-test-key")
+    for var in ("PARCELRISK_PARAMS", "PARCELRISK_MODEL_DIR"):
+        monkeypatch.setenv(var, "unset")
+    result = CliRunner().invoke(app, ["serve", "--params", str(params), "--port", "3999"])
+    assert result.exit_code == 0, result.output
+    assert seen == {"PARCELRISK_ACCESS_LOG": access_log, "PARCELRISK_TRACING": tracing}
+
+
 @pytest.mark.parametrize("section", ["serve:\n  nope: 1\n", "serve:\n  exploration_rate: 2\n"])
 def test_bad_serve_params_are_refused(tmp_path, section: str) -> None:
     path = tmp_path / "params.yaml"

@@ -673,11 +673,18 @@ def _frame_from_models(records: list[Any], contract: Contract) -> pd.DataFrame:
     import numpy as np
     import pandas as pd
 
+    import pyarrow as pa
+
+    text_dtype = pd.StringDtype("pyarrow", na_value=np.nan)  # what dtype="str" is in pandas 3
     columns: dict[str, Any] = {}
     for f in DECLARATION_FIELDS:
         values = [getattr(r, f.name) for r in records]
         if f.kind in ("str", "category"):
-            columns[f.name] = pd.array(values, dtype="str")
+            # pydantic guarantees str or None here: Arrow builds the column directly, at a
+            # fifth of the cost of pd.array's per-element coercion
+            columns[f.name] = pd.arrays.ArrowStringArray(
+                pa.array(values, type=pa.large_string()), dtype=text_dtype
+            )
         elif f.kind == "datetime":
             columns[f.name] = (
                 pd.DatetimeIndex(values).tz_convert("UTC").astype("datetime64[us, UTC]")
@@ -695,4 +702,4 @@ def _frame_from_models(records: list[Any], contract: Contract) -> pd.DataFrame:
         columns[extra.name] = (
             _to_number(raw, extra.name, "float") if extra.kind == "numeric" else _to_text(raw)
         )
-    return pd.DataFrame(columns)
+    return pd.DataFrame(columns, copy=False)

@@ -65,10 +65,16 @@ def render_reason(spec: FeatureSpec, value: float, context: dict[str, Any]) -> s
 def _context_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
     """REASON_CONTEXT values per row, missing ones left out (the template then falls back)."""
     columns = [c for c in REASON_CONTEXT if c in frame.columns]
-    records = frame[columns].to_dict(orient="records") if columns else [{}] * len(frame)
+    if not columns:
+        return [{} for _ in range(len(frame))]
+    rows = frame[columns].to_numpy(dtype=object).tolist()  # to_dict costs ~5x more per call
     return [
-        {k: v for k, v in r.items() if v is not None and not (isinstance(v, float) and v != v)}
-        for r in records
+        {
+            k: v
+            for k, v in zip(columns, row, strict=True)
+            if v is not None and not (isinstance(v, float) and v != v)
+        }
+        for row in rows
     ]
 
 

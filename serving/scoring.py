@@ -49,6 +49,9 @@ class ServeConfig:
     # let a parcel see the other parcels of its batch declared before it, so with merging it
     # may also see those of a concurrent request; the audit store keeps each feature vector.
     merge_concurrent_requests: bool = True
+    # Under load, how long a merged batch may wait for the clients the previous batch just
+    # answered (serving.service.MicroBatcher); an idle service never waits. 0 = never wait.
+    batch_linger_ms: float = 2.0
     # One log line per HTTP request. Off by default: writing it costs ~10% of a worker's event
     # loop on single-declaration traffic, and every decision is already in the audit store and
     # every request in /metrics.
@@ -56,6 +59,14 @@ class ServeConfig:
     # OpenTelemetry server spans per request. BentoML samples none unless tracing is configured
     # (BENTOML_CONFIG), yet building them costs ~10% of the event loop; turn on with exporting.
     tracing: bool = False
+
+    def __post_init__(self) -> None:
+        positive = ("max_batch", "max_body_bytes", "workers")
+        for name in positive:
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        if not 0 <= self.batch_linger_ms <= 100:
+            raise ValueError(f"batch_linger_ms must be within 0..100, got {self.batch_linger_ms}")
 
 
 def load_serve_config(params_path: Path | None = DEFAULT_PARAMS) -> ServeConfig:

@@ -1,6 +1,7 @@
 """Operational edges: config loading, refusing to start without keys, request merging."""
 
 import asyncio
+import time
 
 import pytest
 
@@ -92,3 +93,68 @@ def test_micro_batcher_merges_and_isolates_failures() -> None:
     assert results[0] == [10] and results[1] == [20, 30] and results[3] == [40]
     assert isinstance(results[2], ValueError)
     assert any(len(c) > 1 for c in calls)  # concurrent submissions were merged
+
+
+def _closed_loop_batches(linger_s: float, clients: int = 8, rounds: int = 12) -> list[int]:
+    """Batch sizes seen by ``clients`` that each send again ~1 ms after their answer."""
+    sizes: list[int] = []
+
+    def fn(items: list[int]) -> list[int]:
+        sizes.append(len(items))
+        time.sleep(0.005)  # the per-batch cost
+        return items
+
+    async def client(batcher: MicroBatcher, k: int) -> None:
+        await asyncio.sleep(0.001 * k)  # clients start at different times
+        for _ in range(rounds):
+            await batcher.submit([k])
+            await asyncio.sleep(0.001)  # network and client time before the next request
+
+    async def run() -> None:
+        batcher = MicroBatcher(fn, max_rows=100, linger_s=linger_s)
+        await asyncio.gather(*(client(batcher, k) for k in range(clients)))
+
+    asyncio.run(run())
+    return sizes
+
+
+def test_lingering_gathers_the_clients_a_batch_just_answered() -> None:
+    without = _closed_loop_batches(linger_s=0.0)
+    with_linger = _closed_loop_batches(linger_s=0.004)
+    # without lingering the batches settle into alternating partial groups
+    assert len(without) > 1.5 * len(with_linger), (without, with_linger)
+    steady = with_linger[2:-2]
+    assert sum(size == 8 for size in steady) >= 0.8 * len(steady), with_linger
+
+
+def test_an_idle_batcher_scores_at_once_and_lingering_is_bounded() -> None:
+    scored_at: list[float] = []
+
+    def fn(items: list[int]) -> list[int]:
+        scored_at.append(time.perf_counter())
+        return items
+
+    async def run() -> tuple[float, float]:
+        batcher = MicroBatcher(fn, max_rows=100, linger_s=0.05)
+        t0 = time.perf_counter()
+        await batcher.submit([1])  # idle: no wait
+        first = scored_at[0] - t0
+        await asyncio.sleep(0.2)  # the client goes quiet: the linger ends, nothing waits
+        t1 = time.perf_counter()
+        await batcher.submit([2])
+        return first, scored_at[1] - t1
+
+    first, later = asyncio.run(run())
+    assert first < 0.02 and later < 0.02, (first, later)
+
+
+def test_serve_config_refuses_impossible_values(tmp_path) -> None:
+    path = tmp_path / "params.yaml"
+    for section, field in [
+        ("serve:\n  batch_linger_ms: -1\n", "batch_linger_ms"),
+        ("serve:\n  workers: 0\n", "workers"),
+        ("serve:\n  max_batch: many\n", "max_batch"),
+    ]:
+        path.write_text(section)
+        with pytest.raises(ParcelriskError, match=field):
+            load_serve_config(path)

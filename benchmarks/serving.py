@@ -2,7 +2,8 @@
 
 Starts ``parcelrisk serve`` as a subprocess (bounded run, stopped at the end), then measures
 1. throughput with batches of 100 declarations (reasons for red/yellow), several clients;
-2. single-declaration latency with 16 concurrent clients (p50/p99);
+2. single-declaration latency with 16 concurrent clients (p50/p99), and with single
+   declarations arriving at fixed rates (open loop);
 3. in-process: the whole scoring path (``serving.scoring.score_frame``) and LightGBM predict
    alone on the same rows, so HTTP/BentoML overhead shows as a ratio;
 and prints one JSON document. Without ``--tracking-uri`` it first builds a small champion
@@ -188,6 +189,42 @@ async def _closed_loop(
     return latencies, responses
 
 
+async def _open_loop(
+    host: str, port: int, requests: list[bytes], rate: float, seconds: float
+) -> tuple[list[float], int]:
+    """Requests sent at a fixed ``rate`` whatever the answers, as independent parcels arrive.
+
+    Latency runs from each request's scheduled time (no coordinated omission: a stalled server
+    cannot slow the arrivals down and hide its own delay). Returns latencies and errors.
+    """
+    pool: asyncio.Queue[_Connection] = asyncio.Queue()
+    opened: list[_Connection] = []
+    latencies: list[float] = []
+    errors = 0
+
+    async def one(raw: bytes, scheduled: float) -> None:
+        nonlocal errors
+        connection = pool.get_nowait() if not pool.empty() else None
+        if connection is None:
+            connection = await _Connection.open(host, port)
+            opened.append(connection)
+        status, _ = await connection.request(raw)
+        latencies.append(time.perf_counter() - scheduled)
+        errors += status != 200
+        pool.put_nowait(connection)
+
+    start = time.perf_counter()
+    tasks = []
+    for i in range(int(rate * seconds)):
+        scheduled = start + i / rate
+        await asyncio.sleep(max(0.0, scheduled - time.perf_counter()))
+        tasks.append(asyncio.ensure_future(one(requests[i % len(requests)], scheduled)))
+    await asyncio.gather(*tasks)
+    for connection in opened:
+        connection.close()
+    return latencies, errors
+
+
 def _floor(host: str, port: int, clients: int, seconds: float) -> list[float]:
     """Latencies of GET /livez under the same load: the HTTP stack and client, no scoring."""
     raw = b"GET /livez HTTP/1.1\r\nHost: bench\r\n\r\n"
@@ -292,6 +329,13 @@ def main() -> None:
         default=[4, 16],
         help="concurrent batch clients per run (concurrent requests are scored together)",
     )
+    parser.add_argument(
+        "--open-loop-rates",
+        type=float,
+        nargs="*",
+        default=[150.0, 450.0],
+        help="single-declaration arrivals per second (EU-wide average ~150/s; peaks ~3x)",
+    )
     args = parser.parse_args()
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -342,6 +386,23 @@ def main() -> None:
             lat_s, parcels_s, err_s, _ = _load(host, port, single_bodies, 16, args.seconds)
             single_server = _delta(before, server_side(base))
             floor = _floor(host, port, 16, min(args.seconds, 5.0))
+            single_requests = [
+                _post("/score", body, {"X-API-Key": SCORER_KEY}) for body in single_bodies
+            ]
+            open_loop = []
+            for rate in args.open_loop_rates:
+                lat_o, err_o = asyncio.run(
+                    _open_loop(host, port, single_requests, rate, args.seconds)
+                )
+                open_loop.append(
+                    {
+                        "arrivals_per_s": rate,
+                        "p50_ms": _ms(lat_o, 0.5),
+                        "p90_ms": _ms(lat_o, 0.9),
+                        "p99_ms": _ms(lat_o, 0.99),
+                        "errors": err_o,
+                    }
+                )
         finally:
             stop_server(proc)
 
@@ -357,6 +418,7 @@ def main() -> None:
                 "clients": 16,
                 "requests_per_s": round(parcels_s / args.seconds),
                 "p50_ms": _ms(lat_s, 0.5),
+                "p90_ms": _ms(lat_s, 0.9),
                 "p99_ms": _ms(lat_s, 0.99),
                 "target_p99_ms": 20,
                 "errors": err_s,
@@ -368,6 +430,8 @@ def main() -> None:
                     "p99_ms": _ms(floor, 0.99),
                 },
             },
+            # single declarations arriving at a fixed rate (latency from the scheduled time)
+            "single_open_loop": open_loop,
             "in_process": inproc,
             "best_http_vs_lightgbm_predict_ratio": round(
                 inproc["lightgbm_predict_parcels_per_s_batch100"] / max(throughput, 1), 1

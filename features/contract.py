@@ -672,7 +672,6 @@ def declarations_frame(records: list[Any], contract: Contract | None = None) -> 
 def _frame_from_models(records: list[Any], contract: Contract) -> pd.DataFrame:
     import numpy as np
     import pandas as pd
-
     import pyarrow as pa
 
     text_dtype = pd.StringDtype("pyarrow", na_value=np.nan)  # what dtype="str" is in pandas 3

@@ -8,6 +8,8 @@ log space resist the undervalued minority that contaminates declared prices.
 
 from __future__ import annotations
 
+import functools
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,6 +37,38 @@ class References:
                 columns=["log_value_per_item", "count"], index=pd.Index([], dtype="str")
             ),
         )
+
+    # Lookups are served from plain dicts and arrays built once per References: a pandas
+    # get_indexer on the string index re-converts the whole index to objects on every call,
+    # which online costs O(number of references) per request.
+    @functools.cached_property
+    def _keys(self) -> dict[str, dict[str, int]]:
+        return {
+            name: {key: i for i, key in enumerate(table.index.tolist())}
+            for name, table in (("hs6", self.hs6), ("hs6_origin", self.hs6_origin))
+        }
+
+    @functools.cached_property
+    def _columns(self) -> dict[tuple[str, str], np.ndarray]:
+        return {
+            (name, column): table[column].to_numpy(dtype=np.float64)
+            for name, table in (("hs6", self.hs6), ("hs6_origin", self.hs6_origin))
+            for column in table.columns
+        }
+
+    def positions(self, table: str, keys: np.ndarray) -> np.ndarray:
+        """Row of each key in reference table ``table`` ("hs6" or "hs6_origin"), -1 if absent."""
+        lookup = self._keys[table]
+        return np.fromiter(
+            map(lookup.get, keys, itertools.repeat(-1)), dtype=np.int64, count=len(keys)
+        )
+
+    def values(self, table: str, column: str, at: np.ndarray) -> np.ndarray:
+        """``column`` of reference table ``table`` at rows ``at`` (-1 -> NaN)."""
+        values = self._columns.get((table, column))
+        if values is None or len(values) == 0:
+            return np.full(len(at), np.nan)
+        return np.where(at >= 0, values[np.maximum(at, 0)], np.nan)
 
 
 def unit_values(
@@ -68,20 +102,6 @@ def fit_references(
     return References(hs6=ref6, hs6_origin=ref_pair)
 
 
-def _lookup(table: pd.DataFrame, idx: np.ndarray, column: str) -> np.ndarray:
-    """``table[column]`` at positions ``idx`` (-1: not in the table -> NaN)."""
-    if table.empty:
-        return np.full(len(idx), np.nan)
-    values = table[column].to_numpy(dtype=np.float64)
-    return np.where(idx >= 0, values[np.maximum(idx, 0)], np.nan)
-
-
-def _positions(table: pd.DataFrame, keys: pd.Series) -> np.ndarray:
-    if table.empty:
-        return np.full(len(keys), -1)
-    return table.index.get_indexer(keys.to_numpy())
-
-
 def valuation_features(
     value_eur: np.ndarray,
     logs: dict[str, np.ndarray],
@@ -93,17 +113,17 @@ def valuation_features(
     min_reference_count: int,
 ) -> dict[str, np.ndarray]:
     """Ratios of this parcel's unit values to the references (1.0 = at the median)."""
-    at6 = _positions(refs.hs6, hs6)
-    at_pair = _positions(refs.hs6_origin, hs6_origin)
-    count6 = np.nan_to_num(_lookup(refs.hs6, at6, "count"), nan=0.0)
+    at6 = refs.positions("hs6", hs6.to_numpy(dtype=object))
+    at_pair = refs.positions("hs6_origin", hs6_origin.to_numpy(dtype=object))
+    count6 = np.nan_to_num(refs.values("hs6", "count", at6), nan=0.0)
     reliable6 = count6 >= min_reference_count
-    med_item = np.where(reliable6, _lookup(refs.hs6, at6, "log_value_per_item"), np.nan)
-    med_kg = np.where(reliable6, _lookup(refs.hs6, at6, "log_value_per_kg"), np.nan)
-    med_weight = np.where(reliable6, _lookup(refs.hs6, at6, "log_weight_per_item"), np.nan)
-    count_pair = np.nan_to_num(_lookup(refs.hs6_origin, at_pair, "count"), nan=0.0)
+    med_item = np.where(reliable6, refs.values("hs6", "log_value_per_item", at6), np.nan)
+    med_kg = np.where(reliable6, refs.values("hs6", "log_value_per_kg", at6), np.nan)
+    med_weight = np.where(reliable6, refs.values("hs6", "log_weight_per_item", at6), np.nan)
+    count_pair = np.nan_to_num(refs.values("hs6_origin", "count", at_pair), nan=0.0)
     med_pair = np.where(
         count_pair >= min_reference_count,
-        _lookup(refs.hs6_origin, at_pair, "log_value_per_item"),
+        refs.values("hs6_origin", "log_value_per_item", at_pair),
         med_item,
     )
     value_ratio = value_eur / de_minimis_eur

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from features.contract import python_values
 from features.manifest import REASON_CONTEXT
 
 if TYPE_CHECKING:
@@ -67,14 +68,10 @@ def _context_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
     columns = [c for c in REASON_CONTEXT if c in frame.columns]
     if not columns:
         return [{} for _ in range(len(frame))]
-    rows = frame[columns].to_numpy(dtype=object).tolist()  # to_dict costs ~5x more per call
+    values = [python_values(frame[c]) for c in columns]  # to_dict costs ~5x more per call
     return [
-        {
-            k: v
-            for k, v in zip(columns, row, strict=True)
-            if v is not None and not (isinstance(v, float) and v != v)
-        }
-        for row in rows
+        {k: v for k, v in zip(columns, row, strict=True) if v is not None}
+        for row in zip(*values, strict=True)
     ]
 
 

@@ -192,3 +192,15 @@ def test_unconvertible_values_name_the_column(column: str, bad_value: str, probl
 
 def test_every_field_has_a_known_kind() -> None:
     assert {f.kind for f in FIELDS} <= {"str", "category", "datetime", "int", "float", "bool"}
+
+
+def test_python_values_turn_every_missing_kind_into_none() -> None:
+    import pandas as pd
+
+    from features.contract import python_values
+
+    assert python_values(pd.Series(["a", None, "c"], dtype="str")) == ["a", None, "c"]
+    assert python_values(pd.Series([1.5, float("nan")])) == [1.5, None]
+    assert python_values(pd.Series([1, 2])) == [1, 2]
+    assert python_values(pd.Series([True, False])) == [True, False]
+    assert python_values(pd.Series(["x", None], dtype=object)) == ["x", None]

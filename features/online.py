@@ -656,7 +656,9 @@ def _warnings(
         if spec.dtype != "category":
             continue
         column = spec.name.removeprefix("cat_")
-        unknown = (values[spec.name] < 0) & prep[column].notna().to_numpy()
+        unknown = values[spec.name] < 0
+        if unknown.any():  # nulls are not "unknown": ask pandas only when a code is missing
+            unknown &= prep[column].notna().to_numpy()
         for i in np.flatnonzero(unknown):
             warnings.append(
                 (

@@ -60,6 +60,9 @@ class RequestTimeoutMiddleware:
         task.add_done_callback(lambda _: started.done() or started.set_result(None))
         try:
             await started
+        except asyncio.CancelledError:  # the server gave up on the request: so does the app
+            task.cancel()
+            raise
         except TimeoutError:
             if task.cancel():
                 response = JSONResponse(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 from serving.timeout import RequestTimeoutMiddleware
@@ -103,3 +104,26 @@ def test_the_service_uses_it_instead_of_bentomls(client) -> None:
             break
     assert RequestTimeoutMiddleware in found, [t.__name__ for t in found]
     assert client.get("/livez").status_code == 200
+
+
+def test_cancelling_the_request_cancels_the_app() -> None:
+    cancelled = []
+
+    async def slow(scope, receive, send) -> None:
+        try:
+            await asyncio.sleep(5)
+        except asyncio.CancelledError:
+            cancelled.append(True)
+            raise
+
+    async def run() -> None:
+        outer = asyncio.ensure_future(_call(RequestTimeoutMiddleware(slow, timeout=30)))
+        await asyncio.sleep(0.01)
+        outer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await outer
+        await asyncio.sleep(0)  # let the app see its cancellation
+        assert _live_timers(asyncio.get_running_loop()) == 0
+
+    asyncio.run(run())
+    assert cancelled == [True]

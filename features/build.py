@@ -35,7 +35,9 @@ from features.contract import (
     Contract,
     ContractError,
     atomic_write,
+    python_values,
     read_declarations,
+    text_array,
 )
 from features.manifest import (
     ID_COLUMNS,
@@ -107,72 +109,95 @@ def entities_for(params: FeatureParams, contract: Contract) -> list[Entity]:
 
 
 class Prepared(dict):
-    """Named columns (pandas Series on one RangeIndex) derived from declarations.
+    """Named columns derived from declarations, as numpy arrays of one length.
 
-    A plain mapping rather than a DataFrame: assembling ~30 columns into a DataFrame costs more
-    than computing them for a single online request, and no code here needs frame operations.
+    Text columns are object arrays of ``str`` with None where missing; numbers are float64 or
+    int64. Plain arrays, not pandas Series or a DataFrame: an online request holds a handful
+    of rows, and pandas costs tens of microseconds per operation whatever the size.
     """
 
-    def __init__(self, n_rows: int, columns: dict[str, pd.Series]):
+    def __init__(self, n_rows: int, columns: dict[str, np.ndarray]):
         super().__init__(columns)
         self.n_rows = n_rows
+
+
+def text_values(column: pd.Series) -> np.ndarray:
+    """A text column as an object array of str, None where missing."""
+    return np.array(python_values(column), dtype=object)
+
+
+def filled(values: np.ndarray, fill: str) -> np.ndarray:
+    """A text array with its missing values (None) replaced by ``fill``."""
+    return np.array([fill if v is None else v for v in values.tolist()], dtype=object)
+
+
+def _prefix(values: np.ndarray, length: int) -> np.ndarray:
+    return np.array([None if v is None else v[:length] for v in values.tolist()], dtype=object)
+
+
+# text fields read by the feature families themselves (besides entities and categoricals)
+_TEXT_INPUTS = (
+    "hs_code",
+    "currency",
+    "description",
+    "origin_country",
+    "seller_country",
+    "platform_id",
+)
+
+
+def _text_fields(params: FeatureParams, contract: Contract) -> tuple[str, ...]:
+    """The contract's text fields that features, entity keys or reasons use (in field order).
+
+    Only these become Python-object arrays: a million declarations cost ~60 MB per column so.
+    """
+    used = set(_TEXT_INPUTS) | set(REASON_CONTEXT) | set(categorical_columns(params, contract))
+    for entity in entities_for(params, contract):
+        used.update(entity.parts)
+    names = [f.name for f in DECLARATION_FIELDS if f.kind in ("str", "category")]
+    return tuple(n for n in names if n in used)
 
 
 def prepare(declarations: pd.DataFrame, contract: Contract, params: FeatureParams) -> Prepared:
     """Derived keys and values of canonical declarations (same rows, same order)."""
     d = declarations.reset_index(drop=True)
-    index = d.index
+    text = {name: text_values(d[name]) for name in _text_fields(params, contract)}
     fx = params.fx
-    # dict lookups in Python: Series.map costs ~0.3 ms of fixed overhead per online request
-    currency = d["currency"].to_numpy(dtype=object, na_value=None)
-    rate = np.fromiter((fx.get(c, np.nan) for c in currency), np.float64, len(currency))
+    rate = np.fromiter((fx.get(c, np.nan) for c in text["currency"]), np.float64, len(d))
     value_eur = d["declared_value"].to_numpy(dtype=np.float64) * rate
     quantity = d["quantity"].to_numpy(dtype=np.float64)
     weight = d["gross_weight_kg"].to_numpy(dtype=np.float64)
-    hs_code = d["hs_code"] if d["hs_code"].dtype == "str" else d["hs_code"].astype("str")
-    hs6 = hs_code.str.slice(0, 6)
-
-    def series(values: np.ndarray) -> pd.Series:
-        return pd.Series(values, index=index, copy=False)
-
-    # Series (not .to_numpy()) keep their Arrow-backed string / tz-aware dtypes: no round trips.
-    columns: dict[str, pd.Series] = {
-        "declaration_id": d["declaration_id"],
-        "declared_at": d["declared_at"],
-        # tz-aware -> UTC microseconds since the epoch, without a pandas astype round trip
-        "t_us": series(d["declared_at"].to_numpy(dtype="datetime64[us]").view(np.int64)),
-        "hs_code": hs_code,
+    hs6 = _prefix(text["hs_code"], 6)
+    columns: dict[str, np.ndarray] = {
+        **text,
+        # tz-aware -> UTC microseconds since the epoch
+        "t_us": d["declared_at"].to_numpy(dtype="datetime64[us]").view(np.int64),
         "hs6": hs6,
-        "hs_chapter": hs_code.str.slice(0, 2),
-        "value_eur": series(value_eur),
-        "value_cents": series(np.round(np.nan_to_num(value_eur, nan=0.0) * 100).astype(np.int64)),
-        "quantity": series(quantity),
-        "gross_weight_kg": series(weight),
-        "description": d["description"].fillna("").astype("str"),
-        "hs6_origin": series(
-            hs6.to_numpy(dtype=object)
-            + PAIR_SEPARATOR
-            + d["origin_country"].to_numpy(dtype=object, na_value=NONE_KEY)
-        ),
+        "hs_chapter": _prefix(text["hs_code"], 2),
+        "value_eur": value_eur,
+        "value_cents": np.round(np.nan_to_num(value_eur, nan=0.0) * 100).astype(np.int64),
+        "quantity": quantity,
+        "gross_weight_kg": weight,
+        "description": filled(text["description"], ""),
+        "hs6_origin": hs6 + PAIR_SEPARATOR + filled(text["origin_country"], NONE_KEY),
+        "ioss_prepaid": d["ioss_prepaid"].to_numpy(dtype=np.float64),
+        "aeo_operator": d["aeo_operator"].to_numpy(dtype=np.float64),
     }
-    # the remaining text fields of the contract, as they are (keys, categories, context)
-    for f in DECLARATION_FIELDS:
-        if f.kind in ("str", "category") and f.name not in columns:
-            columns[f.name] = d[f.name]
-    for col in ("ioss_prepaid", "aeo_operator"):
-        columns[col] = series(d[col].to_numpy(dtype=np.float64))
     for extra in contract.extras:
-        columns[extra.name] = d[extra.name]
-    for name, values in unit_values(value_eur, quantity, weight).items():
-        columns[name] = series(values)
+        columns[extra.name] = (
+            d[extra.name].to_numpy(dtype=np.float64, na_value=np.nan)
+            if extra.kind == "numeric"
+            else text_values(d[extra.name])
+        )
+    columns.update(unit_values(value_eur, quantity, weight))
     return Prepared(len(d), columns)
 
 
 def entity_keys(prep: Prepared, entity: Entity) -> np.ndarray:
     """Entity key per row as a Python-str object array ("a|b" for pairs; nulls are a key too)."""
-    keys = prep[entity.parts[0]].to_numpy(dtype=object, na_value=NONE_KEY)
+    keys = filled(prep[entity.parts[0]], NONE_KEY)
     for part in entity.parts[1:]:
-        keys = keys + PAIR_SEPARATOR + prep[part].to_numpy(dtype=object, na_value=NONE_KEY)
+        keys = keys + PAIR_SEPARATOR + filled(prep[part], NONE_KEY)
     return keys
 
 
@@ -242,21 +267,21 @@ def declaration_features(
     prep: Prepared, manifest_categories: dict[str, tuple[str, ...]], contract: Contract
 ) -> dict[str, np.ndarray]:
     """Raw declaration fields, calendar and fixed categorical codes."""
-    t_us = prep["t_us"].to_numpy()
+    t_us = prep["t_us"]
     days = t_us // hist.US_PER_DAY
     out: dict[str, np.ndarray] = {
-        "quantity": prep["quantity"].to_numpy(dtype=np.float64),
-        "gross_weight_kg": prep["gross_weight_kg"].to_numpy(dtype=np.float64),
-        "ioss_prepaid": prep["ioss_prepaid"].to_numpy(dtype=np.float64),
-        "aeo_operator": prep["aeo_operator"].to_numpy(dtype=np.float64),
-        "platform_missing": prep["platform_id"].isna().to_numpy(dtype=np.float64),
-        # on object arrays: the Arrow string kernels cost ~50 us of set-up each per request
+        "quantity": prep["quantity"],
+        "gross_weight_kg": prep["gross_weight_kg"],
+        "ioss_prepaid": prep["ioss_prepaid"],
+        "aeo_operator": prep["aeo_operator"],
+        "platform_missing": pd.isna(prep["platform_id"]).astype(np.float64),
         "seller_country_differs": (
-            prep["seller_country"].to_numpy(dtype=object, na_value="")
-            != prep["origin_country"].to_numpy(dtype=object, na_value="")
+            filled(prep["seller_country"], "") != filled(prep["origin_country"], "")
         ).astype(np.float64),
         "hs_code_digits": np.fromiter(
-            map(len, prep["hs_code"].to_numpy(dtype=object)), np.float64, prep.n_rows
+            (0 if v is None else len(v) for v in prep["hs_code"].tolist()),
+            np.float64,
+            prep.n_rows,
         ),
         "hour_of_day": ((t_us - days * hist.US_PER_DAY) // hist.US_PER_HOUR).astype(np.float64),
         "day_of_week": ((days + 3) % 7).astype(np.float64),  # 1970-01-01 was a Thursday
@@ -264,15 +289,13 @@ def declaration_features(
     for name, categories in manifest_categories.items():
         column = name.removeprefix("cat_")
         lookup = _category_lookup(categories)
-        values = prep[column].to_numpy(dtype=object, na_value=None)
+        values = prep[column]
         out[name] = np.fromiter(
             map(lookup.get, values, itertools.repeat(-1)), dtype=np.float64, count=len(values)
         )
     for extra in contract.extras:
         if extra.kind == "numeric":
-            out[f"extra_{extra.name}"] = pd.to_numeric(prep[extra.name], errors="coerce").to_numpy(
-                dtype=np.float64
-            )
+            out[f"extra_{extra.name}"] = np.asarray(prep[extra.name], dtype=np.float64)
     return out
 
 
@@ -292,7 +315,7 @@ def learn_categories(
     """The most frequent values of each categorical column; the rest code as unknown (-1)."""
     out = {}
     for col in categorical_columns(params, contract):
-        counts = prep[col].astype("str").value_counts(dropna=True)
+        counts = pd.Series(prep[col], dtype="str").value_counts(dropna=True)
         counts = counts.sort_index(kind="stable").sort_values(ascending=False, kind="stable")
         out[f"cat_{col}"] = tuple(str(v) for v in counts.index[: params.max_categories])
     return out
@@ -674,7 +697,7 @@ def _history_batch(
     entities: list[Entity],
     params: FeatureParams,
 ) -> dict[str, np.ndarray]:
-    t = prep["t_us"].to_numpy()
+    t = prep["t_us"]
     out_t = outcomes["t_us"]
     weights = hist.outcome_weights(outcomes["illicit"], outcomes["revenue_cents"])
     global_outcomes = hist.EventIndex(np.zeros(len(out_t), dtype=np.int64), out_t, weights)
@@ -689,11 +712,7 @@ def _history_batch(
     for entity in entities:
         codes, _ = pd.factorize(entity_keys(prep, entity))
         codes = codes.astype(np.int64)
-        extra_w = (
-            {"value_cents": prep["value_cents"].to_numpy()}
-            if entity.spec == "consignee_id"
-            else None
-        )
+        extra_w = {"value_cents": prep["value_cents"]} if entity.spec == "consignee_id" else None
         decl_index = hist.EventIndex(codes, t, extra_w)
         out_index = hist.EventIndex(codes[outcomes["rows"]], out_t, weights)
         result.update(
@@ -710,9 +729,7 @@ def _history_batch(
             )
         )
         if entity.spec == "consignee_id":
-            result.update(
-                split_shipment_features(codes, t, prep["value_eur"].to_numpy(), decl_index, params)
-            )
+            result.update(split_shipment_features(codes, t, prep["value_eur"], decl_index, params))
     return result
 
 
@@ -724,9 +741,9 @@ def _learned_batch(
 ) -> dict[str, np.ndarray]:
     """Valuation and text features, refitted per period on everything before the period start."""
     n = prep.n_rows
-    t = prep["t_us"].to_numpy()  # sorted ascending
+    t = prep["t_us"]  # sorted ascending
     periods = period_of(t, params.refit_period_days)
-    logs = {k: prep[k].to_numpy() for k in LOG_COLUMNS}
+    logs = {k: prep[k] for k in LOG_COLUMNS}
 
     inverse, uniques = pd.factorize(prep["description"])
     vectorizer = make_vectorizer()
@@ -780,15 +797,15 @@ def _learned_batch(
         # declarations known at the period start: rows [0, lo) (sorted by time, all < start_us)
         known = lo
         refs = fit_references(
-            prep["hs6"].iloc[:known],
-            prep["hs6_origin"].iloc[:known],
+            prep["hs6"][:known],
+            prep["hs6_origin"][:known],
             {k: v[:known] for k, v in logs.items()},
         )
         vals = valuation_features(
-            prep["value_eur"].to_numpy()[lo:hi],
+            prep["value_eur"][lo:hi],
             {k: v[lo:hi] for k, v in logs.items()},
-            prep["hs6"].iloc[lo:hi],
-            prep["hs6_origin"].iloc[lo:hi],
+            prep["hs6"][lo:hi],
+            prep["hs6_origin"][lo:hi],
             refs,
             de_minimis_eur=params.de_minimis_eur,
             min_reference_count=params.min_reference_count,
@@ -855,8 +872,8 @@ def assemble(
     for c in LABEL_COLUMNS:
         if c in declarations.columns:
             meta[c] = declarations[c].array
-    for c in REASON_CONTEXT:
-        meta[c] = prep[c].array
+    for c in REASON_CONTEXT:  # as declared where possible; derived keys (hs6...) as str
+        meta[c] = declarations[c].array if c in declarations.columns else text_array(prep[c])
     # one float block for all features: far cheaper than one column at a time
     block = np.empty((len(declarations), len(manifest.names)), dtype=np.float64, order="F")
     for j, name in enumerate(manifest.names):

@@ -322,7 +322,7 @@ def build_entity_state(
     start_us = period_start_us(
         int(period_of(np.array([cutoff_us]), params.refit_period_days)[0]), params.refit_period_days
     )
-    t = prep["t_us"].to_numpy()
+    t = prep["t_us"]
 
     entities: dict[str, EntityTable] = {}
     for entity in entities_for(params, contract):
@@ -345,7 +345,7 @@ def build_entity_state(
             ),
             decl_codes=codes[recent],
             decl_t_us=t[recent],
-            decl_value_cents=prep["value_cents"].to_numpy()[recent],
+            decl_value_cents=prep["value_cents"][recent],
             out_codes=out_codes[recent_out],
             out_t_us=outcomes["t_us"][recent_out],
             out_illicit=outcomes["illicit"][recent_out].astype(np.int64),
@@ -369,7 +369,7 @@ def build_entity_state(
     refs = fit_references(
         prep["hs6"][before],
         prep["hs6_origin"][before],
-        {k: prep[k].to_numpy()[before] for k in LOG_COLUMNS},
+        {k: prep[k][before] for k in LOG_COLUMNS},
     )
     text_model = _fit_text_model(prep, outcomes, before, start_us, params)
     return EntityState(
@@ -511,7 +511,7 @@ def _history_online(
 ) -> dict[str, np.ndarray]:
     """Entity histories of a request: one merged query over the snapshot plus the request rows."""
     params = state.params
-    t = prep["t_us"].to_numpy()
+    t = prep["t_us"]
     n = len(t)
     if n > MAX_NEW_KEYS:
         raise ParcelriskError(f"at most {MAX_NEW_KEYS} declarations per online request, got {n}")
@@ -533,7 +533,7 @@ def _history_online(
         )
     all_codes = np.concatenate(codes)
     all_t = np.tile(t, len(entities))
-    value_cents = np.tile(prep["value_cents"].to_numpy(), len(entities))
+    value_cents = np.tile(prep["value_cents"], len(entities))
     # the request's own rows: parcels of one request see each other as in batch
     declarations = hist.CombinedIndex(
         merged.declarations, hist.EventIndex(all_codes, all_t, {"value_cents": value_cents})
@@ -558,9 +558,7 @@ def _history_online(
             result[entity.prefix + name] = column[rows]
         if entity.spec == "consignee_id":
             result.update(
-                split_shipment_features(
-                    codes[i], t, prep["value_eur"].to_numpy(), declarations, params
-                )
+                split_shipment_features(codes[i], t, prep["value_eur"], declarations, params)
             )
     return result
 
@@ -624,9 +622,9 @@ def _text_online(prep: Prepared, state: EntityState) -> dict[str, np.ndarray]:
     chapters = chapter_index(prep["hs_chapter"])
     analyze, vocabulary = _tokenizer(state)
     X, shape = tokenize_online(
-        prep["description"].to_numpy(), analyze, vocabulary, frozenset(state.params.vague_terms)
+        prep["description"], analyze, vocabulary, frozenset(state.params.vague_terms)
     )
-    hs6_codes = _hs6_index(state).get_indexer(prep["hs6"].to_numpy()).astype(np.int64)
+    hs6_codes = _hs6_index(state).get_indexer(prep["hs6"]).astype(np.int64)
     out = text_scores(
         X, model, chapters, hs6_codes, min_token_docs=state.params.min_reference_count
     )
@@ -639,18 +637,18 @@ def _warnings(
 ) -> list[tuple[int, str]]:
     """Per-row notes on codes the model has not seen, read off the computed features."""
     warnings: list[tuple[int, str]] = []
-    no_rate = np.isnan(prep["value_eur"].to_numpy())
+    no_rate = np.isnan(prep["value_eur"])
     for i in np.flatnonzero(no_rate):
         warnings.append(
             (
                 int(i),
-                f"currency {prep['currency'].iloc[i]!r} has no exchange rate: value features left empty",
+                f"currency {prep['currency'][i]!r} has no exchange rate: value features left empty",
             )
         )
     if not state.references.hs6.empty:
         for i in np.flatnonzero(values["reference_count_hs6"] == 0):
             warnings.append(
-                (int(i), f"HS6 {prep['hs6'].iloc[i]} not seen in history: no reference price")
+                (int(i), f"HS6 {prep['hs6'][i]} not seen in history: no reference price")
             )
     for spec in state.manifest.features:
         if spec.dtype != "category":
@@ -658,15 +656,15 @@ def _warnings(
         column = spec.name.removeprefix("cat_")
         unknown = values[spec.name] < 0
         if unknown.any():  # nulls are not "unknown": ask pandas only when a code is missing
-            unknown &= prep[column].notna().to_numpy()
+            unknown &= ~pd.isna(prep[column])
         for i in np.flatnonzero(unknown):
             warnings.append(
                 (
                     int(i),
-                    f"{column} {prep[column].iloc[i]!r} unknown to the model: scored as 'other'",
+                    f"{column} {prep[column][i]!r} unknown to the model: scored as 'other'",
                 )
             )
-    for i in np.flatnonzero(prep["t_us"].to_numpy() < state.cutoff_us):
+    for i in np.flatnonzero(prep["t_us"] < state.cutoff_us):
         warnings.append(
             (
                 int(i),
@@ -697,10 +695,10 @@ def compute_online_features(
     categories = {s.name: s.categories for s in state.manifest.features if s.dtype == "category"}
     values.update(declaration_features(prep, categories, state.contract))
     values.update(_history_online(prep, state, entities_for(state.params, state.contract)))
-    logs = {k: prep[k].to_numpy() for k in LOG_COLUMNS}
+    logs = {k: prep[k] for k in LOG_COLUMNS}
     values.update(
         valuation_features(
-            prep["value_eur"].to_numpy(),
+            prep["value_eur"],
             logs,
             prep["hs6"],
             prep["hs6_origin"],

@@ -39,9 +39,9 @@ def make_vectorizer(vocabulary: list[str] | None = None):
     )
 
 
-def chapter_index(hs_chapter: pd.Series) -> np.ndarray:
+def chapter_index(hs_chapter: np.ndarray) -> np.ndarray:
     """HS chapter '61' -> 61; anything else -> -1."""
-    num = pd.to_numeric(hs_chapter, errors="coerce").to_numpy(dtype=np.float64)
+    num = np.asarray(pd.to_numeric(hs_chapter, errors="coerce"), dtype=np.float64)
     return np.where(np.isfinite(num) & (num >= 1) & (num <= 99), num, -1).astype(np.int64)
 
 

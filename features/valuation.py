@@ -87,16 +87,16 @@ def unit_values(
 
 
 def fit_references(
-    hs6: pd.Series, hs6_origin: pd.Series, logs: dict[str, np.ndarray]
+    hs6: np.ndarray, hs6_origin: np.ndarray, logs: dict[str, np.ndarray]
 ) -> References:
     """Medians over the given (past) declarations; NaN values (unknown currency) are skipped."""
     if len(hs6) == 0:
         return References.empty()
     frame = pd.DataFrame({k: logs[k] for k in REFERENCE_COLUMNS})
-    by_hs6 = frame.groupby(hs6.to_numpy(), sort=True)
+    by_hs6 = frame.groupby(np.asarray(hs6, dtype=object), sort=True)
     ref6 = by_hs6.median()
     ref6["count"] = by_hs6["log_value_per_item"].count().astype(np.float64)
-    pair = frame[["log_value_per_item"]].groupby(hs6_origin.to_numpy(), sort=True)
+    pair = frame[["log_value_per_item"]].groupby(np.asarray(hs6_origin, dtype=object), sort=True)
     ref_pair = pair.median()
     ref_pair["count"] = pair["log_value_per_item"].count().astype(np.float64)
     return References(hs6=ref6, hs6_origin=ref_pair)
@@ -105,16 +105,16 @@ def fit_references(
 def valuation_features(
     value_eur: np.ndarray,
     logs: dict[str, np.ndarray],
-    hs6: pd.Series,
-    hs6_origin: pd.Series,
+    hs6: np.ndarray,
+    hs6_origin: np.ndarray,
     refs: References,
     *,
     de_minimis_eur: float,
     min_reference_count: int,
 ) -> dict[str, np.ndarray]:
     """Ratios of this parcel's unit values to the references (1.0 = at the median)."""
-    at6 = refs.positions("hs6", hs6.to_numpy(dtype=object))
-    at_pair = refs.positions("hs6_origin", hs6_origin.to_numpy(dtype=object))
+    at6 = refs.positions("hs6", hs6)
+    at_pair = refs.positions("hs6_origin", hs6_origin)
     count6 = np.nan_to_num(refs.values("hs6", "count", at6), nan=0.0)
     reliable6 = count6 >= min_reference_count
     med_item = np.where(reliable6, refs.values("hs6", "log_value_per_item", at6), np.nan)

@@ -50,6 +50,8 @@ def serve(
         "PARCELRISK_WORKERS": str(workers or config.workers),
         "PARCELRISK_ACCESS_LOG": "1" if config.access_log else "0",
         "PARCELRISK_TRACING": "1" if config.tracing else "0",
+        "PARCELRISK_REQUEST_TIMEOUT": f"{float(config.request_timeout_s):g}",
+        "PARCELRISK_MAX_CONCURRENCY": str(config.max_concurrency),
         "PARCELRISK_MODEL_DIR": str(
             (model_dir or Path(tempfile.mkdtemp(prefix="parcelrisk-model-"))).resolve()
         ),

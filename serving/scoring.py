@@ -60,14 +60,28 @@ class ServeConfig:
     # OpenTelemetry server spans per request. BentoML samples none unless tracing is configured
     # (BENTOML_CONFIG), yet building them costs ~10% of the event loop; turn on with exporting.
     tracing: bool = False
+    # A request not answered in this time gets 504, so the clearance system can fall back to
+    # its default lane instead of holding the parcel; minutes would help nobody.
+    request_timeout_s: float = 10.0
+    # Requests in flight across all workers; beyond it the service answers 429 at once (load
+    # shedding) instead of queueing work that would only time out.
+    max_concurrency: int = 512
 
     def __post_init__(self) -> None:
-        positive = ("max_batch", "max_body_bytes", "workers")
+        positive = ("max_batch", "max_body_bytes", "workers", "max_concurrency")
         for name in positive:
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
         if not 0 <= self.batch_linger_ms <= 100:
             raise ValueError(f"batch_linger_ms must be within 0..100, got {self.batch_linger_ms}")
+        if not 0 < self.request_timeout_s <= 3600:
+            raise ValueError(
+                f"request_timeout_s must be within 0..3600 seconds, got {self.request_timeout_s}"
+            )
+        if self.max_concurrency < self.workers:
+            raise ValueError(
+                f"max_concurrency ({self.max_concurrency}) must be at least workers ({self.workers})"
+            )
 
 
 def load_serve_config(params_path: Path | None = DEFAULT_PARAMS) -> ServeConfig:

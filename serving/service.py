@@ -10,6 +10,8 @@ environment to the worker processes:
 - ``PARCELRISK_WORKERS``: worker processes (one model copy each);
 - ``PARCELRISK_ACCESS_LOG``, ``PARCELRISK_TRACING``: ``1`` turns on per-request access log
   lines / OpenTelemetry spans (``serve.access_log`` / ``serve.tracing``);
+- ``PARCELRISK_REQUEST_TIMEOUT``, ``PARCELRISK_MAX_CONCURRENCY``: 504 after this many seconds,
+  429 beyond this many requests in flight (``serve.request_timeout_s`` / ``max_concurrency``);
 - the API-key variables of ``serving.auth``.
 
 The champion and its entity-state snapshot are loaded once, in ``__init__``. If that fails the
@@ -66,6 +68,8 @@ MODEL_DIR_ENV = "PARCELRISK_MODEL_DIR"
 WORKERS_ENV = "PARCELRISK_WORKERS"
 ACCESS_LOG_ENV = "PARCELRISK_ACCESS_LOG"
 TRACING_ENV = "PARCELRISK_TRACING"
+REQUEST_TIMEOUT_ENV = "PARCELRISK_REQUEST_TIMEOUT"
+MAX_CONCURRENCY_ENV = "PARCELRISK_MAX_CONCURRENCY"
 
 # Per process: why this worker is not ready (None = ready). Read by the middleware for /readyz.
 _STATUS: dict[str, Any] = {"reason": "service is starting", "instance": None}
@@ -202,7 +206,10 @@ class MicroBatcher:
 @bentoml.service(
     name="parcelrisk",
     workers=int(os.environ.get(WORKERS_ENV, "1")),
-    traffic={"timeout": 60},
+    traffic={
+        "timeout": float(os.environ.get(REQUEST_TIMEOUT_ENV, "10")),
+        "max_concurrency": int(os.environ.get(MAX_CONCURRENCY_ENV, "512")),  # per service
+    },
     logging={"access": {"enabled": os.environ.get(ACCESS_LOG_ENV) == "1"}},
     # no spans at all unless asked for: "/" matches every path (OpenTelemetry excluded_urls)
     tracing={"excluded_urls": None if os.environ.get(TRACING_ENV) == "1" else ["/"]},

@@ -34,9 +34,25 @@ def test_serve_config_from_params(tmp_path) -> None:
     assert load_serve_config(tmp_path / "absent.yaml").max_batch == 1000
 
 
+VARS = (
+    "PARCELRISK_ACCESS_LOG",
+    "PARCELRISK_TRACING",
+    "PARCELRISK_REQUEST_TIMEOUT",
+    "PARCELRISK_MAX_CONCURRENCY",
+)
+
+
 @pytest.mark.parametrize(
     ("section", "access_log", "tracing"),
-    [("", "0", "0"), ("serve:\n  access_log: true\n  tracing: true\n", "1", "1")],
+    [
+        ("", "0", "0"),
+        (
+            "serve:\n  access_log: true\n  tracing: true\n  request_timeout_s: 3\n"
+            "  max_concurrency: 64\n",
+            "1",
+            "1",
+        ),
+    ],
 )
 def test_serve_passes_logging_and_tracing_to_the_workers(
     monkeypatch, tmp_path, section: str, access_log: str, tracing: str
@@ -54,17 +70,23 @@ def test_serve_passes_logging_and_tracing_to_the_workers(
     def fake_serve_http(*args, **kwargs) -> None:
         import os
 
-        seen.update({k: os.environ.get(k) for k in ("PARCELRISK_ACCESS_LOG", "PARCELRISK_TRACING")})
+        seen.update({k: os.environ.get(k) for k in VARS})
 
     monkeypatch.setattr(_bentoml_impl.server, "serve_http", fake_serve_http)
-    for var in ("PARCELRISK_ACCESS_LOG", "PARCELRISK_TRACING", "PARCELRISK_WORKERS"):
+    for var in (*VARS, "PARCELRISK_WORKERS"):
         monkeypatch.setenv(var, "unset")  # restored after the test; serve overwrites them
     monkeypatch.setenv("PARCELRISK_API_KEYS", "scorer:a-long-enough-test-key")
     for var in ("PARCELRISK_PARAMS", "PARCELRISK_MODEL_DIR"):
         monkeypatch.setenv(var, "unset")
     result = CliRunner().invoke(app, ["serve", "--params", str(params), "--port", "3999"])
     assert result.exit_code == 0, result.output
-    assert seen == {"PARCELRISK_ACCESS_LOG": access_log, "PARCELRISK_TRACING": tracing}
+    custom = access_log == "1"
+    assert seen == {
+        "PARCELRISK_ACCESS_LOG": access_log,
+        "PARCELRISK_TRACING": tracing,
+        "PARCELRISK_REQUEST_TIMEOUT": "3" if custom else "10",
+        "PARCELRISK_MAX_CONCURRENCY": "64" if custom else "512",
+    }
 
 
 @pytest.mark.parametrize("section", ["serve:\n  nope: 1\n", "serve:\n  exploration_rate: 2\n"])
@@ -154,6 +176,8 @@ def test_serve_config_refuses_impossible_values(tmp_path) -> None:
         ("serve:\n  batch_linger_ms: -1\n", "batch_linger_ms"),
         ("serve:\n  workers: 0\n", "workers"),
         ("serve:\n  max_batch: many\n", "max_batch"),
+        ("serve:\n  request_timeout_s: 0\n", "request_timeout_s"),
+        ("serve:\n  workers: 4\n  max_concurrency: 2\n", "max_concurrency"),
     ]:
         path.write_text(section)
         with pytest.raises(ParcelriskError, match=field):

@@ -106,6 +106,21 @@ def test_the_service_uses_it_instead_of_bentomls(client) -> None:
     assert client.get("/livez").status_code == 200
 
 
+def test_the_service_sheds_load_and_times_out_as_configured(client) -> None:
+    from bentoml._internal.server.http.traffic import MaxConcurrencyMiddleware
+
+    layer, seen = client.app, {}
+    for _ in range(100):
+        seen[type(layer)] = layer
+        layer = getattr(layer, "middleware_stack", None) or getattr(layer, "app", None)
+        if layer is None:
+            break
+    assert seen[RequestTimeoutMiddleware].timeout == 10  # serve.request_timeout_s default
+    limiter = seen[MaxConcurrencyMiddleware]
+    assert limiter._semaphore._value == 512  # serve.max_concurrency, one worker in tests
+    assert "/livez" in limiter.skip_paths  # probes are never shed
+
+
 def test_cancelling_the_request_cancels_the_app() -> None:
     cancelled = []
 

@@ -119,8 +119,10 @@ class MicroBatcher:
     wait a whole batch more: the batches split into alternating halves, each paying the
     per-batch cost (feature and model set-up, ~5 ms) for half the requests. So after a batch
     the batcher lingers, up to ``linger_s``, until the clients it just answered plus those
-    already waiting have sent their requests. Traffic that does not come back (an isolated
-    request) costs nothing: an idle batcher scores the first request at once.
+    already waiting have sent their requests. An idle batcher still scores the first request
+    at once; the price is paid by traffic whose clients do not come back (independent arrivals
+    overlapping a batch), which may wait up to ``linger_s`` longer. Measured at 150 arrivals/s:
+    p99 22 ms with a 2 ms linger, 39 ms with 8 ms; hence a small default.
     """
 
     def __init__(

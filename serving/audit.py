@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -20,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+logger = logging.getLogger(__name__)
 
 AUDIT_DB_ENV = "PARCELRISK_AUDIT_DB"
 DEFAULT_AUDIT_DB = "audit.db"
@@ -141,9 +144,16 @@ def features_for_storage(X: np.ndarray) -> list[bytes]:
 
 
 class AuditStore:
-    """Thread-safe handle on the SQLite decision store."""
+    """Thread-safe handle on the SQLite decision store.
 
-    def __init__(self, path: str | Path) -> None:
+    Checkpoints (copying the write-ahead log into the database file, with an fsync) run in a
+    background thread on its own connection, every ``checkpoint_interval_s``. Left to SQLite
+    they run inside whichever commit crosses 1,000 log pages: a ~6 ms stall every ~50 batches
+    of 8 decisions, which was most of the /score p99 in process. sqlite3 releases the GIL
+    while it works, so the scoring thread is not held up. ``close`` truncates the log.
+    """
+
+    def __init__(self, path: str | Path, *, checkpoint_interval_s: float = 1.0) -> None:
         self.path = Path(path)
         if self.path.parent and not self.path.parent.exists():
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -155,7 +165,28 @@ class AuditStore:
         # NORMAL in WAL: a committed batch survives a process crash; an OS crash may lose the
         # last few transactions, never corrupt the file.
         self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.execute("PRAGMA wal_autocheckpoint=0")  # the thread below does it
         self._conn.executescript(_SCHEMA)
+        self._stop = threading.Event()
+        self._checkpointer = threading.Thread(
+            target=self._checkpoint_loop,
+            args=(checkpoint_interval_s,),
+            name=f"audit-checkpoint-{self.path.name}",
+            daemon=True,
+        )
+        self._checkpointer.start()
+
+    def _checkpoint_loop(self, interval_s: float) -> None:
+        conn = sqlite3.connect(str(self.path), isolation_level=None, timeout=30.0)
+        try:
+            while not self._stop.wait(interval_s):
+                try:
+                    # PASSIVE: copy what no reader still needs, never block the writer
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                except sqlite3.Error as exc:  # busy or I/O trouble: try again next round
+                    logger.warning("audit store checkpoint failed: %s", exc)
+        finally:
+            conn.close()
 
     @classmethod
     def from_env(cls, default: str | Path = DEFAULT_AUDIT_DB) -> AuditStore:
@@ -216,7 +247,13 @@ class AuditStore:
             return int(self._conn.execute("SELECT COUNT(*) FROM decisions").fetchone()[0])
 
     def close(self) -> None:
+        self._stop.set()
+        self._checkpointer.join(timeout=10)
         with self._lock:
+            try:
+                self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error as exc:  # another process still writing: it checkpoints later
+                logger.info("audit store: final checkpoint skipped: %s", exc)
             self._conn.close()
 
 

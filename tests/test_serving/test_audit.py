@@ -1,5 +1,6 @@
 import json
 import sqlite3
+import time
 
 import numpy as np
 import pytest
@@ -61,3 +62,24 @@ def test_tampering_is_detected(tmp_path) -> None:
 def test_path_from_env(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("PARCELRISK_AUDIT_DB", str(tmp_path / "x" / "a.db"))
     assert AuditStore.from_env().path == tmp_path / "x" / "a.db"
+
+
+def test_checkpoints_run_in_the_background_not_in_commits(tmp_path) -> None:
+    path = tmp_path / "audit.db"
+    wal = tmp_path / "audit.db-wal"
+    store = AuditStore(path, checkpoint_interval_s=0.05)
+    assert store._conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+    empty_size = path.stat().st_size  # the schema only: commits go to the log
+    for batch in range(300):  # ~1,500 log pages: SQLite alone would checkpoint in a commit
+        store.record([_record(batch * 20 + i) for i in range(20)])
+    # only a checkpoint moves pages into the database file; the thread does it within moments
+    deadline = time.monotonic() + 10
+    while path.stat().st_size <= empty_size + 1_000_000 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert path.stat().st_size > empty_size + 1_000_000
+    store.close()
+    assert not store._checkpointer.is_alive()
+    assert not wal.exists() or wal.stat().st_size == 0  # close truncates the log
+    reopened = AuditStore(path)
+    assert reopened.count() == 6000 and reopened.get("dec5999")[1]
+    reopened.close()

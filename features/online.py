@@ -578,12 +578,13 @@ def _tokenizer(state: EntityState) -> tuple[Any, dict[str, int]]:
     return cached
 
 
-def _hs6_index(state: EntityState) -> pd.Index:
-    cached = getattr(state, "_hs6_index", None)
-    if cached is None:
-        cached = pd.Index(state.text_model.hs6_vocabulary, dtype="object")
-        state._hs6_index = cached  # type: ignore[attr-defined]
-    return cached
+def _hs6_codes(state: EntityState, hs6: np.ndarray) -> np.ndarray:
+    """Positions of ``hs6`` in the text model's HS6 vocabulary (-1: never seen)."""
+    lookup = getattr(state, "_hs6_lookup", None)
+    if lookup is None:
+        lookup = {h: i for i, h in enumerate(state.text_model.hs6_vocabulary.tolist())}
+        state._hs6_lookup = lookup  # type: ignore[attr-defined]
+    return np.fromiter(map(lookup.get, hs6, itertools.repeat(-1)), dtype=np.int64, count=len(hs6))
 
 
 def tokenize_online(
@@ -624,7 +625,7 @@ def _text_online(prep: Prepared, state: EntityState) -> dict[str, np.ndarray]:
     X, shape = tokenize_online(
         prep["description"], analyze, vocabulary, frozenset(state.params.vague_terms)
     )
-    hs6_codes = _hs6_index(state).get_indexer(prep["hs6"]).astype(np.int64)
+    hs6_codes = _hs6_codes(state, prep["hs6"])
     out = text_scores(
         X, model, chapters, hs6_codes, min_token_docs=state.params.min_reference_count
     )

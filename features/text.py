@@ -222,13 +222,10 @@ def text_scores(
     illicit_logit = np.asarray(X @ model.illicit_llr).ravel() + model.illicit_log_prior_odds
     word_rate = np.full(n, np.nan)
     if X.nnz:
-        word_rate[has_tokens] = (
-            X.multiply(model.word_hit_rate[np.newaxis, :])
-            .tocsr()
-            .max(axis=1)
-            .toarray()
-            .ravel()[has_tokens]
-        )
+        # row maxima over the CSR segments of the rows that have words (scipy's multiply/max
+        # costs ~0.15 ms of set-up per online request); rates are >= 0, as the sparse max was
+        rates = model.word_hit_rate[X.indices]
+        word_rate[has_tokens] = np.maximum.reduceat(rates, X.indptr[:-1][has_tokens])
     return {
         "text_p_declared_chapter": np.where(has_tokens, declared, np.nan),
         "text_p_top_chapter": np.where(has_tokens, prob.max(axis=1), np.nan),

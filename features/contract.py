@@ -713,9 +713,8 @@ def _frame_from_models(records: list[Any], contract: Contract) -> pd.DataFrame:
         if f.kind in ("str", "category"):
             columns[f.name] = text_array(values)  # pydantic guarantees str or None here
         elif f.kind == "datetime":
-            columns[f.name] = (
-                pd.DatetimeIndex(values).tz_convert("UTC").astype("datetime64[us, UTC]")
-            )
+            # utc=True: declarations of one batch may carry different UTC offsets
+            columns[f.name] = pd.to_datetime(values, utc=True).astype("datetime64[us, UTC]")
         elif f.kind == "int":
             columns[f.name] = np.asarray(values, dtype=np.int64)
         elif f.kind == "float":

@@ -224,3 +224,19 @@ def test_outcome_fields_are_refused_and_unknown_fields_warned(client) -> None:
     r = _score(client, d)
     assert r.status_code == 200
     assert "'shoe_size' is not in the contract" in r.json()["decisions"][0]["warnings"][0]
+
+
+def test_one_request_may_mix_utc_offsets(client) -> None:
+    """Declarations from different offices carry different offsets; all are stored in UTC."""
+    declarations = make_declarations(3, seed=11, prefix="TZ")
+    declarations[0]["declared_at"] = "2026-05-01T12:00:00+02:00"
+    declarations[1]["declared_at"] = "2026-05-01T05:30:00-04:30"
+    r = _score(client, declarations)
+    assert r.status_code == 200, r.text
+    stored = client.get(
+        "/decision",
+        params={"decision_id": r.json()["decisions"][1]["decision_id"]},
+        headers=auth("auditor"),
+    ).json()
+    assert stored["declaration"]["declared_at"] == "2026-05-01T10:00:00.000000Z"
+    assert stored["intact"]

@@ -295,9 +295,16 @@ def declarations_as_json(declarations: pd.DataFrame) -> list[str]:
     ]
 
 
-def audit_records(batch: ScoredBatch, runtime: ScoringRuntime) -> list[DecisionRecord]:
-    """What the audit store keeps for each decision of the batch."""
-    declarations_json = declarations_as_json(batch.declarations)
+def audit_records(
+    batch: ScoredBatch, runtime: ScoringRuntime, declarations_json: list[str] | None = None
+) -> list[DecisionRecord]:
+    """What the audit store keeps for each decision of the batch.
+
+    ``declarations_json``: the declarations already as stored JSON (``models_as_json``), else
+    they are serialised from the batch's frame.
+    """
+    if declarations_json is None:
+        declarations_json = declarations_as_json(batch.declarations)
     import json
     from dataclasses import asdict
 

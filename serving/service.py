@@ -43,7 +43,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from features.contract import OUTCOME_COLUMNS, declarations_frame
+from features.contract import OUTCOME_COLUMNS, declarations_frame, models_as_json
 from features.errors import ParcelriskError
 from serving.audit import AuditStore
 from serving.auth import ApiKeyMiddleware, load_keyring
@@ -272,7 +272,11 @@ class ParcelRiskService:
         for i, declaration in enumerate(declarations):
             for name in sorted(set(declaration.model_extra or ()) - known):
                 batch.warnings[i].append(f"field {name!r} is not in the contract: ignored")
-        self.audit.record(audit_records(batch, runtime))
+        # without contract extras the stored JSON comes straight from the validated models
+        stored = (
+            None if runtime.contract and runtime.contract.extras else models_as_json(declarations)
+        )
+        self.audit.record(audit_records(batch, runtime, stored))
         rows = decision_rows(batch, runtime)
         SCORING_SECONDS.labels(endpoint="score").observe(time.perf_counter() - started)
         BATCH_ROWS.observe(len(rows))

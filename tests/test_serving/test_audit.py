@@ -83,3 +83,18 @@ def test_checkpoints_run_in_the_background_not_in_commits(tmp_path) -> None:
     reopened = AuditStore(path)
     assert reopened.count() == 6000 and reopened.get("dec5999")[1]
     reopened.close()
+
+
+def test_stored_json_from_models_equals_the_frame_path() -> None:
+    """The service stores models_as_json; offline scoring stores the frame's JSON: one text."""
+    from features.contract import Declaration, declarations_frame, models_as_json
+    from serving.scoring import declarations_as_json
+    from tests.test_serving.conftest import make_declarations
+
+    raw = make_declarations(12, seed=3)
+    raw[1]["declared_at"] = "2026-05-01T12:34:56.789012+02:00"  # offset and microseconds
+    raw[2]["declared_value"] = 0.1  # a float whose repr matters
+    raw[3]["description"] = 'quote " and ünïcode'
+    models = [Declaration.model_validate(r) for r in raw]
+    assert models_as_json(models) == declarations_as_json(declarations_frame(models))
+    assert json.loads(models_as_json(models)[1])["declared_at"] == "2026-05-01T10:34:56.789012Z"

@@ -98,3 +98,25 @@ def test_stored_json_from_models_equals_the_frame_path() -> None:
     models = [Declaration.model_validate(r) for r in raw]
     assert models_as_json(models) == declarations_as_json(declarations_frame(models))
     assert json.loads(models_as_json(models)[1])["declared_at"] == "2026-05-01T10:34:56.789012Z"
+
+
+def test_concurrent_writers_take_turns(tmp_path) -> None:
+    """Two stores on one file (as two worker processes have) both commit every batch."""
+    import threading
+
+    path = tmp_path / "audit.db"
+    stores = [AuditStore(path), AuditStore(path)]
+
+    def write(k: int) -> None:
+        for batch in range(100):
+            stores[k].record([_record(k * 100_000 + batch * 5 + i) for i in range(5)])
+
+    threads = [threading.Thread(target=write, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert stores[0].count() == 1000
+    assert (tmp_path / "audit.db.lock").exists()
+    for store in stores:
+        store.close()

@@ -135,6 +135,14 @@ def _prefix(values: np.ndarray, length: int) -> np.ndarray:
     return np.array([None if v is None else v[:length] for v in values.tolist()], dtype=object)
 
 
+def _default_index(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` on a 0..n-1 RangeIndex (already so online: no copy)."""
+    index = frame.index
+    if isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1:
+        return frame
+    return frame.reset_index(drop=True)
+
+
 # text fields read by the feature families themselves (besides entities and categoricals)
 _TEXT_INPUTS = (
     "hs_code",
@@ -160,7 +168,7 @@ def _text_fields(params: FeatureParams, contract: Contract) -> tuple[str, ...]:
 
 def prepare(declarations: pd.DataFrame, contract: Contract, params: FeatureParams) -> Prepared:
     """Derived keys and values of canonical declarations (same rows, same order)."""
-    d = declarations.reset_index(drop=True)
+    d = _default_index(declarations)
     text = {name: text_values(d[name]) for name in _text_fields(params, contract)}
     fx = params.fx
     rate = np.fromiter((fx.get(c, np.nan) for c in text["currency"]), np.float64, len(d))
@@ -865,7 +873,7 @@ def assemble(
     manifest: FeatureManifest,
 ) -> pd.DataFrame:
     """ids + labels + reason context + manifest features, in manifest order."""
-    declarations = declarations.reset_index(drop=True)
+    declarations = _default_index(declarations)
     # arrays, not Series: every column already has the same rows in the same order, and
     # index alignment of a dict of Series costs ~0.4 ms per online request
     meta: dict[str, Any] = {c: declarations[c].array for c in ID_COLUMNS}
@@ -875,10 +883,11 @@ def assemble(
     for c in REASON_CONTEXT:  # as declared where possible; derived keys (hs6...) as str
         meta[c] = declarations[c].array if c in declarations.columns else text_array(prep[c])
     # one float block for all features: far cheaper than one column at a time
-    block = np.empty((len(declarations), len(manifest.names)), dtype=np.float64, order="F")
-    for j, name in enumerate(manifest.names):
+    names = manifest.names
+    block = np.empty((len(declarations), len(names)), dtype=np.float64, order="F")
+    for j, name in enumerate(names):
         block[:, j] = values[name]
-    features = pd.DataFrame(block, columns=manifest.names, copy=False)
+    features = pd.DataFrame(block, columns=names, copy=False)
     frame = pd.concat([pd.DataFrame(meta), features], axis=1)
     return frame
 

@@ -691,7 +691,8 @@ def compute_online_features(
         raise ParcelriskError(
             f"declarations lack the mapped extra field(s) the model uses: {', '.join(missing)}"
         )
-    prep = prepare(declarations.reset_index(drop=True), state.contract, state.params)
+    declarations = declarations.reset_index(drop=True)
+    prep = prepare(declarations, state.contract, state.params)
     values: dict[str, Any] = {}
     categories = {s.name: s.categories for s in state.manifest.features if s.dtype == "category"}
     values.update(declaration_features(prep, categories, state.contract))
@@ -709,7 +710,7 @@ def compute_online_features(
         )
     )
     values.update(_text_online(prep, state))
-    frame = assemble(prep, declarations.reset_index(drop=True), values, state.manifest)
+    frame = assemble(prep, declarations, values, state.manifest)
     if warnings is not None:
         warnings.extend(_warnings(prep, values, state))
     return frame

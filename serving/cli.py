@@ -99,7 +99,11 @@ def score(
     with tempfile.TemporaryDirectory(prefix="parcelrisk-model-") as model_dir:
         runtime = load_runtime(config, tracking_uri, Path(model_dir))
         audit = AuditStore(audit_db) if audit_db else None
-        summary = score_file(file, out, runtime, chunk_size=chunk_size, audit=audit)
+        try:
+            summary = score_file(file, out, runtime, chunk_size=chunk_size, audit=audit)
+        finally:
+            if audit is not None:
+                audit.close()  # checkpoint and truncate the write-ahead log
     typer.echo(json.dumps(summary, indent=2))
 
 

@@ -27,6 +27,30 @@ async def _call(middleware: RequestTimeoutMiddleware) -> list[dict[str, Any]]:
     return sent
 
 
+def _slow_app(cancelled: list[bool]):
+    """An app that never answers in time and notes its cancellation."""
+
+    async def slow(scope, receive, send) -> None:
+        try:
+            await asyncio.sleep(5)
+        except asyncio.CancelledError:
+            cancelled.append(True)
+            raise
+
+    return slow
+
+
+def _middleware_chain(client) -> dict[type, Any]:
+    """The layers of the service's built ASGI app, by type, outermost first."""
+    layer, chain = client.app, {}
+    for _ in range(100):
+        chain.setdefault(type(layer), layer)
+        layer = getattr(layer, "middleware_stack", None) or getattr(layer, "app", None)
+        if layer is None:
+            break
+    return chain
+
+
 async def _ok(scope, receive, send) -> None:
     await send({"type": "http.response.start", "status": 200, "headers": []})
     await send({"type": "http.response.body", "body": b"ok"})
@@ -45,14 +69,8 @@ def test_answered_requests_leave_no_timer_behind() -> None:
 
 
 def test_a_request_not_answered_in_time_gets_504_and_is_cancelled() -> None:
-    cancelled = []
-
-    async def slow(scope, receive, send) -> None:
-        try:
-            await asyncio.sleep(5)
-        except asyncio.CancelledError:
-            cancelled.append(True)
-            raise
+    cancelled: list[bool] = []
+    slow = _slow_app(cancelled)
 
     sent = asyncio.run(_call(RequestTimeoutMiddleware(slow, timeout=0.05)))
     assert sent[0]["status"] == 504
@@ -96,25 +114,15 @@ def test_the_service_uses_it_instead_of_bentomls(client) -> None:
     from bentoml._internal.server.http import traffic
 
     assert traffic.TimeoutMiddleware is RequestTimeoutMiddleware
-    layer, found = client.app, []
-    for _ in range(100):  # walk the built middleware chain of the service's ASGI app
-        found.append(type(layer))
-        layer = getattr(layer, "middleware_stack", None) or getattr(layer, "app", None)
-        if layer is None:
-            break
-    assert RequestTimeoutMiddleware in found, [t.__name__ for t in found]
+    chain = _middleware_chain(client)
+    assert RequestTimeoutMiddleware in chain, [t.__name__ for t in chain]
     assert client.get("/livez").status_code == 200
 
 
 def test_the_service_sheds_load_and_times_out_as_configured(client) -> None:
     from bentoml._internal.server.http.traffic import MaxConcurrencyMiddleware
 
-    layer, seen = client.app, {}
-    for _ in range(100):
-        seen[type(layer)] = layer
-        layer = getattr(layer, "middleware_stack", None) or getattr(layer, "app", None)
-        if layer is None:
-            break
+    seen = _middleware_chain(client)
     assert seen[RequestTimeoutMiddleware].timeout == 10  # serve.request_timeout_s default
     limiter = seen[MaxConcurrencyMiddleware]
     assert limiter._semaphore._value == 512  # serve.max_concurrency, one worker in tests
@@ -122,14 +130,8 @@ def test_the_service_sheds_load_and_times_out_as_configured(client) -> None:
 
 
 def test_cancelling_the_request_cancels_the_app() -> None:
-    cancelled = []
-
-    async def slow(scope, receive, send) -> None:
-        try:
-            await asyncio.sleep(5)
-        except asyncio.CancelledError:
-            cancelled.append(True)
-            raise
+    cancelled: list[bool] = []
+    slow = _slow_app(cancelled)
 
     async def run() -> None:
         outer = asyncio.ensure_future(_call(RequestTimeoutMiddleware(slow, timeout=30)))

@@ -382,6 +382,8 @@ def main() -> None:
                         "server": _delta(before, server_side(base)),
                     }
                 )
+            # warm-up for this traffic shape (the batch phases leave big batches in flight)
+            _load(host, port, single_bodies[-200:], 16, 2.0)
             before = server_side(base)
             lat_s, parcels_s, err_s, _ = _load(host, port, single_bodies, 16, args.seconds)
             single_server = _delta(before, server_side(base))

@@ -17,7 +17,6 @@ by ``build_entity_state``; both call the family functions below, so they cannot 
 from __future__ import annotations
 
 import functools
-import itertools
 import json
 import logging
 import time
@@ -298,9 +297,7 @@ def declaration_features(
         column = name.removeprefix("cat_")
         lookup = _category_lookup(categories)
         values = prep[column]
-        out[name] = np.fromiter(
-            map(lookup.get, values, itertools.repeat(-1)), dtype=np.float64, count=len(values)
-        )
+        out[name] = hist.codes_of(lookup, values, dtype=np.float64)
     for extra in contract.extras:
         if extra.kind == "numeric":
             out[f"extra_{extra.name}"] = np.asarray(prep[extra.name], dtype=np.float64)

@@ -15,7 +15,6 @@ same staleness the model was trained with: consistency over freshness.
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -428,11 +427,7 @@ def _fit_text_model(
 
 def _codes_for(table: EntityTable, keys: np.ndarray) -> np.ndarray:
     """Snapshot codes; unseen keys get fresh codes (shared by equal keys within the request)."""
-    lookup = table.lookup
-    # dict.get through map runs in C: for request-sized inputs it beats building a pandas Index
-    codes = np.fromiter(
-        map(lookup.get, keys, itertools.repeat(-1)), dtype=np.int64, count=len(keys)
-    )
+    codes = hist.codes_of(table.lookup, keys)
     unknown = codes < 0
     if unknown.any():
         fresh, _ = pd.factorize(keys[unknown])
@@ -584,7 +579,7 @@ def _hs6_codes(state: EntityState, hs6: np.ndarray) -> np.ndarray:
     if lookup is None:
         lookup = {h: i for i, h in enumerate(state.text_model.hs6_vocabulary.tolist())}
         state._hs6_lookup = lookup  # type: ignore[attr-defined]
-    return np.fromiter(map(lookup.get, hs6, itertools.repeat(-1)), dtype=np.int64, count=len(hs6))
+    return hist.codes_of(lookup, hs6)
 
 
 def tokenize_online(

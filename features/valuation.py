@@ -9,11 +9,12 @@ log space resist the undervalued minority that contaminates declared prices.
 from __future__ import annotations
 
 import functools
-import itertools
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+
+from features.history import codes_of
 
 REFERENCE_COLUMNS = ("log_value_per_item", "log_value_per_kg", "log_weight_per_item")
 LOG_COLUMNS = (*REFERENCE_COLUMNS, "log_quantity")  # what unit_values returns
@@ -58,10 +59,7 @@ class References:
 
     def positions(self, table: str, keys: np.ndarray) -> np.ndarray:
         """Row of each key in reference table ``table`` ("hs6" or "hs6_origin"), -1 if absent."""
-        lookup = self._keys[table]
-        return np.fromiter(
-            map(lookup.get, keys, itertools.repeat(-1)), dtype=np.int64, count=len(keys)
-        )
+        return codes_of(self._keys[table], keys)
 
     def values(self, table: str, column: str, at: np.ndarray) -> np.ndarray:
         """``column`` of reference table ``table`` at rows ``at`` (-1 -> NaN)."""

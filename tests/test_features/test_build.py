@@ -264,3 +264,18 @@ def test_online_warnings_name_unknown_codes_and_never_fail(built, history):
     assert frame.loc[2, "cat_origin_country"] == -1
     assert any("before the entity-state cutoff" in m for m in by_row[3])
     assert len(frame) == 4
+
+
+def test_model_matrix_is_the_same_whatever_the_column_layout(built) -> None:
+    """matrix() reads assemble()'s trailing block directly; any other layout by name."""
+    from features.errors import ParcelriskError
+
+    frame, manifest = built.frame.head(300), built.manifest
+    fast = manifest.matrix(frame)  # as assembled: features are the trailing columns
+    shuffled = frame[list(reversed(frame.columns))]
+    np.testing.assert_array_equal(manifest.matrix(shuffled), fast)
+    categorical = [j for j, f in enumerate(manifest.features) if f.dtype == "category"]
+    raw = frame[manifest.names].to_numpy(dtype=np.float64)[:, categorical]
+    assert np.array_equal(np.isnan(fast[:, categorical]), raw < 0)  # unknown codes -> NaN
+    with pytest.raises(ParcelriskError, match="lacks manifest columns"):
+        manifest.matrix(frame.drop(columns=manifest.names[3]))

@@ -53,6 +53,9 @@ class ServeConfig:
     # Under load, how long a merged batch may wait for the clients the previous batch just
     # answered (serving.service.MicroBatcher); an idle service never waits. 0 = never wait.
     batch_linger_ms: float = 2.0
+    # Batches up to this many rows are scored on the worker's event loop (no thread hop, no
+    # GIL hand-off), bigger ones in a thread so the loop keeps answering; 0 = always a thread.
+    inline_batch_rows: int = 32
     # One log line per HTTP request. Off by default: writing it costs ~10% of a worker's event
     # loop on single-declaration traffic, and every decision is already in the audit store and
     # every request in /metrics.
@@ -72,6 +75,10 @@ class ServeConfig:
         for name in positive:
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        if not isinstance(self.inline_batch_rows, int) or not 0 <= self.inline_batch_rows <= 256:
+            raise ValueError(
+                f"inline_batch_rows must be within 0..256, got {self.inline_batch_rows!r}"
+            )
         if not 0 <= self.batch_linger_ms <= 100:
             raise ValueError(f"batch_linger_ms must be within 0..100, got {self.batch_linger_ms}")
         if not 0 < self.request_timeout_s <= 3600:

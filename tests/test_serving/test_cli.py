@@ -1,6 +1,7 @@
 """Operational edges: config loading, refusing to start without keys, request merging."""
 
 import asyncio
+import threading
 import time
 
 import pytest
@@ -178,7 +179,42 @@ def test_serve_config_refuses_impossible_values(tmp_path) -> None:
         ("serve:\n  max_batch: many\n", "max_batch"),
         ("serve:\n  request_timeout_s: 0\n", "request_timeout_s"),
         ("serve:\n  workers: 4\n  max_concurrency: 2\n", "max_concurrency"),
+        ("serve:\n  inline_batch_rows: -1\n", "inline_batch_rows"),
     ]:
         path.write_text(section)
         with pytest.raises(ParcelriskError, match=field):
             load_serve_config(path)
+
+
+def test_small_batches_are_scored_on_the_event_loop_and_big_ones_in_a_thread() -> None:
+    threads: dict[int, int] = {}
+
+    def fn(items: list[int]) -> list[int]:
+        threads[len(items)] = threading.get_ident()
+        return items
+
+    async def run() -> int:
+        batcher = MicroBatcher(fn, max_rows=100, inline_rows=4)
+        assert await batcher.submit([1, 2, 3, 4]) == [1, 2, 3, 4]
+        assert await batcher.submit(list(range(5))) == list(range(5))
+        assert await batcher.call([7]) == [7]  # the unmerged path follows the same rule
+        return threading.get_ident()
+
+    loop_thread = asyncio.run(run())
+    assert threads[4] == loop_thread and threads[1] == loop_thread
+    assert threads[5] != loop_thread
+
+
+def test_a_failing_inline_batch_fails_only_its_own_request() -> None:
+    def fn(items: list[int]) -> list[int]:
+        if -1 in items:
+            raise ValueError("bad item")
+        return items
+
+    async def run() -> list:
+        batcher = MicroBatcher(fn, max_rows=100, inline_rows=100)
+        tasks = [asyncio.ensure_future(batcher.submit(x)) for x in ([1], [-1], [2])]
+        return await asyncio.gather(*tasks, return_exceptions=True)
+
+    first, failed, last = asyncio.run(run())
+    assert first == [1] and last == [2] and isinstance(failed, ValueError)

@@ -291,7 +291,7 @@ def in_process(uri: str, params: Path, payloads: list[dict], work: Path) -> dict
 
     runtime = load_runtime(load_serve_config(params), uri, work / "inproc-model")
     frames = [declarations_frame(payloads[i : i + 100]) for i in range(0, 1000, 100)]
-    X = np.vstack([runtime.model.manifest.matrix(runtime.compute_features(f)[0]) for f in frames])
+    X = np.vstack([runtime.compute_features(f)[0].matrix() for f in frames])
 
     def rate(fn, rows: int, seconds: float = 3.0) -> float:
         n, started = 0, time.perf_counter()

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from features.errors import ParcelriskError
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     import numpy as np
     import pandas as pd
 
@@ -116,12 +118,40 @@ class FeatureManifest:
                     f"feature frame lacks manifest columns: {', '.join(missing[:10])}"
                 )
             out = frame[self.names].to_numpy(dtype=np.float64, na_value=np.nan, copy=True)
-        categorical = [j for j, f in enumerate(self.features) if f.dtype == "category"]
+        return self._unknown_categories_as_nan(out)
+
+    def matrix_of(self, values: Mapping[str, np.ndarray], n_rows: int) -> np.ndarray:
+        """The model input matrix straight from feature arrays (``name -> n_rows values``).
+
+        What ``matrix`` gives for the frame ``build.assemble`` makes of the same values, without
+        building the frame: online, per request, that saves about a millisecond.
+        """
+        import numpy as np
+
+        missing = [n for n in self.names if n not in values]
+        if missing:
+            raise ParcelriskError(
+                f"feature values lack manifest columns: {', '.join(missing[:10])}"
+            )
+        out = np.empty((n_rows, len(self.names)), dtype=np.float64)
+        for j, name in enumerate(self.names):
+            out[:, j] = values[name]
+        return self._unknown_categories_as_nan(out)
+
+    def _unknown_categories_as_nan(self, out: np.ndarray) -> np.ndarray:
+        """Category codes below 0 (unknown to the model) become NaN, in place."""
+        import numpy as np
+
+        categorical = self._categorical_positions
         if categorical:
             codes = out[:, categorical]
             codes[codes < 0] = np.nan
             out[:, categorical] = codes
         return out
+
+    @functools.cached_property
+    def _categorical_positions(self) -> list[int]:
+        return [j for j, f in enumerate(self.features) if f.dtype == "category"]
 
     def to_json(self) -> str:
         payload = {

@@ -40,7 +40,7 @@ from features.build import (
 )
 from features.contract import Contract, ExtraColumn
 from features.errors import ParcelriskError
-from features.manifest import FeatureManifest
+from features.manifest import REASON_CONTEXT, FeatureManifest
 from features.params import FeatureParams
 from features.text import (
     TextCounts,
@@ -670,11 +670,42 @@ def _warnings(
     return sorted(warnings)
 
 
-def compute_online_features(
+@dataclass
+class OnlineFeatures:
+    """A request's features as arrays, before (and mostly instead of) a feature frame.
+
+    The scoring path needs the model matrix and the reason context; building the feature frame
+    (``build.assemble``) and reading the matrix back out of it cost about a millisecond per
+    request, so the frame is only built on demand (``/explain``, parity tests).
+    """
+
+    declarations: pd.DataFrame
+    prep: Prepared
+    values: dict[str, np.ndarray]
+    manifest: FeatureManifest
+
+    def __len__(self) -> int:
+        return self.prep.n_rows
+
+    def matrix(self) -> np.ndarray:
+        """The model input matrix: ``manifest.matrix(self.frame())``, without the frame."""
+        return self.manifest.matrix_of(self.values, len(self))
+
+    @property
+    def context(self) -> dict[str, np.ndarray]:
+        """``REASON_CONTEXT`` columns (str or None per row), as the frame would hold them."""
+        return {c: self.prep[c] for c in REASON_CONTEXT}
+
+    def frame(self) -> pd.DataFrame:
+        """ids + labels + reason context + manifest features (``build.assemble``)."""
+        return assemble(self.prep, self.declarations, self.values, self.manifest)
+
+
+def online_features(
     declarations: pd.DataFrame,
     state: EntityState,
     warnings: list[tuple[int, str]] | None = None,
-) -> pd.DataFrame:
+) -> OnlineFeatures:
     """Features of new declarations (canonical contract frame, no outcomes), in input order.
 
     Unknown codes never fail a declaration: they get priors, and if ``warnings`` is given,
@@ -705,7 +736,15 @@ def compute_online_features(
         )
     )
     values.update(_text_online(prep, state))
-    frame = assemble(prep, declarations, values, state.manifest)
     if warnings is not None:
         warnings.extend(_warnings(prep, values, state))
-    return frame
+    return OnlineFeatures(declarations, prep, values, state.manifest)
+
+
+def compute_online_features(
+    declarations: pd.DataFrame,
+    state: EntityState,
+    warnings: list[tuple[int, str]] | None = None,
+) -> pd.DataFrame:
+    """``online_features`` as a feature frame, in the layout of the batch ``features.parquet``."""
+    return online_features(declarations, state, warnings).frame()

@@ -20,6 +20,8 @@ from features.contract import python_values
 from features.manifest import REASON_CONTEXT
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     import pandas as pd
 
     from features.manifest import FeatureManifest, FeatureSpec
@@ -63,12 +65,20 @@ def render_reason(spec: FeatureSpec, value: float, context: dict[str, Any]) -> s
         return spec.description
 
 
-def _context_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """REASON_CONTEXT values per row, missing ones left out (the template then falls back)."""
-    columns = [c for c in REASON_CONTEXT if c in frame.columns]
+def _context_rows(context: pd.DataFrame | Mapping[str, Any], n: int) -> list[dict[str, Any]]:
+    """REASON_CONTEXT values per row, missing ones left out (the template then falls back).
+
+    ``context``: a feature frame, or columns as arrays of Python values (None for missing).
+    """
+    import pandas as pd
+
+    columns = [c for c in REASON_CONTEXT if c in context]
     if not columns:
-        return [{} for _ in range(len(frame))]
-    values = [python_values(frame[c]) for c in columns]  # to_dict costs ~5x more per call
+        return [{} for _ in range(n)]
+    if isinstance(context, pd.DataFrame):
+        values = [python_values(context[c]) for c in columns]  # to_dict costs ~5x more per call
+    else:
+        values = [list(context[c]) for c in columns]
     return [
         {k: v for k, v in zip(columns, row, strict=True) if v is not None}
         for row in zip(*values, strict=True)
@@ -78,7 +88,7 @@ def _context_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
 def explain_decisions(
     contributions: np.ndarray,
     X: np.ndarray,
-    context: pd.DataFrame,
+    context: pd.DataFrame | Mapping[str, Any],
     manifest: FeatureManifest,
     top_k: int = 5,
 ) -> list[list[Reason]]:
@@ -86,7 +96,8 @@ def explain_decisions(
 
     ``contributions`` is ``RiskModel.contributions(X)`` (last column the base value), ``X`` the
     same rows of the model input matrix and ``context`` the same rows of the online feature
-    frame (for ``REASON_CONTEXT``). Rows with no positive contribution get no reasons.
+    frame, or its ``REASON_CONTEXT`` columns as arrays (``OnlineFeatures.context``). Rows with
+    no positive contribution get no reasons.
     """
     n_features = len(manifest.features)
     if contributions.shape != (len(X), n_features + 1):
@@ -102,7 +113,7 @@ def explain_decisions(
     top = np.argpartition(-phi, k - 1, axis=1)[:, :k]
     order = np.take_along_axis(-phi, top, axis=1).argsort(axis=1, kind="stable")
     top = np.take_along_axis(top, order, axis=1)
-    contexts = _context_rows(context)
+    contexts = _context_rows(context, len(X))
     specs = manifest.features
     out: list[list[Reason]] = []
     for i in range(len(X)):

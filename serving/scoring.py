@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from features.contract import Contract
+    from features.online import OnlineFeatures
     from models.bundle import RiskModel
 
 logger = logging.getLogger(__name__)
@@ -120,7 +121,7 @@ class ScoringRuntime:
 
     model: RiskModel
     # declarations -> (online features, [(row, warning)])
-    compute_features: Callable[[pd.DataFrame], tuple[pd.DataFrame, list[tuple[int, str]]]]
+    compute_features: Callable[[pd.DataFrame], tuple[OnlineFeatures, list[tuple[int, str]]]]
     model_name: str
     model_version: str
     config: ServeConfig
@@ -134,7 +135,7 @@ class ScoringRuntime:
 
 def load_runtime(config: ServeConfig, tracking_uri: str | None, model_dir: Path) -> ScoringRuntime:
     """Load the champion and its entity-state snapshot; refuse anything inconsistent."""
-    from features.online import EntityState, compute_online_features
+    from features.online import EntityState, online_features
     from models.registry import load_champion
 
     model, state_dir, info = load_champion(
@@ -153,10 +154,10 @@ def load_runtime(config: ServeConfig, tracking_uri: str | None, model_dir: Path)
             f"the model's ({model.manifest.fingerprint}): rebuild features or promote again"
         )
 
-    def compute(declarations: pd.DataFrame) -> tuple[pd.DataFrame, list[tuple[int, str]]]:
+    def compute(declarations: pd.DataFrame) -> tuple[OnlineFeatures, list[tuple[int, str]]]:
         warnings: list[tuple[int, str]] = []
-        frame = compute_online_features(declarations, state, warnings)
-        return frame, warnings
+        features = online_features(declarations, state, warnings)
+        return features, warnings
 
     return ScoringRuntime(
         model=model,
@@ -174,7 +175,7 @@ class ScoredBatch:
     """Everything decided for one batch, row-aligned with the input declarations."""
 
     declarations: pd.DataFrame
-    features: pd.DataFrame
+    features: OnlineFeatures
     X: np.ndarray
     decision_ids: list[str]
     scores: dict[str, np.ndarray]  # raw, risk, expected_revenue, priority
@@ -212,7 +213,7 @@ def score_frame(
     if len(features) != n:
         raise ParcelriskError(f"online features returned {len(features)} rows for {n}")
     model = runtime.model
-    X = model.manifest.matrix(features)
+    X = features.matrix()
     scores = model.score(X)
     decision_ids = new_decision_ids(n)
     lanes, exploration = assign_lanes(
@@ -229,7 +230,7 @@ def score_frame(
         rows = explain_decisions(
             contrib,
             X[explain],
-            features.iloc[explain],
+            {name: values[explain] for name, values in features.context.items()},
             model.manifest,
             top_k=runtime.config.reasons_per_decision,
         )
@@ -416,9 +417,12 @@ def score_file(
 
 
 def explain_matrix(
-    X: np.ndarray, context: pd.DataFrame, runtime: ScoringRuntime
+    X: np.ndarray, context: pd.DataFrame | dict[str, np.ndarray], runtime: ScoringRuntime
 ) -> list[dict[str, Any]]:
-    """Full TreeSHAP vector, base value, raw score, risk and reasons for each row of ``X``."""
+    """Full TreeSHAP vector, base value, raw score, risk and reasons for each row of ``X``.
+
+    ``context``: the same rows' reason context (``OnlineFeatures.context`` or a feature frame).
+    """
     from serving.reasons import contribution_table
 
     model = runtime.model

@@ -354,8 +354,7 @@ class ParcelRiskService:
         if declaration is not None:
             frame = declarations_frame([declaration], contract=runtime.contract)
             features, _ = runtime.compute_features(frame)
-            X = runtime.model.manifest.matrix(features)
-            out = explain_matrix(X, features, runtime)[0]
+            out = explain_matrix(features.matrix(), features.context, runtime)[0]
             return JSONResponse(
                 {"decision_id": None, "declaration_id": frame["declaration_id"].iloc[0], **out}
             )
@@ -377,8 +376,8 @@ class ParcelRiskService:
         X = record.feature_vector.reshape(1, -1)
         # Context (hs6, origin...) is declaration-derived, so recomputing it is exact.
         frame = declarations_frame([record.declaration], contract=runtime.contract)
-        context, _ = runtime.compute_features(frame)
-        out = explain_matrix(X, context, runtime)[0]
+        features, _ = runtime.compute_features(frame)
+        out = explain_matrix(X, features.context, runtime)[0]
         return JSONResponse(
             {
                 "decision_id": record.decision_id,

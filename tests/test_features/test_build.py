@@ -192,6 +192,27 @@ def test_online_features_equal_batch_after_cutoff(tmp_path, built, history):
             assert np.allclose(x, y, rtol=1e-9, atol=1e-9, equal_nan=True), name
 
 
+def test_online_matrix_and_context_equal_those_of_the_feature_frame(built, history):
+    """The scoring path reads the matrix and reason context without building the frame."""
+    from features.contract import python_values
+    from features.manifest import REASON_CONTEXT
+    from features.online import online_features
+
+    cutoff = history["declared_at"].max() + pd.Timedelta(seconds=1)
+    state = build_entity_state(history, Contract(), PARAMS, cutoff=cutoff, manifest=built.manifest)
+    request = history[list(DECLARATION_COLUMNS)].tail(40).reset_index(drop=True)
+    request.loc[3, "origin_country"] = "ZZ"  # unknown category -> NaN in both
+    request.loc[4, "platform_id"] = None
+    features = online_features(request, state)
+    frame = features.frame()
+    assert len(features) == len(request)
+    assert np.array_equal(features.matrix(), built.manifest.matrix(frame), equal_nan=True)
+    assert np.isnan(features.matrix()[3, built.manifest.names.index("cat_origin_country")])
+    assert list(features.context) == list(REASON_CONTEXT)
+    for name, values in features.context.items():
+        assert values.tolist() == python_values(frame[name]), name
+
+
 def test_corrupted_state_is_refused(tmp_path, built, history):
     from features.errors import ParcelriskError
 
@@ -279,3 +300,8 @@ def test_model_matrix_is_the_same_whatever_the_column_layout(built) -> None:
     assert np.array_equal(np.isnan(fast[:, categorical]), raw < 0)  # unknown codes -> NaN
     with pytest.raises(ParcelriskError, match="lacks manifest columns"):
         manifest.matrix(frame.drop(columns=manifest.names[3]))
+    values = {name: frame[name].to_numpy() for name in manifest.names}
+    np.testing.assert_array_equal(manifest.matrix_of(values, len(frame)), fast)  # from arrays
+    del values[manifest.names[3]]
+    with pytest.raises(ParcelriskError, match=f"lack manifest columns: {manifest.names[3]}"):
+        manifest.matrix_of(values, len(frame))

@@ -10,6 +10,7 @@ import contextlib
 import os
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.manifest import FeatureManifest, FeatureSpec
+from features.contract import python_values
+from features.manifest import REASON_CONTEXT, FeatureManifest, FeatureSpec
 from serving.lanes import LanePolicy
 from serving.scoring import ScoringRuntime, ServeConfig
 
@@ -66,7 +68,25 @@ MANIFEST = FeatureManifest(
 )
 
 
-def stub_features(declarations: pd.DataFrame) -> tuple[pd.DataFrame, list[tuple[int, str]]]:
+@dataclass
+class StubFeatures:
+    """What the scoring path reads of ``features.online.OnlineFeatures``, over a feature frame."""
+
+    frame: pd.DataFrame
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    def matrix(self) -> np.ndarray:
+        return MANIFEST.matrix(self.frame)
+
+    @property
+    def context(self) -> dict[str, np.ndarray]:
+        columns = [c for c in REASON_CONTEXT if c in self.frame.columns]
+        return {c: np.array(python_values(self.frame[c]), dtype=object) for c in columns}
+
+
+def stub_features(declarations: pd.DataFrame) -> tuple[StubFeatures, list[tuple[int, str]]]:
     """Declaration -> features, vectorised, with warnings for unknown origins like the real one."""
     origin_code = pd.Categorical(declarations["origin_country"], categories=ORIGINS).codes
     frame = pd.DataFrame(
@@ -95,7 +115,7 @@ def stub_features(declarations: pd.DataFrame) -> tuple[pd.DataFrame, list[tuple[
         (int(i), f"origin_country {declarations['origin_country'].iloc[i]!r} never seen")
         for i in np.flatnonzero(origin_code < 0)
     ]
-    return frame, warnings
+    return StubFeatures(frame), warnings
 
 
 def make_declarations(n: int, seed: int = 0, prefix: str = "D") -> list[dict[str, Any]]:
@@ -135,7 +155,7 @@ def _train_model(tmp: Path):
     from features.contract import declarations_frame
     from models.bundle import Calibration, LaneThresholds, RiskModel
 
-    frame, _ = stub_features(declarations_frame(make_declarations(3000, seed=99, prefix="T")))
+    frame = stub_features(declarations_frame(make_declarations(3000, seed=99, prefix="T")))[0].frame
     X = MANIFEST.matrix(frame)
     rng = np.random.default_rng(1)
     logit = (

@@ -33,8 +33,9 @@ from features.contract import (
     DECLARATION_FIELDS,
     Contract,
     ContractError,
+    RecordColumns,
     atomic_write,
-    python_values,
+    columns_of,
     read_declarations,
     text_array,
 )
@@ -120,11 +121,6 @@ class Prepared(dict):
         self.n_rows = n_rows
 
 
-def text_values(column: pd.Series) -> np.ndarray:
-    """A text column as an object array of str, None where missing."""
-    return np.array(python_values(column), dtype=object)
-
-
 def filled(values: np.ndarray, fill: str) -> np.ndarray:
     """A text array with its missing values (None) replaced by ``fill``."""
     return np.array([fill if v is None else v for v in values.tolist()], dtype=object)
@@ -165,20 +161,24 @@ def _text_fields(params: FeatureParams, contract: Contract) -> tuple[str, ...]:
     return tuple(n for n in names if n in used)
 
 
-def prepare(declarations: pd.DataFrame, contract: Contract, params: FeatureParams) -> Prepared:
-    """Derived keys and values of canonical declarations (same rows, same order)."""
-    d = _default_index(declarations)
-    text = {name: text_values(d[name]) for name in _text_fields(params, contract)}
+def prepare(
+    declarations: pd.DataFrame | RecordColumns, contract: Contract, params: FeatureParams
+) -> Prepared:
+    """Derived keys and values of canonical declarations (same rows, same order).
+
+    ``declarations``: a canonical frame, or validated API models (``RecordColumns``).
+    """
+    d = columns_of(declarations)
+    text = {name: d.text(name) for name in _text_fields(params, contract)}
     fx = params.fx
     rate = np.fromiter((fx.get(c, np.nan) for c in text["currency"]), np.float64, len(d))
-    value_eur = d["declared_value"].to_numpy(dtype=np.float64) * rate
-    quantity = d["quantity"].to_numpy(dtype=np.float64)
-    weight = d["gross_weight_kg"].to_numpy(dtype=np.float64)
+    value_eur = d.numbers("declared_value") * rate
+    quantity = d.numbers("quantity")
+    weight = d.numbers("gross_weight_kg")
     hs6 = _prefix(text["hs_code"], 6)
     columns: dict[str, np.ndarray] = {
         **text,
-        # tz-aware -> UTC microseconds since the epoch
-        "t_us": d["declared_at"].to_numpy(dtype="datetime64[us]").view(np.int64),
+        "t_us": d.t_us("declared_at"),  # UTC microseconds since the epoch
         "hs6": hs6,
         "hs_chapter": _prefix(text["hs_code"], 2),
         "value_eur": value_eur,
@@ -187,14 +187,12 @@ def prepare(declarations: pd.DataFrame, contract: Contract, params: FeatureParam
         "gross_weight_kg": weight,
         "description": filled(text["description"], ""),
         "hs6_origin": hs6 + PAIR_SEPARATOR + filled(text["origin_country"], NONE_KEY),
-        "ioss_prepaid": d["ioss_prepaid"].to_numpy(dtype=np.float64),
-        "aeo_operator": d["aeo_operator"].to_numpy(dtype=np.float64),
+        "ioss_prepaid": d.numbers("ioss_prepaid"),
+        "aeo_operator": d.numbers("aeo_operator"),
     }
     for extra in contract.extras:
         columns[extra.name] = (
-            d[extra.name].to_numpy(dtype=np.float64, na_value=np.nan)
-            if extra.kind == "numeric"
-            else text_values(d[extra.name])
+            d.numbers(extra.name) if extra.kind == "numeric" else d.text(extra.name)
         )
     columns.update(unit_values(value_eur, quantity, weight))
     return Prepared(len(d), columns)

@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 from features.errors import ParcelriskError
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
 
 Kind = Literal["str", "category", "datetime", "int", "float", "bool"]
@@ -728,6 +729,9 @@ def models_as_json(records: list[Any]) -> list[str]:
     return out
 
 
+_NUMPY_KINDS = {"int": "int64", "float": "float64", "bool": "bool"}
+
+
 def _frame_from_models(records: list[Any], contract: Contract) -> pd.DataFrame:
     import numpy as np
     import pandas as pd
@@ -740,12 +744,8 @@ def _frame_from_models(records: list[Any], contract: Contract) -> pd.DataFrame:
         elif f.kind == "datetime":
             # utc=True: declarations of one batch may carry different UTC offsets
             columns[f.name] = pd.to_datetime(values, utc=True).astype("datetime64[us, UTC]")
-        elif f.kind == "int":
-            columns[f.name] = np.asarray(values, dtype=np.int64)
-        elif f.kind == "float":
-            columns[f.name] = np.asarray(values, dtype=np.float64)
         else:
-            columns[f.name] = np.asarray(values, dtype=bool)
+            columns[f.name] = np.asarray(values, dtype=_NUMPY_KINDS[f.kind])
     for extra in contract.extras:
         raw = pd.Series(
             [(r.model_extra or {}).get(extra.name) for r in records], dtype=object, name=extra.name
@@ -754,3 +754,120 @@ def _frame_from_models(records: list[Any], contract: Contract) -> pd.DataFrame:
             _to_number(raw, extra.name, "float") if extra.kind == "numeric" else _to_text(raw)
         )
     return pd.DataFrame(columns, copy=False)
+
+
+# --------------------------------------------------------------------------------------------
+# Column sources: what feature code reads of a batch of declarations, as numpy arrays.
+# --------------------------------------------------------------------------------------------
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+class FrameColumns:
+    """Columns of a canonical declarations frame (``coerce_declarations``) as numpy arrays."""
+
+    def __init__(self, frame: pd.DataFrame) -> None:
+        import pandas as pd
+
+        index = frame.index
+        if not (isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1):
+            frame = frame.reset_index(drop=True)
+        self._frame = frame
+
+    def __len__(self) -> int:
+        return len(self._frame)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._frame.columns
+
+    def text(self, name: str) -> np.ndarray:
+        """Object array of str, None where missing."""
+        import numpy as np
+
+        return np.array(python_values(self._frame[name]), dtype=object)
+
+    def numbers(self, name: str) -> np.ndarray:
+        """float64 (bools as 0/1), NaN where missing."""
+        import numpy as np
+
+        return self._frame[name].to_numpy(dtype=np.float64, na_value=np.nan)
+
+    def t_us(self, name: str) -> np.ndarray:
+        """A tz-aware timestamp column as int64 UTC microseconds since the epoch."""
+        import numpy as np
+
+        return self._frame[name].to_numpy(dtype="datetime64[us]").view(np.int64)
+
+    def frame(self) -> pd.DataFrame:
+        return self._frame
+
+
+class RecordColumns:
+    """Validated ``Declaration`` models of one request, read column by column.
+
+    The online path reads a dozen columns of a handful of declarations; building the canonical
+    frame (~0.5 ms) to read them back out of it (~0.4 ms) was a fifth of a small request's
+    scoring time. Values are the frame's (``declarations_frame``): pydantic has already
+    checked and normalised them. Contract extras, which need the frame's coercion, and
+    ``frame()`` itself go through the frame, built once on demand.
+    """
+
+    def __init__(self, records: list[Any], contract: Contract | None = None) -> None:
+        self.records = records
+        self.contract = contract or Contract()
+        self._kinds = {f.name: f.kind for f in DECLARATION_FIELDS}
+        self._frame: pd.DataFrame | None = None
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._kinds or any(e.name == name for e in self.contract.extras)
+
+    def _values(self, name: str) -> list[Any]:
+        return [getattr(r, name) for r in self.records]
+
+    def text(self, name: str) -> np.ndarray:
+        import numpy as np
+
+        if name not in self._kinds:
+            return FrameColumns(self.frame()).text(name)
+        out = np.empty(len(self.records), dtype=object)  # np.array(list) could infer 2-D
+        out[:] = self._values(name)
+        return out
+
+    def numbers(self, name: str) -> np.ndarray:
+        import numpy as np
+
+        kind = self._kinds.get(name)
+        if kind not in _NUMPY_KINDS:
+            return FrameColumns(self.frame()).numbers(name)
+        return np.asarray(self._values(name), dtype=_NUMPY_KINDS[kind]).astype(np.float64)
+
+    def t_us(self, name: str) -> np.ndarray:
+        """Exact integer microseconds (the API requires a time zone on every timestamp)."""
+        import numpy as np
+
+        if self._kinds.get(name) != "datetime":
+            return FrameColumns(self.frame()).t_us(name)
+        return np.fromiter(
+            ((v - _EPOCH) // _MICROSECOND for v in self._values(name)),
+            dtype=np.int64,
+            count=len(self.records),
+        )
+
+    def frame(self) -> pd.DataFrame:
+        """The canonical frame ``declarations_frame`` builds of the same models."""
+        if self._frame is None:
+            self._frame = _frame_from_models(self.records, self.contract)
+        return self._frame
+
+
+def columns_of(
+    declarations: pd.DataFrame | FrameColumns | RecordColumns,
+) -> FrameColumns | RecordColumns:
+    """A column source for a canonical frame or validated models (returned as is)."""
+    if isinstance(declarations, (FrameColumns, RecordColumns)):
+        return declarations
+    return FrameColumns(declarations)

@@ -38,7 +38,7 @@ from features.build import (
     sort_declarations,
     split_shipment_features,
 )
-from features.contract import Contract, ExtraColumn
+from features.contract import Contract, ExtraColumn, FrameColumns, RecordColumns, columns_of
 from features.errors import ParcelriskError
 from features.manifest import REASON_CONTEXT, FeatureManifest
 from features.params import FeatureParams
@@ -679,7 +679,7 @@ class OnlineFeatures:
     request, so the frame is only built on demand (``/explain``, parity tests).
     """
 
-    declarations: pd.DataFrame
+    declarations: FrameColumns | RecordColumns
     prep: Prepared
     values: dict[str, np.ndarray]
     manifest: FeatureManifest
@@ -698,26 +698,27 @@ class OnlineFeatures:
 
     def frame(self) -> pd.DataFrame:
         """ids + labels + reason context + manifest features (``build.assemble``)."""
-        return assemble(self.prep, self.declarations, self.values, self.manifest)
+        return assemble(self.prep, self.declarations.frame(), self.values, self.manifest)
 
 
 def online_features(
-    declarations: pd.DataFrame,
+    declarations: pd.DataFrame | RecordColumns,
     state: EntityState,
     warnings: list[tuple[int, str]] | None = None,
 ) -> OnlineFeatures:
-    """Features of new declarations (canonical contract frame, no outcomes), in input order.
+    """Features of new declarations (canonical contract frame or validated API models, no
+    outcomes), in input order.
 
     Unknown codes never fail a declaration: they get priors, and if ``warnings`` is given,
     (row index, message) pairs are appended to it. (Not in ``DataFrame.attrs``: pandas deep-copies
     attrs on every column access.)
     """
-    missing = [e.name for e in state.contract.extras if e.name not in declarations.columns]
+    declarations = columns_of(declarations)
+    missing = [e.name for e in state.contract.extras if e.name not in declarations]
     if missing:
         raise ParcelriskError(
             f"declarations lack the mapped extra field(s) the model uses: {', '.join(missing)}"
         )
-    declarations = declarations.reset_index(drop=True)
     prep = prepare(declarations, state.contract, state.params)
     values: dict[str, Any] = {}
     categories = {s.name: s.categories for s in state.manifest.features if s.dtype == "category"}

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from features.contract import python_values
+from features.contract import RecordColumns, columns_of, python_values
 from features.errors import ParcelriskError
 from serving.audit import DecisionRecord, features_for_storage
 from serving.lanes import LanePolicy, assign_lanes
@@ -26,7 +26,7 @@ from serving.reasons import Reason, explain_decisions
 if TYPE_CHECKING:
     import pandas as pd
 
-    from features.contract import Contract
+    from features.contract import Contract, FrameColumns
     from features.online import OnlineFeatures
     from models.bundle import RiskModel
 
@@ -121,7 +121,9 @@ class ScoringRuntime:
 
     model: RiskModel
     # declarations -> (online features, [(row, warning)])
-    compute_features: Callable[[pd.DataFrame], tuple[OnlineFeatures, list[tuple[int, str]]]]
+    compute_features: Callable[
+        [FrameColumns | RecordColumns], tuple[OnlineFeatures, list[tuple[int, str]]]
+    ]
     model_name: str
     model_version: str
     config: ServeConfig
@@ -154,7 +156,9 @@ def load_runtime(config: ServeConfig, tracking_uri: str | None, model_dir: Path)
             f"the model's ({model.manifest.fingerprint}): rebuild features or promote again"
         )
 
-    def compute(declarations: pd.DataFrame) -> tuple[OnlineFeatures, list[tuple[int, str]]]:
+    def compute(
+        declarations: FrameColumns | RecordColumns,
+    ) -> tuple[OnlineFeatures, list[tuple[int, str]]]:
         warnings: list[tuple[int, str]] = []
         features = online_features(declarations, state, warnings)
         return features, warnings
@@ -174,9 +178,10 @@ def load_runtime(config: ServeConfig, tracking_uri: str | None, model_dir: Path)
 class ScoredBatch:
     """Everything decided for one batch, row-aligned with the input declarations."""
 
-    declarations: pd.DataFrame
+    declarations: FrameColumns | RecordColumns
     features: OnlineFeatures
     X: np.ndarray
+    declaration_ids: list[str]
     decision_ids: list[str]
     scores: dict[str, np.ndarray]  # raw, risk, expected_revenue, priority
     lanes: np.ndarray
@@ -204,9 +209,14 @@ def _row_warnings(warnings: list[tuple[int, str]], n: int) -> list[list[str]]:
 
 
 def score_frame(
-    declarations: pd.DataFrame, runtime: ScoringRuntime, *, reasons_for_all: bool = False
+    declarations: pd.DataFrame | RecordColumns,
+    runtime: ScoringRuntime,
+    *,
+    reasons_for_all: bool = False,
 ) -> ScoredBatch:
-    """Score a canonical declarations frame (``features.contract.coerce_declarations``)."""
+    """Score a canonical declarations frame (``features.contract.coerce_declarations``) or
+    validated API models (``RecordColumns``)."""
+    declarations = columns_of(declarations)
     n = len(declarations)
     features, feature_warnings = runtime.compute_features(declarations)
     warnings = _row_warnings(feature_warnings, n)
@@ -216,10 +226,11 @@ def score_frame(
     X = features.matrix()
     scores = model.score(X)
     decision_ids = new_decision_ids(n)
+    declaration_ids = declarations.text("declaration_id").tolist()
     lanes, exploration = assign_lanes(
         scores["priority"],
-        declarations["aeo_operator"].to_numpy(dtype=bool),
-        declarations["declaration_id"].tolist(),
+        declarations.numbers("aeo_operator") == 1.0,
+        declaration_ids,
         model.thresholds,
         runtime.config.lanes,
     )
@@ -240,6 +251,7 @@ def score_frame(
         declarations=declarations,
         features=features,
         X=X,
+        declaration_ids=declaration_ids,
         decision_ids=decision_ids,
         scores=scores,
         lanes=lanes,
@@ -258,7 +270,7 @@ def decision_rows(batch: ScoredBatch, runtime: ScoringRuntime) -> list[dict[str,
     revenue = batch.scores["expected_revenue"].tolist()
     lanes = batch.lanes.tolist()
     exploration = batch.exploration.tolist()
-    ids = batch.declarations["declaration_id"].tolist()
+    ids = batch.declaration_ids
     return [
         {
             "decision_id": batch.decision_ids[i],
@@ -312,14 +324,14 @@ def audit_records(
     they are serialised from the batch's frame.
     """
     if declarations_json is None:
-        declarations_json = declarations_as_json(batch.declarations)
+        declarations_json = declarations_as_json(batch.declarations.frame())
     import json
     from dataclasses import asdict
 
     fingerprint = runtime.model.manifest.fingerprint
     lane_policy = json.dumps(asdict(runtime.config.lanes), sort_keys=True)
     features = features_for_storage(batch.X)
-    declaration_ids = batch.declarations["declaration_id"].astype(str).tolist()
+    declaration_ids = batch.declaration_ids
     raw = batch.scores["raw"].tolist()
     risk = batch.scores["risk"].tolist()
     revenue = batch.scores["expected_revenue"].tolist()

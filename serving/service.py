@@ -43,7 +43,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from features.contract import OUTCOME_COLUMNS, declarations_frame, models_as_json
+from features.contract import OUTCOME_COLUMNS, RecordColumns, declarations_frame, models_as_json
 from features.errors import ParcelriskError
 from serving.audit import AuditStore
 from serving.auth import ApiKeyMiddleware, load_keyring
@@ -287,8 +287,7 @@ class ParcelRiskService:
         runtime = self.runtime
         assert runtime is not None
         started = time.perf_counter()
-        frame = declarations_frame(declarations, contract=runtime.contract)
-        batch = score_frame(frame, runtime)
+        batch = score_frame(RecordColumns(declarations, runtime.contract), runtime)
         known = {e.name for e in runtime.contract.extras} if runtime.contract else set()
         for i, declaration in enumerate(declarations):
             for name in sorted(set(declaration.model_extra or ()) - known):

@@ -213,6 +213,29 @@ def test_online_matrix_and_context_equal_those_of_the_feature_frame(built, histo
         assert values.tolist() == python_values(frame[name]), name
 
 
+def test_online_features_of_api_models_equal_those_of_their_frame(built, history):
+    """The service scores validated models without building their frame: same features."""
+    from features.contract import Declaration, RecordColumns
+    from features.online import online_features
+
+    cutoff = history["declared_at"].max() + pd.Timedelta(seconds=1)
+    state = build_entity_state(history, Contract(), PARAMS, cutoff=cutoff, manifest=built.manifest)
+    request = history[list(DECLARATION_COLUMNS)].tail(30).reset_index(drop=True)
+    request["declared_at"] = cutoff + pd.to_timedelta(np.arange(30), unit="min")
+    request.loc[2, "seller_id"] = "NEVER-SEEN"
+    request.loc[5, "currency"] = "XXX"  # no exchange rate: a warning, empty value features
+    records = request.to_dict(orient="records")
+    models = [
+        Declaration(**{k: (None if pd.isna(v) else v) for k, v in r.items()}) for r in records
+    ]
+    from_models, from_frame = [], []
+    fast = online_features(RecordColumns(models), state, from_models)
+    slow = online_features(request, state, from_frame)
+    np.testing.assert_array_equal(fast.matrix(), slow.matrix())
+    assert from_models == from_frame and any("XXX" in m for _, m in from_models)
+    pd.testing.assert_frame_equal(fast.frame(), slow.frame())
+
+
 def test_corrupted_state_is_refused(tmp_path, built, history):
     from features.errors import ParcelriskError
 

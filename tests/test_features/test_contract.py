@@ -12,6 +12,8 @@ from features.contract import (
     ContractError,
     Declaration,
     ExtraColumn,
+    FrameColumns,
+    RecordColumns,
     coerce_declarations,
     declarations_frame,
     read_contract,
@@ -135,6 +137,36 @@ def test_pydantic_models_with_extras_match_the_coerced_frame() -> None:
     slow = declarations_frame([m.model_dump() for m in models], contract=EXTRAS)  # dict path
     pd.testing.assert_frame_equal(fast, slow)
     pd.testing.assert_frame_equal(fast, df[columns].reset_index(drop=True))
+
+
+def test_record_columns_read_what_the_frame_of_the_same_models_holds() -> None:
+    """The online path reads validated models column by column instead of building the frame."""
+    import numpy as np
+
+    df = make_declarations(with_outcomes=False)
+    columns = [*DECLARATION_COLUMNS, "broker_id", "incoterm", "insured_value"]
+    records = df[columns].to_dict(orient="records")
+    records[1]["declared_at"] = "2026-03-01T10:15:30.123456+02:00"  # another UTC offset
+    records[2]["platform_id"] = None
+    records[3]["insured_value"] = None
+    models = [
+        Declaration(**{k: (None if pd.isna(v) else v) for k, v in r.items()}) for r in records
+    ]
+    fast, frame = RecordColumns(models, EXTRAS), FrameColumns(declarations_frame(models, EXTRAS))
+    assert len(fast) == len(frame) == len(models) and "broker_id" in fast and "x" not in fast
+    for f in (f for f in FIELDS if f.name in DECLARATION_COLUMNS):
+        if f.kind in ("str", "category"):
+            assert fast.text(f.name).tolist() == frame.text(f.name).tolist(), f.name
+        elif f.kind == "datetime":
+            np.testing.assert_array_equal(fast.t_us(f.name), frame.t_us(f.name))
+        else:
+            np.testing.assert_array_equal(fast.numbers(f.name), frame.numbers(f.name))
+    assert fast.text("platform_id")[2] is None and np.isnan(fast.numbers("insured_value")[3])
+    assert fast.t_us("declared_at")[1] == pd.Timestamp("2026-03-01T08:15:30.123456Z").value // 1000
+    for extra in ("broker_id", "incoterm"):  # extras are read through the coerced frame
+        assert fast.text(extra).tolist() == frame.text(extra).tolist()
+    np.testing.assert_array_equal(fast.numbers("insured_value"), frame.numbers("insured_value"))
+    pd.testing.assert_frame_equal(fast.frame(), frame.frame())
 
 
 def test_bad_numeric_extra_in_a_model_is_a_contract_error() -> None:

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.contract import python_values
+from features.contract import columns_of, python_values
 from features.manifest import REASON_CONTEXT, FeatureManifest, FeatureSpec
 from serving.lanes import LanePolicy
 from serving.scoring import ScoringRuntime, ServeConfig
@@ -86,8 +86,9 @@ class StubFeatures:
         return {c: np.array(python_values(self.frame[c]), dtype=object) for c in columns}
 
 
-def stub_features(declarations: pd.DataFrame) -> tuple[StubFeatures, list[tuple[int, str]]]:
+def stub_features(declarations: Any) -> tuple[StubFeatures, list[tuple[int, str]]]:
     """Declaration -> features, vectorised, with warnings for unknown origins like the real one."""
+    declarations = columns_of(declarations).frame()
     origin_code = pd.Categorical(declarations["origin_country"], categories=ORIGINS).codes
     frame = pd.DataFrame(
         {

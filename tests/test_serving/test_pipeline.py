@@ -138,6 +138,8 @@ def test_score_cli_writes_the_file(real_pipeline, tmp_path) -> None:
     )
     assert result.exit_code == 0, result.output
     assert len(pd.read_csv(tmp_path / "out.csv")) == 20
+    wal = audit_db.with_name(audit_db.name + "-wal")  # the store was closed: log truncated
+    assert not wal.exists() or wal.stat().st_size == 0
     assert AuditStore(audit_db).count() == 20
 
 

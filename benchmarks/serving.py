@@ -285,12 +285,17 @@ def _delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float
 
 
 def in_process(uri: str, params: Path, payloads: list[dict], work: Path) -> dict[str, float]:
-    """Same rows, no HTTP: the full scoring path and LightGBM predict alone (one thread)."""
-    from features.contract import declarations_frame
+    """Same rows, no HTTP: the full scoring path and LightGBM predict alone (one thread).
+
+    The path starts, as in the service, from validated ``Declaration`` models; it excludes
+    the audit write.
+    """
+    from features.contract import Declaration, RecordColumns
     from serving.scoring import load_runtime, load_serve_config, score_frame
 
     runtime = load_runtime(load_serve_config(params), uri, work / "inproc-model")
-    frames = [declarations_frame(payloads[i : i + 100]) for i in range(0, 1000, 100)]
+    models = [Declaration.model_validate(p) for p in payloads[:1000]]
+    frames = [RecordColumns(models[i : i + 100], runtime.contract) for i in range(0, 1000, 100)]
     X = np.vstack([runtime.compute_features(f)[0].matrix() for f in frames])
 
     def rate(fn, rows: int, seconds: float = 3.0) -> float:
@@ -306,11 +311,14 @@ def in_process(uri: str, params: Path, payloads: list[dict], work: Path) -> dict
     predict_1 = rate(lambda: runtime.model.score(X[:1]), 1, 1.0)
     path_100 = rate(lambda: [score_frame(f, runtime) for f in frames], 1000)
     features_100 = rate(lambda: [runtime.compute_features(f) for f in frames], 1000)
+    singles = [RecordColumns([m], runtime.contract) for m in models[:200]]
+    path_1 = rate(lambda: [score_frame(one, runtime) for one in singles], len(singles))
     return {
         "lightgbm_predict_parcels_per_s_batch100": round(predict_100),
         "lightgbm_predict_parcels_per_s_single": round(predict_1),
         "online_features_parcels_per_s_batch100": round(features_100),
         "scoring_path_parcels_per_s_batch100": round(path_100),
+        "scoring_path_ms_single": round(1000 / path_1, 2),
     }
 
 

@@ -33,6 +33,7 @@ from features.contract import (
     DECLARATION_FIELDS,
     Contract,
     ContractError,
+    FrameColumns,
     RecordColumns,
     atomic_write,
     columns_of,
@@ -162,7 +163,9 @@ def _text_fields(params: FeatureParams, contract: Contract) -> tuple[str, ...]:
 
 
 def prepare(
-    declarations: pd.DataFrame | RecordColumns, contract: Contract, params: FeatureParams
+    declarations: pd.DataFrame | FrameColumns | RecordColumns,
+    contract: Contract,
+    params: FeatureParams,
 ) -> Prepared:
     """Derived keys and values of canonical declarations (same rows, same order).
 

@@ -702,7 +702,7 @@ class OnlineFeatures:
 
 
 def online_features(
-    declarations: pd.DataFrame | RecordColumns,
+    declarations: pd.DataFrame | FrameColumns | RecordColumns,
     state: EntityState,
     warnings: list[tuple[int, str]] | None = None,
 ) -> OnlineFeatures:

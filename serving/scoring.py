@@ -122,7 +122,8 @@ class ScoringRuntime:
     model: RiskModel
     # declarations -> (online features, [(row, warning)])
     compute_features: Callable[
-        [FrameColumns | RecordColumns], tuple[OnlineFeatures, list[tuple[int, str]]]
+        [pd.DataFrame | FrameColumns | RecordColumns],
+        tuple[OnlineFeatures, list[tuple[int, str]]],
     ]
     model_name: str
     model_version: str
@@ -157,7 +158,7 @@ def load_runtime(config: ServeConfig, tracking_uri: str | None, model_dir: Path)
         )
 
     def compute(
-        declarations: FrameColumns | RecordColumns,
+        declarations: pd.DataFrame | FrameColumns | RecordColumns,
     ) -> tuple[OnlineFeatures, list[tuple[int, str]]]:
         warnings: list[tuple[int, str]] = []
         features = online_features(declarations, state, warnings)
@@ -209,7 +210,7 @@ def _row_warnings(warnings: list[tuple[int, str]], n: int) -> list[list[str]]:
 
 
 def score_frame(
-    declarations: pd.DataFrame | RecordColumns,
+    declarations: pd.DataFrame | FrameColumns | RecordColumns,
     runtime: ScoringRuntime,
     *,
     reasons_for_all: bool = False,

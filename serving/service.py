@@ -32,7 +32,7 @@ import math
 import os
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,10 +45,11 @@ from starlette.routing import Route
 
 from features.contract import OUTCOME_COLUMNS, RecordColumns, declarations_frame, models_as_json
 from features.errors import ParcelriskError
-from serving.audit import AuditStore
+from serving.audit import AuditStore, DecisionRecord
 from serving.auth import ApiKeyMiddleware, load_keyring
 from serving.schemas import Declaration, Explanation, ScoreResponse, StoredDecision
 from serving.scoring import (
+    ScoredBatch,
     ScoringRuntime,
     audit_records,
     decision_rows,
@@ -107,8 +108,26 @@ def _error(status: int, message: str, **extra: Any) -> JSONResponse:
     return JSONResponse({"error": message, **extra}, status_code=status)
 
 
+async def run_inline_if_small(
+    fn: Callable[[list[Any]], Any], items: list[Any], inline_rows: int
+) -> Any:
+    """``fn(items)`` on the event loop if at most ``inline_rows`` items, else in a thread.
+
+    Scoring is Python holding the GIL, so a worker thread buys the event loop little but costs
+    every batch a thread hop and GIL hand-offs between the two threads: on the 2-core
+    benchmark, 16 single-declaration clients went from p99 23-24 to 19-20 ms (1,370 to 1,425
+    req/s) with small batches inline. A small batch blocks the loop for a few milliseconds;
+    big ones go to the thread so probes and timeouts keep answering within the GIL's switch
+    interval. Only CPU work belongs here: anything that may wait (locks, disk) must not block
+    the loop (see ``ParcelRiskService._score_and_record``).
+    """
+    if len(items) <= inline_rows:
+        return fn(items)
+    return await asyncio.to_thread(fn, items)
+
+
 class MicroBatcher:
-    """Merge concurrently waiting requests into one call of ``fn`` (run in a worker thread).
+    """Merge concurrently waiting requests into one call of the coroutine function ``fn``.
 
     An idle batcher scores the first request at once; requests arriving meanwhile form the next
     batch (up to ``max_rows``). If a merged batch fails, its requests are retried one by one so
@@ -124,27 +143,17 @@ class MicroBatcher:
     overlapping a batch), which may wait up to ``linger_s`` longer. In benchmarks/serving.py,
     4 ms instead of 2 gave no better closed-loop p99 (16 clients: 22.6-26.3 vs 22.8-23.0 ms)
     and a worse open-loop one (150 arrivals/s: 20-21.5 vs 11-14 ms); hence a small default.
-
-    Batches of up to ``inline_rows`` rows are scored on the event loop itself, bigger ones in
-    a worker thread. Scoring is Python holding the GIL, so a thread buys the loop little but
-    costs every batch a thread hop and GIL hand-offs between the two threads: on the 2-core
-    benchmark, 16 single-declaration clients went from p99 23-24 to 19-20 ms (1,370 to 1,425
-    req/s) with small batches inline. A small batch blocks the loop for a few milliseconds
-    (~5 ms + 0.13 ms a row); big ones go to the thread so probes and timeouts keep answering
-    within the GIL's switch interval.
     """
 
     def __init__(
         self,
-        fn: Callable[[list[Any]], list[Any]],
+        fn: Callable[[list[Any]], Awaitable[list[Any]]],
         max_rows: int,
         linger_s: float = 0.0,
-        inline_rows: int = 0,
     ) -> None:
         self.fn = fn
         self.max_rows = max_rows
         self.linger_s = linger_s
-        self.inline_rows = inline_rows
         self._pending: list[tuple[list[Any], asyncio.Future[list[Any]]]] = []
         self._running = False
         self._arrived: asyncio.Event | None = None
@@ -160,12 +169,6 @@ class MicroBatcher:
             self._running = True
             self._task = loop.create_task(self._drain())  # keep a reference: tasks are weak
         return await future
-
-    async def call(self, items: list[Any]) -> list[Any]:
-        """``fn(items)``: on the event loop if at most ``inline_rows`` items, else in a thread."""
-        if len(items) <= self.inline_rows:
-            return self.fn(items)
-        return await asyncio.to_thread(self.fn, items)
 
     async def _linger(self, expected: int) -> None:
         """Wait until ``expected`` requests (or a full batch) are pending, at most ``linger_s``."""
@@ -209,7 +212,7 @@ class MicroBatcher:
     async def _run(self, group: list[tuple[list[Any], asyncio.Future[list[Any]]]]) -> None:
         merged = [item for items, _ in group for item in items]
         try:
-            results = await self.call(merged)
+            results = await self.fn(merged)
         except Exception as exc:
             if len(group) == 1:
                 if not group[0][1].done():
@@ -248,10 +251,9 @@ class ParcelRiskService:
         self.audit = AuditStore.from_env(default=self.config.audit_db)
         self.runtime: ScoringRuntime | None = None
         self.batcher = MicroBatcher(
-            self._score_declarations,
+            self._score_and_record,
             max_rows=self.config.max_batch,
             linger_s=self.config.batch_linger_ms / 1000,
-            inline_rows=self.config.inline_batch_rows,
         )
         # one directory per worker process: workers download the champion concurrently
         base = os.environ.get(MODEL_DIR_ENV) or tempfile.mkdtemp(prefix="parcelrisk-model-")
@@ -282,22 +284,18 @@ class ParcelRiskService:
         return self.runtime is not None
 
     # --- scoring ---------------------------------------------------------------------------
-    def _score_declarations(self, declarations: list[Any]) -> list[dict[str, Any]]:
-        """Score one merged batch of validated declarations and record it (worker thread)."""
-        runtime = self.runtime
-        assert runtime is not None
+    async def _score_and_record(self, declarations: list[Any]) -> list[dict[str, Any]]:
+        """Score one merged batch of validated declarations; answer once it is recorded.
+
+        The audit write runs in a thread even for small batches: it may wait for the store's
+        write lock (another worker, an auditor's tool, a slow disk), and that wait must hold
+        up this batch, not the event loop that answers probes and times requests out.
+        """
         started = time.perf_counter()
-        batch = score_frame(RecordColumns(declarations, runtime.contract), runtime)
-        known = {e.name for e in runtime.contract.extras} if runtime.contract else set()
-        for i, declaration in enumerate(declarations):
-            for name in sorted(set(declaration.model_extra or ()) - known):
-                batch.warnings[i].append(f"field {name!r} is not in the contract: ignored")
-        # without contract extras the stored JSON comes straight from the validated models
-        stored = (
-            None if runtime.contract and runtime.contract.extras else models_as_json(declarations)
+        rows, records, batch = await run_inline_if_small(
+            self._score_declarations, declarations, self.config.inline_batch_rows
         )
-        self.audit.record(audit_records(batch, runtime, stored))
-        rows = decision_rows(batch, runtime)
+        await asyncio.to_thread(self.audit.record, records)
         SCORING_SECONDS.labels(endpoint="score").observe(time.perf_counter() - started)
         BATCH_ROWS.observe(len(rows))
         lanes, counts = np.unique(
@@ -308,6 +306,23 @@ class ParcelRiskService:
             lane, flag = key.split("|")
             DECISIONS.labels(lane=lane, exploration="true" if flag == "1" else "false").inc(count)
         return rows
+
+    def _score_declarations(
+        self, declarations: list[Any]
+    ) -> tuple[list[dict[str, Any]], list[DecisionRecord], ScoredBatch]:
+        """Response rows and audit records of one merged batch (CPU only, no waiting)."""
+        runtime = self.runtime
+        assert runtime is not None
+        batch = score_frame(RecordColumns(declarations, runtime.contract), runtime)
+        known = {e.name for e in runtime.contract.extras} if runtime.contract else set()
+        for i, declaration in enumerate(declarations):
+            for name in sorted(set(declaration.model_extra or ()) - known):
+                batch.warnings[i].append(f"field {name!r} is not in the contract: ignored")
+        # without contract extras the stored JSON comes straight from the validated models
+        stored = (
+            None if runtime.contract and runtime.contract.extras else models_as_json(declarations)
+        )
+        return decision_rows(batch, runtime), audit_records(batch, runtime, stored), batch
 
     @bentoml.api(route="/score")
     async def score(self, declarations: list[Declaration]) -> ScoreResponse:  # type: ignore[valid-type]
@@ -331,7 +346,7 @@ class ParcelRiskService:
             if self.config.merge_concurrent_requests:
                 rows = await self.batcher.submit(list(declarations))
             else:
-                rows = await self.batcher.call(list(declarations))
+                rows = await self._score_and_record(list(declarations))
         except ParcelriskError as exc:
             return _error(422, str(exc))
         # Built as plain dicts and sent as JSON directly: re-validating 1000 response models

@@ -9,7 +9,7 @@ import pytest
 from features.errors import ParcelriskError
 from serving.auth import AuthConfigError
 from serving.scoring import load_serve_config
-from serving.service import MicroBatcher
+from serving.service import MicroBatcher, run_inline_if_small
 
 
 def test_serve_refuses_to_start_without_keys(monkeypatch) -> None:
@@ -98,6 +98,11 @@ def test_bad_serve_params_are_refused(tmp_path, section: str) -> None:
         load_serve_config(path)
 
 
+def _in_thread(fn):
+    """A blocking batch function as the coroutine function MicroBatcher calls."""
+    return lambda items: asyncio.to_thread(fn, items)
+
+
 def test_micro_batcher_merges_and_isolates_failures() -> None:
     calls: list[list[int]] = []
 
@@ -108,7 +113,7 @@ def test_micro_batcher_merges_and_isolates_failures() -> None:
         return [i * 10 for i in items]
 
     async def run() -> list:
-        batcher = MicroBatcher(fn, max_rows=100)
+        batcher = MicroBatcher(_in_thread(fn), max_rows=100)
         tasks = [asyncio.ensure_future(batcher.submit(x)) for x in ([1], [2, 3], [-1], [4])]
         return await asyncio.gather(*tasks, return_exceptions=True)
 
@@ -134,7 +139,7 @@ def _closed_loop_batches(linger_s: float, clients: int = 8, rounds: int = 12) ->
             await asyncio.sleep(0.001)  # network and client time before the next request
 
     async def run() -> None:
-        batcher = MicroBatcher(fn, max_rows=100, linger_s=linger_s)
+        batcher = MicroBatcher(_in_thread(fn), max_rows=100, linger_s=linger_s)
         await asyncio.gather(*(client(batcher, k) for k in range(clients)))
 
     asyncio.run(run())
@@ -158,7 +163,7 @@ def test_an_idle_batcher_scores_at_once_and_lingering_is_bounded() -> None:
         return items
 
     async def run() -> tuple[float, float]:
-        batcher = MicroBatcher(fn, max_rows=100, linger_s=0.05)
+        batcher = MicroBatcher(_in_thread(fn), max_rows=100, linger_s=0.05)
         t0 = time.perf_counter()
         await batcher.submit([1])  # idle: no wait
         first = scored_at[0] - t0
@@ -194,15 +199,12 @@ def test_small_batches_are_scored_on_the_event_loop_and_big_ones_in_a_thread() -
         return items
 
     async def run() -> int:
-        batcher = MicroBatcher(fn, max_rows=100, inline_rows=4)
-        assert await batcher.submit([1, 2, 3, 4]) == [1, 2, 3, 4]
-        assert await batcher.submit(list(range(5))) == list(range(5))
-        assert await batcher.call([7]) == [7]  # the unmerged path follows the same rule
+        assert await run_inline_if_small(fn, [1, 2, 3, 4], inline_rows=4) == [1, 2, 3, 4]
+        assert await run_inline_if_small(fn, list(range(5)), inline_rows=4) == list(range(5))
         return threading.get_ident()
 
     loop_thread = asyncio.run(run())
-    assert threads[4] == loop_thread and threads[1] == loop_thread
-    assert threads[5] != loop_thread
+    assert threads[4] == loop_thread and threads[5] != loop_thread
 
 
 def test_a_failing_inline_batch_fails_only_its_own_request() -> None:
@@ -212,7 +214,9 @@ def test_a_failing_inline_batch_fails_only_its_own_request() -> None:
         return items
 
     async def run() -> list:
-        batcher = MicroBatcher(fn, max_rows=100, inline_rows=100)
+        batcher = MicroBatcher(
+            lambda items: run_inline_if_small(fn, items, inline_rows=100), max_rows=100
+        )
         tasks = [asyncio.ensure_future(batcher.submit(x)) for x in ([1], [-1], [2])]
         return await asyncio.gather(*tasks, return_exceptions=True)
 

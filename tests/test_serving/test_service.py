@@ -240,3 +240,29 @@ def test_one_request_may_mix_utc_offsets(client) -> None:
     ).json()
     assert stored["declaration"]["declared_at"] == "2026-05-01T10:00:00.000000Z"
     assert stored["intact"]
+
+
+def test_a_locked_audit_store_holds_up_scoring_not_the_probes(client, service_env) -> None:
+    """Another process holding the store's write lock: /score waits for it, /livez answers."""
+    import sqlite3
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    blocker = sqlite3.connect(service_env / "audit.db", isolation_level=None)
+    try:
+        blocker.execute("BEGIN IMMEDIATE")  # e.g. an auditor's tool in a write transaction
+        with ThreadPoolExecutor(1) as pool:
+            pending = pool.submit(_score, client, make_declarations(1, seed=301, prefix="LOCK"))
+            time.sleep(0.5)
+            assert not pending.done()  # a decision is answered only once it is recorded
+            started = time.perf_counter()
+            assert client.get("/livez").status_code == 200
+            assert time.perf_counter() - started < 0.5
+            blocker.execute("COMMIT")
+            r = pending.result(timeout=30)
+        assert r.status_code == 200, r.text
+        decision_id = r.json()["decisions"][0]["decision_id"]
+        got = client.get("/decision", params={"decision_id": decision_id}, headers=auth("auditor"))
+        assert got.status_code == 200 and got.json()["intact"] is True
+    finally:
+        blocker.close()

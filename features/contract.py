@@ -762,6 +762,7 @@ def _frame_from_models(records: list[Any], contract: Contract) -> pd.DataFrame:
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
+_DECLARATION_KINDS = {f.name: f.kind for f in DECLARATION_FIELDS}
 
 
 class FrameColumns:
@@ -816,7 +817,7 @@ class RecordColumns:
     def __init__(self, records: list[Any], contract: Contract | None = None) -> None:
         self.records = records
         self.contract = contract or Contract()
-        self._kinds = {f.name: f.kind for f in DECLARATION_FIELDS}
+        self._kinds = _DECLARATION_KINDS
         self._frame: pd.DataFrame | None = None
 
     def __len__(self) -> int:

@@ -39,6 +39,7 @@ from features.contract import (
     columns_of,
     read_declarations,
     text_array,
+    with_default_index,
 )
 from features.manifest import (
     ID_COLUMNS,
@@ -129,14 +130,6 @@ def filled(values: np.ndarray, fill: str) -> np.ndarray:
 
 def _prefix(values: np.ndarray, length: int) -> np.ndarray:
     return np.array([None if v is None else v[:length] for v in values.tolist()], dtype=object)
-
-
-def _default_index(frame: pd.DataFrame) -> pd.DataFrame:
-    """``frame`` on a 0..n-1 RangeIndex (already so online: no copy)."""
-    index = frame.index
-    if isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1:
-        return frame
-    return frame.reset_index(drop=True)
 
 
 # text fields read by the feature families themselves (besides entities and categoricals)
@@ -871,7 +864,7 @@ def assemble(
     manifest: FeatureManifest,
 ) -> pd.DataFrame:
     """ids + labels + reason context + manifest features, in manifest order."""
-    declarations = _default_index(declarations)
+    declarations = with_default_index(declarations)
     # arrays, not Series: every column already has the same rows in the same order, and
     # index alignment of a dict of Series costs ~0.4 ms per online request
     meta: dict[str, Any] = {c: declarations[c].array for c in ID_COLUMNS}

@@ -765,16 +765,21 @@ _MICROSECOND = timedelta(microseconds=1)
 _DECLARATION_KINDS = {f.name: f.kind for f in DECLARATION_FIELDS}
 
 
+def with_default_index(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` on a 0..n-1 RangeIndex (already so online: no copy)."""
+    import pandas as pd
+
+    index = frame.index
+    if isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1:
+        return frame
+    return frame.reset_index(drop=True)
+
+
 class FrameColumns:
     """Columns of a canonical declarations frame (``coerce_declarations``) as numpy arrays."""
 
     def __init__(self, frame: pd.DataFrame) -> None:
-        import pandas as pd
-
-        index = frame.index
-        if not (isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1):
-            frame = frame.reset_index(drop=True)
-        self._frame = frame
+        self._frame = with_default_index(frame)
 
     def __len__(self) -> int:
         return len(self._frame)
@@ -817,14 +822,13 @@ class RecordColumns:
     def __init__(self, records: list[Any], contract: Contract | None = None) -> None:
         self.records = records
         self.contract = contract or Contract()
-        self._kinds = _DECLARATION_KINDS
         self._frame: pd.DataFrame | None = None
 
     def __len__(self) -> int:
         return len(self.records)
 
     def __contains__(self, name: str) -> bool:
-        return name in self._kinds or any(e.name == name for e in self.contract.extras)
+        return name in _DECLARATION_KINDS or any(e.name == name for e in self.contract.extras)
 
     def _values(self, name: str) -> list[Any]:
         return [getattr(r, name) for r in self.records]
@@ -832,7 +836,7 @@ class RecordColumns:
     def text(self, name: str) -> np.ndarray:
         import numpy as np
 
-        if name not in self._kinds:
+        if name not in _DECLARATION_KINDS:
             return FrameColumns(self.frame()).text(name)
         out = np.empty(len(self.records), dtype=object)  # np.array(list) could infer 2-D
         out[:] = self._values(name)
@@ -841,7 +845,7 @@ class RecordColumns:
     def numbers(self, name: str) -> np.ndarray:
         import numpy as np
 
-        kind = self._kinds.get(name)
+        kind = _DECLARATION_KINDS.get(name)
         if kind not in _NUMPY_KINDS:
             return FrameColumns(self.frame()).numbers(name)
         return np.asarray(self._values(name), dtype=_NUMPY_KINDS[kind]).astype(np.float64)
@@ -850,7 +854,7 @@ class RecordColumns:
         """Exact integer microseconds (the API requires a time zone on every timestamp)."""
         import numpy as np
 
-        if self._kinds.get(name) != "datetime":
+        if _DECLARATION_KINDS.get(name) != "datetime":
             return FrameColumns(self.frame()).t_us(name)
         return np.fromiter(
             ((v - _EPOCH) // _MICROSECOND for v in self._values(name)),

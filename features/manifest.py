@@ -128,13 +128,14 @@ class FeatureManifest:
         """
         import numpy as np
 
-        missing = [n for n in self.names if n not in values]
+        names = self.names
+        missing = [n for n in names if n not in values]
         if missing:
             raise ParcelriskError(
                 f"feature values lack manifest columns: {', '.join(missing[:10])}"
             )
-        out = np.empty((n_rows, len(self.names)), dtype=np.float64)
-        for j, name in enumerate(self.names):
+        out = np.empty((n_rows, len(names)), dtype=np.float64)
+        for j, name in enumerate(names):
             out[:, j] = values[name]
         return self._unknown_categories_as_nan(out)
 

@@ -31,6 +31,7 @@ from scipy import sparse
 from features import history as hist
 from features.contract import (
     DECLARATION_FIELDS,
+    FIELDS,
     Contract,
     ContractError,
     FrameColumns,
@@ -62,6 +63,7 @@ from features.valuation import LOG_COLUMNS, fit_references, unit_values, valuati
 log = logging.getLogger(__name__)
 
 FEATURES_FILE = "features.parquet"
+SOURCE_FILE = "source.json"  # what the features were built from, and how it passed the gate
 STATE_DIR = "entity_state"
 # Refit periods are anchored on a Monday so 7- and 14-day periods start on Mondays at 00:00 UTC.
 PERIOD_ORIGIN_US = int(pd.Timestamp("1970-01-05", tz="UTC").value // 1000)
@@ -98,16 +100,41 @@ class Entity:
         return self.spec.split("*")
 
 
-def entities_for(params: FeatureParams, contract: Contract) -> list[Entity]:
+# Derived keys and the contract field each comes from: an entity or categorical needs its source.
+DERIVED_FROM = {"hs6": "hs_code", "hs_chapter": "hs_code", "hs_heading": "hs_code"}
+
+
+def source_of(column: str) -> str:
+    return DERIVED_FROM.get(column, column)
+
+
+def entities_for(
+    params: FeatureParams, contract: Contract, inputs: tuple[str, ...] | None = None
+) -> list[Entity]:
+    """Entities with history features; with ``inputs``, only those whose keys exist in the data."""
     specs = list(params.entities) + [e.name for e in contract.extras if e.kind == "entity"]
     out = []
     for spec in dict.fromkeys(specs):
         parts = spec.split("*")
+        if inputs is not None and not all(source_of(p) in inputs for p in parts):
+            continue
         labels = [_ENTITY_LABELS.get(p, (p, f"this {p.replace('_', ' ')}")) for p in parts]
         prefix = "_x_".join(lab[0] for lab in labels)
         phrase = " with ".join(lab[1] for lab in labels)
         out.append(Entity(spec=spec, prefix=prefix, phrase=phrase))
     return out
+
+
+def available_inputs(declarations: pd.DataFrame, contract: Contract) -> tuple[str, ...]:
+    """Contract fields and extras holding at least one value in a history, in contract order.
+
+    Feature families whose inputs are absent (an export without item text, quantity, revenue,
+    platform...) are left out of the manifest, not kept as constant columns.
+    """
+    names = [f.name for f in FIELDS] + [e.name for e in contract.extras]
+    return tuple(
+        n for n in names if n in declarations.columns and bool(declarations[n].notna().any())
+    )
 
 
 class Prepared(dict):
@@ -177,6 +204,7 @@ def prepare(
         "t_us": d.t_us("declared_at"),  # UTC microseconds since the epoch
         "hs6": hs6,
         "hs_chapter": _prefix(text["hs_code"], 2),
+        "hs_heading": _prefix(text["hs_code"], 4),
         "value_eur": value_eur,
         "value_cents": np.round(np.nan_to_num(value_eur, nan=0.0) * 100).astype(np.int64),
         "quantity": quantity,
@@ -195,11 +223,25 @@ def prepare(
 
 
 def entity_keys(prep: Prepared, entity: Entity) -> np.ndarray:
-    """Entity key per row as a Python-str object array ("a|b" for pairs; nulls are a key too)."""
-    keys = filled(prep[entity.parts[0]], NONE_KEY)
-    for part in entity.parts[1:]:
-        keys = keys + PAIR_SEPARATOR + filled(prep[part], NONE_KEY)
+    """Entity key per row as a Python-str object array ("a|b" for pairs); None where a part of
+    the key is missing (an unknown entity, see ``history.forget_unknown``)."""
+    parts = [prep[p] for p in entity.parts]
+    if len(parts) == 1:
+        return parts[0]
+    keys = filled(parts[0], NONE_KEY)
+    missing = pd.isna(parts[0])
+    for part in parts[1:]:
+        keys = keys + PAIR_SEPARATOR + filled(part, NONE_KEY)
+        missing |= pd.isna(part)
+    if missing.any():
+        keys[missing] = None
     return keys
+
+
+def entity_codes(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Integer codes of keys (-1 for None) and the distinct keys, in order of appearance."""
+    codes, vocabulary = pd.factorize(keys)
+    return codes.astype(np.int64), np.asarray(vocabulary, dtype=object)
 
 
 def period_of(t_us: np.ndarray, period_days: int) -> np.ndarray:
@@ -264,21 +306,53 @@ def split_shipment_features(
     return out
 
 
+def local_time_us(t_us: np.ndarray, timezone: str) -> np.ndarray:
+    """UTC microseconds moved to the wall clock of ``timezone`` (daylight saving included).
+
+    Offsets are looked up once per distinct quarter hour (transitions fall on quarter hours),
+    so a batch of a million parcels costs a few thousand lookups and a request a handful.
+    """
+    if timezone == "UTC":
+        return t_us
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    quarter = 15 * 60 * 1_000_000
+    buckets, inverse = np.unique(t_us // quarter, return_inverse=True)
+    zone = ZoneInfo(timezone)
+    offsets = np.fromiter(
+        (
+            datetime.fromtimestamp(int(b) * 900, zone).utcoffset().total_seconds()
+            for b in buckets.tolist()
+        ),
+        dtype=np.float64,
+        count=len(buckets),
+    )
+    return t_us + (offsets[inverse.reshape(-1)] * 1_000_000).astype(np.int64)
+
+
 def declaration_features(
-    prep: Prepared, manifest_categories: dict[str, tuple[str, ...]], contract: Contract
+    prep: Prepared,
+    manifest_categories: dict[str, tuple[str, ...]],
+    contract: Contract,
+    timezone: str = "UTC",
 ) -> dict[str, np.ndarray]:
-    """Raw declaration fields, calendar and fixed categorical codes."""
-    t_us = prep["t_us"]
+    """Raw declaration fields, calendar (in the administration's local time) and fixed
+    categorical codes."""
+    t_us = local_time_us(prep["t_us"], timezone)
     days = t_us // hist.US_PER_DAY
+    seller_country = prep["seller_country"]
     out: dict[str, np.ndarray] = {
         "quantity": prep["quantity"],
         "gross_weight_kg": prep["gross_weight_kg"],
         "ioss_prepaid": prep["ioss_prepaid"],
         "aeo_operator": prep["aeo_operator"],
         "platform_missing": pd.isna(prep["platform_id"]).astype(np.float64),
-        "seller_country_differs": (
-            filled(prep["seller_country"], "") != filled(prep["origin_country"], "")
-        ).astype(np.float64),
+        "seller_country_differs": np.where(
+            pd.isna(seller_country),
+            np.nan,
+            (filled(seller_country, "") != filled(prep["origin_country"], "")).astype(np.float64),
+        ),
         "hs_code_digits": np.fromiter(
             (0 if v is None else len(v) for v in prep["hs_code"].tolist()),
             np.float64,
@@ -316,7 +390,8 @@ def learn_categories(
     for col in categorical_columns(params, contract):
         counts = pd.Series(prep[col], dtype="str").value_counts(dropna=True)
         counts = counts.sort_index(kind="stable").sort_values(ascending=False, kind="stable")
-        out[f"cat_{col}"] = tuple(str(v) for v in counts.index[: params.max_categories])
+        if len(counts):  # a column without values (absent from the export) has no feature
+            out[f"cat_{col}"] = tuple(str(v) for v in counts.index[: params.max_categories])
     return out
 
 
@@ -454,6 +529,13 @@ _STATIC_SPECS = (
         "float",
         "Unit value / median of past declarations of the HS6 from the same origin (HS6 median if too few).",
         "declared unit value is {value:.0%} of the past median for HS {hs6} from {origin_country}",
+    ),
+    FeatureSpec(
+        "value_per_kg_ratio_hs6_origin",
+        "valuation",
+        "float",
+        "Value per kg / median of past declarations of the HS6 from the same origin (HS6 median if too few).",
+        "declared value per kg is {value:.0%} of the past median for HS {hs6} from {origin_country}",
     ),
     FeatureSpec(
         "weight_per_item_ratio_hs6",
@@ -598,8 +680,8 @@ _DECLARATION_SPECS = (
         "hour_of_day",
         "calendar",
         "float",
-        "Hour of declaration, UTC.",
-        "declared at {value:.0f}h UTC",
+        "Hour of declaration, local time (features.timezone).",
+        "declared at {value:.0f}h",
     ),
     FeatureSpec(
         "day_of_week",
@@ -611,9 +693,40 @@ _DECLARATION_SPECS = (
 )
 
 
+# What the non-history features need from the data, by feature name or group: a feature whose
+# inputs the history lacks is left out of the manifest (it could only be constant or empty).
+_FEATURE_NEEDS = {
+    "quantity": ("quantity",),
+    "ioss_prepaid": ("ioss_prepaid",),
+    "aeo_operator": ("aeo_operator",),
+    "platform_missing": ("platform_id",),
+    "seller_country_differs": ("seller_country",),
+    "value_per_item_eur": ("quantity",),
+    "unit_value_ratio_hs6": ("quantity",),
+    "unit_value_ratio_hs6_origin": ("quantity",),
+    "weight_per_item_ratio_hs6": ("quantity",),
+}
+_GROUP_NEEDS = {"text": ("description",), "split_shipment": ("consignee_id",)}
+_REVENUE_HISTORY = ("_revenue_recovered_eur", "_revenue_per_offence_eur")
+
+
+def _has_inputs(spec: FeatureSpec, inputs: tuple[str, ...] | None) -> bool:
+    if inputs is None:
+        return True
+    needs = _FEATURE_NEEDS.get(spec.name, ()) + _GROUP_NEEDS.get(spec.group, ())
+    if spec.group == "entity_history" and spec.name.endswith(_REVENUE_HISTORY):
+        needs += ("revenue_recovered",)
+    return all(n in inputs for n in needs)
+
+
 def build_manifest(
-    params: FeatureParams, contract: Contract, categories: dict[str, tuple[str, ...]]
+    params: FeatureParams,
+    contract: Contract,
+    categories: dict[str, tuple[str, ...]],
+    inputs: tuple[str, ...] | None = None,
 ) -> FeatureManifest:
+    """The feature list for ``params`` and the extras; with ``inputs``, only features the
+    history can feed (``available_inputs``)."""
     specs: list[FeatureSpec] = list(_DECLARATION_SPECS)
     for name, cats in categories.items():
         col = name.removeprefix("cat_")
@@ -628,7 +741,7 @@ def build_manifest(
             )
         )
     for extra in contract.extras:
-        if extra.kind == "numeric":
+        if extra.kind == "numeric" and (inputs is None or extra.name in inputs):
             specs.append(
                 FeatureSpec(
                     f"extra_{extra.name}",
@@ -667,9 +780,10 @@ def build_manifest(
             "with the consignee's other recent parcels the value exceeds the duty-free threshold",
         )
     )
-    for entity in entities_for(params, contract):
+    for entity in entities_for(params, contract, inputs):
         specs += _history_specs(entity, params)
-    return FeatureManifest(features=tuple(specs), params=params.to_dict())
+    specs = [spec for spec in specs if _has_inputs(spec, inputs)]
+    return FeatureManifest(features=tuple(specs), params=params.to_dict(), inputs=inputs)
 
 
 # ------------------------------------------------------------------------------------------
@@ -709,26 +823,37 @@ def _history_batch(
     )
     result: dict[str, np.ndarray] = {}
     for entity in entities:
-        codes, _ = pd.factorize(entity_keys(prep, entity))
-        codes = codes.astype(np.int64)
-        extra_w = {"value_cents": prep["value_cents"]} if entity.spec == "consignee_id" else None
-        decl_index = hist.EventIndex(codes, t, extra_w)
-        out_index = hist.EventIndex(codes[outcomes["rows"]], out_t, weights)
-        result.update(
-            hist.entity_history(
-                entity.prefix,
-                codes,
-                t,
-                decl_index,
-                out_index,
-                prior,
-                windows_days=params.windows_days,
-                outcome_window_days=params.outcome_window_days,
-                prior_strength=params.prior_strength,
-            )
+        codes, _ = entity_codes(entity_keys(prep, entity))
+        known = codes >= 0
+        # Parcels with an unknown key are not events of any entity; they query a code no
+        # event has (0 when all are unknown) and get their results forgotten below.
+        query = np.where(known, codes, 0)
+        extra_w = (
+            {"value_cents": prep["value_cents"][known]} if entity.spec == "consignee_id" else None
         )
+        decl_index = hist.EventIndex(codes[known], t[known], extra_w)
+        out_rows = outcomes["rows"][known[outcomes["rows"]]]
+        out_known = known[outcomes["rows"]]
+        out_index = hist.EventIndex(
+            codes[out_rows], out_t[out_known], {k: w[out_known] for k, w in weights.items()}
+        )
+        values = hist.entity_history(
+            entity.prefix,
+            query,
+            t,
+            decl_index,
+            out_index,
+            prior,
+            windows_days=params.windows_days,
+            outcome_window_days=params.outcome_window_days,
+            prior_strength=params.prior_strength,
+        )
+        hist.forget_unknown(values, known, prior, f"{entity.prefix}_hit_rate")
+        result.update(values)
         if entity.spec == "consignee_id":
-            result.update(split_shipment_features(codes, t, prep["value_eur"], decl_index, params))
+            split = split_shipment_features(query, t, prep["value_eur"], decl_index, params)
+            hist.forget_unknown(split, known, prior, "")
+            result.update(split)
     return result
 
 
@@ -737,8 +862,12 @@ def _learned_batch(
     declarations: pd.DataFrame,
     outcomes: dict[str, np.ndarray],
     params: FeatureParams,
+    per_item: bool = True,
 ) -> dict[str, np.ndarray]:
-    """Valuation and text features, refitted per period on everything before the period start."""
+    """Valuation and text features, refitted per period on everything before the period start.
+
+    ``per_item``: reference values count items (see ``valuation_features``).
+    """
     n = prep.n_rows
     t = prep["t_us"]  # sorted ascending
     periods = period_of(t, params.refit_period_days)
@@ -773,6 +902,7 @@ def _learned_batch(
             "unit_value_ratio_hs6",
             "value_per_kg_ratio_hs6",
             "unit_value_ratio_hs6_origin",
+            "value_per_kg_ratio_hs6_origin",
             "weight_per_item_ratio_hs6",
             "reference_count_hs6",
             "de_minimis_ratio",
@@ -808,6 +938,7 @@ def _learned_batch(
             refs,
             de_minimis_eur=params.de_minimis_eur,
             min_reference_count=params.min_reference_count,
+            per_item=per_item,
         )
         # text evidence: declarations before the period, outcomes recorded before its start
         counts.add_declarations(
@@ -888,32 +1019,69 @@ def build_features(
     contract: Contract,
     params: FeatureParams,
     categories: dict[str, tuple[str, ...]] | None = None,
+    inputs: tuple[str, ...] | None = None,
 ) -> FeatureSet:
     """Point-in-time features of every declaration of a history (canonical contract frame).
 
     ``categories`` fixes the categorical codes (e.g. to a deployed model's); by default they are
-    learned from the data.
+    learned from the data. ``inputs`` fixes which fields the families may use; by default the
+    fields holding values in ``declarations`` (``available_inputs``).
     """
     declarations = sort_declarations(declarations)
+    if inputs is None:
+        inputs = available_inputs(declarations, contract)
     prep = prepare(declarations, contract, params)
     outcomes = outcome_events(declarations)
     if categories is None:
         categories = learn_categories(prep, params, contract)
-    manifest = build_manifest(params, contract, categories)
+    manifest = build_manifest(params, contract, categories, inputs)
     values: dict[str, np.ndarray] = {}
-    values.update(declaration_features(prep, categories, contract))
-    values.update(_history_batch(prep, outcomes, entities_for(params, contract), params))
-    values.update(_learned_batch(prep, declarations, outcomes, params))
+    values.update(declaration_features(prep, categories, contract, params.timezone))
+    values.update(_history_batch(prep, outcomes, entities_for(params, contract, inputs), params))
+    values.update(
+        _learned_batch(prep, declarations, outcomes, params, per_item=uses_quantity(manifest))
+    )
     return FeatureSet(frame=assemble(prep, declarations, values, manifest), manifest=manifest)
 
 
-def build_to_dir(*, declarations_path: Path, out: Path, params_path: Path) -> dict[str, Any]:
-    """CLI edge: read, build, write features.parquet + manifest + entity_state atomically."""
-    from features.online import build_entity_state
+def uses_quantity(manifest: FeatureManifest) -> bool:
+    """Reference values count items when the history declares quantities, else kilograms."""
+    return manifest.inputs is None or "quantity" in manifest.inputs
+
+
+def build_to_dir(
+    *,
+    declarations_path: Path,
+    out: Path,
+    params_path: Path,
+    no_validate: bool = False,
+    validated_by: Path | None = None,
+    as_of: str | None = None,
+) -> dict[str, Any]:
+    """CLI edge: gate, read, build, write features.parquet + manifest + entity_state atomically.
+
+    ``as_of``: build as known at that instant (declarations before it, results recorded before
+    it) and cut the entity state there; by default just after the last declaration.
+    """
+    from features.online import as_known_at, build_entity_state
+    from features.rules import load_limits
+    from features.validation import require_valid
 
     started = time.perf_counter()
     params = load_feature_params(params_path)
+    gate = require_valid(
+        Path(declarations_path),
+        load_limits(params_path),
+        no_validate=no_validate,
+        validated_by=validated_by,
+        what="features build",
+    )
     declarations, contract = read_declarations(Path(declarations_path), with_outcomes=True)
+    if as_of is not None:
+        cutoff = parse_instant(as_of, "--as-of")
+        declarations = as_known_at(declarations, cutoff)
+        if declarations.empty:
+            raise ContractError(f"{declarations_path}: no declarations before --as-of {cutoff}")
     if declarations.empty:
         raise ContractError(f"{declarations_path}: no declarations to build features from")
     feature_set = build_features(declarations, contract, params)
@@ -921,15 +1089,25 @@ def build_to_dir(*, declarations_path: Path, out: Path, params_path: Path) -> di
     out.mkdir(parents=True, exist_ok=True)
     atomic_write(out / FEATURES_FILE, lambda tmp: feature_set.frame.to_parquet(tmp, index=False))
     feature_set.manifest.write(out)
-    cutoff = declarations["declared_at"].max() + pd.Timedelta(microseconds=1)
+    if as_of is None:
+        cutoff = declarations["declared_at"].max() + pd.Timedelta(microseconds=1)
     state = build_entity_state(
         declarations, contract, params, cutoff=cutoff, manifest=feature_set.manifest
     )
     state.save(out / STATE_DIR)
+    source = {
+        "declarations": str(declarations_path),
+        **gate.to_dict(),
+        "as_of": str(cutoff) if as_of is not None else None,
+    }
+    atomic_write(out / SOURCE_FILE, lambda tmp: tmp.write_text(json.dumps(source, indent=1)))
+    absent = [f.name for f in FIELDS if f.name not in (feature_set.manifest.inputs or ())]
     summary = {
         "rows": len(feature_set.frame),
         "features": len(feature_set.manifest.names),
         "groups": feature_set.manifest.groups(),
+        "inputs_absent": absent,
+        "gate": gate.status,
         "entity_state_cutoff": str(cutoff),
         "entity_state_fingerprint": state.fingerprint,
         "seconds": round(time.perf_counter() - started, 2),
@@ -939,3 +1117,16 @@ def build_to_dir(*, declarations_path: Path, out: Path, params_path: Path) -> di
         out / "features_summary.json", lambda tmp: tmp.write_text(json.dumps(summary, indent=1))
     )
     return summary
+
+
+def parse_instant(text: str, what: str) -> pd.Timestamp:
+    """A date or datetime from the command line as a UTC timestamp (naive = UTC)."""
+    try:
+        stamp = pd.Timestamp(text)
+    except (ValueError, TypeError) as exc:
+        raise ContractError(
+            f"{what}: {text!r} is not a date or datetime (e.g. 2026-06-01T00:00Z)"
+        ) from exc
+    if pd.isna(stamp):
+        raise ContractError(f"{what}: {text!r} is not a date or datetime")
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")

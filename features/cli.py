@@ -49,14 +49,27 @@ def ingest(
 def validate(
     file: Path = typer.Argument(..., help="Declarations file (Parquet or CSV) to check."),
     report: Path | None = typer.Option(
-        None, "--report", help="Write Great Expectations Data Docs here."
+        None,
+        "--report",
+        help="Write the HTML report (offline, self-contained) and validation.json here.",
+    ),
+    params: Path = typer.Option(
+        DEFAULT_PARAMS, "--params", help="params.yaml (sections 'validate' and 'features')."
+    ),
+    cross_check: bool = typer.Option(
+        True,
+        "--cross-check/--no-cross-check",
+        help="Also run the rules as a Great Expectations suite and compare the counts.",
     ),
 ) -> None:
-    """Run the validation gate; exit 1 and list the failed expectations if the data is invalid."""
+    """Run the validation gate: exit 1 on faults (listed with example rows); warnings pass."""
+    from features.rules import load_limits
     from features.validation import validate_file
 
-    result = validate_file(file, report_dir=report)
+    result = validate_file(file, load_limits(params), report_dir=report, cross_check=cross_check)
     typer.echo(result.render())
+    if report is not None:
+        typer.echo(f"report: {report / 'index.html'} (record: {report / 'validation.json'})")
     if not result.success:
         raise typer.Exit(1)
 
@@ -84,13 +97,41 @@ def features_build(
     ),
     out: Path = typer.Option(Path("data/processed"), "--out", help="Output directory."),
     params: Path = typer.Option(
-        DEFAULT_PARAMS, "--params", help="params.yaml (section 'features')."
+        DEFAULT_PARAMS, "--params", help="params.yaml (sections 'features' and 'validate')."
+    ),
+    as_of: str | None = typer.Option(
+        None,
+        "--as-of",
+        help="Build as known at this instant (e.g. 2026-06-01 or 2026-06-01T12:00Z): earlier "
+        "declarations, results recorded before it; the entity state is cut there.",
+    ),
+    validated_by: Path | None = typer.Option(
+        None,
+        "--validated-by",
+        help="A `validate --report` directory whose passing record names this exact file "
+        "(checked by fingerprint) instead of checking inline.",
+    ),
+    no_validate: bool = typer.Option(
+        False, "--no-validate", help="Skip the validation gate (logged, and recorded for train)."
     ),
 ) -> None:
-    """Build point-in-time features, the feature manifest and the entity-state snapshot."""
+    """Build point-in-time features, the feature manifest and the entity-state snapshot.
+
+    The declarations pass the validation gate first (inline, or by a matching record): a file
+    with structural faults is refused.
+    """
     from features.build import build_to_dir
 
-    _echo_json(build_to_dir(declarations_path=declarations, out=out, params_path=params))
+    _echo_json(
+        build_to_dir(
+            declarations_path=declarations,
+            out=out,
+            params_path=params,
+            no_validate=no_validate,
+            validated_by=validated_by,
+            as_of=as_of,
+        )
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -33,7 +33,8 @@ Kind = Literal["str", "category", "datetime", "int", "float", "bool"]
 Scope = Literal["declaration", "outcome"]
 ExtraKind = Literal["categorical", "numeric", "entity"]
 
-CHANNELS = ("postal", "express", "courier")
+# Parcel channels (postal/express/courier) and the transport modes a general customs export uses.
+CHANNELS = ("postal", "express", "courier", "sea", "air", "rail", "road")
 CATEGORIES = ("merchandise", "gift", "sample", "return", "documents")
 OFFENCE_TYPES = (
     "undervaluation",
@@ -97,11 +98,22 @@ class ContractField:
     nullable: bool = False  # may hold nulls (outcomes: only where not inspected)
     allowed: tuple[str, ...] | None = None
     pattern: str | None = None
+    pattern_text: str | None = None  # the pattern in words, for error messages
     min_value: float | None = None
     max_value: float | None = None
     unit: str | None = None
     max_length: int | None = None
 
+
+# Which fields a file must have is a question of structure: an administration's export always
+# has ids, dates, goods codes, origin, weight and value, but may lack platform, consignee region,
+# item text, quantity, category, IOSS or AEO flags, and leaves identifiers empty where unknown.
+# Optional fields may be absent as columns and null as values; the feature families that need
+# them switch off. Bounds here are structural (impossible values: faults); plausibility limits
+# (outliers: warnings) live in params.yaml ``validate`` and are applied by ``features.rules``.
+_HS_TEXT = "an HS code of 6 to 10 digits"
+_COUNTRY_TEXT = "a two-letter ISO 3166 country code"
+_CURRENCY_TEXT = "a three-letter ISO 4217 currency code"
 
 FIELDS: tuple[ContractField, ...] = (
     ContractField(
@@ -125,38 +137,57 @@ FIELDS: tuple[ContractField, ...] = (
         "Customs office code where the parcel arrives.",
         max_length=32,
     ),
-    ContractField("channel", "category", "declaration", "Transport channel.", allowed=CHANNELS),
+    ContractField(
+        "channel",
+        "category",
+        "declaration",
+        "Parcel channel or transport mode.",
+        allowed=CHANNELS,
+    ),
     ContractField(
         "operator_id",
         "str",
         "declaration",
-        "Postal or express operator lodging the declaration.",
+        "Postal or express operator (or carrier) lodging the declaration; null if unknown.",
+        required=False,
+        nullable=True,
         max_length=64,
     ),
     ContractField(
         "platform_id",
         "str",
         "declaration",
-        "E-commerce platform / marketplace; null for direct sales.",
+        "E-commerce platform / marketplace; null for direct sales or unknown.",
         required=False,
         nullable=True,
         max_length=64,
     ),
     ContractField(
-        "seller_id", "str", "declaration", "Seller (consignor) identifier.", max_length=64
+        "seller_id",
+        "str",
+        "declaration",
+        "Seller (consignor) identifier; null if unknown.",
+        required=False,
+        nullable=True,
+        max_length=64,
     ),
     ContractField(
         "seller_country",
         "str",
         "declaration",
-        "Seller's country, ISO 3166-1 alpha-2.",
+        "Seller's country, ISO 3166-1 alpha-2; null if unknown.",
+        required=False,
+        nullable=True,
         pattern=COUNTRY_PATTERN,
+        pattern_text=_COUNTRY_TEXT,
     ),
     ContractField(
         "consignee_id",
         "str",
         "declaration",
-        "Consignee (buyer) identifier, pseudonymised.",
+        "Consignee (buyer, importer) identifier, pseudonymised; null if unknown.",
+        required=False,
+        nullable=True,
         max_length=64,
     ),
     ContractField(
@@ -174,6 +205,7 @@ FIELDS: tuple[ContractField, ...] = (
         "declaration",
         "Declared country of origin of the goods, ISO 3166-1 alpha-2.",
         pattern=COUNTRY_PATTERN,
+        pattern_text=_COUNTRY_TEXT,
     ),
     ContractField(
         "hs_code",
@@ -181,30 +213,33 @@ FIELDS: tuple[ContractField, ...] = (
         "declaration",
         "Declared Harmonized System code, 6 to 10 digits.",
         pattern=HS_CODE_PATTERN,
+        pattern_text=_HS_TEXT,
     ),
     ContractField(
         "description",
         "str",
         "declaration",
-        "Goods description as declared (free text).",
-        max_length=512,
+        "Goods description as declared (free text); null if the export has none.",
+        required=False,
+        nullable=True,
+        max_length=1024,
     ),
     ContractField(
         "quantity",
         "int",
         "declaration",
-        "Number of items in the parcel.",
+        "Number of items in the parcel; null if not declared.",
+        required=False,
+        nullable=True,
         min_value=1,
-        max_value=100_000,
         unit="items",
     ),
     ContractField(
         "gross_weight_kg",
         "float",
         "declaration",
-        "Gross weight of the parcel.",
+        "Gross (or net) weight of the parcel or consignment.",
         min_value=0.0,
-        max_value=1_000.0,
         unit="kg",
     ),
     ContractField(
@@ -213,7 +248,6 @@ FIELDS: tuple[ContractField, ...] = (
         "declaration",
         "Declared intrinsic value of the goods, in `currency`.",
         min_value=0.0,
-        max_value=1e7,
         unit="currency units",
     ),
     ContractField(
@@ -222,22 +256,32 @@ FIELDS: tuple[ContractField, ...] = (
         "declaration",
         "Currency of `declared_value`, ISO 4217.",
         pattern=CURRENCY_PATTERN,
+        pattern_text=_CURRENCY_TEXT,
     ),
     ContractField(
         "category",
         "category",
         "declaration",
-        "Declared nature of the transaction.",
+        "Declared nature of the transaction; null if not declared.",
+        required=False,
+        nullable=True,
         allowed=CATEGORIES,
     ),
     ContractField(
-        "ioss_prepaid", "bool", "declaration", "VAT prepaid through IOSS (or equivalent) at sale."
+        "ioss_prepaid",
+        "bool",
+        "declaration",
+        "VAT prepaid through IOSS (or equivalent) at sale; null if not recorded.",
+        required=False,
+        nullable=True,
     ),
     ContractField(
         "aeo_operator",
         "bool",
         "declaration",
-        "The declaring operator holds AEO (trusted trader) status.",
+        "The declaring operator holds AEO (trusted trader) status; null if not recorded.",
+        required=False,
+        nullable=True,
     ),
     ContractField(
         "inspected", "bool", "outcome", "The parcel was physically or documentarily inspected."
@@ -261,7 +305,8 @@ FIELDS: tuple[ContractField, ...] = (
         "offence_type",
         "category",
         "outcome",
-        "Kind of offence found; null if none or not inspected.",
+        "Kind of offence found; null if none, not inspected or not recorded.",
+        required=False,
         nullable=True,
         allowed=OFFENCE_TYPES,
     ),
@@ -269,7 +314,8 @@ FIELDS: tuple[ContractField, ...] = (
         "revenue_recovered",
         "float",
         "outcome",
-        "Duty and VAT recovered by the inspection; null if not inspected.",
+        "Duty and VAT recovered by the inspection, EUR; null if not inspected or not recorded.",
+        required=False,
         nullable=True,
         min_value=0.0,
         unit="EUR",
@@ -339,6 +385,16 @@ class Contract:
 # --------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class BadValues:
+    """Values of one column that do not convert to its contract type (row positions, raw values)."""
+
+    field: str
+    rows: np.ndarray  # int positions in the frame
+    values: list[Any]  # the raw values, aligned with ``rows``
+    problem: str  # what is wrong with each, e.g. "is not a number"
+
+
 def _show_rows(df: pd.DataFrame, mask: Any, column: str, limit: int = 5) -> str:
     """Render a few offending rows as 'declaration_id=value' for an error message."""
     bad = df.loc[mask, column].head(limit)
@@ -347,7 +403,8 @@ def _show_rows(df: pd.DataFrame, mask: Any, column: str, limit: int = 5) -> str:
     return f"{int(mask.sum())} row(s), e.g. {pairs}"
 
 
-def _to_utc(series: pd.Series, name: str) -> pd.Series:
+def parse_utc(series: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """Timestamps as UTC (naive values are UTC), and the mask of values that are not timestamps."""
     import pandas as pd
 
     if isinstance(series.dtype, pd.DatetimeTZDtype):
@@ -355,72 +412,180 @@ def _to_utc(series: pd.Series, name: str) -> pd.Series:
     elif pd.api.types.is_datetime64_any_dtype(series.dtype):
         out = series.dt.tz_localize("UTC")
     else:
-        out = pd.to_datetime(series, utc=True, errors="coerce", format="mixed")
+        text = series.where(series.notna()).astype("object")
+        out = pd.to_datetime(text, utc=True, errors="coerce", format="mixed")
     bad = out.isna() & series.notna()
-    if bad.any():
-        raise ContractError(
-            f"column {name!r}: unparseable timestamps: {_show_rows(series.to_frame(), bad, name)}"
-        )
-    return out.astype("datetime64[us, UTC]")
+    return out.astype("datetime64[us, UTC]"), bad
 
 
-_TRUE = {"true", "t", "yes", "y", "1", "1.0"}
-_FALSE = {"false", "f", "no", "n", "0", "0.0"}
+# The words a boolean may be written as (what pydantic's lax mode reads too), compared lowercased.
+TRUE_WORDS = frozenset({"true", "t", "yes", "y", "1", "on", "1.0"})
+FALSE_WORDS = frozenset({"false", "f", "no", "n", "0", "off", "0.0"})
 
 
-def _to_bool(series: pd.Series, name: str, nullable: bool) -> pd.Series:
+def parse_bool_value(value: Any) -> bool | None:
+    """One boolean as the contract reads it; None for missing; ValueError if not a boolean."""
+    if value is None or (isinstance(value, float) and value != value):
+        return None
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | float) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if not word:
+            return None
+        if word in TRUE_WORDS:
+            return True
+        if word in FALSE_WORDS:
+            return False
+    raise ValueError(f"{value!r} is not a boolean (true/false, yes/no, 1/0)")
+
+
+def parse_bool(series: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """Nullable booleans and the mask of values that are not booleans.
+
+    Each distinct value is read once by ``parse_bool_value``, the reader the API uses too.
+    """
     import pandas as pd
 
-    if pd.api.types.is_bool_dtype(series.dtype) and not nullable and series.dtype == bool:
-        return series
-    text = series.astype("str").str.strip().str.lower().where(series.notna())
-    out = pd.Series(pd.NA, index=series.index, dtype="boolean")
-    out[text.isin(_TRUE)] = True
-    out[text.isin(_FALSE)] = False
-    bad = out.isna() & series.notna()
-    if bad.any():
-        raise ContractError(
-            f"column {name!r}: values are not booleans (true/false, yes/no, 1/0): "
-            f"{_show_rows(series.to_frame(), bad, name)}"
-        )
-    if not nullable:
-        if out.isna().any():
-            raise ContractError(
-                f"column {name!r}: nulls not allowed: {_show_rows(series.to_frame(), out.isna(), name)}"
-            )
-        return out.astype(bool)
-    return out
+    if series.dtype == bool:
+        return series.astype("boolean"), pd.Series(False, index=series.index)
+    table: dict[Any, Any] = {}
+    for value in series.dropna().unique().tolist():
+        try:
+            table[value] = parse_bool_value(value)
+        except ValueError:
+            table[value] = "bad"
+    mapped = series.map(table)
+    bad = mapped.eq("bad").fillna(False).astype(bool)
+    out = mapped.where(~bad & mapped.notna()).astype("boolean")
+    return out, bad
 
 
-def _to_number(series: pd.Series, name: str, kind: Kind) -> pd.Series:
+def parse_number(series: pd.Series, kind: Kind) -> tuple[pd.Series, pd.Series, str]:
+    """Numbers (float64, or Int64 for ``int``), the mask of bad values, and what is wrong."""
     import numpy as np
     import pandas as pd
 
-    out = pd.to_numeric(series, errors="coerce")
-    bad = out.isna() & series.notna()
+    if pd.api.types.is_bool_dtype(series.dtype):
+        return series.astype("float64"), pd.Series(True, index=series.index), "is not a number"
+    source = series
+    if not pd.api.types.is_numeric_dtype(series.dtype):
+        source = series.where(series.notna()).astype("object")
+        source = source.map(lambda v: v.strip() if isinstance(v, str) else v).replace("", None)
+    out = pd.to_numeric(source, errors="coerce").astype("float64")
+    bad = out.isna() & source.notna()
     if bad.any():
-        raise ContractError(
-            f"column {name!r}: values are not numbers: {_show_rows(series.to_frame(), bad, name)}"
-        )
+        return out, bad, "is not a number"
     if kind == "int":
-        frac = out.notna() & (np.floor(out) != out)
-        if frac.any():
-            raise ContractError(
-                f"column {name!r}: values are not whole numbers: {_show_rows(series.to_frame(), frac, name)}"
-            )
-        return out.astype("Int64") if out.isna().any() else out.astype("int64")
-    return out.astype("float64")
+        values = out.to_numpy()
+        present = ~np.isnan(values)
+        not_whole = present & ~(np.isfinite(values) & (np.floor(values) == values))
+        if not_whole.any():
+            return out, pd.Series(not_whole, index=out.index), "is not a whole number"
+        return (out.astype("int64") if present.all() else out.astype("Int64")), bad, ""
+    return out, bad, ""
 
 
-def _to_text(series: pd.Series) -> pd.Series:
+def parse_text(series: pd.Series, case: Literal["upper", "lower"] | None = None) -> pd.Series:
+    """Text stripped of surrounding spaces; empty text is missing (an empty id is "unknown")."""
     import pandas as pd
 
     if pd.api.types.is_float_dtype(series.dtype) or pd.api.types.is_integer_dtype(series.dtype):
         # ids read as numbers from CSV: 1234.0 -> "1234", never "1234.0"
         as_int = series.astype("Int64") if series.dropna().mod(1).eq(0).all() else series
         return as_int.astype("str").where(series.notna())
-    out = series.astype("str").where(series.notna())
-    return out.str.strip()
+    out = series.astype("str").where(series.notna()).str.strip()
+    if case == "upper":
+        out = out.str.upper()
+    elif case == "lower":
+        out = out.str.lower()
+    return out.where(out.str.len() > 0)
+
+
+# Codes compared case-insensitively: stored upper (ISO codes) or lower (contract vocabularies).
+TEXT_CASE: dict[str, Literal["upper", "lower"]] = {
+    "seller_country": "upper",
+    "origin_country": "upper",
+    "currency": "upper",
+    "channel": "lower",
+    "category": "lower",
+    "offence_type": "lower",
+}
+
+
+def parse_declarations(
+    df: pd.DataFrame,
+    *,
+    with_outcomes: bool,
+    contract: Contract | None = None,
+    keep_unknown: bool = False,
+) -> tuple[pd.DataFrame, list[BadValues], list[str]]:
+    """Every contract column of ``df`` in its canonical dtype, without raising on bad values.
+
+    Returns the canonical frame (0..n-1 index; values that do not convert are null in it), the
+    values that did not convert, and the required columns that are missing (absent optional
+    columns are added as nulls). The gate reports both as faults; ``coerce_declarations`` raises.
+    """
+    import numpy as np
+    import pandas as pd
+
+    contract = contract or Contract()
+    df = df.reset_index(drop=True)
+    fields = FIELDS if with_outcomes else DECLARATION_FIELDS
+    missing = [f.name for f in fields if f.required and f.name not in df.columns]
+    missing += [e.name for e in contract.extras if e.name not in df.columns]
+    out: dict[str, pd.Series] = {}
+    bad_values: list[BadValues] = []
+
+    def convert(name: str, kind: Kind, s: pd.Series) -> pd.Series:
+        problem = ""
+        if kind == "datetime":
+            converted, bad = parse_utc(s)
+            problem = "is not a timestamp"
+        elif kind == "bool":
+            converted, bad = parse_bool(s)
+            problem = "is not a boolean (true/false, yes/no, 1/0)"
+        elif kind in ("int", "float"):
+            converted, bad, problem = parse_number(s, kind)
+        else:
+            return parse_text(s, TEXT_CASE.get(name))
+        if bad.any():
+            rows = np.flatnonzero(bad.to_numpy())
+            bad_values.append(BadValues(name, rows, s.iloc[rows].tolist(), problem))
+        return converted
+
+    for f in fields:
+        if f.name not in df.columns:
+            out[f.name] = _null_column(f.kind, len(df))
+        else:
+            out[f.name] = convert(f.name, f.kind, df[f.name])
+    for extra in contract.extras:
+        if extra.name not in df.columns:
+            out[extra.name] = _null_column("float" if extra.kind == "numeric" else "str", len(df))
+        else:
+            kind: Kind = "float" if extra.kind == "numeric" else "str"
+            out[extra.name] = convert(extra.name, kind, df[extra.name])
+    result = pd.DataFrame(out, index=df.index)
+    if keep_unknown:
+        rest = [c for c in df.columns if c not in result.columns]
+        result = pd.concat([result, df[rest]], axis=1)
+    return result, bad_values, missing
+
+
+def _null_column(kind: Kind, n: int) -> pd.Series:
+    import pandas as pd
+
+    dtype = {
+        "str": "str",
+        "category": "str",
+        "datetime": "datetime64[us, UTC]",
+        "int": "Int64",
+        "float": "float64",
+        "bool": "boolean",
+    }[kind]
+    return pd.Series([None] * n, dtype=dtype) if kind != "float" else pd.Series([float("nan")] * n)
 
 
 def coerce_declarations(
@@ -434,49 +599,28 @@ def coerce_declarations(
 
     Raises ``ContractError`` naming the columns for missing required columns and for values
     that cannot be converted (never coerces them to null silently). Domain checks (ranges,
-    allowed values, formats) belong to the validation gate, not here. Columns not in the
-    contract or its extras are dropped unless ``keep_unknown``.
+    allowed values, formats) belong to the rules (``features.rules``), not here. Columns not in
+    the contract or its extras are dropped unless ``keep_unknown``.
     """
-    import pandas as pd
-
-    contract = contract or Contract()
-    fields = FIELDS if with_outcomes else DECLARATION_FIELDS
-    missing = [f.name for f in fields if f.required and f.name not in df.columns]
-    missing += [e.name for e in contract.extras if e.name not in df.columns]
+    frame, bad_values, missing = parse_declarations(
+        df, with_outcomes=with_outcomes, contract=contract, keep_unknown=keep_unknown
+    )
     if missing:
         raise ContractError(f"missing required column(s): {', '.join(missing)}")
+    if bad_values:
+        import numpy as np
 
-    out: dict[str, pd.Series] = {}
-    for f in fields:
-        if f.name not in df.columns:
-            out[f.name] = pd.Series(
-                pd.NA, index=df.index, dtype="str" if f.kind in ("str", "category") else "float64"
+        raw = df.reset_index(drop=True)
+        lines = []
+        for bad in bad_values:
+            mask = np.zeros(len(raw), dtype=bool)
+            mask[bad.rows] = True
+            lines.append(
+                f"column {bad.field!r}: {bad.problem.removeprefix('is ')}: "
+                f"{_show_rows(raw, mask, bad.field)}"
             )
-            continue
-        s = df[f.name]
-        if f.kind == "datetime":
-            out[f.name] = _to_utc(s, f.name)
-        elif f.kind == "bool":
-            out[f.name] = _to_bool(s, f.name, f.nullable)
-        elif f.kind in ("int", "float"):
-            out[f.name] = _to_number(s, f.name, f.kind)
-        else:
-            text = _to_text(s)
-            if f.name in ("seller_country", "origin_country", "currency"):
-                text = text.str.upper()
-            if f.kind == "category":
-                text = text.str.lower()
-            out[f.name] = text
-    for extra in contract.extras:
-        s = df[extra.name]
-        out[extra.name] = (
-            _to_number(s, extra.name, "float") if extra.kind == "numeric" else _to_text(s)
-        )
-    result = pd.DataFrame(out, index=df.index)
-    if keep_unknown:
-        rest = [c for c in df.columns if c not in result.columns]
-        result = pd.concat([result, df[rest]], axis=1)
-    return result.reset_index(drop=True)
+        raise ContractError("; ".join(lines))
+    return frame
 
 
 def empty_declarations(with_outcomes: bool, contract: Contract | None = None) -> pd.DataFrame:
@@ -491,14 +635,9 @@ def empty_declarations(with_outcomes: bool, contract: Contract | None = None) ->
         "datetime": "datetime64[us, UTC]",
         "int": "int64",
         "float": "float64",
-        "bool": "bool",
+        "bool": "boolean",
     }
-    cols = {
-        f.name: pd.Series(
-            [], dtype=("boolean" if f.kind == "bool" and f.nullable else dtypes[f.kind])
-        )
-        for f in fields
-    }
+    cols = {f.name: pd.Series([], dtype=dtypes[f.kind]) for f in fields}
     for e in contract.extras:
         cols[e.name] = pd.Series([], dtype="float64" if e.kind == "numeric" else "str")
     return pd.DataFrame(cols)
@@ -584,6 +723,12 @@ def read_declarations(path: Path, *, with_outcomes: bool = True) -> tuple[pd.Dat
 
 
 def _pydantic_field(f: ContractField) -> tuple[Any, Any]:
+    """Type only: the domain (formats, codes, bounds, required values) is ``features.rules``'s.
+
+    Every field is optional here so that a missing, empty or out-of-domain value reaches the
+    rules, which answer with the same message as the file gate. The JSON schema still documents
+    the domain (pattern, enum, bounds, required fields) for the clients.
+    """
     base: Any = {
         "str": str,
         "category": str,
@@ -592,56 +737,59 @@ def _pydantic_field(f: ContractField) -> tuple[Any, Any]:
         "float": float,
         "bool": bool,
     }[f.kind]
+    schema: dict[str, Any] = {}
     if f.allowed:
-        base = Literal[f.allowed]  # type: ignore[valid-type]
-    kwargs: dict[str, Any] = {"description": f.description}
+        schema["enum"] = list(f.allowed)
     if f.pattern:
-        kwargs["pattern"] = f.pattern
+        schema["pattern"] = f.pattern
     if f.max_length:
-        kwargs["max_length"] = f.max_length
-    if f.kind in ("str",) and not f.pattern:
-        kwargs["min_length"] = 1
+        schema["maxLength"] = f.max_length
     if f.min_value is not None:
-        kwargs["gt" if f.name == "gross_weight_kg" else "ge"] = f.min_value
-    if f.max_value is not None:
-        kwargs["le"] = f.max_value
-    if f.nullable or not f.required:
-        return base | None, Field(None, **kwargs)
-    return base, Field(..., **kwargs)
+        schema["minimum"] = f.min_value
+    return base | None, Field(None, description=f.description, json_schema_extra=schema or None)
+
+
+_TEXT_FIELDS = tuple(f.name for f in DECLARATION_FIELDS if f.kind in ("str", "category"))
+_BOOL_FIELDS = tuple(f.name for f in DECLARATION_FIELDS if f.kind == "bool")
+_REQUIRED_FIELDS = [f.name for f in DECLARATION_FIELDS if not f.nullable]
+
+
+def _declaration_schema(schema: dict[str, Any]) -> None:
+    schema["required"] = list(_REQUIRED_FIELDS)
 
 
 class _DeclarationBase(BaseModel):
     # Extra fields are allowed: a mapping's extra columns arrive as extra keys; the service
-    # checks them against the model's manifest. Strings are stripped like in batch ingest.
-    model_config = ConfigDict(extra="allow", str_strip_whitespace=True, frozen=True)
+    # checks them against the model's manifest. Text is read as in batch ingest (stripped,
+    # empty = missing, codes case-folded) so both paths see the same values.
+    model_config = ConfigDict(extra="allow", frozen=True, json_schema_extra=_declaration_schema)
+
+    @field_validator(*_TEXT_FIELDS, mode="before", check_fields=False)
+    @classmethod
+    def _read_text(cls, value: Any, info: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)  # numeric ids, as a CSV column of numbers reads them
+        if not isinstance(value, str):
+            return value
+        value = value.strip()
+        if not value:
+            return None
+        case = TEXT_CASE.get(info.field_name)
+        return value.upper() if case == "upper" else value.lower() if case == "lower" else value
+
+    @field_validator(*_BOOL_FIELDS, mode="before", check_fields=False)
+    @classmethod
+    def _read_bool(cls, value: Any) -> Any:
+        return parse_bool_value(value)  # the file gate's reader: same words, same errors
 
     @field_validator("declared_at", check_fields=False)
     @classmethod
-    def _require_plausible_time(cls, value: datetime) -> datetime:
-        if value.tzinfo is None:
+    def _require_time_zone(cls, value: datetime | None) -> datetime | None:
+        # A file declares its zone once in its mapping; a JSON value must carry its own, or a
+        # clearance system sending local times would shift every calendar feature silently.
+        if value is not None and value.tzinfo is None:
             raise ValueError("declared_at must carry a time zone (e.g. '2026-05-01T10:00:00Z')")
-        # Histories are counted back from declared_at: a declaration dated in the future would
-        # see empty windows and look like a newcomer, so the API refuses it, as the gate does.
-        now = datetime.now(UTC)
-        if value > now + timedelta(days=MAX_CLOCK_SKEW_DAYS):
-            raise ValueError(
-                f"declared_at {value.isoformat()} is more than {MAX_CLOCK_SKEW_DAYS} days in the future"
-            )
-        if value < datetime.fromisoformat(EARLIEST_DECLARATION):
-            raise ValueError(f"declared_at {value.isoformat()} is before {EARLIEST_DECLARATION}")
         return value
-
-    @field_validator(
-        "seller_country", "origin_country", "currency", mode="before", check_fields=False
-    )
-    @classmethod
-    def _upper_codes(cls, value: Any) -> Any:
-        return value.strip().upper() if isinstance(value, str) else value
-
-    @field_validator("channel", "category", mode="before", check_fields=False)
-    @classmethod
-    def _lower_categories(cls, value: Any) -> Any:
-        return value.strip().lower() if isinstance(value, str) else value
 
 
 Declaration: type[BaseModel] = create_model(  # type: ignore[call-overload]
@@ -730,10 +878,37 @@ def models_as_json(records: list[Any]) -> list[str]:
 
 
 _NUMPY_KINDS = {"int": "int64", "float": "float64", "bool": "bool"}
+_NULLABLE_KINDS = {"int": "Int64", "float": "float64", "bool": "boolean"}
+
+
+def _typed_column(values: list[Any], kind: Kind) -> Any:
+    """Validated values of one int/float/bool field as an array (nullable dtype if any None)."""
+    import numpy as np
+    import pandas as pd
+
+    if kind == "bool" or any(v is None for v in values):  # canonical booleans are nullable
+        return pd.array(values, dtype=_NULLABLE_KINDS[kind])
+    return np.asarray(values, dtype=_NUMPY_KINDS[kind])
+
+
+def extra_column(values: list[Any], extra: ExtraColumn) -> pd.Series:
+    """Raw values of a mapped extra (as sent to the API) in the extra's canonical dtype.
+
+    Raises ``ContractError`` naming the field for a numeric extra that is not a number.
+    """
+    import pandas as pd
+
+    raw = pd.Series(values, dtype=object, name=extra.name)
+    if extra.kind != "numeric":
+        return parse_text(raw)
+    numbers, bad, problem = parse_number(raw, "float")
+    if bad.any():
+        value = raw[bad].iloc[0]
+        raise ContractError(f"{extra.name}: {value!r} {problem}")
+    return numbers
 
 
 def _frame_from_models(records: list[Any], contract: Contract) -> pd.DataFrame:
-    import numpy as np
     import pandas as pd
 
     columns: dict[str, Any] = {}
@@ -745,13 +920,10 @@ def _frame_from_models(records: list[Any], contract: Contract) -> pd.DataFrame:
             # utc=True: declarations of one batch may carry different UTC offsets
             columns[f.name] = pd.to_datetime(values, utc=True).astype("datetime64[us, UTC]")
         else:
-            columns[f.name] = np.asarray(values, dtype=_NUMPY_KINDS[f.kind])
+            columns[f.name] = _typed_column(values, f.kind)
     for extra in contract.extras:
-        raw = pd.Series(
-            [(r.model_extra or {}).get(extra.name) for r in records], dtype=object, name=extra.name
-        )
-        columns[extra.name] = (
-            _to_number(raw, extra.name, "float") if extra.kind == "numeric" else _to_text(raw)
+        columns[extra.name] = extra_column(
+            [(r.model_extra or {}).get(extra.name) for r in records], extra
         )
     return pd.DataFrame(columns, copy=False)
 
@@ -762,6 +934,7 @@ def _frame_from_models(records: list[Any], contract: Contract) -> pd.DataFrame:
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
+_NAT_US = -(2**63)  # what NaT is as int64 microseconds
 _DECLARATION_KINDS = {f.name: f.kind for f in DECLARATION_FIELDS}
 
 
@@ -800,10 +973,14 @@ class FrameColumns:
         return self._frame[name].to_numpy(dtype=np.float64, na_value=np.nan)
 
     def t_us(self, name: str) -> np.ndarray:
-        """A tz-aware timestamp column as int64 UTC microseconds since the epoch."""
+        """A tz-aware timestamp column as int64 UTC microseconds since the epoch (NaT: min)."""
         import numpy as np
 
         return self._frame[name].to_numpy(dtype="datetime64[us]").view(np.int64)
+
+    def missing(self, name: str) -> np.ndarray:
+        """Where the column holds no value."""
+        return self._frame[name].isna().to_numpy()
 
     def frame(self) -> pd.DataFrame:
         return self._frame
@@ -848,7 +1025,10 @@ class RecordColumns:
         kind = _DECLARATION_KINDS.get(name)
         if kind not in _NUMPY_KINDS:
             return FrameColumns(self.frame()).numbers(name)
-        return np.asarray(self._values(name), dtype=_NUMPY_KINDS[kind]).astype(np.float64)
+        values = self._values(name)
+        if any(v is None for v in values):  # optional fields: missing is NaN, never 0/False
+            return np.array([np.nan if v is None else float(v) for v in values])
+        return np.asarray(values, dtype=_NUMPY_KINDS[kind]).astype(np.float64)
 
     def t_us(self, name: str) -> np.ndarray:
         """Exact integer microseconds (the API requires a time zone on every timestamp)."""
@@ -857,9 +1037,19 @@ class RecordColumns:
         if _DECLARATION_KINDS.get(name) != "datetime":
             return FrameColumns(self.frame()).t_us(name)
         return np.fromiter(
-            ((v - _EPOCH) // _MICROSECOND for v in self._values(name)),
+            (_NAT_US if v is None else (v - _EPOCH) // _MICROSECOND for v in self._values(name)),
             dtype=np.int64,
             count=len(self.records),
+        )
+
+    def missing(self, name: str) -> np.ndarray:
+        """Where the field holds no value (None; NaN for numbers)."""
+        import numpy as np
+
+        if name not in _DECLARATION_KINDS:
+            return FrameColumns(self.frame()).missing(name)
+        return np.fromiter(
+            (v is None or v != v for v in self._values(name)), dtype=bool, count=len(self.records)
         )
 
     def frame(self) -> pd.DataFrame:

@@ -234,6 +234,19 @@ def entity_history(
     return out
 
 
+def forget_unknown(
+    values: dict[str, np.ndarray], known: np.ndarray, prior: np.ndarray, hit_rate: str
+) -> None:
+    """Rows whose entity key is missing get no history, in place: every feature NaN except the
+    hit rate, which is the prior. An empty seller id is "unknown", never one pooled seller whose
+    history would mix every unidentified parcel of the file."""
+    unknown = ~known
+    if not unknown.any():
+        return
+    for name, column in values.items():
+        column[unknown] = prior[unknown] if name == hit_rate else np.nan
+
+
 def global_prior(
     times_us: np.ndarray,
     outcomes: EventIndex,

@@ -74,6 +74,9 @@ class FeatureSpec:
 class FeatureManifest:
     features: tuple[FeatureSpec, ...]
     params: dict[str, Any] = field(default_factory=dict)  # the feature params that built them
+    # Contract fields and extras the history holds values for: the families built from them.
+    # None: a manifest from before inputs were recorded (every family was built).
+    inputs: tuple[str, ...] | None = None
 
     @property
     def names(self) -> list[str]:
@@ -165,6 +168,8 @@ class FeatureManifest:
             ],
             "params": self.params,
         }
+        if self.inputs is not None:
+            payload["inputs"] = list(self.inputs)
         return json.dumps(payload, indent=1, sort_keys=True, default=str)
 
     @classmethod
@@ -184,7 +189,12 @@ class FeatureManifest:
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ParcelriskError(f"feature manifest is malformed: {exc}") from exc
-        return cls(features=specs, params=payload.get("params", {}))
+        inputs = payload.get("inputs")
+        return cls(
+            features=specs,
+            params=payload.get("params", {}),
+            inputs=tuple(inputs) if inputs is not None else None,
+        )
 
     def write(self, directory: Path) -> Path:
         from features.contract import atomic_write

@@ -15,14 +15,19 @@ how to read it; and it declares the extra columns the administration wants to ke
       ioss_prepaid: {column: IOSS, true_values: ["Y"], false_values: ["N"]}
       illicit: {column: RESULT, values: {POS: true, NEG: false}}
       gross_weight_kg: {column: WEIGHT_G, scale: 0.001}       # grams -> kg
+      inspected: {value: true}                                # an administration that inspects all
+      inspected_at: {column: DATE, format: "%Y-%m-%d", timezone: Asia/Seoul, offset: "1 day"}
+      category: {column: KIND, values: {M: merchandise, G: gift}, default: M}  # empty: M
     extras:
       - {column: BROKER, name: broker_id, kind: entity}       # identifier with history features
       - {column: INCOTERM, name: incoterm, kind: categorical}
       - {column: INSURED_VALUE, name: insured_value, kind: numeric, decimal: ","}
 
-Spec keys: ``column`` or ``value`` (exactly one); ``format`` (strptime) and ``timezone`` (IANA
-name; local times are converted to UTC, times already carrying an offset are kept; ambiguous
-autumn-DST times are read as standard time) for timestamps; ``decimal``, ``thousands`` and
+Spec keys: ``column`` or ``value`` (exactly one); ``default`` (the value of an empty cell of
+the column, read like any source value); ``format`` (strptime), ``timezone`` (IANA name; local
+times are converted to UTC, times already carrying an offset are kept; ambiguous autumn-DST
+times are read as standard time) and ``offset`` (a duration added after reading, e.g. ``1 day``
+when results are recorded the day after the declaration date) for timestamps; ``decimal``, ``thousands`` and
 ``scale`` (multiplier) for numbers; ``values`` (a code table: every non-empty source value must be
 a key, else it is an error); ``true_values``/``false_values`` for booleans. Timestamps without a
 timezone or offset are taken as UTC. YAML is read with YAML 1.2 booleans: only true/false are
@@ -83,6 +88,8 @@ class _Spec(BaseModel):
     values: dict[str, Any] | None = None
     true_values: list[str] | None = None
     false_values: list[str] | None = None
+    default: Any = None  # the value of an empty source cell (read like any source value)
+    offset: str | None = None  # timestamps: added after reading, e.g. "1 day", "-2 hours"
 
     @field_validator("values", mode="before")
     @classmethod
@@ -97,6 +104,30 @@ class _Spec(BaseModel):
     def _items_as_text(cls, value: Any) -> Any:
         if isinstance(value, list):
             return [str(v) for v in value]
+        return value
+
+    @field_validator("default", mode="before")
+    @classmethod
+    def _default_as_text(cls, value: Any) -> Any:
+        # source cells are text; a default is read exactly like one (codes, decimals, formats)
+        return (
+            None if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+        )
+
+    @field_validator("offset")
+    @classmethod
+    def _known_offset(cls, value: str | None) -> str | None:
+        if value is not None:
+            import pandas as pd
+
+            try:
+                delta = pd.Timedelta(value)
+            except (ValueError, TypeError) as exc:
+                raise ValueError(
+                    f"offset {value!r} is not a duration (e.g. '1 day', '12 hours', '-30 min')"
+                ) from exc
+            if pd.isna(delta):
+                raise ValueError(f"offset {value!r} is not a duration")
         return value
 
     @field_validator("timezone")
@@ -119,6 +150,8 @@ class ColumnSpec(_Spec):
     def _column_or_value(self) -> ColumnSpec:
         if (self.column is None) == (self.value is None):
             raise ValueError("give exactly one of 'column' (source column) or 'value' (constant)")
+        if self.default is not None and self.column is None:
+            raise ValueError("'default' fills empty cells of a 'column'; a constant needs none")
         return self
 
 
@@ -270,6 +303,12 @@ def _as_text(series: pd.Series) -> pd.Series:
     return series.astype("str").str.strip().where(series.notna())
 
 
+def _filled(source: pd.Series) -> pd.Series:
+    """Cells holding a value: not null and not blank text."""
+    text = source.astype("str").str.strip()
+    return source.notna() & text.ne("")
+
+
 def _examples(source: pd.Series, bad: pd.Series, ids: pd.Series | None) -> str:
     rows = source[bad].head(_EXAMPLES)
     parts = []
@@ -298,6 +337,8 @@ def _convert(
 
     if spec.column is None:  # constant
         source = pd.Series([spec.value] * n_rows, dtype="object")
+    elif spec.default is not None:
+        source = source.astype("object").where(_filled(source), spec.default)
     text = _as_text(source) if source.dtype != bool else source
     none = pd.Series(False, index=source.index)
 
@@ -345,8 +386,12 @@ def _convert(
 
     if kind == "datetime":
         if pd.api.types.is_datetime64_any_dtype(source.dtype) and spec.column is not None:
-            return _localise(source, spec), none, ""
-        return _convert_datetime(spec, text)
+            stamps, bad, problem = _localise(source, spec), none, ""
+        else:
+            stamps, bad, problem = _convert_datetime(spec, text)
+        if spec.offset and not bad.any():
+            stamps = stamps + pd.Timedelta(spec.offset)
+        return stamps, bad, problem
 
     return text, none, ""
 

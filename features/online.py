@@ -30,6 +30,7 @@ from features.build import (
     assemble,
     declaration_features,
     entities_for,
+    entity_codes,
     entity_keys,
     outcome_events,
     period_of,
@@ -37,6 +38,7 @@ from features.build import (
     prepare,
     sort_declarations,
     split_shipment_features,
+    uses_quantity,
 )
 from features.contract import Contract, ExtraColumn, FrameColumns, RecordColumns, columns_of
 from features.errors import ParcelriskError
@@ -324,31 +326,28 @@ def build_entity_state(
     t = prep["t_us"]
 
     entities: dict[str, EntityTable] = {}
-    for entity in entities_for(params, contract):
-        codes, vocab = pd.factorize(entity_keys(prep, entity))
-        codes = codes.astype(np.int64)
-        out_codes = codes[outcomes["rows"]]
-        recent = t >= horizon
-        recent_out = outcomes["t_us"] >= horizon
+    for entity in entities_for(params, contract, manifest.inputs):
+        codes, vocab = entity_codes(entity_keys(prep, entity))
+        known = codes >= 0  # parcels with an unknown key belong to no entity
+        out_known = known[outcomes["rows"]]
+        out_codes = codes[outcomes["rows"]][out_known]
+        out_t = outcomes["t_us"][out_known]
+        out_ill = outcomes["illicit"][out_known]
+        out_rev = outcomes["revenue_cents"][out_known]
+        recent = known & (t >= horizon)
+        recent_out = out_t >= horizon
         entities[entity.spec] = EntityTable(
             vocabulary=pd.Index(vocab.astype("str")),
             base=_base_totals(
-                len(vocab),
-                codes,
-                t,
-                horizon,
-                out_codes,
-                outcomes["t_us"],
-                outcomes["illicit"],
-                outcomes["revenue_cents"],
+                len(vocab), codes[known], t[known], horizon, out_codes, out_t, out_ill, out_rev
             ),
             decl_codes=codes[recent],
             decl_t_us=t[recent],
             decl_value_cents=prep["value_cents"][recent],
             out_codes=out_codes[recent_out],
-            out_t_us=outcomes["t_us"][recent_out],
-            out_illicit=outcomes["illicit"][recent_out].astype(np.int64),
-            out_revenue_cents=outcomes["revenue_cents"][recent_out],
+            out_t_us=out_t[recent_out],
+            out_illicit=out_ill[recent_out].astype(np.int64),
+            out_revenue_cents=out_rev[recent_out],
         )
     recent_out = outcomes["t_us"] >= horizon
     zero = np.zeros(len(outcomes["t_us"]), dtype=np.int64)
@@ -426,12 +425,13 @@ def _fit_text_model(
 
 
 def _codes_for(table: EntityTable, keys: np.ndarray) -> np.ndarray:
-    """Snapshot codes; unseen keys get fresh codes (shared by equal keys within the request)."""
+    """Snapshot codes; unseen keys get fresh codes (shared by equal keys within the request);
+    missing keys (None) stay -1: an unknown entity, not a new one."""
     codes = hist.codes_of(table.lookup, keys)
-    unknown = codes < 0
-    if unknown.any():
-        fresh, _ = pd.factorize(keys[unknown])
-        codes[unknown] = len(table.vocabulary) + fresh
+    unseen = codes < 0
+    if unseen.any():
+        fresh, _ = pd.factorize(keys[unseen])  # None -> -1, kept
+        codes[unseen] = np.where(fresh >= 0, len(table.vocabulary) + fresh, -1)
     return codes
 
 
@@ -518,43 +518,57 @@ def _history_online(
         default_prior=params.default_prior,
         prior_strength=params.prior_strength,
     )
-    codes, base_rows = [], []
+    codes, base_rows, identified = [], [], []
     for entity in entities:
+        n_vocab = len(state.entities[entity.spec].vocabulary)
         local = _codes_for(state.entities[entity.spec], entity_keys(prep, entity))
-        known = local < len(state.entities[entity.spec].vocabulary)
-        codes.append(local + merged.offsets[entity.spec])
-        base_rows.append(
-            np.where(known, local + merged.base_offsets[entity.spec], merged.empty_row)
+        known = local >= 0
+        in_snapshot = known & (local < n_vocab)
+        # an unknown key queries the last code of the entity's range, which no event has
+        # (fresh codes of a request stay below it); its results are forgotten below
+        codes.append(
+            np.where(known, local, n_vocab + MAX_NEW_KEYS - 1) + merged.offsets[entity.spec]
         )
+        base_rows.append(
+            np.where(in_snapshot, local + merged.base_offsets[entity.spec], merged.empty_row)
+        )
+        identified.append(known)
     all_codes = np.concatenate(codes)
+    all_known = np.concatenate(identified)
     all_t = np.tile(t, len(entities))
     value_cents = np.tile(prep["value_cents"], len(entities))
-    # the request's own rows: parcels of one request see each other as in batch
+    # the request's own rows: parcels of one request see each other as in batch (parcels with
+    # an unknown key are events of no entity)
     declarations = hist.CombinedIndex(
-        merged.declarations, hist.EventIndex(all_codes, all_t, {"value_cents": value_cents})
+        merged.declarations,
+        hist.EventIndex(
+            all_codes[all_known], all_t[all_known], {"value_cents": value_cents[all_known]}
+        ),
     )
     base = merged.base.take(np.concatenate(base_rows))
+    tiled = np.tile(prior, len(entities))
     values = hist.entity_history(
         "",
         all_codes,
         all_t,
         declarations,
         merged.outcomes,
-        np.tile(prior, len(entities)),
+        tiled,
         windows_days=params.windows_days,
         outcome_window_days=params.outcome_window_days,
         prior_strength=params.prior_strength,
         base=base,
     )
+    hist.forget_unknown(values, all_known, tiled, "_hit_rate")
     result: dict[str, np.ndarray] = {}
     for i, entity in enumerate(entities):
         rows = slice(i * n, (i + 1) * n)
         for name, column in values.items():
             result[entity.prefix + name] = column[rows]
         if entity.spec == "consignee_id":
-            result.update(
-                split_shipment_features(codes[i], t, prep["value_eur"], declarations, params)
-            )
+            split = split_shipment_features(codes[i], t, prep["value_eur"], declarations, params)
+            hist.forget_unknown(split, identified[i], prior, "")
+            result.update(split)
     return result
 
 
@@ -632,15 +646,8 @@ def _warnings(
     prep: Prepared, values: dict[str, np.ndarray], state: EntityState
 ) -> list[tuple[int, str]]:
     """Per-row notes on codes the model has not seen, read off the computed features."""
+    # (a currency without an exchange rate is the rules' warning: features.rules)
     warnings: list[tuple[int, str]] = []
-    no_rate = np.isnan(prep["value_eur"])
-    for i in np.flatnonzero(no_rate):
-        warnings.append(
-            (
-                int(i),
-                f"currency {prep['currency'][i]!r} has no exchange rate: value features left empty",
-            )
-        )
     if not state.references.hs6.empty:
         for i in np.flatnonzero(values["reference_count_hs6"] == 0):
             warnings.append(
@@ -722,8 +729,9 @@ def online_features(
     prep = prepare(declarations, state.contract, state.params)
     values: dict[str, Any] = {}
     categories = {s.name: s.categories for s in state.manifest.features if s.dtype == "category"}
-    values.update(declaration_features(prep, categories, state.contract))
-    values.update(_history_online(prep, state, entities_for(state.params, state.contract)))
+    values.update(declaration_features(prep, categories, state.contract, state.params.timezone))
+    entities = entities_for(state.params, state.contract, state.manifest.inputs)
+    values.update(_history_online(prep, state, entities))
     logs = {k: prep[k] for k in LOG_COLUMNS}
     values.update(
         valuation_features(
@@ -734,9 +742,11 @@ def online_features(
             state.references,
             de_minimis_eur=state.params.de_minimis_eur,
             min_reference_count=state.params.min_reference_count,
+            per_item=uses_quantity(state.manifest),
         )
     )
-    values.update(_text_online(prep, state))
+    if "text" in state.manifest.groups():  # an export without item text has no text model
+        values.update(_text_online(prep, state))
     if warnings is not None:
         warnings.extend(_warnings(prep, values, state))
     return OnlineFeatures(declarations, prep, values, state.manifest)

@@ -49,7 +49,10 @@ class FeatureParams:
     refit_period_days: int = 14
     de_minimis_eur: float = 150.0
     min_reference_count: int = 5
-    max_categories: int = 100
+    # Levels kept per categorical column (most frequent first; the rest code as unknown). Sized
+    # for tariff codes: about 5,600 HS6 subheadings and 1,230 headings exist.
+    max_categories: int = 6000
+    timezone: str = "UTC"  # the administration's time zone: calendar features in local time
     text_alpha: float = 0.5
     vague_terms: tuple[str, ...] = DEFAULT_VAGUE_TERMS
     entities: tuple[str, ...] = (
@@ -70,6 +73,8 @@ class FeatureParams:
         "currency",
         "origin_country",
         "hs_chapter",
+        "hs_heading",
+        "hs6",
         "arrival_office",
     )
     extra: dict[str, Any] = field(default_factory=dict)
@@ -81,6 +86,17 @@ class FeatureParams:
             raise ParcelriskError("features.refit_period_days must be positive")
         if self.prior_strength <= 0:
             raise ParcelriskError("features.prior_strength must be positive")
+        if self.max_categories < 1:
+            raise ParcelriskError("features.max_categories must be at least 1")
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ParcelriskError(
+                f"features.timezone: unknown time zone {self.timezone!r} (use an IANA name "
+                "such as Europe/Paris or Asia/Seoul)"
+            ) from exc
 
     @property
     def fx(self) -> dict[str, float]:

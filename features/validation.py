@@ -1,41 +1,51 @@
-"""The validation gate: a Great Expectations suite built from the contract, run on one file.
+"""The validation gate: the declaration rules (``features.rules``) run over a whole file.
 
-The suite is derived from ``features.contract.FIELDS`` (and the file's extras), never from a
-hand-written column list: presence, dtype, nulls, ranges, allowed values, code formats, lengths,
-unique ids, plausible timestamps, and the consistency of inspection outcomes.
+``check_declarations`` reads a frame as it is (text from a CSV, or typed Parquet), converts
+every column row by row and runs the rules: structural faults fail the file, plausibility
+outliers warn; both with counts and example rows. File-level faults are checked here too:
+missing required columns, an empty file, duplicate declaration ids.
 
-Two stages so that a broken file is still reported as failed checks, not a traceback:
-1. the raw frame is converted column by column to the contract dtypes; missing columns and
-   values that do not convert become failures;
-2. the GX suite runs on a copy of the converted frame (plus helper columns for conditions).
-
-Great Expectations is imported lazily (about 4 s): importing this module is cheap.
+``validate_file`` is the ``parcelrisk validate`` stage: it also runs the same rules compiled to
+a Great Expectations suite (``features.expectations``) as an independent cross-check and an
+artefact data teams can reuse, and writes the report (``features.report``: one self-contained
+HTML page, readable offline) and a validation record (``validation.json``) that names the file
+by its content fingerprint. ``require_valid`` is the gate the pipeline stages call: it accepts a
+matching passing record or checks inline, and refuses faults unless told ``--no-validate``.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
-import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from features.contract import (
-    EARLIEST_DECLARATION,
     FIELDS,
-    MAX_CLOCK_SKEW_DAYS,
+    OUTCOME_COLUMNS,
     Contract,
     ContractError,
-    ContractField,
-    _to_bool,
-    _to_number,
-    _to_text,
-    _to_utc,
-    coerce_declarations,
+    FrameColumns,
+    atomic_write,
+    parse_declarations,
     read_raw_declarations,
+)
+from features.errors import ParcelriskError
+from features.rules import (
+    MAX_EXAMPLES,
+    Finding,
+    Findings,
+    Limits,
+    Rule,
+    check,
+    parse_findings,
+    rules_for,
+    show,
 )
 
 if TYPE_CHECKING:
@@ -43,492 +53,354 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-MAX_EXAMPLES = 5
+RECORD_FILE = "validation.json"
+REPORT_FILE = "index.html"
 ID_COLUMN = "declaration_id"
-# Helper columns added to the validated copy for conditional expectations.
-_NOT_INSPECTED = "_not_inspected"
-_INSPECTED = "_inspected"
-_NOT_ILLICIT = "_not_illicit"
-# Outcomes that must be known once a parcel is inspected (the others may stay null: no offence,
-# nothing recovered, reason not recorded).
-REQUIRED_WHEN_INSPECTED = ("inspected_at", "illicit")
-# What ExpectColumnValuesToBeOfType observes for each canonical dtype on pandas 3 (GX 1.24
-# reports element types for datetimes and nullable booleans).
-_GX_TYPES = {
-    "str": "str",
-    "category": "str",
-    "int": "int64",
-    "float": "float64",
-    "bool": "bool",
-    "datetime": "Timestamp",
-}
 
 
-@dataclass(frozen=True)
-class Failure:
-    """One failed check: which expectation, on which column, what is wrong, a few examples."""
+class GateError(ParcelriskError):
+    """The data fails the structural checks; the message lists the faults with example rows."""
 
-    expectation: str
-    column: str | None
-    message: str
-    unexpected_count: int | None = None
-    examples: list[dict[str, Any]] = field(default_factory=list)
 
-    def render(self) -> str:
-        where = f"{self.column}: " if self.column else ""
-        count = f" [{self.unexpected_count} row(s)]" if self.unexpected_count else ""
-        line = f"FAIL {where}{self.message}{count} ({self.expectation})"
-        if self.examples:
-            shown = "; ".join(
-                ", ".join(f"{k}={v!r}" for k, v in ex.items()) for ex in self.examples
-            )
-            line += f"\n     e.g. {shown}"
-        return line
+def fingerprint_file(path: Path, chunk: int = 1 << 20) -> str:
+    """sha256 of a file's bytes: names the exact file a validation record speaks for."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# --------------------------------------------------------------------------------------------
+# The result of a check
+# --------------------------------------------------------------------------------------------
 
 
 @dataclass
-class ValidationResult:
-    """Outcome of the gate; ``render()`` is what the CLI prints."""
+class GateResult:
+    """What the gate found in one file or frame."""
 
-    success: bool
-    failures: list[Failure]
-    statistics: dict[str, Any]
+    rows: int
+    with_outcomes: bool
+    findings: Findings
+    missing_columns: list[str]
+    rules_checked: int
+    ids: np.ndarray  # declaration ids by row (None where missing), for examples
+    source: str | None = None
+    fingerprint: str | None = None
+    checked_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    cross_check: dict[str, Any] | None = None  # Great Expectations' counts, rule -> count
 
-    def render(self) -> str:
-        rows = self.statistics.get("rows", 0)
-        evaluated = self.statistics.get("evaluated_expectations", 0)
+    @property
+    def success(self) -> bool:
+        return not self.missing_columns and not self.findings.faults and self.rows > 0
+
+    @property
+    def fault_count(self) -> int:
+        return len(self.missing_columns) + len(self.findings.faults) + (self.rows == 0)
+
+    def examples(self, finding: Finding, limit: int = MAX_EXAMPLES) -> list[dict[str, Any]]:
+        """First offending rows: 1-based data row number, declaration id, message."""
+        out = []
+        for row, message in zip(
+            finding.rows[:limit].tolist(), finding.messages()[:limit], strict=False
+        ):
+            out.append({"row": row + 1, "declaration_id": self.ids[row], "message": message})
+        return out
+
+    def summary(self, finding: Finding) -> dict[str, Any]:
+        rule = finding.rule
+        out = {
+            "rule": rule.name,
+            "field": rule.field,
+            "severity": rule.severity,
+            "requires": rule.requires,
+            "rows": finding.count,
+            "share": finding.count / self.rows if self.rows else 0.0,
+            "examples": self.examples(finding),
+        }
+        if self.cross_check is not None and rule.name in self.cross_check.get("counts", {}):
+            out["great_expectations_rows"] = self.cross_check["counts"][rule.name]
+        return out
+
+    def to_record(self) -> dict[str, Any]:
+        """The validation record (``validation.json``): what was checked, found and decided."""
+        return {
+            "file": self.source,
+            "fingerprint": self.fingerprint,
+            "rows": self.rows,
+            "with_outcomes": self.with_outcomes,
+            "success": self.success,
+            "checked_at": self.checked_at,
+            "rules_checked": self.rules_checked,
+            "missing_columns": self.missing_columns,
+            "empty": self.rows == 0,
+            "faults": [self.summary(f) for f in self.findings.faults],
+            "warnings": [self.summary(f) for f in self.findings.warnings],
+            "fault_rows": int(self.findings.rows_with("fault").sum()),
+            "warning_rows": int(self.findings.rows_with("warning").sum()),
+            "cross_check": self.cross_check,
+        }
+
+    def render(self, limit: int = 3) -> str:
+        """What the console shows: verdict, then each failed rule with counts and examples."""
+        lines = []
         if self.success:
-            return f"OK: {rows} rows, {evaluated} expectations passed"
-        head = (
-            f"INVALID: {rows} rows, {len(self.failures)} failed check(s) "
-            f"of {evaluated + self.statistics.get('conversion_checks_failed', 0)}"
-        )
-        return "\n".join([head, *(f.render() for f in self.failures)])
-
-
-# --------------------------------------------------------------------------------------------
-# Stage 1: structure and conversion (no GX needed to convert, GX reports presence).
-# --------------------------------------------------------------------------------------------
-
-
-def _convert_column(series: pd.Series, f: ContractField) -> pd.Series:
-    # Same per-kind conversions as coerce_declarations, one column at a time, so every
-    # unconvertible column is reported rather than only the first.
-    if f.kind == "datetime":
-        return _to_utc(series, f.name)
-    if f.kind == "bool":
-        # Nullability is the suite's business; convert as nullable so nulls are counted there.
-        return _to_bool(series, f.name, True)
-    if f.kind in ("int", "float"):
-        return _to_number(series, f.name, f.kind)
-    return _to_text(series)
-
-
-def _labelled(series: pd.Series, raw: pd.DataFrame) -> pd.Series:
-    """Index a column by declaration_id, so conversion errors name parcels, not positions."""
-    if ID_COLUMN in raw.columns and raw[ID_COLUMN].notna().all() and raw[ID_COLUMN].is_unique:
-        return series.set_axis(raw[ID_COLUMN].astype("str"))
-    return series
-
-
-def _expected_fields(df: pd.DataFrame) -> tuple[ContractField, ...]:
-    with_outcomes = any(f.scope == "outcome" and f.name in df.columns for f in FIELDS)
-    return tuple(f for f in FIELDS if with_outcomes or f.scope == "declaration")
-
-
-def _prepare(df: pd.DataFrame, contract: Contract) -> tuple[pd.DataFrame, list[Failure], set[str]]:
-    """Canonical copy of ``df`` for the suite, conversion failures, and columns usable by it."""
-    import pandas as pd
-
-    fields = _expected_fields(df)
-    with_outcomes = any(f.scope == "outcome" for f in fields)
-    try:
-        canonical = coerce_declarations(
-            df, with_outcomes=with_outcomes, contract=contract, keep_unknown=True
-        )
-        present = {f.name for f in fields if f.name in df.columns}
-        present |= {e.name for e in contract.extras if e.name in df.columns}
-        return canonical, [], present
-    except ContractError:
-        pass  # diagnose column by column below
-
-    failures: list[Failure] = []
-    out: dict[str, pd.Series] = {}
-    usable: set[str] = set()
-    raw = df.reset_index(drop=True)
-    for f in fields:
-        if f.name not in raw.columns:
-            continue  # reported by ExpectColumnToExist
-        try:
-            converted = _convert_column(_labelled(raw[f.name], raw), f).set_axis(raw.index)
-        except ContractError as exc:
-            failures.append(
-                Failure(
-                    f"convert_to_{f.kind}", f.name, str(exc).removeprefix(f"column {f.name!r}: ")
-                )
-            )
-            out[f.name] = raw[f.name]
-            continue
-        if f.name in ("seller_country", "origin_country", "currency"):
-            converted = converted.str.upper()
-        if f.kind == "category":
-            converted = converted.str.lower()
-        out[f.name] = converted
-        usable.add(f.name)
-    for extra in contract.extras:
-        if extra.name not in raw.columns:
-            continue
-        try:
-            out[extra.name] = (
-                _to_number(_labelled(raw[extra.name], raw), extra.name, "float").set_axis(raw.index)
-                if extra.kind == "numeric"
-                else _to_text(raw[extra.name])
-            )
-            usable.add(extra.name)
-        except ContractError as exc:
-            failures.append(
-                Failure(
-                    "convert_to_numeric",
-                    extra.name,
-                    str(exc).removeprefix(f"column {extra.name!r}: "),
-                )
-            )
-            out[extra.name] = raw[extra.name]
-    rest = [c for c in raw.columns if c not in out]
-    canonical = pd.concat([pd.DataFrame(out, index=raw.index), raw[rest]], axis=1)
-    return canonical, failures, usable
-
-
-# --------------------------------------------------------------------------------------------
-# Stage 2: the suite, derived from FIELDS.
-# --------------------------------------------------------------------------------------------
-
-
-def _timestamp_bounds(now: datetime | None = None) -> tuple[Any, Any]:
-    import pandas as pd
-
-    now = now or datetime.now(UTC)
-    return (
-        pd.Timestamp(EARLIEST_DECLARATION),
-        pd.Timestamp(now + timedelta(days=MAX_CLOCK_SKEW_DAYS)),
-    )
-
-
-def build_expectations(
-    fields: tuple[ContractField, ...],
-    contract: Contract,
-    usable: set[str],
-    with_outcomes: bool,
-    now: datetime | None = None,
-) -> list[Any]:
-    """The expectations for a frame with ``fields``; value checks only on ``usable`` columns."""
-    import great_expectations.expectations as gxe
-
-    earliest, latest = _timestamp_bounds(now)
-    # An empty export is a failed export, not a valid one.
-    exps: list[Any] = [gxe.ExpectTableRowCountToBeBetween(min_value=1)]
-    for f in fields:
-        if f.required:
-            exps.append(gxe.ExpectColumnToExist(column=f.name))
-        if f.name not in usable:
-            continue
-        col = f.name
-        exps.append(gxe.ExpectColumnValuesToBeOfType(column=col, type_=_GX_TYPES[f.kind]))
-        if not f.nullable:
-            exps.append(gxe.ExpectColumnValuesToNotBeNull(column=col))
-        if f.min_value is not None or f.max_value is not None:
-            exps.append(
-                gxe.ExpectColumnValuesToBeBetween(
-                    column=col, min_value=f.min_value, max_value=f.max_value
-                )
-            )
-        if f.kind == "datetime":
-            exps.append(
-                gxe.ExpectColumnValuesToBeBetween(column=col, min_value=earliest, max_value=latest)
-            )
-        if f.allowed:
-            exps.append(gxe.ExpectColumnValuesToBeInSet(column=col, value_set=list(f.allowed)))
-        if f.pattern:
-            exps.append(gxe.ExpectColumnValuesToMatchRegex(column=col, regex=f.pattern))
-        if f.kind == "str" and not f.pattern:
-            exps.append(
-                gxe.ExpectColumnValueLengthsToBeBetween(
-                    column=col, min_value=1, max_value=f.max_length
-                )
-            )
-    if ID_COLUMN in usable:
-        exps.append(gxe.ExpectColumnValuesToBeUnique(column=ID_COLUMN))
-    for extra in contract.extras:
-        exps.append(gxe.ExpectColumnToExist(column=extra.name))
-    if with_outcomes and "inspected" in usable:
-        exps += _outcome_expectations(fields, usable)
-    return exps
-
-
-def _outcome_expectations(fields: tuple[ContractField, ...], usable: set[str]) -> list[Any]:
-    import great_expectations.expectations as gxe
-
-    exps: list[Any] = []
-    for f in fields:
-        if f.scope == "outcome" and f.name != "inspected" and f.name in usable:
-            exps.append(
-                gxe.ExpectColumnValuesToBeNull(
-                    column=f.name,
-                    row_condition=f"{_NOT_INSPECTED} == True",
-                    condition_parser="pandas",
-                    description=f"{f.name} must be null where the parcel was not inspected",
-                )
-            )
-    for name in REQUIRED_WHEN_INSPECTED:
-        if name in usable:
-            exps.append(
-                gxe.ExpectColumnValuesToNotBeNull(
-                    column=name,
-                    row_condition=f"{_INSPECTED} == True",
-                    condition_parser="pandas",
-                    description=f"{name} must be set where the parcel was inspected",
-                )
-            )
-    if {"inspected_at", "declared_at"} <= usable:
-        exps.append(
-            gxe.ExpectColumnPairValuesAToBeGreaterThanB(
-                column_A="inspected_at",
-                column_B="declared_at",
-                or_equal=True,
-                ignore_row_if="either_value_is_missing",
-            )
-        )
-    if {"offence_type", "illicit"} <= usable:
-        exps.append(
-            gxe.ExpectColumnValuesToBeNull(
-                column="offence_type",
-                row_condition=f"{_NOT_ILLICIT} == True",
-                condition_parser="pandas",
-                description="offence_type must be null unless the parcel was found illicit",
-            )
-        )
-    return exps
-
-
-def _add_helper_columns(frame: pd.DataFrame, usable: set[str]) -> pd.DataFrame:
-    frame = frame.copy()
-    if "inspected" in usable:
-        inspected = frame["inspected"].astype("boolean").fillna(False).astype(bool)
-        frame[_INSPECTED] = inspected
-        frame[_NOT_INSPECTED] = ~inspected
-    if "illicit" in usable:
-        frame[_NOT_ILLICIT] = ~frame["illicit"].astype("boolean").fillna(False).astype(bool)
-    return frame
-
-
-# --------------------------------------------------------------------------------------------
-# Turning GX results into Failures.
-# --------------------------------------------------------------------------------------------
-
-
-def _describe(config: Any) -> str:
-    kw = config.kwargs
-    kind = config.type
-    if config.description:
-        return config.description
-    if kind == "expect_column_to_exist":
-        return "required column is missing"
-    if kind == "expect_column_values_to_be_of_type":
-        return f"wrong type, expected {kw.get('type_')}"
-    if kind == "expect_column_values_to_not_be_null":
-        return "null values are not allowed"
-    if kind == "expect_column_values_to_be_between":
-        return f"values outside the range [{kw.get('min_value')}, {kw.get('max_value')}]"
-    if kind == "expect_column_values_to_be_in_set":
-        return f"values not allowed (allowed: {', '.join(map(str, kw.get('value_set', [])))})"
-    if kind == "expect_column_values_to_match_regex":
-        return f"values do not match the format {kw.get('regex')}"
-    if kind == "expect_column_value_lengths_to_be_between":
-        return f"text length outside [{kw.get('min_value')}, {kw.get('max_value')}]"
-    if kind == "expect_table_row_count_to_be_between":
-        return "the file has no rows"
-    if kind == "expect_column_values_to_be_unique":
-        return "duplicate values"
-    if kind == "expect_column_pair_values_a_to_be_greater_than_b":
-        return f"{kw.get('column_A')} is before {kw.get('column_B')}"
-    return kind.replace("_", " ")
-
-
-def _examples(result: dict[str, Any]) -> list[dict[str, Any]]:
-    rows = result.get("partial_unexpected_index_list") or []
-    examples = []
-    for row in rows[:MAX_EXAMPLES]:
-        if isinstance(row, dict):
-            examples.append({k: _plain(v) for k, v in row.items() if not k.startswith("_")})
+            head = f"OK: {self.rows:,} rows, {self.rules_checked} rules"
+            if self.findings.warnings:
+                rows = int(self.findings.rows_with("warning").sum())
+                head += f"; {len(self.findings.warnings)} warning(s) on {rows:,} row(s), data kept"
+            lines.append(head)
         else:
-            examples.append({"row": _plain(row)})
-    if not examples:
-        examples = [{"value": _plain(v)} for v in (result.get("partial_unexpected_list") or [])]
-    return examples[:MAX_EXAMPLES]
+            rows = int(self.findings.rows_with("fault").sum())
+            lines.append(
+                f"INVALID: {self.rows:,} rows, {self.fault_count} fault(s)"
+                + (f" on {rows:,} row(s)" if rows else "")
+                + ": the file cannot enter the pipeline"
+            )
+        if self.rows == 0:
+            lines.append("FAULT   the file has no rows")
+        for name in self.missing_columns:
+            lines.append(f"FAULT   {name}: required column is missing")
+        for finding in self.findings.faults + self.findings.warnings:
+            tag = "FAULT  " if finding.rule.severity == "fault" else "WARNING"
+            share = f"{finding.count / self.rows:.2%}" if self.rows else ""
+            lines.append(
+                f"{tag} {finding.rule.field}: {finding.count:,} row(s) ({share}) break "
+                f"'{finding.rule.requires}' [{finding.rule.name}]"
+            )
+            for ex in self.examples(finding, limit):
+                ident = f" ({ex['declaration_id']})" if ex["declaration_id"] else ""
+                lines.append(f"          row {ex['row']}{ident}: {ex['message']}")
+        if self.cross_check is not None:
+            lines.append(_render_cross_check(self.cross_check))
+        return "\n".join(lines)
 
 
-def _plain(value: Any) -> Any:
-    if hasattr(value, "item") and not hasattr(value, "tz"):
-        try:
-            return value.item()
-        except (ValueError, AttributeError):
-            return value
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    if value is None or str(value) in ("<NA>", "NaT", "nan"):
+def _render_cross_check(cross: dict[str, Any]) -> str:
+    if cross.get("error"):
+        return f"cross-check: Great Expectations did not run: {cross['error']}"
+    disagreements = cross.get("disagreements") or []
+    if not disagreements:
+        return (
+            f"cross-check: Great Expectations agrees on all {cross.get('compared', 0)} rules it "
+            "expresses"
+        )
+    shown = "; ".join(
+        f"{d['rule']}: parcelrisk {d['parcelrisk']} vs Great Expectations {d['great_expectations']}"
+        for d in disagreements
+    )
+    return f"cross-check: Great Expectations DISAGREES on {len(disagreements)} rule(s): {shown}"
+
+
+# --------------------------------------------------------------------------------------------
+# Checking a frame
+# --------------------------------------------------------------------------------------------
+
+
+def has_outcomes(columns: Any) -> bool:
+    """A frame with any outcome column is a history (outcome rules apply); else a file to score."""
+    return any(c in columns for c in OUTCOME_COLUMNS)
+
+
+def _duplicates(ids: np.ndarray) -> Finding | None:
+    import pandas as pd
+
+    series = pd.Series(ids, dtype=object)
+    dup = series.notna() & series.duplicated(keep=False)
+    if not dup.any():
         return None
-    return value
-
-
-def _failure_from(result: Any) -> Failure:
-    config = result.expectation_config
-    kw = config.kwargs
-    column = kw.get("column") or (
-        f"{kw['column_A']}/{kw['column_B']}" if "column_A" in kw else None
+    counts = series[dup].value_counts()
+    rows = np.flatnonzero(dup.to_numpy())
+    values = [(v, int(counts[v])) for v in series.iloc[rows].tolist()]
+    rule = Rule(
+        "declaration_id.unique",
+        ID_COLUMN,
+        "fault",
+        "unique declaration ids",
+        lambda c: np.zeros(len(c), dtype=bool),
+        lambda v: f"{show(v[0])} appears {v[1]} times",
+        lambda c, r: [],
+        "file",
     )
-    message = _describe(config)
-    if result.exception_info and result.exception_info.get("raised_exception"):
-        message += f" (check raised: {result.exception_info.get('exception_message')})"
-    details = result.result or {}
-    if config.type == "expect_column_values_to_be_of_type" and "observed_value" in details:
-        message += f", found {details['observed_value']}"
-    return Failure(
-        expectation=config.type,
-        column=column,
-        message=message,
-        unexpected_count=details.get("unexpected_count"),
-        examples=_examples(details),
-    )
+    return Finding(rule, rows, values)
 
 
-# --------------------------------------------------------------------------------------------
-# Running the suite.
-# --------------------------------------------------------------------------------------------
-
-
-def _gx_context() -> Any:
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
-    import great_expectations as gx
-    from great_expectations.data_context.types.base import ProgressBarsConfig
-
-    context = gx.get_context(mode="ephemeral")
-    context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
-    return context
-
-
-@contextmanager
-def _quiet_gx_logging() -> Iterator[None]:
-    """Mute INFO logging while GX runs: hundreds of registry lines would bury the report."""
-    # GX modules set their own loggers to INFO on import, so levels cannot be preset;
-    # logging.disable is process-wide but only for the duration of the run.
-    if logger.isEnabledFor(logging.DEBUG):
-        yield
-        return
-    previous = logging.root.manager.disable
-    logging.disable(logging.INFO)
-    try:
-        yield
-    finally:
-        logging.disable(previous)
-
-
-def _run_suite(
-    frame: pd.DataFrame, expectations: list[Any], report_dir: Path | None
-) -> tuple[list[Any], dict[str, Any]]:
-    import great_expectations as gx
-    from great_expectations.checkpoint import UpdateDataDocsAction
-
-    context = _gx_context()
-    batch_definition = (
-        context.data_sources.add_pandas("parcelrisk")
-        .add_dataframe_asset("declarations")
-        .add_batch_definition_whole_dataframe("whole_file")
-    )
-    # Build the suite before adding it: add_expectation on a stored suite re-serialises the
-    # whole suite each time (quadratic, seconds for a hundred expectations).
-    suite = context.suites.add(
-        gx.ExpectationSuite(name="declaration_contract", expectations=expectations)
-    )
-    definition = context.validation_definitions.add(
-        gx.ValidationDefinition(name="declarations_gate", data=batch_definition, suite=suite)
-    )
-    actions = []
-    if report_dir is not None:
-        report_dir = Path(report_dir).resolve()
-        report_dir.mkdir(parents=True, exist_ok=True)
-        context.add_data_docs_site(
-            "parcelrisk",
-            {
-                "class_name": "SiteBuilder",
-                "store_backend": {
-                    "class_name": "TupleFilesystemStoreBackend",
-                    "base_directory": str(report_dir),
-                },
-                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-            },
-        )
-        actions.append(UpdateDataDocsAction(name="data_docs", site_names=["parcelrisk"]))
-    result_format: dict[str, Any] = {
-        "result_format": "SUMMARY",
-        "partial_unexpected_count": MAX_EXAMPLES,
-    }
-    if ID_COLUMN in frame.columns:
-        result_format["unexpected_index_column_names"] = [ID_COLUMN]
-    batch_parameters = {"dataframe": frame}
-    if not actions:
-        # Without a report the checkpoint adds nothing but its freshness bookkeeping (~0.4 s).
-        validation = definition.run(batch_parameters=batch_parameters, result_format=result_format)
-        return list(validation.results), dict(validation.statistics)
-    checkpoint = context.checkpoints.add(
-        gx.Checkpoint(
-            name="declarations_gate",
-            validation_definitions=[definition],
-            actions=actions,
-            result_format=result_format,
-        )
-    )
-    run = checkpoint.run(batch_parameters=batch_parameters)
-    (validation,) = run.run_results.values()
-    return list(validation.results), dict(validation.statistics)
-
-
-def validate_declarations(
+def check_declarations(
     df: pd.DataFrame,
-    contract: Contract | None = None,
+    contract: Contract | None,
+    limits: Limits,
     *,
-    report_dir: Path | None = None,
+    with_outcomes: bool | None = None,
     now: datetime | None = None,
-) -> ValidationResult:
-    """Run the gate on a frame (raw text or canonical dtypes); ``df`` is never modified.
+) -> tuple[GateResult, pd.DataFrame]:
+    """Run the gate on a frame as read (``df`` is not modified); also return its canonical form.
 
-    ``now`` fixes the upper bound of plausible timestamps (default: the current time).
+    ``with_outcomes`` defaults to whether the frame has outcome columns. ``now`` fixes the clock
+    of the "not in the future" rules.
     """
     contract = contract or Contract()
-    fields = _expected_fields(df)
-    with_outcomes = any(f.scope == "outcome" for f in fields)
-    canonical, failures, usable = _prepare(df, contract)
-    frame = _add_helper_columns(canonical, usable)
-    with _quiet_gx_logging():
-        expectations = build_expectations(fields, contract, usable, with_outcomes, now)
-        results, stats = _run_suite(frame, expectations, report_dir)
-    failures += [_failure_from(r) for r in results if not r.success]
-    stats = {
-        "rows": len(df),
-        "with_outcomes": with_outcomes,
-        **stats,
-        "conversion_checks_failed": sum(f.expectation.startswith("convert_to") for f in failures),
-    }
-    return ValidationResult(success=not failures, failures=failures, statistics=stats)
+    if with_outcomes is None:
+        with_outcomes = has_outcomes(df.columns)
+    canonical, bad_values, missing = parse_declarations(
+        df, with_outcomes=with_outcomes, contract=contract
+    )
+    columns = FrameColumns(canonical)
+    unreadable = {}
+    for bad in bad_values:
+        mask = np.zeros(len(canonical), dtype=bool)
+        mask[bad.rows] = True
+        unreadable[bad.field] = mask
+    rules = rules_for(limits, with_outcomes=with_outcomes, now=now)
+    # A missing column is one fault, not a "value required" on every row.
+    absent = {f.name for f in FIELDS if f.name not in df.columns}
+    rules = [r for r in rules if not (r.field in absent and r.name.endswith(".required"))]
+    findings = check(columns, rules, unreadable)
+    ids = columns.text(ID_COLUMN)
+    items = parse_findings(bad_values) + findings.items
+    duplicates = _duplicates(ids)
+    if duplicates is not None:
+        items.insert(0, duplicates)
+    result = GateResult(
+        rows=len(canonical),
+        with_outcomes=with_outcomes,
+        findings=Findings(len(canonical), items),
+        missing_columns=missing,
+        rules_checked=len(rules) + 1,
+        ids=ids,
+    )
+    return result, canonical
 
 
-def validate_file(path: Path, report_dir: Path | None = None) -> ValidationResult:
-    """Validate a declarations file; write Data Docs HTML under ``report_dir`` when given."""
+# --------------------------------------------------------------------------------------------
+# Files: validate (report + record) and the gate the pipeline stages call
+# --------------------------------------------------------------------------------------------
+
+
+def validate_file(
+    path: Path,
+    limits: Limits,
+    report_dir: Path | None = None,
+    *,
+    cross_check: bool = True,
+    now: datetime | None = None,
+) -> GateResult:
+    """Check a declarations file; with ``report_dir``, write the HTML report and the record.
+
+    ``cross_check`` also runs the rules as a Great Expectations suite and compares its counts.
+    """
+    path = Path(path)
     raw, contract = read_raw_declarations(path)  # as it is: the gate reports what is wrong
-    result = validate_declarations(raw, contract, report_dir=report_dir)
+    result, canonical = check_declarations(raw, contract, limits, now=now)
+    result.source = str(path)
+    result.fingerprint = fingerprint_file(path)
+    if cross_check and not result.missing_columns and result.rows:
+        from features.expectations import cross_check_with_gx
+
+        result.cross_check = cross_check_with_gx(
+            canonical, result, limits, report_dir=report_dir, now=now
+        )
+    if report_dir is not None:
+        write_report(result, Path(report_dir), canonical)
     logger.info(
-        "validated %s: %s (%d failure(s))",
+        "validated %s: %s (%d fault(s), %d warning(s))",
         path,
         "ok" if result.success else "INVALID",
-        len(result.failures),
+        result.fault_count,
+        len(result.findings.warnings),
     )
     return result
+
+
+def write_report(result: GateResult, report_dir: Path, canonical: pd.DataFrame | None) -> None:
+    """``validation.json`` and the self-contained ``index.html``, each written atomically."""
+    from features.report import render_report
+
+    report_dir.mkdir(parents=True, exist_ok=True)
+    record = json.dumps(result.to_record(), indent=1, default=str)
+    html = render_report(result, canonical)
+    atomic_write(report_dir / RECORD_FILE, lambda tmp: tmp.write_text(record))
+    atomic_write(report_dir / REPORT_FILE, lambda tmp: tmp.write_text(html, encoding="utf-8"))
+
+
+def read_record(report_dir: Path) -> dict[str, Any]:
+    path = Path(report_dir) / RECORD_FILE
+    if not path.exists():
+        raise ParcelriskError(
+            f"no validation record {path} (run `parcelrisk validate FILE --report {report_dir}`)"
+        )
+    try:
+        return json.loads(path.read_text())
+    except ValueError as exc:
+        raise ParcelriskError(f"validation record {path} is unreadable: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class GateOutcome:
+    """How the data passed the gate, recorded beside what was built from it."""
+
+    status: str  # "passed" | "skipped"
+    how: str  # "inline" | "record" | "--no-validate"
+    fingerprint: str | None
+    warnings: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "gate": self.status,
+            "gate_how": self.how,
+            "source_fingerprint": self.fingerprint,
+            "gate_warnings": self.warnings,
+        }
+
+
+def require_valid(
+    path: Path,
+    limits: Limits,
+    *,
+    no_validate: bool = False,
+    validated_by: Path | None = None,
+    with_outcomes: bool | None = None,
+    what: str = "this step",
+) -> GateOutcome:
+    """Refuse a file with structural faults before ``what`` uses it.
+
+    ``validated_by``: a report directory whose passing record names this exact file (by
+    fingerprint) stands in for the check. ``no_validate`` skips the gate, loudly.
+    """
+    path = Path(path)
+    fingerprint = fingerprint_file(path) if path.exists() else None
+    if no_validate:
+        logger.warning(
+            "%s: --no-validate: %s is used WITHOUT the validation gate; this is recorded",
+            what,
+            path,
+        )
+        return GateOutcome("skipped", "--no-validate", fingerprint)
+    if validated_by is not None:
+        record = read_record(validated_by)
+        if record.get("fingerprint") != fingerprint:
+            raise ParcelriskError(
+                f"validation record in {validated_by} is for another file "
+                f"({record.get('file')}, fingerprint {str(record.get('fingerprint'))[:12]}), "
+                f"not {path} ({str(fingerprint)[:12]}): validate this file"
+            )
+        if not record.get("success"):
+            raise GateError(
+                f"{path} failed validation (record in {validated_by}): "
+                f"{len(record.get('faults', []))} fault(s); see {Path(validated_by) / REPORT_FILE}"
+            )
+        logger.info("%s: %s passed validation (record %s)", what, path, validated_by)
+        return GateOutcome("passed", "record", fingerprint, len(record.get("warnings", [])))
+    try:
+        raw, contract = read_raw_declarations(path)
+    except ContractError:
+        raise
+    result, _ = check_declarations(raw, contract, limits, with_outcomes=with_outcomes)
+    if not result.success:
+        raise GateError(
+            f"{path} fails the validation gate; {what} refuses it "
+            f"(fix the data or the mapping; --no-validate to override):\n{result.render()}"
+        )
+    if result.findings.warnings:
+        logger.warning("%s: %s", what, result.render().replace("\n", "\n  "))
+    return GateOutcome("passed", "inline", fingerprint, len(result.findings.warnings))

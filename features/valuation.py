@@ -18,6 +18,7 @@ from features.history import codes_of
 
 REFERENCE_COLUMNS = ("log_value_per_item", "log_value_per_kg", "log_weight_per_item")
 LOG_COLUMNS = (*REFERENCE_COLUMNS, "log_quantity")  # what unit_values returns
+PAIR_COLUMNS = ("log_value_per_item", "log_value_per_kg")  # referenced per HS6|origin too
 PAIR_SEPARATOR = "|"
 
 
@@ -26,7 +27,7 @@ class References:
     """Median log unit values per HS6 and per HS6|origin, with the counts behind them."""
 
     hs6: pd.DataFrame  # index hs6; REFERENCE_COLUMNS + count
-    hs6_origin: pd.DataFrame  # index "hs6|origin"; log_value_per_item + count
+    hs6_origin: pd.DataFrame  # index "hs6|origin"; PAIR_COLUMNS + count
 
     @staticmethod
     def empty() -> References:
@@ -35,7 +36,7 @@ class References:
                 columns=[*REFERENCE_COLUMNS, "count"], index=pd.Index([], dtype="str")
             ),
             hs6_origin=pd.DataFrame(
-                columns=["log_value_per_item", "count"], index=pd.Index([], dtype="str")
+                columns=[*PAIR_COLUMNS, "count"], index=pd.Index([], dtype="str")
             ),
         )
 
@@ -94,9 +95,13 @@ def fit_references(
     by_hs6 = frame.groupby(np.asarray(hs6, dtype=object), sort=True)
     ref6 = by_hs6.median()
     ref6["count"] = by_hs6["log_value_per_item"].count().astype(np.float64)
-    pair = frame[["log_value_per_item"]].groupby(np.asarray(hs6_origin, dtype=object), sort=True)
+    pair = frame[list(PAIR_COLUMNS)].groupby(np.asarray(hs6_origin, dtype=object), sort=True)
     ref_pair = pair.median()
-    ref_pair["count"] = pair["log_value_per_item"].count().astype(np.float64)
+    # the count behind the pair reference: per item where items are declared, else per kg
+    counted = (
+        "log_value_per_item" if frame["log_value_per_item"].notna().any() else "log_value_per_kg"
+    )
+    ref_pair["count"] = pair[counted].count().astype(np.float64)
     return References(hs6=ref6, hs6_origin=ref_pair)
 
 
@@ -109,8 +114,13 @@ def valuation_features(
     *,
     de_minimis_eur: float,
     min_reference_count: int,
+    per_item: bool = True,
 ) -> dict[str, np.ndarray]:
-    """Ratios of this parcel's unit values to the references (1.0 = at the median)."""
+    """Ratios of this parcel's unit values to the references (1.0 = at the median).
+
+    ``per_item``: the reference value counts items (the history declares quantities); without
+    quantities it counts kilograms, the unit every export has.
+    """
     at6 = refs.positions("hs6", hs6)
     at_pair = refs.positions("hs6_origin", hs6_origin)
     count6 = np.nan_to_num(refs.values("hs6", "count", at6), nan=0.0)
@@ -119,15 +129,24 @@ def valuation_features(
     med_kg = np.where(reliable6, refs.values("hs6", "log_value_per_kg", at6), np.nan)
     med_weight = np.where(reliable6, refs.values("hs6", "log_weight_per_item", at6), np.nan)
     count_pair = np.nan_to_num(refs.values("hs6_origin", "count", at_pair), nan=0.0)
+    reliable_pair = count_pair >= min_reference_count
     med_pair = np.where(
-        count_pair >= min_reference_count,
-        refs.values("hs6_origin", "log_value_per_item", at_pair),
-        med_item,
+        reliable_pair, refs.values("hs6_origin", "log_value_per_item", at_pair), med_item
+    )
+    med_pair_kg = np.where(
+        reliable_pair, refs.values("hs6_origin", "log_value_per_kg", at_pair), med_kg
     )
     value_ratio = value_eur / de_minimis_eur
     # what the goods would be worth at the reference price (HS6 x origin, else HS6): the gap is
     # the undervalued amount that duty and VAT were not paid on
-    reference_value = np.exp(med_pair + logs["log_quantity"])
+    if per_item:
+        reference_value = np.exp(med_pair + logs["log_quantity"])
+    else:
+        # weight x reference value per kg, with weight = value / (value per kg) as unit_values
+        # floored them
+        reference_value = np.exp(med_pair_kg - logs["log_value_per_kg"]) * np.maximum(
+            value_eur, 0.01
+        )
     return {
         "reference_value_eur": reference_value,
         "value_gap_eur": np.maximum(reference_value - value_eur, 0.0),
@@ -137,6 +156,7 @@ def valuation_features(
         "unit_value_ratio_hs6": np.exp(logs["log_value_per_item"] - med_item),
         "value_per_kg_ratio_hs6": np.exp(logs["log_value_per_kg"] - med_kg),
         "unit_value_ratio_hs6_origin": np.exp(logs["log_value_per_item"] - med_pair),
+        "value_per_kg_ratio_hs6_origin": np.exp(logs["log_value_per_kg"] - med_pair_kg),
         "weight_per_item_ratio_hs6": np.exp(logs["log_weight_per_item"] - med_weight),
         "reference_count_hs6": count6,
         "de_minimis_ratio": value_ratio,

@@ -89,18 +89,39 @@ def score(
     audit_db: Path | None = typer.Option(
         None, "--audit-db", help="Also record every decision in this SQLite decision store."
     ),
+    no_validate: bool = typer.Option(
+        False,
+        "--no-validate",
+        help="Score without the validation gate (logged; every decision carries a warning).",
+    ),
 ) -> None:
-    """Score a declarations file offline through the service's scoring path."""
+    """Score a declarations file offline through the service's scoring path.
+
+    The file passes the same rules as an API request first: a declaration the API would refuse
+    makes the whole file refused, with the rows and reasons listed.
+    """
+    from features.validation import require_valid
     from serving.audit import AuditStore
     from serving.scoring import load_runtime, load_serve_config, score_file
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     config = load_serve_config(params)
     with tempfile.TemporaryDirectory(prefix="parcelrisk-model-") as model_dir:
-        runtime = load_runtime(config, tracking_uri, Path(model_dir))
+        runtime = load_runtime(config, tracking_uri, Path(model_dir), params)
+        assert runtime.limits is not None
+        gate = require_valid(
+            file, runtime.limits, no_validate=no_validate, with_outcomes=False, what="score"
+        )
         audit = AuditStore(audit_db) if audit_db else None
         try:
-            summary = score_file(file, out, runtime, chunk_size=chunk_size, audit=audit)
+            summary = score_file(
+                file,
+                out,
+                runtime,
+                chunk_size=chunk_size,
+                audit=audit,
+                unvalidated=gate.status == "skipped",
+            )
         finally:
             if audit is not None:
                 audit.close()  # checkpoint and truncate the write-ahead log

@@ -19,6 +19,7 @@ import numpy as np
 
 from features.contract import RecordColumns, columns_of, python_values
 from features.errors import ParcelriskError
+from features.rules import Findings, Limits, Rule, check, check_records, rules_for
 from serving.audit import DecisionRecord, features_for_storage
 from serving.lanes import LanePolicy, assign_lanes
 from serving.reasons import Reason, explain_decisions
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 DEFAULT_PARAMS = Path("params.yaml")
+UNVALIDATED_WARNING = "scored without the validation gate (--no-validate)"
 
 
 @dataclass(frozen=True)
@@ -130,15 +132,30 @@ class ScoringRuntime:
     config: ServeConfig
     run_id: str | None = None
     contract: Contract | None = None  # extras the model's features use (from the entity state)
+    # The declaration rules (features.rules), built once: faults refuse a declaration before
+    # scoring, warnings travel with its decision.
+    fault_rules: list[Rule] = field(default_factory=list)
+    warning_rules: list[Rule] = field(default_factory=list)
+    limits: Limits | None = None
 
     @property
     def model_ref(self) -> dict[str, str]:
         return {"name": self.model_name, "version": self.model_version}
 
 
-def load_runtime(config: ServeConfig, tracking_uri: str | None, model_dir: Path) -> ScoringRuntime:
-    """Load the champion and its entity-state snapshot; refuse anything inconsistent."""
+def load_runtime(
+    config: ServeConfig,
+    tracking_uri: str | None,
+    model_dir: Path,
+    params_path: Path | None = DEFAULT_PARAMS,
+) -> ScoringRuntime:
+    """Load the champion and its entity-state snapshot; refuse anything inconsistent.
+
+    ``params_path``: its ``validate`` section sets the plausibility limits of the rules (the
+    currency table is the model's own, from its entity state).
+    """
     from features.online import EntityState, online_features
+    from features.params import load_section
     from models.registry import load_champion
 
     model, state_dir, info = load_champion(
@@ -164,6 +181,8 @@ def load_runtime(config: ServeConfig, tracking_uri: str | None, model_dir: Path)
         features = online_features(declarations, state, warnings)
         return features, warnings
 
+    section = load_section(params_path, "validate") if params_path is not None else {}
+    rules = rules_for(Limits.from_params(section, state.params), with_outcomes=False)
     return ScoringRuntime(
         model=model,
         compute_features=compute,
@@ -172,7 +191,39 @@ def load_runtime(config: ServeConfig, tracking_uri: str | None, model_dir: Path)
         config=config,
         run_id=info.get("run_id"),
         contract=state.contract,
+        fault_rules=[r for r in rules if r.severity == "fault"],
+        warning_rules=[r for r in rules if r.severity == "warning"],
+        limits=Limits.from_params(section, state.params),
     )
+
+
+def check_request(records: list[Any], runtime: ScoringRuntime) -> Findings:
+    """The fault rules over one request's validated declarations (before it is scored)."""
+    return check_records(records, runtime.contract, runtime.fault_rules)
+
+
+def rejection(findings: Findings, records: list[Any], limit: int = 20) -> dict[str, Any]:
+    """The 400 body for a request with faults: every problem with its location, as the gate
+    words it for a file."""
+    problems = []
+    for finding in findings.faults:
+        for row, message in zip(finding.rows.tolist(), finding.messages(), strict=True):
+            problems.append(
+                {
+                    "loc": ["declarations", row, finding.rule.field],
+                    "declaration_id": getattr(records[row], "declaration_id", None),
+                    "rule": finding.rule.name,
+                    "msg": message,
+                }
+            )
+    problems.sort(key=lambda p: p["loc"][1])
+    shown = "; ".join(f"declarations.{p['loc'][1]}.{p['msg']}" for p in problems[:3])
+    more = f" (+{len(problems) - 3} more)" if len(problems) > 3 else ""
+    rows = len({p["loc"][1] for p in problems})
+    return {
+        "error": f"{rows} declaration(s) break the contract: {shown}{more}",
+        "problems": problems[:limit],
+    }
 
 
 @dataclass
@@ -221,6 +272,11 @@ def score_frame(
     n = len(declarations)
     features, feature_warnings = runtime.compute_features(declarations)
     warnings = _row_warnings(feature_warnings, n)
+    if runtime.warning_rules:
+        for row, messages in (
+            check(declarations, runtime.warning_rules).messages_by_row("warning").items()
+        ):
+            warnings[row].extend(messages)
     if len(features) != n:
         raise ParcelriskError(f"online features returned {len(features)} rows for {n}")
     model = runtime.model
@@ -393,8 +449,13 @@ def score_file(
     chunk_size: int = 1000,
     audit: Any | None = None,
     progress: bool = True,
+    unvalidated: bool = False,
 ) -> dict[str, Any]:
-    """Score a CSV/Parquet declarations file in chunks through ``score_frame``; write atomically."""
+    """Score a CSV/Parquet declarations file in chunks through ``score_frame``; write atomically.
+
+    The file must have passed the gate (``features.validation.require_valid``); with
+    ``unvalidated`` (``--no-validate``) every decision says it was not.
+    """
     import pandas as pd
     from tqdm import tqdm
 
@@ -406,6 +467,9 @@ def score_file(
         for start in range(0, len(declarations), chunk_size):
             chunk = declarations.iloc[start : start + chunk_size].reset_index(drop=True)
             batch = score_frame(chunk, runtime)
+            if unvalidated:
+                for row in batch.warnings:
+                    row.append(UNVALIDATED_WARNING)
             if audit is not None:
                 audit.record(audit_records(batch, runtime))
             parts.append(results_frame(batch, runtime))

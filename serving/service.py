@@ -52,10 +52,12 @@ from serving.scoring import (
     ScoredBatch,
     ScoringRuntime,
     audit_records,
+    check_request,
     decision_rows,
     explain_matrix,
     load_runtime,
     load_serve_config,
+    rejection,
     score_frame,
 )
 from serving.timeout import freeze_after_load, install_request_timeout
@@ -260,7 +262,7 @@ class ParcelRiskService:
         model_dir = Path(base) / f"worker-{os.getpid()}"
         tracking_uri = os.environ.get(TRACKING_URI_ENV) or None
         try:
-            self.runtime = load_runtime(self.config, tracking_uri, model_dir)
+            self.runtime = load_runtime(self.config, tracking_uri, model_dir, params)
         except ParcelriskError as exc:
             _STATUS["reason"] = f"champion model not loaded: {exc}"
             logger.error("NOT READY: %s", _STATUS["reason"])
@@ -342,6 +344,11 @@ class ParcelRiskService:
                 f"{outcome}: outcome fields (inspection results) are not accepted for scoring",
                 field=outcome,
             )
+        # The declaration rules, as the file gate applies them: per request, before merging,
+        # so one bad request never fails its neighbours' batch.
+        findings = check_request(declarations, self.runtime)
+        if findings.faults:
+            return JSONResponse(rejection(findings, declarations), status_code=400)
         try:
             if self.config.merge_concurrent_requests:
                 rows = await self.batcher.submit(list(declarations))
@@ -366,6 +373,9 @@ class ParcelRiskService:
         if (decision_id is None) == (declaration is None):
             return _error(422, "give exactly one of decision_id or declaration")
         if declaration is not None:
+            findings = check_request([declaration], runtime)
+            if findings.faults:
+                return JSONResponse(rejection(findings, [declaration]), status_code=400)
             frame = declarations_frame([declaration], contract=runtime.contract)
             features, _ = runtime.compute_features(frame)
             out = explain_matrix(features.matrix(), features.context, runtime)[0]

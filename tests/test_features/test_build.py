@@ -187,7 +187,7 @@ def test_online_features_equal_batch_after_cutoff(tmp_path, built, history):
             name.endswith(("_n_7d", "_n_30d", "_n_180d", "_n_inspected", "_n_illicit"))
             or "parcels" in name
         ):
-            assert np.array_equal(x, y), name  # counts exact
+            assert np.array_equal(x, y, equal_nan=True), name  # counts exact (NaN: unknown key)
         else:
             assert np.allclose(x, y, rtol=1e-9, atol=1e-9, equal_nan=True), name
 
@@ -223,7 +223,7 @@ def test_online_features_of_api_models_equal_those_of_their_frame(built, history
     request = history[list(DECLARATION_COLUMNS)].tail(30).reset_index(drop=True)
     request["declared_at"] = cutoff + pd.to_timedelta(np.arange(30), unit="min")
     request.loc[2, "seller_id"] = "NEVER-SEEN"
-    request.loc[5, "currency"] = "XXX"  # no exchange rate: a warning, empty value features
+    request.loc[5, "currency"] = "XXX"  # no exchange rate: empty value features
     records = request.to_dict(orient="records")
     models = [
         Declaration(**{k: (None if pd.isna(v) else v) for k, v in r.items()}) for r in records
@@ -232,7 +232,7 @@ def test_online_features_of_api_models_equal_those_of_their_frame(built, history
     fast = online_features(RecordColumns(models), state, from_models)
     slow = online_features(request, state, from_frame)
     np.testing.assert_array_equal(fast.matrix(), slow.matrix())
-    assert from_models == from_frame and any("XXX" in m for _, m in from_models)
+    assert from_models == from_frame
     pd.testing.assert_frame_equal(fast.frame(), slow.frame())
 
 
@@ -301,8 +301,7 @@ def test_online_warnings_name_unknown_codes_and_never_fail(built, history):
     warnings: list[tuple[int, str]] = []
     frame = compute_online_features(request, state, warnings)
     by_row = {row: [m for r, m in warnings if r == row] for row in range(4)}
-    assert any("XYZ" in m and "exchange rate" in m for m in by_row[0])
-    assert np.isnan(frame.loc[0, "value_eur"])
+    assert np.isnan(frame.loc[0, "value_eur"])  # the rules warn of the rate (features.rules)
     assert any("999999" in m for m in by_row[1])
     assert any("'ZZ'" in m and "unknown to the model" in m for m in by_row[2])
     assert frame.loc[2, "cat_origin_country"] == -1

@@ -130,8 +130,8 @@ def test_outcome_without_inspected_is_rejected() -> None:
 
 
 def test_unmapped_required_fields_are_listed_together() -> None:
-    text = MAPPING.replace("  seller_id: SELLER\n", "").replace("  hs_code: HS\n", "")
-    with pytest.raises(ContractError, match=r"not mapped: seller_id, hs_code"):
+    text = MAPPING.replace("  origin_country: ORIGIN\n", "").replace("  hs_code: HS\n", "")
+    with pytest.raises(ContractError, match=r"not mapped: origin_country, hs_code"):
         apply_mapping(_raw(), load_mapping_text(text))
 
 
@@ -208,3 +208,70 @@ def _without_outcomes(text: str) -> str:
         for line in text.splitlines(keepends=True)
         if not line.strip().startswith(tuple(f"{k}:" for k in outcome_keys))
     )
+
+
+def test_default_fills_empty_cells_and_is_read_like_a_source_value() -> None:
+    raw = _raw()
+    raw.loc[1, "KIND"] = None  # empty cell
+    text = MAPPING.replace(
+        "category: {column: KIND, values: {M: merchandise, G: gift}}",
+        "category: {column: KIND, values: {M: merchandise, G: gift}, default: G}",
+    )
+    out, _ = apply_mapping(raw, load_mapping_text(text))
+    assert out["category"].tolist() == ["merchandise", "gift", "merchandise"]
+
+
+def test_offset_moves_timestamps_after_reading() -> None:
+    """Results known the day after a date-only declaration: inspected_at = date + 1 day."""
+    raw = _raw()
+    raw["DAY"] = ["2026-03-29", "2026-03-29", "2026-07-15"]
+    text = MAPPING.replace(
+        'declared_at: {column: LODGED, format: "%d/%m/%Y %H:%M", timezone: Europe/Paris}',
+        'declared_at: {column: DAY, format: "%Y-%m-%d", timezone: Asia/Seoul}',
+    ).replace(
+        'inspected_at: {column: CTRL_AT, format: "%d/%m/%Y %H:%M", timezone: Europe/Paris}',
+        'inspected_at: {column: DAY, format: "%Y-%m-%d", timezone: Asia/Seoul, offset: "1 day"}',
+    )
+    raw.loc[1, "DAY"] = "2026-03-29"
+    out, _ = apply_mapping(raw, load_mapping_text(text))
+    # local midnight in Seoul (UTC+9) is 15:00 UTC the day before
+    assert out["declared_at"].iloc[0] == pd.Timestamp("2026-03-28T15:00Z")
+    assert out["inspected_at"].iloc[0] == pd.Timestamp("2026-03-29T15:00Z")
+
+
+def test_constant_inspected_for_an_administration_that_inspects_everything() -> None:
+    text = MAPPING.replace(
+        '  inspected: {column: CTRL, true_values: ["Y"], false_values: ["N"]}\n',
+        "  inspected: {value: true}\n",
+    ).replace(
+        "illicit: {column: RESULT, values: {POS: true, NEG: false}}",
+        "illicit: {column: RESULT, values: {POS: true, NEG: false}, default: NEG}",
+    )
+    raw = _raw()
+    raw["CTRL_AT"] = raw["CTRL_AT"].fillna("30/03/2026 12:00")
+    out, _ = apply_mapping(raw, load_mapping_text(text))
+    assert out["inspected"].tolist() == [True, True, True]
+    assert out["illicit"].tolist() == [True, False, False]
+
+
+@pytest.mark.parametrize(
+    ("spec", "problem"),
+    [
+        ('{column: LODGED, offset: "one day"}', "is not a duration"),
+        ("{value: EUR, default: USD}", "'default' fills empty cells"),
+    ],
+)
+def test_bad_default_or_offset_is_a_mapping_error(spec: str, problem: str) -> None:
+    text = MAPPING.replace(
+        'declared_at: {column: LODGED, format: "%d/%m/%Y %H:%M", timezone: Europe/Paris}',
+        f"declared_at: {spec}",
+    )
+    with pytest.raises(ContractError, match=problem):
+        load_mapping_text(text)
+
+
+def test_optional_fields_may_stay_unmapped() -> None:
+    optional = ("platform_id", "seller_id", "description", "quantity", "category", "ioss_prepaid")
+    lines = [line for line in MAPPING.splitlines() if not line.strip().startswith(optional)]
+    out, _ = apply_mapping(_raw(), load_mapping_text("\n".join(lines) + "\n"))
+    assert out[list(optional)].isna().all().all()

@@ -1,23 +1,41 @@
-"""The validation gate: a valid history passes, each kind of corruption is named, files untouched."""
+"""The validation gate: faults fail with examples, outliers warn, reports read offline."""
 
 from __future__ import annotations
 
 import hashlib
+import json
+import socket
 from collections.abc import Callable
+from html.parser import HTMLParser
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
 from features.contract import write_declarations
-from features.validation import validate_declarations, validate_file
+from features.params import FeatureParams
+from features.rules import Limits
+from features.validation import (
+    GateError,
+    check_declarations,
+    require_valid,
+    validate_file,
+)
 from tests.test_features.test_contract import EXTRAS, make_declarations
+
+LIMITS = Limits.from_params({}, FeatureParams())
+
+
+def _check(df: pd.DataFrame):
+    return check_declarations(df, EXTRAS, LIMITS)[0]
 
 
 def _set(column: str, row: int, value) -> Callable[[pd.DataFrame], pd.DataFrame]:
     def corrupt(df: pd.DataFrame) -> pd.DataFrame:
         df = df.copy()
+        df[column] = df[column].astype(object)
         df.loc[row, column] = value
         return df
 
@@ -38,151 +56,320 @@ def _as_text_with(column: str, row: int, value: str) -> Callable[[pd.DataFrame],
 
 
 # Rows of make_declarations(): 0, 2, 4 inspected (0 illicit with an offence), 1, 3, 5 not.
-CORRUPTIONS = {
-    "duplicate ids": (_set("declaration_id", 1, "D00000"), "declaration_id", "duplicate"),
-    "null seller_id": (_set("seller_id", 3, None), "seller_id", "null values are not allowed"),
-    "bad hs_code": (_set("hs_code", 2, "61A9"), "hs_code", "do not match the format"),
-    "bad country": (_set("origin_country", 1, "CHN"), "origin_country", "format"),
-    "bad currency": (_set("currency", 4, "EURO"), "currency", "format"),
-    "negative value": (_set("declared_value", 1, -5.0), "declared_value", "outside the range"),
-    "weight out of range": (
-        _set("gross_weight_kg", 5, 5000.0),
-        "gross_weight_kg",
-        "outside the range",
+FAULTS = {
+    "duplicate ids": (
+        _set("declaration_id", 1, "D00000"),
+        "declaration_id.unique",
+        "appears 2 times",
     ),
-    "quantity 0": (_set("quantity", 2, 0), "quantity", "outside the range"),
-    "channel not allowed": (_set("channel", 1, "drone"), "channel", "not allowed"),
-    "category not allowed": (_set("category", 3, "bribe"), "category", "not allowed"),
+    "null origin": (
+        _set("origin_country", 3, None),
+        "origin_country.required",
+        "a value is required",
+    ),
+    "bad hs_code": (_set("hs_code", 2, "61A9"), "hs_code.format", "'61A9' is not an HS code"),
+    "bad country": (
+        _set("origin_country", 1, "CHN"),
+        "origin_country.format",
+        "'CHN' is not a two-letter",
+    ),
+    "bad currency": (
+        _set("currency", 4, "EURO"),
+        "currency.format",
+        "'EURO' is not a three-letter",
+    ),
+    "negative value": (_set("declared_value", 1, -5.0), "declared_value.minimum", "-5 is negative"),
+    "negative weight": (
+        _set("gross_weight_kg", 5, -1.0),
+        "gross_weight_kg.minimum",
+        "-1 kg is negative",
+    ),
+    "quantity 0": (_set("quantity", 2, 0), "quantity.minimum", "0 is below 1"),
+    "channel not allowed": (_set("channel", 1, "drone"), "channel.code", "'drone' is not one of"),
+    "category not allowed": (
+        _set("category", 3, "bribe"),
+        "category.code",
+        "'bribe' is not one of",
+    ),
     "declared in the far future": (
         _set("declared_at", 1, pd.Timestamp("2100-01-01", tz="UTC")),
-        "declared_at",
-        "outside the range",
+        "declared_at.not_future",
+        "2100-01-01T00:00:00Z is in the future",
     ),
     "declared before 2000": (
         _set("declared_at", 3, pd.Timestamp("1970-01-01", tz="UTC")),
-        "declared_at",
-        "outside the range",
+        "declared_at.not_before",
+        "is before 2000-01-01",
     ),
     "illicit where not inspected": (
         _set("illicit", 1, True),
-        "illicit",
-        "null where the parcel was not inspected",
+        "illicit.without_inspection",
+        "recorded but the parcel was not inspected",
     ),
     "inspected without inspected_at": (
         _set("inspected_at", 2, pd.NaT),
-        "inspected_at",
-        "must be set where the parcel was inspected",
+        "inspected_at.when_inspected",
+        "result time is missing",
     ),
     "inspected without result": (
         _set("illicit", 4, pd.NA),
-        "illicit",
-        "must be set where the parcel was inspected",
+        "illicit.when_inspected",
+        "result (illicit) is missing",
     ),
     "inspected before declared": (
         _set("inspected_at", 2, pd.Timestamp("2026-02-01", tz="UTC")),
-        "inspected_at/declared_at",
-        "inspected_at is before declared_at",
+        "inspected_at.after_declaration",
+        "is before declared_at",
     ),
     "offence without illicit": (
         _set("offence_type", 2, "counterfeit"),
-        "offence_type",
-        "unless the parcel was found illicit",
+        "offence_type.without_offence",
+        "not found illicit",
     ),
     "negative revenue recovered": (
         _set("revenue_recovered", 0, -1.0),
-        "revenue_recovered",
-        "outside the range",
+        "revenue_recovered.minimum",
+        "-1 EUR is negative",
     ),
-    "missing required column": (_drop("hs_code"), "hs_code", "required column is missing"),
-    "missing extra column": (_drop("broker_id"), "broker_id", "required column is missing"),
     "unconvertible number": (
         _as_text_with("declared_value", 2, "12 EUR"),
-        "declared_value",
-        "not numbers",
+        "declared_value.type",
+        "'12 EUR' is not a number",
+    ),
+    "infinite value": (
+        _set("declared_value", 2, float("inf")),
+        "declared_value.finite",
+        "inf is not a finite",
     ),
 }
 
 
 def test_valid_history_passes() -> None:
-    result = validate_declarations(make_declarations(), EXTRAS)
+    result = _check(make_declarations())
     assert result.success, result.render()
-    assert result.failures == []
+    assert result.findings.items == []
     assert result.render().startswith("OK: 6 rows, ")
-    assert result.statistics["evaluated_expectations"] > 50
 
 
-@pytest.mark.parametrize("case", list(CORRUPTIONS))
-def test_gate_rejects_corruption(case: str) -> None:
-    corrupt, column, problem = CORRUPTIONS[case]
-    result = validate_declarations(corrupt(make_declarations()), EXTRAS)
+@pytest.mark.parametrize("case", sorted(FAULTS))
+def test_gate_faults_name_field_value_and_row(case: str) -> None:
+    corrupt, rule, message = FAULTS[case]
+    result = _check(corrupt(make_declarations()))
     assert not result.success
-    matching = [f for f in result.failures if f.column == column and problem in f.message]
-    assert matching, result.render()
-    report = result.render()
-    assert report.startswith("INVALID")
-    assert column in report and problem in report
+    found = [f for f in result.findings.faults if f.rule.name == rule]
+    assert found, result.render()
+    assert any(message in m for m in found[0].messages()), found[0].messages()
+    assert message in result.render()  # the console shows the example
+
+
+@pytest.mark.parametrize(
+    ("corrupt", "column"),
+    [(_drop("hs_code"), "hs_code"), (_drop("broker_id"), "broker_id")],
+)
+def test_missing_required_column_is_one_fault(corrupt, column) -> None:
+    result = _check(corrupt(make_declarations()))
+    assert not result.success
+    assert result.missing_columns == [column]
+    assert f"{column}: required column is missing" in result.render()
+    assert not [f for f in result.findings.items if f.rule.field == column]  # not per row
+
+
+def test_outliers_warn_and_keep_the_data() -> None:
+    df = make_declarations()
+    df.loc[1, "gross_weight_kg"] = 250_000.0  # a bulk consignment
+    df.loc[3, "gross_weight_kg"] = 0.0
+    df.loc[2, "currency"] = "KRW"
+    df.loc[2, "declared_value"] = 200_000_000.0  # KRW 200M = EUR 136,000 > 100,000
+    df.loc[4, "currency"] = "XOF"  # no exchange rate in the table
+    result = _check(df)
+    assert result.success, result.render()
+    rules = {f.rule.name: f for f in result.findings.warnings}
+    assert set(rules) == {
+        "gross_weight_kg.plausible",
+        "gross_weight_kg.zero",
+        "declared_value.plausible",
+        "currency.rate",
+    }
+    assert rules["declared_value.plausible"].messages() == [
+        "declared_value: 200000000 KRW (136,000 EUR) is above the plausible 100,000 EUR"
+    ]
+    assert "WARNING gross_weight_kg" in result.render()
+
+
+def test_plausibility_limits_are_in_the_base_currency() -> None:
+    df = make_declarations()
+    df.loc[2, "currency"] = "KRW"
+    df.loc[2, "declared_value"] = 9_000_000.0  # raw units far above 100,000, only EUR 6,120
+    assert not _check(df).findings.warnings
+    strict = Limits.from_params({"max_value": 5_000}, FeatureParams())
+    result = check_declarations(df, EXTRAS, strict)[0]
+    assert [f.rule.name for f in result.findings.warnings] == ["declared_value.plausible"]
+
+
+def test_missing_optional_identifiers_are_not_faults() -> None:
+    df = make_declarations()
+    for column in ("seller_id", "operator_id", "consignee_id", "broker_id"):
+        df[column] = df[column].astype(object)
+        df.loc[[1, 3], column] = None
+    assert _check(df).success
 
 
 def test_empty_file_fails() -> None:
-    result = validate_declarations(make_declarations().head(0), EXTRAS)
+    result = _check(make_declarations().head(0))
     assert not result.success
     assert "the file has no rows" in result.render()
 
 
-def test_failures_show_offending_declaration_ids() -> None:
-    result = validate_declarations(_set("hs_code", 2, "61A9")(make_declarations()), EXTRAS)
-    (failure,) = result.failures
-    assert failure.unexpected_count == 1
-    assert failure.examples == [{"hs_code": "61A9", "declaration_id": "D00002"}]
-    assert "declaration_id='D00002'" in result.render()
+def test_faults_show_offending_declaration_ids_and_rows() -> None:
+    result = _check(_set("hs_code", 2, "61A9")(make_declarations()))
+    (finding,) = result.findings.faults
+    assert result.examples(finding) == [
+        {
+            "row": 3,
+            "declaration_id": "D00002",
+            "message": "hs_code: '61A9' is not an HS code of 6 to 10 digits",
+        }
+    ]
+    assert "row 3 (D00002): hs_code: '61A9'" in result.render()
 
 
 def test_file_without_outcomes_skips_outcome_checks() -> None:
-    result = validate_declarations(make_declarations(with_outcomes=False), EXTRAS)
+    result = _check(make_declarations(with_outcomes=False))
     assert result.success, result.render()
-    assert result.statistics["with_outcomes"] is False
+    assert result.with_outcomes is False
 
 
-def test_unreadable_csv_is_reported_as_failures(tmp_path) -> None:
-    text = make_declarations().drop(columns=["seller_country"]).astype("str")
+def test_unreadable_csv_is_reported_as_faults(tmp_path) -> None:
+    text = make_declarations().drop(columns=["origin_country"]).astype("str")
     text.loc[1, "quantity"] = "many"
     path = tmp_path / "broken.csv"
     text.to_csv(path, index=False)
-    result = validate_file(path)
+    result = validate_file(path, LIMITS, cross_check=False)
     assert not result.success
     report = result.render()
-    assert "seller_country: required column is missing" in report
-    assert "quantity: values are not numbers" in report
+    assert "origin_country: required column is missing" in report
+    assert "quantity: 'many' is not a number" in report
 
 
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def test_file_is_unchanged_and_data_docs_written(tmp_path) -> None:
+class _References(HTMLParser):
+    """Every attribute or style that could make a browser fetch something."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: list[str] = []
+        self.tags: set[str] = set()
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.add(tag)
+        for name, value in attrs:
+            if name in ("src", "href", "srcset", "action", "data", "poster") and value:
+                self.found.append(f"{tag}.{name}={value}")
+
+    def handle_data(self, data):
+        if "url(" in data or "@import" in data:
+            self.found.append(data.strip()[:80])
+
+
+def test_report_is_written_and_reads_offline(tmp_path, monkeypatch) -> None:
+    """With the network off, the report is written and nothing in it points outside."""
+
+    def refuse(*args, **kwargs):
+        raise OSError("network is off in this test")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
     path = tmp_path / "declarations.parquet"
-    write_declarations(_set("illicit", 1, True)(make_declarations()), path, EXTRAS)
+    df = _set("illicit", 1, True)(make_declarations())
+    df.loc[5, "gross_weight_kg"] = 5000.0
+    write_declarations(df, path, EXTRAS)
     before = _sha256(path)
-    result = validate_file(path, report_dir=tmp_path / "report")
+    result = validate_file(path, LIMITS, report_dir=tmp_path / "report")
     assert not result.success
-    assert _sha256(path) == before
-    assert (tmp_path / "report" / "index.html").is_file()
-    assert list((tmp_path / "report" / "validations").rglob("*.html"))
+    assert _sha256(path) == before  # the data is never modified
+    html = (tmp_path / "report" / "index.html").read_text(encoding="utf-8")
+    parser = _References()
+    parser.feed(html)
+    assert parser.found == []
+    assert not parser.tags & {"script", "link", "img", "iframe", "object", "embed"}
+    assert "illicit.without_inspection" in html and "gross_weight_kg.plausible" in html
+    assert "D00001" in html  # examples name the declarations
+    record = json.loads((tmp_path / "report" / "validation.json").read_text())
+    assert record["fingerprint"] == before and record["success"] is False
+    assert [f["rule"] for f in record["faults"]] == ["illicit.without_inspection"]
+    assert [w["rule"] for w in record["warnings"]] == ["gross_weight_kg.plausible"]
+
+
+def test_great_expectations_counts_agree_with_the_gate(tmp_path) -> None:
+    df = make_declarations(n=30)
+    for corrupt in (
+        _set("hs_code", 2, "61A9"),
+        _set("channel", 4, "drone"),
+        _set("declared_value", 6, -3.0),
+        _set("illicit", 7, True),
+        _set("inspected_at", 8, pd.Timestamp("2026-02-01", tz="UTC")),
+        _set("declaration_id", 9, "D00000"),
+        _set("gross_weight_kg", 11, 4000.0),
+        _set("currency", 13, "XOF"),
+        _set("quantity", 15, 0),
+    ):
+        df = corrupt(df)
+    path = tmp_path / "d.parquet"
+    write_declarations(df, path, EXTRAS)
+    result = validate_file(path, LIMITS)
+    cross = result.cross_check
+    assert cross is not None and not cross.get("error"), cross
+    assert cross["disagreements"] == [], cross["disagreements"]
+    assert cross["compared"] > 40
+    assert cross["nonzero_counts"] >= 9
+    assert "Great Expectations agrees" in result.render()
+
+
+def test_require_valid_refuses_faults_and_accepts_a_matching_record(tmp_path) -> None:
+    good, bad = tmp_path / "good.parquet", tmp_path / "bad.parquet"
+    write_declarations(make_declarations(), good, EXTRAS)
+    write_declarations(_set("hs_code", 2, "61A9")(make_declarations()), bad, EXTRAS)
+    with pytest.raises(GateError, match=r"(?s)features build refuses it.*'61A9'"):
+        require_valid(bad, LIMITS, what="features build")
+    assert require_valid(good, LIMITS).status == "passed"
+    skipped = require_valid(bad, LIMITS, no_validate=True)
+    assert (skipped.status, skipped.how) == ("skipped", "--no-validate")
+
+    validate_file(good, LIMITS, report_dir=tmp_path / "report", cross_check=False)
+    assert require_valid(good, LIMITS, validated_by=tmp_path / "report").how == "record"
+    with pytest.raises(Exception, match="is for another file"):
+        require_valid(bad, LIMITS, validated_by=tmp_path / "report")
 
 
 def test_cli_validate_exit_codes(tmp_path) -> None:
     from serving.main import app
 
-    good, bad = tmp_path / "good.parquet", tmp_path / "bad.parquet"
+    good, bad, odd = tmp_path / "good.parquet", tmp_path / "bad.parquet", tmp_path / "odd.parquet"
     write_declarations(make_declarations(), good, EXTRAS)
     write_declarations(_set("channel", 1, "drone")(make_declarations()), bad, EXTRAS)
+    write_declarations(_set("gross_weight_kg", 1, 3000.0)(make_declarations()), odd, EXTRAS)
     runner = CliRunner()
 
-    ok = runner.invoke(app, ["validate", str(good)])
+    ok = runner.invoke(app, ["validate", str(good), "--no-cross-check"])
     assert ok.exit_code == 0, ok.output
     assert "OK: 6 rows" in ok.output
 
-    failed = runner.invoke(app, ["validate", str(bad)])
+    warned = runner.invoke(app, ["validate", str(odd), "--no-cross-check"])
+    assert warned.exit_code == 0, warned.output
+    assert "1 warning(s)" in warned.output and "3000 kg is above the plausible" in warned.output
+
+    failed = runner.invoke(app, ["validate", str(bad), "--no-cross-check"])
     assert failed.exit_code == 1, failed.output
-    assert "channel: values not allowed" in failed.output
-    assert "drone" in failed.output
+    assert "channel: 'drone' is not one of postal" in failed.output
+
+
+def test_gate_is_vectorised_over_large_frames() -> None:
+    df = pd.concat([make_declarations(n=300)] * 20, ignore_index=True)
+    df["declaration_id"] = [f"D{i:07d}" for i in range(len(df))]
+    df.loc[np.arange(0, len(df), 97), "hs_code"] = "XX"
+    result = _check(df)
+    (finding,) = result.findings.faults
+    assert finding.count == len(np.arange(0, len(df), 97))

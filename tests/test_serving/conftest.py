@@ -193,8 +193,23 @@ def _train_model(tmp: Path):
 @pytest.fixture(scope="session")
 def stub_runtime(tmp_path_factory: pytest.TempPathFactory) -> ScoringRuntime:
     model = _train_model(tmp_path_factory.mktemp("model"))
+    from features.params import FeatureParams
+    from features.rules import Limits, rules_for
+
     config = ServeConfig(lanes=LanePolicy(exploration_rate=0.05, exploration_seed=7))
-    return ScoringRuntime(model, stub_features, "parcel-risk", "3", config, run_id="run-test")
+    limits = Limits.from_params({}, FeatureParams())
+    rules = rules_for(limits, with_outcomes=False)
+    return ScoringRuntime(
+        model,
+        stub_features,
+        "parcel-risk",
+        "3",
+        config,
+        run_id="run-test",
+        fault_rules=[r for r in rules if r.severity == "fault"],
+        warning_rules=[r for r in rules if r.severity == "warning"],
+        limits=limits,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -213,7 +228,7 @@ def service_env(tmp_path_factory: pytest.TempPathFactory, stub_runtime) -> Itera
         mp.setenv("PARCELRISK_AUDIT_DB", str(tmp / "audit.db"))
         mp.setenv("PARCELRISK_PARAMS", str(params))
         mp.setenv("PARCELRISK_TRACKING_URI", f"sqlite:///{tmp / 'mlflow.db'}")
-        mp.setattr(service_module, "load_runtime", lambda config, uri, dst: stub_runtime)
+        mp.setattr(service_module, "load_runtime", lambda config, uri, dst, params: stub_runtime)
         yield tmp
 
 

@@ -148,6 +148,32 @@ def test_out_of_contract_input_names_the_field(client, declaration, field) -> No
     assert field in json.dumps(r.json())
 
 
+def test_rule_faults_answer_400_with_the_gate_message_and_nothing_is_scored(
+    client, service_env
+) -> None:
+    good = make_declarations(2, seed=11)
+    bad = {**good[1], "hs_code": "12AB", "declared_value": -5}
+    r = _score(client, [good[0], bad])
+    assert r.status_code == 400
+    body = r.json()
+    assert [p["msg"] for p in body["problems"]] == [
+        "hs_code: '12AB' is not an HS code of 6 to 10 digits",
+        "declared_value: -5 is negative",
+    ]
+    assert body["problems"][0]["loc"] == ["declarations", 1, "hs_code"]
+    assert body["problems"][0]["declaration_id"] == bad["declaration_id"]
+    assert "1 declaration(s) break the contract" in body["error"]
+
+
+def test_plausibility_warnings_travel_with_the_decision(client) -> None:
+    d = make_declarations(2, seed=12)
+    d[0]["gross_weight_kg"] = 2500.0
+    d[1]["currency"] = "XOF"
+    decisions = _score(client, d).json()["decisions"]
+    assert any("2500 kg is above the plausible 1000 kg" in w for w in decisions[0]["warnings"])
+    assert any("'XOF' has no exchange rate" in w for w in decisions[1]["warnings"])
+
+
 def test_batch_size_limits(client) -> None:
     r = _score(client, [])
     assert r.status_code == 422 and "1 to 1000" in r.json()["error"]

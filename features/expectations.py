@@ -1,0 +1,345 @@
+"""The declaration rules as a Great Expectations suite: an independent cross-check and an artefact.
+
+``features.rules`` is the gate (it runs per file and per API request). ``parcelrisk validate``
+also compiles the same rules into built-in GX expectations (regex, value sets, bounds, nulls
+under a row condition, uniqueness, column pairs), each tagged with its rule name and severity
+(``critical`` for faults, ``warning`` for warnings), runs them on the canonical frame and
+compares GX's unexpected counts with the gate's, rule by rule. A disagreement is a bug in one
+of the two and is shown in the report. The suite and GX's result are saved beside the report,
+so a data team can run the same checks in its own GX deployment upstream.
+
+Great Expectations is imported here only (about 4 s), never by the pipeline stages.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from features.contract import (
+    EARLIEST_DECLARATION,
+    FIELDS,
+    MAX_CLOCK_SKEW_DAYS,
+    OUTCOME_FIELDS,
+    FrameColumns,
+    atomic_write,
+)
+from features.rules import Limits, check, rules_for
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from features.validation import GateResult
+
+logger = logging.getLogger(__name__)
+
+_INSPECTED = "_inspected"
+_NOT_INSPECTED = "_not_inspected"
+_NOT_ILLICIT = "_not_illicit"
+_VALUE_BASE = "_declared_value_base"
+_FINITE = 1.7e308
+
+
+def build_suite(
+    present: set[str], limits: Limits, with_outcomes: bool, now: datetime | None = None
+) -> list[Any]:
+    """GX expectations for the rules of the fields in ``present``; meta ``rule`` names each."""
+    import great_expectations.expectations as gxe
+
+    now = now or datetime.now(UTC)
+    earliest = datetime.fromisoformat(EARLIEST_DECLARATION)
+    latest = now + timedelta(days=MAX_CLOCK_SKEW_DAYS)
+    out: list[Any] = []
+
+    def add(rule: str, severity: str, expectation: type, **kwargs: Any) -> None:
+        sev = "critical" if severity == "fault" else "warning"
+        out.append(expectation(**kwargs, meta={"rule": rule}, severity=sev))
+
+    for f in FIELDS:
+        if f.name not in present or (f.scope == "outcome" and not with_outcomes):
+            continue
+        col = f.name
+        if not f.nullable:
+            add(f"{col}.required", "fault", gxe.ExpectColumnValuesToNotBeNull, column=col)
+        if f.kind in ("str", "category"):
+            if f.max_length:
+                add(
+                    f"{col}.length",
+                    "fault",
+                    gxe.ExpectColumnValueLengthsToBeBetween,
+                    column=col,
+                    max_value=f.max_length,
+                )
+            if f.pattern:
+                regex = f.pattern if f.pattern.endswith("$") else f.pattern + "$"
+                add(
+                    f"{col}.format",
+                    "fault",
+                    gxe.ExpectColumnValuesToMatchRegex,
+                    column=col,
+                    regex=regex,
+                )
+            if f.allowed:
+                add(
+                    f"{col}.code",
+                    "fault",
+                    gxe.ExpectColumnValuesToBeInSet,
+                    column=col,
+                    value_set=list(f.allowed),
+                )
+        if f.kind in ("int", "float"):
+            add(
+                f"{col}.finite",
+                "fault",
+                gxe.ExpectColumnValuesToBeBetween,
+                column=col,
+                min_value=-_FINITE,
+                max_value=_FINITE,
+            )
+            if f.min_value is not None:
+                add(
+                    f"{col}.minimum",
+                    "fault",
+                    gxe.ExpectColumnValuesToBeBetween,
+                    column=col,
+                    min_value=f.min_value,
+                )
+        if f.kind == "datetime":
+            add(
+                f"{col}.not_before",
+                "fault",
+                gxe.ExpectColumnValuesToBeBetween,
+                column=col,
+                min_value=earliest,
+            )
+            add(
+                f"{col}.not_future",
+                "fault",
+                gxe.ExpectColumnValuesToBeBetween,
+                column=col,
+                max_value=latest,
+            )
+
+    if "gross_weight_kg" in present:
+        add(
+            "gross_weight_kg.zero",
+            "warning",
+            gxe.ExpectColumnValuesToNotBeInSet,
+            column="gross_weight_kg",
+            value_set=[0.0],
+        )
+        add(
+            "gross_weight_kg.plausible",
+            "warning",
+            gxe.ExpectColumnValuesToBeBetween,
+            column="gross_weight_kg",
+            max_value=limits.max_weight_kg,
+        )
+    if "currency" in present:
+        add(
+            "currency.rate",
+            "warning",
+            gxe.ExpectColumnValuesToBeInSet,
+            column="currency",
+            value_set=sorted(limits.fx_to_base),
+        )
+    if {"currency", "declared_value"} <= present:
+        add(
+            "declared_value.plausible",
+            "warning",
+            gxe.ExpectColumnValuesToBeBetween,
+            column=_VALUE_BASE,
+            max_value=limits.max_value,
+        )
+    if "quantity" in present:
+        add(
+            "quantity.plausible",
+            "warning",
+            gxe.ExpectColumnValuesToBeBetween,
+            column="quantity",
+            max_value=limits.max_quantity,
+        )
+    if "declaration_id" in present:
+        add(
+            "declaration_id.unique",
+            "fault",
+            gxe.ExpectColumnValuesToBeUnique,
+            column="declaration_id",
+        )
+    if with_outcomes and "inspected" in present:
+        condition = {"condition_parser": "pandas"}
+        for f in OUTCOME_FIELDS:
+            if f.name == "inspected" or f.name not in present:
+                continue
+            add(
+                f"{f.name}.without_inspection",
+                "fault",
+                gxe.ExpectColumnValuesToBeNull,
+                column=f.name,
+                row_condition=f"{_NOT_INSPECTED} == True",
+                **condition,
+            )
+        for name in ("inspected_at", "illicit"):
+            if name in present:
+                add(
+                    f"{name}.when_inspected",
+                    "fault",
+                    gxe.ExpectColumnValuesToNotBeNull,
+                    column=name,
+                    row_condition=f"{_INSPECTED} == True",
+                    **condition,
+                )
+        if {"inspected_at", "declared_at"} <= present:
+            add(
+                "inspected_at.after_declaration",
+                "fault",
+                gxe.ExpectColumnPairValuesAToBeGreaterThanB,
+                column_A="inspected_at",
+                column_B="declared_at",
+                or_equal=True,
+                ignore_row_if="either_value_is_missing",
+            )
+        if {"offence_type", "illicit"} <= present:
+            add(
+                "offence_type.without_offence",
+                "fault",
+                gxe.ExpectColumnValuesToBeNull,
+                column="offence_type",
+                row_condition=f"{_NOT_ILLICIT} == True",
+                **condition,
+            )
+    return out
+
+
+def _helper_columns(frame: pd.DataFrame, limits: Limits) -> pd.DataFrame:
+    """Columns the conditions and the base-currency bound read (not part of the data)."""
+    frame = frame.copy()
+    inspected = (
+        frame["inspected"].eq(True).fillna(False).astype(bool) if "inspected" in frame else None
+    )
+    if inspected is not None:
+        frame[_INSPECTED] = inspected
+        frame[_NOT_INSPECTED] = ~inspected
+    if "illicit" in frame:
+        frame[_NOT_ILLICIT] = frame["illicit"].eq(False).fillna(False).astype(bool)
+    rates = frame["currency"].map(limits.fx_to_base).astype("float64")
+    frame[_VALUE_BASE] = frame["declared_value"].astype("float64") * rates
+    return frame
+
+
+def _gx_context() -> Any:
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+    return context
+
+
+@contextmanager
+def _quiet_gx_logging() -> Iterator[None]:
+    """Mute INFO logging while GX runs: hundreds of registry lines would bury the report."""
+    # GX modules set their own loggers to INFO on import, so levels cannot be preset;
+    # logging.disable is process-wide but only for the duration of the run.
+    if logger.isEnabledFor(logging.DEBUG):
+        yield
+        return
+    previous = logging.root.manager.disable
+    logging.disable(logging.INFO)
+    try:
+        yield
+    finally:
+        logging.disable(previous)
+
+
+def run_suite(frame: pd.DataFrame, expectations: list[Any]) -> tuple[Any, Any]:
+    """Run ``expectations`` on ``frame``; returns (the suite, GX's validation result)."""
+    import great_expectations as gx
+
+    context = _gx_context()
+    batch_definition = (
+        context.data_sources.add_pandas("parcelrisk")
+        .add_dataframe_asset("declarations")
+        .add_batch_definition_whole_dataframe("whole_file")
+    )
+    # Build the suite before adding it: add_expectation on a stored suite re-serialises the
+    # whole suite each time (quadratic, seconds for a hundred expectations).
+    suite = context.suites.add(
+        gx.ExpectationSuite(name="parcelrisk_declaration_rules", expectations=expectations)
+    )
+    definition = context.validation_definitions.add(
+        gx.ValidationDefinition(name="declarations_gate", data=batch_definition, suite=suite)
+    )
+    result = definition.run(
+        batch_parameters={"dataframe": frame},
+        result_format={"result_format": "SUMMARY", "partial_unexpected_count": 5},
+    )
+    return suite, result
+
+
+def cross_check_with_gx(
+    canonical: pd.DataFrame,
+    result: GateResult,
+    limits: Limits,
+    *,
+    report_dir: Path | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """Run the rules as a GX suite; compare its unexpected counts with the gate's, by rule."""
+    present = {c for c in canonical.columns if c in {f.name for f in FIELDS}}
+    try:
+        with _quiet_gx_logging():
+            expectations = build_suite(present, limits, result.with_outcomes, now)
+            suite, validation = run_suite(_helper_columns(canonical, limits), expectations)
+    except Exception as exc:  # the cross-check must never take the gate down with it
+        logger.exception("Great Expectations cross-check failed")
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    gx_counts: dict[str, int] = {}
+    errors = []
+    for item in validation.results:
+        rule = (item.expectation_config.meta or {}).get("rule")
+        if item.exception_info and item.exception_info.get("raised_exception"):
+            errors.append(f"{rule}: {item.exception_info.get('exception_message')}")
+            continue
+        gx_counts[rule] = int((item.result or {}).get("unexpected_count") or 0)
+    # The gate skips a field's other rules on values that did not convert; GX sees them as
+    # nulls. Compare with the rules run without that skip.
+    ours = check(
+        FrameColumns(canonical), rules_for(limits, with_outcomes=result.with_outcomes, now=now)
+    )
+    our_counts = {f.rule.name: f.count for f in ours.items}
+    if "declaration_id.unique" in gx_counts:
+        dup = [f for f in result.findings.items if f.rule.name == "declaration_id.unique"]
+        our_counts["declaration_id.unique"] = dup[0].count if dup else 0
+    disagreements = [
+        {"rule": rule, "parcelrisk": our_counts.get(rule, 0), "great_expectations": count}
+        for rule, count in sorted(gx_counts.items())
+        if our_counts.get(rule, 0) != count
+    ]
+    if disagreements:
+        logger.error("Great Expectations disagrees with the gate: %s", disagreements)
+    if report_dir is not None:
+        out = Path(report_dir) / "great_expectations"
+        out.mkdir(parents=True, exist_ok=True)
+        suite_json = json.dumps(suite.to_json_dict(), indent=1, default=str)
+        result_json = json.dumps(validation.to_json_dict(), indent=1, default=str)
+        atomic_write(out / "expectation_suite.json", lambda tmp: tmp.write_text(suite_json))
+        atomic_write(out / "validation_result.json", lambda tmp: tmp.write_text(result_json))
+    return {
+        "compared": len(gx_counts),
+        "counts": gx_counts,
+        "disagreements": disagreements,
+        "errors": errors,
+        "success": bool(validation.success),
+        "evaluated_expectations": int(validation.statistics.get("evaluated_expectations", 0)),
+        "nonzero_counts": int(np.count_nonzero(list(gx_counts.values()))),
+    }

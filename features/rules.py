@@ -1,0 +1,620 @@
+"""The declaration rules: defined once, applied to a file by the gate and to a request by the API.
+
+A rule looks at canonical values (``features.contract`` has read the text, numbers, booleans and
+timestamps) and flags rows. Two severities:
+
+- ``fault``: the record cannot be right: a required value missing, a code that is not a code, a
+  negative weight or value, a date in the future, an outcome on a parcel never inspected. A file
+  with a fault does not enter the pipeline; a request with one is answered 400.
+- ``warning``: possible but unusual (bulk weights, very high values, a currency without an
+  exchange rate). Counted and shown with examples; the data is used as it is.
+
+Structural rules derive from ``features.contract.FIELDS`` (patterns, code lists, bounds,
+nullability); plausibility limits come from params.yaml ``validate`` in the base currency
+(``Limits``). Nothing here spells a column list. The same ``check`` runs on a file's canonical
+frame (``FrameColumns``) and on a request's validated models (``RecordColumns``), so a row is
+accepted by both or rejected by both, with the same messages.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from features.contract import (
+    EARLIEST_DECLARATION,
+    FIELDS,
+    MAX_CLOCK_SKEW_DAYS,
+    OUTCOME_FIELDS,
+    BadValues,
+    Contract,
+    ContractField,
+    FrameColumns,
+    RecordColumns,
+)
+from features.errors import ParcelriskError
+
+Severity = Literal["fault", "warning"]
+Columns = FrameColumns | RecordColumns
+
+MAX_EXAMPLES = 5
+_US = 1_000_000
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Plausibility limits (params.yaml ``validate``); values in ``base_currency``."""
+
+    max_weight_kg: float = 1_000.0
+    max_value: float = 100_000.0
+    max_quantity: int = 10_000
+    base_currency: str = "EUR"
+    fx_to_base: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def from_params(cls, validate: dict[str, Any] | None, features: Any) -> Limits:
+        """``validate`` section + the feature params' currency table (``FeatureParams``)."""
+        section = dict(validate or {})
+        known = {"max_weight_kg", "max_value", "max_quantity"}
+        unknown = sorted(set(section) - known)
+        if unknown:
+            raise ParcelriskError(f"params.yaml validate: unknown key(s) {', '.join(unknown)}")
+        for key, value in section.items():
+            if not isinstance(value, int | float) or value <= 0:
+                raise ParcelriskError(f"params.yaml validate.{key} must be a positive number")
+        return cls(**section, base_currency=features.base_currency, fx_to_base=features.fx)
+
+
+def load_limits(params_path: Path) -> Limits:
+    from features.params import load_feature_params, load_section
+
+    return Limits.from_params(
+        load_section(params_path, "validate"), load_feature_params(params_path)
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Rules and findings
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One check: which rows break it, and how to say so for one offending value."""
+
+    name: str  # e.g. "hs_code.format"
+    field: str  # what messages name
+    severity: Severity
+    requires: str  # what the rule asks for, in words (the report's rule column)
+    flag: Callable[[Columns], np.ndarray]  # bool mask of offending rows
+    explain: Callable[[Any], str]  # message for one offending value (without the field)
+    shown: Callable[[Columns, np.ndarray], list[Any]]  # the values shown for rows
+    scope: Literal["declaration", "outcome", "file"] = "declaration"
+
+    def message(self, value: Any) -> str:
+        return f"{self.field}: {self.explain(value)}"
+
+
+@dataclass
+class Finding:
+    """The rows of one batch or file that break one rule."""
+
+    rule: Rule
+    rows: np.ndarray  # int positions
+    values: list[Any]  # shown values, aligned with rows
+
+    @property
+    def count(self) -> int:
+        return len(self.rows)
+
+    def messages(self) -> list[str]:
+        return [self.rule.message(v) for v in self.values]
+
+
+@dataclass
+class Findings:
+    """Everything the rules found in one batch of ``n_rows`` declarations."""
+
+    n_rows: int
+    items: list[Finding]
+
+    @property
+    def faults(self) -> list[Finding]:
+        return [f for f in self.items if f.rule.severity == "fault"]
+
+    @property
+    def warnings(self) -> list[Finding]:
+        return [f for f in self.items if f.rule.severity == "warning"]
+
+    def rows_with(self, severity: Severity) -> np.ndarray:
+        """Bool mask of the rows with at least one finding of ``severity``."""
+        mask = np.zeros(self.n_rows, dtype=bool)
+        for finding in self.items:
+            if finding.rule.severity == severity:
+                mask[finding.rows] = True
+        return mask
+
+    def messages_by_row(self, severity: Severity) -> dict[int, list[str]]:
+        """row -> messages of that severity, in rule order."""
+        out: dict[int, list[str]] = {}
+        for finding in self.items:
+            if finding.rule.severity != severity:
+                continue
+            for row, message in zip(finding.rows.tolist(), finding.messages(), strict=True):
+                out.setdefault(row, []).append(message)
+        return out
+
+
+# --------------------------------------------------------------------------------------------
+# How values are shown in messages
+# --------------------------------------------------------------------------------------------
+
+
+def show(value: Any) -> str:
+    """A value as messages quote it: text in quotes, numbers plainly, times in ISO UTC."""
+    if value is None or (isinstance(value, float) and value != value):
+        return "null"
+    if isinstance(value, str):
+        return repr(value if len(value) <= 40 else value[:37] + "...")
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        if value.is_integer() and abs(value) < 1e15:
+            return str(int(value))
+        return f"{value:.10g}"
+    return str(value)
+
+
+def _iso(t_us: int) -> str:
+    return (datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=int(t_us))).strftime(
+        "%Y-%m-%dT%H:%M:%SZ"
+    )
+
+
+def _text_values(columns: Columns, name: str, rows: np.ndarray) -> list[Any]:
+    return columns.text(name)[rows].tolist()
+
+
+def _number_values(columns: Columns, name: str, rows: np.ndarray) -> list[Any]:
+    return columns.numbers(name)[rows].tolist()
+
+
+def _time_values(columns: Columns, name: str, rows: np.ndarray) -> list[Any]:
+    missing = columns.missing(name)[rows].tolist()
+    return [
+        None if gone else _iso(t)
+        for t, gone in zip(columns.t_us(name)[rows].tolist(), missing, strict=True)
+    ]
+
+
+_SHOWN = {
+    "str": _text_values,
+    "category": _text_values,
+    "int": _number_values,
+    "float": _number_values,
+    "bool": _number_values,
+    "datetime": _time_values,
+}
+
+
+def _shown_by(name: str, kind: str) -> Callable[[Columns, np.ndarray], list[Any]]:
+    return lambda columns, rows: _SHOWN[kind](columns, name, rows)
+
+
+def _present_text(columns: Columns, name: str) -> tuple[np.ndarray, np.ndarray]:
+    values = columns.text(name)
+    return values, ~columns.missing(name)
+
+
+# --------------------------------------------------------------------------------------------
+# Structural rules, derived from the contract's fields
+# --------------------------------------------------------------------------------------------
+
+
+def _field_rules(f: ContractField, latest_us: Callable[[], int]) -> list[Rule]:
+    """``latest_us()``: the latest plausible timestamp (now + clock skew), read at check time."""
+    name, kind = f.name, f.kind
+    shown = _shown_by(name, kind)
+    rules: list[Rule] = []
+    if not f.nullable:
+        rules.append(
+            Rule(
+                f"{name}.required",
+                name,
+                "fault",
+                "a value",
+                lambda c: c.missing(name),
+                lambda v: "a value is required",
+                shown,
+                f.scope,
+            )
+        )
+    if kind in ("str", "category"):
+        if f.max_length:
+            limit = f.max_length
+            rules.append(
+                Rule(
+                    f"{name}.length",
+                    name,
+                    "fault",
+                    f"at most {limit} characters",
+                    lambda c: _text_flag(c, name, lambda v: len(v) > limit),
+                    lambda v: f"{show(v)} is longer than {limit} characters",
+                    shown,
+                    f.scope,
+                )
+            )
+        if f.pattern:
+            regex = re.compile(f.pattern.removeprefix("^").removesuffix("$"))
+            what = f.pattern_text or f"text matching {f.pattern}"
+            rules.append(
+                Rule(
+                    f"{name}.format",
+                    name,
+                    "fault",
+                    what,
+                    lambda c: _text_flag(c, name, lambda v: regex.fullmatch(v) is None),
+                    lambda v: f"{show(v)} is not {what}",
+                    shown,
+                    f.scope,
+                )
+            )
+        if f.allowed:
+            allowed = frozenset(f.allowed)
+            listed = ", ".join(f.allowed)
+            rules.append(
+                Rule(
+                    f"{name}.code",
+                    name,
+                    "fault",
+                    f"one of {listed}",
+                    lambda c: _text_flag(c, name, lambda v: v not in allowed),
+                    lambda v: f"{show(v)} is not one of {listed}",
+                    shown,
+                    f.scope,
+                )
+            )
+    if kind in ("int", "float"):
+        rules.append(
+            Rule(
+                f"{name}.finite",
+                name,
+                "fault",
+                "a finite number",
+                lambda c: np.isinf(c.numbers(name)),
+                lambda v: f"{show(v)} is not a finite number",
+                shown,
+                f.scope,
+            )
+        )
+        if f.min_value is not None:
+            low = f.min_value
+            unit = f" {f.unit}" if f.unit in ("kg", "EUR") else ""
+            rules.append(
+                Rule(
+                    f"{name}.minimum",
+                    name,
+                    "fault",
+                    f"at least {low:g}",
+                    lambda c: _number_flag(c, name, lambda x: x < low),
+                    (lambda v: f"{show(v)}{unit} is negative")
+                    if low == 0
+                    else (lambda v: f"{show(v)} is below {low:g}"),
+                    shown,
+                    f.scope,
+                )
+            )
+    if kind == "datetime":
+        earliest = int(datetime.fromisoformat(EARLIEST_DECLARATION).timestamp()) * _US
+        rules.append(
+            Rule(
+                f"{name}.not_before",
+                name,
+                "fault",
+                f"not before {EARLIEST_DECLARATION[:10]}",
+                lambda c: ~c.missing(name) & (c.t_us(name) < earliest),
+                lambda v: f"{v} is before {EARLIEST_DECLARATION[:10]}",
+                shown,
+                f.scope,
+            )
+        )
+        rules.append(
+            Rule(
+                f"{name}.not_future",
+                name,
+                "fault",
+                f"not in the future (at most {MAX_CLOCK_SKEW_DAYS} days of clock skew)",
+                lambda c: ~c.missing(name) & (c.t_us(name) > latest_us()),
+                lambda v: f"{v} is in the future (later than {_iso(latest_us())})",
+                shown,
+                f.scope,
+            )
+        )
+    return rules
+
+
+def _text_flag(columns: Columns, name: str, bad: Callable[[str], bool]) -> np.ndarray:
+    values, present = _present_text(columns, name)
+    out = np.zeros(len(values), dtype=bool)
+    rows = np.flatnonzero(present)
+    if len(rows):
+        out[rows] = np.fromiter(map(bad, values[rows].tolist()), dtype=bool, count=len(rows))
+    return out
+
+
+def _number_flag(
+    columns: Columns, name: str, bad: Callable[[np.ndarray], np.ndarray]
+) -> np.ndarray:
+    x = columns.numbers(name)
+    with np.errstate(invalid="ignore"):
+        return ~np.isnan(x) & bad(x)
+
+
+# --------------------------------------------------------------------------------------------
+# Plausibility (warnings), from the limits
+# --------------------------------------------------------------------------------------------
+
+
+def _rates(columns: Columns, limits: Limits) -> np.ndarray:
+    currency = columns.text("currency")
+    return np.fromiter(
+        (limits.fx_to_base.get(c, np.nan) if c is not None else np.nan for c in currency.tolist()),
+        dtype=np.float64,
+        count=len(currency),
+    )
+
+
+def _plausibility_rules(limits: Limits) -> list[Rule]:
+    base = limits.base_currency
+    weight = _shown_by("gross_weight_kg", "float")
+
+    def value_shown(columns: Columns, rows: np.ndarray) -> list[Any]:
+        values = columns.numbers("declared_value")[rows]
+        currency = columns.text("currency")[rows]
+        based = values * _rates(columns, limits)[rows]
+        return list(zip(values.tolist(), currency.tolist(), based.tolist(), strict=True))
+
+    def value_flag(columns: Columns) -> np.ndarray:
+        based = columns.numbers("declared_value") * _rates(columns, limits)
+        with np.errstate(invalid="ignore"):
+            return np.isfinite(based) & (based > limits.max_value)
+
+    def no_rate(columns: Columns) -> np.ndarray:
+        return ~columns.missing("currency") & np.isnan(_rates(columns, limits))
+
+    return [
+        Rule(
+            "gross_weight_kg.zero",
+            "gross_weight_kg",
+            "warning",
+            "a weight above 0 kg",
+            lambda c: _number_flag(c, "gross_weight_kg", lambda x: x == 0),
+            lambda v: "0 kg: no weight (a light item rounded down, or not declared)",
+            weight,
+        ),
+        Rule(
+            "gross_weight_kg.plausible",
+            "gross_weight_kg",
+            "warning",
+            f"at most {limits.max_weight_kg:g} kg (validate.max_weight_kg)",
+            lambda c: _number_flag(c, "gross_weight_kg", lambda x: x > limits.max_weight_kg),
+            lambda v: (
+                f"{show(v)} kg is above the plausible {limits.max_weight_kg:g} kg "
+                "(a bulk consignment?)"
+            ),
+            weight,
+        ),
+        Rule(
+            "currency.rate",
+            "currency",
+            "warning",
+            f"a currency with an exchange rate to {base} (features.fx_to_base)",
+            no_rate,
+            lambda v: (
+                f"{show(v)} has no exchange rate to {base} (features.fx_to_base): "
+                "its value features are left empty"
+            ),
+            _shown_by("currency", "str"),
+        ),
+        Rule(
+            "declared_value.plausible",
+            "declared_value",
+            "warning",
+            f"at most {limits.max_value:,.0f} {base} (validate.max_value)",
+            value_flag,
+            lambda v: (
+                f"{show(v[0])} {v[1]} ({v[2]:,.0f} {base}) is above the plausible "
+                f"{limits.max_value:,.0f} {base}"
+            ),
+            value_shown,
+        ),
+        Rule(
+            "quantity.plausible",
+            "quantity",
+            "warning",
+            f"at most {limits.max_quantity:,} items (validate.max_quantity)",
+            lambda c: _number_flag(c, "quantity", lambda x: x > limits.max_quantity),
+            lambda v: f"{show(v)} items is above the plausible {limits.max_quantity:,}",
+            _shown_by("quantity", "int"),
+        ),
+    ]
+
+
+# --------------------------------------------------------------------------------------------
+# Outcomes (history files): results only where inspected, and consistent
+# --------------------------------------------------------------------------------------------
+
+
+def _inspected(columns: Columns) -> np.ndarray:
+    return columns.numbers("inspected") == 1.0
+
+
+def _outcome_rules() -> list[Rule]:
+    rules: list[Rule] = []
+    for f in OUTCOME_FIELDS:
+        if f.name == "inspected":
+            continue
+        name = f.name
+        rules.append(
+            Rule(
+                f"{name}.without_inspection",
+                name,
+                "fault",
+                "null where the parcel was not inspected",
+                lambda c, name=name: ~_inspected(c) & ~c.missing(name),
+                lambda v: f"{show(v)} is recorded but the parcel was not inspected",
+                _shown_by(name, f.kind),
+                "outcome",
+            )
+        )
+    for name, what in (("inspected_at", "result time"), ("illicit", "result (illicit)")):
+        rules.append(
+            Rule(
+                f"{name}.when_inspected",
+                name,
+                "fault",
+                "a value where the parcel was inspected",
+                lambda c, name=name: _inspected(c) & c.missing(name),
+                lambda v, what=what: f"the parcel was inspected but its {what} is missing",
+                _shown_by(name, "str" if name == "illicit" else "datetime"),
+                "outcome",
+            )
+        )
+
+    def before_declared(columns: Columns) -> np.ndarray:
+        done, lodged = columns.t_us("inspected_at"), columns.t_us("declared_at")
+        present = ~columns.missing("inspected_at") & ~columns.missing("declared_at")
+        return present & (done < lodged)
+
+    def both_times(columns: Columns, rows: np.ndarray) -> list[Any]:
+        done = _time_values(columns, "inspected_at", rows)
+        lodged = _time_values(columns, "declared_at", rows)
+        return list(zip(done, lodged, strict=True))
+
+    rules.append(
+        Rule(
+            "inspected_at.after_declaration",
+            "inspected_at",
+            "fault",
+            "not before declared_at",
+            before_declared,
+            lambda v: f"{v[0]} is before declared_at {v[1]}",
+            both_times,
+            "outcome",
+        )
+    )
+    rules.append(
+        Rule(
+            "offence_type.without_offence",
+            "offence_type",
+            "fault",
+            "null unless the parcel was found illicit",
+            lambda c: (c.numbers("illicit") == 0.0) & ~c.missing("offence_type"),
+            lambda v: f"{show(v)} is recorded but the parcel was not found illicit",
+            _shown_by("offence_type", "category"),
+            "outcome",
+        )
+    )
+    return rules
+
+
+# --------------------------------------------------------------------------------------------
+# Running the rules
+# --------------------------------------------------------------------------------------------
+
+
+def rules_for(limits: Limits, *, with_outcomes: bool, now: datetime | None = None) -> list[Rule]:
+    """Every rule for a batch of declarations (with outcomes: a history), in reporting order.
+
+    ``now`` fixes the clock of the "not in the future" rules (tests, re-runs); by default they
+    read the clock when they run, so a long-lived service can build its rules once.
+    """
+    skew_us = MAX_CLOCK_SKEW_DAYS * 86_400 * _US
+    if now is not None:
+        fixed = int(now.timestamp() * _US) + skew_us
+
+        def latest_us() -> int:
+            return fixed
+    else:
+
+        def latest_us() -> int:
+            return int(datetime.now(UTC).timestamp() * _US) + skew_us
+
+    fields = [f for f in FIELDS if with_outcomes or f.scope == "declaration"]
+    rules = [rule for f in fields for rule in _field_rules(f, latest_us)]
+    rules += _plausibility_rules(limits)
+    if with_outcomes:
+        rules += _outcome_rules()
+    return rules
+
+
+def check(
+    columns: Columns, rules: list[Rule], unreadable: dict[str, np.ndarray] | None = None
+) -> Findings:
+    """Run ``rules`` over a batch of declarations.
+
+    ``unreadable``: field -> bool mask of rows whose value did not convert (already a fault);
+    no other rule of that field flags those rows again.
+    """
+    n = len(columns)
+    items = []
+    for rule in rules:
+        mask = rule.flag(columns)
+        if unreadable and rule.field in unreadable:
+            mask = mask & ~unreadable[rule.field]
+        rows = np.flatnonzero(mask)
+        if len(rows):
+            items.append(Finding(rule, rows, rule.shown(columns, rows)))
+    return Findings(n, items)
+
+
+def parse_findings(bad_values: list[BadValues]) -> list[Finding]:
+    """Values that did not convert to their type, as faults of a ``<field>.type`` rule."""
+    out = []
+    for bad in bad_values:
+        problem = bad.problem
+        out.append(
+            Finding(
+                Rule(
+                    f"{bad.field}.type",
+                    bad.field,
+                    "fault",
+                    problem.removeprefix("is not ").removeprefix("is "),
+                    lambda c: np.zeros(len(c), dtype=bool),
+                    lambda v, problem=problem: f"{show(v)} {problem}",
+                    lambda c, rows: [],
+                ),
+                np.asarray(bad.rows, dtype=np.int64),
+                list(bad.values),
+            )
+        )
+    return out
+
+
+def check_records(records: list[Any], contract: Contract | None, rules: list[Rule]) -> Findings:
+    """The rules over a request's validated ``Declaration`` models (the API path).
+
+    Numeric extras are read here as in a file (a value that is not a number is a fault).
+    """
+    from features.contract import ContractError, extra_column
+
+    columns = RecordColumns(records, contract)
+    bad: list[BadValues] = []
+    for extra in contract.extras if contract else ():
+        if extra.kind != "numeric":
+            continue
+        values = [(r.model_extra or {}).get(extra.name) for r in records]
+        for i, value in enumerate(values):
+            try:
+                extra_column([value], extra)
+            except ContractError:
+                bad.append(BadValues(extra.name, np.array([i]), [value], "is not a number"))
+    findings = check(columns, rules)
+    findings.items = parse_findings(bad) + findings.items
+    return findings

@@ -49,7 +49,7 @@ OFFENCE_TYPES = (
 # selection_reason of the random exploration quota: the only unbiased labels.
 RANDOM_SELECTION = "random"
 
-HS_CODE_PATTERN = r"^\d{6,10}$"
+HS_CODE_PATTERN = r"^[0-9]{6,10}$"  # ASCII digits: \\d also matches other scripts
 COUNTRY_PATTERN = r"^[A-Z]{2}$"
 CURRENCY_PATTERN = r"^[A-Z]{3}$"
 

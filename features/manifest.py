@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from features.errors import ParcelriskError
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Collection, Mapping
 
     import numpy as np
     import pandas as pd
@@ -91,6 +91,14 @@ class FeatureManifest:
             if f.name == name:
                 return f
         raise KeyError(name)
+
+    def select(self, names: Collection[str]) -> FeatureManifest:
+        """The manifest of a subset of features, in manifest order, with the same params."""
+        wanted = set(names)
+        unknown = sorted(wanted - set(self.names))
+        if unknown:
+            raise ParcelriskError(f"not in the feature manifest: {', '.join(unknown[:10])}")
+        return FeatureManifest(tuple(f for f in self.features if f.name in wanted), self.params)
 
     @functools.cached_property
     def fingerprint(self) -> str:

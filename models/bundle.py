@@ -4,6 +4,9 @@ This is the contract between training (``models.train`` writes it, ``models.regi
 MLflow) and serving (loads it once at start-up). It is plain files in one directory so a decision
 can be recomputed years later without MLflow: ``risk_model.txt`` / ``revenue_model.txt``
 (LightGBM text format), ``bundle.json`` (calibration, thresholds, metadata) and the feature manifest.
+A model refit on all labelled history also keeps its first-pass boosters
+(``risk_model_eval.txt`` / ``revenue_model_eval.txt``): only those have honest held-out metrics,
+so the champion/challenger gate scores them (``evaluation_model``).
 
 Scores: ``raw`` is the risk booster's log-odds (what SHAP contributions add up to); ``risk`` is
 the calibrated probability; ``expected_revenue`` = risk x E[revenue | illicit];
@@ -13,7 +16,7 @@ the calibrated probability; ``expected_revenue`` = risk x E[revenue | illicit];
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -28,6 +31,8 @@ Objective = Literal["risk", "revenue"]
 
 RISK_MODEL_FILE = "risk_model.txt"
 REVENUE_MODEL_FILE = "revenue_model.txt"
+RISK_EVAL_MODEL_FILE = "risk_model_eval.txt"
+REVENUE_EVAL_MODEL_FILE = "revenue_model_eval.txt"
 BUNDLE_FILE = "bundle.json"
 
 
@@ -70,6 +75,25 @@ class RiskModel:
     metadata: dict[str, Any] = field(
         default_factory=dict
     )  # entity_state_fingerprint, trained_at, data fingerprint...
+    # First-pass boosters of a model refit on all labelled history (None: not refit). They were
+    # fitted on the train period only, so their test-period metrics are the honest ones.
+    risk_booster_eval: lgb.Booster | None = None
+    revenue_booster_eval: lgb.Booster | None = None
+
+    def evaluation_model(self) -> RiskModel:
+        """The model whose held-out metrics were measured: the first pass, or self if not refit.
+
+        Same calibration and thresholds (the metrics rank, they never use lanes).
+        """
+        if self.risk_booster_eval is None:
+            return self
+        return replace(
+            self,
+            risk_booster=self.risk_booster_eval,
+            revenue_booster=self.revenue_booster_eval,
+            risk_booster_eval=None,
+            revenue_booster_eval=None,
+        )
 
     # --- scoring -------------------------------------------------------------------------
     def raw_score(self, X: np.ndarray) -> np.ndarray:
@@ -108,8 +132,15 @@ class RiskModel:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         self.risk_booster.save_model(str(directory / RISK_MODEL_FILE))
-        if self.revenue_booster is not None:
-            self.revenue_booster.save_model(str(directory / REVENUE_MODEL_FILE))
+        for booster, name in (
+            (self.revenue_booster, REVENUE_MODEL_FILE),
+            (self.risk_booster_eval, RISK_EVAL_MODEL_FILE),
+            (self.revenue_booster_eval, REVENUE_EVAL_MODEL_FILE),
+        ):
+            if booster is not None:
+                booster.save_model(str(directory / name))
+            else:  # a reused directory must not keep a booster this model does not have
+                (directory / name).unlink(missing_ok=True)
         self.manifest.write(directory)
         payload = {
             "calibration": asdict(self.calibration),
@@ -136,17 +167,21 @@ class RiskModel:
             raise ParcelriskError(
                 f"model bundle in {directory}: feature manifest does not match the model"
             )
-        revenue_path = directory / REVENUE_MODEL_FILE
+
+        def optional_booster(name: str) -> lgb.Booster | None:
+            path = directory / name
+            return lgb.Booster(model_file=str(path)) if path.exists() else None
+
         cal = payload["calibration"]
         return cls(
             manifest=manifest,
             risk_booster=lgb.Booster(model_file=str(directory / RISK_MODEL_FILE)),
-            revenue_booster=lgb.Booster(model_file=str(revenue_path))
-            if revenue_path.exists()
-            else None,
+            revenue_booster=optional_booster(REVENUE_MODEL_FILE),
             calibration=Calibration(
                 tuple(cal["raw_knots"]), tuple(cal["prob_knots"]), cal.get("method", "isotonic")
             ),
             thresholds=LaneThresholds(**payload["thresholds"]),
             metadata=payload.get("metadata", {}),
+            risk_booster_eval=optional_booster(RISK_EVAL_MODEL_FILE),
+            revenue_booster_eval=optional_booster(REVENUE_EVAL_MODEL_FILE),
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -117,19 +118,28 @@ def run_training(
     }
 
 
-def format_summary(metrics: dict[str, float]) -> str:
-    """A plain-text table of the headline metrics per evaluation and scorer."""
+def format_summary(metrics: dict[str, float], info: dict[str, Any] | None = None) -> str:
+    """A plain-text table of the headline metrics per evaluation and scorer.
+
+    A metric that could not be computed prints ``n/a``; with the training ``info``, the summary
+    says which model the metrics describe and why the missing ones are not applicable.
+    """
+    info = info or {}
     lines = []
+    if info.get("evaluated_model"):
+        lines.append(f"held-out metrics of the {info['evaluated_model']}")
     for evaluation in ("test_all", "test_random"):
-        rows = [s for s in SUMMARY_SCORERS if f"{evaluation}.{s}.precision_at_5" in metrics]
+        rows = [
+            s
+            for s in SUMMARY_SCORERS
+            if any(f"{evaluation}.{s}.{m}" in metrics for m in SUMMARY_METRICS)
+        ]
         if not rows:
             continue
         lines.append(f"{evaluation}:  " + " ".join(f"{m:>15}" for m in SUMMARY_METRICS))
         for scorer in rows:
-            values = [
-                metrics.get(f"{evaluation}.{scorer}.{m}", float("nan")) for m in SUMMARY_METRICS
-            ]
-            lines.append(f"  {scorer:<10} " + " ".join(f"{v:>15.4f}" for v in values))
+            values = [_number(metrics.get(f"{evaluation}.{scorer}.{m}")) for m in SUMMARY_METRICS]
+            lines.append(f"  {scorer:<10} " + " ".join(f"{v:>15}" for v in values))
         legacy = {
             k.split(".", 2)[2]: v
             for k, v in metrics.items()
@@ -137,7 +147,7 @@ def format_summary(metrics: dict[str, float]) -> str:
         }
         if legacy:
             lines.append(
-                "  legacy     " + ", ".join(f"{k}={v:.4f}" for k, v in sorted(legacy.items()))
+                "  legacy     " + ", ".join(f"{k}={_number(v)}" for k, v in sorted(legacy.items()))
             )
         ratio = {
             k.split(".", 2)[2]: v
@@ -148,10 +158,18 @@ def format_summary(metrics: dict[str, float]) -> str:
             lines.append(
                 "  model/oracle "
                 + ", ".join(
-                    f"{k}={v:.3f}" for k, v in sorted(ratio.items()) if "_at_5" in k or "_at_1" in k
+                    f"{k}={_number(v, 3)}"
+                    for k, v in sorted(ratio.items())
+                    if "_at_5" in k or "_at_1" in k
                 )
             )
+    for pattern, why in (info.get("not_applicable") or {}).items():
+        lines.append(f"n/a {pattern}: {why}")
     return "\n".join(lines)
+
+
+def _number(value: float | None, digits: int = 4) -> str:
+    return f"{value:.{digits}f}" if value is not None and math.isfinite(value) else "n/a"
 
 
 def run_promotion(
@@ -231,9 +249,11 @@ def run_promotion(
     if truth_path is not None and Path(truth_path).exists():
         holdout = attach_truth(holdout, pd.read_parquet(truth_path))
     per_model = {}
+    # Each version's evaluation model (its first pass if refit): a refit challenger has seen
+    # the labels of its own test period, and a refit champion may have too.
     for role, model in (("champion", champion_model), ("challenger", challenger_model)):
         try:
-            scores = score_model(model, holdout)
+            scores = score_model(model.evaluation_model(), holdout)
         except ParcelriskError as exc:
             raise ParcelriskError(f"cannot score the {role} on {features_dir}: {exc}") from exc
         per_model[role] = evaluate_holdout(holdout, {"model": scores})
@@ -290,7 +310,7 @@ def train(
         tracking_uri=tracking_uri,
         metrics_out=metrics_out,
     )
-    typer.echo(format_summary(out["all_metrics"]))
+    typer.echo(format_summary(out["all_metrics"], out["info"]))
     typer.echo(
         f"registered {out['model_name']} version {out['version']} (run {out['run_id']}), "
         f"fit {out['info']['fit_seconds']} s; metrics in {metrics_out}"

@@ -100,7 +100,9 @@ def report_plots(predictions: pd.DataFrame, out_dir: Path) -> list[Path]:
     """Calibration and capacity plots from the test-period predictions of ``TrainResult``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
-    rnd = predictions["random_exploration"].to_numpy(bool)
+    # the unbiased test parcels: random exploration, or all of them in a census
+    column = "unbiased_sample" if "unbiased_sample" in predictions else "random_exploration"
+    rnd = predictions[column].to_numpy(bool)
     y_rec = predictions["illicit"].astype("boolean").fillna(False).to_numpy(float)
     if rnd.sum() > 0:
         paths.append(
@@ -108,7 +110,7 @@ def report_plots(predictions: pd.DataFrame, out_dir: Path) -> list[Path]:
                 predictions.loc[rnd, "model_risk"].to_numpy(),
                 y_rec[rnd],
                 out_dir / "calibration_random.png",
-                "Calibration on random-exploration test parcels",
+                "Calibration on unbiased test parcels (random exploration or census)",
             )
         )
     scorers = [c[: -len("_risk")] for c in predictions.columns if c.endswith("_risk")]

@@ -166,7 +166,11 @@ def log_training(
         finite = {k: float(v) for k, v in result.metrics.items() if np.isfinite(v)}
         mlflow.log_metrics(finite)
         mlflow.log_metrics(
-            {f"info.{k}": float(v) for k, v in result.info.items() if isinstance(v, int | float)}
+            {
+                f"info.{k}": float(v)
+                for k, v in result.info.items()
+                if isinstance(v, int | float) and np.isfinite(v)
+            }
         )
 
         # the LightGBM flavour, on the float matrix with the manifest's column names
@@ -287,6 +291,18 @@ def load_version(
             f"model {name!r} version {version}: entity state fingerprint {actual} does not match "
             f"the model's {expected}; the snapshot and the model were not built together"
         )
+    # The model may use a subset of the features (constant ones dropped at training); the
+    # snapshot computes them all, with the full manifest recorded in the model's metadata.
+    state_manifest = json.loads((paths[ENTITY_STATE_ARTIFACT] / ENTITY_STATE_META).read_text()).get(
+        "manifest_fingerprint"
+    )
+    model_manifest = model.metadata.get("feature_manifest_fingerprint", model.manifest.fingerprint)
+    if state_manifest is not None and state_manifest != model_manifest:
+        raise ParcelriskError(
+            f"model {name!r} version {version}: the entity state's feature manifest "
+            f"{state_manifest} is not the one the model's features were built with "
+            f"({model_manifest})"
+        )
     info = {"name": name, "version": str(version), "run_id": mv.run_id}
     return model, paths[ENTITY_STATE_ARTIFACT], info
 
@@ -345,35 +361,58 @@ class Decision:
 def decide_promotion(
     champion_metrics: dict[str, float], challenger_metrics: dict[str, float], params: PromoteParams
 ) -> Decision:
-    """Promote only if the challenger beats the champion on revenue@5% and precision@5% by the
-    configured margins (and on at least one strictly) and is calibrated within the bound.
+    """Promote only if the challenger beats the champion by the configured margins on every
+    gate metric both have (and on at least one strictly) and is calibrated within the bound.
 
     Metrics are flat ``<evaluation>.model.<metric>`` dicts of the same holdout; the ground-truth
-    evaluation (``test_all``) decides when present, else the random-exploration one.
+    evaluation (``test_all``) decides when present, else the unbiased one (``test_random``).
+    Only finite numbers count: without revenue data in either, precision@5% decides alone, and
+    a calibration error that cannot be measured is reported, not held against the challenger.
     """
+
+    def value(metrics: dict[str, float], key: str) -> float | None:
+        v = metrics.get(key)
+        return float(v) if v is not None and np.isfinite(v) else None
+
+    precision = f"precision_at_{GATE_AT}"
     evaluation = next(
         (
             ev
             for ev in ("test_all", "test_random")
-            if f"{ev}.model.precision_at_{GATE_AT}" in challenger_metrics
-            and f"{ev}.model.precision_at_{GATE_AT}" in champion_metrics
+            if value(challenger_metrics, f"{ev}.model.{precision}") is not None
+            and value(champion_metrics, f"{ev}.model.{precision}") is not None
         ),
         None,
     )
     if evaluation is None:
-        return Decision(False, ["no common holdout metrics for champion and challenger"])
+        return Decision(
+            False,
+            [
+                f"no comparable metric: champion and challenger share no finite {precision} on "
+                f"the holdout (test_all or test_random)"
+            ],
+        )
     reasons: list[str] = []
     ok = True
     gains = []
     for metric, min_gain in (
         (f"revenue_at_{GATE_AT}", params.min_gain_revenue_at_5),
-        (f"precision_at_{GATE_AT}", params.min_gain_precision_at_5),
+        (precision, params.min_gain_precision_at_5),
     ):
         key = f"{evaluation}.model.{metric}"
-        champ, chall = champion_metrics[key], challenger_metrics[key]
+        champ, chall = value(champion_metrics, key), value(challenger_metrics, key)
+        if champ is None or chall is None:
+            missing = " and ".join(
+                role for role, v in (("champion", champ), ("challenger", chall)) if v is None
+            )
+            reasons.append(
+                f"{metric} ({evaluation}): not available for the {missing} "
+                f"(no revenue data, or not computable): comparing {precision} only"
+            )
+            continue
         gain = chall - champ
         gains.append(gain)
-        passed = bool(np.isfinite(gain) and gain >= min_gain)
+        passed = gain >= min_gain
         ok &= passed
         reasons.append(
             f"{metric} ({evaluation}): challenger {chall:.4f} vs champion {champ:.4f}, "
@@ -381,14 +420,17 @@ def decide_promotion(
         )
     if ok and not any(g > 0 for g in gains):
         ok = False
-        reasons.append("challenger is no better than the champion on either metric")
-    ece = challenger_metrics.get(f"{evaluation}.model.ece", float("nan"))
-    calibrated = bool(np.isfinite(ece) and ece <= params.max_calibration_error)
-    ok &= calibrated
-    reasons.append(
-        f"calibration error ({evaluation}): {ece:.4f} {'<=' if calibrated else '>'} "
-        f"max {params.max_calibration_error:.4f}"
-    )
+        reasons.append("challenger is no better than the champion on any compared metric")
+    ece = value(challenger_metrics, f"{evaluation}.model.ece")
+    if ece is None:
+        reasons.append(f"calibration error ({evaluation}): not available, not checked")
+    else:
+        calibrated = ece <= params.max_calibration_error
+        ok &= calibrated
+        reasons.append(
+            f"calibration error ({evaluation}): {ece:.4f} {'<=' if calibrated else '>'} "
+            f"max {params.max_calibration_error:.4f}"
+        )
     return Decision(ok, reasons, evaluation)
 
 

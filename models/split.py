@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -10,6 +12,7 @@ import pandas as pd
 from features.errors import ParcelriskError
 
 PARTS = ("train", "validation", "test")
+DATE_KEYS = ("validation_start", "test_start")
 
 
 @dataclass(frozen=True)
@@ -37,29 +40,94 @@ class SplitBoundaries:
         }
 
 
-def split_boundaries(declared_at: pd.Series, fractions: dict[str, float]) -> SplitBoundaries:
-    """Cut the declaration period at whole UTC days by the fractions of its length.
+def split_boundaries(declared_at: pd.Series, split: Mapping[str, Any]) -> SplitBoundaries:
+    """Boundaries of the train / validation / test periods from ``train.split``.
 
-    Whole days keep a day's parcels together (and make the cut readable in reports).
+    Two forms, exactly one per config:
+    - fractions ``{train, validation, test}`` of the declaration period's length, cut at whole
+      UTC days (a day's parcels stay together, and the cut reads well in reports);
+    - dates ``{validation_start, test_start}`` (ISO date or datetime; naive means UTC), for an
+      administration that knows which months it wants to hold out.
     """
+    if declared_at.empty:
+        raise ParcelriskError("cannot split an empty feature frame")
+    keys = set(split)
+    unknown = keys - set(PARTS) - set(DATE_KEYS)
+    if unknown:
+        raise ParcelriskError(
+            f"train.split: unknown key(s) {', '.join(sorted(unknown))}; give either fractions "
+            f"{{{', '.join(PARTS)}}} or dates {{{', '.join(DATE_KEYS)}}}"
+        )
+    if keys & set(PARTS) and keys & set(DATE_KEYS):
+        raise ParcelriskError(
+            f"train.split mixes fractions and dates ({', '.join(sorted(keys))}): give either "
+            f"{{{', '.join(PARTS)}}} or {{{', '.join(DATE_KEYS)}}}"
+        )
+    start, end = declared_at.min(), declared_at.max()
+    if keys & set(DATE_KEYS):
+        return _boundaries_from_dates(start, end, split)
+    return _boundaries_from_fractions(start, end, split)
+
+
+def _boundaries_from_fractions(
+    start: pd.Timestamp, end: pd.Timestamp, fractions: Mapping[str, Any]
+) -> SplitBoundaries:
     missing = [p for p in PARTS if p not in fractions]
     if missing:
         raise ParcelriskError(f"train.split lacks fraction(s): {', '.join(missing)}")
-    total = sum(float(fractions[p]) for p in PARTS)
-    if any(float(fractions[p]) <= 0 for p in PARTS) or not np.isclose(total, 1.0):
+    try:
+        share = {p: float(fractions[p]) for p in PARTS}
+    except (TypeError, ValueError) as exc:
+        raise ParcelriskError(f"train.split fractions must be numbers: {exc}") from exc
+    if any(v <= 0 for v in share.values()) or not np.isclose(sum(share.values()), 1.0):
         raise ParcelriskError(
             f"train.split fractions must be positive and sum to 1, got {dict(fractions)}"
         )
-    if declared_at.empty:
-        raise ParcelriskError("cannot split an empty feature frame")
-    start, end = declared_at.min(), declared_at.max()
     span = end - start
-    validation_start = (start + span * float(fractions["train"])).ceil("D")
-    test_start = (start + span * (float(fractions["train"]) + float(fractions["validation"]))).ceil(
-        "D"
-    )
+    validation_start = (start + span * share["train"]).ceil("D")
+    test_start = (start + span * (share["train"] + share["validation"])).ceil("D")
     if not start < validation_start < test_start <= end:
         raise ParcelriskError(
             f"declaration period {start} .. {end} is too short for a train/validation/test split"
         )
     return SplitBoundaries(start, validation_start, test_start, end)
+
+
+def _boundaries_from_dates(
+    start: pd.Timestamp, end: pd.Timestamp, dates: Mapping[str, Any]
+) -> SplitBoundaries:
+    missing = [k for k in DATE_KEYS if k not in dates]
+    if missing:
+        raise ParcelriskError(f"train.split lacks date(s): {', '.join(missing)}")
+    validation_start, test_start = (_utc_timestamp(k, dates[k]) for k in DATE_KEYS)
+    if not validation_start < test_start:
+        raise ParcelriskError(
+            f"train.split validation_start {validation_start} must be before "
+            f"test_start {test_start}"
+        )
+    # Each period must hold parcels: the train period starts at the first declaration and the
+    # test period ends at the last one.
+    if not start < validation_start:
+        raise ParcelriskError(
+            f"train.split validation_start {validation_start} leaves no training period: the "
+            f"declarations run from {start} to {end}"
+        )
+    if not test_start <= end:
+        raise ParcelriskError(
+            f"train.split test_start {test_start} leaves no test period: the declarations run "
+            f"from {start} to {end}"
+        )
+    return SplitBoundaries(start, validation_start, test_start, end)
+
+
+def _utc_timestamp(key: str, value: Any) -> pd.Timestamp:
+    """An ISO date or datetime (str, or what YAML parsed it into) as a UTC timestamp."""
+    try:
+        stamp = pd.Timestamp(value)
+    except (TypeError, ValueError) as exc:
+        raise ParcelriskError(
+            f"train.split {key}: {value!r} is not an ISO date or datetime"
+        ) from exc
+    if pd.isna(stamp):
+        raise ParcelriskError(f"train.split {key}: {value!r} is not an ISO date or datetime")
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")

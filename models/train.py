@@ -5,18 +5,28 @@ Pure core: ``train_models(features, manifest, params, ground_truth)`` takes the 
 (``models.cli``) and ``models.registry`` do the I/O and the MLflow logging.
 
 Labels exist only for inspected parcels and past inspections were chosen by the legacy rules, so
-the models are fitted on every labelled parcel but measured on the random-exploration parcels of
-the test period (the unbiased sample an administration has) and, on generated data, against the
-ground truth of every test parcel.
+the models are fitted on every labelled parcel but measured on the unbiased sample of the test
+period (``unbiased_mask``: the random-exploration parcels, or every parcel when the administration
+inspects everything) and, on generated data, against the ground truth of every test parcel.
+
+Two passes: the first fits on the train period (early stopping and calibration on validation) and
+is the model the held-out metrics describe; with ``train.refit`` the deployed boosters are then
+refit on all labelled parcels with the first pass's number of rounds, so the model in service has
+learnt from the most recent labelled period too. The bundle keeps the first pass for the gate.
+
+Metrics are finite numbers only: one that cannot be computed (no revenue data, no legacy rules,
+one class) is left out and ``info["not_applicable"]`` says why.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import logging
+import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -25,7 +35,7 @@ from features.contract import RANDOM_SELECTION
 from features.errors import ParcelriskError
 from features.manifest import FeatureManifest
 from models import baselines
-from models.bundle import Objective, RiskModel
+from models.bundle import LaneThresholds, Objective, RiskModel
 from models.calibration import fit_isotonic
 from models.metrics import (
     LEVELS,
@@ -44,7 +54,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MIN_REVENUE_EUR = 0.01  # gamma needs positive targets; an offence with no duty still counts
+# Illicit parcels with a recorded revenue needed to fit (train period) and early-stop
+# (validation) the revenue model; below this a gamma model of the heavy tail is mostly noise.
+MIN_REVENUE_TRAIN = 50
+MIN_REVENUE_VALIDATION = 10
 TRUTH_COLUMNS = ("declaration_id", "p_illicit", "illicit", "revenue_at_stake")
+_OUTCOME_COLUMNS = ("inspected", "illicit", "selection_reason")  # what unbiased_mask reads
 HEADLINE_METRICS = (
     "roc_auc",
     "pr_auc",
@@ -53,6 +68,8 @@ HEADLINE_METRICS = (
     "revenue_at_5",
     "precision_at_1",
     "revenue_at_1",
+    "precision_at_10",
+    "revenue_at_10",
     "ece",
 )
 # Parameters of lgb.train under the sklearn-style names params.yaml uses.
@@ -66,23 +83,35 @@ _LGB_NAMES = {
     "colsample_bytree": "feature_fraction",
     "reg_lambda": "lambda_l2",
     "num_threads": "num_threads",  # 0 = LightGBM's default (all cores)
+    # categorical splits (LightGBM's own names): smoothing and limits of the category search
+    "cat_smooth": "cat_smooth",
+    "cat_l2": "cat_l2",
+    "max_cat_threshold": "max_cat_threshold",
+    "min_data_per_group": "min_data_per_group",
+    "max_cat_to_onehot": "max_cat_to_onehot",
 }
+# Keys of train.lightgbm that steer the boosting loop rather than LightGBM's parameters.
+_LOOP_KEYS = ("n_estimators", "early_stopping_rounds")
+UnbiasedSample = Literal["random", "census", "none"]
 
 
 @dataclass(frozen=True)
 class TrainParams:
     """The ``train`` section of params.yaml."""
 
-    split: dict[str, float] = field(
+    # fractions {train, validation, test} or dates {validation_start, test_start}
+    split: dict[str, Any] = field(
         default_factory=lambda: {"train": 0.6, "validation": 0.2, "test": 0.2}
     )
     objective: Objective = "risk"
+    # Refit the deployed boosters on all labelled parcels with the first pass's rounds.
+    refit: bool = True
     red_rate: float = 0.01
     yellow_rate: float = 0.04
     lightgbm: dict[str, Any] = field(default_factory=dict)
     seed: int = 7
-    # Calibrate on the random-exploration parcels of the validation period when at least this
-    # many with this many illicit exist (unbiased); otherwise on all labelled validation parcels.
+    # Calibrate on the unbiased parcels (random exploration, or a census) of the validation
+    # period when at least this many with this many illicit exist; else on all labelled ones.
     calibration_min_random: int = 300
     calibration_min_random_illicit: int = 15
     profile_strength: float = 20.0
@@ -95,6 +124,7 @@ class TrainParams:
         known = {
             "split",
             "objective",
+            "refit",
             "lightgbm",
             "seed",
             "profile_strength",
@@ -109,9 +139,22 @@ class TrainParams:
             calibration_min_random=int(calibration.get("min_random", 300)),
             calibration_min_random_illicit=int(calibration.get("min_random_illicit", 15)),
         )
-        if out.objective not in ("risk", "revenue"):
-            raise ParcelriskError(f"train.objective must be risk or revenue, got {out.objective!r}")
         return out
+
+    def __post_init__(self) -> None:
+        if self.objective not in ("risk", "revenue"):
+            raise ParcelriskError(
+                f"train.objective must be risk or revenue, got {self.objective!r}"
+            )
+        if not isinstance(self.refit, bool):
+            raise ParcelriskError(f"train.refit must be true or false, got {self.refit!r}")
+        # An unknown key would otherwise be dropped silently and the run look tuned when it is not.
+        unknown = set(self.lightgbm or {}) - set(_LGB_NAMES) - set(_LOOP_KEYS)
+        if unknown:
+            raise ParcelriskError(
+                f"unknown key(s) in params train.lightgbm: {', '.join(sorted(unknown))} "
+                f"(known: {', '.join(sorted([*_LGB_NAMES, *_LOOP_KEYS]))})"
+            )
 
     def lgb_params(self, objective: str) -> dict[str, Any]:
         cfg = {"n_estimators": 1000, "early_stopping_rounds": 50, **self.lightgbm}
@@ -144,7 +187,9 @@ class TrainResult:
     boundaries: SplitBoundaries
     predictions: pd.DataFrame  # test period: ids, labels, truth, every scorer's scores
     tables: dict[str, pd.DataFrame]  # by-origin rates, calibration bins
-    info: dict[str, Any]  # counts, iterations, timings
+    # counts, iterations, timings, which model the metrics describe (evaluated_model), the
+    # unbiased sample, the metrics left out and why (not_applicable), the model's metadata
+    info: dict[str, Any]
     test_matrix: np.ndarray  # model matrix of the test period, rows as in ``predictions``
 
     @property
@@ -180,8 +225,31 @@ def random_mask(frame: pd.DataFrame) -> np.ndarray:
     ) & labelled_mask(frame)
 
 
+def unbiased_mask(frame: pd.DataFrame) -> tuple[np.ndarray, UnbiasedSample]:
+    """The parcels of ``frame`` whose labels describe all its traffic, and what kind they are.
+
+    ``random``: the random-exploration parcels, when the frame has any; ``census``: every
+    parcel, when every one was inspected with a result (nothing was selected, so nothing is
+    biased); ``none``: no unbiased labels (legacy selection only).
+    """
+    random = random_mask(frame)
+    if random.any():
+        return random, "random"
+    labelled = labelled_mask(frame)
+    if len(frame) and labelled.all():
+        return labelled, "census"
+    return np.zeros(len(frame), dtype=bool), "none"
+
+
 def _labels(frame: pd.DataFrame) -> np.ndarray:
     return frame["illicit"].astype("boolean").fillna(False).to_numpy(dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class FittedBooster:
+    booster: lgb.Booster
+    rounds: int  # trees kept: the best iteration on validation
+    hit_round_cap: bool  # early stopping never triggered: more rounds might still help
 
 
 def _fit_booster(
@@ -192,17 +260,11 @@ def _fit_booster(
     X_valid: np.ndarray,
     y_valid: np.ndarray,
     manifest: FeatureManifest,
-) -> lgb.Booster:
+) -> FittedBooster:
+    """First pass: fit with early stopping on the validation rows."""
     import lightgbm as lgb
 
-    categorical = [manifest.names.index(n) for n in manifest.categorical_names]
-    train_set = lgb.Dataset(
-        X_train,
-        y_train,
-        feature_name=manifest.names,
-        categorical_feature=categorical,
-        free_raw_data=True,
-    )
+    train_set = _dataset(X_train, y_train, manifest)
     valid_set = lgb.Dataset(X_valid, y_valid, reference=train_set)
     booster = lgb.train(
         params.lgb_params(objective),
@@ -212,10 +274,62 @@ def _fit_booster(
         valid_names=["validation"],
         callbacks=[lgb.early_stopping(params.early_stopping_rounds, verbose=False)],
     )
+    hit_cap = booster.current_iteration() >= params.n_estimators
     best = booster.best_iteration or booster.current_iteration()
     # Keep only the trees up to the best iteration, so the in-memory model and the saved
     # bundle score identically whatever num_iteration a caller passes.
-    return lgb.Booster(model_str=booster.model_to_string(num_iteration=best))
+    kept = lgb.Booster(model_str=booster.model_to_string(num_iteration=best))
+    return FittedBooster(kept, kept.current_iteration(), hit_cap)
+
+
+def _refit_booster(
+    params: TrainParams,
+    objective: str,
+    X: np.ndarray,
+    y: np.ndarray,
+    rounds: int,
+    manifest: FeatureManifest,
+) -> lgb.Booster:
+    """Second pass: the same configuration on more rows, for the rounds the first pass chose.
+
+    No early stopping: every labelled period is in the fit, none is left to stop on.
+    """
+    import lightgbm as lgb
+
+    return lgb.train(params.lgb_params(objective), _dataset(X, y, manifest), num_boost_round=rounds)
+
+
+def _dataset(X: np.ndarray, y: np.ndarray, manifest: FeatureManifest) -> lgb.Dataset:
+    import lightgbm as lgb
+
+    return lgb.Dataset(
+        X,
+        y,
+        feature_name=manifest.names,
+        categorical_feature=[manifest.names.index(n) for n in manifest.categorical_names],
+        free_raw_data=True,
+    )
+
+
+def informative_features(X: np.ndarray, manifest: FeatureManifest) -> FeatureManifest:
+    """The manifest without the features that are empty or constant on the rows of ``X``.
+
+    A feature with one value and some missing rows is kept: missingness can be informative.
+    """
+    missing = np.isnan(X)
+    empty = missing.all(axis=0)
+    low = np.where(missing, np.inf, X).min(axis=0)
+    high = np.where(missing, -np.inf, X).max(axis=0)
+    constant = ~missing.any(axis=0) & (low == high)
+    dropped = [n for n, d in zip(manifest.names, empty | constant, strict=True) if d]
+    if len(dropped) == len(manifest.names):
+        raise ParcelriskError(
+            f"every feature is constant or empty on the {len(X)} labelled training parcels"
+        )
+    if not dropped:
+        return manifest
+    log.info("dropped %d constant or empty feature(s): %s", len(dropped), ", ".join(dropped))
+    return manifest.select([n for n in manifest.names if n not in dropped])
 
 
 def _require_columns(frame: pd.DataFrame, columns: tuple[str, ...], what: str) -> None:
@@ -267,45 +381,67 @@ def evaluate_holdout(
     holdout: pd.DataFrame,
     scores: dict[str, dict[str, np.ndarray]],
     levels: tuple[int, ...] = LEVELS,
+    not_applicable: dict[str, str] | None = None,
 ) -> dict[str, float]:
-    """Flat metrics of every scorer on one holdout period.
+    """Flat metrics of every scorer on one holdout period, finite numbers only.
 
     ``holdout`` holds the labels (and ``truth_*`` columns when ground truth is known);
     ``scores[name]`` has ``risk`` and ``value`` (optionally ``prob``) aligned with its rows.
-    ``test_random.*``: on the random-exploration parcels against their inspection results;
-    ``test_all.*``: on all parcels against the truth, with the oracle and model/oracle ratios;
-    ``*.legacy.*``: the legacy rules as recorded, and the model at the legacy selection rate.
+    ``test_random.*``: on the unbiased parcels (``unbiased_mask``) against their inspection
+    results; ``test_all.*``: on all parcels against the truth, with the oracle and model/oracle
+    ratios; ``*.legacy.*``: the legacy rules as recorded, and the model at the legacy selection
+    rate. A metric that cannot be computed is left out; if ``not_applicable`` is given, it
+    receives ``{metric name pattern (fnmatch): why}``.
     """
     metrics: dict[str, float] = {}
-    rnd = random_mask(holdout)
-    y_rnd = _labels(holdout)[rnd]
-    rev_rnd = holdout["revenue_recovered"].to_numpy(np.float64, na_value=0.0)[rnd]
-    for name, s in scores.items():
-        result = ranking_metrics(
-            s["risk"][rnd],
-            y_rnd,
-            rev_rnd,
-            value=s["value"][rnd],
-            prob=s["prob"][rnd] if s.get("prob") is not None else None,
-            levels=levels,
+    reasons: dict[str, str] = {}
+    sample, kind = unbiased_mask(holdout)
+    revenue = holdout["revenue_recovered"].to_numpy(np.float64, na_value=np.nan)
+    has_revenue = np.isfinite(revenue)
+    y_all = _labels(holdout)
+    rev_all = np.nan_to_num(revenue, nan=0.0)
+    y_rnd, rev_rnd = y_all[sample], rev_all[sample]
+    if sample.any():
+        if not has_revenue[sample].any():
+            reasons["test_random.*.revenue_at_*"] = "no revenue data"
+        for name, s in scores.items():
+            result = ranking_metrics(
+                s["risk"][sample],
+                y_rnd,
+                rev_rnd,
+                value=s["value"][sample],
+                prob=s["prob"][sample] if s.get("prob") is not None else None,
+                levels=levels,
+            )
+            metrics.update({f"test_random.{name}.{k}": v for k, v in result.items()})
+    else:
+        reasons["test_random.*"] = (
+            "no unbiased sample in the test period: no random-exploration parcels and not "
+            "every parcel inspected"
         )
-        metrics.update({f"test_random.{name}.{k}": v for k, v in result.items()})
 
     legacy = baselines.legacy_selection(holdout["selection_reason"])
     legacy_rate = float(legacy.mean())
     labelled = labelled_mask(holdout)
-    y_all = _labels(holdout)
-    rev_all = holdout["revenue_recovered"].to_numpy(np.float64, na_value=0.0)
-    metrics["test_random.legacy.selection_rate"] = legacy_rate
-    metrics["test_random.legacy.hit_rate"] = (
-        float(y_all[legacy & labelled].mean()) if (legacy & labelled).any() else float("nan")
-    )
-    metrics["test_random.legacy.revenue_per_inspection"] = (
-        float(rev_all[legacy].mean()) if legacy.any() else float("nan")
-    )
-    if "model" in scores and rnd.any() and legacy_rate > 0:
-        top = _top_share(scores["model"]["risk"][rnd], legacy_rate)
-        metrics["test_random.legacy.model_precision_at_legacy_rate"] = float(y_rnd[top].mean())
+    if not legacy.any():
+        reasons["test_random.legacy.*"] = (
+            "every parcel inspected: no legacy selection to compare"
+            if kind == "census"
+            else "no parcel carries a legacy rule selection (selection_reason 'rule:...')"
+        )
+    else:
+        metrics["test_random.legacy.selection_rate"] = legacy_rate
+        if (legacy & labelled).any():
+            metrics["test_random.legacy.hit_rate"] = float(y_all[legacy & labelled].mean())
+        else:
+            reasons["test_random.legacy.hit_rate"] = "no legacy-selected parcel has a result"
+        if has_revenue[legacy].any():
+            metrics["test_random.legacy.revenue_per_inspection"] = float(rev_all[legacy].mean())
+        else:
+            reasons["test_random.legacy.revenue_per_inspection"] = "no revenue data"
+        if "model" in scores and sample.any():
+            top = _top_share(scores["model"]["risk"][sample], legacy_rate)
+            metrics["test_random.legacy.model_precision_at_legacy_rate"] = float(y_rnd[top].mean())
 
     if "truth_p_illicit" in holdout.columns:
         truth_y = holdout["truth_illicit"].astype("boolean").fillna(False).to_numpy(np.float64)
@@ -333,19 +469,56 @@ def evaluate_holdout(
             for key in [k for k in metrics if k.startswith("test_all.oracle.")]:
                 metric = key.rsplit(".", 1)[1]
                 if metric.split("_at_")[0] in ("precision", "recall", "revenue"):
-                    ratio = metrics[f"test_all.model.{metric}"] / metrics[key]
-                    metrics[f"test_all.ratio.{metric}"] = float(ratio) if metrics[key] else np.nan
-        legacy_truth = selected_set_metrics(legacy, truth_y, truth_rev)
-        metrics.update({f"test_all.legacy.{k}": v for k, v in legacy_truth.items()})
-        if "model" in scores and legacy_rate > 0:
-            top = _top_share(scores["model"]["risk"], legacy_rate)
-            model_at = selected_set_metrics(top, truth_y, truth_rev)
-            metrics["test_all.legacy.model_hit_rate_at_legacy_rate"] = model_at["hit_rate"]
-            top_value = _top_share(scores["model"]["value"], legacy_rate)
-            metrics["test_all.legacy.model_revenue_share_at_legacy_rate"] = selected_set_metrics(
-                top_value, truth_y, truth_rev
-            )["revenue_share"]
-    return metrics
+                    oracle_value = metrics[key]
+                    if np.isfinite(oracle_value) and oracle_value != 0:
+                        ratio = metrics[f"test_all.model.{metric}"] / oracle_value
+                        metrics[f"test_all.ratio.{metric}"] = float(ratio)
+        if legacy.any():
+            legacy_truth = selected_set_metrics(legacy, truth_y, truth_rev)
+            metrics.update({f"test_all.legacy.{k}": v for k, v in legacy_truth.items()})
+            if "model" in scores:
+                top = _top_share(scores["model"]["risk"], legacy_rate)
+                model_at = selected_set_metrics(top, truth_y, truth_rev)
+                metrics["test_all.legacy.model_hit_rate_at_legacy_rate"] = model_at["hit_rate"]
+                top_value = _top_share(scores["model"]["value"], legacy_rate)
+                metrics["test_all.legacy.model_revenue_share_at_legacy_rate"] = (
+                    selected_set_metrics(top_value, truth_y, truth_rev)["revenue_share"]
+                )
+        else:
+            reasons["test_all.legacy.*"] = reasons["test_random.legacy.*"]
+    finite = _finite_metrics(metrics, reasons, scorers={*scores, "oracle"})
+    if not_applicable is not None:
+        not_applicable.update(reasons)
+    return finite
+
+
+def _finite_metrics(
+    metrics: dict[str, float], reasons: dict[str, str], scorers: set[str]
+) -> dict[str, float]:
+    """``metrics`` without the non-finite values; each one left out gets a reason in ``reasons``.
+
+    Reasons are keyed by fnmatch patterns (``test_random.*.revenue_at_*``): the cause is the
+    evaluation sample, the same for every scorer and level.
+    """
+    out = {}
+    for key, value in metrics.items():
+        if np.isfinite(value):
+            out[key] = value
+            continue
+        if any(fnmatch.fnmatchcase(key, pattern) for pattern in reasons):
+            continue
+        evaluation, who, metric = key.split(".", 2)
+        family = re.sub(r"_\d+$", "_*", metric)
+        pattern = f"{evaluation}.{'*' if who in scorers else who}.{family}"
+        if who == "ratio":
+            reasons[pattern] = "the model's or the oracle's metric is not computable"
+        elif metric.startswith("revenue"):
+            reasons[pattern] = "no revenue recovered in the evaluation sample"
+        elif metric.startswith(("roc_auc", "pr_auc", "recall")):
+            reasons[pattern] = "the evaluation sample holds one class only"
+        else:
+            reasons[pattern] = "not computable on the evaluation sample"
+    return out
 
 
 def _top_share(score: np.ndarray, share: float) -> np.ndarray:
@@ -387,7 +560,6 @@ def train_models(
     parts = boundaries.masks(frame["declared_at"])
     labelled = labelled_mask(frame)
     y = _labels(frame)
-    X = manifest.matrix(frame)
     fit_train, fit_valid = parts["train"] & labelled, parts["validation"] & labelled
     for part, mask in (("train", fit_train), ("validation", fit_valid)):
         n_pos = int(y[mask].sum())
@@ -404,77 +576,111 @@ def train_models(
         parts["test"].sum(),
     )
 
-    risk_booster = _fit_booster(
-        params, "binary", X[fit_train], y[fit_train], X[fit_valid], y[fit_valid], manifest
-    )
-    revenue_booster = None
-    revenue = frame["revenue_recovered"].to_numpy(np.float64, na_value=np.nan)
-    rev_train = fit_train & (y == 1) & np.isfinite(revenue)
-    rev_valid = fit_valid & (y == 1) & np.isfinite(revenue)
-    if rev_train.sum() >= 50 and rev_valid.sum() >= 10:
-        # Gamma deviance with a log link estimates the mean revenue, which is what ranking by
-        # expected revenue needs; a model of log revenue estimates the geometric mean and
-        # under-ranks the heavy tail (fines, large parcels) that carries most of the money.
-        revenue_booster = _fit_booster(
-            params,
-            "gamma",
-            X[rev_train],
-            np.maximum(revenue[rev_train], MIN_REVENUE_EUR),
-            X[rev_valid],
-            np.maximum(revenue[rev_valid], MIN_REVENUE_EUR),
-            manifest,
-        )
-    else:
-        log.warning("too few illicit parcels with revenue to fit the revenue model; skipping it")
+    # Judged on the rows the first pass learns from: a feature with nothing to say there cannot
+    # be used by any tree, and keeping it would only cost serving time and SHAP noise.
+    X = manifest.matrix(frame)
+    used = informative_features(X[fit_train], manifest)
+    if used is not manifest:
+        X = X[:, [manifest.names.index(n) for n in used.names]]
 
-    raw = risk_booster.predict(X, raw_score=True)
-    rnd = random_mask(frame)
-    cal_random = parts["validation"] & rnd
+    risk_fit = _fit_booster(
+        params, "binary", X[fit_train], y[fit_train], X[fit_valid], y[fit_valid], used
+    )
+    revenue = frame["revenue_recovered"].to_numpy(np.float64, na_value=np.nan)
+    revenue_fit, revenue_status = _fit_revenue(params, X, y, revenue, labelled, parts, used)
+    for name, fitted in (("risk", risk_fit), ("revenue", revenue_fit)):
+        if fitted is not None and fitted.hit_round_cap:
+            log.warning(
+                "the %s model used all train.lightgbm.n_estimators=%d rounds without early "
+                "stopping: raise train.lightgbm.n_estimators (or the learning rate)",
+                name,
+                params.n_estimators,
+            )
+    objective: Objective = params.objective
+    if objective == "revenue" and revenue_fit is None:
+        log.warning("train.objective is revenue but there is no revenue model: lanes rank on risk")
+        objective = "risk"
+
+    history_sample = unbiased_mask(frame[list(_OUTCOME_COLUMNS)])[1]
+    validation = frame.loc[parts["validation"], list(_OUTCOME_COLUMNS)]
+    cal_unbiased = np.zeros(len(frame), dtype=bool)
+    cal_unbiased[parts["validation"]], unbiased_kind = unbiased_mask(validation)
     if (
-        cal_random.sum() >= params.calibration_min_random
-        and y[cal_random].sum() >= params.calibration_min_random_illicit
+        cal_unbiased.sum() >= params.calibration_min_random
+        and y[cal_unbiased].sum() >= params.calibration_min_random_illicit
     ):
-        cal_mask, cal_sample = cal_random, "random"
+        cal_mask, cal_sample = cal_unbiased, unbiased_kind
     else:
         cal_mask, cal_sample = fit_valid, "labelled"
         log.warning(
-            "only %d random-exploration parcels in validation: calibrating on all labelled "
-            "validation parcels (probabilities then describe inspected parcels, biased upward)",
-            cal_random.sum(),
+            "only %d unbiased (random-exploration) parcels in validation: calibrating on all "
+            "labelled validation parcels (probabilities then describe inspected parcels, "
+            "biased upward)",
+            cal_unbiased.sum(),
         )
-    calibration = fit_isotonic(raw[cal_mask], y[cal_mask])
+    calibration = fit_isotonic(risk_fit.booster.predict(X[cal_mask], raw_score=True), y[cal_mask])
 
-    provisional = RiskModel(
-        manifest=manifest,
-        risk_booster=risk_booster,
-        revenue_booster=revenue_booster,
-        calibration=calibration,
-        thresholds=fit_lane_thresholds(np.r_[0.0, 1.0], 0.5, 0.0, params.objective),
+    first_pass = _with_lane_thresholds(
+        RiskModel(
+            manifest=used,
+            risk_booster=risk_fit.booster,
+            revenue_booster=revenue_fit.booster if revenue_fit is not None else None,
+            calibration=calibration,
+            thresholds=_placeholder_thresholds(objective),
+        ),
+        X[parts["validation"]],
+        params,
     )
-    validation_priority = provisional.score(X[parts["validation"]])["priority"]
-    thresholds = fit_lane_thresholds(
-        validation_priority, params.red_rate, params.yellow_rate, params.objective
+    test = parts["test"]
+    X_test = X[test]
+    if params.refit:
+        deployed = _refit(params, first_pass, risk_fit, revenue_fit, X, y, revenue, labelled)
+        # Lanes meet tomorrow's traffic: the most recent period's is the closest sample of it.
+        deployed = _with_lane_thresholds(deployed, X_test, params)
+        evaluated_model = (
+            f"first pass: fitted on the {int(fit_train.sum())} labelled parcels of the train "
+            f"period ({risk_fit.rounds} rounds, early-stopped on validation); the deployed "
+            f"model is refit on all {int(labelled.sum())} labelled parcels with the same rounds, "
+            f"so no held-out period is left to measure it"
+        )
+    else:
+        deployed = first_pass
+        evaluated_model = (
+            f"the deployed model: fitted on the {int(fit_train.sum())} labelled parcels of "
+            f"the train period ({risk_fit.rounds} rounds, early-stopped on validation)"
+        )
+    # Both use the first pass's calibration: a shift here means the refit moved the log-odds.
+    mean_risk = {
+        "evaluated": float(first_pass.risk(X_test).mean()) if len(X_test) else 0.0,
+        "deployed": float(deployed.risk(X_test).mean()) if len(X_test) else 0.0,
+    }
+    log.info(
+        "mean calibrated risk on the %d test parcels: deployed %.4f, first pass %.4f",
+        len(X_test),
+        mean_risk["deployed"],
+        mean_risk["evaluated"],
     )
-    model = RiskModel(
-        manifest=manifest,
-        risk_booster=risk_booster,
-        revenue_booster=revenue_booster,
-        calibration=calibration,
-        thresholds=thresholds,
-        metadata={
+    deployed.metadata.update(
+        {
             "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "split": boundaries.to_dict(),
-            "objective": params.objective,
-            "risk_best_iteration": risk_booster.current_iteration(),
-            "revenue_best_iteration": revenue_booster.current_iteration()
-            if revenue_booster is not None
-            else None,
+            "objective": objective,
+            "refit": params.refit,
+            "risk_best_iteration": risk_fit.rounds,
+            "revenue_best_iteration": revenue_fit.rounds if revenue_fit is not None else None,
+            "risk_hit_round_cap": risk_fit.hit_round_cap,
+            "revenue_model": revenue_status,
             "calibration_sample": cal_sample,
             "calibration_parcels": int(cal_mask.sum()),
             "labelled_train": int(fit_train.sum()),
             "labelled_validation": int(fit_valid.sum()),
-            "manifest_fingerprint": manifest.fingerprint,
-        },
+            "labelled_refit": int(labelled.sum()) if params.refit else None,
+            "inspection_census": history_sample == "census",
+            "manifest_fingerprint": used.fingerprint,
+            # the features were built (and the entity state written) with the full manifest
+            "feature_manifest_fingerprint": manifest.fingerprint,
+            "dropped_features": [n for n in manifest.names if n not in set(used.names)],
+        }
     )
     fit_seconds = time.perf_counter() - started
 
@@ -483,12 +689,11 @@ def train_models(
         X[fit_train],
         y[fit_train],
         params.seed,
-        categorical=[manifest.names.index(n) for n in manifest.categorical_names],
+        categorical=[used.names.index(n) for n in used.categorical_names],
     )
-    test = parts["test"]
     holdout = frame.loc[test].reset_index(drop=True)
-    X_test = X[test]
-    model_scores = score_model(model, holdout)
+    # The held-out metrics are the first pass's: the refit model has seen the test labels.
+    model_scores = score_model(first_pass, holdout)
     logistic_prob = logistic.predict_proba(X_test)[:, 1]
     scores: dict[str, dict[str, np.ndarray]] = {
         "model": model_scores,
@@ -505,7 +710,8 @@ def train_models(
 
     if ground_truth is not None:
         holdout = attach_truth(holdout, ground_truth)
-    metrics = evaluate_holdout(holdout, scores)
+    not_applicable: dict[str, str] = {}
+    metrics = evaluate_holdout(holdout, scores, not_applicable=not_applicable)
 
     predictions = holdout.drop(columns=manifest.names)
     for name, s in scores.items():
@@ -513,24 +719,136 @@ def train_models(
         predictions[f"{name}_value"] = s["value"]
     predictions["model_priority"] = model_scores["priority"]
     predictions["random_exploration"] = random_mask(holdout)
+    test_sample, test_kind = unbiased_mask(holdout)
+    predictions["unbiased_sample"] = test_sample
 
     tables = _tables(holdout, model_scores)
     info = {
         "parcels": len(frame),
         "labelled": int(labelled.sum()),
-        "random_labelled": int(rnd.sum()),
+        "random_labelled": int(random_mask(frame).sum()),
         "test_parcels": int(test.sum()),
-        "test_random_parcels": int(random_mask(holdout).sum()),
+        "test_random_parcels": int(test_sample.sum()),
+        "unbiased_sample": test_kind,
+        "evaluated_model": evaluated_model,
+        "objective_requested": params.objective,
+        "revenue_hit_round_cap": revenue_fit.hit_round_cap if revenue_fit is not None else False,
+        "test_mean_risk_deployed": mean_risk["deployed"],
+        "test_mean_risk_evaluated": mean_risk["evaluated"],
+        "not_applicable": dict(sorted(not_applicable.items())),
         "fit_seconds": round(fit_seconds, 2),
         "total_seconds": round(time.perf_counter() - started, 2),
-        **{k: v for k, v in model.metadata.items() if k != "split"},
+        **{k: v for k, v in deployed.metadata.items() if k != "split"},
     }
-    return TrainResult(model, metrics, boundaries, predictions, tables, info, X_test)
+    return TrainResult(deployed, metrics, boundaries, predictions, tables, info, X_test)
+
+
+def _fit_revenue(
+    params: TrainParams,
+    X: np.ndarray,
+    y: np.ndarray,
+    revenue: np.ndarray,
+    labelled: np.ndarray,
+    parts: dict[str, np.ndarray],
+    manifest: FeatureManifest,
+) -> tuple[FittedBooster | None, str]:
+    """The first-pass revenue model, or None and the one message that says why not."""
+    illicit = labelled & (y == 1)
+    with_revenue = illicit & np.isfinite(revenue)
+    rev_train = parts["train"] & with_revenue
+    rev_valid = parts["validation"] & with_revenue
+    if not with_revenue.any():
+        status = (
+            f"no revenue data: revenue_recovered is empty for all {int(illicit.sum())} illicit "
+            f"labelled parcels; revenue model and revenue metrics skipped, lanes rank on risk"
+        )
+    elif rev_train.sum() < MIN_REVENUE_TRAIN or rev_valid.sum() < MIN_REVENUE_VALIDATION:
+        status = (
+            f"too little revenue data: {int(rev_train.sum())} of "
+            f"{int((illicit & parts['train']).sum())} illicit labelled parcels of the train "
+            f"period have revenue_recovered (need {MIN_REVENUE_TRAIN}), "
+            f"{int(rev_valid.sum())} of {int((illicit & parts['validation']).sum())} of "
+            f"validation (need {MIN_REVENUE_VALIDATION}); revenue model skipped, lanes rank "
+            f"on risk"
+        )
+    else:
+        # Gamma deviance with a log link estimates the mean revenue, which is what ranking by
+        # expected revenue needs; a model of log revenue estimates the geometric mean and
+        # under-ranks the heavy tail (fines, large parcels) that carries most of the money.
+        fitted = _fit_booster(
+            params,
+            "gamma",
+            X[rev_train],
+            np.maximum(revenue[rev_train], MIN_REVENUE_EUR),
+            X[rev_valid],
+            np.maximum(revenue[rev_valid], MIN_REVENUE_EUR),
+            manifest,
+        )
+        return fitted, "fitted"
+    log.warning("%s", status)
+    return None, status
+
+
+def _refit(
+    params: TrainParams,
+    first_pass: RiskModel,
+    risk_fit: FittedBooster,
+    revenue_fit: FittedBooster | None,
+    X: np.ndarray,
+    y: np.ndarray,
+    revenue: np.ndarray,
+    labelled: np.ndarray,
+) -> RiskModel:
+    """The deployed model: the first pass's boosters refit on all labelled parcels.
+
+    Same rounds and learning rate, so the refit's log-odds are on the first pass's scale and
+    its calibration map applies; the first-pass boosters stay in the bundle for evaluation.
+    Re-matching the refit's scores to the first pass's distribution on recent traffic (shift,
+    affine or quantile map) calibrated a little better on stationary toy data but undid what
+    the refit learnt from a drifting hit rate, the case refitting is for; so the map is kept.
+    """
+    manifest = first_pass.manifest
+    risk = _refit_booster(params, "binary", X[labelled], y[labelled], risk_fit.rounds, manifest)
+    revenue_booster = None
+    if revenue_fit is not None:
+        rows = labelled & (y == 1) & np.isfinite(revenue)
+        revenue_booster = _refit_booster(
+            params,
+            "gamma",
+            X[rows],
+            np.maximum(revenue[rows], MIN_REVENUE_EUR),
+            revenue_fit.rounds,
+            manifest,
+        )
+    return replace(
+        first_pass,
+        risk_booster=risk,
+        revenue_booster=revenue_booster,
+        risk_booster_eval=first_pass.risk_booster,
+        revenue_booster_eval=first_pass.revenue_booster,
+        metadata={},
+    )
+
+
+def _placeholder_thresholds(objective: Objective) -> LaneThresholds:
+    """Cut-offs that only carry the objective, for scoring before the real ones are fitted."""
+    return fit_lane_thresholds(np.r_[0.0, 1.0], 0.5, 0.0, objective)
+
+
+def _with_lane_thresholds(
+    model: RiskModel, X_traffic: np.ndarray, params: TrainParams
+) -> RiskModel:
+    """``model`` with cut-offs that fill the lanes at the configured rates of this traffic."""
+    priority = model.score(X_traffic)["priority"]
+    thresholds = fit_lane_thresholds(
+        priority, params.red_rate, params.yellow_rate, model.thresholds.objective
+    )
+    return replace(model, thresholds=thresholds)
 
 
 def _tables(holdout: pd.DataFrame, model_scores: dict[str, np.ndarray]) -> dict[str, pd.DataFrame]:
     tables: dict[str, pd.DataFrame] = {}
-    rnd = random_mask(holdout)
+    rnd = unbiased_mask(holdout)[0]
     if rnd.any():
         tables["calibration_random"] = calibration_table(
             model_scores["prob"][rnd], _labels(holdout)[rnd]

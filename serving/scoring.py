@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -168,11 +168,22 @@ def load_runtime(
             f"entity-state snapshot {state_dir} (fingerprint {state.fingerprint}) does not "
             f"match the model {info.get('name')} v{info.get('version')} (expects {expected})"
         )
-    if state.manifest.fingerprint != model.manifest.fingerprint:
+    # The model may use a subset of the manifest (features constant at training are dropped);
+    # the snapshot must match the manifest its features were built with.
+    built_with = model.metadata.get("feature_manifest_fingerprint", model.manifest.fingerprint)
+    if state.manifest.fingerprint != built_with:
         raise ParcelriskError(
             f"feature manifest of the entity state ({state.manifest.fingerprint}) differs from "
-            f"the model's ({model.manifest.fingerprint}): rebuild features or promote again"
+            f"the model's ({built_with}): rebuild features or promote again"
         )
+    if model.metadata.get("inspection_census") and config.lanes.exploration_rate > 0:
+        logger.info(
+            "exploration off: model %s v%s was trained on a census (every parcel inspected), "
+            "so every parcel gets an inspection result anyway",
+            info.get("name"),
+            info.get("version"),
+        )
+        config = replace(config, lanes=replace(config.lanes, exploration_rate=0.0))
 
     def compute(
         declarations: pd.DataFrame | FrameColumns | RecordColumns,
@@ -280,7 +291,7 @@ def score_frame(
     if len(features) != n:
         raise ParcelriskError(f"online features returned {len(features)} rows for {n}")
     model = runtime.model
-    X = features.matrix()
+    X = model.manifest.matrix_of(features.values, len(features))
     scores = model.score(X)
     decision_ids = new_decision_ids(n)
     declaration_ids = declarations.text("declaration_id").tolist()

@@ -378,7 +378,8 @@ class ParcelRiskService:
                 return JSONResponse(rejection(findings, [declaration]), status_code=400)
             frame = declarations_frame([declaration], contract=runtime.contract)
             features, _ = runtime.compute_features(frame)
-            out = explain_matrix(features.matrix(), features.context, runtime)[0]
+            X = runtime.model.manifest.matrix_of(features.values, len(features))
+            out = explain_matrix(X, features.context, runtime)[0]
             return JSONResponse(
                 {"decision_id": None, "declaration_id": frame["declaration_id"].iloc[0], **out}
             )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,10 @@ import pandas as pd
 import pytest
 
 from features.manifest import FeatureManifest, FeatureSpec
+
+# OpenMP threads that spin while waiting make LightGBM crawl when two xdist workers share the
+# two cores (measured: this suite 4 min instead of 1); let them sleep, as tests/test_serving does.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 COUNTRIES = ("CN", "US", "TR", "GB")
 # The ``train`` section the model tests share: small trees, fast, seeded.
@@ -111,14 +116,54 @@ def make_frames(
     return frame, truth, manifest
 
 
-def write_features_dir(directory: Path, frame: pd.DataFrame, manifest: FeatureManifest) -> Path:
-    """What ``features build`` writes: features.parquet, the manifest and an entity-state stub."""
+# Features an inspect-everything export leaves constant or empty (no text, no revenue history).
+CENSUS_EXTRA_FEATURES = ("offence_words", "seller_revenue_180d")
+
+
+def make_census_frames(
+    n: int = 6_000, days: int = 60, seed: int = 1
+) -> tuple[pd.DataFrame, pd.DataFrame, FeatureManifest]:
+    """An administration that inspects every parcel: labels from the truth, no selection reason,
+    no revenue column filled, and two features that such an export leaves constant or empty."""
+    frame, truth, manifest = make_frames(n, days, seed)
+    illicit = truth["illicit"].to_numpy()
+    census = frame.assign(
+        inspected=True,
+        inspected_at=frame["declared_at"] + pd.Timedelta(days=2),
+        illicit=pd.array(illicit, dtype="boolean"),
+        offence_type=pd.Series(np.where(illicit, "undervaluation", None), dtype="str"),
+        revenue_recovered=np.nan,
+        selection_reason=pd.Series([None] * n, dtype="str"),
+        offence_words=0.0,
+        seller_revenue_180d=np.nan,
+    )
+    extra = (
+        FeatureSpec("offence_words", "text", "float", "offence words", "words {value}"),
+        FeatureSpec("seller_revenue_180d", "history", "float", "seller revenue", "EUR {value}"),
+    )
+    return census, truth, FeatureManifest(manifest.features + extra, manifest.params)
+
+
+def write_features_dir(
+    directory: Path,
+    frame: pd.DataFrame,
+    manifest: FeatureManifest,
+    state_manifest_fingerprint: str | None = None,
+) -> Path:
+    """What ``features build`` writes: features.parquet, the manifest and an entity-state stub.
+
+    ``state_manifest_fingerprint``: recorded in the snapshot's meta.json, as ``features build``
+    records the manifest the state was built with (left out by default).
+    """
     directory.mkdir(parents=True, exist_ok=True)
     frame.to_parquet(directory / "features.parquet", index=False)
     manifest.write(directory)
     state = directory / "entity_state"
     state.mkdir(exist_ok=True)
-    (state / "meta.json").write_text(json.dumps({"fingerprint": "state-fp-1"}))
+    meta = {"fingerprint": "state-fp-1"}
+    if state_manifest_fingerprint is not None:
+        meta["manifest_fingerprint"] = state_manifest_fingerprint
+    (state / "meta.json").write_text(json.dumps(meta))
     (state / "sellers.parquet").write_bytes(b"stub")
     return directory
 
@@ -126,3 +171,8 @@ def write_features_dir(directory: Path, frame: pd.DataFrame, manifest: FeatureMa
 @pytest.fixture(scope="session")
 def frames() -> tuple[pd.DataFrame, pd.DataFrame, FeatureManifest]:
     return make_frames()
+
+
+@pytest.fixture(scope="session")
+def census_frames() -> tuple[pd.DataFrame, pd.DataFrame, FeatureManifest]:
+    return make_census_frames()

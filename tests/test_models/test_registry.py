@@ -22,7 +22,7 @@ from models.registry import (
     registry_client,
 )
 from models.train import TrainParams, train_models
-from tests.test_models.conftest import TRAIN_SECTION, write_features_dir
+from tests.test_models.conftest import TRAIN_SECTION, make_census_frames, write_features_dir
 
 PARAMS = {
     "train": TRAIN_SECTION,
@@ -74,6 +74,59 @@ def test_decide_promotion_refuses_a_tie():
     decision = decide_promotion(same, same, replace(GATE, min_gain_revenue_at_5=0.0))
     assert not decision.promote
     assert any("no better" in r for r in decision.reasons)
+
+
+def _precision_only(precision: float, ece: float | None = 0.01) -> dict[str, float]:
+    out = {"test_random.model.precision_at_5": precision}
+    if ece is not None:
+        out["test_random.model.ece"] = ece
+    return out
+
+
+def test_without_revenue_in_either_precision_decides_alone():
+    decision = decide_promotion(_precision_only(0.30), _precision_only(0.35), GATE)
+    assert decision.promote and decision.evaluation == "test_random"
+    assert any("revenue_at_5" in r and "precision_at_5 only" in r for r in decision.reasons)
+
+
+def test_revenue_missing_in_one_version_is_not_compared():
+    champion = _m(0.30, 0.90, 0.01, "test_random")  # revenue the challenger cannot match
+    decision = decide_promotion(champion, _precision_only(0.35), GATE)
+    assert decision.promote
+    assert any("not available for the challenger" in r for r in decision.reasons)
+
+
+def test_nan_metrics_count_as_missing_never_as_numbers():
+    champion = _m(0.30, float("nan"), 0.01, "test_random")
+    challenger = _m(0.35, float("nan"), 0.02, "test_random")
+    decision = decide_promotion(champion, challenger, GATE)
+    assert decision.promote
+    assert not any("nan" in r for r in decision.reasons)
+
+
+def test_equal_precision_without_revenue_is_refused():
+    decision = decide_promotion(_precision_only(0.3), _precision_only(0.3), GATE)
+    assert not decision.promote
+    assert any("no better" in r for r in decision.reasons)
+
+
+def test_missing_calibration_error_is_reported_not_held_against():
+    decision = decide_promotion(_precision_only(0.3), _precision_only(0.4, ece=None), GATE)
+    assert decision.promote
+    assert any("calibration error" in r and "not checked" in r for r in decision.reasons)
+
+
+@pytest.mark.parametrize(
+    "challenger",
+    [{}, {"test_random.model.precision_at_5": float("nan")}, _m(0.4, 0.5, 0.01, "test_all")],
+)
+def test_no_comparable_metric_is_refused_with_a_reason(challenger):
+    decision = decide_promotion(_precision_only(0.3), challenger, GATE)
+    assert not decision.promote
+    assert decision.reasons == [
+        "no comparable metric: champion and challenger share no finite precision_at_5 on "
+        "the holdout (test_all or test_random)"
+    ]
 
 
 def test_decide_promotion_prefers_ground_truth_evaluation():
@@ -182,6 +235,14 @@ def test_worse_challenger_is_refused_with_exit_code_1(store):
     assert report["gate.challenger.test_all.model.precision_at_5"] < champion
 
 
+def test_gate_scores_the_first_pass_the_training_run_measured(store):
+    # same holdout, same evaluation model: the gate's figure is the training run's, not the
+    # refit model's (which has seen these labels)
+    trained = store["train2"]["all_metrics"]["test_all.model.precision_at_5"]
+    gated = store["promote2"]["metrics"]["challenger.test_all.model.precision_at_5"]
+    assert gated == pytest.approx(trained)
+
+
 def test_force_records_the_reason_and_moves_the_alias(store):
     assert store["promote3_forced"]["outcome"] == "forced"
     tags = _tags(store, "3")
@@ -225,3 +286,83 @@ def test_load_champion_rejects_mismatched_entity_state(frames, tmp_path):
 
 def test_decision_type_is_plain_data():
     assert Decision(True, ["x"]).promote
+
+
+# --- a revenue-less census history: promotion works without --force ---------------------------
+
+
+@pytest.fixture(scope="module")
+def census_store(tmp_path_factory):
+    """No ground truth, no revenue: v1 weak (first), v2 full (better), v3 full again (equal)."""
+    features, _, manifest = make_census_frames(n=4000, days=60, seed=3)
+    root = tmp_path_factory.mktemp("census_registry")
+    weak = FeatureManifest(tuple(f for f in manifest.features if f.name in WEAK_FEATURES))
+    # the snapshot records the full manifest the features were built with
+    full_dir = write_features_dir(
+        root / "full", features, manifest, state_manifest_fingerprint=manifest.fingerprint
+    )
+    weak_dir = write_features_dir(root / "weak", features, weak)
+    params_path = root / "params.yaml"
+    params_path.write_text(yaml.safe_dump(PARAMS))
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    common = {"params_path": params_path, "tracking_uri": uri, "metrics_out": None}
+    state = {"uri": uri, "root": root, "manifest": manifest, "full_dir": full_dir}
+    state["train1"] = run_training(weak_dir, **common)
+    state["promote1"] = run_promotion(params_path=params_path, tracking_uri=uri)
+    state["train2"] = run_training(full_dir, **common)
+    state["promote2"] = run_promotion(params_path=params_path, tracking_uri=uri)
+    state["train3"] = run_training(full_dir, **common)
+    state["promote3"] = run_promotion(params_path=params_path, tracking_uri=uri)
+    return state
+
+
+def test_census_first_model_becomes_champion(census_store):
+    assert census_store["promote1"]["outcome"] == "first"
+
+
+def test_census_better_challenger_is_promoted_without_force(census_store):
+    out = census_store["promote2"]
+    assert out["outcome"] == "promoted", out["reasons"]
+    assert any("precision_at_5 only" in r for r in out["reasons"])
+    assert all(np.isfinite(v) for v in out["metrics"].values())
+
+
+def test_census_equal_challenger_is_refused(census_store):
+    out = census_store["promote3"]
+    assert out["outcome"] == "refused"
+    assert any("no better" in r for r in out["reasons"])
+
+
+def test_census_run_logs_no_nan_and_says_what_is_not_applicable(census_store):
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=census_store["uri"])
+    run = client.get_run(census_store["train2"]["run_id"])
+    assert all(np.isfinite(v) for v in run.data.metrics.values())
+    assert not any("revenue_at" in k for k in run.data.metrics)
+    info = census_store["train2"]["info"]
+    assert info["not_applicable"]["test_random.*.revenue_at_*"] == "no revenue data"
+
+
+def test_model_on_a_feature_subset_loads_against_the_full_snapshot(census_store, tmp_path):
+    model, _, info = load_champion(census_store["uri"], dst=tmp_path)
+    assert info["version"] == "2"
+    assert model.metadata["feature_manifest_fingerprint"] == census_store["manifest"].fingerprint
+    assert len(model.manifest.names) < len(census_store["manifest"].names)
+    assert model.metadata["inspection_census"] is True
+
+
+def test_snapshot_of_another_manifest_is_refused(frames, tmp_path):
+    features, _, manifest = frames
+    features_dir = write_features_dir(
+        tmp_path / "f", features, manifest, state_manifest_fingerprint="another-manifest"
+    )
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = train_models(features, manifest, TrainParams.from_dict(PARAMS["train"]))
+    result.model.metadata["entity_state_fingerprint"] = "state-fp-1"
+    logged = log_training(
+        result, features_dir=features_dir, params=PARAMS, tracking_uri=uri, shap_sample=100
+    )
+    registry_client(uri).set_registered_model_alias("parcel-risk", "champion", logged.version)
+    with pytest.raises(ParcelriskError, match="feature manifest another-manifest"):
+        load_champion(uri, dst=tmp_path / "dl")

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import logging
+import math
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from features.errors import ParcelriskError
-from models.bundle import RiskModel
+from models.bundle import REVENUE_EVAL_MODEL_FILE, RISK_EVAL_MODEL_FILE, RiskModel
+from models.cli import format_summary
 from models.split import split_boundaries
 from models.thresholds import lane_shares
-from models.train import TrainParams, train_models
+from models.train import HEADLINE_METRICS, TrainParams, headline_metrics, train_models
 from tests.test_models.conftest import TRAIN_SECTION
 
 pytestmark = pytest.mark.xdist_group("models_train")
@@ -21,6 +26,12 @@ PARAMS = TrainParams.from_dict(TRAIN_SECTION)
 def trained(frames):
     features, truth, manifest = frames
     return train_models(features, manifest, PARAMS, truth)
+
+
+@pytest.fixture(scope="module")
+def not_refit(frames):
+    features, truth, manifest = frames
+    return train_models(features, manifest, replace(PARAMS, refit=False), truth)
 
 
 def test_split_is_by_date_and_ordered(frames):
@@ -71,13 +82,23 @@ def test_risk_is_a_probability_and_revenue_positive(trained, frames):
     assert trained.model.revenue_booster is not None
 
 
-def test_thresholds_fill_lanes_on_validation_traffic(trained, frames):
+def test_deployed_thresholds_fill_lanes_on_the_most_recent_traffic(trained, frames):
     features = frames[0]
-    b = trained.boundaries
-    valid = features[b.masks(features["declared_at"])["validation"]]
+    test = features[trained.boundaries.masks(features["declared_at"])["test"]]
     shares = lane_shares(
-        trained.model.score(trained.model.manifest.matrix(valid))["priority"],
+        trained.model.score(trained.model.manifest.matrix(test))["priority"],
         trained.model.thresholds,
+    )
+    assert shares["red"] == pytest.approx(0.01, abs=0.002)
+    assert shares["yellow"] == pytest.approx(0.04, abs=0.003)
+
+
+def test_without_refit_thresholds_fill_lanes_on_validation_traffic(not_refit, frames):
+    features = frames[0]
+    valid = features[not_refit.boundaries.masks(features["declared_at"])["validation"]]
+    shares = lane_shares(
+        not_refit.model.score(not_refit.model.manifest.matrix(valid))["priority"],
+        not_refit.model.thresholds,
     )
     assert shares["red"] == pytest.approx(0.01, abs=0.002)
     assert shares["yellow"] == pytest.approx(0.04, abs=0.003)
@@ -124,6 +145,127 @@ def test_ground_truth_must_cover_the_test_period(frames):
 def test_unknown_params_are_rejected():
     with pytest.raises(ParcelriskError, match="unknown key"):
         TrainParams.from_dict({"learning_rate": 0.1})
+
+
+# --- refit on all labelled history ------------------------------------------------------------
+
+
+def test_deployed_model_is_refit_and_keeps_the_first_pass(trained, frames):
+    model = trained.model
+    first = model.evaluation_model()
+    assert first is not model and first.evaluation_model() is first
+    X = model.manifest.matrix(frames[0].head(300))
+    assert not np.array_equal(model.raw_score(X), first.raw_score(X))
+    # same number of rounds: the first pass's calibration applies to the refit's log-odds
+    rounds = model.metadata["risk_best_iteration"]
+    assert (
+        model.risk_booster.current_iteration() == first.risk_booster.current_iteration() == rounds
+    )
+    assert model.revenue_booster.current_iteration() == model.metadata["revenue_best_iteration"]
+    assert first.revenue_booster is model.revenue_booster_eval is not None
+    assert first.calibration == model.calibration
+    assert model.metadata["labelled_refit"] == trained.info["labelled"]
+    assert "first pass" in trained.info["evaluated_model"]
+
+
+def test_held_out_metrics_are_the_first_pass_whatever_the_refit(trained, not_refit):
+    assert trained.metrics == not_refit.metrics
+    assert not_refit.model.evaluation_model() is not_refit.model
+    assert not_refit.model.metadata["refit"] is False
+    assert "deployed model" in not_refit.info["evaluated_model"]
+
+
+def test_mean_risk_of_deployed_and_first_pass_is_recorded(trained, not_refit):
+    deployed = trained.info["test_mean_risk_deployed"]
+    first = trained.info["test_mean_risk_evaluated"]
+    assert 0 < deployed < 1 and 0 < first < 1
+    # stationary toy data: the refit keeps the first pass's risk level (no drift to show)
+    assert deployed == pytest.approx(first, rel=0.1)
+    assert not_refit.info["test_mean_risk_deployed"] == not_refit.info["test_mean_risk_evaluated"]
+
+
+def test_bundle_round_trip_keeps_the_first_pass_boosters(trained, frames, tmp_path):
+    directory = trained.model.save(tmp_path / "bundle")
+    assert (directory / RISK_EVAL_MODEL_FILE).exists()
+    assert (directory / REVENUE_EVAL_MODEL_FILE).exists()
+    loaded = RiskModel.load(directory)
+    X = trained.model.manifest.matrix(frames[0].head(300))
+    for a, b in (
+        (loaded, trained.model),
+        (loaded.evaluation_model(), trained.model.evaluation_model()),
+    ):
+        np.testing.assert_array_equal(a.score(X)["priority"], b.score(X)["priority"])
+
+
+def test_bundle_without_refit_has_no_first_pass_files(not_refit, tmp_path):
+    directory = not_refit.model.save(tmp_path / "bundle")
+    (directory / RISK_EVAL_MODEL_FILE).write_text("stale")  # left by an earlier save
+    not_refit.model.save(directory)
+    assert not (directory / RISK_EVAL_MODEL_FILE).exists()
+    loaded = RiskModel.load(directory)
+    assert loaded.risk_booster_eval is None and loaded.evaluation_model() is loaded
+
+
+def test_refit_must_be_a_boolean():
+    with pytest.raises(ParcelriskError, match=r"train\.refit"):
+        TrainParams.from_dict({**_params_dict(), "refit": "yes"})
+
+
+# --- round cap, LightGBM params -------------------------------------------------------------
+
+
+def test_reaching_the_round_cap_is_a_warning(frames, caplog):
+    features, _, manifest = frames
+    lightgbm = {**PARAMS.lightgbm, "n_estimators": 3, "learning_rate": 0.01}
+    params = TrainParams.from_dict({**_params_dict(), "lightgbm": lightgbm})
+    with caplog.at_level(logging.WARNING, logger="models.train"):
+        result = train_models(features, manifest, params)
+    assert result.info["risk_hit_round_cap"] is True
+    assert result.model.risk_booster.current_iteration() == 3
+    assert any(
+        "train.lightgbm.n_estimators=3" in r.getMessage() and "raise" in r.getMessage()
+        for r in caplog.records
+    )
+
+
+def test_early_stopping_before_the_cap_is_quiet(trained):
+    assert trained.info["risk_hit_round_cap"] is False
+    assert trained.info["risk_best_iteration"] < PARAMS.n_estimators
+
+
+def test_categorical_lightgbm_params_pass_through():
+    categorical = {
+        "cat_smooth": 5.0,
+        "cat_l2": 2.0,
+        "max_cat_threshold": 16,
+        "min_data_per_group": 50,
+        "max_cat_to_onehot": 8,
+    }
+    params = TrainParams.from_dict({**_params_dict(), "lightgbm": categorical})
+    assert categorical.items() <= params.lgb_params("binary").items()
+
+
+def test_unknown_lightgbm_params_are_rejected():
+    with pytest.raises(ParcelriskError, match=r"train\.lightgbm: cat_smoothing"):
+        TrainParams.from_dict({**_params_dict(), "lightgbm": {"cat_smoothing": 5.0}})
+
+
+# --- metrics -----------------------------------------------------------------------------------
+
+
+def test_metrics_are_finite_and_headline_has_the_10_percent_level(trained):
+    assert all(math.isfinite(v) for v in trained.metrics.values())
+    assert {"precision_at_10", "revenue_at_10"} <= set(HEADLINE_METRICS)
+    assert "test_all.model.precision_at_10" in headline_metrics(trained.metrics)
+
+
+def test_summary_prints_na_and_the_evaluated_model(trained):
+    metrics = {k: v for k, v in trained.metrics.items() if ".revenue_at_5" not in k}
+    info = {**trained.info, "not_applicable": {"test_all.*.revenue_at_*": "no revenue data"}}
+    text = format_summary(metrics, info)
+    assert "n/a" in text and "nan" not in text
+    assert "first pass" in text.splitlines()[0]
+    assert "test_all.*.revenue_at_*: no revenue data" in text
 
 
 def _params_dict():

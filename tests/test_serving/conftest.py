@@ -81,6 +81,10 @@ class StubFeatures:
         return MANIFEST.matrix(self.frame)
 
     @property
+    def values(self) -> dict[str, np.ndarray]:
+        return {name: self.frame[name].to_numpy(np.float64) for name in MANIFEST.names}
+
+    @property
     def context(self) -> dict[str, np.ndarray]:
         columns = [c for c in REASON_CONTEXT if c in self.frame.columns]
         return {c: np.array(python_values(self.frame[c]), dtype=object) for c in columns}

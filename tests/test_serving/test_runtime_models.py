@@ -1,0 +1,104 @@
+"""The runtime serves what training now deploys: feature subsets and census models."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from features.contract import declarations_frame
+from features.errors import ParcelriskError
+from features.manifest import FeatureManifest
+from serving.lanes import LanePolicy
+from serving.scoring import ScoringRuntime, ServeConfig, load_runtime, score_frame
+from tests.test_serving.conftest import MANIFEST, make_declarations, stub_features
+
+# what a training run keeps when "weight" and "aeo" were constant on its training rows
+USED = ("log_value", "unit_value", "quantity", "origin")
+
+
+@pytest.fixture(scope="module")
+def subset_model(tmp_path_factory):
+    """A model on a subset of MANIFEST, saved and loaded as a bundle."""
+    import lightgbm as lgb
+
+    from models.bundle import Calibration, LaneThresholds, RiskModel
+
+    manifest = MANIFEST.select(USED)
+    frame = stub_features(declarations_frame(make_declarations(2000, seed=5, prefix="T")))[0].frame
+    X = manifest.matrix(frame)
+    y = (np.random.default_rng(2).random(len(X)) < 0.2 + 0.3 * (X[:, 0] > 3)).astype(int)
+    booster = lgb.train(
+        {"objective": "binary", "num_leaves": 7, "verbose": -1, "seed": 1},
+        lgb.Dataset(X, y, feature_name=manifest.names, categorical_feature=[3]),
+        num_boost_round=20,
+    )
+    raw = booster.predict(X, raw_score=True)
+    calibration = Calibration((raw.min() - 20, raw.max() + 20), (0.01, 0.99))
+    thresholds = LaneThresholds("risk", 0.9, 0.5, 0.01, 0.04, "thr-subset")
+    metadata = {
+        "entity_state_fingerprint": "state-fp",
+        "feature_manifest_fingerprint": MANIFEST.fingerprint,
+        "inspection_census": True,
+    }
+    model = RiskModel(manifest, booster, None, calibration, thresholds, metadata)
+    return RiskModel.load(model.save(tmp_path_factory.mktemp("subset") / "bundle"))
+
+
+@dataclass
+class StubState:
+    """What load_runtime reads of an entity-state snapshot."""
+
+    fingerprint: str
+    manifest: FeatureManifest
+    contract: None = None
+
+
+def _load(monkeypatch, model, state: StubState, config: ServeConfig) -> ScoringRuntime:
+    import features.online
+    import models.registry
+
+    info = {"name": "parcel-risk", "version": "7", "run_id": "r"}
+    monkeypatch.setattr(
+        models.registry, "load_champion", lambda *a, **k: (model, Path("state"), info)
+    )
+    monkeypatch.setattr(features.online.EntityState, "load", staticmethod(lambda d: state))
+    return load_runtime(config, None, Path("unused"))
+
+
+def test_census_model_turns_exploration_off(monkeypatch, subset_model, caplog):
+    config = ServeConfig(lanes=LanePolicy(exploration_rate=0.05, exploration_seed=7))
+    with caplog.at_level(logging.INFO, logger="serving.scoring"):
+        runtime = _load(monkeypatch, subset_model, StubState("state-fp", MANIFEST), config)
+    assert runtime.config.lanes.exploration_rate == 0.0
+    assert runtime.config.lanes.exploration_seed == 7  # the rest of the policy is kept
+    assert any("census" in r.getMessage() for r in caplog.records)
+
+
+def test_selected_history_model_keeps_exploration(monkeypatch, subset_model):
+    model = replace(subset_model, metadata={**subset_model.metadata, "inspection_census": False})
+    config = ServeConfig(lanes=LanePolicy(exploration_rate=0.05))
+    runtime = _load(monkeypatch, model, StubState("state-fp", MANIFEST), config)
+    assert runtime.config.lanes.exploration_rate == 0.05
+
+
+def test_snapshot_must_match_the_manifest_the_features_were_built_with(monkeypatch, subset_model):
+    config = ServeConfig()
+    with pytest.raises(ParcelriskError, match="feature manifest of the entity state"):
+        # the model's own (subset) manifest is not what the snapshot computes
+        _load(monkeypatch, subset_model, StubState("state-fp", subset_model.manifest), config)
+
+
+def test_subset_model_scores_from_the_full_feature_arrays(subset_model):
+    config = ServeConfig(lanes=LanePolicy(exploration_rate=0.0))
+    runtime = ScoringRuntime(subset_model, stub_features, "parcel-risk", "7", config)
+    declarations = declarations_frame(make_declarations(40, seed=3))
+    batch = score_frame(declarations, runtime, reasons_for_all=True)
+    assert batch.X.shape == (40, len(USED))
+    features, _ = stub_features(declarations)
+    expected = subset_model.score(subset_model.manifest.matrix(features.frame))
+    np.testing.assert_array_equal(batch.scores["risk"], expected["risk"])
+    assert all(r.feature in USED for reasons in batch.reasons for r in reasons)

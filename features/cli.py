@@ -17,7 +17,7 @@ features_app = typer.Typer(help="Point-in-time parcel features.", no_args_is_hel
 
 
 def _echo_json(summary: dict) -> None:
-    typer.echo(json.dumps(summary, indent=2, default=str))
+    typer.echo(json.dumps(summary, indent=2, default=str, ensure_ascii=False))
 
 
 def generate(

@@ -463,29 +463,32 @@ def parse_bool(series: pd.Series) -> tuple[pd.Series, pd.Series]:
     return out, bad
 
 
-def parse_number(series: pd.Series, kind: Kind) -> tuple[pd.Series, pd.Series, str]:
-    """Numbers (float64, or Int64 for ``int``), the mask of bad values, and what is wrong."""
+def parse_number(series: pd.Series, kind: Kind) -> tuple[pd.Series, list[tuple[pd.Series, str]]]:
+    """Numbers (float64; int64 or Int64 for ``int``) and, per problem, the mask of its rows."""
     import numpy as np
     import pandas as pd
 
     if pd.api.types.is_bool_dtype(series.dtype):
-        return series.astype("float64"), pd.Series(True, index=series.index), "is not a number"
+        return series.astype("float64"), [(pd.Series(True, index=series.index), "is not a number")]
     source = series
     if not pd.api.types.is_numeric_dtype(series.dtype):
         source = series.where(series.notna()).astype("object")
         source = source.map(lambda v: v.strip() if isinstance(v, str) else v).replace("", None)
     out = pd.to_numeric(source, errors="coerce").astype("float64")
-    bad = out.isna() & source.notna()
-    if bad.any():
-        return out, bad, "is not a number"
-    if kind == "int":
-        values = out.to_numpy()
-        present = ~np.isnan(values)
-        not_whole = present & ~(np.isfinite(values) & (np.floor(values) == values))
-        if not_whole.any():
-            return out, pd.Series(not_whole, index=out.index), "is not a whole number"
-        return (out.astype("int64") if present.all() else out.astype("Int64")), bad, ""
-    return out, bad, ""
+    problems = []
+    not_number = out.isna() & source.notna()
+    if not_number.any():
+        problems.append((not_number, "is not a number"))
+    if kind != "int":
+        return out, problems
+    values = out.to_numpy()
+    present = ~np.isnan(values)
+    not_whole = present & ~(np.isfinite(values) & (np.floor(values) == values))
+    if not_whole.any():
+        problems.append((pd.Series(not_whole, index=out.index), "is not a whole number"))
+    if problems:
+        return out, problems
+    return (out.astype("int64") if present.all() else out.astype("Int64")), problems
 
 
 def parse_text(series: pd.Series, case: Literal["upper", "lower"] | None = None) -> pd.Series:
@@ -548,7 +551,11 @@ def parse_declarations(
             converted, bad = parse_bool(s)
             problem = "is not a boolean (true/false, yes/no, 1/0)"
         elif kind in ("int", "float"):
-            converted, bad, problem = parse_number(s, kind)
+            converted, problems = parse_number(s, kind)
+            for bad, problem in problems:
+                rows = np.flatnonzero(bad.to_numpy())
+                bad_values.append(BadValues(name, rows, s.iloc[rows].tolist(), problem))
+            return converted
         else:
             return parse_text(s, TEXT_CASE.get(name))
         if bad.any():
@@ -901,10 +908,9 @@ def extra_column(values: list[Any], extra: ExtraColumn) -> pd.Series:
     raw = pd.Series(values, dtype=object, name=extra.name)
     if extra.kind != "numeric":
         return parse_text(raw)
-    numbers, bad, problem = parse_number(raw, "float")
-    if bad.any():
-        value = raw[bad].iloc[0]
-        raise ContractError(f"{extra.name}: {value!r} {problem}")
+    numbers, problems = parse_number(raw, "float")
+    for bad, problem in problems:
+        raise ContractError(f"{extra.name}: {raw[bad].iloc[0]!r} {problem}")
     return numbers
 
 

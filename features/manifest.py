@@ -98,7 +98,9 @@ class FeatureManifest:
         unknown = sorted(wanted - set(self.names))
         if unknown:
             raise ParcelriskError(f"not in the feature manifest: {', '.join(unknown[:10])}")
-        return FeatureManifest(tuple(f for f in self.features if f.name in wanted), self.params)
+        return FeatureManifest(
+            tuple(f for f in self.features if f.name in wanted), self.params, self.inputs
+        )
 
     @functools.cached_property
     def fingerprint(self) -> str:

@@ -246,11 +246,10 @@ def check_declarations(
         df, with_outcomes=with_outcomes, contract=contract
     )
     columns = FrameColumns(canonical)
-    unreadable = {}
+    unreadable: dict[str, np.ndarray] = {}
     for bad in bad_values:
-        mask = np.zeros(len(canonical), dtype=bool)
+        mask = unreadable.setdefault(bad.field, np.zeros(len(canonical), dtype=bool))
         mask[bad.rows] = True
-        unreadable[bad.field] = mask
     rules = rules_for(limits, with_outcomes=with_outcomes, now=now)
     # A missing column is one fault, not a "value required" on every row.
     absent = {f.name for f in FIELDS if f.name not in df.columns}

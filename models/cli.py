@@ -66,8 +66,13 @@ def run_training(
     params_path: Path = DEFAULT_PARAMS,
     tracking_uri: str | None = None,
     metrics_out: Path | None = DEFAULT_METRICS,
+    no_validate: bool = False,
 ) -> dict[str, Any]:
-    """Train on ``features_dir``, log the run and register the version; return the headline metrics."""
+    """Train on ``features_dir``, log the run and register the version; return the headline metrics.
+
+    The features must come from declarations that passed the validation gate (their
+    ``source.json`` says so); ``no_validate`` trains on others anyway, recorded in MLflow.
+    """
     from features.contract import atomic_write
     from models.registry import (
         PromoteParams,
@@ -82,6 +87,7 @@ def run_training(
     promote_params = PromoteParams.from_dict(params.get("promote", {}))
     features_dir = Path(features_dir)
     state_fp = entity_state_fingerprint(features_dir / "entity_state")  # fail before training
+    gate = _gate_of(features_dir, no_validate)
     frame, manifest, features_path = _read_features(features_dir)
     truth = _read_truth(ground_truth_path)
     result = train_models(frame, manifest, train_params, truth)
@@ -89,6 +95,7 @@ def run_training(
         {
             "data_fingerprint": fingerprint_file(features_path),
             "entity_state_fingerprint": state_fp,
+            "gate": gate,
         }
     )
     logged = log_training(
@@ -115,6 +122,39 @@ def run_training(
         "version": logged.version,
         "run_id": logged.run_id,
         "info": result.info,
+    }
+
+
+def _gate_of(features_dir: Path, no_validate: bool) -> dict[str, Any]:
+    """How the declarations behind ``features_dir`` passed the validation gate; refuse any that
+    did not, unless ``no_validate`` (then say so in the record)."""
+    from features.build import SOURCE_FILE
+
+    path = Path(features_dir) / SOURCE_FILE
+    source: dict[str, Any] = {}
+    if path.exists():
+        try:
+            source = json.loads(path.read_text())
+        except ValueError as exc:
+            raise ParcelriskError(f"{path} is unreadable: {exc}") from exc
+    status = source.get("gate", "unknown")
+    if status != "passed" and not no_validate:
+        why = (
+            "were built with --no-validate"
+            if status == "skipped"
+            else f"carry no record of the validation gate ({path.name} missing)"
+        )
+        raise ParcelriskError(
+            f"features in {features_dir} {why}: rebuild them from validated declarations "
+            "(`parcelrisk features build`), or pass --no-validate to train on them anyway"
+        )
+    if no_validate:
+        log.warning("train --no-validate: training on features whose gate status is %r", status)
+    return {
+        "declarations": status,
+        "how": source.get("gate_how", "unknown"),
+        "source_fingerprint": source.get("source_fingerprint"),
+        "train_no_validate": no_validate,
     }
 
 
@@ -301,6 +341,11 @@ def train(
     metrics_out: Path = typer.Option(
         DEFAULT_METRICS, "--metrics-out", help="Headline metrics JSON (DVC)."
     ),
+    no_validate: bool = typer.Option(
+        False,
+        "--no-validate",
+        help="Train on features from unvalidated declarations (recorded in MLflow).",
+    ),
 ) -> None:
     """Train the risk and revenue models, evaluate against baselines, log and register in MLflow."""
     out = run_training(
@@ -309,6 +354,7 @@ def train(
         params_path=params,
         tracking_uri=tracking_uri,
         metrics_out=metrics_out,
+        no_validate=no_validate,
     )
     typer.echo(format_summary(out["all_metrics"], out["info"]))
     typer.echo(

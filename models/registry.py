@@ -161,6 +161,8 @@ def log_training(
                 "entity_state_fingerprint": meta.get("entity_state_fingerprint", ""),
                 "thresholds_version": model.thresholds.version,
                 "split": json.dumps(meta.get("split", {})),
+                # how the declarations passed the validation gate (features.validation)
+                **{f"gate.{k}": str(v) for k, v in (meta.get("gate") or {}).items()},
             }
         )
         finite = {k: float(v) for k, v in result.metrics.items() if np.isfinite(v)}

@@ -158,6 +158,7 @@ def write_features_dir(
     directory.mkdir(parents=True, exist_ok=True)
     frame.to_parquet(directory / "features.parquet", index=False)
     manifest.write(directory)
+    (directory / "source.json").write_text(json.dumps({"gate": "passed", "gate_how": "inline"}))
     state = directory / "entity_state"
     state.mkdir(exist_ok=True)
     meta = {"fingerprint": "state-fp-1"}

@@ -366,3 +366,45 @@ def test_snapshot_of_another_manifest_is_refused(frames, tmp_path):
     registry_client(uri).set_registered_model_alias("parcel-risk", "champion", logged.version)
     with pytest.raises(ParcelriskError, match="feature manifest another-manifest"):
         load_champion(uri, dst=tmp_path / "dl")
+
+
+# --- the validation gate reaches training ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("source", "problem"),
+    [(None, "carry no record of the validation gate"), ({"gate": "skipped"}, "--no-validate")],
+)
+def test_train_refuses_features_from_unvalidated_declarations(
+    frames, tmp_path, source, problem
+) -> None:
+    features, _, manifest = frames
+    features_dir = write_features_dir(tmp_path / "f", features.head(50), manifest)
+    if source is None:
+        (features_dir / "source.json").unlink()
+    else:
+        (features_dir / "source.json").write_text(json.dumps(source))
+    params_path = tmp_path / "params.yaml"
+    params_path.write_text(yaml.safe_dump(PARAMS))
+    with pytest.raises(ParcelriskError, match=problem):
+        run_training(
+            features_dir,
+            params_path=params_path,
+            tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+            metrics_out=None,
+        )
+
+
+def test_train_no_validate_is_recorded_in_mlflow(frames, tmp_path) -> None:
+    features, _, manifest = frames
+    features_dir = write_features_dir(tmp_path / "f", features, manifest)
+    (features_dir / "source.json").write_text(json.dumps({"gate": "skipped"}))
+    params_path = tmp_path / "params.yaml"
+    params_path.write_text(yaml.safe_dump(PARAMS))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    out = run_training(
+        features_dir, params_path=params_path, tracking_uri=uri, metrics_out=None, no_validate=True
+    )
+    tags = registry_client(uri).get_run(out["run_id"]).data.tags
+    assert tags["gate.declarations"] == "skipped"
+    assert tags["gate.train_no_validate"] == "True"

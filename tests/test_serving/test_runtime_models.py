@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +12,7 @@ import pytest
 from features.contract import declarations_frame
 from features.errors import ParcelriskError
 from features.manifest import FeatureManifest
+from features.params import FeatureParams
 from serving.lanes import LanePolicy
 from serving.scoring import ScoringRuntime, ServeConfig, load_runtime, score_frame
 from tests.test_serving.conftest import MANIFEST, make_declarations, stub_features
@@ -55,6 +56,7 @@ class StubState:
     fingerprint: str
     manifest: FeatureManifest
     contract: None = None
+    params: FeatureParams = field(default_factory=FeatureParams)
 
 
 def _load(monkeypatch, model, state: StubState, config: ServeConfig) -> ScoringRuntime:

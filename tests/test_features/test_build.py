@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -327,3 +329,137 @@ def test_model_matrix_is_the_same_whatever_the_column_layout(built) -> None:
     del values[manifest.names[3]]
     with pytest.raises(ParcelriskError, match=f"lack manifest columns: {manifest.names[3]}"):
         manifest.matrix_of(values, len(frame))
+
+
+# --- real exports: missing identifiers, absent fields, local time, as-of snapshots -------------
+
+
+def _with_unknown_sellers(history: pd.DataFrame, step: int = 7) -> tuple[pd.DataFrame, pd.Index]:
+    df = history.copy()
+    df["seller_id"] = df["seller_id"].astype(object)
+    gone = df.index[::step]
+    df.loc[gone, "seller_id"] = None
+    return df, gone
+
+
+def test_missing_keys_are_unknown_entities_never_one_pooled_entity(history):
+    df, gone = _with_unknown_sellers(history)
+    built = build_features(df, Contract(), PARAMS)
+    frame = built.frame.set_index("declaration_id")
+    unknown = frame.loc[df.loc[gone, "declaration_id"]]
+    for column in ("seller_n_7d", "seller_n_180d", "seller_n_inspected", "seller_days_since_first"):
+        assert unknown[column].isna().all(), column
+    assert unknown["seller_x_hs_chapter_n_30d"].isna().all()  # a pair with an unknown part
+    # no history means the prior, the same for every unknown entity at the same time
+    np.testing.assert_allclose(unknown["seller_hit_rate"], unknown["seller_x_hs_chapter_hit_rate"])
+    # known sellers see exactly what they would if the unknown parcels were each a new seller:
+    # the missing ids were never counted together, nor with anyone else
+    distinct = df.copy()
+    distinct.loc[gone, "seller_id"] = [f"NEW-{i}" for i in range(len(gone))]
+    other = build_features(distinct, Contract(), PARAMS).frame.set_index("declaration_id")
+    known = frame.index.difference(unknown.index)
+    seller = [n for n in built.manifest.names if n.startswith("seller_")]
+    _assert_same(frame.loc[known, seller], other.loc[known, seller])
+
+
+def test_online_unknown_keys_match_batch_and_do_not_see_each_other(history, tmp_path):
+    df, _ = _with_unknown_sellers(history)
+    cutoff = df["declared_at"].max() + pd.Timedelta(seconds=1)
+    built = build_features(df, Contract(), PARAMS)
+    state = build_entity_state(df, Contract(), PARAMS, cutoff=cutoff, manifest=built.manifest)
+    assert None not in set(state.entities["seller_id"].vocabulary)
+    request = df[list(DECLARATION_COLUMNS)].tail(3).copy()
+    request["declared_at"] = cutoff + pd.Timedelta(hours=1)
+    request["declaration_id"] = ["N1", "N2", "N3"]
+    request["seller_id"] = [None, None, "S-NEW"]
+    online = compute_online_features(request, state)
+    assert online.loc[:1, "seller_n_7d"].isna().all()  # two unknowns in one request: not one seller
+    assert online.loc[2, "seller_n_7d"] == 0  # a new seller is known, with an empty history
+
+
+def test_families_without_inputs_are_left_out_of_the_manifest(history):
+    df = history.copy()
+    for column in ("description", "platform_id", "category"):
+        df[column] = pd.Series(None, index=df.index, dtype="str")
+    df["quantity"] = pd.Series(pd.NA, index=df.index, dtype="Int64")
+    for column in ("ioss_prepaid", "aeo_operator"):
+        df[column] = pd.Series(pd.NA, index=df.index, dtype="boolean")
+    df["revenue_recovered"] = np.nan
+    built = build_features(df, Contract(), PARAMS)
+    manifest = built.manifest
+    names = set(manifest.names)
+    assert "text" not in manifest.groups()
+    assert not any(n.startswith("platform_") for n in names)
+    assert not names & {"quantity", "value_per_item_eur", "unit_value_ratio_hs6", "cat_category"}
+    assert not names & {"ioss_prepaid", "aeo_operator", "platform_missing"}
+    assert not any(
+        n.endswith(("_revenue_recovered_eur", "_revenue_per_offence_eur")) for n in names
+    )
+    # what remains works without them: value per kg against HS6 x origin, reference values
+    assert {"value_per_kg_ratio_hs6_origin", "reference_value_eur", "seller_hit_rate"} <= names
+    assert built.frame["reference_value_eur"].notna().mean() > 0.4  # after the first refit
+    assert "description" not in manifest.inputs and "hs_code" in manifest.inputs
+
+
+def test_calendar_features_are_in_the_administration_local_time(history):
+    import dataclasses
+
+    df = history.head(3000)
+    seoul = build_features(df, Contract(), dataclasses.replace(PARAMS, timezone="Asia/Seoul"))
+    local = seoul.frame["declared_at"].dt.tz_convert("Asia/Seoul")
+    assert (seoul.frame["hour_of_day"] == local.dt.hour).all()
+    assert (seoul.frame["day_of_week"] == local.dt.dayofweek).all()
+
+
+def test_local_time_follows_daylight_saving():
+    from features.build import local_time_us
+
+    stamps = pd.to_datetime(["2026-03-29T00:30Z", "2026-03-29T01:30Z", "2026-10-25T00:30Z"])
+    t_us = stamps.asi8 // 1000 if stamps.asi8[0] > 10**17 else stamps.asi8
+    local = pd.to_datetime(local_time_us(np.asarray(t_us), "Europe/Paris"), unit="us")
+    assert [t.hour for t in local] == [1, 3, 2]  # CET, then CEST; back to CEST's last hour
+
+
+def test_build_as_of_cuts_declarations_outcomes_and_state(history, tmp_path):
+    from features.build import build_to_dir
+    from features.contract import write_declarations
+    from features.online import EntityState
+
+    path = tmp_path / "declarations.parquet"
+    write_declarations(history, path)
+    as_of = history["declared_at"].quantile(0.6).floor("D")
+    summary = build_to_dir(
+        declarations_path=path,
+        out=tmp_path / "f",
+        params_path=tmp_path / "none.yaml",
+        as_of=str(as_of),
+    )
+    frame = pd.read_parquet(tmp_path / "f" / "features.parquet")
+    assert frame["declared_at"].max() < as_of
+    assert not (frame["inspected_at"] >= as_of).any()  # results recorded later were not known
+    assert EntityState.load(tmp_path / "f" / "entity_state").cutoff == as_of
+    assert summary["entity_state_cutoff"] == str(as_of)
+    source = json.loads((tmp_path / "f" / "source.json").read_text())
+    assert source["gate"] == "passed" and source["as_of"] == str(as_of)
+
+
+def test_build_refuses_a_file_with_faults_unless_told(history, tmp_path):
+    from features.build import build_to_dir
+    from features.contract import write_declarations
+    from features.validation import GateError
+
+    bad = history.head(2000).copy()
+    bad.loc[5, "hs_code"] = "12AB"
+    path = tmp_path / "bad.parquet"
+    write_declarations(bad, path)
+    with pytest.raises(GateError, match=r"(?s)features build refuses it.*'12AB'"):
+        build_to_dir(declarations_path=path, out=tmp_path / "f", params_path=tmp_path / "p.yaml")
+    assert not (tmp_path / "f" / "features.parquet").exists()
+    build_to_dir(
+        declarations_path=path,
+        out=tmp_path / "f",
+        params_path=tmp_path / "p.yaml",
+        no_validate=True,
+    )
+    source = json.loads((tmp_path / "f" / "source.json").read_text())
+    assert (source["gate"], source["gate_how"]) == ("skipped", "--no-validate")

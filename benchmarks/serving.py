@@ -296,7 +296,13 @@ def in_process(uri: str, params: Path, payloads: list[dict], work: Path) -> dict
     runtime = load_runtime(load_serve_config(params), uri, work / "inproc-model")
     models = [Declaration.model_validate(p) for p in payloads[:1000]]
     frames = [RecordColumns(models[i : i + 100], runtime.contract) for i in range(0, 1000, 100)]
-    X = np.vstack([runtime.compute_features(f)[0].matrix() for f in frames])
+    manifest = runtime.model.manifest  # the model's features (it may use a subset)
+    X = np.vstack(
+        [
+            manifest.matrix_of(v.values, len(v))
+            for v in (runtime.compute_features(f)[0] for f in frames)
+        ]
+    )
 
     def rate(fn, rows: int, seconds: float = 3.0) -> float:
         n, started = 0, time.perf_counter()

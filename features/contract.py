@@ -744,16 +744,24 @@ def _pydantic_field(f: ContractField) -> tuple[Any, Any]:
         "float": float,
         "bool": bool,
     }[f.kind]
-    schema: dict[str, Any] = {}
+    domain: dict[str, Any] = {}
     if f.allowed:
-        schema["enum"] = list(f.allowed)
+        domain["enum"] = list(f.allowed)
     if f.pattern:
-        schema["pattern"] = f.pattern
+        domain["pattern"] = f.pattern
     if f.max_length:
-        schema["maxLength"] = f.max_length
+        domain["maxLength"] = f.max_length
     if f.min_value is not None:
-        schema["minimum"] = f.min_value
-    return base | None, Field(None, description=f.description, json_schema_extra=schema or None)
+        domain["minimum"] = f.min_value
+
+    def document(schema: dict[str, Any]) -> None:
+        if not f.nullable:  # documented as required and non-null, as the rules enforce it
+            (typed,) = [s for s in schema.pop("anyOf", []) if s.get("type") != "null"] or [{}]
+            schema.update(typed)
+            schema.pop("default", None)
+        schema.update(domain)
+
+    return base | None, Field(None, description=f.description, json_schema_extra=document)
 
 
 _TEXT_FIELDS = tuple(f.name for f in DECLARATION_FIELDS if f.kind in ("str", "category"))

@@ -284,9 +284,12 @@ def score_frame(
     features, feature_warnings = runtime.compute_features(declarations)
     warnings = _row_warnings(feature_warnings, n)
     if runtime.warning_rules:
-        for row, messages in (
-            check(declarations, runtime.warning_rules).messages_by_row("warning").items()
-        ):
+        found = (
+            check_records(declarations.records, declarations.contract, runtime.warning_rules)
+            if isinstance(declarations, RecordColumns)
+            else check(declarations, runtime.warning_rules)
+        )
+        for row, messages in found.messages_by_row("warning").items():
             warnings[row].extend(messages)
     if len(features) != n:
         raise ParcelriskError(f"online features returned {len(features)} rows for {n}")

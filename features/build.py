@@ -40,6 +40,7 @@ from features.contract import (
     columns_of,
     read_declarations,
     text_array,
+    utc_instant,
     with_default_index,
 )
 from features.manifest import (
@@ -1078,7 +1079,7 @@ def build_to_dir(
     )
     declarations, contract = read_declarations(Path(declarations_path), with_outcomes=True)
     if as_of is not None:
-        cutoff = parse_instant(as_of, "--as-of")
+        cutoff = utc_instant(as_of, "--as-of")
         declarations = as_known_at(declarations, cutoff)
         if declarations.empty:
             raise ContractError(f"{declarations_path}: no declarations before --as-of {cutoff}")
@@ -1117,16 +1118,3 @@ def build_to_dir(
         out / "features_summary.json", lambda tmp: tmp.write_text(json.dumps(summary, indent=1))
     )
     return summary
-
-
-def parse_instant(text: str, what: str) -> pd.Timestamp:
-    """A date or datetime from the command line as a UTC timestamp (naive = UTC)."""
-    try:
-        stamp = pd.Timestamp(text)
-    except (ValueError, TypeError) as exc:
-        raise ContractError(
-            f"{what}: {text!r} is not a date or datetime (e.g. 2026-06-01T00:00Z)"
-        ) from exc
-    if pd.isna(stamp):
-        raise ContractError(f"{what}: {text!r} is not a date or datetime")
-    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")

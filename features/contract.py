@@ -630,6 +630,25 @@ def coerce_declarations(
     return frame
 
 
+def utc_instant(value: Any, what: str) -> pd.Timestamp:
+    """An ISO date or datetime (text, or what YAML made of it) as a UTC timestamp; naive is UTC.
+
+    For instants people type (``--as-of``, ``train.split`` dates); ``what`` names the setting.
+    """
+    import pandas as pd
+
+    try:
+        stamp = pd.Timestamp(value)
+    except (TypeError, ValueError) as exc:
+        raise ContractError(
+            f"{what}: {value!r} is not an ISO date or datetime (e.g. 2026-06-01 or "
+            "2026-06-01T12:00Z)"
+        ) from exc
+    if pd.isna(stamp):
+        raise ContractError(f"{what}: {value!r} is not an ISO date or datetime")
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
 def empty_declarations(with_outcomes: bool, contract: Contract | None = None) -> pd.DataFrame:
     """A zero-row frame with the canonical columns and dtypes."""
     import pandas as pd

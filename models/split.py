@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from features.contract import utc_instant
 from features.errors import ParcelriskError
 
 PARTS = ("train", "validation", "test")
@@ -99,7 +100,7 @@ def _boundaries_from_dates(
     missing = [k for k in DATE_KEYS if k not in dates]
     if missing:
         raise ParcelriskError(f"train.split lacks date(s): {', '.join(missing)}")
-    validation_start, test_start = (_utc_timestamp(k, dates[k]) for k in DATE_KEYS)
+    validation_start, test_start = (utc_instant(dates[k], f"train.split {k}") for k in DATE_KEYS)
     if not validation_start < test_start:
         raise ParcelriskError(
             f"train.split validation_start {validation_start} must be before "
@@ -118,16 +119,3 @@ def _boundaries_from_dates(
             f"from {start} to {end}"
         )
     return SplitBoundaries(start, validation_start, test_start, end)
-
-
-def _utc_timestamp(key: str, value: Any) -> pd.Timestamp:
-    """An ISO date or datetime (str, or what YAML parsed it into) as a UTC timestamp."""
-    try:
-        stamp = pd.Timestamp(value)
-    except (TypeError, ValueError) as exc:
-        raise ParcelriskError(
-            f"train.split {key}: {value!r} is not an ISO date or datetime"
-        ) from exc
-    if pd.isna(stamp):
-        raise ParcelriskError(f"train.split {key}: {value!r} is not an ISO date or datetime")
-    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")

@@ -150,3 +150,34 @@ def test_service_import_stays_light() -> None:
     code = "import sys, serving.service; print(sorted(m for m in ('shap', 'great_expectations') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_score_refuses_a_file_the_api_would_refuse_unless_told(real_pipeline, tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from features.validation import GateError
+    from serving.main import app
+    from serving.scoring import UNVALIDATED_WARNING
+
+    fresh = fresh_declarations(real_pipeline["history"], 20, prefix="GATE")
+    fresh.loc[3, "hs_code"] = "12AB"
+    source, out = tmp_path / "in.csv", tmp_path / "out.csv"
+    fresh.to_csv(source, index=False)
+    common = [
+        "--params",
+        str(real_pipeline["params"]),
+        "--tracking-uri",
+        real_pipeline["tracking_uri"],
+    ]
+    refused = CliRunner().invoke(app, ["score", str(source), "--out", str(out), *common])
+    assert isinstance(refused.exception, GateError)
+    assert "hs_code: '12AB' is not an HS code of 6 to 10 digits" in str(refused.exception)
+    assert not out.exists()  # nothing half-written
+
+    forced = CliRunner().invoke(
+        app, ["score", str(source), "--out", str(out), "--no-validate", *common]
+    )
+    assert forced.exit_code == 0, forced.output
+    scored = pd.read_csv(out)
+    assert len(scored) == 20
+    assert all(UNVALIDATED_WARNING in json.loads(w) for w in scored["warnings"])

@@ -29,7 +29,6 @@ from features.contract import (
     FIELDS,
     OUTCOME_COLUMNS,
     Contract,
-    ContractError,
     FrameColumns,
     atomic_write,
     parse_declarations,
@@ -390,10 +389,7 @@ def require_valid(
             )
         logger.info("%s: %s passed validation (record %s)", what, path, validated_by)
         return GateOutcome("passed", "record", fingerprint, len(record.get("warnings", [])))
-    try:
-        raw, contract = read_raw_declarations(path)
-    except ContractError:
-        raise
+    raw, contract = read_raw_declarations(path)
     result, _ = check_declarations(raw, contract, limits, with_outcomes=with_outcomes)
     if not result.success:
         raise GateError(

@@ -8,7 +8,6 @@ and the alias ``champion`` marks the version the service loads (``load_champion`
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -52,13 +51,11 @@ def registry_client(tracking_uri: str | None) -> MlflowClient:
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
-def fingerprint_file(path: Path, chunk: int = 1 << 20) -> str:
+def fingerprint_file(path: Path) -> str:
     """sha256 of a file's bytes (first 16 hex digits): the data fingerprint of a run."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()[:16]
+    from features.validation import fingerprint_file as sha256_of_file
+
+    return sha256_of_file(path)[:16]
 
 
 def entity_state_fingerprint(directory: Path) -> str:

@@ -255,3 +255,13 @@ def test_python_values_turn_every_missing_kind_into_none() -> None:
     assert python_values(pd.Series([1, 2])) == [1, 2]
     assert python_values(pd.Series([True, False])) == [True, False]
     assert python_values(pd.Series(["x", None], dtype=object)) == ["x", None]
+
+
+def test_api_schema_documents_the_domain_the_rules_enforce() -> None:
+    schema = Declaration.model_json_schema()
+    assert {"hs_code", "declared_at", "origin_country"} <= set(schema["required"])
+    assert not {"seller_id", "platform_id", "quantity"} & set(schema["required"])
+    hs = schema["properties"]["hs_code"]
+    assert hs["type"] == "string" and hs["pattern"] == "^[0-9]{6,10}$"
+    assert schema["properties"]["channel"]["enum"][:3] == ["postal", "express", "courier"]
+    assert {"type": "null"} in schema["properties"]["seller_id"]["anyOf"]

@@ -18,3 +18,29 @@ def test_reference_lookups_by_key_and_missing_keys() -> None:
     empty = refs.positions("hs6_origin", np.array(["610910|CN"], dtype=object))
     assert empty.tolist() == [-1]
     assert np.isnan(refs.values("hs6_origin", "count", empty)).all()
+
+
+def test_without_quantities_the_reference_value_counts_kilograms() -> None:
+    """An export without quantities: the goods are valued at the usual price per kg."""
+    import numpy as np
+
+    from features.valuation import fit_references, unit_values, valuation_features
+
+    # past declarations of HS 610910 from CN at EUR 20/kg; quantity unknown (NaN)
+    past_value = np.array([20.0, 40.0, 10.0, 60.0, 30.0])
+    past_weight = past_value / 20.0
+    logs = unit_values(past_value, np.full(5, np.nan), past_weight)
+    hs6 = np.array(["610910"] * 5, dtype=object)
+    pair = np.array(["610910|CN"] * 5, dtype=object)
+    refs = fit_references(hs6, pair, logs)
+    # a 3 kg parcel declared at EUR 15: worth EUR 60 at the usual price, EUR 45 undervalued
+    value, weight = np.array([15.0]), np.array([3.0])
+    now = unit_values(value, np.array([np.nan]), weight)
+    out = valuation_features(
+        value, now, hs6[:1], pair[:1], refs, de_minimis_eur=150.0, min_reference_count=5,
+        per_item=False,
+    )  # fmt: skip
+    np.testing.assert_allclose(out["reference_value_eur"], [60.0])
+    np.testing.assert_allclose(out["value_gap_eur"], [45.0])
+    np.testing.assert_allclose(out["value_per_kg_ratio_hs6_origin"], [0.25])
+    assert np.isnan(out["unit_value_ratio_hs6"]).all()  # no items, no per-item ratio

@@ -1077,7 +1077,10 @@ def build_to_dir(
         validated_by=validated_by,
         what="features build",
     )
-    declarations, contract = read_declarations(Path(declarations_path), with_outcomes=True)
+    if gate.declarations is not None and gate.contract is not None:  # read by the gate
+        declarations, contract = gate.declarations, gate.contract
+    else:
+        declarations, contract = read_declarations(Path(declarations_path), with_outcomes=True)
     if as_of is not None:
         cutoff = utc_instant(as_of, "--as-of")
         declarations = as_known_at(declarations, cutoff)

@@ -100,12 +100,11 @@ class GateResult:
 
     def examples(self, finding: Finding, limit: int = MAX_EXAMPLES) -> list[dict[str, Any]]:
         """First offending rows: 1-based data row number, declaration id, message."""
-        out = []
-        for row, message in zip(
-            finding.rows[:limit].tolist(), finding.messages()[:limit], strict=False
-        ):
-            out.append({"row": row + 1, "declaration_id": self.ids[row], "message": message})
-        return out
+        # only the shown rows get a message: a broken column may have a million of them
+        return [
+            {"row": row + 1, "declaration_id": self.ids[row], "message": finding.rule.message(v)}
+            for row, v in zip(finding.rows[:limit].tolist(), finding.values[:limit], strict=True)
+        ]
 
     def summary(self, finding: Finding) -> dict[str, Any]:
         rule = finding.rule
@@ -341,6 +340,9 @@ class GateOutcome:
     how: str  # "inline" | "record" | "--no-validate"
     fingerprint: str | None
     warnings: int = 0
+    # Checked inline: the file as read and converted, so the caller need not read it again.
+    declarations: pd.DataFrame | None = field(default=None, repr=False, compare=False)
+    contract: Contract | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -390,7 +392,7 @@ def require_valid(
         logger.info("%s: %s passed validation (record %s)", what, path, validated_by)
         return GateOutcome("passed", "record", fingerprint, len(record.get("warnings", [])))
     raw, contract = read_raw_declarations(path)
-    result, _ = check_declarations(raw, contract, limits, with_outcomes=with_outcomes)
+    result, canonical = check_declarations(raw, contract, limits, with_outcomes=with_outcomes)
     if not result.success:
         raise GateError(
             f"{path} fails the validation gate; {what} refuses it "
@@ -398,4 +400,6 @@ def require_valid(
         )
     if result.findings.warnings:
         logger.warning("%s: %s", what, result.render().replace("\n", "\n  "))
-    return GateOutcome("passed", "inline", fingerprint, len(result.findings.warnings))
+    return GateOutcome(
+        "passed", "inline", fingerprint, len(result.findings.warnings), canonical, contract
+    )

@@ -63,7 +63,7 @@ def _train(frame, manifest, train_section: dict[str, Any], truth) -> dict[str, f
 
 
 def _variants(features_params, declarations, contract, truth, train_section) -> dict[str, Any]:
-    from features.build import build_features
+    from features.pipeline.build import build_features
 
     lightgbm = {k: v for k, v in train_section["lightgbm"].items() if k not in SMOOTHED}
     plain = {**train_section, "lightgbm": lightgbm}
@@ -104,7 +104,7 @@ def demo(params: dict[str, Any]) -> dict[str, Any]:
     from features.synthetic import SyntheticParams, generate
 
     declarations, truth = generate(SyntheticParams(seed=42, parcels=300_000, days=180))
-    from features.contract import Contract
+    from features.intake.contract import Contract
 
     return _variants(
         FeatureParams.from_mapping(params["features"]),
@@ -123,7 +123,7 @@ def foreign(params: dict[str, Any], seed: int, work: Path) -> dict[str, Any]:
     fx = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(fx)
 
-    from features.contract import read_declarations
+    from features.intake.contract import read_declarations
     from features.params import FeatureParams
     from features.synthetic import SyntheticParams, generate
 

@@ -32,9 +32,9 @@ def precision_at(score: np.ndarray, label: np.ndarray, share: float) -> float:
 def main() -> None:
     import lightgbm as lgb
 
-    from features.build import build_features
-    from features.contract import Contract
+    from features.intake.contract import Contract
     from features.params import FeatureParams
+    from features.pipeline.build import build_features
     from features.synthetic import SyntheticParams, generate
 
     parser = argparse.ArgumentParser()

@@ -20,9 +20,9 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
 
 def _run(size: int, queue: mp.Queue) -> None:
-    from features.build import build_features
-    from features.contract import Contract
+    from features.intake.contract import Contract
     from features.params import FeatureParams
+    from features.pipeline.build import build_features
     from features.synthetic import SyntheticParams, generate
 
     declarations, _ = generate(SyntheticParams(seed=1, parcels=size, days=180))
@@ -64,7 +64,12 @@ def main() -> None:
     )
     print(
         json.dumps(
-            {"benchmark": "features.build", "runs": runs, "targets": targets, "meets_targets": ok},
+            {
+                "benchmark": "features.pipeline.build",
+                "runs": runs,
+                "targets": targets,
+                "meets_targets": ok,
+            },
             indent=1,
         )
     )

@@ -40,7 +40,7 @@ import pandas as pd
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
-from features.contract import DEFAULT_FX_TO_BASE  # noqa: E402
+from features.intake.contract import DEFAULT_FX_TO_BASE  # noqa: E402
 from models.metrics import precision_at  # noqa: E402
 
 log = logging.getLogger("foreign_export")
@@ -544,7 +544,7 @@ def run_seed(seed: int, parcels: int, days: int, work: Path) -> dict[str, Any]:
     """Generate, export, run the project's pipeline and the reference on one seed."""
     import yaml
 
-    from features.contract import read_declarations
+    from features.intake.contract import read_declarations
     from features.synthetic import SyntheticParams, generate
 
     began = time.perf_counter()
@@ -631,9 +631,9 @@ def run_demo() -> dict[str, Any]:
     """Default demo history (300k parcels, 180 days, seed 42): features and training on defaults."""
     import yaml
 
-    from features.build import build_features
-    from features.contract import Contract
+    from features.intake.contract import Contract
     from features.params import load_feature_params
+    from features.pipeline.build import build_features
     from features.synthetic import SyntheticParams, generate
     from models.train import TrainParams, train_models
 

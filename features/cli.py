@@ -41,7 +41,7 @@ def ingest(
     out: Path = typer.Option(..., "--out", help="Output Parquet in the contract."),
 ) -> None:
     """Convert an administration's declarations to the contract through a column mapping."""
-    from features.mapping import ingest_file
+    from features.intake.mapping import ingest_file
 
     _echo_json(ingest_file(source=source, mapping_path=mapping, out=out))
 
@@ -63,8 +63,8 @@ def validate(
     ),
 ) -> None:
     """Run the validation gate: exit 1 on faults (listed with example rows); warnings pass."""
-    from features.rules import load_limits
-    from features.validation import validate_file
+    from features.intake.rules import load_limits
+    from features.intake.validation import validate_file
 
     result = validate_file(file, load_limits(params), report_dir=report, cross_check=cross_check)
     typer.echo(result.render())
@@ -76,7 +76,7 @@ def validate(
 
 def contract() -> None:
     """Print the declaration contract (fields, types, domains, units) as a Markdown table."""
-    from features.contract import FIELDS
+    from features.intake.contract import FIELDS
 
     typer.echo("| field | scope | type | required | nullable | domain | unit | meaning |")
     typer.echo("|---|---|---|---|---|---|---|---|")
@@ -120,7 +120,7 @@ def features_build(
     The declarations pass the validation gate first (inline, or by a matching record): a file
     with structural faults is refused.
     """
-    from features.build import build_to_dir
+    from features.pipeline.build import build_to_dir
 
     _echo_json(
         build_to_dir(

@@ -40,7 +40,7 @@ DEFAULT_VAGUE_TERMS = (
 @dataclass(frozen=True)
 class FeatureParams:
     base_currency: str = "EUR"
-    fx_to_base: dict[str, float] | None = None  # None: features.contract.DEFAULT_FX_TO_BASE
+    fx_to_base: dict[str, float] | None = None  # None: features.intake.contract.DEFAULT_FX_TO_BASE
     windows_days: tuple[int, ...] = (7, 30, 180)
     outcome_window_days: int = 90
     split_windows_hours: tuple[int, ...] = (24, 72, 168)
@@ -100,7 +100,7 @@ class FeatureParams:
 
     @property
     def fx(self) -> dict[str, float]:
-        from features.contract import DEFAULT_FX_TO_BASE
+        from features.intake.contract import DEFAULT_FX_TO_BASE
 
         return dict(self.fx_to_base or DEFAULT_FX_TO_BASE)
 

@@ -81,7 +81,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from features.contract import (
+from features.errors import ParcelriskError
+from features.intake.contract import (
     CATEGORIES,
     DEFAULT_FX_TO_BASE,
     OFFENCE_TYPES,
@@ -89,7 +90,6 @@ from features.contract import (
     coerce_declarations,
     write_declarations,
 )
-from features.errors import ParcelriskError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -1264,7 +1264,7 @@ def write_ground_truth(truth: pd.DataFrame, path: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from features.contract import atomic_write
+    from features.intake.contract import atomic_write
 
     table = pa.Table.from_pandas(truth[list(GROUND_TRUTH_COLUMNS)], preserve_index=False)
     atomic_write(Path(path), lambda tmp: pq.write_table(table, tmp))

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from features.errors import ParcelriskError
-from features.manifest import FeatureManifest
+from features.pipeline.manifest import FeatureManifest
 
 if TYPE_CHECKING:
     import lightgbm as lgb

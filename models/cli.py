@@ -39,7 +39,7 @@ def read_params(path: Path) -> dict[str, Any]:
 def _read_features(features_dir: Path):
     import pandas as pd
 
-    from features.manifest import FeatureManifest
+    from features.pipeline.manifest import FeatureManifest
 
     path = Path(features_dir) / FEATURES_FILE
     if not path.exists():
@@ -73,7 +73,7 @@ def run_training(
     The features must come from declarations that passed the validation gate (their
     ``source.json`` says so); ``no_validate`` trains on others anyway, recorded in MLflow.
     """
-    from features.contract import atomic_write
+    from features.intake.contract import atomic_write
     from models.registry import (
         PromoteParams,
         entity_state_fingerprint,
@@ -128,7 +128,7 @@ def run_training(
 def _gate_of(features_dir: Path, no_validate: bool) -> dict[str, Any]:
     """How the declarations behind ``features_dir`` passed the validation gate; refuse any that
     did not, unless ``no_validate`` (then say so in the record)."""
-    from features.build import SOURCE_FILE
+    from features.pipeline.build import SOURCE_FILE
 
     path = Path(features_dir) / SOURCE_FILE
     source: dict[str, Any] = {}
@@ -393,7 +393,7 @@ def promote(
         reason=reason,
     )
     if report is not None:
-        from features.contract import atomic_write
+        from features.intake.contract import atomic_write
 
         payload = {
             k: out.get(k) for k in ("model_name", "challenger", "champion_before", "outcome")

@@ -53,7 +53,7 @@ def registry_client(tracking_uri: str | None) -> MlflowClient:
 
 def fingerprint_file(path: Path) -> str:
     """sha256 of a file's bytes (first 16 hex digits): the data fingerprint of a run."""
-    from features.validation import fingerprint_file as sha256_of_file
+    from features.intake.validation import fingerprint_file as sha256_of_file
 
     return sha256_of_file(path)[:16]
 
@@ -158,7 +158,7 @@ def log_training(
                 "entity_state_fingerprint": meta.get("entity_state_fingerprint", ""),
                 "thresholds_version": model.thresholds.version,
                 "split": json.dumps(meta.get("split", {})),
-                # how the declarations passed the validation gate (features.validation)
+                # how the declarations passed the validation gate (features.intake.validation)
                 **{f"gate.{k}": str(v) for k, v in (meta.get("gate") or {}).items()},
             }
         )

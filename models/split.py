@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from features.contract import utc_instant
 from features.errors import ParcelriskError
+from features.intake.contract import utc_instant
 
 PARTS = ("train", "validation", "test")
 DATE_KEYS = ("validation_start", "test_start")

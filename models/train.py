@@ -31,9 +31,9 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pandas as pd
 
-from features.contract import RANDOM_SELECTION
 from features.errors import ParcelriskError
-from features.manifest import FeatureManifest
+from features.intake.contract import RANDOM_SELECTION
+from features.pipeline.manifest import FeatureManifest
 from models import baselines
 from models.bundle import LaneThresholds, Objective, RiskModel
 from models.calibration import fit_isotonic

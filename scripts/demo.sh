@@ -27,7 +27,7 @@ echo
 echo "== scoring the last 2,000 generated declarations offline (same code path as the API)"
 python - <<'PY'
 import pandas as pd
-from features.contract import DECLARATION_COLUMNS
+from features.intake.contract import DECLARATION_COLUMNS
 d = pd.read_parquet("data/raw/declarations.parquet")
 d[list(DECLARATION_COLUMNS)].tail(2000).to_parquet("data/processed/sample_to_score.parquet", index=False)
 PY

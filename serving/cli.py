@@ -100,7 +100,7 @@ def score(
     The file passes the same rules as an API request first: a declaration the API would refuse
     makes the whole file refused, with the rows and reasons listed.
     """
-    from features.validation import require_valid
+    from features.intake.validation import require_valid
     from serving.audit import AuditStore
     from serving.scoring import load_runtime, load_serve_config, score_file
 

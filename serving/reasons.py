@@ -16,15 +16,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from features.contract import python_values
-from features.manifest import REASON_CONTEXT
+from features.intake.contract import python_values
+from features.pipeline.manifest import REASON_CONTEXT
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
     import pandas as pd
 
-    from features.manifest import FeatureManifest, FeatureSpec
+    from features.pipeline.manifest import FeatureManifest, FeatureSpec
 
 logger = logging.getLogger(__name__)
 

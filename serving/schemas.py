@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from features.contract import Declaration
+from features.intake.contract import Declaration
 
 __all__ = [
     "Contribution",

@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from features.contract import RecordColumns, columns_of, python_values
 from features.errors import ParcelriskError
-from features.rules import Findings, Limits, Rule, check, check_records, rules_for
+from features.intake.contract import RecordColumns, columns_of, python_values
+from features.intake.rules import Findings, Limits, Rule, check, check_records, rules_for
 from serving.audit import DecisionRecord, features_for_storage
 from serving.lanes import LanePolicy, assign_lanes
 from serving.reasons import Reason, explain_decisions
@@ -27,8 +27,8 @@ from serving.reasons import Reason, explain_decisions
 if TYPE_CHECKING:
     import pandas as pd
 
-    from features.contract import Contract, FrameColumns
-    from features.online import OnlineFeatures
+    from features.intake.contract import Contract, FrameColumns
+    from features.pipeline.online import OnlineFeatures
     from models.bundle import RiskModel
 
 logger = logging.getLogger(__name__)
@@ -132,7 +132,7 @@ class ScoringRuntime:
     config: ServeConfig
     run_id: str | None = None
     contract: Contract | None = None  # extras the model's features use (from the entity state)
-    # The declaration rules (features.rules), built once: faults refuse a declaration before
+    # The declaration rules (features.intake.rules), built once: faults refuse a declaration before
     # scoring, warnings travel with its decision.
     fault_rules: list[Rule] = field(default_factory=list)
     warning_rules: list[Rule] = field(default_factory=list)
@@ -154,8 +154,8 @@ def load_runtime(
     ``params_path``: its ``validate`` section sets the plausibility limits of the rules (the
     currency table is the model's own, from its entity state).
     """
-    from features.online import EntityState, online_features
     from features.params import load_section
+    from features.pipeline.online import EntityState, online_features
     from models.registry import load_champion
 
     model, state_dir, info = load_champion(
@@ -277,7 +277,7 @@ def score_frame(
     *,
     reasons_for_all: bool = False,
 ) -> ScoredBatch:
-    """Score a canonical declarations frame (``features.contract.coerce_declarations``) or
+    """Score a canonical declarations frame (``features.intake.contract.coerce_declarations``) or
     validated API models (``RecordColumns``)."""
     declarations = columns_of(declarations)
     n = len(declarations)
@@ -467,13 +467,13 @@ def score_file(
 ) -> dict[str, Any]:
     """Score a CSV/Parquet declarations file in chunks through ``score_frame``; write atomically.
 
-    The file must have passed the gate (``features.validation.require_valid``); with
+    The file must have passed the gate (``features.intake.validation.require_valid``); with
     ``unvalidated`` (``--no-validate``) every decision says it was not.
     """
     import pandas as pd
     from tqdm import tqdm
 
-    from features.contract import atomic_write, read_declarations
+    from features.intake.contract import atomic_write, read_declarations
 
     declarations, _ = read_declarations(Path(source), with_outcomes=False)
     parts: list[pd.DataFrame] = []

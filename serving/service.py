@@ -43,8 +43,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from features.contract import OUTCOME_COLUMNS, RecordColumns, declarations_frame, models_as_json
 from features.errors import ParcelriskError
+from features.intake.contract import (
+    OUTCOME_COLUMNS,
+    RecordColumns,
+    declarations_frame,
+    models_as_json,
+)
 from serving.audit import AuditStore, DecisionRecord
 from serving.auth import ApiKeyMiddleware, load_keyring
 from serving.schemas import Declaration, Explanation, ScoreResponse, StoredDecision

@@ -8,11 +8,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.build import build_features, period_of, period_start_us
-from features.contract import DECLARATION_COLUMNS, Contract, coerce_declarations
-from features.history import EventIndex
-from features.online import EntityState, as_known_at, build_entity_state, compute_online_features
+from features.intake.contract import DECLARATION_COLUMNS, Contract, coerce_declarations
 from features.params import FeatureParams
+from features.pipeline.build import build_features, period_of, period_start_us
+from features.pipeline.history import EventIndex
+from features.pipeline.online import (
+    EntityState,
+    as_known_at,
+    build_entity_state,
+    compute_online_features,
+)
 from features.synthetic import SyntheticParams, generate
 
 PARAMS = FeatureParams()
@@ -196,9 +201,9 @@ def test_online_features_equal_batch_after_cutoff(tmp_path, built, history):
 
 def test_online_matrix_and_context_equal_those_of_the_feature_frame(built, history):
     """The scoring path reads the matrix and reason context without building the frame."""
-    from features.contract import python_values
-    from features.manifest import REASON_CONTEXT
-    from features.online import online_features
+    from features.intake.contract import python_values
+    from features.pipeline.manifest import REASON_CONTEXT
+    from features.pipeline.online import online_features
 
     cutoff = history["declared_at"].max() + pd.Timedelta(seconds=1)
     state = build_entity_state(history, Contract(), PARAMS, cutoff=cutoff, manifest=built.manifest)
@@ -217,8 +222,8 @@ def test_online_matrix_and_context_equal_those_of_the_feature_frame(built, histo
 
 def test_online_features_of_api_models_equal_those_of_their_frame(built, history):
     """The service scores validated models without building their frame: same features."""
-    from features.contract import Declaration, RecordColumns
-    from features.online import online_features
+    from features.intake.contract import Declaration, RecordColumns
+    from features.pipeline.online import online_features
 
     cutoff = history["declared_at"].max() + pd.Timedelta(seconds=1)
     state = build_entity_state(history, Contract(), PARAMS, cutoff=cutoff, manifest=built.manifest)
@@ -255,7 +260,7 @@ def test_corrupted_state_is_refused(tmp_path, built, history):
 
 def test_mapped_extras_become_features_and_keep_parity(history):
     """Extra columns from a mapping flow through batch and online features alike."""
-    from features.contract import ExtraColumn
+    from features.intake.contract import ExtraColumn
 
     rng = np.random.default_rng(3)
     extras = Contract(
@@ -303,7 +308,7 @@ def test_online_warnings_name_unknown_codes_and_never_fail(built, history):
     warnings: list[tuple[int, str]] = []
     frame = compute_online_features(request, state, warnings)
     by_row = {row: [m for r, m in warnings if r == row] for row in range(4)}
-    assert np.isnan(frame.loc[0, "value_eur"])  # the rules warn of the rate (features.rules)
+    assert np.isnan(frame.loc[0, "value_eur"])  # the rules warn of the rate (features.intake.rules)
     assert any("999999" in m for m in by_row[1])
     assert any("'ZZ'" in m and "unknown to the model" in m for m in by_row[2])
     assert frame.loc[2, "cat_origin_country"] == -1
@@ -412,7 +417,7 @@ def test_calendar_features_are_in_the_administration_local_time(history):
 
 
 def test_local_time_follows_daylight_saving():
-    from features.build import local_time_us
+    from features.pipeline.build import local_time_us
 
     stamps = pd.to_datetime(["2026-03-29T00:30Z", "2026-03-29T01:30Z", "2026-10-25T00:30Z"])
     t_us = stamps.as_unit("us").asi8
@@ -421,9 +426,9 @@ def test_local_time_follows_daylight_saving():
 
 
 def test_build_as_of_cuts_declarations_outcomes_and_state(history, tmp_path):
-    from features.build import build_to_dir
-    from features.contract import write_declarations
-    from features.online import EntityState
+    from features.intake.contract import write_declarations
+    from features.pipeline.build import build_to_dir
+    from features.pipeline.online import EntityState
 
     path = tmp_path / "declarations.parquet"
     write_declarations(history, path)
@@ -444,9 +449,9 @@ def test_build_as_of_cuts_declarations_outcomes_and_state(history, tmp_path):
 
 
 def test_build_refuses_a_file_with_faults_unless_told(history, tmp_path):
-    from features.build import build_to_dir
-    from features.contract import write_declarations
-    from features.validation import GateError
+    from features.intake.contract import write_declarations
+    from features.intake.validation import GateError
+    from features.pipeline.build import build_to_dir
 
     bad = history.head(2000).copy()
     bad.loc[5, "hs_code"] = "12AB"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from features.contract import (
+from features.intake.contract import (
     DECLARATION_COLUMNS,
     FIELDS,
     Contract,
@@ -184,8 +184,8 @@ def test_bad_numeric_extra_in_a_model_is_a_contract_error() -> None:
 
 def test_rules_reject_in_a_request_what_the_contract_forbids() -> None:
     """The pydantic model reads types; the rules (shared with the file gate) judge the domain."""
+    from features.intake.rules import Limits, check_records, rules_for
     from features.params import FeatureParams
-    from features.rules import Limits, check_records, rules_for
 
     rules = rules_for(Limits.from_params({}, FeatureParams()), with_outcomes=False)
     record = make_declarations(1, with_outcomes=False)[list(DECLARATION_COLUMNS)]
@@ -248,7 +248,7 @@ def test_every_field_has_a_known_kind() -> None:
 def test_python_values_turn_every_missing_kind_into_none() -> None:
     import pandas as pd
 
-    from features.contract import python_values
+    from features.intake.contract import python_values
 
     assert python_values(pd.Series(["a", None, "c"], dtype="str")) == ["a", None, "c"]
     assert python_values(pd.Series([1.5, float("nan")])) == [1.5, None]

@@ -7,9 +7,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from features.contract import ContractError, read_declarations
-from features.mapping import apply_mapping, ingest_file, load_mapping
-from features.mapping import parse_mapping_text as load_mapping_text
+from features.intake.contract import ContractError, read_declarations
+from features.intake.mapping import apply_mapping, ingest_file, load_mapping
+from features.intake.mapping import parse_mapping_text as load_mapping_text
 
 FOREIGN_CSV = """\
 DECL_NO;LODGED;OFFICE;MODE;OPER;SELLER;S_CTRY;BUYER;ORIGIN;HS;GOODS;QTY;WEIGHT_G;VALUE;IOSS;AEO;KIND;CTRL;CTRL_AT;RESULT;OFFENCE;RECOVERED;BROKER;INCOTERM;INSURED;CLERK

@@ -15,10 +15,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from features.contract import CATEGORIES, CHANNELS, DECLARATION_FIELDS, Declaration
+from features.intake.contract import CATEGORIES, CHANNELS, DECLARATION_FIELDS, Declaration
+from features.intake.rules import Limits, check_records, rules_for
+from features.intake.validation import check_declarations
 from features.params import FeatureParams
-from features.rules import Limits, check_records, rules_for
-from features.validation import check_declarations
 
 LIMITS = Limits.from_params({}, FeatureParams())
 RULES = rules_for(LIMITS, with_outcomes=False)

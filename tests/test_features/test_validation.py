@@ -14,15 +14,15 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from features.contract import write_declarations
-from features.params import FeatureParams
-from features.rules import Limits
-from features.validation import (
+from features.intake.contract import write_declarations
+from features.intake.rules import Limits
+from features.intake.validation import (
     GateError,
     check_declarations,
     require_valid,
     validate_file,
 )
+from features.params import FeatureParams
 from tests.test_features.test_contract import EXTRAS, make_declarations
 
 LIMITS = Limits.from_params({}, FeatureParams())

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.manifest import FeatureManifest, FeatureSpec
+from features.pipeline.manifest import FeatureManifest, FeatureSpec
 
 # OpenMP threads that spin while waiting make LightGBM crawl when two xdist workers share the
 # two cores (measured: this suite 4 min instead of 1); let them sleep, as tests/test_serving does.

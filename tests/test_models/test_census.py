@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from features.errors import ParcelriskError
-from features.manifest import FeatureManifest
+from features.pipeline.manifest import FeatureManifest
 from models.train import TrainParams, train_models, unbiased_mask
 from tests.test_models.conftest import CENSUS_EXTRA_FEATURES, TRAIN_SECTION
 

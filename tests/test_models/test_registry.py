@@ -11,7 +11,7 @@ import yaml
 from typer.testing import CliRunner
 
 from features.errors import ParcelriskError
-from features.manifest import FeatureManifest
+from features.pipeline.manifest import FeatureManifest
 from models.cli import run_promotion, run_training
 from models.registry import (
     Decision,

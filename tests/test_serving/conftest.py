@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.contract import columns_of, python_values
-from features.manifest import REASON_CONTEXT, FeatureManifest, FeatureSpec
+from features.intake.contract import columns_of, python_values
+from features.pipeline.manifest import REASON_CONTEXT, FeatureManifest, FeatureSpec
 from serving.lanes import LanePolicy
 from serving.scoring import ScoringRuntime, ServeConfig
 
@@ -70,7 +70,7 @@ MANIFEST = FeatureManifest(
 
 @dataclass
 class StubFeatures:
-    """What the scoring path reads of ``features.online.OnlineFeatures``, over a feature frame."""
+    """What the scoring path reads of ``features.pipeline.online.OnlineFeatures``, over a feature frame."""
 
     frame: pd.DataFrame
 
@@ -157,7 +157,7 @@ def make_declarations(n: int, seed: int = 0, prefix: str = "D") -> list[dict[str
 def _train_model(tmp: Path):
     import lightgbm as lgb
 
-    from features.contract import declarations_frame
+    from features.intake.contract import declarations_frame
     from models.bundle import Calibration, LaneThresholds, RiskModel
 
     frame = stub_features(declarations_frame(make_declarations(3000, seed=99, prefix="T")))[0].frame
@@ -197,8 +197,8 @@ def _train_model(tmp: Path):
 @pytest.fixture(scope="session")
 def stub_runtime(tmp_path_factory: pytest.TempPathFactory) -> ScoringRuntime:
     model = _train_model(tmp_path_factory.mktemp("model"))
+    from features.intake.rules import Limits, rules_for
     from features.params import FeatureParams
-    from features.rules import Limits, rules_for
 
     config = ServeConfig(lanes=LanePolicy(exploration_rate=0.05, exploration_seed=7))
     limits = Limits.from_params({}, FeatureParams())
@@ -281,8 +281,8 @@ def real_pipeline(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """generate (20k parcels, 60 days) -> features build -> train -> promote, temp SQLite MLflow."""
     import yaml
 
-    from features.build import build_to_dir
-    from features.contract import read_declarations
+    from features.intake.contract import read_declarations
+    from features.pipeline.build import build_to_dir
     from features.synthetic import generate_to_dir
     from models.cli import run_promotion, run_training
 

@@ -155,7 +155,7 @@ def test_service_import_stays_light() -> None:
 def test_score_refuses_a_file_the_api_would_refuse_unless_told(real_pipeline, tmp_path) -> None:
     from typer.testing import CliRunner
 
-    from features.validation import GateError
+    from features.intake.validation import GateError
     from serving.main import app
     from serving.scoring import UNVALIDATED_WARNING
 

@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from features.manifest import FeatureManifest, FeatureSpec
+from features.pipeline.manifest import FeatureManifest, FeatureSpec
 from serving.reasons import contribution_table, display_value, explain_decisions, render_reason
 
 VALUE = FeatureSpec(

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from features.contract import declarations_frame
 from features.errors import ParcelriskError
-from features.manifest import FeatureManifest
+from features.intake.contract import declarations_frame
 from features.params import FeatureParams
+from features.pipeline.manifest import FeatureManifest
 from serving.lanes import LanePolicy
 from serving.scoring import ScoringRuntime, ServeConfig, load_runtime, score_frame
 from tests.test_serving.conftest import MANIFEST, make_declarations, stub_features
@@ -60,14 +60,14 @@ class StubState:
 
 
 def _load(monkeypatch, model, state: StubState, config: ServeConfig) -> ScoringRuntime:
-    import features.online
+    import features.pipeline.online
     import models.registry
 
     info = {"name": "parcel-risk", "version": "7", "run_id": "r"}
     monkeypatch.setattr(
         models.registry, "load_champion", lambda *a, **k: (model, Path("state"), info)
     )
-    monkeypatch.setattr(features.online.EntityState, "load", staticmethod(lambda d: state))
+    monkeypatch.setattr(features.pipeline.online.EntityState, "load", staticmethod(lambda d: state))
     return load_runtime(config, None, Path("unused"))
 
 

@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
-from features.contract import (
+from features.intake.contract import (
     FIELDS,
     FIELDS_BY_NAME,
     Contract,

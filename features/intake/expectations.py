@@ -1,6 +1,6 @@
 """The declaration rules as a Great Expectations suite: an independent cross-check and an artefact.
 
-``features.rules`` is the gate (it runs per file and per API request). ``parcelrisk validate``
+``features.intake.rules`` is the gate (it runs per file and per API request). ``parcelrisk validate``
 also compiles the same rules into built-in GX expectations (regex, value sets, bounds, nulls
 under a row condition, uniqueness, column pairs), each tagged with its rule name and severity
 (``critical`` for faults, ``warning`` for warnings), runs them on the canonical frame and
@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from features.contract import (
+from features.intake.contract import (
     EARLIEST_DECLARATION,
     FIELDS,
     MAX_CLOCK_SKEW_DAYS,
@@ -32,12 +32,12 @@ from features.contract import (
     FrameColumns,
     atomic_write,
 )
-from features.rules import Limits, check, rules_for
+from features.intake.rules import Limits, check, rules_for
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from features.validation import GateResult
+    from features.intake.validation import GateResult
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The declaration rules: defined once, applied to a file by the gate and to a request by the API.
 
-A rule looks at canonical values (``features.contract`` has read the text, numbers, booleans and
+A rule looks at canonical values (``features.intake.contract`` has read the text, numbers, booleans and
 timestamps) and flags rows. Two severities:
 
 - ``fault``: the record cannot be right: a required value missing, a code that is not a code, a
@@ -9,7 +9,7 @@ timestamps) and flags rows. Two severities:
 - ``warning``: possible but unusual (bulk weights, very high values, a currency without an
   exchange rate). Counted and shown with examples; the data is used as it is.
 
-Structural rules derive from ``features.contract.FIELDS`` (patterns, code lists, bounds,
+Structural rules derive from ``features.intake.contract.FIELDS`` (patterns, code lists, bounds,
 nullability); plausibility limits come from params.yaml ``validate`` in the base currency
 (``Limits``). Nothing here spells a column list. The same ``check`` runs on a file's canonical
 frame (``FrameColumns``) and on a request's validated models (``RecordColumns``), so a row is
@@ -28,7 +28,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from features.contract import (
+from features.errors import ParcelriskError
+from features.intake.contract import (
     EARLIEST_DECLARATION,
     FIELDS,
     MAX_CLOCK_SKEW_DAYS,
@@ -39,7 +40,6 @@ from features.contract import (
     FrameColumns,
     RecordColumns,
 )
-from features.errors import ParcelriskError
 
 Severity = Literal["fault", "warning"]
 Columns = FrameColumns | RecordColumns
@@ -669,7 +669,7 @@ def check_records(records: list[Any], contract: Contract | None, rules: list[Rul
 
     Numeric extras are read here as in a file (a value that is not a number is a fault).
     """
-    from features.contract import ContractError, extra_column
+    from features.intake.contract import ContractError, extra_column
 
     bad: list[BadValues] = []
     for extra in contract.extras if contract else ():

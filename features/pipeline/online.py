@@ -6,7 +6,7 @@ The snapshot (``EntityState``) holds, as known at its cutoff:
 - the reference prices and text models that batch uses for the period containing the cutoff.
 ``compute_online_features`` rebuilds the same ``EventIndex`` structures from the snapshot plus the
 request rows (so parcels of one request see each other, as in batch) and calls the same family
-functions as ``features.build``. Parity is tested, not hoped for.
+functions as ``features.pipeline.build``. Parity is tested, not hoped for.
 
 Learned components are those of the cutoff's refit period (fitted before the period start), the
 same staleness the model was trained with: consistency over freshness.
@@ -23,8 +23,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from features import history as hist
-from features.build import (
+from features.errors import ParcelriskError
+from features.intake.contract import Contract, ExtraColumn, FrameColumns, RecordColumns, columns_of
+from features.params import FeatureParams
+from features.pipeline import history as hist
+from features.pipeline.build import (
     Entity,
     Prepared,
     assemble,
@@ -40,18 +43,15 @@ from features.build import (
     split_shipment_features,
     uses_quantity,
 )
-from features.contract import Contract, ExtraColumn, FrameColumns, RecordColumns, columns_of
-from features.errors import ParcelriskError
-from features.manifest import REASON_CONTEXT, FeatureManifest
-from features.params import FeatureParams
-from features.text import (
+from features.pipeline.manifest import REASON_CONTEXT, FeatureManifest
+from features.pipeline.text import (
     TextCounts,
     TextModel,
     chapter_index,
     make_vectorizer,
     text_scores,
 )
-from features.valuation import LOG_COLUMNS, References, fit_references, valuation_features
+from features.pipeline.valuation import LOG_COLUMNS, References, fit_references, valuation_features
 
 META_FILE = "meta.json"
 FORMAT_VERSION = 1
@@ -646,7 +646,7 @@ def _warnings(
     prep: Prepared, values: dict[str, np.ndarray], state: EntityState
 ) -> list[tuple[int, str]]:
     """Per-row notes on codes the model has not seen, read off the computed features."""
-    # (a currency without an exchange rate is the rules' warning: features.rules)
+    # (a currency without an exchange rate is the rules' warning: features.intake.rules)
     warnings: list[tuple[int, str]] = []
     if not state.references.hs6.empty:
         for i in np.flatnonzero(values["reference_count_hs6"] == 0):

@@ -1,4 +1,4 @@
-"""The validation gate: the declaration rules (``features.rules``) run over a whole file.
+"""The validation gate: the declaration rules (``features.intake.rules``) run over a whole file.
 
 ``check_declarations`` reads a frame as it is (text from a CSV, or typed Parquet), converts
 every column row by row and runs the rules: structural faults fail the file, plausibility
@@ -6,8 +6,8 @@ outliers warn; both with counts and example rows. File-level faults are checked 
 missing required columns, an empty file, duplicate declaration ids.
 
 ``validate_file`` is the ``parcelrisk validate`` stage: it also runs the same rules compiled to
-a Great Expectations suite (``features.expectations``) as an independent cross-check and an
-artefact data teams can reuse, and writes the report (``features.report``: one self-contained
+a Great Expectations suite (``features.intake.expectations``) as an independent cross-check and an
+artefact data teams can reuse, and writes the report (``features.intake.report``: one self-contained
 HTML page, readable offline) and a validation record (``validation.json``) that names the file
 by its content fingerprint. ``require_valid`` is the gate the pipeline stages call: it accepts a
 matching passing record or checks inline, and refuses faults unless told ``--no-validate``.
@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from features.contract import (
+from features.errors import ParcelriskError
+from features.intake.contract import (
     FIELDS,
     OUTCOME_COLUMNS,
     Contract,
@@ -34,8 +35,7 @@ from features.contract import (
     parse_declarations,
     read_raw_declarations,
 )
-from features.errors import ParcelriskError
-from features.rules import (
+from features.intake.rules import (
     MAX_EXAMPLES,
     Finding,
     Findings,
@@ -292,7 +292,7 @@ def validate_file(
     result.source = str(path)
     result.fingerprint = fingerprint_file(path)
     if cross_check and not result.missing_columns and result.rows:
-        from features.expectations import cross_check_with_gx
+        from features.intake.expectations import cross_check_with_gx
 
         result.cross_check = cross_check_with_gx(
             canonical, result, limits, report_dir=report_dir, now=now
@@ -311,7 +311,7 @@ def validate_file(
 
 def write_report(result: GateResult, report_dir: Path, canonical: pd.DataFrame | None) -> None:
     """``validation.json`` and the self-contained ``index.html``, each written atomically."""
-    from features.report import render_report
+    from features.intake.report import render_report
 
     report_dir.mkdir(parents=True, exist_ok=True)
     record = json.dumps(result.to_record(), indent=1, default=str)

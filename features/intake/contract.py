@@ -2,7 +2,7 @@
 
 Everything else derives from ``FIELDS``: the pandas dtypes of a batch (``coerce_declarations``),
 the pydantic model of one declaration for the HTTP API (``Declaration``), the Great Expectations
-suite (``features.validation``), the ingest mapping (``features.mapping``) and the generator.
+suite (``features.intake.validation``), the ingest mapping (``features.intake.mapping``) and the generator.
 
 Two scopes: ``declaration`` fields exist for every parcel (pre-arrival data, what the scoring API
 receives); ``outcome`` fields exist only in history and are filled only for inspected parcels.
@@ -110,7 +110,7 @@ class ContractField:
 # item text, quantity, category, IOSS or AEO flags, and leaves identifiers empty where unknown.
 # Optional fields may be absent as columns and null as values; the feature families that need
 # them switch off. Bounds here are structural (impossible values: faults); plausibility limits
-# (outliers: warnings) live in params.yaml ``validate`` and are applied by ``features.rules``.
+# (outliers: warnings) live in params.yaml ``validate`` and are applied by ``features.intake.rules``.
 _HS_TEXT = "an HS code of 6 to 10 digits"
 _COUNTRY_TEXT = "a two-letter ISO 3166 country code"
 _CURRENCY_TEXT = "a three-letter ISO 4217 currency code"
@@ -606,7 +606,7 @@ def coerce_declarations(
 
     Raises ``ContractError`` naming the columns for missing required columns and for values
     that cannot be converted (never coerces them to null silently). Domain checks (ranges,
-    allowed values, formats) belong to the rules (``features.rules``), not here. Columns not in
+    allowed values, formats) belong to the rules (``features.intake.rules``), not here. Columns not in
     the contract or its extras are dropped unless ``keep_unknown``.
     """
     frame, bad_values, missing = parse_declarations(
@@ -749,7 +749,7 @@ def read_declarations(path: Path, *, with_outcomes: bool = True) -> tuple[pd.Dat
 
 
 def _pydantic_field(f: ContractField) -> tuple[Any, Any]:
-    """Type only: the domain (formats, codes, bounds, required values) is ``features.rules``'s.
+    """Type only: the domain (formats, codes, bounds, required values) is ``features.intake.rules``'s.
 
     Every field is optional here so that a missing, empty or out-of-domain value reaches the
     rules, which answer with the same message as the file gate. The JSON schema still documents

@@ -1,7 +1,7 @@
 """Valuation features: declared value against reference distributions learned from the past.
 
 References are medians of log unit values per HS6 (and HS6 x origin) over declarations lodged
-before a period start; ``features.build`` refits them every ``refit_period_days`` on an expanding
+before a period start; ``features.pipeline.build`` refits them every ``refit_period_days`` on an expanding
 window, so a parcel is compared only with what was declared before its period began. Medians in
 log space resist the undervalued minority that contaminates declared prices.
 """
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from features.history import codes_of
+from features.pipeline.history import codes_of
 
 REFERENCE_COLUMNS = ("log_value_per_item", "log_value_per_kg", "log_weight_per_item")
 LOG_COLUMNS = (*REFERENCE_COLUMNS, "log_quantity")  # what unit_values returns

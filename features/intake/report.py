@@ -13,13 +13,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from features.contract import FIELDS_BY_NAME
+from features.intake.contract import FIELDS_BY_NAME
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from features.rules import Finding
-    from features.validation import GateResult
+    from features.intake.rules import Finding
+    from features.intake.validation import GateResult
 
 _STYLE = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1d2430;background:#f5f6f8}

@@ -3,14 +3,14 @@
 Pipeline (all vectorised; loops only over entities and refit periods, never over rows):
 1. ``prepare`` derives keys and values from the contract columns (HS6/chapter, EUR value, unit
    values, entity keys including pairs and mapped ``entity`` extras).
-2. Entity histories (``features.history``): declarations counted at ``declared_at``, outcomes
+2. Entity histories (``features.pipeline.history``): declarations counted at ``declared_at``, outcomes
    at ``inspected_at`` -- a parcel sees only what was recorded strictly before it.
 3. Split shipments: the consignee's parcels and value in the last hours.
 4. Learned components (reference prices, text models) refitted every ``refit_period_days`` on
    an expanding window: rows of period k use only declarations (and outcomes) before its start.
 5. Raw declaration fields, calendar, categorical codes fixed in the manifest.
 
-``features.online`` computes the same features for new declarations from the snapshot written
+``features.pipeline.online`` computes the same features for new declarations from the snapshot written
 by ``build_entity_state``; both call the family functions below, so they cannot drift apart.
 """
 
@@ -28,8 +28,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from features import history as hist
-from features.contract import (
+from features.intake.contract import (
     DECLARATION_FIELDS,
     FIELDS,
     Contract,
@@ -43,15 +42,16 @@ from features.contract import (
     utc_instant,
     with_default_index,
 )
-from features.manifest import (
+from features.params import FeatureParams, load_feature_params
+from features.pipeline import history as hist
+from features.pipeline.manifest import (
     ID_COLUMNS,
     LABEL_COLUMNS,
     REASON_CONTEXT,
     FeatureManifest,
     FeatureSpec,
 )
-from features.params import FeatureParams, load_feature_params
-from features.text import (
+from features.pipeline.text import (
     TextCounts,
     TextModel,
     chapter_index,
@@ -59,7 +59,7 @@ from features.text import (
     make_vectorizer,
     text_scores,
 )
-from features.valuation import LOG_COLUMNS, fit_references, unit_values, valuation_features
+from features.pipeline.valuation import LOG_COLUMNS, fit_references, unit_values, valuation_features
 
 log = logging.getLogger(__name__)
 
@@ -1064,9 +1064,9 @@ def build_to_dir(
     ``as_of``: build as known at that instant (declarations before it, results recorded before
     it) and cut the entity state there; by default just after the last declaration.
     """
-    from features.online import as_known_at, build_entity_state
-    from features.rules import load_limits
-    from features.validation import require_valid
+    from features.intake.rules import load_limits
+    from features.intake.validation import require_valid
+    from features.pipeline.online import as_known_at, build_entity_state
 
     started = time.perf_counter()
     params = load_feature_params(params_path)

@@ -1,0 +1,1 @@
+"""The feature pipeline: prepare, entity histories, build, snapshot, online, manifest."""

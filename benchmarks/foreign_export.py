@@ -40,7 +40,7 @@ import pandas as pd
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
-from features.intake.contract import DEFAULT_FX_TO_BASE  # noqa: E402
+from features.params import DEFAULT_FX_TO_BASE  # noqa: E402
 from models.metrics import precision_at  # noqa: E402
 
 log = logging.getLogger("foreign_export")

@@ -1,12 +1,54 @@
-"""Feature parameters: the ``features`` section of params.yaml as a frozen dataclass."""
+"""params.yaml as one settings model: a pydantic model per section, each default written once here.
+
+Every command reads the file once, at start-up, with ``load_settings`` and hands each layer its
+section (``settings.features``, ``settings.train`` ...). A key the model does not know is an
+error naming it (``params.yaml train.lightgbm: cat_smoothing: unknown key``), so a typo never
+leaves a default silently in force. A missing file or section means the defaults below.
+
+Environment variables override only the keys listed in ``ENV_OVERRIDES`` (what an operator sets
+per deployment without editing the versioned file: the decision store's path, the exploration
+secret). The model sits in the lowest layer so that features, models and serving read the same
+one; it holds no behaviour beyond checking values.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from features.errors import ParcelriskError
+
+DEFAULT_PARAMS = Path("params.yaml")
+
+# Indicative rates to EUR, the default base currency: an administration sets its own table
+# (features.fx_to_base), or its base currency and table together.
+DEFAULT_FX_TO_BASE = {
+    "EUR": 1.0,
+    "USD": 0.92,
+    "GBP": 1.17,
+    "CNY": 0.127,
+    "HKD": 0.118,
+    "JPY": 0.0061,
+    "KRW": 0.00068,
+    "TRY": 0.027,
+    "INR": 0.011,
+    "CHF": 1.04,
+    "CAD": 0.68,
+    "AUD": 0.60,
+    "SGD": 0.69,
+    "PLN": 0.23,
+    "SEK": 0.088,
+    "VND": 0.000037,
+    "THB": 0.026,
+    "MYR": 0.20,
+    "BRL": 0.17,
+    "MXN": 0.051,
+    "AED": 0.25,
+}
 
 DEFAULT_VAGUE_TERMS = (
     "gift",
@@ -37,24 +79,85 @@ DEFAULT_VAGUE_TERMS = (
 )
 
 
-@dataclass(frozen=True)
-class FeatureParams:
+class Section(BaseModel):
+    """A section of params.yaml: frozen, unknown keys refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any] | None, where: str = "") -> Self:
+        """Validate ``raw`` (a section as read from YAML); errors name ``where`` and the key."""
+        try:
+            return cls.model_validate(dict(raw or {}))
+        except ValidationError as exc:
+            raise ParcelriskError(settings_error(exc, where or cls.section_name())) from None
+
+    @classmethod
+    def section_name(cls) -> str:
+        return cls.__name__.removesuffix("Params").lower()
+
+
+def settings_error(exc: ValidationError, where: str) -> str:
+    """One line per problem: ``params.yaml <section>.<path>: <key>: unknown key (known: ...)``."""
+    problems = []
+    for error in exc.errors(include_url=False):
+        loc = [str(part) for part in error["loc"]]
+        if error["type"] == "extra_forbidden":
+            parent = ".".join(part for part in [where, *loc[:-1]] if part)
+            what = "unknown key" if parent else "unknown section"
+            problems.append(f"params.yaml {parent or '-'}: {loc[-1]}: {what}")
+        else:
+            path = ".".join(part for part in [where, *loc] if part) or "-"
+            message = str(error["msg"]).removeprefix("Value error, ")
+            problems.append(f"params.yaml {path}: {message}")
+    return "; ".join(problems)
+
+
+# --------------------------------------------------------------------------------------------
+# generate, validate, features
+# --------------------------------------------------------------------------------------------
+
+
+class GenerateParams(Section):
+    """The demo history ``parcelrisk generate`` writes (dvc.yaml passes these as options)."""
+
+    parcels: int = Field(300_000, ge=1)
+    days: int = Field(180, ge=1)
+    seed: int = 42
+    start: str = "2026-01-01"
+
+
+class ValidateParams(Section):
+    """Plausibility limits: beyond these a value is an outlier, warned with examples and kept.
+
+    Values are in ``features.base_currency``; structural faults come from the contract."""
+
+    max_weight_kg: float = Field(1_000.0, gt=0)  # heavier: a bulk consignment, not a parcel
+    max_value: float = Field(100_000.0, gt=0)
+    max_quantity: int = Field(10_000, gt=0)
+
+
+class FeatureParams(Section):
+    """How features are computed (``features``); recorded in every feature manifest."""
+
     base_currency: str = "EUR"
-    fx_to_base: dict[str, float] | None = None  # None: features.intake.contract.DEFAULT_FX_TO_BASE
-    windows_days: tuple[int, ...] = (7, 30, 180)
-    outcome_window_days: int = 90
+    # Exchange rates to base_currency (1 unit of the currency = this many of the base)
+    fx_to_base: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_FX_TO_BASE))
+    windows_days: tuple[int, ...] = (7, 30, 180)  # declaration-count windows of entity histories
+    outcome_window_days: int = Field(90, gt=0)  # recent outcomes: catches entities that turn bad
     split_windows_hours: tuple[int, ...] = (24, 72, 168)
-    prior_strength: float = 20.0
-    default_prior: float = 0.05  # hit-rate prior before any outcome is known
-    refit_period_days: int = 14
-    de_minimis_eur: float = 150.0
-    min_reference_count: int = 5
-    # Levels kept per categorical column (most frequent first; the rest code as unknown). Sized
-    # for tariff codes: about 5,600 HS6 subheadings and 1,230 headings exist.
-    max_categories: int = 6000
-    timezone: str = "UTC"  # the administration's time zone: calendar features in local time
-    text_alpha: float = 0.5
+    prior_strength: float = Field(20.0, gt=0)  # pseudo-inspections of the hit-rate prior
+    default_prior: float = Field(0.05, ge=0, le=1)  # hit-rate prior before any outcome is known
+    refit_period_days: int = Field(14, gt=0)  # reference prices and text models refit this often
+    de_minimis_eur: float = Field(150.0, gt=0)
+    min_reference_count: int = Field(5, ge=1)  # fewer past parcels: the coarser reference
+    # Levels kept per categorical column. Sized for tariff codes: about 5,600 HS6 subheadings
+    # and 1,230 headings exist.
+    max_categories: int = Field(6000, ge=1)
+    timezone: str = "UTC"  # the administration's IANA time zone: calendar features in local time
+    text_alpha: float = Field(0.5, gt=0)
     vague_terms: tuple[str, ...] = DEFAULT_VAGUE_TERMS
+    # entity columns that get history features; "a*b" is a pair; mapped `entity` extras added
     entities: tuple[str, ...] = (
         "seller_id",
         "consignee_id",
@@ -66,6 +169,7 @@ class FeatureParams:
         "seller_id*hs_chapter",
         "seller_country*origin_country",
     )
+    # native LightGBM categories; mapped `categorical` extras are added
     categoricals: tuple[str, ...] = (
         "seller_country",
         "channel",
@@ -77,32 +181,46 @@ class FeatureParams:
         "hs6",
         "arrival_office",
     )
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = Field(default_factory=dict)
 
-    def __post_init__(self) -> None:
-        if not self.windows_days or min(self.windows_days) <= 0:
-            raise ParcelriskError("features.windows_days must be positive day counts")
-        if self.refit_period_days <= 0:
-            raise ParcelriskError("features.refit_period_days must be positive")
-        if self.prior_strength <= 0:
-            raise ParcelriskError("features.prior_strength must be positive")
-        if self.max_categories < 1:
-            raise ParcelriskError("features.max_categories must be at least 1")
+    @classmethod
+    def section_name(cls) -> str:
+        return "features"
+
+    @field_validator("windows_days", "split_windows_hours")
+    @classmethod
+    def _positive_windows(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if not value or min(value) <= 0:
+            raise ValueError("must be a non-empty list of positive numbers")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
         from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
         try:
-            ZoneInfo(self.timezone)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ParcelriskError(
-                f"features.timezone: unknown time zone {self.timezone!r} (use an IANA name "
-                "such as Europe/Paris or Asia/Seoul)"
-            ) from exc
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {value!r} (use an IANA name such as Europe/Paris or Asia/Seoul)"
+            ) from None
+        return value
+
+    @model_validator(mode="after")
+    def _rates_for_the_base(self) -> Self:
+        # The built-in rates are to EUR: another base currency without its own table would
+        # convert every value with the wrong rates, silently.
+        if self.base_currency != "EUR" and self.fx_to_base == DEFAULT_FX_TO_BASE:
+            raise ValueError(
+                f"base_currency {self.base_currency} needs its own fx_to_base table "
+                "(the built-in rates are to EUR)"
+            )
+        return self
 
     @property
     def fx(self) -> dict[str, float]:
-        from features.intake.contract import DEFAULT_FX_TO_BASE
-
-        return dict(self.fx_to_base or DEFAULT_FX_TO_BASE)
+        return dict(self.fx_to_base)
 
     @property
     def max_window_days(self) -> int:
@@ -113,47 +231,244 @@ class FeatureParams:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["fx_to_base"] = self.fx
+        """What the feature manifest records (and fingerprints), the currency table included."""
+        return self.model_dump()
+
+
+# --------------------------------------------------------------------------------------------
+# train, promote
+# --------------------------------------------------------------------------------------------
+
+# Parameters of lgb.train under the sklearn-style names params.yaml uses.
+LGB_NAMES = {
+    "num_leaves": "num_leaves",
+    "max_depth": "max_depth",
+    "learning_rate": "learning_rate",
+    "min_child_samples": "min_data_in_leaf",
+    "subsample": "bagging_fraction",
+    "subsample_freq": "bagging_freq",
+    "colsample_bytree": "feature_fraction",
+    "reg_lambda": "lambda_l2",
+    "num_threads": "num_threads",  # 0 = LightGBM's default (all cores)
+    # categorical splits (LightGBM's own names): smoothing and limits of the category search
+    "cat_smooth": "cat_smooth",
+    "cat_l2": "cat_l2",
+    "max_cat_threshold": "max_cat_threshold",
+    "min_data_per_group": "min_data_per_group",
+    "max_cat_to_onehot": "max_cat_to_onehot",
+}
+
+
+class LightGBMParams(Section):
+    """``train.lightgbm``. A key left out (None) means LightGBM's own default: the project does
+    not restate LightGBM's defaults, it only sets the boosting loop and the thread count."""
+
+    n_estimators: int = Field(1000, ge=1)
+    early_stopping_rounds: int = Field(50, ge=1)
+    num_threads: int = Field(2, ge=0)  # fixed for reproducible timings
+    num_leaves: int | None = None
+    max_depth: int | None = None
+    learning_rate: float | None = Field(None, gt=0)
+    min_child_samples: int | None = None
+    subsample: float | None = Field(None, gt=0, le=1)
+    subsample_freq: int | None = None
+    colsample_bytree: float | None = Field(None, gt=0, le=1)
+    reg_lambda: float | None = None
+    cat_smooth: float | None = None
+    cat_l2: float | None = None
+    max_cat_threshold: int | None = None
+    min_data_per_group: int | None = None
+    max_cat_to_onehot: int | None = None
+
+    def booster_params(self, objective: str, seed: int) -> dict[str, Any]:
+        """``lgb.train`` parameters under LightGBM's names (loop keys excluded)."""
+        out: dict[str, Any] = {
+            "objective": objective,
+            "seed": seed,
+            "deterministic": True,
+            "force_row_wise": True,
+            "verbose": -1,
+        }
+        for key, name in LGB_NAMES.items():
+            value = getattr(self, key)
+            if value is not None:
+                out[name] = value
         return out
 
+
+class LaneRates(Section):
+    red_rate: float = Field(0.01, gt=0, lt=1)
+    yellow_rate: float = Field(0.04, ge=0, lt=1)
+
+
+class CalibrationParams(Section):
+    # Calibrate on the unbiased parcels (random exploration, or a census) of the validation
+    # period when at least this many with this many illicit exist; else on all labelled ones.
+    min_random: int = Field(300, ge=0)
+    min_random_illicit: int = Field(15, ge=0)
+
+
+class TrainParams(Section):
+    """How models are trained (``train``)."""
+
+    # fractions {train, validation, test} or dates {validation_start, test_start}: models.split
+    split: dict[str, float | str] = Field(
+        default_factory=lambda: {"train": 0.6, "validation": 0.2, "test": 0.2}
+    )
+    objective: Literal["risk", "revenue"] = "risk"  # how parcels are ranked into lanes
+    # Refit the deployed boosters on all labelled parcels with the first pass's rounds.
+    refit: bool = True
+    lanes: LaneRates = LaneRates()
+    lightgbm: LightGBMParams = LightGBMParams()
+    seed: int = 7
+    calibration: CalibrationParams = CalibrationParams()
+    profile_strength: float = Field(20.0, gt=0)  # pseudo-inspections of the profile baseline
+
+    @field_validator("refit", mode="before")
     @classmethod
-    def from_mapping(cls, raw: dict[str, Any] | None) -> FeatureParams:
-        raw = dict(raw or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(raw) - known)
-        if unknown:
-            raise ParcelriskError(f"params.yaml features: unknown key(s) {', '.join(unknown)}")
-        for key in (
-            "windows_days",
-            "split_windows_hours",
-            "vague_terms",
-            "entities",
-            "categoricals",
-        ):
-            if key in raw:
-                raw[key] = tuple(raw[key])
-        return cls(**raw)
+    def _strict_bool(cls, value: Any) -> Any:
+        if not isinstance(value, bool):  # "yes" would otherwise be read as true
+            raise ValueError(f"must be true or false, got {value!r}")
+        return value
+
+    @property
+    def red_rate(self) -> float:
+        return self.lanes.red_rate
+
+    @property
+    def yellow_rate(self) -> float:
+        return self.lanes.yellow_rate
+
+    def lgb_params(self, objective: str) -> dict[str, Any]:
+        return self.lightgbm.booster_params(objective, self.seed)
+
+    @property
+    def n_estimators(self) -> int:
+        return self.lightgbm.n_estimators
+
+    @property
+    def early_stopping_rounds(self) -> int:
+        return self.lightgbm.early_stopping_rounds
 
 
-def load_section(path: Path, section: str) -> dict[str, Any]:
-    """One section of params.yaml; a missing file means defaults, a broken one is an error."""
+class PromoteParams(Section):
+    """The champion/challenger gate (``promote``)."""
+
+    model_name: str = "parcel-risk"  # the registered model; serving loads its alias
+    min_gain_revenue_at_5: float = 0.0  # challenger must beat the champion by this (absolute)
+    min_gain_precision_at_5: float = 0.0
+    max_calibration_error: float = Field(0.05, gt=0)
+
+
+# --------------------------------------------------------------------------------------------
+# serve
+# --------------------------------------------------------------------------------------------
+
+
+class ServeParams(Section):
+    """The scoring service (``serve``)."""
+
+    # Lanes: priority >= the model's stored cut-offs (fitted at train.lanes rates) -> red/yellow.
+    aeo_risk_discount: float = Field(0.5, ge=0, le=1)  # AEO: priority x this (1.0 = off)
+    exploration_rate: float = Field(0.01, ge=0, le=1)  # random quota of all traffic
+    exploration_lane: Literal["red", "yellow"] = "yellow"  # where the quota goes (at least)
+    # blake2b(seed:declaration_id) -> uniform: whoever knows it can predict the draw; set
+    # PARCELRISK_EXPLORATION_SEED in production instead of versioning it.
+    exploration_seed: int = 2026
+    reasons_per_decision: int = Field(5, ge=0)  # reasons for red/yellow; green on /explain
+    max_batch: int = Field(1000, ge=1)  # declarations per request (422 above)
+    max_body_bytes: int = Field(5_000_000, ge=1)  # request body limit (413 above)
+    # Score concurrently waiting requests as one batch. Online features let a parcel see the
+    # other parcels of its batch declared before it, so with merging it may also see those of
+    # a concurrent request; the audit store keeps each feature vector.
+    merge_concurrent_requests: bool = True
+    # Under load, how long a merged batch may wait for the clients the previous batch just
+    # answered; an idle service never waits. 0 = never wait.
+    batch_linger_ms: float = Field(2.0, ge=0, le=100)
+    # Batches up to this many rows are scored on the worker's event loop (no thread hop, no
+    # GIL hand-off), bigger ones in a thread so the loop keeps answering; 0 = always a thread.
+    inline_batch_rows: int = Field(32, ge=0, le=256)
+    model_alias: str = "champion"  # registry alias loaded (the name is promote.model_name)
+    audit_db: str = "audit.db"  # SQLite decision store
+    workers: int = Field(2, ge=1)  # worker processes (one model copy each); one per core
+    # One log line per HTTP request: ~10% of a worker's event loop on single declarations,
+    # and every decision is already in the audit store and every request in /metrics.
+    access_log: bool = False
+    # OpenTelemetry server spans: BentoML samples none unless tracing is configured
+    # (BENTOML_CONFIG), yet building them costs ~10% of the event loop.
+    tracing: bool = False
+    # Not answered by then -> 504, so the clearance system can fall back to its default lane.
+    request_timeout_s: float = Field(10.0, gt=0, le=3600)
+    # Requests in flight across all workers; beyond -> 429 at once (load shedding).
+    max_concurrency: int = Field(512, ge=1)
+
+    @model_validator(mode="after")
+    def _enough_concurrency(self) -> Self:
+        if self.max_concurrency < self.workers:
+            raise ValueError(
+                f"max_concurrency ({self.max_concurrency}) must be at least workers ({self.workers})"
+            )
+        return self
+
+
+# --------------------------------------------------------------------------------------------
+# the whole file
+# --------------------------------------------------------------------------------------------
+
+
+class Settings(Section):
+    """params.yaml: every section, each with its defaults."""
+
+    generate: GenerateParams = GenerateParams()
+    # "validate" would shadow pydantic's BaseModel.validate: the field is named for what it holds
+    validation: ValidateParams = Field(ValidateParams(), alias="validate")
+    features: FeatureParams = FeatureParams()
+    train: TrainParams = TrainParams()
+    promote: PromoteParams = PromoteParams()
+    serve: ServeParams = ServeParams()
+
+
+# Environment variables that override a key, for what differs per deployment and should not be
+# versioned. Nothing else in the environment changes a setting.
+ENV_OVERRIDES: dict[str, tuple[str, str]] = {
+    "PARCELRISK_AUDIT_DB": ("serve", "audit_db"),
+    "PARCELRISK_EXPLORATION_SEED": ("serve", "exploration_seed"),
+}
+
+
+def read_params_file(path: Path) -> dict[str, Any]:
+    """The raw mapping of sections; a missing file means defaults, a broken one is an error."""
     import yaml
 
     path = Path(path)
     if not path.exists():
         return {}
     try:
-        payload = yaml.safe_load(path.read_text()) or {}
+        payload = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
-        raise ParcelriskError(f"{path}: not valid YAML: {exc}") from exc
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ParcelriskError(f"{path}: not valid YAML{where}: {problem}") from None
     if not isinstance(payload, dict):
         raise ParcelriskError(f"{path}: expected a mapping of sections")
-    value = payload.get(section) or {}
-    if not isinstance(value, dict):
-        raise ParcelriskError(f"{path}: section {section!r} must be a mapping")
-    return value
+    for name, section in payload.items():
+        if section is not None and not isinstance(section, dict):
+            raise ParcelriskError(f"{path}: section {name!r} must be a mapping")
+    return payload
 
 
-def load_feature_params(path: Path) -> FeatureParams:
-    return FeatureParams.from_mapping(load_section(path, "features"))
+def load_settings(
+    path: Path | None = DEFAULT_PARAMS, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """params.yaml (``None``: defaults only) with the documented environment overrides."""
+    raw = read_params_file(path) if path is not None else {}
+    raw = {name: dict(section or {}) for name, section in raw.items()}
+    for variable, (section, key) in ENV_OVERRIDES.items():
+        value = (os.environ if environ is None else environ).get(variable)
+        if value:
+            raw.setdefault(section, {})[key] = value
+    try:
+        return Settings.model_validate(raw)
+    except ValidationError as exc:
+        raise ParcelriskError(f"{path}: {settings_error(exc, '')}") from None

@@ -84,12 +84,12 @@ import numpy as np
 from features.errors import ParcelriskError
 from features.intake.contract import (
     CATEGORIES,
-    DEFAULT_FX_TO_BASE,
     OFFENCE_TYPES,
     RANDOM_SELECTION,
     coerce_declarations,
     write_declarations,
 )
+from features.params import DEFAULT_FX_TO_BASE
 
 if TYPE_CHECKING:
     import pandas as pd

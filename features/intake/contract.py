@@ -58,33 +58,6 @@ EARLIEST_DECLARATION = "2000-01-01T00:00:00Z"
 # Declarations may be a little ahead of the clock of the system validating them (time zones, skew).
 MAX_CLOCK_SKEW_DAYS = 2
 
-# Reference rates to the base currency (EUR) used when a mapping or params give none.
-# Values are indicative 2026 averages; administrations override them in params.yaml.
-BASE_CURRENCY = "EUR"
-DEFAULT_FX_TO_BASE = {
-    "EUR": 1.0,
-    "USD": 0.92,
-    "GBP": 1.17,
-    "CNY": 0.127,
-    "HKD": 0.118,
-    "JPY": 0.0061,
-    "KRW": 0.00068,
-    "TRY": 0.027,
-    "INR": 0.011,
-    "CHF": 1.04,
-    "CAD": 0.68,
-    "AUD": 0.60,
-    "SGD": 0.69,
-    "PLN": 0.23,
-    "SEK": 0.088,
-    "VND": 0.000037,
-    "THB": 0.026,
-    "MYR": 0.20,
-    "BRL": 0.17,
-    "MXN": 0.051,
-    "AED": 0.25,
-}
-
 
 @dataclass(frozen=True)
 class ContractField:

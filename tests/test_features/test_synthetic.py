@@ -204,7 +204,7 @@ def test_offence_signatures(declarations, truth):
 
 
 def test_split_orders_stay_under_de_minimis(declarations, truth):
-    from features.intake.contract import DEFAULT_FX_TO_BASE
+    from features.params import DEFAULT_FX_TO_BASE
 
     split = declarations[truth["offence_type"] == "split_shipment"]
     eur = split["declared_value"] * split["currency"].map(DEFAULT_FX_TO_BASE)

@@ -15,14 +15,14 @@ from features.intake.contract import (
     read_declarations,
 )
 from features.synthetic import (
-    CATALOGUE,
     GROUND_TRUTH_COLUMNS,
     SyntheticParams,
     SyntheticParamsError,
     generate,
     generate_to_dir,
-    oracle_roc_auc,
 )
+from features.synthetic.catalogue import CATALOGUE
+from features.synthetic.summary import oracle_roc_auc
 
 SMALL = SyntheticParams(seed=11, parcels=20_000, days=90)
 OUTCOME_COLUMNS = (

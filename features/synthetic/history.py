@@ -267,6 +267,7 @@ def generate_to_dir(*, parcels: int, days: int, seed: int, out: Path, start: str
     Both files are written atomically; the summary (see ``summary.summarize``) adds timing and
     paths.
     """
+    # scikit-learn's import (about 2.5 s cold) is start-up, not generation: keep it off the clock
     from features.synthetic.summary import summarize
 
     began = time.perf_counter()

@@ -9,6 +9,7 @@ rarely changes this file; a new column of the declarations is added in ``_frames
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -261,28 +262,47 @@ def _frames(
     return declarations, truth
 
 
-def generate_to_dir(*, parcels: int, days: int, seed: int, out: Path, start: str) -> dict:
+def generate_to_dir(
+    *, parcels: int, days: int, seed: int, out: Path, start: str, progress: bool = False
+) -> dict:
     """Generate a history and write ``declarations.parquet`` and ``ground_truth.parquet`` to ``out``.
 
     Both files are written atomically; the summary (see ``summary.summarize``) adds timing and
-    paths.
+    paths. ``progress`` draws a bar of the stages on stderr.
     """
+    from tqdm import tqdm
+
     # scikit-learn's import (about 2.5 s cold) is start-up, not generation: keep it off the clock
     from features.synthetic.summary import summarize
 
     began = time.perf_counter()
     params = SyntheticParams(seed=seed, parcels=parcels, days=days, start=start)
-    declarations, truth = generate(params)
-    generated = time.perf_counter() - began
-    out = Path(out)
-    write_declarations(declarations, out / DECLARATIONS_FILE)
-    write_ground_truth(truth, out / GROUND_TRUTH_FILE)
+    with tqdm(
+        total=len(GENERATION_STAGES) + 2,
+        desc="generate",
+        unit="stage",
+        file=sys.stderr,
+        disable=not progress,
+    ) as bar:
+
+        def stage_done(stage: str) -> None:
+            bar.set_postfix_str(stage, refresh=False)
+            bar.update()
+
+        declarations, truth = generate(params, on_stage=stage_done)
+        generated = time.perf_counter() - began
+        out = Path(out)
+        write_declarations(declarations, out / DECLARATIONS_FILE)
+        write_ground_truth(truth, out / GROUND_TRUTH_FILE)
+        stage_done("files")
+        facts = summarize(declarations, truth)
+        stage_done("summary")
     summary = {
         "parcels": len(declarations),
         "days": days,
         "seed": seed,
         "seconds": None,
-        **{k: v for k, v in summarize(declarations, truth).items() if k not in ("parcels", "days")},
+        **{k: v for k, v in facts.items() if k not in ("parcels", "days")},
         "declarations": str(out / DECLARATIONS_FILE),
         "ground_truth": str(out / GROUND_TRUTH_FILE),
     }

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import sys
 
 import numpy as np
 import pandas as pd
@@ -22,6 +24,7 @@ from features.synthetic import (
     generate_to_dir,
 )
 from features.synthetic.catalogue import CATALOGUE
+from features.synthetic.history import GENERATION_STAGES
 from features.synthetic.summary import oracle_roc_auc
 
 SMALL = SyntheticParams(seed=11, parcels=20_000, days=90)
@@ -275,3 +278,42 @@ def test_generate_to_dir_writes_files_and_summary(tmp_path):
     assert declarations["declared_at"].min() >= pd.Timestamp("2026-03-01", tz="UTC")
     truth = pd.read_parquet(tmp_path / "ground_truth.parquet")
     assert tuple(truth.columns) == GROUND_TRUTH_COLUMNS and len(truth) == 5_000
+
+
+def test_generate_reports_every_stage_in_order():
+    seen: list[str] = []
+    generate(SyntheticParams(seed=1, parcels=50, days=3), on_stage=seen.append)
+    assert tuple(seen) == GENERATION_STAGES
+
+
+def test_progress_bar_only_when_asked(tmp_path, capsys):
+    generate_to_dir(parcels=500, days=5, seed=2, out=tmp_path / "a", start="2026-01-01")
+    assert capsys.readouterr().err == ""
+    generate_to_dir(
+        parcels=500, days=5, seed=2, out=tmp_path / "b", start="2026-01-01", progress=True
+    )
+    shown = capsys.readouterr()
+    assert "generate" in shown.err and f"{len(GENERATION_STAGES) + 2}/" in shown.err
+    assert shown.out == ""
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize(
+    ("terminal", "quiet", "progress"),
+    [(True, False, True), (True, True, False), (False, False, False)],
+)
+def test_cli_generate_shows_progress_on_a_terminal_unless_quiet(
+    monkeypatch, tmp_path, terminal, quiet, progress
+):
+    import features.synthetic
+    from features import cli
+
+    calls: list[dict] = []
+    monkeypatch.setattr(features.synthetic, "generate_to_dir", lambda **kw: calls.append(kw) or {})
+    monkeypatch.setattr(sys, "stderr", _Terminal() if terminal else io.StringIO())
+    cli.generate(parcels=10, days=2, seed=1, out=tmp_path, start="2026-01-01", quiet=quiet)
+    assert calls[0]["progress"] is progress

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sklearn.metrics import precision_score, roc_auc_score
+from sklearn.metrics import roc_auc_score
 
 from features.intake.contract import RANDOM_SELECTION
 
@@ -27,10 +27,11 @@ def oracle_roc_auc(p_illicit: np.ndarray, illicit: np.ndarray) -> float:
 
 def precision_at(p_illicit: np.ndarray, illicit: np.ndarray, share: float) -> float:
     """Share of illicit parcels among the top ``share`` ranked by ``p_illicit`` (stable on ties)."""
+    # scikit-learn has no precision at a top share; precision_score over a top mask gives the
+    # same number three times slower (its input checks), so this stays a mean of the top rows.
     k = max(1, round(share * len(p_illicit)))
-    top = np.zeros(len(p_illicit), dtype=bool)
-    top[np.argsort(-np.asarray(p_illicit), kind="stable")[:k]] = True
-    return float(precision_score(np.asarray(illicit, dtype=bool), top))
+    top = np.argsort(-np.asarray(p_illicit), kind="stable")[:k]
+    return float(np.asarray(illicit, dtype=bool)[top].mean())
 
 
 def summarize(declarations: pd.DataFrame, truth: pd.DataFrame) -> dict[str, Any]:

@@ -26,11 +26,21 @@ def generate(
     seed: int = typer.Option(42, "--seed", help="Random seed (same seed, same data)."),
     out: Path = typer.Option(Path("data/raw"), "--out", help="Output directory."),
     start: str = typer.Option("2026-01-01", "--start", help="First day of the period (UTC)."),
+    quiet: bool = typer.Option(
+        False, "--quiet", help="No progress bar (drawn on stderr only when it is a terminal)."
+    ),
 ) -> None:
     """Generate a synthetic declaration history with outcomes and its ground truth."""
+    import sys
+
     from features.synthetic import generate_to_dir
 
-    _echo_json(generate_to_dir(parcels=parcels, days=days, seed=seed, out=out, start=start))
+    progress = not quiet and sys.stderr.isatty()
+    _echo_json(
+        generate_to_dir(
+            parcels=parcels, days=days, seed=seed, out=out, start=start, progress=progress
+        )
+    )
 
 
 def ingest(

@@ -44,6 +44,7 @@ class FeatureParams:
     windows_days: tuple[int, ...] = (7, 30, 180)
     outcome_window_days: int = 90
     split_windows_hours: tuple[int, ...] = (24, 72, 168)
+    split_entity: str = "consignee_id"  # whose recent parcels add up (split shipments)
     prior_strength: float = 20.0
     default_prior: float = 0.05  # hit-rate prior before any outcome is known
     refit_period_days: int = 14
@@ -77,6 +78,7 @@ class FeatureParams:
         "hs6",
         "arrival_office",
     )
+    extra_families: tuple[str, ...] = ()  # optional feature families (features.families)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -130,6 +132,7 @@ class FeatureParams:
             "vague_terms",
             "entities",
             "categoricals",
+            "extra_families",
         ):
             if key in raw:
                 raw[key] = tuple(raw[key])

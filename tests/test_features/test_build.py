@@ -10,14 +10,11 @@ import pytest
 
 from features.intake.contract import DECLARATION_COLUMNS, Contract, coerce_declarations
 from features.params import FeatureParams
-from features.pipeline.build import build_features, period_of, period_start_us
+from features.pipeline.build import build_features
 from features.pipeline.history import EventIndex
-from features.pipeline.online import (
-    EntityState,
-    as_known_at,
-    build_entity_state,
-    compute_online_features,
-)
+from features.pipeline.online import compute_online_features
+from features.pipeline.prepare import as_known_at, period_of, period_start_us
+from features.pipeline.snapshot import EntityState, build_entity_state
 from features.synthetic import SyntheticParams, generate
 
 PARAMS = FeatureParams()
@@ -372,7 +369,7 @@ def test_online_unknown_keys_match_batch_and_do_not_see_each_other(history, tmp_
     cutoff = df["declared_at"].max() + pd.Timedelta(seconds=1)
     built = build_features(df, Contract(), PARAMS)
     state = build_entity_state(df, Contract(), PARAMS, cutoff=cutoff, manifest=built.manifest)
-    assert None not in set(state.entities["seller_id"].vocabulary)
+    assert None not in set(state.parts["entity_history"].tables["seller_id"].vocabulary)
     request = df[list(DECLARATION_COLUMNS)].tail(3).copy()
     request["declared_at"] = cutoff + pd.Timedelta(hours=1)
     request["declaration_id"] = ["N1", "N2", "N3"]
@@ -417,7 +414,7 @@ def test_calendar_features_are_in_the_administration_local_time(history):
 
 
 def test_local_time_follows_daylight_saving():
-    from features.pipeline.build import local_time_us
+    from features.families.calendar import local_time_us
 
     stamps = pd.to_datetime(["2026-03-29T00:30Z", "2026-03-29T01:30Z", "2026-10-25T00:30Z"])
     t_us = stamps.as_unit("us").asi8
@@ -428,7 +425,6 @@ def test_local_time_follows_daylight_saving():
 def test_build_as_of_cuts_declarations_outcomes_and_state(history, tmp_path):
     from features.intake.contract import write_declarations
     from features.pipeline.build import build_to_dir
-    from features.pipeline.online import EntityState
 
     path = tmp_path / "declarations.parquet"
     write_declarations(history, path)

@@ -50,7 +50,8 @@ class FeatureParams:
     refit_period_days: int = 14
     de_minimis_eur: float = 150.0
     min_reference_count: int = 5
-    # Levels kept per categorical column (most frequent first; the rest code as unknown). Sized
+    # Levels kept per categorical column (in order of first appearance in time, so codes never
+    # depend on later data; levels first seen after that many others code as unknown). Sized
     # for tariff codes: about 5,600 HS6 subheadings and 1,230 headings exist.
     max_categories: int = 6000
     timezone: str = "UTC"  # the administration's time zone: calendar features in local time

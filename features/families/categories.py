@@ -1,6 +1,9 @@
 """Categories family: categorical fields as integer codes fixed in the manifest.
 
--1 (unknown or null) reaches the model as NaN (``FeatureManifest.matrix``).
+Codes follow first-seen order in the (time-sorted) history, so a declaration's code never
+depends on what was declared after it: truncating the history keeps every earlier row's codes.
+LightGBM treats the codes as unordered categories; -1 (unknown, null, or a level seen after
+``max_categories`` others) reaches the model as NaN (``FeatureManifest.matrix``).
 """
 
 from __future__ import annotations
@@ -23,13 +26,14 @@ PREFIX = "cat_"
 def learn_categories(
     prep: Prepared, params: FeatureParams, contract: Contract
 ) -> dict[str, tuple[str, ...]]:
-    """The most frequent values of each categorical column; the rest code as unknown (-1)."""
+    """Levels of each categorical column in order of first appearance (``prep`` sorted by time),
+    the first ``max_categories`` of them; later levels code as unknown (-1)."""
     out = {}
     for column in categorical_columns(params, contract):
-        counts = pd.Series(prep[column], dtype="str").value_counts(dropna=True)
-        counts = counts.sort_index(kind="stable").sort_values(ascending=False, kind="stable")
-        if len(counts):  # a column without values (absent from the export) has no feature
-            out[f"{PREFIX}{column}"] = tuple(str(v) for v in counts.index[: params.max_categories])
+        values = prep[column]
+        levels = pd.unique(values[~pd.isna(values)])[: params.max_categories]
+        if len(levels):  # a column without values (absent from the export) has no feature
+            out[f"{PREFIX}{column}"] = tuple(str(v) for v in levels)
     return out
 
 
@@ -74,9 +78,7 @@ class Categories(Family):
             if unknown.any():  # nulls are not "unknown": ask pandas only when a code is missing
                 unknown &= ~pd.isna(rows.prep[column])
             for i in np.flatnonzero(unknown):
-                message = (
-                    f"{column} {rows.prep[column][i]!r} unknown to the model: scored as 'other'"
-                )
+                message = f"{column} {rows.prep[column][i]!r} unknown to the model: scored as 'other'"
                 out.append((int(i), message))
         return out
 

@@ -88,14 +88,39 @@ def test_one_row_per_declaration_with_labels_apart(built, history):
 
 
 def test_truncating_history_leaves_earlier_rows_unchanged(built, history):
-    names = built.manifest.names
-    categories = {s.name: s.categories for s in built.manifest.features if s.dtype == "category"}
+    """Every column of the features frame, categorical codes included (learned, not given)."""
     cut = history["declared_at"].quantile(0.6)
-    # everything recorded after the cut is unknown in the truncated world
+    prefix = coerce_declarations(
+        history[history["declared_at"] < cut].reset_index(drop=True), with_outcomes=True
+    )
+    short = build_features(prefix, Contract(), PARAMS).frame
+    full = built.frame[built.frame["declared_at"] < cut].reset_index(drop=True)
+    assert list(short.columns) == list(full.columns)
+    pd.testing.assert_frame_equal(short, full, check_exact=True)
+
+
+def test_truncating_what_is_known_leaves_earlier_features_unchanged(built, history):
+    """As known at the cut: later results unknown too; features of earlier rows unchanged."""
+    names = built.manifest.names
+    cut = history["declared_at"].quantile(0.6)
     truncated = coerce_declarations(as_known_at(history, cut), with_outcomes=True)
-    short = build_features(truncated, Contract(), PARAMS, categories=categories).frame
+    short = build_features(truncated, Contract(), PARAMS).frame
     full = built.frame[built.frame["declared_at"] < cut]
     _assert_same(_features(full, names), _features(short, names))
+
+
+def test_category_codes_are_first_seen_and_capped(history):
+    import dataclasses
+
+    two = build_features(
+        history.head(500), Contract(), dataclasses.replace(PARAMS, max_categories=2)
+    )
+    spec = two.manifest.spec("cat_origin_country")
+    ordered = history.sort_values(["declared_at", "declaration_id"])["origin_country"].head(500)
+    assert spec.categories == tuple(ordered.drop_duplicates().head(2))
+    codes = two.frame.set_index("declaration_id")["cat_origin_country"]
+    expected = ordered.map({v: i for i, v in enumerate(spec.categories)}).fillna(-1)
+    assert codes.loc[history.loc[ordered.index, "declaration_id"]].tolist() == expected.tolist()
 
 
 def test_shuffling_input_changes_nothing(built, history):

@@ -10,8 +10,8 @@ import pytest
 from features.intake.contract import Contract
 from features.params import FeatureParams
 from features.pipeline.build import build_features
-from features.pipeline.snapshot import build_entity_state
 from features.pipeline.online import compute_online_features
+from features.pipeline.snapshot import build_entity_state
 from tests.test_features.family_frames import T0, declarations
 
 PARAMS = FeatureParams(split_windows_hours=(24,), de_minimis_eur=150.0)

@@ -15,6 +15,7 @@ from features.families import (
     declaration,
     entity_history,
     extras,
+    hs_heading_value,
     shipments,
     text,
     valuation,
@@ -31,6 +32,7 @@ FAMILIES: tuple[Family, ...] = (
     text.FAMILY,
     shipments.FAMILY,
     entity_history.FAMILY,
+    hs_heading_value.FAMILY,
 )
 
 

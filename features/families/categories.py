@@ -78,7 +78,9 @@ class Categories(Family):
             if unknown.any():  # nulls are not "unknown": ask pandas only when a code is missing
                 unknown &= ~pd.isna(rows.prep[column])
             for i in np.flatnonzero(unknown):
-                message = f"{column} {rows.prep[column][i]!r} unknown to the model: scored as 'other'"
+                message = (
+                    f"{column} {rows.prep[column][i]!r} unknown to the model: scored as 'other'"
+                )
                 out.append((int(i), message))
         return out
 

@@ -16,6 +16,13 @@ DEFAULT_PARAMS = Path("params.yaml")
 features_app = typer.Typer(help="Point-in-time parcel features.", no_args_is_help=True)
 
 
+def _show_progress(quiet: bool) -> bool:
+    """Progress bars go to stderr, for a person at a terminal: not in logs, CI or pipes."""
+    import sys
+
+    return not quiet and sys.stderr.isatty()
+
+
 def _echo_json(summary: dict) -> None:
     typer.echo(json.dumps(summary, indent=2, default=str, ensure_ascii=False))
 
@@ -114,6 +121,9 @@ def features_build(
     no_validate: bool = typer.Option(
         False, "--no-validate", help="Skip the validation gate (logged, and recorded for train)."
     ),
+    quiet: bool = typer.Option(
+        False, "--quiet", "-q", help="No progress bars (none either when stderr is not a terminal)."
+    ),
 ) -> None:
     """Build point-in-time features, the feature manifest and the entity-state snapshot.
 
@@ -130,6 +140,7 @@ def features_build(
             no_validate=no_validate,
             validated_by=validated_by,
             as_of=as_of,
+            show_progress=_show_progress(quiet),
         )
     )
 

@@ -30,6 +30,7 @@ from features.pipeline.prepare import Entity, Prepared, entity_codes, entity_key
 
 T = TypeVar("T")
 Values = dict[str, np.ndarray]
+PROGRESS_DELAY_S = 2.0  # a step shows its bar only once it has run this long
 
 
 @dataclass(frozen=True)
@@ -89,14 +90,16 @@ class History(Rows):
         return cached
 
     def track(self, steps: Iterable[T], what: str, total: int | None = None) -> Iterator[T]:
-        """``steps`` with a progress bar on stderr when asked for; it appears only after two
-        seconds, so quick steps stay silent."""
+        """``steps`` with a progress bar on stderr when asked for; it appears only after
+        ``PROGRESS_DELAY_S``, so quick steps stay silent."""
         if not self.show_progress:
             yield from steps
             return
         from tqdm import tqdm
 
-        yield from tqdm(steps, desc=what, total=total, delay=2.0, leave=False, file=sys.stderr)
+        yield from tqdm(
+            steps, desc=what, total=total, delay=PROGRESS_DELAY_S, leave=False, file=sys.stderr
+        )
 
 
 class Family:

@@ -489,3 +489,45 @@ def test_build_refuses_a_file_with_faults_unless_told(history, tmp_path):
     )
     source = json.loads((tmp_path / "f" / "source.json").read_text())
     assert (source["gate"], source["gate_how"]) == ("skipped", "--no-validate")
+
+
+def test_progress_bars_only_when_asked(history, capsys, monkeypatch):
+    from features.pipeline import family
+
+    monkeypatch.setattr(family, "PROGRESS_DELAY_S", 0.0)
+    build_features(history.head(2000), Contract(), PARAMS)
+    assert capsys.readouterr().err == ""
+    build_features(history.head(2000), Contract(), PARAMS, show_progress=True)
+    err = capsys.readouterr().err
+    assert "entity histories" in err and "valuation" in err and "text" in err
+
+
+@pytest.mark.parametrize(
+    ("quiet", "tty", "shown"), [(False, True, True), (True, True, False), (False, False, False)]
+)
+def test_progress_shows_on_a_terminal_unless_quiet(monkeypatch, quiet, tty, shown):
+    import sys
+
+    from features.cli import _show_progress
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: tty, raising=False)
+    assert _show_progress(quiet) is shown
+
+
+def test_features_build_cli_passes_quiet_on(monkeypatch, tmp_path):
+    import typer
+    from typer.testing import CliRunner
+
+    import features.pipeline.build
+    from features.cli import register
+
+    calls = []
+    monkeypatch.setattr(
+        features.pipeline.build, "build_to_dir", lambda **kw: calls.append(kw) or {}
+    )
+    app = typer.Typer()
+    register(app)
+    argv = ["features", "build", "--declarations", str(tmp_path / "d.parquet"), "--quiet"]
+    result = CliRunner().invoke(app, argv)
+    assert result.exit_code == 0, result.output
+    assert calls[0]["show_progress"] is False

@@ -107,7 +107,7 @@ def demo(params: dict[str, Any]) -> dict[str, Any]:
     from features.intake.contract import Contract
 
     return _variants(
-        FeatureParams.from_mapping(params["features"]),
+        FeatureParams.from_dict(params["features"]),
         declarations,
         Contract(),
         truth,
@@ -145,7 +145,7 @@ def foreign(params: dict[str, Any], seed: int, work: Path) -> dict[str, Any]:
         capture_output=True,
     )
     canonical, contract = read_declarations(ingested)
-    features_params = FeatureParams.from_mapping({**params["features"], "timezone": "Asia/Seoul"})
+    features_params = FeatureParams.from_dict({**params["features"], "timezone": "Asia/Seoul"})
     return _variants(features_params, canonical, contract, None, params["train"])
 
 

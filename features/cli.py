@@ -16,6 +16,13 @@ DEFAULT_PARAMS = Path("params.yaml")
 features_app = typer.Typer(help="Point-in-time parcel features.", no_args_is_help=True)
 
 
+def _show_progress(quiet: bool) -> bool:
+    """Progress bars go to stderr, for a person at a terminal: not in logs, CI or pipes."""
+    import sys
+
+    return not quiet and sys.stderr.isatty()
+
+
 def _echo_json(summary: dict) -> None:
     typer.echo(json.dumps(summary, indent=2, default=str, ensure_ascii=False))
 
@@ -73,10 +80,12 @@ def validate(
     ),
 ) -> None:
     """Run the validation gate: exit 1 on faults (listed with example rows); warnings pass."""
-    from features.intake.rules import load_limits
+    from features.intake.rules import Limits
     from features.intake.validation import validate_file
+    from features.params import load_settings
 
-    result = validate_file(file, load_limits(params), report_dir=report, cross_check=cross_check)
+    limits = Limits.from_settings(load_settings(params))
+    result = validate_file(file, limits, report_dir=report, cross_check=cross_check)
     typer.echo(result.render())
     if report is not None:
         typer.echo(f"report: {report / 'index.html'} (record: {report / 'validation.json'})")
@@ -124,22 +133,27 @@ def features_build(
     no_validate: bool = typer.Option(
         False, "--no-validate", help="Skip the validation gate (logged, and recorded for train)."
     ),
+    quiet: bool = typer.Option(
+        False, "--quiet", "-q", help="No progress bars (none either when stderr is not a terminal)."
+    ),
 ) -> None:
     """Build point-in-time features, the feature manifest and the entity-state snapshot.
 
     The declarations pass the validation gate first (inline, or by a matching record): a file
     with structural faults is refused.
     """
+    from features.params import load_settings
     from features.pipeline.build import build_to_dir
 
     _echo_json(
         build_to_dir(
             declarations_path=declarations,
             out=out,
-            params_path=params,
+            settings=load_settings(params),
             no_validate=no_validate,
             validated_by=validated_by,
             as_of=as_of,
+            show_progress=_show_progress(quiet),
         )
     )
 

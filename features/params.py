@@ -96,6 +96,10 @@ class Section(BaseModel):
     def section_name(cls) -> str:
         return cls.__name__.removesuffix("Params").lower()
 
+    def replace(self, **changes: Any) -> Self:
+        """A copy with ``changes``, validated like the file (``model_copy`` would not check)."""
+        return self.from_dict({**self.model_dump(), **changes}, self.section_name())
+
 
 def settings_error(exc: ValidationError, where: str) -> str:
     """One line per problem: ``params.yaml <section>.<path>: <key>: unknown key (known: ...)``."""
@@ -146,13 +150,15 @@ class FeatureParams(Section):
     windows_days: tuple[int, ...] = (7, 30, 180)  # declaration-count windows of entity histories
     outcome_window_days: int = Field(90, gt=0)  # recent outcomes: catches entities that turn bad
     split_windows_hours: tuple[int, ...] = (24, 72, 168)
+    split_entity: str = "consignee_id"  # whose recent parcels add up (split shipments)
     prior_strength: float = Field(20.0, gt=0)  # pseudo-inspections of the hit-rate prior
     default_prior: float = Field(0.05, ge=0, le=1)  # hit-rate prior before any outcome is known
     refit_period_days: int = Field(14, gt=0)  # reference prices and text models refit this often
     de_minimis_eur: float = Field(150.0, gt=0)
     min_reference_count: int = Field(5, ge=1)  # fewer past parcels: the coarser reference
-    # Levels kept per categorical column. Sized for tariff codes: about 5,600 HS6 subheadings
-    # and 1,230 headings exist.
+    # Levels kept per categorical column, in order of first appearance in time so codes never
+    # depend on later data (levels first seen after that many others code as unknown). Sized
+    # for tariff codes: about 5,600 HS6 subheadings and 1,230 headings exist.
     max_categories: int = Field(6000, ge=1)
     timezone: str = "UTC"  # the administration's IANA time zone: calendar features in local time
     text_alpha: float = Field(0.5, gt=0)
@@ -181,7 +187,7 @@ class FeatureParams(Section):
         "hs6",
         "arrival_office",
     )
-    extra: dict[str, Any] = Field(default_factory=dict)
+    extra_families: tuple[str, ...] = ()  # optional feature families (features.families)
 
     @classmethod
     def section_name(cls) -> str:

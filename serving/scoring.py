@@ -155,7 +155,8 @@ def load_runtime(
     currency table is the model's own, from its entity state).
     """
     from features.params import load_section
-    from features.pipeline.online import EntityState, online_features
+    from features.pipeline.online import online_features
+    from features.pipeline.snapshot import EntityState
     from models.registry import load_champion
 
     model, state_dir, info = load_champion(

@@ -20,15 +20,13 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
-from features.errors import ParcelriskError
 from features.intake.contract import (
     EARLIEST_DECLARATION,
     FIELDS,
@@ -40,6 +38,7 @@ from features.intake.contract import (
     FrameColumns,
     RecordColumns,
 )
+from features.params import FeatureParams, Settings, ValidateParams
 
 Severity = Literal["fault", "warning"]
 Columns = FrameColumns | RecordColumns
@@ -52,32 +51,30 @@ _US = 1_000_000
 class Limits:
     """Plausibility limits (params.yaml ``validate``); values in ``base_currency``."""
 
-    max_weight_kg: float = 1_000.0
-    max_value: float = 100_000.0
-    max_quantity: int = 10_000
-    base_currency: str = "EUR"
-    fx_to_base: dict[str, float] = field(default_factory=dict)
+    max_weight_kg: float
+    max_value: float
+    max_quantity: int
+    base_currency: str
+    fx_to_base: dict[str, float]
 
     @classmethod
-    def from_params(cls, validate: dict[str, Any] | None, features: Any) -> Limits:
-        """``validate`` section + the feature params' currency table (``FeatureParams``)."""
-        section = dict(validate or {})
-        known = {"max_weight_kg", "max_value", "max_quantity"}
-        unknown = sorted(set(section) - known)
-        if unknown:
-            raise ParcelriskError(f"params.yaml validate: unknown key(s) {', '.join(unknown)}")
-        for key, value in section.items():
-            if not isinstance(value, int | float) or value <= 0:
-                raise ParcelriskError(f"params.yaml validate.{key} must be a positive number")
-        return cls(**section, base_currency=features.base_currency, fx_to_base=features.fx)
+    def from_params(
+        cls, validate: ValidateParams | Mapping[str, Any] | None, features: FeatureParams
+    ) -> Limits:
+        """The ``validate`` section (a mapping is checked as one) + the currency table."""
+        if not isinstance(validate, ValidateParams):
+            validate = ValidateParams.from_dict(validate, "validate")
+        return cls(
+            max_weight_kg=validate.max_weight_kg,
+            max_value=validate.max_value,
+            max_quantity=validate.max_quantity,
+            base_currency=features.base_currency,
+            fx_to_base=features.fx,
+        )
 
-
-def load_limits(params_path: Path) -> Limits:
-    from features.params import load_feature_params, load_section
-
-    return Limits.from_params(
-        load_section(params_path, "validate"), load_feature_params(params_path)
-    )
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Limits:
+        return cls.from_params(settings.validation, settings.features)
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,1 +1,1 @@
-"""The feature pipeline: prepare, entity histories, build, snapshot, online, manifest."""
+"""The feature pipeline: prepare, history (kernel), family (interface), build, snapshot, online, manifest."""

@@ -82,6 +82,11 @@ class FeatureManifest:
     def names(self) -> list[str]:
         return [f.name for f in self.features]
 
+    @functools.cached_property
+    def categories(self) -> dict[str, tuple[str, ...]]:
+        """Categorical feature -> its levels in code order."""
+        return {f.name: f.categories or () for f in self.features if f.dtype == "category"}
+
     @property
     def categorical_names(self) -> list[str]:
         return [f.name for f in self.features if f.dtype == "category"]

@@ -9,15 +9,12 @@ import pandas as pd
 import pytest
 
 from features.intake.contract import DECLARATION_COLUMNS, Contract, coerce_declarations
-from features.params import FeatureParams
-from features.pipeline.build import build_features, period_of, period_start_us
+from features.params import FeatureParams, Settings
+from features.pipeline.build import build_features
 from features.pipeline.history import EventIndex
-from features.pipeline.online import (
-    EntityState,
-    as_known_at,
-    build_entity_state,
-    compute_online_features,
-)
+from features.pipeline.online import compute_online_features
+from features.pipeline.prepare import as_known_at, period_of, period_start_us
+from features.pipeline.snapshot import EntityState, build_entity_state
 from features.synthetic import SyntheticParams, generate
 
 PARAMS = FeatureParams()
@@ -91,14 +88,36 @@ def test_one_row_per_declaration_with_labels_apart(built, history):
 
 
 def test_truncating_history_leaves_earlier_rows_unchanged(built, history):
-    names = built.manifest.names
-    categories = {s.name: s.categories for s in built.manifest.features if s.dtype == "category"}
+    """Every column of the features frame, categorical codes included (learned, not given)."""
     cut = history["declared_at"].quantile(0.6)
-    # everything recorded after the cut is unknown in the truncated world
+    prefix = coerce_declarations(
+        history[history["declared_at"] < cut].reset_index(drop=True), with_outcomes=True
+    )
+    short = build_features(prefix, Contract(), PARAMS).frame
+    full = built.frame[built.frame["declared_at"] < cut].reset_index(drop=True)
+    assert list(short.columns) == list(full.columns)
+    pd.testing.assert_frame_equal(short, full, check_exact=True)
+
+
+def test_truncating_what_is_known_leaves_earlier_features_unchanged(built, history):
+    """As known at the cut: later results unknown too; features of earlier rows unchanged."""
+    names = built.manifest.names
+    cut = history["declared_at"].quantile(0.6)
     truncated = coerce_declarations(as_known_at(history, cut), with_outcomes=True)
-    short = build_features(truncated, Contract(), PARAMS, categories=categories).frame
+    short = build_features(truncated, Contract(), PARAMS).frame
     full = built.frame[built.frame["declared_at"] < cut]
     _assert_same(_features(full, names), _features(short, names))
+
+
+def test_category_codes_are_first_seen_and_capped(history):
+
+    two = build_features(history.head(500), Contract(), PARAMS.replace(max_categories=2))
+    spec = two.manifest.spec("cat_origin_country")
+    ordered = history.sort_values(["declared_at", "declaration_id"])["origin_country"].head(500)
+    assert spec.categories == tuple(ordered.drop_duplicates().head(2))
+    codes = two.frame.set_index("declaration_id")["cat_origin_country"]
+    expected = ordered.map({v: i for i, v in enumerate(spec.categories)}).fillna(-1)
+    assert codes.loc[history.loc[ordered.index, "declaration_id"]].tolist() == expected.tolist()
 
 
 def test_shuffling_input_changes_nothing(built, history):
@@ -372,7 +391,7 @@ def test_online_unknown_keys_match_batch_and_do_not_see_each_other(history, tmp_
     cutoff = df["declared_at"].max() + pd.Timedelta(seconds=1)
     built = build_features(df, Contract(), PARAMS)
     state = build_entity_state(df, Contract(), PARAMS, cutoff=cutoff, manifest=built.manifest)
-    assert None not in set(state.entities["seller_id"].vocabulary)
+    assert None not in set(state.parts["entity_history"].tables["seller_id"].vocabulary)
     request = df[list(DECLARATION_COLUMNS)].tail(3).copy()
     request["declared_at"] = cutoff + pd.Timedelta(hours=1)
     request["declaration_id"] = ["N1", "N2", "N3"]
@@ -407,17 +426,16 @@ def test_families_without_inputs_are_left_out_of_the_manifest(history):
 
 
 def test_calendar_features_are_in_the_administration_local_time(history):
-    import dataclasses
 
     df = history.head(3000)
-    seoul = build_features(df, Contract(), dataclasses.replace(PARAMS, timezone="Asia/Seoul"))
+    seoul = build_features(df, Contract(), PARAMS.replace(timezone="Asia/Seoul"))
     local = seoul.frame["declared_at"].dt.tz_convert("Asia/Seoul")
     assert (seoul.frame["hour_of_day"] == local.dt.hour).all()
     assert (seoul.frame["day_of_week"] == local.dt.dayofweek).all()
 
 
 def test_local_time_follows_daylight_saving():
-    from features.pipeline.build import local_time_us
+    from features.families.calendar import local_time_us
 
     stamps = pd.to_datetime(["2026-03-29T00:30Z", "2026-03-29T01:30Z", "2026-10-25T00:30Z"])
     t_us = stamps.as_unit("us").asi8
@@ -428,7 +446,6 @@ def test_local_time_follows_daylight_saving():
 def test_build_as_of_cuts_declarations_outcomes_and_state(history, tmp_path):
     from features.intake.contract import write_declarations
     from features.pipeline.build import build_to_dir
-    from features.pipeline.online import EntityState
 
     path = tmp_path / "declarations.parquet"
     write_declarations(history, path)
@@ -436,7 +453,7 @@ def test_build_as_of_cuts_declarations_outcomes_and_state(history, tmp_path):
     summary = build_to_dir(
         declarations_path=path,
         out=tmp_path / "f",
-        params_path=tmp_path / "none.yaml",
+        settings=Settings(),
         as_of=str(as_of),
     )
     frame = pd.read_parquet(tmp_path / "f" / "features.parquet")
@@ -458,13 +475,55 @@ def test_build_refuses_a_file_with_faults_unless_told(history, tmp_path):
     path = tmp_path / "bad.parquet"
     write_declarations(bad, path)
     with pytest.raises(GateError, match=r"(?s)features build refuses it.*'12AB'"):
-        build_to_dir(declarations_path=path, out=tmp_path / "f", params_path=tmp_path / "p.yaml")
+        build_to_dir(declarations_path=path, out=tmp_path / "f", settings=Settings())
     assert not (tmp_path / "f" / "features.parquet").exists()
     build_to_dir(
         declarations_path=path,
         out=tmp_path / "f",
-        params_path=tmp_path / "p.yaml",
+        settings=Settings(),
         no_validate=True,
     )
     source = json.loads((tmp_path / "f" / "source.json").read_text())
     assert (source["gate"], source["gate_how"]) == ("skipped", "--no-validate")
+
+
+def test_progress_bars_only_when_asked(history, capsys, monkeypatch):
+    from features.pipeline import family
+
+    monkeypatch.setattr(family, "PROGRESS_DELAY_S", 0.0)
+    build_features(history.head(2000), Contract(), PARAMS)
+    assert capsys.readouterr().err == ""
+    build_features(history.head(2000), Contract(), PARAMS, show_progress=True)
+    err = capsys.readouterr().err
+    assert "entity histories" in err and "valuation" in err and "text" in err
+
+
+@pytest.mark.parametrize(
+    ("quiet", "tty", "shown"), [(False, True, True), (True, True, False), (False, False, False)]
+)
+def test_progress_shows_on_a_terminal_unless_quiet(monkeypatch, quiet, tty, shown):
+    import sys
+
+    from features.cli import _show_progress
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: tty, raising=False)
+    assert _show_progress(quiet) is shown
+
+
+def test_features_build_cli_passes_quiet_on(monkeypatch, tmp_path):
+    import typer
+    from typer.testing import CliRunner
+
+    import features.pipeline.build
+    from features.cli import register
+
+    calls = []
+    monkeypatch.setattr(
+        features.pipeline.build, "build_to_dir", lambda **kw: calls.append(kw) or {}
+    )
+    app = typer.Typer()
+    register(app)
+    argv = ["features", "build", "--declarations", str(tmp_path / "d.parquet"), "--quiet"]
+    result = CliRunner().invoke(app, argv)
+    assert result.exit_code == 0, result.output
+    assert calls[0]["show_progress"] is False

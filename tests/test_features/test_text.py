@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from features.pipeline.text import TextCounts, TextModel, make_vectorizer, text_scores
+from features.families.text import TextCounts, TextModel, make_vectorizer, text_scores
 
 # past declarations: (description, HS6 code index, chapter)
 PAST = [

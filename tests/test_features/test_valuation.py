@@ -2,7 +2,7 @@ def test_reference_lookups_by_key_and_missing_keys() -> None:
     import numpy as np
     import pandas as pd
 
-    from features.pipeline.valuation import References
+    from features.families.valuation import References
 
     refs = References(
         hs6=pd.DataFrame(
@@ -24,7 +24,8 @@ def test_without_quantities_the_reference_value_counts_kilograms() -> None:
     """An export without quantities: the goods are valued at the usual price per kg."""
     import numpy as np
 
-    from features.pipeline.valuation import fit_references, unit_values, valuation_features
+    from features.families.valuation import fit_references, valuation_features
+    from features.pipeline.prepare import unit_values
 
     # past declarations of HS 610910 from CN at EUR 20/kg; quantity unknown (NaN)
     past_value = np.array([20.0, 40.0, 10.0, 60.0, 30.0])

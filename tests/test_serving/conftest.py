@@ -282,6 +282,7 @@ def real_pipeline(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     import yaml
 
     from features.intake.contract import read_declarations
+    from features.params import load_settings
     from features.pipeline.build import build_to_dir
     from features.synthetic import generate_to_dir
     from models.cli import run_promotion, run_training
@@ -297,7 +298,7 @@ def real_pipeline(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     build_to_dir(
         declarations_path=root / "raw" / "declarations.parquet",
         out=root / "processed",
-        params_path=params_path,
+        settings=load_settings(params_path),
     )
     trained = run_training(
         root / "processed",

@@ -60,14 +60,16 @@ class StubState:
 
 
 def _load(monkeypatch, model, state: StubState, config: ServeConfig) -> ScoringRuntime:
-    import features.pipeline.online
+    import features.pipeline.snapshot
     import models.registry
 
     info = {"name": "parcel-risk", "version": "7", "run_id": "r"}
     monkeypatch.setattr(
         models.registry, "load_champion", lambda *a, **k: (model, Path("state"), info)
     )
-    monkeypatch.setattr(features.pipeline.online.EntityState, "load", staticmethod(lambda d: state))
+    monkeypatch.setattr(
+        features.pipeline.snapshot.EntityState, "load", staticmethod(lambda d: state)
+    )
     return load_runtime(config, None, Path("unused"))
 
 

@@ -1,0 +1,66 @@
+"""The feature families: one module each, listed here in manifest order.
+
+Each module exports ``FAMILY`` (a ``features.pipeline.family.Family``): its manifest specs, one
+compute for batch and online, and its entity-state snapshot part if it learns from the past.
+Adding a family is one module, its test, and one line below. Optional families are built only
+when named in ``features.extra_families``.
+"""
+
+from __future__ import annotations
+
+from features.errors import ParcelriskError
+from features.families import (
+    calendar,
+    categories,
+    declaration,
+    entity_history,
+    extras,
+    hs_heading_value,
+    shipments,
+    text,
+    valuation,
+)
+from features.pipeline.family import Family, SpecContext
+from features.pipeline.manifest import FeatureManifest, FeatureSpec
+
+FAMILIES: tuple[Family, ...] = (
+    declaration.FAMILY,
+    calendar.FAMILY,
+    categories.FAMILY,
+    extras.FAMILY,
+    valuation.FAMILY,
+    text.FAMILY,
+    shipments.FAMILY,
+    entity_history.FAMILY,
+    hs_heading_value.FAMILY,
+)
+
+
+def family_specs(ctx: SpecContext) -> list[tuple[Family, list[FeatureSpec]]]:
+    """The families built under these settings, with their specs (families without any left out)."""
+    chosen = set(ctx.params.extra_families)
+    unknown = sorted(chosen - {f.name for f in FAMILIES if f.optional})
+    if unknown:
+        optional = ", ".join(f.name for f in FAMILIES if f.optional)
+        raise ParcelriskError(
+            f"features.extra_families: unknown family {', '.join(unknown)} (optional: {optional})"
+        )
+    out = []
+    for family in FAMILIES:
+        if family.optional and family.name not in chosen:
+            continue
+        specs = family.specs(ctx)
+        if specs:
+            out.append((family, specs))
+    return out
+
+
+def build_manifest(ctx: SpecContext) -> FeatureManifest:
+    """The feature list: the union of the families' specs, in family order."""
+    specs = tuple(spec for _, family in family_specs(ctx) for spec in family)
+    return FeatureManifest(features=specs, params=ctx.params.to_dict(), inputs=ctx.inputs)
+
+
+def active_families(ctx: SpecContext) -> list[Family]:
+    """The families that compute the features of a manifest built under ``ctx``."""
+    return [family for family, _ in family_specs(ctx)]

@@ -1,0 +1,88 @@
+"""Categories family: categorical fields as integer codes fixed in the manifest.
+
+Codes follow first-seen order in the (time-sorted) history, so a declaration's code never
+depends on what was declared after it: truncating the history keeps every earlier row's codes.
+LightGBM treats the codes as unordered categories; -1 (unknown, null, or a level seen after
+``max_categories`` others) reaches the model as NaN (``FeatureManifest.matrix``).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pandas as pd
+
+from features.intake.contract import Contract
+from features.params import FeatureParams
+from features.pipeline.family import Family, Rows, SpecContext, Values
+from features.pipeline.history import codes_of
+from features.pipeline.manifest import FeatureSpec
+from features.pipeline.prepare import Prepared, categorical_columns
+
+PREFIX = "cat_"
+
+
+def learn_categories(
+    prep: Prepared, params: FeatureParams, contract: Contract
+) -> dict[str, tuple[str, ...]]:
+    """Levels of each categorical column in order of first appearance (``prep`` sorted by time),
+    the first ``max_categories`` of them; later levels code as unknown (-1)."""
+    out = {}
+    for column in categorical_columns(params, contract):
+        values = prep[column]
+        levels = pd.unique(values[~pd.isna(values)])[: params.max_categories]
+        if len(levels):  # a column without values (absent from the export) has no feature
+            out[f"{PREFIX}{column}"] = tuple(str(v) for v in levels)
+    return out
+
+
+@functools.lru_cache(maxsize=256)
+def _category_lookup(categories: tuple[str, ...]) -> dict[str, int]:
+    """category -> code; anything else (unknown, null) maps to -1."""
+    return {category: code for code, category in enumerate(categories)}
+
+
+class Categories(Family):
+    name = "categories"
+
+    def specs(self, ctx: SpecContext) -> list[FeatureSpec]:
+        specs = []
+        for name, levels in ctx.categories.items():
+            column = name.removeprefix(PREFIX).replace("_", " ")
+            specs.append(
+                FeatureSpec(
+                    name,
+                    "declaration",
+                    "category",
+                    f"{column} (category code).",
+                    f"{column} is {{value}}",
+                    categories=levels,
+                )
+            )
+        return specs
+
+    def compute(self, rows: Rows, part: None = None) -> Values:
+        return {
+            name: codes_of(
+                _category_lookup(levels), rows.prep[name.removeprefix(PREFIX)], dtype=np.float64
+            )
+            for name, levels in rows.categories.items()
+        }
+
+    def warnings(self, rows: Rows, values: Values, part: object) -> list[tuple[int, str]]:
+        out = []
+        for name in rows.categories:
+            column = name.removeprefix(PREFIX)
+            unknown = values[name] < 0
+            if unknown.any():  # nulls are not "unknown": ask pandas only when a code is missing
+                unknown &= ~pd.isna(rows.prep[column])
+            for i in np.flatnonzero(unknown):
+                message = (
+                    f"{column} {rows.prep[column][i]!r} unknown to the model: scored as 'other'"
+                )
+                out.append((int(i), message))
+        return out
+
+
+FAMILY = Categories()

@@ -1,0 +1,511 @@
+"""Entity history family: what each entity (seller, consignee, pairs...) did before this parcel.
+
+Declarations count at ``declared_at``, inspection results at ``inspected_at``: a parcel sees only
+what was recorded strictly before it (``features.pipeline.history``). Hit rates are smoothed
+towards the global hit rate of the results recorded so far.
+
+The snapshot holds per entity the vocabulary of keys, totals of everything older than the
+longest window (first seen, inspections, offences, revenue) and the events inside it; a request
+is answered by one merged query over every entity's events plus the request's own rows.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from features.params import FeatureParams
+from features.pipeline import history as hist
+from features.pipeline.family import Family, History, Rows, SpecContext, Values
+from features.pipeline.history import NO_TIME, US_PER_DAY, EntityBase, EventIndex
+from features.pipeline.manifest import FeatureSpec
+from features.pipeline.prepare import Entity, entities_for, entity_keys, forget_unknown
+
+# features that need the recovered revenue of past inspections
+_REVENUE = ("revenue_recovered_eur", "revenue_per_offence_eur")
+
+
+def outcome_weights(illicit: np.ndarray, revenue_cents: np.ndarray) -> dict[str, np.ndarray]:
+    return {
+        "inspected": np.ones(len(illicit), dtype=np.int64),
+        "illicit": illicit.astype(np.int64),
+        "revenue_cents": revenue_cents.astype(np.int64),
+    }
+
+
+def smoothed_rate(
+    hits: np.ndarray, trials: np.ndarray, prior: np.ndarray, strength: float
+) -> np.ndarray:
+    """Beta-prior hit rate: a new entity gets the prior, never 0 or 1."""
+    return (hits + strength * prior) / (trials + strength)
+
+
+def global_prior(
+    times_us: np.ndarray, outcomes: EventIndex, base: EntityBase | None, params: FeatureParams
+) -> np.ndarray:
+    """Hit rate of all inspections recorded before each query (code 0 = everything)."""
+    known = outcomes.prefix(np.zeros(len(times_us), dtype=np.int64), times_us)
+    n_insp, n_ill = known["inspected"], known["illicit"]
+    if base is not None and len(base.n_inspected):
+        n_insp = n_insp + base.n_inspected[0]
+        n_ill = n_ill + base.n_illicit[0]
+    default = np.full(len(times_us), params.default_prior)
+    return smoothed_rate(n_ill, n_insp, default, params.prior_strength)
+
+
+def entity_history(
+    prefix: str,
+    codes: np.ndarray,
+    times_us: np.ndarray,
+    declarations: EventIndex | hist.CombinedIndex,
+    outcomes: EventIndex,
+    prior: np.ndarray,
+    params: FeatureParams,
+    base: EntityBase | None = None,
+) -> Values:
+    """History features of one entity for each query (code, time): the family's compute.
+
+    ``declarations`` indexes declaration events at ``declared_at``; ``outcomes`` indexes
+    inspection results at ``inspected_at`` (weights inspected/illicit/revenue_cents). ``base``
+    (one row per query, see ``EntityBase.take``) adds what happened before the indexes' horizon
+    (online snapshot); windows never reach it.
+    """
+    out: Values = {}
+    now = declarations.prefix(codes, times_us)
+    for w in params.windows_days:
+        then = declarations.prefix(codes, times_us - w * US_PER_DAY)
+        out[f"{prefix}_n_{w}d"] = (now["count"] - then["count"]).astype(np.float64)
+    first = declarations.first_time_before(codes, times_us)
+    if base is not None:
+        first = np.where(base.first_seen_us != NO_TIME, base.first_seen_us, first)
+    out[f"{prefix}_days_since_first"] = np.where(
+        first == NO_TIME, np.nan, (times_us - first) / US_PER_DAY
+    )
+
+    ow = params.outcome_window_days
+    known = outcomes.prefix(codes, times_us)
+    n_insp, n_ill, rev = known["inspected"], known["illicit"], known["revenue_cents"]
+    if base is not None:
+        n_insp = n_insp + base.n_inspected
+        n_ill = n_ill + base.n_illicit
+        rev = rev + base.revenue_cents
+    recent_start = outcomes.prefix(codes, times_us - ow * US_PER_DAY)
+    out[f"{prefix}_n_inspected"] = n_insp.astype(np.float64)
+    out[f"{prefix}_n_illicit"] = n_ill.astype(np.float64)
+    out[f"{prefix}_hit_rate"] = smoothed_rate(n_ill, n_insp, prior, params.prior_strength)
+    out[f"{prefix}_revenue_recovered_eur"] = rev / 100.0
+    out[f"{prefix}_revenue_per_offence_eur"] = np.where(
+        n_ill > 0, rev / 100.0 / np.maximum(n_ill, 1), np.nan
+    )
+    out[f"{prefix}_illicit_{ow}d"] = (known["illicit"] - recent_start["illicit"]).astype(np.float64)
+    out[f"{prefix}_inspected_{ow}d"] = (known["inspected"] - recent_start["inspected"]).astype(
+        np.float64
+    )
+    return out
+
+
+def _specs_of(entity: Entity, params: FeatureParams) -> list[FeatureSpec]:
+    p, who, ow = entity.prefix, entity.phrase, params.outcome_window_days
+
+    def spec(name: str, description: str, reason: str) -> FeatureSpec:
+        return FeatureSpec(f"{p}_{name}", "entity_history", "float", description, reason)
+
+    what = entity.spec
+    return [
+        *(
+            spec(
+                f"n_{w}d",
+                f"Declarations by the same {what} in the previous {w} days.",
+                f"{who} lodged {{value:.0f}} declarations in the last {w} days",
+            )
+            for w in params.windows_days
+        ),
+        spec(
+            "days_since_first",
+            f"Days since the {what} was first seen (empty if new).",
+            f"{who} first seen {{value:.0f}} days ago",
+        ),
+        spec(
+            "n_inspected",
+            f"Past inspections of the {what} with a recorded result.",
+            f"{who} inspected {{value:.0f}} times before",
+        ),
+        spec(
+            "n_illicit",
+            f"Past inspections of the {what} that found an offence.",
+            f"{who} caught {{value:.0f}} times before",
+        ),
+        spec(
+            "hit_rate",
+            f"Smoothed hit rate of past inspections of the {what}.",
+            f"{who} past inspections hit rate {{value:.0%}}",
+        ),
+        spec(
+            "revenue_recovered_eur",
+            f"Revenue recovered from the {what} in past inspections, EUR.",
+            f"EUR {{value:,.0f}} already recovered from {who}",
+        ),
+        spec(
+            "revenue_per_offence_eur",
+            f"Mean revenue recovered per offence found for the {what}, EUR (empty if none).",
+            f"offences of {who} recovered EUR {{value:,.0f}} each on average",
+        ),
+        spec(
+            f"illicit_{ow}d",
+            f"Offences found for the {what} in results recorded in the last {ow} days.",
+            f"{who} caught {{value:.0f}} times in the last {ow} days",
+        ),
+        spec(
+            f"inspected_{ow}d",
+            f"Inspection results for the {what} recorded in the last {ow} days.",
+            f"{who} inspected {{value:.0f}} times in the last {ow} days",
+        ),
+    ]
+
+
+# --- snapshot ----------------------------------------------------------------------------------
+
+
+@dataclass
+class EntityTable:
+    vocabulary: pd.Index  # code -> key
+    base: EntityBase  # totals before the horizon, by code
+    decl_codes: np.ndarray
+    decl_t_us: np.ndarray
+    out_codes: np.ndarray
+    out_t_us: np.ndarray
+    out_illicit: np.ndarray
+    out_revenue_cents: np.ndarray
+
+    @functools.cached_property
+    def lookup(self) -> dict[str, int]:
+        """key -> code."""
+        return {key: code for code, key in enumerate(self.vocabulary)}
+
+
+# Online, all entities are queried at once: entity e's codes are shifted by an offset that leaves
+# room for MAX_NEW_KEYS unseen keys per request, so one sorted index answers every entity.
+MAX_NEW_KEYS = 1 << 20
+
+
+@dataclass
+class EntityHistories:
+    """The family's snapshot part: per-entity tables and the global outcomes (for the prior)."""
+
+    tables: dict[str, EntityTable]  # by entity spec
+    global_base: EntityBase
+    global_out_t_us: np.ndarray
+    global_out_illicit: np.ndarray
+    global_out_revenue_cents: np.ndarray
+
+    @functools.cached_property
+    def merged(self) -> _Merged:
+        """Sorted indexes of every entity's events, built once per loaded snapshot."""
+        offsets, base_offsets = {}, {}
+        decl_codes, decl_t, out_codes, out_t, out_ill, out_rev = ([] for _ in range(6))
+        bases = []
+        offset = base_offset = 0
+        for spec, table in self.tables.items():
+            offsets[spec], base_offsets[spec] = offset, base_offset
+            decl_codes.append(table.decl_codes + offset)
+            decl_t.append(table.decl_t_us)
+            out_codes.append(table.out_codes + offset)
+            out_t.append(table.out_t_us)
+            out_ill.append(table.out_illicit)
+            out_rev.append(table.out_revenue_cents)
+            bases.append(table.base)
+            offset += len(table.vocabulary) + MAX_NEW_KEYS
+            base_offset += len(table.vocabulary)
+        bases.append(EntityBase.empty(1))
+
+        def cat(arrays: list[np.ndarray]) -> np.ndarray:
+            return np.concatenate(arrays) if arrays else np.zeros(0, dtype=np.int64)
+
+        return _Merged(
+            offsets=offsets,
+            declarations=EventIndex(cat(decl_codes), cat(decl_t)),
+            outcomes=EventIndex(
+                cat(out_codes), cat(out_t), outcome_weights(cat(out_ill), cat(out_rev))
+            ),
+            base=EntityBase(
+                first_seen_us=cat([b.first_seen_us for b in bases]),
+                n_inspected=cat([b.n_inspected for b in bases]),
+                n_illicit=cat([b.n_illicit for b in bases]),
+                revenue_cents=cat([b.revenue_cents for b in bases]),
+            ),
+            base_offsets=base_offsets,
+            empty_row=base_offset,
+            global_outcomes=EventIndex(
+                np.zeros(len(self.global_out_t_us), dtype=np.int64),
+                self.global_out_t_us,
+                outcome_weights(self.global_out_illicit, self.global_out_revenue_cents),
+            ),
+        )
+
+
+@dataclass
+class _Merged:
+    offsets: dict[str, int]  # entity spec -> code offset
+    declarations: EventIndex  # all entities' recent declaration events
+    outcomes: EventIndex  # all entities' recent outcome events
+    base: EntityBase  # all entities' bases, then one empty row (index ``empty_row``)
+    base_offsets: dict[str, int]
+    empty_row: int
+    global_outcomes: EventIndex
+
+
+def _base_totals(
+    n_codes: int,
+    codes: np.ndarray,
+    t_us: np.ndarray,
+    horizon: int,
+    out_codes: np.ndarray,
+    out_t: np.ndarray,
+    out_ill: np.ndarray,
+    out_rev: np.ndarray,
+) -> EntityBase:
+    old = t_us < horizon
+    first = np.full(n_codes, NO_TIME, dtype=np.int64)
+    if old.any():
+        firsts = pd.Series(t_us[old]).groupby(codes[old]).min()
+        first[firsts.index.to_numpy()] = firsts.to_numpy()
+    old_out = out_t < horizon
+    return EntityBase(
+        first_seen_us=first,
+        n_inspected=np.bincount(out_codes[old_out], minlength=n_codes).astype(np.int64),
+        n_illicit=np.bincount(
+            out_codes[old_out], weights=out_ill[old_out], minlength=n_codes
+        ).astype(np.int64),
+        revenue_cents=np.bincount(out_codes[old_out], weights=out_rev[old_out], minlength=n_codes)
+        .round()
+        .astype(np.int64),
+    )
+
+
+def _codes_for(table: EntityTable, keys: np.ndarray) -> np.ndarray:
+    """Snapshot codes; unseen keys get fresh codes (shared by equal keys within the request);
+    missing keys (None) stay -1: an unknown entity, not a new one."""
+    codes = hist.codes_of(table.lookup, keys)
+    unseen = codes < 0
+    if unseen.any():
+        fresh, _ = pd.factorize(keys[unseen])  # None -> -1, kept
+        codes[unseen] = np.where(fresh >= 0, len(table.vocabulary) + fresh, -1)
+    return codes
+
+
+class EntityHistoryFamily(Family):
+    name = "entity_history"
+
+    def specs(self, ctx: SpecContext) -> list[FeatureSpec]:
+        specs = []
+        for entity in entities_for(ctx.params, ctx.contract, ctx.inputs):
+            specs += [
+                s
+                for s in _specs_of(entity, ctx.params)
+                if ctx.fed("revenue_recovered") or not s.name.endswith(_REVENUE)
+            ]
+        return specs
+
+    def batch(self, history: History) -> Values:
+        prep, params, outcomes = history.prep, history.params, history.outcomes
+        t = prep["t_us"]
+        out_t = outcomes["t_us"]
+        weights = outcome_weights(outcomes["illicit"], outcomes["revenue_cents"])
+        everything = EventIndex(np.zeros(len(out_t), dtype=np.int64), out_t, weights)
+        prior = global_prior(t, everything, None, params)
+        result: Values = {}
+        entities = entities_for(params, history.contract, history.manifest.inputs)
+        for entity in history.track(entities, "entity histories"):
+            codes, _, declarations = history.entity(entity)
+            known = codes >= 0
+            # Parcels with an unknown key are not events of any entity; they query a code no
+            # event has (0 when all are unknown) and get their results forgotten below.
+            query = np.where(known, codes, 0)
+            out_known = known[outcomes["rows"]]
+            out_index = EventIndex(
+                codes[outcomes["rows"][out_known]],
+                out_t[out_known],
+                {k: w[out_known] for k, w in weights.items()},
+            )
+            values = entity_history(entity.prefix, query, t, declarations, out_index, prior, params)
+            forget_unknown(values, known, prior, f"{entity.prefix}_hit_rate")
+            result.update(values)
+        return result
+
+    def online(self, rows: Rows, part: EntityHistories) -> Values:
+        """A request's histories: one merged query over the snapshot plus the request rows."""
+        from features.errors import ParcelriskError
+
+        prep, params = rows.prep, rows.params
+        entities = entities_for(params, rows.contract, rows.manifest.inputs)
+        t = prep["t_us"]
+        n = len(t)
+        if n > MAX_NEW_KEYS:
+            raise ParcelriskError(
+                f"at most {MAX_NEW_KEYS} declarations per online request, got {n}"
+            )
+        merged = part.merged
+        prior = global_prior(t, merged.global_outcomes, part.global_base, params)
+        codes, base_rows, identified = [], [], []
+        for entity in entities:
+            table = part.tables[entity.spec]
+            n_vocab = len(table.vocabulary)
+            local = _codes_for(table, entity_keys(prep, entity))
+            known = local >= 0
+            in_snapshot = known & (local < n_vocab)
+            # an unknown key queries the last code of the entity's range, which no event has
+            # (fresh codes of a request stay below it); its results are forgotten below
+            codes.append(
+                np.where(known, local, n_vocab + MAX_NEW_KEYS - 1) + merged.offsets[entity.spec]
+            )
+            base_rows.append(
+                np.where(in_snapshot, local + merged.base_offsets[entity.spec], merged.empty_row)
+            )
+            identified.append(known)
+        all_codes = np.concatenate(codes)
+        all_known = np.concatenate(identified)
+        all_t = np.tile(t, len(entities))
+        # the request's own rows: parcels of one request see each other as in batch (parcels
+        # with an unknown key are events of no entity)
+        declarations = hist.CombinedIndex(
+            merged.declarations, EventIndex(all_codes[all_known], all_t[all_known])
+        )
+        tiled = np.tile(prior, len(entities))
+        values = entity_history(
+            "",
+            all_codes,
+            all_t,
+            declarations,
+            merged.outcomes,
+            tiled,
+            params,
+            base=merged.base.take(np.concatenate(base_rows)),
+        )
+        forget_unknown(values, all_known, tiled, "_hit_rate")
+        result: Values = {}
+        for i, entity in enumerate(entities):
+            rows_i = slice(i * n, (i + 1) * n)
+            for name, column in values.items():
+                result[entity.prefix + name] = column[rows_i]
+        return result
+
+    def fit_part(self, history: History, cutoff_us: int) -> EntityHistories:
+        prep, params, outcomes = history.prep, history.params, history.outcomes
+        horizon = cutoff_us - params.max_window_days * US_PER_DAY
+        t = prep["t_us"]
+        tables: dict[str, EntityTable] = {}
+        for entity in entities_for(params, history.contract, history.manifest.inputs):
+            codes, vocab, _ = history.entity(entity)
+            known = codes >= 0  # parcels with an unknown key belong to no entity
+            out_known = known[outcomes["rows"]]
+            out_codes = codes[outcomes["rows"]][out_known]
+            out_t = outcomes["t_us"][out_known]
+            out_ill = outcomes["illicit"][out_known]
+            out_rev = outcomes["revenue_cents"][out_known]
+            recent = known & (t >= horizon)
+            recent_out = out_t >= horizon
+            tables[entity.spec] = EntityTable(
+                vocabulary=pd.Index(vocab.astype("str")),
+                base=_base_totals(
+                    len(vocab), codes[known], t[known], horizon, out_codes, out_t, out_ill, out_rev
+                ),
+                decl_codes=codes[recent],
+                decl_t_us=t[recent],
+                out_codes=out_codes[recent_out],
+                out_t_us=out_t[recent_out],
+                out_illicit=out_ill[recent_out].astype(np.int64),
+                out_revenue_cents=out_rev[recent_out],
+            )
+        recent_out = outcomes["t_us"] >= horizon
+        zero = np.zeros(len(outcomes["t_us"]), dtype=np.int64)
+        global_base = _base_totals(
+            1,
+            np.zeros(len(t), dtype=np.int64),
+            t,
+            horizon,
+            zero,
+            outcomes["t_us"],
+            outcomes["illicit"],
+            outcomes["revenue_cents"],
+        )
+        return EntityHistories(
+            tables=tables,
+            global_base=global_base,
+            global_out_t_us=outcomes["t_us"][recent_out],
+            global_out_illicit=outcomes["illicit"][recent_out].astype(np.int64),
+            global_out_revenue_cents=outcomes["revenue_cents"][recent_out],
+        )
+
+    def save_part(self, part: EntityHistories, directory: Path) -> None:
+        for i, table in enumerate(part.tables.values()):
+            pd.DataFrame(
+                {
+                    "key": table.vocabulary.astype("str"),
+                    "first_seen_us": table.base.first_seen_us,
+                    "n_inspected": table.base.n_inspected,
+                    "n_illicit": table.base.n_illicit,
+                    "revenue_cents": table.base.revenue_cents,
+                }
+            ).to_parquet(directory / f"entity_{i}.parquet", index=False)
+            np.savez(
+                directory / f"events_{i}.npz",
+                decl_codes=table.decl_codes,
+                decl_t_us=table.decl_t_us,
+                out_codes=table.out_codes,
+                out_t_us=table.out_t_us,
+                out_illicit=table.out_illicit,
+                out_revenue_cents=table.out_revenue_cents,
+            )
+        pd.DataFrame({"spec": list(part.tables)}).to_parquet(
+            directory / "entity_specs.parquet", index=False
+        )
+        np.savez(
+            directory / "global.npz",
+            base_n_inspected=part.global_base.n_inspected,
+            base_n_illicit=part.global_base.n_illicit,
+            out_t_us=part.global_out_t_us,
+            out_illicit=part.global_out_illicit,
+            out_revenue_cents=part.global_out_revenue_cents,
+        )
+
+    def load_part(self, directory: Path) -> EntityHistories:
+        tables = {}
+        specs = pd.read_parquet(directory / "entity_specs.parquet")["spec"].tolist()
+        for i, spec in enumerate(specs):
+            base = pd.read_parquet(directory / f"entity_{i}.parquet")
+            events = np.load(directory / f"events_{i}.npz")
+            tables[spec] = EntityTable(
+                # object dtype: hash lookups of a few keys per request are cheapest
+                vocabulary=pd.Index(base["key"].to_numpy(dtype=object), dtype="object"),
+                base=EntityBase(
+                    first_seen_us=base["first_seen_us"].to_numpy(np.int64),
+                    n_inspected=base["n_inspected"].to_numpy(np.int64),
+                    n_illicit=base["n_illicit"].to_numpy(np.int64),
+                    revenue_cents=base["revenue_cents"].to_numpy(np.int64),
+                ),
+                **{k: events[k] for k in events.files},
+            )
+        g = np.load(directory / "global.npz")
+        part = EntityHistories(
+            tables=tables,
+            global_base=EntityBase(
+                first_seen_us=np.array([NO_TIME]),
+                n_inspected=g["base_n_inspected"],
+                n_illicit=g["base_n_illicit"],
+                revenue_cents=np.zeros(1, dtype=np.int64),
+            ),
+            global_out_t_us=g["out_t_us"],
+            global_out_illicit=g["out_illicit"],
+            global_out_revenue_cents=g["out_revenue_cents"],
+        )
+        _ = part.merged  # sort and index once at load, not on the first request
+        for table in tables.values():
+            _ = table.lookup
+        return part
+
+
+FAMILY = EntityHistoryFamily()

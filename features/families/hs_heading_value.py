@@ -1,0 +1,121 @@
+"""HS heading value family (optional): unit value against the past median of its HS heading.
+
+The HS6 references of the valuation family need ``min_reference_count`` past declarations of
+the same subheading; a rare or newly used HS6 has none. Its heading (first four digits) usually
+has, so an undervalued parcel under a rare subheading is still compared with something.
+References are refitted per period on the declarations before the period start, like valuation.
+Enable with ``features.extra_families: [hs_heading_value]``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from features.pipeline.family import Family, History, Rows, SpecContext, Values
+from features.pipeline.history import codes_of
+from features.pipeline.manifest import FeatureSpec
+from features.pipeline.prepare import period_of, refit_start_us
+
+RATIO = "unit_value_ratio_hs_heading"
+COUNT = "reference_count_hs_heading"
+
+
+@dataclass(frozen=True)
+class HeadingReferences:
+    """Median log unit value and the count behind it, per HS heading."""
+
+    table: pd.DataFrame  # index hs_heading; columns median, count
+
+    def lookup(self, headings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(median log unit value, count) per heading; NaN and 0 for headings never seen."""
+        at = codes_of({h: i for i, h in enumerate(self.table.index.tolist())}, headings)
+        median = self.table["median"].to_numpy(np.float64)
+        count = self.table["count"].to_numpy(np.float64)
+        if not len(median):
+            return np.full(len(at), np.nan), np.zeros(len(at))
+        safe = np.maximum(at, 0)
+        return np.where(at >= 0, median[safe], np.nan), np.where(at >= 0, count[safe], 0.0)
+
+
+def _log_unit_value(rows: Rows) -> np.ndarray:
+    """Per item where the history declares quantities, else per kg (the unit every export has)."""
+    per_item = rows.manifest.inputs is None or "quantity" in rows.manifest.inputs
+    return rows.prep["log_value_per_item" if per_item else "log_value_per_kg"]
+
+
+def fit_heading_references(rows: Rows, before: slice | np.ndarray) -> HeadingReferences:
+    """Medians over the rows ``before`` (the past); NaN unit values (no exchange rate) skipped."""
+    values = pd.Series(_log_unit_value(rows)[before])
+    by_heading = values.groupby(np.asarray(rows.prep["hs_heading"][before], dtype=object))
+    table = pd.DataFrame({"median": by_heading.median(), "count": by_heading.count()})
+    table.index = table.index.astype(str)
+    return HeadingReferences(table.astype(np.float64))
+
+
+class HsHeadingValue(Family):
+    name = "hs_heading_value"
+    optional = True
+
+    def specs(self, ctx: SpecContext) -> list[FeatureSpec]:
+        return [
+            FeatureSpec(
+                RATIO,
+                "valuation",
+                "float",
+                "Unit value (per kg without quantities) / median of past declarations of the HS heading (empty if too few).",
+                "declared unit value is {value:.0%} of the past median for the heading of HS {hs_code}",
+            ),
+            FeatureSpec(
+                COUNT,
+                "valuation",
+                "float",
+                "Past declarations behind the HS heading reference.",
+                "only {value:.0f} past declarations of the heading of HS {hs_code} to compare with",
+            ),
+        ]
+
+    def compute(self, rows: Rows, part: HeadingReferences | None = None) -> Values:
+        refs = (
+            part
+            if part is not None
+            else HeadingReferences(pd.DataFrame(columns=["median", "count"]))
+        )
+        median, count = refs.lookup(rows.prep["hs_heading"])
+        reliable = count >= rows.params.min_reference_count
+        return {
+            RATIO: np.where(reliable, np.exp(_log_unit_value(rows) - median), np.nan),
+            COUNT: count,
+        }
+
+    def batch(self, history: History) -> Values:
+        t = history.prep["t_us"]  # sorted ascending
+        periods = period_of(t, history.params.refit_period_days)
+        bounds = np.flatnonzero(np.diff(periods)) + 1
+        starts = np.concatenate(([0], bounds))
+        ends = np.concatenate((bounds, [len(t)]))
+        out: Values = {RATIO: np.full(len(t), np.nan), COUNT: np.zeros(len(t))}
+        for lo, hi in history.track(zip(starts, ends, strict=True), self.name, len(starts)):
+            refs = fit_heading_references(history, slice(0, lo))  # declared before the period
+            period = Rows(
+                history.prep.slice(lo, hi), history.params, history.contract, history.manifest
+            )
+            for name, values in self.compute(period, refs).items():
+                out[name][lo:hi] = values
+        return out
+
+    def fit_part(self, history: History, cutoff_us: int) -> HeadingReferences:
+        start_us = refit_start_us(cutoff_us, history.params.refit_period_days)
+        return fit_heading_references(history, history.prep["t_us"] < start_us)
+
+    def save_part(self, part: HeadingReferences, directory: Path) -> None:
+        part.table.to_parquet(directory / "hs_heading_references.parquet")
+
+    def load_part(self, directory: Path) -> HeadingReferences:
+        return HeadingReferences(pd.read_parquet(directory / "hs_heading_references.parquet"))
+
+
+FAMILY = HsHeadingValue()

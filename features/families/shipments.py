@@ -1,0 +1,195 @@
+"""Shipments family: one entity's parcels and value just before this one (orders split to stay
+under de minimis).
+
+The entity is ``features.split_entity`` (default ``consignee_id``: ``consignee_parcels_24h``...);
+names and reasons follow the entity's prefix and phrase (``features.pipeline.prepare.entity_of``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from features.params import FeatureParams
+from features.pipeline import history as hist
+from features.pipeline.family import Family, History, Rows, SpecContext, Values
+from features.pipeline.manifest import FeatureSpec
+from features.pipeline.prepare import Entity, entity_codes, entity_keys, entity_of, forget_unknown
+
+TOPS_DE_MINIMIS = "split_tops_de_minimis"
+
+
+def _names(entity: Entity, hours: int) -> tuple[str, str]:
+    return f"{entity.prefix}_parcels_{hours}h", f"{entity.prefix}_value_{hours}h_eur"
+
+
+def split_shipment_features(
+    entity: Entity,
+    codes: np.ndarray,
+    t_us: np.ndarray,
+    value_eur: np.ndarray,
+    index: hist.EventIndex | hist.CombinedIndex,
+    params: FeatureParams,
+) -> Values:
+    """Parcels and value of the entity in each window strictly before each parcel (``index``:
+    the entity's declarations, weights ``value_cents``), and whether this parcel, under de
+    minimis alone, tops it together with those of the first window."""
+    out: Values = {}
+    now = index.prefix(codes, t_us)
+    for h in params.split_windows_hours:
+        then = index.prefix(codes, t_us - h * hist.US_PER_HOUR)
+        parcels, value = _names(entity, h)
+        out[parcels] = (now["count"] - then["count"]).astype(np.float64)
+        out[value] = (now["value_cents"] - then["value_cents"]) / 100.0
+    own = np.nan_to_num(value_eur, nan=0.0)
+    together = own + out[_names(entity, params.split_windows_hours[0])[1]]
+    out[TOPS_DE_MINIMIS] = (
+        (own < params.de_minimis_eur) & (together >= params.de_minimis_eur)
+    ).astype(np.float64)
+    return out
+
+
+@dataclass
+class RecentShipments:
+    """The entity's declarations inside the snapshot horizon: keys, and events by key code."""
+
+    keys: pd.Index  # code -> key
+    index: hist.EventIndex  # weights value_cents
+
+    def lookup(self) -> dict[str, int]:
+        cached = self.__dict__.get("_lookup")
+        if cached is None:
+            cached = self.__dict__["_lookup"] = {k: i for i, k in enumerate(self.keys)}
+        return cached
+
+
+def _no_shipments() -> RecentShipments:
+    empty = np.zeros(0, dtype=np.int64)
+    return RecentShipments(
+        pd.Index([], dtype=object), hist.EventIndex(empty, empty, {"value_cents": empty})
+    )
+
+
+class Shipments(Family):
+    name = "shipments"
+
+    def entity(self, params: FeatureParams) -> Entity:
+        return entity_of(params.split_entity)
+
+    def specs(self, ctx: SpecContext) -> list[FeatureSpec]:
+        entity = self.entity(ctx.params)
+        if not ctx.fed(*entity.sources):
+            return []
+        noun, who = entity.prefix.replace("_", " "), entity.phrase
+        # consignees receive parcels; any other entity lodges them
+        verb = "received" if entity.spec == "consignee_id" else "lodged"
+        specs = []
+        for h in ctx.params.split_windows_hours:
+            parcels, value = _names(entity, h)
+            specs += [
+                FeatureSpec(
+                    parcels,
+                    "split_shipment",
+                    "float",
+                    f"Parcels to the same {noun} in the previous {h} hours.",
+                    f"{who} {verb} {{value:.0f}} parcels in the last {h} hours",
+                ),
+                FeatureSpec(
+                    value,
+                    "split_shipment",
+                    "float",
+                    f"Declared value to the same {noun} in the previous {h} hours, EUR.",
+                    f"{who} {verb} EUR {{value:,.0f}} in the last {h} hours",
+                ),
+            ]
+        specs.append(
+            FeatureSpec(
+                TOPS_DE_MINIMIS,
+                "split_shipment",
+                "float",
+                f"Below de minimis alone but above it with the {noun}'s parcels of the first split window.",
+                f"with the {noun}'s other recent parcels the value exceeds the duty-free threshold",
+            )
+        )
+        return specs
+
+    def compute(self, rows: Rows, part: RecentShipments | None = None) -> Values:
+        """A request's features: the snapshot's events plus the request's own (parcels of one
+        request see each other, as in batch)."""
+        entity = self.entity(rows.params)
+        prep = rows.prep
+        keys = entity_keys(prep, entity)
+        snapshot = part if part is not None else _no_shipments()
+        codes = hist.codes_of(snapshot.lookup(), keys)
+        unseen = codes < 0
+        if unseen.any():  # new keys get fresh codes; missing keys (None) stay -1: unknown
+            fresh, _ = pd.factorize(keys[unseen])
+            codes[unseen] = np.where(fresh >= 0, len(snapshot.keys) + fresh, -1)
+        known = codes >= 0
+        own = hist.EventIndex(
+            codes[known], prep["t_us"][known], {"value_cents": prep["value_cents"][known]}
+        )
+        query = np.where(known, codes, 0)  # unknown rows: any code, forgotten below
+        index = hist.CombinedIndex(snapshot.index, own)
+        out = split_shipment_features(
+            entity, query, prep["t_us"], prep["value_eur"], index, rows.params
+        )
+        forget_unknown(out, known, np.full(prep.n_rows, np.nan))
+        return out
+
+    def batch(self, history: History) -> Values:
+        entity = self.entity(history.params)
+        codes, _, index = history.entity(entity)
+        known = codes >= 0
+        prep = history.prep
+        query = np.where(known, codes, 0)
+        out = split_shipment_features(
+            entity, query, prep["t_us"], prep["value_eur"], index, history.params
+        )
+        forget_unknown(out, known, np.full(prep.n_rows, np.nan))
+        return out
+
+    def fit_part(self, history: History, cutoff_us: int) -> RecentShipments:
+        params = history.params
+        horizon = cutoff_us - params.max_window_days * hist.US_PER_DAY
+        keys = entity_keys(history.prep, self.entity(params))
+        recent = (history.prep["t_us"] >= horizon) & ~pd.isna(keys)
+        codes, vocabulary = entity_codes(keys[recent])
+        return RecentShipments(
+            pd.Index(vocabulary.astype(str), dtype=object),
+            hist.EventIndex(
+                codes,
+                history.prep["t_us"][recent],
+                {"value_cents": history.prep["value_cents"][recent]},
+            ),
+        )
+
+    def save_part(self, part: RecentShipments, directory: Path) -> None:
+        index = part.index
+        pd.DataFrame({"key": np.asarray(part.keys, dtype=str)}).to_parquet(
+            directory / "shipments_keys.parquet", index=False
+        )
+        np.savez(
+            directory / "shipments_events.npz",
+            codes=index.keys // index.stride,
+            t_us=index.sorted_times,
+            value_cents=np.diff(index.cumsums["value_cents"]),
+        )
+
+    def load_part(self, directory: Path) -> RecentShipments:
+        keys = pd.read_parquet(directory / "shipments_keys.parquet")["key"].to_numpy(dtype=object)
+        events = np.load(directory / "shipments_events.npz")
+        part = RecentShipments(
+            pd.Index(keys, dtype=object),
+            hist.EventIndex(
+                events["codes"], events["t_us"], {"value_cents": events["value_cents"]}
+            ),
+        )
+        part.lookup()
+        return part
+
+
+FAMILY = Shipments()

@@ -1,0 +1,364 @@
+"""Valuation family: declared value against reference distributions learned from the past.
+
+References are medians of log unit values per HS6 (and HS6 x origin) over declarations lodged
+before a period start; batch refits them every ``refit_period_days`` on an expanding window, so
+a parcel is compared only with what was declared before its period began; the snapshot keeps
+those of the cutoff's period. Medians in log space resist the undervalued minority that
+contaminates declared prices.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from features.pipeline.family import Family, History, Rows, SpecContext, Values
+from features.pipeline.history import codes_of
+from features.pipeline.manifest import FeatureManifest, FeatureSpec
+from features.pipeline.prepare import period_of, refit_start_us
+
+REFERENCE_COLUMNS = ("log_value_per_item", "log_value_per_kg", "log_weight_per_item")
+LOG_COLUMNS = (*REFERENCE_COLUMNS, "log_quantity")  # what prepare.unit_values returns
+PAIR_COLUMNS = ("log_value_per_item", "log_value_per_kg")  # referenced per HS6|origin too
+
+
+@dataclass(frozen=True)
+class References:
+    """Median log unit values per HS6 and per HS6|origin, with the counts behind them."""
+
+    hs6: pd.DataFrame  # index hs6; REFERENCE_COLUMNS + count
+    hs6_origin: pd.DataFrame  # index "hs6|origin"; PAIR_COLUMNS + count
+
+    @staticmethod
+    def empty() -> References:
+        return References(
+            hs6=pd.DataFrame(
+                columns=[*REFERENCE_COLUMNS, "count"], index=pd.Index([], dtype="str")
+            ),
+            hs6_origin=pd.DataFrame(
+                columns=[*PAIR_COLUMNS, "count"], index=pd.Index([], dtype="str")
+            ),
+        )
+
+    # Lookups are served from plain dicts and arrays built once per References: a pandas
+    # get_indexer on the string index re-converts the whole index to objects on every call,
+    # which online costs O(number of references) per request.
+    @functools.cached_property
+    def _keys(self) -> dict[str, dict[str, int]]:
+        return {
+            name: {key: i for i, key in enumerate(table.index.tolist())}
+            for name, table in (("hs6", self.hs6), ("hs6_origin", self.hs6_origin))
+        }
+
+    @functools.cached_property
+    def _columns(self) -> dict[tuple[str, str], np.ndarray]:
+        return {
+            (name, column): table[column].to_numpy(dtype=np.float64)
+            for name, table in (("hs6", self.hs6), ("hs6_origin", self.hs6_origin))
+            for column in table.columns
+        }
+
+    def positions(self, table: str, keys: np.ndarray) -> np.ndarray:
+        """Row of each key in reference table ``table`` ("hs6" or "hs6_origin"), -1 if absent."""
+        return codes_of(self._keys[table], keys)
+
+    def values(self, table: str, column: str, at: np.ndarray) -> np.ndarray:
+        """``column`` of reference table ``table`` at rows ``at`` (-1 -> NaN)."""
+        values = self._columns.get((table, column))
+        if values is None or len(values) == 0:
+            return np.full(len(at), np.nan)
+        return np.where(at >= 0, values[np.maximum(at, 0)], np.nan)
+
+
+def fit_references(
+    hs6: np.ndarray, hs6_origin: np.ndarray, logs: dict[str, np.ndarray]
+) -> References:
+    """Medians over the given (past) declarations; NaN values (unknown currency) are skipped."""
+    if len(hs6) == 0:
+        return References.empty()
+    frame = pd.DataFrame({k: logs[k] for k in REFERENCE_COLUMNS})
+    by_hs6 = frame.groupby(np.asarray(hs6, dtype=object), sort=True)
+    ref6 = by_hs6.median()
+    ref6["count"] = by_hs6["log_value_per_item"].count().astype(np.float64)
+    pair = frame[list(PAIR_COLUMNS)].groupby(np.asarray(hs6_origin, dtype=object), sort=True)
+    ref_pair = pair.median()
+    # the count behind the pair reference: per item where items are declared, else per kg
+    counted = (
+        "log_value_per_item" if frame["log_value_per_item"].notna().any() else "log_value_per_kg"
+    )
+    ref_pair["count"] = pair[counted].count().astype(np.float64)
+    return References(hs6=ref6, hs6_origin=ref_pair)
+
+
+def valuation_features(
+    value_eur: np.ndarray,
+    logs: dict[str, np.ndarray],
+    hs6: np.ndarray,
+    hs6_origin: np.ndarray,
+    refs: References,
+    *,
+    de_minimis_eur: float,
+    min_reference_count: int,
+    per_item: bool = True,
+) -> dict[str, np.ndarray]:
+    """Ratios of this parcel's unit values to the references (1.0 = at the median).
+
+    ``per_item``: the reference value counts items (the history declares quantities); without
+    quantities it counts kilograms, the unit every export has.
+    """
+    at6 = refs.positions("hs6", hs6)
+    at_pair = refs.positions("hs6_origin", hs6_origin)
+    count6 = np.nan_to_num(refs.values("hs6", "count", at6), nan=0.0)
+    reliable6 = count6 >= min_reference_count
+    med_item = np.where(reliable6, refs.values("hs6", "log_value_per_item", at6), np.nan)
+    med_kg = np.where(reliable6, refs.values("hs6", "log_value_per_kg", at6), np.nan)
+    med_weight = np.where(reliable6, refs.values("hs6", "log_weight_per_item", at6), np.nan)
+    count_pair = np.nan_to_num(refs.values("hs6_origin", "count", at_pair), nan=0.0)
+    reliable_pair = count_pair >= min_reference_count
+    med_pair = np.where(
+        reliable_pair, refs.values("hs6_origin", "log_value_per_item", at_pair), med_item
+    )
+    med_pair_kg = np.where(
+        reliable_pair, refs.values("hs6_origin", "log_value_per_kg", at_pair), med_kg
+    )
+    value_ratio = value_eur / de_minimis_eur
+    # what the goods would be worth at the reference price (HS6 x origin, else HS6): the gap is
+    # the undervalued amount that duty and VAT were not paid on
+    if per_item:
+        reference_value = np.exp(med_pair + logs["log_quantity"])
+    else:
+        # weight x reference value per kg, with weight = value / (value per kg) as unit_values
+        # floored them
+        reference_value = np.exp(med_pair_kg - logs["log_value_per_kg"]) * np.maximum(
+            value_eur, 0.01
+        )
+    return {
+        "reference_value_eur": reference_value,
+        "value_gap_eur": np.maximum(reference_value - value_eur, 0.0),
+        "value_eur": value_eur,
+        "value_per_item_eur": np.exp(logs["log_value_per_item"]),
+        "value_per_kg_eur": np.exp(logs["log_value_per_kg"]),
+        "unit_value_ratio_hs6": np.exp(logs["log_value_per_item"] - med_item),
+        "value_per_kg_ratio_hs6": np.exp(logs["log_value_per_kg"] - med_kg),
+        "unit_value_ratio_hs6_origin": np.exp(logs["log_value_per_item"] - med_pair),
+        "value_per_kg_ratio_hs6_origin": np.exp(logs["log_value_per_kg"] - med_pair_kg),
+        "weight_per_item_ratio_hs6": np.exp(logs["log_weight_per_item"] - med_weight),
+        "reference_count_hs6": count6,
+        "de_minimis_ratio": value_ratio,
+        "just_below_de_minimis": ((value_ratio >= 0.8) & (value_ratio < 1.0)).astype(np.float64),
+    }
+
+
+# (spec, contract fields it needs beyond the declared value, weight and HS code)
+_SPECS = (
+    (
+        FeatureSpec(
+            "value_eur",
+            "valuation",
+            "float",
+            "Declared value in EUR.",
+            "declared value EUR {value:,.2f}",
+        ),
+        (),
+    ),
+    (
+        FeatureSpec(
+            "value_per_item_eur",
+            "valuation",
+            "float",
+            "Declared value per item, EUR.",
+            "declared value EUR {value:,.2f} per item",
+        ),
+        ("quantity",),
+    ),
+    (
+        FeatureSpec(
+            "value_per_kg_eur",
+            "valuation",
+            "float",
+            "Declared value per kg, EUR.",
+            "declared value EUR {value:,.2f} per kg",
+        ),
+        (),
+    ),
+    (
+        FeatureSpec(
+            "reference_value_eur",
+            "valuation",
+            "float",
+            "Value of the declared items at the past median unit value of the HS6 from the origin (HS6 if too few), EUR.",
+            "the items would be worth about EUR {value:,.0f} at usual prices",
+        ),
+        (),
+    ),
+    (
+        FeatureSpec(
+            "value_gap_eur",
+            "valuation",
+            "float",
+            "Reference value minus declared value when positive, EUR: the amount possibly undervalued.",
+            "declared EUR {value:,.0f} below the usual value of these items",
+        ),
+        (),
+    ),
+    (
+        FeatureSpec(
+            "unit_value_ratio_hs6",
+            "valuation",
+            "float",
+            "Unit value / median unit value of past declarations of the HS6.",
+            "declared unit value is {value:.0%} of the past median for HS {hs6}",
+        ),
+        ("quantity",),
+    ),
+    (
+        FeatureSpec(
+            "value_per_kg_ratio_hs6",
+            "valuation",
+            "float",
+            "Value per kg / median of past declarations of the HS6.",
+            "declared value per kg is {value:.0%} of the past median for HS {hs6}",
+        ),
+        (),
+    ),
+    (
+        FeatureSpec(
+            "unit_value_ratio_hs6_origin",
+            "valuation",
+            "float",
+            "Unit value / median of past declarations of the HS6 from the same origin (HS6 median if too few).",
+            "declared unit value is {value:.0%} of the past median for HS {hs6} from {origin_country}",
+        ),
+        ("quantity",),
+    ),
+    (
+        FeatureSpec(
+            "value_per_kg_ratio_hs6_origin",
+            "valuation",
+            "float",
+            "Value per kg / median of past declarations of the HS6 from the same origin (HS6 median if too few).",
+            "declared value per kg is {value:.0%} of the past median for HS {hs6} from {origin_country}",
+        ),
+        (),
+    ),
+    (
+        FeatureSpec(
+            "weight_per_item_ratio_hs6",
+            "weight",
+            "float",
+            "Weight per item / median of past declarations of the HS6.",
+            "weight per item is {value:.0%} of the usual for HS {hs6}",
+        ),
+        ("quantity",),
+    ),
+    (
+        FeatureSpec(
+            "reference_count_hs6",
+            "valuation",
+            "float",
+            "Past declarations behind the HS6 reference.",
+            "only {value:.0f} past declarations of HS {hs6} to compare with",
+        ),
+        (),
+    ),
+    (
+        FeatureSpec(
+            "de_minimis_ratio",
+            "valuation",
+            "float",
+            "Declared value / de minimis threshold.",
+            "declared value is {value:.0%} of the duty-free threshold",
+        ),
+        (),
+    ),
+    (
+        FeatureSpec(
+            "just_below_de_minimis",
+            "valuation",
+            "float",
+            "Declared value between 80% and 100% of the de minimis threshold.",
+            "declared value just below the duty-free threshold",
+        ),
+        (),
+    ),
+)
+
+
+def uses_quantity(manifest: FeatureManifest) -> bool:
+    """Reference values count items when the history declares quantities, else kilograms."""
+    return manifest.inputs is None or "quantity" in manifest.inputs
+
+
+def _references_before(rows: Rows, before: slice | np.ndarray) -> References:
+    prep = rows.prep
+    return fit_references(
+        prep["hs6"][before], prep["hs6_origin"][before], {k: prep[k][before] for k in LOG_COLUMNS}
+    )
+
+
+class Valuation(Family):
+    name = "valuation"
+
+    def specs(self, ctx: SpecContext) -> list[FeatureSpec]:
+        return [spec for spec, needs in _SPECS if ctx.fed(*needs)]
+
+    def compute(self, rows: Rows, part: References | None = None) -> Values:
+        refs = part if part is not None else References.empty()
+        prep = rows.prep
+        return valuation_features(
+            prep["value_eur"],
+            {k: prep[k] for k in LOG_COLUMNS},
+            prep["hs6"],
+            prep["hs6_origin"],
+            refs,
+            de_minimis_eur=rows.params.de_minimis_eur,
+            min_reference_count=rows.params.min_reference_count,
+            per_item=uses_quantity(rows.manifest),
+        )
+
+    def batch(self, history: History) -> Values:
+        """References refitted per period on every declaration before the period start."""
+        t = history.prep["t_us"]  # sorted ascending
+        periods = period_of(t, history.params.refit_period_days)
+        bounds = np.flatnonzero(np.diff(periods)) + 1
+        starts = np.concatenate(([0], bounds))
+        ends = np.concatenate((bounds, [len(t)]))
+        out: Values = {}
+        for lo, hi in history.track(zip(starts, ends, strict=True), "valuation", len(starts)):
+            # rows [0, lo) are the declarations known at the period start (sorted by time)
+            refs = _references_before(history, slice(0, lo))
+            period = Rows(
+                history.prep.slice(lo, hi), history.params, history.contract, history.manifest
+            )
+            for name, values in self.compute(period, refs).items():
+                out.setdefault(name, np.full(len(t), np.nan))[lo:hi] = values
+        return out
+
+    def fit_part(self, history: History, cutoff_us: int) -> References:
+        start_us = refit_start_us(cutoff_us, history.params.refit_period_days)
+        return _references_before(history, history.prep["t_us"] < start_us)
+
+    def save_part(self, part: References, directory: Path) -> None:
+        part.hs6.to_parquet(directory / "references_hs6.parquet")
+        part.hs6_origin.to_parquet(directory / "references_hs6_origin.parquet")
+
+    def load_part(self, directory: Path) -> References:
+        return References(
+            hs6=pd.read_parquet(directory / "references_hs6.parquet"),
+            hs6_origin=pd.read_parquet(directory / "references_hs6_origin.parquet"),
+        )
+
+    def warnings(self, rows: Rows, values: Values, part: References) -> list[tuple[int, str]]:
+        if part.hs6.empty:
+            return []
+        return [
+            (int(i), f"HS6 {rows.prep['hs6'][i]} not seen in history: no reference price")
+            for i in np.flatnonzero(values["reference_count_hs6"] == 0)
+        ]
+
+
+FAMILY = Valuation()

@@ -1,0 +1,301 @@
+"""Prepared rows: the keys and values every feature family reads, derived once per build or request.
+
+Also the history's shape in time: the deterministic declaration order, entity keys (pairs and
+mapped ``entity`` extras), refit periods and the outcome events of inspections.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from features.intake.contract import (
+    DECLARATION_FIELDS,
+    FIELDS,
+    Contract,
+    FrameColumns,
+    RecordColumns,
+    columns_of,
+)
+from features.params import FeatureParams
+from features.pipeline.history import US_PER_DAY
+from features.pipeline.manifest import REASON_CONTEXT
+
+# Refit periods are anchored on a Monday so 7- and 14-day periods start on Mondays at 00:00 UTC.
+PERIOD_ORIGIN_US = int(pd.Timestamp("1970-01-05", tz="UTC").value // 1000)
+NONE_KEY = "<none>"
+PAIR_SEPARATOR = "|"
+
+_ENTITY_LABELS = {
+    "seller_id": ("seller", "seller {seller_id}"),
+    "consignee_id": ("consignee", "consignee {consignee_id}"),
+    "platform_id": ("platform", "platform {platform_id}"),
+    "operator_id": ("operator", "operator {operator_id}"),
+    "origin_country": ("origin", "origin {origin_country}"),
+    "seller_country": ("seller_country", "sellers from {seller_country}"),
+    "hs_chapter": ("hs_chapter", "HS chapter {hs_chapter}"),
+    "hs6": ("hs6", "HS {hs6}"),
+    "arrival_office": ("office", "arrival office"),
+    "consignee_region": ("region", "consignee region"),
+}
+
+# Derived keys and the contract field each comes from: an entity or categorical needs its source.
+DERIVED_FROM = {"hs6": "hs_code", "hs_chapter": "hs_code", "hs_heading": "hs_code"}
+
+# text fields prepare itself derives values from (besides entities, categoricals and reasons)
+_TEXT_INPUTS = (
+    "hs_code",
+    "currency",
+    "description",
+    "origin_country",
+    "seller_country",
+    "platform_id",
+)
+
+
+@dataclass(frozen=True)
+class Entity:
+    spec: str  # "seller_id" or "seller_id*hs_chapter"
+    prefix: str  # feature name prefix
+    phrase: str  # how a reason names it
+
+    @property
+    def parts(self) -> list[str]:
+        return self.spec.split("*")
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        """The contract fields the entity's key is made of."""
+        return tuple(source_of(p) for p in self.parts)
+
+
+def source_of(column: str) -> str:
+    return DERIVED_FROM.get(column, column)
+
+
+def entity_of(spec: str) -> Entity:
+    """The entity of a spec ("seller_id", "seller_id*hs_chapter"), with its feature prefix."""
+    labels = [_ENTITY_LABELS.get(p, (p, f"this {p.replace('_', ' ')}")) for p in spec.split("*")]
+    prefix = "_x_".join(lab[0] for lab in labels)
+    phrase = " with ".join(lab[1] for lab in labels)
+    return Entity(spec=spec, prefix=prefix, phrase=phrase)
+
+
+def entities_for(
+    params: FeatureParams, contract: Contract, inputs: tuple[str, ...] | None = None
+) -> list[Entity]:
+    """Entities with history features; with ``inputs``, only those whose keys exist in the data."""
+    specs = list(params.entities) + [e.name for e in contract.extras if e.kind == "entity"]
+    entities = [entity_of(spec) for spec in dict.fromkeys(specs)]
+    return [e for e in entities if inputs is None or all(s in inputs for s in e.sources)]
+
+
+def categorical_columns(params: FeatureParams, contract: Contract) -> list[str]:
+    return list(params.categoricals) + [e.name for e in contract.extras if e.kind == "categorical"]
+
+
+def available_inputs(declarations: pd.DataFrame, contract: Contract) -> tuple[str, ...]:
+    """Contract fields and extras holding at least one value in a history, in contract order.
+
+    Feature families whose inputs are absent (an export without item text, quantity, revenue,
+    platform...) are left out of the manifest, not kept as constant columns.
+    """
+    names = [f.name for f in FIELDS] + [e.name for e in contract.extras]
+    return tuple(
+        n for n in names if n in declarations.columns and bool(declarations[n].notna().any())
+    )
+
+
+class Prepared(dict):
+    """Named columns derived from declarations, as numpy arrays of one length.
+
+    Text columns are object arrays of ``str`` with None where missing; numbers are float64 or
+    int64. Plain arrays, not pandas Series or a DataFrame: an online request holds a handful
+    of rows, and pandas costs tens of microseconds per operation whatever the size.
+    """
+
+    def __init__(self, n_rows: int, columns: dict[str, np.ndarray]):
+        super().__init__(columns)
+        self.n_rows = n_rows
+
+    def slice(self, lo: int, hi: int) -> Prepared:
+        """Rows [lo, hi) as views of the same arrays."""
+        return Prepared(hi - lo, {name: values[lo:hi] for name, values in self.items()})
+
+
+def filled(values: np.ndarray, fill: str) -> np.ndarray:
+    """A text array with its missing values (None) replaced by ``fill``."""
+    return np.array([fill if v is None else v for v in values.tolist()], dtype=object)
+
+
+def _prefix(values: np.ndarray, length: int) -> np.ndarray:
+    return np.array([None if v is None else v[:length] for v in values.tolist()], dtype=object)
+
+
+def _text_fields(params: FeatureParams, contract: Contract) -> tuple[str, ...]:
+    """The contract's text fields that features, entity keys or reasons use (in field order).
+
+    Only these become Python-object arrays: a million declarations cost ~60 MB per column so.
+    """
+    used = set(_TEXT_INPUTS) | set(REASON_CONTEXT) | set(categorical_columns(params, contract))
+    for entity in [*entities_for(params, contract), entity_of(params.split_entity)]:
+        used.update(entity.parts)
+    names = [f.name for f in DECLARATION_FIELDS if f.kind in ("str", "category")]
+    return tuple(n for n in names if n in used)
+
+
+def unit_values(
+    value_eur: np.ndarray, quantity: np.ndarray, weight_kg: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Log value per item, per kg and log weight per item (value 0 -> a floor, not -inf)."""
+    value = np.maximum(value_eur, 0.01)  # NaN (no exchange rate) stays NaN
+    qty = np.maximum(quantity.astype(np.float64), 1.0)
+    weight = np.maximum(weight_kg, 0.001)
+    return {
+        "log_quantity": np.log(qty),
+        "log_value_per_item": np.log(value / qty),
+        "log_value_per_kg": np.log(value / weight),
+        "log_weight_per_item": np.log(weight / qty),
+    }
+
+
+def prepare(
+    declarations: pd.DataFrame | FrameColumns | RecordColumns,
+    contract: Contract,
+    params: FeatureParams,
+) -> Prepared:
+    """Derived keys and values of canonical declarations (same rows, same order).
+
+    ``declarations``: a canonical frame, or validated API models (``RecordColumns``).
+    """
+    d = columns_of(declarations)
+    text = {name: d.text(name) for name in _text_fields(params, contract)}
+    fx = params.fx
+    rate = np.fromiter((fx.get(c, np.nan) for c in text["currency"]), np.float64, len(d))
+    value_eur = d.numbers("declared_value") * rate
+    quantity = d.numbers("quantity")
+    weight = d.numbers("gross_weight_kg")
+    hs6 = _prefix(text["hs_code"], 6)
+    columns: dict[str, np.ndarray] = {
+        **text,
+        "t_us": d.t_us("declared_at"),  # UTC microseconds since the epoch
+        "hs6": hs6,
+        "hs_chapter": _prefix(text["hs_code"], 2),
+        "hs_heading": _prefix(text["hs_code"], 4),
+        "value_eur": value_eur,
+        "value_cents": np.round(np.nan_to_num(value_eur, nan=0.0) * 100).astype(np.int64),
+        "quantity": quantity,
+        "gross_weight_kg": weight,
+        "description": filled(text["description"], ""),
+        "hs6_origin": hs6 + PAIR_SEPARATOR + filled(text["origin_country"], NONE_KEY),
+        "ioss_prepaid": d.numbers("ioss_prepaid"),
+        "aeo_operator": d.numbers("aeo_operator"),
+    }
+    for extra in contract.extras:
+        columns[extra.name] = (
+            d.numbers(extra.name) if extra.kind == "numeric" else d.text(extra.name)
+        )
+    columns.update(unit_values(value_eur, quantity, weight))
+    return Prepared(len(d), columns)
+
+
+def entity_keys(prep: Prepared, entity: Entity) -> np.ndarray:
+    """Entity key per row as a Python-str object array ("a|b" for pairs); None where a part of
+    the key is missing (an unknown entity, see ``forget_unknown``)."""
+    parts = [prep[p] for p in entity.parts]
+    if len(parts) == 1:
+        return parts[0]
+    keys = filled(parts[0], NONE_KEY)
+    missing = pd.isna(parts[0])
+    for part in parts[1:]:
+        keys = keys + PAIR_SEPARATOR + filled(part, NONE_KEY)
+        missing |= pd.isna(part)
+    if missing.any():
+        keys[missing] = None
+    return keys
+
+
+def entity_codes(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Integer codes of keys (-1 for None) and the distinct keys, in order of appearance."""
+    codes, vocabulary = pd.factorize(keys)
+    return codes.astype(np.int64), np.asarray(vocabulary, dtype=object)
+
+
+def forget_unknown(
+    values: dict[str, np.ndarray], known: np.ndarray, prior: np.ndarray, hit_rate: str = ""
+) -> None:
+    """Rows whose entity key is missing get no history, in place: every feature NaN except the
+    hit rate (if named), which is the prior. An empty seller id is "unknown", never one pooled
+    seller whose history would mix every unidentified parcel of the file."""
+    unknown = ~known
+    if not unknown.any():
+        return
+    for name, column in values.items():
+        column[unknown] = prior[unknown] if name == hit_rate else np.nan
+
+
+def period_of(t_us: np.ndarray, period_days: int) -> np.ndarray:
+    return (t_us - PERIOD_ORIGIN_US) // (period_days * US_PER_DAY)
+
+
+def period_start_us(period: int, period_days: int) -> int:
+    return PERIOD_ORIGIN_US + int(period) * period_days * US_PER_DAY
+
+
+def refit_start_us(cutoff_us: int, period_days: int) -> int:
+    """Start of the refit period holding ``cutoff_us``: learned components are fitted before it."""
+    return period_start_us(int(period_of(np.array([cutoff_us]), period_days)[0]), period_days)
+
+
+def sort_declarations(declarations: pd.DataFrame) -> pd.DataFrame:
+    """Deterministic order: by declaration time, ties by id (input order never matters)."""
+    return declarations.sort_values(["declared_at", "declaration_id"], kind="stable").reset_index(
+        drop=True
+    )
+
+
+def as_known_at(declarations: pd.DataFrame, cutoff: pd.Timestamp) -> pd.DataFrame:
+    """History as it was known at ``cutoff``: earlier declarations, outcomes recorded before it."""
+    known = declarations.loc[declarations["declared_at"] < cutoff].copy()
+    if "inspected_at" in known.columns:
+        later = known["inspected_at"].notna() & (known["inspected_at"] >= cutoff)
+        for col in (
+            "inspected_at",
+            "illicit",
+            "offence_type",
+            "revenue_recovered",
+            "selection_reason",
+        ):
+            if col in known.columns:
+                known.loc[later, col] = None
+        known.loc[later, "inspected"] = False
+    return known.reset_index(drop=True)
+
+
+def outcome_rows(declarations: pd.DataFrame) -> np.ndarray:
+    """Rows whose inspection result is recorded (inspected, with a result time and a label)."""
+    if "inspected" not in declarations.columns:
+        return np.zeros(len(declarations), dtype=bool)
+    return (
+        declarations["inspected"].fillna(False).to_numpy(dtype=bool)
+        & declarations["inspected_at"].notna().to_numpy()
+        & declarations["illicit"].notna().to_numpy()
+    )
+
+
+def outcome_events(declarations: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Recorded inspection results: their rows, when recorded, the label and revenue (cents)."""
+    rows = outcome_rows(declarations)
+    idx = np.flatnonzero(rows)
+    revenue = declarations["revenue_recovered"].to_numpy(dtype=np.float64, na_value=0.0)[idx]
+    return {
+        "rows": idx,
+        "t_us": declarations["inspected_at"]
+        .astype("datetime64[us, UTC]")
+        .astype("int64")
+        .to_numpy()[idx],
+        "illicit": declarations["illicit"].to_numpy(dtype=bool, na_value=False)[idx],
+        "revenue_cents": np.round(np.nan_to_num(revenue, nan=0.0) * 100).astype(np.int64),
+    }

@@ -1,0 +1,193 @@
+"""The entity-state snapshot: what online features need, as known at a cutoff, on disk.
+
+Each feature family that learns from the past contributes a part (``Family.fit_part``): entity
+histories, split-shipment events, reference prices, text models... fitted as batch uses them for
+the cutoff's refit period (before the period start): the same staleness the model was trained
+with, consistency over freshness. The directory is written atomically and fingerprinted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from features.errors import ParcelriskError
+from features.families import active_families
+from features.intake.contract import Contract, ExtraColumn
+from features.params import FeatureParams
+from features.pipeline.family import Family, History, SpecContext
+from features.pipeline.manifest import FeatureManifest
+from features.pipeline.prepare import (
+    as_known_at,
+    outcome_events,
+    prepare,
+    refit_start_us,
+    sort_declarations,
+)
+
+META_FILE = "meta.json"
+FORMAT_VERSION = 2  # 2: one part per feature family
+
+
+def _spec_context(params: FeatureParams, contract: Contract, manifest: FeatureManifest):
+    return SpecContext(params, contract, manifest.inputs, manifest.categories)
+
+
+@dataclass
+class EntityState:
+    cutoff_us: int
+    period_start_us: int
+    params: FeatureParams
+    contract: Contract
+    manifest: FeatureManifest
+    parts: dict[str, Any]  # family name -> its snapshot part (None: the family keeps nothing)
+    fingerprint: str = ""
+    families: list[Family] = field(default_factory=list)  # those computing the manifest
+
+    def __post_init__(self) -> None:
+        if not self.families:
+            self.families = active_families(
+                _spec_context(self.params, self.contract, self.manifest)
+            )
+
+    @property
+    def cutoff(self) -> pd.Timestamp:
+        return pd.Timestamp(self.cutoff_us * 1000, tz="UTC")
+
+    def save(self, directory: Path) -> Path:
+        """Write the snapshot atomically: into a sibling temp dir, then swap it in."""
+        directory = Path(directory)
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+        try:
+            for family in self.families:
+                family.save_part(self.parts.get(family.name), tmp)
+            self.manifest.write(tmp)
+            fingerprint = _fingerprint_dir(tmp)
+            meta = {
+                "format_version": FORMAT_VERSION,
+                "cutoff_us": self.cutoff_us,
+                "cutoff": str(self.cutoff),
+                "period_start_us": self.period_start_us,
+                "params": self.params.to_dict(),
+                "extras": [
+                    {"name": e.name, "kind": e.kind, "description": e.description}
+                    for e in self.contract.extras
+                ],
+                "families": [f.name for f in self.families],
+                "manifest_fingerprint": self.manifest.fingerprint,
+                "fingerprint": fingerprint,
+            }
+            (tmp / META_FILE).write_text(json.dumps(meta, indent=1))
+            if directory.exists():
+                old = directory.with_name(f".{directory.name}.old")
+                shutil.rmtree(old, ignore_errors=True)
+                directory.rename(old)
+                tmp.rename(directory)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                tmp.rename(directory)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        self.fingerprint = fingerprint
+        return directory
+
+    @classmethod
+    def load(cls, directory: Path) -> EntityState:
+        directory = Path(directory)
+        meta_path = directory / META_FILE
+        if not meta_path.exists():
+            raise ParcelriskError(
+                f"entity state not found in {directory} (run `parcelrisk features build`)"
+            )
+        try:
+            meta = json.loads(meta_path.read_text())
+            if meta.get("format_version") != FORMAT_VERSION:
+                raise ParcelriskError(
+                    f"entity state in {directory} has format {meta.get('format_version')}, "
+                    f"expected {FORMAT_VERSION} (rebuild it with `parcelrisk features build`)"
+                )
+            if _fingerprint_dir(directory) != meta["fingerprint"]:
+                raise ParcelriskError(
+                    f"entity state in {directory} is corrupt: content does not match its fingerprint"
+                )
+            params = FeatureParams.from_dict(dict(meta["params"]))
+            contract = Contract(tuple(ExtraColumn(**e) for e in meta["extras"]))
+            manifest = FeatureManifest.read(directory)
+            families = active_families(_spec_context(params, contract, manifest))
+            if [f.name for f in families] != meta["families"]:
+                raise ParcelriskError(
+                    f"entity state in {directory} holds the families {meta['families']}, "
+                    f"its manifest needs {[f.name for f in families]}"
+                )
+            state = cls(
+                cutoff_us=int(meta["cutoff_us"]),
+                period_start_us=int(meta["period_start_us"]),
+                params=params,
+                contract=contract,
+                manifest=manifest,
+                parts={f.name: f.load_part(directory) for f in families},
+                fingerprint=meta["fingerprint"],
+                families=families,
+            )
+        except ParcelriskError:
+            raise
+        except (OSError, KeyError, ValueError) as exc:
+            raise ParcelriskError(f"entity state in {directory} is unreadable: {exc}") from exc
+        if manifest.fingerprint != meta["manifest_fingerprint"]:
+            raise ParcelriskError(
+                f"entity state in {directory}: manifest does not match the snapshot"
+            )
+        return state
+
+
+def _fingerprint_dir(directory: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(Path(directory).iterdir()):
+        if path.name == META_FILE or not path.is_file():
+            continue
+        digest.update(path.name.encode())
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()[:16]
+
+
+def build_entity_state(
+    declarations: pd.DataFrame,
+    contract: Contract,
+    params: FeatureParams,
+    *,
+    cutoff: pd.Timestamp,
+    manifest: FeatureManifest,
+    show_progress: bool = False,
+) -> EntityState:
+    """Snapshot of everything the online features need, as known at ``cutoff``."""
+    known = sort_declarations(as_known_at(declarations, cutoff))
+    history = History(
+        prepare(known, contract, params),
+        params,
+        contract,
+        manifest,
+        outcome_events(known),
+        show_progress,
+    )
+    cutoff_us = int(pd.Timestamp(cutoff).value // 1000)
+    families = active_families(_spec_context(params, contract, manifest))
+    return EntityState(
+        cutoff_us=cutoff_us,
+        period_start_us=refit_start_us(cutoff_us, params.refit_period_days),
+        params=params,
+        contract=contract,
+        manifest=manifest,
+        parts={
+            f.name: f.fit_part(history, cutoff_us) for f in history.track(families, "entity state")
+        },
+        families=families,
+    )

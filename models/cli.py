@@ -225,6 +225,7 @@ def run_promotion(
     """Score champion and challenger on the challenger's test period and move the alias if due."""
     import pandas as pd
 
+    from models.evaluation import attach_truth, evaluate_holdout, score_model
     from models.registry import (
         Decision,
         PromoteParams,
@@ -236,7 +237,6 @@ def run_promotion(
         registry_client,
     )
     from models.split import SplitBoundaries
-    from models.train import attach_truth, evaluate_holdout, score_model
 
     if force and not (reason and reason.strip()):
         raise ParcelriskError(
@@ -296,7 +296,7 @@ def run_promotion(
             scores = score_model(model.evaluation_model(), holdout)
         except ParcelriskError as exc:
             raise ParcelriskError(f"cannot score the {role} on {features_dir}: {exc}") from exc
-        per_model[role] = evaluate_holdout(holdout, {"model": scores})
+        per_model[role] = evaluate_holdout(holdout, {"model": scores})[0]
     decision = decide_promotion(per_model["champion"], per_model["challenger"], params)
     outcome = "promoted" if decision.promote else ("forced" if force else "refused")
     gate = {

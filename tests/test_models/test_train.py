@@ -13,9 +13,10 @@ import pytest
 from features.errors import ParcelriskError
 from models.bundle import REVENUE_EVAL_MODEL_FILE, RISK_EVAL_MODEL_FILE, RiskModel
 from models.cli import format_summary
+from models.evaluation import HEADLINE_METRICS, headline_metrics
 from models.split import split_boundaries
 from models.thresholds import lane_shares
-from models.train import HEADLINE_METRICS, TrainParams, headline_metrics, train_models
+from models.train import TrainParams, train_models
 from tests.test_models.conftest import TRAIN_SECTION
 
 pytestmark = pytest.mark.xdist_group("models_train")

@@ -65,6 +65,34 @@ class LaneThresholds:
     version: str  # content hash, reported with every decision
 
 
+def revenue_if_illicit(revenue_booster: lgb.Booster | None, X: np.ndarray) -> np.ndarray:
+    """E[revenue recovered | illicit], EUR (gamma model with a log link: predict is the mean)."""
+    import numpy as np
+
+    if revenue_booster is None:
+        return np.zeros(len(X))
+    return np.maximum(revenue_booster.predict(X), 0.0)
+
+
+def score_rows(
+    X: np.ndarray,
+    risk_booster: lgb.Booster,
+    revenue_booster: lgb.Booster | None,
+    calibration: Calibration,
+    objective: Objective,
+) -> dict[str, np.ndarray]:
+    """raw, risk, expected_revenue and priority for each row of a manifest-ordered matrix.
+
+    The one definition of the scores: ``RiskModel.score`` calls it, and training calls it
+    directly to rank the traffic its lane cut-offs are fitted on, before the bundle exists.
+    """
+    raw = risk_booster.predict(X, raw_score=True)
+    risk = calibration(raw)
+    expected_revenue = risk * revenue_if_illicit(revenue_booster, X)
+    priority = expected_revenue if objective == "revenue" else risk
+    return {"raw": raw, "risk": risk, "expected_revenue": expected_revenue, "priority": priority}
+
+
 @dataclass
 class RiskModel:
     manifest: FeatureManifest
@@ -103,25 +131,13 @@ class RiskModel:
         return self.calibration(self.raw_score(X) if raw is None else raw)
 
     def revenue_if_illicit(self, X: np.ndarray) -> np.ndarray:
-        """E[revenue recovered | illicit], EUR (gamma model with a log link: predict is the mean)."""
-        import numpy as np
-
-        if self.revenue_booster is None:
-            return np.zeros(len(X))
-        return np.maximum(self.revenue_booster.predict(X), 0.0)
+        return revenue_if_illicit(self.revenue_booster, X)
 
     def score(self, X: np.ndarray) -> dict[str, np.ndarray]:
         """raw, risk, expected_revenue and priority for each row of the manifest-ordered matrix."""
-        raw = self.raw_score(X)
-        risk = self.risk(X, raw)
-        expected_revenue = risk * self.revenue_if_illicit(X)
-        priority = expected_revenue if self.thresholds.objective == "revenue" else risk
-        return {
-            "raw": raw,
-            "risk": risk,
-            "expected_revenue": expected_revenue,
-            "priority": priority,
-        }
+        return score_rows(
+            X, self.risk_booster, self.revenue_booster, self.calibration, self.thresholds.objective
+        )
 
     def contributions(self, X: np.ndarray) -> np.ndarray:
         """TreeSHAP of the raw risk score: (n, n_features + 1), last column the base value."""

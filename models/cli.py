@@ -1,8 +1,9 @@
 """CLI commands of the learning side: ``parcelrisk train`` and ``parcelrisk promote``.
 
-Thin edges: ``run_training`` and ``run_promotion`` read files, call the pure core
-(``models.train``, ``models.registry.decide_promotion``) and log to MLflow; the commands parse
-options and print. Heavy imports (pandas, LightGBM, MLflow) happen inside the functions.
+Thin edges: ``run_training`` and ``run_promotion`` read files, call the core
+(``models.train.train_models``, ``models.promotion.promote_version``) and log to MLflow; the
+commands parse options, print and set the exit code. Heavy imports (pandas, LightGBM, MLflow)
+happen inside the functions.
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ import json
 import logging
 import math
 import os
-import tempfile
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import typer
 
@@ -23,7 +26,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_PARAMS = Path("params.yaml")
 DEFAULT_METRICS = Path("metrics/train.json")
-FEATURES_FILE = "features.parquet"
 SUMMARY_SCORERS = ("model", "logistic", "rules", "random", "oracle")
 SUMMARY_METRICS = ("precision_at_5", "recall_at_5", "revenue_at_5", "roc_auc", "pr_auc", "ece")
 
@@ -39,6 +41,7 @@ def read_params(path: Path) -> dict[str, Any]:
 def _read_features(features_dir: Path):
     import pandas as pd
 
+    from features.pipeline.build import FEATURES_FILE
     from features.pipeline.manifest import FeatureManifest
 
     path = Path(features_dir) / FEATURES_FILE
@@ -67,20 +70,18 @@ def run_training(
     tracking_uri: str | None = None,
     metrics_out: Path | None = DEFAULT_METRICS,
     no_validate: bool = False,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Train on ``features_dir``, log the run and register the version; return the headline metrics.
 
     The features must come from declarations that passed the validation gate (their
     ``source.json`` says so); ``no_validate`` trains on others anyway, recorded in MLflow.
+    ``progress`` shows a bar of the steps on stderr.
     """
     from features.intake.contract import atomic_write
-    from models.registry import (
-        PromoteParams,
-        entity_state_fingerprint,
-        fingerprint_file,
-        log_training,
-    )
-    from models.train import TrainParams, train_models
+    from models.promotion import PromoteParams
+    from models.registry import entity_state_fingerprint, fingerprint_file, log_training
+    from models.train import TrainParams, train_models, training_steps
 
     params = read_params(params_path)
     train_params = TrainParams.from_dict(params.get("train", {}))
@@ -88,24 +89,28 @@ def run_training(
     features_dir = Path(features_dir)
     state_fp = entity_state_fingerprint(features_dir / "entity_state")  # fail before training
     gate = _gate_of(features_dir, no_validate)
-    frame, manifest, features_path = _read_features(features_dir)
-    truth = _read_truth(ground_truth_path)
-    result = train_models(frame, manifest, train_params, truth)
-    result.model.metadata.update(
-        {
-            "data_fingerprint": fingerprint_file(features_path),
-            "entity_state_fingerprint": state_fp,
-            "gate": gate,
-        }
-    )
-    logged = log_training(
-        result,
-        features_dir=features_dir,
-        params=params,
-        tracking_uri=tracking_uri,
-        model_name=promote_params.model_name,
-        ground_truth_path=ground_truth_path,
-    )
+    steps = ("read features", *training_steps(train_params), "log to MLflow")
+    with step_progress(steps, enabled=progress) as step:
+        step("read features")
+        frame, manifest, features_path = _read_features(features_dir)
+        truth = _read_truth(ground_truth_path)
+        result = train_models(frame, manifest, train_params, truth, progress=step)
+        result.model.metadata.update(
+            {
+                "data_fingerprint": fingerprint_file(features_path),
+                "entity_state_fingerprint": state_fp,
+                "gate": gate,
+            }
+        )
+        step("log to MLflow")
+        logged = log_training(
+            result,
+            features_dir=features_dir,
+            params=params,
+            tracking_uri=tracking_uri,
+            model_name=promote_params.model_name,
+            ground_truth_path=ground_truth_path,
+        )
     summary = {
         **result.headline,
         "info.fit_seconds": result.info["fit_seconds"],
@@ -123,6 +128,34 @@ def run_training(
         "run_id": logged.run_id,
         "info": result.info,
     }
+
+
+@contextmanager
+def step_progress(
+    steps: tuple[str, ...], *, enabled: bool, file: TextIO | None = None
+) -> Iterator[Callable[[str], None]]:
+    """A tqdm bar over named steps; yields the callback that says which step starts.
+
+    Steps may be announced in order only; log lines go above the bar while it is shown.
+    """
+    from tqdm import tqdm
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    bar = tqdm(
+        total=len(steps),
+        file=file or sys.stderr,
+        disable=not enabled,
+        bar_format="{desc:<16} {bar:20} {n_fmt}/{total_fmt} steps [{elapsed}]",
+        leave=False,
+    )
+
+    def start(step: str) -> None:
+        bar.update(steps.index(step) - bar.n)  # a step starting means the ones before are done
+        bar.set_description_str(step)
+
+    with bar, logging_redirect_tqdm() if enabled else nullcontext():
+        yield start
+        bar.update(len(steps) - bar.n)
 
 
 def _gate_of(features_dir: Path, no_validate: bool) -> dict[str, Any]:
@@ -222,107 +255,20 @@ def run_promotion(
     force: bool = False,
     reason: str | None = None,
 ) -> dict[str, Any]:
-    """Score champion and challenger on the challenger's test period and move the alias if due."""
-    import pandas as pd
+    """Read the promote params and the registry, then run the gate (``models.promotion``)."""
+    from models.promotion import PromoteParams, promote_version
+    from models.registry import registry_client
 
-    from models.registry import (
-        Decision,
-        PromoteParams,
-        alias_version,
-        decide_promotion,
-        latest_version,
-        load_version,
-        record_decision,
-        registry_client,
-    )
-    from models.split import SplitBoundaries
-    from models.train import attach_truth, evaluate_holdout, score_model
-
-    if force and not (reason and reason.strip()):
-        raise ParcelriskError(
-            "--force needs --reason TEXT: the override is recorded on the version"
-        )
     params = PromoteParams.from_dict(read_params(params_path).get("promote", {}))
-    name = params.model_name
-    client = registry_client(tracking_uri)
-    version = str(version) if version is not None else latest_version(client, name)
-    champion = alias_version(client, name, "champion")
-    result: dict[str, Any] = {
-        "model_name": name,
-        "challenger": version,
-        "champion_before": champion,
-    }
-    if champion is None:
-        decision = Decision(True, ["first registered model: becomes champion"], "")
-        record_decision(client, name, version, decision, champion_before=None, outcome="first")
-        return {**result, "outcome": "first", "promote": True, "reasons": decision.reasons}
-    if champion == version:
-        return {
-            **result,
-            "outcome": "unchanged",
-            "promote": False,
-            "reasons": [f"version {version} is already the champion"],
-        }
-
-    with tempfile.TemporaryDirectory(prefix="parcelrisk-promote-") as tmp:
-        challenger_model, _, _ = load_version(client, name, version, Path(tmp) / "challenger")
-        champion_model, _, _ = load_version(client, name, champion, Path(tmp) / "champion")
-    tags = client.get_model_version(name, version).tags
-    features_dir = Path(features_dir or tags.get("features_dir", ""))
-    if not (features_dir / FEATURES_FILE).exists():
-        raise ParcelriskError(
-            f"holdout features not found in {features_dir!s}: pass --features DIR"
-        )
-    frame, _, _ = _read_features(features_dir)
-    split = challenger_model.metadata.get("split")
-    if not split:
-        raise ParcelriskError(f"version {version} records no split: cannot find its test period")
-    test_start = SplitBoundaries.from_dict(split).test_start
-    holdout = frame.loc[frame["declared_at"] >= test_start].reset_index(drop=True)
-    if holdout.empty:
-        raise ParcelriskError(
-            f"no parcels in {features_dir} on or after the test start {test_start}"
-        )
-    truth_path = ground_truth_path or (
-        Path(tags["ground_truth"]) if tags.get("ground_truth") else None
+    return promote_version(
+        registry_client(tracking_uri),
+        params,
+        version=version,
+        features_dir=features_dir,
+        ground_truth_path=ground_truth_path,
+        force=force,
+        reason=reason,
     )
-    if truth_path is not None and Path(truth_path).exists():
-        holdout = attach_truth(holdout, pd.read_parquet(truth_path))
-    per_model = {}
-    # Each version's evaluation model (its first pass if refit): a refit challenger has seen
-    # the labels of its own test period, and a refit champion may have too.
-    for role, model in (("champion", champion_model), ("challenger", challenger_model)):
-        try:
-            scores = score_model(model.evaluation_model(), holdout)
-        except ParcelriskError as exc:
-            raise ParcelriskError(f"cannot score the {role} on {features_dir}: {exc}") from exc
-        per_model[role] = evaluate_holdout(holdout, {"model": scores})
-    decision = decide_promotion(per_model["champion"], per_model["challenger"], params)
-    outcome = "promoted" if decision.promote else ("forced" if force else "refused")
-    gate = {
-        f"{role}.{k}": v
-        for role, m in per_model.items()
-        for k, v in m.items()
-        if k.endswith(("precision_at_5", "revenue_at_5", ".ece", "roc_auc"))
-    }
-    record_decision(
-        client,
-        name,
-        version,
-        decision,
-        champion_before=champion,
-        outcome=outcome,
-        force_reason=reason if outcome == "forced" else None,
-        metrics=gate,
-    )
-    return {
-        **result,
-        "outcome": outcome,
-        "promote": outcome in ("promoted", "forced"),
-        "reasons": decision.reasons,
-        "metrics": gate,
-        "holdout_parcels": len(holdout),
-    }
 
 
 def train(
@@ -346,6 +292,7 @@ def train(
         "--no-validate",
         help="Train on features from unvalidated declarations (recorded in MLflow).",
     ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar on stderr."),
 ) -> None:
     """Train the risk and revenue models, evaluate against baselines, log and register in MLflow."""
     out = run_training(
@@ -355,6 +302,8 @@ def train(
         tracking_uri=tracking_uri,
         metrics_out=metrics_out,
         no_validate=no_validate,
+        # a bar in a log file or a pipe is noise: only a person at a terminal sees one
+        progress=not quiet and sys.stderr.isatty(),
     )
     typer.echo(format_summary(out["all_metrics"], out["info"]))
     typer.echo(

@@ -1,9 +1,11 @@
-"""Detection-quality metrics: pure numpy functions over one ranking of the evaluated parcels.
+"""Detection-quality metrics: pure functions over one ranking of the evaluated parcels.
 
-Definitions follow DATE (KDD 2020): rank the evaluated parcels by score, inspect the top n% of
-them; precision@n% is the illicit share of those inspected, recall@n% the share of all illicit
-parcels caught, revenue@n% the share of the total revenue caught. Ties in the score are broken
-by input order (stable sort), so every function is deterministic.
+The standard ones (ROC AUC, average precision, Brier) are scikit-learn's; this module only says
+what an evaluation sample they are undefined on gives: NaN, which ``models.evaluation`` leaves
+out with a reason. The customs ones follow DATE (KDD 2020): rank the evaluated parcels by score,
+inspect the top n% of them; precision@n% is the illicit share of those inspected, recall@n% the
+share of all illicit parcels caught, revenue@n% the share of the total revenue caught. Ties in
+the score are broken by input order (stable sort), so every function is deterministic.
 """
 
 from __future__ import annotations
@@ -61,41 +63,40 @@ def revenue_at(score: np.ndarray, revenue: np.ndarray, share: float) -> float:
 
 
 def roc_auc(score: np.ndarray, illicit: np.ndarray) -> float:
-    """Area under the ROC curve (Mann-Whitney with average ranks for ties)."""
+    """Area under the ROC curve (ties count half); NaN when only one class is present."""
+    from sklearn.metrics import roc_auc_score
+
     score, y = _as_float(score), _as_float(illicit)
     n_pos = y.sum()
-    n_neg = len(y) - n_pos
-    if n_pos == 0 or n_neg == 0:
+    # scikit-learn warns and returns NaN on one class; an evaluation sample without any illicit
+    # (or any clean) parcel is expected here, so say NaN without the warning
+    if n_pos == 0 or n_pos == len(y):
         return float("nan")
-    ranks = pd.Series(score).rank(method="average").to_numpy()
-    return float((ranks[y == 1].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+    return float(roc_auc_score(y, score))
 
 
 def pr_auc(score: np.ndarray, illicit: np.ndarray) -> float:
-    """Average precision: mean of the precision at the rank of each illicit parcel.
+    """Average precision (tied scores form one threshold); NaN without an illicit parcel.
 
-    Tied scores are treated as one threshold (as scikit-learn does).
+    scikit-learn would answer 0 with a warning when nothing is illicit; NaN keeps "not
+    computable" apart from "ranks every illicit parcel last".
     """
+    from sklearn.metrics import average_precision_score
+
     score, y = _as_float(score), _as_float(illicit)
-    n_pos = y.sum()
-    if n_pos == 0:
+    if y.sum() == 0:
         return float("nan")
-    order = np.argsort(-score, kind="stable")
-    s, y = score[order], y[order]
-    # last index of each block of equal scores: one threshold per distinct score
-    last = np.r_[np.nonzero(np.diff(s))[0], len(s) - 1]
-    tp = np.cumsum(y)[last]
-    precision = tp / (last + 1)
-    recall = tp / n_pos
-    recall_gain = np.diff(np.r_[0.0, recall])
-    return float((recall_gain * precision).sum())
+    return float(average_precision_score(y, score))
 
 
 def brier(prob: np.ndarray, illicit: np.ndarray) -> float:
+    """Mean squared error of the probabilities; NaN on an empty sample (scikit-learn raises)."""
+    from sklearn.metrics import brier_score_loss
+
     prob, y = _as_float(prob), _as_float(illicit)
     if len(y) == 0:
         return float("nan")
-    return float(np.mean((prob - y) ** 2))
+    return float(brier_score_loss(y, prob))
 
 
 def expected_calibration_error(prob: np.ndarray, illicit: np.ndarray, n_bins: int = 10) -> float:

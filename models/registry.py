@@ -1,4 +1,4 @@
-"""MLflow tracking and the model registry: log a training run, resolve and promote the champion.
+"""MLflow tracking and the model registry: log a training run, resolve versions, load the champion.
 
 The registry is the only place that knows where a model lives. A run holds the LightGBM flavour
 (``model/``), the whole ``RiskModel`` bundle (``bundle/``), the entity-state snapshot it was
@@ -14,7 +14,6 @@ import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,7 +36,6 @@ EXPERIMENT = "parcelrisk"
 BUNDLE_ARTIFACT = "bundle"
 ENTITY_STATE_ARTIFACT = "entity_state"
 ENTITY_STATE_META = "meta.json"
-GATE_AT = 5  # the gate compares revenue@5% and precision@5%
 
 
 def resolve_tracking_uri(uri: str | None) -> str:
@@ -327,139 +325,3 @@ def load_champion(
     dst = Path(tempfile.mkdtemp(prefix="parcelrisk-champion-")) if dst is None else Path(dst)
     model, state_dir, info = load_version(client, name, version, dst)
     return model, state_dir, {**info, "alias": alias}
-
-
-# --------------------------------------------------------------------------------------------
-# the champion/challenger gate
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class PromoteParams:
-    model_name: str = DEFAULT_MODEL_NAME
-    min_gain_revenue_at_5: float = 0.0
-    min_gain_precision_at_5: float = 0.0
-    max_calibration_error: float = 0.05
-
-    @classmethod
-    def from_dict(cls, section: dict[str, Any]) -> PromoteParams:
-        known = set(cls.__dataclass_fields__)
-        unknown = set(section or {}) - known
-        if unknown:
-            raise ParcelriskError(f"unknown key(s) in params promote: {', '.join(sorted(unknown))}")
-        return cls(**(section or {}))
-
-
-@dataclass(frozen=True)
-class Decision:
-    promote: bool
-    reasons: list[str]
-    evaluation: str = ""  # which holdout decided: test_all (ground truth) or test_random
-
-
-def decide_promotion(
-    champion_metrics: dict[str, float], challenger_metrics: dict[str, float], params: PromoteParams
-) -> Decision:
-    """Promote only if the challenger beats the champion by the configured margins on every
-    gate metric both have (and on at least one strictly) and is calibrated within the bound.
-
-    Metrics are flat ``<evaluation>.model.<metric>`` dicts of the same holdout; the ground-truth
-    evaluation (``test_all``) decides when present, else the unbiased one (``test_random``).
-    Only finite numbers count: without revenue data in either, precision@5% decides alone, and
-    a calibration error that cannot be measured is reported, not held against the challenger.
-    """
-
-    def value(metrics: dict[str, float], key: str) -> float | None:
-        v = metrics.get(key)
-        return float(v) if v is not None and np.isfinite(v) else None
-
-    precision = f"precision_at_{GATE_AT}"
-    evaluation = next(
-        (
-            ev
-            for ev in ("test_all", "test_random")
-            if value(challenger_metrics, f"{ev}.model.{precision}") is not None
-            and value(champion_metrics, f"{ev}.model.{precision}") is not None
-        ),
-        None,
-    )
-    if evaluation is None:
-        return Decision(
-            False,
-            [
-                f"no comparable metric: champion and challenger share no finite {precision} on "
-                f"the holdout (test_all or test_random)"
-            ],
-        )
-    reasons: list[str] = []
-    ok = True
-    gains = []
-    for metric, min_gain in (
-        (f"revenue_at_{GATE_AT}", params.min_gain_revenue_at_5),
-        (precision, params.min_gain_precision_at_5),
-    ):
-        key = f"{evaluation}.model.{metric}"
-        champ, chall = value(champion_metrics, key), value(challenger_metrics, key)
-        if champ is None or chall is None:
-            missing = " and ".join(
-                role for role, v in (("champion", champ), ("challenger", chall)) if v is None
-            )
-            reasons.append(
-                f"{metric} ({evaluation}): not available for the {missing} "
-                f"(no revenue data, or not computable): comparing {precision} only"
-            )
-            continue
-        gain = chall - champ
-        gains.append(gain)
-        passed = gain >= min_gain
-        ok &= passed
-        reasons.append(
-            f"{metric} ({evaluation}): challenger {chall:.4f} vs champion {champ:.4f}, "
-            f"gain {gain:+.4f} {'>=' if passed else '<'} required {min_gain:+.4f}"
-        )
-    if ok and not any(g > 0 for g in gains):
-        ok = False
-        reasons.append("challenger is no better than the champion on any compared metric")
-    ece = value(challenger_metrics, f"{evaluation}.model.ece")
-    if ece is None:
-        reasons.append(f"calibration error ({evaluation}): not available, not checked")
-    else:
-        calibrated = ece <= params.max_calibration_error
-        ok &= calibrated
-        reasons.append(
-            f"calibration error ({evaluation}): {ece:.4f} {'<=' if calibrated else '>'} "
-            f"max {params.max_calibration_error:.4f}"
-        )
-    return Decision(ok, reasons, evaluation)
-
-
-def record_decision(
-    client: MlflowClient,
-    name: str,
-    version: str,
-    decision: Decision,
-    *,
-    champion_before: str | None,
-    outcome: str,
-    force_reason: str | None = None,
-    metrics: dict[str, float] | None = None,
-) -> None:
-    """Tag the challenger version with the decision; move the alias if it was promoted."""
-    tags = {
-        "promotion.outcome": outcome,  # promoted | forced | refused | first
-        "promotion.at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "promotion.champion_before": champion_before or "",
-        "promotion.reasons": " | ".join(decision.reasons)[:4900],
-    }
-    if force_reason:
-        tags["promotion.force_reason"] = force_reason[:4900]
-    if metrics:
-        tags["promotion.metrics"] = json.dumps(
-            {k: round(v, 5) for k, v in metrics.items() if np.isfinite(v)}
-        )[:4900]
-    for key, value in tags.items():
-        client.set_model_version_tag(name, version, key, value)
-    if outcome in ("promoted", "forced", "first"):
-        client.set_registered_model_alias(name, CHAMPION_ALIAS, version)
-        if champion_before and champion_before != version:
-            client.set_model_version_tag(name, champion_before, "promotion.replaced_by", version)

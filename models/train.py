@@ -1,49 +1,52 @@
-"""Training: the LightGBM risk and revenue models, calibration, lane thresholds, baselines, metrics.
+"""Training: the LightGBM risk and revenue models, their calibration and lane cut-offs.
 
 Pure core: ``train_models(features, manifest, params, ground_truth)`` takes the feature frame of
 ``features build`` and returns a ``TrainResult``; it reads and writes nothing. The CLI
 (``models.cli``) and ``models.registry`` do the I/O and the MLflow logging.
 
 Labels exist only for inspected parcels and past inspections were chosen by the legacy rules, so
-the models are fitted on every labelled parcel but measured on the unbiased sample of the test
-period (``unbiased_mask``: the random-exploration parcels, or every parcel when the administration
-inspects everything) and, on generated data, against the ground truth of every test parcel.
+the models are fitted on every labelled parcel (``models.labels``) but measured by
+``models.evaluation`` on the unbiased sample of the test period and, on generated data, against
+the ground truth of every test parcel.
 
 Two passes: the first fits on the train period (early stopping and calibration on validation) and
 is the model the held-out metrics describe; with ``train.refit`` the deployed boosters are then
 refit on all labelled parcels with the first pass's number of rounds, so the model in service has
 learnt from the most recent labelled period too. The bundle keeps the first pass for the gate.
-
-Metrics are finite numbers only: one that cannot be computed (no revenue data, no legacy rules,
-one class) is left out and ``info["not_applicable"]`` says why.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import logging
-import re
 import time
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from features.errors import ParcelriskError
-from features.intake.contract import RANDOM_SELECTION
 from features.pipeline.manifest import FeatureManifest
-from models import baselines
-from models.bundle import LaneThresholds, Objective, RiskModel
+from models.bundle import Objective, RiskModel, score_rows
 from models.calibration import fit_isotonic
-from models.metrics import (
-    LEVELS,
-    calibration_table,
-    ranking_metrics,
-    rates_by_group,
-    selected_set_metrics,
-    top_k,
+from models.evaluation import (
+    attach_truth,
+    evaluate_holdout,
+    headline_metrics,
+    holdout_predictions,
+    holdout_tables,
+    score_baselines,
+    score_model,
+)
+from models.labels import (
+    OUTCOME_COLUMNS,
+    illicit_labels,
+    labelled_mask,
+    random_mask,
+    require_columns,
+    unbiased_mask,
 )
 from models.split import SplitBoundaries, split_boundaries
 from models.thresholds import fit_lane_thresholds
@@ -53,25 +56,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# Told the name of each step of ``train_models`` as it starts (``training_steps`` lists them).
+Progress = Callable[[str], None]
+
 MIN_REVENUE_EUR = 0.01  # gamma needs positive targets; an offence with no duty still counts
 # Illicit parcels with a recorded revenue needed to fit (train period) and early-stop
 # (validation) the revenue model; below this a gamma model of the heavy tail is mostly noise.
 MIN_REVENUE_TRAIN = 50
 MIN_REVENUE_VALIDATION = 10
-TRUTH_COLUMNS = ("declaration_id", "p_illicit", "illicit", "revenue_at_stake")
-_OUTCOME_COLUMNS = ("inspected", "illicit", "selection_reason")  # what unbiased_mask reads
-HEADLINE_METRICS = (
-    "roc_auc",
-    "pr_auc",
-    "precision_at_5",
-    "recall_at_5",
-    "revenue_at_5",
-    "precision_at_1",
-    "revenue_at_1",
-    "precision_at_10",
-    "revenue_at_10",
-    "ece",
-)
 # Parameters of lgb.train under the sklearn-style names params.yaml uses.
 _LGB_NAMES = {
     "num_leaves": "num_leaves",
@@ -92,7 +84,6 @@ _LGB_NAMES = {
 }
 # Keys of train.lightgbm that steer the boosting loop rather than LightGBM's parameters.
 _LOOP_KEYS = ("n_estimators", "early_stopping_rounds")
-UnbiasedSample = Literal["random", "census", "none"]
 
 
 @dataclass(frozen=True)
@@ -197,52 +188,9 @@ class TrainResult:
         return headline_metrics(self.metrics)
 
 
-def headline_metrics(metrics: dict[str, float]) -> dict[str, float]:
-    """The few test metrics tracked by DVC: per evaluation and scorer, the HEADLINE_METRICS."""
-    out = {}
-    for key, value in metrics.items():
-        parts = key.split(".")
-        if len(parts) == 3 and (parts[2] in HEADLINE_METRICS or parts[1] in ("legacy", "ratio")):
-            out[key] = value
-    return dict(sorted(out.items()))
-
-
 # --------------------------------------------------------------------------------------------
-# labels and fitting
+# fitting
 # --------------------------------------------------------------------------------------------
-
-
-def labelled_mask(frame: pd.DataFrame) -> np.ndarray:
-    """Inspected parcels with a recorded outcome: the only ones with labels."""
-    inspected = frame["inspected"].astype("boolean").fillna(False).to_numpy(bool)
-    return inspected & frame["illicit"].notna().to_numpy()
-
-
-def random_mask(frame: pd.DataFrame) -> np.ndarray:
-    """Parcels inspected by the random exploration quota: the unbiased labels."""
-    return (frame["selection_reason"].astype("str") == RANDOM_SELECTION).fillna(False).to_numpy(
-        bool
-    ) & labelled_mask(frame)
-
-
-def unbiased_mask(frame: pd.DataFrame) -> tuple[np.ndarray, UnbiasedSample]:
-    """The parcels of ``frame`` whose labels describe all its traffic, and what kind they are.
-
-    ``random``: the random-exploration parcels, when the frame has any; ``census``: every
-    parcel, when every one was inspected with a result (nothing was selected, so nothing is
-    biased); ``none``: no unbiased labels (legacy selection only).
-    """
-    random = random_mask(frame)
-    if random.any():
-        return random, "random"
-    labelled = labelled_mask(frame)
-    if len(frame) and labelled.all():
-        return labelled, "census"
-    return np.zeros(len(frame), dtype=bool), "none"
-
-
-def _labels(frame: pd.DataFrame) -> np.ndarray:
-    return frame["illicit"].astype("boolean").fillna(False).to_numpy(dtype=np.float64)
 
 
 @dataclass(frozen=True)
@@ -332,205 +280,15 @@ def informative_features(X: np.ndarray, manifest: FeatureManifest) -> FeatureMan
     return manifest.select([n for n in manifest.names if n not in dropped])
 
 
-def _require_columns(frame: pd.DataFrame, columns: tuple[str, ...], what: str) -> None:
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise ParcelriskError(f"{what} lacks column(s): {', '.join(missing)}")
-
-
-# --------------------------------------------------------------------------------------------
-# evaluation
-# --------------------------------------------------------------------------------------------
-
-
-def score_model(model: RiskModel, frame: pd.DataFrame) -> dict[str, np.ndarray]:
-    """Scores of a bundle on a feature frame: risk ranks risk, expected revenue ranks revenue."""
-    scores = model.score(model.manifest.matrix(frame))
-    value = scores["expected_revenue"] if model.revenue_booster is not None else scores["risk"]
-    return {"risk": scores["risk"], "value": value, "prob": scores["risk"], **scores}
-
-
-def attach_truth(frame: pd.DataFrame, ground_truth: pd.DataFrame) -> pd.DataFrame:
-    """Frame rows with the generator's truth (``truth_*`` columns), in frame order."""
-    _require_columns(ground_truth, TRUTH_COLUMNS, "ground truth")
-    truth = ground_truth[list(TRUTH_COLUMNS)].drop_duplicates("declaration_id")
-    merged = frame[["declaration_id"]].merge(
-        truth.rename(columns={c: f"truth_{c}" for c in TRUTH_COLUMNS[1:]}),
-        on="declaration_id",
-        how="left",
-        validate="many_to_one",
-    )
-    if merged["truth_p_illicit"].isna().any():
-        missing = merged.loc[merged["truth_p_illicit"].isna(), "declaration_id"].head(3).tolist()
-        raise ParcelriskError(
-            f"ground truth lacks {int(merged['truth_p_illicit'].isna().sum())} test parcel(s), "
-            f"e.g. {missing}"
-        )
-    out = frame.copy()
-    for c in TRUTH_COLUMNS[1:]:
-        out[f"truth_{c}"] = merged[f"truth_{c}"].to_numpy()
-    if "revenue_if_illicit" in ground_truth.columns:
-        lookup = ground_truth.drop_duplicates("declaration_id").set_index("declaration_id")
-        out["truth_revenue_if_illicit"] = (
-            lookup["revenue_if_illicit"].reindex(frame["declaration_id"]).to_numpy()
-        )
-    return out
-
-
-def evaluate_holdout(
-    holdout: pd.DataFrame,
-    scores: dict[str, dict[str, np.ndarray]],
-    levels: tuple[int, ...] = LEVELS,
-    not_applicable: dict[str, str] | None = None,
-) -> dict[str, float]:
-    """Flat metrics of every scorer on one holdout period, finite numbers only.
-
-    ``holdout`` holds the labels (and ``truth_*`` columns when ground truth is known);
-    ``scores[name]`` has ``risk`` and ``value`` (optionally ``prob``) aligned with its rows.
-    ``test_random.*``: on the unbiased parcels (``unbiased_mask``) against their inspection
-    results; ``test_all.*``: on all parcels against the truth, with the oracle and model/oracle
-    ratios; ``*.legacy.*``: the legacy rules as recorded, and the model at the legacy selection
-    rate. A metric that cannot be computed is left out; if ``not_applicable`` is given, it
-    receives ``{metric name pattern (fnmatch): why}``.
-    """
-    metrics: dict[str, float] = {}
-    reasons: dict[str, str] = {}
-    sample, kind = unbiased_mask(holdout)
-    revenue = holdout["revenue_recovered"].to_numpy(np.float64, na_value=np.nan)
-    has_revenue = np.isfinite(revenue)
-    y_all = _labels(holdout)
-    rev_all = np.nan_to_num(revenue, nan=0.0)
-    y_rnd, rev_rnd = y_all[sample], rev_all[sample]
-    if sample.any():
-        if not has_revenue[sample].any():
-            reasons["test_random.*.revenue_at_*"] = "no revenue data"
-        for name, s in scores.items():
-            result = ranking_metrics(
-                s["risk"][sample],
-                y_rnd,
-                rev_rnd,
-                value=s["value"][sample],
-                prob=s["prob"][sample] if s.get("prob") is not None else None,
-                levels=levels,
-            )
-            metrics.update({f"test_random.{name}.{k}": v for k, v in result.items()})
-    else:
-        reasons["test_random.*"] = (
-            "no unbiased sample in the test period: no random-exploration parcels and not "
-            "every parcel inspected"
-        )
-
-    legacy = baselines.legacy_selection(holdout["selection_reason"])
-    legacy_rate = float(legacy.mean())
-    labelled = labelled_mask(holdout)
-    if not legacy.any():
-        reasons["test_random.legacy.*"] = (
-            "every parcel inspected: no legacy selection to compare"
-            if kind == "census"
-            else "no parcel carries a legacy rule selection (selection_reason 'rule:...')"
-        )
-    else:
-        metrics["test_random.legacy.selection_rate"] = legacy_rate
-        if (legacy & labelled).any():
-            metrics["test_random.legacy.hit_rate"] = float(y_all[legacy & labelled].mean())
-        else:
-            reasons["test_random.legacy.hit_rate"] = "no legacy-selected parcel has a result"
-        if has_revenue[legacy].any():
-            metrics["test_random.legacy.revenue_per_inspection"] = float(rev_all[legacy].mean())
-        else:
-            reasons["test_random.legacy.revenue_per_inspection"] = "no revenue data"
-        if "model" in scores and sample.any():
-            top = _top_share(scores["model"]["risk"][sample], legacy_rate)
-            metrics["test_random.legacy.model_precision_at_legacy_rate"] = float(y_rnd[top].mean())
-
-    if "truth_p_illicit" in holdout.columns:
-        truth_y = holdout["truth_illicit"].astype("boolean").fillna(False).to_numpy(np.float64)
-        truth_rev = holdout["truth_revenue_at_stake"].to_numpy(np.float64, na_value=0.0) * truth_y
-        p = holdout["truth_p_illicit"].to_numpy(np.float64)
-        # The fair revenue oracle is p x revenue-if-illicit. A truth file with only the realised
-        # revenue_at_stake (0 on clean parcels) makes the oracle see the label: an upper bound.
-        label_aware = "truth_revenue_if_illicit" not in holdout.columns
-        stake = holdout[
-            "truth_revenue_at_stake" if label_aware else "truth_revenue_if_illicit"
-        ].to_numpy(np.float64, na_value=0.0)
-        oracle = {"risk": p, "value": p * stake, "prob": p}
-        metrics["test_all.oracle.revenue_label_aware"] = float(label_aware)
-        for name, s in {**scores, "oracle": oracle}.items():
-            result = ranking_metrics(
-                s["risk"],
-                truth_y,
-                truth_rev,
-                value=s["value"],
-                prob=s.get("prob"),
-                levels=levels,
-            )
-            metrics.update({f"test_all.{name}.{k}": v for k, v in result.items()})
-        if "model" in scores:
-            for key in [k for k in metrics if k.startswith("test_all.oracle.")]:
-                metric = key.rsplit(".", 1)[1]
-                if metric.split("_at_")[0] in ("precision", "recall", "revenue"):
-                    oracle_value = metrics[key]
-                    if np.isfinite(oracle_value) and oracle_value != 0:
-                        ratio = metrics[f"test_all.model.{metric}"] / oracle_value
-                        metrics[f"test_all.ratio.{metric}"] = float(ratio)
-        if legacy.any():
-            legacy_truth = selected_set_metrics(legacy, truth_y, truth_rev)
-            metrics.update({f"test_all.legacy.{k}": v for k, v in legacy_truth.items()})
-            if "model" in scores:
-                top = _top_share(scores["model"]["risk"], legacy_rate)
-                model_at = selected_set_metrics(top, truth_y, truth_rev)
-                metrics["test_all.legacy.model_hit_rate_at_legacy_rate"] = model_at["hit_rate"]
-                top_value = _top_share(scores["model"]["value"], legacy_rate)
-                metrics["test_all.legacy.model_revenue_share_at_legacy_rate"] = (
-                    selected_set_metrics(top_value, truth_y, truth_rev)["revenue_share"]
-                )
-        else:
-            reasons["test_all.legacy.*"] = reasons["test_random.legacy.*"]
-    finite = _finite_metrics(metrics, reasons, scorers={*scores, "oracle"})
-    if not_applicable is not None:
-        not_applicable.update(reasons)
-    return finite
-
-
-def _finite_metrics(
-    metrics: dict[str, float], reasons: dict[str, str], scorers: set[str]
-) -> dict[str, float]:
-    """``metrics`` without the non-finite values; each one left out gets a reason in ``reasons``.
-
-    Reasons are keyed by fnmatch patterns (``test_random.*.revenue_at_*``): the cause is the
-    evaluation sample, the same for every scorer and level.
-    """
-    out = {}
-    for key, value in metrics.items():
-        if np.isfinite(value):
-            out[key] = value
-            continue
-        if any(fnmatch.fnmatchcase(key, pattern) for pattern in reasons):
-            continue
-        evaluation, who, metric = key.split(".", 2)
-        family = re.sub(r"_\d+$", "_*", metric)
-        pattern = f"{evaluation}.{'*' if who in scorers else who}.{family}"
-        if who == "ratio":
-            reasons[pattern] = "the model's or the oracle's metric is not computable"
-        elif metric.startswith("revenue"):
-            reasons[pattern] = "no revenue recovered in the evaluation sample"
-        elif metric.startswith(("roc_auc", "pr_auc", "recall")):
-            reasons[pattern] = "the evaluation sample holds one class only"
-        else:
-            reasons[pattern] = "not computable on the evaluation sample"
-    return out
-
-
-def _top_share(score: np.ndarray, share: float) -> np.ndarray:
-    order = np.argsort(-np.asarray(score, np.float64), kind="stable")
-    mask = np.zeros(len(order), dtype=bool)
-    mask[order[: top_k(len(order), share)]] = True
-    return mask
-
-
 # --------------------------------------------------------------------------------------------
 # the pipeline
 # --------------------------------------------------------------------------------------------
+
+
+def training_steps(params: TrainParams) -> tuple[str, ...]:
+    """The steps ``train_models`` announces to its ``progress`` callback, in order."""
+    refit = ("refit",) if params.refit else ()
+    return ("risk model", "revenue model", *refit, "baselines", "evaluation")
 
 
 def train_models(
@@ -538,10 +296,12 @@ def train_models(
     manifest: FeatureManifest,
     params: TrainParams,
     ground_truth: pd.DataFrame | None = None,
+    progress: Progress | None = None,
 ) -> TrainResult:
     """Fit the risk and revenue models, calibration, thresholds and baselines; evaluate all."""
     started = time.perf_counter()
-    _require_columns(
+    step = progress or (lambda _name: None)
+    require_columns(
         features,
         (
             "declaration_id",
@@ -559,7 +319,7 @@ def train_models(
     boundaries = split_boundaries(frame["declared_at"], params.split)
     parts = boundaries.masks(frame["declared_at"])
     labelled = labelled_mask(frame)
-    y = _labels(frame)
+    y = illicit_labels(frame)
     fit_train, fit_valid = parts["train"] & labelled, parts["validation"] & labelled
     for part, mask in (("train", fit_train), ("validation", fit_valid)):
         n_pos = int(y[mask].sum())
@@ -583,9 +343,11 @@ def train_models(
     if used is not manifest:
         X = X[:, [manifest.names.index(n) for n in used.names]]
 
+    step("risk model")
     risk_fit = _fit_booster(
         params, "binary", X[fit_train], y[fit_train], X[fit_valid], y[fit_valid], used
     )
+    step("revenue model")
     revenue = frame["revenue_recovered"].to_numpy(np.float64, na_value=np.nan)
     revenue_fit, revenue_status = _fit_revenue(params, X, y, revenue, labelled, parts, used)
     for name, fitted in (("risk", risk_fit), ("revenue", revenue_fit)):
@@ -601,8 +363,8 @@ def train_models(
         log.warning("train.objective is revenue but there is no revenue model: lanes rank on risk")
         objective = "risk"
 
-    history_sample = unbiased_mask(frame[list(_OUTCOME_COLUMNS)])[1]
-    validation = frame.loc[parts["validation"], list(_OUTCOME_COLUMNS)]
+    history_sample = unbiased_mask(frame[list(OUTCOME_COLUMNS)])[1]
+    validation = frame.loc[parts["validation"], list(OUTCOME_COLUMNS)]
     cal_unbiased = np.zeros(len(frame), dtype=bool)
     cal_unbiased[parts["validation"]], unbiased_kind = unbiased_mask(validation)
     if (
@@ -620,23 +382,17 @@ def train_models(
         )
     calibration = fit_isotonic(risk_fit.booster.predict(X[cal_mask], raw_score=True), y[cal_mask])
 
-    first_pass = _with_lane_thresholds(
-        RiskModel(
-            manifest=used,
-            risk_booster=risk_fit.booster,
-            revenue_booster=revenue_fit.booster if revenue_fit is not None else None,
-            calibration=calibration,
-            thresholds=_placeholder_thresholds(objective),
-        ),
-        X[parts["validation"]],
-        params,
-    )
+    first_risk = risk_fit.booster
+    first_revenue = revenue_fit.booster if revenue_fit is not None else None
     test = parts["test"]
     X_test = X[test]
     if params.refit:
-        deployed = _refit(params, first_pass, risk_fit, revenue_fit, X, y, revenue, labelled)
+        step("refit")
+        risk_booster, revenue_booster = _refit_boosters(
+            params, risk_fit, revenue_fit, X, y, revenue, labelled, used
+        )
         # Lanes meet tomorrow's traffic: the most recent period's is the closest sample of it.
-        deployed = _with_lane_thresholds(deployed, X_test, params)
+        lane_traffic = test
         evaluated_model = (
             f"first pass: fitted on the {int(fit_train.sum())} labelled parcels of the train "
             f"period ({risk_fit.rounds} rounds, early-stopped on validation); the deployed "
@@ -644,12 +400,29 @@ def train_models(
             f"so no held-out period is left to measure it"
         )
     else:
-        deployed = first_pass
+        risk_booster, revenue_booster = first_risk, first_revenue
+        lane_traffic = parts["validation"]
         evaluated_model = (
             f"the deployed model: fitted on the {int(fit_train.sum())} labelled parcels of "
             f"the train period ({risk_fit.rounds} rounds, early-stopped on validation)"
         )
-    # Both use the first pass's calibration: a shift here means the refit moved the log-odds.
+    # The cut-offs fill the lanes at the configured rates of the deployed model's priorities.
+    priority = score_rows(X[lane_traffic], risk_booster, revenue_booster, calibration, objective)[
+        "priority"
+    ]
+    deployed = RiskModel(
+        manifest=used,
+        risk_booster=risk_booster,
+        revenue_booster=revenue_booster,
+        calibration=calibration,
+        thresholds=fit_lane_thresholds(priority, params.red_rate, params.yellow_rate, objective),
+        # Both passes share the first pass's calibration: the refit keeps its rounds and
+        # learning rate, so its log-odds stay on the first pass's scale.
+        risk_booster_eval=first_risk if params.refit else None,
+        revenue_booster_eval=first_revenue if params.refit else None,
+    )
+    first_pass = deployed.evaluation_model()
+    # A shift here means the refit moved the log-odds away from the shared calibration.
     mean_risk = {
         "evaluated": float(first_pass.risk(X_test).mean()) if len(X_test) else 0.0,
         "deployed": float(deployed.risk(X_test).mean()) if len(X_test) else 0.0,
@@ -684,45 +457,27 @@ def train_models(
     )
     fit_seconds = time.perf_counter() - started
 
-    # baselines, fitted on the same training labels
-    logistic = baselines.fit_logistic(
-        X[fit_train],
-        y[fit_train],
-        params.seed,
-        categorical=[used.names.index(n) for n in used.categorical_names],
-    )
+    step("baselines")
     holdout = frame.loc[test].reset_index(drop=True)
     # The held-out metrics are the first pass's: the refit model has seen the test labels.
-    model_scores = score_model(first_pass, holdout)
-    logistic_prob = logistic.predict_proba(X_test)[:, 1]
-    scores: dict[str, dict[str, np.ndarray]] = {
-        "model": model_scores,
-        "logistic": {"risk": logistic_prob, "value": logistic_prob, "prob": logistic_prob},
+    scores = {
+        "model": score_model(first_pass, holdout),
+        **score_baselines(
+            frame.loc[fit_train],
+            X[fit_train],
+            y[fit_train],
+            holdout,
+            X_test,
+            categorical=[used.names.index(n) for n in used.categorical_names],
+            seed=params.seed,
+            profile_strength=params.profile_strength,
+        ),
     }
-    if all(c in frame.columns for c in baselines.PROFILE_KEYS):
-        profile = baselines.fit_risk_profile(
-            frame.loc[fit_train], y[fit_train], params.profile_strength
-        )
-        rules = profile.score(holdout)
-        scores["rules"] = {"risk": rules, "value": rules, "prob": rules}
-    rand = baselines.random_scores(len(holdout), params.seed)
-    scores["random"] = {"risk": rand, "value": rand, "prob": None}
-
+    step("evaluation")
     if ground_truth is not None:
         holdout = attach_truth(holdout, ground_truth)
-    not_applicable: dict[str, str] = {}
-    metrics = evaluate_holdout(holdout, scores, not_applicable=not_applicable)
-
-    predictions = holdout.drop(columns=manifest.names)
-    for name, s in scores.items():
-        predictions[f"{name}_risk"] = s["risk"]
-        predictions[f"{name}_value"] = s["value"]
-    predictions["model_priority"] = model_scores["priority"]
-    predictions["random_exploration"] = random_mask(holdout)
+    metrics, not_applicable = evaluate_holdout(holdout, scores)
     test_sample, test_kind = unbiased_mask(holdout)
-    predictions["unbiased_sample"] = test_sample
-
-    tables = _tables(holdout, model_scores)
     info = {
         "parcels": len(frame),
         "labelled": int(labelled.sum()),
@@ -735,12 +490,20 @@ def train_models(
         "revenue_hit_round_cap": revenue_fit.hit_round_cap if revenue_fit is not None else False,
         "test_mean_risk_deployed": mean_risk["deployed"],
         "test_mean_risk_evaluated": mean_risk["evaluated"],
-        "not_applicable": dict(sorted(not_applicable.items())),
+        "not_applicable": not_applicable,
         "fit_seconds": round(fit_seconds, 2),
         "total_seconds": round(time.perf_counter() - started, 2),
         **{k: v for k, v in deployed.metadata.items() if k != "split"},
     }
-    return TrainResult(deployed, metrics, boundaries, predictions, tables, info, X_test)
+    return TrainResult(
+        deployed,
+        metrics,
+        boundaries,
+        holdout_predictions(holdout, scores, manifest.names),
+        holdout_tables(holdout, scores["model"]),
+        info,
+        X_test,
+    )
 
 
 def _fit_revenue(
@@ -789,81 +552,34 @@ def _fit_revenue(
     return None, status
 
 
-def _refit(
+def _refit_boosters(
     params: TrainParams,
-    first_pass: RiskModel,
     risk_fit: FittedBooster,
     revenue_fit: FittedBooster | None,
     X: np.ndarray,
     y: np.ndarray,
     revenue: np.ndarray,
     labelled: np.ndarray,
-) -> RiskModel:
-    """The deployed model: the first pass's boosters refit on all labelled parcels.
+    manifest: FeatureManifest,
+) -> tuple[lgb.Booster, lgb.Booster | None]:
+    """The deployed boosters: the first pass's refit on all labelled parcels.
 
     Same rounds and learning rate, so the refit's log-odds are on the first pass's scale and
-    its calibration map applies; the first-pass boosters stay in the bundle for evaluation.
-    Re-matching the refit's scores to the first pass's distribution on recent traffic (shift,
-    affine or quantile map) calibrated a little better on stationary toy data but undid what
-    the refit learnt from a drifting hit rate, the case refitting is for; so the map is kept.
+    its calibration map applies. Re-matching the refit's scores to the first pass's
+    distribution on recent traffic (shift, affine or quantile map) calibrated a little better on
+    stationary toy data but undid what the refit learnt from a drifting hit rate, the case
+    refitting is for; so the map is kept.
     """
-    manifest = first_pass.manifest
     risk = _refit_booster(params, "binary", X[labelled], y[labelled], risk_fit.rounds, manifest)
-    revenue_booster = None
-    if revenue_fit is not None:
-        rows = labelled & (y == 1) & np.isfinite(revenue)
-        revenue_booster = _refit_booster(
-            params,
-            "gamma",
-            X[rows],
-            np.maximum(revenue[rows], MIN_REVENUE_EUR),
-            revenue_fit.rounds,
-            manifest,
-        )
-    return replace(
-        first_pass,
-        risk_booster=risk,
-        revenue_booster=revenue_booster,
-        risk_booster_eval=first_pass.risk_booster,
-        revenue_booster_eval=first_pass.revenue_booster,
-        metadata={},
+    if revenue_fit is None:
+        return risk, None
+    rows = labelled & (y == 1) & np.isfinite(revenue)
+    revenue_booster = _refit_booster(
+        params,
+        "gamma",
+        X[rows],
+        np.maximum(revenue[rows], MIN_REVENUE_EUR),
+        revenue_fit.rounds,
+        manifest,
     )
-
-
-def _placeholder_thresholds(objective: Objective) -> LaneThresholds:
-    """Cut-offs that only carry the objective, for scoring before the real ones are fitted."""
-    return fit_lane_thresholds(np.r_[0.0, 1.0], 0.5, 0.0, objective)
-
-
-def _with_lane_thresholds(
-    model: RiskModel, X_traffic: np.ndarray, params: TrainParams
-) -> RiskModel:
-    """``model`` with cut-offs that fill the lanes at the configured rates of this traffic."""
-    priority = model.score(X_traffic)["priority"]
-    thresholds = fit_lane_thresholds(
-        priority, params.red_rate, params.yellow_rate, model.thresholds.objective
-    )
-    return replace(model, thresholds=thresholds)
-
-
-def _tables(holdout: pd.DataFrame, model_scores: dict[str, np.ndarray]) -> dict[str, pd.DataFrame]:
-    tables: dict[str, pd.DataFrame] = {}
-    rnd = unbiased_mask(holdout)[0]
-    if rnd.any():
-        tables["calibration_random"] = calibration_table(
-            model_scores["prob"][rnd], _labels(holdout)[rnd]
-        )
-    if "origin_country" in holdout.columns:
-        if "truth_illicit" in holdout.columns:
-            truth_y = holdout["truth_illicit"].astype("boolean").fillna(False).to_numpy(float)
-            tables["by_origin_all"] = rates_by_group(
-                model_scores["risk"], truth_y, holdout["origin_country"], 0.05
-            )
-        if rnd.any():
-            tables["by_origin_random"] = rates_by_group(
-                model_scores["risk"][rnd],
-                _labels(holdout)[rnd],
-                holdout.loc[rnd, "origin_country"],
-                0.05,
-            )
-    return tables
+    return risk, revenue_booster

@@ -11,7 +11,8 @@ import pytest
 
 from features.errors import ParcelriskError
 from features.pipeline.manifest import FeatureManifest
-from models.train import TrainParams, train_models, unbiased_mask
+from models.labels import unbiased_mask
+from models.train import TrainParams, train_models
 from tests.test_models.conftest import CENSUS_EXTRA_FEATURES, TRAIN_SECTION
 
 pytestmark = pytest.mark.xdist_group("models_census")

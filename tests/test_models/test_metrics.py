@@ -75,6 +75,26 @@ def test_degenerate_inputs_give_nan_not_errors():
     assert np.isnan(metrics.revenue_at(np.array([0.1]), np.array([0.0]), 0.05))
 
 
+@pytest.mark.filterwarnings("error")
+@pytest.mark.parametrize(
+    ("metric", "score", "y"),
+    [
+        (metrics.roc_auc, [0.1, 0.2], [1, 1]),  # no clean parcel
+        (metrics.pr_auc, [0.1, 0.2], [0, 0]),  # scikit-learn alone would say 0 and warn
+        (metrics.brier, [], []),  # scikit-learn alone would raise
+    ],
+)
+def test_undefined_standard_metrics_are_nan_without_warnings(metric, score, y):
+    assert np.isnan(metric(np.array(score, float), np.array(y, float)))
+
+
+def test_pr_auc_treats_tied_scores_as_one_threshold():
+    # both illicit parcels tie with one clean one at the top: precision 2/3 at recall 1
+    assert metrics.pr_auc(np.array([0.9, 0.9, 0.9, 0.1]), np.array([1, 0, 1, 0])) == (
+        pytest.approx(2 / 3)
+    )
+
+
 def test_rates_by_group_counts_selection_and_hits():
     table = metrics.rates_by_group(SCORE, ILLICIT, np.array(list("AABBBBBBBB")), 0.3)
     a = table.set_index("group").loc["A"]

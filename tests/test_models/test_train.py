@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import math
 from dataclasses import replace
@@ -12,10 +13,11 @@ import pytest
 
 from features.errors import ParcelriskError
 from models.bundle import REVENUE_EVAL_MODEL_FILE, RISK_EVAL_MODEL_FILE, RiskModel
-from models.cli import format_summary
+from models.cli import format_summary, step_progress
+from models.evaluation import HEADLINE_METRICS, headline_metrics
 from models.split import split_boundaries
 from models.thresholds import lane_shares
-from models.train import HEADLINE_METRICS, TrainParams, headline_metrics, train_models
+from models.train import TrainParams, train_models, training_steps
 from tests.test_models.conftest import TRAIN_SECTION
 
 pytestmark = pytest.mark.xdist_group("models_train")
@@ -276,3 +278,33 @@ def _params_dict():
         "seed": 7,
         "calibration": {"min_random": 100, "min_random_illicit": 10},
     }
+
+
+@pytest.mark.parametrize("refit", [True, False])
+def test_train_models_announces_each_step_in_order(frames, refit):
+    features, _, manifest = frames
+    params = replace(PARAMS, refit=refit)
+    announced: list[str] = []
+    train_models(features, manifest, params, progress=announced.append)
+    assert announced == list(training_steps(params))
+    assert ("refit" in announced) is refit
+
+
+def test_step_progress_draws_the_step_names_only_when_enabled():
+    steps = ("read features", "risk model", "log to MLflow")
+    for enabled in (True, False):
+        out = io.StringIO()
+        with step_progress(steps, enabled=enabled, file=out) as step:
+            for name in steps:
+                step(name)
+        assert ("risk model" in out.getvalue()) is enabled
+        assert ("2/3 steps" in out.getvalue()) is enabled
+
+
+def test_train_command_has_a_quiet_switch():
+    from typer.testing import CliRunner
+
+    from serving.main import app
+
+    result = CliRunner().invoke(app, ["train", "--help"])
+    assert result.exit_code == 0 and "--quiet" in result.output

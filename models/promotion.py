@@ -1,0 +1,279 @@
+"""The champion/challenger gate: a new version replaces the champion only when it is better.
+
+``decide_promotion`` is the policy: pure, metrics and ``PromoteParams`` in, a ``Decision`` with
+its reasons out. ``promote_version`` is the orchestration around it: it loads both versions from
+the registry, scores each one's evaluation model (the first pass, never a refit that has seen
+the labels) on the challenger's test period with ``models.evaluation``, decides, and records
+the decision on the challenger version, moving the ``champion`` alias when it is promoted.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from features.errors import ParcelriskError
+from models.registry import CHAMPION_ALIAS, DEFAULT_MODEL_NAME
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+GATE_AT = 5  # the gate compares revenue@5% and precision@5%
+Outcome = Literal["first", "unchanged", "promoted", "forced", "refused"]
+
+
+@dataclass(frozen=True)
+class PromoteParams:
+    model_name: str = DEFAULT_MODEL_NAME
+    min_gain_revenue_at_5: float = 0.0
+    min_gain_precision_at_5: float = 0.0
+    max_calibration_error: float = 0.05
+
+    @classmethod
+    def from_dict(cls, section: dict[str, Any]) -> PromoteParams:
+        known = set(cls.__dataclass_fields__)
+        unknown = set(section or {}) - known
+        if unknown:
+            raise ParcelriskError(f"unknown key(s) in params promote: {', '.join(sorted(unknown))}")
+        return cls(**(section or {}))
+
+
+@dataclass(frozen=True)
+class Decision:
+    promote: bool
+    reasons: list[str]
+    evaluation: str = ""  # which holdout decided: test_all (ground truth) or test_random
+
+
+def decide_promotion(
+    champion_metrics: dict[str, float], challenger_metrics: dict[str, float], params: PromoteParams
+) -> Decision:
+    """Promote only if the challenger beats the champion by the configured margins on every
+    gate metric both have (and on at least one strictly) and is calibrated within the bound.
+
+    Metrics are flat ``<evaluation>.model.<metric>`` dicts of the same holdout; the ground-truth
+    evaluation (``test_all``) decides when present, else the unbiased one (``test_random``).
+    Only finite numbers count: without revenue data in either, precision@5% decides alone, and
+    a calibration error that cannot be measured is reported, not held against the challenger.
+    """
+
+    def value(metrics: dict[str, float], key: str) -> float | None:
+        v = metrics.get(key)
+        return float(v) if v is not None and np.isfinite(v) else None
+
+    precision = f"precision_at_{GATE_AT}"
+    evaluation = next(
+        (
+            ev
+            for ev in ("test_all", "test_random")
+            if value(challenger_metrics, f"{ev}.model.{precision}") is not None
+            and value(champion_metrics, f"{ev}.model.{precision}") is not None
+        ),
+        None,
+    )
+    if evaluation is None:
+        return Decision(
+            False,
+            [
+                f"no comparable metric: champion and challenger share no finite {precision} on "
+                f"the holdout (test_all or test_random)"
+            ],
+        )
+    reasons: list[str] = []
+    ok = True
+    gains = []
+    for metric, min_gain in (
+        (f"revenue_at_{GATE_AT}", params.min_gain_revenue_at_5),
+        (precision, params.min_gain_precision_at_5),
+    ):
+        key = f"{evaluation}.model.{metric}"
+        champ, chall = value(champion_metrics, key), value(challenger_metrics, key)
+        if champ is None or chall is None:
+            missing = " and ".join(
+                role for role, v in (("champion", champ), ("challenger", chall)) if v is None
+            )
+            reasons.append(
+                f"{metric} ({evaluation}): not available for the {missing} "
+                f"(no revenue data, or not computable): comparing {precision} only"
+            )
+            continue
+        gain = chall - champ
+        gains.append(gain)
+        passed = gain >= min_gain
+        ok &= passed
+        reasons.append(
+            f"{metric} ({evaluation}): challenger {chall:.4f} vs champion {champ:.4f}, "
+            f"gain {gain:+.4f} {'>=' if passed else '<'} required {min_gain:+.4f}"
+        )
+    if ok and not any(g > 0 for g in gains):
+        ok = False
+        reasons.append("challenger is no better than the champion on any compared metric")
+    ece = value(challenger_metrics, f"{evaluation}.model.ece")
+    if ece is None:
+        reasons.append(f"calibration error ({evaluation}): not available, not checked")
+    else:
+        calibrated = ece <= params.max_calibration_error
+        ok &= calibrated
+        reasons.append(
+            f"calibration error ({evaluation}): {ece:.4f} {'<=' if calibrated else '>'} "
+            f"max {params.max_calibration_error:.4f}"
+        )
+    return Decision(ok, reasons, evaluation)
+
+
+def record_decision(
+    client: MlflowClient,
+    name: str,
+    version: str,
+    decision: Decision,
+    *,
+    champion_before: str | None,
+    outcome: str,
+    force_reason: str | None = None,
+    metrics: dict[str, float] | None = None,
+) -> None:
+    """Tag the challenger version with the decision; move the alias if it was promoted."""
+    tags = {
+        "promotion.outcome": outcome,  # promoted | forced | refused | first
+        "promotion.at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "promotion.champion_before": champion_before or "",
+        "promotion.reasons": " | ".join(decision.reasons)[:4900],
+    }
+    if force_reason:
+        tags["promotion.force_reason"] = force_reason[:4900]
+    if metrics:
+        tags["promotion.metrics"] = json.dumps(
+            {k: round(v, 5) for k, v in metrics.items() if np.isfinite(v)}
+        )[:4900]
+    for key, value in tags.items():
+        client.set_model_version_tag(name, version, key, value)
+    if outcome in ("promoted", "forced", "first"):
+        client.set_registered_model_alias(name, CHAMPION_ALIAS, version)
+        if champion_before and champion_before != version:
+            client.set_model_version_tag(name, champion_before, "promotion.replaced_by", version)
+
+
+def promotion_outcome(decision: Decision, force: bool) -> Outcome:
+    """What happens to a challenger the gate has judged: ``--force`` overrides a refusal."""
+    if decision.promote:
+        return "promoted"
+    return "forced" if force else "refused"
+
+
+def gate_metrics(per_model: dict[str, dict[str, float]]) -> dict[str, float]:
+    """The metrics recorded with a decision: per role, the gate's metrics and ROC AUC."""
+    return {
+        f"{role}.{k}": v
+        for role, metrics in per_model.items()
+        for k, v in metrics.items()
+        if k.endswith((f"precision_at_{GATE_AT}", f"revenue_at_{GATE_AT}", ".ece", "roc_auc"))
+    }
+
+
+def promote_version(
+    client: MlflowClient,
+    params: PromoteParams,
+    *,
+    version: str | None = None,
+    features_dir: Path | None = None,
+    ground_truth_path: Path | None = None,
+    force: bool = False,
+    reason: str | None = None,
+) -> dict[str, Any]:
+    """Judge ``version`` (default: the latest) against the champion and record the decision.
+
+    The holdout is the challenger's test period of ``features_dir`` (default: the features it
+    was trained on), with the ground truth it was trained with when that file still exists.
+    """
+    import pandas as pd
+
+    from features.pipeline.build import FEATURES_FILE
+    from models.evaluation import attach_truth, evaluate_holdout, score_model
+    from models.registry import alias_version, latest_version, load_version
+    from models.split import SplitBoundaries
+
+    if force and not (reason and reason.strip()):
+        raise ParcelriskError(
+            "--force needs --reason TEXT: the override is recorded on the version"
+        )
+    name = params.model_name
+    version = str(version) if version is not None else latest_version(client, name)
+    champion = alias_version(client, name, CHAMPION_ALIAS)
+    result: dict[str, Any] = {
+        "model_name": name,
+        "challenger": version,
+        "champion_before": champion,
+    }
+    if champion is None:
+        decision = Decision(True, ["first registered model: becomes champion"], "")
+        record_decision(client, name, version, decision, champion_before=None, outcome="first")
+        return {**result, "outcome": "first", "promote": True, "reasons": decision.reasons}
+    if champion == version:
+        return {
+            **result,
+            "outcome": "unchanged",
+            "promote": False,
+            "reasons": [f"version {version} is already the champion"],
+        }
+
+    with tempfile.TemporaryDirectory(prefix="parcelrisk-promote-") as tmp:
+        challenger_model, _, _ = load_version(client, name, version, Path(tmp) / "challenger")
+        champion_model, _, _ = load_version(client, name, champion, Path(tmp) / "champion")
+    tags = client.get_model_version(name, version).tags
+    features_dir = Path(features_dir or tags.get("features_dir", ""))
+    features_path = features_dir / FEATURES_FILE
+    if not features_path.exists():
+        raise ParcelriskError(
+            f"holdout features not found in {features_dir!s}: pass --features DIR"
+        )
+    split = challenger_model.metadata.get("split")
+    if not split:
+        raise ParcelriskError(f"version {version} records no split: cannot find its test period")
+    test_start = SplitBoundaries.from_dict(split).test_start
+    frame = pd.read_parquet(features_path)
+    holdout = frame.loc[frame["declared_at"] >= test_start].reset_index(drop=True)
+    if holdout.empty:
+        raise ParcelriskError(
+            f"no parcels in {features_dir} on or after the test start {test_start}"
+        )
+    truth_path = ground_truth_path or (
+        Path(tags["ground_truth"]) if tags.get("ground_truth") else None
+    )
+    if truth_path is not None and Path(truth_path).exists():
+        holdout = attach_truth(holdout, pd.read_parquet(truth_path))
+    per_model = {}
+    # Each version's evaluation model (its first pass if refit): a refit challenger has seen
+    # the labels of its own test period, and a refit champion may have too.
+    for role, model in (("champion", champion_model), ("challenger", challenger_model)):
+        try:
+            scores = score_model(model.evaluation_model(), holdout)
+        except ParcelriskError as exc:
+            raise ParcelriskError(f"cannot score the {role} on {features_dir}: {exc}") from exc
+        per_model[role], _ = evaluate_holdout(holdout, {"model": scores})
+    decision = decide_promotion(per_model["champion"], per_model["challenger"], params)
+    outcome = promotion_outcome(decision, force)
+    gate = gate_metrics(per_model)
+    record_decision(
+        client,
+        name,
+        version,
+        decision,
+        champion_before=champion,
+        outcome=outcome,
+        force_reason=reason if outcome == "forced" else None,
+        metrics=gate,
+    )
+    return {
+        **result,
+        "outcome": outcome,
+        "promote": outcome in ("promoted", "forced"),
+        "reasons": decision.reasons,
+        "metrics": gate,
+        "holdout_parcels": len(holdout),
+    }

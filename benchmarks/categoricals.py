@@ -48,7 +48,8 @@ def _params() -> dict[str, Any]:
 
 
 def _train(frame, manifest, train_section: dict[str, Any], truth) -> dict[str, float]:
-    from models.train import TrainParams, train_models
+    from features.params import TrainParams
+    from models.train import train_models
 
     result = train_models(frame, manifest, TrainParams.from_dict(train_section), truth)
     evaluation = "test_all" if truth is not None else "test_random"

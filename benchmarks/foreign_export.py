@@ -629,26 +629,22 @@ def oracle_scores(frame: pd.DataFrame, truth: pd.DataFrame, boundaries: Any) -> 
 
 def run_demo() -> dict[str, Any]:
     """Default demo history (300k parcels, 180 days, seed 42): features and training on defaults."""
-    import yaml
-
     from features.intake.contract import Contract
-    from features.params import load_feature_params
+    from features.params import load_settings
     from features.pipeline.build import build_features
     from features.synthetic import SyntheticParams, generate
-    from models.train import TrainParams, train_models
+    from models.train import train_models
 
-    params = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
+    settings = load_settings(REPO / "params.yaml", must_exist=True)
     seconds: dict[str, float] = {}
     t = time.perf_counter()
     declarations, truth = generate(SyntheticParams(parcels=300_000, days=180, seed=42))
     seconds["generate"] = time.perf_counter() - t
     t = time.perf_counter()
-    built = build_features(declarations, Contract(), load_feature_params(REPO / "params.yaml"))
+    built = build_features(declarations, Contract(), settings.features)
     seconds["features"] = time.perf_counter() - t
     t = time.perf_counter()
-    result = train_models(
-        built.frame, built.manifest, TrainParams.from_dict(params["train"]), truth
-    )
+    result = train_models(built.frame, built.manifest, settings.train, truth)
     seconds["train"] = time.perf_counter() - t
     keys = ("test_all.ratio.precision_at_5", "test_all.ratio.revenue_at_5")
     missing = [k for k in keys if k not in result.metrics]

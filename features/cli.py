@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import typer
 
-DEFAULT_PARAMS = Path("params.yaml")
+from features.params import DEFAULT_PARAMS, Settings, load_settings
 
 features_app = typer.Typer(help="Point-in-time parcel features.", no_args_is_help=True)
 
@@ -21,6 +22,21 @@ def _show_progress(quiet: bool) -> bool:
     import sys
 
     return not quiet and sys.stderr.isatty()
+
+
+def params_option(sections: str) -> Any:
+    """The ``--params`` option every command that reads settings takes."""
+    return typer.Option(
+        None,
+        "--params",
+        help=f"params.yaml to read ({sections}); default: ./params.yaml if present, else the "
+        "built-in defaults.",
+    )
+
+
+def settings_from(params: Path | None) -> Settings:
+    """The settings of one command, read once: a named file must exist."""
+    return load_settings(params or DEFAULT_PARAMS, must_exist=params is not None)
 
 
 def _echo_json(summary: dict) -> None:
@@ -70,9 +86,7 @@ def validate(
         "--report",
         help="Write the HTML report (offline, self-contained) and validation.json here.",
     ),
-    params: Path = typer.Option(
-        DEFAULT_PARAMS, "--params", help="params.yaml (sections 'validate' and 'features')."
-    ),
+    params: Path | None = params_option("sections validate, features"),
     cross_check: bool = typer.Option(
         True,
         "--cross-check/--no-cross-check",
@@ -82,9 +96,8 @@ def validate(
     """Run the validation gate: exit 1 on faults (listed with example rows); warnings pass."""
     from features.intake.rules import Limits
     from features.intake.validation import validate_file
-    from features.params import load_settings
 
-    limits = Limits.from_settings(load_settings(params))
+    limits = Limits.from_settings(settings_from(params))
     result = validate_file(file, limits, report_dir=report, cross_check=cross_check)
     typer.echo(result.render())
     if report is not None:
@@ -115,9 +128,7 @@ def features_build(
         ..., "--declarations", help="Validated declarations Parquet."
     ),
     out: Path = typer.Option(Path("data/processed"), "--out", help="Output directory."),
-    params: Path = typer.Option(
-        DEFAULT_PARAMS, "--params", help="params.yaml (sections 'features' and 'validate')."
-    ),
+    params: Path | None = params_option("sections features, validate"),
     as_of: str | None = typer.Option(
         None,
         "--as-of",
@@ -142,14 +153,13 @@ def features_build(
     The declarations pass the validation gate first (inline, or by a matching record): a file
     with structural faults is refused.
     """
-    from features.params import load_settings
     from features.pipeline.build import build_to_dir
 
     _echo_json(
         build_to_dir(
             declarations_path=declarations,
             out=out,
-            settings=load_settings(params),
+            settings=settings_from(params),
             no_validate=no_validate,
             validated_by=validated_by,
             as_of=as_of,

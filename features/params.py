@@ -337,14 +337,6 @@ class TrainParams(Section):
             raise ValueError(f"must be true or false, got {value!r}")
         return value
 
-    @property
-    def red_rate(self) -> float:
-        return self.lanes.red_rate
-
-    @property
-    def yellow_rate(self) -> float:
-        return self.lanes.yellow_rate
-
     def lgb_params(self, objective: str) -> dict[str, Any]:
         return self.lightgbm.booster_params(objective, self.seed)
 
@@ -465,9 +457,16 @@ def read_params_file(path: Path) -> dict[str, Any]:
 
 
 def load_settings(
-    path: Path | None = DEFAULT_PARAMS, environ: Mapping[str, str] | None = None
+    path: Path | None = DEFAULT_PARAMS,
+    environ: Mapping[str, str] | None = None,
+    *,
+    must_exist: bool = False,
 ) -> Settings:
-    """params.yaml (``None``: defaults only) with the documented environment overrides."""
+    """params.yaml (``None`` or absent: the defaults) with the documented environment overrides.
+
+    ``must_exist``: a file the user named; its absence is an error, not the defaults."""
+    if path is not None and must_exist and not Path(path).is_file():
+        raise ParcelriskError(f"params file not found: {path}")
     raw = read_params_file(path) if path is not None else {}
     raw = {name: dict(section or {}) for name, section in raw.items()}
     for variable, (section, key) in ENV_OVERRIDES.items():

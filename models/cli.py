@@ -20,22 +20,15 @@ from typing import Any, TextIO
 
 import typer
 
+from features.cli import params_option, settings_from
 from features.errors import ParcelriskError
+from features.params import Settings
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PARAMS = Path("params.yaml")
 DEFAULT_METRICS = Path("metrics/train.json")
 SUMMARY_SCORERS = ("model", "logistic", "rules", "random", "oracle")
 SUMMARY_METRICS = ("precision_at_5", "recall_at_5", "revenue_at_5", "roc_auc", "pr_auc", "ece")
-
-
-def read_params(path: Path) -> dict[str, Any]:
-    import yaml
-
-    if not Path(path).exists():
-        raise ParcelriskError(f"params file not found: {path}")
-    return yaml.safe_load(Path(path).read_text()) or {}
 
 
 def _read_features(features_dir: Path):
@@ -66,7 +59,7 @@ def run_training(
     features_dir: Path,
     *,
     ground_truth_path: Path | None = None,
-    params_path: Path = DEFAULT_PARAMS,
+    settings: Settings,
     tracking_uri: str | None = None,
     metrics_out: Path | None = DEFAULT_METRICS,
     no_validate: bool = False,
@@ -79,13 +72,10 @@ def run_training(
     ``progress`` shows a bar of the steps on stderr.
     """
     from features.intake.contract import atomic_write
-    from models.promotion import PromoteParams
     from models.registry import entity_state_fingerprint, fingerprint_file, log_training
-    from models.train import TrainParams, train_models, training_steps
+    from models.train import train_models, training_steps
 
-    params = read_params(params_path)
-    train_params = TrainParams.from_dict(params.get("train", {}))
-    promote_params = PromoteParams.from_dict(params.get("promote", {}))
+    train_params, promote_params = settings.train, settings.promote
     features_dir = Path(features_dir)
     state_fp = entity_state_fingerprint(features_dir / "entity_state")  # fail before training
     gate = _gate_of(features_dir, no_validate)
@@ -106,7 +96,7 @@ def run_training(
         logged = log_training(
             result,
             features_dir=features_dir,
-            params=params,
+            params=settings.model_dump(mode="json", by_alias=True, exclude_none=True),
             tracking_uri=tracking_uri,
             model_name=promote_params.model_name,
             ground_truth_path=ground_truth_path,
@@ -250,19 +240,18 @@ def run_promotion(
     version: str | None = None,
     features_dir: Path | None = None,
     ground_truth_path: Path | None = None,
-    params_path: Path = DEFAULT_PARAMS,
+    settings: Settings,
     tracking_uri: str | None = None,
     force: bool = False,
     reason: str | None = None,
 ) -> dict[str, Any]:
     """Read the promote params and the registry, then run the gate (``models.promotion``)."""
-    from models.promotion import PromoteParams, promote_version
+    from models.promotion import promote_version
     from models.registry import registry_client
 
-    params = PromoteParams.from_dict(read_params(params_path).get("promote", {}))
     return promote_version(
         registry_client(tracking_uri),
-        params,
+        settings.promote,
         version=version,
         features_dir=features_dir,
         ground_truth_path=ground_truth_path,
@@ -276,9 +265,7 @@ def train(
     ground_truth: Path | None = typer.Option(
         None, "--ground-truth", help="Generator ground truth: evaluate on all test parcels."
     ),
-    params: Path = typer.Option(
-        DEFAULT_PARAMS, "--params", help="params.yaml (sections train, promote)."
-    ),
+    params: Path | None = params_option("sections train, promote"),
     tracking_uri: str | None = typer.Option(
         None,
         "--tracking-uri",
@@ -298,7 +285,7 @@ def train(
     out = run_training(
         features,
         ground_truth_path=ground_truth,
-        params_path=params,
+        settings=settings_from(params),
         tracking_uri=tracking_uri,
         metrics_out=metrics_out,
         no_validate=no_validate,
@@ -320,7 +307,7 @@ def promote(
         None, "--features", help="Features DIR holding the holdout (default: the challenger's)."
     ),
     ground_truth: Path | None = typer.Option(None, "--ground-truth", help="Ground truth file."),
-    params: Path = typer.Option(DEFAULT_PARAMS, "--params", help="params.yaml (section promote)."),
+    params: Path | None = params_option("section promote"),
     tracking_uri: str | None = typer.Option(None, "--tracking-uri", help="MLflow tracking URI."),
     force: bool = typer.Option(False, "--force", help="Promote even if the gate refuses."),
     reason: str | None = typer.Option(
@@ -336,7 +323,7 @@ def promote(
         version=version,
         features_dir=features,
         ground_truth_path=ground_truth,
-        params_path=params,
+        settings=settings_from(params),
         tracking_uri=tracking_uri,
         force=force,
         reason=reason,

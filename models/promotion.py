@@ -19,29 +19,14 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from features.errors import ParcelriskError
-from models.registry import CHAMPION_ALIAS, DEFAULT_MODEL_NAME
+from features.params import PromoteParams
+from models.registry import CHAMPION_ALIAS
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
 GATE_AT = 5  # the gate compares revenue@5% and precision@5%
 Outcome = Literal["first", "unchanged", "promoted", "forced", "refused"]
-
-
-@dataclass(frozen=True)
-class PromoteParams:
-    model_name: str = DEFAULT_MODEL_NAME
-    min_gain_revenue_at_5: float = 0.0
-    min_gain_precision_at_5: float = 0.0
-    max_calibration_error: float = 0.05
-
-    @classmethod
-    def from_dict(cls, section: dict[str, Any]) -> PromoteParams:
-        known = set(cls.__dataclass_fields__)
-        unknown = set(section or {}) - known
-        if unknown:
-            raise ParcelriskError(f"unknown key(s) in params promote: {', '.join(sorted(unknown))}")
-        return cls(**(section or {}))
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from features.errors import ParcelriskError
+from features.params import TrainParams
 from features.pipeline.manifest import FeatureManifest
 from models.bundle import Objective, RiskModel, score_rows
 from models.calibration import fit_isotonic
@@ -64,111 +65,6 @@ MIN_REVENUE_EUR = 0.01  # gamma needs positive targets; an offence with no duty 
 # (validation) the revenue model; below this a gamma model of the heavy tail is mostly noise.
 MIN_REVENUE_TRAIN = 50
 MIN_REVENUE_VALIDATION = 10
-# Parameters of lgb.train under the sklearn-style names params.yaml uses.
-_LGB_NAMES = {
-    "num_leaves": "num_leaves",
-    "max_depth": "max_depth",
-    "learning_rate": "learning_rate",
-    "min_child_samples": "min_data_in_leaf",
-    "subsample": "bagging_fraction",
-    "subsample_freq": "bagging_freq",
-    "colsample_bytree": "feature_fraction",
-    "reg_lambda": "lambda_l2",
-    "num_threads": "num_threads",  # 0 = LightGBM's default (all cores)
-    # categorical splits (LightGBM's own names): smoothing and limits of the category search
-    "cat_smooth": "cat_smooth",
-    "cat_l2": "cat_l2",
-    "max_cat_threshold": "max_cat_threshold",
-    "min_data_per_group": "min_data_per_group",
-    "max_cat_to_onehot": "max_cat_to_onehot",
-}
-# Keys of train.lightgbm that steer the boosting loop rather than LightGBM's parameters.
-_LOOP_KEYS = ("n_estimators", "early_stopping_rounds")
-
-
-@dataclass(frozen=True)
-class TrainParams:
-    """The ``train`` section of params.yaml."""
-
-    # fractions {train, validation, test} or dates {validation_start, test_start}
-    split: dict[str, Any] = field(
-        default_factory=lambda: {"train": 0.6, "validation": 0.2, "test": 0.2}
-    )
-    objective: Objective = "risk"
-    # Refit the deployed boosters on all labelled parcels with the first pass's rounds.
-    refit: bool = True
-    red_rate: float = 0.01
-    yellow_rate: float = 0.04
-    lightgbm: dict[str, Any] = field(default_factory=dict)
-    seed: int = 7
-    # Calibrate on the unbiased parcels (random exploration, or a census) of the validation
-    # period when at least this many with this many illicit exist; else on all labelled ones.
-    calibration_min_random: int = 300
-    calibration_min_random_illicit: int = 15
-    profile_strength: float = 20.0
-
-    @classmethod
-    def from_dict(cls, section: dict[str, Any]) -> TrainParams:
-        section = dict(section or {})
-        lanes = section.pop("lanes", {}) or {}
-        calibration = section.pop("calibration", {}) or {}
-        known = {
-            "split",
-            "objective",
-            "refit",
-            "lightgbm",
-            "seed",
-            "profile_strength",
-        }
-        unknown = set(section) - known
-        if unknown:
-            raise ParcelriskError(f"unknown key(s) in params train: {', '.join(sorted(unknown))}")
-        out = cls(
-            **section,
-            red_rate=float(lanes.get("red_rate", 0.01)),
-            yellow_rate=float(lanes.get("yellow_rate", 0.04)),
-            calibration_min_random=int(calibration.get("min_random", 300)),
-            calibration_min_random_illicit=int(calibration.get("min_random_illicit", 15)),
-        )
-        return out
-
-    def __post_init__(self) -> None:
-        if self.objective not in ("risk", "revenue"):
-            raise ParcelriskError(
-                f"train.objective must be risk or revenue, got {self.objective!r}"
-            )
-        if not isinstance(self.refit, bool):
-            raise ParcelriskError(f"train.refit must be true or false, got {self.refit!r}")
-        # An unknown key would otherwise be dropped silently and the run look tuned when it is not.
-        unknown = set(self.lightgbm or {}) - set(_LGB_NAMES) - set(_LOOP_KEYS)
-        if unknown:
-            raise ParcelriskError(
-                f"unknown key(s) in params train.lightgbm: {', '.join(sorted(unknown))} "
-                f"(known: {', '.join(sorted([*_LGB_NAMES, *_LOOP_KEYS]))})"
-            )
-
-    def lgb_params(self, objective: str) -> dict[str, Any]:
-        cfg = {"n_estimators": 1000, "early_stopping_rounds": 50, **self.lightgbm}
-        out: dict[str, Any] = {
-            "objective": objective,
-            "seed": self.seed,
-            "deterministic": True,
-            "force_row_wise": True,
-            "num_threads": 2,
-            "verbose": -1,
-        }
-        for key, name in _LGB_NAMES.items():
-            if key in cfg:
-                out[name] = cfg[key]
-        return out
-
-    @property
-    def n_estimators(self) -> int:
-        return int(self.lightgbm.get("n_estimators", 1000))
-
-    @property
-    def early_stopping_rounds(self) -> int:
-        return int(self.lightgbm.get("early_stopping_rounds", 50))
 
 
 @dataclass
@@ -368,8 +264,8 @@ def train_models(
     cal_unbiased = np.zeros(len(frame), dtype=bool)
     cal_unbiased[parts["validation"]], unbiased_kind = unbiased_mask(validation)
     if (
-        cal_unbiased.sum() >= params.calibration_min_random
-        and y[cal_unbiased].sum() >= params.calibration_min_random_illicit
+        cal_unbiased.sum() >= params.calibration.min_random
+        and y[cal_unbiased].sum() >= params.calibration.min_random_illicit
     ):
         cal_mask, cal_sample = cal_unbiased, unbiased_kind
     else:
@@ -415,7 +311,9 @@ def train_models(
         risk_booster=risk_booster,
         revenue_booster=revenue_booster,
         calibration=calibration,
-        thresholds=fit_lane_thresholds(priority, params.red_rate, params.yellow_rate, objective),
+        thresholds=fit_lane_thresholds(
+            priority, params.lanes.red_rate, params.lanes.yellow_rate, objective
+        ),
         # Both passes share the first pass's calibration: the refit keeps its rounds and
         # learning rate, so its log-odds stay on the first pass's scale.
         risk_booster_eval=first_risk if params.refit else None,

@@ -10,9 +10,10 @@ import pandas as pd
 import pytest
 
 from features.errors import ParcelriskError
+from features.params import TrainParams
 from features.pipeline.manifest import FeatureManifest
 from models.labels import unbiased_mask
-from models.train import TrainParams, train_models
+from models.train import train_models
 from tests.test_models.conftest import CENSUS_EXTRA_FEATURES, TRAIN_SECTION
 
 pytestmark = pytest.mark.xdist_group("models_census")

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pytest
 
 from features.errors import ParcelriskError
+from features.params import PromoteParams
 from models.promotion import (
     Decision,
-    PromoteParams,
     decide_promotion,
     gate_metrics,
     promotion_outcome,
@@ -51,7 +49,7 @@ def test_decision_type_is_plain_data():
 
 def test_decide_promotion_refuses_a_tie():
     same = _m(0.3, 0.4, 0.01)
-    decision = decide_promotion(same, same, replace(GATE, min_gain_revenue_at_5=0.0))
+    decision = decide_promotion(same, same, GATE.replace(min_gain_revenue_at_5=0.0))
     assert not decision.promote
     assert any("no better" in r for r in decision.reasons)
 
@@ -149,5 +147,5 @@ def test_gate_metrics_keep_the_compared_figures_per_role():
 
 
 def test_unknown_promote_params_are_a_clear_error():
-    with pytest.raises(ParcelriskError, match="unknown key\\(s\\) in params promote: min_gain"):
+    with pytest.raises(ParcelriskError, match="promote: min_gain: unknown key"):
         PromoteParams.from_dict({"min_gain": 0.1})

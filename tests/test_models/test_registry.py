@@ -10,10 +10,11 @@ import yaml
 from typer.testing import CliRunner
 
 from features.errors import ParcelriskError
+from features.params import TrainParams, load_settings
 from features.pipeline.manifest import FeatureManifest
 from models.cli import run_promotion, run_training
 from models.registry import load_champion, log_training, registry_client
-from models.train import TrainParams, train_models
+from models.train import train_models
 from tests.test_models.conftest import TRAIN_SECTION, make_census_frames, write_features_dir
 
 PARAMS = {
@@ -45,13 +46,14 @@ def store(frames, tmp_path_factory):
     params_path = root / "params.yaml"
     params_path.write_text(yaml.safe_dump(PARAMS))
     uri = f"sqlite:///{root / 'mlflow.db'}"
-    common = {"params_path": params_path, "tracking_uri": uri, "ground_truth_path": truth_path}
+    settings = load_settings(params_path)
+    common = {"settings": settings, "tracking_uri": uri, "ground_truth_path": truth_path}
 
     state = {"uri": uri, "root": root, "params_path": params_path}
     state["train1"] = run_training(weak_dir, metrics_out=root / "metrics" / "train.json", **common)
-    state["promote1"] = run_promotion(params_path=params_path, tracking_uri=uri)
+    state["promote1"] = run_promotion(settings=load_settings(params_path), tracking_uri=uri)
     state["train2"] = run_training(full_dir, metrics_out=None, **common)
-    state["promote2"] = run_promotion(params_path=params_path, tracking_uri=uri)
+    state["promote2"] = run_promotion(settings=load_settings(params_path), tracking_uri=uri)
     state["train3"] = run_training(weak_dir, metrics_out=None, **common)
     from serving.main import app
 
@@ -68,7 +70,7 @@ def store(frames, tmp_path_factory):
         ],
     )
     state["promote3_forced"] = run_promotion(
-        params_path=params_path, tracking_uri=uri, force=True, reason="audit request 42"
+        settings=load_settings(params_path), tracking_uri=uri, force=True, reason="audit request 42"
     )
     return state
 
@@ -156,7 +158,9 @@ def test_load_champion_returns_model_state_and_info(store, frames, tmp_path):
 
 def test_force_needs_a_reason(store):
     with pytest.raises(ParcelriskError, match="--reason"):
-        run_promotion(params_path=store["params_path"], tracking_uri=store["uri"], force=True)
+        run_promotion(
+            settings=load_settings(store["params_path"]), tracking_uri=store["uri"], force=True
+        )
 
 
 def test_load_champion_without_champion_is_a_clear_error(tmp_path):
@@ -195,14 +199,14 @@ def census_store(tmp_path_factory):
     params_path = root / "params.yaml"
     params_path.write_text(yaml.safe_dump(PARAMS))
     uri = f"sqlite:///{root / 'mlflow.db'}"
-    common = {"params_path": params_path, "tracking_uri": uri, "metrics_out": None}
+    common = {"settings": load_settings(params_path), "tracking_uri": uri, "metrics_out": None}
     state = {"uri": uri, "root": root, "manifest": manifest, "full_dir": full_dir}
     state["train1"] = run_training(weak_dir, **common)
-    state["promote1"] = run_promotion(params_path=params_path, tracking_uri=uri)
+    state["promote1"] = run_promotion(settings=load_settings(params_path), tracking_uri=uri)
     state["train2"] = run_training(full_dir, **common)
-    state["promote2"] = run_promotion(params_path=params_path, tracking_uri=uri)
+    state["promote2"] = run_promotion(settings=load_settings(params_path), tracking_uri=uri)
     state["train3"] = run_training(full_dir, **common)
-    state["promote3"] = run_promotion(params_path=params_path, tracking_uri=uri)
+    state["promote3"] = run_promotion(settings=load_settings(params_path), tracking_uri=uri)
     return state
 
 
@@ -279,7 +283,7 @@ def test_train_refuses_features_from_unvalidated_declarations(
     with pytest.raises(ParcelriskError, match=problem):
         run_training(
             features_dir,
-            params_path=params_path,
+            settings=load_settings(params_path),
             tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
             metrics_out=None,
         )
@@ -293,7 +297,11 @@ def test_train_no_validate_is_recorded_in_mlflow(frames, tmp_path) -> None:
     params_path.write_text(yaml.safe_dump(PARAMS))
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     out = run_training(
-        features_dir, params_path=params_path, tracking_uri=uri, metrics_out=None, no_validate=True
+        features_dir,
+        settings=load_settings(params_path),
+        tracking_uri=uri,
+        metrics_out=None,
+        no_validate=True,
     )
     tags = registry_client(uri).get_run(out["run_id"]).data.tags
     assert tags["gate.declarations"] == "skipped"

@@ -5,19 +5,19 @@ from __future__ import annotations
 import io
 import logging
 import math
-from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from features.errors import ParcelriskError
+from features.params import TrainParams
 from models.bundle import REVENUE_EVAL_MODEL_FILE, RISK_EVAL_MODEL_FILE, RiskModel
 from models.cli import format_summary, step_progress
 from models.evaluation import HEADLINE_METRICS, headline_metrics
 from models.split import split_boundaries
 from models.thresholds import lane_shares
-from models.train import TrainParams, train_models, training_steps
+from models.train import train_models, training_steps
 from tests.test_models.conftest import TRAIN_SECTION
 
 pytestmark = pytest.mark.xdist_group("models_train")
@@ -33,7 +33,7 @@ def trained(frames):
 @pytest.fixture(scope="module")
 def not_refit(frames):
     features, truth, manifest = frames
-    return train_models(features, manifest, replace(PARAMS, refit=False), truth)
+    return train_models(features, manifest, PARAMS.replace(refit=False), truth)
 
 
 def test_split_is_by_date_and_ordered(frames):
@@ -218,7 +218,11 @@ def test_refit_must_be_a_boolean():
 
 def test_reaching_the_round_cap_is_a_warning(frames, caplog):
     features, _, manifest = frames
-    lightgbm = {**PARAMS.lightgbm, "n_estimators": 3, "learning_rate": 0.01}
+    lightgbm = {
+        **PARAMS.lightgbm.model_dump(exclude_none=True),
+        "n_estimators": 3,
+        "learning_rate": 0.01,
+    }
     params = TrainParams.from_dict({**_params_dict(), "lightgbm": lightgbm})
     with caplog.at_level(logging.WARNING, logger="models.train"):
         result = train_models(features, manifest, params)
@@ -283,7 +287,7 @@ def _params_dict():
 @pytest.mark.parametrize("refit", [True, False])
 def test_train_models_announces_each_step_in_order(frames, refit):
     features, _, manifest = frames
-    params = replace(PARAMS, refit=refit)
+    params = PARAMS.replace(refit=refit)
     announced: list[str] = []
     train_models(features, manifest, params, progress=announced.append)
     assert announced == list(training_steps(params))

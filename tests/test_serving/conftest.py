@@ -302,11 +302,11 @@ def real_pipeline(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     )
     trained = run_training(
         root / "processed",
-        params_path=params_path,
+        settings=load_settings(params_path),
         tracking_uri=tracking_uri,
         metrics_out=None,
     )
-    run_promotion(params_path=params_path, tracking_uri=tracking_uri)
+    run_promotion(settings=load_settings(params_path), tracking_uri=tracking_uri)
     history, _ = read_declarations(root / "raw" / "declarations.parquet", with_outcomes=False)
     return {
         "root": root,

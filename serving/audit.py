@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from serving.config import AUDIT_DB_ENV
+
 try:  # POSIX: worker processes queue for the write lock in the kernel (AuditStore.record)
     import fcntl
 except ImportError:  # pragma: no cover - Windows
@@ -30,7 +32,6 @@ except ImportError:  # pragma: no cover - Windows
 
 logger = logging.getLogger(__name__)
 
-AUDIT_DB_ENV = "PARCELRISK_AUDIT_DB"
 DEFAULT_AUDIT_DB = "audit.db"
 
 _SCHEMA = """

@@ -52,6 +52,17 @@ from features.intake.contract import (
 )
 from serving.audit import AuditStore, DecisionRecord
 from serving.auth import ApiKeyMiddleware, load_keyring
+from serving.config import (
+    ACCESS_LOG_ENV,
+    MAX_CONCURRENCY_ENV,
+    MODEL_DIR_ENV,
+    PARAMS_ENV,
+    REQUEST_TIMEOUT_ENV,
+    TRACING_ENV,
+    TRACKING_URI_ENV,
+    WORKERS_ENV,
+    load_serve_config,
+)
 from serving.schemas import Declaration, Explanation, ScoreResponse, StoredDecision
 from serving.scoring import (
     ScoredBatch,
@@ -61,7 +72,6 @@ from serving.scoring import (
     decision_rows,
     explain_matrix,
     load_runtime,
-    load_serve_config,
     rejection,
     score_frame,
 )
@@ -69,15 +79,6 @@ from serving.timeout import freeze_after_load, install_request_timeout
 
 logger = logging.getLogger(__name__)
 install_request_timeout()  # BentoML's request timeout leaks a timer per request: see serving.timeout
-
-TRACKING_URI_ENV = "PARCELRISK_TRACKING_URI"
-PARAMS_ENV = "PARCELRISK_PARAMS"
-MODEL_DIR_ENV = "PARCELRISK_MODEL_DIR"
-WORKERS_ENV = "PARCELRISK_WORKERS"
-ACCESS_LOG_ENV = "PARCELRISK_ACCESS_LOG"
-TRACING_ENV = "PARCELRISK_TRACING"
-REQUEST_TIMEOUT_ENV = "PARCELRISK_REQUEST_TIMEOUT"
-MAX_CONCURRENCY_ENV = "PARCELRISK_MAX_CONCURRENCY"
 
 # Per process: why this worker is not ready (None = ready). Read by the middleware for /readyz.
 _STATUS: dict[str, Any] = {"reason": "service is starting", "instance": None}

@@ -20,8 +20,9 @@ import pytest
 
 from features.intake.contract import columns_of, python_values
 from features.pipeline.manifest import REASON_CONTEXT, FeatureManifest, FeatureSpec
+from serving.config import ServeConfig
 from serving.lanes import LanePolicy
-from serving.scoring import ScoringRuntime, ServeConfig
+from serving.scoring import ScoringRuntime
 
 # BentoML's /metrics reads prometheus_client in multiprocess mode; the directory must exist
 # before prometheus_client is first imported (as `parcelrisk serve` arranges for its workers).

@@ -8,7 +8,7 @@ import pytest
 
 from features.errors import ParcelriskError
 from serving.auth import AuthConfigError
-from serving.scoring import load_serve_config
+from serving.config import load_serve_config
 from serving.service import MicroBatcher, run_inline_if_small
 
 

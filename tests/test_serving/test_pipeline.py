@@ -7,7 +7,8 @@ import pytest
 
 from features.errors import ParcelriskError
 from serving.audit import AuditStore
-from serving.scoring import load_runtime, load_serve_config, score_file
+from serving.config import load_serve_config
+from serving.scoring import load_runtime, score_file
 from tests.test_serving.conftest import auth, fresh_declarations, service_client
 
 

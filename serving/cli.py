@@ -112,9 +112,9 @@ def score(
     makes the whole file refused, with the rows and reasons listed.
     """
     from features.intake.validation import require_valid
-    from serving.audit import AuditStore
     from serving.config import load_serve_config
     from serving.scoring import load_runtime, score_file
+    from serving.store import open_store
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     config = load_serve_config(params)
@@ -124,19 +124,19 @@ def score(
         gate = require_valid(
             file, runtime.limits, no_validate=no_validate, with_outcomes=False, what="score"
         )
-        audit = AuditStore(audit_db) if audit_db else None
+        store = open_store(audit_db) if audit_db else None
         try:
             summary = score_file(
                 file,
                 out,
                 runtime,
                 chunk_size=chunk_size,
-                audit=audit,
+                store=store,
                 unvalidated=gate.status == "skipped",
             )
         finally:
-            if audit is not None:
-                audit.close()  # checkpoint and truncate the write-ahead log
+            if store is not None:
+                store.close()  # e.g. SQLite checkpoints and truncates its write-ahead log
     typer.echo(json.dumps(summary, indent=2))
 
 

@@ -1,8 +1,8 @@
 """The one scoring code path, shared by the HTTP service and offline file scoring.
 
 declarations (canonical frame) -> online features -> one predict call -> lanes -> reasons for
-red/yellow (TreeSHAP on those rows only) -> response rows and audit records. Everything is
-vectorised per batch; only the few rows that need reasons are explained.
+red/yellow (TreeSHAP on those rows only) -> one decision record per row (``serving.decision``).
+Everything is vectorised per batch; only the few rows that need reasons are explained.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ import numpy as np
 from features.errors import ParcelriskError
 from features.intake.contract import RecordColumns, columns_of, python_values
 from features.intake.rules import Findings, Limits, Rule, check, check_records, rules_for
-from serving.audit import DecisionRecord, features_for_storage
 from serving.config import DEFAULT_PARAMS, ServeConfig
+from serving.decision import DecisionRecord, features_for_storage
 from serving.lanes import assign_lanes
 from serving.reasons import Reason, explain_decisions
 
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from features.intake.contract import Contract, FrameColumns
     from features.pipeline.online import OnlineFeatures
     from models.bundle import RiskModel
+    from serving.store import DecisionStore
 
 logger = logging.getLogger(__name__)
 
@@ -133,30 +134,6 @@ def check_request(records: list[Any], runtime: ScoringRuntime) -> Findings:
     return check_records(records, runtime.contract, runtime.fault_rules)
 
 
-def rejection(findings: Findings, records: list[Any], limit: int = 20) -> dict[str, Any]:
-    """The 400 body for a request with faults: every problem with its location, as the gate
-    words it for a file."""
-    problems = []
-    for finding in findings.faults:
-        for row, message in zip(finding.rows.tolist(), finding.messages(), strict=True):
-            problems.append(
-                {
-                    "loc": ["declarations", row, finding.rule.field],
-                    "declaration_id": getattr(records[row], "declaration_id", None),
-                    "rule": finding.rule.name,
-                    "msg": message,
-                }
-            )
-    problems.sort(key=lambda p: p["loc"][1])
-    shown = "; ".join(f"declarations.{p['loc'][1]}.{p['msg']}" for p in problems[:3])
-    more = f" (+{len(problems) - 3} more)" if len(problems) > 3 else ""
-    rows = len({p["loc"][1] for p in problems})
-    return {
-        "error": f"{rows} declaration(s) break the contract: {shown}{more}",
-        "problems": problems[:limit],
-    }
-
-
 @dataclass
 class ScoredBatch:
     """Everything decided for one batch, row-aligned with the input declarations."""
@@ -253,32 +230,6 @@ def score_frame(
     )
 
 
-def decision_rows(batch: ScoredBatch, runtime: ScoringRuntime) -> list[dict[str, Any]]:
-    """The response body of each decision (plain dicts; ``serving.schemas.Decision`` shape)."""
-    model_ref = runtime.model_ref
-    thresholds_version = runtime.model.thresholds.version
-    risk = batch.scores["risk"].tolist()
-    revenue = batch.scores["expected_revenue"].tolist()
-    lanes = batch.lanes.tolist()
-    exploration = batch.exploration.tolist()
-    ids = batch.declaration_ids
-    return [
-        {
-            "decision_id": batch.decision_ids[i],
-            "declaration_id": ids[i],
-            "risk": risk[i],
-            "expected_revenue": revenue[i],
-            "lane": lanes[i],
-            "exploration": exploration[i],
-            "reasons": [r.as_dict() for r in batch.reasons[i]],
-            "model": model_ref,
-            "thresholds_version": thresholds_version,
-            "warnings": batch.warnings[i],
-        }
-        for i in range(len(batch))
-    ]
-
-
 def declarations_as_json(declarations: pd.DataFrame) -> list[str]:
     """One JSON object per row (ISO-8601 UTC timestamps, null for missing).
 
@@ -306,10 +257,10 @@ def declarations_as_json(declarations: pd.DataFrame) -> list[str]:
     ]
 
 
-def audit_records(
+def decision_records(
     batch: ScoredBatch, runtime: ScoringRuntime, declarations_json: list[str] | None = None
 ) -> list[DecisionRecord]:
-    """What the audit store keeps for each decision of the batch.
+    """The decision record of each row of the batch: every view of a decision reads these.
 
     ``declarations_json``: the declarations already as stored JSON (``models_as_json``), else
     they are serialised from the batch's frame.
@@ -320,12 +271,15 @@ def audit_records(
     from dataclasses import asdict
 
     fingerprint = runtime.model.manifest.fingerprint
+    thresholds_version = runtime.model.thresholds.version
     lane_policy = json.dumps(asdict(runtime.config.lanes), sort_keys=True)
     features = features_for_storage(batch.X)
     declaration_ids = batch.declaration_ids
     raw = batch.scores["raw"].tolist()
     risk = batch.scores["risk"].tolist()
     revenue = batch.scores["expected_revenue"].tolist()
+    lanes = batch.lanes.tolist()
+    exploration = batch.exploration.tolist()
     return [
         DecisionRecord(
             decision_id=batch.decision_ids[i],
@@ -336,13 +290,13 @@ def audit_records(
             manifest_fingerprint=fingerprint,
             model_name=runtime.model_name,
             model_version=runtime.model_version,
-            thresholds_version=runtime.model.thresholds.version,
+            thresholds_version=thresholds_version,
             lane_policy=lane_policy,
             raw_score=raw[i],
             risk=risk[i],
             expected_revenue=revenue[i],
-            lane=str(batch.lanes[i]),
-            exploration=bool(batch.exploration[i]),
+            lane=lanes[i],
+            exploration=exploration[i],
             reasons=[r.as_dict() for r in batch.reasons[i]],
             warnings=batch.warnings[i],
         )
@@ -350,27 +304,30 @@ def audit_records(
     ]
 
 
-def results_frame(batch: ScoredBatch, runtime: ScoringRuntime) -> pd.DataFrame:
-    """Offline output: one row per declaration, reasons as JSON text."""
+def results_frame(records: list[DecisionRecord], priority: np.ndarray) -> pd.DataFrame:
+    """Offline output: one row per decision, reasons and warnings as JSON text.
+
+    ``priority``: what the lanes ranked on (``RiskModel.score``), row-aligned with ``records``;
+    it is not part of a stored decision.
+    """
     import json
 
     import pandas as pd
 
-    rows = decision_rows(batch, runtime)
     return pd.DataFrame(
         {
-            "declaration_id": [r["declaration_id"] for r in rows],
-            "decision_id": [r["decision_id"] for r in rows],
-            "risk": batch.scores["risk"],
-            "expected_revenue": batch.scores["expected_revenue"],
-            "priority": batch.scores["priority"],
-            "lane": batch.lanes.astype(str),
-            "exploration": batch.exploration,
-            "reasons": [json.dumps(r["reasons"]) for r in rows],
-            "warnings": [json.dumps(r["warnings"]) for r in rows],
-            "model_name": runtime.model_name,
-            "model_version": runtime.model_version,
-            "thresholds_version": runtime.model.thresholds.version,
+            "declaration_id": [r.declaration_id for r in records],
+            "decision_id": [r.decision_id for r in records],
+            "risk": np.array([r.risk for r in records], dtype=np.float64),
+            "expected_revenue": np.array([r.expected_revenue for r in records], dtype=np.float64),
+            "priority": priority,
+            "lane": np.array([r.lane for r in records], dtype=str),
+            "exploration": np.array([r.exploration for r in records], dtype=bool),
+            "reasons": [json.dumps(r.reasons) for r in records],
+            "warnings": [json.dumps(r.warnings) for r in records],
+            "model_name": [r.model_name for r in records],
+            "model_version": [r.model_version for r in records],
+            "thresholds_version": [r.thresholds_version for r in records],
         }
     )
 
@@ -381,7 +338,7 @@ def score_file(
     runtime: ScoringRuntime,
     *,
     chunk_size: int = 1000,
-    audit: Any | None = None,
+    store: DecisionStore | None = None,
     progress: bool = True,
     unvalidated: bool = False,
 ) -> dict[str, Any]:
@@ -404,9 +361,10 @@ def score_file(
             if unvalidated:
                 for row in batch.warnings:
                     row.append(UNVALIDATED_WARNING)
-            if audit is not None:
-                audit.record(audit_records(batch, runtime))
-            parts.append(results_frame(batch, runtime))
+            records = decision_records(batch, runtime)
+            if store is not None:
+                store.record(records)
+            parts.append(results_frame(records, batch.scores["priority"]))
             bar.update(len(chunk))
     result = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
     out = Path(out)

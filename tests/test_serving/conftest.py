@@ -31,6 +31,11 @@ os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="parce
 # are shared (service threads in this process, other jobs on the machine): let them sleep.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+# The service's BentoML settings (workers, timeout, concurrency) are read from PARCELRISK_*
+# variables when serving.service is first imported. Import it now, before a test sets them (the
+# `parcelrisk serve` tests do, and the command imports the service).
+import serving.service  # noqa: F401
+
 ORIGINS = ("CN", "US", "TR", "GB", "IN")
 SCORER_KEY = "scorer-key-0123456789abcdef"
 AUDITOR_KEY = "auditor-key-0123456789abcdef"

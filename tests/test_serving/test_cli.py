@@ -8,8 +8,8 @@ import pytest
 
 from features.errors import ParcelriskError
 from serving.auth import AuthConfigError
+from serving.batching import MicroBatcher, run_inline_if_small
 from serving.config import load_serve_config
-from serving.service import MicroBatcher, run_inline_if_small
 
 
 def test_serve_refuses_to_start_without_keys(monkeypatch) -> None:

@@ -230,10 +230,10 @@ def test_exploration_is_reproducible_across_requests(client) -> None:
 def test_explain_refuses_a_decision_of_another_model_version(client, service_env) -> None:
     import dataclasses
 
-    from serving.audit import AuditStore
+    from serving.store import open_store
 
     d = _score(client, make_declarations(1, seed=13)).json()["decisions"][0]
-    store = AuditStore(service_env / "audit.db")
+    store = open_store(service_env / "audit.db")
     record, _ = store.get(d["decision_id"])
     store.record([dataclasses.replace(record, decision_id="old-1", model_version="1")])
     r = client.post("/explain", json={"decision_id": "old-1"}, headers=auth("auditor"))

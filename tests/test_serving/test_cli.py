@@ -222,3 +222,13 @@ def test_a_failing_inline_batch_fails_only_its_own_request() -> None:
 
     first, failed, last = asyncio.run(run())
     assert first == [1] and last == [2] and isinstance(failed, ValueError)
+
+
+def test_a_broken_import_stops_the_cli_instead_of_hiding_its_commands(monkeypatch) -> None:
+    import importlib
+    import sys
+
+    monkeypatch.setitem(sys.modules, "models.cli", None)  # importing it now raises ImportError
+    monkeypatch.delitem(sys.modules, "serving.main", raising=False)
+    with pytest.raises(ImportError, match=r"models\.cli"):
+        importlib.import_module("serving.main")

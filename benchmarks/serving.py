@@ -291,7 +291,8 @@ def in_process(uri: str, params: Path, payloads: list[dict], work: Path) -> dict
     the audit write.
     """
     from features.intake.contract import Declaration, RecordColumns
-    from serving.scoring import load_runtime, load_serve_config, score_frame
+    from serving.config import load_serve_config
+    from serving.scoring import load_runtime, score_frame
 
     runtime = load_runtime(load_serve_config(params), uri, work / "inproc-model")
     models = [Declaration.model_validate(p) for p in payloads[:1000]]

@@ -1,4 +1,4 @@
-"""API keys with roles, and the ASGI middleware that enforces them and the body-size limit.
+"""API keys with roles, and the ASGI middleware that enforces them.
 
 Keys come from ``PARCELRISK_API_KEYS`` (comma-separated ``role:key`` pairs) or the file named by
 ``PARCELRISK_API_KEYS_FILE`` (one ``role:key`` per line, ``#`` comments). A client sends its key
@@ -12,15 +12,18 @@ roles, and anything else (Swagger UI, schema) needs any valid key.
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 import os
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from features.errors import ParcelriskError
+from serving.errors import error_response
+
+if TYPE_CHECKING:
+    from starlette.responses import JSONResponse
 
 logger = logging.getLogger(__name__)
 
@@ -125,39 +128,16 @@ def required_roles(path: str) -> frozenset[str] | None:
     return ROUTE_ROLES.get(path, frozenset())
 
 
-Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
-
-
-async def _send_json(send: Send, status: int, payload: dict[str, Any]) -> None:
-    body = json.dumps(payload).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    if status == 401:
-        headers.append((b"www-authenticate", b'Bearer realm="parcelrisk"'))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-
-
 class ApiKeyMiddleware:
-    """Authenticate, authorise by role and cap the request body before the service sees it.
+    """Authenticate and authorise by role before the service sees the request.
 
     ``keyring`` is resolved lazily from the environment on the first request (the service's
-    constructor has already refused to start without keys). ``readiness`` returns the reason
-    the service is not ready, so ``/readyz`` can say why instead of a generic 503.
+    constructor has already refused to start without keys).
     """
 
-    def __init__(
-        self,
-        app: Callable[..., Awaitable[None]],
-        max_body_bytes: int | Callable[[], int] = 5_000_000,
-        keyring: KeyRing | None = None,
-        readiness: Callable[[], str | None] | None = None,
-    ) -> None:
+    def __init__(self, app: Callable[..., Awaitable[None]], keyring: KeyRing | None = None) -> None:
         self.app = app
-        self.max_body_bytes = max_body_bytes
         self._keyring = keyring
-        self._readiness = readiness
 
     @property
     def keyring(self) -> KeyRing:
@@ -165,88 +145,34 @@ class ApiKeyMiddleware:
             self._keyring = load_keyring()
         return self._keyring
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        path = scope.get("path", "/")
-        if path.rstrip("/") == "/readyz" and self._readiness is not None:
-            reason = self._readiness()
-            if reason is not None:
-                await _send_json(send, 503, {"ready": False, "reason": reason})
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            refusal = self._refusal(scope)
+            if refusal is not None:
+                await refusal(scope, receive, send)
                 return
-        roles = required_roles(path)
-        if roles is not None and not self.keyring.insecure:
-            headers = {
-                k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]
-            }
-            key = presented_key(headers)
-            if key is None:
-                await _send_json(
-                    send, 401, {"error": "missing API key (X-API-Key or Authorization: Bearer)"}
-                )
-                return
-            role = self.keyring.role_of(key)
-            if role is None:
-                await _send_json(send, 401, {"error": "invalid API key"})
-                return
-            if roles and role not in roles:
-                logger.info("role %s refused on %s", role, path)
-                await _send_json(
-                    send,
-                    403,
-                    {
-                        "error": f"role {role!r} may not call {path}; needs {' or '.join(sorted(roles))}"
-                    },
-                )
-                return
-        if scope.get("method") in ("POST", "PUT", "PATCH"):
-            limit = self.max_body_bytes() if callable(self.max_body_bytes) else self.max_body_bytes
-            body = await self._read_body(scope, receive, limit)
-            if body is None:
-                await _send_json(
-                    send,
-                    413,
-                    {"error": f"request body larger than {limit} bytes (serve.max_body_bytes)"},
-                )
-                return
-            await self.app(scope, _replay(body, receive), send)
-            return
         await self.app(scope, receive, send)
 
-    async def _read_body(self, scope: Scope, receive: Receive, limit: int) -> bytes | None:
-        """The whole body, or None as soon as it exceeds ``limit`` (declared or streamed)."""
-        for k, v in scope["headers"]:
-            if k.lower() == b"content-length":
-                try:
-                    if int(v) > limit:
-                        return None
-                except ValueError:
-                    return None
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                break
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                return None
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        return b"".join(chunks)
+    def _refusal(self, scope: dict[str, Any]) -> JSONResponse | None:
+        """The 401/403 for this request, or None if it may pass."""
+        path = scope.get("path", "/")
+        roles = required_roles(path)
+        if roles is None or self.keyring.insecure:
+            return None
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        key = presented_key(headers)
+        if key is None:
+            return _unauthorised("missing API key (X-API-Key or Authorization: Bearer)")
+        role = self.keyring.role_of(key)
+        if role is None:
+            return _unauthorised("invalid API key")
+        if roles and role not in roles:
+            logger.info("role %s refused on %s", role, path)
+            return error_response(
+                403, f"role {role!r} may not call {path}; needs {' or '.join(sorted(roles))}"
+            )
+        return None
 
 
-def _replay(body: bytes, receive: Receive) -> Receive:
-    sent = False
-
-    async def replay() -> dict[str, Any]:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replay
+def _unauthorised(message: str) -> JSONResponse:
+    return error_response(401, message, headers={"www-authenticate": 'Bearer realm="parcelrisk"'})

@@ -39,27 +39,38 @@ def serve(
 ) -> None:
     """Serve the champion model over HTTP (BentoML): /score, /explain, /decision, probes, metrics."""
     from serving.auth import INSECURE_ENV, load_keyring
-    from serving.scoring import load_serve_config
+    from serving.config import (
+        ACCESS_LOG_ENV,
+        AUDIT_DB_ENV,
+        MAX_CONCURRENCY_ENV,
+        MODEL_DIR_ENV,
+        PARAMS_ENV,
+        REQUEST_TIMEOUT_ENV,
+        TRACING_ENV,
+        TRACKING_URI_ENV,
+        WORKERS_ENV,
+        load_serve_config,
+    )
 
     config = load_serve_config(params)
     if insecure_no_auth:
         os.environ[INSECURE_ENV] = "1"
     load_keyring()  # fail here, with the message, before any worker starts
     env = {
-        "PARCELRISK_PARAMS": str(params.resolve()),
-        "PARCELRISK_WORKERS": str(workers or config.workers),
-        "PARCELRISK_ACCESS_LOG": "1" if config.access_log else "0",
-        "PARCELRISK_TRACING": "1" if config.tracing else "0",
-        "PARCELRISK_REQUEST_TIMEOUT": f"{float(config.request_timeout_s):g}",
-        "PARCELRISK_MAX_CONCURRENCY": str(config.max_concurrency),
-        "PARCELRISK_MODEL_DIR": str(
+        PARAMS_ENV: str(params.resolve()),
+        WORKERS_ENV: str(workers or config.workers),
+        ACCESS_LOG_ENV: "1" if config.access_log else "0",
+        TRACING_ENV: "1" if config.tracing else "0",
+        REQUEST_TIMEOUT_ENV: f"{float(config.request_timeout_s):g}",
+        MAX_CONCURRENCY_ENV: str(config.max_concurrency),
+        MODEL_DIR_ENV: str(
             (model_dir or Path(tempfile.mkdtemp(prefix="parcelrisk-model-"))).resolve()
         ),
     }
     if tracking_uri:
-        env["PARCELRISK_TRACKING_URI"] = tracking_uri
+        env[TRACKING_URI_ENV] = tracking_uri
     if audit_db:
-        env["PARCELRISK_AUDIT_DB"] = str(audit_db.resolve())
+        env[AUDIT_DB_ENV] = str(audit_db.resolve())
     os.environ.update(env)
     # One model copy per worker process; LightGBM's OpenMP pool inside each would only fight
     # the other workers for the same cores.
@@ -74,7 +85,7 @@ def serve(
         SERVICE_IMPORT,
         host,
         port,
-        env["PARCELRISK_WORKERS"],
+        env[WORKERS_ENV],
     )
     ParcelRiskService.inject_config()
     serve_http(SERVICE_IMPORT, working_dir=str(Path.cwd()), port=port, host=host)
@@ -101,8 +112,9 @@ def score(
     makes the whole file refused, with the rows and reasons listed.
     """
     from features.intake.validation import require_valid
-    from serving.audit import AuditStore
-    from serving.scoring import load_runtime, load_serve_config, score_file
+    from serving.config import load_serve_config
+    from serving.scoring import load_runtime, score_file
+    from serving.store import open_store
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     config = load_serve_config(params)
@@ -112,19 +124,19 @@ def score(
         gate = require_valid(
             file, runtime.limits, no_validate=no_validate, with_outcomes=False, what="score"
         )
-        audit = AuditStore(audit_db) if audit_db else None
+        store = open_store(audit_db) if audit_db else None
         try:
             summary = score_file(
                 file,
                 out,
                 runtime,
                 chunk_size=chunk_size,
-                audit=audit,
+                store=store,
                 unvalidated=gate.status == "skipped",
             )
         finally:
-            if audit is not None:
-                audit.close()  # checkpoint and truncate the write-ahead log
+            if store is not None:
+                store.close()  # e.g. SQLite checkpoints and truncates its write-ahead log
     typer.echo(json.dumps(summary, indent=2))
 
 

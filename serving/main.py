@@ -36,21 +36,15 @@ def _configure(
 
 
 def _register_all() -> None:
+    # No ImportError is caught here: a broken import must stop the CLI with its traceback,
+    # not silently drop that package's commands.
     from features.cli import register as register_features
+    from models.cli import register as register_models
+    from serving.cli import register as register_serving
 
     register_features(app)
-    try:
-        from models.cli import register as register_models
-    except ImportError:  # models package not built yet in this checkout
-        pass
-    else:
-        register_models(app)
-    try:
-        from serving.cli import register as register_serving
-    except ImportError:
-        pass
-    else:
-        register_serving(app)
+    register_models(app)
+    register_serving(app)
 
 
 _register_all()

@@ -12,8 +12,10 @@ __all__ = [
     "Contribution",
     "Decision",
     "Declaration",
+    "ErrorResponse",
     "Explanation",
     "ModelRef",
+    "Problem",
     "ReasonOut",
     "ScoreResponse",
     "StoredDecision",
@@ -67,6 +69,12 @@ class Explanation(BaseModel):
     risk: float
     contributions: list[Contribution]
     reasons: list[ReasonOut]
+    stored_raw_score: float | None = Field(
+        default=None, description="For a stored decision: the raw score it recorded."
+    )
+    intact: bool | None = Field(
+        default=None, description="For a stored decision: it still matches its content hash."
+    )
 
 
 class StoredDecision(BaseModel):
@@ -86,3 +94,26 @@ class StoredDecision(BaseModel):
     reasons: list[ReasonOut]
     warnings: list[str]
     intact: bool = Field(description="The stored record still matches its content hash.")
+
+
+class Problem(BaseModel):
+    loc: list[str | int] = Field(description='["declarations", row, field]')
+    declaration_id: str | None
+    rule: str
+    msg: str
+
+
+class ErrorResponse(BaseModel):
+    """Every error answer (``serving.errors``): one line, plus details where they help."""
+
+    error: str
+    field: str | None = Field(
+        default=None, description="The offending input, e.g. declarations.0.illicit."
+    )
+    problems: list[Problem] | None = Field(
+        default=None, description="Each rule a declaration breaks (400 for rule faults)."
+    )
+    detail: list[dict[str, Any]] | None = Field(
+        default=None,
+        description="Pydantic's error list (400 from BentoML's request validation).",
+    )

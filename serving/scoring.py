@@ -1,8 +1,8 @@
 """The one scoring code path, shared by the HTTP service and offline file scoring.
 
 declarations (canonical frame) -> online features -> one predict call -> lanes -> reasons for
-red/yellow (TreeSHAP on those rows only) -> response rows and audit records. Everything is
-vectorised per batch; only the few rows that need reasons are explained.
+red/yellow (TreeSHAP on those rows only) -> one decision record per row (``serving.decision``).
+Everything is vectorised per batch; only the few rows that need reasons are explained.
 """
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ import numpy as np
 from features.errors import ParcelriskError
 from features.intake.contract import RecordColumns, columns_of, python_values
 from features.intake.rules import Findings, Limits, Rule, check, check_records, rules_for
-from serving.audit import DecisionRecord, features_for_storage
-from serving.lanes import LanePolicy, assign_lanes
+from serving.config import DEFAULT_PARAMS, ServeConfig
+from serving.decision import DecisionRecord, features_for_storage
+from serving.lanes import assign_lanes
 from serving.reasons import Reason, explain_decisions
 
 if TYPE_CHECKING:
@@ -30,91 +31,11 @@ if TYPE_CHECKING:
     from features.intake.contract import Contract, FrameColumns
     from features.pipeline.online import OnlineFeatures
     from models.bundle import RiskModel
+    from serving.store import DecisionStore
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_PARAMS = Path("params.yaml")
 UNVALIDATED_WARNING = "scored without the validation gate (--no-validate)"
-
-
-@dataclass(frozen=True)
-class ServeConfig:
-    """``params.yaml`` section ``serve``."""
-
-    lanes: LanePolicy = field(default_factory=LanePolicy)
-    max_batch: int = 1000
-    max_body_bytes: int = 5_000_000
-    reasons_per_decision: int = 5
-    model_name: str = "parcel-risk"
-    model_alias: str = "champion"
-    audit_db: str = "audit.db"
-    workers: int = 2
-    # Score concurrently waiting requests as one batch (see serving.service). Online features
-    # let a parcel see the other parcels of its batch declared before it, so with merging it
-    # may also see those of a concurrent request; the audit store keeps each feature vector.
-    merge_concurrent_requests: bool = True
-    # Under load, how long a merged batch may wait for the clients the previous batch just
-    # answered (serving.service.MicroBatcher); an idle service never waits. 0 = never wait.
-    batch_linger_ms: float = 2.0
-    # Batches up to this many rows are scored on the worker's event loop (no thread hop, no
-    # GIL hand-off), bigger ones in a thread so the loop keeps answering; 0 = always a thread.
-    inline_batch_rows: int = 32
-    # One log line per HTTP request. Off by default: writing it costs ~10% of a worker's event
-    # loop on single-declaration traffic, and every decision is already in the audit store and
-    # every request in /metrics.
-    access_log: bool = False
-    # OpenTelemetry server spans per request. BentoML samples none unless tracing is configured
-    # (BENTOML_CONFIG), yet building them costs ~10% of the event loop; turn on with exporting.
-    tracing: bool = False
-    # A request not answered in this time gets 504, so the clearance system can fall back to
-    # its default lane instead of holding the parcel; minutes would help nobody.
-    request_timeout_s: float = 10.0
-    # Requests in flight across all workers; beyond it the service answers 429 at once (load
-    # shedding) instead of queueing work that would only time out.
-    max_concurrency: int = 512
-
-    def __post_init__(self) -> None:
-        positive = ("max_batch", "max_body_bytes", "workers", "max_concurrency")
-        for name in positive:
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
-        if not isinstance(self.inline_batch_rows, int) or not 0 <= self.inline_batch_rows <= 256:
-            raise ValueError(
-                f"inline_batch_rows must be within 0..256, got {self.inline_batch_rows!r}"
-            )
-        if not 0 <= self.batch_linger_ms <= 100:
-            raise ValueError(f"batch_linger_ms must be within 0..100, got {self.batch_linger_ms}")
-        if not 0 < self.request_timeout_s <= 3600:
-            raise ValueError(
-                f"request_timeout_s must be within 0..3600 seconds, got {self.request_timeout_s}"
-            )
-        if self.max_concurrency < self.workers:
-            raise ValueError(
-                f"max_concurrency ({self.max_concurrency}) must be at least workers ({self.workers})"
-            )
-
-
-def load_serve_config(params_path: Path | None = DEFAULT_PARAMS) -> ServeConfig:
-    """The ``serve`` section of ``params.yaml``; defaults if the file or section is absent."""
-    import yaml
-
-    section: dict[str, Any] = {}
-    if params_path is not None and Path(params_path).exists():
-        params = yaml.safe_load(Path(params_path).read_text()) or {}
-        section = dict(params.get("serve") or {})
-        # the registered name is promote's; serve only says which alias to load
-        if "model_name" not in section and (params.get("promote") or {}).get("model_name"):
-            section["model_name"] = params["promote"]["model_name"]
-    lane_keys = {"exploration_rate", "exploration_seed", "exploration_lane", "aeo_risk_discount"}
-    known = lane_keys | {f for f in ServeConfig.__dataclass_fields__ if f != "lanes"}
-    unknown = set(section) - known
-    if unknown:
-        raise ParcelriskError(f"params 'serve': unknown key(s) {', '.join(sorted(unknown))}")
-    try:
-        lanes = LanePolicy(**{k: v for k, v in section.items() if k in lane_keys})
-        return ServeConfig(lanes=lanes, **{k: v for k, v in section.items() if k not in lane_keys})
-    except (TypeError, ValueError) as exc:
-        raise ParcelriskError(f"params 'serve': {exc}") from exc
 
 
 @dataclass
@@ -214,30 +135,6 @@ def check_request(records: list[Any], runtime: ScoringRuntime) -> Findings:
     return check_records(records, runtime.contract, runtime.fault_rules)
 
 
-def rejection(findings: Findings, records: list[Any], limit: int = 20) -> dict[str, Any]:
-    """The 400 body for a request with faults: every problem with its location, as the gate
-    words it for a file."""
-    problems = []
-    for finding in findings.faults:
-        for row, message in zip(finding.rows.tolist(), finding.messages(), strict=True):
-            problems.append(
-                {
-                    "loc": ["declarations", row, finding.rule.field],
-                    "declaration_id": getattr(records[row], "declaration_id", None),
-                    "rule": finding.rule.name,
-                    "msg": message,
-                }
-            )
-    problems.sort(key=lambda p: p["loc"][1])
-    shown = "; ".join(f"declarations.{p['loc'][1]}.{p['msg']}" for p in problems[:3])
-    more = f" (+{len(problems) - 3} more)" if len(problems) > 3 else ""
-    rows = len({p["loc"][1] for p in problems})
-    return {
-        "error": f"{rows} declaration(s) break the contract: {shown}{more}",
-        "problems": problems[:limit],
-    }
-
-
 @dataclass
 class ScoredBatch:
     """Everything decided for one batch, row-aligned with the input declarations."""
@@ -334,32 +231,6 @@ def score_frame(
     )
 
 
-def decision_rows(batch: ScoredBatch, runtime: ScoringRuntime) -> list[dict[str, Any]]:
-    """The response body of each decision (plain dicts; ``serving.schemas.Decision`` shape)."""
-    model_ref = runtime.model_ref
-    thresholds_version = runtime.model.thresholds.version
-    risk = batch.scores["risk"].tolist()
-    revenue = batch.scores["expected_revenue"].tolist()
-    lanes = batch.lanes.tolist()
-    exploration = batch.exploration.tolist()
-    ids = batch.declaration_ids
-    return [
-        {
-            "decision_id": batch.decision_ids[i],
-            "declaration_id": ids[i],
-            "risk": risk[i],
-            "expected_revenue": revenue[i],
-            "lane": lanes[i],
-            "exploration": exploration[i],
-            "reasons": [r.as_dict() for r in batch.reasons[i]],
-            "model": model_ref,
-            "thresholds_version": thresholds_version,
-            "warnings": batch.warnings[i],
-        }
-        for i in range(len(batch))
-    ]
-
-
 def declarations_as_json(declarations: pd.DataFrame) -> list[str]:
     """One JSON object per row (ISO-8601 UTC timestamps, null for missing).
 
@@ -387,10 +258,10 @@ def declarations_as_json(declarations: pd.DataFrame) -> list[str]:
     ]
 
 
-def audit_records(
+def decision_records(
     batch: ScoredBatch, runtime: ScoringRuntime, declarations_json: list[str] | None = None
 ) -> list[DecisionRecord]:
-    """What the audit store keeps for each decision of the batch.
+    """The decision record of each row of the batch: every view of a decision reads these.
 
     ``declarations_json``: the declarations already as stored JSON (``models_as_json``), else
     they are serialised from the batch's frame.
@@ -401,12 +272,15 @@ def audit_records(
     from dataclasses import asdict
 
     fingerprint = runtime.model.manifest.fingerprint
+    thresholds_version = runtime.model.thresholds.version
     lane_policy = json.dumps(asdict(runtime.config.lanes), sort_keys=True)
     features = features_for_storage(batch.X)
     declaration_ids = batch.declaration_ids
     raw = batch.scores["raw"].tolist()
     risk = batch.scores["risk"].tolist()
     revenue = batch.scores["expected_revenue"].tolist()
+    lanes = batch.lanes.tolist()
+    exploration = batch.exploration.tolist()
     return [
         DecisionRecord(
             decision_id=batch.decision_ids[i],
@@ -417,13 +291,13 @@ def audit_records(
             manifest_fingerprint=fingerprint,
             model_name=runtime.model_name,
             model_version=runtime.model_version,
-            thresholds_version=runtime.model.thresholds.version,
+            thresholds_version=thresholds_version,
             lane_policy=lane_policy,
             raw_score=raw[i],
             risk=risk[i],
             expected_revenue=revenue[i],
-            lane=str(batch.lanes[i]),
-            exploration=bool(batch.exploration[i]),
+            lane=lanes[i],
+            exploration=exploration[i],
             reasons=[r.as_dict() for r in batch.reasons[i]],
             warnings=batch.warnings[i],
         )
@@ -431,27 +305,30 @@ def audit_records(
     ]
 
 
-def results_frame(batch: ScoredBatch, runtime: ScoringRuntime) -> pd.DataFrame:
-    """Offline output: one row per declaration, reasons as JSON text."""
+def results_frame(records: list[DecisionRecord], priority: np.ndarray) -> pd.DataFrame:
+    """Offline output: one row per decision, reasons and warnings as JSON text.
+
+    ``priority``: what the lanes ranked on (``RiskModel.score``), row-aligned with ``records``;
+    it is not part of a stored decision.
+    """
     import json
 
     import pandas as pd
 
-    rows = decision_rows(batch, runtime)
     return pd.DataFrame(
         {
-            "declaration_id": [r["declaration_id"] for r in rows],
-            "decision_id": [r["decision_id"] for r in rows],
-            "risk": batch.scores["risk"],
-            "expected_revenue": batch.scores["expected_revenue"],
-            "priority": batch.scores["priority"],
-            "lane": batch.lanes.astype(str),
-            "exploration": batch.exploration,
-            "reasons": [json.dumps(r["reasons"]) for r in rows],
-            "warnings": [json.dumps(r["warnings"]) for r in rows],
-            "model_name": runtime.model_name,
-            "model_version": runtime.model_version,
-            "thresholds_version": runtime.model.thresholds.version,
+            "declaration_id": [r.declaration_id for r in records],
+            "decision_id": [r.decision_id for r in records],
+            "risk": np.array([r.risk for r in records], dtype=np.float64),
+            "expected_revenue": np.array([r.expected_revenue for r in records], dtype=np.float64),
+            "priority": priority,
+            "lane": np.array([r.lane for r in records], dtype=str),
+            "exploration": np.array([r.exploration for r in records], dtype=bool),
+            "reasons": [json.dumps(r.reasons) for r in records],
+            "warnings": [json.dumps(r.warnings) for r in records],
+            "model_name": [r.model_name for r in records],
+            "model_version": [r.model_version for r in records],
+            "thresholds_version": [r.thresholds_version for r in records],
         }
     )
 
@@ -462,7 +339,7 @@ def score_file(
     runtime: ScoringRuntime,
     *,
     chunk_size: int = 1000,
-    audit: Any | None = None,
+    store: DecisionStore | None = None,
     progress: bool = True,
     unvalidated: bool = False,
 ) -> dict[str, Any]:
@@ -485,9 +362,10 @@ def score_file(
             if unvalidated:
                 for row in batch.warnings:
                     row.append(UNVALIDATED_WARNING)
-            if audit is not None:
-                audit.record(audit_records(batch, runtime))
-            parts.append(results_frame(batch, runtime))
+            records = decision_records(batch, runtime)
+            if store is not None:
+                store.record(records)
+            parts.append(results_frame(records, batch.scores["priority"]))
             bar.update(len(chunk))
     result = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
     out = Path(out)

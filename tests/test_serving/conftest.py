@@ -20,8 +20,9 @@ import pytest
 
 from features.intake.contract import columns_of, python_values
 from features.pipeline.manifest import REASON_CONTEXT, FeatureManifest, FeatureSpec
+from serving.config import ServeConfig
 from serving.lanes import LanePolicy
-from serving.scoring import ScoringRuntime, ServeConfig
+from serving.scoring import ScoringRuntime
 
 # BentoML's /metrics reads prometheus_client in multiprocess mode; the directory must exist
 # before prometheus_client is first imported (as `parcelrisk serve` arranges for its workers).
@@ -29,6 +30,11 @@ os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="parce
 # OpenMP threads that spin while waiting turn LightGBM training into a crawl when the two cores
 # are shared (service threads in this process, other jobs on the machine): let them sleep.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+# The service's BentoML settings (workers, timeout, concurrency) are read from PARCELRISK_*
+# variables when serving.service is first imported. Import it now, before a test sets them (the
+# `parcelrisk serve` tests do, and the command imports the service).
+import serving.service  # noqa: F401
 
 ORIGINS = ("CN", "US", "TR", "GB", "IN")
 SCORER_KEY = "scorer-key-0123456789abcdef"
@@ -252,11 +258,38 @@ def service_app() -> Any:
     return _APP[0]
 
 
-@pytest.fixture(scope="module")
-def client(service_env: Path):
+def check_response_shape(response: Any) -> None:
+    """Hold every answer of /score, /explain and /decision to its documented pydantic model.
+
+    The service sends plain dicts (faster than building response models), so this is where
+    their shape is checked: the body must validate and re-serialise to itself, which also
+    refuses undocumented keys. Errors must be ``ErrorResponse``.
+    """
+    from serving.schemas import ErrorResponse, Explanation, ScoreResponse, StoredDecision
+
+    models = {"/score": ScoreResponse, "/explain": Explanation, "/decision": StoredDecision}
+    path = response.request.url.path.rstrip("/")
+    if path not in models:
+        return
+    response.read()
+    model = models[path] if response.status_code == 200 else ErrorResponse
+    body = response.json()
+    parsed = model.model_validate(body)
+    assert parsed.model_dump(mode="json", exclude_unset=True) == body, (path, body)
+
+
+def checked_client(app: Any) -> Any:
+    """A TestClient whose every API response is checked by ``check_response_shape``."""
     from starlette.testclient import TestClient
 
-    with TestClient(service_app()) as c:
+    client = TestClient(app)
+    client.event_hooks = {"request": [], "response": [check_response_shape]}
+    return client
+
+
+@pytest.fixture(scope="module")
+def client(service_env: Path):
+    with checked_client(service_app()) as c:
         yield c
 
 
@@ -320,8 +353,6 @@ def real_pipeline(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 @contextlib.contextmanager
 def service_client(env: dict[str, str]) -> Iterator[Any]:
     """A TestClient on the real service (real ``load_runtime``) with ``env`` set."""
-    from starlette.testclient import TestClient
-
     base = {
         "PARCELRISK_API_KEYS": f"scorer:{SCORER_KEY},auditor:{AUDITOR_KEY}",
         "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
@@ -329,5 +360,5 @@ def service_client(env: dict[str, str]) -> Iterator[Any]:
     with pytest.MonkeyPatch.context() as mp:
         for k, v in {**base, **env}.items():
             mp.setenv(k, v)
-        with TestClient(service_app()) as c:
+        with checked_client(service_app()) as c:
             yield c

@@ -8,8 +8,8 @@ import pytest
 
 from features.errors import ParcelriskError
 from serving.auth import AuthConfigError
-from serving.scoring import load_serve_config
-from serving.service import MicroBatcher, run_inline_if_small
+from serving.batching import MicroBatcher, run_inline_if_small
+from serving.config import load_serve_config
 
 
 def test_serve_refuses_to_start_without_keys(monkeypatch) -> None:
@@ -222,3 +222,13 @@ def test_a_failing_inline_batch_fails_only_its_own_request() -> None:
 
     first, failed, last = asyncio.run(run())
     assert first == [1] and last == [2] and isinstance(failed, ValueError)
+
+
+def test_a_broken_import_stops_the_cli_instead_of_hiding_its_commands(monkeypatch) -> None:
+    import importlib
+    import sys
+
+    monkeypatch.setitem(sys.modules, "models.cli", None)  # importing it now raises ImportError
+    monkeypatch.delitem(sys.modules, "serving.main", raising=False)
+    with pytest.raises(ImportError, match=r"models\.cli"):
+        importlib.import_module("serving.main")

@@ -6,8 +6,9 @@ import pandas as pd
 import pytest
 
 from features.errors import ParcelriskError
-from serving.audit import AuditStore
-from serving.scoring import load_runtime, load_serve_config, score_file
+from serving.config import load_serve_config
+from serving.scoring import load_runtime, score_file
+from serving.store import open_store
 from tests.test_serving.conftest import auth, fresh_declarations, service_client
 
 
@@ -140,7 +141,7 @@ def test_score_cli_writes_the_file(real_pipeline, tmp_path) -> None:
     assert len(pd.read_csv(tmp_path / "out.csv")) == 20
     wal = audit_db.with_name(audit_db.name + "-wal")  # the store was closed: log truncated
     assert not wal.exists() or wal.stat().st_size == 0
-    assert AuditStore(audit_db).count() == 20
+    assert open_store(audit_db).count() == 20
 
 
 def test_service_import_stays_light() -> None:

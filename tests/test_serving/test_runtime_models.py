@@ -13,8 +13,9 @@ from features.errors import ParcelriskError
 from features.intake.contract import declarations_frame
 from features.params import FeatureParams
 from features.pipeline.manifest import FeatureManifest
+from serving.config import ServeConfig
 from serving.lanes import LanePolicy
-from serving.scoring import ScoringRuntime, ServeConfig, load_runtime, score_frame
+from serving.scoring import ScoringRuntime, load_runtime, score_frame
 from tests.test_serving.conftest import MANIFEST, make_declarations, stub_features
 
 # what a training run keeps when "weight" and "aeo" were constant on its training rows

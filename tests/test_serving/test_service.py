@@ -227,13 +227,33 @@ def test_exploration_is_reproducible_across_requests(client) -> None:
     assert a == b and 0 < np.mean(a) < 0.15
 
 
+def test_the_response_check_refuses_what_the_models_do_not_document() -> None:
+    import httpx
+    import pydantic
+
+    from tests.test_serving.conftest import check_response_shape
+
+    def answer(path: str, status: int, body: dict) -> httpx.Response:
+        request = httpx.Request("POST", f"http://testserver{path}")
+        return httpx.Response(status, json=body, request=request)
+
+    check_response_shape(answer("/score", 200, {"decisions": []}))
+    check_response_shape(answer("/score", 422, {"error": "bad", "field": "declarations"}))
+    with pytest.raises(AssertionError):
+        check_response_shape(answer("/score", 200, {"decisions": [], "extra": 1}))
+    with pytest.raises(pydantic.ValidationError):
+        check_response_shape(answer("/decision", 200, {"decision_id": "x"}))
+    with pytest.raises(pydantic.ValidationError):
+        check_response_shape(answer("/explain", 404, {"message": "not found"}))
+
+
 def test_explain_refuses_a_decision_of_another_model_version(client, service_env) -> None:
     import dataclasses
 
-    from serving.audit import AuditStore
+    from serving.store import open_store
 
     d = _score(client, make_declarations(1, seed=13)).json()["decisions"][0]
-    store = AuditStore(service_env / "audit.db")
+    store = open_store(service_env / "audit.db")
     record, _ = store.get(d["decision_id"])
     store.record([dataclasses.replace(record, decision_id="old-1", model_version="1")])
     r = client.post("/explain", json={"decision_id": "old-1"}, headers=auth("auditor"))

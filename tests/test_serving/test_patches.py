@@ -1,4 +1,5 @@
-"""The request timeout that replaces BentoML's (which leaked a timer per request)."""
+"""The patches of BentoML: the request timeout that replaces BentoML's (which leaked a timer per
+request), each pinned to the BentoML version it was written for."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import asyncio
 import contextlib
 from typing import Any
 
-from serving.timeout import RequestTimeoutMiddleware
+from serving.patches import REQUEST_TIMEOUT_WRITTEN_FOR, RequestTimeoutMiddleware
 
 
 def _live_timers(loop: asyncio.AbstractEventLoop) -> int:
@@ -144,3 +145,13 @@ def test_cancelling_the_request_cancels_the_app() -> None:
 
     asyncio.run(run())
     assert cancelled == [True]
+
+
+def test_the_request_timeout_patch_was_written_for_the_installed_bentoml() -> None:
+    import bentoml
+
+    assert bentoml.__version__ == REQUEST_TIMEOUT_WRITTEN_FOR, (
+        f"serving.patches.install_request_timeout was written for BentoML "
+        f"{REQUEST_TIMEOUT_WRITTEN_FOR}; check it against {bentoml.__version__} "
+        "(does TimeoutMiddleware still leak its timer? is it still looked up in traffic?)"
+    )

@@ -1,4 +1,10 @@
-"""A request timeout that cleans up after itself, installed in place of BentoML's.
+"""Every change this service makes to BentoML's (and CPython's) behaviour behind its back.
+
+Each patch names the BentoML version it was written and measured against
+(``*_WRITTEN_FOR``); the serving tests compare it with the installed version, so an upgrade
+fails loudly until someone has checked that the patch still applies and still helps.
+
+1. A request timeout that cleans up after itself, installed in place of BentoML's.
 
 BentoML 1.4's ``TimeoutMiddleware`` schedules ``loop.call_later(traffic.timeout, ...)`` for every
 request and never cancels it. Each timer keeps the request's future and a copy of its context
@@ -13,6 +19,8 @@ alone (see ``freeze_after_load``).
 ``traffic.timeout``) and cancels its timer the moment the response starts or the request ends.
 ``install_request_timeout()`` swaps it in where BentoML's app factory looks the class up; the
 serving tests check that the swap is in effect, so a BentoML upgrade that moves it fails loudly.
+
+2. ``freeze_after_load()``: the garbage collector stops walking what start-up loaded.
 """
 
 from __future__ import annotations
@@ -22,9 +30,11 @@ import gc
 import logging
 from typing import Any
 
-from starlette.responses import JSONResponse
+from serving.errors import error_response
 
 logger = logging.getLogger(__name__)
+
+REQUEST_TIMEOUT_WRITTEN_FOR = "1.4.40"  # bentoml._internal.server.http.traffic.TimeoutMiddleware
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -65,9 +75,8 @@ class RequestTimeoutMiddleware:
             raise
         except TimeoutError:
             if task.cancel():
-                response = JSONResponse(
-                    {"error": f"request not answered within {self.timeout:g} seconds"},
-                    status_code=504,
+                response = error_response(
+                    504, f"request not answered within {self.timeout:g} seconds"
                 )
                 await response(scope, receive, send)
             return

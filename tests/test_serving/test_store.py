@@ -1,3 +1,5 @@
+"""The decision store: the ``DecisionStore`` interface (every implementation), then SQLite's own."""
+
 import json
 import sqlite3
 import time
@@ -5,7 +7,13 @@ import time
 import numpy as np
 import pytest
 
-from serving.audit import AuditStore, DecisionRecord
+from features.errors import ParcelriskError
+from serving.decision import DecisionRecord
+from serving.sqlite_store import SqliteDecisionStore
+from serving.store import DecisionStore, open_store, store_location_from_env
+
+# every implementation, opened at a fresh location under tmp_path
+STORES = {"sqlite": lambda tmp: open_store(f"sqlite:///{tmp / 'audit.db'}")}
 
 
 def _record(i: int) -> DecisionRecord:
@@ -30,8 +38,54 @@ def _record(i: int) -> DecisionRecord:
     )
 
 
+@pytest.fixture(params=sorted(STORES))
+def store(request, tmp_path):
+    opened = STORES[request.param](tmp_path)
+    yield opened
+    opened.close()
+
+
+def test_a_store_implements_the_interface(store) -> None:
+    assert isinstance(store, DecisionStore)
+
+
+def test_a_store_gives_back_what_it_recorded(store) -> None:
+    store.record([_record(1), _record(2)])
+    store.record([])
+    record, intact = store.get("dec2")
+    assert record == _record(2) and intact
+    assert record.declaration["hs_code"] == "610910"
+    assert record.feature_vector[0] == 1.0 and np.isnan(record.feature_vector[1])
+    assert store.get("missing") is None
+    assert store.count() == 2
+
+
+def test_a_store_records_a_batch_all_or_nothing(store) -> None:
+    store.record([_record(1)])
+    with pytest.raises(Exception):  # noqa: B017 (each store raises its own database's error)
+        store.record([_record(2), _record(1)])  # duplicate id in the batch
+    assert store.count() == 1 and store.get("dec2") is None
+
+
+def test_store_locations() -> None:
+    with pytest.raises(ParcelriskError, match="unknown kind; use a file path or one of sqlite://"):
+        open_store("postgresql://db/decisions")
+
+
+def test_sqlite_locations(tmp_path, monkeypatch) -> None:
+    by_path = open_store(tmp_path / "a.db")
+    by_url = open_store(f"sqlite:///{tmp_path / 'b.db'}")  # four slashes: an absolute path
+    assert isinstance(by_path, SqliteDecisionStore) and by_path.path == tmp_path / "a.db"
+    assert isinstance(by_url, SqliteDecisionStore) and by_url.path == tmp_path / "b.db"
+    monkeypatch.chdir(tmp_path)
+    relative = open_store("sqlite:///c.db")
+    assert relative.path.resolve() == tmp_path / "c.db"
+    for opened in (by_path, by_url, relative):
+        opened.close()
+
+
 def test_roundtrip_and_wal(tmp_path) -> None:
-    store = AuditStore(tmp_path / "audit.db")
+    store = SqliteDecisionStore(tmp_path / "audit.db")
     store.record([_record(1), _record(2)])
     record, intact = store.get("dec2")
     assert record == _record(2) and intact
@@ -43,7 +97,7 @@ def test_roundtrip_and_wal(tmp_path) -> None:
 
 
 def test_batch_is_all_or_nothing(tmp_path) -> None:
-    store = AuditStore(tmp_path / "audit.db")
+    store = SqliteDecisionStore(tmp_path / "audit.db")
     store.record([_record(1)])
     with pytest.raises(sqlite3.IntegrityError):
         store.record([_record(2), _record(1)])  # duplicate id in the batch
@@ -52,22 +106,25 @@ def test_batch_is_all_or_nothing(tmp_path) -> None:
 
 def test_tampering_is_detected(tmp_path) -> None:
     path = tmp_path / "audit.db"
-    AuditStore(path).record([_record(1)])
+    SqliteDecisionStore(path).record([_record(1)])
     with sqlite3.connect(path) as conn:
         conn.execute("UPDATE decisions SET lane = 'green' WHERE decision_id = 'dec1'")
-    record, intact = AuditStore(path).get("dec1")
+    record, intact = SqliteDecisionStore(path).get("dec1")
     assert record.lane == "green" and not intact
 
 
 def test_path_from_env(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("PARCELRISK_AUDIT_DB", str(tmp_path / "x" / "a.db"))
-    assert AuditStore.from_env().path == tmp_path / "x" / "a.db"
+    store = open_store(store_location_from_env())
+    assert isinstance(store, SqliteDecisionStore) and store.path == tmp_path / "x" / "a.db"
+    monkeypatch.delenv("PARCELRISK_AUDIT_DB")
+    assert store_location_from_env(default="other.db") == "other.db"
 
 
 def test_checkpoints_run_in_the_background_not_in_commits(tmp_path) -> None:
     path = tmp_path / "audit.db"
     wal = tmp_path / "audit.db-wal"
-    store = AuditStore(path, checkpoint_interval_s=0.05)
+    store = SqliteDecisionStore(path, checkpoint_interval_s=0.05)
     assert store._conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
     empty_size = path.stat().st_size  # the schema only: commits go to the log
     for batch in range(300):  # ~1,500 log pages: SQLite alone would checkpoint in a commit
@@ -80,7 +137,7 @@ def test_checkpoints_run_in_the_background_not_in_commits(tmp_path) -> None:
     store.close()
     assert not store._checkpointer.is_alive()
     assert not wal.exists() or wal.stat().st_size == 0  # close truncates the log
-    reopened = AuditStore(path)
+    reopened = SqliteDecisionStore(path)
     assert reopened.count() == 6000 and reopened.get("dec5999")[1]
     reopened.close()
 
@@ -105,7 +162,7 @@ def test_concurrent_writers_take_turns(tmp_path) -> None:
     import threading
 
     path = tmp_path / "audit.db"
-    stores = [AuditStore(path), AuditStore(path)]
+    stores = [SqliteDecisionStore(path), SqliteDecisionStore(path)]
 
     def write(k: int) -> None:
         for batch in range(100):

@@ -1,37 +1,29 @@
-"""The decision store: every scored declaration, with everything needed to recompute it.
+"""The SQLite decision store (``serving.store.DecisionStore``), the embedded default.
 
-SQLite in WAL mode (readers never block the writer; several worker processes can share one
-file). Path from ``PARCELRISK_AUDIT_DB`` (default ``audit.db``). Each batch is inserted in one
-transaction, so a batch is either fully recorded or not at all. Each record carries a SHA-256
-of its content (``record_hash``) so an auditor can check it was not edited after the fact.
+WAL mode: readers never block the writer, and several worker processes can share one file.
+Each batch is inserted in one transaction, so a batch is either fully recorded or not at all.
+Each row carries the SHA-256 of its content (``record_hash``, ``serving.decision.content_hash``)
+so an auditor can check it was not edited after the fact.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import hmac
-import json
 import logging
-import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import numpy as np
+from serving.decision import STORED_FIELDS, DecisionRecord, content_hash
 
-try:  # POSIX: worker processes queue for the write lock in the kernel (AuditStore.record)
+try:  # POSIX: worker processes queue for the write lock in the kernel (SqliteDecisionStore.record)
     import fcntl
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
 logger = logging.getLogger(__name__)
-
-AUDIT_DB_ENV = "PARCELRISK_AUDIT_DB"
-DEFAULT_AUDIT_DB = "audit.db"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS decisions (
@@ -56,100 +48,14 @@ CREATE TABLE IF NOT EXISTS decisions (
 );
 CREATE INDEX IF NOT EXISTS decisions_declaration ON decisions (declaration_id);
 """
-
-_COLUMNS = (
-    "decision_id",
-    "scored_at",
-    "declaration_id",
-    "declaration_json",
-    "features",
-    "manifest_fingerprint",
-    "model_name",
-    "model_version",
-    "thresholds_version",
-    "lane_policy",
-    "raw_score",
-    "risk",
-    "expected_revenue",
-    "lane",
-    "exploration",
-    "reasons_json",
-    "warnings_json",
+_INSERT = (
+    f"INSERT INTO decisions ({','.join(STORED_FIELDS)},record_hash) "
+    f"VALUES ({','.join('?' * (len(STORED_FIELDS) + 1))})"
 )
+_SELECT = f"SELECT {','.join(STORED_FIELDS)},record_hash FROM decisions WHERE decision_id = ?"
 
 
-@dataclass(frozen=True)
-class DecisionRecord:
-    """One stored decision.
-
-    ``declaration_json`` is the canonical declaration as JSON text; ``features`` the model input
-    row as little-endian float64 bytes in the order of the model's manifest (bit-exact, so the
-    score can be recomputed exactly; NaN = missing).
-    """
-
-    decision_id: str
-    scored_at: str
-    declaration_id: str
-    declaration_json: str
-    features: bytes
-    manifest_fingerprint: str
-    model_name: str
-    model_version: str
-    thresholds_version: str
-    lane_policy: str  # JSON of serving.lanes.LanePolicy: AEO discount, exploration rate/seed/lane
-    raw_score: float
-    risk: float
-    expected_revenue: float
-    lane: str
-    exploration: bool
-    reasons: list[dict[str, Any]]
-    warnings: list[str]
-
-    @property
-    def declaration(self) -> dict[str, Any]:
-        return json.loads(self.declaration_json)
-
-    @property
-    def feature_vector(self) -> np.ndarray:
-        return np.frombuffer(self.features, dtype="<f8")
-
-    def row(self) -> tuple[Any, ...]:
-        values = (
-            self.decision_id,
-            self.scored_at,
-            self.declaration_id,
-            self.declaration_json,
-            self.features,
-            self.manifest_fingerprint,
-            self.model_name,
-            self.model_version,
-            self.thresholds_version,
-            self.lane_policy,
-            float(self.raw_score),
-            float(self.risk),
-            float(self.expected_revenue),
-            self.lane,
-            int(self.exploration),
-            json.dumps(self.reasons) if self.reasons else "[]",
-            json.dumps(self.warnings) if self.warnings else "[]",
-        )
-        return (*values, _hash_row(values))
-
-
-def _hash_row(values: Sequence[Any]) -> str:
-    # Fields joined by a unit separator; bytes as-is, everything else by its exact str()
-    # (repr of floats round-trips), so the hash is canonical and cheap (one update per row).
-    parts = [v if isinstance(v, bytes) else str(v).encode() for v in values]
-    return hashlib.sha256(b"\x1f".join(parts)).hexdigest()
-
-
-def features_for_storage(X: np.ndarray) -> list[bytes]:
-    """Model input rows as little-endian float64 bytes."""
-    X = np.ascontiguousarray(X, dtype="<f8")
-    return [row.tobytes() for row in X]
-
-
-class AuditStore:
+class SqliteDecisionStore:
     """Thread-safe handle on the SQLite decision store.
 
     Checkpoints (copying the write-ahead log into the database file, with an fsync) run in a
@@ -199,21 +105,17 @@ class AuditStore:
         finally:
             conn.close()
 
-    @classmethod
-    def from_env(cls, default: str | Path = DEFAULT_AUDIT_DB) -> AuditStore:
-        return cls(os.environ.get(AUDIT_DB_ENV) or default)
-
     def record(self, decisions: Sequence[DecisionRecord]) -> None:
         """Insert a batch in one transaction (all or nothing)."""
         if not decisions:
             return
-        rows = [d.row() for d in decisions]
-        placeholders = ",".join("?" * (len(_COLUMNS) + 1))
-        sql = f"INSERT INTO decisions ({','.join(_COLUMNS)},record_hash) VALUES ({placeholders})"
+        rows = [
+            (*values, content_hash(values)) for values in (d.stored_values() for d in decisions)
+        ]
         with self._lock, self._writer_turn():
             self._conn.execute("BEGIN IMMEDIATE")
             try:
-                self._conn.executemany(sql, rows)
+                self._conn.executemany(_INSERT, rows)
             except BaseException:
                 self._conn.execute("ROLLBACK")
                 raise
@@ -239,36 +141,12 @@ class AuditStore:
     def get(self, decision_id: str) -> tuple[DecisionRecord, bool] | None:
         """The stored decision and whether its content still matches its hash; None if absent."""
         with self._lock:
-            cur = self._conn.execute(
-                f"SELECT {','.join(_COLUMNS)},record_hash FROM decisions WHERE decision_id = ?",
-                (decision_id,),
-            )
-            row = cur.fetchone()
+            row = self._conn.execute(_SELECT, (decision_id,)).fetchone()
         if row is None:
             return None
         *values, stored_hash = row
-        intact = hmac_equal(_hash_row(values), stored_hash)
-        v = dict(zip(_COLUMNS, values, strict=True))
-        record = DecisionRecord(
-            decision_id=v["decision_id"],
-            scored_at=v["scored_at"],
-            declaration_id=v["declaration_id"],
-            declaration_json=v["declaration_json"],
-            features=bytes(v["features"]),
-            manifest_fingerprint=v["manifest_fingerprint"],
-            model_name=v["model_name"],
-            model_version=v["model_version"],
-            thresholds_version=v["thresholds_version"],
-            lane_policy=v["lane_policy"],
-            raw_score=v["raw_score"],
-            risk=v["risk"],
-            expected_revenue=v["expected_revenue"],
-            lane=v["lane"],
-            exploration=bool(v["exploration"]),
-            reasons=json.loads(v["reasons_json"]),
-            warnings=json.loads(v["warnings_json"]),
-        )
-        return record, intact
+        intact = hmac.compare_digest(content_hash(values).encode(), stored_hash.encode())
+        return DecisionRecord.from_stored_values(values), intact
 
     def count(self) -> int:
         with self._lock:
@@ -285,7 +163,3 @@ class AuditStore:
             self._conn.close()
             if self._lock_file is not None:
                 self._lock_file.close()
-
-
-def hmac_equal(a: str, b: str) -> bool:
-    return hmac.compare_digest(a.encode(), b.encode())

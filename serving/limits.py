@@ -1,0 +1,78 @@
+"""The request body limit (``serve.max_body_bytes``): 413 before the service parses anything."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from serving.errors import error_response
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class BodyLimitMiddleware:
+    """Read a POST/PUT/PATCH body up to ``max_body_bytes`` and hand it on; 413 beyond it.
+
+    ``max_body_bytes`` may be a function: the limit is the loaded service's configuration,
+    which exists only after the middleware stack is built.
+    """
+
+    def __init__(
+        self, app: Callable[..., Awaitable[None]], max_body_bytes: int | Callable[[], int]
+    ) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("method") not in ("POST", "PUT", "PATCH"):
+            await self.app(scope, receive, send)
+            return
+        limit = self.max_body_bytes() if callable(self.max_body_bytes) else self.max_body_bytes
+        body = await _read_body(scope, receive, limit)
+        if body is None:
+            response = error_response(
+                413, f"request body larger than {limit} bytes (serve.max_body_bytes)"
+            )
+            await response(scope, receive, send)
+            return
+        await self.app(scope, _replay(body, receive), send)
+
+
+async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes | None:
+    """The whole body, or None as soon as it exceeds ``limit`` (declared or streamed)."""
+    for k, v in scope["headers"]:
+        if k.lower() == b"content-length":
+            try:
+                if int(v) > limit:
+                    return None
+            except ValueError:
+                return None
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    sent = False
+
+    async def replay() -> dict[str, Any]:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay

@@ -1,0 +1,35 @@
+"""The service's own Prometheus metrics (beside BentoML's), served on ``/metrics``."""
+
+from __future__ import annotations
+
+import bentoml
+import numpy as np
+
+DECISIONS = bentoml.metrics.Counter(
+    name="parcelrisk_decisions_total",
+    documentation="Scored declarations by lane and exploration flag.",
+    labelnames=["lane", "exploration"],
+)
+SCORING_SECONDS = bentoml.metrics.Histogram(
+    name="parcelrisk_scoring_seconds",
+    documentation="Time to score one merged batch (features, model, lanes, reasons, audit).",
+    labelnames=["endpoint"],
+    buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0),
+)
+BATCH_ROWS = bentoml.metrics.Histogram(
+    name="parcelrisk_batch_rows",
+    documentation="Declarations per merged scoring batch.",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000, 2000),
+)
+
+
+def observe_batch(seconds: float, lanes: np.ndarray, exploration: np.ndarray) -> None:
+    """Count one scored and recorded batch: its time, its size, its decisions by lane."""
+    SCORING_SECONDS.labels(endpoint="score").observe(seconds)
+    BATCH_ROWS.observe(len(lanes))
+    keys, counts = np.unique(
+        np.char.add(lanes.astype(str), np.where(exploration, "|1", "|0")), return_counts=True
+    )
+    for key, count in zip(keys.tolist(), counts.tolist(), strict=True):
+        lane, flag = key.split("|")
+        DECISIONS.labels(lane=lane, exploration="true" if flag == "1" else "false").inc(count)

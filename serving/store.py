@@ -1,0 +1,69 @@
+"""Where decisions are kept: the ``DecisionStore`` interface and the choice of implementation.
+
+Every decision is recorded before it is answered, with everything needed to recompute it
+(``serving.decision.DecisionRecord``). A store is chosen by its location (``serve.audit_db`` or
+``PARCELRISK_AUDIT_DB``): a file path or ``sqlite:///PATH`` is the SQLite store. Another
+database (PostgreSQL, a hash-chained log) arrives as one module implementing ``DecisionStore``
+plus one line in ``_STORES``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from features.errors import ParcelriskError
+from serving.config import AUDIT_DB_ENV
+from serving.decision import DecisionRecord
+
+DEFAULT_AUDIT_DB = "audit.db"
+
+
+@runtime_checkable
+class DecisionStore(Protocol):
+    """A decision store; implementations are safe to call from several threads."""
+
+    def record(self, decisions: Sequence[DecisionRecord]) -> None:
+        """Keep a batch of decisions, all or nothing."""
+
+    def get(self, decision_id: str) -> tuple[DecisionRecord, bool] | None:
+        """The stored decision and whether it still matches its content hash; None if absent."""
+
+    def count(self) -> int:
+        """How many decisions are stored."""
+
+    def close(self) -> None:
+        """Flush and release the store."""
+
+
+def _open_sqlite(location: str) -> DecisionStore:
+    from serving.sqlite_store import SqliteDecisionStore
+
+    return SqliteDecisionStore(location)
+
+
+# scheme -> opener of the location after "scheme://"
+_STORES: dict[str, Callable[[str], DecisionStore]] = {"sqlite": _open_sqlite}
+
+
+def open_store(location: str | Path) -> DecisionStore:
+    """The store at ``location``: a file path (SQLite) or ``SCHEME://...``."""
+    text = str(location)
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        return _open_sqlite(text)
+    opener = _STORES.get(scheme.lower())
+    if opener is None:
+        raise ParcelriskError(
+            f"decision store {scheme}://...: unknown kind; use a file path or one of "
+            f"{', '.join(f'{s}://' for s in sorted(_STORES))}"
+        )
+    # as in SQLAlchemy's (and MLflow's) URLs: sqlite:///relative.db, sqlite:////absolute.db
+    return opener(rest[1:] if scheme.lower() == "sqlite" and rest.startswith("/") else rest)
+
+
+def store_location_from_env(default: str | Path = DEFAULT_AUDIT_DB) -> str:
+    """The store location named by ``PARCELRISK_AUDIT_DB``, else ``default``."""
+    return os.environ.get(AUDIT_DB_ENV) or str(default)

@@ -1,0 +1,52 @@
+"""One decision record, three views: the API item, the stored body and the offline row agree."""
+
+import json
+
+import numpy as np
+
+from features.intake.contract import Declaration, RecordColumns, models_as_json
+from serving.schemas import Decision, StoredDecision
+from serving.scoring import decision_records, results_frame, score_frame
+from tests.test_serving.conftest import make_declarations
+
+
+def _records(stub_runtime, n: int = 40):
+    models = [Declaration.model_validate(d) for d in make_declarations(n, seed=21)]
+    batch = score_frame(RecordColumns(models, None), stub_runtime)
+    return batch, decision_records(batch, stub_runtime, models_as_json(models))
+
+
+def test_every_view_reads_the_same_decision(stub_runtime) -> None:
+    batch, records = _records(stub_runtime)
+    frame = results_frame(records, batch.scores["priority"])
+    names = stub_runtime.model.manifest.names
+    for i, record in enumerate(records):
+        item = Decision.model_validate(record.api_item())
+        stored = StoredDecision.model_validate(record.stored_item(names, intact=True))
+        row = frame.iloc[i]
+        assert item.decision_id == stored.decision_id == row["decision_id"] == batch.decision_ids[i]
+        assert item.risk == stored.risk == row["risk"] == batch.scores["risk"][i]
+        assert item.lane == stored.lane == row["lane"] == batch.lanes[i]
+        assert item.exploration == stored.exploration == row["exploration"]
+        assert [r.model_dump() for r in item.reasons] == json.loads(row["reasons"])
+        assert item.model.version == stored.model.version == row["model_version"] == "3"
+    assert np.array_equal(frame["priority"].to_numpy(), batch.scores["priority"])
+
+
+def test_the_stored_values_give_back_the_record(stub_runtime) -> None:
+    from serving.decision import DecisionRecord
+
+    _, records = _records(stub_runtime, n=5)
+    for record in records:
+        assert DecisionRecord.from_stored_values(record.stored_values()) == record
+
+
+def test_a_missing_feature_is_stored_as_nan_and_shown_as_null(stub_runtime) -> None:
+    import dataclasses
+
+    _, records = _records(stub_runtime, n=1)
+    vector = records[0].feature_vector.copy()
+    vector[2] = np.nan
+    record = dataclasses.replace(records[0], features=vector.astype("<f8").tobytes())
+    names = stub_runtime.model.manifest.names
+    assert record.stored_item(names, intact=True)["features"][names[2]] is None

@@ -291,10 +291,10 @@ def in_process(uri: str, params: Path, payloads: list[dict], work: Path) -> dict
     the audit write.
     """
     from features.intake.contract import Declaration, RecordColumns
-    from serving.config import load_serve_config
+    from features.params import load_settings
     from serving.scoring import load_runtime, score_frame
 
-    runtime = load_runtime(load_serve_config(params), uri, work / "inproc-model")
+    runtime = load_runtime(load_settings(params, must_exist=True), uri, work / "inproc-model")
     models = [Declaration.model_validate(p) for p in payloads[:1000]]
     frames = [RecordColumns(models[i : i + 100], runtime.contract) for i in range(0, 1000, 100)]
     manifest = runtime.model.manifest  # the model's features (it may use a subset)

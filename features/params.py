@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from features.errors import ParcelriskError
 
 DEFAULT_PARAMS = Path("params.yaml")
+DEFAULT_MODEL_NAME = "parcel-risk"
 
 # Indicative rates to EUR, the default base currency: an administration sets its own table
 # (features.fx_to_base), or its base currency and table together.
@@ -352,7 +353,7 @@ class TrainParams(Section):
 class PromoteParams(Section):
     """The champion/challenger gate (``promote``)."""
 
-    model_name: str = "parcel-risk"  # the registered model; serving loads its alias
+    model_name: str = DEFAULT_MODEL_NAME  # the registered model; serving loads its alias
     min_gain_revenue_at_5: float = 0.0  # challenger must beat the champion by this (absolute)
     min_gain_precision_at_5: float = 0.0
     max_calibration_error: float = Field(0.05, gt=0)
@@ -361,6 +362,9 @@ class PromoteParams(Section):
 # --------------------------------------------------------------------------------------------
 # serve
 # --------------------------------------------------------------------------------------------
+
+
+LANE_POLICY_KEYS = ("aeo_risk_discount", "exploration_lane", "exploration_rate", "exploration_seed")
 
 
 class ServeParams(Section):
@@ -386,7 +390,8 @@ class ServeParams(Section):
     # Batches up to this many rows are scored on the worker's event loop (no thread hop, no
     # GIL hand-off), bigger ones in a thread so the loop keeps answering; 0 = always a thread.
     inline_batch_rows: int = Field(32, ge=0, le=256)
-    model_alias: str = "champion"  # registry alias loaded (the name is promote.model_name)
+    model_alias: str = "champion"  # registry alias loaded
+    model_name: str = DEFAULT_MODEL_NAME  # in params.yaml: promote.model_name unless set here
     audit_db: str = "audit.db"  # SQLite decision store
     workers: int = Field(2, ge=1)  # worker processes (one model copy each); one per core
     # One log line per HTTP request: ~10% of a worker's event loop on single declarations,
@@ -399,6 +404,10 @@ class ServeParams(Section):
     request_timeout_s: float = Field(10.0, gt=0, le=3600)
     # Requests in flight across all workers; beyond -> 429 at once (load shedding).
     max_concurrency: int = Field(512, ge=1)
+
+    def lane_policy(self) -> dict[str, Any]:
+        """What decides a lane beside the model's cut-offs: recorded with every decision."""
+        return {key: getattr(self, key) for key in LANE_POLICY_KEYS}
 
     @model_validator(mode="after")
     def _enough_concurrency(self) -> Self:
@@ -424,6 +433,18 @@ class Settings(Section):
     train: TrainParams = TrainParams()
     promote: PromoteParams = PromoteParams()
     serve: ServeParams = ServeParams()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _serve_the_promoted_model(cls, data: Any) -> Any:
+        # the registered name is promote's; serve only says which alias to load
+        if isinstance(data, dict) and isinstance(data.get("serve") or {}, dict):
+            serve = dict(data.get("serve") or {})
+            promote = data.get("promote") or {}
+            if "model_name" not in serve and isinstance(promote, dict) and "model_name" in promote:
+                serve["model_name"] = promote["model_name"]
+                data = {**data, "serve": serve}
+        return data
 
 
 # Environment variables that override a key, for what differs per deployment and should not be

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import typer
 
+from features.cli import params_option, settings_from
+
 logger = logging.getLogger(__name__)
 
 SERVICE_IMPORT = "serving.service:ParcelRiskService"
@@ -21,7 +23,7 @@ def serve(
     tracking_uri: str | None = typer.Option(
         None, "--tracking-uri", help="MLflow tracking URI of the registry (default: MLflow's)."
     ),
-    params: Path = typer.Option(Path("params.yaml"), "--params", help="params.yaml ('serve')."),
+    params: Path | None = params_option("sections serve, validate, promote"),
     workers: int | None = typer.Option(
         None, "--workers", min=1, help="Worker processes (default: serve.workers)."
     ),
@@ -38,40 +40,37 @@ def serve(
     ),
 ) -> None:
     """Serve the champion model over HTTP (BentoML): /score, /explain, /decision, probes, metrics."""
+    from features.params import DEFAULT_PARAMS
     from serving.auth import INSECURE_ENV, load_keyring
     from serving.config import (
-        ACCESS_LOG_ENV,
         AUDIT_DB_ENV,
-        MAX_CONCURRENCY_ENV,
         MODEL_DIR_ENV,
         PARAMS_ENV,
-        REQUEST_TIMEOUT_ENV,
-        TRACING_ENV,
         TRACKING_URI_ENV,
         WORKERS_ENV,
-        load_serve_config,
     )
 
-    config = load_serve_config(params)
+    settings = settings_from(params)  # a bad file stops here, before any worker starts
     if insecure_no_auth:
         os.environ[INSECURE_ENV] = "1"
     load_keyring()  # fail here, with the message, before any worker starts
+    # The workers read the same file themselves (serving.config.worker_settings): hand them its
+    # path and the options that override it, and nothing stale from an earlier environment.
+    path = params or (DEFAULT_PARAMS if DEFAULT_PARAMS.is_file() else None)
     env = {
-        PARAMS_ENV: str(params.resolve()),
-        WORKERS_ENV: str(workers or config.workers),
-        ACCESS_LOG_ENV: "1" if config.access_log else "0",
-        TRACING_ENV: "1" if config.tracing else "0",
-        REQUEST_TIMEOUT_ENV: f"{float(config.request_timeout_s):g}",
-        MAX_CONCURRENCY_ENV: str(config.max_concurrency),
+        PARAMS_ENV: str(path.resolve()) if path else None,
+        WORKERS_ENV: str(workers) if workers else None,
         MODEL_DIR_ENV: str(
             (model_dir or Path(tempfile.mkdtemp(prefix="parcelrisk-model-"))).resolve()
         ),
+        TRACKING_URI_ENV: tracking_uri,
+        AUDIT_DB_ENV: str(audit_db.resolve()) if audit_db else os.environ.get(AUDIT_DB_ENV),
     }
-    if tracking_uri:
-        env[TRACKING_URI_ENV] = tracking_uri
-    if audit_db:
-        env[AUDIT_DB_ENV] = str(audit_db.resolve())
-    os.environ.update(env)
+    for name, value in env.items():
+        if value:
+            os.environ[name] = value
+        else:
+            os.environ.pop(name, None)
     # One model copy per worker process; LightGBM's OpenMP pool inside each would only fight
     # the other workers for the same cores.
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -85,7 +84,7 @@ def serve(
         SERVICE_IMPORT,
         host,
         port,
-        env[WORKERS_ENV],
+        workers or settings.serve.workers,
     )
     ParcelRiskService.inject_config()
     serve_http(SERVICE_IMPORT, working_dir=str(Path.cwd()), port=port, host=host)
@@ -95,7 +94,7 @@ def score(
     file: Path = typer.Argument(..., help="Declarations CSV or Parquet file."),
     out: Path = typer.Option(..., "--out", help="Output .csv or .parquet (written atomically)."),
     tracking_uri: str | None = typer.Option(None, "--tracking-uri", help="MLflow tracking URI."),
-    params: Path = typer.Option(Path("params.yaml"), "--params", help="params.yaml ('serve')."),
+    params: Path | None = params_option("sections serve, validate, promote"),
     chunk_size: int = typer.Option(1000, "--chunk-size", min=1, help="Declarations per batch."),
     audit_db: Path | None = typer.Option(
         None, "--audit-db", help="Also record every decision in this SQLite decision store."
@@ -112,14 +111,13 @@ def score(
     makes the whole file refused, with the rows and reasons listed.
     """
     from features.intake.validation import require_valid
-    from serving.config import load_serve_config
     from serving.scoring import load_runtime, score_file
     from serving.store import open_store
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    config = load_serve_config(params)
+    settings = settings_from(params)
     with tempfile.TemporaryDirectory(prefix="parcelrisk-model-") as model_dir:
-        runtime = load_runtime(config, tracking_uri, Path(model_dir), params)
+        runtime = load_runtime(settings, tracking_uri, Path(model_dir))
         assert runtime.limits is not None
         gate = require_valid(
             file, runtime.limits, no_validate=no_validate, with_outcomes=False, what="score"

@@ -56,7 +56,7 @@ class DecisionRecord:
     model_name: str
     model_version: str
     thresholds_version: str
-    lane_policy: str  # JSON of serving.lanes.LanePolicy: AEO discount, exploration rate/seed/lane
+    lane_policy: str  # JSON of ServeParams.lane_policy(): AEO discount, exploration rate/seed/lane
     raw_score: float
     risk: float
     expected_revenue: float

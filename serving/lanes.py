@@ -22,37 +22,17 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
 if TYPE_CHECKING:
+    from features.params import ServeParams
     from models.bundle import LaneThresholds
 
 Lane = Literal["red", "yellow", "green"]
 LANES: tuple[Lane, ...] = ("red", "yellow", "green")
 _SEVERITY = {"green": 0, "yellow": 1, "red": 2}
-
-
-@dataclass(frozen=True)
-class LanePolicy:
-    """The serving-side lane parameters (``params.yaml`` section ``serve``)."""
-
-    exploration_rate: float = 0.01
-    exploration_seed: int = 0
-    exploration_lane: Lane = "yellow"
-    aeo_risk_discount: float = 0.5
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.exploration_rate <= 1.0:
-            raise ValueError(f"exploration_rate must be in [0, 1], got {self.exploration_rate}")
-        if not 0.0 <= self.aeo_risk_discount <= 1.0:
-            raise ValueError(f"aeo_risk_discount must be in [0, 1], got {self.aeo_risk_discount}")
-        if self.exploration_lane not in ("red", "yellow"):
-            raise ValueError(
-                f"exploration_lane must be red or yellow, got {self.exploration_lane!r}"
-            )
 
 
 def exploration_draws(keys: Sequence[str], seed: int) -> np.ndarray:
@@ -71,9 +51,11 @@ def assign_lanes(
     aeo: np.ndarray,
     decision_keys: Sequence[str],
     thresholds: LaneThresholds,
-    config: LanePolicy,
+    config: ServeParams,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Lanes (array of 'red'/'yellow'/'green') and the exploration flag for each row."""
+    """Lanes (array of 'red'/'yellow'/'green') and the exploration flag for each row.
+
+    ``config``: the lane policy keys of the ``serve`` settings (``LANE_POLICY_KEYS``)."""
     priority = np.asarray(priority, dtype=np.float64)
     aeo = np.asarray(aeo, dtype=bool)
     if not (len(priority) == len(aeo) == len(decision_keys)):

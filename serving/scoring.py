@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,7 +20,6 @@ import numpy as np
 from features.errors import ParcelriskError
 from features.intake.contract import RecordColumns, columns_of, python_values
 from features.intake.rules import Findings, Limits, Rule, check, check_records, rules_for
-from serving.config import DEFAULT_PARAMS, ServeConfig
 from serving.decision import DecisionRecord, features_for_storage
 from serving.lanes import assign_lanes
 from serving.reasons import Reason, explain_decisions
@@ -29,6 +28,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from features.intake.contract import Contract, FrameColumns
+    from features.params import ServeParams, Settings
     from features.pipeline.online import OnlineFeatures
     from models.bundle import RiskModel
     from serving.store import DecisionStore
@@ -50,7 +50,7 @@ class ScoringRuntime:
     ]
     model_name: str
     model_version: str
-    config: ServeConfig
+    config: ServeParams
     run_id: str | None = None
     contract: Contract | None = None  # extras the model's features use (from the entity state)
     # The declaration rules (features.intake.rules), built once: faults refuse a declaration before
@@ -64,22 +64,17 @@ class ScoringRuntime:
         return {"name": self.model_name, "version": self.model_version}
 
 
-def load_runtime(
-    config: ServeConfig,
-    tracking_uri: str | None,
-    model_dir: Path,
-    params_path: Path | None = DEFAULT_PARAMS,
-) -> ScoringRuntime:
+def load_runtime(settings: Settings, tracking_uri: str | None, model_dir: Path) -> ScoringRuntime:
     """Load the champion and its entity-state snapshot; refuse anything inconsistent.
 
-    ``params_path``: its ``validate`` section sets the plausibility limits of the rules (the
-    currency table is the model's own, from its entity state).
+    ``settings.serve`` says which model and how to lane; ``settings.validation`` sets the
+    plausibility limits of the rules (the currency table is the model's own, from its state).
     """
-    from features.params import load_section
     from features.pipeline.online import online_features
     from features.pipeline.snapshot import EntityState
     from models.registry import load_champion
 
+    config = settings.serve
     model, state_dir, info = load_champion(
         tracking_uri, name=config.model_name, alias=config.model_alias, dst=Path(model_dir)
     )
@@ -98,14 +93,14 @@ def load_runtime(
             f"feature manifest of the entity state ({state.manifest.fingerprint}) differs from "
             f"the model's ({built_with}): rebuild features or promote again"
         )
-    if model.metadata.get("inspection_census") and config.lanes.exploration_rate > 0:
+    if model.metadata.get("inspection_census") and config.exploration_rate > 0:
         logger.info(
             "exploration off: model %s v%s was trained on a census (every parcel inspected), "
             "so every parcel gets an inspection result anyway",
             info.get("name"),
             info.get("version"),
         )
-        config = replace(config, lanes=replace(config.lanes, exploration_rate=0.0))
+        config = config.replace(exploration_rate=0.0)
 
     def compute(
         declarations: pd.DataFrame | FrameColumns | RecordColumns,
@@ -114,8 +109,8 @@ def load_runtime(
         features = online_features(declarations, state, warnings)
         return features, warnings
 
-    section = load_section(params_path, "validate") if params_path is not None else {}
-    rules = rules_for(Limits.from_params(section, state.params), with_outcomes=False)
+    limits = Limits.from_params(settings.validation, state.params)
+    rules = rules_for(limits, with_outcomes=False)
     return ScoringRuntime(
         model=model,
         compute_features=compute,
@@ -126,7 +121,7 @@ def load_runtime(
         contract=state.contract,
         fault_rules=[r for r in rules if r.severity == "fault"],
         warning_rules=[r for r in rules if r.severity == "warning"],
-        limits=Limits.from_params(section, state.params),
+        limits=limits,
     )
 
 
@@ -201,7 +196,7 @@ def score_frame(
         declarations.numbers("aeo_operator") == 1.0,
         declaration_ids,
         model.thresholds,
-        runtime.config.lanes,
+        runtime.config,
     )
     reasons: list[list[Reason]] = [[] for _ in range(n)]
     explain = np.arange(n) if reasons_for_all else np.flatnonzero(lanes != "green")
@@ -269,11 +264,10 @@ def decision_records(
     if declarations_json is None:
         declarations_json = declarations_as_json(batch.declarations.frame())
     import json
-    from dataclasses import asdict
 
     fingerprint = runtime.model.manifest.fingerprint
     thresholds_version = runtime.model.thresholds.version
-    lane_policy = json.dumps(asdict(runtime.config.lanes), sort_keys=True)
+    lane_policy = json.dumps(runtime.config.lane_policy(), sort_keys=True)
     features = features_for_storage(batch.X)
     declaration_ids = batch.declaration_ids
     raw = batch.scores["raw"].tolist()

@@ -38,18 +38,7 @@ from features.intake.contract import (
 )
 from serving.auth import ApiKeyMiddleware, load_keyring
 from serving.batching import MicroBatcher, run_inline_if_small
-from serving.config import (
-    ACCESS_LOG_ENV,
-    MAX_CONCURRENCY_ENV,
-    MODEL_DIR_ENV,
-    PARAMS_ENV,
-    REQUEST_TIMEOUT_ENV,
-    TRACING_ENV,
-    TRACKING_URI_ENV,
-    WORKERS_ENV,
-    ServeConfig,
-    load_serve_config,
-)
+from serving.config import MODEL_DIR_ENV, TRACKING_URI_ENV, worker_settings
 from serving.decision import DecisionRecord
 from serving.errors import error_response, rejection_response
 from serving.limits import BodyLimitMiddleware
@@ -66,10 +55,14 @@ from serving.scoring import (
     load_runtime,
     score_frame,
 )
-from serving.store import open_store, store_location_from_env
+from serving.store import open_store
 
 logger = logging.getLogger(__name__)
 install_request_timeout()  # before BentoML builds the app: see serving.patches
+# BentoML takes its part of the settings at import (the decorator below), the service the rest
+# in __init__: one read per process (serving.config). A broken params.yaml stops the import
+# with its one-line error.
+SETTINGS = worker_settings()
 
 _OUTCOMES = frozenset(OUTCOME_COLUMNS)
 
@@ -83,8 +76,8 @@ class _Worker:
     not_ready: str | None = "service is starting"  # None = ready
 
     def max_body_bytes(self) -> int:
-        config = self.service.config if self.service is not None else ServeConfig()
-        return config.max_body_bytes
+        settings = self.service.settings if self.service is not None else worker_settings()
+        return settings.serve.max_body_bytes
 
     def not_ready_response(self) -> JSONResponse:
         return error_response(503, self.not_ready or "not ready")
@@ -95,26 +88,25 @@ _WORKER = _Worker()
 
 @bentoml.service(
     name="parcelrisk",
-    workers=int(os.environ.get(WORKERS_ENV, "1")),
+    workers=SETTINGS.serve.workers,
     traffic={
-        "timeout": float(os.environ.get(REQUEST_TIMEOUT_ENV, "10")),
-        "max_concurrency": int(os.environ.get(MAX_CONCURRENCY_ENV, "512")),  # per service
+        "timeout": SETTINGS.serve.request_timeout_s,
+        "max_concurrency": SETTINGS.serve.max_concurrency,  # per service
     },
-    logging={"access": {"enabled": os.environ.get(ACCESS_LOG_ENV) == "1"}},
+    logging={"access": {"enabled": SETTINGS.serve.access_log}},
     # no spans at all unless asked for: "/" matches every path (OpenTelemetry excluded_urls)
-    tracing={"excluded_urls": None if os.environ.get(TRACING_ENV) == "1" else ["/"]},
+    tracing={"excluded_urls": None if SETTINGS.serve.tracing else ["/"]},
 )
 class ParcelRiskService:
     """Customs risk targeting for e-commerce parcels: lanes, calibrated risk and reasons."""
 
     def __init__(self) -> None:
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-        params = Path(os.environ.get(PARAMS_ENV, "params.yaml"))
-        self.config = load_serve_config(params)
+        self.settings = worker_settings()
+        self.config = self.settings.serve
         _WORKER.service = None
         load_keyring()  # refuse to start without keys unless auth was explicitly waived
-        store_location = store_location_from_env(default=self.config.audit_db)
-        self.store = open_store(store_location)
+        self.store = open_store(self.config.audit_db)
         self.runtime: ScoringRuntime | None = None
         self.batcher = MicroBatcher(
             self._score_and_record,
@@ -126,7 +118,7 @@ class ParcelRiskService:
         model_dir = Path(base) / f"worker-{os.getpid()}"
         tracking_uri = os.environ.get(TRACKING_URI_ENV) or None
         try:
-            self.runtime = load_runtime(self.config, tracking_uri, model_dir, params)
+            self.runtime = load_runtime(self.settings, tracking_uri, model_dir)
         except ParcelriskError as exc:
             _WORKER.not_ready = f"champion model not loaded: {exc}"
             logger.error("NOT READY: %s", _WORKER.not_ready)
@@ -141,7 +133,7 @@ class ParcelRiskService:
                 self.runtime.model_version,
                 self.runtime.run_id,
                 self.runtime.model.thresholds.version,
-                store_location,
+                self.config.audit_db,
             )
         _WORKER.service = self
         freeze_after_load()

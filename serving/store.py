@@ -9,16 +9,12 @@ plus one line in ``_STORES``.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from features.errors import ParcelriskError
-from serving.config import AUDIT_DB_ENV
 from serving.decision import DecisionRecord
-
-DEFAULT_AUDIT_DB = "audit.db"
 
 
 @runtime_checkable
@@ -62,8 +58,3 @@ def open_store(location: str | Path) -> DecisionStore:
         )
     # as in SQLAlchemy's (and MLflow's) URLs: sqlite:///relative.db, sqlite:////absolute.db
     return opener(rest[1:] if scheme.lower() == "sqlite" and rest.startswith("/") else rest)
-
-
-def store_location_from_env(default: str | Path = DEFAULT_AUDIT_DB) -> str:
-    """The store location named by ``PARCELRISK_AUDIT_DB``, else ``default``."""
-    return os.environ.get(AUDIT_DB_ENV) or str(default)

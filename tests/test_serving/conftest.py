@@ -20,8 +20,6 @@ import pytest
 
 from features.intake.contract import columns_of, python_values
 from features.pipeline.manifest import REASON_CONTEXT, FeatureManifest, FeatureSpec
-from serving.config import ServeConfig
-from serving.lanes import LanePolicy
 from serving.scoring import ScoringRuntime
 
 # BentoML's /metrics reads prometheus_client in multiprocess mode; the directory must exist
@@ -204,9 +202,9 @@ def _train_model(tmp: Path):
 def stub_runtime(tmp_path_factory: pytest.TempPathFactory) -> ScoringRuntime:
     model = _train_model(tmp_path_factory.mktemp("model"))
     from features.intake.rules import Limits, rules_for
-    from features.params import FeatureParams
+    from features.params import FeatureParams, ServeParams
 
-    config = ServeConfig(lanes=LanePolicy(exploration_rate=0.05, exploration_seed=7))
+    config = ServeParams(exploration_rate=0.05, exploration_seed=7)
     limits = Limits.from_params({}, FeatureParams())
     rules = rules_for(limits, with_outcomes=False)
     return ScoringRuntime(
@@ -238,7 +236,7 @@ def service_env(tmp_path_factory: pytest.TempPathFactory, stub_runtime) -> Itera
         mp.setenv("PARCELRISK_AUDIT_DB", str(tmp / "audit.db"))
         mp.setenv("PARCELRISK_PARAMS", str(params))
         mp.setenv("PARCELRISK_TRACKING_URI", f"sqlite:///{tmp / 'mlflow.db'}")
-        mp.setattr(service_module, "load_runtime", lambda config, uri, dst, params: stub_runtime)
+        mp.setattr(service_module, "load_runtime", lambda settings, uri, dst: stub_runtime)
         yield tmp
 
 

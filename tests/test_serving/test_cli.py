@@ -7,9 +7,9 @@ import time
 import pytest
 
 from features.errors import ParcelriskError
+from features.params import load_settings
 from serving.auth import AuthConfigError
 from serving.batching import MicroBatcher, run_inline_if_small
-from serving.config import load_serve_config
 
 
 def test_serve_refuses_to_start_without_keys(monkeypatch) -> None:
@@ -24,78 +24,83 @@ def test_serve_refuses_to_start_without_keys(monkeypatch) -> None:
     assert "no API keys configured" in str(result.exception)
 
 
-def test_serve_config_from_params(tmp_path) -> None:
+def test_serve_settings_from_params(tmp_path) -> None:
     path = tmp_path / "params.yaml"
     path.write_text(
         "promote:\n  model_name: other\nserve:\n  exploration_rate: 0.2\n  max_batch: 10\n"
     )
-    config = load_serve_config(path)
-    assert config.lanes.exploration_rate == 0.2 and config.max_batch == 10
-    assert config.model_name == "other"
-    assert load_serve_config(tmp_path / "absent.yaml").max_batch == 1000
-
-
-VARS = (
-    "PARCELRISK_ACCESS_LOG",
-    "PARCELRISK_TRACING",
-    "PARCELRISK_REQUEST_TIMEOUT",
-    "PARCELRISK_MAX_CONCURRENCY",
-)
+    serve = load_settings(path).serve
+    assert serve.exploration_rate == 0.2 and serve.max_batch == 10
+    assert serve.model_name == "other"  # the promoted model's name
+    assert load_settings(tmp_path / "absent.yaml").serve.max_batch == 1000
 
 
 @pytest.mark.parametrize(
-    ("section", "access_log", "tracing"),
+    ("section", "workers", "expected"),
     [
-        ("", "0", "0"),
+        ("", [], (False, False, 10.0, 512, 2)),
         (
             "serve:\n  access_log: true\n  tracing: true\n  request_timeout_s: 3\n"
             "  max_concurrency: 64\n",
-            "1",
-            "1",
+            ["--workers", "3"],
+            (True, True, 3.0, 64, 3),
         ),
     ],
 )
-def test_serve_passes_logging_and_tracing_to_the_workers(
-    monkeypatch, tmp_path, section: str, access_log: str, tracing: str
+def test_the_workers_read_the_file_serve_read(
+    monkeypatch, tmp_path, section: str, workers: list[str], expected: tuple
 ) -> None:
-    """Per-request access logs and spans are off unless params turn them on."""
+    """The workers get the params file's path (and --workers), nothing stale, and read it."""
     import _bentoml_impl.server
     from typer.testing import CliRunner
 
+    from serving.config import worker_settings
     from serving.main import app
 
     params = tmp_path / "params.yaml"
     params.write_text(section)
-    seen: dict[str, str | None] = {}
+    seen: dict[str, object] = {}
 
     def fake_serve_http(*args, **kwargs) -> None:
         import os
 
-        seen.update({k: os.environ.get(k) for k in VARS})
+        serve = worker_settings().serve  # what a worker process started now would run with
+        seen["params"] = os.environ.get("PARCELRISK_PARAMS")
+        seen["settings"] = (
+            serve.access_log,
+            serve.tracing,
+            serve.request_timeout_s,
+            serve.max_concurrency,
+            serve.workers,
+        )
 
     monkeypatch.setattr(_bentoml_impl.server, "serve_http", fake_serve_http)
-    for var in (*VARS, "PARCELRISK_WORKERS"):
-        monkeypatch.setenv(var, "unset")  # restored after the test; serve overwrites them
+    monkeypatch.setenv("PARCELRISK_WORKERS", "9")  # stale: serve must not pass it on
     monkeypatch.setenv("PARCELRISK_API_KEYS", "scorer:a-long-enough-test-key")
-    for var in ("PARCELRISK_PARAMS", "PARCELRISK_MODEL_DIR"):
-        monkeypatch.setenv(var, "unset")
-    result = CliRunner().invoke(app, ["serve", "--params", str(params), "--port", "3999"])
+    monkeypatch.setenv("PARCELRISK_MODEL_DIR", "unset")
+    args = ["serve", "--params", str(params), "--port", "3999", *workers]
+    result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
-    custom = access_log == "1"
-    assert seen == {
-        "PARCELRISK_ACCESS_LOG": access_log,
-        "PARCELRISK_TRACING": tracing,
-        "PARCELRISK_REQUEST_TIMEOUT": "3" if custom else "10",
-        "PARCELRISK_MAX_CONCURRENCY": "64" if custom else "512",
-    }
+    assert seen == {"params": str(params.resolve()), "settings": expected}
+
+
+def test_serve_refuses_a_params_file_that_is_not_there(monkeypatch, tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from serving.main import app
+
+    monkeypatch.setenv("PARCELRISK_API_KEYS", "scorer:a-long-enough-test-key")
+    result = CliRunner().invoke(app, ["serve", "--params", str(tmp_path / "typo.yaml")])
+    assert result.exit_code != 0
+    assert "params file not found" in str(result.exception or result.output)
 
 
 @pytest.mark.parametrize("section", ["serve:\n  nope: 1\n", "serve:\n  exploration_rate: 2\n"])
 def test_bad_serve_params_are_refused(tmp_path, section: str) -> None:
     path = tmp_path / "params.yaml"
     path.write_text(section)
-    with pytest.raises(ParcelriskError, match="params 'serve'"):
-        load_serve_config(path)
+    with pytest.raises(ParcelriskError, match=r"params\.yaml serve"):
+        load_settings(path)
 
 
 def _in_thread(fn):
@@ -188,7 +193,7 @@ def test_serve_config_refuses_impossible_values(tmp_path) -> None:
     ]:
         path.write_text(section)
         with pytest.raises(ParcelriskError, match=field):
-            load_serve_config(path)
+            load_settings(path)
 
 
 def test_small_batches_are_scored_on_the_event_loop_and_big_ones_in_a_thread() -> None:

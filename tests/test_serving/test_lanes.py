@@ -1,13 +1,14 @@
 import numpy as np
 import pytest
 
+from features.params import ServeParams
 from models.bundle import LaneThresholds
-from serving.lanes import LanePolicy, assign_lanes, exploration_draws
+from serving.lanes import assign_lanes, exploration_draws
 
 THRESHOLDS = LaneThresholds(
     "risk", red_cutoff=0.9, yellow_cutoff=0.7, red_rate=0.1, yellow_rate=0.2, version="t1"
 )
-NO_EXPLORATION = LanePolicy(exploration_rate=0.0, aeo_risk_discount=0.5)
+NO_EXPLORATION = ServeParams(exploration_rate=0.0, aeo_risk_discount=0.5)
 
 
 def _keys(n: int) -> list[str]:
@@ -41,7 +42,7 @@ def test_aeo_priority_is_discounted_not_exempt() -> None:
 
 def test_exploration_quota_rate_and_lane() -> None:
     n = 50_000
-    policy = LanePolicy(exploration_rate=0.02, exploration_seed=11, exploration_lane="yellow")
+    policy = ServeParams(exploration_rate=0.02, exploration_seed=11, exploration_lane="yellow")
     lanes, exploration = assign_lanes(np.zeros(n), np.zeros(n, bool), _keys(n), THRESHOLDS, policy)
     assert exploration.mean() == pytest.approx(0.02, abs=0.003)
     assert set(lanes[exploration]) == {"yellow"}
@@ -50,7 +51,7 @@ def test_exploration_quota_rate_and_lane() -> None:
 
 def test_exploration_never_lowers_the_model_lane() -> None:
     n = 5_000
-    policy = LanePolicy(exploration_rate=0.5, exploration_seed=1)
+    policy = ServeParams(exploration_rate=0.5, exploration_seed=1)
     lanes, exploration = assign_lanes(np.ones(n), np.zeros(n, bool), _keys(n), THRESHOLDS, policy)
     assert (lanes == "red").all() and exploration.any()
 
@@ -80,7 +81,7 @@ def test_exploration_draw_is_recomputable_with_plain_hashlib() -> None:
 )
 def test_policy_rejects_bad_values(kwargs: dict) -> None:
     with pytest.raises(ValueError):
-        LanePolicy(**kwargs)
+        ServeParams(**kwargs)
 
 
 def test_length_mismatch_is_an_error() -> None:

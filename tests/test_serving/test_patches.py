@@ -123,10 +123,15 @@ def test_the_service_uses_it_instead_of_bentomls(client) -> None:
 def test_the_service_sheds_load_and_times_out_as_configured(client) -> None:
     from bentoml._internal.server.http.traffic import MaxConcurrencyMiddleware
 
+    from serving.service import SETTINGS
+
     seen = _middleware_chain(client)
     assert seen[RequestTimeoutMiddleware].timeout == 10  # serve.request_timeout_s default
     limiter = seen[MaxConcurrencyMiddleware]
-    assert limiter._semaphore._value == 512  # serve.max_concurrency, one worker in tests
+    # serve.max_concurrency is for the whole service: BentoML gives each worker its share
+    serve = SETTINGS.serve
+    assert (serve.max_concurrency, serve.workers) == (512, 2)
+    assert limiter._semaphore._value == 512 // 2
     assert "/livez" in limiter.skip_paths  # probes are never shed
 
 

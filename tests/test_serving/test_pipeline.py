@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from features.errors import ParcelriskError
-from serving.config import load_serve_config
+from features.params import load_settings
 from serving.scoring import load_runtime, score_file
 from serving.store import open_store
 from tests.test_serving.conftest import auth, fresh_declarations, service_client
@@ -70,8 +70,8 @@ def test_batch_file_scoring_equals_http(real_client, real_pipeline, tmp_path) ->
     fresh.to_csv(source, index=False)
     http = real_client.post("/score", json={"declarations": _payload(fresh)}, headers=auth())
     http_rows = pd.DataFrame(http.json()["decisions"])
-    config = load_serve_config(real_pipeline["params"])
-    runtime = load_runtime(config, real_pipeline["tracking_uri"], tmp_path / "m")
+    settings = load_settings(real_pipeline["params"])
+    runtime = load_runtime(settings, real_pipeline["tracking_uri"], tmp_path / "m")
     # one chunk = one request: parcels of a batch see each other, so chunking must match
     summary = score_file(source, tmp_path / "out.parquet", runtime, chunk_size=300, progress=False)
     batch = pd.read_parquet(tmp_path / "out.parquet")
@@ -109,7 +109,7 @@ def test_inconsistent_entity_state_is_refused(real_pipeline, tmp_path, monkeypat
     monkeypatch.setattr(models.registry, "load_champion", tampered)
     with pytest.raises(ParcelriskError, match="does not match the model"):
         load_runtime(
-            load_serve_config(real_pipeline["params"]), real_pipeline["tracking_uri"], tmp_path
+            load_settings(real_pipeline["params"]), real_pipeline["tracking_uri"], tmp_path
         )
 
 

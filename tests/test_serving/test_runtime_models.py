@@ -11,10 +11,8 @@ import pytest
 
 from features.errors import ParcelriskError
 from features.intake.contract import declarations_frame
-from features.params import FeatureParams
+from features.params import FeatureParams, ServeParams, Settings
 from features.pipeline.manifest import FeatureManifest
-from serving.config import ServeConfig
-from serving.lanes import LanePolicy
 from serving.scoring import ScoringRuntime, load_runtime, score_frame
 from tests.test_serving.conftest import MANIFEST, make_declarations, stub_features
 
@@ -60,7 +58,7 @@ class StubState:
     params: FeatureParams = field(default_factory=FeatureParams)
 
 
-def _load(monkeypatch, model, state: StubState, config: ServeConfig) -> ScoringRuntime:
+def _load(monkeypatch, model, state: StubState, config: ServeParams) -> ScoringRuntime:
     import features.pipeline.snapshot
     import models.registry
 
@@ -71,34 +69,34 @@ def _load(monkeypatch, model, state: StubState, config: ServeConfig) -> ScoringR
     monkeypatch.setattr(
         features.pipeline.snapshot.EntityState, "load", staticmethod(lambda d: state)
     )
-    return load_runtime(config, None, Path("unused"))
+    return load_runtime(Settings(serve=config), None, Path("unused"))
 
 
 def test_census_model_turns_exploration_off(monkeypatch, subset_model, caplog):
-    config = ServeConfig(lanes=LanePolicy(exploration_rate=0.05, exploration_seed=7))
+    config = ServeParams(exploration_rate=0.05, exploration_seed=7)
     with caplog.at_level(logging.INFO, logger="serving.scoring"):
         runtime = _load(monkeypatch, subset_model, StubState("state-fp", MANIFEST), config)
-    assert runtime.config.lanes.exploration_rate == 0.0
-    assert runtime.config.lanes.exploration_seed == 7  # the rest of the policy is kept
+    assert runtime.config.exploration_rate == 0.0
+    assert runtime.config.exploration_seed == 7  # the rest of the policy is kept
     assert any("census" in r.getMessage() for r in caplog.records)
 
 
 def test_selected_history_model_keeps_exploration(monkeypatch, subset_model):
     model = replace(subset_model, metadata={**subset_model.metadata, "inspection_census": False})
-    config = ServeConfig(lanes=LanePolicy(exploration_rate=0.05))
+    config = ServeParams(exploration_rate=0.05)
     runtime = _load(monkeypatch, model, StubState("state-fp", MANIFEST), config)
-    assert runtime.config.lanes.exploration_rate == 0.05
+    assert runtime.config.exploration_rate == 0.05
 
 
 def test_snapshot_must_match_the_manifest_the_features_were_built_with(monkeypatch, subset_model):
-    config = ServeConfig()
+    config = ServeParams()
     with pytest.raises(ParcelriskError, match="feature manifest of the entity state"):
         # the model's own (subset) manifest is not what the snapshot computes
         _load(monkeypatch, subset_model, StubState("state-fp", subset_model.manifest), config)
 
 
 def test_subset_model_scores_from_the_full_feature_arrays(subset_model):
-    config = ServeConfig(lanes=LanePolicy(exploration_rate=0.0))
+    config = ServeParams(exploration_rate=0.0)
     runtime = ScoringRuntime(subset_model, stub_features, "parcel-risk", "7", config)
     declarations = declarations_frame(make_declarations(40, seed=3))
     batch = score_frame(declarations, runtime, reasons_for_all=True)

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 from features.errors import ParcelriskError
+from features.params import load_settings
 from serving.decision import DecisionRecord
 from serving.sqlite_store import SqliteDecisionStore
-from serving.store import DecisionStore, open_store, store_location_from_env
+from serving.store import DecisionStore, open_store
 
 # every implementation, opened at a fresh location under tmp_path
 STORES = {"sqlite": lambda tmp: open_store(f"sqlite:///{tmp / 'audit.db'}")}
@@ -113,12 +114,13 @@ def test_tampering_is_detected(tmp_path) -> None:
     assert record.lane == "green" and not intact
 
 
-def test_path_from_env(tmp_path, monkeypatch) -> None:
-    monkeypatch.setenv("PARCELRISK_AUDIT_DB", str(tmp_path / "x" / "a.db"))
-    store = open_store(store_location_from_env())
+def test_path_from_env(tmp_path) -> None:
+    """PARCELRISK_AUDIT_DB overrides serve.audit_db (features.params.ENV_OVERRIDES)."""
+    location = str(tmp_path / "x" / "a.db")
+    settings = load_settings(None, environ={"PARCELRISK_AUDIT_DB": location})
+    store = open_store(settings.serve.audit_db)
     assert isinstance(store, SqliteDecisionStore) and store.path == tmp_path / "x" / "a.db"
-    monkeypatch.delenv("PARCELRISK_AUDIT_DB")
-    assert store_location_from_env(default="other.db") == "other.db"
+    assert load_settings(None, environ={}).serve.audit_db == "audit.db"
 
 
 def test_checkpoints_run_in_the_background_not_in_commits(tmp_path) -> None:

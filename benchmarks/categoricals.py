@@ -124,7 +124,7 @@ def foreign(params: dict[str, Any], seed: int, work: Path) -> dict[str, Any]:
     fx = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(fx)
 
-    from features.intake.contract import read_declarations
+    from features.intake.io import read_declarations
     from features.params import FeatureParams
     from features.synthetic import SyntheticParams, generate
 

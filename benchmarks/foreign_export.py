@@ -544,7 +544,7 @@ def run_seed(seed: int, parcels: int, days: int, work: Path) -> dict[str, Any]:
     """Generate, export, run the project's pipeline and the reference on one seed."""
     import yaml
 
-    from features.intake.contract import read_declarations
+    from features.intake.io import read_declarations
     from features.synthetic import SyntheticParams, generate
 
     began = time.perf_counter()

@@ -65,7 +65,7 @@ def fresh_payloads(declarations_file: Path, n: int) -> list[dict]:
     """The last ``n`` declarations re-issued a day after the history ends (as new arrivals)."""
     import pandas as pd
 
-    from features.intake.contract import read_declarations
+    from features.intake.io import read_declarations
 
     history, _ = read_declarations(declarations_file, with_outcomes=False)
     out = history.tail(n).reset_index(drop=True)
@@ -290,7 +290,8 @@ def in_process(uri: str, params: Path, payloads: list[dict], work: Path) -> dict
     The path starts, as in the service, from validated ``Declaration`` models; it excludes
     the audit write.
     """
-    from features.intake.contract import Declaration, RecordColumns
+    from features.intake.columns import RecordColumns
+    from features.intake.contract import Declaration
     from features.params import load_settings
     from serving.scoring import load_runtime, score_frame
 

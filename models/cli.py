@@ -71,7 +71,7 @@ def run_training(
     ``source.json`` says so); ``no_validate`` trains on others anyway, recorded in MLflow.
     ``progress`` shows a bar of the steps on stderr.
     """
-    from features.intake.contract import atomic_write
+    from features.intake.io import atomic_write
     from models.registry import entity_state_fingerprint, fingerprint_file, log_training
     from models.train import train_models, training_steps
 
@@ -329,7 +329,7 @@ def promote(
         reason=reason,
     )
     if report is not None:
-        from features.intake.contract import atomic_write
+        from features.intake.io import atomic_write
 
         payload = {
             k: out.get(k) for k in ("model_name", "challenger", "champion_before", "outcome")

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from features.intake.contract import python_values
+from features.intake.columns import python_values
 from features.pipeline.manifest import REASON_CONTEXT
 
 if TYPE_CHECKING:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from features.errors import ParcelriskError
-from features.intake.contract import RecordColumns, columns_of, python_values
+from features.intake.columns import RecordColumns, columns_of, python_values
 from features.intake.rules import Findings, Limits, Rule, check, check_records, rules_for
 from serving.decision import DecisionRecord, features_for_storage
 from serving.lanes import assign_lanes
@@ -27,7 +27,8 @@ from serving.reasons import Reason, explain_decisions
 if TYPE_CHECKING:
     import pandas as pd
 
-    from features.intake.contract import Contract, FrameColumns
+    from features.intake.columns import FrameColumns
+    from features.intake.contract import Contract
     from features.params import ServeParams, Settings
     from features.pipeline.online import OnlineFeatures
     from models.bundle import RiskModel
@@ -345,7 +346,7 @@ def score_file(
     import pandas as pd
     from tqdm import tqdm
 
-    from features.intake.contract import atomic_write, read_declarations
+    from features.intake.io import atomic_write, read_declarations
 
     declarations, _ = read_declarations(Path(source), with_outcomes=False)
     parts: list[pd.DataFrame] = []

@@ -30,12 +30,8 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from features.errors import ParcelriskError
-from features.intake.contract import (
-    OUTCOME_COLUMNS,
-    RecordColumns,
-    declarations_frame,
-    models_as_json,
-)
+from features.intake.columns import RecordColumns, declarations_frame, models_as_json
+from features.intake.contract import OUTCOME_COLUMNS
 from serving.auth import ApiKeyMiddleware, load_keyring
 from serving.batching import MicroBatcher, run_inline_if_small
 from serving.config import MODEL_DIR_ENV, TRACKING_URI_ENV, worker_settings

@@ -7,18 +7,15 @@ suite (``features.intake.validation``), the ingest mapping (``features.intake.ma
 Two scopes: ``declaration`` fields exist for every parcel (pre-arrival data, what the scoring API
 receives); ``outcome`` fields exist only in history and are filled only for inspected parcels.
 Extra columns an administration maps in (``ExtraColumn``) travel with the data in the Parquet
-metadata, so a file carries its own contract.
+metadata, so a file carries its own contract (``features.intake.io``). ``features.intake.columns``
+turns a batch (API records or a frame) into the arrays the feature code reads.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import tempfile
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
@@ -643,80 +640,6 @@ def empty_declarations(with_outcomes: bool, contract: Contract | None = None) ->
 
 
 # --------------------------------------------------------------------------------------------
-# Files: Parquet carries the extras in its metadata; writes are atomic.
-# --------------------------------------------------------------------------------------------
-
-
-def atomic_write(path: Path, write: Any) -> None:
-    """Call ``write(tmp_path)`` then rename over ``path``, so a failure leaves the old file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_declarations(df: pd.DataFrame, path: Path, contract: Contract | None = None) -> None:
-    """Write declarations to Parquet atomically, recording the extras in the file metadata."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    contract = contract or Contract()
-    table = pa.Table.from_pandas(df, preserve_index=False)
-    meta = dict(table.schema.metadata or {})
-    meta[EXTRAS_METADATA_KEY] = json.dumps(
-        [{"name": e.name, "kind": e.kind, "description": e.description} for e in contract.extras]
-    ).encode()
-    table = table.replace_schema_metadata(meta)
-    atomic_write(Path(path), lambda tmp: pq.write_table(table, tmp))
-
-
-def read_contract(path: Path) -> Contract:
-    """The contract (extras) recorded in a Parquet file written by ``write_declarations``."""
-    import pyarrow.parquet as pq
-
-    meta = pq.read_schema(path).metadata or {}
-    raw = meta.get(EXTRAS_METADATA_KEY)
-    if not raw:
-        return Contract()
-    return Contract(tuple(ExtraColumn(**e) for e in json.loads(raw)))
-
-
-def read_raw_declarations(path: Path) -> tuple[pd.DataFrame, Contract]:
-    """Read a declarations file as it is (CSV as text), with the contract it carries."""
-    import pandas as pd
-
-    path = Path(path)
-    if not path.exists():
-        raise ContractError(f"file not found: {path}")
-    suffix = path.suffix.lower()
-    try:
-        if suffix in (".parquet", ".pq"):
-            return pd.read_parquet(path), read_contract(path)
-        if suffix in (".csv", ".gz", ".txt"):
-            # only empty cells are null: "NA" is Namibia, not a missing value
-            return pd.read_csv(path, dtype="str", keep_default_na=False, na_values=[""]), Contract()
-    except ContractError:
-        raise
-    except Exception as exc:  # pyarrow/pandas parse errors: report, don't trace back
-        raise ContractError(f"{path}: cannot read file: {exc}") from exc
-    raise ContractError(f"{path}: unsupported file type {suffix!r} (use .parquet or .csv)")
-
-
-def read_declarations(path: Path, *, with_outcomes: bool = True) -> tuple[pd.DataFrame, Contract]:
-    """Read a declarations file (Parquet or CSV) into canonical dtypes with its contract."""
-    raw, contract = read_raw_declarations(path)
-    if with_outcomes and not any(c in raw.columns for c in OUTCOME_COLUMNS):
-        with_outcomes = False  # a file to score; a partial outcome set fails on `inspected` below
-    return coerce_declarations(raw, with_outcomes=with_outcomes, contract=contract), contract
-
-
-# --------------------------------------------------------------------------------------------
 # API side: the pydantic model of one declaration, generated from the same FIELDS.
 # --------------------------------------------------------------------------------------------
 
@@ -765,7 +688,7 @@ def _declaration_schema(schema: dict[str, Any]) -> None:
     schema["required"] = list(_REQUIRED_FIELDS)
 
 
-class _DeclarationBase(BaseModel):
+class DeclarationBase(BaseModel):
     # Extra fields are allowed: a mapping's extra columns arrive as extra keys; the service
     # checks them against the model's manifest. Text is read as in batch ingest (stripped,
     # empty = missing, codes case-folded) so both paths see the same values.
@@ -801,274 +724,7 @@ class _DeclarationBase(BaseModel):
 
 Declaration: type[BaseModel] = create_model(  # type: ignore[call-overload]
     "Declaration",
-    __base__=_DeclarationBase,
+    __base__=DeclarationBase,
     __doc__="One parcel declaration to score (pre-arrival data, no outcomes).",
     **{f.name: _pydantic_field(f) for f in DECLARATION_FIELDS},
 )
-
-
-def declarations_frame(records: list[Any], contract: Contract | None = None) -> pd.DataFrame:
-    """Build a canonical batch from ``Declaration`` models or plain dicts (API -> batch path).
-
-    Validated models take a direct path: pydantic already checked types, domains, case and
-    whitespace, so each column is built once in its canonical dtype (a few hundred microseconds
-    instead of a full ``coerce_declarations`` pass, which matters per HTTP request). Plain dicts
-    get the full coercion.
-    """
-    import pandas as pd
-
-    contract = contract or Contract()
-    if records and all(isinstance(r, _DeclarationBase) for r in records):
-        return _frame_from_models(records, contract)
-    rows = [r.model_dump() if isinstance(r, BaseModel) else dict(r) for r in records]
-    df = pd.DataFrame(rows) if rows else empty_declarations(False, contract)
-    return coerce_declarations(df, with_outcomes=False, contract=contract)
-
-
-def python_values(column: pd.Series) -> list[Any]:
-    """A column as a list of Python values, None where missing.
-
-    Arrow-backed strings convert through Arrow itself: pandas' object conversion goes through a
-    per-block ``astype`` that costs ~50 us a column, paid per column per request online.
-    """
-    import pandas as pd
-
-    if isinstance(column.dtype, pd.StringDtype) and column.dtype.storage == "pyarrow":
-        return column.array.__arrow_array__().to_pylist()
-    values = column.to_numpy(dtype=object)
-    missing = pd.isna(values)
-    if missing.any():
-        values = values.copy()  # may be a read-only view of an object column
-        values[missing] = None
-    return values.tolist()
-
-
-def text_array(values: Any) -> Any:
-    """A pandas ``str`` array (Arrow-backed, NaN for missing) from Python str / None values.
-
-    Built by Arrow directly, at a fifth of the cost of ``pd.array(values, dtype="str")`` and
-    its per-element coercion; the values must already be str or None.
-    """
-    import numpy as np
-    import pandas as pd
-    import pyarrow as pa
-
-    return pd.arrays.ArrowStringArray(
-        pa.array(values, type=pa.large_string(), from_pandas=True),
-        dtype=pd.StringDtype("pyarrow", na_value=np.nan),  # what dtype="str" is in pandas 3
-    )
-
-
-def models_as_json(records: list[Any]) -> list[str]:
-    """Validated ``Declaration`` models as the JSON the audit store keeps for them.
-
-    The same text as ``serving.scoring.declarations_as_json`` of their canonical frame (field
-    order, UTC timestamps with microseconds and "Z", null for missing), without building the
-    frame's column lists: per request that is ~0.4 ms less. Contract extras are not handled
-    (their coercion lives in the frame); callers with extras use the frame path.
-    """
-    import json
-    from datetime import UTC
-
-    names = [f.name for f in DECLARATION_FIELDS]
-    stamps = {f.name for f in DECLARATION_FIELDS if f.kind == "datetime"}
-    out = []
-    for record in records:
-        row = {}
-        for name in names:
-            value = getattr(record, name)
-            if name in stamps and value is not None:
-                value = value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-            row[name] = value
-        out.append(json.dumps(row, default=str))
-    return out
-
-
-_NUMPY_KINDS = {"int": "int64", "float": "float64", "bool": "bool"}
-_NULLABLE_KINDS = {"int": "Int64", "float": "float64", "bool": "boolean"}
-
-
-def _typed_column(values: list[Any], kind: Kind) -> Any:
-    """Validated values of one int/float/bool field as an array (nullable dtype if any None)."""
-    import numpy as np
-    import pandas as pd
-
-    if kind == "bool" or any(v is None for v in values):  # canonical booleans are nullable
-        return pd.array(values, dtype=_NULLABLE_KINDS[kind])
-    return np.asarray(values, dtype=_NUMPY_KINDS[kind])
-
-
-def extra_column(values: list[Any], extra: ExtraColumn) -> pd.Series:
-    """Raw values of a mapped extra (as sent to the API) in the extra's canonical dtype.
-
-    Raises ``ContractError`` naming the field for a numeric extra that is not a number.
-    """
-    import pandas as pd
-
-    raw = pd.Series(values, dtype=object, name=extra.name)
-    if extra.kind != "numeric":
-        return parse_text(raw)
-    numbers, problems = parse_number(raw, "float")
-    for bad, problem in problems:
-        raise ContractError(f"{extra.name}: {raw[bad].iloc[0]!r} {problem}")
-    return numbers
-
-
-def _frame_from_models(records: list[Any], contract: Contract) -> pd.DataFrame:
-    import pandas as pd
-
-    columns: dict[str, Any] = {}
-    for f in DECLARATION_FIELDS:
-        values = [getattr(r, f.name) for r in records]
-        if f.kind in ("str", "category"):
-            columns[f.name] = text_array(values)  # pydantic guarantees str or None here
-        elif f.kind == "datetime":
-            # utc=True: declarations of one batch may carry different UTC offsets
-            columns[f.name] = pd.to_datetime(values, utc=True).astype("datetime64[us, UTC]")
-        else:
-            columns[f.name] = _typed_column(values, f.kind)
-    for extra in contract.extras:
-        columns[extra.name] = extra_column(
-            [(r.model_extra or {}).get(extra.name) for r in records], extra
-        )
-    return pd.DataFrame(columns, copy=False)
-
-
-# --------------------------------------------------------------------------------------------
-# Column sources: what feature code reads of a batch of declarations, as numpy arrays.
-# --------------------------------------------------------------------------------------------
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
-_NAT_US = -(2**63)  # what NaT is as int64 microseconds
-_DECLARATION_KINDS = {f.name: f.kind for f in DECLARATION_FIELDS}
-
-
-def with_default_index(frame: pd.DataFrame) -> pd.DataFrame:
-    """``frame`` on a 0..n-1 RangeIndex (already so online: no copy)."""
-    import pandas as pd
-
-    index = frame.index
-    if isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1:
-        return frame
-    return frame.reset_index(drop=True)
-
-
-class FrameColumns:
-    """Columns of a canonical declarations frame (``coerce_declarations``) as numpy arrays."""
-
-    def __init__(self, frame: pd.DataFrame) -> None:
-        self._frame = with_default_index(frame)
-
-    def __len__(self) -> int:
-        return len(self._frame)
-
-    def __contains__(self, name: str) -> bool:
-        return name in self._frame.columns
-
-    def text(self, name: str) -> np.ndarray:
-        """Object array of str, None where missing."""
-        import numpy as np
-
-        return np.array(python_values(self._frame[name]), dtype=object)
-
-    def numbers(self, name: str) -> np.ndarray:
-        """float64 (bools as 0/1), NaN where missing."""
-        import numpy as np
-
-        return self._frame[name].to_numpy(dtype=np.float64, na_value=np.nan)
-
-    def t_us(self, name: str) -> np.ndarray:
-        """A tz-aware timestamp column as int64 UTC microseconds since the epoch (NaT: min)."""
-        import numpy as np
-
-        return self._frame[name].to_numpy(dtype="datetime64[us]").view(np.int64)
-
-    def missing(self, name: str) -> np.ndarray:
-        """Where the column holds no value."""
-        return self._frame[name].isna().to_numpy()
-
-    def frame(self) -> pd.DataFrame:
-        return self._frame
-
-
-class RecordColumns:
-    """Validated ``Declaration`` models of one request, read column by column.
-
-    The online path reads a dozen columns of a handful of declarations; building the canonical
-    frame (~0.5 ms) to read them back out of it (~0.4 ms) was a fifth of a small request's
-    scoring time. Values are the frame's (``declarations_frame``): pydantic has already
-    checked and normalised them. Contract extras, which need the frame's coercion, and
-    ``frame()`` itself go through the frame, built once on demand.
-    """
-
-    def __init__(self, records: list[Any], contract: Contract | None = None) -> None:
-        self.records = records
-        self.contract = contract or Contract()
-        self._frame: pd.DataFrame | None = None
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def __contains__(self, name: str) -> bool:
-        return name in _DECLARATION_KINDS or any(e.name == name for e in self.contract.extras)
-
-    def _values(self, name: str) -> list[Any]:
-        return [getattr(r, name) for r in self.records]
-
-    def text(self, name: str) -> np.ndarray:
-        import numpy as np
-
-        if name not in _DECLARATION_KINDS:
-            return FrameColumns(self.frame()).text(name)
-        out = np.empty(len(self.records), dtype=object)  # np.array(list) could infer 2-D
-        out[:] = self._values(name)
-        return out
-
-    def numbers(self, name: str) -> np.ndarray:
-        import numpy as np
-
-        kind = _DECLARATION_KINDS.get(name)
-        if kind not in _NUMPY_KINDS:
-            return FrameColumns(self.frame()).numbers(name)
-        values = self._values(name)
-        if any(v is None for v in values):  # optional fields: missing is NaN, never 0/False
-            return np.array([np.nan if v is None else float(v) for v in values])
-        return np.asarray(values, dtype=_NUMPY_KINDS[kind]).astype(np.float64)
-
-    def t_us(self, name: str) -> np.ndarray:
-        """Exact integer microseconds (the API requires a time zone on every timestamp)."""
-        import numpy as np
-
-        if _DECLARATION_KINDS.get(name) != "datetime":
-            return FrameColumns(self.frame()).t_us(name)
-        return np.fromiter(
-            (_NAT_US if v is None else (v - _EPOCH) // _MICROSECOND for v in self._values(name)),
-            dtype=np.int64,
-            count=len(self.records),
-        )
-
-    def missing(self, name: str) -> np.ndarray:
-        """Where the field holds no value (None; NaN for numbers)."""
-        import numpy as np
-
-        if name not in _DECLARATION_KINDS:
-            return FrameColumns(self.frame()).missing(name)
-        return np.fromiter(
-            (v is None or v != v for v in self._values(name)), dtype=bool, count=len(self.records)
-        )
-
-    def frame(self) -> pd.DataFrame:
-        """The canonical frame ``declarations_frame`` builds of the same models."""
-        if self._frame is None:
-            self._frame = _frame_from_models(self.records, self.contract)
-        return self._frame
-
-
-def columns_of(
-    declarations: pd.DataFrame | FrameColumns | RecordColumns,
-) -> FrameColumns | RecordColumns:
-    """A column source for a canonical frame or validated models (returned as is)."""
-    if isinstance(declarations, (FrameColumns, RecordColumns)):
-        return declarations
-    return FrameColumns(declarations)

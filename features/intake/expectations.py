@@ -24,14 +24,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from features.intake.columns import FrameColumns
 from features.intake.contract import (
     EARLIEST_DECLARATION,
     FIELDS,
     MAX_CLOCK_SKEW_DAYS,
     OUTCOME_FIELDS,
-    FrameColumns,
-    atomic_write,
 )
+from features.intake.io import atomic_write
 from features.intake.rules import Limits, check, rules_for
 
 if TYPE_CHECKING:

@@ -61,8 +61,8 @@ from features.intake.contract import (
     ExtraColumn,
     ExtraKind,
     coerce_declarations,
-    write_declarations,
 )
+from features.intake.io import write_declarations
 
 if TYPE_CHECKING:
     import pandas as pd

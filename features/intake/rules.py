@@ -27,6 +27,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from features.intake.columns import FrameColumns, RecordColumns
 from features.intake.contract import (
     EARLIEST_DECLARATION,
     FIELDS,
@@ -35,8 +36,6 @@ from features.intake.contract import (
     BadValues,
     Contract,
     ContractField,
-    FrameColumns,
-    RecordColumns,
 )
 from features.params import FeatureParams, Settings, ValidateParams
 
@@ -666,7 +665,8 @@ def check_records(records: list[Any], contract: Contract | None, rules: list[Rul
 
     Numeric extras are read here as in a file (a value that is not a number is a fault).
     """
-    from features.intake.contract import ContractError, extra_column
+    from features.intake.columns import extra_column
+    from features.intake.contract import ContractError
 
     bad: list[BadValues] = []
     for extra in contract.extras if contract else ():

@@ -26,15 +26,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from features.errors import ParcelriskError
-from features.intake.contract import (
-    FIELDS,
-    OUTCOME_COLUMNS,
-    Contract,
-    FrameColumns,
-    atomic_write,
-    parse_declarations,
-    read_raw_declarations,
-)
+from features.intake.columns import FrameColumns
+from features.intake.contract import FIELDS, OUTCOME_COLUMNS, Contract, parse_declarations
+from features.intake.io import atomic_write, read_raw_declarations
 from features.intake.rules import (
     MAX_EXAMPLES,
     Finding,

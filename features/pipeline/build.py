@@ -24,14 +24,8 @@ import pandas as pd
 
 from features.families import active_families, build_manifest
 from features.families.categories import learn_categories
-from features.intake.contract import (
-    FIELDS,
-    Contract,
-    ContractError,
-    atomic_write,
-    read_declarations,
-    utc_instant,
-)
+from features.intake.contract import FIELDS, Contract, ContractError, utc_instant
+from features.intake.io import atomic_write, read_declarations
 from features.params import FeatureParams, Settings
 from features.pipeline.family import History, SpecContext
 from features.pipeline.frame import assemble

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from features.intake.contract import text_array, with_default_index
+from features.intake.columns import text_array, with_default_index
 from features.pipeline.manifest import ID_COLUMNS, LABEL_COLUMNS, REASON_CONTEXT, FeatureManifest
 from features.pipeline.prepare import Prepared
 

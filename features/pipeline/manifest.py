@@ -212,7 +212,7 @@ class FeatureManifest:
         )
 
     def write(self, directory: Path) -> Path:
-        from features.intake.contract import atomic_write
+        from features.intake.io import atomic_write
 
         path = Path(directory) / MANIFEST_FILE
         text = self.to_json()

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from features.errors import ParcelriskError
-from features.intake.contract import FrameColumns, RecordColumns, columns_of
+from features.intake.columns import FrameColumns, RecordColumns, columns_of
 from features.pipeline.family import Rows
 from features.pipeline.frame import assemble
 from features.pipeline.manifest import REASON_CONTEXT, FeatureManifest

@@ -11,14 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from features.intake.contract import (
-    DECLARATION_FIELDS,
-    FIELDS,
-    Contract,
-    FrameColumns,
-    RecordColumns,
-    columns_of,
-)
+from features.intake.columns import FrameColumns, RecordColumns, columns_of
+from features.intake.contract import DECLARATION_FIELDS, FIELDS, Contract
 from features.params import FeatureParams
 from features.pipeline.history import US_PER_DAY
 from features.pipeline.manifest import REASON_CONTEXT

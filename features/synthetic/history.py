@@ -17,12 +17,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from features.intake.contract import (
-    CATEGORIES,
-    OFFENCE_TYPES,
-    coerce_declarations,
-    write_declarations,
-)
+from features.intake.contract import CATEGORIES, OFFENCE_TYPES, coerce_declarations
+from features.intake.io import write_declarations
 from features.synthetic.catalogue import catalogue_arrays
 from features.synthetic.fraud import (
     MECHANISM_MIX,
@@ -317,7 +313,7 @@ def write_ground_truth(truth: pd.DataFrame, path: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from features.intake.contract import atomic_write
+    from features.intake.io import atomic_write
 
     table = pa.Table.from_pandas(truth[list(GROUND_TRUTH_COLUMNS)], preserve_index=False)
     atomic_write(Path(path), lambda tmp: pq.write_table(table, tmp))

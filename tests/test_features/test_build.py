@@ -220,7 +220,7 @@ def test_online_features_equal_batch_after_cutoff(tmp_path, built, history):
 
 def test_online_matrix_and_context_equal_those_of_the_feature_frame(built, history):
     """The scoring path reads the matrix and reason context without building the frame."""
-    from features.intake.contract import python_values
+    from features.intake.columns import python_values
     from features.pipeline.manifest import REASON_CONTEXT
     from features.pipeline.online import online_features
 
@@ -241,7 +241,8 @@ def test_online_matrix_and_context_equal_those_of_the_feature_frame(built, histo
 
 def test_online_features_of_api_models_equal_those_of_their_frame(built, history):
     """The service scores validated models without building their frame: same features."""
-    from features.intake.contract import Declaration, RecordColumns
+    from features.intake.columns import RecordColumns
+    from features.intake.contract import Declaration
     from features.pipeline.online import online_features
 
     cutoff = history["declared_at"].max() + pd.Timedelta(seconds=1)
@@ -444,7 +445,7 @@ def test_local_time_follows_daylight_saving():
 
 
 def test_build_as_of_cuts_declarations_outcomes_and_state(history, tmp_path):
-    from features.intake.contract import write_declarations
+    from features.intake.io import write_declarations
     from features.pipeline.build import build_to_dir
 
     path = tmp_path / "declarations.parquet"
@@ -466,7 +467,7 @@ def test_build_as_of_cuts_declarations_outcomes_and_state(history, tmp_path):
 
 
 def test_build_refuses_a_file_with_faults_unless_told(history, tmp_path):
-    from features.intake.contract import write_declarations
+    from features.intake.io import write_declarations
     from features.intake.validation import GateError
     from features.pipeline.build import build_to_dir
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from features.intake.columns import FrameColumns, RecordColumns, declarations_frame
 from features.intake.contract import (
     DECLARATION_COLUMNS,
     FIELDS,
@@ -12,14 +13,9 @@ from features.intake.contract import (
     ContractError,
     Declaration,
     ExtraColumn,
-    FrameColumns,
-    RecordColumns,
     coerce_declarations,
-    declarations_frame,
-    read_contract,
-    read_declarations,
-    write_declarations,
 )
+from features.intake.io import read_contract, read_declarations, write_declarations
 
 EXTRAS = Contract(
     (
@@ -248,7 +244,7 @@ def test_every_field_has_a_known_kind() -> None:
 def test_python_values_turn_every_missing_kind_into_none() -> None:
     import pandas as pd
 
-    from features.intake.contract import python_values
+    from features.intake.columns import python_values
 
     assert python_values(pd.Series(["a", None, "c"], dtype="str")) == ["a", None, "c"]
     assert python_values(pd.Series([1.5, float("nan")])) == [1.5, None]

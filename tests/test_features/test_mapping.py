@@ -7,7 +7,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from features.intake.contract import ContractError, read_declarations
+from features.intake.contract import ContractError
+from features.intake.io import read_declarations
 from features.intake.mapping import apply_mapping, ingest_file, load_mapping
 from features.intake.mapping import parse_mapping_text as load_mapping_text
 

@@ -11,12 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.intake.contract import (
-    OFFENCE_TYPES,
-    RANDOM_SELECTION,
-    coerce_declarations,
-    read_declarations,
-)
+from features.intake.contract import OFFENCE_TYPES, RANDOM_SELECTION, coerce_declarations
+from features.intake.io import read_declarations
 from features.synthetic import (
     GROUND_TRUTH_COLUMNS,
     SyntheticParams,

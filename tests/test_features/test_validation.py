@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from features.intake.contract import write_declarations
+from features.intake.io import write_declarations
 from features.intake.rules import Limits
 from features.intake.validation import (
     GateError,

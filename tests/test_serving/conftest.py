@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.intake.contract import columns_of, python_values
+from features.intake.columns import columns_of, python_values
 from features.pipeline.manifest import REASON_CONTEXT, FeatureManifest, FeatureSpec
 from serving.scoring import ScoringRuntime
 
@@ -161,7 +161,7 @@ def make_declarations(n: int, seed: int = 0, prefix: str = "D") -> list[dict[str
 def _train_model(tmp: Path):
     import lightgbm as lgb
 
-    from features.intake.contract import declarations_frame
+    from features.intake.columns import declarations_frame
     from models.bundle import Calibration, LaneThresholds, RiskModel
 
     frame = stub_features(declarations_frame(make_declarations(3000, seed=99, prefix="T")))[0].frame
@@ -312,7 +312,7 @@ def real_pipeline(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """generate (20k parcels, 60 days) -> features build -> train -> promote, temp SQLite MLflow."""
     import yaml
 
-    from features.intake.contract import read_declarations
+    from features.intake.io import read_declarations
     from features.params import load_settings
     from features.pipeline.build import build_to_dir
     from features.synthetic import generate_to_dir

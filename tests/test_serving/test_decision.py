@@ -4,7 +4,8 @@ import json
 
 import numpy as np
 
-from features.intake.contract import Declaration, RecordColumns, models_as_json
+from features.intake.columns import RecordColumns, models_as_json
+from features.intake.contract import Declaration
 from serving.schemas import Decision, StoredDecision
 from serving.scoring import decision_records, results_frame, score_frame
 from tests.test_serving.conftest import make_declarations

@@ -184,7 +184,7 @@ def test_a_foreign_census_export_runs_end_to_end_on_defaults(work: Path) -> None
         ]
     )
     to_score["declared_at"] = pd.Timestamp.now(tz="UTC").floor("D")
-    from features.intake.contract import read_contract, write_declarations
+    from features.intake.io import read_contract, write_declarations
 
     write_declarations(
         to_score, work / "to_score.parquet", read_contract(work / "declarations.parquet")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from features.errors import ParcelriskError
-from features.intake.contract import declarations_frame
+from features.intake.columns import declarations_frame
 from features.params import FeatureParams, ServeParams, Settings
 from features.pipeline.manifest import FeatureManifest
 from serving.scoring import ScoringRuntime, load_runtime, score_frame

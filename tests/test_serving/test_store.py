@@ -146,7 +146,8 @@ def test_checkpoints_run_in_the_background_not_in_commits(tmp_path) -> None:
 
 def test_stored_json_from_models_equals_the_frame_path() -> None:
     """The service stores models_as_json; offline scoring stores the frame's JSON: one text."""
-    from features.intake.contract import Declaration, declarations_frame, models_as_json
+    from features.intake.columns import declarations_frame, models_as_json
+    from features.intake.contract import Declaration
     from serving.scoring import declarations_as_json
     from tests.test_serving.conftest import make_declarations
 

@@ -320,7 +320,8 @@ class EntityHistoryFamily(Family):
         result: Values = {}
         entities = entities_for(params, history.contract, history.manifest.inputs)
         for entity in history.track(entities, "entity histories"):
-            codes, _, declarations = history.entity(entity)
+            codes, _ = history.entity(entity)
+            declarations = history.declarations(entity)
             known = codes >= 0
             # Parcels with an unknown key are not events of any entity; they query a code no
             # event has (0 when all are unknown) and get their results forgotten below.
@@ -399,7 +400,7 @@ class EntityHistoryFamily(Family):
         t = prep["t_us"]
         tables: dict[str, EntityTable] = {}
         for entity in entities_for(params, history.contract, history.manifest.inputs):
-            codes, vocab, _ = history.entity(entity)
+            codes, vocab = history.entity(entity)
             known = codes >= 0  # parcels with an unknown key belong to no entity
             out_known = known[outcomes["rows"]]
             out_codes = codes[outcomes["rows"]][out_known]

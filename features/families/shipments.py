@@ -142,7 +142,8 @@ class Shipments(Family):
 
     def batch(self, history: History) -> Values:
         entity = self.entity(history.params)
-        codes, _, index = history.entity(entity)
+        codes, _ = history.entity(entity)
+        index = history.declarations(entity)
         known = codes >= 0
         prep = history.prep
         query = np.where(known, codes, 0)

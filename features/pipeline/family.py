@@ -65,29 +65,38 @@ class Rows:
 class History(Rows):
     """A whole history, sorted by (declared_at, id), with its recorded inspection results.
 
-    Entity codes and declaration indexes are built once and shared by the families that ask.
+    An entity's codes and declaration index are kept only until another entity is asked for:
+    at 1M parcels each entity holds ~100 MB, and the families walk the entities one after the
+    other (the split-shipment entity first, then every history entity in turn).
     """
 
     outcomes: dict[str, np.ndarray] = field(default_factory=dict)  # prepare.outcome_events
     show_progress: bool = False
-    _entities: dict[str, tuple[np.ndarray, np.ndarray, hist.EventIndex]] = field(
-        default_factory=dict, repr=False
-    )
+    _current: dict[str, Any] = field(default_factory=dict, repr=False)  # one entity's arrays
 
-    def entity(self, entity: Entity) -> tuple[np.ndarray, np.ndarray, hist.EventIndex]:
-        """Codes per row (-1: unknown key), the distinct keys, and the index of the declarations
-        of known keys (weights: ``value_cents``)."""
-        cached = self._entities.get(entity.spec)
-        if cached is None:
+    def _of(self, entity: Entity) -> dict[str, Any]:
+        if self._current.get("spec") != entity.spec:
+            self._current = {}  # free the previous entity's arrays before building the next
             codes, vocabulary = entity_codes(entity_keys(self.prep, entity))
-            known = codes >= 0
-            index = hist.EventIndex(
+            self._current = {"spec": entity.spec, "codes": codes, "vocabulary": vocabulary}
+        return self._current
+
+    def entity(self, entity: Entity) -> tuple[np.ndarray, np.ndarray]:
+        """Codes per row (-1: unknown key) and the distinct keys."""
+        current = self._of(entity)
+        return current["codes"], current["vocabulary"]
+
+    def declarations(self, entity: Entity) -> hist.EventIndex:
+        """The index of the declarations of known keys of ``entity`` (weights: ``value_cents``)."""
+        current = self._of(entity)
+        if "index" not in current:
+            codes, known = current["codes"], current["codes"] >= 0
+            current["index"] = hist.EventIndex(
                 codes[known],
                 self.prep["t_us"][known],
                 {"value_cents": self.prep["value_cents"][known]},
             )
-            cached = self._entities[entity.spec] = (codes, vocabulary, index)
-        return cached
+        return current["index"]
 
     def track(self, steps: Iterable[T], what: str, total: int | None = None) -> Iterator[T]:
         """``steps`` with a progress bar on stderr when asked for; it appears only after

@@ -6,6 +6,7 @@ mapped ``entity`` extras), refit periods and the outcome events of inspections.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -69,6 +70,7 @@ def source_of(column: str) -> str:
     return DERIVED_FROM.get(column, column)
 
 
+@functools.lru_cache(maxsize=256)
 def entity_of(spec: str) -> Entity:
     """The entity of a spec ("seller_id", "seller_id*hs_chapter"), with its feature prefix."""
     labels = [_ENTITY_LABELS.get(p, (p, f"this {p.replace('_', ' ')}")) for p in spec.split("*")]
@@ -81,9 +83,16 @@ def entities_for(
     params: FeatureParams, contract: Contract, inputs: tuple[str, ...] | None = None
 ) -> list[Entity]:
     """Entities with history features; with ``inputs``, only those whose keys exist in the data."""
-    specs = list(params.entities) + [e.name for e in contract.extras if e.kind == "entity"]
-    entities = [entity_of(spec) for spec in dict.fromkeys(specs)]
-    return [e for e in entities if inputs is None or all(s in inputs for s in e.sources)]
+    extras = tuple(e.name for e in contract.extras if e.kind == "entity")
+    return list(_entities(params.entities, extras, inputs))
+
+
+@functools.lru_cache(maxsize=64)  # asked on every online request: the answer never changes
+def _entities(
+    specs: tuple[str, ...], extras: tuple[str, ...], inputs: tuple[str, ...] | None
+) -> tuple[Entity, ...]:
+    entities = [entity_of(spec) for spec in dict.fromkeys(specs + extras)]
+    return tuple(e for e in entities if inputs is None or all(s in inputs for s in e.sources))
 
 
 def categorical_columns(params: FeatureParams, contract: Contract) -> list[str]:

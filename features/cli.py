@@ -7,8 +7,11 @@ Heavy imports (pandas, Great Expectations) happen inside the commands.
 from __future__ import annotations
 
 import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import typer
 
@@ -19,9 +22,35 @@ features_app = typer.Typer(help="Point-in-time parcel features.", no_args_is_hel
 
 def _show_progress(quiet: bool) -> bool:
     """Progress bars go to stderr, for a person at a terminal: not in logs, CI or pipes."""
-    import sys
-
     return not quiet and sys.stderr.isatty()
+
+
+@contextmanager
+def step_progress(
+    steps: tuple[str, ...], *, enabled: bool, file: TextIO | None = None
+) -> Iterator[Callable[[str], None]]:
+    """A tqdm bar over named steps; yields the callback that says which step starts.
+
+    Steps may be announced in order only; log lines go above the bar while it is shown.
+    """
+    from tqdm import tqdm
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    bar = tqdm(
+        total=len(steps),
+        file=file or sys.stderr,
+        disable=not enabled,
+        bar_format="{desc:<16} {bar:20} {n_fmt}/{total_fmt} steps [{elapsed}]",
+        leave=False,
+    )
+
+    def start(step: str) -> None:
+        bar.update(steps.index(step) - bar.n)  # a step starting means the ones before are done
+        bar.set_description_str(step)
+
+    with bar, logging_redirect_tqdm() if enabled else nullcontext():
+        yield start
+        bar.update(len(steps) - bar.n)
 
 
 def params_option(sections: str) -> Any:
@@ -92,13 +121,21 @@ def validate(
         "--cross-check/--no-cross-check",
         help="Also run the rules as a Great Expectations suite and compare the counts.",
     ),
+    quiet: bool = typer.Option(
+        False, "--quiet", "-q", help="No progress bar (none either when stderr is not a terminal)."
+    ),
 ) -> None:
     """Run the validation gate: exit 1 on faults (listed with example rows); warnings pass."""
     from features.intake.rules import Limits
-    from features.intake.validation import validate_file
+    from features.intake.validation import VALIDATION_STEPS, validate_file
 
     limits = Limits.from_settings(settings_from(params))
-    result = validate_file(file, limits, report_dir=report, cross_check=cross_check)
+    skipped = {"cross-check (GX)": not cross_check, "report": report is None}
+    steps = tuple(s for s in VALIDATION_STEPS if not skipped.get(s, False))
+    with step_progress(steps, enabled=_show_progress(quiet)) as step:
+        result = validate_file(
+            file, limits, report_dir=report, cross_check=cross_check, progress=step
+        )
     typer.echo(result.render())
     if report is not None:
         typer.echo(f"report: {report / 'index.html'} (record: {report / 'validation.json'})")

@@ -102,19 +102,19 @@ class Section(BaseModel):
         return self.from_dict({**self.model_dump(), **changes}, self.section_name())
 
 
-def settings_error(exc: ValidationError, where: str) -> str:
-    """One line per problem: ``params.yaml <section>.<path>: <key>: unknown key (known: ...)``."""
+def settings_error(exc: ValidationError, where: str, source: str = "params.yaml") -> str:
+    """One line per problem: ``<source> <section>.<path>: <key>: unknown key`` and the like."""
     problems = []
     for error in exc.errors(include_url=False):
         loc = [str(part) for part in error["loc"]]
         if error["type"] == "extra_forbidden":
             parent = ".".join(part for part in [where, *loc[:-1]] if part)
             what = "unknown key" if parent else "unknown section"
-            problems.append(f"params.yaml {parent or '-'}: {loc[-1]}: {what}")
+            problems.append(f"{source} {parent or '-'}: {loc[-1]}: {what}")
         else:
             path = ".".join(part for part in [where, *loc] if part) or "-"
             message = str(error["msg"]).removeprefix("Value error, ")
-            problems.append(f"params.yaml {path}: {message}")
+            problems.append(f"{source} {path}: {message}")
     return "; ".join(problems)
 
 
@@ -497,4 +497,5 @@ def load_settings(
     try:
         return Settings.model_validate(raw)
     except ValidationError as exc:
-        raise ParcelriskError(f"{path}: {settings_error(exc, '')}") from None
+        source = str(path) if path is not None else "settings"
+        raise ParcelriskError(settings_error(exc, "", source)) from None

@@ -13,14 +13,12 @@ import logging
 import math
 import os
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import typer
 
-from features.cli import params_option, settings_from
+from features.cli import params_option, settings_from, step_progress
 from features.errors import ParcelriskError
 from features.params import Settings
 
@@ -118,34 +116,6 @@ def run_training(
         "run_id": logged.run_id,
         "info": result.info,
     }
-
-
-@contextmanager
-def step_progress(
-    steps: tuple[str, ...], *, enabled: bool, file: TextIO | None = None
-) -> Iterator[Callable[[str], None]]:
-    """A tqdm bar over named steps; yields the callback that says which step starts.
-
-    Steps may be announced in order only; log lines go above the bar while it is shown.
-    """
-    from tqdm import tqdm
-    from tqdm.contrib.logging import logging_redirect_tqdm
-
-    bar = tqdm(
-        total=len(steps),
-        file=file or sys.stderr,
-        disable=not enabled,
-        bar_format="{desc:<16} {bar:20} {n_fmt}/{total_fmt} steps [{elapsed}]",
-        leave=False,
-    )
-
-    def start(step: str) -> None:
-        bar.update(steps.index(step) - bar.n)  # a step starting means the ones before are done
-        bar.set_description_str(step)
-
-    with bar, logging_redirect_tqdm() if enabled else nullcontext():
-        yield start
-        bar.update(len(steps) - bar.n)
 
 
 def _gate_of(features_dir: Path, no_validate: bool) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -268,6 +269,9 @@ def check_declarations(
 # --------------------------------------------------------------------------------------------
 
 
+VALIDATION_STEPS = ("read", "rules", "cross-check (GX)", "report")
+
+
 def validate_file(
     path: Path,
     limits: Limits,
@@ -275,23 +279,30 @@ def validate_file(
     *,
     cross_check: bool = True,
     now: datetime | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> GateResult:
     """Check a declarations file; with ``report_dir``, write the HTML report and the record.
 
     ``cross_check`` also runs the rules as a Great Expectations suite and compares its counts.
+    ``progress`` is told when each of ``VALIDATION_STEPS`` starts (the CLI's progress bar).
     """
+    step = progress or (lambda _: None)
     path = Path(path)
+    step("read")
     raw, contract = read_raw_declarations(path)  # as it is: the gate reports what is wrong
+    step("rules")
     result, canonical = check_declarations(raw, contract, limits, now=now)
     result.source = str(path)
     result.fingerprint = fingerprint_file(path)
     if cross_check and not result.missing_columns and result.rows:
         from features.intake.expectations import cross_check_with_gx
 
+        step("cross-check (GX)")
         result.cross_check = cross_check_with_gx(
             canonical, result, limits, report_dir=report_dir, now=now
         )
     if report_dir is not None:
+        step("report")
         write_report(result, Path(report_dir), canonical)
     logger.info(
         "validated %s: %s (%d fault(s), %d warning(s))",

@@ -373,3 +373,11 @@ def test_gate_is_vectorised_over_large_frames() -> None:
     result = _check(df)
     (finding,) = result.findings.faults
     assert finding.count == len(np.arange(0, len(df), 97))
+
+
+def test_validate_file_announces_its_steps_in_order(tmp_path: Path) -> None:
+    path = tmp_path / "d.parquet"
+    write_declarations(make_declarations(50), path)
+    seen: list[str] = []
+    validate_file(path, LIMITS, report_dir=tmp_path / "r", cross_check=False, progress=seen.append)
+    assert seen == ["read", "rules", "report"]  # no cross-check asked for: not announced

@@ -10,10 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from features.cli import step_progress
 from features.errors import ParcelriskError
 from features.params import TrainParams
 from models.bundle import REVENUE_EVAL_MODEL_FILE, RISK_EVAL_MODEL_FILE, RiskModel
-from models.cli import format_summary, step_progress
+from models.cli import format_summary
 from models.evaluation import HEADLINE_METRICS, headline_metrics
 from models.split import split_boundaries
 from models.thresholds import lane_shares

@@ -18,7 +18,7 @@ import pandas as pd
 from features.pipeline.family import Family, History, Rows, SpecContext, Values
 from features.pipeline.history import codes_of
 from features.pipeline.manifest import FeatureSpec
-from features.pipeline.prepare import period_of, refit_start_us
+from features.pipeline.prepare import refit_start_us
 
 RATIO = "unit_value_ratio_hs_heading"
 COUNT = "reference_count_hs_heading"
@@ -92,20 +92,7 @@ class HsHeadingValue(Family):
         }
 
     def batch(self, history: History) -> Values:
-        t = history.prep["t_us"]  # sorted ascending
-        periods = period_of(t, history.params.refit_period_days)
-        bounds = np.flatnonzero(np.diff(periods)) + 1
-        starts = np.concatenate(([0], bounds))
-        ends = np.concatenate((bounds, [len(t)]))
-        out: Values = {RATIO: np.full(len(t), np.nan), COUNT: np.zeros(len(t))}
-        for lo, hi in history.track(zip(starts, ends, strict=True), self.name, len(starts)):
-            refs = fit_heading_references(history, slice(0, lo))  # declared before the period
-            period = Rows(
-                history.prep.slice(lo, hi), history.params, history.contract, history.manifest
-            )
-            for name, values in self.compute(period, refs).items():
-                out[name][lo:hi] = values
-        return out
+        return history.by_refit_period(self.name, fit_heading_references, self.compute)
 
     def fit_part(self, history: History, cutoff_us: int) -> HeadingReferences:
         start_us = refit_start_us(cutoff_us, history.params.refit_period_days)

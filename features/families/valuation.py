@@ -19,7 +19,7 @@ import pandas as pd
 from features.pipeline.family import Family, History, Rows, SpecContext, Values
 from features.pipeline.history import codes_of
 from features.pipeline.manifest import FeatureManifest, FeatureSpec
-from features.pipeline.prepare import period_of, refit_start_us
+from features.pipeline.prepare import refit_start_us
 
 REFERENCE_COLUMNS = ("log_value_per_item", "log_value_per_kg", "log_weight_per_item")
 LOG_COLUMNS = (*REFERENCE_COLUMNS, "log_quantity")  # what prepare.unit_values returns
@@ -322,21 +322,7 @@ class Valuation(Family):
 
     def batch(self, history: History) -> Values:
         """References refitted per period on every declaration before the period start."""
-        t = history.prep["t_us"]  # sorted ascending
-        periods = period_of(t, history.params.refit_period_days)
-        bounds = np.flatnonzero(np.diff(periods)) + 1
-        starts = np.concatenate(([0], bounds))
-        ends = np.concatenate((bounds, [len(t)]))
-        out: Values = {}
-        for lo, hi in history.track(zip(starts, ends, strict=True), "valuation", len(starts)):
-            # rows [0, lo) are the declarations known at the period start (sorted by time)
-            refs = _references_before(history, slice(0, lo))
-            period = Rows(
-                history.prep.slice(lo, hi), history.params, history.contract, history.manifest
-            )
-            for name, values in self.compute(period, refs).items():
-                out.setdefault(name, np.full(len(t), np.nan))[lo:hi] = values
-        return out
+        return history.by_refit_period("valuation", _references_before, self.compute)
 
     def fit_part(self, history: History, cutoff_us: int) -> References:
         start_us = refit_start_us(cutoff_us, history.params.refit_period_days)

@@ -15,7 +15,7 @@ Families import from the lower pipeline modules (prepare, history, manifest, thi
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -26,7 +26,7 @@ from features.intake.contract import Contract
 from features.params import FeatureParams
 from features.pipeline import history as hist
 from features.pipeline.manifest import FeatureManifest, FeatureSpec
-from features.pipeline.prepare import Entity, Prepared, entity_codes, entity_keys
+from features.pipeline.prepare import Entity, Prepared, entity_codes, entity_keys, period_of
 
 T = TypeVar("T")
 Values = dict[str, np.ndarray]
@@ -97,6 +97,27 @@ class History(Rows):
                 {"value_cents": self.prep["value_cents"][known]},
             )
         return current["index"]
+
+    def by_refit_period(
+        self,
+        what: str,
+        fit: Callable[[History, slice], Any],
+        compute: Callable[[Rows, Any], Values],
+    ) -> Values:
+        """Point-in-time batch of evidence refitted every ``refit_period_days``: the rows of each
+        period are computed with ``fit(history, rows before the period start)``."""
+        t = self.prep["t_us"]  # sorted ascending
+        periods = period_of(t, self.params.refit_period_days)
+        bounds = np.flatnonzero(np.diff(periods)) + 1
+        starts = np.concatenate(([0], bounds))
+        ends = np.concatenate((bounds, [len(t)]))
+        out: Values = {}
+        for lo, hi in self.track(zip(starts, ends, strict=True), what, len(starts)):
+            evidence = fit(self, slice(0, lo))  # rows [0, lo): declared before the period
+            period = Rows(self.prep.slice(lo, hi), self.params, self.contract, self.manifest)
+            for name, values in compute(period, evidence).items():
+                out.setdefault(name, np.full(len(t), np.nan))[lo:hi] = values
+        return out
 
     def track(self, steps: Iterable[T], what: str, total: int | None = None) -> Iterator[T]:
         """``steps`` with a progress bar on stderr when asked for; it appears only after

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from features.intake.contract import Contract
+from features.intake.contract import OUTCOME_COLUMNS, Contract
 from features.params import FeatureParams
 from features.pipeline.build import build_features
 from features.pipeline.online import compute_online_features
@@ -89,16 +89,7 @@ def test_any_entity_can_be_the_split_entity_with_names_and_reasons_following_it(
         history.iloc[:1], Contract(), params, cutoff=cutoff, manifest=built.manifest
     )
     online = compute_online_features(
-        history.iloc[1:].drop(
-            columns=[
-                "inspected",
-                "inspected_at",
-                "illicit",
-                "offence_type",
-                "revenue_recovered",
-                "selection_reason",
-            ]
-        ),
+        history.iloc[1:].drop(columns=list(OUTCOME_COLUMNS)),
         state,
     )
     assert (online.iloc[0]["seller_parcels_24h"], online.iloc[0]["split_tops_de_minimis"]) == (

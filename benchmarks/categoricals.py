@@ -33,11 +33,8 @@ from typing import Any
 import numpy as np
 import yaml
 
-# Run as a script, this folder comes first on sys.path and benchmarks/features.py would shadow
-# the features package: drop it, and load the foreign exporter by path.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-ROOT = _HERE.parent
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
 HS_CATEGORIES = ("cat_hs6", "cat_hs_heading")
 SMOOTHED = {"cat_smooth": 50, "min_data_per_group": 200}
 log = logging.getLogger("categoricals")
@@ -120,7 +117,7 @@ def foreign(params: dict[str, Any], seed: int, work: Path) -> dict[str, Any]:
     import importlib.util
     import subprocess
 
-    spec = importlib.util.spec_from_file_location("foreign_export", _HERE / "foreign_export.py")
+    spec = importlib.util.spec_from_file_location("foreign_export", HERE / "foreign_export.py")
     fx = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(fx)
 

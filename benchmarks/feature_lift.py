@@ -11,22 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
-from pathlib import Path
-
-import numpy as np
-
-# Run as a script, this folder comes first on sys.path and benchmarks/features.py would shadow
-# the features package.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-
-
-def precision_at(score: np.ndarray, label: np.ndarray, share: float) -> float:
-    k = max(1, round(len(score) * share))
-    top = np.argsort(-score, kind="stable")[:k]
-    return float(label[top].mean())
 
 
 def main() -> None:
@@ -36,6 +21,7 @@ def main() -> None:
     from features.params import FeatureParams
     from features.pipeline.build import build_features
     from features.synthetic import SyntheticParams, generate
+    from models.metrics import precision_at
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--parcels", type=int, default=300_000)

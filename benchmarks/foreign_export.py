@@ -35,18 +35,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-# Run as a script, this folder comes first on sys.path and benchmarks/features.py would shadow
-# the features package.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-
-from features.params import DEFAULT_FX_TO_BASE  # noqa: E402
-from models.metrics import precision_at  # noqa: E402
+from features.params import DEFAULT_FX_TO_BASE
+from models.metrics import precision_at
 
 log = logging.getLogger("foreign_export")
 
-REPO = _HERE.parent
-MAPPING = _HERE / "foreign_export_mapping.yaml"
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+MAPPING = HERE / "foreign_export_mapping.yaml"
 EXPORT_FILE = "customs_export.csv"
 TIMEZONE = "Asia/Seoul"
 SHARES = {"precision_at_5": 0.05, "precision_at_10": 0.10}

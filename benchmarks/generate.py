@@ -12,12 +12,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-# Run as a script, this folder comes first on sys.path and benchmarks/features.py would shadow
-# the features package.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-
-from features.synthetic import generate_to_dir  # noqa: E402
+from features.synthetic import generate_to_dir
 
 
 def main() -> None:

@@ -1,7 +1,7 @@
 """Benchmark: batch feature build time and peak memory for 100k, 300k and 1M declarations.
 
 Each size runs in its own process so peak RSS is that size's alone. Generation time is excluded.
-Prints one JSON document. Usage: python benchmarks/features.py [--sizes 100000,300000,1000000]
+Prints one JSON document. Usage: python benchmarks/feature_build.py [--sizes 100000,300000,1000000]
 """
 
 from __future__ import annotations
@@ -10,13 +10,7 @@ import argparse
 import json
 import multiprocessing as mp
 import resource
-import sys
 import time
-from pathlib import Path
-
-# This file is named like the `features` package; keep its folder off the import path.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
 
 def _run(size: int, queue: mp.Queue) -> None:

@@ -158,12 +158,15 @@ def outcomes_ingest(
     params: Path | None = params_option("section serve"),
 ) -> None:
     """Store inspection results, checked as POST /outcomes checks them: all or nothing."""
+    from features.errors import ParcelriskError
     from features.intake.io import read_raw_declarations
     from features.intake.mapping import apply_outcome_mapping, load_mapping, read_source
-    from serving.outcome_store import SqliteOutcomeStore
+    from serving.outcome_store import SqliteOutcomeStore, sqlite_path
     from serving.outcomes import store_outcomes
 
     location = str(db) if db else settings_from(params).serve.audit_db
+    if not sqlite_path(location).is_file():  # a typo must not create an empty store
+        raise ParcelriskError(f"no decision store at {location}: results answer stored decisions")
     if mapping is not None:
         spec = load_mapping(mapping)
         raw = apply_outcome_mapping(read_source(file, spec), spec)

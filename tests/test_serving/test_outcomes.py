@@ -210,3 +210,14 @@ def test_a_results_mapping_maps_no_declaration_fields(store, tmp_path: Path) -> 
     )
     assert isinstance(run.exception, ContractError)
     assert "not: hs_code" in str(run.exception)
+
+
+def test_ingest_into_a_missing_store_is_refused_without_creating_it(tmp_path: Path) -> None:
+    from features.errors import ParcelriskError
+
+    source = tmp_path / "results.csv"
+    source.write_text("declaration_id,inspected_at,illicit\nD1,2026-05-03T09:00:00Z,false\n")
+    run = _invoke("outcomes", "ingest", str(source), "--db", str(tmp_path / "typo.db"))
+    assert isinstance(run.exception, ParcelriskError)
+    assert "no decision store" in str(run.exception)
+    assert not (tmp_path / "typo.db").exists()

@@ -27,8 +27,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-Role = Literal["scorer", "auditor"]
-ROLES: tuple[Role, ...] = ("scorer", "auditor")
+Role = Literal["scorer", "auditor", "inspector"]
+ROLES: tuple[Role, ...] = ("scorer", "auditor", "inspector")
 
 KEYS_ENV = "PARCELRISK_API_KEYS"
 KEYS_FILE_ENV = "PARCELRISK_API_KEYS_FILE"
@@ -39,6 +39,7 @@ ROUTE_ROLES: dict[str, frozenset[str]] = {
     "/score": frozenset({"scorer"}),
     "/explain": frozenset({"scorer", "auditor"}),
     "/decision": frozenset({"auditor"}),
+    "/outcomes": frozenset({"inspector"}),  # results feed training: only those who inspect
 }
 
 

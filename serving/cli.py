@@ -1,4 +1,5 @@
-"""CLI commands of the online side: `parcelrisk serve` and `parcelrisk score` (offline file)."""
+"""CLI commands of the online side: `parcelrisk serve`, `parcelrisk score` (offline file),
+`parcelrisk outcomes ingest` (inspection results) and `parcelrisk history export`."""
 
 from __future__ import annotations
 
@@ -15,6 +16,9 @@ from features.cli import params_option, settings_from
 logger = logging.getLogger(__name__)
 
 SERVICE_IMPORT = "serving.service:ParcelRiskService"
+
+outcomes_app = typer.Typer(help="Inspection results that come back.", no_args_is_help=True)
+history_app = typer.Typer(help="The scored history, for training.", no_args_is_help=True)
 
 
 def serve(
@@ -138,6 +142,78 @@ def score(
     typer.echo(json.dumps(summary, indent=2))
 
 
+@outcomes_app.command("ingest")
+def outcomes_ingest(
+    file: Path = typer.Argument(
+        ...,
+        help="Results CSV or Parquet: declaration_id, inspected_at, "
+        "illicit, offence_type, revenue_recovered (or the administration's names, with --mapping).",
+    ),
+    mapping: Path | None = typer.Option(
+        None, "--mapping", help="Mapping YAML from the administration's columns to the contract."
+    ),
+    db: Path | None = typer.Option(
+        None, "--db", help="Decision store (default: $PARCELRISK_AUDIT_DB, serve.audit_db)."
+    ),
+    params: Path | None = params_option("section serve"),
+) -> None:
+    """Store inspection results, checked as POST /outcomes checks them: all or nothing."""
+    from features.errors import ParcelriskError
+    from features.intake.io import read_raw_declarations
+    from features.intake.mapping import apply_outcome_mapping, load_mapping, read_source
+    from serving.outcome_store import SqliteOutcomeStore, sqlite_path
+    from serving.outcomes import store_outcomes
+
+    location = str(db) if db else settings_from(params).serve.audit_db
+    if not sqlite_path(location).is_file():  # a typo must not create an empty store
+        raise ParcelriskError(f"no decision store at {location}: results answer stored decisions")
+    if mapping is not None:
+        spec = load_mapping(mapping)
+        raw = apply_outcome_mapping(read_source(file, spec), spec)
+    else:
+        raw, _ = read_raw_declarations(file)
+    store = SqliteOutcomeStore(location)
+    try:
+        counts = store_outcomes(store, raw, source=f"file:{file.name}")
+    finally:
+        store.close()
+    typer.echo(json.dumps({**counts, "file": str(file), "store": location}, indent=2))
+
+
+@history_app.command("export")
+def history_export(
+    db: Path = typer.Option(..., "--db", help="Decision store (SQLite file)."),
+    out: Path = typer.Option(..., "--out", help="History Parquet (written atomically)."),
+    since: str | None = typer.Option(
+        None, "--since", help="Only declarations declared at or after this UTC date or time."
+    ),
+) -> None:
+    """The declarations as they were scored, with their results: a history to train on."""
+    from features.intake.contract import utc_instant
+    from features.intake.io import write_declarations
+    from serving.outcome_store import SqliteOutcomeStore
+    from serving.outcomes import history_frame
+
+    if not db.is_file():
+        raise typer.BadParameter(f"no decision store at {db}", param_hint="--db")
+    since_us = utc_instant(since, "--since").value // 1000 if since else None
+    store = SqliteOutcomeStore(db)
+    try:
+        history = history_frame(store.scored_history(since_us))
+    finally:
+        store.close()
+    write_declarations(history, out)
+    summary = {
+        "declarations": len(history),
+        "inspected": int(history["inspected"].sum()),
+        "illicit": int(history["illicit"].fillna(False).sum()),
+        "output": str(out),
+    }
+    typer.echo(json.dumps(summary, indent=2))
+
+
 def register(app: typer.Typer) -> None:
     app.command()(serve)
     app.command()(score)
+    app.add_typer(outcomes_app, name="outcomes")
+    app.add_typer(history_app, name="history")

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
-from features.intake.contract import Declaration
+from features.intake.contract import FIELDS_BY_NAME, Declaration, parse_bool_value
+from serving.outcomes import REQUIRED_FIELDS, RESULT_FIELDS
 
 __all__ = [
     "Contribution",
@@ -15,6 +17,8 @@ __all__ = [
     "ErrorResponse",
     "Explanation",
     "ModelRef",
+    "OutcomeResult",
+    "OutcomesResponse",
     "Problem",
     "ReasonOut",
     "ScoreResponse",
@@ -116,4 +120,64 @@ class ErrorResponse(BaseModel):
     detail: list[dict[str, Any]] | None = Field(
         default=None,
         description="Pydantic's error list (400 from BentoML's request validation).",
+    )
+
+
+# --- inspection results (POST /outcomes) ------------------------------------------------------
+
+_TYPES: dict[str, Any] = {
+    "str": str,
+    "category": str,
+    "datetime": datetime,
+    "bool": bool,
+    "float": float,
+}
+
+
+def _result_field(name: str) -> tuple[Any, Any]:
+    """Type and documentation from the contract; the domain is checked by ``serving.outcomes``
+    with the contract's rules, so every field is optional here and a missing one gets the
+    same message as in a file."""
+    spec = FIELDS_BY_NAME[name]
+    domain: dict[str, Any] = {}
+    if spec.allowed:
+        domain["enum"] = list(spec.allowed)
+    if spec.min_value is not None:
+        domain["minimum"] = spec.min_value
+    description = spec.description.split("; null if")[0].rstrip(".") + "."
+    return _TYPES[spec.kind] | None, Field(
+        None, description=description, json_schema_extra=domain or None
+    )
+
+
+class _ResultBase(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, json_schema_extra={"required": list(REQUIRED_FIELDS)}
+    )
+
+    @field_validator("illicit", mode="before", check_fields=False)
+    @classmethod
+    def _read_bool(cls, value: Any) -> Any:
+        return parse_bool_value(value)  # the file reader's words
+
+    @field_validator("inspected_at", check_fields=False)
+    @classmethod
+    def _require_time_zone(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("inspected_at must carry a time zone (e.g. '2026-05-03T09:00:00Z')")
+        return value
+
+
+OutcomeResult: type[BaseModel] = create_model(  # type: ignore[call-overload]
+    "OutcomeResult",
+    __base__=_ResultBase,
+    __doc__="The result of one inspection, keyed by the declaration id of a stored decision.",
+    **{name: _result_field(name) for name in RESULT_FIELDS},
+)
+
+
+class OutcomesResponse(BaseModel):
+    stored: int = Field(description="Results stored by this request.")
+    unchanged: int = Field(
+        description="Results identical to one already stored (a re-post): nothing new stored."
     )

@@ -1,4 +1,4 @@
-"""The BentoML scoring service: POST /score, POST /explain, GET|POST /decision.
+"""The BentoML scoring service: POST /score, POST /explain, GET|POST /decision, POST /outcomes.
 
 Start it with ``parcelrisk serve`` (``serving.cli``), which passes its options through the
 environment to the worker processes (``serving.config``).
@@ -39,9 +39,18 @@ from serving.decision import DecisionRecord
 from serving.errors import error_response, rejection_response
 from serving.limits import BodyLimitMiddleware
 from serving.metrics import observe_batch
+from serving.outcome_store import SqliteOutcomeStore
+from serving.outcomes import OutcomesRefused, describe_problems, store_outcomes
 from serving.patches import freeze_after_load, install_request_timeout
 from serving.readiness import ReadinessMiddleware
-from serving.schemas import Declaration, Explanation, ScoreResponse, StoredDecision
+from serving.schemas import (
+    Declaration,
+    Explanation,
+    OutcomeResult,
+    OutcomesResponse,
+    ScoreResponse,
+    StoredDecision,
+)
 from serving.scoring import (
     ScoredBatch,
     ScoringRuntime,
@@ -103,6 +112,7 @@ class ParcelRiskService:
         _WORKER.service = None
         load_keyring()  # refuse to start without keys unless auth was explicitly waived
         self.store = open_store(self.config.audit_db)
+        self.outcome_store = SqliteOutcomeStore(self.config.audit_db)
         self.runtime: ScoringRuntime | None = None
         self.batcher = MicroBatcher(
             self._score_and_record,
@@ -263,6 +273,34 @@ class ParcelRiskService:
         """A stored decision as recorded (auditor)."""
         return _stored_decision(self, decision_id)
 
+    @bentoml.api(route="/outcomes")
+    async def outcomes(self, outcomes: list[OutcomeResult]) -> OutcomesResponse:  # type: ignore[valid-type]
+        """Store inspection results (inspector), all or nothing; an identical re-post is a no-op.
+
+        Refused (nothing stored) with every offending row: an unknown declaration id, an id
+        twice in the request, a result dated before its declaration or in the future, an
+        offence type or revenue on a parcel found not illicit, a result that contradicts the
+        one already stored (409 when that is the only problem).
+        """
+        import pandas as pd
+
+        n, limit = len(outcomes), self.config.max_batch
+        if not 1 <= n <= limit:
+            return error_response(
+                422,
+                f"outcomes: expected 1 to {limit} results per request, got {n}",
+                field="outcomes",
+            )
+        raw = pd.DataFrame([o.model_dump() for o in outcomes], dtype="object")
+        try:
+            # the write may wait for the store's lock: not on the event loop
+            counts = await asyncio.to_thread(
+                store_outcomes, self.outcome_store, raw, source="api:inspector"
+            )
+        except OutcomesRefused as exc:
+            return _refused_outcomes(exc)
+        return JSONResponse(counts)
+
 
 def _outcome_field(declarations: list[Any]) -> str | None:
     """``declarations.I.FIELD`` of the first outcome field sent as an extra key, if any."""
@@ -270,6 +308,25 @@ def _outcome_field(declarations: list[Any]) -> str | None:
         if declaration.model_extra and (found := _OUTCOMES & declaration.model_extra.keys()):
             return f"declarations.{i}.{sorted(found)[0]}"
     return None
+
+
+def _refused_outcomes(exc: OutcomesRefused) -> JSONResponse:
+    """400 naming every refused row (409 when each one only contradicts a stored result)."""
+    problems = [
+        {
+            "loc": ["outcomes", p.row, p.field],
+            "declaration_id": p.declaration_id,
+            "rule": p.rule,
+            "msg": p.msg,
+        }
+        for p in exc.problems
+    ]
+    only_conflicts = all(p.rule == "result.conflict" for p in exc.problems)
+    return error_response(
+        409 if only_conflicts else 400,
+        describe_problems(exc.problems, lambda row: f"outcomes.{row}"),
+        problems=problems[:20],
+    )
 
 
 def _stored_decision(service: ParcelRiskService, decision_id: str) -> JSONResponse:

@@ -561,9 +561,55 @@ __all__ = [
     "ExtraSpec",
     "Mapping",
     "apply_mapping",
+    "apply_outcome_mapping",
     "ingest_file",
     "load_mapping",
     "parse_mapping",
     "parse_mapping_text",
     "read_source",
 ]
+
+
+# --------------------------------------------------------------------------------------------
+# Inspection-result files: the declaration id and the outcome fields only.
+# --------------------------------------------------------------------------------------------
+
+
+def apply_outcome_mapping(raw: pd.DataFrame, mapping: Mapping) -> pd.DataFrame:
+    """An export of inspection results -> ``declaration_id`` and the mapped outcome fields.
+
+    Values are converted as in ``apply_mapping`` (formats, zones, codes, units) but not checked:
+    the results' checker (``serving.outcomes``) applies the contract's rules to them.
+    """
+    import pandas as pd
+
+    wanted = {"declaration_id"} | {f.name for f in FIELDS if f.scope == "outcome"}
+    others = sorted(set(mapping.columns) - wanted)
+    if others or "declaration_id" not in mapping.columns:
+        raise ContractError(
+            "a results mapping maps declaration_id and outcome fields only"
+            + (f"; not: {', '.join(others)}" if others else "; declaration_id is not mapped")
+        )
+    missing = [c for c in mapping.source_columns() if c not in raw.columns]
+    if missing:
+        raise ContractError(
+            f"source column(s) named in the mapping but absent from the file: "
+            f"{', '.join(dict.fromkeys(missing))} (file has: {', '.join(map(str, raw.columns))})"
+        )
+    raw = raw.reset_index(drop=True)
+    id_spec = mapping.columns["declaration_id"]
+    ids = _as_text(raw[id_spec.column]) if id_spec.column is not None else None
+    out: dict[str, pd.Series] = {}
+    errors: list[str] = []
+    for name, spec in mapping.columns.items():
+        source = raw[spec.column] if spec.column is not None else pd.Series(index=raw.index)
+        converted, bad, problem = _convert(spec, FIELDS_BY_NAME[name].kind, source, len(raw))
+        if bad.any():
+            origin = f"source column {spec.column!r}" if spec.column else "constant value"
+            shown = source if spec.column is not None else converted
+            errors.append(f"{name} ({origin}): {problem}: {_examples(shown, bad, ids)}")
+            continue
+        out[name] = converted
+    if errors:
+        raise ContractError("values that do not convert:\n  " + "\n  ".join(errors))
+    return pd.DataFrame(out, index=raw.index)

@@ -1,0 +1,183 @@
+"""Inspection results in the decision store's SQLite file: the ``outcomes`` table.
+
+The results live beside the decisions they answer (same file, WAL), on this module's own
+connection, so the decision store's code and its write path are untouched. ``seq`` numbers the
+results in the order they were stored, for a reader that pulls what is new since its last look
+(the live entity state). Each batch is checked and written inside one ``BEGIN IMMEDIATE``
+transaction (``serving.outcomes.store_outcomes``): the check sees exactly what it writes over.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from features.errors import ParcelriskError
+from serving.outcomes import ScoredRow, StoredResult, iso_utc, parse_iso_us
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS outcomes (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    declaration_id TEXT UNIQUE NOT NULL,
+    inspected_at TEXT NOT NULL,
+    illicit INTEGER NOT NULL,
+    offence_type TEXT,
+    revenue_recovered REAL,
+    recorded_at TEXT NOT NULL,
+    source TEXT NOT NULL
+);
+"""
+_INSERT = (
+    "INSERT INTO outcomes (declaration_id, inspected_at, illicit, offence_type, "
+    "revenue_recovered, recorded_at, source) VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+# The first decision of each declaration: scored first, then stored first.
+_FIRST_DECISIONS = """
+SELECT declaration_id, declaration_json, exploration FROM (
+    SELECT declaration_id, declaration_json, exploration,
+           ROW_NUMBER() OVER (PARTITION BY declaration_id ORDER BY scored_at, rowid) AS n
+    FROM decisions
+) WHERE n = 1 AND json_extract(declaration_json, '$.declared_at') >= ?
+"""
+
+
+def sqlite_path(location: str | Path) -> Path:
+    """The file of a decision store location (a path or ``sqlite:///PATH``, as ``open_store``)."""
+    text = str(location)
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        return Path(text)
+    if scheme.lower() != "sqlite":
+        raise ParcelriskError(
+            f"decision store {scheme}://...: inspection results are kept in the SQLite store "
+            "only; use a file path or sqlite:///PATH"
+        )
+    return Path(rest[1:] if rest.startswith("/") else rest)
+
+
+class SqliteOutcomeStore:
+    """Thread-safe handle on the ``outcomes`` table of a decision store file."""
+
+    def __init__(self, location: str | Path) -> None:
+        self.path = sqlite_path(location)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._conn = sqlite3.connect(
+            str(self.path), check_same_thread=False, isolation_level=None, timeout=30.0
+        )
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")  # as the decisions: see sqlite_store
+        self._conn.executescript(_SCHEMA)
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[_Write]:
+        """One write transaction: committed if the block ends normally, else rolled back."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield _Write(self._conn)
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def count(self) -> int:
+        with self._lock:
+            return int(self._conn.execute("SELECT COUNT(*) FROM outcomes").fetchone()[0])
+
+    def scored_history(self, since_us: int | None = None) -> list[ScoredRow]:
+        """The first decision of every declaration (declared at or after ``since_us``), with
+        its result where one is stored, in one consistent read."""
+        with self._lock:
+            if not _has_decisions(self._conn):
+                return []
+            self._conn.execute("BEGIN")  # one snapshot for both queries
+            try:
+                # stored times are all "%Y-%m-%dT%H:%M:%S.%fZ": text order is time order
+                since = iso_utc(since_us) if since_us is not None else ""
+                decisions = self._conn.execute(_FIRST_DECISIONS, (since,)).fetchall()
+                results = _results(self._conn, None)
+            finally:
+                self._conn.execute("COMMIT")
+        return [
+            ScoredRow(declaration_json, bool(exploration), results.get(declaration_id))
+            for declaration_id, declaration_json, exploration in decisions
+        ]
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+
+class _Write:
+    """The reads and the insert of one write transaction (``serving.outcomes.OutcomeWrite``)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def _load_ids(self, ids: Sequence[str]) -> None:
+        # a temporary table rather than IN (?, ?, ...): a file may hold more ids than SQLite
+        # takes parameters in one statement
+        self._conn.execute("CREATE TEMP TABLE IF NOT EXISTS wanted (id TEXT PRIMARY KEY)")
+        self._conn.execute("DELETE FROM wanted")
+        self._conn.executemany("INSERT OR IGNORE INTO wanted VALUES (?)", ((i,) for i in ids))
+
+    def declared_at(self, ids: Sequence[str]) -> dict[str, int]:
+        if not ids or not _has_decisions(self._conn):
+            return {}
+        self._load_ids(ids)
+        rows = self._conn.execute(
+            "SELECT d.declaration_id, MIN(json_extract(d.declaration_json, '$.declared_at')) "
+            "FROM decisions d JOIN wanted w ON d.declaration_id = w.id "
+            "GROUP BY d.declaration_id"
+        ).fetchall()
+        return {declaration_id: parse_iso_us(at) for declaration_id, at in rows if at}
+
+    def stored(self, ids: Sequence[str]) -> dict[str, StoredResult]:
+        if not ids:
+            return {}
+        self._load_ids(ids)
+        return _results(self._conn, "wanted")
+
+    def insert(self, results: Sequence[StoredResult], ids: Sequence[str], source: str) -> None:
+        recorded_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        self._conn.executemany(
+            _INSERT,
+            [
+                (
+                    declaration_id,
+                    iso_utc(result.inspected_at_us),
+                    int(result.illicit),
+                    result.offence_type,
+                    result.revenue_recovered,
+                    recorded_at,
+                    source,
+                )
+                for declaration_id, result in zip(ids, results, strict=True)
+            ],
+        )
+
+
+def _has_decisions(conn: sqlite3.Connection) -> bool:
+    """Whether the decisions table exists yet (a store no one has scored into has none)."""
+    found = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'decisions'"
+    ).fetchone()
+    return found is not None
+
+
+def _results(conn: sqlite3.Connection, wanted: str | None) -> dict[str, StoredResult]:
+    query = (
+        "SELECT declaration_id, inspected_at, illicit, offence_type, revenue_recovered "
+        "FROM outcomes"
+    )
+    if wanted is not None:
+        query += f" WHERE declaration_id IN (SELECT id FROM {wanted})"
+    return {
+        declaration_id: StoredResult(parse_iso_us(at), bool(illicit), offence, revenue)
+        for declaration_id, at, illicit, offence, revenue in conn.execute(query)
+    }

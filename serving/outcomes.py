@@ -1,0 +1,357 @@
+"""Inspection results that come back after scoring: checked against the decisions, then stored.
+
+One function, ``check_outcomes``, decides whether a batch of results may be stored; the HTTP
+endpoint (``POST /outcomes``) and ``parcelrisk outcomes ingest`` both go through
+``store_outcomes``, which runs it inside the store's write transaction, so a batch is stored
+whole or not at all and two writers cannot both store a first, conflicting result for one id.
+
+The field rules (types, offence codes, non-negative revenue, not in the future, not before the
+declaration, no offence type without an offence) are the contract's outcome rules
+(``features.intake.rules``), run on the results as on a history file; this module adds what only
+the store can answer: unknown declaration ids, an id twice in one batch, and a result that
+contradicts the one already stored (an identical one is "unchanged", not an error).
+
+``history_frame`` is the way back into training: the declarations as they were scored, with
+their results, as a contract history file (``parcelrisk history export``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+from features.errors import ParcelriskError
+from features.intake.columns import FrameColumns
+from features.intake.contract import (
+    DECLARATION_COLUMNS,
+    OUTCOME_COLUMNS,
+    RANDOM_SELECTION,
+    coerce_declarations,
+    parse_declarations,
+)
+from features.intake.rules import Limits, Rule, check, parse_findings, rules_for, show
+from features.params import FeatureParams
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# What a result carries: the contract's outcome fields that an inspector records.
+RESULT_FIELDS = ("declaration_id", "inspected_at", "illicit", "offence_type", "revenue_recovered")
+REQUIRED_FIELDS = ("declaration_id", "inspected_at", "illicit")
+# selection_reason of a parcel inspected because the model sent it (not the random quota).
+MODEL_SELECTION = "model"
+
+
+@dataclass(frozen=True)
+class OutcomeProblem:
+    """Why one row of a batch of results was refused (``row``: 0-based position in the batch)."""
+
+    row: int
+    declaration_id: str | None
+    field: str
+    rule: str
+    msg: str
+
+
+class OutcomesRefused(ParcelriskError):
+    """A batch of results was refused as a whole; nothing was stored."""
+
+    def __init__(self, problems: list[OutcomeProblem], n_rows: int) -> None:
+        self.problems = sorted(problems, key=lambda p: p.row)
+        self.n_rows = n_rows
+        super().__init__(describe_problems(self.problems, lambda row: f"row {row + 1}"))
+
+
+def describe_problems(
+    problems: Sequence[OutcomeProblem], where: Callable[[int], str], shown: int = 3
+) -> str:
+    """One line: how many results were refused and the first few reasons, with their rows."""
+    rows = len({p.row for p in problems})
+    parts = [
+        f"{where(p.row)}" + (f" ({p.declaration_id})" if p.declaration_id else "") + f": {p.msg}"
+        for p in problems[:shown]
+    ]
+    more = f" (+{len(problems) - shown} more)" if len(problems) > shown else ""
+    return f"{rows} result(s) refused, nothing stored: {'; '.join(parts)}{more}"
+
+
+@dataclass(frozen=True)
+class StoredResult:
+    """A result as the store holds it, in the form results are compared in."""
+
+    inspected_at_us: int  # UTC microseconds since the epoch
+    illicit: bool
+    offence_type: str | None
+    revenue_recovered: float | None
+
+
+@dataclass(frozen=True)
+class CheckedOutcomes:
+    """A batch that passed: the rows to store (canonical frame) and how many were already there."""
+
+    new: pd.DataFrame
+    unchanged: int
+
+
+def _outcome_rules(now: datetime | None) -> list[Rule]:
+    # The outcome-scope rules only; the limits feed plausibility rules of declarations, which
+    # are dropped here, so the defaults do.
+    limits = Limits.from_params({}, FeatureParams())
+    return [
+        rule for rule in rules_for(limits, with_outcomes=True, now=now) if rule.scope == "outcome"
+    ]
+
+
+def check_outcomes(
+    raw: pd.DataFrame,
+    declared_at_us: dict[str, int],
+    stored: dict[str, StoredResult],
+    *,
+    now: datetime | None = None,
+) -> CheckedOutcomes:
+    """The results of ``raw`` that may be stored, or ``OutcomesRefused`` naming every bad row.
+
+    ``raw``: one row per result, columns of ``RESULT_FIELDS`` (text or typed; others ignored).
+    ``declared_at_us``: declaration id -> declared_at (UTC us) of the scored declarations
+    among those ids. ``stored``: the results already stored for those ids. ``now`` fixes the
+    clock of the "not in the future" rule (tests); by default it is read now.
+    """
+    import pandas as pd
+
+    missing = [name for name in REQUIRED_FIELDS if name not in raw.columns]
+    if missing:
+        raise ParcelriskError(
+            f"results need the column(s) {', '.join(missing)} "
+            f"(a result has: {', '.join(RESULT_FIELDS)})"
+        )
+    present = [name for name in RESULT_FIELDS if name in raw.columns]
+    frame, bad_values, _ = parse_declarations(raw[present], with_outcomes=True)
+    frame = frame[[*RESULT_FIELDS]]
+    ids = frame["declaration_id"]
+    declared = ids.map(declared_at_us).astype("float64")  # NaN: unknown id
+    frame["inspected"] = True
+    frame["declared_at"] = pd.to_datetime(declared, unit="us", utc=True).astype(
+        "datetime64[us, UTC]"
+    )
+    # selection_reason is the store's to derive (exploration or model), never sent
+    frame["selection_reason"] = pd.Series(None, index=frame.index, dtype="str")
+
+    unreadable: dict[str, np.ndarray] = {}
+    for bad in bad_values:
+        mask = unreadable.setdefault(bad.field, np.zeros(len(frame), dtype=bool))
+        mask[bad.rows] = True
+    findings = check(FrameColumns(frame), _outcome_rules(now), unreadable)
+    problems = [
+        OutcomeProblem(row, ids.iloc[row], finding.rule.field, finding.rule.name, message)
+        for finding in [*parse_findings(bad_values), *findings.faults]
+        for row, message in zip(finding.rows.tolist(), finding.messages(), strict=True)
+    ]
+    problems += _revenue_without_offence(frame)
+
+    id_values = ids.to_numpy(dtype=object, na_value=None)
+    counts = ids.value_counts()
+    unchanged = np.zeros(len(frame), dtype=bool)
+    for row, declaration_id in enumerate(id_values):
+        if declaration_id is None:
+            continue  # declaration_id.required already says so
+        if counts[declaration_id] > 1:
+            problems.append(
+                OutcomeProblem(
+                    row,
+                    declaration_id,
+                    "declaration_id",
+                    "declaration_id.unique",
+                    f"declaration_id: {show(declaration_id)} has {counts[declaration_id]} "
+                    "results in this batch; send one",
+                )
+            )
+        elif declaration_id not in declared_at_us:
+            problems.append(
+                OutcomeProblem(
+                    row,
+                    declaration_id,
+                    "declaration_id",
+                    "declaration_id.known",
+                    f"declaration_id: {show(declaration_id)} has no decision in the store",
+                )
+            )
+        elif declaration_id in stored:
+            differs = _differences(stored[declaration_id], frame.iloc[row])
+            if differs:
+                problems.append(
+                    OutcomeProblem(
+                        row,
+                        declaration_id,
+                        differs[0],
+                        "result.conflict",
+                        f"{differs[0]}: a different result is already stored for "
+                        f"{show(declaration_id)} ({', '.join(differs)} differ)",
+                    )
+                )
+            else:
+                unchanged[row] = True
+    if problems:
+        raise OutcomesRefused(problems, len(frame))
+    new = frame.loc[~unchanged, [*RESULT_FIELDS]].reset_index(drop=True)
+    return CheckedOutcomes(new, int(unchanged.sum()))
+
+
+def _revenue_without_offence(frame: pd.DataFrame) -> list[OutcomeProblem]:
+    """Revenue recovered from a parcel found not illicit: a recording error, as offence_type."""
+    revenue = frame["revenue_recovered"].to_numpy(dtype=np.float64, na_value=np.nan)
+    cleared = frame["illicit"].to_numpy(dtype=np.float64, na_value=np.nan) == 0.0
+    with np.errstate(invalid="ignore"):
+        rows = np.flatnonzero(cleared & (revenue > 0))
+    return [
+        OutcomeProblem(
+            int(row),
+            frame["declaration_id"].iloc[row],
+            "revenue_recovered",
+            "revenue_recovered.without_offence",
+            f"revenue_recovered: {show(float(revenue[row]))} EUR is recorded but the parcel "
+            "was not found illicit",
+        )
+        for row in rows
+    ]
+
+
+def _differences(stored: StoredResult, row: pd.Series) -> list[str]:
+    """The fields in which a posted result differs from the stored one."""
+    posted = result_of(row)
+    out = []
+    if posted.inspected_at_us != stored.inspected_at_us:
+        out.append("inspected_at")
+    if posted.illicit != stored.illicit:
+        out.append("illicit")
+    if posted.offence_type != stored.offence_type:
+        out.append("offence_type")
+    if posted.revenue_recovered != stored.revenue_recovered:
+        out.append("revenue_recovered")
+    return out
+
+
+def _optional(value: Any) -> Any:
+    """None for every missing marker a frame cell may hold (None, NaN, pd.NA)."""
+    import pandas as pd
+
+    return None if pd.isna(value) else value
+
+
+def result_of(row: pd.Series) -> StoredResult:
+    """One canonical result row in the form results are compared and stored in."""
+    revenue = _optional(row["revenue_recovered"])
+    offence = _optional(row["offence_type"])
+    return StoredResult(
+        inspected_at_us=int(row["inspected_at"].value // 1000),
+        illicit=bool(row["illicit"]),
+        offence_type=None if offence is None else str(offence),
+        revenue_recovered=None if revenue is None else float(revenue),
+    )
+
+
+def iso_utc(t_us: int) -> str:
+    """UTC microseconds as the store writes times (as ``declaration_json`` does)."""
+    moment = datetime.fromtimestamp(t_us // 1_000_000, UTC).replace(microsecond=t_us % 1_000_000)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_iso_us(text: str) -> int:
+    """A stored UTC time back to microseconds since the epoch."""
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+# --------------------------------------------------------------------------------------------
+# Storing a batch: the check inside the store's write transaction
+# --------------------------------------------------------------------------------------------
+
+
+class OutcomeWrite(Protocol):
+    """What ``store_outcomes`` needs of a store while it holds the write lock."""
+
+    def declared_at(self, ids: Sequence[str]) -> dict[str, int]: ...
+
+    def stored(self, ids: Sequence[str]) -> dict[str, StoredResult]: ...
+
+    def insert(self, results: Sequence[StoredResult], ids: Sequence[str], source: str) -> None: ...
+
+
+class OutcomeStore(Protocol):
+    def write(self) -> AbstractContextManager[OutcomeWrite]: ...
+
+
+def store_outcomes(
+    store: OutcomeStore, raw: pd.DataFrame, *, source: str, now: datetime | None = None
+) -> dict[str, int]:
+    """Check ``raw`` against the store and keep its new results, all or nothing.
+
+    ``source``: who sent them (``api:inspector``, a file name), kept with each result.
+    Returns ``{"stored": n, "unchanged": m}``; raises ``OutcomesRefused`` and stores nothing.
+    """
+    from features.intake.contract import parse_text
+
+    if len(raw) == 0:
+        raise ParcelriskError("no results given: expected at least one row")
+    if "declaration_id" in raw.columns:
+        ids = parse_text(raw["declaration_id"]).dropna().unique().tolist()
+    else:
+        ids = []
+    with store.write() as tx:
+        checked = check_outcomes(raw, tx.declared_at(ids), tx.stored(ids), now=now)
+        new = checked.new
+        tx.insert(
+            [result_of(row) for _, row in new.iterrows()],
+            new["declaration_id"].tolist(),
+            source,
+        )
+    return {"stored": len(new), "unchanged": checked.unchanged}
+
+
+# --------------------------------------------------------------------------------------------
+# The way back into training
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ScoredRow:
+    """The first decision of one declaration, with its stored result if any."""
+
+    declaration_json: str
+    exploration: bool
+    result: StoredResult | None
+
+
+def history_frame(rows: Iterator[ScoredRow] | Sequence[ScoredRow]) -> pd.DataFrame:
+    """The scored declarations as a contract history frame (declaration + outcome columns).
+
+    A declaration with a result is ``inspected``; its ``selection_reason`` is ``random`` when
+    the exploration quota drew it (an unbiased label, as the training code reads it) and
+    ``model`` otherwise. Declarations without a result are not inspected (outcomes null).
+    """
+    import pandas as pd
+
+    records = []
+    for row in rows:
+        declaration = json.loads(row.declaration_json)
+        record = {name: declaration.get(name) for name in DECLARATION_COLUMNS}
+        result = row.result
+        record["inspected"] = result is not None
+        if result is not None:
+            record["inspected_at"] = iso_utc(result.inspected_at_us)
+            record["illicit"] = result.illicit
+            record["offence_type"] = result.offence_type
+            record["revenue_recovered"] = result.revenue_recovered
+            record["selection_reason"] = RANDOM_SELECTION if row.exploration else MODEL_SELECTION
+        records.append(record)
+    raw = pd.DataFrame(records, columns=[*DECLARATION_COLUMNS, *OUTCOME_COLUMNS], dtype="object")
+    history = coerce_declarations(raw, with_outcomes=True)
+    return history.sort_values(["declared_at", "declaration_id"], kind="stable").reset_index(
+        drop=True
+    )

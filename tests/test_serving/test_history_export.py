@@ -1,0 +1,141 @@
+"""`parcelrisk history export`: the scored declarations and their results, back into training."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from features.intake.contract import RANDOM_SELECTION
+from features.intake.io import read_declarations
+from features.params import FeatureParams
+from features.synthetic import SyntheticParams, generate
+from serving.decision import DecisionRecord
+from serving.outcome_store import SqliteOutcomeStore
+from serving.outcomes import MODEL_SELECTION, store_outcomes
+from serving.scoring import declarations_as_json
+from serving.sqlite_store import SqliteDecisionStore
+
+
+def _records(declarations, exploration: np.ndarray, repeat: int = 0) -> list[DecisionRecord]:
+    texts = declarations_as_json(
+        declarations.drop(
+            columns=[
+                c
+                for c in declarations
+                if c
+                in (
+                    "inspected",
+                    "inspected_at",
+                    "illicit",
+                    "offence_type",
+                    "revenue_recovered",
+                    "selection_reason",
+                )
+            ]
+        )
+    )
+    return [
+        DecisionRecord(
+            decision_id=f"dec-{repeat}-{i}",
+            scored_at=f"2026-0{7 + repeat}-01T00:00:00.000000+00:00",
+            declaration_id=declaration_id,
+            declaration_json=text,
+            features=b"\x00" * 8,
+            manifest_fingerprint="fp",
+            model_name="parcel-risk",
+            model_version=str(1 + repeat),
+            thresholds_version="thr",
+            lane_policy="{}",
+            raw_score=0.0,
+            risk=0.1,
+            expected_revenue=0.0,
+            lane="green",
+            exploration=bool(exploration[i]),
+            reasons=[],
+            warnings=[],
+        )
+        for i, (declaration_id, text) in enumerate(
+            zip(declarations["declaration_id"], texts, strict=True)
+        )
+    ]
+
+
+@pytest.fixture(scope="module")
+def scored_store(tmp_path_factory: pytest.TempPathFactory):
+    """A small generated history scored into a store (some twice), its inspections posted back."""
+
+    declarations, _ = generate(SyntheticParams(seed=3, parcels=3000, days=20))
+    rng = np.random.default_rng(0)
+    exploration = rng.uniform(size=len(declarations)) < 0.05
+    db = tmp_path_factory.mktemp("history") / "audit.db"
+    decisions = SqliteDecisionStore(db)
+    decisions.record(_records(declarations, exploration))
+    decisions.record(_records(declarations.head(50), ~exploration[:50], repeat=1))  # re-scored
+    decisions.close()
+    inspected = declarations[declarations["inspected"].astype(bool)]
+    results = inspected[
+        ["declaration_id", "inspected_at", "illicit", "offence_type", "revenue_recovered"]
+    ]
+    outcomes = SqliteOutcomeStore(db)
+    counts = store_outcomes(outcomes, results.reset_index(drop=True), source="test")
+    outcomes.close()
+    assert counts == {"stored": len(inspected), "unchanged": 0}
+    return db, declarations, exploration
+
+
+def test_export_is_the_history_as_scored_with_its_results(scored_store, tmp_path: Path) -> None:
+    from serving.main import app
+
+    db, declarations, exploration = scored_store
+    out = tmp_path / "history.parquet"
+    run = CliRunner().invoke(app, ["history", "export", "--db", str(db), "--out", str(out)])
+    assert run.exit_code == 0, run.output
+    history, _ = read_declarations(out)
+    assert json.loads(run.output)["declarations"] == len(declarations) == len(history)
+    by_id = history.set_index("declaration_id")
+    source = declarations.set_index("declaration_id").loc[by_id.index]
+    for column in ("declared_at", "hs_code", "declared_value", "inspected", "illicit"):
+        assert by_id[column].equals(source[column]), column
+    # the first decision decides the selection reason, not the later re-score
+    drawn = dict(zip(declarations["declaration_id"], exploration, strict=True))
+    inspected = by_id[by_id["inspected"].astype(bool)]
+    expected = [RANDOM_SELECTION if drawn[i] else MODEL_SELECTION for i in inspected.index]
+    assert inspected["selection_reason"].tolist() == expected
+    assert by_id.loc[~by_id["inspected"].astype(bool), "selection_reason"].isna().all()
+
+
+def test_the_export_passes_the_gate_and_builds_features(scored_store, tmp_path: Path) -> None:
+    from features.intake.rules import Limits
+    from features.intake.validation import validate_file
+    from features.pipeline.build import build_features
+    from serving.main import app
+
+    db, _, _ = scored_store
+    out = tmp_path / "history.parquet"
+    assert (
+        CliRunner().invoke(app, ["history", "export", "--db", str(db), "--out", str(out)]).exit_code
+        == 0
+    )
+    gate = validate_file(out, Limits.from_params({}, FeatureParams()), cross_check=False)
+    assert gate.success, gate.render()
+    history, contract = read_declarations(out)
+    built = build_features(history, contract, FeatureParams())
+    assert len(built.frame) == len(history)
+
+
+def test_since_keeps_later_declarations(scored_store, tmp_path: Path) -> None:
+    from serving.main import app
+
+    db, declarations, _ = scored_store
+    cut = declarations["declared_at"].iloc[len(declarations) // 2]
+    out = tmp_path / "later.parquet"
+    run = CliRunner().invoke(
+        app, ["history", "export", "--db", str(db), "--out", str(out), "--since", cut.isoformat()]
+    )
+    assert run.exit_code == 0, run.output
+    history, _ = read_declarations(out)
+    assert len(history) == int((declarations["declared_at"] >= cut).sum())

@@ -1,0 +1,223 @@
+"""Inspection results: the checker, the outcomes table and `parcelrisk outcomes ingest`."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from serving.decision import DecisionRecord
+from serving.outcome_store import SqliteOutcomeStore, sqlite_path
+from serving.outcomes import OutcomesRefused, store_outcomes
+from serving.sqlite_store import SqliteDecisionStore
+
+NOW = datetime(2026, 6, 1, tzinfo=UTC)
+
+
+def decision(declaration_id: str, declared_at: str, *, exploration: bool = False, n: int = 0):
+    """A stored decision whose declaration is just its id and time (what the checker reads)."""
+    return DecisionRecord(
+        decision_id=f"dec-{declaration_id}-{n}",
+        scored_at=f"2026-05-0{1 + n}T12:00:00.000000+00:00",
+        declaration_id=declaration_id,
+        declaration_json=json.dumps({"declaration_id": declaration_id, "declared_at": declared_at}),
+        features=b"\x00" * 8,
+        manifest_fingerprint="fp",
+        model_name="parcel-risk",
+        model_version="1",
+        thresholds_version="thr",
+        lane_policy="{}",
+        raw_score=0.0,
+        risk=0.1,
+        expected_revenue=0.0,
+        lane="green",
+        exploration=exploration,
+        reasons=[],
+        warnings=[],
+    )
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    db = tmp_path / "audit.db"
+    decisions = SqliteDecisionStore(db)
+    decisions.record(
+        [
+            decision("D1", "2026-05-01T10:00:00.000000Z"),
+            decision("D2", "2026-05-02T10:00:00.000000Z"),
+        ]
+    )
+    decisions.close()
+    outcomes = SqliteOutcomeStore(db)
+    yield outcomes
+    outcomes.close()
+
+
+def result(declaration_id: str = "D1", **changes) -> dict:
+    return {
+        "declaration_id": declaration_id,
+        "inspected_at": "2026-05-03T09:00:00Z",
+        "illicit": True,
+        "offence_type": "undervaluation",
+        "revenue_recovered": 12.5,
+        **changes,
+    }
+
+
+def post(store, *results) -> dict[str, int]:
+    return store_outcomes(store, pd.DataFrame(list(results)), source="test", now=NOW)
+
+
+def test_results_are_stored_and_an_identical_repost_is_unchanged(store) -> None:
+    cleared = result("D2", illicit=False, offence_type=None, revenue_recovered=None)
+    assert post(store, result(), cleared) == {"stored": 2, "unchanged": 0}
+    assert post(store, result(), cleared) == {"stored": 0, "unchanged": 2}
+    assert store.count() == 2
+    rows = store._conn.execute(
+        "SELECT seq, declaration_id, inspected_at, illicit, offence_type, revenue_recovered, "
+        "source FROM outcomes ORDER BY seq"
+    ).fetchall()
+    assert rows == [
+        (1, "D1", "2026-05-03T09:00:00.000000Z", 1, "undervaluation", 12.5, "test"),
+        (2, "D2", "2026-05-03T09:00:00.000000Z", 0, None, None, "test"),
+    ]
+
+
+def test_text_values_read_like_a_file(store) -> None:
+    text = result(illicit="yes", offence_type=" Undervaluation ", revenue_recovered="12.5")
+    assert post(store, text) == {"stored": 1, "unchanged": 0}
+    assert post(store, result()) == {"stored": 0, "unchanged": 1}
+
+
+@pytest.mark.parametrize(
+    ("bad", "rule"),
+    [
+        (result("D404"), "declaration_id.known"),
+        (result(inspected_at="2026-04-30T09:00:00Z"), "inspected_at.after_declaration"),
+        (result(inspected_at="2026-06-05T00:00:00Z"), "inspected_at.not_future"),
+        (result(illicit=False, revenue_recovered=None), "offence_type.without_offence"),
+        (result(illicit=False, offence_type=None), "revenue_recovered.without_offence"),
+        (result(offence_type="smuggling"), "offence_type.code"),
+        (result(revenue_recovered=-1.0), "revenue_recovered.minimum"),
+        (result(illicit="maybe"), "illicit.type"),
+        (result(inspected_at=None), "inspected_at.when_inspected"),
+    ],
+)
+def test_a_bad_result_refuses_the_whole_batch(store, bad, rule) -> None:
+    good = result("D2")
+    with pytest.raises(OutcomesRefused) as refused:
+        post(store, good, bad)
+    assert rule in {p.rule for p in refused.value.problems}
+    assert {p.row for p in refused.value.problems} == {1}
+    assert "nothing stored" in str(refused.value) and "\n" not in str(refused.value)
+    assert store.count() == 0
+
+
+def test_the_same_id_twice_in_a_batch_is_refused(store) -> None:
+    with pytest.raises(OutcomesRefused) as refused:
+        post(store, result(), result())
+    assert [(p.row, p.rule) for p in refused.value.problems] == [
+        (0, "declaration_id.unique"),
+        (1, "declaration_id.unique"),
+    ]
+    assert store.count() == 0
+
+
+def test_a_conflicting_second_result_is_refused_and_the_first_kept(store) -> None:
+    post(store, result())
+    with pytest.raises(OutcomesRefused) as refused:
+        post(store, result("D2"), result(revenue_recovered=99.0))
+    (problem,) = refused.value.problems
+    assert (problem.row, problem.rule, problem.field) == (1, "result.conflict", "revenue_recovered")
+    assert store.count() == 1  # D2 not stored either
+
+
+def test_results_need_their_key_columns(store) -> None:
+    from features.errors import ParcelriskError
+
+    with pytest.raises(ParcelriskError, match="illicit"):
+        store_outcomes(store, pd.DataFrame([{"declaration_id": "D1"}]), source="t")
+
+
+def test_only_sqlite_locations() -> None:
+    from features.errors import ParcelriskError
+
+    assert sqlite_path("sqlite:///a/b.db") == Path("a/b.db")
+    with pytest.raises(ParcelriskError, match="SQLite"):
+        sqlite_path("postgresql://host/db")
+
+
+# --- parcelrisk outcomes ingest ---------------------------------------------------------------
+
+
+def _invoke(*args: str):
+    from serving.main import app
+
+    return CliRunner().invoke(app, list(args))
+
+
+def test_ingest_a_mapped_file_through_the_same_checks(store, tmp_path: Path) -> None:
+    source = tmp_path / "results.csv"
+    source.write_text(
+        "DECL;DATE;RESULT;KIND;RECOVERED\n"
+        "D1;03/05/2026 11:00;POS;undervaluation;12,5\n"
+        "D2;03/05/2026 11:00;NEG;;\n"
+    )
+    mapping = tmp_path / "mapping.yaml"
+    mapping.write_text(
+        "columns:\n"
+        "  declaration_id: DECL\n"
+        "  inspected_at: {column: DATE, format: '%d/%m/%Y %H:%M', timezone: Europe/Paris}\n"
+        "  illicit: {column: RESULT, values: {POS: true, NEG: false}}\n"
+        "  offence_type: KIND\n"
+        "  revenue_recovered: {column: RECOVERED, decimal: ','}\n"
+    )
+    run = _invoke(
+        "outcomes", "ingest", str(source), "--mapping", str(mapping), "--db", str(store.path)
+    )
+    assert run.exit_code == 0, run.output
+    assert json.loads(run.output)["stored"] == 2
+    # Paris summer time: 11:00 local is 09:00 UTC, as the API's result() fixture posts it
+    assert post(store, result()) == {"stored": 0, "unchanged": 1}
+
+
+def test_ingest_refuses_a_file_with_one_bad_row(store, tmp_path: Path) -> None:
+    source = tmp_path / "results.csv"
+    source.write_text(
+        "declaration_id,inspected_at,illicit,offence_type,revenue_recovered\n"
+        "D1,2026-05-03T09:00:00Z,true,undervaluation,12.5\n"
+        "D404,2026-05-03T09:00:00Z,false,,\n"
+    )
+    run = _invoke("outcomes", "ingest", str(source), "--db", str(store.path))
+    assert isinstance(run.exception, OutcomesRefused)
+    assert "row 2 (D404): declaration_id: 'D404' has no decision" in str(run.exception)
+    assert store.count() == 0
+
+
+def test_a_results_mapping_maps_no_declaration_fields(store, tmp_path: Path) -> None:
+    from features.intake.contract import ContractError
+
+    source = tmp_path / "results.csv"
+    source.write_text("DECL,HS\nD1,610910\n")
+    mapping = tmp_path / "mapping.yaml"
+    mapping.write_text("columns:\n  declaration_id: DECL\n  hs_code: HS\n")
+    run = _invoke(
+        "outcomes", "ingest", str(source), "--mapping", str(mapping), "--db", str(store.path)
+    )
+    assert isinstance(run.exception, ContractError)
+    assert "not: hs_code" in str(run.exception)
+
+
+def test_ingest_into_a_missing_store_is_refused_without_creating_it(tmp_path: Path) -> None:
+    from features.errors import ParcelriskError
+
+    source = tmp_path / "results.csv"
+    source.write_text("declaration_id,inspected_at,illicit\nD1,2026-05-03T09:00:00Z,false\n")
+    run = _invoke("outcomes", "ingest", str(source), "--db", str(tmp_path / "typo.db"))
+    assert isinstance(run.exception, ParcelriskError)
+    assert "no decision store" in str(run.exception)
+    assert not (tmp_path / "typo.db").exists()

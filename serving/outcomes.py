@@ -17,6 +17,7 @@ their results, as a contract history file (``parcelrisk history export``).
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
@@ -102,6 +103,18 @@ class CheckedOutcomes:
 def _outcome_rules(now: datetime | None) -> list[Rule]:
     # The outcome-scope rules only; the limits feed plausibility rules of declarations, which
     # are dropped here, so the defaults do.
+    if now is None:
+        return _rules_on_the_clock()
+    return _build_outcome_rules(now)
+
+
+@functools.cache
+def _rules_on_the_clock() -> list[Rule]:
+    """Built once: without a fixed ``now`` the rules read the clock when they check."""
+    return _build_outcome_rules(None)
+
+
+def _build_outcome_rules(now: datetime | None) -> list[Rule]:
     limits = Limits.from_params({}, FeatureParams())
     return [
         rule for rule in rules_for(limits, with_outcomes=True, now=now) if rule.scope == "outcome"

@@ -29,6 +29,9 @@ from features.pipeline.prepare import Entity, entities_for, entity_keys, forget_
 _REVENUE = ("revenue_recovered_eur", "revenue_per_offence_eur")
 
 
+OUTCOME_WEIGHTS = ("inspected", "illicit", "revenue_cents")
+
+
 def outcome_weights(illicit: np.ndarray, revenue_cents: np.ndarray) -> dict[str, np.ndarray]:
     return {
         "inspected": np.ones(len(illicit), dtype=np.int64),
@@ -45,7 +48,10 @@ def smoothed_rate(
 
 
 def global_prior(
-    times_us: np.ndarray, outcomes: EventIndex, base: EntityBase | None, params: FeatureParams
+    times_us: np.ndarray,
+    outcomes: EventIndex | hist.CombinedIndex,
+    base: EntityBase | None,
+    params: FeatureParams,
 ) -> np.ndarray:
     """Hit rate of all inspections recorded before each query (code 0 = everything)."""
     known = outcomes.prefix(np.zeros(len(times_us), dtype=np.int64), times_us)
@@ -62,7 +68,7 @@ def entity_history(
     codes: np.ndarray,
     times_us: np.ndarray,
     declarations: EventIndex | hist.CombinedIndex,
-    outcomes: EventIndex,
+    outcomes: EventIndex | hist.CombinedIndex,
     prior: np.ndarray,
     params: FeatureParams,
     base: EntityBase | None = None,
@@ -201,6 +207,35 @@ class EntityHistories:
     global_out_t_us: np.ndarray
     global_out_illicit: np.ndarray
     global_out_revenue_cents: np.ndarray
+    live: LiveHistories | None = None  # events seen since the snapshot (features.pipeline.live)
+
+    def with_live(self) -> EntityHistories:
+        """This snapshot with an empty live layer of its own (the snapshot stays shared)."""
+        merged = self.merged
+        part = EntityHistories(
+            self.tables,
+            self.global_base,
+            self.global_out_t_us,
+            self.global_out_illicit,
+            self.global_out_revenue_cents,
+        )
+        part.__dict__["merged"] = merged
+        part.live = LiveHistories(
+            keys={
+                spec: hist.LiveKeys(table.lookup, len(table.vocabulary), MAX_NEW_KEYS - 1)
+                for spec, table in self.tables.items()
+            },
+            declarations=hist.EventRuns(),
+            outcomes=hist.EventRuns(OUTCOME_WEIGHTS),
+            global_outcomes=hist.EventRuns(OUTCOME_WEIGHTS),
+        )
+        return part
+
+    def keys(self, spec: str) -> hist.LiveKeys:
+        if self.live is not None:
+            return self.live.keys[spec]
+        table = self.tables[spec]
+        return hist.LiveKeys(table.lookup, len(table.vocabulary), MAX_NEW_KEYS - 1)
 
     @functools.cached_property
     def merged(self) -> _Merged:
@@ -248,6 +283,17 @@ class EntityHistories:
 
 
 @dataclass
+class LiveHistories:
+    """Declarations and inspection results seen after the snapshot, in the snapshot's merged code
+    space (``_Merged.offsets``); keys the snapshot never saw get codes after its vocabulary."""
+
+    keys: dict[str, hist.LiveKeys]  # by entity spec
+    declarations: hist.EventRuns
+    outcomes: hist.EventRuns  # weights OUTCOME_WEIGHTS
+    global_outcomes: hist.EventRuns  # code 0: every result, for the prior
+
+
+@dataclass
 class _Merged:
     offsets: dict[str, int]  # entity spec -> code offset
     declarations: EventIndex  # all entities' recent declaration events
@@ -284,17 +330,6 @@ def _base_totals(
         .round()
         .astype(np.int64),
     )
-
-
-def _codes_for(table: EntityTable, keys: np.ndarray) -> np.ndarray:
-    """Snapshot codes; unseen keys get fresh codes (shared by equal keys within the request);
-    missing keys (None) stay -1: an unknown entity, not a new one."""
-    codes = hist.codes_of(table.lookup, keys)
-    unseen = codes < 0
-    if unseen.any():
-        fresh, _ = pd.factorize(keys[unseen])  # None -> -1, kept
-        codes[unseen] = np.where(fresh >= 0, len(table.vocabulary) + fresh, -1)
-    return codes
 
 
 class EntityHistoryFamily(Family):
@@ -349,17 +384,19 @@ class EntityHistoryFamily(Family):
             raise ParcelriskError(
                 f"at most {MAX_NEW_KEYS} declarations per online request, got {n}"
             )
-        merged = part.merged
-        prior = global_prior(t, merged.global_outcomes, part.global_base, params)
+        merged, live = part.merged, part.live
+        global_outcomes = merged.global_outcomes
+        if live is not None:
+            global_outcomes = hist.CombinedIndex(global_outcomes, *live.global_outcomes.runs)
+        prior = global_prior(t, global_outcomes, part.global_base, params)
         codes, base_rows, identified = [], [], []
         for entity in entities:
-            table = part.tables[entity.spec]
-            n_vocab = len(table.vocabulary)
-            local = _codes_for(table, entity_keys(prep, entity))
+            n_vocab = len(part.tables[entity.spec].vocabulary)
+            local = part.keys(entity.spec).codes(entity_keys(prep, entity))
             known = local >= 0
             in_snapshot = known & (local < n_vocab)
             # an unknown key queries the last code of the entity's range, which no event has
-            # (fresh codes of a request stay below it); its results are forgotten below
+            # (new keys, live or of this request, stay below it); its results are forgotten below
             codes.append(
                 np.where(known, local, n_vocab + MAX_NEW_KEYS - 1) + merged.offsets[entity.spec]
             )
@@ -372,8 +409,15 @@ class EntityHistoryFamily(Family):
         all_t = np.tile(t, len(entities))
         # the request's own rows: parcels of one request see each other as in batch (parcels
         # with an unknown key are events of no entity)
+        own = all_known
+        if "already_seen" in prep:  # re-scored declarations are events of the live layer already
+            own = all_known & ~np.tile(prep["already_seen"], len(entities))
+        live_declarations = live.declarations.runs if live is not None else ()
+        live_outcomes = live.outcomes.runs if live is not None else ()
         declarations = hist.CombinedIndex(
-            merged.declarations, EventIndex(all_codes[all_known], all_t[all_known])
+            merged.declarations,
+            *live_declarations,
+            EventIndex(all_codes[own], all_t[own]),
         )
         tiled = np.tile(prior, len(entities))
         values = entity_history(
@@ -381,7 +425,7 @@ class EntityHistoryFamily(Family):
             all_codes,
             all_t,
             declarations,
-            merged.outcomes,
+            hist.CombinedIndex(merged.outcomes, *live_outcomes),
             tiled,
             params,
             base=merged.base.take(np.concatenate(base_rows)),
@@ -393,6 +437,41 @@ class EntityHistoryFamily(Family):
             for name, column in values.items():
                 result[entity.prefix + name] = column[rows_i]
         return result
+
+    def append_live(self, rows: Rows, part: EntityHistories) -> None:
+        """Add declarations to the live layer: events at ``declared_at`` of every entity."""
+        live = _live_of(part)
+        codes, row = self._live_codes(rows, part)
+        live.declarations.append(codes, rows.prep["t_us"][row])
+
+    def append_outcomes(
+        self,
+        rows: Rows,
+        part: EntityHistories,
+        inspected_us: np.ndarray,
+        illicit: np.ndarray,
+        revenue_cents: np.ndarray,
+    ) -> None:
+        """Add the inspection results of declarations (``rows``, as they were scored) to the live
+        layer: events at ``inspected_us`` of every entity of the declaration, and of the prior."""
+        live = _live_of(part)
+        times = np.asarray(inspected_us, dtype=np.int64)
+        weights = outcome_weights(np.asarray(illicit), np.asarray(revenue_cents))
+        codes, row = self._live_codes(rows, part)
+        live.outcomes.append(codes, times[row], {k: w[row] for k, w in weights.items()})
+        live.global_outcomes.append(np.zeros(len(times), dtype=np.int64), times, weights)
+
+    def _live_codes(self, rows: Rows, part: EntityHistories) -> tuple[np.ndarray, np.ndarray]:
+        """Merged codes of the rows' entities (registering new keys) and the row of each;
+        parcels with an unknown key are events of no entity."""
+        merged = part.merged
+        codes, row = [], []
+        for entity in entities_for(rows.params, rows.contract, rows.manifest.inputs):
+            local = part.keys(entity.spec).add(entity_keys(rows.prep, entity))
+            known = np.flatnonzero(local >= 0)
+            codes.append(local[known] + merged.offsets[entity.spec])
+            row.append(known)
+        return np.concatenate(codes), np.concatenate(row)
 
     def fit_part(self, history: History, cutoff_us: int) -> EntityHistories:
         prep, params, outcomes = history.prep, history.params, history.outcomes
@@ -507,6 +586,12 @@ class EntityHistoryFamily(Family):
         for table in tables.values():
             _ = table.lookup
         return part
+
+
+def _live_of(part: EntityHistories) -> LiveHistories:
+    if part.live is None:
+        raise ValueError("this entity-history part has no live layer (EntityHistories.with_live)")
+    return part.live
 
 
 FAMILY = EntityHistoryFamily()

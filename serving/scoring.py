@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
     from features.intake.columns import FrameColumns
     from features.intake.contract import Contract
     from features.params import ServeParams, Settings
+    from features.pipeline.live import LiveState
     from features.pipeline.online import OnlineFeatures
     from models.bundle import RiskModel
     from serving.store import DecisionStore
@@ -59,10 +61,37 @@ class ScoringRuntime:
     fault_rules: list[Rule] = field(default_factory=list)
     warning_rules: list[Rule] = field(default_factory=list)
     limits: Limits | None = None
+    # The live entity state behind compute_features (None: features from the snapshot alone)
+    # and the last decision-store sequence appended to it (catch_up).
+    live: LiveState | None = None
+    log_seq: int = 0
+    _catch_up_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def model_ref(self) -> dict[str, str]:
         return {"name": self.model_name, "version": self.model_version}
+
+    def catch_up(self, store: DecisionStore) -> int:
+        """Append to the live state the declarations decided since the last call, by any worker
+        sharing ``store`` (this one's included: a decision enters once, when it is recorded).
+        Call it before scoring a batch. Returns how many declarations were read."""
+        if self.live is None:
+            return 0
+        with self._catch_up_lock:
+            rows = store.since(self.log_seq)
+            if not rows:
+                return 0
+            from features.intake.contract import Declaration
+
+            records = [Declaration.model_validate_json(text) for _, text in rows]
+            self.live.append(RecordColumns(records, self.contract))
+            self.log_seq = rows[-1][0]
+            return len(rows)
+
+    def observe(self, declarations: pd.DataFrame | FrameColumns | RecordColumns) -> None:
+        """Append scored declarations to the live state at once (offline scoring, no store)."""
+        if self.live is not None:
+            self.live.append(declarations)
 
 
 def load_runtime(settings: Settings, tracking_uri: str | None, model_dir: Path) -> ScoringRuntime:
@@ -71,7 +100,7 @@ def load_runtime(settings: Settings, tracking_uri: str | None, model_dir: Path) 
     ``settings.serve`` says which model and how to lane; ``settings.validation`` sets the
     plausibility limits of the rules (the currency table is the model's own, from its state).
     """
-    from features.pipeline.online import online_features
+    from features.pipeline.live import LiveState
     from features.pipeline.snapshot import EntityState
     from models.registry import load_champion
 
@@ -103,11 +132,14 @@ def load_runtime(settings: Settings, tracking_uri: str | None, model_dir: Path) 
         )
         config = config.replace(exploration_rate=0.0)
 
+    # every declaration scored from now on (catch_up, observe) enters the entity state
+    live = LiveState(state)
+
     def compute(
         declarations: pd.DataFrame | FrameColumns | RecordColumns,
     ) -> tuple[OnlineFeatures, list[tuple[int, str]]]:
         warnings: list[tuple[int, str]] = []
-        features = online_features(declarations, state, warnings)
+        features = live.features(declarations, warnings)
         return features, warnings
 
     limits = Limits.from_params(settings.validation, state.params)
@@ -123,6 +155,7 @@ def load_runtime(settings: Settings, tracking_uri: str | None, model_dir: Path) 
         fault_rules=[r for r in rules if r.severity == "fault"],
         warning_rules=[r for r in rules if r.severity == "warning"],
         limits=limits,
+        live=live,
     )
 
 
@@ -349,6 +382,13 @@ def score_file(
     from features.intake.io import atomic_write, read_declarations
 
     declarations, _ = read_declarations(Path(source), with_outcomes=False)
+    # Chunks in declaration time order, each appended to the live state once scored: every
+    # declaration sees those of the file declared before it, whatever the chunk size. The
+    # output keeps the file's row order.
+    order = np.lexsort(
+        (declarations["declaration_id"].to_numpy(str), declarations["declared_at"].to_numpy())
+    )
+    declarations = declarations.iloc[order]
     parts: list[pd.DataFrame] = []
     with tqdm(total=len(declarations), unit="parcel", disable=not progress, desc="scoring") as bar:
         for start in range(0, len(declarations), chunk_size):
@@ -360,9 +400,13 @@ def score_file(
             records = decision_records(batch, runtime)
             if store is not None:
                 store.record(records)
+            # the next chunks see this one: results do not depend on the chunk size
+            runtime.observe(chunk)
             parts.append(results_frame(records, batch.scores["priority"]))
             bar.update(len(chunk))
     result = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    if len(result):
+        result = result.iloc[np.argsort(order, kind="stable")].reset_index(drop=True)
     out = Path(out)
     suffix = out.suffix.lower()
     if suffix in (".parquet", ".pq"):

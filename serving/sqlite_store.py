@@ -54,6 +54,8 @@ _INSERT = (
 )
 _SELECT = f"SELECT {','.join(STORED_FIELDS)},record_hash FROM decisions WHERE decision_id = ?"
 
+_SINCE = "SELECT rowid, declaration_json FROM decisions WHERE rowid > ? ORDER BY rowid"
+
 
 class SqliteDecisionStore:
     """Thread-safe handle on the SQLite decision store.
@@ -151,6 +153,15 @@ class SqliteDecisionStore:
     def count(self) -> int:
         with self._lock:
             return int(self._conn.execute("SELECT COUNT(*) FROM decisions").fetchone()[0])
+
+    def since(self, seq: int) -> list[tuple[int, str]]:
+        """(rowid, declaration_json) after ``seq``, in rowid order.
+
+        The rowid is the sequence: inserts run one transaction at a time under the write lock
+        and rows are never deleted, so rowids grow in commit order across worker processes.
+        """
+        with self._lock:
+            return self._conn.execute(_SINCE, (int(seq),)).fetchall()
 
     def close(self) -> None:
         self._stop.set()

@@ -11,6 +11,7 @@ is answered by one merged query over every entity's events plus the request's ow
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,7 +88,7 @@ def entity_history(
         out[f"{prefix}_n_{w}d"] = (now["count"] - then["count"]).astype(np.float64)
     first = declarations.first_time_before(codes, times_us)
     if base is not None:
-        first = np.where(base.first_seen_us != NO_TIME, base.first_seen_us, first)
+        first = _earliest(base.first_seen_us, first)
     out[f"{prefix}_days_since_first"] = np.where(
         first == NO_TIME, np.nan, (times_us - first) / US_PER_DAY
     )
@@ -291,6 +292,81 @@ class LiveHistories:
     declarations: hist.EventRuns
     outcomes: hist.EventRuns  # weights OUTCOME_WEIGHTS
     global_outcomes: hist.EventRuns  # code 0: every result, for the prior
+    # totals of live events folded out of the runs (older than every window), replaced whole
+    folded: FoldedTotals = dataclasses.field(default_factory=lambda: FoldedTotals.empty())
+
+
+@dataclass(frozen=True)
+class FoldedTotals:
+    """Per merged code (``rows``: code -> row of the arrays) what folded live events add to the
+    snapshot's base, and the same for the prior (every result)."""
+
+    rows: dict[int, int]
+    base: EntityBase
+    global_inspected: int = 0
+    global_illicit: int = 0
+
+    @staticmethod
+    def empty() -> FoldedTotals:
+        return FoldedTotals({}, EntityBase.empty(0))
+
+    def _take(self, codes: np.ndarray) -> EntityBase:
+        """Rows of ``codes`` (the empty base for codes never folded)."""
+        rows = hist.codes_of(self.rows, codes.tolist())
+        return self.base.take(np.where(rows >= 0, rows, len(self.base.n_inspected)))
+
+    def add_to(self, base: EntityBase, codes: np.ndarray) -> EntityBase:
+        """``base`` (one row per query code) plus the folded totals of each code."""
+        if not self.rows:
+            return base
+        mine = self._take(codes)
+        return EntityBase(
+            first_seen_us=_earliest(base.first_seen_us, mine.first_seen_us),
+            n_inspected=base.n_inspected + mine.n_inspected,
+            n_illicit=base.n_illicit + mine.n_illicit,
+            revenue_cents=base.revenue_cents + mine.revenue_cents,
+        )
+
+    def fold(
+        self,
+        decl_codes: np.ndarray,
+        decl_t: np.ndarray,
+        out_codes: np.ndarray,
+        out_w: dict[str, np.ndarray],
+        global_w: dict[str, np.ndarray],
+    ) -> FoldedTotals:
+        """These totals plus dropped events: declarations (first seen) and results (sums)."""
+        before = np.fromiter(self.rows, dtype=np.int64, count=len(self.rows))
+        codes = np.unique(np.concatenate([before, decl_codes, out_codes]))
+        old = self._take(codes)
+        never = np.iinfo(np.int64).max
+        first = np.where(old.first_seen_us == NO_TIME, never, old.first_seen_us)
+        np.minimum.at(first, np.searchsorted(codes, decl_codes), decl_t)
+        at = np.searchsorted(codes, out_codes)
+
+        def total(old_values: np.ndarray, name: str) -> np.ndarray:
+            out = old_values.copy()
+            np.add.at(out, at, out_w[name])
+            return out
+
+        return FoldedTotals(
+            rows={int(c): i for i, c in enumerate(codes.tolist())},
+            base=EntityBase(
+                first_seen_us=np.where(first == never, NO_TIME, first),
+                n_inspected=total(old.n_inspected, "inspected"),
+                n_illicit=total(old.n_illicit, "illicit"),
+                revenue_cents=total(old.revenue_cents, "revenue_cents"),
+            ),
+            global_inspected=self.global_inspected + int(global_w["inspected"].sum()),
+            global_illicit=self.global_illicit + int(global_w["illicit"].sum()),
+        )
+
+
+def _earliest(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Element-wise earliest time, NO_TIME meaning none."""
+    never = np.iinfo(np.int64).max
+    first = np.minimum(np.where(a == NO_TIME, never, a), np.where(b == NO_TIME, never, b))
+    return np.where(first == never, NO_TIME, first)
 
 
 @dataclass
@@ -388,7 +464,14 @@ class EntityHistoryFamily(Family):
         global_outcomes = merged.global_outcomes
         if live is not None:
             global_outcomes = hist.CombinedIndex(global_outcomes, *live.global_outcomes.runs)
-        prior = global_prior(t, global_outcomes, part.global_base, params)
+        global_base = part.global_base
+        if live is not None and live.folded.global_inspected:
+            global_base = dataclasses.replace(
+                global_base,
+                n_inspected=global_base.n_inspected + live.folded.global_inspected,
+                n_illicit=global_base.n_illicit + live.folded.global_illicit,
+            )
+        prior = global_prior(t, global_outcomes, global_base, params)
         codes, base_rows, identified = [], [], []
         for entity in entities:
             n_vocab = len(part.tables[entity.spec].vocabulary)
@@ -420,6 +503,9 @@ class EntityHistoryFamily(Family):
             EventIndex(all_codes[own], all_t[own]),
         )
         tiled = np.tile(prior, len(entities))
+        base = merged.base.take(np.concatenate(base_rows))
+        if live is not None:
+            base = live.folded.add_to(base, all_codes)
         values = entity_history(
             "",
             all_codes,
@@ -428,7 +514,7 @@ class EntityHistoryFamily(Family):
             hist.CombinedIndex(merged.outcomes, *live_outcomes),
             tiled,
             params,
-            base=merged.base.take(np.concatenate(base_rows)),
+            base=base,
         )
         forget_unknown(values, all_known, tiled, "_hit_rate")
         result: Values = {}
@@ -460,6 +546,15 @@ class EntityHistoryFamily(Family):
         codes, row = self._live_codes(rows, part)
         live.outcomes.append(codes, times[row], {k: w[row] for k, w in weights.items()})
         live.global_outcomes.append(np.zeros(len(times), dtype=np.int64), times, weights)
+
+    def fold_live(self, part: EntityHistories, horizon_us: int) -> None:
+        """Fold the live events older than ``horizon_us`` into per-entity totals (bounded
+        memory); queries after ``horizon_us`` + the longest window give the same features."""
+        live = _live_of(part)
+        decl_codes, decl_t, _ = live.declarations.fold_before(horizon_us)
+        out_codes, _, out_w = live.outcomes.fold_before(horizon_us)
+        _, _, global_w = live.global_outcomes.fold_before(horizon_us)
+        live.folded = live.folded.fold(decl_codes, decl_t, out_codes, out_w, global_w)
 
     def _live_codes(self, rows: Rows, part: EntityHistories) -> tuple[np.ndarray, np.ndarray]:
         """Merged codes of the rows' entities (registering new keys) and the row of each;

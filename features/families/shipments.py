@@ -190,6 +190,11 @@ class Shipments(Family):
             codes[known], prep["t_us"][known], {"value_cents": prep["value_cents"][known]}
         )
 
+    def fold_live(self, part: RecentShipments, horizon_us: int) -> None:
+        """Drop the live events older than ``horizon_us`` (beyond every split window)."""
+        if part.live is not None:
+            part.live.runs.fold_before(horizon_us)
+
     def fit_part(self, history: History, cutoff_us: int) -> RecentShipments:
         params = history.params
         horizon = cutoff_us - params.max_window_days * hist.US_PER_DAY

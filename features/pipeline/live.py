@@ -12,6 +12,9 @@ snapshot's index: appending sorts only the new events into the smallest run. Fam
 refit per period in batch (valuation references, text models) stay as the snapshot fitted them:
 their evidence changes only with a new snapshot.
 
+Memory is bounded: events older than the longest window (plus ``FOLD_LAG_DAYS``) fold into
+per-entity totals, as the snapshot did at its cutoff.
+
 Each declaration enters once (by ``declaration_id``), so a worker may be fed its own decisions
 back from the shared decision store without counting them twice.
 """
@@ -26,15 +29,22 @@ import pandas as pd
 
 from features.intake.columns import FrameColumns, RecordColumns, columns_of
 from features.pipeline.family import Rows
+from features.pipeline.history import NO_TIME, US_PER_DAY
 from features.pipeline.online import OnlineFeatures, online_features
 from features.pipeline.prepare import prepare
 from features.pipeline.snapshot import EntityState
+
+# Live events are folded into totals once they are older than the longest window plus this lag:
+# a declaration arriving up to this late (declared this long before the newest one seen) still
+# gets exact windows; later than that, its windows may miss folded events.
+FOLD_LAG_DAYS = 2
 
 
 class LiveState:
     """A snapshot and the live layer of the families that learn from events (one per process)."""
 
     def __init__(self, snapshot: EntityState):
+        self.snapshot = snapshot  # untouched: the live parts are copies with their own layer
         parts = dict(snapshot.parts)
         self.live_families = [f for f in snapshot.families if hasattr(f, "append_live")]
         for family in self.live_families:
@@ -42,7 +52,10 @@ class LiveState:
                 parts[family.name] = parts[family.name].with_live()
         # the state online_features reads: the snapshot's parts, live ones in place of theirs
         self.state = dataclasses.replace(snapshot, parts=parts)
-        self.seen_ids: set[str] = set()
+        # declaration id -> declared_at (us) of what was appended, pruned with the folded events
+        self.seen_ids: dict[str, int] = {}
+        self.newest_us = NO_TIME
+        self.folded_before_us = NO_TIME
         self._lock = threading.Lock()  # one append at a time: ids and runs move together
 
     def __len__(self) -> int:
@@ -89,8 +102,25 @@ class LiveState:
                 part = self.state.parts.get(family.name)
                 if part is not None:
                     family.append_live(rows, part)
-            self.seen_ids.update(ids[new].tolist())
+            t_us = rows.prep["t_us"]
+            self.seen_ids.update(zip(ids[new].tolist(), t_us.tolist(), strict=True))
+            self.newest_us = max(self.newest_us, int(t_us.max()))
+            self._fold_if_due()
             return int(new.sum())
+
+    def _fold_if_due(self) -> None:
+        """Fold the events older than every window (and a lag for late arrivals) into per-entity
+        totals once a day of them has gathered: memory stays bounded over any run."""
+        params = self.state.params
+        horizon = self.newest_us - (params.max_window_days + FOLD_LAG_DAYS) * US_PER_DAY
+        if horizon < self.folded_before_us + US_PER_DAY:
+            return
+        for family in self.live_families:
+            part = self.state.parts.get(family.name)
+            if part is not None:
+                family.fold_live(part, horizon)
+        self.seen_ids = {i: t for i, t in self.seen_ids.items() if t >= horizon}
+        self.folded_before_us = horizon
 
     def append_outcomes(
         self,

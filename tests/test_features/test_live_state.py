@@ -199,3 +199,41 @@ def test_outcomes_need_one_result_per_declaration(world):
     live = LiveState(state)
     with pytest.raises(ValueError, match="one inspection result per declaration"):
         live.append_outcomes(new.head(2), np.array([0]), np.array([1]), np.array([0]))
+
+
+def test_folding_old_events_bounds_memory_and_changes_no_feature(history):
+    """Short windows so a 50-day history folds: a live state that folds and one that never does
+    give the same features to the last days' declarations, and the folding one holds fewer
+    events (old ones live on as per-entity totals: first seen, inspections)."""
+    params = FeatureParams(windows_days=(3,), outcome_window_days=3, split_windows_hours=(24,))
+    manifest = build_features(history, Contract(), params).manifest
+    t = history["declared_at"]
+    cut = t.min() + pd.Timedelta(days=10)
+    state = build_entity_state(history, Contract(), params, cutoff=cut, manifest=manifest)
+    new = history[t >= cut].sort_values("declared_at")[list(DECLARATION_COLUMNS)]
+    folding, keeping = LiveState(state), LiveState(state)
+    keeping._fold_if_due = lambda: None  # the reference: every event kept in the runs
+    for start in range(0, len(new), 500):
+        chunk = new.iloc[start : start + 500]
+        for live in (folding, keeping):
+            live.append(chunk)
+            # results of the parcels of the chunk, an hour after each was declared
+            done = chunk.iloc[::5]
+            live.append_outcomes(
+                done,
+                (done["declared_at"] + pd.Timedelta(hours=1))
+                .to_numpy("datetime64[us]")
+                .astype(np.int64),
+                np.arange(len(done)) % 3 == 0,
+                np.arange(len(done)) * 100,
+            )
+    events = folding.state.parts["entity_history"].live.declarations
+    assert folding.folded_before_us > state.cutoff_us  # it did fold
+    assert len(events) < len(keeping.state.parts["entity_history"].live.declarations) / 2
+    last_day = new[new["declared_at"] >= new["declared_at"].max() - pd.Timedelta(days=1)]
+    a = folding.features(last_day).frame()
+    b = keeping.features(last_day).frame().set_index("declaration_id")
+    names = [
+        n for n in manifest.names if manifest.spec(n).group in ("entity_history", "split_shipment")
+    ]
+    _assert_parity(a, b, names)

@@ -2,11 +2,12 @@
 
 Builds a small champion as ``benchmarks/serving.py`` does (or reuses ``--work``), re-issues the
 generated history 60 days later (new ids) and feeds most of it to the live state, then measures
-single declarations and batches of 100:
-- ``snapshot``: ``score_frame`` from the snapshot alone (the scoring path before the live state);
-- ``live``: what a worker does per batch with the live state on: read the previous batch's
-  declarations back from their stored JSON and append them (``ScoringRuntime.catch_up``), then
-  ``score_frame`` over snapshot + live runs. Every appended declaration is new.
+single declarations and batches of 100, each a service worker's loop per batch (new ids,
+decision store write included):
+- ``snapshot``: ``score_frame`` from the snapshot alone, record (the path before the live state);
+- ``live``: ``catch_up`` (append the previous batch from its prepared arrays, read the store's
+  new rows: this worker's, skipped after a JSON parse), ``score_frame`` over snapshot + live
+  runs, record, ``recorded``. One worker: the other workers' rows would add a parse each.
 Prints one JSON document.
 
     python benchmarks/live_state.py [--work DIR] [--seconds 2] [--rounds 5]
@@ -53,7 +54,8 @@ def main() -> None:
     from features.intake.io import read_declarations
     from features.params import load_settings
     from features.pipeline.online import online_features
-    from serving.scoring import declarations_as_json, load_runtime, score_frame
+    from serving.scoring import decision_records, declarations_as_json, load_runtime, score_frame
+    from serving.sqlite_store import SqliteDecisionStore
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, help="a directory with a champion (built if empty)")
@@ -82,43 +84,43 @@ def main() -> None:
     live_bytes = tracemalloc.get_traced_memory()[0]
     tracemalloc.stop()
 
-    # every appended declaration is new: fresh ids on the scored rows' stored JSON, made
-    # before the clock starts (the service reads them from its store)
-    base_json = declarations_as_json(scored)
-    template = [json.loads(t) for t in base_json]
-    stored = [
-        json.dumps({**template[i % len(template)], "declaration_id": f"bench-{i}"})
-        for i in range(args.appends)
-    ]
-    used = [0]
+    # Every scored declaration is new (fresh ids), as in service: made before the clock starts.
+    template = [json.loads(t) for t in declarations_as_json(scored)]
+    fresh = iter(
+        [
+            Declaration.model_validate({**template[i % len(template)], "declaration_id": f"b{i}"})
+            for i in range(args.appends)
+        ]
+    )
 
-    def fresh_json(n: int) -> list[str]:
-        start, used[0] = used[0], used[0] + n
-        if used[0] > len(stored):
-            raise SystemExit("--appends too small for --seconds x --rounds")
-        return stored[start : start + n]
-
-    models = [Declaration.model_validate_json(t) for t in base_json]
-    batches = [RecordColumns(models[i : i + 100], runtime.contract) for i in range(0, 1000, 100)]
-    singles = [RecordColumns([m], runtime.contract) for m in models[:200]]
-    pending = {"json": fresh_json(100)}
-
-    def snapshot_only(frames) -> None:
-        saved = runtime.compute_features
-        runtime.compute_features = lambda d: (online_features(d, runtime.live.snapshot), [])
+    def requests(n_requests: int, size: int) -> list[RecordColumns]:
         try:
-            for f in frames:
-                score_frame(f, runtime)
+            return [
+                RecordColumns([next(fresh) for _ in range(size)], runtime.contract)
+                for _ in range(n_requests)
+            ]
+        except StopIteration:
+            raise SystemExit("--appends too small for --seconds x --rounds") from None
+
+    stores = {mode: SqliteDecisionStore(work / f"bench-{mode}.db") for mode in ("snapshot", "live")}
+
+    def worker_loop(mode: str, frames: list[RecordColumns]) -> None:
+        """What a service worker does per merged batch, store write included."""
+        store = stores[mode]
+        saved = runtime.compute_features
+        if mode == "snapshot":
+            runtime.compute_features = lambda d: (online_features(d, runtime.live.snapshot), [])
+        try:
+            for frame in frames:
+                if mode == "live":
+                    runtime.catch_up(store)
+                batch = score_frame(frame, runtime)
+                records = decision_records(batch, runtime)
+                store.record(records)
+                if mode == "live":
+                    runtime.recorded(batch, records)
         finally:
             runtime.compute_features = saved
-
-    def live_path(frames, rows_per_frame: int) -> None:
-        for f in frames:
-            # catch_up's work on the previous batch: parse its stored JSON, append
-            records = [Declaration.model_validate_json(t) for t in pending["json"]]
-            runtime.live.append(RecordColumns(records, runtime.contract))
-            pending["json"] = fresh_json(rows_per_frame)
-            score_frame(f, runtime)
 
     results = {
         "replayed_declarations": len(replayed),
@@ -128,15 +130,18 @@ def main() -> None:
     }
     # The two cores are shared: modes alternate over rounds and the best round of each counts.
     steps = {
-        "snapshot": (lambda: snapshot_only(batches), lambda: snapshot_only(singles)),
-        "live": (lambda: live_path(batches, 100), lambda: live_path(singles, 1)),
+        mode: (
+            lambda mode=mode: worker_loop(mode, requests(10, 100)),
+            lambda mode=mode: worker_loop(mode, requests(50, 1)),
+        )
+        for mode in ("snapshot", "live")
     }
     best: dict[str, float] = {}
     for _ in range(args.rounds):
         for name, (step_100, step_1) in steps.items():
             key_100, key_1 = f"{name}_batch100_parcels_per_s", f"{name}_single_ms"
             rate_100 = _rate(step_100, 1000, args.seconds)
-            single_ms = 1000 / _rate(step_1, len(singles), args.seconds)
+            single_ms = 1000 / _rate(step_1, 50, args.seconds)
             best[key_100] = max(best.get(key_100, 0.0), rate_100)
             best[key_1] = min(best.get(key_1, float("inf")), single_ms)
     results.update({k: round(v, 3) for k, v in best.items()})
@@ -146,6 +151,8 @@ def main() -> None:
         results["live_single_ms"] / results["snapshot_single_ms"], 3
     )
     results["total_live_declarations"] = len(runtime.live)
+    for store in stores.values():
+        store.close()
     print(json.dumps(results, indent=1))
 
 

@@ -66,32 +66,58 @@ class ScoringRuntime:
     live: LiveState | None = None
     log_seq: int = 0
     _catch_up_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _recorded: list[ScoredBatch] = field(default_factory=list, repr=False)
+    _own_texts: set[str] = field(default_factory=set, repr=False)  # recorded, not yet read back
 
     @property
     def model_ref(self) -> dict[str, str]:
         return {"name": self.model_name, "version": self.model_version}
 
     def catch_up(self, store: DecisionStore) -> int:
-        """Append to the live state the declarations decided since the last call, by any worker
-        sharing ``store`` (this one's included: a decision enters once, when it is recorded).
-        Call it before scoring a batch. Returns how many declarations were read."""
+        """Append to the live state what was decided since the last call: this worker's own
+        recorded batches (``recorded``) and, from the store, every worker's decisions (this
+        one's are skipped: a declaration enters once). Call it before scoring a batch.
+        Returns how many declarations were new to the live state."""
         if self.live is None:
             return 0
         with self._catch_up_lock:
+            added = 0
+            while self._recorded:
+                batch = self._recorded.pop(0)
+                added += self.live.append(batch.declarations, batch.features.prep)
             rows = store.since(self.log_seq)
             if not rows:
-                return 0
+                return added
+            import json
+
             from features.intake.contract import Declaration
 
-            records = [Declaration.model_validate_json(text) for _, text in rows]
-            self.live.append(RecordColumns(records, self.contract))
+            # this worker's rows are known by their exact stored text: no JSON to parse
+            own, seen = self._own_texts, self.live.seen_ids
+            others = []
+            for _, text in rows:
+                if text in own:
+                    own.discard(text)
+                    continue
+                values = json.loads(text)
+                if values.get("declaration_id") not in seen:
+                    others.append(Declaration.model_validate(values))
+            if others:
+                added += self.live.append(RecordColumns(others, self.contract))
             self.log_seq = rows[-1][0]
-            return len(rows)
+            return added
 
-    def observe(self, declarations: pd.DataFrame | FrameColumns | RecordColumns) -> None:
-        """Append scored declarations to the live state at once (offline scoring, no store)."""
+    def recorded(self, batch: ScoredBatch, records: list[DecisionRecord]) -> None:
+        """A batch this worker scored is in the store (as ``records``): the next ``catch_up``
+        appends it from its prepared arrays, and skips its rows when it reads the store."""
         if self.live is not None:
-            self.live.append(declarations)
+            self._own_texts.update(r.declaration_json for r in records)
+            self._recorded.append(batch)
+
+    def observe(self, batch: ScoredBatch) -> None:
+        """Append a scored batch to the live state at once (offline scoring, one process)."""
+        if self.live is not None:
+            self.live.append(batch.declarations, batch.features.prep)
 
 
 def load_runtime(settings: Settings, tracking_uri: str | None, model_dir: Path) -> ScoringRuntime:
@@ -401,7 +427,7 @@ def score_file(
             if store is not None:
                 store.record(records)
             # the next chunks see this one: results do not depend on the chunk size
-            runtime.observe(chunk)
+            runtime.observe(batch)
             parts.append(results_frame(records, batch.scores["priority"]))
             bar.update(len(chunk))
     result = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()

@@ -150,6 +150,7 @@ class ParcelRiskService:
             self._score_declarations, declarations, self.config.inline_batch_rows
         )
         await asyncio.to_thread(self.store.record, records)
+        self.runtime.recorded(batch, records)  # into the live entity state before the next batch
         observe_batch(time.perf_counter() - started, batch.lanes, batch.exploration)
         return items
 

@@ -58,9 +58,17 @@ class EventIndex:
             raise ValueError("entity codes must be non-negative")
         # Rank times among the distinct event times so (code, rank) packs into one int64 key
         # for any time range and any number of entities up to ~4e12 / n_events.
-        self.unique_times = np.unique(times_us)
+        # one sort gives the distinct times and each event's rank among them (np.unique and a
+        # searchsorted cost ~3x more: the live layer re-indexes a few thousand events per append)
+        by_time = np.argsort(times_us, kind="stable")
+        ordered = times_us[by_time]
+        first = np.ones(len(ordered), dtype=bool)
+        first[1:] = ordered[1:] != ordered[:-1]
+        self.unique_times = ordered[first]
+        rank = np.empty(len(ordered), dtype=np.int64)
+        rank[by_time] = np.cumsum(first) - 1
         self.stride = np.int64(len(self.unique_times) + 1)
-        keys = codes * self.stride + np.searchsorted(self.unique_times, times_us)
+        keys = codes * self.stride + rank
         order = np.argsort(keys, kind="stable")
         self.keys = keys[order]
         self.sorted_times = times_us[order]
@@ -152,16 +160,16 @@ def merged_index(
     )
 
 
-# Live runs (``EventRuns``): a new batch is merged into the small run at once; when that run
-# outgrows SMALL_RUN it moves into the middle run, and the middle run into the large one when it
-# outgrows MIDDLE_RUN. A query reads at most three runs; appending costs a sort of <= SMALL_RUN
-# events, and each event is re-sorted twice more in its life (amortised O(log n) per event).
-SMALL_RUN = 512
-MIDDLE_RUN = 32_768
+# Live runs (``EventRuns``) are levels of growing capacity: a new batch is merged into level 0
+# at once (a sort of at most FIRST_LEVEL events); a level over its capacity moves into the next,
+# LEVEL_RATIO times larger. A query reads at most a handful of runs (4 up to ~2M events, 5 up
+# to ~33M), and each event is re-sorted once per level in its life (amortised O(log n)).
+FIRST_LEVEL = 2_048
+LEVEL_RATIO = 16
 
 
 class EventRuns:
-    """Append-only events in three sorted runs (LSM-style), for a live layer over a snapshot.
+    """Append-only events in a few sorted runs (LSM-style), for a live layer over a snapshot.
 
     Events may arrive in any time order; queries read ``runs`` once (a tuple replaced whole
     under the lock), so a query running in another thread sees a consistent set of runs.
@@ -171,7 +179,7 @@ class EventRuns:
         self.weight_names = weight_names
         empty = np.zeros(0, dtype=np.int64)
         self._empty = EventIndex(empty, empty, {name: empty for name in weight_names})
-        self.runs: tuple[EventIndex, EventIndex, EventIndex] = (self._empty,) * 3
+        self.runs: tuple[EventIndex, ...] = ()  # level 0 first, empty levels kept
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -187,32 +195,40 @@ class EventRuns:
         times_us = np.asarray(times_us, dtype=np.int64)
         weights = {k: np.asarray(w, dtype=np.int64) for k, w in weights.items()}
         with self._lock:
-            large, middle, small = self.runs
-            small = merged_index([small], codes, times_us, weights)
-            if len(small) > SMALL_RUN:
-                middle, small = merged_index([middle], *events_of(small)), self._empty
-                if len(middle) > MIDDLE_RUN:
-                    large, middle = merged_index([large], *events_of(middle)), self._empty
-            self.runs = (large, middle, small)
+            runs = list(self.runs) or [self._empty]
+            runs[0] = merged_index([runs[0]], codes, times_us, weights)
+            capacity = FIRST_LEVEL
+            for level in range(len(runs)):
+                if len(runs[level]) <= capacity:
+                    break
+                if level + 1 == len(runs):
+                    runs.append(self._empty)
+                runs[level + 1] = merged_index([runs[level + 1]], *events_of(runs[level]))
+                runs[level] = self._empty
+                capacity *= LEVEL_RATIO
+            self.runs = tuple(runs)
 
     def fold_before(self, horizon_us: int) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
         """Remove the events older than ``horizon_us`` and return them (codes, times, weights),
-        for the caller to fold into per-entity totals. Re-sorts every run: call it rarely."""
+        for the caller to fold into per-entity totals. Re-sorts the runs that hold such events:
+        call it rarely (the live state does once a day of events)."""
         with self._lock:
-            events = [events_of(r) for r in self.runs]
-            old = [e[1] < horizon_us for e in events]
-            runs = []
-            for (codes, t, w), drop in zip(events, old, strict=True):
-                keep = ~drop
+            runs, dropped = [], []
+            for run in self.runs:
+                if not len(run) or run.unique_times[0] >= horizon_us:
+                    runs.append(run)
+                    continue
+                codes, t, w = events_of(run)
+                old = t < horizon_us
+                keep = ~old
                 runs.append(EventIndex(codes[keep], t[keep], {k: v[keep] for k, v in w.items()}))
-            self.runs = tuple(runs)  # type: ignore[assignment]
+                dropped.append((codes[old], t[old], {k: v[old] for k, v in w.items()}))
+            self.runs = tuple(runs)
+        empty = np.zeros(0, dtype=np.int64)
         return (
-            np.concatenate([e[0][d] for e, d in zip(events, old, strict=True)]),
-            np.concatenate([e[1][d] for e, d in zip(events, old, strict=True)]),
-            {
-                k: np.concatenate([e[2][k][d] for e, d in zip(events, old, strict=True)])
-                for k in self.weight_names
-            },
+            np.concatenate([empty] + [d[0] for d in dropped]),
+            np.concatenate([empty] + [d[1] for d in dropped]),
+            {k: np.concatenate([empty] + [d[2][k] for d in dropped]) for k in self.weight_names},
         )
 
 

@@ -31,7 +31,7 @@ from features.intake.columns import FrameColumns, RecordColumns, columns_of
 from features.pipeline.family import Rows
 from features.pipeline.history import NO_TIME, US_PER_DAY
 from features.pipeline.online import OnlineFeatures, online_features
-from features.pipeline.prepare import prepare
+from features.pipeline.prepare import Prepared, prepare
 from features.pipeline.snapshot import EntityState
 
 # Live events are folded into totals once they are older than the longest window plus this lag:
@@ -55,7 +55,8 @@ class LiveState:
         # declaration id -> declared_at (us) of what was appended, pruned with the folded events
         self.seen_ids: dict[str, int] = {}
         self.newest_us = NO_TIME
-        self.folded_before_us = NO_TIME
+        # the snapshot's events before its horizon are totals already
+        self.folded_before_us = snapshot.cutoff_us - snapshot.params.max_window_days * US_PER_DAY
         self._lock = threading.Lock()  # one append at a time: ids and runs move together
 
     def __len__(self) -> int:
@@ -77,17 +78,19 @@ class LiveState:
             already = np.fromiter((i in seen for i in ids), dtype=bool, count=len(ids))
         return online_features(declarations, self.state, warnings, already)
 
-    def _rows(self, declarations: FrameColumns | RecordColumns) -> Rows:
+    def _rows(self, declarations: FrameColumns | RecordColumns, prep: Prepared | None) -> Rows:
         state = self.state
-        return Rows(
-            prepare(declarations, state.contract, state.params),
-            state.params,
-            state.contract,
-            state.manifest,
-        )
+        if prep is None:
+            prep = prepare(declarations, state.contract, state.params)
+        return Rows(prep, state.params, state.contract, state.manifest)
 
-    def append(self, declarations: pd.DataFrame | FrameColumns | RecordColumns) -> int:
+    def append(
+        self,
+        declarations: pd.DataFrame | FrameColumns | RecordColumns,
+        prep: Prepared | None = None,
+    ) -> int:
         """Add scored declarations (any order, any time); those already seen are skipped.
+        ``prep``: their prepared arrays if at hand (``OnlineFeatures.prep``), else made here.
         Returns how many were new."""
         declarations = columns_of(declarations)
         with self._lock:
@@ -95,9 +98,10 @@ class LiveState:
             new = _first_unseen(ids, self.seen_ids)
             if not new.any():
                 return 0
+            rows = self._rows(declarations, prep)
             if not new.all():
-                declarations = columns_of(declarations.frame().iloc[np.flatnonzero(new)])
-            rows = self._rows(declarations)
+                keep = np.flatnonzero(new)
+                rows.prep = Prepared(len(keep), {k: v[keep] for k, v in rows.prep.items()})
             for family in self.live_families:
                 part = self.state.parts.get(family.name)
                 if part is not None:
@@ -138,7 +142,7 @@ class LiveState:
         if any(len(a) != n for a in arrays):
             raise ValueError(f"one inspection result per declaration: {n} declarations")
         with self._lock:
-            rows = self._rows(declarations)
+            rows = self._rows(declarations, None)
             for family in self.live_families:
                 part = self.state.parts.get(family.name)
                 if part is not None and hasattr(family, "append_outcomes"):

@@ -24,10 +24,12 @@ def runtimes(real_pipeline, tmp_path_factory):
 
 
 def _serve(runtime, store: DecisionStore, frame: pd.DataFrame):
-    """One batch the way the service scores it: catch up, score, record."""
+    """One batch the way the service scores it: catch up, score, record, hand the batch back."""
     runtime.catch_up(store)
     batch = score_frame(frame.reset_index(drop=True), runtime)
-    store.record(decision_records(batch, runtime))
+    records = decision_records(batch, runtime)
+    store.record(records)
+    runtime.recorded(batch, records)
     return batch
 
 
@@ -49,7 +51,8 @@ def test_a_parcel_scored_on_one_worker_counts_on_the_next(runtimes, real_pipelin
         alone = score_frame(parcels.tail(1).reset_index(drop=True), runtimes(3))
         assert _feature(seen, SPLIT_24H)[0] == _feature(alone, SPLIT_24H)[0] + 1
         assert len(worker_2.live) == 1 and worker_2.log_seq == 1
-        # worker 1 reads its own decision and worker 2's back from the log: each counted once
+        # worker 1 appends its own batch and reads worker 2's from the log (its own decision,
+        # also in the log, is skipped): each declaration counted once
         assert worker_1.catch_up(store_1) == 2 and worker_1.catch_up(store_1) == 0
         assert len(worker_1.live) == 2
         again = score_frame(parcels.tail(1).reset_index(drop=True), worker_1)

@@ -16,7 +16,13 @@ Memory is bounded: events older than the longest window (plus ``FOLD_LAG_DAYS``)
 per-entity totals, as the snapshot did at its cutoff.
 
 Each declaration enters once (by ``declaration_id``), so a worker may be fed its own decisions
-back from the shared decision store without counting them twice.
+back from the shared decision store without counting them twice (``serving.scoring``'s
+``ScoringRuntime.catch_up`` reads that store, the event log of every worker, before each batch).
+
+Appends are serialised; a query reads each run set once, so a query racing an append (two
+unmerged large requests scored in threads, or ``/explain`` beside a batch) may see that append
+in some families and not yet in others. With merged requests (the default) a worker's batches
+are scored one at a time, each after its catch-up.
 """
 
 from __future__ import annotations
@@ -60,7 +66,7 @@ class LiveState:
         self._lock = threading.Lock()  # one append at a time: ids and runs move together
 
     def __len__(self) -> int:
-        """Declarations appended."""
+        """Declarations held for de-duplication (appended, not yet folded)."""
         return len(self.seen_ids)
 
     def features(

@@ -14,8 +14,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from features.errors import ParcelriskError
 from features.intake.contract import DECLARATION_COLUMNS, Contract, coerce_declarations
 from features.params import FeatureParams
+from features.pipeline import history as hist
 from features.pipeline.build import build_features
 from features.pipeline.history import US_PER_DAY
 from features.pipeline.live import LiveState
@@ -237,3 +239,57 @@ def test_folding_old_events_bounds_memory_and_changes_no_feature(history):
         n for n in manifest.names if manifest.spec(n).group in ("entity_history", "split_shipment")
     ]
     _assert_parity(a, b, names)
+
+
+def test_event_runs_answer_as_one_index_over_every_event():
+    """Appends in any time order and batch size, across level merges and a fold: the runs
+    queried together equal one index built over the same events."""
+    rng = np.random.default_rng(4)
+    n = 9_000
+    codes = rng.integers(0, 40, n)
+    times = rng.integers(0, 10_000, n)
+    value = rng.integers(0, 1_000, n)
+    runs = hist.EventRuns(("value",))
+    start = 0
+    while start < n:
+        size = int(min(rng.integers(1, 700), n - start - 5)) if n - start > 5 else n - start
+        runs.append(
+            codes[start : start + size],
+            times[start : start + size],
+            {"value": value[start : start + size]},
+        )
+        start += size
+    assert [len(r) > 0 for r in runs.runs] == [True, True]  # a merged level and a fresh one
+    q_codes, q_times = rng.integers(0, 42, 500), rng.integers(0, 11_000, 500)
+
+    def check(keep: np.ndarray) -> None:
+        whole = hist.EventIndex(codes[keep], times[keep], {"value": value[keep]})
+        combined = hist.CombinedIndex(*runs.runs)
+        got, want = combined.prefix(q_codes, q_times), whole.prefix(q_codes, q_times)
+        assert all(np.array_equal(got[k], want[k]) for k in want)
+        assert np.array_equal(
+            combined.first_time_before(q_codes, q_times), whole.first_time_before(q_codes, q_times)
+        )
+
+    check(np.ones(n, dtype=bool))
+    dropped_codes, dropped_times, dropped = runs.fold_before(3_000)
+    old = times < 3_000
+    assert sorted(zip(dropped_codes.tolist(), dropped_times.tolist(), strict=True)) == sorted(
+        zip(codes[old].tolist(), times[old].tolist(), strict=True)
+    )
+    assert dropped["value"].sum() == value[old].sum()
+    check(times >= 3_000)
+
+
+def test_event_runs_refuse_missing_weights():
+    with pytest.raises(ValueError, match="need the weights"):
+        hist.EventRuns(("value",)).append(np.array([1]), np.array([1]))
+
+
+def test_live_keys_keep_codes_and_refuse_to_overflow():
+    keys = hist.LiveKeys({"a": 0, "b": 1}, 2, limit=3)
+    assert keys.codes(np.array(["b", "x", None, "x"], dtype=object)).tolist() == [1, 2, -1, 2]
+    assert keys.add(np.array(["y", "a"], dtype=object)).tolist() == [2, 0]
+    assert keys.codes(np.array(["x", "y"], dtype=object)).tolist() == [3, 2]  # y kept its code
+    with pytest.raises(ParcelriskError, match="live entity state full"):
+        keys.add(np.array(["p", "q"], dtype=object))

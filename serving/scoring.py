@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
     from features.intake.columns import FrameColumns
     from features.intake.contract import Contract
     from features.params import ServeParams, Settings
+    from features.pipeline.live import LiveState
     from features.pipeline.online import OnlineFeatures
     from models.bundle import RiskModel
     from serving.store import DecisionStore
@@ -59,10 +61,63 @@ class ScoringRuntime:
     fault_rules: list[Rule] = field(default_factory=list)
     warning_rules: list[Rule] = field(default_factory=list)
     limits: Limits | None = None
+    # The live entity state behind compute_features (None: features from the snapshot alone)
+    # and the last decision-store sequence appended to it (catch_up).
+    live: LiveState | None = None
+    log_seq: int = 0
+    _catch_up_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _recorded: list[ScoredBatch] = field(default_factory=list, repr=False)
+    _own_texts: set[str] = field(default_factory=set, repr=False)  # recorded, not yet read back
 
     @property
     def model_ref(self) -> dict[str, str]:
         return {"name": self.model_name, "version": self.model_version}
+
+    def catch_up(self, store: DecisionStore) -> int:
+        """Append to the live state what was decided since the last call: this worker's own
+        recorded batches (``recorded``) and, from the store, every worker's decisions (this
+        one's are skipped: a declaration enters once). Call it before scoring a batch.
+        Returns how many declarations were new to the live state."""
+        if self.live is None:
+            return 0
+        with self._catch_up_lock:
+            added = 0
+            while self._recorded:
+                batch = self._recorded.pop(0)
+                added += self.live.append(batch.declarations, batch.features.prep)
+            rows = store.since(self.log_seq)
+            if not rows:
+                return added
+            import json
+
+            from features.intake.contract import Declaration
+
+            # this worker's rows are known by their exact stored text: no JSON to parse
+            own, seen = self._own_texts, self.live.seen_ids
+            others = []
+            for _, text in rows:
+                if text in own:
+                    own.discard(text)
+                    continue
+                values = json.loads(text)
+                if values.get("declaration_id") not in seen:
+                    others.append(Declaration.model_validate(values))
+            if others:
+                added += self.live.append(RecordColumns(others, self.contract))
+            self.log_seq = rows[-1][0]
+            return added
+
+    def recorded(self, batch: ScoredBatch, records: list[DecisionRecord]) -> None:
+        """A batch this worker scored is in the store (as ``records``): the next ``catch_up``
+        appends it from its prepared arrays, and skips its rows when it reads the store."""
+        if self.live is not None:
+            self._own_texts.update(r.declaration_json for r in records)
+            self._recorded.append(batch)
+
+    def observe(self, batch: ScoredBatch) -> None:
+        """Append a scored batch to the live state at once (offline scoring, one process)."""
+        if self.live is not None:
+            self.live.append(batch.declarations, batch.features.prep)
 
 
 def load_runtime(settings: Settings, tracking_uri: str | None, model_dir: Path) -> ScoringRuntime:
@@ -71,7 +126,7 @@ def load_runtime(settings: Settings, tracking_uri: str | None, model_dir: Path) 
     ``settings.serve`` says which model and how to lane; ``settings.validation`` sets the
     plausibility limits of the rules (the currency table is the model's own, from its state).
     """
-    from features.pipeline.online import online_features
+    from features.pipeline.live import LiveState
     from features.pipeline.snapshot import EntityState
     from models.registry import load_champion
 
@@ -103,11 +158,14 @@ def load_runtime(settings: Settings, tracking_uri: str | None, model_dir: Path) 
         )
         config = config.replace(exploration_rate=0.0)
 
+    # every declaration scored from now on (catch_up, observe) enters the entity state
+    live = LiveState(state)
+
     def compute(
         declarations: pd.DataFrame | FrameColumns | RecordColumns,
     ) -> tuple[OnlineFeatures, list[tuple[int, str]]]:
         warnings: list[tuple[int, str]] = []
-        features = online_features(declarations, state, warnings)
+        features = live.features(declarations, warnings)
         return features, warnings
 
     limits = Limits.from_params(settings.validation, state.params)
@@ -123,6 +181,7 @@ def load_runtime(settings: Settings, tracking_uri: str | None, model_dir: Path) 
         fault_rules=[r for r in rules if r.severity == "fault"],
         warning_rules=[r for r in rules if r.severity == "warning"],
         limits=limits,
+        live=live,
     )
 
 
@@ -349,6 +408,13 @@ def score_file(
     from features.intake.io import atomic_write, read_declarations
 
     declarations, _ = read_declarations(Path(source), with_outcomes=False)
+    # Chunks in declaration time order, each appended to the live state once scored: every
+    # declaration sees those of the file declared before it, whatever the chunk size. The
+    # output keeps the file's row order.
+    order = np.lexsort(
+        (declarations["declaration_id"].to_numpy(str), declarations["declared_at"].to_numpy())
+    )
+    declarations = declarations.iloc[order]
     parts: list[pd.DataFrame] = []
     with tqdm(total=len(declarations), unit="parcel", disable=not progress, desc="scoring") as bar:
         for start in range(0, len(declarations), chunk_size):
@@ -360,9 +426,13 @@ def score_file(
             records = decision_records(batch, runtime)
             if store is not None:
                 store.record(records)
+            # the next chunks see this one: results do not depend on the chunk size
+            runtime.observe(batch)
             parts.append(results_frame(records, batch.scores["priority"]))
             bar.update(len(chunk))
     result = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    if len(result):
+        result = result.iloc[np.argsort(order, kind="stable")].reset_index(drop=True)
     out = Path(out)
     suffix = out.suffix.lower()
     if suffix in (".parquet", ".pq"):

@@ -160,6 +160,7 @@ class ParcelRiskService:
             self._score_declarations, declarations, self.config.inline_batch_rows
         )
         await asyncio.to_thread(self.store.record, records)
+        self.runtime.recorded(batch, records)  # into the live entity state before the next batch
         observe_batch(time.perf_counter() - started, batch.lanes, batch.exploration)
         return items
 
@@ -169,6 +170,7 @@ class ParcelRiskService:
         """Response items and decision records of one merged batch (CPU only, no waiting)."""
         runtime = self.runtime
         assert runtime is not None
+        runtime.catch_up(self.store)  # what every worker decided since: the live entity state
         batch = score_frame(RecordColumns(declarations, runtime.contract), runtime)
         known = {e.name for e in runtime.contract.extras} if runtime.contract else set()
         for i, declaration in enumerate(declarations):

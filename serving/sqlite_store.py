@@ -54,6 +54,8 @@ _INSERT = (
 )
 _SELECT = f"SELECT {','.join(STORED_FIELDS)},record_hash FROM decisions WHERE decision_id = ?"
 
+_SINCE = "SELECT rowid, declaration_json FROM decisions WHERE rowid > ? ORDER BY rowid"
+
 
 class SqliteDecisionStore:
     """Thread-safe handle on the SQLite decision store.
@@ -79,6 +81,10 @@ class SqliteDecisionStore:
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.execute("PRAGMA wal_autocheckpoint=0")  # the thread below does it
         self._conn.executescript(_SCHEMA)
+        self._read_lock = threading.Lock()
+        self._reader = sqlite3.connect(
+            str(self.path), check_same_thread=False, isolation_level=None, timeout=30.0
+        )
         self._lock_file = (
             open(f"{self.path}.lock", "a+b")  # noqa: SIM115 (held for the store's life)
             if fcntl is not None
@@ -152,6 +158,18 @@ class SqliteDecisionStore:
         with self._lock:
             return int(self._conn.execute("SELECT COUNT(*) FROM decisions").fetchone()[0])
 
+    def since(self, seq: int) -> list[tuple[int, str]]:
+        """(rowid, declaration_json) after ``seq``, in rowid order.
+
+        The rowid is the sequence: inserts run one transaction at a time under the write lock
+        and rows are never deleted, so rowids grow in commit order across worker processes.
+        """
+        # its own connection: a WAL reader never waits for a writer, and this read runs before
+        # every batch (on the event loop for small ones), so it must not queue behind a commit
+        # that holds ``_lock`` while waiting for another worker's write lock
+        with self._read_lock:
+            return self._reader.execute(_SINCE, (int(seq),)).fetchall()
+
     def close(self) -> None:
         self._stop.set()
         self._checkpointer.join(timeout=10)
@@ -161,5 +179,7 @@ class SqliteDecisionStore:
             except sqlite3.Error as exc:  # another process still writing: it checkpoints later
                 logger.info("audit store: final checkpoint skipped: %s", exc)
             self._conn.close()
+            with self._read_lock:
+                self._reader.close()
             if self._lock_file is not None:
                 self._lock_file.close()

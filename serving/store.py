@@ -30,6 +30,14 @@ class DecisionStore(Protocol):
     def count(self) -> int:
         """How many decisions are stored."""
 
+    def since(self, seq: int) -> list[tuple[int, str]]:
+        """(seq, declaration_json) of the decisions recorded after ``seq``, in seq order.
+
+        ``seq`` increases in commit order across every writer, so a reader that has seen ``s``
+        has seen every decision before it: the event log the live entity state is fed from
+        (``ScoringRuntime.catch_up``). Start from 0.
+        """
+
     def close(self) -> None:
         """Flush and release the store."""
 

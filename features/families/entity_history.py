@@ -11,6 +11,7 @@ is answered by one merged query over every entity's events plus the request's ow
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,9 @@ from features.pipeline.prepare import Entity, entities_for, entity_keys, forget_
 _REVENUE = ("revenue_recovered_eur", "revenue_per_offence_eur")
 
 
+OUTCOME_WEIGHTS = ("inspected", "illicit", "revenue_cents")
+
+
 def outcome_weights(illicit: np.ndarray, revenue_cents: np.ndarray) -> dict[str, np.ndarray]:
     return {
         "inspected": np.ones(len(illicit), dtype=np.int64),
@@ -45,7 +49,10 @@ def smoothed_rate(
 
 
 def global_prior(
-    times_us: np.ndarray, outcomes: EventIndex, base: EntityBase | None, params: FeatureParams
+    times_us: np.ndarray,
+    outcomes: EventIndex | hist.CombinedIndex,
+    base: EntityBase | None,
+    params: FeatureParams,
 ) -> np.ndarray:
     """Hit rate of all inspections recorded before each query (code 0 = everything)."""
     known = outcomes.prefix(np.zeros(len(times_us), dtype=np.int64), times_us)
@@ -62,7 +69,7 @@ def entity_history(
     codes: np.ndarray,
     times_us: np.ndarray,
     declarations: EventIndex | hist.CombinedIndex,
-    outcomes: EventIndex,
+    outcomes: EventIndex | hist.CombinedIndex,
     prior: np.ndarray,
     params: FeatureParams,
     base: EntityBase | None = None,
@@ -81,7 +88,7 @@ def entity_history(
         out[f"{prefix}_n_{w}d"] = (now["count"] - then["count"]).astype(np.float64)
     first = declarations.first_time_before(codes, times_us)
     if base is not None:
-        first = np.where(base.first_seen_us != NO_TIME, base.first_seen_us, first)
+        first = _earliest(base.first_seen_us, first)
     out[f"{prefix}_days_since_first"] = np.where(
         first == NO_TIME, np.nan, (times_us - first) / US_PER_DAY
     )
@@ -201,6 +208,35 @@ class EntityHistories:
     global_out_t_us: np.ndarray
     global_out_illicit: np.ndarray
     global_out_revenue_cents: np.ndarray
+    live: LiveHistories | None = None  # events seen since the snapshot (features.pipeline.live)
+
+    def with_live(self) -> EntityHistories:
+        """This snapshot with an empty live layer of its own (the snapshot stays shared)."""
+        merged = self.merged
+        part = EntityHistories(
+            self.tables,
+            self.global_base,
+            self.global_out_t_us,
+            self.global_out_illicit,
+            self.global_out_revenue_cents,
+        )
+        part.__dict__["merged"] = merged
+        part.live = LiveHistories(
+            keys={
+                spec: hist.LiveKeys(table.lookup, len(table.vocabulary), MAX_NEW_KEYS - 1)
+                for spec, table in self.tables.items()
+            },
+            declarations=hist.EventRuns(),
+            outcomes=hist.EventRuns(OUTCOME_WEIGHTS),
+            global_outcomes=hist.EventRuns(OUTCOME_WEIGHTS),
+        )
+        return part
+
+    def keys(self, spec: str) -> hist.LiveKeys:
+        if self.live is not None:
+            return self.live.keys[spec]
+        table = self.tables[spec]
+        return hist.LiveKeys(table.lookup, len(table.vocabulary), MAX_NEW_KEYS - 1)
 
     @functools.cached_property
     def merged(self) -> _Merged:
@@ -248,6 +284,92 @@ class EntityHistories:
 
 
 @dataclass
+class LiveHistories:
+    """Declarations and inspection results seen after the snapshot, in the snapshot's merged code
+    space (``_Merged.offsets``); keys the snapshot never saw get codes after its vocabulary."""
+
+    keys: dict[str, hist.LiveKeys]  # by entity spec
+    declarations: hist.EventRuns
+    outcomes: hist.EventRuns  # weights OUTCOME_WEIGHTS
+    global_outcomes: hist.EventRuns  # code 0: every result, for the prior
+    # totals of live events folded out of the runs (older than every window), replaced whole
+    folded: FoldedTotals = dataclasses.field(default_factory=lambda: FoldedTotals.empty())
+
+
+@dataclass(frozen=True)
+class FoldedTotals:
+    """Per merged code (``rows``: code -> row of the arrays) what folded live events add to the
+    snapshot's base, and the same for the prior (every result)."""
+
+    rows: dict[int, int]
+    base: EntityBase
+    global_inspected: int = 0
+    global_illicit: int = 0
+
+    @staticmethod
+    def empty() -> FoldedTotals:
+        return FoldedTotals({}, EntityBase.empty(0))
+
+    def _take(self, codes: np.ndarray) -> EntityBase:
+        """Rows of ``codes`` (the empty base for codes never folded)."""
+        rows = hist.codes_of(self.rows, codes.tolist())
+        return self.base.take(np.where(rows >= 0, rows, len(self.base.n_inspected)))
+
+    def add_to(self, base: EntityBase, codes: np.ndarray) -> EntityBase:
+        """``base`` (one row per query code) plus the folded totals of each code."""
+        if not self.rows:
+            return base
+        mine = self._take(codes)
+        return EntityBase(
+            first_seen_us=_earliest(base.first_seen_us, mine.first_seen_us),
+            n_inspected=base.n_inspected + mine.n_inspected,
+            n_illicit=base.n_illicit + mine.n_illicit,
+            revenue_cents=base.revenue_cents + mine.revenue_cents,
+        )
+
+    def fold(
+        self,
+        decl_codes: np.ndarray,
+        decl_t: np.ndarray,
+        out_codes: np.ndarray,
+        out_w: dict[str, np.ndarray],
+        global_w: dict[str, np.ndarray],
+    ) -> FoldedTotals:
+        """These totals plus dropped events: declarations (first seen) and results (sums)."""
+        before = np.fromiter(self.rows, dtype=np.int64, count=len(self.rows))
+        codes = np.unique(np.concatenate([before, decl_codes, out_codes]))
+        old = self._take(codes)
+        never = np.iinfo(np.int64).max
+        first = np.where(old.first_seen_us == NO_TIME, never, old.first_seen_us)
+        np.minimum.at(first, np.searchsorted(codes, decl_codes), decl_t)
+        at = np.searchsorted(codes, out_codes)
+
+        def total(old_values: np.ndarray, name: str) -> np.ndarray:
+            out = old_values.copy()
+            np.add.at(out, at, out_w[name])
+            return out
+
+        return FoldedTotals(
+            rows={int(c): i for i, c in enumerate(codes.tolist())},
+            base=EntityBase(
+                first_seen_us=np.where(first == never, NO_TIME, first),
+                n_inspected=total(old.n_inspected, "inspected"),
+                n_illicit=total(old.n_illicit, "illicit"),
+                revenue_cents=total(old.revenue_cents, "revenue_cents"),
+            ),
+            global_inspected=self.global_inspected + int(global_w["inspected"].sum()),
+            global_illicit=self.global_illicit + int(global_w["illicit"].sum()),
+        )
+
+
+def _earliest(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Element-wise earliest time, NO_TIME meaning none."""
+    never = np.iinfo(np.int64).max
+    first = np.minimum(np.where(a == NO_TIME, never, a), np.where(b == NO_TIME, never, b))
+    return np.where(first == never, NO_TIME, first)
+
+
+@dataclass
 class _Merged:
     offsets: dict[str, int]  # entity spec -> code offset
     declarations: EventIndex  # all entities' recent declaration events
@@ -284,17 +406,6 @@ def _base_totals(
         .round()
         .astype(np.int64),
     )
-
-
-def _codes_for(table: EntityTable, keys: np.ndarray) -> np.ndarray:
-    """Snapshot codes; unseen keys get fresh codes (shared by equal keys within the request);
-    missing keys (None) stay -1: an unknown entity, not a new one."""
-    codes = hist.codes_of(table.lookup, keys)
-    unseen = codes < 0
-    if unseen.any():
-        fresh, _ = pd.factorize(keys[unseen])  # None -> -1, kept
-        codes[unseen] = np.where(fresh >= 0, len(table.vocabulary) + fresh, -1)
-    return codes
 
 
 class EntityHistoryFamily(Family):
@@ -349,17 +460,26 @@ class EntityHistoryFamily(Family):
             raise ParcelriskError(
                 f"at most {MAX_NEW_KEYS} declarations per online request, got {n}"
             )
-        merged = part.merged
-        prior = global_prior(t, merged.global_outcomes, part.global_base, params)
+        merged, live = part.merged, part.live
+        global_outcomes = merged.global_outcomes
+        if live is not None:
+            global_outcomes = hist.CombinedIndex(global_outcomes, *live.global_outcomes.runs)
+        global_base = part.global_base
+        if live is not None and live.folded.global_inspected:
+            global_base = dataclasses.replace(
+                global_base,
+                n_inspected=global_base.n_inspected + live.folded.global_inspected,
+                n_illicit=global_base.n_illicit + live.folded.global_illicit,
+            )
+        prior = global_prior(t, global_outcomes, global_base, params)
         codes, base_rows, identified = [], [], []
         for entity in entities:
-            table = part.tables[entity.spec]
-            n_vocab = len(table.vocabulary)
-            local = _codes_for(table, entity_keys(prep, entity))
+            n_vocab = len(part.tables[entity.spec].vocabulary)
+            local = part.keys(entity.spec).codes(entity_keys(prep, entity))
             known = local >= 0
             in_snapshot = known & (local < n_vocab)
             # an unknown key queries the last code of the entity's range, which no event has
-            # (fresh codes of a request stay below it); its results are forgotten below
+            # (new keys, live or of this request, stay below it); its results are forgotten below
             codes.append(
                 np.where(known, local, n_vocab + MAX_NEW_KEYS - 1) + merged.offsets[entity.spec]
             )
@@ -372,19 +492,29 @@ class EntityHistoryFamily(Family):
         all_t = np.tile(t, len(entities))
         # the request's own rows: parcels of one request see each other as in batch (parcels
         # with an unknown key are events of no entity)
+        own = all_known
+        if "already_seen" in prep:  # re-scored declarations are events of the live layer already
+            own = all_known & ~np.tile(prep["already_seen"], len(entities))
+        live_declarations = live.declarations.runs if live is not None else ()
+        live_outcomes = live.outcomes.runs if live is not None else ()
         declarations = hist.CombinedIndex(
-            merged.declarations, EventIndex(all_codes[all_known], all_t[all_known])
+            merged.declarations,
+            *live_declarations,
+            EventIndex(all_codes[own], all_t[own]),
         )
         tiled = np.tile(prior, len(entities))
+        base = merged.base.take(np.concatenate(base_rows))
+        if live is not None:
+            base = live.folded.add_to(base, all_codes)
         values = entity_history(
             "",
             all_codes,
             all_t,
             declarations,
-            merged.outcomes,
+            hist.CombinedIndex(merged.outcomes, *live_outcomes),
             tiled,
             params,
-            base=merged.base.take(np.concatenate(base_rows)),
+            base=base,
         )
         forget_unknown(values, all_known, tiled, "_hit_rate")
         result: Values = {}
@@ -393,6 +523,50 @@ class EntityHistoryFamily(Family):
             for name, column in values.items():
                 result[entity.prefix + name] = column[rows_i]
         return result
+
+    def append_live(self, rows: Rows, part: EntityHistories) -> None:
+        """Add declarations to the live layer: events at ``declared_at`` of every entity."""
+        live = _live_of(part)
+        codes, row = self._live_codes(rows, part)
+        live.declarations.append(codes, rows.prep["t_us"][row])
+
+    def append_outcomes(
+        self,
+        rows: Rows,
+        part: EntityHistories,
+        inspected_us: np.ndarray,
+        illicit: np.ndarray,
+        revenue_cents: np.ndarray,
+    ) -> None:
+        """Add the inspection results of declarations (``rows``, as they were scored) to the live
+        layer: events at ``inspected_us`` of every entity of the declaration, and of the prior."""
+        live = _live_of(part)
+        times = np.asarray(inspected_us, dtype=np.int64)
+        weights = outcome_weights(np.asarray(illicit), np.asarray(revenue_cents))
+        codes, row = self._live_codes(rows, part)
+        live.outcomes.append(codes, times[row], {k: w[row] for k, w in weights.items()})
+        live.global_outcomes.append(np.zeros(len(times), dtype=np.int64), times, weights)
+
+    def fold_live(self, part: EntityHistories, horizon_us: int) -> None:
+        """Fold the live events older than ``horizon_us`` into per-entity totals (bounded
+        memory); queries after ``horizon_us`` + the longest window give the same features."""
+        live = _live_of(part)
+        decl_codes, decl_t, _ = live.declarations.fold_before(horizon_us)
+        out_codes, _, out_w = live.outcomes.fold_before(horizon_us)
+        _, _, global_w = live.global_outcomes.fold_before(horizon_us)
+        live.folded = live.folded.fold(decl_codes, decl_t, out_codes, out_w, global_w)
+
+    def _live_codes(self, rows: Rows, part: EntityHistories) -> tuple[np.ndarray, np.ndarray]:
+        """Merged codes of the rows' entities (registering new keys) and the row of each;
+        parcels with an unknown key are events of no entity."""
+        merged = part.merged
+        codes, row = [], []
+        for entity in entities_for(rows.params, rows.contract, rows.manifest.inputs):
+            local = part.keys(entity.spec).add(entity_keys(rows.prep, entity))
+            known = np.flatnonzero(local >= 0)
+            codes.append(local[known] + merged.offsets[entity.spec])
+            row.append(known)
+        return np.concatenate(codes), np.concatenate(row)
 
     def fit_part(self, history: History, cutoff_us: int) -> EntityHistories:
         prep, params, outcomes = history.prep, history.params, history.outcomes
@@ -507,6 +681,12 @@ class EntityHistoryFamily(Family):
         for table in tables.values():
             _ = table.lookup
         return part
+
+
+def _live_of(part: EntityHistories) -> LiveHistories:
+    if part.live is None:
+        raise ValueError("this entity-history part has no live layer (EntityHistories.with_live)")
+    return part.live
 
 
 FAMILY = EntityHistoryFamily()

@@ -58,12 +58,39 @@ class RecentShipments:
 
     keys: pd.Index  # code -> key
     index: hist.EventIndex  # weights value_cents
+    live: LiveShipments | None = None  # declarations seen since the snapshot
 
     def lookup(self) -> dict[str, int]:
         cached = self.__dict__.get("_lookup")
         if cached is None:
             cached = self.__dict__["_lookup"] = {k: i for i, k in enumerate(self.keys)}
         return cached
+
+    def codes(self) -> hist.LiveKeys:
+        """Key -> code, live keys included."""
+        if self.live is not None:
+            return self.live.keys
+        return hist.LiveKeys(self.lookup(), len(self.keys), MAX_NEW_KEYS)
+
+    def with_live(self) -> RecentShipments:
+        """This snapshot with an empty live layer of its own (the snapshot stays shared)."""
+        live = LiveShipments(
+            hist.LiveKeys(self.lookup(), len(self.keys), MAX_NEW_KEYS),
+            hist.EventRuns(("value_cents",)),
+        )
+        part = RecentShipments(self.keys, self.index, live)
+        part.__dict__["_lookup"] = self.lookup()
+        return part
+
+
+# keys not in the snapshot one live layer (or request) may add before a roll-over
+MAX_NEW_KEYS = 1 << 30
+
+
+@dataclass
+class LiveShipments:
+    keys: hist.LiveKeys
+    runs: hist.EventRuns  # weights value_cents, codes of ``keys``
 
 
 def _no_shipments() -> RecentShipments:
@@ -123,17 +150,16 @@ class Shipments(Family):
         prep = rows.prep
         keys = entity_keys(prep, entity)
         snapshot = part if part is not None else _no_shipments()
-        codes = hist.codes_of(snapshot.lookup(), keys)
-        unseen = codes < 0
-        if unseen.any():  # new keys get fresh codes; missing keys (None) stay -1: unknown
-            fresh, _ = pd.factorize(keys[unseen])
-            codes[unseen] = np.where(fresh >= 0, len(snapshot.keys) + fresh, -1)
+        codes = snapshot.codes().codes(keys)  # new keys get fresh codes; None stays -1: unknown
         known = codes >= 0
+        # re-scored declarations are events of the live layer already
+        mine = known & ~prep["already_seen"] if "already_seen" in prep else known
         own = hist.EventIndex(
-            codes[known], prep["t_us"][known], {"value_cents": prep["value_cents"][known]}
+            codes[mine], prep["t_us"][mine], {"value_cents": prep["value_cents"][mine]}
         )
         query = np.where(known, codes, 0)  # unknown rows: any code, forgotten below
-        index = hist.CombinedIndex(snapshot.index, own)
+        live = snapshot.live.runs.runs if snapshot.live is not None else ()
+        index = hist.CombinedIndex(snapshot.index, *live, own)
         out = split_shipment_features(
             entity, query, prep["t_us"], prep["value_eur"], index, rows.params
         )
@@ -152,6 +178,22 @@ class Shipments(Family):
         )
         forget_unknown(out, known, np.full(prep.n_rows, np.nan))
         return out
+
+    def append_live(self, rows: Rows, part: RecentShipments) -> None:
+        """Add declarations to the live layer (events at ``declared_at``, weights value)."""
+        if part.live is None:
+            raise ValueError("this shipments part has no live layer (RecentShipments.with_live)")
+        prep = rows.prep
+        codes = part.live.keys.add(entity_keys(prep, self.entity(rows.params)))
+        known = codes >= 0
+        part.live.runs.append(
+            codes[known], prep["t_us"][known], {"value_cents": prep["value_cents"][known]}
+        )
+
+    def fold_live(self, part: RecentShipments, horizon_us: int) -> None:
+        """Drop the live events older than ``horizon_us`` (beyond every split window)."""
+        if part.live is not None:
+            part.live.runs.fold_before(horizon_us)
 
     def fit_part(self, history: History, cutoff_us: int) -> RecentShipments:
         params = history.params

@@ -13,10 +13,14 @@ result independent of input order.
 from __future__ import annotations
 
 import itertools
+import threading
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
+
+from features.errors import ParcelriskError
 
 NO_TIME = np.iinfo(np.int64).min  # "never seen"
 US_PER_DAY = 86_400 * 1_000_000
@@ -54,9 +58,17 @@ class EventIndex:
             raise ValueError("entity codes must be non-negative")
         # Rank times among the distinct event times so (code, rank) packs into one int64 key
         # for any time range and any number of entities up to ~4e12 / n_events.
-        self.unique_times = np.unique(times_us)
+        # one sort gives the distinct times and each event's rank among them (np.unique and a
+        # searchsorted cost ~3x more: the live layer re-indexes a few thousand events per append)
+        by_time = np.argsort(times_us, kind="stable")
+        ordered = times_us[by_time]
+        first = np.ones(len(ordered), dtype=bool)
+        first[1:] = ordered[1:] != ordered[:-1]
+        self.unique_times = ordered[first]
+        rank = np.empty(len(ordered), dtype=np.int64)
+        rank[by_time] = np.cumsum(first) - 1
         self.stride = np.int64(len(self.unique_times) + 1)
-        keys = codes * self.stride + np.searchsorted(self.unique_times, times_us)
+        keys = codes * self.stride + rank
         order = np.argsort(keys, kind="stable")
         self.keys = keys[order]
         self.sorted_times = times_us[order]
@@ -103,24 +115,121 @@ class EventIndex:
 
 
 class CombinedIndex:
-    """Two disjoint event sets queried as one (a prebuilt snapshot + a request's own rows).
+    """Disjoint event sets queried as one (a prebuilt snapshot, the live runs, a request's rows).
 
-    Counts and integer sums add exactly; the first time is the earlier of the two. This keeps a
-    request from re-sorting the whole snapshot.
+    Counts and integer sums add exactly; the first time is the earliest of the parts. This keeps
+    a request from re-sorting the whole snapshot.
     """
 
-    def __init__(self, first: EventIndex, second: EventIndex):
-        self.parts = (first, second)
+    def __init__(self, *parts: EventIndex):
+        self.parts = tuple(p for p in parts if len(p)) or parts[:1]
 
     def prefix(self, codes: np.ndarray, times_us: np.ndarray) -> dict[str, np.ndarray]:
-        a, b = (p.prefix(codes, times_us) for p in self.parts)
-        return {k: a[k] + b[k] for k in a}
+        first, *rest = (p.prefix(codes, times_us) for p in self.parts)
+        for other in rest:
+            first = {k: first[k] + other[k] for k in first}
+        return first
 
     def first_time_before(self, codes: np.ndarray, times_us: np.ndarray) -> np.ndarray:
         big = np.iinfo(np.int64).max
-        a, b = (p.first_time_before(codes, times_us) for p in self.parts)
-        first = np.minimum(np.where(a == NO_TIME, big, a), np.where(b == NO_TIME, big, b))
+        first = np.full(len(codes), big, dtype=np.int64)
+        for part in self.parts:
+            t = part.first_time_before(codes, times_us)
+            first = np.minimum(first, np.where(t == NO_TIME, big, t))
         return np.where(first == big, NO_TIME, first)
+
+
+def events_of(index: EventIndex) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """The (codes, times, weights) an index was built from, in its sorted order."""
+    return (
+        index.keys // index.stride,
+        index.sorted_times,
+        {name: np.diff(cum) for name, cum in index.cumsums.items()},
+    )
+
+
+def merged_index(
+    parts: list[EventIndex], codes: np.ndarray, times_us: np.ndarray, weights: dict[str, np.ndarray]
+) -> EventIndex:
+    """One index over the events of ``parts`` and the new events."""
+    olds = [events_of(p) for p in parts if len(p)]
+    return EventIndex(
+        np.concatenate([o[0] for o in olds] + [codes]),
+        np.concatenate([o[1] for o in olds] + [times_us]),
+        {name: np.concatenate([o[2][name] for o in olds] + [w]) for name, w in weights.items()},
+    )
+
+
+# Live runs (``EventRuns``) are levels of growing capacity: a new batch is merged into level 0
+# at once (a sort of at most FIRST_LEVEL events); a level over its capacity moves into the next,
+# LEVEL_RATIO times larger. A query reads at most a handful of runs (4 up to ~2M events, 5 up
+# to ~33M), and each event is re-sorted once per level in its life (amortised O(log n)).
+FIRST_LEVEL = 2_048
+LEVEL_RATIO = 16
+
+
+class EventRuns:
+    """Append-only events in a few sorted runs (LSM-style), for a live layer over a snapshot.
+
+    Events may arrive in any time order; queries read ``runs`` once (a tuple replaced whole
+    under the lock), so a query running in another thread sees a consistent set of runs.
+    """
+
+    def __init__(self, weight_names: tuple[str, ...] = ()):
+        self.weight_names = weight_names
+        empty = np.zeros(0, dtype=np.int64)
+        self._empty = EventIndex(empty, empty, {name: empty for name in weight_names})
+        self.runs: tuple[EventIndex, ...] = ()  # level 0 first, empty levels kept
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return sum(len(r) for r in self.runs)
+
+    def append(
+        self, codes: np.ndarray, times_us: np.ndarray, weights: dict[str, np.ndarray] | None = None
+    ) -> None:
+        weights = weights or {}
+        if set(weights) != set(self.weight_names):
+            raise ValueError(f"events need the weights {self.weight_names}, got {tuple(weights)}")
+        codes = np.asarray(codes, dtype=np.int64)
+        times_us = np.asarray(times_us, dtype=np.int64)
+        weights = {k: np.asarray(w, dtype=np.int64) for k, w in weights.items()}
+        with self._lock:
+            runs = list(self.runs) or [self._empty]
+            runs[0] = merged_index([runs[0]], codes, times_us, weights)
+            capacity = FIRST_LEVEL
+            for level in range(len(runs)):
+                if len(runs[level]) <= capacity:
+                    break
+                if level + 1 == len(runs):
+                    runs.append(self._empty)
+                runs[level + 1] = merged_index([runs[level + 1]], *events_of(runs[level]))
+                runs[level] = self._empty
+                capacity *= LEVEL_RATIO
+            self.runs = tuple(runs)
+
+    def fold_before(self, horizon_us: int) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        """Remove the events older than ``horizon_us`` and return them (codes, times, weights),
+        for the caller to fold into per-entity totals. Re-sorts the runs that hold such events:
+        call it rarely (the live state does once a day of events)."""
+        with self._lock:
+            runs, dropped = [], []
+            for run in self.runs:
+                if not len(run) or run.unique_times[0] >= horizon_us:
+                    runs.append(run)
+                    continue
+                codes, t, w = events_of(run)
+                old = t < horizon_us
+                keep = ~old
+                runs.append(EventIndex(codes[keep], t[keep], {k: v[keep] for k, v in w.items()}))
+                dropped.append((codes[old], t[old], {k: v[old] for k, v in w.items()}))
+            self.runs = tuple(runs)
+        empty = np.zeros(0, dtype=np.int64)
+        return (
+            np.concatenate([empty] + [d[0] for d in dropped]),
+            np.concatenate([empty] + [d[1] for d in dropped]),
+            {k: np.concatenate([empty] + [d[2][k] for d in dropped]) for k in self.weight_names},
+        )
 
 
 @dataclass(frozen=True)
@@ -161,3 +270,46 @@ class EntityBase:
             n_illicit=pick(self.n_illicit, 0),
             revenue_cents=pick(self.revenue_cents, 0),
         )
+
+
+class LiveKeys:
+    """Entity key -> code: the snapshot's codes, then keys first seen live (codes from
+    ``len(snapshot)`` up, in order of arrival). Codes never change once given."""
+
+    def __init__(self, snapshot: dict, n_snapshot: int, limit: int):
+        self.snapshot = snapshot
+        self.n_snapshot = n_snapshot
+        self.limit = limit  # codes stay below n_snapshot + limit
+        self.new: dict = {}
+        self._lock = threading.Lock()
+
+    def codes(self, keys: np.ndarray) -> np.ndarray:
+        """Codes of a request's keys; keys never seen get fresh codes after every given code
+        (equal keys share one), missing keys (None) -1: an unknown entity, not a new one."""
+        codes = codes_of(self.snapshot, keys)
+        unseen = codes < 0
+        if unseen.any():
+            if self.new:
+                codes[unseen] = codes_of(self.new, keys[unseen])
+                unseen = codes < 0
+            # len(new) read after the lookups: a key added meanwhile keeps a code below it
+            first_free = self.n_snapshot + len(self.new)
+            fresh, distinct = pd.factorize(keys[unseen])  # None -> -1, kept
+            if first_free + len(distinct) >= self.n_snapshot + self.limit:
+                raise ParcelriskError(
+                    f"live entity state full: more than {self.limit} keys not in the snapshot "
+                    "(roll the snapshot over)"
+                )
+            codes[unseen] = np.where(fresh >= 0, first_free + fresh, -1)
+        return codes
+
+    def add(self, keys: np.ndarray) -> np.ndarray:
+        """Codes of ``keys``, registering those never seen (-1 for missing keys)."""
+        with self._lock:
+            codes = self.codes(keys)
+            fresh = codes >= self.n_snapshot + len(self.new)
+            if fresh.any():
+                _, first = np.unique(codes[fresh], return_index=True)
+                for key, code in zip(keys[fresh][first], codes[fresh][first], strict=True):
+                    self.new[key] = int(code)
+        return codes

@@ -56,6 +56,7 @@ def online_features(
     declarations: pd.DataFrame | FrameColumns | RecordColumns,
     state: EntityState,
     warnings: list[tuple[int, str]] | None = None,
+    already_seen: np.ndarray | None = None,
 ) -> OnlineFeatures:
     """Features of new declarations (canonical contract frame or validated API models, no
     outcomes), in input order.
@@ -63,6 +64,9 @@ def online_features(
     Unknown codes never fail a declaration: they get priors, and if ``warnings`` is given,
     (row index, message) pairs are appended to it. (Not in ``DataFrame.attrs``: pandas deep-copies
     attrs on every column access.)
+
+    ``already_seen``: rows the state's live layer holds already (a re-scored declaration): they
+    are not added again as the request's own events (``prep["already_seen"]``).
     """
     declarations = columns_of(declarations)
     missing = [e.name for e in state.contract.extras if e.name not in declarations]
@@ -70,8 +74,11 @@ def online_features(
         raise ParcelriskError(
             f"declarations lack the mapped extra field(s) the model uses: {', '.join(missing)}"
         )
+    prep = prepare(declarations, state.contract, state.params)
+    if already_seen is not None and already_seen.any():
+        prep["already_seen"] = already_seen
     rows = Rows(
-        prepare(declarations, state.contract, state.params),
+        prep,
         state.params,
         state.contract,
         state.manifest,

@@ -27,9 +27,13 @@ def _payload(frame: pd.DataFrame) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def real_client(real_pipeline, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("real-service")
-    with service_client(_env(real_pipeline, tmp)) as client:
+def real_service_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("real-service")
+
+
+@pytest.fixture(scope="module")
+def real_client(real_pipeline, real_service_dir):
+    with service_client(_env(real_pipeline, real_service_dir)) as client:
         yield client
 
 
@@ -64,7 +68,9 @@ def test_explain_consistent_with_real_score(real_client, real_pipeline) -> None:
         assert e["risk"] == pytest.approx(d["risk"], abs=1e-12)
 
 
-def test_batch_file_scoring_equals_http(real_client, real_pipeline, tmp_path) -> None:
+def test_batch_file_scoring_equals_http(
+    real_client, real_pipeline, real_service_dir, tmp_path
+) -> None:
     fresh = fresh_declarations(real_pipeline["history"], 300, prefix="FILE")
     source = tmp_path / "in.csv"
     fresh.to_csv(source, index=False)
@@ -72,8 +78,11 @@ def test_batch_file_scoring_equals_http(real_client, real_pipeline, tmp_path) ->
     http_rows = pd.DataFrame(http.json()["decisions"])
     settings = load_settings(real_pipeline["params"])
     runtime = load_runtime(settings, real_pipeline["tracking_uri"], tmp_path / "m")
-    # one chunk = one request: parcels of a batch see each other, so chunking must match
-    summary = score_file(source, tmp_path / "out.parquet", runtime, chunk_size=300, progress=False)
+    # the service's earlier decisions are in its live entity state: read them from its log
+    service_log = open_store(real_service_dir / "audit.db")
+    runtime.catch_up(service_log)
+    service_log.close()
+    summary = score_file(source, tmp_path / "out.parquet", runtime, chunk_size=7, progress=False)
     batch = pd.read_parquet(tmp_path / "out.parquet")
     assert summary["declarations"] == 300
     assert batch["declaration_id"].tolist() == http_rows["declaration_id"].tolist()

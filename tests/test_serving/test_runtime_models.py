@@ -56,6 +56,9 @@ class StubState:
     manifest: FeatureManifest
     contract: None = None
     params: FeatureParams = field(default_factory=FeatureParams)
+    cutoff_us: int = 0  # the live state (features.pipeline.live) starts from these
+    parts: dict = field(default_factory=dict)
+    families: list = field(default_factory=list)
 
 
 def _load(monkeypatch, model, state: StubState, config: ServeParams) -> ScoringRuntime:

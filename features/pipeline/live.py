@@ -1,0 +1,164 @@
+"""The live entity state: the snapshot plus every declaration and inspection result seen since.
+
+The snapshot (``features.pipeline.snapshot``) freezes the entity histories at the training
+cutoff; a long-running scorer appends what it sees to a live layer on top of it, so a
+declaration sees exactly the declarations declared strictly before it that the system has seen,
+whatever request, chunk or worker carried them (the parcels of one request still see each other
+by ``declared_at`` order, as in batch).
+
+The families that learn from events (entity histories, split shipments) keep their live events
+in a few sorted runs (``features.pipeline.history.EventRuns``) queried together with the
+snapshot's index: appending sorts only the new events into the smallest run. Families that
+refit per period in batch (valuation references, text models) stay as the snapshot fitted them:
+their evidence changes only with a new snapshot.
+
+Memory is bounded: events older than the longest window (plus ``FOLD_LAG_DAYS``) fold into
+per-entity totals, as the snapshot did at its cutoff.
+
+Each declaration enters once (by ``declaration_id``), so a worker may be fed its own decisions
+back from the shared decision store without counting them twice (``serving.scoring``'s
+``ScoringRuntime.catch_up`` reads that store, the event log of every worker, before each batch).
+
+Appends are serialised; a query reads each run set once, so a query racing an append (two
+unmerged large requests scored in threads, or ``/explain`` beside a batch) may see that append
+in some families and not yet in others. With merged requests (the default) a worker's batches
+are scored one at a time, each after its catch-up.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+
+import numpy as np
+import pandas as pd
+
+from features.intake.columns import FrameColumns, RecordColumns, columns_of
+from features.pipeline.family import Rows
+from features.pipeline.history import NO_TIME, US_PER_DAY
+from features.pipeline.online import OnlineFeatures, online_features
+from features.pipeline.prepare import Prepared, prepare
+from features.pipeline.snapshot import EntityState
+
+# Live events are folded into totals once they are older than the longest window plus this lag:
+# a declaration arriving up to this late (declared this long before the newest one seen) still
+# gets exact windows; later than that, its windows may miss folded events.
+FOLD_LAG_DAYS = 2
+
+
+class LiveState:
+    """A snapshot and the live layer of the families that learn from events (one per process)."""
+
+    def __init__(self, snapshot: EntityState):
+        self.snapshot = snapshot  # untouched: the live parts are copies with their own layer
+        parts = dict(snapshot.parts)
+        self.live_families = [f for f in snapshot.families if hasattr(f, "append_live")]
+        for family in self.live_families:
+            if parts.get(family.name) is not None:
+                parts[family.name] = parts[family.name].with_live()
+        # the state online_features reads: the snapshot's parts, live ones in place of theirs
+        self.state = dataclasses.replace(snapshot, parts=parts)
+        # declaration id -> declared_at (us) of what was appended, pruned with the folded events
+        self.seen_ids: dict[str, int] = {}
+        self.newest_us = NO_TIME
+        # the snapshot's events before its horizon are totals already
+        self.folded_before_us = snapshot.cutoff_us - snapshot.params.max_window_days * US_PER_DAY
+        self._lock = threading.Lock()  # one append at a time: ids and runs move together
+
+    def __len__(self) -> int:
+        """Declarations held for de-duplication (appended, not yet folded)."""
+        return len(self.seen_ids)
+
+    def features(
+        self,
+        declarations: pd.DataFrame | FrameColumns | RecordColumns,
+        warnings: list[tuple[int, str]] | None = None,
+    ) -> OnlineFeatures:
+        """``online_features`` over the snapshot and everything appended so far (declarations
+        appended already are not counted twice)."""
+        declarations = columns_of(declarations)
+        seen = self.seen_ids
+        already = None
+        if seen:
+            ids = declarations.text("declaration_id")
+            already = np.fromiter((i in seen for i in ids), dtype=bool, count=len(ids))
+        return online_features(declarations, self.state, warnings, already)
+
+    def _rows(self, declarations: FrameColumns | RecordColumns, prep: Prepared | None) -> Rows:
+        state = self.state
+        if prep is None:
+            prep = prepare(declarations, state.contract, state.params)
+        return Rows(prep, state.params, state.contract, state.manifest)
+
+    def append(
+        self,
+        declarations: pd.DataFrame | FrameColumns | RecordColumns,
+        prep: Prepared | None = None,
+    ) -> int:
+        """Add scored declarations (any order, any time); those already seen are skipped.
+        ``prep``: their prepared arrays if at hand (``OnlineFeatures.prep``), else made here.
+        Returns how many were new."""
+        declarations = columns_of(declarations)
+        with self._lock:
+            ids = declarations.text("declaration_id")
+            new = _first_unseen(ids, self.seen_ids)
+            if not new.any():
+                return 0
+            rows = self._rows(declarations, prep)
+            if not new.all():
+                keep = np.flatnonzero(new)
+                rows.prep = Prepared(len(keep), {k: v[keep] for k, v in rows.prep.items()})
+            for family in self.live_families:
+                part = self.state.parts.get(family.name)
+                if part is not None:
+                    family.append_live(rows, part)
+            t_us = rows.prep["t_us"]
+            self.seen_ids.update(zip(ids[new].tolist(), t_us.tolist(), strict=True))
+            self.newest_us = max(self.newest_us, int(t_us.max()))
+            self._fold_if_due()
+            return int(new.sum())
+
+    def _fold_if_due(self) -> None:
+        """Fold the events older than every window (and a lag for late arrivals) into per-entity
+        totals once a day of them has gathered: memory stays bounded over any run."""
+        params = self.state.params
+        horizon = self.newest_us - (params.max_window_days + FOLD_LAG_DAYS) * US_PER_DAY
+        if horizon < self.folded_before_us + US_PER_DAY:
+            return
+        for family in self.live_families:
+            part = self.state.parts.get(family.name)
+            if part is not None:
+                family.fold_live(part, horizon)
+        self.seen_ids = {i: t for i, t in self.seen_ids.items() if t >= horizon}
+        self.folded_before_us = horizon
+
+    def append_outcomes(
+        self,
+        declarations: pd.DataFrame | FrameColumns | RecordColumns,
+        inspected_at_us: np.ndarray,
+        illicit: np.ndarray,
+        revenue_cents: np.ndarray,
+    ) -> None:
+        """Add inspection results, one per declaration (as it was scored: its entity keys), at
+        ``inspected_at_us`` (UTC microseconds): entity hit rates and the prior move from then on.
+        The caller checks the results (known ids, no duplicates, not before the declaration)."""
+        declarations = columns_of(declarations)
+        n = len(declarations)
+        arrays = [np.asarray(a) for a in (inspected_at_us, illicit, revenue_cents)]
+        if any(len(a) != n for a in arrays):
+            raise ValueError(f"one inspection result per declaration: {n} declarations")
+        with self._lock:
+            rows = self._rows(declarations, None)
+            for family in self.live_families:
+                part = self.state.parts.get(family.name)
+                if part is not None and hasattr(family, "append_outcomes"):
+                    family.append_outcomes(rows, part, *arrays)
+
+
+def _first_unseen(ids: np.ndarray, seen: set[str]) -> np.ndarray:
+    """Rows whose id is neither in ``seen`` nor repeated earlier in ``ids``."""
+    new = np.fromiter((i not in seen for i in ids), dtype=bool, count=len(ids))
+    _, first = np.unique(ids.astype(str), return_index=True)
+    once = np.zeros(len(ids), dtype=bool)
+    once[first] = True
+    return new & once

@@ -1,0 +1,106 @@
+"""The live entity state in the scoring path: across workers (one decision store) and chunks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.params import load_settings
+from serving.scoring import decision_records, load_runtime, score_file, score_frame
+from serving.sqlite_store import SqliteDecisionStore
+from serving.store import DecisionStore
+from tests.test_serving.conftest import fresh_declarations
+
+SPLIT_24H = "consignee_parcels_24h"
+
+
+@pytest.fixture(scope="module")
+def runtimes(real_pipeline, tmp_path_factory):
+    """Three independently loaded champions (worker processes, in one process)."""
+    tmp = tmp_path_factory.mktemp("live-runtimes")
+    settings = load_settings(real_pipeline["params"])
+    return lambda i: load_runtime(settings, real_pipeline["tracking_uri"], tmp / f"m{i}")
+
+
+def _serve(runtime, store: DecisionStore, frame: pd.DataFrame):
+    """One batch the way the service scores it: catch up, score, record, hand the batch back."""
+    runtime.catch_up(store)
+    batch = score_frame(frame.reset_index(drop=True), runtime)
+    records = decision_records(batch, runtime)
+    store.record(records)
+    runtime.recorded(batch, records)
+    return batch
+
+
+def _feature(batch, name: str) -> np.ndarray:
+    return batch.features.values[name]
+
+
+def test_a_parcel_scored_on_one_worker_counts_on_the_next(runtimes, real_pipeline, tmp_path):
+    worker_1, worker_2 = runtimes(1), runtimes(2)
+    db = tmp_path / "audit.db"
+    store_1, store_2 = SqliteDecisionStore(db), SqliteDecisionStore(db)
+    try:
+        parcels = fresh_declarations(real_pipeline["history"], 2, prefix="C")
+        parcels["consignee_id"] = parcels["consignee_id"].iloc[0]
+        t0 = pd.Timestamp("2026-03-10 10:00", tz="UTC")
+        parcels["declared_at"] = [t0, t0 + pd.Timedelta(minutes=5)]
+        _serve(worker_1, store_1, parcels.head(1))
+        seen = _serve(worker_2, store_2, parcels.tail(1))
+        alone = score_frame(parcels.tail(1).reset_index(drop=True), runtimes(3))
+        assert _feature(seen, SPLIT_24H)[0] == _feature(alone, SPLIT_24H)[0] + 1
+        assert len(worker_2.live) == 1 and worker_2.log_seq == 1
+        # worker 1 appends its own batch and reads worker 2's from the log (its own decision,
+        # also in the log, is skipped): each declaration counted once
+        assert worker_1.catch_up(store_1) == 2 and worker_1.catch_up(store_1) == 0
+        assert len(worker_1.live) == 2
+        again = score_frame(parcels.tail(1).reset_index(drop=True), worker_1)
+        assert _feature(again, SPLIT_24H)[0] == _feature(seen, SPLIT_24H)[0]
+    finally:
+        store_1.close()
+        store_2.close()
+
+
+def test_store_since_reads_the_log_in_sequence(runtimes, real_pipeline, tmp_path):
+    store = SqliteDecisionStore(tmp_path / "audit.db")
+    try:
+        assert store.since(0) == []
+        runtime = runtimes(4)
+        fresh = fresh_declarations(real_pipeline["history"], 5, prefix="S")
+        _serve(runtime, store, fresh.head(3))
+        _serve(runtime, store, fresh.tail(2))
+        rows = store.since(0)
+        assert [seq for seq, _ in rows] == [1, 2, 3, 4, 5]
+        assert [seq for seq, _ in store.since(3)] == [4, 5]
+        assert '"declaration_id": "S000003"' in rows[3][1]
+        assert isinstance(store, DecisionStore)
+    finally:
+        store.close()
+
+
+def test_chunk_size_does_not_change_results(runtimes, real_pipeline, tmp_path):
+    fresh = fresh_declarations(real_pipeline["history"], 60, prefix="K")
+    fresh["consignee_id"] = fresh["consignee_id"].iloc[:6].tolist() * 10  # repeat customers
+    source = tmp_path / "in.parquet"
+    fresh.sample(frac=1.0, random_state=2).to_parquet(source)  # not in time order
+    vectors, names = {}, []
+    for i, chunk_size in enumerate((1, 7, 60)):
+        runtime = runtimes(10 + i)
+        names = list(runtime.model.manifest.names)
+        store = SqliteDecisionStore(tmp_path / f"audit-{chunk_size}.db")
+        try:
+            out = tmp_path / f"out-{chunk_size}.parquet"
+            score_file(source, out, runtime, chunk_size=chunk_size, store=store, progress=False)
+            result = pd.read_parquet(out)
+            vectors[chunk_size] = np.stack(
+                [store.get(d)[0].feature_vector for d in result["decision_id"]]
+            )
+            ids = result["declaration_id"].tolist()
+        finally:
+            store.close()
+        assert ids == pd.read_parquet(source)["declaration_id"].tolist()  # the file's order
+    assert np.array_equal(vectors[1], vectors[7], equal_nan=True)
+    assert np.array_equal(vectors[1], vectors[60], equal_nan=True)
+    split = vectors[1][:, names.index(SPLIT_24H)]
+    assert split.max() >= 9  # the repeat customers' parcels did see each other

@@ -31,6 +31,15 @@ CREATE TABLE IF NOT EXISTS outcomes (
     source TEXT NOT NULL
 );
 """
+# New results with the declaration as first scored (decisions_declaration indexes the lookup).
+_RESULTS_SINCE = """
+SELECT o.seq, d.declaration_json, o.inspected_at, o.illicit, o.revenue_recovered
+FROM outcomes AS o JOIN decisions AS d ON d.rowid = (
+    SELECT rowid FROM decisions WHERE declaration_id = o.declaration_id
+    ORDER BY scored_at, rowid LIMIT 1
+)
+WHERE o.seq > ? ORDER BY o.seq
+"""
 _INSERT = (
     "INSERT INTO outcomes (declaration_id, inspected_at, illicit, offence_type, "
     "revenue_recovered, recorded_at, source) VALUES (?, ?, ?, ?, ?, ?, ?)"
@@ -106,6 +115,18 @@ class SqliteOutcomeStore:
         return [
             ScoredRow(declaration_json, bool(exploration), results.get(declaration_id))
             for declaration_id, declaration_json, exploration in decisions
+        ]
+
+    def results_since(self, seq: int) -> list[tuple[int, str, int, bool, float | None]]:
+        """The results stored after ``seq``, in order: (seq, the declaration as first scored,
+        inspected_at in UTC microseconds, illicit, revenue_recovered). For the live state."""
+        with self._lock:
+            if not _has_decisions(self._conn):
+                return []
+            rows = self._conn.execute(_RESULTS_SINCE, (seq,)).fetchall()
+        return [
+            (int(s), text, parse_iso_us(at), bool(illicit), revenue)
+            for s, text, at, illicit, revenue in rows
         ]
 
     def close(self) -> None:

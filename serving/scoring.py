@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from features.pipeline.live import LiveState
     from features.pipeline.online import OnlineFeatures
     from models.bundle import RiskModel
+    from serving.outcome_store import SqliteOutcomeStore
     from serving.store import DecisionStore
 
 logger = logging.getLogger(__name__)
@@ -65,6 +66,7 @@ class ScoringRuntime:
     # and the last decision-store sequence appended to it (catch_up).
     live: LiveState | None = None
     log_seq: int = 0
+    results_seq: int = 0  # the last inspection result (outcomes table) appended to it
     _catch_up_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _recorded: list[ScoredBatch] = field(default_factory=list, repr=False)
     _own_texts: set[str] = field(default_factory=set, repr=False)  # recorded, not yet read back
@@ -73,39 +75,66 @@ class ScoringRuntime:
     def model_ref(self) -> dict[str, str]:
         return {"name": self.model_name, "version": self.model_version}
 
-    def catch_up(self, store: DecisionStore) -> int:
+    def catch_up(self, store: DecisionStore, results: SqliteOutcomeStore | None = None) -> int:
         """Append to the live state what was decided since the last call: this worker's own
         recorded batches (``recorded``) and, from the store, every worker's decisions (this
-        one's are skipped: a declaration enters once). Call it before scoring a batch.
+        one's are skipped: a declaration enters once); then the inspection results stored since
+        (``results``), at their ``inspected_at``. Call it before scoring a batch.
         Returns how many declarations were new to the live state."""
         if self.live is None:
             return 0
         with self._catch_up_lock:
-            added = 0
-            while self._recorded:
-                batch = self._recorded.pop(0)
-                added += self.live.append(batch.declarations, batch.features.prep)
-            rows = store.since(self.log_seq)
-            if not rows:
-                return added
-            import json
-
-            from features.intake.contract import Declaration
-
-            # this worker's rows are known by their exact stored text: no JSON to parse
-            own, seen = self._own_texts, self.live.seen_ids
-            others = []
-            for _, text in rows:
-                if text in own:
-                    own.discard(text)
-                    continue
-                values = json.loads(text)
-                if values.get("declaration_id") not in seen:
-                    others.append(Declaration.model_validate(values))
-            if others:
-                added += self.live.append(RecordColumns(others, self.contract))
-            self.log_seq = rows[-1][0]
+            added = self._catch_up_decisions(store)
+            if results is not None:
+                self._catch_up_results(results)
             return added
+
+    def _catch_up_results(self, results: SqliteOutcomeStore) -> None:
+        import json
+
+        from features.intake.contract import Declaration
+
+        assert self.live is not None
+        rows = results.results_since(self.results_seq)
+        if not rows:
+            return
+        declarations = [Declaration.model_validate(json.loads(text)) for _, text, *_ in rows]
+        revenue = np.array([r[4] if r[4] is not None else np.nan for r in rows], dtype=float)
+        self.live.append_outcomes(
+            RecordColumns(declarations, self.contract),
+            np.array([r[2] for r in rows], dtype=np.int64),
+            np.array([r[3] for r in rows], dtype=bool),
+            np.round(np.nan_to_num(revenue, nan=0.0) * 100).astype(np.int64),  # as prepare does
+        )
+        self.results_seq = rows[-1][0]
+
+    def _catch_up_decisions(self, store: DecisionStore) -> int:
+        assert self.live is not None
+        added = 0
+        while self._recorded:
+            batch = self._recorded.pop(0)
+            added += self.live.append(batch.declarations, batch.features.prep)
+        rows = store.since(self.log_seq)
+        if not rows:
+            return added
+        import json
+
+        from features.intake.contract import Declaration
+
+        # this worker's rows are known by their exact stored text: no JSON to parse
+        own, seen = self._own_texts, self.live.seen_ids
+        others = []
+        for _, text in rows:
+            if text in own:
+                own.discard(text)
+                continue
+            values = json.loads(text)
+            if values.get("declaration_id") not in seen:
+                others.append(Declaration.model_validate(values))
+        if others:
+            added += self.live.append(RecordColumns(others, self.contract))
+        self.log_seq = rows[-1][0]
+        return added
 
     def recorded(self, batch: ScoredBatch, records: list[DecisionRecord]) -> None:
         """A batch this worker scored is in the store (as ``records``): the next ``catch_up``

@@ -170,7 +170,9 @@ class ParcelRiskService:
         """Response items and decision records of one merged batch (CPU only, no waiting)."""
         runtime = self.runtime
         assert runtime is not None
-        runtime.catch_up(self.store)  # what every worker decided since: the live entity state
+        runtime.catch_up(
+            self.store, self.outcome_store
+        )  # what every worker decided since: the live entity state
         batch = score_frame(RecordColumns(declarations, runtime.contract), runtime)
         known = {e.name for e in runtime.contract.extras} if runtime.contract else set()
         for i, declaration in enumerate(declarations):

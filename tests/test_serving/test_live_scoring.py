@@ -104,3 +104,58 @@ def test_chunk_size_does_not_change_results(runtimes, real_pipeline, tmp_path):
     assert np.array_equal(vectors[1], vectors[60], equal_nan=True)
     split = vectors[1][:, names.index(SPLIT_24H)]
     assert split.max() >= 9  # the repeat customers' parcels did see each other
+
+
+def test_an_inspection_result_moves_the_sellers_history_from_its_time(
+    runtimes, real_pipeline, tmp_path
+):
+    """A result stored for a scored parcel enters every worker's live state at ``inspected_at``:
+    the seller's next parcel, declared after it, counts one more inspection and offence."""
+    from serving.outcome_store import SqliteOutcomeStore
+    from serving.outcomes import store_outcomes
+
+    worker_1, worker_2 = runtimes(5), runtimes(6)
+    db = tmp_path / "audit.db"
+    store = SqliteDecisionStore(db)
+    results = SqliteOutcomeStore(db)
+    try:
+        parcels = fresh_declarations(real_pipeline["history"], 3, prefix="R")
+        parcels["seller_id"] = parcels["seller_id"].iloc[0]
+        t0 = pd.Timestamp("2026-03-10 10:00", tz="UTC")
+        parcels["declared_at"] = [t0, t0 + pd.Timedelta(hours=5), t0 + pd.Timedelta(hours=1)]
+        _serve(worker_1, store, parcels.head(1))
+        inspected = t0 + pd.Timedelta(hours=2)
+        stored = store_outcomes(
+            results,
+            pd.DataFrame(
+                [
+                    {
+                        "declaration_id": parcels["declaration_id"].iloc[0],
+                        "inspected_at": inspected.isoformat(),
+                        "illicit": "true",
+                        "offence_type": "undervaluation",
+                        "revenue_recovered": "40",
+                    }
+                ]
+            ),
+            source="test",
+        )
+        assert stored["stored"] == 1
+        before = score_frame(parcels.iloc[[1]].reset_index(drop=True), worker_2)
+        worker_2.catch_up(store, results)
+        assert worker_2.results_seq == 1
+        after = score_frame(parcels.iloc[[1]].reset_index(drop=True), worker_2)
+        for name in ("seller_n_inspected", "seller_n_illicit"):
+            assert _feature(after, name)[0] == _feature(before, name)[0] + 1, name
+        # a parcel declared before the result was recorded does not see it
+        earlier_before = score_frame(parcels.iloc[[2]].reset_index(drop=True), worker_1)
+        worker_1.catch_up(store, results)
+        earlier_after = score_frame(parcels.iloc[[2]].reset_index(drop=True), worker_1)
+        assert (
+            _feature(earlier_after, "seller_n_inspected")[0]
+            == _feature(earlier_before, "seller_n_inspected")[0]
+        )
+        assert worker_1.catch_up(store, results) == 0 and worker_1.results_seq == 1
+    finally:
+        results.close()
+        store.close()

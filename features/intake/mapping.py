@@ -467,25 +467,11 @@ def apply_mapping(raw: pd.DataFrame, mapping: Mapping) -> tuple[pd.DataFrame, Co
         else None
     )
 
-    out: dict[str, pd.Series] = {}
-    errors: list[str] = []
     targets: list[tuple[str, str, _Spec]] = [
         (name, FIELDS_BY_NAME[name].kind, spec) for name, spec in mapping.columns.items()
     ]
     targets += [(e.name, "float" if e.kind == "numeric" else "str", e) for e in mapping.extras]
-    for name, kind, spec in targets:
-        source = raw[spec.column] if spec.column is not None else pd.Series(index=raw.index)
-        converted, bad, problem = _convert(spec, kind, source, len(raw))
-        if bad.any():
-            origin = f"source column {spec.column!r}" if spec.column else "constant value"
-            shown = source if spec.column is not None else converted
-            errors.append(f"{name} ({origin}): {problem}: {_examples(shown, bad, ids)}")
-            continue
-        out[name] = converted
-    if errors:
-        raise ContractError("values that do not convert:\n  " + "\n  ".join(errors))
-
-    frame = pd.DataFrame(out, index=raw.index)
+    frame = pd.DataFrame(_convert_all(raw, targets, ids), index=raw.index)
     if with_outcomes:
         for f in FIELDS:
             if f.scope == "outcome" and f.name not in frame.columns and f.nullable:
@@ -599,11 +585,22 @@ def apply_outcome_mapping(raw: pd.DataFrame, mapping: Mapping) -> pd.DataFrame:
     raw = raw.reset_index(drop=True)
     id_spec = mapping.columns["declaration_id"]
     ids = _as_text(raw[id_spec.column]) if id_spec.column is not None else None
+    targets = [(name, FIELDS_BY_NAME[name].kind, spec) for name, spec in mapping.columns.items()]
+    return pd.DataFrame(_convert_all(raw, targets, ids), index=raw.index)
+
+
+def _convert_all(
+    raw: pd.DataFrame, targets: list[tuple[str, str, Any]], ids: pd.Series | None
+) -> dict[str, pd.Series]:
+    """Each target (name, kind, spec) converted from its source column or constant; every
+    column that does not convert is named with examples, in one error."""
+    import pandas as pd
+
     out: dict[str, pd.Series] = {}
     errors: list[str] = []
-    for name, spec in mapping.columns.items():
+    for name, kind, spec in targets:
         source = raw[spec.column] if spec.column is not None else pd.Series(index=raw.index)
-        converted, bad, problem = _convert(spec, FIELDS_BY_NAME[name].kind, source, len(raw))
+        converted, bad, problem = _convert(spec, kind, source, len(raw))
         if bad.any():
             origin = f"source column {spec.column!r}" if spec.column else "constant value"
             shown = source if spec.column is not None else converted
@@ -612,4 +609,4 @@ def apply_outcome_mapping(raw: pd.DataFrame, mapping: Mapping) -> pd.DataFrame:
         out[name] = converted
     if errors:
         raise ContractError("values that do not convert:\n  " + "\n  ".join(errors))
-    return pd.DataFrame(out, index=raw.index)
+    return out

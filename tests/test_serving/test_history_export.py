@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from features.intake.contract import RANDOM_SELECTION
+from features.intake.contract import OUTCOME_COLUMNS, RANDOM_SELECTION
 from features.intake.io import read_declarations
 from features.params import FeatureParams
 from features.synthetic import SyntheticParams, generate
@@ -22,21 +22,7 @@ from serving.sqlite_store import SqliteDecisionStore
 
 def _records(declarations, exploration: np.ndarray, repeat: int = 0) -> list[DecisionRecord]:
     texts = declarations_as_json(
-        declarations.drop(
-            columns=[
-                c
-                for c in declarations
-                if c
-                in (
-                    "inspected",
-                    "inspected_at",
-                    "illicit",
-                    "offence_type",
-                    "revenue_recovered",
-                    "selection_reason",
-                )
-            ]
-        )
+        declarations.drop(columns=[c for c in declarations if c in OUTCOME_COLUMNS])
     )
     return [
         DecisionRecord(

@@ -37,6 +37,10 @@ import serving.service  # noqa: F401
 ORIGINS = ("CN", "US", "TR", "GB", "IN")
 SCORER_KEY = "scorer-key-0123456789abcdef"
 AUDITOR_KEY = "auditor-key-0123456789abcdef"
+INSPECTOR_KEY = "inspector-key-0123456789abcdef"
+# Every in-process service gets every role: the ASGI app (one per process, service_app) keeps
+# the key ring of its first request, so a module setting other keys would depend on test order.
+API_KEYS = f"scorer:{SCORER_KEY},auditor:{AUDITOR_KEY},inspector:{INSPECTOR_KEY}"
 
 MANIFEST = FeatureManifest(
     features=(
@@ -230,7 +234,7 @@ def service_env(tmp_path_factory: pytest.TempPathFactory, stub_runtime) -> Itera
         "serve:\n  exploration_rate: 0.05\n  exploration_seed: 7\n  max_body_bytes: 2000000\n"
     )
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("PARCELRISK_API_KEYS", f"scorer:{SCORER_KEY},auditor:{AUDITOR_KEY}")
+        mp.setenv("PARCELRISK_API_KEYS", API_KEYS)
         mp.delenv("PARCELRISK_API_KEYS_FILE", raising=False)
         mp.delenv("PARCELRISK_INSECURE_NO_AUTH", raising=False)
         mp.setenv("PARCELRISK_AUDIT_DB", str(tmp / "audit.db"))
@@ -352,7 +356,7 @@ def real_pipeline(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 def service_client(env: dict[str, str]) -> Iterator[Any]:
     """A TestClient on the real service (real ``load_runtime``) with ``env`` set."""
     base = {
-        "PARCELRISK_API_KEYS": f"scorer:{SCORER_KEY},auditor:{AUDITOR_KEY}",
+        "PARCELRISK_API_KEYS": API_KEYS,
         "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
     }
     with pytest.MonkeyPatch.context() as mp:

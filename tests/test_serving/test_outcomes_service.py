@@ -9,14 +9,14 @@ import pytest
 
 from serving.schemas import ErrorResponse, OutcomesResponse
 from tests.test_serving.conftest import (
+    API_KEYS,
     AUDITOR_KEY,
+    INSPECTOR_KEY,
     SCORER_KEY,
     checked_client,
     make_declarations,
     service_app,
 )
-
-INSPECTOR_KEY = "inspector-key-0123456789abcdef"
 
 
 @pytest.fixture(scope="module")
@@ -24,9 +24,8 @@ def client(tmp_path_factory: pytest.TempPathFactory, stub_runtime) -> Iterator:
     import serving.service as service_module
 
     tmp = tmp_path_factory.mktemp("outcomes-svc")
-    keys = f"scorer:{SCORER_KEY},auditor:{AUDITOR_KEY},inspector:{INSPECTOR_KEY}"
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("PARCELRISK_API_KEYS", keys)
+        mp.setenv("PARCELRISK_API_KEYS", API_KEYS)
         mp.delenv("PARCELRISK_API_KEYS_FILE", raising=False)
         mp.delenv("PARCELRISK_INSECURE_NO_AUTH", raising=False)
         mp.setenv("PARCELRISK_AUDIT_DB", str(tmp / "audit.db"))

@@ -185,18 +185,22 @@ class ParcelRiskService:
         records = decision_records(batch, runtime, stored)
         return [record.api_item() for record in records], records, batch
 
+    def _batch_size_error(self, field: str, what: str, n: int) -> JSONResponse | None:
+        """422 unless a request carries 1 to ``serve.max_batch`` items."""
+        limit = self.config.max_batch
+        if 1 <= n <= limit:
+            return None
+        return error_response(
+            422, f"{field}: expected 1 to {limit} {what} per request, got {n}", field=field
+        )
+
     @bentoml.api(route="/score")
     async def score(self, declarations: list[Declaration]) -> ScoreResponse:  # type: ignore[valid-type]
         """Score 1..1000 declarations: lane, calibrated risk, expected revenue, reasons."""
         if self.runtime is None:
             return _WORKER.not_ready_response()
-        n, limit = len(declarations), self.config.max_batch
-        if not 1 <= n <= limit:
-            return error_response(
-                422,
-                f"declarations: expected 1 to {limit} declarations per request, got {n}",
-                field="declarations",
-            )
+        if too_many := self._batch_size_error("declarations", "declarations", len(declarations)):
+            return too_many
         if outcome := _outcome_field(declarations):
             return error_response(
                 422,
@@ -288,13 +292,8 @@ class ParcelRiskService:
         """
         import pandas as pd
 
-        n, limit = len(outcomes), self.config.max_batch
-        if not 1 <= n <= limit:
-            return error_response(
-                422,
-                f"outcomes: expected 1 to {limit} results per request, got {n}",
-                field="outcomes",
-            )
+        if too_many := self._batch_size_error("outcomes", "results", len(outcomes)):
+            return too_many
         raw = pd.DataFrame([o.model_dump() for o in outcomes], dtype="object")
         try:
             # the write may wait for the store's lock: not on the event loop

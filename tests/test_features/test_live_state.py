@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from features.errors import ParcelriskError
-from features.intake.contract import DECLARATION_COLUMNS, Contract, coerce_declarations
+from features.intake.contract import DECLARATION_COLUMNS, Contract
 from features.params import FeatureParams
 from features.pipeline import history as hist
 from features.pipeline.build import build_features
@@ -25,6 +25,7 @@ from features.pipeline.online import online_features
 from features.pipeline.prepare import as_known_at, period_of, period_start_us
 from features.pipeline.snapshot import build_entity_state
 from features.synthetic import SyntheticParams, generate
+from tests.test_features.test_build import _batch_features_with
 
 PARAMS = FeatureParams()
 COUNTS = ("_n_7d", "_n_30d", "_n_180d", "_n_inspected", "_n_illicit", "_illicit_30d")
@@ -48,20 +49,7 @@ def world(history: pd.DataFrame):
     cut = pd.Timestamp((period_start + US_PER_DAY) * 1000, tz="UTC")
     new = history[(t >= cut) & (t < cut + pd.Timedelta(days=3))]
     assert len(new) > 500
-    pending = new.assign(
-        inspected=False,
-        inspected_at=pd.NaT,
-        illicit=pd.NA,
-        offence_type=None,
-        revenue_recovered=np.nan,
-        selection_reason=None,
-    )
-    known = coerce_declarations(
-        pd.concat([as_known_at(history, cut), pending], ignore_index=True),
-        with_outcomes=True,
-        contract=Contract(),
-    )
-    batch = build_features(known, Contract(), PARAMS, categories=categories).frame
+    batch = _batch_features_with(as_known_at(history, cut), new, Contract(), categories)
     state = build_entity_state(history, Contract(), PARAMS, cutoff=cut, manifest=manifest)
     new = new[list(DECLARATION_COLUMNS)].reset_index(drop=True)
     return state, new, batch.set_index("declaration_id")

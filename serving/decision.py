@@ -12,6 +12,7 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -36,6 +37,19 @@ STORED_FIELDS = (
     "reasons_json",
     "warnings_json",
 )
+
+
+def iso_utc(t_us: int) -> str:
+    """UTC microseconds as the store writes times (as ``declaration_json`` does)."""
+    moment = datetime.fromtimestamp(t_us // 1_000_000, UTC).replace(microsecond=t_us % 1_000_000)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_iso_us(text: str) -> int:
+    """A stored UTC time back to microseconds since the epoch."""
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 @dataclass(frozen=True, slots=True)

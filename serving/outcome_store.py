@@ -17,7 +17,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from features.errors import ParcelriskError
-from serving.outcomes import ScoredRow, StoredResult, iso_utc, parse_iso_us
+from serving.decision import iso_utc, parse_iso_us
+from serving.outcomes import ScoredRow, StoredResult
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outcomes (
@@ -38,7 +39,7 @@ FROM outcomes AS o JOIN decisions AS d ON d.rowid = (
     SELECT rowid FROM decisions WHERE declaration_id = o.declaration_id
     ORDER BY scored_at, rowid LIMIT 1
 )
-WHERE o.seq > ? ORDER BY o.seq
+WHERE o.seq > ? AND o.inspected_at >= ? ORDER BY o.seq
 """
 _INSERT = (
     "INSERT INTO outcomes (declaration_id, inspected_at, illicit, offence_type, "
@@ -117,17 +118,28 @@ class SqliteOutcomeStore:
             for declaration_id, declaration_json, exploration in decisions
         ]
 
-    def results_since(self, seq: int) -> list[tuple[int, str, int, bool, float | None]]:
+    def results_since(
+        self, seq: int, inspected_from_us: int | None = None
+    ) -> list[tuple[int, str, int, bool, float | None]]:
         """The results stored after ``seq``, in order: (seq, the declaration as first scored,
-        inspected_at in UTC microseconds, illicit, revenue_recovered). For the live state."""
+        inspected_at in UTC microseconds, illicit, revenue_recovered). For the live state.
+        With ``inspected_from_us``: only results inspected at or after it."""
+        # stored times are all "%Y-%m-%dT%H:%M:%S.%fZ": text order is time order
+        since = iso_utc(inspected_from_us) if inspected_from_us is not None else ""
         with self._lock:
             if not _has_decisions(self._conn):
                 return []
-            rows = self._conn.execute(_RESULTS_SINCE, (seq,)).fetchall()
+            rows = self._conn.execute(_RESULTS_SINCE, (seq, since)).fetchall()
         return [
             (int(s), text, parse_iso_us(at), bool(illicit), revenue)
             for s, text, at, illicit, revenue in rows
         ]
+
+    def last_seq(self) -> int:
+        """The seq of the last result stored (0 when none)."""
+        with self._lock:
+            row = self._conn.execute("SELECT MAX(seq) FROM outcomes").fetchone()
+        return int(row[0] or 0)
 
     def close(self) -> None:
         with self._lock:

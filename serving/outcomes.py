@@ -22,7 +22,7 @@ import json
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
@@ -38,6 +38,7 @@ from features.intake.contract import (
 )
 from features.intake.rules import Limits, Rule, check, parse_findings, rules_for, show
 from features.params import FeatureParams
+from serving.decision import iso_utc
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -266,19 +267,6 @@ def result_of(row: pd.Series) -> StoredResult:
         offence_type=None if offence is None else str(offence),
         revenue_recovered=None if revenue is None else float(revenue),
     )
-
-
-def iso_utc(t_us: int) -> str:
-    """UTC microseconds as the store writes times (as ``declaration_json`` does)."""
-    moment = datetime.fromtimestamp(t_us // 1_000_000, UTC).replace(microsecond=t_us % 1_000_000)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def parse_iso_us(text: str) -> int:
-    """A stored UTC time back to microseconds since the epoch."""
-    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 # --------------------------------------------------------------------------------------------

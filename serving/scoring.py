@@ -40,6 +40,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 UNVALIDATED_WARNING = "scored without the validation gate (--no-validate)"
+# Decisions read from the log per step of a replay: bounded memory however long the log.
+REPLAY_PAGE = 20_000
 
 
 @dataclass
@@ -67,6 +69,8 @@ class ScoringRuntime:
     live: LiveState | None = None
     log_seq: int = 0
     results_seq: int = 0  # the last inspection result (outcomes table) appended to it
+    _replayed: bool = field(default=False, repr=False)  # the first catch_up replays the log
+    model_dir: Path | None = None  # where its files were downloaded (removed when replaced)
     _catch_up_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _recorded: list[ScoredBatch] = field(default_factory=list, repr=False)
     _own_texts: set[str] = field(default_factory=set, repr=False)  # recorded, not yet read back
@@ -80,33 +84,59 @@ class ScoringRuntime:
         recorded batches (``recorded``) and, from the store, every worker's decisions (this
         one's are skipped: a declaration enters once); then the inspection results stored since
         (``results``), at their ``inspected_at``. Call it before scoring a batch.
+
+        The first call replays the store from the snapshot's cutoff on (``replay``): a new
+        worker, or a new champion whose snapshot is younger than the log, starts from
+        everything the system has seen since the snapshot was cut.
         Returns how many declarations were new to the live state."""
         if self.live is None:
             return 0
         with self._catch_up_lock:
+            if not self._replayed:
+                return self._replay(store, results)
             added = self._catch_up_decisions(store)
             if results is not None:
                 self._catch_up_results(results)
             return added
 
-    def _catch_up_results(self, results: SqliteOutcomeStore) -> None:
+    def _replay(self, store: DecisionStore, results: SqliteOutcomeStore | None) -> int:
+        """The log from the snapshot's cutoff on, in pages: declarations declared since the
+        cutoff, then results recorded since (what the snapshot does not hold)."""
+        assert self.live is not None
+        cutoff = self.live.snapshot.cutoff_us
+        # everything up to the head is read below (rows failing the time filter are skipped)
+        head = store.last_seq()
+        added = 0
+        while rows := store.since(self.log_seq, declared_from_us=cutoff, limit=REPLAY_PAGE):
+            added += self._append_logged(rows)
+            self.log_seq = rows[-1][0]
+        self.log_seq = max(self.log_seq, head)
+        if results is not None:
+            self._catch_up_results(results, inspected_from_us=cutoff)
+        self._replayed = True
+        return added
+
+    def _catch_up_results(
+        self, results: SqliteOutcomeStore, inspected_from_us: int | None = None
+    ) -> None:
         import json
 
         from features.intake.contract import Declaration
 
         assert self.live is not None
-        rows = results.results_since(self.results_seq)
-        if not rows:
-            return
-        declarations = [Declaration.model_validate(json.loads(text)) for _, text, *_ in rows]
-        revenue = np.array([r[4] if r[4] is not None else np.nan for r in rows], dtype=float)
-        self.live.append_outcomes(
-            RecordColumns(declarations, self.contract),
-            np.array([r[2] for r in rows], dtype=np.int64),
-            np.array([r[3] for r in rows], dtype=bool),
-            np.round(np.nan_to_num(revenue, nan=0.0) * 100).astype(np.int64),  # as prepare does
-        )
-        self.results_seq = rows[-1][0]
+        head = results.last_seq() if inspected_from_us is not None else 0
+        rows = results.results_since(self.results_seq, inspected_from_us)
+        if rows:
+            declarations = [Declaration.model_validate(json.loads(text)) for _, text, *_ in rows]
+            revenue = np.array([r[4] if r[4] is not None else np.nan for r in rows], dtype=float)
+            self.live.append_outcomes(
+                RecordColumns(declarations, self.contract),
+                np.array([r[2] for r in rows], dtype=np.int64),
+                np.array([r[3] for r in rows], dtype=bool),
+                np.round(np.nan_to_num(revenue, nan=0.0) * 100).astype(np.int64),  # as prepare
+            )
+            self.results_seq = rows[-1][0]
+        self.results_seq = max(self.results_seq, head)
 
     def _catch_up_decisions(self, store: DecisionStore) -> int:
         assert self.live is not None
@@ -117,10 +147,17 @@ class ScoringRuntime:
         rows = store.since(self.log_seq)
         if not rows:
             return added
+        added += self._append_logged(rows)
+        self.log_seq = rows[-1][0]
+        return added
+
+    def _append_logged(self, rows: list[tuple[int, str]]) -> int:
+        """Append the declarations of logged decisions that are new to the live state."""
         import json
 
         from features.intake.contract import Declaration
 
+        assert self.live is not None
         # this worker's rows are known by their exact stored text: no JSON to parse
         own, seen = self._own_texts, self.live.seen_ids
         others = []
@@ -131,10 +168,9 @@ class ScoringRuntime:
             values = json.loads(text)
             if values.get("declaration_id") not in seen:
                 others.append(Declaration.model_validate(values))
-        if others:
-            added += self.live.append(RecordColumns(others, self.contract))
-        self.log_seq = rows[-1][0]
-        return added
+        if not others:
+            return 0
+        return self.live.append(RecordColumns(others, self.contract))
 
     def recorded(self, batch: ScoredBatch, records: list[DecisionRecord]) -> None:
         """A batch this worker scored is in the store (as ``records``): the next ``catch_up``
@@ -211,6 +247,7 @@ def load_runtime(settings: Settings, tracking_uri: str | None, model_dir: Path) 
         warning_rules=[r for r in rules if r.severity == "warning"],
         limits=limits,
         live=live,
+        model_dir=Path(model_dir),
     )
 
 

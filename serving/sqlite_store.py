@@ -16,7 +16,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from serving.decision import STORED_FIELDS, DecisionRecord, content_hash
+from serving.decision import STORED_FIELDS, DecisionRecord, content_hash, iso_utc
 
 try:  # POSIX: worker processes queue for the write lock in the kernel (SqliteDecisionStore.record)
     import fcntl
@@ -54,7 +54,13 @@ _INSERT = (
 )
 _SELECT = f"SELECT {','.join(STORED_FIELDS)},record_hash FROM decisions WHERE decision_id = ?"
 
-_SINCE = "SELECT rowid, declaration_json FROM decisions WHERE rowid > ? ORDER BY rowid"
+# Stored declarations carry declared_at as "%Y-%m-%dT%H:%M:%S.%fZ": text order is time order,
+# so a replay skips what a snapshot holds already without parsing it in Python.
+_SINCE = (
+    "SELECT rowid, declaration_json FROM decisions WHERE rowid > ? "
+    "AND (? IS NULL OR json_extract(declaration_json, '$.declared_at') >= ?) "
+    "ORDER BY rowid LIMIT ?"
+)
 
 
 class SqliteDecisionStore:
@@ -158,8 +164,11 @@ class SqliteDecisionStore:
         with self._lock:
             return int(self._conn.execute("SELECT COUNT(*) FROM decisions").fetchone()[0])
 
-    def since(self, seq: int) -> list[tuple[int, str]]:
-        """(rowid, declaration_json) after ``seq``, in rowid order.
+    def since(
+        self, seq: int, declared_from_us: int | None = None, limit: int | None = None
+    ) -> list[tuple[int, str]]:
+        """(rowid, declaration_json) after ``seq``, in rowid order (declared at or after
+        ``declared_from_us``, at most ``limit`` rows, when given).
 
         The rowid is the sequence: inserts run one transaction at a time under the write lock
         and rows are never deleted, so rowids grow in commit order across worker processes.
@@ -167,8 +176,15 @@ class SqliteDecisionStore:
         # its own connection: a WAL reader never waits for a writer, and this read runs before
         # every batch (on the event loop for small ones), so it must not queue behind a commit
         # that holds ``_lock`` while waiting for another worker's write lock
+        since = iso_utc(int(declared_from_us)) if declared_from_us is not None else None
+        limit = -1 if limit is None else int(limit)  # SQLite: a negative LIMIT is none
         with self._read_lock:
-            return self._reader.execute(_SINCE, (int(seq),)).fetchall()
+            return self._reader.execute(_SINCE, (int(seq), since, since, limit)).fetchall()
+
+    def last_seq(self) -> int:
+        with self._read_lock:
+            row = self._reader.execute("SELECT MAX(rowid) FROM decisions").fetchone()
+        return int(row[0] or 0)
 
     def close(self) -> None:
         self._stop.set()

@@ -30,13 +30,20 @@ class DecisionStore(Protocol):
     def count(self) -> int:
         """How many decisions are stored."""
 
-    def since(self, seq: int) -> list[tuple[int, str]]:
-        """(seq, declaration_json) of the decisions recorded after ``seq``, in seq order.
+    def since(
+        self, seq: int, declared_from_us: int | None = None, limit: int | None = None
+    ) -> list[tuple[int, str]]:
+        """(seq, declaration_json) of the decisions recorded after ``seq``, in seq order;
+        with ``declared_from_us``, only declarations declared at or after it (UTC us); at most
+        ``limit`` rows when given.
 
         ``seq`` increases in commit order across every writer, so a reader that has seen ``s``
         has seen every decision before it: the event log the live entity state is fed from
         (``ScoringRuntime.catch_up``). Start from 0.
         """
+
+    def last_seq(self) -> int:
+        """The seq of the last decision recorded (0 when none)."""
 
     def close(self) -> None:
         """Flush and release the store."""

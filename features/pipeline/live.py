@@ -19,6 +19,13 @@ Each declaration enters once (by ``declaration_id``), so a worker may be fed its
 back from the shared decision store without counting them twice (``serving.scoring``'s
 ``ScoringRuntime.catch_up`` reads that store, the event log of every worker, before each batch).
 
+What the snapshot holds is not appended again: declarations declared before its cutoff and
+inspection results recorded before it. The snapshot was built from a history that ends at its
+cutoff, and that history is what the decision store exported (``parcelrisk history export``),
+so a new champion's state replays the store from the cutoff on and nothing counts twice. The
+price: a declaration that reaches the system more than (now - cutoff) after it was declared,
+and was not in the history, never enters the state (its own features are still computed).
+
 Appends are serialised; a query reads each run set once, so a query racing an append (two
 unmerged large requests scored in threads, or ``/explain`` beside a batch) may see that append
 in some families and not yet in others. With merged requests (the default) a worker's batches
@@ -95,7 +102,8 @@ class LiveState:
         declarations: pd.DataFrame | FrameColumns | RecordColumns,
         prep: Prepared | None = None,
     ) -> int:
-        """Add scored declarations (any order, any time); those already seen are skipped.
+        """Add scored declarations (any order, any time); those already seen, and those declared
+        before the snapshot's cutoff (the snapshot holds them), are skipped.
         ``prep``: their prepared arrays if at hand (``OnlineFeatures.prep``), else made here.
         Returns how many were new."""
         declarations = columns_of(declarations)
@@ -105,6 +113,9 @@ class LiveState:
             if not new.any():
                 return 0
             rows = self._rows(declarations, prep)
+            new &= rows.prep["t_us"] >= self.snapshot.cutoff_us
+            if not new.any():
+                return 0
             if not new.all():
                 keep = np.flatnonzero(new)
                 rows.prep = Prepared(len(keep), {k: v[keep] for k, v in rows.prep.items()})
@@ -138,21 +149,31 @@ class LiveState:
         inspected_at_us: np.ndarray,
         illicit: np.ndarray,
         revenue_cents: np.ndarray,
-    ) -> None:
+    ) -> int:
         """Add inspection results, one per declaration (as it was scored: its entity keys), at
         ``inspected_at_us`` (UTC microseconds): entity hit rates and the prior move from then on.
-        The caller checks the results (known ids, no duplicates, not before the declaration)."""
+        Results recorded before the snapshot's cutoff are in it already and are skipped.
+        The caller checks the results (known ids, no duplicates, not before the declaration).
+        Returns how many were added."""
         declarations = columns_of(declarations)
         n = len(declarations)
         arrays = [np.asarray(a) for a in (inspected_at_us, illicit, revenue_cents)]
         if any(len(a) != n for a in arrays):
             raise ValueError(f"one inspection result per declaration: {n} declarations")
+        after = arrays[0].astype(np.int64) >= self.snapshot.cutoff_us
+        if not after.any():
+            return 0
         with self._lock:
             rows = self._rows(declarations, None)
+            if not after.all():
+                keep = np.flatnonzero(after)
+                rows.prep = Prepared(len(keep), {k: v[keep] for k, v in rows.prep.items()})
+                arrays = [a[keep] for a in arrays]
             for family in self.live_families:
                 part = self.state.parts.get(family.name)
                 if part is not None and hasattr(family, "append_outcomes"):
                     family.append_outcomes(rows, part, *arrays)
+        return int(after.sum())
 
 
 def _first_unseen(ids: np.ndarray, seen: set[str]) -> np.ndarray:

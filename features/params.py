@@ -404,6 +404,10 @@ class ServeParams(Section):
     request_timeout_s: float = Field(10.0, gt=0, le=3600)
     # Requests in flight across all workers; beyond -> 429 at once (load shedding).
     max_concurrency: int = Field(512, ge=1)
+    # Each worker asks the registry this often whether the alias moved, then loads the new
+    # champion beside the running one and swaps it in between batches (serving.rollover).
+    # 0: never (a new champion needs a restart).
+    champion_check_s: float = Field(30.0, ge=0)
 
     def lane_policy(self) -> dict[str, Any]:
         """What decides a lane beside the model's cut-offs: recorded with every decision."""

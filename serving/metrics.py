@@ -21,6 +21,10 @@ BATCH_ROWS = bentoml.metrics.Histogram(
     documentation="Declarations per merged scoring batch.",
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000, 2000),
 )
+CHAMPION_SWITCHES = bentoml.metrics.Counter(
+    name="parcelrisk_champion_switches_total",
+    documentation="Newly promoted champions this worker loaded and swapped in while serving.",
+)
 
 
 def observe_batch(seconds: float, lanes: np.ndarray, exploration: np.ndarray) -> None:

@@ -3,9 +3,11 @@
 Start it with ``parcelrisk serve`` (``serving.cli``), which passes its options through the
 environment to the worker processes (``serving.config``).
 
-The champion and its entity-state snapshot are loaded once, in ``__init__``. If that fails the
-process stays up but not ready: ``/readyz`` and ``/score`` answer 503 with the reason, and
-nothing is ever scored by a half-loaded or substitute model.
+The champion and its entity-state snapshot are loaded in ``__init__`` and caught up with the
+decision log. If that fails the process stays up but not ready: ``/readyz`` and ``/score``
+answer 503 with the reason, and nothing is ever scored by a half-loaded or substitute model.
+A champion promoted later is loaded beside the running one and swapped in between batches
+(``serving.rollover``); a worker that was not ready becomes ready then.
 
 Around the endpoints, outermost first: the request timeout (``serving.patches``), readiness
 (``serving.readiness``), API keys (``serving.auth``), the body limit (``serving.limits``).
@@ -15,8 +17,12 @@ Concurrent requests are merged into one scoring batch (``serving.batching``).
 from __future__ import annotations
 
 import asyncio
+import functools
+import gc
+import itertools
 import logging
 import os
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass
@@ -38,11 +44,12 @@ from serving.config import MODEL_DIR_ENV, TRACKING_URI_ENV, worker_settings
 from serving.decision import DecisionRecord
 from serving.errors import error_response, rejection_response
 from serving.limits import BodyLimitMiddleware
-from serving.metrics import observe_batch
+from serving.metrics import CHAMPION_SWITCHES, observe_batch
 from serving.outcome_store import SqliteOutcomeStore
 from serving.outcomes import OutcomesRefused, describe_problems, store_outcomes
 from serving.patches import freeze_after_load, install_request_timeout
 from serving.readiness import ReadinessMiddleware
+from serving.rollover import ChampionWatcher
 from serving.schemas import (
     Declaration,
     Explanation,
@@ -114,6 +121,7 @@ class ParcelRiskService:
         self.store = open_store(self.config.audit_db)
         self.outcome_store = SqliteOutcomeStore(self.config.audit_db)
         self.runtime: ScoringRuntime | None = None
+        self._registry: Any = None  # the MLflow client the watcher asks, made on first use
         self.batcher = MicroBatcher(
             self._score_and_record,
             max_rows=self.config.max_batch,
@@ -121,27 +129,66 @@ class ParcelRiskService:
         )
         # one directory per worker process: workers download the champion concurrently
         base = os.environ.get(MODEL_DIR_ENV) or tempfile.mkdtemp(prefix="parcelrisk-model-")
-        model_dir = Path(base) / f"worker-{os.getpid()}"
-        tracking_uri = os.environ.get(TRACKING_URI_ENV) or None
+        self._model_root = Path(base) / f"worker-{os.getpid()}"
+        self._loads = itertools.count(1)
+        self._runtime_dir: Path | None = None
+        self._tracking_uri = os.environ.get(TRACKING_URI_ENV) or None
         try:
-            self.runtime = load_runtime(self.settings, tracking_uri, model_dir)
+            self._install(self._load_champion(), started=True)
         except ParcelriskError as exc:
             _WORKER.not_ready = f"champion model not loaded: {exc}"
             logger.error("NOT READY: %s", _WORKER.not_ready)
         except Exception as exc:  # never serve half-loaded; say why, keep probes answering
             _WORKER.not_ready = f"champion model not loaded: {type(exc).__name__}: {exc}"
             logger.exception("NOT READY: %s", _WORKER.not_ready)
-        else:
-            _WORKER.not_ready = None
-            logger.info(
-                "ready: model %s v%s (run %s), thresholds %s, decision store %s",
-                self.runtime.model_name,
-                self.runtime.model_version,
-                self.runtime.run_id,
-                self.runtime.model.thresholds.version,
-                self.config.audit_db,
-            )
+        # a newly promoted champion is loaded beside this one and swapped in (serving.rollover)
+        self.watcher = ChampionWatcher(
+            current=lambda: self.runtime.model_version if self.runtime is not None else None,
+            champion=self._champion_version,
+            load=self._load_champion,
+            install=self._install,
+            interval_s=self.config.champion_check_s,
+        )
         _WORKER.service = self
+        freeze_after_load()
+        self.watcher.start()
+
+    def _load_champion(self) -> ScoringRuntime:
+        """The registry's champion in a fresh directory, caught up with the decision log."""
+        directory = self._model_root / f"load-{next(self._loads)}"
+        runtime = load_runtime(self.settings, self._tracking_uri, directory)
+        # the log since the snapshot's cutoff, before this runtime answers anything
+        runtime.catch_up(self.store, self.outcome_store)
+        return runtime
+
+    def _champion_version(self) -> str | None:
+        from models.registry import alias_version, registry_client
+
+        if self._registry is None:
+            self._registry = registry_client(self._tracking_uri)
+        return alias_version(self._registry, self.config.model_name, self.config.model_alias)
+
+    def _install(self, runtime: ScoringRuntime, *, started: bool = False) -> None:
+        """Put a loaded champion in service: the next batch scores with it."""
+        old = self.runtime
+        self.runtime = runtime  # one assignment: each batch reads the runtime once
+        _WORKER.not_ready = None
+        logger.info(
+            "ready: model %s v%s (run %s), thresholds %s, decision store %s",
+            runtime.model_name,
+            runtime.model_version,
+            runtime.run_id,
+            runtime.model.thresholds.version,
+            self.config.audit_db,
+        )
+        if started:
+            return
+        CHAMPION_SWITCHES.inc()
+        if old is not None and old.model_dir is not None:
+            shutil.rmtree(old.model_dir, ignore_errors=True)  # loaded in memory, files unused
+        # the old champion's objects were frozen at start-up: let the collector see them again
+        # to free the cycles among them, then freeze the new one (one pause per promotion)
+        gc.unfreeze()
         freeze_after_load()
 
     def __is_ready__(self) -> bool:
@@ -156,20 +203,22 @@ class ParcelRiskService:
         up this batch, not the event loop that answers probes and times requests out.
         """
         started = time.perf_counter()
+        runtime = self.runtime  # this batch's champion, whatever is swapped in meanwhile
+        assert runtime is not None
         items, records, batch = await run_inline_if_small(
-            self._score_declarations, declarations, self.config.inline_batch_rows
+            functools.partial(self._score_declarations, runtime),
+            declarations,
+            self.config.inline_batch_rows,
         )
         await asyncio.to_thread(self.store.record, records)
-        self.runtime.recorded(batch, records)  # into the live entity state before the next batch
+        runtime.recorded(batch, records)  # into the live entity state before the next batch
         observe_batch(time.perf_counter() - started, batch.lanes, batch.exploration)
         return items
 
     def _score_declarations(
-        self, declarations: list[Any]
+        self, runtime: ScoringRuntime, declarations: list[Any]
     ) -> tuple[list[dict[str, Any]], list[DecisionRecord], ScoredBatch]:
         """Response items and decision records of one merged batch (CPU only, no waiting)."""
-        runtime = self.runtime
-        assert runtime is not None
         runtime.catch_up(
             self.store, self.outcome_store
         )  # what every worker decided since: the live entity state

@@ -232,6 +232,7 @@ def service_env(tmp_path_factory: pytest.TempPathFactory, stub_runtime) -> Itera
     params = tmp / "params.yaml"
     params.write_text(
         "serve:\n  exploration_rate: 0.05\n  exploration_seed: 7\n  max_body_bytes: 2000000\n"
+        "  champion_check_s: 0\n"
     )
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("PARCELRISK_API_KEYS", API_KEYS)

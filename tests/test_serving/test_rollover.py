@@ -1,0 +1,230 @@
+"""Champion roll-over: a newly promoted model is loaded beside the running one and swapped in
+between batches; a broken one is refused while the running one goes on serving."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+from dataclasses import dataclass
+
+import pandas as pd
+import pytest
+import yaml
+
+from serving.rollover import ChampionWatcher
+from tests.test_serving.conftest import auth, fresh_declarations, service_client
+
+# --- the watcher's rules, with fakes ----------------------------------------------------------
+
+
+@dataclass
+class FakeRuntime:
+    model_version: str
+
+
+class Registry:
+    """The alias's version, what loading it does, and what got installed."""
+
+    def __init__(self, alias: str | None, serving: str | None) -> None:
+        self.alias = alias
+        self.serving = serving
+        self.broken: set[str] = set()
+        self.loads: list[str] = []
+
+    def champion(self) -> str | None:
+        if self.alias == "unreachable":
+            raise ConnectionError("registry down")
+        return self.alias
+
+    def load(self) -> FakeRuntime:
+        assert self.alias is not None
+        self.loads.append(self.alias)
+        if self.alias in self.broken:
+            raise RuntimeError(f"bundle of v{self.alias} is corrupt")
+        return FakeRuntime(self.alias)
+
+    def install(self, runtime: FakeRuntime) -> None:
+        self.serving = runtime.model_version
+
+    def watcher(self) -> ChampionWatcher:
+        return ChampionWatcher(
+            current=lambda: self.serving,
+            champion=self.champion,
+            load=self.load,  # type: ignore[arg-type]
+            install=self.install,  # type: ignore[arg-type]
+            interval_s=0,
+        )
+
+
+def test_nothing_is_loaded_while_the_alias_stays():
+    registry = Registry(alias="3", serving="3")
+    assert registry.watcher().check() is None
+    assert registry.loads == []
+
+
+def test_a_moved_alias_is_loaded_and_installed_once():
+    registry = Registry(alias="3", serving="3")
+    watcher = registry.watcher()
+    registry.alias = "4"
+    switch = watcher.check()
+    assert switch is not None and (switch.from_version, switch.to_version) == ("3", "4")
+    assert registry.serving == "4"
+    assert watcher.check() is None and registry.loads == ["4"]
+
+
+def test_a_broken_version_is_refused_not_retried_and_the_next_one_loads(caplog):
+    registry = Registry(alias="5", serving="4")
+    registry.broken.add("5")
+    watcher = registry.watcher()
+    assert watcher.check() is None
+    assert registry.serving == "4" and watcher.failed_version == "5"
+    assert "champion v5 not loaded, v4 goes on serving" in caplog.text
+    assert watcher.check() is None and registry.loads == ["5"]  # not tried again
+    registry.alias = "6"
+    assert watcher.check() is not None and registry.serving == "6"
+
+
+def test_an_unreachable_registry_keeps_the_champion(caplog):
+    registry = Registry(alias="unreachable", serving="4")
+    assert registry.watcher().check() is None
+    assert registry.serving == "4" and "champion check failed" in caplog.text
+
+
+def test_a_worker_without_a_champion_takes_the_first_one_promoted():
+    registry = Registry(alias=None, serving=None)
+    watcher = registry.watcher()
+    assert watcher.check() is None
+    registry.alias = "1"
+    assert watcher.check() is not None and registry.serving == "1"
+
+
+def test_the_background_check_runs_and_stops():
+    registry = Registry(alias="2", serving="1")
+    watcher = registry.watcher()
+    watcher.interval_s = 0.01
+    watcher.start()
+    try:
+        for _ in range(500):
+            if registry.serving == "2":
+                break
+            threading.Event().wait(0.01)
+    finally:
+        watcher.stop()
+    assert registry.serving == "2"
+
+
+# --- the running service -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def registry_copy(real_pipeline, tmp_path):
+    """The real pipeline's registry copied (artifacts shared, read only) and params that leave
+    the checks to the test (``champion_check_s: 0``)."""
+    from models.registry import registry_client
+
+    shutil.copy(real_pipeline["root"] / "mlflow.db", tmp_path / "mlflow.db")
+    params = yaml.safe_load(real_pipeline["params"].read_text())
+    params["serve"]["champion_check_s"] = 0
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    env = {
+        "PARCELRISK_TRACKING_URI": uri,
+        "PARCELRISK_PARAMS": str(tmp_path / "params.yaml"),
+        "PARCELRISK_AUDIT_DB": str(tmp_path / "audit.db"),
+        "PARCELRISK_MODEL_DIR": str(tmp_path / "model"),
+    }
+    return registry_client(uri), params["promote"]["model_name"], env
+
+
+def _new_version(client, name: str, like: str, *, broken: bool = False) -> str:
+    """Register another version (the same run's artifacts, or a run without any)."""
+    source = client.get_model_version(name, like)
+    run_id = source.run_id
+    if broken:
+        run_id = client.create_run(client.get_run(run_id).info.experiment_id).info.run_id
+    version = client.create_model_version(name, source.source, run_id=run_id).version
+    return str(version)
+
+
+def _score(client, frame: pd.DataFrame) -> list[dict]:
+    payload = json.loads(frame.to_json(orient="records", date_format="iso"))
+    r = client.post("/score", json={"declarations": payload}, headers=auth())
+    assert r.status_code == 200, r.text
+    return r.json()["decisions"]
+
+
+def _service():
+    from serving.service import _WORKER
+
+    assert _WORKER.service is not None
+    return _WORKER.service
+
+
+def test_a_promotion_is_picked_up_between_requests_without_a_failure(
+    registry_copy, real_pipeline
+):
+    client_mlflow, name, env = registry_copy
+    v1 = real_pipeline["version"]
+    fresh = fresh_declarations(real_pipeline["history"], 400, prefix="ROLL")
+    with service_client(env) as client:
+        first = _score(client, fresh.iloc[:100])
+        assert {d["model"]["version"] for d in first} == {v1}
+
+        # requests keep coming while the new champion is loaded and swapped in
+        answers: list[list[dict]] = []
+        stop = threading.Event()
+
+        def keep_scoring() -> None:
+            for start in range(100, 300, 10):
+                answers.append(_score(client, fresh.iloc[start : start + 10]))
+                if stop.is_set():
+                    break
+
+        v2 = _new_version(client_mlflow, name, v1)
+        client_mlflow.set_registered_model_alias(name, "champion", v2)
+        traffic = threading.Thread(target=keep_scoring)
+        traffic.start()
+        switch = _service().watcher.check()
+        stop.set()
+        traffic.join()
+        assert switch is not None and (switch.from_version, switch.to_version) == (v1, v2)
+        # every answer came from one model, and every request was answered
+        assert all(len({d["model"]["version"] for d in a}) == 1 for a in answers)
+        assert {d["model"]["version"] for a in answers for d in a} <= {v1, v2}
+        after = _score(client, fresh.iloc[300:])
+        assert {d["model"]["version"] for d in after} == {v2}
+        assert client.get("/readyz").status_code == 200
+        # the new champion's state replayed the log: every declaration scored since its
+        # snapshot's cutoff, each once, is in it (the last batch once the next one catches up)
+        service = _service()
+        service.runtime.catch_up(service.store, service.outcome_store)
+        scored = 100 + sum(len(a) for a in answers) + len(after)
+        assert len(service.runtime.live) == scored
+
+
+def test_a_broken_promotion_is_refused_and_the_champion_keeps_serving(
+    registry_copy, real_pipeline
+):
+    client_mlflow, name, env = registry_copy
+    v1 = real_pipeline["version"]
+    fresh = fresh_declarations(real_pipeline["history"], 20, prefix="BROKEN")
+    with service_client(env) as client:
+        bad = _new_version(client_mlflow, name, v1, broken=True)
+        client_mlflow.set_registered_model_alias(name, "champion", bad)
+        watcher = _service().watcher
+        assert watcher.check() is None and watcher.failed_version == bad
+        assert {d["model"]["version"] for d in _score(client, fresh)} == {v1}
+        assert client.get("/readyz").status_code == 200
+
+
+def test_a_worker_started_before_any_promotion_becomes_ready(registry_copy, real_pipeline):
+    client_mlflow, name, env = registry_copy
+    client_mlflow.delete_registered_model_alias(name, "champion")
+    with service_client(env) as client:
+        assert client.get("/readyz").status_code == 503
+        client_mlflow.set_registered_model_alias(name, "champion", real_pipeline["version"])
+        assert _service().watcher.check() is not None
+        assert client.get("/readyz").status_code == 200
+        fresh = fresh_declarations(real_pipeline["history"], 5, prefix="LATE")
+        assert len(_score(client, fresh)) == 5

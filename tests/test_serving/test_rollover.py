@@ -161,9 +161,7 @@ def _service():
     return _WORKER.service
 
 
-def test_a_promotion_is_picked_up_between_requests_without_a_failure(
-    registry_copy, real_pipeline
-):
+def test_a_promotion_is_picked_up_between_requests_without_a_failure(registry_copy, real_pipeline):
     client_mlflow, name, env = registry_copy
     v1 = real_pipeline["version"]
     fresh = fresh_declarations(real_pipeline["history"], 400, prefix="ROLL")
@@ -203,9 +201,7 @@ def test_a_promotion_is_picked_up_between_requests_without_a_failure(
         assert len(service.runtime.live) == scored
 
 
-def test_a_broken_promotion_is_refused_and_the_champion_keeps_serving(
-    registry_copy, real_pipeline
-):
+def test_a_broken_promotion_is_refused_and_the_champion_keeps_serving(registry_copy, real_pipeline):
     client_mlflow, name, env = registry_copy
     v1 = real_pipeline["version"]
     fresh = fresh_declarations(real_pipeline["history"], 20, prefix="BROKEN")

@@ -21,6 +21,14 @@ alone (see ``freeze_after_load``).
 serving tests check that the swap is in effect, so a BentoML upgrade that moves it fails loudly.
 
 2. ``freeze_after_load()``: the garbage collector stops walking what start-up loaded.
+
+3. Shutdown hooks only on a service that exists.
+
+BentoML 1.4's ``ServiceAppFactory.destroy_instance`` looks every ``@bentoml.on_shutdown`` hook
+up on the service instance without checking there is one: when the app is shut down again
+after its instance was destroyed (an ASGI app reused across lifespans, as the tests do), the
+lookup on ``None`` raises ``AttributeError`` out of the lifespan. ``install_guarded_shutdown()``
+makes a shutdown without an instance a no-op.
 """
 
 from __future__ import annotations
@@ -35,6 +43,7 @@ from serving.errors import error_response
 logger = logging.getLogger(__name__)
 
 REQUEST_TIMEOUT_WRITTEN_FOR = "1.4.40"  # bentoml._internal.server.http.traffic.TimeoutMiddleware
+SHUTDOWN_GUARD_WRITTEN_FOR = "1.4.40"  # _bentoml_impl.server.app.ServiceAppFactory
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -106,3 +115,24 @@ def freeze_after_load() -> None:
     """
     gc.collect()
     gc.freeze()
+
+
+def install_guarded_shutdown() -> bool:
+    """Skip BentoML's shutdown hooks when there is no service instance; False if it cannot."""
+    try:
+        from _bentoml_impl.server.app import ServiceAppFactory
+    except ImportError:  # a BentoML without the factory: nothing to guard
+        logger.warning("BentoML's ServiceAppFactory not found; shutdown hooks left unguarded")
+        return False
+    original = ServiceAppFactory.destroy_instance
+    if getattr(original, "__parcelrisk_guarded__", False):
+        return True
+
+    async def destroy_instance(self: Any, app: Any) -> None:
+        if getattr(self, "_service_instance", None) is None:
+            return  # destroyed already (or never built): no hook has anything to close
+        await original(self, app)
+
+    destroy_instance.__parcelrisk_guarded__ = True  # type: ignore[attr-defined]
+    ServiceAppFactory.destroy_instance = destroy_instance  # type: ignore[method-assign]
+    return True

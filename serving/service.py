@@ -47,7 +47,7 @@ from serving.limits import BodyLimitMiddleware
 from serving.metrics import CHAMPION_SWITCHES, observe_batch
 from serving.outcome_store import SqliteOutcomeStore
 from serving.outcomes import OutcomesRefused, describe_problems, store_outcomes
-from serving.patches import freeze_after_load, install_request_timeout
+from serving.patches import freeze_after_load, install_guarded_shutdown, install_request_timeout
 from serving.readiness import ReadinessMiddleware
 from serving.rollover import ChampionWatcher
 from serving.schemas import (
@@ -71,6 +71,7 @@ from serving.store import open_store
 
 logger = logging.getLogger(__name__)
 install_request_timeout()  # before BentoML builds the app: see serving.patches
+install_guarded_shutdown()  # the stores are closed by a shutdown hook
 # BentoML takes its part of the settings at import (the decorator below), the service the rest
 # in __init__: one read per process (serving.config). A broken params.yaml stops the import
 # with its one-line error.
@@ -152,6 +153,13 @@ class ParcelRiskService:
         _WORKER.service = self
         freeze_after_load()
         self.watcher.start()
+
+    @bentoml.on_shutdown
+    def _shut_down(self) -> None:
+        """Stop the champion checks and close the stores (a clean stop truncates their log)."""
+        self.watcher.stop()
+        self.store.close()
+        self.outcome_store.close()
 
     def _load_champion(self) -> ScoringRuntime:
         """The registry's champion in a fresh directory, caught up with the decision log."""

@@ -7,7 +7,12 @@ import asyncio
 import contextlib
 from typing import Any
 
-from serving.patches import REQUEST_TIMEOUT_WRITTEN_FOR, RequestTimeoutMiddleware
+from serving.patches import (
+    REQUEST_TIMEOUT_WRITTEN_FOR,
+    SHUTDOWN_GUARD_WRITTEN_FOR,
+    RequestTimeoutMiddleware,
+    install_guarded_shutdown,
+)
 
 
 def _live_timers(loop: asyncio.AbstractEventLoop) -> int:
@@ -159,4 +164,41 @@ def test_the_request_timeout_patch_was_written_for_the_installed_bentoml() -> No
         f"serving.patches.install_request_timeout was written for BentoML "
         f"{REQUEST_TIMEOUT_WRITTEN_FOR}; check it against {bentoml.__version__} "
         "(does TimeoutMiddleware still leak its timer? is it still looked up in traffic?)"
+    )
+
+
+def test_a_shutdown_without_a_service_instance_is_a_no_op() -> None:
+    from _bentoml_impl.server.app import ServiceAppFactory
+
+    assert install_guarded_shutdown() and install_guarded_shutdown()  # idempotent
+    factory = ServiceAppFactory.__new__(ServiceAppFactory)
+    factory._service_instance = None
+    asyncio.run(factory.destroy_instance(None))  # BentoML's own raises AttributeError here
+
+
+def test_shutting_the_service_down_closes_its_stores(service_env) -> None:
+    import sqlite3
+
+    import pytest
+
+    from serving.service import _WORKER
+    from tests.test_serving.conftest import checked_client, service_app
+
+    with checked_client(service_app()) as client:
+        assert client.get("/livez").status_code == 200
+        service = _WORKER.service
+        assert service is not None and service.store.count() >= 0
+    with pytest.raises(sqlite3.ProgrammingError):  # closed by the on_shutdown hook
+        service.store.count()
+    with pytest.raises(sqlite3.ProgrammingError):
+        service.outcome_store.count()
+
+
+def test_the_shutdown_guard_was_written_for_the_installed_bentoml() -> None:
+    import bentoml
+
+    assert bentoml.__version__ == SHUTDOWN_GUARD_WRITTEN_FOR, (
+        f"serving.patches.install_guarded_shutdown was written for BentoML "
+        f"{SHUTDOWN_GUARD_WRITTEN_FOR}; check it against {bentoml.__version__} (does "
+        "ServiceAppFactory.destroy_instance still look hooks up on a None instance?)"
     )

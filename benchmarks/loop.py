@@ -76,7 +76,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small run: 20k parcels, 14 days")
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--parcels", type=int, help="whole period (default 200,000)")
+    parser.add_argument("--parcels", type=int, help="whole period (default 300,000)")
     parser.add_argument("--days", type=int, help="whole period (default 180)")
     parser.add_argument("--history-days", type=int, help="before the cut (default 150)")
     parser.add_argument("--drift-after", type=int, default=7, help="days after the cut: TR drift")
@@ -92,7 +92,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--work", type=Path, help="working directory (default: a temp dir)")
     parser.add_argument("--table", action="store_true", help="markdown table on stderr")
     args = parser.parse_args(argv)
-    defaults = QUICK if args.quick else {"parcels": 200_000, "days": 180, "history_days": 150}
+    defaults = QUICK if args.quick else {"parcels": 300_000, "days": 180, "history_days": 150}
     defaults = {"trees": 400, **defaults}
     for name, value in defaults.items():
         if getattr(args, name) is None:
@@ -429,19 +429,25 @@ def rss_mb() -> float:
     return float("nan")
 
 
-def live_events(runtime: ScoringRuntime) -> int:
-    """Events held in the live layers' runs (declarations and results, every family)."""
+def live_layer_size(runtime: ScoringRuntime) -> tuple[int, float]:
+    """Events held in the live layers' runs (declarations and results, every family) and the
+    bytes of their arrays, in MB (the id table for de-duplication is not counted)."""
     from features.pipeline.history import EventRuns
 
     if runtime.live is None:
-        return 0
-    total = 0
+        return 0, 0.0
+    events, nbytes = 0, 0
     for part in runtime.live.state.parts.values():
         layer = getattr(part, "live", None)
         if layer is None:
             continue
-        total += sum(len(v) for v in vars(layer).values() if isinstance(v, EventRuns))
-    return total
+        for runs in (v for v in vars(layer).values() if isinstance(v, EventRuns)):
+            events += len(runs)
+            for run in runs.runs:
+                for value in vars(run).values():
+                    arrays = value.values() if isinstance(value, dict) else [value]
+                    nbytes += sum(a.nbytes for a in arrays if isinstance(a, np.ndarray))
+    return events, round(nbytes / 1e6, 1)
 
 
 def weekly_metrics(
@@ -486,9 +492,15 @@ def memory_summary(series: list[dict[str, Any]]) -> dict[str, Any]:
     """First, last and largest of each measure over the days, and the growth per day."""
     out: dict[str, Any] = {}
     for arm in INSPECTED_ARMS:
-        for key in ("declarations_held", "live_events"):
+        for key in ("declarations_held", "live_events", "live_event_mb"):
             values = [d[arm][key] for d in series]
-            out[f"{arm}.{key}"] = {"first": values[0], "last": values[-1], "max": max(values)}
+            out[f"{arm}.{key}"] = {
+                "first": values[0],
+                "last": values[-1],
+                "max": max(values),
+                "growth_per_day": round((values[-1] - values[0]) / max(1, len(values) - 1), 2),
+            }
+    # the whole process: three arms' models and snapshots, the retraining, the decided scores
     rss = [d["rss_mb"] for d in series]
     out["process_rss_mb"] = {
         "first": rss[0],
@@ -499,21 +511,27 @@ def memory_summary(series: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def targets(weeks: dict[str, list[dict[str, Any]]], memory: dict[str, Any]) -> dict[str, Any]:
+def targets(
+    weeks: dict[str, list[dict[str, Any]]], memory: dict[str, Any], fold_after_days: int
+) -> dict[str, Any]:
     live = weeks["live"]
     ece = [w["ece"] for w in live]
     gaps = [abs(a["roc_auc"] - b["roc_auc"]) for a, b in zip(live, weeks["fresh"], strict=True)]
     held = memory["live.declarations_held"]
+    event_mb = memory["live.live_event_mb"]
     return {
         "live_calibration_error_below_0.05_every_week": bool(max(ece) < MAX_CALIBRATION_ERROR),
         "live_calibration_error_worst": round(max(ece), 4),
         "live_vs_fresh_auc_within_0.005_every_week": bool(max(gaps) <= MAX_AUC_GAP),
         "live_vs_fresh_auc_gap_worst": round(max(gaps), 4),
         "live_declarations_held": held,
+        "live_event_mb": event_mb,
         "process_rss_mb": memory["process_rss_mb"],
-        # nothing folds before the longest window (180 days + 2) has passed: the live layer
-        # grows with the traffic over a 30-day loop, and is bounded after that window
-        "live_layer_bounded_within_run": held["last"] < held["max"],
+        # Nothing folds before the longest window (plus the lag) has passed: over a shorter run
+        # the live layer grows with the traffic, and levels off after that many days.
+        "live_layer_folds_after_days": fold_after_days,
+        "live_layer_folded_within_run": held["last"] < held["max"],
+        "live_event_mb_at_fold_horizon": round(event_mb["growth_per_day"] * fold_after_days, 1),
     }
 
 
@@ -549,6 +567,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from tqdm import tqdm
 
     from features.params import load_settings
+    from features.pipeline.live import FOLD_LAG_DAYS
     from serving.scoring import load_runtime
 
     began = time.perf_counter()
@@ -605,10 +624,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     "day": day + 1,
                     "rss_mb": rss_mb(),
                     **{
-                        name: {
-                            "declarations_held": len(arms[name].runtime.live),
-                            "live_events": live_events(arms[name].runtime),
-                        }
+                        name: dict(
+                            zip(
+                                ("declarations_held", "live_events", "live_event_mb"),
+                                (
+                                    len(arms[name].runtime.live),
+                                    *live_layer_size(arms[name].runtime),
+                                ),
+                                strict=True,
+                            )
+                        )
                         for name in INSPECTED_ARMS
                     },
                 }
@@ -631,6 +656,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         {"risk": p, "value": p * world.truth["revenue_if_illicit"].to_numpy(dtype=np.float64)}
     )
     weeks = weekly_metrics(world, {a: scores[a] for a in ARMS}, loop_days)
+    fold_after_days = initial_model.live.state.params.max_window_days + FOLD_LAG_DAYS
     mem = memory_summary(memory)
     return {
         "config": {
@@ -660,7 +686,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "fresh_build_seconds": round(fresh_seconds, 1),
         "memory": mem,
         "memory_by_day": memory,
-        "targets": targets(weeks, mem),
+        "targets": targets(weeks, mem, fold_after_days),
         "wall_seconds": round(time.perf_counter() - began, 1),
     }
 

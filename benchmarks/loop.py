@@ -214,7 +214,7 @@ def train_and_promote(
         "promoted": bool(decision["promote"]),
         "reasons": decision["reasons"],
         "gate_metrics": {k: round(v, 4) for k, v in decision.get("metrics", {}).items()},
-        "seconds": round(time.perf_counter() - started, 1),
+        "retrain_seconds": round(time.perf_counter() - started, 1),
     }
 
 
@@ -698,7 +698,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     # OpenMP threads spinning while they wait slow LightGBM down on a shared 2-core machine
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    result = run(args)
+    from features.errors import ParcelriskError
+
+    try:
+        result = run(args)
+    except ParcelriskError as exc:  # e.g. too little data for a split: one line, no traceback
+        raise SystemExit(f"loop: {exc}") from None
     print(json.dumps(result, indent=1, default=str))
     if args.table:
         print(markdown_table(result["weeks"]), file=sys.stderr)

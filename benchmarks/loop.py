@@ -693,8 +693,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Run the loop, print its JSON document (and ``--table``), and return the document."""
-    args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args = parse_args(argv)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     # OpenMP threads spinning while they wait slow LightGBM down on a shared 2-core machine
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")

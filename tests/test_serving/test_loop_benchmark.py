@@ -63,6 +63,9 @@ def test_results_come_back_and_the_loop_retrains_once(report):
     (retrain,) = report["retrains"]
     assert retrain["after_day"] == 7 and retrain["promoted"]
     assert retrain["labelled_traffic"] > 0
+    # the new snapshot holds every stored decision and result: its replay appends none of
+    # them (appending them would count them twice)
+    assert retrain["held_after_replay"] == 0
     # the promoted model scores the last day; the live arm keeps the first
     assert report["weeks"]["loop"][-1]["model_versions"] == [retrain["version"]]
     assert report["weeks"]["live"][-1]["model_versions"] == [report["initial_champion"]["version"]]

@@ -259,14 +259,32 @@ def _optional(value: Any) -> Any:
 
 def result_of(row: pd.Series) -> StoredResult:
     """One canonical result row in the form results are compared and stored in."""
-    revenue = _optional(row["revenue_recovered"])
-    offence = _optional(row["offence_type"])
-    return StoredResult(
-        inspected_at_us=int(row["inspected_at"].value // 1000),
-        illicit=bool(row["illicit"]),
-        offence_type=None if offence is None else str(offence),
-        revenue_recovered=None if revenue is None else float(revenue),
-    )
+    return results_of(row.to_frame().T)[0]
+
+
+def results_of(frame: pd.DataFrame) -> list[StoredResult]:
+    """Each canonical result row in the form results are compared and stored in (column by
+    column: a results file may hold a million rows)."""
+    import pandas as pd
+
+    inspected = pd.to_datetime(frame["inspected_at"], utc=True).astype("datetime64[us, UTC]")
+    revenue = pd.to_numeric(frame["revenue_recovered"]).astype("float64").to_numpy()
+    offence = frame["offence_type"].astype(object).tolist()
+    return [
+        StoredResult(
+            inspected_at_us=int(at),
+            illicit=bool(illicit),
+            offence_type=None if _optional(o) is None else str(o),
+            revenue_recovered=None if np.isnan(r) else float(r),
+        )
+        for at, illicit, o, r in zip(
+            inspected.astype("int64").tolist(),
+            frame["illicit"].astype(bool).tolist(),
+            offence,
+            revenue.tolist(),
+            strict=True,
+        )
+    ]
 
 
 # --------------------------------------------------------------------------------------------
@@ -308,7 +326,7 @@ def store_outcomes(
         checked = check_outcomes(raw, tx.declared_at(ids), tx.stored(ids), now=now)
         new = checked.new
         tx.insert(
-            [result_of(row) for _, row in new.iterrows()],
+            results_of(new),
             new["declaration_id"].tolist(),
             source,
         )

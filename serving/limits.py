@@ -1,4 +1,5 @@
-"""The request body limit (``serve.max_body_bytes``): 413 before the service parses anything."""
+"""What a request body must be before the service parses it: JSON (415 otherwise) and at most
+``serve.max_body_bytes`` (413 beyond it)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,12 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 class BodyLimitMiddleware:
-    """Read a POST/PUT/PATCH body up to ``max_body_bytes`` and hand it on; 413 beyond it.
+    """Read a POST/PUT/PATCH body up to ``max_body_bytes`` and hand it on; 413 beyond it, 415
+    for a body declared as anything but JSON.
+
+    Every endpoint takes JSON. BentoML would try any other declared type as a form: multipart
+    without a boundary ended in its catch-all handler as a 500 with a logged traceback. A body
+    without a Content-Type is read as JSON, as BentoML does.
 
     ``max_body_bytes`` may be a function: the limit is the loaded service's configuration,
     which exists only after the middleware stack is built.
@@ -29,6 +35,13 @@ class BodyLimitMiddleware:
         if scope["type"] != "http" or scope.get("method") not in ("POST", "PUT", "PATCH"):
             await self.app(scope, receive, send)
             return
+        media = _media_type(scope)
+        if media is not None and not _is_json(media):
+            response = error_response(
+                415, f"Content-Type {media!r} not accepted: send application/json"
+            )
+            await response(scope, receive, send)
+            return
         limit = self.max_body_bytes() if callable(self.max_body_bytes) else self.max_body_bytes
         body = await _read_body(scope, receive, limit)
         if body is None:
@@ -38,6 +51,21 @@ class BodyLimitMiddleware:
             await response(scope, receive, send)
             return
         await self.app(scope, _replay(body, receive), send)
+
+
+def _media_type(scope: Scope) -> str | None:
+    """The declared media type (lower case, without parameters), None when none is declared."""
+    for k, v in scope["headers"]:
+        if k.lower() == b"content-type":
+            media = v.decode("latin-1").split(";", 1)[0].strip().lower()
+            return media or None
+    return None
+
+
+def _is_json(media: str) -> bool:
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )
 
 
 async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes | None:

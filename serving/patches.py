@@ -22,7 +22,15 @@ serving tests check that the swap is in effect, so a BentoML upgrade that moves 
 
 2. ``freeze_after_load()``: the garbage collector stops walking what start-up loaded.
 
-3. Shutdown hooks only on a service that exists.
+3. Refused requests logged in one line, without their values.
+
+BentoML 1.4 logs every request its pydantic validation refuses (a 400) at ERROR with the full
+traceback, whose last line quotes the offending value (``input_value='...'``): consignee ids and
+other personal data land in the logs, ~2.4 KB per bad request. ``install_log_redaction()``
+rewrites those records into one INFO line with the request id, path, status and, per error, the
+field and the error kind, never the value.
+
+4. Shutdown hooks only on a service that exists.
 
 BentoML 1.4's ``ServiceAppFactory.destroy_instance`` looks every ``@bentoml.on_shutdown`` hook
 up on the service instance without checking there is one: when the app is shut down again
@@ -44,6 +52,8 @@ logger = logging.getLogger(__name__)
 
 REQUEST_TIMEOUT_WRITTEN_FOR = "1.4.40"  # bentoml._internal.server.http.traffic.TimeoutMiddleware
 SHUTDOWN_GUARD_WRITTEN_FOR = "1.4.40"  # _bentoml_impl.server.app.ServiceAppFactory
+LOG_REDACTION_WRITTEN_FOR = "1.4.40"  # bentoml._internal.server.http_app.log_exception
+REFUSAL_LOGGER = "bentoml._internal.server.http_app"  # where log_exception writes
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -136,3 +146,44 @@ def install_guarded_shutdown() -> bool:
     destroy_instance.__parcelrisk_guarded__ = True  # type: ignore[attr-defined]
     ServiceAppFactory.destroy_instance = destroy_instance  # type: ignore[method-assign]
     return True
+
+
+class RefusedRequestFilter(logging.Filter):
+    """One line, no values, for a request BentoML's validation refused (see item 3 above)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from pydantic import ValidationError
+
+        exc = record.exc_info[1] if record.exc_info else None
+        if not isinstance(exc, ValidationError):
+            return True  # a real failure keeps its traceback
+        path, method = (record.args or ("?", "?"))[:2]  # type: ignore[misc]
+        errors = exc.errors(include_input=False, include_context=False, include_url=False)
+        where = "; ".join(
+            f"{'.'.join(str(part) for part in e['loc']) or '(body)'}: {e['type']}"
+            for e in errors[:10]
+        )
+        more = f" (+{len(errors) - 10} more)" if len(errors) > 10 else ""
+        record.msg = "request %s refused: %s %s 400, %d validation error(s): %s%s"
+        record.args = (_request_id(), method, path, len(errors), where, more)
+        record.levelno, record.levelname = logging.INFO, "INFO"  # the client's error, not ours
+        record.exc_info, record.exc_text = None, None
+        return True
+
+
+def _request_id() -> str:
+    """BentoML's id of the request being handled (its X-BentoML-Request-ID), or "-"."""
+    try:
+        from bentoml._internal.context import trace_context
+
+        request_id = trace_context.request_id
+    except (ImportError, AttributeError):  # pragma: no cover - another BentoML
+        return "-"
+    return "-" if request_id is None else format(request_id, "016x")
+
+
+def install_log_redaction() -> None:
+    """Put ``RefusedRequestFilter`` on the logger BentoML reports refused requests to."""
+    target = logging.getLogger(REFUSAL_LOGGER)
+    if not any(isinstance(f, RefusedRequestFilter) for f in target.filters):
+        target.addFilter(RefusedRequestFilter())

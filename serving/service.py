@@ -47,7 +47,12 @@ from serving.limits import BodyLimitMiddleware
 from serving.metrics import CHAMPION_SWITCHES, observe_batch
 from serving.outcome_store import SqliteOutcomeStore
 from serving.outcomes import OutcomesRefused, describe_problems, store_outcomes
-from serving.patches import freeze_after_load, install_guarded_shutdown, install_request_timeout
+from serving.patches import (
+    freeze_after_load,
+    install_guarded_shutdown,
+    install_log_redaction,
+    install_request_timeout,
+)
 from serving.readiness import ReadinessMiddleware
 from serving.rollover import ChampionWatcher
 from serving.schemas import (
@@ -70,6 +75,7 @@ from serving.scoring import (
 from serving.store import open_store
 
 logger = logging.getLogger(__name__)
+install_log_redaction()  # refused requests: one line, no declaration values
 install_request_timeout()  # before BentoML builds the app: see serving.patches
 install_guarded_shutdown()  # the stores are closed by a shutdown hook
 # BentoML takes its part of the settings at import (the decorator below), the service the rest

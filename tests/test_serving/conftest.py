@@ -297,7 +297,8 @@ def client(service_env: Path):
 
 
 def auth(role: str = "scorer") -> dict[str, str]:
-    return {"X-API-Key": SCORER_KEY if role == "scorer" else AUDITOR_KEY}
+    keys = {"scorer": SCORER_KEY, "auditor": AUDITOR_KEY, "inspector": INSPECTOR_KEY}
+    return {"X-API-Key": keys[role]}
 
 
 # --- the real pipeline, once per session ------------------------------------------------------

@@ -202,3 +202,16 @@ def test_the_shutdown_guard_was_written_for_the_installed_bentoml() -> None:
         f"{SHUTDOWN_GUARD_WRITTEN_FOR}; check it against {bentoml.__version__} (does "
         "ServiceAppFactory.destroy_instance still look hooks up on a None instance?)"
     )
+
+
+def test_the_log_redaction_was_written_for_the_installed_bentoml() -> None:
+    import bentoml
+
+    from serving.patches import LOG_REDACTION_WRITTEN_FOR
+
+    assert bentoml.__version__ == LOG_REDACTION_WRITTEN_FOR, (
+        f"serving.patches.install_log_redaction was written for BentoML "
+        f"{LOG_REDACTION_WRITTEN_FOR}; check it against {bentoml.__version__} (does "
+        "log_exception still log refused requests with their pydantic traceback, on "
+        "serving.patches.REFUSAL_LOGGER?)"
+    )

@@ -1,0 +1,67 @@
+"""Hostile and malformed requests: a clear 4xx, never a 500, and nothing of the body in the log."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from tests.test_serving.conftest import auth, make_declarations
+
+PERSONAL = "PERSON-4711-SECRET"  # a value that must never reach a log line
+
+
+@pytest.mark.parametrize("path", ["/score", "/explain", "/decision", "/outcomes"])
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "multipart/form-data",  # no boundary: BentoML's form parser raised -> 500
+        "multipart/form-data; boundary=x",
+        "application/x-www-form-urlencoded",
+        "text/plain",
+    ],
+)
+def test_a_body_that_is_not_json_is_415(client, path, content_type):
+    role = {"/decision": "auditor", "/outcomes": "inspector"}.get(path, "scorer")
+    r = client.post(
+        path, content=b"--x\r\nfield\r\n", headers={**auth(role), "Content-Type": content_type}
+    )
+    assert r.status_code == 415, r.text
+    assert "application/json" in r.json()["error"]
+
+
+@pytest.mark.parametrize(
+    "content_type", [None, "application/json", "application/json; charset=utf-8"]
+)
+def test_json_with_or_without_a_declared_type_is_read(client, content_type):
+    import json
+
+    headers = auth() if content_type is None else {**auth(), "Content-Type": content_type}
+    body = json.dumps({"declarations": make_declarations(1, seed=3, prefix="CT")}).encode()
+    r = client.post("/score", content=body, headers=headers)
+    assert r.status_code == 200, r.text
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        f'{{"declarations": "{PERSONAL}"}}',
+        f'{{"declarations": [{{"declaration_id": "{PERSONAL}", "declared_value": "{PERSONAL}"}}]}}',
+        f'{{"declaration": {{"consignee_id": "{PERSONAL}", "gross_weight_kg": "{PERSONAL}"}}}}',
+    ],
+)
+def test_a_refused_request_is_one_log_line_without_its_values(client, caplog, body):
+    caplog.set_level(logging.INFO)
+    path = "/explain" if body.startswith('{"declaration"') else "/score"
+    r = client.post(
+        path, content=body.encode(), headers={**auth(), "Content-Type": "application/json"}
+    )
+    assert r.status_code == 400, r.text
+    assert PERSONAL not in caplog.text
+    refused = [rec for rec in caplog.records if "refused" in rec.getMessage()]
+    assert len(refused) == 1
+    line = refused[0].getMessage()
+    assert "\n" not in line and "400" in line and path in line
+    assert "declarations" in line or "declaration" in line  # the field, named
+    assert refused[0].levelno == logging.INFO and refused[0].exc_info is None
+    assert "Traceback" not in caplog.text

@@ -473,7 +473,14 @@ def score_file(
 
     from features.intake.io import atomic_write, read_declarations
 
+    out = Path(out)
+    suffix = out.suffix.lower()
+    # refused before anything is scored or recorded: a bad name must not leave decisions behind
+    if suffix not in (".parquet", ".pq", ".csv"):
+        raise ParcelriskError(f"--out {out}: use a .csv or .parquet file name")
     declarations, _ = read_declarations(Path(source), with_outcomes=False)
+    if len(declarations) == 0:
+        raise ParcelriskError(f"{source}: no declarations to score")
     # Chunks in declaration time order, each appended to the live state once scored: every
     # declaration sees those of the file declared before it, whatever the chunk size. The
     # output keeps the file's row order.
@@ -499,14 +506,10 @@ def score_file(
     result = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
     if len(result):
         result = result.iloc[np.argsort(order, kind="stable")].reset_index(drop=True)
-    out = Path(out)
-    suffix = out.suffix.lower()
-    if suffix in (".parquet", ".pq"):
-        atomic_write(out, lambda tmp: result.to_parquet(tmp, index=False))
-    elif suffix == ".csv":
+    if suffix == ".csv":
         atomic_write(out, lambda tmp: result.to_csv(tmp, index=False))
     else:
-        raise ParcelriskError(f"--out {out}: use a .csv or .parquet file name")
+        atomic_write(out, lambda tmp: result.to_parquet(tmp, index=False))
     lanes = result["lane"].value_counts().to_dict() if len(result) else {}
     return {
         "declarations": len(result),

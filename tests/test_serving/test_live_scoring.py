@@ -106,6 +106,26 @@ def test_chunk_size_does_not_change_results(runtimes, real_pipeline, tmp_path):
     assert split.max() >= 9  # the repeat customers' parcels did see each other
 
 
+def test_a_bad_output_name_or_an_empty_file_records_nothing(runtimes, real_pipeline, tmp_path):
+    from features.errors import ParcelriskError
+
+    fresh = fresh_declarations(real_pipeline["history"], 20, prefix="OUT")
+    source, empty = tmp_path / "in.parquet", tmp_path / "empty.parquet"
+    fresh.to_parquet(source)
+    fresh.head(0).to_parquet(empty)
+    runtime = runtimes(20)
+    store = SqliteDecisionStore(tmp_path / "audit.db")
+    try:
+        with pytest.raises(ParcelriskError, match=r"--out .*x\.json: use a \.csv or \.parquet"):
+            score_file(source, tmp_path / "x.json", runtime, store=store, progress=False)
+        with pytest.raises(ParcelriskError, match="no declarations to score"):
+            score_file(empty, tmp_path / "out.csv", runtime, store=store, progress=False)
+        assert store.count() == 0 and len(runtime.live) == 0
+        assert not (tmp_path / "x.json").exists() and not (tmp_path / "out.csv").exists()
+    finally:
+        store.close()
+
+
 def test_an_inspection_result_moves_the_sellers_history_from_its_time(
     runtimes, real_pipeline, tmp_path
 ):

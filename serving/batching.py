@@ -35,7 +35,8 @@ class MicroBatcher:
 
     An idle batcher scores the first request at once; requests arriving meanwhile form the next
     batch (up to ``max_rows``). If a merged batch fails, its requests are retried one by one so
-    one bad request cannot fail its neighbours.
+    one bad request cannot fail its neighbours. A request cancelled while it waits (timed out,
+    client gone) is dropped before its batch starts: it leaves no decision.
 
     Under load, clients answered by one batch send their next request a millisecond or so
     later. Started at once, the next batch would catch only some of them and the rest would
@@ -106,10 +107,16 @@ class MicroBatcher:
                     not group or rows + len(self._pending[0][0]) <= self.max_rows
                 ):
                     items, future = self._pending.pop(0)
+                    if future.cancelled():
+                        # its client was answered 504 (or went away) while it waited: scoring
+                        # it would record decisions nobody receives, and spend the capacity
+                        # the requests still waiting need
+                        continue
                     group.append((items, future))
                     rows += len(items)
                 answered = len(group)
-                await self._run(group)
+                if group:
+                    await self._run(group)
         finally:
             self._running = False
 

@@ -128,6 +128,35 @@ def test_micro_batcher_merges_and_isolates_failures() -> None:
     assert any(len(c) > 1 for c in calls)  # concurrent submissions were merged
 
 
+def test_a_request_cancelled_while_it_waits_is_never_scored() -> None:
+    """A request timed out (or abandoned) before its batch starts leaves no decision."""
+    scored: list[list[int]] = []
+    first_started = None
+
+    async def fn(items: list[int]) -> list[int]:
+        scored.append(items)
+        first_started.set()
+        await asyncio.sleep(0.05)  # the first batch is being scored meanwhile
+        return items
+
+    async def run() -> list:
+        nonlocal first_started
+        first_started = asyncio.Event()
+        batcher = MicroBatcher(fn, max_rows=100)
+        first = asyncio.ensure_future(batcher.submit([1]))
+        await first_started.wait()
+        waiting = asyncio.ensure_future(batcher.submit([2]))
+        kept = asyncio.ensure_future(batcher.submit([3]))
+        await asyncio.sleep(0.01)
+        waiting.cancel()  # as the request timeout does
+        return await asyncio.gather(first, waiting, kept, return_exceptions=True)
+
+    first, waiting, kept = asyncio.run(run())
+    assert first == [1] and kept == [3]
+    assert isinstance(waiting, asyncio.CancelledError)
+    assert scored == [[1], [3]]  # 2 never reached the scoring function
+
+
 def _closed_loop_batches(linger_s: float, clients: int = 8, rounds: int = 12) -> list[int]:
     """Batch sizes seen by ``clients`` that each send again ~1 ms after their answer."""
     sizes: list[int] = []

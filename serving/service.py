@@ -68,6 +68,7 @@ from serving.scoring import (
     ScoringRuntime,
     check_request,
     decision_records,
+    declarations_as_json,
     explain_matrix,
     load_runtime,
     score_frame,
@@ -224,29 +225,52 @@ class ParcelRiskService:
             declarations,
             self.config.inline_batch_rows,
         )
-        await asyncio.to_thread(self.store.record, records)
-        runtime.recorded(batch, records)  # into the live entity state before the next batch
-        observe_batch(time.perf_counter() - started, batch.lanes, batch.exploration)
+        if batch is not None:
+            await asyncio.to_thread(self.store.record, records)
+            runtime.recorded(batch, records)  # into the live entity state before the next batch
+            observe_batch(time.perf_counter() - started, batch.lanes, batch.exploration)
         return items
 
     def _score_declarations(
         self, runtime: ScoringRuntime, declarations: list[Any]
-    ) -> tuple[list[dict[str, Any]], list[DecisionRecord], ScoredBatch]:
-        """Response items and decision records of one merged batch (CPU only, no waiting)."""
+    ) -> tuple[list[dict[str, Any]], list[DecisionRecord], ScoredBatch | None]:
+        """Response items, and the new decision records and their batch (None when every
+        declaration was decided before), of one merged batch (CPU only, no waiting).
+
+        Idempotent: a declaration this model version has decided before, sent again unchanged
+        (same ``declaration_id``, same content: a retry after a timeout, or the same parcel
+        twice in one batch), gets that decision back, not a second one.
+        """
         runtime.catch_up(
             self.store, self.outcome_store
         )  # what every worker decided since: the live entity state
-        batch = score_frame(RecordColumns(declarations, runtime.contract), runtime)
-        known = {e.name for e in runtime.contract.extras} if runtime.contract else set()
-        for i, declaration in enumerate(declarations):
-            for name in sorted(set(declaration.model_extra or ()) - known):
-                batch.warnings[i].append(f"field {name!r} is not in the contract: ignored")
-        # without contract extras the stored JSON comes straight from the validated models
-        stored = (
-            None if runtime.contract and runtime.contract.extras else models_as_json(declarations)
-        )
-        records = decision_records(batch, runtime, stored)
-        return [record.api_item() for record in records], records, batch
+        columns = RecordColumns(declarations, runtime.contract)
+        # the stored JSON: straight from the validated models unless contract extras need the
+        # frame's coercion
+        extras = bool(runtime.contract and runtime.contract.extras)
+        texts = declarations_as_json(columns.frame()) if extras else models_as_json(declarations)
+        ids = [d.declaration_id for d in declarations]
+        keys = list(zip(ids, texts, strict=True))
+        before = self.store.decided(ids, runtime.model_name, runtime.model_version)
+        first: dict[tuple[str, str], int] = {}
+        for i, key in enumerate(keys):
+            if key not in before:
+                first.setdefault(key, i)
+        new = list(first.values())
+        records: list[DecisionRecord] = []
+        batch = None
+        if new:
+            if len(new) < len(declarations):
+                columns = RecordColumns([declarations[i] for i in new], runtime.contract)
+            batch = score_frame(columns, runtime)
+            known = {e.name for e in runtime.contract.extras} if runtime.contract else set()
+            for j, i in enumerate(new):
+                for name in sorted(set(declarations[i].model_extra or ()) - known):
+                    batch.warnings[j].append(f"field {name!r} is not in the contract: ignored")
+            records = decision_records(batch, runtime, [texts[i] for i in new])
+        made = {keys[i]: record for i, record in zip(new, records, strict=True)}
+        items = [(made.get(key) or before[key]).api_item() for key in keys]
+        return items, records, batch
 
     def _batch_size_error(self, field: str, what: str, n: int) -> JSONResponse | None:
         """422 unless a request carries 1 to ``serve.max_batch`` items."""

@@ -53,6 +53,11 @@ _INSERT = (
     f"VALUES ({','.join('?' * (len(STORED_FIELDS) + 1))})"
 )
 _SELECT = f"SELECT {','.join(STORED_FIELDS)},record_hash FROM decisions WHERE decision_id = ?"
+# decisions_declaration indexes the ids; the first of each (id, text) wins (ORDER BY rowid)
+_DECIDED = (
+    f"SELECT {','.join(STORED_FIELDS)} FROM decisions WHERE model_name = ? AND model_version = ? "
+    "AND declaration_id IN ({ids}) ORDER BY rowid"
+)
 
 # Stored declarations carry declared_at as "%Y-%m-%dT%H:%M:%S.%fZ": text order is time order,
 # so a replay skips what a snapshot holds already without parsing it in Python.
@@ -163,6 +168,23 @@ class SqliteDecisionStore:
     def count(self) -> int:
         with self._lock:
             return int(self._conn.execute("SELECT COUNT(*) FROM decisions").fetchone()[0])
+
+    def decided(
+        self, declaration_ids: Sequence[str], model_name: str, model_version: str
+    ) -> dict[tuple[str, str], DecisionRecord]:
+        ids = list(dict.fromkeys(declaration_ids))
+        if not ids:
+            return {}
+        query = _DECIDED.format(ids=",".join("?" * len(ids)))
+        # the reader connection, as ``since``: runs before every batch, must not queue behind
+        # a commit waiting for another worker's write lock
+        with self._read_lock:
+            rows = self._reader.execute(query, (model_name, model_version, *ids)).fetchall()
+        found: dict[tuple[str, str], DecisionRecord] = {}
+        for values in rows:
+            record = DecisionRecord.from_stored_values(values)
+            found.setdefault((record.declaration_id, record.declaration_json), record)
+        return found
 
     def since(
         self, seq: int, declared_from_us: int | None = None, limit: int | None = None

@@ -30,6 +30,13 @@ class DecisionStore(Protocol):
     def count(self) -> int:
         """How many decisions are stored."""
 
+    def decided(
+        self, declaration_ids: Sequence[str], model_name: str, model_version: str
+    ) -> dict[tuple[str, str], DecisionRecord]:
+        """The first decision already stored by this model version for each of these
+        declarations, keyed by (declaration_id, declaration_json): a declaration sent again
+        unchanged gets that decision back (``serving.service``), not a second one."""
+
     def since(
         self, seq: int, declared_from_us: int | None = None, limit: int | None = None
     ) -> list[tuple[int, str]]:

@@ -4,7 +4,7 @@ between batches; a broken one is refused while the running one goes on serving."
 from __future__ import annotations
 
 import json
-import shutil
+import sqlite3
 import threading
 from dataclasses import dataclass
 
@@ -123,7 +123,14 @@ def registry_copy(real_pipeline, tmp_path):
     the checks to the test (``champion_check_s: 0``)."""
     from models.registry import registry_client
 
-    shutil.copy(real_pipeline["root"] / "mlflow.db", tmp_path / "mlflow.db")
+    # SQLite's backup, not a file copy: recent writes may still sit in the source's WAL
+    source = sqlite3.connect(real_pipeline["root"] / "mlflow.db")
+    copy = sqlite3.connect(tmp_path / "mlflow.db")
+    try:
+        source.backup(copy)
+    finally:
+        copy.close()
+        source.close()
     params = yaml.safe_load(real_pipeline["params"].read_text())
     params["serve"]["champion_check_s"] = 0
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))

@@ -48,6 +48,7 @@ from serving.metrics import CHAMPION_SWITCHES, observe_batch
 from serving.outcome_store import SqliteOutcomeStore
 from serving.outcomes import OutcomesRefused, describe_problems, store_outcomes
 from serving.patches import freeze_after_load, install_guarded_shutdown, install_request_timeout
+from serving.process import exit_with_parent
 from serving.readiness import ReadinessMiddleware
 from serving.rollover import ChampionWatcher
 from serving.schemas import (
@@ -72,6 +73,7 @@ from serving.store import open_store
 logger = logging.getLogger(__name__)
 install_request_timeout()  # before BentoML builds the app: see serving.patches
 install_guarded_shutdown()  # the stores are closed by a shutdown hook
+exit_with_parent()  # a worker stops with `parcelrisk serve`, even on its SIGKILL
 # BentoML takes its part of the settings at import (the decorator below), the service the rest
 # in __init__: one read per process (serving.config). A broken params.yaml stops the import
 # with its one-line error.

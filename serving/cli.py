@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import json
 import logging
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -102,8 +103,18 @@ def serve(
         workers or settings.serve.workers,
     )
     ParcelRiskService.inject_config()
+    # SIGTERM drains what is in flight, but BentoML's default is to wait for it without end
+    # (no uvicorn graceful timeout; circus's graceful_timeout is a day): no answer can come
+    # later than the request timeout (504), so waiting longer serves nobody.
+    drain_s = math.ceil(settings.serve.request_timeout_s) + 1
     try:
-        serve_http(SERVICE_IMPORT, working_dir=str(Path.cwd()), port=port, host=host)
+        serve_http(
+            SERVICE_IMPORT,
+            working_dir=str(Path.cwd()),
+            port=port,
+            host=host,
+            timeout_graceful_shutdown=drain_s,
+        )
     except OSError as exc:  # taken between the check above and circus's bind
         if exc.errno != errno.EADDRINUSE:
             raise

@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -53,11 +55,18 @@ def serve(
         TRACKING_URI_ENV,
         WORKERS_ENV,
     )
+    from serving.process import SERVE_PID_ENV, port_in_use, port_in_use_message
 
     settings = settings_from(params)  # a bad file stops here, before any worker starts
     if insecure_no_auth:
         os.environ[INSECURE_ENV] = "1"
     load_keyring()  # fail here, with the message, before any worker starts
+    # BentoML would only find out inside its arbiter, with a traceback; and orphaned workers of
+    # an earlier server still hold the port: name them, so they can be stopped
+    busy = port_in_use(host, port)
+    if busy:
+        typer.echo(busy, err=True)
+        raise typer.Exit(1)
     # The workers read the same file themselves (serving.config.worker_settings): hand them its
     # path and the options that override it, and nothing stale from an earlier environment.
     path = params or (DEFAULT_PARAMS if DEFAULT_PARAMS.is_file() else None)
@@ -78,6 +87,9 @@ def serve(
     # One model copy per worker process; LightGBM's OpenMP pool inside each would only fight
     # the other workers for the same cores.
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    # Each worker ties itself to this process (serving.process.exit_with_parent): circus puts
+    # every worker in a session of its own, so a SIGKILL of this process would orphan them.
+    os.environ[SERVE_PID_ENV] = str(os.getpid())
     # What `bentoml serve` does for new-style (>= 1.2) services; blocks until stopped.
     from _bentoml_impl.server import serve_http
 
@@ -91,7 +103,23 @@ def serve(
         workers or settings.serve.workers,
     )
     ParcelRiskService.inject_config()
-    serve_http(SERVICE_IMPORT, working_dir=str(Path.cwd()), port=port, host=host)
+    # SIGTERM drains what is in flight, but BentoML's default is to wait for it without end
+    # (no uvicorn graceful timeout; circus's graceful_timeout is a day): no answer can come
+    # later than the request timeout (504), so waiting longer serves nobody.
+    drain_s = math.ceil(settings.serve.request_timeout_s) + 1
+    try:
+        serve_http(
+            SERVICE_IMPORT,
+            working_dir=str(Path.cwd()),
+            port=port,
+            host=host,
+            timeout_graceful_shutdown=drain_s,
+        )
+    except OSError as exc:  # taken between the check above and circus's bind
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        typer.echo(port_in_use_message(host, port), err=True)
+        raise typer.Exit(1) from None
 
 
 def score(

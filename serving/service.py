@@ -53,6 +53,7 @@ from serving.patches import (
     install_log_redaction,
     install_request_timeout,
 )
+from serving.process import exit_with_parent
 from serving.readiness import ReadinessMiddleware
 from serving.rollover import ChampionWatcher
 from serving.schemas import (
@@ -79,6 +80,7 @@ logger = logging.getLogger(__name__)
 install_log_redaction()  # refused requests: one line, no declaration values
 install_request_timeout()  # before BentoML builds the app: see serving.patches
 install_guarded_shutdown()  # the stores are closed by a shutdown hook
+exit_with_parent()  # a worker stops with `parcelrisk serve`, even on its SIGKILL
 # BentoML takes its part of the settings at import (the decorator below), the service the rest
 # in __init__: one read per process (serving.config). A broken params.yaml stops the import
 # with its one-line error.

@@ -39,9 +39,9 @@ def exit_with_parent() -> None:
     rather than SIGKILL: uvicorn then stops accepting, lets the requests in flight finish (their
     decisions are stored before they are answered) and the shutdown hooks close the stores.
     """
-    value = os.environ.get(SERVE_PID_ENV)
-    if not value or int(value) == os.getpid():
-        return
+    value = os.environ.get(SERVE_PID_ENV, "")
+    if not value.isdigit() or int(value) == os.getpid():
+        return  # not a worker of `parcelrisk serve` (or a value no serve wrote)
     # this worker's own children (none today) are not workers: they must not inherit the tie
     os.environ.pop(SERVE_PID_ENV)
     serve_pid = int(value)

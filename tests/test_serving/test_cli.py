@@ -76,6 +76,9 @@ def test_the_workers_read_the_file_serve_read(
 
     monkeypatch.setattr(_bentoml_impl.server, "serve_http", fake_serve_http)
     monkeypatch.setenv("PARCELRISK_WORKERS", "9")  # stale: serve must not pass it on
+    # serve marks its pid for its workers (serving.process): restored after the test, so no
+    # later subprocess of this pytest ties itself to it
+    monkeypatch.setenv("PARCELRISK_SERVE_PID", "")
     monkeypatch.setenv("PARCELRISK_API_KEYS", "scorer:a-long-enough-test-key")
     monkeypatch.setenv("PARCELRISK_MODEL_DIR", "unset")
     args = ["serve", "--params", str(params), "--port", "3999", *workers]

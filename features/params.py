@@ -404,6 +404,11 @@ class ServeParams(Section):
     request_timeout_s: float = Field(10.0, gt=0, le=3600)
     # Requests in flight across all workers; beyond -> 429 at once (load shedding).
     max_concurrency: int = Field(512, ge=1)
+    # Admission by work: a request whose declarations would wait longer than this behind the
+    # ones queued (at the worker's recent scoring rate) gets 429 with Retry-After at once,
+    # instead of a 504 after request_timeout_s with its batch scored anyway. None: half of
+    # request_timeout_s (room for the request's own scoring and the network).
+    max_queue_wait_s: float | None = Field(None, gt=0)
     # Each worker asks the registry this often whether the alias moved, then loads the new
     # champion beside the running one and swaps it in between batches (serving.rollover).
     # 0: never (a new champion needs a restart).
@@ -412,6 +417,22 @@ class ServeParams(Section):
     def lane_policy(self) -> dict[str, Any]:
         """What decides a lane beside the model's cut-offs: recorded with every decision."""
         return {key: getattr(self, key) for key in LANE_POLICY_KEYS}
+
+    @property
+    def queue_wait_limit_s(self) -> float:
+        """``max_queue_wait_s``, or half the request timeout when unset."""
+        if self.max_queue_wait_s is None:
+            return self.request_timeout_s / 2
+        return self.max_queue_wait_s
+
+    @model_validator(mode="after")
+    def _queue_wait_below_timeout(self) -> Self:
+        if self.max_queue_wait_s is not None and self.max_queue_wait_s >= self.request_timeout_s:
+            raise ValueError(
+                f"max_queue_wait_s ({self.max_queue_wait_s}) must be below request_timeout_s "
+                f"({self.request_timeout_s}): an admitted request must be answerable in time"
+            )
+        return self
 
     @model_validator(mode="after")
     def _enough_concurrency(self) -> Self:

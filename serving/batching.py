@@ -30,6 +30,10 @@ async def run_inline_if_small(
     return await asyncio.to_thread(fn, items)
 
 
+# Batches at least this big teach the batcher its scoring rate (``MicroBatcher.rows_per_s``).
+RATE_MIN_ROWS = 32
+
+
 class MicroBatcher:
     """Merge concurrently waiting requests into one call of the coroutine function ``fn``.
 
@@ -60,9 +64,24 @@ class MicroBatcher:
         self.max_rows = max_rows
         self.linger_s = linger_s
         self._pending: list[tuple[list[Any], asyncio.Future[list[Any]]]] = []
+        self._in_flight_rows = 0  # rows of the batch being scored now
+        self.rows_per_s: float | None = None  # what this worker scores, learnt from its batches
         self._running = False
         self._arrived: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
+
+    @property
+    def queued_rows(self) -> int:
+        """Declarations waiting or being scored: the work ahead of a new request."""
+        return self._in_flight_rows + sum(len(items) for items, _ in self._pending)
+
+    def expected_wait_s(self, rows: int) -> float:
+        """How long ``rows`` more declarations would wait for their answer, at the scoring rate
+        of the recent big batches (0 until one has been timed: a worker that has not been busy
+        yet has no queue worth refusing for)."""
+        if not self.rows_per_s:
+            return 0.0
+        return (self.queued_rows + rows) / self.rows_per_s
 
     async def submit(self, items: list[Any]) -> list[Any]:
         loop = asyncio.get_running_loop()
@@ -122,9 +141,13 @@ class MicroBatcher:
 
     async def _run(self, group: list[tuple[list[Any], asyncio.Future[list[Any]]]]) -> None:
         merged = [item for items, _ in group for item in items]
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        self._in_flight_rows = len(merged)
         try:
             results = await self.fn(merged)
         except Exception as exc:
+            self._in_flight_rows = 0
             if len(group) == 1:
                 if not group[0][1].done():
                     group[0][1].set_exception(exc)
@@ -132,6 +155,15 @@ class MicroBatcher:
             for single in group:
                 await self._run([single])
             return
+        self._in_flight_rows = 0
+        elapsed = loop.time() - started
+        if elapsed > 0 and len(merged) >= RATE_MIN_ROWS:
+            # a moving average over the recent big batches: a batch of a few rows is mostly
+            # fixed cost and would make a queue of thousands look slower than it is
+            rate = len(merged) / elapsed
+            self.rows_per_s = (
+                rate if self.rows_per_s is None else 0.8 * self.rows_per_s + 0.2 * rate
+            )
         start = 0
         for items, future in group:
             if not future.done():

@@ -25,6 +25,10 @@ CHAMPION_SWITCHES = bentoml.metrics.Counter(
     name="parcelrisk_champion_switches_total",
     documentation="Newly promoted champions this worker loaded and swapped in while serving.",
 )
+QUEUE_REFUSALS = bentoml.metrics.Counter(
+    name="parcelrisk_queue_refusals_total",
+    documentation="Requests answered 429 because their declarations would wait too long.",
+)
 
 
 def observe_batch(seconds: float, lanes: np.ndarray, exploration: np.ndarray) -> None:

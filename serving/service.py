@@ -21,6 +21,7 @@ import functools
 import gc
 import itertools
 import logging
+import math
 import os
 import shutil
 import tempfile
@@ -44,7 +45,7 @@ from serving.config import MODEL_DIR_ENV, TRACKING_URI_ENV, worker_settings
 from serving.decision import DecisionRecord
 from serving.errors import error_response, rejection_response
 from serving.limits import BodyLimitMiddleware
-from serving.metrics import CHAMPION_SWITCHES, observe_batch
+from serving.metrics import CHAMPION_SWITCHES, QUEUE_REFUSALS, observe_batch
 from serving.outcome_store import SqliteOutcomeStore
 from serving.outcomes import OutcomesRefused, describe_problems, store_outcomes
 from serving.patches import (
@@ -274,6 +275,23 @@ class ParcelRiskService:
         items = [(made.get(key) or before[key]).api_item() for key in keys]
         return items, records, batch
 
+    def _queue_full_response(self, rows: int) -> JSONResponse | None:
+        """429 with Retry-After when ``rows`` more declarations would wait longer than
+        ``serve.max_queue_wait_s`` behind the queued ones: shedding by work, not by requests (a
+        request of 1,000 declarations weighs 1,000), before the request timeout could fire."""
+        wait = self.batcher.expected_wait_s(rows)
+        limit = self.config.queue_wait_limit_s
+        if wait <= limit:
+            return None
+        QUEUE_REFUSALS.inc()
+        retry = max(1, math.ceil(wait - limit))
+        return error_response(
+            429,
+            f"busy: {self.batcher.queued_rows} declarations queued, these {rows} would wait "
+            f"~{wait:.1f} s (limit {limit:g} s, serve.max_queue_wait_s); retry in {retry} s",
+            headers={"Retry-After": str(retry)},
+        )
+
     def _batch_size_error(self, field: str, what: str, n: int) -> JSONResponse | None:
         """422 unless a request carries 1 to ``serve.max_batch`` items."""
         limit = self.config.max_batch
@@ -301,6 +319,10 @@ class ParcelRiskService:
         findings = check_request(declarations, self.runtime)
         if findings.faults:
             return rejection_response(findings, declarations)
+        if self.config.merge_concurrent_requests and (
+            busy := self._queue_full_response(len(declarations))
+        ):
+            return busy
         try:
             if self.config.merge_concurrent_requests:
                 items = await self.batcher.submit(list(declarations))

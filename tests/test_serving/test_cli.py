@@ -269,3 +269,32 @@ def test_a_broken_import_stops_the_cli_instead_of_hiding_its_commands(monkeypatc
     monkeypatch.delitem(sys.modules, "serving.main", raising=False)
     with pytest.raises(ImportError, match=r"models\.cli"):
         importlib.import_module("serving.main")
+
+
+def test_the_batcher_learns_its_rate_from_big_batches_and_counts_the_queue() -> None:
+    from serving.batching import RATE_MIN_ROWS
+
+    async def fn(items: list[int]) -> list[int]:
+        await asyncio.sleep(0.02)
+        return items
+
+    async def run() -> tuple[float | None, float | None, int, float]:
+        batcher = MicroBatcher(fn, max_rows=1000)
+        await batcher.submit([1])  # a small batch: mostly fixed cost, teaches nothing
+        after_small = batcher.rows_per_s
+        await batcher.submit(list(range(RATE_MIN_ROWS * 10)))
+        rate = batcher.rows_per_s
+        # while one batch is scored, another waits: both count as work ahead
+        first = asyncio.ensure_future(batcher.submit(list(range(200))))
+        await asyncio.sleep(0.005)
+        second = asyncio.ensure_future(batcher.submit(list(range(100))))
+        await asyncio.sleep(0)
+        queued, wait = batcher.queued_rows, batcher.expected_wait_s(50)
+        await asyncio.gather(first, second)
+        return after_small, rate, queued, wait
+
+    after_small, rate, queued, wait = asyncio.run(run())
+    assert after_small is None
+    assert rate is not None and 320 / 0.2 < rate < 320 / 0.02 * 1.01  # ~16,000 rows/s
+    assert queued == 300
+    assert wait == pytest.approx(350 / rate, rel=0.25)

@@ -118,9 +118,11 @@ def test_the_background_check_runs_and_stops():
 
 
 @pytest.fixture
-def registry_copy(real_pipeline, tmp_path):
+def registry_copy(real_pipeline, tmp_path, monkeypatch):
     """The real pipeline's registry copied (artifacts shared, read only) and params that leave
     the checks to the test (``champion_check_s: 0``)."""
+    import mlflow
+
     from models.registry import registry_client
 
     # SQLite's backup, not a file copy: recent writes may still sit in the source's WAL
@@ -135,13 +137,19 @@ def registry_copy(real_pipeline, tmp_path):
     params["serve"]["champion_check_s"] = 0
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    # MLflow resolves a version's source (models:/m-...) through the process-wide tracking URI,
+    # not the client's: point it at the copy for this test, whatever an earlier test set
+    previous = mlflow.get_tracking_uri()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    mlflow.set_tracking_uri(uri)
     env = {
         "PARCELRISK_TRACKING_URI": uri,
         "PARCELRISK_PARAMS": str(tmp_path / "params.yaml"),
         "PARCELRISK_AUDIT_DB": str(tmp_path / "audit.db"),
         "PARCELRISK_MODEL_DIR": str(tmp_path / "model"),
     }
-    return registry_client(uri), params["promote"]["model_name"], env
+    yield registry_client(uri), params["promote"]["model_name"], env
+    mlflow.set_tracking_uri(previous)
 
 
 def _new_version(client, name: str, like: str, *, broken: bool = False) -> str:

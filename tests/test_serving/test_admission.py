@@ -1,0 +1,57 @@
+"""Admission by work: a request that would wait too long behind the queue is refused at once
+(429 with Retry-After), weighed by its declarations, and leaves no decision."""
+
+from __future__ import annotations
+
+import pytest
+
+from features.errors import ParcelriskError
+from features.params import ServeParams
+from tests.test_serving.conftest import auth, make_declarations
+
+
+@pytest.fixture
+def batcher(client):
+    from serving.service import _WORKER
+
+    assert _WORKER.service is not None
+    batcher = _WORKER.service.batcher
+    saved = batcher.rows_per_s
+    yield batcher
+    batcher.rows_per_s = saved
+
+
+def test_a_request_that_would_wait_too_long_is_429_with_retry_after(client, batcher, service_env):
+    from serving.sqlite_store import SqliteDecisionStore
+
+    declarations = make_declarations(40, seed=51, prefix="BUSY")
+    batcher.rows_per_s = 4.0  # 40 declarations: 10 s of work at this rate, above the 5 s limit
+    store = SqliteDecisionStore(service_env / "audit.db")
+    try:
+        before = store.count()
+        r = client.post("/score", json={"declarations": declarations}, headers=auth())
+        assert r.status_code == 429, r.text
+        assert int(r.headers["Retry-After"]) >= 1
+        assert "would wait" in r.json()["error"] and "40" in r.json()["error"]
+        assert store.count() == before  # nothing scored, nothing recorded
+        # the same worker admits a request light enough for the rate
+        r = client.post("/score", json={"declarations": declarations[:4]}, headers=auth())
+        assert r.status_code == 200, r.text
+    finally:
+        store.close()
+
+
+def test_a_cold_worker_admits(client, batcher):
+    batcher.rows_per_s = None  # no big batch timed yet
+    r = client.post(
+        "/score",
+        json={"declarations": make_declarations(3, seed=52, prefix="COLD")},
+        headers=auth(),
+    )
+    assert r.status_code == 200, r.text
+
+
+def test_the_queue_limit_must_leave_room_before_the_timeout():
+    assert ServeParams(request_timeout_s=8).queue_wait_limit_s == 4
+    with pytest.raises(ParcelriskError, match="max_queue_wait_s"):
+        ServeParams.from_dict({"request_timeout_s": 3, "max_queue_wait_s": 3}, "serve")

@@ -44,7 +44,7 @@ from serving.batching import MicroBatcher, run_inline_if_small
 from serving.config import MODEL_DIR_ENV, TRACKING_URI_ENV, worker_settings
 from serving.decision import DecisionRecord
 from serving.errors import error_response, rejection_response
-from serving.limits import BodyLimitMiddleware
+from serving.limits import BodyLimitMiddleware, QueueAdmissionMiddleware
 from serving.metrics import CHAMPION_SWITCHES, QUEUE_REFUSALS, observe_batch
 from serving.outcome_store import SqliteOutcomeStore
 from serving.outcomes import OutcomesRefused, describe_problems, store_outcomes
@@ -104,6 +104,13 @@ class _Worker:
 
     def not_ready_response(self) -> JSONResponse:
         return error_response(503, self.not_ready or "not ready")
+
+    def queue_full(self) -> JSONResponse | None:
+        """The 429 for a new /score request while the queued work alone is over the limit."""
+        service = self.service
+        if service is None or not service.config.merge_concurrent_requests:
+            return None
+        return service._queue_full_response(0)
 
 
 _WORKER = _Worker()
@@ -285,9 +292,10 @@ class ParcelRiskService:
             return None
         QUEUE_REFUSALS.inc()
         retry = max(1, math.ceil(wait - limit))
+        these = f"these {rows} would wait" if rows else "a new request would wait"
         return error_response(
             429,
-            f"busy: {self.batcher.queued_rows} declarations queued, these {rows} would wait "
+            f"busy: {self.batcher.queued_rows} declarations queued, {these} "
             f"~{wait:.1f} s (limit {limit:g} s, serve.max_queue_wait_s); retry in {retry} s",
             headers={"Retry-After": str(retry)},
         )
@@ -473,4 +481,5 @@ ParcelRiskService.mount_asgi_app(
 # Starlette runs them in this order (the first added is the outermost).
 ParcelRiskService.add_asgi_middleware(ReadinessMiddleware, not_ready=lambda: _WORKER.not_ready)
 ParcelRiskService.add_asgi_middleware(ApiKeyMiddleware)
+ParcelRiskService.add_asgi_middleware(QueueAdmissionMiddleware, refuse=_WORKER.queue_full)
 ParcelRiskService.add_asgi_middleware(BodyLimitMiddleware, max_body_bytes=_WORKER.max_body_bytes)

@@ -55,3 +55,18 @@ def test_the_queue_limit_must_leave_room_before_the_timeout():
     assert ServeParams(request_timeout_s=8).queue_wait_limit_s == 4
     with pytest.raises(ParcelriskError, match="max_queue_wait_s"):
         ServeParams.from_dict({"request_timeout_s": 3, "max_queue_wait_s": 3}, "serve")
+
+
+def test_a_full_queue_refuses_before_the_body_is_parsed(client, batcher):
+    batcher.rows_per_s = 1.0
+    batcher._in_flight_rows = 50  # 50 s of queued work at this rate
+    try:
+        # not even JSON: refused before anything reads it
+        r = client.post(
+            "/score", content=b"{not json", headers={**auth(), "Content-Type": "application/json"}
+        )
+        assert r.status_code == 429, r.text
+        assert "a new request would wait" in r.json()["error"]
+        assert client.get("/readyz").status_code == 200  # probes are never shed
+    finally:
+        batcher._in_flight_rows = 0

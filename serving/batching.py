@@ -32,6 +32,10 @@ async def run_inline_if_small(
 
 # Batches at least this big teach the batcher its scoring rate (``MicroBatcher.rows_per_s``).
 RATE_MIN_ROWS = 32
+# The rate assumed until a big batch has been timed: below what one worker scores on a slow
+# 2-core machine (~1,500 declarations/s), so a cold worker hit by a burst queues a few seconds
+# of work, not minutes of it.
+COLD_ROWS_PER_S = 1000.0
 
 
 class MicroBatcher:
@@ -77,11 +81,8 @@ class MicroBatcher:
 
     def expected_wait_s(self, rows: int) -> float:
         """How long ``rows`` more declarations would wait for their answer, at the scoring rate
-        of the recent big batches (0 until one has been timed: a worker that has not been busy
-        yet has no queue worth refusing for)."""
-        if not self.rows_per_s:
-            return 0.0
-        return (self.queued_rows + rows) / self.rows_per_s
+        of the recent big batches (``COLD_ROWS_PER_S`` until one has been timed)."""
+        return (self.queued_rows + rows) / (self.rows_per_s or COLD_ROWS_PER_S)
 
     async def submit(self, items: list[Any]) -> list[Any]:
         loop = asyncio.get_running_loop()

@@ -64,8 +64,9 @@ async def _client(url: str, key: str, template: list[dict], rows: int, k: int, u
             statuses[r.status_code] += 1
             if r.status_code == 200:
                 delivered += len(r.json()["decisions"])
-            elif r.status_code == 429:
-                await asyncio.sleep(float(r.headers.get("Retry-After", "1")))
+            elif r.status_code == 429:  # as told, but not past the end of the run
+                retry_after = float(r.headers.get("Retry-After", "1"))
+                await asyncio.sleep(max(0.0, min(retry_after, until - time.monotonic())))
     return statuses, delivered, latencies
 
 

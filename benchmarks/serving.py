@@ -258,7 +258,7 @@ def server_side(base: str) -> dict[str, float]:
     """Cumulative batch counts, rows and scoring seconds from the service's own metrics."""
     import httpx
 
-    text = httpx.get(f"{base}/metrics", timeout=5).text
+    text = httpx.get(f"{base}/metrics", headers={"X-API-Key": SCORER_KEY}, timeout=5).text
     sums = {"batches": 0.0, "rows": 0.0, "seconds": 0.0}
     names = {
         "parcelrisk_scoring_seconds_count": "batches",

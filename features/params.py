@@ -364,7 +364,7 @@ class PromoteParams(Section):
 # --------------------------------------------------------------------------------------------
 
 
-LANE_POLICY_KEYS = ("aeo_risk_discount", "exploration_lane", "exploration_rate", "exploration_seed")
+LANE_POLICY_KEYS = ("aeo_risk_discount", "exploration_lane", "exploration_rate")
 
 
 class ServeParams(Section):
@@ -416,7 +416,20 @@ class ServeParams(Section):
 
     def lane_policy(self) -> dict[str, Any]:
         """What decides a lane beside the model's cut-offs: recorded with every decision."""
-        return {key: getattr(self, key) for key in LANE_POLICY_KEYS}
+        return {
+            **{key: getattr(self, key) for key in LANE_POLICY_KEYS},
+            "exploration_seed_version": self.exploration_seed_version,
+        }
+
+    @property
+    def exploration_seed_version(self) -> str:
+        """What a decision records of the exploration seed: a digest that tells which seed
+        drew it (an auditor holding the seed can check it) and cannot be turned back into the
+        seed, which would predict which parcels escape the random quota."""
+        import hashlib
+
+        digest = hashlib.sha256(f"parcelrisk-exploration-seed:{self.exploration_seed}".encode())
+        return digest.hexdigest()[:16]
 
     @property
     def queue_wait_limit_s(self) -> float:

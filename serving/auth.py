@@ -5,8 +5,8 @@ Keys come from ``PARCELRISK_API_KEYS`` (comma-separated ``role:key`` pairs) or t
 as ``X-API-Key: KEY`` or ``Authorization: Bearer KEY`` (what ``bentoml.SyncHTTPClient(token=)``
 sends). Keys are compared in constant time and never logged; only the role is.
 
-Paths are deny-by-default: the probes and metrics are open, each API path needs one of its
-roles, and anything else (Swagger UI, schema) needs any valid key.
+Paths are deny-by-default: the probes are open, each API path needs one of its roles, and
+anything else (metrics, Swagger UI, schema) needs any valid key.
 """
 
 from __future__ import annotations
@@ -34,7 +34,9 @@ KEYS_ENV = "PARCELRISK_API_KEYS"
 KEYS_FILE_ENV = "PARCELRISK_API_KEYS_FILE"
 INSECURE_ENV = "PARCELRISK_INSECURE_NO_AUTH"
 
-OPEN_PATHS = frozenset({"/livez", "/readyz", "/metrics", "/healthz"})
+# /metrics is not open: lane volumes tell whoever reads them how much is being inspected;
+# Prometheus sends a key as a bearer token (authorization: {credentials: KEY}).
+OPEN_PATHS = frozenset({"/livez", "/readyz", "/healthz"})
 ROUTE_ROLES: dict[str, frozenset[str]] = {
     "/score": frozenset({"scorer"}),
     "/explain": frozenset({"scorer", "auditor"}),

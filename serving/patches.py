@@ -30,7 +30,14 @@ other personal data land in the logs, ~2.4 KB per bad request. ``install_log_red
 rewrites those records into one INFO line with the request id, path, status and, per error, the
 field and the error kind, never the value.
 
-4. Shutdown hooks only on a service that exists.
+4. The docs page without a third-party tag manager.
+
+BentoML's index page (``/``, Swagger UI over ``/docs.json``) loads Google Tag Manager from
+googletagmanager.com: a call out of a customs network that cannot, and should not, make it.
+``LocalDocsPageMiddleware`` serves the same page with the tag manager blocks removed (the
+Swagger UI itself is served locally from ``/static_content``).
+
+5. Shutdown hooks only on a service that exists.
 
 BentoML 1.4's ``ServiceAppFactory.destroy_instance`` looks every ``@bentoml.on_shutdown`` hook
 up on the service instance without checking there is one: when the app is shut down again
@@ -42,8 +49,11 @@ makes a shutdown without an instance a no-op.
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import logging
+import re
+from pathlib import Path
 from typing import Any
 
 from serving.errors import error_response
@@ -52,6 +62,7 @@ logger = logging.getLogger(__name__)
 
 REQUEST_TIMEOUT_WRITTEN_FOR = "1.4.40"  # bentoml._internal.server.http.traffic.TimeoutMiddleware
 SHUTDOWN_GUARD_WRITTEN_FOR = "1.4.40"  # _bentoml_impl.server.app.ServiceAppFactory
+DOCS_PAGE_WRITTEN_FOR = "1.4.40"  # _bentoml_impl/server/main-openapi.html
 LOG_REDACTION_WRITTEN_FOR = "1.4.40"  # bentoml._internal.server.http_app.log_exception
 REFUSAL_LOGGER = "bentoml._internal.server.http_app"  # where log_exception writes
 
@@ -187,3 +198,44 @@ def install_log_redaction() -> None:
     target = logging.getLogger(REFUSAL_LOGGER)
     if not any(isinstance(f, RefusedRequestFilter) for f in target.filters):
         target.addFilter(RefusedRequestFilter())
+
+
+_TAG_MANAGER = re.compile(
+    r"<!-- Google Tag Manager.*?-->.*?<!-- End Google Tag Manager.*?-->", re.DOTALL
+)
+_FALLBACK_DOCS = (
+    "<!DOCTYPE html><html><head><title>parcelrisk</title></head><body>"
+    '<p>The OpenAPI document of this service: <a href="./docs.json">docs.json</a></p>'
+    "</body></html>"
+)
+
+
+@functools.cache
+def local_docs_page() -> str:
+    """BentoML's Swagger UI page without the tag manager; a plain link to the OpenAPI
+    document if the page changed so that something external is still referenced."""
+    try:
+        import _bentoml_impl.server as bentoml_server
+
+        html = (Path(bentoml_server.__file__).parent / "main-openapi.html").read_text()
+    except (ImportError, OSError):  # pragma: no cover - another BentoML
+        return _FALLBACK_DOCS
+    html = _TAG_MANAGER.sub("", html)
+    if "googletagmanager" in html or re.search(r"<script[^>]+src=[\"']https?:", html):
+        return _FALLBACK_DOCS
+    return html
+
+
+class LocalDocsPageMiddleware:
+    """``GET /``: the docs page with no call to any other site (see item 4 above)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope.get("method") == "GET" and scope.get("path") == "/":
+            from starlette.responses import HTMLResponse
+
+            await HTMLResponse(local_docs_page())(scope, receive, send)
+            return
+        await self.app(scope, receive, send)

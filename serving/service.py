@@ -49,6 +49,7 @@ from serving.metrics import CHAMPION_SWITCHES, QUEUE_REFUSALS, observe_batch
 from serving.outcome_store import SqliteOutcomeStore
 from serving.outcomes import OutcomesRefused, describe_problems, store_outcomes
 from serving.patches import (
+    LocalDocsPageMiddleware,
     freeze_after_load,
     install_guarded_shutdown,
     install_log_redaction,
@@ -483,3 +484,4 @@ ParcelRiskService.add_asgi_middleware(ReadinessMiddleware, not_ready=lambda: _WO
 ParcelRiskService.add_asgi_middleware(ApiKeyMiddleware)
 ParcelRiskService.add_asgi_middleware(QueueAdmissionMiddleware, refuse=_WORKER.queue_full)
 ParcelRiskService.add_asgi_middleware(BodyLimitMiddleware, max_body_bytes=_WORKER.max_body_bytes)
+ParcelRiskService.add_asgi_middleware(LocalDocsPageMiddleware)

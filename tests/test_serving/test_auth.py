@@ -45,7 +45,8 @@ def test_presented_key_header_or_bearer() -> None:
 
 
 def test_route_roles_deny_by_default() -> None:
-    assert required_roles("/livez") is None and required_roles("/metrics") is None
+    assert required_roles("/livez") is None and required_roles("/readyz") is None
+    assert required_roles("/metrics") == frozenset()  # any valid key: lane volumes are not public
     assert required_roles("/score") == {"scorer"}
     assert required_roles("/decision") == {"auditor"}
     assert required_roles("/docs.json") == frozenset()

@@ -65,3 +65,14 @@ def test_a_refused_request_is_one_log_line_without_its_values(client, caplog, bo
     assert "declarations" in line or "declaration" in line  # the field, named
     assert refused[0].levelno == logging.INFO and refused[0].exc_info is None
     assert "Traceback" not in caplog.text
+
+
+def test_the_docs_page_calls_no_other_site(client):
+    import re
+
+    r = client.get("/", headers=auth())
+    assert r.status_code == 200
+    assert "googletagmanager" not in r.text
+    # scripts, styles and frames load from this service only
+    assert not re.search(r"<(script|iframe|link)[^>]+(src|href)=[\"']https?://", r.text)
+    assert "swagger" in r.text.lower() or "docs.json" in r.text

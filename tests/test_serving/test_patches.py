@@ -215,3 +215,15 @@ def test_the_log_redaction_was_written_for_the_installed_bentoml() -> None:
         "log_exception still log refused requests with their pydantic traceback, on "
         "serving.patches.REFUSAL_LOGGER?)"
     )
+
+
+def test_the_docs_page_patch_was_written_for_the_installed_bentoml() -> None:
+    import bentoml
+
+    from serving.patches import DOCS_PAGE_WRITTEN_FOR
+
+    assert bentoml.__version__ == DOCS_PAGE_WRITTEN_FOR, (
+        f"serving.patches.LocalDocsPageMiddleware was written for BentoML "
+        f"{DOCS_PAGE_WRITTEN_FOR}; check it against {bentoml.__version__} (which page does "
+        "'/' serve now, and does it still load a tag manager?)"
+    )

@@ -225,7 +225,9 @@ def test_sigterm_lets_the_request_in_flight_finish_then_exits(after_sigkill, rea
     request.start()
 
     def scoring() -> bool:  # the batch is inside a worker (BentoML's gauge, summed over them)
-        text = httpx.get(f"{server.url}/metrics", timeout=30).text
+        text = httpx.get(
+            f"{server.url}/metrics", headers={"X-API-Key": SCORER_KEY}, timeout=30
+        ).text
         return any(
             line.startswith(IN_PROGRESS) and 'endpoint="/score"' in line and float(line.split()[-1])
             for line in text.splitlines()

@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+from features.params import ServeParams
 from tests.test_serving.conftest import AUDITOR_KEY, SCORER_KEY, auth, make_declarations
 
 
@@ -15,8 +16,8 @@ def _score(client, declarations, headers=None):
 def test_probes_are_open(client) -> None:
     assert client.get("/livez").status_code == 200
     assert client.get("/readyz").status_code == 200
-    metrics = client.get("/metrics")
-    assert metrics.status_code == 200
+    assert client.get("/metrics").status_code == 401  # lane volumes are not public
+    assert client.get("/metrics", headers=auth()).status_code == 200
 
 
 def test_score_returns_a_decision_per_declaration(client) -> None:
@@ -76,7 +77,16 @@ def test_get_decision_for_auditors(client) -> None:
     assert stored["lane"] == d["lane"] and stored["risk"] == pytest.approx(d["risk"])
     assert stored["reasons"] == d["reasons"]
     assert set(stored["features"]) >= {"log_value", "origin"}
-    assert stored["lane_policy"]["exploration_seed"] == 7  # what reproduces lane + exploration
+    # which seed drew the quota, not the seed: it would predict which parcels escape it
+    assert "exploration_seed" not in stored["lane_policy"]
+    assert (
+        stored["lane_policy"]["exploration_seed_version"]
+        == ServeParams(exploration_seed=7).exploration_seed_version
+    )
+    assert (
+        ServeParams(exploration_seed=8).exploration_seed_version
+        != ServeParams(exploration_seed=7).exploration_seed_version
+    )
     assert (
         client.get("/decision", params={"decision_id": "nope"}, headers=auth("auditor")).status_code
         == 404
@@ -215,7 +225,7 @@ def test_concurrent_requests_are_batched_and_answered_separately(client) -> None
 
 def test_lane_counter_in_metrics(client) -> None:
     _score(client, make_declarations(20, seed=11))
-    text = client.get("/metrics").text
+    text = client.get("/metrics", headers=auth()).text
     assert "parcelrisk_decisions_total" in text and 'lane="green"' in text
     assert "parcelrisk_scoring_seconds" in text
 

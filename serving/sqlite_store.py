@@ -136,12 +136,13 @@ class SqliteDecisionStore:
     A PASSIVE checkpoint never holds a writer up, but under steady writes from several
     processes it never finds the log both fully copied and unread, so SQLite never starts the
     log over and the file grows without end (1.5 GB in 40 s at 3,850 declarations/s). So once
-    the log holds half of ``wal_max_mb``, the thread copies what it can passively, then takes
+    the log holds a quarter of ``wal_max_mb``, the thread copies what it can passively, then takes
     the writers' turn for a RESTART checkpoint (the few pages left, then the readers' current
     statements): the next commit writes from the start of the file again, and
     ``journal_size_limit`` cuts the file back to the limit if it had grown past it. The
-    thread looks again within the time the log, at the rate it grew, takes to fill a quarter
-    of the limit; an idle log is truncated to nothing. Should the disk be too slow for the
+    thread looks again within the time the log, at the rate it grew, takes to fill an eighth
+    of the limit (a quarter, not half: a checkpoint of 32 MB took longer than the writers
+    took to add 32 more at twice the issue's rate); an idle log is truncated to nothing. Should the disk be too slow for the
     thread to keep up, the writer that finds the log over the limit checkpoints it before
     its batch (back-pressure: the batch waits for the disk), so the log never holds more
     than the limit plus one batch. Only a reader that keeps one snapshot open longer than
@@ -227,11 +228,11 @@ class SqliteDecisionStore:
                     last_look, last_frames = now, frames
                     if grown == 0 and 0 < frames == copied:  # idle: give the disk back
                         last_frames = self._start_log_over(conn, turn, "TRUNCATE")
-                    elif grown > 0 and frames * frame_bytes >= self._wal_max_bytes // 2:
+                    elif grown > 0 and frames * frame_bytes >= self._wal_max_bytes // 4:
                         self._catch_up(conn)
                         self._start_log_over(conn, turn, "RESTART")
-                    quarter_s = self._wal_max_bytes / 4 / rate if rate > 0 else interval_s
-                    wait_s = min(interval_s, max(_FASTEST_ROUND_S, quarter_s))
+                    eighth_s = self._wal_max_bytes / 8 / rate if rate > 0 else interval_s
+                    wait_s = min(interval_s, max(_FASTEST_ROUND_S, eighth_s))
                 except sqlite3.Error as exc:  # busy or I/O trouble: try again next round
                     logger.warning("audit store checkpoint failed: %s", exc)
         finally:

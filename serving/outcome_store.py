@@ -19,6 +19,7 @@ from pathlib import Path
 from features.errors import ParcelriskError
 from serving.decision import iso_utc, parse_iso_us
 from serving.outcomes import ScoredRow, StoredResult
+from serving.sqlite_store import unavailable_as_error
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outcomes (
@@ -85,15 +86,15 @@ class SqliteOutcomeStore:
 
     @contextlib.contextmanager
     def write(self) -> Iterator[_Write]:
-        """One write transaction: committed if the block ends normally, else rolled back."""
-        with self._lock:
+        """One write transaction: committed if the block ends normally, else rolled back.
+
+        ``StoreUnavailable`` when the file cannot take it now (disk full, I/O error, locked),
+        as for the decisions: nothing of it is stored.
+        """
+        with self._lock, unavailable_as_error(self._conn, self.path):
             self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield _Write(self._conn)
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
+            yield _Write(self._conn)
+            self._conn.execute("COMMIT")  # may fail too: the log is written here
 
     def count(self) -> int:
         with self._lock:

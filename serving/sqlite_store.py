@@ -4,6 +4,10 @@ WAL mode: readers never block the writer, and several worker processes can share
 Each batch is inserted in one transaction, so a batch is either fully recorded or not at all.
 Each row carries the SHA-256 of its content (``record_hash``, ``serving.decision.content_hash``)
 so an auditor can check it was not edited after the fact.
+
+The disk it takes is bounded: the write-ahead log is checkpointed and started over before it
+holds ``wal_max_mb`` (``serve.audit_wal_max_mb``), and a write the disk cannot take raises
+``StoreUnavailable`` (the service answers 503) with nothing of its batch stored.
 """
 
 from __future__ import annotations
@@ -11,11 +15,15 @@ from __future__ import annotations
 import contextlib
 import hmac
 import logging
+import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import IO
 
+from features.errors import ParcelriskError
 from serving.decision import STORED_FIELDS, DecisionRecord, content_hash, iso_utc
 
 try:  # POSIX: worker processes queue for the write lock in the kernel (SqliteDecisionStore.record)
@@ -24,6 +32,58 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
 logger = logging.getLogger(__name__)
+
+# SQLite's primary result codes for "this write cannot happen now", whatever the batch holds:
+# disk or quota full, I/O failure, the file locked or read-only. Anything else (a constraint,
+# a bad statement) is a bug and keeps its own error.
+_UNAVAILABLE = {
+    sqlite3.SQLITE_FULL,
+    sqlite3.SQLITE_IOERR,
+    sqlite3.SQLITE_BUSY,
+    sqlite3.SQLITE_LOCKED,
+    sqlite3.SQLITE_READONLY,
+    sqlite3.SQLITE_CANTOPEN,
+}
+_MB = 1024 * 1024
+# How long the checkpointer waits for readers to leave the log before it starts it over; it
+# holds every writer back meanwhile, so an auditor's long read costs a round, not the scoring.
+_RESTART_WAIT_MS = 200
+_FASTEST_ROUND_S = 0.01
+_HOLD_BACK_S = 1.0  # a writer waits this long for a running checkpoint, then writes on
+_CATCH_UP_PASSES = 3
+_CATCH_UP_FRAMES = 256  # ~1 MB of 4 KB pages: copied in a few ms while the writers wait
+
+
+def _is_unavailable(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in _UNAVAILABLE  # extended codes: low byte
+
+
+class StoreUnavailable(ParcelriskError):
+    """The decision store cannot take a write now (disk full, I/O error, locked): nothing of
+    the batch was stored; retrying later may succeed."""
+
+
+@contextlib.contextmanager
+def unavailable_as_error(conn: sqlite3.Connection, path: Path) -> Iterator[None]:
+    """Roll back the write transaction the block fails in; ``StoreUnavailable`` when the
+    file could not take it (disk full, I/O error, locked), any other error as it is."""
+    try:
+        yield
+    except BaseException as exc:
+        # SQLite may have rolled the transaction back itself (SQLITE_FULL, SQLITE_IOERR do)
+        if conn.in_transaction:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error as failed:  # uncommitted log frames are never read: safe
+                logger.error("audit store: rollback failed: %s", failed)
+        if isinstance(exc, sqlite3.Error) and _is_unavailable(exc):
+            raise StoreUnavailable(
+                f"decision store {path.name} cannot take a write now: {exc} "
+                f"({exc.sqlite_errorname}); nothing of it was stored"
+            ) from exc
+        raise
+
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS decisions (
@@ -72,20 +132,41 @@ class SqliteDecisionStore:
     """Thread-safe handle on the SQLite decision store.
 
     Checkpoints (copying the write-ahead log into the database file, with an fsync) run in a
-    background thread on its own connection, every ``checkpoint_interval_s``. Left to SQLite
-    they run inside whichever commit crosses 1,000 log pages: a ~6 ms stall every ~50 batches
-    of 8 decisions, which was most of the /score p99 in process. sqlite3 releases the GIL
-    while it works, so the scoring thread is not held up. ``close`` truncates the log.
+    background thread on its own connection, in one worker process per file (the first to
+    open it), at most ``checkpoint_interval_s`` apart. Left to SQLite they run inside
+    whichever commit crosses 1,000 log pages: a ~6 ms stall every ~50 batches of 8
+    decisions, which was most of the /score p99 in process. sqlite3 releases the GIL while it
+    works, so the scoring thread is not held up. ``close`` truncates the log.
+
+    A PASSIVE checkpoint never holds a writer up, but under steady writes from several
+    processes it never finds the log both fully copied and unread, so SQLite never starts the
+    log over and the file grows without end (1.5 GB in 40 s at 3,850 declarations/s). So once
+    the log holds a quarter of ``wal_max_mb``, the thread copies what it can passively, then takes
+    the writers' turn for a RESTART checkpoint (the few pages left, then the readers' current
+    statements): the next commit writes from the start of the file again, and
+    ``journal_size_limit`` cuts the file back to the limit if it had grown past it. The
+    thread looks again within the time the log, at the rate it grew, takes to fill an eighth
+    of the limit (a quarter, not half: a checkpoint of 32 MB took longer than the writers
+    took to add 32 more at twice the issue's rate); an idle log is truncated to nothing. Should the disk be too slow for the
+    thread to keep up, the writer that finds the log over the limit checkpoints it before
+    its batch (back-pressure: the batch waits for the disk), so the log never holds more
+    than the limit plus one batch. Only a reader that keeps one snapshot open longer than
+    the log takes to fill can hold it past that: the pages it reads cannot be overwritten.
     """
 
-    def __init__(self, path: str | Path, *, checkpoint_interval_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        checkpoint_interval_s: float = 1.0,
+        wal_max_mb: float = 64.0,
+    ) -> None:
         self.path = Path(path)
         if self.path.parent and not self.path.parent.exists():
             self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._wal_max_bytes = max(1, int(wal_max_mb * _MB))
         self._lock = threading.Lock()
-        self._conn = sqlite3.connect(
-            str(self.path), check_same_thread=False, isolation_level=None, timeout=30.0
-        )
+        self._conn = self._connect(check_same_thread=False)
         self._conn.execute("PRAGMA journal_mode=WAL")
         # NORMAL in WAL: a committed batch survives a process crash; an OS crash may lose the
         # last few transactions, never corrupt the file.
@@ -93,14 +174,8 @@ class SqliteDecisionStore:
         self._conn.execute("PRAGMA wal_autocheckpoint=0")  # the thread below does it
         self._conn.executescript(_SCHEMA)
         self._read_lock = threading.Lock()
-        self._reader = sqlite3.connect(
-            str(self.path), check_same_thread=False, isolation_level=None, timeout=30.0
-        )
-        self._lock_file = (
-            open(f"{self.path}.lock", "a+b")  # noqa: SIM115 (held for the store's life)
-            if fcntl is not None
-            else None
-        )
+        self._reader = self._connect(check_same_thread=False)
+        self._lock_file = self._open_lock_file()
         self._stop = threading.Event()
         self._checkpointer = threading.Thread(
             target=self._checkpoint_loop,
@@ -110,50 +185,166 @@ class SqliteDecisionStore:
         )
         self._checkpointer.start()
 
-    def _checkpoint_loop(self, interval_s: float) -> None:
-        conn = sqlite3.connect(str(self.path), isolation_level=None, timeout=30.0)
+    def _connect(self, **options: bool) -> sqlite3.Connection:
+        conn = sqlite3.connect(str(self.path), isolation_level=None, timeout=30.0, **options)
+        # whichever connection starts the log over cuts the file back to the limit
+        conn.execute(f"PRAGMA journal_size_limit={self._wal_max_bytes}")
+        return conn
+
+    def _open_lock_file(self, suffix: str = ".lock") -> IO[bytes] | None:
+        # flock belongs to the open file: each holder (writer, checkpointer) opens its own
+        return open(f"{self.path}{suffix}", "a+b") if fcntl is not None else None
+
+    @staticmethod
+    def _lead(lock_file: IO[bytes] | None) -> bool:
+        """Whether this process checkpoints the file: the first to ask does, until it closes
+        the store or exits (the kernel drops its lock), then the next one to ask."""
+        if lock_file is None:
+            return True
         try:
-            while not self._stop.wait(interval_s):
+            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held already: a no-op
+        except BlockingIOError:
+            return False
+        return True
+
+    def _checkpoint_loop(self, interval_s: float) -> None:
+        conn = self._connect()
+        turn = self._open_lock_file()
+        # one checkpointer per file: two would find each other's checkpoint running (busy)
+        # and skip rounds, and the log would grow past the limit meanwhile
+        leader = self._open_lock_file(".checkpointer")
+        frame_bytes = int(conn.execute("PRAGMA page_size").fetchone()[0]) + 24
+        # the first look comes soon: the wait adapts to the write rate seen since
+        last_frames, last_look, wait_s = 0, time.perf_counter(), min(interval_s, 0.1)
+        try:
+            while not self._stop.wait(wait_s):
+                if not self._lead(leader):
+                    wait_s = interval_s
+                    continue
                 try:
                     # PASSIVE: copy what no reader still needs, never block the writer
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                    _, frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                    if frames < 0:  # another connection was checkpointing: look again later
+                        continue
+                    # fewer frames than last time: the log was started over meanwhile
+                    grown = frames - last_frames if frames >= last_frames else frames
+                    now = time.perf_counter()
+                    rate = grown * frame_bytes / max(now - last_look, 1e-6)  # bytes/s
+                    last_look, last_frames = now, frames
+                    if grown == 0 and 0 < frames == copied:  # idle: give the disk back
+                        last_frames = self._start_log_over(conn, turn, "TRUNCATE")
+                    elif grown > 0 and frames * frame_bytes >= self._wal_max_bytes // 4:
+                        self._catch_up(conn)
+                        self._start_log_over(conn, turn, "RESTART")
+                    eighth_s = self._wal_max_bytes / 8 / rate if rate > 0 else interval_s
+                    wait_s = min(interval_s, max(_FASTEST_ROUND_S, eighth_s))
                 except sqlite3.Error as exc:  # busy or I/O trouble: try again next round
                     logger.warning("audit store checkpoint failed: %s", exc)
         finally:
             conn.close()
+            for lock_file in (turn, leader):
+                if lock_file is not None:
+                    lock_file.close()
+
+    @staticmethod
+    def _catch_up(conn: sqlite3.Connection) -> None:
+        """More PASSIVE passes, each copying what was committed during the one before, so
+        that little is left to copy while the writers wait for the RESTART."""
+        _, _, before = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        for _ in range(_CATCH_UP_PASSES):
+            _, _, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            if copied - before <= _CATCH_UP_FRAMES:
+                return
+            before = copied
+
+    def _start_log_over(self, conn: sqlite3.Connection, turn: IO[bytes] | None, mode: str) -> int:
+        """A RESTART or TRUNCATE checkpoint in the writers' turn; the frames left in the log
+        (those of a RESTART go at the next commit, which writes from the file's start).
+
+        The turn queues this process's and the other workers' writers behind it in the
+        kernel; without it SQLite's busy handler would poll for the write lock and could
+        starve behind back-to-back commits. Its wait for readers is short: a reader still on
+        an old snapshot costs this round (the log grows on), not the scoring.
+        """
+        with self._writer_turn(turn):
+            return max(0, self._restart_log(conn, mode))
+
+    @staticmethod
+    def _restart_log(conn: sqlite3.Connection, mode: str = "RESTART") -> int:
+        """A RESTART or TRUNCATE checkpoint (the caller holds the writers' turn); the frames
+        left in the log, -1 when another checkpoint was running."""
+        conn.execute(f"PRAGMA busy_timeout={_RESTART_WAIT_MS}")
+        try:
+            busy, frames, _ = conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
+        finally:
+            conn.execute("PRAGMA busy_timeout=30000")
+        if busy and frames < 0:  # another connection's checkpoint was running
+            return -1
+        if busy:
+            logger.warning(
+                "audit store: log not started over (%d frames): a reader holds an old snapshot",
+                frames,
+            )
+        return int(frames)
 
     def record(self, decisions: Sequence[DecisionRecord]) -> None:
-        """Insert a batch in one transaction (all or nothing)."""
+        """Insert a batch in one transaction (all or nothing).
+
+        Raises ``StoreUnavailable`` when the store cannot take it now (disk full, I/O error,
+        locked past the timeout): the transaction is rolled back, the store stays usable.
+        """
         if not decisions:
             return
         rows = [
             (*values, content_hash(values)) for values in (d.stored_values() for d in decisions)
         ]
-        with self._lock, self._writer_turn():
+        with (
+            self._lock,
+            self._writer_turn(self._lock_file),
+            unavailable_as_error(self._conn, self.path),
+        ):
+            if self._wal_bytes() > self._wal_max_bytes:
+                self._hold_back_log()
             self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                self._conn.executemany(_INSERT, rows)
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
+            self._conn.executemany(_INSERT, rows)
+            self._conn.execute("COMMIT")  # may fail too: the log is written here
+
+    def _hold_back_log(self) -> None:
+        """The log is over the limit: the checkpointer is behind (the disk is slower than the
+        writers). Checkpoint it before this batch, in its turn: the batch waits for the disk.
+
+        A checkpoint already running (the checkpointer's PASSIVE) makes SQLite answer busy at
+        once, without waiting: try again until it is done, for up to ``_HOLD_BACK_S``.
+        """
+        deadline = time.monotonic() + _HOLD_BACK_S
+        while self._restart_log(self._conn) < 0:
+            if time.monotonic() > deadline:
+                logger.warning("audit store: log over its limit, checkpoint busy: writing on")
+                return
+            time.sleep(0.001)
+
+    def _wal_bytes(self) -> int:
+        try:
+            return os.stat(f"{self.path}-wal").st_size
+        except FileNotFoundError:
+            return 0
 
     @contextlib.contextmanager
-    def _writer_turn(self) -> Iterator[None]:
+    def _writer_turn(self, lock_file: IO[bytes] | None) -> Iterator[None]:
         """Queue the service's worker processes for the write lock in the kernel.
 
         When two processes want SQLite's write lock at once, the loser sleeps in SQLite's busy
         handler (1, 2, 5, 10... ms) however short the winner's commit; an exclusive flock
         wakes it the moment the lock is free. Where flock is missing SQLite's timeout remains.
         """
-        if self._lock_file is None:
+        if lock_file is None:
             yield
             return
-        fcntl.flock(self._lock_file, fcntl.LOCK_EX)
+        fcntl.flock(lock_file, fcntl.LOCK_EX)
         try:
             yield
         finally:
-            fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+            fcntl.flock(lock_file, fcntl.LOCK_UN)
 
     def get(self, decision_id: str) -> tuple[DecisionRecord, bool] | None:
         """The stored decision and whether its content still matches its hash; None if absent."""
@@ -213,8 +404,10 @@ class SqliteDecisionStore:
         self._checkpointer.join(timeout=10)
         with self._lock:
             try:
-                self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            except sqlite3.Error as exc:  # another process still writing: it checkpoints later
+                # in the writers' turn: another worker still writing waits a moment for it
+                with self._writer_turn(self._lock_file):
+                    self._restart_log(self._conn, "TRUNCATE")
+            except sqlite3.Error as exc:  # busy or I/O trouble: the next one truncates it
                 logger.info("audit store: final checkpoint skipped: %s", exc)
             self._conn.close()
             with self._read_lock:

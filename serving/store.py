@@ -56,22 +56,28 @@ class DecisionStore(Protocol):
         """Flush and release the store."""
 
 
-def _open_sqlite(location: str) -> DecisionStore:
+def _open_sqlite(location: str, *, wal_max_mb: float | None = None) -> DecisionStore:
     from serving.sqlite_store import SqliteDecisionStore
 
-    return SqliteDecisionStore(location)
+    if wal_max_mb is None:
+        return SqliteDecisionStore(location)
+    return SqliteDecisionStore(location, wal_max_mb=wal_max_mb)
 
 
-# scheme -> opener of the location after "scheme://"
-_STORES: dict[str, Callable[[str], DecisionStore]] = {"sqlite": _open_sqlite}
+# scheme -> opener of the location after "scheme://" (and the settings it takes)
+_STORES: dict[str, Callable[..., DecisionStore]] = {"sqlite": _open_sqlite}
 
 
-def open_store(location: str | Path) -> DecisionStore:
-    """The store at ``location``: a file path (SQLite) or ``SCHEME://...``."""
+def open_store(location: str | Path, *, wal_max_mb: float | None = None) -> DecisionStore:
+    """The store at ``location``: a file path (SQLite) or ``SCHEME://...``.
+
+    ``wal_max_mb`` (``serve.audit_wal_max_mb``): the most disk a write-ahead log may hold
+    beside the store, where it keeps one; None: the store's default.
+    """
     text = str(location)
     scheme, sep, rest = text.partition("://")
     if not sep:
-        return _open_sqlite(text)
+        return _open_sqlite(text, wal_max_mb=wal_max_mb)
     opener = _STORES.get(scheme.lower())
     if opener is None:
         raise ParcelriskError(
@@ -79,4 +85,5 @@ def open_store(location: str | Path) -> DecisionStore:
             f"{', '.join(f'{s}://' for s in sorted(_STORES))}"
         )
     # as in SQLAlchemy's (and MLflow's) URLs: sqlite:///relative.db, sqlite:////absolute.db
-    return opener(rest[1:] if scheme.lower() == "sqlite" and rest.startswith("/") else rest)
+    path = rest[1:] if scheme.lower() == "sqlite" and rest.startswith("/") else rest
+    return opener(path, wal_max_mb=wal_max_mb)

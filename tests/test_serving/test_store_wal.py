@@ -1,0 +1,92 @@
+"""The decision store's disk is bounded: the write-ahead log under sustained writes from two
+processes, and a write the disk cannot take (``StoreUnavailable``, nothing half-written)."""
+
+import multiprocessing
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from serving.sqlite_store import SqliteDecisionStore, StoreUnavailable
+from tests.test_serving.test_store import _record
+
+WAL_MAX_MB = 4.0
+
+
+def _write(path: Path, worker: int, seconds: float, rows: multiprocessing.Value) -> None:
+    store = SqliteDecisionStore(path, wal_max_mb=WAL_MAX_MB)
+    seq, n, deadline = 0, 0, time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        for found, _ in store.since(seq):  # a worker's catch-up before each batch
+            seq = found
+        store.record([_record(worker * 10_000_000 + n + k) for k in range(4)])
+        n += 4
+    with rows.get_lock():
+        rows.value += n
+    store.close()
+
+
+def test_the_log_stays_under_its_limit_under_sustained_writes(tmp_path) -> None:
+    path = tmp_path / "audit.db"
+    SqliteDecisionStore(path, wal_max_mb=WAL_MAX_MB).close()
+    context = multiprocessing.get_context("spawn")
+    rows = context.Value("q", 0)
+    writers = [context.Process(target=_write, args=(path, w, 15.0, rows)) for w in (1, 2)]
+    for process in writers:
+        process.start()
+    wal, largest = Path(f"{path}-wal"), 0
+    while any(process.is_alive() for process in writers):
+        largest = max(largest, wal.stat().st_size if wal.exists() else 0)
+        time.sleep(0.02)
+    for process in writers:
+        process.join()
+        assert process.exitcode == 0
+    written = path.stat().st_size
+    # without the limit the log grew past the database itself within seconds
+    assert rows.value > 10_000 and written > 4 * WAL_MAX_MB * 2**20
+    # the bound: the limit, plus the one batch whose commit crossed it (4 rows: < 256 KB)
+    assert largest <= WAL_MAX_MB * 2**20 + 2**18, f"log reached {largest / 2**20:.2f} MB"
+    assert not wal.exists() or wal.stat().st_size == 0  # a clean stop truncates it
+
+
+def test_an_idle_log_is_truncated(tmp_path) -> None:
+    store = SqliteDecisionStore(tmp_path / "audit.db", checkpoint_interval_s=0.05)
+    store.record([_record(i) for i in range(50)])
+    wal = Path(f"{store.path}-wal")
+    assert wal.stat().st_size > 0
+    deadline = time.monotonic() + 5
+    while wal.stat().st_size and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert wal.stat().st_size == 0 and store.count() == 50
+    store.close()
+
+
+def test_a_full_disk_raises_store_unavailable_and_stores_nothing(tmp_path) -> None:
+    store = SqliteDecisionStore(tmp_path / "audit.db")
+    store.record([_record(0)])
+    pages = store._conn.execute("PRAGMA page_count").fetchone()[0]
+    store._conn.execute(f"PRAGMA max_page_count={pages}")  # SQLITE_FULL, as a full disk
+    with pytest.raises(StoreUnavailable, match=r"cannot take a write now: .*SQLITE_FULL"):
+        store.record([_record(i) for i in range(1, 200)])
+    assert store.count() == 1 and store.get("dec1") is None
+    assert not store._conn.in_transaction
+    store._conn.execute("PRAGMA max_page_count=1073741823")  # space freed
+    store.record([_record(i) for i in range(1, 200)])
+    assert store.count() == 200
+    store.close()
+
+
+def test_other_errors_keep_their_own_type(tmp_path) -> None:
+    store = SqliteDecisionStore(tmp_path / "audit.db")
+    store.record([_record(1)])
+    with pytest.raises(sqlite3.IntegrityError):  # duplicate id: a bug, not an outage
+        store.record([_record(2), _record(1)])
+    assert store.count() == 1 and not store._conn.in_transaction
+    store.close()
+
+
+def test_the_limit_is_a_setting() -> None:
+    from features.params import ServeParams
+
+    assert ServeParams().audit_wal_max_mb == 64

@@ -154,7 +154,9 @@ def score(
         gate = require_valid(
             file, runtime.limits, no_validate=no_validate, with_outcomes=False, what="score"
         )
-        store = open_store(audit_db) if audit_db else None
+        store = (
+            open_store(audit_db, wal_max_mb=settings.serve.audit_wal_max_mb) if audit_db else None
+        )
         try:
             summary = score_file(
                 file,

@@ -76,6 +76,7 @@ from serving.scoring import (
     load_runtime,
     score_frame,
 )
+from serving.sqlite_store import StoreUnavailable
 from serving.store import open_store
 
 logger = logging.getLogger(__name__)
@@ -137,7 +138,7 @@ class ParcelRiskService:
         self.config = self.settings.serve
         _WORKER.service = None
         load_keyring()  # refuse to start without keys unless auth was explicitly waived
-        self.store = open_store(self.config.audit_db)
+        self.store = open_store(self.config.audit_db, wal_max_mb=self.config.audit_wal_max_mb)
         self.outcome_store = SqliteOutcomeStore(self.config.audit_db)
         self.runtime: ScoringRuntime | None = None
         self._registry: Any = None  # the MLflow client the watcher asks, made on first use
@@ -337,6 +338,8 @@ class ParcelRiskService:
                 items = await self.batcher.submit(list(declarations))
             else:
                 items = await self._score_and_record(list(declarations))
+        except StoreUnavailable as exc:  # disk full, store locked: nothing of the batch stored
+            return error_response(503, str(exc), headers={"Retry-After": "5"})
         except ParcelriskError as exc:
             return error_response(422, str(exc))
         # Plain dicts sent as JSON directly: re-validating 1000 response models through
@@ -422,6 +425,8 @@ class ParcelRiskService:
             )
         except OutcomesRefused as exc:
             return _refused_outcomes(exc)
+        except StoreUnavailable as exc:  # nothing of the batch stored: send it again later
+            return error_response(503, str(exc), headers={"Retry-After": "5"})
         return JSONResponse(counts)
 
 

@@ -70,3 +70,22 @@ def test_a_full_queue_refuses_before_the_body_is_parsed(client, batcher):
         assert client.get("/readyz").status_code == 200  # probes are never shed
     finally:
         batcher._in_flight_rows = 0
+
+
+def test_a_store_that_cannot_write_is_503_and_nothing_is_answered(client, monkeypatch):
+    from serving.service import _WORKER
+    from serving.sqlite_store import StoreUnavailable
+
+    service = _WORKER.service
+
+    def full(*args, **kwargs):
+        raise StoreUnavailable("decision store audit.db: database or disk is full (SQLITE_FULL)")
+
+    monkeypatch.setattr(service.store, "record", full)
+    r = client.post(
+        "/score",
+        json={"declarations": make_declarations(2, seed=53, prefix="FULL")},
+        headers=auth(),
+    )
+    assert r.status_code == 503, r.text
+    assert "disk is full" in r.json()["error"] and r.headers["Retry-After"]

@@ -168,7 +168,8 @@ class RefusedRequestFilter(logging.Filter):
         exc = record.exc_info[1] if record.exc_info else None
         if not isinstance(exc, ValidationError):
             return True  # a real failure keeps its traceback
-        path, method = (record.args or ("?", "?"))[:2]  # type: ignore[misc]
+        args = record.args if isinstance(record.args, tuple) and len(record.args) >= 2 else None
+        path, method = args[:2] if args else ("?", "?")  # log_exception's (path, method)
         errors = exc.errors(include_input=False, include_context=False, include_url=False)
         where = "; ".join(
             f"{'.'.join(str(part) for part in e['loc']) or '(body)'}: {e['type']}"

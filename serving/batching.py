@@ -147,8 +147,11 @@ class MicroBatcher:
         self._in_flight_rows = len(merged)
         try:
             results = await self.fn(merged)
+        except asyncio.CancelledError:  # the batch itself was cancelled: so are its requests
+            for _, future in group:
+                future.cancel()
+            raise
         except Exception as exc:
-            self._in_flight_rows = 0
             if len(group) == 1:
                 if not group[0][1].done():
                     group[0][1].set_exception(exc)
@@ -156,7 +159,9 @@ class MicroBatcher:
             for single in group:
                 await self._run([single])
             return
-        self._in_flight_rows = 0
+        finally:
+            # whatever ended the batch (an error, the loop shutting down): it is not queued work
+            self._in_flight_rows = 0
         elapsed = loop.time() - started
         if elapsed > 0 and len(merged) >= RATE_MIN_ROWS:
             # a moving average over the recent big batches: a batch of a few rows is mostly

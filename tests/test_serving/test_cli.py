@@ -1,6 +1,7 @@
 """Operational edges: config loading, refusing to start without keys, request merging."""
 
 import asyncio
+import contextlib
 import threading
 import time
 
@@ -298,3 +299,20 @@ def test_the_batcher_learns_its_rate_from_big_batches_and_counts_the_queue() -> 
     assert rate is not None and 320 / 0.2 < rate < 320 / 0.02 * 1.01  # ~16,000 rows/s
     assert queued == 300
     assert wait == pytest.approx(350 / rate, rel=0.25)
+
+
+@pytest.mark.parametrize("failure", [ValueError("bad batch"), asyncio.CancelledError()])
+def test_a_batch_that_ends_badly_leaves_no_queued_work_behind(failure) -> None:
+    """A failed or cancelled batch must not count as work ahead forever (every later request
+    would be refused as if the queue were full)."""
+
+    async def fn(items: list[int]) -> list[int]:
+        raise failure
+
+    async def run() -> int:
+        batcher = MicroBatcher(fn, max_rows=100)
+        with contextlib.suppress(ValueError, asyncio.CancelledError):
+            await batcher.submit(list(range(50)))
+        return batcher.queued_rows
+
+    assert asyncio.run(run()) == 0

@@ -211,18 +211,28 @@ def test_a_second_serve_beside_a_running_one_names_its_pids(after_sigkill):
 def test_sigterm_lets_the_request_in_flight_finish_then_exits(after_sigkill, real_pipeline):
     server = after_sigkill.restarted
     workers = server.workers()
-    parcels = fresh_declarations(real_pipeline["history"], 1000, prefix="T")
-    body = {"declarations": json.loads(parcels.to_json(orient="records", date_format="iso"))}
+    # four requests of 1,000 at once: about a second of scoring, so the poll below sees it
+    bodies = [
+        {
+            "declarations": json.loads(
+                fresh_declarations(real_pipeline["history"], 1000, prefix=f"T{k}-").to_json(
+                    orient="records", date_format="iso"
+                )
+            )
+        }
+        for k in range(4)
+    ]
     answers: list[tuple[float, httpx.Response]] = []
 
-    def post() -> None:
+    def post(body: dict) -> None:
         answer = httpx.post(
             f"{server.url}/score", json=body, headers={"X-API-Key": SCORER_KEY}, timeout=60
         )
         answers.append((time.monotonic(), answer))
 
-    request = threading.Thread(target=post)
-    request.start()
+    requests = [threading.Thread(target=post, args=(body,)) for body in bodies]
+    for request in requests:
+        request.start()
 
     def scoring() -> bool:  # the batch is inside a worker (BentoML's gauge, summed over them)
         text = httpx.get(
@@ -236,12 +246,14 @@ def test_sigterm_lets_the_request_in_flight_finish_then_exits(after_sigkill, rea
     assert _wait_for(scoring, timeout=30), "the batch never started"
     terminated_at = time.monotonic()
     server.process.send_signal(signal.SIGTERM)
-    request.join(timeout=60)
+    for request in requests:
+        request.join(timeout=60)
 
-    [(answered_at, answer)] = answers
-    assert answer.status_code == 200, answer.text
-    assert answered_at > terminated_at  # it was in flight when the signal came
-    assert len(answer.json()["decisions"]) == 1000
+    assert len(answers) == 4
+    for _, answer in answers:
+        assert answer.status_code == 200, answer.text
+        assert len(answer.json()["decisions"]) == 1000
+    assert max(at for at, _ in answers) > terminated_at  # in flight when the signal came
     assert server.process.wait(timeout=30) == 0
     assert all(_gone(pid) for pid in workers)
     assert _port_is_free(server.port)

@@ -7,7 +7,11 @@ import asyncio
 import contextlib
 from typing import Any
 
+import pytest
+
 from serving.patches import (
+    DOCS_PAGE_WRITTEN_FOR,
+    LOG_REDACTION_WRITTEN_FOR,
     REQUEST_TIMEOUT_WRITTEN_FOR,
     SHUTDOWN_GUARD_WRITTEN_FOR,
     RequestTimeoutMiddleware,
@@ -157,16 +161,6 @@ def test_cancelling_the_request_cancels_the_app() -> None:
     assert cancelled == [True]
 
 
-def test_the_request_timeout_patch_was_written_for_the_installed_bentoml() -> None:
-    import bentoml
-
-    assert bentoml.__version__ == REQUEST_TIMEOUT_WRITTEN_FOR, (
-        f"serving.patches.install_request_timeout was written for BentoML "
-        f"{REQUEST_TIMEOUT_WRITTEN_FOR}; check it against {bentoml.__version__} "
-        "(does TimeoutMiddleware still leak its timer? is it still looked up in traffic?)"
-    )
-
-
 def test_a_shutdown_without_a_service_instance_is_a_no_op() -> None:
     from _bentoml_impl.server.app import ServiceAppFactory
 
@@ -178,8 +172,6 @@ def test_a_shutdown_without_a_service_instance_is_a_no_op() -> None:
 
 def test_shutting_the_service_down_closes_its_stores(service_env) -> None:
     import sqlite3
-
-    import pytest
 
     from serving.service import _WORKER
     from tests.test_serving.conftest import checked_client, service_app
@@ -194,36 +186,35 @@ def test_shutting_the_service_down_closes_its_stores(service_env) -> None:
         service.outcome_store.count()
 
 
-def test_the_shutdown_guard_was_written_for_the_installed_bentoml() -> None:
+# Each patch names the BentoML version it was checked against: an upgrade fails here until
+# someone has checked the patch still applies and still helps.
+PATCH_PINS = {
+    "install_request_timeout": (
+        REQUEST_TIMEOUT_WRITTEN_FOR,
+        "does TimeoutMiddleware still leak its timer? is it still looked up in traffic?",
+    ),
+    "install_guarded_shutdown": (
+        SHUTDOWN_GUARD_WRITTEN_FOR,
+        "does ServiceAppFactory.destroy_instance still look hooks up on a None instance?",
+    ),
+    "install_log_redaction": (
+        LOG_REDACTION_WRITTEN_FOR,
+        "does log_exception still log refused requests with their pydantic traceback, on "
+        "serving.patches.REFUSAL_LOGGER?",
+    ),
+    "LocalDocsPageMiddleware": (
+        DOCS_PAGE_WRITTEN_FOR,
+        "which page does '/' serve now, and does it still load a tag manager?",
+    ),
+}
+
+
+@pytest.mark.parametrize("patch", sorted(PATCH_PINS))
+def test_each_patch_was_written_for_the_installed_bentoml(patch: str) -> None:
     import bentoml
 
-    assert bentoml.__version__ == SHUTDOWN_GUARD_WRITTEN_FOR, (
-        f"serving.patches.install_guarded_shutdown was written for BentoML "
-        f"{SHUTDOWN_GUARD_WRITTEN_FOR}; check it against {bentoml.__version__} (does "
-        "ServiceAppFactory.destroy_instance still look hooks up on a None instance?)"
-    )
-
-
-def test_the_log_redaction_was_written_for_the_installed_bentoml() -> None:
-    import bentoml
-
-    from serving.patches import LOG_REDACTION_WRITTEN_FOR
-
-    assert bentoml.__version__ == LOG_REDACTION_WRITTEN_FOR, (
-        f"serving.patches.install_log_redaction was written for BentoML "
-        f"{LOG_REDACTION_WRITTEN_FOR}; check it against {bentoml.__version__} (does "
-        "log_exception still log refused requests with their pydantic traceback, on "
-        "serving.patches.REFUSAL_LOGGER?)"
-    )
-
-
-def test_the_docs_page_patch_was_written_for_the_installed_bentoml() -> None:
-    import bentoml
-
-    from serving.patches import DOCS_PAGE_WRITTEN_FOR
-
-    assert bentoml.__version__ == DOCS_PAGE_WRITTEN_FOR, (
-        f"serving.patches.LocalDocsPageMiddleware was written for BentoML "
-        f"{DOCS_PAGE_WRITTEN_FOR}; check it against {bentoml.__version__} (which page does "
-        "'/' serve now, and does it still load a tag manager?)"
+    written_for, question = PATCH_PINS[patch]
+    assert bentoml.__version__ == written_for, (
+        f"serving.patches.{patch} was written for BentoML {written_for}; check it against "
+        f"{bentoml.__version__} ({question})"
     )

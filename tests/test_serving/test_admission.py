@@ -89,3 +89,24 @@ def test_a_store_that_cannot_write_is_503_and_nothing_is_answered(client, monkey
     )
     assert r.status_code == 503, r.text
     assert "disk is full" in r.json()["error"] and r.headers["Retry-After"]
+
+
+def test_results_the_store_cannot_write_are_503(client, monkeypatch):
+    import serving.service as service_module
+    from serving.sqlite_store import StoreUnavailable
+
+    def full(*args, **kwargs):
+        raise StoreUnavailable("decision store audit.db: database or disk is full (SQLITE_FULL)")
+
+    monkeypatch.setattr(service_module, "store_outcomes", full)
+    r = client.post(
+        "/outcomes",
+        json={
+            "outcomes": [
+                {"declaration_id": "X1", "inspected_at": "2026-03-02T10:00:00Z", "illicit": False}
+            ]
+        },
+        headers=auth("inspector"),
+    )
+    assert r.status_code == 503, r.text
+    assert "disk is full" in r.json()["error"] and r.headers["Retry-After"]

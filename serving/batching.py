@@ -44,7 +44,9 @@ class MicroBatcher:
     An idle batcher scores the first request at once; requests arriving meanwhile form the next
     batch (up to ``max_rows``). If a merged batch fails, its requests are retried one by one so
     one bad request cannot fail its neighbours. A request cancelled while it waits (timed out,
-    client gone) is dropped before its batch starts: it leaves no decision.
+    client gone) is dropped before its batch starts: it leaves no decision. One cancelled while
+    its batch is scored leaves decisions nobody received: they are reported to ``lost``
+    (``serving.delivery``: marked undelivered; a retry returns them).
 
     Under load, clients answered by one batch send their next request a millisecond or so
     later. Started at once, the next batch would catch only some of them and the rest would
@@ -63,8 +65,10 @@ class MicroBatcher:
         fn: Callable[[list[Any]], Awaitable[list[Any]]],
         max_rows: int,
         linger_s: float = 0.0,
+        lost: Callable[[list[Any]], None] | None = None,
     ) -> None:
         self.fn = fn
+        self.lost = lost
         self.max_rows = max_rows
         self.linger_s = linger_s
         self._pending: list[tuple[list[Any], asyncio.Future[list[Any]]]] = []
@@ -170,8 +174,13 @@ class MicroBatcher:
             self.rows_per_s = (
                 rate if self.rows_per_s is None else 0.8 * self.rows_per_s + 0.2 * rate
             )
-        start = 0
+        start, unanswered = 0, []
         for items, future in group:
+            answer = results[start : start + len(items)]
             if not future.done():
-                future.set_result(results[start : start + len(items)])
+                future.set_result(answer)
+            elif future.cancelled():  # its client stopped waiting while the batch ran
+                unanswered += answer
             start += len(items)
+        if unanswered and self.lost is not None:
+            self.lost(unanswered)

@@ -30,6 +30,11 @@ QUEUE_REFUSALS = bentoml.metrics.Counter(
     documentation="Requests answered 429 because their declarations would wait too long.",
 )
 
+UNDELIVERED = bentoml.metrics.Counter(
+    name="parcelrisk_undelivered_decisions_total",
+    documentation="Decisions recorded whose answer was not sent (request timed out or cancelled).",
+)
+
 
 def observe_batch(seconds: float, lanes: np.ndarray, exploration: np.ndarray) -> None:
     """Count one scored and recorded batch: its time, its size, its decisions by lane."""

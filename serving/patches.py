@@ -17,6 +17,7 @@ alone (see ``freeze_after_load``).
 
 ``RequestTimeoutMiddleware`` keeps BentoML's behaviour (504 if no response has started within
 ``traffic.timeout``) and cancels its timer the moment the response starts or the request ends.
+A 504 sent after the handler had its decisions reports them lost (``serving.delivery``).
 ``install_request_timeout()`` swaps it in where BentoML's app factory looks the class up; the
 serving tests check that the swap is in effect, so a BentoML upgrade that moves it fails loudly.
 
@@ -56,6 +57,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from serving.delivery import TIMED_OUT, lost, track_request
 from serving.errors import error_response
 
 logger = logging.getLogger(__name__)
@@ -95,6 +97,7 @@ class RequestTimeoutMiddleware:
                 started.set_result(None)
             await send(message)
 
+        answering = track_request()  # the decisions the handler is about to answer with
         task = asyncio.ensure_future(self.app(scope, receive, send_and_disarm))
         # An app that fails before answering must not wait out the timer: re-raise at once.
         task.add_done_callback(lambda _: started.done() or started.set_result(None))
@@ -109,6 +112,8 @@ class RequestTimeoutMiddleware:
                     504, f"request not answered within {self.timeout:g} seconds"
                 )
                 await response(scope, receive, send)
+                # recorded, about to be answered, and the 504 went out instead
+                lost(answering, TIMED_OUT)
             return
         finally:
             timer.cancel()

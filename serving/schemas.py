@@ -14,6 +14,7 @@ __all__ = [
     "Contribution",
     "Decision",
     "Declaration",
+    "Delivery",
     "ErrorResponse",
     "Explanation",
     "ModelRef",
@@ -81,6 +82,16 @@ class Explanation(BaseModel):
     )
 
 
+class Delivery(BaseModel):
+    """A decision whose answer was not sent: a retry of the same declaration returns it."""
+
+    reason: str
+    marked_at: str = Field(description="When the lost answer was noticed (UTC).")
+    redelivered_at: str | None = Field(
+        description="When a retry was answered with this decision (UTC); null until then."
+    )
+
+
 class StoredDecision(BaseModel):
     decision_id: str
     scored_at: str
@@ -98,6 +109,11 @@ class StoredDecision(BaseModel):
     reasons: list[ReasonOut]
     warnings: list[str]
     intact: bool = Field(description="The stored record still matches its content hash.")
+    delivery: Delivery | None = Field(
+        default=None,
+        description="Set when the decision was recorded but its answer was not sent (the "
+        "request timed out or was cancelled first); null when it was answered.",
+    )
 
 
 class Problem(BaseModel):

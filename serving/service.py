@@ -43,9 +43,10 @@ from serving.auth import ApiKeyMiddleware, load_keyring
 from serving.batching import MicroBatcher, run_inline_if_small
 from serving.config import MODEL_DIR_ENV, TRACKING_URI_ENV, worker_settings
 from serving.decision import DecisionRecord
+from serving.delivery import CANCELLED, answering, on_lost
 from serving.errors import error_response, rejection_response
 from serving.limits import BodyLimitMiddleware, QueueAdmissionMiddleware
-from serving.metrics import CHAMPION_SWITCHES, QUEUE_REFUSALS, observe_batch
+from serving.metrics import CHAMPION_SWITCHES, QUEUE_REFUSALS, UNDELIVERED, observe_batch
 from serving.outcome_store import SqliteOutcomeStore
 from serving.outcomes import OutcomesRefused, describe_problems, store_outcomes
 from serving.patches import (
@@ -146,7 +147,12 @@ class ParcelRiskService:
             self._score_and_record,
             max_rows=self.config.max_batch,
             linger_s=self.config.batch_linger_ms / 1000,
+            lost=lambda items: self._mark_undelivered(
+                [item["decision_id"] for item in items], CANCELLED
+            ),
         )
+        self._marking: set[asyncio.Future[None]] = set()  # undelivered marks being written
+        on_lost(self._mark_undelivered)
         # one directory per worker process: workers download the champion concurrently
         base = os.environ.get(MODEL_DIR_ENV) or tempfile.mkdtemp(prefix="parcelrisk-model-")
         self._model_root = Path(base) / f"worker-{os.getpid()}"
@@ -218,6 +224,31 @@ class ParcelRiskService:
         gc.unfreeze()
         freeze_after_load()
 
+    def _mark_undelivered(self, decision_ids: list[str], reason: str) -> None:
+        """Recorded decisions whose answer was not sent: marked in the store (in a thread: the
+        write may wait for the store's lock), so a retry returns them and auditors see it."""
+        UNDELIVERED.inc(len(decision_ids))
+        logger.warning("%d decisions recorded, not answered: %s", len(decision_ids), reason)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not on the event loop (a shutdown hook): write it now
+            self._write_undelivered(decision_ids, reason)
+            return
+        marking = loop.run_in_executor(None, self._write_undelivered, decision_ids, reason)
+        self._marking.add(marking)  # keep a reference until it is written
+        marking.add_done_callback(self._marking.discard)
+
+    def _write_undelivered(self, decision_ids: list[str], reason: str) -> None:
+        try:
+            self.store.mark_undelivered(decision_ids, reason)
+        except Exception as exc:  # a full disk must not take the worker down: say what is lost
+            logger.error(
+                "%d undelivered decisions not marked as such: %s: %s",
+                len(decision_ids),
+                type(exc).__name__,
+                exc,
+            )
+
     def __is_ready__(self) -> bool:
         return self.runtime is not None
 
@@ -232,11 +263,13 @@ class ParcelRiskService:
         started = time.perf_counter()
         runtime = self.runtime  # this batch's champion, whatever is swapped in meanwhile
         assert runtime is not None
-        items, records, batch = await run_inline_if_small(
+        items, records, batch, again = await run_inline_if_small(
             functools.partial(self._score_declarations, runtime),
             declarations,
             self.config.inline_batch_rows,
         )
+        if again:  # decisions handed back: any marked undelivered now note their redelivery
+            await asyncio.to_thread(self.store.mark_redelivered, again)
         if batch is not None:
             await asyncio.to_thread(self.store.record, records)
             runtime.recorded(batch, records)  # into the live entity state before the next batch
@@ -245,9 +278,10 @@ class ParcelRiskService:
 
     def _score_declarations(
         self, runtime: ScoringRuntime, declarations: list[Any]
-    ) -> tuple[list[dict[str, Any]], list[DecisionRecord], ScoredBatch | None]:
-        """Response items, and the new decision records and their batch (None when every
-        declaration was decided before), of one merged batch (CPU only, no waiting).
+    ) -> tuple[list[dict[str, Any]], list[DecisionRecord], ScoredBatch | None, list[str]]:
+        """Response items, the new decision records and their batch (None when every
+        declaration was decided before), and the ids of the decisions handed back, of one
+        merged batch (CPU only, no waiting).
 
         Idempotent: a declaration this model version has decided before, sent again unchanged
         (same ``declaration_id``, same content: a retry after a timeout, or the same parcel
@@ -282,7 +316,22 @@ class ParcelRiskService:
             records = decision_records(batch, runtime, [texts[i] for i in new])
         made = {keys[i]: record for i, record in zip(new, records, strict=True)}
         items = [(made.get(key) or before[key]).api_item() for key in keys]
-        return items, records, batch
+        again = [before[key].decision_id for key in keys if key in before]
+        return items, records, batch, again
+
+    async def _score_alone(self, declarations: list[Any]) -> list[dict[str, Any]]:
+        """One request scored as its own batch (``merge_concurrent_requests: false``). Shielded:
+        a request cancelled meanwhile lets its batch finish, and marks what it recorded."""
+        work = asyncio.ensure_future(self._score_and_record(declarations))
+        try:
+            return await asyncio.shield(work)
+        except asyncio.CancelledError:
+            work.add_done_callback(self._lost_when_recorded)
+            raise
+
+    def _lost_when_recorded(self, work: asyncio.Future[list[dict[str, Any]]]) -> None:
+        if not work.cancelled() and work.exception() is None:
+            self._mark_undelivered([item["decision_id"] for item in work.result()], CANCELLED)
 
     def _queue_full_response(self, rows: int) -> JSONResponse | None:
         """429 with Retry-After when ``rows`` more declarations would wait longer than
@@ -337,11 +386,12 @@ class ParcelRiskService:
             if self.config.merge_concurrent_requests:
                 items = await self.batcher.submit(list(declarations))
             else:
-                items = await self._score_and_record(list(declarations))
+                items = await self._score_alone(list(declarations))
         except StoreUnavailable as exc:  # disk full, store locked: nothing of the batch stored
             return error_response(503, str(exc), headers={"Retry-After": "5"})
         except ParcelriskError as exc:
             return error_response(422, str(exc))
+        answering([item["decision_id"] for item in items])  # a 504 from here on marks them
         # Plain dicts sent as JSON directly: re-validating 1000 response models through
         # pydantic would cost more than the scoring. The tests hold them to ScoreResponse.
         return JSONResponse({"decisions": items})
@@ -462,13 +512,14 @@ def _stored_decision(service: ParcelRiskService, decision_id: str) -> JSONRespon
     if found is None:
         return error_response(404, f"decision_id {decision_id!r} not found")
     record, intact = found
+    delivery = service.store.delivery(decision_id)
     names = (
         service.runtime.model.manifest.names
         if service.runtime is not None
         and record.manifest_fingerprint == service.runtime.model.manifest.fingerprint
         else [f"f{i}" for i in range(len(record.feature_vector))]
     )
-    return JSONResponse(record.stored_item(names, intact))
+    return JSONResponse({**record.stored_item(names, intact), "delivery": delivery})
 
 
 async def _get_decision(request: Request) -> JSONResponse:

@@ -19,7 +19,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -107,6 +107,15 @@ CREATE TABLE IF NOT EXISTS decisions (
     record_hash TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS decisions_declaration ON decisions (declaration_id);
+-- Decisions recorded whose answer was never sent (the request timed out or was cancelled
+-- first): kept, not deleted (the log is append-only), and handed back on a retry. Apart from
+-- the decisions so that delivery, a fact about the transport, never touches their hash.
+CREATE TABLE IF NOT EXISTS undelivered (
+    decision_id TEXT PRIMARY KEY REFERENCES decisions (decision_id),
+    reason TEXT NOT NULL,
+    marked_at TEXT NOT NULL,
+    redelivered_at TEXT
+);
 """
 _INSERT = (
     f"INSERT INTO decisions ({','.join(STORED_FIELDS)},record_hash) "
@@ -126,6 +135,19 @@ _SINCE = (
     "AND (? IS NULL OR json_extract(declaration_json, '$.declared_at') >= ?) "
     "ORDER BY rowid LIMIT ?"
 )
+_MARK_UNDELIVERED = (
+    "INSERT INTO undelivered (decision_id, reason, marked_at, redelivered_at) "
+    "VALUES (?, ?, ?, NULL) ON CONFLICT (decision_id) DO UPDATE SET "
+    "reason = excluded.reason, marked_at = excluded.marked_at, redelivered_at = NULL"
+)
+_WAITING = (
+    "SELECT decision_id FROM undelivered WHERE redelivered_at IS NULL AND decision_id IN ({ids})"
+)
+_DELIVERY = "SELECT reason, marked_at, redelivered_at FROM undelivered WHERE decision_id = ?"
+
+
+def _now_iso() -> str:
+    return iso_utc(time.time_ns() // 1000)
 
 
 class SqliteDecisionStore:
@@ -345,6 +367,57 @@ class SqliteDecisionStore:
             yield
         finally:
             fcntl.flock(lock_file, fcntl.LOCK_UN)
+
+    def mark_undelivered(self, decision_ids: Sequence[str], reason: str) -> None:
+        """These recorded decisions were never answered (``reason``): a retry returns them."""
+        if not decision_ids:
+            return
+        at = _now_iso()
+        rows = [(decision_id, reason, at) for decision_id in dict.fromkeys(decision_ids)]
+        self._write(lambda: self._conn.executemany(_MARK_UNDELIVERED, rows))
+
+    def mark_redelivered(self, decision_ids: Sequence[str]) -> int:
+        """Of these decisions, those marked undelivered were just answered (a retry): note
+        when. Returns how many were waiting. A read first: most retries find none."""
+        ids = list(dict.fromkeys(decision_ids))
+        if not ids:
+            return 0
+        with self._read_lock:
+            waiting = [
+                row[0]
+                for row in self._reader.execute(
+                    _WAITING.format(ids=",".join("?" * len(ids))), ids
+                ).fetchall()
+            ]
+        if waiting:
+            at = _now_iso()
+            update = "UPDATE undelivered SET redelivered_at = ? WHERE decision_id = ?"
+            self._write(
+                lambda: self._conn.executemany(
+                    update, [(at, decision_id) for decision_id in waiting]
+                )
+            )
+        return len(waiting)
+
+    def delivery(self, decision_id: str) -> dict[str, str | None] | None:
+        """``{reason, marked_at, redelivered_at}`` of a decision whose answer was not sent;
+        None for one that was answered."""
+        with self._read_lock:
+            row = self._reader.execute(_DELIVERY, (decision_id,)).fetchone()
+        if row is None:
+            return None
+        return {"reason": row[0], "marked_at": row[1], "redelivered_at": row[2]}
+
+    def _write(self, statements: Callable[[], object]) -> None:
+        """One small write transaction in the writers' turn (all or nothing)."""
+        with (
+            self._lock,
+            self._writer_turn(self._lock_file),
+            unavailable_as_error(self._conn, self.path),
+        ):
+            self._conn.execute("BEGIN IMMEDIATE")
+            statements()
+            self._conn.execute("COMMIT")
 
     def get(self, decision_id: str) -> tuple[DecisionRecord, bool] | None:
         """The stored decision and whether its content still matches its hash; None if absent."""

@@ -37,6 +37,17 @@ class DecisionStore(Protocol):
         declarations, keyed by (declaration_id, declaration_json): a declaration sent again
         unchanged gets that decision back (``serving.service``), not a second one."""
 
+    def mark_undelivered(self, decision_ids: Sequence[str], reason: str) -> None:
+        """These recorded decisions were never answered (the request timed out or was cancelled
+        before its answer was sent): keep them, marked, for the retry that will return them."""
+
+    def mark_redelivered(self, decision_ids: Sequence[str]) -> int:
+        """These decisions were just answered (a retry): those marked undelivered note when.
+        Returns how many were waiting."""
+
+    def delivery(self, decision_id: str) -> dict[str, str | None] | None:
+        """``{reason, marked_at, redelivered_at}`` if the decision's answer was not sent."""
+
     def since(
         self, seq: int, declared_from_us: int | None = None, limit: int | None = None
     ) -> list[tuple[int, str]]:

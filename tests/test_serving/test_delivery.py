@@ -1,0 +1,188 @@
+"""A decision recorded but never answered is kept, marked undelivered, and returned by a retry.
+
+The promise (docs/RELIABILITY.md): a request that times out or is cancelled before its answer
+is sent leaves either no decision (it never reached a batch) or one marked undelivered with
+the reason, which a retry of the same declaration gets back (and the mark notes when).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+
+from serving import delivery
+from serving.batching import MicroBatcher
+from serving.patches import RequestTimeoutMiddleware
+from serving.sqlite_store import SqliteDecisionStore
+from tests.test_serving.conftest import auth, make_declarations
+from tests.test_serving.test_patches import _call, _middleware_chain
+
+
+@pytest.fixture
+def lost_answers():
+    """What ``serving.delivery.lost`` reports in this test, instead of the service's hook."""
+    seen: list[tuple[list[str], str]] = []
+    saved = list(delivery._on_lost)
+    delivery.on_lost(lambda ids, reason: seen.append((ids, reason)))
+    yield seen
+    delivery._on_lost[:] = saved
+
+
+# --- the store ----------------------------------------------------------------------------
+
+
+def _one_record(client, declarations) -> str:
+    r = client.post("/score", json={"declarations": declarations}, headers=auth())
+    assert r.status_code == 200, r.text
+    return r.json()["decisions"][0]["decision_id"]
+
+
+def test_the_store_marks_returns_and_clears_undelivered_decisions(client, service_env):
+    decision_id = _one_record(client, make_declarations(1, seed=61, prefix="MARK"))
+    store = SqliteDecisionStore(service_env / "audit.db")
+    try:
+        assert store.delivery(decision_id) is None  # answered: nothing to say
+        store.mark_undelivered([decision_id], "request timed out")
+        marked = store.delivery(decision_id)
+        assert marked["reason"] == "request timed out" and marked["redelivered_at"] is None
+        assert marked["marked_at"].endswith("Z")
+        assert store.get(decision_id)[1] is True  # the decision itself is untouched: intact
+        assert store.mark_redelivered([decision_id, "no-such-decision"]) == 1
+        assert store.delivery(decision_id)["redelivered_at"] is not None
+        assert store.mark_redelivered([decision_id]) == 0  # noted once
+        store.mark_undelivered([decision_id], "again")  # lost again: waiting again
+        assert store.delivery(decision_id) == {
+            "reason": "again",
+            "marked_at": store.delivery(decision_id)["marked_at"],
+            "redelivered_at": None,
+        }
+    finally:
+        store.close()
+
+
+# --- the two places an answer is lost ------------------------------------------------------
+
+
+def test_a_request_cancelled_while_its_batch_runs_reports_its_answers_lost():
+    lost: list[list[str]] = []
+
+    async def slow_fn(items: list[str]) -> list[str]:
+        await asyncio.sleep(0.05)
+        return [f"decided-{item}" for item in items]
+
+    async def run() -> list[str]:
+        batcher = MicroBatcher(slow_fn, max_rows=100, lost=lost.append)
+        gone = asyncio.ensure_future(batcher.submit(["a", "b"]))
+        await asyncio.sleep(0)  # its batch starts
+        kept = asyncio.ensure_future(batcher.submit(["c"]))  # the next batch
+        await asyncio.sleep(0.01)
+        gone.cancel()  # its client timed out while the batch ran
+        return await kept
+
+    assert asyncio.run(run()) == ["decided-c"]
+    assert lost == [["decided-a", "decided-b"]]
+
+
+def test_a_request_cancelled_while_it_waits_leaves_nothing_to_mark():
+    lost: list[list[str]] = []
+    scored: list[list[str]] = []
+
+    async def fn(items: list[str]) -> list[str]:
+        scored.append(items)
+        await asyncio.sleep(0.05)
+        return items
+
+    async def run() -> None:
+        batcher = MicroBatcher(fn, max_rows=100, lost=lost.append)
+        first = asyncio.ensure_future(batcher.submit(["a"]))
+        await asyncio.sleep(0)
+        waiting = asyncio.ensure_future(batcher.submit(["b"]))
+        await asyncio.sleep(0.01)
+        waiting.cancel()  # still queued: never scored
+        await first
+
+    asyncio.run(run())
+    assert scored == [["a"]] and lost == []
+
+
+def test_a_504_after_the_handler_had_its_decisions_reports_them_lost(lost_answers):
+    async def answered_too_late(scope, receive, send) -> None:
+        delivery.answering(["dec-1", "dec-2"])
+        await asyncio.sleep(5)  # e.g. a response too slow to start
+
+    sent = asyncio.run(_call(RequestTimeoutMiddleware(answered_too_late, timeout=0.05)))
+    assert sent[0]["status"] == 504
+    assert lost_answers == [(["dec-1", "dec-2"], delivery.TIMED_OUT)]
+
+
+def test_a_504_before_any_decision_reports_nothing(lost_answers):
+    async def slow(scope, receive, send) -> None:
+        await asyncio.sleep(5)
+
+    sent = asyncio.run(_call(RequestTimeoutMiddleware(slow, timeout=0.05)))
+    assert sent[0]["status"] == 504 and lost_answers == []
+
+
+# --- through the service ------------------------------------------------------------------
+
+
+def _wait_for(condition, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
+
+
+def test_a_timed_out_request_leaves_a_marked_decision_that_the_retry_returns(
+    client, service_env: Path, monkeypatch
+):
+    import serving.service as service_module
+
+    service = service_module._WORKER.service
+    timeout = _middleware_chain(client)[RequestTimeoutMiddleware]
+    score = service._score_declarations
+
+    def slow_score(runtime, declarations):
+        time.sleep(0.6)  # inline on the loop: the timer fires once the store write awaits
+        return score(runtime, declarations)
+
+    declarations = make_declarations(2, seed=62, prefix="LATE")
+    store = SqliteDecisionStore(service_env / "audit.db")
+    try:
+        before = store.count()
+        monkeypatch.setattr(timeout, "timeout", 0.3)
+        monkeypatch.setattr(service, "_score_declarations", slow_score)
+        r = client.post("/score", json={"declarations": declarations}, headers=auth())
+        assert r.status_code == 504, r.text
+        assert _wait_for(lambda: store.count() == before + 2)  # recorded, not answered
+        monkeypatch.undo()
+
+        retry = client.post("/score", json={"declarations": declarations}, headers=auth())
+        assert retry.status_code == 200, retry.text
+        decisions = retry.json()["decisions"]
+        assert store.count() == before + 2  # the retry got those two back, no new ones
+        for decision in decisions:
+            marked = store.delivery(decision["decision_id"])
+            assert marked is not None and marked["reason"] == delivery.CANCELLED
+            assert marked["redelivered_at"] is not None
+
+        shown = client.get(
+            "/decision",
+            params={"decision_id": decisions[0]["decision_id"]},
+            headers=auth("auditor"),
+        )
+        assert shown.status_code == 200
+        assert shown.json()["delivery"]["reason"] == delivery.CANCELLED
+    finally:
+        store.close()
+
+
+def test_an_answered_decision_shows_no_delivery_problem(client):
+    decision_id = _one_record(client, make_declarations(1, seed=63, prefix="FINE"))
+    shown = client.get("/decision", params={"decision_id": decision_id}, headers=auth("auditor"))
+    assert shown.status_code == 200 and shown.json()["delivery"] is None

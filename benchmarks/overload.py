@@ -39,7 +39,7 @@ def _serving_benchmark():
     return module
 
 
-async def _client(url: str, key: str, template: list[dict], rows: int, k: int, until: float):
+async def _client(url: str, key: str, template: list[dict], rows: int, k: str, until: float):
     """One closed-loop client: (status counts, declarations delivered, latencies)."""
     import httpx
 
@@ -70,11 +70,13 @@ async def _client(url: str, key: str, template: list[dict], rows: int, k: int, u
     return statuses, delivered, latencies
 
 
-async def _overload(url: str, key: str, template: list[dict], args) -> dict:
+async def _overload(url: str, key: str, template: list[dict], args, phase: str) -> dict:
+    """``args.clients`` clients for ``args.seconds``; ids start with ``phase`` (each phase
+    sends new declarations: a repeated one would get its stored decision back)."""
     until = time.monotonic() + args.seconds
     started = time.monotonic()
     results = await asyncio.gather(
-        *(_client(url, key, template, args.rows, k, until) for k in range(args.clients))
+        *(_client(url, key, template, args.rows, f"{phase}{k}", until) for k in range(args.clients))
     )
     elapsed = time.monotonic() - started
     statuses: Counter[int] = Counter()
@@ -127,9 +129,10 @@ def main() -> None:
                 argparse.Namespace(
                     **{**vars(args), "clients": 1, "seconds": min(10.0, args.seconds)}
                 ),
+                "C",
             )
         )
-        loaded = asyncio.run(_overload(url, bench.SCORER_KEY, template, args))
+        loaded = asyncio.run(_overload(url, bench.SCORER_KEY, template, args, "L"))
         time.sleep(2)  # batches still running when the clients stopped are recorded
     finally:
         bench.stop_server(proc)
@@ -137,6 +140,7 @@ def main() -> None:
         stored = db.execute(
             "SELECT COUNT(*) FROM decisions WHERE declaration_id LIKE 'O%'"
         ).fetchone()[0]
+        marked = db.execute("SELECT COUNT(*) FROM undelivered").fetchone()[0]
     delivered = calm["delivered_declarations"] + loaded["delivered_declarations"]
     print(
         json.dumps(
@@ -149,6 +153,7 @@ def main() -> None:
                 "stored_decisions": stored,
                 "delivered_decisions": delivered,
                 "stored_not_delivered": stored - delivered,
+                "marked_undelivered": marked,
             },
             indent=1,
         )

@@ -38,6 +38,25 @@ RATE_MIN_ROWS = 32
 COLD_ROWS_PER_S = 1000.0
 
 
+class Reservation:
+    """Declarations admitted but not yet queued (their body is being read and parsed), counted
+    as queued work until ``release``: a burst of requests arriving together is weighed as a
+    whole before any of them is parsed, not admitted one by one into an overfull queue."""
+
+    __slots__ = ("_batcher", "body_bytes", "rows")
+
+    def __init__(self, batcher: MicroBatcher, rows: int, body_bytes: int | None) -> None:
+        self._batcher: MicroBatcher | None = batcher
+        self.rows = rows
+        self.body_bytes = body_bytes
+
+    def release(self) -> None:
+        """No longer counted (queued with its real size, refused, or finished); idempotent."""
+        if self._batcher is not None:
+            self._batcher._reserved_rows -= self.rows
+            self._batcher = None
+
+
 class MicroBatcher:
     """Merge concurrently waiting requests into one call of the coroutine function ``fn``.
 
@@ -73,6 +92,7 @@ class MicroBatcher:
         self.linger_s = linger_s
         self._pending: list[tuple[list[Any], asyncio.Future[list[Any]]]] = []
         self._in_flight_rows = 0  # rows of the batch being scored now
+        self._reserved_rows = 0  # rows admitted, not yet queued (``reserve``)
         self.rows_per_s: float | None = None  # what this worker scores, learnt from its batches
         self._running = False
         self._arrived: asyncio.Event | None = None
@@ -81,12 +101,21 @@ class MicroBatcher:
     @property
     def queued_rows(self) -> int:
         """Declarations waiting or being scored: the work ahead of a new request."""
-        return self._in_flight_rows + sum(len(items) for items, _ in self._pending)
+        return (
+            self._in_flight_rows
+            + self._reserved_rows
+            + sum(len(items) for items, _ in self._pending)
+        )
 
     def expected_wait_s(self, rows: int) -> float:
         """How long ``rows`` more declarations would wait for their answer, at the scoring rate
         of the recent big batches (``COLD_ROWS_PER_S`` until one has been timed)."""
         return (self.queued_rows + rows) / (self.rows_per_s or COLD_ROWS_PER_S)
+
+    def reserve(self, rows: int, body_bytes: int | None = None) -> Reservation:
+        """Count ``rows`` as queued work until the returned reservation is released."""
+        self._reserved_rows += rows
+        return Reservation(self, rows, body_bytes)
 
     async def submit(self, items: list[Any]) -> list[Any]:
         loop = asyncio.get_running_loop()

@@ -26,6 +26,7 @@ import os
 import shutil
 import tempfile
 import time
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,7 @@ from features.errors import ParcelriskError
 from features.intake.columns import RecordColumns, declarations_frame, models_as_json
 from features.intake.contract import OUTCOME_COLUMNS
 from serving.auth import ApiKeyMiddleware, load_keyring
-from serving.batching import MicroBatcher, run_inline_if_small
+from serving.batching import MicroBatcher, Reservation, run_inline_if_small
 from serving.config import MODEL_DIR_ENV, TRACKING_URI_ENV, worker_settings
 from serving.decision import DecisionRecord
 from serving.delivery import CANCELLED, answering, on_lost
@@ -108,15 +109,34 @@ class _Worker:
     def not_ready_response(self) -> JSONResponse:
         return error_response(503, self.not_ready or "not ready")
 
-    def queue_full(self) -> JSONResponse | None:
-        """The 429 for a new /score request while the queued work alone is over the limit."""
+    def admit(self, body_bytes: int | None) -> JSONResponse | None:
+        """Before a /score body is read: the 429 if its declarations, estimated from its size,
+        would wait too long behind the queue; else None, and they count as queued work."""
         service = self.service
         if service is None or not service.config.merge_concurrent_requests:
             return None
-        return service._queue_full_response(0)
+        rows = service.rows_in(body_bytes)
+        if busy := service._queue_full_response(rows, estimated=True):
+            return busy
+        _ADMITTED.set(service.batcher.reserve(rows, body_bytes))
+        return None
+
+    @staticmethod
+    def release() -> Reservation | None:
+        """Stop counting this request's estimated declarations (see ``admit``)."""
+        reservation = _ADMITTED.get()
+        if reservation is not None:
+            reservation.release()
+        return reservation
 
 
 _WORKER = _Worker()
+# This request's admitted declarations (``_Worker.admit``): set by the admission middleware,
+# read by the /score handler, which runs in the same request context.
+_ADMITTED: ContextVar[Reservation | None] = ContextVar("parcelrisk_admitted", default=None)
+# Bytes of request body per declaration, until requests have shown theirs: compact
+# declarations of the contract's fields without descriptions (~500 with them).
+_BYTES_PER_ROW = 350.0
 
 
 @bentoml.service(
@@ -152,6 +172,7 @@ class ParcelRiskService:
             ),
         )
         self._marking: set[asyncio.Future[None]] = set()  # undelivered marks being written
+        self._bytes_per_row = _BYTES_PER_ROW  # learnt from the requests (``rows_in``)
         on_lost(self._mark_undelivered)
         # one directory per worker process: workers download the champion concurrently
         base = os.environ.get(MODEL_DIR_ENV) or tempfile.mkdtemp(prefix="parcelrisk-model-")
@@ -333,7 +354,20 @@ class ParcelRiskService:
         if not work.cancelled() and work.exception() is None:
             self._mark_undelivered([item["decision_id"] for item in work.result()], CANCELLED)
 
-    def _queue_full_response(self, rows: int) -> JSONResponse | None:
+    def rows_in(self, body_bytes: int | None) -> int:
+        """Declarations a /score body of this size holds, at the size per declaration of the
+        recent requests; a body of unknown size (chunked) counts as a full batch."""
+        if body_bytes is None:
+            return self.config.max_batch
+        return max(1, min(self.config.max_batch, round(body_bytes / self._bytes_per_row)))
+
+    def _admitted(self, n: int) -> None:
+        """This request holds ``n`` declarations: stop counting its estimate, learn from it."""
+        reservation = _WORKER.release()
+        if reservation is not None and reservation.body_bytes and n:
+            self._bytes_per_row = 0.8 * self._bytes_per_row + 0.2 * (reservation.body_bytes / n)
+
+    def _queue_full_response(self, rows: int, *, estimated: bool = False) -> JSONResponse | None:
         """429 with Retry-After when ``rows`` more declarations would wait longer than
         ``serve.max_queue_wait_s`` behind the queued ones: shedding by work, not by requests (a
         request of 1,000 declarations weighs 1,000), before the request timeout could fire."""
@@ -343,7 +377,7 @@ class ParcelRiskService:
             return None
         QUEUE_REFUSALS.inc()
         retry = max(1, math.ceil(wait - limit))
-        these = f"these {rows} would wait" if rows else "a new request would wait"
+        these = f"these {'~' if estimated else ''}{rows} would wait"
         return error_response(
             429,
             f"busy: {self.batcher.queued_rows} declarations queued, {these} "
@@ -363,6 +397,7 @@ class ParcelRiskService:
     @bentoml.api(route="/score")
     async def score(self, declarations: list[Declaration]) -> ScoreResponse:  # type: ignore[valid-type]
         """Score 1..1000 declarations: lane, calibrated risk, expected revenue, reasons."""
+        self._admitted(len(declarations))  # from here on weighed by its real size
         if self.runtime is None:
             return _WORKER.not_ready_response()
         if too_many := self._batch_size_error("declarations", "declarations", len(declarations)):
@@ -538,6 +573,8 @@ ParcelRiskService.mount_asgi_app(
 # Starlette runs them in this order (the first added is the outermost).
 ParcelRiskService.add_asgi_middleware(ReadinessMiddleware, not_ready=lambda: _WORKER.not_ready)
 ParcelRiskService.add_asgi_middleware(ApiKeyMiddleware)
-ParcelRiskService.add_asgi_middleware(QueueAdmissionMiddleware, refuse=_WORKER.queue_full)
+ParcelRiskService.add_asgi_middleware(
+    QueueAdmissionMiddleware, admit=_WORKER.admit, release=_WORKER.release
+)
 ParcelRiskService.add_asgi_middleware(BodyLimitMiddleware, max_body_bytes=_WORKER.max_body_bytes)
 ParcelRiskService.add_asgi_middleware(LocalDocsPageMiddleware)

@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import json
+import re
+
 import pytest
 
 from features.errors import ParcelriskError
@@ -32,7 +35,8 @@ def test_a_request_that_would_wait_too_long_is_429_with_retry_after(client, batc
         r = client.post("/score", json={"declarations": declarations}, headers=auth())
         assert r.status_code == 429, r.text
         assert int(r.headers["Retry-After"]) >= 1
-        assert "would wait" in r.json()["error"] and "40" in r.json()["error"]
+        # weighed before its body is read, by its size (~ the 40 declarations it holds)
+        assert re.search(r"these ~\d+ would wait", r.json()["error"]), r.text
         assert store.count() == before  # nothing scored, nothing recorded
         # the same worker admits a request light enough for the rate
         r = client.post("/score", json={"declarations": declarations[:4]}, headers=auth())
@@ -66,10 +70,54 @@ def test_a_full_queue_refuses_before_the_body_is_parsed(client, batcher):
             "/score", content=b"{not json", headers={**auth(), "Content-Type": "application/json"}
         )
         assert r.status_code == 429, r.text
-        assert "a new request would wait" in r.json()["error"]
+        assert "these ~1 would wait" in r.json()["error"]
         assert client.get("/readyz").status_code == 200  # probes are never shed
     finally:
         batcher._in_flight_rows = 0
+
+
+def test_requests_being_parsed_count_as_queued_work(client, batcher):
+    """A burst is weighed before any of it is parsed: a request whose body is still being read
+    holds its estimated declarations, so the next one is refused at once, unread."""
+    batcher.rows_per_s = 10.0  # the 5 s limit holds 50 declarations
+    declarations = make_declarations(30, seed=54, prefix="BURST")
+    body = json.dumps({"declarations": declarations}).encode()
+    held = batcher.reserve(30, len(body))  # another request of 30, being parsed now
+    try:
+        r = client.post(
+            "/score",
+            content=b"{not json" + b" " * len(body),  # as big, and never read
+            headers={**auth(), "Content-Type": "application/json"},
+        )
+        assert r.status_code == 429, r.text
+        assert "would wait" in r.json()["error"]
+    finally:
+        held.release()
+    assert batcher.queued_rows == 0
+    r = client.post("/score", content=body, headers={**auth(), "Content-Type": "application/json"})
+    assert r.status_code == 200, r.text
+    assert batcher.queued_rows == 0  # its reservation went when it was queued and answered
+
+
+def test_the_size_of_a_declaration_is_learnt_from_the_requests(client, batcher):
+    from serving.service import _WORKER
+
+    service = _WORKER.service
+    saved = service._bytes_per_row
+    try:
+        service._bytes_per_row = 10_000.0  # far too big: 1,000 declarations would look like 50
+        declarations = make_declarations(20, seed=55, prefix="SIZE")
+        body = json.dumps({"declarations": declarations}).encode()
+        for _ in range(30):
+            r = client.post(
+                "/score", content=body, headers={**auth(), "Content-Type": "application/json"}
+            )
+            assert r.status_code == 200, r.text
+        assert service._bytes_per_row == pytest.approx(len(body) / 20, rel=0.05)
+        assert service.rows_in(len(body)) == 20
+        assert service.rows_in(None) == service.config.max_batch  # chunked: a full batch
+    finally:
+        service._bytes_per_row = saved
 
 
 def test_a_store_that_cannot_write_is_503_and_nothing_is_answered(client, monkeypatch):

@@ -34,10 +34,13 @@ format: $(STAMP) ## Apply ruff fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+reliability: $(STAMP) ## Check every promise of docs/RELIABILITY.md on the real server (one JSON, ~15 min)
+	$(BIN)/python -m scripts.reliability $(ARGS)
+
 bench: $(STAMP) ## Run the benchmarks (print JSON)
 	for b in benchmarks/*.py; do $(BIN)/python $$b; done
 
 clean: ## Remove generated data, MLflow store and caches (keeps .venv)
 	rm -rf data/raw/* data/processed/* data/reports mlflow.db mlartifacts artifacts .pytest_cache .ruff_cache
 
-.PHONY: help install demo test lint format bench clean
+.PHONY: help install demo test lint format reliability bench clean

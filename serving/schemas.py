@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
 from features.intake.contract import FIELDS_BY_NAME, Declaration, parse_bool_value
 from serving.outcomes import REQUIRED_FIELDS, RESULT_FIELDS
@@ -170,6 +170,8 @@ def _result_field(name: str) -> tuple[Any, Any]:
             (typed,) = [s for s in schema.pop("anyOf", []) if s.get("type") != "null"] or [{}]
             schema.update(typed)
             schema.pop("default", None)
+            if name == "declaration_id":
+                schema["minLength"] = 1
         schema.update(domain)
 
     description = spec.description.split("; null if")[0].rstrip(".") + "."
@@ -187,6 +189,16 @@ class _ResultBase(BaseModel):
     @classmethod
     def _read_bool(cls, value: Any) -> Any:
         return parse_bool_value(value)  # the file reader's words
+
+    @model_validator(mode="after")
+    def _require_declaration_id(self) -> Any:
+        # The outcome rules check every other field; an absent id reached the store's NOT NULL
+        # constraint as a 500 (serving.outcomes skips the row, trusting a rule that does not
+        # run on results).
+        declaration_id = getattr(self, "declaration_id", None)
+        if declaration_id is None or not str(declaration_id).strip():
+            raise ValueError("declaration_id: a value is required (the id of a scored parcel)")
+        return self
 
     @field_validator("inspected_at", check_fields=False)
     @classmethod

@@ -201,6 +201,65 @@ def test_each_status_is_answered_as_documented(
         assert "url" not in json.dumps(body["detail"])
 
 
+def _call(api_schema, method: str, path: str, role: str, **request: Any) -> Any:
+    """One request, validated against the document like the fuzzer's (a 503 is expected
+    here: it is held to the document, not counted as a server error)."""
+    case = api_schema[path][method].Case(**request)
+    checks = [c for c in CHECKS if c is not not_a_server_error]
+    return case.call_and_validate(headers=_headers(role), checks=checks)
+
+
+def test_409_for_another_model_s_decision_and_for_a_contradicting_result(
+    api_schema, monkeypatch
+) -> None:
+    import serving.service as service_module
+
+    declarations = make_declarations(1, seed=32, prefix="OB")
+    r = _call(api_schema, "POST", "/score", "scorer", body={"declarations": declarations})
+    decision_id = r.json()["decisions"][0]["decision_id"]
+    runtime = service_module._WORKER.service.runtime
+    with monkeypatch.context() as m:
+        m.setattr(runtime, "model_version", "999")
+        r = _call(api_schema, "POST", "/explain", "auditor", body={"decision_id": decision_id})
+        assert r.status_code == 409, r.text
+    result = {
+        "declaration_id": declarations[0]["declaration_id"],
+        "inspected_at": "2026-05-02T08:00:00Z",
+        "illicit": False,
+    }
+    r = _call(api_schema, "POST", "/outcomes", "inspector", body={"outcomes": [result]})
+    assert r.status_code == 200, r.text
+    result["illicit"] = True
+    r = _call(api_schema, "POST", "/outcomes", "inspector", body={"outcomes": [result]})
+    assert r.status_code == 409, r.text
+
+
+def test_429_and_503_answers_carry_retry_after(api_schema, monkeypatch) -> None:
+    # Patched on the classes: whichever service instance this module's lifespan runs answers.
+    import serving.service as service_module
+    from serving.batching import MicroBatcher
+    from serving.sqlite_store import SqliteDecisionStore, StoreUnavailable
+
+    body = {"declarations": make_declarations(1, seed=33, prefix="OC")}
+    with monkeypatch.context() as m:  # the queue is full
+        m.setattr(MicroBatcher, "expected_wait_s", lambda self, rows: 1e3)
+        r = _call(api_schema, "POST", "/score", "scorer", body=body)
+        assert r.status_code == 429 and int(r.headers["retry-after"][0]) >= 1, r.text
+
+    def full(*args: Any, **kwargs: Any) -> None:
+        raise StoreUnavailable("decision store audit.db: database or disk is full (SQLITE_FULL)")
+
+    with monkeypatch.context() as m:  # the store cannot write
+        m.setattr(SqliteDecisionStore, "record", full)
+        r = _call(api_schema, "POST", "/score", "scorer", body=body)
+        assert r.status_code == 503 and int(r.headers["retry-after"][0]) >= 1, r.text
+    with monkeypatch.context() as m:  # the worker has no model (yet)
+        m.setattr(service_module._WORKER, "not_ready", "champion model not loaded: test")
+        r = _call(api_schema, "GET", "/readyz", "no-key")
+        assert r.status_code == 503 and r.json()["ready"] is False, r.text
+        assert int(r.headers["retry-after"][0]) >= 1
+
+
 def test_a_503_says_when_to_retry() -> None:
     from serving.errors import error_response, not_ready_response
 

@@ -2,11 +2,13 @@
 
 ``serving.schemas.ErrorResponse`` documents the shape. Handlers return these responses;
 the ASGI middlewares (auth, body limit, readiness, request timeout) send them with
-``await response(scope, receive, send)``.
+``await response(scope, receive, send)``. Every 429 and 503 says when to try again
+(``Retry-After``, seconds), as the OpenAPI document (``serving.openapi``) promises.
 """
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 from starlette.responses import JSONResponse
@@ -15,16 +17,57 @@ if TYPE_CHECKING:
     from features.intake.rules import Findings
 
 
+# A 503 that cannot tell when it ends (a worker still loading its model, a store that is
+# locked): long enough not to hammer the worker, short enough to notice it is back.
+DEFAULT_RETRY_AFTER_S = 5
+_RETRY_STATUSES = (429, 503)
+
+
+class ErrorJSONResponse(JSONResponse):
+    """JSON that always renders: a NaN or infinity among the details (an id read as a float
+    NaN from a missing value) is sent as null instead of failing the answer with a 500."""
+
+    def render(self, content: Any) -> bytes:
+        try:
+            return super().render(content)
+        except ValueError:  # out-of-range floats are not JSON
+            return super().render(_finite(content))
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _with_retry_after(status: int, headers: dict[str, str] | None) -> dict[str, str] | None:
+    if status not in _RETRY_STATUSES or any(k.lower() == "retry-after" for k in headers or {}):
+        return headers
+    return {**(headers or {}), "Retry-After": str(DEFAULT_RETRY_AFTER_S)}
+
+
 def error_response(
     status: int, message: str, *, headers: dict[str, str] | None = None, **details: Any
 ) -> JSONResponse:
-    """``{"error": message, **details}`` with ``status``."""
-    return JSONResponse({"error": message, **details}, status_code=status, headers=headers)
+    """``{"error": message, **details}`` with ``status`` (and ``Retry-After`` on 429/503)."""
+    return ErrorJSONResponse(
+        {"error": message, **details},
+        status_code=status,
+        headers=_with_retry_after(status, headers),
+    )
 
 
 def not_ready_response(reason: str) -> JSONResponse:
     """``/readyz`` of a worker that is not ready: why, not just a bare 503."""
-    return JSONResponse({"ready": False, "reason": reason}, status_code=503)
+    return JSONResponse(
+        {"ready": False, "reason": reason},
+        status_code=503,
+        headers=_with_retry_after(503, None),
+    )
 
 
 def rejection_response(findings: Findings, records: list[Any], limit: int = 20) -> JSONResponse:

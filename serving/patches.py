@@ -31,6 +31,13 @@ other personal data land in the logs, ~2.4 KB per bad request. ``install_log_red
 rewrites those records into one INFO line with the request id, path, status and, per error, the
 field and the error kind, never the value.
 
+The same requests are answered in the API's error shape (``serving.schemas.ErrorResponse``):
+BentoML answers ``{"error": "1 validation error for Input", "detail": [...]}`` whose items
+link to a third-party site (pydantic's ``url``), and a refused ``BentoMLException`` as a JSON
+*array*. ``install_refusal_answers()`` (called by ``install_log_redaction()``) answers
+``{"error": "declarations.0.quantity: Input should be a valid integer (+1 more)", "field":
+..., "detail": [{"type", "loc", "msg"}]}`` instead.
+
 4. The docs page without a third-party tag manager.
 
 BentoML's index page (``/``, Swagger UI over ``/docs.json``) loads Google Tag Manager from
@@ -66,6 +73,7 @@ REQUEST_TIMEOUT_WRITTEN_FOR = "1.4.40"  # bentoml._internal.server.http.traffic.
 SHUTDOWN_GUARD_WRITTEN_FOR = "1.4.40"  # _bentoml_impl.server.app.ServiceAppFactory
 DOCS_PAGE_WRITTEN_FOR = "1.4.40"  # _bentoml_impl/server/main-openapi.html
 LOG_REDACTION_WRITTEN_FOR = "1.4.40"  # bentoml._internal.server.http_app.log_exception
+REFUSAL_ANSWERS_WRITTEN_FOR = "1.4.40"  # _bentoml_impl.server.app.ServiceAppFactory.api_endpoint
 REFUSAL_LOGGER = "bentoml._internal.server.http_app"  # where log_exception writes
 
 Scope = dict[str, Any]
@@ -200,10 +208,68 @@ def _request_id() -> str:
 
 
 def install_log_redaction() -> None:
-    """Put ``RefusedRequestFilter`` on the logger BentoML reports refused requests to."""
+    """Put ``RefusedRequestFilter`` on the logger BentoML reports refused requests to, and
+    answer those requests in the API's error shape (``install_refusal_answers``)."""
     target = logging.getLogger(REFUSAL_LOGGER)
     if not any(isinstance(f, RefusedRequestFilter) for f in target.filters):
         target.addFilter(RefusedRequestFilter())
+    install_refusal_answers()
+
+
+def validation_error_response(exc: Any) -> Any:
+    """400 for a body pydantic refused: the first error in one line, then each one (no values,
+    no links)."""
+    errors = exc.errors(include_url=False, include_context=False, include_input=False)
+    detail = [
+        {
+            "type": e["type"],
+            "loc": [p if isinstance(p, int) else str(p) for p in e["loc"]],
+            "msg": e["msg"],
+        }
+        for e in errors[:50]
+    ]
+    first = detail[0] if detail else {"loc": [], "msg": "invalid request body"}
+    where = ".".join(str(part) for part in first["loc"])
+    more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
+    extra = {"field": where} if where else {}
+    return error_response(
+        400, f"{where or 'request body'}: {first['msg']}{more}", detail=detail, **extra
+    )
+
+
+def install_refusal_answers() -> bool:
+    """Answer BentoML's refused requests as ``serving.errors`` does; False if it cannot."""
+    try:
+        from _bentoml_impl.server.app import ServiceAppFactory
+        from bentoml._internal.server.http_app import log_exception
+        from bentoml.exceptions import BentoMLException
+    except ImportError:  # a BentoML without them: its own answers stay
+        logger.warning("BentoML's ServiceAppFactory not found; validation answers left as they are")
+        return False
+    original = ServiceAppFactory.api_endpoint
+    if getattr(original, "__parcelrisk_refusals__", False):
+        return True
+
+    async def api_endpoint(self: Any, name: str, request: Any) -> Any:
+        from pydantic import ValidationError
+
+        try:
+            return await original(self, name, request)
+        except ValidationError as exc:
+            log_exception(request)  # one line without values: RefusedRequestFilter
+            return validation_error_response(exc)
+        except BentoMLException as exc:
+            status = int(exc.error_code.value)
+            if status >= 500:
+                raise  # BentoML's own answer and traceback: a failure, not a refusal
+            logger.info(
+                "request refused: %s %s %d: %s", request.method, request.url.path, status, exc
+            )
+            return error_response(status, str(exc))
+
+    api_endpoint.__parcelrisk_refusals__ = True  # type: ignore[attr-defined]
+    ServiceAppFactory.api_endpoint = api_endpoint  # type: ignore[method-assign]
+    return True
 
 
 _TAG_MANAGER = re.compile(

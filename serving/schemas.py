@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
 from features.intake.contract import FIELDS_BY_NAME, Declaration, parse_bool_value
 from serving.outcomes import REQUIRED_FIELDS, RESULT_FIELDS
@@ -18,12 +18,14 @@ __all__ = [
     "ErrorResponse",
     "Explanation",
     "ModelRef",
+    "NotReady",
     "OutcomeResult",
     "OutcomesResponse",
     "Problem",
     "ReasonOut",
     "ScoreResponse",
     "StoredDecision",
+    "ValidationDetail",
 ]
 
 
@@ -123,6 +125,16 @@ class Problem(BaseModel):
     msg: str
 
 
+class ValidationDetail(BaseModel):
+    """One error of the request-body validation (a 400 before any rule runs)."""
+
+    type: str = Field(description="Pydantic's error kind, e.g. missing, string_type, json_invalid.")
+    loc: list[str | int] = Field(
+        description='Where in the body, e.g. ["declarations", 0, "quantity"].'
+    )
+    msg: str
+
+
 class ErrorResponse(BaseModel):
     """Every error answer (``serving.errors``): one line, plus details where they help."""
 
@@ -133,10 +145,17 @@ class ErrorResponse(BaseModel):
     problems: list[Problem] | None = Field(
         default=None, description="Each rule a declaration breaks (400 for rule faults)."
     )
-    detail: list[dict[str, Any]] | None = Field(
+    detail: list[ValidationDetail] | None = Field(
         default=None,
-        description="Pydantic's error list (400 from BentoML's request validation).",
+        description="Each validation error of a body that is not the documented JSON (400).",
     )
+
+
+class NotReady(BaseModel):
+    """``/readyz`` of a worker that cannot score (yet): why."""
+
+    ready: Literal[False]
+    reason: str
 
 
 # --- inspection results (POST /outcomes) ------------------------------------------------------
@@ -155,14 +174,25 @@ def _result_field(name: str) -> tuple[Any, Any]:
     with the contract's rules, so every field is optional here and a missing one gets the
     same message as in a file."""
     spec = FIELDS_BY_NAME[name]
+    required = name in REQUIRED_FIELDS
     domain: dict[str, Any] = {}
-    if spec.allowed:
-        domain["enum"] = list(spec.allowed)
+    if spec.allowed:  # null is a value of an optional field: its enum must list it
+        domain["enum"] = list(spec.allowed) + ([] if required else [None])
     if spec.min_value is not None:
         domain["minimum"] = spec.min_value
+
+    def document(schema: dict[str, Any]) -> None:
+        if required:  # documented as required and non-null, as the rules enforce it
+            (typed,) = [s for s in schema.pop("anyOf", []) if s.get("type") != "null"] or [{}]
+            schema.update(typed)
+            schema.pop("default", None)
+            if name == "declaration_id":
+                schema["minLength"] = 1
+        schema.update(domain)
+
     description = spec.description.split("; null if")[0].rstrip(".") + "."
     return _TYPES[spec.kind] | None, Field(
-        None, description=description, json_schema_extra=domain or None
+        None, description=description, json_schema_extra=document
     )
 
 
@@ -175,6 +205,16 @@ class _ResultBase(BaseModel):
     @classmethod
     def _read_bool(cls, value: Any) -> Any:
         return parse_bool_value(value)  # the file reader's words
+
+    @model_validator(mode="after")
+    def _require_declaration_id(self) -> Any:
+        # The outcome rules check every other field; an absent id reached the store's NOT NULL
+        # constraint as a 500 (serving.outcomes skips the row, trusting a rule that does not
+        # run on results).
+        declaration_id = getattr(self, "declaration_id", None)
+        if declaration_id is None or not str(declaration_id).strip():
+            raise ValueError("declaration_id: a value is required (the id of a scored parcel)")
+        return self
 
     @field_validator("inspected_at", check_fields=False)
     @classmethod

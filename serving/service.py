@@ -48,6 +48,7 @@ from serving.delivery import CANCELLED, answering, on_lost
 from serving.errors import error_response, rejection_response
 from serving.limits import BodyLimitMiddleware, QueueAdmissionMiddleware
 from serving.metrics import CHAMPION_SWITCHES, QUEUE_REFUSALS, UNDELIVERED, observe_batch
+from serving.openapi import OpenApiDocumentMiddleware
 from serving.outcome_store import SqliteOutcomeStore
 from serving.outcomes import OutcomesRefused, describe_problems, store_outcomes
 from serving.patches import (
@@ -578,3 +579,4 @@ ParcelRiskService.add_asgi_middleware(
 )
 ParcelRiskService.add_asgi_middleware(BodyLimitMiddleware, max_body_bytes=_WORKER.max_body_bytes)
 ParcelRiskService.add_asgi_middleware(LocalDocsPageMiddleware)
+ParcelRiskService.add_asgi_middleware(OpenApiDocumentMiddleware)

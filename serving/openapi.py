@@ -1,0 +1,392 @@
+"""The OpenAPI document this service publishes at ``GET /docs.json``, built from its own models.
+
+BentoML generates one from the API signatures, but it declares OpenAPI 3.0.2 while holding
+JSON Schema 2020-12 (pydantic's numeric ``exclusiveMinimum``, ``anyOf [..., {type: null}]``), so
+schema-driven clients generated no bodies from it; it documents BentoML's error bodies instead
+of this service's, none of the statuses the middlewares answer, no security scheme, and its
+description loads badge images from third-party sites. This document is OpenAPI 3.1.0: 3.1's
+schema dialect *is* JSON Schema 2020-12, what pydantic emits, so the request and response
+models (``serving.schemas``, the contract's ``Declaration``) go in as they are, with no lossy
+conversion. Every status each path can answer is listed with its real body: the statuses come
+from the middlewares and handlers named beside them, and the serving tests check the document
+against the server (schemathesis). BentoML's ``/schema.json``, which its clients read, is left
+as it is.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from pydantic import BaseModel, Field, create_model
+from pydantic.json_schema import models_json_schema
+
+from serving.auth import ROUTE_ROLES
+from serving.config import worker_settings
+from serving.schemas import (
+    Declaration,
+    ErrorResponse,
+    Explanation,
+    NotReady,
+    OutcomeResult,
+    OutcomesResponse,
+    ScoreResponse,
+    StoredDecision,
+)
+
+DOCS_PATH = "/docs.json"
+OPENAPI_VERSION = "3.1.0"
+_REF = "#/components/schemas/{model}"
+
+DESCRIPTION = """\
+Risk targeting for e-commerce parcels, for the clearance system that lodges their
+declarations.
+
+* `POST /score` (role *scorer*): 1 to `serve.max_batch` declarations in, one decision each
+  out: lane (red = inspect, yellow = document check, green = release), calibrated risk,
+  expected revenue, readable reasons. Every decision is stored before it is answered; sending
+  the same declaration again returns the same decision (safe to retry after a timeout).
+* `POST /explain` (*scorer*, *auditor*): every feature's contribution to one decision.
+* `GET|POST /decision` (*auditor*): a stored decision as recorded, with its integrity check.
+* `POST /outcomes` (*inspector*): inspection results, all or nothing.
+
+Authenticate with `X-API-Key: KEY` or `Authorization: Bearer KEY`; the probes `/livez`,
+`/readyz`, `/healthz` are open. Every error is JSON `{"error": "one line", ...}`: 400 names
+each field or contract rule a request breaks; 429 and 503 carry `Retry-After` (seconds): wait
+that long and send the same request again. Nothing on this server calls any other site.
+"""
+
+
+# --- request bodies: what BentoML builds from the endpoint signatures in serving.service ----
+
+
+def _request_models(max_batch: int) -> dict[str, type[BaseModel]]:
+    declarations = (
+        list[Declaration],  # type: ignore[valid-type]
+        Field(min_length=1, max_length=max_batch, description="1 to serve.max_batch (422)."),
+    )
+    outcomes = (
+        list[OutcomeResult],  # type: ignore[valid-type]
+        Field(min_length=1, max_length=max_batch, description="1 to serve.max_batch (422)."),
+    )
+    return {
+        "ScoreRequest": create_model("ScoreRequest", declarations=declarations),
+        "ExplainRequest": create_model(
+            "ExplainRequest",
+            __doc__="Exactly one of the two (422 otherwise).",
+            decision_id=(str | None, Field(None, description="A stored decision.")),
+            declaration=(
+                Declaration | None,  # type: ignore[valid-type]
+                Field(None, description="A declaration, explained without storing anything."),
+            ),
+        ),
+        "DecisionRequest": create_model("DecisionRequest", decision_id=(str, ...)),
+        "OutcomesRequest": create_model("OutcomesRequest", outcomes=outcomes),
+    }
+
+
+_RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
+    ScoreResponse,
+    Explanation,
+    StoredDecision,
+    OutcomesResponse,
+    ErrorResponse,
+    NotReady,
+)
+
+
+# --- responses ------------------------------------------------------------------------------
+
+_RETRY_AFTER = {
+    "Retry-After": {
+        "description": "Seconds to wait before sending the same request again.",
+        "required": True,
+        "schema": {"type": "integer", "minimum": 1},
+    }
+}
+_ERRORS: dict[int, tuple[str, dict[str, Any] | None]] = {
+    400: (
+        "The body is not the documented JSON (`detail` lists each error), or a declaration "
+        "breaks a contract rule (`problems` lists each one with its row and field).",
+        None,
+    ),
+    401: (
+        "No API key, or an unknown one.",
+        {
+            "WWW-Authenticate": {
+                "description": 'Always `Bearer realm="parcelrisk"`.',
+                "required": True,
+                "schema": {"type": "string"},
+            }
+        },
+    ),
+    403: ("The key's role may not call this path.", None),
+    404: ("No stored decision has this id.", None),
+    409: ("The request contradicts what is stored.", None),
+    413: ("The body is larger than `serve.max_body_bytes`.", None),
+    415: ("The body is declared as something other than JSON.", None),
+    422: ("Well-formed, but not processable as asked (see `error`).", None),
+    429: ("Too much work queued: retry after `Retry-After` seconds.", _RETRY_AFTER),
+    503: ("Not ready (model loading) or the decision store cannot write.", _RETRY_AFTER),
+    504: ("Not answered within `serve.request_timeout_s`; retrying is safe.", None),
+}
+
+
+def _json(schema: str) -> dict[str, Any]:
+    return {"application/json": {"schema": {"$ref": _REF.format(model=schema)}}}
+
+
+def _error(status: int, why: str | None = None) -> dict[str, Any]:
+    text, headers = _ERRORS[status]
+    out: dict[str, Any] = {"description": why or text, "content": _json("ErrorResponse")}
+    if headers:
+        out["headers"] = headers
+    return out
+
+
+def _operation(
+    operation_id: str,
+    summary: str,
+    tag: str,
+    ok: dict[str, Any],
+    errors: dict[int, str | None],
+    *,
+    path: str,
+    body: str | None = None,
+    parameters: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """One API operation: its roles from ``serving.auth``, 401/403 from the key check, 413/415
+    from the body limit (POST), 504 from the request timeout, and its own ``errors``."""
+    roles = sorted(ROUTE_ROLES[path])
+    statuses = {**errors, 401: None, 403: None, 504: None}
+    if body is not None:
+        statuses.update({400: statuses.get(400), 413: None, 415: None})
+    op: dict[str, Any] = {
+        "operationId": operation_id,
+        "summary": summary,
+        "description": f"Roles: {', '.join(roles)}.",
+        "tags": [tag],
+        "x-roles": roles,
+    }
+    if parameters:
+        op["parameters"] = parameters
+    if body is not None:
+        op["requestBody"] = {"required": True, "content": _json(body)}
+    op["responses"] = {"200": ok} | {
+        str(status): _error(status, statuses[status]) for status in sorted(statuses)
+    }
+    return op
+
+
+def _ok(schema: str, description: str) -> dict[str, Any]:
+    return {"description": description, "content": _json(schema)}
+
+
+def _probe(operation_id: str, summary: str, not_ready: bool = False) -> dict[str, Any]:
+    responses: dict[str, Any] = {
+        "200": {
+            "description": "OK (an empty line).",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        }
+    }
+    if not_ready:
+        responses["503"] = {
+            "description": "This worker cannot score (yet): the reason.",
+            "headers": _RETRY_AFTER,
+            "content": _json("NotReady"),
+        }
+    return {
+        "operationId": operation_id,
+        "summary": summary,
+        "tags": ["operations"],
+        "security": [],
+        "responses": responses,
+    }
+
+
+def _paths() -> dict[str, Any]:
+    decision_id = {
+        "name": "decision_id",
+        "in": "query",
+        "required": True,
+        "description": "Id of a stored decision (`decision_id` of a /score answer).",
+        "schema": {"type": "string", "minLength": 1},
+    }
+    stored = _ok("StoredDecision", "The decision as recorded; `intact` checks its hash.")
+    paths = {
+        "/score": {
+            "post": _operation(
+                "score",
+                "Score declarations: lane, risk, expected revenue, reasons.",
+                "scoring",
+                _ok("ScoreResponse", "One decision per declaration, in the order sent."),
+                {
+                    400: None,
+                    422: "Not 1 to `serve.max_batch` declarations, an outcome field sent "
+                    "for scoring, or a declaration the features cannot be computed for.",
+                    429: None,
+                    503: None,
+                },
+                path="/score",
+                body="ScoreRequest",
+            )
+        },
+        "/explain": {
+            "post": _operation(
+                "explain",
+                "Every feature's contribution to a stored decision or to a declaration.",
+                "scoring",
+                _ok("Explanation", "base_value + sum(contributions) = raw_score."),
+                {
+                    400: None,
+                    404: None,
+                    409: "The decision was made by another model version than this server's.",
+                    422: "Not exactly one of `decision_id` and `declaration`.",
+                    503: "Not ready (model loading).",
+                },
+                path="/explain",
+                body="ExplainRequest",
+            )
+        },
+        "/decision": {
+            "get": _operation(
+                "getDecision",
+                "A stored decision as recorded.",
+                "audit",
+                stored,
+                {
+                    404: None,
+                    422: "No `decision_id` given.",
+                    503: "Not ready (service starting).",
+                },
+                path="/decision",
+                parameters=[decision_id],
+            ),
+            "post": _operation(
+                "postDecision",
+                "A stored decision as recorded (the id in a JSON body).",
+                "audit",
+                stored,
+                {400: None, 404: None},
+                path="/decision",
+                body="DecisionRequest",
+            ),
+        },
+        "/outcomes": {
+            "post": _operation(
+                "storeOutcomes",
+                "Store inspection results, all or nothing; an identical re-post is a no-op.",
+                "inspection",
+                _ok("OutcomesResponse", "Every result stored (or already stored)."),
+                {
+                    400: "A result breaks a rule (`problems` names every refused row); "
+                    "nothing stored.",
+                    409: "Each refused result only contradicts one already stored.",
+                    422: "Not 1 to `serve.max_batch` results.",
+                    503: "The decision store cannot write: nothing stored, send it again.",
+                },
+                path="/outcomes",
+                body="OutcomesRequest",
+            )
+        },
+        "/metrics": {
+            "get": {
+                "operationId": "metrics",
+                "summary": "Prometheus metrics (any valid key; Prometheus sends it as bearer).",
+                "tags": ["operations"],
+                "responses": {
+                    "200": {
+                        "description": "Prometheus text exposition format.",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    },
+                    "401": _error(401),
+                },
+            }
+        },
+        "/livez": {"get": _probe("livez", "The process is alive.")},
+        "/readyz": {"get": _probe("readyz", "This worker can score.", not_ready=True)},
+        "/healthz": {"get": _probe("healthz", "Alias of /livez (deprecated by Kubernetes).")},
+    }
+    return paths
+
+
+def _allow_null_in_enums(schema: dict[str, Any]) -> None:
+    """Add null to the ``enum`` of a property that may be null.
+
+    The contract's ``Declaration`` documents an optional code field (``category``) as
+    ``anyOf [string, null]`` beside an ``enum`` of the codes only, which refuses the null (its
+    own default) that the API accepts.
+    """
+    for prop in schema.get("properties", {}).values():
+        nullable = {"type": "null"} in prop.get("anyOf", [])
+        if nullable and "enum" in prop and None not in prop["enum"]:
+            prop["enum"] = [*prop["enum"], None]
+
+
+def build_document(max_batch: int) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of this service (plain JSON data)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        release = version("parcelrisk")
+    except PackageNotFoundError:  # pragma: no cover - run from a source tree
+        release = "0"
+    requests = _request_models(max_batch)
+    models = [(m, "validation") for m in requests.values()]
+    models += [(m, "serialization") for m in _RESPONSE_MODELS]
+    _, defs = models_json_schema(models, ref_template=_REF)  # type: ignore[arg-type]
+    for schema in defs["$defs"].values():
+        _allow_null_in_enums(schema)
+    return {
+        "openapi": OPENAPI_VERSION,
+        "info": {"title": "parcelrisk", "version": release, "description": DESCRIPTION},
+        "tags": [
+            {"name": "scoring", "description": "Decisions for new declarations."},
+            {"name": "audit", "description": "Stored decisions, as recorded."},
+            {"name": "inspection", "description": "Inspection results coming back."},
+            {"name": "operations", "description": "Probes and metrics."},
+        ],
+        "paths": _paths(),
+        "components": {
+            "schemas": defs["$defs"],
+            "securitySchemes": {
+                "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "The same API key as a bearer token (BentoML clients' token=).",
+                },
+            },
+        },
+        "security": [{"apiKey": []}, {"bearer": []}],
+    }
+
+
+@functools.cache
+def document_bytes() -> bytes:
+    """The document as served, built once per process (the settings do not change)."""
+    document = build_document(worker_settings().serve.max_batch)
+    return json.dumps(document, separators=(",", ":")).encode()
+
+
+class OpenApiDocumentMiddleware:
+    """``GET /docs.json``: this document instead of BentoML's (authentication still applies:
+    it is registered inside ``ApiKeyMiddleware``)."""
+
+    def __init__(self, app: Callable[..., Awaitable[None]]) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if (
+            scope["type"] == "http"
+            and scope.get("method") == "GET"
+            and scope.get("path") == DOCS_PATH
+        ):
+            from starlette.responses import Response
+
+            response = Response(document_bytes(), media_type="application/json")
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)

@@ -172,8 +172,18 @@ def check_outcomes(
     counts = ids.value_counts()
     unchanged = np.zeros(len(frame), dtype=bool)
     for row, declaration_id in enumerate(id_values):
-        if declaration_id is None:
-            continue  # declaration_id.required already says so
+        if declaration_id is None or not str(declaration_id).strip():
+            # the result rules leave ids to this loop: a blank one reached the store (a 500)
+            problems.append(
+                OutcomeProblem(
+                    row,
+                    None,
+                    "declaration_id",
+                    "declaration_id.required",
+                    "declaration_id: a value is required (the id of a scored parcel)",
+                )
+            )
+            continue
         if counts[declaration_id] > 1:
             problems.append(
                 OutcomeProblem(

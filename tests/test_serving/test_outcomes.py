@@ -105,6 +105,8 @@ def test_text_values_read_like_a_file(store) -> None:
         (result(revenue_recovered=-1.0), "revenue_recovered.minimum"),
         (result(illicit="maybe"), "illicit.type"),
         (result(inspected_at=None), "inspected_at.when_inspected"),
+        (result(None), "declaration_id.required"),
+        (result("  "), "declaration_id.required"),
     ],
 )
 def test_a_bad_result_refuses_the_whole_batch(store, bad, rule) -> None:

@@ -322,7 +322,7 @@ CASES: tuple[HostileCase, ...] = (
     # --- keys and roles
     _case("no_key", "no API key", "POST", "/score", None, {401}, score()),
     _case("empty_key", "an empty X-API-Key", "POST", "/score", None, {401}, score(), headers={"X-API-Key": ""}),
-    _case("empty_bearer", "'Authorization: Bearer ' with no token", "POST", "/score", None, {401}, score(), headers={"Authorization": "Bearer "}),
+    _case("empty_bearer", "'Authorization: Bearer' with no token", "POST", "/score", None, {401}, score(), headers={"Authorization": "Bearer"}),
     _case("invalid_key", "a key nobody was given", "POST", "/score", None, {401}, score(), headers={"X-API-Key": "{marker}-0123456789abcdef"}),
     _case("key_in_query", "a valid key in the query string, not a header", "POST", lambda s: f"/score?api_key={s.keys['scorer']}&x-api-key={s.keys['scorer']}", None, {401}, score()),
     _case("auditor_scores", "the auditor's key on /score", "POST", "/score", "auditor", {403}, score()),

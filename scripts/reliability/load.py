@@ -1,6 +1,6 @@
 """The real server under load: SIGKILL mid-load, 10x overload, two minutes of sustained writes.
 
-- ``run_kill``: three rounds of closed-loop clients posting fresh declarations, a SIGKILL of
+- ``run_kill``: rounds of closed-loop clients posting fresh declarations, a SIGKILL of
   ``parcelrisk serve`` mid-load, a restart; every decision answered 200 must be in the store,
   unchanged (same id, lane, risk) and intact (its content hash, as the store checks it).
 - ``run_overload``: ten times the load the server takes: 429 with Retry-After, probes answered,
@@ -19,6 +19,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import os
+import signal
 import sqlite3
 import threading
 import time
@@ -298,11 +300,14 @@ def _intact_via_api(url: str, decision_ids: list[str]) -> int:
 # --- kill under load ---------------------------------------------------------------------------
 
 
+# SIGKILL of `serve` three times (its workers drain and stop), then of `serve` and its
+# workers at once: nothing drains, a batch may be cut between its insert and its commit.
+KILLS = ("serve", "serve", "serve", "serve+workers")
 WORKER_GRACE_S = 30.0  # the requests in flight are answered first (request timeout: 10 s)
 
 
 def run_kill(champion: Champion, work: Path, quick: bool = False) -> dict[str, Any]:
-    """Three rounds: load, SIGKILL of `serve`, no worker left, restart, every 200 stored intact."""
+    """Rounds of load, SIGKILL (``KILLS``), no worker left, restart, every 200 stored intact."""
     import psutil
 
     from serving.process import listening_pids
@@ -311,11 +316,16 @@ def run_kill(champion: Champion, work: Path, quick: bool = False) -> dict[str, A
     load_s = 3.0 if quick else 6.0
     rounds, failures = [], []
     with RealServer(champion, work, name="kill") as server:
-        for n in range(3):
+        for n, target in enumerate(KILLS):
             prefix = f"K{n}-"
             workers = server.worker_pids()
             with Load(server.url, template, clients=8, rows=(1, 10, 100), prefix=prefix) as load:
                 time.sleep(load_s)
+                if target == "serve+workers":  # no drain: batches cut mid-transaction
+                    # `serve` first, or its arbiter would start new workers in their place
+                    for pid in [server.process.pid, *workers]:
+                        with contextlib.suppress(ProcessLookupError):
+                            os.kill(pid, signal.SIGKILL)
                 server.kill9()  # returns once nothing listens on the port (or after 30 s)
                 result = load.stop()
             killed = time.monotonic()
@@ -334,6 +344,7 @@ def run_kill(champion: Champion, work: Path, quick: bool = False) -> dict[str, A
             undelivered = _stored_with_prefix(server.audit_db, prefix) - stored["found"]
             figures = {
                 "round": n + 1,
+                "killed": target,
                 **stored,
                 "stored_undelivered": undelivered,
                 "answers": result.answers(),

@@ -403,7 +403,10 @@ def run_overload(champion: Champion, work: Path, quick: bool = False) -> dict[st
     calm_s, loaded_s = (5.0, 10.0) if quick else (10.0, 30.0)
     failures: list[str] = []
     with RealServer(champion, work, name="overload") as server:
-        with Load(server.url, template, clients=2, rows=(rows,), prefix="U") as calm:
+        with (
+            Probes(server.url, 0.5) as calm_probes,
+            Load(server.url, template, clients=2, rows=(rows,), prefix="U") as calm,
+        ):
             time.sleep(calm_s)
         calm_rate = calm.result.rate()
         baseline_mb = server.rss_mb()
@@ -460,7 +463,8 @@ def run_overload(champion: Champion, work: Path, quick: bool = False) -> dict[st
         "stored": stored,
         "stored_undelivered": stored - result.delivered,
         "probes": len(probes.found),
-        "probe_max_s": round(max((p[1] for p in probes.found), default=0.0), 3),
+        "probe_s_unloaded": _spread(calm_probes.found),
+        "probe_s": _spread(probes.found),
         "probe_failures": len(slow),
         "rss_mb_unloaded": round(baseline_mb),
         "rss_mb_peak": round(peak_mb),
@@ -468,6 +472,13 @@ def run_overload(champion: Champion, work: Path, quick: bool = False) -> dict[st
         "recovery_s": None if recovery_s is None else round(recovery_s, 2),
         "failures": failures[:MAX_FAILURES],
     }
+
+
+def _spread(probes: list[tuple[str, float, int]]) -> dict[str, float]:
+    """Median, 95th percentile and maximum of the probes' seconds."""
+    seconds = sorted(p[1] for p in probes) or [0.0]
+    p50, p95 = (seconds[min(len(seconds) - 1, int(q * len(seconds)))] for q in (0.5, 0.95))
+    return {"p50": round(p50, 3), "p95": round(p95, 3), "max": round(seconds[-1], 3)}
 
 
 def _recovery_s(url: str, template: list[dict], limit_s: float = 60) -> float | None:

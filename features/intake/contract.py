@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 Kind = Literal["str", "category", "datetime", "int", "float", "bool"]
+INT64_LIMIT = 2**63  # integer fields are held as int64: |value| below this
 Scope = Literal["declaration", "outcome"]
 ExtraKind = Literal["categorical", "numeric", "entity"]
 
@@ -456,6 +457,10 @@ def parse_number(series: pd.Series, kind: Kind) -> tuple[pd.Series, list[tuple[p
     not_whole = present & ~(np.isfinite(values) & (np.floor(values) == values))
     if not_whole.any():
         problems.append((pd.Series(not_whole, index=out.index), "is not a whole number"))
+    # a 64-bit integer column cannot hold it (the cast would wrap it to garbage)
+    out_of_range = present & ~not_whole & (np.abs(values) >= INT64_LIMIT)
+    if out_of_range.any():
+        problems.append((pd.Series(out_of_range, index=out.index), "is out of range"))
     if problems:
         return out, problems
     return (out.astype("int64") if present.all() else out.astype("Int64")), problems
@@ -681,6 +686,7 @@ def _pydantic_field(f: ContractField) -> tuple[Any, Any]:
 
 _TEXT_FIELDS = tuple(f.name for f in DECLARATION_FIELDS if f.kind in ("str", "category"))
 _BOOL_FIELDS = tuple(f.name for f in DECLARATION_FIELDS if f.kind == "bool")
+_INT_FIELDS = tuple(f.name for f in DECLARATION_FIELDS if f.kind == "int")
 _REQUIRED_FIELDS = [f.name for f in DECLARATION_FIELDS if not f.nullable]
 
 
@@ -711,6 +717,14 @@ class DeclarationBase(BaseModel):
     @classmethod
     def _read_bool(cls, value: Any) -> Any:
         return parse_bool_value(value)  # the file gate's reader: same words, same errors
+
+    @field_validator(*_INT_FIELDS, check_fields=False)
+    @classmethod
+    def _fit_int64(cls, value: int | None) -> int | None:
+        # JSON integers have no bound; the columns scored from them are 64-bit (a 500 before)
+        if value is not None and not -INT64_LIMIT < value < INT64_LIMIT:
+            raise ValueError("is out of range")
+        return value
 
     @field_validator("declared_at", check_fields=False)
     @classmethod

@@ -21,6 +21,7 @@ from features.pipeline.manifest import REASON_CONTEXT
 # Refit periods are anchored on a Monday so 7- and 14-day periods start on Mondays at 00:00 UTC.
 PERIOD_ORIGIN_US = int(pd.Timestamp("1970-01-05", tz="UTC").value // 1000)
 NONE_KEY = "<none>"
+MAX_CENTS = 2.0**62  # value_cents is int64; beyond float64's exact cents long before this
 PAIR_SEPARATOR = "|"
 
 _ENTITY_LABELS = {
@@ -188,7 +189,10 @@ def prepare(
         "hs_chapter": _prefix(text["hs_code"], 2),
         "hs_heading": _prefix(text["hs_code"], 4),
         "value_eur": value_eur,
-        "value_cents": np.round(np.nan_to_num(value_eur, nan=0.0) * 100).astype(np.int64),
+        # clipped: an absurd value (1e300, accepted with a warning) must not wrap around int64
+        "value_cents": np.clip(
+            np.round(np.nan_to_num(value_eur, nan=0.0) * 100), -MAX_CENTS, MAX_CENTS
+        ).astype(np.int64),
         "quantity": quantity,
         "gross_weight_kg": weight,
         "description": filled(text["description"], ""),

@@ -261,3 +261,41 @@ def test_api_schema_documents_the_domain_the_rules_enforce() -> None:
     assert hs["type"] == "string" and hs["pattern"] == "^[0-9]{6,10}$"
     assert schema["properties"]["channel"]["enum"][:3] == ["postal", "express", "courier"]
     assert {"type": "null"} in schema["properties"]["seller_id"]["anyOf"]
+
+
+def test_an_integer_beyond_64_bits_is_refused_by_name_in_a_file_and_in_a_request():
+    """A count of 10^30 wrapped around int64 in the columns (a 500 through the API)."""
+    import warnings
+
+    from pydantic import ValidationError
+
+    from features.intake.contract import parse_number
+
+    _, problems = parse_number(pd.Series(["3", "1e30", None]), "int")
+    assert [(mask.tolist(), why) for mask, why in problems] == [
+        ([False, True, False], "is out of range")
+    ]
+    with pytest.raises(ValidationError, match="out of range"):
+        Declaration.model_validate({"quantity": 10**30})
+    assert Declaration.model_validate({"quantity": 2**62}).quantity == 2**62
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow warning either
+        assert Declaration.model_validate({"quantity": None}).quantity is None
+
+
+def test_an_absurd_declared_value_keeps_its_cents_in_range():
+    import warnings
+
+    import numpy as np
+
+    from features.params import FeatureParams
+    from features.pipeline.prepare import MAX_CENTS, prepare
+    from tests.test_serving.conftest import make_declarations
+
+    frame = declarations_frame(
+        [Declaration.model_validate({**make_declarations(1)[0], "declared_value": 1e300})]
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # the int64 cast overflowed with one
+        prepared = prepare(frame, Contract(), FeatureParams())
+    assert prepared["value_cents"][0] == np.int64(MAX_CENTS)

@@ -29,7 +29,9 @@ BentoML 1.4 logs every request its pydantic validation refuses (a 400) at ERROR 
 traceback, whose last line quotes the offending value (``input_value='...'``): consignee ids and
 other personal data land in the logs, ~2.4 KB per bad request. ``install_log_redaction()``
 rewrites those records into one INFO line with the request id, path, status and, per error, the
-field and the error kind, never the value.
+field and the error kind, never the value. The request id is the client's ``X-Request-ID`` when it
+is a plain token, else a new one, and every answer carries it back (``RequestTimeoutMiddleware``):
+BentoML has an id only with tracing on, so every line said "-".
 
 The same requests are answered in the API's error shape (``serving.schemas.ErrorResponse``):
 BentoML answers ``{"error": "1 validation error for Input", "detail": [...]}`` whose items
@@ -60,7 +62,9 @@ import asyncio
 import functools
 import gc
 import logging
+import os
 import re
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -99,10 +103,21 @@ class RequestTimeoutMiddleware:
 
         timer = loop.call_later(self.timeout, expire)
 
+        request_id = _incoming_request_id(scope)
+        REQUEST_ID.set(request_id)  # for the log lines of this request (copied into the task)
+
         async def send_and_disarm(message: Message) -> None:
             if not started.done():
                 timer.cancel()
                 started.set_result(None)
+            if message["type"] == "http.response.start":
+                message = {
+                    **message,
+                    "headers": [
+                        *message.get("headers", ()),
+                        (b"x-request-id", request_id.encode()),
+                    ],
+                }
             await send(message)
 
         answering = track_request()  # the decisions the handler is about to answer with
@@ -117,7 +132,9 @@ class RequestTimeoutMiddleware:
         except TimeoutError:
             if task.cancel():
                 response = error_response(
-                    504, f"request not answered within {self.timeout:g} seconds"
+                    504,
+                    f"request not answered within {self.timeout:g} seconds",
+                    headers={"X-Request-ID": request_id},
                 )
                 await response(scope, receive, send)
                 # recorded, about to be answered, and the 504 went out instead
@@ -197,14 +214,25 @@ class RefusedRequestFilter(logging.Filter):
 
 
 def _request_id() -> str:
-    """BentoML's id of the request being handled (its X-BentoML-Request-ID), or "-"."""
-    try:
-        from bentoml._internal.context import trace_context
+    """The id of the request being handled (``RequestTimeoutMiddleware`` sets it), or "-"."""
+    return REQUEST_ID.get()
 
-        request_id = trace_context.request_id
-    except (ImportError, AttributeError):  # pragma: no cover - another BentoML
-        return "-"
-    return "-" if request_id is None else format(request_id, "016x")
+
+# The id of the request being handled: the client's X-Request-ID when it is a plain token (so a
+# clearance system can find its own request in our logs), else a new random one; sent back as
+# X-Request-ID on every answer. BentoML's own id exists only with tracing on.
+REQUEST_ID: ContextVar[str] = ContextVar("parcelrisk_request_id", default="-")
+_REQUEST_ID_FORM = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
+
+def _incoming_request_id(scope: Scope) -> str:
+    for name, value in scope.get("headers", ()):
+        if name.lower() == b"x-request-id":
+            text = value.decode("latin-1")
+            if _REQUEST_ID_FORM.fullmatch(text):
+                return text
+            break  # not a plain token (it would go into log lines as it is): a new one
+    return os.urandom(8).hex()
 
 
 def install_log_redaction() -> None:

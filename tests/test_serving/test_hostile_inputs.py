@@ -76,3 +76,33 @@ def test_the_docs_page_calls_no_other_site(client):
     # scripts, styles and frames load from this service only
     assert not re.search(r"<(script|iframe|link)[^>]+(src|href)=[\"']https?://", r.text)
     assert "swagger" in r.text.lower() or "docs.json" in r.text
+
+
+def test_a_refused_request_is_logged_under_the_request_id_it_was_answered_with(client, caplog):
+    caplog.set_level(logging.INFO)
+    r = client.post(
+        "/score",
+        content=b'{"declarations": "not a list"}',
+        headers={**auth(), "Content-Type": "application/json", "X-Request-ID": "cs-4711.a"},
+    )
+    assert r.status_code == 400 and r.headers["X-Request-ID"] == "cs-4711.a"
+    assert "request cs-4711.a refused: POST /score 400" in caplog.text
+
+
+def test_an_unfit_request_id_is_replaced_not_logged(client, caplog):
+    caplog.set_level(logging.INFO)
+    sneaky = "x\nFAKE LOG LINE " + PERSONAL
+    r = client.post(
+        "/score",
+        content=b'{"declarations": 1}',
+        headers={
+            **auth(),
+            "Content-Type": "application/json",
+            "X-Request-ID": sneaky.replace("\n", " "),
+        },
+    )
+    assert r.status_code == 400
+    given = r.headers["X-Request-ID"]
+    assert len(given) == 16 and PERSONAL not in caplog.text
+    assert f"request {given} refused" in caplog.text
+    assert client.get("/livez").headers["X-Request-ID"]  # every answer carries one

@@ -197,11 +197,14 @@ class MicroBatcher:
             self._in_flight_rows = 0
         elapsed = loop.time() - started
         if elapsed > 0 and len(merged) >= RATE_MIN_ROWS:
-            # a moving average over the recent big batches: a batch of a few rows is mostly
-            # fixed cost and would make a queue of thousands look slower than it is
+            # a moving average over the recent big batches (a batch of a few rows is mostly
+            # fixed cost and would make a queue of thousands look slower than it is), but never
+            # above the latest one: when load arrives the worker slows at once (other requests
+            # parsed on its loop, the other worker on the cores), and an average that lagged
+            # behind admitted more than the timeout left room for (504s after scoring)
             rate = len(merged) / elapsed
             self.rows_per_s = (
-                rate if self.rows_per_s is None else 0.8 * self.rows_per_s + 0.2 * rate
+                rate if self.rows_per_s is None else min(rate, 0.8 * self.rows_per_s + 0.2 * rate)
             )
         start, unanswered = 0, []
         for items, future in group:

@@ -316,3 +316,23 @@ def test_a_batch_that_ends_badly_leaves_no_queued_work_behind(failure) -> None:
         return batcher.queued_rows
 
     assert asyncio.run(run()) == 0
+
+
+def test_the_batcher_rate_drops_at_once_when_batches_slow_down() -> None:
+    """Load arrives: the worker slows at once; an average that lagged admitted 504s."""
+    delays = iter([0.01, 0.01, 0.05])
+
+    async def fn(items: list[int]) -> list[int]:
+        await asyncio.sleep(next(delays))
+        return items
+
+    async def run() -> list[float]:
+        batcher = MicroBatcher(fn, max_rows=1000)
+        rates = []
+        for _ in range(3):
+            await batcher.submit(list(range(100)))
+            rates.append(batcher.rows_per_s)
+        return rates
+
+    fast, _, slow = asyncio.run(run())
+    assert slow <= 100 / 0.05 * 1.05 < fast / 2  # the slow batch's rate, not the average's

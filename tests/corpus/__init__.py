@@ -1,0 +1,1 @@
+"""Corpora of bad input: hostile requests and corrupted data files."""

@@ -137,3 +137,66 @@ def test_features_build_answers_a_few_faults(
         assert summary["rows"] == fault.rows
     else:
         assert not out.exists() or not any(out.iterdir())  # nothing half-written
+
+
+# --------------------------------------------------------------------------------------------
+# The fixes behind the corpus, one behaviour each
+# --------------------------------------------------------------------------------------------
+
+
+def test_a_history_without_outcome_columns_reads_as_nothing_inspected_yet(
+    corpus: dict[str, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    path = corpus["no_outcome_columns"]
+    with caplog.at_level(logging.WARNING):
+        history, _ = read_declarations(path, with_outcomes=True)
+    assert len(history) == CLEAN_ROWS
+    assert not history["inspected"].any()
+    assert history["illicit"].isna().all() and history["revenue_recovered"].isna().all()
+    assert "no outcome columns" in caplog.text
+    as_is, _ = read_declarations(path)  # None: as the file has them
+    assert "inspected" not in as_is.columns
+
+
+def test_the_gate_record_names_ignored_columns(corpus: dict[str, Path]) -> None:
+    from features.intake.validation import validate_file
+
+    result = validate_file(
+        corpus["extra_unknown_columns"], Limits.from_settings(Settings()), cross_check=False
+    )
+    assert result.success
+    assert result.to_record()["ignored_columns"] == [
+        "Unnamed: 0",
+        "internal_note",
+        "risk_score_legacy",
+    ]
+
+
+def test_utf16_text_is_read_as_such(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from features.intake.io import read_raw_declarations
+
+    path = tmp_path / "unicode.csv"
+    path.write_text("declaration_id,description\nD1,café\n", encoding="utf-16")
+    with caplog.at_level(logging.WARNING):
+        frame, _ = read_raw_declarations(path)
+    assert frame.to_dict("records") == [{"declaration_id": "D1", "description": "café"}]
+    assert "UTF-16" in caplog.text
+
+
+def test_an_absurd_amount_prints_short() -> None:
+    from features.intake.rules import _amount
+
+    assert _amount(1e300) == "1e+300"
+    assert _amount(123456.7) == "123,457"
+
+
+def test_score_refuses_a_bad_file_before_it_loads_a_model(
+    corpus: dict[str, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No model in this registry: the answer is the gate's, so the gate ran first."""
+    out = tmp_path / "scores.csv"
+    registry = f"sqlite:///{tmp_path / 'empty.db'}"
+    args = ["score", str(corpus["duplicate_ids"]), "--out", str(out), "--tracking-uri", registry]
+    code, output = invoke(args, caplog)
+    assert code == 2 and "declaration_id.unique" in output
+    assert not out.exists() and not (tmp_path / "empty.db").exists()

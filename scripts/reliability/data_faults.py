@@ -41,6 +41,9 @@ TIMEOUT_S = 120.0  # one command
 TRACEBACK = re.compile(
     r"Traceback \(most recent call last\)|^\s*[A-Z]\w*(?:Error|Exception): ", re.M
 )
+# a Python warning printed by the warnings module ("file.py:191: RuntimeWarning: ..."): not a
+# broken promise by itself, but a sign of values the code did not expect; listed in the result
+PY_WARNING = re.compile(r"^\S+\.py:\d+: (\w+Warning: .*)$", re.M)
 # tiny boosters: the check is about the data path, not the model
 TINY_LIGHTGBM = {"n_estimators": 20, "early_stopping_rounds": 5, "num_threads": 1}
 
@@ -266,6 +269,11 @@ def run(champion: Champion, work: Path, quick: bool = False) -> dict[str, Any]:
         "tracebacks": sum(r.traceback for r in done),
         "partial_outputs": sum(r.partial_output for r in done),
         "rows_lost": sum(r.rows_kept is False for r in done),
+        "python_warnings": {
+            f"{r.fault} / {r.command}": m.group(1)[:160]
+            for r in done
+            if (m := PY_WARNING.search(r.output))
+        },
         "skipped_faults": {name: "run as root: root reads a mode-000 file" for name in skipped},
         "train_skipped": {r.fault: r.note for r in runs if r.verdict == "skipped"},
         "failures": failures[:20],

@@ -142,18 +142,28 @@ def score(
     The file passes the same rules as an API request first: a declaration the API would refuse
     makes the whole file refused, with the rows and reasons listed.
     """
+    from features.errors import ParcelriskError
+    from features.intake.rules import Limits
     from features.intake.validation import require_valid
     from serving.scoring import load_runtime, score_file
     from serving.store import open_store
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     settings = settings_from(params)
+    if out.suffix.lower() not in (".parquet", ".pq", ".csv"):
+        raise ParcelriskError(f"--out {out}: use a .csv or .parquet file name")
+    # The gate runs before the model loads, so a bad file is refused in a second, not after
+    # the model download. Its faults are structural (the same whatever the limits); only the
+    # plausibility warnings use limits, and every decision carries the model's own anyway.
+    gate = require_valid(
+        file,
+        Limits.from_settings(settings),
+        no_validate=no_validate,
+        with_outcomes=False,
+        what="score",
+    )
     with tempfile.TemporaryDirectory(prefix="parcelrisk-model-") as model_dir:
         runtime = load_runtime(settings, tracking_uri, Path(model_dir))
-        assert runtime.limits is not None
-        gate = require_valid(
-            file, runtime.limits, no_validate=no_validate, with_outcomes=False, what="score"
-        )
         store = (
             open_store(audit_db, wal_max_mb=settings.serve.audit_wal_max_mb) if audit_db else None
         )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import json
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -19,6 +21,13 @@ from features.intake.contract import (
 
 if TYPE_CHECKING:
     import pandas as pd
+
+logger = logging.getLogger(__name__)
+
+# Bytes no text export holds (C0 controls but tab, line feed, carriage return; DEL): binary data.
+_BINARY = bytes([*range(0, 9), 11, 12, *range(14, 32), 127])
+# What a spreadsheet export that is not UTF-8 almost always is; every byte decodes in Latin-1.
+FALLBACK_ENCODINGS = ("cp1252", "latin-1")
 
 # --------------------------------------------------------------------------------------------
 # Files: Parquet carries the extras in its metadata; writes are atomic.
@@ -65,20 +74,100 @@ def read_contract(path: Path) -> Contract:
     return Contract(tuple(ExtraColumn(**e) for e in json.loads(raw)))
 
 
-def read_raw_declarations(path: Path) -> tuple[pd.DataFrame, Contract]:
-    """Read a declarations file as it is (CSV as text), with the contract it carries."""
-    import pandas as pd
-
+def check_file(path: Path) -> None:
+    """Refuse, in one line, a path no reader can take: absent, not a file, or empty."""
     path = Path(path)
     if not path.exists():
         raise ContractError(f"file not found: {path}")
+    if path.is_dir():
+        raise ContractError(f"{path} is a directory, not a declarations file")
+    if not path.is_file():
+        raise ContractError(f"{path} is not a regular file")
+    if path.stat().st_size == 0:
+        raise ContractError(f"{path}: the file is empty (0 bytes)")
+
+
+def sniff_delimiter(path: Path, encoding: str) -> str:
+    """The delimiter of a CSV's header line (',' ';' tab '|'); ',' when it cannot tell."""
+    with Path(path).open(encoding=encoding, newline="") as fh:
+        head = fh.readline()
+    try:
+        return csv.Sniffer().sniff(head, delimiters=",;\t|").delimiter
+    except csv.Error:
+        return ","
+
+
+def _text_encoding(path: Path) -> str:
+    """UTF-8 (with or without a byte-order mark) if the bytes are UTF-8; else Windows-1252 or
+    Latin-1, said in a warning. Binary data (control bytes) is refused, whatever its name."""
+    data = path.read_bytes()
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):  # Excel's "Unicode text"
+        logger.warning("%s is UTF-16 text (byte-order mark): read as UTF-16", path)
+        return "utf-16"
+    nul = data.find(b"\x00")
+    if nul >= 0:  # no text export holds one; a value cut there would change silently
+        line = data.count(b"\n", 0, nul) + 1
+        raise ContractError(
+            f"{path}: cannot read file: a NUL byte on line {line} (binary data, or a corrupted "
+            "export)"
+        )
+    try:
+        data.decode("utf-8")
+        return "utf-8-sig" if data.startswith(b"\xef\xbb\xbf") else "utf-8"
+    except UnicodeDecodeError as exc:
+        undecodable = exc
+    binary = next((i for i, b in enumerate(data[: 1 << 16]) if b in _BINARY), None)
+    if binary is not None:
+        raise ContractError(
+            f"{path}: cannot read file: binary data, not CSV text (control byte "
+            f"{data[binary]:#04x} at byte {binary})"
+        )
+    for encoding in FALLBACK_ENCODINGS:
+        try:
+            data.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+        logger.warning(
+            "%s is not UTF-8 (%s at byte %d): read as %s (Latin-1); check accented text",
+            path,
+            undecodable.reason,
+            undecodable.start,
+            "Windows-1252" if encoding == "cp1252" else "ISO-8859-1",
+        )
+        return encoding
+    raise ContractError(f"{path}: cannot read file: not UTF-8 text ({undecodable})")
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    import pandas as pd
+
+    compressed = path.suffix.lower() == ".gz"
+    encoding = "utf-8" if compressed else _text_encoding(path)
+    sep = "," if compressed else sniff_delimiter(path, encoding)
+    if sep != ",":
+        logger.warning("%s: read with the delimiter %r (sniffed from the header line)", path, sep)
+    # only empty cells are null: "NA" is Namibia, not a missing value
+    return pd.read_csv(
+        path, sep=sep, dtype="str", encoding=encoding, keep_default_na=False, na_values=[""]
+    )
+
+
+def read_raw_declarations(path: Path) -> tuple[pd.DataFrame, Contract]:
+    """Read a declarations file as it is (CSV as text), with the contract it carries.
+
+    A CSV may be UTF-8 (a byte-order mark is fine) or, said in a warning, Windows-1252/Latin-1;
+    its delimiter is sniffed from the header line.
+    """
+    import pandas as pd
+
+    path = Path(path)
+    check_file(path)
     suffix = path.suffix.lower()
     try:
         if suffix in (".parquet", ".pq"):
             return pd.read_parquet(path), read_contract(path)
         if suffix in (".csv", ".gz", ".txt"):
-            # only empty cells are null: "NA" is Namibia, not a missing value
-            return pd.read_csv(path, dtype="str", keep_default_na=False, na_values=[""]), Contract()
+            return _read_csv(path), Contract()
     except ContractError:
         raise
     except Exception as exc:  # pyarrow/pandas parse errors: report, don't trace back
@@ -86,9 +175,24 @@ def read_raw_declarations(path: Path) -> tuple[pd.DataFrame, Contract]:
     raise ContractError(f"{path}: unsupported file type {suffix!r} (use .parquet or .csv)")
 
 
-def read_declarations(path: Path, *, with_outcomes: bool = True) -> tuple[pd.DataFrame, Contract]:
-    """Read a declarations file (Parquet or CSV) into canonical dtypes with its contract."""
+def read_declarations(
+    path: Path, *, with_outcomes: bool | None = None
+) -> tuple[pd.DataFrame, Contract]:
+    """Read a declarations file (Parquet or CSV) into canonical dtypes with its contract.
+
+    ``with_outcomes``: None reads the outcome columns if the file has any (a partial set fails
+    on ``inspected``); False drops them; True reads a history, and a file without any outcome
+    column is a history in which no parcel has a result yet (said in a warning).
+    """
     raw, contract = read_raw_declarations(path)
-    if with_outcomes and not any(c in raw.columns for c in OUTCOME_COLUMNS):
-        with_outcomes = False  # a file to score; a partial outcome set fails on `inspected` below
+    has_any = any(c in raw.columns for c in OUTCOME_COLUMNS)
+    if with_outcomes is None:
+        with_outcomes = has_any
+    elif with_outcomes and not has_any:
+        logger.warning(
+            "%s has no outcome columns: read as a history in which no parcel has an inspection "
+            "result (nothing to learn from until results come back)",
+            path,
+        )
+        raw = raw.assign(inspected=False, inspected_at=None, illicit=None)
     return coerce_declarations(raw, with_outcomes=with_outcomes, contract=contract), contract

@@ -44,7 +44,6 @@ do not convert, the field, the source column and example values with their data 
 
 from __future__ import annotations
 
-import csv
 import logging
 import re
 from pathlib import Path
@@ -62,7 +61,7 @@ from features.intake.contract import (
     ExtraKind,
     coerce_declarations,
 )
-from features.intake.io import write_declarations
+from features.intake.io import sniff_delimiter, write_declarations
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -484,15 +483,6 @@ def apply_mapping(raw: pd.DataFrame, mapping: Mapping) -> tuple[pd.DataFrame, Co
 # --------------------------------------------------------------------------------------------
 
 
-def _sniff_delimiter(path: Path, encoding: str) -> str:
-    with path.open(encoding=encoding, newline="") as fh:
-        head = fh.readline()
-    try:
-        return csv.Sniffer().sniff(head, delimiters=",;\t|").delimiter
-    except csv.Error:
-        return ","
-
-
 def read_source(path: Path, mapping: Mapping) -> pd.DataFrame:
     """Read a CSV (all cells as text, so codes and ids keep leading zeros) or a Parquet file."""
     import pandas as pd
@@ -506,7 +496,7 @@ def read_source(path: Path, mapping: Mapping) -> pd.DataFrame:
             return pd.read_parquet(path)
         if suffix.endswith((".csv", ".txt", ".csv.gz", ".tsv")):
             sep = mapping.delimiter or (
-                _sniff_delimiter(path, mapping.encoding) if path.suffix != ".gz" else ","
+                sniff_delimiter(path, mapping.encoding) if path.suffix != ".gz" else ","
             )
             return pd.read_csv(
                 path,

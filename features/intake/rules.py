@@ -174,6 +174,11 @@ def show(value: Any) -> str:
     return str(value)
 
 
+def _amount(value: float) -> str:
+    """A money amount with thousands separators; absurd ones (1e300) in short scientific form."""
+    return f"{value:,.0f}" if abs(value) < 1e15 else f"{value:.3g}"
+
+
 def _iso(t_us: int | None) -> str:
     if t_us is None:
         return "null"
@@ -442,7 +447,7 @@ def _plausibility_rules(limits: Limits) -> list[Rule]:
             f"at most {limits.max_value:,.0f} {base} (validate.max_value)",
             value_flag,
             lambda v: (
-                f"{show(v[0])} {v[1]} ({v[2]:,.0f} {base}) is above the plausible "
+                f"{show(v[0])} {v[1]} ({_amount(v[2])} {base}) is above the plausible "
                 f"{limits.max_value:,.0f} {base}"
             ),
             value_shown,

@@ -29,7 +29,7 @@ import numpy as np
 from features.errors import ParcelriskError
 from features.intake.columns import FrameColumns
 from features.intake.contract import FIELDS, OUTCOME_COLUMNS, Contract, parse_declarations
-from features.intake.io import atomic_write, read_raw_declarations
+from features.intake.io import atomic_write, check_file, read_raw_declarations
 from features.intake.rules import (
     MAX_EXAMPLES,
     Finding,
@@ -84,6 +84,7 @@ class GateResult:
     fingerprint: str | None = None
     checked_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     cross_check: dict[str, Any] | None = None  # Great Expectations' counts, rule -> count
+    ignored_columns: list[str] = field(default_factory=list)  # not in the contract: not read
 
     @property
     def success(self) -> bool:
@@ -133,7 +134,16 @@ class GateResult:
             "fault_rows": int(self.findings.rows_with("fault").sum()),
             "warning_rows": int(self.findings.rows_with("warning").sum()),
             "cross_check": self.cross_check,
+            "ignored_columns": self.ignored_columns,
         }
+
+    def ignored_note(self, limit: int = 8) -> str:
+        names = ", ".join(map(repr, self.ignored_columns[:limit]))
+        more = len(self.ignored_columns) - limit
+        return (
+            f"NOTE    {len(self.ignored_columns)} column(s) not in the contract, ignored: {names}"
+            + (f" and {more} more" if more > 0 else "")
+        )
 
     def render(self, limit: int = 3) -> str:
         """What the console shows: verdict, then each failed rule with counts and examples."""
@@ -153,6 +163,8 @@ class GateResult:
             )
         if self.rows == 0:
             lines.append("FAULT   the file has no rows")
+        if self.ignored_columns:
+            lines.append(self.ignored_note())
         for name in self.missing_columns:
             lines.append(f"FAULT   {name}: required column is missing")
         for finding in self.findings.faults + self.findings.warnings:
@@ -249,6 +261,7 @@ def check_declarations(
     rules = [r for r in rules if not (r.field in absent and r.name.endswith(".required"))]
     findings = check(columns, rules, unreadable)
     ids = columns.text(ID_COLUMN)
+    known = {f.name for f in FIELDS} | {e.name for e in contract.extras}
     items = parse_findings(bad_values) + findings.items
     duplicates = _duplicates(ids)
     if duplicates is not None:
@@ -260,6 +273,7 @@ def check_declarations(
         missing_columns=missing,
         rules_checked=len(rules) + 1,
         ids=ids,
+        ignored_columns=[str(c) for c in df.columns if c not in known],
     )
     return result, canonical
 
@@ -373,7 +387,8 @@ def require_valid(
     fingerprint) stands in for the check. ``no_validate`` skips the gate, loudly.
     """
     path = Path(path)
-    fingerprint = fingerprint_file(path) if path.exists() else None
+    check_file(path)  # absent, a directory, empty: one line, before anything reads it
+    fingerprint = fingerprint_file(path)
     if no_validate:
         logger.warning(
             "%s: --no-validate: %s is used WITHOUT the validation gate; this is recorded",
@@ -405,6 +420,12 @@ def require_valid(
         )
     if result.findings.warnings:
         logger.warning("%s: %s", what, result.render().replace("\n", "\n  "))
+    elif result.ignored_columns:
+        logger.warning("%s: %s: %s", what, path, result.ignored_note())
+    if with_outcomes is None and not result.with_outcomes:
+        # no outcome column: checked as declarations; the caller reads the file as it needs it
+        # (a history with no result yet for `features build`, declarations for `score`)
+        return GateOutcome("passed", "inline", fingerprint, len(result.findings.warnings))
     return GateOutcome(
         "passed", "inline", fingerprint, len(result.findings.warnings), canonical, contract
     )

@@ -484,16 +484,9 @@ def no_parcel_inspected(clean: Path, out: Path) -> Path:
 @fault(Expect("accepted"), train=Expect("refused", "0 inspected parcels"), train_on=True)
 def no_outcome_columns(clean: Path, out: Path) -> Path:
     """Declarations only: every outcome column missing (a file to score, given to training)."""
-    df = _history(clean).drop(
-        columns=[
-            "inspected",
-            "inspected_at",
-            "illicit",
-            "offence_type",
-            "revenue_recovered",
-            "selection_reason",
-        ]
-    )
+    from features.intake.contract import OUTCOME_COLUMNS
+
+    df = _history(clean).drop(columns=list(OUTCOME_COLUMNS))
     return _csv(df, out / "no_outcome_columns.csv")
 
 

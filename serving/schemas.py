@@ -7,7 +7,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
-from features.intake.contract import FIELDS_BY_NAME, Declaration, parse_bool_value
+from features.intake.contract import (
+    FIELDS_BY_NAME,
+    Declaration,
+    parse_bool_value,
+    require_utc_time,
+)
 from serving.outcomes import REQUIRED_FIELDS, RESULT_FIELDS
 
 __all__ = [
@@ -219,9 +224,7 @@ class _ResultBase(BaseModel):
     @field_validator("inspected_at", check_fields=False)
     @classmethod
     def _require_time_zone(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            raise ValueError("inspected_at must carry a time zone (e.g. '2026-05-03T09:00:00Z')")
-        return value
+        return require_utc_time(value, "inspected_at", "2026-05-03T09:00:00Z")
 
 
 OutcomeResult: type[BaseModel] = create_model(  # type: ignore[call-overload]

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
@@ -694,6 +694,20 @@ def _declaration_schema(schema: dict[str, Any]) -> None:
     schema["required"] = list(_REQUIRED_FIELDS)
 
 
+def require_utc_time(value: datetime | None, field: str, example: str) -> datetime | None:
+    """A time sent in JSON: it must carry a zone, and exist in UTC (year 1 at +01:00 does not:
+    its conversion overflowed into a 500). The rules then judge whether it is plausible."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise ValueError(f"{field} must carry a time zone (e.g. '{example}')")
+    try:
+        value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"{field} is out of the range of dates") from None
+    return value
+
+
 class DeclarationBase(BaseModel):
     # Extra fields are allowed: a mapping's extra columns arrive as extra keys; the service
     # checks them against the model's manifest. Text is read as in batch ingest (stripped,
@@ -731,9 +745,7 @@ class DeclarationBase(BaseModel):
     def _require_time_zone(cls, value: datetime | None) -> datetime | None:
         # A file declares its zone once in its mapping; a JSON value must carry its own, or a
         # clearance system sending local times would shift every calendar feature silently.
-        if value is not None and value.tzinfo is None:
-            raise ValueError("declared_at must carry a time zone (e.g. '2026-05-01T10:00:00Z')")
-        return value
+        return require_utc_time(value, "declared_at", "2026-05-01T10:00:00Z")
 
 
 Declaration: type[BaseModel] = create_model(  # type: ignore[call-overload]

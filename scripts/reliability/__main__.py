@@ -59,7 +59,9 @@ def run_checks(
         log.info("check %s: started", name)
         try:
             result = dict(_check(name)(champion, work / name, quick=quick))
-        except Exception as exc:  # the harness broke: say so, keep going with the others
+        # the harness broke (a BaseExceptionGroup too: schemathesis raises those): say so,
+        # keep going with the others
+        except (Exception, BaseExceptionGroup) as exc:
             log.error("check %s broke:\n%s", name, traceback.format_exc())
             result = {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:500]}
         result.setdefault("seconds", round(time.monotonic() - started, 1))

@@ -93,6 +93,7 @@ def _fuzz(
     from hypothesis import HealthCheck, Phase, given, settings
     from schemathesis import GenerationMode
     from schemathesis.checks import not_a_server_error
+    from schemathesis.core.failures import FailureGroup  # a BaseExceptionGroup
     from schemathesis.specs.openapi.checks import (
         content_type_conformance,
         response_headers_conformance,
@@ -148,7 +149,7 @@ def _fuzz(
                     counts["server_errors"] += 1
                 try:
                     case.validate_response(response, checks=checks, headers=headers)
-                except Exception as exc:  # schemathesis' failure group: one line of it
+                except (Exception, FailureGroup) as exc:  # a failure group: one line of it
                     if response.status_code < 500:
                         counts["schema_mismatches"] += 1
                     first = str(exc).strip().splitlines()[0][:160]

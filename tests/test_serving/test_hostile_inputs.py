@@ -106,3 +106,18 @@ def test_an_unfit_request_id_is_replaced_not_logged(client, caplog):
     assert len(given) == 16 and PERSONAL not in caplog.text
     assert f"request {given} refused" in caplog.text
     assert client.get("/livez").headers["X-Request-ID"]  # every answer carries one
+
+
+@pytest.mark.parametrize("moment", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-05:00"])
+def test_a_time_that_does_not_exist_in_utc_is_refused_by_name(client, moment):
+    """Year 1 at +01:00 is year 0 in UTC: converting it overflowed into a 500 (schemathesis)."""
+    declaration = {**make_declarations(1, seed=9, prefix="YEAR")[0], "declared_at": moment}
+    result = {"declaration_id": "YEAR-0", "illicit": True, "inspected_at": moment}
+    for path, body, role, field in [
+        ("/score", {"declarations": [declaration]}, "scorer", "declarations.0.declared_at"),
+        ("/explain", {"declaration": declaration}, "scorer", "declaration.declared_at"),
+        ("/outcomes", {"outcomes": [result]}, "inspector", "outcomes.0.inspected_at"),
+    ]:
+        r = client.post(path, json=body, headers=auth(role))
+        assert r.status_code == 400, (path, r.text)
+        assert r.json()["field"] == field and "out of the range of dates" in r.json()["error"]

@@ -35,7 +35,7 @@ format: $(STAMP) ## Apply ruff fixes and formatting
 	$(BIN)/ruff format .
 
 reliability: $(STAMP) ## Check every promise of docs/RELIABILITY.md on the real server (one JSON, ~15 min)
-	$(BIN)/python -m scripts.reliability $(ARGS)
+	@$(BIN)/python -m scripts.reliability $(ARGS)
 
 bench: $(STAMP) ## Run the benchmarks (print JSON)
 	for b in benchmarks/*.py; do $(BIN)/python $$b; done

@@ -31,7 +31,8 @@ other personal data land in the logs, ~2.4 KB per bad request. ``install_log_red
 rewrites those records into one INFO line with the request id, path, status and, per error, the
 field and the error kind, never the value. The request id is the client's ``X-Request-ID`` when it
 is a plain token, else a new one, and every answer carries it back (``RequestTimeoutMiddleware``):
-BentoML has an id only with tracing on, so every line said "-".
+BentoML has an id only with tracing on, so every line said "-". The same middleware answers the
+router's plain-text 404 and 405 in the API's JSON error shape.
 
 The same requests are answered in the API's error shape (``serving.schemas.ErrorResponse``):
 BentoML answers ``{"error": "1 validation error for Input", "detail": [...]}`` whose items
@@ -61,6 +62,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import gc
+import json
 import logging
 import os
 import re
@@ -106,18 +108,28 @@ class RequestTimeoutMiddleware:
         request_id = _incoming_request_id(scope)
         REQUEST_ID.set(request_id)  # for the log lines of this request (copied into the task)
 
+        replaced: list[bytes] = []  # the JSON body of a router's plain-text 404/405
+
         async def send_and_disarm(message: Message) -> None:
             if not started.done():
                 timer.cancel()
                 started.set_result(None)
             if message["type"] == "http.response.start":
-                message = {
-                    **message,
-                    "headers": [
-                        *message.get("headers", ()),
-                        (b"x-request-id", request_id.encode()),
-                    ],
-                }
+                headers = list(message.get("headers", ()))
+                if message["status"] in (404, 405) and _is_plain_text(headers):
+                    body = _no_route_body(message["status"], scope, headers)
+                    replaced.append(body)
+                    headers = [
+                        *((k, v) for k, v in headers if k.lower() not in _BODY_HEADERS),
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(body)).encode()),
+                    ]
+                headers.append((b"x-request-id", request_id.encode()))
+                message = {**message, "headers": headers}
+            elif replaced and message["type"] == "http.response.body":
+                if message.get("more_body", False):
+                    return  # the plain text, in parts: only its end is answered
+                message = {**message, "body": replaced[0]}
             await send(message)
 
         answering = track_request()  # the decisions the handler is about to answer with
@@ -143,6 +155,24 @@ class RequestTimeoutMiddleware:
         finally:
             timer.cancel()
         await task
+
+
+_BODY_HEADERS = frozenset({b"content-type", b"content-length"})
+
+
+def _is_plain_text(headers: list[tuple[bytes, bytes]]) -> bool:
+    return any(k.lower() == b"content-type" and v.startswith(b"text/plain") for k, v in headers)
+
+
+def _no_route_body(status: int, scope: Scope, headers: list[tuple[bytes, bytes]]) -> bytes:
+    """The API's error shape for Starlette's plain-text "Not Found" / "Method Not Allowed"."""
+    method, path = scope.get("method", "?"), scope.get("path", "?")
+    if status == 405:
+        allow = next((v.decode("latin-1") for k, v in headers if k.lower() == b"allow"), "")
+        message = f"{method} not allowed on {path}" + (f"; use {allow}" if allow else "")
+    else:
+        message = f"no such path: {path}"
+    return json.dumps({"error": message}).encode()
 
 
 def install_request_timeout() -> bool:

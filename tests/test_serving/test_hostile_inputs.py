@@ -121,3 +121,24 @@ def test_a_time_that_does_not_exist_in_utc_is_refused_by_name(client, moment):
         r = client.post(path, json=body, headers=auth(role))
         assert r.status_code == 400, (path, r.text)
         assert r.json()["field"] == field and "out of the range of dates" in r.json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "error", "allow"),
+    [
+        ("GET", "/score", 405, "GET not allowed on /score; use POST", "POST"),
+        ("PUT", "/livez", 405, "PUT not allowed on /livez", None),
+        ("GET", "/no-such-path", 404, "no such path: /no-such-path", None),
+    ],
+)
+def test_no_route_is_answered_in_the_error_shape(client, method, path, status, error, allow):
+    hooks = client.event_hooks
+    client.event_hooks = {"request": [], "response": []}  # not a documented operation
+    try:
+        r = client.request(method, path, headers=auth())
+    finally:
+        client.event_hooks = hooks
+    assert r.status_code == status and r.headers["content-type"] == "application/json"
+    assert r.json()["error"].startswith(error)
+    if allow:
+        assert r.headers["allow"] == allow

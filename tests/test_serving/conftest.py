@@ -296,6 +296,18 @@ def client(service_env: Path):
         yield c
 
 
+def wait_for(condition: Any, timeout: float = 10.0) -> bool:
+    """Poll ``condition()`` every 50 ms until it holds or ``timeout`` seconds pass."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
+
+
 def auth(role: str = "scorer") -> dict[str, str]:
     keys = {"scorer": SCORER_KEY, "auditor": AUDITOR_KEY, "inspector": INSPECTOR_KEY}
     return {"X-API-Key": keys[role]}

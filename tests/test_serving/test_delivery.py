@@ -17,7 +17,7 @@ from serving import delivery
 from serving.batching import MicroBatcher
 from serving.patches import RequestTimeoutMiddleware
 from serving.sqlite_store import SqliteDecisionStore
-from tests.test_serving.conftest import auth, make_declarations
+from tests.test_serving.conftest import auth, make_declarations, wait_for
 from tests.test_serving.test_patches import _call, _middleware_chain
 
 
@@ -129,15 +129,6 @@ def test_a_504_before_any_decision_reports_nothing(lost_answers):
 # --- through the service ------------------------------------------------------------------
 
 
-def _wait_for(condition, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return condition()
-
-
 def test_a_timed_out_request_leaves_a_marked_decision_that_the_retry_returns(
     client, service_env: Path, monkeypatch
 ):
@@ -159,7 +150,7 @@ def test_a_timed_out_request_leaves_a_marked_decision_that_the_retry_returns(
         monkeypatch.setattr(service, "_score_declarations", slow_score)
         r = client.post("/score", json={"declarations": declarations}, headers=auth())
         assert r.status_code == 504, r.text
-        assert _wait_for(lambda: store.count() == before + 2)  # recorded, not answered
+        assert wait_for(lambda: store.count() == before + 2)  # recorded, not answered
         monkeypatch.undo()
 
         retry = client.post("/score", json={"declarations": declarations}, headers=auth())

@@ -23,7 +23,7 @@ import psutil
 import pytest
 
 from serving.process import listening_pids
-from tests.test_serving.conftest import SCORER_KEY, fresh_declarations
+from tests.test_serving.conftest import SCORER_KEY, fresh_declarations, wait_for
 
 pytestmark = pytest.mark.xdist_group("serving_process_hygiene")
 
@@ -54,15 +54,6 @@ def _gone(pid: int) -> bool:
         return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return True
-
-
-def _wait_for(condition: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.1)
-    return condition()
 
 
 @dataclass
@@ -165,8 +156,8 @@ def after_sigkill(start_serve) -> AfterSigkill:
     own_sessions = all(os.getsid(pid) == pid for pid in workers)
     os.killpg(server.process.pid, signal.SIGKILL)
     server.process.wait(timeout=5)
-    gone = _wait_for(lambda: all(_gone(pid) for pid in workers), timeout=10)
-    freed = gone and _wait_for(lambda: _port_is_free(port), timeout=5)
+    gone = wait_for(lambda: all(_gone(pid) for pid in workers), timeout=10)
+    freed = gone and wait_for(lambda: _port_is_free(port), timeout=5)
     restarted = start_serve(port) if freed else server  # a start beside orphans would fail
     return AfterSigkill(workers, own_sessions, gone, freed, restarted)
 
@@ -243,7 +234,7 @@ def test_sigterm_lets_the_request_in_flight_finish_then_exits(after_sigkill, rea
             for line in text.splitlines()
         )
 
-    assert _wait_for(scoring, timeout=30), "the batch never started"
+    assert wait_for(scoring, timeout=30), "the batch never started"
     terminated_at = time.monotonic()
     server.process.send_signal(signal.SIGTERM)
     for request in requests:

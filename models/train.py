@@ -84,6 +84,15 @@ class TrainResult:
         return headline_metrics(self.metrics)
 
 
+def offence_label_counts(frame: pd.DataFrame, labelled: np.ndarray) -> dict[str, int]:
+    """Illicit labelled parcels per offence type ({} when the history records no types)."""
+    if "offence_type" not in frame.columns:
+        return {}
+    illicit = labelled & illicit_labels(frame).astype(bool)
+    kinds = frame.loc[illicit, "offence_type"].astype("str").dropna()
+    return {str(k): int(n) for k, n in kinds.value_counts().sort_index().items()}
+
+
 # --------------------------------------------------------------------------------------------
 # fitting
 # --------------------------------------------------------------------------------------------
@@ -259,6 +268,18 @@ def train_models(
         log.warning("train.objective is revenue but there is no revenue model: lanes rank on risk")
         objective = "risk"
 
+    history_exploration = float(random_mask(frame).mean()) if len(frame) else 0.0
+    offence_labels = offence_label_counts(frame, labelled)
+    thin = {k: n for k, n in offence_labels.items() if n < params.min_offence_labels}
+    if thin:
+        log.warning(
+            "few labels for %s (fewer than train.min_offence_labels=%d illicit parcels each): the "
+            "model cannot learn to rank them; raise serve.exploration_rate so the random quota "
+            "brings more (this history's: %.2f%% of parcels)",
+            ", ".join(f"{k} {n}" for k, n in sorted(thin.items(), key=lambda kv: kv[1])),
+            params.min_offence_labels,
+            100 * history_exploration,
+        )
     history_sample = unbiased_mask(frame[list(OUTCOME_COLUMNS)])[1]
     validation = frame.loc[parts["validation"], list(OUTCOME_COLUMNS)]
     cal_unbiased = np.zeros(len(frame), dtype=bool)
@@ -347,6 +368,9 @@ def train_models(
             "labelled_validation": int(fit_valid.sum()),
             "labelled_refit": int(labelled.sum()) if params.refit else None,
             "inspection_census": history_sample == "census",
+            # the random quota the history was built with: serving warns below it
+            "history_exploration_rate": round(history_exploration, 6),
+            "offence_labels": offence_labels,
             "manifest_fingerprint": used.fingerprint,
             # the features were built (and the entity state written) with the full manifest
             "feature_manifest_fingerprint": manifest.fingerprint,
@@ -389,6 +413,7 @@ def train_models(
         "test_mean_risk_deployed": mean_risk["deployed"],
         "test_mean_risk_evaluated": mean_risk["evaluated"],
         "not_applicable": not_applicable,
+        "thin_offences": thin,
         "fit_seconds": round(fit_seconds, 2),
         "total_seconds": round(time.perf_counter() - started, 2),
         **{k: v for k, v in deployed.metadata.items() if k != "split"},

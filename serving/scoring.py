@@ -214,6 +214,20 @@ def load_runtime(settings: Settings, tracking_uri: str | None, model_dir: Path) 
             f"feature manifest of the entity state ({state.manifest.fingerprint}) differs from "
             f"the model's ({built_with}): rebuild features or promote again"
         )
+    history_rate = model.metadata.get("history_exploration_rate")
+    if (
+        history_rate
+        and config.exploration_rate < history_rate
+        and not model.metadata.get("inspection_census")
+    ):
+        logger.warning(
+            "serve.exploration_rate %.4g is below the %.4g random quota model %s v%s was trained "
+            "with: offences no rule targets will get fewer labels for the next model",
+            config.exploration_rate,
+            history_rate,
+            info.get("name"),
+            info.get("version"),
+        )
     if model.metadata.get("inspection_census") and config.exploration_rate > 0:
         logger.info(
             "exploration off: model %s v%s was trained on a census (every parcel inspected), "

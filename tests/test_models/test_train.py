@@ -313,3 +313,37 @@ def test_train_command_has_a_quiet_switch():
 
     result = CliRunner().invoke(app, ["train", "--help"])
     assert result.exit_code == 0 and "--quiet" in result.output
+
+
+def test_the_history_exploration_rate_and_offence_labels_are_recorded(trained, frames):
+    from models.labels import random_mask
+
+    features, _, _ = frames
+    metadata = trained.model.metadata
+    assert metadata["history_exploration_rate"] == pytest.approx(random_mask(features).mean())
+    labelled = features["inspected"] & features["illicit"].fillna(False)
+    expected = features.loc[labelled.astype(bool), "offence_type"].value_counts()
+    assert metadata["offence_labels"] == {str(k): int(n) for k, n in expected.items()}
+    assert trained.info["thin_offences"] == {
+        k: n for k, n in metadata["offence_labels"].items() if n < PARAMS.min_offence_labels
+    }
+
+
+def test_an_offence_with_few_labels_is_warned_about(frames, caplog):
+    features, _, manifest = frames
+    counts = features.loc[features["illicit"].fillna(False).astype(bool), "offence_type"]
+    most = int(counts.value_counts().max())
+    caplog.set_level(logging.WARNING, logger="models.train")
+    result = train_models(
+        features, manifest, PARAMS.replace(min_offence_labels=most + 1, refit=False)
+    )
+    assert set(result.info["thin_offences"]) == set(counts.dropna().unique())
+    assert "few labels for" in caplog.text and "serve.exploration_rate" in caplog.text
+
+
+def test_a_history_without_offence_types_trains_without_the_check(frames):
+    features, _, manifest = frames
+    result = train_models(
+        features.drop(columns=["offence_type"]), manifest, PARAMS.replace(refit=False)
+    )
+    assert result.model.metadata["offence_labels"] == {} and result.info["thin_offences"] == {}

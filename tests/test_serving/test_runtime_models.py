@@ -91,6 +91,24 @@ def test_selected_history_model_keeps_exploration(monkeypatch, subset_model):
     assert runtime.config.exploration_rate == 0.05
 
 
+@pytest.mark.parametrize(("rate", "warned"), [(0.01, True), (0.025, False), (0.05, False)])
+def test_an_exploration_rate_below_the_historys_is_warned_about(
+    monkeypatch, subset_model, caplog, rate, warned
+):
+    metadata = {
+        **subset_model.metadata,
+        "inspection_census": False,
+        "history_exploration_rate": 0.025,
+    }
+    model = replace(subset_model, metadata=metadata)
+    with caplog.at_level(logging.WARNING, logger="serving.scoring"):
+        runtime = _load(
+            monkeypatch, model, StubState("state-fp", MANIFEST), ServeParams(exploration_rate=rate)
+        )
+    assert runtime.config.exploration_rate == rate  # a warning, not a change of policy
+    assert any("below the 0.025 random quota" in r.getMessage() for r in caplog.records) == warned
+
+
 def test_snapshot_must_match_the_manifest_the_features_were_built_with(monkeypatch, subset_model):
     config = ServeParams()
     with pytest.raises(ParcelriskError, match="feature manifest of the entity state"):

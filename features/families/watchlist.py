@@ -225,6 +225,11 @@ def _codes(index: np.ndarray, categories: tuple[str, ...], levels: tuple[str, ..
     return np.where(index >= 0, lookup[np.maximum(index, 0)], 0.0)
 
 
+def term_flag(category: str) -> str:
+    """The indicator feature of a category's terms: ``watchlist_term_is_counterfeit_prone``."""
+    return "watchlist_term_is_" + re.sub(r"\W+", "_", category).strip("_")
+
+
 class WatchlistFamily(Family):
     name = "watchlist"
 
@@ -268,6 +273,17 @@ class WatchlistFamily(Family):
                     "description names a restricted-list term ({value})",
                     categories=categories,
                 ),
+                *(
+                    FeatureSpec(
+                        term_flag(category),
+                        "watchlist",
+                        "float",
+                        f"The description names a {category} term of the restricted-goods list "
+                        f"({source}).",
+                        f"description names a term on the restricted list ({category})",
+                    )
+                    for category in categories[1:]
+                ),
                 FeatureSpec(
                     TERM_COUNT,
                     "watchlist",
@@ -296,6 +312,12 @@ class WatchlistFamily(Family):
             out[TERM_CATEGORY] = np.where(
                 absent, np.nan, _codes(first, watchlist.term_categories, levels)
             )
+            # one indicator per category besides the categorical: a category's few labelled
+            # parcels (tens) are below LightGBM's min_data_per_group for a categorical branch
+            for code, category in enumerate(levels[1:], start=1):
+                out[term_flag(category)] = np.where(
+                    absent, np.nan, (out[TERM_CATEGORY] == code).astype(np.float64)
+                )
             out[TERM_COUNT] = np.where(absent, np.nan, count.astype(np.float64))
         return out
 

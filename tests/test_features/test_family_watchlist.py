@@ -129,7 +129,8 @@ def test_online_equals_batch_through_the_snapshot(tmp_path):
     online = compute_online_features(
         history[list(DECLARATION_COLUMNS)], EntityState.load(tmp_path / "state")
     )
-    names = [TERM, TERM_CATEGORY, TERM_COUNT, HS_CATEGORY]
+    names = [n for n in built.manifest.names if n.startswith("watchlist")]
+    assert len(names) == 9  # term, its category, 5 category flags, count, HS category
     np.testing.assert_array_equal(
         online[names].to_numpy(np.float64), built.frame[names].to_numpy(np.float64)
     )

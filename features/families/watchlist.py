@@ -30,12 +30,14 @@ from features.pipeline.family import Family, History, Rows, SpecContext, Values
 from features.pipeline.manifest import FeatureSpec
 
 KINDS = ("term", "hs")
-COLUMNS = ("kind", "pattern", "category", "note")
+COLUMNS = ("kind", "pattern", "category", "severity", "note")
+SEVERITIES = ("restricted", "prohibited")  # empty: restricted
 NONE = "none"
 STATE_FILE = "watchlist.csv"
 TERM = "watchlist_term"
 TERM_CATEGORY = "watchlist_term_category"
 TERM_COUNT = "watchlist_term_count"
+TERM_PROHIBITED = "watchlist_term_prohibited"
 HS_CATEGORY = "watchlist_hs_category"
 _HS_PATTERN = re.compile(r"\d{2,10}")
 
@@ -48,6 +50,8 @@ class Watchlist:
     term_categories: tuple[str, ...]
     hs_prefixes: tuple[str, ...]
     hs_categories: tuple[str, ...]
+    term_prohibited: tuple[bool, ...] = ()  # severity prohibited (else restricted)
+    hs_prohibited: tuple[bool, ...] = ()
     notes: tuple[str, ...] = ()  # terms' then HS prefixes' notes, kept for the snapshot copy
 
     @property
@@ -68,10 +72,13 @@ class Watchlist:
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(COLUMNS)
         notes = iter(self.notes or ("",) * (len(self.terms) + len(self.hs_prefixes)))
-        for term, category in zip(self.terms, self.term_categories, strict=True):
-            writer.writerow(("term", term, category, next(notes)))
-        for prefix, category in zip(self.hs_prefixes, self.hs_categories, strict=True):
-            writer.writerow(("hs", prefix, category, next(notes)))
+        for kind, patterns, categories, prohibited in (
+            ("term", self.terms, self.term_categories, self.term_prohibited),
+            ("hs", self.hs_prefixes, self.hs_categories, self.hs_prohibited),
+        ):
+            for pattern, category, banned in zip(patterns, categories, prohibited, strict=True):
+                severity = SEVERITIES[int(banned)]
+                writer.writerow((kind, pattern, category, severity, next(notes)))
         return out.getvalue()
 
     @functools.cached_property
@@ -97,14 +104,15 @@ def parse_watchlist(text: str, source: str) -> Watchlist:
     """The list from CSV text; any fault is one error naming ``source`` and the row."""
     reader = csv.DictReader(io.StringIO(text))
     header = [h.strip().lower() for h in reader.fieldnames or []]
-    missing = [c for c in COLUMNS[:3] if c not in header]
+    missing = [c for c in COLUMNS[:3] if c not in header]  # severity and note optional
     if missing:
         raise ParcelriskError(
             f"watchlist {source}: header lacks column(s) {', '.join(missing)} "
-            f"(expected {','.join(COLUMNS)}; note optional)"
+            f"(expected {','.join(COLUMNS)}; severity and note optional)"
         )
     reader.fieldnames = header
     rows: dict[str, list[str]] = {"term": [], "term_cat": [], "hs": [], "hs_cat": []}
+    prohibited: dict[str, list[bool]] = {"term": [], "hs": []}
     notes: dict[str, list[str]] = {"term": [], "hs": []}
     seen: dict[tuple[str, str], int] = {}
     for line, row in enumerate(reader, start=2):
@@ -131,6 +139,12 @@ def parse_watchlist(text: str, source: str) -> Watchlist:
             raise ParcelriskError(
                 f"watchlist {source} row {line}: category missing (or the reserved {NONE!r})"
             )
+        severity = (row.get("severity") or "").strip().lower() or SEVERITIES[0]
+        if severity not in SEVERITIES:
+            raise ParcelriskError(
+                f"watchlist {source} row {line}: severity {severity!r} is not one of "
+                f"{', '.join(SEVERITIES)} (or empty)"
+            )
         if (kind, pattern) in seen:
             raise ParcelriskError(
                 f"watchlist {source} row {line}: {kind} {pattern!r} repeats row {seen[kind, pattern]}"
@@ -139,6 +153,7 @@ def parse_watchlist(text: str, source: str) -> Watchlist:
         rows["term" if kind == "term" else "hs"].append(pattern)
         rows["term_cat" if kind == "term" else "hs_cat"].append(category)
         notes[kind].append((row.get("note") or "").strip())
+        prohibited[kind].append(severity == "prohibited")
     if not seen:
         raise ParcelriskError(f"watchlist {source}: no rows")
     return Watchlist(
@@ -146,6 +161,8 @@ def parse_watchlist(text: str, source: str) -> Watchlist:
         tuple(rows["term_cat"]),
         tuple(rows["hs"]),
         tuple(rows["hs_cat"]),
+        tuple(prohibited["term"]),
+        tuple(prohibited["hs"]),
         (*notes["term"], *notes["hs"]),
     )
 
@@ -172,32 +189,47 @@ def _parse_file(path: str, sha256: str) -> Watchlist:
     return parse_watchlist(text, path)
 
 
-def match_terms(descriptions: np.ndarray, watchlist: Watchlist) -> tuple[np.ndarray, np.ndarray]:
-    """Per description: index of the first listed term it names (-1: none) and how many distinct
-    listed terms it names. Distinct descriptions are matched once, by one regex scan each."""
+def match_terms(
+    descriptions: np.ndarray, watchlist: Watchlist
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per description: index of the first listed term it names (-1: none), how many distinct
+    listed terms it names, and whether any of them is prohibited. Distinct descriptions are
+    matched once, by one regex scan each."""
     n = len(descriptions)
     first = np.full(n, -1, dtype=np.int64)
     count = np.zeros(n, dtype=np.int64)
+    banned = np.zeros(n, dtype=bool)
     regex = watchlist.term_regex
     if regex is None or n == 0:
-        return first, count
+        return first, count, banned
     codes, uniques = pd.factorize(pd.Series(descriptions, dtype=object), use_na_sentinel=True)
     found = pd.Series(uniques, dtype=object).str.findall(regex).explode().dropna()
     if found.empty:
-        return first, count
+        return first, count, banned
     words = found.str.lower().str.split().str.join(" ")
-    hits = pd.DataFrame(
-        {"doc": found.index.to_numpy(), "term": words.map(watchlist.term_index).to_numpy()}
-    ).drop_duplicates()
-    per_doc = hits.groupby("doc")["term"].agg(["min", "size"])
+    hits = (
+        pd.DataFrame(
+            {"doc": found.index.to_numpy(), "term": words.map(watchlist.term_index).to_numpy()}
+        )
+        .dropna()
+        .astype({"term": np.int64})
+        .drop_duplicates()
+    )
+    hits["banned"] = np.asarray(watchlist.term_prohibited, dtype=bool)[hits["term"].to_numpy()]
+    per_doc = hits.groupby("doc").agg(
+        min=("term", "min"), size=("term", "size"), banned=("banned", "max")
+    )
     u_first = np.full(len(uniques), -1, dtype=np.int64)
     u_count = np.zeros(len(uniques), dtype=np.int64)
     u_first[per_doc.index.to_numpy()] = per_doc["min"].to_numpy()
     u_count[per_doc.index.to_numpy()] = per_doc["size"].to_numpy()
+    u_banned = np.zeros(len(uniques), dtype=bool)
+    u_banned[per_doc.index.to_numpy()] = per_doc["banned"].to_numpy(dtype=bool)
     known = codes >= 0
     first[known] = u_first[codes[known]]
     count[known] = u_count[codes[known]]
-    return first, count
+    banned[known] = u_banned[codes[known]]
+    return first, count, banned
 
 
 def match_hs(hs_codes: np.ndarray, watchlist: Watchlist) -> np.ndarray:
@@ -285,6 +317,13 @@ class WatchlistFamily(Family):
                     for category in categories[1:]
                 ),
                 FeatureSpec(
+                    TERM_PROHIBITED,
+                    "watchlist",
+                    "float",
+                    f"The description names a term the list ({source}) marks prohibited.",
+                    "description names goods on the prohibited list",
+                ),
+                FeatureSpec(
                     TERM_COUNT,
                     "watchlist",
                     "float",
@@ -304,7 +343,7 @@ class WatchlistFamily(Family):
         if TERM in rows.categories:
             descriptions = prep["description"]  # missing descriptions are "" after prepare
             absent = np.asarray(descriptions == "", dtype=bool)
-            first, count = match_terms(descriptions, watchlist)
+            first, count, banned = match_terms(descriptions, watchlist)
             term_levels = rows.categories[TERM]
             out[TERM] = np.where(
                 absent, np.nan, _codes(first, watchlist.term_levels[1:], term_levels)
@@ -319,6 +358,9 @@ class WatchlistFamily(Family):
                     absent, np.nan, (out[TERM_CATEGORY] == code).astype(np.float64)
                 )
             out[TERM_COUNT] = np.where(absent, np.nan, count.astype(np.float64))
+            # pools the categories an administration prohibits outright: a category nobody has
+            # inspected yet (new drugs) borrows the labels of the others (weapons, wildlife)
+            out[TERM_PROHIBITED] = np.where(absent, np.nan, banned.astype(np.float64))
         return out
 
     def batch(self, history: History) -> Values:

@@ -14,6 +14,7 @@ from features.families.watchlist import (
     TERM,
     TERM_CATEGORY,
     TERM_COUNT,
+    TERM_PROHIBITED,
     load_watchlist,
 )
 from features.intake.contract import DECLARATION_COLUMNS, Contract
@@ -24,15 +25,15 @@ from features.pipeline.snapshot import EntityState, build_entity_state
 from serving.reasons import render_reason
 from tests.test_features.family_frames import T0, declarations
 
-LIST = """kind,pattern,category,note
-term,kratom,drugs,
-term,pepper spray,weapons,
-term,replica,counterfeit-prone,
-term,replica gun,weapons,imitation firearm
-term,1:1,counterfeit-prone,replica grade wording
-hs,85,hazardous,
-hs,850760,batteries,"lithium-ion accumulators, listed apart"
-hs,9302,weapons,pistols
+LIST = """kind,pattern,category,severity,note
+term,kratom,drugs,prohibited,
+term,pepper spray,weapons,,
+term,replica,counterfeit-prone,restricted,
+term,replica gun,weapons,Prohibited,imitation firearm
+term,1:1,counterfeit-prone,,replica grade wording
+hs,85,hazardous,,
+hs,850760,batteries,,"lithium-ion accumulators, listed apart"
+hs,9302,weapons,prohibited,pistols
 """
 
 WATCHED = [
@@ -87,6 +88,11 @@ def test_terms_match_on_word_boundaries_whatever_the_case(tmp_path):
     assert built.frame[TERM_COUNT].tolist()[:6] == [1, 0, 1, 1, 3, 0]
 
 
+def test_prohibited_terms_are_flagged_whichever_category(tmp_path):
+    frame = build_features(_history(), Contract(), _params(tmp_path)).frame
+    assert frame[TERM_PROHIBITED].tolist()[:6] == [1, 0, 0, 1, 0, 0]
+
+
 def test_hs_prefixes_the_longest_wins(tmp_path):
     built = build_features(_history(), Contract(), _params(tmp_path))
     assert _labels(built.frame, built.manifest, HS_CATEGORY) == [
@@ -130,7 +136,7 @@ def test_online_equals_batch_through_the_snapshot(tmp_path):
         history[list(DECLARATION_COLUMNS)], EntityState.load(tmp_path / "state")
     )
     names = [n for n in built.manifest.names if n.startswith("watchlist")]
-    assert len(names) == 9  # term, its category, 5 category flags, count, HS category
+    assert len(names) == 10  # term, its category, 5 category flags, prohibited, count, HS
     np.testing.assert_array_equal(
         online[names].to_numpy(np.float64), built.frame[names].to_numpy(np.float64)
     )
@@ -166,9 +172,10 @@ def test_a_missing_list_file_is_one_line(tmp_path):
         ("kind,pattern,category\nhs,9,weapons\n", "row 2: HS prefix '9' is not 2-10"),
         ("kind,pattern,category\nterm,,drugs\n", "row 2: empty pattern"),
         ("kind,pattern,category\nterm,khat,\n", "row 2: category missing"),
-        ("kind,pattern,category,note\nterm,dnp,drugs,2,4-dinitrophenol\n", "row 2: more fields"),
+        ("kind,pattern,category,note\nterm,dnp,drugs,2,4-dinitrophenol,x\n", "row 2: more fields"),
         ("kind,pattern,category\nterm,Khat,drugs\nterm,khat,drugs\n", "row 3: term 'khat' repeats"),
         ("kind,pattern,category\n", "no rows"),
+        ("kind,pattern,category,severity\nterm,khat,drugs,banned\n", "row 2: severity 'banned'"),
     ],
 )
 def test_a_malformed_list_names_the_file_and_row(tmp_path, text, message):

@@ -80,6 +80,13 @@ DEFAULT_VAGUE_TERMS = (
 )
 
 
+def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
 class Section(BaseModel):
     """A section of params.yaml: frozen, unknown keys refused."""
 
@@ -189,10 +196,29 @@ class FeatureParams(Section):
         "arrival_office",
     )
     extra_families: tuple[str, ...] = ()  # optional feature families (features.families)
+    # The administration's restricted / prohibited goods list (CSV: kind, pattern, category,
+    # note; features.families.watchlist). None: no list, no watchlist features.
+    watchlist: str | None = None
+    # Content hash of that file, filled in when the settings are read: the manifest records it,
+    # so a changed list is a different model input. Never set by hand.
+    watchlist_sha256: str | None = None
 
     @classmethod
     def section_name(cls) -> str:
         return "features"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fingerprint_watchlist(cls, raw: Any) -> Any:
+        # Only when absent: a snapshot's recorded settings keep the hash of the list they were
+        # built with (its copy travels in the snapshot), whatever the file holds now. A missing
+        # file is reported by the watchlist family when features are built, not here, so a
+        # service reading params.yaml without the data directory still starts.
+        if isinstance(raw, dict) and raw.get("watchlist") and not raw.get("watchlist_sha256"):
+            path = Path(raw["watchlist"])
+            if path.is_file():
+                raw = {**raw, "watchlist_sha256": file_sha256(path)}
+        return raw
 
     @field_validator("windows_days", "split_windows_hours")
     @classmethod

@@ -19,6 +19,7 @@ from features.families import (
     shipments,
     text,
     valuation,
+    watchlist,
 )
 from features.pipeline.family import Family, SpecContext
 from features.pipeline.manifest import FeatureManifest, FeatureSpec
@@ -33,6 +34,7 @@ FAMILIES: tuple[Family, ...] = (
     shipments.FAMILY,
     entity_history.FAMILY,
     hs_heading_value.FAMILY,
+    watchlist.FAMILY,
 )
 
 

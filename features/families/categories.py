@@ -43,12 +43,18 @@ def _category_lookup(categories: tuple[str, ...]) -> dict[str, int]:
     return {category: code for code, category in enumerate(categories)}
 
 
+def _own(categories: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+    """The categorical columns among a manifest's category features (other families, such as
+    the watchlist, declare category features of their own)."""
+    return {name: levels for name, levels in categories.items() if name.startswith(PREFIX)}
+
+
 class Categories(Family):
     name = "categories"
 
     def specs(self, ctx: SpecContext) -> list[FeatureSpec]:
         specs = []
-        for name, levels in ctx.categories.items():
+        for name, levels in _own(ctx.categories).items():
             column = name.removeprefix(PREFIX).replace("_", " ")
             specs.append(
                 FeatureSpec(
@@ -67,12 +73,12 @@ class Categories(Family):
             name: codes_of(
                 _category_lookup(levels), rows.prep[name.removeprefix(PREFIX)], dtype=np.float64
             )
-            for name, levels in rows.categories.items()
+            for name, levels in _own(rows.categories).items()
         }
 
     def warnings(self, rows: Rows, values: Values, part: object) -> list[tuple[int, str]]:
         out = []
-        for name in rows.categories:
+        for name in _own(rows.categories):
             column = name.removeprefix(PREFIX)
             unknown = values[name] < 0
             if unknown.any():  # nulls are not "unknown": ask pandas only when a code is missing

@@ -493,7 +493,9 @@ def params_with_timezone(out: Path) -> Path:
     """The repo's params.yaml with only ``features.timezone`` set."""
     import yaml
 
-    params = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
+    from features.params import params_for_copy
+
+    params = params_for_copy(REPO / "params.yaml")  # run from ``work``: files made absolute
     params.setdefault("features", {})["timezone"] = TIMEZONE
     out.write_text(yaml.safe_dump(params, sort_keys=False, allow_unicode=True), encoding="utf-8")
     return out

@@ -168,7 +168,9 @@ def make_world(args: argparse.Namespace) -> World:
 def write_params(work: Path, trees: int) -> Path:
     import yaml
 
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    from features.params import params_for_copy
+
+    params = params_for_copy(ROOT / "params.yaml")  # files it names made absolute
     params["train"]["lightgbm"]["n_estimators"] = trees
     path = work / "params.yaml"
     path.write_text(yaml.safe_dump(params))

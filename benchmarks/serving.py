@@ -45,7 +45,9 @@ def build_champion(work: Path) -> tuple[str, Path, Path]:
     """A small champion in ``work``: returns (tracking uri, declarations file, params file)."""
     import yaml
 
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    from features.params import params_for_copy
+
+    params = params_for_copy(ROOT / "params.yaml")  # run from ``work``: files made absolute
     params["train"]["lightgbm"]["n_estimators"] = 300
     params_path = work / "params.yaml"
     params_path.write_text(yaml.safe_dump(params))

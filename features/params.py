@@ -551,6 +551,24 @@ def read_params_file(path: Path) -> dict[str, Any]:
     return payload
 
 
+# Settings that name a file: relative to the directory commands run from (the repository root,
+# where dvc runs its stages), like every path in params.yaml.
+FILE_SETTINGS = (("features", "watchlist"),)
+
+
+def params_for_copy(path: Path) -> dict[str, Any]:
+    """The raw params of ``path`` with the files it names made absolute, for a copy written to
+    and run from another directory (benchmarks, reliability checks, test pipelines)."""
+    import yaml
+
+    raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    for section, key in FILE_SETTINGS:
+        value = (raw.get(section) or {}).get(key)
+        if value and not Path(value).is_absolute():
+            raw[section][key] = str((Path(path).resolve().parent / value).resolve())
+    return raw
+
+
 def load_settings(
     path: Path | None = DEFAULT_PARAMS,
     environ: Mapping[str, str] | None = None,

@@ -99,3 +99,21 @@ def test_feature_params_record_the_resolved_currency_table() -> None:
     recorded = FeatureParams().to_dict()
     assert recorded["fx_to_base"]["EUR"] == 1.0
     assert FeatureParams.from_dict(recorded) == FeatureParams(fx_to_base=recorded["fx_to_base"])
+
+
+def test_a_copy_of_the_params_names_its_files_absolutely(tmp_path):
+    """Benchmarks and checks write params.yaml elsewhere and run from there: the watchlist it
+    names must still be found."""
+    from features.params import params_for_copy
+
+    (tmp_path / "lists").mkdir()
+    (tmp_path / "lists" / "goods.csv").write_text("kind,pattern,category\nterm,kratom,drugs\n")
+    source = tmp_path / "params.yaml"
+    source.write_text("features:\n  watchlist: lists/goods.csv\ntrain:\n  seed: 3\n")
+    copied = params_for_copy(source)
+    assert copied["features"]["watchlist"] == str(tmp_path / "lists" / "goods.csv")
+    assert copied["train"] == {"seed": 3}
+    source.write_text("features:\n  watchlist: /abs/goods.csv\n")
+    assert params_for_copy(source)["features"]["watchlist"] == "/abs/goods.csv"
+    source.write_text("train:\n  seed: 3\n")  # no features section at all
+    assert params_for_copy(source) == {"train": {"seed": 3}}

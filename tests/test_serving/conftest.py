@@ -331,13 +331,13 @@ def real_pipeline(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     import yaml
 
     from features.intake.io import read_declarations
-    from features.params import load_settings
+    from features.params import load_settings, params_for_copy
     from features.pipeline.build import build_to_dir
     from features.synthetic import generate_to_dir
     from models.cli import run_promotion, run_training
 
     root = tmp_path_factory.mktemp("pipeline")
-    params = yaml.safe_load(Path("params.yaml").read_text())
+    params = params_for_copy(Path("params.yaml"))  # files it names made absolute
     params["train"]["lightgbm"]["n_estimators"] = 150  # enough trees for a test, fast to fit
     params["serve"] = {**params.get("serve", {}), "exploration_rate": 0.02}
     params_path = root / "params.yaml"

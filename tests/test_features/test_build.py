@@ -44,7 +44,11 @@ def _assert_same(a: pd.DataFrame, b: pd.DataFrame) -> None:
 
 
 def _batch_features_with(
-    known: pd.DataFrame, new: pd.DataFrame, contract: Contract, categories
+    known: pd.DataFrame,
+    new: pd.DataFrame,
+    contract: Contract,
+    categories,
+    params: FeatureParams = PARAMS,
 ) -> pd.DataFrame:
     """Batch features of a history plus new declarations that have no outcomes yet."""
     pending = new.assign(
@@ -58,7 +62,7 @@ def _batch_features_with(
     world = coerce_declarations(
         pd.concat([known, pending], ignore_index=True), with_outcomes=True, contract=contract
     )
-    return build_features(world, contract, PARAMS, categories=categories).frame
+    return build_features(world, contract, params, categories=categories).frame
 
 
 def test_one_row_per_declaration_with_labels_apart(built, history):

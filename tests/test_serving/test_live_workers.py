@@ -39,7 +39,6 @@ from features.pipeline.prepare import as_known_at
 from features.pipeline.snapshot import EntityState
 from serving.scoring import load_runtime, score_frame
 from serving.sqlite_store import SqliteDecisionStore
-from tests.test_features.test_build import PARAMS as BUILD_PARAMS
 from tests.test_features.test_build import _batch_features_with
 from tests.test_features.test_live_state import _assert_parity
 from tests.test_serving.conftest import AUDITOR_KEY, SCORER_KEY, fresh_declarations
@@ -278,9 +277,9 @@ def test_replayed_days_through_both_workers_store_the_batch_features(
     assert sum(served.values()) == len(new)
 
     # batch: the history as known at the cutoff plus the replayed days, the champion's categories
-    assert state.params == BUILD_PARAMS  # what _batch_features_with builds with
+    # with the settings the champion's features were built with (params.yaml's, watchlist too)
     batch = _batch_features_with(
-        as_known_at(history, cutoff), new, contract, state.manifest.categories
+        as_known_at(history, cutoff), new, contract, state.manifest.categories, state.params
     ).set_index("declaration_id")
     ids = pd.Index(new["declaration_id"])
     names = model.manifest.names

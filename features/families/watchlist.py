@@ -203,28 +203,21 @@ def match_terms(
     if regex is None or n == 0:
         return first, count, banned
     codes, uniques = pd.factorize(pd.Series(descriptions, dtype=object), use_na_sentinel=True)
-    found = pd.Series(uniques, dtype=object).str.findall(regex).explode().dropna()
-    if found.empty:
-        return first, count, banned
-    words = found.str.lower().str.split().str.join(" ")
-    hits = (
-        pd.DataFrame(
-            {"doc": found.index.to_numpy(), "term": words.map(watchlist.term_index).to_numpy()}
-        )
-        .dropna()
-        .astype({"term": np.int64})
-        .drop_duplicates()
-    )
-    hits["banned"] = np.asarray(watchlist.term_prohibited, dtype=bool)[hits["term"].to_numpy()]
-    per_doc = hits.groupby("doc").agg(
-        min=("term", "min"), size=("term", "size"), banned=("banned", "max")
-    )
     u_first = np.full(len(uniques), -1, dtype=np.int64)
     u_count = np.zeros(len(uniques), dtype=np.int64)
-    u_first[per_doc.index.to_numpy()] = per_doc["min"].to_numpy()
-    u_count[per_doc.index.to_numpy()] = per_doc["size"].to_numpy()
     u_banned = np.zeros(len(uniques), dtype=bool)
-    u_banned[per_doc.index.to_numpy()] = per_doc["banned"].to_numpy(dtype=bool)
+    index, prohibited, findall = watchlist.term_index, watchlist.term_prohibited, regex.findall
+    # A loop over the distinct descriptions, each scanned once by the one regex (the scan is the
+    # cost: ~0.2 s for 300k rows). Plain Python after it: a pandas explode/groupby here cost a
+    # fixed ~20 ms per call, most of a 100-declaration request's online features.
+    for u, text in enumerate(uniques):
+        if not isinstance(text, str):
+            continue
+        named = {index.get(" ".join(m.lower().split()), -1) for m in findall(text)} - {-1}
+        if named:
+            u_first[u] = min(named)
+            u_count[u] = len(named)
+            u_banned[u] = any(prohibited[t] for t in named)
     known = codes >= 0
     first[known] = u_first[codes[known]]
     count[known] = u_count[codes[known]]

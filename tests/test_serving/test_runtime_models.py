@@ -91,7 +91,9 @@ def test_selected_history_model_keeps_exploration(monkeypatch, subset_model):
     assert runtime.config.exploration_rate == 0.05
 
 
-@pytest.mark.parametrize(("rate", "warned"), [(0.01, True), (0.025, False), (0.05, False)])
+@pytest.mark.parametrize(
+    ("rate", "warned"), [(0.01, True), (0.022, True), (0.024, False), (0.025, False), (0.05, False)]
+)
 def test_an_exploration_rate_below_the_historys_is_warned_about(
     monkeypatch, subset_model, caplog, rate, warned
 ):

@@ -177,3 +177,30 @@ def test_an_answered_decision_shows_no_delivery_problem(client):
     decision_id = _one_record(client, make_declarations(1, seed=63, prefix="FINE"))
     shown = client.get("/decision", params={"decision_id": decision_id}, headers=auth("auditor"))
     assert shown.status_code == 200 and shown.json()["delivery"] is None
+
+
+def test_unmerged_scoring_finishes_a_cancelled_request_and_marks_it(client, monkeypatch):
+    """``merge_concurrent_requests: false``: the request's own batch is shielded from its
+    cancellation, so what it records is marked, not left half-written or unmarked."""
+    import serving.service as service_module
+
+    service = service_module._WORKER.service
+    marked: list[tuple[list[str], str]] = []
+
+    async def slow_record(declarations):
+        await asyncio.sleep(0.05)
+        return [{"decision_id": f"dec-{d}"} for d in declarations]
+
+    monkeypatch.setattr(service, "_score_and_record", slow_record)
+    monkeypatch.setattr(service, "_mark_undelivered", lambda ids, why: marked.append((ids, why)))
+
+    async def run() -> None:
+        request = asyncio.ensure_future(service._score_alone(["a", "b"]))
+        await asyncio.sleep(0.01)
+        request.cancel()  # timed out while its batch was scored
+        with pytest.raises(asyncio.CancelledError):
+            await request
+        await asyncio.sleep(0.1)  # the shielded batch finishes
+
+    asyncio.run(run())
+    assert marked == [(["dec-a", "dec-b"], delivery.CANCELLED)]

@@ -320,16 +320,7 @@ class SqliteDecisionStore:
         rows = [
             (*values, content_hash(values)) for values in (d.stored_values() for d in decisions)
         ]
-        with (
-            self._lock,
-            self._writer_turn(self._lock_file),
-            unavailable_as_error(self._conn, self.path),
-        ):
-            if self._wal_bytes() > self._wal_max_bytes:
-                self._hold_back_log()
-            self._conn.execute("BEGIN IMMEDIATE")
-            self._conn.executemany(_INSERT, rows)
-            self._conn.execute("COMMIT")  # may fail too: the log is written here
+        self._write(lambda: self._conn.executemany(_INSERT, rows))
 
     def _hold_back_log(self) -> None:
         """The log is over the limit: the checkpointer is behind (the disk is slower than the
@@ -409,15 +400,18 @@ class SqliteDecisionStore:
         return {"reason": row[0], "marked_at": row[1], "redelivered_at": row[2]}
 
     def _write(self, statements: Callable[[], object]) -> None:
-        """One small write transaction in the writers' turn (all or nothing)."""
+        """``statements`` in one write transaction, in the writers' turn (all or nothing); the
+        log checkpointed first if it is over its limit (``_hold_back_log``)."""
         with (
             self._lock,
             self._writer_turn(self._lock_file),
             unavailable_as_error(self._conn, self.path),
         ):
+            if self._wal_bytes() > self._wal_max_bytes:
+                self._hold_back_log()
             self._conn.execute("BEGIN IMMEDIATE")
             statements()
-            self._conn.execute("COMMIT")
+            self._conn.execute("COMMIT")  # may fail too: the log is written here
 
     def get(self, decision_id: str) -> tuple[DecisionRecord, bool] | None:
         """The stored decision and whether its content still matches its hash; None if absent."""

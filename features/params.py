@@ -551,8 +551,8 @@ def read_params_file(path: Path) -> dict[str, Any]:
     return payload
 
 
-# Settings that name a file: relative to the directory commands run from (the repository root,
-# where dvc runs its stages), like every path in params.yaml.
+# Settings that name a file: relative to the directory commands run from, which is the one
+# params.yaml sits in (the repository root, where dvc runs its stages).
 FILE_SETTINGS = (("features", "watchlist"),)
 
 

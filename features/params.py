@@ -159,6 +159,8 @@ class FeatureParams(Section):
     outcome_window_days: int = Field(90, gt=0)  # recent outcomes: catches entities that turn bad
     split_windows_hours: tuple[int, ...] = (24, 72, 168)
     split_entity: str = "consignee_id"  # whose recent parcels add up (split shipments)
+    # same seller -> same consignee windows (split-order signatures; empty: none)
+    order_windows_hours: tuple[int, ...] = (24, 72)
     prior_strength: float = Field(20.0, gt=0)  # pseudo-inspections of the hit-rate prior
     default_prior: float = Field(0.05, ge=0, le=1)  # hit-rate prior before any outcome is known
     refit_period_days: int = Field(14, gt=0)  # reference prices and text models refit this often
@@ -227,6 +229,13 @@ class FeatureParams(Section):
             raise ValueError("must be a non-empty list of positive numbers")
         return value
 
+    @field_validator("order_windows_hours")
+    @classmethod
+    def _optional_windows(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if value and min(value) <= 0:
+            raise ValueError("must be a list of positive numbers (empty: no such features)")
+        return tuple(sorted(set(value)))
+
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
@@ -260,7 +269,7 @@ class FeatureParams(Section):
         return max(
             max(self.windows_days),
             self.outcome_window_days,
-            max(self.split_windows_hours) // 24 + 1,
+            max((*self.split_windows_hours, *self.order_windows_hours)) // 24 + 1,
         )
 
     def to_dict(self) -> dict[str, Any]:

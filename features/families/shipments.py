@@ -147,32 +147,17 @@ class Shipments(Family):
         """A request's features: the snapshot's events plus the request's own (parcels of one
         request see each other, as in batch)."""
         entity = self.entity(rows.params)
-        prep = rows.prep
-        keys = entity_keys(prep, entity)
-        snapshot = part if part is not None else _no_shipments()
-        codes = snapshot.codes().codes(keys)  # new keys get fresh codes; None stays -1: unknown
-        known = codes >= 0
-        # re-scored declarations are events of the live layer already
-        mine = known & ~prep["already_seen"] if "already_seen" in prep else known
-        own = hist.EventIndex(
-            codes[mine], prep["t_us"][mine], {"value_cents": prep["value_cents"][mine]}
-        )
-        query = np.where(known, codes, 0)  # unknown rows: any code, forgotten below
-        live = snapshot.live.runs.runs if snapshot.live is not None else ()
-        index = hist.CombinedIndex(snapshot.index, *live, own)
+        query, known, index = request_index(rows, entity, part)
         out = split_shipment_features(
-            entity, query, prep["t_us"], prep["value_eur"], index, rows.params
+            entity, query, rows.prep["t_us"], rows.prep["value_eur"], index, rows.params
         )
-        forget_unknown(out, known, np.full(prep.n_rows, np.nan))
+        forget_unknown(out, known, np.full(rows.prep.n_rows, np.nan))
         return out
 
     def batch(self, history: History) -> Values:
         entity = self.entity(history.params)
-        codes, _ = history.entity(entity)
-        index = history.declarations(entity)
-        known = codes >= 0
+        query, known, index = batch_index(history, entity)
         prep = history.prep
-        query = np.where(known, codes, 0)
         out = split_shipment_features(
             entity, query, prep["t_us"], prep["value_eur"], index, history.params
         )
@@ -181,14 +166,7 @@ class Shipments(Family):
 
     def append_live(self, rows: Rows, part: RecentShipments) -> None:
         """Add declarations to the live layer (events at ``declared_at``, weights value)."""
-        if part.live is None:
-            raise ValueError("this shipments part has no live layer (RecentShipments.with_live)")
-        prep = rows.prep
-        codes = part.live.keys.add(entity_keys(prep, self.entity(rows.params)))
-        known = codes >= 0
-        part.live.runs.append(
-            codes[known], prep["t_us"][known], {"value_cents": prep["value_cents"][known]}
-        )
+        append_events(rows, self.entity(rows.params), part)
 
     def fold_live(self, part: RecentShipments, horizon_us: int) -> None:
         """Drop the live events older than ``horizon_us`` (beyond every split window)."""
@@ -196,43 +174,98 @@ class Shipments(Family):
             part.live.runs.fold_before(horizon_us)
 
     def fit_part(self, history: History, cutoff_us: int) -> RecentShipments:
-        params = history.params
-        horizon = cutoff_us - params.max_window_days * hist.US_PER_DAY
-        keys = entity_keys(history.prep, self.entity(params))
-        recent = (history.prep["t_us"] >= horizon) & ~pd.isna(keys)
-        codes, vocabulary = entity_codes(keys[recent])
-        return RecentShipments(
-            pd.Index(vocabulary.astype(str), dtype=object),
-            hist.EventIndex(
-                codes,
-                history.prep["t_us"][recent],
-                {"value_cents": history.prep["value_cents"][recent]},
-            ),
-        )
+        return recent_events(history, self.entity(history.params), cutoff_us)
 
     def save_part(self, part: RecentShipments, directory: Path) -> None:
-        index = part.index
-        pd.DataFrame({"key": np.asarray(part.keys, dtype=str)}).to_parquet(
-            directory / "shipments_keys.parquet", index=False
-        )
-        np.savez(
-            directory / "shipments_events.npz",
-            codes=index.keys // index.stride,
-            t_us=index.sorted_times,
-            value_cents=np.diff(index.cumsums["value_cents"]),
-        )
+        save_recent(part, directory, "shipments")
 
     def load_part(self, directory: Path) -> RecentShipments:
-        keys = pd.read_parquet(directory / "shipments_keys.parquet")["key"].to_numpy(dtype=object)
-        events = np.load(directory / "shipments_events.npz")
-        part = RecentShipments(
-            pd.Index(keys, dtype=object),
-            hist.EventIndex(
-                events["codes"], events["t_us"], {"value_cents": events["value_cents"]}
-            ),
-        )
-        part.lookup()
-        return part
+        return load_recent(directory, "shipments")
+
+
+# --------------------------------------------------------------------------------------------
+# one entity's recent declarations: also the split-order signatures' (``families.orders``)
+# --------------------------------------------------------------------------------------------
+
+
+def request_index(
+    rows: Rows, entity: Entity, part: RecentShipments | None
+) -> tuple[np.ndarray, np.ndarray, hist.CombinedIndex]:
+    """(query code per row, key known, index of the snapshot's, the live layer's and the
+    request's own declarations of ``entity``)."""
+    prep = rows.prep
+    keys = entity_keys(prep, entity)
+    snapshot = part if part is not None else _no_shipments()
+    codes = snapshot.codes().codes(keys)  # new keys get fresh codes; None stays -1: unknown
+    known = codes >= 0
+    # re-scored declarations are events of the live layer already
+    mine = known & ~prep["already_seen"] if "already_seen" in prep else known
+    own = hist.EventIndex(
+        codes[mine], prep["t_us"][mine], {"value_cents": prep["value_cents"][mine]}
+    )
+    live = snapshot.live.runs.runs if snapshot.live is not None else ()
+    index = hist.CombinedIndex(snapshot.index, *live, own)
+    return np.where(known, codes, 0), known, index  # unknown rows: any code, forgotten later
+
+
+def batch_index(history: History, entity: Entity) -> tuple[np.ndarray, np.ndarray, hist.EventIndex]:
+    """(query code per row, key known, index of the history's declarations of ``entity``)."""
+    codes, _ = history.entity(entity)
+    known = codes >= 0
+    return np.where(known, codes, 0), known, history.declarations(entity)
+
+
+def append_events(rows: Rows, entity: Entity, part: RecentShipments) -> None:
+    """Add declarations to ``part``'s live layer (events at ``declared_at``, weights value)."""
+    if part.live is None:
+        raise ValueError("this part has no live layer (RecentShipments.with_live)")
+    prep = rows.prep
+    codes = part.live.keys.add(entity_keys(prep, entity))
+    known = codes >= 0
+    part.live.runs.append(
+        codes[known], prep["t_us"][known], {"value_cents": prep["value_cents"][known]}
+    )
+
+
+def recent_events(history: History, entity: Entity, cutoff_us: int) -> RecentShipments:
+    """The declarations of ``entity`` inside the snapshot horizon before ``cutoff_us``."""
+    params = history.params
+    horizon = cutoff_us - params.max_window_days * hist.US_PER_DAY
+    keys = entity_keys(history.prep, entity)
+    recent = (history.prep["t_us"] >= horizon) & ~pd.isna(keys)
+    codes, vocabulary = entity_codes(keys[recent])
+    return RecentShipments(
+        pd.Index(vocabulary.astype(str), dtype=object),
+        hist.EventIndex(
+            codes,
+            history.prep["t_us"][recent],
+            {"value_cents": history.prep["value_cents"][recent]},
+        ),
+    )
+
+
+def save_recent(part: RecentShipments, directory: Path, stem: str) -> None:
+    index = part.index
+    pd.DataFrame({"key": np.asarray(part.keys, dtype=str)}).to_parquet(
+        directory / f"{stem}_keys.parquet", index=False
+    )
+    np.savez(
+        directory / f"{stem}_events.npz",
+        codes=index.keys // index.stride,
+        t_us=index.sorted_times,
+        value_cents=np.diff(index.cumsums["value_cents"]),
+    )
+
+
+def load_recent(directory: Path, stem: str) -> RecentShipments:
+    keys = pd.read_parquet(directory / f"{stem}_keys.parquet")["key"].to_numpy(dtype=object)
+    events = np.load(directory / f"{stem}_events.npz")
+    part = RecentShipments(
+        pd.Index(keys, dtype=object),
+        hist.EventIndex(events["codes"], events["t_us"], {"value_cents": events["value_cents"]}),
+    )
+    part.lookup()
+    return part
 
 
 FAMILY = Shipments()

@@ -38,6 +38,9 @@ _ENTITY_LABELS = {
 }
 
 # Derived keys and the contract field each comes from: an entity or categorical needs its source.
+# the split-order signatures' keys (features.families.orders): the pair, and the pair's tariff line
+ORDER_ENTITIES = ("seller_id*consignee_id", "seller_id*consignee_id*hs6")
+
 DERIVED_FROM = {"hs6": "hs_code", "hs_chapter": "hs_code", "hs_heading": "hs_code"}
 
 # text fields prepare itself derives values from (besides entities, categoricals and reasons)
@@ -146,6 +149,8 @@ def _text_fields(params: FeatureParams, contract: Contract) -> tuple[str, ...]:
     used = set(_TEXT_INPUTS) | set(REASON_CONTEXT) | set(categorical_columns(params, contract))
     for entity in [*entities_for(params, contract), entity_of(params.split_entity)]:
         used.update(entity.parts)
+    if params.order_windows_hours:
+        used.update(entity_of(ORDER_ENTITIES[-1]).parts)
     names = [f.name for f in DECLARATION_FIELDS if f.kind in ("str", "category")]
     return tuple(n for n in names if n in used)
 

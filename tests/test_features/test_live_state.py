@@ -272,7 +272,9 @@ def test_folding_old_events_bounds_memory_and_changes_no_feature(history):
     a = folding.features(last_day).frame()
     b = keeping.features(last_day).frame().set_index("declaration_id")
     names = [
-        n for n in manifest.names if manifest.spec(n).group in ("entity_history", "split_shipment")
+        n
+        for n in manifest.names
+        if manifest.spec(n).group in ("entity_history", "split_shipment", "split_order")
     ]
     _assert_parity(a, b, names)
 

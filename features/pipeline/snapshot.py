@@ -36,6 +36,11 @@ META_FILE = "meta.json"
 FORMAT_VERSION = 2  # 2: one part per feature family
 
 
+# Feature settings added after snapshots were first written, with the value that reproduces a
+# snapshot recorded without them: a champion trained before a family existed keeps serving.
+LATER_SETTINGS = {"order_windows_hours": ()}
+
+
 def _spec_context(params: FeatureParams, contract: Contract, manifest: FeatureManifest):
     return SpecContext(params, contract, manifest.inputs, manifest.categories)
 
@@ -119,7 +124,7 @@ class EntityState:
                 raise ParcelriskError(
                     f"entity state in {directory} is corrupt: content does not match its fingerprint"
                 )
-            params = FeatureParams.from_dict(dict(meta["params"]))
+            params = FeatureParams.from_dict({**LATER_SETTINGS, **meta["params"]})
             contract = Contract(tuple(ExtraColumn(**e) for e in meta["extras"]))
             manifest = FeatureManifest.read(directory)
             families = active_families(_spec_context(params, contract, manifest))

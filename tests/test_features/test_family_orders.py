@@ -121,3 +121,28 @@ def test_online_from_the_snapshot_and_the_live_layer_equals_batch():
     got = alone.set_index("declaration_id")[names]
     pd.testing.assert_frame_equal(got, batch.loc[got.index, names])
     assert np.isfinite(got.to_numpy()).all()
+
+
+def test_a_snapshot_written_before_order_signatures_existed_still_loads(tmp_path):
+    """A champion's entity state recorded without ``order_windows_hours`` (older versions) is
+    read as having none, so it keeps serving after an upgrade, with its own features."""
+    import json
+
+    from features.pipeline.snapshot import META_FILE, EntityState
+
+    params = PARAMS.replace(order_windows_hours=())
+    built = build_features(ORDER, Contract(), params)
+    state = build_entity_state(
+        ORDER.iloc[:3], Contract(), params, cutoff=T0 + 4 * H, manifest=built.manifest
+    )
+    state.save(tmp_path / "s")
+    meta_path = tmp_path / "s" / META_FILE
+    meta = json.loads(meta_path.read_text())
+    del meta["params"]["order_windows_hours"]
+    meta_path.write_text(json.dumps(meta))
+    loaded = EntityState.load(tmp_path / "s")
+    assert "orders" not in [f.name for f in loaded.families]
+    request = ORDER.iloc[3:].drop(columns=list(OUTCOME_COLUMNS))
+    pd.testing.assert_frame_equal(
+        compute_online_features(request, loaded), compute_online_features(request, state)
+    )

@@ -360,6 +360,9 @@ class TrainParams(Section):
     objective: Literal["risk", "revenue"] = "risk"  # how parcels are ranked into lanes
     # Refit the deployed boosters on all labelled parcels with the first pass's rounds.
     refit: bool = True
+    # E[revenue | illicit] as a mixture over the offence types the history records (P(kind) x
+    # revenue of that kind); false, or no offence types in the data: one pooled revenue model.
+    revenue_by_offence: bool = True
     lanes: LaneRates = LaneRates()
     lightgbm: LightGBMParams = LightGBMParams()
     seed: int = 7
@@ -370,7 +373,7 @@ class TrainParams(Section):
     calibration: CalibrationParams = CalibrationParams()
     profile_strength: float = Field(20.0, gt=0)  # pseudo-inspections of the profile baseline
 
-    @field_validator("refit", mode="before")
+    @field_validator("refit", "revenue_by_offence", mode="before")
     @classmethod
     def _strict_bool(cls, value: Any) -> Any:
         if not isinstance(value, bool):  # "yes" would otherwise be read as true

@@ -105,6 +105,40 @@ class FittedBooster:
     hit_round_cap: bool  # early stopping never triggered: more rounds might still help
 
 
+@dataclass(frozen=True)
+class RevenueFit:
+    """The first-pass model of revenue given illicit: the gamma booster and, by offence kind,
+    the kind classifier (the gamma booster then reads the kind's code in one more column)."""
+
+    revenue: FittedBooster
+    offence: FittedBooster | None = None
+    kinds: tuple[str, ...] = ()
+
+    def kind_matrix(self, X: np.ndarray, codes: np.ndarray) -> np.ndarray:
+        """What the revenue booster reads: ``X``, plus the kind codes when fitted by kind."""
+        return with_kind(X, codes) if self.offence is not None else X
+
+
+OFFENCE_KIND_COLUMN = "offence_kind"  # the revenue booster's extra input when fitted by kind
+
+
+def with_kind(X: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    return np.column_stack([X, codes])
+
+
+def offence_kind_codes(frame: pd.DataFrame, rows: np.ndarray) -> tuple[tuple[str, ...], np.ndarray]:
+    """The offence kinds recorded on ``rows`` (sorted) and every row's kind code (NaN: none or
+    a kind not among them); ``((), all NaN)`` when the history records no types."""
+    codes = np.full(len(frame), np.nan)
+    if "offence_type" not in frame.columns:
+        return (), codes
+    kind = frame["offence_type"].astype("string")
+    kinds = tuple(sorted(kind[rows].dropna().unique().tolist()))
+    lookup = {k: float(i) for i, k in enumerate(kinds)}
+    codes[:] = kind.map(lookup).astype("Float64").to_numpy(np.float64, na_value=np.nan)
+    return kinds, codes
+
+
 def _fit_booster(
     params: TrainParams,
     objective: str,
@@ -113,14 +147,16 @@ def _fit_booster(
     X_valid: np.ndarray,
     y_valid: np.ndarray,
     manifest: FeatureManifest,
+    extra: dict[str, Any] | None = None,
 ) -> FittedBooster:
-    """First pass: fit with early stopping on the validation rows."""
+    """First pass: fit with early stopping on the validation rows (``extra``: more booster
+    parameters, e.g. ``num_class``)."""
     import lightgbm as lgb
 
     train_set = _dataset(X_train, y_train, manifest)
     valid_set = lgb.Dataset(X_valid, y_valid, reference=train_set)
     booster = lgb.train(
-        params.lgb_params(objective),
+        {**params.lgb_params(objective), **(extra or {})},
         train_set,
         num_boost_round=params.n_estimators,
         valid_sets=[valid_set],
@@ -142,6 +178,7 @@ def _refit_booster(
     y: np.ndarray,
     rounds: int,
     manifest: FeatureManifest,
+    extra: dict[str, Any] | None = None,
 ) -> lgb.Booster:
     """Second pass: the same configuration on more rows, for the rounds the first pass chose.
 
@@ -149,18 +186,25 @@ def _refit_booster(
     """
     import lightgbm as lgb
 
-    return lgb.train(params.lgb_params(objective), _dataset(X, y, manifest), num_boost_round=rounds)
+    return lgb.train(
+        {**params.lgb_params(objective), **(extra or {})},
+        _dataset(X, y, manifest),
+        num_boost_round=rounds,
+    )
 
 
 def _dataset(X: np.ndarray, y: np.ndarray, manifest: FeatureManifest) -> lgb.Dataset:
+    """The manifest's columns (categoricals marked), and the offence kind code when ``X`` has
+    one more column (the revenue booster fitted by kind)."""
     import lightgbm as lgb
 
+    names = list(manifest.names)
+    categorical = [names.index(n) for n in manifest.categorical_names]
+    if X.shape[1] == len(names) + 1:
+        categorical.append(len(names))
+        names.append(OFFENCE_KIND_COLUMN)
     return lgb.Dataset(
-        X,
-        y,
-        feature_name=manifest.names,
-        categorical_feature=[manifest.names.index(n) for n in manifest.categorical_names],
-        free_raw_data=True,
+        X, y, feature_name=names, categorical_feature=categorical, free_raw_data=True
     )
 
 
@@ -254,8 +298,14 @@ def train_models(
     )
     step("revenue model")
     revenue = frame["revenue_recovered"].to_numpy(np.float64, na_value=np.nan)
-    revenue_fit, revenue_status = _fit_revenue(params, X, y, revenue, labelled, parts, used)
-    for name, fitted in (("risk", risk_fit), ("revenue", revenue_fit)):
+    kinds, kind_codes = offence_kind_codes(frame, labelled & (y == 1) & parts["train"])
+    revenue_fit, revenue_status = _fit_revenue(
+        params, X, y, revenue, labelled, parts, used, kinds, kind_codes
+    )
+    fits = [("risk", risk_fit)]
+    if revenue_fit is not None:
+        fits += [("revenue", revenue_fit.revenue), ("offence kind", revenue_fit.offence)]
+    for name, fitted in [(n, f) for n, f in fits if f is not None]:
         if fitted is not None and fitted.hit_round_cap:
             log.warning(
                 "the %s model used all train.lightgbm.n_estimators=%d rounds without early "
@@ -300,13 +350,18 @@ def train_models(
     calibration = fit_isotonic(risk_fit.booster.predict(X[cal_mask], raw_score=True), y[cal_mask])
 
     first_risk = risk_fit.booster
-    first_revenue = revenue_fit.booster if revenue_fit is not None else None
+    first_revenue = revenue_fit.revenue.booster if revenue_fit is not None else None
+    first_offence = (
+        revenue_fit.offence.booster
+        if revenue_fit is not None and revenue_fit.offence is not None
+        else None
+    )
     test = parts["test"]
     X_test = X[test]
     if params.refit:
         step("refit")
-        risk_booster, revenue_booster = _refit_boosters(
-            params, risk_fit, revenue_fit, X, y, revenue, labelled, used
+        risk_booster, revenue_booster, offence_booster = _refit_boosters(
+            params, risk_fit, revenue_fit, X, y, revenue, labelled, used, kind_codes
         )
         # Lanes meet tomorrow's traffic: the most recent period's is the closest sample of it.
         lane_traffic = test
@@ -317,16 +372,16 @@ def train_models(
             f"so no held-out period is left to measure it"
         )
     else:
-        risk_booster, revenue_booster = first_risk, first_revenue
+        risk_booster, revenue_booster, offence_booster = first_risk, first_revenue, first_offence
         lane_traffic = parts["validation"]
         evaluated_model = (
             f"the deployed model: fitted on the {int(fit_train.sum())} labelled parcels of "
             f"the train period ({risk_fit.rounds} rounds, early-stopped on validation)"
         )
     # The cut-offs fill the lanes at the configured rates of the deployed model's priorities.
-    priority = score_rows(X[lane_traffic], risk_booster, revenue_booster, calibration, objective)[
-        "priority"
-    ]
+    priority = score_rows(
+        X[lane_traffic], risk_booster, revenue_booster, calibration, objective, offence_booster
+    )["priority"]
     deployed = RiskModel(
         manifest=used,
         risk_booster=risk_booster,
@@ -339,6 +394,9 @@ def train_models(
         # learning rate, so its log-odds stay on the first pass's scale.
         risk_booster_eval=first_risk if params.refit else None,
         revenue_booster_eval=first_revenue if params.refit else None,
+        offence_booster=offence_booster,
+        offence_booster_eval=first_offence if params.refit else None,
+        offence_kinds=revenue_fit.kinds if first_offence is not None else (),
     )
     first_pass = deployed.evaluation_model()
     # A shift here means the refit moved the log-odds away from the shared calibration.
@@ -359,7 +417,15 @@ def train_models(
             "objective": objective,
             "refit": params.refit,
             "risk_best_iteration": risk_fit.rounds,
-            "revenue_best_iteration": revenue_fit.rounds if revenue_fit is not None else None,
+            "revenue_best_iteration": (
+                revenue_fit.revenue.rounds if revenue_fit is not None else None
+            ),
+            "offence_best_iteration": (
+                revenue_fit.offence.rounds
+                if revenue_fit is not None and revenue_fit.offence is not None
+                else None
+            ),
+            "offence_kinds": list(revenue_fit.kinds) if first_offence is not None else [],
             "risk_hit_round_cap": risk_fit.hit_round_cap,
             "revenue_model": revenue_status,
             "calibration_sample": cal_sample,
@@ -409,7 +475,9 @@ def train_models(
         "unbiased_sample": test_kind,
         "evaluated_model": evaluated_model,
         "objective_requested": params.objective,
-        "revenue_hit_round_cap": revenue_fit.hit_round_cap if revenue_fit is not None else False,
+        "revenue_hit_round_cap": (
+            revenue_fit.revenue.hit_round_cap if revenue_fit is not None else False
+        ),
         "test_mean_risk_deployed": mean_risk["deployed"],
         "test_mean_risk_evaluated": mean_risk["evaluated"],
         "not_applicable": not_applicable,
@@ -437,7 +505,9 @@ def _fit_revenue(
     labelled: np.ndarray,
     parts: dict[str, np.ndarray],
     manifest: FeatureManifest,
-) -> tuple[FittedBooster | None, str]:
+    kinds: tuple[str, ...],
+    kind_codes: np.ndarray,
+) -> tuple[RevenueFit | None, str]:
     """The first-pass revenue model, or None and the one message that says why not."""
     illicit = labelled & (y == 1)
     with_revenue = illicit & np.isfinite(revenue)
@@ -458,33 +528,82 @@ def _fit_revenue(
             f"on risk"
         )
     else:
+        offence, why_pooled = _fit_offence_kinds(
+            params, X, illicit, parts, manifest, kinds, kind_codes
+        )
         # Gamma deviance with a log link estimates the mean revenue, which is what ranking by
         # expected revenue needs; a model of log revenue estimates the geometric mean and
         # under-ranks the heavy tail (fines, large parcels) that carries most of the money.
+        Xr = with_kind(X, kind_codes) if offence is not None else X
         fitted = _fit_booster(
             params,
             "gamma",
-            X[rev_train],
+            Xr[rev_train],
             np.maximum(revenue[rev_train], MIN_REVENUE_EUR),
-            X[rev_valid],
+            Xr[rev_valid],
             np.maximum(revenue[rev_valid], MIN_REVENUE_EUR),
             manifest,
         )
-        return fitted, "fitted"
+        if offence is None:
+            if why_pooled:
+                log.info("revenue model pooled over offence types: %s", why_pooled)
+            return RevenueFit(fitted), "fitted" + (f" (pooled: {why_pooled})" if why_pooled else "")
+        return RevenueFit(fitted, offence, kinds), (
+            f"fitted by offence type ({len(kinds)} types: {', '.join(kinds)})"
+        )
     log.warning("%s", status)
     return None, status
+
+
+def _fit_offence_kinds(
+    params: TrainParams,
+    X: np.ndarray,
+    illicit: np.ndarray,
+    parts: dict[str, np.ndarray],
+    manifest: FeatureManifest,
+    kinds: tuple[str, ...],
+    kind_codes: np.ndarray,
+) -> tuple[FittedBooster | None, str]:
+    """P(offence kind | parcel, illicit), or None and why the revenue model stays pooled."""
+    if not params.revenue_by_offence:
+        return None, ""
+    if len(kinds) < 2:
+        return None, (
+            "the history records no offence types"
+            if not kinds
+            else f"one offence type only ({kinds[0]})"
+        )
+    typed = illicit & np.isfinite(kind_codes)
+    train, valid = parts["train"] & typed, parts["validation"] & typed
+    if train.sum() < MIN_REVENUE_TRAIN or valid.sum() < MIN_REVENUE_VALIDATION:
+        return None, (
+            f"{int(train.sum())} train / {int(valid.sum())} validation illicit parcels with an "
+            f"offence type (need {MIN_REVENUE_TRAIN} / {MIN_REVENUE_VALIDATION})"
+        )
+    fitted = _fit_booster(
+        params,
+        "multiclass",
+        X[train],
+        kind_codes[train],
+        X[valid],
+        kind_codes[valid],
+        manifest,
+        {"num_class": len(kinds)},
+    )
+    return fitted, ""
 
 
 def _refit_boosters(
     params: TrainParams,
     risk_fit: FittedBooster,
-    revenue_fit: FittedBooster | None,
+    revenue_fit: RevenueFit | None,
     X: np.ndarray,
     y: np.ndarray,
     revenue: np.ndarray,
     labelled: np.ndarray,
     manifest: FeatureManifest,
-) -> tuple[lgb.Booster, lgb.Booster | None]:
+    kind_codes: np.ndarray,
+) -> tuple[lgb.Booster, lgb.Booster | None, lgb.Booster | None]:
     """The deployed boosters: the first pass's refit on all labelled parcels.
 
     Same rounds and learning rate, so the refit's log-odds are on the first pass's scale and
@@ -495,14 +614,27 @@ def _refit_boosters(
     """
     risk = _refit_booster(params, "binary", X[labelled], y[labelled], risk_fit.rounds, manifest)
     if revenue_fit is None:
-        return risk, None
-    rows = labelled & (y == 1) & np.isfinite(revenue)
+        return risk, None, None
+    illicit = labelled & (y == 1)
+    offence = None
+    if revenue_fit.offence is not None:
+        typed = illicit & np.isfinite(kind_codes)
+        offence = _refit_booster(
+            params,
+            "multiclass",
+            X[typed],
+            kind_codes[typed],
+            revenue_fit.offence.rounds,
+            manifest,
+            {"num_class": len(revenue_fit.kinds)},
+        )
+    rows = illicit & np.isfinite(revenue)
     revenue_booster = _refit_booster(
         params,
         "gamma",
-        X[rows],
+        revenue_fit.kind_matrix(X[rows], kind_codes[rows]),
         np.maximum(revenue[rows], MIN_REVENUE_EUR),
-        revenue_fit.rounds,
+        revenue_fit.revenue.rounds,
         manifest,
     )
-    return risk, revenue_booster
+    return risk, revenue_booster, offence

@@ -11,13 +11,8 @@ so the champion/challenger gate scores them (``evaluation_model``).
 Scores: ``raw`` is the risk booster's log-odds (what SHAP contributions add up to); ``risk`` is
 the calibrated probability; ``expected_revenue`` = risk x E[revenue | illicit];
 ``priority`` is what lanes rank on (risk or expected revenue, chosen at training).
-
-E[revenue | illicit] comes from one gamma booster, or, when the history records offence types,
-from a mixture over them (``offence_model.txt``, ``train.revenue_by_offence``): a multiclass
-booster gives P(offence kind | parcel, illicit) and the gamma booster, which then takes the
-kind's code as one more (categorical) input, the revenue of each kind; the two are summed.
-What an offence is worth depends on its kind (a fine for prohibited goods, the duty gap for
-undervaluation), and one model of the pooled mean shrinks every parcel to the middle of them.
+The revenue booster is one gamma model whatever training fitted behind it (by offence type it
+is the distilled mixture, ``models.train``), so serving costs one prediction per booster.
 """
 
 from __future__ import annotations
@@ -40,8 +35,6 @@ RISK_MODEL_FILE = "risk_model.txt"
 REVENUE_MODEL_FILE = "revenue_model.txt"
 RISK_EVAL_MODEL_FILE = "risk_model_eval.txt"
 REVENUE_EVAL_MODEL_FILE = "revenue_model_eval.txt"
-OFFENCE_MODEL_FILE = "offence_model.txt"
-OFFENCE_EVAL_MODEL_FILE = "offence_model_eval.txt"
 BUNDLE_FILE = "bundle.json"
 
 
@@ -74,31 +67,13 @@ class LaneThresholds:
     version: str  # content hash, reported with every decision
 
 
-def revenue_if_illicit(
-    revenue_booster: lgb.Booster | None,
-    X: np.ndarray,
-    offence_booster: lgb.Booster | None = None,
-) -> np.ndarray:
-    """E[revenue recovered | illicit], EUR (gamma model with a log link: predict is the mean).
-
-    With ``offence_booster``: sum over offence kinds k of P(k | x) x E[revenue | x, k], the
-    revenue booster asked once per kind with k's code in its last input column (one call on
-    the rows stacked kind after kind)."""
+def revenue_if_illicit(revenue_booster: lgb.Booster | None, X: np.ndarray) -> np.ndarray:
+    """E[revenue recovered | illicit], EUR (gamma model with a log link: predict is the mean)."""
     import numpy as np
 
     if revenue_booster is None:
         return np.zeros(len(X))
-    if offence_booster is None:
-        return np.maximum(revenue_booster.predict(X), 0.0)
-    n, kinds = len(X), offence_booster.num_model_per_iteration()
-    if n == 0:
-        return np.zeros(0)
-    p_kind = offence_booster.predict(X).reshape(n, kinds)
-    stacked = np.empty((kinds * n, X.shape[1] + 1))
-    stacked[:, :-1] = np.tile(X, (kinds, 1))
-    stacked[:, -1] = np.repeat(np.arange(kinds, dtype=np.float64), n)
-    by_kind = revenue_booster.predict(stacked).reshape(kinds, n).T
-    return np.maximum((p_kind * by_kind).sum(axis=1), 0.0)
+    return np.maximum(revenue_booster.predict(X), 0.0)
 
 
 def score_rows(
@@ -107,7 +82,6 @@ def score_rows(
     revenue_booster: lgb.Booster | None,
     calibration: Calibration,
     objective: Objective,
-    offence_booster: lgb.Booster | None = None,
 ) -> dict[str, np.ndarray]:
     """raw, risk, expected_revenue and priority for each row of a manifest-ordered matrix.
 
@@ -116,7 +90,7 @@ def score_rows(
     """
     raw = risk_booster.predict(X, raw_score=True)
     risk = calibration(raw)
-    expected_revenue = risk * revenue_if_illicit(revenue_booster, X, offence_booster)
+    expected_revenue = risk * revenue_if_illicit(revenue_booster, X)
     priority = expected_revenue if objective == "revenue" else risk
     return {"raw": raw, "risk": risk, "expected_revenue": expected_revenue, "priority": priority}
 
@@ -135,10 +109,6 @@ class RiskModel:
     # fitted on the train period only, so their test-period metrics are the honest ones.
     risk_booster_eval: lgb.Booster | None = None
     revenue_booster_eval: lgb.Booster | None = None
-    # E[revenue | illicit] by offence kind (None: one pooled revenue model); kinds in code order
-    offence_booster: lgb.Booster | None = None
-    offence_booster_eval: lgb.Booster | None = None
-    offence_kinds: tuple[str, ...] = ()
 
     def evaluation_model(self) -> RiskModel:
         """The model whose held-out metrics were measured: the first pass, or self if not refit.
@@ -151,10 +121,8 @@ class RiskModel:
             self,
             risk_booster=self.risk_booster_eval,
             revenue_booster=self.revenue_booster_eval,
-            offence_booster=self.offence_booster_eval,
             risk_booster_eval=None,
             revenue_booster_eval=None,
-            offence_booster_eval=None,
         )
 
     # --- scoring -------------------------------------------------------------------------
@@ -165,17 +133,12 @@ class RiskModel:
         return self.calibration(self.raw_score(X) if raw is None else raw)
 
     def revenue_if_illicit(self, X: np.ndarray) -> np.ndarray:
-        return revenue_if_illicit(self.revenue_booster, X, self.offence_booster)
+        return revenue_if_illicit(self.revenue_booster, X)
 
     def score(self, X: np.ndarray) -> dict[str, np.ndarray]:
         """raw, risk, expected_revenue and priority for each row of the manifest-ordered matrix."""
         return score_rows(
-            X,
-            self.risk_booster,
-            self.revenue_booster,
-            self.calibration,
-            self.thresholds.objective,
-            self.offence_booster,
+            X, self.risk_booster, self.revenue_booster, self.calibration, self.thresholds.objective
         )
 
     def contributions(self, X: np.ndarray) -> np.ndarray:
@@ -191,8 +154,6 @@ class RiskModel:
             (self.revenue_booster, REVENUE_MODEL_FILE),
             (self.risk_booster_eval, RISK_EVAL_MODEL_FILE),
             (self.revenue_booster_eval, REVENUE_EVAL_MODEL_FILE),
-            (self.offence_booster, OFFENCE_MODEL_FILE),
-            (self.offence_booster_eval, OFFENCE_EVAL_MODEL_FILE),
         ):
             if booster is not None:
                 booster.save_model(str(directory / name))
@@ -204,7 +165,6 @@ class RiskModel:
             "thresholds": asdict(self.thresholds),
             "metadata": self.metadata,
             "manifest_fingerprint": self.manifest.fingerprint,
-            "offence_kinds": list(self.offence_kinds),
         }
         (directory / BUNDLE_FILE).write_text(json.dumps(payload, indent=1, default=str))
         return directory
@@ -242,7 +202,4 @@ class RiskModel:
             metadata=payload.get("metadata", {}),
             risk_booster_eval=optional_booster(RISK_EVAL_MODEL_FILE),
             revenue_booster_eval=optional_booster(REVENUE_EVAL_MODEL_FILE),
-            offence_booster=optional_booster(OFFENCE_MODEL_FILE),
-            offence_booster_eval=optional_booster(OFFENCE_EVAL_MODEL_FILE),
-            offence_kinds=tuple(payload.get("offence_kinds", ())),
         )

@@ -1,5 +1,5 @@
 """Revenue given illicit as a mixture over offence types: fitted when the history records types,
-pooled (and saying why) when it does not, and the mixture is what scoring returns."""
+pooled (and saying why) when it does not; serving gets one booster that reproduces the mixture."""
 
 from __future__ import annotations
 
@@ -7,14 +7,18 @@ import numpy as np
 import pytest
 
 from features.params import TrainParams
-from models.bundle import OFFENCE_MODEL_FILE, RiskModel, revenue_if_illicit
-from models.train import train_models
+from models.labels import illicit_labels, labelled_mask
+from models.split import split_boundaries
+from models.train import (
+    _fit_revenue,
+    mixture_revenue,
+    offence_kind_codes,
+    train_models,
+)
 from tests.test_models.conftest import TRAIN_SECTION
 
 pytestmark = pytest.mark.xdist_group("models_train")
 PARAMS = TrainParams.from_dict(TRAIN_SECTION)
-
-
 FINE = 150.0
 
 
@@ -38,71 +42,59 @@ def by_offence(typed):
     return train_models(features, manifest, PARAMS, truth)
 
 
-def test_history_with_offence_types_gets_a_kind_model(by_offence):
+def test_history_with_offence_types_gets_the_mixture_distilled_for_serving(by_offence):
     model = by_offence.model
-    assert model.offence_booster is not None and model.offence_booster_eval is not None
-    assert model.offence_kinds == ("prohibited", "undervaluation")
-    assert model.offence_booster.num_model_per_iteration() == len(model.offence_kinds)
+    info = model.metadata["revenue_by_offence"]
+    assert info["kinds"] == ["prohibited", "undervaluation"] and info["kind_model_rounds"] > 0
     assert model.metadata["revenue_model"].startswith("fitted by offence type")
-    assert model.metadata["offence_kinds"] == list(model.offence_kinds)
-    # the deployed kind model is the first pass's refit with the same rounds
-    rounds = model.metadata["offence_best_iteration"]
-    assert model.offence_booster.current_iteration() == rounds
-    assert model.evaluation_model().offence_booster is model.offence_booster_eval
-
-
-def test_expected_revenue_is_the_kind_probabilities_times_each_kinds_revenue(by_offence, typed):
-    model = by_offence.model
-    X = model.manifest.matrix(typed[0].head(50))
-    p_kind = model.offence_booster.predict(X)
-    assert p_kind.shape == (50, len(model.offence_kinds))
-    np.testing.assert_allclose(p_kind.sum(axis=1), 1.0)
-    by_kind = np.column_stack(
-        [
-            model.revenue_booster.predict(np.column_stack([X, np.full(len(X), float(k))]))
-            for k in range(len(model.offence_kinds))
-        ]
-    )
-    np.testing.assert_allclose(model.revenue_if_illicit(X), (p_kind * by_kind).sum(axis=1))
-    scores = model.score(X)
-    np.testing.assert_allclose(
-        scores["expected_revenue"], scores["risk"] * (p_kind * by_kind).sum(1)
-    )
-    assert revenue_if_illicit(model.revenue_booster, X[:0], model.offence_booster).shape == (0,)
-
-
-def test_the_kind_model_travels_with_the_bundle(by_offence, typed, tmp_path):
-    X = by_offence.model.manifest.matrix(typed[0].head(300))
-    directory = by_offence.model.save(tmp_path / "bundle")
-    assert (directory / OFFENCE_MODEL_FILE).exists()
-    loaded = RiskModel.load(directory)
-    assert loaded.offence_kinds == by_offence.model.offence_kinds
-    np.testing.assert_array_equal(
-        loaded.score(X)["expected_revenue"], by_offence.model.score(X)["expected_revenue"]
-    )
-    # a pooled model saved into the same directory leaves no kind model behind
-    pooled = by_offence.model.__class__(
-        **{**by_offence.model.__dict__, "offence_booster": None, "offence_booster_eval": None}
-    )
-    pooled.save(directory)
-    assert not (directory / OFFENCE_MODEL_FILE).exists()
-    assert RiskModel.load(directory).offence_booster is None
+    for stage in ("first_pass", "deployed"):
+        assert info["distilled"][stage]["fidelity_r2_log"] > 0.9
+    # one booster per pass, reading the manifest's columns only: serving cost as pooled
+    for booster in (model.revenue_booster, model.revenue_booster_eval):
+        assert booster.num_model_per_iteration() == 1
+        assert booster.num_feature() == len(model.manifest.names)
 
 
 def test_each_kind_is_worth_what_its_offences_recovered(by_offence, typed):
-    """Illicit postal parcels are worth the fine more: the mixture puts them there, and the
-    kind model knows which parcels would be prohibited goods."""
+    """Illicit postal parcels are worth the fine more, and the served revenue says so."""
     features = typed[0]
     model = by_offence.model
     found = features["revenue_recovered"].notna().to_numpy() & features["offence_type"].notna()
     postal = features["channel"].to_numpy() == 0
-    X = model.manifest.matrix(features)
-    predicted = model.revenue_if_illicit(X)
+    predicted = model.revenue_if_illicit(model.manifest.matrix(features))
     recovered = features["revenue_recovered"].to_numpy()
     for group in (found & postal, found & ~postal):
         assert predicted[group].mean() == pytest.approx(recovered[group].mean(), rel=0.15)
-    p_prohibited = model.offence_booster.predict(X)[:, 0]
-    assert p_prohibited[postal].mean() > 0.9 > 0.1 > p_prohibited[~postal].mean()
+
+
+def test_the_mixture_is_kind_probabilities_times_each_kinds_revenue(typed, monkeypatch):
+    features, _, manifest = typed
+    frame = features.sort_values("declared_at", ignore_index=True)
+    parts = split_boundaries(frame["declared_at"], PARAMS.split).masks(frame["declared_at"])
+    labelled, y = labelled_mask(frame), illicit_labels(frame)
+    kinds, codes = offence_kind_codes(frame, labelled & (y == 1) & parts["train"])
+    assert kinds == ("prohibited", "undervaluation")
+    X = manifest.matrix(frame)
+    revenue = frame["revenue_recovered"].to_numpy(np.float64, na_value=np.nan)
+    fit, _ = _fit_revenue(PARAMS, X, y, revenue, labelled, parts, manifest, kinds, codes)
+    rows = X[:40]
+    p_kind = fit.offence.booster.predict(rows)
+    np.testing.assert_allclose(p_kind.sum(axis=1), 1.0)
+    by_kind = np.column_stack(
+        [fit.revenue.booster.predict(np.column_stack([rows, np.full(40, k)])) for k in (0.0, 1.0)]
+    )
+    np.testing.assert_allclose(
+        mixture_revenue(fit.revenue.booster, fit.offence.booster, rows),
+        (p_kind * by_kind).sum(axis=1),
+    )
+    assert mixture_revenue(fit.revenue.booster, fit.offence.booster, rows[:0]).shape == (0,)
+    whole = mixture_revenue(fit.revenue.booster, fit.offence.booster, rows)
+    monkeypatch.setattr("models.train.MIXTURE_CHUNK_ROWS", 7)  # 40 rows: 6 chunks, one short
+    np.testing.assert_array_equal(
+        mixture_revenue(fit.revenue.booster, fit.offence.booster, rows), whole
+    )
+    postal = rows[:, manifest.names.index("channel")] == 0
+    assert p_kind[postal, 0].min() > 0.5 > p_kind[~postal, 0].max()
 
 
 @pytest.mark.parametrize(
@@ -123,8 +115,7 @@ def test_pooled_revenue_model_when_types_are_off_absent_or_single(typed, change,
         )
     params = PARAMS.replace(**change.get("params", {}))
     model = train_models(features, manifest, params, truth).model
-    assert model.offence_booster is None and model.offence_kinds == ()
-    assert model.revenue_booster is not None
+    assert model.metadata["revenue_by_offence"] is None and model.revenue_booster is not None
     status = model.metadata["revenue_model"]
     assert status.startswith("fitted") and "by offence type" not in status
     if why:

@@ -37,6 +37,15 @@ SCORER_KEY = "bench-scorer-key-0123456789"
 BIN = Path(sys.executable).parent
 
 
+def absolute_sqlite(uri: str) -> str:
+    """A relative ``sqlite:///file.db`` made absolute: the server runs in a temporary directory,
+    where it would open an empty store (and its two workers race to create its tables)."""
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
+        return prefix + str(Path(uri[len(prefix) :]).resolve())
+    return uri
+
+
 def _run(args: list[str], cwd: Path) -> None:
     subprocess.run(args, cwd=cwd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
@@ -363,7 +372,11 @@ def main() -> None:
         if args.tracking_uri:
             if not args.declarations:
                 parser.error("--declarations is required with --tracking-uri")
-            uri, declarations, params = args.tracking_uri, args.declarations, args.params
+            uri, declarations, params = (
+                absolute_sqlite(args.tracking_uri),
+                args.declarations,
+                args.params,
+            )
         else:
             t0 = time.perf_counter()
             uri, declarations, params = build_champion(work)

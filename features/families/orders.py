@@ -32,6 +32,7 @@ from features.families.shipments import (
     recent_events,
     request_index,
     save_recent,
+    window_totals,
 )
 from features.params import FeatureParams
 from features.pipeline import history as hist
@@ -56,23 +57,6 @@ class RecentOrders:
         return RecentOrders(self.pair.with_live(), self.line.with_live())
 
 
-def _windows(
-    query: np.ndarray, t_us: np.ndarray, index: hist.EventIndex | hist.CombinedIndex, hours
-) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(parcels, value in EUR) of ``query``'s events in each window strictly before ``t_us``."""
-    now = index.prefix(query, t_us)
-    out = []
-    for h in hours:
-        then = index.prefix(query, t_us - h * hist.US_PER_HOUR)
-        out.append(
-            (
-                (now["count"] - then["count"]).astype(np.float64),
-                (now["value_cents"] - then["value_cents"]) / 100.0,
-            )
-        )
-    return out
-
-
 Indexed = tuple[np.ndarray, np.ndarray, "hist.EventIndex | hist.CombinedIndex"]
 
 
@@ -87,9 +71,9 @@ def order_features(
     for: a history holds one entity's index at a time."""
     hours = params.order_windows_hours
     pair_query, pair_known, pair_index = index_of(PAIR)
-    pair_windows = _windows(pair_query, t_us, pair_index, hours)
+    pair_windows = window_totals(pair_query, t_us, pair_index, hours)
     line_query, _, line_index = index_of(LINE)
-    line_windows = _windows(line_query, t_us, line_index, hours)
+    line_windows = window_totals(line_query, t_us, line_index, hours)
     out: Values = {}
     for h, (parcels, value), (same, _) in zip(hours, pair_windows, line_windows, strict=True):
         out[f"order_parcels_{h}h"] = parcels

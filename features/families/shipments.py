@@ -38,17 +38,35 @@ def split_shipment_features(
     the entity's declarations, weights ``value_cents``), and whether this parcel, under de
     minimis alone, tops it together with those of the first window."""
     out: Values = {}
-    now = index.prefix(codes, t_us)
-    for h in params.split_windows_hours:
-        then = index.prefix(codes, t_us - h * hist.US_PER_HOUR)
-        parcels, value = _names(entity, h)
-        out[parcels] = (now["count"] - then["count"]).astype(np.float64)
-        out[value] = (now["value_cents"] - then["value_cents"]) / 100.0
+    hours = params.split_windows_hours
+    for h, totals in zip(hours, window_totals(codes, t_us, index, hours), strict=True):
+        out.update(zip(_names(entity, h), totals, strict=True))
     own = np.nan_to_num(value_eur, nan=0.0)
     together = own + out[_names(entity, params.split_windows_hours[0])[1]]
     out[TOPS_DE_MINIMIS] = (
         (own < params.de_minimis_eur) & (together >= params.de_minimis_eur)
     ).astype(np.float64)
+    return out
+
+
+def window_totals(
+    codes: np.ndarray,
+    t_us: np.ndarray,
+    index: hist.EventIndex | hist.CombinedIndex,
+    hours: tuple[int, ...],
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(parcels, value in EUR) of each key's events in each window of ``hours`` strictly before
+    ``t_us`` (weights ``value_cents``)."""
+    now = index.prefix(codes, t_us)
+    out = []
+    for h in hours:
+        then = index.prefix(codes, t_us - h * hist.US_PER_HOUR)
+        out.append(
+            (
+                (now["count"] - then["count"]).astype(np.float64),
+                (now["value_cents"] - then["value_cents"]) / 100.0,
+            )
+        )
     return out
 
 

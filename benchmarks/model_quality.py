@@ -116,6 +116,9 @@ def _evaluate(result, frame, truth) -> dict[str, Any]:
         "oracle_precision_at_5": round(metrics["test_all.oracle.precision_at_5"], 4),
         "revenue_at_5": round(metrics["test_all.model.revenue_at_5"], 4),
         "oracle_revenue_at_5": round(metrics["test_all.oracle.revenue_at_5"], 4),
+        # what an administration can measure: the random-exploration parcels' own results
+        "exploration_precision_at_5": round(metrics["test_random.model.precision_at_5"], 4),
+        "exploration_revenue_at_5": round(metrics["test_random.model.revenue_at_5"], 4),
         "slots": int(by_risk["model"].sum()),
         "vague_slots": {
             name: {
@@ -153,7 +156,14 @@ def run_arm(raw: dict[str, Any], declarations, truth) -> dict[str, Any]:
 
 
 def _mean(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    keys = ("ratio_precision_at_5", "ratio_revenue_at_5", "precision_at_5", "revenue_at_5")
+    keys = (
+        "ratio_precision_at_5",
+        "ratio_revenue_at_5",
+        "precision_at_5",
+        "revenue_at_5",
+        "exploration_precision_at_5",
+        "exploration_revenue_at_5",
+    )
     out: dict[str, Any] = {k: round(float(np.mean([r[k] for r in runs])), 4) for k in keys}
     out["vague_hit_rate_model"] = round(
         float(np.mean([r["vague_slots"]["model"]["hit_rate"] or 0.0 for r in runs])), 3

@@ -42,6 +42,23 @@ def resolve_tracking_uri(uri: str | None) -> str:
     return uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
 
 
+def create_sqlite_store(tracking_uri: str | None) -> bool:
+    """Create a SQLite tracking store that does not exist yet, here and once; True if created.
+
+    Service workers each open the store as they start: on a missing file each would create and
+    migrate it at the same moment, and all but one fail with "duplicate column name: step"
+    where the answer is "no champion registered yet"."""
+    uri = resolve_tracking_uri(tracking_uri)
+    prefix = "sqlite:///"
+    if not uri.startswith(prefix):
+        return False
+    path = Path(uri[len(prefix) :])
+    if path.exists() or str(path) == ":memory:":
+        return False
+    registry_client(uri).search_registered_models(max_results=1)
+    return path.exists()
+
+
 def registry_client(tracking_uri: str | None) -> MlflowClient:
     from mlflow import MlflowClient
 

@@ -84,6 +84,9 @@ def serve(
             os.environ[name] = value
         else:
             os.environ.pop(name, None)
+    from models.registry import create_sqlite_store
+
+    create_sqlite_store(tracking_uri)  # not by every worker at once
     # One model copy per worker process; LightGBM's OpenMP pool inside each would only fight
     # the other workers for the same cores.
     os.environ.setdefault("OMP_NUM_THREADS", "1")

@@ -306,3 +306,20 @@ def test_train_no_validate_is_recorded_in_mlflow(frames, tmp_path) -> None:
     tags = registry_client(uri).get_run(out["run_id"]).data.tags
     assert tags["gate.declarations"] == "skipped"
     assert tags["gate.train_no_validate"] == "True"
+
+
+def test_a_missing_sqlite_store_is_created_once_before_the_workers_start(tmp_path, monkeypatch):
+    import sqlite3
+
+    from models.registry import create_sqlite_store
+
+    monkeypatch.chdir(tmp_path)
+    assert create_sqlite_store("sqlite:///fresh.db") is True  # relative: the serving directory
+    tables = {
+        r[0]
+        for r in sqlite3.connect(tmp_path / "fresh.db").execute("select name from sqlite_master")
+    }
+    assert {"registered_models", "model_versions", "experiments", "metrics"} <= tables
+    assert create_sqlite_store("sqlite:///fresh.db") is False  # there: left alone
+    assert create_sqlite_store("http://mlflow.example:5000") is False
+    assert create_sqlite_store("sqlite:///:memory:") is False

@@ -106,7 +106,7 @@ class Orders(Family):
                     "float",
                     f"Earlier parcels from the same seller to the same consignee in the previous "
                     f"{h} hours.",
-                    f"the seller sent this consignee {{value:.0f}} other parcels in the last {h} "
+                    f"the seller sent this consignee {{value:.0f}} other parcel(s) in the last {h} "
                     f"hours",
                 ),
                 FeatureSpec(
@@ -123,8 +123,8 @@ class Orders(Family):
                     "float",
                     f"Of those, parcels with the same HS6 subheading as this one (previous {h} "
                     f"hours).",
-                    f"{{value:.0f}} parcels of the same goods from this seller to this consignee "
-                    f"in the last {h} hours",
+                    f"{{value:.0f}} earlier parcel(s) of the same goods from this seller to this "
+                    f"consignee in the last {h} hours",
                 ),
             ]
         longest = max(hours)

@@ -146,3 +146,18 @@ def test_a_snapshot_written_before_order_signatures_existed_still_loads(tmp_path
     pd.testing.assert_frame_equal(
         compute_online_features(request, loaded), compute_online_features(request, state)
     )
+
+
+def test_every_signature_has_a_reason_a_clearance_officer_can_read():
+    manifest = build_features(ORDER, Contract(), PARAMS).manifest
+    reasons = {
+        n: manifest.spec(n).reason.format(value=1.0)
+        for n in manifest.names
+        if n.startswith("order_")
+    }
+    assert len(reasons) == 8 and all("{" not in r for r in reasons.values())
+    assert reasons["order_same_hs6_72h"] == (
+        "1 earlier parcel(s) of the same goods from this seller to this consignee in the last 72 "
+        "hours"
+    )
+    assert reasons["order_value_with_own_eur"].endswith("the order is worth EUR 1")

@@ -166,7 +166,9 @@ def _mean(runs: list[dict[str, Any]]) -> dict[str, Any]:
     )
     out: dict[str, Any] = {k: round(float(np.mean([r[k] for r in runs])), 4) for k in keys}
     out["vague_hit_rate_model"] = round(
-        float(np.mean([r["vague_slots"]["model"]["hit_rate"] or 0.0 for r in runs])), 3
+        # a run with no vague slot has no hit rate: left out, not counted as 0
+        float(np.nanmean([r["vague_slots"]["model"]["hit_rate"] or np.nan for r in runs])),
+        3,
     )
     out["vague_slots_model"] = round(
         float(np.mean([r["vague_slots"]["model"]["slots"] for r in runs])), 1

@@ -55,6 +55,17 @@ def create_sqlite_store(tracking_uri: str | None) -> bool:
     path = Path(uri[len(prefix) :])
     if path.exists() or str(path) == ":memory:":
         return False
+    # MLflow retries an unopenable file for minutes before it gives up: say it at once
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ParcelriskError(f"cannot create the MLflow store {uri}: {exc.strerror}") from None
+    import sqlite3
+
+    try:
+        sqlite3.connect(path).close()  # an empty database file: MLflow adds its tables
+    except sqlite3.Error as exc:
+        raise ParcelriskError(f"cannot create the MLflow store {uri}: {exc}") from None
     registry_client(uri).search_registered_models(max_results=1)
     return path.exists()
 

@@ -52,6 +52,10 @@ def test_missing_file_or_section_means_the_defaults(tmp_path: Path) -> None:
         ("features:\n  windows_days: [7, 0]\n", "features.windows_days: must be a non-empty"),
         ("features:\n  timezone: Mars/Olympus\n", "features.timezone: unknown time zone"),
         ("train:\n  refit: 'yes'\n", "train.refit: must be true or false"),
+        (
+            "train:\n  revenue_by_offence: 'no'\n",
+            "train.revenue_by_offence: must be true or false",
+        ),
         ("validate:\n  max_value: -1\n", "validate.max_value: Input should be greater than 0"),
         ("serve:\n  workers: 4\n  max_concurrency: 2\n", "max_concurrency (2) must be at least"),
         ("features:\n  base_currency: USD\n", "base_currency USD needs its own fx_to_base"),

@@ -37,10 +37,10 @@ _ENTITY_LABELS = {
     "consignee_region": ("region", "consignee region"),
 }
 
-# Derived keys and the contract field each comes from: an entity or categorical needs its source.
-# the split-order signatures' keys (features.families.orders): the pair, and the pair's tariff line
+# The split-order signatures' keys (features.families.orders): the pair, and the pair's tariff line
 ORDER_ENTITIES = ("seller_id*consignee_id", "seller_id*consignee_id*hs6")
 
+# Derived keys and the contract field each comes from: an entity or categorical needs its source.
 DERIVED_FROM = {"hs6": "hs_code", "hs_chapter": "hs_code", "hs_heading": "hs_code"}
 
 # text fields prepare itself derives values from (besides entities, categoricals and reasons)

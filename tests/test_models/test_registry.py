@@ -323,3 +323,15 @@ def test_a_missing_sqlite_store_is_created_once_before_the_workers_start(tmp_pat
     assert create_sqlite_store("sqlite:///fresh.db") is False  # there: left alone
     assert create_sqlite_store("http://mlflow.example:5000") is False
     assert create_sqlite_store("sqlite:///:memory:") is False
+
+
+def test_a_store_that_cannot_be_created_is_one_clear_error_at_once(tmp_path):
+    from features.errors import ParcelriskError
+    from models.registry import create_sqlite_store
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(ParcelriskError, match="cannot create the MLflow store"):
+        create_sqlite_store(f"sqlite:///{blocker}/sub/mlflow.db")  # parent is a file
+    with pytest.raises(ParcelriskError, match="cannot create the MLflow store"):
+        create_sqlite_store("sqlite:////proc/mlflow.db")  # no database can live there

@@ -18,6 +18,10 @@ import typer
 from features.params import DEFAULT_PARAMS, Settings, load_settings
 
 features_app = typer.Typer(help="Point-in-time parcel features.", no_args_is_help=True)
+keys_app = typer.Typer(
+    help="Secret keys: the audit chain's MAC key, the consignee pseudonym key.",
+    no_args_is_help=True,
+)
 
 
 def _show_progress(quiet: bool) -> bool:
@@ -205,7 +209,36 @@ def features_build(
     )
 
 
+@keys_app.command("new")
+def keys_new(
+    kind: str = typer.Argument(..., help="audit or pseudonym."),
+    out: Path | None = typer.Option(
+        None, "--out", help="Key file to write (default: ~/.config/parcelrisk/KIND.key)."
+    ),
+) -> None:
+    """Write a new random key (mode 0600); an existing key is never replaced."""
+    from features.keys import key_file_env, write_new_key
+
+    path = write_new_key(kind, out)
+    typer.echo(f"{kind} key written to {path}")
+    if out is not None:
+        typer.echo(f"use it with: export {key_file_env(kind)}={path.resolve()}")
+
+
+@keys_app.command("show")
+def keys_show() -> None:
+    """Which key of each kind is in use (its id and where it comes from), never the key."""
+    from features.keys import KEY_KINDS, KeyUnavailable, key_id, load_key
+
+    for kind in KEY_KINDS:
+        try:
+            typer.echo(f"{kind}: id {key_id(load_key(kind))}")
+        except KeyUnavailable as exc:
+            typer.echo(f"{kind}: missing: {exc}")
+
+
 def register(app: typer.Typer) -> None:
+    app.add_typer(keys_app, name="keys")
     app.command()(generate)
     app.command()(ingest)
     app.command()(validate)

@@ -256,7 +256,10 @@ def history_export(
 
 
 def register(app: typer.Typer) -> None:
+    from serving.audit.cli import register as register_audit
+
     app.command()(serve)
     app.command()(score)
     app.add_typer(outcomes_app, name="outcomes")
     app.add_typer(history_app, name="history")
+    register_audit(app)

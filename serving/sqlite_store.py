@@ -2,8 +2,10 @@
 
 WAL mode: readers never block the writer, and several worker processes can share one file.
 Each batch is inserted in one transaction, so a batch is either fully recorded or not at all.
-Each row carries the SHA-256 of its content (``record_hash``, ``serving.decision.content_hash``)
-so an auditor can check it was not edited after the fact.
+The decisions form a chain (``serving.audit.chain``): each row carries its seq, the MAC of the
+row before it and its own, keyed with the audit key, so an edit, insertion, deletion or reorder
+by anyone without the key is found by ``parcelrisk audit verify``. Writers extend the chain in
+their turn (one transaction at a time across worker processes), so both workers append to one.
 
 The disk it takes is bounded: the write-ahead log is checkpointed and started over before it
 holds ``wal_max_mb`` (``serve.audit_wal_max_mb``), and a write the disk cannot take raises
@@ -21,10 +23,18 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from features.errors import ParcelriskError
-from serving.decision import STORED_FIELDS, DecisionRecord, content_hash, iso_utc
+from features.keys import load_key
+from serving.audit.chain import GENESIS, ChainRow, record_mac
+from serving.decision import (
+    STORED_FIELDS,
+    DecisionRecord,
+    iso_utc,
+    pack_feature_rows,
+    unpack_features,
+)
 
 try:  # POSIX: worker processes queue for the write lock in the kernel (SqliteDecisionStore.record)
     import fcntl
@@ -85,11 +95,17 @@ def unavailable_as_error(conn: sqlite3.Connection, path: Path) -> Iterator[None]
         raise
 
 
+# The stored columns of a decision, in ``STORED_FIELDS`` order (features packed:
+# ``serving.decision.pack_feature_rows``), then its place in the chain.
+_COLUMNS = (*STORED_FIELDS, "declared_at", "seq", "answered_at", "prev_mac", "mac")
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS decisions (
-    decision_id TEXT PRIMARY KEY,
+    seq INTEGER PRIMARY KEY,  -- the chain's order: commit order across every writer
+    decision_id TEXT NOT NULL UNIQUE,
+    answered_at TEXT NOT NULL,  -- committed and released to its request (UTC)
     scored_at TEXT NOT NULL,
     declaration_id TEXT NOT NULL,
+    declared_at TEXT,  -- copied from the declaration: replay and time filters without JSON
     declaration_json TEXT NOT NULL,
     features BLOB NOT NULL,
     manifest_fingerprint TEXT NOT NULL,
@@ -104,36 +120,50 @@ CREATE TABLE IF NOT EXISTS decisions (
     exploration INTEGER NOT NULL,
     reasons_json TEXT NOT NULL,
     warnings_json TEXT NOT NULL,
-    record_hash TEXT NOT NULL
+    request_id TEXT NOT NULL,
+    api_key_id TEXT NOT NULL,
+    known_seq INTEGER NOT NULL,
+    known_results_seq INTEGER NOT NULL,
+    prev_mac BLOB NOT NULL,  -- the MAC of the decision at seq - 1 (serving.audit.chain)
+    mac BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS decisions_declaration ON decisions (declaration_id);
+CREATE INDEX IF NOT EXISTS decisions_answered ON decisions (answered_at);
 -- Decisions recorded whose answer was never sent (the request timed out or was cancelled
 -- first): kept, not deleted (the log is append-only), and handed back on a retry. Apart from
--- the decisions so that delivery, a fact about the transport, never touches their hash.
+-- the decisions so that delivery, a fact about the transport, never touches their chain.
 CREATE TABLE IF NOT EXISTS undelivered (
     decision_id TEXT PRIMARY KEY REFERENCES decisions (decision_id),
     reason TEXT NOT NULL,
     marked_at TEXT NOT NULL,
     redelivered_at TEXT
 );
+-- Where the hot store's chain starts after ``parcelrisk audit archive`` moved older days out:
+-- the last archived (seq, mac), MAC'd with the audit key so a cut cannot be invented.
+CREATE TABLE IF NOT EXISTS chain_cuts (
+    cut_seq INTEGER PRIMARY KEY,
+    cut_mac BLOB NOT NULL,
+    archived_at TEXT NOT NULL,
+    archive TEXT NOT NULL,
+    mac BLOB NOT NULL
+);
 """
-_INSERT = (
-    f"INSERT INTO decisions ({','.join(STORED_FIELDS)},record_hash) "
-    f"VALUES ({','.join('?' * (len(STORED_FIELDS) + 1))})"
-)
-_SELECT = f"SELECT {','.join(STORED_FIELDS)},record_hash FROM decisions WHERE decision_id = ?"
-# decisions_declaration indexes the ids; the first of each (id, text) wins (ORDER BY rowid)
+_INSERT = f"INSERT INTO decisions ({','.join(_COLUMNS)}) VALUES ({','.join('?' * len(_COLUMNS))})"
+_READ = f"SELECT {','.join(_COLUMNS)} FROM decisions"
+_SELECT = f"{_READ} WHERE decision_id = ?"
+# decisions_declaration indexes the ids; the first of each (id, text) wins (ORDER BY seq)
 _DECIDED = (
-    f"SELECT {','.join(STORED_FIELDS)} FROM decisions WHERE model_name = ? AND model_version = ? "
-    "AND declaration_id IN ({ids}) ORDER BY rowid"
+    f"{_READ} WHERE model_name = ? AND model_version = ? "
+    "AND declaration_id IN ({ids}) ORDER BY seq"
 )
+_LAST_LINK = "SELECT seq, mac FROM decisions ORDER BY seq DESC LIMIT 1"
+_LAST_CUT = "SELECT cut_seq, cut_mac, archived_at, archive, mac FROM chain_cuts ORDER BY cut_seq DESC LIMIT 1"
 
 # Stored declarations carry declared_at as "%Y-%m-%dT%H:%M:%S.%fZ": text order is time order,
 # so a replay skips what a snapshot holds already without parsing it in Python.
 _SINCE = (
-    "SELECT rowid, declaration_json FROM decisions WHERE rowid > ? "
-    "AND (? IS NULL OR json_extract(declaration_json, '$.declared_at') >= ?) "
-    "ORDER BY rowid LIMIT ?"
+    "SELECT seq, declaration_json FROM decisions WHERE seq > ? "
+    "AND (? IS NULL OR declared_at >= ?) ORDER BY seq LIMIT ?"
 )
 _MARK_UNDELIVERED = (
     "INSERT INTO undelivered (decision_id, reason, marked_at, redelivered_at) "
@@ -144,6 +174,34 @@ _WAITING = (
     "SELECT decision_id FROM undelivered WHERE redelivered_at IS NULL AND decision_id IN ({ids})"
 )
 _DELIVERY = "SELECT reason, marked_at, redelivered_at FROM undelivered WHERE decision_id = ?"
+_N_STORED = len(STORED_FIELDS)
+_FEATURES = STORED_FIELDS.index("features")
+
+
+def _declared_at(declaration_json: str) -> str | None:
+    """The declaration's ``declared_at`` as stored (ISO UTC text), without parsing the JSON."""
+    at = declaration_json.find('"declared_at": "')  # a key: quotes inside values are escaped
+    if at < 0:
+        import json
+
+        value = json.loads(declaration_json).get("declared_at")
+        return None if value is None else str(value)
+    start = at + len('"declared_at": "')
+    return declaration_json[start : declaration_json.index('"', start)]
+
+
+def _row_record(row: Sequence[Any]) -> tuple[DecisionRecord, ChainRow]:
+    """A stored row back to its record (canonical features) and its chain link."""
+    values = list(row[:_N_STORED])
+    values[_FEATURES] = unpack_features(bytes(values[_FEATURES]))
+    seq, answered_at, prev_mac, mac = row[_N_STORED + 1 :]
+    record = DecisionRecord.from_stored_values(values, seq=seq, answered_at=answered_at)
+    link = ChainRow(seq, record.decision_id, answered_at, bytes(prev_mac), bytes(mac), values)
+    return record, link
+
+
+class LegacyStore(ParcelriskError):
+    """A decision store written before the chain: it must be migrated first."""
 
 
 def _now_iso() -> str:
@@ -182,7 +240,10 @@ class SqliteDecisionStore:
         *,
         checkpoint_interval_s: float = 1.0,
         wal_max_mb: float = 64.0,
+        key: bytes | None = None,
     ) -> None:
+        # the audit key (``features.keys``): without it nothing is recorded or verified
+        self._key = key if key is not None else load_key("audit")
         self.path = Path(path)
         if self.path.parent and not self.path.parent.exists():
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -194,6 +255,7 @@ class SqliteDecisionStore:
         # last few transactions, never corrupt the file.
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.execute("PRAGMA wal_autocheckpoint=0")  # the thread below does it
+        self._refuse_legacy()
         self._conn.executescript(_SCHEMA)
         self._read_lock = threading.Lock()
         self._reader = self._connect(check_same_thread=False)
@@ -309,18 +371,51 @@ class SqliteDecisionStore:
             )
         return int(frames)
 
-    def record(self, decisions: Sequence[DecisionRecord]) -> None:
-        """Insert a batch in one transaction (all or nothing).
+    def _refuse_legacy(self) -> None:
+        columns = {row[1] for row in self._conn.execute("PRAGMA table_info(decisions)")}
+        if columns and "mac" not in columns:
+            self._conn.close()
+            raise LegacyStore(
+                f"decision store {self.path} was written before the tamper-evident chain "
+                "(no seq/mac columns): run `parcelrisk audit migrate --db "
+                f"{self.path}` once, with the audit key, to chain its decisions"
+            )
 
+    def record(self, decisions: Sequence[DecisionRecord]) -> None:
+        """Append a batch to the chain in one transaction (all or nothing).
+
+        The seqs, the answer time and the MACs are made inside the write transaction, in the
+        writers' turn, after reading the chain's last link: every worker extends one chain.
         Raises ``StoreUnavailable`` when the store cannot take it now (disk full, I/O error,
         locked past the timeout): the transaction is rolled back, the store stays usable.
         """
         if not decisions:
             return
-        rows = [
-            (*values, content_hash(values)) for values in (d.stored_values() for d in decisions)
-        ]
-        self._write(lambda: self._conn.executemany(_INSERT, rows))
+        values = [d.stored_values() for d in decisions]
+        packed = pack_feature_rows([v[_FEATURES] for v in values])
+        declared = [_declared_at(d.declaration_json) for d in decisions]
+        key = self._key
+
+        def append() -> None:
+            seq, prev = self._last_link()
+            answered_at = _now_iso()
+            rows = []
+            for i, v in enumerate(values):
+                seq += 1
+                mac = record_mac(key, seq, answered_at, prev, v)
+                rows.append((*v[:_FEATURES], packed[i], *v[_FEATURES + 1 :], declared[i], seq, answered_at, prev, mac))  # fmt: skip
+                prev = mac
+            self._conn.executemany(_INSERT, rows)
+
+        self._write(append)
+
+    def _last_link(self) -> tuple[int, bytes]:
+        """(seq, mac) the next decision follows: the last one, the archive cut, or genesis."""
+        row = self._conn.execute(_LAST_LINK).fetchone()
+        if row is not None:
+            return int(row[0]), bytes(row[1])
+        cut = self._conn.execute(_LAST_CUT).fetchone()
+        return (int(cut[0]), bytes(cut[1])) if cut is not None else (0, GENESIS)
 
     def _hold_back_log(self) -> None:
         """The log is over the limit: the checkpointer is behind (the disk is slower than the
@@ -414,14 +509,111 @@ class SqliteDecisionStore:
             self._conn.execute("COMMIT")  # may fail too: the log is written here
 
     def get(self, decision_id: str) -> tuple[DecisionRecord, bool] | None:
-        """The stored decision and whether its content still matches its hash; None if absent."""
-        with self._lock:
-            row = self._conn.execute(_SELECT, (decision_id,)).fetchone()
-        if row is None:
-            return None
-        *values, stored_hash = row
-        intact = hmac.compare_digest(content_hash(values).encode(), stored_hash.encode())
-        return DecisionRecord.from_stored_values(values), intact
+        """The stored decision and whether its link in the chain holds: its MAC matches its
+        content, the one before it is the one it names, and the one after names it. (The whole
+        chain: ``parcelrisk audit verify``.) None if absent."""
+        with self._read_lock:
+            row = self._reader.execute(_SELECT, (decision_id,)).fetchone()
+            if row is None:
+                return None
+            record, link = _row_record(row)
+            before = self._reader.execute(
+                "SELECT mac FROM decisions WHERE seq = ?", (link.seq - 1,)
+            ).fetchone()
+            after = self._reader.execute(
+                "SELECT prev_mac FROM decisions WHERE seq = ?", (link.seq + 1,)
+            ).fetchone()
+            cut = self._reader.execute(_LAST_CUT).fetchone() if before is None else None
+        expected_prev = (
+            bytes(before[0])
+            if before is not None
+            else bytes(cut[1])
+            if cut is not None and cut[0] == link.seq - 1
+            else GENESIS
+            if link.seq == 1
+            else None
+        )
+        intact = (
+            link.valid(self._key)
+            and expected_prev is not None
+            and hmac.compare_digest(expected_prev, link.prev_mac)
+            and (after is None or hmac.compare_digest(bytes(after[0]), link.mac))
+        )
+        return record, intact
+
+    def find(
+        self,
+        *,
+        answered_from: str | None = None,
+        answered_to: str | None = None,
+        lane: str | None = None,
+        model_version: str | None = None,
+        declaration_id: str | None = None,
+        after_seq: int = 0,
+        limit: int = 100,
+    ) -> list[DecisionRecord]:
+        """Decisions in seq order after ``after_seq``, answered in [from, to) (ISO UTC text),
+        of a lane, model version and declaration when given; at most ``limit``."""
+        where, args = ["seq > ?"], [int(after_seq)]
+        for clause, value in (
+            ("answered_at >= ?", answered_from),
+            ("answered_at < ?", answered_to),
+            ("lane = ?", lane),
+            ("model_version = ?", model_version),
+            ("declaration_id = ?", declaration_id),
+        ):
+            if value is not None:
+                where.append(clause)
+                args.append(value)
+        query = f"{_READ} WHERE {' AND '.join(where)} ORDER BY seq LIMIT ?"
+        with self._read_lock:
+            rows = self._reader.execute(query, (*args, int(limit))).fetchall()
+        return [_row_record(row)[0] for row in rows]
+
+    def chain_start(self) -> tuple[int, bytes, dict[str, Any] | None]:
+        """(seq, mac) the hot store's chain follows, and the archive cut it starts at (None:
+        never archived). A cut whose MAC fails raises: it was not made with the key."""
+        with self._read_lock:
+            cut = self._reader.execute(_LAST_CUT).fetchone()
+        if cut is None:
+            return 0, GENESIS, None
+        cut_seq, cut_mac, archived_at, archive, mac = cut
+        if not hmac.compare_digest(
+            bytes(mac), cut_mac_of(self._key, cut_seq, bytes(cut_mac), archived_at, archive)
+        ):
+            raise ParcelriskError(
+                f"{self.path}: the archive cut at seq {cut_seq} does not carry a valid MAC: it was "
+                "not made by `parcelrisk audit archive` with this audit key"
+            )
+        return (
+            int(cut_seq),
+            bytes(cut_mac),
+            {"cut_seq": cut_seq, "archived_at": archived_at, "archive": archive},
+        )
+
+    def chain_rows(self, after_seq: int = 0, page: int = 5_000) -> Iterator[ChainRow]:
+        """Every stored decision's chain link after ``after_seq``, in seq order, in pages
+        (bounded memory however long the chain)."""
+        last = after_seq
+        while True:
+            with self._read_lock:
+                rows = self._reader.execute(
+                    f"{_READ} WHERE seq > ? ORDER BY seq LIMIT ?", (last, page)
+                ).fetchall()
+            if not rows:
+                return
+            for row in rows:
+                yield _row_record(row)[1]
+            last = rows[-1][_N_STORED + 1]
+
+    def head(self) -> tuple[int, bytes] | None:
+        """The chain's last (seq, mac); None when nothing was ever recorded."""
+        with self._read_lock:
+            row = self._reader.execute(_LAST_LINK).fetchone()
+            cut = self._reader.execute(_LAST_CUT).fetchone() if row is None else None
+        if row is not None:
+            return int(row[0]), bytes(row[1])
+        return (int(cut[0]), bytes(cut[1])) if cut is not None else None
 
     def count(self) -> int:
         with self._lock:
@@ -439,19 +631,19 @@ class SqliteDecisionStore:
         with self._read_lock:
             rows = self._reader.execute(query, (model_name, model_version, *ids)).fetchall()
         found: dict[tuple[str, str], DecisionRecord] = {}
-        for values in rows:
-            record = DecisionRecord.from_stored_values(values)
+        for row in rows:
+            record = _row_record(row)[0]
             found.setdefault((record.declaration_id, record.declaration_json), record)
         return found
 
     def since(
         self, seq: int, declared_from_us: int | None = None, limit: int | None = None
     ) -> list[tuple[int, str]]:
-        """(rowid, declaration_json) after ``seq``, in rowid order (declared at or after
+        """(seq, declaration_json) after ``seq``, in seq order (declared at or after
         ``declared_from_us``, at most ``limit`` rows, when given).
 
-        The rowid is the sequence: inserts run one transaction at a time under the write lock
-        and rows are never deleted, so rowids grow in commit order across worker processes.
+        Seqs are given inside the write transaction, one writer at a time, so they grow in
+        commit order across worker processes.
         """
         # its own connection: a WAL reader never waits for a writer, and this read runs before
         # every batch (on the event loop for small ones), so it must not queue behind a commit
@@ -463,7 +655,7 @@ class SqliteDecisionStore:
 
     def last_seq(self) -> int:
         with self._read_lock:
-            row = self._reader.execute("SELECT MAX(rowid) FROM decisions").fetchone()
+            row = self._reader.execute("SELECT MAX(seq) FROM decisions").fetchone()
         return int(row[0] or 0)
 
     def close(self) -> None:
@@ -481,3 +673,8 @@ class SqliteDecisionStore:
                 self._reader.close()
             if self._lock_file is not None:
                 self._lock_file.close()
+
+
+def cut_mac_of(key: bytes, cut_seq: int, cut_mac: bytes, archived_at: str, archive: str) -> bytes:
+    """The MAC of an archive cut: only the key's holder can say where the hot chain starts."""
+    return record_mac(key, cut_seq, archived_at, cut_mac, ("chain-cut", archive))

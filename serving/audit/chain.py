@@ -1,0 +1,256 @@
+"""The decision store's tamper-evident chain: pure functions, the same for every store.
+
+Each stored decision carries its sequence number, the MAC of the decision before it and its own
+MAC: HMAC-SHA256, keyed with the audit key (``features.keys``, never stored with the data), over
+its sequence number, the time it was answered, the previous MAC and every stored value. A plain
+hash (the earlier ``record_hash``) stops nobody who can write the store: they edit the row and
+recompute it. Without the key nobody can make a MAC that verifies, so an edited, inserted,
+deleted or reordered record breaks the chain where it happened; with the key (an insider), the
+head filed elsewhere (``parcelrisk audit head``) proves nothing before it was rewritten.
+
+Every field is length-prefixed before it is MAC'd: a value can never shift bytes into its
+neighbour and collide (feature vectors are raw bytes and may hold any byte).
+"""
+
+from __future__ import annotations
+
+import hmac
+import struct
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+GENESIS = bytes(32)  # the "previous MAC" of the first decision ever recorded
+_LEN = struct.Struct(">I")
+
+
+def _part(value: Any) -> bytes:
+    raw = value if isinstance(value, bytes) else str(value).encode()
+    return _LEN.pack(len(raw)) + raw
+
+
+def record_mac(
+    key: bytes, seq: int, answered_at: str, prev_mac: bytes, values: Sequence[Any]
+) -> bytes:
+    """The MAC of one stored decision (``DecisionRecord.stored_values()``, features as
+    canonical little-endian float64 bytes) at ``seq``, after ``prev_mac``."""
+    message = b"".join([_part(seq), _part(answered_at), _part(prev_mac), *map(_part, values)])
+    return hmac.digest(key, message, "sha256")
+
+
+def format_head(seq: int, mac: bytes) -> str:
+    """A chain head as text to file elsewhere: ``SEQ:MAC_HEX``."""
+    return f"{seq}:{mac.hex()}"
+
+
+def parse_head(text: str) -> tuple[int, bytes]:
+    """``SEQ:MAC_HEX`` back to (seq, mac); ValueError naming the problem."""
+    seq_text, sep, mac_text = text.strip().partition(":")
+    try:
+        if not sep:
+            raise ValueError
+        seq, mac = int(seq_text), bytes.fromhex(mac_text)
+    except ValueError:
+        raise ValueError(
+            f"head {text!r}: expected SEQ:MAC as `parcelrisk audit head` prints it"
+        ) from None
+    if seq < 1 or len(mac) != 32:
+        raise ValueError(f"head {text!r}: expected SEQ >= 1 and a 64-hex-digit MAC")
+    return seq, mac
+
+
+@dataclass(frozen=True)
+class ChainRow:
+    """One stored decision as the chain sees it."""
+
+    seq: int
+    decision_id: str
+    answered_at: str
+    prev_mac: bytes
+    mac: bytes
+    values: Sequence[Any]  # DecisionRecord.stored_values(), canonical features
+
+    def valid(self, key: bytes, seq: int | None = None) -> bool:
+        """Whether its MAC matches its content (at ``seq``, default its own)."""
+        expected = record_mac(
+            key, self.seq if seq is None else seq, self.answered_at, self.prev_mac, self.values
+        )
+        return hmac.compare_digest(expected, self.mac)
+
+
+@dataclass
+class Problem:
+    """The first place the chain breaks."""
+
+    kind: str  # altered | inserted | deleted | reordered | rewritten | truncated
+    seq: int
+    decision_id: str | None
+    detail: str
+
+    def describe(self) -> str:
+        at = f"seq {self.seq}" + (f" (decision {self.decision_id})" if self.decision_id else "")
+        return f"{self.kind} at {at}: {self.detail}"
+
+
+@dataclass
+class ChainReport:
+    """What a walk of the chain found."""
+
+    checked: int = 0
+    first_seq: int | None = None
+    last_seq: int | None = None
+    head: str | None = None  # the last record's SEQ:MAC
+    head_checked: str | None = None  # the filed head proven, if one was given
+    problem: Problem | None = None
+    sources: list[str] = field(default_factory=list)  # archive days and the hot store
+
+    @property
+    def intact(self) -> bool:
+        return self.problem is None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "intact": self.intact,
+            "checked": self.checked,
+            "first_seq": self.first_seq,
+            "last_seq": self.last_seq,
+            "head": self.head,
+            "head_checked": self.head_checked,
+            "problem": None
+            if self.problem is None
+            else {
+                "kind": self.problem.kind,
+                "seq": self.problem.seq,
+                "decision_id": self.problem.decision_id,
+                "detail": self.problem.detail,
+            },
+            "sources": self.sources,
+        }
+
+
+class ChainWalker:
+    """Walk stored decisions in seq order and stop at the first break.
+
+    ``start``: (seq, mac) the walk starts after: (0, GENESIS) for a store that was never
+    archived, else the archive cut. ``head``: a head filed earlier (``parse_head``), checked
+    in ``finish``. Diagnosis of a break looks one record ahead, so rows are fed through
+    ``feed`` and the walker keeps one back.
+    """
+
+    def __init__(
+        self,
+        key: bytes,
+        start: tuple[int, bytes] = (0, GENESIS),
+        head: tuple[int, bytes] | None = None,
+    ) -> None:
+        self.key = key
+        self.report = ChainReport()
+        self._prev_seq, self._prev_mac = start
+        self._head = head
+        self._mac_at_head: bytes | None = None
+        self._pending: ChainRow | None = None
+
+    def feed(self, rows: Iterable[ChainRow]) -> bool:
+        """Check ``rows`` (in seq order); False once a break is found (stop feeding)."""
+        for row in rows:
+            if self._pending is not None and not self._check(self._pending, row):
+                return False
+            self._pending = row
+        return True
+
+    def finish(self) -> ChainReport:
+        """Check the last row and, if one was given, that the filed head is in the chain."""
+        report = self.report
+        if report.problem is None and self._pending is not None:
+            self._check(self._pending, None)
+        if report.problem is None and self._head is not None:
+            seq, mac = self._head
+            if report.last_seq is None or seq > report.last_seq:
+                report.problem = Problem(
+                    "truncated",
+                    seq,
+                    None,
+                    f"the filed head is at seq {seq} but the chain ends at "
+                    f"{report.last_seq or 0}: decisions up to the head were removed",
+                )
+            elif self._mac_at_head is None or not hmac.compare_digest(self._mac_at_head, mac):
+                report.problem = Problem(
+                    "rewritten",
+                    seq,
+                    None,
+                    "the chain verifies but its MAC at the filed head differs: the records "
+                    "up to it were rewritten (by someone holding the audit key) or replaced",
+                )
+            else:
+                report.head_checked = format_head(seq, mac)
+        return report
+
+    def _check(self, row: ChainRow, following: ChainRow | None) -> bool:
+        report = self.report
+        expected_seq = self._prev_seq + 1
+        problem = None
+        if row.seq != expected_seq:
+            if row.seq > expected_seq:
+                missing = f"seq {expected_seq}" + (
+                    f"..{row.seq - 1}" if row.seq - 1 > expected_seq else ""
+                )
+                problem = Problem(
+                    "deleted", expected_seq, None, f"{missing} missing before {row.decision_id}"
+                )
+            else:
+                problem = Problem(
+                    "inserted", row.seq, row.decision_id, f"seq {row.seq} repeats an earlier one"
+                )
+        elif not row.valid(self.key):
+            problem = self._diagnose(row, following)
+        elif not hmac.compare_digest(row.prev_mac, self._prev_mac):
+            problem = Problem(
+                "reordered",
+                row.seq,
+                row.decision_id,
+                "a valid record whose predecessor is not the record before it",
+            )
+        if problem is not None:
+            report.problem = problem
+            return False
+        if report.first_seq is None:
+            report.first_seq = row.seq
+        report.checked += 1
+        report.last_seq = row.seq
+        report.head = format_head(row.seq, row.mac)
+        if self._head is not None and row.seq == self._head[0]:
+            self._mac_at_head = row.mac
+        self._prev_seq, self._prev_mac = row.seq, row.mac
+        return True
+
+    def _diagnose(self, row: ChainRow, following: ChainRow | None) -> Problem:
+        """A record whose MAC fails: edited in place, slipped in, or moved from elsewhere."""
+        linked_here = hmac.compare_digest(row.prev_mac, self._prev_mac)
+        if following is not None and hmac.compare_digest(following.prev_mac, self._prev_mac):
+            # the record after it links to the one before it: this one was slipped in between
+            return Problem(
+                "inserted", row.seq, row.decision_id, "not part of the chain (no valid MAC)"
+            )
+        if following is not None and following.valid(self.key, following.seq - 1):
+            # the next one is valid one place earlier: everything after was renumbered by one
+            return Problem(
+                "inserted",
+                row.seq,
+                row.decision_id,
+                "not part of the chain; the records after it were renumbered to make room",
+            )
+        if not linked_here:
+            for other_seq in range(max(1, row.seq - 64), row.seq + 65):
+                if other_seq != row.seq and row.valid(self.key, other_seq):
+                    return Problem(
+                        "reordered",
+                        row.seq,
+                        row.decision_id,
+                        f"a valid record of seq {other_seq} moved to seq {row.seq}",
+                    )
+        return Problem(
+            "altered",
+            row.seq,
+            row.decision_id,
+            "its stored content no longer matches its MAC (edited after it was recorded)",
+        )

@@ -15,11 +15,13 @@ import hmac
 import logging
 import os
 from collections.abc import Awaitable, Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from features.errors import ParcelriskError
+from features.keys import key_id
 from serving.errors import error_response
 
 if TYPE_CHECKING:
@@ -45,6 +47,21 @@ ROUTE_ROLES: dict[str, frozenset[str]] = {
 }
 
 
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who sent the request being handled: its request id and the id (never the key) of the
+    API key it presented; recorded with every decision it gets (``DecisionRecord``)."""
+
+    request_id: str
+    api_key_id: str = ""  # empty when auth is off (--insecure-no-auth)
+    role: str = ""
+
+
+# Set by ``ApiKeyMiddleware`` for each request; the handler runs in a task that copies the
+# context, so it reads the caller of its own request.
+CALLER: ContextVar[Caller | None] = ContextVar("parcelrisk_caller", default=None)
+
+
 class AuthConfigError(ParcelriskError):
     """The API keys are missing or malformed; the message never contains a key."""
 
@@ -58,14 +75,19 @@ class KeyRing:
 
     def role_of(self, presented: str | None) -> str | None:
         """The role of a presented key, or None. Checks every entry (no early exit on match)."""
+        found = self.identify(presented)
+        return found[0] if found is not None else None
+
+    def identify(self, presented: str | None) -> tuple[str, str] | None:
+        """(role, key id) of a presented key, or None. Checks every entry (no early exit)."""
         if not presented:
             return None
         candidate = presented.encode()
-        found: str | None = None
+        found: tuple[str, bytes] | None = None
         for role, key in self.entries:
             if hmac.compare_digest(candidate, key) and found is None:
-                found = role
-        return found
+                found = (role, key)
+        return (found[0], key_id(found[1])) if found is not None else None
 
 
 def _parse_pairs(lines: list[str], source: str) -> list[tuple[str, bytes]]:
@@ -149,32 +171,39 @@ class ApiKeyMiddleware:
         return self._keyring
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            refusal = self._refusal(scope)
-            if refusal is not None:
-                await refusal(scope, receive, send)
-                return
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        from serving.patches import REQUEST_ID  # the request timeout, outermost, set it
+
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        refusal, caller = self._check(scope.get("path", "/"), headers, REQUEST_ID.get())
+        if refusal is not None:
+            await refusal(scope, receive, send)
+            return
+        CALLER.set(caller)
         await self.app(scope, receive, send)
 
-    def _refusal(self, scope: dict[str, Any]) -> JSONResponse | None:
-        """The 401/403 for this request, or None if it may pass."""
-        path = scope.get("path", "/")
+    def _check(
+        self, path: str, headers: Mapping[str, str], request_id: str
+    ) -> tuple[JSONResponse | None, Caller]:
+        """The 401/403 for this request (None if it may pass) and who it is."""
         roles = required_roles(path)
+        found = self.keyring.identify(presented_key(headers)) if roles is not None else None
+        caller = Caller(request_id, *(found[::-1] if found else ("", "")))
         if roles is None or self.keyring.insecure:
-            return None
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        key = presented_key(headers)
-        if key is None:
-            return _unauthorised("missing API key (X-API-Key or Authorization: Bearer)")
-        role = self.keyring.role_of(key)
-        if role is None:
-            return _unauthorised("invalid API key")
+            return None, caller
+        if presented_key(headers) is None:
+            return _unauthorised("missing API key (X-API-Key or Authorization: Bearer)"), caller
+        if found is None:
+            return _unauthorised("invalid API key"), caller
+        role = found[0]
         if roles and role not in roles:
             logger.info("role %s refused on %s", role, path)
             return error_response(
                 403, f"role {role!r} may not call {path}; needs {' or '.join(sorted(roles))}"
-            )
-        return None
+            ), caller
+        return None, caller
 
 
 def _unauthorised(message: str) -> JSONResponse:

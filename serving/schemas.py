@@ -115,7 +115,16 @@ class StoredDecision(BaseModel):
     exploration: bool
     reasons: list[ReasonOut]
     warnings: list[str]
-    intact: bool = Field(description="The stored record still matches its content hash.")
+    request_id: str = Field(description="The request that asked (its X-Request-ID).")
+    api_key_id: str = Field(description="The id (a fingerprint, never the key) of its API key.")
+    known_seq: int = Field(description="The decision log the live entity state held (its seq).")
+    known_results_seq: int = Field(description="The inspection results it held (their seq).")
+    seq: int | None = Field(description="The decision's place in the store's chain.")
+    answered_at: str | None = Field(description="When it was committed and released (UTC).")
+    intact: bool = Field(
+        description="Its link in the tamper-evident chain holds: its MAC matches its content and "
+        "its neighbours name it (the whole chain: `parcelrisk audit verify`)."
+    )
     delivery: Delivery | None = Field(
         default=None,
         description="Set when the decision was recorded but its answer was not sent (the "

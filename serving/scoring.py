@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,6 +21,7 @@ import numpy as np
 from features.errors import ParcelriskError
 from features.intake.columns import RecordColumns, columns_of, python_values
 from features.intake.rules import Findings, Limits, Rule, check, check_records, rules_for
+from serving.auth import Caller
 from serving.decision import DecisionRecord, features_for_storage
 from serving.lanes import assign_lanes
 from serving.reasons import Reason, explain_decisions
@@ -399,12 +400,18 @@ def declarations_as_json(declarations: pd.DataFrame) -> list[str]:
 
 
 def decision_records(
-    batch: ScoredBatch, runtime: ScoringRuntime, declarations_json: list[str] | None = None
+    batch: ScoredBatch,
+    runtime: ScoringRuntime,
+    declarations_json: list[str] | None = None,
+    *,
+    callers: Sequence[Caller | None] | None = None,
 ) -> list[DecisionRecord]:
     """The decision record of each row of the batch: every view of a decision reads these.
 
     ``declarations_json``: the declarations already as stored JSON (``models_as_json``), else
-    they are serialised from the batch's frame.
+    they are serialised from the batch's frame. ``callers``: who sent each row (the service's
+    requests; None offline). What was known is the runtime's: the log and results it has
+    caught up to (``ScoringRuntime.catch_up``).
     """
     if declarations_json is None:
         declarations_json = declarations_as_json(batch.declarations.frame())
@@ -420,6 +427,9 @@ def decision_records(
     revenue = batch.scores["expected_revenue"].tolist()
     lanes = batch.lanes.tolist()
     exploration = batch.exploration.tolist()
+    nobody = Caller("")
+    who = [c or nobody for c in callers] if callers is not None else [nobody] * len(batch)
+    known_seq, known_results_seq = runtime.log_seq, runtime.results_seq
     return [
         DecisionRecord(
             decision_id=batch.decision_ids[i],
@@ -439,6 +449,10 @@ def decision_records(
             exploration=exploration[i],
             reasons=[r.as_dict() for r in batch.reasons[i]],
             warnings=batch.warnings[i],
+            request_id=who[i].request_id,
+            api_key_id=who[i].api_key_id,
+            known_seq=known_seq,
+            known_results_seq=known_results_seq,
         )
         for i in range(len(batch))
     ]
@@ -511,15 +525,19 @@ def score_file(
     with tqdm(total=len(declarations), unit="parcel", disable=not progress, desc="scoring") as bar:
         for start in range(0, len(declarations), chunk_size):
             chunk = declarations.iloc[start : start + chunk_size].reset_index(drop=True)
+            if store is not None:  # what was known: the log, as for the service's batches
+                runtime.catch_up(store)
             batch = score_frame(chunk, runtime)
             if unvalidated:
                 for row in batch.warnings:
                     row.append(UNVALIDATED_WARNING)
             records = decision_records(batch, runtime)
+            # the next chunks see this one: results do not depend on the chunk size
             if store is not None:
                 store.record(records)
-            # the next chunks see this one: results do not depend on the chunk size
-            runtime.observe(batch)
+                runtime.recorded(batch, records)
+            else:
+                runtime.observe(batch)
             parts.append(results_frame(records, batch.scores["priority"]))
             bar.update(len(chunk))
     result = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()

@@ -40,7 +40,7 @@ from starlette.routing import Route
 from features.errors import ParcelriskError
 from features.intake.columns import RecordColumns, declarations_frame, models_as_json
 from features.intake.contract import OUTCOME_COLUMNS
-from serving.auth import ApiKeyMiddleware, load_keyring
+from serving.auth import CALLER, ApiKeyMiddleware, Caller, load_keyring
 from serving.batching import MicroBatcher, Reservation, run_inline_if_small
 from serving.config import MODEL_DIR_ENV, TRACKING_URI_ENV, worker_settings
 from serving.decision import DecisionRecord
@@ -275,8 +275,11 @@ class ParcelRiskService:
         return self.runtime is not None
 
     # --- scoring ---------------------------------------------------------------------------
-    async def _score_and_record(self, declarations: list[Any]) -> list[dict[str, Any]]:
-        """Score one merged batch of validated declarations; answer once it is recorded.
+    async def _score_and_record(
+        self, declarations: list[tuple[Any, Caller | None]]
+    ) -> list[dict[str, Any]]:
+        """Score one merged batch of validated declarations, each with the caller that sent
+        it; answer once it is recorded.
 
         The store write runs in a thread even for small batches: it may wait for the store's
         write lock (another worker, an auditor's tool, a slow disk), and that wait must hold
@@ -299,7 +302,7 @@ class ParcelRiskService:
         return items
 
     def _score_declarations(
-        self, runtime: ScoringRuntime, declarations: list[Any]
+        self, runtime: ScoringRuntime, sent: list[tuple[Any, Caller | None]]
     ) -> tuple[list[dict[str, Any]], list[DecisionRecord], ScoredBatch | None, list[str]]:
         """Response items, the new decision records and their batch (None when every
         declaration was decided before), and the ids of the decisions handed back, of one
@@ -309,6 +312,7 @@ class ParcelRiskService:
         (same ``declaration_id``, same content: a retry after a timeout, or the same parcel
         twice in one batch), gets that decision back, not a second one.
         """
+        declarations = [declaration for declaration, _ in sent]
         runtime.catch_up(
             self.store, self.outcome_store
         )  # what every worker decided since: the live entity state
@@ -335,13 +339,17 @@ class ParcelRiskService:
             for j, i in enumerate(new):
                 for name in sorted(set(declarations[i].model_extra or ()) - known):
                     batch.warnings[j].append(f"field {name!r} is not in the contract: ignored")
-            records = decision_records(batch, runtime, [texts[i] for i in new])
+            records = decision_records(
+                batch, runtime, [texts[i] for i in new], callers=[sent[i][1] for i in new]
+            )
         made = {keys[i]: record for i, record in zip(new, records, strict=True)}
         items = [(made.get(key) or before[key]).api_item() for key in keys]
         again = [before[key].decision_id for key in keys if key in before]
         return items, records, batch, again
 
-    async def _score_alone(self, declarations: list[Any]) -> list[dict[str, Any]]:
+    async def _score_alone(
+        self, declarations: list[tuple[Any, Caller | None]]
+    ) -> list[dict[str, Any]]:
         """One request scored as its own batch (``merge_concurrent_requests: false``). Shielded:
         a request cancelled meanwhile lets its batch finish, and marks what it recorded."""
         work = asyncio.ensure_future(self._score_and_record(declarations))
@@ -418,11 +426,13 @@ class ParcelRiskService:
             busy := self._queue_full_response(len(declarations))
         ):
             return busy
+        caller = CALLER.get()  # recorded with each decision: who asked
+        sent = [(declaration, caller) for declaration in declarations]
         try:
             if self.config.merge_concurrent_requests:
-                items = await self.batcher.submit(list(declarations))
+                items = await self.batcher.submit(sent)
             else:
-                items = await self._score_alone(list(declarations))
+                items = await self._score_alone(sent)
         except StoreUnavailable as exc:  # disk full, store locked: nothing of the batch stored
             return error_response(503, str(exc), headers={"Retry-After": "5"})
         except ParcelriskError as exc:

@@ -21,21 +21,24 @@ from dataclasses import dataclass, field
 from typing import Any
 
 GENESIS = bytes(32)  # the "previous MAC" of the first decision ever recorded
-_LEN = struct.Struct(">I")
-
-
-def _part(value: Any) -> bytes:
-    raw = value if isinstance(value, bytes) else str(value).encode()
-    return _LEN.pack(len(raw)) + raw
 
 
 def record_mac(
     key: bytes, seq: int, answered_at: str, prev_mac: bytes, values: Sequence[Any]
 ) -> bytes:
     """The MAC of one stored decision (``DecisionRecord.stored_values()``, features as
-    canonical little-endian float64 bytes) at ``seq``, after ``prev_mac``."""
-    message = b"".join([_part(seq), _part(answered_at), _part(prev_mac), *map(_part, values)])
-    return hmac.digest(key, message, "sha256")
+    canonical little-endian float64 bytes) at ``seq``, after ``prev_mac``.
+
+    The message is every part's length, then the parts: one ``struct.pack`` for all the
+    lengths keeps it to a few microseconds a decision (it runs for each one recorded)."""
+    parts = [
+        str(seq).encode(),
+        answered_at.encode(),
+        prev_mac,
+        *[v if type(v) is bytes else str(v).encode() for v in values],
+    ]
+    lengths = struct.pack(f">{len(parts)}I", *map(len, parts))
+    return hmac.digest(key, lengths + b"".join(parts), "sha256")
 
 
 def format_head(seq: int, mac: bytes) -> str:

@@ -160,7 +160,7 @@ def test_show_gives_every_feature_and_the_inspection(audited, capsys) -> None:
 
 
 def test_recompute_matches_a_sample_scored_by_two_workers(audited, capsys) -> None:
-    code, out, err = _cli(capsys, "audit", "recompute", "--sample", "40", "--seed", "3",
+    code, out, _ = _cli(capsys, "audit", "recompute", "--sample", "40", "--seed", "3",
                           *_recompute_opts(audited))  # fmt: skip
     body = json.loads(out)
     assert body["summary"] == {"n": 40, "matches": 40, "mismatches": 0, "unverifiable": 0}, [

@@ -291,6 +291,11 @@ class ScoredBatch:
     reasons: list[list[Reason]]
     warnings: list[list[str]]
     scored_at: str
+    # What the live state held when the features were computed: the decision log up to this
+    # seq and the inspection results up to that one (``DecisionRecord.known_seq``), so an
+    # auditor can rebuild it (``parcelrisk audit recompute``).
+    known_seq: int = 0
+    known_results_seq: int = 0
 
     def __len__(self) -> int:
         return len(self.decision_ids)
@@ -320,6 +325,8 @@ def score_frame(
     validated API models (``RecordColumns``)."""
     declarations = columns_of(declarations)
     n = len(declarations)
+    # read before the features: a catch-up racing this batch can only add to what it saw
+    known = (runtime.log_seq, runtime.results_seq)
     features, feature_warnings = runtime.compute_features(declarations)
     warnings = _row_warnings(feature_warnings, n)
     if runtime.warning_rules:
@@ -369,6 +376,8 @@ def score_frame(
         reasons=reasons,
         warnings=warnings,
         scored_at=datetime.now(UTC).isoformat(timespec="microseconds"),
+        known_seq=known[0],
+        known_results_seq=known[1],
     )
 
 
@@ -410,8 +419,7 @@ def decision_records(
 
     ``declarations_json``: the declarations already as stored JSON (``models_as_json``), else
     they are serialised from the batch's frame. ``callers``: who sent each row (the service's
-    requests; None offline). What was known is the runtime's: the log and results it has
-    caught up to (``ScoringRuntime.catch_up``).
+    requests; None offline).
     """
     if declarations_json is None:
         declarations_json = declarations_as_json(batch.declarations.frame())
@@ -429,7 +437,6 @@ def decision_records(
     exploration = batch.exploration.tolist()
     nobody = Caller("")
     who = [c or nobody for c in callers] if callers is not None else [nobody] * len(batch)
-    known_seq, known_results_seq = runtime.log_seq, runtime.results_seq
     return [
         DecisionRecord(
             decision_id=batch.decision_ids[i],
@@ -451,8 +458,8 @@ def decision_records(
             warnings=batch.warnings[i],
             request_id=who[i].request_id,
             api_key_id=who[i].api_key_id,
-            known_seq=known_seq,
-            known_results_seq=known_results_seq,
+            known_seq=batch.known_seq,
+            known_results_seq=batch.known_results_seq,
         )
         for i in range(len(batch))
     ]

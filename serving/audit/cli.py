@@ -88,4 +88,7 @@ def head(
 
 
 def register(app: typer.Typer) -> None:
+    from serving.audit.review_cli import register_review
+
+    register_review(audit_app)
     app.add_typer(audit_app, name="audit")

@@ -61,3 +61,7 @@ def main() -> None:
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(130)
+
+
+if __name__ == "__main__":  # python -m serving.main, as the console script
+    main()

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 GENESIS = bytes(32)  # the "previous MAC" of the first decision ever recorded
+_SEARCH = 64  # how far a broken record's original seq is looked for, to name what happened
 
 
 def record_mac(
@@ -227,33 +228,53 @@ class ChainWalker:
         return True
 
     def _diagnose(self, row: ChainRow, following: ChainRow | None) -> Problem:
-        """A record whose MAC fails: edited in place, slipped in, or moved from elsewhere."""
-        linked_here = hmac.compare_digest(row.prev_mac, self._prev_mac)
-        if following is not None and hmac.compare_digest(following.prev_mac, self._prev_mac):
+        """A record whose MAC fails at its seq: edited in place, slipped in, moved, or the
+        first of the records renumbered to close a gap left by a deletion."""
+        expected = self._prev_mac
+        if (
+            following is not None
+            and following.valid(self.key, row.seq)
+            and row.valid(self.key, following.seq)
+        ):
+            return Problem(
+                "reordered",
+                row.seq,
+                row.decision_id,
+                f"it and the record after it ({following.decision_id}) changed places",
+            )
+        if following is not None and hmac.compare_digest(following.prev_mac, expected):
             # the record after it links to the one before it: this one was slipped in between
             return Problem(
                 "inserted", row.seq, row.decision_id, "not part of the chain (no valid MAC)"
             )
-        if following is not None and following.valid(self.key, following.seq - 1):
-            # the next one is valid one place earlier: everything after was renumbered by one
+        if following is not None and following.valid(self.key, row.seq):
             return Problem(
                 "inserted",
                 row.seq,
                 row.decision_id,
                 "not part of the chain; the records after it were renumbered to make room",
             )
-        if not linked_here:
-            for other_seq in range(max(1, row.seq - 64), row.seq + 65):
-                if other_seq != row.seq and row.valid(self.key, other_seq):
-                    return Problem(
-                        "reordered",
-                        row.seq,
-                        row.decision_id,
-                        f"a valid record of seq {other_seq} moved to seq {row.seq}",
-                    )
+        for gap in range(1, _SEARCH + 1):  # a valid record further on, renumbered down
+            if row.valid(self.key, row.seq + gap):
+                return Problem(
+                    "deleted",
+                    row.seq,
+                    row.decision_id,
+                    f"{gap} record(s) before it were removed and the rest renumbered "
+                    f"(it was recorded at seq {row.seq + gap})",
+                )
+        for back in range(1, _SEARCH + 1):
+            if row.seq - back >= 1 and row.valid(self.key, row.seq - back):
+                return Problem(
+                    "reordered",
+                    row.seq,
+                    row.decision_id,
+                    f"a record of seq {row.seq - back} moved to seq {row.seq}",
+                )
         return Problem(
             "altered",
             row.seq,
             row.decision_id,
-            "its stored content no longer matches its MAC (edited after it was recorded)",
+            "its stored content does not match its MAC: edited after it was recorded, or "
+            "written by someone without the audit key",
         )

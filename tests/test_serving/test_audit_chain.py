@@ -1,0 +1,195 @@
+"""The decision store's tamper-evident chain: what `parcelrisk audit verify` finds when someone
+with write access to the store edits, deletes, inserts or reorders decisions, and what a head
+filed elsewhere proves against someone who also holds the key."""
+
+from __future__ import annotations
+
+import multiprocessing
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from serving.audit.chain import format_head, record_mac
+from serving.audit.verify import verify_store
+from serving.main import app
+from serving.sqlite_store import LegacyStore, SqliteDecisionStore
+from tests.test_serving.test_store import _record
+
+KEY = b"k" * 40
+
+
+def _store(tmp_path: Path, n: int = 10) -> SqliteDecisionStore:
+    store = SqliteDecisionStore(tmp_path / "audit.db", key=KEY)
+    for start in range(0, n, 3):  # several batches: the chain runs across them
+        store.record([_record(i) for i in range(start, min(n, start + 3))])
+    return store
+
+
+def _edit(store: SqliteDecisionStore, *statements: str) -> None:
+    """What someone with write access to the file does, behind the service's back."""
+    conn = sqlite3.connect(store.path)
+    with conn:
+        for statement in statements:
+            conn.execute(statement)
+    conn.close()
+
+
+def _problem(store: SqliteDecisionStore, head: str | None = None) -> tuple[str, int] | None:
+    report = verify_store(store, head)
+    return None if report.problem is None else (report.problem.kind, report.problem.seq)
+
+
+def test_an_intact_chain_verifies_across_batches(tmp_path) -> None:
+    store = _store(tmp_path)
+    report = verify_store(store)
+    assert report.intact and report.checked == 10 and (report.first_seq, report.last_seq) == (1, 10)
+    seq, mac = store.head()
+    assert report.head == format_head(seq, mac) and seq == 10
+    assert all(store.get(f"dec{i}")[1] for i in range(10))
+
+
+def test_an_edited_decision_is_named_even_with_its_hash_recomputed(tmp_path) -> None:
+    """The attack that passed before: a red decision turned green, its hash recomputed with
+    the project's own function. Without the key the MAC cannot be remade."""
+    store = _store(tmp_path)
+    row = store._conn.execute(
+        "SELECT seq, answered_at, prev_mac FROM decisions WHERE seq = 5"
+    ).fetchone()
+    record = store.get("dec4")[0]
+    forged = record_mac(b"not-the-key" * 4, row[0], row[1], row[2], record.stored_values())
+    _edit(store, "UPDATE decisions SET lane = 'green' WHERE seq = 5")
+    _edit(store, f"UPDATE decisions SET mac = x'{forged.hex()}' WHERE seq = 5")
+    assert _problem(store) == ("altered", 5)
+    assert store.get("dec4")[1] is False and store.get("dec2")[1] is True
+
+
+def test_a_deleted_decision_is_named(tmp_path) -> None:
+    store = _store(tmp_path)
+    _edit(store, "DELETE FROM decisions WHERE seq = 5")
+    assert _problem(store) == ("deleted", 5)
+    assert not store.get("dec5")[1]  # its neighbour no longer links to what it names
+
+
+def test_a_deletion_with_the_rest_renumbered_is_named(tmp_path) -> None:
+    store = _store(tmp_path)
+    _edit(
+        store,
+        "DELETE FROM decisions WHERE seq = 5",
+        "UPDATE decisions SET seq = seq - 1 WHERE seq > 5",
+    )
+    assert _problem(store) == ("deleted", 5)
+
+
+def test_an_inserted_decision_is_named(tmp_path) -> None:
+    store = _store(tmp_path)
+    columns = [r[1] for r in store._conn.execute("PRAGMA table_info(decisions)")]
+    copied = ",".join(c if c not in ("decision_id", "seq") else "'forged'" if c == "decision_id" else "100" for c in columns)  # fmt: skip
+    _edit(
+        store,
+        f"INSERT INTO decisions ({','.join(columns)}) SELECT {copied} FROM decisions WHERE seq = 4",
+    )
+    _edit(store, "UPDATE decisions SET seq = seq + 1000 WHERE seq BETWEEN 5 AND 10", "UPDATE decisions SET seq = seq - 999 WHERE seq > 1000", "UPDATE decisions SET seq = 5 WHERE seq = 100")  # fmt: skip
+    assert _problem(store) == ("inserted", 5)
+
+
+def test_reordered_decisions_are_named(tmp_path) -> None:
+    store = _store(tmp_path)
+    _edit(
+        store,
+        "UPDATE decisions SET seq = 100 WHERE seq = 5",
+        "UPDATE decisions SET seq = 5 WHERE seq = 6",
+        "UPDATE decisions SET seq = 6 WHERE seq = 100",
+    )
+    assert _problem(store) == ("reordered", 5)
+
+
+def test_a_filed_head_catches_a_rewrite_by_someone_holding_the_key(tmp_path) -> None:
+    store = _store(tmp_path)
+    filed = format_head(*store.head())
+    assert verify_store(store, filed).head_checked == filed
+    # an insider with the key edits decision 3 and remakes every MAC from there on
+    _edit(store, "UPDATE decisions SET lane = 'green' WHERE seq = 3")
+    prev = store._conn.execute("SELECT mac FROM decisions WHERE seq = 2").fetchone()[0]
+    for seq in range(3, 11):
+        record = store.find(after_seq=seq - 1, limit=1)[0]
+        mac = record_mac(KEY, seq, record.answered_at, prev, record.stored_values())
+        _edit(store, f"UPDATE decisions SET prev_mac = x'{prev.hex()}', mac = x'{mac.hex()}' WHERE seq = {seq}")  # fmt: skip
+        prev = mac
+    assert _problem(store) is None  # the chain alone cannot tell
+    assert _problem(store, filed) == ("rewritten", 10)
+
+
+def test_a_filed_head_catches_a_cut_tail(tmp_path) -> None:
+    store = _store(tmp_path)
+    filed = format_head(*store.head())
+    _edit(store, "DELETE FROM decisions WHERE seq > 8")
+    assert _problem(store) is None  # the last records gone leave no gap
+    assert _problem(store, filed) == ("truncated", 10)
+
+
+def _write(path: Path, worker: int, seconds: float) -> None:
+    store = SqliteDecisionStore(path, key=KEY)
+    deadline, n = time.perf_counter() + seconds, 0
+    while time.perf_counter() < deadline:
+        store.record([_record(worker * 1_000_000 + n + k) for k in range(3)])
+        n += 3
+    store.close()
+
+
+def test_two_worker_processes_extend_one_chain(tmp_path) -> None:
+    path = tmp_path / "audit.db"
+    SqliteDecisionStore(path, key=KEY).close()
+    context = multiprocessing.get_context("spawn")
+    writers = [context.Process(target=_write, args=(path, w, 2.0)) for w in (1, 2)]
+    for process in writers:
+        process.start()
+    for process in writers:
+        process.join()
+        assert process.exitcode == 0
+    store = SqliteDecisionStore(path, key=KEY)
+    report = verify_store(store)
+    ids = {r[0][:3] for r in store._conn.execute("SELECT decision_id FROM decisions")}
+    assert report.intact and report.checked == store.count() > 100 and ids == {"dec"}
+    workers = store._conn.execute(
+        "SELECT COUNT(DISTINCT CAST(SUBSTR(decision_id, 4) AS INTEGER) / 1000000) FROM decisions"
+    ).fetchone()[0]
+    assert workers == 2
+
+
+def test_the_cli_verifies_and_prints_the_head(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("PARCELRISK_AUDIT_KEY", KEY.decode())
+    store = _store(tmp_path)
+    db = str(store.path)
+    runner = CliRunner()
+    head = runner.invoke(app, ["audit", "head", "--db", db])
+    assert head.exit_code == 0 and head.output.strip() == format_head(*store.head())
+    ok = runner.invoke(app, ["audit", "verify", "--db", db, "--head", head.output.strip()])
+    assert ok.exit_code == 0 and '"intact": true' in ok.output
+    _edit(store, "UPDATE decisions SET risk = 0.0 WHERE seq = 7")
+    broken = runner.invoke(app, ["audit", "verify", "--db", db])
+    assert broken.exit_code == 1 and "NOT INTACT: altered at seq 7 (decision dec6)" in broken.output
+    bad_head = runner.invoke(app, ["audit", "verify", "--db", db, "--head", "nonsense"])
+    assert bad_head.exit_code != 0 and "expected SEQ:MAC" in str(
+        bad_head.exception or bad_head.output
+    )
+
+
+def test_without_the_key_nothing_is_recorded_or_verified(tmp_path, monkeypatch) -> None:
+    from features.keys import KeyUnavailable
+
+    monkeypatch.delenv("PARCELRISK_AUDIT_KEY")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "empty"))
+    with pytest.raises(KeyUnavailable, match=r"no audit key .* `parcelrisk keys new audit`"):
+        SqliteDecisionStore(tmp_path / "audit.db")
+
+
+def test_a_store_from_before_the_chain_is_refused_by_name(tmp_path) -> None:
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE decisions (decision_id TEXT PRIMARY KEY, record_hash TEXT)")
+    conn.close()
+    with pytest.raises(LegacyStore, match=r"before the tamper-evident chain.*audit migrate"):
+        SqliteDecisionStore(path, key=KEY)

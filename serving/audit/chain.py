@@ -162,6 +162,18 @@ class ChainWalker:
             self._pending = row
         return True
 
+    @property
+    def last_mac(self) -> bytes:
+        """The MAC of the last record checked (the start's, before any)."""
+        return self._prev_mac
+
+    def finish_part(self) -> None:
+        """Check the record held back: the end of one part of the chain (an archive) whose
+        continuation is checked against ``last_seq`` / ``last_mac``."""
+        if self.report.problem is None and self._pending is not None:
+            self._check(self._pending, None)
+        self._pending = None
+
     def finish(self) -> ChainReport:
         """Check the last row and, if one was given, that the filed head is in the chain."""
         report = self.report

@@ -92,3 +92,33 @@ def register(app: typer.Typer) -> None:
 
     register_review(audit_app)
     app.add_typer(audit_app, name="audit")
+
+
+@audit_app.command("archive")
+def archive(
+    before: str = typer.Option(
+        ..., "--before", help="Archive decisions answered before this date (UTC), e.g. 2026-06-01."
+    ),
+    db: Path | None = db_option(),
+    to: Path | None = typer.Option(
+        None, "--to", help="Archive directory (default: STORE.archive beside the store)."
+    ),
+    params: Path | None = params_option("section serve"),
+) -> None:
+    """Move old days to daily Parquet files with the chain head at the cut: `verify` still
+    proves them, the hot store stays small."""
+    from serving.audit.archive import archive_before
+    from serving.audit.report import parse_when
+
+    store = open_audit_store(db, params)
+    try:
+        summary = archive_before(store, parse_when(before, "--before"), to)
+    finally:
+        store.close()
+    typer.echo(json.dumps(summary, indent=2))
+    if summary.get("inspected_without_result"):
+        typer.echo(
+            f"note: {summary['inspected_without_result']} archived red/yellow decisions have no "
+            "inspection result yet; results arriving for them will be refused as unknown",
+            err=True,
+        )

@@ -1,0 +1,99 @@
+"""`parcelrisk audit archive`: old days move to daily Parquet files and the chain stays provable
+across the cut; a broken chain is never archived; a tampered archive is found by verify."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import pyarrow.parquet as pq
+import pytest
+
+from features.errors import ParcelriskError
+from serving.audit.archive import archive_before
+from serving.audit.verify import verify_store
+from serving.sqlite_store import SqliteDecisionStore
+from tests.test_serving.test_store import _record
+
+KEY = b"k" * 40
+
+
+def _days_store(tmp_path, days=("2026-05-01", "2026-05-02", "2026-05-03"), per_day=5):
+    """A store whose decisions were answered on ``days`` (the clock set per batch)."""
+    import serving.sqlite_store as sqlite_store
+
+    store = SqliteDecisionStore(tmp_path / "audit.db", key=KEY)
+    n = 0
+    for day in days:
+        original = sqlite_store._now_iso
+        sqlite_store._now_iso = lambda day=day: f"{day}T12:00:00.000000Z"
+        try:
+            store.record([_record(n + i) for i in range(per_day)])
+        finally:
+            sqlite_store._now_iso = original
+        n += per_day
+    return store
+
+
+def test_old_days_move_to_daily_parquet_and_the_chain_still_verifies(tmp_path) -> None:
+    store = _days_store(tmp_path)
+    head_before = verify_store(store).head
+    summary = archive_before(store, "2026-05-03T00:00:00.000000Z")
+    assert summary["archived"] == 10 and summary["days"] == ["2026-05-01", "2026-05-02"]
+    assert summary["hot_decisions_left"] == store.count() == 5
+    assert summary["inspected_without_result"] == 10  # every test decision is yellow
+    files = sorted((tmp_path / "audit.db.archive").glob("day=*/*.parquet"))
+    assert [f.parent.name for f in files] == ["day=2026-05-01", "day=2026-05-02"]
+    assert pq.read_table(files[0]).num_rows == 5
+    report = verify_store(store, head_before)
+    assert report.intact and report.checked == 15 and report.head == head_before
+    assert len(report.sources) == 3  # two archived days, then the hot store
+    store.record([_record(100)])  # the chain goes on after the cut
+    assert verify_store(store).intact and store.head()[0] == 16
+    # a second archive appends its days; the whole chain still verifies
+    archive_before(store, "2026-05-04T00:00:00.000000Z")
+    assert store.count() == 1 and verify_store(store).checked == 16
+
+
+def test_a_tampered_or_missing_archive_day_is_found(tmp_path) -> None:
+    store = _days_store(tmp_path)
+    archive_before(store, "2026-05-03T00:00:00.000000Z")
+    folder = tmp_path / "audit.db.archive"
+    first = sorted(folder.glob("day=*/*.parquet"))[0]
+    table = pq.read_table(first)
+    lanes = table.column("lane").to_pylist()
+    lanes[2] = "green"
+    pq.write_table(table.set_column(table.column_names.index("lane"), "lane", [lanes]), first)
+    problem = verify_store(store).problem
+    assert problem is not None and (problem.kind, problem.seq) == ("altered", 3)
+    first.unlink()
+    problem = verify_store(store).problem
+    assert problem is not None and problem.kind == "deleted" and "missing" in problem.detail
+
+
+def test_a_forged_cut_is_refused(tmp_path) -> None:
+    store = _days_store(tmp_path)
+    archive_before(store, "2026-05-02T00:00:00.000000Z")
+    conn = sqlite3.connect(store.path)
+    with conn:
+        conn.execute("UPDATE chain_cuts SET cut_seq = 7")  # hiding two more decisions
+    conn.close()
+    with pytest.raises(ParcelriskError, match="not made by `parcelrisk audit archive`"):
+        verify_store(store)
+
+
+def test_a_broken_chain_is_not_archived(tmp_path) -> None:
+    store = _days_store(tmp_path)
+    conn = sqlite3.connect(store.path)
+    with conn:
+        conn.execute("UPDATE decisions SET lane = 'green' WHERE seq = 2")
+    conn.close()
+    with pytest.raises(ParcelriskError, match=r"chain is broken .*altered at seq 2"):
+        archive_before(store, "2026-05-03T00:00:00.000000Z")
+    assert store.count() == 15
+
+
+def test_nothing_before_the_date_archives_nothing(tmp_path) -> None:
+    store = _days_store(tmp_path)
+    assert archive_before(store, "2026-04-01T00:00:00.000000Z")["archived"] == 0
+    assert store.count() == 15 and json.dumps(verify_store(store).as_dict())

@@ -7,7 +7,6 @@ offline ``parcelrisk score`` output are all read off it, so they cannot disagree
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import struct
@@ -212,14 +211,6 @@ class DecisionRecord:
             seq=seq,
             answered_at=answered_at,
         )
-
-
-def content_hash(values: Sequence[Any]) -> str:
-    """SHA-256 of a record's ``stored_values``: lets an auditor see it was not edited later."""
-    # Fields joined by a unit separator; bytes as-is, everything else by its exact str()
-    # (repr of floats round-trips), so the hash is canonical and cheap (one update per row).
-    parts = [v if isinstance(v, bytes) else str(v).encode() for v in values]
-    return hashlib.sha256(b"\x1f".join(parts)).hexdigest()
 
 
 def features_for_storage(X: np.ndarray) -> list[bytes]:

@@ -381,13 +381,17 @@ class SqliteDecisionStore:
                 f"{self.path}` once, with the audit key, to chain its decisions"
             )
 
-    def record(self, decisions: Sequence[DecisionRecord]) -> None:
+    def record(
+        self, decisions: Sequence[DecisionRecord], *, answered_at: Sequence[str] | None = None
+    ) -> None:
         """Append a batch to the chain in one transaction (all or nothing).
 
         The seqs, the answer time and the MACs are made inside the write transaction, in the
         writers' turn, after reading the chain's last link: every worker extends one chain.
         Raises ``StoreUnavailable`` when the store cannot take it now (disk full, I/O error,
         locked past the timeout): the transaction is rolled back, the store stays usable.
+        ``answered_at``: one time per decision instead of now (``parcelrisk audit migrate``
+        chaining decisions answered before the chain existed).
         """
         if not decisions:
             return
@@ -398,12 +402,13 @@ class SqliteDecisionStore:
 
         def append() -> None:
             seq, prev = self._last_link()
-            answered_at = _now_iso()
+            now = _now_iso()
             rows = []
             for i, v in enumerate(values):
                 seq += 1
-                mac = record_mac(key, seq, answered_at, prev, v)
-                rows.append((*v[:_FEATURES], packed[i], *v[_FEATURES + 1 :], declared[i], seq, answered_at, prev, mac))  # fmt: skip
+                at = now if answered_at is None else answered_at[i]
+                mac = record_mac(key, seq, at, prev, v)
+                rows.append((*v[:_FEATURES], packed[i], *v[_FEATURES + 1 :], declared[i], seq, at, prev, mac))  # fmt: skip
                 prev = mac
             self._conn.executemany(_INSERT, rows)
 

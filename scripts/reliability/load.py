@@ -255,34 +255,28 @@ def _read_only(path: Path) -> Iterator[sqlite3.Connection]:
 
 
 def _check_stored(path: Path, acknowledged: dict[str, tuple[str, str, float]]) -> dict[str, Any]:
-    """Every acknowledged decision in the store: found, unchanged, intact (its content hash)."""
-    from serving.decision import STORED_FIELDS, content_hash
+    """Every acknowledged decision in the store: found, unchanged, intact (its chain link)."""
+    from serving.sqlite_store import SqliteDecisionStore
 
-    wanted = {decision_id: (declaration_id, lane, risk) for declaration_id, (decision_id, lane, risk) in acknowledged.items()}  # fmt: skip
     found, altered, broken = 0, [], []
-    columns = ",".join(STORED_FIELDS)
-    at = {name: i for i, name in enumerate(STORED_FIELDS)}
-    ids = list(wanted)
-    with _read_only(path) as db:
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            rows = db.execute(
-                f"SELECT {columns},record_hash FROM decisions "
-                f"WHERE decision_id IN ({','.join('?' * len(chunk))})",
-                chunk,
-            ).fetchall()
-            for *values, stored_hash in rows:
-                found += 1
-                decision_id = values[at["decision_id"]]
-                stored = (values[at["declaration_id"]], values[at["lane"]], values[at["risk"]])
-                if stored != wanted[decision_id]:
-                    altered.append(decision_id)
-                if content_hash(values) != stored_hash:
-                    broken.append(decision_id)
+    store = SqliteDecisionStore(path)
+    try:
+        for declaration_id, (decision_id, lane, risk) in acknowledged.items():
+            stored = store.get(decision_id)
+            if stored is None:
+                continue
+            found += 1
+            record, intact = stored
+            if (record.declaration_id, record.lane, record.risk) != (declaration_id, lane, risk):
+                altered.append(decision_id)
+            if not intact:
+                broken.append(decision_id)
+    finally:
+        store.close()
     return {
-        "acknowledged": len(wanted),
+        "acknowledged": len(acknowledged),
         "found": found,
-        "missing": len(wanted) - found,
+        "missing": len(acknowledged) - found,
         "altered": len(altered),
         "not_intact": len(broken),
     }

@@ -122,3 +122,19 @@ def archive(
             "inspection result yet; results arriving for them will be refused as unknown",
             err=True,
         )
+
+
+@audit_app.command("migrate")
+def migrate(
+    db: Path | None = db_option(), params: Path | None = params_option("section serve")
+) -> None:
+    """Chain a decision store written before the tamper-evident chain (once, with the key)."""
+    from features.errors import ParcelriskError
+    from serving.audit.migrate import migrate_legacy
+    from serving.outcome_store import sqlite_path
+
+    location = str(db) if db is not None else settings_from(params).serve.audit_db
+    path = sqlite_path(location)
+    if not path.is_file():
+        raise ParcelriskError(f"decision store {path}: no such file")
+    typer.echo(json.dumps(migrate_legacy(path), indent=2))

@@ -4,6 +4,7 @@ filed elsewhere proves against someone who also holds the key."""
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import sqlite3
 import time
@@ -193,3 +194,48 @@ def test_a_store_from_before_the_chain_is_refused_by_name(tmp_path) -> None:
     conn.close()
     with pytest.raises(LegacyStore, match=r"before the tamper-evident chain.*audit migrate"):
         SqliteDecisionStore(path, key=KEY)
+
+
+def _legacy_store(path: Path, n: int = 6) -> None:
+    """A store as written before the chain: 17 values and their plain SHA-256."""
+    from serving.audit.migrate import LEGACY_FIELDS, _legacy_hash
+
+    conn = sqlite3.connect(path)
+    columns = ",".join(f"{name}" for name in LEGACY_FIELDS)
+    conn.execute(f"CREATE TABLE decisions ({columns}, record_hash TEXT)")
+    conn.execute("CREATE INDEX decisions_declaration ON decisions (declaration_id)")
+    for i in range(n):
+        values = _record(i).stored_values()[: len(LEGACY_FIELDS)]
+        conn.execute(
+            f"INSERT INTO decisions VALUES ({','.join('?' * (len(values) + 1))})",
+            (*values, _legacy_hash(values)),
+        )
+    conn.commit()
+    conn.close()
+
+
+def test_a_store_from_before_the_chain_is_migrated_into_it(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("PARCELRISK_AUDIT_KEY", KEY.decode())
+    path = tmp_path / "old.db"
+    _legacy_store(path)
+    result = CliRunner().invoke(app, ["audit", "migrate", "--db", str(path)])
+    assert result.exit_code == 0, result.output
+    store = SqliteDecisionStore(path, key=KEY)
+    report = verify_store(store)
+    assert report.intact and report.checked == 6 == json.loads(result.output)["migrated"]
+    record, intact = store.get("dec3")
+    assert intact and record == _record(3) and record.answered_at == "2026-05-01T10:00:00.000000Z"
+
+
+def test_a_legacy_store_with_an_edited_row_is_not_migrated(tmp_path) -> None:
+    from features.errors import ParcelriskError
+    from serving.audit.migrate import migrate_legacy
+
+    path = tmp_path / "old.db"
+    _legacy_store(path)
+    conn = sqlite3.connect(path)
+    with conn:
+        conn.execute("UPDATE decisions SET lane = 'green' WHERE decision_id = 'dec2'")
+    conn.close()
+    with pytest.raises(ParcelriskError, match=r"1 decisions no longer match .*dec2"):
+        migrate_legacy(path)

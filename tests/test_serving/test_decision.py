@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 
 from features.intake.columns import RecordColumns, models_as_json
 from features.intake.contract import Declaration
@@ -51,3 +52,25 @@ def test_a_missing_feature_is_stored_as_nan_and_shown_as_null(stub_runtime) -> N
     record = dataclasses.replace(records[0], features=vector.astype("<f8").tobytes())
     names = stub_runtime.model.manifest.names
     assert record.stored_item(names, intact=True)["features"][names[2]] is None
+
+
+def test_feature_vectors_are_packed_losslessly_bit_for_bit() -> None:
+    """Counts as float16, exact values as float32, the rest float64; every bit comes back
+    (signed zero, infinities, NaN payloads, subnormals), whatever the batch mixes."""
+    import struct
+
+    from serving.decision import features_for_storage, pack_feature_rows, unpack_features
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(9, 40))
+    X[:, :20] = np.round(np.abs(X[:, :20]) * 10)  # counts: float16
+    X[:, 20:25] = X[:, 20:25].astype(np.float32)  # exact in float32
+    X[0, :8] = [np.nan, -0.0, np.inf, -np.inf, 65504.0, 65505.0, 5e-324, 1e300]
+    rows = features_for_storage(X)
+    rows[1] = rows[1][:8] + struct.pack("<Q", 0x7FF8000000000001) + rows[1][16:]  # NaN payload
+    for batch in (rows, rows[:1], rows[1:2]):
+        packed = pack_feature_rows(batch)
+        assert [unpack_features(p) for p in packed] == batch
+    assert sum(map(len, pack_feature_rows(rows[2:]))) < 0.75 * sum(map(len, rows[2:]))
+    with pytest.raises(ValueError, match="unknown format"):
+        unpack_features(b"\x07\x01\x00")

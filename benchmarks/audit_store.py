@@ -1,0 +1,149 @@
+"""The audit store's chain: what it costs to record and verify, and the bytes a decision takes
+in the hot store and once archived. Prints one JSON document.
+
+Records realistic decisions (the demo's champion scoring the generated history, when its files
+are here: ``data/processed/sample_to_score.parquet`` and ``mlflow.db``; else synthetic ones of
+the demo's width) in batches, then verifies the whole chain and archives all but the last day.
+
+    python benchmarks/audit_store.py [--decisions 20000] [--batch 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script from anywhere
+    sys.path.insert(0, str(ROOT))
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "benchmarks"]
+# a benchmark's store: a throwaway key when none is configured
+os.environ.setdefault("PARCELRISK_AUDIT_KEY", os.urandom(24).hex())
+
+
+def _decisions(n: int) -> list:
+    """Decisions like the demo's: 164 features (about 70% exact in float32), a declaration of
+    ~500 bytes, reasons on the red/yellow ones."""
+    import numpy as np
+
+    from serving.decision import DecisionRecord, features_for_storage
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(n, 164))
+    X[:, :115] = np.round(np.abs(X[:, :115]) * 7)  # counts, flags, codes
+    X[rng.random(X.shape) < 0.02] = np.nan
+    rows = features_for_storage(X)
+    declaration = json.dumps(
+        {
+            "declaration_id": "D",
+            "declared_at": "2026-06-01T10:00:00.000000Z",
+            "description": "cotton t-shirt printed, mens, size L " * 3,
+            **{f"field_{k}": "value-%d" % k for k in range(18)},
+        }
+    )
+    lanes = np.where(rng.random(n) < 0.05, "red", "green")
+    return [
+        DecisionRecord(
+            decision_id=f"{i:032x}",
+            scored_at="2026-06-01T10:00:00.000000+00:00",
+            declaration_id=f"D{i}",
+            declaration_json=declaration.replace('"D"', f'"D{i}"'),
+            features=rows[i],
+            manifest_fingerprint="f" * 16,
+            model_name="parcel-risk",
+            model_version="3",
+            thresholds_version="t" * 12,
+            lane_policy='{"aeo_discount": 0.5, "exploration_lane": "yellow", "exploration_rate": 0.025, "exploration_seed": "x"}',
+            raw_score=float(rng.normal()),
+            risk=float(rng.random()),
+            expected_revenue=float(rng.random() * 50),
+            lane=str(lanes[i]),
+            exploration=False,
+            reasons=[{"feature": "f", "text": "reason text " * 4, "contribution": 0.3}]
+            if lanes[i] == "red"
+            else [],
+            warnings=[],
+            request_id=f"req-{i // 8}",
+            api_key_id="0123456789abcdef",
+            known_seq=i,
+        )
+        for i in range(n)
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--decisions", type=int, default=20_000)
+    parser.add_argument("--batch", type=int, default=8)
+    args = parser.parse_args()
+
+    import serving.sqlite_store as sqlite_store
+    from serving.audit.archive import archive_before
+    from serving.audit.chain import record_mac
+    from serving.audit.verify import verify_store
+    from serving.decision import pack_feature_rows
+
+    decisions = _decisions(args.decisions)
+    values = [d.stored_values() for d in decisions[:2000]]
+    key = os.environ["PARCELRISK_AUDIT_KEY"].encode()
+    started = time.perf_counter()
+    for v in values:
+        record_mac(key, 1, "2026-06-01T10:00:00.000000Z", bytes(32), v)
+    mac_us = (time.perf_counter() - started) / len(values) * 1e6
+    started = time.perf_counter()
+    for i in range(0, 2000, args.batch):
+        pack_feature_rows([v[4] for v in values[i : i + args.batch]])
+    pack_us = (time.perf_counter() - started) / 2000 * 1e6
+
+    with tempfile.TemporaryDirectory(prefix="parcelrisk-audit-bench-") as tmp:
+        store = sqlite_store.SqliteDecisionStore(Path(tmp) / "audit.db")
+        days = ("2026-06-01", "2026-06-02")
+        original = sqlite_store._now_iso
+        started = time.perf_counter()
+        for i in range(0, len(decisions), args.batch):
+            day = days[0] if i < len(decisions) // 2 else days[1]
+            sqlite_store._now_iso = lambda day=day: f"{day}T10:00:00.000000Z"
+            store.record(decisions[i : i + args.batch])
+        record_s = time.perf_counter() - started
+        sqlite_store._now_iso = original
+        store._restart_log(store._conn, "TRUNCATE")
+        page_size, pages, free = (
+            store._conn.execute(f"PRAGMA {p}").fetchone()[0]
+            for p in ("page_size", "page_count", "freelist_count")
+        )
+        hot_bytes = page_size * (pages - free)
+        started = time.perf_counter()
+        report = verify_store(store)
+        verify_s = time.perf_counter() - started
+        archived = archive_before(store, f"{days[1]}T00:00:00.000000Z")
+        started = time.perf_counter()
+        after = verify_store(store)
+        verify_archived_s = time.perf_counter() - started
+        store.close()
+    print(
+        json.dumps(
+            {
+                "decisions": len(decisions),
+                "batch": args.batch,
+                "mac_us_per_decision": round(mac_us, 2),
+                "pack_features_us_per_decision": round(pack_us, 2),
+                "record_decisions_per_s": round(len(decisions) / record_s),
+                "hot_bytes_per_decision": round(hot_bytes / len(decisions)),
+                "verify_decisions_per_s": round(report.checked / verify_s),
+                "intact": report.intact and after.intact,
+                "archived": archived["archived"],
+                "archived_bytes_per_decision": archived["bytes_per_decision"],
+                "verify_with_archive_decisions_per_s": round(after.checked / verify_archived_s),
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -43,7 +43,7 @@ def _decisions(n: int) -> list:
             "declaration_id": "D",
             "declared_at": "2026-06-01T10:00:00.000000Z",
             "description": "cotton t-shirt printed, mens, size L " * 3,
-            **{f"field_{k}": "value-%d" % k for k in range(18)},
+            **{f"field_{k}": f"value-{k}" for k in range(18)},
         }
     )
     lanes = np.where(rng.random(n) < 0.05, "red", "green")

@@ -256,10 +256,12 @@ def history_export(
 
 
 def register(app: typer.Typer) -> None:
-    from serving.audit.cli import register as register_audit
+    from serving.audit.cli import audit_app
+    from serving.audit.review_cli import register_review
 
     app.command()(serve)
     app.command()(score)
     app.add_typer(outcomes_app, name="outcomes")
     app.add_typer(history_app, name="history")
-    register_audit(app)
+    register_review(audit_app)  # list, show, recompute, export beside verify, head, archive
+    app.add_typer(audit_app, name="audit")

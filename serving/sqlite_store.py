@@ -269,6 +269,11 @@ class SqliteDecisionStore:
         )
         self._checkpointer.start()
 
+    @property
+    def key(self) -> bytes:
+        """The audit key the chain is MAC'd with."""
+        return self._key
+
     def _connect(self, **options: bool) -> sqlite3.Connection:
         conn = sqlite3.connect(str(self.path), isolation_level=None, timeout=30.0, **options)
         # whichever connection starts the log over cuts the file back to the limit

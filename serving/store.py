@@ -3,17 +3,18 @@
 Every decision is recorded before it is answered, with everything needed to recompute it
 (``serving.decision.DecisionRecord``). A store is chosen by its location (``serve.audit_db`` or
 ``PARCELRISK_AUDIT_DB``): a file path or ``sqlite:///PATH`` is the SQLite store. Another
-database (PostgreSQL, a hash-chained log) arrives as one module implementing ``DecisionStore``
-plus one line in ``_STORES``.
+database (PostgreSQL) arrives as one module implementing ``DecisionStore`` plus one line in
+``_STORES``; the chain's MACs and its verification (``serving.audit``) are shared code.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from features.errors import ParcelriskError
+from serving.audit.chain import ChainRow
 from serving.decision import DecisionRecord
 
 
@@ -62,6 +63,37 @@ class DecisionStore(Protocol):
 
     def last_seq(self) -> int:
         """The seq of the last decision recorded (0 when none)."""
+
+    # --- the tamper-evident chain (``serving.audit.chain``): every store keeps the same one,
+    # made inside its write transaction, one writer at a time, keyed with the audit key.
+
+    @property
+    def key(self) -> bytes:
+        """The audit key this store MACs its chain with (``features.keys``)."""
+
+    def find(
+        self,
+        *,
+        answered_from: str | None = None,
+        answered_to: str | None = None,
+        lane: str | None = None,
+        model_version: str | None = None,
+        declaration_id: str | None = None,
+        after_seq: int = 0,
+        limit: int = 100,
+    ) -> list[DecisionRecord]:
+        """Decisions in seq order after ``after_seq``, answered in [from, to) (ISO UTC),
+        filtered by lane, model version and declaration when given; at most ``limit``."""
+
+    def chain_start(self) -> tuple[int, bytes, dict[str, Any] | None]:
+        """(seq, mac) the stored chain follows and the archive cut it starts at (None: never
+        archived)."""
+
+    def chain_rows(self, after_seq: int = 0) -> Iterator[ChainRow]:
+        """Every stored decision's link after ``after_seq``, in seq order, paged."""
+
+    def head(self) -> tuple[int, bytes] | None:
+        """The chain's last (seq, mac); None when nothing was recorded."""
 
     def close(self) -> None:
         """Flush and release the store."""

@@ -20,23 +20,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from features.errors import ParcelriskError
-from serving.audit.chain import ChainRow, ChainWalker, Problem
+from serving.audit.verify import MANIFEST, read_manifest, verify_store
 from serving.decision import iso_utc
-from serving.sqlite_store import (
-    _COLUMNS,
-    _FEATURES,
-    _N_STORED,
-    SqliteDecisionStore,
-    cut_mac_of,
-)
+from serving.sqlite_store import _COLUMNS, _N_STORED, SqliteDecisionStore, cut_mac_of
 
-MANIFEST = "manifest.json"
 _PAGE = 50_000
 
 
@@ -52,24 +44,12 @@ def _file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _read_manifest(archive: Path) -> dict[str, Any]:
-    path = archive / MANIFEST
-    if not path.is_file():
-        return {"files": []}
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ParcelriskError(f"{path}: unreadable archive manifest: {exc}") from exc
-
-
 def archive_before(
     store: SqliteDecisionStore, before: str, archive: Path | None = None
 ) -> dict[str, Any]:
     """Move the decisions answered before ``before`` (ISO UTC) to daily Parquet files."""
     import pyarrow as pa
     import pyarrow.parquet as pq
-
-    from serving.audit.verify import verify_store
 
     archive = Path(archive) if archive is not None else default_archive_dir(store)
     report = verify_store(store)
@@ -87,7 +67,7 @@ def archive_before(
     if cut_seq is None:
         return {"archived": 0, "before": before, "archive": str(archive)}
     start_seq = store.chain_start()[0]
-    manifest = _read_manifest(archive)
+    manifest = read_manifest(archive)
     written: list[dict[str, Any]] = []
     cut_mac = b""
     last = start_seq
@@ -132,7 +112,7 @@ def archive_before(
     os.replace(tmp, archive / MANIFEST)
     archived_at = iso_utc(int(datetime.now(UTC).timestamp() * 1_000_000))
     where = str(archive.resolve())
-    mac = cut_mac_of(store._key, cut_seq, cut_mac, archived_at, where)
+    mac = cut_mac_of(store.key, cut_seq, cut_mac, archived_at, where)
 
     def cut() -> None:
         store._conn.execute(
@@ -184,50 +164,3 @@ def _inspected_without_result(
         for declaration_id, lane in zip(*(table.column(c).to_pylist() for c in table.column_names), strict=True):  # fmt: skip
             missing += lane != "green" and declaration_id not in known
     return missing
-
-
-def _rows_of(path: Path) -> Iterator[ChainRow]:
-    import pyarrow.parquet as pq
-
-    from serving.decision import unpack_features
-
-    table = pq.read_table(path)
-    columns = [table.column(name).to_pylist() for name in _COLUMNS]
-    for r in zip(*columns, strict=True):
-        values = list(r[:_N_STORED])
-        values[_FEATURES] = unpack_features(bytes(values[_FEATURES]))
-        seq, answered_at, prev_mac, mac = r[_N_STORED + 1 :]
-        yield ChainRow(seq, values[0], answered_at, bytes(prev_mac), bytes(mac), values)
-
-
-def walk_archive(archive: str, walker: ChainWalker, *, cut_seq: int, cut_mac: bytes) -> list[str]:
-    """Feed the archive's days to ``walker`` in seq order; a missing or swapped file, or an
-    archive that does not end exactly at the hot store's cut, is the walk's problem."""
-    folder = Path(archive)
-    manifest = _read_manifest(folder)
-    sources = []
-    for entry in sorted(manifest["files"], key=lambda e: e["first_seq"]):
-        path = folder / entry["file"]
-        if not path.is_file():
-            walker.report.problem = Problem(
-                "deleted",
-                entry["first_seq"],
-                None,
-                f"archive file {path} (seq {entry['first_seq']}..{entry['last_seq']}) missing",
-            )
-            return sources
-        sources.append(str(path))
-        if not walker.feed(_rows_of(path)):
-            return sources
-    walker.finish_part()
-    if walker.report.problem is None and (
-        walker.report.last_seq != cut_seq or walker.last_mac != cut_mac
-    ):
-        walker.report.problem = Problem(
-            "deleted",
-            (walker.report.last_seq or 0) + 1,
-            None,
-            f"the archive ends at seq {walker.report.last_seq or 0}, the hot store starts "
-            f"after seq {cut_seq}: archived decisions are missing",
-        )
-    return sources

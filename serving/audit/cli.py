@@ -87,13 +87,6 @@ def head(
     typer.echo(format_head(*current))
 
 
-def register(app: typer.Typer) -> None:
-    from serving.audit.review_cli import register_review
-
-    register_review(audit_app)
-    app.add_typer(audit_app, name="audit")
-
-
 @audit_app.command("archive")
 def archive(
     before: str = typer.Option(

@@ -1,32 +1,99 @@
-"""Walk a decision store's chain and report the first break."""
+"""Walk a decision store's chain (its archived days first) and report the first break."""
 
 from __future__ import annotations
 
-from serving.audit.chain import GENESIS, ChainReport, ChainWalker, parse_head
-from serving.sqlite_store import SqliteDecisionStore
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from features.errors import ParcelriskError
+from serving.audit.chain import GENESIS, ChainReport, ChainRow, ChainWalker, Problem, parse_head
+
+if TYPE_CHECKING:
+    from serving.store import DecisionStore
 
 
-def verify_store(store: SqliteDecisionStore, head: str | None = None) -> ChainReport:
+def verify_store(
+    store: DecisionStore, head: str | None = None, key: bytes | None = None
+) -> ChainReport:
     """The whole chain of ``store``, the first break named. ``head``: a head filed earlier
     (``SEQ:MAC``, ``parcelrisk audit head``) that must still be in the chain, so a rewrite by
-    someone holding the key is found too.
+    someone holding the key is found too. ``key``: the audit key (default: the store's).
 
     A store whose older days were archived (``parcelrisk audit archive``) is walked from its
     archive's first day on, then across the cut into the hot rows.
     """
     filed = parse_head(head) if head is not None else None
     cut_seq, cut_mac, cut = store.chain_start()
+    walker = ChainWalker(key or store.key, start=(0, GENESIS), head=filed)
     sources: list[str] = []
-    if cut is None:
-        walker = ChainWalker(store._key, start=(0, GENESIS), head=filed)
-    else:
-        from serving.audit.archive import walk_archive
-
-        walker = ChainWalker(store._key, start=(0, GENESIS), head=filed)
+    if cut is not None:
         sources += walk_archive(cut["archive"], walker, cut_seq=cut_seq, cut_mac=cut_mac)
     if walker.report.problem is None:
-        sources.append(str(store.path))
+        sources.append(str(getattr(store, "path", "the hot store")))
         walker.feed(store.chain_rows(after_seq=cut_seq))
     report = walker.finish()
     report.sources = sources
     return report
+
+
+MANIFEST = "manifest.json"  # the archive's list of day files and its cut
+
+
+def read_manifest(archive: Path) -> dict[str, Any]:
+    path = archive / MANIFEST
+    if not path.is_file():
+        return {"files": []}
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ParcelriskError(f"{path}: unreadable archive manifest: {exc}") from exc
+
+
+def _rows_of(path: Path) -> Iterator[ChainRow]:
+    import pyarrow.parquet as pq
+
+    from serving.decision import unpack_features
+    from serving.sqlite_store import _COLUMNS, _FEATURES, _N_STORED
+
+    table = pq.read_table(path)
+    columns = [table.column(name).to_pylist() for name in _COLUMNS]
+    for r in zip(*columns, strict=True):
+        values = list(r[:_N_STORED])
+        values[_FEATURES] = unpack_features(bytes(values[_FEATURES]))
+        seq, answered_at, prev_mac, mac = r[_N_STORED + 1 :]
+        yield ChainRow(seq, values[0], answered_at, bytes(prev_mac), bytes(mac), values)
+
+
+def walk_archive(archive: str, walker: ChainWalker, *, cut_seq: int, cut_mac: bytes) -> list[str]:
+    """Feed the archive's days to ``walker`` in seq order; a missing or swapped file, or an
+    archive that does not end exactly at the hot store's cut, is the walk's problem."""
+    folder = Path(archive)
+    manifest = read_manifest(folder)
+    sources = []
+    for entry in sorted(manifest["files"], key=lambda e: e["first_seq"]):
+        path = folder / entry["file"]
+        if not path.is_file():
+            walker.report.problem = Problem(
+                "deleted",
+                entry["first_seq"],
+                None,
+                f"archive file {path} (seq {entry['first_seq']}..{entry['last_seq']}) missing",
+            )
+            return sources
+        sources.append(str(path))
+        if not walker.feed(_rows_of(path)):
+            return sources
+    walker.finish_part()
+    if walker.report.problem is None and (
+        walker.report.last_seq != cut_seq or walker.last_mac != cut_mac
+    ):
+        walker.report.problem = Problem(
+            "deleted",
+            (walker.report.last_seq or 0) + 1,
+            None,
+            f"the archive ends at seq {walker.report.last_seq or 0}, the hot store starts "
+            f"after seq {cut_seq}: archived decisions are missing",
+        )
+    return sources

@@ -97,9 +97,7 @@ def test_no_raw_consignee_id_in_store_snapshot_features_or_logs(
     assert scored.exit_code == 0, scored.output
     # raw ids as JSON to /score and /explain; results back for them by /outcomes
     answers = []
-    with service_client(
-        _env(real_pipeline, tmp_path, PARCELRISK_AUDIT_DB=str(audit_db))
-    ) as client:
+    with service_client(_env(real_pipeline, tmp_path, PARCELRISK_AUDIT_DB=str(audit_db))) as client:
         payload = _payload(fresh.tail(30))
         r = client.post("/score", json={"declarations": payload}, headers=auth())
         assert r.status_code == 200, r.text

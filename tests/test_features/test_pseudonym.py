@@ -46,6 +46,9 @@ def test_a_known_value_is_its_hmac_sha256_truncated() -> None:
     assert pseudonym_of("C0001234", KEY) == _by_hand("C0001234")
     assert PSEUDONYM.fullmatch(pseudonym_of("C0001234", KEY))
     assert pseudonym_of("C0001234", KEY) != pseudonym_of("C0001234", b"x" * 40)  # keyed
+    long_key = b"z" * 100  # beyond SHA-256's block: hashed first, as RFC 2104 says
+    assert pseudonym_of("C0001234", long_key) == _by_hand("C0001234", long_key)
+    assert pseudonym_of("Ünïcode ✓", KEY) == _by_hand("Ünïcode ✓")
 
 
 def test_a_pseudonym_is_left_as_it_is() -> None:

@@ -24,6 +24,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
 import sys
 import tempfile
 import time
@@ -38,6 +39,11 @@ ROOT = HERE.parent
 HS_CATEGORIES = ("cat_hs6", "cat_hs_heading")
 SMOOTHED = {"cat_smooth": 50, "min_data_per_group": 200}
 log = logging.getLogger("categoricals")
+
+
+# A throwaway consignee pseudonym key when none is configured: the benchmark makes its own
+# data, so no key file is needed (a PARCELRISK_PSEUDONYM_KEY already set is used instead).
+os.environ.setdefault("PARCELRISK_PSEUDONYM_KEY", "benchmark-throwaway-pseudonym-key-" + "0" * 32)
 
 
 def _params() -> dict[str, Any]:

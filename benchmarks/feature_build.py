@@ -9,8 +9,13 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
+import os
 import resource
 import time
+
+# A throwaway consignee pseudonym key when none is configured: the benchmark makes its own
+# data, so no key file is needed (a PARCELRISK_PSEUDONYM_KEY already set is used instead).
+os.environ.setdefault("PARCELRISK_PSEUDONYM_KEY", "benchmark-throwaway-pseudonym-key-" + "0" * 32)
 
 
 def _run(size: int, queue: mp.Queue) -> None:

@@ -120,6 +120,11 @@ HEADERS = {
 }
 
 
+# A throwaway consignee pseudonym key when none is configured: the benchmark makes its own
+# data, so no key file is needed (a PARCELRISK_PSEUDONYM_KEY already set is used instead).
+os.environ.setdefault("PARCELRISK_PSEUDONYM_KEY", "benchmark-throwaway-pseudonym-key-" + "0" * 32)
+
+
 @dataclass(frozen=True)
 class ForeignExport:
     """The export as text cells (header order) and the truth of each row for the oracle."""

@@ -7,12 +7,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import sys
 import tempfile
 from pathlib import Path
 
 from features.synthetic import generate_to_dir
+
+# A throwaway consignee pseudonym key when none is configured: the benchmark makes its own
+# data, so no key file is needed (a PARCELRISK_PSEUDONYM_KEY already set is used instead).
+os.environ.setdefault("PARCELRISK_PSEUDONYM_KEY", "benchmark-throwaway-pseudonym-key-" + "0" * 32)
 
 
 def main() -> None:

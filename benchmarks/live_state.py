@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import sys
 import time
 import tracemalloc
@@ -27,6 +28,11 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "benchmarks"]
+
+
+# A throwaway consignee pseudonym key when none is configured: the benchmark makes its own
+# data, so no key file is needed (a PARCELRISK_PSEUDONYM_KEY already set is used instead).
+os.environ.setdefault("PARCELRISK_PSEUDONYM_KEY", "benchmark-throwaway-pseudonym-key-" + "0" * 32)
 
 
 def _serving_benchmark():

@@ -72,6 +72,11 @@ MAX_AUC_GAP = 0.005  # live path vs fresh batch features
 QUICK = {"parcels": 20_000, "days": 54, "history_days": 40, "trees": 150}
 
 
+# A throwaway consignee pseudonym key when none is configured: the benchmark makes its own
+# data, so no key file is needed (a PARCELRISK_PSEUDONYM_KEY already set is used instead).
+os.environ.setdefault("PARCELRISK_PSEUDONYM_KEY", "benchmark-throwaway-pseudonym-key-" + "0" * 32)
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small run: 20k parcels, 14 days")

@@ -24,6 +24,7 @@ import argparse
 import copy
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -35,6 +36,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 SHARE = 0.05
 log = logging.getLogger("model_quality")
+
+
+# A throwaway consignee pseudonym key when none is configured: the benchmark makes its own
+# data, so no key file is needed (a PARCELRISK_PSEUDONYM_KEY already set is used instead).
+os.environ.setdefault("PARCELRISK_PSEUDONYM_KEY", "benchmark-throwaway-pseudonym-key-" + "0" * 32)
 
 
 def _without(section: str, key: str) -> Callable[[dict[str, Any]], None]:

@@ -37,6 +37,11 @@ SCORER_KEY = "bench-scorer-key-0123456789"
 BIN = Path(sys.executable).parent
 
 
+# A throwaway consignee pseudonym key when none is configured: the benchmark makes its own
+# data, so no key file is needed (a PARCELRISK_PSEUDONYM_KEY already set is used instead).
+os.environ.setdefault("PARCELRISK_PSEUDONYM_KEY", "benchmark-throwaway-pseudonym-key-" + "0" * 32)
+
+
 def absolute_sqlite(uri: str) -> str:
     """A relative ``sqlite:///file.db`` made absolute: the server runs in a temporary directory,
     where it would open an empty store (and its two workers race to create its tables)."""

@@ -237,6 +237,23 @@ def keys_show() -> None:
             typer.echo(f"{kind}: missing: {exc}")
 
 
+@keys_app.command("pseudonym")
+def keys_pseudonym(
+    values: list[str] = typer.Argument(..., help="Raw identifiers (e.g. consignee ids)."),
+) -> None:
+    """The pseudonym of each raw identifier under this key, to find a person in the data.
+
+    For an auditor holding the pseudonym key: the features, the entity state and the decision
+    store hold only pseudonyms; this is the one way from a person to theirs."""
+    from features.intake.pseudonym import pseudonym_of
+    from features.keys import load_key
+
+    key = load_key("pseudonym")  # no cache: a one-off lookup reads the key as configured now
+    for value in values:
+        # read as a declaration's text is (stripped), or the lookup would miss the stored value
+        typer.echo(f"{value} -> {pseudonym_of(value.strip(), key)}")
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(keys_app, name="keys")
     app.command()(generate)

@@ -6,6 +6,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export GX_ANALYTICS_ENABLED=False MPLBACKEND=Agg MLFLOW_TRACKING_URI="${MLFLOW_TRACKING_URI:-sqlite:///mlflow.db}"
 
+echo "== keys (kept outside the repository; never replaced once made)"
+for kind in pseudonym audit; do
+  # `keys show` says "KIND: missing: ..." for a kind without a key
+  if parcelrisk keys show | grep -q "^$kind: missing"; then
+    parcelrisk keys new "$kind"
+  fi
+done
+parcelrisk keys show
+echo "  (a new pseudonym key means rebuilding features: consignees are keyed by it)"
+echo
+
 echo "== pipeline (dvc repro: generate -> validate -> features -> train -> promote)"
 dvc repro
 echo

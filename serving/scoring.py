@@ -195,6 +195,7 @@ def load_runtime(settings: Settings, tracking_uri: str | None, model_dir: Path) 
     ``settings.serve`` says which model and how to lane; ``settings.validation`` sets the
     plausibility limits of the rules (the currency table is the model's own, from its state).
     """
+    from features.intake.pseudonym import require_same_key
     from features.pipeline.live import LiveState
     from features.pipeline.snapshot import EntityState
     from models.registry import load_champion
@@ -204,6 +205,8 @@ def load_runtime(settings: Settings, tracking_uri: str | None, model_dir: Path) 
         tracking_uri, name=config.model_name, alias=config.model_alias, dst=Path(model_dir)
     )
     state = EntityState.load(state_dir)
+    # before anything else: under another key no consignee would find its history
+    require_same_key(state.pseudonym_key_id, f"entity state {state_dir}")
     expected = model.metadata.get("entity_state_fingerprint")
     if expected is None or expected != state.fingerprint:
         raise ParcelriskError(

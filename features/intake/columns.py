@@ -24,6 +24,7 @@ from features.intake.contract import (
     parse_number,
     parse_text,
 )
+from features.intake.pseudonym import process_key, pseudonymise
 
 if TYPE_CHECKING:
     import numpy as np
@@ -129,6 +130,8 @@ def extra_column(values: list[Any], extra: ExtraColumn) -> pd.Series:
     import pandas as pd
 
     raw = pd.Series(values, dtype=object, name=extra.name)
+    if extra.personal:  # as a file's personal extras are read (contract.parse_declarations)
+        return pseudonymise(parse_text(raw), process_key())
     if extra.kind != "numeric":
         return parse_text(raw)
     numbers, problems = parse_number(raw, "float")

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
 from features.errors import ParcelriskError
+from features.intake.pseudonym import process_key, pseudonym_of, pseudonymise
 
 if TYPE_CHECKING:
     import numpy as np
@@ -74,6 +75,9 @@ class ContractField:
     max_value: float | None = None
     unit: str | None = None
     max_length: int | None = None
+    # Identifies a person: held only as a keyed pseudonym (``features.intake.pseudonym``) from
+    # the moment it is read, and never quoted in a message.
+    personal: bool = False
 
 
 # Which fields a file must have is a question of structure: an administration's export always
@@ -156,10 +160,11 @@ FIELDS: tuple[ContractField, ...] = (
         "consignee_id",
         "str",
         "declaration",
-        "Consignee (buyer, importer) identifier, pseudonymised; null if unknown.",
+        "Consignee (buyer, importer) identifier, held as a keyed pseudonym; null if unknown.",
         required=False,
         nullable=True,
         max_length=64,
+        personal=True,
     ),
     ContractField(
         "consignee_region",
@@ -307,6 +312,7 @@ DECLARATION_FIELDS = tuple(f for f in FIELDS if f.scope == "declaration")
 OUTCOME_FIELDS = tuple(f for f in FIELDS if f.scope == "outcome")
 DECLARATION_COLUMNS = tuple(f.name for f in DECLARATION_FIELDS)
 OUTCOME_COLUMNS = tuple(f.name for f in OUTCOME_FIELDS)
+PERSONAL_FIELDS = tuple(f.name for f in FIELDS if f.personal)
 
 EXTRAS_METADATA_KEY = b"parcelrisk.extras"
 
@@ -320,17 +326,23 @@ class ExtraColumn:
     """A column beyond the contract, declared in the mapping.
 
     ``entity`` columns are identifiers that get history features like ``seller_id``;
-    ``categorical`` columns are used as categories; ``numeric`` as numbers.
+    ``categorical`` columns are used as categories; ``numeric`` as numbers. A ``personal``
+    entity (a person's identifier) is held only as a keyed pseudonym, as ``consignee_id`` is.
     """
 
     name: str
     kind: ExtraKind
     description: str = ""
+    personal: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in ("categorical", "numeric", "entity"):
             raise ContractError(
                 f"extra column {self.name!r}: kind must be categorical, numeric or entity, got {self.kind!r}"
+            )
+        if self.personal and self.kind != "entity":
+            raise ContractError(
+                f"extra column {self.name!r}: only an entity (an identifier) can be personal"
             )
         if not re.fullmatch(r"[a-z][a-z0-9_]{0,62}", self.name):
             raise ContractError(
@@ -349,6 +361,19 @@ class Contract:
     def columns(self, with_outcomes: bool) -> list[str]:
         fields = FIELDS if with_outcomes else DECLARATION_FIELDS
         return [f.name for f in fields] + [e.name for e in self.extras]
+
+    def personal_columns(self) -> tuple[str, ...]:
+        """The columns held only as keyed pseudonyms: personal fields and personal extras."""
+        return PERSONAL_FIELDS + tuple(e.name for e in self.extras if e.personal)
+
+    def extras_json(self) -> list[dict[str, Any]]:
+        """The extras as files and snapshots record them (``personal`` only where set, so a
+        contract without personal extras is recorded as before)."""
+        return [
+            {"name": e.name, "kind": e.kind, "description": e.description}
+            | ({"personal": True} if e.personal else {})
+            for e in self.extras
+        ]
 
 
 # --------------------------------------------------------------------------------------------
@@ -499,12 +524,15 @@ def parse_declarations(
     with_outcomes: bool,
     contract: Contract | None = None,
     keep_unknown: bool = False,
+    pseudonym_key: bytes | None = None,
 ) -> tuple[pd.DataFrame, list[BadValues], list[str]]:
     """Every contract column of ``df`` in its canonical dtype, without raising on bad values.
 
     Returns the canonical frame (0..n-1 index; values that do not convert are null in it), the
     values that did not convert, and the required columns that are missing (absent optional
     columns are added as nulls). The gate reports both as faults; ``coerce_declarations`` raises.
+    Personal columns hold their pseudonyms (``pseudonym_key``, by default this process's key):
+    every file, the gate included, passes here, so nothing downstream sees a raw value.
     """
     import numpy as np
     import pandas as pd
@@ -549,6 +577,9 @@ def parse_declarations(
         else:
             kind: Kind = "float" if extra.kind == "numeric" else "str"
             out[extra.name] = convert(extra.name, kind, df[extra.name])
+    for name in contract.personal_columns():
+        if name in out and out[name].notna().any():  # no key needed for a column of nulls
+            out[name] = pseudonymise(out[name], pseudonym_key or process_key())
     result = pd.DataFrame(out, index=df.index)
     if keep_unknown:
         rest = [c for c in df.columns if c not in result.columns]
@@ -576,8 +607,10 @@ def coerce_declarations(
     with_outcomes: bool,
     contract: Contract | None = None,
     keep_unknown: bool = False,
+    pseudonym_key: bytes | None = None,
 ) -> pd.DataFrame:
-    """Return ``df`` with every contract column in its canonical dtype.
+    """Return ``df`` with every contract column in its canonical dtype (personal ones as
+    pseudonyms, see ``parse_declarations``).
 
     Raises ``ContractError`` naming the columns for missing required columns and for values
     that cannot be converted (never coerces them to null silently). Domain checks (ranges,
@@ -585,7 +618,11 @@ def coerce_declarations(
     the contract or its extras are dropped unless ``keep_unknown``.
     """
     frame, bad_values, missing = parse_declarations(
-        df, with_outcomes=with_outcomes, contract=contract, keep_unknown=keep_unknown
+        df,
+        with_outcomes=with_outcomes,
+        contract=contract,
+        keep_unknown=keep_unknown,
+        pseudonym_key=pseudonym_key,
     )
     if missing:
         raise ContractError(f"missing required column(s): {', '.join(missing)}")
@@ -686,6 +723,7 @@ def _pydantic_field(f: ContractField) -> tuple[Any, Any]:
 
 _TEXT_FIELDS = tuple(f.name for f in DECLARATION_FIELDS if f.kind in ("str", "category"))
 _BOOL_FIELDS = tuple(f.name for f in DECLARATION_FIELDS if f.kind == "bool")
+_PERSONAL_FIELDS = frozenset(f.name for f in DECLARATION_FIELDS if f.personal)
 _INT_FIELDS = tuple(f.name for f in DECLARATION_FIELDS if f.kind == "int")
 _REQUIRED_FIELDS = [f.name for f in DECLARATION_FIELDS if not f.nullable]
 
@@ -711,7 +749,9 @@ def require_utc_time(value: datetime | None, field: str, example: str) -> dateti
 class DeclarationBase(BaseModel):
     # Extra fields are allowed: a mapping's extra columns arrive as extra keys; the service
     # checks them against the model's manifest. Text is read as in batch ingest (stripped,
-    # empty = missing, codes case-folded) so both paths see the same values.
+    # empty = missing, codes case-folded, personal fields pseudonymised) so both paths see the
+    # same values; validation is where a request enters canonical form, so nothing after it
+    # (rules, features, the stored JSON, logs) ever holds a raw personal value.
     model_config = ConfigDict(extra="allow", frozen=True, json_schema_extra=_declaration_schema)
 
     @field_validator(*_TEXT_FIELDS, mode="before", check_fields=False)
@@ -724,6 +764,8 @@ class DeclarationBase(BaseModel):
         value = value.strip()
         if not value:
             return None
+        if info.field_name in _PERSONAL_FIELDS:  # ~1 us: the one HMAC of the request's value
+            return pseudonym_of(value, process_key())
         case = TEXT_CASE.get(info.field_name)
         return value.upper() if case == "upper" else value.lower() if case == "lower" else value
 

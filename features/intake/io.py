@@ -56,9 +56,7 @@ def write_declarations(df: pd.DataFrame, path: Path, contract: Contract | None =
     contract = contract or Contract()
     table = pa.Table.from_pandas(df, preserve_index=False)
     meta = dict(table.schema.metadata or {})
-    meta[EXTRAS_METADATA_KEY] = json.dumps(
-        [{"name": e.name, "kind": e.kind, "description": e.description} for e in contract.extras]
-    ).encode()
+    meta[EXTRAS_METADATA_KEY] = json.dumps(contract.extras_json()).encode()
     table = table.replace_schema_metadata(meta)
     atomic_write(Path(path), lambda tmp: pq.write_table(table, tmp))
 

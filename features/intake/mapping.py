@@ -20,6 +20,7 @@ how to read it; and it declares the extra columns the administration wants to ke
       category: {column: KIND, values: {M: merchandise, G: gift}, default: M}  # empty: M
     extras:
       - {column: BROKER, name: broker_id, kind: entity}       # identifier with history features
+      - {column: BUYER_TAX_ID, name: buyer_tax_id, kind: entity, personal: true}  # pseudonymised
       - {column: INCOTERM, name: incoterm, kind: categorical}
       - {column: INSURED_VALUE, name: insured_value, kind: numeric, decimal: ","}
 
@@ -160,6 +161,7 @@ class ExtraSpec(_Spec):
     name: str
     kind: ExtraKind
     description: str = ""
+    personal: bool = False  # a person's identifier: held only as a keyed pseudonym
 
     @model_validator(mode="after")
     def _needs_column(self) -> ExtraSpec:
@@ -167,7 +169,7 @@ class ExtraSpec(_Spec):
             raise ValueError(f"extra {self.name!r}: 'column' is required")
         if self.value is not None:
             raise ValueError(f"extra {self.name!r}: constants ('value') are not allowed in extras")
-        ExtraColumn(self.name, self.kind, self.description)  # name rules, clash with contract
+        ExtraColumn(self.name, self.kind, self.description, self.personal)  # name rules, clashes
         return self
 
 
@@ -229,7 +231,9 @@ class Mapping(BaseModel):
 
     @property
     def contract(self) -> Contract:
-        return Contract(tuple(ExtraColumn(e.name, e.kind, e.description) for e in self.extras))
+        return Contract(
+            tuple(ExtraColumn(e.name, e.kind, e.description, e.personal) for e in self.extras)
+        )
 
     def source_columns(self) -> list[str]:
         cols = [s.column for s in self.columns.values() if s.column is not None]

@@ -174,6 +174,10 @@ def show(value: Any) -> str:
     return str(value)
 
 
+def _unquoted(value: Any) -> str:
+    return "the value"
+
+
 def _amount(value: float) -> str:
     """A money amount with thousands separators; absurd ones (1e300) in short scientific form."""
     return f"{value:,.0f}" if abs(value) < 1e15 else f"{value:.3g}"
@@ -236,6 +240,8 @@ def _field_rules(f: ContractField, latest_us: Callable[[], int]) -> list[Rule]:
     """
     name, kind = f.name, f.kind
     shown = _shown_by(name, kind)
+    # a personal field's message names the field, never its value (a pseudonym by now anyway)
+    quote = _unquoted if f.personal else show
     value: Literal["text", "number", "time"] = (
         "text" if kind in ("str", "category") else "time" if kind == "datetime" else "number"
     )
@@ -269,7 +275,7 @@ def _field_rules(f: ContractField, latest_us: Callable[[], int]) -> list[Rule]:
                 rule(
                     "length",
                     f"at most {limit} characters",
-                    lambda v: f"{show(v)} is longer than {limit} characters",
+                    lambda v: f"{quote(v)} is longer than {limit} characters",
                     test=lambda v: len(v) > limit,
                 )
             )
@@ -280,7 +286,7 @@ def _field_rules(f: ContractField, latest_us: Callable[[], int]) -> list[Rule]:
                 rule(
                     "format",
                     what,
-                    lambda v: f"{show(v)} is not {what}",
+                    lambda v: f"{quote(v)} is not {what}",
                     test=lambda v: regex.fullmatch(v) is None,
                 )
             )
@@ -291,7 +297,7 @@ def _field_rules(f: ContractField, latest_us: Callable[[], int]) -> list[Rule]:
                 rule(
                     "code",
                     f"one of {listed}",
-                    lambda v: f"{show(v)} is not one of {listed}",
+                    lambda v: f"{quote(v)} is not one of {listed}",
                     test=lambda v: v not in allowed,
                 )
             )
@@ -300,7 +306,7 @@ def _field_rules(f: ContractField, latest_us: Callable[[], int]) -> list[Rule]:
             rule(
                 "finite",
                 "a finite number",
-                lambda v: f"{show(v)} is not a finite number",
+                lambda v: f"{quote(v)} is not a finite number",
                 flag=lambda c: np.isinf(c.numbers(name)),
                 test=math.isinf,
             )
@@ -312,9 +318,9 @@ def _field_rules(f: ContractField, latest_us: Callable[[], int]) -> list[Rule]:
                 rule(
                     "minimum",
                     f"at least {low:g}",
-                    (lambda v: f"{show(v)}{unit} is negative")
+                    (lambda v: f"{quote(v)}{unit} is negative")
                     if low == 0
-                    else (lambda v: f"{show(v)} is below {low:g}"),
+                    else (lambda v: f"{quote(v)} is below {low:g}"),
                     flag=lambda c: _number_flag(c, name, lambda x: x < low),
                     test=lambda v: v < low,
                 )

@@ -98,6 +98,7 @@ def build_to_dir(
     ``as_of``: build as known at that instant (declarations before it, results recorded before
     it) and cut the entity state there; by default just after the last declaration.
     """
+    from features.intake.pseudonym import process_key_id
     from features.intake.rules import Limits
     from features.intake.validation import require_valid
     from features.pipeline.snapshot import build_entity_state
@@ -136,6 +137,8 @@ def build_to_dir(
         cutoff=cutoff,
         manifest=feature_set.manifest,
         show_progress=show_progress,
+        # the key read_declarations pseudonymised with: serving checks it has the same one
+        pseudonym_key_id=process_key_id(),
     )
     state.save(out / STATE_DIR)
     source = {
@@ -153,6 +156,7 @@ def build_to_dir(
         "gate": gate.status,
         "entity_state_cutoff": str(cutoff),
         "entity_state_fingerprint": state.fingerprint,
+        "pseudonym_key_id": state.pseudonym_key_id,
         "seconds": round(time.perf_counter() - started, 2),
         "out": str(out),
     }

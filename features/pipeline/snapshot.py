@@ -55,6 +55,10 @@ class EntityState:
     parts: dict[str, Any]  # family name -> its snapshot part (None: the family keeps nothing)
     fingerprint: str = ""
     families: list[Family] = field(default_factory=list)  # those computing the manifest
+    # The id of the key its consignee pseudonyms were made with (features.intake.pseudonym):
+    # served under another key, no consignee would find its history. None: a snapshot from
+    # before key ids were recorded.
+    pseudonym_key_id: str | None = None
 
     def __post_init__(self) -> None:
         if not self.families:
@@ -82,13 +86,11 @@ class EntityState:
                 "cutoff": str(self.cutoff),
                 "period_start_us": self.period_start_us,
                 "params": self.params.to_dict(),
-                "extras": [
-                    {"name": e.name, "kind": e.kind, "description": e.description}
-                    for e in self.contract.extras
-                ],
+                "extras": self.contract.extras_json(),
                 "families": [f.name for f in self.families],
                 "manifest_fingerprint": self.manifest.fingerprint,
                 "fingerprint": fingerprint,
+                "pseudonym_key_id": self.pseudonym_key_id,
             }
             (tmp / META_FILE).write_text(json.dumps(meta, indent=1))
             if directory.exists():
@@ -142,6 +144,7 @@ class EntityState:
                 parts={f.name: f.load_part(directory) for f in families},
                 fingerprint=meta["fingerprint"],
                 families=families,
+                pseudonym_key_id=meta.get("pseudonym_key_id"),  # absent in older snapshots
             )
         except ParcelriskError:
             raise
@@ -172,8 +175,12 @@ def build_entity_state(
     cutoff: pd.Timestamp,
     manifest: FeatureManifest,
     show_progress: bool = False,
+    pseudonym_key_id: str | None = None,
 ) -> EntityState:
-    """Snapshot of everything the online features need, as known at ``cutoff``."""
+    """Snapshot of everything the online features need, as known at ``cutoff``.
+
+    ``pseudonym_key_id``: the key the declarations' personal fields were pseudonymised with.
+    """
     known = sort_declarations(as_known_at(declarations, cutoff))
     history = History(
         prepare(known, contract, params),
@@ -195,4 +202,5 @@ def build_entity_state(
             f.name: f.fit_part(history, cutoff_us) for f in history.track(families, "entity state")
         },
         families=families,
+        pseudonym_key_id=pseudonym_key_id,
     )

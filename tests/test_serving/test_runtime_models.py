@@ -11,6 +11,7 @@ import pytest
 
 from features.errors import ParcelriskError
 from features.intake.columns import declarations_frame
+from features.intake.pseudonym import process_key_id
 from features.params import FeatureParams, ServeParams, Settings
 from features.pipeline.manifest import FeatureManifest
 from serving.scoring import ScoringRuntime, load_runtime, score_frame
@@ -59,6 +60,8 @@ class StubState:
     cutoff_us: int = 0  # the live state (features.pipeline.live) starts from these
     parts: dict = field(default_factory=dict)
     families: list = field(default_factory=list)
+    # built under this process's key, as features build records it
+    pseudonym_key_id: str | None = field(default_factory=process_key_id)
 
 
 def _load(monkeypatch, model, state: StubState, config: ServeParams) -> ScoringRuntime:

@@ -20,6 +20,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from features.keys import hmac_sha256
+
 GENESIS = bytes(32)  # the "previous MAC" of the first decision ever recorded
 _SEARCH = 64  # how far a broken record's original seq is looked for, to name what happened
 
@@ -39,7 +41,7 @@ def record_mac(
         *[v if type(v) is bytes else str(v).encode() for v in values],
     ]
     lengths = struct.pack(f">{len(parts)}I", *map(len, parts))
-    return hmac.digest(key, lengths + b"".join(parts), "sha256")
+    return hmac_sha256(key, lengths + b"".join(parts))
 
 
 def format_head(seq: int, mac: bytes) -> str:

@@ -166,3 +166,13 @@ def test_a_rule_on_a_personal_field_names_the_field_not_the_value() -> None:
     rules = _field_rules(FIELDS_BY_NAME["consignee_id"], lambda: 0)
     assert rules and all("SECRET" not in r.message("SECRET-PERSON") for r in rules)
     assert all(r.message("x").startswith("consignee_id: ") for r in rules)
+
+
+def test_the_shared_hmac_is_rfc_2104() -> None:
+    """One HMAC for the pseudonyms and the audit chain: equal to the standard library's for
+    short, block-sized and long keys."""
+    from features.keys import hmac_sha256
+
+    for key in (b"k", b"k" * 64, b"k" * 65, "clé".encode()):
+        for message in (b"", b"x" * 1000, "ü".encode()):
+            assert hmac_sha256(key, message) == hmac.new(key, message, hashlib.sha256).digest()

@@ -26,6 +26,13 @@ def _num(x: float) -> str:
     return f"{x:.2f}"
 
 
+def display(value: Any) -> str:
+    """A feature value for a label: floats to 4 significant digits, the rest as text."""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
 @dataclass(frozen=True)
 class Step:
     """One row of a waterfall: a bar from ``start`` to ``end`` (``kind``: base, feature, other,
@@ -50,7 +57,7 @@ def waterfall_steps(explanation: Mapping[str, Any], top: int = 10) -> list[Step]
     running = base
     for c in shown:
         value = c.get("value")
-        label = c["feature"] if value is None else f"{c['feature']} = {value}"
+        label = c["feature"] if value is None else f"{c['feature']} = {display(value)}"
         end = running + float(c["contribution"])
         steps.append(Step(label, running, end, "feature"))
         running = end
@@ -62,9 +69,9 @@ def waterfall_steps(explanation: Mapping[str, Any], top: int = 10) -> list[Step]
     return steps
 
 
-def waterfall_svg(steps: Sequence[Step], risk: float | None = None, width: int = 780) -> str:
+def waterfall_svg(steps: Sequence[Step], risk: float | None = None, width: int = 860) -> str:
     """The steps as a horizontal waterfall; the calibrated ``risk`` noted beside the total."""
-    label_w, value_w, row_h, top_pad = 300, 70, 24, 28
+    label_w, value_w, row_h, top_pad = 320, 130, 24, 28
     plot_w = width - label_w - value_w - 20
     height = top_pad + row_h * len(steps) + 30
     lo = min(min(s.start, s.end) for s in steps)
@@ -85,7 +92,7 @@ def waterfall_svg(steps: Sequence[Step], risk: float | None = None, width: int =
     for i, s in enumerate(steps):
         y = top_pad + i * row_h
         delta = s.end - s.start
-        label = s.label if len(s.label) <= 48 else s.label[:47] + "…"
+        label = s.label if len(s.label) <= 44 else s.label[:43] + "…"
         parts.append(
             f'<text x="{label_w - 8}" y="{y + 16}" font-size="12" text-anchor="end">'
             f"<title>{_e(s.label)}</title>{_e(label)}</text>"

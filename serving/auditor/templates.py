@@ -11,6 +11,8 @@ from typing import Any
 
 import jinja2
 
+from serving.auditor.charts import display
+
 _BASE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -114,7 +116,7 @@ thresholds {{ r.thresholds_version }}</td></tr>
 </table>
 
 <h2>Reasons</h2>
-{% if r.reasons %}<ol id="reasons">{% for reason in r.reasons %}<li>{{ reason.text }} <span class="note">({{ reason.feature }}, {{ '%+.3f' % reason.contribution }})</span></li>{% endfor %}</ol>
+{% if r.reasons %}<ol id="reasons">{% for reason in r.reasons %}<li><span class="reason-text">{{ reason.text }}</span> <span class="note">({{ reason.feature }}, {{ '%+.3f' % reason.contribution }})</span></li>{% endfor %}</ol>
 {% else %}<p class="note" id="reasons">no reasons recorded (green lanes carry none)</p>{% endif %}
 
 <h2>How the score was reached</h2>
@@ -124,7 +126,7 @@ thresholds {{ r.thresholds_version }}</td></tr>
 
 <h2>Feature values</h2>
 <table id="features"><thead><tr><th>feature</th><th>value</th><th>contribution</th></tr></thead><tbody>
-{% for f in features %}<tr><td>{{ f.feature }}</td><td>{{ '-' if f.value is none else f.value }}</td><td class="num">{{ '' if f.contribution is none else '%+.4f' % f.contribution }}</td></tr>{% endfor %}
+{% for f in features %}<tr><td>{{ f.feature }}</td><td>{{ '-' if f.value is none else f.value|display }}</td><td class="num">{{ '' if f.contribution is none else '%+.4f' % f.contribution }}</td></tr>{% endfor %}
 </tbody></table>
 
 <h2>Declaration</h2>
@@ -172,7 +174,7 @@ _MODEL = """{% extends "base" %}
 
 @cache
 def environment() -> jinja2.Environment:
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.DictLoader(
             {
                 "base": _BASE,
@@ -186,6 +188,8 @@ def environment() -> jinja2.Environment:
         autoescape=True,
         undefined=jinja2.StrictUndefined,
     )
+    env.filters["display"] = display
+    return env
 
 
 def render(template: str, **context: Any) -> str:

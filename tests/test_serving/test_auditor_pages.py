@@ -242,15 +242,21 @@ def pages_secret() -> bytes:
     return session_secret(load_key("audit"), keys)
 
 
-def test_a_cross_site_sign_in_is_refused(client) -> None:
+@pytest.mark.parametrize(
+    ("origin", "status"), [("https://evil.example", 403), ("null", 403), ("http://testserver", 303)]
+)
+def test_a_cross_site_sign_in_is_refused(client, origin, status) -> None:
     client.cookies.clear()
     r = client.post(
         "/auditor/login",
         data={"key": AUDITOR_KEY},
-        headers={"origin": "https://evil.example"},
+        headers={"origin": origin},
         follow_redirects=False,
     )
-    assert r.status_code == 403 and "set-cookie" not in r.headers
+    assert r.status_code == status
+    assert ("set-cookie" in r.headers) == (status == 303)
+    # a browser sends its Origin on the sign-in post only if the pages do not ask for no-referrer
+    assert r.headers.get("referrer-policy", "same-origin") == "same-origin"
 
 
 def test_a_hostile_declaration_is_shown_escaped(client) -> None:

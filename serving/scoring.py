@@ -290,6 +290,11 @@ class ScoredBatch:
     reasons: list[list[Reason]]
     warnings: list[list[str]]
     scored_at: str
+    # What the live state held when the features were computed: the decision log up to this
+    # seq and the inspection results up to that one (``DecisionRecord.known_seq``), so an
+    # auditor can rebuild it (``parcelrisk audit recompute``).
+    known_seq: int = 0
+    known_results_seq: int = 0
 
     def __len__(self) -> int:
         return len(self.decision_ids)
@@ -319,6 +324,8 @@ def score_frame(
     validated API models (``RecordColumns``)."""
     declarations = columns_of(declarations)
     n = len(declarations)
+    # read before the features: a catch-up racing this batch can only add to what it saw
+    known = (runtime.log_seq, runtime.results_seq)
     features, feature_warnings = runtime.compute_features(declarations)
     warnings = _row_warnings(feature_warnings, n)
     if runtime.warning_rules:
@@ -368,6 +375,8 @@ def score_frame(
         reasons=reasons,
         warnings=warnings,
         scored_at=datetime.now(UTC).isoformat(timespec="microseconds"),
+        known_seq=known[0],
+        known_results_seq=known[1],
     )
 
 
@@ -439,6 +448,8 @@ def decision_records(
             exploration=exploration[i],
             reasons=[r.as_dict() for r in batch.reasons[i]],
             warnings=batch.warnings[i],
+            known_seq=batch.known_seq,
+            known_results_seq=batch.known_results_seq,
         )
         for i in range(len(batch))
     ]

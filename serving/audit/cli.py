@@ -88,4 +88,5 @@ def head(
 
 
 def register(app: typer.Typer) -> None:
+    __import__("serving.audit.review_cli", fromlist=["_"]).register_review(audit_app)
     app.add_typer(audit_app, name="audit")

@@ -1,0 +1,164 @@
+"""The model versions recorded decisions were made with, loaded from the registry for an auditor.
+
+A decision names its model (name, version); the champion may have moved on since, so explaining
+or recomputing an old decision must use that version's own bundle and entity-state snapshot.
+``RecordedModels`` downloads each version once per session into a temporary directory;
+``explain_record`` reads a stored decision's full contribution vector off it.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from features.errors import ParcelriskError
+
+if TYPE_CHECKING:
+    from features.pipeline.snapshot import EntityState
+    from models.bundle import RiskModel
+    from serving.decision import DecisionRecord
+
+
+@dataclass
+class LoadedModel:
+    """One registered model version as downloaded: the bundle, its snapshot dir, its run."""
+
+    name: str
+    version: str
+    run_id: str
+    model: RiskModel
+    state_dir: Path
+    run_url: str | None = None  # the run in the MLflow UI, when the tracking URI serves one
+    _state: EntityState | None = field(default=None, repr=False)
+
+    def entity_state(self) -> EntityState:
+        """The version's entity-state snapshot (loaded on first use: only recompute needs it)."""
+        if self._state is None:
+            from features.pipeline.snapshot import EntityState
+
+            self._state = EntityState.load(self.state_dir)
+        return self._state
+
+
+def run_url(tracking_uri: str, experiment_id: str | None, run_id: str) -> str:
+    """Where a person finds the run: the MLflow UI page for an HTTP tracking server, else the
+    ``runs:/`` URI MLflow's own tools resolve against that tracking URI."""
+    if tracking_uri.startswith(("http://", "https://")) and experiment_id is not None:
+        return f"{tracking_uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+    return f"runs:/{run_id}"
+
+
+class RecordedModels:
+    """Model versions by (name, version), each downloaded from the registry at most once.
+
+    A version that cannot be loaded (deleted, artifacts gone, fingerprints disagree) raises
+    ``ParcelriskError`` with the reason, every time it is asked for, without asking MLflow
+    again. Use as a context manager, or call ``close`` to remove the downloaded files.
+    """
+
+    def __init__(self, tracking_uri: str | None, root: Path | None = None) -> None:
+        from models.registry import resolve_tracking_uri
+
+        self.tracking_uri = resolve_tracking_uri(tracking_uri)
+        self._owns_root = root is None
+        self.root = Path(tempfile.mkdtemp(prefix="parcelrisk-audit-")) if root is None else root
+        self._loaded: dict[tuple[str, str], LoadedModel | ParcelriskError] = {}
+        self._client: Any = None
+
+    def get(self, name: str, version: str) -> LoadedModel:
+        """The model version ``name`` v``version``; ``ParcelriskError`` if it cannot be loaded."""
+        key = (str(name), str(version))
+        if key not in self._loaded:
+            try:
+                self._loaded[key] = self._load(*key)
+            except ParcelriskError as exc:
+                self._loaded[key] = exc
+        found = self._loaded[key]
+        if isinstance(found, ParcelriskError):
+            raise found
+        return found
+
+    def _load(self, name: str, version: str) -> LoadedModel:
+        from mlflow.exceptions import MlflowException
+
+        from models.registry import load_version, registry_client
+
+        if self._client is None:
+            self._client = registry_client(self.tracking_uri)
+        dst = self.root / f"{_safe(name)}-v{_safe(version)}"
+        model, state_dir, info = load_version(self._client, name, version, dst)
+        run_id = str(info["run_id"])
+        try:
+            experiment_id = self._client.get_run(run_id).info.experiment_id
+        except MlflowException:  # the URL is a convenience: the run id is what matters
+            experiment_id = None
+        return LoadedModel(
+            name=name,
+            version=version,
+            run_id=run_id,
+            model=model,
+            state_dir=Path(state_dir),
+            run_url=run_url(self.tracking_uri, experiment_id, run_id),
+        )
+
+    def close(self) -> None:
+        self._loaded.clear()
+        if self._owns_root:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+    def __enter__(self) -> RecordedModels:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _safe(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
+
+
+def explain_record(record: DecisionRecord, loaded: LoadedModel) -> dict[str, Any]:
+    """The full TreeSHAP explanation of a stored decision, from its stored feature vector and
+    its own model version (``loaded``, from ``RecordedModels.get(record.model_name,
+    record.model_version)``), whatever the champion is now.
+
+    Returns ``{base_value, raw_score, risk, contributions, reasons}``: ``contributions`` lists
+    every feature of the model's manifest, in manifest order, as ``{feature, value,
+    contribution}`` (value as a person reads it: category label, int, float, None for missing;
+    contribution in log-odds of the raw risk score, which is ``base_value`` plus their sum).
+    ``raw_score`` and ``risk`` are recomputed; ``reasons`` are the ones the decision gave, as
+    stored. Raises ``ParcelriskError`` when the vector does not fit the model's manifest.
+    """
+    from serving.reasons import contribution_table
+
+    model = loaded.model
+    _check_fits(record, loaded)
+    X = record.feature_vector.reshape(1, -1)
+    contrib = model.contributions(X)
+    raw = model.raw_score(X)
+    return {
+        "base_value": float(contrib[0, -1]),
+        "raw_score": float(raw[0]),
+        "risk": float(model.risk(X, raw)[0]),
+        "contributions": contribution_table(contrib[0, :-1], X[0], model.manifest),
+        "reasons": record.reasons,
+    }
+
+
+def _check_fits(record: DecisionRecord, loaded: LoadedModel) -> None:
+    manifest = loaded.model.manifest
+    if record.manifest_fingerprint != manifest.fingerprint:
+        raise ParcelriskError(
+            f"decision {record.decision_id}: its features were stored in manifest "
+            f"{record.manifest_fingerprint}, model {loaded.name} v{loaded.version} reads "
+            f"{manifest.fingerprint}"
+        )
+    n = len(record.features) // 8
+    if n != len(manifest.features):
+        raise ParcelriskError(
+            f"decision {record.decision_id}: {n} stored feature values, model {loaded.name} "
+            f"v{loaded.version} takes {len(manifest.features)}"
+        )

@@ -1,0 +1,419 @@
+"""Recompute recorded decisions with their own model version: the auditor's proof that a stored
+decision is what that model made of that declaration with what was known then.
+
+Two paths per decision:
+
+(a) **from the stored feature vector**: the recorded model version scores the stored vector; the
+    raw score must equal the stored one (bit for bit, or within ``RAW_TOLERANCE``) and the lane,
+    assigned by ``serving.lanes.assign_lanes`` with the model's cut-offs and the decision's
+    stored lane policy, must be the stored lane.
+(b) **from the stored declaration**: the live entity state is rebuilt as the scorer held it, the
+    version's snapshot, plus the decision log up to the record's ``known_seq`` (declared since
+    the snapshot's cutoff, as ``ScoringRuntime._replay`` reads it), plus the inspection results
+    up to ``known_results_seq``; the decision's whole batch (the rows recorded with it: same
+    ``scored_at``, answer time and model version) is scored together, as the service scored it,
+    since the rows of one batch see each other by ``declared_at``. Then features -> model ->
+    lanes, compared as in (a), and the rebuilt feature vector against the stored one.
+
+Decisions are processed in (model version, ``known_seq``, ``known_results_seq``) order, so one
+forward pass over the log serves a whole sample; only a decision that knew fewer results than
+the one before it (two workers catching up at different moments) starts a new pass.
+
+The exploration seed is not stored (only its digest, ``exploration_seed_version``): with the
+seed of the settings matching that digest the exploration draw is recomputed; otherwise the
+stored exploration flag is taken as drawn and said so in the notes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from features.errors import ParcelriskError
+
+if TYPE_CHECKING:
+    from features.params import ServeParams
+    from features.pipeline.live import LiveState
+    from features.pipeline.snapshot import EntityState
+    from serving.audit.models import LoadedModel, RecordedModels
+    from serving.decision import DecisionRecord
+    from serving.outcome_store import SqliteOutcomeStore
+    from serving.sqlite_store import SqliteDecisionStore
+
+RAW_TOLERANCE = 1e-12  # log-odds; LightGBM on the same input and build is bit-exact in practice
+_LOG_PAGE = 20_000  # decisions read from the log per step (bounded memory)
+
+
+@dataclass(frozen=True)
+class PathCheck:
+    """One path's recomputed score and lane against the stored ones."""
+
+    raw_score: float
+    lane: str
+    raw_diff: float  # recomputed - stored (log-odds)
+    lane_match: bool
+
+    @property
+    def match(self) -> bool:
+        return self.lane_match and abs(self.raw_diff) <= RAW_TOLERANCE
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "match": self.match,
+            "raw_score": self.raw_score,
+            "raw_diff": self.raw_diff,
+            "lane": self.lane,
+            "lane_match": self.lane_match,
+        }
+
+
+@dataclass
+class Recomputed:
+    """What recompute found for one decision."""
+
+    decision_id: str
+    seq: int | None
+    model: str  # "name vVERSION"
+    stored_raw_score: float
+    stored_lane: str
+    from_vector: PathCheck | None = None
+    from_declaration: PathCheck | None = None
+    differing_features: list[str] = field(default_factory=list)  # path (b) vs stored vector
+    unverifiable: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def status(self) -> str:
+        if self.unverifiable is not None:
+            return f"unverifiable: {self.unverifiable}"
+        checks = [c for c in (self.from_vector, self.from_declaration) if c is not None]
+        return "match" if checks and all(c.match for c in checks) else "mismatch"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "decision_id": self.decision_id,
+            "seq": self.seq,
+            "model": self.model,
+            "status": self.status,
+            "stored": {"raw_score": self.stored_raw_score, "lane": self.stored_lane},
+            "from_vector": self.from_vector.as_dict() if self.from_vector else None,
+            "from_declaration": self.from_declaration.as_dict() if self.from_declaration else None,
+            "differing_features": self.differing_features,
+            "notes": self.notes,
+        }
+
+
+def summarise(results: Sequence[Recomputed]) -> dict[str, int]:
+    statuses = [r.status for r in results]
+    return {
+        "n": len(statuses),
+        "matches": statuses.count("match"),
+        "mismatches": statuses.count("mismatch"),
+        "unverifiable": sum(s.startswith("unverifiable") for s in statuses),
+    }
+
+
+# --- lanes ------------------------------------------------------------------------------------
+
+
+def lane_config(lane_policy: str, exploration_seed: int) -> tuple[ServeParams, bool]:
+    """The lane policy a decision recorded, with ``exploration_seed``; and whether that seed is
+    the one the decision was drawn with (its digest matches the recorded one)."""
+    from features.params import LANE_POLICY_KEYS, ServeParams
+
+    policy = json.loads(lane_policy)
+    config = ServeParams(
+        **{k: policy[k] for k in LANE_POLICY_KEYS if k in policy},
+        exploration_seed=exploration_seed,
+    )
+    return config, config.exploration_seed_version == policy.get("exploration_seed_version")
+
+
+def recompute_lanes(
+    priority: np.ndarray,
+    aeo: np.ndarray,
+    declaration_ids: Sequence[str],
+    thresholds: Any,
+    config: ServeParams,
+    seed_known: bool,
+    stored_exploration: np.ndarray,
+) -> np.ndarray:
+    """Lanes as ``assign_lanes`` gives them; without the seed, the stored exploration flag
+    stands in for the draw (the quota's lane is applied to the rows flagged)."""
+    from serving.lanes import assign_lanes
+
+    if seed_known:
+        return assign_lanes(priority, aeo, declaration_ids, thresholds, config)[0]
+    lanes, _ = assign_lanes(
+        priority, aeo, declaration_ids, thresholds, config.replace(exploration_rate=0.0)
+    )
+    raise_to = np.asarray(stored_exploration, dtype=bool) & (lanes != "red")
+    if config.exploration_lane == "yellow":
+        raise_to &= lanes == "green"
+    lanes = lanes.copy()
+    lanes[raise_to] = config.exploration_lane
+    return lanes
+
+
+def _aeo(declaration: dict[str, Any]) -> bool:
+    return declaration.get("aeo_operator") in (True, 1)
+
+
+def _check(raw: float, lane: str, record: DecisionRecord) -> PathCheck:
+    diff = raw - record.raw_score
+    if math.isnan(raw) and math.isnan(record.raw_score):
+        diff = 0.0
+    return PathCheck(float(raw), str(lane), float(diff), str(lane) == record.lane)
+
+
+# --- the entity state at a point of the log ---------------------------------------------------
+
+
+class StateReplay:
+    """One model version's live entity state, moved forward along the decision log and the
+    inspection results exactly as a scorer's catch-ups fed it."""
+
+    def __init__(
+        self,
+        state: EntityState,
+        store: SqliteDecisionStore,
+        results: SqliteOutcomeStore | None,
+    ) -> None:
+        from features.pipeline.live import LiveState
+
+        self.live: LiveState = LiveState(state)
+        self.store, self.results = store, results
+        self.log_seq = 0
+        self.results_seq = 0
+        self._cutoff = state.cutoff_us
+        self._pending: list[tuple[int, str, int, bool, float | None]] | None = None
+
+    def reaches(self, known_seq: int, known_results_seq: int) -> bool:
+        return known_seq >= self.log_seq and known_results_seq >= self.results_seq
+
+    def advance(self, known_seq: int, known_results_seq: int) -> None:
+        """Append the log up to ``known_seq`` and the results up to ``known_results_seq``."""
+        from features.intake.columns import RecordColumns
+        from features.intake.contract import Declaration
+
+        contract = self.live.snapshot.contract
+        while self.log_seq < known_seq:
+            limit = min(_LOG_PAGE, known_seq - self.log_seq)
+            page = self.store.since(self.log_seq, declared_from_us=self._cutoff, limit=limit)
+            rows = [r for r in page if r[0] <= known_seq]
+            if rows:
+                declarations = [Declaration.model_validate(json.loads(t)) for _, t in rows]
+                self.live.append(RecordColumns(declarations, contract))
+            # a full page inside the range: more may follow; else the range is done
+            full = len(page) == limit and len(rows) == len(page)
+            self.log_seq = rows[-1][0] if full else known_seq
+        if self.results is None or known_results_seq <= self.results_seq:
+            return
+        if self._pending is None:  # read once: later steps take their slice of it
+            self._pending = self.results.results_since(0, inspected_from_us=self._cutoff)
+        rows = [r for r in self._pending if self.results_seq < r[0] <= known_results_seq]
+        if rows:
+            declarations = [Declaration.model_validate(json.loads(r[1])) for r in rows]
+            revenue = np.array([r[4] if r[4] is not None else np.nan for r in rows], dtype=float)
+            self.live.append_outcomes(
+                RecordColumns(declarations, contract),
+                np.array([r[2] for r in rows], dtype=np.int64),
+                np.array([r[3] for r in rows], dtype=bool),
+                np.round(np.nan_to_num(revenue, nan=0.0) * 100).astype(np.int64),  # as prepare
+            )
+        self.results_seq = known_results_seq
+
+
+# --- reading the store ------------------------------------------------------------------------
+
+
+def _read_only(path: Path) -> sqlite3.Connection:
+    """A read-only connection on the store file, for what ``SqliteDecisionStore`` does not
+    offer (every seq, a batch's seqs): it can never write."""
+    return sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
+
+
+def all_seqs(path: Path) -> list[int]:
+    conn = _read_only(path)
+    try:
+        return [int(r[0]) for r in conn.execute("SELECT seq FROM decisions ORDER BY seq")]
+    finally:
+        conn.close()
+
+
+def has_results(path: Path) -> bool:
+    """Whether the store file holds an ``outcomes`` table (results were ever stored)."""
+    conn = _read_only(path)
+    try:
+        found = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'outcomes'"
+        ).fetchone()
+    finally:
+        conn.close()
+    return found is not None
+
+
+def batch_of(store: SqliteDecisionStore, record: DecisionRecord) -> list[DecisionRecord]:
+    """The decisions scored in one batch with ``record`` (itself included), in seq order: one
+    ``record`` call stores a batch in one transaction, so they share ``scored_at``, the answer
+    time and the model version."""
+    conn = _read_only(store.path)
+    try:
+        seqs = [
+            int(r[0])
+            for r in conn.execute(
+                "SELECT seq FROM decisions WHERE answered_at = ? AND scored_at = ? "
+                "AND model_name = ? AND model_version = ? ORDER BY seq",
+                (record.answered_at, record.scored_at, record.model_name, record.model_version),
+            )
+        ]
+    finally:
+        conn.close()
+    if not seqs:
+        return [record]
+    wanted = set(seqs)
+    found = store.find(after_seq=seqs[0] - 1, limit=seqs[-1] - seqs[0] + 1)
+    return [r for r in found if r.seq in wanted]
+
+
+def records_at(store: SqliteDecisionStore, seqs: Iterable[int]) -> list[DecisionRecord]:
+    out = []
+    for seq in seqs:
+        found = store.find(after_seq=int(seq) - 1, limit=1)
+        if found and found[0].seq == int(seq):
+            out.append(found[0])
+    return out
+
+
+# --- recompute ----------------------------------------------------------------------------------
+
+
+def recompute_decisions(
+    records: Sequence[DecisionRecord],
+    store: SqliteDecisionStore,
+    results: SqliteOutcomeStore | None,
+    models: RecordedModels,
+    exploration_seed: int,
+) -> list[Recomputed]:
+    """Recompute each decision by both paths (module docstring); in the order given."""
+    found: dict[str, Recomputed] = {}
+    batches: dict[tuple[str, ...], list[DecisionRecord]] = {}
+    for record in records:
+        key = (record.model_name, record.model_version, record.scored_at, str(record.answered_at))
+        batches.setdefault(key, []).append(record)
+    order = sorted(
+        batches.items(),
+        key=lambda kv: (kv[0][0], kv[0][1], kv[1][0].known_seq, kv[1][0].known_results_seq),
+    )
+    replays: dict[tuple[str, str], StateReplay] = {}
+    for (name, version, *_), targets in order:
+        try:
+            loaded = models.get(name, version)
+        except ParcelriskError as exc:
+            for r in targets:
+                found[r.decision_id] = _unverifiable(r, str(exc))
+            continue
+        problem = _misfit(targets[0], loaded)
+        if problem is not None:
+            for r in targets:
+                found[r.decision_id] = _unverifiable(r, problem)
+            continue
+        replay = replays.get((name, version))
+        first = targets[0]
+        if replay is None or not replay.reaches(first.known_seq, first.known_results_seq):
+            replay = StateReplay(loaded.entity_state(), store, results)
+            replays[(name, version)] = replay
+        replay.advance(first.known_seq, first.known_results_seq)
+        batch = batch_of(store, first)
+        for result in _recompute_batch(batch, targets, loaded, replay.live, exploration_seed):
+            found[result.decision_id] = result
+    return [found[r.decision_id] for r in records]
+
+
+def _unverifiable(record: DecisionRecord, reason: str) -> Recomputed:
+    return Recomputed(
+        record.decision_id,
+        record.seq,
+        f"{record.model_name} v{record.model_version}",
+        record.raw_score,
+        record.lane,
+        unverifiable=reason,
+    )
+
+
+def _misfit(record: DecisionRecord, loaded: LoadedModel) -> str | None:
+    model = loaded.model
+    if record.manifest_fingerprint != model.manifest.fingerprint:
+        return (
+            f"features stored in manifest {record.manifest_fingerprint}, model "
+            f"{loaded.name} v{loaded.version} reads {model.manifest.fingerprint}"
+        )
+    if record.thresholds_version != model.thresholds.version:
+        return (
+            f"lane cut-offs {record.thresholds_version} recorded, model {loaded.name} "
+            f"v{loaded.version} has {model.thresholds.version}"
+        )
+    return None
+
+
+def _recompute_batch(
+    batch: list[DecisionRecord],
+    targets: list[DecisionRecord],
+    loaded: LoadedModel,
+    live: LiveState,
+    exploration_seed: int,
+) -> list[Recomputed]:
+    from features.intake.columns import RecordColumns
+    from features.intake.contract import Declaration
+
+    model = loaded.model
+    names = model.manifest.names
+    declarations = [json.loads(r.declaration_json) for r in batch]
+    columns = RecordColumns(
+        [Declaration.model_validate(d) for d in declarations], live.snapshot.contract
+    )
+    # (b) the batch as the service scored it: together, on the state it held
+    features = live.features(columns)
+    X_rebuilt = model.manifest.matrix_of(features.values, len(features))
+    rebuilt = model.score(X_rebuilt)
+    # (a) the stored vectors
+    X_stored = np.stack([r.feature_vector for r in batch])
+    stored = model.score(X_stored)
+    aeo = np.array([_aeo(d) for d in declarations], dtype=bool)
+    ids = [r.declaration_id for r in batch]
+    exploration = np.array([r.exploration for r in batch], dtype=bool)
+    index = {r.decision_id: i for i, r in enumerate(batch)}
+    out = []
+    for record in targets:
+        config, seed_known = lane_config(record.lane_policy, exploration_seed)
+        i = index[record.decision_id]
+        lanes = {}
+        for path, scores in (("vector", stored), ("declaration", rebuilt)):
+            lanes[path] = recompute_lanes(
+                scores["priority"], aeo, ids, model.thresholds, config, seed_known, exploration
+            )[i]
+        same = (X_rebuilt[i] == X_stored[i]) | (np.isnan(X_rebuilt[i]) & np.isnan(X_stored[i]))
+        result = Recomputed(
+            record.decision_id,
+            record.seq,
+            f"{record.model_name} v{record.model_version}",
+            record.raw_score,
+            record.lane,
+            from_vector=_check(float(stored["raw"][i]), lanes["vector"], record),
+            from_declaration=_check(float(rebuilt["raw"][i]), lanes["declaration"], record),
+            differing_features=[names[j] for j in np.flatnonzero(~same)],
+        )
+        if not seed_known:
+            result.notes.append(
+                "exploration draw not recomputed: the settings' serve.exploration_seed is not "
+                "the one recorded (its digest differs); the stored flag was used"
+            )
+        out.append(result)
+    return out

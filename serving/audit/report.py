@@ -1,0 +1,189 @@
+"""What an auditor reads and files: decisions as rows, a period's counts and hit rates, the
+filed report as CSV or self-contained HTML. Pure (records and results in, frames and text out),
+apart from ``read_outcomes``, which reads the results table of the store read-only."""
+
+from __future__ import annotations
+
+import html
+import sqlite3
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from features.errors import ParcelriskError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from serving.decision import DecisionRecord
+
+OUTCOME_COLUMNS = ("inspected_at", "illicit", "offence_type", "revenue_recovered")
+_STORED_TIME = "%Y-%m-%dT%H:%M:%S.%fZ"  # as the store writes answered_at: text order = time
+
+
+def parse_when(text: str, option: str, *, end_of_day: bool = False) -> str:
+    """A ``--from``/``--to`` value (a date or an ISO time; UTC unless it names an offset) as
+    the store's time text. A bare date given with ``end_of_day`` means the whole day (the next
+    midnight, the bound being exclusive)."""
+    value = text.strip()
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise ParcelriskError(
+            f"{option} {text!r}: not a date or ISO time (e.g. 2026-03-10 or "
+            "2026-03-10T08:00:00Z; UTC unless an offset is given)"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    is_date = len(value) == 10  # YYYY-MM-DD
+    if is_date and end_of_day:
+        moment += timedelta(days=1)
+    return moment.astimezone(UTC).strftime(_STORED_TIME)
+
+
+def read_outcomes(path: Path, declaration_ids: Sequence[str]) -> pd.DataFrame:
+    """The inspection results stored for these declarations (``outcomes`` table of the store
+    file, opened read-only: an auditor's read must never create or change anything), one row
+    per declaration id that has one."""
+    import pandas as pd
+
+    empty = pd.DataFrame(columns=["declaration_id", *OUTCOME_COLUMNS])
+    ids = list(dict.fromkeys(declaration_ids))
+    if not ids:
+        return empty
+    conn = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        has = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'outcomes'"
+        ).fetchone()
+        if has is None:
+            return empty
+        rows = []
+        for start in range(0, len(ids), 500):  # within SQLite's parameter limit
+            part = ids[start : start + 500]
+            rows += conn.execute(
+                "SELECT declaration_id, inspected_at, illicit, offence_type, revenue_recovered "
+                f"FROM outcomes WHERE declaration_id IN ({','.join('?' * len(part))})",
+                part,
+            ).fetchall()
+    finally:
+        conn.close()
+    frame = pd.DataFrame(rows, columns=["declaration_id", *OUTCOME_COLUMNS])
+    frame["illicit"] = frame["illicit"].astype(bool)
+    return frame
+
+
+def decision_rows(records: Sequence[DecisionRecord], outcomes: pd.DataFrame) -> pd.DataFrame:
+    """One row per decision (seq order as given) with its inspection result where one exists:
+    ``outcome`` reads 'illicit', 'clean' or '' (not inspected, or not reported yet)."""
+    import numpy as np
+    import pandas as pd
+
+    frame = pd.DataFrame(
+        {
+            "seq": [r.seq for r in records],
+            "decision_id": [r.decision_id for r in records],
+            "declaration_id": [r.declaration_id for r in records],
+            "answered_at": [r.answered_at for r in records],
+            "lane": [r.lane for r in records],
+            "risk": np.array([r.risk for r in records], dtype=np.float64),
+            "expected_revenue": np.array([r.expected_revenue for r in records], dtype=np.float64),
+            "model_version": [f"{r.model_name} v{r.model_version}" for r in records],
+            "exploration": np.array([r.exploration for r in records], dtype=bool),
+            "top_reasons": ["; ".join(x["text"] for x in r.reasons[:3]) for r in records],
+        }
+    )
+    outcomes = outcomes.astype({"declaration_id": object})  # an empty frame's ids are float
+    merged = frame.astype({"declaration_id": object}).merge(
+        outcomes, on="declaration_id", how="left"
+    )
+    illicit = merged["illicit"]
+    merged["outcome"] = np.where(
+        illicit.isna(), "", np.where(illicit.fillna(False).astype(bool), "illicit", "clean")
+    )
+    return merged
+
+
+def period_summary(rows: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Counts by lane and model version, and hit rates (illicit share among the inspected,
+    where results exist) by lane and by model version."""
+    import pandas as pd
+
+    counts = pd.crosstab(rows["model_version"], rows["lane"], margins=True, margins_name="all")
+    counts = counts.reindex(columns=[c for c in ("red", "yellow", "green", "all") if c in counts])
+    inspected = rows[rows["outcome"] != ""]
+
+    def hit_rates(by: str) -> pd.DataFrame:
+        if inspected.empty:
+            return pd.DataFrame(columns=[by, "inspected", "illicit", "hit_rate"])
+        grouped = inspected.groupby(by)["outcome"]
+        out = pd.DataFrame(
+            {
+                "inspected": grouped.size(),
+                "illicit": grouped.apply(lambda s: (s == "illicit").sum()),
+            }
+        )
+        out["hit_rate"] = out["illicit"] / out["inspected"]
+        return out.reset_index()
+
+    return {
+        "counts": counts.reset_index(),
+        "hit_rate_by_lane": hit_rates("lane"),
+        "hit_rate_by_model": hit_rates("model_version"),
+    }
+
+
+def report_html(
+    header: dict[str, Any], summary: dict[str, pd.DataFrame], rows: pd.DataFrame
+) -> str:
+    """The filed report as one self-contained HTML page (inline CSS, no script, nothing
+    fetched). Every value is escaped: declarations and reasons are untrusted text."""
+    esc = html.escape
+    head_rows = "".join(
+        f"<tr><th>{esc(str(k))}</th><td>{esc(str(v))}</td></tr>" for k, v in header.items()
+    )
+    sections = [
+        ("Decisions by model version and lane", summary["counts"]),
+        ("Hit rate by lane (illicit share among inspected)", summary["hit_rate_by_lane"]),
+        ("Hit rate by model version", summary["hit_rate_by_model"]),
+        (f"Decisions ({len(rows)})", rows),
+    ]
+    body = "".join(f"<h2>{esc(title)}</h2>{_table(frame)}" for title, frame in sections)
+    return (
+        "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
+        "<title>parcelrisk audit report</title><style>"
+        "body{font-family:sans-serif;margin:2em;color:#222}"
+        "table{border-collapse:collapse;margin-bottom:1.5em;font-size:13px}"
+        "th,td{border:1px solid #bbb;padding:3px 6px;text-align:left;vertical-align:top}"
+        "th{background:#eee}.red{color:#b00}.yellow{color:#a60}.green{color:#070}"
+        "</style></head><body><h1>parcelrisk audit report</h1>"
+        f"<table>{head_rows}</table>{body}</body></html>\n"
+    )
+
+
+def _table(frame: pd.DataFrame) -> str:
+    if frame.empty:
+        return "<p>none</p>"
+    esc = html.escape
+    head = "".join(f"<th>{esc(str(c))}</th>" for c in frame.columns)
+    lane_at = list(frame.columns).index("lane") if "lane" in frame.columns else -1
+    body = []
+    for row in frame.itertuples(index=False):
+        cells = []
+        for j, value in enumerate(row):
+            text = "" if value is None or value != value else _cell(value)  # NaN -> ''
+            css = (
+                f" class='{esc(text)}'"
+                if j == lane_at and text in ("red", "yellow", "green")
+                else ""
+            )
+            cells.append(f"<td{css}>{esc(text)}</td>")
+        body.append(f"<tr>{''.join(cells)}</tr>")
+    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)

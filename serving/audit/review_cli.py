@@ -1,0 +1,381 @@
+"""`parcelrisk audit list|show|recompute|export`: the auditor's review of recorded decisions.
+
+Thin edges: each command opens the store (``serving.audit.cli.open_audit_store``), calls the
+core (``serving.audit.report``, ``serving.audit.models``, ``serving.audit.recompute``) and
+prints. Nothing here writes to the store.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from features.cli import params_option, settings_from
+from features.errors import ParcelriskError
+from serving.audit.cli import db_option, open_audit_store
+
+_FORMATS = ("table", "json", "csv")
+_LIST_COLUMNS = [
+    "seq",
+    "answered_at",
+    "decision_id",
+    "declaration_id",
+    "lane",
+    "risk",
+    "expected_revenue",
+    "model_version",
+    "exploration",
+]
+
+
+def _tracking_option() -> Any:
+    return typer.Option(
+        None,
+        "--tracking-uri",
+        help="MLflow tracking URI of the registry (default $MLFLOW_TRACKING_URI or "
+        "sqlite:///mlflow.db).",
+    )
+
+
+def _period(date_from: str | None, date_to: str | None) -> tuple[str | None, str | None]:
+    from serving.audit.report import parse_when
+
+    start = parse_when(date_from, "--from") if date_from is not None else None
+    end = parse_when(date_to, "--to", end_of_day=True) if date_to is not None else None
+    if start is not None and end is not None and end <= start:
+        raise ParcelriskError(f"--to {date_to} is not after --from {date_from}")
+    return start, end
+
+
+def _find_all(store: Any, limit: int | None, **filters: Any) -> list[Any]:
+    """Every decision ``find`` matches (up to ``limit``), paged by seq."""
+    out: list[Any] = []
+    after = 0
+    while limit is None or len(out) < limit:
+        page = 5_000 if limit is None else min(5_000, limit - len(out))
+        found = store.find(after_seq=after, limit=page, **filters)
+        out += found
+        if len(found) < page:
+            break
+        after = found[-1].seq
+    return out
+
+
+def list_decisions(
+    date_from: str = typer.Option(..., "--from", help="From this date or ISO time (UTC)."),
+    date_to: str = typer.Option(
+        ..., "--to", help="To this ISO time, or to the end of this date (UTC), exclusive."
+    ),
+    lane: str | None = typer.Option(None, "--lane", help="Only this lane: red, yellow, green."),
+    model_version: str | None = typer.Option(None, "--model-version", help="Only this version."),
+    declaration_id: str | None = typer.Option(None, "--declaration-id", help="Only this one."),
+    limit: int = typer.Option(100, "--limit", min=1, help="At most this many (seq order)."),
+    fmt: str = typer.Option("table", "--format", help="table, json or csv."),
+    db: Path | None = db_option(),
+    params: Path | None = params_option("section serve"),
+) -> None:
+    """Decisions answered in a period, in the chain's order, filtered by lane, model version
+    or declaration."""
+    from serving.audit.report import decision_rows, read_outcomes
+
+    if fmt not in _FORMATS:
+        raise ParcelriskError(f"--format {fmt!r}: use one of {', '.join(_FORMATS)}")
+    if lane is not None and lane not in ("red", "yellow", "green"):
+        raise ParcelriskError(f"--lane {lane!r}: use red, yellow or green")
+    start, end = _period(date_from, date_to)
+    store = open_audit_store(db, params)
+    try:
+        records = _find_all(
+            store,
+            limit,
+            answered_from=start,
+            answered_to=end,
+            lane=lane,
+            model_version=model_version,
+            declaration_id=declaration_id,
+        )
+        outcomes = read_outcomes(store.path, [r.declaration_id for r in records])
+    finally:
+        store.close()
+    rows = decision_rows(records, outcomes)
+    if fmt == "json":
+        typer.echo(rows.to_json(orient="records", indent=1))
+    elif fmt == "csv":
+        typer.echo(rows.to_csv(index=False), nl=False)
+    elif rows.empty:
+        typer.echo("no decisions in that period", err=True)
+    else:
+        table = rows[[*_LIST_COLUMNS, "outcome"]]
+        typer.echo(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    if len(records) == limit:
+        typer.echo(f"(first {limit}: raise --limit for more)", err=True)
+
+
+def show(
+    decision_id: str = typer.Argument(..., help="The decision's id."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    tracking_uri: str | None = _tracking_option(),
+    db: Path | None = db_option(),
+    params: Path | None = params_option("section serve"),
+) -> None:
+    """One decision in full: the declaration, lane, scores, reasons, every feature with its
+    contribution (its own model version), the model run, who asked, its place in the chain,
+    delivery and the inspection result."""
+    from serving.audit.models import RecordedModels, explain_record
+    from serving.audit.report import read_outcomes
+
+    store = open_audit_store(db, params)
+    try:
+        found = store.get(decision_id)
+        if found is None:
+            raise ParcelriskError(f"decision {decision_id!r}: not in {store.path}")
+        record, intact = found
+        delivery = store.delivery(decision_id)
+        outcome = read_outcomes(store.path, [record.declaration_id])
+    finally:
+        store.close()
+    with RecordedModels(tracking_uri) as models:
+        explanation: dict[str, Any] | None = None
+        problem = None
+        run: dict[str, Any] = {"run_id": None, "run_url": None}
+        try:
+            loaded = models.get(record.model_name, record.model_version)
+            run = {"run_id": loaded.run_id, "run_url": loaded.run_url}
+            explanation = explain_record(record, loaded)
+        except ParcelriskError as exc:
+            problem = str(exc)
+        tracking = models.tracking_uri
+    result = outcome.drop(columns="declaration_id").to_dict("records")
+    body = {
+        "decision_id": record.decision_id,
+        "declaration_id": record.declaration_id,
+        "declaration": record.declaration,
+        "lane": record.lane,
+        "exploration": record.exploration,
+        "risk": record.risk,
+        "expected_revenue": record.expected_revenue,
+        "raw_score": record.raw_score,
+        "reasons": record.reasons,
+        "warnings": record.warnings,
+        "model": {
+            "name": record.model_name,
+            "version": record.model_version,
+            **run,
+            "tracking_uri": tracking,
+            "thresholds_version": record.thresholds_version,
+            "lane_policy": json.loads(record.lane_policy),
+        },
+        "explanation": explanation,
+        "explanation_unavailable": problem,
+        "request_id": record.request_id,
+        "api_key_id": record.api_key_id,
+        "scored_at": record.scored_at,
+        "answered_at": record.answered_at,
+        "seq": record.seq,
+        "known_seq": record.known_seq,
+        "known_results_seq": record.known_results_seq,
+        "intact": intact,
+        "delivery": delivery,
+        "inspection": result[0] if result else None,
+    }
+    typer.echo(json.dumps(body, indent=2, default=str) if as_json else _show_text(body))
+
+
+def _show_text(body: dict[str, Any]) -> str:
+    model = body["model"]
+    delivery = body["delivery"]
+    lines = [
+        f"decision      {body['decision_id']}   seq {body['seq']}",
+        f"declaration   {body['declaration_id']}",
+        f"lane          {body['lane']}" + ("  (exploration quota)" if body["exploration"] else ""),
+        f"risk          {body['risk']:.6f}   expected revenue {body['expected_revenue']:.2f}",
+        f"model         {model['name']} v{model['version']}   run {model['run_id']}",
+        f"run           {model['run_url']}   (tracking {model['tracking_uri']})",
+        f"asked by      request {body['request_id'] or '-'}   api key {body['api_key_id'] or '-'}",
+        f"scored_at     {body['scored_at']}   answered_at {body['answered_at']}",
+        f"knew          log seq {body['known_seq']}, results seq {body['known_results_seq']}",
+        "chain         "
+        + ("intact" if body["intact"] else "NOT INTACT (run `parcelrisk audit verify`)"),
+        "delivery      "
+        + (
+            "answered"
+            if delivery is None
+            else f"NOT delivered: {delivery['reason']} at {delivery['marked_at']}"
+            + (f", redelivered {delivery['redelivered_at']}" if delivery["redelivered_at"] else "")
+        ),
+    ]
+    inspection = body["inspection"]
+    if inspection is None:
+        lines.append("inspection    no result stored")
+    else:
+        verdict = "illicit" if inspection["illicit"] else "clean"
+        lines.append(
+            f"inspection    {verdict} at {inspection['inspected_at']}, offence "
+            f"{inspection['offence_type'] or '-'}, recovered {inspection['revenue_recovered']}"
+        )
+    lines.append("reasons")
+    lines += [f"  {r['contribution']:+.4f}  {r['text']}" for r in body["reasons"]] or ["  none"]
+    if body["warnings"]:
+        lines.append("warnings")
+        lines += [f"  {w}" for w in body["warnings"]]
+    lines.append("declaration")
+    lines += [f"  {k}: {v}" for k, v in body["declaration"].items()]
+    explanation = body["explanation"]
+    if explanation is None:
+        lines.append(f"features      unavailable: {body['explanation_unavailable']}")
+    else:
+        lines.append(
+            f"features      base value {explanation['base_value']:+.4f}, raw score "
+            f"{explanation['raw_score']:+.6f} (stored {body['raw_score']:+.6f})"
+        )
+        width = max(len(c["feature"]) for c in explanation["contributions"])
+        lines += [
+            f"  {c['feature']:<{width}}  {c['contribution']:+.5f}  {c['value']}"
+            for c in explanation["contributions"]
+        ]
+    return "\n".join(lines)
+
+
+def recompute(
+    decision_id: str | None = typer.Argument(None, help="One decision's id (or --sample)."),
+    sample: int | None = typer.Option(None, "--sample", min=1, help="N decisions at random."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the --sample draw."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    tracking_uri: str | None = _tracking_option(),
+    db: Path | None = db_option(),
+    params: Path | None = params_option("sections serve"),
+) -> None:
+    """Recompute decisions with their own model version, from the stored feature vector and
+    from the stored declaration on the entity state as it was; exit 1 on any mismatch or
+    decision that could not be verified."""
+    from serving.audit.models import RecordedModels
+    from serving.audit.recompute import (
+        all_seqs,
+        has_results,
+        recompute_decisions,
+        records_at,
+        summarise,
+    )
+    from serving.outcome_store import SqliteOutcomeStore
+
+    if (decision_id is None) == (sample is None):
+        raise ParcelriskError("give one DECISION_ID or --sample N")
+    settings = settings_from(params)
+    store = open_audit_store(db, params)
+    results = None
+    try:
+        if decision_id is not None:
+            found = store.get(decision_id)
+            if found is None:
+                raise ParcelriskError(f"decision {decision_id!r}: not in {store.path}")
+            records = [found[0]]
+        else:
+            seqs = all_seqs(store.path)
+            chosen = sorted(random.Random(seed).sample(seqs, min(int(sample or 0), len(seqs))))
+            records = records_at(store, chosen)
+        # the outcome store creates its table when absent: open it only when there is one
+        results = SqliteOutcomeStore(store.path) if has_results(store.path) else None
+        with RecordedModels(tracking_uri) as models:
+            found_all = recompute_decisions(
+                records, store, results, models, settings.serve.exploration_seed
+            )
+    finally:
+        if results is not None:
+            results.close()
+        store.close()
+    summary = summarise(found_all)
+    if as_json:
+        body = {"decisions": [r.as_dict() for r in found_all], "summary": summary}
+        typer.echo(json.dumps(body, indent=2))
+    else:
+        for r in found_all:
+            typer.echo(_recomputed_line(r))
+        typer.echo(
+            f"{summary['n']} decisions: {summary['matches']} match, {summary['mismatches']} "
+            f"mismatch, {summary['unverifiable']} unverifiable"
+        )
+    if summary["mismatches"] or summary["unverifiable"]:
+        raise typer.Exit(1)
+
+
+def _recomputed_line(r: Any) -> str:
+    head = f"seq {r.seq} {r.decision_id} {r.model}: {r.status}"
+    if r.unverifiable is not None:
+        return head
+    parts = []
+    for label, check in (("vector", r.from_vector), ("declaration", r.from_declaration)):
+        lane = "lane ok" if check.lane_match else f"lane {check.lane} != stored {r.stored_lane}"
+        parts.append(f"{label}: raw diff {check.raw_diff:+.3g}, {lane}")
+    line = f"{head} ({'; '.join(parts)})"
+    if r.differing_features:
+        shown = ", ".join(r.differing_features[:5])
+        more = len(r.differing_features) - 5
+        line += f" features differ: {shown}" + (f" (+{more})" if more > 0 else "")
+    return line + "".join(f" [{n}]" for n in r.notes)
+
+
+def export(
+    date_from: str = typer.Option(..., "--from", help="From this date or ISO time (UTC)."),
+    date_to: str = typer.Option(
+        ..., "--to", help="To this ISO time, or to the end of this date (UTC), exclusive."
+    ),
+    fmt: str = typer.Option("html", "--format", help="csv or html."),
+    out: Path | None = typer.Option(None, "--out", help="Write here (default: stdout)."),
+    db: Path | None = db_option(),
+    params: Path | None = params_option("section serve"),
+) -> None:
+    """A report to file for a period: counts by lane and model version, hit rates where
+    inspection results exist, every decision with its outcome; HTML states the chain head and
+    whether the chain verified."""
+    from serving.audit.chain import format_head
+    from serving.audit.report import decision_rows, period_summary, read_outcomes, report_html
+    from serving.audit.verify import verify_store
+
+    if fmt not in ("csv", "html"):
+        raise ParcelriskError(f"--format {fmt!r}: use csv or html")
+    start, end = _period(date_from, date_to)
+    store = open_audit_store(db, params)
+    try:
+        records = _find_all(store, None, answered_from=start, answered_to=end)
+        outcomes = read_outcomes(store.path, [r.declaration_id for r in records])
+        head = store.head()
+        verified = verify_store(store) if fmt == "html" else None
+        path = store.path
+    finally:
+        store.close()
+    rows = decision_rows(records, outcomes)
+    if fmt == "csv":
+        text = rows.to_csv(index=False)
+    else:
+        assert verified is not None
+        header = {
+            "store": str(path),
+            "period": f"{start} to {end} (UTC, end exclusive)",
+            "decisions": len(rows),
+            "chain head": format_head(*head) if head is not None else "empty",
+            "verify": (
+                f"passed ({verified.checked} decisions)"
+                if verified.problem is None
+                else f"FAILED: {verified.problem.describe()}"
+            ),
+        }
+        text = report_html(header, period_summary(rows), rows)
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        from features.intake.io import atomic_write
+
+        atomic_write(out, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+        typer.echo(f"{len(rows)} decisions -> {out}", err=True)
+
+
+def register_review(app: typer.Typer) -> None:
+    """Add list, show, recompute and export to the ``audit`` group."""
+    app.command("list")(list_decisions)
+    app.command("show")(show)
+    app.command("recompute")(recompute)
+    app.command("export")(export)

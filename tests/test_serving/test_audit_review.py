@@ -1,0 +1,286 @@
+"""The auditor's review commands: list, show, recompute, export (``serving.audit.review_cli``)
+over decisions scored through the real scoring path by two workers, with inspection results
+stored between their batches."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.params import load_settings
+from serving.decision import pack_feature_rows
+from serving.outcome_store import SqliteOutcomeStore
+from serving.outcomes import store_outcomes
+from serving.scoring import decision_records, load_runtime, score_frame
+from serving.sqlite_store import SqliteDecisionStore
+from tests.test_serving.conftest import fresh_declarations
+
+HOSTILE = "<script>alert('x')</script> & co"
+
+
+def _serve(runtime, store, results, frame: pd.DataFrame) -> list:
+    """One batch the way the service scores it: catch up, score, record, hand it back."""
+    runtime.catch_up(store, results)
+    batch = score_frame(frame.reset_index(drop=True), runtime)
+    records = decision_records(batch, runtime)
+    store.record(records)
+    runtime.recorded(batch, records)
+    return records
+
+
+@pytest.fixture(scope="module")
+def audited(real_pipeline, tmp_path_factory):
+    """72 decisions in 6 batches from two workers over one store; results of earlier batches
+    stored between them (same sellers and consignees, so the log and the results matter)."""
+    tmp = tmp_path_factory.mktemp("audit-review")
+    settings = load_settings(real_pipeline["params"])
+    workers = [load_runtime(settings, real_pipeline["tracking_uri"], tmp / f"m{i}") for i in (1, 2)]
+    db = tmp / "audit.db"
+    store, results = SqliteDecisionStore(db), SqliteOutcomeStore(db)
+    parcels = fresh_declarations(real_pipeline["history"], 72, prefix="AUD")
+    parcels["seller_id"] = parcels["seller_id"].iloc[:4].tolist() * 18
+    parcels["consignee_id"] = parcels["consignee_id"].iloc[:6].tolist() * 12
+    t0 = pd.Timestamp("2026-03-10 08:00", tz="UTC")
+    parcels["declared_at"] = t0 + pd.to_timedelta(np.arange(72) * 10, unit="min")
+    parcels.loc[3, "description"] = HOSTILE
+    records = []
+    try:
+        for b in range(6):
+            part = parcels.iloc[b * 12 : (b + 1) * 12]
+            records += _serve(workers[b % 2], store, results, part)
+            inspected = part.iloc[::3]
+            store_outcomes(
+                results,
+                pd.DataFrame(
+                    {
+                        "declaration_id": inspected["declaration_id"],
+                        "inspected_at": (inspected["declared_at"] + pd.Timedelta(minutes=30))
+                        .dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+                        .tolist(),
+                        "illicit": ["true", "false"] * 2,
+                        "offence_type": ["undervaluation", ""] * 2,
+                        "revenue_recovered": ["25", ""] * 2,
+                    }
+                ),
+                source="test",
+            )
+    finally:
+        results.close()
+        store.close()
+    return {
+        "db": db,
+        "records": records,
+        "params": real_pipeline["params"],
+        "tracking_uri": real_pipeline["tracking_uri"],
+    }
+
+
+def _cli(capsys, *args: str) -> tuple[int, str, str]:
+    """``parcelrisk ARGS`` through ``serving.main.main``: (exit code, stdout, stderr)."""
+    from serving.main import main
+
+    argv = sys.argv
+    sys.argv = ["parcelrisk", *args]
+    try:
+        main()
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    finally:
+        sys.argv = argv
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _opts(audited, db=None) -> list[str]:
+    return [
+        "--db",
+        str(db or audited["db"]),
+        "--params",
+        str(audited["params"]),
+    ]
+
+
+def _recompute_opts(audited, db=None) -> list[str]:
+    return [*_opts(audited, db), "--tracking-uri", audited["tracking_uri"], "--json"]
+
+
+def test_the_decisions_know_what_the_state_held(audited) -> None:
+    records = audited["records"]
+    known = [(r.known_seq, r.known_results_seq) for r in records[::12]]
+    assert known == [(0, 0), (12, 4), (24, 8), (36, 12), (48, 16), (60, 20)]
+
+
+def test_list_filters_by_lane_declaration_and_period(audited, capsys) -> None:
+    records = audited["records"]
+    code, out, _ = _cli(capsys, "audit", "list", "--from", "2000-01-01", "--to", "2100-01-01",
+                        "--format", "json", "--limit", "1000", *_opts(audited))  # fmt: skip
+    rows = json.loads(out)
+    assert code == 0 and [r["seq"] for r in rows] == list(range(1, 73))
+    lane = records[0].lane
+    code, out, _ = _cli(capsys, "audit", "list", "--from", "2000-01-01", "--to", "2100-01-01",
+                        "--lane", lane, "--format", "csv", "--limit", "1000", *_opts(audited))  # fmt: skip
+    listed = pd.read_csv(pd.io.common.StringIO(out))
+    assert code == 0 and set(listed["lane"]) == {lane}
+    assert len(listed) == sum(r.lane == lane for r in records)
+    wanted = records[5].declaration_id
+    code, out, _ = _cli(capsys, "audit", "list", "--from", "2000-01-01", "--to", "2100-01-01",
+                        "--declaration-id", wanted, *_opts(audited))  # fmt: skip
+    assert code == 0 and wanted in out and records[6].declaration_id not in out
+    # a period before everything: nothing; --to a bare date takes that whole day
+    code, out, err = _cli(capsys, "audit", "list", "--from", "2000-01-01", "--to", "2000-01-02",
+                          *_opts(audited))  # fmt: skip
+    assert code == 0 and out == "" and "no decisions" in err
+
+
+def test_show_gives_every_feature_and_the_inspection(audited, capsys) -> None:
+    record = audited["records"][0]  # inspected (every third of a batch)
+    code, out, _ = _cli(capsys, "audit", "show", record.decision_id, "--json",
+                        "--tracking-uri", audited["tracking_uri"], *_opts(audited))  # fmt: skip
+    body = json.loads(out)
+    assert code == 0 and body["intact"] is True and body["delivery"] is None
+    explanation = body["explanation"]
+    names = [c["feature"] for c in explanation["contributions"]]
+    assert len(names) == len(record.feature_vector) and len(set(names)) == len(names)
+    total = explanation["base_value"] + sum(c["contribution"] for c in explanation["contributions"])
+    assert total == pytest.approx(record.raw_score, abs=1e-9)
+    assert explanation["raw_score"] == record.raw_score
+    assert body["model"]["run_id"] and body["model"]["run_url"].startswith("runs:/")
+    assert body["inspection"]["illicit"] is True
+    code, text, _ = _cli(capsys, "audit", "show", record.decision_id,
+                         "--tracking-uri", audited["tracking_uri"], *_opts(audited))  # fmt: skip
+    assert code == 0 and all(name in text for name in names)
+    assert "chain         intact" in text and "inspection    illicit" in text
+
+
+def test_recompute_matches_a_sample_scored_by_two_workers(audited, capsys) -> None:
+    code, out, _ = _cli(capsys, "audit", "recompute", "--sample", "40", "--seed", "3",
+                          *_recompute_opts(audited))  # fmt: skip
+    body = json.loads(out)
+    assert body["summary"] == {"n": 40, "matches": 40, "mismatches": 0, "unverifiable": 0}, [
+        d for d in body["decisions"] if d["status"] != "match"
+    ]
+    assert code == 0
+    assert all(d["from_declaration"]["raw_diff"] == 0.0 for d in body["decisions"])
+    assert all(d["differing_features"] == [] for d in body["decisions"])
+
+
+def test_recompute_needs_the_log_and_the_results_it_knew(audited) -> None:
+    """Without the log and the results, the later decisions' features differ: recompute's
+    match above is not vacuous."""
+    from serving.audit.models import RecordedModels
+    from serving.audit.recompute import recompute_decisions
+    from serving.outcome_store import SqliteOutcomeStore as Results
+
+    last = audited["records"][-1]
+    blind = [r for r in audited["records"][-12:] if r.decision_id == last.decision_id]
+    store, results = SqliteDecisionStore(audited["db"]), Results(audited["db"])
+    try:
+        seed = load_settings(audited["params"]).serve.exploration_seed
+        with RecordedModels(audited["tracking_uri"]) as models:
+            (honest,) = recompute_decisions(blind, store, results, models, seed)
+            forgetful = [type(last)(**{**_fields(last), "known_seq": 0, "known_results_seq": 0})]
+            forgetful[0] = forgetful[0].stored_as(last.seq, last.answered_at)
+            (wrong,) = recompute_decisions(forgetful, store, results, models, seed)
+    finally:
+        results.close()
+        store.close()
+    assert honest.status == "match"
+    assert wrong.status == "mismatch" and wrong.from_vector.match
+    assert wrong.differing_features  # the entity histories the log and results fed
+
+
+def _fields(record) -> dict:
+    from dataclasses import fields
+
+    return {f.name: getattr(record, f.name) for f in fields(record) if f.init}
+
+
+def test_recompute_finds_an_altered_vector_and_an_unknown_model(audited, capsys, tmp_path) -> None:
+    db = tmp_path / "edited.db"
+    shutil.copy(audited["db"], db)
+    target, other = audited["records"][13], audited["records"][20]
+    vector = target.feature_vector.copy()
+    vector[np.flatnonzero(~np.isnan(vector))[:3]] += 1.0
+    with sqlite3.connect(db) as conn:
+        conn.execute(
+            "UPDATE decisions SET features = ? WHERE decision_id = ?",
+            (pack_feature_rows([vector.tobytes()])[0], target.decision_id),
+        )
+        conn.execute(
+            "UPDATE decisions SET model_version = '999' WHERE decision_id = ?",
+            (other.decision_id,),
+        )
+    code, out, _ = _cli(capsys, "audit", "recompute", target.decision_id,
+                        *_recompute_opts(audited, db))  # fmt: skip
+    (found,) = json.loads(out)["decisions"]
+    assert code == 1 and found["status"] == "mismatch"
+    assert not found["from_vector"]["match"] and found["from_declaration"]["match"]
+    assert found["differing_features"]
+    code, out, _ = _cli(capsys, "audit", "recompute", other.decision_id,
+                        *_recompute_opts(audited, db))  # fmt: skip
+    (found,) = json.loads(out)["decisions"]
+    assert code == 1 and found["status"].startswith("unverifiable: model")
+    assert "999" in found["status"]
+
+
+def test_export_csv_and_html(audited, capsys, tmp_path) -> None:
+    out_csv, out_html = tmp_path / "report.csv", tmp_path / "report.html"
+    period = ["--from", "2000-01-01", "--to", "2100-01-01"]
+    code, _, _ = _cli(capsys, "audit", "export", *period, "--format", "csv", "--out",
+                      str(out_csv), *_opts(audited))  # fmt: skip
+    rows = pd.read_csv(out_csv, keep_default_na=False)
+    assert code == 0 and len(rows) == 72
+    assert (rows["outcome"] != "").sum() == 24 and set(rows["outcome"]) == {"", "illicit", "clean"}
+    code, _, _ = _cli(capsys, "audit", "export", *period, "--format", "html", "--out",
+                      str(out_html), *_opts(audited))  # fmt: skip
+    page = out_html.read_text()
+    assert code == 0 and "passed (72 decisions)" in page and "72:" in page
+    assert "<script" not in page and "http" not in page  # no script, nothing fetched
+    assert "Hit rate by lane" in page and "0.5" in page
+
+
+def test_export_escapes_hostile_text() -> None:
+    from serving.audit.report import report_html
+
+    rows = pd.DataFrame({"lane": ["red"], "top_reasons": [HOSTILE]})
+    empty = pd.DataFrame()
+    page = report_html(
+        {"store": HOSTILE},
+        {"counts": empty, "hit_rate_by_lane": empty, "hit_rate_by_model": empty},
+        rows,
+    )
+    assert (
+        "<script>" not in page
+        and "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; &amp; co" in page
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["show", "no-such-id"], "decision 'no-such-id': not in"),
+        (["recompute", "no-such-id"], "decision 'no-such-id': not in"),
+        (["list", "--from", "yesterday", "--to", "2026-01-01"], "--from 'yesterday': not a date"),
+        (["export", "--from", "2026-02-01", "--to", "2026-01-01"], "is not after --from"),
+        (["recompute"], "give one DECISION_ID or --sample N"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(audited, capsys, args, message) -> None:
+    code, out, err = _cli(capsys, "audit", *args, *_opts(audited))
+    assert code == 2 and out == ""
+    assert err.startswith("error: ") and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_missing_store_is_one_line_and_exit_2(capsys, tmp_path) -> None:
+    missing = tmp_path / "nope.db"
+    code, _, err = _cli(capsys, "audit", "list", "--from", "2026-01-01", "--to", "2026-01-02",
+                        "--db", str(missing))  # fmt: skip
+    assert code == 2 and err.strip() == f"error: decision store {missing}: no such file"
+    assert not missing.exists()

@@ -50,16 +50,9 @@ class ModelEvidence:
             return {}
 
 
-def has_web_ui(tracking_uri: str | None) -> bool:
-    """Whether the tracking URI is an MLflow server (a file or database store has no UI)."""
-    return bool(tracking_uri) and str(tracking_uri).startswith(("http://", "https://"))
-
-
-def run_link(tracking_uri: str | None, experiment_id: str, run_id: str) -> str | None:
-    """The run's page in the MLflow UI; None for a file or database store (no UI to link)."""
-    if not has_web_ui(tracking_uri):
-        return None
-    return f"{tracking_uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+def web_link(url: str | None) -> str | None:
+    """``url`` when a browser can open it (an MLflow UI page), else None (a ``runs:/`` URI)."""
+    return url if url and url.startswith(("http://", "https://")) else None
 
 
 def read_shap_table(path: Path) -> list[tuple[str, float]]:
@@ -87,6 +80,9 @@ def fetch_model_evidence(
     Raises ``mlflow.exceptions.MlflowException`` when the version does not exist; an artifact
     the run lacks is listed in ``missing``."""
     from mlflow.exceptions import MlflowException
+
+    from models.registry import resolve_tracking_uri
+    from serving.audit.models import run_url
 
     mv = client.get_model_version(name, version)
     run = client.get_run(mv.run_id)
@@ -124,7 +120,9 @@ def fetch_model_evidence(
         name=name,
         version=str(version),
         run_id=mv.run_id,
-        run_link=run_link(tracking_uri, run.info.experiment_id, mv.run_id),
+        run_link=web_link(
+            run_url(resolve_tracking_uri(tracking_uri), run.info.experiment_id, mv.run_id)
+        ),
         tags=dict(mv.tags or {}),
         shap_mean_abs=shap_table,
         calibration=calibration,

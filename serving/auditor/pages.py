@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -26,6 +28,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from features.errors import ParcelriskError
 from features.keys import key_id, load_key
 from serving.auditor import charts
 from serving.auditor.disparity import (
@@ -36,8 +39,7 @@ from serving.auditor.disparity import (
     group_rates,
     read_lane_counts,
 )
-from serving.auditor.model_evidence import ModelEvidenceCache, has_web_ui
-from serving.auditor.model_evidence import run_link as link_of
+from serving.auditor.model_evidence import ModelEvidenceCache, web_link
 from serving.auditor.session import (
     COOKIE_NAME,
     Session,
@@ -128,6 +130,11 @@ class AuditorPages:
         self.service = service
         self._auditors: Auditors | None = None
         self._evidence: ModelEvidenceCache | None = None
+        # the model versions decisions were made with (serving.audit.models), downloaded once
+        # per worker; RecordedModels is not thread-safe, the page threads take turns
+        self._recorded: Any = None
+        self._recorded_lock = threading.Lock()
+        self._champion: dict[tuple[str, str], Any] = {}
 
     # --- configuration, read on first use (the service's constructor checked the keys) ----
 
@@ -298,7 +305,21 @@ class AuditorPages:
 
     def _decision_view(self, service: Any, record: Any) -> dict[str, Any]:
         """The explanation, its chart, the feature table and the run (blocking: a thread)."""
-        explanation, problem = explain_stored(record, service.runtime)
+        from serving.audit.models import explain_record
+
+        explanation, problem, run_id, run_link = None, "", None, None
+        try:
+            loaded = self._model_of(service, record)
+            run_id, run_link = loaded.run_id, web_link(loaded.run_url)
+            explanation = explain_record(record, loaded)
+        except ParcelriskError as exc:
+            problem = f"not explained with {record.model_name} v{record.model_version}: {exc}"
+        except Exception as exc:  # the registry is unreachable: say so, show the rest
+            logger.warning("model %s v%s: %s", record.model_name, record.model_version, exc)
+            problem = (
+                f"the model registry did not answer for {record.model_name} "
+                f"v{record.model_version}: {type(exc).__name__}"
+            )
         if explanation is not None:
             steps = charts.waterfall_steps(explanation, top=WATERFALL_TOP)
             waterfall = Markup(charts.waterfall_svg(steps, risk=explanation["risk"]))
@@ -311,24 +332,6 @@ class AuditorPages:
                 {"feature": f"f{i}", "value": v, "contribution": None}
                 for i, v in enumerate(record.feature_vector.tolist())
             ]
-        run_id, run_link, run_problem = None, None, ""
-        runtime = service.runtime
-        try:
-            if (
-                runtime is not None
-                and runtime.run_id
-                and (runtime.model_name, runtime.model_version)
-                == (record.model_name, record.model_version)
-            ):
-                run_id = runtime.run_id
-            else:
-                run_id = self.evidence(service).run_id(record.model_name, record.model_version)
-            if run_id and has_web_ui(service._tracking_uri):
-                experiment = self.evidence(service).client().get_run(run_id).info.experiment_id
-                run_link = link_of(service._tracking_uri, experiment, run_id)
-        except Exception as exc:  # the registry is down or forgot the version: say so, go on
-            logger.info("run of %s v%s: %s", record.model_name, record.model_version, exc)
-            run_problem = f"the registry did not answer for this version: {type(exc).__name__}"
         return {
             "explanation": explanation,
             "explanation_problem": problem,
@@ -336,8 +339,39 @@ class AuditorPages:
             "features": features,
             "run_id": run_id,
             "run_link": run_link,
-            "run_problem": run_problem,
         }
+
+    def _model_of(self, service: Any, record: Any) -> Any:
+        """The ``serving.audit.models.LoadedModel`` a decision was made with: the running
+        champion when it is that version (no download), else that version from the registry."""
+        from serving.audit.models import LoadedModel, RecordedModels, run_url
+
+        key = (record.model_name, record.model_version)
+        runtime = service.runtime
+        if runtime is not None and (runtime.model_name, runtime.model_version) == key:
+            found = self._champion.get(key)
+            if found is None or found.model is not runtime.model:
+                run_id = runtime.run_id or ""
+                uri = service._tracking_uri or ""
+                experiment = (
+                    self.evidence(service).client().get_run(run_id).info.experiment_id
+                    if run_id and web_link(uri)
+                    else None
+                )
+                found = LoadedModel(
+                    name=runtime.model_name,
+                    version=runtime.model_version,
+                    run_id=run_id,
+                    model=runtime.model,
+                    state_dir=Path(runtime.model_dir or "."),
+                    run_url=run_url(uri, experiment, run_id) if run_id else None,
+                )
+                self._champion = {key: found}
+            return found
+        with self._recorded_lock:
+            if self._recorded is None:
+                self._recorded = RecordedModels(service._tracking_uri)
+            return self._recorded.get(*key)
 
     async def model(self, request: Request) -> Response:
         service, refusal = self._signed_in(request)
@@ -421,37 +455,6 @@ def _filter_problem(filters: dict[str, str]) -> str | None:
     if filters["lane"] and filters["lane"] not in LANES:
         return f"lane: one of {', '.join(LANES)}"
     return None
-
-
-def explain_stored(record: Any, runtime: Any) -> tuple[dict[str, Any] | None, str]:
-    """A stored decision's explanation with the model that made it: ``(explanation, "")`` or
-    ``(None, why not)``. The explanation has the shape of ``serving.audit.models``'
-    ``explain_record``: base_value, raw_score, risk, contributions, reasons.
-
-    Interim: explains with the running champion only (a decision of another version says so).
-    """
-    from serving.reasons import contribution_table
-
-    if (
-        runtime is None
-        or (record.model_name, record.model_version) != (runtime.model_name, runtime.model_version)
-        or record.manifest_fingerprint != runtime.model.manifest.fingerprint
-    ):
-        return None, (
-            f"this decision was made by {record.model_name} v{record.model_version}; only the "
-            "model serving now can be explained on this page for the moment"
-        )
-    model = runtime.model
-    X = record.feature_vector.reshape(1, -1)
-    contributions = model.contributions(X)[0]
-    raw = model.raw_score(X)
-    return {
-        "base_value": float(contributions[-1]),
-        "raw_score": float(raw[0]),
-        "risk": float(model.risk(X, raw)[0]),
-        "contributions": contribution_table(contributions[:-1], X[0], model.manifest),
-        "reasons": record.reasons,
-    }, ""
 
 
 def auditor_routes(service: Callable[[], Any]) -> list[Route]:

@@ -108,7 +108,7 @@ _DECISION = """{% extends "base" %}
 <tr><th>exploration</th><td>{{ 'yes (lane drawn at random)' if r.exploration else 'no' }}</td></tr>
 <tr><th>model</th><td><a href="/auditor/models/{{ r.model_name|urlencode }}/{{ r.model_version|urlencode }}">{{ r.model_name }} v{{ r.model_version }}</a>,
 thresholds {{ r.thresholds_version }}</td></tr>
-<tr><th>MLflow run</th><td>{% if run_link %}<a href="{{ run_link }}" rel="noreferrer">{{ run_id }}</a>{% elif run_id %}{{ run_id }} <span class="note">(the tracking store has no web UI to link: open it with <code>mlflow ui --backend-store-uri {{ tracking_uri }}</code>)</span>{% else %}<span class="note">{{ run_problem }}</span>{% endif %}</td></tr>
+<tr><th>MLflow run</th><td>{% if run_link %}<a href="{{ run_link }}" rel="noreferrer">{{ run_id }}</a>{% elif run_id %}{{ run_id }} <span class="note">(the tracking store has no web UI to link: open it with <code>mlflow ui --backend-store-uri {{ tracking_uri }}</code>)</span>{% else %}<span class="note">unknown: see below</span>{% endif %}</td></tr>
 <tr><th>scored at / answered at</th><td>{{ r.scored_at }} / {{ r.answered_at }}</td></tr>
 <tr><th>request / key id</th><td>{{ r.request_id or '-' }} / {{ r.api_key_id or '-' }}</td></tr>
 <tr><th>integrity (chain)</th><td id="integrity">{% if intact %}<span class="ok">intact</span>: its MAC matches its content and its neighbours' links{% else %}<span class="bad">BROKEN</span>: this record or its link in the chain was altered; run <code>parcelrisk audit verify</code>{% endif %}</td></tr>

@@ -315,3 +315,24 @@ def test_an_unknown_decision_or_model_version_is_404(client, service_env) -> Non
     _sign_in(client)
     assert client.get("/auditor/decisions/nope").status_code == 404
     assert client.get("/auditor/models/parcel-risk/999").status_code == 404
+
+
+def test_a_decision_of_a_version_the_registry_lacks_is_shown_unexplained(
+    client, service_env
+) -> None:
+    from dataclasses import replace
+
+    from models.registry import create_sqlite_store
+    from serving.service import _WORKER
+
+    create_sqlite_store(f"sqlite:///{service_env / 'mlflow.db'}")  # see the test above
+    decision = _scored(client, 1, seed=44)[0]
+    store = _WORKER.service.store
+    record, _ = store.get(decision["decision_id"])
+    old = replace(record, decision_id="old-version-decision", model_version="2")
+    store.record([old])
+    _sign_in(client)
+    r = client.get("/auditor/decisions/old-version-decision")
+    assert r.status_code == 200, r.text
+    assert "not explained with parcel-risk v2" in r.text and "waterfall" not in r.text
+    assert 'id="features"' in r.text and 'class="ok">intact' in r.text

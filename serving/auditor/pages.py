@@ -386,16 +386,16 @@ class AuditorPages:
 
             if not isinstance(exc, MlflowException):
                 raise
+            missing = exc.error_code == "RESOURCE_DOES_NOT_EXIST"
+            message = (
+                f"model {name} version {version} is not in the registry"
+                if missing
+                else f"the model registry did not answer for {name} v{version}: {exc.error_code}"
+            )
+            heading = "Not found" if missing else "Registry unavailable"
             return page(
-                render(
-                    "message",
-                    **self._context(
-                        service,
-                        heading="Not found",
-                        message=f"model {name} version {version} is not in the registry",
-                    ),
-                ),
-                404,
+                render("message", **self._context(service, heading=heading, message=message)),
+                404 if missing else 503,
             )
         runtime = service.runtime
         is_champion = runtime is not None and (runtime.model_name, runtime.model_version) == (

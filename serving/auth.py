@@ -39,6 +39,9 @@ INSECURE_ENV = "PARCELRISK_INSECURE_NO_AUTH"
 # /metrics is not open: lane volumes tell whoever reads them how much is being inspected;
 # Prometheus sends a key as a bearer token (authorization: {credentials: KEY}).
 OPEN_PATHS = frozenset({"/livez", "/readyz", "/healthz"})
+# The auditor pages sign their users in with a session cookie and refuse every other role
+# themselves (serving.auditor.pages): no API key is expected on them.
+SESSION_PREFIX = "/auditor"
 ROUTE_ROLES: dict[str, frozenset[str]] = {
     "/score": frozenset({"scorer"}),
     "/explain": frozenset({"scorer", "auditor"}),
@@ -148,7 +151,7 @@ def presented_key(headers: Mapping[str, str]) -> str | None:
 def required_roles(path: str) -> frozenset[str] | None:
     """Roles allowed on ``path``; empty set = any valid key; None = open."""
     path = path.rstrip("/") or "/"
-    if path in OPEN_PATHS:
+    if path in OPEN_PATHS or path == SESSION_PREFIX or path.startswith(SESSION_PREFIX + "/"):
         return None
     return ROUTE_ROLES.get(path, frozenset())
 

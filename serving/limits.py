@@ -11,6 +11,9 @@ from serving.errors import error_response
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
+# The auditor pages' sign-in and sign-out are HTML forms (serving.auditor.pages), parsed there.
+FORM_PATHS = frozenset({"/auditor/login", "/auditor/logout"})
+FORM_MEDIA = "application/x-www-form-urlencoded"
 
 
 class BodyLimitMiddleware:
@@ -36,7 +39,8 @@ class BodyLimitMiddleware:
             await self.app(scope, receive, send)
             return
         media = _media_type(scope)
-        if media is not None and not _is_json(media):
+        is_form = media == FORM_MEDIA and scope.get("path") in FORM_PATHS
+        if media is not None and not _is_json(media) and not is_form:
             response = error_response(
                 415, f"Content-Type {media!r} not accepted: send application/json"
             )

@@ -40,6 +40,7 @@ from starlette.routing import Route
 from features.errors import ParcelriskError
 from features.intake.columns import RecordColumns, declarations_frame, models_as_json
 from features.intake.contract import OUTCOME_COLUMNS
+from serving.auditor.pages import auditor_routes
 from serving.auth import CALLER, ApiKeyMiddleware, Caller, load_keyring
 from serving.batching import MicroBatcher, Reservation, run_inline_if_small
 from serving.config import MODEL_DIR_ENV, TRACKING_URI_ENV, worker_settings
@@ -579,7 +580,13 @@ async def _get_decision(request: Request) -> JSONResponse:
 
 
 ParcelRiskService.mount_asgi_app(
-    Starlette(routes=[Route("/decision", _get_decision, methods=["GET"])]), path="/"
+    Starlette(
+        routes=[
+            Route("/decision", _get_decision, methods=["GET"]),
+            *auditor_routes(lambda: _WORKER.service),  # /auditor/...: HTML for the auditors
+        ]
+    ),
+    path="/",
 )
 # Starlette runs them in this order (the first added is the outermost).
 ParcelRiskService.add_asgi_middleware(ReadinessMiddleware, not_ready=lambda: _WORKER.not_ready)

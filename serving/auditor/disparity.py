@@ -1,0 +1,124 @@
+"""Lane rates and hit rates by origin and by channel for one model version.
+
+Per group: how often the model sent its parcels to red (and to red or yellow), and how often an
+inspected parcel of the group was found illicit. A group is flagged when its red rate, relative
+to all groups', departs from its hit rate relative to all groups' by more than ``TOLERANCE``
+(either way): it is inspected much more (or less) than its results justify. Groups with fewer
+than ``MIN_RESULTS`` inspection results are not judged.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+DIMENSIONS = ("origin_country", "channel")
+TOLERANCE = 1.5  # ratio of (relative red rate) to (relative hit rate) that raises a flag
+MIN_RESULTS = 20
+
+
+@dataclass(frozen=True)
+class LaneCount:
+    """Decisions of one (origin, channel, lane) cell and the inspection results among them."""
+
+    origin_country: str | None
+    channel: str | None
+    lane: str
+    decisions: int
+    inspected: int
+    illicit: int
+
+
+@dataclass(frozen=True)
+class GroupRates:
+    group: str
+    decisions: int
+    red_rate: float
+    selected_rate: float  # red or yellow
+    inspected: int
+    hit_rate: float | None  # None without results
+    # "", "more red than hits justify", "less red than hits justify" or "too few results"
+    flag: str
+
+
+_COUNTS = """
+SELECT json_extract(d.declaration_json, '$.origin_country'),
+       json_extract(d.declaration_json, '$.channel'),
+       d.lane, COUNT(*), COUNT(o.declaration_id), COALESCE(SUM(o.illicit), 0)
+FROM decisions AS d LEFT JOIN outcomes AS o ON o.declaration_id = d.declaration_id
+WHERE d.model_name = ? AND d.model_version = ?
+GROUP BY 1, 2, 3
+"""
+
+
+def read_lane_counts(db_path: Path, model_name: str, model_version: str) -> list[LaneCount]:
+    """The counts of one model version's decisions, read-only from the decision store file."""
+    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=10.0)
+    try:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if not {"decisions", "outcomes"} <= tables:
+            return []
+        rows = conn.execute(_COUNTS, (model_name, model_version)).fetchall()
+    finally:
+        conn.close()
+    return [LaneCount(*row) for row in rows]
+
+
+def group_rates(counts: Iterable[LaneCount], dimension: str) -> list[GroupRates]:
+    """Rates per value of ``dimension`` (origin_country or channel), most decisions first."""
+    if dimension not in DIMENSIONS:
+        raise ValueError(f"dimension must be one of {DIMENSIONS}")
+    totals: dict[str, list[int]] = {}  # group -> [decisions, red, selected, inspected, illicit]
+    for c in counts:
+        key = str(getattr(c, dimension) or "(none)")
+        t = totals.setdefault(key, [0, 0, 0, 0, 0])
+        t[0] += c.decisions
+        t[1] += c.decisions if c.lane == "red" else 0
+        t[2] += c.decisions if c.lane in ("red", "yellow") else 0
+        t[3] += c.inspected
+        t[4] += c.illicit
+    all_decisions = sum(t[0] for t in totals.values())
+    all_red = sum(t[1] for t in totals.values())
+    all_inspected = sum(t[3] for t in totals.values())
+    all_illicit = sum(t[4] for t in totals.values())
+    overall_red = all_red / all_decisions if all_decisions else 0.0
+    overall_hit = all_illicit / all_inspected if all_inspected else 0.0
+    out = []
+    for group, (n, red, selected, inspected, illicit) in totals.items():
+        red_rate = red / n if n else 0.0
+        hit_rate = illicit / inspected if inspected else None
+        out.append(
+            GroupRates(
+                group,
+                n,
+                red_rate,
+                selected / n if n else 0.0,
+                inspected,
+                hit_rate,
+                _flag(red_rate, hit_rate, inspected, overall_red, overall_hit),
+            )
+        )
+    return sorted(out, key=lambda g: (-g.decisions, g.group))
+
+
+def _flag(
+    red_rate: float, hit_rate: float | None, inspected: int, overall_red: float, overall_hit: float
+) -> str:
+    if hit_rate is None or inspected < MIN_RESULTS:
+        return "too few results"
+    if overall_red <= 0 or overall_hit <= 0:
+        return ""
+    # a small floor keeps a group with no red (or no hit) comparable instead of dividing by zero
+    red_ratio = max(red_rate / overall_red, 0.01)
+    hit_ratio = max(hit_rate / overall_hit, 0.01)
+    if red_ratio > hit_ratio * TOLERANCE:
+        return "more red than hits justify"
+    if red_ratio * TOLERANCE < hit_ratio:
+        return "less red than hits justify"
+    return ""
+
+
+def flagged_groups(rates: Sequence[GroupRates]) -> list[str]:
+    return [r.group for r in rates if r.flag and r.flag != "too few results"]

@@ -1,0 +1,462 @@
+"""The auditor pages: Starlette routes under ``/auditor``, for the ``auditor`` role only.
+
+A key is entered once in the sign-in form; the session then lives in a signed, expiring,
+HttpOnly, SameSite=Strict cookie scoped to ``/auditor`` (``serving.auditor.session``), which
+every worker process validates alike. The API-key middleware lets ``/auditor`` through
+(``serving.auth``): these routes authenticate themselves, and refuse every other role.
+Sign-in and sign-out are POST only and refuse a cross-site ``Origin``; the cookie is never sent
+cross-site (SameSite=Strict); pages carry a CSP that allows no script at all.
+Store reads, registry downloads and SHAP run in a thread, off the event loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+from markupsafe import Markup
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from features.errors import ParcelriskError
+from features.keys import key_id, load_key
+from serving.auditor import charts
+from serving.auditor.disparity import (
+    DIMENSIONS,
+    MIN_RESULTS,
+    TOLERANCE,
+    flagged_groups,
+    group_rates,
+    read_lane_counts,
+)
+from serving.auditor.model_evidence import ModelEvidenceCache, web_link
+from serving.auditor.session import (
+    COOKIE_NAME,
+    Session,
+    clearing_cookie_header,
+    cookie_header,
+    issue_token,
+    session_secret,
+    verify_token,
+)
+from serving.auditor.templates import render
+from serving.auth import KeyRing, load_keyring
+from serving.lanes import LANES
+
+logger = logging.getLogger(__name__)
+
+PREFIX = "/auditor"
+SESSION_TTL_S = 8 * 3600  # a working day
+PAGE_SIZE = 50
+WATERFALL_TOP = 10
+CSP = (
+    "default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CSP,
+    "Cache-Control": "no-store",
+    # same-origin, not no-referrer: under no-referrer a browser sends `Origin: null` on the
+    # sign-in post, which the cross-site check must refuse
+    "Referrer-Policy": "same-origin",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+}
+# what a time filter may look like: a date or date-time in UTC (the stored answered_at is
+# ISO text in UTC, so a prefix compares in time order)
+_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?)?Z?$")
+_MAX_FILTER_CHARS = 200
+
+
+def page(html: str, status: int = 200, headers: dict[str, str] | None = None) -> HTMLResponse:
+    return HTMLResponse(html, status_code=status, headers={**SECURITY_HEADERS, **(headers or {})})
+
+
+@dataclass
+class Auditors:
+    """The auditor keys of this configuration and the session secret derived from them."""
+
+    keyring: KeyRing
+    server_key: bytes
+
+    @cached_property
+    def keys(self) -> dict[str, bytes]:
+        """key id -> auditor key."""
+        return {key_id(key): key for role, key in self.keyring.entries if role == "auditor"}
+
+    @cached_property
+    def secret(self) -> bytes:
+        return session_secret(self.server_key, self.keys.values())
+
+    def session_of(self, request: Request) -> Session | None:
+        if not self.keys:
+            return None
+        return verify_token(
+            self.secret,
+            request.cookies.get(COOKIE_NAME),
+            int(time.time()),
+            self.keys,
+            SESSION_TTL_S,
+        )
+
+
+def _is_https(request: Request) -> bool:
+    forwarded = request.headers.get("x-forwarded-proto", "").split(",")[0].strip().lower()
+    return request.url.scheme == "https" or forwarded == "https"
+
+
+def _cross_site(request: Request) -> bool:
+    """A POST sent by another site's page (its Origin is not this host)."""
+    origin = request.headers.get("origin")
+    if origin is None:  # not sent by every browser on a same-origin form post
+        return False
+    return origin == "null" or urlsplit(origin).netloc != request.headers.get("host", "")
+
+
+class AuditorPages:
+    """The routes, bound to the running service (``service()``: None while it starts)."""
+
+    def __init__(self, service: Callable[[], Any]) -> None:
+        self.service = service
+        self._auditors: Auditors | None = None
+        self._evidence: ModelEvidenceCache | None = None
+        # the model versions decisions were made with (serving.audit.models), downloaded once
+        # per worker; RecordedModels is not thread-safe, the page threads take turns
+        self._recorded: Any = None
+        self._recorded_lock = threading.Lock()
+        self._champion: dict[tuple[str, str], Any] = {}
+
+    # --- configuration, read on first use (the service's constructor checked the keys) ----
+
+    @property
+    def auditors(self) -> Auditors:
+        if self._auditors is None:
+            self._auditors = Auditors(load_keyring(), load_key("audit"))
+        return self._auditors
+
+    def evidence(self, service: Any) -> ModelEvidenceCache:
+        if self._evidence is None:
+            self._evidence = ModelEvidenceCache(service._tracking_uri)
+        return self._evidence
+
+    def routes(self) -> list[Route]:
+        return [
+            Route(PREFIX, self.home, methods=["GET"]),
+            Route(f"{PREFIX}/", self.home, methods=["GET"]),
+            Route(f"{PREFIX}/login", self.login_form, methods=["GET"]),
+            Route(f"{PREFIX}/login", self.login, methods=["POST"]),
+            Route(f"{PREFIX}/logout", self.logout, methods=["POST"]),
+            Route(f"{PREFIX}/decisions", self.decisions, methods=["GET"]),
+            Route(f"{PREFIX}/decisions/{{decision_id}}", self.decision, methods=["GET"]),
+            Route(f"{PREFIX}/models/{{name}}/{{version}}", self.model, methods=["GET"]),
+        ]
+
+    # --- signing in and out -------------------------------------------------------------
+
+    async def home(self, request: Request) -> Response:
+        return RedirectResponse(f"{PREFIX}/decisions", status_code=303)
+
+    async def login_form(self, request: Request) -> Response:
+        return page(render("login", message=None, hours=SESSION_TTL_S // 3600))
+
+    async def login(self, request: Request) -> Response:
+        if _cross_site(request):
+            return self._refused(request, 403, "sign-in from another site refused")
+        form = await request.form()
+        key = str(form.get("key") or "").strip()
+        role = self.auditors.keyring.role_of(key) if key else None
+        if role != "auditor":
+            # the same answer for a wrong key and another role's key: no oracle for keys
+            logger.info("auditor sign-in refused (role %s)", role or "none")
+            return self._refused(
+                request, 403 if role else 401, "refused: that is not an auditor key"
+            )
+        token = issue_token(
+            self.auditors.secret, key_id(key.encode()), int(time.time()), SESSION_TTL_S
+        )
+        response = RedirectResponse(f"{PREFIX}/decisions", status_code=303)
+        response.headers.update(SECURITY_HEADERS)
+        response.headers["set-cookie"] = cookie_header(
+            token, max_age_s=SESSION_TTL_S, secure=_is_https(request)
+        )
+        logger.info("auditor signed in (key id %s)", key_id(key.encode()))
+        return response
+
+    async def logout(self, request: Request) -> Response:
+        if _cross_site(request):
+            return self._refused(request, 403, "sign-out from another site refused")
+        response = RedirectResponse(f"{PREFIX}/login", status_code=303)
+        response.headers["set-cookie"] = clearing_cookie_header(secure=_is_https(request))
+        return response
+
+    def _refused(self, request: Request, status: int, message: str) -> Response:
+        """The sign-in form with ``message``, and any session cookie cleared."""
+        return page(
+            render("login", message=message, hours=SESSION_TTL_S // 3600),
+            status,
+            {"set-cookie": clearing_cookie_header(secure=_is_https(request))}
+            if request.cookies.get(COOKIE_NAME)
+            else None,
+        )
+
+    def _signed_in(self, request: Request) -> tuple[Any, Response | None]:
+        """(the service, None) for a valid session; else (None, the refusal)."""
+        if self.auditors.session_of(request) is None:
+            had = request.cookies.get(COOKIE_NAME) is not None
+            message = "session expired or invalid: sign in again" if had else "sign in first"
+            return None, self._refused(request, 401, message)
+        service = self.service()
+        if service is None:
+            return None, page(
+                render("message", heading="Starting", message="the service is starting"), 503
+            )
+        return service, None
+
+    def _context(self, service: Any, **values: Any) -> dict[str, Any]:
+        runtime = service.runtime
+        champion = (
+            {"name": runtime.model_name, "version": runtime.model_version} if runtime else None
+        )
+        return {"signed_in": True, "champion": champion, **values}
+
+    # --- pages --------------------------------------------------------------------------
+
+    async def decisions(self, request: Request) -> Response:
+        service, refusal = self._signed_in(request)
+        if refusal is not None:
+            return refusal
+        params = request.query_params
+        filters = {
+            k: params.get(k, "").strip()[:_MAX_FILTER_CHARS]
+            for k in ("from", "to", "lane", "model_version", "declaration_id")
+        }
+        problem = _filter_problem(filters)
+        after_seq = params.get("after_seq", "0")
+        if not after_seq.isdigit():
+            problem = problem or "after_seq must be a whole number"
+        records = []
+        if problem is None:
+            records = await run_in_threadpool(
+                service.store.find,
+                answered_from=filters["from"] or None,
+                answered_to=filters["to"] or None,
+                lane=filters["lane"] or None,
+                model_version=filters["model_version"] or None,
+                declaration_id=filters["declaration_id"] or None,
+                after_seq=int(after_seq),
+                limit=PAGE_SIZE,
+            )
+        next_query = None
+        if len(records) == PAGE_SIZE:
+            kept = {k: v for k, v in filters.items() if v}
+            next_query = urlencode({**kept, "after_seq": records[-1].seq})
+        html = render(
+            "decisions",
+            **self._context(
+                service,
+                filters=filters,
+                lanes=LANES,
+                records=records,
+                message=problem,
+                next_query=next_query,
+                page_size=PAGE_SIZE,
+            ),
+        )
+        return page(html, 400 if problem else 200)
+
+    async def decision(self, request: Request) -> Response:
+        service, refusal = self._signed_in(request)
+        if refusal is not None:
+            return refusal
+        decision_id = request.path_params["decision_id"][:_MAX_FILTER_CHARS]
+        found = await run_in_threadpool(service.store.get, decision_id)
+        if found is None:
+            return page(
+                render(
+                    "message",
+                    **self._context(service, heading="Not found", message="no such decision"),
+                ),
+                404,
+            )
+        record, intact = found
+        view = await run_in_threadpool(self._decision_view, service, record)
+        html = render(
+            "decision",
+            **self._context(
+                service,
+                r=record,
+                intact=intact,
+                declaration=record.declaration,
+                tracking_uri=service._tracking_uri or "",
+                **view,
+            ),
+        )
+        return page(html)
+
+    def _decision_view(self, service: Any, record: Any) -> dict[str, Any]:
+        """The explanation, its chart, the feature table and the run (blocking: a thread)."""
+        from serving.audit.models import explain_record
+
+        explanation, problem, run_id, run_link = None, "", None, None
+        try:
+            loaded = self._model_of(service, record)
+            run_id, run_link = loaded.run_id, web_link(loaded.run_url)
+            explanation = explain_record(record, loaded)
+        except ParcelriskError as exc:
+            problem = f"not explained with {record.model_name} v{record.model_version}: {exc}"
+        except Exception as exc:  # the registry is unreachable: say so, show the rest
+            logger.warning("model %s v%s: %s", record.model_name, record.model_version, exc)
+            problem = (
+                f"the model registry did not answer for {record.model_name} "
+                f"v{record.model_version}: {type(exc).__name__}"
+            )
+        if explanation is not None:
+            steps = charts.waterfall_steps(explanation, top=WATERFALL_TOP)
+            waterfall = Markup(charts.waterfall_svg(steps, risk=explanation["risk"]))
+            features = sorted(
+                explanation["contributions"], key=lambda c: abs(c["contribution"]), reverse=True
+            )
+        else:
+            waterfall = None
+            features = [
+                {"feature": f"f{i}", "value": v, "contribution": None}
+                for i, v in enumerate(record.feature_vector.tolist())
+            ]
+        return {
+            "explanation": explanation,
+            "explanation_problem": problem,
+            "waterfall": waterfall,
+            "features": features,
+            "run_id": run_id,
+            "run_link": run_link,
+        }
+
+    def _model_of(self, service: Any, record: Any) -> Any:
+        """The ``serving.audit.models.LoadedModel`` a decision was made with: the running
+        champion when it is that version (no download), else that version from the registry."""
+        from serving.audit.models import LoadedModel, RecordedModels, run_url
+
+        key = (record.model_name, record.model_version)
+        runtime = service.runtime
+        if runtime is not None and (runtime.model_name, runtime.model_version) == key:
+            found = self._champion.get(key)
+            if found is None or found.model is not runtime.model:
+                run_id = runtime.run_id or ""
+                uri = service._tracking_uri or ""
+                experiment = (
+                    self.evidence(service).client().get_run(run_id).info.experiment_id
+                    if run_id and web_link(uri)
+                    else None
+                )
+                found = LoadedModel(
+                    name=runtime.model_name,
+                    version=runtime.model_version,
+                    run_id=run_id,
+                    model=runtime.model,
+                    state_dir=Path(runtime.model_dir or "."),
+                    run_url=run_url(uri, experiment, run_id) if run_id else None,
+                )
+                self._champion = {key: found}
+            return found
+        with self._recorded_lock:
+            if self._recorded is None:
+                self._recorded = RecordedModels(service._tracking_uri)
+            return self._recorded.get(*key)
+
+    async def model(self, request: Request) -> Response:
+        service, refusal = self._signed_in(request)
+        if refusal is not None:
+            return refusal
+        name = request.path_params["name"][:_MAX_FILTER_CHARS]
+        version = request.path_params["version"][:_MAX_FILTER_CHARS]
+        try:
+            view = await run_in_threadpool(self._model_view, service, name, version)
+        except Exception as exc:
+            from mlflow.exceptions import MlflowException
+
+            if not isinstance(exc, MlflowException):
+                raise
+            missing = exc.error_code == "RESOURCE_DOES_NOT_EXIST"
+            message = (
+                f"model {name} version {version} is not in the registry"
+                if missing
+                else f"the model registry did not answer for {name} v{version}: {exc.error_code}"
+            )
+            heading = "Not found" if missing else "Registry unavailable"
+            return page(
+                render("message", **self._context(service, heading=heading, message=message)),
+                404 if missing else 503,
+            )
+        runtime = service.runtime
+        is_champion = runtime is not None and (runtime.model_name, runtime.model_version) == (
+            name,
+            version,
+        )
+        html = render(
+            "model",
+            **self._context(
+                service,
+                is_champion=is_champion,
+                tracking_uri=service._tracking_uri or "",
+                tolerance=TOLERANCE,
+                min_results=MIN_RESULTS,
+                **view,
+            ),
+        )
+        return page(html)
+
+    def _model_view(self, service: Any, name: str, version: str) -> dict[str, Any]:
+        from serving.outcome_store import sqlite_path
+
+        evidence = self.evidence(service).get(name, version)
+        counts = read_lane_counts(sqlite_path(service.config.audit_db), name, version)
+        disparity = []
+        for dimension, title in zip(DIMENSIONS, ("By origin country", "By channel"), strict=True):
+            rates = group_rates(counts, dimension)[:30]
+            chart = charts.grouped_bars_svg(
+                [r.group for r in rates],
+                {"red rate": [r.red_rate for r in rates], "hit rate": [r.hit_rate for r in rates]},
+                title=f"{title}: red rate and hit rate",
+                flagged=flagged_groups(rates),
+            )
+            disparity.append(
+                {"dimension": dimension, "title": title, "rates": rates, "chart": Markup(chart)}
+            )
+        shap_bars = (
+            Markup(charts.hbar_svg(evidence.shap_mean_abs[:20], "mean |SHAP| (log-odds)"))
+            if evidence.shap_mean_abs
+            else None
+        )
+        calibration = (
+            Markup(charts.calibration_svg(evidence.calibration)) if evidence.calibration else None
+        )
+        return {
+            "m": evidence,
+            "shap_bars": shap_bars,
+            "calibration": calibration,
+            "disparity": disparity,
+        }
+
+
+def _filter_problem(filters: dict[str, str]) -> str | None:
+    for key in ("from", "to"):
+        if filters[key] and not _TIME.match(filters[key]):
+            return f"{key}: give a UTC date or date-time like 2026-05-01 or 2026-05-01T10:00"
+    if filters["lane"] and filters["lane"] not in LANES:
+        return f"lane: one of {', '.join(LANES)}"
+    return None
+
+
+def auditor_routes(service: Callable[[], Any]) -> list[Route]:
+    """The auditor pages' routes, for the service's Starlette app."""
+    return AuditorPages(service).routes()

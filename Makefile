@@ -23,7 +23,8 @@ install: $(STAMP) ## Create .venv and install the project with pinned dependenci
 demo: $(STAMP) ## Run the main job end to end on embedded defaults
 	PATH=$(abspath $(BIN)):$$PATH bash scripts/demo.sh
 
-test: $(STAMP) ## Run the test suite
+test: $(STAMP) ## Run the test suite (installs Debian's chromium for the browser test when root)
+	@bash scripts/install_browser.sh || echo "make test: no chromium: tests/browser will be skipped"
 	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
 
 lint: $(STAMP) ## Lint and check formatting

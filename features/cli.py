@@ -228,11 +228,11 @@ def keys_new(
 @keys_app.command("show")
 def keys_show() -> None:
     """Which key of each kind is in use (its id and where it comes from), never the key."""
-    from features.keys import KEY_KINDS, KeyUnavailable, key_id, load_key
+    from features.keys import KEY_KINDS, KeyUnavailable, key_id, key_source, load_key
 
     for kind in KEY_KINDS:
         try:
-            typer.echo(f"{kind}: id {key_id(load_key(kind))}")
+            typer.echo(f"{kind}: id {key_id(load_key(kind))} from {key_source(kind)}")
         except KeyUnavailable as exc:
             typer.echo(f"{kind}: missing: {exc}")
 

@@ -84,6 +84,17 @@ def load_key(kind: str, env: Mapping[str, str] | None = None) -> bytes:
     )
 
 
+def key_source(kind: str, env: Mapping[str, str] | None = None) -> str:
+    """Where ``load_key`` takes the key of ``kind`` from (a variable's name or a file's path),
+    for people to see; never the key."""
+    _check_kind(kind)
+    env = os.environ if env is None else env
+    if env.get(key_env(kind)):
+        return f"${key_env(kind)}"
+    named = env.get(key_file_env(kind))
+    return str(Path(named) if named else default_key_path(kind, env))
+
+
 def key_id(key: bytes) -> str:
     """A short one-way fingerprint that names a key in records without revealing it."""
     return hashlib.sha256(b"parcelrisk-key-id\x1f" + key).hexdigest()[:16]

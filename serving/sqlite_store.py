@@ -152,8 +152,10 @@ _INSERT = f"INSERT INTO decisions ({','.join(_COLUMNS)}) VALUES ({','.join('?' *
 _READ = f"SELECT {','.join(_COLUMNS)} FROM decisions"
 _SELECT = f"{_READ} WHERE decision_id = ?"
 # decisions_declaration indexes the ids; the first of each (id, text) wins (ORDER BY seq)
+# what an answer needs, not the feature vector nor the chain: a retry is answered from it
 _DECIDED = (
-    f"{_READ} WHERE model_name = ? AND model_version = ? "
+    f"SELECT {','.join(f if f != 'features' else 'NULL' for f in STORED_FIELDS)}, seq, "
+    "answered_at FROM decisions WHERE model_name = ? AND model_version = ? "
     "AND declaration_id IN ({ids}) ORDER BY seq"
 )
 _LAST_LINK = "SELECT seq, mac FROM decisions ORDER BY seq DESC LIMIT 1"
@@ -642,7 +644,9 @@ class SqliteDecisionStore:
             rows = self._reader.execute(query, (model_name, model_version, *ids)).fetchall()
         found: dict[tuple[str, str], DecisionRecord] = {}
         for row in rows:
-            record = _row_record(row)[0]
+            *values, seq, answered_at = row
+            values[_FEATURES] = b""  # not read: the answer does not carry them
+            record = DecisionRecord.from_stored_values(values, seq=seq, answered_at=answered_at)
             found.setdefault((record.declaration_id, record.declaration_json), record)
         return found
 

@@ -36,7 +36,8 @@ class DecisionStore(Protocol):
     ) -> dict[tuple[str, str], DecisionRecord]:
         """The first decision already stored by this model version for each of these
         declarations, keyed by (declaration_id, declaration_json): a declaration sent again
-        unchanged gets that decision back (``serving.service``), not a second one."""
+        unchanged gets that decision back (``serving.service``), not a second one. The records
+        hold what an answer carries: their feature vector is not read (``features`` empty)."""
 
     def mark_undelivered(self, decision_ids: Sequence[str], reason: str) -> None:
         """These recorded decisions were never answered (the request timed out or was cancelled

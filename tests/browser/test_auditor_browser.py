@@ -9,11 +9,6 @@ are refused. Needs /usr/bin/chromium and /usr/bin/chromedriver (scripts/install_
 from __future__ import annotations
 
 import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,11 +16,11 @@ import httpx
 import pytest
 
 from tests.test_serving.conftest import AUDITOR_KEY, SCORER_KEY, fresh_declarations
+from tests.test_serving.test_live_workers import serve_two_workers
 
 CHROMIUM = os.environ.get("PARCELRISK_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("PARCELRISK_TEST_CHROMEDRIVER", "/usr/bin/chromedriver")
 OUTPUT = Path(__file__).resolve().parents[1] / "output" / "browser"
-INITIALIZED = "Service parcelrisk initialized"  # BentoML logs it per worker, after __init__
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("auditor_browser")]
 
@@ -39,54 +34,11 @@ webdriver = pytest.importorskip(
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(real_pipeline, tmp_path_factory) -> Iterator[str]:
-    tmp = tmp_path_factory.mktemp("auditor-browser")
-    port = _free_port()
-    env = {
-        **os.environ,
-        "PARCELRISK_API_KEYS": f"scorer:{SCORER_KEY},auditor:{AUDITOR_KEY}",
-        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
-        "BENTOML_HOME": str(tmp / "bentoml"),
-    }
-    env.pop("PARCELRISK_WORKERS", None)
-    command = [
-        str(Path(sys.executable).parent / "parcelrisk"),
-        "serve",
-        *("--params", str(real_pipeline["params"]), "--port", str(port), "--workers", "2"),
-        *("--tracking-uri", real_pipeline["tracking_uri"], "--audit-db", str(tmp / "a.db")),
-        *("--model-dir", str(tmp / "models")),
-    ]
-    log = (tmp / "serve.log").open("w")
-    process = subprocess.Popen(
-        command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                ready = httpx.get(f"{url}/readyz", timeout=2).status_code == 200
-                # both workers must be up: a session opened on one is checked on the other
-                if ready and Path(log.name).read_text().count(INITIALIZED) == 2:
-                    break
-            except httpx.HTTPError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"service did not start: {Path(log.name).read_text()[-2000:]}")
-            time.sleep(0.5)
-        yield url
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)  # the server and its workers
-            process.wait(timeout=30)
-        log.close()
+    """Two workers: a session signed in on one is checked on the other."""
+    with serve_two_workers(real_pipeline, tmp_path_factory.mktemp("auditor-browser")) as running:
+        yield running.url
 
 
 @pytest.fixture(scope="module")

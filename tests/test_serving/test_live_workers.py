@@ -11,6 +11,7 @@ The tests share one server (module scope; a start costs ~15 s) and ask xdist for
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -68,9 +69,10 @@ class Server:
     model_dir: Path  # one champion copy per worker process: worker-<pid>/
 
 
-@pytest.fixture(scope="module")
-def two_workers(real_pipeline, tmp_path_factory) -> Iterator[Server]:
-    tmp = tmp_path_factory.mktemp("two-workers")
+@contextlib.contextmanager
+def serve_two_workers(real_pipeline: dict, tmp: Path) -> Iterator[Server]:
+    """``parcelrisk serve --workers 2`` on the pipeline's champion, both workers loaded; stopped
+    (server and workers) on exit. Shared with the auditor pages' browser test."""
     port = _free_port()
     env = {
         **os.environ,
@@ -117,6 +119,12 @@ def two_workers(real_pipeline, tmp_path_factory) -> Iterator[Server]:
             os.killpg(process.pid, signal.SIGTERM)  # the server and its workers
             process.wait(timeout=30)
         log.close()
+
+
+@pytest.fixture(scope="module")
+def two_workers(real_pipeline, tmp_path_factory) -> Iterator[Server]:
+    with serve_two_workers(real_pipeline, tmp_path_factory.mktemp("two-workers")) as server:
+        yield server
 
 
 def test_a_parcel_scored_on_one_worker_counts_on_both(two_workers, real_pipeline, tmp_path):

@@ -161,6 +161,13 @@ def gate_metrics(per_model: dict[str, dict[str, float]]) -> dict[str, float]:
     }
 
 
+def _pseudonym_key_id(state_dir: Path) -> str | None:
+    """The pseudonym key id an entity state was built under (None: before keyed ids)."""
+    from features.pipeline.snapshot import META_FILE
+
+    return json.loads((Path(state_dir) / META_FILE).read_text()).get("pseudonym_key_id")
+
+
 def promote_version(
     client: MlflowClient,
     params: PromoteParams,
@@ -178,6 +185,7 @@ def promote_version(
     """
     import pandas as pd
 
+    from features.intake.pseudonym import champion_unservable
     from features.pipeline.build import FEATURES_FILE
     from models.evaluation import attach_truth, evaluate_holdout, score_model
     from models.registry import alias_version, latest_version, load_version
@@ -208,8 +216,21 @@ def promote_version(
         }
 
     with tempfile.TemporaryDirectory(prefix="parcelrisk-promote-") as tmp:
-        challenger_model, _, _ = load_version(client, name, version, Path(tmp) / "challenger")
-        champion_model, _, _ = load_version(client, name, champion, Path(tmp) / "champion")
+        challenger_model, challenger_state, _ = load_version(
+            client, name, version, Path(tmp) / "challenger"
+        )
+        champion_model, champion_state, _ = load_version(
+            client, name, champion, Path(tmp) / "champion"
+        )
+        unservable = champion_unservable(
+            _pseudonym_key_id(champion_state), _pseudonym_key_id(challenger_state)
+        )
+    if unservable is not None:  # no metric can make a champion the service refuses servable
+        decision = Decision(True, [unservable], "")
+        record_decision(
+            client, name, version, decision, champion_before=champion, outcome="promoted"
+        )
+        return {**result, "outcome": "promoted", "promote": True, "reasons": decision.reasons}
     tags = client.get_model_version(name, version).tags
     features_dir = Path(features_dir or tags.get("features_dir", ""))
     features_path = features_dir / FEATURES_FILE

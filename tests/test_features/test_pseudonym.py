@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import logging
 import os
 import subprocess
 import sys
@@ -109,9 +108,21 @@ def test_the_key_id_recorded_must_be_this_process_key(caplog) -> None:
     message = str(refused.value)
     assert message.startswith("entity state x built with pseudonym key id 0123456789abcdef, ")
     assert f"this process has {process_key_id()}" in message and "\n" not in message
-    with caplog.at_level(logging.WARNING):
-        require_same_key(None, "entity state y")  # an old snapshot: loads, said in a warning
-    assert "entity state y records no pseudonym key id" in caplog.text
+    with pytest.raises(PseudonymKeyMismatch, match="entity state y was built before consignee"):
+        require_same_key(None, "entity state y")  # raw ids: no request would ever match them
+
+
+def test_a_champion_built_under_another_key_is_unservable() -> None:
+    from features.intake.pseudonym import champion_unservable
+
+    current = process_key_id()
+    assert champion_unservable(current, current) is None
+    assert champion_unservable(current, "0123456789abcdef") is None  # the challenger is worse off
+    assert champion_unservable("0123456789abcdef", "fedcba9876543210") is None
+    assert "built before consignee ids were keyed" in champion_unservable(None, current)
+    assert "under pseudonym key id 0123456789abcdef" in champion_unservable(
+        "0123456789abcdef", current
+    )
 
 
 def test_the_process_key_is_read_once(monkeypatch) -> None:

@@ -335,3 +335,35 @@ def test_a_store_that_cannot_be_created_is_one_clear_error_at_once(tmp_path):
         create_sqlite_store(f"sqlite:///{blocker}/sub/mlflow.db")  # parent is a file
     with pytest.raises(ParcelriskError, match="cannot create the MLflow store"):
         create_sqlite_store("sqlite:////proc/mlflow.db")  # no database can live there
+
+
+def test_a_champion_built_before_keyed_pseudonyms_is_replaced_whatever_the_metrics(
+    frames, tmp_path
+):
+    """The service refuses an entity state of raw consignee ids (no request would match
+    them): such a champion gives way to a challenger built under this deployment's key, even
+    a weaker one, with the reason recorded."""
+    from features.intake.pseudonym import process_key_id
+
+    features, truth, manifest = frames
+    weak = FeatureManifest(tuple(f for f in manifest.features if f.name in WEAK_FEATURES))
+    old_dir = write_features_dir(tmp_path / "old", features, manifest)
+    new_dir = write_features_dir(tmp_path / "new", features, weak)
+    meta_path = new_dir / "entity_state" / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    meta_path.write_text(json.dumps({**meta, "pseudonym_key_id": process_key_id()}))
+    truth_path = tmp_path / "truth.parquet"
+    truth.to_parquet(truth_path)
+    params_path = tmp_path / "params.yaml"
+    params_path.write_text(yaml.safe_dump(PARAMS))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    settings = load_settings(params_path)
+    common = {"settings": settings, "tracking_uri": uri, "ground_truth_path": truth_path}
+    run_training(old_dir, metrics_out=None, **common)
+    assert run_promotion(settings=settings, tracking_uri=uri)["outcome"] == "first"
+    run_training(new_dir, metrics_out=None, **common)
+    result = run_promotion(settings=settings, tracking_uri=uri)
+    assert result["outcome"] == "promoted" and result["champion_before"] == "1"
+    assert "built before consignee ids were keyed" in result["reasons"][0]
+    tags = registry_client(uri).get_model_version("parcel-risk", "2").tags
+    assert "built before consignee ids were keyed" in tags["promotion.reasons"]

@@ -183,10 +183,9 @@ def test_a_champion_built_under_another_key_is_refused(real_pipeline, tmp_path) 
     assert "every consignee would lose its history" in message and "\n" not in message
 
 
-def test_an_entity_state_without_a_key_id_loads_with_a_warning(
-    real_pipeline, tmp_path, monkeypatch, caplog
-) -> None:
-    """A snapshot from before key ids were recorded: served (upgrade path), with a warning."""
+def test_an_entity_state_without_a_key_id_is_refused(real_pipeline, tmp_path, monkeypatch) -> None:
+    """A snapshot from before consignee ids were keyed holds raw ids no request will match:
+    refused by name (``parcelrisk promote`` replaces such a champion)."""
     from features.pipeline.snapshot import META_FILE, EntityState
 
     load = EntityState.load.__func__
@@ -201,9 +200,7 @@ def test_an_entity_state_without_a_key_id_loads_with_a_warning(
         return load(cls, old)
 
     monkeypatch.setattr(EntityState, "load", classmethod(without_key_id))
-    with caplog.at_level(logging.WARNING):
-        runtime = load_runtime(
+    with pytest.raises(PseudonymKeyMismatch, match="built before consignee ids were keyed"):
+        load_runtime(
             load_settings(real_pipeline["params"]), real_pipeline["tracking_uri"], tmp_path / "m"
         )
-    assert runtime.live is not None and runtime.live.snapshot.pseudonym_key_id is None
-    assert "records no pseudonym key id" in caplog.text

@@ -8,6 +8,7 @@ or recomputing an old decision must use that version's own bundle and entity-sta
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -60,6 +61,8 @@ class RecordedModels:
     """
 
     def __init__(self, tracking_uri: str | None, root: Path | None = None) -> None:
+        # an auditor's terminal, not a progress bar per artifact
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         from models.registry import resolve_tracking_uri
 
         self.tracking_uri = resolve_tracking_uri(tracking_uri)

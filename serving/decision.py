@@ -1,7 +1,7 @@
 """One decision record: what was decided for one declaration, and every view of it.
 
 A ``DecisionRecord`` is built once per scored row (``serving.scoring.decision_records``). The
-``/score`` response item, the stored row (and its content hash), the ``/decision`` body and the
+``/score`` response item, the stored row (and its chain MAC), the ``/decision`` body and the
 offline ``parcelrisk score`` output are all read off it, so they cannot disagree.
 """
 

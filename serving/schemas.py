@@ -85,7 +85,8 @@ class Explanation(BaseModel):
         default=None, description="For a stored decision: the raw score it recorded."
     )
     intact: bool | None = Field(
-        default=None, description="For a stored decision: it still matches its content hash."
+        default=None,
+        description="For a stored decision: its link in the tamper-evident chain holds.",
     )
 
 

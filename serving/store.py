@@ -26,7 +26,7 @@ class DecisionStore(Protocol):
         """Keep a batch of decisions, all or nothing."""
 
     def get(self, decision_id: str) -> tuple[DecisionRecord, bool] | None:
-        """The stored decision and whether it still matches its content hash; None if absent."""
+        """The stored decision and whether its link in the chain holds; None if absent."""
 
     def count(self) -> int:
         """How many decisions are stored."""

@@ -2,7 +2,7 @@
 
 - ``run_kill``: rounds of closed-loop clients posting fresh declarations, a SIGKILL of
   ``parcelrisk serve`` mid-load, a restart; every decision answered 200 must be in the store,
-  unchanged (same id, lane, risk) and intact (its content hash, as the store checks it).
+  unchanged (same id, lane, risk) and intact (its link in the keyed chain, as the store checks it).
 - ``run_overload``: ten times the load the server takes: 429 with Retry-After, probes answered,
   memory bounded, useful throughput kept, back to normal within seconds.
 - ``run_sustained``: singles and small batches at the rate the server takes: the write-ahead log

@@ -381,3 +381,18 @@ def test_validate_file_announces_its_steps_in_order(tmp_path: Path) -> None:
     seen: list[str] = []
     validate_file(path, LIMITS, report_dir=tmp_path / "r", cross_check=False, progress=seen.append)
     assert seen == ["read", "rules", "report"]  # no cross-check asked for: not announced
+
+
+def test_an_over_long_consignee_id_is_a_fault_shown_without_its_value(tmp_path) -> None:
+    """Consignee ids are pseudonymised as they are read, so the length rule would only see the
+    28-character pseudonym: the raw length is checked there, and the value never shown."""
+    raw = "PERSON-" + "9" * 70
+    frame = make_declarations()
+    frame["consignee_id"] = frame["consignee_id"].astype(object)
+    frame.loc[2, "consignee_id"] = raw
+    path = tmp_path / "long.csv"
+    frame.to_csv(path, index=False)
+    result = validate_file(path, LIMITS, cross_check=False)
+    report = result.render()
+    assert not result.success and "consignee_id" in report
+    assert "longer than 64 characters" in report and raw not in report

@@ -142,3 +142,14 @@ def test_no_route_is_answered_in_the_error_shape(client, method, path, status, e
     assert r.json()["error"].startswith(error)
     if allow:
         assert r.headers["allow"] == allow
+
+
+def test_an_over_long_consignee_id_is_refused_without_showing_it(client, caplog):
+    """The length rule sees only the 28-character pseudonym, so the raw id's length is checked
+    where it is pseudonymised; the refusal names the field, never the (personal) value."""
+    caplog.set_level(logging.INFO)
+    declaration = {**make_declarations(1, seed=4, prefix="LONG")[0], "consignee_id": PERSONAL * 5}
+    r = client.post("/score", json={"declarations": [declaration]}, headers=auth())
+    assert r.status_code == 400, r.text
+    assert "declarations.0.consignee_id" in r.text and "longer than 64 characters" in r.text
+    assert PERSONAL not in r.text and PERSONAL not in caplog.text

@@ -202,6 +202,43 @@ def _row_record(row: Sequence[Any]) -> tuple[DecisionRecord, ChainRow]:
     return record, link
 
 
+# --- the archive (``serving.audit.archive``): old days as Parquet files of these columns ---
+ARCHIVE_MANIFEST = "manifest.json"  # the archive's list of day files and its cut
+
+
+def read_archive_manifest(archive: Path) -> dict[str, Any]:
+    """The archive's manifest (no files yet: an empty one)."""
+    import json
+
+    path = Path(archive) / ARCHIVE_MANIFEST
+    if not path.is_file():
+        return {"files": []}
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ParcelriskError(f"{path}: unreadable archive manifest: {exc}") from exc
+
+
+def archived_rows(path: Path, decision_id: str | None = None) -> Iterator[ChainRow]:
+    """The chain links of one archived day file, in seq order (only ``decision_id``'s and
+    the one before it, when given: what ``get`` needs to check its link)."""
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path)
+    if decision_id is not None:
+        ids = table.column("decision_id").to_pylist()
+        if decision_id not in ids:
+            return
+        at = ids.index(decision_id)
+        table = table.slice(max(0, at - 1), 2 if at else 1)
+    columns = [table.column(name).to_pylist() for name in _COLUMNS]
+    for r in zip(*columns, strict=True):
+        values = list(r[:_N_STORED])
+        values[_FEATURES] = unpack_features(bytes(values[_FEATURES]))
+        seq, answered_at, prev_mac, mac = r[_N_STORED + 1 :]
+        yield ChainRow(seq, values[0], answered_at, bytes(prev_mac), bytes(mac), values)
+
+
 class LegacyStore(ParcelriskError):
     """A decision store written before the chain: it must be migrated first."""
 
@@ -526,16 +563,18 @@ class SqliteDecisionStore:
         chain: ``parcelrisk audit verify``.) None if absent."""
         with self._read_lock:
             row = self._reader.execute(_SELECT, (decision_id,)).fetchone()
-            if row is None:
-                return None
-            record, link = _row_record(row)
-            before = self._reader.execute(
-                "SELECT mac FROM decisions WHERE seq = ?", (link.seq - 1,)
-            ).fetchone()
-            after = self._reader.execute(
-                "SELECT prev_mac FROM decisions WHERE seq = ?", (link.seq + 1,)
-            ).fetchone()
-            cut = self._reader.execute(_LAST_CUT).fetchone() if before is None else None
+            if row is not None:
+                seq = row[_N_STORED + 1]
+                before = self._reader.execute(
+                    "SELECT mac FROM decisions WHERE seq = ?", (seq - 1,)
+                ).fetchone()
+                after = self._reader.execute(
+                    "SELECT prev_mac FROM decisions WHERE seq = ?", (seq + 1,)
+                ).fetchone()
+                cut = self._reader.execute(_LAST_CUT).fetchone() if before is None else None
+        if row is None:  # not in the hot store: archived, or never recorded
+            return self._get_archived(decision_id)
+        record, link = _row_record(row)
         expected_prev = (
             bytes(before[0])
             if before is not None
@@ -552,6 +591,32 @@ class SqliteDecisionStore:
             and (after is None or hmac.compare_digest(bytes(after[0]), link.mac))
         )
         return record, intact
+
+    def _get_archived(self, decision_id: str) -> tuple[DecisionRecord, bool] | None:
+        """A decision moved to the archive (``parcelrisk audit archive``): its day files are
+        read until it is found (an auditor's lookup, not a scoring path). Its link holds when
+        its MAC matches and it follows the record before it (the whole archive: ``verify``)."""
+        _, _, cut = self.chain_start()
+        if cut is None:
+            return None
+        folder = Path(cut["archive"])
+        for entry in reversed(read_archive_manifest(folder)["files"]):
+            path = folder / entry["file"]
+            if not path.is_file():
+                continue
+            links = list(archived_rows(path, decision_id))
+            if not links:
+                continue
+            link = links[-1]
+            before = links[0].mac if len(links) == 2 else (GENESIS if link.seq == 1 else None)
+            intact = link.valid(self._key) and (
+                before is None or hmac.compare_digest(before, link.prev_mac)
+            )
+            record = DecisionRecord.from_stored_values(
+                link.values, seq=link.seq, answered_at=link.answered_at
+            )
+            return record, intact
+        return None
 
     def find(
         self,

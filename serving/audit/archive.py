@@ -25,9 +25,16 @@ from pathlib import Path
 from typing import Any
 
 from features.errors import ParcelriskError
-from serving.audit.verify import MANIFEST, read_manifest, verify_store
+from serving.audit.verify import verify_store
 from serving.decision import iso_utc
-from serving.sqlite_store import _COLUMNS, _N_STORED, SqliteDecisionStore, cut_mac_of
+from serving.sqlite_store import (
+    _COLUMNS,
+    _N_STORED,
+    ARCHIVE_MANIFEST,
+    SqliteDecisionStore,
+    cut_mac_of,
+    read_archive_manifest,
+)
 
 _PAGE = 50_000
 
@@ -67,7 +74,7 @@ def archive_before(
     if cut_seq is None:
         return {"archived": 0, "before": before, "archive": str(archive)}
     start_seq = store.chain_start()[0]
-    manifest = read_manifest(archive)
+    manifest = read_archive_manifest(archive)
     written: list[dict[str, Any]] = []
     cut_mac = b""
     last = start_seq
@@ -107,9 +114,9 @@ def archive_before(
         cut_mac = bytes(rows[-1][-1])
     manifest["files"] = [*manifest.get("files", []), *written]
     manifest["cut_seq"], manifest["cut_mac"] = cut_seq, cut_mac.hex()
-    tmp = archive / f"{MANIFEST}.tmp"
+    tmp = archive / f"{ARCHIVE_MANIFEST}.tmp"
     tmp.write_text(json.dumps(manifest, indent=1))
-    os.replace(tmp, archive / MANIFEST)
+    os.replace(tmp, archive / ARCHIVE_MANIFEST)
     archived_at = iso_utc(int(datetime.now(UTC).timestamp() * 1_000_000))
     where = str(archive.resolve())
     mac = cut_mac_of(store.key, cut_seq, cut_mac, archived_at, where)

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from features.errors import ParcelriskError
-from serving.audit.chain import GENESIS, ChainReport, ChainRow, ChainWalker, Problem, parse_head
+from serving.audit.chain import GENESIS, ChainReport, ChainWalker, Problem, parse_head
+from serving.sqlite_store import archived_rows, read_archive_manifest
 
 if TYPE_CHECKING:
     from serving.store import DecisionStore
@@ -38,39 +36,11 @@ def verify_store(
     return report
 
 
-MANIFEST = "manifest.json"  # the archive's list of day files and its cut
-
-
-def read_manifest(archive: Path) -> dict[str, Any]:
-    path = archive / MANIFEST
-    if not path.is_file():
-        return {"files": []}
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ParcelriskError(f"{path}: unreadable archive manifest: {exc}") from exc
-
-
-def _rows_of(path: Path) -> Iterator[ChainRow]:
-    import pyarrow.parquet as pq
-
-    from serving.decision import unpack_features
-    from serving.sqlite_store import _COLUMNS, _FEATURES, _N_STORED
-
-    table = pq.read_table(path)
-    columns = [table.column(name).to_pylist() for name in _COLUMNS]
-    for r in zip(*columns, strict=True):
-        values = list(r[:_N_STORED])
-        values[_FEATURES] = unpack_features(bytes(values[_FEATURES]))
-        seq, answered_at, prev_mac, mac = r[_N_STORED + 1 :]
-        yield ChainRow(seq, values[0], answered_at, bytes(prev_mac), bytes(mac), values)
-
-
 def walk_archive(archive: str, walker: ChainWalker, *, cut_seq: int, cut_mac: bytes) -> list[str]:
     """Feed the archive's days to ``walker`` in seq order; a missing or swapped file, or an
     archive that does not end exactly at the hot store's cut, is the walk's problem."""
     folder = Path(archive)
-    manifest = read_manifest(folder)
+    manifest = read_archive_manifest(folder)
     sources = []
     for entry in sorted(manifest["files"], key=lambda e: e["first_seq"]):
         path = folder / entry["file"]
@@ -83,7 +53,7 @@ def walk_archive(archive: str, walker: ChainWalker, *, cut_seq: int, cut_mac: by
             )
             return sources
         sources.append(str(path))
-        if not walker.feed(_rows_of(path)):
+        if not walker.feed(archived_rows(path)):
             return sources
     walker.finish_part()
     if walker.report.problem is None and (

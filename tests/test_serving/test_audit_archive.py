@@ -47,6 +47,10 @@ def test_old_days_move_to_daily_parquet_and_the_chain_still_verifies(tmp_path) -
     assert pq.read_table(files[0]).num_rows == 5
     report = verify_store(store, head_before)
     assert report.intact and report.checked == 15 and report.head == head_before
+    # an archived decision is still found by id (show, /decision, the auditor's pages)
+    record, intact = store.get("dec3")
+    assert intact and record == _record(3) and record.seq == 4
+    assert store.get("dec0")[1] and store.get("missing") is None
     assert len(report.sources) == 3  # two archived days, then the hot store
     store.record([_record(100)])  # the chain goes on after the cut
     assert verify_store(store).intact and store.head()[0] == 16
@@ -66,6 +70,7 @@ def test_a_tampered_or_missing_archive_day_is_found(tmp_path) -> None:
     pq.write_table(table.set_column(table.column_names.index("lane"), "lane", [lanes]), first)
     problem = verify_store(store).problem
     assert problem is not None and (problem.kind, problem.seq) == ("altered", 3)
+    assert store.get("dec2")[1] is False and store.get("dec1")[1] is True
     first.unlink()
     problem = verify_store(store).problem
     assert problem is not None and problem.kind == "deleted" and "missing" in problem.detail

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from features.errors import ParcelriskError
 from features.keys import key_id
 from serving.errors import error_response
+from serving.patches import REQUEST_ID  # set per request by the request timeout, outermost
 
 if TYPE_CHECKING:
     from starlette.responses import JSONResponse
@@ -177,8 +178,6 @@ class ApiKeyMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        from serving.patches import REQUEST_ID  # the request timeout, outermost, set it
-
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         refusal, caller = self._check(scope.get("path", "/"), headers, REQUEST_ID.get())
         if refusal is not None:
@@ -192,11 +191,12 @@ class ApiKeyMiddleware:
     ) -> tuple[JSONResponse | None, Caller]:
         """The 401/403 for this request (None if it may pass) and who it is."""
         roles = required_roles(path)
-        found = self.keyring.identify(presented_key(headers)) if roles is not None else None
+        key = presented_key(headers)
+        found = self.keyring.identify(key) if roles is not None else None
         caller = Caller(request_id, *(found[::-1] if found else ("", "")))
         if roles is None or self.keyring.insecure:
             return None, caller
-        if presented_key(headers) is None:
+        if key is None:
             return _unauthorised("missing API key (X-API-Key or Authorization: Bearer)"), caller
         if found is None:
             return _unauthorised("invalid API key"), caller

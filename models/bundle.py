@@ -4,6 +4,8 @@ This is the contract between training (``models.train`` writes it, ``models.regi
 MLflow) and serving (loads it once at start-up). It is plain files in one directory so a decision
 can be recomputed years later without MLflow: ``risk_model.txt`` / ``revenue_model.txt``
 (LightGBM text format), ``bundle.json`` (calibration, thresholds, metadata) and the feature manifest.
+``reference.json`` (``models.reference``), when present, is the training traffic's distribution
+that ``parcelrisk monitor`` measures drift against; a bundle from before it loads without it.
 A model refit on all labelled history also keeps its first-pass boosters
 (``risk_model_eval.txt`` / ``revenue_model_eval.txt``): only those have honest held-out metrics,
 so the champion/challenger gate scores them (``evaluation_model``).
@@ -28,6 +30,8 @@ from features.pipeline.manifest import FeatureManifest
 if TYPE_CHECKING:
     import lightgbm as lgb
     import numpy as np
+
+    from models.reference import ModelReference
 
 Objective = Literal["risk", "revenue"]
 
@@ -109,6 +113,8 @@ class RiskModel:
     # fitted on the train period only, so their test-period metrics are the honest ones.
     risk_booster_eval: lgb.Booster | None = None
     revenue_booster_eval: lgb.Booster | None = None
+    # The training traffic's feature and score distributions (None: a bundle from before).
+    reference: ModelReference | None = None
 
     def evaluation_model(self) -> RiskModel:
         """The model whose held-out metrics were measured: the first pass, or self if not refit.
@@ -160,6 +166,12 @@ class RiskModel:
             else:  # a reused directory must not keep a booster this model does not have
                 (directory / name).unlink(missing_ok=True)
         self.manifest.write(directory)
+        from models.reference import REFERENCE_FILE
+
+        if self.reference is not None:
+            (directory / REFERENCE_FILE).write_text(json.dumps(self.reference.to_dict()))
+        else:
+            (directory / REFERENCE_FILE).unlink(missing_ok=True)
         payload = {
             "calibration": asdict(self.calibration),
             "thresholds": asdict(self.thresholds),
@@ -190,6 +202,14 @@ class RiskModel:
             path = directory / name
             return lgb.Booster(model_file=str(path)) if path.exists() else None
 
+        from models.reference import REFERENCE_FILE, ModelReference
+
+        reference_path = directory / REFERENCE_FILE
+        reference = (
+            ModelReference.from_dict(json.loads(reference_path.read_text()))
+            if reference_path.exists()
+            else None
+        )
         cal = payload["calibration"]
         return cls(
             manifest=manifest,
@@ -202,4 +222,5 @@ class RiskModel:
             metadata=payload.get("metadata", {}),
             risk_booster_eval=optional_booster(RISK_EVAL_MODEL_FILE),
             revenue_booster_eval=optional_booster(REVENUE_EVAL_MODEL_FILE),
+            reference=reference,
         )

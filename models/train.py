@@ -49,6 +49,7 @@ from models.labels import (
     require_columns,
     unbiased_mask,
 )
+from models.reference import ModelReference, build_reference
 from models.split import SplitBoundaries, split_boundaries
 from models.thresholds import fit_lane_thresholds
 
@@ -497,6 +498,9 @@ def train_models(
         risk_booster_eval=first_risk if params.refit else None,
         revenue_booster_eval=first_revenue if params.refit else None,
     )
+    deployed.reference = _traffic_reference(
+        deployed, X[lane_traffic], frame.loc[lane_traffic, "declared_at"], used, params.refit
+    )
     first_pass = deployed.evaluation_model()
     # A shift here means the refit moved the log-odds away from the shared calibration.
     mean_risk = {
@@ -601,6 +605,23 @@ def train_models(
         info,
         X_test,
     )
+
+
+def _traffic_reference(
+    model: RiskModel, X: np.ndarray, declared_at: pd.Series, manifest: FeatureManifest, refit: bool
+) -> ModelReference:
+    """What ``parcelrisk monitor`` measures live traffic against: the period the lane cut-offs
+    were fitted on, every parcel of it. The latest period, not the train one: entity-history
+    features (counts, ages) grow with the history, so the period just before deployment is
+    the one live traffic should resemble, and its score distribution is the one the lane
+    shares were set on (a shift in it is a shift in the lanes)."""
+    scores = model.score(X)
+    period = {
+        "name": "test" if refit else "validation",
+        "from": str(declared_at.min()) if len(declared_at) else "",
+        "to": str(declared_at.max()) if len(declared_at) else "",
+    }
+    return build_reference(X, manifest, scores["risk"], scores["expected_revenue"], period)
 
 
 def _fit_revenue(

@@ -505,6 +505,43 @@ class ServeParams(Section):
 
 
 # --------------------------------------------------------------------------------------------
+# monitor
+# --------------------------------------------------------------------------------------------
+
+
+class MonitorParams(Section):
+    """When ``parcelrisk monitor`` raises an alert on a period of live decisions (``monitor``)."""
+
+    # PSI of a feature against the model's training reference: < 0.1 stable, 0.1-0.25 a
+    # moderate shift, > 0.25 a major one (the usual reading). Features alert at a major shift;
+    # the score earlier, since the lane shares move with it.
+    psi_feature_alert: float = Field(0.25, gt=0)
+    psi_score_alert: float = Field(0.2, gt=0)
+    # A feature that already moved between the train and the reference period (an entity's
+    # age, a cumulative count: they grow with time) alerts only above this many times that
+    # move (its ``baseline_psi``), if that is more than psi_feature_alert.
+    trend_margin: float = Field(2.0, ge=1)
+    psi_epsilon: float = Field(1e-4, gt=0, lt=0.01)  # floor of an empty bin's share (ln 0)
+    # Fewer comparable decisions (made with the champion's feature manifest): no drift verdict.
+    min_drift_rows: int = Field(500, ge=1)
+    # |live share - target| / target of the red or the yellow lane over the period (exploration
+    # parcels left out: they are a random draw, so the rest keep the model's shares).
+    max_lane_share_deviation: float = Field(0.3, gt=0)
+    min_lane_decisions: int = Field(200, ge=1)  # fewer decisions: lane shares not judged
+    # Exploration hit rate against what the model expected of the same parcels (their mean
+    # calibrated risk): alert when the whole Wilson interval lies beyond expected x (1 -/+ this)
+    min_results: int = Field(30, ge=1)  # exploration results before the hit rate is judged
+    hit_rate_tolerance: float = Field(0.25, ge=0)
+    confidence: float = Field(0.95, gt=0.5, lt=1)  # of the hit-rate and revenue intervals
+    bucket_days: int = Field(7, ge=1)  # exploration hit rate per this many days
+    # Disparity by origin, channel, platform: as the auditor's model page (a group whose relative
+    # red rate and relative hit rate differ by this ratio; groups with fewer results not judged).
+    disparity_tolerance: float = Field(1.5, gt=1)
+    disparity_min_results: int = Field(20, ge=1)
+    report_top_features: int = Field(15, ge=1)  # features in the report's PSI chart
+
+
+# --------------------------------------------------------------------------------------------
 # the whole file
 # --------------------------------------------------------------------------------------------
 
@@ -519,6 +556,7 @@ class Settings(Section):
     train: TrainParams = TrainParams()
     promote: PromoteParams = PromoteParams()
     serve: ServeParams = ServeParams()
+    monitor: MonitorParams = MonitorParams()
 
     @model_validator(mode="before")
     @classmethod

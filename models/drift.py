@@ -12,23 +12,22 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models.reference import ValueReference, bin_shares
+from models.reference import (  # PSI lives beside the reference: training computes it too
+    PSI_EPSILON,
+    ValueReference,
+    bin_shares,
+    population_stability_index,
+)
 
-# A bin empty on one side would make ln(a / e) infinite. Both shares are floored at this
-# before the sum (not renormalised: the floor is far below any share worth reading), so a bin
-# that goes from 10% to empty adds (0.1 - 1e-4) * ln(0.1 / 1e-4) = 0.69: a clear alarm, finite.
-PSI_EPSILON = 1e-4
-
-
-def population_stability_index(
-    expected_shares: np.ndarray, actual_shares: np.ndarray, eps: float = PSI_EPSILON
-) -> float:
-    """sum((a - e) * ln(a / e)) over bins, each share floored at ``eps`` (see PSI_EPSILON)."""
-    e = np.maximum(np.asarray(expected_shares, dtype=np.float64), eps)
-    a = np.maximum(np.asarray(actual_shares, dtype=np.float64), eps)
-    if e.shape != a.shape:
-        raise ValueError(f"{e.shape} expected shares against {a.shape} actual ones")
-    return float(np.sum((a - e) * np.log(a / e)))
+__all__ = [
+    "PSI_EPSILON",
+    "DriftResult",
+    "KSResult",
+    "ks_against_percentiles",
+    "measure_drift",
+    "population_stability_index",
+    "reference_cdf",
+]
 
 
 def reference_cdf(percentiles: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -85,6 +84,9 @@ class DriftResult:
     name: str
     kind: str
     psi: float
+    # the PSI the feature already showed between the train period and the reference period
+    # (a feature that trends with time, such as an entity's age or a cumulative count)
+    baseline_psi: float | None
     ks: float | None  # numeric columns only
     ks_p_value: float | None
     n: int
@@ -106,6 +108,7 @@ def measure_drift(
         name=reference.name,
         kind=reference.kind,
         psi=psi,
+        baseline_psi=reference.baseline_psi,
         ks=ks.statistic if ks is not None else None,
         ks_p_value=ks.p_value if ks is not None else None,
         n=len(values),

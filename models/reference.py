@@ -18,7 +18,7 @@ Pure numpy: arrays in, a frozen dataclass out; JSON in and out for the bundle.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -35,6 +35,23 @@ PERCENTILES = np.linspace(0.0, 100.0, 101)
 _DECILES = np.linspace(10.0, 90.0, 9)
 
 BinKind = Literal["numeric", "discrete"]
+
+# A bin empty on one side would make ln(a / e) infinite. Both shares are floored at this
+# before the sum (not renormalised: the floor is far below any share worth reading), so a bin
+# that goes from 10% to empty adds (0.1 - 1e-4) * ln(0.1 / 1e-4) = 0.69: a clear alarm, finite.
+PSI_EPSILON = 1e-4
+
+
+def population_stability_index(
+    expected_shares: np.ndarray, actual_shares: np.ndarray, eps: float = PSI_EPSILON
+) -> float:
+    """sum((a - e) * ln(a / e)) over bins, a the actual share, e the expected one, each share
+    floored at ``eps`` (see PSI_EPSILON)."""
+    e = np.maximum(np.asarray(expected_shares, dtype=np.float64), eps)
+    a = np.maximum(np.asarray(actual_shares, dtype=np.float64), eps)
+    if e.shape != a.shape:
+        raise ValueError(f"{e.shape} expected shares against {a.shape} actual ones")
+    return float(np.sum((a - e) * np.log(a / e)))
 
 
 @dataclass(frozen=True)
@@ -54,6 +71,11 @@ class ValueReference:
     percentiles: tuple[float, ...]  # of the values present; empty when all are missing
     edges: tuple[float, ...]
     shares: tuple[float, ...]
+    # PSI of the train period's values in these bins: how far the column moved between the
+    # train period and the reference period (None: not measured). Entity ages and cumulative
+    # counts grow with time, so their live PSI is large by construction; the monitor judges
+    # them against this (``serving.monitor``).
+    baseline_psi: float | None = None
 
     @property
     def n_bins(self) -> int:
@@ -93,6 +115,9 @@ class ModelReference:
                 percentiles=tuple(float(v) for v in d["percentiles"]),
                 edges=tuple(float(v) for v in d["edges"]),
                 shares=tuple(float(v) for v in d["shares"]),
+                baseline_psi=(
+                    float(d["baseline_psi"]) if d.get("baseline_psi") is not None else None
+                ),
             )
 
         return cls(
@@ -130,15 +155,7 @@ def describe_values(name: str, values: np.ndarray, categorical: bool = False) ->
 
 
 def _with_shares(reference: ValueReference, shares: np.ndarray) -> ValueReference:
-    return ValueReference(
-        reference.name,
-        reference.kind,
-        reference.rows,
-        reference.missing_share,
-        reference.percentiles,
-        reference.edges,
-        tuple(float(s) for s in shares),
-    )
+    return replace(reference, shares=tuple(float(s) for s in shares))
 
 
 def bin_shares(reference: ValueReference, values: np.ndarray) -> np.ndarray:
@@ -171,19 +188,24 @@ def build_reference(
     risk: np.ndarray,
     expected_revenue: np.ndarray,
     period: dict[str, str],
+    X_baseline: np.ndarray | None = None,
 ) -> ModelReference:
     """The reference of a manifest-ordered matrix of traffic (every parcel, inspected or not:
-    live traffic is every parcel) and the calibrated risk the model gives it."""
+    live traffic is every parcel) and the calibrated risk the model gives it. ``X_baseline``:
+    an earlier period's matrix (the train period), for each feature's ``baseline_psi``."""
     X = np.asarray(X, dtype=np.float64)
     if X.ndim != 2 or X.shape[1] != len(manifest.names):
         raise ValueError(f"X has shape {X.shape}: need one column per manifest feature")
     categorical = set(manifest.categorical_names)
-    features = tuple(
-        describe_values(name, X[:, j], categorical=name in categorical)
-        for j, name in enumerate(manifest.names)
-    )
+    features = []
+    for j, name in enumerate(manifest.names):
+        ref = describe_values(name, X[:, j], categorical=name in categorical)
+        if X_baseline is not None and len(X_baseline):
+            earlier = bin_shares(ref, np.asarray(X_baseline, dtype=np.float64)[:, j])
+            ref = replace(ref, baseline_psi=population_stability_index(ref.shares, earlier))
+        features.append(ref)
     return ModelReference(
-        features=features,
+        features=tuple(features),
         score=describe_values(SCORE_NAME, risk),
         rows=len(X),
         period=period,

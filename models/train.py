@@ -499,7 +499,12 @@ def train_models(
         revenue_booster_eval=first_revenue if params.refit else None,
     )
     deployed.reference = _traffic_reference(
-        deployed, X[lane_traffic], frame.loc[lane_traffic, "declared_at"], used, params.refit
+        deployed,
+        X[lane_traffic],
+        frame.loc[lane_traffic, "declared_at"],
+        used,
+        params.refit,
+        X[parts["train"]],
     )
     first_pass = deployed.evaluation_model()
     # A shift here means the refit moved the log-odds away from the shared calibration.
@@ -608,20 +613,28 @@ def train_models(
 
 
 def _traffic_reference(
-    model: RiskModel, X: np.ndarray, declared_at: pd.Series, manifest: FeatureManifest, refit: bool
+    model: RiskModel,
+    X: np.ndarray,
+    declared_at: pd.Series,
+    manifest: FeatureManifest,
+    refit: bool,
+    X_train: np.ndarray,
 ) -> ModelReference:
     """What ``parcelrisk monitor`` measures live traffic against: the period the lane cut-offs
     were fitted on, every parcel of it. The latest period, not the train one: entity-history
     features (counts, ages) grow with the history, so the period just before deployment is
     the one live traffic should resemble, and its score distribution is the one the lane
-    shares were set on (a shift in it is a shift in the lanes)."""
+    shares were set on (a shift in it is a shift in the lanes). The train period's traffic
+    measures how far each feature moves with time alone (``baseline_psi``)."""
     scores = model.score(X)
     period = {
         "name": "test" if refit else "validation",
         "from": str(declared_at.min()) if len(declared_at) else "",
         "to": str(declared_at.max()) if len(declared_at) else "",
     }
-    return build_reference(X, manifest, scores["risk"], scores["expected_revenue"], period)
+    return build_reference(
+        X, manifest, scores["risk"], scores["expected_revenue"], period, X_baseline=X_train
+    )
 
 
 def _fit_revenue(

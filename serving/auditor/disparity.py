@@ -1,4 +1,5 @@
-"""Lane rates and hit rates by origin and by channel for one model version.
+"""Lane rates and hit rates by origin, channel and platform: one model version's (the auditor's
+model page) or a period's (``parcelrisk monitor``).
 
 Per group: how often the model sent its parcels to red (and to red or yellow), and how often an
 inspected parcel of the group was found illicit. A group is flagged when its red rate, relative
@@ -14,14 +15,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-DIMENSIONS = ("origin_country", "channel")
+DIMENSIONS = ("origin_country", "channel", "platform_id")
 TOLERANCE = 1.5  # ratio of (relative red rate) to (relative hit rate) that raises a flag
 MIN_RESULTS = 20
 
 
 @dataclass(frozen=True)
 class LaneCount:
-    """Decisions of one (origin, channel, lane) cell and the inspection results among them."""
+    """Decisions of one (origin, channel, platform, lane) cell and the inspection results
+    among them."""
 
     origin_country: str | None
     channel: str | None
@@ -29,6 +31,7 @@ class LaneCount:
     decisions: int
     inspected: int
     illicit: int
+    platform_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -46,28 +49,43 @@ class GroupRates:
 _COUNTS = """
 SELECT json_extract(d.declaration_json, '$.origin_country'),
        json_extract(d.declaration_json, '$.channel'),
-       d.lane, COUNT(*), COUNT(o.declaration_id), COALESCE(SUM(o.illicit), 0)
+       d.lane, COUNT(*), COUNT(o.declaration_id), COALESCE(SUM(o.illicit), 0),
+       json_extract(d.declaration_json, '$.platform_id')
 FROM decisions AS d LEFT JOIN outcomes AS o ON o.declaration_id = d.declaration_id
-WHERE d.model_name = ? AND d.model_version = ?
-GROUP BY 1, 2, 3
+WHERE (? IS NULL OR d.model_name = ?) AND (? IS NULL OR d.model_version = ?)
+  AND (? IS NULL OR d.declared_at >= ?) AND (? IS NULL OR d.declared_at < ?)
+GROUP BY 1, 2, 3, 7
 """
 
 
-def read_lane_counts(db_path: Path, model_name: str, model_version: str) -> list[LaneCount]:
-    """The counts of one model version's decisions, read-only from the decision store file."""
+def read_lane_counts(
+    db_path: Path,
+    model_name: str | None = None,
+    model_version: str | None = None,
+    declared_from: str | None = None,
+    declared_to: str | None = None,
+) -> list[LaneCount]:
+    """The counts of the decisions of one model version and/or declared in [``declared_from``,
+    ``declared_to``) (the store's time text), read-only from the decision store file."""
     conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=10.0)
     try:
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         if not {"decisions", "outcomes"} <= tables:
             return []
-        rows = conn.execute(_COUNTS, (model_name, model_version)).fetchall()
+        bounds = (model_name, model_version, declared_from, declared_to)
+        rows = conn.execute(_COUNTS, [v for b in bounds for v in (b, b)]).fetchall()
     finally:
         conn.close()
     return [LaneCount(*row) for row in rows]
 
 
-def group_rates(counts: Iterable[LaneCount], dimension: str) -> list[GroupRates]:
-    """Rates per value of ``dimension`` (origin_country or channel), most decisions first."""
+def group_rates(
+    counts: Iterable[LaneCount],
+    dimension: str,
+    tolerance: float = TOLERANCE,
+    min_results: int = MIN_RESULTS,
+) -> list[GroupRates]:
+    """Rates per value of ``dimension`` (one of ``DIMENSIONS``), most decisions first."""
     if dimension not in DIMENSIONS:
         raise ValueError(f"dimension must be one of {DIMENSIONS}")
     totals: dict[str, list[int]] = {}  # group -> [decisions, red, selected, inspected, illicit]
@@ -97,25 +115,39 @@ def group_rates(counts: Iterable[LaneCount], dimension: str) -> list[GroupRates]
                 selected / n if n else 0.0,
                 inspected,
                 hit_rate,
-                _flag(red_rate, hit_rate, inspected, overall_red, overall_hit),
+                _flag(
+                    red_rate,
+                    hit_rate,
+                    inspected,
+                    overall_red,
+                    overall_hit,
+                    tolerance,
+                    min_results,
+                ),
             )
         )
     return sorted(out, key=lambda g: (-g.decisions, g.group))
 
 
 def _flag(
-    red_rate: float, hit_rate: float | None, inspected: int, overall_red: float, overall_hit: float
+    red_rate: float,
+    hit_rate: float | None,
+    inspected: int,
+    overall_red: float,
+    overall_hit: float,
+    tolerance: float,
+    min_results: int,
 ) -> str:
-    if hit_rate is None or inspected < MIN_RESULTS:
+    if hit_rate is None or inspected < min_results:
         return "too few results"
     if overall_red <= 0 or overall_hit <= 0:
         return ""
     # a small floor keeps a group with no red (or no hit) comparable instead of dividing by zero
     red_ratio = max(red_rate / overall_red, 0.01)
     hit_ratio = max(hit_rate / overall_hit, 0.01)
-    if red_ratio > hit_ratio * TOLERANCE:
+    if red_ratio > hit_ratio * tolerance:
         return "more red than hits justify"
-    if red_ratio * TOLERANCE < hit_ratio:
+    if red_ratio * tolerance < hit_ratio:
         return "less red than hits justify"
     return ""
 

@@ -421,7 +421,9 @@ class AuditorPages:
         evidence = self.evidence(service).get(name, version)
         counts = read_lane_counts(sqlite_path(service.config.audit_db), name, version)
         disparity = []
-        for dimension, title in zip(DIMENSIONS, ("By origin country", "By channel"), strict=True):
+        for dimension, title in zip(
+            DIMENSIONS, ("By origin country", "By channel", "By platform"), strict=True
+        ):
             rates = group_rates(counts, dimension)[:30]
             chart = charts.grouped_bars_svg(
                 [r.group for r in rates],

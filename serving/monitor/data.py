@@ -1,0 +1,132 @@
+"""What ``parcelrisk monitor`` reads and writes: a period of the decision store (read-only), the
+champion's bundle and its lane targets from MLflow, and the report logged back to its run."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from features.errors import ParcelriskError
+
+if TYPE_CHECKING:
+    from models.bundle import RiskModel
+
+# A declaration scored twice (a resubmission) counts once, as first scored: the monitor reads
+# traffic, and traffic is declarations. Its result, where one is stored, joined beside it.
+_PERIOD = """
+SELECT d.decision_id, d.declaration_id, d.declared_at, d.manifest_fingerprint, d.model_name,
+       d.model_version, d.thresholds_version, d.lane_policy, d.risk, d.expected_revenue, d.lane,
+       d.exploration, d.features,
+       json_extract(d.declaration_json, '$.aeo_operator') AS aeo_operator,
+       {outcome_columns}
+FROM (
+    SELECT *, ROW_NUMBER() OVER (PARTITION BY declaration_id ORDER BY scored_at, rowid) AS n
+    FROM decisions WHERE declared_at >= ? AND declared_at < ?
+) AS d {outcome_join}
+WHERE d.n = 1
+ORDER BY d.declared_at, d.seq
+"""
+_WITH_OUTCOMES = (
+    "o.declaration_id IS NOT NULL AS has_result, o.illicit, o.revenue_recovered",
+    "LEFT JOIN outcomes AS o ON o.declaration_id = d.declaration_id",
+)
+_WITHOUT_OUTCOMES = ("0 AS has_result, NULL AS illicit, NULL AS revenue_recovered", "")
+
+
+def open_read_only(path: Path) -> sqlite3.Connection:
+    """The store file opened read-only: a monitor's read must never create or change anything."""
+    if not path.is_file():
+        raise ParcelriskError(f"decision store {path}: no such file")
+    return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=10.0)
+
+
+def read_period(path: Path, declared_from: str, declared_to: str) -> pd.DataFrame:
+    """The decisions declared in [``declared_from``, ``declared_to``) (the store's time text),
+    one per declaration, with their inspection result where stored (``has_result``)."""
+    conn = open_read_only(path)
+    try:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if "decisions" not in tables:
+            raise ParcelriskError(f"decision store {path}: no decisions table (nothing scored)")
+        columns, join = _WITH_OUTCOMES if "outcomes" in tables else _WITHOUT_OUTCOMES
+        query = _PERIOD.format(outcome_columns=columns, outcome_join=join)
+        cursor = conn.execute(query, (declared_from, declared_to))
+        names = [c[0] for c in cursor.description]
+        frame = pd.DataFrame(cursor.fetchall(), columns=names)
+    finally:
+        conn.close()
+    frame["declared_at"] = pd.to_datetime(frame["declared_at"], utc=True, format="ISO8601")
+    for column in ("exploration", "has_result"):
+        frame[column] = frame[column].fillna(0).astype(bool)
+    frame["aeo_operator"] = frame["aeo_operator"].fillna(0).astype(bool)
+    for column in ("risk", "expected_revenue", "illicit", "revenue_recovered"):
+        frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
+    return frame
+
+
+def load_champion_bundle(
+    tracking_uri: str | None, name: str, alias: str
+) -> tuple[RiskModel, dict[str, str], Any]:
+    """The bundle behind ``name@alias`` (not its entity state: the monitor never scores),
+    {name, version, run_id, alias} and the MLflow client."""
+    from mlflow.exceptions import MlflowException
+
+    from models.bundle import RiskModel
+    from models.registry import (
+        BUNDLE_ARTIFACT,
+        alias_version,
+        registry_client,
+        resolve_tracking_uri,
+    )
+
+    client = registry_client(tracking_uri)
+    version = alias_version(client, name, alias)
+    if version is None:
+        raise ParcelriskError(
+            f"no model {name!r}@{alias} in the registry at {resolve_tracking_uri(tracking_uri)}: "
+            "nothing to monitor against (train and promote a model first)"
+        )
+    run_id = client.get_model_version(name, version).run_id
+    dst = Path(tempfile.mkdtemp(prefix="parcelrisk-monitor-"))
+    try:
+        bundle = Path(client.download_artifacts(run_id, BUNDLE_ARTIFACT, str(dst)))
+    except (MlflowException, OSError) as exc:
+        raise ParcelriskError(
+            f"model {name!r} version {version} (run {run_id}): bundle missing: {exc}"
+        ) from exc
+    info = {"name": name, "version": str(version), "run_id": run_id, "alias": alias}
+    return RiskModel.load(bundle), info, client
+
+
+def read_lane_targets(client: Any, run_id: str) -> dict[str, tuple[float, float]]:
+    """thresholds version -> (red_rate, yellow_rate) of the lane cut-offs set on the run after
+    training (``thresholds/<version>.json`` artifacts, each a ``LaneThresholds``); none: {}."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        listed = client.list_artifacts(run_id, "thresholds")
+    except (MlflowException, OSError):
+        return {}
+    out: dict[str, tuple[float, float]] = {}
+    with tempfile.TemporaryDirectory(prefix="parcelrisk-thresholds-") as tmp:
+        for item in listed:
+            if item.is_dir or not item.path.endswith(".json"):
+                continue
+            try:
+                local = client.download_artifacts(run_id, item.path, tmp)
+                body = json.loads(Path(local).read_text())
+                out[str(body["version"])] = (float(body["red_rate"]), float(body["yellow_rate"]))
+            except (MlflowException, OSError, ValueError, KeyError, TypeError):
+                continue  # not a thresholds file this reader knows: those targets stay unknown
+    return out
+
+
+def log_report(client: Any, run_id: str, files: list[Path], artifact_path: str) -> None:
+    """The report's files logged to the champion's run (a finished run takes artifacts too)."""
+    for path in files:
+        client.log_artifact(run_id, str(path), artifact_path)

@@ -1,0 +1,251 @@
+"""The monitor's HTML report: one self-contained page (figures inline as base64 PNG, no scripts,
+no CDN), the alerts first. Every text from the store or the model is escaped."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from features.params import MonitorParams
+    from models.reference import ValueReference
+
+
+def _png(fig: Any) -> str:
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    data = base64.b64encode(buffer.getvalue()).decode("ascii")
+    return f'<img alt="" src="data:image/png;base64,{data}">'
+
+
+def _figure(width: float = 7.0, height: float = 3.2) -> tuple[Any, Any]:
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display, whatever the environment says
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(figsize=(width, height))
+
+
+def psi_chart(features: list[dict[str, Any]], top: int, threshold: float) -> str:
+    rows = features[:top][::-1]
+    fig, ax = _figure(7.0, 0.3 * len(rows) + 1.2)
+    ax.barh([r["name"] for r in rows], [r["psi"] for r in rows], color="#4a78b0")
+    ax.axvline(threshold, color="#c0392b", linestyle="--", label=f"alert {threshold}")
+    ax.set_xlabel("PSI against the training reference")
+    ax.legend(loc="lower right")
+    return _png(fig)
+
+
+def score_chart(reference: ValueReference, live: list[float]) -> str:
+    """Live risk against the reference CDF (from its percentiles)."""
+    fig, ax = _figure()
+    p = np.asarray(reference.percentiles)
+    ax.plot(p, np.linspace(0, 1, len(p)), label="training reference", color="#555")
+    x = np.sort(np.asarray(live, dtype=float))
+    ax.step(x, np.arange(1, len(x) + 1) / len(x), where="post", label="live", color="#c0392b")
+    ax.set_xlabel("calibrated risk")
+    ax.set_ylabel("share of parcels at or below")
+    ax.legend()
+    return _png(fig)
+
+
+def lane_chart(daily: list[dict[str, Any]]) -> str:
+    fig, ax = _figure()
+    days = [d["day"][5:] for d in daily]
+    for lane, colour in (("red", "#c0392b"), ("yellow", "#d4a017")):
+        ax.plot(days, [d[lane] for d in daily], marker="o", color=colour, label=f"{lane} share")
+        ax.plot(days, [d[f"{lane}_target"] for d in daily], "--", color=colour, alpha=0.6)
+    ax.set_ylabel("share of decisions (dashed: target)")
+    ax.tick_params(axis="x", rotation=45)
+    ax.legend()
+    return _png(fig)
+
+
+def hit_rate_chart(buckets: list[dict[str, Any]]) -> str:
+    judged = [b for b in buckets if b["results"]]
+    fig, ax = _figure()
+    x = np.arange(len(judged))
+    rate = np.array([b["hit_rate"] for b in judged], dtype=float)
+    low = np.array([b["hit_rate_low"] for b in judged], dtype=float)
+    high = np.array([b["hit_rate_high"] for b in judged], dtype=float)
+    ax.errorbar(x, rate, yerr=[rate - low, high - rate], fmt="o", capsize=4, label="hit rate")
+    ax.plot(x, [b["expected_hit_rate"] for b in judged], "s", color="#555", label="expected")
+    ax.set_xticks(x, [f"{b['from']}\n({b['results']})" for b in judged])
+    ax.set_ylabel("exploration hit rate (results)")
+    ax.legend()
+    return _png(fig)
+
+
+def disparity_chart(rates: list[dict[str, Any]], title: str) -> str:
+    rows = [r for r in rates if r["hit_rate"] is not None][:15]
+    fig, ax = _figure()
+    x = np.arange(len(rows))
+    ax.bar(x - 0.2, [r["red_rate"] for r in rows], 0.4, label="red rate", color="#c0392b")
+    ax.bar(x + 0.2, [r["hit_rate"] for r in rows], 0.4, label="hit rate", color="#4a78b0")
+    labels = [
+        ("* " if r["flag"] and r["flag"] != "too few results" else "") + r["group"] for r in rows
+    ]
+    ax.set_xticks(x, labels, rotation=45, ha="right")
+    ax.set_title(f"{title} (* flagged)")
+    ax.legend()
+    return _png(fig)
+
+
+def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    def cell(v: Any) -> str:
+        if isinstance(v, float):
+            return "-" if v != v else f"{v:.4g}"
+        return html.escape("-" if v is None else str(v))
+
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{cell(r.get(c))}</td>" for c in columns) + "</tr>" for r in rows
+    )
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def render_report(
+    summary: dict[str, Any], reference: ValueReference | None, params: MonitorParams
+) -> str:
+    """The page for ``summary`` (``serving.monitor.compute.monitor_period``'s)."""
+    esc = html.escape
+    period, champion = summary["period"], summary["champion"]
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'>",
+        "<title>parcelrisk monitor</title><style>body{font-family:sans-serif;margin:2em}"
+        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px}"
+        ".alert{color:#a00}</style></head><body>",
+        f"<h1>Monitoring {esc(period['since'])} to {esc(period['until'])}</h1>",
+        f"<p>{summary['decisions']} declarations; champion {esc(champion['name'])} "
+        f"v{esc(champion['version'])} (run {esc(champion['run_id'])}).</p>",
+        "<h2>Alerts</h2>",
+    ]
+    alerts = summary["alerts"]
+    parts.append(
+        "<ul>" + "".join(f"<li class='alert'>{esc(a['message'])}</li>" for a in alerts) + "</ul>"
+        if alerts
+        else "<p>None.</p>"
+    )
+    drift = summary["drift"]
+    parts.append("<h2>Drift against the training reference</h2>")
+    parts.append(
+        f"<p>{drift['comparable_decisions']} decisions made with the champion's feature manifest; "
+        f"{drift['other_manifest_decisions']} with another (not compared).</p>"
+    )
+    if not drift.get("available"):
+        parts.append(f"<p>{esc(drift['reason'])}</p>")
+    else:
+        if drift.get("not_judged"):
+            parts.append(f"<p>Not judged: {esc(drift['not_judged'])}.</p>")
+        if drift["features"]:
+            parts.append(
+                psi_chart(drift["features"], params.report_top_features, params.psi_feature_alert)
+            )
+        if drift["score"] is not None and reference is not None:
+            parts.append(
+                f"<p>Risk score: PSI {drift['score']['psi']:.3f}, KS {drift['score']['ks']:.3f}</p>"
+            )
+            parts.append(score_chart(reference, drift["score_live"]))
+        parts.append(
+            _table(
+                drift["features"],
+                [
+                    "name",
+                    "kind",
+                    "psi",
+                    "ks",
+                    "ks_p_value",
+                    "missing_share",
+                    "reference_missing_share",
+                ],
+            )
+        )
+    lanes = summary["lanes"]
+    parts.append("<h2>Lane shares</h2>")
+    overall = lanes["overall"]
+    parts.append(
+        f"<p>Outside exploration, over {overall['decisions']} decisions with known targets: "
+        f"red {_pct(overall['red'])} (target {_pct(overall['red_target'])}), yellow "
+        f"{_pct(overall['yellow'])} (target {_pct(overall['yellow_target'])}). Exploration "
+        f"{_pct(lanes['exploration']['share'])} of all (rate {_pct(lanes['exploration']['target'])})."
+        f" {lanes['unknown_thresholds_decisions']} decisions under thresholds versions with no "
+        "known target.</p>"
+    )
+    if lanes["daily"]:
+        parts.append(lane_chart(lanes["daily"]))
+    refit = lanes["refit"]
+    if refit is not None:
+        parts.append(
+            f"<p>Cut-offs that would have filled the targets on this traffic ({esc(refit['objective'])}"
+            f", after the AEO discount): red {refit['red_cutoff']:.5g} (now "
+            f"{refit['current_red_cutoff']:.5g}), yellow {refit['yellow_cutoff']:.5g} (now "
+            f"{refit['current_yellow_cutoff']:.5g}).</p>"
+        )
+    exploration = summary["exploration"]
+    ov = exploration["overall"]
+    parts.append("<h2>Exploration hit rate</h2>")
+    parts.append(
+        f"<p>{ov['parcels']} exploration parcels, {ov['results']} results, "
+        f"<b>{ov['results_missing']} results missing</b>. Hit rate {_pct(ov['hit_rate'])} "
+        f"({_pct(ov['hit_rate_low'])}-{_pct(ov['hit_rate_high'])}), expected "
+        f"{_pct(ov['expected_hit_rate'])}; revenue per inspection "
+        f"{_num(ov['revenue_per_inspection'])} (expected "
+        f"{_num(ov['expected_revenue_per_inspection'])}).</p>"
+    )
+    if any(b["results"] for b in exploration["buckets"]):
+        parts.append(hit_rate_chart(exploration["buckets"]))
+    parts.append(
+        _table(
+            exploration["buckets"],
+            [
+                "from",
+                "parcels",
+                "results",
+                "results_missing",
+                "hit_rate",
+                "hit_rate_low",
+                "hit_rate_high",
+                "expected_hit_rate",
+                "revenue_per_inspection",
+                "revenue_low",
+                "revenue_high",
+                "expected_revenue_per_inspection",
+            ],
+        )
+    )
+    parts.append("<h2>Disparity</h2>")
+    for dimension, rates in summary["disparity"].items():
+        if any(r["hit_rate"] is not None for r in rates):
+            parts.append(disparity_chart(rates, dimension))
+        parts.append(
+            _table(
+                rates[:30],
+                [
+                    "group",
+                    "decisions",
+                    "red_rate",
+                    "selected_rate",
+                    "inspected",
+                    "hit_rate",
+                    "flag",
+                ],
+            )
+        )
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None or v != v else f"{v:.2%}"
+
+
+def _num(v: float | None) -> str:
+    return "-" if v is None or v != v else f"{v:.2f}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -86,6 +87,8 @@ def monitor(
     from serving.monitor.report import render_report
     from serving.outcome_store import sqlite_path
 
+    # a progress bar per bundle file on stderr says nothing to a person or a cron job
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     settings = settings_from(params)
     start = _bound(since, "--since")
     end = _bound(until, "--until") if until is not None else pd.Timestamp.now(tz="UTC")

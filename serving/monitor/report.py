@@ -59,12 +59,12 @@ def score_chart(reference: ValueReference, live: list[float]) -> str:
 
 def lane_chart(daily: list[dict[str, Any]]) -> str:
     fig, ax = _figure()
-    days = [d["day"][5:] for d in daily]
+    x = np.arange(len(daily))  # positions, the days as labels (matplotlib would parse them)
     for lane, colour in (("red", "#c0392b"), ("yellow", "#d4a017")):
-        ax.plot(days, [d[lane] for d in daily], marker="o", color=colour, label=f"{lane} share")
-        ax.plot(days, [d[f"{lane}_target"] for d in daily], "--", color=colour, alpha=0.6)
+        ax.plot(x, [d[lane] for d in daily], marker="o", color=colour, label=f"{lane} share")
+        ax.plot(x, [d[f"{lane}_target"] for d in daily], "--", color=colour, alpha=0.6)
+    ax.set_xticks(x, [d["day"][5:] for d in daily], rotation=45)
     ax.set_ylabel("share of decisions (dashed: target)")
-    ax.tick_params(axis="x", rotation=45)
     ax.legend()
     return _png(fig)
 

@@ -1,0 +1,336 @@
+"""`parcelrisk monitor` (``serving.monitor``): the pure sections and their alert thresholds on
+small frames, then the command end to end over decisions scored through the real scoring path
+against the session's real champion (trained with its training reference)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from features.params import MonitorParams
+from models.bundle import LaneThresholds
+from serving.auditor.disparity import LaneCount
+from serving.monitor.compute import (
+    feature_alert_level,
+    measure_disparity,
+    measure_exploration,
+    measure_lane_shares,
+    measure_period_drift,
+    wilson_interval,
+)
+
+INFO = {"name": "parcel-risk", "version": "1", "run_id": "r", "alias": "champion"}
+POLICY = json.dumps({"aeo_risk_discount": 0.5, "exploration_rate": 0.02})
+
+
+def test_wilson_interval_matches_the_formula_by_hand() -> None:
+    # 5 hits in 20, z = 1.959964: centre (0.25 + z^2/40) / (1 + z^2/20) = 0.346037 / 1.192073
+    # = 0.290281; half z * sqrt(0.25*0.75/20 + z^2/1600) / 1.192073 = 0.178419
+    low, high = wilson_interval(5, 20, 0.95)
+    assert low == pytest.approx(0.111862, abs=1e-5) and high == pytest.approx(0.468700, abs=1e-5)
+    assert wilson_interval(0, 10)[0] == pytest.approx(0.0, abs=1e-12)  # never negative
+
+
+@pytest.mark.parametrize(("baseline", "trending", "level"), [(None, False, 0.25),
+    (0.1, False, 0.25), (0.2499, False, 0.25), (0.2501, True, 0.5002), (3.0, True, 6.0)])  # fmt: skip
+def test_a_feature_trending_in_training_alerts_above_its_own_move(
+    baseline, trending, level
+) -> None:
+    got = feature_alert_level(baseline, MonitorParams(psi_feature_alert=0.25, trend_margin=2.0))
+    assert got["trending"] is trending and got["alert_above"] == pytest.approx(level)
+
+
+def _champion(red_rate=0.1, yellow_rate=0.2, reference=None):
+    thresholds = LaneThresholds("risk", 0.5, 0.3, red_rate, yellow_rate, "thr-1")
+    return SimpleNamespace(
+        thresholds=thresholds,
+        reference=reference,
+        manifest=SimpleNamespace(fingerprint="fp-1"),
+    )
+
+
+def _frame(lanes: list[str], exploration: list[bool] | None = None, **columns) -> pd.DataFrame:
+    n = len(lanes)
+    frame = pd.DataFrame(
+        {
+            "declared_at": pd.Timestamp("2026-03-01", tz="UTC")
+            + pd.to_timedelta(np.arange(n), unit="min"),
+            "lane": lanes,
+            "exploration": exploration or [False] * n,
+            "thresholds_version": ["thr-1"] * n,
+            "lane_policy": [POLICY] * n,
+            "model_name": ["parcel-risk"] * n,
+            "model_version": ["1"] * n,
+            "manifest_fingerprint": ["fp-1"] * n,
+            "risk": np.linspace(0, 1, n),
+            "expected_revenue": np.linspace(0, 10, n),
+            "aeo_operator": [False] * n,
+            "has_result": [False] * n,
+            "illicit": [np.nan] * n,
+            "revenue_recovered": [np.nan] * n,
+        }
+    )
+    for name, values in columns.items():
+        frame[name] = values
+    return frame
+
+
+@pytest.mark.parametrize(("red", "fires"), [(129, False), (131, True)])
+def test_the_red_share_alerts_just_beyond_the_allowed_deviation(red, fires) -> None:
+    # target 10% of 1000 = 100; allowed +30%: 130. 129 red is +29%, 131 is +31%.
+    frame = _frame(["red"] * red + ["yellow"] * 200 + ["green"] * (800 - red))
+    params = MonitorParams(max_lane_share_deviation=0.3, min_lane_decisions=100)
+    section, alerts = measure_lane_shares(frame, _champion(), INFO, {"thr-1": (0.1, 0.2)}, params)
+    assert section["overall"]["red"] == pytest.approx(red / 1000)
+    assert [a.subject for a in alerts] == (["red"] if fires else [])
+
+
+def test_lane_shares_leave_exploration_out_and_name_unknown_versions() -> None:
+    frame = _frame(["red"] * 10 + ["yellow"] * 20 + ["green"] * 70, [False] * 90 + [True] * 10)
+    frame.loc[:4, "thresholds_version"] = "thr-unknown"
+    section, _ = measure_lane_shares(
+        frame, _champion(), INFO, {"thr-1": (0.1, 0.2)}, MonitorParams()
+    )
+    assert section["unknown_thresholds_decisions"] == 5
+    assert section["unknown_thresholds_versions"] == ["thr-unknown"]
+    assert section["overall"]["decisions"] == 85  # 100 - 5 unknown - 10 exploration
+    assert section["exploration"] == pytest.approx({"share": 0.1, "target": 0.02})
+    assert not section["judged"]  # fewer than min_lane_decisions: reported, not judged
+    # the refit fills 10% red on the champion's 100 decisions (risk 0..1 evenly)
+    assert section["refit"]["red_cutoff"] == pytest.approx(0.909, abs=0.01)
+
+
+def test_another_version_s_targets_are_used_for_its_decisions() -> None:
+    frame = _frame(["red"] * 50 + ["green"] * 950)
+    targets = {"thr-1": (0.1, 0.2), "thr-2": (0.05, 0.2)}
+    frame["thresholds_version"] = "thr-2"
+    params = MonitorParams(min_lane_decisions=100)
+    section, alerts = measure_lane_shares(frame, _champion(), INFO, targets, params)
+    assert section["overall"]["red_target"] == pytest.approx(0.05)
+    assert not [a for a in alerts if a.subject == "red"]
+
+
+@pytest.mark.parametrize(("hits", "fires"), [(6, False), (2, True)])
+def test_exploration_hit_rate_alerts_when_its_interval_is_below_expected(hits, fires) -> None:
+    # 60 results, the model expected 0.25 on them; tolerance 25%: alert when the Wilson upper
+    # bound is below 0.1875. 2/60: upper 0.114; 6/60: upper 0.202.
+    n = 60
+    frame = _frame(["yellow"] * n, [True] * n, risk=[0.25] * n, has_result=[True] * n,
+                   illicit=[1.0] * hits + [0.0] * (n - hits))  # fmt: skip
+    params = MonitorParams(min_results=30, hit_rate_tolerance=0.25)
+    section, alerts = measure_exploration(
+        frame, pd.Timestamp("2026-03-01", tz="UTC"), _champion(), params
+    )
+    assert section["overall"]["hit_rate"] == pytest.approx(hits / n)
+    assert [a.kind for a in alerts] == (["exploration_hit_rate"] if fires else [])
+
+
+def test_exploration_says_how_many_results_are_missing_and_does_not_judge_too_few() -> None:
+    frame = _frame(["yellow"] * 40, [True] * 40, has_result=[True] * 10 + [False] * 30,
+                   illicit=[1.0] * 10 + [np.nan] * 30)  # fmt: skip
+    section, alerts = measure_exploration(
+        frame, pd.Timestamp("2026-03-01", tz="UTC"), _champion(), MonitorParams(min_results=30)
+    )
+    assert section["overall"]["results_missing"] == 30 and not section["judged"]
+    assert "30 still missing" in section["not_judged"] and alerts == []
+
+
+def test_disparity_flags_a_platform_too() -> None:
+    counts = [
+        LaneCount("CN", "postal", "red", 300, 100, 10, "PL1"),
+        LaneCount("CN", "postal", "green", 700, 50, 5, "PL1"),
+        LaneCount("US", "express", "red", 30, 30, 15, "PL2"),
+        LaneCount("US", "express", "green", 970, 60, 30, "PL2"),
+    ]
+    section, alerts = measure_disparity(counts, MonitorParams())
+    assert {r["group"] for r in section["platform_id"]} == {"PL1", "PL2"}
+    assert {a.subject for a in alerts} >= {"platform_id=PL1", "origin_country=US"}
+    _, none = measure_disparity(counts, MonitorParams(disparity_tolerance=100))
+    assert none == []
+
+
+def test_a_champion_without_reference_skips_drift_without_failing() -> None:
+    section, alerts = measure_period_drift(
+        _frame(["green"] * 3), _champion(), INFO, MonitorParams()
+    )
+    assert section["available"] is False and "no training reference" in section["reason"]
+    assert alerts == []
+
+
+# --- the command end to end ------------------------------------------------------------------
+
+
+def _cli(capsys, *args: str) -> tuple[int, str, str]:
+    from serving.main import main
+
+    argv = sys.argv
+    sys.argv = ["parcelrisk", *args]
+    try:
+        main()
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    finally:
+        sys.argv = argv
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def monitored(real_pipeline, tmp_path_factory):
+    """600 fresh declarations scored through the real path into a store, with the results of
+    the red and exploration parcels posted; params files that alert on anything and on nothing."""
+    from features.params import load_settings
+    from serving.outcome_store import SqliteOutcomeStore
+    from serving.outcomes import store_outcomes
+    from serving.scoring import decision_records, load_runtime, score_frame
+    from serving.sqlite_store import SqliteDecisionStore
+    from tests.test_serving.conftest import fresh_declarations
+
+    tmp = tmp_path_factory.mktemp("monitor")
+    settings = load_settings(real_pipeline["params"])
+    runtime = load_runtime(settings, real_pipeline["tracking_uri"], tmp / "model")
+    db = tmp / "audit.db"
+    store, results = SqliteDecisionStore(db), SqliteOutcomeStore(db)
+    parcels = fresh_declarations(real_pipeline["history"], 600, prefix="MON")
+    records = []
+    try:
+        for lo in range(0, len(parcels), 100):
+            runtime.catch_up(store, results)
+            batch = score_frame(parcels.iloc[lo : lo + 100].reset_index(drop=True), runtime)
+            part = decision_records(batch, runtime)
+            store.record(part)
+            runtime.recorded(batch, part)
+            records += part
+        inspected = [r for r in records if r.lane == "red" or r.exploration]
+        rng = np.random.default_rng(0)
+        illicit = rng.uniform(size=len(inspected)) < 0.3
+        store_outcomes(
+            results,
+            pd.DataFrame(
+                {
+                    "declaration_id": [r.declaration_id for r in inspected],
+                    "inspected_at": [
+                        (
+                            pd.Timestamp(r.declaration["declared_at"]) + pd.Timedelta(hours=1)
+                        ).strftime("%Y-%m-%dT%H:%M:%SZ")
+                        for r in inspected
+                    ],
+                    "illicit": ["true" if x else "false" for x in illicit],
+                    "offence_type": ["undervaluation" if x else "" for x in illicit],
+                    "revenue_recovered": ["40" if x else "" for x in illicit],
+                }
+            ),
+            source="test",
+        )
+    finally:
+        results.close()
+        store.close()
+    # the fresh parcels may straddle a midnight: the period covers every day they touch
+    day = pd.Timestamp(parcels["declared_at"].min()).strftime("%Y-%m-%d")
+    last = pd.Timestamp(parcels["declared_at"].max()).normalize() + pd.Timedelta(days=1)
+    base = yaml.safe_load(real_pipeline["params"].read_text())
+    paths = {}
+    for name, monitor in (
+        ("alerting", {"psi_score_alert": 0.0001, "min_drift_rows": 10}),
+        (
+            "quiet",
+            {
+                "psi_feature_alert": 1e9,
+                "psi_score_alert": 1e9,
+                "max_lane_share_deviation": 1e9,
+                "min_results": 1_000_000,
+                "disparity_min_results": 1_000_000,
+            },
+        ),
+    ):
+        paths[name] = tmp / f"{name}.yaml"
+        paths[name].write_text(yaml.safe_dump({**base, "monitor": monitor}))
+    return {
+        "db": db,
+        "day": day,
+        "next_day": last.strftime("%Y-%m-%d"),
+        "records": records,
+        "tracking_uri": real_pipeline["tracking_uri"],
+        "params": paths,
+    }
+
+
+def _args(m, params: str, *extra: str) -> list[str]:
+    return ["monitor", "--since", m["day"], "--until", m["next_day"], "--db", str(m["db"]),
+            "--tracking-uri", m["tracking_uri"], "--params", str(m["params"][params]), *extra]  # fmt: skip
+
+
+def test_monitor_alerts_writes_the_report_and_logs_it(monitored, capsys, tmp_path) -> None:
+    from mlflow.tracking import MlflowClient
+
+    code, out, _ = _cli(capsys, *_args(monitored, "alerting", "--report", str(tmp_path)))
+    summary = json.loads(out)
+    assert code == 1, summary["alerts"]
+    assert summary["decisions"] == 600
+    assert summary["drift"]["available"] and summary["drift"]["comparable_decisions"] == 600
+    assert "score_drift" in {a["kind"] for a in summary["alerts"]}
+    features = summary["drift"]["features"]
+    assert features and all(f["psi"] >= 0 and f["alert_above"] >= 0.25 for f in features)
+    assert {"kind", "subject", "value", "threshold", "message"} <= set(summary["alerts"][0])
+    assert summary["exploration"]["overall"]["parcels"] == sum(
+        r.exploration for r in monitored["records"]
+    )
+    assert summary["exploration"]["overall"]["results_missing"] == 0
+    assert set(summary["disparity"]) == {"origin_country", "channel", "platform_id"}
+    html = (tmp_path / "report.html").read_text()
+    assert "data:image/png;base64," in html and "<script" not in html
+    assert json.loads((tmp_path / "summary.json").read_text()) == summary
+    run_id = summary["champion"]["run_id"]
+    folder = f"monitoring/{monitored['day']}_{monitored['next_day']}"
+    logged = {
+        a.path for a in MlflowClient(monitored["tracking_uri"]).list_artifacts(run_id, folder)
+    }
+    assert logged == {f"{folder}/report.html", f"{folder}/summary.json"}
+
+
+def test_monitor_exits_0_without_alerts(monitored, capsys) -> None:
+    code, out, err = _cli(capsys, *_args(monitored, "quiet"))
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["alerts"] == []
+    assert summary["lanes"]["refit"]["decisions"] == 600
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"--since": "yesterday"}, "--since 'yesterday': not a date"),
+        ({"--until": "2020-01-01"}, "is not after --since"),
+        ({"--since": "2020-01-01", "--until": "2020-01-02"}, "no decisions declared in"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(monitored, capsys, change, message) -> None:
+    args = _args(monitored, "quiet")
+    for option, value in change.items():
+        args[args.index(option) + 1] = value
+    code, out, err = _cli(capsys, *args)
+    assert code == 2 and out == ""
+    assert err.startswith("error: ") and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_missing_store_is_one_line_and_exit_2(monitored, capsys, tmp_path) -> None:
+    missing = tmp_path / "nope.db"
+    args = _args(monitored, "quiet")
+    args[args.index("--db") + 1] = str(missing)
+    code, _, err = _cli(capsys, *args)
+    assert code == 2 and err.strip() == f"error: decision store {missing}: no such file"
+    assert not missing.exists()
+
+
+def test_no_champion_is_one_line_and_exit_2(monitored, capsys, tmp_path) -> None:
+    args = _args(monitored, "quiet")
+    args[args.index("--tracking-uri") + 1] = f"sqlite:///{tmp_path / 'empty.db'}"
+    code, _, err = _cli(capsys, *args)
+    assert code == 2 and "error: no model 'parcel-risk'@champion" in err

@@ -3,8 +3,11 @@
 Each ``notebooks/*.ipynb`` is one test (``pytest --durations`` shows its time), executed with
 nbclient on this interpreter's python kernel in a temporary working directory, against one
 sandbox (``models.sandbox``) built once for the module and found through
-``$PARCELRISK_NOTEBOOK_DIR``. The notebooks share a worker under ``--dist loadgroup`` so the
-sandbox is built once per run, not once per worker.
+``$PARCELRISK_NOTEBOOK_DIR``. The sandbox directory is shared by the xdist workers of a run
+and ``build_sandbox`` locks it, so it is built once per run whichever workers the notebooks
+land on (``xdist_group`` alone does not ensure that: with pytest 9.2 and pytest-xdist 3.8,
+``--dist loadgroup`` does not group, as xdist renames ``item._nodeid`` and pytest 9 reads
+``item._id``).
 """
 
 from __future__ import annotations
@@ -45,8 +48,12 @@ def code_notebook(*sources: str):
 
 
 @pytest.fixture(scope="module")
-def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Sandbox:
-    return build_sandbox(tmp_path_factory.mktemp("notebook-sandbox"))
+def sandbox(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Sandbox:
+    base = tmp_path_factory.getbasetemp()
+    # xdist workers' temp dirs share a parent that belongs to this run (pytest-xdist's recipe
+    # for a resource built once per session); a run without xdist uses its own base
+    shared = base.parent if worker_id != "master" else base
+    return build_sandbox(shared / "notebook-sandbox")
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import logging
 import os
@@ -129,8 +130,13 @@ def build_sandbox(
     calls on one directory wait for each other (a file lock), so two notebooks started together
     build once. Needs the pseudonym key like ``features build`` (``parcelrisk keys new``).
     """
-    root = Path(root).resolve()
+    root, params = Path(root).resolve(), Path(params)
+    if not params.is_file():
+        raise ParcelriskError(f"params file not found: {params}")
     recipe = {
+        # a sandbox trained under other params (a pulled change to params.yaml) is refused, not
+        # silently reused
+        "params_sha256": hashlib.sha256(params.read_bytes()).hexdigest()[:16],
         "parcels": parcels,
         "days": days,
         "seed": seed,
@@ -145,7 +151,7 @@ def build_sandbox(
         built = _read_built(root)
         if built is not None:
             return built
-        sandbox = _build(root, recipe, Path(params))
+        sandbox = _build(root, recipe, params)
         record = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(sandbox).items()}
         (root / BUILT_FILE).write_text(json.dumps(record, indent=1))
         return sandbox
@@ -192,8 +198,6 @@ def _check_recipe(root: Path, recipe: dict[str, Any]) -> None:
 def _write_params(source: Path, target: Path, train: dict[str, Any]) -> Path:
     import yaml
 
-    if not source.is_file():
-        raise ParcelriskError(f"params file not found: {source}")
     raw = params_for_copy(source)  # the files it names made absolute
     section = raw.setdefault("train", {})
     for key, value in train.items():

@@ -19,7 +19,7 @@ import pytest
 
 from features.errors import ParcelriskError
 from models.sandbox import NOTEBOOK_DIR_ENV, RECIPE_FILE, Sandbox, build_sandbox, notebook_dir
-from scripts.check_notebooks import notebook_problems, strip_notebook
+from scripts.check_notebooks import main, notebook_problems, strip_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -103,6 +103,20 @@ def test_the_check_names_the_notebook_and_cell_with_outputs(tmp_path: Path) -> N
     assert not strip_notebook(path)  # nothing left to strip: the file is not rewritten
 
 
+def test_the_check_exits_1_and_says_how_to_strip(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import nbformat
+
+    notebook = code_notebook("1 + 1")
+    notebook.cells[0].execution_count = 1
+    nbformat.write(notebook, tmp_path / "a.ipynb")
+    assert main([str(tmp_path / "a.ipynb")]) == 1
+    assert "make strip-notebooks" in capsys.readouterr().err
+    assert main(["--strip", str(tmp_path / "a.ipynb")]) == 0
+    assert main([str(tmp_path / "a.ipynb")]) == 0
+
+
 def test_the_check_refuses_a_broken_notebook(tmp_path: Path) -> None:
     path = tmp_path / "broken.ipynb"
     path.write_text('{"cells": [')
@@ -124,6 +138,11 @@ def test_a_sandbox_built_otherwise_is_refused(tmp_path: Path) -> None:
     (tmp_path / RECIPE_FILE).write_text(json.dumps({"parcels": 99}))
     with pytest.raises(ParcelriskError, match=r"built with other settings \(.*parcels"):
         build_sandbox(tmp_path)
+
+
+def test_a_missing_params_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ParcelriskError, match=r"params file not found: .*nope\.yaml"):
+        build_sandbox(tmp_path / "sandbox", params=tmp_path / "nope.yaml")
 
 
 def test_the_notebook_dir_comes_from_the_environment(tmp_path: Path) -> None:

@@ -27,9 +27,13 @@ test: $(STAMP) ## Run the test suite (installs Debian's chromium for the browser
 	@bash scripts/install_browser.sh || echo "make test: no chromium: tests/browser will be skipped"
 	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
 
-lint: $(STAMP) ## Lint and check formatting
+lint: $(STAMP) ## Lint and check formatting (notebooks too: stored without outputs)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/python scripts/check_notebooks.py
+
+strip-notebooks: $(STAMP) ## Clear the outputs of notebooks/*.ipynb before committing them
+	$(BIN)/python scripts/check_notebooks.py --strip
 
 format: $(STAMP) ## Apply ruff fixes and formatting
 	$(BIN)/ruff check --fix .
@@ -44,4 +48,4 @@ bench: $(STAMP) ## Run the benchmarks (print JSON)
 clean: ## Remove generated data, MLflow store and caches (keeps .venv)
 	rm -rf data/raw/* data/processed/* data/reports mlflow.db mlartifacts artifacts .pytest_cache .ruff_cache
 
-.PHONY: help install demo test lint format reliability bench clean
+.PHONY: help install demo test lint strip-notebooks format reliability bench clean

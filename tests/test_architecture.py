@@ -20,7 +20,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("features.pipeline", "features.families", "features.synthetic"),
     ("features.cli", "features"),
     ("models",),
-    ("models.cli",),
+    ("models.cli", "models.sandbox"),  # the sandbox runs the pipeline like the CLI
     ("serving",),
     ("serving.cli", "serving.main"),
 )

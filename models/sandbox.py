@@ -1,0 +1,295 @@
+"""A small, complete pipeline in one directory: what the analysts' notebooks (``notebooks/``) run on.
+
+``build_sandbox(root)`` generates a history (``features.synthetic``), builds its features
+(``features.pipeline.build``), trains and registers a champion and, optionally, a challenger
+with other LightGBM settings (``models.cli.run_training``) in a SQLite MLflow store under
+``root``, and promotes the first (``run_promotion``). The same calls as ``make demo``, at a size
+that builds in under a minute; later calls reuse what ``root`` already holds, so a notebook that
+starts with ``build_sandbox`` costs only reading once the sandbox exists.
+
+A sibling module may extend a ``Sandbox`` (a decision store, a monitor report) by taking one and
+writing beside it under ``root``; this module stays at the ``models`` edge (it imports
+``models.cli``, like the CLI).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from features.errors import ParcelriskError
+from features.params import Settings, load_settings, params_for_copy
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from models.bundle import RiskModel
+
+log = logging.getLogger(__name__)
+
+# Where the notebooks build their sandbox; unset: notebooks/.sandbox (git-ignored).
+NOTEBOOK_DIR_ENV = "PARCELRISK_NOTEBOOK_DIR"
+# The repository's params.yaml (the sandbox runs a copy of it with fewer trees).
+REPO_PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
+RECIPE_FILE = "sandbox.json"
+# Written when a build completes: a later call returns it without opening MLflow (whose client
+# takes seconds to import and connect), as long as the files it names are still there.
+BUILT_FILE = "sandbox_built.json"
+ROLE_TAG = "sandbox_role"  # on each registered version: champion | challenger
+# train.* overrides of the params copy. Small trees and few of them, and the pooled revenue
+# model (the per-offence mixture triples the fit): both versions train in seconds on 20k parcels.
+CHAMPION_TRAIN: dict[str, Any] = {"revenue_by_offence": False, "lightgbm": {"n_estimators": 80}}
+# The challenger differs in capacity (bigger leaves, fewer samples per leaf): a plausible
+# "what if" an analyst would compare, not a deliberately broken model.
+CHALLENGER_TRAIN: dict[str, Any] = {
+    "revenue_by_offence": False,
+    "lightgbm": {"n_estimators": 80, "num_leaves": 31, "min_child_samples": 10},
+}
+
+
+@dataclass(frozen=True)
+class Sandbox:
+    """The files and registered versions of one sandbox directory (all paths absolute)."""
+
+    root: Path
+    params: Path  # the champion's params copy; the challenger's is params_challenger.yaml
+    declarations: Path  # raw/declarations.parquet, with outcomes where inspected
+    ground_truth: Path  # the generator's truth of every parcel
+    features: Path  # `features build` output directory
+    tracking_uri: str
+    model_name: str
+    champion: str  # registered version behind @champion
+    challenger: str | None  # None when built with challenger=False
+
+    def settings(self) -> Settings:
+        return load_settings(self.params, must_exist=True)
+
+    def load_model(self, version: str) -> RiskModel:
+        """A registered version's bundle, downloaded under ``root/versions/<version>``."""
+        from models.registry import load_version, registry_client
+
+        client = registry_client(self.tracking_uri)
+        dst = self.root / "versions" / str(version)
+        model, _, _ = load_version(client, self.model_name, str(version), dst)
+        return model
+
+    def run_metrics(self, version: str) -> dict[str, float]:
+        """The metrics the version's training run logged to MLflow (first-pass holdout)."""
+        from models.registry import registry_client
+
+        client = registry_client(self.tracking_uri)
+        run_id = client.get_model_version(self.model_name, str(version)).run_id
+        return dict(client.get_run(run_id).data.metrics)
+
+    def holdout(self, model: RiskModel) -> pd.DataFrame:
+        """The feature rows of ``model``'s test period, with the generator's truth (``truth_*``)."""
+        import pandas as pd
+
+        from features.pipeline.build import FEATURES_FILE
+        from models.evaluation import attach_truth
+        from models.split import SplitBoundaries
+
+        split = model.metadata.get("split")
+        if not split:
+            raise ParcelriskError("the model records no split: cannot find its test period")
+        frame = pd.read_parquet(self.features / FEATURES_FILE)
+        test = SplitBoundaries.from_dict(split).masks(frame["declared_at"])["test"]
+        holdout = frame.loc[test].reset_index(drop=True)
+        return attach_truth(holdout, pd.read_parquet(self.ground_truth))
+
+
+def notebook_dir(environ: dict[str, str] | None = None) -> Path:
+    """The notebooks' sandbox directory: ``$PARCELRISK_NOTEBOOK_DIR`` or ``notebooks/.sandbox``."""
+    value = (os.environ if environ is None else environ).get(NOTEBOOK_DIR_ENV)
+    return Path(value) if value else REPO_PARAMS.parent / "notebooks" / ".sandbox"
+
+
+def build_sandbox(
+    root: Path,
+    *,
+    parcels: int = 20_000,
+    days: int = 60,
+    seed: int = 5,
+    start: str = "2026-01-01",
+    challenger: bool = True,
+    params: Path = REPO_PARAMS,
+) -> Sandbox:
+    """Build (or reuse) the sandbox in ``root`` and return where everything is.
+
+    Each step runs only if its output is missing: the history, the features, each registered
+    version (found by its ``sandbox_role`` tag), the champion alias. A directory built with
+    another recipe (sizes, seed, challenger) is refused rather than mixed or deleted. Concurrent
+    calls on one directory wait for each other (a file lock), so two notebooks started together
+    build once. Needs the pseudonym key like ``features build`` (``parcelrisk keys new``).
+    """
+    root, params = Path(root).resolve(), Path(params)
+    if not params.is_file():
+        raise ParcelriskError(f"params file not found: {params}")
+    recipe = {
+        # a sandbox trained under other params (a pulled change to params.yaml) is refused, not
+        # silently reused
+        "params_sha256": hashlib.sha256(params.read_bytes()).hexdigest()[:16],
+        "parcels": parcels,
+        "days": days,
+        "seed": seed,
+        "start": start,
+        "challenger": challenger,
+        "champion_train": CHAMPION_TRAIN,
+        "challenger_train": CHALLENGER_TRAIN if challenger else None,
+    }
+    root.mkdir(parents=True, exist_ok=True)
+    with _locked(root / ".lock"):
+        _check_recipe(root, recipe)
+        built = _read_built(root)
+        if built is not None:
+            return built
+        sandbox = _build(root, recipe, params)
+        record = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(sandbox).items()}
+        (root / BUILT_FILE).write_text(json.dumps(record, indent=1))
+        return sandbox
+
+
+def _read_built(root: Path) -> Sandbox | None:
+    """The sandbox a completed build recorded, if its files are all still there."""
+    path = root / BUILT_FILE
+    if not path.exists():
+        return None
+    record = json.loads(path.read_text())
+    paths = {
+        k: Path(record[k]) for k in ("root", "params", "declarations", "ground_truth", "features")
+    }
+    if paths["root"] != root or not all(p.exists() for p in [*paths.values(), root / "mlflow.db"]):
+        return None
+    return Sandbox(**{**record, **paths})
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _check_recipe(root: Path, recipe: dict[str, Any]) -> None:
+    path = root / RECIPE_FILE
+    if path.exists():
+        built = json.loads(path.read_text())
+        if built != recipe:
+            differs = sorted(k for k in {*built, *recipe} if built.get(k) != recipe.get(k))
+            raise ParcelriskError(
+                f"sandbox {root} was built with other settings ({', '.join(differs)}): "
+                "remove the directory or choose another one"
+            )
+    else:
+        path.write_text(json.dumps(recipe, indent=1))
+
+
+def _write_params(source: Path, target: Path, train: dict[str, Any]) -> Path:
+    import yaml
+
+    raw = params_for_copy(source)  # the files it names made absolute
+    section = raw.setdefault("train", {})
+    for key, value in train.items():
+        if isinstance(value, dict):
+            section.setdefault(key, {}).update(value)
+        else:
+            section[key] = value
+    target.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return target
+
+
+def _build(root: Path, recipe: dict[str, Any], source_params: Path) -> Sandbox:
+    from features.pipeline.build import FEATURES_FILE, SOURCE_FILE, STATE_DIR, build_to_dir
+    from features.pipeline.snapshot import META_FILE
+    from features.synthetic import generate_to_dir
+    from features.synthetic.history import DECLARATIONS_FILE, GROUND_TRUTH_FILE
+    from models.registry import CHAMPION_ALIAS, alias_version, registry_client
+
+    raw_dir, features_dir = root / "raw", root / "processed"
+    tracking_uri = f"sqlite:///{root / 'mlflow.db'}"
+    params = _write_params(source_params, root / "params.yaml", recipe["champion_train"])
+    settings = load_settings(params, must_exist=True)
+    if not (raw_dir / DECLARATIONS_FILE).exists() or not (raw_dir / GROUND_TRUTH_FILE).exists():
+        log.info("sandbox: generating %d parcels over %d days", recipe["parcels"], recipe["days"])
+        generate_to_dir(
+            parcels=recipe["parcels"],
+            days=recipe["days"],
+            seed=recipe["seed"],
+            out=raw_dir,
+            start=recipe["start"],
+        )
+    built = [features_dir / FEATURES_FILE, features_dir / SOURCE_FILE]
+    if not all(p.exists() for p in [*built, features_dir / STATE_DIR / META_FILE]):
+        log.info("sandbox: building features")
+        build_to_dir(
+            declarations_path=raw_dir / DECLARATIONS_FILE, out=features_dir, settings=settings
+        )
+    name = settings.promote.model_name
+    versions = _versions_by_role(registry_client(tracking_uri), name)
+    roles = {"champion": (params, settings)}
+    if recipe["challenger"]:
+        challenger_params = _write_params(
+            source_params, root / "params_challenger.yaml", recipe["challenger_train"]
+        )
+        roles["challenger"] = (challenger_params, load_settings(challenger_params))
+    for role, (_, role_settings) in roles.items():
+        if role in versions:
+            continue
+        log.info("sandbox: training the %s", role)
+        trained = _train(features_dir, raw_dir / GROUND_TRUTH_FILE, role_settings, tracking_uri)
+        versions[role] = str(trained["version"])
+        registry_client(tracking_uri).set_model_version_tag(name, versions[role], ROLE_TAG, role)
+    client = registry_client(tracking_uri)
+    if alias_version(client, name, CHAMPION_ALIAS) is None:
+        _promote(settings, tracking_uri, versions["champion"])
+    return Sandbox(
+        root=root,
+        params=params,
+        declarations=raw_dir / DECLARATIONS_FILE,
+        ground_truth=raw_dir / GROUND_TRUTH_FILE,
+        features=features_dir,
+        tracking_uri=tracking_uri,
+        model_name=name,
+        champion=str(alias_version(client, name, CHAMPION_ALIAS)),
+        challenger=versions.get("challenger"),
+    )
+
+
+def _versions_by_role(client: Any, name: str) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for version in client.search_model_versions(f"name='{name}'"):
+        role = version.tags.get(ROLE_TAG)
+        if role:
+            found[role] = str(version.version)
+    return found
+
+
+def _train(
+    features_dir: Path, ground_truth: Path, settings: Settings, tracking_uri: str
+) -> dict[str, Any]:
+    from models.cli import run_training
+
+    return run_training(
+        features_dir,
+        ground_truth_path=ground_truth,
+        settings=settings,
+        tracking_uri=tracking_uri,
+        metrics_out=None,
+    )
+
+
+def _promote(settings: Settings, tracking_uri: str, version: str) -> dict[str, Any]:
+    from models.cli import run_promotion
+
+    return run_promotion(settings=settings, tracking_uri=tracking_uri, version=version)

@@ -5,7 +5,23 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
 # Set at import, before any test module is collected, and inherited by every process a test
 # starts (service workers, CLI subprocesses).
 os.environ["PARCELRISK_AUDIT_KEY"] = "test-audit-key-" + "0" * 32
 os.environ["PARCELRISK_PSEUDONYM_KEY"] = "test-pseudonym-key-" + "1" * 32
+
+
+# pytest-xdist 3.8's `--dist loadgroup` tags a grouped test by rewriting `item._nodeid`, which
+# pytest 9 no longer reads (the id lives in `item._id`): the marks were silently ignored and a
+# group's tests split across workers. Carry the tag over after xdist's hook has run.
+# Remove when pytest-xdist handles pytest 9 (test_architecture.py checks the tag arrives).
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    from _pytest.nodeid import coerce_node_id
+
+    for item in items:
+        tagged = item.__dict__.get("_nodeid")
+        if isinstance(tagged, str) and tagged != item.nodeid:
+            item._id = coerce_node_id(tagged)

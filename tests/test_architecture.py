@@ -7,7 +7,10 @@ Imports inside functions count (a lazy import is still a dependency); imports un
 from __future__ import annotations
 
 import ast
+import os
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("features", "models", "serving")
@@ -130,3 +133,11 @@ def test_no_import_cycle() -> None:
 def test_the_layers_cover_every_module() -> None:
     for module in project_modules():
         layer_of(module)
+
+
+@pytest.mark.xdist_group("loadgroup_check")
+def test_xdist_groups_reach_the_scheduler(request: pytest.FixtureRequest) -> None:
+    """Grouped tests (live servers, shared stores) must share a worker under `make test`."""
+    if not os.environ.get("PYTEST_XDIST_WORKER") or not request.config.getvalue("loadgroup"):
+        pytest.skip("only meaningful under pytest -n N --dist loadgroup")
+    assert request.node.nodeid.endswith("@loadgroup_check")

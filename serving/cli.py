@@ -258,6 +258,7 @@ def history_export(
 def register(app: typer.Typer) -> None:
     from serving.audit.cli import audit_app
     from serving.audit.review_cli import register_review
+    from serving.lanes_cli import register_lanes
 
     app.command()(serve)
     app.command()(score)
@@ -265,3 +266,4 @@ def register(app: typer.Typer) -> None:
     app.add_typer(history_app, name="history")
     register_review(audit_app)  # list, show, recompute, export beside verify, head, archive
     app.add_typer(audit_app, name="audit")
+    register_lanes(app)  # lanes plan|set|show

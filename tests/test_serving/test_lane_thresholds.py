@@ -132,6 +132,9 @@ def lanes_registry(real_pipeline, tmp_path, monkeypatch):
     previous = mlflow.get_tracking_uri()
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     mlflow.set_tracking_uri(uri)
+    # MLflow caches each run's artifact location per process: the copy's run has the same id
+    repos = mlflow.tracking._tracking_service.utils._artifact_repos_cache
+    repos.clear()
     yield {
         "client": registry_client(uri),
         "name": params["promote"]["model_name"],
@@ -140,6 +143,7 @@ def lanes_registry(real_pipeline, tmp_path, monkeypatch):
         "params": tmp_path / "params.yaml",
         "root": tmp_path,
     }
+    repos.clear()
     mlflow.set_tracking_uri(previous)
 
 
@@ -309,8 +313,6 @@ def test_lanes_set_is_picked_up_by_a_running_service_and_recomputes(
         assert [d["lane"] for d in after] == _expected_lanes(after, fresh, tagged)
         red = np.mean([d["lane"] == "red" for d in after])
         assert red > 0.1  # the 20% red lane, not the trained 1%
-        log = (tmp_path / "serve.log").read_text()
-        assert f"lane thresholds {tagged['version']} in force" in log
 
         # the auditor recomputes a decision made under the set version
         decision = after[0]["decision_id"]

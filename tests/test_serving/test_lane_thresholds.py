@@ -452,3 +452,24 @@ def test_lanes_plan_refuses_a_missing_store(capsys, real_pipeline, tmp_path):
         str(real_pipeline["params"]),
     )
     assert code == 2 and "no decision store" in err
+
+
+def test_lanes_plan_adds_the_truth_and_refuses_one_without_its_columns(
+    planned_store, real_pipeline, capsys, tmp_path
+):
+    args = ["lanes", "plan", "--db", str(planned_store), "--params", str(real_pipeline["params"])]
+    truth = pd.DataFrame(
+        {
+            "declaration_id": [f"P{p}" for p in range(1, 11)],
+            "illicit": [p in (10, 9, 7, 5) for p in range(1, 11)],
+            "revenue_at_stake": [10.0] * 10,
+        }
+    )
+    truth.to_parquet(tmp_path / "truth.parquet")
+    code, out, err = _cli(capsys, *args, "--truth", str(tmp_path / "truth.parquet"), "--json")
+    assert code == 0, err
+    top = json.loads(out)["plan"][-1]  # 20%: parcels 10 and 9, both illicit
+    assert top["true_hit_rate"] == 1.0
+    truth.drop(columns="illicit").to_csv(tmp_path / "bad.csv", index=False)
+    code, _, err = _cli(capsys, *args, "--truth", str(tmp_path / "bad.csv"))
+    assert code == 2 and "lacks illicit" in err

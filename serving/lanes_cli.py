@@ -307,7 +307,7 @@ def _plan_text(summary: dict[str, Any], table: pd.DataFrame) -> str:
     lines += ["", head]
     for r in table.itertuples():
         line = (
-            f"{100 * r.rate:>5.1f}% {r.cutoff:>10.5g} {r.per_day:>9,.1f} {r.explored:>8,d} "
+            f"{100 * r.rate:>5.1f}% {r.cutoff:>10.6g} {r.per_day:>9,.1f} {r.explored:>8,d} "
             f"{_fmt(r.hit_rate, pct=True):>6} [{_fmt(r.hit_rate_lo, pct=True):>6}, "
             f"{_fmt(r.hit_rate_hi, pct=True):>6}] {_fmt(r.hits_per_day, 1):>9} "
             f"{_fmt(r.revenue_per_inspection):>7} [{_fmt(r.revenue_per_inspection_lo):>6}, "

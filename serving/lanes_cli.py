@@ -12,8 +12,10 @@ from __future__ import annotations
 import getpass
 import json
 import math
+import os
 import sqlite3
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -371,6 +373,8 @@ def _champion(
     from models.registry import alias_model_version
     from models.thresholds import thresholds_from_dict
 
+    # one terminal line per command, not a progress bar per artifact
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     name, alias = settings.serve.model_name, settings.serve.model_alias
     mv = alias_model_version(client, name, alias)
     if mv is None:
@@ -386,7 +390,12 @@ def _champion(
                 f"model {name!r} v{mv.version}: its bundle.json cannot be read: {exc}"
             ) from None
     trained = thresholds_from_dict(payload.get("thresholds"))
-    in_force = tagged_thresholds(dict(mv.tags or {})) or trained
+    try:
+        in_force = tagged_thresholds(dict(mv.tags or {})) or trained
+    except ParcelriskError as exc:
+        # `lanes set` is how a broken tag is repaired: say so, and do not stand in its way
+        typer.echo(f"warning: model {name!r} v{mv.version}: {exc}", err=True)
+        in_force = replace(trained, version="unreadable")
     return mv, in_force, payload.get("metadata") or {}
 
 

@@ -240,6 +240,11 @@ def test_load_version_applies_the_tag_and_refuses_a_bad_one(lanes_registry, caps
     reg["client"].set_model_version_tag(reg["name"], reg["version"], "lane_thresholds", "{oops")
     with pytest.raises(ParcelriskError, match="lane_thresholds unreadable"):
         load_version(reg["client"], reg["name"], reg["version"], tmp_path / "c")
+    # lanes set repairs it
+    code, _, err = _set(capsys, reg, "--red", "0.02", "--yellow", "0.05")
+    assert code == 0 and "unreadable" in err
+    model, _, _ = load_version(reg["client"], reg["name"], reg["version"], tmp_path / "d")
+    assert model.thresholds.red_rate == 0.02
 
 
 def test_the_trained_bundle_keeps_its_lane_traffic_quantiles(lanes_registry, tmp_path):

@@ -69,6 +69,14 @@ class LaneThresholds:
     red_rate: float
     yellow_rate: float
     version: str  # content hash, reported with every decision
+    # What the cut-offs were fitted on (defaults: a bundle written before they were recorded,
+    # fitted on the raw priority, i.e. AEO rows x 1.0). ``aeo_discount``: the AEO factor applied
+    # to the priorities fitted on, the one ``serve.aeo_risk_discount`` should equal;
+    # ``fitted_on``: which traffic (training period, decision store period, stored quantiles);
+    # ``parcels``: how many parcels it held.
+    aeo_discount: float = 1.0
+    fitted_on: str = ""
+    parcels: int = 0
 
 
 def revenue_if_illicit(revenue_booster: lgb.Booster | None, X: np.ndarray) -> np.ndarray:

@@ -82,7 +82,14 @@ def run_training(
         step("read features")
         frame, manifest, features_path = _read_features(features_dir)
         truth = _read_truth(ground_truth_path)
-        result = train_models(frame, manifest, train_params, truth, progress=step)
+        result = train_models(
+            frame,
+            manifest,
+            train_params,
+            truth,
+            progress=step,
+            aeo_discount=settings.serve.aeo_risk_discount,
+        )
         result.model.metadata.update(
             {
                 "data_fingerprint": fingerprint_file(features_path),

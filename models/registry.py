@@ -24,6 +24,7 @@ from models.bundle import RiskModel
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
+    from mlflow.entities.model_registry import ModelVersion
 
     from models.train import TrainResult
 
@@ -272,18 +273,30 @@ def latest_version(client: MlflowClient, name: str) -> str:
 
 
 def alias_version(client: MlflowClient, name: str, alias: str) -> str | None:
+    mv = alias_model_version(client, name, alias)
+    return None if mv is None else str(mv.version)
+
+
+def alias_model_version(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:
+    """The model version ``name@alias`` (its tags included); None when there is none."""
     from mlflow.exceptions import MlflowException
 
     try:
-        return str(client.get_model_version_by_alias(name, alias).version)
+        return client.get_model_version_by_alias(name, alias)
     except MlflowException:
         return None
 
 
 def load_version(
-    client: MlflowClient, name: str, version: str, dst: Path
+    client: MlflowClient, name: str, version: str, dst: Path, *, lane_tag: bool = True
 ) -> tuple[RiskModel, Path, dict[str, str]]:
-    """Download one version's bundle and entity state into ``dst`` and check they belong together."""
+    """Download one version's bundle and entity state into ``dst`` and check they belong together.
+
+    ``lane_tag``: put in force the thresholds its ``lane_thresholds`` tag names (``parcelrisk
+    lanes set``) instead of the bundle's; an unreadable tag refuses the version (no worker
+    lanes on cut-offs nobody chose). An auditor's load passes False: a recorded decision names
+    its own thresholds version (``models.lane_versions.resolve_thresholds``).
+    """
     from mlflow.exceptions import MlflowException
 
     try:
@@ -328,6 +341,26 @@ def load_version(
             f"{state_manifest} is not the one the model's features were built with "
             f"({model_manifest})"
         )
+    if lane_tag:
+        from models.lane_versions import check_applies, tagged_thresholds
+
+        try:
+            tagged = tagged_thresholds(dict(mv.tags or {}))
+            if tagged is not None:
+                check_applies(tagged, model.thresholds)
+        except ParcelriskError as exc:
+            raise ParcelriskError(
+                f"model {name!r} version {version}: {exc} (set them again: `parcelrisk lanes set`)"
+            ) from None
+        if tagged is not None and tagged.version != model.thresholds.version:
+            log.info(
+                "model %s v%s: lane thresholds %s in force (set after training; bundle's %s)",
+                name,
+                version,
+                tagged.version,
+                model.thresholds.version,
+            )
+            model.thresholds = tagged
     info = {"name": name, "version": str(version), "run_id": mv.run_id}
     return model, paths[ENTITY_STATE_ARTIFACT], info
 

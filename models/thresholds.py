@@ -1,50 +1,227 @@
-"""Capacity thresholds: priority cut-offs that fill the red and yellow lanes at set traffic shares."""
+"""Capacity thresholds: priority cut-offs that fill the red and yellow lanes at set traffic shares.
+
+The cut-offs are compared with the *effective* priority, the one the service lanes on
+(``effective_priority``: AEO declarations x ``serve.aeo_risk_discount``), so they are fitted on
+it too: fitted on the raw priority, the discounted AEO parcels fall short of cut-offs set for
+them at full weight and the red lane fills below its configured share (0.5-0.75% of live traffic
+against 1% on the demo's traffic).
+
+Exploration is not counted against the yellow share: the cut-offs fill the configured red and
+yellow rates with the parcels the *model* selects, and the random quota (``serve.exploration_rate``,
+raised to at least ``serve.exploration_lane``) comes on top, so the yellow lane holds about
+``yellow_rate + exploration_rate x green share``. The quota is its own budget, drawn
+independently of the score; folding it into the cut-offs would make the model's lanes move
+whenever the exploration rate moves, and the quota would no longer be a clean random sample.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import asdict, fields
+from typing import Any
 
 import numpy as np
 
 from features.errors import ParcelriskError
 from models.bundle import LaneThresholds, Objective
 
+# Top shares of traffic at which a model stores its training traffic's effective-priority
+# cut-off (``traffic_quantiles``): fine in the tail where lane rates live (0.01% to 20%), coarse
+# above. About 400 numbers: enough to set new rates before any live traffic, no raw rows kept.
+QUANTILE_SHARES: tuple[float, ...] = tuple(
+    float(s)
+    for s in np.unique(
+        np.round(np.concatenate([np.geomspace(1e-4, 0.25, 300), np.linspace(0.25, 1.0, 101)]), 8)
+    )
+)
+_FIELDS = {f.name for f in fields(LaneThresholds)}
 
-def fit_lane_thresholds(
-    priority: np.ndarray, red_rate: float, yellow_rate: float, objective: Objective
-) -> LaneThresholds:
-    """Cut-offs from the priorities of ALL parcels of a period (the traffic, not only inspected).
 
-    Red takes the top ``red_rate`` of traffic, yellow the next ``yellow_rate``.
-    """
+def effective_priority(priority: np.ndarray, aeo: np.ndarray, aeo_discount: float) -> np.ndarray:
+    """The priority lanes compare with the cut-offs: AEO declarations' x ``aeo_discount``.
+
+    The one definition: the service (``serving.lanes.assign_lanes``) and every fit call it."""
     priority = np.asarray(priority, dtype=np.float64)
-    priority = priority[np.isfinite(priority)]
+    return np.where(np.asarray(aeo, dtype=bool), priority * aeo_discount, priority)
+
+
+def check_lane_rates(red_rate: float, yellow_rate: float) -> None:
+    """Refuse rates that cannot fill lanes: 0 < red, 0 <= yellow, red + yellow < 1."""
     if not (0 < red_rate < 1 and 0 <= yellow_rate < 1 and red_rate + yellow_rate < 1):
         raise ParcelriskError(
             f"lane rates must be in (0, 1) with red + yellow < 1, got red={red_rate} yellow={yellow_rate}"
         )
-    if len(priority) == 0:
-        raise ParcelriskError("no parcels to fit lane thresholds on")
-    ranked = np.sort(priority)[::-1]
-    n = len(ranked)
-    k_red = max(1, round(n * red_rate))
-    k_yellow = max(k_red, round(n * (red_rate + yellow_rate)))
-    red_cutoff = float(ranked[k_red - 1])
-    yellow_cutoff = float(ranked[min(k_yellow, n) - 1])
-    content = {
+
+
+def cutoffs_at_shares(priority: np.ndarray, shares: np.ndarray) -> np.ndarray:
+    """The cut-off that sends the top ``share`` of ``priority`` to a lane (``>=`` cut-off), for
+    each share: the ``max(1, round(n x share))``-th highest finite value. NaN if none."""
+    priority = np.asarray(priority, dtype=np.float64)
+    ranked = np.sort(priority[np.isfinite(priority)])[::-1]
+    shares = np.asarray(shares, dtype=np.float64)
+    if len(ranked) == 0:
+        return np.full(len(shares), np.nan)
+    k = np.clip(np.round(len(ranked) * shares).astype(np.int64), 1, len(ranked))
+    return ranked[k - 1]
+
+
+def make_thresholds(
+    objective: Objective,
+    red_cutoff: float,
+    yellow_cutoff: float,
+    red_rate: float,
+    yellow_rate: float,
+    *,
+    aeo_discount: float = 1.0,
+    fitted_on: str = "",
+    parcels: int = 0,
+) -> LaneThresholds:
+    """LaneThresholds with ``version`` the hash of everything else it holds."""
+    content: dict[str, Any] = {
         "objective": objective,
-        "red_cutoff": red_cutoff,
-        "yellow_cutoff": yellow_cutoff,
+        "red_cutoff": float(red_cutoff),
+        "yellow_cutoff": float(yellow_cutoff),
         "red_rate": float(red_rate),
         "yellow_rate": float(yellow_rate),
+        "aeo_discount": float(aeo_discount),
+        "fitted_on": str(fitted_on),
+        "parcels": int(parcels),
     }
     version = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:12]
     return LaneThresholds(**content, version=version)
 
 
+def fit_lane_thresholds(
+    priority: np.ndarray,
+    red_rate: float,
+    yellow_rate: float,
+    objective: Objective,
+    *,
+    aeo: np.ndarray | None = None,
+    aeo_discount: float = 1.0,
+    fitted_on: str = "",
+) -> LaneThresholds:
+    """Cut-offs from the priorities of ALL parcels of a period (the traffic, not only inspected).
+
+    Red takes the top ``red_rate`` of the effective priority, yellow the next ``yellow_rate``.
+    ``aeo``: which parcels are AEO declarations (their priority x ``aeo_discount`` first, as the
+    service does); None: the priorities are effective already.
+    """
+    check_lane_rates(red_rate, yellow_rate)
+    effective = np.asarray(priority, dtype=np.float64)
+    if aeo is not None:
+        effective = effective_priority(effective, aeo, aeo_discount)
+    n = int(np.isfinite(effective).sum())
+    if n == 0:
+        raise ParcelriskError("no parcels to fit lane thresholds on")
+    red_cutoff, yellow_cutoff = cutoffs_at_shares(effective, [red_rate, red_rate + yellow_rate])
+    return make_thresholds(
+        objective,
+        red_cutoff,
+        min(yellow_cutoff, red_cutoff),
+        red_rate,
+        yellow_rate,
+        aeo_discount=aeo_discount,
+        fitted_on=fitted_on,
+        parcels=n,
+    )
+
+
+def traffic_quantiles(effective: np.ndarray, aeo_discount: float) -> dict[str, Any]:
+    """What a model keeps of its lane traffic: the effective-priority cut-off at each of
+    ``QUANTILE_SHARES`` (so new rates can be set before any live traffic), no rows."""
+    effective = np.asarray(effective, dtype=np.float64)
+    cutoffs = cutoffs_at_shares(effective, np.asarray(QUANTILE_SHARES))
+    return {
+        "shares": list(QUANTILE_SHARES),
+        "cutoffs": [float(c) for c in cutoffs],
+        "parcels": int(np.isfinite(effective).sum()),
+        "aeo_discount": float(aeo_discount),
+    }
+
+
+def fit_from_quantiles(
+    quantiles: dict[str, Any],
+    red_rate: float,
+    yellow_rate: float,
+    objective: Objective,
+    fitted_on: str = "",
+) -> LaneThresholds:
+    """Cut-offs at these rates from stored ``traffic_quantiles`` (interpolated between shares:
+    exact at a stored share)."""
+    check_lane_rates(red_rate, yellow_rate)
+    try:
+        shares = np.asarray(quantiles["shares"], dtype=np.float64)
+        cutoffs = np.asarray(quantiles["cutoffs"], dtype=np.float64)
+        parcels = int(quantiles["parcels"])
+        aeo_discount = float(quantiles["aeo_discount"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ParcelriskError(f"stored lane-traffic quantiles unreadable: {exc}") from None
+    if len(shares) == 0 or len(shares) != len(cutoffs) or not np.isfinite(cutoffs).all():
+        raise ParcelriskError("stored lane-traffic quantiles are empty or incomplete")
+    red_cutoff, yellow_cutoff = np.interp([red_rate, red_rate + yellow_rate], shares, cutoffs)
+    return make_thresholds(
+        objective,
+        red_cutoff,
+        min(yellow_cutoff, red_cutoff),
+        red_rate,
+        yellow_rate,
+        aeo_discount=aeo_discount,
+        fitted_on=fitted_on,
+        parcels=parcels,
+    )
+
+
+def thresholds_from_dict(data: Any) -> LaneThresholds:
+    """LaneThresholds from its JSON object (a bundle's, a registry tag's, an artifact's);
+    ``ParcelriskError`` naming what is wrong. Extra keys (a history record's) are ignored."""
+    if not isinstance(data, dict):
+        raise ParcelriskError(f"lane thresholds must be a JSON object, got {type(data).__name__}")
+    required = {"objective", "red_cutoff", "yellow_cutoff", "red_rate", "yellow_rate", "version"}
+    missing = sorted(required - set(data))
+    if missing:
+        raise ParcelriskError(f"lane thresholds lack {', '.join(missing)}")
+    try:
+        values = {k: data[k] for k in _FIELDS if k in data}
+        thresholds = LaneThresholds(
+            **{
+                **values,
+                **{
+                    k: float(values[k])
+                    for k in ("red_cutoff", "yellow_cutoff", "red_rate", "yellow_rate")
+                },
+                "aeo_discount": float(values.get("aeo_discount", 1.0)),
+                "parcels": int(values.get("parcels", 0)),
+                "version": str(values["version"]),
+                "fitted_on": str(values.get("fitted_on", "")),
+            }
+        )
+    except (TypeError, ValueError) as exc:
+        raise ParcelriskError(f"lane thresholds unreadable: {exc}") from None
+    if thresholds.objective not in ("risk", "revenue"):
+        raise ParcelriskError(f"lane thresholds: unknown objective {thresholds.objective!r}")
+    if not (np.isfinite(thresholds.red_cutoff) and np.isfinite(thresholds.yellow_cutoff)):
+        raise ParcelriskError("lane thresholds: cut-offs must be finite numbers")
+    check_lane_rates(thresholds.red_rate, thresholds.yellow_rate)
+    return thresholds
+
+
+def parse_thresholds(text: str) -> LaneThresholds:
+    """LaneThresholds from JSON text (``lane_thresholds`` registry tag); ParcelriskError if bad."""
+    try:
+        data = json.loads(text)
+    except (TypeError, ValueError) as exc:
+        raise ParcelriskError(f"lane thresholds are not JSON: {exc}") from None
+    return thresholds_from_dict(data)
+
+
+def thresholds_json(thresholds: LaneThresholds) -> str:
+    return json.dumps(asdict(thresholds), sort_keys=True)
+
+
 def lane_shares(priority: np.ndarray, thresholds: LaneThresholds) -> dict[str, float]:
-    """Share of parcels each lane receives under ``thresholds``."""
+    """Share of parcels each lane receives under ``thresholds`` (``priority``: effective)."""
     priority = np.asarray(priority, dtype=np.float64)
     red = priority >= thresholds.red_cutoff
     yellow = ~red & (priority >= thresholds.yellow_cutoff)

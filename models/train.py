@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from features.errors import ParcelriskError
-from features.params import TrainParams
+from features.params import ServeParams, TrainParams
 from features.pipeline.manifest import FeatureManifest
 from models.bundle import Objective, RiskModel, score_rows
 from models.calibration import fit_isotonic
@@ -51,7 +51,7 @@ from models.labels import (
 )
 from models.reference import ModelReference, build_reference
 from models.split import SplitBoundaries, split_boundaries
-from models.thresholds import fit_lane_thresholds
+from models.thresholds import effective_priority, fit_lane_thresholds, traffic_quantiles
 
 if TYPE_CHECKING:
     import lightgbm as lgb
@@ -130,6 +130,8 @@ DISTIL_ROWS = 60_000
 DISTIL_ROUNDS = 300
 DISTIL_PARAMS = {"num_leaves": 31, "learning_rate": 0.1, "bagging_fraction": 1.0}
 FIDELITY_ROWS = 10_000
+# The service's default: train_models' callers without settings fit lanes as it serves them.
+DEFAULT_AEO_DISCOUNT = float(ServeParams.model_fields["aeo_risk_discount"].default)
 RISK_WEIGHT_FLOOR = 0.01  # a parcel at risk 0 still counts a little
 MIXTURE_CHUNK_ROWS = 8_192
 
@@ -309,6 +311,13 @@ def informative_features(X: np.ndarray, manifest: FeatureManifest) -> FeatureMan
 # --------------------------------------------------------------------------------------------
 
 
+def aeo_rows(frame: pd.DataFrame) -> np.ndarray:
+    """Which parcels AEO operators declared (the declaration's ``aeo_operator``; none if absent)."""
+    if "aeo_operator" not in frame.columns:
+        return np.zeros(len(frame), dtype=bool)
+    return frame["aeo_operator"].to_numpy(np.float64, na_value=np.nan) == 1.0
+
+
 def training_steps(params: TrainParams) -> tuple[str, ...]:
     """The steps ``train_models`` announces to its ``progress`` callback, in order."""
     refit = ("refit",) if params.refit else ()
@@ -321,8 +330,12 @@ def train_models(
     params: TrainParams,
     ground_truth: pd.DataFrame | None = None,
     progress: Progress | None = None,
+    aeo_discount: float = DEFAULT_AEO_DISCOUNT,
 ) -> TrainResult:
-    """Fit the risk and revenue models, calibration, thresholds and baselines; evaluate all."""
+    """Fit the risk and revenue models, calibration, thresholds and baselines; evaluate all.
+
+    ``aeo_discount``: the service's ``serve.aeo_risk_discount``; the lane cut-offs are fitted
+    on the priority it lanes on."""
     started = time.perf_counter()
     step = progress or (lambda _name: None)
     require_columns(
@@ -481,17 +494,25 @@ def train_models(
             fit["rows"],
             fit["fidelity_r2_log"],
         )
-    # The cut-offs fill the lanes at the configured rates of the deployed model's priorities.
+    # The cut-offs fill the lanes at the configured rates of the deployed model's priorities,
+    # as the service will see them: AEO declarations' discounted (``effective_priority``).
     priority = score_rows(X[lane_traffic], risk_booster, revenue_booster, calibration, objective)[
         "priority"
     ]
+    effective = effective_priority(priority, aeo_rows(frame)[lane_traffic], aeo_discount)
+    lane_period = "test" if params.refit else "validation"
     deployed = RiskModel(
         manifest=used,
         risk_booster=risk_booster,
         revenue_booster=revenue_booster,
         calibration=calibration,
         thresholds=fit_lane_thresholds(
-            priority, params.lanes.red_rate, params.lanes.yellow_rate, objective
+            effective,
+            params.lanes.red_rate,
+            params.lanes.yellow_rate,
+            objective,
+            aeo_discount=aeo_discount,
+            fitted_on=f"training: the {lane_period} period's traffic",
         ),
         # Both passes share the first pass's calibration: the refit keeps its rounds and
         # learning rate, so its log-odds stay on the first pass's scale.
@@ -556,6 +577,8 @@ def train_models(
             # the features were built (and the entity state written) with the full manifest
             "feature_manifest_fingerprint": manifest.fingerprint,
             "dropped_features": [n for n in manifest.names if n not in set(used.names)],
+            # what `parcelrisk lanes set` fits new rates on before any live traffic exists
+            "lane_traffic": traffic_quantiles(effective, aeo_discount),
         }
     )
     fit_seconds = time.perf_counter() - started

@@ -259,6 +259,7 @@ def register(app: typer.Typer) -> None:
     from serving.audit.cli import audit_app
     from serving.audit.review_cli import register_review
     from serving.monitor.cli import monitor
+    from serving.lanes_cli import register_lanes
 
     app.command()(serve)
     app.command()(score)
@@ -267,3 +268,4 @@ def register(app: typer.Typer) -> None:
     register_review(audit_app)  # list, show, recompute, export beside verify, head, archive
     app.add_typer(audit_app, name="audit")
     app.command("monitor")(monitor)  # drift, lane shares, exploration hit rates, disparity
+    register_lanes(app)  # lanes plan|set|show

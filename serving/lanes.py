@@ -5,6 +5,7 @@ Pure and vectorised over a batch. The policy, in order:
 1. AEO facilitation: the priority of a declaration lodged by an AEO operator is multiplied by
    ``aeo_risk_discount`` (0.5 halves it; 1.0 switches facilitation off) before the cut-offs, so
    trusted traders need twice the evidence to be stopped; they are never exempt.
+   (``models.thresholds.effective_priority``: training fits the cut-offs on the same.)
 2. Cut-offs: ``priority >= red_cutoff`` -> red, ``>= yellow_cutoff`` -> yellow, else green
    (``models.bundle.LaneThresholds``, fitted on training traffic at the configured rates).
 3. Exploration: a random quota of ``exploration_rate`` of all traffic, drawn independently of
@@ -25,6 +26,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
+
+from models.thresholds import effective_priority
 
 if TYPE_CHECKING:
     from features.params import ServeParams
@@ -60,7 +63,7 @@ def assign_lanes(
     aeo = np.asarray(aeo, dtype=bool)
     if not (len(priority) == len(aeo) == len(decision_keys)):
         raise ValueError("priority, aeo and decision_keys must have the same length")
-    effective = np.where(aeo, priority * config.aeo_risk_discount, priority)
+    effective = effective_priority(priority, aeo, config.aeo_risk_discount)
     # NaN priority (should not happen) never lands in green silently: it goes to yellow.
     severity = np.select(
         [

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from features.params import ServeParams, Settings
     from features.pipeline.live import LiveState
     from features.pipeline.online import OnlineFeatures
-    from models.bundle import RiskModel
+    from models.bundle import LaneThresholds, RiskModel
     from serving.outcome_store import SqliteOutcomeStore
     from serving.store import DecisionStore
 
@@ -75,6 +75,21 @@ class ScoringRuntime:
     _catch_up_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _recorded: list[ScoredBatch] = field(default_factory=list, repr=False)
     _own_texts: set[str] = field(default_factory=set, repr=False)  # recorded, not yet read back
+    # The lane cut-offs in force: the model's, until a new thresholds version is set on the
+    # running champion (``install_thresholds``). A batch reads this once (``score_frame``), so
+    # its lanes and its records never mix two versions.
+    thresholds: LaneThresholds = field(default=None, repr=False)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.thresholds is None:
+            self.thresholds = self.model.thresholds
+
+    def install_thresholds(self, thresholds: LaneThresholds) -> None:
+        """Put another thresholds version in force from the next batch on, model unchanged."""
+        from models.lane_versions import check_applies
+
+        check_applies(thresholds, self.model.thresholds)
+        self.thresholds = thresholds  # one assignment: a batch has read the old or the new
 
     @property
     def model_ref(self) -> dict[str, str]:
@@ -221,6 +236,16 @@ def load_runtime(settings: Settings, tracking_uri: str | None, model_dir: Path) 
             f"feature manifest of the entity state ({state.manifest.fingerprint}) differs from "
             f"the model's ({built_with}): rebuild features or promote again"
         )
+    fitted_with = model.thresholds.aeo_discount
+    if model.thresholds.fitted_on and fitted_with != config.aeo_risk_discount:
+        logger.warning(
+            "serve.aeo_risk_discount %.4g is not the %.4g lane thresholds %s were fitted with: "
+            "the lanes will not hold their configured shares (set them again: `parcelrisk "
+            "lanes set`)",
+            config.aeo_risk_discount,
+            fitted_with,
+            model.thresholds.version,
+        )
     history_rate = model.metadata.get("history_exploration_rate")
     if (
         history_rate
@@ -299,6 +324,7 @@ class ScoredBatch:
     # auditor can rebuild it (``parcelrisk audit recompute``).
     known_seq: int = 0
     known_results_seq: int = 0
+    thresholds_version: str = ""  # the cut-offs its lanes were assigned with
 
     def __len__(self) -> int:
         return len(self.decision_ids)
@@ -343,6 +369,7 @@ def score_frame(
     if len(features) != n:
         raise ParcelriskError(f"online features returned {len(features)} rows for {n}")
     model = runtime.model
+    thresholds = runtime.thresholds  # once: a set installed meanwhile waits for the next batch
     X = model.manifest.matrix_of(features.values, len(features))
     scores = model.score(X)
     decision_ids = new_decision_ids(n)
@@ -351,7 +378,7 @@ def score_frame(
         scores["priority"],
         declarations.numbers("aeo_operator") == 1.0,
         declaration_ids,
-        model.thresholds,
+        thresholds,
         runtime.config,
     )
     reasons: list[list[Reason]] = [[] for _ in range(n)]
@@ -381,6 +408,7 @@ def score_frame(
         scored_at=datetime.now(UTC).isoformat(timespec="microseconds"),
         known_seq=known[0],
         known_results_seq=known[1],
+        thresholds_version=thresholds.version,
     )
 
 
@@ -429,7 +457,7 @@ def decision_records(
     import json
 
     fingerprint = runtime.model.manifest.fingerprint
-    thresholds_version = runtime.model.thresholds.version
+    thresholds_version = batch.thresholds_version or runtime.thresholds.version
     lane_policy = json.dumps(runtime.config.lane_policy(), sort_keys=True)
     features = features_for_storage(batch.X)
     declaration_ids = batch.declaration_ids

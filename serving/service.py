@@ -29,7 +29,7 @@ import time
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import bentoml
 from starlette.applications import Starlette
@@ -61,7 +61,7 @@ from serving.patches import (
 )
 from serving.process import exit_with_parent
 from serving.readiness import ReadinessMiddleware
-from serving.rollover import ChampionWatcher
+from serving.rollover import ChampionRef, ChampionWatcher
 from serving.schemas import (
     Declaration,
     Explanation,
@@ -82,6 +82,9 @@ from serving.scoring import (
 )
 from serving.sqlite_store import StoreUnavailable
 from serving.store import open_store
+
+if TYPE_CHECKING:
+    from models.bundle import LaneThresholds
 
 logger = logging.getLogger(__name__)
 install_log_redaction()  # refused requests: one line, no declaration values
@@ -197,6 +200,10 @@ class ParcelRiskService:
             load=self._load_champion,
             install=self._install,
             interval_s=self.config.champion_check_s,
+            current_thresholds=lambda: (
+                self.runtime.thresholds.version if self.runtime is not None else None
+            ),
+            install_thresholds=self._install_thresholds,
         )
         _WORKER.service = self
         freeze_after_load()
@@ -217,12 +224,24 @@ class ParcelRiskService:
         runtime.catch_up(self.store, self.outcome_store)
         return runtime
 
-    def _champion_version(self) -> str | None:
-        from models.registry import alias_version, registry_client
+    def _champion_version(self) -> ChampionRef | None:
+        """The alias's version and its lane thresholds tag, in one registry call."""
+        from models.lane_versions import LANE_THRESHOLDS_TAG
+        from models.registry import alias_model_version, registry_client
 
         if self._registry is None:
             self._registry = registry_client(self._tracking_uri)
-        return alias_version(self._registry, self.config.model_name, self.config.model_alias)
+        mv = alias_model_version(self._registry, self.config.model_name, self.config.model_alias)
+        if mv is None:
+            return None
+        return ChampionRef(str(mv.version), (mv.tags or {}).get(LANE_THRESHOLDS_TAG))
+
+    def _install_thresholds(self, thresholds: LaneThresholds) -> None:
+        """Lane thresholds set on the running champion: in force from the next batch."""
+        runtime = self.runtime
+        if runtime is None:
+            raise ParcelriskError("no champion loaded to set lane thresholds on")
+        runtime.install_thresholds(thresholds)
 
     def _install(self, runtime: ScoringRuntime, *, started: bool = False) -> None:
         """Put a loaded champion in service: the next batch scores with it."""
@@ -234,7 +253,7 @@ class ParcelRiskService:
             runtime.model_name,
             runtime.model_version,
             runtime.run_id,
-            runtime.model.thresholds.version,
+            runtime.thresholds.version,
             self.config.audit_db,
         )
         if started:

@@ -19,7 +19,7 @@ from features.errors import ParcelriskError
 
 if TYPE_CHECKING:
     from features.pipeline.snapshot import EntityState
-    from models.bundle import RiskModel
+    from models.bundle import LaneThresholds, RiskModel
     from serving.decision import DecisionRecord
 
 
@@ -69,6 +69,7 @@ class RecordedModels:
         self._owns_root = root is None
         self.root = Path(tempfile.mkdtemp(prefix="parcelrisk-audit-")) if root is None else root
         self._loaded: dict[tuple[str, str], LoadedModel | ParcelriskError] = {}
+        self._thresholds: dict[tuple[str, str], LaneThresholds | None] = {}
         self._client: Any = None
 
     def get(self, name: str, version: str) -> LoadedModel:
@@ -92,7 +93,7 @@ class RecordedModels:
         if self._client is None:
             self._client = registry_client(self.tracking_uri)
         dst = self.root / f"{_safe(name)}-v{_safe(version)}"
-        model, state_dir, info = load_version(self._client, name, version, dst)
+        model, state_dir, info = load_version(self._client, name, version, dst, lane_tag=False)
         run_id = str(info["run_id"])
         try:
             experiment_id = self._client.get_run(run_id).info.experiment_id
@@ -106,6 +107,22 @@ class RecordedModels:
             state_dir=Path(state_dir),
             run_url=run_url(self.tracking_uri, experiment_id, run_id),
         )
+
+    def thresholds(self, loaded: LoadedModel, version: str) -> LaneThresholds | None:
+        """The lane thresholds ``version`` of a loaded model: its bundle's, or one set later
+        (``parcelrisk lanes set``) as recorded on its run; None when the run holds no such
+        version."""
+        if version == loaded.model.thresholds.version:
+            return loaded.model.thresholds
+        key = (loaded.run_id, str(version))
+        if key not in self._thresholds:
+            from models.lane_versions import resolve_thresholds
+            from models.registry import registry_client
+
+            if self._client is None:
+                self._client = registry_client(self.tracking_uri)
+            self._thresholds[key] = resolve_thresholds(self._client, loaded.run_id, version)
+        return self._thresholds[key]
 
     def close(self) -> None:
         self._loaded.clear()

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from features.params import ServeParams
     from features.pipeline.live import LiveState
     from features.pipeline.snapshot import EntityState
+    from models.bundle import LaneThresholds
     from serving.audit.models import LoadedModel, RecordedModels
     from serving.decision import DecisionRecord
     from serving.outcome_store import SqliteOutcomeStore
@@ -321,9 +322,17 @@ def recompute_decisions(
                 found[r.decision_id] = _unverifiable(r, str(exc))
             continue
         problem = _misfit(targets[0], loaded)
-        if problem is not None:
+        # a batch reads its thresholds once: every decision of it names the same version
+        thresholds = models.thresholds(loaded, targets[0].thresholds_version)
+        if problem is None and thresholds is None:
+            problem = (
+                f"lane cut-offs {targets[0].thresholds_version} recorded, neither model "
+                f"{loaded.name} v{loaded.version}'s ({loaded.model.thresholds.version}) nor "
+                f"set on its run {loaded.run_id}"
+            )
+        if problem is not None or thresholds is None:
             for r in targets:
-                found[r.decision_id] = _unverifiable(r, problem)
+                found[r.decision_id] = _unverifiable(r, problem or "no lane cut-offs")
             continue
         replay = replays.get((name, version))
         first = targets[0]
@@ -332,7 +341,9 @@ def recompute_decisions(
             replays[(name, version)] = replay
         replay.advance(first.known_seq, first.known_results_seq)
         batch = batch_of(store, first)
-        for result in _recompute_batch(batch, targets, loaded, replay.live, exploration_seed):
+        for result in _recompute_batch(
+            batch, targets, loaded, thresholds, replay.live, exploration_seed
+        ):
             found[result.decision_id] = result
     return [found[r.decision_id] for r in records]
 
@@ -355,11 +366,6 @@ def _misfit(record: DecisionRecord, loaded: LoadedModel) -> str | None:
             f"features stored in manifest {record.manifest_fingerprint}, model "
             f"{loaded.name} v{loaded.version} reads {model.manifest.fingerprint}"
         )
-    if record.thresholds_version != model.thresholds.version:
-        return (
-            f"lane cut-offs {record.thresholds_version} recorded, model {loaded.name} "
-            f"v{loaded.version} has {model.thresholds.version}"
-        )
     return None
 
 
@@ -367,6 +373,7 @@ def _recompute_batch(
     batch: list[DecisionRecord],
     targets: list[DecisionRecord],
     loaded: LoadedModel,
+    thresholds: LaneThresholds,
     live: LiveState,
     exploration_seed: int,
 ) -> list[Recomputed]:
@@ -397,7 +404,7 @@ def _recompute_batch(
         lanes = {}
         for path, scores in (("vector", stored), ("declaration", rebuilt)):
             lanes[path] = recompute_lanes(
-                scores["priority"], aeo, ids, model.thresholds, config, seed_known, exploration
+                scores["priority"], aeo, ids, thresholds, config, seed_known, exploration
             )[i]
         same = (X_rebuilt[i] == X_stored[i]) | (np.isnan(X_rebuilt[i]) & np.isnan(X_stored[i]))
         result = Recomputed(

@@ -1,0 +1,530 @@
+"""`parcelrisk lanes plan|set|show`: lane capacity as a decision, not a retrain.
+
+``plan`` reads a period of the decision store (the scores, the AEO flag, the exploration flag and
+the inspection results beside them) and prints what inspecting the top r% of traffic would cost
+and catch (``models.capacity.plan_capacity``). ``set`` fits cut-offs at chosen rates and writes
+them as a new thresholds version on the champion (``models.lane_versions``), which running
+workers pick up at their next champion check. ``show`` lists the champion's versions.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import math
+import os
+import sqlite3
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from features.cli import params_option, settings_from
+from features.errors import ParcelriskError
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from mlflow import MlflowClient
+    from mlflow.entities.model_registry import ModelVersion
+
+    from features.params import Settings
+    from models.bundle import LaneThresholds
+
+lanes_app = typer.Typer(
+    help="Lane capacity: plan, set and show the red/yellow cut-offs of the champion.",
+    no_args_is_help=True,
+)
+
+# Fewer recent decisions than this and `lanes set` fits on the champion's training traffic: the
+# 0.5% tail of a few hundred parcels is a handful of them.
+MIN_SET_PARCELS = 2000
+
+_TRAFFIC_SQL = """
+SELECT d.seq, d.declaration_id, d.declared_at, d.model_name, d.model_version,
+       d.thresholds_version, d.risk, d.expected_revenue, d.lane, d.exploration,
+       json_extract(d.declaration_json, '$.aeo_operator') AS aeo{outcome_columns}
+FROM decisions AS d{outcome_join}
+WHERE d.declared_at IS NOT NULL {period}
+ORDER BY d.seq
+"""
+
+
+def _tracking_option() -> Any:
+    return typer.Option(
+        None,
+        "--tracking-uri",
+        help="MLflow tracking URI of the registry (default $MLFLOW_TRACKING_URI or "
+        "sqlite:///mlflow.db).",
+    )
+
+
+def _db_option(help_text: str) -> Any:
+    return typer.Option(None, "--db", help=help_text)
+
+
+def read_lane_traffic(db: Path, since: str | None, until: str | None) -> pd.DataFrame:
+    """The decisions declared in [since, until) with their inspection result, one row per
+    declaration (its latest decision), from the store file opened read-only.
+
+    Columns: declaration_id, declared_at (UTC), model_name, model_version, thresholds_version,
+    risk, expected_revenue, lane, exploration, aeo, illicit and revenue (NaN: no result)."""
+    import numpy as np
+    import pandas as pd
+
+    from serving.audit.report import parse_when
+
+    if not Path(db).is_file():
+        raise ParcelriskError(f"no decision store at {db}")
+    start = parse_when(since, "--since") if since else None
+    end = parse_when(until, "--until", end_of_day=True) if until else None
+    conn = sqlite3.connect(f"{Path(db).resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if "decisions" not in tables:
+            raise ParcelriskError(f"{db} holds no decisions table: not a decision store")
+        with_results = "outcomes" in tables
+        period, args = "", []
+        if start is not None:
+            period += "AND d.declared_at >= ? "
+            args.append(start)
+        if end is not None:
+            period += "AND d.declared_at < ? "
+            args.append(end)
+        sql = _TRAFFIC_SQL.format(
+            outcome_columns=", o.illicit, o.revenue_recovered" if with_results else "",
+            outcome_join=(
+                " LEFT JOIN outcomes AS o ON o.declaration_id = d.declaration_id"
+                if with_results
+                else ""
+            ),
+            period=period,
+        )
+        rows = conn.execute(sql, args).fetchall()
+    except sqlite3.Error as exc:
+        raise ParcelriskError(f"cannot read the decision store {db}: {exc}") from None
+    finally:
+        conn.close()
+    columns = [
+        "seq",
+        "declaration_id",
+        "declared_at",
+        "model_name",
+        "model_version",
+        "thresholds_version",
+        "risk",
+        "expected_revenue",
+        "lane",
+        "exploration",
+        "aeo",
+    ]
+    frame = pd.DataFrame(
+        rows, columns=[*columns, "illicit", "revenue"] if with_results else columns
+    )
+    if not with_results:
+        frame["illicit"] = np.nan
+        frame["revenue"] = np.nan
+    # a declaration scored twice (a retry with changes, a re-score) counts once: its latest
+    frame = frame.drop_duplicates("declaration_id", keep="last").reset_index(drop=True)
+    frame["declared_at"] = pd.to_datetime(frame["declared_at"], utc=True, format="ISO8601")
+    frame["exploration"] = frame["exploration"].astype(bool)
+    frame["aeo"] = frame["aeo"].isin([1, True, "1", "true"])
+    for column in ("risk", "expected_revenue", "illicit", "revenue"):
+        frame[column] = pd.to_numeric(frame[column], errors="coerce").astype(np.float64)
+    return frame.drop(columns="seq")
+
+
+def _period_days(traffic: pd.DataFrame, since: str | None, until: str | None) -> float:
+    """The period's length in days: the bounds given, else first to last declaration."""
+    import pandas as pd
+
+    from serving.audit.report import parse_when
+
+    first = pd.Timestamp(parse_when(since, "--since")) if since else traffic["declared_at"].min()
+    last = (
+        pd.Timestamp(parse_when(until, "--until", end_of_day=True))
+        if until
+        else traffic["declared_at"].max()
+    )
+    days = (last - first).total_seconds() / 86_400
+    return days if days > 0 else 1.0
+
+
+def _priority(traffic: pd.DataFrame, objective: str) -> Any:
+    return traffic["expected_revenue" if objective == "revenue" else "risk"].to_numpy()
+
+
+def _effective(traffic: pd.DataFrame, objective: str, aeo_discount: float) -> Any:
+    from models.thresholds import effective_priority
+
+    return effective_priority(
+        _priority(traffic, objective), traffic["aeo"].to_numpy(bool), aeo_discount
+    )
+
+
+def _read_truth(path: Path) -> pd.DataFrame:
+    """declaration_id, true_illicit, true_revenue from a ground-truth file (the generator's:
+    ``revenue_at_stake``, or ``revenue``)."""
+    import pandas as pd
+
+    suffix = Path(path).suffix.lower()
+    if suffix not in (".parquet", ".csv"):
+        raise ParcelriskError(f"--truth {path}: give a .parquet or .csv file")
+    try:
+        truth = pd.read_parquet(path) if suffix == ".parquet" else pd.read_csv(path)
+    except Exception as exc:  # missing, unreadable, not the format its name says
+        raise ParcelriskError(f"--truth {path}: cannot read: {exc}") from None
+    revenue = next((c for c in ("revenue", "revenue_at_stake") if c in truth.columns), None)
+    missing = [c for c in ("declaration_id", "illicit") if c not in truth.columns]
+    if missing or revenue is None:
+        raise ParcelriskError(
+            f"--truth {path}: needs columns declaration_id, illicit and revenue "
+            f"(or revenue_at_stake); lacks {', '.join(missing or ['revenue'])}"
+        )
+    return truth.rename(columns={"illicit": "true_illicit", revenue: "true_revenue"})[
+        ["declaration_id", "true_illicit", "true_revenue"]
+    ].astype({"declaration_id": str, "true_illicit": float, "true_revenue": float})
+
+
+# --- plan ---------------------------------------------------------------------------------------
+
+
+@lanes_app.command("plan")
+def plan(
+    db: Path | None = _db_option("Decision store (default: serve.audit_db)."),
+    since: str | None = typer.Option(None, "--since", help="Declared at or after (UTC date)."),
+    until: str | None = typer.Option(None, "--until", help="Declared before the end of (date)."),
+    truth: Path | None = typer.Option(
+        None, "--truth", help="Ground truth (declaration_id, illicit, revenue): simulations."
+    ),
+    chart: Path | None = typer.Option(None, "--chart", help="Chart file (.png or .svg)."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    params: Path | None = params_option("sections serve, train"),
+) -> None:
+    """What inspecting the top 0.5% to 20% of a period's traffic would cost and catch,
+    estimated on its exploration parcels (and against a ground truth when given)."""
+    from models.capacity import plan_capacity
+
+    settings = settings_from(params)
+    store = Path(db or settings.serve.audit_db)
+    traffic = read_lane_traffic(store, since, until)
+    if traffic.empty:
+        raise ParcelriskError(f"no decisions in {store} for that period")
+    objective = settings.train.objective
+    discount = settings.serve.aeo_risk_discount
+    traffic["effective_priority"] = _effective(traffic, objective, discount)
+    if truth is not None:
+        traffic = traffic.merge(_read_truth(truth), on="declaration_id", how="left")
+        unmatched = int(traffic["true_illicit"].isna().sum())
+        if unmatched:
+            raise ParcelriskError(
+                f"--truth {truth}: {unmatched} of the period's declarations have no row in it"
+            )
+    days = _period_days(traffic, since, until)
+    table = plan_capacity(traffic, days)
+    observed = _observed_lanes(traffic)
+    summary = {
+        "store": str(store),
+        "period": {
+            "first": traffic["declared_at"].min().isoformat(),
+            "last": traffic["declared_at"].max().isoformat(),
+            "days": round(days, 3),
+        },
+        "parcels": len(traffic),
+        "parcels_per_day": round(len(traffic) / days, 1),
+        "objective": objective,
+        "aeo_discount": discount,
+        "exploration_parcels_with_results": int(
+            (traffic["exploration"] & traffic["illicit"].notna()).sum()
+        ),
+        "observed_lanes": observed,
+        "truth": str(truth) if truth else None,
+    }
+    if chart is not None:
+        _write_chart(table, chart)
+        summary["chart"] = str(chart)
+    if as_json:
+        rows = json.loads(table.to_json(orient="records", double_precision=6))
+        typer.echo(json.dumps({**summary, "plan": rows}, indent=2))
+        return
+    typer.echo(_plan_text(summary, table))
+
+
+def _observed_lanes(traffic: pd.DataFrame) -> dict[str, Any]:
+    """The lane shares the period's decisions got, by thresholds version, and exploration's."""
+    out: dict[str, Any] = {}
+    for version, part in traffic.groupby("thresholds_version", sort=False):
+        shares = part["lane"].value_counts(normalize=True)
+        out[str(version)] = {
+            "parcels": len(part),
+            "red": round(float(shares.get("red", 0.0)), 5),
+            "yellow": round(float(shares.get("yellow", 0.0)), 5),
+            # the model's own choice: red among the parcels not drawn for exploration
+            "red_not_explored": round(
+                float((part.loc[~part["exploration"], "lane"] == "red").mean()), 5
+            ),
+            "exploration": round(float(part["exploration"].mean()), 5),
+        }
+    return out
+
+
+def _fmt(value: float, digits: int = 0, pct: bool = False) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{100 * value:.1f}%" if pct else f"{value:,.{digits}f}"
+
+
+def _plan_text(summary: dict[str, Any], table: pd.DataFrame) -> str:
+    period = summary["period"]
+    lines = [
+        f"{summary['store']}: {summary['parcels']:,} parcels declared {period['first'][:16]} to "
+        f"{period['last'][:16]} ({period['days']:.1f} days, {summary['parcels_per_day']:,.0f}/day); "
+        f"lanes rank on {summary['objective']}, AEO x {summary['aeo_discount']}",
+    ]
+    for version, seen in summary["observed_lanes"].items():
+        lines.append(
+            f"  thresholds {version}: {seen['parcels']:,} parcels, red {100 * seen['red']:.2f}% "
+            f"({100 * seen['red_not_explored']:.2f}% of those not explored), yellow "
+            f"{100 * seen['yellow']:.2f}%, exploration {100 * seen['exploration']:.2f}%"
+        )
+    n_sample = summary["exploration_parcels_with_results"]
+    if n_sample == 0:
+        lines.append(
+            "  no exploration parcel has an inspection result in this period: hit rates and "
+            "revenue cannot be estimated (traffic columns only)"
+        )
+    else:
+        lines.append(
+            f"  estimates from {n_sample:,} exploration parcels with results (random sample, "
+            "95% intervals); red alone or red + yellow: the same cut-off for the same share"
+        )
+    truth = "true_hit_rate" in table.columns
+    head = (
+        f"{'share':>6} {'cut-off':>10} {'insp/day':>9} {'explored':>8} {'hit rate [95%]':>22} "
+        f"{'hits/day':>9} {'EUR/insp [95%]':>24} {'EUR/day':>10}"
+    )
+    if truth:
+        head += f" | {'true hit':>8} {'true hits/d':>11} {'true EUR/day':>12}"
+    lines += ["", head]
+    for r in table.itertuples():
+        line = (
+            f"{100 * r.rate:>5.1f}% {r.cutoff:>10.6g} {r.per_day:>9,.1f} {r.explored:>8,d} "
+            f"{_fmt(r.hit_rate, pct=True):>6} [{_fmt(r.hit_rate_lo, pct=True):>6}, "
+            f"{_fmt(r.hit_rate_hi, pct=True):>6}] {_fmt(r.hits_per_day, 1):>9} "
+            f"{_fmt(r.revenue_per_inspection):>7} [{_fmt(r.revenue_per_inspection_lo):>6}, "
+            f"{_fmt(r.revenue_per_inspection_hi):>6}] {_fmt(r.revenue_per_day):>10}"
+        )
+        if truth:
+            line += (
+                f" | {_fmt(r.true_hit_rate, pct=True):>8} {_fmt(r.true_hits_per_day, 1):>11} "
+                f"{_fmt(r.true_revenue_per_day):>12}"
+            )
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def _write_chart(table: pd.DataFrame, path: Path) -> None:
+    """Inspections per day against revenue caught per day and hit rate (estimates with their
+    95% band; the truth's as a dashed line when given)."""
+    if path.suffix.lower() not in (".png", ".svg"):
+        raise ParcelriskError(f"--chart {path}: give a .png or .svg file")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x = table["per_day"]
+    fig, (rev, hit) = plt.subplots(1, 2, figsize=(11, 4.2))
+    rev.plot(x, table["revenue_per_day"], marker="o", label="estimated (exploration)")
+    rev.fill_between(
+        x,
+        table["revenue_per_inspection_lo"] * x,
+        table["revenue_per_inspection_hi"] * x,
+        alpha=0.2,
+    )
+    hit.plot(x, 100 * table["hit_rate"], marker="o", label="estimated (exploration)")
+    hit.fill_between(x, 100 * table["hit_rate_lo"], 100 * table["hit_rate_hi"], alpha=0.2)
+    if "true_hit_rate" in table.columns:
+        rev.plot(x, table["true_revenue_per_day"], ls="--", marker=".", label="ground truth")
+        hit.plot(x, 100 * table["true_hit_rate"], ls="--", marker=".", label="ground truth")
+    for r in table.itertuples():
+        hit.annotate(f"{100 * r.rate:g}%", (r.per_day, 100 * r.hit_rate), fontsize=7)
+    rev.set(xlabel="inspections per day", ylabel="revenue caught per day (EUR)")
+    hit.set(xlabel="inspections per day", ylabel="hit rate (%)")
+    for ax in (rev, hit):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle("Lane capacity: top share of traffic inspected")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+
+
+# --- the champion's thresholds -------------------------------------------------------------------
+
+
+def _champion(
+    client: MlflowClient, settings: Settings
+) -> tuple[ModelVersion, LaneThresholds, dict[str, Any]]:
+    """The champion's model version, the thresholds in force on it and its bundle metadata."""
+    from models.lane_versions import tagged_thresholds
+    from models.registry import alias_model_version
+    from models.thresholds import thresholds_from_dict
+
+    # one terminal line per command, not a progress bar per artifact
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    name, alias = settings.serve.model_name, settings.serve.model_alias
+    mv = alias_model_version(client, name, alias)
+    if mv is None:
+        raise ParcelriskError(
+            f"no model {name!r}@{alias} in the registry: train and promote one first"
+        )
+    with tempfile.TemporaryDirectory(prefix="parcelrisk-lanes-") as tmp:
+        try:
+            local = client.download_artifacts(mv.run_id, "bundle/bundle.json", tmp)
+            payload = json.loads(Path(local).read_text())
+        except Exception as exc:
+            raise ParcelriskError(
+                f"model {name!r} v{mv.version}: its bundle.json cannot be read: {exc}"
+            ) from None
+    trained = thresholds_from_dict(payload.get("thresholds"))
+    try:
+        in_force = tagged_thresholds(dict(mv.tags or {})) or trained
+    except ParcelriskError as exc:
+        # `lanes set` is how a broken tag is repaired: say so, and do not stand in its way
+        typer.echo(f"warning: model {name!r} v{mv.version}: {exc}", err=True)
+        in_force = replace(trained, version="unreadable")
+    return mv, in_force, payload.get("metadata") or {}
+
+
+@lanes_app.command("set")
+def set_lanes(
+    red: float = typer.Option(..., "--red", help="Share of traffic to the red lane (0.01 = 1%)."),
+    yellow: float = typer.Option(..., "--yellow", help="Share to the yellow lane, after red."),
+    reason: str = typer.Option("", "--reason", help="Why: kept with the thresholds version."),
+    db: Path | None = _db_option("Fit on this decision store's recent traffic (if big enough)."),
+    since: str | None = typer.Option(None, "--since", help="With --db: declared at or after."),
+    tracking_uri: str | None = _tracking_option(),
+    params: Path | None = params_option("sections serve"),
+) -> None:
+    """Fit cut-offs at these rates and put them in force on the champion as a new thresholds
+    version (running services pick it up at their next champion check)."""
+    from models.lane_versions import write_thresholds_version
+    from models.registry import registry_client
+    from models.thresholds import check_lane_rates, fit_from_quantiles, fit_lane_thresholds
+
+    check_lane_rates(red, yellow)
+    settings = settings_from(params)
+    client = registry_client(tracking_uri)
+    mv, current, metadata = _champion(client, settings)
+    version = str(mv.version)
+    discount = settings.serve.aeo_risk_discount
+    note = ""
+    thresholds = None
+    if db is not None:
+        traffic = read_lane_traffic(db, since, None)
+        # only this version's scores: another model's priorities are on another scale
+        traffic = traffic[
+            (traffic["model_name"] == settings.serve.model_name)
+            & (traffic["model_version"] == version)
+        ]
+        if len(traffic) >= MIN_SET_PARCELS:
+            first, last = traffic["declared_at"].min(), traffic["declared_at"].max()
+            thresholds = fit_lane_thresholds(
+                _priority(traffic, current.objective),
+                red,
+                yellow,
+                current.objective,
+                aeo=traffic["aeo"].to_numpy(bool),
+                aeo_discount=discount,
+                fitted_on=(
+                    f"decision store {Path(db).name}: {len(traffic)} parcels scored by "
+                    f"v{version}, declared {first:%Y-%m-%d} to {last:%Y-%m-%d}"
+                ),
+            )
+        else:
+            note = (
+                f"only {len(traffic)} decisions of v{version} in {db}"
+                f"{' since ' + since if since else ''} (fewer than {MIN_SET_PARCELS}): "
+            )
+    if thresholds is None:
+        quantiles = metadata.get("lane_traffic")
+        if not quantiles:
+            raise ParcelriskError(
+                f"{note}model {mv.name!r} v{version} stores no training traffic quantiles "
+                "(trained before they were kept): give --db with its recent traffic"
+            )
+        thresholds = fit_from_quantiles(
+            quantiles,
+            red,
+            yellow,
+            current.objective,
+            fitted_on=f"training traffic quantiles of v{version} ({quantiles.get('parcels')} parcels)",
+        )
+        if thresholds.aeo_discount != discount:
+            typer.echo(
+                f"warning: v{version}'s training traffic was discounted with AEO x "
+                f"{thresholds.aeo_discount}, serve.aeo_risk_discount is {discount}",
+                err=True,
+            )
+    if thresholds.version == current.version:
+        typer.echo(f"lane thresholds {current.version} already in force on v{version}")
+        return
+    record = write_thresholds_version(
+        client,
+        mv.name,
+        version,
+        thresholds,
+        previous=current.version,
+        reason=reason,
+        set_by=getpass.getuser(),
+    )
+    typer.echo(
+        f"{note}lane thresholds {thresholds.version} in force on {mv.name} v{version} "
+        f"(were {current.version}): red >= {thresholds.red_cutoff:.6g} ({100 * red:g}% of "
+        f"traffic), yellow >= {thresholds.yellow_cutoff:.6g} (next {100 * yellow:g}%)\n"
+        f"fitted on {thresholds.fitted_on}; recorded as thresholds/{thresholds.version}.json on "
+        f"run {mv.run_id} by {record['set_by']} at {record['set_at']}; running services pick it "
+        f"up within serve.champion_check_s ({settings.serve.champion_check_s:g} s)"
+    )
+
+
+@lanes_app.command("show")
+def show(
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    tracking_uri: str | None = _tracking_option(),
+    params: Path | None = params_option("sections serve"),
+) -> None:
+    """The champion's lane thresholds versions, oldest first, and the one in force."""
+    from models.lane_versions import thresholds_history
+    from models.registry import registry_client
+
+    settings = settings_from(params)
+    client = registry_client(tracking_uri)
+    mv, current, _ = _champion(client, settings)
+    history = thresholds_history(client, mv.run_id)
+    if as_json:
+        body = {
+            "model": {"name": mv.name, "version": str(mv.version), "run_id": mv.run_id},
+            "in_force": current.version,
+            "history": history,
+        }
+        typer.echo(json.dumps(body, indent=2, default=str))
+        return
+    typer.echo(f"{mv.name} v{mv.version} (run {mv.run_id}): thresholds {current.version} in force")
+    for h in history:
+        mark = "*" if h.get("version") == current.version else " "
+        typer.echo(
+            f"{mark} {h.get('version')}  {h.get('set_at') or 'trained':<25} "
+            f"red {100 * float(h.get('red_rate', 0)):g}% >= {float(h.get('red_cutoff', 0)):.6g}  "
+            f"yellow {100 * float(h.get('yellow_rate', 0)):g}% >= "
+            f"{float(h.get('yellow_cutoff', 0)):.6g}  by {h.get('set_by')}  "
+            f"on {h.get('fitted_on') or '-'}"
+            + (f"  reason: {h['reason']}" if h.get("reason") and h.get("set_at") else "")
+        )
+
+
+def register_lanes(app: typer.Typer) -> None:
+    app.add_typer(lanes_app, name="lanes")

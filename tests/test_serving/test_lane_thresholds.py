@@ -1,0 +1,480 @@
+"""Lane thresholds set as a decision: `parcelrisk lanes set|show|plan`, applied on load, followed
+by a running service's champion check without reloading the model, and recomputable after."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from models.bundle import LaneThresholds
+from models.thresholds import make_thresholds, thresholds_json
+from serving.rollover import ChampionRef, ChampionWatcher, ThresholdsSwitch
+from tests.test_serving.conftest import auth, fresh_declarations
+
+# --- the watcher follows the thresholds tag, with fakes ------------------------------------------
+
+
+def _thresholds(red_cutoff: float, objective: str = "risk") -> LaneThresholds:
+    return make_thresholds(objective, red_cutoff, red_cutoff / 2, 0.02, 0.05)  # type: ignore[arg-type]
+
+
+@dataclass
+class FakeRuntime:
+    model_version: str
+    thresholds: LaneThresholds
+
+
+class Registry:
+    """The alias's version and thresholds tag; what was loaded and installed."""
+
+    def __init__(self) -> None:
+        self.runtime = FakeRuntime("3", _thresholds(0.5))
+        self.ref = ChampionRef("3", None)
+        self.loads: list[str] = []
+
+    def load(self) -> FakeRuntime:
+        self.loads.append(self.ref.version)
+        return FakeRuntime(self.ref.version, self.runtime.thresholds)
+
+    def install_thresholds(self, thresholds: LaneThresholds) -> None:
+        if thresholds.objective != self.runtime.thresholds.objective:
+            raise ValueError("ranks on another priority")
+        self.runtime.thresholds = thresholds
+
+    def watcher(self) -> ChampionWatcher:
+        return ChampionWatcher(
+            current=lambda: self.runtime.model_version,
+            champion=lambda: self.ref,
+            load=self.load,  # type: ignore[arg-type]
+            install=lambda r: setattr(self, "runtime", r),
+            interval_s=0,
+            current_thresholds=lambda: self.runtime.thresholds.version,
+            install_thresholds=self.install_thresholds,
+        )
+
+
+def test_a_new_thresholds_tag_is_installed_without_reloading_the_model():
+    registry = Registry()
+    watcher = registry.watcher()
+    before = registry.runtime
+    new = _thresholds(0.3)
+    registry.ref = ChampionRef("3", thresholds_json(new))
+    switch = watcher.check()
+    assert switch == ThresholdsSwitch("3", _thresholds(0.5).version, new.version)
+    assert registry.runtime is before and registry.runtime.thresholds == new
+    assert registry.loads == []
+    assert watcher.check() is None  # the same tag again: nothing to do
+
+
+def test_a_bad_tag_is_logged_once_and_the_current_thresholds_keep_serving(caplog):
+    registry = Registry()
+    watcher = registry.watcher()
+    for text in ("{not json", thresholds_json(_thresholds(0.3, objective="revenue"))):
+        registry.ref = ChampionRef("3", text)
+        caplog.clear()
+        assert watcher.check() is None and watcher.check() is None
+        assert registry.runtime.thresholds == _thresholds(0.5)
+        assert len([r for r in caplog.records if "ignored" in r.getMessage()]) == 1
+    registry.ref = ChampionRef("3", thresholds_json(_thresholds(0.2)))  # a good one follows
+    assert isinstance(watcher.check(), ThresholdsSwitch)
+
+
+def test_a_moved_alias_still_loads_the_new_version():
+    registry = Registry()
+    registry.ref = ChampionRef("4", thresholds_json(_thresholds(0.3)))
+    switch = registry.watcher().check()
+    assert switch is not None and not isinstance(switch, ThresholdsSwitch)
+    assert registry.loads == ["4"] and registry.runtime.model_version == "4"
+
+
+# --- the registry: set, show, load ----------------------------------------------------------------
+
+
+@pytest.fixture
+def lanes_registry(real_pipeline, tmp_path, monkeypatch):
+    """The real pipeline's registry copied WITH its artifacts (``lanes set`` writes to the run),
+    and params whose champion check runs every 0.2 s."""
+    import mlflow
+
+    from models.registry import registry_client
+
+    root = Path(real_pipeline["root"])
+    source = sqlite3.connect(root / "mlflow.db")
+    copy = sqlite3.connect(tmp_path / "mlflow.db")
+    try:
+        source.backup(copy)
+    finally:
+        source.close()
+    shutil.copytree(root / "mlartifacts", tmp_path / "mlartifacts")
+    old, new = (root / "mlartifacts").as_uri(), (tmp_path / "mlartifacts").as_uri()
+    with copy:
+        for table, column in (
+            ("runs", "artifact_uri"),
+            ("experiments", "artifact_location"),
+            ("model_versions", "storage_location"),
+            ("logged_models", "artifact_location"),
+        ):
+            copy.execute(f"UPDATE {table} SET {column} = replace({column}, ?, ?)", (old, new))
+    copy.close()
+    params = yaml.safe_load(Path(real_pipeline["params"]).read_text())
+    params["serve"]["champion_check_s"] = 0.2
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    previous = mlflow.get_tracking_uri()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    mlflow.set_tracking_uri(uri)
+    # MLflow caches each run's artifact location per process: the copy's run has the same id
+    repos = mlflow.tracking._tracking_service.utils._artifact_repos_cache
+    repos.clear()
+    yield {
+        "client": registry_client(uri),
+        "name": params["promote"]["model_name"],
+        "version": real_pipeline["version"],
+        "uri": uri,
+        "params": tmp_path / "params.yaml",
+        "root": tmp_path,
+    }
+    repos.clear()
+    mlflow.set_tracking_uri(previous)
+
+
+def _cli(capsys, *args: str) -> tuple[int, str, str]:
+    """``parcelrisk ARGS`` through ``serving.main.main``: (exit code, stdout, stderr)."""
+    from serving.main import main
+
+    argv = sys.argv
+    sys.argv = ["parcelrisk", *args]
+    try:
+        main()
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    finally:
+        sys.argv = argv
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _set(capsys, reg, *args: str) -> tuple[int, str, str]:
+    return _cli(
+        capsys, "lanes", "set", *args, "--tracking-uri", reg["uri"], "--params", str(reg["params"])
+    )
+
+
+def test_lanes_set_writes_the_tag_and_the_record_on_the_run(lanes_registry, capsys):
+    reg = lanes_registry
+    client = reg["client"]
+    trained = client.get_model_version(reg["name"], reg["version"]).tags["thresholds_version"]
+    code, out, err = _set(capsys, reg, "--red", "0.05", "--yellow", "0.1", "--reason", "more staff")
+    assert code == 0, err
+    assert "training traffic quantiles" in out
+    mv = client.get_model_version(reg["name"], reg["version"])
+    tagged = json.loads(mv.tags["lane_thresholds"])
+    assert mv.tags["thresholds_version"] == tagged["version"] != trained
+    assert (tagged["red_rate"], tagged["yellow_rate"], tagged["aeo_discount"]) == (0.05, 0.1, 0.5)
+    local = client.download_artifacts(
+        mv.run_id, f"thresholds/{tagged['version']}.json", str(reg["root"])
+    )
+    record = json.loads(Path(local).read_text())
+    assert record["reason"] == "more staff" and record["set_by"] and record["set_at"]
+    assert record["previous_version"] and record["red_cutoff"] == tagged["red_cutoff"]
+
+    code, out, _ = _cli(
+        capsys,
+        "lanes",
+        "show",
+        "--tracking-uri",
+        reg["uri"],
+        "--params",
+        str(reg["params"]),
+        "--json",
+    )
+    shown = json.loads(out)
+    assert shown["in_force"] == tagged["version"]
+    assert [h["version"] for h in shown["history"]] == [
+        record["previous_version"],
+        tagged["version"],
+    ]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--red", "0", "--yellow", "0.1"), "lane rates"),
+        (("--red", "0.6", "--yellow", "0.5"), "red + yellow < 1"),
+    ],
+)
+def test_lanes_set_refuses_impossible_rates(lanes_registry, capsys, args, message):
+    code, _, err = _set(capsys, lanes_registry, *args)
+    assert code == 2 and message in err and "Traceback" not in err
+
+
+def test_lanes_set_without_a_champion_is_one_line(lanes_registry, capsys):
+    reg = lanes_registry
+    reg["client"].delete_registered_model_alias(reg["name"], "champion")
+    code, _, err = _set(capsys, reg, "--red", "0.02", "--yellow", "0.05")
+    assert code == 2 and "no model" in err and "champion" in err
+
+
+def test_load_version_applies_the_tag_and_refuses_a_bad_one(lanes_registry, capsys, tmp_path):
+    from features.errors import ParcelriskError
+    from models.registry import load_version
+
+    reg = lanes_registry
+    assert _set(capsys, reg, "--red", "0.03", "--yellow", "0.07")[0] == 0
+    model, _, _ = load_version(reg["client"], reg["name"], reg["version"], tmp_path / "a")
+    assert (model.thresholds.red_rate, model.thresholds.yellow_rate) == (0.03, 0.07)
+    bundle, _, _ = load_version(
+        reg["client"], reg["name"], reg["version"], tmp_path / "b", lane_tag=False
+    )
+    assert bundle.thresholds.red_rate != 0.03
+    reg["client"].set_model_version_tag(reg["name"], reg["version"], "lane_thresholds", "{oops")
+    with pytest.raises(ParcelriskError, match="lane_thresholds unreadable"):
+        load_version(reg["client"], reg["name"], reg["version"], tmp_path / "c")
+    # lanes set repairs it
+    code, _, err = _set(capsys, reg, "--red", "0.02", "--yellow", "0.05")
+    assert code == 0 and "unreadable" in err
+    model, _, _ = load_version(reg["client"], reg["name"], reg["version"], tmp_path / "d")
+    assert model.thresholds.red_rate == 0.02
+
+
+def test_the_trained_bundle_keeps_its_lane_traffic_quantiles(lanes_registry, tmp_path):
+    from models.registry import load_version
+
+    reg = lanes_registry
+    model, _, _ = load_version(reg["client"], reg["name"], reg["version"], tmp_path / "m")
+    quantiles = model.metadata["lane_traffic"]
+    assert quantiles["aeo_discount"] == model.thresholds.aeo_discount == 0.5
+    assert len(quantiles["cutoffs"]) == len(quantiles["shares"]) < 450
+    assert model.thresholds.fitted_on.startswith("training")
+
+
+# --- a running service follows `lanes set` ---------------------------------------------------------
+
+
+def _expected_lanes(decisions: list[dict], frame: pd.DataFrame, th: dict) -> list[str]:
+    """The lane each decision must have under ``th`` (objective risk): AEO x 0.5, the quota
+    at least yellow."""
+    aeo = frame.set_index("declaration_id")["aeo_operator"].astype(bool)
+    out = []
+    for d in decisions:
+        p = d["risk"] * (0.5 if aeo[d["declaration_id"]] else 1.0)
+        lane = "red" if p >= th["red_cutoff"] else "yellow" if p >= th["yellow_cutoff"] else "green"
+        if d["exploration"] and lane == "green":
+            lane = "yellow"
+        out.append(lane)
+    return out
+
+
+def test_lanes_set_is_picked_up_by_a_running_service_and_recomputes(
+    lanes_registry, real_pipeline, capsys, tmp_path
+):
+    import httpx
+
+    from tests.test_serving.test_live_workers import serve_two_workers
+
+    reg = lanes_registry
+    pipeline = {**real_pipeline, "params": reg["params"], "tracking_uri": reg["uri"]}
+    fresh = fresh_declarations(real_pipeline["history"], 600, prefix="LANES")
+    payloads = json.loads(fresh.to_json(orient="records", date_format="iso"))
+
+    def score(rows: list[dict]) -> list[dict]:
+        r = httpx.post(
+            f"{server.url}/score", json={"declarations": rows}, headers=auth(), timeout=60
+        )
+        assert r.status_code == 200, r.text
+        return r.json()["decisions"]
+
+    with serve_two_workers(pipeline, tmp_path) as server:
+        before = score(payloads[:100])
+        old_version = {d["thresholds_version"] for d in before}
+        assert len(old_version) == 1
+        code, out, err = _set(capsys, reg, "--red", "0.2", "--yellow", "0.1", "--reason", "test")
+        assert code == 0, err
+        tagged = json.loads(
+            reg["client"].get_model_version(reg["name"], reg["version"]).tags["lane_thresholds"]
+        )
+        assert {tagged["version"]} != old_version
+        # both workers pick it up at their next check: answers until 20 in a row carry it
+        import time
+
+        deadline, in_a_row, start = time.monotonic() + 60, 0, 100
+        while in_a_row < 20 and time.monotonic() < deadline:
+            d = score(payloads[start : start + 1])[0]
+            in_a_row = in_a_row + 1 if d["thresholds_version"] == tagged["version"] else 0
+            start += 1
+        assert in_a_row == 20, "the new thresholds were not picked up"
+        after = score(payloads[400:600])
+        assert {d["thresholds_version"] for d in after} == {tagged["version"]}
+        assert [d["lane"] for d in after] == _expected_lanes(after, fresh, tagged)
+        red = np.mean([d["lane"] == "red" for d in after])
+        assert red > 0.1  # the 20% red lane, not the trained 1%
+
+        # the auditor recomputes a decision made under the set version
+        decision = after[0]["decision_id"]
+        code, out, err = _cli(
+            capsys,
+            "audit",
+            "recompute",
+            decision,
+            "--db",
+            str(server.audit_db),
+            "--tracking-uri",
+            reg["uri"],
+            "--params",
+            str(reg["params"]),
+            "--json",
+        )
+        assert code == 0, out + err
+        result = json.loads(out)
+        assert result["summary"]["matches"] == 1
+
+
+def _decision(i: int, risk: float, *, aeo: bool, exploration: bool):
+    from serving.decision import DecisionRecord
+
+    declaration = {
+        "declaration_id": f"P{i}",
+        "declared_at": f"2026-05-0{1 + i % 2}T{10 + i:02d}:00:00.000000Z",
+        "aeo_operator": aeo,
+    }
+    return DecisionRecord(
+        decision_id=f"dec{i}",
+        scored_at="2026-05-03T12:00:00.000000+00:00",
+        declaration_id=f"P{i}",
+        declaration_json=json.dumps(declaration),
+        features=b"\x00" * 8,
+        manifest_fingerprint="fp",
+        model_name="parcel-risk",
+        model_version="1",
+        thresholds_version="thr",
+        lane_policy="{}",
+        raw_score=0.0,
+        risk=risk,
+        expected_revenue=0.0,
+        lane="red" if risk >= 0.45 else "green",
+        exploration=exploration,
+        reasons=[],
+        warnings=[],
+    )
+
+
+@pytest.fixture
+def planned_store(tmp_path):
+    """The models test's tiny period as a decision store (effective priority p/20, parcel 6 an
+    AEO one at twice that raw), with results for the random and one targeted inspection."""
+    from serving.outcome_store import SqliteOutcomeStore
+    from serving.outcomes import store_outcomes
+    from serving.sqlite_store import SqliteDecisionStore
+
+    db = tmp_path / "audit.db"
+    explored = {10: (True, 100.0), 8: (False, None), 7: (True, 50.0), 2: (False, None), 1: None}
+    decisions = SqliteDecisionStore(db)
+    decisions.record(
+        [
+            _decision(p, (2 * p if p == 6 else p) / 20, aeo=p == 6, exploration=p in explored)
+            for p in range(10, 0, -1)
+        ]
+    )
+    decisions.close()
+    results = [
+        {
+            "declaration_id": f"P{p}",
+            "inspected_at": "2026-05-03T09:00:00Z",
+            "illicit": found[0],
+            "offence_type": "undervaluation" if found[0] else None,
+            "revenue_recovered": found[1],
+        }
+        for p, found in [*explored.items(), (9, (True, 999.0))]
+        if found is not None
+    ]
+    outcomes = SqliteOutcomeStore(db)
+    store_outcomes(outcomes, pd.DataFrame(results), source="test")
+    outcomes.close()
+    return db
+
+
+def test_lanes_plan_estimates_from_the_store_s_exploration_results(
+    planned_store, real_pipeline, capsys, tmp_path
+):
+    args = ["lanes", "plan", "--db", str(planned_store), "--params", str(real_pipeline["params"])]
+    period = ["--since", "2026-05-01", "--until", "2026-05-02"]  # two whole days
+    code, out, err = _cli(capsys, *args, *period, "--json", "--chart", str(tmp_path / "c.png"))
+    assert code == 0, err
+    body = json.loads(out)
+    assert body["parcels"] == 10 and body["period"]["days"] == 2.0
+    assert body["exploration_parcels_with_results"] == 4
+    rows = {round(r["rate"], 3): r for r in body["plan"]}
+    top = rows[0.1]  # 1 parcel: 10 (explored, a hit)
+    assert (top["parcels"], top["explored"], top["explored_hits"]) == (1, 1, 1)
+    half = rows[0.05]
+    assert half["parcels"] == 1
+    # the top 20% of 10: cut-off 9/20; the AEO parcel (raw 12/20) is at 6/20, below it
+    assert rows[0.2]["cutoff"] == pytest.approx(9 / 20) and rows[0.2]["parcels"] == 2
+    assert (tmp_path / "c.png").stat().st_size > 1000
+    code, out, _ = _cli(capsys, *args, *period)
+    assert code == 0 and "estimates from 4 exploration parcels" in out
+
+
+def test_lanes_plan_without_results_says_so_and_keeps_the_traffic_columns(
+    planned_store, real_pipeline, capsys
+):
+    conn = sqlite3.connect(planned_store)
+    with conn:
+        conn.execute("DELETE FROM outcomes")
+    conn.close()
+    code, out, err = _cli(
+        capsys,
+        "lanes",
+        "plan",
+        "--db",
+        str(planned_store),
+        "--params",
+        str(real_pipeline["params"]),
+    )
+    assert code == 0, err
+    assert "no exploration parcel has an inspection result" in out
+    assert "0.5%" in out and "20.0%" in out
+
+
+def test_lanes_plan_refuses_a_missing_store(capsys, real_pipeline, tmp_path):
+    code, _, err = _cli(
+        capsys,
+        "lanes",
+        "plan",
+        "--db",
+        str(tmp_path / "none.db"),
+        "--params",
+        str(real_pipeline["params"]),
+    )
+    assert code == 2 and "no decision store" in err
+
+
+def test_lanes_plan_adds_the_truth_and_refuses_one_without_its_columns(
+    planned_store, real_pipeline, capsys, tmp_path
+):
+    args = ["lanes", "plan", "--db", str(planned_store), "--params", str(real_pipeline["params"])]
+    truth = pd.DataFrame(
+        {
+            "declaration_id": [f"P{p}" for p in range(1, 11)],
+            "illicit": [p in (10, 9, 7, 5) for p in range(1, 11)],
+            "revenue_at_stake": [10.0] * 10,
+        }
+    )
+    truth.to_parquet(tmp_path / "truth.parquet")
+    code, out, err = _cli(capsys, *args, "--truth", str(tmp_path / "truth.parquet"), "--json")
+    assert code == 0, err
+    top = json.loads(out)["plan"][-1]  # 20%: parcels 10 and 9, both illicit
+    assert top["true_hit_rate"] == 1.0
+    truth.drop(columns="illicit").to_csv(tmp_path / "bad.csv", index=False)
+    code, _, err = _cli(capsys, *args, "--truth", str(tmp_path / "bad.csv"))
+    assert code == 2 and "lacks illicit" in err

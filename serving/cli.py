@@ -258,8 +258,8 @@ def history_export(
 def register(app: typer.Typer) -> None:
     from serving.audit.cli import audit_app
     from serving.audit.review_cli import register_review
-    from serving.monitor.cli import monitor
     from serving.lanes_cli import register_lanes
+    from serving.monitor.cli import monitor
 
     app.command()(serve)
     app.command()(score)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from models.capacity import wilson_interval
 from models.drift import measure_drift
 from models.thresholds import fit_lane_thresholds
 from serving.auditor.disparity import DIMENSIONS, LaneCount, group_rates
@@ -40,19 +41,6 @@ class Alert:
 
 def _z(confidence: float) -> float:
     return NormalDist().inv_cdf(0.5 + confidence / 2)
-
-
-def wilson_interval(hits: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
-    """Wilson score interval of a rate: sound at small n and at rates near 0 (where the
-    normal interval goes negative)."""
-    if n <= 0:
-        return (float("nan"), float("nan"))
-    z = _z(confidence)
-    p = hits / n
-    denominator = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denominator
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
-    return (max(0.0, centre - half), min(1.0, centre + half))
 
 
 def mean_interval(values: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
@@ -322,7 +310,8 @@ def _hit_stats(part: pd.DataFrame, confidence: float) -> dict[str, Any]:
     n = len(results)
     hits = int((results["illicit"] == 1).sum())
     revenue = results["revenue_recovered"].fillna(0.0).to_numpy(np.float64)
-    low, high = wilson_interval(hits, n, confidence)
+    lows, highs = wilson_interval(np.array([hits]), np.array([n]), z=_z(confidence))
+    low, high = float(lows[0]), float(highs[0])
     rev_low, rev_high = mean_interval(revenue, confidence)
     return {
         "parcels": len(part),

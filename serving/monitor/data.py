@@ -3,9 +3,9 @@ champion's bundle and its lane targets from MLflow, and the report logged back t
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -77,6 +77,7 @@ def load_champion_bundle(
     from mlflow.exceptions import MlflowException
 
     from models.bundle import RiskModel
+    from models.lane_versions import tagged_thresholds
     from models.registry import (
         BUNDLE_ARTIFACT,
         alias_version,
@@ -91,7 +92,8 @@ def load_champion_bundle(
             f"no model {name!r}@{alias} in the registry at {resolve_tracking_uri(tracking_uri)}: "
             "nothing to monitor against (train and promote a model first)"
         )
-    run_id = client.get_model_version(name, version).run_id
+    model_version = client.get_model_version(name, version)
+    run_id = model_version.run_id
     dst = Path(tempfile.mkdtemp(prefix="parcelrisk-monitor-"))
     try:
         bundle = Path(client.download_artifacts(run_id, BUNDLE_ARTIFACT, str(dst)))
@@ -100,29 +102,25 @@ def load_champion_bundle(
             f"model {name!r} version {version} (run {run_id}): bundle missing: {exc}"
         ) from exc
     info = {"name": name, "version": str(version), "run_id": run_id, "alias": alias}
-    return RiskModel.load(bundle), info, client
+    model = RiskModel.load(bundle)
+    # the thresholds in force: the last `parcelrisk lanes set`, else training's
+    tagged = tagged_thresholds(dict(model_version.tags or {}))
+    if tagged is not None:
+        model = replace(model, thresholds=tagged)
+    return model, info, client
 
 
 def read_lane_targets(client: Any, run_id: str) -> dict[str, tuple[float, float]]:
-    """thresholds version -> (red_rate, yellow_rate) of the lane cut-offs set on the run after
-    training (``thresholds/<version>.json`` artifacts, each a ``LaneThresholds``); none: {}."""
-    from mlflow.exceptions import MlflowException
+    """thresholds version -> (red_rate, yellow_rate) of every thresholds version of the run:
+    training's and each ``parcelrisk lanes set`` (``models.lane_versions``); none: {}."""
+    from models.lane_versions import thresholds_history
 
-    try:
-        listed = client.list_artifacts(run_id, "thresholds")
-    except (MlflowException, OSError):
-        return {}
     out: dict[str, tuple[float, float]] = {}
-    with tempfile.TemporaryDirectory(prefix="parcelrisk-thresholds-") as tmp:
-        for item in listed:
-            if item.is_dir or not item.path.endswith(".json"):
-                continue
-            try:
-                local = client.download_artifacts(run_id, item.path, tmp)
-                body = json.loads(Path(local).read_text())
-                out[str(body["version"])] = (float(body["red_rate"]), float(body["yellow_rate"]))
-            except (MlflowException, OSError, ValueError, KeyError, TypeError):
-                continue  # not a thresholds file this reader knows: those targets stay unknown
+    for record in thresholds_history(client, run_id):
+        try:
+            out[str(record["version"])] = (float(record["red_rate"]), float(record["yellow_rate"]))
+        except (KeyError, TypeError, ValueError):
+            continue  # a record this reader cannot use: those targets stay unknown
     return out
 
 

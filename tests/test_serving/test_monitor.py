@@ -15,6 +15,7 @@ import yaml
 
 from features.params import MonitorParams
 from models.bundle import LaneThresholds
+from models.capacity import wilson_interval
 from serving.auditor.disparity import LaneCount
 from serving.monitor.compute import (
     feature_alert_level,
@@ -22,7 +23,6 @@ from serving.monitor.compute import (
     measure_exploration,
     measure_lane_shares,
     measure_period_drift,
-    wilson_interval,
 )
 
 INFO = {"name": "parcel-risk", "version": "1", "run_id": "r", "alias": "champion"}
@@ -32,9 +32,9 @@ POLICY = json.dumps({"aeo_risk_discount": 0.5, "exploration_rate": 0.02})
 def test_wilson_interval_matches_the_formula_by_hand() -> None:
     # 5 hits in 20, z = 1.959964: centre (0.25 + z^2/40) / (1 + z^2/20) = 0.346037 / 1.192073
     # = 0.290281; half z * sqrt(0.25*0.75/20 + z^2/1600) / 1.192073 = 0.178419
-    low, high = wilson_interval(5, 20, 0.95)
+    (low,), (high,) = wilson_interval(np.array([5]), np.array([20]))
     assert low == pytest.approx(0.111862, abs=1e-5) and high == pytest.approx(0.468700, abs=1e-5)
-    assert wilson_interval(0, 10)[0] == pytest.approx(0.0, abs=1e-12)  # never negative
+    assert wilson_interval(np.array([0]), np.array([10]))[0][0] == pytest.approx(0.0, abs=1e-12)
 
 
 @pytest.mark.parametrize(("baseline", "trending", "level"), [(None, False, 0.25),

@@ -378,3 +378,22 @@ def service_client(env: dict[str, str]) -> Iterator[Any]:
             mp.setenv(k, v)
         with checked_client(service_app()) as c:
             yield c
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """``parcelrisk ARGS`` in process through ``serving.main.main``: (exit code, stdout, stderr)."""
+    import sys
+
+    from serving.main import main
+
+    argv = sys.argv
+    sys.argv = ["parcelrisk", *args]
+    try:
+        main()
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    finally:
+        sys.argv = argv
+    out, err = capsys.readouterr()
+    return code, out, err

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
-import sys
 
 import numpy as np
 import pandas as pd
@@ -19,7 +18,7 @@ from serving.outcome_store import SqliteOutcomeStore
 from serving.outcomes import store_outcomes
 from serving.scoring import decision_records, load_runtime, score_frame
 from serving.sqlite_store import SqliteDecisionStore
-from tests.test_serving.conftest import fresh_declarations
+from tests.test_serving.conftest import fresh_declarations, run_cli
 
 HOSTILE = "<script>alert('x')</script> & co"
 
@@ -81,23 +80,6 @@ def audited(real_pipeline, tmp_path_factory):
     }
 
 
-def _cli(capsys, *args: str) -> tuple[int, str, str]:
-    """``parcelrisk ARGS`` through ``serving.main.main``: (exit code, stdout, stderr)."""
-    from serving.main import main
-
-    argv = sys.argv
-    sys.argv = ["parcelrisk", *args]
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    finally:
-        sys.argv = argv
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def _opts(audited, db=None) -> list[str]:
     return [
         "--db",
@@ -119,29 +101,29 @@ def test_the_decisions_know_what_the_state_held(audited) -> None:
 
 def test_list_filters_by_lane_declaration_and_period(audited, capsys) -> None:
     records = audited["records"]
-    code, out, _ = _cli(capsys, "audit", "list", "--from", "2000-01-01", "--to", "2100-01-01",
+    code, out, _ = run_cli(capsys, "audit", "list", "--from", "2000-01-01", "--to", "2100-01-01",
                         "--format", "json", "--limit", "1000", *_opts(audited))  # fmt: skip
     rows = json.loads(out)
     assert code == 0 and [r["seq"] for r in rows] == list(range(1, 73))
     lane = records[0].lane
-    code, out, _ = _cli(capsys, "audit", "list", "--from", "2000-01-01", "--to", "2100-01-01",
+    code, out, _ = run_cli(capsys, "audit", "list", "--from", "2000-01-01", "--to", "2100-01-01",
                         "--lane", lane, "--format", "csv", "--limit", "1000", *_opts(audited))  # fmt: skip
     listed = pd.read_csv(pd.io.common.StringIO(out))
     assert code == 0 and set(listed["lane"]) == {lane}
     assert len(listed) == sum(r.lane == lane for r in records)
     wanted = records[5].declaration_id
-    code, out, _ = _cli(capsys, "audit", "list", "--from", "2000-01-01", "--to", "2100-01-01",
+    code, out, _ = run_cli(capsys, "audit", "list", "--from", "2000-01-01", "--to", "2100-01-01",
                         "--declaration-id", wanted, *_opts(audited))  # fmt: skip
     assert code == 0 and wanted in out and records[6].declaration_id not in out
     # a period before everything: nothing; --to a bare date takes that whole day
-    code, out, err = _cli(capsys, "audit", "list", "--from", "2000-01-01", "--to", "2000-01-02",
+    code, out, err = run_cli(capsys, "audit", "list", "--from", "2000-01-01", "--to", "2000-01-02",
                           *_opts(audited))  # fmt: skip
     assert code == 0 and out == "" and "no decisions" in err
 
 
 def test_show_gives_every_feature_and_the_inspection(audited, capsys) -> None:
     record = audited["records"][0]  # inspected (every third of a batch)
-    code, out, _ = _cli(capsys, "audit", "show", record.decision_id, "--json",
+    code, out, _ = run_cli(capsys, "audit", "show", record.decision_id, "--json",
                         "--tracking-uri", audited["tracking_uri"], *_opts(audited))  # fmt: skip
     body = json.loads(out)
     assert code == 0 and body["intact"] is True and body["delivery"] is None
@@ -153,14 +135,14 @@ def test_show_gives_every_feature_and_the_inspection(audited, capsys) -> None:
     assert explanation["raw_score"] == record.raw_score
     assert body["model"]["run_id"] and body["model"]["run_url"].startswith("runs:/")
     assert body["inspection"]["illicit"] is True
-    code, text, _ = _cli(capsys, "audit", "show", record.decision_id,
+    code, text, _ = run_cli(capsys, "audit", "show", record.decision_id,
                          "--tracking-uri", audited["tracking_uri"], *_opts(audited))  # fmt: skip
     assert code == 0 and all(name in text for name in names)
     assert "chain         intact" in text and "inspection    illicit" in text
 
 
 def test_recompute_matches_a_sample_scored_by_two_workers(audited, capsys) -> None:
-    code, out, _ = _cli(capsys, "audit", "recompute", "--sample", "40", "--seed", "3",
+    code, out, _ = run_cli(capsys, "audit", "recompute", "--sample", "40", "--seed", "3",
                           *_recompute_opts(audited))  # fmt: skip
     body = json.loads(out)
     assert body["summary"] == {"n": 40, "matches": 40, "mismatches": 0, "unverifiable": 0}, [
@@ -217,13 +199,13 @@ def test_recompute_finds_an_altered_vector_and_an_unknown_model(audited, capsys,
             "UPDATE decisions SET model_version = '999' WHERE decision_id = ?",
             (other.decision_id,),
         )
-    code, out, _ = _cli(capsys, "audit", "recompute", target.decision_id,
+    code, out, _ = run_cli(capsys, "audit", "recompute", target.decision_id,
                         *_recompute_opts(audited, db))  # fmt: skip
     (found,) = json.loads(out)["decisions"]
     assert code == 1 and found["status"] == "mismatch"
     assert not found["from_vector"]["match"] and found["from_declaration"]["match"]
     assert found["differing_features"]
-    code, out, _ = _cli(capsys, "audit", "recompute", other.decision_id,
+    code, out, _ = run_cli(capsys, "audit", "recompute", other.decision_id,
                         *_recompute_opts(audited, db))  # fmt: skip
     (found,) = json.loads(out)["decisions"]
     assert code == 1 and found["status"].startswith("unverifiable: model")
@@ -233,12 +215,12 @@ def test_recompute_finds_an_altered_vector_and_an_unknown_model(audited, capsys,
 def test_export_csv_and_html(audited, capsys, tmp_path) -> None:
     out_csv, out_html = tmp_path / "report.csv", tmp_path / "report.html"
     period = ["--from", "2000-01-01", "--to", "2100-01-01"]
-    code, _, _ = _cli(capsys, "audit", "export", *period, "--format", "csv", "--out",
+    code, _, _ = run_cli(capsys, "audit", "export", *period, "--format", "csv", "--out",
                       str(out_csv), *_opts(audited))  # fmt: skip
     rows = pd.read_csv(out_csv, keep_default_na=False)
     assert code == 0 and len(rows) == 72
     assert (rows["outcome"] != "").sum() == 24 and set(rows["outcome"]) == {"", "illicit", "clean"}
-    code, _, _ = _cli(capsys, "audit", "export", *period, "--format", "html", "--out",
+    code, _, _ = run_cli(capsys, "audit", "export", *period, "--format", "html", "--out",
                       str(out_html), *_opts(audited))  # fmt: skip
     page = out_html.read_text()
     assert code == 0 and "passed (72 decisions)" in page and "72:" in page
@@ -273,14 +255,14 @@ def test_export_escapes_hostile_text() -> None:
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(audited, capsys, args, message) -> None:
-    code, out, err = _cli(capsys, "audit", *args, *_opts(audited))
+    code, out, err = run_cli(capsys, "audit", *args, *_opts(audited))
     assert code == 2 and out == ""
     assert err.startswith("error: ") and message in err and len(err.strip().splitlines()) == 1
 
 
 def test_a_missing_store_is_one_line_and_exit_2(capsys, tmp_path) -> None:
     missing = tmp_path / "nope.db"
-    code, _, err = _cli(capsys, "audit", "list", "--from", "2026-01-01", "--to", "2026-01-02",
+    code, _, err = run_cli(capsys, "audit", "list", "--from", "2026-01-01", "--to", "2026-01-02",
                         "--db", str(missing))  # fmt: skip
     assert code == 2 and err.strip() == f"error: decision store {missing}: no such file"
     assert not missing.exists()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import yaml
 from models.bundle import LaneThresholds
 from models.thresholds import make_thresholds, thresholds_json
 from serving.rollover import ChampionRef, ChampionWatcher, ThresholdsSwitch
-from tests.test_serving.conftest import auth, fresh_declarations
+from tests.test_serving.conftest import auth, fresh_declarations, run_cli
 
 # --- the watcher follows the thresholds tag, with fakes ------------------------------------------
 
@@ -147,25 +146,8 @@ def lanes_registry(real_pipeline, tmp_path, monkeypatch):
     mlflow.set_tracking_uri(previous)
 
 
-def _cli(capsys, *args: str) -> tuple[int, str, str]:
-    """``parcelrisk ARGS`` through ``serving.main.main``: (exit code, stdout, stderr)."""
-    from serving.main import main
-
-    argv = sys.argv
-    sys.argv = ["parcelrisk", *args]
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    finally:
-        sys.argv = argv
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def _set(capsys, reg, *args: str) -> tuple[int, str, str]:
-    return _cli(
+    return run_cli(
         capsys, "lanes", "set", *args, "--tracking-uri", reg["uri"], "--params", str(reg["params"])
     )
 
@@ -188,7 +170,7 @@ def test_lanes_set_writes_the_tag_and_the_record_on_the_run(lanes_registry, caps
     assert record["reason"] == "more staff" and record["set_by"] and record["set_at"]
     assert record["previous_version"] and record["red_cutoff"] == tagged["red_cutoff"]
 
-    code, out, _ = _cli(
+    code, out, _ = run_cli(
         capsys,
         "lanes",
         "show",
@@ -321,7 +303,7 @@ def test_lanes_set_is_picked_up_by_a_running_service_and_recomputes(
 
         # the auditor recomputes a decision made under the set version
         decision = after[0]["decision_id"]
-        code, out, err = _cli(
+        code, out, err = run_cli(
             capsys,
             "audit",
             "recompute",
@@ -408,7 +390,7 @@ def test_lanes_plan_estimates_from_the_store_s_exploration_results(
 ):
     args = ["lanes", "plan", "--db", str(planned_store), "--params", str(real_pipeline["params"])]
     period = ["--since", "2026-05-01", "--until", "2026-05-02"]  # two whole days
-    code, out, err = _cli(capsys, *args, *period, "--json", "--chart", str(tmp_path / "c.png"))
+    code, out, err = run_cli(capsys, *args, *period, "--json", "--chart", str(tmp_path / "c.png"))
     assert code == 0, err
     body = json.loads(out)
     assert body["parcels"] == 10 and body["period"]["days"] == 2.0
@@ -421,7 +403,7 @@ def test_lanes_plan_estimates_from_the_store_s_exploration_results(
     # the top 20% of 10: cut-off 9/20; the AEO parcel (raw 12/20) is at 6/20, below it
     assert rows[0.2]["cutoff"] == pytest.approx(9 / 20) and rows[0.2]["parcels"] == 2
     assert (tmp_path / "c.png").stat().st_size > 1000
-    code, out, _ = _cli(capsys, *args, *period)
+    code, out, _ = run_cli(capsys, *args, *period)
     assert code == 0 and "estimates from 4 exploration parcels" in out
 
 
@@ -432,7 +414,7 @@ def test_lanes_plan_without_results_says_so_and_keeps_the_traffic_columns(
     with conn:
         conn.execute("DELETE FROM outcomes")
     conn.close()
-    code, out, err = _cli(
+    code, out, err = run_cli(
         capsys,
         "lanes",
         "plan",
@@ -447,7 +429,7 @@ def test_lanes_plan_without_results_says_so_and_keeps_the_traffic_columns(
 
 
 def test_lanes_plan_refuses_a_missing_store(capsys, real_pipeline, tmp_path):
-    code, _, err = _cli(
+    code, _, err = run_cli(
         capsys,
         "lanes",
         "plan",
@@ -471,10 +453,10 @@ def test_lanes_plan_adds_the_truth_and_refuses_one_without_its_columns(
         }
     )
     truth.to_parquet(tmp_path / "truth.parquet")
-    code, out, err = _cli(capsys, *args, "--truth", str(tmp_path / "truth.parquet"), "--json")
+    code, out, err = run_cli(capsys, *args, "--truth", str(tmp_path / "truth.parquet"), "--json")
     assert code == 0, err
     top = json.loads(out)["plan"][-1]  # 20%: parcels 10 and 9, both illicit
     assert top["true_hit_rate"] == 1.0
     truth.drop(columns="illicit").to_csv(tmp_path / "bad.csv", index=False)
-    code, _, err = _cli(capsys, *args, "--truth", str(tmp_path / "bad.csv"))
+    code, _, err = run_cli(capsys, *args, "--truth", str(tmp_path / "bad.csv"))
     assert code == 2 and "lacks illicit" in err

@@ -5,7 +5,6 @@ against the session's real champion (trained with its training reference)."""
 from __future__ import annotations
 
 import json
-import sys
 from types import SimpleNamespace
 
 import numpy as np
@@ -24,6 +23,7 @@ from serving.monitor.compute import (
     measure_lane_shares,
     measure_period_drift,
 )
+from tests.test_serving.conftest import run_cli
 
 INFO = {"name": "parcel-risk", "version": "1", "run_id": "r", "alias": "champion"}
 POLICY = json.dumps({"aeo_risk_discount": 0.5, "exploration_rate": 0.02})
@@ -166,22 +166,6 @@ def test_a_champion_without_reference_skips_drift_without_failing() -> None:
 # --- the command end to end ------------------------------------------------------------------
 
 
-def _cli(capsys, *args: str) -> tuple[int, str, str]:
-    from serving.main import main
-
-    argv = sys.argv
-    sys.argv = ["parcelrisk", *args]
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    finally:
-        sys.argv = argv
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 @pytest.fixture(scope="module")
 def monitored(real_pipeline, tmp_path_factory):
     """600 fresh declarations scored through the real path into a store, with the results of
@@ -270,7 +254,7 @@ def _args(m, params: str, *extra: str) -> list[str]:
 def test_monitor_alerts_writes_the_report_and_logs_it(monitored, capsys, tmp_path) -> None:
     from mlflow.tracking import MlflowClient
 
-    code, out, _ = _cli(capsys, *_args(monitored, "alerting", "--report", str(tmp_path)))
+    code, out, _ = run_cli(capsys, *_args(monitored, "alerting", "--report", str(tmp_path)))
     summary = json.loads(out)
     assert code == 1, summary["alerts"]
     assert summary["decisions"] == 600
@@ -296,7 +280,7 @@ def test_monitor_alerts_writes_the_report_and_logs_it(monitored, capsys, tmp_pat
 
 
 def test_monitor_exits_0_without_alerts(monitored, capsys) -> None:
-    code, out, err = _cli(capsys, *_args(monitored, "quiet"))
+    code, out, err = run_cli(capsys, *_args(monitored, "quiet"))
     assert code == 0, err
     summary = json.loads(out)
     assert summary["alerts"] == []
@@ -315,7 +299,7 @@ def test_bad_input_is_one_line_and_exit_2(monitored, capsys, change, message) ->
     args = _args(monitored, "quiet")
     for option, value in change.items():
         args[args.index(option) + 1] = value
-    code, out, err = _cli(capsys, *args)
+    code, out, err = run_cli(capsys, *args)
     assert code == 2 and out == ""
     assert err.startswith("error: ") and message in err and len(err.strip().splitlines()) == 1
 
@@ -324,7 +308,7 @@ def test_a_missing_store_is_one_line_and_exit_2(monitored, capsys, tmp_path) -> 
     missing = tmp_path / "nope.db"
     args = _args(monitored, "quiet")
     args[args.index("--db") + 1] = str(missing)
-    code, _, err = _cli(capsys, *args)
+    code, _, err = run_cli(capsys, *args)
     assert code == 2 and err.strip() == f"error: decision store {missing}: no such file"
     assert not missing.exists()
 
@@ -332,5 +316,5 @@ def test_a_missing_store_is_one_line_and_exit_2(monitored, capsys, tmp_path) -> 
 def test_no_champion_is_one_line_and_exit_2(monitored, capsys, tmp_path) -> None:
     args = _args(monitored, "quiet")
     args[args.index("--tracking-uri") + 1] = f"sqlite:///{tmp_path / 'empty.db'}"
-    code, _, err = _cli(capsys, *args)
+    code, _, err = run_cli(capsys, *args)
     assert code == 2 and "error: no model 'parcel-risk'@champion" in err

@@ -57,6 +57,7 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "benchmarks"]
 
 if TYPE_CHECKING:
+    from features.synthetic.live import CutWorld
     from serving.outcome_store import SqliteOutcomeStore
     from serving.scoring import ScoredBatch, ScoringRuntime
     from serving.sqlite_store import SqliteDecisionStore
@@ -126,45 +127,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 # --- the world -------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class World:
-    history: pd.DataFrame  # declared before the cut, outcomes as known at the cut
-    traffic: pd.DataFrame  # declared from the cut on: declaration columns, declared_at order
-    truth: pd.DataFrame  # ground truth of the traffic, row-aligned with it
-    inspected_at: pd.Series  # when a physical exam of each traffic parcel would report
-    cut: pd.Timestamp
+def make_world(args: argparse.Namespace) -> CutWorld:
+    from features.synthetic.live import generate_cut_world
 
-
-def make_world(args: argparse.Namespace) -> World:
-    from features.intake.contract import DECLARATION_COLUMNS
-    from features.pipeline.prepare import as_known_at
-    from features.synthetic import SyntheticParams, generate
-    from features.synthetic.inspection import draw_inspection_delay
-    from features.synthetic.world import OPERATORS
-
-    # the generator switches on day >= fraction x days: half a day early lands on the day itself
-    def fraction(day: int) -> float:
-        return min(1.0, max(0.0, (day - 0.5) / args.days))
-
-    declarations, truth = generate(
-        SyntheticParams(
-            seed=args.seed,
-            parcels=args.parcels,
-            days=args.days,
-            drift_day_fraction=fraction(args.history_days + args.drift_after),
-            platform_partner_day_fraction=fraction(args.history_days + args.partner_after),
-        )
+    return generate_cut_world(
+        seed=args.seed,
+        parcels=args.parcels,
+        history_days=args.history_days,
+        live_days=args.days - args.history_days,
+        drift_after=args.drift_after,
+        partner_after=args.partner_after,
     )
-    start = declarations["declared_at"].min().normalize()
-    cut = start + pd.Timedelta(days=args.history_days)
-    later = (declarations["declared_at"] >= cut).to_numpy()
-    traffic = declarations.loc[later, list(DECLARATION_COLUMNS)].reset_index(drop=True)
-    truth = truth.loc[later].reset_index(drop=True)
-    # the generator's own lag, drawn once per parcel: an arm inspecting a parcel hears the same
-    operator = pd.Categorical(traffic["operator_id"], categories=[o[0] for o in OPERATORS]).codes
-    delay_s = draw_inspection_delay(np.random.default_rng(args.seed + 1), operator)
-    inspected_at = traffic["declared_at"] + pd.to_timedelta(delay_s, unit="s")
-    return World(as_known_at(declarations, cut), traffic, truth, inspected_at, cut)
 
 
 # --- champions: features build -> train -> promote, in process --------------------------------
@@ -298,42 +271,30 @@ def frozen_runtime(runtime: ScoringRuntime) -> ScoringRuntime:
     return runtime
 
 
-def inspection_results(batch: ScoredBatch, rows: np.ndarray, world: World) -> pd.DataFrame:
+def inspection_results(batch: ScoredBatch, rows: np.ndarray, world: CutWorld) -> pd.DataFrame:
     """What the physical exams of a request's red and exploration parcels will report.
 
     ``rows``: the request's positions in the traffic frame, row-aligned with ``batch``.
     """
-    selected = np.flatnonzero((batch.lanes == "red") | batch.exploration)
-    traffic_rows = rows[selected]
-    truth = world.truth.iloc[traffic_rows]
-    illicit = truth["illicit"].to_numpy(dtype=bool)
-    return pd.DataFrame(
-        {
-            "declaration_id": truth["declaration_id"].to_numpy(),
-            "inspected_at": world.inspected_at.iloc[traffic_rows].to_numpy(),
-            "illicit": illicit,
-            "offence_type": truth["offence_type"].where(illicit, None).to_numpy(),
-            "revenue_recovered": np.where(illicit, truth["revenue_at_stake"], np.nan),
-        }
+    from serving.live_period import inspection_results as exam_results
+
+    return exam_results(
+        batch.lanes, batch.exploration, world.truth.iloc[rows], world.inspected_at.iloc[rows]
     )
 
 
 def post_due_results(arm: Arm, clock: pd.Timestamp) -> int:
     """Post the results whose exam has reported by ``clock``, through the POST /outcomes check."""
-    from serving.outcomes import store_outcomes
+    from serving.live_period import post_due_results as post_due
 
     if not arm.pending:
         return 0
-    pending = pd.concat(arm.pending, ignore_index=True)
-    due = (pending["inspected_at"] < clock).to_numpy()
-    arm.pending = [pending.loc[~due]]
-    if not due.any():
-        return 0
-    stored = store_outcomes(
-        arm.outcomes, pending.loc[due], source="loop", now=clock.to_pydatetime()
+    pending, stored = post_due(
+        arm.outcomes, pd.concat(arm.pending, ignore_index=True), clock, source="loop"
     )
-    arm.results_posted += stored["stored"]
-    return stored["stored"]
+    arm.pending = [pending]
+    arm.results_posted += stored
+    return stored
 
 
 # --- retraining the loop arm -----------------------------------------------------------------
@@ -341,7 +302,7 @@ def post_due_results(arm: Arm, clock: pd.Timestamp) -> int:
 
 def retrain(
     arm: Arm,
-    world: World,
+    world: CutWorld,
     k: int,
     clock: pd.Timestamp,
     work: Path,
@@ -389,7 +350,7 @@ def retrain(
 # --- the fresh arm: batch features over history + traffic ------------------------------------
 
 
-def fresh_scores(runtime: ScoringRuntime, world: World, live_outcomes: SqliteOutcomeStore):
+def fresh_scores(runtime: ScoringRuntime, world: CutWorld, live_outcomes: SqliteOutcomeStore):
     """The initial champion's model on batch features of the history plus the traffic with the
     live arm's results: (risk, expected revenue), row-aligned with the traffic."""
     from features.intake.contract import coerce_declarations
@@ -447,7 +408,7 @@ def live_layer_size(runtime: ScoringRuntime) -> tuple[int, float]:
 
 
 def weekly_metrics(
-    world: World, scores: dict[str, pd.DataFrame], days: int
+    world: CutWorld, scores: dict[str, pd.DataFrame], days: int
 ) -> dict[str, list[dict[str, Any]]]:
     """Per arm, one row per week of traffic against the ground truth of that week's parcels."""
     from models.metrics import ranking_metrics

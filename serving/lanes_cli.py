@@ -190,24 +190,17 @@ def _read_truth(path: Path) -> pd.DataFrame:
 # --- plan ---------------------------------------------------------------------------------------
 
 
-@lanes_app.command("plan")
-def plan(
-    db: Path | None = _db_option("Decision store (default: serve.audit_db)."),
-    since: str | None = typer.Option(None, "--since", help="Declared at or after (UTC date)."),
-    until: str | None = typer.Option(None, "--until", help="Declared before the end of (date)."),
-    truth: Path | None = typer.Option(
-        None, "--truth", help="Ground truth (declaration_id, illicit, revenue): simulations."
-    ),
-    chart: Path | None = typer.Option(None, "--chart", help="Chart file (.png or .svg)."),
-    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
-    params: Path | None = params_option("sections serve, train"),
-) -> None:
-    """What inspecting the top 0.5% to 20% of a period's traffic would cost and catch,
-    estimated on its exploration parcels (and against a ground truth when given)."""
+def plan_lanes(
+    store: Path,
+    settings: Settings,
+    since: str | None = None,
+    until: str | None = None,
+    truth: Path | None = None,
+) -> tuple[dict[str, Any], pd.DataFrame]:
+    """``lanes plan``'s summary of a period of the store and its capacity table
+    (``models.capacity.plan_capacity``; with ``truth``, the ground truth's columns too)."""
     from models.capacity import plan_capacity
 
-    settings = settings_from(params)
-    store = Path(db or settings.serve.audit_db)
     traffic = read_lane_traffic(store, since, until)
     if traffic.empty:
         raise ParcelriskError(f"no decisions in {store} for that period")
@@ -223,7 +216,6 @@ def plan(
             )
     days = _period_days(traffic, since, until)
     table = plan_capacity(traffic, days)
-    observed = _observed_lanes(traffic)
     summary = {
         "store": str(store),
         "period": {
@@ -238,9 +230,28 @@ def plan(
         "exploration_parcels_with_results": int(
             (traffic["exploration"] & traffic["illicit"].notna()).sum()
         ),
-        "observed_lanes": observed,
+        "observed_lanes": _observed_lanes(traffic),
         "truth": str(truth) if truth else None,
     }
+    return summary, table
+
+
+@lanes_app.command("plan")
+def plan(
+    db: Path | None = _db_option("Decision store (default: serve.audit_db)."),
+    since: str | None = typer.Option(None, "--since", help="Declared at or after (UTC date)."),
+    until: str | None = typer.Option(None, "--until", help="Declared before the end of (date)."),
+    truth: Path | None = typer.Option(
+        None, "--truth", help="Ground truth (declaration_id, illicit, revenue): simulations."
+    ),
+    chart: Path | None = typer.Option(None, "--chart", help="Chart file (.png or .svg)."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    params: Path | None = params_option("sections serve, train"),
+) -> None:
+    """What inspecting the top 0.5% to 20% of a period's traffic would cost and catch,
+    estimated on its exploration parcels (and against a ground truth when given)."""
+    settings = settings_from(params)
+    summary, table = plan_lanes(Path(db or settings.serve.audit_db), settings, since, until, truth)
     if chart is not None:
         _write_chart(table, chart)
         summary["chart"] = str(chart)
@@ -366,9 +377,10 @@ def _write_chart(table: pd.DataFrame, path: Path) -> None:
 
 
 def _champion(
-    client: MlflowClient, settings: Settings
+    client: MlflowClient, settings: Settings, warnings: list[str]
 ) -> tuple[ModelVersion, LaneThresholds, dict[str, Any]]:
-    """The champion's model version, the thresholds in force on it and its bundle metadata."""
+    """The champion's model version, the thresholds in force on it and its bundle metadata;
+    what the caller should warn about is appended to ``warnings``."""
     from models.lane_versions import tagged_thresholds
     from models.registry import alias_model_version
     from models.thresholds import thresholds_from_dict
@@ -394,7 +406,7 @@ def _champion(
         in_force = tagged_thresholds(dict(mv.tags or {})) or trained
     except ParcelriskError as exc:
         # `lanes set` is how a broken tag is repaired: say so, and do not stand in its way
-        typer.echo(f"warning: model {name!r} v{mv.version}: {exc}", err=True)
+        warnings.append(f"model {name!r} v{mv.version}: {exc}")
         in_force = replace(trained, version="unreadable")
     return mv, in_force, payload.get("metadata") or {}
 
@@ -411,14 +423,62 @@ def set_lanes(
 ) -> None:
     """Fit cut-offs at these rates and put them in force on the champion as a new thresholds
     version (running services pick it up at their next champion check)."""
-    from models.lane_versions import write_thresholds_version
     from models.registry import registry_client
+
+    settings = settings_from(params)
+    result = set_lane_rates(
+        registry_client(tracking_uri),
+        settings,
+        red,
+        yellow,
+        reason=reason,
+        db=db,
+        since=since,
+        set_by=getpass.getuser(),
+    )
+    for warning in result["warnings"]:
+        typer.echo(f"warning: {warning}", err=True)
+    thresholds, version = result["thresholds"], result["model_version"]
+    if result["record"] is None:
+        typer.echo(f"lane thresholds {thresholds.version} already in force on v{version}")
+        return
+    record = result["record"]
+    typer.echo(
+        f"{result['note']}lane thresholds {thresholds.version} in force on "
+        f"{result['model_name']} v{version} (were {result['previous']}): red >= "
+        f"{thresholds.red_cutoff:.6g} ({100 * red:g}% of traffic), yellow >= "
+        f"{thresholds.yellow_cutoff:.6g} (next {100 * yellow:g}%)\n"
+        f"fitted on {thresholds.fitted_on}; recorded as thresholds/{thresholds.version}.json on "
+        f"run {result['run_id']} by {record['set_by']} at {record['set_at']}; running services "
+        f"pick it up within serve.champion_check_s ({settings.serve.champion_check_s:g} s)"
+    )
+
+
+def set_lane_rates(
+    client: MlflowClient,
+    settings: Settings,
+    red: float,
+    yellow: float,
+    *,
+    reason: str = "",
+    db: Path | None = None,
+    since: str | None = None,
+    set_by: str = "",
+) -> dict[str, Any]:
+    """``lanes set``: fit cut-offs at these rates (on the store's recent decisions of the
+    champion when ``db`` holds enough, else on its training traffic quantiles) and write them as
+    the champion's new thresholds version.
+
+    Returns model_name, model_version, run_id, previous (the version in force before),
+    thresholds (the fitted ``LaneThresholds``), record (what was written; None when the same
+    thresholds were already in force), note (why the store was not used) and warnings.
+    """
+    from models.lane_versions import write_thresholds_version
     from models.thresholds import check_lane_rates, fit_from_quantiles, fit_lane_thresholds
 
     check_lane_rates(red, yellow)
-    settings = settings_from(params)
-    client = registry_client(tracking_uri)
-    mv, current, metadata = _champion(client, settings)
+    warnings: list[str] = []
+    mv, current, metadata = _champion(client, settings, warnings)
     version = str(mv.version)
     discount = settings.serve.aeo_risk_discount
     note = ""
@@ -464,31 +524,32 @@ def set_lanes(
             fitted_on=f"training traffic quantiles of v{version} ({quantiles.get('parcels')} parcels)",
         )
         if thresholds.aeo_discount != discount:
-            typer.echo(
-                f"warning: v{version}'s training traffic was discounted with AEO x "
-                f"{thresholds.aeo_discount}, serve.aeo_risk_discount is {discount}",
-                err=True,
+            warnings.append(
+                f"v{version}'s training traffic was discounted with AEO x "
+                f"{thresholds.aeo_discount}, serve.aeo_risk_discount is {discount}"
             )
+    result = {
+        "model_name": mv.name,
+        "model_version": version,
+        "run_id": mv.run_id,
+        "previous": current.version,
+        "thresholds": thresholds,
+        "record": None,
+        "note": note,
+        "warnings": warnings,
+    }
     if thresholds.version == current.version:
-        typer.echo(f"lane thresholds {current.version} already in force on v{version}")
-        return
-    record = write_thresholds_version(
+        return result
+    result["record"] = write_thresholds_version(
         client,
         mv.name,
         version,
         thresholds,
         previous=current.version,
         reason=reason,
-        set_by=getpass.getuser(),
+        set_by=set_by,
     )
-    typer.echo(
-        f"{note}lane thresholds {thresholds.version} in force on {mv.name} v{version} "
-        f"(were {current.version}): red >= {thresholds.red_cutoff:.6g} ({100 * red:g}% of "
-        f"traffic), yellow >= {thresholds.yellow_cutoff:.6g} (next {100 * yellow:g}%)\n"
-        f"fitted on {thresholds.fitted_on}; recorded as thresholds/{thresholds.version}.json on "
-        f"run {mv.run_id} by {record['set_by']} at {record['set_at']}; running services pick it "
-        f"up within serve.champion_check_s ({settings.serve.champion_check_s:g} s)"
-    )
+    return result
 
 
 @lanes_app.command("show")
@@ -498,24 +559,22 @@ def show(
     params: Path | None = params_option("sections serve"),
 ) -> None:
     """The champion's lane thresholds versions, oldest first, and the one in force."""
-    from models.lane_versions import thresholds_history
     from models.registry import registry_client
 
     settings = settings_from(params)
-    client = registry_client(tracking_uri)
-    mv, current, _ = _champion(client, settings)
-    history = thresholds_history(client, mv.run_id)
+    body = lane_history(registry_client(tracking_uri), settings)
+    for warning in body.pop("warnings"):
+        typer.echo(f"warning: {warning}", err=True)
     if as_json:
-        body = {
-            "model": {"name": mv.name, "version": str(mv.version), "run_id": mv.run_id},
-            "in_force": current.version,
-            "history": history,
-        }
         typer.echo(json.dumps(body, indent=2, default=str))
         return
-    typer.echo(f"{mv.name} v{mv.version} (run {mv.run_id}): thresholds {current.version} in force")
+    model, current, history = body["model"], body["in_force"], body["history"]
+    typer.echo(
+        f"{model['name']} v{model['version']} (run {model['run_id']}): thresholds {current} "
+        "in force"
+    )
     for h in history:
-        mark = "*" if h.get("version") == current.version else " "
+        mark = "*" if h.get("version") == current else " "
         typer.echo(
             f"{mark} {h.get('version')}  {h.get('set_at') or 'trained':<25} "
             f"red {100 * float(h.get('red_rate', 0)):g}% >= {float(h.get('red_cutoff', 0)):.6g}  "
@@ -524,6 +583,21 @@ def show(
             f"on {h.get('fitted_on') or '-'}"
             + (f"  reason: {h['reason']}" if h.get("reason") and h.get("set_at") else "")
         )
+
+
+def lane_history(client: MlflowClient, settings: Settings) -> dict[str, Any]:
+    """``lanes show``: the champion (model), the thresholds version in force (in_force), every
+    version set on it, oldest first (history), and what to warn about (warnings)."""
+    from models.lane_versions import thresholds_history
+
+    warnings: list[str] = []
+    mv, current, _ = _champion(client, settings, warnings)
+    return {
+        "model": {"name": mv.name, "version": str(mv.version), "run_id": mv.run_id},
+        "in_force": current.version,
+        "history": thresholds_history(client, mv.run_id),
+        "warnings": warnings,
+    }
 
 
 def register_lanes(app: typer.Typer) -> None:

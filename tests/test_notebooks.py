@@ -8,6 +8,10 @@ and ``build_sandbox`` locks it, so it is built once per run whichever workers th
 land on (``xdist_group`` alone does not ensure that: with pytest 9.2 and pytest-xdist 3.8,
 ``--dist loadgroup`` does not group, as xdist renames ``item._nodeid`` and pytest 9 reads
 ``item._id``).
+
+The sandbox's live period (``serving.live_period``: its traffic scored through the worker's path,
+with the results of the inspected parcels) is tested here too, on the same sandbox: it is built
+once, and the notebooks 03 and 04 read it.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import pytest
 from features.errors import ParcelriskError
 from models.sandbox import NOTEBOOK_DIR_ENV, RECIPE_FILE, Sandbox, build_sandbox, notebook_dir
 from scripts.check_notebooks import main, notebook_problems, strip_notebook
+from serving.live_period import SCORED_FILE, inspection_results, score_live_period
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -53,7 +58,25 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Sandbox
     # xdist workers' temp dirs share a parent that belongs to this run (pytest-xdist's recipe
     # for a resource built once per session); a run without xdist uses its own base
     shared = base.parent if worker_id != "master" else base
-    return build_sandbox(shared / "notebook-sandbox")
+    sandbox = build_sandbox(shared / "notebook-sandbox")
+    score_live_period(sandbox)  # here, so that no notebook's time includes it
+    return sandbox
+
+
+def when(column):
+    """A column of the store's ISO-8601 times as UTC timestamps."""
+    import pandas as pd
+
+    return pd.to_datetime(column, utc=True, format="ISO8601")
+
+
+def read_store(db: Path, sql: str):
+    import sqlite3
+
+    import pandas as pd
+
+    with sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True) as conn:
+        return pd.read_sql_query(sql, conn)
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
@@ -148,3 +171,88 @@ def test_a_missing_params_file_is_named(tmp_path: Path) -> None:
 def test_the_notebook_dir_comes_from_the_environment(tmp_path: Path) -> None:
     assert notebook_dir({NOTEBOOK_DIR_ENV: str(tmp_path)}) == tmp_path
     assert notebook_dir({}) == ROOT / "notebooks" / ".sandbox"
+
+
+def test_the_live_period_decides_every_traffic_parcel_once(sandbox: Sandbox) -> None:
+    import pandas as pd
+
+    db = score_live_period(sandbox)
+    traffic = pd.read_parquet(sandbox.traffic, columns=["declaration_id", "declared_at"])
+    decided = read_store(db, "SELECT declaration_id, model_version FROM decisions")
+    assert len(decided) == len(traffic)
+    assert set(decided["declaration_id"]) == set(traffic["declaration_id"])
+    assert set(decided["model_version"]) == {sandbox.champion}
+    cut, until = pd.Timestamp(sandbox.cut), pd.Timestamp(sandbox.live_until)
+    assert traffic["declared_at"].min() >= cut and traffic["declared_at"].max() < until
+    assert cut < pd.Timestamp(sandbox.drift_at) < until  # the drift arrives inside the period
+
+
+def test_the_live_period_posts_results_for_inspected_parcels_once_due(sandbox: Sandbox) -> None:
+    import pandas as pd
+
+    db = score_live_period(sandbox)
+    decided = read_store(db, "SELECT declaration_id, lane, exploration FROM decisions")
+    results = read_store(db, "SELECT declaration_id, inspected_at, recorded_at FROM outcomes")
+    truth = pd.read_parquet(sandbox.traffic_truth, columns=["declaration_id", "inspected_at"])
+    inspected = decided.loc[
+        (decided["lane"] == "red") | decided["exploration"].astype(bool), "declaration_id"
+    ]
+    assert len(results) and set(results["declaration_id"]) <= set(inspected)
+    # Posted at the end of the simulated day its exam reported in: after that day's traffic was
+    # scored, before the next day's was (the store's times are real; the days are simulated).
+    cut = pd.Timestamp(sandbox.cut)
+    scored = read_store(db, "SELECT declared_at, scored_at FROM decisions")
+    scored_day = (when(scored["declared_at"]) - cut) // pd.Timedelta(days=1)
+    by_day = when(scored["scored_at"]).groupby(scored_day.to_numpy()).agg(["min", "max"])
+    day = ((when(results["inspected_at"]) - cut) // pd.Timedelta(days=1)).to_numpy()
+    recorded = when(results["recorded_at"]).to_numpy()
+    assert (recorded > by_day["max"].reindex(day).to_numpy()).all()
+    following = by_day["min"].reindex(day + 1)
+    assert (recorded[following.notna().to_numpy()] < following.dropna().to_numpy()).all()
+    # every exam that reported before the period ended came back; the later ones did not
+    due = truth.loc[
+        truth["declaration_id"].isin(inspected)
+        & (pd.to_datetime(truth["inspected_at"], utc=True) < pd.Timestamp(sandbox.live_until)),
+        "declaration_id",
+    ]
+    assert set(results["declaration_id"]) == set(due)
+    assert len(due) < len(inspected)  # the period ends with exams still out
+
+
+def test_the_live_period_is_scored_once(sandbox: Sandbox) -> None:
+    db = score_live_period(sandbox)
+    before = (db.stat().st_mtime_ns, (db.parent / SCORED_FILE).read_text())
+    assert score_live_period(sandbox) == db
+    assert (db.stat().st_mtime_ns, (db.parent / SCORED_FILE).read_text()) == before
+
+
+def test_exams_report_red_and_exploration_parcels_only() -> None:
+    import numpy as np
+    import pandas as pd
+
+    truth = pd.DataFrame(
+        {
+            "declaration_id": ["a", "b", "c", "d"],
+            "illicit": [True, False, True, True],
+            "offence_type": ["undervaluation", "undervaluation", "counterfeit", "prohibited"],
+            "revenue_at_stake": [120.0, 80.0, 30.0, 50.0],
+        }
+    )
+    inspected_at = pd.Series(pd.date_range("2026-03-02", periods=4, freq="h", tz="UTC"))
+    exams = inspection_results(
+        np.array(["red", "green", "yellow", "green"]),
+        np.array([False, True, False, True]),
+        truth,
+        inspected_at,
+    )
+    assert exams["declaration_id"].tolist() == ["a", "b", "d"]  # yellow: a documentary check
+    assert exams["offence_type"].isna().tolist() == [False, True, False]  # clean: no offence
+    assert exams["offence_type"].iloc[[0, 2]].tolist() == ["undervaluation", "prohibited"]
+    assert exams["revenue_recovered"].tolist()[0] == 120.0
+    assert np.isnan(exams["revenue_recovered"].tolist()[1])  # clean: nothing recovered
+    assert (exams["inspected_at"] == inspected_at.iloc[[0, 1, 3]].to_numpy()).all()
+
+
+def test_a_sandbox_with_no_live_days_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ParcelriskError, match=r"live_days must be at least 1.*live_days=0"):
+        build_sandbox(tmp_path / "sandbox", live_days=0)

@@ -14,6 +14,8 @@ The parts of the world, one module each:
 - ``history``: ``generate`` runs the parts in order on one random stream and builds the
   frames; ``generate_to_dir`` writes them and returns ``summary.summarize``'s facts.
 - ``sampling``: the random-draw primitives they share.
+- ``live``: ``generate_cut_world``, one world cut into a history known at the cut and the
+  live traffic after it (with its truth and exam times), the drift placed inside it.
 
 The same seed gives the same data, bit for bit (``tests/test_features/test_synthetic.py`` pins a
 fingerprint): a change that moves any draw changes every seed's data and must say so.

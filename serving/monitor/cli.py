@@ -12,12 +12,18 @@ import math
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from features.cli import params_option, settings_from
 from features.errors import ParcelriskError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from features.params import Settings
+    from models.bundle import RiskModel
 
 
 def _bound(text: str, option: str) -> Any:
@@ -49,6 +55,42 @@ def _clean(value: Any) -> Any:
     return value
 
 
+def monitor_store(
+    path: Path,
+    start: pd.Timestamp,
+    end: pd.Timestamp,
+    settings: Settings,
+    tracking_uri: str | None = None,
+) -> tuple[dict[str, Any], RiskModel, Any]:
+    """What ``parcelrisk monitor`` measures on the decisions declared in [start, end) of the
+    store at ``path``: the summary (``monitor_period``'s, with the store's path; the raw live
+    scores still in ``drift.score_live``), the champion judged against (thresholds in force)
+    and the MLflow client it came from."""
+    from serving.auditor.disparity import read_lane_counts
+    from serving.monitor.compute import lane_targets_of, monitor_period
+    from serving.monitor.data import load_champion_bundle, read_lane_targets, read_period
+
+    # Periods are chosen by declared_at, not scored_at: a replayed or simulated period (a
+    # backfill, the loop benchmark, a store rebuilt from history) is scored long after its
+    # parcels were declared, and drift and lane shares are properties of the traffic's days.
+    stored = "%Y-%m-%dT%H:%M:%S.%fZ"
+    frame = read_period(path, start.strftime(stored), end.strftime(stored))
+    if frame.empty:
+        raise ParcelriskError(
+            f"no decisions declared in [{start.isoformat()}, {end.isoformat()}) in {path}"
+        )
+    counts = read_lane_counts(
+        path, declared_from=start.strftime(stored), declared_to=end.strftime(stored)
+    )
+    champion, info, client = load_champion_bundle(
+        tracking_uri, settings.serve.model_name, settings.serve.model_alias
+    )
+    targets = lane_targets_of(champion, read_lane_targets(client, info["run_id"]))
+    summary = monitor_period(frame, counts, champion, info, targets, start, end, settings.monitor)
+    summary["store"] = str(path)
+    return summary, champion, client
+
+
 def monitor(
     since: str = typer.Option(..., "--since", help="From this date or ISO time (UTC)."),
     until: str | None = typer.Option(
@@ -76,14 +118,7 @@ def monitor(
     and platform; exit 1 when an alert fires."""
     import pandas as pd
 
-    from serving.auditor.disparity import read_lane_counts
-    from serving.monitor.compute import lane_targets_of, monitor_period
-    from serving.monitor.data import (
-        load_champion_bundle,
-        log_report,
-        read_lane_targets,
-        read_period,
-    )
+    from serving.monitor.data import log_report
     from serving.monitor.report import render_report
     from serving.outcome_store import sqlite_path
 
@@ -95,24 +130,8 @@ def monitor(
     if end <= start:
         raise ParcelriskError(f"--until {until} is not after --since {since}")
     path = sqlite_path(str(db) if db is not None else settings.serve.audit_db)
-    # Periods are chosen by declared_at, not scored_at: a replayed or simulated period (a
-    # backfill, the loop benchmark, a store rebuilt from history) is scored long after its
-    # parcels were declared, and drift and lane shares are properties of the traffic's days.
-    stored = "%Y-%m-%dT%H:%M:%S.%fZ"
-    frame = read_period(path, start.strftime(stored), end.strftime(stored))
-    if frame.empty:
-        raise ParcelriskError(
-            f"no decisions declared in [{start.isoformat()}, {end.isoformat()}) in {path}"
-        )
-    counts = read_lane_counts(
-        path, declared_from=start.strftime(stored), declared_to=end.strftime(stored)
-    )
-    champion, info, client = load_champion_bundle(
-        tracking_uri, settings.serve.model_name, settings.serve.model_alias
-    )
-    targets = lane_targets_of(champion, read_lane_targets(client, info["run_id"]))
-    summary = monitor_period(frame, counts, champion, info, targets, start, end, settings.monitor)
-    summary["store"] = str(path)
+    summary, champion, client = monitor_store(path, start, end, settings, tracking_uri)
+    info = summary["champion"]
     live_scores = summary["drift"].pop("score_live", [])
     html_text = render_report(
         {**summary, "drift": {**summary["drift"], "score_live": live_scores}},

@@ -496,10 +496,23 @@ def train_models(
         )
     # The cut-offs fill the lanes at the configured rates of the deployed model's priorities,
     # as the service will see them: AEO declarations' discounted (``effective_priority``).
-    priority = score_rows(X[lane_traffic], risk_booster, revenue_booster, calibration, objective)[
-        "priority"
-    ]
-    effective = effective_priority(priority, aeo_rows(frame)[lane_traffic], aeo_discount)
+    lane_scores = score_rows(X[lane_traffic], risk_booster, revenue_booster, calibration, objective)
+    if params.refit:
+        # The refit learnt the labels of the lane period's inspected parcels: scored in-sample
+        # they sit higher than any new parcel will, and they crowd the top 1%, so cut-offs fitted
+        # on them fill the red lane with about half its share of live traffic. Those rows take
+        # the first pass's scores (it never saw them; same calibration, same scale); the others
+        # were never labelled, so the deployed model's scores on them are out of sample already.
+        seen = labelled[lane_traffic]
+        if seen.any():
+            unseen = score_rows(
+                X[lane_traffic][seen], first_risk, first_revenue, calibration, objective
+            )
+            for key, values in lane_scores.items():
+                values[seen] = unseen[key]
+    effective = effective_priority(
+        lane_scores["priority"], aeo_rows(frame)[lane_traffic], aeo_discount
+    )
     lane_period = "test" if params.refit else "validation"
     deployed = RiskModel(
         manifest=used,
@@ -520,7 +533,7 @@ def train_models(
         revenue_booster_eval=first_revenue if params.refit else None,
     )
     deployed.reference = _traffic_reference(
-        deployed,
+        lane_scores,
         X[lane_traffic],
         frame.loc[lane_traffic, "declared_at"],
         used,
@@ -636,7 +649,7 @@ def train_models(
 
 
 def _traffic_reference(
-    model: RiskModel,
+    scores: dict[str, np.ndarray],
     X: np.ndarray,
     declared_at: pd.Series,
     manifest: FeatureManifest,
@@ -648,8 +661,9 @@ def _traffic_reference(
     features (counts, ages) grow with the history, so the period just before deployment is
     the one live traffic should resemble, and its score distribution is the one the lane
     shares were set on (a shift in it is a shift in the lanes). The train period's traffic
-    measures how far each feature moves with time alone (``baseline_psi``)."""
-    scores = model.score(X)
+    measures how far each feature moves with time alone (``baseline_psi``). ``scores``: the
+    lane cut-offs' own (``score_rows`` of these rows, each from a model that never saw its label).
+    """
     period = {
         "name": "test" if refit else "validation",
         "from": str(declared_at.min()) if len(declared_at) else "",

@@ -16,6 +16,7 @@ import os
 import sqlite3
 import tempfile
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -436,22 +437,7 @@ def set_lanes(
         since=since,
         set_by=getpass.getuser(),
     )
-    for warning in result["warnings"]:
-        typer.echo(f"warning: {warning}", err=True)
-    thresholds, version = result["thresholds"], result["model_version"]
-    if result["record"] is None:
-        typer.echo(f"lane thresholds {thresholds.version} already in force on v{version}")
-        return
-    record = result["record"]
-    typer.echo(
-        f"{result['note']}lane thresholds {thresholds.version} in force on "
-        f"{result['model_name']} v{version} (were {result['previous']}): red >= "
-        f"{thresholds.red_cutoff:.6g} ({100 * red:g}% of traffic), yellow >= "
-        f"{thresholds.yellow_cutoff:.6g} (next {100 * yellow:g}%)\n"
-        f"fitted on {thresholds.fitted_on}; recorded as thresholds/{thresholds.version}.json on "
-        f"run {result['run_id']} by {record['set_by']} at {record['set_at']}; running services "
-        f"pick it up within serve.champion_check_s ({settings.serve.champion_check_s:g} s)"
-    )
+    _print_set(result, settings)
 
 
 def set_lane_rates(
@@ -464,10 +450,12 @@ def set_lane_rates(
     db: Path | None = None,
     since: str | None = None,
     set_by: str = "",
+    require_store: bool = False,
 ) -> dict[str, Any]:
     """``lanes set``: fit cut-offs at these rates (on the store's recent decisions of the
-    champion when ``db`` holds enough, else on its training traffic quantiles) and write them as
-    the champion's new thresholds version.
+    champion when ``db`` holds enough, else on its training traffic quantiles; with
+    ``require_store``, too few decisions is an error) and write them as the champion's new
+    thresholds version.
 
     Returns model_name, model_version, run_id, previous (the version in force before),
     thresholds (the fitted ``LaneThresholds``), record (what was written; None when the same
@@ -509,6 +497,8 @@ def set_lane_rates(
                 f"only {len(traffic)} decisions of v{version} in {db}"
                 f"{' since ' + since if since else ''} (fewer than {MIN_SET_PARCELS}): "
             )
+            if require_store:
+                raise ParcelriskError(f"{note}too few to re-fit the lanes on; nothing changed")
     if thresholds is None:
         quantiles = metadata.get("lane_traffic")
         if not quantiles:
@@ -550,6 +540,111 @@ def set_lane_rates(
         set_by=set_by,
     )
     return result
+
+
+def _print_set(result: dict[str, Any], settings: Settings) -> None:
+    """What ``lanes set`` and ``lanes refit`` print: the version put in force, or that it was."""
+    for warning in result["warnings"]:
+        typer.echo(f"warning: {warning}", err=True)
+    thresholds, version = result["thresholds"], result["model_version"]
+    if result["record"] is None:
+        typer.echo(f"lane thresholds {thresholds.version} already in force on v{version}")
+        return
+    record = result["record"]
+    typer.echo(
+        f"{result['note']}lane thresholds {thresholds.version} in force on "
+        f"{result['model_name']} v{version} (were {result['previous']}): red >= "
+        f"{thresholds.red_cutoff:.6g} ({100 * thresholds.red_rate:g}% of traffic), yellow >= "
+        f"{thresholds.yellow_cutoff:.6g} (next {100 * thresholds.yellow_rate:g}%)\n"
+        f"fitted on {thresholds.fitted_on}; recorded as thresholds/{thresholds.version}.json on "
+        f"run {result['run_id']} by {record['set_by']} at {record['set_at']}; running services "
+        f"pick it up within serve.champion_check_s ({settings.serve.champion_check_s:g} s)"
+    )
+
+
+def refit_lane_cutoffs(
+    client: MlflowClient,
+    settings: Settings,
+    db: Path,
+    days: int,
+    *,
+    reason: str = "",
+    set_by: str = "",
+) -> dict[str, Any]:
+    """``lanes refit``: the rates in force, re-fitted on the champion's decisions of the last
+    ``days`` days the store holds (counted back from its latest declaration, so a replayed or
+    late store works as a live one). What ``set_lane_rates`` returns, plus ``since``.
+
+    Why a versioned re-fit and not a rolling quantile inside the service: each decision names
+    the cut-offs it was laned with, and an auditor can recompute it from that version; a
+    quantile drifting inside each worker would make every decision's cut-off its own."""
+    if days < 1:
+        raise ParcelriskError(f"--days {days}: give at least one day of traffic")
+    warnings: list[str] = []
+    mv, current, _ = _champion(client, settings, warnings)
+    latest = _latest_declared(db, settings.serve.model_name, str(mv.version))
+    if latest is None:
+        raise ParcelriskError(
+            f"{db} holds no decision of {mv.name} v{mv.version}: nothing to re-fit the lanes on"
+        )
+    since = (latest - timedelta(days=days)).isoformat()
+    result = set_lane_rates(
+        client,
+        settings,
+        current.red_rate,
+        current.yellow_rate,
+        reason=reason or f"re-fit at the rates in force on the last {days} days of traffic",
+        db=db,
+        since=since,
+        set_by=set_by,
+        require_store=True,
+    )
+    result["warnings"] = warnings + result["warnings"]
+    return {**result, "since": since}
+
+
+def _latest_declared(db: Path, model_name: str, model_version: str) -> datetime | None:
+    """The latest declared_at among one model version's decisions (None: none)."""
+    if not Path(db).is_file():
+        raise ParcelriskError(f"no decision store at {db}")
+    conn = sqlite3.connect(f"{Path(db).resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        (latest,) = conn.execute(
+            "SELECT MAX(declared_at) FROM decisions WHERE model_name = ? AND model_version = ?",
+            (model_name, model_version),
+        ).fetchone()
+    except sqlite3.Error as exc:
+        raise ParcelriskError(f"cannot read the decision store {db}: {exc}") from None
+    finally:
+        conn.close()
+    if latest is None:
+        return None
+    moment = datetime.fromisoformat(str(latest).replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@lanes_app.command("refit")
+def refit_lanes(
+    db: Path = typer.Option(..., "--db", help="Decision store holding the recent traffic."),
+    days: int = typer.Option(7, "--days", help="Re-fit on the last DAYS days the store holds."),
+    reason: str = typer.Option("", "--reason", help="Why: kept with the thresholds version."),
+    tracking_uri: str | None = _tracking_option(),
+    params: Path | None = params_option("sections serve"),
+) -> None:
+    """Re-fit the cut-offs in force, at their own rates, on recent traffic, so each lane keeps
+    its share as traffic moves (run it daily from a scheduler; exit 2 when too little traffic)."""
+    from models.registry import registry_client
+
+    settings = settings_from(params)
+    result = refit_lane_cutoffs(
+        registry_client(tracking_uri),
+        settings,
+        db,
+        days,
+        reason=reason,
+        set_by=getpass.getuser(),
+    )
+    _print_set(result, settings)
 
 
 @lanes_app.command("show")

@@ -460,3 +460,118 @@ def test_lanes_plan_adds_the_truth_and_refuses_one_without_its_columns(
     truth.drop(columns="illicit").to_csv(tmp_path / "bad.csv", index=False)
     code, _, err = run_cli(capsys, *args, "--truth", str(tmp_path / "bad.csv"))
     assert code == 2 and "lacks illicit" in err
+
+
+def _traffic_store(db: Path, version: str, days: int, per_day: int, seed: int = 3) -> pd.DataFrame:
+    """``days`` days of the champion's decisions (risk uniform, one in five AEO) in a store."""
+    from serving.decision import DecisionRecord
+    from serving.sqlite_store import SqliteDecisionStore
+
+    rng = np.random.default_rng(seed)
+    n = days * per_day
+    traffic = pd.DataFrame(
+        {
+            "declared_at": pd.Timestamp("2026-05-01", tz="UTC")
+            + pd.to_timedelta(np.sort(rng.uniform(0, days * 86_400, n)), unit="s"),
+            "risk": rng.uniform(0, 1, n),
+            "aeo": rng.uniform(0, 1, n) < 0.2,
+        }
+    )
+    store = SqliteDecisionStore(db)
+    store.record(
+        [
+            DecisionRecord(
+                decision_id=f"dec{i}",
+                scored_at="2026-05-20T12:00:00.000000+00:00",
+                declaration_id=f"P{i}",
+                declaration_json=json.dumps(
+                    {
+                        "declaration_id": f"P{i}",
+                        "declared_at": row.declared_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                        "aeo_operator": bool(row.aeo),
+                    }
+                ),
+                features=b"\x00" * 8,
+                manifest_fingerprint="fp",
+                model_name="parcel-risk",
+                model_version=version,
+                thresholds_version="thr",
+                lane_policy="{}",
+                raw_score=0.0,
+                risk=float(row.risk),
+                expected_revenue=0.0,
+                lane="green",
+                exploration=False,
+                reasons=[],
+                warnings=[],
+            )
+            for i, row in enumerate(traffic.itertuples())
+        ]
+    )
+    store.close()
+    return traffic
+
+
+def test_lanes_refit_keeps_the_rates_in_force_and_fits_the_last_days(lanes_registry, capsys):
+    from models.thresholds import fit_lane_thresholds
+
+    reg = lanes_registry
+    db = reg["root"] / "audit.db"
+    traffic = _traffic_store(db, reg["version"], days=10, per_day=400)
+    common = ("--tracking-uri", reg["uri"], "--params", str(reg["params"]))
+    code, out, err = run_cli(capsys, "lanes", "refit", "--db", str(db), "--days", "7", *common)
+    assert "in force on" in out
+    assert code == 0, err
+    tagged = json.loads(
+        reg["client"].get_model_version(reg["name"], reg["version"]).tags["lane_thresholds"]
+    )
+    assert (tagged["red_rate"], tagged["yellow_rate"]) == (0.01, 0.04)  # params' train.lanes
+    recent = traffic[traffic["declared_at"] >= traffic["declared_at"].max() - pd.Timedelta(days=7)]
+    expected = fit_lane_thresholds(
+        recent["risk"].to_numpy(),
+        0.01,
+        0.04,
+        "risk",
+        aeo=recent["aeo"].to_numpy(),
+        aeo_discount=0.5,
+    )
+    assert tagged["red_cutoff"] == pytest.approx(expected.red_cutoff)
+    assert tagged["parcels"] == len(recent) and "decision store audit.db" in tagged["fitted_on"]
+
+    # one day is fewer than MIN_SET_PARCELS decisions: refused, nothing written
+    code, _, err = run_cli(capsys, "lanes", "refit", "--db", str(db), "--days", "1", *common)
+    assert code == 2 and "too few to re-fit" in err and "Traceback" not in err
+    after = reg["client"].get_model_version(reg["name"], reg["version"]).tags["lane_thresholds"]
+    assert json.loads(after)["version"] == tagged["version"]
+
+
+def test_lanes_refit_refuses_a_store_without_the_champion_s_decisions(
+    lanes_registry, capsys, tmp_path
+):
+    reg = lanes_registry
+    db = tmp_path / "other.db"
+    _traffic_store(db, "999", days=1, per_day=10)
+    code, _, err = run_cli(
+        capsys,
+        "lanes",
+        "refit",
+        "--db",
+        str(db),
+        "--tracking-uri",
+        reg["uri"],
+        "--params",
+        str(reg["params"]),
+    )
+    assert code == 2 and "holds no decision of" in err
+    code, _, err = run_cli(
+        capsys,
+        "lanes",
+        "refit",
+        "--db",
+        str(tmp_path / "missing.db"),
+        "--tracking-uri",
+        reg["uri"],
+        "--params",
+        str(reg["params"]),
+    )
+    assert code == 2 and "no decision store" in err

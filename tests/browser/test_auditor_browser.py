@@ -137,7 +137,9 @@ def test_an_auditor_opens_a_red_decision_in_chromium(
     # the model page of the same version: its charts come from the MLflow run
     browser.get(f"{server}/auditor/models/parcel-risk/{real_pipeline['version']}")
     assert browser.find_elements(By.CSS_SELECTOR, "svg.calibration")
-    assert len(browser.find_elements(By.CSS_SELECTOR, "svg.grouped")) == 2
+    assert (
+        len(browser.find_elements(By.CSS_SELECTOR, "svg.grouped")) == 3
+    )  # origin, channel, platform
     browser.save_screenshot(str(OUTPUT / "model_page.png"))
 
 

@@ -35,11 +35,27 @@ def _figure(width: float = 7.0, height: float = 3.2) -> tuple[Any, Any]:
 
 
 def psi_chart(features: list[dict[str, Any]], top: int, threshold: float) -> str:
-    rows = features[:top][::-1]
+    """The features nearest their alert, each against its own bound: a feature that trends with
+    time (an entity's age) has a high PSI by construction and a bound to match, so ranking by
+    PSI alone would fill the chart with features that alert nothing."""
+
+    def closeness(r: dict[str, Any]) -> float:
+        return r["psi"] / (r.get("alert_above") or threshold)
+
+    rows = sorted(features, key=closeness, reverse=True)[:top][::-1]
     fig, ax = _figure(7.0, 0.3 * len(rows) + 1.2)
-    ax.barh([r["name"] for r in rows], [r["psi"] for r in rows], color="#4a78b0")
-    ax.axvline(threshold, color="#c0392b", linestyle="--", label=f"alert {threshold}")
-    ax.set_xlabel("PSI against the training reference")
+    names = [r["name"] for r in rows]
+    colours = ["#c0392b" if closeness(r) > 1 else "#4a78b0" for r in rows]
+    ax.barh(names, [r["psi"] for r in rows], color=colours)
+    ax.scatter(
+        [r.get("alert_above") or threshold for r in rows],
+        names,
+        marker="|",
+        s=200,
+        color="black",
+        label="its alert bound",
+    )
+    ax.set_xlabel("PSI against the training reference (red: above its bound)")
     ax.legend(loc="lower right")
     return _png(fig)
 

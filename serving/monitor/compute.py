@@ -45,14 +45,15 @@ def _z(confidence: float) -> float:
 
 def mean_interval(values: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
     """Normal interval of a mean (revenue per inspection: many zeros, a long tail; fine for the
-    tens of results a judged bucket has, and it says so by its width)."""
+    tens of results a judged bucket has, and it says so by its width), kept within the values'
+    range: a mean of amounts recovered is never negative, whatever the normal tail says."""
     values = np.asarray(values, dtype=np.float64)
     n = len(values)
     if n < 2:
         return (float("nan"), float("nan"))
     half = _z(confidence) * float(values.std(ddof=1)) / math.sqrt(n)
     mean = float(values.mean())
-    return (mean - half, mean + half)
+    return (max(mean - half, float(values.min())), min(mean + half, float(values.max())))
 
 
 def feature_matrix(blobs: Sequence[bytes]) -> np.ndarray:

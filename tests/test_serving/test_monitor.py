@@ -18,6 +18,7 @@ from models.capacity import wilson_interval
 from serving.auditor.disparity import LaneCount
 from serving.monitor.compute import (
     feature_alert_level,
+    mean_interval,
     measure_disparity,
     measure_exploration,
     measure_lane_shares,
@@ -35,6 +36,14 @@ def test_wilson_interval_matches_the_formula_by_hand() -> None:
     (low,), (high,) = wilson_interval(np.array([5]), np.array([20]))
     assert low == pytest.approx(0.111862, abs=1e-5) and high == pytest.approx(0.468700, abs=1e-5)
     assert wilson_interval(np.array([0]), np.array([10]))[0][0] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_revenue_interval_by_hand_never_leaves_the_values_range() -> None:
+    # [0, 0, 0, 10]: mean 2.5, sd sqrt((3 * 2.5^2 + 7.5^2) / 3) = 5, half 1.959964 * 5 / 2
+    # = 4.899910: the normal interval (-2.40, 7.40) is cut at the smallest amount, 0
+    low, high = mean_interval(np.array([0.0, 0.0, 0.0, 10.0]))
+    assert low == 0.0 and high == pytest.approx(7.399910, abs=1e-5)
+    assert np.isnan(mean_interval(np.array([5.0]))[0])  # one result: no interval
 
 
 @pytest.mark.parametrize(("baseline", "trending", "level"), [(None, False, 0.25),

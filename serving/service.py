@@ -160,6 +160,10 @@ class ParcelRiskService:
 
     def __init__(self) -> None:
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        # BentoML's worker logging passes only WARNING and above from other packages: without
+        # this, what an operator needs to see (the model and thresholds each worker serves, a
+        # roll-over, new lane cut-offs in force) never reached the log.
+        logging.getLogger("serving").setLevel(logging.INFO)
         self.settings = worker_settings()
         self.config = self.settings.serve
         _WORKER.service = None

@@ -197,14 +197,31 @@ def plan_lanes(
     since: str | None = None,
     until: str | None = None,
     truth: Path | None = None,
+    model_version: str | None = None,
 ) -> tuple[dict[str, Any], pd.DataFrame]:
     """``lanes plan``'s summary of a period of the store and its capacity table
-    (``models.capacity.plan_capacity``; with ``truth``, the ground truth's columns too)."""
+    (``models.capacity.plan_capacity``; with ``truth``, the ground truth's columns too).
+
+    One model version's decisions only (``model_version``; default: the one that decided last
+    in the period): the cut-off at a share of traffic is a quantile of one model's scores, and
+    after a promotion the period holds two models' scores on two scales."""
     from models.capacity import plan_capacity
 
     traffic = read_lane_traffic(store, since, until)
     if traffic.empty:
         raise ParcelriskError(f"no decisions in {store} for that period")
+    if model_version is None:
+        model_version = str(traffic["model_version"].iloc[-1])  # rows in store order
+    mine = (traffic["model_name"] == settings.serve.model_name) & (
+        traffic["model_version"].astype(str) == str(model_version)
+    )
+    left_out = int((~mine).sum())
+    traffic = traffic[mine].reset_index(drop=True)
+    if traffic.empty:
+        raise ParcelriskError(
+            f"no decisions of {settings.serve.model_name} v{model_version} in {store} for that "
+            "period"
+        )
     objective = settings.train.objective
     discount = settings.serve.aeo_risk_discount
     traffic["effective_priority"] = _effective(traffic, objective, discount)
@@ -225,6 +242,8 @@ def plan_lanes(
             "days": round(days, 3),
         },
         "parcels": len(traffic),
+        "model": {"name": settings.serve.model_name, "version": str(model_version)},
+        "other_versions_left_out": left_out,
         "parcels_per_day": round(len(traffic) / days, 1),
         "objective": objective,
         "aeo_discount": discount,
@@ -247,12 +266,17 @@ def plan(
     ),
     chart: Path | None = typer.Option(None, "--chart", help="Chart file (.png or .svg)."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    model_version: str | None = typer.Option(
+        None, "--model-version", help="Plan on this version's decisions (default: the latest's)."
+    ),
     params: Path | None = params_option("sections serve, train"),
 ) -> None:
     """What inspecting the top 0.5% to 20% of a period's traffic would cost and catch,
     estimated on its exploration parcels (and against a ground truth when given)."""
     settings = settings_from(params)
-    summary, table = plan_lanes(Path(db or settings.serve.audit_db), settings, since, until, truth)
+    summary, table = plan_lanes(
+        Path(db or settings.serve.audit_db), settings, since, until, truth, model_version
+    )
     if chart is not None:
         _write_chart(table, chart)
         summary["chart"] = str(chart)
@@ -293,6 +317,13 @@ def _plan_text(summary: dict[str, Any], table: pd.DataFrame) -> str:
         f"{summary['store']}: {summary['parcels']:,} parcels declared {period['first'][:16]} to "
         f"{period['last'][:16]} ({period['days']:.1f} days, {summary['parcels_per_day']:,.0f}/day); "
         f"lanes rank on {summary['objective']}, AEO x {summary['aeo_discount']}",
+        f"  decided by {summary['model']['name']} v{summary['model']['version']}"
+        + (
+            f"; {summary['other_versions_left_out']:,} decisions of other versions left out "
+            "(their scores are on another scale)"
+            if summary["other_versions_left_out"]
+            else ""
+        ),
     ]
     for version, seen in summary["observed_lanes"].items():
         lines.append(

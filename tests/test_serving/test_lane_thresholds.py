@@ -462,7 +462,9 @@ def test_lanes_plan_adds_the_truth_and_refuses_one_without_its_columns(
     assert code == 2 and "lacks illicit" in err
 
 
-def _traffic_store(db: Path, version: str, days: int, per_day: int, seed: int = 3) -> pd.DataFrame:
+def _traffic_store(
+    db: Path, version: str, days: int, per_day: int, seed: int = 3, prefix: str = "P"
+) -> pd.DataFrame:
     """``days`` days of the champion's decisions (risk uniform, one in five AEO) in a store."""
     from serving.decision import DecisionRecord
     from serving.sqlite_store import SqliteDecisionStore
@@ -481,12 +483,12 @@ def _traffic_store(db: Path, version: str, days: int, per_day: int, seed: int = 
     store.record(
         [
             DecisionRecord(
-                decision_id=f"dec{i}",
+                decision_id=f"dec-{prefix}{i}",
                 scored_at="2026-05-20T12:00:00.000000+00:00",
-                declaration_id=f"P{i}",
+                declaration_id=f"{prefix}{i}",
                 declaration_json=json.dumps(
                     {
-                        "declaration_id": f"P{i}",
+                        "declaration_id": f"{prefix}{i}",
                         "declared_at": row.declared_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
                         "aeo_operator": bool(row.aeo),
                     }
@@ -575,3 +577,26 @@ def test_lanes_refit_refuses_a_store_without_the_champion_s_decisions(
         str(reg["params"]),
     )
     assert code == 2 and "no decision store" in err
+
+
+def test_lanes_plan_keeps_to_one_model_version(real_pipeline, capsys, tmp_path):
+    """After a promotion a period holds two models' scores: the plan takes the version that
+    decided last (or the one asked for) and says how many decisions it left out."""
+    db = tmp_path / "audit.db"
+    _traffic_store(db, "1", days=2, per_day=50, prefix="OLD")
+    _traffic_store(db, "2", days=2, per_day=30, seed=4, prefix="NEW")
+    params = ("--params", str(real_pipeline["params"]), "--json")
+    code, out, err = run_cli(capsys, "lanes", "plan", "--db", str(db), *params)
+    assert code == 0, err
+    plan = json.loads(out)
+    assert plan["model"]["version"] == "2" and plan["parcels"] == 60
+    assert plan["other_versions_left_out"] == 100
+    code, out, err = run_cli(
+        capsys, "lanes", "plan", "--db", str(db), "--model-version", "1", *params
+    )
+    assert code == 0, err
+    assert json.loads(out)["parcels"] == 100
+    code, _, err = run_cli(
+        capsys, "lanes", "plan", "--db", str(db), "--model-version", "9", *params
+    )
+    assert code == 2 and "no decisions of parcel-risk v9" in err

@@ -104,6 +104,21 @@ def resolve_thresholds(client: MlflowClient, run_id: str, version: str) -> LaneT
     return None
 
 
+def last_recorded_thresholds(
+    client: MlflowClient, run_id: str, model_thresholds: LaneThresholds
+) -> LaneThresholds | None:
+    """The newest readable thresholds version recorded on a run (``thresholds_history``) that
+    fits the model; None when there is none."""
+    for record in reversed(thresholds_history(client, run_id)):
+        try:
+            thresholds = thresholds_from_dict(record)
+            check_applies(thresholds, model_thresholds)
+        except (ParcelriskError, KeyError, TypeError, ValueError):
+            continue
+        return thresholds
+    return None
+
+
 def write_thresholds_version(
     client: MlflowClient,
     name: str,

@@ -293,9 +293,12 @@ def load_version(
     """Download one version's bundle and entity state into ``dst`` and check they belong together.
 
     ``lane_tag``: put in force the thresholds its ``lane_thresholds`` tag names (``parcelrisk
-    lanes set``) instead of the bundle's; an unreadable tag refuses the version (no worker
-    lanes on cut-offs nobody chose). An auditor's load passes False: a recorded decision names
-    its own thresholds version (``models.lane_versions.resolve_thresholds``).
+    lanes set``) instead of the bundle's. An unreadable tag (edited by hand: ``lanes set``
+    writes only what it has recorded) puts in force the last version recorded on the run, with
+    an error in the log: an analyst chose it, the running workers keep serving it, and a worker
+    (re)started meanwhile must not stay down over a tag; with no record either, the version is
+    refused. An auditor's load passes False: a recorded decision names its own thresholds
+    version (``models.lane_versions.resolve_thresholds``).
     """
     from mlflow.exceptions import MlflowException
 
@@ -342,16 +345,27 @@ def load_version(
             f"({model_manifest})"
         )
     if lane_tag:
-        from models.lane_versions import check_applies, tagged_thresholds
+        from models.lane_versions import check_applies, last_recorded_thresholds, tagged_thresholds
 
         try:
             tagged = tagged_thresholds(dict(mv.tags or {}))
             if tagged is not None:
                 check_applies(tagged, model.thresholds)
         except ParcelriskError as exc:
-            raise ParcelriskError(
-                f"model {name!r} version {version}: {exc} (set them again: `parcelrisk lanes set`)"
-            ) from None
+            tagged = last_recorded_thresholds(client, mv.run_id, model.thresholds)
+            if tagged is None:
+                raise ParcelriskError(
+                    f"model {name!r} version {version}: {exc} (set them again: "
+                    "`parcelrisk lanes set`)"
+                ) from None
+            log.error(
+                "model %s v%s: %s; the last thresholds recorded on its run, %s, go in force "
+                "(set them again: `parcelrisk lanes set`)",
+                name,
+                version,
+                exc,
+                tagged.version,
+            )
         if tagged is not None and tagged.version != model.thresholds.version:
             log.info(
                 "model %s v%s: lane thresholds %s in force (set after training; bundle's %s)",

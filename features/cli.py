@@ -67,6 +67,16 @@ def params_option(sections: str) -> Any:
     )
 
 
+def tracking_option() -> Any:
+    """The ``--tracking-uri`` option of the commands that read the model registry."""
+    return typer.Option(
+        None,
+        "--tracking-uri",
+        help="MLflow tracking URI of the registry (default $MLFLOW_TRACKING_URI or "
+        "sqlite:///mlflow.db).",
+    )
+
+
 def settings_from(params: Path | None) -> Settings:
     """The settings of one command, read once: a named file must exist."""
     return load_settings(params or DEFAULT_PARAMS, must_exist=params is not None)

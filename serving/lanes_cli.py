@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from features.cli import params_option, settings_from
+from features.cli import params_option, settings_from, tracking_option
 from features.errors import ParcelriskError
 
 if TYPE_CHECKING:
@@ -50,15 +50,6 @@ FROM decisions AS d{outcome_join}
 WHERE d.declared_at IS NOT NULL {period}
 ORDER BY d.seq
 """
-
-
-def _tracking_option() -> Any:
-    return typer.Option(
-        None,
-        "--tracking-uri",
-        help="MLflow tracking URI of the registry (default $MLFLOW_TRACKING_URI or "
-        "sqlite:///mlflow.db).",
-    )
 
 
 def _db_option(help_text: str) -> Any:
@@ -450,7 +441,7 @@ def set_lanes(
     reason: str = typer.Option("", "--reason", help="Why: kept with the thresholds version."),
     db: Path | None = _db_option("Fit on this decision store's recent traffic (if big enough)."),
     since: str | None = typer.Option(None, "--since", help="With --db: declared at or after."),
-    tracking_uri: str | None = _tracking_option(),
+    tracking_uri: str | None = tracking_option(),
     params: Path | None = params_option("sections serve"),
 ) -> None:
     """Fit cut-offs at these rates and put them in force on the champion as a new thresholds
@@ -659,7 +650,7 @@ def refit_lanes(
     db: Path = typer.Option(..., "--db", help="Decision store holding the recent traffic."),
     days: int = typer.Option(7, "--days", help="Re-fit on the last DAYS days the store holds."),
     reason: str = typer.Option("", "--reason", help="Why: kept with the thresholds version."),
-    tracking_uri: str | None = _tracking_option(),
+    tracking_uri: str | None = tracking_option(),
     params: Path | None = params_option("sections serve"),
 ) -> None:
     """Re-fit the cut-offs in force, at their own rates, on recent traffic, so each lane keeps
@@ -681,7 +672,7 @@ def refit_lanes(
 @lanes_app.command("show")
 def show(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
-    tracking_uri: str | None = _tracking_option(),
+    tracking_uri: str | None = tracking_option(),
     params: Path | None = params_option("sections serve"),
 ) -> None:
     """The champion's lane thresholds versions, oldest first, and the one in force."""

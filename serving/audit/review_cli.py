@@ -14,7 +14,7 @@ from typing import Any
 
 import typer
 
-from features.cli import params_option, settings_from
+from features.cli import params_option, settings_from, tracking_option
 from features.errors import ParcelriskError
 from serving.audit.cli import db_option, open_audit_store
 
@@ -30,15 +30,6 @@ _LIST_COLUMNS = [
     "model_version",
     "exploration",
 ]
-
-
-def _tracking_option() -> Any:
-    return typer.Option(
-        None,
-        "--tracking-uri",
-        help="MLflow tracking URI of the registry (default $MLFLOW_TRACKING_URI or "
-        "sqlite:///mlflow.db).",
-    )
 
 
 def _period(date_from: str | None, date_to: str | None) -> tuple[str | None, str | None]:
@@ -118,7 +109,7 @@ def list_decisions(
 def show(
     decision_id: str = typer.Argument(..., help="The decision's id."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
-    tracking_uri: str | None = _tracking_option(),
+    tracking_uri: str | None = tracking_option(),
     db: Path | None = db_option(),
     params: Path | None = params_option("section serve"),
 ) -> None:
@@ -245,7 +236,7 @@ def recompute(
     sample: int | None = typer.Option(None, "--sample", min=1, help="N decisions at random."),
     seed: int = typer.Option(0, "--seed", help="Seed of the --sample draw."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
-    tracking_uri: str | None = _tracking_option(),
+    tracking_uri: str | None = tracking_option(),
     db: Path | None = db_option(),
     params: Path | None = params_option("sections serve"),
 ) -> None:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from features.cli import params_option, settings_from
+from features.cli import params_option, settings_from, tracking_option
 from features.errors import ParcelriskError
 
 if TYPE_CHECKING:
@@ -105,12 +105,7 @@ def monitor(
     db: Path | None = typer.Option(
         None, "--db", help="Decision store (default: $PARCELRISK_AUDIT_DB, serve.audit_db)."
     ),
-    tracking_uri: str | None = typer.Option(
-        None,
-        "--tracking-uri",
-        help="MLflow tracking URI of the registry (default $MLFLOW_TRACKING_URI or "
-        "sqlite:///mlflow.db).",
-    ),
+    tracking_uri: str | None = tracking_option(),
     params: Path | None = params_option("sections monitor, serve"),
 ) -> None:
     """A period of live decisions against the champion: feature and score drift (PSI, KS),

@@ -391,9 +391,13 @@ def _write_chart(table: pd.DataFrame, path: Path) -> None:
         ax.legend(fontsize=8)
     fig.suptitle("Lane capacity: top share of traffic inspected")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path)
+    except OSError as exc:
+        raise ParcelriskError(f"--chart {path}: cannot write it: {exc.strerror}") from None
+    finally:
+        plt.close(fig)
 
 
 # --- the champion's thresholds -------------------------------------------------------------------

@@ -124,6 +124,11 @@ def monitor(
     end = _bound(until, "--until") if until is not None else pd.Timestamp.now(tz="UTC")
     if end <= start:
         raise ParcelriskError(f"--until {until} is not after --since {since}")
+    if report is not None:  # a place it cannot write is refused before the period is read
+        try:
+            report.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ParcelriskError(f"--report {report}: cannot create it: {exc.strerror}") from None
     path = sqlite_path(str(db) if db is not None else settings.serve.audit_db)
     summary, champion, client = monitor_store(path, start, end, settings, tracking_uri)
     info = summary["champion"]
@@ -135,18 +140,21 @@ def monitor(
     )
     summary = _clean(summary)
     out = report or Path(tempfile.mkdtemp(prefix="parcelrisk-monitor-report-"))
-    out.mkdir(parents=True, exist_ok=True)
     files = [out / "report.html", out / "summary.json"]
-    files[0].write_text(html_text, encoding="utf-8")
-    files[1].write_text(json.dumps(summary, indent=1), encoding="utf-8")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        files[0].write_text(html_text, encoding="utf-8")
+        files[1].write_text(json.dumps(summary, indent=1), encoding="utf-8")
+    except OSError as exc:
+        raise ParcelriskError(f"--report {out}: cannot write the report: {exc.strerror}") from None
     artifact_path = f"monitoring/{_stamp(start)}_{_stamp(end)}"
-    log_report(client, info["run_id"], files, artifact_path)
+    logged = f"logged to run {info['run_id']} under {artifact_path}/"
+    try:
+        log_report(client, info["run_id"], files, artifact_path)
+    except Exception as exc:  # the verdict and the files stand without the MLflow copy
+        logged = f"NOT logged to run {info['run_id']}: {type(exc).__name__}: {exc}"
     typer.echo(json.dumps(summary, indent=1))
     alerts = summary["alerts"]
-    typer.echo(
-        f"{len(alerts)} alert(s); report {files[0]}; logged to run {info['run_id']} "
-        f"under {artifact_path}/",
-        err=True,
-    )
+    typer.echo(f"{len(alerts)} alert(s); report {files[0]}; {logged}", err=True)
     if alerts:
         raise typer.Exit(1)

@@ -606,3 +606,15 @@ def test_lanes_plan_keeps_to_one_model_version(real_pipeline, capsys, tmp_path):
         capsys, "lanes", "plan", "--db", str(db), "--model-version", "9", *params
     )
     assert code == 2 and "no decisions of parcel-risk v9" in err
+
+
+def test_lanes_plan_chart_it_cannot_write_is_one_line(
+    planned_store, real_pipeline, capsys, tmp_path
+):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    code, _, err = run_cli(
+        capsys, "lanes", "plan", "--db", str(planned_store), "--chart", str(blocker / "plan.png"),
+        "--params", str(real_pipeline["params"]),
+    )  # fmt: skip
+    assert code == 2 and "--chart" in err and "cannot write it" in err and "Traceback" not in err

@@ -327,3 +327,13 @@ def test_no_champion_is_one_line_and_exit_2(monitored, capsys, tmp_path) -> None
     args[args.index("--tracking-uri") + 1] = f"sqlite:///{tmp_path / 'empty.db'}"
     code, _, err = run_cli(capsys, *args)
     assert code == 2 and "error: no model 'parcel-risk'@champion" in err
+
+
+def test_a_report_place_it_cannot_write_is_one_line_before_any_work(
+    monitored, capsys, tmp_path
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    code, out, err = run_cli(capsys, *_args(monitored, "quiet", "--report", str(blocker / "r")))
+    assert code == 2 and "--report" in err and "cannot create it" in err
+    assert out == "" and "Traceback" not in err

@@ -397,3 +397,33 @@ def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, s
         sys.argv = argv
     out, err = capsys.readouterr()
     return code, out, err
+
+
+def stored_decision(declaration: dict[str, Any], **fields: Any) -> Any:
+    """A minimal stored decision: ``declaration`` (an id at least) as its JSON, placeholders
+    for the rest (green, not explored, model parcel-risk v1), ``fields`` overriding them."""
+    import json
+
+    from serving.decision import DecisionRecord
+
+    declaration_id = declaration["declaration_id"]
+    defaults: dict[str, Any] = {
+        "decision_id": f"dec-{declaration_id}",
+        "scored_at": "2026-05-03T12:00:00.000000+00:00",
+        "declaration_id": declaration_id,
+        "declaration_json": json.dumps(declaration),
+        "features": b"\x00" * 8,
+        "manifest_fingerprint": "fp",
+        "model_name": "parcel-risk",
+        "model_version": "1",
+        "thresholds_version": "thr",
+        "lane_policy": "{}",
+        "raw_score": 0.0,
+        "risk": 0.1,
+        "expected_revenue": 0.0,
+        "lane": "green",
+        "exploration": False,
+        "reasons": [],
+        "warnings": [],
+    }
+    return DecisionRecord(**{**defaults, **fields})

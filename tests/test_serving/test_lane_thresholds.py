@@ -17,7 +17,7 @@ import yaml
 from models.bundle import LaneThresholds
 from models.thresholds import make_thresholds, thresholds_json
 from serving.rollover import ChampionRef, ChampionWatcher, ThresholdsSwitch
-from tests.test_serving.conftest import auth, fresh_declarations, run_cli
+from tests.test_serving.conftest import auth, fresh_declarations, run_cli, stored_decision
 
 # --- the watcher follows the thresholds tag, with fakes ------------------------------------------
 
@@ -328,31 +328,17 @@ def test_lanes_set_is_picked_up_by_a_running_service_and_recomputes(
 
 
 def _decision(i: int, risk: float, *, aeo: bool, exploration: bool):
-    from serving.decision import DecisionRecord
-
     declaration = {
         "declaration_id": f"P{i}",
         "declared_at": f"2026-05-0{1 + i % 2}T{10 + i:02d}:00:00.000000Z",
         "aeo_operator": aeo,
     }
-    return DecisionRecord(
+    return stored_decision(
+        declaration,
         decision_id=f"dec{i}",
-        scored_at="2026-05-03T12:00:00.000000+00:00",
-        declaration_id=f"P{i}",
-        declaration_json=json.dumps(declaration),
-        features=b"\x00" * 8,
-        manifest_fingerprint="fp",
-        model_name="parcel-risk",
-        model_version="1",
-        thresholds_version="thr",
-        lane_policy="{}",
-        raw_score=0.0,
         risk=risk,
-        expected_revenue=0.0,
         lane="red" if risk >= 0.45 else "green",
         exploration=exploration,
-        reasons=[],
-        warnings=[],
     )
 
 
@@ -472,7 +458,6 @@ def _traffic_store(
     db: Path, version: str, days: int, per_day: int, seed: int = 3, prefix: str = "P"
 ) -> pd.DataFrame:
     """``days`` days of the champion's decisions (risk uniform, one in five AEO) in a store."""
-    from serving.decision import DecisionRecord
     from serving.sqlite_store import SqliteDecisionStore
 
     rng = np.random.default_rng(seed)
@@ -488,30 +473,16 @@ def _traffic_store(
     store = SqliteDecisionStore(db)
     store.record(
         [
-            DecisionRecord(
+            stored_decision(
+                {
+                    "declaration_id": f"{prefix}{i}",
+                    "declared_at": row.declared_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                    "aeo_operator": bool(row.aeo),
+                },
                 decision_id=f"dec-{prefix}{i}",
                 scored_at="2026-05-20T12:00:00.000000+00:00",
-                declaration_id=f"{prefix}{i}",
-                declaration_json=json.dumps(
-                    {
-                        "declaration_id": f"{prefix}{i}",
-                        "declared_at": row.declared_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-                        "aeo_operator": bool(row.aeo),
-                    }
-                ),
-                features=b"\x00" * 8,
-                manifest_fingerprint="fp",
-                model_name="parcel-risk",
                 model_version=version,
-                thresholds_version="thr",
-                lane_policy="{}",
-                raw_score=0.0,
                 risk=float(row.risk),
-                expected_revenue=0.0,
-                lane="green",
-                exploration=False,
-                reasons=[],
-                warnings=[],
             )
             for i, row in enumerate(traffic.itertuples())
         ]

@@ -10,34 +10,21 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from serving.decision import DecisionRecord
 from serving.outcome_store import SqliteOutcomeStore, sqlite_path
 from serving.outcomes import OutcomesRefused, store_outcomes
 from serving.sqlite_store import SqliteDecisionStore
+from tests.test_serving.conftest import stored_decision
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 
 
 def decision(declaration_id: str, declared_at: str, *, exploration: bool = False, n: int = 0):
     """A stored decision whose declaration is just its id and time (what the checker reads)."""
-    return DecisionRecord(
+    return stored_decision(
+        {"declaration_id": declaration_id, "declared_at": declared_at},
         decision_id=f"dec-{declaration_id}-{n}",
         scored_at=f"2026-05-0{1 + n}T12:00:00.000000+00:00",
-        declaration_id=declaration_id,
-        declaration_json=json.dumps({"declaration_id": declaration_id, "declared_at": declared_at}),
-        features=b"\x00" * 8,
-        manifest_fingerprint="fp",
-        model_name="parcel-risk",
-        model_version="1",
-        thresholds_version="thr",
-        lane_policy="{}",
-        raw_score=0.0,
-        risk=0.1,
-        expected_revenue=0.0,
-        lane="green",
         exploration=exploration,
-        reasons=[],
-        warnings=[],
     )
 
 

@@ -96,6 +96,33 @@ def test_deployed_thresholds_fill_lanes_on_the_most_recent_traffic(trained, fram
     assert shares["yellow"] == pytest.approx(0.04, abs=0.003)
 
 
+def test_refit_cutoffs_score_each_labelled_parcel_with_the_pass_that_never_saw_it(trained, frames):
+    """The refit learnt the test period's labels: its in-sample scores of the inspected parcels
+    would push the red cut-off up and leave the lane under-filled on new traffic, so those rows
+    are scored by the first pass (same calibration), the unlabelled ones by the deployed model."""
+    from models.labels import labelled_mask
+    from models.thresholds import effective_priority, fit_lane_thresholds
+    from models.train import aeo_rows
+
+    features = frames[0]
+    test = trained.boundaries.masks(features["declared_at"])["test"]
+    period = features[test]
+    X = trained.model.manifest.matrix(period)
+    seen = labelled_mask(period)
+    assert seen.any() and not seen.all()
+    priority = trained.model.score(X)["priority"]
+    priority[seen] = trained.model.evaluation_model().score(X[seen])["priority"]
+    th = trained.model.thresholds
+    expected = fit_lane_thresholds(
+        effective_priority(priority, aeo_rows(period), th.aeo_discount),
+        th.red_rate,
+        th.yellow_rate,
+        th.objective,
+    )
+    assert th.red_cutoff == pytest.approx(expected.red_cutoff, rel=1e-12)
+    assert th.yellow_cutoff == pytest.approx(expected.yellow_cutoff, rel=1e-12)
+
+
 def test_without_refit_thresholds_fill_lanes_on_validation_traffic(not_refit, frames):
     features = frames[0]
     valid = features[not_refit.boundaries.masks(features["declared_at"])["validation"]]

@@ -322,3 +322,12 @@ def test_a_locked_audit_store_holds_up_scoring_not_the_probes(client, service_en
         assert got.status_code == 200 and got.json()["intact"] is True
     finally:
         blocker.close()
+
+
+def test_the_workers_own_info_lines_reach_the_log(client) -> None:
+    """BentoML passes other packages' records at WARNING and above only: the model and
+    thresholds each worker serves, roll-overs and new cut-offs are INFO and must be seen."""
+    import logging
+
+    assert logging.getLogger("serving").getEffectiveLevel() <= logging.INFO
+    assert logging.getLogger("serving.rollover").isEnabledFor(logging.INFO)

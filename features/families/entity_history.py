@@ -68,8 +68,8 @@ def entity_history(
     prefix: str,
     codes: np.ndarray,
     times_us: np.ndarray,
-    declarations: EventIndex | hist.CombinedIndex,
-    outcomes: EventIndex | hist.CombinedIndex,
+    declarations: EventIndex | hist.CombinedIndex | hist.BatchIndex,
+    outcomes: EventIndex | hist.CombinedIndex | hist.BatchIndex,
     prior: np.ndarray,
     params: FeatureParams,
     base: EntityBase | None = None,
@@ -84,7 +84,7 @@ def entity_history(
     out: Values = {}
     now = declarations.prefix(codes, times_us)
     for w in params.windows_days:
-        then = declarations.prefix(codes, times_us - w * US_PER_DAY)
+        then = declarations.prefix(codes, times_us, shift_us=w * US_PER_DAY)
         out[f"{prefix}_n_{w}d"] = (now["count"] - then["count"]).astype(np.float64)
     first = declarations.first_time_before(codes, times_us)
     if base is not None:
@@ -100,7 +100,7 @@ def entity_history(
         n_insp = n_insp + base.n_inspected
         n_ill = n_ill + base.n_illicit
         rev = rev + base.revenue_cents
-    recent_start = outcomes.prefix(codes, times_us - ow * US_PER_DAY)
+    recent_start = outcomes.prefix(codes, times_us, shift_us=ow * US_PER_DAY)
     out[f"{prefix}_n_inspected"] = n_insp.astype(np.float64)
     out[f"{prefix}_n_illicit"] = n_ill.astype(np.float64)
     out[f"{prefix}_hit_rate"] = smoothed_rate(n_ill, n_insp, prior, params.prior_strength)
@@ -431,19 +431,20 @@ class EntityHistoryFamily(Family):
         result: Values = {}
         entities = entities_for(params, history.contract, history.manifest.inputs)
         for entity in history.track(entities, "entity histories"):
-            codes, _ = history.entity(entity)
-            declarations = history.declarations(entity)
-            known = codes >= 0
-            # Parcels with an unknown key are not events of any entity; they query a code no
-            # event has (0 when all are unknown) and get their results forgotten below.
-            query = np.where(known, codes, 0)
-            out_known = known[outcomes["rows"]]
-            out_index = EventIndex(
-                codes[outcomes["rows"][out_known]],
-                out_t[out_known],
-                {k: w[out_known] for k, w in weights.items()},
+            rows = history.queries(entity)
+            known = history.known(entity)
+            # Parcels with an unknown key share a code of their own (their results are
+            # forgotten below): every row is an event of its code, every result too.
+            out_index = hist.BatchIndex(
+                rows,
+                history.outcome_grid,
+                rows.codes[outcomes["rows"]],
+                out_t,
+                weights,
             )
-            values = entity_history(entity.prefix, query, t, declarations, out_index, prior, params)
+            values = entity_history(
+                entity.prefix, rows.codes, t, history.declarations(entity), out_index, prior, params
+            )
             forget_unknown(values, known, prior, f"{entity.prefix}_hit_rate")
             result.update(values)
         return result

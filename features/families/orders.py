@@ -57,7 +57,7 @@ class RecentOrders:
         return RecentOrders(self.pair.with_live(), self.line.with_live())
 
 
-Indexed = tuple[np.ndarray, np.ndarray, "hist.EventIndex | hist.CombinedIndex"]
+Indexed = tuple[np.ndarray, np.ndarray, "hist.EventIndex | hist.CombinedIndex | hist.BatchIndex"]
 
 
 def order_features(

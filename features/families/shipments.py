@@ -31,7 +31,7 @@ def split_shipment_features(
     codes: np.ndarray,
     t_us: np.ndarray,
     value_eur: np.ndarray,
-    index: hist.EventIndex | hist.CombinedIndex,
+    index: hist.EventIndex | hist.CombinedIndex | hist.BatchIndex,
     params: FeatureParams,
 ) -> Values:
     """Parcels and value of the entity in each window strictly before each parcel (``index``:
@@ -52,7 +52,7 @@ def split_shipment_features(
 def window_totals(
     codes: np.ndarray,
     t_us: np.ndarray,
-    index: hist.EventIndex | hist.CombinedIndex,
+    index: hist.EventIndex | hist.CombinedIndex | hist.BatchIndex,
     hours: tuple[int, ...],
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """(parcels, value in EUR) of each key's events in each window of ``hours`` strictly before
@@ -60,7 +60,7 @@ def window_totals(
     now = index.prefix(codes, t_us)
     out = []
     for h in hours:
-        then = index.prefix(codes, t_us - h * hist.US_PER_HOUR)
+        then = index.prefix(codes, t_us, shift_us=h * hist.US_PER_HOUR)
         out.append(
             (
                 (now["count"] - then["count"]).astype(np.float64),
@@ -226,11 +226,10 @@ def request_index(
     return np.where(known, codes, 0), known, index  # unknown rows: any code, forgotten later
 
 
-def batch_index(history: History, entity: Entity) -> tuple[np.ndarray, np.ndarray, hist.EventIndex]:
+def batch_index(history: History, entity: Entity) -> tuple[np.ndarray, np.ndarray, hist.BatchIndex]:
     """(query code per row, key known, index of the history's declarations of ``entity``)."""
-    codes, _ = history.entity(entity)
-    known = codes >= 0
-    return np.where(known, codes, 0), known, history.declarations(entity)
+    index = history.declarations(entity, "value_cents")
+    return history.queries(entity).codes, history.known(entity), index
 
 
 def append_events(rows: Rows, entity: Entity, part: RecentShipments) -> None:

@@ -14,6 +14,7 @@ Families import from the lower pipeline modules (prepare, history, manifest, thi
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -21,12 +22,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
+import pandas as pd
 
 from features.intake.contract import Contract
 from features.params import FeatureParams
 from features.pipeline import history as hist
 from features.pipeline.manifest import FeatureManifest, FeatureSpec
-from features.pipeline.prepare import Entity, Prepared, entity_codes, entity_keys, period_of
+from features.pipeline.prepare import PAIR_SEPARATOR, Entity, Prepared, entity_codes, period_of
 
 T = TypeVar("T")
 Values = dict[str, np.ndarray]
@@ -73,30 +75,80 @@ class History(Rows):
     outcomes: dict[str, np.ndarray] = field(default_factory=dict)  # prepare.outcome_events
     show_progress: bool = False
     _current: dict[str, Any] = field(default_factory=dict, repr=False)  # one entity's arrays
+    _columns: dict[str, Any] = field(default_factory=dict, repr=False)  # codes of key columns
 
     def _of(self, entity: Entity) -> dict[str, Any]:
         if self._current.get("spec") != entity.spec:
             self._current = {}  # free the previous entity's arrays before building the next
-            codes, vocabulary = entity_codes(entity_keys(self.prep, entity))
+            codes, vocabulary = self._entity_codes(entity)
             self._current = {"spec": entity.spec, "codes": codes, "vocabulary": vocabulary}
         return self._current
+
+    def _column_codes(self, column: str) -> tuple[np.ndarray, np.ndarray]:
+        """``entity_codes`` of one prepared column, kept: pairs reuse their parts' codes."""
+        if column not in self._columns:
+            self._columns[column] = entity_codes(self.prep[column])
+        return self._columns[column]
+
+    def _entity_codes(self, entity: Entity) -> tuple[np.ndarray, np.ndarray]:
+        """``entity_codes(entity_keys(prep, entity))``, for a pair from its parts' integer codes:
+        the same codes (order of first appearance) and keys, without building a million
+        "a|b" strings (only the distinct pairs' are built)."""
+        codes, vocabulary = self._column_codes(entity.parts[0])
+        for part in entity.parts[1:]:
+            part_codes, part_vocabulary = self._column_codes(part)
+            known = (codes >= 0) & (part_codes >= 0)
+            pairs = codes * np.int64(len(part_vocabulary)) + part_codes
+            combined = np.full(len(codes), -1, dtype=np.int64)
+            combined[known], distinct = pd.factorize(pairs[known])
+            left, right = np.divmod(distinct, len(part_vocabulary))
+            vocabulary = vocabulary[left] + PAIR_SEPARATOR + part_vocabulary[right]
+            codes = combined
+        return codes, vocabulary
 
     def entity(self, entity: Entity) -> tuple[np.ndarray, np.ndarray]:
         """Codes per row (-1: unknown key) and the distinct keys."""
         current = self._of(entity)
         return current["codes"], current["vocabulary"]
 
-    def declarations(self, entity: Entity) -> hist.EventIndex:
-        """The index of the declarations of known keys of ``entity`` (weights: ``value_cents``)."""
+    def known(self, entity: Entity) -> np.ndarray:
+        """Rows whose key of ``entity`` is known."""
+        return self.entity(entity)[0] >= 0
+
+    def queries(self, entity: Entity) -> hist.RowQueries:
+        """The rows sorted once by (code of ``entity``, time); rows with an unknown key share
+        one code of their own, after every key's (callers forget their results)."""
         current = self._of(entity)
-        if "index" not in current:
-            codes, known = current["codes"], current["codes"] >= 0
-            current["index"] = hist.EventIndex(
-                codes[known],
-                self.prep["t_us"][known],
-                {"value_cents": self.prep["value_cents"][known]},
+        if "queries" not in current:
+            codes, vocabulary = current["codes"], current["vocabulary"]
+            current["queries"] = hist.RowQueries(np.where(codes >= 0, codes, len(vocabulary)))
+        return current["queries"]
+
+    def declarations(self, entity: Entity, *weights: str) -> hist.BatchIndex:
+        """The rows as declaration events of ``entity`` with sums of the prepared integer
+        columns ``weights`` (e.g. ``value_cents``), for queries by the rows (``queries``)."""
+        current = self._of(entity)
+        if ("index", weights) not in current:
+            rows = self.queries(entity)
+            current["index", weights] = hist.BatchIndex(
+                rows,
+                self.declaration_grid,
+                rows.codes,
+                self.prep["t_us"],
+                {name: self.prep[name] for name in weights},
+                order=rows.order,  # the events are the rows: the rows' order sorts them
             )
-        return current["index"]
+        return current["index", weights]
+
+    @functools.cached_property
+    def declaration_grid(self) -> hist.TimeGrid:
+        """Declaration times, ranked once for every entity."""
+        return hist.TimeGrid(self.prep["t_us"], self.prep["t_us"])
+
+    @functools.cached_property
+    def outcome_grid(self) -> hist.TimeGrid:
+        """Times results were recorded at, and the rows' times ranked among them."""
+        return hist.TimeGrid(self.outcomes["t_us"], self.prep["t_us"])
 
     def by_refit_period(
         self,

@@ -95,9 +95,11 @@ class EventIndex:
         rank = _search(self.unique_times, times_us)
         return _search(self.keys, codes * self.stride + rank)
 
-    def prefix(self, codes: np.ndarray, times_us: np.ndarray) -> dict[str, np.ndarray]:
-        """Count and weight sums of each code's events strictly before ``times_us``."""
-        pos = self.position(codes, times_us)
+    def prefix(
+        self, codes: np.ndarray, times_us: np.ndarray, shift_us: int = 0
+    ) -> dict[str, np.ndarray]:
+        """Count and weight sums of each code's events strictly before ``times_us - shift_us``."""
+        pos = self.position(codes, times_us - shift_us if shift_us else times_us)
         start = self.group_start(codes)
         out = {"count": pos - start}
         for name, cum in self.cumsums.items():
@@ -124,8 +126,10 @@ class CombinedIndex:
     def __init__(self, *parts: EventIndex):
         self.parts = tuple(p for p in parts if len(p)) or parts[:1]
 
-    def prefix(self, codes: np.ndarray, times_us: np.ndarray) -> dict[str, np.ndarray]:
-        first, *rest = (p.prefix(codes, times_us) for p in self.parts)
+    def prefix(
+        self, codes: np.ndarray, times_us: np.ndarray, shift_us: int = 0
+    ) -> dict[str, np.ndarray]:
+        first, *rest = (p.prefix(codes, times_us, shift_us) for p in self.parts)
         for other in rest:
             first = {k: first[k] + other[k] for k in first}
         return first
@@ -158,6 +162,145 @@ def merged_index(
         np.concatenate([o[1] for o in olds] + [times_us]),
         {name: np.concatenate([o[2][name] for o in olds] + [w]) for name, w in weights.items()},
     )
+
+
+# --- batch: a whole history queried by its own rows ---------------------------------------------
+#
+# In a batch build the queries are the history's rows (sorted by time), at a few time shifts
+# (the windows). Sorting the rows once per entity by (code, time) makes every query of every
+# shift a search of sorted needles in sorted keys (a merge, ~10x faster than unsorted needles),
+# and the ranks of the shifted times among the event times are shared by every entity. The
+# definitions are those of ``EventIndex`` (strictly before; ties at an instant do not see each
+# other); the counts and integer sums are exact, so batch and online agree to the last digit.
+
+
+class TimeGrid:
+    """Distinct event times, and each row's time (minus a shift) ranked among them.
+
+    One grid per kind of event (declarations, inspection results) serves every entity of a
+    build: the rank of ``row_times - shift`` is computed once per shift.
+    """
+
+    def __init__(self, event_times_us: np.ndarray, row_times_us: np.ndarray):
+        times = np.asarray(event_times_us, dtype=np.int64)
+        if len(times) > 1 and not bool(np.all(times[1:] >= times[:-1])):
+            times = np.sort(times)
+        distinct = np.ones(len(times), dtype=bool)
+        distinct[1:] = times[1:] != times[:-1]
+        self.unique = times[distinct]
+        self.stride = np.int64(len(self.unique) + 1)
+        self.row_times = np.asarray(row_times_us, dtype=np.int64)
+        self._row_ranks: dict[int, np.ndarray] = {}
+
+    def rank(self, times_us: np.ndarray) -> np.ndarray:
+        """Distinct event times strictly before each time."""
+        return np.searchsorted(self.unique, times_us, side="left")
+
+    def row_rank(self, shift_us: int) -> np.ndarray:
+        """``rank(row_times - shift_us)``, kept per shift."""
+        if shift_us not in self._row_ranks:
+            self._row_ranks[shift_us] = self.rank(self.row_times - shift_us)
+        return self._row_ranks[shift_us]
+
+
+class RowQueries:
+    """One entity's code for each row of a history (rows in time order), sorted once by
+    (code, time). Every code must be >= 0: give rows with an unknown key a code of their own
+    (their results are forgotten by the caller)."""
+
+    def __init__(self, codes: np.ndarray):
+        self.codes = np.asarray(codes, dtype=np.int64)
+        # rows are in time order, so a stable sort by code sorts by (code, time)
+        self.order = np.argsort(self.codes, kind="stable")
+        self.sorted_codes = self.codes[self.order]
+        self._inverse: np.ndarray | None = None
+
+    def in_rows(self, sorted_values: np.ndarray) -> np.ndarray:
+        """Values given in sorted order, back in row order."""
+        if self._inverse is None:
+            inverse = np.empty(len(self.order), dtype=np.int64)
+            inverse[self.order] = np.arange(len(self.order), dtype=np.int64)
+            self._inverse = inverse
+        return sorted_values[self._inverse]
+
+
+class BatchIndex:
+    """Events of one entity (codes in the ``RowQueries``' code space, times ranked on
+    ``grid``) with prefix sums of integer weights, queried by the rows of ``rows`` only.
+
+    Same answers as ``EventIndex.prefix`` / ``first_time_before`` for those rows; asked for
+    other queries, it refuses (a programming error, not a data one).
+    """
+
+    def __init__(
+        self,
+        rows: RowQueries,
+        grid: TimeGrid,
+        codes: np.ndarray,
+        times_us: np.ndarray,
+        weights: dict[str, np.ndarray] | None = None,
+        *,
+        order: np.ndarray | None = None,
+    ):
+        """``order``: a permutation known to sort the events by (code, time), if any (the
+        rows' own order when the events are the rows)."""
+        ranks = grid.row_rank(0) if times_us is grid.row_times else grid.rank(times_us)
+        keys = np.asarray(codes, dtype=np.int64) * grid.stride + ranks
+        if order is None:
+            order = np.argsort(keys, kind="stable")
+        self.rows, self.grid = rows, grid
+        self.keys = keys[order]
+        self.sorted_times = np.asarray(times_us, dtype=np.int64)[order]
+        self.cumsums = {
+            name: np.concatenate(([0], np.cumsum(np.asarray(w, dtype=np.int64)[order])))
+            for name, w in (weights or {}).items()
+        }
+        self._positions: dict[int, np.ndarray] = {}
+        self._starts: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def _check(self, codes: np.ndarray, times_us: np.ndarray) -> None:
+        if codes is not self.rows.codes or times_us is not self.grid.row_times:
+            raise ValueError("a BatchIndex answers only the rows it was built for")
+
+    def _position(self, shift_us: int) -> np.ndarray:
+        """Per row in sorted order: index of its code's first event at or after t - shift."""
+        if shift_us not in self._positions:
+            rows = self.rows
+            needles = (
+                rows.sorted_codes * self.grid.stride + self.grid.row_rank(shift_us)[rows.order]
+            )
+            self._positions[shift_us] = np.searchsorted(self.keys, needles, side="left")
+        return self._positions[shift_us]
+
+    def _start(self) -> np.ndarray:
+        """Per row in sorted order: index of its code's first event."""
+        if self._starts is None:
+            needles = self.rows.sorted_codes * self.grid.stride
+            self._starts = np.searchsorted(self.keys, needles, side="left")
+        return self._starts
+
+    def prefix(
+        self, codes: np.ndarray, times_us: np.ndarray, shift_us: int = 0
+    ) -> dict[str, np.ndarray]:
+        """Count and weight sums of each row's code's events strictly before t - shift."""
+        self._check(codes, times_us)
+        pos, start = self._position(shift_us), self._start()
+        out = {"count": self.rows.in_rows(pos - start)}
+        for name, cum in self.cumsums.items():
+            out[name] = self.rows.in_rows(cum[pos] - cum[start])
+        return out
+
+    def first_time_before(self, codes: np.ndarray, times_us: np.ndarray) -> np.ndarray:
+        """Time of each row's code's earliest event before the row, or NO_TIME."""
+        self._check(codes, times_us)
+        if not len(self.keys):
+            return np.full(len(codes), NO_TIME, dtype=np.int64)
+        pos, start = self._position(0), self._start()
+        first = self.sorted_times[np.minimum(start, len(self.keys) - 1)]
+        return self.rows.in_rows(np.where(pos > start, first, NO_TIME))
 
 
 # Live runs (``EventRuns``) are levels of growing capacity: a new batch is merged into level 0

@@ -1,0 +1,108 @@
+"""The batch kernel (rows sorted once per entity) against the general event index, and the
+pair codes built from their parts' codes against the string keys they replace."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from features.pipeline.history import NO_TIME, BatchIndex, EventIndex, RowQueries, TimeGrid
+from features.pipeline.prepare import Prepared, entity_codes, entity_keys, entity_of
+
+
+def _history(seed: int, n: int = 3_000, n_codes: int = 40):
+    """Rows in time order with many ties (same instant, same code) and a weight."""
+    rng = np.random.default_rng(seed)
+    t = np.sort(rng.integers(0, 500, n)) * 1_000  # ~6 rows per instant
+    codes = rng.integers(0, n_codes, n)
+    value = rng.integers(-5, 10_000, n)
+    return codes, t, value
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("shift", [0, 1, 999, 1_000, 7_000, 10**9])
+def test_batch_index_over_the_rows_equals_the_event_index(seed, shift):
+    codes, t, value = _history(seed)
+    rows = RowQueries(codes)
+    batch = BatchIndex(
+        rows, TimeGrid(t, t), rows.codes, t, {"value_cents": value}, order=rows.order
+    )
+    general = EventIndex(codes, t, {"value_cents": value})
+    got, expected = batch.prefix(rows.codes, t, shift), general.prefix(codes, t - shift)
+    assert set(got) == {"count", "value_cents"}
+    for name in got:
+        np.testing.assert_array_equal(got[name], expected[name])
+    np.testing.assert_array_equal(
+        batch.first_time_before(rows.codes, t), general.first_time_before(codes, t)
+    )
+
+
+@pytest.mark.parametrize("seed", [3, 4])
+@pytest.mark.parametrize("shift", [0, 500, 90_000])
+def test_batch_index_over_other_events_equals_the_event_index(seed, shift):
+    """Results recorded at their own times (some at a declaration's instant, some never before
+    any declaration), queried by the rows."""
+    codes, t, _ = _history(seed)
+    rng = np.random.default_rng(seed + 100)
+    which = rng.choice(len(t), 400, replace=False)
+    out_t = t[which] + rng.choice([0, 0, 1, 3_000, 50_000], len(which))
+    illicit = rng.integers(0, 2, len(which))
+    rows = RowQueries(codes)
+    batch = BatchIndex(rows, TimeGrid(out_t, t), codes[which], out_t, {"illicit": illicit})
+    general = EventIndex(codes[which], out_t, {"illicit": illicit})
+    got, expected = batch.prefix(rows.codes, t, shift), general.prefix(codes, t - shift)
+    for name in ("count", "illicit"):
+        np.testing.assert_array_equal(got[name], expected[name])
+
+
+def test_batch_ties_at_one_instant_do_not_see_each_other():
+    codes, t = np.array([0, 1, 0, 0, 1]), np.array([10, 10, 10, 20, 30])
+    rows = RowQueries(codes)
+    index = BatchIndex(rows, TimeGrid(t, t), rows.codes, t, order=rows.order)
+    assert index.prefix(rows.codes, t)["count"].tolist() == [0, 0, 0, 2, 1]
+    assert index.prefix(rows.codes, t, shift_us=10)["count"].tolist() == [0, 0, 0, 0, 1]
+    first = index.first_time_before(rows.codes, t).tolist()
+    assert first == [NO_TIME, NO_TIME, NO_TIME, 10, 10]
+
+
+def test_a_batch_index_refuses_queries_of_other_rows():
+    codes, t = np.array([0, 1]), np.array([1, 2])
+    rows = RowQueries(codes)
+    index = BatchIndex(rows, TimeGrid(t, t), rows.codes, t, order=rows.order)
+    with pytest.raises(ValueError, match="only the rows it was built for"):
+        index.prefix(codes.copy(), t)
+    with pytest.raises(ValueError, match="only the rows it was built for"):
+        index.first_time_before(rows.codes, t.copy())
+
+
+def test_empty_events_give_zero_counts_and_no_first_time():
+    codes, t = np.array([0, 1, 0]), np.array([1, 2, 3])
+    rows = RowQueries(codes)
+    empty = np.zeros(0, dtype=np.int64)
+    index = BatchIndex(rows, TimeGrid(empty, t), empty, empty, {"illicit": empty})
+    got = index.prefix(rows.codes, t)
+    assert got["count"].tolist() == [0, 0, 0] and got["illicit"].tolist() == [0, 0, 0]
+    assert index.first_time_before(rows.codes, t).tolist() == [NO_TIME] * 3
+
+
+def test_pair_codes_from_part_codes_equal_the_string_keys():
+    """History codes a pair from its parts' integer codes: same codes, same keys, same order of
+    first appearance, None where any part is missing, as factorizing the "a|b" strings."""
+    from features.pipeline.family import History
+
+    rng = np.random.default_rng(7)
+    n = 2_000
+    seller = np.array([None if v == 0 else f"S{v}" for v in rng.integers(0, 30, n)], dtype=object)
+    chapter = np.array(
+        [None if v == 0 else f"{v:02d}" for v in rng.integers(0, 9, n)], dtype=object
+    )
+    consignee = np.array([f"C{v}" for v in rng.integers(0, 300, n)], dtype=object)
+    prep = Prepared(n, {"seller_id": seller, "hs_chapter": chapter, "consignee_id": consignee})
+    history = History(prep, None, None, None)  # only the key columns are read
+    for spec in ("seller_id*hs_chapter", "seller_id*consignee_id*hs_chapter", "consignee_id"):
+        entity = entity_of(spec)
+        codes, vocabulary = history.entity(entity)
+        expected_codes, expected_vocabulary = entity_codes(entity_keys(prep, entity))
+        np.testing.assert_array_equal(codes, expected_codes)
+        assert vocabulary.tolist() == expected_vocabulary.tolist()
+        assert (codes == -1).sum() == (entity_keys(prep, entity) == None).sum()  # noqa: E711

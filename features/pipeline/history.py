@@ -210,10 +210,23 @@ class RowQueries:
 
     def __init__(self, codes: np.ndarray):
         self.codes = np.asarray(codes, dtype=np.int64)
-        # rows are in time order, so a stable sort by code sorts by (code, time)
-        self.order = np.argsort(self.codes, kind="stable")
+        # rows are in time order, so a stable sort by code sorts by (code, time); numpy sorts
+        # 16-bit keys by radix (linear, ~8x faster): most entities have fewer codes than that
+        narrow = len(self.codes) and self.codes.max() < np.iinfo(np.uint16).max
+        keys = self.codes.astype(np.uint16) if narrow else self.codes
+        self.order = np.argsort(keys, kind="stable")
         self.sorted_codes = self.codes[self.order]
         self._inverse: np.ndarray | None = None
+
+    def run_starts(self, *sorted_keys: np.ndarray) -> np.ndarray:
+        """Per row in sorted order: the position of the first row of its run of equal
+        (code, *sorted_keys), e.g. its code's first row, or its first row at the same instant."""
+        n = len(self.sorted_codes)
+        new = np.ones(n, dtype=bool)
+        new[1:] = self.sorted_codes[1:] != self.sorted_codes[:-1]
+        for keys in sorted_keys:
+            new[1:] |= keys[1:] != keys[:-1]
+        return np.maximum.accumulate(np.where(new, np.arange(n, dtype=np.int64), 0))
 
     def in_rows(self, sorted_values: np.ndarray) -> np.ndarray:
         """Values given in sorted order, back in row order."""
@@ -249,6 +262,8 @@ class BatchIndex:
         if order is None:
             order = np.argsort(keys, kind="stable")
         self.rows, self.grid = rows, grid
+        # the events are the rows themselves: starts and shift-0 positions are run boundaries
+        self.are_rows = order is rows.order
         self.keys = keys[order]
         self.sorted_times = np.asarray(times_us, dtype=np.int64)[order]
         self.cumsums = {
@@ -267,6 +282,9 @@ class BatchIndex:
 
     def _position(self, shift_us: int) -> np.ndarray:
         """Per row in sorted order: index of its code's first event at or after t - shift."""
+        if shift_us not in self._positions and shift_us == 0 and self.are_rows:
+            # strictly before t: the first row of the run at the same (code, instant)
+            self._positions[0] = self.rows.run_starts(self.sorted_times)
         if shift_us not in self._positions:
             rows = self.rows
             needles = (
@@ -277,6 +295,8 @@ class BatchIndex:
 
     def _start(self) -> np.ndarray:
         """Per row in sorted order: index of its code's first event."""
+        if self._starts is None and self.are_rows:
+            self._starts = self.rows.run_starts()
         if self._starts is None:
             needles = self.rows.sorted_codes * self.grid.stride
             self._starts = np.searchsorted(self.keys, needles, side="left")

@@ -21,8 +21,9 @@ def _history(seed: int, n: int = 3_000, n_codes: int = 40):
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 @pytest.mark.parametrize("shift", [0, 1, 999, 1_000, 7_000, 10**9])
-def test_batch_index_over_the_rows_equals_the_event_index(seed, shift):
-    codes, t, value = _history(seed)
+@pytest.mark.parametrize("n_codes", [40, 200_000])  # 16-bit codes sort by radix, wider not
+def test_batch_index_over_the_rows_equals_the_event_index(seed, shift, n_codes):
+    codes, t, value = _history(seed, n_codes=n_codes)
     rows = RowQueries(codes)
     batch = BatchIndex(
         rows, TimeGrid(t, t), rows.codes, t, {"value_cents": value}, order=rows.order

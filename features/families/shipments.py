@@ -17,7 +17,7 @@ from features.params import FeatureParams
 from features.pipeline import history as hist
 from features.pipeline.family import Family, History, Rows, SpecContext, Values
 from features.pipeline.manifest import FeatureSpec
-from features.pipeline.prepare import Entity, entity_codes, entity_keys, entity_of, forget_unknown
+from features.pipeline.prepare import Entity, entity_keys, entity_of, forget_unknown
 
 TOPS_DE_MINIMIS = "split_tops_de_minimis"
 
@@ -246,17 +246,12 @@ def append_events(rows: Rows, entity: Entity, part: RecentShipments) -> None:
 
 def recent_events(history: History, entity: Entity, cutoff_us: int) -> RecentShipments:
     """The declarations of ``entity`` inside the snapshot horizon before ``cutoff_us``."""
-    params = history.params
-    horizon = cutoff_us - params.max_window_days * hist.US_PER_DAY
-    keys = entity_keys(history.prep, entity)
-    recent = (history.prep["t_us"] >= horizon) & ~pd.isna(keys)
-    codes, vocabulary = entity_codes(keys[recent])
+    horizon = cutoff_us - history.params.max_window_days * hist.US_PER_DAY
+    rows, codes, keys = history.recent(entity, horizon)
     return RecentShipments(
-        pd.Index(vocabulary.astype(str), dtype=object),
+        pd.Index(keys, dtype=object),
         hist.EventIndex(
-            codes,
-            history.prep["t_us"][recent],
-            {"value_cents": history.prep["value_cents"][recent]},
+            codes, history.prep["t_us"][rows], {"value_cents": history.prep["value_cents"][rows]}
         ),
     )
 

@@ -80,8 +80,8 @@ class History(Rows):
     def _of(self, entity: Entity) -> dict[str, Any]:
         if self._current.get("spec") != entity.spec:
             self._current = {}  # free the previous entity's arrays before building the next
-            codes, vocabulary = self._entity_codes(entity)
-            self._current = {"spec": entity.spec, "codes": codes, "vocabulary": vocabulary}
+            codes, keys_of = self._entity_codes(entity)
+            self._current = {"spec": entity.spec, "codes": codes, "keys_of": keys_of}
         return self._current
 
     def _column_codes(self, column: str) -> tuple[np.ndarray, np.ndarray]:
@@ -90,11 +90,15 @@ class History(Rows):
             self._columns[column] = entity_codes(self.prep[column])
         return self._columns[column]
 
-    def _entity_codes(self, entity: Entity) -> tuple[np.ndarray, np.ndarray]:
-        """``entity_codes(entity_keys(prep, entity))``, for a pair from its parts' integer codes:
-        the same codes (order of first appearance) and keys, without building a million
-        "a|b" strings (only the distinct pairs' are built)."""
+    def _entity_codes(
+        self, entity: Entity
+    ) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]:
+        """``entity_codes(entity_keys(prep, entity))`` with the keys built on demand: for a
+        pair, from its parts' integer codes (the same codes, in order of first appearance),
+        and the "a|b" strings only of the codes asked for (the snapshot asks for some; the
+        features for none)."""
         codes, vocabulary = self._column_codes(entity.parts[0])
+        keys_of = vocabulary.__getitem__
         for part in entity.parts[1:]:
             part_codes, part_vocabulary = self._column_codes(part)
             known = (codes >= 0) & (part_codes >= 0)
@@ -102,26 +106,42 @@ class History(Rows):
             combined = np.full(len(codes), -1, dtype=np.int64)
             combined[known], distinct = pd.factorize(pairs[known])
             left, right = np.divmod(distinct, len(part_vocabulary))
-            vocabulary = vocabulary[left] + PAIR_SEPARATOR + part_vocabulary[right]
+            keys_of = functools.partial(_joined_keys, keys_of, left, part_vocabulary, right)
             codes = combined
-        return codes, vocabulary
+        return codes, keys_of
 
     def entity(self, entity: Entity) -> tuple[np.ndarray, np.ndarray]:
         """Codes per row (-1: unknown key) and the distinct keys."""
         current = self._of(entity)
+        if "vocabulary" not in current:
+            codes = current["codes"]
+            current["vocabulary"] = current["keys_of"](np.arange(codes.max(initial=-1) + 1))
         return current["codes"], current["vocabulary"]
+
+    def keys_of(self, entity: Entity, codes: np.ndarray) -> np.ndarray:
+        """The keys of ``entity`` with these codes (codes >= 0)."""
+        return self._of(entity)["keys_of"](codes)
+
+    def recent(self, entity: Entity, since_us: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The rows declared from ``since_us`` on with a known key of ``entity``: their row
+        numbers, codes among them (order of first appearance) and those codes' keys."""
+        codes = self._of(entity)["codes"]
+        rows = np.flatnonzero((self.prep["t_us"] >= since_us) & (codes >= 0))
+        local, distinct = pd.factorize(codes[rows])
+        return rows, local.astype(np.int64), self.keys_of(entity, distinct)
 
     def known(self, entity: Entity) -> np.ndarray:
         """Rows whose key of ``entity`` is known."""
-        return self.entity(entity)[0] >= 0
+        return self._of(entity)["codes"] >= 0
 
     def queries(self, entity: Entity) -> hist.RowQueries:
         """The rows sorted once by (code of ``entity``, time); rows with an unknown key share
         one code of their own, after every key's (callers forget their results)."""
         current = self._of(entity)
         if "queries" not in current:
-            codes, vocabulary = current["codes"], current["vocabulary"]
-            current["queries"] = hist.RowQueries(np.where(codes >= 0, codes, len(vocabulary)))
+            codes = current["codes"]
+            unknown = codes.max(initial=-1) + 1  # after every key's code
+            current["queries"] = hist.RowQueries(np.where(codes >= 0, codes, unknown))
         return current["queries"]
 
     def declarations(self, entity: Entity, *weights: str) -> hist.BatchIndex:
@@ -182,6 +202,17 @@ class History(Rows):
         yield from tqdm(
             steps, desc=what, total=total, delay=PROGRESS_DELAY_S, leave=False, file=sys.stderr
         )
+
+
+def _joined_keys(
+    keys_of: Callable[[np.ndarray], np.ndarray],
+    left: np.ndarray,
+    right_keys: np.ndarray,
+    right: np.ndarray,
+    codes: np.ndarray,
+) -> np.ndarray:
+    """The keys of the pairs with ``codes``: "left key|right key"."""
+    return keys_of(left[codes]) + PAIR_SEPARATOR + right_keys[right[codes]]
 
 
 class Family:

@@ -12,7 +12,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script from anywhere
+    sys.path.insert(0, str(ROOT))
+# run as a script, the benchmarks folder comes first on sys.path, where benchmarks/features.py
+# and benchmarks/serving.py would shadow the packages they measure
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "benchmarks"]
 
 # A throwaway consignee pseudonym key when none is configured: the benchmark makes its own
 # data, so no key file is needed (a PARCELRISK_PSEUDONYM_KEY already set is used instead).

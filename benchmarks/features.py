@@ -27,10 +27,12 @@ import tempfile
 import time
 from pathlib import Path
 
-# This file is benchmarks/features.py: run as a script, its directory comes first on sys.path
-# and would shadow the ``features`` package it measures.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script from anywhere
+    sys.path.insert(0, str(ROOT))
+# run as a script, the benchmarks folder comes first on sys.path, where benchmarks/features.py
+# and benchmarks/serving.py would shadow the packages they measure
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "benchmarks"]
 
 os.environ.setdefault("PARCELRISK_PSEUDONYM_KEY", "benchmark-throwaway-pseudonym-key-" + "0" * 32)
 

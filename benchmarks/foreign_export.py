@@ -35,8 +35,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from features.params import DEFAULT_FX_TO_BASE
-from models.metrics import precision_at
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script from anywhere
+    sys.path.insert(0, str(ROOT))
+# run as a script, the benchmarks folder comes first on sys.path, where benchmarks/features.py
+# and benchmarks/serving.py would shadow the packages they measure
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "benchmarks"]
+
+from features.params import DEFAULT_FX_TO_BASE  # noqa: E402
+from models.metrics import precision_at  # noqa: E402
 
 log = logging.getLogger("foreign_export")
 

@@ -13,7 +13,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-from features.synthetic import generate_to_dir
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script from anywhere
+    sys.path.insert(0, str(ROOT))
+# run as a script, the benchmarks folder comes first on sys.path, where benchmarks/features.py
+# and benchmarks/serving.py would shadow the packages they measure
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "benchmarks"]
 
 # A throwaway consignee pseudonym key when none is configured: the benchmark makes its own
 # data, so no key file is needed (a PARCELRISK_PSEUDONYM_KEY already set is used instead).
@@ -21,6 +26,8 @@ os.environ.setdefault("PARCELRISK_PSEUDONYM_KEY", "benchmark-throwaway-pseudonym
 
 
 def main() -> None:
+    from features.synthetic import generate_to_dir
+
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--parcels", type=int, default=1_000_000)
     parser.add_argument("--days", type=int, default=180)

@@ -34,6 +34,9 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
+# run as a script, the benchmarks folder comes first on sys.path, where benchmarks/features.py
+# and benchmarks/serving.py would shadow the packages they measure
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "benchmarks"]
 SHARE = 0.05
 log = logging.getLogger("model_quality")
 

@@ -10,6 +10,7 @@ and prints one JSON document. Without ``--tracking-uri`` it first builds a small
 (generate 20k parcels / 60 days -> features build -> train -> promote) in a temp directory.
 
     python benchmarks/serving.py [--tracking-uri URI --declarations FILE] [--seconds 10]
+        [--profile DIR]   # py-spy stacks of each worker per load phase
 """
 
 from __future__ import annotations
@@ -284,6 +285,36 @@ def _load(
     return latencies, parcels, errors, lanes
 
 
+class _Profiles:
+    """py-spy sampling every worker during a load phase (``--profile DIR``): one file of
+    collapsed stacks per phase and worker, ``PHASE-PID.txt`` (``py-spy record -f raw``), to
+    break a worker's CPU down by function. Off (no-op) without a directory."""
+
+    def __init__(self, directory: Path | None, server: subprocess.Popen) -> None:
+        self.directory, self.server = directory, server
+        self.running: list[subprocess.Popen] = []
+        if directory is not None:
+            if shutil.which("py-spy") is None and not (BIN / "py-spy").exists():
+                raise SystemExit("--profile needs py-spy (pip install py-spy)")
+            directory.mkdir(parents=True, exist_ok=True)
+
+    def start(self, phase: str, seconds: float) -> None:
+        if self.directory is None:
+            return
+        spy = str(BIN / "py-spy") if (BIN / "py-spy").exists() else "py-spy"
+        children = Path(f"/proc/{self.server.pid}/task/{self.server.pid}/children")
+        for pid in children.read_text().split():  # the workers (Linux)
+            out = self.directory / f"{phase}-{pid}.txt"
+            args = [spy, "record", "-p", pid, "-d", str(max(1, int(seconds))), "-r", "200"]
+            args += ["-f", "raw", "--nonblocking", "-o", str(out)]
+            self.running.append(subprocess.Popen(args, stdout=subprocess.DEVNULL))
+
+    def wait(self) -> None:
+        for spy in self.running:
+            spy.wait()
+        self.running.clear()
+
+
 def _ms(values: list[float], q: float) -> float:
     return round(float(np.quantile(values, q)) * 1000, 2) if values else float("nan")
 
@@ -373,6 +404,11 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=10.0, help="per load phase")
     parser.add_argument(
+        "--profile",
+        type=Path,
+        help="sample the workers with py-spy during each load phase; stacks written here",
+    )
+    parser.add_argument(
         "--batch-clients",
         type=int,
         nargs="+",
@@ -417,12 +453,15 @@ def main() -> None:
             ready_s = wait_ready(base, proc)
             host, port = "127.0.0.1", args.port
             _load(host, port, batch_bodies[:2], 2, 2.0)  # warm-up
+            profiles = _Profiles(args.profile, proc)
             batch_runs = []
             for clients in args.batch_clients:
                 before = server_side(base)
+                profiles.start(f"batch100-{clients}", args.seconds)
                 lat_b, parcels_b, err_b, lanes = _load(
                     host, port, batch_bodies, clients, args.seconds
                 )
+                profiles.wait()
                 batch_runs.append(
                     {
                         "clients": clients,
@@ -439,7 +478,9 @@ def main() -> None:
             # warm-up for this traffic shape (the batch phases leave big batches in flight)
             _load(host, port, single_bodies[-200:], 16, 2.0)
             before = server_side(base)
+            profiles.start("single-16", args.seconds)
             lat_s, parcels_s, err_s, _ = _load(host, port, single_bodies, 16, args.seconds)
+            profiles.wait()
             single_server = _delta(before, server_side(base))
             floor = _floor(host, port, 16, min(args.seconds, 5.0))
             single_requests = [

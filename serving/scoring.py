@@ -169,7 +169,7 @@ class ScoringRuntime:
 
     def _append_logged(self, rows: list[tuple[int, str]]) -> int:
         """Append the declarations of logged decisions that are new to the live state."""
-        import json
+        import orjson
 
         from features.intake.contract import Declaration
 
@@ -181,7 +181,9 @@ class ScoringRuntime:
             if text in own:
                 own.discard(text)
                 continue
-            values = json.loads(text)
+            # every sibling worker's decision passes here: orjson reads one in ~3 us, json.loads
+            # in ~11 (validating it takes ~35 more)
+            values = orjson.loads(text)
             if values.get("declaration_id") not in seen:
                 others.append(Declaration.model_validate(values))
         if not others:

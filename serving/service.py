@@ -32,9 +32,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import bentoml
+import orjson
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from features.errors import ParcelriskError
@@ -462,9 +463,10 @@ class ParcelRiskService:
         except ParcelriskError as exc:
             return error_response(422, str(exc))
         answering([item["decision_id"] for item in items])  # a 504 from here on marks them
-        # Plain dicts sent as JSON directly: re-validating 1000 response models through
-        # pydantic would cost more than the scoring. The tests hold them to ScoreResponse.
-        return JSONResponse({"decisions": items})
+        # Plain dicts encoded by orjson: re-validating 1000 response models through pydantic
+        # would cost more than the scoring, and json.dumps (JSONResponse) took ~1 ms of CPU per
+        # 100 decisions, orjson ~0.1 ms. The tests hold the body to ScoreResponse.
+        return Response(orjson.dumps({"decisions": items}), media_type="application/json")
 
     @bentoml.api(route="/explain")
     def explain(

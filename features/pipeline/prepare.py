@@ -311,3 +311,17 @@ def outcome_events(declarations: pd.DataFrame) -> dict[str, np.ndarray]:
         "illicit": declarations["illicit"].to_numpy(dtype=bool, na_value=False)[idx],
         "revenue_cents": np.round(np.nan_to_num(revenue, nan=0.0) * 100).astype(np.int64),
     }
+
+
+def outcomes_known_at(
+    declarations: pd.DataFrame, outcomes: dict[str, np.ndarray], cutoff: pd.Timestamp
+) -> dict[str, np.ndarray]:
+    """``outcome_events(as_known_at(declarations, cutoff))`` from the ``outcomes`` of the same
+    sorted ``declarations``, all declared before ``cutoff``: the results recorded before it,
+    without copying the history (same rows, same order, same prepared values)."""
+    if len(declarations) and not declarations["declared_at"].max() < cutoff:
+        raise ValueError(f"declarations at or after the cutoff {cutoff}: cut them first")
+    # as_known_at's own comparison, on the recorded results only
+    recorded = declarations["inspected_at"].iloc[outcomes["rows"]] < cutoff
+    keep = recorded.to_numpy(dtype=bool)
+    return {name: values[keep] for name, values in outcomes.items()}

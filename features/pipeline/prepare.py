@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from features.intake.columns import FrameColumns, RecordColumns, columns_of
+from features.intake.columns import DISTINCT_FROM_ROWS, FrameColumns, RecordColumns, columns_of
 from features.intake.contract import DECLARATION_FIELDS, FIELDS, Contract
 from features.params import FeatureParams
 from features.pipeline.history import US_PER_DAY
@@ -138,7 +138,23 @@ def filled(values: np.ndarray, fill: str) -> np.ndarray:
 
 
 def _prefix(values: np.ndarray, length: int) -> np.ndarray:
+    if len(values) >= DISTINCT_FROM_ROWS:  # one str per distinct code, as FrameColumns.text
+        codes, uniques = pd.factorize(values)
+        return np.array([*(v[:length] for v in uniques.tolist()), None], dtype=object)[codes]
     return np.array([None if v is None else v[:length] for v in values.tolist()], dtype=object)
+
+
+def joined(left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """``left + PAIR_SEPARATOR + right`` of two text arrays (no missing values)."""
+    if len(left) < DISTINCT_FROM_ROWS:
+        return left + PAIR_SEPARATOR + right
+    # once per distinct pair, one str shared by its rows (~55 MB less per million rows)
+    left_codes, left_uniques = pd.factorize(left, use_na_sentinel=False)
+    right_codes, right_uniques = pd.factorize(right, use_na_sentinel=False)
+    pairs, pair_uniques = pd.factorize(left_codes * len(right_uniques) + right_codes)
+    left_of, right_of = np.divmod(pair_uniques, len(right_uniques))
+    distinct = left_uniques[left_of] + PAIR_SEPARATOR + right_uniques[right_of]
+    return np.asarray(distinct, dtype=object)[pairs]
 
 
 def _text_fields(params: FeatureParams, contract: Contract) -> tuple[str, ...]:
@@ -201,7 +217,7 @@ def prepare(
         "quantity": quantity,
         "gross_weight_kg": weight,
         "description": filled(text["description"], ""),
-        "hs6_origin": hs6 + PAIR_SEPARATOR + filled(text["origin_country"], NONE_KEY),
+        "hs6_origin": joined(hs6, filled(text["origin_country"], NONE_KEY)),
         "ioss_prepaid": d.numbers("ioss_prepaid"),
         "aeo_operator": d.numbers("aeo_operator"),
     }
@@ -222,7 +238,7 @@ def entity_keys(prep: Prepared, entity: Entity) -> np.ndarray:
     keys = filled(parts[0], NONE_KEY)
     missing = pd.isna(parts[0])
     for part in parts[1:]:
-        keys = keys + PAIR_SEPARATOR + filled(part, NONE_KEY)
+        keys = joined(keys, filled(part, NONE_KEY))
         missing |= pd.isna(part)
     if missing.any():
         keys[missing] = None

@@ -99,7 +99,7 @@ def _build(
         started = time.perf_counter()
         values.update(family.batch(history))
         log.debug("family %s: %.2f s", family.name, time.perf_counter() - started)
-    frame = assemble(prep, declarations, values, manifest)
+    frame = assemble(prep, declarations, values, manifest, one_block=False)
     return FeatureSet(frame=frame, manifest=manifest), declarations, history
 
 

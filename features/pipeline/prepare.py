@@ -7,6 +7,7 @@ mapped ``entity`` extras), refit periods and the outcome events of inspections.
 from __future__ import annotations
 
 import functools
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -198,7 +199,7 @@ def prepare(
     d = columns_of(declarations)
     text = {name: d.text(name) for name in _text_fields(params, contract)}
     fx = params.fx
-    rate = np.fromiter((fx.get(c, np.nan) for c in text["currency"]), np.float64, len(d))
+    rate = np.fromiter(map(fx.get, text["currency"], itertools.repeat(np.nan)), np.float64, len(d))
     value_eur = d.numbers("declared_value") * rate
     quantity = d.numbers("quantity")
     weight = d.numbers("gross_weight_kg")
@@ -279,9 +280,27 @@ def refit_start_us(cutoff_us: int, period_days: int) -> int:
 
 def sort_declarations(declarations: pd.DataFrame) -> pd.DataFrame:
     """Deterministic order: by declaration time, ties by id (input order never matters)."""
+    if _in_order(declarations):  # histories are written in time order: no copy to make
+        return declarations.reset_index(drop=True)
     return declarations.sort_values(["declared_at", "declaration_id"], kind="stable").reset_index(
         drop=True
     )
+
+
+def _in_order(declarations: pd.DataFrame) -> bool:
+    """Already sorted as ``sort_declarations`` sorts (a stable sort would keep every row)."""
+    stamps = declarations["declared_at"]
+    if not pd.api.types.is_datetime64_any_dtype(stamps.dtype) or stamps.isna().any():
+        return False
+    t = stamps.array.asi8  # in the column's own unit: no two instants merged
+    if not (t[1:] >= t[:-1]).all():
+        return False
+    ties = np.flatnonzero(t[1:] == t[:-1])  # same instant: ordered by id
+    ids = declarations["declaration_id"]
+    first, second = ids.iloc[ties].to_numpy(object), ids.iloc[ties + 1].to_numpy(object)
+    if pd.isna(first).any() or pd.isna(second).any():
+        return False
+    return bool((first <= second).all())
 
 
 def as_known_at(declarations: pd.DataFrame, cutoff: pd.Timestamp) -> pd.DataFrame:

@@ -560,3 +560,14 @@ def test_outcomes_known_at_refuses_declarations_after_the_cutoff(history):
     cutoff = declarations["declared_at"].iloc[len(declarations) // 2]
     with pytest.raises(ValueError, match="cut them first"):
         outcomes_known_at(declarations, outcome_events(declarations), cutoff)
+
+
+def test_sort_declarations_keeps_a_sorted_history_and_sorts_any_other(history):
+    ordered = sort_declarations(history.sample(frac=1.0, random_state=3))
+    pd.testing.assert_frame_equal(sort_declarations(ordered), ordered)
+    # same instant, ids in the wrong order: sorted by id
+    tied = ordered.head(3).copy()
+    tied["declared_at"] = tied["declared_at"].iloc[0]
+    tied["declaration_id"] = ["c", "a", "b"]
+    assert sort_declarations(tied)["declaration_id"].tolist() == ["a", "b", "c"]
+    assert list(sort_declarations(tied.iloc[::-1]).index) == [0, 1, 2]

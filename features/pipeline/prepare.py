@@ -305,7 +305,10 @@ def _in_order(declarations: pd.DataFrame) -> bool:
 
 def as_known_at(declarations: pd.DataFrame, cutoff: pd.Timestamp) -> pd.DataFrame:
     """History as it was known at ``cutoff``: earlier declarations, outcomes recorded before it."""
-    known = declarations.loc[declarations["declared_at"] < cutoff].copy()
+    before = (declarations["declared_at"] < cutoff).to_numpy()
+    # a cutoff after every declaration (a snapshot of the whole history) keeps every row: a
+    # shallow copy, in which copy-on-write copies only the outcome columns changed below
+    known = declarations.copy(deep=False) if before.all() else declarations.loc[before].copy()
     if "inspected_at" in known.columns:
         later = known["inspected_at"].notna() & (known["inspected_at"] >= cutoff)
         for col in (

@@ -146,7 +146,8 @@ def _prefix(values: np.ndarray, length: int) -> np.ndarray:
 
 
 def joined(left: np.ndarray, right: np.ndarray) -> np.ndarray:
-    """``left + PAIR_SEPARATOR + right`` of two text arrays (no missing values)."""
+    """``left + PAIR_SEPARATOR + right`` of two text arrays (no missing values) of few
+    distinct pairs (HS6 x origin); kept for the whole build, so one str per pair."""
     if len(left) < DISTINCT_FROM_ROWS:
         return left + PAIR_SEPARATOR + right
     # once per distinct pair, one str shared by its rows (~55 MB less per million rows)
@@ -239,7 +240,9 @@ def entity_keys(prep: Prepared, entity: Entity) -> np.ndarray:
     keys = filled(parts[0], NONE_KEY)
     missing = pd.isna(parts[0])
     for part in parts[1:]:
-        keys = joined(keys, filled(part, NONE_KEY))
+        # per row, not per distinct pair (``joined``): pairs of ids are nearly all distinct,
+        # and the keys live only while the entity is being computed
+        keys = keys + PAIR_SEPARATOR + filled(part, NONE_KEY)
         missing |= pd.isna(part)
     if missing.any():
         keys[missing] = None

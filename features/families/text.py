@@ -20,6 +20,7 @@ expanding history; the snapshot keeps the models of the cutoff's period.
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,8 +53,12 @@ def make_vectorizer(vocabulary: list[str] | None = None):
 
 def chapter_index(hs_chapter: np.ndarray) -> np.ndarray:
     """HS chapter '61' -> 61; anything else -> -1."""
-    num = np.asarray(pd.to_numeric(hs_chapter, errors="coerce"), dtype=np.float64)
-    return np.where(np.isfinite(num) & (num >= 1) & (num <= 99), num, -1).astype(np.int64)
+    # parsed once per distinct chapter (a hundred), not per row: to_numeric on a million
+    # strings costs over a second
+    codes, levels = pd.factorize(hs_chapter)
+    num = np.asarray(pd.to_numeric(levels, errors="coerce"), dtype=np.float64)
+    index = np.where(np.isfinite(num) & (num >= 1) & (num <= 99), num, -1).astype(np.int64)
+    return np.where(codes >= 0, index[np.maximum(codes, 0)], -1)
 
 
 @dataclass
@@ -222,13 +227,18 @@ def text_scores(
     ``hs6_codes`` index ``model.hs6_vocabulary`` (-1: an HS6 the model never saw).
     """
     n = len(chapters)
-    logits = np.asarray(X @ model.chapter_log_prob) + model.chapter_log_prior
+    # in place: at 100 chapters a row, each temporary is the largest array of the family
+    logits = np.asarray(X @ model.chapter_log_prob)
+    logits += model.chapter_log_prior
     logits -= logits.max(axis=1, keepdims=True)
-    prob = np.exp(logits)
-    prob /= prob.sum(axis=1, keepdims=True)
+    prob = np.exp(logits, out=logits)
+    total = prob.sum(axis=1)
+    prob /= total[:, None]
     rows = np.arange(n)
     declared = np.where(chapters >= 0, prob[rows, np.maximum(chapters, 0)], np.nan)
     top = prob.argmax(axis=1)
+    # the top chapter's shifted logit is 0, exp(0) = 1: its probability is exactly 1 / total
+    top_prob = 1.0 / total
     has_tokens = np.diff(X.indptr) > 0
     illicit_logit = np.asarray(X @ model.illicit_llr).ravel() + model.illicit_log_prior_odds
     word_rate = np.full(n, np.nan)
@@ -239,7 +249,7 @@ def text_scores(
         word_rate[has_tokens] = np.maximum.reduceat(rates, X.indptr[:-1][has_tokens])
     return {
         "text_p_declared_chapter": np.where(has_tokens, declared, np.nan),
-        "text_p_top_chapter": np.where(has_tokens, prob.max(axis=1), np.nan),
+        "text_p_top_chapter": np.where(has_tokens, top_prob, np.nan),
         "text_top_chapter_differs": np.where(
             has_tokens, (top != chapters).astype(np.float64), np.nan
         ),
@@ -406,15 +416,36 @@ def tokenize_online(
 
 
 def _tokenize_all(descriptions: np.ndarray) -> tuple[np.ndarray, Any, np.ndarray]:
-    """Distinct descriptions tokenised once: (row -> distinct index, binary matrix, vocabulary)."""
+    """Distinct descriptions tokenised once: (row -> distinct index, binary matrix, vocabulary).
+
+    The matrix ``make_vectorizer().fit_transform`` gives, to the order of the column indices
+    within a row (sums of float weights follow it), without importing scikit-learn: its import
+    alone costs seconds of a build. The tokens of each description get ids in order of first
+    appearance (CountVectorizer's ``_count_vocab``), each row's ids sorted, then renumbered to
+    the sorted vocabulary (``_sort_features``); tests hold the two equal.
+    """
     inverse, uniques = pd.factorize(descriptions)
-    vectorizer = make_vectorizer()
-    try:
-        U = vectorizer.fit_transform(uniques.astype(str)).tocsr()
-        vocabulary = vectorizer.get_feature_names_out()
-    except ValueError:  # not a single word in any description
-        U = sparse.csr_matrix((len(uniques), 0), dtype=np.int64)
-        vocabulary = np.array([], dtype=str)
+    first_seen: dict[str, int] = {}
+    indices: list[int] = []
+    indptr = [0]
+    findall = re.compile(TOKEN_PATTERN).findall
+    for text in uniques.astype(str).tolist():
+        ids = {first_seen.setdefault(w, len(first_seen)) for w in findall(text.lower())}
+        indices.extend(sorted(ids))
+        indptr.append(len(indices))
+    if not first_seen:  # not a single word in any description
+        return inverse, sparse.csr_matrix((len(uniques), 0), dtype=np.int64), np.array([], str)
+    vocabulary = np.array(sorted(first_seen), dtype=object)
+    sorted_id = np.empty(len(first_seen), dtype=np.int32)
+    sorted_id[[first_seen[w] for w in vocabulary.tolist()]] = np.arange(len(first_seen))
+    U = sparse.csr_matrix(
+        (
+            np.ones(len(indices), dtype=np.int64),
+            sorted_id[np.asarray(indices, dtype=np.int64)],
+            np.asarray(indptr, dtype=np.int32),
+        ),
+        shape=(len(uniques), len(vocabulary)),
+    )
     return inverse, U, vocabulary
 
 
@@ -431,7 +462,9 @@ def _score_in_chunks(
     Dropping unseen columns makes "has tokens" mean "has known tokens", exactly as online.
     """
     parts: dict[str, list[np.ndarray]] = {}
-    chunk = 100_000
+    # rows are scored independently; 20k rows x 100 chapters (16 MB) keeps the dense
+    # temporaries below glibc's mmap threshold, so they are reused instead of page-faulted
+    chunk = 20_000
     for s in range(0, X.shape[0], chunk):
         part = text_scores(
             X[s : s + chunk][:, seen].tocsr(),

@@ -78,20 +78,49 @@ def fit_references(
     hs6: np.ndarray, hs6_origin: np.ndarray, logs: dict[str, np.ndarray]
 ) -> References:
     """Medians over the given (past) declarations; NaN values (unknown currency) are skipped."""
-    if len(hs6) == 0:
+    return references_of_codes(key_codes(hs6), key_codes(hs6_origin), logs)
+
+
+def key_codes(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Code of each key in the sorted distinct keys (-1: missing), and those keys."""
+    codes, levels = pd.factorize(np.asarray(keys, dtype=object), sort=True)
+    return codes, np.asarray(levels, dtype=object)
+
+
+def references_of_codes(
+    hs6: tuple[np.ndarray, np.ndarray],
+    hs6_origin: tuple[np.ndarray, np.ndarray],
+    logs: dict[str, np.ndarray],
+) -> References:
+    """``fit_references`` of keys already coded (``key_codes``): batch codes a history's keys
+    once, not once per refit period; grouping by integers, not strings, is also ~5x cheaper.
+    The same groups in the same row order: the same medians, to the bit."""
+    if len(hs6[0]) == 0:
         return References.empty()
     frame = pd.DataFrame({k: logs[k] for k in REFERENCE_COLUMNS})
-    by_hs6 = frame.groupby(np.asarray(hs6, dtype=object), sort=True)
-    ref6 = by_hs6.median()
-    ref6["count"] = by_hs6["log_value_per_item"].count().astype(np.float64)
-    pair = frame[list(PAIR_COLUMNS)].groupby(np.asarray(hs6_origin, dtype=object), sort=True)
-    ref_pair = pair.median()
+    ref6, count6 = _medians(frame, *hs6, "log_value_per_item")
+    ref6["count"] = count6
     # the count behind the pair reference: per item where items are declared, else per kg
     counted = (
         "log_value_per_item" if frame["log_value_per_item"].notna().any() else "log_value_per_kg"
     )
-    ref_pair["count"] = pair[counted].count().astype(np.float64)
+    ref_pair, count_pair = _medians(frame[list(PAIR_COLUMNS)], *hs6_origin, counted)
+    ref_pair["count"] = count_pair
     return References(hs6=ref6, hs6_origin=ref_pair)
+
+
+def _medians(
+    frame: pd.DataFrame, codes: np.ndarray, levels: np.ndarray, counted: str
+) -> tuple[pd.DataFrame, pd.Series]:
+    """Median of each column per key (indexed by the key, sorted) and the count of ``counted``."""
+    known = codes >= 0
+    if not known.all():  # a missing key is no group
+        frame, codes = frame[known], codes[known]
+    groups = frame.groupby(codes, sort=True)
+    medians = groups.median()
+    counts = groups[counted].count().astype(np.float64)
+    medians.index = counts.index = pd.Index(levels[medians.index.to_numpy()])
+    return medians, counts
 
 
 def valuation_features(
@@ -322,7 +351,17 @@ class Valuation(Family):
 
     def batch(self, history: History) -> Values:
         """References refitted per period on every declaration before the period start."""
-        return history.by_refit_period("valuation", _references_before, self.compute)
+        prep = history.prep
+        hs6, hs6_origin = key_codes(prep["hs6"]), key_codes(prep["hs6_origin"])
+
+        def fit(_: History, before: slice) -> References:
+            return references_of_codes(
+                (hs6[0][before], hs6[1]),
+                (hs6_origin[0][before], hs6_origin[1]),
+                {k: prep[k][before] for k in REFERENCE_COLUMNS},
+            )
+
+        return history.by_refit_period("valuation", fit, self.compute)
 
     def fit_part(self, history: History, cutoff_us: int) -> References:
         start_us = refit_start_us(cutoff_us, history.params.refit_period_days)

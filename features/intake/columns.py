@@ -164,6 +164,9 @@ def _frame_from_models(records: list[Any], contract: Contract) -> pd.DataFrame:
 # Column sources: what feature code reads of a batch of declarations, as numpy arrays.
 # --------------------------------------------------------------------------------------------
 
+# From this many rows, text columns are built once per distinct value (``FrameColumns.text``);
+# below it (an online request) the per-row conversion is cheaper than factorising.
+DISTINCT_FROM_ROWS = 1000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 _NAT_US = -(2**63)  # what NaT is as int64 microseconds
@@ -195,8 +198,20 @@ class FrameColumns:
     def text(self, name: str) -> np.ndarray:
         """Object array of str, None where missing."""
         import numpy as np
+        import pandas as pd
 
-        return np.array(python_values(self._frame[name]), dtype=object)
+        column = self._frame[name]
+        if len(column) < DISTINCT_FROM_ROWS:
+            return np.array(python_values(column), dtype=object)
+        # One Python str per distinct value, shared by its rows: a million declarations hold a
+        # few hundred countries, offices or currencies, and a str per row costs ~55 MB a
+        # column (and the time to make it). Equal values, so features cannot tell.
+        codes, uniques = pd.factorize(column)
+        if len(uniques) > len(column) // 4:
+            # mostly distinct (ids of consignees...): little to share, and rows pointing at
+            # scattered strings made the entity families ~20% slower than strings in row order
+            return np.array(python_values(column), dtype=object)
+        return np.array([*python_values(pd.Series(uniques)), None], dtype=object)[codes]
 
     def numbers(self, name: str) -> np.ndarray:
         """float64 (bools as 0/1), NaN where missing."""

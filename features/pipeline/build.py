@@ -12,6 +12,7 @@ written by ``features.pipeline.snapshot``; both call the families' compute, so t
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -34,6 +35,7 @@ from features.pipeline.prepare import (
     as_known_at,
     available_inputs,
     outcome_events,
+    outcomes_known_at,
     prepare,
     sort_declarations,
 )
@@ -66,6 +68,23 @@ def build_features(
     learned from the data. ``inputs`` fixes which fields the families may use; by default the
     fields holding values in ``declarations`` (``available_inputs``).
     """
+    feature_set, _, _ = _build(
+        declarations, contract, params, categories, inputs, show_progress=show_progress
+    )
+    return feature_set
+
+
+def _build(
+    declarations: pd.DataFrame,
+    contract: Contract,
+    params: FeatureParams,
+    categories: dict[str, tuple[str, ...]] | None = None,
+    inputs: tuple[str, ...] | None = None,
+    *,
+    show_progress: bool = False,
+) -> tuple[FeatureSet, pd.DataFrame, History]:
+    """``build_features``, also giving the sorted declarations and the prepared history (the
+    entity state of the same history reuses them)."""
     declarations = sort_declarations(declarations)
     if inputs is None:
         inputs = available_inputs(declarations, contract)
@@ -80,7 +99,8 @@ def build_features(
         started = time.perf_counter()
         values.update(family.batch(history))
         log.debug("family %s: %.2f s", family.name, time.perf_counter() - started)
-    return FeatureSet(frame=assemble(prep, declarations, values, manifest), manifest=manifest)
+    frame = assemble(prep, declarations, values, manifest, one_block=False)
+    return FeatureSet(frame=frame, manifest=manifest), declarations, history
 
 
 def build_to_dir(
@@ -101,7 +121,7 @@ def build_to_dir(
     from features.intake.pseudonym import process_key_id
     from features.intake.rules import Limits
     from features.intake.validation import require_valid
-    from features.pipeline.snapshot import build_entity_state
+    from features.pipeline.snapshot import entity_state_of
 
     started = time.perf_counter()
     params = settings.features
@@ -123,23 +143,38 @@ def build_to_dir(
             raise ContractError(f"{declarations_path}: no declarations before --as-of {cutoff}")
     if declarations.empty:
         raise ContractError(f"{declarations_path}: no declarations to build features from")
-    feature_set = build_features(declarations, contract, params, show_progress=show_progress)
+    step = time.perf_counter()
+    feature_set, declarations, history = _build(
+        declarations, contract, params, show_progress=show_progress
+    )
+    log.debug("features: %.2f s", time.perf_counter() - step)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write(out / FEATURES_FILE, lambda tmp: feature_set.frame.to_parquet(tmp, index=False))
-    feature_set.manifest.write(out)
+    n_rows, manifest = len(feature_set.frame), feature_set.manifest
+    atomic_write(out / FEATURES_FILE, functools.partial(feature_set.frame.to_parquet, index=False))
+    manifest.write(out)
+    del feature_set  # written: the frame (GBs at 1M rows) need not outlive it in memory
     if as_of is None:
         cutoff = declarations["declared_at"].max() + pd.Timedelta(microseconds=1)
-    state = build_entity_state(
-        declarations,
-        contract,
+    step = time.perf_counter()
+    # Every declaration is before the cutoff (--as-of cut them, or it is just after the last):
+    # the state's history is the build's prepared rows, with only the results recorded by then.
+    known = History(
+        history.prep,
         params,
+        contract,
+        manifest,
+        outcomes_known_at(declarations, history.outcomes, cutoff),
+        show_progress,
+    )
+    del history
+    state = entity_state_of(
+        known,
         cutoff=cutoff,
-        manifest=feature_set.manifest,
-        show_progress=show_progress,
         # the key read_declarations pseudonymised with: serving checks it has the same one
         pseudonym_key_id=process_key_id(),
     )
+    log.debug("entity state: %.2f s", time.perf_counter() - step)
     state.save(out / STATE_DIR)
     source = {
         "declarations": str(declarations_path),
@@ -147,11 +182,11 @@ def build_to_dir(
         "as_of": str(cutoff) if as_of is not None else None,
     }
     atomic_write(out / SOURCE_FILE, lambda tmp: tmp.write_text(json.dumps(source, indent=1)))
-    absent = [f.name for f in FIELDS if f.name not in (feature_set.manifest.inputs or ())]
+    absent = [f.name for f in FIELDS if f.name not in (manifest.inputs or ())]
     summary = {
-        "rows": len(feature_set.frame),
-        "features": len(feature_set.manifest.names),
-        "groups": feature_set.manifest.groups(),
+        "rows": n_rows,
+        "features": len(manifest.names),
+        "groups": manifest.groups(),
         "inputs_absent": absent,
         "gate": gate.status,
         "entity_state_cutoff": str(cutoff),

@@ -7,12 +7,13 @@ mapped ``entity`` extras), refit periods and the outcome events of inspections.
 from __future__ import annotations
 
 import functools
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from features.intake.columns import FrameColumns, RecordColumns, columns_of
+from features.intake.columns import DISTINCT_FROM_ROWS, FrameColumns, RecordColumns, columns_of
 from features.intake.contract import DECLARATION_FIELDS, FIELDS, Contract
 from features.params import FeatureParams
 from features.pipeline.history import US_PER_DAY
@@ -138,7 +139,24 @@ def filled(values: np.ndarray, fill: str) -> np.ndarray:
 
 
 def _prefix(values: np.ndarray, length: int) -> np.ndarray:
+    if len(values) >= DISTINCT_FROM_ROWS:  # one str per distinct code, as FrameColumns.text
+        codes, uniques = pd.factorize(values)
+        return np.array([*(v[:length] for v in uniques.tolist()), None], dtype=object)[codes]
     return np.array([None if v is None else v[:length] for v in values.tolist()], dtype=object)
+
+
+def joined(left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """``left + PAIR_SEPARATOR + right`` of two text arrays (no missing values) of few
+    distinct pairs (HS6 x origin); kept for the whole build, so one str per pair."""
+    if len(left) < DISTINCT_FROM_ROWS:
+        return left + PAIR_SEPARATOR + right
+    # once per distinct pair, one str shared by its rows (~55 MB less per million rows)
+    left_codes, left_uniques = pd.factorize(left, use_na_sentinel=False)
+    right_codes, right_uniques = pd.factorize(right, use_na_sentinel=False)
+    pairs, pair_uniques = pd.factorize(left_codes * len(right_uniques) + right_codes)
+    left_of, right_of = np.divmod(pair_uniques, len(right_uniques))
+    distinct = left_uniques[left_of] + PAIR_SEPARATOR + right_uniques[right_of]
+    return np.asarray(distinct, dtype=object)[pairs]
 
 
 def _text_fields(params: FeatureParams, contract: Contract) -> tuple[str, ...]:
@@ -182,7 +200,7 @@ def prepare(
     d = columns_of(declarations)
     text = {name: d.text(name) for name in _text_fields(params, contract)}
     fx = params.fx
-    rate = np.fromiter((fx.get(c, np.nan) for c in text["currency"]), np.float64, len(d))
+    rate = np.fromiter(map(fx.get, text["currency"], itertools.repeat(np.nan)), np.float64, len(d))
     value_eur = d.numbers("declared_value") * rate
     quantity = d.numbers("quantity")
     weight = d.numbers("gross_weight_kg")
@@ -201,7 +219,7 @@ def prepare(
         "quantity": quantity,
         "gross_weight_kg": weight,
         "description": filled(text["description"], ""),
-        "hs6_origin": hs6 + PAIR_SEPARATOR + filled(text["origin_country"], NONE_KEY),
+        "hs6_origin": joined(hs6, filled(text["origin_country"], NONE_KEY)),
         "ioss_prepaid": d.numbers("ioss_prepaid"),
         "aeo_operator": d.numbers("aeo_operator"),
     }
@@ -222,6 +240,8 @@ def entity_keys(prep: Prepared, entity: Entity) -> np.ndarray:
     keys = filled(parts[0], NONE_KEY)
     missing = pd.isna(parts[0])
     for part in parts[1:]:
+        # per row, not per distinct pair (``joined``): pairs of ids are nearly all distinct,
+        # and the keys live only while the entity is being computed
         keys = keys + PAIR_SEPARATOR + filled(part, NONE_KEY)
         missing |= pd.isna(part)
     if missing.any():
@@ -263,14 +283,35 @@ def refit_start_us(cutoff_us: int, period_days: int) -> int:
 
 def sort_declarations(declarations: pd.DataFrame) -> pd.DataFrame:
     """Deterministic order: by declaration time, ties by id (input order never matters)."""
+    if _in_order(declarations):  # histories are written in time order: no copy to make
+        return declarations.reset_index(drop=True)
     return declarations.sort_values(["declared_at", "declaration_id"], kind="stable").reset_index(
         drop=True
     )
 
 
+def _in_order(declarations: pd.DataFrame) -> bool:
+    """Already sorted as ``sort_declarations`` sorts (a stable sort would keep every row)."""
+    stamps = declarations["declared_at"]
+    if not pd.api.types.is_datetime64_any_dtype(stamps.dtype) or stamps.isna().any():
+        return False
+    t = stamps.array.asi8  # in the column's own unit: no two instants merged
+    if not (t[1:] >= t[:-1]).all():
+        return False
+    ties = np.flatnonzero(t[1:] == t[:-1])  # same instant: ordered by id
+    ids = declarations["declaration_id"]
+    first, second = ids.iloc[ties].to_numpy(object), ids.iloc[ties + 1].to_numpy(object)
+    if pd.isna(first).any() or pd.isna(second).any():
+        return False
+    return bool((first <= second).all())
+
+
 def as_known_at(declarations: pd.DataFrame, cutoff: pd.Timestamp) -> pd.DataFrame:
     """History as it was known at ``cutoff``: earlier declarations, outcomes recorded before it."""
-    known = declarations.loc[declarations["declared_at"] < cutoff].copy()
+    before = (declarations["declared_at"] < cutoff).to_numpy()
+    # a cutoff after every declaration (a snapshot of the whole history) keeps every row: a
+    # shallow copy, in which copy-on-write copies only the outcome columns changed below
+    known = declarations.copy(deep=False) if before.all() else declarations.loc[before].copy()
     if "inspected_at" in known.columns:
         later = known["inspected_at"].notna() & (known["inspected_at"] >= cutoff)
         for col in (
@@ -311,3 +352,17 @@ def outcome_events(declarations: pd.DataFrame) -> dict[str, np.ndarray]:
         "illicit": declarations["illicit"].to_numpy(dtype=bool, na_value=False)[idx],
         "revenue_cents": np.round(np.nan_to_num(revenue, nan=0.0) * 100).astype(np.int64),
     }
+
+
+def outcomes_known_at(
+    declarations: pd.DataFrame, outcomes: dict[str, np.ndarray], cutoff: pd.Timestamp
+) -> dict[str, np.ndarray]:
+    """``outcome_events(as_known_at(declarations, cutoff))`` from the ``outcomes`` of the same
+    sorted ``declarations``, all declared before ``cutoff``: the results recorded before it,
+    without copying the history (same rows, same order, same prepared values)."""
+    if len(declarations) and not declarations["declared_at"].max() < cutoff:
+        raise ValueError(f"declarations at or after the cutoff {cutoff}: cut them first")
+    # as_known_at's own comparison, on the recorded results only
+    recorded = declarations["inspected_at"].iloc[outcomes["rows"]] < cutoff
+    keep = recorded.to_numpy(dtype=bool)
+    return {name: values[keep] for name, values in outcomes.items()}

@@ -190,6 +190,15 @@ def build_entity_state(
         outcome_events(known),
         show_progress,
     )
+    return entity_state_of(history, cutoff=cutoff, pseudonym_key_id=pseudonym_key_id)
+
+
+def entity_state_of(
+    history: History, *, cutoff: pd.Timestamp, pseudonym_key_id: str | None = None
+) -> EntityState:
+    """The snapshot at ``cutoff`` of a prepared history as known then (``build_entity_state``
+    without the preparing: ``features build`` hands over the rows it has just prepared)."""
+    params, contract, manifest = history.params, history.contract, history.manifest
     cutoff_us = int(pd.Timestamp(cutoff).value // 1000)
     families = active_families(_spec_context(params, contract, manifest))
     return EntityState(

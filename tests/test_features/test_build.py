@@ -13,7 +13,14 @@ from features.params import FeatureParams, Settings
 from features.pipeline.build import build_features
 from features.pipeline.history import EventIndex
 from features.pipeline.online import compute_online_features
-from features.pipeline.prepare import as_known_at, period_of, period_start_us
+from features.pipeline.prepare import (
+    as_known_at,
+    outcome_events,
+    outcomes_known_at,
+    period_of,
+    period_start_us,
+    sort_declarations,
+)
 from features.pipeline.snapshot import EntityState, build_entity_state
 from features.synthetic import SyntheticParams, generate
 
@@ -532,3 +539,35 @@ def test_features_build_cli_passes_quiet_on(monkeypatch, tmp_path):
     result = CliRunner().invoke(app, argv)
     assert result.exit_code == 0, result.output
     assert calls[0]["show_progress"] is False
+
+
+@pytest.mark.parametrize("late_us", [1, 1500])  # just after the last declaration; sub-us cutoff
+def test_outcomes_known_at_equal_the_outcomes_of_the_cut_history(history, late_us):
+    declarations = sort_declarations(history)
+    # results of the last days come back after the last declaration: some are cut
+    cutoff = declarations["declared_at"].max() + pd.Timedelta(nanoseconds=late_us)
+    recorded = declarations.assign(inspected_at=declarations["inspected_at"] + pd.Timedelta(days=3))
+    got = outcomes_known_at(recorded, outcome_events(recorded), cutoff)
+    expected = outcome_events(sort_declarations(as_known_at(recorded, cutoff)))
+    assert 0 < len(got["rows"]) < len(outcome_events(recorded)["rows"])
+    assert got.keys() == expected.keys()
+    for name, values in expected.items():
+        np.testing.assert_array_equal(got[name], values)
+
+
+def test_outcomes_known_at_refuses_declarations_after_the_cutoff(history):
+    declarations = sort_declarations(history)
+    cutoff = declarations["declared_at"].iloc[len(declarations) // 2]
+    with pytest.raises(ValueError, match="cut them first"):
+        outcomes_known_at(declarations, outcome_events(declarations), cutoff)
+
+
+def test_sort_declarations_keeps_a_sorted_history_and_sorts_any_other(history):
+    ordered = sort_declarations(history.sample(frac=1.0, random_state=3))
+    pd.testing.assert_frame_equal(sort_declarations(ordered), ordered)
+    # same instant, ids in the wrong order: sorted by id
+    tied = ordered.head(3).copy()
+    tied["declared_at"] = tied["declared_at"].iloc[0]
+    tied["declaration_id"] = ["c", "a", "b"]
+    assert sort_declarations(tied)["declaration_id"].tolist() == ["a", "b", "c"]
+    assert list(sort_declarations(tied.iloc[::-1]).index) == [0, 1, 2]

@@ -299,3 +299,14 @@ def test_an_absurd_declared_value_keeps_its_cents_in_range():
         warnings.simplefilter("error", RuntimeWarning)  # the int64 cast overflowed with one
         prepared = prepare(frame, Contract(), FeatureParams())
     assert prepared["value_cents"][0] == np.int64(MAX_CENTS)
+
+
+def test_parse_bool_keeps_nullable_booleans_as_they_are():
+    from features.intake.contract import parse_bool
+
+    series = pd.Series([True, None, False, True], dtype="boolean")
+    out, bad = parse_bool(series)
+    pd.testing.assert_series_equal(out, series)
+    assert not bad.any()
+    words, bad = parse_bool(pd.Series(["yes", None, "0", "maybe"], dtype=object))
+    assert words.tolist()[:3] == [True, pd.NA, False] and bad.tolist() == [0, 0, 0, 1]

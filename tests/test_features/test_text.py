@@ -63,3 +63,37 @@ def test_word_hit_rate_takes_the_most_incriminating_word(model):
     assert _score(model, "leather slippers", 1)["text_word_hit_rate_max"][0] == pytest.approx(
         1.4 / 4
     )
+
+
+@pytest.mark.parametrize(
+    "descriptions",
+    [
+        ["Leather sneakers, size 42", "", "gift", "sneakers LEATHER leather", "Café crème 2x", "x"],
+        ["12 34", "", "a b"],  # not a single word of two letters: an empty vocabulary
+    ],
+)
+def test_batch_tokenisation_is_count_vectorizers_to_the_index_order(descriptions):
+    from features.families.text import _tokenize_all
+
+    descriptions = np.array(descriptions * 3, dtype=object)
+    inverse, U, vocabulary = _tokenize_all(descriptions)
+    uniques = np.array(list(dict.fromkeys(descriptions)), dtype=object)
+    np.testing.assert_array_equal(uniques[inverse], descriptions)
+    vectorizer = make_vectorizer()
+    try:
+        expected = vectorizer.fit_transform(uniques.astype(str)).tocsr()
+        expected_vocabulary = vectorizer.get_feature_names_out()
+    except ValueError:  # sklearn refuses an empty vocabulary
+        assert U.shape == (len(uniques), 0) and len(vocabulary) == 0
+        return
+    np.testing.assert_array_equal(vocabulary, expected_vocabulary)
+    assert U.shape == expected.shape and U.dtype == expected.dtype
+    for got, want in ((U.indptr, expected.indptr), (U.indices, expected.indices)):
+        np.testing.assert_array_equal(got, want)  # the order within a row, not only the set
+
+
+def test_chapter_index_parses_chapters_and_refuses_the_rest():
+    from features.families.text import chapter_index
+
+    chapters = np.array(["61", None, "00", "99", "6a", "61", "100"], dtype=object)
+    np.testing.assert_array_equal(chapter_index(chapters), [61, -1, -1, 99, -1, 61, -1])

@@ -45,3 +45,26 @@ def test_without_quantities_the_reference_value_counts_kilograms() -> None:
     np.testing.assert_allclose(out["value_gap_eur"], [45.0])
     np.testing.assert_allclose(out["value_per_kg_ratio_hs6_origin"], [0.25])
     assert np.isnan(out["unit_value_ratio_hs6"]).all()  # no items, no per-item ratio
+
+
+def test_references_are_the_grouped_medians_and_counts_missing_keys_left_out() -> None:
+    import numpy as np
+    import pandas as pd
+
+    from features.families.valuation import REFERENCE_COLUMNS, fit_references
+
+    rng = np.random.default_rng(3)
+    n = 500
+    hs6 = rng.choice(np.array(["640399", "610910", "950300", None], dtype=object), n)
+    pair = np.array(
+        [f"{h}|{o}" for h, o in zip(hs6, rng.choice(["CN", "TR"], n), strict=True)], dtype=object
+    )
+    logs = {k: rng.normal(size=n) for k in REFERENCE_COLUMNS}
+    logs["log_value_per_item"][::7] = np.nan  # unknown currency: skipped, not counted
+    refs = fit_references(hs6, pair, logs)
+    frame = pd.DataFrame(logs)
+    expected = frame.groupby(hs6, sort=True).median()
+    expected["count"] = frame.groupby(hs6)["log_value_per_item"].count().astype(np.float64)
+    pd.testing.assert_frame_equal(refs.hs6, expected, check_exact=True)
+    assert list(refs.hs6.index) == ["610910", "640399", "950300"]
+    assert len(refs.hs6_origin) == len(set(pair))  # "None|CN" is a key of its own

@@ -15,7 +15,7 @@ import pandas as pd
 
 from features.intake.contract import Contract
 from features.params import FeatureParams
-from features.pipeline.family import Family, Rows, SpecContext, Values
+from features.pipeline.family import Family, History, Rows, SpecContext, Values
 from features.pipeline.history import codes_of
 from features.pipeline.manifest import FeatureSpec
 from features.pipeline.prepare import Prepared, categorical_columns
@@ -76,6 +76,16 @@ class Categories(Family):
             )
             for name, levels in _own(rows.categories).items()
         }
+
+    def batch(self, history: History) -> Values:
+        """``compute`` through the history's codes of each column: a lookup per distinct value,
+        not per row."""
+        out = {}
+        for name, levels in _own(history.categories).items():
+            codes, values = history.column_codes(name.removeprefix(PREFIX))
+            of_value = codes_of(_category_lookup(levels), values, dtype=np.float64)
+            out[name] = np.append(of_value, -1.0)[codes]  # code -1 (missing): the last, -1
+        return out
 
     def warnings(self, rows: Rows, values: Values, part: object) -> list[tuple[int, str]]:
         out = []

@@ -84,8 +84,9 @@ class History(Rows):
             self._current = {"spec": entity.spec, "codes": codes, "keys_of": keys_of}
         return self._current
 
-    def _column_codes(self, column: str) -> tuple[np.ndarray, np.ndarray]:
-        """``entity_codes`` of one prepared column, kept: pairs reuse their parts' codes."""
+    def column_codes(self, column: str) -> tuple[np.ndarray, np.ndarray]:
+        """``entity_codes`` of one prepared text column (codes per row, -1 for None; the
+        distinct values), kept for the build: pairs reuse their parts', categories too."""
         if column not in self._columns:
             self._columns[column] = entity_codes(self.prep[column])
         return self._columns[column]
@@ -97,10 +98,10 @@ class History(Rows):
         pair, from its parts' integer codes (the same codes, in order of first appearance),
         and the "a|b" strings only of the codes asked for (the snapshot asks for some; the
         features for none)."""
-        codes, vocabulary = self._column_codes(entity.parts[0])
+        codes, vocabulary = self.column_codes(entity.parts[0])
         keys_of = vocabulary.__getitem__
         for part in entity.parts[1:]:
-            part_codes, part_vocabulary = self._column_codes(part)
+            part_codes, part_vocabulary = self.column_codes(part)
             known = (codes >= 0) & (part_codes >= 0)
             pairs = codes * np.int64(len(part_vocabulary)) + part_codes
             combined = np.full(len(codes), -1, dtype=np.int64)

@@ -626,7 +626,9 @@ class EntityHistoryFamily(Family):
                     "n_illicit": table.base.n_illicit,
                     "revenue_cents": table.base.revenue_cents,
                 }
-            ).to_parquet(directory / f"entity_{i}.parquet", index=False)
+            ).to_parquet(  # keys are distinct: no Parquet dictionary (built, then dropped)
+                directory / f"entity_{i}.parquet", index=False, use_dictionary=False
+            )
             np.savez(
                 directory / f"events_{i}.npz",
                 decl_codes=table.decl_codes,

@@ -258,9 +258,10 @@ def recent_events(history: History, entity: Entity, cutoff_us: int) -> RecentShi
 
 def save_recent(part: RecentShipments, directory: Path, stem: str) -> None:
     index = part.index
-    # the keys as they are (str objects): np.asarray(dtype=str) first cost ~1 s per 1M keys
+    # the keys as they are (str objects): np.asarray(dtype=str) first cost ~1 s per 1M keys;
+    # distinct by definition, so no Parquet dictionary (built, then dropped)
     pd.DataFrame({"key": part.keys.to_numpy(dtype=object)}).to_parquet(
-        directory / f"{stem}_keys.parquet", index=False
+        directory / f"{stem}_keys.parquet", index=False, use_dictionary=False
     )
     np.savez(
         directory / f"{stem}_events.npz",

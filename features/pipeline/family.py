@@ -76,6 +76,7 @@ class History(Rows):
     show_progress: bool = False
     _current: dict[str, Any] = field(default_factory=dict, repr=False)  # one entity's arrays
     _columns: dict[str, Any] = field(default_factory=dict, repr=False)  # codes of key columns
+    _vocabularies: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # pairs' keys
 
     def _of(self, entity: Entity) -> dict[str, Any]:
         if self._current.get("spec") != entity.spec:
@@ -100,7 +101,7 @@ class History(Rows):
         features for none)."""
         codes, vocabulary = self.column_codes(entity.parts[0])
         keys_of = vocabulary.__getitem__
-        for part in entity.parts[1:]:
+        for i, part in enumerate(entity.parts[1:], start=2):
             part_codes, part_vocabulary = self.column_codes(part)
             known = (codes >= 0) & (part_codes >= 0)
             pairs = codes * np.int64(len(part_vocabulary)) + part_codes
@@ -109,6 +110,11 @@ class History(Rows):
             left, right = np.divmod(distinct, len(part_vocabulary))
             keys_of = functools.partial(_joined_keys, keys_of, left, part_vocabulary, right)
             codes = combined
+            # a longer key starting with a pair whose keys were built (the orders' line after
+            # their pair): the same codes, so the same keys
+            known_keys = self._vocabularies.get("*".join(entity.parts[:i]))
+            if known_keys is not None:
+                keys_of = known_keys.__getitem__
         return codes, keys_of
 
     def entity(self, entity: Entity) -> tuple[np.ndarray, np.ndarray]:
@@ -116,7 +122,10 @@ class History(Rows):
         current = self._of(entity)
         if "vocabulary" not in current:
             codes = current["codes"]
-            current["vocabulary"] = current["keys_of"](np.arange(codes.max(initial=-1) + 1))
+            vocabulary = current["keys_of"](np.arange(codes.max(initial=-1) + 1))
+            current["vocabulary"] = vocabulary
+            if len(entity.parts) > 1:  # built from parts: kept for longer keys that start so
+                self._vocabularies[entity.spec] = vocabulary
         return current["codes"], current["vocabulary"]
 
     def keys_of(self, entity: Entity, codes: np.ndarray) -> np.ndarray:
@@ -127,7 +136,11 @@ class History(Rows):
         """The rows declared from ``since_us`` on with a known key of ``entity``: their row
         numbers, codes among them (order of first appearance) and those codes' keys."""
         codes = self._of(entity)["codes"]
-        rows = np.flatnonzero((self.prep["t_us"] >= since_us) & (codes >= 0))
+        t = self.prep["t_us"]
+        if not len(t) or since_us <= t[0]:  # every row: the history's own codes and keys
+            rows = np.flatnonzero(codes >= 0)
+            return rows, codes[rows], self.entity(entity)[1]
+        rows = np.flatnonzero((t >= since_us) & (codes >= 0))
         local, distinct = pd.factorize(codes[rows])
         return rows, local.astype(np.int64), self.keys_of(entity, distinct)
 

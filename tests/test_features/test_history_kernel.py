@@ -99,11 +99,37 @@ def test_pair_codes_from_part_codes_equal_the_string_keys():
     )
     consignee = np.array([f"C{v}" for v in rng.integers(0, 300, n)], dtype=object)
     prep = Prepared(n, {"seller_id": seller, "hs_chapter": chapter, "consignee_id": consignee})
+    prep["t_us"] = np.arange(n, dtype=np.int64)
     history = History(prep, None, None, None)  # only the key columns are read
-    for spec in ("seller_id*hs_chapter", "seller_id*consignee_id*hs_chapter", "consignee_id"):
+    # the pair first: the line after it reuses the pair's keys
+    specs = ("seller_id*hs_chapter", "seller_id*consignee_id", "seller_id*consignee_id*hs_chapter")
+    for spec in (*specs, "consignee_id"):
         entity = entity_of(spec)
         codes, vocabulary = history.entity(entity)
         expected_codes, expected_vocabulary = entity_codes(entity_keys(prep, entity))
         np.testing.assert_array_equal(codes, expected_codes)
         assert vocabulary.tolist() == expected_vocabulary.tolist()
         assert (codes == -1).sum() == (entity_keys(prep, entity) == None).sum()  # noqa: E711
+
+
+@pytest.mark.parametrize("since", [-1, 0, 700, 1_999, 5_000])
+@pytest.mark.parametrize("spec", ["consignee_id", "seller_id*consignee_id"])
+def test_recent_rows_are_coded_among_themselves(since, spec):
+    """The snapshot's recent rows: codes in order of first appearance among them, and their
+    keys, as factorising the keys of those rows would give."""
+    from features.pipeline.family import History
+
+    rng = np.random.default_rng(8)
+    n = 2_000
+    seller = np.array([None if v == 0 else f"S{v}" for v in rng.integers(0, 30, n)], dtype=object)
+    consignee = np.array([f"C{v}" for v in rng.integers(0, 300, n)], dtype=object)
+    t = np.arange(n, dtype=np.int64)
+    prep = Prepared(n, {"seller_id": seller, "consignee_id": consignee, "t_us": t})
+    entity = entity_of(spec)
+    rows, codes, keys = History(prep, None, None, None).recent(entity, since)
+    all_keys = entity_keys(prep, entity)
+    expected_rows = np.flatnonzero((t >= since) & (all_keys != None))  # noqa: E711
+    expected_codes, expected_keys = entity_codes(all_keys[expected_rows])
+    np.testing.assert_array_equal(rows, expected_rows)
+    np.testing.assert_array_equal(codes, expected_codes)
+    assert list(keys) == list(expected_keys)

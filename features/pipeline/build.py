@@ -12,6 +12,7 @@ written by ``features.pipeline.snapshot``; both call the families' compute, so t
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
@@ -106,7 +107,8 @@ def _build(
 def write_frame(frame: pd.DataFrame, path: Path) -> None:
     """The features as Parquet. Float columns are not dictionary-encoded: most hold near-distinct
     values, where Parquet fills a dictionary page only to fall back to plain encoding (~1.5 s of
-    6.5 at 1M rows, for a file 25% larger); ids, text, categories and flags keep it."""
+    6.5 at 1M rows, for a file 25% larger); ids, text, categories and flags keep it. (Written
+    in row-group slices, the peak is no lower: the whole frame's Arrow copy is ~50 MB more.)"""
     keep = [name for name, dtype in frame.dtypes.items() if dtype.kind != "f"]
     frame.to_parquet(path, index=False, use_dictionary=keep)
 
@@ -159,23 +161,21 @@ def build_to_dir(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     n_rows, manifest = len(feature_set.frame), feature_set.manifest
+    step = time.perf_counter()
     atomic_write(out / FEATURES_FILE, functools.partial(write_frame, feature_set.frame))
     manifest.write(out)
     del feature_set  # written: the frame (GBs at 1M rows) need not outlive it in memory
+    log.debug("features written: %.2f s", time.perf_counter() - step)
     if as_of is None:
         cutoff = declarations["declared_at"].max() + pd.Timedelta(microseconds=1)
     step = time.perf_counter()
     # Every declaration is before the cutoff (--as-of cut them, or it is just after the last):
     # the state's history is the build's prepared rows, with only the results recorded by then.
-    known = History(
-        history.prep,
-        params,
-        contract,
-        manifest,
-        outcomes_known_at(declarations, history.outcomes, cutoff),
-        show_progress,
-    )
-    del history
+    outcomes = outcomes_known_at(declarations, history.outcomes, cutoff)
+    known = History(history.prep, params, contract, manifest, outcomes, show_progress)
+    known.share_codes(history)  # the same rows: the same codes of every key column
+    del history, declarations
+    gate = dataclasses.replace(gate, declarations=None)  # nor by the gate's record
     state = entity_state_of(
         known,
         cutoff=cutoff,

@@ -92,6 +92,14 @@ class History(Rows):
             self._columns[column] = entity_codes(self.prep[column])
         return self._columns[column]
 
+    def share_codes(self, other: History) -> None:
+        """Use ``other``'s codes of key columns (and pairs' keys): a history of the same
+        prepared rows (the snapshot's, after the build's)."""
+        if other.prep is not self.prep:
+            raise ValueError("codes are shared only between histories of the same rows")
+        self._columns = other._columns
+        self._vocabularies = other._vocabularies
+
     def _entity_codes(
         self, entity: Entity
     ) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]:

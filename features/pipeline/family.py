@@ -210,7 +210,9 @@ class History(Rows):
             evidence = fit(self, slice(0, lo))  # rows [0, lo): declared before the period
             period = Rows(self.prep.slice(lo, hi), self.params, self.contract, self.manifest)
             for name, values in compute(period, evidence).items():
-                out.setdefault(name, np.full(len(t), np.nan))[lo:hi] = values
+                if name not in out:  # (setdefault would allocate a full column every period)
+                    out[name] = np.full(len(t), np.nan)
+                out[name][lo:hi] = values
         return out
 
     def track(self, steps: Iterable[T], what: str, total: int | None = None) -> Iterator[T]:

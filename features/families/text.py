@@ -573,7 +573,9 @@ class Text(Family):
                 U[inverse[lo:hi]], model, seen, chapters[lo:hi], hs6_codes[lo:hi], params
             )
             for name, values in scores.items():
-                result.setdefault(name, np.full(n, np.nan))[lo:hi] = values
+                if name not in result:  # (setdefault would allocate a full column every period)
+                    result[name] = np.full(n, np.nan)
+                result[name][lo:hi] = values
         result.update(description_shape(U[inverse], vague_mask))
         return result
 

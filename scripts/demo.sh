@@ -8,8 +8,11 @@ export GX_ANALYTICS_ENABLED=False MPLBACKEND=Agg MLFLOW_TRACKING_URI="${MLFLOW_T
 
 echo "== keys (kept outside the repository; never replaced once made)"
 for kind in pseudonym audit; do
-  # `keys show` says "KIND: missing: ..." for a kind without a key
-  if parcelrisk keys show | grep -q "^$kind: missing"; then
+  # `keys show` says "KIND: missing: ..." for a kind without a key. Its output is read whole
+  # first: piped into `grep -q`, which stops at the first match, it could die writing the next
+  # line, and under pipefail the key was then taken as present and never made.
+  keys=$(parcelrisk keys show || true)
+  if grep -q "^$kind: missing" <<< "$keys"; then
     parcelrisk keys new "$kind"
   fi
 done

@@ -133,3 +133,18 @@ def test_recent_rows_are_coded_among_themselves(since, spec):
     np.testing.assert_array_equal(rows, expected_rows)
     np.testing.assert_array_equal(codes, expected_codes)
     assert list(keys) == list(expected_keys)
+
+
+def test_codes_are_shared_only_between_histories_of_the_same_rows():
+    from features.pipeline.family import History
+
+    seller = np.array(["S1", "S2", "S1"], dtype=object)
+    prep = Prepared(3, {"seller_id": seller, "t_us": np.arange(3)})
+    build = History(prep, None, None, None)
+    codes, _ = build.column_codes("seller_id")
+    state = History(prep, None, None, None)
+    state.share_codes(build)
+    assert state.column_codes("seller_id")[0] is codes  # not factorised again
+    other = History(Prepared(3, {"seller_id": seller.copy()}), None, None, None)
+    with pytest.raises(ValueError, match="same rows"):
+        other.share_codes(build)

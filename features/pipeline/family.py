@@ -28,7 +28,14 @@ from features.intake.contract import Contract
 from features.params import FeatureParams
 from features.pipeline import history as hist
 from features.pipeline.manifest import FeatureManifest, FeatureSpec
-from features.pipeline.prepare import PAIR_SEPARATOR, Entity, Prepared, entity_codes, period_of
+from features.pipeline.prepare import (
+    PAIR_SEPARATOR,
+    Entity,
+    Prepared,
+    entity_codes,
+    pair_codes,
+    period_of,
+)
 
 T = TypeVar("T")
 Values = dict[str, np.ndarray]
@@ -111,13 +118,8 @@ class History(Rows):
         keys_of = vocabulary.__getitem__
         for i, part in enumerate(entity.parts[1:], start=2):
             part_codes, part_vocabulary = self.column_codes(part)
-            known = (codes >= 0) & (part_codes >= 0)
-            pairs = codes * np.int64(len(part_vocabulary)) + part_codes
-            combined = np.full(len(codes), -1, dtype=np.int64)
-            combined[known], distinct = pd.factorize(pairs[known])
-            left, right = np.divmod(distinct, len(part_vocabulary))
+            codes, left, right = pair_codes(codes, part_codes, len(part_vocabulary))
             keys_of = functools.partial(_joined_keys, keys_of, left, part_vocabulary, right)
-            codes = combined
             # a longer key starting with a pair whose keys were built (the orders' line after
             # their pair): the same codes, so the same keys
             known_keys = self._vocabularies.get("*".join(entity.parts[:i]))

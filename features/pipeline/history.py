@@ -273,9 +273,6 @@ class BatchIndex:
         self._positions: dict[int, np.ndarray] = {}
         self._starts: np.ndarray | None = None
 
-    def __len__(self) -> int:
-        return len(self.keys)
-
     def _check(self, codes: np.ndarray, times_us: np.ndarray) -> None:
         if codes is not self.rows.codes or times_us is not self.grid.row_times:
             raise ValueError("a BatchIndex answers only the rows it was built for")

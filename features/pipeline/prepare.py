@@ -153,10 +153,22 @@ def joined(left: np.ndarray, right: np.ndarray) -> np.ndarray:
     # once per distinct pair, one str shared by its rows (~55 MB less per million rows)
     left_codes, left_uniques = pd.factorize(left, use_na_sentinel=False)
     right_codes, right_uniques = pd.factorize(right, use_na_sentinel=False)
-    pairs, pair_uniques = pd.factorize(left_codes * len(right_uniques) + right_codes)
-    left_of, right_of = np.divmod(pair_uniques, len(right_uniques))
+    pairs, left_of, right_of = pair_codes(left_codes, right_codes, len(right_uniques))
     distinct = left_uniques[left_of] + PAIR_SEPARATOR + right_uniques[right_of]
     return np.asarray(distinct, dtype=object)[pairs]
+
+
+def pair_codes(
+    left: np.ndarray, right: np.ndarray, n_right: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Codes of the (left, right) code pairs in order of first appearance, -1 where either code
+    is -1 (a key part missing), and each pair code's left and right codes: a pair of keys coded
+    without building a string per row (``right`` codes are below ``n_right``)."""
+    known = (left >= 0) & (right >= 0)
+    codes = np.full(len(left), -1, dtype=np.int64)
+    codes[known], distinct = pd.factorize(left[known] * np.int64(n_right) + right[known])
+    left_of, right_of = np.divmod(distinct, max(n_right, 1))
+    return codes, left_of, right_of
 
 
 def _text_fields(params: FeatureParams, contract: Contract) -> tuple[str, ...]:

@@ -295,15 +295,21 @@ def test_generate_to_dir_writes_files_and_summary(tmp_path):
 # pseudonym commit, so the declarations' prints hold for the tests' key (tests/conftest.py);
 # with the pseudonymisation switched off they are still afbabb8's (83306e15..., e4c27098...).
 PINNED_HISTORIES = [
-    (SyntheticParams(seed=42, parcels=20_000, days=60), "69176b4a9353faba", "9bd8969b98dbdfd2"),
+    (SyntheticParams(seed=42, parcels=20_000, days=60), "288aad3664402683", "7110d2b3c0c80e48"),
     # tiny: split siblings have to be dropped to keep the parcel count
-    (SyntheticParams(seed=1, parcels=50, days=3), "b908f53202039ce7", "05f2bcb8e259f3d2"),
+    (SyntheticParams(seed=1, parcels=50, days=3), "0dc7ec2f94c5364b", "18dbcae17f48e2f1"),
 ]
 
 
 def _fingerprint(frame: pd.DataFrame) -> str:
+    """The frame's dtypes and values; floats to 8 significant digits: numpy's exp and log differ
+    in the last bits between CPUs (an AVX-512 machine printed another truth fingerprint than
+    CI's with the same data), and a pinned history must not depend on the machine."""
     digest = hashlib.sha256()
     digest.update(repr([(c, str(t)) for c, t in frame.dtypes.items()]).encode())
+    frame = frame.copy()
+    for name in frame.columns[[pd.api.types.is_float_dtype(t) for t in frame.dtypes]]:
+        frame[name] = frame[name].map(lambda v: f"{v:.8g}")
     digest.update(pd.util.hash_pandas_object(frame, index=True).to_numpy().tobytes())
     return digest.hexdigest()[:16]
 

@@ -33,7 +33,7 @@ from features.params import FeatureParams
 from features.pipeline.family import Family, History, Rows, SpecContext, Values
 from features.pipeline.history import codes_of
 from features.pipeline.manifest import FeatureSpec
-from features.pipeline.prepare import Prepared, period_of, period_start_us, refit_start_us
+from features.pipeline.prepare import period_of, period_start_us, refit_start_us
 
 N_CHAPTERS = 100  # HS chapters 01..99 by their number; index 0 unused
 TOKEN_PATTERN = r"(?u)\b[^\W\d_][^\W\d_]+\b"  # words of 2+ letters; numbers and sizes are noise
@@ -522,36 +522,32 @@ def _add_declarations(
     counts.add_declarations(U[description], chapter, hs6, documents.astype(np.int64))
 
 
-def _fit_model(
-    prep: Prepared,
-    outcomes: dict[str, np.ndarray],
-    before: np.ndarray,
-    start_us: int,
-    params: FeatureParams,
-) -> TextModel:
-    """The models fitted on the declarations ``before`` and the outcomes recorded before
-    ``start_us``, as batch fits them for the period starting then."""
-    inverse, U, vocabulary = _tokenize_all(prep["description"][before])
+def _fit_model(history: History, start_us: int) -> TextModel:
+    """The models fitted on the declarations before ``start_us`` and the outcomes recorded
+    before it, as batch fits them for the period starting then."""
+    prep, outcomes, params = history.prep, history.outcomes, history.params
+    n_before = int(np.searchsorted(prep["t_us"], start_us, side="left"))  # rows in time order
+    inverse, U, vocabulary = _tokenize_all(prep["description"][:n_before])
     if not len(vocabulary):  # no words at all before the period
         return TextModel.from_counts(
             TextCounts.zeros(0), np.array([], dtype=str), params.text_alpha
         )[0]
-    hs6_codes, hs6_vocabulary = pd.factorize(prep["hs6"][before])
+    # the history's codes of its first rows are theirs: in order of first appearance
+    hs6_codes, hs6_vocabulary = history.column_codes("hs6")
+    hs6_codes = hs6_codes[:n_before]
+    hs6_vocabulary = hs6_vocabulary[: hs6_codes.max(initial=-1) + 1]
     counts = TextCounts.zeros(len(vocabulary), len(hs6_vocabulary))
     keys = _declaration_keys(
         inverse.astype(np.int64),
-        chapter_index(prep["hs_chapter"][before]),
-        hs6_codes.astype(np.int64),
+        chapter_index(prep["hs_chapter"][:n_before]),
+        hs6_codes,
         len(hs6_vocabulary),
     )
     _add_declarations(counts, U, keys, len(hs6_vocabulary))
     known_out = outcomes["t_us"] < start_us
     rows = outcomes["rows"][known_out]  # all declared before their result, so before start
-    row_pos = np.searchsorted(np.flatnonzero(before), rows)
-    counts.add_outcomes(U[inverse[row_pos]], outcomes["illicit"][known_out])
-    model, _ = TextModel.from_counts(
-        counts, vocabulary, params.text_alpha, np.asarray(hs6_vocabulary)
-    )
+    counts.add_outcomes(U[inverse[rows]], outcomes["illicit"][known_out])
+    model, _ = TextModel.from_counts(counts, vocabulary, params.text_alpha, hs6_vocabulary)
     return model
 
 
@@ -589,13 +585,10 @@ class Text(Family):
         periods = period_of(t, params.refit_period_days)
         inverse, U, vocabulary = _tokenize_all(prep["description"])
         vague_mask = np.isin(vocabulary, list(params.vague_terms))
-        hs6_codes, hs6_vocabulary = pd.factorize(prep["hs6"])
+        hs6_codes, hs6_vocabulary = history.column_codes("hs6")
         n_hs6 = len(hs6_vocabulary)
         keys = _declaration_keys(
-            inverse.astype(np.int64),
-            chapter_index(prep["hs_chapter"]),
-            hs6_codes.astype(np.int64),
-            n_hs6,
+            inverse.astype(np.int64), chapter_index(prep["hs_chapter"]), hs6_codes, n_hs6
         )
         counts = TextCounts.zeros(len(vocabulary), n_hs6)
         out_order = np.argsort(outcomes["t_us"], kind="stable")
@@ -619,7 +612,7 @@ class Text(Family):
             counts.add_outcomes(U[inverse[rows]], out_ill_sorted[out_done:new_out])
             out_done = new_out
             model, seen = TextModel.from_counts(
-                counts, vocabulary, params.text_alpha, np.asarray(hs6_vocabulary)
+                counts, vocabulary, params.text_alpha, hs6_vocabulary
             )
             # rows are scored independently: each distinct row once, then gathered
             distinct, of_row = np.unique(keys[lo:hi], return_inverse=True)
@@ -635,10 +628,7 @@ class Text(Family):
 
     def fit_part(self, history: History, cutoff_us: int) -> TextSnapshot:
         start_us = refit_start_us(cutoff_us, history.params.refit_period_days)
-        before = history.prep["t_us"] < start_us
-        return TextSnapshot(
-            _fit_model(history.prep, history.outcomes, before, start_us, history.params)
-        )
+        return TextSnapshot(_fit_model(history, start_us))
 
     def save_part(self, part: TextSnapshot, directory: Path) -> None:
         np.savez(directory / "text_model.npz", **part.model.to_arrays())

@@ -498,7 +498,7 @@ def _declaration_keys(
 
     Descriptions repeat heavily (~9k distinct of a million at 1M rows, ~85k distinct
     triples over the refit periods), so batch counts and scores each triple once. Codes
-    -1 (no chapter, an HS6 outside the model) are kept apart, not merged with code 0.
+    -1 (no parsable chapter, no HS6) are kept apart, not merged with code 0.
     """
     return (descriptions * np.int64(n_hs6 + 1) + (hs6_codes + 1)) * (N_CHAPTERS + 1) + (
         chapters + 1

@@ -33,7 +33,7 @@ from features.params import FeatureParams
 from features.pipeline.family import Family, History, Rows, SpecContext, Values
 from features.pipeline.history import codes_of
 from features.pipeline.manifest import FeatureSpec
-from features.pipeline.prepare import Prepared, period_of, period_start_us, refit_start_us
+from features.pipeline.prepare import period_of, period_start_us, refit_start_us
 
 N_CHAPTERS = 100  # HS chapters 01..99 by their number; index 0 unused
 TOKEN_PATTERN = r"(?u)\b[^\W\d_][^\W\d_]+\b"  # words of 2+ letters; numbers and sizes are noise
@@ -85,25 +85,37 @@ class TextCounts:
             pair_counts=np.zeros(0, dtype=np.int64),
         )
 
-    def add_declarations(self, X: sparse.csr_matrix, chapters: np.ndarray, hs6: np.ndarray) -> None:
-        """Add past declarations (binary token rows, chapter index, HS6 code in [0, n_hs6))."""
+    def add_declarations(
+        self,
+        X: sparse.csr_matrix,
+        chapters: np.ndarray,
+        hs6: np.ndarray,
+        documents: np.ndarray | None = None,
+    ) -> None:
+        """Add past declarations (binary token rows, chapter index, HS6 code in [0, n_hs6)),
+        each row standing for ``documents`` identical declarations (default one)."""
         ok = chapters >= 0
         if not ok.any():
             return
-        Xok = X[np.flatnonzero(ok)].tocoo()
+        if documents is None:
+            documents = np.ones(len(chapters), dtype=np.int64)
+        rows = np.flatnonzero(ok)
+        Xok = X[rows].tocoo()
         keys = Xok.col.astype(np.int64) * self.n_hs6 + hs6[ok][Xok.row]
         merged, inverse = np.unique(np.concatenate((self.pair_keys, keys)), return_inverse=True)
-        weights = np.concatenate((self.pair_counts, np.ones(len(keys), dtype=np.int64)))
+        weights = np.concatenate((self.pair_counts, documents[ok][Xok.row]))
         self.pair_keys = merged
         self.pair_counts = np.bincount(inverse, weights=weights, minlength=len(merged)).astype(
             np.int64
         )
         onehot = sparse.csr_matrix(
-            (np.ones(int(ok.sum()), dtype=np.int64), (np.flatnonzero(ok), chapters[ok])),
+            (documents[ok].astype(np.int64), (rows, chapters[ok])),
             shape=(X.shape[0], N_CHAPTERS),
         )
         self.chapter_token += np.asarray((X.T @ onehot).todense(), dtype=np.int64)
-        self.chapter_docs += np.bincount(chapters[ok], minlength=N_CHAPTERS)
+        self.chapter_docs += np.bincount(
+            chapters[ok], weights=documents[ok], minlength=N_CHAPTERS
+        ).astype(np.int64)
 
     def add_outcomes(self, X: sparse.csr_matrix, illicit: np.ndarray) -> None:
         if X.shape[0] == 0:
@@ -478,32 +490,64 @@ def _score_in_chunks(
     return {k: np.concatenate(v) for k, v in parts.items()}
 
 
-def _fit_model(
-    prep: Prepared,
-    outcomes: dict[str, np.ndarray],
-    before: np.ndarray,
-    start_us: int,
-    params: FeatureParams,
-) -> TextModel:
-    """The models fitted on the declarations ``before`` and the outcomes recorded before
-    ``start_us``, as batch fits them for the period starting then."""
-    inverse, U, vocabulary = _tokenize_all(prep["description"][before])
+def _declaration_keys(
+    descriptions: np.ndarray, chapters: np.ndarray, hs6_codes: np.ndarray, n_hs6: int
+) -> np.ndarray:
+    """One integer per row for its (distinct description, chapter, HS6 code): a row's text
+    features and its evidence are functions of these three (and of the period's models).
+
+    Descriptions repeat heavily (~9k distinct of a million at 1M rows, ~85k distinct
+    triples over the refit periods), so batch counts and scores each triple once. Codes
+    -1 (no parsable chapter, no HS6) are kept apart, not merged with code 0.
+    """
+    return (descriptions * np.int64(n_hs6 + 1) + (hs6_codes + 1)) * (N_CHAPTERS + 1) + (
+        chapters + 1
+    )
+
+
+def _declaration_parts(keys: np.ndarray, n_hs6: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(description, chapter, HS6 code) of ``_declaration_keys``."""
+    rest, chapter = np.divmod(keys, N_CHAPTERS + 1)
+    description, hs6 = np.divmod(rest, n_hs6 + 1)
+    return description, chapter - 1, hs6 - 1
+
+
+def _add_declarations(
+    counts: TextCounts, U: sparse.csr_matrix, keys: np.ndarray, n_hs6: int
+) -> None:
+    """Add the declarations of ``keys`` (``_declaration_keys``) to ``counts``, each distinct
+    one once with the number of its rows (integer counts: the same totals as row by row)."""
+    distinct, documents = np.unique(keys, return_counts=True)
+    description, chapter, hs6 = _declaration_parts(distinct, n_hs6)
+    counts.add_declarations(U[description], chapter, hs6, documents.astype(np.int64))
+
+
+def _fit_model(history: History, start_us: int) -> TextModel:
+    """The models fitted on the declarations before ``start_us`` and the outcomes recorded
+    before it, as batch fits them for the period starting then."""
+    prep, outcomes, params = history.prep, history.outcomes, history.params
+    n_before = int(np.searchsorted(prep["t_us"], start_us, side="left"))  # rows in time order
+    inverse, U, vocabulary = _tokenize_all(prep["description"][:n_before])
     if not len(vocabulary):  # no words at all before the period
         return TextModel.from_counts(
             TextCounts.zeros(0), np.array([], dtype=str), params.text_alpha
         )[0]
-    hs6_codes, hs6_vocabulary = pd.factorize(prep["hs6"][before])
+    # the history's codes of its first rows are theirs: in order of first appearance
+    hs6_codes, hs6_vocabulary = history.column_codes("hs6")
+    hs6_codes = hs6_codes[:n_before]
+    hs6_vocabulary = hs6_vocabulary[: hs6_codes.max(initial=-1) + 1]
     counts = TextCounts.zeros(len(vocabulary), len(hs6_vocabulary))
-    counts.add_declarations(
-        U[inverse], chapter_index(prep["hs_chapter"][before]), hs6_codes.astype(np.int64)
+    keys = _declaration_keys(
+        inverse.astype(np.int64),
+        chapter_index(prep["hs_chapter"][:n_before]),
+        hs6_codes,
+        len(hs6_vocabulary),
     )
+    _add_declarations(counts, U, keys, len(hs6_vocabulary))
     known_out = outcomes["t_us"] < start_us
     rows = outcomes["rows"][known_out]  # all declared before their result, so before start
-    row_pos = np.searchsorted(np.flatnonzero(before), rows)
-    counts.add_outcomes(U[inverse[row_pos]], outcomes["illicit"][known_out])
-    model, _ = TextModel.from_counts(
-        counts, vocabulary, params.text_alpha, np.asarray(hs6_vocabulary)
-    )
+    counts.add_outcomes(U[inverse[rows]], outcomes["illicit"][known_out])
+    model, _ = TextModel.from_counts(counts, vocabulary, params.text_alpha, hs6_vocabulary)
     return model
 
 
@@ -533,17 +577,20 @@ class Text(Family):
     def batch(self, history: History) -> Values:
         """Models refitted per period on declarations before its start and outcomes recorded
         before it, scoring the period's rows: ``compute`` in bulk (one tokenisation of the
-        distinct descriptions, counts accumulated period by period)."""
+        distinct descriptions, counts accumulated period by period, each distinct
+        (description, chapter, HS6) of a period scored once)."""
         prep, params, outcomes = history.prep, history.params, history.outcomes
         n = prep.n_rows
         t = prep["t_us"]  # sorted ascending
         periods = period_of(t, params.refit_period_days)
         inverse, U, vocabulary = _tokenize_all(prep["description"])
         vague_mask = np.isin(vocabulary, list(params.vague_terms))
-        chapters = chapter_index(prep["hs_chapter"])
-        hs6_codes, hs6_vocabulary = pd.factorize(prep["hs6"])
-        hs6_codes = hs6_codes.astype(np.int64)
-        counts = TextCounts.zeros(len(vocabulary), len(hs6_vocabulary))
+        hs6_codes, hs6_vocabulary = history.column_codes("hs6")
+        n_hs6 = len(hs6_vocabulary)
+        keys = _declaration_keys(
+            inverse.astype(np.int64), chapter_index(prep["hs_chapter"]), hs6_codes, n_hs6
+        )
+        counts = TextCounts.zeros(len(vocabulary), n_hs6)
         out_order = np.argsort(outcomes["t_us"], kind="stable")
         out_rows_sorted = outcomes["rows"][out_order]
         out_t_sorted = outcomes["t_us"][out_order]
@@ -558,33 +605,30 @@ class Text(Family):
             start_us = period_start_us(int(periods[lo]), params.refit_period_days)
             # evidence: declarations before the period (rows [0, lo)), outcomes recorded before
             # its start
-            counts.add_declarations(
-                U[inverse[decl_done:lo]], chapters[decl_done:lo], hs6_codes[decl_done:lo]
-            )
+            _add_declarations(counts, U, keys[decl_done:lo], n_hs6)
             decl_done = lo
             new_out = np.searchsorted(out_t_sorted, start_us, side="left")
             rows = out_rows_sorted[out_done:new_out]
             counts.add_outcomes(U[inverse[rows]], out_ill_sorted[out_done:new_out])
             out_done = new_out
             model, seen = TextModel.from_counts(
-                counts, vocabulary, params.text_alpha, np.asarray(hs6_vocabulary)
+                counts, vocabulary, params.text_alpha, hs6_vocabulary
             )
-            scores = _score_in_chunks(
-                U[inverse[lo:hi]], model, seen, chapters[lo:hi], hs6_codes[lo:hi], params
-            )
+            # rows are scored independently: each distinct row once, then gathered
+            distinct, of_row = np.unique(keys[lo:hi], return_inverse=True)
+            description, chapter, hs6 = _declaration_parts(distinct, n_hs6)
+            scores = _score_in_chunks(U[description], model, seen, chapter, hs6, params)
             for name, values in scores.items():
                 if name not in result:  # (setdefault would allocate a full column every period)
                     result[name] = np.full(n, np.nan)
-                result[name][lo:hi] = values
-        result.update(description_shape(U[inverse], vague_mask))
+                result[name][lo:hi] = values[of_row]
+        shape = description_shape(U, vague_mask)  # per distinct description
+        result.update({name: values[inverse] for name, values in shape.items()})
         return result
 
     def fit_part(self, history: History, cutoff_us: int) -> TextSnapshot:
         start_us = refit_start_us(cutoff_us, history.params.refit_period_days)
-        before = history.prep["t_us"] < start_us
-        return TextSnapshot(
-            _fit_model(history.prep, history.outcomes, before, start_us, history.params)
-        )
+        return TextSnapshot(_fit_model(history, start_us))
 
     def save_part(self, part: TextSnapshot, directory: Path) -> None:
         np.savez(directory / "text_model.npz", **part.model.to_arrays())

@@ -87,6 +87,21 @@ def key_codes(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return codes, np.asarray(levels, dtype=object)
 
 
+def sorted_codes(codes: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``key_codes`` of a column from its ``entity_codes`` (the history's, in order of first
+    appearance): the distinct values sorted, the codes renumbered to them."""
+    order = np.argsort(values, kind="stable")
+    rank = np.empty(len(order) + 1, dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    rank[-1] = -1  # a missing key stays missing
+    return rank[codes], values[order]
+
+
+def _reference_codes(history: History) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+    """``key_codes`` of the history's HS6 and HS6|origin keys, from the codes it keeps."""
+    return tuple(sorted_codes(*history.column_codes(name)) for name in ("hs6", "hs6_origin"))
+
+
 def references_of_codes(
     hs6: tuple[np.ndarray, np.ndarray],
     hs6_origin: tuple[np.ndarray, np.ndarray],
@@ -322,10 +337,14 @@ def uses_quantity(manifest: FeatureManifest) -> bool:
     return manifest.inputs is None or "quantity" in manifest.inputs
 
 
-def _references_before(rows: Rows, before: slice | np.ndarray) -> References:
-    prep = rows.prep
-    return fit_references(
-        prep["hs6"][before], prep["hs6_origin"][before], {k: prep[k][before] for k in LOG_COLUMNS}
+def _references_before(history: History, before: slice | np.ndarray) -> References:
+    """``fit_references`` of the rows ``before``, from the history's codes: the keys of
+    other rows are no group (the same references)."""
+    (hs6, levels6), (pairs, pair_levels) = _reference_codes(history)
+    return references_of_codes(
+        (hs6[before], levels6),
+        (pairs[before], pair_levels),
+        {k: history.prep[k][before] for k in REFERENCE_COLUMNS},
     )
 
 
@@ -352,7 +371,7 @@ class Valuation(Family):
     def batch(self, history: History) -> Values:
         """References refitted per period on every declaration before the period start."""
         prep = history.prep
-        hs6, hs6_origin = key_codes(prep["hs6"]), key_codes(prep["hs6_origin"])
+        hs6, hs6_origin = _reference_codes(history)
 
         def fit(_: History, before: slice) -> References:
             return references_of_codes(

@@ -96,7 +96,8 @@ class History(Rows):
         """``entity_codes`` of one prepared text column (codes per row, -1 for None; the
         distinct values), kept for the build: pairs reuse their parts', categories too."""
         if column not in self._columns:
-            self._columns[column] = entity_codes(self.prep[column])
+            coded = self.prep.codes.get(column)  # as prepare factorised it
+            self._columns[column] = coded if coded is not None else entity_codes(self.prep[column])
         return self._columns[column]
 
     def share_codes(self, other: History) -> None:

@@ -13,7 +13,13 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from features.intake.columns import DISTINCT_FROM_ROWS, FrameColumns, RecordColumns, columns_of
+from features.intake.columns import (
+    DISTINCT_FROM_ROWS,
+    Coding,
+    FrameColumns,
+    RecordColumns,
+    columns_of,
+)
 from features.intake.contract import DECLARATION_FIELDS, FIELDS, Contract
 from features.params import FeatureParams
 from features.pipeline.history import US_PER_DAY
@@ -124,12 +130,18 @@ class Prepared(dict):
     of rows, and pandas costs tens of microseconds per operation whatever the size.
     """
 
-    def __init__(self, n_rows: int, columns: dict[str, np.ndarray]):
+    def __init__(
+        self, n_rows: int, columns: dict[str, np.ndarray], codes: dict[str, Coding] | None = None
+    ):
         super().__init__(columns)
         self.n_rows = n_rows
+        # key columns as prepare factorised them anyway, what ``entity_codes`` gives of the
+        # column (a whole history's; a request's rows are not factorised)
+        self.codes = codes or {}
 
     def slice(self, lo: int, hi: int) -> Prepared:
-        """Rows [lo, hi) as views of the same arrays."""
+        """Rows [lo, hi) as views of the same arrays (without codes: a slice's first
+        appearances are not the history's)."""
         return Prepared(hi - lo, {name: values[lo:hi] for name, values in self.items()})
 
 
@@ -138,24 +150,42 @@ def filled(values: np.ndarray, fill: str) -> np.ndarray:
     return np.array([fill if v is None else v for v in values.tolist()], dtype=object)
 
 
-def _prefix(values: np.ndarray, length: int) -> np.ndarray:
-    if len(values) >= DISTINCT_FROM_ROWS:  # one str per distinct code, as FrameColumns.text
-        codes, uniques = pd.factorize(values)
-        return np.array([*(v[:length] for v in uniques.tolist()), None], dtype=object)[codes]
-    return np.array([None if v is None else v[:length] for v in values.tolist()], dtype=object)
+def _prefix(
+    values: np.ndarray, length: int, coding: Coding | None = None
+) -> tuple[np.ndarray, Coding | None]:
+    """The first ``length`` characters of each value and, given the values' coding (or from
+    ``DISTINCT_FROM_ROWS`` rows on), the prefixes' coding: the prefixes of the distinct
+    values, in their order, come in order of first appearance in the rows."""
+    if coding is None and len(values) >= DISTINCT_FROM_ROWS:
+        coding = entity_codes(values)
+    if coding is None:
+        prefixes = [None if v is None else v[:length] for v in values.tolist()]
+        return np.array(prefixes, dtype=object), None
+    codes, uniques = coding
+    # one str per distinct code, as FrameColumns.text
+    distinct = np.array([*(v[:length] for v in uniques.tolist()), None], dtype=object)
+    prefix_of, prefixes = entity_codes(distinct[:-1])
+    prefix_codes = np.concatenate((prefix_of, [-1]))[codes]
+    return distinct[codes], (prefix_codes, prefixes)
 
 
-def joined(left: np.ndarray, right: np.ndarray) -> np.ndarray:
+def joined(left: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, Coding | None]:
     """``left + PAIR_SEPARATOR + right`` of two text arrays (no missing values) of few
-    distinct pairs (HS6 x origin); kept for the whole build, so one str per pair."""
+    distinct pairs (HS6 x origin), kept for the whole build, so one str per pair; and from
+    ``DISTINCT_FROM_ROWS`` rows on, their coding (what ``entity_codes`` gives of them)."""
     if len(left) < DISTINCT_FROM_ROWS:
-        return left + PAIR_SEPARATOR + right
+        return left + PAIR_SEPARATOR + right, None
     # once per distinct pair, one str shared by its rows (~55 MB less per million rows)
     left_codes, left_uniques = pd.factorize(left, use_na_sentinel=False)
     right_codes, right_uniques = pd.factorize(right, use_na_sentinel=False)
     pairs, left_of, right_of = pair_codes(left_codes, right_codes, len(right_uniques))
-    distinct = left_uniques[left_of] + PAIR_SEPARATOR + right_uniques[right_of]
-    return np.asarray(distinct, dtype=object)[pairs]
+    distinct = np.asarray(
+        left_uniques[left_of] + PAIR_SEPARATOR + right_uniques[right_of], dtype=object
+    )
+    # pairs are coded in order of first appearance, so are their strings if no two are equal
+    # ("a|b" + "c" and "a" + "b|c")
+    coding = (pairs, distinct) if len(set(distinct.tolist())) == len(distinct) else None
+    return distinct[pairs], coding
 
 
 def pair_codes(
@@ -176,13 +206,20 @@ def _text_fields(params: FeatureParams, contract: Contract) -> tuple[str, ...]:
 
     Only these become Python-object arrays: a million declarations cost ~60 MB per column so.
     """
-    used = set(_TEXT_INPUTS) | set(REASON_CONTEXT) | set(categorical_columns(params, contract))
+    used = set(_TEXT_INPUTS) | set(REASON_CONTEXT) | _key_columns(params, contract)
+    names = [f.name for f in DECLARATION_FIELDS if f.kind in ("str", "category")]
+    return tuple(n for n in names if n in used)
+
+
+def _key_columns(params: FeatureParams, contract: Contract) -> set[str]:
+    """Prepared columns the families code as keys (entity parts, categoricals, the
+    valuation's references): their codes are kept (8 bytes a row each, only these)."""
+    used = set(categorical_columns(params, contract)) | {"hs6", "hs6_origin"}
     for entity in [*entities_for(params, contract), entity_of(params.split_entity)]:
         used.update(entity.parts)
     if params.order_windows_hours:
         used.update(entity_of(ORDER_ENTITIES[-1]).parts)
-    names = [f.name for f in DECLARATION_FIELDS if f.kind in ("str", "category")]
-    return tuple(n for n in names if n in used)
+    return used
 
 
 def unit_values(
@@ -210,19 +247,25 @@ def prepare(
     ``declarations``: a canonical frame, or validated API models (``RecordColumns``).
     """
     d = columns_of(declarations)
-    text = {name: d.text(name) for name in _text_fields(params, contract)}
+    text: dict[str, np.ndarray] = {}
+    codings: dict[str, Coding | None] = {}
+    for name in _text_fields(params, contract):
+        text[name], codings[name] = d.text_codes(name)
     fx = params.fx
     rate = np.fromiter(map(fx.get, text["currency"], itertools.repeat(np.nan)), np.float64, len(d))
     value_eur = d.numbers("declared_value") * rate
     quantity = d.numbers("quantity")
     weight = d.numbers("gross_weight_kg")
-    hs6 = _prefix(text["hs_code"], 6)
+    hs6, codings["hs6"] = _prefix(text["hs_code"], 6, codings["hs_code"])
+    hs_chapter, codings["hs_chapter"] = _prefix(text["hs_code"], 2, codings["hs_code"])
+    hs_heading, codings["hs_heading"] = _prefix(text["hs_code"], 4, codings["hs_code"])
+    hs6_origin, codings["hs6_origin"] = joined(hs6, filled(text["origin_country"], NONE_KEY))
     columns: dict[str, np.ndarray] = {
         **text,
         "t_us": d.t_us("declared_at"),  # UTC microseconds since the epoch
         "hs6": hs6,
-        "hs_chapter": _prefix(text["hs_code"], 2),
-        "hs_heading": _prefix(text["hs_code"], 4),
+        "hs_chapter": hs_chapter,
+        "hs_heading": hs_heading,
         "value_eur": value_eur,
         # clipped: an absurd value (1e300, accepted with a warning) must not wrap around int64
         "value_cents": np.clip(
@@ -231,16 +274,21 @@ def prepare(
         "quantity": quantity,
         "gross_weight_kg": weight,
         "description": filled(text["description"], ""),
-        "hs6_origin": joined(hs6, filled(text["origin_country"], NONE_KEY)),
+        "hs6_origin": hs6_origin,
         "ioss_prepaid": d.numbers("ioss_prepaid"),
         "aeo_operator": d.numbers("aeo_operator"),
     }
     for extra in contract.extras:
-        columns[extra.name] = (
-            d.numbers(extra.name) if extra.kind == "numeric" else d.text(extra.name)
-        )
+        if extra.kind == "numeric":
+            columns[extra.name] = d.numbers(extra.name)
+        else:
+            columns[extra.name], codings[extra.name] = d.text_codes(extra.name)
     columns.update(unit_values(value_eur, quantity, weight))
-    return Prepared(len(d), columns)
+    keys = _key_columns(params, contract)
+    codes = {
+        name: coding for name, coding in codings.items() if coding is not None and name in keys
+    }
+    return Prepared(len(d), columns, codes)
 
 
 def entity_keys(prep: Prepared, entity: Entity) -> np.ndarray:

@@ -310,3 +310,37 @@ def test_parse_bool_keeps_nullable_booleans_as_they_are():
     assert not bad.any()
     words, bad = parse_bool(pd.Series(["yes", None, "0", "maybe"], dtype=object))
     assert words.tolist()[:3] == [True, pd.NA, False] and bad.tolist() == [0, 0, 0, 1]
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        ["b", None, "a", "b", "c", None, "a"] * 200,  # few distinct: shared strings
+        [f"id{i}" if i % 5 else None for i in range(1400)],  # mostly distinct: a str per row
+        [None] * 1400,
+    ],
+)
+def test_frame_text_codes_are_what_factorize_gives_of_the_text(values) -> None:
+    import numpy as np
+
+    frame = pd.DataFrame({"seller_id": pd.array(values, dtype="str")})
+    text, coding = FrameColumns(frame).text_codes("seller_id")
+    assert text.tolist() == values
+    expected_codes, expected_values = pd.factorize(text)
+    codes, distinct = coding
+    assert codes.dtype == np.int64
+    np.testing.assert_array_equal(codes, expected_codes)
+    assert distinct.dtype == object and list(distinct) == list(expected_values)
+
+
+def test_frame_text_codes_numbered_otherwise_are_not_handed_over() -> None:
+    import pyarrow as pa
+
+    # a dictionary-typed column: Arrow numbers its values by the dictionary ("b" first),
+    # not in order of first appearance as the families' codes are
+    array = pa.DictionaryArray.from_arrays(pa.array([1, 0, 1] * 400, pa.int32()), ["b", "a"])
+    frame = pd.DataFrame({"seller_id": pd.array(array, dtype=pd.ArrowDtype(array.type))})
+    assert pd.factorize(frame["seller_id"])[0][:2].tolist() == [1, 0]
+    text, coding = FrameColumns(frame).text_codes("seller_id")
+    assert text.tolist() == ["a", "b", "a"] * 400
+    assert coding is None  # the families factorise the text themselves

@@ -148,3 +148,24 @@ def test_codes_are_shared_only_between_histories_of_the_same_rows():
     other = History(Prepared(3, {"seller_id": seller.copy()}), None, None, None)
     with pytest.raises(ValueError, match="same rows"):
         other.share_codes(build)
+
+
+def test_prepare_hands_over_the_codes_the_history_would_make():
+    from features.intake.contract import Contract
+    from features.params import FeatureParams
+    from features.pipeline.prepare import prepare
+    from features.synthetic import SyntheticParams, generate
+
+    declarations, _ = generate(SyntheticParams(seed=5, parcels=3_000, days=20))
+    declarations["seller_id"] = declarations["seller_id"].where(
+        declarations.index % 7 != 3, None
+    )  # unknown sellers: code -1
+    prep = prepare(declarations, Contract(), FeatureParams())
+    assert {"seller_id", "consignee_id", "hs6", "hs_chapter", "hs6_origin"} <= set(prep.codes)
+    assert "description" not in prep.codes  # no family codes it as a key
+    for name, (codes, values) in prep.codes.items():
+        expected_codes, expected_values = entity_codes(prep[name])
+        np.testing.assert_array_equal(codes, expected_codes, err_msg=name)
+        assert codes.dtype == np.int64 and list(values) == list(expected_values), name
+    assert (prep.codes["seller_id"][0] == -1).any()
+    assert prep.slice(10, 20).codes == {}  # a slice's first appearances are its own

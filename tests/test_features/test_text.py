@@ -97,3 +97,32 @@ def test_chapter_index_parses_chapters_and_refuses_the_rest():
 
     chapters = np.array(["61", None, "00", "99", "6a", "61", "100"], dtype=object)
     np.testing.assert_array_equal(chapter_index(chapters), [61, -1, -1, 99, -1, 61, -1])
+
+
+def test_declarations_counted_once_with_their_number_equal_them_row_by_row():
+    # batch counts each distinct (description, chapter, HS6) once with its number of rows
+    X = make_vectorizer().fit_transform([d for d, _, _ in PAST]).tocsr()
+    chapters = np.array([c for _, _, c in PAST] + [-1])
+    hs6 = np.array([h for _, h, _ in PAST] + [0])
+    X = X[[0, 1, 2, 3, 0]]  # the last row: no chapter, never counted
+    by_row = TextCounts.zeros(X.shape[1], len(HS6))
+    by_row.add_declarations(X, chapters, hs6)
+    distinct = TextCounts.zeros(X.shape[1], len(HS6))
+    distinct.add_declarations(
+        X[[0, 2, 3, 4]], chapters[[0, 2, 3, 4]], hs6[[0, 2, 3, 4]], np.array([2, 1, 1, 7])
+    )
+    for name in ("chapter_token", "chapter_docs", "pair_keys", "pair_counts"):
+        np.testing.assert_array_equal(getattr(distinct, name), getattr(by_row, name))
+        assert getattr(distinct, name).dtype == np.int64
+
+
+def test_declaration_keys_keep_missing_codes_apart_and_decode():
+    from features.families.text import _declaration_keys, _declaration_parts
+
+    description = np.array([0, 0, 0, 5, 5])
+    chapter = np.array([61, -1, 61, 99, 99])
+    hs6 = np.array([0, 0, -1, 2, 2])
+    keys = _declaration_keys(description, chapter, hs6, n_hs6=3)
+    assert len(np.unique(keys)) == 4  # the last two rows are the same declaration
+    for got, want in zip(_declaration_parts(keys, 3), (description, chapter, hs6), strict=True):
+        np.testing.assert_array_equal(got, want)

@@ -68,3 +68,16 @@ def test_references_are_the_grouped_medians_and_counts_missing_keys_left_out() -
     pd.testing.assert_frame_equal(refs.hs6, expected, check_exact=True)
     assert list(refs.hs6.index) == ["610910", "640399", "950300"]
     assert len(refs.hs6_origin) == len(set(pair))  # "None|CN" is a key of its own
+
+
+def test_sorted_codes_of_the_history_codes_are_key_codes() -> None:
+    import numpy as np
+
+    from features.families.valuation import key_codes, sorted_codes
+    from features.pipeline.prepare import entity_codes
+
+    keys = np.array(["640399", None, "610910", "640399", "950300", None, "610910"], dtype=object)
+    codes, levels = sorted_codes(*entity_codes(keys))
+    expected_codes, expected_levels = key_codes(keys)
+    np.testing.assert_array_equal(codes, expected_codes)
+    assert list(levels) == list(expected_levels) == ["610910", "640399", "950300"]

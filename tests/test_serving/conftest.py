@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -427,3 +429,26 @@ def stored_decision(declaration: dict[str, Any], **fields: Any) -> Any:
         "warnings": [],
     }
     return DecisionRecord(**{**defaults, **fields})
+
+
+def wait_until_serving(
+    url: str,
+    process: subprocess.Popen,
+    log: Path,
+    ready: Callable[[], bool] = lambda: True,
+    timeout: float = 120,
+) -> None:
+    """Until a server started as ``process`` answers ``/readyz`` and ``ready()`` holds; the
+    test fails with the tail of its ``log`` if it exits or does not get there in time."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200 and ready():
+                return
+        except httpx.HTTPError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            pytest.fail(f"service did not start: {log.read_text()[-2000:]}")
+        time.sleep(0.5)

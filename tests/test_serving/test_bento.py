@@ -13,14 +13,13 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 import yaml
 
-from tests.test_serving.conftest import SCORER_KEY, fresh_declarations
+from tests.test_serving.conftest import SCORER_KEY, fresh_declarations, wait_until_serving
 from tests.test_serving.test_live_workers import _free_port, _payload
 
 pytestmark = pytest.mark.xdist_group("serving_live_workers")
@@ -97,16 +96,7 @@ def test_a_built_bento_serves_the_champion_configured_by_environment(
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"bento did not start: {Path(log.name).read_text()[-2000:]}")
-            time.sleep(0.5)
+        wait_until_serving(url, process, Path(log.name))
         parcels = _payload(fresh_declarations(real_pipeline["history"], 3, prefix="BENTO"))
         answer = httpx.post(
             f"{url}/score",

@@ -18,7 +18,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +41,12 @@ from serving.scoring import load_runtime, score_frame
 from serving.sqlite_store import SqliteDecisionStore
 from tests.test_features.test_build import _batch_features_with
 from tests.test_features.test_live_state import _assert_parity
-from tests.test_serving.conftest import AUDITOR_KEY, SCORER_KEY, fresh_declarations
+from tests.test_serving.conftest import (
+    AUDITOR_KEY,
+    SCORER_KEY,
+    fresh_declarations,
+    wait_until_serving,
+)
 
 pytestmark = pytest.mark.xdist_group("serving_live_workers")
 
@@ -101,18 +105,13 @@ def serve_two_workers(real_pipeline: dict, tmp: Path) -> Iterator[Server]:
         command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                ready = httpx.get(f"{server.url}/readyz", timeout=2).status_code == 200
-                # /readyz answers from one worker: wait for both to have loaded the champion
-                if ready and Path(log.name).read_text().count(INITIALIZED) == 2:
-                    break
-            except httpx.HTTPError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"service did not start: {Path(log.name).read_text()[-2000:]}")
-            time.sleep(0.5)
+        # /readyz answers from one worker: wait for both to have loaded the champion
+        wait_until_serving(
+            server.url,
+            process,
+            Path(log.name),
+            ready=lambda: Path(log.name).read_text().count(INITIALIZED) == 2,
+        )
         yield server
     finally:
         if process.poll() is None:

@@ -229,6 +229,7 @@ def test_sigterm_lets_the_request_in_flight_finish_then_exits(after_sigkill, rea
         # All four are inside the workers (BentoML's in-progress gauge, summed over them): a
         # request still being sent when SIGTERM comes was never in flight, and a closing server
         # may reset it (seen on a loaded CI machine, where the fourth body lagged the first).
+        answered = len(answers)  # before the gauge: a request answered in between is in neither
         text = httpx.get(
             f"{server.url}/metrics", headers={"X-API-Key": SCORER_KEY}, timeout=30
         ).text
@@ -237,9 +238,12 @@ def test_sigterm_lets_the_request_in_flight_finish_then_exits(after_sigkill, rea
             for line in text.splitlines()
             if line.startswith(IN_PROGRESS) and 'endpoint="/score"' in line
         )
-        return in_progress >= len(bodies)
+        # every request is inside a worker or answered already, and some are still in flight
+        # (a loaded CI machine sent the fourth body after the first was answered: waiting for
+        # all four in flight at once then never ended)
+        return in_progress >= 1 and in_progress + answered >= len(bodies)
 
-    assert wait_for(scoring, timeout=30), "the four requests never were in flight together"
+    assert wait_for(scoring, timeout=30), "the four requests never were all inside the workers"
     terminated_at = time.monotonic()
     server.process.send_signal(signal.SIGTERM)
     for request in requests:

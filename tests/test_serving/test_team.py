@@ -1,0 +1,305 @@
+"""A team's services on real servers, started by `scripts/team.sh` itself: PostgreSQL, an
+MLflow tracking server on it, two single-worker replicas sharing one decision store, and
+nginx in front of them.
+
+Up (the replicas not ready: no champion yet) -> train and promote against the team's MLflow
+-> both replicas load the champion from it -> declarations scored through nginx, answered by
+both replicas into the one store -> an auditor reads a decision back and verifies the chain
+-> down: every port free, no process left.
+
+Needs Debian's postgresql and nginx: `scripts/install_services.sh` installs them when this
+runs as root (CI does, from `.ci/run`); without them the test is skipped, saying which and why.
+Shares the xdist group of the live-worker tests: one small pipeline, whose features it trains on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from tests.test_serving.conftest import (
+    API_KEYS,
+    AUDITOR_KEY,
+    SCORER_KEY,
+    fresh_declarations,
+    wait_for,
+)
+from tests.test_serving.test_live_workers import _free_port, _payload
+
+pytestmark = pytest.mark.xdist_group("serving_live_workers")
+
+ROOT = Path(__file__).resolve().parents[2]
+TEAM = ROOT / "scripts" / "team.sh"
+REPLICAS = 2
+
+
+def _services_installed() -> None:
+    """PostgreSQL and nginx from Debian, installed when missing (as root), else a skip."""
+    done = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "install_services.sh")],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    if done.returncode != 0:
+        why = (done.stderr.strip() or done.stdout.strip()).splitlines()
+        pytest.skip(
+            "a team's services need Debian's postgresql and nginx, which are not installed and "
+            f"could not be: {' '.join(why[-3:])}"
+        )
+
+
+def _free_port_pair() -> int:
+    """A port free together with the next one (the replicas take consecutive ports)."""
+    for _ in range(50):
+        port = _free_port()
+        if port < 65535:
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port + 1))
+                except OSError:
+                    continue
+            return port
+    raise RuntimeError("no two consecutive free ports")
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) != 0
+
+
+@dataclass
+class Team:
+    directory: Path
+    env: dict[str, str]
+    front: str  # nginx
+    mlflow: str
+    replicas: list[str]
+    store: str  # PARCELRISK_AUDIT_DB, as `up` printed it
+
+    def run(self, command: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["bash", str(TEAM), command],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    def processes(self) -> set[int]:
+        """Every process with the team directory in its command line or environment (the
+        replicas' BentoML workers carry it in PARCELRISK_MODEL_DIR), and PostgreSQL's."""
+        marker = str(self.directory).encode()
+        found = set()
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit():
+                continue
+            try:
+                if (
+                    marker in (proc / "cmdline").read_bytes()
+                    or marker in (proc / "environ").read_bytes()
+                ):
+                    found.add(int(proc.name))
+            except OSError:
+                continue
+        return found - {os.getpid()}
+
+
+@contextlib.contextmanager
+def _team(params: Path) -> Iterator[Team]:
+    """A team on free ports in a directory of its own, replicas reading ``params``; whatever
+    still runs at the end is stopped and the directory removed."""
+    _services_installed()
+    # Not under tmp_path: pytest makes its directories 0700, and as root the database server
+    # runs as the postgres OS user, which must be able to enter the team directory.
+    directory = Path(tempfile.mkdtemp(prefix="parcelrisk-team-"))
+    directory.chmod(0o755)
+    ports = {
+        "PARCELRISK_TEAM_PORT": _free_port(),
+        "PARCELRISK_TEAM_REPLICA_PORT": _free_port_pair(),
+        "PARCELRISK_TEAM_MLFLOW_PORT": _free_port(),
+        "PARCELRISK_TEAM_PG_PORT": _free_port(),
+    }
+    env = {
+        **os.environ,
+        **{name: str(port) for name, port in ports.items()},
+        "PARCELRISK_TEAM_DIR": str(directory),
+        "PARCELRISK_TEAM_REPLICAS": str(REPLICAS),
+        "PARCELRISK_TEAM_PARAMS": str(params),
+        "PARCELRISK_PYTHON": sys.executable,
+        "PARCELRISK_API_KEYS": API_KEYS,
+    }
+    env.pop("PARCELRISK_API_KEYS_FILE", None)
+    first = ports["PARCELRISK_TEAM_REPLICA_PORT"]
+    team = Team(
+        directory,
+        env,
+        front=f"http://127.0.0.1:{ports['PARCELRISK_TEAM_PORT']}",
+        mlflow=f"http://127.0.0.1:{ports['PARCELRISK_TEAM_MLFLOW_PORT']}",
+        replicas=[f"http://127.0.0.1:{first + i}" for i in range(REPLICAS)],
+        store="",
+    )
+    try:
+        yield team
+    finally:
+        if team.processes():  # the test failed before its own `down`
+            team.run("down", timeout=120)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+def team(tmp_path: Path, real_pipeline: dict) -> Iterator[Team]:
+    """A team whose replicas serve with the test pipeline's settings."""
+    params = yaml.safe_load(real_pipeline["params"].read_text())
+    params["serve"] = {**params.get("serve", {}), "champion_check_s": 1}  # promoted: ready soon
+    params_path = tmp_path / "params.yaml"
+    params_path.write_text(yaml.safe_dump(params))
+    with _team(params_path) as team:
+        yield team
+
+
+def _rows_scored(replica: str) -> float:
+    """Declarations a replica has scored, from its own Prometheus metrics."""
+    text = httpx.get(f"{replica}/metrics", headers={"X-API-Key": SCORER_KEY}, timeout=10).text
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("parcelrisk_batch_rows_sum")
+    )
+
+
+def _ready(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/readyz", timeout=5).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def test_a_team_trains_promotes_and_scores_through_nginx_on_its_own_servers(
+    team: Team, real_pipeline: dict
+) -> None:
+    from features.params import load_settings
+    from models.cli import run_promotion, run_training
+
+    up = team.run("up")
+    assert up.returncode == 0, up.stdout + up.stderr
+    assert f"export MLFLOW_TRACKING_URI={team.mlflow}" in up.stdout
+    store = re.search(r"export PARCELRISK_AUDIT_DB=(\S+)", up.stdout)
+    assert store, up.stdout
+    team.store = store.group(1)
+    running = team.processes()
+
+    # no champion yet: each replica runs and says why it is not ready, through nginx too
+    refused = httpx.get(f"{team.front}/readyz", timeout=10)
+    assert refused.status_code == 503 and "champion" in refused.text
+    status = team.run("status")
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert status.stdout.count("not ready: champion model not loaded") == REPLICAS
+
+    # `up` again starts nothing
+    again = team.run("up")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "started" not in again.stdout, again.stdout
+    assert team.processes() == running
+
+    # train and promote against the team's MLflow (artifacts go through the server)
+    settings = load_settings(team.env["PARCELRISK_TEAM_PARAMS"])
+    trained = run_training(
+        real_pipeline["root"] / "processed",
+        settings=settings,
+        tracking_uri=team.mlflow,
+        metrics_out=None,
+    )
+    run_promotion(settings=settings, tracking_uri=team.mlflow)
+    for replica in team.replicas:
+        assert wait_for(lambda r=replica: _ready(r), timeout=90), team.run("status").stdout
+
+    # scored through nginx, the client's request id passed through both ways
+    declarations = _payload(fresh_declarations(real_pipeline["history"], 16, prefix="TEAM"))
+    decided: dict[str, str] = {}
+    with httpx.Client(base_url=team.front, timeout=30) as client:
+        for i, declaration in enumerate(declarations):
+            answer = client.post(
+                "/score",
+                json={"declarations": [declaration]},
+                headers={"Authorization": f"Bearer {SCORER_KEY}", "X-Request-Id": f"team-{i}"},
+            )
+            assert answer.status_code == 200, answer.text
+            assert answer.headers["x-request-id"] == f"team-{i}"
+            decision = answer.json()["decisions"][0]
+            assert decision["model"]["version"] == str(trained["version"])
+            decided[decision["decision_id"]] = declaration["declaration_id"]
+    assert len(decided) == len(declarations)
+
+    # both replicas answered, and wrote into the one store
+    scored = [_rows_scored(replica) for replica in team.replicas]
+    assert all(rows > 0 for rows in scored), scored
+    assert sum(scored) == len(declarations)
+    access = (team.directory / "logs" / "nginx-access.log").read_text()
+    assert {f"upstream={r.removeprefix('http://')}" for r in team.replicas} <= set(
+        re.findall(r"upstream=\S+", access)
+    )
+    # whichever replica decided, each replica reads every decision back from the store
+    some = next(iter(decided))
+    for replica in team.replicas:
+        read = httpx.post(
+            f"{replica}/decision",
+            json={"decision_id": some},
+            headers={"X-API-Key": AUDITOR_KEY},
+            timeout=10,
+        )
+        assert read.status_code == 200, read.text
+        assert read.json()["declaration_id"] == decided[some]
+        assert read.json()["request_id"].startswith("team-")  # nginx passed it through
+
+    # the auditor's commands on the store `up` named: one decision in full, then the chain
+    # the replicas wrote together
+    audit_env = {**team.env, "PARCELRISK_AUDIT_DB": team.store, "PYTHONPATH": str(ROOT)}
+    cli = [sys.executable, "-m", "serving.main", "audit"]
+    shown = subprocess.run(
+        [*cli, "show", some, "--json", "--tracking-uri", team.mlflow],
+        env=audit_env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=ROOT,
+    )
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    assert decided[some] in shown.stdout
+    verified = subprocess.run(
+        [*cli, "verify"], env=audit_env, capture_output=True, text=True, timeout=180, cwd=ROOT
+    )
+    assert verified.returncode == 0, verified.stdout + verified.stderr[-2000:]
+
+    # down: nothing left running, every port free again
+    down = team.run("down", timeout=120)
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert not team.processes()
+    ports = [int(url.rsplit(":", 1)[1]) for url in (team.front, team.mlflow, *team.replicas)]
+    ports.append(int(team.env["PARCELRISK_TEAM_PG_PORT"]))
+    assert all(_port_free(port) for port in ports), ports
+    assert team.run("status").returncode == 1
+
+
+def test_up_refuses_a_taken_port_naming_it_and_starts_nothing() -> None:
+    with _team(ROOT / "params.yaml") as team, socket.socket() as taken:
+        taken.bind(("127.0.0.1", int(team.env["PARCELRISK_TEAM_PORT"])))
+        taken.listen()
+        up = team.run("up", timeout=120)
+        assert up.returncode == 1
+        assert "nginx port" in up.stderr and "PARCELRISK_TEAM_PORT" in up.stderr, up.stderr
+        assert "Traceback" not in up.stderr
+        assert not team.processes()

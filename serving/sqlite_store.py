@@ -313,6 +313,11 @@ class SqliteDecisionStore:
         """The audit key the chain is MAC'd with."""
         return self._key
 
+    @property
+    def location(self) -> str:
+        """Where the store is, for messages (a PostgreSQL store: its URL without password)."""
+        return str(self.path)
+
     def _connect(self, **options: bool) -> sqlite3.Connection:
         conn = sqlite3.connect(str(self.path), isolation_level=None, timeout=30.0, **options)
         # whichever connection starts the log over cuts the file back to the limit
@@ -573,7 +578,7 @@ class SqliteDecisionStore:
                 ).fetchone()
                 cut = self._reader.execute(_LAST_CUT).fetchone() if before is None else None
         if row is None:  # not in the hot store: archived, or never recorded
-            return self._get_archived(decision_id)
+            return get_archived(self, decision_id)
         record, link = _row_record(row)
         expected_prev = (
             bytes(before[0])
@@ -591,32 +596,6 @@ class SqliteDecisionStore:
             and (after is None or hmac.compare_digest(bytes(after[0]), link.mac))
         )
         return record, intact
-
-    def _get_archived(self, decision_id: str) -> tuple[DecisionRecord, bool] | None:
-        """A decision moved to the archive (``parcelrisk audit archive``): its day files are
-        read until it is found (an auditor's lookup, not a scoring path). Its link holds when
-        its MAC matches and it follows the record before it (the whole archive: ``verify``)."""
-        _, _, cut = self.chain_start()
-        if cut is None:
-            return None
-        folder = Path(cut["archive"])
-        for entry in reversed(read_archive_manifest(folder)["files"]):
-            path = folder / entry["file"]
-            if not path.is_file():
-                continue
-            links = list(archived_rows(path, decision_id))
-            if not links:
-                continue
-            link = links[-1]
-            before = links[0].mac if len(links) == 2 else (GENESIS if link.seq == 1 else None)
-            intact = link.valid(self._key) and (
-                before is None or hmac.compare_digest(before, link.prev_mac)
-            )
-            record = DecisionRecord.from_stored_values(
-                link.values, seq=link.seq, answered_at=link.answered_at
-            )
-            return record, intact
-        return None
 
     def find(
         self,
@@ -757,3 +736,30 @@ class SqliteDecisionStore:
 def cut_mac_of(key: bytes, cut_seq: int, cut_mac: bytes, archived_at: str, archive: str) -> bytes:
     """The MAC of an archive cut: only the key's holder can say where the hot chain starts."""
     return record_mac(key, cut_seq, archived_at, cut_mac, ("chain-cut", archive))
+
+
+def get_archived(store: Any, decision_id: str) -> tuple[DecisionRecord, bool] | None:
+    """A decision ``store`` moved to its archive (``parcelrisk audit archive``): the day
+    files are read until it is found (an auditor's lookup, not a scoring path). Its link holds
+    when its MAC matches and it follows the record before it (the whole archive: ``verify``)."""
+    _, _, cut = store.chain_start()
+    if cut is None:
+        return None
+    folder = Path(cut["archive"])
+    for entry in reversed(read_archive_manifest(folder)["files"]):
+        path = folder / entry["file"]
+        if not path.is_file():
+            continue
+        links = list(archived_rows(path, decision_id))
+        if not links:
+            continue
+        link = links[-1]
+        before = links[0].mac if len(links) == 2 else (GENESIS if link.seq == 1 else None)
+        intact = link.valid(store.key) and (
+            before is None or hmac.compare_digest(before, link.prev_mac)
+        )
+        record = DecisionRecord.from_stored_values(
+            link.values, seq=link.seq, answered_at=link.answered_at
+        )
+        return record, intact
+    return None

@@ -98,6 +98,23 @@ def serve(
     from models.registry import create_sqlite_store
 
     create_sqlite_store(tracking_uri)  # not by every worker at once
+    # The decision store, opened once here: an unreachable PostgreSQL, a legacy file or a
+    # missing audit key stops the server with its one line, instead of every worker failing
+    # (and restarting) on it; its tables are made once, not raced by the workers.
+    import sqlite3
+
+    from features.errors import ParcelriskError
+    from serving.store import open_store
+
+    location = os.environ.get(AUDIT_DB_ENV) or settings.serve.audit_db
+    try:
+        open_store(location).close()
+    except ParcelriskError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except (OSError, sqlite3.Error) as exc:  # a file where none can be made or opened
+        typer.echo(f"error: cannot open the decision store {location}: {exc}", err=True)
+        raise typer.Exit(2) from None
     # One model copy per worker process; LightGBM's OpenMP pool inside each would only fight
     # the other workers for the same cores.
     os.environ.setdefault("OMP_NUM_THREADS", "1")

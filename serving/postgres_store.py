@@ -22,6 +22,7 @@ using it, so a restarted server costs the requests in flight, not the replica.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hmac
 import logging
 import threading
@@ -116,6 +117,16 @@ _ROW = [decisions.c[name] for name in (*STORED_FIELDS, "declared_at", "seq", "an
     decisions.c.mac,
 ]
 _N_STORED = len(STORED_FIELDS)
+_INSERT_COLUMNS = (*STORED_FIELDS, "declared_at", "seq", "answered_at", "prev_mac", "mac")
+
+
+@functools.lru_cache(maxsize=64)
+def _insert_sql(n_rows: int) -> str:
+    """``INSERT INTO decisions (...) VALUES (%s, ...), ...`` for a batch of ``n_rows``."""
+    row = "(" + ", ".join(["%s"] * len(_INSERT_COLUMNS)) + ")"
+    return f"INSERT INTO decisions ({', '.join(_INSERT_COLUMNS)}) VALUES " + ", ".join(
+        [row] * n_rows
+    )
 
 
 def _among(column: sa.ColumnElement[Any], ids: Sequence[str]) -> sa.ColumnElement[bool]:
@@ -233,7 +244,11 @@ class PostgresDecisionStore:
                 )  # fmt: skip
                 rows.append(row)
                 prev = mac
-            conn.execute(decisions.insert(), rows)
+            # one INSERT ... VALUES (...), (...) of plain driver SQL: one round trip for the
+            # batch and no statement compiled per call (an executemany sends a statement per
+            # row; SQLAlchemy's multi-row insert compiles one each time: 4x slower here)
+            flat = [row[name] for row in rows for name in _INSERT_COLUMNS]
+            conn.exec_driver_sql(_insert_sql(len(rows)), tuple(flat))
 
     @staticmethod
     def _last_link(conn: sa.Connection) -> tuple[int, bytes]:

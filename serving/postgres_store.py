@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hmac
 import logging
 import threading
 from collections.abc import Iterator, Sequence
@@ -43,8 +42,9 @@ from serving.sqlite_store import (
     _declared_at,
     _now_iso,
     _row_record,
-    cut_mac_of,
+    checked_cut,
     get_archived,
+    link_intact,
 )
 
 logger = logging.getLogger(__name__)
@@ -333,21 +333,7 @@ class PostgresDecisionStore:
         if row is None:
             return get_archived(self, decision_id)
         record, link = _row_record(tuple(row))
-        expected_prev = (
-            bytes(before)
-            if before is not None
-            else bytes(cut[1])
-            if cut is not None and cut[0] == link.seq - 1
-            else GENESIS
-            if link.seq == 1
-            else None
-        )
-        intact = (
-            link.valid(self._key)
-            and expected_prev is not None
-            and hmac.compare_digest(expected_prev, link.prev_mac)
-            and (after is None or hmac.compare_digest(bytes(after), link.mac))
-        )
+        intact = link_intact(self._key, link, before, cut, after)
         return record, intact
 
     def find(
@@ -378,21 +364,7 @@ class PostgresDecisionStore:
     def chain_start(self) -> tuple[int, bytes, dict[str, Any] | None]:
         with self._reading() as conn:
             cut = _last_cut(conn)
-        if cut is None:
-            return 0, GENESIS, None
-        cut_seq, cut_mac, archived_at, archive, mac = cut
-        if not hmac.compare_digest(
-            bytes(mac), cut_mac_of(self._key, cut_seq, bytes(cut_mac), archived_at, archive)
-        ):
-            raise ParcelriskError(
-                f"{self.location}: the archive cut at seq {cut_seq} does not carry a valid MAC: "
-                "it was not made by `parcelrisk audit archive` with this audit key"
-            )
-        return (
-            int(cut_seq),
-            bytes(cut_mac),
-            {"cut_seq": cut_seq, "archived_at": archived_at, "archive": archive},
-        )
+        return checked_cut(self._key, cut, self.location)
 
     def chain_rows(self, after_seq: int = 0, page: int = _PAGE) -> Iterator[ChainRow]:
         last = after_seq

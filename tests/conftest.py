@@ -32,18 +32,11 @@ def postgres_server():
     """One throwaway PostgreSQL server per test process (``tests/postgres.py``); skipped, saying
     why, where Debian's postgresql is not installed (failed instead under
     PARCELRISK_REQUIRE_POSTGRES=1, as CI runs)."""
-    import shutil
+    from tests.postgres import remove, server_or_skip
 
-    from tests.postgres import REQUIRE_ENV, start_server
-
-    server = start_server()
-    if isinstance(server, str):
-        if os.environ.get(REQUIRE_ENV) == "1":
-            pytest.fail(f"{REQUIRE_ENV}=1: {server}")
-        pytest.skip(server)
+    server = server_or_skip()
     yield server
-    server.stop()
-    shutil.rmtree(server.directory, ignore_errors=True)
+    remove(server)
 
 
 @pytest.fixture

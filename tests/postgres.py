@@ -131,3 +131,22 @@ def start_server() -> PostgresServer | str:
     server = PostgresServer(bindir, Path(tempfile.mkdtemp(prefix="parcelrisk-pg-")), _free_port())
     server.start()
     return server
+
+
+def server_or_skip() -> PostgresServer:
+    """``start_server()`` for a fixture: skipped, saying why, without the binaries (a failure
+    instead under ``PARCELRISK_REQUIRE_POSTGRES=1``, as CI runs)."""
+    import pytest
+
+    server = start_server()
+    if isinstance(server, str):
+        if os.environ.get(REQUIRE_ENV) == "1":
+            pytest.fail(f"{REQUIRE_ENV}=1: {server}")
+        pytest.skip(server)
+    return server
+
+
+def remove(server: PostgresServer) -> None:
+    """Stop it and delete its cluster."""
+    server.stop()
+    shutil.rmtree(server.directory, ignore_errors=True)

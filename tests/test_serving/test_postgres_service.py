@@ -4,7 +4,6 @@ reads through the API and the CLI, and what a scorer sees while the server is do
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,18 +24,11 @@ from tests.test_serving.conftest import (
 @pytest.fixture(scope="module")
 def server() -> Iterator:
     """A PostgreSQL server of this module's own: one test stops and restarts it."""
-    import shutil
+    from tests.postgres import remove, server_or_skip
 
-    from tests.postgres import REQUIRE_ENV, start_server
-
-    started = start_server()
-    if isinstance(started, str):
-        if os.environ.get(REQUIRE_ENV) == "1":
-            pytest.fail(f"{REQUIRE_ENV}=1: {started}")
-        pytest.skip(started)
+    started = server_or_skip()
     yield started
-    started.stop()
-    shutil.rmtree(started.directory, ignore_errors=True)
+    remove(started)
 
 
 @pytest.fixture(scope="module")

@@ -23,6 +23,15 @@ outcomes_app = typer.Typer(help="Inspection results that come back.", no_args_is
 history_app = typer.Typer(help="The scored history, for training.", no_args_is_help=True)
 
 
+def _absolute_store(location: str) -> str:
+    """A SQLite store's path made absolute (the workers start elsewhere); a URL as it is."""
+    from serving.store import is_sqlite
+
+    return (
+        str(Path(location).resolve()) if is_sqlite(location) and "://" not in location else location
+    )
+
+
 def serve(
     port: int = typer.Option(3000, "--port", help="HTTP port."),
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind (0.0.0.0: all)."),
@@ -33,10 +42,12 @@ def serve(
     workers: int | None = typer.Option(
         None, "--workers", min=1, help="Worker processes (default: serve.workers)."
     ),
-    audit_db: Path | None = typer.Option(
+    # text, not a Path: a postgresql://host/db URL must keep its two slashes
+    audit_db: str | None = typer.Option(
         None,
         "--audit-db",
-        help="SQLite decision store (default: $PARCELRISK_AUDIT_DB, serve.audit_db).",
+        help="Decision store: a SQLite file, or postgresql://USER@HOST:PORT/DATABASE shared by "
+        "replicas (default: $PARCELRISK_AUDIT_DB, serve.audit_db).",
     ),
     model_dir: Path | None = typer.Option(
         None, "--model-dir", help="Where to materialise the champion bundle (default: temp dir)."
@@ -77,7 +88,7 @@ def serve(
             (model_dir or Path(tempfile.mkdtemp(prefix="parcelrisk-model-"))).resolve()
         ),
         TRACKING_URI_ENV: tracking_uri,
-        AUDIT_DB_ENV: str(audit_db.resolve()) if audit_db else os.environ.get(AUDIT_DB_ENV),
+        AUDIT_DB_ENV: _absolute_store(audit_db) if audit_db else os.environ.get(AUDIT_DB_ENV),
     }
     for name, value in env.items():
         if value:
@@ -87,6 +98,23 @@ def serve(
     from models.registry import create_sqlite_store
 
     create_sqlite_store(tracking_uri)  # not by every worker at once
+    # The decision store, opened once here: an unreachable PostgreSQL, a legacy file or a
+    # missing audit key stops the server with its one line, instead of every worker failing
+    # (and restarting) on it; its tables are made once, not raced by the workers.
+    import sqlite3
+
+    from features.errors import ParcelriskError
+    from serving.store import open_store
+
+    location = os.environ.get(AUDIT_DB_ENV) or settings.serve.audit_db
+    try:
+        open_store(location).close()
+    except ParcelriskError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except (OSError, sqlite3.Error) as exc:  # a file where none can be made or opened
+        typer.echo(f"error: cannot open the decision store {location}: {exc}", err=True)
+        raise typer.Exit(2) from None
     # One model copy per worker process; LightGBM's OpenMP pool inside each would only fight
     # the other workers for the same cores.
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -131,8 +159,10 @@ def score(
     tracking_uri: str | None = typer.Option(None, "--tracking-uri", help="MLflow tracking URI."),
     params: Path | None = params_option("sections serve, validate, promote"),
     chunk_size: int = typer.Option(1000, "--chunk-size", min=1, help="Declarations per batch."),
-    audit_db: Path | None = typer.Option(
-        None, "--audit-db", help="Also record every decision in this SQLite decision store."
+    audit_db: str | None = typer.Option(
+        None,
+        "--audit-db",
+        help="Also record every decision in this decision store (SQLite file or postgresql://).",
     ),
     no_validate: bool = typer.Option(
         False,
@@ -195,7 +225,8 @@ def outcomes_ingest(
     mapping: Path | None = typer.Option(
         None, "--mapping", help="Mapping YAML from the administration's columns to the contract."
     ),
-    db: Path | None = typer.Option(
+    # text, not a Path: a postgresql://host/db URL must keep its two slashes
+    db: str | None = typer.Option(
         None, "--db", help="Decision store (default: $PARCELRISK_AUDIT_DB, serve.audit_db)."
     ),
     params: Path | None = params_option("section serve"),
@@ -204,18 +235,20 @@ def outcomes_ingest(
     from features.errors import ParcelriskError
     from features.intake.io import read_raw_declarations
     from features.intake.mapping import apply_outcome_mapping, load_mapping, read_source
-    from serving.outcome_store import SqliteOutcomeStore, sqlite_path
+    from serving.outcome_store import sqlite_path
     from serving.outcomes import store_outcomes
+    from serving.store import is_sqlite, open_outcome_store
 
     location = str(db) if db else settings_from(params).serve.audit_db
-    if not sqlite_path(location).is_file():  # a typo must not create an empty store
+    # a typo must not create an empty store
+    if is_sqlite(location) and not sqlite_path(location).is_file():
         raise ParcelriskError(f"no decision store at {location}: results answer stored decisions")
     if mapping is not None:
         spec = load_mapping(mapping)
         raw = apply_outcome_mapping(read_source(file, spec), spec)
     else:
         raw, _ = read_raw_declarations(file)
-    store = SqliteOutcomeStore(location)
+    store = open_outcome_store(location)
     try:
         counts = store_outcomes(store, raw, source=f"file:{file.name}")
     finally:
@@ -225,7 +258,9 @@ def outcomes_ingest(
 
 @history_app.command("export")
 def history_export(
-    db: Path = typer.Option(..., "--db", help="Decision store (SQLite file)."),
+    db: str = typer.Option(
+        ..., "--db", help="Decision store (SQLite file, or postgresql://USER@HOST:PORT/DATABASE)."
+    ),
     out: Path = typer.Option(..., "--out", help="History Parquet (written atomically)."),
     since: str | None = typer.Option(
         None, "--since", help="Only declarations declared at or after this UTC date or time."
@@ -234,13 +269,14 @@ def history_export(
     """The declarations as they were scored, with their results: a history to train on."""
     from features.intake.contract import utc_instant
     from features.intake.io import write_declarations
-    from serving.outcome_store import SqliteOutcomeStore
+    from serving.outcome_store import sqlite_path
     from serving.outcomes import history_frame
+    from serving.store import is_sqlite, open_outcome_store
 
-    if not db.is_file():
+    if is_sqlite(db) and not sqlite_path(db).is_file():
         raise typer.BadParameter(f"no decision store at {db}", param_hint="--db")
     since_us = utc_instant(since, "--since").value // 1000 if since else None
-    store = SqliteOutcomeStore(db)
+    store = open_outcome_store(db)
     try:
         history = history_frame(store.scored_history(since_us))
     finally:

@@ -56,6 +56,14 @@ def _db_option(help_text: str) -> Any:
     return typer.Option(None, "--db", help=help_text)
 
 
+def _sqlite_db(db: str | None) -> Path | None:
+    """``--db`` as the SQLite file these commands read (text, not a Path, on the command line:
+    a postgresql:// URL keeps its slashes and is refused by name)."""
+    from serving.outcome_store import sqlite_path
+
+    return sqlite_path(db) if db is not None else None
+
+
 def read_lane_traffic(db: Path, since: str | None, until: str | None) -> pd.DataFrame:
     """The decisions declared in [since, until) with their inspection result, one row per
     declaration (its latest decision), from the store file opened read-only.
@@ -249,7 +257,7 @@ def plan_lanes(
 
 @lanes_app.command("plan")
 def plan(
-    db: Path | None = _db_option("Decision store (default: serve.audit_db)."),
+    db: str | None = _db_option("Decision store (default: serve.audit_db)."),
     since: str | None = typer.Option(None, "--since", help="Declared at or after (UTC date)."),
     until: str | None = typer.Option(None, "--until", help="Declared before the end of (date)."),
     truth: Path | None = typer.Option(
@@ -266,7 +274,7 @@ def plan(
     estimated on its exploration parcels (and against a ground truth when given)."""
     settings = settings_from(params)
     summary, table = plan_lanes(
-        Path(db or settings.serve.audit_db), settings, since, until, truth, model_version
+        _sqlite_db(db or settings.serve.audit_db), settings, since, until, truth, model_version
     )
     if chart is not None:
         _write_chart(table, chart)
@@ -443,7 +451,7 @@ def set_lanes(
     red: float = typer.Option(..., "--red", help="Share of traffic to the red lane (0.01 = 1%)."),
     yellow: float = typer.Option(..., "--yellow", help="Share to the yellow lane, after red."),
     reason: str = typer.Option("", "--reason", help="Why: kept with the thresholds version."),
-    db: Path | None = _db_option("Fit on this decision store's recent traffic (if big enough)."),
+    db: str | None = _db_option("Fit on this decision store's recent traffic (if big enough)."),
     since: str | None = typer.Option(None, "--since", help="With --db: declared at or after."),
     tracking_uri: str | None = tracking_option(),
     params: Path | None = params_option("sections serve"),
@@ -459,7 +467,7 @@ def set_lanes(
         red,
         yellow,
         reason=reason,
-        db=db,
+        db=_sqlite_db(db),
         since=since,
         set_by=getpass.getuser(),
     )
@@ -651,7 +659,7 @@ def _latest_declared(db: Path, model_name: str, model_version: str) -> datetime 
 
 @lanes_app.command("refit")
 def refit_lanes(
-    db: Path = typer.Option(..., "--db", help="Decision store holding the recent traffic."),
+    db: str = typer.Option(..., "--db", help="Decision store holding the recent traffic."),
     days: int = typer.Option(7, "--days", help="Re-fit on the last DAYS days the store holds."),
     reason: str = typer.Option("", "--reason", help="Why: kept with the thresholds version."),
     tracking_uri: str | None = tracking_option(),
@@ -665,7 +673,7 @@ def refit_lanes(
     result = refit_lane_cutoffs(
         registry_client(tracking_uri),
         settings,
-        db,
+        _sqlite_db(db),
         days,
         reason=reason,
         set_by=getpass.getuser(),

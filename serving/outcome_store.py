@@ -64,8 +64,8 @@ def sqlite_path(location: str | Path) -> Path:
         return Path(text)
     if scheme.lower() != "sqlite":
         raise ParcelriskError(
-            f"decision store {scheme}://...: inspection results are kept in the SQLite store "
-            "only; use a file path or sqlite:///PATH"
+            f"decision store {scheme}://...: this reads a SQLite decision store only; use a "
+            "file path or sqlite:///PATH"
         )
     return Path(rest[1:] if rest.startswith("/") else rest)
 

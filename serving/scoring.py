@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from features.pipeline.online import OnlineFeatures
     from models.bundle import LaneThresholds, RiskModel
     from serving.outcome_store import SqliteOutcomeStore
+    from serving.postgres_store import PostgresOutcomeStore
     from serving.store import DecisionStore
 
 logger = logging.getLogger(__name__)
@@ -95,7 +96,9 @@ class ScoringRuntime:
     def model_ref(self) -> dict[str, str]:
         return {"name": self.model_name, "version": self.model_version}
 
-    def catch_up(self, store: DecisionStore, results: SqliteOutcomeStore | None = None) -> int:
+    def catch_up(
+        self, store: DecisionStore, results: SqliteOutcomeStore | PostgresOutcomeStore | None = None
+    ) -> int:
         """Append to the live state what was decided since the last call: this worker's own
         recorded batches (``recorded``) and, from the store, every worker's decisions (this
         one's are skipped: a declaration enters once); then the inspection results stored since
@@ -115,7 +118,9 @@ class ScoringRuntime:
                 self._catch_up_results(results)
             return added
 
-    def _replay(self, store: DecisionStore, results: SqliteOutcomeStore | None) -> int:
+    def _replay(
+        self, store: DecisionStore, results: SqliteOutcomeStore | PostgresOutcomeStore | None
+    ) -> int:
         """The log from the snapshot's cutoff on, in pages: declarations declared since the
         cutoff, then results recorded since (what the snapshot does not hold)."""
         assert self.live is not None
@@ -133,7 +138,9 @@ class ScoringRuntime:
         return added
 
     def _catch_up_results(
-        self, results: SqliteOutcomeStore, inspected_from_us: int | None = None
+        self,
+        results: SqliteOutcomeStore | PostgresOutcomeStore,
+        inspected_from_us: int | None = None,
     ) -> None:
         import json
 

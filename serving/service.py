@@ -51,7 +51,6 @@ from serving.errors import error_response, rejection_response
 from serving.limits import BodyLimitMiddleware, QueueAdmissionMiddleware
 from serving.metrics import CHAMPION_SWITCHES, QUEUE_REFUSALS, UNDELIVERED, observe_batch
 from serving.openapi import OpenApiDocumentMiddleware
-from serving.outcome_store import SqliteOutcomeStore
 from serving.outcomes import OutcomesRefused, describe_problems, store_outcomes
 from serving.patches import (
     LocalDocsPageMiddleware,
@@ -82,7 +81,7 @@ from serving.scoring import (
     score_frame,
 )
 from serving.sqlite_store import StoreUnavailable
-from serving.store import open_store
+from serving.store import open_outcome_store, open_store
 
 if TYPE_CHECKING:
     from models.bundle import LaneThresholds
@@ -170,7 +169,7 @@ class ParcelRiskService:
         _WORKER.service = None
         load_keyring()  # refuse to start without keys unless auth was explicitly waived
         self.store = open_store(self.config.audit_db, wal_max_mb=self.config.audit_wal_max_mb)
-        self.outcome_store = SqliteOutcomeStore(self.config.audit_db)
+        self.outcome_store = open_outcome_store(self.config.audit_db, self.store)
         self.runtime: ScoringRuntime | None = None
         self._registry: Any = None  # the MLflow client the watcher asks, made on first use
         self.batcher = MicroBatcher(

@@ -313,6 +313,11 @@ class SqliteDecisionStore:
         """The audit key the chain is MAC'd with."""
         return self._key
 
+    @property
+    def location(self) -> str:
+        """Where the store is, for messages (a PostgreSQL store: its URL without password)."""
+        return str(self.path)
+
     def _connect(self, **options: bool) -> sqlite3.Connection:
         conn = sqlite3.connect(str(self.path), isolation_level=None, timeout=30.0, **options)
         # whichever connection starts the log over cuts the file back to the limit
@@ -573,50 +578,16 @@ class SqliteDecisionStore:
                 ).fetchone()
                 cut = self._reader.execute(_LAST_CUT).fetchone() if before is None else None
         if row is None:  # not in the hot store: archived, or never recorded
-            return self._get_archived(decision_id)
+            return get_archived(self, decision_id)
         record, link = _row_record(row)
-        expected_prev = (
-            bytes(before[0])
-            if before is not None
-            else bytes(cut[1])
-            if cut is not None and cut[0] == link.seq - 1
-            else GENESIS
-            if link.seq == 1
-            else None
-        )
-        intact = (
-            link.valid(self._key)
-            and expected_prev is not None
-            and hmac.compare_digest(expected_prev, link.prev_mac)
-            and (after is None or hmac.compare_digest(bytes(after[0]), link.mac))
+        intact = link_intact(
+            self._key,
+            link,
+            None if before is None else before[0],
+            cut,
+            None if after is None else after[0],
         )
         return record, intact
-
-    def _get_archived(self, decision_id: str) -> tuple[DecisionRecord, bool] | None:
-        """A decision moved to the archive (``parcelrisk audit archive``): its day files are
-        read until it is found (an auditor's lookup, not a scoring path). Its link holds when
-        its MAC matches and it follows the record before it (the whole archive: ``verify``)."""
-        _, _, cut = self.chain_start()
-        if cut is None:
-            return None
-        folder = Path(cut["archive"])
-        for entry in reversed(read_archive_manifest(folder)["files"]):
-            path = folder / entry["file"]
-            if not path.is_file():
-                continue
-            links = list(archived_rows(path, decision_id))
-            if not links:
-                continue
-            link = links[-1]
-            before = links[0].mac if len(links) == 2 else (GENESIS if link.seq == 1 else None)
-            intact = link.valid(self._key) and (
-                before is None or hmac.compare_digest(before, link.prev_mac)
-            )
-            record = DecisionRecord.from_stored_values(
-                link.values, seq=link.seq, answered_at=link.answered_at
-            )
-            return record, intact
-        return None
 
     def find(
         self,
@@ -652,21 +623,7 @@ class SqliteDecisionStore:
         never archived). A cut whose MAC fails raises: it was not made with the key."""
         with self._read_lock:
             cut = self._reader.execute(_LAST_CUT).fetchone()
-        if cut is None:
-            return 0, GENESIS, None
-        cut_seq, cut_mac, archived_at, archive, mac = cut
-        if not hmac.compare_digest(
-            bytes(mac), cut_mac_of(self._key, cut_seq, bytes(cut_mac), archived_at, archive)
-        ):
-            raise ParcelriskError(
-                f"{self.path}: the archive cut at seq {cut_seq} does not carry a valid MAC: it was "
-                "not made by `parcelrisk audit archive` with this audit key"
-            )
-        return (
-            int(cut_seq),
-            bytes(cut_mac),
-            {"cut_seq": cut_seq, "archived_at": archived_at, "archive": archive},
-        )
+        return checked_cut(self._key, cut, self.location)
 
     def chain_rows(self, after_seq: int = 0, page: int = 5_000) -> Iterator[ChainRow]:
         """Every stored decision's chain link after ``after_seq``, in seq order, in pages
@@ -754,6 +711,82 @@ class SqliteDecisionStore:
                 self._lock_file.close()
 
 
+def link_intact(
+    key: bytes,
+    link: ChainRow,
+    before_mac: bytes | None,
+    cut: Sequence[Any] | None,
+    after_prev_mac: bytes | None,
+) -> bool:
+    """Whether one stored decision's link holds: its MAC matches its content, it follows the
+    decision before it (``before_mac``; else the archive ``cut`` at seq - 1, else genesis at
+    seq 1) and the decision after it, if any, names it (``after_prev_mac``)."""
+    expected_prev = (
+        bytes(before_mac)
+        if before_mac is not None
+        else bytes(cut[1])
+        if cut is not None and cut[0] == link.seq - 1
+        else GENESIS
+        if link.seq == 1
+        else None
+    )
+    return (
+        link.valid(key)
+        and expected_prev is not None
+        and hmac.compare_digest(expected_prev, link.prev_mac)
+        and (after_prev_mac is None or hmac.compare_digest(bytes(after_prev_mac), link.mac))
+    )
+
+
+def checked_cut(
+    key: bytes, cut: Sequence[Any] | None, where: str
+) -> tuple[int, bytes, dict[str, Any] | None]:
+    """``chain_start`` from the last ``chain_cuts`` row (or none): raises when the cut's MAC
+    fails, as a cut not made with the key (``where``: the store, for the message)."""
+    if cut is None:
+        return 0, GENESIS, None
+    cut_seq, cut_mac, archived_at, archive, mac = cut
+    if not hmac.compare_digest(
+        bytes(mac), cut_mac_of(key, cut_seq, bytes(cut_mac), archived_at, archive)
+    ):
+        raise ParcelriskError(
+            f"{where}: the archive cut at seq {cut_seq} does not carry a valid MAC: it was "
+            "not made by `parcelrisk audit archive` with this audit key"
+        )
+    return (
+        int(cut_seq),
+        bytes(cut_mac),
+        {"cut_seq": cut_seq, "archived_at": archived_at, "archive": archive},
+    )
+
+
 def cut_mac_of(key: bytes, cut_seq: int, cut_mac: bytes, archived_at: str, archive: str) -> bytes:
     """The MAC of an archive cut: only the key's holder can say where the hot chain starts."""
     return record_mac(key, cut_seq, archived_at, cut_mac, ("chain-cut", archive))
+
+
+def get_archived(store: Any, decision_id: str) -> tuple[DecisionRecord, bool] | None:
+    """A decision ``store`` moved to its archive (``parcelrisk audit archive``): the day
+    files are read until it is found (an auditor's lookup, not a scoring path). Its link holds
+    when its MAC matches and it follows the record before it (the whole archive: ``verify``)."""
+    _, _, cut = store.chain_start()
+    if cut is None:
+        return None
+    folder = Path(cut["archive"])
+    for entry in reversed(read_archive_manifest(folder)["files"]):
+        path = folder / entry["file"]
+        if not path.is_file():
+            continue
+        links = list(archived_rows(path, decision_id))
+        if not links:
+            continue
+        link = links[-1]
+        before = links[0].mac if len(links) == 2 else (GENESIS if link.seq == 1 else None)
+        intact = link.valid(store.key) and (
+            before is None or hmac.compare_digest(before, link.prev_mac)
+        )
+        record = DecisionRecord.from_stored_values(
+            link.values, seq=link.seq, answered_at=link.answered_at
+        )
+        return record, intact
+    return None

@@ -2,9 +2,11 @@
 
 Every decision is recorded before it is answered, with everything needed to recompute it
 (``serving.decision.DecisionRecord``). A store is chosen by its location (``serve.audit_db`` or
-``PARCELRISK_AUDIT_DB``): a file path or ``sqlite:///PATH`` is the SQLite store. Another
-database (PostgreSQL) arrives as one module implementing ``DecisionStore`` plus one line in
-``_STORES``; the chain's MACs and its verification (``serving.audit``) are shared code.
+``PARCELRISK_AUDIT_DB``): a file path or ``sqlite:///PATH`` is the SQLite store, the embedded
+default; ``postgresql://USER@HOST:PORT/DATABASE`` is the PostgreSQL store a team's replicas share
+(``serving.postgres_store``). Each is one module implementing ``DecisionStore`` plus one line in
+``_STORES``; the chain's MACs and its verification (``serving.audit``) are shared code. The
+inspection results live beside the decisions, in the same database (``open_outcome_store``).
 """
 
 from __future__ import annotations
@@ -108,8 +110,44 @@ def _open_sqlite(location: str, *, wal_max_mb: float | None = None) -> DecisionS
     return SqliteDecisionStore(location, wal_max_mb=wal_max_mb)
 
 
-# scheme -> opener of the location after "scheme://" (and the settings it takes)
-_STORES: dict[str, Callable[..., DecisionStore]] = {"sqlite": _open_sqlite}
+def _open_postgres(location: str, *, wal_max_mb: float | None = None) -> DecisionStore:
+    from serving.postgres_store import PostgresDecisionStore
+
+    return PostgresDecisionStore(location)  # no write-ahead log beside it: the server keeps its own
+
+
+def _sqlite_file(scheme: str, rest: str) -> str:
+    # as in SQLAlchemy's (and MLflow's) URLs: sqlite:///relative.db, sqlite:////absolute.db
+    return rest[1:] if scheme == "sqlite" and rest.startswith("/") else rest
+
+
+# scheme -> opener of the location (and the settings it takes)
+_STORES: dict[str, Callable[..., DecisionStore]] = {
+    "sqlite": _open_sqlite,
+    "postgresql": _open_postgres,
+    "postgresql+psycopg": _open_postgres,
+    "postgres": _open_postgres,
+}
+
+
+def _scheme(location: str | Path) -> tuple[str, str]:
+    """(scheme, the rest after ``://``) of a location; ``("", path)`` for a file path."""
+    text = str(location)
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        return "", text
+    scheme = scheme.lower()
+    if scheme not in _STORES:
+        raise ParcelriskError(
+            f"decision store {scheme}://...: unknown kind; use a file path or one of "
+            f"{', '.join(f'{s}://' for s in sorted(_STORES))}"
+        )
+    return scheme, rest
+
+
+def is_sqlite(location: str | Path) -> bool:
+    """Whether a store location is the embedded SQLite store (a path or ``sqlite://``)."""
+    return _scheme(location)[0] in ("", "sqlite")
 
 
 def open_store(location: str | Path, *, wal_max_mb: float | None = None) -> DecisionStore:
@@ -118,16 +156,22 @@ def open_store(location: str | Path, *, wal_max_mb: float | None = None) -> Deci
     ``wal_max_mb`` (``serve.audit_wal_max_mb``): the most disk a write-ahead log may hold
     beside the store, where it keeps one; None: the store's default.
     """
-    text = str(location)
-    scheme, sep, rest = text.partition("://")
-    if not sep:
-        return _open_sqlite(text, wal_max_mb=wal_max_mb)
-    opener = _STORES.get(scheme.lower())
-    if opener is None:
-        raise ParcelriskError(
-            f"decision store {scheme}://...: unknown kind; use a file path or one of "
-            f"{', '.join(f'{s}://' for s in sorted(_STORES))}"
-        )
-    # as in SQLAlchemy's (and MLflow's) URLs: sqlite:///relative.db, sqlite:////absolute.db
-    path = rest[1:] if scheme.lower() == "sqlite" and rest.startswith("/") else rest
-    return opener(path, wal_max_mb=wal_max_mb)
+    scheme, rest = _scheme(location)
+    if scheme in ("", "sqlite"):
+        return _open_sqlite(_sqlite_file(scheme, rest), wal_max_mb=wal_max_mb)
+    return _STORES[scheme](str(location), wal_max_mb=wal_max_mb)
+
+
+def open_outcome_store(location: str | Path, decisions: DecisionStore | None = None) -> Any:
+    """The inspection results beside the decisions of the store at ``location``
+    (``serving.outcomes.OutcomeStore`` plus the live state's reads); ``decisions``: that
+    store already open, whose connections a PostgreSQL results store shares."""
+    scheme, _ = _scheme(location)
+    if scheme in ("", "sqlite"):
+        from serving.outcome_store import SqliteOutcomeStore
+
+        return SqliteOutcomeStore(location)
+    from serving.postgres_store import PostgresDecisionStore, PostgresOutcomeStore
+
+    engine = decisions.engine if isinstance(decisions, PostgresDecisionStore) else None
+    return PostgresOutcomeStore(str(location), engine=engine)

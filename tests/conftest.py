@@ -25,3 +25,21 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         tagged = item.__dict__.get("_nodeid")
         if isinstance(tagged, str) and tagged != item.nodeid:
             item._id = coerce_node_id(tagged)
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """One throwaway PostgreSQL server per test process (``tests/postgres.py``); skipped, saying
+    why, where Debian's postgresql is not installed (failed instead under
+    PARCELRISK_REQUIRE_POSTGRES=1, as CI runs)."""
+    from tests.postgres import remove, server_or_skip
+
+    server = server_or_skip()
+    yield server
+    remove(server)
+
+
+@pytest.fixture
+def postgres_url(postgres_server) -> str:
+    """A new empty database on the throwaway server: its ``postgresql://`` URL."""
+    return postgres_server.create_database()

@@ -12,27 +12,42 @@ import typer
 from features.cli import params_option, settings_from
 
 if TYPE_CHECKING:
-    from serving.sqlite_store import SqliteDecisionStore
+    from serving.store import DecisionStore
 
 audit_app = typer.Typer(help="The auditor's tools over the decision store.", no_args_is_help=True)
 
 
-def db_option() -> Path | None:
+def db_option() -> str | None:
+    # text, not a Path: a postgresql://host/db URL must keep its two slashes
     return typer.Option(
         None,
         "--db",
-        help="Decision store (default: $PARCELRISK_AUDIT_DB, serve.audit_db).",
+        help="Decision store: a SQLite file or postgresql://USER@HOST:PORT/DATABASE "
+        "(default: $PARCELRISK_AUDIT_DB, serve.audit_db).",
     )
 
 
-def open_audit_store(db: Path | None, params: Path | None) -> SqliteDecisionStore:
+def open_audit_store(
+    db: str | Path | None, params: Path | None, *, sqlite_only: str | None = None
+) -> DecisionStore:
     """The decision store an audit command reads: ``--db`` or the settings' ``serve.audit_db``;
-    a missing file is an error (an auditor's typo must not create an empty store)."""
+    a missing file is an error (an auditor's typo must not create an empty store).
+
+    ``sqlite_only``: the command's name when it reads the SQLite file itself (archive,
+    recompute): a PostgreSQL location is refused by name rather than half-read."""
     from features.errors import ParcelriskError
     from serving.outcome_store import sqlite_path
     from serving.sqlite_store import SqliteDecisionStore
+    from serving.store import is_sqlite, open_store
 
     location = str(db) if db is not None else settings_from(params).serve.audit_db
+    if not is_sqlite(location):
+        if sqlite_only:
+            raise ParcelriskError(
+                f"audit {sqlite_only} reads a SQLite decision store only; on {location.split('@')[-1]} "
+                "use audit verify, head, list, show or export"
+            )
+        return open_store(location)
     path = sqlite_path(location)
     if not path.is_file():
         raise ParcelriskError(f"decision store {path}: no such file")
@@ -41,7 +56,7 @@ def open_audit_store(db: Path | None, params: Path | None) -> SqliteDecisionStor
 
 @audit_app.command("verify")
 def verify(
-    db: Path | None = db_option(),
+    db: str | None = db_option(),
     head: str | None = typer.Option(
         None, "--head", help="A head filed earlier (SEQ:MAC): prove nothing before it changed."
     ),
@@ -70,7 +85,7 @@ def verify(
 
 @audit_app.command("head")
 def head(
-    db: Path | None = db_option(), params: Path | None = params_option("section serve")
+    db: str | None = db_option(), params: Path | None = params_option("section serve")
 ) -> None:
     """Print the chain's current head (SEQ:MAC) to file somewhere the store's writers cannot
     reach; `verify --head` later proves nothing before it was rewritten."""
@@ -92,7 +107,7 @@ def archive(
     before: str = typer.Option(
         ..., "--before", help="Archive decisions answered before this date (UTC), e.g. 2026-06-01."
     ),
-    db: Path | None = db_option(),
+    db: str | None = db_option(),
     to: Path | None = typer.Option(
         None, "--to", help="Archive directory (default: STORE.archive beside the store)."
     ),
@@ -103,7 +118,7 @@ def archive(
     from serving.audit.archive import archive_before
     from serving.audit.report import parse_when
 
-    store = open_audit_store(db, params)
+    store = open_audit_store(db, params, sqlite_only="archive")
     try:
         summary = archive_before(store, parse_when(before, "--before"), to)
     finally:
@@ -119,7 +134,7 @@ def archive(
 
 @audit_app.command("migrate")
 def migrate(
-    db: Path | None = db_option(), params: Path | None = params_option("section serve")
+    db: str | None = db_option(), params: Path | None = params_option("section serve")
 ) -> None:
     """Chain a decision store written before the tamper-evident chain (once, with the key)."""
     from features.errors import ParcelriskError

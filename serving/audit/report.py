@@ -42,16 +42,33 @@ def parse_when(text: str, option: str, *, end_of_day: bool = False) -> str:
     return moment.astimezone(UTC).strftime(_STORED_TIME)
 
 
-def read_outcomes(path: Path, declaration_ids: Sequence[str]) -> pd.DataFrame:
-    """The inspection results stored for these declarations (``outcomes`` table of the store
-    file, opened read-only: an auditor's read must never create or change anything), one row
-    per declaration id that has one."""
+def read_outcomes(store: Any, declaration_ids: Sequence[str]) -> pd.DataFrame:
+    """The inspection results stored for these declarations (the store's ``outcomes`` table;
+    a SQLite file is opened read-only: an auditor's read must never create or change
+    anything), one row per declaration id that has one. ``store``: a decision store or the
+    path of a SQLite one."""
     import pandas as pd
 
     empty = pd.DataFrame(columns=["declaration_id", *OUTCOME_COLUMNS])
     ids = list(dict.fromkeys(declaration_ids))
     if not ids:
         return empty
+    path = getattr(store, "path", store)
+    if not isinstance(path, str | Path):  # PostgreSQL: the results beside its decisions
+        from serving.decision import iso_utc
+        from serving.postgres_store import read_results
+
+        found = read_results(store.engine, ids)
+        frame = pd.DataFrame(
+            [
+                (i, r.inspected_at_us, r.illicit, r.offence_type, r.revenue_recovered)
+                for i, r in found.items()
+            ],
+            columns=["declaration_id", *OUTCOME_COLUMNS],
+        )
+        frame["inspected_at"] = [iso_utc(int(t)) for t in frame["inspected_at"]]
+        frame["illicit"] = frame["illicit"].astype(bool)
+        return frame
     conn = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
     try:
         has = conn.execute(

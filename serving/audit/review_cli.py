@@ -66,7 +66,7 @@ def list_decisions(
     declaration_id: str | None = typer.Option(None, "--declaration-id", help="Only this one."),
     limit: int = typer.Option(100, "--limit", min=1, help="At most this many (seq order)."),
     fmt: str = typer.Option("table", "--format", help="table, json or csv."),
-    db: Path | None = db_option(),
+    db: str | None = db_option(),
     params: Path | None = params_option("section serve"),
 ) -> None:
     """Decisions answered in a period, in the chain's order, filtered by lane, model version
@@ -89,7 +89,7 @@ def list_decisions(
             model_version=model_version,
             declaration_id=declaration_id,
         )
-        outcomes = read_outcomes(store.path, [r.declaration_id for r in records])
+        outcomes = read_outcomes(store, [r.declaration_id for r in records])
     finally:
         store.close()
     rows = decision_rows(records, outcomes)
@@ -110,7 +110,7 @@ def show(
     decision_id: str = typer.Argument(..., help="The decision's id."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
     tracking_uri: str | None = tracking_option(),
-    db: Path | None = db_option(),
+    db: str | None = db_option(),
     params: Path | None = params_option("section serve"),
 ) -> None:
     """One decision in full: the declaration, lane, scores, reasons, every feature with its
@@ -123,10 +123,10 @@ def show(
     try:
         found = store.get(decision_id)
         if found is None:
-            raise ParcelriskError(f"decision {decision_id!r}: not in {store.path}")
+            raise ParcelriskError(f"decision {decision_id!r}: not in {store.location}")
         record, intact = found
         delivery = store.delivery(decision_id)
-        outcome = read_outcomes(store.path, [record.declaration_id])
+        outcome = read_outcomes(store, [record.declaration_id])
     finally:
         store.close()
     with RecordedModels(tracking_uri) as models:
@@ -237,7 +237,7 @@ def recompute(
     seed: int = typer.Option(0, "--seed", help="Seed of the --sample draw."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
     tracking_uri: str | None = tracking_option(),
-    db: Path | None = db_option(),
+    db: str | None = db_option(),
     params: Path | None = params_option("sections serve"),
 ) -> None:
     """Recompute decisions with their own model version, from the stored feature vector and
@@ -256,13 +256,13 @@ def recompute(
     if (decision_id is None) == (sample is None):
         raise ParcelriskError("give one DECISION_ID or --sample N")
     settings = settings_from(params)
-    store = open_audit_store(db, params)
+    store = open_audit_store(db, params, sqlite_only="recompute")
     results = None
     try:
         if decision_id is not None:
             found = store.get(decision_id)
             if found is None:
-                raise ParcelriskError(f"decision {decision_id!r}: not in {store.path}")
+                raise ParcelriskError(f"decision {decision_id!r}: not in {store.location}")
             records = [found[0]]
         else:
             seqs = all_seqs(store.path)
@@ -316,7 +316,7 @@ def export(
     ),
     fmt: str = typer.Option("html", "--format", help="csv or html."),
     out: Path | None = typer.Option(None, "--out", help="Write here (default: stdout)."),
-    db: Path | None = db_option(),
+    db: str | None = db_option(),
     params: Path | None = params_option("section serve"),
 ) -> None:
     """A report to file for a period: counts by lane and model version, hit rates where
@@ -332,10 +332,10 @@ def export(
     store = open_audit_store(db, params)
     try:
         records = _find_all(store, None, answered_from=start, answered_to=end)
-        outcomes = read_outcomes(store.path, [r.declaration_id for r in records])
+        outcomes = read_outcomes(store, [r.declaration_id for r in records])
         head = store.head()
         verified = verify_store(store) if fmt == "html" else None
-        path = store.path
+        path = store.location
     finally:
         store.close()
     rows = decision_rows(records, outcomes)

@@ -59,23 +59,63 @@ GROUP BY 1, 2, 3, 7
 
 
 def read_lane_counts(
-    db_path: Path,
+    db_path: Path | str,
     model_name: str | None = None,
     model_version: str | None = None,
     declared_from: str | None = None,
     declared_to: str | None = None,
 ) -> list[LaneCount]:
     """The counts of the decisions of one model version and/or declared in [``declared_from``,
-    ``declared_to``) (the store's time text), read-only from the decision store file."""
+    ``declared_to``) (the store's time text), read-only from the decision store file (or from
+    a PostgreSQL store's URL)."""
+    from serving.store import is_sqlite
+
+    bounds = (model_name, model_version, declared_from, declared_to)
+    if not is_sqlite(db_path):
+        return _postgres_counts(str(db_path), bounds)
+    from serving.outcome_store import sqlite_path
+
+    db_path = sqlite_path(str(db_path))
     conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=10.0)
     try:
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         if not {"decisions", "outcomes"} <= tables:
             return []
-        bounds = (model_name, model_version, declared_from, declared_to)
         rows = conn.execute(_COUNTS, [v for b in bounds for v in (b, b)]).fetchall()
     finally:
         conn.close()
+    return [LaneCount(*row) for row in rows]
+
+
+# The same counts on PostgreSQL (declared_at is ISO text there too: text order is time order).
+_PG_COUNTS = """
+SELECT d.declaration_json::json ->> 'origin_country', d.declaration_json::json ->> 'channel',
+       d.lane, COUNT(*), COUNT(o.declaration_id), COALESCE(SUM(o.illicit), 0),
+       d.declaration_json::json ->> 'platform_id'
+FROM decisions AS d LEFT JOIN outcomes AS o ON o.declaration_id = d.declaration_id
+WHERE (CAST(:name AS text) IS NULL OR d.model_name = :name)
+  AND (CAST(:version AS text) IS NULL OR d.model_version = :version)
+  AND (CAST(:since AS text) IS NULL OR d.declared_at COLLATE "C" >= :since)
+  AND (CAST(:until AS text) IS NULL OR d.declared_at COLLATE "C" < :until)
+GROUP BY 1, 2, 3, 7
+"""
+
+
+def _postgres_counts(location: str, bounds: tuple[str | None, ...]) -> list[LaneCount]:
+    import sqlalchemy as sa
+
+    from serving.postgres_store import create_schema, make_engine, unavailable_as_error
+
+    engine = make_engine(location)
+    try:
+        create_schema(engine)  # a store no one has scored into yet: empty tables, no counts
+        with unavailable_as_error(engine), engine.connect() as conn:
+            rows = conn.execute(
+                sa.text(_PG_COUNTS),
+                dict(zip(("name", "version", "since", "until"), bounds, strict=True)),
+            ).all()
+    finally:
+        engine.dispose()
     return [LaneCount(*row) for row in rows]
 
 

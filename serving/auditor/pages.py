@@ -416,10 +416,8 @@ class AuditorPages:
         return page(html)
 
     def _model_view(self, service: Any, name: str, version: str) -> dict[str, Any]:
-        from serving.outcome_store import sqlite_path
-
         evidence = self.evidence(service).get(name, version)
-        counts = read_lane_counts(sqlite_path(service.config.audit_db), name, version)
+        counts = read_lane_counts(service.config.audit_db, name, version)
         disparity = []
         for dimension, title in zip(
             DIMENSIONS, ("By origin country", "By channel", "By platform"), strict=True

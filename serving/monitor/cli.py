@@ -102,7 +102,8 @@ def monitor(
     report: Path | None = typer.Option(
         None, "--report", help="Write report.html and summary.json into this directory."
     ),
-    db: Path | None = typer.Option(
+    # text, not a Path: a postgresql:// URL keeps its slashes (and is refused by name)
+    db: str | None = typer.Option(
         None, "--db", help="Decision store (default: $PARCELRISK_AUDIT_DB, serve.audit_db)."
     ),
     tracking_uri: str | None = tracking_option(),
@@ -129,7 +130,7 @@ def monitor(
             report.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ParcelriskError(f"--report {report}: cannot create it: {exc.strerror}") from None
-    path = sqlite_path(str(db) if db is not None else settings.serve.audit_db)
+    path = sqlite_path(db if db is not None else settings.serve.audit_db)
     summary, champion, client = monitor_store(path, start, end, settings, tracking_uri)
     info = summary["champion"]
     live_scores = summary["drift"].pop("score_live", [])

@@ -82,10 +82,42 @@ def test_the_workers_read_the_file_serve_read(
     monkeypatch.setenv("PARCELRISK_SERVE_PID", "")
     monkeypatch.setenv("PARCELRISK_API_KEYS", "scorer:a-long-enough-test-key")
     monkeypatch.setenv("PARCELRISK_MODEL_DIR", "unset")
+    monkeypatch.setenv("PARCELRISK_AUDIT_DB", str(tmp_path / "audit.db"))
     args = ["serve", "--params", str(params), "--port", "3999", *workers]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert seen == {"params": str(params.resolve()), "settings": expected}
+
+
+@pytest.mark.parametrize(
+    ("store", "unset_key", "message"),
+    [
+        ("postgresql://u:pw@127.0.0.1:1/decisions", False, "cannot be opened"),
+        ("{tmp}/audit.db", True, "PARCELRISK_AUDIT_KEY"),
+        ("/proc/no/audit.db", False, "cannot open the decision store /proc/no/audit.db"),
+    ],
+)
+def test_serve_refuses_a_store_it_cannot_open_before_any_worker_starts(
+    monkeypatch, tmp_path, store: str, unset_key: bool, message: str
+) -> None:
+    import _bentoml_impl.server
+    from typer.testing import CliRunner
+
+    from serving.main import app
+
+    started: list[bool] = []
+    monkeypatch.setattr(_bentoml_impl.server, "serve_http", lambda *a, **k: started.append(True))
+    monkeypatch.setenv("PARCELRISK_API_KEYS", "scorer:a-long-enough-test-key")
+    monkeypatch.setenv("PARCELRISK_SERVE_PID", "")
+    monkeypatch.setenv("PARCELRISK_MODEL_DIR", "unset")
+    monkeypatch.setenv("PARCELRISK_AUDIT_DB", store.format(tmp=tmp_path))
+    if unset_key:
+        monkeypatch.delenv("PARCELRISK_AUDIT_KEY")
+        monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "no-config"))
+    result = CliRunner().invoke(app, ["serve", "--port", "3999"])
+    assert result.exit_code == 2 and not started
+    assert message in result.output and "Traceback" not in result.output
+    assert "pw" not in result.output  # a password in the URL is never printed
 
 
 def test_serve_refuses_a_params_file_that_is_not_there(monkeypatch, tmp_path) -> None:

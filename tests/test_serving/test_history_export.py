@@ -14,10 +14,8 @@ from features.intake.io import read_declarations
 from features.params import FeatureParams
 from features.synthetic import SyntheticParams, generate
 from serving.decision import DecisionRecord
-from serving.outcome_store import SqliteOutcomeStore
 from serving.outcomes import MODEL_SELECTION, store_outcomes
 from serving.scoring import declarations_as_json
-from serving.sqlite_store import SqliteDecisionStore
 
 
 def _records(declarations, exploration: np.ndarray, repeat: int = 0) -> list[DecisionRecord]:
@@ -50,15 +48,20 @@ def _records(declarations, exploration: np.ndarray, repeat: int = 0) -> list[Dec
     ]
 
 
-@pytest.fixture(scope="module")
-def scored_store(tmp_path_factory: pytest.TempPathFactory):
-    """A small generated history scored into a store (some twice), its inspections posted back."""
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def scored_store(request, tmp_path_factory: pytest.TempPathFactory):
+    """A small generated history scored into a store of each kind (some twice), its
+    inspections posted back."""
+    from serving.store import open_outcome_store, open_store
 
     declarations, _ = generate(SyntheticParams(seed=3, parcels=3000, days=20))
     rng = np.random.default_rng(0)
     exploration = rng.uniform(size=len(declarations)) < 0.05
-    db = tmp_path_factory.mktemp("history") / "audit.db"
-    decisions = SqliteDecisionStore(db)
+    if request.param == "sqlite":
+        db = str(tmp_path_factory.mktemp("history") / "audit.db")
+    else:
+        db = request.getfixturevalue("postgres_server").create_database()
+    decisions = open_store(db)
     decisions.record(_records(declarations, exploration))
     decisions.record(_records(declarations.head(50), ~exploration[:50], repeat=1))  # re-scored
     decisions.close()
@@ -66,7 +69,7 @@ def scored_store(tmp_path_factory: pytest.TempPathFactory):
     results = inspected[
         ["declaration_id", "inspected_at", "illicit", "offence_type", "revenue_recovered"]
     ]
-    outcomes = SqliteOutcomeStore(db)
+    outcomes = open_outcome_store(db)
     counts = store_outcomes(outcomes, results.reset_index(drop=True), source="test")
     outcomes.close()
     assert counts == {"stored": len(inspected), "unchanged": 0}

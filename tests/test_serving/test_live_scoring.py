@@ -9,7 +9,7 @@ import pytest
 from features.params import load_settings
 from serving.scoring import decision_records, load_runtime, score_file, score_frame
 from serving.sqlite_store import SqliteDecisionStore
-from serving.store import DecisionStore
+from serving.store import DecisionStore, open_outcome_store, open_store
 from tests.test_serving.conftest import fresh_declarations
 
 SPLIT_24H = "consignee_parcels_24h"
@@ -21,6 +21,14 @@ def runtimes(real_pipeline, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("live-runtimes")
     settings = load_settings(real_pipeline["params"])
     return lambda i: load_runtime(settings, real_pipeline["tracking_uri"], tmp / f"m{i}")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def location(request, tmp_path) -> str:
+    """A new decision store of each kind: workers sharing a file, replicas sharing a server."""
+    if request.param == "sqlite":
+        return str(tmp_path / "audit.db")
+    return request.getfixturevalue("postgres_url")
 
 
 def _serve(runtime, store: DecisionStore, frame: pd.DataFrame):
@@ -37,10 +45,9 @@ def _feature(batch, name: str) -> np.ndarray:
     return batch.features.values[name]
 
 
-def test_a_parcel_scored_on_one_worker_counts_on_the_next(runtimes, real_pipeline, tmp_path):
+def test_a_parcel_scored_on_one_worker_counts_on_the_next(runtimes, real_pipeline, location):
     worker_1, worker_2 = runtimes(1), runtimes(2)
-    db = tmp_path / "audit.db"
-    store_1, store_2 = SqliteDecisionStore(db), SqliteDecisionStore(db)
+    store_1, store_2 = open_store(location), open_store(location)
     try:
         parcels = fresh_declarations(real_pipeline["history"], 2, prefix="C")
         parcels["consignee_id"] = parcels["consignee_id"].iloc[0]
@@ -127,17 +134,15 @@ def test_a_bad_output_name_or_an_empty_file_records_nothing(runtimes, real_pipel
 
 
 def test_an_inspection_result_moves_the_sellers_history_from_its_time(
-    runtimes, real_pipeline, tmp_path
+    runtimes, real_pipeline, location
 ):
     """A result stored for a scored parcel enters every worker's live state at ``inspected_at``:
     the seller's next parcel, declared after it, counts one more inspection and offence."""
-    from serving.outcome_store import SqliteOutcomeStore
     from serving.outcomes import store_outcomes
 
     worker_1, worker_2 = runtimes(5), runtimes(6)
-    db = tmp_path / "audit.db"
-    store = SqliteDecisionStore(db)
-    results = SqliteOutcomeStore(db)
+    store = open_store(location)
+    results = open_outcome_store(location, store)
     try:
         parcels = fresh_declarations(real_pipeline["history"], 3, prefix="R")
         parcels["seller_id"] = parcels["seller_id"].iloc[0]

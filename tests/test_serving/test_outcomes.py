@@ -12,7 +12,6 @@ from typer.testing import CliRunner
 
 from serving.outcome_store import SqliteOutcomeStore, sqlite_path
 from serving.outcomes import OutcomesRefused, store_outcomes
-from serving.sqlite_store import SqliteDecisionStore
 from tests.test_serving.conftest import stored_decision
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
@@ -28,10 +27,16 @@ def decision(declaration_id: str, declared_at: str, *, exploration: bool = False
     )
 
 
-@pytest.fixture
-def store(tmp_path: Path):
-    db = tmp_path / "audit.db"
-    decisions = SqliteDecisionStore(db)
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request, tmp_path: Path):
+    """The results beside two stored decisions, in each kind of decision store."""
+    from serving.store import open_outcome_store, open_store
+
+    if request.param == "sqlite":
+        location = str(tmp_path / "audit.db")
+    else:
+        location = request.getfixturevalue("postgres_url")
+    decisions = open_store(location)
     decisions.record(
         [
             decision("D1", "2026-05-01T10:00:00.000000Z"),
@@ -39,9 +44,23 @@ def store(tmp_path: Path):
         ]
     )
     decisions.close()
-    outcomes = SqliteOutcomeStore(db)
+    outcomes = open_outcome_store(location)
+    outcomes.test_location = location  # what --db names
     yield outcomes
     outcomes.close()
+
+
+def _stored_rows(store) -> list[tuple]:
+    query = (
+        "SELECT seq, declaration_id, inspected_at, illicit, offence_type, revenue_recovered, "
+        "source FROM outcomes ORDER BY seq"
+    )
+    if isinstance(store, SqliteOutcomeStore):
+        return store._conn.execute(query).fetchall()
+    import sqlalchemy as sa
+
+    with store.engine.connect() as conn:
+        return [tuple(row) for row in conn.execute(sa.text(query))]
 
 
 def result(declaration_id: str = "D1", **changes) -> dict:
@@ -64,11 +83,7 @@ def test_results_are_stored_and_an_identical_repost_is_unchanged(store) -> None:
     assert post(store, result(), cleared) == {"stored": 2, "unchanged": 0}
     assert post(store, result(), cleared) == {"stored": 0, "unchanged": 2}
     assert store.count() == 2
-    rows = store._conn.execute(
-        "SELECT seq, declaration_id, inspected_at, illicit, offence_type, revenue_recovered, "
-        "source FROM outcomes ORDER BY seq"
-    ).fetchall()
-    assert rows == [
+    assert _stored_rows(store) == [
         (1, "D1", "2026-05-03T09:00:00.000000Z", 1, "undervaluation", 12.5, "test"),
         (2, "D2", "2026-05-03T09:00:00.000000Z", 0, None, None, "test"),
     ]
@@ -166,7 +181,7 @@ def test_ingest_a_mapped_file_through_the_same_checks(store, tmp_path: Path) -> 
         "  revenue_recovered: {column: RECOVERED, decimal: ','}\n"
     )
     run = _invoke(
-        "outcomes", "ingest", str(source), "--mapping", str(mapping), "--db", str(store.path)
+        "outcomes", "ingest", str(source), "--mapping", str(mapping), "--db", store.test_location
     )
     assert run.exit_code == 0, run.output
     assert json.loads(run.output)["stored"] == 2
@@ -181,7 +196,7 @@ def test_ingest_refuses_a_file_with_one_bad_row(store, tmp_path: Path) -> None:
         "D1,2026-05-03T09:00:00Z,true,undervaluation,12.5\n"
         "D404,2026-05-03T09:00:00Z,false,,\n"
     )
-    run = _invoke("outcomes", "ingest", str(source), "--db", str(store.path))
+    run = _invoke("outcomes", "ingest", str(source), "--db", store.test_location)
     assert isinstance(run.exception, OutcomesRefused)
     assert "row 2 (D404): declaration_id: 'D404' has no decision" in str(run.exception)
     assert store.count() == 0
@@ -195,7 +210,7 @@ def test_a_results_mapping_maps_no_declaration_fields(store, tmp_path: Path) -> 
     mapping = tmp_path / "mapping.yaml"
     mapping.write_text("columns:\n  declaration_id: DECL\n  hs_code: HS\n")
     run = _invoke(
-        "outcomes", "ingest", str(source), "--mapping", str(mapping), "--db", str(store.path)
+        "outcomes", "ingest", str(source), "--mapping", str(mapping), "--db", store.test_location
     )
     assert isinstance(run.exception, ContractError)
     assert "not: hs_code" in str(run.exception)

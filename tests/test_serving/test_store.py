@@ -1,5 +1,6 @@
 """The decision store: the ``DecisionStore`` interface (every implementation), then SQLite's own."""
 
+import dataclasses
 import json
 import sqlite3
 import time
@@ -13,8 +14,11 @@ from serving.decision import DecisionRecord
 from serving.sqlite_store import SqliteDecisionStore
 from serving.store import DecisionStore, open_store
 
-# every implementation, opened at a fresh location under tmp_path
-STORES = {"sqlite": lambda tmp: open_store(f"sqlite:///{tmp / 'audit.db'}")}
+# every implementation, opened at a fresh location: a file under tmp_path, a new database
+STORES = {
+    "sqlite": lambda request, tmp: open_store(f"sqlite:///{tmp / 'audit.db'}"),
+    "postgresql": lambda request, tmp: open_store(request.getfixturevalue("postgres_url")),
+}
 
 
 def _record(i: int) -> DecisionRecord:
@@ -41,7 +45,7 @@ def _record(i: int) -> DecisionRecord:
 
 @pytest.fixture(params=sorted(STORES))
 def store(request, tmp_path):
-    opened = STORES[request.param](tmp_path)
+    opened = STORES[request.param](request, tmp_path)
     yield opened
     opened.close()
 
@@ -69,8 +73,73 @@ def test_a_store_records_a_batch_all_or_nothing(store) -> None:
 
 
 def test_store_locations() -> None:
-    with pytest.raises(ParcelriskError, match="unknown kind; use a file path or one of sqlite://"):
-        open_store("postgresql://db/decisions")
+    with pytest.raises(ParcelriskError, match="unknown kind; use a file path or one of "):
+        open_store("mysql://db/decisions")
+    with pytest.raises(ParcelriskError, match="name the database"):
+        open_store("postgresql://user@127.0.0.1:5432")
+
+
+def test_an_unreachable_postgresql_store_is_named_not_a_traceback() -> None:
+    from serving.sqlite_store import StoreUnavailable
+
+    # port 1 on loopback: nothing listens there; the password never appears in the message
+    with pytest.raises(
+        StoreUnavailable, match=r"postgresql://u:\*\*\*@127.0.0.1:1/d cannot be opened"
+    ):
+        open_store("postgresql://u:secret@127.0.0.1:1/d")
+
+
+def _declared(i: int, day: int) -> DecisionRecord:
+    record = _record(i)
+    text = json.dumps(
+        {"declaration_id": f"D{i}", "declared_at": f"2026-05-{day:02d}T10:00:00.000000Z"}
+    )
+    return dataclasses.replace(record, declaration_json=text)
+
+
+def test_a_store_serves_the_event_log_in_commit_order(store) -> None:
+    store.record([_declared(1, 1), _declared(2, 3)])
+    store.record([_declared(3, 2)])
+    assert store.last_seq() == 3
+    assert [s for s, _ in store.since(0)] == [1, 2, 3]
+    assert [s for s, _ in store.since(1, limit=1)] == [2]
+    from serving.decision import parse_iso_us
+
+    since_day2 = parse_iso_us("2026-05-02T00:00:00.000000Z")
+    assert [json.loads(t)["declaration_id"] for _, t in store.since(0, since_day2)] == ["D2", "D3"]
+
+
+def test_a_store_finds_and_hands_back_earlier_decisions(store) -> None:
+    store.record([_record(1), _record(2)])
+    store.record([dataclasses.replace(_record(3), lane="red", decision_id="dec3b")])
+    first = store.decided(["D1", "D3", "D9"], "parcel-risk", "3")
+    assert sorted(k[0] for k in first) == ["D1", "D3"]
+    assert first[("D1", _record(1).declaration_json)].decision_id == "dec1"
+    assert store.decided(["D1"], "parcel-risk", "4") == {}
+    assert [r.decision_id for r in store.find(lane="red")] == ["dec3b"]
+    assert [r.decision_id for r in store.find(after_seq=1, limit=1)] == ["dec2"]
+    assert [r.decision_id for r in store.find(declaration_id="D2")] == ["dec2"]
+
+
+def test_a_store_keeps_undelivered_decisions_for_the_retry(store) -> None:
+    store.record([_record(1), _record(2)])
+    assert store.delivery("dec1") is None
+    store.mark_undelivered(["dec1", "dec1"], "timeout")
+    assert store.delivery("dec1")["reason"] == "timeout"
+    assert store.mark_redelivered(["dec1", "dec2"]) == 1
+    assert store.delivery("dec1")["redelivered_at"] is not None
+    assert store.mark_redelivered(["dec1"]) == 0
+
+
+def test_a_store_keeps_one_verifiable_chain(store) -> None:
+    from serving.audit.verify import verify_store
+
+    assert store.head() is None and store.chain_start()[2] is None
+    for batch in range(3):
+        store.record([_record(batch * 10 + i) for i in range(4)])
+    report = verify_store(store)
+    assert report.problem is None and report.checked == 12
+    assert store.head()[0] == 12 and [r.seq for r in store.chain_rows(10)] == [11, 12]
 
 
 def test_sqlite_locations(tmp_path, monkeypatch) -> None:
@@ -180,3 +249,72 @@ def test_concurrent_writers_take_turns(tmp_path) -> None:
     assert (tmp_path / "audit.db.lock").exists()
     for store in stores:
         store.close()
+
+
+# --- PostgreSQL: what only a shared server can show -------------------------------------------
+
+
+def test_postgresql_tampering_is_named_by_get_and_verify(postgres_url) -> None:
+    import sqlalchemy as sa
+
+    from serving.audit.verify import verify_store
+
+    store = open_store(postgres_url)
+    store.record([_record(1), _record(2), _record(3)])
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE decisions SET lane = 'green' WHERE decision_id = 'dec2'"))
+    record, intact = store.get("dec2")
+    assert record.lane == "green" and not intact
+    assert store.get("dec1")[1] and store.get("dec3")[1]
+    report = verify_store(store)
+    assert report.problem is not None and "dec2" in report.problem.describe()
+    store.close()
+
+
+def test_postgresql_replicas_extend_one_chain(postgres_url) -> None:
+    """Stores with their own connection pools (as replicas on other machines have) writing at
+    once: every batch committed, seqs without gaps, one chain that verifies."""
+    import threading
+
+    from serving.audit.verify import verify_store
+
+    stores = [open_store(postgres_url) for _ in range(3)]
+
+    def write(k: int) -> None:
+        for batch in range(40):
+            stores[k].record([_record(k * 100_000 + batch * 5 + i) for i in range(5)])
+
+    threads = [threading.Thread(target=write, args=(k,)) for k in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert stores[0].count() == 600 and stores[1].last_seq() == 600
+    report = verify_store(stores[2])
+    assert report.problem is None and report.checked == 600
+    for opened in stores:
+        opened.close()
+
+
+def test_postgresql_store_survives_its_connections_being_cut(postgres_url) -> None:
+    """A server restart or a failover drops every connection: the pool reconnects on the next
+    write instead of failing it."""
+    import sqlalchemy as sa
+
+    store = open_store(postgres_url)
+    store.record([_record(1)])
+    database = postgres_url.rsplit("/", 1)[1]
+    with sa.create_engine(
+        postgres_url.replace("postgresql://", "postgresql+psycopg://")
+    ).connect() as admin:
+        admin.execute(
+            sa.text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = :db AND pid <> pg_backend_pid()"
+            ),
+            {"db": database},
+        )
+        admin.commit()
+    store.record([_record(2)])
+    assert store.count() == 2 and store.get("dec2")[1]
+    store.close()

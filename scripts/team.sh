@@ -50,10 +50,9 @@ API_KEYS_FILE=$TEAM_DIR/api-keys
 
 MLFLOW_URL=http://127.0.0.1:$MLFLOW_PORT
 # The decision store every replica shares (one decision chain, one event log for the live
-# entity state). SQLite serves several processes on one machine; the PostgreSQL store
-# (serving/postgres_store.py) takes the database below: switch this line when it is there.
-DECISIONS_URL=$TEAM_DIR/decisions.db
-# DECISIONS_URL=postgresql://$PG_USER@127.0.0.1:$PG_PORT/decisions
+# entity state): serving/postgres_store.py on the team's database. No password in the URL:
+# libpq reads it from PGPASSFILE.
+DECISIONS_URL=postgresql://$PG_USER@127.0.0.1:$PG_PORT/decisions
 
 # --- small tools -------------------------------------------------------------------------------
 say() { printf '%s\n' "$*"; }

@@ -63,8 +63,9 @@ def _run(args: list[str], cwd: Path) -> None:
     subprocess.run(args, cwd=cwd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
-def build_champion(work: Path) -> tuple[str, Path, Path]:
-    """A small champion in ``work``: returns (tracking uri, declarations file, params file)."""
+def build_champion(work: Path, uri: str | None = None) -> tuple[str, Path, Path]:
+    """A small champion in ``work``, registered at ``uri`` (default: a SQLite store in
+    ``work``): returns (tracking uri, declarations file, params file)."""
     import yaml
 
     from features.params import params_for_copy
@@ -73,7 +74,7 @@ def build_champion(work: Path) -> tuple[str, Path, Path]:
     params["train"]["lightgbm"]["n_estimators"] = 300
     params_path = work / "params.yaml"
     params_path.write_text(yaml.safe_dump(params))
-    uri = f"sqlite:///{work / 'mlflow.db'}"
+    uri = uri or f"sqlite:///{work / 'mlflow.db'}"
     cli = str(BIN / "parcelrisk")
     _run(
         [cli, "generate", "--parcels", "20000", "--days", "60", "--seed", "11", "--out", "raw"],
@@ -99,11 +100,15 @@ def fresh_payloads(declarations_file: Path, n: int) -> list[dict]:
     return json.loads(out.to_json(orient="records", date_format="iso"))
 
 
-def start_server(port: int, uri: str, params: Path, work: Path, workers: int) -> subprocess.Popen:
+def start_server(
+    port: int, uri: str, params: Path, work: Path, workers: int, audit_db: str | None = None
+) -> subprocess.Popen:
+    """``parcelrisk serve`` in ``work`` (its log: serve.log); decisions in ``audit_db``
+    (default: a SQLite file in ``work``)."""
     env = {
         **os.environ,
         "PARCELRISK_API_KEYS": f"scorer:{SCORER_KEY}",
-        "PARCELRISK_AUDIT_DB": str(work / "audit.db"),
+        "PARCELRISK_AUDIT_DB": audit_db or str(work / "audit.db"),
         "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
         "BENTOML_DO_NOT_TRACK": "True",
     }

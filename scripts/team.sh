@@ -273,7 +273,8 @@ up_mlflow() {
     # the backend URL holds no password: libpq reads it from PGPASSFILE
     (
         cd "$TEAM_DIR/mlflow"
-        export PGPASSFILE=$PGPASS MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR=false
+        # no telemetry: nothing of a customs team's calls home
+        export PGPASSFILE=$PGPASS MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR=false MLFLOW_DISABLE_TELEMETRY=true
         start_detached "$log" "$PY" -m mlflow server \
             --backend-store-uri "postgresql+psycopg://$PG_USER@127.0.0.1:$PG_PORT/mlflow" \
             --artifacts-destination "$TEAM_DIR/mlflow/artifacts" \

@@ -53,6 +53,11 @@ _register_all()
 def main() -> None:
     """Entry point: run the app and turn known errors into one clear line and exit code 2."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+    # MLflow's telemetry thread, unable to reach its server (closed networks), pops a variable
+    # from os.environ while a request to an http:// tracking server reads the environment for
+    # proxies: `train` against a team's MLflow failed with KeyError '_MLFLOW_TELEMETRY_SESSION_ID'.
+    # Nothing here may phone home anyway.
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     try:
         app()
     except ParcelriskError as exc:

@@ -107,8 +107,14 @@ running() {
     kill -0 "$pid" 2>/dev/null || return 1
     tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$TEAM_DIR"
 }
-pid_of() { read -r pid _ <"$1" && echo "$pid"; }
-port_of() { read -r _ port <"$1" && echo "$port"; }
+pid_of() {
+    local pid
+    read -r pid _ <"$1" && echo "$pid"
+}
+port_of() {
+    local port
+    read -r _ port <"$1" && echo "$port"
+}
 # The processes under PID, all generations (BentoML's workers leave its process group).
 descendants() {
     local child
@@ -199,7 +205,7 @@ as_pg() {
 pg_running() { [ -f "$PG_DATA/PG_VERSION" ] && as_pg "$PG_BIN/pg_ctl" status -D "$PG_DATA" >/dev/null 2>&1; }
 pg_port_running() { sed -n 4p "$PG_DATA/postmaster.pid" 2>/dev/null; }
 psql_admin() {
-    as_pg "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$PG_SOCKET" -p "$(pg_port_running)" -U postgres -d postgres "$@"
+    as_pg "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$PG_SOCKET" -p "$(pg_port_running)" -U postgres -d postgres
 }
 
 up_postgres() {
@@ -213,11 +219,13 @@ up_postgres() {
     touch "$log"
     if is_root; then
         chown postgres: "$PG_DIR" "$PG_SOCKET" "$log"
-        # the server, as postgres, must reach its directory through every parent
-        local dir=$PG_DIR
-        while [ "$dir" != / ]; do
+        # the server, as postgres, must reach its directory through every parent: name the
+        # first one it cannot enter, from the top
+        local dir="" part
+        IFS=/ read -ra parts <<<"${PG_DIR#/}"
+        for part in "${parts[@]}"; do
+            dir=$dir/$part
             runuser -u postgres -- test -x "$dir" || die "postgresql" "the OS user postgres (the server runs as it: not as root) cannot enter $dir; use a PARCELRISK_TEAM_DIR it can reach (e.g. under /srv or /tmp) or allow it (chmod o+x $dir)"
-            dir=$(dirname "$dir")
         done
     fi
     if [ ! -f "$PG_DATA/PG_VERSION" ]; then

@@ -173,5 +173,5 @@ def open_outcome_store(location: str | Path, decisions: DecisionStore | None = N
         return SqliteOutcomeStore(location)
     from serving.postgres_store import PostgresDecisionStore, PostgresOutcomeStore
 
-    engine = decisions.engine if isinstance(decisions, PostgresDecisionStore) else None
-    return PostgresOutcomeStore(str(location), engine=engine)
+    engines = decisions.engines if isinstance(decisions, PostgresDecisionStore) else None
+    return PostgresOutcomeStore(str(location), engines=engines)

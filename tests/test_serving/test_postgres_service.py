@@ -67,13 +67,14 @@ def test_decisions_results_and_retries_go_to_postgresql(client, location) -> Non
     from serving.store import open_store
 
     declarations = make_declarations(4, seed=61, prefix="PG")
-    first = _score(client, declarations)
-    assert first.status_code == 200, first.text
-    again = _score(client, declarations)  # a retry: the stored decisions, not new ones
-    assert again.json() == first.json()
     store = open_store(location)
     try:
-        assert store.count() == 4
+        before = store.count()
+        first = _score(client, declarations)
+        assert first.status_code == 200, first.text
+        again = _score(client, declarations)  # a retry: the stored decisions, not new ones
+        assert again.json() == first.json()
+        assert store.count() == before + 4
     finally:
         store.close()
     result = {
@@ -95,6 +96,15 @@ def test_decisions_results_and_retries_go_to_postgresql(client, location) -> Non
 def test_the_auditor_commands_read_a_postgresql_store(client, location) -> None:
     declarations = make_declarations(2, seed=62, prefix="PGA")
     decisions = _score(client, declarations).json()["decisions"]
+    result = {
+        "declaration_id": declarations[1]["declaration_id"],
+        "inspected_at": "2026-05-02T08:00:00Z",
+        "illicit": False,
+    }
+    posted = client.post(
+        "/outcomes", json={"outcomes": [result]}, headers={"X-API-Key": INSPECTOR_KEY}
+    )
+    assert posted.json() == {"stored": 1, "unchanged": 0}
     verified = _cli("audit", "verify", "--db", location)
     assert verified.exit_code == 0, verified.output
     assert json.loads(verified.stdout)["problem"] is None
@@ -110,7 +120,7 @@ def test_the_auditor_commands_read_a_postgresql_store(client, location) -> None:
         assert sum(c.decisions for c in counts) == store.count() > 0
     finally:
         store.close()
-    assert sum(c.inspected for c in counts) >= 1  # the result posted in the first test
+    assert sum(c.inspected for c in counts) >= 1  # the result posted above
     refused = _cli("audit", "archive", "--before", "2026-01-01", "--db", location)
     assert refused.exit_code != 0
     assert "audit archive reads a SQLite decision store only" in str(refused.exception)

@@ -71,7 +71,7 @@ class PostgresServer:
     def _options(self) -> str:
         return (
             f"-p {self.port} -h 127.0.0.1 -k {self.directory} -c fsync=off "
-            "-c full_page_writes=off -c synchronous_commit=off -c max_connections=200"
+            "-c full_page_writes=off -c max_connections=200"
         )
 
     def _pg_ctl_start(self) -> None:
@@ -100,8 +100,10 @@ class PostgresServer:
             raise RuntimeError(f"initdb failed: {done.stderr.strip() or done.stdout.strip()}")
         self._pg_ctl_start()
 
-    def stop(self) -> None:
-        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop")
+    def stop(self, mode: str = "immediate") -> None:
+        """``immediate`` at teardown; ``fast`` for an outage the data must survive (an
+        immediate stop is a crash: commits not yet written out would be replayed or lost)."""
+        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", mode, "stop")
 
     def create_database(self) -> str:
         """A new empty database; its URL."""

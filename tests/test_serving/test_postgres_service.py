@@ -133,7 +133,9 @@ def test_a_scorer_gets_503_while_postgresql_is_down_then_service_again(
     a 503 naming the store (retry later), and once it is back the same replica records again,
     with no restart."""
     declarations = make_declarations(2, seed=63, prefix="PGDOWN")
-    server.stop()
+    serving = _score(client, make_declarations(1, seed=64, prefix="PGUP"))
+    assert serving.status_code == 200, serving.text
+    server.stop(mode="fast")  # an outage, not a crash: the store's data outlives it
     try:
         down = _score(client, declarations)
         assert down.status_code == 503, down.text

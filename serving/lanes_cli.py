@@ -13,7 +13,6 @@ import getpass
 import json
 import math
 import os
-import sqlite3
 import tempfile
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -45,7 +44,7 @@ MIN_SET_PARCELS = 2000
 _TRAFFIC_SQL = """
 SELECT d.seq, d.declaration_id, d.declared_at, d.model_name, d.model_version,
        d.thresholds_version, d.risk, d.expected_revenue, d.lane, d.exploration,
-       json_extract(d.declaration_json, '$.aeo_operator') AS aeo{outcome_columns}
+       {aeo} AS aeo{outcome_columns}
 FROM decisions AS d{outcome_join}
 WHERE d.declared_at IS NOT NULL {period}
 ORDER BY d.seq
@@ -56,15 +55,7 @@ def _db_option(help_text: str) -> Any:
     return typer.Option(None, "--db", help=help_text)
 
 
-def _sqlite_db(db: str | None) -> Path | None:
-    """``--db`` as the SQLite file these commands read (text, not a Path, on the command line:
-    a postgresql:// URL keeps its slashes and is refused by name)."""
-    from serving.outcome_store import sqlite_path
-
-    return sqlite_path(db) if db is not None else None
-
-
-def read_lane_traffic(db: Path, since: str | None, until: str | None) -> pd.DataFrame:
+def read_lane_traffic(db: str | Path, since: str | None, until: str | None) -> pd.DataFrame:
     """The decisions declared in [since, until) with their inspection result, one row per
     declaration (its latest decision), from the store file opened read-only.
 
@@ -74,25 +65,26 @@ def read_lane_traffic(db: Path, since: str | None, until: str | None) -> pd.Data
     import pandas as pd
 
     from serving.audit.report import parse_when
+    from serving.store_read import read_only
 
-    if not Path(db).is_file():
-        raise ParcelriskError(f"no decision store at {db}")
     start = parse_when(since, "--since") if since else None
     end = parse_when(until, "--until", end_of_day=True) if until else None
-    conn = sqlite3.connect(f"{Path(db).resolve().as_uri()}?mode=ro", uri=True)
-    try:
-        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    with read_only(db) as store:
+        tables = store.tables()
         if "decisions" not in tables:
-            raise ParcelriskError(f"{db} holds no decisions table: not a decision store")
+            raise ParcelriskError(
+                f"{store.location} holds no decisions table: not a decision store"
+            )
         with_results = "outcomes" in tables
         period, args = "", []
         if start is not None:
-            period += "AND d.declared_at >= ? "
+            period += "AND d.declared_at >= {p} "
             args.append(start)
         if end is not None:
-            period += "AND d.declared_at < ? "
+            period += "AND d.declared_at < {p} "
             args.append(end)
         sql = _TRAFFIC_SQL.format(
+            aeo=store.json_text("d.declaration_json", "aeo_operator"),
             outcome_columns=", o.illicit, o.revenue_recovered" if with_results else "",
             outcome_join=(
                 " LEFT JOIN outcomes AS o ON o.declaration_id = d.declaration_id"
@@ -101,11 +93,7 @@ def read_lane_traffic(db: Path, since: str | None, until: str | None) -> pd.Data
             ),
             period=period,
         )
-        rows = conn.execute(sql, args).fetchall()
-    except sqlite3.Error as exc:
-        raise ParcelriskError(f"cannot read the decision store {db}: {exc}") from None
-    finally:
-        conn.close()
+        _, rows = store.query(sql, args)
     columns = [
         "seq",
         "declaration_id",
@@ -129,7 +117,9 @@ def read_lane_traffic(db: Path, since: str | None, until: str | None) -> pd.Data
     frame = frame.drop_duplicates("declaration_id", keep="last").reset_index(drop=True)
     frame["declared_at"] = pd.to_datetime(frame["declared_at"], utc=True, format="ISO8601")
     frame["exploration"] = frame["exploration"].astype(bool)
-    frame["aeo"] = frame["aeo"].isin([1, True, "1", "true"])
+    from serving.store_read import json_flag
+
+    frame["aeo"] = json_flag(frame["aeo"])
     for column in ("risk", "expected_revenue", "illicit", "revenue"):
         frame[column] = pd.to_numeric(frame[column], errors="coerce").astype(np.float64)
     return frame.drop(columns="seq")
@@ -191,7 +181,7 @@ def _read_truth(path: Path) -> pd.DataFrame:
 
 
 def plan_lanes(
-    store: Path,
+    store: str | Path,
     settings: Settings,
     since: str | None = None,
     until: str | None = None,
@@ -274,7 +264,7 @@ def plan(
     estimated on its exploration parcels (and against a ground truth when given)."""
     settings = settings_from(params)
     summary, table = plan_lanes(
-        _sqlite_db(db or settings.serve.audit_db), settings, since, until, truth, model_version
+        db or settings.serve.audit_db, settings, since, until, truth, model_version
     )
     if chart is not None:
         _write_chart(table, chart)
@@ -467,7 +457,7 @@ def set_lanes(
         red,
         yellow,
         reason=reason,
-        db=_sqlite_db(db),
+        db=db,
         since=since,
         set_by=getpass.getuser(),
     )
@@ -481,7 +471,7 @@ def set_lane_rates(
     yellow: float,
     *,
     reason: str = "",
-    db: Path | None = None,
+    db: str | Path | None = None,
     since: str | None = None,
     set_by: str = "",
     require_store: bool = False,
@@ -599,7 +589,7 @@ def _print_set(result: dict[str, Any], settings: Settings) -> None:
 def refit_lane_cutoffs(
     client: MlflowClient,
     settings: Settings,
-    db: Path,
+    db: str | Path,
     days: int,
     *,
     reason: str = "",
@@ -637,20 +627,16 @@ def refit_lane_cutoffs(
     return {**result, "since": since}
 
 
-def _latest_declared(db: Path, model_name: str, model_version: str) -> datetime | None:
+def _latest_declared(db: str | Path, model_name: str, model_version: str) -> datetime | None:
     """The latest declared_at among one model version's decisions (None: none)."""
-    if not Path(db).is_file():
-        raise ParcelriskError(f"no decision store at {db}")
-    conn = sqlite3.connect(f"{Path(db).resolve().as_uri()}?mode=ro", uri=True)
-    try:
-        (latest,) = conn.execute(
-            "SELECT MAX(declared_at) FROM decisions WHERE model_name = ? AND model_version = ?",
+    from serving.store_read import read_only
+
+    with read_only(db) as store:
+        _, rows = store.query(
+            "SELECT MAX(declared_at) FROM decisions WHERE model_name = {p} AND model_version = {p}",
             (model_name, model_version),
-        ).fetchone()
-    except sqlite3.Error as exc:
-        raise ParcelriskError(f"cannot read the decision store {db}: {exc}") from None
-    finally:
-        conn.close()
+        )
+    (latest,) = rows[0]
     if latest is None:
         return None
     moment = datetime.fromisoformat(str(latest).replace("Z", "+00:00"))
@@ -673,7 +659,7 @@ def refit_lanes(
     result = refit_lane_cutoffs(
         registry_client(tracking_uri),
         settings,
-        _sqlite_db(db),
+        db,
         days,
         reason=reason,
         set_by=getpass.getuser(),

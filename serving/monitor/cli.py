@@ -56,7 +56,7 @@ def _clean(value: Any) -> Any:
 
 
 def monitor_store(
-    path: Path,
+    path: str | Path,
     start: pd.Timestamp,
     end: pd.Timestamp,
     settings: Settings,
@@ -116,7 +116,6 @@ def monitor(
 
     from serving.monitor.data import log_report
     from serving.monitor.report import render_report
-    from serving.outcome_store import sqlite_path
 
     # a progress bar per bundle file on stderr says nothing to a person or a cron job
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -130,7 +129,7 @@ def monitor(
             report.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ParcelriskError(f"--report {report}: cannot create it: {exc.strerror}") from None
-    path = sqlite_path(db if db is not None else settings.serve.audit_db)
+    path = db if db is not None else settings.serve.audit_db
     summary, champion, client = monitor_store(path, start, end, settings, tracking_uri)
     info = summary["champion"]
     live_scores = summary["drift"].pop("score_live", [])

@@ -3,7 +3,6 @@ champion's bundle and its lane targets from MLflow, and the report logged back t
 
 from __future__ import annotations
 
-import sqlite3
 import tempfile
 from dataclasses import replace
 from pathlib import Path
@@ -12,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from features.errors import ParcelriskError
+from serving.store_read import json_flag
 
 if TYPE_CHECKING:
     from models.bundle import RiskModel
@@ -22,11 +22,11 @@ _PERIOD = """
 SELECT d.decision_id, d.declaration_id, d.declared_at, d.manifest_fingerprint, d.model_name,
        d.model_version, d.thresholds_version, d.lane_policy, d.risk, d.expected_revenue, d.lane,
        d.exploration, d.features,
-       json_extract(d.declaration_json, '$.aeo_operator') AS aeo_operator,
+       {aeo} AS aeo_operator,
        {outcome_columns}
 FROM (
-    SELECT *, ROW_NUMBER() OVER (PARTITION BY declaration_id ORDER BY scored_at, rowid) AS n
-    FROM decisions WHERE declared_at >= ? AND declared_at < ?
+    SELECT *, ROW_NUMBER() OVER (PARTITION BY declaration_id ORDER BY scored_at, seq) AS n
+    FROM decisions WHERE declared_at >= {p} AND declared_at < {p}
 ) AS d {outcome_join}
 WHERE d.n = 1
 ORDER BY d.declared_at, d.seq
@@ -38,32 +38,31 @@ _WITH_OUTCOMES = (
 _WITHOUT_OUTCOMES = ("0 AS has_result, NULL AS illicit, NULL AS revenue_recovered", "")
 
 
-def open_read_only(path: Path) -> sqlite3.Connection:
-    """The store file opened read-only: a monitor's read must never create or change anything."""
-    if not path.is_file():
-        raise ParcelriskError(f"decision store {path}: no such file")
-    return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=10.0)
-
-
-def read_period(path: Path, declared_from: str, declared_to: str) -> pd.DataFrame:
+def read_period(location: str | Path, declared_from: str, declared_to: str) -> pd.DataFrame:
     """The decisions declared in [``declared_from``, ``declared_to``) (the store's time text),
-    one per declaration, with their inspection result where stored (``has_result``)."""
-    conn = open_read_only(path)
-    try:
-        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    one per declaration, with their inspection result where stored (``has_result``); from a
+    SQLite file or a PostgreSQL database, read only (``serving.store_read``)."""
+    from serving.store_read import read_only
+
+    with read_only(location) as store:
+        tables = store.tables()
         if "decisions" not in tables:
-            raise ParcelriskError(f"decision store {path}: no decisions table (nothing scored)")
+            raise ParcelriskError(
+                f"decision store {store.location}: no decisions table (nothing scored)"
+            )
         columns, join = _WITH_OUTCOMES if "outcomes" in tables else _WITHOUT_OUTCOMES
-        query = _PERIOD.format(outcome_columns=columns, outcome_join=join)
-        cursor = conn.execute(query, (declared_from, declared_to))
-        names = [c[0] for c in cursor.description]
-        frame = pd.DataFrame(cursor.fetchall(), columns=names)
-    finally:
-        conn.close()
+        query = _PERIOD.format(
+            outcome_columns=columns,
+            outcome_join=join,
+            aeo=store.json_text("d.declaration_json", "aeo_operator"),
+            p="{p}",
+        )
+        names, rows = store.query(query, (declared_from, declared_to))
+        frame = pd.DataFrame(rows, columns=names)
     frame["declared_at"] = pd.to_datetime(frame["declared_at"], utc=True, format="ISO8601")
     for column in ("exploration", "has_result"):
         frame[column] = frame[column].fillna(0).astype(bool)
-    frame["aeo_operator"] = frame["aeo_operator"].fillna(0).astype(bool)
+    frame["aeo_operator"] = json_flag(frame["aeo_operator"])
     for column in ("risk", "expected_revenue", "illicit", "revenue_recovered"):
         frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
     return frame

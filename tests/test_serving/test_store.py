@@ -318,3 +318,49 @@ def test_postgresql_store_survives_its_connections_being_cut(postgres_url) -> No
     store.record([_record(2)])
     assert store.count() == 2 and store.get("dec2")[1]
     store.close()
+
+
+def test_the_analysts_reads_are_the_same_on_both_stores(tmp_path, postgres_url) -> None:
+    """`monitor` and `lanes` read a period with its results (``serving.store_read``): the same
+    frames from a SQLite file and from PostgreSQL holding the same decisions and results."""
+    import pandas as pd
+
+    from serving.lanes_cli import read_lane_traffic
+    from serving.monitor.data import read_period
+    from serving.outcomes import store_outcomes
+    from serving.store import open_outcome_store
+
+    records = []
+    for i in range(6):
+        text = json.dumps(
+            {
+                "declaration_id": f"D{i}",
+                "declared_at": f"2026-05-0{1 + i}T10:00:00.000000Z",
+                "aeo_operator": i % 2 == 0,
+            }
+        )
+        records.append(dataclasses.replace(_record(i), declaration_json=text, lane="red"))
+    results = pd.DataFrame(
+        [{"declaration_id": "D1", "inspected_at": "2026-05-03T09:00:00Z", "illicit": False}]
+    )
+    frames = {}
+    for location in (str(tmp_path / "audit.db"), postgres_url):
+        store = open_store(location)
+        store.record(records)
+        store.record([dataclasses.replace(records[2], decision_id="again")])  # counted once
+        outcomes = open_outcome_store(location, store)
+        store_outcomes(outcomes, results, source="t", now=pd.Timestamp("2026-06-01", tz="UTC"))
+        outcomes.close()
+        store.close()
+        frames[location] = (
+            read_lane_traffic(location, "2026-05-02", None),
+            read_period(location, "2026-05-01T00:00:00.000000Z", "2026-05-05T00:00:00.000000Z"),
+        )
+    (lite_traffic, lite_period), (pg_traffic, pg_period) = frames.values()
+    assert len(lite_traffic) == 5 and lite_traffic["aeo"].sum() == 2
+    pd.testing.assert_frame_equal(lite_traffic, pg_traffic)
+    assert len(lite_period) == 4 and lite_period["has_result"].sum() == 1
+    assert lite_period["aeo_operator"].tolist() == [True, False, True, False]
+    columns = [c for c in lite_period.columns if c != "features"]  # bytes: compared below
+    pd.testing.assert_frame_equal(lite_period[columns], pg_period[columns], check_dtype=False)
+    assert [bytes(b) for b in lite_period["features"]] == [bytes(b) for b in pg_period["features"]]

@@ -304,7 +304,8 @@ class PostgresDecisionStore:
         self._key = key if key is not None else load_key("audit")
         self.engines = _Engines.open(location)
         self.engine = self.engines.core
-        self.location = _shown(self.engine)
+        self.location = _shown(self.engine)  # for messages: no password
+        self.source = location  # to open it again (may hold a password: never shown)
         create_schema(self.engine)
 
     @property

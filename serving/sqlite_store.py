@@ -318,6 +318,12 @@ class SqliteDecisionStore:
         """Where the store is, for messages (a PostgreSQL store: its URL without password)."""
         return str(self.path)
 
+    @property
+    def source(self) -> str:
+        """The location to open it again with (a PostgreSQL store's may hold a password:
+        never shown; ``location`` is)."""
+        return str(self.path)
+
     def _connect(self, **options: bool) -> sqlite3.Connection:
         conn = sqlite3.connect(str(self.path), isolation_level=None, timeout=30.0, **options)
         # whichever connection starts the log over cuts the file back to the limit

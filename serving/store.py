@@ -70,6 +70,9 @@ class DecisionStore(Protocol):
     # --- the tamper-evident chain (``serving.audit.chain``): every store keeps the same one,
     # made inside its write transaction, one writer at a time, keyed with the audit key.
 
+    location: str  # where it is, for messages (no password)
+    source: str  # the location to open it again with (may hold a password: never shown)
+
     @property
     def key(self) -> bytes:
         """The audit key this store MACs its chain with (``features.keys``)."""

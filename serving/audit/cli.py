@@ -45,7 +45,7 @@ def open_audit_store(
         if sqlite_only:
             raise ParcelriskError(
                 f"audit {sqlite_only} reads a SQLite decision store only; on {location.split('@')[-1]} "
-                "use audit verify, head, list, show or export"
+                "use audit verify, head, list, show, export or recompute"
             )
         return open_store(location)
     path = sqlite_path(location)

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import math
-import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,7 +45,8 @@ if TYPE_CHECKING:
     from serving.audit.models import LoadedModel, RecordedModels
     from serving.decision import DecisionRecord
     from serving.outcome_store import SqliteOutcomeStore
-    from serving.sqlite_store import SqliteDecisionStore
+    from serving.postgres_store import PostgresOutcomeStore
+    from serving.store import DecisionStore
 
 RAW_TOLERANCE = 1e-12  # log-odds; LightGBM on the same input and build is bit-exact in practice
 _LOG_PAGE = 20_000  # decisions read from the log per step (bounded memory)
@@ -184,8 +184,8 @@ class StateReplay:
     def __init__(
         self,
         state: EntityState,
-        store: SqliteDecisionStore,
-        results: SqliteOutcomeStore | None,
+        store: DecisionStore,
+        results: SqliteOutcomeStore | PostgresOutcomeStore | None,
     ) -> None:
         from features.pipeline.live import LiveState
 
@@ -235,48 +235,36 @@ class StateReplay:
 # --- reading the store ------------------------------------------------------------------------
 
 
-def _read_only(path: Path) -> sqlite3.Connection:
-    """A read-only connection on the store file, for what ``SqliteDecisionStore`` does not
-    offer (every seq, a batch's seqs): it can never write."""
-    return sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
+def all_seqs(location: str | Path) -> list[int]:
+    """Every stored decision's seq, in order (a SQLite file or a PostgreSQL URL)."""
+    from serving.store_read import read_only
+
+    with read_only(location) as store:
+        _, rows = store.query("SELECT seq FROM decisions ORDER BY seq")
+    return [int(r[0]) for r in rows]
 
 
-def all_seqs(path: Path) -> list[int]:
-    conn = _read_only(path)
-    try:
-        return [int(r[0]) for r in conn.execute("SELECT seq FROM decisions ORDER BY seq")]
-    finally:
-        conn.close()
+def has_results(location: str | Path) -> bool:
+    """Whether the store holds an ``outcomes`` table (results were ever stored)."""
+    from serving.store_read import read_only
+
+    with read_only(location) as store:
+        return "outcomes" in store.tables()
 
 
-def has_results(path: Path) -> bool:
-    """Whether the store file holds an ``outcomes`` table (results were ever stored)."""
-    conn = _read_only(path)
-    try:
-        found = conn.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'outcomes'"
-        ).fetchone()
-    finally:
-        conn.close()
-    return found is not None
-
-
-def batch_of(store: SqliteDecisionStore, record: DecisionRecord) -> list[DecisionRecord]:
+def batch_of(store: DecisionStore, record: DecisionRecord) -> list[DecisionRecord]:
     """The decisions scored in one batch with ``record`` (itself included), in seq order: one
     ``record`` call stores a batch in one transaction, so they share ``scored_at``, the answer
     time and the model version."""
-    conn = _read_only(store.path)
-    try:
-        seqs = [
-            int(r[0])
-            for r in conn.execute(
-                "SELECT seq FROM decisions WHERE answered_at = ? AND scored_at = ? "
-                "AND model_name = ? AND model_version = ? ORDER BY seq",
-                (record.answered_at, record.scored_at, record.model_name, record.model_version),
-            )
-        ]
-    finally:
-        conn.close()
+    from serving.store_read import read_only
+
+    with read_only(store.source) as reader:
+        _, rows = reader.query(
+            "SELECT seq FROM decisions WHERE answered_at = {p} AND scored_at = {p} "
+            "AND model_name = {p} AND model_version = {p} ORDER BY seq",
+            (record.answered_at, record.scored_at, record.model_name, record.model_version),
+        )
+    seqs = [int(r[0]) for r in rows]
     if not seqs:
         return [record]
     wanted = set(seqs)
@@ -284,7 +272,7 @@ def batch_of(store: SqliteDecisionStore, record: DecisionRecord) -> list[Decisio
     return [r for r in found if r.seq in wanted]
 
 
-def records_at(store: SqliteDecisionStore, seqs: Iterable[int]) -> list[DecisionRecord]:
+def records_at(store: DecisionStore, seqs: Iterable[int]) -> list[DecisionRecord]:
     out = []
     for seq in seqs:
         found = store.find(after_seq=int(seq) - 1, limit=1)
@@ -298,8 +286,8 @@ def records_at(store: SqliteDecisionStore, seqs: Iterable[int]) -> list[Decision
 
 def recompute_decisions(
     records: Sequence[DecisionRecord],
-    store: SqliteDecisionStore,
-    results: SqliteOutcomeStore | None,
+    store: DecisionStore,
+    results: SqliteOutcomeStore | PostgresOutcomeStore | None,
     models: RecordedModels,
     exploration_seed: int,
 ) -> list[Recomputed]:

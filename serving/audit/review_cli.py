@@ -251,12 +251,12 @@ def recompute(
         records_at,
         summarise,
     )
-    from serving.outcome_store import SqliteOutcomeStore
+    from serving.store import open_outcome_store
 
     if (decision_id is None) == (sample is None):
         raise ParcelriskError("give one DECISION_ID or --sample N")
     settings = settings_from(params)
-    store = open_audit_store(db, params, sqlite_only="recompute")
+    store = open_audit_store(db, params)
     results = None
     try:
         if decision_id is not None:
@@ -265,11 +265,11 @@ def recompute(
                 raise ParcelriskError(f"decision {decision_id!r}: not in {store.location}")
             records = [found[0]]
         else:
-            seqs = all_seqs(store.path)
+            seqs = all_seqs(store.source)
             chosen = sorted(random.Random(seed).sample(seqs, min(int(sample or 0), len(seqs))))
             records = records_at(store, chosen)
         # the outcome store creates its table when absent: open it only when there is one
-        results = SqliteOutcomeStore(store.path) if has_results(store.path) else None
+        results = open_outcome_store(store.source, store) if has_results(store.source) else None
         with RecordedModels(tracking_uri) as models:
             found_all = recompute_decisions(
                 records, store, results, models, settings.serve.exploration_seed

@@ -266,3 +266,49 @@ def test_a_missing_store_is_one_line_and_exit_2(capsys, tmp_path) -> None:
                         "--db", str(missing))  # fmt: skip
     assert code == 2 and err.strip() == f"error: decision store {missing}: no such file"
     assert not missing.exists()
+
+
+def test_recompute_on_a_postgresql_store_shared_by_two_replicas(
+    real_pipeline, tmp_path, postgres_url, capsys
+) -> None:
+    """Two replicas' decisions and results in one PostgreSQL store recompute as they do from a
+    SQLite file: from the stored vector and from the declaration on the state as it was."""
+    from serving.store import open_outcome_store, open_store
+
+    settings = load_settings(real_pipeline["params"])
+    workers = [load_runtime(settings, real_pipeline["tracking_uri"], tmp_path / f"m{i}") for i in (1, 2)]  # fmt: skip
+    store = open_store(postgres_url)
+    results = open_outcome_store(postgres_url, store)
+    parcels = fresh_declarations(real_pipeline["history"], 24, prefix="PGR")
+    parcels["seller_id"] = parcels["seller_id"].iloc[:3].tolist() * 8
+    parcels["declared_at"] = pd.Timestamp("2026-03-11 08:00", tz="UTC") + pd.to_timedelta(
+        np.arange(24) * 10, unit="min"
+    )
+    try:
+        for b in range(2):
+            part = parcels.iloc[b * 12 : (b + 1) * 12]
+            _serve(workers[b], store, results, part)
+            first = part.iloc[:1]
+            store_outcomes(
+                results,
+                pd.DataFrame(
+                    {
+                        "declaration_id": first["declaration_id"],
+                        "inspected_at": (first["declared_at"] + pd.Timedelta(minutes=30))
+                        .dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+                        .tolist(),
+                        "illicit": ["true"],
+                        "offence_type": ["undervaluation"],
+                        "revenue_recovered": ["25"],
+                    }
+                ),
+                source="test",
+            )
+    finally:
+        results.close()
+        store.close()
+    code, out, _ = run_cli(capsys, "audit", "recompute", "--sample", "24", "--db", postgres_url,
+                        "--params", str(real_pipeline["params"]),
+                        "--tracking-uri", real_pipeline["tracking_uri"], "--json")  # fmt: skip
+    summary = json.loads(out)["summary"]
+    assert code == 0 and summary["n"] == 24 and summary["matches"] == 24, summary

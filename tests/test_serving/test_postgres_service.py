@@ -57,6 +57,19 @@ def _score(client, declarations: list[dict]):
     return client.post("/score", json={"declarations": declarations}, headers=auth())
 
 
+def _post_clean_result(client, declaration_id: str) -> dict:
+    """An inspector reports the parcel clean; the counts the service answers."""
+    result = {
+        "declaration_id": declaration_id,
+        "inspected_at": "2026-05-02T08:00:00Z",
+        "illicit": False,
+    }
+    posted = client.post(
+        "/outcomes", json={"outcomes": [result]}, headers={"X-API-Key": INSPECTOR_KEY}
+    )
+    return posted.json()
+
+
 def _cli(*args: str):
     from serving.main import app
 
@@ -77,15 +90,10 @@ def test_decisions_results_and_retries_go_to_postgresql(client, location) -> Non
         assert store.count() == before + 4
     finally:
         store.close()
-    result = {
-        "declaration_id": declarations[0]["declaration_id"],
-        "inspected_at": "2026-05-02T08:00:00Z",
-        "illicit": False,
+    assert _post_clean_result(client, declarations[0]["declaration_id"]) == {
+        "stored": 1,
+        "unchanged": 0,
     }
-    posted = client.post(
-        "/outcomes", json={"outcomes": [result]}, headers={"X-API-Key": INSPECTOR_KEY}
-    )
-    assert posted.json() == {"stored": 1, "unchanged": 0}
     decision_id = first.json()["decisions"][1]["decision_id"]
     read = client.get(
         "/decision", params={"decision_id": decision_id}, headers={"X-API-Key": AUDITOR_KEY}
@@ -96,15 +104,10 @@ def test_decisions_results_and_retries_go_to_postgresql(client, location) -> Non
 def test_the_auditor_commands_read_a_postgresql_store(client, location) -> None:
     declarations = make_declarations(2, seed=62, prefix="PGA")
     decisions = _score(client, declarations).json()["decisions"]
-    result = {
-        "declaration_id": declarations[1]["declaration_id"],
-        "inspected_at": "2026-05-02T08:00:00Z",
-        "illicit": False,
+    assert _post_clean_result(client, declarations[1]["declaration_id"]) == {
+        "stored": 1,
+        "unchanged": 0,
     }
-    posted = client.post(
-        "/outcomes", json={"outcomes": [result]}, headers={"X-API-Key": INSPECTOR_KEY}
-    )
-    assert posted.json() == {"stored": 1, "unchanged": 0}
     verified = _cli("audit", "verify", "--db", location)
     assert verified.exit_code == 0, verified.output
     assert json.loads(verified.stdout)["problem"] is None

@@ -377,6 +377,25 @@ class PostgresDecisionStore:
         cut = _last_cut(conn)
         return (int(cut[0]), bytes(cut[1])) if cut is not None else (0, GENESIS)
 
+    def cut_chain(
+        self, cut_seq: int, cut_mac: bytes, archived_at: str, archive: str, mac: bytes
+    ) -> None:
+        """``parcelrisk audit archive``'s last step, in the writers' turn (the chain lock):
+        record where the hot chain now starts and drop the decisions up to it."""
+        archived = sa.select(decisions.c.decision_id).where(decisions.c.seq <= cut_seq)
+        with self._writing() as conn:
+            conn.execute(
+                chain_cuts.insert().values(
+                    cut_seq=cut_seq,
+                    cut_mac=cut_mac,
+                    archived_at=archived_at,
+                    archive=archive,
+                    mac=mac,
+                )
+            )
+            conn.execute(undelivered.delete().where(undelivered.c.decision_id.in_(archived)))
+            conn.execute(decisions.delete().where(decisions.c.seq <= cut_seq))
+
     def mark_undelivered(self, decision_ids: Sequence[str], reason: str) -> None:
         if not decision_ids:
             return

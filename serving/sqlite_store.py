@@ -514,6 +514,27 @@ class SqliteDecisionStore:
         finally:
             fcntl.flock(lock_file, fcntl.LOCK_UN)
 
+    def cut_chain(
+        self, cut_seq: int, cut_mac: bytes, archived_at: str, archive: str, mac: bytes
+    ) -> None:
+        """``parcelrisk audit archive``'s last step, in the writers' turn: record where the hot
+        chain now starts (the cut, MAC'd by the caller) and drop the decisions up to it."""
+
+        def cut() -> None:
+            self._conn.execute(
+                "INSERT INTO chain_cuts (cut_seq, cut_mac, archived_at, archive, mac) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (cut_seq, cut_mac, archived_at, archive, mac),
+            )
+            self._conn.execute(
+                "DELETE FROM undelivered WHERE decision_id IN "
+                "(SELECT decision_id FROM decisions WHERE seq <= ?)",
+                (cut_seq,),
+            )
+            self._conn.execute("DELETE FROM decisions WHERE seq <= ?", (cut_seq,))
+
+        self._write(cut)
+
     def mark_undelivered(self, decision_ids: Sequence[str], reason: str) -> None:
         """These recorded decisions were never answered (``reason``): a retry returns them."""
         if not decision_ids:

@@ -101,6 +101,12 @@ class DecisionStore(Protocol):
     def head(self) -> tuple[int, bytes] | None:
         """The chain's last (seq, mac); None when nothing was recorded."""
 
+    def cut_chain(
+        self, cut_seq: int, cut_mac: bytes, archived_at: str, archive: str, mac: bytes
+    ) -> None:
+        """Record where the hot chain starts after an archive and drop what it moved out
+        (``serving.audit.archive``), in the writers' turn."""
+
     def close(self) -> None:
         """Flush and release the store."""
 

@@ -22,7 +22,7 @@ import json
 import os
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from features.errors import ParcelriskError
 from serving.audit.verify import verify_store
@@ -31,16 +31,25 @@ from serving.sqlite_store import (
     _COLUMNS,
     _N_STORED,
     ARCHIVE_MANIFEST,
-    SqliteDecisionStore,
     cut_mac_of,
     read_archive_manifest,
 )
 
+if TYPE_CHECKING:
+    from serving.store import DecisionStore
+
 _PAGE = 50_000
 
 
-def default_archive_dir(store: SqliteDecisionStore) -> Path:
-    return store.path.with_name(f"{store.path.name}.archive")
+def default_archive_dir(store: DecisionStore) -> Path:
+    """``STORE.archive`` beside a SQLite file; a PostgreSQL store has no file to put it beside."""
+    path = getattr(store, "path", None)
+    if path is None:
+        raise ParcelriskError(
+            f"{store.location} is a PostgreSQL store, with no file to put the archive beside: "
+            "name the archive directory with --to"
+        )
+    return path.with_name(f"{path.name}.archive")
 
 
 def _file_sha256(path: Path) -> str:
@@ -52,11 +61,15 @@ def _file_sha256(path: Path) -> str:
 
 
 def archive_before(
-    store: SqliteDecisionStore, before: str, archive: Path | None = None
+    store: DecisionStore, before: str, archive: Path | None = None
 ) -> dict[str, Any]:
-    """Move the decisions answered before ``before`` (ISO UTC) to daily Parquet files."""
+    """Move the decisions answered before ``before`` (ISO UTC) to daily Parquet files (from a
+    SQLite file or a PostgreSQL store: reads through ``serving.store_read``, the cut by the
+    store's ``cut_chain`` in its writers' turn)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
+
+    from serving.store_read import read_only
 
     archive = Path(archive) if archive is not None else default_archive_dir(store)
     report = verify_store(store)
@@ -65,12 +78,9 @@ def archive_before(
             f"the chain is broken ({report.problem.describe()}): archiving would hide it; "
             "investigate with `parcelrisk audit verify` first"
         )
-    conn = store._reader
-    with store._read_lock:
-        row = conn.execute(
-            "SELECT MAX(seq) FROM decisions WHERE answered_at < ?", (before,)
-        ).fetchone()
-    cut_seq = row[0]
+    with read_only(store.source) as reader:
+        _, found = reader.query("SELECT MAX(seq) FROM decisions WHERE answered_at < {p}", (before,))
+    cut_seq = found[0][0]
     if cut_seq is None:
         return {"archived": 0, "before": before, "archive": str(archive)}
     start_seq = store.chain_start()[0]
@@ -79,12 +89,12 @@ def archive_before(
     cut_mac = b""
     last = start_seq
     while last < cut_seq:
-        with store._read_lock:
-            rows = conn.execute(
-                f"SELECT {','.join(_COLUMNS)} FROM decisions WHERE seq > ? AND seq <= ? "
-                "ORDER BY seq LIMIT ?",
+        with read_only(store.source) as reader:
+            _, rows = reader.query(
+                f"SELECT {','.join(_COLUMNS)} FROM decisions WHERE seq > {{p}} AND seq <= {{p}} "
+                "ORDER BY seq LIMIT {p}",
                 (last, cut_seq, _PAGE),
-            ).fetchall()
+            )
         if not rows:
             break
         by_day: dict[str, list[tuple[Any, ...]]] = {}
@@ -121,20 +131,7 @@ def archive_before(
     where = str(archive.resolve())
     mac = cut_mac_of(store.key, cut_seq, cut_mac, archived_at, where)
 
-    def cut() -> None:
-        store._conn.execute(
-            "INSERT INTO chain_cuts (cut_seq, cut_mac, archived_at, archive, mac) "
-            "VALUES (?, ?, ?, ?, ?)",
-            (cut_seq, cut_mac, archived_at, where, mac),
-        )
-        store._conn.execute(
-            "DELETE FROM undelivered WHERE decision_id IN "
-            "(SELECT decision_id FROM decisions WHERE seq <= ?)",
-            (cut_seq,),
-        )
-        store._conn.execute("DELETE FROM decisions WHERE seq <= ?", (cut_seq,))
-
-    store._write(cut)
+    store.cut_chain(cut_seq, cut_mac, archived_at, where, mac)
     rows_moved = sum(f["rows"] for f in written)
     size = sum((archive / f["file"]).stat().st_size for f in written)
     return {
@@ -151,18 +148,17 @@ def archive_before(
 
 
 def _inspected_without_result(
-    store: SqliteDecisionStore, written: list[dict[str, Any]], archive: Path
+    store: DecisionStore, written: list[dict[str, Any]], archive: Path
 ) -> int:
     """Red/yellow decisions just archived that have no inspection result (yet)."""
     import pyarrow.parquet as pq
 
-    with store._read_lock:
-        has_outcomes = store._reader.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'outcomes'"
-        ).fetchone()
+    from serving.store_read import read_only
+
+    with read_only(store.source) as reader:
         known = (
-            {r[0] for r in store._reader.execute("SELECT declaration_id FROM outcomes")}
-            if has_outcomes
+            {r[0] for r in reader.query("SELECT declaration_id FROM outcomes")[1]}
+            if "outcomes" in reader.tables()
             else set()
         )
     missing = 0

@@ -27,14 +27,10 @@ def db_option() -> str | None:
     )
 
 
-def open_audit_store(
-    db: str | Path | None, params: Path | None, *, sqlite_only: str | None = None
-) -> DecisionStore:
-    """The decision store an audit command reads: ``--db`` or the settings' ``serve.audit_db``;
-    a missing file is an error (an auditor's typo must not create an empty store).
-
-    ``sqlite_only``: the command's name when it reads the SQLite file itself (archive,
-    recompute): a PostgreSQL location is refused by name rather than half-read."""
+def open_audit_store(db: str | Path | None, params: Path | None) -> DecisionStore:
+    """The decision store an audit command reads: ``--db`` or the settings' ``serve.audit_db``
+    (a SQLite file or a PostgreSQL URL); a missing file is an error (an auditor's typo must not
+    create an empty store)."""
     from features.errors import ParcelriskError
     from serving.outcome_store import sqlite_path
     from serving.sqlite_store import SqliteDecisionStore
@@ -42,11 +38,6 @@ def open_audit_store(
 
     location = str(db) if db is not None else settings_from(params).serve.audit_db
     if not is_sqlite(location):
-        if sqlite_only:
-            raise ParcelriskError(
-                f"audit {sqlite_only} reads a SQLite decision store only; on {location.split('@')[-1]} "
-                "use audit verify, head, list, show, export or recompute"
-            )
         return open_store(location)
     path = sqlite_path(location)
     if not path.is_file():
@@ -118,7 +109,7 @@ def archive(
     from serving.audit.archive import archive_before
     from serving.audit.report import parse_when
 
-    store = open_audit_store(db, params, sqlite_only="archive")
+    store = open_audit_store(db, params)
     try:
         summary = archive_before(store, parse_when(before, "--before"), to)
     finally:

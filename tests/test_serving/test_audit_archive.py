@@ -18,21 +18,47 @@ from tests.test_serving.test_store import _record
 KEY = b"k" * 40
 
 
-def _days_store(tmp_path, days=("2026-05-01", "2026-05-02", "2026-05-03"), per_day=5):
-    """A store whose decisions were answered on ``days`` (the clock set per batch)."""
+def _days_store(tmp_path, days=("2026-05-01", "2026-05-02", "2026-05-03"), per_day=5, url=None):
+    """A store whose decisions were answered on ``days`` (the clock set per batch): a SQLite
+    file, or the PostgreSQL database at ``url``."""
+    import serving.postgres_store as postgres_store
     import serving.sqlite_store as sqlite_store
+    from serving.postgres_store import PostgresDecisionStore
 
-    store = SqliteDecisionStore(tmp_path / "audit.db", key=KEY)
+    store = (
+        SqliteDecisionStore(tmp_path / "audit.db", key=KEY)
+        if url is None
+        else (PostgresDecisionStore(url, key=KEY))
+    )
     n = 0
     for day in days:
         original = sqlite_store._now_iso
-        sqlite_store._now_iso = lambda day=day: f"{day}T12:00:00.000000Z"
+        clock = lambda day=day: f"{day}T12:00:00.000000Z"  # noqa: E731
+        sqlite_store._now_iso = postgres_store._now_iso = clock
         try:
             store.record([_record(n + i) for i in range(per_day)])
         finally:
-            sqlite_store._now_iso = original
+            sqlite_store._now_iso = postgres_store._now_iso = original
         n += per_day
     return store
+
+
+def test_a_postgresql_store_archives_and_still_verifies(tmp_path, postgres_url) -> None:
+    """The same archive from a PostgreSQL store (named with --to: no file to put it beside):
+    the days as Parquet, the cut in its chain_cuts, the whole chain proven across it."""
+    store = _days_store(tmp_path, url=postgres_url)
+    head_before = verify_store(store).head
+    with pytest.raises(ParcelriskError, match="name the archive directory with --to"):
+        archive_before(store, "2026-05-03T00:00:00.000000Z")
+    summary = archive_before(store, "2026-05-03T00:00:00.000000Z", tmp_path / "archive")
+    assert summary["archived"] == 10 and summary["hot_decisions_left"] == store.count() == 5
+    report = verify_store(store, head_before)
+    assert report.intact and report.checked == 15 and len(report.sources) == 3
+    record, intact = store.get("dec3")
+    assert intact and record == _record(3) and record.seq == 4
+    store.record([_record(100)])  # replicas go on appending after the cut
+    assert verify_store(store).intact and store.head()[0] == 16
+    store.close()
 
 
 def test_old_days_move_to_daily_parquet_and_the_chain_still_verifies(tmp_path) -> None:

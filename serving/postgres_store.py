@@ -482,16 +482,20 @@ class PostgresDecisionStore:
         after_seq: int = 0,
         limit: int = 100,
     ) -> list[DecisionRecord]:
-        query = sa.select(*_ROW).where(decisions.c.seq > int(after_seq))
-        for column, test, value in (
-            (decisions.c.answered_at, "ge", answered_from),
-            (decisions.c.answered_at, "lt", answered_to),
-            (decisions.c.lane, "eq", lane),
-            (decisions.c.model_version, "eq", model_version),
-            (decisions.c.declaration_id, "eq", declaration_id),
+        c = decisions.c
+        conditions = [c.seq > int(after_seq)]
+        if answered_from is not None:
+            conditions.append(c.answered_at >= answered_from)
+        if answered_to is not None:
+            conditions.append(c.answered_at < answered_to)
+        for column, value in (
+            (c.lane, lane),
+            (c.model_version, model_version),
+            (c.declaration_id, declaration_id),
         ):
             if value is not None:
-                query = query.where(getattr(column, f"__{test}__")(value))
+                conditions.append(column == value)
+        query = sa.select(*_ROW).where(*conditions)
         with self._reading() as conn:
             rows = conn.execute(query.order_by(decisions.c.seq).limit(int(limit))).all()
         return [_row_record(tuple(row))[0] for row in rows]

@@ -10,7 +10,6 @@ than ``MIN_RESULTS`` inspection results are not judged.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,14 +45,16 @@ class GroupRates:
     flag: str
 
 
+# Written once for both stores (``serving.store_read``): ``{p}`` a parameter, ``{origin}``...
+# a field of the stored declaration; CAST gives PostgreSQL a type for a parameter left NULL.
 _COUNTS = """
-SELECT json_extract(d.declaration_json, '$.origin_country'),
-       json_extract(d.declaration_json, '$.channel'),
-       d.lane, COUNT(*), COUNT(o.declaration_id), COALESCE(SUM(o.illicit), 0),
-       json_extract(d.declaration_json, '$.platform_id')
+SELECT {origin}, {channel}, d.lane, COUNT(*), COUNT(o.declaration_id),
+       COALESCE(SUM(o.illicit), 0), {platform}
 FROM decisions AS d LEFT JOIN outcomes AS o ON o.declaration_id = d.declaration_id
-WHERE (? IS NULL OR d.model_name = ?) AND (? IS NULL OR d.model_version = ?)
-  AND (? IS NULL OR d.declared_at >= ?) AND (? IS NULL OR d.declared_at < ?)
+WHERE (CAST({p} AS TEXT) IS NULL OR d.model_name = {p})
+  AND (CAST({p} AS TEXT) IS NULL OR d.model_version = {p})
+  AND (CAST({p} AS TEXT) IS NULL OR d.declared_at >= {p})
+  AND (CAST({p} AS TEXT) IS NULL OR d.declared_at < {p})
 GROUP BY 1, 2, 3, 7
 """
 
@@ -66,56 +67,25 @@ def read_lane_counts(
     declared_to: str | None = None,
 ) -> list[LaneCount]:
     """The counts of the decisions of one model version and/or declared in [``declared_from``,
-    ``declared_to``) (the store's time text), read-only from the decision store file (or from
-    a PostgreSQL store's URL)."""
-    from serving.store import is_sqlite
+    ``declared_to``) (the store's time text), read-only from the decision store (a SQLite file
+    or a PostgreSQL URL); none before anything was scored and inspected."""
+    from serving.store_read import read_only
 
     bounds = (model_name, model_version, declared_from, declared_to)
-    if not is_sqlite(db_path):
-        return _postgres_counts(str(db_path), bounds)
-    from serving.outcome_store import sqlite_path
-
-    db_path = sqlite_path(str(db_path))
-    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=10.0)
-    try:
-        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        if not {"decisions", "outcomes"} <= tables:
+    with read_only(db_path) as store:
+        if not {"decisions", "outcomes"} <= store.tables():
             return []
-        rows = conn.execute(_COUNTS, [v for b in bounds for v in (b, b)]).fetchall()
-    finally:
-        conn.close()
-    return [LaneCount(*row) for row in rows]
-
-
-# The same counts on PostgreSQL (declared_at is ISO text there too: text order is time order).
-_PG_COUNTS = """
-SELECT d.declaration_json::json ->> 'origin_country', d.declaration_json::json ->> 'channel',
-       d.lane, COUNT(*), COUNT(o.declaration_id), COALESCE(SUM(o.illicit), 0),
-       d.declaration_json::json ->> 'platform_id'
-FROM decisions AS d LEFT JOIN outcomes AS o ON o.declaration_id = d.declaration_id
-WHERE (CAST(:name AS text) IS NULL OR d.model_name = :name)
-  AND (CAST(:version AS text) IS NULL OR d.model_version = :version)
-  AND (CAST(:since AS text) IS NULL OR d.declared_at COLLATE "C" >= :since)
-  AND (CAST(:until AS text) IS NULL OR d.declared_at COLLATE "C" < :until)
-GROUP BY 1, 2, 3, 7
-"""
-
-
-def _postgres_counts(location: str, bounds: tuple[str | None, ...]) -> list[LaneCount]:
-    import sqlalchemy as sa
-
-    from serving.postgres_store import create_schema, make_engine, unavailable_as_error
-
-    engine = make_engine(location)
-    try:
-        create_schema(engine)  # a store no one has scored into yet: empty tables, no counts
-        with unavailable_as_error(engine), engine.connect() as conn:
-            rows = conn.execute(
-                sa.text(_PG_COUNTS),
-                dict(zip(("name", "version", "since", "until"), bounds, strict=True)),
-            ).all()
-    finally:
-        engine.dispose()
+        fields = {
+            name: store.json_text("d.declaration_json", key)
+            for name, key in (
+                ("origin", "origin_country"),
+                ("channel", "channel"),
+                ("platform", "platform_id"),
+            )
+        }
+        _, rows = store.query(
+            _COUNTS.format(p="{p}", **fields), [v for b in bounds for v in (b, b)]
+        )
     return [LaneCount(*row) for row in rows]
 
 

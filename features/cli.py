@@ -198,12 +198,34 @@ def features_build(
     quiet: bool = typer.Option(
         False, "--quiet", "-q", help="No progress bars (none either when stderr is not a terminal)."
     ),
+    engine: str = typer.Option(
+        "pandas",
+        "--engine",
+        help="pandas (one process) or dask (partitions on a Dask cluster: the same features "
+        "and entity state for histories larger than one process holds).",
+    ),
+    scheduler: str | None = typer.Option(
+        None,
+        "--scheduler",
+        help="With --engine dask: the Dask scheduler's address (e.g. tcp://host:8786); "
+        "default a LocalCluster of two worker processes on this machine.",
+    ),
+    partition_rows: int | None = typer.Option(
+        None,
+        "--partition-rows",
+        min=1,
+        help="With --engine dask: rows per partition (default 250,000; a worker holds a few "
+        "partitions at a time).",
+    ),
 ) -> None:
     """Build point-in-time features, the feature manifest and the entity-state snapshot.
 
     The declarations pass the validation gate first (inline, or by a matching record): a file
     with structural faults is refused.
     """
+    for given, name in ((scheduler, "--scheduler"), (partition_rows, "--partition-rows")):
+        if given is not None and engine != "dask":
+            raise typer.BadParameter(f"{name} needs --engine dask", param_hint=name)
     from features.pipeline.build import build_to_dir
 
     _echo_json(
@@ -215,6 +237,9 @@ def features_build(
             validated_by=validated_by,
             as_of=as_of,
             show_progress=_show_progress(quiet),
+            engine=engine,
+            scheduler=scheduler,
+            partition_rows=partition_rows,
         )
     )
 

@@ -53,6 +53,7 @@ def local_time_us(t_us: np.ndarray, timezone: str) -> np.ndarray:
 
 class Calendar(Family):
     name = "calendar"
+    distribution = "rows"
 
     def specs(self, ctx: SpecContext) -> list[FeatureSpec]:
         return list(_SPECS)

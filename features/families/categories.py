@@ -52,6 +52,7 @@ def _own(categories: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
 
 class Categories(Family):
     name = "categories"
+    distribution = "rows"
 
     def specs(self, ctx: SpecContext) -> list[FeatureSpec]:
         specs = []

@@ -82,6 +82,7 @@ _SPECS = (
 
 class Declaration(Family):
     name = "declaration"
+    distribution = "rows"
 
     def specs(self, ctx: SpecContext) -> list[FeatureSpec]:
         return [spec for spec, needs in _SPECS if ctx.fed(*needs)]

@@ -24,13 +24,21 @@ from features.pipeline import history as hist
 from features.pipeline.family import Family, History, Rows, SpecContext, Values
 from features.pipeline.history import NO_TIME, US_PER_DAY, EntityBase, EventIndex
 from features.pipeline.manifest import FeatureSpec
-from features.pipeline.prepare import Entity, entities_for, entity_keys, forget_unknown
+from features.pipeline.prepare import (
+    Entity,
+    entities_for,
+    entity_keys,
+    entity_of,
+    forget_unknown,
+)
 
 # features that need the recovered revenue of past inspections
 _REVENUE = ("revenue_recovered_eur", "revenue_per_offence_eur")
 
 
 OUTCOME_WEIGHTS = ("inspected", "illicit", "revenue_cents")
+# ``History.whole``: every recorded result of the whole history (t_us, illicit, revenue_cents)
+ALL_OUTCOMES = "entity_history.outcomes"
 
 
 def outcome_weights(illicit: np.ndarray, revenue_cents: np.ndarray) -> dict[str, np.ndarray]:
@@ -46,6 +54,13 @@ def smoothed_rate(
 ) -> np.ndarray:
     """Beta-prior hit rate: a new entity gets the prior, never 0 or 1."""
     return (hits + strength * prior) / (trials + strength)
+
+
+def _outcome_index(outcomes: dict[str, np.ndarray]) -> EventIndex:
+    """Every recorded result as an event of code 0 (the prior's index)."""
+    out_t = outcomes["t_us"]
+    weights = outcome_weights(outcomes["illicit"], outcomes["revenue_cents"])
+    return EventIndex(np.zeros(len(out_t), dtype=np.int64), out_t, weights)
 
 
 def global_prior(
@@ -380,6 +395,106 @@ class _Merged:
     global_outcomes: EventIndex
 
 
+def _table_of(
+    history: History, entity: Entity, horizon: int
+) -> tuple[EntityTable, np.ndarray, np.ndarray, np.ndarray]:
+    """An entity's snapshot table, and the rows where each key first appears, of the table's
+    declaration events and of its results' declarations."""
+    prep, outcomes = history.prep, history.outcomes
+    t = prep["t_us"]
+    codes, vocab = history.entity(entity)
+    known = codes >= 0  # parcels with an unknown key belong to no entity
+    out_known = known[outcomes["rows"]]
+    out_codes = codes[outcomes["rows"]][out_known]
+    out_t = outcomes["t_us"][out_known]
+    out_ill = outcomes["illicit"][out_known]
+    out_rev = outcomes["revenue_cents"][out_known]
+    recent = known & (t >= horizon)
+    recent_out = out_t >= horizon
+    table = EntityTable(
+        vocabulary=pd.Index(vocab.astype("str")),
+        base=_base_totals(
+            len(vocab), codes[known], t[known], horizon, out_codes, out_t, out_ill, out_rev
+        ),
+        decl_codes=codes[recent],
+        decl_t_us=t[recent],
+        out_codes=out_codes[recent_out],
+        out_t_us=out_t[recent_out],
+        out_illicit=out_ill[recent_out].astype(np.int64),
+        out_revenue_cents=out_rev[recent_out],
+    )
+    _, first = np.unique(codes[known], return_index=True)  # codes come in order of appearance
+    first = np.flatnonzero(known)[first]
+    return table, first, np.flatnonzero(recent), outcomes["rows"][out_known][recent_out]
+
+
+def _merged_table(pieces: list[dict]) -> EntityTable:
+    """One entity's table from pieces of disjoint keys: keys coded in order of their first
+    row, events in the order of their rows (as ``_table_of`` gives them on the whole)."""
+    first_row = np.concatenate([p["first_row"] for p in pieces])
+    order = np.argsort(first_row, kind="stable")
+    code_of = np.empty(len(order), dtype=np.int64)
+    code_of[order] = np.arange(len(order))
+    offsets = np.cumsum([0] + [len(p["first_row"]) for p in pieces])
+
+    def codes(name: str) -> np.ndarray:
+        return np.concatenate(
+            [code_of[p["table"].__dict__[name] + offsets[i]] for i, p in enumerate(pieces)]
+        ).astype(np.int64)
+
+    def cat(name: str, part: str = "") -> np.ndarray:
+        return np.concatenate(
+            [getattr(p["table"].base if part else p["table"], name) for p in pieces]
+        )
+
+    decl = np.argsort(np.concatenate([p["decl_row"] for p in pieces]), kind="stable")
+    out = np.argsort(np.concatenate([p["out_row"] for p in pieces]), kind="stable")
+    vocabulary = np.concatenate([p["table"].vocabulary.to_numpy(object) for p in pieces])
+    return EntityTable(
+        vocabulary=pd.Index(vocabulary[order].astype("str")),
+        base=EntityBase(**{n: cat(n, "base")[order] for n in _BASE_TOTALS}),
+        decl_codes=codes("decl_codes")[decl],
+        decl_t_us=cat("decl_t_us")[decl],
+        out_codes=codes("out_codes")[out],
+        out_t_us=cat("out_t_us")[out],
+        out_illicit=cat("out_illicit")[out],
+        out_revenue_cents=cat("out_revenue_cents")[out],
+    )
+
+
+_BASE_TOTALS = ("first_seen_us", "n_inspected", "n_illicit", "revenue_cents")
+
+
+def _with_global(
+    tables: dict[str, EntityTable],
+    outcomes: dict[str, np.ndarray],
+    horizon: int,
+    t_us: np.ndarray | None = None,
+) -> EntityHistories:
+    """The snapshot part: the tables, and every result for the prior (older ones as totals;
+    ``t_us``: every declaration's time, for a first-seen the saved snapshot does not keep)."""
+    recent_out = outcomes["t_us"] >= horizon
+    zero = np.zeros(len(outcomes["t_us"]), dtype=np.int64)
+    t_us = np.zeros(0, dtype=np.int64) if t_us is None else t_us
+    global_base = _base_totals(
+        1,
+        np.zeros(len(t_us), dtype=np.int64),
+        t_us,
+        horizon,
+        zero,
+        outcomes["t_us"],
+        outcomes["illicit"],
+        outcomes["revenue_cents"],
+    )
+    return EntityHistories(
+        tables=tables,
+        global_base=global_base,
+        global_out_t_us=outcomes["t_us"][recent_out],
+        global_out_illicit=outcomes["illicit"][recent_out].astype(np.int64),
+        global_out_revenue_cents=outcomes["revenue_cents"][recent_out],
+    )
+
+
 def _base_totals(
     n_codes: int,
     codes: np.ndarray,
@@ -410,6 +525,13 @@ def _base_totals(
 
 class EntityHistoryFamily(Family):
     name = "entity_history"
+    distribution = "keys"
+
+    def partition_keys(self, ctx: SpecContext) -> tuple[str, ...]:
+        return tuple(e.spec for e in entities_for(ctx.params, ctx.contract, ctx.inputs))
+
+    def batch_keys(self, history: History, key: str) -> Values:
+        return self.entity_batch(history, entity_of(key), self.prior(history))
 
     def specs(self, ctx: SpecContext) -> list[FeatureSpec]:
         specs = []
@@ -422,32 +544,45 @@ class EntityHistoryFamily(Family):
         return specs
 
     def batch(self, history: History) -> Values:
+        prior = self.prior(history)
+        result: Values = {}
+        entities = entities_for(history.params, history.contract, history.manifest.inputs)
+        for entity in history.track(entities, "entity histories"):
+            result.update(self.entity_batch(history, entity, prior))
+        return result
+
+    @staticmethod
+    def prior(history: History) -> np.ndarray:
+        """The global hit rate each row is smoothed towards: of every result recorded before
+        it. (The Dask engine computes it from every partition's results and hands it to
+        ``entity_batch`` on rows holding a few keys.)"""
+        outcomes = history.whole.get(ALL_OUTCOMES, history.outcomes)
+        return global_prior(history.prep["t_us"], _outcome_index(outcomes), None, history.params)
+
+    @staticmethod
+    def entity_batch(history: History, entity: Entity, prior: np.ndarray) -> Values:
+        """One entity's features of every row: a row's values depend only on the rows with
+        its key (and on ``prior``), so any rows holding every row of their keys give the same."""
         prep, params, outcomes = history.prep, history.params, history.outcomes
         t = prep["t_us"]
         out_t = outcomes["t_us"]
         weights = outcome_weights(outcomes["illicit"], outcomes["revenue_cents"])
-        everything = EventIndex(np.zeros(len(out_t), dtype=np.int64), out_t, weights)
-        prior = global_prior(t, everything, None, params)
-        result: Values = {}
-        entities = entities_for(params, history.contract, history.manifest.inputs)
-        for entity in history.track(entities, "entity histories"):
-            rows = history.queries(entity)
-            known = history.known(entity)
-            # Parcels with an unknown key share a code of their own (their results are
-            # forgotten below): every row is an event of its code, every result too.
-            out_index = hist.BatchIndex(
-                rows,
-                history.outcome_grid,
-                rows.codes[outcomes["rows"]],
-                out_t,
-                weights,
-            )
-            values = entity_history(
-                entity.prefix, rows.codes, t, history.declarations(entity), out_index, prior, params
-            )
-            forget_unknown(values, known, prior, f"{entity.prefix}_hit_rate")
-            result.update(values)
-        return result
+        rows = history.queries(entity)
+        known = history.known(entity)
+        # Parcels with an unknown key share a code of their own (their results are
+        # forgotten below): every row is an event of its code, every result too.
+        out_index = hist.BatchIndex(
+            rows,
+            history.outcome_grid,
+            rows.codes[outcomes["rows"]],
+            out_t,
+            weights,
+        )
+        values = entity_history(
+            entity.prefix, rows.codes, t, history.declarations(entity), out_index, prior, params
+        )
+        forget_unknown(values, known, prior, f"{entity.prefix}_hit_rate")
+        return values
 
     def online(self, rows: Rows, part: EntityHistories) -> Values:
         """A request's histories: one merged query over the snapshot plus the request rows."""
@@ -570,51 +705,38 @@ class EntityHistoryFamily(Family):
         return np.concatenate(codes), np.concatenate(row)
 
     def fit_part(self, history: History, cutoff_us: int) -> EntityHistories:
-        prep, params, outcomes = history.prep, history.params, history.outcomes
+        params, outcomes = history.params, history.outcomes
         horizon = cutoff_us - params.max_window_days * US_PER_DAY
-        t = prep["t_us"]
-        tables: dict[str, EntityTable] = {}
-        for entity in entities_for(params, history.contract, history.manifest.inputs):
-            codes, vocab = history.entity(entity)
-            known = codes >= 0  # parcels with an unknown key belong to no entity
-            out_known = known[outcomes["rows"]]
-            out_codes = codes[outcomes["rows"]][out_known]
-            out_t = outcomes["t_us"][out_known]
-            out_ill = outcomes["illicit"][out_known]
-            out_rev = outcomes["revenue_cents"][out_known]
-            recent = known & (t >= horizon)
-            recent_out = out_t >= horizon
-            tables[entity.spec] = EntityTable(
-                vocabulary=pd.Index(vocab.astype("str")),
-                base=_base_totals(
-                    len(vocab), codes[known], t[known], horizon, out_codes, out_t, out_ill, out_rev
-                ),
-                decl_codes=codes[recent],
-                decl_t_us=t[recent],
-                out_codes=out_codes[recent_out],
-                out_t_us=out_t[recent_out],
-                out_illicit=out_ill[recent_out].astype(np.int64),
-                out_revenue_cents=out_rev[recent_out],
-            )
-        recent_out = outcomes["t_us"] >= horizon
-        zero = np.zeros(len(outcomes["t_us"]), dtype=np.int64)
-        global_base = _base_totals(
-            1,
-            np.zeros(len(t), dtype=np.int64),
-            t,
-            horizon,
-            zero,
-            outcomes["t_us"],
-            outcomes["illicit"],
-            outcomes["revenue_cents"],
-        )
-        return EntityHistories(
-            tables=tables,
-            global_base=global_base,
-            global_out_t_us=outcomes["t_us"][recent_out],
-            global_out_illicit=outcomes["illicit"][recent_out].astype(np.int64),
-            global_out_revenue_cents=outcomes["revenue_cents"][recent_out],
-        )
+        tables = {
+            entity.spec: _table_of(history, entity, horizon)[0]
+            for entity in entities_for(params, history.contract, history.manifest.inputs)
+        }
+        return _with_global(tables, outcomes, horizon, history.prep["t_us"])
+
+    def snapshot_piece(self, history: History, key: str, cutoff_us: int, rows: np.ndarray) -> dict:
+        """``fit_part``'s table of entity ``key`` from rows holding every row of their keys
+        (``rows``: their numbers in the whole history), with the rows of its keys' first
+        appearance and of its events, to be put in the whole history's order."""
+        horizon = cutoff_us - history.params.max_window_days * US_PER_DAY
+        table, first, decl_rows, out_rows = _table_of(history, entity_of(key), horizon)
+        return {
+            "table": table,
+            "first_row": rows[first],
+            "decl_row": rows[decl_rows],
+            "out_row": rows[out_rows],
+        }
+
+    def merge_snapshot(
+        self, pieces: dict[str, list[dict]], ctx: SpecContext, outcomes: dict, cutoff_us: int
+    ) -> EntityHistories:
+        """``fit_part`` of the whole history from every partition's pieces of every entity
+        (``outcomes``: every result recorded before ``cutoff_us``, in the history's order)."""
+        horizon = cutoff_us - ctx.params.max_window_days * US_PER_DAY
+        tables = {
+            entity.spec: _merged_table(pieces[entity.spec])
+            for entity in entities_for(ctx.params, ctx.contract, ctx.inputs)
+        }
+        return _with_global(tables, outcomes, horizon)
 
     def save_part(self, part: EntityHistories, directory: Path) -> None:
         for i, table in enumerate(part.tables.values()):

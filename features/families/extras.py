@@ -12,6 +12,7 @@ PREFIX = "extra_"
 
 class Extras(Family):
     name = "extras"
+    distribution = "rows"
 
     def specs(self, ctx: SpecContext) -> list[FeatureSpec]:
         return [

@@ -58,6 +58,11 @@ def fit_heading_references(rows: Rows, before: slice | np.ndarray) -> HeadingRef
 
 class HsHeadingValue(Family):
     name = "hs_heading_value"
+    distribution = "keys"
+
+    def partition_keys(self, ctx: SpecContext) -> tuple[str, ...]:
+        return ("hs_heading",)
+
     optional = True
 
     def specs(self, ctx: SpecContext) -> list[FeatureSpec]:
@@ -97,6 +102,19 @@ class HsHeadingValue(Family):
     def fit_part(self, history: History, cutoff_us: int) -> HeadingReferences:
         start_us = refit_start_us(cutoff_us, history.params.refit_period_days)
         return fit_heading_references(history, history.prep["t_us"] < start_us)
+
+    def merge_snapshot(
+        self,
+        pieces: dict[str, list[HeadingReferences]],
+        ctx: SpecContext,
+        outcomes: dict,
+        cutoff_us: int,
+    ) -> HeadingReferences:
+        """Rows of disjoint headings: their tables together, sorted by heading."""
+        tables = [p.table for p in pieces["hs_heading"] if len(p.table)]
+        if not tables:
+            return pieces["hs_heading"][0]
+        return HeadingReferences(pd.concat(tables).sort_index())
 
     def save_part(self, part: HeadingReferences, directory: Path) -> None:
         part.table.to_parquet(directory / "hs_heading_references.parquet")

@@ -29,7 +29,9 @@ from features.families.shipments import (
     append_events,
     batch_index,
     load_recent,
+    merge_recent,
     recent_events,
+    recent_piece,
     request_index,
     save_recent,
     window_totals,
@@ -92,6 +94,10 @@ def order_features(
 
 class Orders(Family):
     name = "orders"
+    distribution = "keys"
+
+    def partition_keys(self, ctx: SpecContext) -> tuple[str, ...]:
+        return (PAIR.spec,)  # a line (pair and HS6) is in its pair's rows
 
     def specs(self, ctx: SpecContext) -> list[FeatureSpec]:
         hours = ctx.params.order_windows_hours
@@ -182,6 +188,20 @@ class Orders(Family):
     def fit_part(self, history: History, cutoff_us: int) -> RecentOrders:
         return RecentOrders(
             recent_events(history, PAIR, cutoff_us), recent_events(history, LINE, cutoff_us)
+        )
+
+    def snapshot_piece(self, history: History, key: str, cutoff_us: int, rows: np.ndarray) -> dict:
+        return {
+            "pair": recent_piece(history, PAIR, cutoff_us, rows),
+            "line": recent_piece(history, LINE, cutoff_us, rows),
+        }
+
+    def merge_snapshot(
+        self, pieces: dict[str, list[dict]], ctx: SpecContext, outcomes: dict, cutoff_us: int
+    ) -> RecentOrders:
+        mine = pieces[PAIR.spec]
+        return RecentOrders(
+            merge_recent([p["pair"] for p in mine]), merge_recent([p["line"] for p in mine])
         )
 
     def save_part(self, part: RecentOrders, directory: Path) -> None:

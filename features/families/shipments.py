@@ -120,6 +120,10 @@ def _no_shipments() -> RecentShipments:
 
 class Shipments(Family):
     name = "shipments"
+    distribution = "keys"
+
+    def partition_keys(self, ctx: SpecContext) -> tuple[str, ...]:
+        return (self.entity(ctx.params).spec,)
 
     def entity(self, params: FeatureParams) -> Entity:
         return entity_of(params.split_entity)
@@ -194,6 +198,14 @@ class Shipments(Family):
     def fit_part(self, history: History, cutoff_us: int) -> RecentShipments:
         return recent_events(history, self.entity(history.params), cutoff_us)
 
+    def snapshot_piece(self, history: History, key: str, cutoff_us: int, rows: np.ndarray) -> dict:
+        return recent_piece(history, self.entity(history.params), cutoff_us, rows)
+
+    def merge_snapshot(
+        self, pieces: dict[str, list[dict]], ctx: SpecContext, outcomes: dict, cutoff_us: int
+    ) -> RecentShipments:
+        return merge_recent(pieces[self.entity(ctx.params).spec])
+
     def save_part(self, part: RecentShipments, directory: Path) -> None:
         save_recent(part, directory, "shipments")
 
@@ -252,6 +264,38 @@ def recent_events(history: History, entity: Entity, cutoff_us: int) -> RecentShi
         pd.Index(keys, dtype=object),
         hist.EventIndex(
             codes, history.prep["t_us"][rows], {"value_cents": history.prep["value_cents"][rows]}
+        ),
+    )
+
+
+def recent_piece(history: History, entity: Entity, cutoff_us: int, rows: np.ndarray) -> dict:
+    """``recent_events`` of rows holding every row of their keys, each event with its row's
+    number in the whole history (``rows``) and its key, for ``merge_recent``."""
+    horizon = cutoff_us - history.params.max_window_days * hist.US_PER_DAY
+    local, codes, keys = history.recent(entity, horizon)
+    return {
+        "row": rows[local],
+        "key": keys[codes],
+        "t_us": history.prep["t_us"][local],
+        "value_cents": history.prep["value_cents"][local],
+    }
+
+
+def merge_recent(pieces: list[dict]) -> RecentShipments:
+    """``recent_events`` of the whole history from its pieces: events in row order, keys coded
+    in order of first appearance among them."""
+    order = np.argsort(np.concatenate([p["row"] for p in pieces]), kind="stable")
+
+    def cat(name: str) -> np.ndarray:
+        return np.concatenate([np.asarray(p[name]) for p in pieces])[order]
+
+    codes, keys = pd.factorize(cat("key"))
+    return RecentShipments(
+        pd.Index(np.asarray(keys, dtype=object), dtype=object),
+        hist.EventIndex(
+            codes.astype(np.int64),
+            cat("t_us").astype(np.int64),
+            {"value_cents": cat("value_cents").astype(np.int64)},
         ),
     )
 

@@ -522,6 +522,23 @@ def _add_declarations(
     counts.add_declarations(U[description], chapter, hs6, documents.astype(np.int64))
 
 
+def _add_declarations_counted(
+    counts: TextCounts, U: sparse.csr_matrix, keys: np.ndarray, documents: np.ndarray, n_hs6: int
+) -> None:
+    """``_add_declarations`` of keys each standing for ``documents`` declarations."""
+    if not len(keys):
+        return
+    distinct, of_key = np.unique(keys, return_inverse=True)
+    total = np.bincount(of_key, weights=documents, minlength=len(distinct)).astype(np.int64)
+    description, chapter, hs6 = _declaration_parts(distinct, n_hs6)
+    counts.add_declarations(U[description], chapter, hs6, total)
+
+
+def inverse_of(index: dict[str, int], values: np.ndarray) -> np.ndarray:
+    """The position of each value in ``index`` (every value is in it)."""
+    return np.fromiter((index[v] for v in values.tolist()), dtype=np.int64, count=len(values))
+
+
 def _fit_model(history: History, start_us: int) -> TextModel:
     """The models fitted on the declarations before ``start_us`` and the outcomes recorded
     before it, as batch fits them for the period starting then."""
@@ -553,6 +570,7 @@ def _fit_model(history: History, start_us: int) -> TextModel:
 
 class Text(Family):
     name = "text"
+    distribution = "aggregates"
 
     def specs(self, ctx: SpecContext) -> list[FeatureSpec]:
         return list(_SPECS) if ctx.fed("description") else []
@@ -625,6 +643,106 @@ class Text(Family):
         shape = description_shape(U, vague_mask)  # per distinct description
         result.update({name: values[inverse] for name, values in shape.items()})
         return result
+
+    def batch_of_counts(
+        self,
+        declared: pd.DataFrame,
+        results: pd.DataFrame,
+        hs6_vocabulary: np.ndarray,
+        params: FeatureParams,
+    ) -> pd.DataFrame:
+        """``batch`` from partial aggregates (the Dask engine's): the text features of each
+        (period, description, hs_chapter, hs6) of ``declared``, the distinct declarations per
+        refit period with their count ``n``; ``results``: the recorded results per (period of
+        their recording, description, illicit) with ``n``; ``hs6_vocabulary``: the history's
+        HS6 codes in order of first appearance. The same integer evidence as ``batch`` period
+        by period, each distinct declaration scored the same way: the same values.
+        """
+        periods = declared["period"].to_numpy(np.int64)
+        descriptions = declared["description"].to_numpy(object)
+        inverse, U, vocabulary = _tokenize_all(descriptions)
+        vague_mask = np.isin(vocabulary, list(params.vague_terms))
+        n_hs6 = len(hs6_vocabulary)
+        hs6_codes = codes_of(
+            {v: i for i, v in enumerate(hs6_vocabulary.tolist())},
+            declared["hs6"].to_numpy(object),
+        )
+        keys = _declaration_keys(
+            inverse.astype(np.int64),
+            chapter_index(declared["hs_chapter"].to_numpy(object)),
+            hs6_codes,
+            n_hs6,
+        )
+        documents = declared["n"].to_numpy(np.int64)
+        # U's rows: the distinct descriptions in order of first appearance (pd.factorize's)
+        description_of = {d: i for i, d in enumerate(pd.unique(descriptions).tolist())}
+        result_description = inverse_of(description_of, results["description"].to_numpy(object))
+        result_period = results["period"].to_numpy(np.int64)
+        result_illicit = results["illicit"].to_numpy(bool)
+        result_n = results["n"].to_numpy(np.int64)
+        counts = TextCounts.zeros(len(vocabulary), n_hs6)
+        out: dict[str, np.ndarray] = {}
+        added = np.zeros(len(declared), dtype=bool)
+        results_added = np.zeros(len(results), dtype=bool)
+        for period in np.unique(periods):
+            # evidence: declarations of earlier periods, results recorded in earlier periods
+            new = ~added & (periods < period)
+            _add_declarations_counted(counts, U, keys[new], documents[new], n_hs6)
+            added |= new
+            new = ~results_added & (result_period < period)
+            rows = np.repeat(np.flatnonzero(new), result_n[new])  # one document per result
+            counts.add_outcomes(U[result_description[rows]], result_illicit[rows])
+            results_added |= new
+            model, seen = TextModel.from_counts(
+                counts, vocabulary, params.text_alpha, hs6_vocabulary
+            )
+            at = np.flatnonzero(periods == period)
+            distinct, of_row = np.unique(keys[at], return_inverse=True)
+            description, chapter, hs6 = _declaration_parts(distinct, n_hs6)
+            scores = _score_in_chunks(U[description], model, seen, chapter, hs6, params)
+            for name, values in scores.items():
+                out.setdefault(name, np.full(len(declared), np.nan))[at] = values[of_row]
+        shape = description_shape(U, vague_mask)
+        out.update({name: values[inverse] for name, values in shape.items()})
+        return pd.DataFrame(out, index=declared.index)
+
+    def part_of_counts(
+        self,
+        declared: pd.DataFrame,
+        results: pd.DataFrame,
+        hs6_vocabulary: np.ndarray,
+        params: FeatureParams,
+        cutoff_us: int,
+    ) -> TextSnapshot:
+        """``fit_part`` from the aggregates of ``batch_of_counts``: the model fitted on the
+        declarations and results of the periods before the one holding ``cutoff_us``."""
+        period = int(period_of(np.array([cutoff_us]), params.refit_period_days)[0])
+        declared = declared[declared["period"].to_numpy(np.int64) < period]
+        results = results[results["period"].to_numpy(np.int64) < period]
+        descriptions = declared["description"].to_numpy(object)
+        inverse, U, vocabulary = _tokenize_all(descriptions)
+        if not len(vocabulary):  # no words at all before the period
+            return TextSnapshot(_fit_model_empty(params))
+        # the HS6 codes declared before the period, in order of first appearance
+        hs6_vocabulary = hs6_vocabulary[np.isin(hs6_vocabulary, declared["hs6"].dropna())]
+        n_hs6 = len(hs6_vocabulary)
+        keys = _declaration_keys(
+            inverse.astype(np.int64),
+            chapter_index(declared["hs_chapter"].to_numpy(object)),
+            codes_of(
+                {v: i for i, v in enumerate(hs6_vocabulary.tolist())},
+                declared["hs6"].to_numpy(object),
+            ),
+            n_hs6,
+        )
+        counts = TextCounts.zeros(len(vocabulary), n_hs6)
+        _add_declarations_counted(counts, U, keys, declared["n"].to_numpy(np.int64), n_hs6)
+        description_of = {d: i for i, d in enumerate(pd.unique(descriptions).tolist())}
+        rows = np.repeat(np.arange(len(results)), results["n"].to_numpy(np.int64))
+        of_result = inverse_of(description_of, results["description"].to_numpy(object))
+        counts.add_outcomes(U[of_result[rows]], results["illicit"].to_numpy(bool)[rows])
+        model, _ = TextModel.from_counts(counts, vocabulary, params.text_alpha, hs6_vocabulary)
+        return TextSnapshot(model)
 
     def fit_part(self, history: History, cutoff_us: int) -> TextSnapshot:
         start_us = refit_start_us(cutoff_us, history.params.refit_period_days)

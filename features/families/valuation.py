@@ -106,19 +106,23 @@ def references_of_codes(
     hs6: tuple[np.ndarray, np.ndarray],
     hs6_origin: tuple[np.ndarray, np.ndarray],
     logs: dict[str, np.ndarray],
+    per_item_counted: bool | None = None,
 ) -> References:
     """``fit_references`` of keys already coded (``key_codes``): batch codes a history's keys
     once, not once per refit period; grouping by integers, not strings, is also ~5x cheaper.
-    The same groups in the same row order: the same medians, to the bit."""
+    The same groups in the same row order: the same medians, to the bit.
+
+    ``per_item_counted``: whether the pair references count per item (any past declaration
+    has a value per item); None: decided from ``logs``."""
     if len(hs6[0]) == 0:
         return References.empty()
     frame = pd.DataFrame({k: logs[k] for k in REFERENCE_COLUMNS})
     ref6, count6 = _medians(frame, *hs6, "log_value_per_item")
     ref6["count"] = count6
     # the count behind the pair reference: per item where items are declared, else per kg
-    counted = (
-        "log_value_per_item" if frame["log_value_per_item"].notna().any() else "log_value_per_kg"
-    )
+    if per_item_counted is None:
+        per_item_counted = bool(frame["log_value_per_item"].notna().any())
+    counted = "log_value_per_item" if per_item_counted else "log_value_per_kg"
     ref_pair, count_pair = _medians(frame[list(PAIR_COLUMNS)], *hs6_origin, counted)
     ref_pair["count"] = count_pair
     return References(hs6=ref6, hs6_origin=ref_pair)
@@ -337,7 +341,9 @@ def uses_quantity(manifest: FeatureManifest) -> bool:
     return manifest.inputs is None or "quantity" in manifest.inputs
 
 
-def _references_before(history: History, before: slice | np.ndarray) -> References:
+def _references_before(
+    history: History, before: slice | np.ndarray, per_item_counted: bool | None = None
+) -> References:
     """``fit_references`` of the rows ``before``, from the history's codes: the keys of
     other rows are no group (the same references)."""
     (hs6, levels6), (pairs, pair_levels) = _reference_codes(history)
@@ -345,11 +351,34 @@ def _references_before(history: History, before: slice | np.ndarray) -> Referenc
         (hs6[before], levels6),
         (pairs[before], pair_levels),
         {k: history.prep[k][before] for k in REFERENCE_COLUMNS},
+        per_item_counted,
     )
+
+
+def merge_references(parts: list[References]) -> References:
+    """The references of rows of disjoint HS6 codes together (each table sorted by key)."""
+    tables = {}
+    for name in ("hs6", "hs6_origin"):
+        filled = [getattr(p, name) for p in parts if len(getattr(p, name))]
+        tables[name] = pd.concat(filled).sort_index() if filled else None
+    if tables["hs6"] is None:
+        return References.empty()
+    return References(hs6=tables["hs6"], hs6_origin=tables["hs6_origin"])
+
+
+NEVER_US = np.iinfo(np.int64).max
+# ``History.whole``: when the first declaration with a value per item was made (int64 max: never)
+FIRST_PER_ITEM_US = "valuation.first_per_item_us"
 
 
 class Valuation(Family):
     name = "valuation"
+    distribution = "keys"
+
+    def partition_keys(self, ctx: SpecContext) -> tuple[str, ...]:
+        # HS6 and HS6|origin references nest in the HS heading: one shuffle with the heading
+        # family's (features.families.hs_heading_value)
+        return ("hs_heading",)
 
     def specs(self, ctx: SpecContext) -> list[FeatureSpec]:
         return [spec for spec, needs in _SPECS if ctx.fed(*needs)]
@@ -373,18 +402,41 @@ class Valuation(Family):
         prep = history.prep
         hs6, hs6_origin = _reference_codes(history)
 
+        t = prep["t_us"]
+        # the first declaration with a value per item, of the whole history (a Dask partition
+        # holding a few HS headings is told it): the pair references count per item from the
+        # first period after it, as they would over every row
+        first_per_item = history.whole.get(FIRST_PER_ITEM_US)
+        if first_per_item is None:
+            has_value = np.flatnonzero(~np.isnan(prep["log_value_per_item"]))
+            first_per_item = int(t[has_value[0]]) if len(has_value) else None
+
         def fit(_: History, before: slice) -> References:
+            # (no row: nothing to fit, no period to start)
+            start_us = (
+                refit_start_us(int(t[before.stop]), history.params.refit_period_days)
+                if before.stop < len(t)
+                else NEVER_US
+            )
             return references_of_codes(
                 (hs6[0][before], hs6[1]),
                 (hs6_origin[0][before], hs6_origin[1]),
                 {k: prep[k][before] for k in REFERENCE_COLUMNS},
+                per_item_counted=first_per_item is not None and first_per_item < start_us,
             )
 
         return history.by_refit_period("valuation", fit, self.compute)
 
     def fit_part(self, history: History, cutoff_us: int) -> References:
         start_us = refit_start_us(cutoff_us, history.params.refit_period_days)
-        return _references_before(history, history.prep["t_us"] < start_us)
+        first_per_item = history.whole.get(FIRST_PER_ITEM_US)  # the whole history's, if told
+        counted = None if first_per_item is None else first_per_item < start_us
+        return _references_before(history, history.prep["t_us"] < start_us, counted)
+
+    def merge_snapshot(
+        self, pieces: dict[str, list[References]], ctx: SpecContext, outcomes: dict, cutoff_us: int
+    ) -> References:
+        return merge_references(pieces["hs_heading"])
 
     def save_part(self, part: References, directory: Path) -> None:
         part.hs6.to_parquet(directory / "references_hs6.parquet")

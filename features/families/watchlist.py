@@ -257,6 +257,7 @@ def term_flag(category: str) -> str:
 
 class WatchlistFamily(Family):
     name = "watchlist"
+    distribution = "rows"
 
     def specs(self, ctx: SpecContext) -> list[FeatureSpec]:
         if not ctx.params.watchlist:

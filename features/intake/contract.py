@@ -602,6 +602,7 @@ def parse_declarations(
 
 
 def _null_column(kind: Kind, n: int) -> pd.Series:
+    import numpy as np
     import pandas as pd
 
     dtype = {
@@ -612,7 +613,9 @@ def _null_column(kind: Kind, n: int) -> pd.Series:
         "float": "float64",
         "bool": "boolean",
     }[kind]
-    return pd.Series([None] * n, dtype=dtype) if kind != "float" else pd.Series([float("nan")] * n)
+    if kind == "float":  # float64 whatever n (an empty list of floats would frame as object)
+        return pd.Series(np.full(n, np.nan))
+    return pd.Series([None] * n, dtype=dtype)
 
 
 def coerce_declarations(

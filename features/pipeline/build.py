@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from features.errors import ParcelriskError
 from features.families import active_families, build_manifest
 from features.families.categories import learn_categories
 from features.intake.contract import FIELDS, Contract, ContractError, utc_instant
@@ -46,6 +47,7 @@ log = logging.getLogger(__name__)
 FEATURES_FILE = "features.parquet"
 SOURCE_FILE = "source.json"  # what the features were built from, and how it passed the gate
 STATE_DIR = "entity_state"
+ENGINES = ("pandas", "dask")
 
 
 @dataclass
@@ -122,12 +124,20 @@ def build_to_dir(
     validated_by: Path | None = None,
     as_of: str | None = None,
     show_progress: bool = False,
+    engine: str = "pandas",
+    scheduler: str | None = None,
+    partition_rows: int | None = None,
 ) -> dict[str, Any]:
     """CLI edge: gate, read, build, write features.parquet + manifest + entity_state atomically.
 
     ``as_of``: build as known at that instant (declarations before it, results recorded before
     it) and cut the entity state there; by default just after the last declaration.
+    ``engine``: "pandas" (one process) or "dask" (``features.pipeline.dask_engine``: the same
+    features and state, on a ``LocalCluster`` or the cluster at ``scheduler``, in partitions
+    of about ``partition_rows`` rows).
     """
+    if engine not in ENGINES:
+        raise ParcelriskError(f"unknown engine {engine!r} (choose {' or '.join(ENGINES)})")
     from features.intake.pseudonym import process_key_id
     from features.intake.rules import Limits
     from features.intake.validation import require_valid
@@ -142,6 +152,18 @@ def build_to_dir(
         validated_by=validated_by,
         what="features build",
     )
+    if engine == "dask":
+        gate = dataclasses.replace(gate, declarations=None)  # the cluster reads it in parts
+        return _dask_to_dir(
+            Path(declarations_path),
+            Path(out),
+            settings,
+            gate,
+            as_of,
+            scheduler,
+            started,
+            partition_rows=partition_rows,
+        )
     if gate.declarations is not None and gate.contract is not None:  # read by the gate
         declarations, contract = gate.declarations, gate.contract
     else:
@@ -184,6 +206,24 @@ def build_to_dir(
     )
     log.debug("entity state: %.2f s", time.perf_counter() - step)
     state.save(out / STATE_DIR)
+    return _write_record(
+        out, declarations_path, gate, as_of, cutoff, n_rows, manifest, state, started
+    )
+
+
+def _write_record(
+    out: Path,
+    declarations_path: Path,
+    gate: Any,
+    as_of: str | None,
+    cutoff: pd.Timestamp,
+    n_rows: int,
+    manifest: FeatureManifest,
+    state: Any,
+    started: float,
+    **more: Any,
+) -> dict[str, Any]:
+    """source.json (what the features were built from) and features_summary.json; the summary."""
     source = {
         "declarations": str(declarations_path),
         **gate.to_dict(),
@@ -200,6 +240,7 @@ def build_to_dir(
         "entity_state_cutoff": str(cutoff),
         "entity_state_fingerprint": state.fingerprint,
         "pseudonym_key_id": state.pseudonym_key_id,
+        **more,
         "seconds": round(time.perf_counter() - started, 2),
         "out": str(out),
     }
@@ -207,3 +248,67 @@ def build_to_dir(
         out / "features_summary.json", lambda tmp: tmp.write_text(json.dumps(summary, indent=1))
     )
     return summary
+
+
+def _dask_to_dir(
+    declarations_path: Path,
+    out: Path,
+    settings: Settings,
+    gate: Any,
+    as_of: str | None,
+    scheduler: str | None,
+    started: float,
+    *,
+    partition_rows: int | None = None,
+) -> dict[str, Any]:
+    """``build_to_dir`` on the Dask engine: the history is read, built and snapshotted in
+    partitions by the cluster's workers; this process writes the joined features and the state."""
+    from features.intake.io import read_contract
+    from features.intake.pseudonym import process_key, process_key_id
+    from features.pipeline.dask_engine import DEFAULT_PARTITION_ROWS, build_dask, dask_client
+
+    if declarations_path.suffix.lower() not in (".parquet", ".pq"):
+        raise ContractError(
+            f"{declarations_path}: --engine dask reads a contract Parquet file "
+            "(`parcelrisk ingest` writes one from a CSV export)"
+        )
+    cutoff = utc_instant(as_of, "--as-of") if as_of is not None else None
+    out.mkdir(parents=True, exist_ok=True)
+    built = []
+    with dask_client(scheduler) as client:
+        atomic_write(
+            out / FEATURES_FILE,
+            lambda tmp: built.append(
+                build_dask(
+                    declarations_path,
+                    read_contract(declarations_path),
+                    settings.features,
+                    tmp,
+                    client,
+                    work_dir=out,
+                    # the workers pseudonymise as this process does (on a remote cluster the
+                    # key travels with the tasks: use TLS between client and scheduler)
+                    pseudonym_key=process_key(),
+                    pseudonym_key_id=process_key_id(),
+                    as_of=cutoff,
+                    partition_rows=partition_rows or DEFAULT_PARTITION_ROWS,
+                )
+            ),
+        )
+    result = built[0]
+    result.manifest.write(out)
+    result.state.save(out / STATE_DIR)
+    return _write_record(
+        out,
+        declarations_path,
+        gate,
+        as_of,
+        result.state.cutoff,
+        result.n_rows,
+        result.manifest,
+        result.state,
+        started,
+        engine="dask",
+        partitions=result.n_partitions,
+        scheduler=scheduler or "LocalCluster",
+    )

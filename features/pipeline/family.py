@@ -81,6 +81,10 @@ class History(Rows):
 
     outcomes: dict[str, np.ndarray] = field(default_factory=dict)  # prepare.outcome_events
     show_progress: bool = False
+    # Facts of the whole history that rows holding only some of its keys cannot see, set by
+    # the Dask engine (features.pipeline.dask_engine) on each partition's history; a family
+    # reads one where its batch needs more than its keys' rows, else derives it from its rows.
+    whole: dict[str, Any] = field(default_factory=dict)
     _current: dict[str, Any] = field(default_factory=dict, repr=False)  # one entity's arrays
     _columns: dict[str, Any] = field(default_factory=dict, repr=False)  # codes of key columns
     _vocabularies: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # pairs' keys
@@ -247,6 +251,40 @@ class Family:
 
     name: str = ""
     optional: bool = False  # built only when named in ``features.extra_families``
+    # How the Dask engine (``features.pipeline.dask_engine``) computes the family over a history
+    # no process holds: "rows": ``batch`` on any rows alone; "keys": ``batch_keys`` on rows that
+    # hold every row of each of their keys (after a shuffle on one of ``partition_keys``);
+    # "aggregates": the engine fits it from partial aggregates of every partition. None: not
+    # distributable; the engine refuses a manifest that needs it.
+    distribution: str | None = None
+
+    def partition_keys(self, ctx: SpecContext) -> tuple[str, ...]:
+        """The keys (entity specs of prepared columns: "seller_id", "seller_id*consignee_id",
+        "hs_heading") whose rows alone determine the family's features ("keys" families)."""
+        return ()
+
+    def batch_keys(self, history: History, key: str) -> Values:
+        """The features determined by the rows of ``key``: ``history`` holds every row of each
+        of its keys (and ``History.whole`` what the family needs of the rest)."""
+        return self.batch(history)
+
+    def snapshot_piece(self, history: History, key: str, cutoff_us: int, rows: np.ndarray) -> Any:
+        """("keys" families) What ``fit_part`` keeps of ``key``'s rows: ``history`` holds every
+        row of each of its keys as known at ``cutoff_us``; ``rows`` their numbers in the whole
+        history (to put merged pieces in its order). By default this history's ``fit_part``."""
+        return self.fit_part(history, cutoff_us)
+
+    def merge_snapshot(
+        self,
+        pieces: dict[str, list[Any]],
+        ctx: SpecContext,
+        outcomes: dict[str, np.ndarray],
+        cutoff_us: int,
+    ) -> Any:
+        """("keys" families) ``fit_part`` of the whole history from the ``snapshot_piece`` of
+        every partition, by partition key (``outcomes``: every result recorded before
+        ``cutoff_us``, in the history's order)."""
+        raise NotImplementedError(f"{self.name}: no merge of snapshot pieces")
 
     def specs(self, ctx: SpecContext) -> list[FeatureSpec]:
         raise NotImplementedError

@@ -27,15 +27,7 @@ def assemble(
     history: its features are a GB at a million rows, and a second copy of them was the
     build's peak memory).
     """
-    declarations = with_default_index(declarations)
-    # arrays, not Series: every column already has the same rows in the same order, and
-    # index alignment of a dict of Series costs ~0.4 ms per online request
-    meta: dict[str, Any] = {c: declarations[c].array for c in ID_COLUMNS}
-    for c in LABEL_COLUMNS:
-        if c in declarations.columns:
-            meta[c] = declarations[c].array
-    for c in REASON_CONTEXT:  # as declared where possible; derived keys (hs6...) as str
-        meta[c] = declarations[c].array if c in declarations.columns else text_array(prep[c])
+    meta = meta_columns(prep, declarations)
     names = manifest.names
     if not one_block:
         # float64 as the block is; no copy of arrays that already are
@@ -48,3 +40,17 @@ def assemble(
         block[:, j] = values[name]
     features = pd.DataFrame(block, columns=names, copy=False)
     return pd.concat([pd.DataFrame(meta), features], axis=1)
+
+
+def meta_columns(prep: Prepared, declarations: pd.DataFrame) -> dict[str, Any]:
+    """The columns before the features: ids, labels (those the declarations hold), reason context."""
+    declarations = with_default_index(declarations)
+    # arrays, not Series: every column already has the same rows in the same order, and
+    # index alignment of a dict of Series costs ~0.4 ms per online request
+    meta: dict[str, Any] = {c: declarations[c].array for c in ID_COLUMNS}
+    for c in LABEL_COLUMNS:
+        if c in declarations.columns:
+            meta[c] = declarations[c].array
+    for c in REASON_CONTEXT:  # as declared where possible; derived keys (hs6...) as str
+        meta[c] = declarations[c].array if c in declarations.columns else text_array(prep[c])
+    return meta

@@ -121,7 +121,8 @@ def dask_client(scheduler: str | None, *, n_workers: int = 2) -> Iterator[Any]:
                 n_workers=n_workers,
                 threads_per_worker=1,
                 processes=True,
-                dashboard_address=None,
+                # no dashboard; its HTTP server on a free port, never a clash with another cluster
+                dashboard_address=":0",
                 scheduler_kwargs={"dashboard": False},
                 silence_logs=logging.ERROR,
             ) as cluster,
@@ -577,8 +578,11 @@ def build_dask(
 
         divisions = (*offsets[:-1], offsets[-1] - 1)  # the staged partitions' row ranges
         base_meta = _rows_pass(staged._meta, plan, text_table)
-        text_arg = dask.delayed(text_table) if text_table is not None else None
-        base = staged.map_partitions(_rows_pass, plan, text_arg, meta=base_meta)
+        # sent to every worker once, not inside each graph (the plan carries every result:
+        # tens of MB at 10M parcels)
+        plan_arg = client.scatter(plan, broadcast=True)
+        text_arg = client.scatter(text_table, broadcast=True) if text_table is not None else None
+        base = staged.map_partitions(_rows_pass, plan_arg, text_arg, meta=base_meta)
         base_dir = work / "rows"
         base.to_parquet(str(base_dir), write_index=True)
         outputs = [dd.read_parquet(str(base_dir), index=ROW, calculate_divisions=True)]
@@ -589,7 +593,7 @@ def build_dask(
             shuffled = staged.shuffle(on=KEY_PREFIX + key, npartitions=staged.npartitions)
             sample = _keys_pass(staged._meta, plan, key)
             values = shuffled.map_partitions(
-                _keys_pass, plan, key, (cutoff_us, pieces_dirs[key]), meta=sample
+                _keys_pass, plan_arg, key, (cutoff_us, pieces_dirs[key]), meta=sample
             )
             aligned = values.set_index(ROW, divisions=divisions)
             key_dir = work / f"keys-{i}"

@@ -13,6 +13,10 @@ Two passes: the first fits on the train period (early stopping and calibration o
 is the model the held-out metrics describe; with ``train.refit`` the deployed boosters are then
 refit on all labelled parcels with the first pass's number of rounds, so the model in service has
 learnt from the most recent labelled period too. The bundle keeps the first pass for the gate.
+
+Every booster is fitted through one ``BoosterFitter`` (``models.fitting``): ``LocalFitter``
+fits in this process. It returns plain local ``lgb.Booster`` objects, so calibration,
+thresholds, evaluation, SHAP, the bundle and the registry never depend on how it fitted them.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from models.evaluation import (
     score_baselines,
     score_model,
 )
+from models.fitting import BoosterData, BoosterFitter, FittedBooster, LocalFitter
 from models.labels import (
     OUTCOME_COLUMNS,
     illicit_labels,
@@ -97,13 +102,6 @@ def offence_label_counts(frame: pd.DataFrame, labelled: np.ndarray) -> dict[str,
 # --------------------------------------------------------------------------------------------
 # fitting
 # --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class FittedBooster:
-    booster: lgb.Booster
-    rounds: int  # trees kept: the best iteration on validation
-    hit_round_cap: bool  # early stopping never triggered: more rounds might still help
 
 
 @dataclass(frozen=True)
@@ -175,6 +173,7 @@ def distil_mixture(
     X: np.ndarray,
     rows: np.ndarray,
     manifest: FeatureManifest,
+    fitter: BoosterFitter | None = None,
 ) -> Distilled:
     """One gamma booster that reproduces the mixture on a seeded sample of ``rows`` (every
     parcel of the period, labelled or not: it must hold on the traffic it will score).
@@ -182,16 +181,14 @@ def distil_mixture(
     Each parcel weighs its calibrated ``risk``: expected revenue is risk x revenue, so an error
     on a parcel that will never be inspected costs nothing (demo, seed 43: revenue@5% ratio
     0.893 weighted, 0.884 unweighted, 0.892 for the mixture itself)."""
-    import lightgbm as lgb
-
     rng = np.random.default_rng(params.seed)
     idx = rng.permutation(np.flatnonzero(rows))
     fit, held = np.sort(idx[:DISTIL_ROWS]), np.sort(idx[DISTIL_ROWS : DISTIL_ROWS + FIDELITY_ROWS])
     target = np.maximum(mixture_revenue(revenue_booster, offence_booster, X[fit]), MIN_REVENUE_EUR)
-    train_set = _dataset(X[fit], target, manifest)
-    train_set.set_weight(risk(X[fit]) + RISK_WEIGHT_FLOOR)
-    booster = lgb.train(
-        {**params.lgb_params("gamma"), **DISTIL_PARAMS}, train_set, num_boost_round=DISTIL_ROUNDS
+    booster = (fitter or LocalFitter()).fit_rounds(
+        {**params.lgb_params("gamma"), **DISTIL_PARAMS},
+        booster_data(X[fit], target, manifest, weight=risk(X[fit]) + RISK_WEIGHT_FLOOR),
+        DISTIL_ROUNDS,
     )
     check = held if len(held) >= 100 else fit  # a small history: in-sample is all there is
     exact = np.log(
@@ -216,6 +213,19 @@ def offence_kind_codes(frame: pd.DataFrame, rows: np.ndarray) -> tuple[tuple[str
     return kinds, codes
 
 
+def booster_data(
+    X: np.ndarray, y: np.ndarray, manifest: FeatureManifest, weight: np.ndarray | None = None
+) -> BoosterData:
+    """The manifest's columns (categoricals marked), and the offence kind code when ``X`` has
+    one more column (the revenue booster fitted by kind)."""
+    names = list(manifest.names)
+    categorical = [names.index(n) for n in manifest.categorical_names]
+    if X.shape[1] == len(names) + 1:
+        categorical.append(len(names))
+        names.append(OFFENCE_KIND_COLUMN)
+    return BoosterData(X, y, names, categorical, weight)
+
+
 def _fit_booster(
     params: TrainParams,
     objective: str,
@@ -225,27 +235,17 @@ def _fit_booster(
     y_valid: np.ndarray,
     manifest: FeatureManifest,
     extra: dict[str, Any] | None = None,
+    fitter: BoosterFitter | None = None,
 ) -> FittedBooster:
     """First pass: fit with early stopping on the validation rows (``extra``: more booster
     parameters, e.g. ``num_class``)."""
-    import lightgbm as lgb
-
-    train_set = _dataset(X_train, y_train, manifest)
-    valid_set = lgb.Dataset(X_valid, y_valid, reference=train_set)
-    booster = lgb.train(
+    return (fitter or LocalFitter()).fit_early_stopped(
         {**params.lgb_params(objective), **(extra or {})},
-        train_set,
-        num_boost_round=params.n_estimators,
-        valid_sets=[valid_set],
-        valid_names=["validation"],
-        callbacks=[lgb.early_stopping(params.early_stopping_rounds, verbose=False)],
+        booster_data(X_train, y_train, manifest),
+        booster_data(X_valid, y_valid, manifest),
+        params.n_estimators,
+        params.early_stopping_rounds,
     )
-    hit_cap = booster.current_iteration() >= params.n_estimators
-    best = booster.best_iteration or booster.current_iteration()
-    # Keep only the trees up to the best iteration, so the in-memory model and the saved
-    # bundle score identically whatever num_iteration a caller passes.
-    kept = lgb.Booster(model_str=booster.model_to_string(num_iteration=best))
-    return FittedBooster(kept, kept.current_iteration(), hit_cap)
 
 
 def _refit_booster(
@@ -256,32 +256,14 @@ def _refit_booster(
     rounds: int,
     manifest: FeatureManifest,
     extra: dict[str, Any] | None = None,
+    fitter: BoosterFitter | None = None,
 ) -> lgb.Booster:
     """Second pass: the same configuration on more rows, for the rounds the first pass chose.
 
     No early stopping: every labelled period is in the fit, none is left to stop on.
     """
-    import lightgbm as lgb
-
-    return lgb.train(
-        {**params.lgb_params(objective), **(extra or {})},
-        _dataset(X, y, manifest),
-        num_boost_round=rounds,
-    )
-
-
-def _dataset(X: np.ndarray, y: np.ndarray, manifest: FeatureManifest) -> lgb.Dataset:
-    """The manifest's columns (categoricals marked), and the offence kind code when ``X`` has
-    one more column (the revenue booster fitted by kind)."""
-    import lightgbm as lgb
-
-    names = list(manifest.names)
-    categorical = [names.index(n) for n in manifest.categorical_names]
-    if X.shape[1] == len(names) + 1:
-        categorical.append(len(names))
-        names.append(OFFENCE_KIND_COLUMN)
-    return lgb.Dataset(
-        X, y, feature_name=names, categorical_feature=categorical, free_raw_data=True
+    return (fitter or LocalFitter()).fit_rounds(
+        {**params.lgb_params(objective), **(extra or {})}, booster_data(X, y, manifest), rounds
     )
 
 
@@ -336,6 +318,20 @@ def train_models(
 
     ``aeo_discount``: the service's ``serve.aeo_risk_discount``; the lane cut-offs are fitted
     on the priority it lanes on."""
+    return _train_models(
+        features, manifest, params, ground_truth, progress, aeo_discount, LocalFitter()
+    )
+
+
+def _train_models(
+    features: pd.DataFrame,
+    manifest: FeatureManifest,
+    params: TrainParams,
+    ground_truth: pd.DataFrame | None,
+    progress: Progress | None,
+    aeo_discount: float,
+    fitter: BoosterFitter,
+) -> TrainResult:
     started = time.perf_counter()
     step = progress or (lambda _name: None)
     require_columns(
@@ -382,13 +378,20 @@ def train_models(
 
     step("risk model")
     risk_fit = _fit_booster(
-        params, "binary", X[fit_train], y[fit_train], X[fit_valid], y[fit_valid], used
+        params,
+        "binary",
+        X[fit_train],
+        y[fit_train],
+        X[fit_valid],
+        y[fit_valid],
+        used,
+        fitter=fitter,
     )
     step("revenue model")
     revenue = frame["revenue_recovered"].to_numpy(np.float64, na_value=np.nan)
     kinds, kind_codes = offence_kind_codes(frame, labelled & (y == 1) & parts["train"])
     revenue_fit, revenue_status = _fit_revenue(
-        params, X, y, revenue, labelled, parts, used, kinds, kind_codes
+        params, X, y, revenue, labelled, parts, used, kinds, kind_codes, fitter
     )
     fits: list[tuple[str, FittedBooster | None]] = [("risk", risk_fit)]
     if revenue_fit is not None:
@@ -449,6 +452,7 @@ def train_models(
             X,
             parts["train"] | parts["validation"],
             used,
+            fitter,
         )
         first_revenue = student.booster
         distilled["first_pass"] = {"rows": student.rows, "fidelity_r2_log": student.fidelity_r2}
@@ -457,7 +461,7 @@ def train_models(
     if params.refit:
         step("refit")
         risk_booster, revenue_booster, offence_booster = _refit_boosters(
-            params, risk_fit, revenue_fit, X, y, revenue, labelled, used, kind_codes
+            params, risk_fit, revenue_fit, X, y, revenue, labelled, used, kind_codes, fitter
         )
         if revenue_booster is not None and offence_booster is not None:
             student = distil_mixture(
@@ -468,6 +472,7 @@ def train_models(
                 X,
                 np.ones(len(X), dtype=bool),
                 used,
+                fitter,
             )
             revenue_booster = student.booster
             distilled["deployed"] = {"rows": student.rows, "fidelity_r2_log": student.fidelity_r2}
@@ -684,6 +689,7 @@ def _fit_revenue(
     manifest: FeatureManifest,
     kinds: tuple[str, ...],
     kind_codes: np.ndarray,
+    fitter: BoosterFitter | None = None,
 ) -> tuple[RevenueFit | None, str]:
     """The first-pass revenue model, or None and the one message that says why not."""
     illicit = labelled & (y == 1)
@@ -706,7 +712,7 @@ def _fit_revenue(
         )
     else:
         offence, why_pooled = _fit_offence_kinds(
-            params, X, illicit, parts, manifest, kinds, kind_codes
+            params, X, illicit, parts, manifest, kinds, kind_codes, fitter
         )
         # Gamma deviance with a log link estimates the mean revenue, which is what ranking by
         # expected revenue needs; a model of log revenue estimates the geometric mean and
@@ -720,6 +726,7 @@ def _fit_revenue(
             Xr[rev_valid],
             np.maximum(revenue[rev_valid], MIN_REVENUE_EUR),
             manifest,
+            fitter=fitter,
         )
         if offence is None:
             if why_pooled:
@@ -740,6 +747,7 @@ def _fit_offence_kinds(
     manifest: FeatureManifest,
     kinds: tuple[str, ...],
     kind_codes: np.ndarray,
+    fitter: BoosterFitter | None = None,
 ) -> tuple[FittedBooster | None, str]:
     """P(offence kind | parcel, illicit), or None and why the revenue model stays pooled."""
     if not params.revenue_by_offence:
@@ -766,6 +774,7 @@ def _fit_offence_kinds(
         kind_codes[valid],
         manifest,
         {"num_class": len(kinds)},
+        fitter,
     )
     return fitted, ""
 
@@ -780,6 +789,7 @@ def _refit_boosters(
     labelled: np.ndarray,
     manifest: FeatureManifest,
     kind_codes: np.ndarray,
+    fitter: BoosterFitter | None = None,
 ) -> tuple[lgb.Booster, lgb.Booster | None, lgb.Booster | None]:
     """The deployed boosters: the first pass's refit on all labelled parcels.
 
@@ -789,7 +799,9 @@ def _refit_boosters(
     stationary toy data but undid what the refit learnt from a drifting hit rate, the case
     refitting is for; so the map is kept.
     """
-    risk = _refit_booster(params, "binary", X[labelled], y[labelled], risk_fit.rounds, manifest)
+    risk = _refit_booster(
+        params, "binary", X[labelled], y[labelled], risk_fit.rounds, manifest, fitter=fitter
+    )
     if revenue_fit is None:
         return risk, None, None
     illicit = labelled & (y == 1)
@@ -804,6 +816,7 @@ def _refit_boosters(
             revenue_fit.offence.rounds,
             manifest,
             {"num_class": len(revenue_fit.kinds)},
+            fitter,
         )
     rows = illicit & np.isfinite(revenue)
     revenue_booster = _refit_booster(
@@ -813,5 +826,6 @@ def _refit_boosters(
         np.maximum(revenue[rows], MIN_REVENUE_EUR),
         revenue_fit.revenue.rounds,
         manifest,
+        fitter=fitter,
     )
     return risk, revenue_booster, offence

@@ -1,9 +1,9 @@
 """How a booster is fitted: the ``BoosterFitter`` seam of ``models.train``, and ``LocalFitter``.
 
 ``train_models`` fits every booster (risk, revenue, offence kind, the distilled revenue model)
-through one fitter: ``LocalFitter`` runs ``lgb.train`` in this process; another fitter (a
-cluster's) only has to return plain local ``lgb.Booster`` objects, so nothing downstream
-knows which fitted them.
+through one fitter: ``LocalFitter`` runs ``lgb.train`` in this process, ``models.dask_train``'s
+``DaskFitter`` runs ``lightgbm.dask`` on a cluster. Both return plain local ``lgb.Booster``
+objects, so nothing downstream knows which fitted them.
 """
 
 from __future__ import annotations

@@ -14,16 +14,18 @@ is the model the held-out metrics describe; with ``train.refit`` the deployed bo
 refit on all labelled parcels with the first pass's number of rounds, so the model in service has
 learnt from the most recent labelled period too. The bundle keeps the first pass for the gate.
 
-Every booster is fitted through one ``BoosterFitter`` (``models.fitting``): ``LocalFitter``
-fits in this process. It returns plain local ``lgb.Booster`` objects, so calibration,
-thresholds, evaluation, SHAP, the bundle and the registry never depend on how it fitted them.
+Every booster is fitted through one ``BoosterFitter``, chosen by ``train_models``' ``engine``:
+``"pandas"`` fits in this process (``LocalFitter``), ``"dask"`` on a Dask cluster
+(``models.dask_train.DaskFitter``). Both return plain local ``lgb.Booster`` objects, so
+calibration, thresholds, evaluation, SHAP, the bundle and the registry never know which it was.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -226,6 +228,31 @@ def booster_data(
     return BoosterData(X, y, names, categorical, weight)
 
 
+ENGINES = ("pandas", "dask")
+
+
+def check_engine(engine: str, scheduler: str | None = None) -> None:
+    """Refuse an engine ``train_models`` does not know, and a scheduler without the dask engine."""
+    if engine not in ENGINES:
+        raise ParcelriskError(f"unknown engine {engine!r} (choose {' or '.join(ENGINES)})")
+    if scheduler is not None and engine != "dask":
+        raise ParcelriskError(f"a Dask scheduler ({scheduler}) needs the dask engine")
+
+
+@contextlib.contextmanager
+def booster_fitter(engine: str, scheduler: str | None = None) -> Iterator[BoosterFitter]:
+    """The fitter of ``engine``; for "dask", on ``scheduler`` (an address) or a LocalCluster
+    started here and closed on exit (``models.dask_train.dask_fitter``)."""
+    check_engine(engine, scheduler)
+    if engine == "pandas":
+        yield LocalFitter()
+        return
+    from models.dask_train import dask_fitter
+
+    with dask_fitter(scheduler) as fitter:
+        yield fitter
+
+
 def _fit_booster(
     params: TrainParams,
     objective: str,
@@ -313,14 +340,19 @@ def train_models(
     ground_truth: pd.DataFrame | None = None,
     progress: Progress | None = None,
     aeo_discount: float = DEFAULT_AEO_DISCOUNT,
+    engine: str = "pandas",
+    scheduler: str | None = None,
 ) -> TrainResult:
     """Fit the risk and revenue models, calibration, thresholds and baselines; evaluate all.
 
     ``aeo_discount``: the service's ``serve.aeo_risk_discount``; the lane cut-offs are fitted
-    on the priority it lanes on."""
-    return _train_models(
-        features, manifest, params, ground_truth, progress, aeo_discount, LocalFitter()
-    )
+    on the priority it lanes on. ``engine``: where the boosters are fitted, "pandas" (this
+    process) or "dask" (on the cluster at ``scheduler``, or a LocalCluster of two worker
+    processes started for the call); everything else runs here either way."""
+    with booster_fitter(engine, scheduler) as fitter:
+        return _train_models(
+            features, manifest, params, ground_truth, progress, aeo_discount, fitter
+        )
 
 
 def _train_models(
@@ -560,6 +592,7 @@ def _train_models(
     deployed.metadata.update(
         {
             "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "engine": fitter.engine,  # where the boosters were fitted
             "split": boundaries.to_dict(),
             "objective": objective,
             "refit": params.refit,

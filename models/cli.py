@@ -62,17 +62,22 @@ def run_training(
     metrics_out: Path | None = DEFAULT_METRICS,
     no_validate: bool = False,
     progress: bool = False,
+    engine: str = "pandas",
+    scheduler: str | None = None,
 ) -> dict[str, Any]:
     """Train on ``features_dir``, log the run and register the version; return the headline metrics.
 
     The features must come from declarations that passed the validation gate (their
     ``source.json`` says so); ``no_validate`` trains on others anyway, recorded in MLflow.
-    ``progress`` shows a bar of the steps on stderr.
+    ``progress`` shows a bar of the steps on stderr. ``engine``: where the boosters are fitted,
+    "pandas" (this process) or "dask" (on the cluster at ``scheduler``, default a LocalCluster
+    of two worker processes); the run records which (``train.engine``, ``train.scheduler``).
     """
     from features.intake.io import atomic_write
     from models.registry import entity_state_fingerprint, fingerprint_file, log_training
-    from models.train import train_models, training_steps
+    from models.train import check_engine, train_models, training_steps
 
+    check_engine(engine, scheduler)  # before reading anything
     train_params, promote_params = settings.train, settings.promote
     features_dir = Path(features_dir)
     state_fp = entity_state_fingerprint(features_dir / "entity_state")  # fail before training
@@ -89,6 +94,8 @@ def run_training(
             truth,
             progress=step,
             aeo_discount=settings.serve.aeo_risk_discount,
+            engine=engine,
+            scheduler=scheduler,
         )
         result.model.metadata.update(
             {
@@ -98,10 +105,16 @@ def run_training(
             }
         )
         step("log to MLflow")
+        params = settings.model_dump(mode="json", by_alias=True, exclude_none=True)
+        # how the boosters were fitted; of a cluster, only how it was found (an address can
+        # name internal hosts)
+        params["train"]["engine"] = engine
+        if engine == "dask":
+            params["train"]["scheduler"] = "address" if scheduler else "local_cluster"
         logged = log_training(
             result,
             features_dir=features_dir,
-            params=settings.model_dump(mode="json", by_alias=True, exclude_none=True),
+            params=params,
             tracking_uri=tracking_uri,
             model_name=promote_params.model_name,
             ground_truth_path=ground_truth_path,
@@ -257,8 +270,22 @@ def train(
         help="Train on features from unvalidated declarations (recorded in MLflow).",
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar on stderr."),
+    engine: str = typer.Option(
+        "pandas",
+        "--engine",
+        help="pandas (boosters fitted in this process) or dask (fitted by lightgbm.dask on a "
+        "Dask cluster; the same artifacts, metrics and registration).",
+    ),
+    scheduler: str | None = typer.Option(
+        None,
+        "--scheduler",
+        help="With --engine dask: the Dask scheduler's address (e.g. tcp://host:8786); "
+        "default a LocalCluster of two worker processes on this machine.",
+    ),
 ) -> None:
     """Train the risk and revenue models, evaluate against baselines, log and register in MLflow."""
+    if scheduler is not None and engine != "dask":
+        raise typer.BadParameter("--scheduler needs --engine dask", param_hint="--scheduler")
     out = run_training(
         features,
         ground_truth_path=ground_truth,
@@ -268,6 +295,8 @@ def train(
         no_validate=no_validate,
         # a bar in a log file or a pipe is noise: only a person at a terminal sees one
         progress=not quiet and sys.stderr.isatty(),
+        engine=engine,
+        scheduler=scheduler,
     )
     typer.echo(format_summary(out["all_metrics"], out["info"]))
     typer.echo(

@@ -1,15 +1,21 @@
-"""train_models(engine="dask"): the boosters fitted by lightgbm.dask on a LocalCluster of two
-worker processes, the rest of training as the pandas engine does it.
+"""train --engine dask: the boosters fitted by lightgbm.dask on a LocalCluster of two worker
+processes, the rest of training as the pandas engine does it.
 
-One cluster serves the module (started once: it costs a few seconds), reached by its address
-as a team's cluster would be.
+One cluster serves the module (started once: it costs a few seconds); the CLI reaches it by its
+address, as ``--scheduler`` reaches a team's cluster.
 """
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import lightgbm as lgb
 import numpy as np
 import pytest
+import yaml
+from typer.testing import CliRunner
 
 from features.errors import ParcelriskError
 from features.params import TrainParams
@@ -22,11 +28,13 @@ from models.dask_train import (
 from models.evaluation import HEADLINE_METRICS
 from models.fitting import LocalFitter
 from models.labels import illicit_labels, labelled_mask
+from models.registry import registry_client
 from models.train import booster_data, train_models
-from tests.test_models.conftest import TRAIN_SECTION
+from tests.test_models.conftest import TRAIN_SECTION, write_features_dir
 
 pytestmark = pytest.mark.xdist_group("dask")  # one cluster at a time on a shared machine
 PARAMS = TrainParams.from_dict(TRAIN_SECTION)
+ROOT = Path(__file__).resolve().parents[2]
 # Headline metrics of the first pass on the ground truth of all 2,214 test parcels: dask engine
 # minus pandas engine, at most. lightgbm.dask is a data-parallel fit: each worker bins some
 # features on its own rows and the workers' histograms are summed, so the trees differ from
@@ -228,3 +236,80 @@ def test_a_weighted_fit_on_two_workers_keeps_its_weights(frames, fitter):
 def _trees(booster: lgb.Booster) -> str:
     text = booster.model_to_string()
     return text[text.index("Tree=0") : text.index("end of trees")]
+
+
+# --- the CLI ---------------------------------------------------------------------------------------
+
+
+def test_the_cli_trains_on_the_cluster_registers_and_promotes(frames, scheduler, tmp_path):
+    features, truth, manifest = frames
+    features_dir = write_features_dir(tmp_path / "features", features, manifest)
+    truth.to_parquet(tmp_path / "truth.parquet")
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"train": TRAIN_SECTION}))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    common = ["--params", str(params), "--tracking-uri", uri]
+
+    from serving.main import app
+
+    trained = CliRunner().invoke(
+        app,
+        ["train", "--features", str(features_dir), "--ground-truth", str(tmp_path / "truth.parquet"),
+         "--metrics-out", str(tmp_path / "train.json"), "--engine", "dask",
+         "--scheduler", scheduler, "-q", *common],
+    )  # fmt: skip
+    assert trained.exit_code == 0, trained.output
+    assert "registered parcel-risk version 1" in trained.output
+    promoted = CliRunner().invoke(app, ["promote", *common])
+    assert promoted.exit_code == 0, promoted.output
+    assert "version 1: first" in promoted.output
+
+    client = registry_client(uri)
+    version = client.get_model_version_by_alias("parcel-risk", "champion")
+    run = client.get_run(version.run_id)
+    assert str(version.version) == "1"
+    assert run.data.params["train.engine"] == "dask"
+    assert run.data.params["train.scheduler"] == "address"  # not the address itself
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", "from serving.main import main; main()", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+
+
+def test_an_unreachable_scheduler_is_one_line_naming_it(frames, tmp_path):
+    features, _, manifest = frames
+    features_dir = write_features_dir(tmp_path / "features", features.head(500), manifest)
+    done = _cli("train", "--features", str(features_dir), "--engine", "dask",
+                "--scheduler", "tcp://127.0.0.1:1", "--tracking-uri", f"sqlite:///{tmp_path}/m.db",
+                "--metrics-out", str(tmp_path / "m.json"), "-q")  # fmt: skip
+    assert done.returncode == 2
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "cannot reach the Dask scheduler at tcp://127.0.0.1:1" in errors[0]
+    assert "Traceback" not in done.stderr and done.stdout == ""
+
+
+def test_an_unknown_engine_is_refused_by_name(frames, tmp_path):
+    features, _, manifest = frames
+    features_dir = write_features_dir(tmp_path / "features", features.head(500), manifest)
+    done = _cli("train", "--features", str(features_dir), "--engine", "spark", "-q")
+    assert done.returncode == 2
+    assert done.stderr.strip() == "error: unknown engine 'spark' (choose pandas or dask)"
+
+
+def test_a_scheduler_needs_the_dask_engine(frames, tmp_path):
+    from serving.main import app
+
+    features, _, manifest = frames
+    features_dir = write_features_dir(tmp_path / "features", features.head(500), manifest)
+    done = CliRunner().invoke(
+        app, ["train", "--features", str(features_dir), "--scheduler", "tcp://127.0.0.1:1"]
+    )
+    assert done.exit_code == 2 and "--scheduler needs --engine dask" in done.output
+    with pytest.raises(ParcelriskError, match="needs the dask engine"):
+        train_models(features, manifest, PARAMS, scheduler="tcp://127.0.0.1:1")

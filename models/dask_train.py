@@ -26,6 +26,7 @@ import contextlib
 import io
 import logging
 import os
+import re
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -124,7 +125,7 @@ class DaskFitter:
                 categorical_feature=train.categorical,
             )
         del held  # the scattered chunks are released once the fit is done
-        return model.booster_
+        return _without_addresses(model.booster_)
 
     def _to_cluster(self, data: BoosterData) -> tuple[Any, Any, Any, list[Any]]:
         """X, y (and the weights) as Dask arrays of one chunk per worker, held by that worker,
@@ -168,6 +169,17 @@ class DaskFitter:
                     f"the Dask cluster has no workers (waited {WORKER_WAIT_S} s for one)"
                 ) from exc
         return sorted(self.client.scheduler_info(n_workers=-1)["workers"])
+
+
+def _without_addresses(booster: lgb.Booster) -> lgb.Booster:
+    """The booster without the workers' host:port list its model text keeps from the fit (the
+    bundle and MLflow store that text; the run records only how the cluster was found)."""
+    import lightgbm as lgb
+
+    text = booster.model_to_string()
+    text = re.sub(r"^\[machines: .*\]$", "[machines: ]", text, flags=re.MULTILINE)
+    text = re.sub(r"^\[local_listen_port: .*\]$", "[local_listen_port: ]", text, flags=re.MULTILINE)
+    return lgb.Booster(model_str=text)
 
 
 def _cluster_params(params: dict[str, Any]) -> dict[str, Any]:

@@ -95,6 +95,7 @@ def test_the_dask_engine_gives_plain_boosters_of_the_same_features(both):
         assert isinstance(ours, lgb.Booster), name
         assert ours.feature_name() == theirs.feature_name(), name
         assert _categorical(ours) == _categorical(theirs) != "", name
+        assert "[machines: ]" in ours.model_to_string(), name  # no worker's host:port kept
     rounds = dask.info["risk_best_iteration"]
     assert dask.model.risk_booster_eval.current_iteration() == rounds < PARAMS.n_estimators
     assert dask.model.risk_booster.current_iteration() == rounds  # the refit: the chosen rounds

@@ -182,6 +182,7 @@ def main() -> None:
                         "--tracking-uri",
                         f"sqlite:///{store}",
                         "--quiet",
+                        "--no-validate",  # the features were built --no-validate (recorded)
                         "--metrics-out",
                         str(args.work / f"metrics-{rows}-{engine}.json"),
                     ]

@@ -8,6 +8,7 @@ values, wrong types, future dates, odd case and spacing), and feeds the same row
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
@@ -21,7 +22,9 @@ from features.intake.validation import check_declarations
 from features.params import FeatureParams
 
 LIMITS = Limits.from_params({}, FeatureParams())
-RULES = rules_for(LIMITS, with_outcomes=False)
+# One clock for both paths: a "later than <now>" message read a second apart differs (seen on CI)
+NOW = datetime.now(UTC)
+RULES = rules_for(LIMITS, with_outcomes=False, now=NOW)
 
 blank = st.sampled_from([None, "", "   "])
 ident = st.text("ABCXYZ0123456789-_", min_size=1, max_size=12)
@@ -120,7 +123,7 @@ def _api(row: dict[str, Any]) -> tuple[bool, set[str], set[str]]:
 def _file(batch: list[dict[str, Any]]) -> list[tuple[bool, set[str], set[str]]]:
     """The same rows as a file (object columns, as a Parquet or JSON export gives them)."""
     frame = pd.DataFrame(batch, dtype=object)
-    result, _ = check_declarations(frame, None, LIMITS, with_outcomes=False)
+    result, _ = check_declarations(frame, None, LIMITS, with_outcomes=False, now=NOW)
     faults = result.findings.messages_by_row("fault")
     warnings = result.findings.messages_by_row("warning")
     return [

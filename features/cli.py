@@ -67,6 +67,16 @@ def params_option(sections: str) -> Any:
     )
 
 
+def scheduler_option() -> Any:
+    """The ``--scheduler`` option of the commands with a Dask engine."""
+    return typer.Option(
+        None,
+        "--scheduler",
+        help="With --engine dask: the Dask scheduler's address (e.g. tcp://host:8786); "
+        "default a LocalCluster of two worker processes on this machine.",
+    )
+
+
 def tracking_option() -> Any:
     """The ``--tracking-uri`` option of the commands that read the model registry."""
     return typer.Option(
@@ -204,12 +214,7 @@ def features_build(
         help="pandas (one process) or dask (partitions on a Dask cluster: the same features "
         "and entity state for histories larger than one process holds).",
     ),
-    scheduler: str | None = typer.Option(
-        None,
-        "--scheduler",
-        help="With --engine dask: the Dask scheduler's address (e.g. tcp://host:8786); "
-        "default a LocalCluster of two worker processes on this machine.",
-    ),
+    scheduler: str | None = scheduler_option(),
     partition_rows: int | None = typer.Option(
         None,
         "--partition-rows",

@@ -18,7 +18,7 @@ from typing import Any
 
 import typer
 
-from features.cli import params_option, settings_from, step_progress
+from features.cli import params_option, scheduler_option, settings_from, step_progress
 from features.errors import ParcelriskError
 from features.params import Settings
 
@@ -276,12 +276,7 @@ def train(
         help="pandas (boosters fitted in this process) or dask (fitted by lightgbm.dask on a "
         "Dask cluster; the same artifacts, metrics and registration).",
     ),
-    scheduler: str | None = typer.Option(
-        None,
-        "--scheduler",
-        help="With --engine dask: the Dask scheduler's address (e.g. tcp://host:8786); "
-        "default a LocalCluster of two worker processes on this machine.",
-    ),
+    scheduler: str | None = scheduler_option(),
 ) -> None:
     """Train the risk and revenue models, evaluate against baselines, log and register in MLflow."""
     if scheduler is not None and engine != "dask":

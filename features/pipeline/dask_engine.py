@@ -276,9 +276,13 @@ def _parts(directory: Path) -> list[Path]:
 # pass 2: aggregates
 
 
+def _in_order(part: pd.DataFrame) -> pd.DataFrame:
+    """A partition's rows in the history's order (a shuffle leaves them in any order)."""
+    return part.sort_values(ROW, kind="stable").reset_index(drop=True)
+
+
 def _history(part: pd.DataFrame, plan: Plan) -> History:
-    """The rows of a partition as a history (sorted by the global order)."""
-    part = part.sort_values(ROW, kind="stable").reset_index(drop=True)
+    """The rows of a partition, in the history's order (``_in_order``), as a history."""
     return History(
         prepare(part, plan.contract, plan.params),
         plan.params,
@@ -291,7 +295,7 @@ def _history(part: pd.DataFrame, plan: Plan) -> History:
 
 def _partial(part: pd.DataFrame, contract: Contract, params: FeatureParams) -> dict[str, Any]:
     """What one partition says of the parts of the whole history no partition can learn."""
-    part = part.sort_values(ROW, kind="stable").reset_index(drop=True)
+    part = _in_order(part)
     prep = prepare(part, contract, params)
     rows = part[ROW].to_numpy(np.int64)
     t = prep["t_us"]
@@ -300,16 +304,8 @@ def _partial(part: pd.DataFrame, contract: Contract, params: FeatureParams) -> d
     for column in categorical_columns(params, contract):
         frame = pd.DataFrame({"level": pd.array(prep[column], dtype=object), "row": rows})
         levels[column] = frame.dropna().groupby("level", sort=False)["row"].min()
-    periods = period_of(t, params.refit_period_days)
     declared = (
-        pd.DataFrame(
-            {
-                "period": periods,
-                "description": prep["description"],
-                "hs_chapter": prep["hs_chapter"],
-                "hs6": prep["hs6"],
-            }
-        )
+        _text_keys(prep, params)
         .groupby(list(TEXT_KEYS), dropna=False, sort=False)
         .size()
         .rename("n")
@@ -445,8 +441,8 @@ def _text_keys(prep: Any, params: FeatureParams) -> pd.DataFrame:
 
 def _rows_pass(part: pd.DataFrame, plan: Plan, text_table: pd.DataFrame | None) -> pd.DataFrame:
     """Ids, labels, reason context, the "rows" families and the text features of a partition."""
+    part = _in_order(part)
     history = _history(part, plan)
-    part = part.sort_values(ROW, kind="stable").reset_index(drop=True)
     values: dict[str, Any] = {}
     for family in plan.row_families:
         values.update(family.batch(history))
@@ -474,13 +470,14 @@ def _keys_pass(
     """The features of ``key``'s families on rows holding every row of their keys; with
     ``snapshot`` (cutoff, directory), their entity-state pieces as known at the cutoff are
     written there, one file per partition (a retried task writes the same file again)."""
+    part = _in_order(part)
     history = _history(part, plan)
     values: dict[str, np.ndarray] = {}
     for family in plan.keyed[key]:
         values.update(family.batch_keys(history, key))
     names = [n for n in plan.manifest.names if n in values]
     frame = pd.DataFrame({n: np.asarray(values[n], dtype=np.float64) for n in names})
-    rows = np.sort(part[ROW].to_numpy(np.int64))
+    rows = part[ROW].to_numpy(np.int64)
     frame[ROW] = rows
     if snapshot is not None and partition_info is not None:
         cutoff_us, directory = snapshot
@@ -606,7 +603,7 @@ def build_dask(
         ctx = SpecContext(params, contract, agg.inputs, plan.manifest.categories)
         recorded = agg.outcomes["t_us"] < cutoff_us
         known_outcomes = {name: v[recorded] for name, v in agg.outcomes.items()}
-        empty = _history(staged._meta, plan)  # "rows" families learn nothing from rows
+        empty = _history(_in_order(staged._meta), plan)  # "rows" families learn nothing from rows
         parts: dict[str, Any] = {}
         families = active_families(ctx)
         for family in families:

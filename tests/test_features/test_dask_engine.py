@@ -149,6 +149,8 @@ def test_the_cli_builds_on_a_cluster_and_refuses_what_it_cannot(
     assert code == 2 and "unknown engine 'spark'" in output
     code, output = run(*build, "--scheduler", scheduler, "-q")
     assert code == 2 and "--scheduler needs --engine dask" in output
+    code, output = run(*build, "--partition-rows", "100", "-q")
+    assert code == 2 and "--partition-rows needs --engine dask" in output
     csv = tmp_path / "declarations.csv"
     history.head(50).to_csv(csv, index=False)
     code, output = run("features", "build", "--declarations", str(csv), "--out", str(out),

@@ -20,7 +20,7 @@ import typer
 
 from features.cli import params_option, scheduler_option, settings_from, step_progress
 from features.errors import ParcelriskError
-from features.params import Settings
+from features.params import Settings, TrainParams
 
 log = logging.getLogger(__name__)
 
@@ -29,18 +29,21 @@ SUMMARY_SCORERS = ("model", "logistic", "rules", "random", "oracle")
 SUMMARY_METRICS = ("precision_at_5", "recall_at_5", "revenue_at_5", "roc_auc", "pr_auc", "ece")
 
 
-def _read_features(features_dir: Path):
-    import pandas as pd
-
+def _read_features(features_dir: Path, params: TrainParams):
+    """The rows of the feature frame training needs (``models.training_rows``), its manifest
+    and its path: never the whole file, so the history may be larger than this process."""
     from features.pipeline.build import FEATURES_FILE
     from features.pipeline.manifest import FeatureManifest
+    from models.training_rows import read_training_rows
 
     path = Path(features_dir) / FEATURES_FILE
     if not path.exists():
         raise ParcelriskError(
             f"{path} not found (run `parcelrisk features build --out {features_dir}`)"
         )
-    return pd.read_parquet(path), FeatureManifest.read(features_dir), path
+    manifest = FeatureManifest.read(features_dir)
+    rows = read_training_rows(path, params.split, refit=params.refit, seed=params.seed)
+    return rows, manifest, path
 
 
 def _read_truth(path: Path | None):
@@ -85,10 +88,10 @@ def run_training(
     steps = ("read features", *training_steps(train_params), "log to MLflow")
     with step_progress(steps, enabled=progress) as step:
         step("read features")
-        frame, manifest, features_path = _read_features(features_dir)
+        rows, manifest, features_path = _read_features(features_dir, train_params)
         truth = _read_truth(ground_truth_path)
         result = train_models(
-            frame,
+            rows,
             manifest,
             train_params,
             truth,

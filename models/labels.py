@@ -57,6 +57,16 @@ def unbiased_mask(frame: pd.DataFrame) -> tuple[np.ndarray, UnbiasedSample]:
     return np.zeros(len(frame), dtype=bool), "none"
 
 
+def unbiased_rows(frame: pd.DataFrame, kind: UnbiasedSample) -> np.ndarray:
+    """The rows of ``frame`` in an unbiased sample of ``kind`` (found by ``unbiased_mask`` on
+    the frame, or on a larger one it is part of)."""
+    if kind == "random":
+        return random_mask(frame)
+    if kind == "census":
+        return labelled_mask(frame)
+    return np.zeros(len(frame), dtype=bool)
+
+
 def illicit_labels(frame: pd.DataFrame) -> np.ndarray:
     """1.0 for illicit, 0.0 otherwise (unlabelled parcels too: mask them with labelled_mask)."""
     return frame["illicit"].astype("boolean").fillna(False).to_numpy(dtype=np.float64)

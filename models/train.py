@@ -49,16 +49,15 @@ from models.evaluation import (
 )
 from models.fitting import BoosterData, BoosterFitter, FittedBooster, LocalFitter
 from models.labels import (
-    OUTCOME_COLUMNS,
     illicit_labels,
     labelled_mask,
-    random_mask,
-    require_columns,
     unbiased_mask,
+    unbiased_rows,
 )
 from models.reference import ModelReference, build_reference
-from models.split import SplitBoundaries, split_boundaries
+from models.split import SplitBoundaries
 from models.thresholds import effective_priority, fit_lane_thresholds, traffic_quantiles
+from models.training_rows import TrainingRows, baseline_sample, distil_sample
 
 if TYPE_CHECKING:
     import lightgbm as lgb
@@ -126,10 +125,9 @@ OFFENCE_KIND_COLUMN = "offence_kind"  # the revenue booster's extra input when f
 # on this many parcels of all traffic (demo: log R2 0.96 on parcels it never saw, revenue@5%
 # within noise of the mixture's). Revenue per 100 parcels in process: mixture 6.1 ms, this
 # booster 2.1 ms, a pooled model 0.5 ms (150 rounds at 0.2: 1 ms, revenue@5% ratio -0.003).
-DISTIL_ROWS = 60_000
+# (on DISTIL_ROWS parcels: ``models.training_rows``, which every sample training draws comes from)
 DISTIL_ROUNDS = 300
 DISTIL_PARAMS = {"num_leaves": 31, "learning_rate": 0.1, "bagging_fraction": 1.0}
-FIDELITY_ROWS = 10_000
 # The service's default: train_models' callers without settings fit lanes as it serves them.
 DEFAULT_AEO_DISCOUNT = float(ServeParams.model_fields["aeo_risk_discount"].default)
 RISK_WEIGHT_FLOOR = 0.01  # a parcel at risk 0 still counts a little
@@ -173,19 +171,18 @@ def distil_mixture(
     offence_booster: lgb.Booster,
     risk: Callable[[np.ndarray], np.ndarray],
     X: np.ndarray,
-    rows: np.ndarray,
+    fit: np.ndarray,
+    held: np.ndarray,
     manifest: FeatureManifest,
     fitter: BoosterFitter | None = None,
 ) -> Distilled:
-    """One gamma booster that reproduces the mixture on a seeded sample of ``rows`` (every
-    parcel of the period, labelled or not: it must hold on the traffic it will score).
+    """One gamma booster that reproduces the mixture on the rows ``fit`` of ``X``, checked on
+    the rows ``held`` (``models.training_rows.distil_sample``: a seeded sample of every parcel
+    of the period, labelled or not, since it must hold on the traffic it will score).
 
     Each parcel weighs its calibrated ``risk``: expected revenue is risk x revenue, so an error
     on a parcel that will never be inspected costs nothing (demo, seed 43: revenue@5% ratio
     0.893 weighted, 0.884 unweighted, 0.892 for the mixture itself)."""
-    rng = np.random.default_rng(params.seed)
-    idx = rng.permutation(np.flatnonzero(rows))
-    fit, held = np.sort(idx[:DISTIL_ROWS]), np.sort(idx[DISTIL_ROWS : DISTIL_ROWS + FIDELITY_ROWS])
     target = np.maximum(mixture_revenue(revenue_booster, offence_booster, X[fit]), MIN_REVENUE_EUR)
     booster = (fitter or LocalFitter()).fit_rounds(
         {**params.lgb_params("gamma"), **DISTIL_PARAMS},
@@ -334,7 +331,7 @@ def training_steps(params: TrainParams) -> tuple[str, ...]:
 
 
 def train_models(
-    features: pd.DataFrame,
+    features: pd.DataFrame | TrainingRows,
     manifest: FeatureManifest,
     params: TrainParams,
     ground_truth: pd.DataFrame | None = None,
@@ -345,6 +342,9 @@ def train_models(
 ) -> TrainResult:
     """Fit the risk and revenue models, calibration, thresholds and baselines; evaluate all.
 
+    ``features``: the whole feature frame, or the rows of it training needs
+    (``models.training_rows.read_training_rows``, for a history bigger than memory): the same
+    models either way.
     ``aeo_discount``: the service's ``serve.aeo_risk_discount``; the lane cut-offs are fitted
     on the priority it lanes on. ``engine``: where the boosters are fitted, "pandas" (this
     process) or "dask" (on the cluster at ``scheduler``, or a LocalCluster of two worker
@@ -356,7 +356,7 @@ def train_models(
 
 
 def _train_models(
-    features: pd.DataFrame,
+    features: pd.DataFrame | TrainingRows,
     manifest: FeatureManifest,
     params: TrainParams,
     ground_truth: pd.DataFrame | None,
@@ -366,22 +366,12 @@ def _train_models(
 ) -> TrainResult:
     started = time.perf_counter()
     step = progress or (lambda _name: None)
-    require_columns(
-        features,
-        (
-            "declaration_id",
-            "declared_at",
-            "inspected",
-            "illicit",
-            "revenue_recovered",
-            "selection_reason",
-        ),
-        "feature frame",
+    rows = (
+        features
+        if isinstance(features, TrainingRows)
+        else TrainingRows.whole(features, params.split)
     )
-    frame = features.sort_values(
-        ["declared_at", "declaration_id"], kind="stable", ignore_index=True
-    )
-    boundaries = split_boundaries(frame["declared_at"], params.split)
+    frame, boundaries, periods = rows.frame, rows.boundaries, rows.period_parcels
     parts = boundaries.masks(frame["declared_at"])
     labelled = labelled_mask(frame)
     y = illicit_labels(frame)
@@ -441,7 +431,7 @@ def _train_models(
         log.warning("train.objective is revenue but there is no revenue model: lanes rank on risk")
         objective = "risk"
 
-    history_exploration = float(random_mask(frame).mean()) if len(frame) else 0.0
+    history_exploration = rows.random_labelled / rows.parcels
     offence_labels = offence_label_counts(frame, labelled)
     thin = {k: n for k, n in offence_labels.items() if n < params.min_offence_labels}
     if thin:
@@ -453,10 +443,11 @@ def _train_models(
             params.min_offence_labels,
             100 * history_exploration,
         )
-    history_sample = unbiased_mask(frame[list(OUTCOME_COLUMNS)])[1]
-    validation = frame.loc[parts["validation"], list(OUTCOME_COLUMNS)]
-    cal_unbiased = np.zeros(len(frame), dtype=bool)
-    cal_unbiased[parts["validation"]], unbiased_kind = unbiased_mask(validation)
+    history_sample = rows.unbiased_sample["history"]
+    # the validation period's kind of unbiased sample is a fact of the whole period, whose
+    # unlabelled parcels may not have been read
+    unbiased_kind = rows.unbiased_sample["validation"]
+    cal_unbiased = parts["validation"] & unbiased_rows(frame, unbiased_kind)
     if (
         cal_unbiased.sum() >= params.calibration.min_random
         and y[cal_unbiased].sum() >= params.calibration.min_random_illicit
@@ -480,9 +471,12 @@ def _train_models(
             params,
             revenue_fit.revenue.booster,
             revenue_fit.offence.booster,
-            lambda rows: calibration(first_risk.predict(rows, raw_score=True)),
+            lambda part: calibration(first_risk.predict(part, raw_score=True)),
             X,
-            parts["train"] | parts["validation"],
+            *(
+                rows.rows_at(sample)
+                for sample in distil_sample(params.seed, periods["train"] + periods["validation"])
+            ),
             used,
             fitter,
         )
@@ -500,9 +494,9 @@ def _train_models(
                 params,
                 revenue_booster,
                 offence_booster,
-                lambda rows: calibration(risk_booster.predict(rows, raw_score=True)),
+                lambda part: calibration(risk_booster.predict(part, raw_score=True)),
                 X,
-                np.ones(len(X), dtype=bool),
+                *(rows.rows_at(sample) for sample in distil_sample(params.seed, rows.parcels)),
                 used,
                 fitter,
             )
@@ -533,7 +527,9 @@ def _train_models(
         )
     # The cut-offs fill the lanes at the configured rates of the deployed model's priorities,
     # as the service will see them: AEO declarations' discounted (``effective_priority``).
-    lane_scores = score_rows(X[lane_traffic], risk_booster, revenue_booster, calibration, objective)
+    # one copy of the period's rows (at 10M parcels the test period's matrix is 2.9 GB)
+    X_lane = X_test if lane_traffic is test else X[lane_traffic]
+    lane_scores = score_rows(X_lane, risk_booster, revenue_booster, calibration, objective)
     if params.refit:
         # The refit learnt the labels of the lane period's inspected parcels: scored in-sample
         # they sit higher than any new parcel will, and they crowd the top 1%, so cut-offs fitted
@@ -542,9 +538,7 @@ def _train_models(
         # were never labelled, so the deployed model's scores on them are out of sample already.
         seen = labelled[lane_traffic]
         if seen.any():
-            unseen = score_rows(
-                X[lane_traffic][seen], first_risk, first_revenue, calibration, objective
-            )
+            unseen = score_rows(X_lane[seen], first_risk, first_revenue, calibration, objective)
             for key, values in lane_scores.items():
                 values[seen] = unseen[key]
     effective = effective_priority(
@@ -571,11 +565,11 @@ def _train_models(
     )
     deployed.reference = _traffic_reference(
         lane_scores,
-        X[lane_traffic],
+        X_lane,
         frame.loc[lane_traffic, "declared_at"],
         used,
         params.refit,
-        X[parts["train"]],
+        X[rows.rows_at(baseline_sample(params.seed, periods["train"]))],
     )
     first_pass = deployed.evaluation_model()
     # A shift here means the refit moved the log-odds away from the shared calibration.
@@ -656,9 +650,9 @@ def _train_models(
     metrics, not_applicable = evaluate_holdout(holdout, scores)
     test_sample, test_kind = unbiased_mask(holdout)
     info = {
-        "parcels": len(frame),
+        "parcels": rows.parcels,
         "labelled": int(labelled.sum()),
-        "random_labelled": int(random_mask(frame).sum()),
+        "random_labelled": rows.random_labelled,
         "test_parcels": int(test.sum()),
         "test_random_parcels": int(test_sample.sum()),
         "unbiased_sample": test_kind,

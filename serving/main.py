@@ -63,6 +63,16 @@ def main() -> None:
     except ParcelriskError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(2)
+    except MemoryError as exc:  # Arrow's too (pyarrow.ArrowMemoryError is one)
+        command = " ".join(a for a in sys.argv[1:3] if not a.startswith("-"))
+        typer.echo(
+            f"error: out of memory in `parcelrisk {command}`"
+            + (f" ({exc})" if str(exc) else "")
+            + ": the data is larger than this process can hold; `features build --engine dask` "
+            "builds a history of any size, and `train` reads only the rows it needs",
+            err=True,
+        )
+        sys.exit(2)
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(130)

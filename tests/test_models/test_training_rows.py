@@ -176,3 +176,27 @@ def test_asking_for_a_row_that_was_not_read_is_an_error(frames):
     assert np.array_equal(partial.rows_at(np.array([0, 2, 98])), [0, 1, 49])
     with pytest.raises(ParcelriskError, match=r"1 parcel\(s\) that were not read"):
         partial.rows_at(np.array([0, 1]))
+
+
+def test_running_out_of_memory_is_one_line_not_a_traceback(frames, tmp_path, capsys, monkeypatch):
+    """What a history too large for the machine gave before training read selectively: Arrow's
+    MemoryError as a traceback."""
+    import pyarrow as pa
+
+    from models import cli
+    from tests.test_models.conftest import write_features_dir
+    from tests.test_serving.conftest import run_cli
+
+    def out_of_memory(*_args, **_kwargs):
+        raise pa.ArrowMemoryError("realloc of size 2115456 failed")
+
+    monkeypatch.setattr(cli, "run_training", out_of_memory)
+    features, _, manifest = frames
+    features_dir = write_features_dir(tmp_path / "features", features, manifest)
+    code, out, err = run_cli(capsys, "train", "--features", str(features_dir), "-q")
+    assert code == 2 and out == ""
+    assert err.strip().splitlines() == [
+        "error: out of memory in `parcelrisk train` (realloc of size 2115456 failed): the data "
+        "is larger than this process can hold; `features build --engine dask` builds a history "
+        "of any size, and `train` reads only the rows it needs"
+    ]

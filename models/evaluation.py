@@ -67,9 +67,10 @@ def headline_metrics(metrics: dict[str, float]) -> dict[str, float]:
     return dict(sorted(out.items()))
 
 
-def score_model(model: RiskModel, frame: pd.DataFrame) -> Scores:
-    """Scores of a bundle on a feature frame: risk ranks risk, expected revenue ranks revenue."""
-    scores = model.score(model.manifest.matrix(frame))
+def score_model(model: RiskModel, frame: pd.DataFrame, X: np.ndarray | None = None) -> Scores:
+    """Scores of a bundle on a feature frame: risk ranks risk, expected revenue ranks revenue.
+    ``X``: the frame's matrix in the model's manifest order, when the caller has it."""
+    scores = model.score(model.manifest.matrix(frame) if X is None else X)
     value = scores["expected_revenue"] if model.revenue_booster is not None else scores["risk"]
     return {"risk": scores["risk"], "value": value, "prob": scores["risk"], **scores}
 

@@ -134,6 +134,15 @@ RISK_WEIGHT_FLOOR = 0.01  # a parcel at risk 0 still counts a little
 MIXTURE_CHUNK_ROWS = 8_192
 
 
+def contiguous(mask: np.ndarray) -> slice | np.ndarray:
+    """The rows of ``mask`` as one slice when they are one run (indexing with it gives views),
+    else their indices."""
+    rows = np.flatnonzero(mask)
+    if len(rows) and rows[-1] - rows[0] + 1 == len(rows):
+        return slice(int(rows[0]), int(rows[-1]) + 1)
+    return rows
+
+
 def with_kind(X: np.ndarray, codes: np.ndarray) -> np.ndarray:
     return np.column_stack([X, codes])
 
@@ -393,10 +402,9 @@ def _train_models(
 
     # Judged on the rows the first pass learns from: a feature with nothing to say there cannot
     # be used by any tree, and keeping it would only cost serving time and SHAP noise.
-    X = manifest.matrix(frame)
-    used = informative_features(X[fit_train], manifest)
-    if used is not manifest:
-        X = X[:, [manifest.names.index(n) for n in used.names]]
+    # The matrix is built once, of the features kept (never all, then a copy of some columns).
+    used = informative_features(manifest.matrix(frame.loc[fit_train]), manifest)
+    X = used.matrix(frame)
 
     step("risk model")
     risk_fit = _fit_booster(
@@ -483,7 +491,10 @@ def _train_models(
         first_revenue = student.booster
         distilled["first_pass"] = {"rows": student.rows, "fidelity_r2_log": student.fidelity_r2}
     test = parts["test"]
-    X_test = X[test]
+    # The test period is the history's last rows: one slice, so its matrix and frame are views,
+    # not copies (at 10M parcels each copy was about 3 GB, and training stopped on them).
+    test_rows = contiguous(test)
+    X_test = X[test_rows]
     if params.refit:
         step("refit")
         risk_booster, revenue_booster, offence_booster = _refit_boosters(
@@ -572,9 +583,12 @@ def _train_models(
         X[rows.rows_at(baseline_sample(params.seed, periods["train"]))],
     )
     first_pass = deployed.evaluation_model()
+    holdout = frame.iloc[test_rows].reset_index(drop=True)
+    # The held-out metrics are the first pass's: the refit model has seen the test labels.
+    model_scores = score_model(first_pass, holdout, X_test)
     # A shift here means the refit moved the log-odds away from the shared calibration.
     mean_risk = {
-        "evaluated": float(first_pass.risk(X_test).mean()) if len(X_test) else 0.0,
+        "evaluated": float(model_scores["risk"].mean()) if len(X_test) else 0.0,
         "deployed": float(deployed.risk(X_test).mean()) if len(X_test) else 0.0,
     }
     log.info(
@@ -629,10 +643,8 @@ def _train_models(
     fit_seconds = time.perf_counter() - started
 
     step("baselines")
-    holdout = frame.loc[test].reset_index(drop=True)
-    # The held-out metrics are the first pass's: the refit model has seen the test labels.
     scores = {
-        "model": score_model(first_pass, holdout),
+        "model": model_scores,
         **score_baselines(
             frame.loc[fit_train],
             X[fit_train],

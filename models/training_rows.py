@@ -12,7 +12,7 @@ Of the rest of the history it needs counts and spans only: how many parcels, how
 random-exploration labels, which kind of unbiased sample the history has, where the periods start
 and end. ``TrainingRows`` carries both, and ``read_training_rows`` reads exactly those rows from a
 features file: the few outcome columns of every parcel first, then the features of the rows it
-needs, a column at a time. At 10M generated parcels (5.5% inspected) that is about a quarter of
+needs, a column at a time. At 10M generated parcels (5.5% inspected) that is a third of
 the history; the unlabelled train period, the bulk of it, is never read.
 
 Every sample is a function of a count and the seed, never of which rows were read, so a frame read

@@ -643,6 +643,11 @@ class _Memo:
 _KINDS = {f.name: f.kind for f in FIELDS}
 
 
+def type_requirement(problem: str) -> str:
+    """What a value failing to convert breaks, as its ``<field>.type`` rule states it."""
+    return problem.removeprefix("is not ").removeprefix("is ")
+
+
 def parse_findings(bad_values: list[BadValues]) -> list[Finding]:
     """Values that did not convert to their type, as faults of a ``<field>.type`` rule."""
     out = []
@@ -654,7 +659,7 @@ def parse_findings(bad_values: list[BadValues]) -> list[Finding]:
                     f"{bad.field}.type",
                     bad.field,
                     "fault",
-                    problem.removeprefix("is not ").removeprefix("is "),
+                    type_requirement(problem),
                     lambda c: np.zeros(len(c), dtype=bool),
                     lambda v, problem=problem: f"{show(v)} {problem}",
                     lambda c, rows: [],

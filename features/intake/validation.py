@@ -28,8 +28,14 @@ import numpy as np
 
 from features.errors import ParcelriskError
 from features.intake.columns import FrameColumns
-from features.intake.contract import FIELDS, OUTCOME_COLUMNS, Contract, parse_declarations
-from features.intake.io import atomic_write, check_file, read_raw_declarations
+from features.intake.contract import (
+    FIELDS,
+    OUTCOME_COLUMNS,
+    Contract,
+    ContractError,
+    parse_declarations,
+)
+from features.intake.io import atomic_write, check_file, read_contract, read_raw_declarations
 from features.intake.rules import (
     MAX_EXAMPLES,
     Finding,
@@ -40,6 +46,7 @@ from features.intake.rules import (
     parse_findings,
     rules_for,
     show,
+    type_requirement,
 )
 
 if TYPE_CHECKING:
@@ -79,7 +86,9 @@ class GateResult:
     findings: Findings
     missing_columns: list[str]
     rules_checked: int
-    ids: np.ndarray  # declaration ids by row (None where missing), for examples
+    # declaration ids by row (None where missing), for examples: every row's, or (a file
+    # checked in chunks) a dict of the example rows'
+    ids: np.ndarray | dict[int, Any]
     source: str | None = None
     fingerprint: str | None = None
     checked_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
@@ -208,16 +217,7 @@ def has_outcomes(columns: Any) -> bool:
     return any(c in columns for c in OUTCOME_COLUMNS)
 
 
-def _duplicates(ids: np.ndarray) -> Finding | None:
-    import pandas as pd
-
-    series = pd.Series(ids, dtype=object)
-    dup = series.notna() & series.duplicated(keep=False)
-    if not dup.any():
-        return None
-    counts = series[dup].value_counts()
-    rows = np.flatnonzero(dup.to_numpy())
-    values = [(v, int(counts[v])) for v in series.iloc[rows].tolist()]
+def _duplicate_finding(rows: np.ndarray, values: list[tuple[Any, int]]) -> Finding:
     rule = Rule(
         "declaration_id.unique",
         ID_COLUMN,
@@ -231,6 +231,18 @@ def _duplicates(ids: np.ndarray) -> Finding | None:
     return Finding(rule, rows, values)
 
 
+def _duplicates(ids: np.ndarray) -> Finding | None:
+    import pandas as pd
+
+    series = pd.Series(ids, dtype=object)
+    dup = series.notna() & series.duplicated(keep=False)
+    if not dup.any():
+        return None
+    counts = series[dup].value_counts()
+    rows = np.flatnonzero(dup.to_numpy())
+    return _duplicate_finding(rows, [(v, int(counts[v])) for v in series.iloc[rows].tolist()])
+
+
 def check_declarations(
     df: pd.DataFrame,
     contract: Contract | None,
@@ -238,11 +250,13 @@ def check_declarations(
     *,
     with_outcomes: bool | None = None,
     now: datetime | None = None,
+    file_checks: bool = True,
 ) -> tuple[GateResult, pd.DataFrame]:
     """Run the gate on a frame as read (``df`` is not modified); also return its canonical form.
 
     ``with_outcomes`` defaults to whether the frame has outcome columns. ``now`` fixes the clock
-    of the "not in the future" rules.
+    of the "not in the future" rules. ``file_checks=False`` leaves out the one rule that needs
+    the whole file (unique ids): the frame is a chunk of one (``check_parquet_in_chunks``).
     """
     contract = contract or Contract()
     if with_outcomes is None:
@@ -263,7 +277,7 @@ def check_declarations(
     ids = columns.text(ID_COLUMN)
     known = {f.name for f in FIELDS} | {e.name for e in contract.extras}
     items = parse_findings(bad_values) + findings.items
-    duplicates = _duplicates(ids)
+    duplicates = _duplicates(ids) if file_checks else None
     if duplicates is not None:
         items.insert(0, duplicates)
     result = GateResult(
@@ -276,6 +290,130 @@ def check_declarations(
         ignored_columns=[str(c) for c in df.columns if c not in known],
     )
     return result, canonical
+
+
+# A chunk of ~0.5M rows holds ~1 GB as read and converted at the contract's width; the gate of a
+# file of any size holds one chunk, the ids in Arrow (~20 bytes a row) and the findings.
+GATE_CHUNK_ROWS = 500_000
+# parse_number's problems, in the order it reports them for one column
+_NUMBER_PROBLEMS = ("is not a number", "is not a whole number", "is out of range")
+
+
+def check_parquet_in_chunks(
+    path: Path,
+    limits: Limits,
+    *,
+    with_outcomes: bool | None = None,
+    now: datetime | None = None,
+    chunk_rows: int = GATE_CHUNK_ROWS,
+) -> GateResult:
+    """``check_declarations`` over a Parquet file read ``chunk_rows`` rows at a time.
+
+    Every rule but one reads a row alone, so the chunks are checked apart and their findings
+    joined (rows offset, in the order the whole file gives); the one file-level rule, unique
+    declaration ids, runs over the ids of every chunk kept in Arrow. Memory is bounded by a
+    chunk, not the file: the gate of the Dask engine, where no process holds the whole history.
+    One clock (``now``) serves every chunk. Read but not converted: ``GateResult.ids`` holds the
+    ids of the example rows only.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    now = now or datetime.now(UTC)
+    try:
+        contract = read_contract(path)
+        parquet = pq.ParquetFile(path)
+        schema = parquet.schema_arrow
+    except ContractError:
+        raise
+    except Exception as exc:  # not Parquet, truncated: report, don't trace back
+        raise ContractError(f"{path}: cannot read file: {exc}") from exc
+    if with_outcomes is None:
+        with_outcomes = has_outcomes(schema.names)
+    fields = [f.name for f in FIELDS] + [e.name for e in contract.extras]
+    rule_order = {
+        r.name: i for i, r in enumerate(rules_for(limits, with_outcomes=with_outcomes, now=now))
+    }
+    merged: dict[tuple[str, str], Finding] = {}
+    first: GateResult | None = None
+    ids: list[pa.Array] = []
+    offset = 0
+
+    def chunks() -> Any:
+        try:
+            batches = parquet.iter_batches(batch_size=chunk_rows)
+            yield from (pa.Table.from_batches([b], schema=schema) for b in batches)
+        except Exception as exc:  # a corrupt row group: named, not a traceback
+            raise ContractError(f"{path}: cannot read file: {exc}") from exc
+        if offset == 0:  # no rows: the empty file's faults, as the whole-file gate gives them
+            yield schema.empty_table()
+
+    for table in chunks():
+        chunk, _ = check_declarations(
+            table.to_pandas(), contract, limits, with_outcomes=with_outcomes, now=now,
+            file_checks=False,
+        )  # fmt: skip
+        first = first or chunk
+        for item in chunk.findings.items:
+            key = (item.rule.name, item.rule.requires)
+            if key in merged:
+                was = merged[key]
+                merged[key] = Finding(
+                    was.rule,
+                    np.concatenate([was.rows, item.rows + offset]),
+                    was.values + item.values,
+                )
+            else:
+                merged[key] = Finding(item.rule, item.rows + offset, list(item.values))
+        ids.append(pa.array(chunk.ids, type=pa.large_string(), from_pandas=True))
+        offset += chunk.rows
+    assert first is not None
+
+    def position(item: Finding) -> tuple[int, int, int]:
+        name = item.rule.name
+        if name in rule_order:
+            return (1, rule_order[name], 0)
+        # a "<field>.type" fault: in field order, a number's problems in parse_number's order
+        field_at = fields.index(item.rule.field) if item.rule.field in fields else len(fields)
+        rank = next(
+            (
+                i
+                for i, p in enumerate(_NUMBER_PROBLEMS)
+                if type_requirement(p) == item.rule.requires
+            ),
+            len(_NUMBER_PROBLEMS),
+        )
+        return (0, field_at, rank)
+
+    items = sorted(merged.values(), key=position)  # stable: first seen breaks a tie
+    all_ids = pa.chunked_array(ids, type=pa.large_string())
+    counts = pc.value_counts(all_ids.drop_null())
+    repeated = counts.filter(pc.greater(counts.field("counts"), 1))
+    if len(repeated):
+        times = dict(
+            zip(
+                repeated.field("values").to_pylist(),
+                repeated.field("counts").to_pylist(),
+                strict=True,
+            )
+        )
+        mask = pc.is_in(all_ids, value_set=repeated.field("values"))
+        rows = np.flatnonzero(mask.to_numpy(zero_copy_only=False))
+        shown = all_ids.take(pa.array(rows)).to_pylist()
+        items.insert(0, _duplicate_finding(rows, [(v, int(times[v])) for v in shown]))
+    example_rows = sorted({int(r) for f in items for r in f.rows[:MAX_EXAMPLES]})
+    example_ids = all_ids.take(pa.array(example_rows, type=pa.int64())).to_pylist()
+    return GateResult(
+        rows=offset,
+        with_outcomes=with_outcomes,
+        findings=Findings(offset, items),
+        missing_columns=first.missing_columns,
+        rules_checked=first.rules_checked,
+        ids=dict(zip(example_rows, example_ids, strict=True)),  # type: ignore[arg-type]
+        ignored_columns=first.ignored_columns,
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -380,11 +518,14 @@ def require_valid(
     validated_by: Path | None = None,
     with_outcomes: bool | None = None,
     what: str = "this step",
+    in_chunks: bool = False,
 ) -> GateOutcome:
     """Refuse a file with structural faults before ``what`` uses it.
 
     ``validated_by``: a report directory whose passing record names this exact file (by
     fingerprint) stands in for the check. ``no_validate`` skips the gate, loudly.
+    ``in_chunks``: check a Parquet file a chunk at a time (``check_parquet_in_chunks``) and
+    keep nothing of it: for a caller that reads the file in parts itself.
     """
     path = Path(path)
     check_file(path)  # absent, a directory, empty: one line, before anything reads it
@@ -411,8 +552,13 @@ def require_valid(
             )
         logger.info("%s: %s passed validation (record %s)", what, path, validated_by)
         return GateOutcome("passed", "record", fingerprint, len(record.get("warnings", [])))
-    raw, contract = read_raw_declarations(path)
-    result, canonical = check_declarations(raw, contract, limits, with_outcomes=with_outcomes)
+    chunked = in_chunks and path.suffix.lower() in (".parquet", ".pq")
+    if chunked:
+        result = check_parquet_in_chunks(path, limits, with_outcomes=with_outcomes)
+        canonical, contract = None, None
+    else:
+        raw, contract = read_raw_declarations(path)
+        result, canonical = check_declarations(raw, contract, limits, with_outcomes=with_outcomes)
     if not result.success:
         raise GateError(
             f"{path} fails the validation gate; {what} refuses it "
@@ -422,7 +568,7 @@ def require_valid(
         logger.warning("%s: %s", what, result.render().replace("\n", "\n  "))
     elif result.ignored_columns:
         logger.warning("%s: %s: %s", what, path, result.ignored_note())
-    if with_outcomes is None and not result.with_outcomes:
+    if chunked or (with_outcomes is None and not result.with_outcomes):
         # no outcome column: checked as declarations; the caller reads the file as it needs it
         # (a history with no result yet for `features build`, declarations for `score`)
         return GateOutcome("passed", "inline", fingerprint, len(result.findings.warnings))

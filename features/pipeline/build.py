@@ -151,9 +151,9 @@ def build_to_dir(
         no_validate=no_validate,
         validated_by=validated_by,
         what="features build",
+        in_chunks=engine == "dask",  # the cluster reads the file in parts: so does the gate
     )
     if engine == "dask":
-        gate = dataclasses.replace(gate, declarations=None)  # the cluster reads it in parts
         return _dask_to_dir(
             Path(declarations_path),
             Path(out),

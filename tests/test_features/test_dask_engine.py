@@ -156,6 +156,15 @@ def test_the_cli_builds_on_a_cluster_and_refuses_what_it_cannot(
     code, output = run("features", "build", "--declarations", str(csv), "--out", str(out),
                        "--engine", "dask", "--scheduler", scheduler, "--no-validate", "-q")  # fmt: skip
     assert code == 2 and "--engine dask reads a contract Parquet file" in output
+    # the gate reads the file a chunk at a time, as the cluster does, and still refuses faults
+    faulty = tmp_path / "faulty.parquet"
+    broken = history.head(300).copy()
+    broken.loc[broken.index[250], "declaration_id"] = broken["declaration_id"].iloc[3]
+    write_declarations(broken, faulty)
+    code, output = run("features", "build", "--declarations", str(faulty), "--out", str(out),
+                       "--engine", "dask", "--scheduler", scheduler, "-q")  # fmt: skip
+    assert code == 2 and "fails the validation gate" in output
+    assert "declaration_id.unique" in output and "row 251" in output
     assert json.loads((out / "features_summary.json").read_text()) == summary  # untouched
 
 

@@ -636,7 +636,7 @@ class EntityHistoryFamily(Family):
         declarations = hist.CombinedIndex(
             merged.declarations,
             *live_declarations,
-            EventIndex(all_codes[own], all_t[own]),
+            *hist.request_events(all_codes[own], all_t[own]),
         )
         tiled = np.tile(prior, len(entities))
         base = merged.base.take(np.concatenate(base_rows))

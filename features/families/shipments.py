@@ -230,11 +230,11 @@ def request_index(
     known = codes >= 0
     # re-scored declarations are events of the live layer already
     mine = known & ~prep["already_seen"] if "already_seen" in prep else known
-    own = hist.EventIndex(
+    own = hist.request_events(
         codes[mine], prep["t_us"][mine], {"value_cents": prep["value_cents"][mine]}
     )
     live = snapshot.live.runs.runs if snapshot.live is not None else ()
-    index = hist.CombinedIndex(snapshot.index, *live, own)
+    index = hist.CombinedIndex(snapshot.index, *live, *own)
     return np.where(known, codes, 0), known, index  # unknown rows: any code, forgotten later
 
 

@@ -31,7 +31,7 @@ from scipy import sparse
 
 from features.params import FeatureParams
 from features.pipeline.family import Family, History, Rows, SpecContext, Values
-from features.pipeline.history import codes_of
+from features.pipeline.history import codes_of, factorize
 from features.pipeline.manifest import FeatureSpec
 from features.pipeline.prepare import period_of, period_start_us, refit_start_us
 
@@ -54,11 +54,17 @@ def make_vectorizer(vocabulary: list[str] | None = None):
 def chapter_index(hs_chapter: np.ndarray) -> np.ndarray:
     """HS chapter '61' -> 61; anything else -> -1."""
     # parsed once per distinct chapter (a hundred), not per row: to_numeric on a million
-    # strings costs over a second
-    codes, levels = pd.factorize(hs_chapter)
-    num = np.asarray(pd.to_numeric(levels, errors="coerce"), dtype=np.float64)
-    index = np.where(np.isfinite(num) & (num >= 1) & (num <= 99), num, -1).astype(np.int64)
-    return np.where(codes >= 0, index[np.maximum(codes, 0)], -1)
+    # strings costs over a second; a request's few chapters are looked up, not factorised
+    codes, levels = factorize(np.asarray(hs_chapter, dtype=object))
+    index = np.array([_chapter_number(c) for c in levels.tolist()] + [-1], dtype=np.int64)
+    return index[codes]  # code -1 (missing): the appended -1
+
+
+@functools.lru_cache(maxsize=4096)
+def _chapter_number(chapter: str) -> int:
+    """61 for '61'; -1 for anything that is not a number from 1 to 99."""
+    num = float(pd.to_numeric(pd.Series([chapter], dtype=object), errors="coerce").iloc[0])
+    return int(num) if np.isfinite(num) and 1 <= num <= 99 else -1
 
 
 @dataclass
@@ -276,10 +282,11 @@ def hs6_support(
 ) -> dict[str, np.ndarray]:
     """Per row: mean and min over its well-known words of P(declared HS6 | word) in the past."""
     n = X.shape[0]
-    coo = X.tocoo()
-    tok = coo.col.astype(np.int64)
+    # X.tocoo() without scipy's set-up (~0.15 ms a request): rows from the CSR row pointers
+    tok = X.indices.astype(np.int64)
     keep = model.token_docs[tok] >= min_token_docs if len(tok) else np.zeros(0, dtype=bool)
-    row, tok = coo.row[keep], tok[keep]
+    row = np.repeat(np.arange(n, dtype=np.int64), np.diff(X.indptr))[keep]
+    tok = tok[keep]
     h = hs6_codes[row]
     n_h = max(len(model.hs6_vocabulary), 1)
     keys = tok * n_h + np.maximum(h, 0)

@@ -26,6 +26,7 @@ import pandas as pd
 
 from features.errors import ParcelriskError
 from features.params import FeatureParams, file_sha256
+from features.pipeline import history as hist
 from features.pipeline.family import Family, History, Rows, SpecContext, Values
 from features.pipeline.manifest import FeatureSpec
 
@@ -59,7 +60,7 @@ class Watchlist:
         """``none``, then the categories in order of first appearance."""
         return (NONE, *dict.fromkeys((*self.term_categories, *self.hs_categories)))
 
-    @property
+    @functools.cached_property  # asked on every request (a frozen dataclass keeps a __dict__)
     def term_levels(self) -> tuple[str, ...]:
         """``none``, then each term labelled with its category: ``kratom (drugs)``."""
         return (
@@ -202,7 +203,7 @@ def match_terms(
     regex = watchlist.term_regex
     if regex is None or n == 0:
         return first, count, banned
-    codes, uniques = pd.factorize(pd.Series(descriptions, dtype=object), use_na_sentinel=True)
+    codes, uniques = hist.factorize(descriptions)
     u_first = np.full(len(uniques), -1, dtype=np.int64)
     u_count = np.zeros(len(uniques), dtype=np.int64)
     u_banned = np.zeros(len(uniques), dtype=bool)
@@ -230,7 +231,7 @@ def match_hs(hs_codes: np.ndarray, watchlist: Watchlist) -> np.ndarray:
     out = np.full(len(hs_codes), -1, dtype=np.int64)
     if not watchlist.hs_prefixes or len(hs_codes) == 0:
         return out
-    codes, uniques = pd.factorize(pd.Series(hs_codes, dtype=object), use_na_sentinel=True)
+    codes, uniques = hist.factorize(hs_codes)
     lengths = sorted({len(p) for p in watchlist.hs_prefixes}, reverse=True)
     index = watchlist.hs_index
     # a loop over the distinct codes (a few thousand tariff lines), not over the rows
@@ -245,9 +246,16 @@ def match_hs(hs_codes: np.ndarray, watchlist: Watchlist) -> np.ndarray:
 
 def _codes(index: np.ndarray, categories: tuple[str, ...], levels: tuple[str, ...]) -> np.ndarray:
     """Category codes in ``levels`` of each matched row's category (0: ``none``)."""
+    lookup = _level_codes(categories, levels)
+    return np.where(index >= 0, lookup[np.maximum(index, 0)], 0.0)
+
+
+@functools.lru_cache(maxsize=64)  # the same few (list, manifest) pairs on every request
+def _level_codes(categories: tuple[str, ...], levels: tuple[str, ...]) -> np.ndarray:
     code = {level: i for i, level in enumerate(levels)}  # a level the model lacks: -1 (unknown)
     lookup = np.array([code.get(c, -1) for c in categories] or [0], dtype=np.float64)
-    return np.where(index >= 0, lookup[np.maximum(index, 0)], 0.0)
+    lookup.flags.writeable = False  # shared by every call
+    return lookup
 
 
 def term_flag(category: str) -> str:

@@ -274,6 +274,36 @@ def test_online_features_of_api_models_equal_those_of_their_frame(built, history
     pd.testing.assert_frame_equal(fast.frame(), slow.frame())
 
 
+def test_request_sized_shortcuts_give_the_general_paths_features(built, history, monkeypatch):
+    """Requests of a few rows take dict/loop shortcuts instead of pandas (``hist.is_small``),
+    and one declaration's own row is no event of its own queries (``hist.request_events``):
+    the features are those of the general path, to the last bit, one declaration or many."""
+    import features.pipeline.history as hist
+    from features.pipeline.online import online_features
+
+    cutoff = history["declared_at"].max() + pd.Timedelta(seconds=1)
+    state = build_entity_state(history, Contract(), PARAMS, cutoff=cutoff, manifest=built.manifest)
+    request = history[list(DECLARATION_COLUMNS)].tail(24).reset_index(drop=True)
+    request["declared_at"] = cutoff + pd.to_timedelta(np.arange(24) // 3, unit="min")
+    request.loc[1, "seller_id"] = "NEVER-SEEN"
+    request.loc[2, "consignee_id"] = None  # a pair key with a part missing: unknown entity
+    request.loc[3, "platform_id"] = None
+    request.loc[4, "description"] = None
+    request.loc[5, "origin_country"] = "ZZ"
+    request.loc[6, "hs_code"] = "9999999999"  # no chapter the text model knows
+    request.loc[7, "description"] = "kratom powder 1kg"  # a watchlist term, if the list has it
+    requests = [request.iloc[[i]] for i in range(len(request))] + [request]
+
+    fast = [online_features(r, state).matrix() for r in requests]
+    monkeypatch.setattr(hist, "SMALL_INPUT", 0)
+    monkeypatch.setattr(
+        hist, "request_events", lambda codes, t, w=None: (hist.EventIndex(codes, t, w),)
+    )
+    general = [online_features(r, state).matrix() for r in requests]
+    for i, (a, b) in enumerate(zip(fast, general, strict=True)):
+        np.testing.assert_array_equal(a, b, err_msg=f"request {i}")
+
+
 def test_corrupted_state_is_refused(tmp_path, built, history):
     from features.errors import ParcelriskError
 

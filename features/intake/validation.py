@@ -94,6 +94,9 @@ class GateResult:
     checked_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     cross_check: dict[str, Any] | None = None  # Great Expectations' counts, rule -> count
     ignored_columns: list[str] = field(default_factory=list)  # not in the contract: not read
+    # a file checked in chunks: the rows the column profile and the cross-check read (the
+    # first chunk); None when they read the whole file
+    sampled_rows: int | None = None
 
     @property
     def success(self) -> bool:
@@ -122,8 +125,10 @@ class GateResult:
             "share": finding.count / self.rows if self.rows else 0.0,
             "examples": self.examples(finding),
         }
-        if self.cross_check is not None and rule.name in self.cross_check.get("counts", {}):
-            out["great_expectations_rows"] = self.cross_check["counts"][rule.name]
+        # (a sampled cross-check counted other rows: its counts stay in ``cross_check``)
+        counts = (self.cross_check or {}).get("counts", {}) if self.sampled_rows is None else {}
+        if rule.name in counts:
+            out["great_expectations_rows"] = counts[rule.name]
         return out
 
     def to_record(self) -> dict[str, Any]:
@@ -144,6 +149,7 @@ class GateResult:
             "warning_rows": int(self.findings.rows_with("warning").sum()),
             "cross_check": self.cross_check,
             "ignored_columns": self.ignored_columns,
+            "sampled_rows": self.sampled_rows,
         }
 
     def ignored_note(self, limit: int = 8) -> str:
@@ -187,7 +193,10 @@ class GateResult:
                 ident = f" ({ex['declaration_id']})" if ex["declaration_id"] else ""
                 lines.append(f"          row {ex['row']}{ident}: {ex['message']}")
         if self.cross_check is not None:
-            lines.append(_render_cross_check(self.cross_check))
+            cross = _render_cross_check(self.cross_check)
+            if self.sampled_rows is not None:
+                cross += f" (on the first {self.sampled_rows:,} rows of {self.rows:,})"
+            lines.append(cross)
         return "\n".join(lines)
 
 
@@ -295,6 +304,9 @@ def check_declarations(
 # A chunk of ~0.5M rows holds ~1 GB as read and converted at the contract's width; the gate of a
 # file of any size holds one chunk, the ids in Arrow (~20 bytes a row) and the findings.
 GATE_CHUNK_ROWS = 500_000
+# `validate` checks a Parquet file of more rows in chunks: a whole read of 2M rows as text
+# and objects costs several GB, and grows with the file
+LARGE_FILE_ROWS = 2_000_000
 # parse_number's problems, in the order it reports them for one column
 _NUMBER_PROBLEMS = ("is not a number", "is not a whole number", "is out of range")
 
@@ -432,18 +444,36 @@ def validate_file(
     cross_check: bool = True,
     now: datetime | None = None,
     progress: Callable[[str], None] | None = None,
+    large_rows: int = LARGE_FILE_ROWS,
+    chunk_rows: int = GATE_CHUNK_ROWS,
 ) -> GateResult:
     """Check a declarations file; with ``report_dir``, write the HTML report and the record.
 
     ``cross_check`` also runs the rules as a Great Expectations suite and compares its counts.
     ``progress`` is told when each of ``VALIDATION_STEPS`` starts (the CLI's progress bar).
+    A Parquet file of more than ``large_rows`` rows is checked ``chunk_rows`` at a time
+    (``check_parquet_in_chunks``: the same findings); its column profile and cross-check read
+    its first chunk, as the report and the record say (``sampled_rows``).
     """
     step = progress or (lambda _: None)
     path = Path(path)
+    now = now or datetime.now(UTC)  # one clock for the gate and the cross-check
     step("read")
-    raw, contract = read_raw_declarations(path)  # as it is: the gate reports what is wrong
-    step("rules")
-    result, canonical = check_declarations(raw, contract, limits, now=now)
+    n_rows = _parquet_rows(path)
+    if n_rows is not None and n_rows > large_rows:
+        # the rules a chunk at a time (memory of a chunk, not of the file); the profile and
+        # the cross-check, which need a frame, on the first chunk
+        raw, contract = _first_rows(path, chunk_rows)
+        step("rules")
+        result = check_parquet_in_chunks(path, limits, now=now, chunk_rows=chunk_rows)
+        sample, canonical = check_declarations(raw, contract, limits, now=now)
+        result.sampled_rows = sample.rows
+    else:
+        raw, contract = read_raw_declarations(path)  # as it is: the gate reports what is wrong
+        step("rules")
+        result, canonical = check_declarations(raw, contract, limits, now=now)
+        sample = result
+    del raw
     result.source = str(path)
     result.fingerprint = fingerprint_file(path)
     if cross_check and not result.missing_columns and result.rows:
@@ -451,7 +481,7 @@ def validate_file(
 
         step("cross-check (GX)")
         result.cross_check = cross_check_with_gx(
-            canonical, result, limits, report_dir=report_dir, now=now
+            canonical, sample, limits, report_dir=report_dir, now=now
         )
     if report_dir is not None:
         step("report")
@@ -464,6 +494,40 @@ def validate_file(
         len(result.findings.warnings),
     )
     return result
+
+
+def _parquet_rows(path: Path) -> int | None:
+    """Rows of a Parquet file from its footer (None: not a readable Parquet file; the
+    whole-file read then reports what is wrong)."""
+    if path.suffix.lower() not in (".parquet", ".pq"):
+        return None
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.ParquetFile(path).metadata.num_rows
+    except Exception:  # reported by the read that follows
+        return None
+
+
+def _first_rows(path: Path, n: int) -> tuple[pd.DataFrame, Contract]:
+    """The first ``n`` rows of a Parquet file as they are, with its contract."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        contract = read_contract(path)
+        parquet = pq.ParquetFile(path)
+        batch = next(parquet.iter_batches(batch_size=n), None)
+        table = (
+            pa.Table.from_batches([batch], schema=parquet.schema_arrow)
+            if batch is not None
+            else parquet.schema_arrow.empty_table()
+        )
+    except ContractError:
+        raise
+    except Exception as exc:  # a corrupt row group: named, not a traceback
+        raise ContractError(f"{path}: cannot read file: {exc}") from exc
+    return table.to_pandas(), contract
 
 
 def write_report(result: GateResult, report_dir: Path, canonical: pd.DataFrame | None) -> None:

@@ -129,3 +129,36 @@ def test_require_valid_in_chunks_refuses_and_passes_as_the_whole_file_gate(
     assert "600 rows" in str(refused.value) and "features build refuses it" in str(refused.value)
     outcome = require_valid(good, LIMITS, in_chunks=True)
     assert outcome.status == "passed" and outcome.declarations is None
+
+
+def test_validate_checks_a_large_file_in_chunks_and_says_what_it_sampled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`parcelrisk validate` of a file over ``large_rows``: the whole-file findings without a
+    whole-file read; the column profile and the GX cross-check read the first chunk, said so
+    in the text, the record and the report."""
+    from features.intake.validation import validate_file
+
+    path = tmp_path / "declarations.parquet"
+    write_declarations(_spread_faults(), path, EXTRAS)
+    whole = validate_file(path, LIMITS, cross_check=False, now=NOW)
+    assert whole.sampled_rows is None
+
+    def whole_read(*_args, **_kwargs):
+        raise AssertionError("validate read the whole file")
+
+    monkeypatch.setattr("features.intake.validation.read_raw_declarations", whole_read)
+    report = tmp_path / "report"
+    chunked = validate_file(
+        path, LIMITS, report_dir=report, now=NOW, large_rows=500, chunk_rows=250
+    )
+    record = _comparable(chunked)
+    assert record.pop("sampled_rows") == 250 and record.pop("cross_check") is not None
+    assert record == {
+        k: v for k, v in _comparable(whole).items() if k not in ("sampled_rows", "cross_check")
+    }
+    assert "disagrees" not in chunked.render().lower().replace("agrees on all", "")
+    assert "(on the first 250 rows of 600)" in chunked.render()
+    html = (report / "index.html").read_text()
+    assert "On the first 250 rows of 600" in html
+    assert '"sampled_rows": 250' in (report / "validation.json").read_text()

@@ -510,9 +510,8 @@ class LiveKeys:
         """Codes of ``keys``, registering those never seen (-1 for missing keys)."""
         with self._lock:
             codes = self.codes(keys)
-            fresh = codes >= self.n_snapshot + len(self.new)
-            if fresh.any():
-                _, first = np.unique(codes[fresh], return_index=True)
-                for key, code in zip(keys[fresh][first], codes[fresh][first], strict=True):
-                    self.new[key] = int(code)
+            fresh = np.flatnonzero(codes >= self.n_snapshot + len(self.new))
+            # equal keys share a code: the first row of each registers it
+            for key, code in zip(keys[fresh].tolist(), codes[fresh].tolist(), strict=True):
+                self.new.setdefault(key, code)
         return codes

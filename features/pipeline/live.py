@@ -178,8 +178,10 @@ class LiveState:
 
 def _first_unseen(ids: np.ndarray, seen: set[str]) -> np.ndarray:
     """Rows whose id is neither in ``seen`` nor repeated earlier in ``ids``."""
-    new = np.fromiter((i not in seen for i in ids), dtype=bool, count=len(ids))
-    _, first = np.unique(ids.astype(str), return_index=True)
-    once = np.zeros(len(ids), dtype=bool)
-    once[first] = True
-    return new & once
+    here: set[str] = set()
+    new = np.zeros(len(ids), dtype=bool)
+    for row, i in enumerate(ids.tolist()):
+        # one pass of set lookups: np.unique over a request's few ids cost more than this
+        new[row] = i not in seen and i not in here
+        here.add(i)
+    return new

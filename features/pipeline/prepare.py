@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import itertools
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -138,6 +139,9 @@ class Prepared(dict):
         # key columns as prepare factorised them anyway, what ``entity_codes`` gives of the
         # column (a whole history's; a request's rows are not factorised)
         self.codes = codes or {}
+        # pair keys built by ``entity_keys`` (a request's: asked by its features, then again
+        # when it is appended to the live state)
+        self.pair_keys: dict[str, np.ndarray] = {}
 
     def slice(self, lo: int, hi: int) -> Prepared:
         """Rows [lo, hi) as views of the same arrays (without codes: a slice's first
@@ -206,20 +210,40 @@ def _text_fields(params: FeatureParams, contract: Contract) -> tuple[str, ...]:
 
     Only these become Python-object arrays: a million declarations cost ~60 MB per column so.
     """
-    used = set(_TEXT_INPUTS) | set(REASON_CONTEXT) | _key_columns(params, contract)
-    names = [f.name for f in DECLARATION_FIELDS if f.kind in ("str", "category")]
-    return tuple(n for n in names if n in used)
+    return _columns_used(params, contract)[0]
 
 
-def _key_columns(params: FeatureParams, contract: Contract) -> set[str]:
+def _key_columns(params: FeatureParams, contract: Contract) -> frozenset[str]:
     """Prepared columns the families code as keys (entity parts, categoricals, the
     valuation's references): their codes are kept (8 bytes a row each, only these)."""
-    used = set(categorical_columns(params, contract)) | {"hs6", "hs6_origin"}
+    return _columns_used(params, contract)[1]
+
+
+_COLUMNS_USED: dict[tuple[int, int], tuple[Any, ...]] = {}
+
+
+def _columns_used(
+    params: FeatureParams, contract: Contract
+) -> tuple[tuple[str, ...], frozenset[str]]:
+    """(text fields, key columns), asked on every request and every live append: kept per
+    (params, contract) object. Both are frozen but not hashable (a dict of exchange rates);
+    the entry holds them, so their ids are not reused while it lives."""
+    key = (id(params), id(contract))
+    hit = _COLUMNS_USED.get(key)
+    if hit is not None and hit[0] is params and hit[1] is contract:
+        return hit[2], hit[3]
+    keys = set(categorical_columns(params, contract)) | {"hs6", "hs6_origin"}
     for entity in [*entities_for(params, contract), entity_of(params.split_entity)]:
-        used.update(entity.parts)
+        keys.update(entity.parts)
     if params.order_windows_hours:
-        used.update(entity_of(ORDER_ENTITIES[-1]).parts)
-    return used
+        keys.update(entity_of(ORDER_ENTITIES[-1]).parts)
+    used = set(_TEXT_INPUTS) | set(REASON_CONTEXT) | keys
+    names = [f.name for f in DECLARATION_FIELDS if f.kind in ("str", "category")]
+    text = tuple(n for n in names if n in used)
+    if len(_COLUMNS_USED) >= 64:
+        _COLUMNS_USED.clear()
+    _COLUMNS_USED[key] = (params, contract, text, frozenset(keys))
+    return text, frozenset(keys)
 
 
 def unit_values(
@@ -298,12 +322,16 @@ def entity_keys(prep: Prepared, entity: Entity) -> np.ndarray:
     if len(parts) == 1:
         return parts[0]
     if is_small(len(parts[0])):  # a request: a Python join beats numpy's object ops
+        if (kept := prep.pair_keys.get(entity.spec)) is not None:
+            return kept
         joined_keys = [
             None if any(is_missing(v) for v in values) else PAIR_SEPARATOR.join(values)
             for values in zip(*(part.tolist() for part in parts), strict=True)
         ]
         out = np.empty(len(joined_keys), dtype=object)
         out[:] = joined_keys
+        out.flags.writeable = False  # shared by every family that asks
+        prep.pair_keys[entity.spec] = out
         return out
     keys = filled(parts[0], NONE_KEY)
     missing = pd.isna(parts[0])

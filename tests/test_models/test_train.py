@@ -374,3 +374,27 @@ def test_a_history_without_offence_types_trains_without_the_check(frames):
         features.drop(columns=["offence_type"]), manifest, PARAMS.replace(refit=False)
     )
     assert result.model.metadata["offence_labels"] == {} and result.info["thin_offences"] == {}
+
+
+def test_baselines_score_the_holdout_a_chunk_at_a_time_as_whole(monkeypatch):
+    """The logistic baseline scores in chunks (its pipeline copies what it scores several times
+    over: a 10M-parcel history's test period ran out of memory): the same scores as whole."""
+    import models.evaluation as evaluation
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(600, 5))
+    X[rng.random(X.shape) < 0.1] = np.nan  # imputed, with missing flags
+    X[:, 4] = rng.integers(0, 4, 600)  # a category code
+    y = (rng.random(600) < 0.3).astype(float)
+    frame = pd.DataFrame({"hs_chapter": ["61"] * 600, "origin_country": ["CN"] * 600})
+    kwargs = {"categorical": [4], "seed": 1, "profile_strength": 10.0}
+    whole = evaluation.score_baselines(
+        frame[:400], X[:400], y[:400], frame[400:], X[400:], **kwargs
+    )
+    monkeypatch.setattr(evaluation, "SCORE_CHUNK_ROWS", 7)
+    chunked = evaluation.score_baselines(
+        frame[:400], X[:400], y[:400], frame[400:], X[400:], **kwargs
+    )
+    assert len(chunked["logistic"]["risk"]) == 200
+    np.testing.assert_allclose(chunked["logistic"]["risk"], whole["logistic"]["risk"], rtol=1e-12)
+    assert set(chunked) == set(whole) == {"logistic", "rules", "random"}

@@ -242,8 +242,9 @@ def _columns_used(
     text = tuple(n for n in names if n in used)
     if len(_COLUMNS_USED) >= 64:
         _COLUMNS_USED.clear()
-    _COLUMNS_USED[key] = (params, contract, text, frozenset(keys))
-    return text, frozenset(keys)
+    coded = frozenset(keys)
+    _COLUMNS_USED[key] = (params, contract, text, coded)
+    return text, coded
 
 
 def unit_values(

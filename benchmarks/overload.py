@@ -31,9 +31,11 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
 
-# A throwaway consignee pseudonym key when none is configured: the benchmark makes its own
-# data, so no key file is needed (a PARCELRISK_PSEUDONYM_KEY already set is used instead).
+# Throwaway keys when none are configured: the benchmark makes its own data and decision
+# store, so no key file is needed (keys already set in the environment are used instead).
+# Without the audit key `parcelrisk serve` refuses to open a store on a fresh machine.
 os.environ.setdefault("PARCELRISK_PSEUDONYM_KEY", "benchmark-throwaway-pseudonym-key-" + "0" * 32)
+os.environ.setdefault("PARCELRISK_AUDIT_KEY", "benchmark-throwaway-audit-key-" + "0" * 32)
 
 
 def _serving_benchmark():

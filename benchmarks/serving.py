@@ -45,9 +45,11 @@ ID_PREFIX = b'"BENCH'
 _SENT = itertools.count()
 
 
-# A throwaway consignee pseudonym key when none is configured: the benchmark makes its own
-# data, so no key file is needed (a PARCELRISK_PSEUDONYM_KEY already set is used instead).
+# Throwaway keys when none are configured: the benchmark makes its own data and decision
+# store, so no key file is needed (keys already set in the environment are used instead).
+# Without the audit key `parcelrisk serve` refuses to open a store on a fresh machine.
 os.environ.setdefault("PARCELRISK_PSEUDONYM_KEY", "benchmark-throwaway-pseudonym-key-" + "0" * 32)
+os.environ.setdefault("PARCELRISK_AUDIT_KEY", "benchmark-throwaway-audit-key-" + "0" * 32)
 
 
 def absolute_sqlite(uri: str) -> str:

@@ -29,6 +29,10 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "benchmarks"]
 
+# A throwaway key for the store's integrity chain when none is configured (a key already set
+# is used instead): without one the store refuses to open on a fresh machine.
+os.environ.setdefault("PARCELRISK_AUDIT_KEY", "benchmark-throwaway-audit-key-" + "0" * 32)
+
 MB = 1024 * 1024
 
 

@@ -296,7 +296,7 @@ class RecordColumns:
 
         if name not in _DECLARATION_KINDS:
             return FrameColumns(self.frame()).text(name)
-        out = np.empty(len(self.records), dtype=object)  # np.array(list) could infer 2-D
+        out = np.empty(len(self), dtype=object)  # np.array(list) could infer 2-D
         out[:] = self._values(name)
         return out
 
@@ -320,7 +320,7 @@ class RecordColumns:
         return np.fromiter(
             (_NAT_US if v is None else (v - _EPOCH) // _MICROSECOND for v in self._values(name)),
             dtype=np.int64,
-            count=len(self.records),
+            count=len(self),
         )
 
     def missing(self, name: str) -> np.ndarray:
@@ -330,7 +330,7 @@ class RecordColumns:
         if name not in _DECLARATION_KINDS:
             return FrameColumns(self.frame()).missing(name)
         return np.fromiter(
-            (v is None or v != v for v in self._values(name)), dtype=bool, count=len(self.records)
+            (v is None or v != v for v in self._values(name)), dtype=bool, count=len(self)
         )
 
     def frame(self) -> pd.DataFrame:
@@ -338,6 +338,58 @@ class RecordColumns:
         if self._frame is None:
             self._frame = _frame_from_models(self.records, self.contract)
         return self._frame
+
+
+class StoredColumns(RecordColumns):
+    """Declarations as the decision store keeps them (``models_as_json``, parsed JSON objects),
+    read column by column without validating them again.
+
+    Every worker appends the other workers' decisions to its live state (``ScoringRuntime
+    .catch_up``). Their stored JSON is the canonical form a ``Declaration`` model was
+    serialised from (stripped, case-folded, pseudonymised, UTC times with "Z"), so validating
+    it again gives back the same values: it cost a third of the catch-up, ~45 us a declaration.
+    ``records`` (validated models) and ``frame()`` are still there, built on first use, for
+    what needs them (contract extras, rules).
+    """
+
+    def __init__(self, rows: list[dict[str, Any]], contract: Contract | None = None) -> None:
+        self.rows = rows
+        self.contract = contract or Contract()
+        self._frame = None
+        self._records: list[Any] | None = None
+
+    @property
+    def records(self) -> list[Any]:  # type: ignore[override]
+        if self._records is None:
+            from features.intake.contract import Declaration
+
+            self._records = [Declaration.model_validate(row) for row in self.rows]
+        return self._records
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def _values(self, name: str) -> list[Any]:
+        return [row.get(name) for row in self.rows]
+
+    def t_us(self, name: str) -> np.ndarray:
+        import numpy as np
+
+        if _DECLARATION_KINDS.get(name) != "datetime":
+            return FrameColumns(self.frame()).t_us(name)
+        return np.fromiter(
+            (_NAT_US if v is None else _stored_time_us(v, name) for v in self._values(name)),
+            dtype=np.int64,
+            count=len(self.rows),
+        )
+
+
+def _stored_time_us(text: str, name: str) -> int:
+    """Microseconds since the epoch of a stored time ("2026-03-01T10:00:00.000000Z")."""
+    value = datetime.fromisoformat(text)
+    if value.tzinfo is None:  # never written so: every stored time carries its zone
+        raise ContractError(f"stored declaration: {name} {text!r} carries no time zone")
+    return (value - _EPOCH) // _MICROSECOND
 
 
 def columns_of(

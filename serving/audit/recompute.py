@@ -200,9 +200,9 @@ class StateReplay:
         return known_seq >= self.log_seq and known_results_seq >= self.results_seq
 
     def advance(self, known_seq: int, known_results_seq: int) -> None:
-        """Append the log up to ``known_seq`` and the results up to ``known_results_seq``."""
-        from features.intake.columns import RecordColumns
-        from features.intake.contract import Declaration
+        """Append the log up to ``known_seq`` and the results up to ``known_results_seq``, read
+        as the service's catch-up reads them (``StoredColumns``)."""
+        from features.intake.columns import StoredColumns
 
         contract = self.live.snapshot.contract
         while self.log_seq < known_seq:
@@ -210,8 +210,7 @@ class StateReplay:
             page = self.store.since(self.log_seq, declared_from_us=self._cutoff, limit=limit)
             rows = [r for r in page if r[0] <= known_seq]
             if rows:
-                declarations = [Declaration.model_validate(json.loads(t)) for _, t in rows]
-                self.live.append(RecordColumns(declarations, contract))
+                self.live.append(StoredColumns([json.loads(t) for _, t in rows], contract))
             # a full page inside the range: more may follow; else the range is done
             full = len(page) == limit and len(rows) == len(page)
             self.log_seq = rows[-1][0] if full else known_seq
@@ -221,10 +220,9 @@ class StateReplay:
             self._pending = self.results.results_since(0, inspected_from_us=self._cutoff)
         rows = [r for r in self._pending if self.results_seq < r[0] <= known_results_seq]
         if rows:
-            declarations = [Declaration.model_validate(json.loads(r[1])) for r in rows]
             revenue = np.array([r[4] if r[4] is not None else np.nan for r in rows], dtype=float)
             self.live.append_outcomes(
-                RecordColumns(declarations, contract),
+                StoredColumns([json.loads(r[1]) for r in rows], contract),
                 np.array([r[2] for r in rows], dtype=np.int64),
                 np.array([r[3] for r in rows], dtype=bool),
                 np.round(np.nan_to_num(revenue, nan=0.0) * 100).astype(np.int64),  # as prepare

@@ -165,6 +165,72 @@ def test_record_columns_read_what_the_frame_of_the_same_models_holds() -> None:
     pd.testing.assert_frame_equal(fast.frame(), frame.frame())
 
 
+def test_stored_columns_read_the_store_json_as_the_validated_models_read() -> None:
+    """The catch-up reads sibling workers' stored declarations without validating them again:
+    every column must hold what the validated models hold (missing values, other UTC offsets,
+    pseudonyms, contract extras), and the models are still there for what needs them."""
+    import json
+
+    import numpy as np
+
+    from features.intake.columns import StoredColumns, models_as_json
+    from serving.scoring import declarations_as_json
+
+    df = make_declarations(n=40, with_outcomes=False)
+    columns = [*DECLARATION_COLUMNS, "broker_id", "incoterm", "insured_value"]
+    records = df[columns].to_dict(orient="records")
+    records[1]["declared_at"] = "2026-03-01T10:15:30.123456+02:00"  # another UTC offset
+    records[2]["platform_id"] = None
+    records[3]["insured_value"] = None
+    records[4]["description"] = "  Phone CASE  "  # stripped as validation strips it
+    models = [
+        Declaration(**{k: (None if pd.isna(v) else v) for k, v in r.items()}) for r in records
+    ]
+    for contract, texts in (
+        (None, models_as_json(models)),  # the service's store text without extras
+        (EXTRAS, declarations_as_json(declarations_frame(models, EXTRAS))),  # with extras
+    ):
+        stored = StoredColumns([json.loads(t) for t in texts], contract)
+        validated = RecordColumns(models, contract)
+        assert len(stored) == len(models) and ("broker_id" in stored) == (contract is not None)
+        for f in (f for f in FIELDS if f.name in DECLARATION_COLUMNS):
+            if f.kind in ("str", "category"):
+                assert stored.text(f.name).tolist() == validated.text(f.name).tolist(), f.name
+            elif f.kind == "datetime":
+                np.testing.assert_array_equal(stored.t_us(f.name), validated.t_us(f.name))
+            else:
+                np.testing.assert_array_equal(stored.numbers(f.name), validated.numbers(f.name))
+            np.testing.assert_array_equal(stored.missing(f.name), validated.missing(f.name))
+        assert stored.text("platform_id")[2] is None
+        assert stored._records is None or contract is not None  # no validation for the columns
+        assert stored.t_us("declared_at")[1] == validated.t_us("declared_at")[1]
+        if contract is not None:
+            for extra in ("broker_id", "incoterm"):
+                assert stored.text(extra).tolist() == validated.text(extra).tolist()
+            np.testing.assert_array_equal(
+                stored.numbers("insured_value"), validated.numbers("insured_value")
+            )
+        fields = list(DECLARATION_COLUMNS)  # the models, validated on first use
+        assert [r.model_dump(include=set(fields)) for r in stored.records] == [
+            m.model_dump(include=set(fields)) for m in models
+        ]
+        pd.testing.assert_frame_equal(stored.frame(), validated.frame())
+
+
+def test_a_stored_time_without_a_zone_is_a_contract_error() -> None:
+    import json
+
+    from features.intake.columns import StoredColumns, models_as_json
+
+    df = make_declarations(n=2, with_outcomes=False)
+    record = df[list(DECLARATION_COLUMNS)].to_dict(orient="records")[0]
+    model = Declaration(**{k: (None if pd.isna(v) else v) for k, v in record.items()})
+    row = json.loads(models_as_json([model])[0])
+    row["declared_at"] = "2026-03-01T10:15:30"
+    with pytest.raises(ContractError, match="declared_at '2026-03-01T10:15:30' carries no time"):
+        StoredColumns([row]).t_us("declared_at")
+
+
 def test_bad_numeric_extra_in_a_model_is_a_contract_error() -> None:
     df = make_declarations(n=3, with_outcomes=False)
     record = df[list(DECLARATION_COLUMNS)].to_dict(orient="records")[1]

@@ -150,6 +150,37 @@ def _read_csv(path: Path) -> pd.DataFrame:
     )
 
 
+def unreadable_file(path: Path, exc: BaseException) -> ContractError:
+    """The error for a file its reader failed on; for a Parquet file whose footer reads, it
+    names the first damaged row group and its rows (a disk or transfer fault mid-file), so
+    the administration knows which part of the export to send again.
+
+    Only on the error path: the row groups are read again one at a time until one fails.
+    """
+    import pyarrow.parquet as pq
+
+    where = ""
+    if Path(path).suffix.lower() in (".parquet", ".pq"):
+        try:
+            parquet = pq.ParquetFile(path)
+        except Exception:  # no footer: the reader's own message says it
+            parquet = None
+        if parquet is not None:
+            meta, first = parquet.metadata, 0
+            for group in range(meta.num_row_groups):
+                rows = meta.row_group(group).num_rows
+                try:
+                    parquet.read_row_group(group)
+                except Exception:
+                    where = (
+                        f"row group {group + 1} of {meta.num_row_groups} (rows {first:,} to "
+                        f"{first + rows - 1:,} of {meta.num_rows:,}) is damaged: "
+                    )
+                    break
+                first += rows
+    return ContractError(f"{path}: cannot read file: {where}{exc}")
+
+
 def read_raw_declarations(path: Path) -> tuple[pd.DataFrame, Contract]:
     """Read a declarations file as it is (CSV as text), with the contract it carries.
 
@@ -169,7 +200,7 @@ def read_raw_declarations(path: Path) -> tuple[pd.DataFrame, Contract]:
     except ContractError:
         raise
     except Exception as exc:  # pyarrow/pandas parse errors: report, don't trace back
-        raise ContractError(f"{path}: cannot read file: {exc}") from exc
+        raise unreadable_file(path, exc) from exc
     raise ContractError(f"{path}: unsupported file type {suffix!r} (use .parquet or .csv)")
 
 

@@ -35,7 +35,13 @@ from features.intake.contract import (
     ContractError,
     parse_declarations,
 )
-from features.intake.io import atomic_write, check_file, read_contract, read_raw_declarations
+from features.intake.io import (
+    atomic_write,
+    check_file,
+    read_contract,
+    read_raw_declarations,
+    unreadable_file,
+)
 from features.intake.rules import (
     MAX_EXAMPLES,
     Finding,
@@ -357,8 +363,8 @@ def check_parquet_in_chunks(
         try:
             batches = parquet.iter_batches(batch_size=chunk_rows)
             yield from (pa.Table.from_batches([b], schema=schema) for b in batches)
-        except Exception as exc:  # a corrupt row group: named, not a traceback
-            raise ContractError(f"{path}: cannot read file: {exc}") from exc
+        except Exception as exc:  # a corrupt row group: named, where, not a traceback
+            raise unreadable_file(path, exc) from exc
         if offset == 0:  # no rows: the empty file's faults, as the whole-file gate gives them
             yield schema.empty_table()
 
@@ -525,8 +531,8 @@ def _first_rows(path: Path, n: int) -> tuple[pd.DataFrame, Contract]:
         )
     except ContractError:
         raise
-    except Exception as exc:  # a corrupt row group: named, not a traceback
-        raise ContractError(f"{path}: cannot read file: {exc}") from exc
+    except Exception as exc:  # a corrupt row group: named, where, not a traceback
+        raise unreadable_file(path, exc) from exc
     return table.to_pandas(), contract
 
 

@@ -162,3 +162,35 @@ def test_validate_checks_a_large_file_in_chunks_and_says_what_it_sampled(
     html = (report / "index.html").read_text()
     assert "On the first 250 rows of 600" in html
     assert '"sampled_rows": 250' in (report / "validation.json").read_text()
+
+
+def test_a_damaged_row_group_is_named_with_its_rows(tmp_path: Path) -> None:
+    """A file whose footer is intact but whose fourth row group is damaged (a disk or transfer
+    fault mid-file): every reading path stops with the path, the row group and its rows; none
+    passes the rows it could read as the whole file."""
+    import pyarrow.parquet as pq
+
+    from features.errors import ParcelriskError
+    from features.intake.validation import validate_file
+
+    path = tmp_path / "declarations.parquet"
+    write_declarations(make_declarations(ROWS), path, EXTRAS)
+    pq.write_table(pq.read_table(path), path, row_group_size=100)  # contract metadata kept
+    column = pq.ParquetFile(path).metadata.row_group(3).column(0)
+    data = bytearray(path.read_bytes())
+    middle = column.data_page_offset + column.total_compressed_size // 2
+    data[middle : middle + 40] = b"\xff" * 40
+    path.write_bytes(bytes(data))
+
+    message = (
+        r"declarations\.parquet: cannot read file: row group 4 of 6 \(rows 300 to 399 of 600\)"
+        r" is damaged: .*snappy"
+    )
+    with pytest.raises(ParcelriskError, match=message):
+        check_parquet_in_chunks(path, LIMITS, now=NOW, chunk_rows=100)
+    with pytest.raises(ParcelriskError, match=message):
+        require_valid(path, LIMITS, in_chunks=True)  # one chunk of every row group
+    with pytest.raises(ParcelriskError, match=message):
+        validate_file(path, LIMITS, cross_check=False, now=NOW, large_rows=200, chunk_rows=100)
+    with pytest.raises(ParcelriskError, match=message):
+        validate_file(path, LIMITS, cross_check=False, now=NOW)  # the whole-file read too

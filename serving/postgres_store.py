@@ -15,8 +15,12 @@ decision before it, as the live state requires.
 
 A write PostgreSQL cannot take now (server down or restarting, connection lost, disk full,
 too many connections) raises ``StoreUnavailable`` with nothing of its batch stored: the service
-answers 503 and the client sends it again. The connection pool checks a connection before
-using it, so a restarted server costs the requests in flight, not the replica.
+answers 503 and the client sends it again. One case is not "nothing stored": the connection
+breaking after COMMIT was sent, when the batch may be in; the message says so, and the
+client's retry is answered from the store (a declaration is decided once). The scoring
+path's connections are not pinged before use (``hot_call``): a broken one is dropped and the
+work runs once more on a new one, so a restarted server costs the requests in flight, not the
+replica.
 """
 
 from __future__ import annotations
@@ -274,11 +278,19 @@ def hot_call(engine: sa.Engine, work: Callable[[psycopg.Connection], Any]) -> An
             try:
                 return work(pg)
             except psycopg.Error as exc:
-                cause = exc.__cause__ if isinstance(exc, _MaybeCommitted) else exc
+                maybe = isinstance(exc, _MaybeCommitted)
+                cause = exc.__cause__ if maybe else exc
                 if pg.broken or pg.closed:
                     conn.invalidate()
-                    if attempt == 0 and not isinstance(exc, _MaybeCommitted):
+                    if attempt == 0 and not maybe:
                         continue
+                    if maybe:  # not "nothing was stored": that may be untrue
+                        reason = str(cause).strip().splitlines()[0] if str(cause) else "lost"
+                        raise StoreUnavailable(
+                            f"decision store {_shown(engine)}: the connection broke after the "
+                            f"commit was sent ({reason}), so it may or may not be stored; send "
+                            "it again: what was decided is answered from the store, once"
+                        ) from cause
                 elif pg.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
                     pg.execute("ROLLBACK")
                 raise cause from None

@@ -140,6 +140,22 @@ def truncated_parquet(clean: Path, out: Path) -> Path:
     return path
 
 
+@fault(Expect("refused", "row group 3 of 5 (rows 1,200 to 1,799 of 3,000) is damaged"))
+def damaged_row_group(clean: Path, out: Path) -> Path:
+    """A Parquet file with its footer intact and bytes of its third row group overwritten (a
+    disk or transfer fault mid-file): every reader names the row group and its rows."""
+    import pyarrow.parquet as pq
+
+    path = out / "damaged_row_group.parquet"
+    pq.write_table(pq.read_table(clean), path, row_group_size=CLEAN_ROWS // 5)  # metadata kept
+    column = pq.ParquetFile(path).metadata.row_group(2).column(0)
+    data = bytearray(path.read_bytes())
+    middle = column.data_page_offset + column.total_compressed_size // 2
+    data[middle : middle + 40] = b"\xff" * 40
+    path.write_bytes(bytes(data))
+    return path
+
+
 @fault(Expect("refused", "row 3000"))
 def truncated_csv(clean: Path, out: Path) -> Path:
     """A CSV cut in the middle of its last row: the row lacks its value, currency and outcomes."""

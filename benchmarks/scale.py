@@ -122,6 +122,10 @@ def generate(rows: int, work: Path) -> Path:
                 str(out),
                 "--seed",
                 "7",
+                # a year that lies in the past (with its inspection results): the default
+                # start, 2026-01-01, runs 365 days into the future from December 2026 on
+                "--start",
+                "2025-01-01",
                 "--quiet",
             ],
             cwd=ROOT,

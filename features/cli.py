@@ -10,6 +10,7 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -96,6 +97,41 @@ def _echo_json(summary: dict) -> None:
     typer.echo(json.dumps(summary, indent=2, default=str, ensure_ascii=False))
 
 
+def require_past_period(start: str, days: int, today: date | None = None) -> None:
+    """Refuse a period whose declarations or inspection results would be dated after today.
+
+    A history is what an administration has already seen: the validation gate refuses
+    declarations and results in the future (beyond its clock skew), so such a file could not
+    enter the pipeline. Said before minutes of generating, with a --start that fits. The data
+    of a seed stays the same whatever the day it is generated on (no default moving with it).
+    """
+    from features.synthetic.inspection import MAX_INSPECTION_DELAY_H
+    from features.synthetic.params import SyntheticParamsError, parse_start
+
+    today = today or datetime.now(UTC).date()
+    try:
+        first = parse_start(start).astype("datetime64[D]").item()
+    except ValueError as exc:
+        raise SyntheticParamsError(
+            f"--start must be a date like 2026-01-01, got {start!r}"
+        ) from exc
+    lag = timedelta(hours=MAX_INSPECTION_DELAY_H)
+    results_until = first + timedelta(days=days) + lag
+    if results_until <= today:
+        return
+    latest = today - timedelta(days=days) - lag
+    fewer = (today - first - lag).days
+    fix = f"use --start {latest.isoformat()} or earlier" + (
+        f", or at most --days {fewer}" if fewer >= 1 else ""
+    )
+    raise SyntheticParamsError(
+        f"--start {start} --days {days}: the declarations run to "
+        f"{(first + timedelta(days=days - 1)).isoformat()} and their inspection results up to "
+        f"{MAX_INSPECTION_DELAY_H // 24} days later, past today ({today.isoformat()}); the "
+        f"validation gate refuses declarations and results dated in the future: {fix}"
+    )
+
+
 def generate(
     parcels: int = typer.Option(300_000, "--parcels", min=1, help="Number of parcels to generate."),
     days: int = typer.Option(180, "--days", min=1, help="Length of the period in days."),
@@ -111,6 +147,7 @@ def generate(
 
     from features.synthetic import generate_to_dir
 
+    require_past_period(start, days)
     progress = not quiet and sys.stderr.isatty()
     _echo_json(
         generate_to_dir(

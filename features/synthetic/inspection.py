@@ -147,11 +147,14 @@ def select_for_inspection(
     return random_pick | rule_pick, reason
 
 
+MAX_INSPECTION_DELAY_H = 240  # the longest wait for an inspection result
+
+
 def draw_inspection_delay(rng: np.random.Generator, operator: np.ndarray) -> np.ndarray:
     """Seconds from declaration to inspection result: 1 to 240 hours, postal slower."""
     delay_h = rng.lognormal(np.log(30), 0.9, len(operator))
     delay_h = np.where(OPERATOR_CHANNELS[operator] == "postal", 1.5, 0.7) * delay_h
-    return np.clip(delay_h * 3_600, 3_600, 240 * 3_600).astype(np.int64)
+    return np.clip(delay_h * 3_600, 3_600, MAX_INSPECTION_DELAY_H * 3_600).astype(np.int64)
 
 
 def on_watchlist(description: np.ndarray) -> np.ndarray:

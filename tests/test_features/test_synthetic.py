@@ -360,6 +360,44 @@ def test_cli_generate_shows_progress_on_a_terminal_unless_quiet(
     assert calls[0]["progress"] is progress
 
 
+def test_generate_refuses_a_period_whose_data_would_lie_in_the_future() -> None:
+    """What the gate would refuse (declarations or results after today) is said before minutes
+    of generating, with a --start and a --days that fit; a period in the past passes."""
+    from datetime import date
+
+    from features.cli import require_past_period
+    from features.synthetic.params import SyntheticParamsError
+
+    today = date(2026, 12, 4)
+    require_past_period("2026-01-01", 180, today)  # the demo's period
+    require_past_period("2025-11-24", 365, today)  # ends 2026-11-23, results by 2026-12-04
+    with pytest.raises(SyntheticParamsError) as refused:
+        require_past_period("2026-01-01", 365, today)
+    assert str(refused.value) == (
+        "--start 2026-01-01 --days 365: the declarations run to 2026-12-31 and their inspection "
+        "results up to 10 days later, past today (2026-12-04); the validation gate refuses "
+        "declarations and results dated in the future: use --start 2025-11-24 or earlier, or "
+        "at most --days 327"
+    )
+    with pytest.raises(SyntheticParamsError, match=r"use --start 2026-11-04 or earlier$"):
+        require_past_period("2026-12-01", 20, today)  # no --days fits from that start
+    with pytest.raises(SyntheticParamsError, match="--start must be a date"):
+        require_past_period("soon", 20, today)
+
+
+def test_cli_generate_of_a_future_period_is_one_line_and_writes_nothing(tmp_path) -> None:
+    import subprocess
+    from pathlib import Path
+
+    out = tmp_path / "raw"
+    cli = Path(sys.executable).parent / "parcelrisk"
+    args = [str(cli), "generate", "--parcels", "100", "--days", "5", "--start", "2099-01-01"]
+    result = subprocess.run([*args, "--out", str(out)], capture_output=True, text=True)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("error: --start 2099-01-01 --days 5: the declarations run")
+    assert "Traceback" not in result.stderr and not out.exists()
+
+
 def test_origin_misdeclared_only_by_cn_hk_sellers(declarations, truth):
     moved = truth["offence_type"] == "origin_misdeclared"
     assert moved.sum() > 0

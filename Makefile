@@ -55,7 +55,7 @@ services-down: ## Stop a team's services; their data stays in .team/ (scripts/te
 bench: $(STAMP) ## Run the benchmarks (print JSON)
 	for b in benchmarks/*.py; do $(BIN)/python $$b; done
 
-clean: ## Remove generated data, MLflow store and caches (keeps .venv)
-	rm -rf data/raw/* data/processed/* data/reports mlflow.db mlartifacts artifacts .pytest_cache .ruff_cache
+clean: ## Remove generated data, MLflow store, run metrics and caches (keeps .venv and audit.db: decisions are audit records)
+	rm -rf data/raw/* data/processed/* data/reports mlflow.db mlartifacts artifacts metrics notebooks/.sandbox .pytest_cache .ruff_cache
 
 .PHONY: help install demo test lint strip-notebooks format reliability services services-status services-down bench clean

@@ -310,7 +310,11 @@ def export_foreign(declarations: pd.DataFrame, truth: pd.DataFrame, seed: int) -
         "%07d", seller_number
     ).astype(object)
     seller[rng.random(n) < SELLER_ID_EMPTY] = None
-    consignee_number = declarations["consignee_id"].str[1:].astype(np.int64).to_numpy()
+    # consignee ids are keyed pseudonyms by now (never the generator's numbers): one personal
+    # customs code per distinct consignee, in order of first appearance
+    consignee_code, _ = pd.factorize(declarations["consignee_id"])
+    consignee = np.char.mod("P%012d", consignee_code + 1).astype(object)
+    consignee[consignee_code < 0] = None
     local_date = declarations["declared_at"].dt.tz_convert(TIMEZONE).dt.strftime("%Y.%m.%d")
     ids = np.char.mod(f"KR{seed % 100:02d}-%08d", np.arange(1, n + 1)).astype(object)
     remarks = np.where(
@@ -323,7 +327,7 @@ def export_foreign(declarations: pd.DataFrame, truth: pd.DataFrame, seed: int) -
         "신고일자": local_date.to_numpy(dtype=object),
         "세관부호": declarations["arrival_office"].map(OFFICE_CODES).to_numpy(dtype=object),
         "신고번호": ids,
-        "수입자부호": np.char.mod("P%012d", consignee_number).astype(object),
+        "수입자부호": consignee,
         "신고인부호": _broker_ids(rng, declarations["seller_id"], high_risk),
         "운송수단": _transport(rng, declarations["channel"], declarations["seller_country"], bulk),
         "특송업체부호": _courier_ids(rng, declarations["operator_id"], declarations["channel"]),

@@ -48,4 +48,4 @@ PY
 parcelrisk score data/processed/sample_to_score.parquet --out data/processed/sample_scored.parquet
 echo
 echo "Start the scoring service with:"
-echo "  PARCELRISK_API_KEYS=scorer:scorer-key-0123456789,auditor:auditor-key-0123456789 .venv/bin/parcelrisk serve --port 3000"
+echo "  PARCELRISK_API_KEYS=scorer:scorer-key-0123456789,auditor:auditor-key-0123456789,inspector:inspector-key-0123456789 .venv/bin/parcelrisk serve --port 3000"

@@ -135,6 +135,21 @@ def test_pydantic_models_with_extras_match_the_coerced_frame() -> None:
     pd.testing.assert_frame_equal(fast, df[columns].reset_index(drop=True))
 
 
+def _assert_same_columns(got, expected) -> None:
+    """Every contract field reads the same from two column sources (text, times, numbers, and
+    where values are missing)."""
+    import numpy as np
+
+    for f in (f for f in FIELDS if f.name in DECLARATION_COLUMNS):
+        if f.kind in ("str", "category"):
+            assert got.text(f.name).tolist() == expected.text(f.name).tolist(), f.name
+        elif f.kind == "datetime":
+            np.testing.assert_array_equal(got.t_us(f.name), expected.t_us(f.name))
+        else:
+            np.testing.assert_array_equal(got.numbers(f.name), expected.numbers(f.name))
+        np.testing.assert_array_equal(got.missing(f.name), expected.missing(f.name))
+
+
 def test_record_columns_read_what_the_frame_of_the_same_models_holds() -> None:
     """The online path reads validated models column by column instead of building the frame."""
     import numpy as np
@@ -150,13 +165,7 @@ def test_record_columns_read_what_the_frame_of_the_same_models_holds() -> None:
     ]
     fast, frame = RecordColumns(models, EXTRAS), FrameColumns(declarations_frame(models, EXTRAS))
     assert len(fast) == len(frame) == len(models) and "broker_id" in fast and "x" not in fast
-    for f in (f for f in FIELDS if f.name in DECLARATION_COLUMNS):
-        if f.kind in ("str", "category"):
-            assert fast.text(f.name).tolist() == frame.text(f.name).tolist(), f.name
-        elif f.kind == "datetime":
-            np.testing.assert_array_equal(fast.t_us(f.name), frame.t_us(f.name))
-        else:
-            np.testing.assert_array_equal(fast.numbers(f.name), frame.numbers(f.name))
+    _assert_same_columns(fast, frame)
     assert fast.text("platform_id")[2] is None and np.isnan(fast.numbers("insured_value")[3])
     assert fast.t_us("declared_at")[1] == pd.Timestamp("2026-03-01T08:15:30.123456Z").value // 1000
     for extra in ("broker_id", "incoterm"):  # extras are read through the coerced frame
@@ -193,14 +202,7 @@ def test_stored_columns_read_the_store_json_as_the_validated_models_read() -> No
         stored = StoredColumns([json.loads(t) for t in texts], contract)
         validated = RecordColumns(models, contract)
         assert len(stored) == len(models) and ("broker_id" in stored) == (contract is not None)
-        for f in (f for f in FIELDS if f.name in DECLARATION_COLUMNS):
-            if f.kind in ("str", "category"):
-                assert stored.text(f.name).tolist() == validated.text(f.name).tolist(), f.name
-            elif f.kind == "datetime":
-                np.testing.assert_array_equal(stored.t_us(f.name), validated.t_us(f.name))
-            else:
-                np.testing.assert_array_equal(stored.numbers(f.name), validated.numbers(f.name))
-            np.testing.assert_array_equal(stored.missing(f.name), validated.missing(f.name))
+        _assert_same_columns(stored, validated)
         assert stored.text("platform_id")[2] is None
         assert stored._records is None or contract is not None  # no validation for the columns
         assert stored.t_us("declared_at")[1] == validated.t_us("declared_at")[1]

@@ -21,7 +21,6 @@ demo), then means.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import os
@@ -75,15 +74,13 @@ def _variants(features_params, declarations, contract, truth, train_section) -> 
     lightgbm = {k: v for k, v in train_section["lightgbm"].items() if k not in SMOOTHED}
     plain = {**train_section, "lightgbm": lightgbm}
     smoothed = {**train_section, "lightgbm": {**lightgbm, **SMOOTHED}}
-    categorical = dataclasses.replace(
-        features_params,
+    categorical = features_params.replace(
         categoricals=tuple(dict.fromkeys((*features_params.categoricals, "hs6", "hs_heading"))),
     )
     built = build_features(declarations, contract, categorical)
     frame, manifest = built.frame, built.manifest
     without = manifest.select([n for n in manifest.names if n not in HS_CATEGORIES])
-    history = dataclasses.replace(
-        features_params,
+    history = features_params.replace(
         categoricals=tuple(
             c for c in features_params.categoricals if c not in ("hs6", "hs_heading")
         ),

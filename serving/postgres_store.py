@@ -285,7 +285,7 @@ def hot_call(engine: sa.Engine, work: Callable[[psycopg.Connection], Any]) -> An
                     if attempt == 0 and not maybe:
                         continue
                     if maybe:  # not "nothing was stored": that may be untrue
-                        reason = str(cause).strip().splitlines()[0] if str(cause) else "lost"
+                        reason = (str(cause).strip().splitlines() or ["connection lost"])[0]
                         raise StoreUnavailable(
                             f"decision store {_shown(engine)}: the connection broke after the "
                             f"commit was sent ({reason}), so it may or may not be stored; send "

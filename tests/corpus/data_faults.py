@@ -148,12 +148,20 @@ def damaged_row_group(clean: Path, out: Path) -> Path:
 
     path = out / "damaged_row_group.parquet"
     pq.write_table(pq.read_table(clean), path, row_group_size=CLEAN_ROWS // 5)  # metadata kept
-    column = pq.ParquetFile(path).metadata.row_group(2).column(0)
+    damage_row_group(path, 2)
+    return path
+
+
+def damage_row_group(path: Path, group: int) -> None:
+    """Overwrite 40 bytes in the middle of row group ``group``'s first column chunk (0-based),
+    leaving the footer intact: the file opens, that group cannot be read."""
+    import pyarrow.parquet as pq
+
+    column = pq.ParquetFile(path).metadata.row_group(group).column(0)
     data = bytearray(path.read_bytes())
     middle = column.data_page_offset + column.total_compressed_size // 2
     data[middle : middle + 40] = b"\xff" * 40
     path.write_bytes(bytes(data))
-    return path
 
 
 @fault(Expect("refused", "row 3000"))

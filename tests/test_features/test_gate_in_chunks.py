@@ -172,15 +172,12 @@ def test_a_damaged_row_group_is_named_with_its_rows(tmp_path: Path) -> None:
 
     from features.errors import ParcelriskError
     from features.intake.validation import validate_file
+    from tests.corpus.data_faults import damage_row_group
 
     path = tmp_path / "declarations.parquet"
     write_declarations(make_declarations(ROWS), path, EXTRAS)
     pq.write_table(pq.read_table(path), path, row_group_size=100)  # contract metadata kept
-    column = pq.ParquetFile(path).metadata.row_group(3).column(0)
-    data = bytearray(path.read_bytes())
-    middle = column.data_page_offset + column.total_compressed_size // 2
-    data[middle : middle + 40] = b"\xff" * 40
-    path.write_bytes(bytes(data))
+    damage_row_group(path, 3)
 
     message = (
         r"declarations\.parquet: cannot read file: row group 4 of 6 \(rows 300 to 399 of 600\)"
@@ -189,7 +186,7 @@ def test_a_damaged_row_group_is_named_with_its_rows(tmp_path: Path) -> None:
     with pytest.raises(ParcelriskError, match=message):
         check_parquet_in_chunks(path, LIMITS, now=NOW, chunk_rows=100)
     with pytest.raises(ParcelriskError, match=message):
-        require_valid(path, LIMITS, in_chunks=True)  # one chunk of every row group
+        require_valid(path, LIMITS, in_chunks=True)  # default chunks: the file in one
     with pytest.raises(ParcelriskError, match=message):
         validate_file(path, LIMITS, cross_check=False, now=NOW, large_rows=200, chunk_rows=100)
     with pytest.raises(ParcelriskError, match=message):

@@ -124,6 +124,13 @@ class RequestTimeoutMiddleware:
                         (b"content-type", b"application/json"),
                         (b"content-length", str(len(body)).encode()),
                     ]
+                if message["status"] == 429 and not any(
+                    k.lower() == b"retry-after" for k, _ in headers
+                ):
+                    # BentoML's own 429 past serve.max_concurrency carries none; every 429
+                    # of the API says when to come back (the requests in flight end within
+                    # the request timeout, most far sooner)
+                    headers.append((b"retry-after", b"1"))
                 headers.append((b"x-request-id", request_id.encode()))
                 message = {**message, "headers": headers}
             elif replaced and message["type"] == "http.response.body":

@@ -47,7 +47,9 @@ from serving.sqlite_store import (
     _declared_at,
     _now_iso,
     _row_record,
+    already_decided,
     checked_cut,
+    decided_records,
     get_archived,
     link_intact,
 )
@@ -339,17 +341,24 @@ class PostgresDecisionStore:
     # --- writing -----------------------------------------------------------------------------
 
     def record(
-        self, decisions_: Sequence[DecisionRecord], *, answered_at: Sequence[str] | None = None
-    ) -> None:
+        self,
+        decisions_: Sequence[DecisionRecord],
+        *,
+        answered_at: Sequence[str] | None = None,
+        first_wins: bool = False,
+    ) -> dict[tuple[str, str], DecisionRecord]:
         """Append a batch to the chain in one transaction, in the writers' turn: the seqs, the
-        answer time and the MACs are made after reading the chain's last link under the lock."""
+        answer time and the MACs are made after reading the chain's last link under the lock.
+        ``first_wins``: as ``SqliteDecisionStore.record`` (declarations another replica has
+        decided meanwhile are not stored again; their first decisions are returned)."""
         if not decisions_:
-            return
+            return {}
         values = [d.stored_values() for d in decisions_]
         features = STORED_FIELDS.index("features")
         packed = pack_feature_rows([v[features] for v in values])
         declared = [_declared_at(d.declaration_json) for d in decisions_]
         key = self._key
+        taken: dict[tuple[str, str], DecisionRecord] = {}
 
         def append(pg: psycopg.Connection) -> None:
             cur = pg.cursor()
@@ -358,10 +367,23 @@ class PostgresDecisionStore:
             if last is None:  # nothing recorded since the archive cut, or ever
                 cur.execute(_LAST_CUT_SQL)
                 last = cur.fetchone()
+            taken.clear()  # a retried transaction looks again
+            if first_wins:  # one more round trip, under the lock
+                taken.update(
+                    already_decided(
+                        decisions_,
+                        lambda ids, name, version: cur.execute(
+                            _DECIDED_SQL, (name, version, ids)
+                        ).fetchall(),
+                    )
+                )
             seq, prev = (int(last[0]), bytes(last[1])) if last is not None else (0, GENESIS)
             now = _now_iso()
             rows = []
             for i, v in enumerate(values):
+                d = decisions_[i]
+                if taken and (d.declaration_id, d.declaration_json) in taken:
+                    continue
                 seq += 1
                 at = now if answered_at is None else answered_at[i]
                 mac = record_mac(key, seq, at, prev, v)
@@ -377,6 +399,7 @@ class PostgresDecisionStore:
                 raise
 
         hot_call(self.engines.hot, append)
+        return taken
 
     @staticmethod
     def _last_link(conn: sa.Connection) -> tuple[int, bytes]:
@@ -549,13 +572,9 @@ class PostgresDecisionStore:
         if not ids:
             return {}
         # what an answer needs, not the feature vector nor the chain
-        rows = _fetch(self.engines.hot, _DECIDED_SQL, (model_name, model_version, ids))
-        found: dict[tuple[str, str], DecisionRecord] = {}
-        for row in rows:
-            *values, seq, answered_at = row
-            record = DecisionRecord.from_stored_values(values, seq=seq, answered_at=answered_at)
-            found.setdefault((record.declaration_id, record.declaration_json), record)
-        return found
+        return decided_records(
+            _fetch(self.engines.hot, _DECIDED_SQL, (model_name, model_version, ids))
+        )
 
     def since(
         self, seq: int, declared_from_us: int | None = None, limit: int | None = None

@@ -320,9 +320,13 @@ class ParcelRiskService:
         if again:  # decisions handed back: any marked undelivered now note their redelivery
             await asyncio.to_thread(self.store.mark_redelivered, again)
         if batch is not None:
-            await asyncio.to_thread(self.store.record, records)
-            runtime.recorded(batch, records)  # into the live entity state before the next batch
+            taken = await asyncio.to_thread(self.store.record, records, first_wins=True)
+            # into the live entity state before the next batch (a declaration another worker
+            # decided meanwhile enters once: its stored row is skipped as this worker's own)
+            runtime.recorded(batch, records)
             observe_batch(time.perf_counter() - started, batch.lanes, batch.exploration)
+            if taken:
+                items = first_decisions(items, records, taken)
         return items
 
     def _score_declarations(
@@ -361,8 +365,8 @@ class ParcelRiskService:
             batch = score_frame(columns, runtime)
             known = {e.name for e in runtime.contract.extras} if runtime.contract else set()
             for j, i in enumerate(new):
-                for name in sorted(set(declarations[i].model_extra or ()) - known):
-                    batch.warnings[j].append(f"field {name!r} is not in the contract: ignored")
+                if unknown := set(declarations[i].model_extra or ()) - known:
+                    batch.warnings[j].append(ignored_fields_warning(unknown))
             records = decision_records(
                 batch, runtime, [texts[i] for i in new], callers=[sent[i][1] for i in new]
             )
@@ -441,6 +445,8 @@ class ParcelRiskService:
                 f"{outcome}: outcome fields (inspection results) are not accepted for scoring",
                 field=outcome,
             )
+        if two_faced := _one_id_two_contents(declarations):
+            return two_faced
         # The declaration rules, as the file gate applies them: per request, before merging,
         # so one bad request never fails its neighbours' batch.
         findings = check_request(declarations, self.runtime)
@@ -549,6 +555,60 @@ class ParcelRiskService:
         except StoreUnavailable as exc:  # nothing of the batch stored: send it again later
             return error_response(503, str(exc), headers={"Retry-After": "5"})
         return JSONResponse(counts)
+
+
+# Fields not in the contract are named in one warning, a few of them, each cut short: the
+# warning is answered and stored with the decision, so a body of 100,000 made-up keys must not
+# become megabytes in the audit chain (the body limit bounds the request, not this).
+IGNORED_FIELDS_NAMED = 5
+IGNORED_FIELD_CHARS = 40
+
+
+def ignored_fields_warning(names: set[str]) -> str:
+    """One warning naming the fields of a declaration that are not in the contract."""
+    shown = [
+        repr(name if len(name) <= IGNORED_FIELD_CHARS else name[:IGNORED_FIELD_CHARS] + "...")
+        for name in sorted(names)[:IGNORED_FIELDS_NAMED]
+    ]
+    more = len(names) - len(shown)
+    listed = ", ".join(shown) + (f" and {more:,} more" if more else "")
+    if len(names) == 1:
+        return f"field {listed} is not in the contract: ignored"
+    return f"fields {listed} are not in the contract: ignored"
+
+
+def first_decisions(
+    items: list[dict[str, Any]],
+    records: list[DecisionRecord],
+    taken: dict[tuple[str, str], DecisionRecord],
+) -> list[dict[str, Any]]:
+    """``items`` with the answers of the declarations another worker decided first (``taken``,
+    from ``store.record(first_wins=True)``) swapped for that stored decision: a declaration
+    gets one decision, whichever worker scored it first."""
+    swap = {
+        ours.decision_id: theirs.api_item()
+        for ours in records
+        if (theirs := taken.get((ours.declaration_id, ours.declaration_json))) is not None
+    }
+    return [swap.get(item["decision_id"], item) for item in items]
+
+
+def _one_id_two_contents(declarations: list[Any]) -> JSONResponse | None:
+    """422 when one request holds two different declarations under one ``declaration_id``:
+    which one is the parcel? (The same declaration twice is one decision; a corrected one sent
+    in a later request is decided anew.)"""
+    first: dict[str, int] = {}
+    for i, declaration in enumerate(declarations):
+        j = first.setdefault(declaration.declaration_id, i)
+        if j != i and declarations[j] != declaration:
+            return error_response(
+                422,
+                f"declarations[{i}]: declaration_id {declaration.declaration_id!r} is also "
+                f"declarations[{j}], with other content; send one version of a declaration "
+                "per request (a correction in a later request is decided anew)",
+                field=f"declarations[{i}].declaration_id",
+            )
+    return None
 
 
 def _outcome_field(declarations: list[Any]) -> str | None:

@@ -180,6 +180,40 @@ _N_STORED = len(STORED_FIELDS)
 _FEATURES = STORED_FIELDS.index("features")
 
 
+def decided_records(rows: Sequence[Sequence[Any]]) -> dict[tuple[str, str], DecisionRecord]:
+    """Rows of a ``decided`` query (stored values, seq, answered_at; in seq order) as the first
+    decision of each (declaration_id, declaration_json)."""
+    found: dict[tuple[str, str], DecisionRecord] = {}
+    for row in rows:
+        *values, seq, answered_at = row
+        values[_FEATURES] = b""  # not read: the answer does not carry them
+        record = DecisionRecord.from_stored_values(values, seq=seq, answered_at=answered_at)
+        found.setdefault((record.declaration_id, record.declaration_json), record)
+    return found
+
+
+def already_decided(
+    decisions: Sequence[DecisionRecord],
+    lookup: Callable[[list[str], str, str], Sequence[Sequence[Any]]],
+) -> dict[tuple[str, str], DecisionRecord]:
+    """The stored first decisions of the declarations ``decisions`` decide again, by the same
+    model version: ``lookup(ids, model_name, model_version)`` runs the ``decided`` query inside
+    the writer's transaction. Two workers can score the same new declaration at once (a client
+    retrying on a second connection while its first attempt is still being scored): both see
+    it undecided before scoring, and the second to write must answer with the first's decision
+    instead of chaining a second one."""
+    by_model: dict[tuple[str, str], list[str]] = {}
+    for d in decisions:
+        by_model.setdefault((d.model_name, d.model_version), []).append(d.declaration_id)
+    wanted = {(d.declaration_id, d.declaration_json) for d in decisions}
+    found: dict[tuple[str, str], DecisionRecord] = {}
+    for (name, version), ids in by_model.items():
+        for key, record in decided_records(lookup(list(dict.fromkeys(ids)), name, version)).items():
+            if key in wanted:
+                found.setdefault(key, record)
+    return found
+
+
 def _declared_at(declaration_json: str) -> str | None:
     """The declaration's ``declared_at`` as stored (ISO UTC text), without parsing the JSON."""
     at = declaration_json.find('"declared_at": "')  # a key: quotes inside values are escaped
@@ -437,8 +471,12 @@ class SqliteDecisionStore:
             )
 
     def record(
-        self, decisions: Sequence[DecisionRecord], *, answered_at: Sequence[str] | None = None
-    ) -> None:
+        self,
+        decisions: Sequence[DecisionRecord],
+        *,
+        answered_at: Sequence[str] | None = None,
+        first_wins: bool = False,
+    ) -> dict[tuple[str, str], DecisionRecord]:
         """Append a batch to the chain in one transaction (all or nothing).
 
         The seqs, the answer time and the MACs are made inside the write transaction, in the
@@ -447,19 +485,32 @@ class SqliteDecisionStore:
         locked past the timeout): the transaction is rolled back, the store stays usable.
         ``answered_at``: one time per decision instead of now (``parcelrisk audit migrate``
         chaining decisions answered before the chain existed).
+        ``first_wins``: a decision whose declaration this model version has decided already
+        (``decided``: another worker stored it since this one looked) is not stored; that
+        first decision is returned instead, keyed as ``decided`` keys them.
         """
         if not decisions:
-            return
+            return {}
         values = [d.stored_values() for d in decisions]
         packed = pack_feature_rows([v[_FEATURES] for v in values])
         declared = [_declared_at(d.declaration_json) for d in decisions]
         key = self._key
+        taken: dict[tuple[str, str], DecisionRecord] = {}
+
+        def decided_now(ids: list[str], name: str, version: str) -> list[Any]:
+            query = _DECIDED.format(ids=",".join("?" * len(ids)))
+            return self._conn.execute(query, (name, version, *ids)).fetchall()
 
         def append() -> None:
+            taken.clear()  # a retried transaction looks again
+            if first_wins:
+                taken.update(already_decided(decisions, decided_now))
             seq, prev = self._last_link()
             now = _now_iso()
             rows = []
             for i, v in enumerate(values):
+                if taken and (decisions[i].declaration_id, decisions[i].declaration_json) in taken:
+                    continue
                 seq += 1
                 at = now if answered_at is None else answered_at[i]
                 mac = record_mac(key, seq, at, prev, v)
@@ -468,6 +519,7 @@ class SqliteDecisionStore:
             self._conn.executemany(_INSERT, rows)
 
         self._write(append)
+        return taken
 
     def _last_link(self) -> tuple[int, bytes]:
         """(seq, mac) the next decision follows: the last one, the archive cut, or genesis."""
@@ -691,13 +743,7 @@ class SqliteDecisionStore:
         # a commit waiting for another worker's write lock
         with self._read_lock:
             rows = self._reader.execute(query, (model_name, model_version, *ids)).fetchall()
-        found: dict[tuple[str, str], DecisionRecord] = {}
-        for row in rows:
-            *values, seq, answered_at = row
-            values[_FEATURES] = b""  # not read: the answer does not carry them
-            record = DecisionRecord.from_stored_values(values, seq=seq, answered_at=answered_at)
-            found.setdefault((record.declaration_id, record.declaration_json), record)
-        return found
+        return decided_records(rows)
 
     def since(
         self, seq: int, declared_from_us: int | None = None, limit: int | None = None

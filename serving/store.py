@@ -24,8 +24,13 @@ from serving.decision import DecisionRecord
 class DecisionStore(Protocol):
     """A decision store; implementations are safe to call from several threads."""
 
-    def record(self, decisions: Sequence[DecisionRecord]) -> None:
-        """Keep a batch of decisions, all or nothing."""
+    def record(
+        self, decisions: Sequence[DecisionRecord], *, first_wins: bool = False
+    ) -> dict[tuple[str, str], DecisionRecord]:
+        """Keep a batch of decisions, all or nothing. With ``first_wins``, a declaration this
+        model version has decided already (as ``decided`` finds them, looked up again in the
+        write transaction) is not stored again: its first decision is returned instead,
+        keyed by (declaration_id, declaration_json). Without it: ``{}``."""
 
     def get(self, decision_id: str) -> tuple[DecisionRecord, bool] | None:
         """The stored decision and whether its link in the chain holds; None if absent."""

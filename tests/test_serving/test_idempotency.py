@@ -64,3 +64,36 @@ def test_a_changed_declaration_under_the_same_id_is_decided_anew(client, service
     assert second["declaration_id"] == first["declaration_id"]
     # and the amended content, sent again, gets its own decision back
     assert _score(client, [amended])[0] == second
+
+
+def test_a_declaration_another_worker_decided_meanwhile_gets_that_decision(
+    client, service_env, monkeypatch
+):
+    """Two workers score the same new declaration at once (a client retrying on a second
+    connection while its first attempt is being scored): both find it undecided before
+    scoring; the second to write answers with the first's decision and stores nothing."""
+    from serving.service import _WORKER
+
+    declarations = make_declarations(2, seed=46, prefix="RACE")
+    first = _score(client, declarations[:1])
+    stored = _stored(service_env)
+    # the window between the look-up before scoring and the write: nothing decided yet
+    monkeypatch.setattr(_WORKER.service.store, "decided", lambda *args: {})
+    both = _score(client, declarations)
+    assert both[0] == first[0]
+    assert both[1]["declaration_id"] == declarations[1]["declaration_id"]
+    assert _stored(service_env) == stored + 1  # only the new one
+    monkeypatch.undo()
+    assert _score(client, declarations) == both
+
+
+def test_one_id_with_two_contents_in_one_request_is_refused(client, service_env):
+    (declaration,) = make_declarations(1, seed=47, prefix="TWOFACED")
+    other = {**declaration, "declared_value": declaration["declared_value"] * 2 + 1}
+    stored = _stored(service_env)
+    r = client.post("/score", json={"declarations": [declaration, other]}, headers=auth())
+    assert r.status_code == 422, r.text
+    error = r.json()["error"]
+    assert declaration["declaration_id"] in error and "declarations[1]" in error
+    assert "declarations[0]" in error
+    assert _stored(service_env) == stored

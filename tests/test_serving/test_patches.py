@@ -144,6 +144,23 @@ def test_the_service_sheds_load_and_times_out_as_configured(client) -> None:
     assert "/livez" in limiter.skip_paths  # probes are never shed
 
 
+def test_a_429_past_max_concurrency_says_when_to_retry(client) -> None:
+    """BentoML's limiter answers a bare 429; behind the request timeout it gets Retry-After
+    as every other 429 of the API."""
+    from bentoml._internal.server.http.traffic import MaxConcurrencyMiddleware
+
+    limiter = _middleware_chain(client)[MaxConcurrencyMiddleware]
+    taken = limiter._semaphore._value
+    limiter._semaphore._value = 0  # every slot held by requests in flight
+    try:
+        r = client.get("/auditor/")
+    finally:
+        limiter._semaphore._value = taken
+    assert r.status_code == 429 and r.headers["Retry-After"] == "1", r.headers
+    assert r.json()["error"]
+    assert client.get("/livez").status_code == 200
+
+
 def test_cancelling_the_request_cancels_the_app() -> None:
     cancelled: list[bool] = []
     slow = _slow_app(cancelled)

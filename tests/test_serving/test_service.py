@@ -282,6 +282,32 @@ def test_outcome_fields_are_refused_and_unknown_fields_warned(client) -> None:
     assert "'shoe_size' is not in the contract" in r.json()["decisions"][0]["warnings"][0]
 
 
+def test_many_unknown_fields_are_one_short_warning(client, service_env) -> None:
+    """100,000 made-up keys do not become megabytes of warnings, answered and stored."""
+    from serving.store import open_store
+
+    d = make_declarations(1, seed=16)[0]
+    d.update({f"k{i:06d}": 1 for i in range(100_000)})
+    d["x" * 5000] = 1
+    r = _score(client, [d])
+    assert r.status_code == 200, r.text
+    (warning,) = r.json()["decisions"][0]["warnings"]
+    assert warning == (
+        "fields 'k000000', 'k000001', 'k000002', 'k000003', 'k000004' and 99,996 more are "
+        "not in the contract: ignored"
+    )
+    store = open_store(service_env / "audit.db")
+    try:
+        record, _ = store.get(r.json()["decisions"][0]["decision_id"])
+    finally:
+        store.close()
+    assert record.warnings == [warning]
+    d = make_declarations(1, seed=17)[0]
+    d["y" * 5000] = 1
+    (warning,) = _score(client, [d]).json()["decisions"][0]["warnings"]
+    assert warning == f"field '{'y' * 40}...' is not in the contract: ignored"
+
+
 def test_one_request_may_mix_utc_offsets(client) -> None:
     """Declarations from different offices carry different offsets; all are stored in UTC."""
     declarations = make_declarations(3, seed=11, prefix="TZ")

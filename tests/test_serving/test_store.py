@@ -121,6 +121,38 @@ def test_a_store_finds_and_hands_back_earlier_decisions(store) -> None:
     assert [r.decision_id for r in store.find(declaration_id="D2")] == ["dec2"]
 
 
+def test_a_store_keeps_the_first_decision_of_a_declaration_decided_twice_at_once(store) -> None:
+    """Two workers scored the same new declaration at once (a retry on a second connection):
+    the second to write stores nothing for it and gets the first decision back."""
+    store.record([_record(1)])
+    again = dataclasses.replace(_record(1), decision_id="dec1-late", lane="green")
+    changed = dataclasses.replace(
+        _record(2), decision_id="dec2-amended", declaration_json='{"declaration_id": "D2"}'
+    )
+    other_version = dataclasses.replace(_record(3), decision_id="dec3-v4", model_version="4")
+    store.record([_record(3)])
+    taken = store.record([again, changed, _record(4), other_version], first_wins=True)
+    # only the declaration decided unchanged by the same model version is handed back
+    assert {k: r.decision_id for k, r in taken.items()} == {
+        ("D1", _record(1).declaration_json): "dec1"
+    }
+    assert taken[("D1", _record(1).declaration_json)].lane == "yellow"
+    assert store.get("dec1-late") is None
+    assert {d for d in ("dec2-amended", "dec4", "dec3-v4") if store.get(d)} == {
+        "dec2-amended",
+        "dec4",
+        "dec3-v4",
+    }
+    assert store.count() == 5 and [s for s, _ in store.since(0)] == [1, 2, 3, 4, 5]
+    # without first_wins (offline scoring, migration) every decision is stored
+    assert store.record([dataclasses.replace(_record(1), decision_id="dec1-file")]) == {}
+    assert store.get("dec1-file") is not None
+    from serving.audit.verify import verify_store
+
+    report = verify_store(store)
+    assert report.problem is None and report.checked == 6
+
+
 def test_a_store_keeps_undelivered_decisions_for_the_retry(store) -> None:
     store.record([_record(1), _record(2)])
     assert store.delivery("dec1") is None

@@ -148,6 +148,7 @@ def check_outcomes(
     frame, bad_values, _ = parse_declarations(raw[present], with_outcomes=True)
     frame = frame[[*RESULT_FIELDS]]
     ids = frame["declaration_id"]
+    id_values = ids.to_numpy(dtype=object, na_value=None)  # None, never NaN: problems name it
     declared = ids.map(declared_at_us).astype("float64")  # NaN: unknown id
     frame["inspected"] = True
     frame["declared_at"] = pd.to_datetime(declared, unit="us", utc=True).astype(
@@ -162,13 +163,16 @@ def check_outcomes(
         mask[bad.rows] = True
     findings = check(FrameColumns(frame), _outcome_rules(now), unreadable)
     problems = [
-        OutcomeProblem(row, ids.iloc[row], finding.rule.field, finding.rule.name, message)
+        OutcomeProblem(row, id_values[row], finding.rule.field, finding.rule.name, message)
         for finding in [*parse_findings(bad_values), *findings.faults]
         for row, message in zip(finding.rows.tolist(), finding.messages(), strict=True)
     ]
     problems += _revenue_without_offence(frame)
+    # A row refused for a field is not compared with the stored result: a missing or unreadable
+    # value (illicit, inspected_at) is neither equal nor different, and its own problem is the
+    # answer, as when nothing is stored yet.
+    refused_rows = {p.row for p in problems}
 
-    id_values = ids.to_numpy(dtype=object, na_value=None)
     counts = ids.value_counts()
     unchanged = np.zeros(len(frame), dtype=bool)
     for row, declaration_id in enumerate(id_values):
@@ -205,7 +209,7 @@ def check_outcomes(
                     f"declaration_id: {show(declaration_id)} has no decision in the store",
                 )
             )
-        elif declaration_id in stored:
+        elif declaration_id in stored and row not in refused_rows:
             differs = _differences(stored[declaration_id], frame.iloc[row])
             if differs:
                 problems.append(
@@ -235,7 +239,7 @@ def _revenue_without_offence(frame: pd.DataFrame) -> list[OutcomeProblem]:
     return [
         OutcomeProblem(
             int(row),
-            frame["declaration_id"].iloc[row],
+            _optional(frame["declaration_id"].iloc[row]),
             "revenue_recovered",
             "revenue_recovered.without_offence",
             f"revenue_recovered: {show(float(revenue[row]))} EUR is recorded but the parcel "
@@ -274,9 +278,16 @@ def result_of(row: pd.Series) -> StoredResult:
 
 def results_of(frame: pd.DataFrame) -> list[StoredResult]:
     """Each canonical result row in the form results are compared and stored in (column by
-    column: a results file may hold a million rows)."""
+    column: a results file may hold a million rows).
+
+    Every row must have passed ``check_outcomes``: a missing ``inspected_at`` or ``illicit``
+    has no stored form (it would become a bogus time or raise on ``bool(NA)``), so it is refused.
+    """
     import pandas as pd
 
+    missing = [name for name in ("inspected_at", "illicit") if frame[name].isna().any()]
+    if missing:
+        raise ValueError(f"results_of: {', '.join(missing)} missing; check_outcomes refuses it")
     inspected = pd.to_datetime(frame["inspected_at"], utc=True).astype("datetime64[us, UTC]")
     revenue = pd.to_numeric(frame["revenue_recovered"]).astype("float64").to_numpy()
     offence = frame["offence_type"].astype(object).tolist()

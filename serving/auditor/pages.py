@@ -12,7 +12,6 @@ Store reads, registry downloads and SHAP run in a thread, off the event loop.
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -40,6 +39,18 @@ from serving.auditor.disparity import (
     read_lane_counts,
 )
 from serving.auditor.model_evidence import ModelEvidenceCache, web_link
+from serving.auditor.query import (
+    MAX_CHARS,
+    Parser,
+    QueryProblem,
+    lane,
+    model_version,
+    parse_query,
+    plain_text,
+    shown,
+    utc_time,
+    whole_number,
+)
 from serving.auditor.session import (
     COOKIE_NAME,
     Session,
@@ -51,6 +62,7 @@ from serving.auditor.session import (
 )
 from serving.auditor.templates import render
 from serving.auth import KeyRing, load_keyring
+from serving.errors import DEFAULT_RETRY_AFTER_S
 from serving.lanes import LANES
 
 logger = logging.getLogger(__name__)
@@ -72,14 +84,26 @@ SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
 }
-# what a time filter may look like: a date or date-time in UTC (the stored answered_at is
-# ISO text in UTC, so a prefix compares in time order)
-_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?)?Z?$")
-_MAX_FILTER_CHARS = 200
+# the decisions list's filters (the form's fields) and the page after which it starts
+DECISION_FILTERS: dict[str, Parser] = {
+    "from": utc_time,
+    "to": utc_time,
+    "lane": lane,
+    "model_version": model_version,
+    "declaration_id": plain_text,
+}
+DECISIONS_QUERY: dict[str, Parser] = {**DECISION_FILTERS, "after_seq": whole_number}
+# MLflow's answers that mean the registry was reached and has no such name or version (an
+# empty name, a version MLflow cannot read); anything else is the registry failing
+_NOT_IN_REGISTRY = frozenset({"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"})
 
 
 def page(html: str, status: int = 200, headers: dict[str, str] | None = None) -> HTMLResponse:
-    return HTMLResponse(html, status_code=status, headers={**SECURITY_HEADERS, **(headers or {})})
+    """An HTML page with the security headers; a 503 also says when to try again."""
+    extra = {"Retry-After": str(DEFAULT_RETRY_AFTER_S)} if status == 503 else {}
+    return HTMLResponse(
+        html, status_code=status, headers={**SECURITY_HEADERS, **extra, **(headers or {})}
+    )
 
 
 @dataclass
@@ -164,7 +188,9 @@ class AuditorPages:
     # --- signing in and out -------------------------------------------------------------
 
     async def home(self, request: Request) -> Response:
-        return RedirectResponse(f"{PREFIX}/decisions", status_code=303)
+        # the query goes along: the list applies its filters or refuses them, never drops them
+        query = f"?{request.url.query}" if request.url.query else ""
+        return RedirectResponse(f"{PREFIX}/decisions{query}", status_code=303)
 
     async def login_form(self, request: Request) -> Response:
         return page(render("login", message=None, hours=SESSION_TTL_S // 3600))
@@ -229,6 +255,20 @@ class AuditorPages:
         )
         return {"signed_in": True, "champion": champion, **values}
 
+    def _message(self, service: Any, status: int, heading: str, message: str) -> Response:
+        return page(
+            render("message", **self._context(service, heading=heading, message=message)),
+            status,
+        )
+
+    def _query_problem(self, service: Any, request: Request) -> Response | None:
+        """The refusal of a query on a page that reads none (a filter there would be ignored)."""
+        try:
+            parse_query(request.query_params.multi_items(), {})
+        except QueryProblem as exc:
+            return self._message(service, 400, "Bad request", str(exc))
+        return None
+
     # --- pages --------------------------------------------------------------------------
 
     async def decisions(self, request: Request) -> Response:
@@ -236,24 +276,22 @@ class AuditorPages:
         if refusal is not None:
             return refusal
         params = request.query_params
-        filters = {
-            k: params.get(k, "").strip()[:_MAX_FILTER_CHARS]
-            for k in ("from", "to", "lane", "model_version", "declaration_id")
-        }
-        problem = _filter_problem(filters)
-        after_seq = params.get("after_seq", "0")
-        if not after_seq.isdigit():
-            problem = problem or "after_seq must be a whole number"
-        records = []
-        if problem is None:
+        # the form shows the filters as typed; the store gets them parsed
+        filters = {k: params.get(k, "").strip()[:MAX_CHARS] for k in DECISION_FILTERS}
+        problem, records = None, []
+        try:
+            query = parse_query(params.multi_items(), DECISIONS_QUERY)
+        except QueryProblem as exc:
+            problem = str(exc)
+        else:
             records = await run_in_threadpool(
                 service.store.find,
-                answered_from=filters["from"] or None,
-                answered_to=filters["to"] or None,
-                lane=filters["lane"] or None,
-                model_version=filters["model_version"] or None,
-                declaration_id=filters["declaration_id"] or None,
-                after_seq=int(after_seq),
+                answered_from=query.get("from"),
+                answered_to=query.get("to"),
+                lane=query.get("lane"),
+                model_version=query.get("model_version"),
+                declaration_id=query.get("declaration_id"),
+                after_seq=query.get("after_seq", 0),
                 limit=PAGE_SIZE,
             )
         next_query = None
@@ -278,16 +316,12 @@ class AuditorPages:
         service, refusal = self._signed_in(request)
         if refusal is not None:
             return refusal
-        decision_id = request.path_params["decision_id"][:_MAX_FILTER_CHARS]
+        if (refusal := self._query_problem(service, request)) is not None:
+            return refusal
+        decision_id = request.path_params["decision_id"][:MAX_CHARS]
         found = await run_in_threadpool(service.store.get, decision_id)
         if found is None:
-            return page(
-                render(
-                    "message",
-                    **self._context(service, heading="Not found", message="no such decision"),
-                ),
-                404,
-            )
+            return self._message(service, 404, "Not found", "no such decision")
         record, intact = found
         view = await run_in_threadpool(self._decision_view, service, record)
         html = render(
@@ -377,8 +411,15 @@ class AuditorPages:
         service, refusal = self._signed_in(request)
         if refusal is not None:
             return refusal
-        name = request.path_params["name"][:_MAX_FILTER_CHARS]
-        version = request.path_params["version"][:_MAX_FILTER_CHARS]
+        if (refusal := self._query_problem(service, request)) is not None:
+            return refusal
+        name = request.path_params["name"][:MAX_CHARS]
+        asked = request.path_params["version"][:MAX_CHARS]
+        try:
+            version = model_version(asked)
+        except ValueError as exc:  # no registry holds it: not worth asking one
+            message = f"no version {shown(asked)} of model {name}: a version is {exc}"
+            return self._message(service, 404, "Not found", message)
         try:
             view = await run_in_threadpool(self._model_view, service, name, version)
         except Exception as exc:
@@ -386,17 +427,12 @@ class AuditorPages:
 
             if not isinstance(exc, MlflowException):
                 raise
-            missing = exc.error_code == "RESOURCE_DOES_NOT_EXIST"
-            message = (
-                f"model {name} version {version} is not in the registry"
-                if missing
-                else f"the model registry did not answer for {name} v{version}: {exc.error_code}"
-            )
-            heading = "Not found" if missing else "Registry unavailable"
-            return page(
-                render("message", **self._context(service, heading=heading, message=message)),
-                404 if missing else 503,
-            )
+            if exc.error_code in _NOT_IN_REGISTRY:
+                message = f"model {name} version {version} is not in the registry"
+                return self._message(service, 404, "Not found", message)
+            logger.warning("registry, model %s v%s: %s", name, version, exc)
+            message = f"the model registry did not answer for {name} v{version}: {exc.error_code}"
+            return self._message(service, 503, "Registry unavailable", message)
         runtime = service.runtime
         is_champion = runtime is not None and (runtime.model_name, runtime.model_version) == (
             name,
@@ -446,15 +482,6 @@ class AuditorPages:
             "calibration": calibration,
             "disparity": disparity,
         }
-
-
-def _filter_problem(filters: dict[str, str]) -> str | None:
-    for key in ("from", "to"):
-        if filters[key] and not _TIME.match(filters[key]):
-            return f"{key}: give a UTC date or date-time like 2026-05-01 or 2026-05-01T10:00"
-    if filters["lane"] and filters["lane"] not in LANES:
-        return f"lane: one of {', '.join(LANES)}"
-    return None
 
 
 def auditor_routes(service: Callable[[], Any]) -> list[Route]:

@@ -486,6 +486,13 @@ class ParcelRiskService:
         if (decision_id is None) == (declaration is None):
             return error_response(422, "give exactly one of decision_id or declaration")
         if declaration is not None:
+            if outcome := _outcome_field([declaration]):  # refused as /score refuses them
+                field = "declaration." + outcome.split(".", 2)[2]
+                return error_response(
+                    422,
+                    f"{field}: outcome fields (inspection results) are not accepted here",
+                    field=field,
+                )
             findings = check_request([declaration], runtime)
             if findings.faults:
                 return rejection_response(findings, [declaration])

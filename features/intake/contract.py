@@ -742,6 +742,8 @@ _TEXT_FIELDS = tuple(f.name for f in DECLARATION_FIELDS if f.kind in ("str", "ca
 _BOOL_FIELDS = tuple(f.name for f in DECLARATION_FIELDS if f.kind == "bool")
 _PERSONAL_FIELDS = frozenset(f.name for f in DECLARATION_FIELDS if f.personal)
 _INT_FIELDS = tuple(f.name for f in DECLARATION_FIELDS if f.kind == "int")
+_NUMBER_FIELDS = tuple(f.name for f in DECLARATION_FIELDS if f.kind in ("int", "float"))
+_TIME_FIELDS = tuple(f.name for f in DECLARATION_FIELDS if f.kind == "datetime")
 _REQUIRED_FIELDS = [f.name for f in DECLARATION_FIELDS if not f.nullable]
 
 
@@ -793,6 +795,28 @@ class DeclarationBase(BaseModel):
     @classmethod
     def _read_bool(cls, value: Any) -> Any:
         return parse_bool_value(value)  # the file gate's reader: same words, same errors
+
+    @field_validator(*_NUMBER_FIELDS, mode="before", check_fields=False)
+    @classmethod
+    def _refuse_bool_number(cls, value: Any) -> Any:
+        # JSON true/false read as 1/0 would score a client's bug as a parcel of one item
+        if isinstance(value, bool):
+            raise ValueError(f"must be a number, not {str(value).lower()}")
+        return value
+
+    @field_validator(*_TIME_FIELDS, mode="before", check_fields=False)
+    @classmethod
+    def _require_iso_time(cls, value: Any, info: Any) -> Any:
+        # pydantic would read a number (or digits) as Unix seconds or milliseconds, guessing
+        # which by size: a time is ISO 8601 text with its zone, as the contract documents
+        if isinstance(value, int | float) or (
+            isinstance(value, str) and value.strip().lstrip("+-").replace(".", "", 1).isdigit()
+        ):
+            raise ValueError(
+                f"{info.field_name} must be ISO 8601 text with a time zone (e.g. "
+                f"'2026-05-01T10:00:00Z'), not a number"
+            )
+        return value
 
     @field_validator(*_INT_FIELDS, check_fields=False)
     @classmethod

@@ -272,6 +272,35 @@ def test_rules_reject_in_a_request_what_the_contract_forbids() -> None:
         Declaration(**{**good, "declared_at": "2026-03-01T08:00:00"})
 
 
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("quantity", True, "quantity\n.*must be a number, not true"),
+        ("declared_value", False, "declared_value\n.*must be a number, not false"),
+        ("gross_weight_kg", True, "gross_weight_kg\n.*must be a number, not true"),
+        ("declared_at", 1764000000, "declared_at must be ISO 8601 text with a time zone"),
+        ("declared_at", 1764000000123, "not a number"),
+        ("declared_at", "1764000000", "not a number"),
+        ("declared_at", " 1764000000.5 ", "not a number"),
+    ],
+)
+def test_json_values_are_not_read_loosely(key, value, message) -> None:
+    """A boolean where a number belongs, a number where a time belongs: a client's bug, refused
+    (pydantic would score true as 1 and guess seconds or milliseconds from a number's size)."""
+    import json
+
+    body = {
+        "declaration_id": "LAX-1",
+        "declared_at": "2026-03-01T08:00:00Z",
+        "hs_code": "610910",
+        "declared_value": 12.5,
+        "quantity": 2,
+    }
+    assert Declaration.model_validate_json(json.dumps(body)).quantity == 2
+    with pytest.raises(ValueError, match=message):
+        Declaration.model_validate_json(json.dumps({**body, key: value}))
+
+
 def test_missing_required_column_is_named() -> None:
     df = make_declarations().drop(columns=["hs_code", "broker_id"])
     with pytest.raises(ContractError, match=r"hs_code.*broker_id"):

@@ -282,6 +282,13 @@ def test_outcome_fields_are_refused_and_unknown_fields_warned(client) -> None:
     assert "'shoe_size' is not in the contract" in r.json()["decisions"][0]["warnings"][0]
 
 
+def test_explain_refuses_outcome_fields_as_score_does(client) -> None:
+    d = make_declarations(1, seed=18)[0]
+    r = client.post("/explain", json={"declaration": {**d, "illicit": True}}, headers=auth())
+    assert r.status_code == 422 and r.json()["field"] == "declaration.illicit", r.text
+    assert client.post("/explain", json={"declaration": d}, headers=auth()).status_code == 200
+
+
 def test_many_unknown_fields_are_one_short_warning(client, service_env) -> None:
     """100,000 made-up keys do not become megabytes of warnings, answered and stored."""
     from serving.store import open_store

@@ -2,21 +2,33 @@
 
 Pure: contribution rows + the model input rows + declaration context in, sentences out.
 A reason is the feature's ``FeatureSpec.reason`` template filled with the value the model saw
-(category codes shown as their label) and the declaration context (``REASON_CONTEXT``). A value
-or context the template cannot use (NaN, unknown category, missing context, bad format spec)
-falls back to the feature's plain description: a reason is never dropped and never crashes.
+(category codes shown as their label) and the declaration context (``REASON_CONTEXT``). A reason
+is never dropped and never crashes; when the template cannot be filled it still speaks of the
+parcel, never of the feature's definition (``FeatureSpec.description`` is documentation: it may
+name configuration, such as the watchlist's file, that clearance systems must not be sent):
+- a context field the template names that the declaration left empty: ``no seller declared``;
+- a value the model saw as missing (NaN, unknown category): ``no quantity declared`` for a
+  declared field itself, else ``<feature> not computable: ...``. Reported, not skipped:
+  LightGBM sends missing values down their own branch, so the missing value is what raised
+  the score, and skipping it would hide the reason (a missing description) behind weaker ones;
+- any other fault of the template (bad format spec, a name outside the context): the feature
+  and its value.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
+import re
+import string
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from features.intake.columns import python_values
+from features.intake.contract import DECLARATION_COLUMNS
 from features.pipeline.manifest import REASON_CONTEXT
 
 if TYPE_CHECKING:
@@ -54,19 +66,59 @@ def display_value(spec: FeatureSpec, value: float) -> Any:
 
 
 def render_reason(spec: FeatureSpec, value: float, context: dict[str, Any]) -> str:
-    """One sentence for one feature; the spec description whenever the template cannot fill."""
+    """One sentence about this parcel for one feature, whatever the template, value or context.
+
+    ``context``: ``REASON_CONTEXT`` values, None for a field the declaration left empty (a
+    name absent from it is unknown, not empty).
+    """
+    empty = [name for name in _template_fields(spec.reason) if _is_empty(context, name)]
+    if empty:
+        return f"no {_words(empty[0])} declared"
     shown = display_value(spec, value)
     if shown is None:
-        return spec.description
+        if spec.name in DECLARATION_COLUMNS:
+            return f"no {_words(spec.name)} declared"
+        return (
+            f"{_words(spec.name)} not computable: a field it needs is missing or new to the model"
+        )
     try:
         return spec.reason.format(value=shown, **context)
     except (KeyError, IndexError, ValueError, TypeError, AttributeError) as exc:
-        logger.debug("reason template of %s fell back to its description: %r", spec.name, exc)
-        return spec.description
+        logger.debug("reason template of %s not filled: %r", spec.name, exc)
+        return f"{_words(spec.name)}: {f'{shown:g}' if isinstance(shown, float) else shown}"
+
+
+# Abbreviations the templates write in capitals ("HS {hs6}", "EUR {value}").
+_CAPITALS = frozenset({"hs", "hs6", "eur", "aeo", "ioss"})
+
+
+def _words(name: str) -> str:
+    """A feature or field name as words: ``unit_value_ratio_hs6`` -> ``unit value ratio HS6``,
+    ``seller_id`` -> ``seller``."""
+    tokens = name.removesuffix("_id").split("_")
+    return " ".join(t.upper() if t in _CAPITALS else t for t in tokens)
+
+
+@functools.lru_cache(maxsize=1024)  # the manifest's few hundred templates, asked per reason
+def _template_fields(template: str) -> tuple[str, ...]:
+    """The context names a template reads (``{hs6}``, ``{seller_id}``), ``value`` left out."""
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError:  # unbalanced braces: format() fails too, and says so
+        return ()
+    roots = (re.split(r"[.\[]", f, maxsplit=1)[0] for _, f, _, _ in parsed if f)
+    return tuple(dict.fromkeys(r for r in roots if r and r != "value"))
+
+
+def _is_empty(context: dict[str, Any], name: str) -> bool:
+    if name not in context:
+        return False
+    v = context[name]
+    return v is None or (isinstance(v, float) and math.isnan(v))
 
 
 def _context_rows(context: pd.DataFrame | Mapping[str, Any], n: int) -> list[dict[str, Any]]:
-    """REASON_CONTEXT values per row, missing ones left out (the template then falls back).
+    """REASON_CONTEXT values per row, None where the declaration left the field empty.
 
     ``context``: a feature frame, or columns as arrays of Python values (None for missing).
     """
@@ -79,10 +131,7 @@ def _context_rows(context: pd.DataFrame | Mapping[str, Any], n: int) -> list[dic
         values = [python_values(context[c]) for c in columns]  # to_dict costs ~5x more per call
     else:
         values = [list(context[c]) for c in columns]
-    return [
-        {k: v for k, v in zip(columns, row, strict=True) if v is not None}
-        for row in zip(*values, strict=True)
-    ]
+    return [dict(zip(columns, row, strict=True)) for row in zip(*values, strict=True)]
 
 
 def explain_decisions(
@@ -108,23 +157,33 @@ def explain_decisions(
     if len(X) == 0 or top_k <= 0:
         return [[] for _ in range(len(X))]
     phi = contributions[:, :n_features]
-    k = min(top_k, n_features)
+    specs = manifest.features
+    # A template that does not show the value states a fact ("no platform declared"): the
+    # feature is a 0/1 flag, and at 0 the sentence is false though its contribution may be
+    # positive (the absence nudged the score up). Such a reason is skipped for the next one,
+    # so more candidates than top_k are looked at.
+    flag = [_VALUE_FIELD not in spec.reason for spec in specs]
+    k = min(top_k + sum(flag), n_features)
     # argpartition then sort only the k candidates: O(n·f) instead of a full sort per row
     top = np.argpartition(-phi, k - 1, axis=1)[:, :k]
     order = np.take_along_axis(-phi, top, axis=1).argsort(axis=1, kind="stable")
     top = np.take_along_axis(top, order, axis=1)
     contexts = _context_rows(context, len(X))
-    specs = manifest.features
     out: list[list[Reason]] = []
     for i in range(len(X)):
         row: list[Reason] = []
         for j in top[i]:
             c = float(phi[i, j])
-            if c <= 0:
+            if c <= 0 or len(row) == top_k:
                 break
+            if flag[j] and X[i, j] == 0:
+                continue
             row.append(Reason(specs[j].name, render_reason(specs[j], X[i, j], contexts[i]), c))
         out.append(row)
     return out
+
+
+_VALUE_FIELD = "{value"
 
 
 def contribution_table(

@@ -32,13 +32,26 @@ def test_category_shows_label() -> None:
     assert display_value(ORIGIN, 0.0) == "CN"
 
 
-def test_fallbacks_to_description() -> None:
-    assert render_reason(VALUE, math.nan, CONTEXT) == VALUE.description
-    assert render_reason(ORIGIN, 7.0, {}) == ORIGIN.description  # unknown code
-    assert render_reason(BROKEN, 1.0, {}) == BROKEN.description  # missing placeholder
-    assert render_reason(VALUE, 0.5, {}) == VALUE.description  # missing context
+def test_a_template_that_cannot_fill_still_speaks_of_the_parcel() -> None:
+    missing = "not computable: a field it needs is missing or new to the model"
+    assert render_reason(VALUE, math.nan, CONTEXT) == f"unit value ratio {missing}"
+    assert render_reason(ORIGIN, 7.0, {}) == f"origin {missing}"  # unknown code
+    assert render_reason(BROKEN, 1.0, {}) == "broken: 1"  # missing placeholder
+    assert render_reason(VALUE, 0.5, {}) == "unit value ratio: 0.5"  # context not given
+    assert render_reason(VALUE, 0.5, {**CONTEXT, "hs6": None}) == "no HS6 declared"
     bad_spec = FeatureSpec("v", "x", "float", "desc", "{value:d}")
-    assert render_reason(bad_spec, 0.5, {}) == "desc"  # format spec error
+    assert render_reason(bad_spec, 0.5, {}) == "v: 0.5"  # format spec error
+
+
+def test_a_flag_at_zero_is_no_reason_the_next_one_is() -> None:
+    """ "no platform declared" is false of a parcel that declared one, whatever the sign."""
+    flag = FeatureSpec("platform_missing", "x", "float", "Platform missing", "no platform declared")
+    manifest = FeatureManifest((VALUE, flag, ORIGIN))
+    contrib = np.array([[0.1, 0.5, 0.2, 0.0], [0.1, 0.5, 0.2, 0.0]])
+    X = np.array([[0.18, 0.0, 1.0], [0.18, 1.0, 1.0]])
+    reasons = explain_decisions(contrib, X, pd.DataFrame([CONTEXT, CONTEXT]), manifest, top_k=2)
+    assert [r.feature for r in reasons[0]] == ["origin", "unit_value_ratio"]
+    assert [r.text for r in reasons[1]] == ["no platform declared", "origin US"]
 
 
 def test_top_positive_contributions_in_order() -> None:
@@ -50,7 +63,7 @@ def test_top_positive_contributions_in_order() -> None:
     assert reasons[0][1].text.startswith("unit value 18%")
     assert reasons[1] == []
     assert [r.feature for r in reasons[2]] == ["unit_value_ratio", "origin"]
-    assert reasons[2][0].text == VALUE.description  # hs6 missing in context
+    assert reasons[2][0].text == "no HS6 declared"  # hs6 missing in context
     assert reasons[2][1].text == "origin US"
 
 

@@ -13,6 +13,8 @@ turns a batch (API records or a frame) into the arrays the feature code reads.
 
 from __future__ import annotations
 
+import math
+
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -798,10 +800,14 @@ class DeclarationBase(BaseModel):
 
     @field_validator(*_NUMBER_FIELDS, mode="before", check_fields=False)
     @classmethod
-    def _refuse_bool_number(cls, value: Any) -> Any:
+    def _read_number(cls, value: Any, info: Any) -> Any:
         # JSON true/false read as 1/0 would score a client's bug as a parcel of one item
         if isinstance(value, bool):
             raise ValueError(f"must be a number, not {str(value).lower()}")
+        # a NaN literal in JSON is not "missing" (null is): the rules would say "a value is
+        # required" of a value that was sent (from a frame, NaN is how missing is held)
+        if info.mode == "json" and isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"must be a finite number, not {value}")
         return value
 
     @field_validator(*_TIME_FIELDS, mode="before", check_fields=False)

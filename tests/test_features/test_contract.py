@@ -282,6 +282,9 @@ def test_rules_reject_in_a_request_what_the_contract_forbids() -> None:
         ("declared_at", 1764000000123, "not a number"),
         ("declared_at", "1764000000", "not a number"),
         ("declared_at", " 1764000000.5 ", "not a number"),
+        # a NaN literal was read as missing: "a value is required" of a value that was sent
+        ("declared_value", float("nan"), "declared_value\n.*must be a finite number, not nan"),
+        ("gross_weight_kg", float("inf"), "must be a finite number, not inf"),
     ],
 )
 def test_json_values_are_not_read_loosely(key, value, message) -> None:

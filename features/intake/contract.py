@@ -14,7 +14,6 @@ turns a batch (API records or a frame) into the arrays the feature code reads.
 from __future__ import annotations
 
 import math
-
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime

@@ -55,6 +55,16 @@ up on the service instance without checking there is one: when the app is shut d
 after its instance was destroyed (an ASGI app reused across lifespans, as the tests do), the
 lookup on ``None`` raises ``AttributeError`` out of the lifespan. ``install_guarded_shutdown()``
 makes a shutdown without an instance a no-op.
+
+6. A deadline for request headers (uvicorn, the HTTP server BentoML runs).
+
+uvicorn 0.54 times out an idle keep-alive connection, but not one that is sending its headers:
+any bytes cancel the idle timer, and the request timeout (1.) starts only once the headers are
+complete. A probe held 1,500 connections open with half-sent headers for over a minute, each an
+open file of the worker, up to its limit. ``install_header_deadline(seconds)`` closes a
+connection whose request has not finished its headers within ``seconds`` of the connection or
+of the request's first byte (nginx's ``client_header_timeout``, for a service run without a
+proxy in front).
 """
 
 from __future__ import annotations
@@ -81,6 +91,7 @@ DOCS_PAGE_WRITTEN_FOR = "1.4.40"  # _bentoml_impl/server/main-openapi.html
 LOG_REDACTION_WRITTEN_FOR = "1.4.40"  # bentoml._internal.server.http_app.log_exception
 REFUSAL_ANSWERS_WRITTEN_FOR = "1.4.40"  # _bentoml_impl.server.app.ServiceAppFactory.api_endpoint
 REFUSAL_LOGGER = "bentoml._internal.server.http_app"  # where log_exception writes
+HEADER_DEADLINE_WRITTEN_FOR = "0.54.0"  # uvicorn.protocols.http.httptools_impl / h11_impl
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -191,6 +202,103 @@ def install_request_timeout() -> bool:
         return False
     traffic.TimeoutMiddleware = RequestTimeoutMiddleware  # type: ignore[misc,assignment]
     return True
+
+
+def install_header_deadline(seconds: float | None) -> bool:
+    """Make uvicorn's HTTP protocols close a connection whose request headers are not complete
+    within ``seconds`` (see 6. above), or, with None, restore them; False if uvicorn's
+    protocols are not found."""
+    try:
+        from uvicorn.protocols.http import h11_impl, httptools_impl
+    except ImportError:  # a server without uvicorn's protocols: nothing to patch
+        logger.warning("uvicorn's HTTP protocols not found; no deadline for request headers")
+        return False
+    for protocol in (httptools_impl.HttpToolsProtocol, h11_impl.H11Protocol):
+        if seconds is not None:
+            _add_header_deadline(protocol, seconds)
+        elif (original := getattr(protocol, "_parcelrisk_originals", None)) is not None:
+            for name, method in original.items():
+                setattr(protocol, name, method)
+    return True
+
+
+class _ClosedConnections:
+    """Closed-for-slow-headers counts, logged at most once a minute: a slow-header attack
+    opens thousands of connections, and one line each would flood the log."""
+
+    EVERY_S = 60.0
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.logged_at: float | None = None
+
+    def note(self, seconds: float, now: float) -> None:
+        self.count += 1
+        if self.logged_at is None or now - self.logged_at >= self.EVERY_S:
+            logger.info(
+                "closed %d connection(s) whose request headers took over %g s%s",
+                self.count,
+                seconds,
+                "" if self.logged_at is None else f" in the last {now - self.logged_at:.0f} s",
+            )
+            self.count, self.logged_at = 0, now
+
+
+_HEADER_CLOSES = _ClosedConnections()
+
+
+def _add_header_deadline(protocol: type, seconds: float) -> None:
+    """Wrap ``protocol``'s connection_made (deadline armed), data_received (armed at a
+    request's first bytes, disarmed once its headers are read: the protocol then has a
+    request cycle running) and connection_lost. The originals are kept on the class, so
+    installing twice wraps them once."""
+    original = getattr(protocol, "_parcelrisk_originals", None)
+    if original is None:
+        original = {
+            name: getattr(protocol, name)
+            for name in ("connection_made", "data_received", "connection_lost")
+        }
+        protocol._parcelrisk_originals = original  # type: ignore[attr-defined]
+
+    def arm(self: Any) -> None:
+        if getattr(self, "_header_deadline", None) is None:
+            self._header_deadline = self.loop.call_later(seconds, expire, self)
+
+    def disarm(self: Any) -> None:
+        handle = getattr(self, "_header_deadline", None)
+        if handle is not None:
+            handle.cancel()
+            self._header_deadline = None
+
+    def expire(self: Any) -> None:
+        self._header_deadline = None
+        if not self.transport.is_closing():
+            self.transport.close()
+            _HEADER_CLOSES.note(seconds, self.loop.time())
+
+    def idle(self: Any) -> bool:
+        """No request being read or answered: the next bytes start one."""
+        cycle = getattr(self, "cycle", None)
+        return cycle is None or cycle.response_complete
+
+    def connection_made(self: Any, transport: Any) -> None:
+        original["connection_made"](self, transport)
+        arm(self)
+
+    def data_received(self: Any, data: bytes) -> None:
+        if idle(self):
+            arm(self)  # the first bytes of a request: its headers have until the deadline
+        original["data_received"](self, data)
+        if not idle(self):  # the headers were complete in this chunk (h11 has no callback)
+            disarm(self)
+
+    def connection_lost(self: Any, exc: Exception | None) -> None:
+        disarm(self)
+        original["connection_lost"](self, exc)
+
+    protocol.connection_made = connection_made  # type: ignore[attr-defined]
+    protocol.data_received = data_received  # type: ignore[attr-defined]
+    protocol.connection_lost = connection_lost  # type: ignore[attr-defined]
 
 
 def freeze_after_load() -> None:

@@ -57,6 +57,7 @@ from serving.patches import (
     freeze_after_load,
     install_guarded_shutdown,
     install_log_redaction,
+    install_header_deadline,
     install_request_timeout,
 )
 from serving.process import exit_with_parent
@@ -95,6 +96,8 @@ exit_with_parent()  # a worker stops with `parcelrisk serve`, even on its SIGKIL
 # in __init__: one read per process (serving.config). A broken params.yaml stops the import
 # with its one-line error.
 SETTINGS = worker_settings()
+# a request's headers get the time the whole request gets (serving.patches, 6.)
+install_header_deadline(SETTINGS.serve.request_timeout_s)
 
 _OUTCOMES = frozenset(OUTCOME_COLUMNS)
 

@@ -235,3 +235,103 @@ def test_each_patch_was_written_for_the_installed_bentoml(patch: str) -> None:
         f"serving.patches.{patch} was written for BentoML {written_for}; check it against "
         f"{bentoml.__version__} ({question})"
     )
+
+
+@pytest.fixture
+def uvicorn_server(request):
+    """A real uvicorn server (the protocol given as the test's param) with the header deadline
+    at 0.5 s, on a free port, in a thread: (host, port)."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    from serving.patches import install_header_deadline
+
+    assert install_header_deadline(0.5)
+
+    async def app(scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, http=request.param, log_level="warning", lifespan="off"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    for _ in range(200):
+        if server.started:
+            break
+        time.sleep(0.02)
+    yield "127.0.0.1", port
+    server.should_exit = True
+    thread.join(timeout=5)
+    install_header_deadline(None)  # uvicorn as it was, for the tests after this one
+
+
+def test_the_header_deadline_was_written_for_the_installed_uvicorn() -> None:
+    import uvicorn
+
+    from serving.patches import HEADER_DEADLINE_WRITTEN_FOR
+
+    assert uvicorn.__version__ == HEADER_DEADLINE_WRITTEN_FOR, (
+        f"serving.patches.install_header_deadline was written for uvicorn "
+        f"{HEADER_DEADLINE_WRITTEN_FOR}; check it against {uvicorn.__version__} (does a "
+        "connection sending its headers still escape every timeout? are connection_made, "
+        "data_received, connection_lost and cycle.response_complete still there?)"
+    )
+
+
+def _closed_within(sock, seconds: float) -> bool:
+    """Whether the server closed ``sock`` within ``seconds`` (reads until EOF)."""
+    import time
+
+    sock.settimeout(0.1)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if sock.recv(4096) == b"":
+                return True
+        except TimeoutError:
+            continue
+        except ConnectionResetError:
+            return True
+    return False
+
+
+@pytest.mark.parametrize("uvicorn_server", ["httptools", "h11"], indirect=True)
+def test_a_request_whose_headers_never_end_is_closed(uvicorn_server) -> None:
+    """Slow headers (slowloris) held a worker's connections open without end; the request
+    timeout starts only once headers are complete."""
+    import socket
+    import time
+
+    host, port = uvicorn_server
+    request = b"GET /x HTTP/1.1\r\nHost: t\r\n\r\n"
+    with (
+        socket.create_connection((host, port)) as silent,
+        socket.create_connection((host, port)) as trickle,
+        socket.create_connection((host, port)) as good,
+    ):
+        trickle.sendall(b"GET /x HTTP/1.1\r\nHost: t\r\n")  # never the blank line
+        good.sendall(request)
+        good.settimeout(2)
+        assert good.recv(4096).startswith(b"HTTP/1.1 200")
+        assert _closed_within(silent, 3) and _closed_within(trickle, 3)
+        # an answered keep-alive connection: its next request's headers get the deadline too
+        good.sendall(b"GET /x HTTP/1.1\r\n")
+        assert _closed_within(good, 3)
+    with socket.create_connection((host, port)) as slow_but_whole:
+        # a request whose headers end in time is answered, however long its answer takes
+        slow_but_whole.sendall(request[:10])
+        time.sleep(0.2)
+        slow_but_whole.sendall(request[10:])
+        slow_but_whole.settimeout(2)
+        assert slow_but_whole.recv(4096).startswith(b"HTTP/1.1 200")

@@ -46,6 +46,13 @@ class BodyLimitMiddleware:
             )
             await response(scope, receive, send)
             return
+        if (encoding := _content_encoding(scope)) not in (None, "identity"):
+            # not decoded by anything on the way: gzip bytes would be parsed as JSON text
+            response = error_response(
+                415, f"Content-Encoding {encoding!r} not accepted: send the body uncompressed"
+            )
+            await response(scope, receive, send)
+            return
         limit = self.max_body_bytes() if callable(self.max_body_bytes) else self.max_body_bytes
         body = await _read_body(scope, receive, limit)
         if body is None:
@@ -116,6 +123,14 @@ def _media_type(scope: Scope) -> str | None:
         if k.lower() == b"content-type":
             media = v.decode("latin-1").split(";", 1)[0].strip().lower()
             return media or None
+    return None
+
+
+def _content_encoding(scope: Scope) -> str | None:
+    """The declared Content-Encoding (lower case), None when none is declared."""
+    for k, v in scope["headers"]:
+        if k.lower() == b"content-encoding":
+            return v.decode("latin-1").strip().lower() or None
     return None
 
 

@@ -30,6 +30,20 @@ def test_a_body_that_is_not_json_is_415(client, path, content_type):
     assert "application/json" in r.json()["error"]
 
 
+@pytest.mark.parametrize("encoding", ["gzip", "br", "deflate"])
+def test_a_compressed_body_is_415_not_parsed_as_text(client, encoding):
+    import gzip
+    import json
+
+    body = json.dumps({"declarations": make_declarations(1, seed=4, prefix="GZ")}).encode()
+    headers = {**auth(), "Content-Type": "application/json", "Content-Encoding": encoding}
+    r = client.post("/score", content=gzip.compress(body), headers=headers)
+    assert r.status_code == 415, r.text
+    assert f"Content-Encoding '{encoding}'" in r.json()["error"]
+    headers["Content-Encoding"] = "identity"
+    assert client.post("/score", content=body, headers=headers).status_code == 200
+
+
 @pytest.mark.parametrize(
     "content_type", [None, "application/json", "application/json; charset=utf-8"]
 )

@@ -93,6 +93,18 @@ def settings_from(params: Path | None) -> Settings:
     return load_settings(params or DEFAULT_PARAMS, must_exist=params is not None)
 
 
+def output_directory(path: Path | None, option: str) -> Path | None:
+    """``path`` as an output directory: refused at once if it names a file (the command would
+    otherwise work for minutes and then stop at its first write)."""
+    from features.errors import ParcelriskError
+
+    if path is not None and path.exists() and not path.is_dir():
+        raise ParcelriskError(
+            f"{option} {path}: is a file, not a directory; give a directory (made if missing)"
+        )
+    return path
+
+
 def _echo_json(summary: dict) -> None:
     typer.echo(json.dumps(summary, indent=2, default=str, ensure_ascii=False))
 
@@ -148,6 +160,7 @@ def generate(
     from features.synthetic import generate_to_dir
 
     require_past_period(start, days)
+    output_directory(out, "--out")
     progress = not quiet and sys.stderr.isatty()
     _echo_json(
         generate_to_dir(
@@ -190,6 +203,7 @@ def validate(
     from features.intake.rules import Limits
     from features.intake.validation import VALIDATION_STEPS, validate_file
 
+    output_directory(report, "--report")
     limits = Limits.from_settings(settings_from(params))
     skipped = {"cross-check (GX)": not cross_check, "report": report is None}
     steps = tuple(s for s in VALIDATION_STEPS if not skipped.get(s, False))
@@ -268,6 +282,7 @@ def features_build(
     for given, name in ((scheduler, "--scheduler"), (partition_rows, "--partition-rows")):
         if given is not None and engine != "dask":
             raise typer.BadParameter(f"{name} needs --engine dask", param_hint=name)
+    output_directory(out, "--out")
     from features.pipeline.build import build_to_dir
 
     _echo_json(

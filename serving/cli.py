@@ -185,6 +185,11 @@ def score(
     settings = settings_from(params)
     if out.suffix.lower() not in (".parquet", ".pq", ".csv"):
         raise ParcelriskError(f"--out {out}: use a .csv or .parquet file name")
+    if out.exists() and file.exists() and out.resolve() == file.resolve():
+        raise ParcelriskError(
+            f"--out {out} is the declarations file itself: the scores would replace it; "
+            "write them to another file"
+        )
     # The gate runs before the model loads, so a bad file is refused in a second, not after
     # the model download. Its faults are structural (the same whatever the limits); only the
     # plausibility warnings use limits, and every decision carries the model's own anyway.

@@ -63,6 +63,14 @@ def main() -> None:
     except ParcelriskError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(2)
+    except OSError as exc:
+        if exc.filename is None:  # not about a path the user gave: a fault, with its traceback
+            raise
+        # a path given that cannot be read or written (a file where a directory belongs, no
+        # permission, a full disk): the path and the system's reason, in one line
+        paths = " -> ".join(str(p) for p in (exc.filename, exc.filename2) if p is not None)
+        typer.echo(f"error: {paths}: {exc.strerror or exc}", err=True)
+        sys.exit(2)
     except MemoryError as exc:  # Arrow's too (pyarrow.ArrowMemoryError is one)
         command = " ".join(a for a in sys.argv[1:3] if not a.startswith("-"))
         typer.echo(

@@ -56,8 +56,8 @@ from serving.patches import (
     LocalDocsPageMiddleware,
     freeze_after_load,
     install_guarded_shutdown,
-    install_log_redaction,
     install_header_deadline,
+    install_log_redaction,
     install_request_timeout,
 )
 from serving.process import exit_with_parent

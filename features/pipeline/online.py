@@ -72,7 +72,10 @@ def online_features(
     missing = [e.name for e in state.contract.extras if e.name not in declarations]
     if missing:
         raise ParcelriskError(
-            f"declarations lack the mapped extra field(s) the model uses: {', '.join(missing)}"
+            f"declarations lack the mapped extra field(s) the model uses: {', '.join(missing)} "
+            "(the model learnt them from an export read through a mapping: convert this file "
+            "the same way, `parcelrisk ingest FILE --mapping MAPPING --out FILE.parquet`, and "
+            "score the Parquet it writes, which carries them)"
         )
     prep = prepare(declarations, state.contract, state.params)
     if already_seen is not None and already_seen.any():

@@ -202,4 +202,17 @@ def test_a_foreign_census_export_runs_end_to_end_on_defaults(work: Path) -> None
     assert code == 0, out
     scored = pd.read_csv(work / "scored.csv")
     assert len(scored) == 200 and scored["risk"].between(0, 1).all()
+    # the same rows as a plain CSV: its extras are columns of no contract, and the model
+    # needs them; the answer says how to bring them in
+    to_score.to_csv(work / "to_score.csv", index=False)
+    from features.errors import ParcelriskError
+
+    with pytest.raises(ParcelriskError) as refused:
+        _run(
+            "score", str(work / "to_score.csv"), "--out", str(work / "plain.csv"),
+            "--params", params, "--tracking-uri", uri,
+        )  # fmt: skip
+    assert "lack the mapped extra field(s) the model uses: broker_id" in str(refused.value)
+    assert "parcelrisk ingest FILE --mapping MAPPING" in str(refused.value)
+    assert not (work / "plain.csv").exists()
     assert not scored["exploration"].any()  # every parcel is inspected anyway: no quota

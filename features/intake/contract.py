@@ -521,6 +521,34 @@ TEXT_CASE: dict[str, Literal["upper", "lower"]] = {
 }
 
 
+# An extra is an id or a code (entity, categorical) or a measure (numeric): longer text is not
+# one, and would be held per parcel in every history, snapshot and stored decision.
+EXTRA_MAX_CHARS = 200
+
+
+def extra_value_faults(extra: ExtraColumn, values: pd.Series, raw: pd.Series) -> list[BadValues]:
+    """Values of a mapped extra (converted ``values``, as sent ``raw``) no model can use: a
+    numeric one that is not finite (the contract's own numbers are refused so too), a text
+    one longer than ``EXTRA_MAX_CHARS``."""
+    import numpy as np
+
+    if extra.kind == "numeric":
+        number = values.to_numpy(dtype=np.float64, na_value=np.nan)
+        bad, problem = np.isinf(number), "is not a finite number"
+    else:
+        bad = values.str.len().gt(EXTRA_MAX_CHARS).fillna(False).to_numpy(dtype=bool)
+        problem = f"is longer than {EXTRA_MAX_CHARS} characters"
+    if not bad.any():
+        return []
+    rows = np.flatnonzero(bad)
+    shown = (
+        raw.iloc[rows].tolist()
+        if extra.kind == "numeric"
+        else ["(too long: not shown)"] * len(rows)
+    )
+    return [BadValues(extra.name, rows, shown, problem)]
+
+
 def parse_declarations(
     df: pd.DataFrame,
     *,
@@ -580,6 +608,7 @@ def parse_declarations(
         else:
             kind: Kind = "float" if extra.kind == "numeric" else "str"
             out[extra.name] = convert(extra.name, kind, df[extra.name])
+            bad_values += extra_value_faults(extra, out[extra.name], df[extra.name])
     for name in contract.personal_columns():
         if name in out and out[name].notna().any():  # no key needed for a column of nulls
             # the length rule sees only the pseudonym: an over-long raw id is a bad value

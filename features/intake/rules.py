@@ -681,19 +681,26 @@ def check_records(records: list[Any], contract: Contract | None, rules: list[Rul
 
     Numeric extras are read here as in a file (a value that is not a number is a fault).
     """
+    import pandas as pd
+
     from features.intake.columns import extra_column
-    from features.intake.contract import ContractError
+    from features.intake.contract import ContractError, extra_value_faults
 
     bad: list[BadValues] = []
     for extra in contract.extras if contract else ():
-        if extra.kind != "numeric":
-            continue
         values = [(r.model_extra or {}).get(extra.name) for r in records]
-        for i, value in enumerate(values):
+        if extra.kind == "numeric":
+            for i, value in enumerate(values):
+                try:
+                    extra_column([value], extra)
+                except ContractError:
+                    bad.append(BadValues(extra.name, np.array([i]), [value], "is not a number"))
+        if any(v is not None for v in values):  # as a file's: finite numbers, short codes
             try:
-                extra_column([value], extra)
+                column = extra_column(values, extra)
             except ContractError:
-                bad.append(BadValues(extra.name, np.array([i]), [value], "is not a number"))
+                continue  # named above
+            bad += extra_value_faults(extra, column, pd.Series(values, dtype=object))
     small = len(records) <= SCALAR_ROWS
     scalar = [r for r in rules if small and r.test is not None]
     columnwise = [r for r in rules if not (small and r.test is not None)]

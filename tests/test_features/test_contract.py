@@ -246,6 +246,43 @@ def test_bad_numeric_extra_in_a_model_is_a_contract_error() -> None:
         declarations_frame([model], contract=EXTRAS)
 
 
+def test_extras_no_model_can_use_are_faults_in_a_file_and_in_a_request() -> None:
+    """An infinite measure or a 5,000-character code passed validate and features build."""
+    from features.intake.contract import EXTRA_MAX_CHARS, parse_declarations
+    from features.intake.rules import Limits, check_records, rules_for
+    from features.params import FeatureParams
+
+    df = make_declarations(n=4, with_outcomes=False)
+    df["broker_id"] = ["B1", "x" * (EXTRA_MAX_CHARS + 1), None, "B4"]
+    df["incoterm"] = "DAP"
+    df["insured_value"] = [1.0, float("inf"), -1e6, float("-inf")]
+    _, bad, _ = parse_declarations(df, with_outcomes=False, contract=EXTRAS)
+    found = {(b.field, b.problem): b.rows.tolist() for b in bad}
+    assert found == {
+        ("broker_id", f"is longer than {EXTRA_MAX_CHARS} characters"): [1],
+        ("insured_value", "is not a finite number"): [1, 3],
+    }
+    with pytest.raises(ContractError, match=r"insured_value.*not a finite number"):
+        coerce_declarations(df, with_outcomes=False, contract=EXTRAS)
+    # the API path judges the same values the same way
+    rules = rules_for(Limits.from_params({}, FeatureParams()), with_outcomes=False)
+    record = df[list(DECLARATION_COLUMNS)].to_dict(orient="records")
+    models = [
+        Declaration(
+            **{k: (None if pd.isna(v) else v) for k, v in record[i].items()},
+            broker_id=df["broker_id"][i],
+            incoterm="DAP",
+            insured_value=df["insured_value"][i],
+        )
+        for i in range(4)
+    ]
+    messages = check_records(models, EXTRAS, rules).messages_by_row("fault")
+    assert any("insured_value" in m and "finite" in m for m in messages[1]), messages
+    assert any("broker_id" in m and "longer than" in m for m in messages[1]), messages
+    assert any("insured_value" in m for m in messages[3]) and not messages.get(2)
+    assert not messages.get(0)
+
+
 def test_rules_reject_in_a_request_what_the_contract_forbids() -> None:
     """The pydantic model reads types; the rules (shared with the file gate) judge the domain."""
     from features.intake.rules import Limits, check_records, rules_for

@@ -168,11 +168,14 @@ def build_to_dir(
         declarations, contract = gate.declarations, gate.contract
     else:
         declarations, contract = read_declarations(Path(declarations_path), with_outcomes=True)
+    left_out: dict[str, int] = {}
     if as_of is not None:
         cutoff = utc_instant(as_of, "--as-of")
+        read = len(declarations)
         declarations = as_known_at(declarations, cutoff)
         if declarations.empty:
             raise ContractError(f"{declarations_path}: no declarations before --as-of {cutoff}")
+        left_out = _left_out_by_as_of(read, len(declarations), cutoff)
     if declarations.empty:
         raise ContractError(f"{declarations_path}: no declarations to build features from")
     step = time.perf_counter()
@@ -207,8 +210,20 @@ def build_to_dir(
     log.debug("entity state: %.2f s", time.perf_counter() - step)
     state.save(out / STATE_DIR)
     return _write_record(
-        out, declarations_path, gate, as_of, cutoff, n_rows, manifest, state, started
+        out, declarations_path, gate, as_of, cutoff, n_rows, manifest, state, started, **left_out
     )
+
+
+def _left_out_by_as_of(read: int, kept: int, cutoff: pd.Timestamp) -> dict[str, int]:
+    """The summary's count of declarations the cut left out (declared at or after it), said
+    in the log too: a cut that drops most of a file should not pass unnoticed."""
+    log.info(
+        "--as-of %s: %d of %d declarations declared at or after it left out",
+        cutoff,
+        read - kept,
+        read,
+    )
+    return {"declarations_after_as_of": read - kept}
 
 
 def _write_record(
@@ -298,6 +313,12 @@ def _dask_to_dir(
     result = built[0]
     result.manifest.write(out)
     result.state.save(out / STATE_DIR)
+    left_out: dict[str, int] = {}
+    if cutoff is not None:
+        import pyarrow.parquet as pq
+
+        read = pq.ParquetFile(declarations_path).metadata.num_rows
+        left_out = _left_out_by_as_of(read, result.n_rows, cutoff)
     return _write_record(
         out,
         declarations_path,
@@ -311,4 +332,5 @@ def _dask_to_dir(
         engine="dask",
         partitions=result.n_partitions,
         scheduler=scheduler or "LocalCluster",
+        **left_out,
     )

@@ -503,6 +503,9 @@ def test_build_as_of_cuts_declarations_outcomes_and_state(history, tmp_path):
     assert not (frame["inspected_at"] >= as_of).any()  # results recorded later were not known
     assert EntityState.load(tmp_path / "f" / "entity_state").cutoff == as_of
     assert summary["entity_state_cutoff"] == str(as_of)
+    # the rows the cut left out are counted, not just gone
+    assert summary["declarations_after_as_of"] == (history["declared_at"] >= as_of).sum() > 0
+    assert summary["rows"] + summary["declarations_after_as_of"] == len(history)
     source = json.loads((tmp_path / "f" / "source.json").read_text())
     assert source["gate"] == "passed" and source["as_of"] == str(as_of)
 

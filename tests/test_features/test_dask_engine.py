@@ -115,6 +115,9 @@ def test_an_export_with_gaps_as_known_at_an_instant(
     )
     assert "text" not in dask_summary["groups"]
     assert dask_summary["rows"] == pandas_summary["rows"] < len(gaps)
+    left_out = (gaps["declared_at"] >= pd.Timestamp("2026-02-10", tz="UTC")).sum()
+    assert dask_summary["declarations_after_as_of"] == left_out > 0
+    assert pandas_summary["declarations_after_as_of"] == left_out
     _assert_same_features(pandas_dir, dask_dir)
     assert dask_summary["entity_state_fingerprint"] == pandas_summary["entity_state_fingerprint"]
 

@@ -4,7 +4,8 @@ References are medians of log unit values per HS6 (and HS6 x origin) over declar
 before a period start; batch refits them every ``refit_period_days`` on an expanding window, so
 a parcel is compared only with what was declared before its period began; the snapshot keeps
 those of the cutoff's period. Medians in log space resist the undervalued minority that
-contaminates declared prices.
+contaminates declared prices. The count that makes a reference reliable is of values per item
+where the history declares quantities, else per kg, at every level alike.
 """
 
 from __future__ import annotations
@@ -112,17 +113,19 @@ def references_of_codes(
     once, not once per refit period; grouping by integers, not strings, is also ~5x cheaper.
     The same groups in the same row order: the same medians, to the bit.
 
-    ``per_item_counted``: whether the pair references count per item (any past declaration
-    has a value per item); None: decided from ``logs``."""
+    ``per_item_counted``: whether the references count per item (any past declaration has a
+    value per item); None: decided from ``logs``. Both levels count in the same unit: counted
+    per item in an export without quantities, every HS6 count would be 0 and no per-kg ratio
+    or HS6 fallback of the pair would ever be reliable."""
     if len(hs6[0]) == 0:
         return References.empty()
     frame = pd.DataFrame({k: logs[k] for k in REFERENCE_COLUMNS})
-    ref6, count6 = _medians(frame, *hs6, "log_value_per_item")
-    ref6["count"] = count6
-    # the count behind the pair reference: per item where items are declared, else per kg
+    # the count behind a reference: per item where items are declared, else per kg
     if per_item_counted is None:
         per_item_counted = bool(frame["log_value_per_item"].notna().any())
     counted = "log_value_per_item" if per_item_counted else "log_value_per_kg"
+    ref6, count6 = _medians(frame, *hs6, counted)
+    ref6["count"] = count6
     ref_pair, count_pair = _medians(frame[list(PAIR_COLUMNS)], *hs6_origin, counted)
     ref_pair["count"] = count_pair
     return References(hs6=ref6, hs6_origin=ref_pair)
@@ -156,7 +159,8 @@ def valuation_features(
     """Ratios of this parcel's unit values to the references (1.0 = at the median).
 
     ``per_item``: the reference value counts items (the history declares quantities); without
-    quantities it counts kilograms, the unit every export has.
+    quantities it counts kilograms, the unit every export has. With ``per_item``, a parcel that
+    declares no quantity itself is valued by kilograms too.
     """
     at6 = refs.positions("hs6", hs6)
     at_pair = refs.positions("hs6_origin", hs6_origin)
@@ -175,15 +179,15 @@ def valuation_features(
     )
     value_ratio = value_eur / de_minimis_eur
     # what the goods would be worth at the reference price (HS6 x origin, else HS6): the gap is
-    # the undervalued amount that duty and VAT were not paid on
+    # the undervalued amount that duty and VAT were not paid on. By weight: weight x reference
+    # value per kg, with weight = value / (value per kg) as unit_values floored them.
+    reference_value = np.exp(med_pair_kg - logs["log_value_per_kg"]) * np.maximum(value_eur, 0.01)
     if per_item:
-        reference_value = np.exp(med_pair + logs["log_quantity"])
-    else:
-        # weight x reference value per kg, with weight = value / (value per kg) as unit_values
-        # floored them
-        reference_value = np.exp(med_pair_kg - logs["log_value_per_kg"]) * np.maximum(
-            value_eur, 0.01
-        )
+        # by items where the parcel declares a quantity and the references count items; a
+        # parcel without one (or a period before the first quantity) is valued by its weight,
+        # as a whole export without quantities is, not left without a reference value
+        by_items = np.exp(med_pair + logs["log_quantity"])
+        reference_value = np.where(np.isnan(by_items), reference_value, by_items)
     return {
         "reference_value_eur": reference_value,
         "value_gap_eur": np.maximum(reference_value - value_eur, 0.0),

@@ -401,16 +401,27 @@ def _show_rows(df: pd.DataFrame, mask: Any, column: str, limit: int = 5) -> str:
 
 
 def parse_utc(series: pd.Series) -> tuple[pd.Series, pd.Series]:
-    """Timestamps as UTC (naive values are UTC), and the mask of values that are not timestamps."""
+    """Timestamps as UTC (naive values are UTC), and the mask of values that are not timestamps.
+
+    Text is read as ISO 8601, year first (``2026-01-02``, ``2026-01-02T10:00:00Z``; each value
+    may carry its own UTC offset): any other layout is not a timestamp here, because reading it
+    means guessing the day/month order value by value (``02/01/2026`` read as 1 February,
+    ``13/01/2026`` as 13 January, silently). A mapping's ``format`` reads such exports. Numbers
+    (epoch or spreadsheet serials) are not timestamps either.
+    """
     import pandas as pd
 
     if isinstance(series.dtype, pd.DatetimeTZDtype):
         out = series.dt.tz_convert("UTC")
     elif pd.api.types.is_datetime64_any_dtype(series.dtype):
         out = series.dt.tz_localize("UTC")
+    elif pd.api.types.is_numeric_dtype(series.dtype):
+        out = pd.Series(pd.NaT, index=series.index, dtype="datetime64[us, UTC]")
     else:
-        text = series.where(series.notna()).astype("object")
-        out = pd.to_datetime(text, utc=True, errors="coerce", format="mixed")
+        text = series.where(series.notna()).astype("str").str.strip().str.upper()
+        text = text.str.replace(r"\s*UTC$", "Z", regex=True)  # "2026-01-02 10:00:00 UTC"
+        # utc=True: values with different offsets (an export across a DST change) each to UTC
+        out = pd.to_datetime(text, format="ISO8601", utc=True, errors="coerce")
     bad = out.isna() & series.notna()
     return out.astype("datetime64[us, UTC]"), bad
 

@@ -62,14 +62,44 @@ def write_declarations(df: pd.DataFrame, path: Path, contract: Contract | None =
 
 
 def read_contract(path: Path) -> Contract:
-    """The contract (extras) recorded in a Parquet file written by ``write_declarations``."""
+    """The contract (extras) recorded in a Parquet file written by ``write_declarations``.
+
+    Every reader of a declarations Parquet file asks for it first (the gate whole or in chunks,
+    ``features build`` on either engine, ``score``), so a file whose schema cannot hold the
+    contract is refused here: ``hs_code`` stored as numbers (``refuse_numeric_hs_code``).
+    """
     import pyarrow.parquet as pq
 
-    meta = pq.read_schema(path).metadata or {}
+    schema = pq.read_schema(path)
+    refuse_numeric_hs_code(path, schema)
+    meta = schema.metadata or {}
     raw = meta.get(EXTRAS_METADATA_KEY)
     if not raw:
         return Contract()
     return Contract(tuple(ExtraColumn(**e) for e in json.loads(raw)))
+
+
+def refuse_numeric_hs_code(path: Path, schema: Any) -> None:
+    """Refuse a Parquet schema whose ``hs_code`` is a number column.
+
+    A number has lost the leading zero of chapters 01-09 (0901111000 stored as 901111000), and
+    the 9 digits left pass as an HS code of chapter 90. The gate checks a contract file as it
+    is and does not repair it: ``parcelrisk ingest`` with a mapping reads such an export and
+    restores the zeros, saying how many.
+    """
+    import pyarrow as pa
+
+    index = schema.get_field_index("hs_code")
+    if index < 0:
+        return
+    kind = schema.field(index).type
+    if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind):
+        raise ContractError(
+            f"{path}: column 'hs_code' is stored as numbers ({kind}), so the leading zero of "
+            "chapters 01-09 is lost (0901111000 reads 901111000, chapter 90); store HS codes "
+            "as text, or convert the export with `parcelrisk ingest FILE --mapping MAPPING "
+            "--out FILE.parquet`, which restores the zeros"
+        )
 
 
 def check_file(path: Path) -> None:

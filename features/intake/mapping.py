@@ -26,17 +26,28 @@ how to read it; and it declares the extra columns the administration wants to ke
 
 Spec keys: ``column`` or ``value`` (exactly one); ``default`` (the value of an empty cell of
 the column, read like any source value); ``format`` (strptime), ``timezone`` (IANA name; local
-times are converted to UTC, times already carrying an offset are kept; ambiguous autumn-DST
-times are read as standard time) and ``offset`` (a duration added after reading, e.g. ``1 day``
-when results are recorded the day after the declaration date) for timestamps; ``decimal``, ``thousands`` and
-``scale`` (multiplier) for numbers; ``values`` (a code table: every non-empty source value must be
-a key, else it is an error); ``true_values``/``false_values`` for booleans. Timestamps without a
-timezone or offset are taken as UTC. YAML is read with YAML 1.2 booleans: only true/false are
-booleans, so codes like ``NO`` (Norway) or ``Y`` stay text.
+times are converted to UTC, times already carrying an offset are converted from it; ambiguous
+autumn-DST times are read as standard time) and ``offset`` (a duration added after reading, e.g.
+``1 day`` when results are recorded the day after the declaration date) for timestamps;
+``decimal``, ``thousands`` and ``scale`` (a multiplier > 0) for numbers; ``values`` (a code
+table: every non-empty source value must be a key, else it is an error);
+``true_values``/``false_values`` for booleans. Timestamps without a timezone or offset are taken
+as UTC. Without a ``format`` only ISO 8601 text (year first: ``2026-01-02``,
+``2026-01-02T10:00:00+02:00``) is read: any other layout is refused with a request for the
+format, never read by guessing the day/month order value by value. A value written with the
+``thousands`` separator must have groups of three digits after it (``1.234.567,5``), or the
+separators are wrong for the column (``17.10`` read with ``thousands: "."`` would be 1710).
+YAML is read with YAML 1.2 booleans: only true/false are booleans, so codes like ``NO``
+(Norway) or ``Y`` stay text.
+
+An ``hs_code`` column stored as numbers (a Parquet or spreadsheet export) has lost the leading
+zero of chapters 01-09; HS codes have 6, 8 or 10 digits, so a number of 5, 7 or 9 digits gets
+its zero back, counted in the summary and said in a warning.
 
 Outcome fields are optional as a group: a file without outcomes is a file to score. If any
 outcome field is mapped, ``inspected`` must be too; unmapped outcome fields are then null.
-Source columns the mapping does not name are ignored (and counted in the summary).
+Source columns the mapping does not name are ignored (and counted in the summary); a source
+whose header repeats a column name is refused. The output is contract Parquet (``.parquet``).
 
 Every problem is a ``ContractError`` that lists all offending fields at once and, for values that
 do not convert, the field, the source column and example values with their data row numbers
@@ -45,7 +56,9 @@ do not convert, the field, the source column and example values with their data 
 
 from __future__ import annotations
 
+import codecs
 import logging
+import math
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -71,6 +84,39 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_NULL_VALUES = ("", "NULL", "null", "N/A", "n/a", "NaN", "nan", "None")
 _EXAMPLES = 5
+OUTPUT_SUFFIXES = (".parquet", ".pq")
+
+# Columns the feature pipeline derives beside the contract fields and the extras, in
+# features/pipeline/prepare.py (``prepare``: t_us, hs6, hs_chapter, hs_heading, hs6_origin,
+# value_eur, value_cents; ``unit_values``: the log_* columns) and features/pipeline/online.py
+# (``already_seen``). An extra of one of these names would replace the derived column in the
+# prepared rows (an entity extra ``hs6`` turned every HS6 history into the extra's). The intake
+# layer may not import the pipeline, so the names are spelt here;
+# tests/test_features/test_mapping_probe_fixes.py checks them against what ``prepare`` returns.
+DERIVED_COLUMNS = frozenset(
+    {
+        "t_us",
+        "hs6",
+        "hs_chapter",
+        "hs_heading",
+        "hs6_origin",
+        "value_eur",
+        "value_cents",
+        "log_quantity",
+        "log_value_per_item",
+        "log_value_per_kg",
+        "log_weight_per_item",
+        "already_seen",
+    }
+)
+# pandas' own layouts: "mixed" guesses each value's day/month order (what a format is to stop)
+_GUESSING_FORMATS = ("mixed",)
+# the leading zero of chapters 01-09 that a number drops from a 6-, 8- or 10-digit HS code
+_HS_LOST_ZERO = r"[0-9]{5}|[0-9]{7}|[0-9]{9}"
+# an ISO 8601 time carrying its zone (Z, UTC or an offset): read as is, not in the mapping's zone
+_ZONED_TIME = (
+    r"(?i)[T ]\d{2}(?::?\d{2}(?::?\d{2}(?:[.,]\d+)?)?)?\s*(?:Z|UTC|[+-]\d{2}(?::?\d{2})?)$"
+)
 
 
 class _Spec(BaseModel):
@@ -142,6 +188,43 @@ class _Spec(BaseModel):
                 raise ValueError(f"unknown timezone {value!r} (use an IANA name)") from exc
         return value
 
+    @field_validator("format")
+    @classmethod
+    def _known_format(cls, value: str | None) -> str | None:
+        if value is None or value == "ISO8601":
+            return value
+        if value in _GUESSING_FORMATS:
+            raise ValueError(
+                f"format {value!r} guesses the day/month order of each value; give the "
+                "column's strptime format, e.g. '%d/%m/%Y %H:%M'"
+            )
+        import pandas as pd
+
+        try:  # the reader compiles the format before it reads a value: a bad one fails here
+            pd.to_datetime(pd.Series(["2000-01-01"]), format=value, errors="coerce")
+        except (ValueError, re.error) as exc:
+            raise ValueError(
+                f"format {value!r} is not a strptime format ({exc}); e.g. '%d/%m/%Y %H:%M'"
+            ) from exc
+        return value
+
+    @field_validator("scale")
+    @classmethod
+    def _positive_scale(cls, value: float | None) -> float | None:
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise ValueError(f"scale {value!r} must be a number > 0 (e.g. 0.001 for grams)")
+        return value
+
+    @model_validator(mode="after")
+    def _distinct_separators(self) -> _Spec:
+        if self.decimal is not None and self.decimal == self.thousands:
+            raise ValueError(
+                f"decimal and thousands are the same separator {self.decimal!r}: a number "
+                "could not be read (e.g. decimal: ',' with thousands: '.', or decimal: '.' "
+                "with thousands: ',')"
+            )
+        return self
+
 
 class ColumnSpec(_Spec):
     """Where a contract field comes from: a source column or a constant ``value``."""
@@ -170,6 +253,12 @@ class ExtraSpec(_Spec):
         if self.value is not None:
             raise ValueError(f"extra {self.name!r}: constants ('value') are not allowed in extras")
         ExtraColumn(self.name, self.kind, self.description, self.personal)  # name rules, clashes
+        if self.name in DERIVED_COLUMNS:
+            raise ValueError(
+                f"extra {self.name!r} clashes with a column the pipeline derives from the "
+                f"contract (it would replace it); give the extra another name (derived: "
+                f"{', '.join(sorted(DERIVED_COLUMNS))})"
+            )
         return self
 
 
@@ -183,6 +272,15 @@ class Mapping(BaseModel):
     delimiter: str | None = None
     encoding: str = "utf-8"
     null_values: list[str] = list(DEFAULT_NULL_VALUES)
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        try:
+            codecs.lookup(value)
+        except LookupError as exc:
+            raise ValueError(f"unknown encoding {value!r} (e.g. utf-8, cp1252, latin-1)") from exc
+        return value
 
     @field_validator("columns", mode="before")
     @classmethod
@@ -369,6 +467,17 @@ def _convert(
         else:
             cleaned = text.astype("str").where(text.notna())
             if spec.thousands:
+                misgrouped = _misgrouped(cleaned, spec.thousands, spec.decimal or ".")
+                if misgrouped.any():
+                    return (
+                        pd.Series(np.nan, index=text.index),
+                        misgrouped,
+                        f"the thousands separator {spec.thousands!r} without groups of 3 digits "
+                        f"after it (e.g. 1{spec.thousands}234{spec.thousands}567"
+                        f"{spec.decimal or '.'}5): the mapping's decimal "
+                        f"({spec.decimal or '.'!r}) and thousands separators do not fit this "
+                        "column",
+                    )
                 cleaned = cleaned.str.replace(spec.thousands, "", regex=False)
             if spec.decimal and spec.decimal != ".":
                 cleaned = cleaned.str.replace(spec.decimal, ".", regex=False)
@@ -399,20 +508,62 @@ def _convert(
     return text, none, ""
 
 
+def _misgrouped(text: pd.Series, thousands: str, decimal: str) -> pd.Series:
+    """Values that use the thousands separator without 3-digit groups after it: ``17.10``
+    read with thousands '.' is no 1,710 but a sign that the separators are wrong."""
+    t, d = re.escape(thousands), re.escape(decimal)
+    grouped = text.str.fullmatch(rf"[+-]?[0-9]{{1,3}}(?:{t}[0-9]{{3}})+(?:{d}[0-9]*)?")
+    uses = text.str.contains(thousands, regex=False)
+    return (uses & ~grouped).fillna(False).astype(bool)
+
+
 def _convert_datetime(spec: _Spec, text: pd.Series) -> tuple[pd.Series, pd.Series, str]:
     import pandas as pd
 
-    if spec.format:
-        parsed = pd.to_datetime(text, format=spec.format, errors="coerce")
-    else:
-        parsed = pd.to_datetime(text, format="mixed", errors="coerce", utc=False)
-    if parsed.dtype == object:  # mixed offsets: normalise each to UTC
-        parsed = pd.to_datetime(text, format="mixed", errors="coerce", utc=True)
+    if spec.format is None or spec.format == "ISO8601":
+        return _convert_iso(spec, text)
+    # with an offset in the format, values may carry different ones (a DST change): each to UTC
+    zoned = "%z" in spec.format or "%Z" in spec.format
+    try:
+        parsed = pd.to_datetime(text, format=spec.format, errors="coerce", utc=zoned)
+    except (ValueError, re.error) as exc:  # the format itself was checked with the mapping
+        bad = text.notna()
+        nothing = pd.Series(pd.NaT, index=text.index, dtype="datetime64[us, UTC]")
+        return nothing, bad, f"not readable with format {spec.format!r} ({exc})"
     bad = parsed.isna() & text.notna()
-    what = f"not timestamps in format {spec.format!r}" if spec.format else "not timestamps"
     if bad.any():
-        return parsed, bad, what
+        return parsed, bad, f"not timestamps in format {spec.format!r}"
     return _localise(parsed, spec), bad, ""
+
+
+def _convert_iso(spec: _Spec, text: pd.Series) -> tuple[pd.Series, pd.Series, str]:
+    """ISO 8601 text (no ``format``): zoned values converted from their offset, naive ones
+    local to ``spec.timezone``. Anything else is refused: its day/month order is not known."""
+    from features.intake.contract import parse_utc
+
+    text = text.astype("str").where(text.notna())
+    stamps, bad = parse_utc(text)  # the gate's reader: naive values as UTC
+    if bad.any():
+        return stamps, bad, _not_iso_problem(text[bad])
+    if spec.timezone is not None:
+        naive = text.notna() & ~text.str.contains(_ZONED_TIME, regex=True).fillna(False)
+        if naive.any():
+            local = _localise(stamps[naive].dt.tz_localize(None), spec)
+            stamps = stamps.where(~naive, local.astype(stamps.dtype))
+    return stamps, bad, ""
+
+
+def _not_iso_problem(values: pd.Series) -> str:
+    if values.str.strip().str.fullmatch(r"[+-]?[0-9]+(?:[.,][0-9]+)?").all():
+        return (
+            "numbers, not timestamps (a spreadsheet's serial dates?): export the column as "
+            "dates written out, and give their 'format' in the mapping unless they are ISO 8601"
+        )
+    return (
+        "not ISO 8601 timestamps (year first, e.g. 2026-01-02T10:00:00Z) and the mapping gives "
+        "no 'format', so the day/month order cannot be told (02/01/2026: 2 January or "
+        "1 February?); give the column's format in the mapping, e.g. format: '%d/%m/%Y %H:%M'"
+    )
 
 
 def _localise(parsed: pd.Series, spec: _Spec) -> pd.Series:
@@ -455,12 +606,32 @@ def _check_structure(raw: pd.DataFrame, mapping: Mapping) -> None:
         raise ContractError("mapping does not fit the data:\n  " + "\n  ".join(problems))
 
 
+def restore_hs_zeros(raw: pd.DataFrame, mapping: Mapping) -> tuple[pd.DataFrame, int]:
+    """``raw`` with a numeric source column of ``hs_code`` as text, the leading zero a number
+    drops from chapters 01-09 given back; and how many codes got it.
+
+    HS codes have 6, 8 or 10 digits, so a stored number of 5, 7 or 9 digits lost exactly one
+    zero. Text columns are left as they are (their zeros are kept; the rules judge them).
+    """
+    import pandas as pd
+
+    spec = mapping.columns.get("hs_code")
+    if spec is None or spec.column is None or spec.column not in raw.columns:
+        return raw, 0
+    source = raw[spec.column]
+    if not pd.api.types.is_numeric_dtype(source.dtype) or pd.api.types.is_bool_dtype(source):
+        return raw, 0
+    text = _as_text(source)
+    short = text.str.fullmatch(_HS_LOST_ZERO).fillna(False).astype(bool)
+    return raw.assign(**{spec.column: text.mask(short, "0" + text)}), int(short.sum())
+
+
 def apply_mapping(raw: pd.DataFrame, mapping: Mapping) -> tuple[pd.DataFrame, Contract]:
     """Convert a frame with source columns to canonical contract dtypes (plus the extras)."""
     import pandas as pd
 
     _check_structure(raw, mapping)
-    raw = raw.reset_index(drop=True)
+    raw, _ = restore_hs_zeros(raw.reset_index(drop=True), mapping)
     contract = mapping.contract
     with_outcomes = any(FIELDS_BY_NAME[n].scope == "outcome" for n in mapping.columns)
     id_spec = mapping.columns.get("declaration_id")
@@ -488,37 +659,62 @@ def apply_mapping(raw: pd.DataFrame, mapping: Mapping) -> tuple[pd.DataFrame, Co
 
 
 def read_source(path: Path, mapping: Mapping) -> pd.DataFrame:
-    """Read a CSV (all cells as text, so codes and ids keep leading zeros) or a Parquet file."""
+    """Read a CSV (all cells as text, so codes and ids keep leading zeros) or a Parquet file.
+
+    A header naming a column twice is refused: pandas would read the first under the name and
+    rename the second (``VALEUR.1``), so which one a mapping reads would be chance.
+    """
     import pandas as pd
 
     path = Path(path)
     if not path.exists():
         raise ContractError(f"source file not found: {path}")
     suffix = "".join(path.suffixes[-2:]).lower()
+    parquet = path.suffix.lower() in (".parquet", ".pq")
+    if not parquet and not suffix.endswith((".csv", ".txt", ".csv.gz", ".tsv")):
+        raise ContractError(f"{path}: unsupported file type (use .csv or .parquet)")
     try:
-        if path.suffix.lower() in (".parquet", ".pq"):
-            return pd.read_parquet(path)
-        if suffix.endswith((".csv", ".txt", ".csv.gz", ".tsv")):
+        if parquet:
+            raw = pd.read_parquet(path)
+            header = list(raw.columns)
+        else:
             sep = mapping.delimiter or (
                 sniff_delimiter(path, mapping.encoding) if path.suffix != ".gz" else ","
             )
-            return pd.read_csv(
-                path,
-                sep=sep,
-                dtype="str",
-                encoding=mapping.encoding,
-                keep_default_na=False,
-                na_values=mapping.null_values,
-            )
+            options = {"sep": sep, "dtype": "str", "encoding": mapping.encoding}
+            # the header as written: read_csv renames a repeated name ("VALEUR.1")
+            header = pd.read_csv(path, header=None, nrows=1, **options).iloc[0].dropna().tolist()
+            raw = pd.read_csv(path, keep_default_na=False, na_values=mapping.null_values, **options)
     except (OSError, ValueError, UnicodeDecodeError) as exc:
         raise ContractError(f"{path}: cannot read file: {exc}") from exc
-    raise ContractError(f"{path}: unsupported file type (use .csv or .parquet)")
+    repeated = sorted({str(c) for c in header if header.count(c) > 1})
+    if repeated:
+        raise ContractError(
+            f"{path}: the header names column(s) more than once: {', '.join(repeated)}; "
+            "rename them in the export so the mapping can say which one it means"
+        )
+    return raw
 
 
 def ingest_file(*, source: Path, mapping_path: Path, out: Path) -> dict:
     """Read ``source``, apply the mapping, write contract Parquet to ``out`` atomically."""
+    if Path(out).suffix.lower() not in OUTPUT_SUFFIXES:
+        raise ContractError(
+            f"--out {out}: ingest writes contract Parquet (it carries the extras and the "
+            f"dtypes); name the output {Path(out).with_suffix('.parquet').name}"
+        )
     mapping = load_mapping(mapping_path)
     raw = read_source(source, mapping)
+    raw, restored = restore_hs_zeros(raw, mapping)  # counted here, for the summary
+    if restored:
+        logger.warning(
+            "%s: hs_code (source column %r) is stored as numbers: %d code(s) of 5, 7 or 9 "
+            "digits had lost the leading zero of chapters 01-09 and got it back (e.g. "
+            "901111000 -> 0901111000); export HS codes as text to keep them as written",
+            source,
+            mapping.columns["hs_code"].column,
+            restored,
+        )
     declarations, contract = apply_mapping(raw, mapping)
     write_declarations(declarations, out, contract)
     used = set(mapping.source_columns())
@@ -532,6 +728,7 @@ def ingest_file(*, source: Path, mapping_path: Path, out: Path) -> dict:
         "extras": {e.name: e.kind for e in mapping.extras},
         "ignored_source_columns": len(ignored),
         "ignored_source_column_names": ignored,
+        "hs_code_zeros_restored": restored,
         "output": str(out),
     }
 
@@ -547,6 +744,7 @@ __all__ = [
     "parse_mapping",
     "parse_mapping_text",
     "read_source",
+    "restore_hs_zeros",
 ]
 
 

@@ -677,6 +677,13 @@ def read_source(path: Path, mapping: Mapping) -> pd.DataFrame:
         if parquet:
             raw = pd.read_parquet(path)
             header = list(raw.columns)
+            # text cells that mean "no value" are missing, as in a CSV (an export to Parquet
+            # often writes "" for an empty cell): only in text columns, compared as written
+            nulls = set(mapping.null_values)
+            for name in raw.columns:
+                column = raw[name]
+                if nulls and (pd.api.types.is_string_dtype(column) or column.dtype == object):
+                    raw[name] = column.mask(column.isin(nulls))
         else:
             sep = mapping.delimiter or (
                 sniff_delimiter(path, mapping.encoding) if path.suffix != ".gz" else ","

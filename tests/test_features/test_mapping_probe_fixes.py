@@ -284,3 +284,23 @@ def test_a_source_header_naming_a_column_twice_is_refused(tmp_path: Path) -> Non
     mapping.write_text(MAPPING)
     with pytest.raises(ContractError, match=r"names column\(s\) more than once: VALUE;"):
         ingest_file(source=source, mapping_path=mapping, out=tmp_path / "out.parquet")
+
+
+def test_blank_text_cells_of_a_parquet_source_are_missing_as_in_a_csv(tmp_path: Path) -> None:
+    """An export to Parquet writes "" for an empty cell: ingest refused every uninspected row
+    ('not timestamps: ""'), where the same cells in a CSV are null_values."""
+    source, mapping = tmp_path / "export.parquet", tmp_path / "mapping.yaml"
+    raw = _raw().assign(RESULT=["", "NULL", "POS"], WHEN=["", "", "2026-07-02T10:00:00Z"])
+    raw["INSPECTED"] = ["N", "N", "Y"]
+    raw.to_parquet(source)
+    mapping.write_text(
+        MAPPING
+        + "  inspected: {column: INSPECTED, true_values: [Y], false_values: [N]}\n"
+        + "  inspected_at: WHEN\n"
+        + "  illicit: {column: RESULT, values: {POS: true, NEG: false}}\n"
+    )
+    summary = ingest_file(source=source, mapping_path=mapping, out=tmp_path / "out.parquet")
+    assert summary["rows"] == 3
+    df, _ = read_declarations(tmp_path / "out.parquet", with_outcomes=True)
+    assert df["inspected_at"].isna().tolist() == [True, True, False]
+    assert df["illicit"].tolist()[2] is True and df["illicit"].isna().tolist()[:2] == [True, True]

@@ -336,8 +336,11 @@ def promote(
         from features.intake.io import atomic_write
 
         payload = {
-            k: out.get(k) for k in ("model_name", "challenger", "champion_before", "outcome")
+            k: out.get(k)
+            for k in ("model_name", "challenger", "champion_before", "outcome", "comparison")
         }
+        if out.get("outcome") == "forced":
+            payload["force_reason"] = reason
         payload.update(
             promoted=int(out["promote"]),
             reasons=out["reasons"],

@@ -115,9 +115,23 @@ def score_baselines(
     return scores
 
 
+def check_truth_covers(declaration_ids: pd.Series, ground_truth: pd.DataFrame) -> None:
+    """Refuse a ground truth without a truth for every one of ``declaration_ids`` (the test
+    parcels); ``train`` asks before it fits, not after."""
+    require_columns(ground_truth, TRUTH_COLUMNS, "ground truth")
+    truth = ground_truth[list(TRUTH_COLUMNS)].drop_duplicates("declaration_id")
+    known = truth.loc[truth["p_illicit"].notna(), "declaration_id"]
+    lacking = ~declaration_ids.isin(known).to_numpy()
+    if lacking.any():
+        missing = declaration_ids[lacking].head(3).tolist()
+        raise ParcelriskError(
+            f"ground truth lacks {int(lacking.sum())} test parcel(s), e.g. {missing}"
+        )
+
+
 def attach_truth(frame: pd.DataFrame, ground_truth: pd.DataFrame) -> pd.DataFrame:
     """Frame rows with the generator's truth (``truth_*`` columns), in frame order."""
-    require_columns(ground_truth, TRUTH_COLUMNS, "ground truth")
+    check_truth_covers(frame["declaration_id"], ground_truth)
     truth = ground_truth[list(TRUTH_COLUMNS)].drop_duplicates("declaration_id")
     merged = frame[["declaration_id"]].merge(
         truth.rename(columns={c: f"truth_{c}" for c in TRUTH_COLUMNS[1:]}),
@@ -125,12 +139,6 @@ def attach_truth(frame: pd.DataFrame, ground_truth: pd.DataFrame) -> pd.DataFram
         how="left",
         validate="many_to_one",
     )
-    if merged["truth_p_illicit"].isna().any():
-        missing = merged.loc[merged["truth_p_illicit"].isna(), "declaration_id"].head(3).tolist()
-        raise ParcelriskError(
-            f"ground truth lacks {int(merged['truth_p_illicit'].isna().sum())} test parcel(s), "
-            f"e.g. {missing}"
-        )
     out = frame.copy()
     for c in TRUTH_COLUMNS[1:]:
         out[f"truth_{c}"] = merged[f"truth_{c}"].to_numpy()

@@ -5,12 +5,16 @@ its reasons out. ``promote_version`` is the orchestration around it: it loads bo
 the registry, scores each one's evaluation model (the first pass, never a refit that has seen
 the labels) on the challenger's test period with ``models.evaluation``, decides, and records
 the decision on the challenger version, moving the ``champion`` alias when it is promoted.
+A history that lacks features the champion uses (its export dropped an input) cannot score the
+champion: the gate refuses it as not comparable, and ``--force`` promotes it with the comparison
+recorded as not possible (``promotion.comparison``).
 """
 
 from __future__ import annotations
 
 import json
 import tempfile
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,6 +27,7 @@ from features.params import PromoteParams
 from models.registry import CHAMPION_ALIAS
 
 if TYPE_CHECKING:
+    import pandas as pd
     from mlflow import MlflowClient
 
 GATE_AT = 5  # the gate compares revenue@5% and precision@5%
@@ -34,6 +39,67 @@ class Decision:
     promote: bool
     reasons: list[str]
     evaluation: str = ""  # which holdout decided: test_all (ground truth) or test_random
+    # why champion and challenger could not be compared on the holdout ("": they were, or
+    # there was nothing to compare against); a forced promotion records it
+    not_compared: str = ""
+
+
+# Of the features a champion lacks on the holdout, how many a reason names.
+LACKING_SHOWN = 5
+
+
+def lacking_features(names: Sequence[str], columns: Collection[str]) -> list[str]:
+    """The features of ``names`` (a model's manifest) that a feature frame's ``columns`` lack."""
+    present = set(columns)
+    return [n for n in names if n not in present]
+
+
+def recode_categories(
+    frame: pd.DataFrame,
+    built: dict[str, tuple[str, ...]],
+    model: dict[str, tuple[str, ...]],
+) -> pd.DataFrame:
+    """``frame``, whose category codes index the levels it was built with (``built``: feature ->
+    levels, code order), with each category feature of ``model`` coded in the model's levels:
+    what the model's own manifest makes of the same values when it serves them (a level it
+    does not know is -1, unknown). ``frame`` itself when every level list agrees.
+
+    Codes follow first appearance in a history, so two exports code the same level apart; a
+    model read through another history's codes would be judged on values it never saw.
+    """
+    recoded = {}
+    for name, levels in model.items():
+        old = built.get(name)
+        if old is None or old == levels or name not in frame.columns:
+            continue
+        lookup = {level: code for code, level in enumerate(levels)}
+        # one entry per old code, then -1 for a code outside them (-1 itself, or corrupt)
+        table = np.array([lookup.get(level, -1) for level in old] + [-1], dtype=np.float64)
+        codes = frame[name].to_numpy(np.float64, na_value=np.nan)
+        known = np.isfinite(codes) & (codes >= 0) & (codes < len(old))
+        index = np.where(known, codes, len(old)).astype(np.int64)
+        recoded[name] = np.where(np.isnan(codes), np.nan, table[index])
+    return frame.assign(**recoded) if recoded else frame
+
+
+def decide_not_comparable(champion: str, lacking: Sequence[str], history: str) -> Decision:
+    """The gate's refusal when the champion cannot be scored on the challenger's holdout: the
+    history (``history``: its features directory) lacks features the champion uses, because an
+    input the export no longer has switched their family off. No metric of the two compares,
+    so only ``--force`` can replace the champion."""
+    shown = ", ".join(lacking[:LACKING_SHOWN]) + (", ..." if len(lacking) > LACKING_SHOWN else "")
+    why = (
+        f"the champion (version {champion}) uses {len(lacking)} feature(s) that the history in "
+        f"{history} lacks ({shown})"
+    )
+    return Decision(
+        False,
+        [
+            f"not comparable: {why}; its data no longer carries the inputs they are built "
+            "from, so the two models cannot be scored on the same holdout"
+        ],
+        not_compared=why,
+    )
 
 
 def decide_promotion(
@@ -69,6 +135,7 @@ def decide_promotion(
                 f"no comparable metric: champion and challenger share no finite {precision} on "
                 f"the holdout (test_all or test_random)"
             ],
+            not_compared=f"no finite {precision} of both on the holdout",
         )
     reasons: list[str] = []
     ok = True
@@ -132,6 +199,8 @@ def record_decision(
     }
     if force_reason:
         tags["promotion.force_reason"] = force_reason[:4900]
+    if comparison := comparison_of(decision):
+        tags["promotion.comparison"] = comparison[:4900]
     if metrics:
         tags["promotion.metrics"] = json.dumps(
             {k: round(v, 5) for k, v in metrics.items() if np.isfinite(v)}
@@ -142,6 +211,14 @@ def record_decision(
         client.set_registered_model_alias(name, CHAMPION_ALIAS, version)
         if champion_before and champion_before != version:
             client.set_model_version_tag(name, champion_before, "promotion.replaced_by", version)
+
+
+def comparison_of(decision: Decision) -> str:
+    """How the gate compared the two versions: the holdout that decided, or "not possible: why"
+    ("" when nothing was compared: a first model, a champion the service cannot serve)."""
+    if decision.not_compared:
+        return f"not possible: {decision.not_compared}"
+    return decision.evaluation
 
 
 def promotion_outcome(decision: Decision, force: bool) -> Outcome:
@@ -187,6 +264,7 @@ def promote_version(
 
     from features.intake.pseudonym import champion_unservable
     from features.pipeline.build import FEATURES_FILE
+    from features.pipeline.manifest import FeatureManifest
     from models.evaluation import attach_truth, evaluate_holdout, score_model
     from models.registry import alias_version, latest_version, load_version
     from models.split import SplitBoundaries
@@ -253,17 +331,38 @@ def promote_version(
     )
     if truth_path is not None and Path(truth_path).exists():
         holdout = attach_truth(holdout, pd.read_parquet(truth_path))
+    # A history without inputs the champion used (an export that dropped a column) has no
+    # columns for the features built from them: the champion cannot be scored on it, and its
+    # figures on another holdout would not compare, so the gate can only refuse (or be forced).
+    lacking = lacking_features(champion_model.evaluation_model().manifest.names, holdout.columns)
+    roles = {"champion": champion_model, "challenger": challenger_model}
+    if lacking:
+        del roles["champion"]
+    built = FeatureManifest.read(features_dir).categories
     per_model = {}
     # Each version's evaluation model (its first pass if refit): a refit challenger has seen
     # the labels of its own test period, and a refit champion may have too.
-    for role, model in (("champion", champion_model), ("challenger", challenger_model)):
+    for role, model in roles.items():
+        evaluated = model.evaluation_model()
         try:
-            scores = score_model(model.evaluation_model(), holdout)
+            scores = score_model(
+                evaluated, recode_categories(holdout, built, evaluated.manifest.categories)
+            )
         except ParcelriskError as exc:
             raise ParcelriskError(f"cannot score the {role} on {features_dir}: {exc}") from exc
         per_model[role], _ = evaluate_holdout(holdout, {"model": scores})
-    decision = decide_promotion(per_model["champion"], per_model["challenger"], params)
+    if lacking:
+        decision = decide_not_comparable(champion, lacking, str(features_dir))
+    else:
+        decision = decide_promotion(per_model["champion"], per_model["challenger"], params)
     outcome = promotion_outcome(decision, force)
+    reasons = decision.reasons
+    if decision.not_compared and outcome == "refused":
+        reasons = [
+            *reasons,
+            "`parcelrisk promote --force --reason TEXT` promotes the challenger anyway "
+            "(recorded as forced, without a comparison)",
+        ]
     gate = gate_metrics(per_model)
     record_decision(
         client,
@@ -279,7 +378,8 @@ def promote_version(
         **result,
         "outcome": outcome,
         "promote": outcome in ("promoted", "forced"),
-        "reasons": decision.reasons,
+        "reasons": reasons,
+        "comparison": comparison_of(decision),
         "metrics": gate,
         "holdout_parcels": len(holdout),
     }

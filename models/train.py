@@ -40,6 +40,7 @@ from models.bundle import Objective, RiskModel, score_rows
 from models.calibration import fit_isotonic
 from models.evaluation import (
     attach_truth,
+    check_truth_covers,
     evaluate_holdout,
     headline_metrics,
     holdout_predictions,
@@ -399,6 +400,8 @@ def _train_models(
         fit_valid.sum(),
         parts["test"].sum(),
     )
+    if ground_truth is not None:  # a truth of other parcels: refused before the fits, not after
+        check_truth_covers(frame.loc[parts["test"], "declaration_id"], ground_truth)
 
     # Judged on the rows the first pass learns from: a feature with nothing to say there cannot
     # be used by any tree, and keeping it would only cost serving time and SHAP noise.

@@ -26,6 +26,16 @@ TRAIN_SECTION = {
     "seed": 7,
     "calibration": {"min_random": 100, "min_random_illicit": 10},
 }
+# params of a registry test: the train section above, a gate any better model passes
+REGISTRY_PARAMS = {
+    "train": TRAIN_SECTION,
+    "promote": {
+        "model_name": "parcel-risk",
+        "min_gain_revenue_at_5": 0.0,
+        "min_gain_precision_at_5": 0.0,
+        "max_calibration_error": 0.1,
+    },
+}
 CHANNELS = ("postal", "express", "courier")
 
 

@@ -15,17 +15,12 @@ from features.pipeline.manifest import FeatureManifest
 from models.cli import run_promotion, run_training
 from models.registry import load_champion, log_training, registry_client
 from models.train import train_models
-from tests.test_models.conftest import TRAIN_SECTION, make_census_frames, write_features_dir
+from tests.test_models.conftest import REGISTRY_PARAMS as PARAMS
+from tests.test_models.conftest import (
+    make_census_frames,
+    write_features_dir,
+)
 
-PARAMS = {
-    "train": TRAIN_SECTION,
-    "promote": {
-        "model_name": "parcel-risk",
-        "min_gain_revenue_at_5": 0.0,
-        "min_gain_precision_at_5": 0.0,
-        "max_calibration_error": 0.1,
-    },
-}
 pytestmark = pytest.mark.xdist_group("models_registry")
 WEAK_FEATURES = ("noise_a", "noise_b", "weight_kg")
 

@@ -591,7 +591,10 @@ def parse_declarations(
         problem = ""
         if kind == "datetime":
             converted, bad = parse_utc(s)
-            problem = "is not a timestamp"
+            problem = (
+                "is not a timestamp in ISO 8601 (e.g. 2026-05-01T10:00:00Z; another layout "
+                "goes through `parcelrisk ingest` with its format)"
+            )
         elif kind == "bool":
             converted, bad = parse_bool(s)
             problem = "is not a boolean (true/false, yes/no, 1/0)"

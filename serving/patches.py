@@ -65,6 +65,13 @@ open file of the worker, up to its limit. ``install_header_deadline(seconds)`` c
 connection whose request has not finished its headers within ``seconds`` of the connection or
 of the request's first byte (nginx's ``client_header_timeout``, for a service run without a
 proxy in front).
+
+7. The API's error shape for a request uvicorn cannot parse.
+
+uvicorn answers malformed HTTP framing (a negative Content-Length, both Content-Length and
+chunked, a bad chunk size) itself, before any middleware, with a text/plain "Invalid HTTP
+request received.". ``install_json_400()`` makes that answer ``{"error": ...}`` JSON like
+every other refusal (still 400, still closing the connection).
 """
 
 from __future__ import annotations
@@ -91,7 +98,8 @@ DOCS_PAGE_WRITTEN_FOR = "1.4.40"  # _bentoml_impl/server/main-openapi.html
 LOG_REDACTION_WRITTEN_FOR = "1.4.40"  # bentoml._internal.server.http_app.log_exception
 REFUSAL_ANSWERS_WRITTEN_FOR = "1.4.40"  # _bentoml_impl.server.app.ServiceAppFactory.api_endpoint
 REFUSAL_LOGGER = "bentoml._internal.server.http_app"  # where log_exception writes
-HEADER_DEADLINE_WRITTEN_FOR = "0.54.0"  # uvicorn.protocols.http.httptools_impl / h11_impl
+# uvicorn.protocols.http.httptools_impl / h11_impl (install_header_deadline, install_json_400)
+HEADER_DEADLINE_WRITTEN_FOR = "0.54.0"
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -245,6 +253,33 @@ class _ClosedConnections:
 
 
 _HEADER_CLOSES = _ClosedConnections()
+
+
+def install_json_400() -> bool:
+    """uvicorn's own 400 for a request it cannot parse, in the API's JSON error shape (7.)."""
+    try:
+        from uvicorn.protocols.http import httptools_impl
+    except ImportError:
+        logger.warning("uvicorn's httptools protocol not found; its own 400 stays text/plain")
+        return False
+
+    def send_400_response(self: Any, msg: str) -> None:
+        body = json.dumps({"error": f"malformed HTTP request: {msg}"}).encode()
+        head = [b"HTTP/1.1 400 Bad Request\r\n"]
+        for name, value in self.server_state.default_headers:
+            head += [name, b": ", value, b"\r\n"]
+        head += [
+            b"content-type: application/json\r\n",
+            b"content-length: " + str(len(body)).encode() + b"\r\n",
+            b"connection: close\r\n\r\n",
+        ]
+        self.transport.write(b"".join(head) + body)
+        self.transport.close()
+
+    # h11's 400 goes through its own state machine and stays text: the service runs httptools
+    # (uvicorn's choice whenever it is installed, as the project's dependencies make it)
+    httptools_impl.HttpToolsProtocol.send_400_response = send_400_response  # type: ignore[method-assign]
+    return True
 
 
 def _add_header_deadline(protocol: type, seconds: float) -> None:

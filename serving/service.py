@@ -57,6 +57,7 @@ from serving.patches import (
     freeze_after_load,
     install_guarded_shutdown,
     install_header_deadline,
+    install_json_400,
     install_log_redaction,
     install_request_timeout,
 )
@@ -98,6 +99,7 @@ exit_with_parent()  # a worker stops with `parcelrisk serve`, even on its SIGKIL
 SETTINGS = worker_settings()
 # a request's headers get the time the whole request gets (serving.patches, 6.)
 install_header_deadline(SETTINGS.serve.request_timeout_s)
+install_json_400()  # uvicorn's own 400 for unparsable HTTP, in the API's error shape
 
 _OUTCOMES = frozenset(OUTCOME_COLUMNS)
 

@@ -285,7 +285,8 @@ def test_the_header_deadline_was_written_for_the_installed_uvicorn() -> None:
         f"serving.patches.install_header_deadline was written for uvicorn "
         f"{HEADER_DEADLINE_WRITTEN_FOR}; check it against {uvicorn.__version__} (does a "
         "connection sending its headers still escape every timeout? are connection_made, "
-        "data_received, connection_lost and cycle.response_complete still there?)"
+        "data_received, connection_lost and cycle.response_complete still there? does "
+        "httptools' send_400_response still answer unparsable requests (install_json_400)?)"
     )
 
 
@@ -335,3 +336,30 @@ def test_a_request_whose_headers_never_end_is_closed(uvicorn_server) -> None:
         slow_but_whole.sendall(request[10:])
         slow_but_whole.settimeout(2)
         assert slow_but_whole.recv(4096).startswith(b"HTTP/1.1 200")
+
+
+@pytest.mark.parametrize("uvicorn_server", ["httptools"], indirect=True)
+@pytest.mark.parametrize(
+    "framing",
+    [
+        b"POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: -1\r\n\r\n",
+        b"POST /x HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+    ],
+)
+def test_http_uvicorn_cannot_parse_gets_the_apis_json_error(uvicorn_server, framing) -> None:
+    import json
+    import socket
+
+    from serving.patches import install_json_400
+
+    assert install_json_400()
+    with socket.create_connection(uvicorn_server) as sock:
+        sock.sendall(framing)
+        sock.settimeout(3)
+        answer = b""
+        while chunk := sock.recv(4096):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400") and b"content-type: application/json" in head
+    assert json.loads(body)["error"].startswith("malformed HTTP request: ")

@@ -322,14 +322,23 @@ class SqliteDecisionStore:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self._wal_max_bytes = max(1, int(wal_max_mb * _MB))
         self._lock = threading.Lock()
-        self._conn = self._connect(check_same_thread=False)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        # NORMAL in WAL: a committed batch survives a process crash; an OS crash may lose the
-        # last few transactions, never corrupt the file.
-        self._conn.execute("PRAGMA synchronous=NORMAL")
-        self._conn.execute("PRAGMA wal_autocheckpoint=0")  # the thread below does it
-        self._refuse_legacy()
-        self._conn.executescript(_SCHEMA)
+        try:
+            self._conn = self._connect(check_same_thread=False)
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            # NORMAL in WAL: a committed batch survives a process crash; an OS crash may lose
+            # the last few transactions, never corrupt the file.
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.execute("PRAGMA wal_autocheckpoint=0")  # the thread below does it
+            self._refuse_legacy()
+            self._conn.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            # not a SQLite file, a damaged one, a read-only one that needs its tables or log
+            # made: one line naming the file, for every command and the service alike
+            name = getattr(exc, "sqlite_errorname", "")
+            raise StoreUnavailable(
+                f"decision store {self.path} cannot be opened: {exc}"
+                + (f" ({name})" if name else "")
+            ) from None
         self._read_lock = threading.Lock()
         self._reader = self._connect(check_same_thread=False)
         self._lock_file = self._open_lock_file()

@@ -396,3 +396,22 @@ def test_the_analysts_reads_are_the_same_on_both_stores(tmp_path, postgres_url) 
     columns = [c for c in lite_period.columns if c != "features"]  # bytes: compared below
     pd.testing.assert_frame_equal(lite_period[columns], pg_period[columns], check_dtype=False)
     assert [bytes(b) for b in lite_period["features"]] == [bytes(b) for b in pg_period["features"]]
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        (b"hello this is not sqlite" * 10, "file is not a database (SQLITE_NOTADB)"),
+        (b"SQLite format 3\x00" + b"\x10\x00" + b"\x00" * 5000, "cannot be opened"),
+    ],
+)
+def test_a_file_that_is_not_a_store_is_named_not_a_traceback(tmp_path, content, says) -> None:
+    """Every command opening it (audit verify/list/export, history export, score --audit-db,
+    serve) stopped with sqlite3's traceback."""
+    from serving.sqlite_store import StoreUnavailable
+
+    path = tmp_path / "audit.db"
+    path.write_bytes(content)
+    with pytest.raises(StoreUnavailable, match=f"decision store {path} cannot be opened") as e:
+        SqliteDecisionStore(path)
+    assert says in str(e.value)

@@ -40,13 +40,17 @@ def migrate_legacy(path: Path) -> dict[str, Any]:
 
     conn = sqlite3.connect(path, isolation_level=None)
     columns = {row[1] for row in conn.execute("PRAGMA table_info(decisions)")}
-    if not columns or "mac" in columns:
+    # an earlier run stopped after moving the old table aside (disk full, killed): its rows
+    # wait there, and this run goes on from where it stopped
+    resuming = bool(conn.execute("PRAGMA table_info(decisions_before_chain)").fetchall())
+    if not resuming and (not columns or "mac" in columns):
         conn.close()
         raise ParcelriskError(f"{path}: no decisions from before the chain to migrate")
+    old_table = "decisions_before_chain" if resuming else "decisions"
     altered = [
         row[0]
         for row in conn.execute(
-            f"SELECT {','.join(LEGACY_FIELDS)}, record_hash FROM decisions ORDER BY rowid"
+            f"SELECT {','.join(LEGACY_FIELDS)}, record_hash FROM {old_table} ORDER BY rowid"
         )
         if _legacy_hash(row[:-1]) != row[-1]
     ]
@@ -56,10 +60,11 @@ def migrate_legacy(path: Path) -> dict[str, Any]:
             f"{path}: {len(altered)} decisions no longer match their hash (first: "
             f"{altered[0]}); they were edited before the chain existed: not migrated"
         )
-    conn.execute("BEGIN IMMEDIATE")
-    conn.execute("DROP INDEX IF EXISTS decisions_declaration")
-    conn.execute("ALTER TABLE decisions RENAME TO decisions_before_chain")
-    conn.execute("COMMIT")
+    if not resuming:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("DROP INDEX IF EXISTS decisions_declaration")
+        conn.execute("ALTER TABLE decisions RENAME TO decisions_before_chain")
+        conn.execute("COMMIT")
     conn.close()
     store = SqliteDecisionStore(path)  # creates the chained table
     moved, last = 0, 0
@@ -73,13 +78,27 @@ def migrate_legacy(path: Path) -> dict[str, Any]:
                 ).fetchall()
             if not rows:
                 break
+            last = rows[-1][0]
+            if resuming:  # the rows an interrupted run chained already
+                ids = [r[1] for r in rows]
+                with store._read_lock:
+                    chained = {
+                        found
+                        for (found,) in store._reader.execute(
+                            "SELECT decision_id FROM decisions WHERE decision_id IN "
+                            f"({','.join('?' * len(ids))})",
+                            ids,
+                        )
+                    }
+                rows = [r for r in rows if r[1] not in chained]
+                if not rows:
+                    continue
             blank = ("", "", 0, 0)  # request_id, api_key_id, known_seq, known_results_seq
             records = [DecisionRecord.from_stored_values((*r[1:], *blank)) for r in rows]
             assert len(records[0].stored_values()) == len(STORED_FIELDS)
             answered = [iso_utc(parse_iso_us(r.scored_at)) for r in records]
             store.record(records, answered_at=answered)
             moved += len(rows)
-            last = rows[-1][0]
         store._write(lambda: store._conn.execute("DROP TABLE decisions_before_chain"))
         head = store.head()
     finally:

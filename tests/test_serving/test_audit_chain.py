@@ -239,3 +239,39 @@ def test_a_legacy_store_with_an_edited_row_is_not_migrated(tmp_path) -> None:
     conn.close()
     with pytest.raises(ParcelriskError, match=r"1 decisions no longer match .*dec2"):
         migrate_legacy(path)
+
+
+def test_an_interrupted_migration_goes_on_where_it_stopped(tmp_path, monkeypatch) -> None:
+    """A disk full half-way left every old decision in the table moved aside: verify said
+    'intact: 0 decisions' and migrate 'nothing to migrate'. Run again, it finishes."""
+    from features.errors import ParcelriskError
+    from serving.audit import migrate as migration
+    from serving.sqlite_store import StoreUnavailable
+
+    monkeypatch.setenv("PARCELRISK_AUDIT_KEY", KEY.decode())
+    monkeypatch.setattr(migration, "_PAGE", 2)
+    path = tmp_path / "old.db"
+    _legacy_store(path, n=7)
+    record = SqliteDecisionStore.record
+    pages = []
+
+    def full_after_two_pages(self, decisions, **kwargs):
+        pages.append(len(decisions))
+        if len(pages) == 3:
+            raise StoreUnavailable("decision store old.db: database or disk is full")
+        return record(self, decisions, **kwargs)
+
+    monkeypatch.setattr(SqliteDecisionStore, "record", full_after_two_pages)
+    with pytest.raises(StoreUnavailable):
+        migration.migrate_legacy(path)
+    monkeypatch.setattr(SqliteDecisionStore, "record", record)
+    assert migration.migrate_legacy(path)["migrated"] == 3  # the 4 chained before are kept
+    store = SqliteDecisionStore(path, key=KEY)
+    try:
+        report = verify_store(store)
+        assert report.intact and report.checked == 7
+        assert [r.decision_id for r in store.find(limit=10)] == [f"dec{i}" for i in range(7)]
+    finally:
+        store.close()
+    with pytest.raises(ParcelriskError, match="no decisions from before the chain"):
+        migration.migrate_legacy(path)

@@ -232,7 +232,11 @@ def _row_record(row: Sequence[Any]) -> tuple[DecisionRecord, ChainRow]:
     values[_FEATURES] = unpack_features(bytes(values[_FEATURES]))
     seq, answered_at, prev_mac, mac = row[_N_STORED + 1 :]
     record = DecisionRecord.from_stored_values(values, seq=seq, answered_at=answered_at)
-    link = ChainRow(seq, record.decision_id, answered_at, bytes(prev_mac), bytes(mac), values)
+    # declared_at is a copy of the declaration's, outside the MAC: held to it here
+    differs = "declared_at" if row[_N_STORED] != _declared_at(record.declaration_json) else ""
+    link = ChainRow(
+        seq, record.decision_id, answered_at, bytes(prev_mac), bytes(mac), values, differs
+    )
     return record, link
 
 
@@ -813,7 +817,8 @@ def link_intact(
         else None
     )
     return (
-        link.valid(key)
+        not link.copy_differs
+        and link.valid(key)
         and expected_prev is not None
         and hmac.compare_digest(expected_prev, link.prev_mac)
         and (after_prev_mac is None or hmac.compare_digest(bytes(after_prev_mac), link.mac))

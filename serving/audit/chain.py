@@ -75,6 +75,9 @@ class ChainRow:
     prev_mac: bytes
     mac: bytes
     values: Sequence[Any]  # DecisionRecord.stored_values(), canonical features
+    # a column the store keeps beside the content as a copy of part of it (for its queries),
+    # named when the copy no longer equals the content the MAC covers
+    copy_differs: str = ""
 
     def valid(self, key: bytes, seq: int | None = None) -> bool:
         """Whether its MAC matches its content (at ``seq``, default its own)."""
@@ -227,6 +230,15 @@ class ChainWalker:
                 row.seq,
                 row.decision_id,
                 "a valid record whose predecessor is not the record before it",
+            )
+        elif row.copy_differs:
+            problem = Problem(
+                "altered",
+                row.seq,
+                row.decision_id,
+                f"its stored {row.copy_differs} no longer equals the declaration's, which the "
+                "MAC covers: edited after it was recorded (what monitor, lanes and the live "
+                "state select by)",
             )
         if problem is not None:
             report.problem = problem

@@ -275,3 +275,28 @@ def test_an_interrupted_migration_goes_on_where_it_stopped(tmp_path, monkeypatch
         store.close()
     with pytest.raises(ParcelriskError, match="no decisions from before the chain"):
         migration.migrate_legacy(path)
+
+
+def test_an_edited_declared_at_column_is_named_by_verify_and_get(tmp_path) -> None:
+    """declared_at is kept beside the declaration for the store's queries (monitor, lanes
+    plan, the live state's replay select by it) and is outside the MAC: an edit of it passed
+    verify while it moved decisions between periods."""
+    path = tmp_path / "audit.db"
+    store = SqliteDecisionStore(path, key=KEY)
+    try:
+        store.record([_record(i) for i in range(4)])
+        conn = sqlite3.connect(path)
+        with conn:
+            conn.execute(
+                "UPDATE decisions SET declared_at = '2026-03-01T00:00:00.000000Z' WHERE seq = 3"
+            )
+        conn.close()
+        report = verify_store(store)
+        assert report.problem is not None
+        assert (report.problem.kind, report.problem.seq) == ("altered", 3)
+        assert "declared_at" in report.problem.detail
+        decision_id = report.problem.decision_id
+        assert store.get(decision_id)[1] is False
+        assert store.get(store.find(limit=1)[0].decision_id)[1] is True
+    finally:
+        store.close()

@@ -185,6 +185,8 @@ def score(
     settings = settings_from(params)
     if out.suffix.lower() not in (".parquet", ".pq", ".csv"):
         raise ParcelriskError(f"--out {out}: use a .csv or .parquet file name")
+    if not out.parent.is_dir():  # found before the decisions are scored and stored
+        raise ParcelriskError(f"--out {out}: directory {out.parent} does not exist")
     if out.exists() and file.exists() and out.resolve() == file.resolve():
         raise ParcelriskError(
             f"--out {out} is the declarations file itself: the scores would replace it; "

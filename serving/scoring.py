@@ -579,13 +579,22 @@ def score_file(
                 for row in batch.warnings:
                     row.append(UNVALIDATED_WARNING)
             records = decision_records(batch, runtime)
+            priority = batch.scores["priority"]
             # the next chunks see this one: results do not depend on the chunk size
             if store is not None:
-                store.record(records)
+                # a file scored again (a re-run after a failure half-way) gets the decisions
+                # stored for its declarations by this model version, as the service answers a
+                # retry: one decision per declaration in the store
+                taken = store.record(records, first_wins=True)
                 runtime.recorded(batch, records)
+                if taken:
+                    keys = [(r.declaration_id, r.declaration_json) for r in records]
+                    records = [taken.get(k, r) for k, r in zip(keys, records, strict=True)]
+                    # what the lanes ranked on is not stored: unknown for a decision taken back
+                    priority = np.where([k in taken for k in keys], np.nan, priority)
             else:
                 runtime.observe(batch)
-            parts.append(results_frame(records, batch.scores["priority"]))
+            parts.append(results_frame(records, priority))
             bar.update(len(chunk))
     result = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
     if len(result):

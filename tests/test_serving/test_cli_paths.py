@@ -68,3 +68,17 @@ def test_score_refuses_to_write_over_its_own_input(capsys, tmp_path) -> None:
     assert code == 2
     assert "is the declarations file itself" in err and len(err.strip().splitlines()) == 1
     assert decl.read_bytes() == b"PAR1 not really"
+
+
+def test_score_refuses_an_output_directory_that_is_not_there_before_scoring(
+    capsys, tmp_path
+) -> None:
+    """It was found after the decisions were scored and stored (--audit-db)."""
+    decl = tmp_path / "decl.parquet"
+    decl.write_bytes(b"not read")
+    out = tmp_path / "nowhere" / "s.parquet"
+    code, _, err = run_cli(capsys, "score", str(decl), "--out", str(out), "--audit-db", "x.db")
+    assert code == 2 and err.strip() == (
+        f"error: --out {out}: directory {out.parent} does not exist"
+    )
+    assert not (tmp_path / "x.db").exists()

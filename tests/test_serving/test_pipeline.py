@@ -131,26 +131,31 @@ def test_score_cli_writes_the_file(real_pipeline, tmp_path) -> None:
     source = tmp_path / "in.parquet"
     fresh.to_parquet(source)
     audit_db = tmp_path / "audit.db"
-    result = CliRunner().invoke(
-        app,
-        [
-            "score",
-            str(source),
-            "--out",
-            str(tmp_path / "out.csv"),
-            "--params",
-            str(real_pipeline["params"]),
-            "--tracking-uri",
-            real_pipeline["tracking_uri"],
-            "--audit-db",
-            str(audit_db),
-        ],
-    )
-    assert result.exit_code == 0, result.output
-    assert len(pd.read_csv(tmp_path / "out.csv")) == 20
+
+    def score(out: str) -> pd.DataFrame:
+        result = CliRunner().invoke(
+            app,
+            [
+                "score", str(source), "--out", str(tmp_path / out),
+                "--params", str(real_pipeline["params"]),
+                "--tracking-uri", real_pipeline["tracking_uri"],
+                "--audit-db", str(audit_db),
+            ],
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+        return pd.read_csv(tmp_path / out)
+
+    first = score("out.csv")
+    assert len(first) == 20
     wal = audit_db.with_name(audit_db.name + "-wal")  # the store was closed: log truncated
     assert not wal.exists() or wal.stat().st_size == 0
     assert open_store(audit_db).count() == 20
+    # scored again (a re-run after a failure half-way): the stored decisions, none added
+    again = score("again.csv")
+    assert open_store(audit_db).count() == 20
+    columns = ["declaration_id", "decision_id", "risk", "lane"]
+    assert again[columns].equals(first[columns])
+    assert again["priority"].isna().all()  # not stored: unknown for a decision taken back
 
 
 def test_service_import_stays_light() -> None:

@@ -46,6 +46,7 @@ from serving.sqlite_store import (
     StoreUnavailable,
     _declared_at,
     _now_iso,
+    _row_link,
     _row_record,
     already_decided,
     checked_cut,
@@ -553,7 +554,7 @@ class PostgresDecisionStore:
             if not rows:
                 return
             for row in rows:
-                yield _row_record(tuple(row))[1]
+                yield _row_link(tuple(row))
             last = int(rows[-1][_N_STORED + 1])
 
     def head(self) -> tuple[int, bytes] | None:

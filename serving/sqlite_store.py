@@ -226,18 +226,38 @@ def _declared_at(declaration_json: str) -> str | None:
     return declaration_json[start : declaration_json.index('"', start)]
 
 
+_DECISION_ID = STORED_FIELDS.index("decision_id")
+_DECLARATION_JSON = STORED_FIELDS.index("declaration_json")
+
+
 def _row_record(row: Sequence[Any]) -> tuple[DecisionRecord, ChainRow]:
     """A stored row back to its record (canonical features) and its chain link."""
-    values = list(row[:_N_STORED])
-    values[_FEATURES] = unpack_features(bytes(values[_FEATURES]))
-    seq, answered_at, prev_mac, mac = row[_N_STORED + 1 :]
-    record = DecisionRecord.from_stored_values(values, seq=seq, answered_at=answered_at)
-    # declared_at is a copy of the declaration's, outside the MAC: held to it here
-    differs = "declared_at" if row[_N_STORED] != _declared_at(record.declaration_json) else ""
-    link = ChainRow(
-        seq, record.decision_id, answered_at, bytes(prev_mac), bytes(mac), values, differs
+    link = _row_link(row)
+    record = DecisionRecord.from_stored_values(
+        link.values, seq=link.seq, answered_at=link.answered_at
     )
     return record, link
+
+
+def _row_link(row: Sequence[Any]) -> ChainRow:
+    """A stored row's chain link alone: what ``verify`` walks. Built from the stored values as
+    they are, so a row edited into something no longer readable (a feature vector of no known
+    format, JSON that does not parse) still reaches the MAC check, which names it."""
+    values = list(row[:_N_STORED])
+    try:
+        values[_FEATURES] = unpack_features(bytes(values[_FEATURES]))
+    except ValueError:
+        values[_FEATURES] = bytes(values[_FEATURES])  # its MAC cannot match: named altered
+    seq, answered_at, prev_mac, mac = row[_N_STORED + 1 :]
+    # declared_at is a copy of the declaration's, outside the MAC: held to it here
+    try:
+        copied = _declared_at(str(values[_DECLARATION_JSON]))
+    except ValueError:  # the declaration no longer parses: the MAC check names the row
+        copied = row[_N_STORED]
+    differs = "declared_at" if row[_N_STORED] != copied else ""
+    return ChainRow(
+        seq, str(values[_DECISION_ID]), answered_at, bytes(prev_mac), bytes(mac), values, differs
+    )
 
 
 # --- the archive (``serving.audit.archive``): old days as Parquet files of these columns ---
@@ -729,7 +749,7 @@ class SqliteDecisionStore:
             if not rows:
                 return
             for row in rows:
-                yield _row_record(row)[1]
+                yield _row_link(row)
             last = rows[-1][_N_STORED + 1]
 
     def head(self) -> tuple[int, bytes] | None:

@@ -300,3 +300,32 @@ def test_an_edited_declared_at_column_is_named_by_verify_and_get(tmp_path) -> No
         assert store.get(store.find(limit=1)[0].decision_id)[1] is True
     finally:
         store.close()
+
+
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [
+        ("reasons_json", "[X"),
+        ("warnings_json", "{"),
+        ("declaration_json", "not json"),
+        ("features", b""),
+    ],
+)
+def test_a_row_edited_into_something_unreadable_is_named_not_a_crash(
+    tmp_path, column, value
+) -> None:
+    """verify stopped with 'Expecting value: line 1 column 2' or 'stored feature vector:
+    unknown format', naming no decision."""
+    path = tmp_path / "audit.db"
+    store = SqliteDecisionStore(path, key=KEY)
+    try:
+        store.record([_record(i) for i in range(4)])
+        conn = sqlite3.connect(path)
+        with conn:
+            conn.execute(f"UPDATE decisions SET {column} = ? WHERE seq = 2", (value,))
+        conn.close()
+        report = verify_store(store)
+        assert report.problem is not None
+        assert (report.problem.kind, report.problem.seq) == ("altered", 2)
+    finally:
+        store.close()

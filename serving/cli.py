@@ -32,8 +32,24 @@ def _absolute_store(location: str) -> str:
     )
 
 
+def require_bindable_host(host: str) -> None:
+    """``--host`` as an address this machine can resolve: BentoML found out in its arbiter,
+    with a traceback ('Invalid host IP address')."""
+    import socket
+
+    from features.errors import ParcelriskError
+
+    try:
+        socket.getaddrinfo(host, None)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise ParcelriskError(
+            f"--host {host!r} is not an address of this machine's resolver ({exc}); "
+            "e.g. 127.0.0.1, 0.0.0.0 or a host name"
+        ) from None
+
+
 def serve(
-    port: int = typer.Option(3000, "--port", help="HTTP port."),
+    port: int = typer.Option(3000, "--port", min=0, max=65535, help="HTTP port."),
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind (0.0.0.0: all)."),
     tracking_uri: str | None = typer.Option(
         None, "--tracking-uri", help="MLflow tracking URI of the registry (default: MLflow's)."
@@ -69,6 +85,7 @@ def serve(
     from serving.process import SERVE_PID_ENV, port_in_use, port_in_use_message
 
     settings = settings_from(params)  # a bad file stops here, before any worker starts
+    require_bindable_host(host)
     if insecure_no_auth:
         os.environ[INSECURE_ENV] = "1"
     load_keyring()  # fail here, with the message, before any worker starts

@@ -82,3 +82,17 @@ def test_score_refuses_an_output_directory_that_is_not_there_before_scoring(
         f"error: --out {out}: directory {out.parent} does not exist"
     )
     assert not (tmp_path / "x.db").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (("--port", "99999"), "Invalid value for '--port'"),
+        (("--port", "-1"), "Invalid value for '--port'"),
+        (("--host", "256.1.1.1"), "--host '256.1.1.1' is not an address"),
+    ],
+)
+def test_serve_refuses_a_port_or_host_it_cannot_bind_in_one_line(capsys, args, says) -> None:
+    code, _, err = run_cli(capsys, "serve", *args)
+    assert code == 2, err
+    assert says in err and "Traceback" not in err

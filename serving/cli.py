@@ -260,16 +260,28 @@ def outcomes_ingest(
     from features.intake.io import read_raw_declarations
     from features.intake.mapping import apply_outcome_mapping, load_mapping, read_source
     from serving.outcome_store import sqlite_path
-    from serving.outcomes import store_outcomes
+    from serving.outcomes import RESULT_FIELDS, store_outcomes
     from serving.store import is_sqlite, open_outcome_store
 
     location = str(db) if db else settings_from(params).serve.audit_db
     # a typo must not create an empty store
     if is_sqlite(location) and not sqlite_path(location).is_file():
         raise ParcelriskError(f"no decision store at {location}: results answer stored decisions")
+    ignored: list[str] = []
     if mapping is not None:
         spec = load_mapping(mapping)
-        raw = apply_outcome_mapping(read_source(file, spec), spec)
+        source = read_source(file, spec)
+        ignored = [str(c) for c in source.columns if c not in set(spec.source_columns())]
+        # a result field the file carries under its contract name, left out of the mapping,
+        # would be stored empty, and the full result then refused as a conflict for good
+        unmapped = [c for c in ignored if c in RESULT_FIELDS and c not in spec.columns]
+        if unmapped:
+            raise ParcelriskError(
+                f"{file}: column(s) {', '.join(unmapped)} hold results the mapping {mapping} "
+                f"does not map: map them (e.g. {unmapped[0]}: {unmapped[0]}) or drop them from "
+                "the file; a result stored without them could not be completed later"
+            )
+        raw = apply_outcome_mapping(source, spec)
     else:
         raw, _ = read_raw_declarations(file)
     store = open_outcome_store(location)
@@ -277,7 +289,10 @@ def outcomes_ingest(
         counts = store_outcomes(store, raw, source=f"file:{file.name}")
     finally:
         store.close()
-    typer.echo(json.dumps({**counts, "file": str(file), "store": location}, indent=2))
+    summary = {**counts, "file": str(file), "store": location}
+    if ignored:
+        summary["ignored_columns"] = ignored
+    typer.echo(json.dumps(summary, indent=2))
 
 
 @history_app.command("export")

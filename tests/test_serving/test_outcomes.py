@@ -189,6 +189,40 @@ def test_ingest_a_mapped_file_through_the_same_checks(store, tmp_path: Path) -> 
     assert post(store, result()) == {"stored": 0, "unchanged": 1}
 
 
+def test_a_mapped_file_with_results_the_mapping_leaves_out_is_refused(
+    store, tmp_path: Path
+) -> None:
+    """offence_type and revenue_recovered under their contract names, not mapped: the result
+    was stored without them, and the full one then refused as a conflict for good."""
+    from features.errors import ParcelriskError
+
+    source = tmp_path / "results.csv"
+    source.write_text(
+        "DECL;DATE;RESULT;offence_type;revenue_recovered;NOTE\n"
+        "D1;2026-05-03T09:00:00Z;POS;undervaluation;12.5;x\n"
+    )
+    mapping = tmp_path / "mapping.yaml"
+    mapping.write_text(
+        "columns:\n  declaration_id: DECL\n  inspected_at: DATE\n"
+        "  illicit: {column: RESULT, values: {POS: true, NEG: false}}\n"
+    )
+    run = _invoke(
+        "outcomes", "ingest", str(source), "--mapping", str(mapping), "--db", store.test_location
+    )
+    assert isinstance(run.exception, ParcelriskError)
+    assert "offence_type, revenue_recovered hold results the mapping" in str(run.exception)
+    assert store.count() == 0
+    mapping.write_text(
+        mapping.read_text()
+        + "  offence_type: offence_type\n  revenue_recovered: revenue_recovered\n"
+    )
+    run = _invoke(
+        "outcomes", "ingest", str(source), "--mapping", str(mapping), "--db", store.test_location
+    )
+    assert run.exit_code == 0, run.output
+    assert json.loads(run.output)["ignored_columns"] == ["NOTE"]  # listed, as ingest lists them
+
+
 def test_ingest_refuses_a_file_with_one_bad_row(store, tmp_path: Path) -> None:
     source = tmp_path / "results.csv"
     source.write_text(

@@ -72,6 +72,14 @@ def archive_before(
     from serving.store_read import read_only
 
     archive = Path(archive) if archive is not None else default_archive_dir(store)
+    _, _, cut = store.chain_start()
+    if cut is not None and Path(cut["archive"]).resolve() != archive.resolve():
+        # verify walks one archive, the last cut's, into the hot rows: the days archived
+        # into another directory before would no longer be found (a false "deleted" alarm)
+        raise ParcelriskError(
+            f"this store's archive is {cut['archive']}: archive there (--to {cut['archive']}), "
+            f"not into {archive}; one store, one archive directory"
+        )
     report = verify_store(store)
     if report.problem is not None:
         raise ParcelriskError(

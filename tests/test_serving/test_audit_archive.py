@@ -128,3 +128,16 @@ def test_nothing_before_the_date_archives_nothing(tmp_path) -> None:
     store = _days_store(tmp_path)
     assert archive_before(store, "2026-04-01T00:00:00.000000Z")["archived"] == 0
     assert store.count() == 15 and json.dumps(verify_store(store).as_dict())
+
+
+def test_a_second_archive_into_another_directory_is_refused(tmp_path) -> None:
+    """verify walks the last cut's archive: days put elsewhere before would read as deleted
+    (the probe archived twice with two --to and got 'NOT INTACT: deleted at seq 1')."""
+    store = _days_store(tmp_path)
+    archive_before(store, "2026-05-02T00:00:00.000000Z", tmp_path / "first")
+    with pytest.raises(ParcelriskError, match=r"this store's archive is .*first: archive there"):
+        archive_before(store, "2026-05-03T00:00:00.000000Z", tmp_path / "second")
+    assert not (tmp_path / "second").exists()
+    summary = archive_before(store, "2026-05-03T00:00:00.000000Z", tmp_path / "first")
+    assert summary["archived"] == 5 and verify_store(store).intact
+    store.close()

@@ -308,9 +308,10 @@ def history_export(
     """The declarations as they were scored, with their results: a history to train on."""
     from features.intake.contract import utc_instant
     from features.intake.io import write_declarations
+    from serving.audit.review_cli import archived_note
     from serving.outcome_store import sqlite_path
     from serving.outcomes import history_frame
-    from serving.store import is_sqlite, open_outcome_store
+    from serving.store import is_sqlite, open_outcome_store, open_store
 
     if is_sqlite(db) and not sqlite_path(db).is_file():
         raise typer.BadParameter(f"no decision store at {db}", param_hint="--db")
@@ -320,6 +321,13 @@ def history_export(
         history = history_frame(store.scored_history(since_us))
     finally:
         store.close()
+    decisions = open_store(db)
+    try:
+        archived = archived_note(decisions)
+    finally:
+        decisions.close()
+    if archived:  # their results are not in the history either: say so, not silently
+        typer.echo(archived, err=True)
     write_declarations(history, out)
     summary = {
         "declarations": len(history),
@@ -327,6 +335,8 @@ def history_export(
         "illicit": int(history["illicit"].fillna(False).sum()),
         "output": str(out),
     }
+    if archived:
+        summary["archived_not_included"] = archived.removeprefix("note: ")
     typer.echo(json.dumps(summary, indent=2))
 
 

@@ -90,8 +90,11 @@ def list_decisions(
             declaration_id=declaration_id,
         )
         outcomes = read_outcomes(store, [r.declaration_id for r in records])
+        archived = archived_note(store)
     finally:
         store.close()
+    if archived:
+        typer.echo(archived, err=True)
     rows = decision_rows(records, outcomes)
     if fmt == "json":
         typer.echo(rows.to_json(orient="records", indent=1))
@@ -336,8 +339,11 @@ def export(
         head = store.head()
         verified = verify_store(store) if fmt == "html" else None
         path = store.location
+        archived = archived_note(store)
     finally:
         store.close()
+    if archived:
+        typer.echo(archived, err=True)
     rows = decision_rows(records, outcomes)
     if fmt == "csv":
         text = rows.to_csv(index=False)
@@ -362,6 +368,19 @@ def export(
 
         atomic_write(out, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
         typer.echo(f"{len(rows)} decisions -> {out}", err=True)
+
+
+def archived_note(store: Any) -> str | None:
+    """A line saying which decisions were archived and where, or None: list, export and
+    history export read the hot store only (``show`` and ``verify`` read the archive too), so
+    a period before the cut would otherwise come back empty without a word."""
+    cut_seq, _, cut = store.chain_start()
+    if cut is None:
+        return None
+    return (
+        f"note: decisions up to seq {cut_seq} were archived to {cut['archive']} "
+        f"(`parcelrisk audit archive`, {cut['archived_at']}); they are not read here"
+    )
 
 
 def register_review(app: typer.Typer) -> None:

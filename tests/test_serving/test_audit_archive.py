@@ -141,3 +141,26 @@ def test_a_second_archive_into_another_directory_is_refused(tmp_path) -> None:
     summary = archive_before(store, "2026-05-03T00:00:00.000000Z", tmp_path / "first")
     assert summary["archived"] == 5 and verify_store(store).intact
     store.close()
+
+
+def test_readers_of_the_hot_store_say_what_was_archived(tmp_path, capsys, monkeypatch) -> None:
+    """history export, audit list and export read the hot store only: after an archive a
+    period before the cut came back empty (0 declarations, 'no decisions in that period')
+    without a word, and the archived results fell out of the training history."""
+    from tests.test_serving.conftest import run_cli
+
+    monkeypatch.setenv("PARCELRISK_AUDIT_KEY", KEY.decode())
+    store = _days_store(tmp_path)
+    archive_before(store, "2026-05-03T00:00:00.000000Z")
+    store.close()
+    db = str(tmp_path / "audit.db")
+    note = f"note: decisions up to seq 10 were archived to {tmp_path / 'audit.db.archive'}"
+    for args in (
+        ("audit", "list", "--from", "2026-05-01", "--to", "2026-05-04", "--db", db),
+        ("audit", "export", "--from", "2026-05-01", "--to", "2026-05-04", "--db", db),
+        ("history", "export", "--db", db, "--out", str(tmp_path / "h.parquet")),
+    ):
+        code, out, err = run_cli(capsys, *args)
+        assert code == 0, err
+        assert note in err, (args, err)
+    assert "archived_not_included" in json.loads(out)

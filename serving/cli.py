@@ -315,6 +315,11 @@ def history_export(
 
     if is_sqlite(db) and not sqlite_path(db).is_file():
         raise typer.BadParameter(f"no decision store at {db}", param_hint="--db")
+    if out.suffix.lower() not in (".parquet", ".pq"):  # Parquet bytes, whatever the name said
+        raise typer.BadParameter(
+            f"{out}: the history is contract Parquet; name it {out.with_suffix('.parquet').name}",
+            param_hint="--out",
+        )
     since_us = utc_instant(since, "--since").value // 1000 if since else None
     store = open_outcome_store(db)
     try:

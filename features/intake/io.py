@@ -10,6 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from features.errors import ParcelriskError
 from features.intake.contract import (
     EXTRAS_METADATA_KEY,
     OUTCOME_COLUMNS,
@@ -37,6 +38,8 @@ FALLBACK_ENCODINGS = ("cp1252", "latin-1")
 def atomic_write(path: Path, write: Any) -> None:
     """Call ``write(tmp_path)`` then rename over ``path``, so a failure leaves the old file."""
     path = Path(path)
+    if path.is_dir():  # the rename would fail naming the temporary file, not this path
+        raise ParcelriskError(f"{path} is a directory: give a file name to write")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)

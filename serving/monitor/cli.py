@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -123,7 +124,11 @@ def monitor(
     start = _bound(since, "--since")
     end = _bound(until, "--until") if until is not None else pd.Timestamp.now(tz="UTC")
     if end <= start:
-        raise ParcelriskError(f"--until {until} is not after --since {since}")
+        raise ParcelriskError(
+            f"--until {until} is not after --since {since}"
+            if until is not None
+            else f"--since {since} is not in the past (the period ends now, {end:%Y-%m-%d %H:%M} UTC)"
+        )
     if report is not None:  # a place it cannot write is refused before the period is read
         try:
             report.mkdir(parents=True, exist_ok=True)
@@ -155,6 +160,10 @@ def monitor(
         logged = f"NOT logged to run {info['run_id']}: {type(exc).__name__}: {exc}"
     typer.echo(json.dumps(summary, indent=1))
     alerts = summary["alerts"]
-    typer.echo(f"{len(alerts)} alert(s); report {files[0]}; {logged}", err=True)
+    if report is None:  # the files went to the run: no temporary directory left behind
+        shutil.rmtree(out, ignore_errors=True)
+        typer.echo(f"{len(alerts)} alert(s); {logged}", err=True)
+    else:
+        typer.echo(f"{len(alerts)} alert(s); report {files[0]}; {logged}", err=True)
     if alerts:
         raise typer.Exit(1)

@@ -96,3 +96,20 @@ def test_serve_refuses_a_port_or_host_it_cannot_bind_in_one_line(capsys, args, s
     code, _, err = run_cli(capsys, "serve", *args)
     assert code == 2, err
     assert says in err and "Traceback" not in err
+
+
+def test_a_file_written_over_a_directory_names_the_directory_not_a_temp_file(tmp_path) -> None:
+    from features.errors import ParcelriskError
+    from features.intake.io import atomic_write
+
+    (tmp_path / "taken").mkdir()
+    with pytest.raises(ParcelriskError, match=r"taken is a directory: give a file name"):
+        atomic_write(tmp_path / "taken", lambda tmp: tmp.write_text("x"))
+    assert [p.name for p in tmp_path.iterdir()] == ["taken"]  # no temporary file left
+
+
+def test_history_export_refuses_a_name_that_is_not_parquet(capsys, tmp_path) -> None:
+    db = tmp_path / "audit.db"
+    db.write_bytes(b"")
+    code, _, err = run_cli(capsys, "history", "export", "--db", str(db), "--out", "h.csv")
+    assert code == 2 and "h.parquet" in err and not (tmp_path / "h.csv").exists()

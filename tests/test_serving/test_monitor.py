@@ -289,11 +289,26 @@ def test_monitor_alerts_writes_the_report_and_logs_it(monitored, capsys, tmp_pat
 
 
 def test_monitor_exits_0_without_alerts(monitored, capsys) -> None:
+    import glob
+    import tempfile
+
+    pattern = f"{tempfile.gettempdir()}/parcelrisk-monitor-report-*"
+    before = set(glob.glob(pattern))
     code, out, err = run_cli(capsys, *_args(monitored, "quiet"))
     assert code == 0, err
     summary = json.loads(out)
     assert summary["alerts"] == []
     assert summary["lanes"]["refit"]["decisions"] == 600
+    # without --report the files go to the run only: no temporary directory left behind
+    assert set(glob.glob(pattern)) == before and "report /" not in err
+
+
+def test_a_since_in_the_future_says_so(monitored, capsys) -> None:
+    args = _args(monitored, "quiet")
+    args[args.index("--since") + 1] = "2099-01-01"
+    del args[args.index("--until") : args.index("--until") + 2]
+    code, _, err = run_cli(capsys, *args)
+    assert code == 2 and "--since 2099-01-01 is not in the past" in err and "None" not in err
 
 
 @pytest.mark.parametrize(

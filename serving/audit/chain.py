@@ -297,10 +297,15 @@ class ChainWalker:
                     row.decision_id,
                     f"a record of seq {row.seq - back} moved to seq {row.seq}",
                 )
-        return Problem(
-            "altered",
-            row.seq,
-            row.decision_id,
+        detail = (
             "its stored content does not match its MAC: edited after it was recorded, or "
-            "written by someone without the audit key",
+            "written by someone without the audit key"
         )
+        if self.report.checked == 0 and following is not None and not following.valid(self.key):
+            # nothing checked yet and the next record fails too: more likely the wrong key
+            # than two edits in a row; said first, since it is the likelier cause
+            detail += (
+                "; the records after it fail too: check the audit key first "
+                "(PARCELRISK_AUDIT_KEY or the key file) is the one the store was written with"
+            )
+        return Problem("altered", row.seq, row.decision_id, detail)

@@ -329,3 +329,18 @@ def test_a_row_edited_into_something_unreadable_is_named_not_a_crash(
         assert (report.problem.kind, report.problem.seq) == ("altered", 2)
     finally:
         store.close()
+
+
+def test_verify_with_another_key_points_at_the_key_first(tmp_path) -> None:
+    store = SqliteDecisionStore(tmp_path / "audit.db", key=KEY)
+    try:
+        store.record([_record(i) for i in range(3)])
+    finally:
+        store.close()
+    other = SqliteDecisionStore(tmp_path / "audit.db", key=b"x" * 40)
+    try:
+        report = verify_store(other)
+    finally:
+        other.close()
+    assert (report.problem.kind, report.problem.seq) == ("altered", 1)
+    assert "check the audit key first" in report.problem.detail

@@ -277,20 +277,26 @@ def test_an_interrupted_migration_goes_on_where_it_stopped(tmp_path, monkeypatch
         migration.migrate_legacy(path)
 
 
+def _edited_store(tmp_path: Path, edit: str, *args: object) -> SqliteDecisionStore:
+    """A store of 4 decisions, then ``edit`` run on its file behind its back."""
+    path = tmp_path / "audit.db"
+    store = SqliteDecisionStore(path, key=KEY)
+    store.record([_record(i) for i in range(4)])
+    conn = sqlite3.connect(path)
+    with conn:
+        conn.execute(edit, args)
+    conn.close()
+    return store
+
+
 def test_an_edited_declared_at_column_is_named_by_verify_and_get(tmp_path) -> None:
     """declared_at is kept beside the declaration for the store's queries (monitor, lanes
     plan, the live state's replay select by it) and is outside the MAC: an edit of it passed
     verify while it moved decisions between periods."""
-    path = tmp_path / "audit.db"
-    store = SqliteDecisionStore(path, key=KEY)
+    store = _edited_store(
+        tmp_path, "UPDATE decisions SET declared_at = '2026-03-01T00:00:00.000000Z' WHERE seq = 3"
+    )
     try:
-        store.record([_record(i) for i in range(4)])
-        conn = sqlite3.connect(path)
-        with conn:
-            conn.execute(
-                "UPDATE decisions SET declared_at = '2026-03-01T00:00:00.000000Z' WHERE seq = 3"
-            )
-        conn.close()
         report = verify_store(store)
         assert report.problem is not None
         assert (report.problem.kind, report.problem.seq) == ("altered", 3)
@@ -316,14 +322,8 @@ def test_a_row_edited_into_something_unreadable_is_named_not_a_crash(
 ) -> None:
     """verify stopped with 'Expecting value: line 1 column 2' or 'stored feature vector:
     unknown format', naming no decision."""
-    path = tmp_path / "audit.db"
-    store = SqliteDecisionStore(path, key=KEY)
+    store = _edited_store(tmp_path, f"UPDATE decisions SET {column} = ? WHERE seq = 2", value)
     try:
-        store.record([_record(i) for i in range(4)])
-        conn = sqlite3.connect(path)
-        with conn:
-            conn.execute(f"UPDATE decisions SET {column} = ? WHERE seq = 2", (value,))
-        conn.close()
         report = verify_store(store)
         assert report.problem is not None
         assert (report.problem.kind, report.problem.seq) == ("altered", 2)

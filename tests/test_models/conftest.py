@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -187,3 +188,23 @@ def frames() -> tuple[pd.DataFrame, pd.DataFrame, FeatureManifest]:
 @pytest.fixture(scope="session")
 def census_frames() -> tuple[pd.DataFrame, pd.DataFrame, FeatureManifest]:
     return make_census_frames()
+
+
+def registry_world(root: Path, truth: pd.DataFrame) -> dict[str, Any]:
+    """A registry test's place: the ground truth, params.yaml (``REGISTRY_PARAMS``) and a
+    SQLite MLflow store under ``root``: {root, truth_path, params_path, settings, uri}."""
+    import yaml
+
+    from features.params import load_settings
+
+    truth_path = root / "truth.parquet"
+    truth.to_parquet(truth_path)
+    params_path = root / "params.yaml"
+    params_path.write_text(yaml.safe_dump(REGISTRY_PARAMS))
+    return {
+        "root": root,
+        "truth_path": truth_path,
+        "params_path": params_path,
+        "settings": load_settings(params_path),
+        "uri": f"sqlite:///{root / 'mlflow.db'}",
+    }

@@ -31,6 +31,7 @@ from serving.main import app
 from tests.test_models.conftest import REGISTRY_PARAMS as PARAMS
 from tests.test_models.conftest import (
     make_census_frames,
+    registry_world,
     write_features_dir,
 )
 from tests.test_serving.conftest import run_cli
@@ -77,12 +78,9 @@ def store(frames, tmp_path_factory):
     lacking_dir = write_features_dir(root / "lacking", *_without(features, manifest))
     census, _, census_manifest = make_census_frames(n=4000, days=60, seed=3)
     census_dir = write_features_dir(root / "census", *_without(census, census_manifest))
-    truth_path = root / "truth.parquet"
-    truth.to_parquet(truth_path)
-    params_path = root / "params.yaml"
-    params_path.write_text(yaml.safe_dump(PARAMS))
-    uri = f"sqlite:///{root / 'mlflow.db'}"
-    settings = load_settings(params_path)
+    world = registry_world(root, truth)
+    truth_path, params_path, uri = world["truth_path"], world["params_path"], world["uri"]
+    settings = world["settings"]
     common = {"settings": settings, "tracking_uri": uri, "metrics_out": None}
     state: dict = {"uri": uri, "root": root, "params_path": params_path}
 

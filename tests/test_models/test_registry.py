@@ -18,6 +18,7 @@ from models.train import train_models
 from tests.test_models.conftest import REGISTRY_PARAMS as PARAMS
 from tests.test_models.conftest import (
     make_census_frames,
+    registry_world,
     write_features_dir,
 )
 
@@ -36,12 +37,9 @@ def store(frames, tmp_path_factory):
     weak = FeatureManifest(tuple(f for f in manifest.features if f.name in WEAK_FEATURES))
     full_dir = write_features_dir(root / "full", features, manifest)
     weak_dir = write_features_dir(root / "weak", features, weak)
-    truth_path = root / "truth.parquet"
-    truth.to_parquet(truth_path)
-    params_path = root / "params.yaml"
-    params_path.write_text(yaml.safe_dump(PARAMS))
-    uri = f"sqlite:///{root / 'mlflow.db'}"
-    settings = load_settings(params_path)
+    world = registry_world(root, truth)
+    truth_path, params_path, uri = world["truth_path"], world["params_path"], world["uri"]
+    settings = world["settings"]
     common = {"settings": settings, "tracking_uri": uri, "ground_truth_path": truth_path}
 
     state = {"uri": uri, "root": root, "params_path": params_path}

@@ -321,12 +321,12 @@ def history_export(
             param_hint="--out",
         )
     since_us = utc_instant(since, "--since").value // 1000 if since else None
-    store = open_outcome_store(db)
+    store = open_outcome_store(db, read_only=True)
     try:
         history = history_frame(store.scored_history(since_us))
     finally:
         store.close()
-    decisions = open_store(db)
+    decisions = open_store(db, read_only=True)
     try:
         archived = archived_note(decisions)
     finally:

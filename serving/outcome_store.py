@@ -19,7 +19,7 @@ from pathlib import Path
 from features.errors import ParcelriskError
 from serving.decision import iso_utc, parse_iso_us
 from serving.outcomes import ScoredRow, StoredResult
-from serving.sqlite_store import unavailable_as_error
+from serving.sqlite_store import connect_read_only, unavailable_as_error
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outcomes (
@@ -73,10 +73,20 @@ def sqlite_path(location: str | Path) -> Path:
 class SqliteOutcomeStore:
     """Thread-safe handle on the ``outcomes`` table of a decision store file."""
 
-    def __init__(self, location: str | Path) -> None:
+    def __init__(self, location: str | Path, *, read_only: bool = False) -> None:
+        """``read_only``: the results as a review reads them (``history export``, ``audit
+        recompute``), the file never written (``serving.sqlite_store.connect_read_only``)."""
         self.path = sqlite_path(location)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
+        if read_only:
+            self._conn = connect_read_only(self.path)
+            # a store that never took a result has no table: an empty one, in memory only (a
+            # temporary table would hide the file's own of the same name: only when it has none)
+            tables = self._conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            if "outcomes" not in {name for (name,) in tables}:
+                self._conn.executescript(_SCHEMA.replace("CREATE TABLE", "CREATE TEMP TABLE"))
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._conn = sqlite3.connect(
             str(self.path), check_same_thread=False, isolation_level=None, timeout=30.0
         )

@@ -95,6 +95,60 @@ def unavailable_as_error(conn: sqlite3.Connection, path: Path) -> Iterator[None]
         raise
 
 
+def connect_read_only(path: Path, table: str | None = "decisions") -> sqlite3.Connection:
+    """A connection that never writes the store file at ``path`` (an auditor's copy, a WORM
+    volume, the live store read beside the service), refusing a file without ``table``
+    (None: any SQLite file).
+
+    ``mode=ro`` reads a live store consistently (SQLite's WAL index is shared with the
+    writers). On read-only media that index cannot be made beside the file (CANTOPEN): with
+    no write-ahead log beside it the file is the whole store and nothing can be writing it
+    (a writer would have to create that log), so it is read as immutable, without locks.
+    A log left beside a copy on read-only media cannot be read without writing: refused,
+    naming what to do, rather than reading the file without its last commits."""
+    if not path.is_file():
+        raise StoreUnavailable(f"decision store {path}: no such file")
+    uri = path.resolve().as_uri()
+
+    def connect(query: str) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            f"{uri}?{query}", uri=True, check_same_thread=False, isolation_level=None, timeout=30.0
+        )
+        try:  # the first read opens the file: what fails, fails here
+            found = conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)
+            ).fetchone()
+        except BaseException:
+            conn.close()
+            raise
+        if found is None and table is not None:
+            conn.close()
+            raise StoreUnavailable(
+                f"decision store {path}: not a decision store (no {table} table)"
+            )
+        return conn
+
+    try:
+        try:
+            return connect("mode=ro")
+        except sqlite3.OperationalError as exc:
+            if getattr(exc, "sqlite_errorname", "") != "SQLITE_CANTOPEN":
+                raise
+            log = Path(f"{path}-wal")
+            if log.exists() and log.stat().st_size > 0:
+                raise StoreUnavailable(
+                    f"decision store {path} cannot be read where it is: its write-ahead log "
+                    f"{log.name} holds commits and the directory is read-only; copy both files "
+                    "to a writable directory and read the copy"
+                ) from None
+            return connect("immutable=1")
+    except sqlite3.Error as exc:  # not SQLite, damaged: one line naming the file
+        name = getattr(exc, "sqlite_errorname", "")
+        raise StoreUnavailable(
+            f"decision store {path} cannot be read: {exc}" + (f" ({name})" if name else "")
+        ) from None
+
+
 # The stored columns of a decision, in ``STORED_FIELDS`` order (features packed:
 # ``serving.decision.pack_feature_rows``), then its place in the chain.
 _COLUMNS = (*STORED_FIELDS, "declared_at", "seq", "answered_at", "prev_mac", "mac")
@@ -338,14 +392,27 @@ class SqliteDecisionStore:
         checkpoint_interval_s: float = 1.0,
         wal_max_mb: float = 64.0,
         key: bytes | None = None,
+        read_only: bool = False,
     ) -> None:
+        """``read_only``: for review (``audit verify/list/show/export``, ``history export``):
+        no schema, lock files, checkpoints or log truncation; the file is never written, so
+        an auditor can read a copy on write-once media (``connect_read_only``)."""
         # the audit key (``features.keys``): without it nothing is recorded or verified
         self._key = key if key is not None else load_key("audit")
         self.path = Path(path)
+        self.read_only = read_only
+        self._lock = threading.Lock()
+        self._read_lock = threading.Lock()
+        self._stop = threading.Event()
+        if read_only:
+            self._conn = self._reader = connect_read_only(self.path)
+            self._refuse_legacy()
+            self._lock_file = None
+            self._checkpointer: threading.Thread | None = None
+            return
         if self.path.parent and not self.path.parent.exists():
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self._wal_max_bytes = max(1, int(wal_max_mb * _MB))
-        self._lock = threading.Lock()
         try:
             self._conn = self._connect(check_same_thread=False)
             self._conn.execute("PRAGMA journal_mode=WAL")
@@ -363,10 +430,8 @@ class SqliteDecisionStore:
                 f"decision store {self.path} cannot be opened: {exc}"
                 + (f" ({name})" if name else "")
             ) from None
-        self._read_lock = threading.Lock()
         self._reader = self._connect(check_same_thread=False)
         self._lock_file = self._open_lock_file()
-        self._stop = threading.Event()
         self._checkpointer = threading.Thread(
             target=self._checkpoint_loop,
             args=(checkpoint_interval_s,),
@@ -663,6 +728,8 @@ class SqliteDecisionStore:
     def _write(self, statements: Callable[[], object]) -> None:
         """``statements`` in one write transaction, in the writers' turn (all or nothing); the
         log checkpointed first if it is over its limit (``_hold_back_log``)."""
+        if self.read_only:  # a review command's handle: a bug to get here, said plainly
+            raise ParcelriskError(f"decision store {self.path} is open read-only: nothing written")
         with (
             self._lock,
             self._writer_turn(self._lock_file),
@@ -801,6 +868,10 @@ class SqliteDecisionStore:
         return int(row[0] or 0)
 
     def close(self) -> None:
+        if self._checkpointer is None:  # read-only: nothing to flush
+            with self._lock, self._read_lock:
+                self._conn.close()
+            return
         self._stop.set()
         self._checkpointer.join(timeout=10)
         with self._lock:

@@ -164,27 +164,39 @@ def is_sqlite(location: str | Path) -> bool:
     return _scheme(location)[0] in ("", "sqlite")
 
 
-def open_store(location: str | Path, *, wal_max_mb: float | None = None) -> DecisionStore:
+def open_store(
+    location: str | Path, *, wal_max_mb: float | None = None, read_only: bool = False
+) -> DecisionStore:
     """The store at ``location``: a file path (SQLite) or ``SCHEME://...``.
 
     ``wal_max_mb`` (``serve.audit_wal_max_mb``): the most disk a write-ahead log may hold
     beside the store, where it keeps one; None: the store's default.
+    ``read_only``: for review; a SQLite file is never written (a copy on write-once media
+    reads too), and a missing one is an error, not a new store. A PostgreSQL store opens as
+    usual: what a reviewer may do there is the database role's to say.
     """
     scheme, rest = _scheme(location)
     if scheme in ("", "sqlite"):
+        if read_only:
+            from serving.sqlite_store import SqliteDecisionStore
+
+            return SqliteDecisionStore(_sqlite_file(scheme, rest), read_only=True)
         return _open_sqlite(_sqlite_file(scheme, rest), wal_max_mb=wal_max_mb)
     return _STORES[scheme](str(location), wal_max_mb=wal_max_mb)
 
 
-def open_outcome_store(location: str | Path, decisions: DecisionStore | None = None) -> Any:
+def open_outcome_store(
+    location: str | Path, decisions: DecisionStore | None = None, *, read_only: bool = False
+) -> Any:
     """The inspection results beside the decisions of the store at ``location``
     (``serving.outcomes.OutcomeStore`` plus the live state's reads); ``decisions``: that
-    store already open, whose connections a PostgreSQL results store shares."""
+    store already open, whose connections a PostgreSQL results store shares.
+    ``read_only``: as ``open_store``'s."""
     scheme, _ = _scheme(location)
     if scheme in ("", "sqlite"):
         from serving.outcome_store import SqliteOutcomeStore
 
-        return SqliteOutcomeStore(location)
+        return SqliteOutcomeStore(location, read_only=read_only)
     from serving.postgres_store import PostgresDecisionStore, PostgresOutcomeStore
 
     engines = decisions.engines if isinstance(decisions, PostgresDecisionStore) else None

@@ -73,7 +73,9 @@ def read_only(location: str | Path) -> Iterator[ReadOnlyStore]:
         path = sqlite_path(text)
         if not path.is_file():
             raise ParcelriskError(f"decision store {path}: no such file")
-        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=10.0)
+        from serving.sqlite_store import connect_read_only
+
+        conn = connect_read_only(path, table=None)  # write-once media read too
         try:
             yield ReadOnlyStore(str(path), _sqlite=conn)
         except sqlite3.Error as exc:

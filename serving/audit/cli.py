@@ -27,10 +27,13 @@ def db_option() -> str | None:
     )
 
 
-def open_audit_store(db: str | Path | None, params: Path | None) -> DecisionStore:
+def open_audit_store(
+    db: str | Path | None, params: Path | None, *, writer: bool = False
+) -> DecisionStore:
     """The decision store an audit command reads: ``--db`` or the settings' ``serve.audit_db``
     (a SQLite file or a PostgreSQL URL); a missing file is an error (an auditor's typo must not
-    create an empty store)."""
+    create an empty store). Read-only unless ``writer`` (``audit archive``): reviewing a store
+    never writes it, so a copy on write-once media verifies too."""
     from features.errors import ParcelriskError
     from serving.outcome_store import sqlite_path
     from serving.sqlite_store import SqliteDecisionStore
@@ -42,7 +45,7 @@ def open_audit_store(db: str | Path | None, params: Path | None) -> DecisionStor
     path = sqlite_path(location)
     if not path.is_file():
         raise ParcelriskError(f"decision store {path}: no such file")
-    return SqliteDecisionStore(path)
+    return SqliteDecisionStore(path, read_only=not writer)
 
 
 @audit_app.command("verify")
@@ -109,7 +112,7 @@ def archive(
     from serving.audit.archive import archive_before
     from serving.audit.report import parse_when
 
-    store = open_audit_store(db, params)
+    store = open_audit_store(db, params, writer=True)
     try:
         summary = archive_before(store, parse_when(before, "--before"), to)
     finally:

@@ -272,7 +272,11 @@ def recompute(
             chosen = sorted(random.Random(seed).sample(seqs, min(int(sample or 0), len(seqs))))
             records = records_at(store, chosen)
         # the outcome store creates its table when absent: open it only when there is one
-        results = open_outcome_store(store.source, store) if has_results(store.source) else None
+        results = (
+            open_outcome_store(store.source, store, read_only=True)
+            if has_results(store.source)
+            else None
+        )
         with RecordedModels(tracking_uri) as models:
             found_all = recompute_decisions(
                 records, store, results, models, settings.serve.exploration_seed

@@ -10,6 +10,7 @@ transaction (``serving.outcomes.store_outcomes``): the check sees exactly what i
 from __future__ import annotations
 
 import contextlib
+import logging
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -17,9 +18,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from features.errors import ParcelriskError
+from serving.audit.chain import (
+    GENESIS,
+    ChainRow,
+    chain_results,
+    record_mac,
+    result_link,
+    result_values,
+)
 from serving.decision import iso_utc, parse_iso_us
 from serving.outcomes import ScoredRow, StoredResult
 from serving.sqlite_store import connect_read_only, unavailable_as_error
+
+logger = logging.getLogger(__name__)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outcomes (
@@ -30,9 +41,18 @@ CREATE TABLE IF NOT EXISTS outcomes (
     offence_type TEXT,
     revenue_recovered REAL,
     recorded_at TEXT NOT NULL,
-    source TEXT NOT NULL
+    source TEXT NOT NULL,
+    prev_mac BLOB,  -- the results' own chain (serving.audit.chain.chain_results)
+    mac BLOB
 );
 """
+# a store from before the results were chained gets the two columns at its first writer's open
+_CHAIN_COLUMNS = ("prev_mac", "mac")
+_LAST_RESULT = "SELECT seq, mac FROM outcomes ORDER BY seq DESC LIMIT 1"
+_RESULT_LINKS = (
+    "SELECT seq, recorded_at, prev_mac, mac, declaration_id, inspected_at, illicit, "
+    "offence_type, revenue_recovered, source FROM outcomes WHERE seq > ? ORDER BY seq LIMIT ?"
+)
 # New results with the declaration as first scored (decisions_declaration indexes the lookup).
 _RESULTS_SINCE = """
 SELECT o.seq, d.declaration_json, o.inspected_at, o.illicit, o.revenue_recovered
@@ -44,7 +64,8 @@ WHERE o.seq > ? AND o.inspected_at >= ? ORDER BY o.seq
 """
 _INSERT = (
     "INSERT INTO outcomes (declaration_id, inspected_at, illicit, offence_type, "
-    "revenue_recovered, recorded_at, source) VALUES (?, ?, ?, ?, ?, ?, ?)"
+    "revenue_recovered, source, seq, recorded_at, prev_mac, mac) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 # The first decision of each declaration: scored first, then stored first.
 _FIRST_DECISIONS = """
@@ -73,11 +94,16 @@ def sqlite_path(location: str | Path) -> Path:
 class SqliteOutcomeStore:
     """Thread-safe handle on the ``outcomes`` table of a decision store file."""
 
-    def __init__(self, location: str | Path, *, read_only: bool = False) -> None:
+    def __init__(
+        self, location: str | Path, *, read_only: bool = False, key: bytes | None = None
+    ) -> None:
         """``read_only``: the results as a review reads them (``history export``, ``audit
-        recompute``), the file never written (``serving.sqlite_store.connect_read_only``)."""
+        recompute``), the file never written (``serving.sqlite_store.connect_read_only``).
+        ``key``: the audit key results are chained with (default: the configured one; a
+        read-only handle needs none)."""
         self.path = sqlite_path(location)
         self._lock = threading.Lock()
+        self._key = key
         if read_only:
             self._conn = connect_read_only(self.path)
             # a store that never took a result has no table: an empty one, in memory only (a
@@ -93,6 +119,66 @@ class SqliteOutcomeStore:
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")  # as the decisions: see sqlite_store
         self._conn.executescript(_SCHEMA)
+        if self._key is None:
+            from features.keys import load_key
+
+            self._key = load_key("audit")
+        self._chain_unchained()
+
+    def _chain_unchained(self) -> None:
+        """Chain the results stored before results were chained (a store from an earlier
+        version): their MACs vouch for them from now on, not for what they were before."""
+        columns = {row[1] for row in self._conn.execute("PRAGMA table_info(outcomes)")}
+        unchained = (
+            "mac" not in columns
+            or self._conn.execute("SELECT 1 FROM outcomes WHERE mac IS NULL LIMIT 1").fetchone()
+        )
+        if not unchained:
+            return
+        with self._lock, unavailable_as_error(self._conn, self.path):
+            self._conn.execute("BEGIN IMMEDIATE")
+            columns = {row[1] for row in self._conn.execute("PRAGMA table_info(outcomes)")}
+            for column in _CHAIN_COLUMNS:
+                if column not in columns:  # another process may have added it meanwhile
+                    self._conn.execute(f"ALTER TABLE outcomes ADD COLUMN {column} BLOB")
+            rows = self._conn.execute(
+                "SELECT seq, recorded_at, declaration_id, inspected_at, illicit, offence_type, "
+                "revenue_recovered, source FROM outcomes ORDER BY seq"
+            ).fetchall()
+            assert self._key is not None
+            prev = GENESIS
+            updates = []
+            for seq, recorded_at, *values in rows:
+                mac = record_mac(self._key, seq, recorded_at, prev, result_values(*values))
+                updates.append((prev, mac, seq))
+                prev = mac
+            self._conn.executemany(
+                "UPDATE outcomes SET prev_mac = ?, mac = ? WHERE seq = ?", updates
+            )
+            self._conn.execute("COMMIT")
+        logger.warning(
+            "decision store %s: %d inspection results stored before results were chained are "
+            "chained now; `audit verify` vouches for them from now on",
+            self.path,
+            len(updates),
+        )
+
+    def chain_rows(self, after_seq: int = 0, page: int = 5_000) -> Iterator[ChainRow]:
+        """Every stored result's link after ``after_seq``, in seq order, paged (a result
+        stored before results were chained, read without a writer's open: empty MACs)."""
+        with self._lock:
+            columns = {row[1] for row in self._conn.execute("PRAGMA table_info(outcomes)")}
+        query = _RESULT_LINKS
+        if "mac" not in columns:
+            query = query.replace("prev_mac, mac", "NULL, NULL")
+        while True:
+            with self._lock:
+                rows = self._conn.execute(query, (after_seq, page)).fetchall()
+            for seq, recorded_at, prev_mac, mac, *values in rows:
+                yield result_link(seq, recorded_at, prev_mac, mac, values)
+            if len(rows) < page:
+                return
+            after_seq = rows[-1][0]
 
     @contextlib.contextmanager
     def write(self) -> Iterator[_Write]:
@@ -103,7 +189,8 @@ class SqliteOutcomeStore:
         """
         with self._lock, unavailable_as_error(self._conn, self.path):
             self._conn.execute("BEGIN IMMEDIATE")
-            yield _Write(self._conn)
+            assert self._key is not None, "a read-only results store takes no results"
+            yield _Write(self._conn, self._key)
             self._conn.execute("COMMIT")  # may fail too: the log is written here
 
     def count(self) -> int:
@@ -160,8 +247,9 @@ class SqliteOutcomeStore:
 class _Write:
     """The reads and the insert of one write transaction (``serving.outcomes.OutcomeWrite``)."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, key: bytes) -> None:
         self._conn = conn
+        self._key = key
 
     def _load_ids(self, ids: Sequence[str]) -> None:
         # a temporary table rather than IN (?, ?, ...): a file may hold more ids than SQLite
@@ -189,19 +277,26 @@ class _Write:
 
     def insert(self, results: Sequence[StoredResult], ids: Sequence[str], source: str) -> None:
         recorded_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        values = [
+            result_values(
+                declaration_id,
+                iso_utc(result.inspected_at_us),
+                result.illicit,
+                result.offence_type,
+                result.revenue_recovered,
+                source,
+            )
+            for declaration_id, result in zip(ids, results, strict=True)
+        ]
+        # in the write transaction: the last result read here is the one these follow
+        last = self._conn.execute(_LAST_RESULT).fetchone()
+        last = (int(last[0]), bytes(last[1])) if last is not None else None
+        links = chain_results(self._key, last, recorded_at, values)
         self._conn.executemany(
             _INSERT,
             [
-                (
-                    declaration_id,
-                    iso_utc(result.inspected_at_us),
-                    int(result.illicit),
-                    result.offence_type,
-                    result.revenue_recovered,
-                    recorded_at,
-                    source,
-                )
-                for declaration_id, result in zip(ids, results, strict=True)
+                (*v, seq, recorded_at, prev, mac)
+                for v, (seq, prev, mac) in zip(values, links, strict=True)
             ],
         )
 

@@ -39,7 +39,15 @@ from sqlalchemy import exc as sa_exc
 
 from features.errors import ParcelriskError
 from features.keys import load_key
-from serving.audit.chain import GENESIS, ChainRow, record_mac
+from serving.audit.chain import (
+    GENESIS,
+    RESULT_FIELDS,
+    ChainRow,
+    chain_results,
+    record_mac,
+    result_link,
+    result_values,
+)
 from serving.decision import STORED_FIELDS, DecisionRecord, iso_utc, pack_feature_rows
 from serving.outcomes import ScoredRow, StoredResult
 from serving.sqlite_store import (
@@ -117,8 +125,12 @@ outcomes = sa.Table(
     sa.Column("revenue_recovered", sa.Double),
     sa.Column("recorded_at", sa.Text, nullable=False),
     sa.Column("source", sa.Text, nullable=False),
+    # the results' own chain (serving.audit.chain.chain_results); added to an older table
+    sa.Column("prev_mac", sa.LargeBinary),
+    sa.Column("mac", sa.LargeBinary),
 )
 
+_RESULT_VALUES = [outcomes.c[name] for name in RESULT_FIELDS]  # the MAC's order
 # a stored row in the SQLite store's column order: ``_row_record`` reads both
 _ROW = [decisions.c[name] for name in (*STORED_FIELDS, "declared_at", "seq", "answered_at")] + [
     decisions.c.prev_mac,
@@ -309,6 +321,12 @@ def create_schema(engine: sa.Engine) -> None:
     with unavailable_as_error(engine, "cannot be opened"), engine.begin() as conn:
         conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_SCHEMA_LOCK)))
         metadata.create_all(conn)
+        # a store from before the results were chained: their two columns (chained at the
+        # results store's open, ``PostgresOutcomeStore._chain_unchained``)
+        conn.exec_driver_sql(
+            "ALTER TABLE outcomes ADD COLUMN IF NOT EXISTS prev_mac bytea, "
+            "ADD COLUMN IF NOT EXISTS mac bytea"
+        )
 
 
 class PostgresDecisionStore:
@@ -623,22 +641,86 @@ _FIRST = (
 class PostgresOutcomeStore:
     """The ``outcomes`` table of a PostgreSQL decision store."""
 
-    def __init__(self, location: str, *, engines: _Engines | None = None) -> None:
+    def __init__(
+        self,
+        location: str,
+        *,
+        engines: _Engines | None = None,
+        key: bytes | None = None,
+        read_only: bool = False,
+    ) -> None:
+        """``read_only``: a review's handle: no schema made, nothing chained (``write`` is
+        for the service and ``outcomes ingest``); ``key``: the audit key results are chained
+        with (default: the configured one)."""
         self._owns_engines = engines is None  # else the decision store's, which disposes them
         self.engines = engines if engines is not None else _Engines.open(location)
         self.engine = self.engines.core
         self.location = _shown(self.engine)
-        create_schema(self.engine)
         self._lock = threading.Lock()
+        self._key = key
+        if read_only:
+            return
+        if self._key is None:
+            self._key = load_key("audit")  # results are chained too
+        create_schema(self.engine)
+        self._chain_unchained()
+
+    def _chain_unchained(self) -> None:
+        """Chain the results stored before results were chained (as the SQLite store's)."""
+        with unavailable_as_error(self.engine), self.engine.begin() as conn:
+            if conn.execute(sa.select(outcomes.c.seq).where(outcomes.c.mac.is_(None)).limit(1)).first() is None:  # fmt: skip
+                return
+            conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_CHAIN_LOCK + 1)))
+            rows = conn.execute(
+                sa.select(outcomes.c.seq, outcomes.c.recorded_at, *_RESULT_VALUES).order_by(
+                    outcomes.c.seq
+                )
+            ).all()
+            prev, updates = GENESIS, []
+            for seq, recorded_at, *values in rows:
+                assert self._key is not None
+                mac = record_mac(self._key, seq, recorded_at, prev, result_values(*values))
+                updates.append({"s": seq, "p": prev, "m": mac})
+                prev = mac
+            conn.execute(
+                outcomes.update()
+                .where(outcomes.c.seq == sa.bindparam("s"))
+                .values(prev_mac=sa.bindparam("p"), mac=sa.bindparam("m")),
+                updates,
+            )
+        logger.warning(
+            "decision store %s: %d inspection results stored before results were chained are "
+            "chained now; `audit verify` vouches for them from now on",
+            self.location,
+            len(updates),
+        )
+
+    def chain_rows(self, after_seq: int = 0, page: int = 5_000) -> Iterator[ChainRow]:
+        """Every stored result's link after ``after_seq``, in seq order, paged."""
+        query = sa.select(
+            outcomes.c.seq, outcomes.c.recorded_at, outcomes.c.prev_mac, outcomes.c.mac,
+            *_RESULT_VALUES,
+        )  # fmt: skip
+        while True:
+            with unavailable_as_error(self.engine), self.engine.connect() as conn:
+                rows = conn.execute(
+                    query.where(outcomes.c.seq > after_seq).order_by(outcomes.c.seq).limit(page)
+                ).all()
+            for seq, recorded_at, prev_mac, mac, *values in rows:
+                yield result_link(seq, recorded_at, prev_mac, mac, values)
+            if len(rows) < page:
+                return
+            after_seq = rows[-1][0]
 
     @contextlib.contextmanager
     def write(self) -> Iterator[_Write]:
         """One write transaction, results checked and written in the writers' turn (all or
         nothing); ``StoreUnavailable`` when PostgreSQL cannot take it now."""
         with unavailable_as_error(self.engine), self.engine.begin() as conn:
-            # results are numbered in the order they are stored, for the live state's reader
+            # results are numbered and chained in the order they are stored
             conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_CHAIN_LOCK + 1)))
-            yield _Write(conn)
+            assert self._key is not None, "a read-only results store takes no results"
+            yield _Write(conn, self._key)
 
     def count(self) -> int:
         with unavailable_as_error(self.engine), self.engine.connect() as conn:
@@ -687,8 +769,9 @@ class PostgresOutcomeStore:
 class _Write:
     """The reads and the insert of one write transaction (``serving.outcomes.OutcomeWrite``)."""
 
-    def __init__(self, conn: sa.Connection) -> None:
+    def __init__(self, conn: sa.Connection, key: bytes) -> None:
         self._conn = conn
+        self._key = key
 
     def declared_at(self, ids: Sequence[str]) -> dict[str, int]:
         from serving.decision import parse_iso_us
@@ -712,19 +795,34 @@ class _Write:
         if not ids:
             return
         recorded_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        values = [
+            result_values(
+                declaration_id,
+                iso_utc(result.inspected_at_us),
+                result.illicit,
+                result.offence_type,
+                result.revenue_recovered,
+                source,
+            )
+            for declaration_id, result in zip(ids, results, strict=True)
+        ]
+        # in the writers' turn (``write``): the last result read here is the one these follow
+        last = self._conn.execute(
+            sa.select(outcomes.c.seq, outcomes.c.mac).order_by(outcomes.c.seq.desc()).limit(1)
+        ).first()
+        last = (int(last[0]), bytes(last[1])) if last is not None else None
+        links = chain_results(self._key, last, recorded_at, values)
         self._conn.execute(
             outcomes.insert(),
             [
                 {
-                    "declaration_id": declaration_id,
-                    "inspected_at": iso_utc(result.inspected_at_us),
-                    "illicit": int(result.illicit),
-                    "offence_type": result.offence_type,
-                    "revenue_recovered": result.revenue_recovered,
+                    **dict(zip(RESULT_FIELDS, v, strict=True)),
+                    "seq": seq,  # explicit: the MAC covers it (the identity is by default)
                     "recorded_at": recorded_at,
-                    "source": source,
+                    "prev_mac": prev,
+                    "mac": mac,
                 }
-                for declaration_id, result in zip(ids, results, strict=True)
+                for v, (seq, prev, mac) in zip(values, links, strict=True)
             ],
         )
 

@@ -200,4 +200,4 @@ def open_outcome_store(
     from serving.postgres_store import PostgresDecisionStore, PostgresOutcomeStore
 
     engines = decisions.engines if isinstance(decisions, PostgresDecisionStore) else None
-    return PostgresOutcomeStore(str(location), engines=engines)
+    return PostgresOutcomeStore(str(location), engines=engines, read_only=read_only)

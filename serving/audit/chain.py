@@ -44,6 +44,63 @@ def record_mac(
     return hmac_sha256(key, lengths + b"".join(parts))
 
 
+# An inspection result's stored values, in the order its MAC covers them. Results form a chain
+# of their own (their own seq, from GENESIS), MAC'd as decisions are, ``recorded_at`` in the
+# place of the answer time: an edited result would retrain the next model and move every hit
+# rate the live state serves, so `verify` must see it as it sees an edited decision.
+RESULT_FIELDS = (
+    "declaration_id",
+    "inspected_at",
+    "illicit",
+    "offence_type",
+    "revenue_recovered",
+    "source",
+)
+
+
+def result_values(
+    declaration_id: str,
+    inspected_at: str,
+    illicit: bool | int,
+    offence_type: str | None,
+    revenue_recovered: float | None,
+    source: str,
+) -> tuple[Any, ...]:
+    """A result's values as stored and as read back (``RESULT_FIELDS``): the types a store
+    gives back, so writer and verifier MAC the same text."""
+    revenue = None if revenue_recovered is None else float(revenue_recovered)
+    return (declaration_id, inspected_at, int(illicit), offence_type, revenue, source)
+
+
+def result_link(
+    seq: int, recorded_at: str, prev_mac: bytes | None, mac: bytes | None, values: Sequence[Any]
+) -> ChainRow:
+    """One stored result as the chain sees it (``values`` in ``RESULT_FIELDS`` order)."""
+    return ChainRow(
+        seq=int(seq),
+        decision_id=str(values[0]),  # the declaration the result answers, to name it
+        answered_at=recorded_at,
+        prev_mac=bytes(prev_mac or b""),
+        mac=bytes(mac or b""),
+        values=result_values(*values),
+    )
+
+
+def chain_results(
+    key: bytes, last: tuple[int, bytes] | None, recorded_at: str, rows: Sequence[Sequence[Any]]
+) -> list[tuple[int, bytes, bytes]]:
+    """(seq, prev_mac, mac) of new results (``RESULT_FIELDS`` values each) after the last
+    stored one (``last``: its seq and MAC; None: the first result ever)."""
+    seq, prev = last if last is not None else (0, GENESIS)
+    links = []
+    for values in rows:
+        seq += 1
+        mac = record_mac(key, seq, recorded_at, prev, result_values(*values))
+        links.append((seq, prev, mac))
+        prev = mac
+    return links
+
+
 def format_head(seq: int, mac: bytes) -> str:
     """A chain head as text to file elsewhere: ``SEQ:MAC_HEX``."""
     return f"{seq}:{mac.hex()}"

@@ -57,9 +57,12 @@ def verify(
     params: Path | None = params_option("section serve"),
 ) -> None:
     """Walk the chain and name the first altered, inserted, reordered or deleted decision
-    (exit 1); with --head, also prove the chain up to a head filed earlier was not rewritten."""
+    (exit 1); with --head, also prove the chain up to a head filed earlier was not rewritten.
+    The inspection results' own chain is walked too."""
     from features.errors import ParcelriskError
-    from serving.audit.verify import verify_store
+    from serving.audit.recompute import has_results
+    from serving.audit.verify import describe_results_problem, verify_results, verify_store
+    from serving.store import open_outcome_store
 
     store = open_audit_store(db, params)
     try:
@@ -67,14 +70,36 @@ def verify(
             report = verify_store(store, head)
         except ValueError as exc:  # a malformed --head
             raise ParcelriskError(str(exc)) from exc
+        results = None
+        if has_results(store.source):
+            outcome_store = open_outcome_store(store.source, store, read_only=True)
+            try:
+                results = verify_results(outcome_store, store.key)
+            finally:
+                outcome_store.close()
     finally:
         store.close()
-    typer.echo(json.dumps(report.as_dict(), indent=2))
+    typer.echo(json.dumps({**report.as_dict(), "results": results}, indent=2))
+    broken = False
     if report.problem is not None:
         typer.echo(f"NOT INTACT: {report.problem.describe()}", err=True)
+        broken = True
+    if results is not None and results["problem"] is not None:
+        typer.echo(f"NOT INTACT: {describe_results_problem(results['problem'])}", err=True)
+        broken = True
+    if broken:
         raise typer.Exit(1)
     proved = f"; filed head {report.head_checked} proven" if report.head_checked else ""
     typer.echo(f"intact: {report.checked} decisions, chain head {report.head}{proved}", err=True)
+    if results is not None and results["intact"]:
+        typer.echo(f"intact: {results['checked']} inspection results", err=True)
+    elif results is not None:
+        typer.echo(
+            f"note: {results['unchained']} inspection results were stored before results were "
+            "chained and no writer has opened the store since: not verified (the service or "
+            "`outcomes ingest` chains them when it opens the store)",
+            err=True,
+        )
 
 
 @audit_app.command("head")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from serving.audit.chain import GENESIS, ChainReport, ChainWalker, Problem, parse_head
 from serving.sqlite_store import archived_rows, read_archive_manifest
@@ -67,3 +67,46 @@ def walk_archive(archive: str, walker: ChainWalker, *, cut_seq: int, cut_mac: by
             f"after seq {cut_seq}: archived decisions are missing",
         )
     return sources
+
+
+def verify_results(results: Any, key: bytes) -> dict[str, Any]:
+    """The inspection results' own chain (``serving.audit.chain.RESULT_FIELDS``), walked as
+    the decisions' is; ``results``: an outcome store (``chain_rows``).
+
+    A store whose results were all stored before results were chained, and never opened by a
+    writer since (which chains them), has nothing to verify: said, not passed as intact. One
+    result without a MAC among chained ones is a break (its MAC was removed)."""
+    walker = ChainWalker(key, start=(0, GENESIS))
+    unchained = chained = 0
+    for row in results.chain_rows():
+        if row.mac:
+            chained += 1
+        else:
+            unchained += 1
+        if chained and unchained:
+            break
+    if unchained and not chained:
+        return {"intact": None, "checked": 0, "unchained": unchained, "problem": None}
+    walker.feed(results.chain_rows())
+    report = walker.finish()
+    problem = report.problem
+    return {
+        "intact": report.intact,
+        "checked": report.checked,
+        "head": report.head,
+        "problem": None
+        if problem is None
+        else {
+            "kind": problem.kind,
+            "seq": problem.seq,
+            "declaration_id": problem.decision_id,
+            "detail": problem.detail,
+        },
+    }
+
+
+def describe_results_problem(problem: dict[str, Any]) -> str:
+    at = f"result seq {problem['seq']}"
+    if problem.get("declaration_id"):
+        at += f" (declaration {problem['declaration_id']})"
+    return f"{problem['kind']} at {at}: {problem['detail']}"

@@ -1,0 +1,193 @@
+"""Inspection results are chained as decisions are: an edited, deleted or slipped-in result
+(which would retrain the next model and move the hit rates the live state serves) is named by
+`parcelrisk audit verify`, on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sqlite3
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from serving.audit.verify import verify_results
+from serving.main import app
+from serving.outcomes import store_outcomes
+from serving.store import open_outcome_store, open_store
+from tests.test_serving.test_store import _record
+
+KEY = b"c" * 40
+NOW = pd.Timestamp("2026-06-01", tz="UTC")
+
+
+@pytest.fixture(autouse=True)
+def _audit_key(monkeypatch) -> None:
+    monkeypatch.setenv("PARCELRISK_AUDIT_KEY", KEY.decode())
+
+
+def _decided(location: str, n: int = 6) -> None:
+    store = open_store(location)
+    records = []
+    for i in range(n):
+        text = json.dumps(
+            {"declaration_id": f"D{i}", "declared_at": f"2026-05-0{1 + i}T10:00:00.000000Z"}
+        )
+        records.append(dataclasses.replace(_record(i), declaration_json=text, lane="red"))  # fmt: skip
+    store.record(records)
+    store.close()
+
+
+def _results(ids: list[int], illicit: bool = True) -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {
+                "declaration_id": f"D{i}",
+                "inspected_at": f"2026-05-{10 + i}T09:00:00Z",
+                "illicit": illicit,
+                "revenue_recovered": 12.5 * i if illicit else None,
+            }
+            for i in ids
+        ]
+    )
+
+
+def _store_results(location: str, ids: list[int], illicit: bool = True) -> None:
+    outcomes = open_outcome_store(location)
+    try:
+        store_outcomes(outcomes, _results(ids, illicit), source="t", now=NOW)
+    finally:
+        outcomes.close()
+
+
+def _verify(location: str) -> dict:
+    outcomes = open_outcome_store(location, read_only=True)
+    try:
+        return verify_results(outcomes, KEY)
+    finally:
+        outcomes.close()
+
+
+def _execute(location: str, statement: str) -> None:
+    """What someone with write access to the database does, behind the service's back."""
+    if location.startswith("postgresql"):
+        import sqlalchemy as sa
+
+        engine = sa.create_engine(location.replace("postgresql://", "postgresql+psycopg://"))
+        with engine.begin() as conn:
+            conn.exec_driver_sql(statement)
+        engine.dispose()
+        return
+    conn = sqlite3.connect(location)
+    with conn:
+        conn.execute(statement)
+    conn.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def location(request, tmp_path) -> str:
+    if request.param == "postgresql":
+        return request.getfixturevalue("postgres_url")
+    return str(tmp_path / "audit.db")
+
+
+def test_results_stored_in_several_batches_verify(location) -> None:
+    _decided(location)
+    _store_results(location, [0, 1])
+    _store_results(location, [2], illicit=False)
+    _store_results(location, [3, 4, 5])
+    report = _verify(location)
+    assert report["intact"] and report["checked"] == 6 and report["head"].startswith("6:")
+
+
+@pytest.mark.parametrize(
+    ("statement", "kind", "seq"),
+    [
+        ("UPDATE outcomes SET illicit = 0 WHERE declaration_id = 'D3'", "altered", 4),
+        ("UPDATE outcomes SET revenue_recovered = 9999 WHERE seq = 2", "altered", 2),
+        ("DELETE FROM outcomes WHERE seq = 3", "deleted", 3),
+        ("UPDATE outcomes SET mac = NULL WHERE seq = 5", "altered", 5),
+    ],
+)
+def test_a_changed_result_is_named(location, statement, kind, seq) -> None:
+    _decided(location)
+    _store_results(location, [0, 1, 2])
+    _store_results(location, [3, 4, 5])
+    _execute(location, statement)
+    problem = _verify(location)["problem"]
+    assert problem is not None and (problem["kind"], problem["seq"]) == (kind, seq), problem
+
+
+def test_results_from_two_handles_extend_one_chain(location) -> None:
+    """Two workers (two handles) storing in turn: each reads the last link inside its write."""
+    _decided(location)
+    first, second = open_outcome_store(location), open_outcome_store(location)
+    try:
+        for i in range(6):
+            store_outcomes(first if i % 2 else second, _results([i]), source="t", now=NOW)
+    finally:
+        first.close()
+        second.close()
+    report = _verify(location)
+    assert report["intact"] and report["checked"] == 6
+
+
+def _legacy_results(path: str) -> None:
+    """An outcomes table as an earlier version wrote it: no chain columns."""
+    conn = sqlite3.connect(path)
+    with conn:
+        conn.execute(
+            "CREATE TABLE outcomes (seq INTEGER PRIMARY KEY AUTOINCREMENT, declaration_id TEXT "
+            "UNIQUE NOT NULL, inspected_at TEXT NOT NULL, illicit INTEGER NOT NULL, "
+            "offence_type TEXT, revenue_recovered REAL, recorded_at TEXT NOT NULL, "
+            "source TEXT NOT NULL)"
+        )
+        conn.executemany(
+            "INSERT INTO outcomes (declaration_id, inspected_at, illicit, offence_type, "
+            "revenue_recovered, recorded_at, source) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    f"D{i}",
+                    f"2026-05-1{i}T09:00:00.000000Z",
+                    1,
+                    None,
+                    5.0,
+                    "2026-05-20T00:00:00.000000Z",
+                    "old",
+                )
+                for i in range(3)
+            ],
+        )
+    conn.close()
+
+
+def test_results_from_before_the_chain_are_said_unverified_then_chained(tmp_path) -> None:
+    location = str(tmp_path / "audit.db")
+    _decided(location)
+    _legacy_results(location)
+    report = _verify(location)
+    assert report["intact"] is None and report["unchained"] == 3
+    runner = CliRunner()
+    note = runner.invoke(app, ["audit", "verify", "--db", location])
+    assert note.exit_code == 0 and "3 inspection results were stored before" in note.output
+    _store_results(location, [3, 4])  # a writer's open chains the old ones, then these follow
+    report = _verify(location)
+    assert report["intact"] and report["checked"] == 5
+    _execute(location, "UPDATE outcomes SET illicit = 0 WHERE seq = 1")
+    assert _verify(location)["problem"]["seq"] == 1
+
+
+def test_audit_verify_names_an_edited_result_and_exits_1(tmp_path) -> None:
+    location = str(tmp_path / "audit.db")
+    _decided(location)
+    _store_results(location, [0, 1, 2])
+    runner = CliRunner()
+    ok = runner.invoke(app, ["audit", "verify", "--db", location])
+    assert ok.exit_code == 0 and "intact: 3 inspection results" in ok.output
+    assert json.loads(ok.stdout)["results"]["intact"] is True
+    _execute(location, "UPDATE outcomes SET illicit = 0 WHERE declaration_id = 'D1'")
+    broken = runner.invoke(app, ["audit", "verify", "--db", location])
+    assert broken.exit_code == 1
+    assert "NOT INTACT: altered at result seq 2 (declaration D1)" in broken.output
+    assert json.loads(broken.stdout)["intact"] is True  # the decisions are untouched

@@ -308,7 +308,8 @@ def history_export(
     """The declarations as they were scored, with their results: a history to train on."""
     from features.intake.contract import utc_instant
     from features.intake.io import write_declarations
-    from serving.audit.review_cli import archived_note
+    from serving.audit.archived import archived_first_decisions
+    from serving.decision import iso_utc
     from serving.outcome_store import sqlite_path
     from serving.outcomes import history_frame
     from serving.store import is_sqlite, open_outcome_store, open_store
@@ -321,18 +322,19 @@ def history_export(
             param_hint="--out",
         )
     since_us = utc_instant(since, "--since").value // 1000 if since else None
-    store = open_outcome_store(db, read_only=True)
-    try:
-        history = history_frame(store.scored_history(since_us))
-    finally:
-        store.close()
+    # archived days are part of the history: their results stay in the store, and archiving
+    # must not take labelled declarations out of the next model's training data
     decisions = open_store(db, read_only=True)
     try:
-        archived = archived_note(decisions)
+        archived = archived_first_decisions(decisions, iso_utc(since_us) if since_us else "")
+        _, _, cut = decisions.chain_start()
     finally:
         decisions.close()
-    if archived:  # their results are not in the history either: say so, not silently
-        typer.echo(archived, err=True)
+    store = open_outcome_store(db, read_only=True)
+    try:
+        history = history_frame(store.scored_history(since_us, archived))
+    finally:
+        store.close()
     write_declarations(history, out)
     summary = {
         "declarations": len(history),

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from features.errors import ParcelriskError
+from serving.audit.archived import FirstDecision, with_archived
 from serving.audit.chain import (
     GENESIS,
     ChainRow,
@@ -197,9 +198,12 @@ class SqliteOutcomeStore:
         with self._lock:
             return int(self._conn.execute("SELECT COUNT(*) FROM outcomes").fetchone()[0])
 
-    def scored_history(self, since_us: int | None = None) -> list[ScoredRow]:
+    def scored_history(
+        self, since_us: int | None = None, archived: Sequence[FirstDecision] = ()
+    ) -> list[ScoredRow]:
         """The first decision of every declaration (declared at or after ``since_us``), with
-        its result where one is stored, in one consistent read."""
+        its result where one is stored, in one consistent read; ``archived``: the archive's
+        first decisions (``serving.audit.archived``), which come first."""
         with self._lock:
             if not _has_decisions(self._conn):
                 return []
@@ -213,7 +217,7 @@ class SqliteOutcomeStore:
                 self._conn.execute("COMMIT")
         return [
             ScoredRow(declaration_json, bool(exploration), results.get(declaration_id))
-            for declaration_id, declaration_json, exploration in decisions
+            for declaration_id, declaration_json, exploration in with_archived(archived, decisions)
         ]
 
     def results_since(

@@ -39,6 +39,7 @@ from sqlalchemy import exc as sa_exc
 
 from features.errors import ParcelriskError
 from features.keys import load_key
+from serving.audit.archived import FirstDecision, with_archived
 from serving.audit.chain import (
     GENESIS,
     RESULT_FIELDS,
@@ -726,9 +727,12 @@ class PostgresOutcomeStore:
         with unavailable_as_error(self.engine), self.engine.connect() as conn:
             return int(conn.execute(sa.select(sa.func.count()).select_from(outcomes)).scalar())
 
-    def scored_history(self, since_us: int | None = None) -> list[ScoredRow]:
+    def scored_history(
+        self, since_us: int | None = None, archived: Sequence[FirstDecision] = ()
+    ) -> list[ScoredRow]:
         """The first decision of every declaration (declared at or after ``since_us``), with
-        its result where one is stored, in one consistent read."""
+        its result where one is stored, in one consistent read; ``archived``: the archive's
+        first decisions (``serving.audit.archived``), which come first."""
         first = _FIRST.subquery()
         query = sa.select(first.c.declaration_id, first.c.declaration_json, first.c.exploration)
         if since_us is not None:
@@ -742,7 +746,7 @@ class PostgresOutcomeStore:
                 results = _results(conn, None)
         return [
             ScoredRow(declaration_json, bool(exploration), results.get(declaration_id))
-            for declaration_id, declaration_json, exploration in rows
+            for declaration_id, declaration_json, exploration in with_archived(archived, rows)
         ]
 
     def results_since(

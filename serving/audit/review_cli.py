@@ -375,9 +375,9 @@ def export(
 
 
 def archived_note(store: Any) -> str | None:
-    """A line saying which decisions were archived and where, or None: list, export and
-    history export read the hot store only (``show`` and ``verify`` read the archive too), so
-    a period before the cut would otherwise come back empty without a word."""
+    """A line saying which decisions were archived and where, or None: list and export read
+    the hot store only (``show``, ``verify`` and ``history export`` read the archive too), so a
+    period before the cut would otherwise come back empty without a word."""
     cut_seq, _, cut = store.chain_start()
     if cut is None:
         return None

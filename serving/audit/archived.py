@@ -1,0 +1,71 @@
+"""The archived decisions as a history reads them: the first decision of each declaration.
+
+`parcelrisk audit archive` moves old days out of the hot store into Parquet files; their
+inspection results stay in the store. `history export` (the analysts' retraining history) reads
+both, so archiving never takes labelled declarations out of the next model's training data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from serving.sqlite_store import _declared_at, read_archive_manifest
+
+
+@dataclass(frozen=True)
+class FirstDecision:
+    """The first decision of one declaration (scored first, then stored first)."""
+
+    declaration_id: str
+    declaration_json: str
+    exploration: bool
+
+
+def archived_first_decisions(store: Any, since_iso: str = "") -> list[FirstDecision]:
+    """The first archived decision of each declaration declared at or after ``since_iso``
+    (stored ISO UTC text: text order is time order), in seq order; none when the store was
+    never archived. A day file the manifest lists but that is gone is an error: `audit
+    verify` names it, and a history silently missing a day would train on less."""
+    import pyarrow.parquet as pq
+
+    from features.errors import ParcelriskError
+
+    _, _, cut = store.chain_start()
+    if cut is None:
+        return []
+    folder = Path(cut["archive"])
+    manifest = read_archive_manifest(folder)
+    columns = ["declaration_id", "declaration_json", "exploration", "scored_at", "seq"]
+    rows: list[tuple[Any, ...]] = []
+    for entry in sorted(manifest["files"], key=lambda e: e["first_seq"]):
+        path = folder / entry["file"]
+        try:
+            table = pq.read_table(path, columns=columns)
+        except (OSError, ValueError) as exc:  # pyarrow's errors are both
+            raise ParcelriskError(
+                f"archived day {path} cannot be read ({exc}): run `parcelrisk audit verify`"
+            ) from None
+        rows += zip(*(table.column(name).to_pylist() for name in columns), strict=True)
+    first: dict[str, tuple[Any, ...]] = {}
+    for row in sorted(rows, key=lambda r: (r[3], r[4])):  # scored_at, then seq
+        first.setdefault(row[0], row)
+    kept = sorted(first.values(), key=lambda r: r[4])
+    return [
+        FirstDecision(declaration_id, text, bool(exploration))
+        for declaration_id, text, exploration, _, _ in kept
+        if (_declared_at(text) or "") >= since_iso
+    ]
+
+
+def with_archived(
+    archived: Sequence[FirstDecision], hot: Sequence[tuple[str, str, Any]]
+) -> list[tuple[str, str, Any]]:
+    """(declaration_id, declaration_json, exploration) of the first decisions: archived ones
+    first (older than any hot one), then the hot ones of declarations not archived."""
+    seen = {d.declaration_id for d in archived}
+    merged = [(d.declaration_id, d.declaration_json, d.exploration) for d in archived]
+    merged += [row for row in hot if row[0] not in seen]
+    return merged

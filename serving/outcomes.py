@@ -5,7 +5,8 @@ endpoint (``POST /outcomes``) and ``parcelrisk outcomes ingest`` both go through
 ``store_outcomes``, which runs it inside the store's write transaction, so a batch is stored
 whole or not at all and two writers cannot both store a first, conflicting result for one id.
 
-The field rules (types, offence codes, non-negative revenue, not in the future, not before the
+The field rules (types, offence codes, a finite, non-negative revenue no larger than
+``validate.max_value``, not more than ``MAX_CLOCK_SKEW_DAYS`` in the future, not before the
 declaration, no offence type without an offence) are the contract's outcome rules
 (``features.intake.rules``), run on the results as on a history file; this module adds what only
 the store can answer: unknown declaration ids, an id twice in one batch, and a result that
@@ -101,22 +102,22 @@ class CheckedOutcomes:
     unchanged: int
 
 
-def _outcome_rules(now: datetime | None) -> list[Rule]:
-    # The outcome-scope rules only; the limits feed plausibility rules of declarations, which
-    # are dropped here, so the defaults do.
-    if now is None:
+def _outcome_rules(now: datetime | None, limits: Limits | None) -> list[Rule]:
+    # The outcome-scope rules only. Of the limits, only validate.max_value is read (the bound
+    # of revenue_recovered); without them, params.yaml's defaults.
+    if now is None and limits is None:
         return _rules_on_the_clock()
-    return _build_outcome_rules(now)
+    return _build_outcome_rules(now, limits)
 
 
 @functools.cache
 def _rules_on_the_clock() -> list[Rule]:
     """Built once: without a fixed ``now`` the rules read the clock when they check."""
-    return _build_outcome_rules(None)
+    return _build_outcome_rules(None, None)
 
 
-def _build_outcome_rules(now: datetime | None) -> list[Rule]:
-    limits = Limits.from_params({}, FeatureParams())
+def _build_outcome_rules(now: datetime | None, limits: Limits | None) -> list[Rule]:
+    limits = limits or Limits.from_params({}, FeatureParams())
     return [
         rule for rule in rules_for(limits, with_outcomes=True, now=now) if rule.scope == "outcome"
     ]
@@ -128,13 +129,16 @@ def check_outcomes(
     stored: dict[str, StoredResult],
     *,
     now: datetime | None = None,
+    limits: Limits | None = None,
 ) -> CheckedOutcomes:
     """The results of ``raw`` that may be stored, or ``OutcomesRefused`` naming every bad row.
 
     ``raw``: one row per result, columns of ``RESULT_FIELDS`` (text or typed; others ignored).
     ``declared_at_us``: declaration id -> declared_at (UTC us) of the scored declarations
     among those ids. ``stored``: the results already stored for those ids. ``now`` fixes the
-    clock of the "not in the future" rule (tests); by default it is read now.
+    clock of the "not in the future" rule (tests); by default it is read now. ``limits``: the
+    plausibility limits of the gate (``Limits.from_settings``); by default params.yaml's
+    defaults.
     """
     import pandas as pd
 
@@ -161,7 +165,7 @@ def check_outcomes(
     for bad in bad_values:
         mask = unreadable.setdefault(bad.field, np.zeros(len(frame), dtype=bool))
         mask[bad.rows] = True
-    findings = check(FrameColumns(frame), _outcome_rules(now), unreadable)
+    findings = check(FrameColumns(frame), _outcome_rules(now, limits), unreadable)
     problems = [
         OutcomeProblem(row, id_values[row], finding.rule.field, finding.rule.name, message)
         for finding in [*parse_findings(bad_values), *findings.faults]
@@ -328,11 +332,17 @@ class OutcomeStore(Protocol):
 
 
 def store_outcomes(
-    store: OutcomeStore, raw: pd.DataFrame, *, source: str, now: datetime | None = None
+    store: OutcomeStore,
+    raw: pd.DataFrame,
+    *,
+    source: str,
+    now: datetime | None = None,
+    limits: Limits | None = None,
 ) -> dict[str, int]:
     """Check ``raw`` against the store and keep its new results, all or nothing.
 
     ``source``: who sent them (``api:inspector``, a file name), kept with each result.
+    ``now``, ``limits``: as ``check_outcomes``.
     Returns ``{"stored": n, "unchanged": m}``; raises ``OutcomesRefused`` and stores nothing.
     """
     from features.intake.contract import parse_text
@@ -344,7 +354,7 @@ def store_outcomes(
     else:
         ids = []
     with store.write() as tx:
-        checked = check_outcomes(raw, tx.declared_at(ids), tx.stored(ids), now=now)
+        checked = check_outcomes(raw, tx.declared_at(ids), tx.stored(ids), now=now, limits=limits)
         new = checked.new
         tx.insert(
             results_of(new),

@@ -55,7 +55,9 @@ CURRENCY_PATTERN = r"^[A-Z]{3}$"
 
 # Declarations before this are treated as a data error (typo'd years, epoch zeros).
 EARLIEST_DECLARATION = "2000-01-01T00:00:00Z"
-# Declarations may be a little ahead of the clock of the system validating them (time zones, skew).
+# Declarations and inspection results may be a little ahead of the clock of the system
+# validating them: clocks differ between systems, and a date-only time moved by a mapping's
+# `offset` (results known "1 day" after a local date) can land after now. Beyond it: future.
 MAX_CLOCK_SKEW_DAYS = 2
 
 

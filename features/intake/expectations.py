@@ -45,6 +45,7 @@ _INSPECTED = "_inspected"
 _NOT_INSPECTED = "_not_inspected"
 _NOT_ILLICIT = "_not_illicit"
 _VALUE_BASE = "_declared_value_base"
+_REVENUE_BASE = "_revenue_recovered_base"
 _FINITE = 1.7e308
 
 
@@ -167,6 +168,14 @@ def build_suite(
             column="quantity",
             max_value=limits.max_quantity,
         )
+    if with_outcomes and "revenue_recovered" in present:
+        add(
+            "revenue_recovered.plausible",
+            "fault",
+            gxe.ExpectColumnValuesToBeBetween,
+            column=_REVENUE_BASE,
+            max_value=limits.max_value,
+        )
     if "declaration_id" in present:
         add(
             "declaration_id.unique",
@@ -232,6 +241,12 @@ def _helper_columns(frame: pd.DataFrame, limits: Limits) -> pd.DataFrame:
         frame[_NOT_ILLICIT] = frame["illicit"].eq(False).fillna(False).astype(bool)
     rates = frame["currency"].map(limits.fx_to_base).astype("float64")
     frame[_VALUE_BASE] = frame["declared_value"].astype("float64") * rates
+    if "revenue_recovered" in frame:
+        # EUR (the contract's unit) to the base currency; an infinite one is the finite rule's
+        revenue = frame["revenue_recovered"].astype("float64") * limits.fx_to_base.get(
+            "EUR", np.nan
+        )
+        frame[_REVENUE_BASE] = revenue.where(np.isfinite(revenue))
     return frame
 
 

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import bz2
+import codecs
 import csv
+import gzip
+import io
 import json
 import logging
+import lzma
 import os
 import tempfile
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from features.errors import ParcelriskError
 from features.intake.contract import (
@@ -29,6 +37,12 @@ logger = logging.getLogger(__name__)
 _BINARY = bytes([*range(0, 9), 11, 12, *range(14, 32), 127])
 # What a spreadsheet export that is not UTF-8 almost always is; every byte decodes in Latin-1.
 FALLBACK_ENCODINGS = ("cp1252", "latin-1")
+# Text files read as CSV, and the compressions pandas infers from the suffix without an
+# optional package (".zst" needs zstandard): a compressed file is opened here the same way, so
+# its header is sniffed and its text checked as a plain file's are.
+CSV_SUFFIXES = (".csv", ".txt", ".tsv")
+_DECOMPRESS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
+COMPRESSED_SUFFIXES = (*_DECOMPRESS, ".zip")
 
 # --------------------------------------------------------------------------------------------
 # Files: Parquet carries the extras in its metadata; writes are atomic.
@@ -118,9 +132,38 @@ def check_file(path: Path) -> None:
         raise ContractError(f"{path}: the file is empty (0 bytes)")
 
 
+def is_csv(path: Path) -> bool:
+    """A CSV by its name: ``.csv``, ``.txt``, ``.tsv``, or one of them compressed
+    (``.csv.gz``, ``.csv.bz2``, ``.csv.xz``, ``.csv.zip``)."""
+    suffixes = [s.lower() for s in Path(path).suffixes[-2:]]
+    if suffixes and suffixes[-1] in COMPRESSED_SUFFIXES:
+        suffixes.pop()
+    return bool(suffixes) and suffixes[-1] in CSV_SUFFIXES
+
+
+@contextmanager
+def open_bytes(path: Path) -> Iterator[IO[bytes]]:
+    """The bytes of a file as pandas reads them: decompressed if its suffix says so (a zip must
+    hold one file, as pandas requires)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".zip":
+        with zipfile.ZipFile(path) as archive:
+            names = [n for n in archive.namelist() if not n.endswith("/") and "__MACOSX/" not in n]
+            if len(names) != 1:
+                raise ContractError(
+                    f"{path}: a zip archive of {len(names)} files; give one holding a single CSV"
+                )
+            with archive.open(names[0]) as fh:
+                yield fh
+        return
+    with _DECOMPRESS.get(suffix, open)(path, "rb") as fh:
+        yield fh
+
+
 def sniff_delimiter(path: Path, encoding: str) -> str:
     """The delimiter of a CSV's header line (',' ';' tab '|'); ',' when it cannot tell."""
-    with Path(path).open(encoding=encoding, newline="") as fh:
+    with open_bytes(path) as raw, io.TextIOWrapper(raw, encoding=encoding, newline="") as fh:
         head = fh.readline()
     try:
         return csv.Sniffer().sniff(head, delimiters=",;\t|").delimiter
@@ -128,10 +171,36 @@ def sniff_delimiter(path: Path, encoding: str) -> str:
         return ","
 
 
+def first_undecodable(path: Path, encoding: str) -> tuple[int, int, bytes] | None:
+    """Where a file's text (decompressed) first fails to decode as ``encoding``: the byte
+    offset, the line (1: the header) and the bytes that do not decode; None if all decode.
+
+    Read in chunks: only asked after a reader failed, on a file that may be gigabytes.
+    """
+    decoder = codecs.getincrementaldecoder(encoding)()
+    offset = lines = 0
+    with open_bytes(path) as fh:
+        while True:
+            chunk = fh.read(1 << 20)
+            pending = decoder.getstate()[0]  # a sequence cut by the previous chunk
+            try:
+                decoder.decode(chunk, final=not chunk)
+            except UnicodeDecodeError as exc:
+                data = pending + chunk  # what the error's positions are in
+                at = offset - len(pending) + exc.start
+                line = lines + chunk.count(b"\n", 0, max(exc.start - len(pending), 0)) + 1
+                return at, line, data[exc.start : exc.end]
+            if not chunk:
+                return None
+            offset += len(chunk)
+            lines += chunk.count(b"\n")
+
+
 def _text_encoding(path: Path) -> str:
     """UTF-8 (with or without a byte-order mark) if the bytes are UTF-8; else Windows-1252 or
     Latin-1, said in a warning. Binary data (control bytes) is refused, whatever its name."""
-    data = path.read_bytes()
+    with open_bytes(path) as fh:
+        data = fh.read()
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):  # Excel's "Unicode text"
         logger.warning("%s is UTF-16 text (byte-order mark): read as UTF-16", path)
         return "utf-16"
@@ -172,9 +241,8 @@ def _text_encoding(path: Path) -> str:
 def _read_csv(path: Path) -> pd.DataFrame:
     import pandas as pd
 
-    compressed = path.suffix.lower() == ".gz"
-    encoding = "utf-8" if compressed else _text_encoding(path)
-    sep = "," if compressed else sniff_delimiter(path, encoding)
+    encoding = _text_encoding(path)
+    sep = sniff_delimiter(path, encoding)
     if sep != ",":
         logger.warning("%s: read with the delimiter %r (sniffed from the header line)", path, sep)
     # only empty cells are null: "NA" is Namibia, not a missing value
@@ -218,7 +286,7 @@ def read_raw_declarations(path: Path) -> tuple[pd.DataFrame, Contract]:
     """Read a declarations file as it is (CSV as text), with the contract it carries.
 
     A CSV may be UTF-8 (a byte-order mark is fine) or, said in a warning, Windows-1252/Latin-1;
-    its delimiter is sniffed from the header line.
+    its delimiter is sniffed from the header line; so are a compressed CSV's (``is_csv``).
     """
     import pandas as pd
 
@@ -228,7 +296,7 @@ def read_raw_declarations(path: Path) -> tuple[pd.DataFrame, Contract]:
     try:
         if suffix in (".parquet", ".pq"):
             return pd.read_parquet(path), read_contract(path)
-        if suffix in (".csv", ".gz", ".txt"):
+        if is_csv(path):
             return _read_csv(path), Contract()
     except ContractError:
         raise

@@ -58,8 +58,10 @@ from __future__ import annotations
 
 import codecs
 import logging
+import lzma
 import math
 import re
+import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -75,7 +77,13 @@ from features.intake.contract import (
     ExtraKind,
     coerce_declarations,
 )
-from features.intake.io import sniff_delimiter, write_declarations
+from features.intake.io import (
+    first_undecodable,
+    is_csv,
+    open_bytes,
+    sniff_delimiter,
+    write_declarations,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -669,10 +677,12 @@ def read_source(path: Path, mapping: Mapping) -> pd.DataFrame:
     path = Path(path)
     if not path.exists():
         raise ContractError(f"source file not found: {path}")
-    suffix = "".join(path.suffixes[-2:]).lower()
     parquet = path.suffix.lower() in (".parquet", ".pq")
-    if not parquet and not suffix.endswith((".csv", ".txt", ".csv.gz", ".tsv")):
-        raise ContractError(f"{path}: unsupported file type (use .csv or .parquet)")
+    if not parquet and not is_csv(path):
+        raise ContractError(
+            f"{path}: unsupported file type (use .csv or .parquet; a CSV may be compressed: "
+            ".csv.gz, .csv.bz2, .csv.xz, .csv.zip)"
+        )
     try:
         if parquet:
             raw = pd.read_parquet(path)
@@ -685,14 +695,16 @@ def read_source(path: Path, mapping: Mapping) -> pd.DataFrame:
                 if nulls and (pd.api.types.is_string_dtype(column) or column.dtype == object):
                     raw[name] = column.mask(column.isin(nulls))
         else:
-            sep = mapping.delimiter or (
-                sniff_delimiter(path, mapping.encoding) if path.suffix != ".gz" else ","
-            )
+            # a compressed CSV too: pandas decompresses by the suffix, as the sniffer does
+            sep = mapping.delimiter or sniff_delimiter(path, mapping.encoding)
             options = {"sep": sep, "dtype": "str", "encoding": mapping.encoding}
             # the header as written: read_csv renames a repeated name ("VALEUR.1")
             header = pd.read_csv(path, header=None, nrows=1, **options).iloc[0].dropna().tolist()
             raw = pd.read_csv(path, keep_default_na=False, na_values=mapping.null_values, **options)
-    except (OSError, ValueError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
+        raise _not_in_encoding(path, mapping.encoding, exc) from exc
+    # truncated or damaged compressed files fail with EOFError and the decompressors' own errors
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, lzma.LZMAError) as exc:
         raise ContractError(f"{path}: cannot read file: {exc}") from exc
     repeated = sorted({str(c) for c in header if header.count(c) > 1})
     if repeated:
@@ -701,6 +713,27 @@ def read_source(path: Path, mapping: Mapping) -> pd.DataFrame:
             "rename them in the export so the mapping can say which one it means"
         )
     return raw
+
+
+def _not_in_encoding(path: Path, encoding: str, exc: UnicodeDecodeError) -> ContractError:
+    """One line for a source that is not text in the mapping's ``encoding``: where, and what
+    to set. Not guessed as the gate's reader does: the mapping is where an export's reading is
+    stated, and the reader's own error counts its position in a buffer, not in the file."""
+    where = first_undecodable(path, encoding)
+    if where is None:  # the reader failed on text that decodes: say what it said
+        return ContractError(f"{path}: cannot read file: {exc}")
+    at, line, bad = where
+    with open_bytes(path) as fh:
+        utf16 = fh.read(2) in (b"\xff\xfe", b"\xfe\xff")  # Excel's "Unicode text"
+    example = (
+        "`encoding: utf-16` (it starts with a UTF-16 byte-order mark)"
+        if utf16
+        else "`encoding: cp1252` (a Windows export) or `encoding: latin-1`"
+    )
+    return ContractError(
+        f"{path}: not {encoding} text: byte {at} (line {line}) is {bad!r}; set the file's "
+        f"encoding in the mapping, e.g. {example}"
+    )
 
 
 def ingest_file(*, source: Path, mapping_path: Path, out: Path) -> dict:
@@ -788,6 +821,25 @@ def apply_outcome_mapping(raw: pd.DataFrame, mapping: Mapping) -> pd.DataFrame:
     return pd.DataFrame(_convert_all(raw, targets, ids), index=raw.index)
 
 
+def _holding_nul(source: pd.Series) -> pd.Series:
+    """Text cells holding a NUL character.
+
+    No export writes one in a value: it is a corrupted file or a fixed-width field padded
+    with NULs. Kept, it reaches the contract file (the gate's CSV reader refuses a file that
+    holds one, and PostgreSQL refuses it in text); dropped, the value would change unsaid. So it
+    is refused like a value that does not convert, naming the rows.
+    """
+    import pandas as pd
+
+    none = pd.Series(False, index=source.index)
+    if not (pd.api.types.is_string_dtype(source.dtype) or source.dtype == object):
+        return none
+    try:
+        return source.str.contains("\x00", regex=False).fillna(False).astype(bool)
+    except AttributeError:  # an object column holding no text (Parquet decimals)
+        return none
+
+
 def _convert_all(
     raw: pd.DataFrame, targets: list[tuple[str, str, Any]], ids: pd.Series | None
 ) -> dict[str, pd.Series]:
@@ -797,8 +849,18 @@ def _convert_all(
 
     out: dict[str, pd.Series] = {}
     errors: list[str] = []
+    if ids is not None and _holding_nul(ids).any():
+        ids = None  # examples would print the NULs raw; declaration_id's own error shows them
     for name, kind, spec in targets:
         source = raw[spec.column] if spec.column is not None else pd.Series(index=raw.index)
+        nul = _holding_nul(source)
+        if nul.any():
+            errors.append(
+                f"{name} (source column {spec.column!r}): text holding a NUL byte (\\x00: a "
+                "corrupted export, or fields padded with NULs); remove them from the export: "
+                f"{_examples(source, nul, ids)}"
+            )
+            continue
         converted, bad, problem = _convert(spec, kind, source, len(raw))
         if bad.any():
             origin = f"source column {spec.column!r}" if spec.column else "constant value"

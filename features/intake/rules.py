@@ -4,8 +4,9 @@ A rule looks at canonical values (``features.intake.contract`` has read the text
 timestamps) and flags rows. Two severities:
 
 - ``fault``: the record cannot be right: a required value missing, a code that is not a code, a
-  negative weight or value, a date in the future, an outcome on a parcel never inspected. A file
-  with a fault does not enter the pipeline; a request with one is answered 400.
+  negative weight or value, a date in the future (beyond ``MAX_CLOCK_SKEW_DAYS``), an outcome on
+  a parcel never inspected, a recovered revenue above ``validate.max_value``. A file with a
+  fault does not enter the pipeline; a request with one is answered 400.
 - ``warning``: possible but unusual (bulk weights, very high values, a currency without an
   exchange rate). Counted and shown with examples; the data is used as it is.
 
@@ -340,7 +341,10 @@ def _field_rules(f: ContractField, latest_us: Callable[[], int]) -> list[Rule]:
             rule(
                 "not_future",
                 f"not in the future (at most {MAX_CLOCK_SKEW_DAYS} days of clock skew)",
-                lambda v: f"{_iso(v)} is in the future (later than {_iso(latest_us())})",
+                lambda v: (
+                    f"{_iso(v)} is in the future (later than {_iso(latest_us())}: now plus "
+                    f"{MAX_CLOCK_SKEW_DAYS} days of clock skew)"
+                ),
                 flag=lambda c: ~c.missing(name) & (c.t_us(name) > latest_us()),
                 test=lambda v: v > latest_us(),
             )
@@ -393,16 +397,21 @@ def _plausibility_rules(limits: Limits) -> list[Rule]:
     base = limits.base_currency
     weight = _shown_by("gross_weight_kg", "float")
 
+    # An absurd value (1.7e308 GBP, accepted with this warning) overflows to inf in the base
+    # currency: above any limit, as it should read, and no numpy warning on the console.
     def value_shown(columns: Columns, rows: np.ndarray) -> list[Any]:
         values = columns.numbers("declared_value")[rows]
         currency = columns.text("currency")[rows]
-        based = values * _rates(columns, limits)[rows]
+        with np.errstate(over="ignore"):
+            based = values * _rates(columns, limits)[rows]
         return list(zip(values.tolist(), currency.tolist(), based.tolist(), strict=True))
 
     def value_flag(columns: Columns) -> np.ndarray:
-        based = columns.numbers("declared_value") * _rates(columns, limits)
-        with np.errstate(invalid="ignore"):
-            return np.isfinite(based) & (based > limits.max_value)
+        values = columns.numbers("declared_value")
+        with np.errstate(over="ignore", invalid="ignore"):
+            based = values * _rates(columns, limits)
+            # an infinite value is the finite rule's fault; one that overflowed is flagged here
+            return np.isfinite(values) & (based > limits.max_value)
 
     def no_rate(columns: Columns) -> np.ndarray:
         return ~columns.missing("currency") & np.isnan(_rates(columns, limits))
@@ -481,7 +490,7 @@ def _inspected(columns: Columns) -> np.ndarray:
     return columns.numbers("inspected") == 1.0
 
 
-def _outcome_rules() -> list[Rule]:
+def _outcome_rules(limits: Limits) -> list[Rule]:
     rules: list[Rule] = []
     for f in OUTCOME_FIELDS:
         if f.name == "inspected":
@@ -535,6 +544,36 @@ def _outcome_rules() -> list[Rule]:
             "outcome",
         )
     )
+    # revenue_recovered is in EUR (the contract's unit), the limit in the base currency
+    eur = limits.fx_to_base.get("EUR", math.nan)  # no rate: not judged, as declared values
+    base = limits.base_currency
+
+    def revenue_flag(columns: Columns) -> np.ndarray:
+        return _number_flag(
+            columns,
+            "revenue_recovered",
+            lambda x: np.isfinite(x) & (x * eur > limits.max_value),  # inf: the finite rule's
+        )
+
+    # No parcel yields more duty and VAT than the most a parcel is plausibly worth
+    # (validate.max_value). A fault, where a high declared value is a warning: a recovered
+    # revenue is a training label (the revenue model's target) and a stored result is final,
+    # so a unit or decimal error (1e300) must not get in.
+    rules.append(
+        Rule(
+            "revenue_recovered.plausible",
+            "revenue_recovered",
+            "fault",
+            f"at most {limits.max_value:,.0f} {base} (validate.max_value)",
+            revenue_flag,
+            lambda v: (
+                f"{show(v)} EUR is above the plausible {limits.max_value:,.0f} {base} "
+                "(validate.max_value): a unit or decimal error?"
+            ),
+            _shown_by("revenue_recovered", "float"),
+            "outcome",
+        )
+    )
     rules.append(
         Rule(
             "offence_type.without_offence",
@@ -576,7 +615,7 @@ def rules_for(limits: Limits, *, with_outcomes: bool, now: datetime | None = Non
     rules = [rule for f in fields for rule in _field_rules(f, latest_us)]
     rules += _plausibility_rules(limits)
     if with_outcomes:
-        rules += _outcome_rules()
+        rules += _outcome_rules(limits)
     return rules
 
 

@@ -1,0 +1,183 @@
+"""Messy customs exports through ``parcelrisk ingest``: a NUL byte in a cell, a Latin-1 file
+read as UTF-8, a compressed CSV whose delimiter is not a comma. Each is read right or refused
+in one message naming where; none is kept silently, nor ends in a codec's traceback."""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import lzma
+import zipfile
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from features.intake.contract import ContractError
+from features.intake.io import read_raw_declarations
+from features.intake.mapping import apply_outcome_mapping, ingest_file, parse_mapping_text
+
+SOURCE = """\
+ID;AT;OFFICE;MODE;ORIGIN;HS;KG;VALUE;GOODS
+A1;2026-01-02T10:00:00Z;FR01;P;CN;851762;0,45;12,50;Écouteurs
+A2;2026-01-03T10:00:00Z;FR01;P;CN;950300;1,20;18,00;Peluche bébé
+A3;2026-01-04T10:00:00Z;FR02;P;US;610910;0,90;9,99;T-shirt
+"""
+
+# no delimiter: sniffed from the header line
+MAPPING = """\
+columns:
+  declaration_id: ID
+  declared_at: AT
+  arrival_office: OFFICE
+  channel: {column: MODE, values: {P: postal}}
+  origin_country: ORIGIN
+  hs_code: HS
+  gross_weight_kg: {column: KG, decimal: ","}
+  declared_value: {column: VALUE, decimal: ","}
+  currency: {value: EUR}
+  description: GOODS
+"""
+
+
+def _ingest(tmp_path: Path, source: Path, mapping: str = MAPPING) -> tuple[dict, Path]:
+    mapping_path = tmp_path / "mapping.yaml"
+    mapping_path.write_text(mapping, encoding="utf-8")
+    out = tmp_path / "out.parquet"
+    return ingest_file(source=source, mapping_path=mapping_path, out=out), out
+
+
+def _csv(tmp_path: Path) -> Path:
+    path = tmp_path / "plain.csv"
+    path.write_text(SOURCE, encoding="utf-8")
+    return path
+
+
+# --- a NUL byte inside a cell -----------------------------------------------------------------
+
+
+def test_a_nul_byte_in_a_text_cell_is_refused_naming_field_column_and_row(tmp_path) -> None:
+    source = tmp_path / "export.csv"
+    source.write_text(SOURCE.replace("Peluche bébé", "Peluche\x00bébé"), encoding="utf-8")
+    with pytest.raises(ContractError) as refused:
+        _ingest(tmp_path, source)
+    message = str(refused.value)
+    assert "description (source column 'GOODS')" in message
+    assert "NUL" in message and "row 2 (A2): 'Peluche\\x00bébé'" in message
+    assert not (tmp_path / "out.parquet").exists()
+
+
+def test_a_nul_byte_in_a_parquet_source_is_refused_too(tmp_path) -> None:
+    source = tmp_path / "export.parquet"
+    raw = pd.read_csv(_csv(tmp_path), sep=";", dtype="str")
+    raw.loc[0, "ID"] = "A1\x00\x00"  # a fixed-width id padded with NULs
+    raw.to_parquet(source)
+    with pytest.raises(ContractError, match=r"declaration_id \(source column 'ID'\): .*NUL"):
+        _ingest(tmp_path, source)
+
+
+def test_a_nul_byte_in_a_results_file_is_refused() -> None:
+    mapping = parse_mapping_text(
+        "columns:\n  declaration_id: ID\n  inspected_at: AT\n  illicit: {value: true}\n"
+    )
+    raw = pd.DataFrame({"ID": ["D1", "D\x002"], "AT": ["2026-01-05T10:00:00Z"] * 2})
+    with pytest.raises(ContractError, match=r"row 2: 'D\\x002'"):
+        apply_outcome_mapping(raw, mapping)
+
+
+def test_a_column_the_mapping_ignores_may_hold_a_nul_byte(tmp_path) -> None:
+    source = tmp_path / "export.csv"
+    source.write_text(
+        "\n".join(
+            line + (";NOTE" if i == 0 else ";x\x00y") for i, line in enumerate(SOURCE.splitlines())
+        )
+        + "\n",
+        encoding="utf-8",
+    )
+    summary, _ = _ingest(tmp_path, source)
+    assert summary["rows"] == 3 and summary["ignored_source_column_names"] == ["NOTE"]
+
+
+# --- a file that is not UTF-8 -----------------------------------------------------------------
+
+
+def test_a_latin1_export_without_encoding_is_refused_in_one_line_naming_byte_and_line(
+    tmp_path,
+) -> None:
+    source = tmp_path / "export.csv"
+    source.write_bytes(SOURCE.encode("cp1252"))
+    with pytest.raises(ContractError) as refused:
+        _ingest(tmp_path, source)
+    message = str(refused.value)
+    first = source.read_bytes().index(b"\xc9")  # É, on the first data row
+    assert message == (
+        f"{source}: not utf-8 text: byte {first} (line 2) is b'\\xc9'; set the file's encoding "
+        "in the mapping, e.g. `encoding: cp1252` (a Windows export) or `encoding: latin-1`"
+    )
+    assert "codec" not in message
+
+
+def test_a_latin1_export_reads_with_its_encoding_in_the_mapping(tmp_path) -> None:
+    source = tmp_path / "export.csv"
+    source.write_bytes(SOURCE.encode("cp1252"))
+    summary, out = _ingest(tmp_path, source, "encoding: cp1252\n" + MAPPING)
+    assert summary["rows"] == 3
+    assert pd.read_parquet(out)["description"].tolist() == ["Écouteurs", "Peluche bébé", "T-shirt"]
+
+
+def test_a_compressed_latin1_export_is_located_in_the_decompressed_text(tmp_path) -> None:
+    source = tmp_path / "export.csv.gz"
+    source.write_bytes(gzip.compress(SOURCE.replace("Écouteurs", "Ecouteurs").encode("cp1252")))
+    with pytest.raises(ContractError, match=r"not utf-8 text: byte \d+ \(line 3\) is b'\\xe9'"):
+        _ingest(tmp_path, source)
+
+
+def test_the_cli_says_it_in_one_line(tmp_path) -> None:
+    """``serving.main.main`` prints a ParcelriskError as one ``error:`` line: it must be one."""
+    from serving.main import app
+
+    source = tmp_path / "export.csv"
+    source.write_bytes(SOURCE.encode("cp1252"))
+    mapping = tmp_path / "mapping.yaml"
+    mapping.write_text(MAPPING, encoding="utf-8")
+    out = tmp_path / "out.parquet"
+    run = CliRunner().invoke(
+        app, ["ingest", str(source), "--mapping", str(mapping), "--out", str(out)]
+    )
+    assert isinstance(run.exception, ContractError), run.output
+    assert "\n" not in str(run.exception) and "encoding: cp1252" in str(run.exception)
+    assert not out.exists()
+
+
+# --- compressed CSVs: the delimiter is sniffed as for a plain one ------------------------------
+
+
+def _zip(data: bytes) -> bytes:
+    from io import BytesIO
+
+    buffer = BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("export.csv", data)
+    return buffer.getvalue()
+
+
+COMPRESSED = {".gz": gzip.compress, ".bz2": bz2.compress, ".xz": lzma.compress, ".zip": _zip}
+
+
+@pytest.mark.parametrize("suffix", list(COMPRESSED))
+def test_a_compressed_semicolon_export_is_sniffed_like_a_plain_one(tmp_path, suffix) -> None:
+    source = tmp_path / f"export.csv{suffix}"
+    source.write_bytes(COMPRESSED[suffix](SOURCE.encode("utf-8")))
+    summary, out = _ingest(tmp_path, source)
+    (tmp_path / "plain").mkdir()
+    plain, plain_out = _ingest(tmp_path / "plain", _csv(tmp_path / "plain"))
+    assert summary["rows"] == plain["rows"] == 3
+    pd.testing.assert_frame_equal(pd.read_parquet(out), pd.read_parquet(plain_out))
+
+
+def test_the_gate_sniffs_a_compressed_contract_csv_too(tmp_path) -> None:
+    path = tmp_path / "declarations.csv.gz"
+    path.write_bytes(gzip.compress(b"declaration_id;description\nD1;caf\xe9\n"))
+    frame, _ = read_raw_declarations(path)
+    assert frame.to_dict("records") == [{"declaration_id": "D1", "description": "café"}]

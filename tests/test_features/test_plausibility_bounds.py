@@ -1,0 +1,72 @@
+"""Absurd amounts at the gate: a recovered revenue is a training label, refused above
+``validate.max_value`` in a history file as the results' checker refuses it from an inspector;
+a declared value that overflows in the base currency is warned (kept, by design), quietly."""
+
+from __future__ import annotations
+
+import warnings
+
+import pandas as pd
+
+from features.intake.io import write_declarations
+from features.intake.rules import Limits
+from features.intake.validation import check_declarations, validate_file
+from features.params import FeatureParams
+from tests.test_features.test_contract import EXTRAS, make_declarations
+
+LIMITS = Limits.from_params({}, FeatureParams())
+
+
+def _history(revenue: float) -> pd.DataFrame:
+    history = make_declarations()  # row 0: inspected, found illicit, 8.4 EUR recovered
+    history.loc[0, "revenue_recovered"] = revenue
+    return history
+
+
+def test_a_history_with_an_absurd_revenue_is_refused_naming_row_and_value() -> None:
+    result = check_declarations(_history(1e300), EXTRAS, LIMITS)[0]
+    (fault,) = result.findings.faults
+    assert fault.rule.name == "revenue_recovered.plausible"
+    assert fault.rows.tolist() == [0]
+    assert fault.messages() == [
+        "revenue_recovered: 1e+300 EUR is above the plausible 100,000 EUR (validate.max_value): "
+        "a unit or decimal error?"
+    ]
+
+
+def test_a_revenue_at_the_limit_passes() -> None:
+    result = check_declarations(_history(LIMITS.max_value), EXTRAS, LIMITS)[0]
+    assert result.findings.faults == []
+
+
+# a currency worth more than the base: 1.7e308 of it overflows float64 in the base currency
+STRONG = max(LIMITS.fx_to_base, key=LIMITS.fx_to_base.__getitem__)
+
+
+def _overflowing_value(history: pd.DataFrame, row: int = 1) -> pd.DataFrame:
+    assert LIMITS.fx_to_base[STRONG] * 1.7e308 == float("inf")
+    history.loc[row, ["declared_value", "currency"]] = [1.7e308, STRONG]
+    return history
+
+
+def test_a_value_overflowing_in_the_base_currency_is_warned_without_numpy_warnings() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        result = check_declarations(_overflowing_value(make_declarations()), EXTRAS, LIMITS)[0]
+    assert result.findings.faults == []
+    (warning,) = result.findings.warnings
+    assert warning.rule.name == "declared_value.plausible" and warning.rows.tolist() == [1]
+    assert warning.messages()[0].startswith(f"declared_value: 1.7e+308 {STRONG} (inf EUR) is above")
+
+
+def test_great_expectations_agrees_on_the_absurd_amounts(tmp_path) -> None:
+    history = _overflowing_value(_history(1e300))
+    history.loc[2, "revenue_recovered"] = float("inf")  # the finite rule's, not the bound's
+    path = tmp_path / "history.parquet"
+    write_declarations(history, path, EXTRAS)
+    result = validate_file(path, LIMITS)
+    cross = result.cross_check
+    assert cross is not None and not cross.get("error"), cross
+    assert cross["counts"]["revenue_recovered.plausible"] == 1
+    assert cross["counts"]["declared_value.plausible"] == 1
+    assert cross["disagreements"] == [], cross["disagreements"]

@@ -41,6 +41,7 @@ from starlette.routing import Route
 from features.errors import ParcelriskError
 from features.intake.columns import RecordColumns, declarations_frame, models_as_json
 from features.intake.contract import OUTCOME_COLUMNS
+from features.intake.rules import Limits
 from serving.auditor.pages import auditor_routes
 from serving.auth import CALLER, ApiKeyMiddleware, Caller, load_keyring
 from serving.batching import MicroBatcher, Reservation, run_inline_if_small
@@ -175,6 +176,8 @@ class ParcelRiskService:
         load_keyring()  # refuse to start without keys unless auth was explicitly waived
         self.store = open_store(self.config.audit_db, wal_max_mb=self.config.audit_wal_max_mb)
         self.outcome_store = open_outcome_store(self.config.audit_db, self.store)
+        # results are held to the gate's plausibility limits (validate.max_value: revenue)
+        self.outcome_limits = Limits.from_settings(self.settings)
         self.runtime: ScoringRuntime | None = None
         self._registry: Any = None  # the MLflow client the watcher asks, made on first use
         self.batcher = MicroBatcher(
@@ -560,7 +563,11 @@ class ParcelRiskService:
         try:
             # the write may wait for the store's lock: not on the event loop
             counts = await asyncio.to_thread(
-                store_outcomes, self.outcome_store, raw, source="api:inspector"
+                store_outcomes,
+                self.outcome_store,
+                raw,
+                source="api:inspector",
+                limits=self.outcome_limits,
             )
         except OutcomesRefused as exc:
             return _refused_outcomes(exc)

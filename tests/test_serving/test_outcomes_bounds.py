@@ -92,4 +92,3 @@ def test_the_limit_is_the_gates_validate_max_value_in_the_base_currency() -> Non
     rules, message = _refusal(limits, revenue_recovered=1250.01)
     assert rules == {"revenue_recovered.plausible"}
     assert "1250.01 EUR is above the plausible 1,000 GBP (validate.max_value)" in message
-

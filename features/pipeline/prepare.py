@@ -29,7 +29,12 @@ from features.pipeline.manifest import REASON_CONTEXT
 # Refit periods are anchored on a Monday so 7- and 14-day periods start on Mondays at 00:00 UTC.
 PERIOD_ORIGIN_US = int(pd.Timestamp("1970-01-05", tz="UTC").value // 1000)
 NONE_KEY = "<none>"
-MAX_CENTS = 2.0**62  # value_cents is int64; beyond float64's exact cents long before this
+# A parcel's value in the base currency is capped here: an absurd one (1e308, accepted with a
+# plausibility warning) would overflow to inf, and its int64 cents, summed over an entity's
+# window, wrapped around to negative sums (a cap of 2**62 cents per parcel let three of them
+# overflow). At 1e10 EUR a window needs 9 million capped parcels of one entity to overflow.
+MAX_VALUE_EUR = 1e10
+MAX_CENTS = MAX_VALUE_EUR * 100
 PAIR_SEPARATOR = "|"
 
 _ENTITY_LABELS = {
@@ -278,7 +283,8 @@ def prepare(
         text[name], codings[name] = d.text_codes(name)
     fx = params.fx
     rate = np.fromiter(map(fx.get, text["currency"], itertools.repeat(np.nan)), np.float64, len(d))
-    value_eur = d.numbers("declared_value") * rate
+    with np.errstate(over="ignore"):  # an absurd value times its rate is inf: capped
+        value_eur = np.minimum(d.numbers("declared_value") * rate, MAX_VALUE_EUR)  # NaN stays
     quantity = d.numbers("quantity")
     weight = d.numbers("gross_weight_kg")
     hs6, codings["hs6"] = _prefix(text["hs_code"], 6, codings["hs_code"])
@@ -292,7 +298,7 @@ def prepare(
         "hs_chapter": hs_chapter,
         "hs_heading": hs_heading,
         "value_eur": value_eur,
-        # clipped: an absurd value (1e300, accepted with a warning) must not wrap around int64
+        # clipped (``MAX_VALUE_EUR``): an absurd value must not wrap around int64 sums
         "value_cents": np.clip(
             np.round(np.nan_to_num(value_eur, nan=0.0) * 100), -MAX_CENTS, MAX_CENTS
         ).astype(np.int64),

@@ -337,9 +337,17 @@ def keys_pseudonym(
 
     For an auditor holding the pseudonym key: the features, the entity state and the decision
     store hold only pseudonyms; this is the one way from a person to theirs."""
+    from features.errors import ParcelriskError
     from features.intake.pseudonym import pseudonym_of
     from features.keys import load_key
 
+    # an empty identifier is "unknown" in the data (kept null, never pseudonymised): a
+    # pseudonym of "" would match nothing stored and send the auditor looking for it
+    if blank := [i + 1 for i, value in enumerate(values) if not value.strip()]:
+        raise ParcelriskError(
+            f"identifier {', '.join(map(str, blank))} of {len(values)} is empty: an empty "
+            "identifier means unknown and has no pseudonym; give the raw identifiers"
+        )
     key = load_key("pseudonym")  # no cache: a one-off lookup reads the key as configured now
     for value in values:
         # read as a declaration's text is (stripped), or the lookup would miss the stored value

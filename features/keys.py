@@ -71,6 +71,9 @@ def load_key(kind: str, env: Mapping[str, str] | None = None) -> bytes:
         return _usable(text, key_env(kind))
     named = env.get(key_file_env(kind))
     path = Path(named) if named else default_key_path(kind, env)
+    source = key_file_env(kind) if named else "the default key file"
+    if path.is_dir():  # not "file not found": the path is there, only not a file
+        raise KeyUnavailable(f"{source}: {path} is a directory, not a key file")
     if path.is_file():
         try:
             return _usable(path.read_text(), str(path))

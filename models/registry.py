@@ -8,6 +8,7 @@ and the alias ``champion`` marks the version the service loads (``load_champion`
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -76,6 +77,41 @@ def registry_client(tracking_uri: str | None) -> MlflowClient:
 
     uri = resolve_tracking_uri(tracking_uri)
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def require_tracking_store(tracking_uri: str | None) -> str:
+    """The tracking URI of a command that works on models already registered, resolved; a
+    SQLite store must exist and be MLflow's (other URIs are left to MLflow).
+
+    MLflow creates and migrates whatever SQLite file it is pointed at: a mistyped path became
+    a new empty store ("no champion"), a decision store got MLflow's tables added to it, and
+    a file that is not SQLite ended in a traceback."""
+    import sqlite3
+
+    uri = resolve_tracking_uri(tracking_uri)
+    prefix = "sqlite:///"
+    if not uri.startswith(prefix) or uri == prefix + ":memory:":
+        return uri
+    path = Path(uri[len(prefix) :])
+    if not path.exists():
+        raise ParcelriskError(
+            f"the MLflow tracking store {uri} does not exist ({path}: no such file): give "
+            "--tracking-uri (or MLFLOW_TRACKING_URI) of the store the models were trained into"
+        )
+    if not path.is_file():
+        raise ParcelriskError(f"the MLflow tracking store {uri}: {path} is not a file")
+    read_only = f"{path.resolve().as_uri()}?mode=ro"  # looking must not change it either
+    try:
+        with contextlib.closing(sqlite3.connect(read_only, uri=True)) as db:
+            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master")}
+    except sqlite3.Error as exc:  # "file is not a database", unreadable
+        raise ParcelriskError(f"the MLflow tracking store {uri}: {path}: {exc}") from None
+    if "registered_models" not in tables:
+        raise ParcelriskError(
+            f"the MLflow tracking store {uri}: {path} is a SQLite file without MLflow's tables, "
+            "not a tracking store"
+        )
+    return uri
 
 
 def fingerprint_file(path: Path) -> str:

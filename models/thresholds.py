@@ -173,6 +173,31 @@ def fit_from_quantiles(
     )
 
 
+def lane_shares_from_quantiles(
+    quantiles: dict[str, Any], thresholds: LaneThresholds
+) -> dict[str, float]:
+    """``lane_shares`` on the traffic stored as ``traffic_quantiles``, to the table's resolution.
+
+    A stored cut-off is the k-th highest priority (``cutoffs_at_shares``), so at least k parcels
+    are at or above a cut-off the stored one is not below, and fewer than k where it is: the
+    share lies between, and is the rate asked when that lies between too. Where the stored
+    cut-offs are flat (many parcels on one saturated score) a cut-off interpolated inside the
+    flat run sends all of it to the lane: more than the rate asked."""
+    cutoffs = np.asarray(quantiles["cutoffs"], dtype=np.float64)
+    n = int(quantiles["parcels"])
+    ranks = np.clip(np.round(n * np.asarray(quantiles["shares"], dtype=np.float64)), 1, n)
+
+    def share_above(cutoff: float, asked: float) -> float:
+        least = ranks[cutoffs >= cutoff].max(initial=0) / n
+        most = (ranks[cutoffs < cutoff].min(initial=n + 1) - 1) / n
+        return float(np.clip(asked, least, most))
+
+    red = share_above(thresholds.red_cutoff, thresholds.red_rate)
+    both = share_above(thresholds.yellow_cutoff, thresholds.red_rate + thresholds.yellow_rate)
+    yellow = max(both - red, 0.0)
+    return {"red": red, "yellow": yellow, "green": 1.0 - red - yellow}
+
+
 def thresholds_from_dict(data: Any) -> LaneThresholds:
     """LaneThresholds from its JSON object (a bundle's, a registry tag's, an artifact's);
     ``ParcelriskError`` naming what is wrong. Extra keys (a history record's) are ignored."""

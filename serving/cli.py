@@ -48,6 +48,22 @@ def require_bindable_host(host: str) -> None:
         ) from None
 
 
+def require_model_dir(path: Path) -> None:
+    """``--model-dir`` made if missing and written to once, here: each worker found out as it
+    downloaded the champion, and the server ran NOT READY with a traceback per worker."""
+    from features.cli import output_directory
+    from features.errors import ParcelriskError
+
+    output_directory(path, "--model-dir")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=path).close()
+    except OSError as exc:
+        raise ParcelriskError(
+            f"--model-dir {path}: cannot create or write the directory: {exc.strerror or exc}"
+        ) from None
+
+
 def serve(
     port: int = typer.Option(3000, "--port", min=0, max=65535, help="HTTP port."),
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind (0.0.0.0: all)."),
@@ -86,6 +102,8 @@ def serve(
 
     settings = settings_from(params)  # a bad file stops here, before any worker starts
     require_bindable_host(host)
+    if model_dir is not None:
+        require_model_dir(model_dir)
     if insecure_no_auth:
         os.environ[INSECURE_ENV] = "1"
     load_keyring()  # fail here, with the message, before any worker starts
@@ -342,8 +360,8 @@ def history_export(
         "illicit": int(history["illicit"].fillna(False).sum()),
         "output": str(out),
     }
-    if archived:
-        summary["archived_not_included"] = archived.removeprefix("note: ")
+    if cut is not None:
+        summary["from_archive"] = {"declarations": len(archived), "archive": cut["archive"]}
     typer.echo(json.dumps(summary, indent=2))
 
 

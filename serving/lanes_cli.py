@@ -69,6 +69,9 @@ def read_lane_traffic(db: str | Path, since: str | None, until: str | None) -> p
 
     start = parse_when(since, "--since") if since else None
     end = parse_when(until, "--until", end_of_day=True) if until else None
+    if start is not None and end is not None and end <= start:
+        # an inverted range selects nothing: say which, not "no decisions"
+        raise ParcelriskError(f"--until {until} is not after --since {since}")
     with read_only(db) as store:
         tables = store.tables()
         if "decisions" not in tables:
@@ -125,20 +128,28 @@ def read_lane_traffic(db: str | Path, since: str | None, until: str | None) -> p
     return frame.drop(columns="seq")
 
 
-def _period_days(traffic: pd.DataFrame, since: str | None, until: str | None) -> float:
-    """The period's length in days: the bounds given, else first to last declaration."""
+def _covered_days(traffic: pd.DataFrame) -> float:
+    """Days from the first to the last declaration of the traffic: the span the store covers
+    inside the period asked for. The traffic per day is counted over it, not over --since to
+    --until: a year asked of a store holding a month divided a month's parcels by 365 days."""
+    days = (traffic["declared_at"].max() - traffic["declared_at"].min()).total_seconds() / 86_400
+    return days if days > 0 else 1.0
+
+
+def _window(since: str | None, until: str | None) -> dict[str, Any] | None:
+    """The period asked for as given (None: the whole store) and its days when both bounds are."""
     import pandas as pd
 
     from serving.audit.report import parse_when
 
-    first = pd.Timestamp(parse_when(since, "--since")) if since else traffic["declared_at"].min()
-    last = (
-        pd.Timestamp(parse_when(until, "--until", end_of_day=True))
-        if until
-        else traffic["declared_at"].max()
-    )
-    days = (last - first).total_seconds() / 86_400
-    return days if days > 0 else 1.0
+    if not since and not until:
+        return None
+    days = None
+    if since and until:
+        start = pd.Timestamp(parse_when(since, "--since"))
+        end = pd.Timestamp(parse_when(until, "--until", end_of_day=True))
+        days = round((end - start).total_seconds() / 86_400, 3)
+    return {"since": since, "until": until, "days": days}
 
 
 def _priority(traffic: pd.DataFrame, objective: str) -> Any:
@@ -221,14 +232,16 @@ def plan_lanes(
             raise ParcelriskError(
                 f"--truth {truth}: {unmatched} of the period's declarations have no row in it"
             )
-    days = _period_days(traffic, since, until)
+    days = _covered_days(traffic)
     table = plan_capacity(traffic, days)
     summary = {
         "store": str(store),
+        # the span the rates are per day of: first to last declaration planned on
         "period": {
             "first": traffic["declared_at"].min().isoformat(),
             "last": traffic["declared_at"].max().isoformat(),
             "days": round(days, 3),
+            "window": _window(since, until),
         },
         "parcels": len(traffic),
         "model": {"name": settings.serve.model_name, "version": str(model_version)},
@@ -304,8 +317,8 @@ def _plan_text(summary: dict[str, Any], table: pd.DataFrame) -> str:
     period = summary["period"]
     lines = [
         f"{summary['store']}: {summary['parcels']:,} parcels declared {period['first'][:16]} to "
-        f"{period['last'][:16]} ({period['days']:.1f} days, {summary['parcels_per_day']:,.0f}/day); "
-        f"lanes rank on {summary['objective']}, AEO x {summary['aeo_discount']}",
+        f"{period['last'][:16]} ({period['days']:.1f} days, {summary['parcels_per_day']:,.0f}/day "
+        f"over that span); lanes rank on {summary['objective']}, AEO x {summary['aeo_discount']}",
         f"  decided by {summary['model']['name']} v{summary['model']['version']}"
         + (
             f"; {summary['other_versions_left_out']:,} decisions of other versions left out "
@@ -314,6 +327,14 @@ def _plan_text(summary: dict[str, Any], table: pd.DataFrame) -> str:
             else ""
         ),
     ]
+    if window := period["window"]:
+        asked = " ".join(f"--{k} {window[k]}" for k in ("since", "until") if window[k])
+        lines.append(
+            f"  period asked {asked}"
+            + (f" ({window['days']:,.1f} days)" if window["days"] is not None else "")
+            + f"; the figures per day are over the {period['days']:.1f} days it holds "
+            "decisions in"
+        )
     for version, seen in summary["observed_lanes"].items():
         lines.append(
             f"  thresholds {version}: {seen['parcels']:,} parcels, red {100 * seen['red']:.2f}% "
@@ -448,11 +469,11 @@ def set_lanes(
 ) -> None:
     """Fit cut-offs at these rates and put them in force on the champion as a new thresholds
     version (running services pick it up at their next champion check)."""
-    from models.registry import registry_client
+    from models.registry import registry_client, require_tracking_store
 
     settings = settings_from(params)
     result = set_lane_rates(
-        registry_client(tracking_uri),
+        registry_client(require_tracking_store(tracking_uri)),
         settings,
         red,
         yellow,
@@ -482,11 +503,18 @@ def set_lane_rates(
     thresholds version.
 
     Returns model_name, model_version, run_id, previous (the version in force before),
-    thresholds (the fitted ``LaneThresholds``), record (what was written; None when the same
-    thresholds were already in force), note (why the store was not used) and warnings.
+    thresholds (the fitted ``LaneThresholds``), shares (red, yellow, green: what its cut-offs
+    send to each lane of the traffic they were fitted on), record (what was written; None when
+    the same thresholds were already in force), note (why the store was not used) and warnings.
     """
     from models.lane_versions import write_thresholds_version
-    from models.thresholds import check_lane_rates, fit_from_quantiles, fit_lane_thresholds
+    from models.thresholds import (
+        check_lane_rates,
+        fit_from_quantiles,
+        fit_lane_thresholds,
+        lane_shares,
+        lane_shares_from_quantiles,
+    )
 
     check_lane_rates(red, yellow)
     warnings: list[str] = []
@@ -516,6 +544,7 @@ def set_lane_rates(
                     f"v{version}, declared {first:%Y-%m-%d} to {last:%Y-%m-%d}"
                 ),
             )
+            shares = lane_shares(_effective(traffic, current.objective, discount), thresholds)
         else:
             note = (
                 f"only {len(traffic)} decisions of v{version} in {db}"
@@ -537,17 +566,20 @@ def set_lane_rates(
             current.objective,
             fitted_on=f"training traffic quantiles of v{version} ({quantiles.get('parcels')} parcels)",
         )
+        shares = lane_shares_from_quantiles(quantiles, thresholds)
         if thresholds.aeo_discount != discount:
             warnings.append(
                 f"v{version}'s training traffic was discounted with AEO x "
                 f"{thresholds.aeo_discount}, serve.aeo_risk_discount is {discount}"
             )
+    warnings += _share_warnings(thresholds, shares)
     result = {
         "model_name": mv.name,
         "model_version": version,
         "run_id": mv.run_id,
         "previous": current.version,
         "thresholds": thresholds,
+        "shares": shares,
         "record": None,
         "note": note,
         "warnings": warnings,
@@ -566,6 +598,36 @@ def set_lane_rates(
     return result
 
 
+# Off the rate asked by more than this fraction of it, a lane's share is worth a warning: on
+# traffic without ties a fitted cut-off misses the rate by less than one parcel.
+SHARE_TOLERANCE = 0.2
+
+
+def _share_warnings(thresholds: LaneThresholds, shares: dict[str, float]) -> list[str]:
+    """A warning per lane whose cut-off sends a share of its traffic far from the rate asked."""
+    out = []
+    parcel = 1 / max(thresholds.parcels, 1)  # the share one parcel of that traffic is
+    for lane, asked in (("red", thresholds.red_rate), ("yellow", thresholds.yellow_rate)):
+        missed = abs(shares[lane] - asked)
+        if missed <= SHARE_TOLERANCE * asked:
+            continue
+        why = (
+            f"one parcel is {_share(parcel)} of the {thresholds.parcels:,}"
+            if missed <= parcel * (1 + 1e-9)
+            else "parcels tied on one priority (a saturated score) all fall on one side of a "
+            "cut-off"
+        )
+        out.append(
+            f"the {lane} cut-off sends {_share(shares[lane])} of the traffic it was fitted on "
+            f"to {lane}, not the {_share(asked)} asked: {why}"
+        )
+    return out
+
+
+def _share(value: float) -> str:
+    return f"{100 * value:.3g}%"
+
+
 def _print_set(result: dict[str, Any], settings: Settings) -> None:
     """What ``lanes set`` and ``lanes refit`` print: the version put in force, or that it was."""
     for warning in result["warnings"]:
@@ -574,12 +636,13 @@ def _print_set(result: dict[str, Any], settings: Settings) -> None:
     if result["record"] is None:
         typer.echo(f"lane thresholds {thresholds.version} already in force on v{version}")
         return
-    record = result["record"]
+    record, shares = result["record"], result["shares"]
     typer.echo(
         f"{result['note']}lane thresholds {thresholds.version} in force on "
         f"{result['model_name']} v{version} (were {result['previous']}): red >= "
-        f"{thresholds.red_cutoff:.6g} ({100 * thresholds.red_rate:g}% of traffic), yellow >= "
-        f"{thresholds.yellow_cutoff:.6g} (next {100 * thresholds.yellow_rate:g}%)\n"
+        f"{thresholds.red_cutoff:.6g} ({_share(shares['red'])} of the traffic fitted on, "
+        f"{_share(thresholds.red_rate)} asked), yellow >= {thresholds.yellow_cutoff:.6g} (next "
+        f"{_share(shares['yellow'])}, {_share(thresholds.yellow_rate)} asked)\n"
         f"fitted on {thresholds.fitted_on}; recorded as thresholds/{thresholds.version}.json on "
         f"run {result['run_id']} by {record['set_by']} at {record['set_at']}; running services "
         f"pick it up within serve.champion_check_s ({settings.serve.champion_check_s:g} s)"
@@ -653,11 +716,11 @@ def refit_lanes(
 ) -> None:
     """Re-fit the cut-offs in force, at their own rates, on recent traffic, so each lane keeps
     its share as traffic moves (run it daily from a scheduler; exit 2 when too little traffic)."""
-    from models.registry import registry_client
+    from models.registry import registry_client, require_tracking_store
 
     settings = settings_from(params)
     result = refit_lane_cutoffs(
-        registry_client(tracking_uri),
+        registry_client(require_tracking_store(tracking_uri)),
         settings,
         db,
         days,
@@ -674,10 +737,10 @@ def show(
     params: Path | None = params_option("sections serve"),
 ) -> None:
     """The champion's lane thresholds versions, oldest first, and the one in force."""
-    from models.registry import registry_client
+    from models.registry import registry_client, require_tracking_store
 
     settings = settings_from(params)
-    body = lane_history(registry_client(tracking_uri), settings)
+    body = lane_history(registry_client(require_tracking_store(tracking_uri)), settings)
     for warning in body.pop("warnings"):
         typer.echo(f"warning: {warning}", err=True)
     if as_json:

@@ -17,6 +17,7 @@ results are in (the command says how many inspected lanes are still without one)
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -66,9 +67,6 @@ def archive_before(
     """Move the decisions answered before ``before`` (ISO UTC) to daily Parquet files (from a
     SQLite file or a PostgreSQL store: reads through ``serving.store_read``, the cut by the
     store's ``cut_chain`` in its writers' turn)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     from serving.store_read import read_only
 
     archive = Path(archive) if archive is not None else default_archive_dir(store)
@@ -91,9 +89,54 @@ def archive_before(
     cut_seq = found[0][0]
     if cut_seq is None:
         return {"archived": 0, "before": before, "archive": str(archive)}
-    start_seq = store.chain_start()[0]
-    manifest = read_archive_manifest(archive)
     written: list[dict[str, Any]] = []
+    try:
+        cut_mac = _write_days(store, archive, store.chain_start()[0], cut_seq, written)
+    except OSError as exc:  # a full disk, a read-only mount, a file where a folder belongs
+        # nothing is cut from the store until every file and the manifest are written: the
+        # files of this run (none in the manifest) are removed, the store holds every decision
+        leftovers = [archive / e["file"] for e in written] + [*archive.glob("**/*.tmp")]
+        for leftover in leftovers:
+            with contextlib.suppress(OSError):
+                leftover.unlink()
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise ParcelriskError(
+            f"cannot write the archive {archive}{where}: "
+            f"{os.strerror(exc.errno) if exc.errno else exc}; nothing was archived, the store "
+            "is unchanged"
+        ) from None
+    archived_at = iso_utc(int(datetime.now(UTC).timestamp() * 1_000_000))
+    where = str(archive.resolve())
+    mac = cut_mac_of(store.key, cut_seq, cut_mac, archived_at, where)
+
+    store.cut_chain(cut_seq, cut_mac, archived_at, where, mac)
+    rows_moved = sum(f["rows"] for f in written)
+    size = sum((archive / f["file"]).stat().st_size for f in written)
+    return {
+        "archived": rows_moved,
+        "before": before,
+        "cut_seq": cut_seq,
+        "days": sorted({f["day"] for f in written}),
+        "archive": where,
+        "archive_bytes": size,
+        "bytes_per_decision": round(size / rows_moved, 1) if rows_moved else None,
+        "hot_decisions_left": store.count(),
+        "inspected_without_result": _inspected_without_result(store, written, archive),
+    }
+
+
+def _write_days(
+    store: DecisionStore, archive: Path, start_seq: int, cut_seq: int, written: list[dict[str, Any]]
+) -> bytes:
+    """Write the decisions after ``start_seq`` up to ``cut_seq`` as daily Parquet files and
+    record them in the manifest; each file is appended to ``written`` once it is in place.
+    Returns the MAC of the last archived decision."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from serving.store_read import read_only
+
+    manifest = read_archive_manifest(archive)
     cut_mac = b""
     last = start_seq
     while last < cut_seq:
@@ -135,24 +178,7 @@ def archive_before(
     tmp = archive / f"{ARCHIVE_MANIFEST}.tmp"
     tmp.write_text(json.dumps(manifest, indent=1))
     os.replace(tmp, archive / ARCHIVE_MANIFEST)
-    archived_at = iso_utc(int(datetime.now(UTC).timestamp() * 1_000_000))
-    where = str(archive.resolve())
-    mac = cut_mac_of(store.key, cut_seq, cut_mac, archived_at, where)
-
-    store.cut_chain(cut_seq, cut_mac, archived_at, where, mac)
-    rows_moved = sum(f["rows"] for f in written)
-    size = sum((archive / f["file"]).stat().st_size for f in written)
-    return {
-        "archived": rows_moved,
-        "before": before,
-        "cut_seq": cut_seq,
-        "days": sorted({f["day"] for f in written}),
-        "archive": where,
-        "archive_bytes": size,
-        "bytes_per_decision": round(size / rows_moved, 1) if rows_moved else None,
-        "hot_decisions_left": store.count(),
-        "inspected_without_result": _inspected_without_result(store, written, archive),
-    }
+    return cut_mac
 
 
 def _inspected_without_result(

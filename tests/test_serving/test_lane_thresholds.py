@@ -385,7 +385,10 @@ def test_lanes_plan_estimates_from_the_store_s_exploration_results(
     code, out, err = run_cli(capsys, *args, *period, "--json", "--chart", str(tmp_path / "c.png"))
     assert code == 0, err
     body = json.loads(out)
-    assert body["parcels"] == 10 and body["period"]["days"] == 2.0
+    # per day of the span the store holds decisions in (05-01 12:00 to 05-02 19:00), not of
+    # the two days asked
+    assert body["parcels"] == 10 and body["period"]["days"] == pytest.approx(31 / 24, abs=1e-3)
+    assert body["period"]["window"]["days"] == 2.0
     assert body["exploration_parcels_with_results"] == 4
     rows = {round(r["rate"], 3): r for r in body["plan"]}
     top = rows[0.1]  # 1 parcel: 10 (explored, a hit)

@@ -240,10 +240,10 @@ def run_promotion(
 ) -> dict[str, Any]:
     """Read the promote params and the registry, then run the gate (``models.promotion``)."""
     from models.promotion import promote_version
-    from models.registry import registry_client
+    from models.registry import registry_client, require_tracking_store
 
     return promote_version(
-        registry_client(tracking_uri),
+        registry_client(require_tracking_store(tracking_uri)),  # never a new, empty store
         settings.promote,
         version=version,
         features_dir=features_dir,

@@ -213,6 +213,7 @@ def score(
     from features.errors import ParcelriskError
     from features.intake.rules import Limits
     from features.intake.validation import require_valid
+    from models.registry import require_tracking_store
     from serving.scoring import load_runtime, score_file
     from serving.store import open_store
 
@@ -237,6 +238,7 @@ def score(
         with_outcomes=False,
         what="score",
     )
+    tracking_uri = require_tracking_store(tracking_uri)  # never a new, empty MLflow store
     with tempfile.TemporaryDirectory(prefix="parcelrisk-model-") as model_dir:
         runtime = load_runtime(settings, tracking_uri, Path(model_dir))
         store = (

@@ -63,9 +63,10 @@ class RecordedModels:
     def __init__(self, tracking_uri: str | None, root: Path | None = None) -> None:
         # an auditor's terminal, not a progress bar per artifact
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-        from models.registry import resolve_tracking_uri
+        from models.registry import require_tracking_store
 
-        self.tracking_uri = resolve_tracking_uri(tracking_uri)
+        # the store the recorded versions are in: a mistyped path must not become a new one
+        self.tracking_uri = require_tracking_store(tracking_uri)
         self._owns_root = root is None
         self.root = Path(tempfile.mkdtemp(prefix="parcelrisk-audit-")) if root is None else root
         self._loaded: dict[tuple[str, str], LoadedModel | ParcelriskError] = {}

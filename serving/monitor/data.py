@@ -81,10 +81,11 @@ def load_champion_bundle(
         BUNDLE_ARTIFACT,
         alias_version,
         registry_client,
+        require_tracking_store,
         resolve_tracking_uri,
     )
 
-    client = registry_client(tracking_uri)
+    client = registry_client(require_tracking_store(tracking_uri))
     version = alias_version(client, name, alias)
     if version is None:
         raise ParcelriskError(

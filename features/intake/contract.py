@@ -534,6 +534,8 @@ TEXT_CASE: dict[str, Literal["upper", "lower"]] = {
 }
 
 
+NUL_PROBLEM = "holds a NUL byte (\\x00), which is not text"
+
 # An extra is an id or a code (entity, categorical) or a measure (numeric): longer text is not
 # one, and would be held per parcel in every history, snapshot and stored decision.
 EXTRA_MAX_CHARS = 200
@@ -549,6 +551,10 @@ def extra_value_faults(extra: ExtraColumn, values: pd.Series, raw: pd.Series) ->
         number = values.to_numpy(dtype=np.float64, na_value=np.nan)
         bad, problem = np.isinf(number), "is not a finite number"
     else:
+        nul = values.str.contains("\x00", regex=False).fillna(False).to_numpy(dtype=bool)
+        if nul.any():  # a request's extras (a file's are refused when they are read)
+            rows = np.flatnonzero(nul)
+            return [BadValues(extra.name, rows, [repr(v) for v in raw.iloc[rows]], NUL_PROBLEM)]
         bad = values.str.len().gt(EXTRA_MAX_CHARS).fillna(False).to_numpy(dtype=bool)
         problem = f"is longer than {EXTRA_MAX_CHARS} characters"
     if not bad.any():
@@ -607,7 +613,18 @@ def parse_declarations(
                 bad_values.append(BadValues(name, rows, s.iloc[rows].tolist(), problem))
             return converted
         else:
-            return parse_text(s, TEXT_CASE.get(name))
+            converted = parse_text(s, TEXT_CASE.get(name))
+            # a NUL byte is not text: PostgreSQL refuses it in a column, SQLite and Parquet
+            # keep it, and a CSV reader refuses the whole file; ingest refuses it too
+            nul = converted.str.contains("\x00", regex=False).fillna(False).astype(bool)
+            if nul.any():
+                rows = np.flatnonzero(nul.to_numpy())
+                shown = [repr(v) for v in s.iloc[rows].tolist()]
+                if name in contract.personal_columns():
+                    shown = ["(personal: not shown)"] * len(rows)
+                bad_values.append(BadValues(name, rows, shown, NUL_PROBLEM))
+                converted = converted.mask(nul)
+            return converted
         if bad.any():
             rows = np.flatnonzero(bad.to_numpy())
             bad_values.append(BadValues(name, rows, s.iloc[rows].tolist(), problem))
@@ -829,6 +846,8 @@ class DeclarationBase(BaseModel):
         value = value.strip()
         if not value:
             return None
+        if "\x00" in value:  # as the gate's files (``coerce_frame``)
+            raise ValueError(NUL_PROBLEM)
         if info.field_name in _PERSONAL_FIELDS:  # ~1 us: the one HMAC of the request's value
             limit = FIELDS_BY_NAME[info.field_name].max_length
             if limit and len(value) > limit:  # the length rule will see only the pseudonym

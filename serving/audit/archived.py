@@ -69,3 +69,63 @@ def with_archived(
     merged = [(d.declaration_id, d.declaration_json, d.exploration) for d in archived]
     merged += [row for row in hot if row[0] not in seen]
     return merged
+
+
+def archived_find(
+    store: Any,
+    *,
+    answered_from: str | None = None,
+    answered_to: str | None = None,
+    lane: str | None = None,
+    model_version: str | None = None,
+    declaration_id: str | None = None,
+    limit: int | None = None,
+) -> list[Any]:
+    """The archived decisions ``store.find`` would match, in seq order (at most ``limit``):
+    what `audit list` and `audit export` read before the hot store, so a period before the
+    archive cut is reviewed as any other. Only the day files the period touches are read."""
+    from features.errors import ParcelriskError
+    from serving.decision import STORED_FIELDS, DecisionRecord
+    from serving.sqlite_store import archived_rows
+
+    _, _, cut = store.chain_start()
+    if cut is None:
+        return []
+    folder = Path(cut["archive"])
+    first_day = answered_from[:10] if answered_from else ""
+    last_day = answered_to[:10] if answered_to else "9999"  # its day may hold earlier times
+    wanted = {
+        STORED_FIELDS.index(name): value
+        for name, value in (
+            ("lane", lane),
+            ("model_version", model_version),
+            ("declaration_id", declaration_id),
+        )
+        if value is not None
+    }
+    found: list[DecisionRecord] = []
+    for entry in sorted(read_archive_manifest(folder)["files"], key=lambda e: e["first_seq"]):
+        if not first_day <= entry["day"] <= last_day:
+            continue
+        path = folder / entry["file"]
+        try:
+            rows = list(archived_rows(path))
+        except (OSError, ValueError) as exc:
+            raise ParcelriskError(
+                f"archived day {path} cannot be read ({exc}): run `parcelrisk audit verify`"
+            ) from None
+        for row in rows:
+            if answered_from is not None and row.answered_at < answered_from:
+                continue
+            if answered_to is not None and row.answered_at >= answered_to:
+                continue
+            if any(str(row.values[i]) != value for i, value in wanted.items()):
+                continue
+            found.append(
+                DecisionRecord.from_stored_values(
+                    row.values, seq=row.seq, answered_at=row.answered_at
+                )
+            )
+            if limit is not None and len(found) >= limit:
+                return found
+    return found

@@ -43,8 +43,11 @@ def _period(date_from: str | None, date_to: str | None) -> tuple[str | None, str
 
 
 def _find_all(store: Any, limit: int | None, **filters: Any) -> list[Any]:
-    """Every decision ``find`` matches (up to ``limit``), paged by seq."""
-    out: list[Any] = []
+    """Every decision ``find`` matches (up to ``limit``), in seq order: the archived days the
+    filters touch first (``serving.audit.archived``), then the hot store, paged by seq."""
+    from serving.audit.archived import archived_find
+
+    out: list[Any] = archived_find(store, limit=limit, **filters)
     after = 0
     while limit is None or len(out) < limit:
         page = 5_000 if limit is None else min(5_000, limit - len(out))
@@ -90,11 +93,8 @@ def list_decisions(
             declaration_id=declaration_id,
         )
         outcomes = read_outcomes(store, [r.declaration_id for r in records])
-        archived = archived_note(store)
     finally:
         store.close()
-    if archived:
-        typer.echo(archived, err=True)
     rows = decision_rows(records, outcomes)
     if fmt == "json":
         typer.echo(rows.to_json(orient="records", indent=1))
@@ -343,11 +343,8 @@ def export(
         head = store.head()
         verified = verify_store(store) if fmt == "html" else None
         path = store.location
-        archived = archived_note(store)
     finally:
         store.close()
-    if archived:
-        typer.echo(archived, err=True)
     rows = decision_rows(records, outcomes)
     if fmt == "csv":
         text = rows.to_csv(index=False)
@@ -372,19 +369,6 @@ def export(
 
         atomic_write(out, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
         typer.echo(f"{len(rows)} decisions -> {out}", err=True)
-
-
-def archived_note(store: Any) -> str | None:
-    """A line saying which decisions were archived and where, or None: list and export read
-    the hot store only (``show``, ``verify`` and ``history export`` read the archive too), so a
-    period before the cut would otherwise come back empty without a word."""
-    cut_seq, _, cut = store.chain_start()
-    if cut is None:
-        return None
-    return (
-        f"note: decisions up to seq {cut_seq} were archived to {cut['archive']} "
-        f"(`parcelrisk audit archive`, {cut['archived_at']}); they are not read here"
-    )
 
 
 def register_review(app: typer.Typer) -> None:

@@ -143,22 +143,41 @@ def test_a_second_archive_into_another_directory_is_refused(tmp_path) -> None:
     store.close()
 
 
-def test_readers_of_the_hot_store_say_what_was_archived(tmp_path, capsys, monkeypatch) -> None:
-    """audit list and export read the hot store only: after an archive a period before the
-    cut came back empty ('no decisions in that period') without a word. (history export reads
-    the archive too: tests/test_serving/test_history_archive.py.)"""
+def test_list_and_export_read_the_archived_days_as_before_the_archive(
+    tmp_path, capsys, monkeypatch
+) -> None:
+    """After an archive a period before the cut came back empty ('no decisions in that
+    period'): list and export now read the archived days the period touches, then the hot
+    store, and answer exactly as before the archive."""
     from tests.test_serving.conftest import run_cli
 
     monkeypatch.setenv("PARCELRISK_AUDIT_KEY", KEY.decode())
     store = _days_store(tmp_path)
-    archive_before(store, "2026-05-03T00:00:00.000000Z")
-    store.close()
     db = str(tmp_path / "audit.db")
-    note = f"note: decisions up to seq 10 were archived to {tmp_path / 'audit.db.archive'}"
-    for args in (
-        ("audit", "list", "--from", "2026-05-01", "--to", "2026-05-04", "--db", db),
-        ("audit", "export", "--from", "2026-05-01", "--to", "2026-05-04", "--db", db),
-    ):
-        code, _, err = run_cli(capsys, *args)
-        assert code == 0, err
-        assert note in err, (args, err)
+    period = ("--from", "2026-05-01", "--to", "2026-05-04", "--db", db)
+    queries = (
+        ("audit", "list", *period, "--format", "json"),
+        ("audit", "list", *period, "--format", "json", "--declaration-id", "D3"),
+        ("audit", "list", *period, "--format", "json", "--limit", "4"),
+        ("audit", "list", "--from", "2026-05-02", "--to", "2026-05-02", "--db", db, "--format", "csv"),
+        ("audit", "export", *period, "--format", "csv"),
+    )  # fmt: skip
+
+    def answers() -> list[str]:
+        out = []
+        for args in queries:
+            code, stdout, err = run_cli(capsys, *args)
+            assert code == 0, (args, err)
+            out.append(stdout)
+        return out
+
+    before = answers()
+    archive_before(store, "2026-05-03T00:00:00.000000Z")
+    assert store.count() == 5
+    store.close()
+    after = answers()
+    assert after == before
+    listed = json.loads(after[0])
+    assert len(listed) == 15 and [r["decision_id"] for r in listed[:2]] == ["dec0", "dec1"]
+    assert [r["decision_id"] for r in json.loads(after[1])] == ["dec3"]
+    assert len(json.loads(after[2])) == 4

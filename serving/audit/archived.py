@@ -79,6 +79,7 @@ def archived_find(
     lane: str | None = None,
     model_version: str | None = None,
     declaration_id: str | None = None,
+    after_seq: int = 0,
     limit: int | None = None,
 ) -> list[Any]:
     """The archived decisions ``store.find`` would match, in seq order (at most ``limit``):
@@ -105,7 +106,7 @@ def archived_find(
     }
     found: list[DecisionRecord] = []
     for entry in sorted(read_archive_manifest(folder)["files"], key=lambda e: e["first_seq"]):
-        if not first_day <= entry["day"] <= last_day:
+        if not first_day <= entry["day"] <= last_day or entry["last_seq"] <= after_seq:
             continue
         path = folder / entry["file"]
         try:
@@ -115,6 +116,8 @@ def archived_find(
                 f"archived day {path} cannot be read ({exc}): run `parcelrisk audit verify`"
             ) from None
         for row in rows:
+            if row.seq <= after_seq:
+                continue
             if answered_from is not None and row.answered_at < answered_from:
                 continue
             if answered_to is not None and row.answered_at >= answered_to:
@@ -128,4 +131,13 @@ def archived_find(
             )
             if limit is not None and len(found) >= limit:
                 return found
+    return found
+
+
+def find_with_archive(store: Any, *, after_seq: int = 0, limit: int, **filters: Any) -> list[Any]:
+    """``store.find`` over the archived days and the hot store as one: at most ``limit``
+    decisions after ``after_seq`` in seq order (archived seqs all precede the hot ones)."""
+    found = archived_find(store, after_seq=after_seq, limit=limit, **filters)
+    if len(found) < limit:
+        found += store.find(after_seq=after_seq, limit=limit - len(found), **filters)
     return found

@@ -45,13 +45,13 @@ def _period(date_from: str | None, date_to: str | None) -> tuple[str | None, str
 def _find_all(store: Any, limit: int | None, **filters: Any) -> list[Any]:
     """Every decision ``find`` matches (up to ``limit``), in seq order: the archived days the
     filters touch first (``serving.audit.archived``), then the hot store, paged by seq."""
-    from serving.audit.archived import archived_find
+    from serving.audit.archived import find_with_archive
 
-    out: list[Any] = archived_find(store, limit=limit, **filters)
+    out: list[Any] = []
     after = 0
     while limit is None or len(out) < limit:
         page = 5_000 if limit is None else min(5_000, limit - len(out))
-        found = store.find(after_seq=after, limit=page, **filters)
+        found = find_with_archive(store, after_seq=after, limit=page, **filters)
         out += found
         if len(found) < page:
             break

@@ -338,8 +338,17 @@ def test_a_missing_store_is_one_line_and_exit_2(monitored, capsys, tmp_path) -> 
 
 
 def test_no_champion_is_one_line_and_exit_2(monitored, capsys, tmp_path) -> None:
+    from models.registry import registry_client
+
     args = _args(monitored, "quiet")
-    args[args.index("--tracking-uri") + 1] = f"sqlite:///{tmp_path / 'empty.db'}"
+    missing = f"sqlite:///{tmp_path / 'missing.db'}"
+    args[args.index("--tracking-uri") + 1] = missing
+    code, _, err = run_cli(capsys, *args)  # a typo is named, not made into an empty store
+    assert code == 2 and f"error: the MLflow tracking store {missing} does not exist" in err
+    assert not (tmp_path / "missing.db").exists()
+    empty = f"sqlite:///{tmp_path / 'empty.db'}"
+    registry_client(empty).search_registered_models()  # a store with no model in it
+    args[args.index("--tracking-uri") + 1] = empty
     code, _, err = run_cli(capsys, *args)
     assert code == 2 and "error: no model 'parcel-risk'@champion" in err
 

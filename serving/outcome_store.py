@@ -50,6 +50,9 @@ CREATE TABLE IF NOT EXISTS outcomes (
 # a store from before the results were chained gets the two columns at its first writer's open
 _CHAIN_COLUMNS = ("prev_mac", "mac")
 _LAST_RESULT = "SELECT seq, mac FROM outcomes ORDER BY seq DESC LIMIT 1"
+_UNCHAINED_INDEX = (
+    "CREATE INDEX IF NOT EXISTS outcomes_unchained ON outcomes (seq) WHERE mac IS NULL"
+)
 _RESULT_LINKS = (
     "SELECT seq, recorded_at, prev_mac, mac, declaration_id, inspected_at, illicit, "
     "offence_type, revenue_recovered, source FROM outcomes WHERE seq > ? ORDER BY seq LIMIT ?"
@@ -130,6 +133,10 @@ class SqliteOutcomeStore:
         """Chain the results stored before results were chained (a store from an earlier
         version): their MACs vouch for them from now on, not for what they were before."""
         columns = {row[1] for row in self._conn.execute("PRAGMA table_info(outcomes)")}
+        if "mac" in columns:
+            # an index of the unchained rows only (empty once chained): this look is instant
+            # at every worker's start however many results the store holds
+            self._conn.execute(_UNCHAINED_INDEX)
         unchained = (
             "mac" not in columns
             or self._conn.execute("SELECT 1 FROM outcomes WHERE mac IS NULL LIMIT 1").fetchone()
@@ -156,6 +163,7 @@ class SqliteOutcomeStore:
             self._conn.executemany(
                 "UPDATE outcomes SET prev_mac = ?, mac = ? WHERE seq = ?", updates
             )
+            self._conn.execute(_UNCHAINED_INDEX)
             self._conn.execute("COMMIT")
         logger.warning(
             "decision store %s: %d inspection results stored before results were chained are "

@@ -328,6 +328,10 @@ def create_schema(engine: sa.Engine) -> None:
             "ALTER TABLE outcomes ADD COLUMN IF NOT EXISTS prev_mac bytea, "
             "ADD COLUMN IF NOT EXISTS mac bytea"
         )
+        # the unchained rows only (none once chained): each open's look for them is instant
+        conn.exec_driver_sql(
+            "CREATE INDEX IF NOT EXISTS outcomes_unchained ON outcomes (seq) WHERE mac IS NULL"
+        )
 
 
 class PostgresDecisionStore:

@@ -28,7 +28,7 @@ from serving.audit.chain import (
     result_values,
 )
 from serving.decision import iso_utc, parse_iso_us
-from serving.outcomes import ScoredRow, StoredResult
+from serving.outcomes import ScoredRow, StoredResult, result_rows
 from serving.sqlite_store import connect_read_only, unavailable_as_error
 
 logger = logging.getLogger(__name__)
@@ -289,17 +289,7 @@ class _Write:
 
     def insert(self, results: Sequence[StoredResult], ids: Sequence[str], source: str) -> None:
         recorded_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        values = [
-            result_values(
-                declaration_id,
-                iso_utc(result.inspected_at_us),
-                result.illicit,
-                result.offence_type,
-                result.revenue_recovered,
-                source,
-            )
-            for declaration_id, result in zip(ids, results, strict=True)
-        ]
+        values = result_rows(ids, results, source)
         # in the write transaction: the last result read here is the one these follow
         last = self._conn.execute(_LAST_RESULT).fetchone()
         last = (int(last[0]), bytes(last[1])) if last is not None else None

@@ -369,6 +369,26 @@ def store_outcomes(
 # --------------------------------------------------------------------------------------------
 
 
+def result_rows(
+    ids: Sequence[str], results: Sequence[StoredResult], source: str
+) -> list[tuple[Any, ...]]:
+    """The stored values of new results (``serving.audit.chain.RESULT_FIELDS`` order), as
+    either store inserts and chains them."""
+    from serving.audit.chain import result_values
+
+    return [
+        result_values(
+            declaration_id,
+            iso_utc(result.inspected_at_us),
+            result.illicit,
+            result.offence_type,
+            result.revenue_recovered,
+            source,
+        )
+        for declaration_id, result in zip(ids, results, strict=True)
+    ]
+
+
 @dataclass(frozen=True)
 class ScoredRow:
     """The first decision of one declaration, with its stored result if any."""

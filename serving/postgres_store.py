@@ -50,7 +50,7 @@ from serving.audit.chain import (
     result_values,
 )
 from serving.decision import STORED_FIELDS, DecisionRecord, iso_utc, pack_feature_rows
-from serving.outcomes import ScoredRow, StoredResult
+from serving.outcomes import ScoredRow, StoredResult, result_rows
 from serving.sqlite_store import (
     StoreUnavailable,
     _declared_at,
@@ -803,17 +803,7 @@ class _Write:
         if not ids:
             return
         recorded_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        values = [
-            result_values(
-                declaration_id,
-                iso_utc(result.inspected_at_us),
-                result.illicit,
-                result.offence_type,
-                result.revenue_recovered,
-                source,
-            )
-            for declaration_id, result in zip(ids, results, strict=True)
-        ]
+        values = result_rows(ids, results, source)
         # in the writers' turn (``write``): the last result read here is the one these follow
         last = self._conn.execute(
             sa.select(outcomes.c.seq, outcomes.c.mac).order_by(outcomes.c.seq.desc()).limit(1)

@@ -382,6 +382,26 @@ def service_client(env: dict[str, str]) -> Iterator[Any]:
             yield c
 
 
+@contextlib.contextmanager
+def stub_service_client(
+    tmp: Path, stub_runtime: ScoringRuntime, params_yaml: str, audit_db: str | None = None
+) -> Iterator[Any]:
+    """A TestClient on the service scoring with ``stub_runtime``: its params (``params_yaml``)
+    in ``tmp``, its decisions in ``audit_db`` (default: a SQLite file in ``tmp``)."""
+    import serving.service as service_module
+
+    (tmp / "params.yaml").write_text(params_yaml)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PARCELRISK_API_KEYS", API_KEYS)
+        mp.delenv("PARCELRISK_API_KEYS_FILE", raising=False)
+        mp.delenv("PARCELRISK_INSECURE_NO_AUTH", raising=False)
+        mp.setenv("PARCELRISK_AUDIT_DB", audit_db or str(tmp / "audit.db"))
+        mp.setenv("PARCELRISK_PARAMS", str(tmp / "params.yaml"))
+        mp.setattr(service_module, "load_runtime", lambda settings, uri, dst: stub_runtime)
+        with checked_client(service_app()) as c:
+            yield c
+
+
 def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     """``parcelrisk ARGS`` in process through ``serving.main.main``: (exit code, stdout, stderr)."""
     import sys

@@ -3,37 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from serving.schemas import ErrorResponse, OutcomesResponse
 from tests.test_serving.conftest import (
-    API_KEYS,
     AUDITOR_KEY,
     INSPECTOR_KEY,
     SCORER_KEY,
-    checked_client,
     make_declarations,
-    service_app,
+    stub_service_client,
 )
 
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory, stub_runtime) -> Iterator:
-    import serving.service as service_module
-
     tmp = tmp_path_factory.mktemp("outcomes-svc")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("PARCELRISK_API_KEYS", API_KEYS)
-        mp.delenv("PARCELRISK_API_KEYS_FILE", raising=False)
-        mp.delenv("PARCELRISK_INSECURE_NO_AUTH", raising=False)
-        mp.setenv("PARCELRISK_AUDIT_DB", str(tmp / "audit.db"))
-        mp.setenv("PARCELRISK_PARAMS", str(Path(tmp / "params.yaml")))
-        (tmp / "params.yaml").write_text("serve:\n  max_batch: 50\n")
-        mp.setattr(service_module, "load_runtime", lambda settings, uri, dst: stub_runtime)
-        with checked_client(service_app()) as c:
-            yield c
+    with stub_service_client(tmp, stub_runtime, "serve:\n  max_batch: 50\n") as c:
+        yield c
 
 
 def _scored_ids(client, n: int, seed: int) -> list[str]:

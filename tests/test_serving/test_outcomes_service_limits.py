@@ -8,30 +8,18 @@ from collections.abc import Iterator
 import pytest
 
 from tests.test_serving.conftest import (
-    API_KEYS,
     INSPECTOR_KEY,
     SCORER_KEY,
-    checked_client,
     make_declarations,
-    service_app,
+    stub_service_client,
 )
 
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory, stub_runtime) -> Iterator:
-    import serving.service as service_module
-
     tmp = tmp_path_factory.mktemp("outcomes-limits")
-    (tmp / "params.yaml").write_text("validate:\n  max_value: 500\n")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("PARCELRISK_API_KEYS", API_KEYS)
-        mp.delenv("PARCELRISK_API_KEYS_FILE", raising=False)
-        mp.delenv("PARCELRISK_INSECURE_NO_AUTH", raising=False)
-        mp.setenv("PARCELRISK_AUDIT_DB", str(tmp / "audit.db"))
-        mp.setenv("PARCELRISK_PARAMS", str(tmp / "params.yaml"))
-        mp.setattr(service_module, "load_runtime", lambda settings, uri, dst: stub_runtime)
-        with checked_client(service_app()) as c:
-            yield c
+    with stub_service_client(tmp, stub_runtime, "validate:\n  max_value: 500\n") as c:
+        yield c
 
 
 def _result(declaration_id: str, revenue: float) -> dict:

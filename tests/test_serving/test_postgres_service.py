@@ -5,19 +5,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from tests.test_serving.conftest import (
-    API_KEYS,
     AUDITOR_KEY,
     INSPECTOR_KEY,
     auth,
-    checked_client,
     make_declarations,
-    service_app,
+    stub_service_client,
 )
 
 
@@ -38,19 +35,10 @@ def location(server) -> str:
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory, stub_runtime, location) -> Iterator:
-    import serving.service as service_module
-
     tmp = tmp_path_factory.mktemp("pg-svc")
-    (tmp / "params.yaml").write_text("serve:\n  champion_check_s: 0\n")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("PARCELRISK_API_KEYS", API_KEYS)
-        mp.delenv("PARCELRISK_API_KEYS_FILE", raising=False)
-        mp.delenv("PARCELRISK_INSECURE_NO_AUTH", raising=False)
-        mp.setenv("PARCELRISK_AUDIT_DB", location)
-        mp.setenv("PARCELRISK_PARAMS", str(Path(tmp / "params.yaml")))
-        mp.setattr(service_module, "load_runtime", lambda settings, uri, dst: stub_runtime)
-        with checked_client(service_app()) as c:
-            yield c
+    params = "serve:\n  champion_check_s: 0\n"
+    with stub_service_client(tmp, stub_runtime, params, audit_db=location) as c:
+        yield c
 
 
 def _score(client, declarations: list[dict]):

@@ -551,8 +551,9 @@ class ParcelRiskService:
         """Store inspection results (inspector), all or nothing; an identical re-post is a no-op.
 
         Refused (nothing stored) with every offending row: an unknown declaration id, an id
-        twice in the request, a result dated before its declaration or in the future, an
-        offence type or revenue on a parcel found not illicit, a result that contradicts the
+        twice in the request, a result dated before its declaration or in the future (more
+        than the 2-day clock skew ahead), an offence type or revenue on a parcel found not
+        illicit, a recovered revenue above validate.max_value, a result that contradicts the
         one already stored (409 when that is the only problem).
         """
         import pandas as pd

@@ -60,9 +60,7 @@ def verify(
     (exit 1); with --head, also prove the chain up to a head filed earlier was not rewritten.
     The inspection results' own chain is walked too."""
     from features.errors import ParcelriskError
-    from serving.audit.recompute import has_results
-    from serving.audit.verify import describe_results_problem, verify_results, verify_store
-    from serving.store import open_outcome_store
+    from serving.audit.verify import describe_results_problem, verify_results_of, verify_store
 
     store = open_audit_store(db, params)
     try:
@@ -70,13 +68,7 @@ def verify(
             report = verify_store(store, head)
         except ValueError as exc:  # a malformed --head
             raise ParcelriskError(str(exc)) from exc
-        results = None
-        if has_results(store.source):
-            outcome_store = open_outcome_store(store.source, store, read_only=True)
-            try:
-                results = verify_results(outcome_store, store.key)
-            finally:
-                outcome_store.close()
+        results = verify_results_of(store)
     finally:
         store.close()
     typer.echo(json.dumps({**report.as_dict(), "results": results}, indent=2))

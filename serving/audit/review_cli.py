@@ -331,7 +331,7 @@ def export(
     whether the chain verified."""
     from serving.audit.chain import format_head
     from serving.audit.report import decision_rows, period_summary, read_outcomes, report_html
-    from serving.audit.verify import verify_store
+    from serving.audit.verify import describe_results, verify_results_of, verify_store
 
     if fmt not in ("csv", "html"):
         raise ParcelriskError(f"--format {fmt!r}: use csv or html")
@@ -342,6 +342,7 @@ def export(
         outcomes = read_outcomes(store, [r.declaration_id for r in records])
         head = store.head()
         verified = verify_store(store) if fmt == "html" else None
+        results_verified = verify_results_of(store) if fmt == "html" else None
         path = store.location
     finally:
         store.close()
@@ -360,6 +361,7 @@ def export(
                 if verified.problem is None
                 else f"FAILED: {verified.problem.describe()}"
             ),
+            "verify results": describe_results(results_verified),
         }
         text = report_html(header, period_summary(rows), rows)
     if out is None:

@@ -110,3 +110,29 @@ def describe_results_problem(problem: dict[str, Any]) -> str:
     if problem.get("declaration_id"):
         at += f" (declaration {problem['declaration_id']})"
     return f"{problem['kind']} at {at}: {problem['detail']}"
+
+
+def verify_results_of(store: DecisionStore) -> dict[str, Any] | None:
+    """``verify_results`` on the results beside ``store``'s decisions, read-only; None when
+    the store never took a result."""
+    from serving.audit.recompute import has_results
+    from serving.store import open_outcome_store
+
+    if not has_results(store.source):
+        return None
+    results = open_outcome_store(store.source, store, read_only=True)
+    try:
+        return verify_results(results, store.key)
+    finally:
+        results.close()
+
+
+def describe_results(report: dict[str, Any] | None) -> str:
+    """One phrase for a report header: what the results' walk found."""
+    if report is None:
+        return "no inspection results"
+    if report["problem"] is not None:
+        return f"FAILED: {describe_results_problem(report['problem'])}"
+    if report["intact"] is None:
+        return f"{report['unchained']} inspection results from before the chain, not verified"
+    return f"{report['checked']} inspection results intact"

@@ -191,3 +191,19 @@ def test_audit_verify_names_an_edited_result_and_exits_1(tmp_path) -> None:
     assert broken.exit_code == 1
     assert "NOT INTACT: altered at result seq 2 (declaration D1)" in broken.output
     assert json.loads(broken.stdout)["intact"] is True  # the decisions are untouched
+
+
+def test_the_html_export_states_the_results_walk(tmp_path, capsys) -> None:
+    from tests.test_serving.conftest import run_cli
+
+    location = str(tmp_path / "audit.db")
+    _decided(location)
+    _store_results(location, [0, 1, 2])
+    out = tmp_path / "report.html"
+    period = ("--from", "2026-01-01", "--to", "2030-01-01", "--db", location)
+    code, _, err = run_cli(capsys, "audit", "export", *period, "--format", "html", "--out", str(out))  # fmt: skip
+    assert code == 0, err
+    assert "3 inspection results intact" in out.read_text()
+    _execute(location, "UPDATE outcomes SET illicit = 0 WHERE seq = 2")
+    code, _, err = run_cli(capsys, "audit", "export", *period, "--format", "html", "--out", str(out))  # fmt: skip
+    assert code == 0 and "FAILED: altered at result seq 2 (declaration D1)" in out.read_text()

@@ -40,7 +40,19 @@ def archived_first_decisions(store: Any, since_iso: str = "") -> list[FirstDecis
     manifest = read_archive_manifest(folder)
     columns = ["declaration_id", "declaration_json", "exploration", "scored_at", "seq"]
     rows: list[tuple[Any, ...]] = []
+    # a day answered before ``since`` holds declarations declared before it, but for the ones
+    # dated ahead of the clock (the contract allows MAX_CLOCK_SKEW_DAYS): those days are read
+    first_day = ""
+    if since_iso:
+        from datetime import date, timedelta
+
+        from features.intake.contract import MAX_CLOCK_SKEW_DAYS
+
+        margin = timedelta(days=MAX_CLOCK_SKEW_DAYS + 1)
+        first_day = (date.fromisoformat(since_iso[:10]) - margin).isoformat()
     for entry in sorted(manifest["files"], key=lambda e: e["first_seq"]):
+        if entry["day"] < first_day:
+            continue
         path = folder / entry["file"]
         try:
             table = pq.read_table(path, columns=columns)

@@ -54,6 +54,9 @@ def verify(
     head: str | None = typer.Option(
         None, "--head", help="A head filed earlier (SEQ:MAC): prove nothing before it changed."
     ),
+    results_head: str | None = typer.Option(
+        None, "--results-head", help="A results head filed earlier (`audit head --results`)."
+    ),
     params: Path | None = params_option("section serve"),
 ) -> None:
     """Walk the chain and name the first altered, inserted, reordered or deleted decision
@@ -68,7 +71,10 @@ def verify(
             report = verify_store(store, head)
         except ValueError as exc:  # a malformed --head
             raise ParcelriskError(str(exc)) from exc
-        results = verify_results_of(store)
+        try:
+            results = verify_results_of(store, results_head)
+        except ValueError as exc:  # a malformed --results-head
+            raise ParcelriskError(f"--results-head: {exc}") from exc
     finally:
         store.close()
     typer.echo(json.dumps({**report.as_dict(), "results": results}, indent=2))
@@ -84,7 +90,12 @@ def verify(
     proved = f"; filed head {report.head_checked} proven" if report.head_checked else ""
     typer.echo(f"intact: {report.checked} decisions, chain head {report.head}{proved}", err=True)
     if results is not None and results["intact"]:
-        typer.echo(f"intact: {results['checked']} inspection results", err=True)
+        filed = results.get("head_checked")
+        proven = f"; filed results head {filed} proven" if filed else ""
+        typer.echo(
+            f"intact: {results['checked']} inspection results, head {results['head']}{proven}",
+            err=True,
+        )
     elif results is not None:
         typer.echo(
             f"note: {results['unchained']} inspection results were stored before results were "
@@ -96,17 +107,35 @@ def verify(
 
 @audit_app.command("head")
 def head(
-    db: str | None = db_option(), params: Path | None = params_option("section serve")
+    db: str | None = db_option(),
+    results: bool = typer.Option(
+        False, "--results", help="The inspection results' chain head instead (for --results-head)."
+    ),
+    params: Path | None = params_option("section serve"),
 ) -> None:
     """Print the chain's current head (SEQ:MAC) to file somewhere the store's writers cannot
-    reach; `verify --head` later proves nothing before it was rewritten."""
+    reach; `verify --head` later proves nothing before it was rewritten (`--results`: the
+    results' chain, for `verify --results-head`)."""
     from serving.audit.chain import format_head
+    from serving.audit.verify import describe_results_problem, verify_results_of
 
     store = open_audit_store(db, params)
     try:
-        current = store.head()
+        if results:  # the walk gives the head, checked: a broken chain files no head
+            report = verify_results_of(store)
+        else:
+            current = store.head()
     finally:
         store.close()
+    if results:
+        if report is None or not report["checked"]:
+            typer.echo("no chained inspection results yet", err=True)
+            raise typer.Exit(1)
+        if report["problem"] is not None:
+            typer.echo(f"NOT INTACT: {describe_results_problem(report['problem'])}", err=True)
+            raise typer.Exit(1)
+        typer.echo(report["head"])
+        return
     if current is None:
         typer.echo("no decisions recorded yet", err=True)
         raise typer.Exit(1)

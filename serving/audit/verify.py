@@ -69,14 +69,16 @@ def walk_archive(archive: str, walker: ChainWalker, *, cut_seq: int, cut_mac: by
     return sources
 
 
-def verify_results(results: Any, key: bytes) -> dict[str, Any]:
+def verify_results(results: Any, key: bytes, head: str | None = None) -> dict[str, Any]:
     """The inspection results' own chain (``serving.audit.chain.RESULT_FIELDS``), walked as
     the decisions' is; ``results``: an outcome store (``chain_rows``).
 
     A store whose results were all stored before results were chained, and never opened by a
     writer since (which chains them), has nothing to verify: said, not passed as intact. One
-    result without a MAC among chained ones is a break (its MAC was removed)."""
-    walker = ChainWalker(key, start=(0, GENESIS))
+    result without a MAC among chained ones is a break (its MAC was removed). ``head``: a
+    results head filed earlier (``SEQ:MAC``), which must still be in the chain."""
+    filed = parse_head(head) if head is not None else None
+    walker = ChainWalker(key, start=(0, GENESIS), head=filed)
     unchained = chained = 0
     for row in results.chain_rows():
         if row.mac:
@@ -85,7 +87,7 @@ def verify_results(results: Any, key: bytes) -> dict[str, Any]:
             unchained += 1
         if chained and unchained:
             break
-    if unchained and not chained:
+    if unchained and not chained and filed is None:
         return {"intact": None, "checked": 0, "unchained": unchained, "problem": None}
     walker.feed(results.chain_rows())
     report = walker.finish()
@@ -100,8 +102,10 @@ def verify_results(results: Any, key: bytes) -> dict[str, Any]:
             "kind": problem.kind,
             "seq": problem.seq,
             "declaration_id": problem.decision_id,
-            "detail": problem.detail,
+            # the walker speaks of decisions where a filed head is missed
+            "detail": problem.detail.replace("decisions up to", "results up to"),
         },
+        "head_checked": report.head_checked,
     }
 
 
@@ -112,17 +116,23 @@ def describe_results_problem(problem: dict[str, Any]) -> str:
     return f"{problem['kind']} at {at}: {problem['detail']}"
 
 
-def verify_results_of(store: DecisionStore) -> dict[str, Any] | None:
-    """``verify_results`` on the results beside ``store``'s decisions, read-only; None when
-    the store never took a result."""
+def verify_results_of(store: DecisionStore, head: str | None = None) -> dict[str, Any] | None:
+    """``verify_results`` on the results beside ``store``'s decisions, read-only (``head``: a
+    results head filed earlier); None when the store never took a result (a filed head then
+    is a problem: the results were removed)."""
     from serving.audit.recompute import has_results
     from serving.store import open_outcome_store
 
     if not has_results(store.source):
-        return None
+        if head is None:
+            return None
+        seq, _ = parse_head(head)
+        detail = f"a results head at seq {seq} was filed but the store holds no results table"
+        problem = {"kind": "truncated", "seq": seq, "declaration_id": None, "detail": detail}
+        return {"intact": False, "checked": 0, "head": None, "problem": problem}
     results = open_outcome_store(store.source, store, read_only=True)
     try:
-        return verify_results(results, store.key)
+        return verify_results(results, store.key, head)
     finally:
         results.close()
 

@@ -207,3 +207,40 @@ def test_the_html_export_states_the_results_walk(tmp_path, capsys) -> None:
     _execute(location, "UPDATE outcomes SET illicit = 0 WHERE seq = 2")
     code, _, err = run_cli(capsys, "audit", "export", *period, "--format", "html", "--out", str(out))  # fmt: skip
     assert code == 0 and "FAILED: altered at result seq 2 (declaration D1)" in out.read_text()
+
+
+def test_a_filed_results_head_proves_a_rewrite_by_a_key_holder(tmp_path, monkeypatch) -> None:
+    """Someone holding the audit key can rewrite the results and remake every MAC; a head
+    filed elsewhere (`audit head --results`) still shows it, as it does for decisions."""
+    from serving.audit.chain import chain_results
+
+    location = str(tmp_path / "audit.db")
+    _decided(location)
+    _store_results(location, [0, 1, 2])
+    runner = CliRunner()
+    filed = runner.invoke(app, ["audit", "head", "--results", "--db", location])
+    assert filed.exit_code == 0 and filed.stdout.strip().startswith("3:"), filed.output
+    head = filed.stdout.strip()
+    ok = runner.invoke(app, ["audit", "verify", "--db", location, "--results-head", head])
+    assert ok.exit_code == 0 and f"filed results head {head} proven" in ok.output
+    # the insider: D1 found clean, the chain remade with the key from there on
+    conn = sqlite3.connect(location)
+    rows = conn.execute(
+        "SELECT seq, recorded_at, declaration_id, inspected_at, illicit, offence_type, "
+        "revenue_recovered, source FROM outcomes ORDER BY seq"
+    ).fetchall()
+    rows[1] = (*rows[1][:4], 0, None, None, rows[1][7])
+    links = chain_results(KEY, None, rows[0][1], [r[2:] for r in rows])
+    with conn:
+        for r, (seq, prev, mac) in zip(rows, links, strict=True):
+            conn.execute(
+                "UPDATE outcomes SET illicit = ?, offence_type = ?, revenue_recovered = ?, "
+                "prev_mac = ?, mac = ? WHERE seq = ?",
+                (r[4], r[5], r[6], prev, mac, seq),
+            )
+    conn.close()
+    assert _verify(location)["intact"]  # the rewrite verifies on its own
+    broken = runner.invoke(app, ["audit", "verify", "--db", location, "--results-head", head])
+    assert broken.exit_code == 1 and "NOT INTACT: rewritten at result seq 3" in broken.output
+    bad = runner.invoke(app, ["audit", "verify", "--db", location, "--results-head", "x"])
+    assert bad.exit_code != 0 and "--results-head" in str(bad.exception)  # main() prints it

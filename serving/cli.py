@@ -279,11 +279,13 @@ def outcomes_ingest(
     from features.errors import ParcelriskError
     from features.intake.io import read_raw_declarations
     from features.intake.mapping import apply_outcome_mapping, load_mapping, read_source
+    from features.intake.rules import Limits
     from serving.outcome_store import sqlite_path
     from serving.outcomes import RESULT_FIELDS, store_outcomes
     from serving.store import is_sqlite, open_outcome_store
 
-    location = str(db) if db else settings_from(params).serve.audit_db
+    settings = settings_from(params)
+    location = str(db) if db else settings.serve.audit_db
     # a typo must not create an empty store
     if is_sqlite(location) and not sqlite_path(location).is_file():
         raise ParcelriskError(f"no decision store at {location}: results answer stored decisions")
@@ -306,7 +308,9 @@ def outcomes_ingest(
         raw, _ = read_raw_declarations(file)
     store = open_outcome_store(location)
     try:
-        counts = store_outcomes(store, raw, source=f"file:{file.name}")
+        # held to the gate's plausibility limits of these params (revenue: validate.max_value)
+        limits = Limits.from_settings(settings)
+        counts = store_outcomes(store, raw, source=f"file:{file.name}", limits=limits)
     finally:
         store.close()
     summary = {**counts, "file": str(file), "store": location}
@@ -324,10 +328,15 @@ def history_export(
     since: str | None = typer.Option(
         None, "--since", help="Only declarations declared at or after this UTC date or time."
     ),
+    contract_from: Path | None = typer.Option(
+        None,
+        "--contract-from",
+        help="A declarations Parquet whose mapped extras (names, kinds) the history carries.",
+    ),
 ) -> None:
     """The declarations as they were scored, with their results: a history to train on."""
     from features.intake.contract import utc_instant
-    from features.intake.io import write_declarations
+    from features.intake.io import read_contract, write_declarations
     from serving.audit.archived import archived_first_decisions
     from serving.decision import iso_utc
     from serving.outcome_store import sqlite_path
@@ -350,12 +359,17 @@ def history_export(
         _, _, cut = decisions.chain_start()
     finally:
         decisions.close()
+    contract = None
+    if contract_from is not None:
+        if not contract_from.is_file():
+            raise typer.BadParameter(f"{contract_from}: no such file", param_hint="--contract-from")
+        contract = read_contract(contract_from)
     store = open_outcome_store(db, read_only=True)
     try:
-        history = history_frame(store.scored_history(since_us, archived))
+        history = history_frame(store.scored_history(since_us, archived), contract)
     finally:
         store.close()
-    write_declarations(history, out)
+    write_declarations(history, out, contract)
     summary = {
         "declarations": len(history),
         "inspected": int(history["inspected"].sum()),

@@ -34,6 +34,7 @@ from features.intake.contract import (
     DECLARATION_COLUMNS,
     OUTCOME_COLUMNS,
     RANDOM_SELECTION,
+    Contract,
     coerce_declarations,
     parse_declarations,
 )
@@ -398,19 +399,28 @@ class ScoredRow:
     result: StoredResult | None
 
 
-def history_frame(rows: Iterator[ScoredRow] | Sequence[ScoredRow]) -> pd.DataFrame:
-    """The scored declarations as a contract history frame (declaration + outcome columns).
+def history_frame(
+    rows: Iterator[ScoredRow] | Sequence[ScoredRow], contract: Contract | None = None
+) -> pd.DataFrame:
+    """The scored declarations as a contract history frame (declaration + outcome columns,
+    and ``contract``'s extras: the stored declarations hold the model's mapped extras).
 
     A declaration with a result is ``inspected``; its ``selection_reason`` is ``random`` when
     the exploration quota drew it (an unbiased label, as the training code reads it) and
     ``model`` otherwise. Declarations without a result are not inspected (outcomes null).
+    Stored fields neither the contract nor ``contract`` names are refused, naming them: the
+    next model would lose them without a word (``unnamed_fields``).
     """
     import pandas as pd
 
+    contract = contract or Contract()
+    columns = [*DECLARATION_COLUMNS, *(e.name for e in contract.extras)]
     records = []
+    unnamed: set[str] = set()
     for row in rows:
         declaration = json.loads(row.declaration_json)
-        record = {name: declaration.get(name) for name in DECLARATION_COLUMNS}
+        unnamed.update(declaration.keys() - set(columns))
+        record = {name: declaration.get(name) for name in columns}
         result = row.result
         record["inspected"] = result is not None
         if result is not None:
@@ -420,8 +430,14 @@ def history_frame(rows: Iterator[ScoredRow] | Sequence[ScoredRow]) -> pd.DataFra
             record["revenue_recovered"] = result.revenue_recovered
             record["selection_reason"] = RANDOM_SELECTION if row.exploration else MODEL_SELECTION
         records.append(record)
-    raw = pd.DataFrame(records, columns=[*DECLARATION_COLUMNS, *OUTCOME_COLUMNS], dtype="object")
-    history = coerce_declarations(raw, with_outcomes=True)
+    if unnamed:
+        raise ParcelriskError(
+            f"the stored declarations carry mapped extras ({', '.join(sorted(unnamed))}) the "
+            "history's contract does not name: give --contract-from the declarations file they "
+            "were ingested into (its extras, with their kinds), or the next model loses them"
+        )
+    raw = pd.DataFrame(records, columns=[*columns, *OUTCOME_COLUMNS], dtype="object")
+    history = coerce_declarations(raw, with_outcomes=True, contract=contract)
     return history.sort_values(["declared_at", "declaration_id"], kind="stable").reset_index(
         drop=True
     )

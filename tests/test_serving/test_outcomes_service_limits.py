@@ -11,6 +11,7 @@ from tests.test_serving.conftest import (
     INSPECTOR_KEY,
     SCORER_KEY,
     make_declarations,
+    run_cli,
     stub_service_client,
 )
 
@@ -45,3 +46,19 @@ def test_a_revenue_above_the_served_max_value_is_refused(client) -> None:
     assert "revenue_recovered" in refused.text and "validate.max_value" in refused.text
     stored = client.post("/outcomes", json={"outcomes": [_result(second, 400.0)]}, headers=headers)
     assert stored.status_code == 200 and stored.json() == {"stored": 1, "unchanged": 0}
+
+
+def test_outcomes_ingest_holds_results_to_its_params_max_value(tmp_path, capsys) -> None:
+    from tests.test_serving.test_history_export_extras import _store_with_extras
+
+    location = _store_with_extras(tmp_path)  # EXT3-0 has a result; EXT3-1 has none
+    params = tmp_path / "params.yaml"
+    params.write_text("validate:\n  max_value: 500\n")
+    results = tmp_path / "results.csv"
+    results.write_text(
+        "declaration_id,inspected_at,inspected,illicit,offence_type,revenue_recovered\n"
+        "EXT3-1,2026-05-02T09:00:00Z,true,true,undervaluation,600\n"
+    )
+    args = ("outcomes", "ingest", str(results), "--db", location, "--params", str(params))
+    code, _, err = run_cli(capsys, *args)
+    assert code != 0 and "validate.max_value" in err and "600" in err

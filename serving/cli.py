@@ -273,9 +273,15 @@ def outcomes_ingest(
     db: str | None = typer.Option(
         None, "--db", help="Decision store (default: $PARCELRISK_AUDIT_DB, serve.audit_db)."
     ),
+    skip_unknown: bool = typer.Option(
+        False,
+        "--skip-unknown",
+        help="Leave out (and count) results of declarations this store never decided.",
+    ),
     params: Path | None = params_option("section serve"),
 ) -> None:
-    """Store inspection results, checked as POST /outcomes checks them: all or nothing."""
+    """Store inspection results, checked as POST /outcomes checks them: all or nothing (but
+    for the results of declarations never decided here, with --skip-unknown)."""
     from features.errors import ParcelriskError
     from features.intake.io import read_raw_declarations
     from features.intake.mapping import apply_outcome_mapping, load_mapping, read_source
@@ -310,7 +316,9 @@ def outcomes_ingest(
     try:
         # held to the gate's plausibility limits of these params (revenue: validate.max_value)
         limits = Limits.from_settings(settings)
-        counts = store_outcomes(store, raw, source=f"file:{file.name}", limits=limits)
+        counts = store_outcomes(
+            store, raw, source=f"file:{file.name}", limits=limits, skip_unknown=skip_unknown
+        )
     finally:
         store.close()
     summary = {**counts, "file": str(file), "store": location}

@@ -339,12 +339,17 @@ def store_outcomes(
     source: str,
     now: datetime | None = None,
     limits: Limits | None = None,
+    skip_unknown: bool = False,
 ) -> dict[str, int]:
     """Check ``raw`` against the store and keep its new results, all or nothing.
 
     ``source``: who sent them (``api:inspector``, a file name), kept with each result.
     ``now``, ``limits``: as ``check_outcomes``.
-    Returns ``{"stored": n, "unchanged": m}``; raises ``OutcomesRefused`` and stores nothing.
+    ``skip_unknown``: leave out, and count, the rows of declarations this store never decided
+    (a national results file covers every inspected parcel, not only those scored here);
+    every other problem still refuses the whole batch.
+    Returns ``{"stored": n, "unchanged": m}`` (and ``"skipped_unknown"`` when asked); raises
+    ``OutcomesRefused`` and stores nothing.
     """
     from features.intake.contract import parse_text
 
@@ -354,15 +359,27 @@ def store_outcomes(
         ids = parse_text(raw["declaration_id"]).dropna().unique().tolist()
     else:
         ids = []
+    skipped = 0
     with store.write() as tx:
-        checked = check_outcomes(raw, tx.declared_at(ids), tx.stored(ids), now=now, limits=limits)
+        declared = tx.declared_at(ids)
+        if skip_unknown and "declaration_id" in raw.columns:
+            parsed = parse_text(raw["declaration_id"])
+            unknown = (parsed.notna() & ~parsed.isin(list(declared))).to_numpy(dtype=bool)
+            skipped = int(unknown.sum())
+            raw = raw[~unknown].reset_index(drop=True)
+        if len(raw) == 0:  # every row was of a declaration never decided here
+            return {"stored": 0, "unchanged": 0, "skipped_unknown": skipped}
+        checked = check_outcomes(raw, declared, tx.stored(ids), now=now, limits=limits)
         new = checked.new
         tx.insert(
             results_of(new),
             new["declaration_id"].tolist(),
             source,
         )
-    return {"stored": len(new), "unchanged": checked.unchanged}
+    counts = {"stored": len(new), "unchanged": checked.unchanged}
+    if skip_unknown:
+        counts["skipped_unknown"] = skipped
+    return counts
 
 
 # --------------------------------------------------------------------------------------------

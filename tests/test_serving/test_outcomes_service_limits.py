@@ -3,6 +3,7 @@ gate's plausibility limit in the base currency), not to the default."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import pytest
@@ -62,3 +63,34 @@ def test_outcomes_ingest_holds_results_to_its_params_max_value(tmp_path, capsys)
     args = ("outcomes", "ingest", str(results), "--db", location, "--params", str(params))
     code, _, err = run_cli(capsys, *args)
     assert code != 0 and "validate.max_value" in err and "600" in err
+
+
+def test_outcomes_ingest_can_skip_results_of_declarations_never_decided(tmp_path, capsys):
+    """A national results file covers every inspected parcel, not only those scored here."""
+    from tests.test_serving.test_history_export_extras import _store_with_extras
+
+    location = _store_with_extras(tmp_path)
+    results = tmp_path / "results.csv"
+    results.write_text(
+        "declaration_id,inspected_at,inspected,illicit,offence_type,revenue_recovered\n"
+        "EXT3-1,2026-05-02T09:00:00Z,true,false,,\n"
+        "ELSEWHERE-1,2026-05-02T09:00:00Z,true,true,undervaluation,20\n"
+        "ELSEWHERE-2,2026-05-02T09:00:00Z,true,false,,\n"
+    )
+    code, _, err = run_cli(capsys, "outcomes", "ingest", str(results), "--db", location)
+    assert code != 0 and "ELSEWHERE-1" in err and "has no decision in the store" in err
+    code, out, err = run_cli(
+        capsys, "outcomes", "ingest", str(results), "--db", location, "--skip-unknown"
+    )
+    assert code == 0, err
+    body = json.loads(out)
+    assert (body["stored"], body["skipped_unknown"]) == (1, 2)
+    results.write_text(  # other problems still refuse the whole file
+        "declaration_id,inspected_at,inspected,illicit,offence_type,revenue_recovered\n"
+        "EXT3-2,2026-04-01T09:00:00Z,true,false,,\n"
+        "ELSEWHERE-3,2026-05-02T09:00:00Z,true,false,,\n"
+    )
+    code, _, err = run_cli(
+        capsys, "outcomes", "ingest", str(results), "--db", location, "--skip-unknown"
+    )
+    assert code != 0 and "EXT3-2" in err and "before" in err

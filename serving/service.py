@@ -373,8 +373,11 @@ class ParcelRiskService:
             batch = score_frame(columns, runtime)
             known = {e.name for e in runtime.contract.extras} if runtime.contract else set()
             for j, i in enumerate(new):
-                if unknown := set(declarations[i].model_extra or ()) - known:
+                given = set(declarations[i].model_extra or ())
+                if unknown := given - known:
                     batch.warnings[j].append(ignored_fields_warning(unknown))
+                if missing := known - given:  # scored as unknown: the client should know
+                    batch.warnings[j].append(missing_extras_warning(missing))
             records = decision_records(
                 batch, runtime, [texts[i] for i in new], callers=[sent[i][1] for i in new]
             )
@@ -582,6 +585,13 @@ class ParcelRiskService:
 # become megabytes in the audit chain (the body limit bounds the request, not this).
 IGNORED_FIELDS_NAMED = 5
 IGNORED_FIELD_CHARS = 40
+
+
+def missing_extras_warning(names: set[str]) -> str:
+    """One warning naming the mapped extras the model uses that a declaration did not send
+    (scored as unknown, as a file without them would be refused by `parcelrisk score`)."""
+    listed = ", ".join(repr(name) for name in sorted(names))
+    return f"mapped extra field(s) {listed} the model uses not sent: scored as unknown"
 
 
 def ignored_fields_warning(names: set[str]) -> str:

@@ -150,6 +150,17 @@ def attach_truth(frame: pd.DataFrame, ground_truth: pd.DataFrame) -> pd.DataFram
     return out
 
 
+def seen_selection_reasons(reasons: pd.Series, shown: int = 5) -> str:
+    """The selection reasons a history holds, most frequent first: an export whose own words
+    (``Zufallsauswahl``) were not mapped to ``random`` or ``rule:...`` shows here."""
+    counts = reasons.dropna().astype(str).value_counts()
+    if counts.empty:
+        return "none recorded in the test period"
+    listed = ", ".join(f"{value!r} {n:,}" for value, n in counts.head(shown).items())
+    more = f" and {len(counts) - shown:,} more" if len(counts) > shown else ""
+    return f"the test period's: {listed}{more}"
+
+
 def evaluate_holdout(
     holdout: pd.DataFrame, scores: dict[str, Scores], levels: tuple[int, ...] = LEVELS
 ) -> tuple[dict[str, float], dict[str, str]]:
@@ -186,8 +197,9 @@ def evaluate_holdout(
             metrics.update({f"test_random.{name}.{k}": v for k, v in result.items()})
     else:
         reasons["test_random.*"] = (
-            "no unbiased sample in the test period: no random-exploration parcels and not "
-            "every parcel inspected"
+            "no unbiased sample in the test period: no random-exploration parcels "
+            f"(selection_reason 'random'; {seen_selection_reasons(holdout['selection_reason'])})"
+            " and not every parcel inspected"
         )
 
     legacy = baselines.legacy_selection(holdout["selection_reason"])
@@ -197,7 +209,8 @@ def evaluate_holdout(
         reasons["test_random.legacy.*"] = (
             "every parcel inspected: no legacy selection to compare"
             if kind == "census"
-            else "no parcel carries a legacy rule selection (selection_reason 'rule:...')"
+            else "no parcel carries a legacy rule selection (selection_reason 'rule:...'; "
+            f"{seen_selection_reasons(holdout['selection_reason'])})"
         )
     else:
         metrics["test_random.legacy.selection_rate"] = legacy_rate

@@ -27,7 +27,8 @@ how to read it; and it declares the extra columns the administration wants to ke
 Spec keys: ``column`` or ``value`` (exactly one); ``default`` (the value of an empty cell of
 the column, read like any source value); ``format`` (strptime), ``timezone`` (IANA name; local
 times are converted to UTC, times already carrying an offset are converted from it; ambiguous
-autumn-DST times are read as standard time) and ``offset`` (a duration added after reading, e.g.
+autumn-DST times are read as standard time, times the spring change skips are moved forward by
+it, both counted in the summary) and ``offset`` (a duration added after reading, e.g.
 ``1 day`` when results are recorded the day after the declaration date) for timestamps;
 ``decimal``, ``thousands`` and ``scale`` (a multiplier > 0) for numbers; ``values`` (a code
 table: every non-empty source value must be a key, else it is an error);
@@ -36,7 +37,10 @@ as UTC. Without a ``format`` only ISO 8601 text (year first: ``2026-01-02``,
 ``2026-01-02T10:00:00+02:00``) is read: any other layout is refused with a request for the
 format, never read by guessing the day/month order value by value. A value written with the
 ``thousands`` separator must have groups of three digits after it (``1.234.567,5``), or the
-separators are wrong for the column (``17.10`` read with ``thousands: "."`` would be 1710).
+separators are wrong for the column (``17.10`` read with ``thousands: "."`` would be 1710);
+without ``thousands``, a value holding the other of ``.`` and ``,`` is refused (``1.234`` with
+``decimal: ","`` would be 1.234). An empty string in ``true_values``/``false_values`` never
+matches (empty cells are no value first) and is refused: ``default`` fills empty cells.
 YAML is read with YAML 1.2 booleans: only true/false are booleans, so codes like ``NO``
 (Norway) or ``Y`` stay text.
 
@@ -47,7 +51,8 @@ its zero back, counted in the summary and said in a warning.
 Outcome fields are optional as a group: a file without outcomes is a file to score. If any
 outcome field is mapped, ``inspected`` must be too; unmapped outcome fields are then null.
 Source columns the mapping does not name are ignored (and counted in the summary); a source
-whose header repeats a column name is refused. The output is contract Parquet (``.parquet``).
+whose header repeats a column name is refused, as is one whose names differ only by
+surrounding spaces or case when the mapping names one of them (a warning otherwise). The output is contract Parquet (``.parquet``).
 
 Every problem is a ``ContractError`` that lists all offending fields at once and, for values that
 do not convert, the field, the source column and example values with their data row numbers
@@ -158,6 +163,20 @@ class _Spec(BaseModel):
     def _items_as_text(cls, value: Any) -> Any:
         if isinstance(value, list):
             return [str(v) for v in value]
+        return value
+
+    @field_validator("true_values", "false_values")
+    @classmethod
+    def _no_empty_item(cls, value: list[str] | None) -> list[str] | None:
+        # an empty cell is "no value" before it is compared, so "" would never match and the
+        # blank cells would stay null unsaid; `default` is what fills them
+        if value is not None and any(not item.strip() for item in value):
+            raise ValueError(
+                f"{value!r} holds an empty value, which never matches: empty cells are read as "
+                "no value before they are compared; to read them as one of the values, give "
+                "it as the column's default, e.g. false_values: ['N'], default: 'N' (default "
+                "fills every empty cell, and every cell in null_values, before it is read)"
+            )
         return value
 
     @field_validator("default", mode="before")
@@ -328,6 +347,25 @@ class Mapping(BaseModel):
         return value
 
     @model_validator(mode="after")
+    def _flags_not_null_values(self) -> Mapping:
+        # a cell in null_values is no value before true_values/false_values are compared
+        specs = {**self.columns, **{e.name: e for e in self.extras}}
+        nulls = set(self.null_values)
+        clashes = [
+            f"{name}: {value!r}"
+            for name, spec in specs.items()
+            for value in (spec.true_values or []) + (spec.false_values or [])
+            if value in nulls
+        ]
+        if clashes:
+            raise ValueError(
+                f"true_values/false_values that are also null_values never match (the cells "
+                f"are read as no value first): {', '.join(clashes)}; drop them from "
+                "null_values, or give the value as the column's default"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _unique_extras(self) -> Mapping:
         names = [e.name for e in self.extras]
         dupes = sorted({n for n in names if names.count(n) > 1})
@@ -439,8 +477,12 @@ def _apply_values(text: pd.Series, table: dict[str, Any]) -> tuple[pd.Series, pd
 
 def _convert(
     spec: _Spec, kind: str, source: pd.Series, n_rows: int
-) -> tuple[pd.Series, pd.Series, str]:
-    """Return (converted, bad mask, problem description) for one column."""
+) -> tuple[pd.Series, pd.Series, str, dict[str, pd.Series]]:
+    """Return (converted, bad mask, problem description, local-time marks) for one column.
+
+    The marks are masks of the values a timezone read specially (``_localise``), for the
+    summary to count; empty for other kinds.
+    """
     import numpy as np
     import pandas as pd
 
@@ -454,9 +496,9 @@ def _convert(
     if spec.values is not None:
         mapped, bad = _apply_values(text, spec.values)
         if bad.any():
-            return mapped, bad, f"codes not in the 'values' table ({', '.join(spec.values)})"
+            return mapped, bad, f"codes not in the 'values' table ({', '.join(spec.values)})", {}
         if kind in ("str", "category"):
-            return _as_text(mapped), none, ""
+            return _as_text(mapped), none, "", {}
         text = mapped  # e.g. POS -> true, then parsed by kind below
 
     if kind == "bool":
@@ -466,8 +508,8 @@ def _convert(
             out[text.isin(trues)] = True
             out[text.isin(falses)] = False
             bad = out.isna() & text.notna()
-            return out, bad, f"not in true_values {trues} or false_values {falses}"
-        return text, none, ""  # contract's coercion reads true/false, yes/no, 1/0
+            return out, bad, f"not in true_values {trues} or false_values {falses}", {}
+        return text, none, "", {}  # contract's coercion reads true/false, yes/no, 1/0
 
     if kind in ("int", "float"):
         if pd.api.types.is_numeric_dtype(source.dtype) and spec.values is None:
@@ -485,15 +527,21 @@ def _convert(
                         f"{spec.decimal or '.'}5): the mapping's decimal "
                         f"({spec.decimal or '.'!r}) and thousands separators do not fit this "
                         "column",
+                        {},
                     )
                 cleaned = cleaned.str.replace(spec.thousands, "", regex=False)
+            elif spec.values is None:
+                ungrouped = _separator_without_thousands(cleaned, spec.decimal or ".")
+                if ungrouped.any():
+                    problem = _ungrouped_problem(spec)
+                    return pd.Series(np.nan, index=text.index), ungrouped, problem, {}
             if spec.decimal and spec.decimal != ".":
                 cleaned = cleaned.str.replace(spec.decimal, ".", regex=False)
             number = pd.to_numeric(cleaned, errors="coerce")
         bad = number.isna() & text.notna()
         if bad.any():
             hint = f" with decimal {spec.decimal!r}" if spec.decimal else ""
-            return number, bad, f"not numbers{hint}"
+            return number, bad, f"not numbers{hint}", {}
         if spec.scale is not None:
             number = number * spec.scale
         if kind == "int":
@@ -501,19 +549,53 @@ def _convert(
             number = number.round(9)
             frac = number.notna() & (np.floor(number) != number)
             if frac.any():
-                return number, frac, "not whole numbers"
-        return number, none, ""
+                return number, frac, "not whole numbers", {}
+        return number, none, "", {}
 
     if kind == "datetime":
         if pd.api.types.is_datetime64_any_dtype(source.dtype) and spec.column is not None:
-            stamps, bad, problem = _localise(source, spec), none, ""
+            (stamps, marks), bad, problem = _localise(source, spec), none, ""
         else:
-            stamps, bad, problem = _convert_datetime(spec, text)
+            stamps, bad, problem, marks = _convert_datetime(spec, text)
         if spec.offset and not bad.any():
             stamps = stamps + pd.Timedelta(spec.offset)
-        return stamps, bad, problem
+        return stamps, bad, problem, marks
 
-    return text, none, ""
+    return text, none, "", {}
+
+
+def _separator_without_thousands(text: pd.Series, decimal: str) -> pd.Series:
+    """Values holding ``.`` or ``,`` other than ``decimal``, for a spec without ``thousands``.
+
+    With ``decimal: ","`` pandas reads ``1.234`` (1,234 grams in a German export) as 1.234
+    and ``1.200`` as 1.2, silently; a ``,`` with the default decimal does not convert at all.
+    Either way the separator groups thousands the mapping does not declare, or the decimal is
+    the wrong one: refused, so the mapping says which.
+    """
+    held = text.notna() & False
+    for separator in _other_separators(decimal):
+        held |= text.str.contains(separator, regex=False).fillna(False).astype(bool)
+    return held
+
+
+def _other_separators(decimal: str) -> list[str]:
+    return [separator for separator in (".", ",") if separator != decimal]
+
+
+def _ungrouped_problem(spec: _Spec) -> str:
+    decimal = spec.decimal or "."
+    other = _other_separators(decimal)[0]
+    example = (
+        "1.234 would be read as 1.234, not 1234"
+        if other == "."
+        else "is 1,234 one thousand two hundred and thirty-four, or 1.234?"
+    )
+    return (
+        f"numbers holding {' or '.join(map(repr, _other_separators(decimal)))}, but the "
+        f"mapping reads {decimal!r} as the decimal separator and gives no thousands separator "
+        f'({example}): if {other!r} groups thousands, add thousands: "{other}" to the '
+        f'column\'s spec; if it is the decimal separator, set decimal: "{other}"'
+    )
 
 
 def _misgrouped(text: pd.Series, thousands: str, decimal: str) -> pd.Series:
@@ -525,7 +607,9 @@ def _misgrouped(text: pd.Series, thousands: str, decimal: str) -> pd.Series:
     return (uses & ~grouped).fillna(False).astype(bool)
 
 
-def _convert_datetime(spec: _Spec, text: pd.Series) -> tuple[pd.Series, pd.Series, str]:
+def _convert_datetime(
+    spec: _Spec, text: pd.Series
+) -> tuple[pd.Series, pd.Series, str, dict[str, pd.Series]]:
     import pandas as pd
 
     if spec.format is None or spec.format == "ISO8601":
@@ -537,14 +621,17 @@ def _convert_datetime(spec: _Spec, text: pd.Series) -> tuple[pd.Series, pd.Serie
     except (ValueError, re.error) as exc:  # the format itself was checked with the mapping
         bad = text.notna()
         nothing = pd.Series(pd.NaT, index=text.index, dtype="datetime64[us, UTC]")
-        return nothing, bad, f"not readable with format {spec.format!r} ({exc})"
+        return nothing, bad, f"not readable with format {spec.format!r} ({exc})", {}
     bad = parsed.isna() & text.notna()
     if bad.any():
-        return parsed, bad, f"not timestamps in format {spec.format!r}"
-    return _localise(parsed, spec), bad, ""
+        return parsed, bad, f"not timestamps in format {spec.format!r}", {}
+    stamps, marks = _localise(parsed, spec)
+    return stamps, bad, "", marks
 
 
-def _convert_iso(spec: _Spec, text: pd.Series) -> tuple[pd.Series, pd.Series, str]:
+def _convert_iso(
+    spec: _Spec, text: pd.Series
+) -> tuple[pd.Series, pd.Series, str, dict[str, pd.Series]]:
     """ISO 8601 text (no ``format``): zoned values converted from their offset, naive ones
     local to ``spec.timezone``. Anything else is refused: its day/month order is not known."""
     from features.intake.contract import parse_utc
@@ -552,13 +639,15 @@ def _convert_iso(spec: _Spec, text: pd.Series) -> tuple[pd.Series, pd.Series, st
     text = text.astype("str").where(text.notna())
     stamps, bad = parse_utc(text)  # the gate's reader: naive values as UTC
     if bad.any():
-        return stamps, bad, _not_iso_problem(text[bad])
+        return stamps, bad, _not_iso_problem(text[bad]), {}
+    marks: dict[str, pd.Series] = {}
     if spec.timezone is not None:
         naive = text.notna() & ~text.str.contains(_ZONED_TIME, regex=True).fillna(False)
         if naive.any():
-            local = _localise(stamps[naive].dt.tz_localize(None), spec)
+            local, marks = _localise(stamps[naive].dt.tz_localize(None), spec)
             stamps = stamps.where(~naive, local.astype(stamps.dtype))
-    return stamps, bad, ""
+            marks = {k: m.reindex(text.index, fill_value=False) for k, m in marks.items()}
+    return stamps, bad, "", marks
 
 
 def _not_iso_problem(values: pd.Series) -> str:
@@ -574,19 +663,41 @@ def _not_iso_problem(values: pd.Series) -> str:
     )
 
 
-def _localise(parsed: pd.Series, spec: _Spec) -> pd.Series:
-    """Naive local times -> UTC in ``spec.timezone`` (UTC if none); aware times -> UTC."""
+def _localise(parsed: pd.Series, spec: _Spec) -> tuple[pd.Series, dict[str, pd.Series]]:
+    """Naive local times -> UTC in ``spec.timezone`` (UTC if none); aware times -> UTC.
+
+    A time the spring change skips (02:30 when clocks jump from 02:00 to 03:00) is read with
+    the offset in force before the change, i.e. moved forward by the jump (02:30 -> 03:30), so
+    the times inside the gap keep their order instead of collapsing onto the first instant
+    after it. A time the autumn change repeats is read as standard time. Also returned: masks
+    of both (``skipped``, ``repeated``) for the ingest summary to count.
+    """
     import numpy as np
     import pandas as pd
 
     if isinstance(parsed.dtype, pd.DatetimeTZDtype):
-        return parsed.dt.tz_convert("UTC")
-    local = parsed.dt.tz_localize(
-        spec.timezone or "UTC",
-        ambiguous=np.zeros(len(parsed), dtype=bool),  # the repeated autumn hour: standard time
-        nonexistent="shift_forward",
-    )
-    return local.dt.tz_convert("UTC")
+        return parsed.dt.tz_convert("UTC"), {}
+    zone = spec.timezone or "UTC"
+    standard = parsed.dt.tz_localize(
+        zone, ambiguous=np.zeros(len(parsed), dtype=bool), nonexistent="NaT"
+    ).dt.tz_convert("UTC")
+    summer = parsed.dt.tz_localize(
+        zone, ambiguous=np.ones(len(parsed), dtype=bool), nonexistent="NaT"
+    ).dt.tz_convert("UTC")
+    skipped = (standard.isna() & parsed.notna()).astype(bool)
+    repeated = (standard.notna() & standard.ne(summer)).astype(bool)
+    if skipped.any():
+        from zoneinfo import ZoneInfo
+
+        # pandas shifts by one timedelta for all; the jump is the zone's own (30 min on Lord
+        # Howe Island), so each time takes the offset before its change (PEP 495: fold=0)
+        tz = ZoneInfo(zone)
+        before = pd.to_timedelta(
+            [tz.utcoffset(t.to_pydatetime(warn=False)) for t in parsed[skipped]]
+        )
+        moved = (parsed[skipped] - before.to_numpy()).dt.tz_localize("UTC")
+        standard = standard.where(~skipped, moved.astype(standard.dtype))
+    return standard, {"skipped": skipped, "repeated": repeated}
 
 
 def _check_structure(raw: pd.DataFrame, mapping: Mapping) -> None:
@@ -636,6 +747,14 @@ def restore_hs_zeros(raw: pd.DataFrame, mapping: Mapping) -> tuple[pd.DataFrame,
 
 def apply_mapping(raw: pd.DataFrame, mapping: Mapping) -> tuple[pd.DataFrame, Contract]:
     """Convert a frame with source columns to canonical contract dtypes (plus the extras)."""
+    declarations, contract, _ = _map_declarations(raw, mapping)
+    return declarations, contract
+
+
+def _map_declarations(
+    raw: pd.DataFrame, mapping: Mapping
+) -> tuple[pd.DataFrame, Contract, dict[str, list[tuple[int, str]]]]:
+    """``apply_mapping``, and the local times read specially, as ``_convert_all`` returns them."""
     import pandas as pd
 
     _check_structure(raw, mapping)
@@ -653,12 +772,14 @@ def apply_mapping(raw: pd.DataFrame, mapping: Mapping) -> tuple[pd.DataFrame, Co
         (name, FIELDS_BY_NAME[name].kind, spec) for name, spec in mapping.columns.items()
     ]
     targets += [(e.name, "float" if e.kind == "numeric" else "str", e) for e in mapping.extras]
-    frame = pd.DataFrame(_convert_all(raw, targets, ids), index=raw.index)
+    converted, local_times = _convert_all(raw, targets, ids)
+    frame = pd.DataFrame(converted, index=raw.index)
     if with_outcomes:
         for f in FIELDS:
             if f.scope == "outcome" and f.name not in frame.columns and f.nullable:
                 frame[f.name] = pd.Series(pd.NA, index=raw.index, dtype="object")
-    return coerce_declarations(frame, with_outcomes=with_outcomes, contract=contract), contract
+    declarations = coerce_declarations(frame, with_outcomes=with_outcomes, contract=contract)
+    return declarations, contract, local_times
 
 
 # --------------------------------------------------------------------------------------------
@@ -670,7 +791,11 @@ def read_source(path: Path, mapping: Mapping) -> pd.DataFrame:
     """Read a CSV (all cells as text, so codes and ids keep leading zeros) or a Parquet file.
 
     A header naming a column twice is refused: pandas would read the first under the name and
-    rename the second (``VALEUR.1``), so which one a mapping reads would be chance.
+    rename the second (``VALEUR.1``), so which one a mapping reads would be chance. Names that
+    differ only by surrounding spaces or case (``"Zollstelle "`` and ``Zollstelle``) are
+    refused when the mapping names one of them (a trailing space is invisible where the
+    mapping was written from, so the one it names may not be the one meant) and a warning
+    otherwise (the mapping reads neither).
     """
     import pandas as pd
 
@@ -712,7 +837,31 @@ def read_source(path: Path, mapping: Mapping) -> pd.DataFrame:
             f"{path}: the header names column(s) more than once: {', '.join(repeated)}; "
             "rename them in the export so the mapping can say which one it means"
         )
+    _check_near_duplicate_headers(path, header, mapping)
     return raw
+
+
+def _check_near_duplicate_headers(path: Path, header: list[Any], mapping: Mapping) -> None:
+    groups: dict[str, list[str]] = {}
+    for name in dict.fromkeys(str(c) for c in header):
+        groups.setdefault(name.strip().casefold(), []).append(name)
+    alike = [names for names in groups.values() if len(names) > 1]
+    if not alike:
+        return
+    named = set(mapping.source_columns())
+    shown = "; ".join(" and ".join(map(repr, names)) for names in alike)
+    if any(name in named for names in alike for name in names):
+        raise ContractError(
+            f"{path}: the header has column names that differ only by surrounding spaces or "
+            f"case: {shown}; the mapping names one of them, which may not be the one meant: "
+            "rename them in the export so each name says which column it is"
+        )
+    logger.warning(
+        "%s: the header has column names that differ only by surrounding spaces or case: %s; "
+        "the mapping names none of them, so none is read",
+        path,
+        shown,
+    )
 
 
 def _not_in_encoding(path: Path, encoding: str, exc: UnicodeDecodeError) -> ContractError:
@@ -755,7 +904,24 @@ def ingest_file(*, source: Path, mapping_path: Path, out: Path) -> dict:
             mapping.columns["hs_code"].column,
             restored,
         )
-    declarations, contract = apply_mapping(raw, mapping)
+    declarations, contract, local_times = _map_declarations(raw, mapping)
+    for count, where in local_times["skipped"]:
+        logger.warning(
+            "%s: %d local time(s) the spring clock change skips, each moved forward by the "
+            "change (02:30 -> 03:30 when clocks jump from 02:00 to 03:00), keeping their "
+            "order: %s",
+            source,
+            count,
+            where,
+        )
+    for count, where in local_times["repeated"]:
+        logger.warning(
+            "%s: %d local time(s) in the hour the autumn clock change repeats, read as "
+            "standard time (the second pass of that hour): %s",
+            source,
+            count,
+            where,
+        )
     write_declarations(declarations, out, contract)
     used = set(mapping.source_columns())
     ignored = [str(c) for c in raw.columns if c not in used]
@@ -769,6 +935,8 @@ def ingest_file(*, source: Path, mapping_path: Path, out: Path) -> dict:
         "ignored_source_columns": len(ignored),
         "ignored_source_column_names": ignored,
         "hs_code_zeros_restored": restored,
+        "dst_skipped_times_moved_forward": sum(n for n, _ in local_times["skipped"]),
+        "dst_repeated_times_read_as_standard": sum(n for n, _ in local_times["repeated"]),
         "output": str(out),
     }
 
@@ -818,7 +986,7 @@ def apply_outcome_mapping(raw: pd.DataFrame, mapping: Mapping) -> pd.DataFrame:
     id_spec = mapping.columns["declaration_id"]
     ids = _as_text(raw[id_spec.column]) if id_spec.column is not None else None
     targets = [(name, FIELDS_BY_NAME[name].kind, spec) for name, spec in mapping.columns.items()]
-    return pd.DataFrame(_convert_all(raw, targets, ids), index=raw.index)
+    return pd.DataFrame(_convert_all(raw, targets, ids)[0], index=raw.index)
 
 
 def _holding_nul(source: pd.Series) -> pd.Series:
@@ -842,12 +1010,17 @@ def _holding_nul(source: pd.Series) -> pd.Series:
 
 def _convert_all(
     raw: pd.DataFrame, targets: list[tuple[str, str, Any]], ids: pd.Series | None
-) -> dict[str, pd.Series]:
+) -> tuple[dict[str, pd.Series], dict[str, list[tuple[int, str]]]]:
     """Each target (name, kind, spec) converted from its source column or constant; every
-    column that does not convert is named with examples, in one error."""
+    column that does not convert is named with examples, in one error.
+
+    Also returned: the local times a timezone read specially, by mark (``skipped``,
+    ``repeated``: see ``_localise``), as (count, "field (source column): examples") per field.
+    """
     import pandas as pd
 
     out: dict[str, pd.Series] = {}
+    local_times: dict[str, list[tuple[int, str]]] = {"skipped": [], "repeated": []}
     errors: list[str] = []
     if ids is not None and _holding_nul(ids).any():
         ids = None  # examples would print the NULs raw; declaration_id's own error shows them
@@ -861,13 +1034,17 @@ def _convert_all(
                 f"{_examples(source, nul, ids)}"
             )
             continue
-        converted, bad, problem = _convert(spec, kind, source, len(raw))
+        converted, bad, problem, marks = _convert(spec, kind, source, len(raw))
+        origin = f"source column {spec.column!r}" if spec.column else "constant value"
+        shown = source if spec.column is not None else converted
         if bad.any():
-            origin = f"source column {spec.column!r}" if spec.column else "constant value"
-            shown = source if spec.column is not None else converted
             errors.append(f"{name} ({origin}): {problem}: {_examples(shown, bad, ids)}")
             continue
         out[name] = converted
+        for mark, mask in marks.items():
+            if mask.any():
+                where = f"{name} ({origin}): {_examples(shown, mask, ids)}"
+                local_times[mark].append((int(mask.sum()), where))
     if errors:
         raise ContractError("values that do not convert:\n  " + "\n  ".join(errors))
-    return out
+    return out, local_times

@@ -1,0 +1,188 @@
+"""Mapping reads that lost or changed data unsaid: each is now refused, or counted and warned.
+
+Number separators the mapping does not declare, an empty string in true_values/false_values,
+local times the daylight-saving change skips or repeats, and header names that differ only by
+surrounding spaces or case.
+"""
+
+from __future__ import annotations
+
+import logging
+from io import StringIO
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from features.intake.contract import ContractError
+from features.intake.io import read_declarations
+from features.intake.mapping import apply_mapping, ingest_file, parse_mapping_text
+
+SOURCE = """\
+ID;AT;OFFICE;MODE;ORIGIN;HS;KG;VALUE;IOSS
+A1;01.02.2026 10:00;FR01;P;CN;851762;450;12,50;X
+A2;01.02.2026 11:00;FR01;P;CN;950300;900;18,00;N
+A3;01.02.2026 12:00;FR02;P;US;610910;120;9,99;X
+"""
+
+MAPPING = """\
+delimiter: ";"
+columns:
+  declaration_id: ID
+  declared_at: {column: AT, format: "%d.%m.%Y %H:%M", timezone: Europe/Berlin}
+  arrival_office: OFFICE
+  channel: {column: MODE, values: {P: postal}}
+  origin_country: ORIGIN
+  hs_code: HS
+  gross_weight_kg: {column: KG, decimal: ",", scale: 0.001}
+  declared_value: {column: VALUE, decimal: ","}
+  currency: {value: EUR}
+  ioss_prepaid: {column: IOSS, true_values: ["X"], false_values: ["N"]}
+"""
+
+
+def _raw(text: str = SOURCE) -> pd.DataFrame:
+    return pd.read_csv(StringIO(text), sep=";", dtype="str", keep_default_na=False, na_values=[""])
+
+
+def _with(old: str, new: str, text: str) -> str:
+    assert old in text
+    return text.replace(old, new)
+
+
+def _ingest(tmp_path: Path, source: str = SOURCE, mapping: str = MAPPING) -> dict:
+    source_path, mapping_path = tmp_path / "export.csv", tmp_path / "mapping.yaml"
+    source_path.write_text(source, encoding="utf-8")
+    mapping_path.write_text(mapping, encoding="utf-8")
+    return ingest_file(source=source_path, mapping_path=mapping_path, out=tmp_path / "out.parquet")
+
+
+# --- 1. a separator the mapping does not declare ------------------------------------------------
+
+
+def test_a_dot_with_decimal_comma_and_no_thousands_is_refused_naming_rows() -> None:
+    raw = _raw().assign(KG=["450", "1.234", "1.200"])
+    with pytest.raises(ContractError) as err:
+        apply_mapping(raw, parse_mapping_text(MAPPING))
+    message = str(err.value)
+    assert "gross_weight_kg (source column 'KG'): numbers holding '.'" in message
+    assert 'add thousands: "."' in message
+    assert "row 2 (A2): '1.234'; row 3 (A3): '1.200'" in message
+
+
+def test_the_same_cells_read_with_thousands_dot() -> None:
+    raw = _raw().assign(KG=["450", "1.234", "1.200"])
+    mapping = _with('decimal: ",", scale', 'decimal: ",", thousands: ".", scale', MAPPING)
+    out, _ = apply_mapping(raw, parse_mapping_text(mapping))
+    assert out["gross_weight_kg"].tolist() == pytest.approx([0.45, 1.234, 1.2])
+
+
+def test_a_comma_with_the_default_decimal_and_no_thousands_is_refused_suggesting_it() -> None:
+    raw = _raw().assign(VALUE=["12.50", "1,018.00", "9.99"])
+    mapping = _with(
+        'declared_value: {column: VALUE, decimal: ","}', "declared_value: VALUE", MAPPING
+    )
+    with pytest.raises(ContractError, match=r"numbers holding ','.*add thousands: \",\".*row 2"):
+        apply_mapping(raw, parse_mapping_text(mapping))
+
+
+def test_numbers_without_the_other_separator_still_read() -> None:
+    out, _ = apply_mapping(_raw(), parse_mapping_text(MAPPING))
+    assert out["declared_value"].tolist() == pytest.approx([12.5, 18.0, 9.99])
+
+
+# --- 2. an empty string in true_values / false_values -------------------------------------------
+
+
+@pytest.mark.parametrize("spec", ['true_values: ["X"], false_values: [""]', 'true_values: [""]'])
+def test_an_empty_true_or_false_value_is_refused_pointing_to_default(spec: str) -> None:
+    mapping = _with('true_values: ["X"], false_values: ["N"]', spec, MAPPING)
+    with pytest.raises(ContractError, match=r"ioss_prepaid\..*empty value.*default: 'N'"):
+        parse_mapping_text(mapping)
+
+
+def test_a_true_or_false_value_that_is_a_null_value_is_refused() -> None:
+    mapping = _with('false_values: ["N"]', 'false_values: ["NULL"]', MAPPING)
+    with pytest.raises(ContractError, match=r"also null_values.*ioss_prepaid: 'NULL'"):
+        parse_mapping_text(mapping)
+
+
+def test_default_reads_empty_cells_as_a_false_value() -> None:
+    raw = _raw().assign(IOSS=["X", None, None])
+    mapping = _with('false_values: ["N"]', 'false_values: ["N"], default: "N"', MAPPING)
+    out, _ = apply_mapping(raw, parse_mapping_text(mapping))
+    assert out["ioss_prepaid"].tolist() == [True, False, False]
+
+
+# --- 3. local times the daylight-saving change skips or repeats ---------------------------------
+
+SPRING = ["29.03.2026 02:10", "29.03.2026 02:50", "29.03.2026 03:20"]
+
+
+def test_skipped_spring_times_keep_their_order_moved_by_the_clock_change() -> None:
+    out, _ = apply_mapping(_raw().assign(AT=SPRING), parse_mapping_text(MAPPING))
+    utc = out["declared_at"].dt.strftime("%H:%M").tolist()
+    assert utc == ["01:10", "01:50", "01:20"]  # 02:10 -> 03:10 CEST; 03:20 CEST as written
+    assert out["declared_at"].is_unique
+
+
+def test_the_gap_is_the_zones_own() -> None:
+    # Lord Howe Island moves its clocks by 30 minutes (02:00 -> 02:30)
+    mapping = _with("timezone: Europe/Berlin", "timezone: Australia/Lord_Howe", MAPPING)
+    raw = _raw().assign(AT=["04.10.2026 02:10", "04.10.2026 02:20", "04.10.2026 02:40"])
+    out, _ = apply_mapping(raw, parse_mapping_text(mapping))
+    local = out["declared_at"].dt.tz_convert("Australia/Lord_Howe").dt.strftime("%H:%M")
+    assert local.tolist() == ["02:40", "02:50", "02:40"]
+
+
+def test_skipped_and_repeated_local_times_are_counted_and_warned(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    source = SOURCE.replace("01.02.2026 10:00", SPRING[0])
+    source = source.replace("01.02.2026 11:00", SPRING[1])
+    source = source.replace("01.02.2026 12:00", "25.10.2026 02:30")
+    with caplog.at_level(logging.WARNING):
+        summary = _ingest(tmp_path, source)
+    assert summary["dst_skipped_times_moved_forward"] == 2
+    assert summary["dst_repeated_times_read_as_standard"] == 1
+    skipped, repeated = caplog.messages
+    assert "2 local time(s) the spring clock change skips" in skipped
+    assert "declared_at (source column 'AT')" in skipped
+    assert "row 1 (A1): '29.03.2026 02:10'" in skipped
+    assert "read as standard time" in repeated and "row 3 (A3): '25.10.2026 02:30'" in repeated
+    df, _ = read_declarations(tmp_path / "out.parquet")
+    assert df["declared_at"].iloc[2] == pd.Timestamp("2026-10-25 01:30", tz="UTC")
+
+
+def test_a_file_without_such_times_counts_none(tmp_path: Path) -> None:
+    summary = _ingest(tmp_path)
+    assert summary["dst_skipped_times_moved_forward"] == 0
+    assert summary["dst_repeated_times_read_as_standard"] == 0
+
+
+# --- 4. header names that differ only by surrounding spaces or case -----------------------------
+
+
+def test_a_mapped_column_beside_a_name_differing_by_a_space_is_refused(tmp_path: Path) -> None:
+    source = _with("ORIGIN;HS;KG;VALUE;IOSS\n", "ORIGIN;HS;KG;VALUE;IOSS;OFFICE \n", SOURCE)
+    source = source.replace(";X\n", ";X;FR09\n").replace(";N\n", ";N;FR09\n")
+    with pytest.raises(ContractError, match=r"differ only by surrounding spaces or case: "):
+        _ingest(tmp_path, source)
+
+
+def test_names_differing_by_case_are_refused_when_mapped(tmp_path: Path) -> None:
+    source = _with("ORIGIN;HS", "ORIGIN;hs;HS", SOURCE)
+    source = source.replace(";CN;", ";CN;x;").replace(";US;", ";US;x;")
+    with pytest.raises(ContractError, match=r"'hs' and 'HS'; the mapping names one of them"):
+        _ingest(tmp_path, source)
+
+
+def test_unmapped_names_differing_by_case_are_only_warned(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    source = _with("ORIGIN;HS;KG;VALUE;IOSS\n", "ORIGIN;HS;KG;VALUE;IOSS;Note;NOTE \n", SOURCE)
+    source = source.replace(";X\n", ";X;a;b\n").replace(";N\n", ";N;a;b\n")
+    with caplog.at_level(logging.WARNING):
+        summary = _ingest(tmp_path, source)
+    assert summary["rows"] == 3
+    assert "'Note' and 'NOTE '; the mapping names none of them" in caplog.text

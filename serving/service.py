@@ -84,7 +84,7 @@ from serving.scoring import (
     score_frame,
 )
 from serving.sqlite_store import StoreUnavailable
-from serving.store import open_outcome_store, open_store
+from serving.store import is_sqlite, open_outcome_store, open_store
 
 if TYPE_CHECKING:
     from models.bundle import LaneThresholds
@@ -176,6 +176,14 @@ class ParcelRiskService:
         load_keyring()  # refuse to start without keys unless auth was explicitly waived
         self.store = open_store(self.config.audit_db, wal_max_mb=self.config.audit_wal_max_mb)
         self.outcome_store = open_outcome_store(self.config.audit_db, self.store)
+        # lookups for people (auditor pages, /decision, /explain of a decision id) on a handle
+        # of their own: a slow one (a filter matching nothing scans the table) held the scoring
+        # path's reader lock, and with it the event loop and the health probes, for its length
+        self.review_store = (
+            open_store(self.config.audit_db, read_only=True)
+            if is_sqlite(self.config.audit_db)
+            else self.store  # PostgreSQL: a pool of connections, no lock shared with scoring
+        )
         # results are held to the gate's plausibility limits (validate.max_value: revenue)
         self.outcome_limits = Limits.from_settings(self.settings)
         self.runtime: ScoringRuntime | None = None
@@ -225,6 +233,8 @@ class ParcelRiskService:
     def _shut_down(self) -> None:
         """Stop the champion checks and close the stores (a clean stop truncates their log)."""
         self.watcher.stop()
+        if self.review_store is not self.store:
+            self.review_store.close()
         self.store.close()
         self.outcome_store.close()
 
@@ -514,7 +524,7 @@ class ParcelRiskService:
             return JSONResponse(
                 {"decision_id": None, "declaration_id": frame["declaration_id"].iloc[0], **out}
             )
-        found = self.store.get(decision_id)
+        found = self.review_store.get(decision_id)  # a sync API: BentoML runs it in a thread
         if found is None:
             return error_response(404, f"decision_id {decision_id!r} not found")
         record, intact = found
@@ -669,7 +679,7 @@ def _refused_outcomes(exc: OutcomesRefused) -> JSONResponse:
 
 
 def _stored_decision(service: ParcelRiskService, decision_id: str) -> JSONResponse:
-    found = service.store.get(decision_id)
+    found = service.review_store.get(decision_id)
     if found is None:
         return error_response(404, f"decision_id {decision_id!r} not found")
     record, intact = found

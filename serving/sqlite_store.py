@@ -331,18 +331,31 @@ def read_archive_manifest(archive: Path) -> dict[str, Any]:
         raise ParcelriskError(f"{path}: unreadable archive manifest: {exc}") from exc
 
 
-def archived_rows(path: Path, decision_id: str | None = None) -> Iterator[ChainRow]:
+def archived_rows(
+    path: Path, decision_id: str | None = None, filters: list[tuple[str, str, Any]] | None = None
+) -> Iterator[ChainRow]:
     """The chain links of one archived day file, in seq order (only ``decision_id``'s and
-    the one before it, when given: what ``get`` needs to check its link)."""
+    the one before it, when given: what ``get`` needs to check its link; only the rows
+    matching ``filters``, pyarrow's (column, op, value) triples, when given).
+
+    A lookup reads the id column alone first: a miss (any scorer's /explain of an unknown
+    id) costs one column of each day, not every day whole."""
+    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    table = pq.read_table(path)
     if decision_id is not None:
-        ids = table.column("decision_id").to_pylist()
-        if decision_id not in ids:
+        ids = pq.read_table(path, columns=["decision_id"]).column("decision_id")
+        at = pc.index(ids, decision_id).as_py()
+        if at < 0:
             return
-        at = ids.index(decision_id)
-        table = table.slice(max(0, at - 1), 2 if at else 1)
+        table = pq.read_table(path).slice(max(0, at - 1), 2 if at else 1)
+    else:
+        table = pq.read_table(path, filters=filters or None)
+    yield from _table_links(table)
+
+
+def _table_links(table: Any) -> Iterator[ChainRow]:
+    """The chain links of an archived table's rows (features unpacked)."""
     columns = [table.column(name).to_pylist() for name in _COLUMNS]
     for r in zip(*columns, strict=True):
         values = list(r[:_N_STORED])

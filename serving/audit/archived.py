@@ -98,7 +98,7 @@ def archived_find(
     what `audit list` and `audit export` read before the hot store, so a period before the
     archive cut is reviewed as any other. Only the day files the period touches are read."""
     from features.errors import ParcelriskError
-    from serving.decision import STORED_FIELDS, DecisionRecord
+    from serving.decision import DecisionRecord
     from serving.sqlite_store import archived_rows
 
     _, _, cut = store.chain_start()
@@ -107,35 +107,30 @@ def archived_find(
     folder = Path(cut["archive"])
     first_day = answered_from[:10] if answered_from else ""
     last_day = answered_to[:10] if answered_to else "9999"  # its day may hold earlier times
-    wanted = {
-        STORED_FIELDS.index(name): value
-        for name, value in (
-            ("lane", lane),
-            ("model_version", model_version),
-            ("declaration_id", declaration_id),
-        )
-        if value is not None
-    }
+    # the filters read by pyarrow (only matching rows are decoded): a day of 30,000 decisions
+    # turned into Python row by row took seconds a page, on the service's threads
+    filters: list[tuple[str, str, Any]] = [("seq", ">", int(after_seq))]
+    for column, op, value in (
+        ("answered_at", ">=", answered_from),
+        ("answered_at", "<", answered_to),
+        ("lane", "==", lane),
+        ("model_version", "==", model_version),
+        ("declaration_id", "==", declaration_id),
+    ):
+        if value is not None:
+            filters.append((column, op, value))
     found: list[DecisionRecord] = []
     for entry in sorted(read_archive_manifest(folder)["files"], key=lambda e: e["first_seq"]):
         if not first_day <= entry["day"] <= last_day or entry["last_seq"] <= after_seq:
             continue
         path = folder / entry["file"]
         try:
-            rows = list(archived_rows(path))
+            rows = list(archived_rows(path, filters=filters))
         except (OSError, ValueError) as exc:
             raise ParcelriskError(
                 f"archived day {path} cannot be read ({exc}): run `parcelrisk audit verify`"
             ) from None
         for row in rows:
-            if row.seq <= after_seq:
-                continue
-            if answered_from is not None and row.answered_at < answered_from:
-                continue
-            if answered_to is not None and row.answered_at >= answered_to:
-                continue
-            if any(str(row.values[i]) != value for i, value in wanted.items()):
-                continue
             found.append(
                 DecisionRecord.from_stored_values(
                     row.values, seq=row.seq, answered_at=row.answered_at

@@ -277,7 +277,7 @@ class AuditorPages:
 
         return await run_in_threadpool(
             find_with_archive,
-            service.store,
+            service.review_store,  # never the scoring path's reader (``ParcelRiskService``)
             answered_from=query.get("from"),
             answered_to=query.get("to"),
             lane=query.get("lane"),
@@ -331,7 +331,7 @@ class AuditorPages:
         if (refusal := self._query_problem(service, request)) is not None:
             return refusal
         decision_id = request.path_params["decision_id"][:MAX_CHARS]
-        found = await run_in_threadpool(service.store.get, decision_id)
+        found = await run_in_threadpool(service.review_store.get, decision_id)
         if found is None:
             return self._message(service, 404, "Not found", "no such decision")
         record, intact = found

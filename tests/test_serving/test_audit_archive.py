@@ -181,3 +181,27 @@ def test_list_and_export_read_the_archived_days_as_before_the_archive(
     assert len(listed) == 15 and [r["decision_id"] for r in listed[:2]] == ["dec0", "dec1"]
     assert [r["decision_id"] for r in json.loads(after[1])] == ["dec3"]
     assert len(json.loads(after[2])) == 4
+
+
+def test_a_lookup_reads_the_id_column_of_each_day_and_one_day_whole(tmp_path, monkeypatch):
+    """Any scorer's /explain of an unknown id reached every archived day: each was read whole
+    (0.4 s a miss at 300k archived decisions). A miss now reads one column per day."""
+    import pyarrow.parquet as real_pq
+
+    store = _days_store(tmp_path)
+    archive_before(store, "2026-05-03T00:00:00.000000Z")
+    reads: list[object] = []
+    original = real_pq.read_table
+
+    def recording(path, *args, **kwargs):
+        reads.append(kwargs.get("columns"))
+        return original(path, *args, **kwargs)
+
+    monkeypatch.setattr(real_pq, "read_table", recording)
+    assert store.get("nope") is None
+    assert reads == [["decision_id"], ["decision_id"]]  # two archived days, one column each
+    reads.clear()
+    record, intact = store.get("dec3")
+    assert intact and record == _record(3)
+    assert reads.count(None) == 1  # the day that holds it, whole
+    store.close()

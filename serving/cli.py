@@ -8,6 +8,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -119,9 +120,7 @@ def serve(
     env = {
         PARAMS_ENV: str(path.resolve()) if path else None,
         WORKERS_ENV: str(workers) if workers else None,
-        MODEL_DIR_ENV: str(
-            (model_dir or Path(tempfile.mkdtemp(prefix="parcelrisk-model-"))).resolve()
-        ),
+        MODEL_DIR_ENV: str(model_dir.resolve()) if model_dir else None,  # else made below
         TRACKING_URI_ENV: tracking_uri,
         AUDIT_DB_ENV: _absolute_store(audit_db) if audit_db else os.environ.get(AUDIT_DB_ENV),
     }
@@ -173,6 +172,10 @@ def serve(
     # (no uvicorn graceful timeout; circus's graceful_timeout is a day): no answer can come
     # later than the request timeout (504), so waiting longer serves nobody.
     drain_s = math.ceil(settings.serve.request_timeout_s) + 1
+    # the champions' downloads: removed when the server stops unless --model-dir named a place
+    own_model_dir = None if model_dir else Path(tempfile.mkdtemp(prefix="parcelrisk-model-"))
+    if own_model_dir is not None:
+        os.environ[MODEL_DIR_ENV] = str(own_model_dir.resolve())
     try:
         serve_http(
             SERVICE_IMPORT,
@@ -186,6 +189,9 @@ def serve(
             raise
         typer.echo(port_in_use_message(host, port), err=True)
         raise typer.Exit(1) from None
+    finally:
+        if own_model_dir is not None:
+            shutil.rmtree(own_model_dir, ignore_errors=True)
 
 
 def score(

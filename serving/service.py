@@ -237,6 +237,8 @@ class ParcelRiskService:
             self.review_store.close()
         self.store.close()
         self.outcome_store.close()
+        # this worker's champion downloads (its own directory under the model root)
+        shutil.rmtree(self._model_root, ignore_errors=True)
 
     def _load_champion(self) -> ScoringRuntime:
         """The registry's champion in a fresh directory, caught up with the decision log."""

@@ -257,3 +257,6 @@ def test_sigterm_lets_the_request_in_flight_finish_then_exits(after_sigkill, rea
     assert server.process.wait(timeout=30) == 0
     assert all(_gone(pid) for pid in workers)
     assert _port_is_free(server.port)
+    # each worker removed its champion downloads (they were left under /tmp on every stop)
+    models = server.log.with_name(server.log.stem.replace("serve-", "models-"))
+    assert models.is_dir() and not list(models.glob("worker-*")), list(models.iterdir())

@@ -746,14 +746,19 @@ def show(
     if as_json:
         typer.echo(json.dumps(body, indent=2, default=str))
         return
+    from serving.audit.safe_text import terminal_safe
+
     model, current, history = body["model"], body["in_force"], body["history"]
+    # the reason and the other tags are an operator's text: one line each, no escapes run
     typer.echo(
-        f"{model['name']} v{model['version']} (run {model['run_id']}): thresholds {current} "
-        "in force"
+        terminal_safe(
+            f"{model['name']} v{model['version']} (run {model['run_id']}): thresholds "
+            f"{current} in force"
+        )
     )
     for h in history:
         mark = "*" if h.get("version") == current else " "
-        typer.echo(
+        line = (
             f"{mark} {h.get('version')}  {h.get('set_at') or 'trained':<25} "
             f"red {100 * float(h.get('red_rate', 0)):g}% >= {float(h.get('red_cutoff', 0)):.6g}  "
             f"yellow {100 * float(h.get('yellow_rate', 0)):g}% >= "
@@ -761,6 +766,7 @@ def show(
             f"on {h.get('fitted_on') or '-'}"
             + (f"  reason: {h['reason']}" if h.get("reason") and h.get("set_at") else "")
         )
+        typer.echo(terminal_safe(line))
 
 
 def lane_history(client: MlflowClient, settings: Settings) -> dict[str, Any]:

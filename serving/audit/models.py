@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from features.errors import ParcelriskError
+from serving.audit.safe_text import display_uri
 
 if TYPE_CHECKING:
     from features.pipeline.snapshot import EntityState
@@ -45,10 +46,12 @@ class LoadedModel:
 
 
 def run_url(tracking_uri: str, experiment_id: str | None, run_id: str) -> str:
-    """Where a person finds the run: the MLflow UI page for an HTTP tracking server, else the
-    ``runs:/`` URI MLflow's own tools resolve against that tracking URI."""
+    """Where a person finds the run: the MLflow UI page for an HTTP tracking server (without
+    the URI's user and password: the link is shown), else the ``runs:/`` URI MLflow's own
+    tools resolve against that tracking URI."""
     if tracking_uri.startswith(("http://", "https://")) and experiment_id is not None:
-        return f"{tracking_uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+        base = display_uri(tracking_uri).rstrip("/")
+        return f"{base}/#/experiments/{experiment_id}/runs/{run_id}"
     return f"runs:/{run_id}"
 
 

@@ -122,6 +122,38 @@ def decision_rows(records: Sequence[DecisionRecord], outcomes: pd.DataFrame) -> 
     return merged
 
 
+def _text_columns(rows: pd.DataFrame) -> list[str]:
+    """The columns that may hold text: object and string dtypes (pandas 3 reads text as
+    ``str``), never the numeric and boolean ones."""
+    from pandas.api.types import is_object_dtype, is_string_dtype
+
+    return [c for c in rows.columns if is_object_dtype(rows[c]) or is_string_dtype(rows[c])]
+
+
+def rows_csv(rows: pd.DataFrame) -> str:
+    """``rows`` as CSV a spreadsheet opens as data: a text cell that starts like a formula
+    (a declaration's text is the declarant's) is prefixed with ``'``; numbers are left as
+    they are."""
+    from serving.audit.safe_text import csv_cell
+
+    text_columns = _text_columns(rows)
+    safe = rows.assign(**{c: rows[c].map(csv_cell) for c in text_columns})
+    return safe.to_csv(index=False)
+
+
+def terminal_table(rows: pd.DataFrame) -> str:
+    """``rows`` as a text table for a terminal, every text cell ``terminal_safe`` (one cell
+    cannot start a line of its own or move the cursor), floats to 4 decimals."""
+    from serving.audit.safe_text import terminal_safe
+
+    def cell(value: Any) -> Any:
+        return terminal_safe(value) if isinstance(value, str) else value
+
+    text_columns = _text_columns(rows)
+    safe = rows.assign(**{c: rows[c].map(cell) for c in text_columns})
+    return safe.to_string(index=False, float_format=lambda v: f"{v:.4f}")
+
+
 def period_summary(rows: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """Counts by lane and model version, and hit rates (illicit share among the inspected,
     where results exist) by lane and by model version."""

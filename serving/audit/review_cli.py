@@ -17,6 +17,7 @@ import typer
 from features.cli import params_option, settings_from, tracking_option
 from features.errors import ParcelriskError
 from serving.audit.cli import db_option, open_audit_store
+from serving.audit.safe_text import display_uri, terminal_safe
 
 _FORMATS = ("table", "json", "csv")
 _LIST_COLUMNS = [
@@ -74,7 +75,7 @@ def list_decisions(
 ) -> None:
     """Decisions answered in a period, in the chain's order, filtered by lane, model version
     or declaration."""
-    from serving.audit.report import decision_rows, read_outcomes
+    from serving.audit.report import decision_rows, read_outcomes, rows_csv, terminal_table
 
     if fmt not in _FORMATS:
         raise ParcelriskError(f"--format {fmt!r}: use one of {', '.join(_FORMATS)}")
@@ -99,12 +100,11 @@ def list_decisions(
     if fmt == "json":
         typer.echo(rows.to_json(orient="records", indent=1))
     elif fmt == "csv":
-        typer.echo(rows.to_csv(index=False), nl=False)
+        typer.echo(rows_csv(rows), nl=False)
     elif rows.empty:
         typer.echo("no decisions in that period", err=True)
     else:
-        table = rows[[*_LIST_COLUMNS, "outcome"]]
-        typer.echo(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+        typer.echo(terminal_table(rows[[*_LIST_COLUMNS, "outcome"]]))
     if len(records) == limit:
         typer.echo(f"(first {limit}: raise --limit for more)", err=True)
 
@@ -142,7 +142,7 @@ def show(
             explanation = explain_record(record, loaded)
         except ParcelriskError as exc:
             problem = str(exc)
-        tracking = models.tracking_uri
+        tracking = display_uri(models.tracking_uri)  # printed: never its password
     result = outcome.drop(columns="declaration_id").to_dict("records")
     body = {
         "decision_id": record.decision_id,
@@ -180,6 +180,8 @@ def show(
 
 
 def _show_text(body: dict[str, Any]) -> str:
+    """``show``'s text: one line per field, every line ``terminal_safe`` (the declaration's
+    text is the declarant's: it must not clear the screen or forge a line of its own)."""
     model = body["model"]
     delivery = body["delivery"]
     lines = [
@@ -231,7 +233,7 @@ def _show_text(body: dict[str, Any]) -> str:
             f"  {c['feature']:<{width}}  {c['contribution']:+.5f}  {c['value']}"
             for c in explanation["contributions"]
         ]
-    return "\n".join(lines)
+    return "\n".join(terminal_safe(line) for line in lines)
 
 
 def recompute(
@@ -291,7 +293,7 @@ def recompute(
         typer.echo(json.dumps(body, indent=2))
     else:
         for r in found_all:
-            typer.echo(_recomputed_line(r))
+            typer.echo(terminal_safe(_recomputed_line(r)))
         typer.echo(
             f"{summary['n']} decisions: {summary['matches']} match, {summary['mismatches']} "
             f"mismatch, {summary['unverifiable']} unverifiable"
@@ -330,7 +332,13 @@ def export(
     inspection results exist, every decision with its outcome; HTML states the chain head and
     whether the chain verified."""
     from serving.audit.chain import format_head
-    from serving.audit.report import decision_rows, period_summary, read_outcomes, report_html
+    from serving.audit.report import (
+        decision_rows,
+        period_summary,
+        read_outcomes,
+        report_html,
+        rows_csv,
+    )
     from serving.audit.verify import describe_results, verify_results_of, verify_store
 
     if fmt not in ("csv", "html"):
@@ -348,7 +356,7 @@ def export(
         store.close()
     rows = decision_rows(records, outcomes)
     if fmt == "csv":
-        text = rows.to_csv(index=False)
+        text = rows_csv(rows)
     else:
         assert verified is not None
         header = {

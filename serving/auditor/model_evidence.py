@@ -13,6 +13,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from serving.audit.safe_text import display_uri
+
 logger = logging.getLogger(__name__)
 
 SHAP_TABLE = "shap/shap_mean_abs.csv"
@@ -51,8 +53,9 @@ class ModelEvidence:
 
 
 def web_link(url: str | None) -> str | None:
-    """``url`` when a browser can open it (an MLflow UI page), else None (a ``runs:/`` URI)."""
-    return url if url and url.startswith(("http://", "https://")) else None
+    """``url`` when a browser can open it (an MLflow UI page), without any user and password
+    in it, else None (a ``runs:/`` URI)."""
+    return display_uri(url) if url and url.startswith(("http://", "https://")) else None
 
 
 def read_shap_table(path: Path) -> list[tuple[str, float]]:

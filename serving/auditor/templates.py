@@ -1,6 +1,6 @@
 """The auditor pages' HTML: Jinja2 templates with autoescape on, inline CSS, no script.
 
-Values reach the page escaped; only the SVG built by ``serving.auditor.charts`` (which escapes
+Values reach the page escaped, URIs without their user and password; only the SVG built by ``serving.auditor.charts`` (which escapes
 its own labels) is marked safe, by the page code.
 """
 
@@ -11,6 +11,7 @@ from typing import Any
 
 import jinja2
 
+from serving.audit.safe_text import display_uri
 from serving.auditor.charts import display
 
 _BASE = """<!doctype html>
@@ -108,7 +109,7 @@ _DECISION = """{% extends "base" %}
 <tr><th>exploration</th><td>{{ 'yes (lane drawn at random)' if r.exploration else 'no' }}</td></tr>
 <tr><th>model</th><td><a href="/auditor/models/{{ r.model_name|urlencode }}/{{ r.model_version|urlencode }}">{{ r.model_name }} v{{ r.model_version }}</a>,
 thresholds {{ r.thresholds_version }}</td></tr>
-<tr><th>MLflow run</th><td>{% if run_link %}<a href="{{ run_link }}" rel="noreferrer">{{ run_id }}</a>{% elif run_id %}{{ run_id }} <span class="note">(the tracking store has no web UI to link: open it with <code>mlflow ui --backend-store-uri {{ tracking_uri }}</code>)</span>{% else %}<span class="note">unknown: see below</span>{% endif %}</td></tr>
+<tr><th>MLflow run</th><td>{% if run_link %}<a href="{{ run_link }}" rel="noreferrer">{{ run_id }}</a>{% elif run_id %}{{ run_id }} <span class="note">(the tracking store has no web UI to link: open it with <code>mlflow ui --backend-store-uri {{ tracking_uri|display_uri }}</code>)</span>{% else %}<span class="note">unknown: see below</span>{% endif %}</td></tr>
 <tr><th>scored at / answered at</th><td>{{ r.scored_at }} / {{ r.answered_at }}</td></tr>
 <tr><th>request / key id</th><td>{{ r.request_id or '-' }} / {{ r.api_key_id or '-' }}</td></tr>
 <tr><th>integrity (chain)</th><td id="integrity">{% if intact %}<span class="ok">intact</span>: its MAC matches its content and its neighbours' links{% else %}<span class="bad">BROKEN</span>: this record or its link in the chain was altered; run <code>parcelrisk audit verify</code>{% endif %}</td></tr>
@@ -139,7 +140,7 @@ _MODEL = """{% extends "base" %}
 {% block main %}
 <h1>Model {{ m.name }} v{{ m.version }}{% if is_champion %} <span class="note">(serving now)</span>{% endif %}</h1>
 <table class="kv">
-<tr><th>MLflow run</th><td>{% if m.run_link %}<a href="{{ m.run_link }}" rel="noreferrer">{{ m.run_id }}</a>{% else %}{{ m.run_id }} <span class="note">(no MLflow web UI at {{ tracking_uri }})</span>{% endif %}</td></tr>
+<tr><th>MLflow run</th><td>{% if m.run_link %}<a href="{{ m.run_link }}" rel="noreferrer">{{ m.run_id }}</a>{% else %}{{ m.run_id }} <span class="note">(no MLflow web UI at {{ tracking_uri|display_uri }})</span>{% endif %}</td></tr>
 <tr><th>thresholds</th><td>{{ m.tags.get('thresholds_version', '-') }}</td></tr>
 <tr><th>data fingerprint</th><td>{{ m.tags.get('data_fingerprint', '-') }}</td></tr>
 </table>
@@ -189,6 +190,7 @@ def environment() -> jinja2.Environment:
         undefined=jinja2.StrictUndefined,
     )
     env.filters["display"] = display
+    env.filters["display_uri"] = display_uri  # a tracking URI's password is not for the page
     return env
 
 

@@ -1,0 +1,63 @@
+"""What the auditor's outputs may show of text they did not write: URIs without their
+credentials, terminal text without control sequences, CSV cells a spreadsheet will not run.
+
+Pure functions of a value; the CLI commands and the pages call them at the point they print.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+# C0, DEL and C1 controls, and the Unicode bidi controls that reorder what a reader sees
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+# a spreadsheet evaluates a cell starting with these (OWASP, "CSV Injection")
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+# a user, then ":" and a password that may hold "/" and "@" (drivers parse them so), up to
+# the last "@" before any query
+_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^:/?#]*(?::[^?#]*)?@")
+
+
+def display_uri(uri: str) -> str:
+    """``uri`` as it may be shown to a person: scheme, host, port, path (and fragment, an MLflow
+    UI page's route), without the user and password, nor the query, where drivers take
+    passwords too.
+    A plain path (no ``scheme://``) is returned as is. When in doubt it drops more: an "@"
+    later in a URI that has a ":" after its host cuts the host off too."""
+    if "://" not in uri:
+        return uri
+    shown = _USERINFO.sub(r"\1", uri)
+    head, hash_, fragment = shown.partition("#")
+    return head.split("?", 1)[0] + hash_ + fragment
+
+
+def _escaped(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def terminal_safe(text: str) -> str:
+    """``text`` with every control character (newline included) and bidi control written as
+    a visible escape (``\\x1b``, ``\\u202e``): a value printed to a terminal cannot clear
+    the screen, start a line of its own or reorder the line it is on."""
+    return _CONTROLS.sub(_escaped, text)
+
+
+def terminal_safe_values(value: Any) -> Any:
+    """``value`` with every string in it (dict keys too, through lists and dicts) made
+    ``terminal_safe``; numbers and the rest unchanged, so they still format as numbers."""
+    if isinstance(value, str):
+        return terminal_safe(value)
+    if isinstance(value, dict):
+        return {terminal_safe_values(k): terminal_safe_values(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(terminal_safe_values(v) for v in value)
+    return value
+
+
+def csv_cell(value: Any) -> Any:
+    """A text cell a spreadsheet shows as text: a string that starts like a formula gets a
+    leading ``'``; anything else (numbers included) unchanged."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value

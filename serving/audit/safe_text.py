@@ -43,18 +43,6 @@ def terminal_safe(text: str) -> str:
     return _CONTROLS.sub(_escaped, text)
 
 
-def terminal_safe_values(value: Any) -> Any:
-    """``value`` with every string in it (dict keys too, through lists and dicts) made
-    ``terminal_safe``; numbers and the rest unchanged, so they still format as numbers."""
-    if isinstance(value, str):
-        return terminal_safe(value)
-    if isinstance(value, dict):
-        return {terminal_safe_values(k): terminal_safe_values(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return type(value)(terminal_safe_values(v) for v in value)
-    return value
-
-
 def csv_cell(value: Any) -> Any:
     """A text cell a spreadsheet shows as text: a string that starts like a formula gets a
     leading ``'``; anything else (numbers included) unchanged."""

@@ -4,6 +4,7 @@ The mapping names, for each contract field, the source column it comes from (or 
 how to read it; and it declares the extra columns the administration wants to keep::
 
     delimiter: ";"              # optional; sniffed from the header line when absent
+    sheet: Declarations         # an .xlsx source's worksheet (required if it has several)
     encoding: utf-8             # optional
     null_values: ["", "NULL"]   # optional; cells that mean "no value" ("NA" is Namibia, not null)
     columns:                    # contract field -> source column (shorthand) or a spec
@@ -25,12 +26,17 @@ how to read it; and it declares the extra columns the administration wants to ke
       - {column: INSURED_VALUE, name: insured_value, kind: numeric, decimal: ","}
 
 Spec keys: ``column`` or ``value`` (exactly one); ``default`` (the value of an empty cell of
-the column, read like any source value); ``format`` (strptime), ``timezone`` (IANA name; local
+the column, read like any source value); ``format`` (strptime, ``ISO8601`` or ``excel`` for a
+spreadsheet's serial days; a list is tried in order, each value read by the first format that
+reads it whole), ``timezone`` (IANA name; local
 times are converted to UTC, times already carrying an offset are converted from it; ambiguous
 autumn-DST times are read as standard time, times the spring change skips are moved forward by
 it, both counted in the summary) and ``offset`` (a duration added after reading, e.g.
 ``1 day`` when results are recorded the day after the declaration date) for timestamps;
-``decimal``, ``thousands`` and ``scale`` (a multiplier > 0) for numbers; ``values`` (a code
+``decimal``, ``thousands`` and ``scale`` (a multiplier > 0) for numbers; ``units`` (unit ->
+multiplier, for numbers written with their unit: ``350 g``) and ``part`` (``number`` or
+``unit``: one side of a cell holding a number and its unit or currency, ``12,50 €``);
+``country_codes`` (``alpha3`` or ``numeric`` ISO 3166 codes -> alpha-2); ``values`` (a code
 table: every non-empty source value must be a key, else it is an error);
 ``true_values``/``false_values`` for booleans. Timestamps without a timezone or offset are taken
 as UTC. Without a ``format`` only ISO 8601 text (year first: ``2026-01-02``,
@@ -68,12 +74,13 @@ import math
 import re
 import zipfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
 from features.intake.contract import (
+    COUNTRY_PATTERN,
     FIELDS,
     FIELDS_BY_NAME,
     Contract,
@@ -89,6 +96,7 @@ from features.intake.io import (
     sniff_delimiter,
     write_declarations,
 )
+from features.intake.iso3166 import ALPHA3_TO_ALPHA2, NUMERIC_TO_ALPHA2
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -98,6 +106,9 @@ logger = logging.getLogger(__name__)
 DEFAULT_NULL_VALUES = ("", "NULL", "null", "N/A", "n/a", "NaN", "nan", "None")
 _EXAMPLES = 5
 OUTPUT_SUFFIXES = (".parquet", ".pq")
+WORKBOOK_SUFFIXES = (".xlsx", ".xlsm")
+# spreadsheet formats openpyxl does not read: refused naming what to save them as
+_OTHER_SPREADSHEETS = (".xls", ".xlsb", ".ods", ".numbers")
 
 # Columns the feature pipeline derives beside the contract fields and the extras, in
 # features/pipeline/prepare.py (``prepare``: t_us, hs6, hs_chapter, hs_heading, hs6_origin,
@@ -124,12 +135,43 @@ DERIVED_COLUMNS = frozenset(
 )
 # pandas' own layouts: "mixed" guesses each value's day/month order (what a format is to stop)
 _GUESSING_FORMATS = ("mixed",)
+# a spreadsheet's dates as numbers: days since 1899-12-30 (Excel's 1900 date system, as
+# LibreOffice and Google Sheets write it too), the fraction the time of day
+EXCEL_FORMAT = "excel"
+_EXCEL_EPOCH = "1899-12-30"
+_EXCEL_MAX_SERIAL = 2958465  # 9999-12-31
+# a number beside its unit or currency, either side: "350 g", "1,2 kg", "USD 12.50", "€12,50"
+_NUMBER_WITH_UNIT = (
+    r"^(?P<before>[^\d+\-.,]*?)\s*"
+    r"(?P<number>[+-]?(?:\d(?:[\d.,'\u00a0 ]*\d)?|[.,]\d+))"
+    r"\s*(?P<after>[^\d]*?)$"
+)
 # the leading zero of chapters 01-09 that a number drops from a 6-, 8- or 10-digit HS code
 _HS_LOST_ZERO = r"[0-9]{5}|[0-9]{7}|[0-9]{9}"
 # an ISO 8601 time carrying its zone (Z, UTC or an offset): read as is, not in the mapping's zone
 _ZONED_TIME = (
     r"(?i)[T ]\d{2}(?::?\d{2}(?::?\d{2}(?:[.,]\d+)?)?)?\s*(?:Z|UTC|[+-]\d{2}(?::?\d{2})?)$"
 )
+
+
+def _check_format(value: str) -> None:
+    """A timestamp format the reader takes: strptime, ``ISO8601`` or ``excel``."""
+    if value in ("ISO8601", EXCEL_FORMAT):
+        return
+    if value in _GUESSING_FORMATS:
+        raise ValueError(
+            f"format {value!r} guesses the day/month order of each value; give the "
+            "column's strptime format, e.g. '%d/%m/%Y %H:%M'"
+        )
+    import pandas as pd
+
+    try:  # the reader compiles the format before it reads a value: a bad one fails here
+        pd.to_datetime(pd.Series(["2000-01-01"]), format=value, errors="coerce")
+    except (ValueError, re.error) as exc:
+        raise ValueError(
+            f"format {value!r} is not a strptime format ({exc}); e.g. '%d/%m/%Y %H:%M', "
+            "or 'excel' for a spreadsheet's serial days"
+        ) from exc
 
 
 class _Spec(BaseModel):
@@ -139,11 +181,19 @@ class _Spec(BaseModel):
 
     column: str | None = None
     value: Any = None
-    format: str | None = None
+    # strptime, "ISO8601" or "excel" (a spreadsheet's serial days); a list is tried in order,
+    # each value read by the first format that reads it whole (date-only rows beside timed ones)
+    format: str | list[str] | None = None
     timezone: str | None = None
     decimal: str | None = None
     thousands: str | None = None
     scale: float | None = None
+    # numbers written with their unit in the cell ("350 g", "1,2 kg", "2 lb"): unit -> multiplier
+    units: dict[str, float] | None = None
+    # the cell holds a number and a unit or currency ("12.50 USD", "€ 12,50"): read one part
+    part: Literal["number", "unit"] | None = None
+    # countries written as ISO 3166 alpha-3 ("CHN") or numeric ("156") codes -> alpha-2
+    country_codes: Literal["alpha3", "numeric"] | None = None
     values: dict[str, Any] | None = None
     true_values: list[str] | None = None
     false_values: list[str] | None = None
@@ -217,23 +267,43 @@ class _Spec(BaseModel):
 
     @field_validator("format")
     @classmethod
-    def _known_format(cls, value: str | None) -> str | None:
-        if value is None or value == "ISO8601":
+    def _known_format(cls, value: str | list[str] | None) -> str | list[str] | None:
+        if value is None:
             return value
-        if value in _GUESSING_FORMATS:
-            raise ValueError(
-                f"format {value!r} guesses the day/month order of each value; give the "
-                "column's strptime format, e.g. '%d/%m/%Y %H:%M'"
-            )
-        import pandas as pd
-
-        try:  # the reader compiles the format before it reads a value: a bad one fails here
-            pd.to_datetime(pd.Series(["2000-01-01"]), format=value, errors="coerce")
-        except (ValueError, re.error) as exc:
-            raise ValueError(
-                f"format {value!r} is not a strptime format ({exc}); e.g. '%d/%m/%Y %H:%M'"
-            ) from exc
+        formats = [value] if isinstance(value, str) else value
+        if not formats:
+            raise ValueError("format: an empty list; give one format or several to try in order")
+        for one in formats:
+            _check_format(one)
         return value
+
+    @field_validator("units", mode="before")
+    @classmethod
+    def _unit_keys_as_text(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {str(k).strip(): v for k, v in value.items()}
+        return value
+
+    @field_validator("units")
+    @classmethod
+    def _known_units(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        if value is None:
+            return value
+        if not value:
+            raise ValueError("units: an empty table; e.g. units: {g: 0.001, kg: 1, lb: 0.4536}")
+        bad = [f"{k}: {v!r}" for k, v in value.items() if not (math.isfinite(v) and v > 0)]
+        if bad:
+            raise ValueError(f"units: multipliers must be numbers > 0 ({', '.join(bad)})")
+        folded = [k.casefold() for k in value]
+        clash = sorted({k for k in value if folded.count(k.casefold()) > 1})
+        if clash:  # units are matched whatever their case ("KG", "kg"): two keys would tie
+            raise ValueError(f"units: keys that differ only by case: {', '.join(clash)}")
+        return value
+
+    @property
+    def formats(self) -> list[str] | None:
+        """``format`` as a list (None when the spec gives none)."""
+        return [self.format] if isinstance(self.format, str) else self.format
 
     @field_validator("scale")
     @classmethod
@@ -249,6 +319,25 @@ class _Spec(BaseModel):
                 f"decimal and thousands are the same separator {self.decimal!r}: a number "
                 "could not be read (e.g. decimal: ',' with thousands: '.', or decimal: '.' "
                 "with thousands: ',')"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _units_alone(self) -> _Spec:
+        if self.units is not None and self.scale is not None:
+            raise ValueError("give the multiplier of each unit in 'units', not also a 'scale'")
+        if self.units is not None and self.part == "unit":
+            raise ValueError("'units' converts the number; part: unit reads the unit as text")
+        if self.part == "unit" and any(
+            x is not None for x in (self.decimal, self.thousands, self.scale)
+        ):
+            raise ValueError(
+                "part: unit reads the unit or currency as text: no decimal, thousands or scale"
+            )
+        if self.values is not None and (self.units is not None or self.part == "number"):
+            raise ValueError(
+                "a 'values' table reads codes; it does not apply to the number "
+                "of a cell (part: unit reads the code beside it)"
             )
         return self
 
@@ -299,6 +388,7 @@ class Mapping(BaseModel):
     delimiter: str | None = None
     encoding: str = "utf-8"
     null_values: list[str] = list(DEFAULT_NULL_VALUES)
+    sheet: str | None = None  # the worksheet of an .xlsx source (required if it has several)
 
     @field_validator("encoding")
     @classmethod
@@ -366,6 +456,31 @@ class Mapping(BaseModel):
         return self
 
     @model_validator(mode="after")
+    def _specs_fit_kinds(self) -> Mapping:
+        # a unit table on a text field or a format on a number would be ignored unsaid
+        problems = []
+        targets = [(n, FIELDS_BY_NAME[n].kind, s) for n, s in self.columns.items()]
+        targets += [(e.name, _extra_kind(e), e) for e in self.extras]
+        for name, kind, spec in targets:
+            numeric, text = kind in ("int", "float"), kind in ("str", "category")
+            if spec.format is not None and kind != "datetime":
+                problems.append(f"{name}: 'format' reads timestamps; {name} is not one")
+            if (spec.units is not None or spec.part == "number") and not numeric:
+                problems.append(f"{name}: 'units' and part: number read numbers; {name} is text")
+            if spec.part == "unit" and not text:
+                problems.append(f"{name}: part: unit reads a unit or currency code as text")
+            is_country = name not in FIELDS_BY_NAME or (
+                FIELDS_BY_NAME[name].pattern == COUNTRY_PATTERN
+            )
+            if spec.country_codes is not None and not (text and is_country):
+                problems.append(f"{name}: 'country_codes' converts country fields only")
+            if spec.country_codes is not None and spec.column is None:
+                problems.append(f"{name}: 'country_codes' converts a column, not a constant")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @model_validator(mode="after")
     def _unique_extras(self) -> Mapping:
         names = [e.name for e in self.extras]
         dupes = sorted({n for n in names if names.count(n) > 1})
@@ -382,6 +497,11 @@ class Mapping(BaseModel):
     def source_columns(self) -> list[str]:
         cols = [s.column for s in self.columns.values() if s.column is not None]
         return cols + [e.column for e in self.extras if e.column is not None]
+
+
+def _extra_kind(extra: ExtraSpec) -> str:
+    """The conversion kind of an extra: numbers for numeric extras, text otherwise."""
+    return "float" if extra.kind == "numeric" else "str"
 
 
 class _Yaml12Loader(yaml.SafeLoader):
@@ -492,6 +612,35 @@ def _convert(
         source = source.astype("object").where(_filled(source), spec.default)
     text = _as_text(source) if source.dtype != bool else source
     none = pd.Series(False, index=source.index)
+    factor = None  # per-row multipliers of a 'units' table
+
+    if spec.part is not None or spec.units is not None:
+        number_text, unit_text, unsplit = _split_unit(text)
+        nothing = pd.Series(np.nan, index=text.index)
+        if unsplit.any():
+            return (
+                nothing,
+                unsplit,
+                "not a number with at most one unit or currency code beside it (e.g. "
+                "'350 g', 'USD 12.50', '12,50 €')",
+                {},
+            )
+        if spec.part == "unit":
+            bare = text.notna() & unit_text.isna()
+            if bare.any():
+                return nothing, bare, "a number without its unit or currency code beside it", {}
+            text = source = unit_text
+        else:
+            if spec.units is not None:
+                factor, unknown = _unit_factors(unit_text, spec.units)
+                unknown &= text.notna()
+                if unknown.any():
+                    listed = ", ".join(repr(u) for u in spec.units)
+                    return nothing, unknown, f"units not in the 'units' table ({listed})", {}
+            text = source = number_text
+
+    if spec.country_codes is not None:
+        return (*_read_country_codes(spec, text), {})
 
     if spec.values is not None:
         mapped, bad = _apply_values(text, spec.values)
@@ -544,6 +693,8 @@ def _convert(
             return number, bad, f"not numbers{hint}", {}
         if spec.scale is not None:
             number = number * spec.scale
+        if factor is not None:
+            number = number * factor
         if kind == "int":
             # scaling can leave float noise (e.g. 3 * 0.1); round what is whole to 9 decimals
             number = number.round(9)
@@ -610,23 +761,124 @@ def _misgrouped(text: pd.Series, thousands: str, decimal: str) -> pd.Series:
 def _convert_datetime(
     spec: _Spec, text: pd.Series
 ) -> tuple[pd.Series, pd.Series, str, dict[str, pd.Series]]:
+    """Text read with the spec's format(s), each value by the first that reads it whole."""
     import pandas as pd
 
-    if spec.format is None or spec.format == "ISO8601":
+    formats = spec.formats
+    if formats is None or formats == ["ISO8601"]:
         return _convert_iso(spec, text)
-    # with an offset in the format, values may carry different ones (a DST change): each to UTC
-    zoned = "%z" in spec.format or "%Z" in spec.format
-    try:
-        parsed = pd.to_datetime(text, format=spec.format, errors="coerce", utc=zoned)
-    except (ValueError, re.error) as exc:  # the format itself was checked with the mapping
-        bad = text.notna()
-        nothing = pd.Series(pd.NaT, index=text.index, dtype="datetime64[us, UTC]")
-        return nothing, bad, f"not readable with format {spec.format!r} ({exc})", {}
-    bad = parsed.isna() & text.notna()
-    if bad.any():
-        return parsed, bad, f"not timestamps in format {spec.format!r}", {}
+    out = pd.Series(pd.NaT, index=text.index, dtype="datetime64[us, UTC]")
+    none = pd.Series(False, index=text.index)
+    marks = {"skipped": none, "repeated": none}
+    left = text.notna()
+    failures = []
+    for fmt in formats:
+        if not left.any():
+            break
+        part = text[left]
+        try:
+            stamps, read, part_marks = _read_format(spec, fmt, part)
+        except (ValueError, re.error) as exc:  # formats were checked with the mapping
+            failures.append(f"{fmt!r} ({exc})")
+            continue
+        done = read[read].index
+        out.loc[done] = stamps.loc[done].astype(out.dtype)
+        for mark, mask in part_marks.items():
+            marks[mark] = marks[mark] | (mask & read).reindex(text.index, fill_value=False)
+        left.loc[done] = False
+    if left.any():
+        if len(formats) > 1:
+            problem = f"not timestamps in any of the formats {formats}"
+        elif formats == [EXCEL_FORMAT]:
+            problem = (
+                f"not spreadsheet serial dates (format {EXCEL_FORMAT!r}: days since "
+                f"{_EXCEL_EPOCH}, e.g. 46023.5 for 2026-01-01 12:00)"
+            )
+        else:
+            problem = f"not timestamps in format {formats[0]!r}"
+        if failures:
+            problem += f"; not readable with format {', '.join(failures)}"
+        return out, left, problem, {}
+    return out, none, "", marks
+
+
+def _read_format(
+    spec: _Spec, fmt: str, text: pd.Series
+) -> tuple[pd.Series, pd.Series, dict[str, pd.Series]]:
+    """``text`` read with one format: UTC stamps, the mask of values it read, DST marks."""
+    import pandas as pd
+
+    if fmt == "ISO8601":
+        stamps, bad, _, marks = _convert_iso(spec, text)
+        return stamps, ~bad, marks
+    if fmt == EXCEL_FORMAT:
+        parsed = _excel_serials(text)
+    else:
+        # with an offset in the format, values may carry different ones (a DST change)
+        zoned = "%z" in fmt or "%Z" in fmt
+        parsed = pd.to_datetime(text, format=fmt, errors="coerce", utc=zoned)
+    read = parsed.notna()
     stamps, marks = _localise(parsed, spec)
-    return stamps, bad, "", marks
+    return stamps, read, marks
+
+
+def _excel_serials(text: pd.Series) -> pd.Series:
+    """Spreadsheet serial days (``46023.5``) -> naive timestamps; NaT where not one.
+
+    Rounded to the millisecond, a spreadsheet's own precision: a time of day stored as a
+    binary fraction (0.1 d) would otherwise land microseconds off the written time.
+    """
+    import pandas as pd
+
+    number = pd.to_numeric(text.astype("str").str.strip().where(text.notna()), errors="coerce")
+    number = number.where(number.between(1, _EXCEL_MAX_SERIAL))
+    millis = (number * 86_400_000).round()
+    return pd.Timestamp(_EXCEL_EPOCH) + pd.to_timedelta(millis, unit="ms")
+
+
+def _split_unit(text: pd.Series) -> tuple[pd.Series, pd.Series, pd.Series]:
+    """Cells holding a number and at most one unit or currency code, either side of it.
+
+    Returns the number as text, the unit (null where the cell has none) and the mask of
+    cells that are no such thing ("kg", "12 kg 300 g", "EUR 12 USD").
+    """
+    parts = text.str.extract(_NUMBER_WITH_UNIT)
+    matched = parts["number"].notna()
+    before = parts["before"].fillna("").str.strip()
+    after = parts["after"].fillna("").str.strip()
+    unsplit = (text.notna() & (~matched | (before.ne("") & after.ne("")))).astype(bool)
+    unit = before.where(before.ne(""), after)
+    unit = unit.where(matched & unit.ne(""))
+    return parts["number"].where(matched), unit, unsplit
+
+
+def _unit_factors(unit: pd.Series, table: dict[str, float]) -> tuple[pd.Series, pd.Series]:
+    """Each row's multiplier from the ``units`` table (matched whatever the case; a number
+    without a unit only if the table has the key ``""``), and the mask of unknown units."""
+    folded = {key.casefold(): factor for key, factor in table.items()}
+    key = unit.fillna("").str.casefold()
+    known = key.isin(list(folded))
+    return key.map(folded).astype("float64"), ~known
+
+
+def _read_country_codes(spec: _Spec, text: pd.Series) -> tuple[pd.Series, pd.Series, str]:
+    """ISO 3166 alpha-3 or numeric codes -> alpha-2; the column's ``values`` table first
+    (codes beyond the standard, e.g. ``XKX``), so an administration's own codes still read."""
+    if spec.country_codes == "alpha3":
+        table, key = ALPHA3_TO_ALPHA2, text.str.upper()
+        example = "CHN, DEU"
+    else:
+        table, key = NUMERIC_TO_ALPHA2, text.str.zfill(3)
+        example = "156, 276"
+    own = spec.values or {}
+    in_own = text.isin(list(own)).astype(bool)
+    out = key.map(table).where(~in_own, text.map(own))
+    bad = (text.notna() & ~in_own & out.isna()).astype(bool)
+    problem = (
+        f"not ISO 3166 {spec.country_codes} country codes (e.g. {example}); a code beyond "
+        "the standard goes in the column's 'values' table"
+    )
+    return out.astype("object"), bad, problem
 
 
 def _convert_iso(
@@ -653,8 +905,9 @@ def _convert_iso(
 def _not_iso_problem(values: pd.Series) -> str:
     if values.str.strip().str.fullmatch(r"[+-]?[0-9]+(?:[.,][0-9]+)?").all():
         return (
-            "numbers, not timestamps (a spreadsheet's serial dates?): export the column as "
-            "dates written out, and give their 'format' in the mapping unless they are ISO 8601"
+            "numbers, not timestamps: if they are a spreadsheet's serial dates (46023.5 for "
+            "2026-01-01 12:00), read them with format: excel; epoch seconds or other numbers "
+            "need the column exported as dates written out"
         )
     return (
         "not ISO 8601 timestamps (year first, e.g. 2026-01-02T10:00:00Z) and the mapping gives "
@@ -771,7 +1024,7 @@ def _map_declarations(
     targets: list[tuple[str, str, _Spec]] = [
         (name, FIELDS_BY_NAME[name].kind, spec) for name, spec in mapping.columns.items()
     ]
-    targets += [(e.name, "float" if e.kind == "numeric" else "str", e) for e in mapping.extras]
+    targets += [(e.name, _extra_kind(e), e) for e in mapping.extras]
     converted, local_times = _convert_all(raw, targets, ids)
     frame = pd.DataFrame(converted, index=raw.index)
     if with_outcomes:
@@ -802,12 +1055,23 @@ def read_source(path: Path, mapping: Mapping) -> pd.DataFrame:
     path = Path(path)
     if not path.exists():
         raise ContractError(f"source file not found: {path}")
-    parquet = path.suffix.lower() in (".parquet", ".pq")
+    suffix = path.suffix.lower()
+    parquet = suffix in (".parquet", ".pq")
+    if suffix in WORKBOOK_SUFFIXES:
+        raw, header = _read_workbook(path, mapping)
+        _check_header(path, header, mapping)
+        return raw
+    if suffix in _OTHER_SPREADSHEETS:
+        raise ContractError(
+            f"{path}: a {suffix} spreadsheet is not read; save it as .xlsx (or export a CSV)"
+        )
     if not parquet and not is_csv(path):
         raise ContractError(
-            f"{path}: unsupported file type (use .csv or .parquet; a CSV may be compressed: "
-            ".csv.gz, .csv.bz2, .csv.xz, .csv.zip)"
+            f"{path}: unsupported file type (use .csv, .parquet or .xlsx; a CSV may be "
+            "compressed: .csv.gz, .csv.bz2, .csv.xz, .csv.zip)"
         )
+    if mapping.sheet is not None:
+        raise ContractError(f"{path}: the mapping names a sheet, but this is not a workbook")
     try:
         if parquet:
             raw = pd.read_parquet(path)
@@ -831,6 +1095,11 @@ def read_source(path: Path, mapping: Mapping) -> pd.DataFrame:
     # truncated or damaged compressed files fail with EOFError and the decompressors' own errors
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, lzma.LZMAError) as exc:
         raise ContractError(f"{path}: cannot read file: {exc}") from exc
+    _check_header(path, header, mapping)
+    return raw
+
+
+def _check_header(path: Path, header: list[Any], mapping: Mapping) -> None:
     repeated = sorted({str(c) for c in header if header.count(c) > 1})
     if repeated:
         raise ContractError(
@@ -838,7 +1107,101 @@ def read_source(path: Path, mapping: Mapping) -> pd.DataFrame:
             "rename them in the export so the mapping can say which one it means"
         )
     _check_near_duplicate_headers(path, header, mapping)
-    return raw
+
+
+def _read_workbook(path: Path, mapping: Mapping) -> tuple[pd.DataFrame, list[str]]:
+    """The mapping's sheet of an .xlsx workbook (the only one if it names none), with its
+    header as written.
+
+    Cells keep what the spreadsheet typed them as: a column of numbers is numbers (an HS code
+    stored as a number gets its lost zero back, as from Parquet), a column of dates is
+    timestamps (local times, read in the spec's ``timezone``), anything mixed is text, numbers
+    written without a trailing ``.0``. Text cells in ``null_values`` are no value.
+    """
+    import pandas as pd
+
+    try:
+        book = pd.ExcelFile(path, engine="openpyxl")
+    except ImportError as exc:  # pragma: no cover - openpyxl is a dependency
+        raise ContractError(f"{path}: reading .xlsx needs openpyxl ({exc})") from exc
+    except Exception as exc:
+        raise ContractError(f"{path}: cannot read the workbook: {exc}") from exc
+    with book:
+        sheets = [str(name) for name in book.sheet_names]
+        if mapping.sheet is None and len(sheets) > 1:
+            raise ContractError(
+                f"{path}: a workbook of {len(sheets)} sheets ({', '.join(map(repr, sheets))}); "
+                f"name the one to read in the mapping, e.g. sheet: {sheets[0]!r}"
+            )
+        sheet = mapping.sheet if mapping.sheet is not None else sheets[0]
+        if sheet not in sheets:
+            raise ContractError(
+                f"{path}: no sheet {sheet!r} in the workbook; its sheets: "
+                + ", ".join(map(repr, sheets))
+            )
+        try:
+            cells = book.parse(sheet, header=None, dtype=object)
+        except Exception as exc:
+            raise ContractError(f"{path}: cannot read sheet {sheet!r}: {exc}") from exc
+    if cells.empty:
+        raise ContractError(f"{path}: sheet {sheet!r} is empty")
+    header = [str(_cell_text(v)) for v in cells.iloc[0] if not _blank(v)]
+    names = [
+        str(_cell_text(v)) if not _blank(v) else f"Unnamed: {i}"
+        for i, v in enumerate(cells.iloc[0])
+    ]
+    body = cells.iloc[1:].reset_index(drop=True)
+    body.columns = names
+    nulls = set(mapping.null_values)
+    raw = pd.DataFrame(
+        {name: _workbook_column(body.iloc[:, i], nulls) for i, name in enumerate(names)}
+    )
+    return raw, header
+
+
+def _blank(value: Any) -> bool:
+    import pandas as pd
+
+    return value is None or (not isinstance(value, str) and pd.isna(value))
+
+
+def _cell_text(value: Any) -> Any:
+    """A cell as text, written as a person reads it: 12 not 12.0, dates in ISO order."""
+    import datetime as dt
+
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, dt.datetime):
+        return value.isoformat(sep=" ")
+    if isinstance(value, dt.date | dt.time):
+        return value.isoformat()
+    return str(value)
+
+
+def _workbook_column(column: pd.Series, nulls: set[str]) -> pd.Series:
+    """One sheet column: numbers, timestamps or text, as its cells were typed."""
+    import datetime as dt
+    import numbers
+
+    import pandas as pd
+
+    blank = column.map(_blank).astype(bool)
+    if nulls:
+        blank |= column.map(lambda v: isinstance(v, str) and v.strip() in nulls).astype(bool)
+    values = column[~blank]
+    if values.empty:
+        return pd.Series(None, index=column.index, dtype="object")
+    kinds = set(values.map(type))
+    is_number = all(issubclass(k, numbers.Number) and not issubclass(k, bool) for k in kinds)
+    if is_number and all(issubclass(k, numbers.Integral) for k in kinds):
+        return pd.Series(values, index=column.index, dtype="object").astype("Int64")
+    if is_number:
+        return pd.Series(values, index=column.index, dtype="object").astype("float64")
+    if all(issubclass(k, dt.datetime) for k in kinds):
+        return pd.to_datetime(pd.Series(values, index=column.index, dtype="object"))
+    return pd.Series(values.map(_cell_text), index=column.index, dtype="object")
 
 
 def _check_near_duplicate_headers(path: Path, header: list[Any], mapping: Mapping) -> None:

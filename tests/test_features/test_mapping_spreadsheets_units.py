@@ -1,0 +1,400 @@
+"""What real exports write that the mapping now reads, each right or refused naming the rows:
+several date layouts in one column, a spreadsheet's serial dates, units and currencies inside
+the cell, ISO alpha-3 and numeric country codes, and .xlsx workbooks."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from features.intake.contract import ContractError
+from features.intake.mapping import apply_mapping, ingest_file, parse_mapping_text, read_source
+
+BASE = {
+    "ID": ["A1", "A2", "A3", "A4"],
+    "AT": ["2026-01-02 10:00"] * 4,
+    "HS": ["610910", "851762", "950300", "610910"],
+    "VALUE": ["12.50", "7.00", "30.00", "3.25"],
+    "KG": ["0.35", "1.2", "0.9", "0.5"],
+    "ORIGIN": ["CN", "CN", "DE", "US"],
+}
+
+HEAD = """\
+columns:
+  declaration_id: ID
+  arrival_office: {value: FR01}
+  channel: {value: postal}
+  hs_code: HS
+  currency: {value: EUR}
+"""
+
+DEFAULTS = {
+    "declared_at": "AT",
+    "declared_value": "VALUE",
+    "gross_weight_kg": "KG",
+    "origin_country": "ORIGIN",
+}
+
+
+def _mapping(**specs: str) -> str:
+    lines = {**DEFAULTS, **specs}
+    return HEAD + "".join(f"  {name}: {spec}\n" for name, spec in lines.items())
+
+
+def _apply(columns: dict[str, list], **specs: str) -> pd.DataFrame:
+    raw = pd.DataFrame({**BASE, **columns})
+    return apply_mapping(raw, parse_mapping_text(_mapping(**specs)))[0]
+
+
+def _refused(columns: dict[str, list], **specs: str) -> str:
+    with pytest.raises(ContractError) as err:
+        _apply(columns, **specs)
+    return str(err.value)
+
+
+def _utc(text: str) -> pd.Timestamp:
+    return pd.Timestamp(text, tz="UTC")
+
+
+# --- several layouts in one date column ---------------------------------------------------------
+
+
+def test_each_value_is_read_by_the_first_format_that_reads_it_whole() -> None:
+    out = _apply(
+        {"AT": ["02/01/2026 10:30", "03/01/2026", "04/01/2026 23:59", "05/01/2026"]},
+        declared_at='{column: AT, format: ["%d/%m/%Y %H:%M", "%d/%m/%Y"], timezone: Europe/Paris}',
+    )
+    assert list(out["declared_at"]) == [
+        _utc("2026-01-02 09:30"),
+        _utc("2026-01-02 23:00"),  # date only: local midnight
+        _utc("2026-01-04 22:59"),
+        _utc("2026-01-04 23:00"),
+    ]
+
+
+def test_a_value_no_format_reads_is_refused_naming_the_formats_and_rows() -> None:
+    message = _refused(
+        {"AT": ["02/01/2026 10:30", "2026-01-03", "03/01/2026", "13.01.2026"]},
+        declared_at='{column: AT, format: ["%d/%m/%Y %H:%M", "%d/%m/%Y"]}',
+    )
+    assert "any of the formats" in message and "%d/%m/%Y %H:%M" in message
+    assert "row 2 (A2): '2026-01-03'" in message and "row 4 (A4): '13.01.2026'" in message
+    assert "2 value(s)" in message
+
+
+def test_a_single_format_keeps_its_own_message() -> None:
+    message = _refused(
+        {"AT": ["02/01/2026", "x", "03/01/2026", "04/01/2026"]},
+        declared_at='{column: AT, format: "%d/%m/%Y"}',
+    )
+    assert "not timestamps in format '%d/%m/%Y'" in message and "row 2 (A2): 'x'" in message
+
+
+@pytest.mark.parametrize("bad", ["[]", '["%d/%m/%Y", "%Q"]', '["%d/%m/%Y", mixed]'])
+def test_a_bad_format_list_is_refused_when_the_mapping_is_read(bad: str) -> None:
+    with pytest.raises(ContractError, match="declared_at"):
+        parse_mapping_text(_mapping(declared_at=f"{{column: AT, format: {bad}}}"))
+
+
+def test_a_format_on_a_field_that_is_no_timestamp_is_refused() -> None:
+    with pytest.raises(ContractError, match="'format' reads timestamps"):
+        parse_mapping_text(_mapping(declared_value='{column: VALUE, format: "%d"}'))
+
+
+# --- a spreadsheet's serial dates ---------------------------------------------------------------
+
+
+def test_excel_serial_days_are_read_as_local_times() -> None:
+    out = _apply(
+        {"AT": ["46023", "46023.5", "46024.999988426", "46204.25"]},
+        declared_at="{column: AT, format: excel, timezone: Europe/Paris}",
+    )
+    assert list(out["declared_at"]) == [
+        _utc("2025-12-31 23:00"),  # 2026-01-01 00:00 in Paris
+        _utc("2026-01-01 11:00"),
+        _utc("2026-01-02 22:59:59"),  # 23:59:59 written as a binary fraction of a day
+        _utc("2026-07-01 04:00"),  # summer time: UTC+2
+    ]
+
+
+def test_excel_serials_from_a_numeric_column_and_beside_written_dates() -> None:
+    raw = pd.DataFrame({**BASE, "AT": [46023.5, 46024.0, 46025.25, 46026.0]})
+    out = apply_mapping(
+        raw, parse_mapping_text(_mapping(declared_at="{column: AT, format: excel}"))
+    )
+    assert out[0]["declared_at"].iloc[0] == _utc("2026-01-01 12:00")
+    mixed = _apply(
+        {"AT": ["46023.5", "02/01/2026", "46025", "04/01/2026"]},
+        declared_at='{column: AT, format: [excel, "%d/%m/%Y"]}',
+    )
+    assert list(mixed["declared_at"].dt.day) == [1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("bad", ["0", "-3", "3000000", "01/02/2026"])
+def test_what_is_no_serial_day_is_refused(bad: str) -> None:
+    message = _refused(
+        {"AT": ["46023", bad, "46025", "46026"]}, declared_at="{column: AT, format: excel}"
+    )
+    assert "not spreadsheet serial dates" in message and f"row 2 (A2): {bad!r}" in message
+
+
+def test_numbers_without_a_format_point_to_excel() -> None:
+    message = _refused({"AT": ["46023.5"] * 4})
+    assert "format: excel" in message
+
+
+# --- units and currencies written in the cell ---------------------------------------------------
+
+
+UNITS = '{column: KG, units: {g: 0.001, kg: 1, lb: 0.45359237}, decimal: ","}'
+
+
+def test_units_in_the_cell_are_converted_whatever_their_case_and_side() -> None:
+    out = _apply({"KG": ["350 g", "1,2 kg", "2lb", "KG 0,5"]}, gross_weight_kg=UNITS)
+    assert list(out["gross_weight_kg"].round(6)) == [0.35, 1.2, 0.907185, 0.5]
+
+
+@pytest.mark.parametrize(
+    ("cell", "problem"),
+    [
+        ("3 oz", "units not in the 'units' table ('g', 'kg', 'lb')"),
+        ("0,3", "units not in the 'units' table"),  # no unit: which one was meant?
+        ("1 kg 300 g", "not a number with at most one unit"),
+        ("kg", "not a number with at most one unit"),
+        ("g 3 kg", "not a number with at most one unit"),
+    ],
+)
+def test_a_cell_the_units_table_cannot_read_is_refused_naming_it(cell: str, problem: str) -> None:
+    message = _refused({"KG": ["350 g", cell, "1 kg", "2 kg"]}, gross_weight_kg=UNITS)
+    assert problem in message and f"row 2 (A2): {cell!r}" in message
+
+
+def test_a_bare_number_reads_only_with_the_empty_unit_in_the_table() -> None:
+    out = _apply(
+        {"KG": ["350 g", "0,3", "1 kg", "2"]},
+        gross_weight_kg='{column: KG, units: {g: 0.001, kg: 1, "": 1}, decimal: ","}',
+    )
+    assert out["gross_weight_kg"].tolist() == pytest.approx([0.35, 0.3, 1.0, 2.0])
+
+
+def test_the_number_and_the_currency_of_one_cell() -> None:
+    out = _apply(
+        {"VALUE": ["12,50 €", "USD 7,00", "€ 1.234,00", "3 eur"]},
+        declared_value='{column: VALUE, part: number, decimal: ",", thousands: "."}',
+        currency='{column: VALUE, part: unit, values: {"€": EUR, USD: USD, eur: EUR}}',
+    )
+    assert list(out["declared_value"]) == [12.5, 7.0, 1234.0, 3.0]
+    assert list(out["currency"]) == ["EUR", "USD", "EUR", "EUR"]
+
+
+def test_a_value_without_its_currency_is_refused_not_given_one() -> None:
+    message = _refused(
+        {"VALUE": ["12.50 USD", "7.00", "30 USD", "1 USD"]},
+        declared_value="{column: VALUE, part: number}",
+        currency="{column: VALUE, part: unit}",
+    )
+    assert "currency" in message and "without its unit or currency" in message
+    assert "row 2 (A2): '7.00'" in message
+
+
+@pytest.mark.parametrize(
+    ("spec", "problem"),
+    [
+        ("{column: KG, units: {kg: 1}, scale: 2}", "not also a 'scale'"),
+        ("{column: KG, units: {kg: 0}}", "must be numbers > 0"),
+        ("{column: KG, units: {kg: 1, KG: 1}}", "differ only by case"),
+        ("{column: KG, units: {}}", "an empty table"),
+        ("{column: KG, part: unit}", "part: unit reads a unit or currency code as text"),
+        ("{column: KG, units: {kg: 1}, values: {a: 1}}", "'values' table reads codes"),
+    ],
+)
+def test_unit_specs_that_cannot_work_are_refused_when_read(spec: str, problem: str) -> None:
+    with pytest.raises(ContractError, match="gross_weight_kg") as err:
+        parse_mapping_text(_mapping(gross_weight_kg=spec))
+    assert problem in str(err.value)
+
+
+def test_units_on_a_text_field_are_refused() -> None:
+    with pytest.raises(ContractError, match="hs_code: 'units' and part: number read numbers"):
+        parse_mapping_text(_mapping(hs_code="{column: HS, units: {kg: 1}}"))
+
+
+# --- ISO 3166 alpha-3 and numeric country codes -------------------------------------------------
+
+
+def test_alpha3_codes_become_alpha2_whatever_their_case() -> None:
+    out = _apply(
+        {"ORIGIN": ["CHN", "deu", " USA ", "XKX"]},
+        origin_country="{column: ORIGIN, country_codes: alpha3, values: {XKX: XK}}",
+    )
+    assert list(out["origin_country"]) == ["CN", "DE", "US", "XK"]
+
+
+def test_numeric_codes_get_their_leading_zeros() -> None:
+    raw = pd.DataFrame({**BASE, "ORIGIN": [156, 36, 276, 4]})
+    mapping = parse_mapping_text(
+        _mapping(origin_country="{column: ORIGIN, country_codes: numeric}")
+    )
+    assert list(apply_mapping(raw, mapping)[0]["origin_country"]) == ["CN", "AU", "DE", "AF"]
+
+
+def test_a_code_outside_the_standard_is_refused_naming_it() -> None:
+    message = _refused(
+        {"ORIGIN": ["CHN", "CN", "ZZZ", "DEU"]},
+        origin_country="{column: ORIGIN, country_codes: alpha3}",
+    )
+    assert "not ISO 3166 alpha3 country codes" in message and "2 value(s)" in message
+    assert "row 2 (A2): 'CN'" in message and "row 3 (A3): 'ZZZ'" in message
+
+
+def test_an_empty_optional_country_stays_unknown() -> None:
+    out = _apply(
+        {"SELLER_COUNTRY": ["CHN", None, None, "DEU"]},
+        seller_country="{column: SELLER_COUNTRY, country_codes: alpha3}",
+    )
+    assert out["seller_country"].tolist()[0] == "CN" and out["seller_country"].isna().sum() == 2
+
+
+@pytest.mark.parametrize(
+    ("field", "spec"),
+    [
+        ("hs_code", "{column: HS, country_codes: alpha3}"),
+        ("origin_country", "{value: CHN, country_codes: alpha3}"),
+    ],
+)
+def test_country_codes_outside_a_country_column_are_refused(field: str, spec: str) -> None:
+    with pytest.raises(ContractError, match="country_codes"):
+        parse_mapping_text(_mapping(**{field: spec}))
+
+
+# --- .xlsx workbooks ----------------------------------------------------------------------------
+
+
+WORKBOOK_MAPPING = """\
+sheet: Declarations
+columns:
+  declaration_id: ID
+  declared_at: {column: AT, timezone: Europe/Paris}
+  arrival_office: {value: FR01}
+  channel: {column: MODE, values: {P: postal, E: express}}
+  hs_code: HS
+  declared_value: VALUE
+  currency: {value: EUR}
+  gross_weight_kg: {column: WEIGHT, units: {g: 0.001, kg: 1}}
+  origin_country: {column: ORIGIN, country_codes: alpha3}
+  seller_id: SELLER
+  aeo_operator: AEO
+"""
+
+
+def _workbook(path: Path, sheets: dict[str, pd.DataFrame]) -> Path:
+    with pd.ExcelWriter(path, engine="openpyxl") as writer:
+        for name, frame in sheets.items():
+            frame.to_excel(writer, sheet_name=name, index=False)
+    return path
+
+
+def _declarations_sheet() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "ID": [1001, 1002, 1003],
+            "AT": [dt.datetime(2026, 1, 2, 10, 30), dt.datetime(2026, 7, 1), None],
+            "MODE": ["P", "E", "P"],
+            "HS": [901111000, 610910, 85044090],  # numbers: chapter 09 lost its zero
+            "VALUE": [12.5, 7, 1234.75],
+            "WEIGHT": ["350 g", "1.2 kg", "2 kg"],
+            "ORIGIN": ["CHN", "DEU", "USA"],
+            "SELLER": ["S1", "NULL", None],
+            "AEO": [True, False, None],
+        }
+    )
+
+
+def _ingest(tmp_path: Path, source: Path, mapping: str = WORKBOOK_MAPPING) -> tuple[dict, Path]:
+    mapping_path = tmp_path / "mapping.yaml"
+    mapping_path.write_text(mapping, encoding="utf-8")
+    out = tmp_path / "out.parquet"
+    return ingest_file(source=source, mapping_path=mapping_path, out=out), out
+
+
+def test_a_workbook_sheet_is_read_with_the_types_its_cells_hold(tmp_path) -> None:
+    book = _workbook(
+        tmp_path / "export.xlsx",
+        {"Cover": pd.DataFrame({"note": ["x"]}), "Declarations": _declarations_sheet()},
+    )
+    summary, out = _ingest(tmp_path, book)
+    got = pd.read_parquet(out)
+    assert summary["rows"] == 3 and summary["hs_code_zeros_restored"] == 1
+    assert list(got["declaration_id"]) == ["1001", "1002", "1003"]  # not "1001.0"
+    assert list(got["hs_code"]) == ["0901111000", "610910", "85044090"]
+    assert got["declared_at"].iloc[0] == _utc("2026-01-02 09:30")  # local Paris time, winter
+    assert got["declared_at"].iloc[1] == _utc("2026-06-30 22:00")  # summer
+    assert pd.isna(got["declared_at"].iloc[2])
+    assert list(got["declared_value"]) == [12.5, 7.0, 1234.75]
+    assert got["gross_weight_kg"].tolist() == pytest.approx([0.35, 1.2, 2.0])
+    assert list(got["origin_country"]) == ["CN", "DE", "US"]
+    assert got["seller_id"].iloc[0] == "S1" and got["seller_id"].iloc[1:].isna().all()
+    assert got["aeo_operator"].tolist()[:2] == [True, False]
+
+
+def test_a_workbook_of_several_sheets_needs_the_sheet_named(tmp_path) -> None:
+    book = _workbook(
+        tmp_path / "export.xlsx",
+        {"Cover": pd.DataFrame({"note": ["x"]}), "Declarations": _declarations_sheet()},
+    )
+    unnamed = WORKBOOK_MAPPING.replace("sheet: Declarations\n", "")
+    with pytest.raises(ContractError, match="a workbook of 2 sheets \\('Cover', 'Declarations'\\)"):
+        _ingest(tmp_path, book, unnamed)
+    with pytest.raises(ContractError, match="no sheet 'Decl' in the workbook; its sheets: 'Cover'"):
+        _ingest(tmp_path, book, WORKBOOK_MAPPING.replace("sheet: Declarations", "sheet: Decl"))
+    single = _workbook(tmp_path / "single.xlsx", {"Data": _declarations_sheet()})
+    assert _ingest(tmp_path, single, unnamed)[0]["rows"] == 3
+
+
+def test_a_workbook_header_naming_a_column_twice_is_refused(tmp_path) -> None:
+    sheet = _declarations_sheet()
+    sheet.columns = [*sheet.columns[:-1], "SELLER"]
+    book = _workbook(tmp_path / "export.xlsx", {"Declarations": sheet})
+    with pytest.raises(ContractError, match="names column\\(s\\) more than once: SELLER"):
+        _ingest(tmp_path, book)
+
+
+def test_spreadsheets_that_are_not_xlsx_and_damaged_workbooks_are_named(tmp_path) -> None:
+    mapping = parse_mapping_text(WORKBOOK_MAPPING)
+    old = tmp_path / "export.xls"
+    old.write_bytes(b"\xd0\xcf\x11\xe0 not read")
+    with pytest.raises(
+        ContractError, match=re.escape("a .xls spreadsheet is not read; save it as .xlsx")
+    ):
+        read_source(old, mapping)
+    damaged = tmp_path / "damaged.xlsx"
+    damaged.write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(ContractError, match=re.escape("damaged.xlsx: cannot read the workbook")):
+        read_source(damaged, mapping)
+    csv = tmp_path / "export.csv"
+    pd.DataFrame(BASE).to_csv(csv, index=False)
+    with pytest.raises(ContractError, match="names a sheet, but this is not a workbook"):
+        read_source(csv, mapping)
+
+
+def test_the_cli_ingests_a_workbook_and_refuses_a_damaged_one_in_one_line(tmp_path) -> None:
+    from serving.main import app
+
+    book = _workbook(tmp_path / "export.xlsx", {"Declarations": _declarations_sheet()})
+    mapping = tmp_path / "mapping.yaml"
+    mapping.write_text(WORKBOOK_MAPPING, encoding="utf-8")
+    out = tmp_path / "out.parquet"
+    args = ["ingest", str(book), "--mapping", str(mapping), "--out", str(out)]
+    run = CliRunner().invoke(app, args)
+    assert run.exit_code == 0, run.output
+    assert len(pd.read_parquet(out)) == 3
+    book.write_bytes(b"PK\x03\x04 truncated")
+    out.unlink()
+    run = CliRunner().invoke(app, args)
+    assert isinstance(run.exception, ContractError), run.output
+    assert "\n" not in str(run.exception) and not out.exists()

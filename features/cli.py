@@ -16,7 +16,7 @@ from typing import Any, TextIO
 
 import typer
 
-from features.params import DEFAULT_PARAMS, Settings, load_settings
+from features.params import DEFAULT_MAX_REJECTED, DEFAULT_PARAMS, Settings, load_settings
 
 features_app = typer.Typer(help="Point-in-time parcel features.", no_args_is_help=True)
 keys_app = typer.Typer(
@@ -171,15 +171,40 @@ def generate(
 
 def ingest(
     source: Path = typer.Argument(
-        ..., help="CSV or Parquet file with the administration's columns."
+        ..., help="CSV, Parquet or .xlsx file with the administration's columns."
     ),
     mapping: Path = typer.Option(..., "--mapping", help="Column mapping YAML (see README)."),
     out: Path = typer.Option(..., "--out", help="Output Parquet in the contract."),
+    quarantine: Path | None = typer.Option(
+        None,
+        "--quarantine",
+        help="Set rows that do not convert or break a gate fault rule aside in this CSV "
+        "(source columns, row number, reasons) and ingest the others; without it any such "
+        "value stops the ingest.",
+    ),
+    max_rejected: float = typer.Option(
+        DEFAULT_MAX_REJECTED,
+        "--max-rejected",
+        help="With --quarantine: the largest share of rows set aside (0-1) before the whole "
+        "file is refused as a mapping or export problem.",
+    ),
+    params: Path | None = params_option("sections validate, features: the gate's limits"),
 ) -> None:
     """Convert an administration's declarations to the contract through a column mapping."""
     from features.intake.mapping import ingest_file
+    from features.intake.rules import Limits
 
-    _echo_json(ingest_file(source=source, mapping_path=mapping, out=out))
+    limits = Limits.from_settings(settings_from(params)) if quarantine is not None else None
+    _echo_json(
+        ingest_file(
+            source=source,
+            mapping_path=mapping,
+            out=out,
+            quarantine=quarantine,
+            max_rejected=max_rejected,
+            limits=limits,
+        )
+    )
 
 
 def validate(

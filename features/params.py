@@ -24,6 +24,9 @@ from features.errors import ParcelriskError
 
 DEFAULT_PARAMS = Path("params.yaml")
 DEFAULT_MODEL_NAME = "parcel-risk"
+# ingest --quarantine: above this share of rows set aside, the whole file is refused (so many
+# bad rows point to the mapping or the export, not to a few faulty declarations)
+DEFAULT_MAX_REJECTED = 0.01
 
 # Indicative rates to EUR, the default base currency: an administration sets its own table
 # (features.fx_to_base), or its base currency and table together.

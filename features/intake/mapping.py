@@ -73,6 +73,7 @@ import lzma
 import math
 import re
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -90,6 +91,7 @@ from features.intake.contract import (
     coerce_declarations,
 )
 from features.intake.io import (
+    atomic_write,
     first_undecodable,
     is_csv,
     open_bytes,
@@ -97,9 +99,12 @@ from features.intake.io import (
     write_declarations,
 )
 from features.intake.iso3166 import ALPHA3_TO_ALPHA2, NUMERIC_TO_ALPHA2
+from features.params import DEFAULT_MAX_REJECTED
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from features.intake.rules import Limits
 
 logger = logging.getLogger(__name__)
 
@@ -607,7 +612,7 @@ def _convert(
     import pandas as pd
 
     if spec.column is None:  # constant
-        source = pd.Series([spec.value] * n_rows, dtype="object")
+        source = pd.Series([spec.value] * n_rows, index=source.index, dtype="object")
     elif spec.default is not None:
         source = source.astype("object").where(_filled(source), spec.default)
     text = _as_text(source) if source.dtype != bool else source
@@ -1004,14 +1009,26 @@ def apply_mapping(raw: pd.DataFrame, mapping: Mapping) -> tuple[pd.DataFrame, Co
     return declarations, contract
 
 
+def _targets(mapping: Mapping) -> list[tuple[str, str, _Spec]]:
+    """(name, kind, spec) of every mapped field and extra, in the mapping's order."""
+    targets: list[tuple[str, str, _Spec]] = [
+        (name, FIELDS_BY_NAME[name].kind, spec) for name, spec in mapping.columns.items()
+    ]
+    return targets + [(e.name, _extra_kind(e), e) for e in mapping.extras]
+
+
 def _map_declarations(
-    raw: pd.DataFrame, mapping: Mapping
+    raw: pd.DataFrame, mapping: Mapping, *, keep_index: bool = False
 ) -> tuple[pd.DataFrame, Contract, dict[str, list[tuple[int, str]]]]:
-    """``apply_mapping``, and the local times read specially, as ``_convert_all`` returns them."""
+    """``apply_mapping``, and the local times read specially, as ``_convert_all`` returns them.
+
+    ``keep_index``: ``raw``'s index is the source's row positions (some rows set aside), so
+    messages name the rows of the file, not of what is left of it.
+    """
     import pandas as pd
 
     _check_structure(raw, mapping)
-    raw, _ = restore_hs_zeros(raw.reset_index(drop=True), mapping)
+    raw, _ = restore_hs_zeros(raw if keep_index else raw.reset_index(drop=True), mapping)
     contract = mapping.contract
     with_outcomes = any(FIELDS_BY_NAME[n].scope == "outcome" for n in mapping.columns)
     id_spec = mapping.columns.get("declaration_id")
@@ -1021,11 +1038,7 @@ def _map_declarations(
         else None
     )
 
-    targets: list[tuple[str, str, _Spec]] = [
-        (name, FIELDS_BY_NAME[name].kind, spec) for name, spec in mapping.columns.items()
-    ]
-    targets += [(e.name, _extra_kind(e), e) for e in mapping.extras]
-    converted, local_times = _convert_all(raw, targets, ids)
+    converted, local_times = _convert_all(raw, _targets(mapping), ids)
     frame = pd.DataFrame(converted, index=raw.index)
     if with_outcomes:
         for f in FIELDS:
@@ -1248,13 +1261,31 @@ def _not_in_encoding(path: Path, encoding: str, exc: UnicodeDecodeError) -> Cont
     )
 
 
-def ingest_file(*, source: Path, mapping_path: Path, out: Path) -> dict:
-    """Read ``source``, apply the mapping, write contract Parquet to ``out`` atomically."""
+def ingest_file(
+    *,
+    source: Path,
+    mapping_path: Path,
+    out: Path,
+    quarantine: Path | None = None,
+    max_rejected: float = DEFAULT_MAX_REJECTED,
+    limits: Limits | None = None,
+) -> dict:
+    """Read ``source``, apply the mapping, write contract Parquet to ``out`` atomically.
+
+    By default any value that does not convert stops the ingest, and the gate (``validate``)
+    judges the rest later. With ``quarantine`` (a CSV path), rows that do not convert or that
+    break one of the gate's fault rules (with ``limits``) are set aside there, as the source
+    holds them with their row number and every reason, and the other rows are written: one
+    bad declaration need not hold back a national export. More than ``max_rejected`` of the
+    rows set aside is refused all the same: that many point to the mapping or the export.
+    """
     if Path(out).suffix.lower() not in OUTPUT_SUFFIXES:
         raise ContractError(
             f"--out {out}: ingest writes contract Parquet (it carries the extras and the "
             f"dtypes); name the output {Path(out).with_suffix('.parquet').name}"
         )
+    if quarantine is not None:
+        _check_quarantine_path(Path(quarantine), Path(source), Path(out), max_rejected)
     mapping = load_mapping(mapping_path)
     raw = read_source(source, mapping)
     raw, restored = restore_hs_zeros(raw, mapping)  # counted here, for the summary
@@ -1267,7 +1298,13 @@ def ingest_file(*, source: Path, mapping_path: Path, out: Path) -> dict:
             mapping.columns["hs_code"].column,
             restored,
         )
-    declarations, contract, local_times = _map_declarations(raw, mapping)
+    rejected = None
+    if quarantine is None:
+        declarations, contract, local_times = _map_declarations(raw, mapping)
+    else:
+        declarations, contract, local_times, rejected = _map_setting_aside(
+            raw, mapping, limits, max_rejected, source
+        )
     for count, where in local_times["skipped"]:
         logger.warning(
             "%s: %d local time(s) the spring clock change skips, each moved forward by the "
@@ -1285,6 +1322,8 @@ def ingest_file(*, source: Path, mapping_path: Path, out: Path) -> dict:
             count,
             where,
         )
+    if quarantine is not None and rejected is not None:
+        atomic_write(quarantine, lambda tmp: rejected.rows.to_csv(tmp, index=False))
     write_declarations(declarations, out, contract)
     used = set(mapping.source_columns())
     ignored = [str(c) for c in raw.columns if c not in used]
@@ -1301,6 +1340,156 @@ def ingest_file(*, source: Path, mapping_path: Path, out: Path) -> dict:
         "dst_skipped_times_moved_forward": sum(n for n, _ in local_times["skipped"]),
         "dst_repeated_times_read_as_standard": sum(n for n, _ in local_times["repeated"]),
         "output": str(out),
+        **(_quarantine_summary(rejected, len(raw), quarantine) if rejected is not None else {}),
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Quarantine: the rows of an export that cannot be right, set aside with their reasons.
+# --------------------------------------------------------------------------------------------
+
+# Columns the quarantine file adds to the source's (named so no export's column is taken)
+REJECTED_ROW = "parcelrisk_source_row"
+REJECTED_REASONS = "parcelrisk_reasons"
+# A conversion problem can hide the next one in the same column (a misgrouped thousands
+# separator is reported before "not a number"): the rows are converted again without those
+# set aside, at most this many times.
+_MAX_CONVERSION_PASSES = 8
+
+
+def _check_quarantine_path(quarantine: Path, source: Path, out: Path, share: float) -> None:
+    if quarantine.suffix.lower() != ".csv":
+        raise ContractError(
+            f"--quarantine {quarantine}: the rows set aside are written as CSV (the source's "
+            "columns as read, their row number and reasons); name it e.g. rejected.csv"
+        )
+    for other, flag in ((source, "the source"), (out, "--out")):
+        if quarantine.resolve() == other.resolve():
+            raise ContractError(f"--quarantine {quarantine} is {flag}: give another file")
+    if not (math.isfinite(share) and 0 <= share <= 1):
+        raise ContractError(f"--max-rejected {share}: a share of the rows between 0 and 1")
+
+
+@dataclass(frozen=True)
+class _Rejected:
+    """The rows set aside: as the source holds them, plus row number and reasons; and how
+    many rows each reason set aside."""
+
+    rows: pd.DataFrame
+    counts: dict[str, int]
+
+
+def _map_setting_aside(
+    raw: pd.DataFrame,
+    mapping: Mapping,
+    limits: Limits | None,
+    max_rejected: float,
+    source: Path,
+) -> tuple[pd.DataFrame, Contract, dict[str, list[tuple[int, str]]], _Rejected]:
+    """``_map_declarations`` of the rows that convert and pass the gate's fault rules; and the
+    others as the source holds them, with their row number and reasons."""
+    import numpy as np
+
+    from features.intake.validation import check_declarations
+
+    _check_structure(raw, mapping)  # a mapping that does not fit the file is no row's fault
+    raw = raw.reset_index(drop=True)
+    reasons = _unconvertible_rows(raw, mapping)
+    kept = raw.drop(index=list(reasons))
+    declarations, contract, local_times = _map_declarations(kept, mapping, keep_index=True)
+    declarations = declarations.reset_index(drop=True)
+    if limits is None:
+        from features.intake.rules import Limits
+        from features.params import load_settings
+
+        limits = Limits.from_settings(load_settings(None))
+    result, _ = check_declarations(declarations, contract, limits)
+    positions = kept.index.to_numpy()
+    faulty: set[int] = set()
+    for finding in result.findings.faults:
+        key = f"{finding.rule.name} ({finding.rule.requires})"
+        for row, message in zip(finding.rows.tolist(), finding.messages(), strict=True):
+            reasons.setdefault(int(positions[row]), []).append((key, message))
+            faulty.add(row)
+    declarations = declarations.drop(index=sorted(faulty)).reset_index(drop=True)
+    share = len(reasons) / max(len(raw), 1)
+    counts = _reason_counts(reasons)
+    if share > max_rejected:
+        raise ContractError(
+            f"{source}: {len(reasons)} of {len(raw)} rows ({share:.2%}) cannot be right, more "
+            f"than --max-rejected {max_rejected:.2%}: so many point to the mapping or the "
+            "export, not to a few bad declarations, so nothing is written. Most common: "
+            + _common_reasons(reasons, counts)
+        )
+    order = np.array(sorted(reasons), dtype=np.int64)
+    rows = raw.iloc[order].copy()
+    rows.insert(0, REJECTED_ROW, order + 1)
+    rows[REJECTED_REASONS] = ["; ".join(text for _, text in reasons[int(i)]) for i in order]
+    return declarations, contract, local_times, _Rejected(rows, counts)
+
+
+def _unconvertible_rows(raw: pd.DataFrame, mapping: Mapping) -> dict[int, list[tuple[str, str]]]:
+    """Source row position -> (reason, message) for each value of the row that does not
+    convert, for every row with one."""
+    id_spec = mapping.columns.get("declaration_id")
+    ids = (
+        _as_text(raw[id_spec.column])
+        if id_spec is not None and id_spec.column is not None
+        else None
+    )
+    targets = _targets(mapping)
+    reasons: dict[int, list[tuple[str, str]]] = {}
+    for _ in range(_MAX_CONVERSION_PASSES):
+        left = raw.drop(index=list(reasons))
+        unconverted = _convert_columns(left, targets, None if ids is None else ids[left.index])[2]
+        if not unconverted:
+            return reasons
+        for item in unconverted:
+            key = f"{item.field} ({item.origin}): {item.problem}"
+            for position in item.rows[item.rows].index:
+                message = f"{key}: {item.shown.loc[position]!r}"
+                reasons.setdefault(int(position), []).append((key, message))
+    raise ContractError(  # pragma: no cover - each pass sets at least one row aside
+        f"values still do not convert after {_MAX_CONVERSION_PASSES} passes"
+    )
+
+
+def _reason_counts(reasons: dict[int, list[tuple[str, str]]]) -> dict[str, int]:
+    """Reason -> rows it sets aside, most rows first."""
+    from collections import Counter
+
+    counts = Counter(key for items in reasons.values() for key in dict(items))
+    return dict(counts.most_common())
+
+
+def _common_reasons(
+    reasons: dict[int, list[tuple[str, str]]], counts: dict[str, int], top: int = 3
+) -> str:
+    examples: dict[str, tuple[int, str]] = {}
+    for position, items in sorted(reasons.items()):
+        for key, message in items:
+            examples.setdefault(key, (position + 1, message))
+    return "; ".join(
+        f"{count} row(s): {examples[key][1]} (row {examples[key][0]}, first of them)"
+        for key, count in list(counts.items())[:top]
+    )
+
+
+def _quarantine_summary(rejected: _Rejected, rows_read: int, path: Path | None) -> dict:
+    if len(rejected.rows):
+        logger.warning(
+            "%d of %d row(s) set aside in %s, each with its reasons; the others were ingested. "
+            "Most common: %s",
+            len(rejected.rows),
+            rows_read,
+            path,
+            "; ".join(f"{key} ({n})" for key, n in list(rejected.counts.items())[:3]),
+        )
+    return {
+        "rows_read": rows_read,
+        "rows_rejected": len(rejected.rows),
+        "quarantine": str(path),
+        "rejected_reasons": rejected.counts,
     }
 
 
@@ -1371,6 +1560,22 @@ def _holding_nul(source: pd.Series) -> pd.Series:
         return none
 
 
+@dataclass(frozen=True)
+class _Unconverted:
+    """One column's values that do not convert: the rows, and what is wrong with them."""
+
+    field: str
+    origin: str  # "source column 'X'" or "constant value"
+    problem: str
+    rows: pd.Series  # mask over the source rows
+    shown: pd.Series  # the values as the source holds them, for examples
+
+    def message(self, ids: pd.Series | None) -> str:
+        return (
+            f"{self.field} ({self.origin}): {self.problem}: {_examples(self.shown, self.rows, ids)}"
+        )
+
+
 def _convert_all(
     raw: pd.DataFrame, targets: list[tuple[str, str, Any]], ids: pd.Series | None
 ) -> tuple[dict[str, pd.Series], dict[str, list[tuple[int, str]]]]:
@@ -1380,34 +1585,46 @@ def _convert_all(
     Also returned: the local times a timezone read specially, by mark (``skipped``,
     ``repeated``: see ``_localise``), as (count, "field (source column): examples") per field.
     """
+    out, local_times, unconverted = _convert_columns(raw, targets, ids)
+    if unconverted:
+        if ids is not None and _holding_nul(ids).any():
+            ids = None  # examples would print the NULs raw; declaration_id's own error shows them
+        lines = [u.message(ids) for u in unconverted]
+        raise ContractError("values that do not convert:\n  " + "\n  ".join(lines))
+    return out, local_times
+
+
+def _convert_columns(
+    raw: pd.DataFrame, targets: list[tuple[str, str, Any]], ids: pd.Series | None
+) -> tuple[dict[str, pd.Series], dict[str, list[tuple[int, str]]], list[_Unconverted]]:
+    """``_convert_all`` without raising: the columns that convert, the local-time marks, and
+    what does not convert (a column with a problem is left out of the first)."""
     import pandas as pd
 
     out: dict[str, pd.Series] = {}
     local_times: dict[str, list[tuple[int, str]]] = {"skipped": [], "repeated": []}
-    errors: list[str] = []
+    unconverted: list[_Unconverted] = []
     if ids is not None and _holding_nul(ids).any():
-        ids = None  # examples would print the NULs raw; declaration_id's own error shows them
+        ids = None
     for name, kind, spec in targets:
         source = raw[spec.column] if spec.column is not None else pd.Series(index=raw.index)
+        origin = f"source column {spec.column!r}" if spec.column else "constant value"
         nul = _holding_nul(source)
         if nul.any():
-            errors.append(
-                f"{name} (source column {spec.column!r}): text holding a NUL byte (\\x00: a "
-                "corrupted export, or fields padded with NULs); remove them from the export: "
-                f"{_examples(source, nul, ids)}"
+            problem = (
+                "text holding a NUL byte (\\x00: a corrupted export, or fields padded with "
+                "NULs); remove them from the export"
             )
+            unconverted.append(_Unconverted(name, origin, problem, nul, source))
             continue
         converted, bad, problem, marks = _convert(spec, kind, source, len(raw))
-        origin = f"source column {spec.column!r}" if spec.column else "constant value"
         shown = source if spec.column is not None else converted
         if bad.any():
-            errors.append(f"{name} ({origin}): {problem}: {_examples(shown, bad, ids)}")
+            unconverted.append(_Unconverted(name, origin, problem, bad, shown))
             continue
         out[name] = converted
         for mark, mask in marks.items():
             if mask.any():
                 where = f"{name} ({origin}): {_examples(shown, mask, ids)}"
                 local_times[mark].append((int(mask.sum()), where))
-    if errors:
-        raise ContractError("values that do not convert:\n  " + "\n  ".join(errors))
-    return out, local_times
+    return out, local_times, unconverted

@@ -153,6 +153,9 @@ _NUMBER_WITH_UNIT = (
 )
 # the leading zero of chapters 01-09 that a number drops from a 6-, 8- or 10-digit HS code
 _HS_LOST_ZERO = r"[0-9]{5}|[0-9]{7}|[0-9]{9}"
+# an HS code in tariff notation: 2-digit groups after the chapter, joined by '.', ' ' or '-'
+# (6109.10.00, 6109 10 00, 61.09.10, 6109-10); 6, 8 or 10 digits in all
+_HS_GROUPED = r"[0-9]{2}(?:[. -]?[0-9]{2}){2,4}"
 # an ISO 8601 time carrying its zone (Z, UTC or an offset): read as is, not in the mapping's zone
 _ZONED_TIME = (
     r"(?i)[T ]\d{2}(?::?\d{2}(?::?\d{2}(?:[.,]\d+)?)?)?\s*(?:Z|UTC|[+-]\d{2}(?::?\d{2})?)$"
@@ -1003,6 +1006,26 @@ def restore_hs_zeros(raw: pd.DataFrame, mapping: Mapping) -> tuple[pd.DataFrame,
     return raw.assign(**{spec.column: text.mask(short, "0" + text)}), int(short.sum())
 
 
+def join_hs_groups(raw: pd.DataFrame, mapping: Mapping) -> tuple[pd.DataFrame, int]:
+    """``raw`` with the text ``hs_code`` column's tariff notation joined: ``6109.10.00``,
+    ``6109 10 00``, ``61.09.10`` -> digits; and how many codes were written so.
+
+    National tariffs print codes in groups of two after the heading (``6109.10.00``); the
+    grouping is the standard's, so joining them is no guess. Anything else with a separator
+    (``610.910``) is left for the rules to refuse, as is any code that is not 6, 8 or 10 digits.
+    """
+    spec = mapping.columns.get("hs_code")
+    if spec is None or spec.column is None or spec.column not in raw.columns:
+        return raw, 0
+    text = _as_text(raw[spec.column])
+    grouped = text.str.fullmatch(_HS_GROUPED).fillna(False).astype(bool)
+    grouped &= text.str.contains(r"[. -]", regex=True).fillna(False).astype(bool)
+    if not grouped.any():
+        return raw, 0
+    joined = text.mask(grouped, text.str.replace(r"[. -]", "", regex=True))
+    return raw.assign(**{spec.column: joined.where(raw[spec.column].notna())}), int(grouped.sum())
+
+
 def apply_mapping(raw: pd.DataFrame, mapping: Mapping) -> tuple[pd.DataFrame, Contract]:
     """Convert a frame with source columns to canonical contract dtypes (plus the extras)."""
     declarations, contract, _ = _map_declarations(raw, mapping)
@@ -1029,6 +1052,7 @@ def _map_declarations(
 
     _check_structure(raw, mapping)
     raw, _ = restore_hs_zeros(raw if keep_index else raw.reset_index(drop=True), mapping)
+    raw, _ = join_hs_groups(raw, mapping)
     contract = mapping.contract
     with_outcomes = any(FIELDS_BY_NAME[n].scope == "outcome" for n in mapping.columns)
     id_spec = mapping.columns.get("declaration_id")
@@ -1298,6 +1322,15 @@ def ingest_file(
             mapping.columns["hs_code"].column,
             restored,
         )
+    raw, joined = join_hs_groups(raw, mapping)
+    if joined:
+        logger.warning(
+            "%s: hs_code (source column %r): %d code(s) written in tariff notation were "
+            "joined to digits (6109.10.00 -> 61091000)",
+            source,
+            mapping.columns["hs_code"].column,
+            joined,
+        )
     rejected = None
     if quarantine is None:
         declarations, contract, local_times = _map_declarations(raw, mapping)
@@ -1337,6 +1370,7 @@ def ingest_file(
         "ignored_source_columns": len(ignored),
         "ignored_source_column_names": ignored,
         "hs_code_zeros_restored": restored,
+        "hs_code_groups_joined": joined,
         "dst_skipped_times_moved_forward": sum(n for n, _ in local_times["skipped"]),
         "dst_repeated_times_read_as_standard": sum(n for n, _ in local_times["repeated"]),
         "output": str(out),
@@ -1500,6 +1534,7 @@ __all__ = [
     "apply_mapping",
     "apply_outcome_mapping",
     "ingest_file",
+    "join_hs_groups",
     "load_mapping",
     "parse_mapping",
     "parse_mapping_text",

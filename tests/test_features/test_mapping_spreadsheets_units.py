@@ -398,3 +398,40 @@ def test_the_cli_ingests_a_workbook_and_refuses_a_damaged_one_in_one_line(tmp_pa
     run = CliRunner().invoke(app, args)
     assert isinstance(run.exception, ContractError), run.output
     assert "\n" not in str(run.exception) and not out.exists()
+
+
+# --- HS codes in tariff notation ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("written", "read"),
+    [
+        ("6109.10.00", "61091000"),
+        ("6109 10 00 90", "6109100090"),
+        ("61.09.10", "610910"),
+        ("6109-10", "610910"),
+        ("0901.11", "090111"),
+        ("610910", "610910"),
+    ],
+)
+def test_tariff_notation_is_joined_to_digits(written: str, read: str) -> None:
+    out = _apply({"HS": [written, "610910", "851762", "950300"]})
+    assert out["hs_code"].iloc[0] == read
+
+
+def test_other_separators_are_left_for_the_gate_and_counted_when_joined(tmp_path) -> None:
+    out = _apply({"HS": ["610.910", "6109.1", "61091.0", "6109.10"]})
+    assert out["hs_code"].tolist() == ["610.910", "6109.1", "61091.0", "610910"]
+    frame = pd.DataFrame({**BASE, "HS": ["6109.10.00", "8517.62", "950300", "6109 10"]})
+    source = tmp_path / "export.csv"
+    frame.to_csv(source, index=False)
+    mapping = tmp_path / "mapping.yaml"
+    mapping.write_text(_mapping(), encoding="utf-8")
+    summary = ingest_file(source=source, mapping_path=mapping, out=tmp_path / "out.parquet")
+    assert summary["hs_code_groups_joined"] == 3
+    assert pd.read_parquet(tmp_path / "out.parquet")["hs_code"].tolist() == [
+        "61091000",
+        "851762",
+        "950300",
+        "610910",
+    ]

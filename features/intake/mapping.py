@@ -37,7 +37,8 @@ it, both counted in the summary) and ``offset`` (a duration added after reading,
 multiplier, for numbers written with their unit: ``350 g``) and ``part`` (``number`` or
 ``unit``: one side of a cell holding a number and its unit or currency, ``12,50 €``);
 ``country_codes`` (``alpha3`` or ``numeric`` ISO 3166 codes -> alpha-2); ``values`` (a code
-table: every non-empty source value must be a key, else it is an error);
+table: every non-empty source value must be a key, else it is an error; ``ignore_case: true``
+matches its keys whatever the case);
 ``true_values``/``false_values`` for booleans. Timestamps without a timezone or offset are taken
 as UTC. Without a ``format`` only ISO 8601 text (year first: ``2026-01-02``,
 ``2026-01-02T10:00:00+02:00``) is read: any other layout is refused with a request for the
@@ -203,6 +204,7 @@ class _Spec(BaseModel):
     # countries written as ISO 3166 alpha-3 ("CHN") or numeric ("156") codes -> alpha-2
     country_codes: Literal["alpha3", "numeric"] | None = None
     values: dict[str, Any] | None = None
+    ignore_case: bool = False  # 'values' keys matched whatever the case ("P", "p")
     true_values: list[str] | None = None
     false_values: list[str] | None = None
     default: Any = None  # the value of an empty source cell (read like any source value)
@@ -328,6 +330,19 @@ class _Spec(BaseModel):
                 "could not be read (e.g. decimal: ',' with thousands: '.', or decimal: '.' "
                 "with thousands: ',')"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _case_needs_a_table(self) -> _Spec:
+        if self.ignore_case and self.values is None:
+            raise ValueError("ignore_case matches the keys of a 'values' table: give one")
+        if self.ignore_case and self.values is not None:
+            folded = [key.casefold() for key in self.values]
+            clash = sorted({key for key in self.values if folded.count(key.casefold()) > 1})
+            if clash:
+                raise ValueError(
+                    f"ignore_case with 'values' keys that differ only by case: {', '.join(clash)}"
+                )
         return self
 
     @model_validator(mode="after")
@@ -513,7 +528,28 @@ def _extra_kind(extra: ExtraSpec) -> str:
 
 
 class _Yaml12Loader(yaml.SafeLoader):
-    """SafeLoader with YAML 1.2 booleans: `NO`, `Y`, `on` stay strings (country and yes/no codes)."""
+    """SafeLoader with YAML 1.2 booleans: `NO`, `Y`, `on` stay strings (country and yes/no codes).
+
+    A key given twice in one mapping (two ``hs_code:`` lines, a code twice in a ``values``
+    table) is refused: YAML loaders keep the last one silently, so the other would be dropped.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            if isinstance(key, str | int | float | bool) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"key {key!r} given twice (lines {seen[key]} and {line}); the loader would "
+                    "keep the last one and drop the other unsaid",
+                    key_node.start_mark,
+                )
+            if isinstance(key, str | int | float | bool):
+                seen[key] = line
+        return super().construct_mapping(node, deep=deep)
 
 
 _Yaml12Loader.yaml_implicit_resolvers = {
@@ -594,9 +630,14 @@ def _examples(source: pd.Series, bad: pd.Series, ids: pd.Series | None) -> str:
     return f"{int(bad.sum())} value(s), e.g. " + "; ".join(parts)
 
 
-def _apply_values(text: pd.Series, table: dict[str, Any]) -> tuple[pd.Series, pd.Series]:
+def _apply_values(
+    text: pd.Series, table: dict[str, Any], ignore_case: bool = False
+) -> tuple[pd.Series, pd.Series]:
     import pandas as pd
 
+    if ignore_case:  # keys were checked distinct once case-folded (``_Spec``)
+        table = {key.casefold(): value for key, value in table.items()}
+        text = text.astype("str").str.casefold().where(text.notna())
     known = text.isin(list(table))
     bad = text.notna() & ~known
     mapped = text.map(table).where(known)
@@ -651,7 +692,7 @@ def _convert(
         return (*_read_country_codes(spec, text), {})
 
     if spec.values is not None:
-        mapped, bad = _apply_values(text, spec.values)
+        mapped, bad = _apply_values(text, spec.values, spec.ignore_case)
         if bad.any():
             return mapped, bad, f"codes not in the 'values' table ({', '.join(spec.values)})", {}
         if kind in ("str", "category"):
@@ -879,6 +920,9 @@ def _read_country_codes(spec: _Spec, text: pd.Series) -> tuple[pd.Series, pd.Ser
         table, key = NUMERIC_TO_ALPHA2, text.str.zfill(3)
         example = "156, 276"
     own = spec.values or {}
+    if spec.ignore_case:
+        own = {code.casefold(): country for code, country in own.items()}
+        text = text.str.casefold()
     in_own = text.isin(list(own)).astype(bool)
     out = key.map(table).where(~in_own, text.map(own))
     bad = (text.notna() & ~in_own & out.isna()).astype(bool)

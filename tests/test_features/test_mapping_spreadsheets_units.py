@@ -43,7 +43,8 @@ DEFAULTS = {
 
 def _mapping(**specs: str) -> str:
     lines = {**DEFAULTS, **specs}
-    return HEAD + "".join(f"  {name}: {spec}\n" for name, spec in lines.items())
+    head = [line for line in HEAD.splitlines() if line.strip().split(":")[0] not in specs]
+    return "\n".join(head) + "\n" + "".join(f"  {name}: {spec}\n" for name, spec in lines.items())
 
 
 def _apply(columns: dict[str, list], **specs: str) -> pd.DataFrame:
@@ -435,3 +436,40 @@ def test_other_separators_are_left_for_the_gate_and_counted_when_joined(tmp_path
         "950300",
         "610910",
     ]
+
+
+# --- code tables matched whatever the case; a key given twice ----------------------------------
+
+
+def test_a_key_given_twice_in_the_mapping_is_refused_naming_its_lines() -> None:
+    with pytest.raises(ContractError, match=re.escape("key 'hs_code' given twice (lines 5 and 7)")):
+        parse_mapping_text(HEAD + "  hs_code: X\n")
+    with pytest.raises(ContractError, match="key 'P' given twice"):
+        parse_mapping_text(_mapping(channel="{column: M, values: {P: postal, P: express}}"))
+
+
+def test_ignore_case_matches_a_code_table_whatever_the_case() -> None:
+    out = _apply(
+        {"MODE": ["P", "p", "Express", "EXPRESS"]},
+        channel="{column: MODE, values: {P: postal, express: express}, ignore_case: true}",
+    )
+    assert out["channel"].tolist() == ["postal", "postal", "express", "express"]
+    message = _refused(
+        {"MODE": ["P", "p", "E", "P"]}, channel="{column: MODE, values: {P: postal}}"
+    )
+    assert "codes not in the 'values' table (P)" in message and "row 2 (A2): 'p'" in message
+
+
+@pytest.mark.parametrize(
+    ("spec", "problem"),
+    [
+        ("{column: MODE, ignore_case: true}", "give one"),
+        (
+            "{column: MODE, values: {P: postal, p: express}, ignore_case: true}",
+            "differ only by case",
+        ),
+    ],
+)
+def test_ignore_case_that_cannot_work_is_refused(spec: str, problem: str) -> None:
+    with pytest.raises(ContractError, match=problem):
+        parse_mapping_text(_mapping(channel=spec))

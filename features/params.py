@@ -586,11 +586,13 @@ def read_params_file(path: Path) -> dict[str, Any]:
     """The raw mapping of sections; a missing file means defaults, a broken one is an error."""
     import yaml
 
+    from features.yamlio import load_unique
+
     path = Path(path)
     if not path.exists():
         return {}
     try:
-        payload = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        payload = load_unique(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -101,6 +101,7 @@ from features.intake.io import (
 )
 from features.intake.iso3166 import ALPHA3_TO_ALPHA2, NUMERIC_TO_ALPHA2
 from features.params import DEFAULT_MAX_REJECTED
+from features.yamlio import UniqueKeyLoader
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -527,29 +528,12 @@ def _extra_kind(extra: ExtraSpec) -> str:
     return "float" if extra.kind == "numeric" else "str"
 
 
-class _Yaml12Loader(yaml.SafeLoader):
+class _Yaml12Loader(UniqueKeyLoader):
     """SafeLoader with YAML 1.2 booleans: `NO`, `Y`, `on` stay strings (country and yes/no codes).
 
-    A key given twice in one mapping (two ``hs_code:`` lines, a code twice in a ``values``
-    table) is refused: YAML loaders keep the last one silently, so the other would be dropped.
+    A key given twice (two ``hs_code:`` lines, a code twice in a ``values`` table) is refused
+    (``UniqueKeyLoader``).
     """
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: dict[Any, int] = {}
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            line = key_node.start_mark.line + 1
-            if isinstance(key, str | int | float | bool) and key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None,
-                    None,
-                    f"key {key!r} given twice (lines {seen[key]} and {line}); the loader would "
-                    "keep the last one and drop the other unsaid",
-                    key_node.start_mark,
-                )
-            if isinstance(key, str | int | float | bool):
-                seen[key] = line
-        return super().construct_mapping(node, deep=deep)
 
 
 _Yaml12Loader.yaml_implicit_resolvers = {

@@ -25,7 +25,8 @@ how to read it; and it declares the extra columns the administration wants to ke
       - {column: INCOTERM, name: incoterm, kind: categorical}
       - {column: INSURED_VALUE, name: insured_value, kind: numeric, decimal: ","}
 
-Spec keys: ``column`` or ``value`` (exactly one); ``default`` (the value of an empty cell of
+Spec keys: ``column``, ``columns`` (several source columns read as one, their non-empty cells
+joined by ``separator``: a date and a time, a number and its unit) or ``value`` (exactly one); ``default`` (the value of an empty cell of
 the column, read like any source value); ``format`` (strptime, ``ISO8601`` or ``excel`` for a
 spreadsheet's serial days; a list is tried in order, each value read by the first format that
 reads it whole), ``timezone`` (IANA name; local
@@ -190,6 +191,10 @@ class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     column: str | None = None
+    # several source columns read as one, their non-empty cells joined by ``separator``: a date
+    # and a time of day, a number and its unit, kept apart by the export
+    columns: list[str] | None = None
+    separator: str = " "
     value: Any = None
     # strptime, "ISO8601" or "excel" (a spreadsheet's serial days); a list is tried in order,
     # each value read by the first format that reads it whole (date-only rows beside timed ones)
@@ -334,6 +339,23 @@ class _Spec(BaseModel):
         return self
 
     @model_validator(mode="after")
+    def _joined_columns(self) -> _Spec:
+        if self.columns is None:
+            return self
+        if self.column is not None:
+            raise ValueError("give 'column' or 'columns' (several joined), not both")
+        if len(self.columns) < 2:
+            raise ValueError("'columns' joins two or more source columns; one is 'column'")
+        if len(set(self.columns)) < len(self.columns):
+            raise ValueError(f"'columns' names a column twice: {self.columns}")
+        return self
+
+    @property
+    def sources(self) -> list[str]:
+        """The source columns this spec reads (none for a constant)."""
+        return self.columns or ([self.column] if self.column is not None else [])
+
+    @model_validator(mode="after")
     def _case_needs_a_table(self) -> _Spec:
         if self.ignore_case and self.values is None:
             raise ValueError("ignore_case matches the keys of a 'values' table: give one")
@@ -371,9 +393,12 @@ class ColumnSpec(_Spec):
 
     @model_validator(mode="after")
     def _column_or_value(self) -> ColumnSpec:
-        if (self.column is None) == (self.value is None):
-            raise ValueError("give exactly one of 'column' (source column) or 'value' (constant)")
-        if self.default is not None and self.column is None:
+        if (not self.sources) == (self.value is None):
+            raise ValueError(
+                "give exactly one of 'column' (source column), 'columns' (several joined) or "
+                "'value' (constant)"
+            )
+        if self.default is not None and not self.sources:
             raise ValueError("'default' fills empty cells of a 'column'; a constant needs none")
         return self
 
@@ -388,8 +413,8 @@ class ExtraSpec(_Spec):
 
     @model_validator(mode="after")
     def _needs_column(self) -> ExtraSpec:
-        if self.column is None:
-            raise ValueError(f"extra {self.name!r}: 'column' is required")
+        if not self.sources:
+            raise ValueError(f"extra {self.name!r}: 'column' (or 'columns') is required")
         if self.value is not None:
             raise ValueError(f"extra {self.name!r}: constants ('value') are not allowed in extras")
         ExtraColumn(self.name, self.kind, self.description, self.personal)  # name rules, clashes
@@ -498,7 +523,7 @@ class Mapping(BaseModel):
             )
             if spec.country_codes is not None and not (text and is_country):
                 problems.append(f"{name}: 'country_codes' converts country fields only")
-            if spec.country_codes is not None and spec.column is None:
+            if spec.country_codes is not None and not spec.sources:
                 problems.append(f"{name}: 'country_codes' converts a column, not a constant")
         if problems:
             raise ValueError("; ".join(problems))
@@ -519,8 +544,8 @@ class Mapping(BaseModel):
         )
 
     def source_columns(self) -> list[str]:
-        cols = [s.column for s in self.columns.values() if s.column is not None]
-        return cols + [e.column for e in self.extras if e.column is not None]
+        cols = [c for s in self.columns.values() for c in s.sources]
+        return cols + [c for e in self.extras for c in e.sources]
 
 
 def _extra_kind(extra: ExtraSpec) -> str:
@@ -1054,8 +1079,63 @@ def join_hs_groups(raw: pd.DataFrame, mapping: Mapping) -> tuple[pd.DataFrame, i
     return raw.assign(**{spec.column: joined.where(raw[spec.column].notna())}), int(grouped.sum())
 
 
+def join_columns(raw: pd.DataFrame, mapping: Mapping) -> tuple[pd.DataFrame, Mapping]:
+    """``raw`` with one column per spec that joins several (named ``DATE + TIME``), and the
+    mapping reading it as its ``column``; both unchanged when no spec joins columns.
+
+    The non-empty cells of a row are joined by the spec's ``separator``; a row with none is
+    empty. A date column of a workbook is written as a date (``2026-01-02``) when it holds no
+    time of day, so a time column can follow it.
+    """
+
+    specs = [*mapping.columns.values(), *mapping.extras]
+    if not any(spec.columns for spec in specs):
+        return raw, mapping
+    if any(c not in raw.columns for c in mapping.source_columns()):
+        return raw, mapping  # the callers' structure checks name the missing columns
+    added: dict[str, pd.Series] = {}
+
+    def joined(spec: Any) -> Any:
+        if not spec.columns:
+            return spec
+        name = " + ".join(spec.columns)
+        if name not in added:
+            parts = [_part_text(raw[column]) for column in spec.columns]
+            text = parts[0].fillna("")
+            for part in parts[1:]:
+                both = text.ne("") & part.notna()
+                text = text.where(~both, text + spec.separator) + part.fillna("")
+            added[name] = text.where(text.ne(""))
+        return spec.model_copy(update={"column": name, "columns": None})
+
+    rewritten = mapping.model_copy(
+        update={
+            "columns": {field: joined(spec) for field, spec in mapping.columns.items()},
+            "extras": [joined(extra) for extra in mapping.extras],
+        }
+    )
+    clash = sorted(set(added) & {str(c) for c in raw.columns})
+    if clash:
+        raise ContractError(f"the file already has a column named {clash[0]!r}: rename it")
+    return raw.assign(**added), rewritten
+
+
+def _part_text(column: pd.Series) -> pd.Series:
+    """One part of a joined column as text; empty cells null."""
+    import pandas as pd
+
+    if pd.api.types.is_datetime64_any_dtype(column.dtype):
+        stamps = column.dropna()
+        at_midnight = stamps.empty or bool((stamps == stamps.dt.normalize()).all())
+        layout = "%Y-%m-%d" if at_midnight else "%Y-%m-%d %H:%M:%S"
+        return column.dt.strftime(layout).where(column.notna())
+    text = _as_text(column)
+    return text.where(text.notna() & text.ne(""))
+
+
 def apply_mapping(raw: pd.DataFrame, mapping: Mapping) -> tuple[pd.DataFrame, Contract]:
     """Convert a frame with source columns to canonical contract dtypes (plus the extras)."""
+    raw, mapping = join_columns(raw, mapping)
     declarations, contract, _ = _map_declarations(raw, mapping)
     return declarations, contract
 
@@ -1340,6 +1420,9 @@ def ingest_file(
         _check_quarantine_path(Path(quarantine), Path(source), Path(out), max_rejected)
     mapping = load_mapping(mapping_path)
     raw = read_source(source, mapping)
+    source_names = [str(c) for c in raw.columns]
+    used = set(mapping.source_columns())
+    raw, mapping = join_columns(raw, mapping)
     raw, restored = restore_hs_zeros(raw, mapping)  # counted here, for the summary
     if restored:
         logger.warning(
@@ -1386,8 +1469,7 @@ def ingest_file(
     if quarantine is not None and rejected is not None:
         atomic_write(quarantine, lambda tmp: rejected.rows.to_csv(tmp, index=False))
     write_declarations(declarations, out, contract)
-    used = set(mapping.source_columns())
-    ignored = [str(c) for c in raw.columns if c not in used]
+    ignored = [c for c in source_names if c not in used]
     logger.info("ingested %d rows from %s into %s", len(declarations), source, out)
     return {
         "rows": len(declarations),
@@ -1562,6 +1644,7 @@ __all__ = [
     "apply_mapping",
     "apply_outcome_mapping",
     "ingest_file",
+    "join_columns",
     "join_hs_groups",
     "load_mapping",
     "parse_mapping",
@@ -1597,7 +1680,7 @@ def apply_outcome_mapping(raw: pd.DataFrame, mapping: Mapping) -> pd.DataFrame:
             f"source column(s) named in the mapping but absent from the file: "
             f"{', '.join(dict.fromkeys(missing))} (file has: {', '.join(map(str, raw.columns))})"
         )
-    raw = raw.reset_index(drop=True)
+    raw, mapping = join_columns(raw.reset_index(drop=True), mapping)
     id_spec = mapping.columns["declaration_id"]
     ids = _as_text(raw[id_spec.column]) if id_spec.column is not None else None
     targets = [(name, FIELDS_BY_NAME[name].kind, spec) for name, spec in mapping.columns.items()]

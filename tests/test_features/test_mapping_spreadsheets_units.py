@@ -473,3 +473,75 @@ def test_ignore_case_matches_a_code_table_whatever_the_case() -> None:
 def test_ignore_case_that_cannot_work_is_refused(spec: str, problem: str) -> None:
     with pytest.raises(ContractError, match=problem):
         parse_mapping_text(_mapping(channel=spec))
+
+
+# --- several source columns read as one ---------------------------------------------------------
+
+
+def test_a_date_and_a_time_column_are_read_as_one_timestamp() -> None:
+    out = _apply(
+        {
+            "DAY": ["02/01/2026", "03/01/2026", "04/01/2026", "05/01/2026"],
+            "TIME": ["10:30", None, "23:59", "00:05"],
+        },
+        declared_at='{columns: [DAY, TIME], format: ["%d/%m/%Y %H:%M", "%d/%m/%Y"], '
+        "timezone: Europe/Paris}",
+    )
+    assert list(out["declared_at"]) == [
+        _utc("2026-01-02 09:30"),
+        _utc("2026-01-02 23:00"),
+        _utc("2026-01-04 22:59"),
+        _utc("2026-01-04 23:05"),
+    ]
+
+
+def test_a_number_and_its_unit_in_two_columns() -> None:
+    out = _apply(
+        {"W": ["350", "1.2", "2", "500"], "WU": ["g", "kg", "LB", "g"]},
+        gross_weight_kg="{columns: [W, WU], units: {g: 0.001, kg: 1, lb: 0.45359237}}",
+    )
+    assert out["gross_weight_kg"].tolist() == pytest.approx([0.35, 1.2, 0.907185, 0.5])
+
+
+def test_a_joined_value_that_does_not_convert_names_both_columns() -> None:
+    message = _refused(
+        {"W": ["350", "1.2", "2", "500"], "WU": ["g", "kg", "oz", "g"]},
+        gross_weight_kg="{columns: [W, WU], units: {g: 0.001, kg: 1}}",
+    )
+    assert "source column 'W + WU'" in message and "row 3 (A3): '2 oz'" in message
+
+
+def test_workbook_dates_and_times_join(tmp_path) -> None:
+    frame = pd.DataFrame(
+        {
+            **BASE,
+            "DAY": [dt.datetime(2026, 1, d) for d in (2, 3, 4, 5)],
+            "TIME": ["10:30", "11:00", "12:00", "13:00"],
+        }
+    )
+    book = _workbook(tmp_path / "export.xlsx", {"Data": frame})
+    mapping = tmp_path / "mapping.yaml"
+    mapping.write_text(_mapping(declared_at='{columns: [DAY, TIME], format: "%Y-%m-%d %H:%M"}'))
+    summary = ingest_file(source=book, mapping_path=mapping, out=tmp_path / "out.parquet")
+    got = pd.read_parquet(tmp_path / "out.parquet")
+    assert got["declared_at"].iloc[0] == _utc("2026-01-02 10:30")
+    assert "DAY" not in summary["ignored_source_column_names"]
+    assert "AT" in summary["ignored_source_column_names"]
+
+
+@pytest.mark.parametrize(
+    ("spec", "problem"),
+    [
+        ("{columns: [AT]}", "two or more"),
+        ("{columns: [AT, AT]}", "names a column twice"),
+        ("{column: AT, columns: [AT, X]}", "not both"),
+    ],
+)
+def test_joined_columns_that_cannot_work_are_refused(spec: str, problem: str) -> None:
+    with pytest.raises(ContractError, match=problem):
+        parse_mapping_text(_mapping(declared_at=spec))
+
+
+def test_a_missing_part_is_named_like_any_missing_column() -> None:
+    with pytest.raises(ContractError, match="absent from the file: TIME"):
+        _apply({"DAY": ["02/01/2026"] * 4}, declared_at="{columns: [DAY, TIME]}")

@@ -82,6 +82,46 @@ def _decisions(n: int) -> list:
     ]
 
 
+# The child reports its own peak (VmHWM: this process's memory since exec). ru_maxrss of
+# children would count the benchmark's own memory, copied into the child at fork.
+_PEAK_AT_EXIT = (
+    "import atexit, sys; atexit.register(lambda: sys.stderr.write(next(line for line in "
+    "open('/proc/self/status') if line.startswith('VmHWM')))); "
+    "from serving.main import main; main()"
+)
+
+
+def _export_cost(db: Path, days: tuple[str, str]) -> dict[str, float]:
+    """``parcelrisk audit export --format html`` of every decision, in a process of its own:
+    its wall time and peak RSS (it reads the period page by page, so the peak should not grow
+    with the period)."""
+    import re
+    import subprocess
+
+    command = [
+        sys.executable,
+        "-c",
+        _PEAK_AT_EXIT,
+        "audit",
+        "export",
+        "--from",
+        days[0],
+        "--to",
+        days[1],
+        "--format",
+        "html",
+        "--db",
+        str(db),
+        "--out",
+        str(db.with_suffix(".html")),
+    ]
+    started = time.perf_counter()
+    done = subprocess.run(command, check=True, cwd=ROOT, capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    peak_kb = int(re.search(r"VmHWM:\s+(\d+) kB", done.stderr).group(1))
+    return {"export_html_s": round(seconds, 2), "export_html_peak_rss_mb": round(peak_kb / 1024)}
+
+
 def _latency(seconds: list[float]) -> dict[str, float]:
     import numpy as np
 
@@ -187,6 +227,7 @@ def main() -> None:
         started = time.perf_counter()
         report = verify_store(store)
         verify_s = time.perf_counter() - started
+        export = _export_cost(Path(tmp) / "audit.db", days)
         archived = archive_before(store, f"{days[1]}T00:00:00.000000Z")
         started = time.perf_counter()
         after = verify_store(store)
@@ -207,6 +248,7 @@ def main() -> None:
                 "archived": archived["archived"],
                 "archived_bytes_per_decision": archived["bytes_per_decision"],
                 "verify_with_archive_decisions_per_s": round(after.checked / verify_archived_s),
+                **export,
             },
             indent=2,
         )

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import html
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -130,7 +130,7 @@ def _text_columns(rows: pd.DataFrame) -> list[str]:
     return [c for c in rows.columns if is_object_dtype(rows[c]) or is_string_dtype(rows[c])]
 
 
-def rows_csv(rows: pd.DataFrame) -> str:
+def rows_csv(rows: pd.DataFrame, header: bool = True) -> str:
     """``rows`` as CSV a spreadsheet opens as data: a text cell that starts like a formula
     (a declaration's text is the declarant's) is prefixed with ``'``; numbers are left as
     they are."""
@@ -138,7 +138,7 @@ def rows_csv(rows: pd.DataFrame) -> str:
 
     text_columns = _text_columns(rows)
     safe = rows.assign(**{c: rows[c].map(csv_cell) for c in text_columns})
-    return safe.to_csv(index=False)
+    return safe.to_csv(index=False, header=header)
 
 
 def terminal_table(rows: pd.DataFrame) -> str:
@@ -154,33 +154,74 @@ def terminal_table(rows: pd.DataFrame) -> str:
     return safe.to_string(index=False, float_format=lambda v: f"{v:.4f}")
 
 
+def tally(rows: pd.DataFrame) -> pd.DataFrame:
+    """How many decisions of ``rows`` have each (model version, lane, outcome): all a period's
+    summary needs, so an export can add up pages and hold none of them."""
+    import pandas as pd
+
+    keys = ["model_version", "lane", "outcome"]
+    if rows.empty:
+        return pd.DataFrame({**{k: pd.Series(dtype=object) for k in keys}, "n": []})
+    return rows.groupby(keys, dropna=False).size().rename("n").reset_index()
+
+
 def period_summary(rows: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """Counts by lane and model version, and hit rates (illicit share among the inspected,
     where results exist) by lane and by model version."""
+    return summary_of_tally(tally(rows))
+
+
+def summary_of_tally(counted: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """``period_summary`` from ``tally`` (or the sum of the tallies of a period's pages)."""
     import pandas as pd
 
-    counts = pd.crosstab(rows["model_version"], rows["lane"], margins=True, margins_name="all")
-    counts = counts.reindex(columns=[c for c in ("red", "yellow", "green", "all") if c in counts])
-    inspected = rows[rows["outcome"] != ""]
+    counted = counted.groupby(["model_version", "lane", "outcome"], as_index=False)["n"].sum()
+    if counted.empty:
+        counts = pd.DataFrame(columns=["model_version", "all"])
+    else:
+        counts = pd.crosstab(
+            counted["model_version"],
+            counted["lane"],
+            values=counted["n"],
+            aggfunc="sum",
+            margins=True,
+            margins_name="all",
+        )
+        counts = counts.fillna(0).astype("int64")
+        counts = counts.reindex(
+            columns=[c for c in ("red", "yellow", "green", "all") if c in counts]
+        ).reset_index()
+    inspected = counted[counted["outcome"] != ""]
 
     def hit_rates(by: str) -> pd.DataFrame:
         if inspected.empty:
             return pd.DataFrame(columns=[by, "inspected", "illicit", "hit_rate"])
-        grouped = inspected.groupby(by)["outcome"]
+        illicit = inspected["n"].where(inspected["outcome"] == "illicit", 0)
         out = pd.DataFrame(
             {
-                "inspected": grouped.size(),
-                "illicit": grouped.apply(lambda s: (s == "illicit").sum()),
+                "inspected": inspected.groupby(by)["n"].sum(),
+                "illicit": illicit.groupby(inspected[by]).sum(),
             }
         )
         out["hit_rate"] = out["illicit"] / out["inspected"]
         return out.reset_index()
 
     return {
-        "counts": counts.reset_index(),
+        "counts": counts,
         "hit_rate_by_lane": hit_rates("lane"),
         "hit_rate_by_model": hit_rates("model_version"),
     }
+
+
+_HTML_HEAD = (
+    "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
+    "<title>parcelrisk audit report</title><style>"
+    "body{font-family:sans-serif;margin:2em;color:#222}"
+    "table{border-collapse:collapse;margin-bottom:1.5em;font-size:13px}"
+    "th,td{border:1px solid #bbb;padding:3px 6px;text-align:left;vertical-align:top}"
+    "th{background:#eee}.red{color:#b00}.yellow{color:#a60}.green{color:#070}"
+    "</style></head><body><h1>parcelrisk audit report</h1>"
+)
 
 
 def report_html(
@@ -188,34 +229,61 @@ def report_html(
 ) -> str:
     """The filed report as one self-contained HTML page (inline CSS, no script, nothing
     fetched). Every value is escaped: declarations and reasons are untrusted text."""
+    decisions = table_rows(rows) if not rows.empty else ""
+    return "".join(
+        report_html_parts(header, summary, len(rows), list(rows.columns), iter([decisions]))
+    )
+
+
+def report_html_parts(
+    header: dict[str, Any],
+    summary: dict[str, pd.DataFrame],
+    n_rows: int,
+    columns: list[str],
+    decision_rows_html: Iterator[str],
+) -> Iterator[str]:
+    """``report_html`` in pieces, the decisions' table rows taken from an iterator (written
+    page by page elsewhere), so no piece holds the whole period."""
     esc = html.escape
-    head_rows = "".join(
-        f"<tr><th>{esc(str(k))}</th><td>{esc(str(v))}</td></tr>" for k, v in header.items()
+    yield _HTML_HEAD
+    yield (
+        "<table>"
+        + "".join(
+            f"<tr><th>{esc(str(k))}</th><td>{esc(str(v))}</td></tr>" for k, v in header.items()
+        )
+        + "</table>"
     )
     sections = [
         ("Decisions by model version and lane", summary["counts"]),
         ("Hit rate by lane (illicit share among inspected)", summary["hit_rate_by_lane"]),
         ("Hit rate by model version", summary["hit_rate_by_model"]),
-        (f"Decisions ({len(rows)})", rows),
     ]
-    body = "".join(f"<h2>{esc(title)}</h2>{_table(frame)}" for title, frame in sections)
-    return (
-        "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
-        "<title>parcelrisk audit report</title><style>"
-        "body{font-family:sans-serif;margin:2em;color:#222}"
-        "table{border-collapse:collapse;margin-bottom:1.5em;font-size:13px}"
-        "th,td{border:1px solid #bbb;padding:3px 6px;text-align:left;vertical-align:top}"
-        "th{background:#eee}.red{color:#b00}.yellow{color:#a60}.green{color:#070}"
-        "</style></head><body><h1>parcelrisk audit report</h1>"
-        f"<table>{head_rows}</table>{body}</body></html>\n"
-    )
+    for title, frame in sections:
+        yield f"<h2>{esc(title)}</h2>{_table(frame)}"
+    yield f"<h2>{esc(f'Decisions ({n_rows})')}</h2>"
+    if not n_rows:
+        yield "<p>none</p>"
+    else:
+        yield f"<table>{table_head(columns)}"
+        yield from decision_rows_html
+        yield "</table>"
+    yield "</body></html>\n"
 
 
 def _table(frame: pd.DataFrame) -> str:
     if frame.empty:
         return "<p>none</p>"
+    return f"<table>{table_head(list(frame.columns))}{table_rows(frame)}</table>"
+
+
+def table_head(columns: list[str]) -> str:
     esc = html.escape
-    head = "".join(f"<th>{esc(str(c))}</th>" for c in frame.columns)
+    return "<tr>" + "".join(f"<th>{esc(str(c))}</th>" for c in columns) + "</tr>"
+
+
+def table_rows(frame: pd.DataFrame) -> str:
+    """``frame``'s rows as escaped HTML table rows (the lane cell coloured)."""
+    esc = html.escape
     lane_at = list(frame.columns).index("lane") if "lane" in frame.columns else -1
     body = []
     for row in frame.itertuples(index=False):
@@ -229,7 +297,7 @@ def _table(frame: pd.DataFrame) -> str:
             )
             cells.append(f"<td{css}>{esc(text)}</td>")
         body.append(f"<tr>{''.join(cells)}</tr>")
-    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+    return "".join(body)
 
 
 def _cell(value: Any) -> str:

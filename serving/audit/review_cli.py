@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import random
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,21 +45,29 @@ def _period(date_from: str | None, date_to: str | None) -> tuple[str | None, str
     return start, end
 
 
-def _find_all(store: Any, limit: int | None, **filters: Any) -> list[Any]:
-    """Every decision ``find`` matches (up to ``limit``), in seq order: the archived days the
-    filters touch first (``serving.audit.archived``), then the hot store, paged by seq."""
+_PAGE = 5_000  # decisions read at a time: an export holds one page of records, never a period
+
+
+def _pages(store: Any, limit: int | None, **filters: Any) -> Iterator[list[Any]]:
+    """The decisions ``find`` matches (up to ``limit``), page by page in seq order: the
+    archived days the filters touch first (``serving.audit.archived``), then the hot store."""
     from serving.audit.archived import find_with_archive
 
-    out: list[Any] = []
-    after = 0
-    while limit is None or len(out) < limit:
-        page = 5_000 if limit is None else min(5_000, limit - len(out))
+    after, seen = 0, 0
+    while limit is None or seen < limit:
+        page = _PAGE if limit is None else min(_PAGE, limit - seen)
         found = find_with_archive(store, after_seq=after, limit=page, **filters)
-        out += found
+        if found:
+            yield found
+        seen += len(found)
         if len(found) < page:
-            break
+            return
         after = found[-1].seq
-    return out
+
+
+def _find_all(store: Any, limit: int | None, **filters: Any) -> list[Any]:
+    """Every decision ``find`` matches (up to ``limit``), in seq order (``_pages``)."""
+    return [record for page in _pages(store, limit, **filters) for record in page]
 
 
 def list_decisions(
@@ -331,54 +341,88 @@ def export(
     """A report to file for a period: counts by lane and model version, hit rates where
     inspection results exist, every decision with its outcome; HTML states the chain head and
     whether the chain verified."""
+    import tempfile
+
+    import pandas as pd
+
     from serving.audit.chain import format_head
     from serving.audit.report import (
         decision_rows,
-        period_summary,
         read_outcomes,
-        report_html,
+        report_html_parts,
         rows_csv,
+        summary_of_tally,
+        table_rows,
+        tally,
     )
     from serving.audit.verify import describe_results, verify_results_of, verify_store
 
     if fmt not in ("csv", "html"):
         raise ParcelriskError(f"--format {fmt!r}: use csv or html")
     start, end = _period(date_from, date_to)
-    store = open_audit_store(db, params)
-    try:
-        records = _find_all(store, None, answered_from=start, answered_to=end)
-        outcomes = read_outcomes(store, [r.declaration_id for r in records])
-        head = store.head()
-        verified = verify_store(store) if fmt == "html" else None
-        results_verified = verify_results_of(store) if fmt == "html" else None
-        path = store.location
-    finally:
-        store.close()
-    rows = decision_rows(records, outcomes)
-    if fmt == "csv":
-        text = rows_csv(rows)
-    else:
-        assert verified is not None
-        header = {
-            "store": str(path),
-            "period": f"{start} to {end} (UTC, end exclusive)",
-            "decisions": len(rows),
-            "chain head": format_head(*head) if head is not None else "empty",
-            "verify": (
-                f"passed ({verified.checked} decisions)"
-                if verified.problem is None
-                else f"FAILED: {verified.problem.describe()}"
-            ),
-            "verify results": describe_results(results_verified),
-        }
-        text = report_html(header, period_summary(rows), rows)
-    if out is None:
-        typer.echo(text, nl=False)
-    else:
-        from features.intake.io import atomic_write
+    # Page by page: the rows of one page are written (CSV) or kept as HTML in a temporary file
+    # (the summary comes first in the page and is known only at the end), and only their
+    # tally is kept, so a period of millions of decisions is exported in one page's memory
+    # (100k decisions: 620 MB peak when records and rows were held whole).
+    with tempfile.TemporaryFile(mode="w+", encoding="utf-8") as body:
+        tallies: list[pd.DataFrame] = []
+        n_rows, columns = 0, None
+        store = open_audit_store(db, params)
+        try:
+            for page in _pages(store, None, answered_from=start, answered_to=end):
+                outcomes = read_outcomes(store, [r.declaration_id for r in page])
+                rows = decision_rows(page, outcomes)
+                first = columns is None
+                body.write(rows_csv(rows, header=first) if fmt == "csv" else table_rows(rows))
+                tallies.append(tally(rows))
+                n_rows, columns = n_rows + len(rows), list(rows.columns)
+            if columns is None:  # an empty period: its CSV still has the header
+                empty = decision_rows([], read_outcomes(store, []))
+                columns = list(empty.columns)
+                if fmt == "csv":
+                    body.write(rows_csv(empty))
+            head = store.head()
+            verified = verify_store(store) if fmt == "html" else None
+            results_verified = verify_results_of(store) if fmt == "html" else None
+            path = store.location
+        finally:
+            store.close()
 
-        atomic_write(out, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
-        typer.echo(f"{len(rows)} decisions -> {out}", err=True)
+        def pieces() -> Iterator[str]:
+            body.seek(0)
+            written = iter(lambda: body.read(1 << 20), "")
+            if fmt == "csv":
+                yield from written
+                return
+            assert verified is not None and columns is not None
+            header = {
+                "store": str(path),
+                "period": f"{start} to {end} (UTC, end exclusive)",
+                "decisions": n_rows,
+                "chain head": format_head(*head) if head is not None else "empty",
+                "verify": (
+                    f"passed ({verified.checked} decisions)"
+                    if verified.problem is None
+                    else f"FAILED: {verified.problem.describe()}"
+                ),
+                "verify results": describe_results(results_verified),
+            }
+            summary = summary_of_tally(pd.concat(tallies) if tallies else tally(pd.DataFrame()))
+            yield from report_html_parts(header, summary, n_rows, columns, written)
+
+        if out is None:
+            for piece in pieces():
+                sys.stdout.write(piece)
+            sys.stdout.flush()
+        else:
+            from features.intake.io import atomic_write
+
+            def write(tmp: Path) -> None:
+                with open(tmp, "w", encoding="utf-8") as fh:
+                    fh.writelines(pieces())
+
+            atomic_write(out, write)
+            typer.echo(f"{n_rows} decisions -> {out}", err=True)
 
 
 def register_review(app: typer.Typer) -> None:

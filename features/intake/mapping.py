@@ -1467,7 +1467,9 @@ def ingest_file(
             where,
         )
     if quarantine is not None and rejected is not None:
-        atomic_write(quarantine, lambda tmp: rejected.rows.to_csv(tmp, index=False))
+        # the source's columns as read (not the joins of several made for the mapping)
+        shown = rejected.rows[[REJECTED_ROW, *source_names, REJECTED_REASONS]]
+        atomic_write(quarantine, lambda tmp: shown.to_csv(tmp, index=False))
     write_declarations(declarations, out, contract)
     ignored = [c for c in source_names if c not in used]
     logger.info("ingested %d rows from %s into %s", len(declarations), source, out)

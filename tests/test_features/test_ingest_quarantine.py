@@ -202,3 +202,32 @@ def test_the_cli_quarantines_and_refuses_in_one_line(tmp_path) -> None:
     run = CliRunner().invoke(app, [*args, "--max-rejected", "0.02"])
     assert run.exit_code == 0, run.output
     assert '"rows_rejected": 6' in run.output and len(pd.read_csv(quarantine)) == 6
+
+
+def test_the_quarantine_holds_the_source_columns_not_the_joins(tmp_path) -> None:
+    source = _export(tmp_path, impossible_date=(20, "AT", "31/02/2026 10:00"))
+    frame = pd.read_csv(source, sep=";", dtype=str)
+    frame[["DAY", "TIME"]] = frame["AT"].str.split(" ", expand=True)
+    frame.drop(columns="AT").to_csv(source, sep=";", index=False)
+    mapping = tmp_path / "mapping.yaml"
+    mapping.write_text(MAPPING.replace("{column: AT,", "{columns: [DAY, TIME],"), encoding="utf-8")
+    ingest_file(
+        source=source,
+        mapping_path=mapping,
+        out=tmp_path / "out.parquet",
+        quarantine=tmp_path / "rejected.csv",
+    )
+    rejected = pd.read_csv(tmp_path / "rejected.csv", dtype=str)
+    assert list(rejected.columns) == [
+        REJECTED_ROW,
+        "ID",
+        "HS",
+        "VAL",
+        "KG",
+        "PAYS",
+        "DESC",
+        "DAY",
+        "TIME",
+        REJECTED_REASONS,
+    ]
+    assert "source column 'DAY + TIME'" in rejected[REJECTED_REASONS].item()

@@ -290,7 +290,7 @@ def outcomes_ingest(
     for the results of declarations never decided here, with --skip-unknown)."""
     from features.errors import ParcelriskError
     from features.intake.io import read_raw_declarations
-    from features.intake.mapping import apply_outcome_mapping, load_mapping, read_source
+    from features.intake.mapping import load_mapping, map_outcomes, read_source, warn_local_times
     from features.intake.rules import Limits
     from serving.outcome_store import sqlite_path
     from serving.outcomes import RESULT_FIELDS, store_outcomes
@@ -302,6 +302,7 @@ def outcomes_ingest(
     if is_sqlite(location) and not sqlite_path(location).is_file():
         raise ParcelriskError(f"no decision store at {location}: results answer stored decisions")
     ignored: list[str] = []
+    dst: dict[str, int] = {}
     if mapping is not None:
         spec = load_mapping(mapping)
         source = read_source(file, spec)
@@ -315,7 +316,8 @@ def outcomes_ingest(
                 f"does not map: map them (e.g. {unmapped[0]}: {unmapped[0]}) or drop them from "
                 "the file; a result stored without them could not be completed later"
             )
-        raw = apply_outcome_mapping(source, spec)
+        raw, local_times = map_outcomes(source, spec)
+        dst = {k: n for k, n in warn_local_times(file, local_times).items() if n}
     else:
         raw, _ = read_raw_declarations(file)
     store = open_outcome_store(location)
@@ -327,7 +329,7 @@ def outcomes_ingest(
         )
     finally:
         store.close()
-    summary = {**counts, "file": str(file), "store": location}
+    summary = {**counts, "file": str(file), "store": location, **dst}
     if ignored:
         summary["ignored_columns"] = ignored
     typer.echo(json.dumps(summary, indent=2))

@@ -1449,23 +1449,7 @@ def ingest_file(
         declarations, contract, local_times, rejected = _map_setting_aside(
             raw, mapping, limits, max_rejected, source
         )
-    for count, where in local_times["skipped"]:
-        logger.warning(
-            "%s: %d local time(s) the spring clock change skips, each moved forward by the "
-            "change (02:30 -> 03:30 when clocks jump from 02:00 to 03:00), keeping their "
-            "order: %s",
-            source,
-            count,
-            where,
-        )
-    for count, where in local_times["repeated"]:
-        logger.warning(
-            "%s: %d local time(s) in the hour the autumn clock change repeats, read as "
-            "standard time (the second pass of that hour): %s",
-            source,
-            count,
-            where,
-        )
+    dst = warn_local_times(source, local_times)
     if quarantine is not None and rejected is not None:
         # the source's columns as read (not the joins of several made for the mapping)
         shown = rejected.rows[[REJECTED_ROW, *source_names, REJECTED_REASONS]]
@@ -1483,8 +1467,7 @@ def ingest_file(
         "ignored_source_column_names": ignored,
         "hs_code_zeros_restored": restored,
         "hs_code_groups_joined": joined,
-        "dst_skipped_times_moved_forward": sum(n for n, _ in local_times["skipped"]),
-        "dst_repeated_times_read_as_standard": sum(n for n, _ in local_times["repeated"]),
+        **dst,
         "output": str(out),
         **(_quarantine_summary(rejected, len(raw), quarantine) if rejected is not None else {}),
     }
@@ -1649,10 +1632,12 @@ __all__ = [
     "join_columns",
     "join_hs_groups",
     "load_mapping",
+    "map_outcomes",
     "parse_mapping",
     "parse_mapping_text",
     "read_source",
     "restore_hs_zeros",
+    "warn_local_times",
 ]
 
 
@@ -1661,12 +1646,45 @@ __all__ = [
 # --------------------------------------------------------------------------------------------
 
 
+def warn_local_times(source: Any, local_times: dict[str, list[tuple[int, str]]]) -> dict[str, int]:
+    """Warn about the local times a timezone read specially (``_localise``), naming the field
+    and example rows; and their counts, for a summary."""
+    for count, where in local_times["skipped"]:
+        logger.warning(
+            "%s: %d local time(s) the spring clock change skips, each moved forward by the "
+            "change (02:30 -> 03:30 when clocks jump from 02:00 to 03:00), keeping their "
+            "order: %s",
+            source,
+            count,
+            where,
+        )
+    for count, where in local_times["repeated"]:
+        logger.warning(
+            "%s: %d local time(s) in the hour the autumn clock change repeats, read as "
+            "standard time (the second pass of that hour): %s",
+            source,
+            count,
+            where,
+        )
+    return {
+        "dst_skipped_times_moved_forward": sum(n for n, _ in local_times["skipped"]),
+        "dst_repeated_times_read_as_standard": sum(n for n, _ in local_times["repeated"]),
+    }
+
+
 def apply_outcome_mapping(raw: pd.DataFrame, mapping: Mapping) -> pd.DataFrame:
     """An export of inspection results -> ``declaration_id`` and the mapped outcome fields.
 
     Values are converted as in ``apply_mapping`` (formats, zones, codes, units) but not checked:
     the results' checker (``serving.outcomes``) applies the contract's rules to them.
     """
+    return map_outcomes(raw, mapping)[0]
+
+
+def map_outcomes(
+    raw: pd.DataFrame, mapping: Mapping
+) -> tuple[pd.DataFrame, dict[str, list[tuple[int, str]]]]:
+    """``apply_outcome_mapping``, and the local times read specially (``warn_local_times``)."""
     import pandas as pd
 
     wanted = {"declaration_id"} | {f.name for f in FIELDS if f.scope == "outcome"}
@@ -1686,7 +1704,8 @@ def apply_outcome_mapping(raw: pd.DataFrame, mapping: Mapping) -> pd.DataFrame:
     id_spec = mapping.columns["declaration_id"]
     ids = _as_text(raw[id_spec.column]) if id_spec.column is not None else None
     targets = [(name, FIELDS_BY_NAME[name].kind, spec) for name, spec in mapping.columns.items()]
-    return pd.DataFrame(_convert_all(raw, targets, ids)[0], index=raw.index)
+    converted, local_times = _convert_all(raw, targets, ids)
+    return pd.DataFrame(converted, index=raw.index), local_times
 
 
 def _holding_nul(source: pd.Series) -> pd.Series:

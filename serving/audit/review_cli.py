@@ -19,7 +19,7 @@ import typer
 from features.cli import params_option, settings_from, tracking_option
 from features.errors import ParcelriskError
 from serving.audit.cli import db_option, open_audit_store
-from serving.audit.safe_text import display_uri, terminal_safe
+from serving.audit.safe_text import display_uri, scrub_uris, terminal_safe
 
 _FORMATS = ("table", "json", "csv")
 _LIST_COLUMNS = [
@@ -151,7 +151,7 @@ def show(
             run = {"run_id": loaded.run_id, "run_url": loaded.run_url}
             explanation = explain_record(record, loaded)
         except ParcelriskError as exc:
-            problem = str(exc)
+            problem = scrub_uris(str(exc))  # a loading error may quote the registry's URI
         tracking = display_uri(models.tracking_uri)  # printed: never its password
     result = outcome.drop(columns="declaration_id").to_dict("records")
     body = {

@@ -16,6 +16,8 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 # a user, then ":" and a password that may hold "/" and "@" (drivers parse them so), up to
 # the last "@" before any query
 _USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^:/?#]*(?::[^?#]*)?@")
+# a URI inside running text: up to the first space or quote
+_URI_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
 
 
 def display_uri(uri: str) -> str:
@@ -29,6 +31,12 @@ def display_uri(uri: str) -> str:
     shown = _USERINFO.sub(r"\1", uri)
     head, hash_, fragment = shown.partition("#")
     return head.split("?", 1)[0] + hash_ + fragment
+
+
+def scrub_uris(text: str) -> str:
+    """``text`` (an error message, say) with every URI in it as ``display_uri`` shows it: an
+    MLflow or database error quotes the URI it failed on, credentials and all."""
+    return _URI_IN_TEXT.sub(lambda m: display_uri(m.group()), text)
 
 
 def _escaped(match: re.Match[str]) -> str:

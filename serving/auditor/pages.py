@@ -29,6 +29,7 @@ from starlette.routing import Route
 
 from features.errors import ParcelriskError
 from features.keys import key_id, load_key
+from serving.audit.safe_text import scrub_uris
 from serving.auditor import charts
 from serving.auditor.disparity import (
     DIMENSIONS,
@@ -358,10 +359,15 @@ class AuditorPages:
             loaded = self._model_of(service, record)
             run_id, run_link = loaded.run_id, web_link(loaded.run_url)
             explanation = explain_record(record, loaded)
-        except ParcelriskError as exc:
-            problem = f"not explained with {record.model_name} v{record.model_version}: {exc}"
+        except ParcelriskError as exc:  # a loading error may quote the registry's URI
+            problem = (
+                f"not explained with {record.model_name} v{record.model_version}: "
+                + scrub_uris(str(exc))
+            )
         except Exception as exc:  # the registry is unreachable: say so, show the rest
-            logger.warning("model %s v%s: %s", record.model_name, record.model_version, exc)
+            logger.warning(
+                "model %s v%s: %s", record.model_name, record.model_version, scrub_uris(str(exc))
+            )
             problem = (
                 f"the model registry did not answer for {record.model_name} "
                 f"v{record.model_version}: {type(exc).__name__}"
@@ -442,7 +448,7 @@ class AuditorPages:
             if exc.error_code in _NOT_IN_REGISTRY:
                 message = f"model {name} version {version} is not in the registry"
                 return self._message(service, 404, "Not found", message)
-            logger.warning("registry, model %s v%s: %s", name, version, exc)
+            logger.warning("registry, model %s v%s: %s", name, version, scrub_uris(str(exc)))
             message = f"the model registry did not answer for {name} v{version}: {exc.error_code}"
             return self._message(service, 503, "Registry unavailable", message)
         runtime = service.runtime

@@ -138,10 +138,13 @@ class ModelEvidenceCache:
     """One download per (name, version) per worker; the promotion tags are read each time
     (a later promotion adds ``promotion.replaced_by`` to an older version)."""
 
-    def __init__(self, tracking_uri: str | None) -> None:
+    def __init__(self, tracking_uri: str | None, root: Path | None = None) -> None:
         self.tracking_uri = tracking_uri
         self._client: Any = None
-        self._root = Path(tempfile.mkdtemp(prefix="parcelrisk-auditor-"))
+        # under the worker's model root when given: removed with it at shutdown
+        if root is not None:
+            root.mkdir(parents=True, exist_ok=True)
+        self._root = Path(tempfile.mkdtemp(prefix="parcelrisk-auditor-", dir=root))
         self._lock = threading.Lock()
         self._versions: dict[tuple[str, str], ModelEvidence] = {}
 

@@ -148,6 +148,17 @@ def _cross_site(request: Request) -> bool:
     return origin == "null" or urlsplit(origin).netloc != request.headers.get("host", "")
 
 
+def _downloads(service: Any, kind: str = "evidence") -> Path | None:
+    """Where this worker's auditor pages download model artifacts: under the service's model
+    root (removed at shutdown, so a stopped server leaves none behind); None outside one."""
+    root = getattr(service, "_model_root", None)
+    if root is None:
+        return None
+    path = Path(root) / f"auditor-{kind}"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 class AuditorPages:
     """The routes, bound to the running service (``service()``: None while it starts)."""
 
@@ -171,7 +182,8 @@ class AuditorPages:
 
     def evidence(self, service: Any) -> ModelEvidenceCache:
         if self._evidence is None:
-            self._evidence = ModelEvidenceCache(service._tracking_uri)
+            # downloads under the worker's model root, which it removes at shutdown
+            self._evidence = ModelEvidenceCache(service._tracking_uri, _downloads(service))
         return self._evidence
 
     def routes(self) -> list[Route]:
@@ -422,7 +434,9 @@ class AuditorPages:
             return found
         with self._recorded_lock:
             if self._recorded is None:
-                self._recorded = RecordedModels(service._tracking_uri)
+                self._recorded = RecordedModels(
+                    service._tracking_uri, _downloads(service, "recorded")
+                )
             return self._recorded.get(*key)
 
     async def model(self, request: Request) -> Response:

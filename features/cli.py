@@ -171,7 +171,8 @@ def generate(
 
 def ingest(
     source: Path = typer.Argument(
-        ..., help="CSV, Parquet or .xlsx file with the administration's columns."
+        ...,
+        help="CSV, Parquet or workbook (.xlsx, .xls, .xlsb, .ods) with the administration's columns.",
     ),
     mapping: Path = typer.Option(..., "--mapping", help="Column mapping YAML (see README)."),
     out: Path = typer.Option(..., "--out", help="Output Parquet in the contract."),

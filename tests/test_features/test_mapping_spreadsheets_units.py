@@ -367,11 +367,13 @@ def test_a_workbook_header_naming_a_column_twice_is_refused(tmp_path) -> None:
 
 def test_spreadsheets_that_are_not_xlsx_and_damaged_workbooks_are_named(tmp_path) -> None:
     mapping = parse_mapping_text(WORKBOOK_MAPPING)
+    numbers = tmp_path / "export.numbers"
+    numbers.write_bytes(b"PK\x03\x04 not read")
+    with pytest.raises(ContractError, match=re.escape("a .numbers spreadsheet is not read")):
+        read_source(numbers, mapping)
     old = tmp_path / "export.xls"
-    old.write_bytes(b"\xd0\xcf\x11\xe0 not read")
-    with pytest.raises(
-        ContractError, match=re.escape("a .xls spreadsheet is not read; save it as .xlsx")
-    ):
+    old.write_bytes(b"\xd0\xcf\x11\xe0 truncated")
+    with pytest.raises(ContractError, match=re.escape("export.xls: cannot read the workbook")):
         read_source(old, mapping)
     damaged = tmp_path / "damaged.xlsx"
     damaged.write_bytes(b"PK\x03\x04 truncated")
@@ -545,3 +547,72 @@ def test_joined_columns_that_cannot_work_are_refused(spec: str, problem: str) ->
 def test_a_missing_part_is_named_like_any_missing_column() -> None:
     with pytest.raises(ContractError, match="absent from the file: TIME"):
         _apply({"DAY": ["02/01/2026"] * 4}, declared_at="{columns: [DAY, TIME]}")
+
+
+def _ods(path: Path, rows: list[list[object]]) -> Path:
+    """A minimal OpenDocument spreadsheet (what LibreOffice saves): text, numbers and dates."""
+    import zipfile
+    from xml.sax.saxutils import escape
+
+    def cell(value: object) -> str:
+        if isinstance(value, dt.datetime):
+            return (
+                f'<table:table-cell office:value-type="date" office:date-value="'
+                f'{value.isoformat()}"><text:p>{value}</text:p></table:table-cell>'
+            )
+        if isinstance(value, int | float):
+            return (
+                f'<table:table-cell office:value-type="float" office:value="{value}">'
+                f"<text:p>{value}</text:p></table:table-cell>"
+            )
+        return (
+            f'<table:table-cell office:value-type="string"><text:p>{escape(str(value))}'
+            "</text:p></table:table-cell>"
+        )
+
+    body = "".join(
+        "<table:table-row>" + "".join(cell(v) for v in row) + "</table:table-row>" for row in rows
+    )
+    content = (
+        '<?xml version="1.0" encoding="UTF-8"?><office:document-content '
+        'xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0" '
+        'xmlns:table="urn:oasis:names:tc:opendocument:xmlns:table:1.0" '
+        'xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0" office:version="1.2">'
+        '<office:body><office:spreadsheet><table:table table:name="Data">'
+        f"{body}</table:table></office:spreadsheet></office:body></office:document-content>"
+    )
+    manifest = (
+        '<?xml version="1.0" encoding="UTF-8"?><manifest:manifest '
+        'xmlns:manifest="urn:oasis:names:tc:opendocument:xmlns:manifest:1.0" '
+        'manifest:version="1.2"><manifest:file-entry manifest:full-path="/" '
+        'manifest:media-type="application/vnd.oasis.opendocument.spreadsheet"/>'
+        '<manifest:file-entry manifest:full-path="content.xml" manifest:media-type="text/xml"/>'
+        "</manifest:manifest>"
+    )
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr(
+            zipfile.ZipInfo("mimetype"), "application/vnd.oasis.opendocument.spreadsheet"
+        )
+        archive.writestr("content.xml", content)
+        archive.writestr("META-INF/manifest.xml", manifest)
+    return path
+
+
+def test_an_opendocument_spreadsheet_is_read_like_a_workbook(tmp_path) -> None:
+    header = ["ID", "AT", "MODE", "HS", "VALUE", "WEIGHT", "ORIGIN", "SELLER", "AEO"]
+    rows = [
+        ["A1", dt.datetime(2026, 1, 2, 10, 30), "P", 901111000, 12.5, "350 g", "CHN", "S1", "Y"],
+        ["A2", dt.datetime(2026, 7, 1, 0, 0), "E", 610910, 7, "1.2 kg", "DEU", "S2", "N"],
+    ]
+    book = _ods(tmp_path / "export.ods", [header, *rows])
+    mapping = WORKBOOK_MAPPING.replace("sheet: Declarations\n", "").replace(
+        "aeo_operator: AEO", "aeo_operator: {column: AEO, true_values: [Y], false_values: [N]}"
+    )
+    summary, out = _ingest(tmp_path, book, mapping)
+    got = pd.read_parquet(out)
+    assert summary["rows"] == 2 and summary["hs_code_zeros_restored"] == 1
+    assert got["hs_code"].tolist() == ["0901111000", "610910"]
+    assert got["declared_at"].tolist() == [_utc("2026-01-02 09:30"), _utc("2026-06-30 22:00")]
+    assert got["gross_weight_kg"].tolist() == pytest.approx([0.35, 1.2])
+    assert got["origin_country"].tolist() == ["CN", "DE"]
+    assert got["aeo_operator"].tolist() == [True, False]

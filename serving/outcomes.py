@@ -355,6 +355,9 @@ def store_outcomes(
 
     if len(raw) == 0:
         raise ParcelriskError("no results given: expected at least one row")
+    raw, not_inspected = _inspected_only(raw)
+    if len(raw) == 0:  # a file of parcels none of which was inspected
+        return {"stored": 0, "unchanged": 0, "skipped_not_inspected": not_inspected}
     if "declaration_id" in raw.columns:
         ids = parse_text(raw["declaration_id"]).dropna().unique().tolist()
     else:
@@ -368,7 +371,8 @@ def store_outcomes(
             skipped = int(unknown.sum())
             raw = raw[~unknown].reset_index(drop=True)
         if len(raw) == 0:  # every row was of a declaration never decided here
-            return {"stored": 0, "unchanged": 0, "skipped_unknown": skipped}
+            counts = {"stored": 0, "unchanged": 0, "skipped_unknown": skipped}
+            return counts | ({"skipped_not_inspected": not_inspected} if not_inspected else {})
         checked = check_outcomes(raw, declared, tx.stored(ids), now=now, limits=limits)
         new = checked.new
         tx.insert(
@@ -379,7 +383,44 @@ def store_outcomes(
     counts = {"stored": len(new), "unchanged": checked.unchanged}
     if skip_unknown:
         counts["skipped_unknown"] = skipped
+    if not_inspected:
+        counts["skipped_not_inspected"] = not_inspected
     return counts
+
+
+def _inspected_only(raw: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """``raw`` without the rows an ``inspected`` column says were not inspected, and how many.
+
+    A national results file lists every parcel with its selectivity (``inspected: false`` for
+    the green lane) and writes ``illicit = 0`` on all of them; stored, those rows would be
+    clean inspections and train the next model as such. A row whose ``inspected`` is empty or
+    not a yes/no is refused, naming it, rather than guessed either way.
+    """
+    import pandas as pd
+
+    from features.intake.contract import parse_bool, parse_text
+
+    if "inspected" not in raw.columns:
+        return raw, 0
+    flags, bad = parse_bool(raw["inspected"])
+    unknown = (bad | flags.isna()).to_numpy(dtype=bool)
+    if unknown.any():
+        ids = (
+            parse_text(raw["declaration_id"])
+            if "declaration_id" in raw.columns
+            else pd.Series(None, index=raw.index)
+        )
+        rows = [
+            f"row {i + 1} ({ids.iloc[i]}): {raw['inspected'].iloc[i]!r}"
+            for i in np.flatnonzero(unknown)[:5]
+        ]
+        raise ParcelriskError(
+            f"inspected: {int(unknown.sum())} row(s) say neither yes nor no, so whether they "
+            f"hold a result is not known: {'; '.join(rows)}"
+        )
+    inspected = flags.fillna(False).to_numpy(dtype=bool)
+    kept = raw[inspected].drop(columns="inspected").reset_index(drop=True)
+    return kept, int((~inspected).sum())
 
 
 # --------------------------------------------------------------------------------------------

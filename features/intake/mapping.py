@@ -438,6 +438,9 @@ class Mapping(BaseModel):
     delimiter: str | None = None
     encoding: str = "utf-8"
     null_values: list[str] = list(DEFAULT_NULL_VALUES)
+    # outcome cells of rows not inspected are the export's filler (ASYCUDA writes illicit 0 and
+    # revenue 0 on every row): read as empty, counted, and warned where one held a finding
+    outcomes_only_if_inspected: bool = False
     sheet: str | None = None  # the worksheet of an .xlsx source (required if it has several)
 
     @field_validator("encoding")
@@ -502,6 +505,14 @@ class Mapping(BaseModel):
                 f"true_values/false_values that are also null_values never match (the cells "
                 f"are read as no value first): {', '.join(clashes)}; drop them from "
                 "null_values, or give the value as the column's default"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _blanking_needs_inspected(self) -> Mapping:
+        if self.outcomes_only_if_inspected and "inspected" not in self.columns:
+            raise ValueError(
+                "outcomes_only_if_inspected reads outcome cells by the row's 'inspected': map it"
             )
         return self
 
@@ -1177,8 +1188,50 @@ def _map_declarations(
         for f in FIELDS:
             if f.scope == "outcome" and f.name not in frame.columns and f.nullable:
                 frame[f.name] = pd.Series(pd.NA, index=raw.index, dtype="object")
+    if mapping.outcomes_only_if_inspected:
+        frame, local_times["outcomes_blanked"] = _blank_outcomes_not_inspected(frame, ids)
     declarations = coerce_declarations(frame, with_outcomes=with_outcomes, contract=contract)
     return declarations, contract, local_times
+
+
+# outcome fields a row not inspected cannot hold (``inspected`` itself stays)
+_BLANKED_OUTCOMES = (
+    "inspected_at",
+    "illicit",
+    "offence_type",
+    "revenue_recovered",
+    "selection_reason",
+)
+
+
+def _blank_outcomes_not_inspected(
+    frame: pd.DataFrame, ids: pd.Series | None
+) -> tuple[pd.DataFrame, list[tuple[int, str]]]:
+    """``frame`` with the outcome cells of rows not inspected empty; and, as (count, where),
+    the rows whose blanked cells held a finding (illicit true, revenue above 0): a
+    contradiction in the export, named rather than kept or lost unsaid."""
+    import pandas as pd
+
+    from features.intake.contract import parse_bool
+
+    inspected, _ = parse_bool(frame["inspected"])
+    idle = inspected.eq(False).fillna(False).to_numpy(dtype=bool)
+    found = pd.Series(False, index=frame.index)
+    if "illicit" in frame.columns:
+        found |= parse_bool(frame["illicit"])[0].eq(True).fillna(False).astype(bool)
+    if "revenue_recovered" in frame.columns:
+        revenue = pd.to_numeric(frame["revenue_recovered"], errors="coerce")
+        found |= revenue.gt(0).fillna(False).astype(bool)
+    found &= idle
+    out = frame.copy()
+    for name in _BLANKED_OUTCOMES:
+        if name in out.columns:
+            out[name] = out[name].astype("object").where(~idle, None)
+    notes = [(int(idle.sum()), "")]
+    if found.any():
+        shown = frame.get("illicit", pd.Series(index=frame.index)).astype("object")
+        notes.append((int(found.sum()), _examples(shown, found, ids)))
+    return out, notes
 
 
 # --------------------------------------------------------------------------------------------
@@ -1454,6 +1507,14 @@ def ingest_file(
             raw, mapping, limits, max_rejected, source
         )
     dst = warn_local_times(source, local_times)
+    blanked = local_times.get("outcomes_blanked", [])
+    if len(blanked) > 1:
+        logger.warning(
+            "%s: %d row(s) not inspected held a finding (illicit true or revenue above 0) in "
+            "outcome cells read as empty (outcomes_only_if_inspected): %s",
+            source,
+            *blanked[1],
+        )
     if quarantine is not None and rejected is not None:
         # the source's columns as read (not the joins of several made for the mapping)
         shown = rejected.rows[[REJECTED_ROW, *source_names, REJECTED_REASONS]]
@@ -1472,6 +1533,14 @@ def ingest_file(
         "hs_code_zeros_restored": restored,
         "hs_code_groups_joined": joined,
         **dst,
+        **(
+            {
+                "outcomes_blanked_not_inspected": blanked[0][0],
+                "findings_on_rows_not_inspected": blanked[1][0] if len(blanked) > 1 else 0,
+            }
+            if blanked
+            else {}
+        ),
         "output": str(out),
         **(_quarantine_summary(rejected, len(raw), quarantine) if rejected is not None else {}),
     }

@@ -840,6 +840,11 @@ class DeclarationBase(BaseModel):
     @classmethod
     def _read_text(cls, value: Any, info: Any) -> Any:
         if isinstance(value, int) and not isinstance(value, bool):
+            if info.field_name == "hs_code":  # as the gate refuses a numeric hs_code column
+                raise ValueError(
+                    "an HS code sent as a JSON number has lost the leading zero of chapters "
+                    f"01-09 ({value} could be 0{value}); send HS codes as strings"
+                )
             value = str(value)  # numeric ids, as a CSV column of numbers reads them
         if not isinstance(value, str):
             return value

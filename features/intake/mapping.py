@@ -212,6 +212,9 @@ class _Spec(BaseModel):
     country_codes: Literal["alpha3", "numeric"] | None = None
     values: dict[str, Any] | None = None
     ignore_case: bool = False  # 'values' keys matched whatever the case ("P", "p")
+    # hs_code: the export wrote the codes as numbers into text (a CSV saved from a spreadsheet
+    # column of numbers): codes of 5, 7 or 9 digits get the zero of chapters 01-09 back
+    lost_leading_zero: bool = False
     true_values: list[str] | None = None
     false_values: list[str] | None = None
     default: Any = None  # the value of an empty source cell (read like any source value)
@@ -535,6 +538,8 @@ class Mapping(BaseModel):
             )
             if spec.country_codes is not None and not (text and is_country):
                 problems.append(f"{name}: 'country_codes' converts country fields only")
+            if spec.lost_leading_zero and name != "hs_code":
+                problems.append(f"{name}: 'lost_leading_zero' restores HS codes only")
             if spec.country_codes is not None and not spec.sources:
                 problems.append(f"{name}: 'country_codes' converts a column, not a constant")
         if problems:
@@ -1056,7 +1061,8 @@ def restore_hs_zeros(raw: pd.DataFrame, mapping: Mapping) -> tuple[pd.DataFrame,
     drops from chapters 01-09 given back; and how many codes got it.
 
     HS codes have 6, 8 or 10 digits, so a stored number of 5, 7 or 9 digits lost exactly one
-    zero. Text columns are left as they are (their zeros are kept; the rules judge them).
+    zero. Text columns are left as they are (their zeros are kept; the rules judge them),
+    unless the spec says ``lost_leading_zero`` (the text was written from numbers).
     """
     import pandas as pd
 
@@ -1064,11 +1070,48 @@ def restore_hs_zeros(raw: pd.DataFrame, mapping: Mapping) -> tuple[pd.DataFrame,
     if spec is None or spec.column is None or spec.column not in raw.columns:
         return raw, 0
     source = raw[spec.column]
-    if not pd.api.types.is_numeric_dtype(source.dtype) or pd.api.types.is_bool_dtype(source):
+    numeric = pd.api.types.is_numeric_dtype(source.dtype) and not pd.api.types.is_bool_dtype(source)
+    if not numeric and not spec.lost_leading_zero:
         return raw, 0
     text = _as_text(source)
     short = text.str.fullmatch(_HS_LOST_ZERO).fillna(False).astype(bool)
     return raw.assign(**{spec.column: text.mask(short, "0" + text)}), int(short.sum())
+
+
+def check_hs_text(raw: pd.DataFrame, mapping: Mapping, source: Any) -> None:
+    """Refuse HS codes a spreadsheet wrote in scientific notation (``4.0221E+08``: rounded to
+    the digits it shows, the code cannot be read back); warn about text codes of 5, 7 or 9
+    digits when the spec does not say they lost a zero (a 9-digit national code exists, e.g.
+    Japan's, so they are not changed unasked)."""
+    import pandas as pd
+
+    spec = mapping.columns.get("hs_code")
+    if spec is None or spec.column is None or spec.column not in raw.columns:
+        return
+    column = raw[spec.column]
+    if pd.api.types.is_numeric_dtype(column.dtype):
+        return
+    text = _as_text(column)
+    scientific = text.str.fullmatch(r"[0-9](?:[.,][0-9]+)?[eE][+]?[0-9]+").fillna(False)
+    if scientific.any():
+        raise ContractError(
+            f"hs_code (source column {spec.column!r}): codes in scientific notation, rounded by "
+            "the spreadsheet that wrote them, so their last digits are lost; export the column "
+            f"as text: {_examples(column, scientific.astype(bool), None)}"
+        )
+    if not spec.lost_leading_zero:
+        odd = text.str.fullmatch(_HS_LOST_ZERO).fillna(False).astype(bool)
+        if odd.any():
+            logger.warning(
+                "%s: hs_code (source column %r): %d code(s) of 5, 7 or 9 digits, e.g. %r: if the "
+                "export wrote HS codes as numbers they lost the leading zero of chapters 01-09 "
+                "(0901210000 -> 901210000, read as chapter 90); say lost_leading_zero: true in "
+                "the column's spec to restore it",
+                source,
+                spec.column,
+                int(odd.sum()),
+                text[odd].iloc[0],
+            )
 
 
 def join_hs_groups(raw: pd.DataFrame, mapping: Mapping) -> tuple[pd.DataFrame, int]:
@@ -1480,10 +1523,11 @@ def ingest_file(
     source_names = [str(c) for c in raw.columns]
     used = set(mapping.source_columns())
     raw, mapping = join_columns(raw, mapping)
+    check_hs_text(raw, mapping, source)
     raw, restored = restore_hs_zeros(raw, mapping)  # counted here, for the summary
     if restored:
         logger.warning(
-            "%s: hs_code (source column %r) is stored as numbers: %d code(s) of 5, 7 or 9 "
+            "%s: hs_code (source column %r) was written as numbers: %d code(s) of 5, 7 or 9 "
             "digits had lost the leading zero of chapters 01-09 and got it back (e.g. "
             "901111000 -> 0901111000); export HS codes as text to keep them as written",
             source,

@@ -616,3 +616,71 @@ def test_an_opendocument_spreadsheet_is_read_like_a_workbook(tmp_path) -> None:
     assert got["gross_weight_kg"].tolist() == pytest.approx([0.35, 1.2])
     assert got["origin_country"].tolist() == ["CN", "DE"]
     assert got["aeo_operator"].tolist() == [True, False]
+
+
+# --- HS codes that lost their leading zero as text, or were written in scientific notation ------
+
+
+def _ingest_hs(tmp_path: Path, codes: list[str], spec: str = "HS") -> dict:
+    frame = pd.DataFrame({**BASE, "HS": codes})
+    source = tmp_path / "export.csv"
+    frame.to_csv(source, index=False)
+    mapping = tmp_path / "mapping.yaml"
+    mapping.write_text(_mapping(hs_code=spec), encoding="utf-8")
+    return ingest_file(source=source, mapping_path=mapping, out=tmp_path / "out.parquet")
+
+
+def test_text_codes_that_lost_their_zero_get_it_back_when_the_spec_says_so(tmp_path) -> None:
+    codes = ["901210000", "30389", "3004900000", "1012100"]
+    summary = _ingest_hs(tmp_path, codes, "{column: HS, lost_leading_zero: true}")
+    assert summary["hs_code_zeros_restored"] == 3
+    assert pd.read_parquet(tmp_path / "out.parquet")["hs_code"].tolist() == [
+        "0901210000",
+        "030389",
+        "3004900000",
+        "01012100",
+    ]
+
+
+def test_text_codes_of_odd_length_are_warned_not_changed_unasked(tmp_path, caplog) -> None:
+    import logging
+
+    with caplog.at_level(logging.WARNING):
+        summary = _ingest_hs(tmp_path, ["901210000", "610910", "851762", "950300"])
+    assert summary["hs_code_zeros_restored"] == 0
+    assert pd.read_parquet(tmp_path / "out.parquet")["hs_code"].iloc[0] == "901210000"
+    warned = " ".join(r.getMessage() for r in caplog.records)
+    assert "1 code(s) of 5, 7 or 9 digits" in warned and "lost_leading_zero: true" in warned
+
+
+def test_codes_in_scientific_notation_are_refused_at_ingest(tmp_path) -> None:
+    with pytest.raises(ContractError) as err:
+        _ingest_hs(tmp_path, ["610910", "4.022100E+08", "851762", "9.5E+05"])
+    message = str(err.value)
+    assert "scientific notation" in message and "export the column as text" in message
+    assert "row 2: '4.022100E+08'" in message and "2 value(s)" in message
+    assert not (tmp_path / "out.parquet").exists()
+
+
+def test_lost_leading_zero_is_for_hs_codes_only() -> None:
+    with pytest.raises(ContractError, match="restores HS codes only"):
+        parse_mapping_text(_mapping(declared_value="{column: VALUE, lost_leading_zero: true}"))
+
+
+def test_the_api_refuses_an_hs_code_sent_as_a_number() -> None:
+    from pydantic import ValidationError
+
+    from features.intake.contract import Declaration
+
+    body = {
+        "declaration_id": "D1", "declared_at": "2026-07-01T08:00:00Z", "arrival_office": "O1",
+        "channel": "express", "operator_id": "E1", "seller_id": "S1", "seller_country": "CN",
+        "consignee_id": "C1", "origin_country": "CN", "hs_code": 901210000,
+        "description": "coffee", "quantity": 1, "gross_weight_kg": 1.0, "declared_value": 9.5,
+        "currency": "EUR", "category": "merchandise", "ioss_prepaid": False,
+        "aeo_operator": False,
+    }  # fmt: skip
+    with pytest.raises(ValidationError) as err:
+        Declaration.model_validate(body)
+    assert "send HS codes as strings" in str(err.value) and "0901210000" in str(err.value)
+    Declaration.model_validate({**body, "hs_code": "0901210000"})

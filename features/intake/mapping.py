@@ -1048,12 +1048,25 @@ def _check_structure(raw: pd.DataFrame, mapping: Mapping) -> None:
         )
     missing = [c for c in mapping.source_columns() if c not in raw.columns]
     if missing:
-        problems.append(
-            f"source column(s) named in the mapping but absent from the file: "
-            f"{', '.join(dict.fromkeys(missing))} (file has: {', '.join(map(str, raw.columns))})"
-        )
+        problems.append(_absent_columns(missing, raw))
     if problems:
         raise ContractError("mapping does not fit the data:\n  " + "\n  ".join(problems))
+
+
+def _absent_columns(missing: list[str], raw: pd.DataFrame) -> str:
+    """Columns the mapping names that the file lacks, quoted (a trailing space shows), each
+    with the file's column it differs from only by spaces or case, if any."""
+    present = [str(c) for c in raw.columns]
+    alike = {name.strip().casefold(): name for name in present}
+    named = []
+    for column in dict.fromkeys(missing):
+        near = alike.get(column.strip().casefold())
+        hint = f" (the file has {near!r}: write it so in the mapping)" if near else ""
+        named.append(f"{column!r}{hint}")
+    return (
+        f"source column(s) named in the mapping but absent from the file: {', '.join(named)} "
+        f"(file has: {', '.join(map(repr, present))})"
+    )
 
 
 def restore_hs_zeros(raw: pd.DataFrame, mapping: Mapping) -> tuple[pd.DataFrame, int]:
@@ -1813,10 +1826,7 @@ def map_outcomes(
         )
     missing = [c for c in mapping.source_columns() if c not in raw.columns]
     if missing:
-        raise ContractError(
-            f"source column(s) named in the mapping but absent from the file: "
-            f"{', '.join(dict.fromkeys(missing))} (file has: {', '.join(map(str, raw.columns))})"
-        )
+        raise ContractError(_absent_columns(missing, raw))
     raw, mapping = join_columns(raw.reset_index(drop=True), mapping)
     id_spec = mapping.columns["declaration_id"]
     ids = _as_text(raw[id_spec.column]) if id_spec.column is not None else None

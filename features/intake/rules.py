@@ -192,6 +192,16 @@ def _iso(t_us: int | None) -> str:
     )
 
 
+def _outcome_value(value: Any, kind: str) -> str:
+    """A recorded outcome as a person reads it: a time in ISO 8601, a flag as true/false
+    (the columns hold microseconds and 0/1)."""
+    if kind == "datetime":
+        return _iso(value)
+    if kind == "bool" and value is not None and value == value:
+        return "true" if value else "false"
+    return show(value)
+
+
 def _text_values(columns: Columns, name: str, rows: np.ndarray) -> list[Any]:
     return columns.text(name)[rows].tolist()
 
@@ -503,7 +513,9 @@ def _outcome_rules(limits: Limits) -> list[Rule]:
                 "fault",
                 "null where the parcel was not inspected",
                 lambda c, name=name: ~_inspected(c) & ~c.missing(name),
-                lambda v: f"{show(v)} is recorded but the parcel was not inspected",
+                lambda v, kind=f.kind: (
+                    f"{_outcome_value(v, kind)} is recorded but the parcel was not inspected"
+                ),
                 _shown_by(name, f.kind),
                 "outcome",
             )

@@ -147,7 +147,7 @@ def test_a_mapping_mistake_is_not_quarantined_row_by_row(tmp_path) -> None:
         )
     missing = MAPPING.replace("description: DESC", "description: GOODS")
     mapping.write_text(missing, encoding="utf-8")
-    with pytest.raises(ContractError, match="absent from the file: GOODS"):
+    with pytest.raises(ContractError, match="absent from the file: 'GOODS'"):
         ingest_file(
             source=source,
             mapping_path=mapping,

@@ -138,7 +138,7 @@ def test_unmapped_required_fields_are_listed_together() -> None:
 
 def test_missing_source_columns_are_listed_together() -> None:
     raw = _raw().drop(columns=["OPER", "BROKER"])
-    with pytest.raises(ContractError, match=r"absent from the file: OPER, BROKER"):
+    with pytest.raises(ContractError, match=r"absent from the file: 'OPER', 'BROKER'"):
         apply_mapping(raw, load_mapping_text(MAPPING))
 
 

@@ -545,7 +545,7 @@ def test_joined_columns_that_cannot_work_are_refused(spec: str, problem: str) ->
 
 
 def test_a_missing_part_is_named_like_any_missing_column() -> None:
-    with pytest.raises(ContractError, match="absent from the file: TIME"):
+    with pytest.raises(ContractError, match="absent from the file: 'TIME'"):
         _apply({"DAY": ["02/01/2026"] * 4}, declared_at="{columns: [DAY, TIME]}")
 
 
@@ -684,3 +684,11 @@ def test_the_api_refuses_an_hs_code_sent_as_a_number() -> None:
         Declaration.model_validate(body)
     assert "send HS codes as strings" in str(err.value) and "0901210000" in str(err.value)
     Declaration.model_validate({**body, "hs_code": "0901210000"})
+
+
+def test_a_column_absent_only_by_a_space_names_the_one_the_file_has() -> None:
+    raw = pd.DataFrame({**BASE, " VALUE ": BASE["VALUE"]}).drop(columns="VALUE")
+    with pytest.raises(ContractError) as err:
+        apply_mapping(raw, parse_mapping_text(_mapping()))
+    message = str(err.value)
+    assert "absent from the file: 'VALUE' (the file has ' VALUE ': write it so" in message

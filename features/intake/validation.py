@@ -187,7 +187,13 @@ class GateResult:
         if self.ignored_columns:
             lines.append(self.ignored_note())
         for name in self.missing_columns:
-            lines.append(f"FAULT   {name}: required column is missing")
+            lines.append(f"FAULT   {name}: required column is missing (every row)")
+        if len(self.missing_columns) >= 3:  # not a contract file: an export to map first
+            lines.append(
+                "HINT    the file misses most of the contract's columns: if it is an "
+                "administration's export, convert it first with `parcelrisk ingest FILE "
+                "--mapping MAPPING.yaml --out FILE.parquet` (README: the column mapping)"
+            )
         for finding in self.findings.faults + self.findings.warnings:
             tag = "FAULT  " if finding.rule.severity == "fault" else "WARNING"
             share = f"{finding.count / self.rows:.2%}" if self.rows else ""

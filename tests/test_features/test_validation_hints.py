@@ -1,0 +1,31 @@
+"""The gate's console text for a file that is not in the contract at all: an export that was
+never mapped is told to go through ``ingest`` rather than left with ten 'missing' faults."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from features.intake.rules import Limits
+from features.intake.validation import validate_file
+from features.params import load_settings
+
+
+def _render(tmp_path, frame: pd.DataFrame) -> str:
+    path = tmp_path / "file.csv"
+    frame.to_csv(path, index=False)
+    limits = Limits.from_settings(load_settings(None))
+    return validate_file(path, limits, cross_check=False).render()
+
+
+def test_an_unmapped_export_is_pointed_to_ingest(tmp_path) -> None:
+    export = pd.DataFrame({"sgd.id": ["1", "2"], "tariff.code": ["610910", "851762"]})
+    text = _render(tmp_path, export)
+    assert "declaration_id: required column is missing (every row)" in text
+    assert "HINT" in text and "parcelrisk ingest FILE --mapping MAPPING.yaml" in text
+
+
+def test_a_contract_file_missing_one_column_gets_no_hint(tmp_path) -> None:
+    from tests.test_features.test_contract import make_declarations
+
+    text = _render(tmp_path, make_declarations().drop(columns=["origin_country"]))
+    assert "origin_country: required column is missing" in text and "HINT" not in text

@@ -169,6 +169,7 @@ def explain_decisions(
     order = np.take_along_axis(-phi, top, axis=1).argsort(axis=1, kind="stable")
     top = np.take_along_axis(top, order, axis=1)
     contexts = _context_rows(context, len(X))
+    unseen = _unseen_counts(manifest.features)
     out: list[list[Reason]] = []
     for i in range(len(X)):
         row: list[Reason] = []
@@ -178,9 +179,32 @@ def explain_decisions(
                 break
             if flag[j] and X[i, j] == 0:
                 continue
-            row.append(Reason(specs[j].name, render_reason(specs[j], X[i, j], contexts[i]), c))
+            text = render_reason(specs[j], X[i, j], contexts[i])
+            if j in unseen and X[i, unseen[j]] == 0:
+                text = text.replace(_HIT_RATE_WORDS, _PRIOR_WORDS)
+            row.append(Reason(specs[j].name, text, c))
         out.append(row)
     return out
+
+
+# An entity never inspected has a smoothed hit rate that is the prior, not a record: "HS 901210
+# past inspections hit rate 21%" beside "HS6 901210 not seen in history" told an officer of
+# inspections that never happened. The reason says what the number is.
+_HIT_RATE_WORDS = " past inspections hit rate "
+_PRIOR_WORDS = " never inspected before: prior hit rate "
+
+
+@functools.lru_cache(maxsize=8)  # per manifest (its feature tuple), not per request
+def _unseen_counts(specs: tuple[FeatureSpec, ...]) -> dict[int, int]:
+    """Column of each ``<entity>_hit_rate`` -> column of its ``<entity>_n_inspected``."""
+    at = {spec.name: j for j, spec in enumerate(specs)}
+    return {
+        j: at[spec.name.removesuffix("_hit_rate") + "_n_inspected"]
+        for j, spec in enumerate(specs)
+        if spec.name.endswith("_hit_rate")
+        and spec.name.removesuffix("_hit_rate") + "_n_inspected" in at
+        and _HIT_RATE_WORDS in spec.reason
+    }
 
 
 _VALUE_FIELD = "{value"

@@ -172,7 +172,6 @@ def check_outcomes(
         for finding in [*parse_findings(bad_values), *findings.faults]
         for row, message in zip(finding.rows.tolist(), finding.messages(), strict=True)
     ]
-    problems += _revenue_without_offence(frame)
     # A row refused for a field is not compared with the stored result: a missing or unreadable
     # value (illicit, inspected_at) is neither equal nor different, and its own problem is the
     # answer, as when nothing is stored yet.
@@ -233,25 +232,6 @@ def check_outcomes(
         raise OutcomesRefused(problems, len(frame))
     new = frame.loc[~unchanged, [*RESULT_FIELDS]].reset_index(drop=True)
     return CheckedOutcomes(new, int(unchanged.sum()))
-
-
-def _revenue_without_offence(frame: pd.DataFrame) -> list[OutcomeProblem]:
-    """Revenue recovered from a parcel found not illicit: a recording error, as offence_type."""
-    revenue = frame["revenue_recovered"].to_numpy(dtype=np.float64, na_value=np.nan)
-    cleared = frame["illicit"].to_numpy(dtype=np.float64, na_value=np.nan) == 0.0
-    with np.errstate(invalid="ignore"):
-        rows = np.flatnonzero(cleared & (revenue > 0))
-    return [
-        OutcomeProblem(
-            int(row),
-            _optional(frame["declaration_id"].iloc[row]),
-            "revenue_recovered",
-            "revenue_recovered.without_offence",
-            f"revenue_recovered: {show(float(revenue[row]))} EUR is recorded but the parcel "
-            "was not found illicit",
-        )
-        for row in rows
-    ]
 
 
 def _differences(stored: StoredResult, row: pd.Series) -> list[str]:

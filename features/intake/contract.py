@@ -507,6 +507,16 @@ def parse_number(series: pd.Series, kind: Kind) -> tuple[pd.Series, list[tuple[p
     return (out.astype("int64") if present.all() else out.astype("Int64")), problems
 
 
+HS_NUMBER_PROBLEM = (
+    "is a number, not text: an HS code written as a number has lost the leading zero of "
+    "chapters 01-09 (0901210000 reads 901210000); write HS codes as text"
+)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def parse_text(series: pd.Series, case: Literal["upper", "lower"] | None = None) -> pd.Series:
     """Text stripped of surrounding spaces; empty text is missing (an empty id is "unknown")."""
     import pandas as pd
@@ -624,6 +634,16 @@ def parse_declarations(
                     shown = ["(personal: not shown)"] * len(rows)
                 bad_values.append(BadValues(name, rows, shown, NUL_PROBLEM))
                 converted = converted.mask(nul)
+            if name == "hs_code" and s.dtype == object:
+                # a number among the cells (a JSON or spreadsheet export) has lost the zero of
+                # chapters 01-09, as a JSON number sent to the API has: refused on both paths
+                numeric = s.map(_is_number).to_numpy(dtype=bool)
+                if numeric.any():
+                    rows = np.flatnonzero(numeric)
+                    bad_values.append(
+                        BadValues(name, rows, s.iloc[rows].tolist(), HS_NUMBER_PROBLEM)
+                    )
+                    converted = converted.mask(numeric)
             return converted
         if bad.any():
             rows = np.flatnonzero(bad.to_numpy())
@@ -840,10 +860,10 @@ class DeclarationBase(BaseModel):
     @classmethod
     def _read_text(cls, value: Any, info: Any) -> Any:
         if isinstance(value, int) and not isinstance(value, bool):
-            if info.field_name == "hs_code":  # as the gate refuses a numeric hs_code column
+            if info.field_name == "hs_code":  # as the gate refuses a numeric hs_code cell
                 raise ValueError(
-                    "an HS code sent as a JSON number has lost the leading zero of chapters "
-                    f"01-09 ({value} could be 0{value}); send HS codes as strings"
+                    f"{HS_NUMBER_PROBLEM} (send HS codes as JSON strings: {value} could be "
+                    f"0{value})"
                 )
             value = str(value)  # numeric ids, as a CSV column of numbers reads them
         if not isinstance(value, str):

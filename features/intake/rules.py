@@ -598,6 +598,25 @@ def _outcome_rules(limits: Limits) -> list[Rule]:
             "outcome",
         )
     )
+    # Revenue recovered from a parcel found clean: a recording error, as an offence type is.
+    # 0 is what exports write for "nothing recovered" and passes. One rule for history files
+    # and results alike (``serving.outcomes`` runs these outcome rules).
+    rules.append(
+        Rule(
+            "revenue_recovered.without_offence",
+            "revenue_recovered",
+            "fault",
+            "0 or null unless the parcel was found illicit",
+            lambda c: (
+                (c.numbers("illicit") == 0.0)
+                & ~c.missing("revenue_recovered")
+                & (np.nan_to_num(c.numbers("revenue_recovered")) > 0)
+            ),
+            lambda v: f"{show(v)} EUR is recorded but the parcel was not found illicit",
+            _shown_by("revenue_recovered", "float"),
+            "outcome",
+        )
+    )
     return rules
 
 

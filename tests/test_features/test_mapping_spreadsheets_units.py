@@ -682,7 +682,7 @@ def test_the_api_refuses_an_hs_code_sent_as_a_number() -> None:
     }  # fmt: skip
     with pytest.raises(ValidationError) as err:
         Declaration.model_validate(body)
-    assert "send HS codes as strings" in str(err.value) and "0901210000" in str(err.value)
+    assert "send HS codes as JSON strings" in str(err.value) and "0901210000" in str(err.value)
     Declaration.model_validate({**body, "hs_code": "0901210000"})
 
 

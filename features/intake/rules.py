@@ -30,6 +30,7 @@ import numpy as np
 
 from features.intake.columns import FrameColumns, RecordColumns
 from features.intake.contract import (
+    CURRENCY_PATTERN,
     EARLIEST_DECLARATION,
     FIELDS,
     MAX_CLOCK_SKEW_DAYS,
@@ -38,7 +39,11 @@ from features.intake.contract import (
     Contract,
     ContractField,
 )
+from features.intake.iso4217 import COMMON_MISTAKES, ISO_4217
 from features.params import FeatureParams, Settings, ValidateParams
+
+# a currency of the right shape (three capitals) that is no code: the format rule judges others
+CURRENCY_FORMAT = re.compile(CURRENCY_PATTERN.removeprefix("^").removesuffix("$"))
 
 Severity = Literal["fault", "warning"]
 Columns = FrameColumns | RecordColumns
@@ -299,6 +304,18 @@ def _field_rules(f: ContractField, latest_us: Callable[[], int]) -> list[Rule]:
                     what,
                     lambda v: f"{quote(v)} is not {what}",
                     test=lambda v: regex.fullmatch(v) is None,
+                )
+            )
+        if f.pattern == CURRENCY_PATTERN:
+            rules.append(
+                rule(
+                    "iso4217",
+                    "an ISO 4217 currency code",
+                    lambda v: (
+                        f"{quote(v)} is not an ISO 4217 currency code"
+                        + (f" (write {COMMON_MISTAKES[v]})" if v in COMMON_MISTAKES else "")
+                    ),
+                    test=lambda v: CURRENCY_FORMAT.fullmatch(v) is not None and v not in ISO_4217,
                 )
             )
         if f.allowed:

@@ -212,6 +212,11 @@ class _Spec(BaseModel):
     country_codes: Literal["alpha3", "numeric"] | None = None
     values: dict[str, Any] | None = None
     ignore_case: bool = False  # 'values' keys matched whatever the case ("P", "p")
+    # a value not in 'values': refused (the default), or kept as written (rename a few codes)
+    unlisted: Literal["refuse", "keep"] = "refuse"
+    # cells of this column that mean "no value" (a quantity of 0 in an export that writes 0 for
+    # unknown), besides the mapping's null_values; then 'default', if any, fills them
+    null_values: list[str] | None = None
     # hs_code: the export wrote the codes as numbers into text (a CSV saved from a spreadsheet
     # column of numbers): codes of 5, 7 or 9 digits get the zero of chapters 01-09 back
     lost_leading_zero: bool = False
@@ -359,8 +364,17 @@ class _Spec(BaseModel):
         """The source columns this spec reads (none for a constant)."""
         return self.columns or ([self.column] if self.column is not None else [])
 
+    @field_validator("null_values", mode="before")
+    @classmethod
+    def _nulls_as_text(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [str(v).strip() for v in value]
+        return value
+
     @model_validator(mode="after")
     def _case_needs_a_table(self) -> _Spec:
+        if self.unlisted == "keep" and self.values is None:
+            raise ValueError("unlisted: keep keeps the values a 'values' table lacks: give one")
         if self.ignore_case and self.values is None:
             raise ValueError("ignore_case matches the keys of a 'values' table: give one")
         if self.ignore_case and self.values is not None:
@@ -683,8 +697,11 @@ def _convert(
 
     if spec.column is None:  # constant
         source = pd.Series([spec.value] * n_rows, index=source.index, dtype="object")
-    elif spec.default is not None:
-        source = source.astype("object").where(_filled(source), spec.default)
+    else:
+        if spec.null_values:
+            source = source.astype("object").where(~_as_text(source).isin(spec.null_values))
+        if spec.default is not None:
+            source = source.astype("object").where(_filled(source), spec.default)
     text = _as_text(source) if source.dtype != bool else source
     none = pd.Series(False, index=source.index)
     factor = None  # per-row multipliers of a 'units' table
@@ -719,6 +736,8 @@ def _convert(
 
     if spec.values is not None:
         mapped, bad = _apply_values(text, spec.values, spec.ignore_case)
+        if spec.unlisted == "keep":  # a few codes renamed, the others as written
+            mapped, bad = mapped.where(~bad, text), bad & False
         if bad.any():
             return mapped, bad, f"codes not in the 'values' table ({', '.join(spec.values)})", {}
         if kind in ("str", "category"):

@@ -692,3 +692,29 @@ def test_a_column_absent_only_by_a_space_names_the_one_the_file_has() -> None:
         apply_mapping(raw, parse_mapping_text(_mapping()))
     message = str(err.value)
     assert "absent from the file: 'VALUE' (the file has ' VALUE ': write it so" in message
+
+
+# --- a column's own null values; a code table that renames a few codes ------------------------
+
+
+def test_a_column_null_values_empty_its_cells_only() -> None:
+    out = _apply(
+        {"QTY": ["0", "2", "0", "3"], "KG": ["0.35", "0", "0.9", "0.5"]},
+        quantity='{column: QTY, null_values: ["0"]}',
+    )
+    assert out["quantity"].isna().tolist() == [True, False, True, False]
+    assert out["gross_weight_kg"].tolist()[1] == 0.0  # another column's 0 stays 0
+    filled = _apply(
+        {"QTY": ["0", "2", "0", "3"]}, quantity='{column: QTY, null_values: ["0"], default: "1"}'
+    )
+    assert filled["quantity"].tolist() == [1, 2, 1, 3]
+
+
+def test_unlisted_keep_renames_the_listed_codes_and_keeps_the_others() -> None:
+    out = _apply(
+        {"CUR": ["RMB", "USD", "EUR", "rmb"]},
+        currency="{column: CUR, values: {RMB: CNY}, unlisted: keep, ignore_case: true}",
+    )
+    assert out["currency"].tolist() == ["CNY", "USD", "EUR", "CNY"]
+    with pytest.raises(ContractError, match="give one"):
+        parse_mapping_text(_mapping(currency="{column: CUR, unlisted: keep}"))

@@ -389,13 +389,23 @@ def absurd_value(clean: Path, out: Path) -> Path:
 
 @fault(Expect("accepted", "currency.rate"), train_on=True)
 def unknown_currency(clean: Path, out: Path) -> Path:
-    """Currency codes with no exchange rate (ZZZ, XAU) and lower-case ones (eur)."""
+    """ISO 4217 codes with no exchange rate (XAU, XOF) and lower-case ones (eur)."""
     df = _history(clean)
     rows = _rows(len(df), 30)
-    df.loc[rows[:10], "currency"] = "ZZZ"
+    df.loc[rows[:10], "currency"] = "XOF"
     df.loc[rows[10:20], "currency"] = "XAU"
     df.loc[rows[20:], "currency"] = "eur"
     return _csv(df, out / "unknown_currency.csv")
+
+
+@fault(Expect("refused", "write CNY"))
+def non_iso_currency(clean: Path, out: Path) -> Path:
+    """Three capitals that are no ISO 4217 code: a legacy 'RMB' and an invented 'ZZZ'."""
+    df = _history(clean)
+    rows = _rows(len(df), 10)
+    df.loc[rows[:5], "currency"] = "RMB"
+    df.loc[rows[5:], "currency"] = "ZZZ"
+    return _csv(df, out / "non_iso_currency.csv")
 
 
 @fault(Expect("refused", "hs_code"))

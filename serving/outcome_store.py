@@ -50,9 +50,6 @@ CREATE TABLE IF NOT EXISTS outcomes (
 # a store from before the results were chained gets the two columns at its first writer's open
 _CHAIN_COLUMNS = ("prev_mac", "mac")
 _LAST_RESULT = "SELECT seq, mac FROM outcomes ORDER BY seq DESC LIMIT 1"
-_UNCHAINED_INDEX = (
-    "CREATE INDEX IF NOT EXISTS outcomes_unchained ON outcomes (seq) WHERE mac IS NULL"
-)
 _RESULT_LINKS = (
     "SELECT seq, recorded_at, prev_mac, mac, declaration_id, inspected_at, illicit, "
     "offence_type, revenue_recovered, source FROM outcomes WHERE seq > ? ORDER BY seq LIMIT ?"
@@ -130,24 +127,23 @@ class SqliteOutcomeStore:
         self._chain_unchained()
 
     def _chain_unchained(self) -> None:
-        """Chain the results stored before results were chained (a store from an earlier
-        version): their MACs vouch for them from now on, not for what they were before."""
-        columns = {row[1] for row in self._conn.execute("PRAGMA table_info(outcomes)")}
-        if "mac" in columns:
-            # an index of the unchained rows only (empty once chained): this look is instant
-            # at every worker's start however many results the store holds
-            self._conn.execute(_UNCHAINED_INDEX)
-        unchained = (
-            "mac" not in columns
-            or self._conn.execute("SELECT 1 FROM outcomes WHERE mac IS NULL LIMIT 1").fetchone()
-        )
-        if not unchained:
+        """Chain the results of a store from before results were chained, in the transaction
+        that adds the chain's columns: their MACs vouch for them from now on, not for what
+        they were before.
+
+        Only then. A store that has the columns was chained from its first result, so a result
+        without a MAC there had it removed: chaining it again would launder whatever was
+        edited beside it (probe, 2026-12). It stays a break for ``audit verify`` to name."""
+        if self.has_chain():
             return
         with self._lock, unavailable_as_error(self._conn, self.path):
             self._conn.execute("BEGIN IMMEDIATE")
             columns = {row[1] for row in self._conn.execute("PRAGMA table_info(outcomes)")}
+            if "mac" in columns:  # another writer chained them meanwhile
+                self._conn.execute("COMMIT")
+                return
             for column in _CHAIN_COLUMNS:
-                if column not in columns:  # another process may have added it meanwhile
+                if column not in columns:
                     self._conn.execute(f"ALTER TABLE outcomes ADD COLUMN {column} BLOB")
             rows = self._conn.execute(
                 "SELECT seq, recorded_at, declaration_id, inspected_at, illicit, offence_type, "
@@ -163,7 +159,6 @@ class SqliteOutcomeStore:
             self._conn.executemany(
                 "UPDATE outcomes SET prev_mac = ?, mac = ? WHERE seq = ?", updates
             )
-            self._conn.execute(_UNCHAINED_INDEX)
             self._conn.execute("COMMIT")
         logger.warning(
             "decision store %s: %d inspection results stored before results were chained are "
@@ -171,6 +166,13 @@ class SqliteOutcomeStore:
             self.path,
             len(updates),
         )
+
+    def has_chain(self) -> bool:
+        """Whether the results table has the chain's columns (False: a store from before
+        results were chained, not yet opened by a writer)."""
+        with self._lock:
+            columns = {row[1] for row in self._conn.execute("PRAGMA table_info(outcomes)")}
+        return "mac" in columns
 
     def chain_rows(self, after_seq: int = 0, page: int = 5_000) -> Iterator[ChainRow]:
         """Every stored result's link after ``after_seq``, in seq order, paged (a result
@@ -292,7 +294,6 @@ class _Write:
         values = result_rows(ids, results, source)
         # in the write transaction: the last result read here is the one these follow
         last = self._conn.execute(_LAST_RESULT).fetchone()
-        last = (int(last[0]), bytes(last[1])) if last is not None else None
         links = chain_results(self._key, last, recorded_at, values)
         self._conn.executemany(
             _INSERT,

@@ -317,21 +317,65 @@ class _MaybeCommitted(psycopg.OperationalError):
     """The connection broke after ``COMMIT`` was sent: whether it was applied is unknown."""
 
 
-def create_schema(engine: sa.Engine) -> None:
-    """The tables, made once: replicas starting together wait for the first to finish."""
+def create_schema(engine: sa.Engine, key: bytes) -> None:
+    """The tables, made once: replicas starting together wait for the first to finish.
+
+    An outcomes table from before results were chained gets the chain's two columns and its
+    results are chained (with the audit ``key``) in the same transaction, so a store with the
+    columns was chained from its first result: a result without a MAC there had it removed,
+    a break ``audit verify`` names, never chained again (that would launder the rows edited
+    beside it)."""
     with unavailable_as_error(engine, "cannot be opened"), engine.begin() as conn:
         conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_SCHEMA_LOCK)))
+        columns = _outcome_columns(conn)  # none: a new store
+        legacy = bool(columns) and "mac" not in columns
         metadata.create_all(conn)
-        # a store from before the results were chained: their two columns (chained at the
-        # results store's open, ``PostgresOutcomeStore._chain_unchained``)
-        conn.exec_driver_sql(
-            "ALTER TABLE outcomes ADD COLUMN IF NOT EXISTS prev_mac bytea, "
-            "ADD COLUMN IF NOT EXISTS mac bytea"
+        if legacy:
+            conn.exec_driver_sql(
+                "ALTER TABLE outcomes ADD COLUMN IF NOT EXISTS prev_mac bytea, "
+                "ADD COLUMN IF NOT EXISTS mac bytea"
+            )
+            _chain_legacy_results(conn, key, _shown(engine))
+
+
+def _outcome_columns(conn: sa.Connection) -> set[str]:
+    return set(
+        conn.execute(
+            sa.text(
+                "SELECT column_name FROM information_schema.columns "
+                "WHERE table_schema = current_schema() AND table_name = 'outcomes'"
+            )
+        ).scalars()
+    )
+
+
+def _has_chain_columns(conn: sa.Connection) -> bool:
+    return "mac" in _outcome_columns(conn)
+
+
+def _chain_legacy_results(conn: sa.Connection, key: bytes, shown: str) -> None:
+    """Chain every stored result, in seq order (only for a table that just got the columns)."""
+    rows = conn.execute(
+        sa.select(outcomes.c.seq, outcomes.c.recorded_at, *_RESULT_VALUES).order_by(outcomes.c.seq)
+    ).all()
+    prev, updates = GENESIS, []
+    for seq, recorded_at, *values in rows:
+        mac = record_mac(key, seq, recorded_at, prev, result_values(*values))
+        updates.append({"s": seq, "p": prev, "m": mac})
+        prev = mac
+    if updates:
+        conn.execute(
+            outcomes.update()
+            .where(outcomes.c.seq == sa.bindparam("s"))
+            .values(prev_mac=sa.bindparam("p"), mac=sa.bindparam("m")),
+            updates,
         )
-        # the unchained rows only (none once chained): each open's look for them is instant
-        conn.exec_driver_sql(
-            "CREATE INDEX IF NOT EXISTS outcomes_unchained ON outcomes (seq) WHERE mac IS NULL"
-        )
+    logger.warning(
+        "decision store %s: %d inspection results stored before results were chained are "
+        "chained now; `audit verify` vouches for them from now on",
+        shown,
+        len(updates),
+    )
 
 
 class PostgresDecisionStore:
@@ -344,7 +388,7 @@ class PostgresDecisionStore:
         self.engine = self.engines.core
         self.location = _shown(self.engine)  # for messages: no password
         self.source = location  # to open it again (may hold a password: never shown)
-        create_schema(self.engine)
+        create_schema(self.engine, self._key)
 
     @property
     def key(self) -> bytes:
@@ -667,45 +711,21 @@ class PostgresOutcomeStore:
             return
         if self._key is None:
             self._key = load_key("audit")  # results are chained too
-        create_schema(self.engine)
-        self._chain_unchained()
+        create_schema(self.engine, self._key)
 
-    def _chain_unchained(self) -> None:
-        """Chain the results stored before results were chained (as the SQLite store's)."""
-        with unavailable_as_error(self.engine), self.engine.begin() as conn:
-            if conn.execute(sa.select(outcomes.c.seq).where(outcomes.c.mac.is_(None)).limit(1)).first() is None:  # fmt: skip
-                return
-            conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_CHAIN_LOCK + 1)))
-            rows = conn.execute(
-                sa.select(outcomes.c.seq, outcomes.c.recorded_at, *_RESULT_VALUES).order_by(
-                    outcomes.c.seq
-                )
-            ).all()
-            prev, updates = GENESIS, []
-            for seq, recorded_at, *values in rows:
-                assert self._key is not None
-                mac = record_mac(self._key, seq, recorded_at, prev, result_values(*values))
-                updates.append({"s": seq, "p": prev, "m": mac})
-                prev = mac
-            conn.execute(
-                outcomes.update()
-                .where(outcomes.c.seq == sa.bindparam("s"))
-                .values(prev_mac=sa.bindparam("p"), mac=sa.bindparam("m")),
-                updates,
-            )
-        logger.warning(
-            "decision store %s: %d inspection results stored before results were chained are "
-            "chained now; `audit verify` vouches for them from now on",
-            self.location,
-            len(updates),
-        )
+    def has_chain(self) -> bool:
+        """Whether the results table has the chain's columns (False: a store from before
+        results were chained, not yet opened by a writer: ``create_schema`` chains it)."""
+        with unavailable_as_error(self.engine), self.engine.connect() as conn:
+            return _has_chain_columns(conn)
 
     def chain_rows(self, after_seq: int = 0, page: int = 5_000) -> Iterator[ChainRow]:
-        """Every stored result's link after ``after_seq``, in seq order, paged."""
-        query = sa.select(
-            outcomes.c.seq, outcomes.c.recorded_at, outcomes.c.prev_mac, outcomes.c.mac,
-            *_RESULT_VALUES,
-        )  # fmt: skip
+        """Every stored result's link after ``after_seq``, in seq order, paged (a table from
+        before results were chained, read without a writer's open: empty MACs)."""
+        links = [outcomes.c.prev_mac, outcomes.c.mac]
+        if not self.has_chain():
+            links = [sa.null().label("prev_mac"), sa.null().label("mac")]
+        query = sa.select(outcomes.c.seq, outcomes.c.recorded_at, *links, *_RESULT_VALUES)
         while True:
             with unavailable_as_error(self.engine), self.engine.connect() as conn:
                 rows = conn.execute(
@@ -808,7 +828,6 @@ class _Write:
         last = self._conn.execute(
             sa.select(outcomes.c.seq, outcomes.c.mac).order_by(outcomes.c.seq.desc()).limit(1)
         ).first()
-        last = (int(last[0]), bytes(last[1])) if last is not None else None
         links = chain_results(self._key, last, recorded_at, values)
         self._conn.execute(
             outcomes.insert(),

@@ -87,11 +87,17 @@ def result_link(
 
 
 def chain_results(
-    key: bytes, last: tuple[int, bytes] | None, recorded_at: str, rows: Sequence[Sequence[Any]]
+    key: bytes, last: Sequence[Any] | None, recorded_at: str, rows: Sequence[Sequence[Any]]
 ) -> list[tuple[int, bytes, bytes]]:
     """(seq, prev_mac, mac) of new results (``RESULT_FIELDS`` values each) after the last
-    stored one (``last``: its seq and MAC; None: the first result ever)."""
-    seq, prev = last if last is not None else (0, GENESIS)
+    stored one (``last``: its seq and MAC as stored; None: the first result ever).
+
+    A last result whose MAC was removed: the new ones are chained from the start, so
+    recording goes on and the removal stays the break ``audit verify`` names."""
+    seq, prev = 0, GENESIS
+    if last is not None:
+        seq = int(last[0])
+        prev = bytes(last[1]) if last[1] is not None else GENESIS
     links = []
     for values in rows:
         seq += 1

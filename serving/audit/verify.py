@@ -73,21 +73,15 @@ def verify_results(results: Any, key: bytes, head: str | None = None) -> dict[st
     """The inspection results' own chain (``serving.audit.chain.RESULT_FIELDS``), walked as
     the decisions' is; ``results``: an outcome store (``chain_rows``).
 
-    A store whose results were all stored before results were chained, and never opened by a
-    writer since (which chains them), has nothing to verify: said, not passed as intact. One
-    result without a MAC among chained ones is a break (its MAC was removed). ``head``: a
-    results head filed earlier (``SEQ:MAC``), which must still be in the chain."""
+    A store whose results were all stored before results were chained (no chain columns), and
+    never opened by a writer since (which chains them), has nothing to verify: said, not
+    passed as intact. In a store with the columns every result was chained when stored, so
+    one without a MAC is a break (its MAC was removed), even where all were removed.
+    ``head``: a results head filed earlier (``SEQ:MAC``), which must still be in the chain."""
     filed = parse_head(head) if head is not None else None
     walker = ChainWalker(key, start=(0, GENESIS), head=filed)
-    unchained = chained = 0
-    for row in results.chain_rows():
-        if row.mac:
-            chained += 1
-        else:
-            unchained += 1
-        if chained and unchained:
-            break
-    if unchained and not chained and filed is None:
+    if not results.has_chain() and filed is None:
+        unchained = sum(1 for _ in results.chain_rows())
         return {"intact": None, "checked": 0, "unchained": unchained, "problem": None}
     walker.feed(results.chain_rows())
     report = walker.finish()

@@ -244,3 +244,42 @@ def test_a_filed_results_head_proves_a_rewrite_by_a_key_holder(tmp_path, monkeyp
     assert broken.exit_code == 1 and "NOT INTACT: rewritten at result seq 3" in broken.output
     bad = runner.invoke(app, ["audit", "verify", "--db", location, "--results-head", "x"])
     assert bad.exit_code != 0 and "--results-head" in str(bad.exception)  # main() prints it
+
+
+def test_a_removed_mac_is_never_chained_again_by_a_writer(location) -> None:
+    """Probe (2026-12): someone without the key edits a result, deletes another and removes
+    a MAC; the next writer's open (the service, `outcomes ingest`) must not chain the rows
+    again, which would make `audit verify` call the edited record intact."""
+    _decided(location)
+    _store_results(location, [0, 1, 2, 3])
+    _execute(location, "UPDATE outcomes SET illicit = 0, revenue_recovered = NULL WHERE seq = 1")
+    _execute(location, "DELETE FROM outcomes WHERE seq = 4")
+    _execute(location, "UPDATE outcomes SET mac = NULL WHERE seq = 1")
+    assert _verify(location)["problem"]["seq"] == 1
+    _store_results(location, [4, 5])  # a writer opens the store and records more
+    report = _verify(location)
+    assert report["intact"] is False and report["problem"]["seq"] == 1, report
+
+
+def test_results_whose_macs_were_all_removed_are_a_break_not_unverified(location) -> None:
+    _decided(location)
+    _store_results(location, [0, 1, 2])
+    _execute(location, "UPDATE outcomes SET mac = NULL")
+    report = _verify(location)
+    assert report["intact"] is False and report["problem"]["seq"] == 1, report
+    _store_results(location, [3])  # recording goes on after the removed MAC; the break stays
+    report = _verify(location)
+    assert report["intact"] is False and report["problem"]["seq"] == 1, report
+
+
+def test_a_store_from_before_the_chain_is_chained_when_it_gets_the_columns(location) -> None:
+    """On both backends: the columns and the chaining come in one transaction."""
+    _decided(location)
+    _store_results(location, [0, 1, 2])
+    _execute(location, "ALTER TABLE outcomes DROP COLUMN mac")
+    _execute(location, "ALTER TABLE outcomes DROP COLUMN prev_mac")
+    report = _verify(location)
+    assert report["intact"] is None and report["unchained"] == 3
+    _store_results(location, [3])
+    report = _verify(location)
+    assert report["intact"] and report["checked"] == 4, report

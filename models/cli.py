@@ -232,6 +232,7 @@ def run_promotion(
     *,
     version: str | None = None,
     features_dir: Path | None = None,
+    champion_features_dir: Path | None = None,
     ground_truth_path: Path | None = None,
     settings: Settings,
     tracking_uri: str | None = None,
@@ -247,6 +248,7 @@ def run_promotion(
         settings.promote,
         version=version,
         features_dir=features_dir,
+        champion_features_dir=champion_features_dir,
         ground_truth_path=ground_truth_path,
         force=force,
         reason=reason,
@@ -310,6 +312,12 @@ def promote(
     features: Path | None = typer.Option(
         None, "--features", help="Features DIR holding the holdout (default: the challenger's)."
     ),
+    champion_features: Path | None = typer.Option(
+        None,
+        "--champion-features",
+        help="The same history built with the champion's feature params (when they changed): "
+        "the champion is scored there.",
+    ),
     ground_truth: Path | None = typer.Option(None, "--ground-truth", help="Ground truth file."),
     params: Path | None = params_option("section promote"),
     tracking_uri: str | None = typer.Option(None, "--tracking-uri", help="MLflow tracking URI."),
@@ -326,6 +334,7 @@ def promote(
     out = run_promotion(
         version=version,
         features_dir=features,
+        champion_features_dir=champion_features,
         ground_truth_path=ground_truth,
         settings=settings_from(params),
         tracking_uri=tracking_uri,

@@ -82,23 +82,90 @@ def recode_categories(
     return frame.assign(**recoded) if recoded else frame
 
 
-def decide_not_comparable(champion: str, lacking: Sequence[str], history: str) -> Decision:
-    """The gate's refusal when the champion cannot be scored on the challenger's holdout: the
-    history (``history``: its features directory) lacks features the champion uses, because an
-    input the export no longer has switched their family off. No metric of the two compares,
-    so only ``--force`` can replace the champion."""
-    shown = ", ".join(lacking[:LACKING_SHOWN]) + (", ..." if len(lacking) > LACKING_SHOWN else "")
-    why = (
-        f"the champion (version {champion}) uses {len(lacking)} feature(s) that the history in "
-        f"{history} lacks ({shown})"
-    )
+# Feature params that only add columns when they grow (a window, an entity, a categorical):
+# a model trained without an element does not read the columns it adds, and a column it does
+# read is computed the same. Lacking columns are caught by name (``lacking_features``).
+_ADDS_COLUMNS = frozenset(
+    {
+        "windows_days",
+        "split_windows_hours",
+        "order_windows_hours",
+        "entities",
+        "extra_families",
+        "watchlist_sha256",  # unset in a model trained before lists: it reads none of its columns
+    }
+)
+# Where a file is named, its content decides (the digest), not where it lies on this machine.
+_LOCATION_ONLY = frozenset({"watchlist"})
+
+
+def params_differences(model: dict[str, Any], built: dict[str, Any]) -> list[str]:
+    """How the feature params a holdout was built with (``built``: its manifest's) differ
+    from those a model was trained with (``model``), where the difference changes the values
+    of columns the model reads: the same column name then holds another quantity (a hit rate
+    under another prior, a value under another threshold), and scores on it mean nothing.
+
+    Empty for a model from before params were recorded: nothing to compare."""
+    if not model:
+        return []
+    differences = []
+    for key in sorted(set(model) | set(built)):
+        if key in _LOCATION_ONLY:
+            continue
+        mine, theirs = model.get(key), built.get(key)
+        if mine == theirs:
+            continue
+        if key in _ADDS_COLUMNS and _grown(mine, theirs):
+            continue
+        differences.append(f"{key} {_shown(mine)} (model) vs {_shown(theirs)} (history)")
+    return differences
+
+
+def _grown(mine: Any, theirs: Any) -> bool:
+    """``theirs`` only adds to ``mine`` (unset in the model: a family it was trained before)."""
+    if mine is None or mine == []:
+        return True
+    return isinstance(mine, list) and isinstance(theirs, list) and set(mine) <= set(theirs)
+
+
+def _shown(value: Any) -> str:
+    text = "unset" if value is None else json.dumps(value, sort_keys=True)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def decide_not_comparable(why: str) -> Decision:
+    """The gate's refusal when a model cannot be scored on the challenger's holdout (``why``:
+    ``lacking_reason`` or ``params_reason``). No metric of the two compares, so only
+    ``--force`` can replace the champion."""
     return Decision(
         False,
-        [
-            f"not comparable: {why}; its data no longer carries the inputs they are built "
-            "from, so the two models cannot be scored on the same holdout"
-        ],
+        [f"not comparable: {why}, so the two models cannot be scored on the same holdout"],
         not_compared=why,
+    )
+
+
+def lacking_reason(champion: str, lacking: Sequence[str], history: str) -> str:
+    """The history (``history``: its features directory) lacks features the champion uses,
+    because an input the export no longer has switched their family off."""
+    shown = ", ".join(lacking[:LACKING_SHOWN]) + (", ..." if len(lacking) > LACKING_SHOWN else "")
+    return (
+        f"the champion (version {champion}) uses {len(lacking)} feature(s) that the history in "
+        f"{history} lacks ({shown}); its data no longer carries the inputs they are built from"
+    )
+
+
+def params_reason(role: str, version: str, differences: Sequence[str], history: str) -> str:
+    """The history's features were built with other feature params than ``role`` was trained
+    with: its columns hold other quantities under the same names (probe, 2026-12: a champion
+    scored 0.22 instead of its 0.67 on such a holdout, and a worse challenger was promoted)."""
+    shown = "; ".join(differences[:LACKING_SHOWN])
+    if len(differences) > LACKING_SHOWN:
+        shown += f"; and {len(differences) - LACKING_SHOWN} more"
+    option = "--champion-features" if role == "champion" else "--features"
+    return (
+        f"the features in {history} were built with other feature params than the {role} "
+        f"(version {version}) was trained with ({shown}): build the same history with the "
+        f"{role}'s params and pass it as {option} DIR"
     )
 
 
@@ -238,6 +305,55 @@ def gate_metrics(per_model: dict[str, dict[str, float]]) -> dict[str, float]:
     }
 
 
+@dataclass(frozen=True)
+class Holdout:
+    """A test period's feature rows, the manifest they were built with and where they lie."""
+
+    frame: pd.DataFrame
+    manifest: Any  # FeatureManifest
+    directory: Path
+
+
+def _holdout(directory: Path, test_start: Any, truth: pd.DataFrame | None, option: str) -> Holdout:
+    import pandas as pd
+
+    from features.pipeline.build import FEATURES_FILE
+    from features.pipeline.manifest import FeatureManifest
+    from models.evaluation import attach_truth
+
+    path = Path(directory) / FEATURES_FILE
+    if not path.exists():
+        raise ParcelriskError(f"holdout features not found in {directory!s}: pass {option} DIR")
+    frame = pd.read_parquet(path)
+    frame = frame.loc[frame["declared_at"] >= test_start].reset_index(drop=True)
+    if frame.empty:
+        raise ParcelriskError(f"no parcels in {directory} on or after the test start {test_start}")
+    if truth is not None:
+        frame = attach_truth(frame, truth)
+    return Holdout(frame, FeatureManifest.read(directory), Path(directory))
+
+
+def same_parcels(challenger: Holdout, champion: Holdout) -> Holdout:
+    """``champion``'s rows in the order of ``challenger``'s: both must hold the same parcels
+    (one history built twice), or their figures would not compare."""
+    import pandas as pd
+
+    ours = challenger.frame["declaration_id"]
+    theirs = champion.frame["declaration_id"]
+    only_ours = int((~ours.isin(theirs)).sum())
+    only_theirs = int((~theirs.isin(ours)).sum())
+    if only_ours or only_theirs or theirs.duplicated().any():
+        raise ParcelriskError(
+            f"--champion-features {champion.directory} holds other parcels of the test period "
+            f"than {challenger.directory} ({only_theirs:,} not in it, {only_ours:,} missing): "
+            "build both from the same history"
+        )
+    position = pd.Index(theirs).get_indexer(ours)
+    return Holdout(
+        champion.frame.iloc[position].reset_index(drop=True), champion.manifest, champion.directory
+    )
+
+
 def _pseudonym_key_id(state_dir: Path) -> str | None:
     """The pseudonym key id an entity state was built under (None: before keyed ids)."""
     from features.pipeline.snapshot import META_FILE
@@ -251,6 +367,7 @@ def promote_version(
     *,
     version: str | None = None,
     features_dir: Path | None = None,
+    champion_features_dir: Path | None = None,
     ground_truth_path: Path | None = None,
     force: bool = False,
     reason: str | None = None,
@@ -259,13 +376,13 @@ def promote_version(
 
     The holdout is the challenger's test period of ``features_dir`` (default: the features it
     was trained on), with the ground truth it was trained with when that file still exists.
+    ``champion_features_dir``: the same history built with the champion's feature params,
+    where the champion is scored (the same parcels) when the challenger's params differ.
     """
     import pandas as pd
 
     from features.intake.pseudonym import champion_unservable
-    from features.pipeline.build import FEATURES_FILE
-    from features.pipeline.manifest import FeatureManifest
-    from models.evaluation import attach_truth, evaluate_holdout, score_model
+    from models.evaluation import evaluate_holdout, score_model
     from models.registry import alias_version, latest_version, load_version
     from models.split import SplitBoundaries
 
@@ -311,48 +428,62 @@ def promote_version(
         return {**result, "outcome": "promoted", "promote": True, "reasons": decision.reasons}
     tags = client.get_model_version(name, version).tags
     features_dir = Path(features_dir or tags.get("features_dir", ""))
-    features_path = features_dir / FEATURES_FILE
-    if not features_path.exists():
-        raise ParcelriskError(
-            f"holdout features not found in {features_dir!s}: pass --features DIR"
-        )
     split = challenger_model.metadata.get("split")
     if not split:
         raise ParcelriskError(f"version {version} records no split: cannot find its test period")
     test_start = SplitBoundaries.from_dict(split).test_start
-    frame = pd.read_parquet(features_path)
-    holdout = frame.loc[frame["declared_at"] >= test_start].reset_index(drop=True)
-    if holdout.empty:
-        raise ParcelriskError(
-            f"no parcels in {features_dir} on or after the test start {test_start}"
-        )
     truth_path = ground_truth_path or (
         Path(tags["ground_truth"]) if tags.get("ground_truth") else None
     )
+    truth = None
     if truth_path is not None and Path(truth_path).exists():
-        holdout = attach_truth(holdout, pd.read_parquet(truth_path))
+        truth = pd.read_parquet(truth_path)
+    # Each model is scored on a holdout built with the feature params it was trained with:
+    # the challenger's by default, and the champion's own when an analyst changed the params
+    # (``champion_features_dir``: the same history built with the champion's params).
+    holdouts = {"challenger": _holdout(features_dir, test_start, truth, "--features")}
+    holdouts["champion"] = holdouts["challenger"]
+    if champion_features_dir is not None:
+        champion_holdout = _holdout(champion_features_dir, test_start, truth, "--champion-features")
+        holdouts["champion"] = same_parcels(holdouts["challenger"], champion_holdout)
+    models = {"champion": (champion, champion_model), "challenger": (version, challenger_model)}
     # A history without inputs the champion used (an export that dropped a column) has no
     # columns for the features built from them: the champion cannot be scored on it, and its
     # figures on another holdout would not compare, so the gate can only refuse (or be forced).
-    lacking = lacking_features(champion_model.evaluation_model().manifest.names, holdout.columns)
-    roles = {"champion": champion_model, "challenger": challenger_model}
+    # Columns of the right names built with other params hold other quantities: the same.
+    champion_holdout = holdouts["champion"]
+    lacking = lacking_features(
+        champion_model.evaluation_model().manifest.names, champion_holdout.frame.columns
+    )
+    not_comparable = ""
     if lacking:
+        not_comparable = lacking_reason(champion, lacking, str(champion_holdout.directory))
+    for role, (role_version, model) in models.items():
+        holdout = holdouts[role]
+        differences = params_differences(
+            model.evaluation_model().manifest.params, holdout.manifest.params
+        )
+        if differences and not not_comparable:
+            not_comparable = params_reason(role, role_version, differences, str(holdout.directory))
+    roles = dict(models)
+    if not_comparable:
         del roles["champion"]
-    built = FeatureManifest.read(features_dir).categories
     per_model = {}
     # Each version's evaluation model (its first pass if refit): a refit challenger has seen
     # the labels of its own test period, and a refit champion may have too.
-    for role, model in roles.items():
+    for role, (_, model) in roles.items():
+        holdout = holdouts[role]
         evaluated = model.evaluation_model()
+        frame = recode_categories(
+            holdout.frame, holdout.manifest.categories, evaluated.manifest.categories
+        )
         try:
-            scores = score_model(
-                evaluated, recode_categories(holdout, built, evaluated.manifest.categories)
-            )
+            scores = score_model(evaluated, frame)
         except ParcelriskError as exc:
-            raise ParcelriskError(f"cannot score the {role} on {features_dir}: {exc}") from exc
-        per_model[role], _ = evaluate_holdout(holdout, {"model": scores})
-    if lacking:
-        decision = decide_not_comparable(champion, lacking, str(features_dir))
+            raise ParcelriskError(f"cannot score the {role} on {holdout.directory}: {exc}") from exc
+        per_model[role], _ = evaluate_holdout(holdout.frame, {"model": scores})
+    if not_comparable:
+        decision = decide_not_comparable(not_comparable)
     else:
         decision = decide_promotion(per_model["champion"], per_model["challenger"], params)
     outcome = promotion_outcome(decision, force)
@@ -381,5 +512,5 @@ def promote_version(
         "reasons": reasons,
         "comparison": comparison_of(decision),
         "metrics": gate,
-        "holdout_parcels": len(holdout),
+        "holdout_parcels": len(holdouts["challenger"].frame),
     }

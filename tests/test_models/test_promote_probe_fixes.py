@@ -24,6 +24,7 @@ from models.promotion import (
     decide_not_comparable,
     decide_promotion,
     lacking_features,
+    lacking_reason,
     recode_categories,
 )
 from models.registry import registry_client
@@ -190,9 +191,9 @@ def test_lacking_features_keeps_manifest_order():
 
 def test_not_comparable_names_a_few_lacking_features_and_their_count():
     lacking = [f"f{i}" for i in range(12)]
-    decision = decide_not_comparable("7", lacking, "feat_norev")
+    decision = decide_not_comparable(lacking_reason("7", lacking, "feat_norev"))
     assert not decision.promote and decision.evaluation == ""
-    assert decision.not_compared == (
+    assert decision.not_compared.startswith(
         "the champion (version 7) uses 12 feature(s) that the history in feat_norev lacks "
         "(f0, f1, f2, f3, f4, ...)"
     )

@@ -1,0 +1,141 @@
+"""The gate compares two models only on a holdout built with the feature params both were
+trained with. Probe (2026-12): a challenger trained on features built with another prior and
+de minimis was judged on its own features, where the champion's columns of the same names held
+other quantities; the champion scored 0.22 instead of 0.67 and the worse model was promoted."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from models.cli import run_promotion, run_training
+from models.promotion import params_differences
+from models.registry import registry_client
+from tests.test_models.conftest import registry_world, write_features_dir
+
+PARAMS = {
+    "prior_strength": 20.0,
+    "de_minimis_eur": 150.0,
+    "windows_days": [7, 30],
+    "watchlist": "/srv/a/list.csv",
+    "watchlist_sha256": "aa",
+}
+
+
+def test_a_param_that_changes_column_values_is_a_difference():
+    other = {**PARAMS, "prior_strength": 0.0001, "de_minimis_eur": 1.0}
+    assert params_differences(PARAMS, other) == [
+        "de_minimis_eur 150.0 (model) vs 1.0 (history)",
+        "prior_strength 20.0 (model) vs 0.0001 (history)",
+    ]
+
+
+def test_growing_a_list_that_only_adds_columns_is_no_difference():
+    assert params_differences(PARAMS, {**PARAMS, "windows_days": [7, 30, 180]}) == []
+    assert params_differences(PARAMS, {**PARAMS, "windows_days": [30]}) == [
+        "windows_days [7, 30] (model) vs [30] (history)"
+    ]
+
+
+def test_a_list_file_compares_by_its_digest_not_its_place():
+    moved = {**PARAMS, "watchlist": "/elsewhere/list.csv"}
+    assert params_differences(PARAMS, moved) == []
+    edited = {**PARAMS, "watchlist_sha256": "bb"}
+    assert params_differences(PARAMS, edited) == ['watchlist_sha256 "aa" (model) vs "bb" (history)']
+
+
+def test_a_new_param_unset_in_the_model_is_a_difference_and_old_models_compare_by_name():
+    assert params_differences(PARAMS, {**PARAMS, "text_alpha": 0.5}) == [
+        "text_alpha unset (model) vs 0.5 (history)"
+    ]
+    assert params_differences({}, PARAMS) == []  # a model from before params were recorded
+
+
+@pytest.fixture(scope="module")
+def store(frames, tmp_path_factory):
+    features, truth, manifest = frames
+    root = tmp_path_factory.mktemp("promote_params")
+    ours = dataclasses.replace(manifest, params=PARAMS)
+    theirs = dataclasses.replace(manifest, params={**PARAMS, "prior_strength": 0.0001})
+    ours_dir = write_features_dir(root / "ours", features, ours)
+    theirs_dir = write_features_dir(root / "theirs", features, theirs)
+    world = registry_world(root, truth)
+    settings, uri = world["settings"], world["uri"]
+    common = {"settings": settings, "tracking_uri": uri, "metrics_out": None}
+    run_training(ours_dir, ground_truth_path=world["truth_path"], **common)
+    first = run_promotion(settings=settings, tracking_uri=uri)
+    run_training(theirs_dir, ground_truth_path=world["truth_path"], **common)
+    refused = run_promotion(settings=settings, tracking_uri=uri)
+    # the same challenger judged on a holdout built with the champion's params compares
+    compared = run_promotion(settings=settings, tracking_uri=uri, features_dir=ours_dir)
+    champion = registry_client(uri).get_model_version_by_alias("parcel-risk", "champion")
+    return {"first": first, "refused": refused, "compared": compared, "champion": champion}
+
+
+def test_a_holdout_built_with_other_params_is_not_comparable(store):
+    assert store["first"]["outcome"] == "first"
+    refused = store["refused"]
+    assert refused["outcome"] == "refused", refused
+    reason = refused["reasons"][0]
+    assert reason.startswith("not comparable: the features in ")
+    assert "the champion (version 1)" in reason
+    assert "prior_strength 20.0 (model) vs 0.0001 (history)" in reason
+    assert "champion" not in {k.split(".")[0] for k in refused["metrics"]}  # not scored
+    assert str(store["champion"].version) == "1"
+
+
+def test_the_challenger_on_a_foreign_holdout_is_not_comparable_either(store):
+    compared = store["compared"]
+    assert compared["outcome"] == "refused", compared
+    assert "the challenger (version 2)" in compared["reasons"][0]
+
+
+@pytest.fixture(scope="module")
+def two_builds(frames, tmp_path_factory):
+    """An analyst changed the params: the champion is judged on the same parcels built with
+    its own params (``--champion-features``), the challenger on its own."""
+    features, truth, manifest = frames
+    root = tmp_path_factory.mktemp("promote_two_builds")
+    ours = dataclasses.replace(manifest, params=PARAMS)
+    theirs = dataclasses.replace(manifest, params={**PARAMS, "prior_strength": 0.0001})
+    ours_dir = write_features_dir(root / "ours", features, ours)
+    theirs_dir = write_features_dir(root / "theirs", features, theirs)
+    fewer_dir = write_features_dir(root / "fewer", features.iloc[:-50], ours)
+    world = registry_world(root, truth)
+    settings, uri = world["settings"], world["uri"]
+    common = {"settings": settings, "tracking_uri": uri, "metrics_out": None}
+    run_training(ours_dir, ground_truth_path=world["truth_path"], **common)
+    run_promotion(settings=settings, tracking_uri=uri)
+    run_training(theirs_dir, ground_truth_path=world["truth_path"], **common)
+    judged = run_promotion(
+        settings=settings, tracking_uri=uri, champion_features_dir=ours_dir, force=False
+    )
+    return {"judged": judged, "uri": uri, "settings": settings, "fewer": fewer_dir}
+
+
+def test_each_model_is_scored_on_its_own_build_of_the_same_parcels(two_builds):
+    judged = two_builds["judged"]
+    assert judged["comparison"] in ("test_all", "test_random"), judged
+    assert not any(r.startswith("not comparable") for r in judged["reasons"]), judged
+    # the same model on the same parcels scores the same on both builds: the figures compare
+    metrics = judged["metrics"]
+    key = f"{judged['comparison']}.model.precision_at_5"
+    assert metrics[f"champion.{key}"] == pytest.approx(metrics[f"challenger.{key}"], abs=0.05)
+
+
+def test_a_champion_build_of_other_parcels_is_refused_in_one_line(two_builds):
+    from features.errors import ParcelriskError
+
+    with pytest.raises(ParcelriskError, match="holds other parcels of the test period"):
+        run_promotion(
+            settings=two_builds["settings"],
+            tracking_uri=two_builds["uri"],
+            version="2",
+            champion_features_dir=two_builds["fewer"],
+        )
+
+
+def test_a_family_added_since_the_model_was_trained_is_no_difference():
+    older = {k: v for k, v in PARAMS.items() if not k.startswith("watchlist")}
+    assert params_differences(older, {**PARAMS, "order_windows_hours": [24, 72]}) == []

@@ -105,8 +105,9 @@ def params_differences(model: dict[str, Any], built: dict[str, Any]) -> list[str
     of columns the model reads: the same column name then holds another quantity (a hit rate
     under another prior, a value under another threshold), and scores on it mean nothing.
 
-    Empty for a model from before params were recorded: nothing to compare."""
-    if not model:
+    Empty where either side records no params (a model or a history from before params
+    were recorded): nothing to compare, the names are all the gate can check."""
+    if not model or not built:
         return []
     differences = []
     for key in sorted(set(model) | set(built)):
@@ -272,12 +273,49 @@ def record_decision(
         tags["promotion.metrics"] = json.dumps(
             {k: round(v, 5) for k, v in metrics.items() if np.isfinite(v)}
         )[:4900]
+    tags["promotion.by"] = _operator()
+    # The tags hold the latest decision on a version; every decision is also appended to its
+    # run as its own file, so a re-judged version keeps the history of its decisions.
+    record = {"version": str(version), **{k.removeprefix("promotion."): v for k, v in tags.items()}}
+    _append_history(client, name, version, record)
     for key, value in tags.items():
         client.set_model_version_tag(name, version, key, value)
     if outcome in ("promoted", "forced", "first"):
         client.set_registered_model_alias(name, CHAMPION_ALIAS, version)
         if champion_before and champion_before != version:
             client.set_model_version_tag(name, champion_before, "promotion.replaced_by", version)
+            replaced = {"version": champion_before, "outcome": "replaced", "replaced_by": version}
+            _append_history(client, name, champion_before, {**replaced, "at": tags["promotion.at"]})
+
+
+PROMOTIONS_DIR = "promotions"
+
+
+def _operator() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # a container user without a passwd entry
+        return "unknown"
+
+
+def _append_history(client: MlflowClient, name: str, version: str, record: dict[str, Any]) -> None:
+    """One decision about ``version`` as its own file on its run (never overwritten)."""
+    run_id = client.get_model_version(name, version).run_id
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    client.log_dict(run_id, record, f"{PROMOTIONS_DIR}/{stamp}-{record['outcome']}.json")
+
+
+def promotion_history(client: MlflowClient, name: str, version: str) -> list[dict[str, Any]]:
+    """Every recorded decision about ``version``, oldest first (empty before histories)."""
+    run_id = client.get_model_version(name, version).run_id
+    records = []
+    with tempfile.TemporaryDirectory(prefix="parcelrisk-promotions-") as tmp:
+        for info in sorted(client.list_artifacts(run_id, PROMOTIONS_DIR), key=lambda i: i.path):
+            local = client.download_artifacts(run_id, info.path, tmp)
+            records.append(json.loads(Path(local).read_text()))
+    return records
 
 
 def comparison_of(decision: Decision) -> str:
@@ -391,6 +429,7 @@ def promote_version(
             "--force needs --reason TEXT: the override is recorded on the version"
         )
     name = params.model_name
+    chosen = version is not None
     version = str(version) if version is not None else latest_version(client, name)
     champion = alias_version(client, name, CHAMPION_ALIAS)
     result: dict[str, Any] = {
@@ -399,6 +438,10 @@ def promote_version(
         "champion_before": champion,
     }
     if champion is None:
+        # nothing to compare with, but a version that does not load never becomes champion
+        # (a train killed or out of disk after registering: probe, 2026-12)
+        with tempfile.TemporaryDirectory(prefix="parcelrisk-promote-") as tmp:
+            load_version(client, name, version, Path(tmp) / "first")
         decision = Decision(True, ["first registered model: becomes champion"], "")
         record_decision(client, name, version, decision, champion_before=None, outcome="first")
         return {**result, "outcome": "first", "promote": True, "reasons": decision.reasons}
@@ -408,6 +451,19 @@ def promote_version(
             "outcome": "unchanged",
             "promote": False,
             "reasons": [f"version {version} is already the champion"],
+        }
+    replaced = client.get_model_version(name, version).tags.get("promotion.replaced_by")
+    if replaced and not chosen:
+        # The latest version was champion and was replaced, e.g. rolled back by a forced
+        # promotion: the scheduled `promote` must not undo the rollback (probe, 2026-12).
+        return {
+            **result,
+            "outcome": "unchanged",
+            "promote": False,
+            "reasons": [
+                f"version {version} was champion and was replaced by version {replaced}: not "
+                f"judged again unless named (`parcelrisk promote --version {version}`)"
+            ],
         }
 
     with tempfile.TemporaryDirectory(prefix="parcelrisk-promote-") as tmp:

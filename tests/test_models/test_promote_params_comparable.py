@@ -11,7 +11,7 @@ import pytest
 
 from models.cli import run_promotion, run_training
 from models.promotion import params_differences
-from models.registry import registry_client
+from models.registry import alias_version, registry_client
 from tests.test_models.conftest import registry_world, write_features_dir
 
 PARAMS = {
@@ -139,3 +139,70 @@ def test_a_champion_build_of_other_parcels_is_refused_in_one_line(two_builds):
 def test_a_family_added_since_the_model_was_trained_is_no_difference():
     older = {k: v for k, v in PARAMS.items() if not k.startswith("watchlist")}
     assert params_differences(older, {**PARAMS, "order_windows_hours": [24, 72]}) == []
+
+
+@pytest.fixture(scope="module")
+def rollback(frames, tmp_path_factory):
+    """v1 first, v2 promoted or forced over it, then rolled back to v1 by force; then the
+    scheduled plain `promote` runs again."""
+    features, truth, manifest = frames
+    root = tmp_path_factory.mktemp("promote_rollback")
+    features_dir = write_features_dir(root / "f", features, manifest)
+    world = registry_world(root, truth)
+    settings, uri = world["settings"], world["uri"]
+    common = {"settings": settings, "tracking_uri": uri, "metrics_out": None}
+    run_training(features_dir, ground_truth_path=world["truth_path"], **common)
+    run_promotion(settings=settings, tracking_uri=uri)
+    run_training(features_dir, ground_truth_path=world["truth_path"], **common)
+    run_promotion(settings=settings, tracking_uri=uri, force=True, reason="try v2")
+    run_promotion(settings=settings, tracking_uri=uri, version="1", force=True, reason="drill")
+    again = run_promotion(settings=settings, tracking_uri=uri)
+    client = registry_client(uri)
+    champion = str(client.get_model_version_by_alias("parcel-risk", "champion").version)
+    return {"again": again, "champion": champion, "client": client}
+
+
+def test_a_plain_promote_does_not_undo_a_rollback(rollback):
+    again = rollback["again"]
+    assert again["outcome"] == "unchanged", again
+    assert "replaced by version 1" in again["reasons"][0]
+    assert "--version 2" in again["reasons"][0]
+    assert rollback["champion"] == "1"
+
+
+def test_every_decision_is_kept_in_the_versions_history(rollback):
+    from models.promotion import promotion_history
+
+    client = rollback["client"]
+    v1 = [
+        (r["outcome"], r.get("force_reason")) for r in promotion_history(client, "parcel-risk", "1")
+    ]
+    assert v1 == [("first", None), ("replaced", None), ("forced", "drill")]
+    v2 = [r["outcome"] for r in promotion_history(client, "parcel-risk", "2")]
+    assert v2 == ["forced", "replaced"]
+    assert all(
+        r.get("by")
+        for r in promotion_history(client, "parcel-risk", "1")
+        if r["outcome"] != "replaced"
+    )
+
+
+def test_a_first_version_that_does_not_load_never_becomes_champion(frames, tmp_path):
+    """A train killed after registering leaves a version without its bundle (probe,
+    2026-12): the first-champion path loads it before crowning it."""
+    import shutil
+    from urllib.parse import urlparse
+
+    from features.errors import ParcelriskError
+
+    features, truth, manifest = frames
+    features_dir = write_features_dir(tmp_path / "f", features, manifest)
+    world = registry_world(tmp_path, truth)
+    settings, uri = world["settings"], world["uri"]
+    run_training(features_dir, settings=settings, tracking_uri=uri, metrics_out=None)
+    client = registry_client(uri)
+    run = client.get_run(client.get_model_version("parcel-risk", "1").run_id)
+    shutil.rmtree(urlparse(run.info.artifact_uri).path + "/bundle")
+    with pytest.raises(ParcelriskError, match="bundle"):
+        run_promotion(settings=settings, tracking_uri=uri)
+    assert alias_version(client, "parcel-risk", "champion") is None

@@ -14,6 +14,7 @@ one; it holds no behaviour beyond checking values.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, Self
@@ -398,10 +399,22 @@ class TrainParams(Section):
 class PromoteParams(Section):
     """The champion/challenger gate (``promote``)."""
 
-    model_name: str = DEFAULT_MODEL_NAME  # the registered model; serving loads its alias
+    # the registered model; serving loads its alias. Letters, digits and . _ - only: the
+    # name goes into MLflow's search filters, where a quote broke the query (probe, 2026-12)
+    model_name: str = DEFAULT_MODEL_NAME
     min_gain_revenue_at_5: float = 0.0  # challenger must beat the champion by this (absolute)
     min_gain_precision_at_5: float = 0.0
     max_calibration_error: float = Field(0.05, gt=0)
+
+    @field_validator("model_name")
+    @classmethod
+    def _registry_name(cls, value: str) -> str:
+        if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", value) is None:
+            raise ValueError(
+                f"{value!r} is not a model name: letters, digits, '.', '_' and '-' only "
+                "(at most 100, starting with a letter or digit)"
+            )
+        return value
 
 
 # --------------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ inside the command bodies, so ``parcelrisk --help`` answers fast.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import sys
@@ -64,6 +65,9 @@ def main() -> None:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(2)
     except OSError as exc:
+        if exc.errno == errno.ENOSPC:  # a full disk, wherever it was written (MLflow, Arrow)
+            typer.echo(f"error: no space left on device: {exc}", err=True)
+            sys.exit(2)
         if exc.filename is None:  # not about a path the user gave: a fault, with its traceback
             raise
         # a path given that cannot be read or written (a file where a directory belongs, no
@@ -84,6 +88,16 @@ def main() -> None:
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(130)
+    except Exception as exc:
+        # MLflow's own errors (a tracking store that refuses a query, is locked or full) are
+        # about the setup, not a fault of ours: one line, its first, without addresses
+        if not type(exc).__module__.startswith("mlflow"):
+            raise
+        from serving.audit.safe_text import scrub_uris
+
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        typer.echo(f"error: the MLflow tracking store: {scrub_uris(first)[:300]}", err=True)
+        sys.exit(2)
 
 
 if __name__ == "__main__":  # python -m serving.main, as the console script

@@ -170,6 +170,10 @@ class ParcelRiskService:
         # this, what an operator needs to see (the model and thresholds each worker serves, a
         # roll-over, new lane cut-offs in force) never reached the log.
         logging.getLogger("serving").setLevel(logging.INFO)
+        # MLflow logs a full SQLAlchemy traceback for a locked or unreachable tracking database
+        # and then raises it as an MlflowException, which the champion check reports in one
+        # line and retries: every check of every worker wrote the traceback again (probe).
+        logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
         self.settings = worker_settings()
         self.config = self.settings.serve
         _WORKER.service = None

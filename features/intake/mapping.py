@@ -1430,8 +1430,20 @@ def _read_workbook(path: Path, mapping: Mapping) -> tuple[pd.DataFrame, list[str
     body = cells.iloc[1:].reset_index(drop=True)
     body.columns = names
     nulls = set(mapping.null_values)
+    # A column of numbers typed as numbers beside text cells ("7,5") becomes text: its numbers
+    # are written with the decimal mark its spec reads, or "12.125" would read 12125 under
+    # decimal "," with thousands "." (probe, 2026-12).
+    decimals = {
+        source: spec.decimal
+        for _, _, spec in _targets(mapping)
+        if spec.decimal
+        for source in spec.sources
+    }
     raw = pd.DataFrame(
-        {name: _workbook_column(body.iloc[:, i], nulls) for i, name in enumerate(names)}
+        {
+            name: _workbook_column(body.iloc[:, i], nulls, decimals.get(name, "."))
+            for i, name in enumerate(names)
+        }
     )
     return raw, header
 
@@ -1442,14 +1454,23 @@ def _blank(value: Any) -> bool:
     return value is None or (not isinstance(value, str) and pd.isna(value))
 
 
-def _cell_text(value: Any) -> Any:
-    """A cell as text, written as a person reads it: 12 not 12.0, dates in ISO order."""
+def _cell_text(value: Any, decimal: str = ".") -> Any:
+    """A cell as text, written as a person reads it: 12 not 12.0, dates in ISO order; a
+    number with ``decimal`` as its decimal mark and no grouping (``decimal``: the mark the
+    column's spec reads, so a typed 12.125 beside text cells "7,5" reads 12.125, not 12125)."""
     import datetime as dt
+    import numbers
+
+    import numpy as np
 
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
+    if isinstance(value, float):  # positional, never 1e-05: no spec reads exponents
+        return np.format_float_positional(value, trim="-").replace(".", decimal)
+    if isinstance(value, numbers.Number) and not isinstance(value, numbers.Integral):
+        return str(value).replace(".", decimal)
     if isinstance(value, dt.datetime):
         return value.isoformat(sep=" ")
     if isinstance(value, dt.date | dt.time):
@@ -1457,8 +1478,9 @@ def _cell_text(value: Any) -> Any:
     return str(value)
 
 
-def _workbook_column(column: pd.Series, nulls: set[str]) -> pd.Series:
-    """One sheet column: numbers, timestamps or text, as its cells were typed."""
+def _workbook_column(column: pd.Series, nulls: set[str], decimal: str = ".") -> pd.Series:
+    """One sheet column: numbers, timestamps or text, as its cells were typed (a mixed column
+    is text, its numbers written with ``decimal``, the mark its spec reads)."""
     import datetime as dt
     import numbers
 
@@ -1478,7 +1500,8 @@ def _workbook_column(column: pd.Series, nulls: set[str]) -> pd.Series:
         return pd.Series(values, index=column.index, dtype="object").astype("float64")
     if all(issubclass(k, dt.datetime) for k in kinds):
         return pd.to_datetime(pd.Series(values, index=column.index, dtype="object"))
-    return pd.Series(values.map(_cell_text), index=column.index, dtype="object")
+    text = values.map(lambda v: _cell_text(v, decimal))
+    return pd.Series(text, index=column.index, dtype="object")
 
 
 def _check_near_duplicate_headers(path: Path, header: list[Any], mapping: Mapping) -> None:

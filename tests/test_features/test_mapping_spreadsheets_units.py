@@ -718,3 +718,23 @@ def test_unlisted_keep_renames_the_listed_codes_and_keeps_the_others() -> None:
     assert out["currency"].tolist() == ["CNY", "USD", "EUR", "CNY"]
     with pytest.raises(ContractError, match="give one"):
         parse_mapping_text(_mapping(currency="{column: CUR, unlisted: keep}"))
+
+
+def test_typed_numbers_in_a_mixed_column_read_with_the_specs_decimal(tmp_path) -> None:
+    """Probe (2026-12): numbers typed as numbers beside text cells written "7,5" became text
+    "12.125", which decimal "," with thousands "." read as 12125; and a tiny typed value
+    was written 1e-05, which no spec reads."""
+    sheet = _declarations_sheet()
+    sheet["VALUE"] = pd.Series([12.125, "7,5", 0.00001], dtype=object)
+    sheet["WEIGHT"] = pd.Series([1.25, "350 g", "2 kg"], dtype=object)
+    book = _workbook(tmp_path / "mixed.xlsx", {"Declarations": sheet})
+    mapping = WORKBOOK_MAPPING.replace(
+        "declared_value: VALUE", 'declared_value: {column: VALUE, decimal: ",", thousands: "."}'
+    ).replace(
+        "gross_weight_kg: {column: WEIGHT, units: {g: 0.001, kg: 1}}",
+        'gross_weight_kg: {column: WEIGHT, units: {g: 0.001, kg: 1, "": 1}, decimal: ","}',
+    )
+    _, out = _ingest(tmp_path, book, mapping)
+    got = pd.read_parquet(out)
+    assert got["declared_value"].tolist() == pytest.approx([12.125, 7.5, 0.00001])
+    assert got["gross_weight_kg"].tolist() == pytest.approx([1.25, 0.35, 2.0])

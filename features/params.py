@@ -151,6 +151,10 @@ class ValidateParams(Section):
     max_weight_kg: float = Field(1_000.0, gt=0)  # heavier: a bulk consignment, not a parcel
     max_value: float = Field(100_000.0, gt=0)
     max_quantity: int = Field(10_000, gt=0)
+    # More of a file's rows than this in currencies without an exchange rate (the
+    # administration's own currency missing from features.fx_to_base) is a fault, not a warning:
+    # their valuation features would be empty, the model blind to value on a share of the file
+    max_share_without_rate: float = Field(0.05, ge=0, le=1)
 
 
 class FeatureParams(Section):

@@ -61,6 +61,7 @@ class Limits:
     max_quantity: int
     base_currency: str
     fx_to_base: dict[str, float]
+    max_share_without_rate: float = 0.05
 
     @classmethod
     def from_params(
@@ -75,6 +76,7 @@ class Limits:
             max_quantity=validate.max_quantity,
             base_currency=features.base_currency,
             fx_to_base=features.fx,
+            max_share_without_rate=validate.max_share_without_rate,
         )
 
     @classmethod

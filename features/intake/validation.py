@@ -252,6 +252,45 @@ def _duplicate_finding(rows: np.ndarray, values: list[tuple[Any, int]]) -> Findi
     return Finding(rule, rows, values)
 
 
+# Fewer rows without a rate than this stay a warning whatever the file's size: a score file of
+# ten declarations, one of them in an exotic currency, is no missing table
+RATE_SHARE_MIN_ROWS = 50
+
+
+def rate_share_finding(items: list[Finding], n_rows: int, limits: Limits) -> Finding | None:
+    """The rows in currencies without an exchange rate (the ``currency.rate`` warning's) as a
+    fault of the whole file when they are more than ``validate.max_share_without_rate`` of it.
+
+    A few parcels in an exotic currency lose their valuation features and the file goes on; a
+    fifth of a national export in the administration's own currency, missing from the table,
+    would train and score a model blind to value with only a warning (probe, 2026-12)."""
+    from collections import Counter
+
+    no_rate = next((f for f in items if f.rule.name == "currency.rate"), None)
+    if no_rate is None or n_rows == 0:
+        return None
+    share = no_rate.count / n_rows
+    if share <= limits.max_share_without_rate or no_rate.count < RATE_SHARE_MIN_ROWS:
+        return None
+    common = ", ".join(f"{c} ({n:,})" for c, n in Counter(no_rate.values).most_common(5))
+    base = limits.base_currency
+    rule = Rule(
+        "currency.rate_share",
+        "currency",
+        "fault",
+        f"at most {limits.max_share_without_rate:.0%} of the rows in currencies without an "
+        f"exchange rate to {base} (validate.max_share_without_rate)",
+        lambda c: np.zeros(len(c), dtype=bool),
+        lambda v: (
+            f"{show(v)} has no exchange rate to {base}, nor has {share:.1%} of the file "
+            f"({common}): add the rates to features.fx_to_base in params.yaml"
+        ),
+        lambda c, r: [],
+        "file",
+    )
+    return Finding(rule, no_rate.rows, list(no_rate.values))
+
+
 def _duplicates(ids: np.ndarray) -> Finding | None:
     import pandas as pd
 
@@ -301,6 +340,9 @@ def check_declarations(
     duplicates = _duplicates(ids) if file_checks else None
     if duplicates is not None:
         items.insert(0, duplicates)
+    rate_share = rate_share_finding(items, len(canonical), limits) if file_checks else None
+    if rate_share is not None:
+        items.append(rate_share)
     result = GateResult(
         rows=len(canonical),
         with_outcomes=with_outcomes,
@@ -427,6 +469,9 @@ def check_parquet_in_chunks(
         rows = np.flatnonzero(mask.to_numpy(zero_copy_only=False))
         shown = all_ids.take(pa.array(rows)).to_pylist()
         items.insert(0, _duplicate_finding(rows, [(v, int(times[v])) for v in shown]))
+    rate_share = rate_share_finding(items, offset, limits)
+    if rate_share is not None:
+        items.append(rate_share)
     example_rows = sorted({int(r) for f in items for r in f.rows[:MAX_EXAMPLES]})
     example_ids = all_ids.take(pa.array(example_rows, type=pa.int64())).to_pylist()
     return GateResult(

@@ -20,7 +20,8 @@ class Extras(Family):
                 f"{PREFIX}{extra.name}",
                 "extra",
                 "float",
-                extra.description or f"Mapped numeric column {extra.name}.",
+                (extra.description or f"Mapped numeric column {extra.name}.")
+                + (" In the base currency (features.fx_to_base)." if extra.amount else ""),
                 f"{extra.name.replace('_', ' ')} {{value:,.2f}}",
             )
             for extra in ctx.contract.extras

@@ -337,6 +337,9 @@ class ExtraColumn:
     kind: ExtraKind
     description: str = ""
     personal: bool = False
+    # a numeric amount in the row's ``currency`` (an FOB value, duties paid): converted to the
+    # base currency with features.fx_to_base as declared_value is, in batch and online alike
+    amount: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in ("categorical", "numeric", "entity"):
@@ -346,6 +349,11 @@ class ExtraColumn:
         if self.personal and self.kind != "entity":
             raise ContractError(
                 f"extra column {self.name!r}: only an entity (an identifier) can be personal"
+            )
+        if self.amount and self.kind != "numeric":
+            raise ContractError(
+                f"extra column {self.name!r}: only a numeric extra can be an amount in the "
+                "row's currency"
             )
         if not re.fullmatch(r"[a-z][a-z0-9_]{0,62}", self.name):
             raise ContractError(
@@ -375,6 +383,7 @@ class Contract:
         return [
             {"name": e.name, "kind": e.kind, "description": e.description}
             | ({"personal": True} if e.personal else {})
+            | ({"amount": True} if e.amount else {})
             for e in self.extras
         ]
 

@@ -428,6 +428,8 @@ class ExtraSpec(_Spec):
     kind: ExtraKind
     description: str = ""
     personal: bool = False  # a person's identifier: held only as a keyed pseudonym
+    # numeric: an amount in the row's currency, converted to the base currency in features
+    amount: bool = False
 
     @model_validator(mode="after")
     def _needs_column(self) -> ExtraSpec:
@@ -435,7 +437,8 @@ class ExtraSpec(_Spec):
             raise ValueError(f"extra {self.name!r}: 'column' (or 'columns') is required")
         if self.value is not None:
             raise ValueError(f"extra {self.name!r}: constants ('value') are not allowed in extras")
-        ExtraColumn(self.name, self.kind, self.description, self.personal)  # name rules, clashes
+        # name rules, clashes, kinds
+        ExtraColumn(self.name, self.kind, self.description, self.personal, self.amount)
         if self.name in DERIVED_COLUMNS:
             raise ValueError(
                 f"extra {self.name!r} clashes with a column the pipeline derives from the "
@@ -571,7 +574,10 @@ class Mapping(BaseModel):
     @property
     def contract(self) -> Contract:
         return Contract(
-            tuple(ExtraColumn(e.name, e.kind, e.description, e.personal) for e in self.extras)
+            tuple(
+                ExtraColumn(e.name, e.kind, e.description, e.personal, e.amount)
+                for e in self.extras
+            )
         )
 
     def source_columns(self) -> list[str]:

@@ -310,7 +310,10 @@ def prepare(
         "aeo_operator": d.numbers("aeo_operator"),
     }
     for extra in contract.extras:
-        if extra.kind == "numeric":
+        if extra.kind == "numeric" and extra.amount:  # in the row's currency, as the value
+            with np.errstate(over="ignore"):
+                columns[extra.name] = np.minimum(d.numbers(extra.name) * rate, MAX_VALUE_EUR)
+        elif extra.kind == "numeric":
             columns[extra.name] = d.numbers(extra.name)
         else:
             columns[extra.name], codings[extra.name] = d.text_codes(extra.name)

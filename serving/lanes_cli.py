@@ -505,7 +505,8 @@ def set_lane_rates(
     Returns model_name, model_version, run_id, previous (the version in force before),
     thresholds (the fitted ``LaneThresholds``), shares (red, yellow, green: what its cut-offs
     send to each lane of the traffic they were fitted on), record (what was written; None when
-    the same thresholds were already in force), note (why the store was not used) and warnings.
+    the same thresholds were already in force), record_path (its artifact on the run), note
+    (why the store was not used) and warnings.
     """
     from models.lane_versions import write_thresholds_version
     from models.thresholds import (
@@ -546,9 +547,14 @@ def set_lane_rates(
             )
             shares = lane_shares(_effective(traffic, current.objective, discount), thresholds)
         else:
+            period = f" since {since}" if since else ""
+            # none at all is worth its own words: a --since past the store's last day (or the
+            # wrong store) looks, in a count, like a quiet week
             note = (
-                f"only {len(traffic)} decisions of v{version} in {db}"
-                f"{' since ' + since if since else ''} (fewer than {MIN_SET_PARCELS}): "
+                f"no decisions of v{version} in {db}{period}: "
+                if traffic.empty
+                else f"only {len(traffic)} decisions of v{version} in {db}{period} (fewer than "
+                f"{MIN_SET_PARCELS}): "
             )
             if require_store:
                 raise ParcelriskError(f"{note}too few to re-fit the lanes on; nothing changed")
@@ -581,12 +587,13 @@ def set_lane_rates(
         "thresholds": thresholds,
         "shares": shares,
         "record": None,
+        "record_path": None,
         "note": note,
         "warnings": warnings,
     }
     if thresholds.version == current.version:
         return result
-    result["record"] = write_thresholds_version(
+    result["record_path"], result["record"] = write_thresholds_version(
         client,
         mv.name,
         version,
@@ -634,7 +641,13 @@ def _print_set(result: dict[str, Any], settings: Settings) -> None:
         typer.echo(f"warning: {warning}", err=True)
     thresholds, version = result["thresholds"], result["model_version"]
     if result["record"] is None:
-        typer.echo(f"lane thresholds {thresholds.version} already in force on v{version}")
+        # with the note: the store was not used, so the "new" cut-offs are training's again and
+        # the operator must learn that, not only that nothing changed
+        fitted = f"fitted on {thresholds.fitted_on}: " if result["note"] else ""
+        typer.echo(
+            f"{result['note']}{fitted}lane thresholds {thresholds.version} already in force on "
+            f"v{version}; nothing recorded"
+        )
         return
     record, shares = result["record"], result["shares"]
     typer.echo(
@@ -643,7 +656,7 @@ def _print_set(result: dict[str, Any], settings: Settings) -> None:
         f"{thresholds.red_cutoff:.6g} ({_share(shares['red'])} of the traffic fitted on, "
         f"{_share(thresholds.red_rate)} asked), yellow >= {thresholds.yellow_cutoff:.6g} (next "
         f"{_share(shares['yellow'])}, {_share(thresholds.yellow_rate)} asked)\n"
-        f"fitted on {thresholds.fitted_on}; recorded as thresholds/{thresholds.version}.json on "
+        f"fitted on {thresholds.fitted_on}; recorded as {result['record_path']} on "
         f"run {result['run_id']} by {record['set_by']} at {record['set_at']}; running services "
         f"pick it up within serve.champion_check_s ({settings.serve.champion_check_s:g} s)"
     )
@@ -749,6 +762,8 @@ def show(
     from serving.audit.safe_text import terminal_safe
 
     model, current, history = body["model"], body["in_force"], body["history"]
+    # a version set more than once has a record per set: the newest of them put it in force
+    newest = max((i for i, h in enumerate(history) if h.get("version") == current), default=-1)
     # the reason and the other tags are an operator's text: one line each, no escapes run
     typer.echo(
         terminal_safe(
@@ -756,10 +771,10 @@ def show(
             f"{current} in force"
         )
     )
-    for h in history:
-        mark = "*" if h.get("version") == current else " "
+    for i, h in enumerate(history):
+        mark = "*" if i == newest else " "
         line = (
-            f"{mark} {h.get('version')}  {h.get('set_at') or 'trained':<25} "
+            f"{mark} {h.get('version')}  {h.get('set_at') or 'trained':<32} "
             f"red {100 * float(h.get('red_rate', 0)):g}% >= {float(h.get('red_cutoff', 0)):.6g}  "
             f"yellow {100 * float(h.get('yellow_rate', 0)):g}% >= "
             f"{float(h.get('yellow_cutoff', 0)):.6g}  by {h.get('set_by')}  "
@@ -771,7 +786,8 @@ def show(
 
 def lane_history(client: MlflowClient, settings: Settings) -> dict[str, Any]:
     """``lanes show``: the champion (model), the thresholds version in force (in_force), every
-    version set on it, oldest first (history), and what to warn about (warnings)."""
+    record of a version set on it, oldest first, one per set (history), and what to warn about
+    (warnings)."""
     from models.lane_versions import thresholds_history
 
     warnings: list[str] = []

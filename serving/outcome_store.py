@@ -70,8 +70,8 @@ _INSERT = (
 )
 # The first decision of each declaration: scored first, then stored first.
 _FIRST_DECISIONS = """
-SELECT declaration_id, declaration_json, exploration FROM (
-    SELECT declaration_id, declaration_json, exploration,
+SELECT declaration_id, declaration_json, exploration, lane FROM (
+    SELECT declaration_id, declaration_json, exploration, lane,
            ROW_NUMBER() OVER (PARTITION BY declaration_id ORDER BY scored_at, rowid) AS n
     FROM decisions
 ) WHERE n = 1 AND json_extract(declaration_json, '$.declared_at') >= ?
@@ -226,8 +226,10 @@ class SqliteOutcomeStore:
             finally:
                 self._conn.execute("COMMIT")
         return [
-            ScoredRow(declaration_json, bool(exploration), results.get(declaration_id))
-            for declaration_id, declaration_json, exploration in with_archived(archived, decisions)
+            ScoredRow(declaration_json, bool(exploration), lane, results.get(declaration_id))
+            for declaration_id, declaration_json, exploration, lane in with_archived(
+                archived, decisions
+            )
         ]
 
     def results_since(

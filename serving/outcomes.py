@@ -50,6 +50,13 @@ RESULT_FIELDS = ("declaration_id", "inspected_at", "illicit", "offence_type", "r
 REQUIRED_FIELDS = ("declaration_id", "inspected_at", "illicit")
 # selection_reason of a parcel inspected because the model sent it (not the random quota).
 MODEL_SELECTION = "model"
+# selection_reason of an inspected parcel the model sent green and the quota did not draw: an
+# officer's own pick (a tip-off, a profile, a hunch). Calling it "model" credited the model with
+# inspections it advised against, in every hit rate per selection reason. Training reads it as
+# any targeted selection (neither "random" nor "rule:...").
+MANUAL_SELECTION = "manual"
+# The lanes the model sends to an inspection (``serving.lanes``); green clears the parcel.
+MODEL_SELECTED_LANES = frozenset({"red", "yellow"})
 
 
 @dataclass(frozen=True)
@@ -434,7 +441,15 @@ class ScoredRow:
 
     declaration_json: str
     exploration: bool
+    lane: str
     result: StoredResult | None
+
+
+def selection_reason(exploration: bool, lane: str) -> str:
+    """Why a scored parcel that has a result was inspected, from its first decision."""
+    if exploration:
+        return RANDOM_SELECTION
+    return MODEL_SELECTION if lane in MODEL_SELECTED_LANES else MANUAL_SELECTION
 
 
 def history_frame(
@@ -444,8 +459,9 @@ def history_frame(
     and ``contract``'s extras: the stored declarations hold the model's mapped extras).
 
     A declaration with a result is ``inspected``; its ``selection_reason`` is ``random`` when
-    the exploration quota drew it (an unbiased label, as the training code reads it) and
-    ``model`` otherwise. Declarations without a result are not inspected (outcomes null).
+    the exploration quota drew it (an unbiased label, as the training code reads it), ``model``
+    when its first decision sent it red or yellow, and ``manual`` when it was inspected although
+    sent green. Declarations without a result are not inspected (outcomes null).
     Stored fields neither the contract nor ``contract`` names are refused, naming them: the
     next model would lose them without a word (``unnamed_fields``).
     """
@@ -466,7 +482,7 @@ def history_frame(
             record["illicit"] = result.illicit
             record["offence_type"] = result.offence_type
             record["revenue_recovered"] = result.revenue_recovered
-            record["selection_reason"] = RANDOM_SELECTION if row.exploration else MODEL_SELECTION
+            record["selection_reason"] = selection_reason(row.exploration, row.lane)
         records.append(record)
     if unnamed:
         raise ParcelriskError(

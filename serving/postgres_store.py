@@ -680,6 +680,7 @@ _FIRST = (
         decisions.c.declaration_id,
         decisions.c.declaration_json,
         decisions.c.exploration,
+        decisions.c.lane,
         decisions.c.seq,
     )
     .distinct(decisions.c.declaration_id)
@@ -758,7 +759,9 @@ class PostgresOutcomeStore:
         its result where one is stored, in one consistent read; ``archived``: the archive's
         first decisions (``serving.audit.archived``), which come first."""
         first = _FIRST.subquery()
-        query = sa.select(first.c.declaration_id, first.c.declaration_json, first.c.exploration)
+        query = sa.select(
+            first.c.declaration_id, first.c.declaration_json, first.c.exploration, first.c.lane
+        )
         if since_us is not None:
             declared = sa.cast(first.c.declaration_json, sa.JSON)["declared_at"].as_string()
             query = query.where(declared.collate("C") >= iso_utc(since_us))
@@ -769,8 +772,8 @@ class PostgresOutcomeStore:
                 rows = conn.execute(query).all()
                 results = _results(conn, None)
         return [
-            ScoredRow(declaration_json, bool(exploration), results.get(declaration_id))
-            for declaration_id, declaration_json, exploration in with_archived(archived, rows)
+            ScoredRow(declaration_json, bool(exploration), lane, results.get(declaration_id))
+            for declaration_id, declaration_json, exploration, lane in with_archived(archived, rows)
         ]
 
     def results_since(

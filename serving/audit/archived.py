@@ -22,6 +22,7 @@ class FirstDecision:
     declaration_id: str
     declaration_json: str
     exploration: bool
+    lane: str  # whether the model or someone else chose an inspection (history export)
 
 
 def archived_first_decisions(store: Any, since_iso: str = "") -> list[FirstDecision]:
@@ -38,7 +39,7 @@ def archived_first_decisions(store: Any, since_iso: str = "") -> list[FirstDecis
         return []
     folder = Path(cut["archive"])
     manifest = read_archive_manifest(folder)
-    columns = ["declaration_id", "declaration_json", "exploration", "scored_at", "seq"]
+    columns = ["declaration_id", "declaration_json", "exploration", "lane", "scored_at", "seq"]
     rows: list[tuple[Any, ...]] = []
     # a day answered before ``since`` holds declarations declared before it, but for the ones
     # dated ahead of the clock (the contract allows MAX_CLOCK_SKEW_DAYS): those days are read
@@ -62,23 +63,23 @@ def archived_first_decisions(store: Any, since_iso: str = "") -> list[FirstDecis
             ) from None
         rows += zip(*(table.column(name).to_pylist() for name in columns), strict=True)
     first: dict[str, tuple[Any, ...]] = {}
-    for row in sorted(rows, key=lambda r: (r[3], r[4])):  # scored_at, then seq
+    for row in sorted(rows, key=lambda r: (r[4], r[5])):  # scored_at, then seq
         first.setdefault(row[0], row)
-    kept = sorted(first.values(), key=lambda r: r[4])
+    kept = sorted(first.values(), key=lambda r: r[5])
     return [
-        FirstDecision(declaration_id, text, bool(exploration))
-        for declaration_id, text, exploration, _, _ in kept
+        FirstDecision(declaration_id, text, bool(exploration), lane)
+        for declaration_id, text, exploration, lane, _, _ in kept
         if (_declared_at(text) or "") >= since_iso
     ]
 
 
 def with_archived(
-    archived: Sequence[FirstDecision], hot: Sequence[tuple[str, str, Any]]
-) -> list[tuple[str, str, Any]]:
-    """(declaration_id, declaration_json, exploration) of the first decisions: archived ones
-    first (older than any hot one), then the hot ones of declarations not archived."""
+    archived: Sequence[FirstDecision], hot: Sequence[tuple[str, str, Any, str]]
+) -> list[tuple[str, str, Any, str]]:
+    """(declaration_id, declaration_json, exploration, lane) of the first decisions: archived
+    ones first (older than any hot one), then the hot ones of declarations not archived."""
     seen = {d.declaration_id for d in archived}
-    merged = [(d.declaration_id, d.declaration_json, d.exploration) for d in archived]
+    merged = [(d.declaration_id, d.declaration_json, d.exploration, d.lane) for d in archived]
     merged += [row for row in hot if row[0] not in seen]
     return merged
 

@@ -14,7 +14,7 @@ from features.intake.io import read_declarations
 from features.params import FeatureParams
 from features.synthetic import SyntheticParams, generate
 from serving.decision import DecisionRecord
-from serving.outcomes import MODEL_SELECTION, store_outcomes
+from serving.outcomes import MANUAL_SELECTION, store_outcomes
 from serving.scoring import declarations_as_json
 
 
@@ -92,7 +92,8 @@ def test_export_is_the_history_as_scored_with_its_results(scored_store, tmp_path
     # the first decision decides the selection reason, not the later re-score
     drawn = dict(zip(declarations["declaration_id"], exploration, strict=True))
     inspected = by_id[by_id["inspected"].astype(bool)]
-    expected = [RANDOM_SELECTION if drawn[i] else MODEL_SELECTION for i in inspected.index]
+    # every decision of the fixture is green: an inspection not drawn was someone's choice
+    expected = [RANDOM_SELECTION if drawn[i] else MANUAL_SELECTION for i in inspected.index]
     assert inspected["selection_reason"].tolist() == expected
     assert by_id.loc[~by_id["inspected"].astype(bool), "selection_reason"].isna().all()
 

@@ -13,7 +13,7 @@ import lzma
 import os
 import tempfile
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -161,12 +161,29 @@ def open_bytes(path: Path) -> Iterator[IO[bytes]]:
         yield fh
 
 
-def sniff_delimiter(path: Path, encoding: str) -> str:
-    """The delimiter of a CSV's header line (',' ';' tab '|'); ',' when it cannot tell."""
+DELIMITERS = ",;\t|"
+
+
+def sniff_delimiter(path: Path, encoding: str, expected: Collection[str] = ()) -> str:
+    """The delimiter of a CSV's header line (',' ';' tab '|'); ',' when it cannot tell.
+
+    ``expected``: the column names a mapping reads. The delimiter that splits the header into
+    most of them wins: csv's sniffer guesses from character counts alone, and a header whose
+    names hold commas ("Poids, kg;Valeur, EUR") or a lone column fooled it."""
     with open_bytes(path) as raw, io.TextIOWrapper(raw, encoding=encoding, newline="") as fh:
         head = fh.readline()
+    wanted = {name.strip() for name in expected}
+    if wanted:
+        found = {
+            sep: len(wanted & {c.strip() for c in next(csv.reader([head], delimiter=sep), [])})
+            for sep in DELIMITERS
+        }
+        best = max(found.values())
+        winners = [sep for sep, n in found.items() if n == best]
+        if best and len(winners) == 1:
+            return winners[0]
     try:
-        return csv.Sniffer().sniff(head, delimiters=",;\t|").delimiter
+        return csv.Sniffer().sniff(head, delimiters=DELIMITERS).delimiter
     except csv.Error:
         return ","
 

@@ -1367,7 +1367,9 @@ def read_source(path: Path, mapping: Mapping) -> pd.DataFrame:
                     raw[name] = column.mask(column.isin(nulls))
         else:
             # a compressed CSV too: pandas decompresses by the suffix, as the sniffer does
-            sep = mapping.delimiter or sniff_delimiter(path, mapping.encoding)
+            sep = mapping.delimiter or sniff_delimiter(
+                path, mapping.encoding, mapping.source_columns()
+            )
             options = {"sep": sep, "dtype": "str", "encoding": mapping.encoding}
             # the header as written: read_csv renames a repeated name ("VALEUR.1")
             header = pd.read_csv(path, header=None, nrows=1, **options).iloc[0].dropna().tolist()

@@ -181,3 +181,18 @@ def test_the_gate_sniffs_a_compressed_contract_csv_too(tmp_path) -> None:
     path.write_bytes(gzip.compress(b"declaration_id;description\nD1;caf\xe9\n"))
     frame, _ = read_raw_declarations(path)
     assert frame.to_dict("records") == [{"declaration_id": "D1", "description": "café"}]
+
+
+def test_the_delimiter_is_the_one_that_finds_the_mapped_columns(tmp_path) -> None:
+    """Header names holding commas ("POIDS, KG") made the sniffer pick ',' for a ';' export;
+    the mapping knows which names it reads, and the delimiter that finds them wins."""
+    source = tmp_path / "commas_in_names.csv"
+    source.write_text(SOURCE.replace("KG;VALUE", "POIDS, KG;VALEUR, EUR"), encoding="utf-8")
+    mapping = MAPPING.replace("column: KG,", '"column": "POIDS, KG",').replace(
+        "column: VALUE,", '"column": "VALEUR, EUR",'
+    )
+    summary, out = _ingest(tmp_path, source, mapping)
+    got = pd.read_parquet(out)
+    assert summary["rows"] == 3
+    assert got["gross_weight_kg"].tolist() == [0.45, 1.2, 0.9]
+    assert got["declared_value"].tolist() == [12.5, 18.0, 9.99]

@@ -330,7 +330,7 @@ class WatchlistFamily(Family):
                     "watchlist",
                     "float",
                     "Number of distinct restricted-list terms the description names.",
-                    "description names {value:.0f} restricted-list terms",
+                    "restricted-list terms the description names: {value:.0f}",
                 ),
             ]
         return specs

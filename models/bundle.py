@@ -6,6 +6,8 @@ can be recomputed years later without MLflow: ``risk_model.txt`` / ``revenue_mod
 (LightGBM text format), ``bundle.json`` (calibration, thresholds, metadata) and the feature manifest.
 ``reference.json`` (``models.reference``), when present, is the training traffic's distribution
 that ``parcelrisk monitor`` measures drift against; a bundle from before it loads without it.
+``bundle.json`` records the SHA-256 of every other file (``file_sha256``): load checks them
+before LightGBM reads a byte (``check_bundle_digests``).
 A model refit on all labelled history also keeps its first-pass boosters
 (``risk_model_eval.txt`` / ``revenue_model_eval.txt``): only those have honest held-out metrics,
 so the champion/challenger gate scores them (``evaluation_model``).
@@ -20,6 +22,7 @@ is the distilled mixture, ``models.train``), so serving costs one prediction per
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -33,6 +36,8 @@ if TYPE_CHECKING:
 
     from models.reference import ModelReference
 
+log = logging.getLogger(__name__)
+
 Objective = Literal["risk", "revenue"]
 
 RISK_MODEL_FILE = "risk_model.txt"
@@ -40,6 +45,7 @@ REVENUE_MODEL_FILE = "revenue_model.txt"
 RISK_EVAL_MODEL_FILE = "risk_model_eval.txt"
 REVENUE_EVAL_MODEL_FILE = "revenue_model_eval.txt"
 BUNDLE_FILE = "bundle.json"
+DIGESTS_KEY = "file_sha256"  # in bundle.json: {file name: SHA-256 hex} of the files load reads
 
 
 @dataclass(frozen=True)
@@ -105,6 +111,73 @@ def score_rows(
     expected_revenue = risk * revenue_if_illicit(revenue_booster, X)
     priority = expected_revenue if objective == "revenue" else risk
     return {"raw": raw, "risk": risk, "expected_revenue": expected_revenue, "priority": priority}
+
+
+def digested_file_names() -> tuple[str, ...]:
+    """The files of a bundle that ``RiskModel.load`` reads besides ``bundle.json``."""
+    from features.pipeline.manifest import MANIFEST_FILE
+    from models.reference import REFERENCE_FILE
+
+    return (
+        RISK_MODEL_FILE,
+        REVENUE_MODEL_FILE,
+        RISK_EVAL_MODEL_FILE,
+        REVENUE_EVAL_MODEL_FILE,
+        MANIFEST_FILE,
+        REFERENCE_FILE,
+    )
+
+
+def digest_bundle_files(directory: Path) -> dict[str, str]:
+    """SHA-256 (hex) of each of the bundle's files that is present, by file name."""
+    from features.intake.validation import fingerprint_file
+
+    directory = Path(directory)
+    return {
+        name: fingerprint_file(directory / name)
+        for name in digested_file_names()
+        if (directory / name).is_file()
+    }
+
+
+def check_bundle_digests(directory: Path, recorded: Any) -> None:
+    """Refuse a bundle whose files are not, byte for byte, the ones digested when it was saved.
+
+    LightGBM given a malformed model file aborts the whole process (SIGABRT/SIGSEGV, nothing to
+    catch): ``promote`` died and every serving worker crash-looped on one truncated file. And an
+    edited leaf value it loads without a word. So the bytes are checked before LightGBM sees them,
+    and a bad file is a ``ParcelriskError``, which the callers already handle: ``promote`` prints
+    one line, the service logs it and goes on serving the version it has. A missing file and a
+    file the bundle did not have at training are refused too: load would read a different model.
+    ``recorded`` None: a bundle saved before digests existed, nothing to check against; it loads
+    as it always did (bundle.json itself is not digested: it holds the digests, and a corrupt one
+    fails to parse).
+    """
+    directory = Path(directory)
+    if recorded is None:
+        log.warning(
+            "model bundle in %s records no file digests (saved before they existed): "
+            "its files are loaded unchecked",
+            directory,
+        )
+        return
+    if not isinstance(recorded, dict) or not all(isinstance(v, str) for v in recorded.values()):
+        raise ParcelriskError(
+            f"model bundle in {directory}: {BUNDLE_FILE} {DIGESTS_KEY} unreadable"
+        )
+    present = digest_bundle_files(directory)
+    for name in sorted(set(recorded) | set(present)):
+        if name not in present:
+            problem = "is missing but was recorded at training"
+        elif name not in recorded:
+            problem = "was not part of the bundle at training"
+        elif present[name] != recorded[name]:
+            problem = "does not match the SHA-256 digest recorded at training (corrupted or edited)"
+        else:
+            continue
+        raise ParcelriskError(
+            f"model bundle in {directory}: {name} {problem}: retrain, or restore the bundle"
+        )
 
 
 @dataclass
@@ -185,6 +258,8 @@ class RiskModel:
             "thresholds": asdict(self.thresholds),
             "metadata": self.metadata,
             "manifest_fingerprint": self.manifest.fingerprint,
+            # of the files as written above: load refuses any that differ (check_bundle_digests)
+            DIGESTS_KEY: digest_bundle_files(directory),
         }
         (directory / BUNDLE_FILE).write_text(json.dumps(payload, indent=1, default=str))
         return directory
@@ -199,7 +274,14 @@ class RiskModel:
             raise ParcelriskError(
                 f"model bundle incomplete in {directory}: need {BUNDLE_FILE} and {RISK_MODEL_FILE}"
             )
-        payload = json.loads(bundle_path.read_text())
+        try:
+            payload = json.loads(bundle_path.read_text())
+        except ValueError as exc:  # truncated or garbled (UnicodeDecodeError is one too)
+            raise ParcelriskError(
+                f"model bundle in {directory}: {BUNDLE_FILE} unreadable: {exc}"
+            ) from None
+        # before anything below reads a file: LightGBM aborts the process on a malformed one
+        check_bundle_digests(directory, payload.get(DIGESTS_KEY))
         manifest = FeatureManifest.read(directory)
         if payload.get("manifest_fingerprint") != manifest.fingerprint:
             raise ParcelriskError(

@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 DEFAULT_METRICS = Path("metrics/train.json")
 SUMMARY_SCORERS = ("model", "logistic", "rules", "random", "oracle")
 SUMMARY_METRICS = ("precision_at_5", "recall_at_5", "revenue_at_5", "roc_auc", "pr_auc", "ece")
+# how a tracking store says it ran out of space (SQLite; PostgreSQL quotes the system's error)
+STORE_FULL_MESSAGES = ("database or disk is full", "No space left on device")
 
 
 def _read_features(features_dir: Path, params: TrainParams):
@@ -114,14 +116,20 @@ def run_training(
         params["train"]["engine"] = engine
         if engine == "dask":
             params["train"]["scheduler"] = "address" if scheduler else "local_cluster"
-        logged = log_training(
-            result,
-            features_dir=features_dir,
-            params=params,
-            tracking_uri=tracking_uri,
-            model_name=promote_params.model_name,
-            ground_truth_path=ground_truth_path,
-        )
+        try:
+            logged = log_training(
+                result,
+                features_dir=features_dir,
+                params=params,
+                tracking_uri=tracking_uri,
+                model_name=promote_params.model_name,
+                ground_truth_path=ground_truth_path,
+            )
+        except Exception as exc:  # a full store arrives as MLflow's, SQLAlchemy's or sqlite3's
+            message = logging_failure_message(exc)
+            if message is None:  # left as it is to the CLI's entry point (MLflow's: one line)
+                raise
+            raise ParcelriskError(message) from None
     summary = {
         **result.headline,
         "info.fit_seconds": result.info["fit_seconds"],
@@ -139,6 +147,34 @@ def run_training(
         "run_id": logged.run_id,
         "info": result.info,
     }
+
+
+def logging_failure_message(exc: BaseException) -> str | None:
+    """The one line a ``train`` ends with when logging its run to MLflow ran out of space or
+    met another disk error; None for any other error.
+
+    It comes after minutes of fitting, so it says what was lost (no version: ``log_training``
+    registers one only once every artifact is logged) and what to do. A full SQLite store
+    reaches here as an MLflow error whose first line is SQLAlchemy's "raised as a result of
+    Query-invoked autoflush" (the line the CLI's entry point would print, saying nothing of
+    space), or, while MLflow creates its tables, as SQLAlchemy's own error (a traceback there).
+    """
+    import errno
+
+    # an OSError about no path, not ENOSPC, is a fault: the entry point keeps its traceback
+    if isinstance(exc, OSError) and (exc.errno == errno.ENOSPC or exc.filename is not None):
+        paths = " -> ".join(str(p) for p in (exc.filename, exc.filename2) if p is not None)
+        reason = "no space left on device" if exc.errno == errno.ENOSPC else exc.strerror
+        what = f"{reason or type(exc).__name__}" + (f" ({paths})" if paths else "")
+    elif any(full in str(exc) for full in STORE_FULL_MESSAGES):
+        what = "the MLflow tracking store is full (no space left on device)"
+    else:
+        return None
+    return (
+        f"{what} while logging the training run to MLflow: no model version was registered, "
+        "the run is marked FAILED where the store still allowed it; free space (or fix the "
+        "cause) and run `parcelrisk train` again"
+    )
 
 
 def _gate_of(features_dir: Path, no_validate: bool) -> dict[str, Any]:

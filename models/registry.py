@@ -14,6 +14,7 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,7 +25,7 @@ from features.errors import ParcelriskError
 from models.bundle import RiskModel
 
 if TYPE_CHECKING:
-    from mlflow import MlflowClient
+    from mlflow import ActiveRun, MlflowClient
     from mlflow.entities.model_registry import ModelVersion
 
     from models.train import TrainResult
@@ -38,6 +39,12 @@ EXPERIMENT = "parcelrisk"
 BUNDLE_ARTIFACT = "bundle"
 ENTITY_STATE_ARTIFACT = "entity_state"
 ENTITY_STATE_META = "meta.json"
+# What a version with missing artifacts most likely is: versions registered before
+# ``log_training`` registered last could be left so by a train killed or out of disk space.
+INTERRUPTED_TRAINING = (
+    "the training run may have been interrupted before it was fully logged; "
+    "retrain (`parcelrisk train`) or delete this version"
+)
 
 
 def resolve_tracking_uri(uri: str | None) -> str:
@@ -199,7 +206,7 @@ def log_training(
     manifest = model.manifest
     features_dir = Path(features_dir)
     meta = model.metadata
-    with tempfile.TemporaryDirectory(prefix="parcelrisk-run-") as tmp, mlflow.start_run() as run:
+    with tempfile.TemporaryDirectory(prefix="parcelrisk-run-") as tmp, _training_run() as run:
         tmp_dir = Path(tmp)
         flat_params = _flatten(
             "", {"train": params.get("train", {}), "promote": params.get("promote", {})}, {}
@@ -239,19 +246,18 @@ def log_training(
         X_test = result.test_matrix
         example = pd.DataFrame(X_test[:5], columns=manifest.names)
         signature = infer_signature(example, model.raw_score(example.to_numpy()))
+        # not registered here: the version is created last, once everything below is logged
         info = mlflow.lightgbm.log_model(
             model.risk_booster,
             name="model",
             signature=signature,
             input_example=example,
-            registered_model_name=model_name,
             pip_requirements=[
                 f"lightgbm=={lgb.__version__}",
                 f"numpy=={np.__version__}",
                 f"pandas=={pd.__version__}",
             ],
         )
-        version = str(info.registered_model_version)
 
         bundle_dir = model.save(tmp_dir / BUNDLE_ARTIFACT)
         mlflow.log_artifacts(str(bundle_dir), BUNDLE_ARTIFACT)
@@ -282,7 +288,6 @@ def log_training(
         except Exception:  # explanations must not lose a trained model
             log.exception("global SHAP failed; the run is logged without it")
 
-        client = registry_client(uri)
         tags = {
             "run_id": run.info.run_id,
             "data_fingerprint": meta.get("data_fingerprint", ""),
@@ -291,9 +296,59 @@ def log_training(
             "features_dir": str(features_dir.resolve()),
             "ground_truth": str(Path(ground_truth_path).resolve()) if ground_truth_path else "",
         }
-        for key, value in tags.items():
-            client.set_model_version_tag(model_name, version, key, value)
+        version = _register_version(f"models:/{info.model_id}", model_name, tags)
     return LoggedModel(model_name, version, run.info.run_id, headline=result.headline)
+
+
+def _register_version(model_uri: str, model_name: str, tags: dict[str, str]) -> str:
+    """Create the model version of a run whose artifacts are all logged, with its tags; its number.
+
+    The last step of ``log_training``, on purpose: a version is what ``promote`` and the
+    service pick up, and registered first (as ``log_model(registered_model_name=...)`` does)
+    a train killed or out of disk space while logging left a version whose ``bundle/`` or
+    ``entity_state/`` was missing or partial. Now such a train leaves at most a run with no
+    version. The tags come with the creation so no version is ever seen without them.
+    """
+    import mlflow
+
+    return str(mlflow.register_model(model_uri, model_name, tags=tags).version)
+
+
+@contextlib.contextmanager
+def _training_run() -> Iterator[ActiveRun]:
+    """An MLflow run that ends FINISHED, or FAILED on any error, raising only that error.
+
+    ``with mlflow.start_run()`` marks a failed run FAILED too, but when the store itself is
+    what failed (a full disk) that write fails as well and chains its traceback onto the first
+    (seven of them, ending in "database or disk is full"); the first error is the one to report.
+    """
+    import mlflow
+
+    run = mlflow.start_run()
+    try:
+        yield run
+    except BaseException:
+        _end_run_as_failed()
+        raise
+    mlflow.end_run()
+
+
+def _end_run_as_failed() -> None:
+    """Mark the active run FAILED where the store still allows it; never raise."""
+    import mlflow
+
+    # MLflow's SQL store logs a failed write with its full traceback (the first error's
+    # chained in) before it raises: here that failure is expected and said below in one line
+    store_log = logging.getLogger("mlflow.store.db.utils")
+    disabled = store_log.disabled
+    store_log.disabled = True
+    try:
+        mlflow.end_run("FAILED")
+    except Exception as exc:  # the store is full or gone too: the run stays RUNNING
+        # the type only: a store's message can quote its URI, credentials and all
+        log.warning("the MLflow run could not be marked FAILED (%s)", type(exc).__name__)
+    finally:
+        store_log.disabled = disabled
 
 
 # --------------------------------------------------------------------------------------------
@@ -354,13 +409,19 @@ def load_version(
         except (MlflowException, OSError) as exc:
             raise ParcelriskError(
                 f"model {name!r} version {version} (run {mv.run_id}): artifact {artifact}/ "
-                f"missing: {exc}"
+                f"missing ({_first_line(exc)}): {INTERRUPTED_TRAINING}"
             ) from exc
         if not paths[artifact].is_dir() or not any(paths[artifact].iterdir()):
             raise ParcelriskError(
-                f"model {name!r} version {version} (run {mv.run_id}): artifact {artifact}/ is empty"
+                f"model {name!r} version {version} (run {mv.run_id}): artifact {artifact}/ is "
+                f"empty: {INTERRUPTED_TRAINING}"
             )
-    model = RiskModel.load(paths[BUNDLE_ARTIFACT])
+    try:
+        model = RiskModel.load(paths[BUNDLE_ARTIFACT])
+    except ParcelriskError as exc:  # a corrupt or edited file: say which version holds it
+        raise ParcelriskError(
+            f"model {name!r} version {version} (run {mv.run_id}): {exc}"
+        ) from None
     expected = model.metadata.get("entity_state_fingerprint")
     actual = entity_state_fingerprint(paths[ENTITY_STATE_ARTIFACT])
     if expected != actual:
@@ -413,6 +474,10 @@ def load_version(
             model.thresholds = tagged
     info = {"name": name, "version": str(version), "run_id": mv.run_id}
     return model, paths[ENTITY_STATE_ARTIFACT], info
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def load_champion(

@@ -35,6 +35,9 @@ class ModelEvidence:
     calibration: list[dict[str, float]] = field(default_factory=list)
     images: dict[str, str] = field(default_factory=dict)  # artifact path -> data: URI (PNG)
     missing: list[str] = field(default_factory=list)  # artifacts the run does not have
+    # every gate decision about the version, oldest first (``models.promotion``): None when
+    # the registry could not be read for it just now (said on the page, never an error)
+    history: list[dict[str, Any]] | None = field(default_factory=list)
 
     @property
     def promotion(self) -> dict[str, str]:
@@ -168,7 +171,17 @@ class ModelEvidenceCache:
                 )
             cached = self._versions[key]
         tags = dict(self.client().get_model_version(name, str(version)).tags or {})
-        return replace(cached, tags=tags)
+        return replace(cached, tags=tags, history=self._history(name, str(version)))
+
+    def _history(self, name: str, version: str) -> list[dict[str, Any]] | None:
+        """Read each time, as the tags: a later promotion appends a 'replaced' record."""
+        from models.promotion import promotion_history
+
+        try:
+            return promotion_history(self.client(), name, version)
+        except Exception as exc:  # the page shows what it has; the history says it is missing
+            logger.warning("promotion history of %s v%s unavailable: %s", name, version, exc)
+            return None
 
     def run_id(self, name: str, version: str) -> str:
         """The run of a version, without downloading its artifacts."""

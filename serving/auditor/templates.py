@@ -150,6 +150,11 @@ _MODEL = """{% extends "base" %}
 {% if m.promotion %}<table class="kv" id="promotion">{% for k, v in m.promotion.items() if k != 'metrics' %}<tr><th>{{ k }}</th><td>{{ v }}</td></tr>{% endfor %}</table>
 {% if m.promotion_metrics %}<table><thead><tr><th>metric</th><th>value</th></tr></thead><tbody>{% for k, v in m.promotion_metrics.items() %}<tr><td>{{ k }}</td><td class="num">{{ v }}</td></tr>{% endfor %}</tbody></table>{% endif %}
 {% else %}<p class="note">never judged by <code>parcelrisk promote</code></p>{% endif %}
+{% if m.history is none %}<p class="note">the promotion history could not be read from the registry just now</p>
+{% elif m.history %}<h3>Every decision about this version</h3>
+<table id="promotion-history"><thead><tr><th>at</th><th>outcome</th><th>by</th><th>champion before</th><th>replaced by</th><th>forced because</th><th>comparison</th></tr></thead><tbody>
+{% for r in m.history %}<tr><td>{{ r.get('at', '') }}</td><td>{{ r.get('outcome', '') }}</td><td>{{ r.get('by', '') }}</td><td>{{ r.get('champion_before', '') }}</td><td>{{ r.get('replaced_by', '') }}</td><td>{{ r.get('force_reason', '') }}</td><td>{{ r.get('comparison', '') }}</td></tr>
+{% endfor %}</tbody></table>{% endif %}
 
 <h2>Global explanation (mean |SHAP| on the holdout)</h2>
 {% if shap_bars %}{{ shap_bars }}{% endif %}

@@ -52,10 +52,10 @@ def test_a_new_param_unset_in_the_model_is_a_difference_and_old_models_compare_b
     assert params_differences({}, PARAMS) == []  # a model from before params were recorded
 
 
-@pytest.fixture(scope="module")
-def store(frames, tmp_path_factory):
+def _two_versions(frames, root) -> dict:
+    """v1 trained on features built with PARAMS (promoted first), v2 on the same parcels built
+    with another prior (not judged yet): {settings, uri, ours, first}."""
     features, truth, manifest = frames
-    root = tmp_path_factory.mktemp("promote_params")
     ours = dataclasses.replace(manifest, params=PARAMS)
     theirs = dataclasses.replace(manifest, params={**PARAMS, "prior_strength": 0.0001})
     ours_dir = write_features_dir(root / "ours", features, ours)
@@ -66,6 +66,13 @@ def store(frames, tmp_path_factory):
     run_training(ours_dir, ground_truth_path=world["truth_path"], **common)
     first = run_promotion(settings=settings, tracking_uri=uri)
     run_training(theirs_dir, ground_truth_path=world["truth_path"], **common)
+    return {"settings": settings, "uri": uri, "ours": ours_dir, "first": first}
+
+
+@pytest.fixture(scope="module")
+def store(frames, tmp_path_factory):
+    two = _two_versions(frames, tmp_path_factory.mktemp("promote_params"))
+    settings, uri, ours_dir, first = two["settings"], two["uri"], two["ours"], two["first"]
     refused = run_promotion(settings=settings, tracking_uri=uri)
     # the same challenger judged on a holdout built with the champion's params compares
     compared = run_promotion(settings=settings, tracking_uri=uri, features_dir=ours_dir)
@@ -95,19 +102,12 @@ def test_the_challenger_on_a_foreign_holdout_is_not_comparable_either(store):
 def two_builds(frames, tmp_path_factory):
     """An analyst changed the params: the champion is judged on the same parcels built with
     its own params (``--champion-features``), the challenger on its own."""
-    features, truth, manifest = frames
+    features, _, manifest = frames
     root = tmp_path_factory.mktemp("promote_two_builds")
+    two = _two_versions(frames, root)
+    settings, uri, ours_dir = two["settings"], two["uri"], two["ours"]
     ours = dataclasses.replace(manifest, params=PARAMS)
-    theirs = dataclasses.replace(manifest, params={**PARAMS, "prior_strength": 0.0001})
-    ours_dir = write_features_dir(root / "ours", features, ours)
-    theirs_dir = write_features_dir(root / "theirs", features, theirs)
     fewer_dir = write_features_dir(root / "fewer", features.iloc[:-50], ours)
-    world = registry_world(root, truth)
-    settings, uri = world["settings"], world["uri"]
-    common = {"settings": settings, "tracking_uri": uri, "metrics_out": None}
-    run_training(ours_dir, ground_truth_path=world["truth_path"], **common)
-    run_promotion(settings=settings, tracking_uri=uri)
-    run_training(theirs_dir, ground_truth_path=world["truth_path"], **common)
     judged = run_promotion(
         settings=settings, tracking_uri=uri, champion_features_dir=ours_dir, force=False
     )

@@ -257,19 +257,21 @@ def test_a_removed_mac_is_never_chained_again_by_a_writer(location) -> None:
     _execute(location, "UPDATE outcomes SET mac = NULL WHERE seq = 1")
     assert _verify(location)["problem"]["seq"] == 1
     _store_results(location, [4, 5])  # a writer opens the store and records more
-    report = _verify(location)
-    assert report["intact"] is False and report["problem"]["seq"] == 1, report
+    _assert_broken_at(location, 1)
 
 
 def test_results_whose_macs_were_all_removed_are_a_break_not_unverified(location) -> None:
     _decided(location)
     _store_results(location, [0, 1, 2])
     _execute(location, "UPDATE outcomes SET mac = NULL")
-    report = _verify(location)
-    assert report["intact"] is False and report["problem"]["seq"] == 1, report
+    _assert_broken_at(location, 1)
     _store_results(location, [3])  # recording goes on after the removed MAC; the break stays
+    _assert_broken_at(location, 1)
+
+
+def _assert_broken_at(location: str, seq: int) -> None:
     report = _verify(location)
-    assert report["intact"] is False and report["problem"]["seq"] == 1, report
+    assert report["intact"] is False and report["problem"]["seq"] == seq, report
 
 
 def test_a_store_from_before_the_chain_is_chained_when_it_gets_the_columns(location) -> None:

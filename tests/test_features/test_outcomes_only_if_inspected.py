@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
 
 from features.intake.contract import ContractError
 from features.intake.mapping import ingest_file, parse_mapping_text
@@ -91,25 +90,6 @@ def test_the_option_needs_inspected_mapped() -> None:
 # --- results files: rows not inspected are not results ---------------------------------------
 
 
-def _store(tmp_path: Path) -> str:
-    from serving.store import open_store
-    from tests.test_serving.conftest import stored_decision
-
-    location = str(tmp_path / "audit.db")
-    store = open_store(location)
-    store.record(
-        [
-            stored_decision(
-                {"declaration_id": d, "declared_at": "2026-08-01T10:00:00.000000Z"},
-                decision_id=f"dec-{d}",
-            )
-            for d in ("A1", "A2", "A3")
-        ]
-    )
-    store.close()
-    return location
-
-
 RESULTS_MAPPING = (
     "columns:\n"
     "  declaration_id: ID\n"
@@ -120,16 +100,12 @@ RESULTS_MAPPING = (
 
 
 def _results(tmp_path: Path, rows: str):
-    from serving.main import app
+    from tests.test_serving.conftest import decided_store, ingest_results_csv
 
-    location = _store(tmp_path)
-    source, mapping = tmp_path / "results.csv", tmp_path / "results.yaml"
-    source.write_text("ID;LANE;DATE;ILLICIT\n" + rows)
-    mapping.write_text(RESULTS_MAPPING)
-    run = CliRunner().invoke(
-        app, ["outcomes", "ingest", str(source), "--mapping", str(mapping), "--db", location]
-    )
-    return run, location
+    at = "2026-08-01T10:00:00.000000Z"
+    location = decided_store(tmp_path, {d: at for d in ("A1", "A2", "A3")})
+    text = "ID;LANE;DATE;ILLICIT\n" + rows
+    return ingest_results_csv(tmp_path, location, text, RESULTS_MAPPING), location
 
 
 def test_a_results_file_row_not_inspected_is_skipped_and_counted(tmp_path) -> None:

@@ -472,3 +472,37 @@ def wait_until_serving(
         if process.poll() is not None or time.monotonic() > deadline:
             pytest.fail(f"service did not start: {log.read_text()[-2000:]}")
         time.sleep(0.5)
+
+
+def decided_store(tmp_path: Path, declared: dict[str, str], scored_at: str | None = None) -> str:
+    """A SQLite decision store under ``tmp_path`` holding one decision per declaration
+    (``declared``: id -> declared_at, as stored); its location."""
+    from serving.store import open_store
+
+    location = str(tmp_path / "audit.db")
+    store = open_store(location)
+    when = {"scored_at": scored_at} if scored_at else {}
+    store.record(
+        [
+            stored_decision(
+                {"declaration_id": d, "declared_at": at}, decision_id=f"dec-{d}", **when
+            )
+            for d, at in declared.items()
+        ]
+    )
+    store.close()
+    return location
+
+
+def ingest_results_csv(tmp_path: Path, location: str, text: str, mapping: str) -> Any:
+    """``parcelrisk outcomes ingest`` of the CSV ``text`` through the mapping YAML ``mapping``
+    into the store at ``location``: the CLI's result."""
+    from typer.testing import CliRunner
+
+    from serving.main import app
+
+    source, mapping_path = tmp_path / "results.csv", tmp_path / "results.yaml"
+    source.write_text(text)
+    mapping_path.write_text(mapping)
+    args = ["outcomes", "ingest", str(source), "--mapping", str(mapping_path), "--db", location]
+    return CliRunner().invoke(app, args)

@@ -7,9 +7,7 @@ import json
 import logging
 from pathlib import Path
 
-from typer.testing import CliRunner
-
-from tests.test_serving.conftest import stored_decision
+from tests.test_serving.conftest import decided_store, ingest_results_csv
 
 MAPPING = (
     "columns:\n"
@@ -19,40 +17,17 @@ MAPPING = (
 )
 
 
-def _store(tmp_path: Path) -> str:
-    from serving.store import open_store
-
-    location = str(tmp_path / "audit.db")
-    store = open_store(location)
-    store.record(
-        [
-            stored_decision(
-                {"declaration_id": d, "declared_at": at},
-                decision_id=f"dec-{d}",
-                scored_at="2026-03-01T12:00:00.000000+00:00",
-            )
-            for d, at in (
-                ("D1", "2026-03-28T10:00:00.000000Z"),
-                ("D2", "2026-10-24T10:00:00.000000Z"),
-                ("D3", "2026-06-01T10:00:00.000000Z"),
-            )
-        ]
-    )
-    store.close()
-    return location
-
-
 def _ingest(tmp_path: Path, rows: str) -> tuple[object, str]:
-    from serving.main import app
-
-    location = _store(tmp_path)
-    source, mapping = tmp_path / "results.csv", tmp_path / "mapping.yaml"
-    source.write_text("DECL;DATE;RESULT\n" + rows)
-    mapping.write_text(MAPPING)
-    run = CliRunner().invoke(
-        app, ["outcomes", "ingest", str(source), "--mapping", str(mapping), "--db", location]
+    location = decided_store(
+        tmp_path,
+        {
+            "D1": "2026-03-28T10:00:00.000000Z",
+            "D2": "2026-10-24T10:00:00.000000Z",
+            "D3": "2026-06-01T10:00:00.000000Z",
+        },
+        scored_at="2026-03-01T12:00:00.000000+00:00",
     )
-    return run, location
+    return ingest_results_csv(tmp_path, location, "DECL;DATE;RESULT\n" + rows, MAPPING), location
 
 
 def test_skipped_and_repeated_local_times_are_counted_and_warned(tmp_path, caplog) -> None:

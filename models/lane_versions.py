@@ -19,17 +19,15 @@ The artifact is written before the tag: a version can be in force only once its 
 
 from __future__ import annotations
 
-import json
-import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import asdict
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from features.errors import ParcelriskError
 from models.bundle import LaneThresholds
+from models.run_records import read_run_json
 from models.thresholds import parse_thresholds, thresholds_from_dict, thresholds_json
 
 if TYPE_CHECKING:
@@ -60,12 +58,6 @@ def check_applies(thresholds: LaneThresholds, model_thresholds: LaneThresholds) 
             f"lane thresholds {thresholds.version} rank on {thresholds.objective}, the model "
             f"ranks on {model_thresholds.objective}"
         )
-
-
-def _read_json(client: MlflowClient, run_id: str, path: str) -> Any:
-    with tempfile.TemporaryDirectory(prefix="parcelrisk-thresholds-") as tmp:
-        local = client.download_artifacts(run_id, path, tmp)
-        return json.loads(Path(local).read_text())
 
 
 def _listed_files(client: MlflowClient, run_id: str, path: str) -> list[str]:
@@ -102,14 +94,14 @@ def thresholds_history(client: MlflowClient, run_id: str) -> list[dict[str, Any]
 
     history: list[dict[str, Any]] = []
     try:
-        trained = _read_json(client, run_id, TRAINING_THRESHOLDS)
+        trained = read_run_json(client, run_id, TRAINING_THRESHOLDS)
         history.append({**trained, "set_at": "", "set_by": "training", "reason": "trained"})
     except (MlflowException, OSError, ValueError):
         pass  # a run logged without it: the bundle's are still in force
     records = []  # (set_at, path, record): the path orders records of the same set_at
     for path in _record_paths(client, run_id):
         try:
-            record = _read_json(client, run_id, path)
+            record = read_run_json(client, run_id, path)
         except (MlflowException, OSError, ValueError):
             continue  # one unreadable record must not hide the others
         records.append((str(record.get("set_at", "")), path, record))
@@ -132,7 +124,7 @@ def resolve_thresholds(client: MlflowClient, run_id: str, version: str) -> LaneT
 
     for path in _version_paths(client, run_id, version):
         try:
-            data = _read_json(client, run_id, path)
+            data = read_run_json(client, run_id, path)
         except (MlflowException, OSError, ValueError):
             continue
         if isinstance(data, dict) and str(data.get("version")) == str(version):

@@ -25,6 +25,7 @@ import numpy as np
 from features.errors import ParcelriskError
 from features.params import PromoteParams
 from models.registry import CHAMPION_ALIAS
+from models.run_records import operator_name
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -273,7 +274,7 @@ def record_decision(
         tags["promotion.metrics"] = json.dumps(
             {k: round(v, 5) for k, v in metrics.items() if np.isfinite(v)}
         )[:4900]
-    tags["promotion.by"] = _operator()
+    tags["promotion.by"] = operator_name()
     # The tags hold the latest decision on a version; every decision is also appended to its
     # run as its own file, so a re-judged version keeps the history of its decisions.
     record = {"version": str(version), **{k.removeprefix("promotion."): v for k, v in tags.items()}}
@@ -291,15 +292,6 @@ def record_decision(
 PROMOTIONS_DIR = "promotions"
 
 
-def _operator() -> str:
-    import getpass
-
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):  # a container user without a passwd entry
-        return "unknown"
-
-
 def _append_history(client: MlflowClient, name: str, version: str, record: dict[str, Any]) -> None:
     """One decision about ``version`` as its own file on its run (never overwritten)."""
     run_id = client.get_model_version(name, version).run_id
@@ -309,13 +301,11 @@ def _append_history(client: MlflowClient, name: str, version: str, record: dict[
 
 def promotion_history(client: MlflowClient, name: str, version: str) -> list[dict[str, Any]]:
     """Every recorded decision about ``version``, oldest first (empty before histories)."""
+    from models.run_records import read_run_json
+
     run_id = client.get_model_version(name, version).run_id
-    records = []
-    with tempfile.TemporaryDirectory(prefix="parcelrisk-promotions-") as tmp:
-        for info in sorted(client.list_artifacts(run_id, PROMOTIONS_DIR), key=lambda i: i.path):
-            local = client.download_artifacts(run_id, info.path, tmp)
-            records.append(json.loads(Path(local).read_text()))
-    return records
+    listed = sorted(client.list_artifacts(run_id, PROMOTIONS_DIR), key=lambda i: i.path)
+    return [read_run_json(client, run_id, info.path) for info in listed]
 
 
 def comparison_of(decision: Decision) -> str:

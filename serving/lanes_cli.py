@@ -9,7 +9,6 @@ workers pick up at their next champion check. ``show`` lists the champion's vers
 
 from __future__ import annotations
 
-import getpass
 import json
 import math
 import os
@@ -470,6 +469,7 @@ def set_lanes(
     """Fit cut-offs at these rates and put them in force on the champion as a new thresholds
     version (running services pick it up at their next champion check)."""
     from models.registry import registry_client, require_tracking_store
+    from models.run_records import operator_name
 
     settings = settings_from(params)
     result = set_lane_rates(
@@ -480,7 +480,7 @@ def set_lanes(
         reason=reason,
         db=db,
         since=since,
-        set_by=getpass.getuser(),
+        set_by=operator_name(),
     )
     _print_set(result, settings)
 
@@ -730,6 +730,7 @@ def refit_lanes(
     """Re-fit the cut-offs in force, at their own rates, on recent traffic, so each lane keeps
     its share as traffic moves (run it daily from a scheduler; exit 2 when too little traffic)."""
     from models.registry import registry_client, require_tracking_store
+    from models.run_records import operator_name
 
     settings = settings_from(params)
     result = refit_lane_cutoffs(
@@ -738,7 +739,7 @@ def refit_lanes(
         db,
         days,
         reason=reason,
-        set_by=getpass.getuser(),
+        set_by=operator_name(),
     )
     _print_set(result, settings)
 

@@ -189,13 +189,17 @@ def ingest(
         help="With --quarantine: the largest share of rows set aside (0-1) before the whole "
         "file is refused as a mapping or export problem.",
     ),
-    params: Path | None = params_option("sections validate, features: the gate's limits"),
+    params: Path | None = params_option(
+        "sections validate, features: the gate's limits, and the exchange rates of a "
+        "revenue_recovered given in another currency"
+    ),
 ) -> None:
     """Convert an administration's declarations to the contract through a column mapping."""
     from features.intake.mapping import ingest_file
     from features.intake.rules import Limits
 
-    limits = Limits.from_settings(settings_from(params)) if quarantine is not None else None
+    settings = settings_from(params)
+    limits = Limits.from_settings(settings) if quarantine is not None else None
     _echo_json(
         ingest_file(
             source=source,
@@ -204,6 +208,7 @@ def ingest(
             quarantine=quarantine,
             max_rejected=max_rejected,
             limits=limits,
+            fx_to_base=settings.features.fx,
         )
     )
 

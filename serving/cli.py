@@ -284,7 +284,7 @@ def outcomes_ingest(
         "--skip-unknown",
         help="Leave out (and count) results of declarations this store never decided.",
     ),
-    params: Path | None = params_option("section serve"),
+    params: Path | None = params_option("sections serve, validate, features.fx_to_base"),
 ) -> None:
     """Store inspection results, checked as POST /outcomes checks them: all or nothing (but
     for the results of declarations never decided here, with --skip-unknown)."""
@@ -316,7 +316,8 @@ def outcomes_ingest(
                 f"does not map: map them (e.g. {unmapped[0]}: {unmapped[0]}) or drop them from "
                 "the file; a result stored without them could not be completed later"
             )
-        raw, local_times = map_outcomes(source, spec)
+        # a revenue given in another currency is put in EUR with features.fx_to_base
+        raw, local_times = map_outcomes(source, spec, settings.features.fx)
         dst = {k: n for k, n in warn_local_times(file, local_times).items() if n}
     else:
         raw, _ = read_raw_declarations(file)

@@ -37,7 +37,9 @@ it, both counted in the summary) and ``offset`` (a duration added after reading,
 ``decimal``, ``thousands`` and ``scale`` (a multiplier > 0) for numbers; ``units`` (unit ->
 multiplier, for numbers written with their unit: ``350 g``) and ``part`` (``number`` or
 ``unit``: one side of a cell holding a number and its unit or currency, ``12,50 €``);
-``country_codes`` (``alpha3`` or ``numeric`` ISO 3166 codes -> alpha-2); ``values`` (a code
+``country_codes`` (``alpha3`` or ``numeric`` ISO 3166 codes -> alpha-2); ``currency`` (for
+``revenue_recovered`` only: the ISO 4217 code its amounts are in, or ``row`` for the row's
+declared currency; converted to EUR at ingest, ``rates_to_eur``); ``values`` (a code
 table: every non-empty source value must be a key, else it is an error; ``ignore_case: true``
 matches its keys whatever the case);
 ``true_values``/``false_values`` for booleans. Timestamps without a timezone or offset are taken
@@ -91,6 +93,7 @@ from features.intake.contract import (
     ExtraColumn,
     ExtraKind,
     coerce_declarations,
+    parse_text,
 )
 from features.intake.io import (
     atomic_write,
@@ -101,6 +104,7 @@ from features.intake.io import (
     write_declarations,
 )
 from features.intake.iso3166 import ALPHA3_TO_ALPHA2, NUMERIC_TO_ALPHA2
+from features.intake.iso4217 import COMMON_MISTAKES, ISO_4217
 from features.params import DEFAULT_MAX_REJECTED
 from features.yamlio import UniqueKeyLoader
 
@@ -112,6 +116,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 DEFAULT_NULL_VALUES = ("", "NULL", "null", "N/A", "n/a", "NaN", "nan", "None")
+# revenue_recovered: {currency: row}: each amount is in the row's declared currency
+ROW_CURRENCY = "row"
 _EXAMPLES = 5
 OUTPUT_SUFFIXES = (".parquet", ".pq")
 # spreadsheets calamine reads (Excel's current and 97-2003 formats, binary workbooks, ODF)
@@ -224,6 +230,10 @@ class _Spec(BaseModel):
     false_values: list[str] | None = None
     default: Any = None  # the value of an empty source cell (read like any source value)
     offset: str | None = None  # timestamps: added after reading, e.g. "1 day", "-2 hours"
+    # revenue_recovered: the currency its amounts are in, an ISO 4217 code ("BRL") or "row"
+    # (the row's declared currency); converted at ingest to EUR, the contract's unit, with
+    # features.fx_to_base (``_revenue_to_eur``)
+    currency: str | None = None
 
     @field_validator("values", mode="before")
     @classmethod
@@ -277,6 +287,18 @@ class _Spec(BaseModel):
             if pd.isna(delta):
                 raise ValueError(f"offset {value!r} is not a duration")
         return value
+
+    @field_validator("currency")
+    @classmethod
+    def _currency_code(cls, value: str | None) -> str | None:
+        if value is None or value == ROW_CURRENCY or value in ISO_4217:
+            return value
+        hint = COMMON_MISTAKES.get(str(value).strip().upper(), str(value).strip().upper())
+        raise ValueError(
+            f"currency {value!r} is neither an ISO 4217 code"
+            + (f" (write {hint})" if hint in ISO_4217 else " (e.g. BRL, USD, XOF)")
+            + f" nor {ROW_CURRENCY!r} (the row's declared currency)"
+        )
 
     @field_validator("timezone")
     @classmethod
@@ -559,8 +581,30 @@ class Mapping(BaseModel):
                 problems.append(f"{name}: 'lost_leading_zero' restores HS codes only")
             if spec.country_codes is not None and not spec.sources:
                 problems.append(f"{name}: 'country_codes' converts a column, not a constant")
+            if spec.currency is not None and name != "revenue_recovered":
+                problems.append(
+                    f"{name}: 'currency' converts revenue_recovered only"
+                    + (" (a numeric extra in the row's currency takes amount: true)")
+                    * (name not in FIELDS_BY_NAME)
+                )
         if problems:
             raise ValueError("; ".join(problems))
+        return self
+
+    @model_validator(mode="after")
+    def _row_currency_mapped(self) -> Mapping:
+        revenue = self.columns.get("revenue_recovered")
+        if (
+            revenue is not None
+            and revenue.currency == ROW_CURRENCY
+            and "currency" not in self.columns
+        ):
+            raise ValueError(
+                "revenue_recovered: currency: row converts each amount by the row's "
+                "declared currency, and 'currency' is not mapped: map it, or give the code "
+                "the amounts are in (currency: BRL; a results mapping, which maps no "
+                "currency, always gives the code)"
+            )
         return self
 
     @model_validator(mode="after")
@@ -1226,10 +1270,16 @@ def _part_text(column: pd.Series) -> pd.Series:
     return text.where(text.notna() & text.ne(""))
 
 
-def apply_mapping(raw: pd.DataFrame, mapping: Mapping) -> tuple[pd.DataFrame, Contract]:
-    """Convert a frame with source columns to canonical contract dtypes (plus the extras)."""
+def apply_mapping(
+    raw: pd.DataFrame, mapping: Mapping, fx_to_base: dict[str, float] | None = None
+) -> tuple[pd.DataFrame, Contract]:
+    """Convert a frame with source columns to canonical contract dtypes (plus the extras).
+
+    ``fx_to_base`` (features.fx_to_base) is needed when the mapping gives revenue_recovered's
+    currency."""
     raw, mapping = join_columns(raw, mapping)
-    declarations, contract, _ = _map_declarations(raw, mapping)
+    eur_rates = rates_to_eur(mapping, fx_to_base)
+    declarations, contract, _ = _map_declarations(raw, mapping, eur_rates=eur_rates)
     return declarations, contract
 
 
@@ -1242,7 +1292,11 @@ def _targets(mapping: Mapping) -> list[tuple[str, str, _Spec]]:
 
 
 def _map_declarations(
-    raw: pd.DataFrame, mapping: Mapping, *, keep_index: bool = False
+    raw: pd.DataFrame,
+    mapping: Mapping,
+    *,
+    keep_index: bool = False,
+    eur_rates: dict[str, float] | None = None,
 ) -> tuple[pd.DataFrame, Contract, dict[str, list[tuple[int, str]]]]:
     """``apply_mapping``, and the local times read specially, as ``_convert_all`` returns them.
 
@@ -1263,7 +1317,7 @@ def _map_declarations(
         else None
     )
 
-    converted, local_times = _convert_all(raw, _targets(mapping), ids)
+    converted, local_times = _convert_all(raw, _targets(mapping), ids, eur_rates)
     frame = pd.DataFrame(converted, index=raw.index)
     if with_outcomes:
         for f in FIELDS:
@@ -1564,8 +1618,12 @@ def ingest_file(
     quarantine: Path | None = None,
     max_rejected: float = DEFAULT_MAX_REJECTED,
     limits: Limits | None = None,
+    fx_to_base: dict[str, float] | None = None,
 ) -> dict:
     """Read ``source``, apply the mapping, write contract Parquet to ``out`` atomically.
+
+    ``fx_to_base`` (features.fx_to_base) converts a revenue_recovered the mapping gives in
+    another currency to EUR (``rates_to_eur``).
 
     By default any value that does not convert stops the ingest, and the gate (``validate``)
     judges the rest later. With ``quarantine`` (a CSV path), rows that do not convert or that
@@ -1582,6 +1640,7 @@ def ingest_file(
     if quarantine is not None:
         _check_quarantine_path(Path(quarantine), Path(source), Path(out), max_rejected)
     mapping = load_mapping(mapping_path)
+    eur_rates = rates_to_eur(mapping, fx_to_base)  # before reading: a missing rate is no row's
     raw = read_source(source, mapping)
     source_names = [str(c) for c in raw.columns]
     used = set(mapping.source_columns())
@@ -1608,10 +1667,10 @@ def ingest_file(
         )
     rejected = None
     if quarantine is None:
-        declarations, contract, local_times = _map_declarations(raw, mapping)
+        declarations, contract, local_times = _map_declarations(raw, mapping, eur_rates=eur_rates)
     else:
         declarations, contract, local_times, rejected = _map_setting_aside(
-            raw, mapping, limits, max_rejected, source
+            raw, mapping, limits, max_rejected, source, eur_rates
         )
     dst = warn_local_times(source, local_times)
     blanked = local_times.get("outcomes_blanked", [])
@@ -1639,6 +1698,7 @@ def ingest_file(
         "ignored_source_column_names": ignored,
         "hs_code_zeros_restored": restored,
         "hs_code_groups_joined": joined,
+        **_revenue_summary(mapping, declarations),
         **dst,
         **(
             {
@@ -1651,6 +1711,17 @@ def ingest_file(
         "output": str(out),
         **(_quarantine_summary(rejected, len(raw), quarantine) if rejected is not None else {}),
     }
+
+
+def _revenue_summary(mapping: Mapping, declarations: pd.DataFrame) -> dict:
+    """How many recovered amounts were converted to EUR, and from what."""
+    spec = mapping.columns.get("revenue_recovered")
+    if spec is None or spec.currency is None:
+        return {}
+    converted = int(declarations["revenue_recovered"].notna().sum())
+    source = "each row's declared currency" if spec.currency == ROW_CURRENCY else spec.currency
+    logger.info("revenue_recovered: %d amount(s) converted from %s to EUR", converted, source)
+    return {"revenue_recovered_converted_to_eur": {"from": source, "rows": converted}}
 
 
 # --------------------------------------------------------------------------------------------
@@ -1694,6 +1765,7 @@ def _map_setting_aside(
     limits: Limits | None,
     max_rejected: float,
     source: Path,
+    eur_rates: dict[str, float] | None = None,
 ) -> tuple[pd.DataFrame, Contract, dict[str, list[tuple[int, str]]], _Rejected]:
     """``_map_declarations`` of the rows that convert and pass the gate's fault rules; and the
     others as the source holds them, with their row number and reasons."""
@@ -1703,9 +1775,11 @@ def _map_setting_aside(
 
     _check_structure(raw, mapping)  # a mapping that does not fit the file is no row's fault
     raw = raw.reset_index(drop=True)
-    reasons = _unconvertible_rows(raw, mapping)
+    reasons = _unconvertible_rows(raw, mapping, eur_rates)
     kept = raw.drop(index=list(reasons))
-    declarations, contract, local_times = _map_declarations(kept, mapping, keep_index=True)
+    declarations, contract, local_times = _map_declarations(
+        kept, mapping, keep_index=True, eur_rates=eur_rates
+    )
     declarations = declarations.reset_index(drop=True)
     if limits is None:
         from features.intake.rules import Limits
@@ -1737,7 +1811,9 @@ def _map_setting_aside(
     return declarations, contract, local_times, _Rejected(rows, counts)
 
 
-def _unconvertible_rows(raw: pd.DataFrame, mapping: Mapping) -> dict[int, list[tuple[str, str]]]:
+def _unconvertible_rows(
+    raw: pd.DataFrame, mapping: Mapping, eur_rates: dict[str, float] | None = None
+) -> dict[int, list[tuple[str, str]]]:
     """Source row position -> (reason, message) for each value of the row that does not
     convert, for every row with one."""
     id_spec = mapping.columns.get("declaration_id")
@@ -1750,7 +1826,8 @@ def _unconvertible_rows(raw: pd.DataFrame, mapping: Mapping) -> dict[int, list[t
     reasons: dict[int, list[tuple[str, str]]] = {}
     for _ in range(_MAX_CONVERSION_PASSES):
         left = raw.drop(index=list(reasons))
-        unconverted = _convert_columns(left, targets, None if ids is None else ids[left.index])[2]
+        shown_ids = None if ids is None else ids[left.index]
+        unconverted = _convert_columns(left, targets, shown_ids, eur_rates)[2]
         if not unconverted:
             return reasons
         for item in unconverted:
@@ -1815,6 +1892,7 @@ __all__ = [
     "map_outcomes",
     "parse_mapping",
     "parse_mapping_text",
+    "rates_to_eur",
     "read_source",
     "restore_hs_zeros",
     "warn_local_times",
@@ -1852,19 +1930,23 @@ def warn_local_times(source: Any, local_times: dict[str, list[tuple[int, str]]])
     }
 
 
-def apply_outcome_mapping(raw: pd.DataFrame, mapping: Mapping) -> pd.DataFrame:
+def apply_outcome_mapping(
+    raw: pd.DataFrame, mapping: Mapping, fx_to_base: dict[str, float] | None = None
+) -> pd.DataFrame:
     """An export of inspection results -> ``declaration_id`` and the mapped outcome fields.
 
     Values are converted as in ``apply_mapping`` (formats, zones, codes, units) but not checked:
     the results' checker (``serving.outcomes``) applies the contract's rules to them.
     """
-    return map_outcomes(raw, mapping)[0]
+    return map_outcomes(raw, mapping, fx_to_base)[0]
 
 
 def map_outcomes(
-    raw: pd.DataFrame, mapping: Mapping
+    raw: pd.DataFrame, mapping: Mapping, fx_to_base: dict[str, float] | None = None
 ) -> tuple[pd.DataFrame, dict[str, list[tuple[int, str]]]]:
-    """``apply_outcome_mapping``, and the local times read specially (``warn_local_times``)."""
+    """``apply_outcome_mapping``, and the local times read specially (``warn_local_times``).
+
+    ``fx_to_base`` converts a revenue_recovered given in another currency (``rates_to_eur``)."""
     import pandas as pd
 
     wanted = {"declaration_id"} | {f.name for f in FIELDS if f.scope == "outcome"}
@@ -1881,7 +1963,7 @@ def map_outcomes(
     id_spec = mapping.columns["declaration_id"]
     ids = _as_text(raw[id_spec.column]) if id_spec.column is not None else None
     targets = [(name, FIELDS_BY_NAME[name].kind, spec) for name, spec in mapping.columns.items()]
-    converted, local_times = _convert_all(raw, targets, ids)
+    converted, local_times = _convert_all(raw, targets, ids, rates_to_eur(mapping, fx_to_base))
     return pd.DataFrame(converted, index=raw.index), local_times
 
 
@@ -1921,7 +2003,10 @@ class _Unconverted:
 
 
 def _convert_all(
-    raw: pd.DataFrame, targets: list[tuple[str, str, Any]], ids: pd.Series | None
+    raw: pd.DataFrame,
+    targets: list[tuple[str, str, Any]],
+    ids: pd.Series | None,
+    eur_rates: dict[str, float] | None = None,
 ) -> tuple[dict[str, pd.Series], dict[str, list[tuple[int, str]]]]:
     """Each target (name, kind, spec) converted from its source column or constant; every
     column that does not convert is named with examples, in one error.
@@ -1929,7 +2014,7 @@ def _convert_all(
     Also returned: the local times a timezone read specially, by mark (``skipped``,
     ``repeated``: see ``_localise``), as (count, "field (source column): examples") per field.
     """
-    out, local_times, unconverted = _convert_columns(raw, targets, ids)
+    out, local_times, unconverted = _convert_columns(raw, targets, ids, eur_rates)
     if unconverted:
         if ids is not None and _holding_nul(ids).any():
             ids = None  # examples would print the NULs raw; declaration_id's own error shows them
@@ -1939,10 +2024,16 @@ def _convert_all(
 
 
 def _convert_columns(
-    raw: pd.DataFrame, targets: list[tuple[str, str, Any]], ids: pd.Series | None
+    raw: pd.DataFrame,
+    targets: list[tuple[str, str, Any]],
+    ids: pd.Series | None,
+    eur_rates: dict[str, float] | None = None,
 ) -> tuple[dict[str, pd.Series], dict[str, list[tuple[int, str]]], list[_Unconverted]]:
     """``_convert_all`` without raising: the columns that convert, the local-time marks, and
-    what does not convert (a column with a problem is left out of the first)."""
+    what does not convert (a column with a problem is left out of the first).
+
+    ``eur_rates`` (``rates_to_eur``) converts a revenue_recovered given in another currency.
+    """
     import pandas as pd
 
     out: dict[str, pd.Series] = {}
@@ -1971,4 +2062,80 @@ def _convert_columns(
             if mask.any():
                 where = f"{name} ({origin}): {_examples(shown, mask, ids)}"
                 local_times[mark].append((int(mask.sum()), where))
+    spec = next((spec for name, _, spec in targets if name == "revenue_recovered"), None)
+    if spec is not None and spec.currency is not None and "revenue_recovered" in out:
+        failed = _revenue_to_eur(out, spec, eur_rates)
+        if failed is not None:
+            unconverted.append(failed)
     return out, local_times, unconverted
+
+
+def rates_to_eur(mapping: Mapping, fx_to_base: dict[str, float] | None) -> dict[str, float] | None:
+    """Each currency's rate to EUR, from features.fx_to_base, when the mapping gives the
+    currency of revenue_recovered; None when it gives none (the amounts are in EUR already).
+
+    Revenue is converted at ingest, not later like declared values: it is a recorded fact in
+    the contract's unit (EUR), read by the gate's plausibility rule, the results store, the
+    entity histories, the revenue model's labels and its evaluation, so one conversion here
+    keeps every reader on one scale. The rate is the one of the ingest, as a recovered amount
+    is final.
+    """
+    spec = mapping.columns.get("revenue_recovered")
+    if spec is None or spec.currency is None:
+        return None
+    if fx_to_base is None:
+        raise ContractError(
+            f"revenue_recovered is given in {spec.currency}: converting it to EUR needs the "
+            "exchange rates of features.fx_to_base"
+        )
+    eur = fx_to_base.get("EUR")
+    if eur is None or not math.isfinite(eur) or eur <= 0:
+        raise ContractError(
+            f"revenue_recovered (currency: {spec.currency}) is recorded in EUR, the contract's "
+            "unit, and features.fx_to_base in params.yaml has no rate for EUR: add it (the "
+            "value of 1 EUR in the base currency)"
+        )
+    rates = {code: rate / eur for code, rate in fx_to_base.items()}
+    if spec.currency != ROW_CURRENCY and spec.currency not in rates:
+        raise ContractError(
+            f"revenue_recovered (currency: {spec.currency}): features.fx_to_base in params.yaml "
+            f"has no rate for {spec.currency}; add it, or the amounts could not be put in EUR"
+        )
+    return rates
+
+
+def _revenue_to_eur(
+    out: dict[str, pd.Series], spec: _Spec, eur_rates: dict[str, float] | None
+) -> _Unconverted | None:
+    """Put ``out["revenue_recovered"]`` in EUR by the spec's ``currency``, in place; the rows
+    whose amount has no rate (currency: row, a currency missing from the table) are returned
+    as not converting, never kept on the wrong scale."""
+    import pandas as pd
+
+    if eur_rates is None:
+        raise ContractError(
+            "revenue_recovered gives a currency: its conversion needs rates_to_eur(...)"
+        )
+    amounts = out["revenue_recovered"]
+    if spec.currency == ROW_CURRENCY:
+        if "currency" not in out:  # itself not converted: named there; revenue waits for it
+            del out["revenue_recovered"]
+            return None
+        codes = parse_text(out["currency"].astype("object"), case="upper")
+    else:
+        codes = pd.Series(spec.currency, index=amounts.index, dtype="object")
+    rate = codes.map(eur_rates).astype("float64")
+    missing = amounts.notna() & rate.isna()
+    out["revenue_recovered"] = amounts * rate
+    if not missing.any():
+        return None
+    del out["revenue_recovered"]
+    common = ", ".join(map(str, codes[missing].fillna("(no currency)").value_counts().index[:5]))
+    return _Unconverted(
+        "revenue_recovered",
+        f"source column {spec.column!r}" if spec.column else "constant value",
+        f"amounts in currencies without a rate in features.fx_to_base ({common}), so they "
+        "cannot be put in EUR: add the rates to params.yaml",
+        missing,
+        codes.fillna("(no currency)"),
+    )

@@ -189,6 +189,32 @@ def test_ingest_a_mapped_file_through_the_same_checks(store, tmp_path: Path) -> 
     assert post(store, result()) == {"stored": 0, "unchanged": 1}
 
 
+def test_ingest_a_results_file_with_revenue_in_another_currency(store, tmp_path: Path) -> None:
+    source = tmp_path / "results.csv"
+    source.write_text(
+        "DECL;DATE;RESULT;KIND;RECOVERED\n"
+        "D1;03/05/2026 11:00;POS;undervaluation;62,5\n"
+        "D2;03/05/2026 11:00;NEG;;\n"
+    )
+    mapping = tmp_path / "mapping.yaml"
+    mapping.write_text(
+        "columns:\n"
+        "  declaration_id: DECL\n"
+        "  inspected_at: {column: DATE, format: '%d/%m/%Y %H:%M', timezone: Europe/Paris}\n"
+        "  illicit: {column: RESULT, values: {POS: true, NEG: false}}\n"
+        "  offence_type: KIND\n"
+        "  revenue_recovered: {column: RECOVERED, decimal: ',', currency: BRL}\n"
+    )
+    params = tmp_path / "params.yaml"
+    params.write_text("features:\n  fx_to_base: {EUR: 1.0, BRL: 0.2}\n")
+    args = ["outcomes", "ingest", str(source), "--mapping", str(mapping)]
+    args += ["--db", store.test_location, "--params", str(params)]
+    run = _invoke(*args)
+    assert run.exit_code == 0, run.output
+    # 62.5 BRL x 0.2 = 12.5 EUR: the result the API's fixture posts in EUR
+    assert post(store, result()) == {"stored": 0, "unchanged": 1}
+
+
 def test_a_mapped_file_with_results_the_mapping_leaves_out_is_refused(
     store, tmp_path: Path
 ) -> None:

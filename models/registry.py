@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from features.errors import ParcelriskError
-from models.bundle import RiskModel
+from models.bundle import BUNDLE_FILE, RiskModel
 
 if TYPE_CHECKING:
     from mlflow import ActiveRun, MlflowClient
@@ -39,6 +39,9 @@ EXPERIMENT = "parcelrisk"
 BUNDLE_ARTIFACT = "bundle"
 ENTITY_STATE_ARTIFACT = "entity_state"
 ENTITY_STATE_META = "meta.json"
+# on each registered version: the SHA-256 of its bundle.json, which holds the digests of the
+# bundle's other files and the entity state's fingerprint (``load_version`` checks the chain)
+BUNDLE_DIGEST_TAG = "bundle.sha256"
 # What a version with missing artifacts most likely is: versions registered before
 # ``log_training`` registered last could be left so by a train killed or out of disk space.
 INTERRUPTED_TRAINING = (
@@ -295,9 +298,46 @@ def log_training(
             "thresholds_version": model.thresholds.version,
             "features_dir": str(features_dir.resolve()),
             "ground_truth": str(Path(ground_truth_path).resolve()) if ground_truth_path else "",
+            BUNDLE_DIGEST_TAG: _sha256(bundle_dir / BUNDLE_FILE),
         }
         version = _register_version(f"models:/{info.model_id}", model_name, tags)
     return LoggedModel(model_name, version, run.info.run_id, headline=result.headline)
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _check_registered_bundle(mv: ModelVersion, bundle_dir: Path) -> None:
+    """Refuse a bundle whose ``bundle.json`` is not the one registered with the version.
+
+    ``bundle.json`` records the digests of the bundle's other files (``check_bundle_digests``)
+    and the entity state's fingerprint, so one digest kept apart from the artifacts anchors them
+    all: the registry (the tracking database) and the artifact store are separate stores, and a
+    write to the artifacts alone (a swapped booster with a recomputed bundle.json) no longer
+    loads as the version that was gated and promoted. Versions registered before the tag
+    existed load as they did.
+    """
+    registered = (mv.tags or {}).get(BUNDLE_DIGEST_TAG)
+    if registered is None:
+        log.info(
+            "model %s v%s: no %s tag (registered before it existed)",
+            mv.name,
+            mv.version,
+            BUNDLE_DIGEST_TAG,
+        )
+        return
+    path = bundle_dir / BUNDLE_FILE
+    actual = _sha256(path) if path.is_file() else "missing"
+    if actual != registered:
+        raise ParcelriskError(
+            f"model {mv.name!r} version {mv.version} (run {mv.run_id}): {BUNDLE_ARTIFACT}/"
+            f"{BUNDLE_FILE} is not the one registered with the version (SHA-256 "
+            f"{actual[:12]}, registered {str(registered)[:12]}): the artifacts were changed after "
+            "training; a version's files are never rewritten, so it is refused (train again)"
+        )
 
 
 def _register_version(model_uri: str, model_name: str, tags: dict[str, str]) -> str:
@@ -416,6 +456,7 @@ def load_version(
                 f"model {name!r} version {version} (run {mv.run_id}): artifact {artifact}/ is "
                 f"empty: {INTERRUPTED_TRAINING}"
             )
+    _check_registered_bundle(mv, paths[BUNDLE_ARTIFACT])
     try:
         model = RiskModel.load(paths[BUNDLE_ARTIFACT])
     except ParcelriskError as exc:  # a corrupt or edited file: say which version holds it

@@ -191,3 +191,60 @@ def test_a_registered_version_with_a_corrupted_booster_is_refused_naming_it(
     assert "\n" not in message
     assert message.startswith(f"model 'parcel-risk' version {version} (run ")
     assert f"{RISK_MODEL_FILE} does not match the SHA-256 digest recorded at training" in message
+
+
+def _rewrite_bundle_consistently(bundle: Path) -> None:
+    """What a write to the artifact store alone can do: edit a booster and recompute the
+    digests in bundle.json, so every check inside the bundle passes."""
+    from models.bundle import digest_bundle_files
+
+    _edit_first_leaf_value(bundle / RISK_MODEL_FILE)
+    payload = json.loads((bundle / BUNDLE_FILE).read_text())
+    payload[DIGESTS_KEY] = digest_bundle_files(bundle)
+    (bundle / BUNDLE_FILE).write_text(json.dumps(payload, indent=1))
+
+
+def test_a_version_carries_the_digest_of_its_bundle_json(registered) -> None:
+    import hashlib
+
+    from models.registry import BUNDLE_ARTIFACT, BUNDLE_DIGEST_TAG
+
+    mv = registered["client"].get_model_version("parcel-risk", registered["version"])
+    bundle_json = registered["artifacts"] / BUNDLE_ARTIFACT / BUNDLE_FILE
+    assert mv.tags[BUNDLE_DIGEST_TAG] == hashlib.sha256(bundle_json.read_bytes()).hexdigest()
+
+
+def test_a_bundle_rewritten_with_fresh_digests_is_refused_by_the_registry_tag(
+    registered, tmp_path
+) -> None:
+    from models.registry import BUNDLE_ARTIFACT, load_version
+
+    client, version = registered["client"], registered["version"]
+    bundle = registered["artifacts"] / BUNDLE_ARTIFACT
+    saved = {p.name: p.read_bytes() for p in bundle.iterdir()}
+    _rewrite_bundle_consistently(bundle)
+    try:
+        RiskModel.load(bundle)  # the bundle alone cannot tell: its digests were recomputed
+        with pytest.raises(ParcelriskError) as caught:
+            load_version(client, "parcel-risk", version, tmp_path / "after")
+    finally:
+        for name, data in saved.items():
+            (bundle / name).write_bytes(data)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert f"version {version}" in message
+    assert "is not the one registered with the version" in message
+    load_version(client, "parcel-risk", version, tmp_path / "restored")  # untouched: loads
+
+
+def test_a_version_registered_before_the_tag_loads_as_before(registered, tmp_path) -> None:
+    from models.registry import BUNDLE_DIGEST_TAG, load_version
+
+    client, version = registered["client"], registered["version"]
+    digest = client.get_model_version("parcel-risk", version).tags[BUNDLE_DIGEST_TAG]
+    client.delete_model_version_tag("parcel-risk", version, BUNDLE_DIGEST_TAG)
+    try:
+        model, _, _ = load_version(client, "parcel-risk", version, tmp_path / "old")
+    finally:
+        client.set_model_version_tag("parcel-risk", version, BUNDLE_DIGEST_TAG, digest)
+    assert model.risk_booster is not None

@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -129,6 +130,14 @@ outcomes = sa.Table(
     # the results' own chain (serving.audit.chain.chain_results); added to an older table
     sa.Column("prev_mac", sa.LargeBinary),
     sa.Column("mac", sa.LargeBinary),
+)
+# auditor sessions signed out before their cookie expires (``serving.auditor.session``): as
+# the SQLite store's table, the token's digest until the token's own expiry, dropped after it
+revoked_sessions = sa.Table(
+    "revoked_sessions",
+    metadata,
+    sa.Column("session_id", sa.Text, primary_key=True),
+    sa.Column("expires_at", sa.BigInteger, nullable=False),  # unix seconds
 )
 
 _RESULT_VALUES = [outcomes.c[name] for name in RESULT_FIELDS]  # the MAC's order
@@ -540,7 +549,31 @@ class PostgresDecisionStore:
                 )
         return len(waiting)
 
+    def revoke_session(self, session_id: str, expires_at: int) -> None:
+        """Keep an auditor session signed out until ``expires_at`` (unix seconds); expired
+        sign-outs are dropped in the same transaction. Not in the chain writers' turn: the
+        table is no part of the chain."""
+        from sqlalchemy.dialects.postgresql import insert
+
+        now = int(time.time())
+        with unavailable_as_error(self.engine), self.engine.begin() as conn:
+            conn.execute(revoked_sessions.delete().where(revoked_sessions.c.expires_at <= now))
+            conn.execute(
+                insert(revoked_sessions)
+                .values(session_id=session_id, expires_at=int(expires_at))
+                .on_conflict_do_nothing(index_elements=[revoked_sessions.c.session_id])
+            )
+
     # --- reading -----------------------------------------------------------------------------
+
+    def session_revoked(self, session_id: str) -> bool:
+        """Whether the auditor session was signed out: one primary-key lookup, on the pool of
+        the auditor's reads (not the scoring path's)."""
+        query = sa.select(revoked_sessions.c.session_id).where(
+            revoked_sessions.c.session_id == session_id
+        )
+        with self._reading() as conn:
+            return conn.execute(query).first() is not None
 
     def delivery(self, decision_id: str) -> dict[str, str | None] | None:
         with self._reading() as conn:

@@ -201,6 +201,14 @@ CREATE TABLE IF NOT EXISTS chain_cuts (
     archive TEXT NOT NULL,
     mac BLOB NOT NULL
 );
+-- Auditor sessions signed out before their cookie expires (``serving.auditor.session``): the
+-- SHA-256 of the token's signed part, never the token, kept until the token's own expiry. Only
+-- the sign-outs of the last session lifetime are here (older ones are dropped on insert), so the
+-- drop scans a small table and needs no index of its own.
+CREATE TABLE IF NOT EXISTS revoked_sessions (
+    session_id TEXT PRIMARY KEY,
+    expires_at INTEGER NOT NULL  -- unix seconds
+);
 """
 _INSERT = f"INSERT INTO decisions ({','.join(_COLUMNS)}) VALUES ({','.join('?' * len(_COLUMNS))})"
 _READ = f"SELECT {','.join(_COLUMNS)} FROM decisions"
@@ -230,6 +238,12 @@ _WAITING = (
     "SELECT decision_id FROM undelivered WHERE redelivered_at IS NULL AND decision_id IN ({ids})"
 )
 _DELIVERY = "SELECT reason, marked_at, redelivered_at FROM undelivered WHERE decision_id = ?"
+_REVOKE = (
+    "INSERT INTO revoked_sessions (session_id, expires_at) VALUES (?, ?) "
+    "ON CONFLICT (session_id) DO NOTHING"
+)
+_PRUNE_REVOKED = "DELETE FROM revoked_sessions WHERE expires_at <= ?"
+_REVOKED = "SELECT 1 FROM revoked_sessions WHERE session_id = ?"
 _N_STORED = len(STORED_FIELDS)
 _FEATURES = STORED_FIELDS.index("features")
 
@@ -737,6 +751,32 @@ class SqliteDecisionStore:
         if row is None:
             return None
         return {"reason": row[0], "marked_at": row[1], "redelivered_at": row[2]}
+
+    def revoke_session(self, session_id: str, expires_at: int) -> None:
+        """Keep an auditor session signed out until ``expires_at`` (unix seconds); expired
+        sign-outs are dropped in the same transaction."""
+        now = int(time.time())
+
+        def revoke() -> None:
+            self._conn.execute(_PRUNE_REVOKED, (now,))
+            self._conn.execute(_REVOKE, (session_id, int(expires_at)))
+
+        self._write(revoke)
+
+    def session_revoked(self, session_id: str) -> bool:
+        """Whether the auditor session was signed out; ``StoreUnavailable`` when the file
+        cannot be read now (the caller refuses the page: it cannot tell)."""
+        try:
+            with self._read_lock:
+                row = self._reader.execute(_REVOKED, (session_id,)).fetchone()
+        except sqlite3.Error as exc:
+            if not _is_unavailable(exc):
+                raise
+            raise StoreUnavailable(
+                f"decision store {self.path.name} cannot be read now: {exc} "
+                f"({exc.sqlite_errorname})"
+            ) from exc
+        return row is not None
 
     def _write(self, statements: Callable[[], object]) -> None:
         """``statements`` in one write transaction, in the writers' turn (all or nothing); the

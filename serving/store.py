@@ -72,6 +72,19 @@ class DecisionStore(Protocol):
     def last_seq(self) -> int:
         """The seq of the last decision recorded (0 when none)."""
 
+    # --- auditor sign-outs (``serving.auditor.session``): kept here because every worker and
+    # replica opens this store; not part of the chain (a fact about sessions, not decisions).
+
+    def revoke_session(self, session_id: str, expires_at: int) -> None:
+        """Keep the session ``session_id`` (a digest, never a token) signed out until
+        ``expires_at`` (unix seconds), when its token expires anyway; sign-outs already past
+        theirs are dropped in the same transaction. ``StoreUnavailable`` when it cannot be
+        written now: the session is then not signed out."""
+
+    def session_revoked(self, session_id: str) -> bool:
+        """Whether the session was signed out (a primary-key lookup). Expiry is not looked at:
+        an expired token is refused before it is asked about."""
+
     # --- the tamper-evident chain (``serving.audit.chain``): every store keeps the same one,
     # made inside its write transaction, one writer at a time, keyed with the audit key.
 

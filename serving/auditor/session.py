@@ -6,6 +6,11 @@ the MAC an HMAC-SHA256 under a secret derived from the audit key and the configu
 keys (``session_secret``). Changing the auditor keys (revoking one) changes the secret and ends
 every session; a token whose key id is no longer configured is refused as well. Holding an
 auditor key is not enough to forge a session (the audit key is mixed in).
+
+Signing out cannot be undone by a cookie alone: a copy of it would stay valid until it expires.
+So a signed-out session's ``session_id`` (a digest of its token, never the token) is kept in the
+decision store every worker and replica opens until the token expires, and every page asks the
+store whether its session is one of them (``serving.auditor.pages``).
 """
 
 from __future__ import annotations
@@ -27,6 +32,9 @@ _LABEL = b"parcelrisk-auditor-session-v1\x1f"
 class Session:
     key_id: str  # the auditor key it was opened with (``features.keys.key_id``)
     expires_at: int  # unix seconds
+    # SHA-256 of the token's signed part (version, key id, expiry, nonce): names the session in
+    # the store's sign-outs; the token itself cannot be rebuilt from it
+    session_id: str
 
 
 def session_secret(server_key: bytes, auditor_keys: Iterable[bytes]) -> bytes:
@@ -69,7 +77,7 @@ def verify_token(
     expires_at = int(expires)
     if not now < expires_at <= now + max_ttl_s or key_id not in set(key_ids):
         return None
-    return Session(key_id, expires_at)
+    return Session(key_id, expires_at, hashlib.sha256(payload.encode()).hexdigest())
 
 
 def cookie_header(token: str, *, max_age_s: int, secure: bool) -> str:

@@ -163,6 +163,51 @@ def test_a_store_keeps_undelivered_decisions_for_the_retry(store) -> None:
     assert store.mark_redelivered(["dec1"]) == 0
 
 
+def _sql(store, statement: str):
+    """``statement`` run on the store's database directly; the first value of its first row."""
+    if isinstance(store, SqliteDecisionStore):
+        conn = sqlite3.connect(store.path, isolation_level=None)
+        try:
+            row = conn.execute(statement).fetchone()
+        finally:
+            conn.close()
+        return None if row is None else row[0]
+    with store.engine.begin() as conn:
+        result = conn.exec_driver_sql(statement)
+        return result.scalar() if result.returns_rows else None
+
+
+def test_a_store_keeps_a_sign_out_for_every_handle(store) -> None:
+    later = int(time.time()) + 600
+    assert not store.session_revoked("s1")
+    store.revoke_session("s1", later)
+    store.revoke_session("s1", later)  # a copy of the cookie signed out as well: one row
+    assert _sql(store, "SELECT COUNT(*) FROM revoked_sessions") == 1
+    other = open_store(store.source, read_only=True)  # another worker's review handle
+    try:
+        assert other.session_revoked("s1") and not other.session_revoked("s2")
+    finally:
+        other.close()
+
+
+def test_a_store_drops_sign_outs_once_their_tokens_expired(store) -> None:
+    now = int(time.time())
+    store.revoke_session("old", now - 1)  # its token has expired: nothing left to refuse
+    store.revoke_session("live", now + 600)  # the insert drops what expired
+    assert _sql(store, "SELECT COUNT(*) FROM revoked_sessions") == 1
+    assert store.session_revoked("live") and not store.session_revoked("old")
+
+
+def test_a_store_from_before_sign_outs_gets_their_table_when_opened(store) -> None:
+    _sql(store, "DROP TABLE revoked_sessions")
+    again = open_store(store.source)
+    try:
+        again.revoke_session("s1", int(time.time()) + 60)
+        assert again.session_revoked("s1")
+    finally:
+        again.close()
+
+
 def test_a_store_keeps_one_verifiable_chain(store) -> None:
     from serving.audit.verify import verify_store
 

@@ -121,10 +121,11 @@ class ScoringRuntime:
     def _replay(
         self, store: DecisionStore, results: SqliteOutcomeStore | PostgresOutcomeStore | None
     ) -> int:
-        """The log from the snapshot's cutoff on, in pages: declarations declared since the
-        cutoff, then results recorded since (what the snapshot does not hold)."""
+        """The log from the snapshot's last declaration on, in pages: declarations declared
+        since, then results recorded since (what the snapshot may not hold: the live state
+        skips what it does, by id at the last declaration's instant)."""
         assert self.live is not None
-        cutoff = self.live.snapshot.cutoff_us
+        cutoff = self.live.appends_from_us
         # everything up to the head is read below (rows failing the time filter are skipped)
         head = store.last_seq()
         added = 0

@@ -30,6 +30,7 @@ from features.pipeline.prepare import (
     entity_keys,
     entity_of,
     forget_unknown,
+    snapshot_horizon_us,
 )
 
 # features that need the recovered revenue of past inspections
@@ -706,7 +707,7 @@ class EntityHistoryFamily(Family):
 
     def fit_part(self, history: History, cutoff_us: int) -> EntityHistories:
         params, outcomes = history.params, history.outcomes
-        horizon = cutoff_us - params.max_window_days * US_PER_DAY
+        horizon = snapshot_horizon_us(cutoff_us, params)
         tables = {
             entity.spec: _table_of(history, entity, horizon)[0]
             for entity in entities_for(params, history.contract, history.manifest.inputs)
@@ -717,7 +718,7 @@ class EntityHistoryFamily(Family):
         """``fit_part``'s table of entity ``key`` from rows holding every row of their keys
         (``rows``: their numbers in the whole history), with the rows of its keys' first
         appearance and of its events, to be put in the whole history's order."""
-        horizon = cutoff_us - history.params.max_window_days * US_PER_DAY
+        horizon = snapshot_horizon_us(cutoff_us, history.params)
         table, first, decl_rows, out_rows = _table_of(history, entity_of(key), horizon)
         return {
             "table": table,
@@ -731,7 +732,7 @@ class EntityHistoryFamily(Family):
     ) -> EntityHistories:
         """``fit_part`` of the whole history from every partition's pieces of every entity
         (``outcomes``: every result recorded before ``cutoff_us``, in the history's order)."""
-        horizon = cutoff_us - ctx.params.max_window_days * US_PER_DAY
+        horizon = snapshot_horizon_us(cutoff_us, ctx.params)
         tables = {
             entity.spec: _merged_table(pieces[entity.spec])
             for entity in entities_for(ctx.params, ctx.contract, ctx.inputs)

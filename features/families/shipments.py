@@ -17,7 +17,13 @@ from features.params import FeatureParams
 from features.pipeline import history as hist
 from features.pipeline.family import Family, History, Rows, SpecContext, Values
 from features.pipeline.manifest import FeatureSpec
-from features.pipeline.prepare import Entity, entity_keys, entity_of, forget_unknown
+from features.pipeline.prepare import (
+    Entity,
+    entity_keys,
+    entity_of,
+    forget_unknown,
+    snapshot_horizon_us,
+)
 
 TOPS_DE_MINIMIS = "split_tops_de_minimis"
 
@@ -258,7 +264,7 @@ def append_events(rows: Rows, entity: Entity, part: RecentShipments) -> None:
 
 def recent_events(history: History, entity: Entity, cutoff_us: int) -> RecentShipments:
     """The declarations of ``entity`` inside the snapshot horizon before ``cutoff_us``."""
-    horizon = cutoff_us - history.params.max_window_days * hist.US_PER_DAY
+    horizon = snapshot_horizon_us(cutoff_us, history.params)
     rows, codes, keys = history.recent(entity, horizon)
     return RecentShipments(
         pd.Index(keys, dtype=object),
@@ -271,7 +277,7 @@ def recent_events(history: History, entity: Entity, cutoff_us: int) -> RecentShi
 def recent_piece(history: History, entity: Entity, cutoff_us: int, rows: np.ndarray) -> dict:
     """``recent_events`` of rows holding every row of their keys, each event with its row's
     number in the whole history (``rows``) and its key, for ``merge_recent``."""
-    horizon = cutoff_us - history.params.max_window_days * hist.US_PER_DAY
+    horizon = snapshot_horizon_us(cutoff_us, history.params)
     local, codes, keys = history.recent(entity, horizon)
     return {
         "row": rows[local],

@@ -141,7 +141,7 @@ def build_to_dir(
     from features.intake.pseudonym import process_key_id
     from features.intake.rules import Limits
     from features.intake.validation import require_valid
-    from features.pipeline.snapshot import entity_state_of
+    from features.pipeline.snapshot import entity_state_of, last_declared
 
     started = time.perf_counter()
     params = settings.features
@@ -199,6 +199,7 @@ def build_to_dir(
     outcomes = outcomes_known_at(declarations, history.outcomes, cutoff)
     known = History(history.prep, params, contract, manifest, outcomes, show_progress)
     known.share_codes(history)  # the same rows: the same codes of every key column
+    last = last_declared(declarations)
     del history, declarations
     gate = dataclasses.replace(gate, declarations=None)  # nor by the gate's record
     state = entity_state_of(
@@ -206,6 +207,7 @@ def build_to_dir(
         cutoff=cutoff,
         # the key read_declarations pseudonymised with: serving checks it has the same one
         pseudonym_key_id=process_key_id(),
+        last_declared=last,
     )
     log.debug("entity state: %.2f s", time.perf_counter() - step)
     state.save(out / STATE_DIR)

@@ -333,6 +333,7 @@ def _partial(part: pd.DataFrame, contract: Contract, params: FeatureParams) -> d
         "hs6_first": hs6.dropna().groupby("hs6", sort=False)["row"].min(),
         "first_per_item_us": int(t[per_item[0]]) if len(per_item) else NEVER,
         "last_t_us": int(t[-1]) if len(t) else None,
+        "last_ids": part["declaration_id"].to_numpy(object)[t == t[-1]].tolist() if len(t) else [],
     }
 
 
@@ -348,6 +349,7 @@ class Aggregates:
     hs6_vocabulary: np.ndarray  # HS6 codes in order of first row
     first_per_item_us: int  # the first declaration with a value per item (NEVER: none)
     last_t_us: int  # the last declaration
+    last_ids: tuple[str, ...]  # the ids declared at it
 
 
 def _merged(
@@ -383,8 +385,20 @@ def _merged(
     hs6_vocabulary = np.asarray(hs6_first.sort_values(kind="stable").index, dtype=object)
     first_per_item = min(p["first_per_item_us"] for p in partials)
     last_t_us = max(p["last_t_us"] for p in partials if p["last_t_us"] is not None)
+    # the instant's declarations may span partitions (a date-only day at its local midnight)
+    last_ids = tuple(
+        sorted(i for p in partials if p["last_t_us"] == last_t_us for i in p["last_ids"])
+    )
     return Aggregates(
-        inputs, categories, outcomes, declared, results, hs6_vocabulary, first_per_item, last_t_us
+        inputs,
+        categories,
+        outcomes,
+        declared,
+        results,
+        hs6_vocabulary,
+        first_per_item,
+        last_t_us,
+        last_ids,
     )
 
 
@@ -628,6 +642,8 @@ def build_dask(
             parts=parts,
             families=families,
             pseudonym_key_id=pseudonym_key_id,
+            last_declared_us=agg.last_t_us,
+            last_declared_ids=agg.last_ids,
         )
         log.debug("dask entity state: %.2f s", time.perf_counter() - started)
         return DaskBuild(plan.manifest, n_rows, len(offsets) - 1, state)

@@ -19,10 +19,13 @@ Each declaration enters once (by ``declaration_id``), so a worker may be fed its
 back from the shared decision store without counting them twice (``serving.scoring``'s
 ``ScoringRuntime.catch_up`` reads that store, the event log of every worker, before each batch).
 
-What the snapshot holds is not appended again: declarations declared before its cutoff and
-inspection results recorded before it. The snapshot was built from a history that ends at its
+What the snapshot holds is not appended again: declarations declared before its last one,
+those declared at the same instant that it holds (by id: a date-only export cut part-way through
+a day ends on the local midnight the rest of the day shares), and inspection results of its
+declarations recorded before its cutoff. The snapshot was built from a history that ends at its
 cutoff, and that history is what the decision store exported (``parcelrisk history export``),
-so a new champion's state replays the store from the cutoff on and nothing counts twice. The
+so a new champion's state replays the store from its last declaration on and nothing counts
+twice. The
 price: a declaration that reaches the system more than (now - cutoff) after it was declared,
 and was not in the history, never enters the state (its own features are still computed).
 
@@ -44,7 +47,7 @@ from features.intake.columns import FrameColumns, RecordColumns, columns_of
 from features.pipeline.family import Rows
 from features.pipeline.history import NO_TIME, US_PER_DAY
 from features.pipeline.online import OnlineFeatures, online_features
-from features.pipeline.prepare import Prepared, prepare
+from features.pipeline.prepare import Prepared, prepare, snapshot_horizon_us
 from features.pipeline.snapshot import EntityState
 
 # Live events are folded into totals once they are older than the longest window plus this lag:
@@ -65,11 +68,15 @@ class LiveState:
                 parts[family.name] = parts[family.name].with_live()
         # the state online_features reads: the snapshot's parts, live ones in place of theirs
         self.state = dataclasses.replace(snapshot, parts=parts)
+        # declarations declared before this are the snapshot's (or came too late to enter);
+        # at it, those of ``held_ids``
+        self.appends_from_us = snapshot.held_before_us
+        self.held_ids = frozenset(snapshot.last_declared_ids)
         # declaration id -> declared_at (us) of what was appended, pruned with the folded events
         self.seen_ids: dict[str, int] = {}
         self.newest_us = NO_TIME
         # the snapshot's events before its horizon are totals already
-        self.folded_before_us = snapshot.cutoff_us - snapshot.params.max_window_days * US_PER_DAY
+        self.folded_before_us = snapshot_horizon_us(snapshot.cutoff_us, snapshot.params)
         self._lock = threading.Lock()  # one append at a time: ids and runs move together
 
     def __len__(self) -> int:
@@ -84,11 +91,11 @@ class LiveState:
         """``online_features`` over the snapshot and everything appended so far (declarations
         appended already are not counted twice)."""
         declarations = columns_of(declarations)
-        seen = self.seen_ids
+        seen, held = self.seen_ids, self.held_ids
         already = None
-        if seen:
+        if seen or held:
             ids = declarations.text("declaration_id")
-            already = np.fromiter((i in seen for i in ids), dtype=bool, count=len(ids))
+            already = np.fromiter((i in seen or i in held for i in ids), bool, count=len(ids))
         return online_features(declarations, self.state, warnings, already)
 
     def _rows(self, declarations: FrameColumns | RecordColumns, prep: Prepared | None) -> Rows:
@@ -102,8 +109,9 @@ class LiveState:
         declarations: pd.DataFrame | FrameColumns | RecordColumns,
         prep: Prepared | None = None,
     ) -> int:
-        """Add scored declarations (any order, any time); those already seen, and those declared
-        before the snapshot's cutoff (the snapshot holds them), are skipped.
+        """Add scored declarations (any order, any time); those already seen, and those the
+        snapshot holds (declared before its last declaration, or at that instant and held by
+        it), are skipped.
         ``prep``: their prepared arrays if at hand (``OnlineFeatures.prep``), else made here.
         Returns how many were new."""
         declarations = columns_of(declarations)
@@ -113,7 +121,11 @@ class LiveState:
             if not new.any():
                 return 0
             rows = self._rows(declarations, prep)
-            new &= rows.prep["t_us"] >= self.snapshot.cutoff_us
+            t_us = rows.prep["t_us"]
+            new &= t_us >= self.appends_from_us
+            at_last = np.flatnonzero(new & (t_us == self.appends_from_us))
+            if len(at_last) and self.held_ids:  # the snapshot holds some of that instant's
+                new[at_last] = [i not in self.held_ids for i in ids[at_last].tolist()]
             if not new.any():
                 return 0
             if not new.all():
@@ -152,7 +164,8 @@ class LiveState:
     ) -> int:
         """Add inspection results, one per declaration (as it was scored: its entity keys), at
         ``inspected_at_us`` (UTC microseconds): entity hit rates and the prior move from then on.
-        Results recorded before the snapshot's cutoff are in it already and are skipped.
+        Results of the snapshot's declarations recorded before its cutoff are in it already
+        and are skipped.
         The caller checks the results (known ids, no duplicates, not before the declaration).
         Returns how many were added."""
         declarations = columns_of(declarations)
@@ -161,6 +174,15 @@ class LiveState:
         if any(len(a) != n for a in arrays):
             raise ValueError(f"one inspection result per declaration: {n} declarations")
         after = arrays[0].astype(np.int64) >= self.snapshot.cutoff_us
+        if (~after & (arrays[0] >= self.appends_from_us)).any():
+            # recorded before the cutoff, so in the snapshot only if its declaration is: not
+            # one declared at the last instant the snapshot does not hold (a date-only export,
+            # declaration and result on one local midnight), nor one declared after it
+            ids = declarations.text("declaration_id").tolist()
+            t_us = declarations.t_us("declared_at")
+            after |= (t_us >= self.appends_from_us) & np.fromiter(
+                (i not in self.held_ids for i in ids), dtype=bool, count=n
+            )
         if not after.any():
             return 0
         with self._lock:

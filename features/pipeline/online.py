@@ -101,7 +101,7 @@ def online_features(
                 int(i),
                 f"declared before the entity-state cutoff {state.cutoff}: history as of the cutoff used",
             )
-            for i in np.flatnonzero(rows.prep["t_us"] < state.cutoff_us)
+            for i in np.flatnonzero(rows.prep["t_us"] < state.exact_from_us)
         ]
         warnings.extend(sorted(notes))
     return OnlineFeatures(declarations, rows.prep, values, state.manifest)

@@ -387,6 +387,17 @@ def refit_start_us(cutoff_us: int, period_days: int) -> int:
     return period_start_us(int(period_of(np.array([cutoff_us]), period_days)[0]), period_days)
 
 
+def snapshot_horizon_us(cutoff_us: int, params: FeatureParams) -> int:
+    """Before this instant a snapshot cut at ``cutoff_us`` keeps per-entity totals, not events.
+
+    The longest window back from the last instant before the cutoff, not from the cutoff: a
+    declaration at that instant not in the snapshot (the rest of a local day exported part-way,
+    every declaration of a date-only export being at its local midnight) gets exact windows,
+    down to the events exactly one window before it.
+    """
+    return cutoff_us - 1 - params.max_window_days * US_PER_DAY
+
+
 def sort_declarations(declarations: pd.DataFrame) -> pd.DataFrame:
     """Deterministic order: by declaration time, ties by id (input order never matters)."""
     if _in_order(declarations):  # histories are written in time order: no copy to make

@@ -34,6 +34,9 @@ from features.pipeline.prepare import (
 
 META_FILE = "meta.json"
 FORMAT_VERSION = 2  # 2: one part per feature family
+# The instant of the snapshot's last declaration and the ids declared at it (fingerprinted with
+# the parts). Absent from snapshots written before it: their live state appends from the cutoff.
+LAST_DECLARED_FILE = "last_declared.json"
 
 
 # Feature settings added after snapshots were first written, with the value that reproduces a
@@ -59,6 +62,12 @@ class EntityState:
     # served under another key, no consignee would find its history. None: a snapshot from
     # before key ids were recorded.
     pseudonym_key_id: str | None = None
+    # The instant of the last declaration the snapshot holds (UTC us; None: not recorded) and
+    # the ids declared at it. Declarations of a date-only export share their local midnight, so
+    # one exported part-way through a day ends on an instant that declarations not in it share:
+    # the live state tells them apart by id (``last_declared_ids``), not by time.
+    last_declared_us: int | None = None
+    last_declared_ids: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.families:
@@ -70,6 +79,18 @@ class EntityState:
     def cutoff(self) -> pd.Timestamp:
         return pd.Timestamp(self.cutoff_us * 1000, tz="UTC")
 
+    @property
+    def held_before_us(self) -> int:
+        """Every declaration declared before this instant is in the snapshot or never will be
+        (it came too late); at it, only ``last_declared_ids``; after it, none."""
+        return self.cutoff_us if self.last_declared_us is None else self.last_declared_us
+
+    @property
+    def exact_from_us(self) -> int:
+        """The earliest declaration time whose features the snapshot gives as batch does: an
+        earlier one sees results recorded up to the cutoff (warned)."""
+        return self.cutoff_us - 1
+
     def save(self, directory: Path) -> Path:
         """Write the snapshot atomically: into a sibling temp dir, then swap it in."""
         directory = Path(directory)
@@ -79,6 +100,12 @@ class EntityState:
             for family in self.families:
                 family.save_part(self.parts.get(family.name), tmp)
             self.manifest.write(tmp)
+            if self.last_declared_us is not None:
+                last = {
+                    "declared_at_us": self.last_declared_us,
+                    "declaration_ids": sorted(self.last_declared_ids),
+                }
+                (tmp / LAST_DECLARED_FILE).write_text(json.dumps(last))
             fingerprint = _fingerprint_dir(tmp)
             meta = {
                 "format_version": FORMAT_VERSION,
@@ -130,6 +157,8 @@ class EntityState:
             contract = Contract(tuple(ExtraColumn(**e) for e in meta["extras"]))
             manifest = FeatureManifest.read(directory)
             families = active_families(_spec_context(params, contract, manifest))
+            last_path = directory / LAST_DECLARED_FILE
+            last = json.loads(last_path.read_text()) if last_path.exists() else {}
             if [f.name for f in families] != meta["families"]:
                 raise ParcelriskError(
                     f"entity state in {directory} holds the families {meta['families']}, "
@@ -145,6 +174,8 @@ class EntityState:
                 fingerprint=meta["fingerprint"],
                 families=families,
                 pseudonym_key_id=meta.get("pseudonym_key_id"),  # absent in older snapshots
+                last_declared_us=last.get("declared_at_us"),
+                last_declared_ids=tuple(last.get("declaration_ids", ())),
             )
         except ParcelriskError:
             raise
@@ -190,14 +221,38 @@ def build_entity_state(
         outcome_events(known),
         show_progress,
     )
-    return entity_state_of(history, cutoff=cutoff, pseudonym_key_id=pseudonym_key_id)
+    return entity_state_of(
+        history,
+        cutoff=cutoff,
+        pseudonym_key_id=pseudonym_key_id,
+        last_declared=last_declared(known),
+    )
+
+
+def last_declared(declarations: pd.DataFrame) -> tuple[int | None, tuple[str, ...]]:
+    """The instant of the last declaration (UTC us; None if there is none) and the ids
+    declared at it."""
+    if declarations.empty:
+        return None, ()
+    stamps = declarations["declared_at"]
+    last = stamps.max()
+    ids = declarations.loc[(stamps == last).to_numpy(), "declaration_id"]
+    return int(pd.Timestamp(last).value // 1000), tuple(sorted(ids.astype(str).tolist()))
 
 
 def entity_state_of(
-    history: History, *, cutoff: pd.Timestamp, pseudonym_key_id: str | None = None
+    history: History,
+    *,
+    cutoff: pd.Timestamp,
+    pseudonym_key_id: str | None = None,
+    last_declared: tuple[int | None, tuple[str, ...]] = (None, ()),
 ) -> EntityState:
     """The snapshot at ``cutoff`` of a prepared history as known then (``build_entity_state``
-    without the preparing: ``features build`` hands over the rows it has just prepared)."""
+    without the preparing: ``features build`` hands over the rows it has just prepared).
+
+    ``last_declared``: the history's last declaration instant and the ids declared at it
+    (``last_declared`` of its rows), which the live state needs to tell the declarations at
+    that instant it holds from those it does not."""
     params, contract, manifest = history.params, history.contract, history.manifest
     cutoff_us = int(pd.Timestamp(cutoff).value // 1000)
     families = active_families(_spec_context(params, contract, manifest))
@@ -212,4 +267,6 @@ def entity_state_of(
         },
         families=families,
         pseudonym_key_id=pseudonym_key_id,
+        last_declared_us=last_declared[0],
+        last_declared_ids=last_declared[1],
     )

@@ -184,3 +184,29 @@ def test_an_inspection_result_moves_the_sellers_history_from_its_time(
     finally:
         results.close()
         store.close()
+
+
+def test_a_parcel_declared_at_the_snapshots_last_instant_is_replayed(
+    runtimes, real_pipeline, tmp_path
+):
+    """A declaration at the instant of the history's last one that the history does not hold
+    (a date-only export cut part-way through a day: the rest of the day shares its local
+    midnight) enters the live state, and a worker started later replays it from the log."""
+    store = open_store(str(tmp_path / "audit.db"))
+    try:
+        worker_1 = runtimes(1)
+        last = worker_1.live.snapshot.last_declared_us
+        assert last is not None and last < worker_1.live.snapshot.cutoff_us
+        parcels = fresh_declarations(real_pipeline["history"], 2, prefix="M")
+        parcels["consignee_id"] = parcels["consignee_id"].iloc[0]
+        t0 = pd.Timestamp(last * 1000, tz="UTC")
+        parcels["declared_at"] = [t0, t0 + pd.Timedelta(minutes=5)]
+        first = _serve(worker_1, store, parcels.head(1))
+        assert not first.warnings[0]  # its history is the batch one: nothing to warn
+        alone = score_frame(parcels.tail(1).reset_index(drop=True), runtimes(3))
+        worker_2 = runtimes(2)  # started after it was decided: replays the log
+        seen = _serve(worker_2, store, parcels.tail(1))
+        assert _feature(seen, SPLIT_24H)[0] == _feature(alone, SPLIT_24H)[0] + 1
+        assert len(worker_2.live) == 1
+    finally:
+        store.close()

@@ -58,6 +58,8 @@ class StubState:
     contract: None = None
     params: FeatureParams = field(default_factory=FeatureParams)
     cutoff_us: int = 0  # the live state (features.pipeline.live) starts from these
+    held_before_us: int = 0
+    last_declared_ids: tuple[str, ...] = ()
     parts: dict = field(default_factory=dict)
     families: list = field(default_factory=list)
     # built under this process's key, as features build records it

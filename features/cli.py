@@ -209,6 +209,7 @@ def ingest(
             max_rejected=max_rejected,
             limits=limits,
             fx_to_base=settings.features.fx,
+            timezone=settings.features.timezone,
         )
     )
 

@@ -269,8 +269,8 @@ def score(
 def outcomes_ingest(
     file: Path = typer.Argument(
         ...,
-        help="Results CSV or Parquet: declaration_id, inspected_at, "
-        "illicit, offence_type, revenue_recovered (or the administration's names, with --mapping).",
+        help="Results CSV or Parquet: declaration_id, inspected_at, illicit, offence_type, "
+        "revenue_recovered, selection_reason (or the administration's names, with --mapping).",
     ),
     mapping: Path | None = typer.Option(
         None, "--mapping", help="Mapping YAML from the administration's columns to the contract."
@@ -290,7 +290,14 @@ def outcomes_ingest(
     for the results of declarations never decided here, with --skip-unknown)."""
     from features.errors import ParcelriskError
     from features.intake.io import read_raw_declarations
-    from features.intake.mapping import load_mapping, map_outcomes, read_source, warn_local_times
+    from features.intake.mapping import (
+        load_mapping,
+        map_outcomes,
+        read_source,
+        revenue_summary,
+        warn_local_times,
+        warn_times_read_as_utc,
+    )
     from features.intake.rules import Limits
     from serving.outcome_store import sqlite_path
     from serving.outcomes import RESULT_FIELDS, store_outcomes
@@ -316,9 +323,13 @@ def outcomes_ingest(
                 f"does not map: map them (e.g. {unmapped[0]}: {unmapped[0]}) or drop them from "
                 "the file; a result stored without them could not be completed later"
             )
+        read_as_utc = warn_times_read_as_utc(source, spec, settings.features.timezone, file)
         # a revenue given in another currency is put in EUR with features.fx_to_base
         raw, local_times = map_outcomes(source, spec, settings.features.fx)
         dst = {k: n for k, n in warn_local_times(file, local_times).items() if n}
+        dst.update(revenue_summary(spec, raw, file))
+        if read_as_utc:
+            dst["times_read_as_utc"] = read_as_utc
     else:
         raw, _ = read_raw_declarations(file)
     store = open_outcome_store(location)

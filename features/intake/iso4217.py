@@ -25,7 +25,23 @@ _CODES = """
 
 ISO_4217: frozenset[str] = frozenset(_CODES.split())
 
-# names written where a code belongs: the hint a refusal gives
-COMMON_MISTAKES: dict[str, str] = {"RMB": "CNY", "NTD": "TWD", "YEN": "JPY", "UKL": "GBP"}
+# names and symbols written where a code belongs: the hint a refusal gives (only the
+# unambiguous ones: "$" and "¥" name several currencies)
+COMMON_MISTAKES: dict[str, str] = {
+    "RMB": "CNY",
+    "NTD": "TWD",
+    "YEN": "JPY",
+    "UKL": "GBP",
+    "RUR": "RUB",
+    "EURO": "EUR",
+    "R$": "BRL",
+    "US$": "USD",
+    "€": "EUR",
+    "£": "GBP",
+    "₩": "KRW",
+    "₹": "INR",
+    "₺": "TRY",
+    "₦": "NGN",
+}
 
 __all__ = ["COMMON_MISTAKES", "ISO_4217"]

@@ -1134,8 +1134,25 @@ def _absent_columns(missing: list[str], raw: pd.DataFrame) -> str:
         named.append(f"{column!r}{hint}")
     return (
         f"source column(s) named in the mapping but absent from the file: {', '.join(named)} "
-        f"(file has: {', '.join(map(repr, present))})"
+        f"(file has: {', '.join(map(repr, present))})" + _mojibake_hint(present)
     )
+
+
+def _mojibake_hint(header: list[str]) -> str:
+    """A hint when the header reads like UTF-8 decoded as a single-byte code page: the
+    mapping's ``encoding`` is the likelier mistake than its column names."""
+    text = "".join(header)
+    if text.startswith(("\u00ef\u00bb\u00bf", "\u00c3\u00af\u00c2\u00bb\u00c2\u00bf")):
+        return (
+            "; the file starts with a UTF-8 byte-order mark read in another encoding: it is "
+            "UTF-8, so set encoding: utf-8-sig (or utf-8) in the mapping"
+        )
+    if re.search("\u00c3[\u0080-\u00bf\u00a0-\u00ff\u2018-\u203a\u0152-\u0178]", text):
+        return (
+            "; the names read like UTF-8 text decoded in another encoding ('\u00c3\u00a7' for "
+            "'\u00e7'): the file is likely UTF-8, so set encoding: utf-8 in the mapping"
+        )
+    return ""
 
 
 def restore_hs_zeros(raw: pd.DataFrame, mapping: Mapping) -> tuple[pd.DataFrame, int]:
@@ -1237,7 +1254,7 @@ def join_columns(raw: pd.DataFrame, mapping: Mapping) -> tuple[pd.DataFrame, Map
             return spec
         name = " + ".join(spec.columns)
         if name not in added:
-            parts = [_part_text(raw[column]) for column in spec.columns]
+            parts = [_part_text(raw[column], spec.decimal or ".") for column in spec.columns]
             text = parts[0].fillna("")
             for part in parts[1:]:
                 both = text.ne("") & part.notna()
@@ -1257,10 +1274,20 @@ def join_columns(raw: pd.DataFrame, mapping: Mapping) -> tuple[pd.DataFrame, Map
     return raw.assign(**added), rewritten
 
 
-def _part_text(column: pd.Series) -> pd.Series:
-    """One part of a joined column as text; empty cells null."""
+def _part_text(column: pd.Series, decimal: str = ".") -> pd.Series:
+    """One part of a joined column as text; empty cells null.
+
+    A column of numbers (a workbook's or a Parquet file's typed cells) is written with
+    ``decimal``, the mark the joined spec reads, and no grouping: ``1.506`` joined to ``kg``
+    and read with ``decimal: ","`` and ``thousands: "."`` (the CSV's mapping reused on the
+    workbook) was 1506 kg (probe, 2026-12)."""
     import pandas as pd
 
+    if pd.api.types.is_numeric_dtype(column.dtype) and not pd.api.types.is_bool_dtype(column.dtype):
+        present = column.notna()
+        text = pd.Series(None, index=column.index, dtype="object")
+        text[present] = column[present].astype("object").map(lambda v: _cell_text(v, decimal))
+        return text
     if pd.api.types.is_datetime64_any_dtype(column.dtype):
         stamps = column.dropna()
         at_midnight = stamps.empty or bool((stamps == stamps.dt.normalize()).all())
@@ -1598,12 +1625,17 @@ def _not_in_encoding(path: Path, encoding: str, exc: UnicodeDecodeError) -> Cont
         return ContractError(f"{path}: cannot read file: {exc}")
     at, line, bad = where
     with open_bytes(path) as fh:
-        utf16 = fh.read(2) in (b"\xff\xfe", b"\xfe\xff")  # Excel's "Unicode text"
-    example = (
-        "`encoding: utf-16` (it starts with a UTF-16 byte-order mark)"
-        if utf16
-        else "`encoding: cp1252` (a Windows export) or `encoding: latin-1`"
-    )
+        start = fh.read(3)
+    utf16 = start[:2] in (b"\xff\xfe", b"\xfe\xff")  # Excel's "Unicode text"
+    if utf16:
+        example = "`encoding: utf-16` (it starts with a UTF-16 byte-order mark)"
+    elif start == b"\xef\xbb\xbf" or first_undecodable(path, "utf-8") is None:
+        # a UTF-8 file read with a Windows code page: 0x81, 0x8d, 0x8f... are no cp1252 byte
+        example = "`encoding: utf-8-sig` (the file is UTF-8 text)"
+    elif encoding.lower().replace("-", "") in ("cp1252", "windows1252"):
+        example = "`encoding: latin-1` (every byte is a character in it)"
+    else:
+        example = "`encoding: cp1252` (a Windows export) or `encoding: latin-1`"
     return ContractError(
         f"{path}: not {encoding} text: byte {at} (line {line}) is {bad!r}; set the file's "
         f"encoding in the mapping, e.g. {example}"
@@ -1619,11 +1651,14 @@ def ingest_file(
     max_rejected: float = DEFAULT_MAX_REJECTED,
     limits: Limits | None = None,
     fx_to_base: dict[str, float] | None = None,
+    timezone: str | None = None,
 ) -> dict:
     """Read ``source``, apply the mapping, write contract Parquet to ``out`` atomically.
 
     ``fx_to_base`` (features.fx_to_base) converts a revenue_recovered the mapping gives in
-    another currency to EUR (``rates_to_eur``).
+    another currency to EUR (``rates_to_eur``). ``timezone`` (features.timezone, the
+    administration's zone) is what times read without a zone are warned against
+    (``warn_times_read_as_utc``).
 
     By default any value that does not convert stops the ingest, and the gate (``validate``)
     judges the rest later. With ``quarantine`` (a CSV path), rows that do not convert or that
@@ -1656,6 +1691,7 @@ def ingest_file(
             mapping.columns["hs_code"].column,
             restored,
         )
+    read_as_utc = warn_times_read_as_utc(raw, mapping, timezone, source)
     raw, joined = join_hs_groups(raw, mapping)
     if joined:
         logger.warning(
@@ -1698,7 +1734,8 @@ def ingest_file(
         "ignored_source_column_names": ignored,
         "hs_code_zeros_restored": restored,
         "hs_code_groups_joined": joined,
-        **_revenue_summary(mapping, declarations),
+        **revenue_summary(mapping, declarations, source),
+        **({"times_read_as_utc": read_as_utc} if read_as_utc else {}),
         **dst,
         **(
             {
@@ -1713,15 +1750,93 @@ def ingest_file(
     }
 
 
-def _revenue_summary(mapping: Mapping, declarations: pd.DataFrame) -> dict:
-    """How many recovered amounts were converted to EUR, and from what."""
+def revenue_summary(mapping: Mapping, frame: pd.DataFrame, source: Any) -> dict:
+    """How many recovered amounts were converted to EUR, and from what; or, when the mapping
+    gives revenue_recovered no currency, a warning that its amounts were taken as EUR.
+
+    Taken as EUR unsaid, revenue recorded in BRL went in x5.9 (probe, 2026-12). Not refused:
+    an EU export declares values in USD or CNY and records revenue in EUR, so the declared
+    currencies cannot tell. The warning names what they suggest and how to say it either way.
+    """
+    import pandas as pd
+
     spec = mapping.columns.get("revenue_recovered")
-    if spec is None or spec.currency is None:
+    if spec is None or "revenue_recovered" not in frame.columns:
         return {}
-    converted = int(declarations["revenue_recovered"].notna().sum())
+    if spec.currency is None:
+        revenue = pd.to_numeric(frame["revenue_recovered"], errors="coerce")
+        amounts = revenue.gt(0).fillna(False).to_numpy(dtype=bool)
+        if not amounts.any() or spec.column is None:
+            return {}
+        evidence = ""
+        if "currency" in frame.columns:
+            declared = frame.loc[amounts, "currency"].astype("object").value_counts()
+            if len(declared) and "EUR" not in declared.index:
+                shares = ", ".join(
+                    f"{code} {n / declared.sum():.0%}" for code, n in declared.head(3).items()
+                )
+                evidence = (
+                    f"; none of the {int(amounts.sum()):,} rows with an amount declares its "
+                    f"value in EUR ({shares})"
+                )
+        logger.warning(
+            "%s: revenue_recovered (source column %r) is read as EUR, the contract's unit, as "
+            "its spec gives no currency%s. If the export records it in another currency, say "
+            "which (currency: BRL, or currency: row for each row's declared currency); if it is "
+            "EUR, write currency: EUR to say so",
+            source,
+            spec.column,
+            evidence,
+        )
+        return {"revenue_recovered_currency": "EUR (assumed: the mapping gives none)"}
+    converted = int(frame["revenue_recovered"].notna().sum())
     source = "each row's declared currency" if spec.currency == ROW_CURRENCY else spec.currency
     logger.info("revenue_recovered: %d amount(s) converted from %s to EUR", converted, source)
     return {"revenue_recovered_converted_to_eur": {"from": source, "rows": converted}}
+
+
+# a time written with its offset ("...+02:00", "...Z"): read as such, whatever the mapping's zone
+_WITH_OFFSET = re.compile(r"(?:Z|[+-]\d{2}:?\d{2})$", re.IGNORECASE)
+_TIME_FIELDS = ("declared_at", "inspected_at")
+
+
+def warn_times_read_as_utc(
+    raw: pd.DataFrame, mapping: Mapping, timezone: str | None, source: Any
+) -> list[str]:
+    """The time fields whose spec gives no ``timezone`` and whose values carry no offset, so
+    they are read as UTC, while the administration's zone (features.timezone) is another:
+    warned, as an export of local times mapped without its zone shifts every time by the
+    zone's offset unsaid (3 hours for Sao Paulo; probe, 2026-12). Times in UTC need no zone:
+    ``timezone: UTC`` in the spec says so and silences this."""
+    import pandas as pd
+
+    if timezone is None or timezone.upper() in ("UTC", "ETC/UTC", "Z"):
+        return []
+    fields = []
+    for name in _TIME_FIELDS:
+        spec = mapping.columns.get(name)
+        if spec is None or spec.timezone is not None or spec.column not in raw.columns:
+            continue
+        column = raw[spec.column]
+        if pd.api.types.is_datetime64_any_dtype(column.dtype):
+            naive = getattr(column.dtype, "tz", None) is None
+        else:
+            sample = _as_text(column).dropna().head(1000)
+            naive = bool(len(sample)) and not sample.str.strip().str.contains(_WITH_OFFSET).all()
+        if naive:
+            fields.append(name)
+            logger.warning(
+                "%s: %s (source column %r) is read as UTC: its spec gives no timezone and its "
+                "times carry no offset, while features.timezone is %s. If the export writes "
+                "local times, add timezone: %s to the spec; if they are UTC, write "
+                "timezone: UTC to say so",
+                source,
+                name,
+                spec.column,
+                timezone,
+                timezone,
+            )
+    return fields
 
 
 # --------------------------------------------------------------------------------------------
@@ -1895,7 +2010,9 @@ __all__ = [
     "rates_to_eur",
     "read_source",
     "restore_hs_zeros",
+    "revenue_summary",
     "warn_local_times",
+    "warn_times_read_as_utc",
 ]
 
 
@@ -2062,12 +2179,41 @@ def _convert_columns(
             if mask.any():
                 where = f"{name} ({origin}): {_examples(shown, mask, ids)}"
                 local_times[mark].append((int(mask.sum()), where))
+    if "currency" in out:
+        spec = next(spec for name, _, spec in targets if name == "currency")
+        failed = _not_currency_codes(out, spec)
+        if failed is not None:
+            unconverted.append(failed)
     spec = next((spec for name, _, spec in targets if name == "revenue_recovered"), None)
     if spec is not None and spec.currency is not None and "revenue_recovered" in out:
         failed = _revenue_to_eur(out, spec, eur_rates)
         if failed is not None:
             unconverted.append(failed)
     return out, local_times, unconverted
+
+
+def _not_currency_codes(out: dict[str, pd.Series], spec: _Spec) -> _Unconverted | None:
+    """The ``currency`` cells that are no ISO 4217 code (``R$``, ``US$``, ``RMB``), as not
+    converting: the gate would refuse them anyway, but only the mapping can fix them (a values
+    table), so they are named here with that fix; removed from ``out`` when any."""
+    codes = parse_text(out["currency"].astype("object"), case="upper")
+    bad = codes.notna() & ~codes.isin(ISO_4217)
+    if not bad.any():
+        return None
+    del out["currency"]
+    found = list(dict.fromkeys(str(c) for c in codes[bad]))
+    table = ", ".join(f"{c!r}: {COMMON_MISTAKES.get(c, '...')}" for c in found[:3])
+    hints = [f"{c!r} (write {COMMON_MISTAKES[c]})" for c in found if c in COMMON_MISTAKES]
+    return _Unconverted(
+        "currency",
+        f"source column {spec.column!r}" if spec.column else "constant value",
+        "not ISO 4217 currency codes"
+        + (f": {', '.join(hints[:3])}" if hints else "")
+        + f"; give the codes in the mapping with a values table, e.g. currency: {{column: "
+        f"{spec.column or 'COLUMN'}, values: {{{table}}}, unlisted: keep}}",
+        bad,
+        codes.where(bad, None),
+    )
 
 
 def rates_to_eur(mapping: Mapping, fx_to_base: dict[str, float] | None) -> dict[str, float] | None:
@@ -2083,6 +2229,8 @@ def rates_to_eur(mapping: Mapping, fx_to_base: dict[str, float] | None) -> dict[
     spec = mapping.columns.get("revenue_recovered")
     if spec is None or spec.currency is None:
         return None
+    if spec.currency == "EUR":  # said to be in EUR already: no table needed
+        return {"EUR": 1.0}
     if fx_to_base is None:
         raise ContractError(
             f"revenue_recovered is given in {spec.currency}: converting it to EUR needs the "

@@ -304,7 +304,10 @@ def _field_rules(f: ContractField, latest_us: Callable[[], int]) -> list[Rule]:
                 rule(
                     "format",
                     what,
-                    lambda v: f"{quote(v)} is not {what}",
+                    lambda v: (
+                        f"{quote(v)} is not {what}"
+                        + (f" (write {COMMON_MISTAKES[v]})" if v in COMMON_MISTAKES else "")
+                    ),
                     test=lambda v: regex.fullmatch(v) is None,
                 )
             )
@@ -442,8 +445,12 @@ def _plausibility_rules(limits: Limits) -> list[Rule]:
             # an infinite value is the finite rule's fault; one that overflowed is flagged here
             return np.isfinite(values) & (based > limits.max_value)
 
+    # only ISO 4217 codes: a value that is no code ("R$") is a fault of its own, whose fix is
+    # in the mapping, not a rate to add to features.fx_to_base
     def no_rate(columns: Columns) -> np.ndarray:
-        return ~columns.missing("currency") & np.isnan(_rates(columns, limits))
+        codes = columns.text("currency")
+        is_code = np.fromiter((c in ISO_4217 for c in codes.tolist()), bool, len(codes))
+        return ~columns.missing("currency") & np.isnan(_rates(columns, limits)) & is_code
 
     return [
         Rule(
@@ -482,7 +489,7 @@ def _plausibility_rules(limits: Limits) -> list[Rule]:
                 "its value features are left empty"
             ),
             _shown_by("currency", "str"),
-            test=lambda v: v not in limits.fx_to_base,
+            test=lambda v: v not in limits.fx_to_base and v in ISO_4217,
         ),
         Rule(
             "declared_value.plausible",

@@ -211,6 +211,8 @@ def test_ingest_a_results_file_with_revenue_in_another_currency(store, tmp_path:
     args += ["--db", store.test_location, "--params", str(params)]
     run = _invoke(*args)
     assert run.exit_code == 0, run.output
+    summary = json.loads(run.output)
+    assert summary["revenue_recovered_converted_to_eur"] == {"from": "BRL", "rows": 1}
     # 62.5 BRL x 0.2 = 12.5 EUR: the result the API's fixture posts in EUR
     assert post(store, result()) == {"stored": 0, "unchanged": 1}
 

@@ -172,6 +172,8 @@ class FeatureParams(Section):
     prior_strength: float = Field(20.0, gt=0)  # pseudo-inspections of the hit-rate prior
     default_prior: float = Field(0.05, ge=0, le=1)  # hit-rate prior before any outcome is known
     refit_period_days: int = Field(14, gt=0)  # reference prices and text models refit this often
+    # the administration's de minimis, in EUR like its name; values are compared with it in the
+    # base currency (``de_minimis_base``)
     de_minimis_eur: float = Field(150.0, gt=0)
     min_reference_count: int = Field(5, ge=1)  # fewer past parcels: the coarser reference
     # Levels kept per categorical column, in order of first appearance in time so codes never
@@ -266,11 +268,26 @@ class FeatureParams(Section):
                 f"base_currency {self.base_currency} needs its own fx_to_base table "
                 "(the built-in rates are to EUR)"
             )
+        rate = self.fx_to_base.get("EUR")
+        if self.base_currency != "EUR" and not (rate is not None and rate > 0):
+            raise ValueError(
+                f"fx_to_base needs a rate for EUR (1 EUR in {self.base_currency}): de_minimis_eur "
+                "and recovered revenue are in EUR, compared with values in the base currency"
+            )
         return self
 
     @property
     def fx(self) -> dict[str, float]:
         return dict(self.fx_to_base)
+
+    @property
+    def de_minimis_base(self) -> float:
+        """``de_minimis_eur`` in the base currency, the one declared values are in once
+        converted: with base XOF, 150 compared with XOF values was a de minimis of 0.23 EUR,
+        every parcel above it (probe, 2026-12)."""
+        if self.base_currency == "EUR":
+            return self.de_minimis_eur
+        return self.de_minimis_eur * self.fx_to_base["EUR"]
 
     @property
     def max_window_days(self) -> int:

@@ -39,7 +39,7 @@ from features.families.shipments import (
 from features.params import FeatureParams
 from features.pipeline import history as hist
 from features.pipeline.family import Family, History, Rows, SpecContext, Values
-from features.pipeline.manifest import FeatureSpec
+from features.pipeline.manifest import FeatureSpec, priced_in
 from features.pipeline.prepare import ORDER_ENTITIES, Entity, entity_of, forget_unknown
 
 GROUP = "split_order"
@@ -85,7 +85,7 @@ def order_features(
     together = own + pair_windows[-1][1]
     out[WITH_OWN] = together
     out[TOPS_DE_MINIMIS] = (
-        (own < params.de_minimis_eur) & (together >= params.de_minimis_eur)
+        (own < params.de_minimis_base) & (together >= params.de_minimis_base)
     ).astype(np.float64)
     # hs_code is required by the contract: the line's key is known wherever the pair's is
     forget_unknown(out, pair_known, np.full(len(t_us), np.nan))
@@ -154,7 +154,7 @@ class Orders(Family):
                 "other parcels to this consignee",
             ),
         ]
-        return specs
+        return priced_in(specs, ctx.params.base_currency)
 
     def compute(self, rows: Rows, part: RecentOrders | None = None) -> Values:
         """A request's signatures: the snapshot's and live events plus the request's own."""

@@ -16,7 +16,7 @@ import pandas as pd
 from features.params import FeatureParams
 from features.pipeline import history as hist
 from features.pipeline.family import Family, History, Rows, SpecContext, Values
-from features.pipeline.manifest import FeatureSpec
+from features.pipeline.manifest import FeatureSpec, priced_in
 from features.pipeline.prepare import (
     Entity,
     entity_keys,
@@ -50,7 +50,7 @@ def split_shipment_features(
     own = np.nan_to_num(value_eur, nan=0.0)
     together = own + out[_names(entity, params.split_windows_hours[0])[1]]
     out[TOPS_DE_MINIMIS] = (
-        (own < params.de_minimis_eur) & (together >= params.de_minimis_eur)
+        (own < params.de_minimis_base) & (together >= params.de_minimis_base)
     ).astype(np.float64)
     return out
 
@@ -169,7 +169,7 @@ class Shipments(Family):
                 f"with the {noun}'s other recent parcels the value exceeds the duty-free threshold",
             )
         )
-        return specs
+        return priced_in(specs, ctx.params.base_currency)
 
     def compute(self, rows: Rows, part: RecentShipments | None = None) -> Values:
         """A request's features: the snapshot's events plus the request's own (parcels of one

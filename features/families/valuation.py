@@ -19,7 +19,7 @@ import pandas as pd
 
 from features.pipeline.family import Family, History, Rows, SpecContext, Values
 from features.pipeline.history import codes_of
-from features.pipeline.manifest import FeatureManifest, FeatureSpec
+from features.pipeline.manifest import FeatureManifest, FeatureSpec, priced_in
 from features.pipeline.prepare import refit_start_us
 
 REFERENCE_COLUMNS = ("log_value_per_item", "log_value_per_kg", "log_weight_per_item")
@@ -152,7 +152,7 @@ def valuation_features(
     hs6_origin: np.ndarray,
     refs: References,
     *,
-    de_minimis_eur: float,
+    de_minimis: float,  # in the base currency, as the values (FeatureParams.de_minimis_base)
     min_reference_count: int,
     per_item: bool = True,
 ) -> dict[str, np.ndarray]:
@@ -177,7 +177,7 @@ def valuation_features(
     med_pair_kg = np.where(
         reliable_pair, refs.values("hs6_origin", "log_value_per_kg", at_pair), med_kg
     )
-    value_ratio = value_eur / de_minimis_eur
+    value_ratio = value_eur / de_minimis
     # what the goods would be worth at the reference price (HS6 x origin, else HS6): the gap is
     # the undervalued amount that duty and VAT were not paid on. By weight: weight x reference
     # value per kg, with weight = value / (value per kg) as unit_values floored them.
@@ -385,7 +385,8 @@ class Valuation(Family):
         return ("hs_heading",)
 
     def specs(self, ctx: SpecContext) -> list[FeatureSpec]:
-        return [spec for spec, needs in _SPECS if ctx.fed(*needs)]
+        specs = [spec for spec, needs in _SPECS if ctx.fed(*needs)]
+        return priced_in(specs, ctx.params.base_currency)
 
     def compute(self, rows: Rows, part: References | None = None) -> Values:
         refs = part if part is not None else References.empty()
@@ -396,7 +397,7 @@ class Valuation(Family):
             prep["hs6"],
             prep["hs6_origin"],
             refs,
-            de_minimis_eur=rows.params.de_minimis_eur,
+            de_minimis=rows.params.de_minimis_base,
             min_reference_count=rows.params.min_reference_count,
             per_item=uses_quantity(rows.manifest),
         )

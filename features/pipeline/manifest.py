@@ -70,6 +70,26 @@ class FeatureSpec:
     )
 
 
+def priced_in(specs: list[FeatureSpec], currency: str) -> list[FeatureSpec]:
+    """``specs`` of values in the base currency, their texts naming ``currency``.
+
+    Their names keep ``_eur`` (a model's columns must not change with a setting); what people
+    read says the currency the numbers are in: "declared XOF 26,836 below the usual value",
+    not EUR (probe, 2026-12). Revenue features stay EUR: recovered revenue is in EUR."""
+    import dataclasses
+
+    if currency == "EUR":
+        return specs
+    return [
+        dataclasses.replace(
+            spec,
+            description=spec.description.replace("EUR", currency),
+            reason=spec.reason.replace("EUR", currency),
+        )
+        for spec in specs
+    ]
+
+
 @dataclass(frozen=True)
 class FeatureManifest:
     features: tuple[FeatureSpec, ...]

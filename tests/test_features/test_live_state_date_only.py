@@ -36,7 +36,7 @@ PARAMS = FeatureParams(
     base_currency="XOF",
     fx_to_base=XOF_PER,
     timezone=TIMEZONE,
-    de_minimis_eur=98_000.0,
+    de_minimis_eur=150.0,  # EUR, compared in XOF (FeatureParams.de_minimis_base)
     # the longest window (30 days) reaches back to a local midnight inside the history
     windows_days=(7, 30),
     outcome_window_days=30,

@@ -38,7 +38,7 @@ def test_without_quantities_the_reference_value_counts_kilograms() -> None:
     value, weight = np.array([15.0]), np.array([3.0])
     now = unit_values(value, np.array([np.nan]), weight)
     out = valuation_features(
-        value, now, hs6[:1], pair[:1], refs, de_minimis_eur=150.0, min_reference_count=5,
+        value, now, hs6[:1], pair[:1], refs, de_minimis=150.0, min_reference_count=5,
         per_item=False,
     )  # fmt: skip
     np.testing.assert_allclose(out["reference_value_eur"], [60.0])

@@ -85,3 +85,35 @@ def assign_lanes(
         exploration = np.zeros(len(priority), dtype=bool)
     lanes = np.array(["green", "yellow", "red"], dtype=object)[severity]
     return lanes, exploration
+
+
+def facilitation_notes(
+    priority: np.ndarray,
+    aeo: np.ndarray,
+    lanes: np.ndarray,
+    thresholds: LaneThresholds,
+    config: ServeParams,
+) -> dict[int, str]:
+    """Row -> a note for each declaration whose lane AEO facilitation made milder than its
+    priority alone would: the decision shows ``priority`` before the discount, so a green
+    parcel at 0.978 beside a red cut-off of 0.971 would read as an error (probe, 2026-12)."""
+    priority = np.asarray(priority, dtype=np.float64)
+    aeo = np.asarray(aeo, dtype=bool)
+    if config.aeo_risk_discount >= 1.0 or not aeo.any():
+        return {}
+    plain = np.select(
+        [priority >= thresholds.red_cutoff, priority >= thresholds.yellow_cutoff],
+        [2, 1],
+        default=0,
+    )
+    given = np.array([_SEVERITY.get(str(lane), 0) for lane in lanes], dtype=np.int64)
+    names = ("green", "yellow", "red")
+    discount = config.aeo_risk_discount
+    return {
+        int(i): (
+            f"AEO facilitation: priority {priority[i]:.3f} x serve.aeo_risk_discount "
+            f"{discount:g} = {priority[i] * discount:.3f}, so {names[given[i]]} instead of "
+            f"{names[plain[i]]}"
+        )
+        for i in np.flatnonzero(aeo & (plain > given))
+    }

@@ -23,7 +23,7 @@ from features.intake.columns import RecordColumns, columns_of, python_values
 from features.intake.rules import Findings, Limits, Rule, check, check_records, rules_for
 from serving.auth import Caller
 from serving.decision import DecisionRecord, features_for_storage
-from serving.lanes import assign_lanes
+from serving.lanes import assign_lanes, facilitation_notes
 from serving.reasons import Reason, explain_decisions
 
 if TYPE_CHECKING:
@@ -384,13 +384,14 @@ def score_frame(
     scores = model.score(X)
     decision_ids = new_decision_ids(n)
     declaration_ids = declarations.text("declaration_id").tolist()
+    aeo = declarations.numbers("aeo_operator") == 1.0
     lanes, exploration = assign_lanes(
-        scores["priority"],
-        declarations.numbers("aeo_operator") == 1.0,
-        declaration_ids,
-        thresholds,
-        runtime.config,
+        scores["priority"], aeo, declaration_ids, thresholds, runtime.config
     )
+    for row, note in facilitation_notes(
+        scores["priority"], aeo, lanes, thresholds, runtime.config
+    ).items():
+        warnings[row].append(note)
     reasons: list[list[Reason]] = [[] for _ in range(n)]
     explain = np.arange(n) if reasons_for_all else np.flatnonzero(lanes != "green")
     if len(explain):

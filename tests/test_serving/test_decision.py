@@ -74,3 +74,17 @@ def test_feature_vectors_are_packed_losslessly_bit_for_bit() -> None:
     assert sum(map(len, pack_feature_rows(rows[2:]))) < 0.75 * sum(map(len, rows[2:]))
     with pytest.raises(ValueError, match="unknown format"):
         unpack_features(b"\x07\x01\x00")
+
+
+def test_an_aeo_parcel_kept_out_of_red_by_facilitation_says_so(stub_runtime) -> None:
+    models = [Declaration.model_validate(d) for d in make_declarations(200, seed=21)]
+    plain = score_frame(RecordColumns(models, None), stub_runtime)
+    red = int(np.flatnonzero(plain.lanes == "red")[0])
+    as_aeo = Declaration.model_validate({**models[red].model_dump(), "aeo_operator": True})
+    batch = score_frame(RecordColumns([as_aeo], None), stub_runtime)
+    priority, discount = plain.scores["priority"][red], stub_runtime.config.aeo_risk_discount
+    if priority * discount >= stub_runtime.thresholds.red_cutoff:
+        pytest.skip("this parcel stays red with the discount")
+    assert batch.lanes[0] != "red"
+    assert any(w.startswith("AEO facilitation: priority") for w in batch.warnings[0])
+    assert not any(w.startswith("AEO facilitation") for w in plain.warnings[red])

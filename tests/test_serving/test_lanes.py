@@ -3,7 +3,7 @@ import pytest
 
 from features.params import ServeParams
 from models.bundle import LaneThresholds
-from serving.lanes import assign_lanes, exploration_draws
+from serving.lanes import assign_lanes, exploration_draws, facilitation_notes
 
 THRESHOLDS = LaneThresholds(
     "risk", red_cutoff=0.9, yellow_cutoff=0.7, red_rate=0.1, yellow_rate=0.2, version="t1"
@@ -38,6 +38,26 @@ def test_aeo_priority_is_discounted_not_exempt() -> None:
     aeo = np.array([False, True, True])
     lanes, _ = assign_lanes(priority, aeo, _keys(3), THRESHOLDS, NO_EXPLORATION)
     assert lanes.tolist() == ["red", "green", "red"]
+
+
+def test_a_lane_made_milder_by_aeo_facilitation_says_so() -> None:
+    priority = np.array([0.95, 0.95, 0.8, 1.9, 0.3])
+    aeo = np.array([False, True, True, True, True])
+    lanes, _ = assign_lanes(priority, aeo, _keys(5), THRESHOLDS, NO_EXPLORATION)
+    notes = facilitation_notes(priority, aeo, lanes, THRESHOLDS, NO_EXPLORATION)
+    assert set(notes) == {1, 2}  # not the trader without AEO, nor lanes it did not change
+    assert notes[1] == (
+        "AEO facilitation: priority 0.950 x serve.aeo_risk_discount 0.5 = 0.475, so green "
+        "instead of red"
+    )
+    assert notes[2].endswith("so green instead of yellow")
+
+
+def test_no_facilitation_no_note() -> None:
+    priority, aeo = np.array([0.95]), np.array([True])
+    off = ServeParams(exploration_rate=0.0, aeo_risk_discount=1.0)
+    lanes, _ = assign_lanes(priority, aeo, _keys(1), THRESHOLDS, off)
+    assert facilitation_notes(priority, aeo, lanes, THRESHOLDS, off) == {}
 
 
 def test_exploration_quota_rate_and_lane() -> None:

@@ -23,9 +23,8 @@ from serving.audit.chain import (
     GENESIS,
     ChainRow,
     chain_results,
-    record_mac,
     result_link,
-    result_values,
+    result_mac,
 )
 from serving.decision import iso_utc, parse_iso_us
 from serving.outcomes import ScoredRow, StoredResult, result_rows
@@ -44,15 +43,20 @@ CREATE TABLE IF NOT EXISTS outcomes (
     recorded_at TEXT NOT NULL,
     source TEXT NOT NULL,
     prev_mac BLOB,  -- the results' own chain (serving.audit.chain.chain_results)
-    mac BLOB
+    mac BLOB,
+    selection_reason TEXT  -- why it was inspected, as given (null: not given)
 );
 """
 # a store from before the results were chained gets the two columns at its first writer's open
 _CHAIN_COLUMNS = ("prev_mac", "mac")
+# one from before results kept their selection reason gets the column at its first writer's
+# open; until then its readers (read-only) see it null, as every result stored then has it
+_REASON = "selection_reason"
 _LAST_RESULT = "SELECT seq, mac FROM outcomes ORDER BY seq DESC LIMIT 1"
 _RESULT_LINKS = (
     "SELECT seq, recorded_at, prev_mac, mac, declaration_id, inspected_at, illicit, "
-    "offence_type, revenue_recovered, source FROM outcomes WHERE seq > ? ORDER BY seq LIMIT ?"
+    "offence_type, revenue_recovered, source, selection_reason FROM outcomes "
+    "WHERE seq > ? ORDER BY seq LIMIT ?"
 )
 # New results with the declaration as first scored (decisions_declaration indexes the lookup).
 _RESULTS_SINCE = """
@@ -65,8 +69,8 @@ WHERE o.seq > ? AND o.inspected_at >= ? ORDER BY o.seq
 """
 _INSERT = (
     "INSERT INTO outcomes (declaration_id, inspected_at, illicit, offence_type, "
-    "revenue_recovered, source, seq, recorded_at, prev_mac, mac) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "revenue_recovered, source, selection_reason, seq, recorded_at, prev_mac, mac) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 # The first decision of each declaration: scored first, then stored first.
 _FIRST_DECISIONS = """
@@ -124,7 +128,19 @@ class SqliteOutcomeStore:
             from features.keys import load_key
 
             self._key = load_key("audit")
+        self._add_reason_column()
         self._chain_unchained()
+
+    def _add_reason_column(self) -> None:
+        """Give a results table from before results kept their selection reason its column
+        (null in every row there: their MACs, which leave a null reason out, stay valid)."""
+        if _REASON in _outcome_columns(self._conn):
+            return
+        with self._lock, unavailable_as_error(self._conn, self.path):
+            self._conn.execute("BEGIN IMMEDIATE")
+            if _REASON not in _outcome_columns(self._conn):  # else another writer added it
+                self._conn.execute(f"ALTER TABLE outcomes ADD COLUMN {_REASON} TEXT")
+            self._conn.execute("COMMIT")
 
     def _chain_unchained(self) -> None:
         """Chain the results of a store from before results were chained, in the transaction
@@ -138,7 +154,7 @@ class SqliteOutcomeStore:
             return
         with self._lock, unavailable_as_error(self._conn, self.path):
             self._conn.execute("BEGIN IMMEDIATE")
-            columns = {row[1] for row in self._conn.execute("PRAGMA table_info(outcomes)")}
+            columns = _outcome_columns(self._conn)
             if "mac" in columns:  # another writer chained them meanwhile
                 self._conn.execute("COMMIT")
                 return
@@ -147,13 +163,13 @@ class SqliteOutcomeStore:
                     self._conn.execute(f"ALTER TABLE outcomes ADD COLUMN {column} BLOB")
             rows = self._conn.execute(
                 "SELECT seq, recorded_at, declaration_id, inspected_at, illicit, offence_type, "
-                "revenue_recovered, source FROM outcomes ORDER BY seq"
+                "revenue_recovered, source, selection_reason FROM outcomes ORDER BY seq"
             ).fetchall()
             assert self._key is not None
             prev = GENESIS
             updates = []
             for seq, recorded_at, *values in rows:
-                mac = record_mac(self._key, seq, recorded_at, prev, result_values(*values))
+                mac = result_mac(self._key, seq, recorded_at, prev, values)
                 updates.append((prev, mac, seq))
                 prev = mac
             self._conn.executemany(
@@ -171,17 +187,18 @@ class SqliteOutcomeStore:
         """Whether the results table has the chain's columns (False: a store from before
         results were chained, not yet opened by a writer)."""
         with self._lock:
-            columns = {row[1] for row in self._conn.execute("PRAGMA table_info(outcomes)")}
-        return "mac" in columns
+            return "mac" in _outcome_columns(self._conn)
 
     def chain_rows(self, after_seq: int = 0, page: int = 5_000) -> Iterator[ChainRow]:
         """Every stored result's link after ``after_seq``, in seq order, paged (a result
         stored before results were chained, read without a writer's open: empty MACs)."""
         with self._lock:
-            columns = {row[1] for row in self._conn.execute("PRAGMA table_info(outcomes)")}
+            columns = _outcome_columns(self._conn)
         query = _RESULT_LINKS
         if "mac" not in columns:
             query = query.replace("prev_mac, mac", "NULL, NULL")
+        if _REASON not in columns:
+            query = query.replace(f"source, {_REASON}", "source, NULL")
         while True:
             with self._lock:
                 rows = self._conn.execute(query, (after_seq, page)).fetchall()
@@ -314,14 +331,20 @@ def _has_decisions(conn: sqlite3.Connection) -> bool:
     return found is not None
 
 
+def _outcome_columns(conn: sqlite3.Connection) -> set[str]:
+    return {row[1] for row in conn.execute("PRAGMA table_info(outcomes)")}
+
+
 def _results(conn: sqlite3.Connection, wanted: str | None) -> dict[str, StoredResult]:
+    # asked on every read: a long-lived reader may see a writer add the column meanwhile
+    reason = _REASON if _REASON in _outcome_columns(conn) else "NULL"
     query = (
-        "SELECT declaration_id, inspected_at, illicit, offence_type, revenue_recovered "
-        "FROM outcomes"
+        "SELECT declaration_id, inspected_at, illicit, offence_type, revenue_recovered, "
+        f"{reason} FROM outcomes"
     )
     if wanted is not None:
         query += f" WHERE declaration_id IN (SELECT id FROM {wanted})"
     return {
-        declaration_id: StoredResult(parse_iso_us(at), bool(illicit), offence, revenue)
-        for declaration_id, at, illicit, offence, revenue in conn.execute(query)
+        declaration_id: StoredResult(parse_iso_us(at), bool(illicit), offence, revenue, given)
+        for declaration_id, at, illicit, offence, revenue, given in conn.execute(query)
     }

@@ -45,8 +45,17 @@ from serving.decision import iso_utc
 if TYPE_CHECKING:
     import pandas as pd
 
-# What a result carries: the contract's outcome fields that an inspector records.
-RESULT_FIELDS = ("declaration_id", "inspected_at", "illicit", "offence_type", "revenue_recovered")
+# What a result carries: the contract's outcome fields that an inspector records, and why the
+# parcel was inspected when the sender knows it (an administration's results file says which
+# inspections its random quota drew: the unbiased labels training calibrates on).
+RESULT_FIELDS = (
+    "declaration_id",
+    "inspected_at",
+    "illicit",
+    "offence_type",
+    "revenue_recovered",
+    "selection_reason",
+)
 REQUIRED_FIELDS = ("declaration_id", "inspected_at", "illicit")
 # selection_reason of a parcel inspected because the model sent it (not the random quota).
 MODEL_SELECTION = "model"
@@ -100,6 +109,9 @@ class StoredResult:
     illicit: bool
     offence_type: str | None
     revenue_recovered: float | None
+    # as given with the result (``random``, ``rule:...``, ...); None: not given, and history
+    # export derives it from the first decision
+    selection_reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -166,8 +178,6 @@ def check_outcomes(
     frame["declared_at"] = pd.to_datetime(declared, unit="us", utc=True).astype(
         "datetime64[us, UTC]"
     )
-    # selection_reason is the store's to derive (exploration or model), never sent
-    frame["selection_reason"] = pd.Series(None, index=frame.index, dtype="str")
 
     unreadable: dict[str, np.ndarray] = {}
     for bad in bad_values:
@@ -221,8 +231,16 @@ def check_outcomes(
                 )
             )
         elif declaration_id in stored and row not in refused_rows:
-            differs = _differences(stored[declaration_id], frame.iloc[row])
+            before = stored[declaration_id]
+            differs = _differences(before, frame.iloc[row])
             if differs:
+                # the likely case after an upgrade: a file ingested again for the reasons the
+                # store used to drop; said, so nobody looks for a difference in the result
+                why = (
+                    "; it was stored without one, and a stored result is never amended"
+                    if differs == ["selection_reason"] and before.selection_reason is None
+                    else ""
+                )
                 problems.append(
                     OutcomeProblem(
                         row,
@@ -230,7 +248,7 @@ def check_outcomes(
                         differs[0],
                         "result.conflict",
                         f"{differs[0]}: a different result is already stored for "
-                        f"{show(declaration_id)} ({', '.join(differs)} differ)",
+                        f"{show(declaration_id)} ({', '.join(differs)} differ){why}",
                     )
                 )
             else:
@@ -253,6 +271,11 @@ def _differences(stored: StoredResult, row: pd.Series) -> list[str]:
         out.append("offence_type")
     if posted.revenue_recovered != stored.revenue_recovered:
         out.append("revenue_recovered")
+    # As the other optional fields: a reason given now for a result stored without one is a
+    # difference, not a completion. Stored results are chained and never rewritten, and a
+    # result re-sent without its reason must not pass as the same one either.
+    if posted.selection_reason != stored.selection_reason:
+        out.append("selection_reason")
     return out
 
 
@@ -283,18 +306,21 @@ def results_of(frame: pd.DataFrame) -> list[StoredResult]:
     inspected = pd.to_datetime(frame["inspected_at"], utc=True).astype("datetime64[us, UTC]")
     revenue = pd.to_numeric(frame["revenue_recovered"]).astype("float64").to_numpy()
     offence = frame["offence_type"].astype(object).tolist()
+    reasons = frame["selection_reason"].astype(object).tolist()
     return [
         StoredResult(
             inspected_at_us=int(at),
             illicit=bool(illicit),
             offence_type=None if _optional(o) is None else str(o),
             revenue_recovered=None if np.isnan(r) else float(r),
+            selection_reason=None if _optional(why) is None else str(why),
         )
-        for at, illicit, o, r in zip(
+        for at, illicit, o, r, why in zip(
             inspected.astype("int64").tolist(),
             frame["illicit"].astype(bool).tolist(),
             offence,
             revenue.tolist(),
+            reasons,
             strict=True,
         )
     ]
@@ -430,6 +456,7 @@ def result_rows(
             result.offence_type,
             result.revenue_recovered,
             source,
+            result.selection_reason,
         )
         for declaration_id, result in zip(ids, results, strict=True)
     ]
@@ -446,7 +473,8 @@ class ScoredRow:
 
 
 def selection_reason(exploration: bool, lane: str) -> str:
-    """Why a scored parcel that has a result was inspected, from its first decision."""
+    """Why a scored parcel that has a result was inspected, from its first decision (when the
+    result was stored without a reason of its own)."""
     if exploration:
         return RANDOM_SELECTION
     return MODEL_SELECTION if lane in MODEL_SELECTED_LANES else MANUAL_SELECTION
@@ -458,10 +486,12 @@ def history_frame(
     """The scored declarations as a contract history frame (declaration + outcome columns,
     and ``contract``'s extras: the stored declarations hold the model's mapped extras).
 
-    A declaration with a result is ``inspected``; its ``selection_reason`` is ``random`` when
-    the exploration quota drew it (an unbiased label, as the training code reads it), ``model``
-    when its first decision sent it red or yellow, and ``manual`` when it was inspected although
-    sent green. Declarations without a result are not inspected (outcomes null).
+    A declaration with a result is ``inspected``; its ``selection_reason`` is the one stored
+    with the result when it was given (the administration knows which inspections its own
+    random quota or legacy rules chose: only it can say); else ``random`` when the exploration
+    quota drew it (an unbiased label, as the training code reads it), ``model`` when its first
+    decision sent it red or yellow, and ``manual`` when it was inspected although sent green.
+    Declarations without a result are not inspected (outcomes null).
     Stored fields neither the contract nor ``contract`` names are refused, naming them: the
     next model would lose them without a word (``unnamed_fields``).
     """
@@ -482,7 +512,9 @@ def history_frame(
             record["illicit"] = result.illicit
             record["offence_type"] = result.offence_type
             record["revenue_recovered"] = result.revenue_recovered
-            record["selection_reason"] = selection_reason(row.exploration, row.lane)
+            record["selection_reason"] = result.selection_reason or selection_reason(
+                row.exploration, row.lane
+            )
         records.append(record)
     if unnamed:
         raise ParcelriskError(

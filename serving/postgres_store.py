@@ -48,7 +48,7 @@ from serving.audit.chain import (
     chain_results,
     record_mac,
     result_link,
-    result_values,
+    result_mac,
 )
 from serving.decision import STORED_FIELDS, DecisionRecord, iso_utc, pack_feature_rows
 from serving.outcomes import ScoredRow, StoredResult, result_rows
@@ -130,6 +130,8 @@ outcomes = sa.Table(
     # the results' own chain (serving.audit.chain.chain_results); added to an older table
     sa.Column("prev_mac", sa.LargeBinary),
     sa.Column("mac", sa.LargeBinary),
+    # why it was inspected, as given (null: not given); added to an older table
+    sa.Column("selection_reason", sa.Text),
 )
 # auditor sessions signed out before their cookie expires (``serving.auditor.session``): as
 # the SQLite store's table, the token's digest until the token's own expiry, dropped after it
@@ -141,6 +143,16 @@ revoked_sessions = sa.Table(
 )
 
 _RESULT_VALUES = [outcomes.c[name] for name in RESULT_FIELDS]  # the MAC's order
+
+
+def _result_values(columns: set[str]) -> list[sa.ColumnElement[Any]]:
+    """``_RESULT_VALUES`` as a table with these ``columns`` holds them: a table from before
+    results kept their selection reason, read without a writer's open, has it null."""
+    if "selection_reason" in columns:
+        return list(_RESULT_VALUES)
+    return [*_RESULT_VALUES[:-1], sa.null().label("selection_reason")]
+
+
 # a stored row in the SQLite store's column order: ``_row_record`` reads both
 _ROW = [decisions.c[name] for name in (*STORED_FIELDS, "declared_at", "seq", "answered_at")] + [
     decisions.c.prev_mac,
@@ -333,12 +345,19 @@ def create_schema(engine: sa.Engine, key: bytes) -> None:
     results are chained (with the audit ``key``) in the same transaction, so a store with the
     columns was chained from its first result: a result without a MAC there had it removed,
     a break ``audit verify`` names, never chained again (that would launder the rows edited
-    beside it)."""
+    beside it).
+
+    A table from before results kept their selection reason gets its column (null in every
+    row: their MACs leave a null reason out, so they stay valid as they are)."""
     with unavailable_as_error(engine, "cannot be opened"), engine.begin() as conn:
         conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_SCHEMA_LOCK)))
         columns = _outcome_columns(conn)  # none: a new store
         legacy = bool(columns) and "mac" not in columns
         metadata.create_all(conn)
+        if columns and "selection_reason" not in columns:
+            conn.exec_driver_sql(
+                "ALTER TABLE outcomes ADD COLUMN IF NOT EXISTS selection_reason text"
+            )
         if legacy:
             conn.exec_driver_sql(
                 "ALTER TABLE outcomes ADD COLUMN IF NOT EXISTS prev_mac bytea, "
@@ -369,7 +388,7 @@ def _chain_legacy_results(conn: sa.Connection, key: bytes, shown: str) -> None:
     ).all()
     prev, updates = GENESIS, []
     for seq, recorded_at, *values in rows:
-        mac = record_mac(key, seq, recorded_at, prev, result_values(*values))
+        mac = result_mac(key, seq, recorded_at, prev, values)
         updates.append({"s": seq, "p": prev, "m": mac})
         prev = mac
     if updates:
@@ -756,10 +775,13 @@ class PostgresOutcomeStore:
     def chain_rows(self, after_seq: int = 0, page: int = 5_000) -> Iterator[ChainRow]:
         """Every stored result's link after ``after_seq``, in seq order, paged (a table from
         before results were chained, read without a writer's open: empty MACs)."""
+        with unavailable_as_error(self.engine), self.engine.connect() as conn:
+            columns = _outcome_columns(conn)
         links = [outcomes.c.prev_mac, outcomes.c.mac]
-        if not self.has_chain():
+        if "mac" not in columns:
             links = [sa.null().label("prev_mac"), sa.null().label("mac")]
-        query = sa.select(outcomes.c.seq, outcomes.c.recorded_at, *links, *_RESULT_VALUES)
+        values = _result_values(columns)
+        query = sa.select(outcomes.c.seq, outcomes.c.recorded_at, *links, *values)
         while True:
             with unavailable_as_error(self.engine), self.engine.connect() as conn:
                 rows = conn.execute(
@@ -889,16 +911,19 @@ def read_results(engine: sa.Engine, ids: Sequence[str]) -> dict[str, StoredResul
 def _results(conn: sa.Connection, wanted: list[str] | None) -> dict[str, StoredResult]:
     from serving.decision import parse_iso_us
 
+    # asked on every read: a reader's handle makes no schema (a table from before the column)
+    reason = _result_values(_outcome_columns(conn))[-1]
     query = sa.select(
         outcomes.c.declaration_id,
         outcomes.c.inspected_at,
         outcomes.c.illicit,
         outcomes.c.offence_type,
         outcomes.c.revenue_recovered,
+        reason,
     )
     if wanted is not None:
         query = query.where(_among(outcomes.c.declaration_id, wanted))
     return {
-        declaration_id: StoredResult(parse_iso_us(at), bool(illicit), offence, revenue)
-        for declaration_id, at, illicit, offence, revenue in conn.execute(query)
+        declaration_id: StoredResult(parse_iso_us(at), bool(illicit), offence, revenue, given)
+        for declaration_id, at, illicit, offence, revenue, given in conn.execute(query)
     }

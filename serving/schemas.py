@@ -195,6 +195,8 @@ def _result_field(name: str) -> tuple[Any, Any]:
         domain["enum"] = list(spec.allowed) + ([] if required else [None])
     if spec.min_value is not None:
         domain["minimum"] = spec.min_value
+    if spec.max_length and spec.scope == "outcome":  # the outcome rules check it on results
+        domain["maxLength"] = spec.max_length
 
     def document(schema: dict[str, Any]) -> None:
         if required:  # documented as required and non-null, as the rules enforce it

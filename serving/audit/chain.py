@@ -55,6 +55,7 @@ RESULT_FIELDS = (
     "offence_type",
     "revenue_recovered",
     "source",
+    "selection_reason",
 )
 
 
@@ -65,11 +66,34 @@ def result_values(
     offence_type: str | None,
     revenue_recovered: float | None,
     source: str,
+    selection_reason: str | None = None,
 ) -> tuple[Any, ...]:
     """A result's values as stored and as read back (``RESULT_FIELDS``): the types a store
     gives back, so writer and verifier MAC the same text."""
     revenue = None if revenue_recovered is None else float(revenue_recovered)
-    return (declaration_id, inspected_at, int(illicit), offence_type, revenue, source)
+    return (
+        declaration_id,
+        inspected_at,
+        int(illicit),
+        offence_type,
+        revenue,
+        source,
+        selection_reason,
+    )
+
+
+def result_mac_input(values: Sequence[Any]) -> tuple[Any, ...]:
+    """What a result's MAC covers: its ``RESULT_FIELDS`` values, ``selection_reason`` only
+    when it is not null.
+
+    selection_reason came after results were chained: every result stored before has it null
+    and a MAC over the first six values. Leaving a null reason out keeps those MACs valid as
+    they are, with no rewrite of the chain (rechaining would vouch anew for whatever had been
+    edited) and no version column to trust. The two forms cannot stand for each other: the
+    message starts with every part's length, so six values and seven never give the same
+    bytes; a reason removed from a row, or one added to an old row, fails its MAC."""
+    values = result_values(*values)
+    return values if values[-1] is not None else values[:-1]
 
 
 def result_link(
@@ -82,8 +106,15 @@ def result_link(
         answered_at=recorded_at,
         prev_mac=bytes(prev_mac or b""),
         mac=bytes(mac or b""),
-        values=result_values(*values),
+        values=result_mac_input(values),
     )
+
+
+def result_mac(
+    key: bytes, seq: int, recorded_at: str, prev_mac: bytes, values: Sequence[Any]
+) -> bytes:
+    """The MAC of one stored result (``values`` in ``RESULT_FIELDS`` order) at ``seq``."""
+    return record_mac(key, seq, recorded_at, prev_mac, result_mac_input(values))
 
 
 def chain_results(
@@ -101,7 +132,7 @@ def chain_results(
     links = []
     for values in rows:
         seq += 1
-        mac = record_mac(key, seq, recorded_at, prev, result_values(*values))
+        mac = result_mac(key, seq, recorded_at, prev, values)
         links.append((seq, prev, mac))
         prev = mac
     return links

@@ -40,6 +40,7 @@ from features.pipeline.prepare import (
     outcomes_known_at,
     prepare,
     sort_declarations,
+    unused_inputs,
 )
 
 log = logging.getLogger(__name__)
@@ -168,7 +169,7 @@ def build_to_dir(
         declarations, contract = gate.declarations, gate.contract
     else:
         declarations, contract = read_declarations(Path(declarations_path), with_outcomes=True)
-    left_out: dict[str, int] = {}
+    left_out: dict[str, Any] = {}
     if as_of is not None:
         cutoff = utc_instant(as_of, "--as-of")
         read = len(declarations)
@@ -186,6 +187,7 @@ def build_to_dir(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     n_rows, manifest = len(feature_set.frame), feature_set.manifest
+    left_out["inputs_unused"] = unused_inputs(params, contract, manifest.inputs)
     step = time.perf_counter()
     atomic_write(out / FEATURES_FILE, functools.partial(write_frame, feature_set.frame))
     manifest.write(out)
@@ -334,5 +336,8 @@ def _dask_to_dir(
         engine="dask",
         partitions=result.n_partitions,
         scheduler=scheduler or "LocalCluster",
+        inputs_unused=unused_inputs(
+            settings.features, read_contract(declarations_path), result.manifest.inputs
+        ),
         **left_out,
     )

@@ -252,6 +252,19 @@ def _columns_used(
     return text, coded
 
 
+def unused_inputs(
+    params: FeatureParams, contract: Contract, inputs: tuple[str, ...] | None
+) -> list[str]:
+    """Text fields a history holds values for that no feature reads: neither an entity, a
+    categorical, nor a value ``prepare`` derives (a mapped ``consignee_region`` with the default
+    params). Named in the build's summary: a mapped field quietly ignored looks used (probe,
+    2026-12); ``features.categoricals`` or ``features.entities`` put it to use."""
+    _, keys = _columns_used(params, contract)
+    read = {source_of(k) for k in keys} | set(_TEXT_INPUTS) | {"declaration_id"}  # the row's name
+    names = [f.name for f in DECLARATION_FIELDS if f.kind in ("str", "category")]
+    return [n for n in names if inputs is not None and n in inputs and n not in read]
+
+
 def unit_values(
     value_eur: np.ndarray, quantity: np.ndarray, weight_kg: np.ndarray
 ) -> dict[str, np.ndarray]:

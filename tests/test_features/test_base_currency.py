@@ -51,3 +51,13 @@ def test_reasons_name_the_base_currency_for_values_and_eur_for_revenue(built) ->
     assert "EUR" in revenue.reason and "XOF" not in revenue.reason
     windows = [s for name, s in specs.items() if name.startswith(("order_value", "split_value"))]
     assert windows and all("XOF" in s.reason and "EUR" not in s.reason for s in windows)
+
+
+def test_a_held_field_no_feature_reads_is_named() -> None:
+    from features.pipeline.prepare import unused_inputs
+
+    held = ("declared_at", "hs_code", "consignee_region", "channel", "seller_id")
+    assert unused_inputs(FeatureParams(), Contract(), held) == ["consignee_region"]
+    as_category = FeatureParams(categoricals=("channel", "consignee_region"))
+    assert unused_inputs(as_category, Contract(), held) == []
+    assert unused_inputs(FeatureParams(), Contract(), None) == []

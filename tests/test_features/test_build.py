@@ -506,6 +506,7 @@ def test_build_as_of_cuts_declarations_outcomes_and_state(history, tmp_path):
     # the rows the cut left out are counted, not just gone
     assert summary["declarations_after_as_of"] == (history["declared_at"] >= as_of).sum() > 0
     assert summary["rows"] + summary["declarations_after_as_of"] == len(history)
+    assert summary["inputs_unused"] == ["consignee_region"]  # held, read by no feature
     source = json.loads((tmp_path / "f" / "source.json").read_text())
     assert source["gate"] == "passed" and source["as_of"] == str(as_of)
 

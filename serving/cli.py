@@ -294,6 +294,7 @@ def outcomes_ingest(
         load_mapping,
         map_outcomes,
         read_source,
+        resolve_aliases,
         revenue_summary,
         warn_local_times,
         warn_times_read_as_utc,
@@ -313,6 +314,7 @@ def outcomes_ingest(
     if mapping is not None:
         spec = load_mapping(mapping)
         source = read_source(file, spec)
+        spec, _ = resolve_aliases(source, spec)  # the name of the column this file has
         ignored = [str(c) for c in source.columns if c not in set(spec.source_columns())]
         # a result field the file carries under its contract name, left out of the mapping,
         # would be stored empty, and the full result then refused as a conflict for good

@@ -26,7 +26,9 @@ how to read it; and it declares the extra columns the administration wants to ke
       - {column: INSURED_VALUE, name: insured_value, kind: numeric, decimal: ","}
 
 Spec keys: ``column``, ``columns`` (several source columns read as one, their non-empty cells
-joined by ``separator``: a date and a time, a number and its unit) or ``value`` (exactly one); ``default`` (the value of an empty cell of
+joined by ``separator``: a date and a time, a number and its unit) or ``value`` (exactly one);
+``aliases`` (other names of a ``column`` in other exports of the series: the one the file has is
+read); ``default`` (the value of an empty cell of
 the column, read like any source value); ``format`` (strptime, ``ISO8601`` or ``excel`` for a
 spreadsheet's serial days; a list is tried in order, each value read by the first format that
 reads it whole), ``timezone`` (IANA name; local
@@ -198,6 +200,9 @@ class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     column: str | None = None
+    # other names the same column has in other exports of the series (renamed between monthly
+    # exports): the one of ``column`` and these the file has is read (``resolve_aliases``)
+    aliases: list[str] | None = None
     # several source columns read as one, their non-empty cells joined by ``separator``: a date
     # and a time of day, a number and its unit, kept apart by the export
     columns: list[str] | None = None
@@ -367,6 +372,17 @@ class _Spec(BaseModel):
                 "could not be read (e.g. decimal: ',' with thousands: '.', or decimal: '.' "
                 "with thousands: ',')"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _aliases_of_a_column(self) -> _Spec:
+        if self.aliases is None:
+            return self
+        if self.column is None:
+            raise ValueError("'aliases' are other names of a 'column': give the column")
+        names = [self.column, *self.aliases]
+        if not self.aliases or len(set(names)) < len(names):
+            raise ValueError(f"'aliases' must name other columns than {self.column!r}, once each")
         return self
 
     @model_validator(mode="after")
@@ -627,6 +643,11 @@ class Mapping(BaseModel):
     def source_columns(self) -> list[str]:
         cols = [c for s in self.columns.values() for c in s.sources]
         return cols + [c for e in self.extras for c in e.sources]
+
+    def named_columns(self) -> list[str]:
+        """Every source column name the mapping gives, aliases included."""
+        aliases = [a for s in [*self.columns.values(), *self.extras] for a in (s.aliases or [])]
+        return self.source_columns() + aliases
 
 
 def _extra_kind(extra: ExtraSpec) -> str:
@@ -1233,6 +1254,41 @@ def join_hs_groups(raw: pd.DataFrame, mapping: Mapping) -> tuple[pd.DataFrame, i
     return raw.assign(**{spec.column: joined.where(raw[spec.column].notna())}), int(grouped.sum())
 
 
+def resolve_aliases(raw: pd.DataFrame, mapping: Mapping) -> tuple[Mapping, dict[str, str]]:
+    """The mapping reading, for each spec with ``aliases``, the one of its names the file has;
+    and field -> the alias read, for the summary.
+
+    A file holding two of a spec's names is refused: which one holds the values is not known.
+    None of them: left to the structure check, which names the column as missing."""
+    present = {str(c) for c in raw.columns}
+    read: dict[str, str] = {}
+
+    def resolved(name: str, spec: Any) -> Any:
+        if not spec.aliases:
+            return spec
+        found = [n for n in (spec.column, *spec.aliases) if n in present]
+        if len(found) > 1:
+            raise ContractError(
+                f"{name}: the file has {' and '.join(map(repr, found))}, names of the same "
+                "column in the mapping (column and aliases): which one holds the values is not "
+                "known; drop one from the export or the mapping"
+            )
+        if found and found[0] != spec.column:
+            read[name] = found[0]
+            return spec.model_copy(update={"column": found[0], "aliases": None})
+        return spec
+
+    if not any(s.aliases for s in [*mapping.columns.values(), *mapping.extras]):
+        return mapping, read
+    rewritten = mapping.model_copy(
+        update={
+            "columns": {n: resolved(n, s) for n, s in mapping.columns.items()},
+            "extras": [resolved(e.name, e) for e in mapping.extras],
+        }
+    )
+    return rewritten, read
+
+
 def join_columns(raw: pd.DataFrame, mapping: Mapping) -> tuple[pd.DataFrame, Mapping]:
     """``raw`` with one column per spec that joins several (named ``DATE + TIME``), and the
     mapping reading it as its ``column``; both unchanged when no spec joins columns.
@@ -1304,6 +1360,7 @@ def apply_mapping(
 
     ``fx_to_base`` (features.fx_to_base) is needed when the mapping gives revenue_recovered's
     currency."""
+    mapping, _ = resolve_aliases(raw, mapping)
     raw, mapping = join_columns(raw, mapping)
     eur_rates = rates_to_eur(mapping, fx_to_base)
     declarations, contract, _ = _map_declarations(raw, mapping, eur_rates=eur_rates)
@@ -1449,7 +1506,7 @@ def read_source(path: Path, mapping: Mapping) -> pd.DataFrame:
         else:
             # a compressed CSV too: pandas decompresses by the suffix, as the sniffer does
             sep = mapping.delimiter or sniff_delimiter(
-                path, mapping.encoding, mapping.source_columns()
+                path, mapping.encoding, mapping.named_columns()
             )
             options = {"sep": sep, "dtype": "str", "encoding": mapping.encoding}
             # the header as written: read_csv renames a repeated name ("VALEUR.1")
@@ -1600,7 +1657,7 @@ def _check_near_duplicate_headers(path: Path, header: list[Any], mapping: Mappin
     alike = [names for names in groups.values() if len(names) > 1]
     if not alike:
         return
-    named = set(mapping.source_columns())
+    named = set(mapping.named_columns())
     shown = "; ".join(" and ".join(map(repr, names)) for names in alike)
     if any(name in named for names in alike for name in names):
         raise ContractError(
@@ -1678,6 +1735,7 @@ def ingest_file(
     eur_rates = rates_to_eur(mapping, fx_to_base)  # before reading: a missing rate is no row's
     raw = read_source(source, mapping)
     source_names = [str(c) for c in raw.columns]
+    mapping, by_alias = resolve_aliases(raw, mapping)
     used = set(mapping.source_columns())
     raw, mapping = join_columns(raw, mapping)
     check_hs_text(raw, mapping, source)
@@ -1734,6 +1792,7 @@ def ingest_file(
         "ignored_source_column_names": ignored,
         "hs_code_zeros_restored": restored,
         "hs_code_groups_joined": joined,
+        **({"columns_read_by_alias": by_alias} if by_alias else {}),
         **revenue_summary(mapping, declarations, source),
         **({"times_read_as_utc": read_as_utc} if read_as_utc else {}),
         **dst,
@@ -2009,6 +2068,7 @@ __all__ = [
     "parse_mapping_text",
     "rates_to_eur",
     "read_source",
+    "resolve_aliases",
     "restore_hs_zeros",
     "revenue_summary",
     "warn_local_times",
@@ -2066,6 +2126,7 @@ def map_outcomes(
     ``fx_to_base`` converts a revenue_recovered given in another currency (``rates_to_eur``)."""
     import pandas as pd
 
+    mapping, _ = resolve_aliases(raw, mapping)
     wanted = {"declaration_id"} | {f.name for f in FIELDS if f.scope == "outcome"}
     others = sorted(set(mapping.columns) - wanted)
     if others or "declaration_id" not in mapping.columns:

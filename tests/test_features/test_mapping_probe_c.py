@@ -187,3 +187,45 @@ def test_a_utf8_file_read_as_cp1252_is_named_as_an_encoding_problem(
     with pytest.raises(ContractError) as refused:
         _ingest(tmp_path, source, mapping)
     assert expected in str(refused.value)
+
+
+def test_a_column_renamed_between_exports_is_read_by_its_alias(tmp_path) -> None:
+    mapping = _mapping().replace(
+        "revenue_recovered: {column: TRIBUTO,",
+        'revenue_recovered: {column: TRIBUTO, aliases: ["VLR TRIBUTO"],',
+    )
+    before, got_before = _ingest(tmp_path, _csv(tmp_path), mapping)
+    renamed = CSV.replace(";TRIBUTO\n", ";VLR TRIBUTO\n")
+    after, got_after = _ingest(tmp_path, _csv(tmp_path, renamed), mapping)
+    assert "columns_read_by_alias" not in before
+    assert after["columns_read_by_alias"] == {"revenue_recovered": "VLR TRIBUTO"}
+    assert "VLR TRIBUTO" not in after["ignored_source_column_names"]
+    pd.testing.assert_frame_equal(got_before, got_after)
+
+
+def test_a_file_with_both_names_of_a_column_is_refused(tmp_path) -> None:
+    mapping = _mapping().replace(
+        "revenue_recovered: {column: TRIBUTO,",
+        "revenue_recovered: {column: TRIBUTO, aliases: [UN],",
+    )
+    with pytest.raises(ContractError, match="the file has 'TRIBUTO' and 'UN'"):
+        _ingest(tmp_path, _csv(tmp_path), mapping)
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ("{value: 1.0, aliases: [X]}", "'aliases' are other names of a 'column'"),
+        ("{column: TRIBUTO, aliases: [TRIBUTO]}", "must name other columns"),
+        ("{column: TRIBUTO, aliases: []}", "must name other columns"),
+    ],
+)
+def test_aliases_must_be_other_names_of_a_column(spec, expected) -> None:
+    from features.intake.mapping import parse_mapping_text
+
+    text = _mapping().replace(
+        'revenue_recovered: {column: TRIBUTO, decimal: ",", currency: BRL}',
+        f"revenue_recovered: {spec}",
+    )
+    with pytest.raises(ContractError, match=expected):
+        parse_mapping_text(text)

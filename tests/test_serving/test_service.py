@@ -294,6 +294,7 @@ def test_many_unknown_fields_are_one_short_warning(client, service_env) -> None:
     from serving.store import open_store
 
     d = make_declarations(1, seed=16)[0]
+    d["aeo_operator"] = False  # an AEO note on its lane would be a second warning
     d.update({f"k{i:06d}": 1 for i in range(100_000)})
     d["x" * 5000] = 1
     r = _score(client, [d])
@@ -310,6 +311,7 @@ def test_many_unknown_fields_are_one_short_warning(client, service_env) -> None:
         store.close()
     assert record.warnings == [warning]
     d = make_declarations(1, seed=17)[0]
+    d["aeo_operator"] = False  # an AEO note on its lane would be a second warning
     d["y" * 5000] = 1
     (warning,) = _score(client, [d]).json()["decisions"][0]["warnings"]
     assert warning == f"field '{'y' * 40}...' is not in the contract: ignored"

@@ -169,6 +169,13 @@ def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------
 
 
+def _revenue_guard_tag(guard: dict[str, Any] | None) -> str:
+    """The run's ``revenue_guard`` tag: "passed", the fallback and why, or "no revenue model"."""
+    if not guard or not guard.get("checks"):
+        return "no revenue model"
+    return str(guard["fallback"] or "passed")[:4900]
+
+
 @dataclass(frozen=True)
 class LoggedModel:
     name: str
@@ -233,6 +240,8 @@ def log_training(
                 "split": json.dumps(meta.get("split", {})),
                 # how the declarations passed the validation gate (features.intake.validation)
                 **{f"gate.{k}": str(v) for k, v in (meta.get("gate") or {}).items()},
+                # a served revenue booster that failed its check, and what replaced it
+                "revenue_guard": _revenue_guard_tag(meta.get("revenue_guard")),
             }
         )
         finite = {k: float(v) for k, v in result.metrics.items() if np.isfinite(v)}

@@ -36,7 +36,7 @@ import pandas as pd
 from features.errors import ParcelriskError
 from features.params import ServeParams, TrainParams
 from features.pipeline.manifest import FeatureManifest
-from models.bundle import Objective, RiskModel, score_rows
+from models.bundle import Objective, RiskModel, revenue_if_illicit, score_rows
 from models.calibration import fit_isotonic
 from models.evaluation import (
     attach_truth,
@@ -68,11 +68,20 @@ log = logging.getLogger(__name__)
 # Told the name of each step of ``train_models`` as it starts (``training_steps`` lists them).
 Progress = Callable[[str], None]
 
-MIN_REVENUE_EUR = 0.01  # gamma needs positive targets; an offence with no duty still counts
+# Gamma needs positive targets: the pooled model reads an offence with no duty as this much.
+# By offence type, an amount below it is "nothing recovered": the kind's hurdle, not a target.
+MIN_REVENUE_EUR = 0.01
 # Illicit parcels with a recorded revenue needed to fit (train period) and early-stop
 # (validation) the revenue model; below this a gamma model of the heavy tail is mostly noise.
 MIN_REVENUE_TRAIN = 50
 MIN_REVENUE_VALIDATION = 10
+# The guard on a revenue booster before it is served (``check_revenue_booster``). E[revenue |
+# illicit] is a mean of recovered amounts: above a few times the largest one ever recovered, a
+# booster extrapolates where no label supports it (probe F1: 1.1e9 EUR against labels of at most
+# 1,818 EUR, the lanes then filled with cheap parcels at risk 0.03). A distilled booster must also
+# reproduce the mixture it stands for: the demo's reach 0.96 log R2, the collapsed one 0.53.
+REVENUE_BOUND_FACTOR = 2.0
+MIN_DISTIL_R2 = 0.8
 
 
 @dataclass
@@ -114,6 +123,9 @@ class RevenueFit:
     revenue: FittedBooster
     offence: FittedBooster | None = None
     kinds: tuple[str, ...] = ()
+    # by kind code: the share of its offences that recovered anything (``kind_recovery_shares``);
+    # the gamma booster is fitted on those only and the mixture weighs each kind by its share
+    kind_share: tuple[float, ...] = ()
 
     def kind_matrix(self, X: np.ndarray, codes: np.ndarray) -> np.ndarray:
         """What the revenue booster reads: ``X``, plus the kind codes when fitted by kind."""
@@ -148,13 +160,39 @@ def with_kind(X: np.ndarray, codes: np.ndarray) -> np.ndarray:
     return np.column_stack([X, codes])
 
 
-def mixture_revenue(
-    revenue_booster: lgb.Booster, offence_booster: lgb.Booster, X: np.ndarray
+def kind_recovery_shares(
+    kind_codes: np.ndarray, revenue: np.ndarray, rows: np.ndarray, n_kinds: int
 ) -> np.ndarray:
-    """E[revenue | illicit] = sum over kinds k of P(k | x) x E[revenue | x, k]: the kind-aware
-    booster asked once per kind, its code in the last column (rows stacked kind after kind, in
-    chunks: K copies of 60,000 rows would be half a gigabyte)."""
+    """By kind code, the share of the illicit parcels ``rows`` (revenue recorded) that
+    recovered at least MIN_REVENUE_EUR: the hurdle of each kind's term in the mixture.
+
+    Seized counterfeits recover no duty: fitted as 0.01 EUR in a log-link gamma model, such a
+    kind put targets 11 log units below the others, and the distilled booster's Newton steps on
+    them diverged (probe F1). A kind with no revenue recorded at all takes the share of all
+    kinds: nothing says it differs."""
+    recovered = revenue >= MIN_REVENUE_EUR
+    overall = float(recovered[rows].mean()) if rows.any() else 1.0
+    share = np.full(n_kinds, overall)
+    for code in range(n_kinds):
+        of_kind = rows & (kind_codes == code)
+        if of_kind.any():
+            share[code] = float(recovered[of_kind].mean())
+    return share
+
+
+def mixture_revenue(
+    revenue_booster: lgb.Booster,
+    offence_booster: lgb.Booster,
+    X: np.ndarray,
+    kind_share: np.ndarray | None = None,
+) -> np.ndarray:
+    """E[revenue | illicit] = sum over kinds k of P(k | x) x s_k x E[revenue | x, k, recovered]:
+    the kind-aware booster asked once per kind, its code in the last column (rows stacked kind
+    after kind, in chunks: K copies of 60,000 rows would be half a gigabyte). ``kind_share``:
+    s_k, the share of kind k's offences that recovered anything (``kind_recovery_shares``;
+    None: all of them); a kind that never recovers anything adds 0, whatever the booster says."""
     kinds = offence_booster.num_model_per_iteration()
+    share = np.ones(kinds) if kind_share is None else np.asarray(kind_share, dtype=np.float64)
     out = np.zeros(len(X))
     for lo in range(0, len(X), MIXTURE_CHUNK_ROWS):
         part = X[lo : lo + MIXTURE_CHUNK_ROWS]
@@ -164,7 +202,7 @@ def mixture_revenue(
         stacked[:, :-1] = np.tile(part, (kinds, 1))
         stacked[:, -1] = np.repeat(np.arange(kinds, dtype=np.float64), n)
         by_kind = revenue_booster.predict(stacked).reshape(kinds, n).T
-        out[lo : lo + n] = np.maximum((p_kind * by_kind).sum(axis=1), 0.0)
+        out[lo : lo + n] = np.maximum((p_kind * share * by_kind).sum(axis=1), 0.0)
     return out
 
 
@@ -185,6 +223,7 @@ def distil_mixture(
     held: np.ndarray,
     manifest: FeatureManifest,
     fitter: BoosterFitter | None = None,
+    kind_share: np.ndarray | None = None,
 ) -> Distilled:
     """One gamma booster that reproduces the mixture on the rows ``fit`` of ``X``, checked on
     the rows ``held`` (``models.training_rows.distil_sample``: a seeded sample of every parcel
@@ -193,20 +232,66 @@ def distil_mixture(
     Each parcel weighs its calibrated ``risk``: expected revenue is risk x revenue, so an error
     on a parcel that will never be inspected costs nothing (demo, seed 43: revenue@5% ratio
     0.893 weighted, 0.884 unweighted, 0.892 for the mixture itself)."""
-    target = np.maximum(mixture_revenue(revenue_booster, offence_booster, X[fit]), MIN_REVENUE_EUR)
+
+    def mixture(part: np.ndarray) -> np.ndarray:
+        return mixture_revenue(revenue_booster, offence_booster, part, kind_share)
+
+    target = np.maximum(mixture(X[fit]), MIN_REVENUE_EUR)
     booster = (fitter or LocalFitter()).fit_rounds(
         {**params.lgb_params("gamma"), **DISTIL_PARAMS},
         booster_data(X[fit], target, manifest, weight=risk(X[fit]) + RISK_WEIGHT_FLOOR),
         DISTIL_ROUNDS,
     )
     check = held if len(held) >= 100 else fit  # a small history: in-sample is all there is
-    exact = np.log(
-        np.maximum(mixture_revenue(revenue_booster, offence_booster, X[check]), MIN_REVENUE_EUR)
-    )
+    exact = np.log(np.maximum(mixture(X[check]), MIN_REVENUE_EUR))
     approx = np.log(np.maximum(booster.predict(X[check]), MIN_REVENUE_EUR))
     spread = float(np.var(exact))
     r2 = 1.0 - float(np.var(approx - exact)) / spread if spread > 0 else 1.0
     return Distilled(booster, len(fit), r2)
+
+
+@dataclass(frozen=True)
+class RevenueCheck:
+    """What the guard found on a revenue booster before it is served (``check_revenue_booster``)."""
+
+    max_eur: float  # its largest E[revenue | illicit] on the parcels checked
+    fidelity_r2_log: float | None  # a distilled booster's, against the mixture it stands for
+    problems: tuple[str, ...]  # none: it may be served
+
+    @property
+    def passed(self) -> bool:
+        return not self.problems
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "max_eur": round(self.max_eur, 2) if np.isfinite(self.max_eur) else None,
+            "fidelity_r2_log": self.fidelity_r2_log,
+            "passed": self.passed,
+            "problems": list(self.problems),
+        }
+
+
+def check_revenue_booster(
+    booster: lgb.Booster, X: np.ndarray, bound_eur: float, fidelity_r2: float | None = None
+) -> RevenueCheck:
+    """The guard on a revenue booster about to be served: its E[revenue | illicit] on ``X`` (a
+    sample of the traffic it will score) within ``bound_eur`` (REVENUE_BOUND_FACTOR x the largest
+    amount recovered) and, for a distilled booster, its ``fidelity_r2`` (log R2 against the
+    mixture) at least MIN_DISTIL_R2."""
+    predicted = revenue_if_illicit(booster, X)
+    max_eur = float(predicted.max()) if len(predicted) else 0.0
+    problems = []
+    if not max_eur <= bound_eur:  # NaN fails too
+        problems.append(
+            f"predicts up to {max_eur:,.4g} EUR (bound {bound_eur:,.0f} EUR: "
+            f"{REVENUE_BOUND_FACTOR:g} x the largest amount recovered)"
+        )
+    if fidelity_r2 is not None and not fidelity_r2 >= MIN_DISTIL_R2:
+        problems.append(
+            f"reproduces the mixture by offence type with log R2 {fidelity_r2:.3f} "
+            f"(need {MIN_DISTIL_R2:g})"
+        )
+    return RevenueCheck(max_eur, fidelity_r2, tuple(problems))
 
 
 def offence_kind_codes(frame: pd.DataFrame, rows: np.ndarray) -> tuple[tuple[str, ...], np.ndarray]:
@@ -437,11 +522,6 @@ def _train_models(
                 name,
                 params.n_estimators,
             )
-    objective: Objective = params.objective
-    if objective == "revenue" and revenue_fit is None:
-        log.warning("train.objective is revenue but there is no revenue model: lanes rank on risk")
-        objective = "risk"
-
     history_exploration = rows.random_labelled / rows.parcels
     offence_labels = offence_label_counts(frame, labelled)
     thin = {k: n for k, n in offence_labels.items() if n < params.min_offence_labels}
@@ -475,24 +555,64 @@ def _train_models(
     calibration = fit_isotonic(risk_fit.booster.predict(X[cal_mask], raw_score=True), y[cal_mask])
 
     first_risk = risk_fit.booster
-    first_revenue = revenue_fit.revenue.booster if revenue_fit is not None else None
+    # The distillation's samples of each stage's traffic (fit, held), which the guard also
+    # checks that stage's served booster on, whatever the revenue model; the guard's bound.
+    stages = {"first_pass": periods["train"] + periods["validation"]}
+    if params.refit:
+        stages["deployed"] = rows.parcels
+    samples = {
+        stage: tuple(rows.rows_at(sample) for sample in distil_sample(params.seed, candidates))
+        for stage, candidates in stages.items()
+    }
+    bound_eur = REVENUE_BOUND_FACTOR * float(np.nanmax(revenue[labelled & (y == 1)], initial=0.0))
     distilled: dict[str, dict[str, float]] = {}  # by offence kind: the serving boosters' fit
-    if revenue_fit is not None and revenue_fit.offence is not None:
-        student = distil_mixture(
-            params,
-            revenue_fit.revenue.booster,
-            revenue_fit.offence.booster,
-            lambda part: calibration(first_risk.predict(part, raw_score=True)),
-            X,
-            *(
-                rows.rows_at(sample)
-                for sample in distil_sample(params.seed, periods["train"] + periods["validation"])
-            ),
-            used,
-            fitter,
+    guard: dict[str, Any] = {"bound_eur": round(bound_eur, 2), "checks": {}, "fallback": None}
+    first_revenue = None
+    if revenue_fit is not None:
+
+        def distil_first(
+            revenue_booster: lgb.Booster, offence_booster: lgb.Booster, share: np.ndarray
+        ) -> Distilled:
+            return distil_mixture(
+                params,
+                revenue_booster,
+                offence_booster,
+                lambda part: calibration(first_risk.predict(part, raw_score=True)),
+                X,
+                *samples["first_pass"],
+                used,
+                fitter,
+                share,
+            )
+
+        def fit_pooled() -> tuple[RevenueFit | None, str]:
+            return _fit_revenue(
+                params.replace(revenue_by_offence=False),
+                X,
+                y,
+                revenue,
+                labelled,
+                parts,
+                used,
+                kinds,
+                kind_codes,
+                fitter,
+            )
+
+        first_revenue, revenue_fit, revenue_status = _first_pass_revenue(
+            revenue_fit,
+            revenue_status,
+            distil_first,
+            fit_pooled,
+            X[np.concatenate(samples["first_pass"])],
+            bound_eur,
+            distilled,
+            guard,
         )
-        first_revenue = student.booster
-        distilled["first_pass"] = {"rows": student.rows, "fidelity_r2_log": student.fidelity_r2}
+    objective: Objective = params.objective
+    if objective == "revenue" and revenue_fit is None:
+        log.warning("train.objective is revenue but there is no revenue model: lanes rank on risk")
+        objective = "risk"
     test = parts["test"]
     # The test period is the history's last rows: one slice, so its matrix and frame are views,
     # not copies (at 10M parcels each copy was about 3 GB, and training stopped on them).
@@ -500,9 +620,10 @@ def _train_models(
     X_test = X[test_rows]
     if params.refit:
         step("refit")
-        risk_booster, revenue_booster, offence_booster = _refit_boosters(
+        risk_booster, revenue_booster, offence_booster, kind_share = _refit_boosters(
             params, risk_fit, revenue_fit, X, y, revenue, labelled, used, kind_codes, fitter
         )
+        fidelity = None
         if revenue_booster is not None and offence_booster is not None:
             student = distil_mixture(
                 params,
@@ -510,12 +631,27 @@ def _train_models(
                 offence_booster,
                 lambda part: calibration(risk_booster.predict(part, raw_score=True)),
                 X,
-                *(rows.rows_at(sample) for sample in distil_sample(params.seed, rows.parcels)),
+                *samples["deployed"],
                 used,
                 fitter,
+                kind_share,
             )
-            revenue_booster = student.booster
+            revenue_booster, fidelity = student.booster, student.fidelity_r2
             distilled["deployed"] = {"rows": student.rows, "fidelity_r2_log": student.fidelity_r2}
+        if revenue_booster is not None:
+            # The deployed booster has no held-out period to be measured on: the refit (and its
+            # distillation) is checked here, and a failing one is never served.
+            check = check_revenue_booster(
+                revenue_booster, X[np.concatenate(samples["deployed"])], bound_eur, fidelity
+            )
+            guard["checks"]["deployed"] = check.to_dict()
+            if not check.passed:
+                revenue_booster = first_revenue
+                guard["fallback"] = (
+                    f"the refit revenue booster {'; '.join(check.problems)}: the first pass's "
+                    f"revenue booster is deployed instead"
+                )
+                log.warning("revenue guard: %s", guard["fallback"])
         # Lanes meet tomorrow's traffic: the most recent period's is the closest sample of it.
         lane_traffic = test
         evaluated_model = (
@@ -626,6 +762,9 @@ def _train_models(
             ),
             "risk_hit_round_cap": risk_fit.hit_round_cap,
             "revenue_model": revenue_status,
+            # the served revenue boosters' checks (bound, distillation fidelity) and, when one
+            # failed, what was served instead and why (``check_revenue_booster``)
+            "revenue_guard": guard,
             "calibration_sample": cal_sample,
             "calibration_parcels": int(cal_mask.sum()),
             "labelled_train": int(fit_train.sum()),
@@ -673,6 +812,7 @@ def _train_models(
         "unbiased_sample": test_kind,
         "evaluated_model": evaluated_model,
         "objective_requested": params.objective,
+        "revenue_guard_fallback": guard["fallback"] is not None,
         "revenue_hit_round_cap": (
             revenue_fit.revenue.hit_round_cap if revenue_fit is not None else False
         ),
@@ -756,6 +896,23 @@ def _fit_revenue(
         offence, why_pooled = _fit_offence_kinds(
             params, X, illicit, parts, manifest, kinds, kind_codes, fitter
         )
+        share: tuple[float, ...] = ()
+        if offence is not None:
+            # By kind, a hurdle: each kind's share of offences that recovered anything, and the
+            # gamma booster on the amounts of those (``kind_recovery_shares``).
+            share = tuple(kind_recovery_shares(kind_codes, revenue, rev_train, len(kinds)))
+            recovered = revenue >= MIN_REVENUE_EUR
+            if (rev_train & recovered).sum() < MIN_REVENUE_TRAIN or (
+                rev_valid & recovered
+            ).sum() < MIN_REVENUE_VALIDATION:
+                offence, share = None, ()
+                why_pooled = (
+                    f"{int((rev_train & recovered).sum())} train / "
+                    f"{int((rev_valid & recovered).sum())} validation offences recovered any "
+                    f"revenue (need {MIN_REVENUE_TRAIN} / {MIN_REVENUE_VALIDATION})"
+                )
+            else:
+                rev_train, rev_valid = rev_train & recovered, rev_valid & recovered
         # Gamma deviance with a log link estimates the mean revenue, which is what ranking by
         # expected revenue needs; a model of log revenue estimates the geometric mean and
         # under-ranks the heavy tail (fines, large parcels) that carries most of the money.
@@ -774,11 +931,62 @@ def _fit_revenue(
             if why_pooled:
                 log.info("revenue model pooled over offence types: %s", why_pooled)
             return RevenueFit(fitted), "fitted" + (f" (pooled: {why_pooled})" if why_pooled else "")
-        return RevenueFit(fitted, offence, kinds), (
-            f"fitted by offence type ({len(kinds)} types: {', '.join(kinds)})"
+        nothing = [k for k, v in zip(kinds, share, strict=True) if v == 0.0]
+        return RevenueFit(fitted, offence, kinds, share), (
+            f"fitted by offence type ({len(kinds)} types: {', '.join(kinds)}"
+            + (f"; never recovered revenue, carried as 0: {', '.join(nothing)}" if nothing else "")
+            + ")"
         )
     log.warning("%s", status)
     return None, status
+
+
+def _first_pass_revenue(
+    revenue_fit: RevenueFit,
+    status: str,
+    distil: Callable[[lgb.Booster, lgb.Booster, np.ndarray], Distilled],
+    fit_pooled: Callable[[], tuple[RevenueFit | None, str]],
+    X_check: np.ndarray,
+    bound_eur: float,
+    distilled: dict[str, dict[str, float]],
+    guard: dict[str, Any],
+) -> tuple[lgb.Booster | None, RevenueFit | None, str]:
+    """The first pass's revenue booster as served (by offence kind: the mixture distilled into
+    one, by ``distil``), its fit and status, once the guard passed it on the parcels ``X_check``. A
+    mixture that fails falls back to one pooled model (``fit_pooled``); a pooled model that
+    fails, to none (lanes rank on risk). Records the distillation in ``distilled`` and the
+    checks and fallbacks in ``guard``."""
+    fallbacks = []
+    if revenue_fit.offence is not None:
+        student = distil(
+            revenue_fit.revenue.booster,
+            revenue_fit.offence.booster,
+            np.asarray(revenue_fit.kind_share),
+        )
+        distilled["first_pass"] = {"rows": student.rows, "fidelity_r2_log": student.fidelity_r2}
+        check = check_revenue_booster(student.booster, X_check, bound_eur, student.fidelity_r2)
+        guard["checks"]["first_pass"] = check.to_dict()
+        if check.passed:
+            return student.booster, revenue_fit, status
+        why = f"the distilled mixture by offence type {'; '.join(check.problems)}"
+        fallbacks.append(f"{why}: one pooled revenue model instead")
+        log.warning("revenue guard: %s", fallbacks[-1])
+        distilled.clear()
+        pooled, pooled_status = fit_pooled()
+        if pooled is None:  # not on the rows the mixture was fitted on; said, all the same
+            guard["fallback"] = "; ".join([*fallbacks, pooled_status])
+            return None, None, pooled_status
+        revenue_fit, status = pooled, f"fitted (pooled: {why})"
+    check = check_revenue_booster(revenue_fit.revenue.booster, X_check, bound_eur)
+    guard["checks"]["first_pass_pooled" if fallbacks else "first_pass"] = check.to_dict()
+    if check.passed:
+        guard["fallback"] = "; ".join(fallbacks) or None
+        return revenue_fit.revenue.booster, revenue_fit, status
+    why = f"the revenue model {'; '.join(check.problems)}"
+    fallbacks.append(f"{why}: no revenue model, lanes rank on risk")
+    log.warning("revenue guard: %s", fallbacks[-1])
+    guard["fallback"] = "; ".join(fallbacks)
+    return None, None, f"skipped: {why}; lanes rank on risk"
 
 
 def _fit_offence_kinds(
@@ -832,8 +1040,9 @@ def _refit_boosters(
     manifest: FeatureManifest,
     kind_codes: np.ndarray,
     fitter: BoosterFitter | None = None,
-) -> tuple[lgb.Booster, lgb.Booster | None, lgb.Booster | None]:
-    """The deployed boosters: the first pass's refit on all labelled parcels.
+) -> tuple[lgb.Booster, lgb.Booster | None, lgb.Booster | None, np.ndarray | None]:
+    """The deployed boosters: the first pass's refit on all labelled parcels (and, by offence
+    kind, each kind's share of offences that recovered anything, on all of them too).
 
     Same rounds and learning rate, so the refit's log-odds are on the first pass's scale and
     its calibration map applies. Re-matching the refit's scores to the first pass's
@@ -845,9 +1054,10 @@ def _refit_boosters(
         params, "binary", X[labelled], y[labelled], risk_fit.rounds, manifest, fitter=fitter
     )
     if revenue_fit is None:
-        return risk, None, None
+        return risk, None, None, None
     illicit = labelled & (y == 1)
-    offence = None
+    rows = illicit & np.isfinite(revenue)
+    offence, share = None, None
     if revenue_fit.offence is not None:
         typed = illicit & np.isfinite(kind_codes)
         offence = _refit_booster(
@@ -860,7 +1070,8 @@ def _refit_boosters(
             {"num_class": len(revenue_fit.kinds)},
             fitter,
         )
-    rows = illicit & np.isfinite(revenue)
+        share = kind_recovery_shares(kind_codes, revenue, rows, len(revenue_fit.kinds))
+        rows &= revenue >= MIN_REVENUE_EUR
     revenue_booster = _refit_booster(
         params,
         "gamma",
@@ -870,4 +1081,4 @@ def _refit_boosters(
         manifest,
         fitter=fitter,
     )
-    return risk, revenue_booster, offence
+    return risk, revenue_booster, offence, share

@@ -88,6 +88,9 @@ def test_run_logs_bundle_entity_state_and_plots(store):
     run = client.get_run(run_id)
     assert run.data.params["data_fingerprint"]
     assert "test_random.model.precision_at_5" in run.data.metrics
+    # the served revenue boosters passed their check (models.train.check_revenue_booster)
+    assert run.data.tags["revenue_guard"] == "passed"
+    assert run.data.metrics["info.revenue_guard_fallback"] == 0.0
 
 
 def test_registered_version_loads_with_the_lightgbm_flavour(store, frames):
@@ -227,6 +230,7 @@ def test_census_run_logs_no_nan_and_says_what_is_not_applicable(census_store):
     run = client.get_run(census_store["train2"]["run_id"])
     assert all(np.isfinite(v) for v in run.data.metrics.values())
     assert not any("revenue_at" in k for k in run.data.metrics)
+    assert run.data.tags["revenue_guard"] == "no revenue model"
     info = census_store["train2"]["info"]
     assert info["not_applicable"]["test_random.*.revenue_at_*"] == "no revenue data"
 

@@ -506,3 +506,39 @@ def ingest_results_csv(tmp_path: Path, location: str, text: str, mapping: str) -
     mapping_path.write_text(mapping)
     args = ["outcomes", "ingest", str(source), "--mapping", str(mapping_path), "--db", location]
     return CliRunner().invoke(app, args)
+
+
+def execute_sql(location: str, statement: str) -> None:
+    """What someone with write access to the database does, behind the service's back."""
+    if location.startswith("postgresql"):
+        import sqlalchemy as sa
+
+        engine = sa.create_engine(location.replace("postgresql://", "postgresql+psycopg://"))
+        with engine.begin() as conn:
+            conn.exec_driver_sql(statement)
+        engine.dispose()
+        return
+    import sqlite3
+
+    conn = sqlite3.connect(location)
+    with conn:
+        conn.execute(statement)
+    conn.close()
+
+
+def query_sql(location: str, statement: str) -> list[tuple]:
+    """Rows of ``statement`` read straight from the database (SQLite path or PostgreSQL URL)."""
+    if location.startswith("postgresql"):
+        import sqlalchemy as sa
+
+        engine = sa.create_engine(location.replace("postgresql://", "postgresql+psycopg://"))
+        with engine.connect() as conn:
+            rows = [tuple(r) for r in conn.exec_driver_sql(statement)]
+        engine.dispose()
+        return rows
+    import sqlite3
+
+    conn = sqlite3.connect(location)
+    rows = conn.execute(statement).fetchall()
+    conn.close()
+    return rows

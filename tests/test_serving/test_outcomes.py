@@ -164,11 +164,12 @@ def _invoke(*args: str):
     return CliRunner().invoke(app, list(args))
 
 
-def test_ingest_a_mapped_file_through_the_same_checks(store, tmp_path: Path) -> None:
+def _mapped_results(tmp_path: Path, recovered: str, revenue_spec: str) -> tuple[Path, Path]:
+    """A results CSV in Paris local time with D1's recovered amount, and its mapping."""
     source = tmp_path / "results.csv"
     source.write_text(
         "DECL;DATE;RESULT;KIND;RECOVERED\n"
-        "D1;03/05/2026 11:00;POS;undervaluation;12,5\n"
+        f"D1;03/05/2026 11:00;POS;undervaluation;{recovered}\n"
         "D2;03/05/2026 11:00;NEG;;\n"
     )
     mapping = tmp_path / "mapping.yaml"
@@ -178,8 +179,13 @@ def test_ingest_a_mapped_file_through_the_same_checks(store, tmp_path: Path) -> 
         "  inspected_at: {column: DATE, format: '%d/%m/%Y %H:%M', timezone: Europe/Paris}\n"
         "  illicit: {column: RESULT, values: {POS: true, NEG: false}}\n"
         "  offence_type: KIND\n"
-        "  revenue_recovered: {column: RECOVERED, decimal: ','}\n"
+        f"  revenue_recovered: {revenue_spec}\n"
     )
+    return source, mapping
+
+
+def test_ingest_a_mapped_file_through_the_same_checks(store, tmp_path: Path) -> None:
+    source, mapping = _mapped_results(tmp_path, "12,5", "{column: RECOVERED, decimal: ','}")
     run = _invoke(
         "outcomes", "ingest", str(source), "--mapping", str(mapping), "--db", store.test_location
     )
@@ -190,21 +196,8 @@ def test_ingest_a_mapped_file_through_the_same_checks(store, tmp_path: Path) -> 
 
 
 def test_ingest_a_results_file_with_revenue_in_another_currency(store, tmp_path: Path) -> None:
-    source = tmp_path / "results.csv"
-    source.write_text(
-        "DECL;DATE;RESULT;KIND;RECOVERED\n"
-        "D1;03/05/2026 11:00;POS;undervaluation;62,5\n"
-        "D2;03/05/2026 11:00;NEG;;\n"
-    )
-    mapping = tmp_path / "mapping.yaml"
-    mapping.write_text(
-        "columns:\n"
-        "  declaration_id: DECL\n"
-        "  inspected_at: {column: DATE, format: '%d/%m/%Y %H:%M', timezone: Europe/Paris}\n"
-        "  illicit: {column: RESULT, values: {POS: true, NEG: false}}\n"
-        "  offence_type: KIND\n"
-        "  revenue_recovered: {column: RECOVERED, decimal: ',', currency: BRL}\n"
-    )
+    spec = "{column: RECOVERED, decimal: ',', currency: BRL}"
+    source, mapping = _mapped_results(tmp_path, "62,5", spec)
     params = tmp_path / "params.yaml"
     params.write_text("features:\n  fx_to_base: {EUR: 1.0, BRL: 0.2}\n")
     args = ["outcomes", "ingest", str(source), "--mapping", str(mapping)]

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sqlite3
 
 import pandas as pd
 import pytest
@@ -22,7 +21,9 @@ from serving.store import open_outcome_store, open_store
 from tests.test_serving.conftest import (
     INSPECTOR_KEY,
     SCORER_KEY,
+    execute_sql,
     make_declarations,
+    query_sql,
     run_cli,
     stub_service_client,
 )
@@ -120,37 +121,6 @@ def _verify(location: str) -> dict:
         outcomes.close()
 
 
-def _execute(location: str, statement: str) -> None:
-    """What someone with write access to the database does, behind the service's back."""
-    if location.startswith("postgresql"):
-        import sqlalchemy as sa
-
-        engine = sa.create_engine(location.replace("postgresql://", "postgresql+psycopg://"))
-        with engine.begin() as conn:
-            conn.exec_driver_sql(statement)
-        engine.dispose()
-        return
-    conn = sqlite3.connect(location)
-    with conn:
-        conn.execute(statement)
-    conn.close()
-
-
-def _query(location: str, statement: str) -> list[tuple]:
-    if location.startswith("postgresql"):
-        import sqlalchemy as sa
-
-        engine = sa.create_engine(location.replace("postgresql://", "postgresql+psycopg://"))
-        with engine.connect() as conn:
-            rows = [tuple(r) for r in conn.exec_driver_sql(statement)]
-        engine.dispose()
-        return rows
-    conn = sqlite3.connect(location)
-    rows = conn.execute(statement).fetchall()
-    conn.close()
-    return rows
-
-
 # --- outcomes ingest, then history export ---------------------------------------------------
 
 
@@ -202,7 +172,7 @@ def test_a_reason_for_a_result_stored_without_one_is_a_conflict(location) -> Non
         _store(location, _results(D0="random", D1="random"))
     (problem,) = refused.value.problems
     assert problem.rule == "result.conflict" and "stored without one" in problem.msg
-    assert _query(location, "SELECT COUNT(*) FROM outcomes") == [(1,)]
+    assert query_sql(location, "SELECT COUNT(*) FROM outcomes") == [(1,)]
 
 
 @pytest.mark.parametrize(
@@ -217,7 +187,7 @@ def test_a_reason_the_contract_refuses_stores_nothing(location, reason, rule) ->
         ("D1", "selection_reason")
     ]
     assert refused.value.problems[0].rule == rule, refused.value.problems
-    assert _query(location, "SELECT COUNT(*) FROM outcomes") == [(0,)]
+    assert query_sql(location, "SELECT COUNT(*) FROM outcomes") == [(0,)]
 
 
 # --- the chain -------------------------------------------------------------------------------
@@ -227,14 +197,14 @@ def _old_store(location: str) -> None:
     """Results as the version before this one stored them: no selection_reason column."""
     _decided(location)
     _store(location, _results(D0=None, D1=None, D2=None))
-    _execute(location, "ALTER TABLE outcomes DROP COLUMN selection_reason")
+    execute_sql(location, "ALTER TABLE outcomes DROP COLUMN selection_reason")
 
 
 def test_results_stored_before_the_reason_verify_as_they_were_macd(location) -> None:
     """Their MACs cover the six values the previous version MAC'd, nothing else: a store
     written then verifies as it is, before and after a writer adds the column."""
     _old_store(location)
-    rows = _query(
+    rows = query_sql(
         location,
         "SELECT seq, recorded_at, prev_mac, mac, declaration_id, inspected_at, illicit, "
         "offence_type, revenue_recovered, source FROM outcomes ORDER BY seq",
@@ -243,7 +213,7 @@ def test_results_stored_before_the_reason_verify_as_they_were_macd(location) -> 
         assert bytes(mac) == record_mac(KEY, seq, recorded_at, bytes(prev), values)
     assert _verify(location)["intact"] is True  # read-only: the column is not there yet
     _store(location, _results(D3="random"))  # a writer's open adds the column
-    assert _query(location, "SELECT COUNT(selection_reason) FROM outcomes") == [(1,)]
+    assert query_sql(location, "SELECT COUNT(selection_reason) FROM outcomes") == [(1,)]
     report = _verify(location)
     assert report["intact"] is True and report["checked"] == 4, report
 
@@ -251,7 +221,7 @@ def test_results_stored_before_the_reason_verify_as_they_were_macd(location) -> 
 def test_an_edited_reason_is_named(location) -> None:
     _old_store(location)
     _store(location, _results(D3="random"))
-    _execute(location, "UPDATE outcomes SET selection_reason = 'targeted' WHERE seq = 4")
+    execute_sql(location, "UPDATE outcomes SET selection_reason = 'targeted' WHERE seq = 4")
     problem = _verify(location)["problem"]
     assert (problem["kind"], problem["seq"]) == ("altered", 4), problem
 
@@ -261,7 +231,7 @@ def test_a_reason_removed_or_added_behind_the_service_is_named(location, stateme
     """Removed from a new result, or given to an old one: either form stands for only itself."""
     _old_store(location)
     _store(location, _results(D3="random"))
-    _execute(location, f"UPDATE outcomes SET selection_reason {statement}")
+    execute_sql(location, f"UPDATE outcomes SET selection_reason {statement}")
     problem = _verify(location)["problem"]
     assert problem is not None and problem["kind"] == "altered", problem
 
@@ -273,7 +243,7 @@ def test_audit_verify_says_an_old_store_is_intact_and_names_an_edited_reason(tmp
     old = runner.invoke(app, ["audit", "verify", "--db", location])
     assert old.exit_code == 0 and "intact: 3 inspection results" in old.output, old.output
     _store(location, _results(D3="random"))
-    _execute(location, "UPDATE outcomes SET selection_reason = 'rule:X' WHERE seq = 4")
+    execute_sql(location, "UPDATE outcomes SET selection_reason = 'rule:X' WHERE seq = 4")
     broken = runner.invoke(app, ["audit", "verify", "--db", location])
     assert broken.exit_code == 1
     assert "NOT INTACT: altered at result seq 4 (declaration D3)" in broken.output
@@ -284,7 +254,9 @@ def test_history_export_reads_an_old_store_it_does_not_write(capsys, tmp_path) -
     _old_store(location)
     exported = _exported(capsys, location, tmp_path / "history.parquet")
     assert exported == {"D0": "manual", "D1": "model", "D2": "manual"}
-    assert "selection_reason" not in {r[1] for r in _query(location, "PRAGMA table_info(outcomes)")}
+    assert "selection_reason" not in {
+        r[1] for r in query_sql(location, "PRAGMA table_info(outcomes)")
+    }
 
 
 # --- POST /outcomes ----------------------------------------------------------------------------

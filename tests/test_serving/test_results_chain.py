@@ -16,6 +16,7 @@ from serving.audit.verify import verify_results
 from serving.main import app
 from serving.outcomes import store_outcomes
 from serving.store import open_outcome_store, open_store
+from tests.test_serving.conftest import execute_sql
 from tests.test_serving.test_store import _record
 
 KEY = b"c" * 40
@@ -69,22 +70,6 @@ def _verify(location: str) -> dict:
         outcomes.close()
 
 
-def _execute(location: str, statement: str) -> None:
-    """What someone with write access to the database does, behind the service's back."""
-    if location.startswith("postgresql"):
-        import sqlalchemy as sa
-
-        engine = sa.create_engine(location.replace("postgresql://", "postgresql+psycopg://"))
-        with engine.begin() as conn:
-            conn.exec_driver_sql(statement)
-        engine.dispose()
-        return
-    conn = sqlite3.connect(location)
-    with conn:
-        conn.execute(statement)
-    conn.close()
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def location(request, tmp_path) -> str:
     if request.param == "postgresql":
@@ -114,7 +99,7 @@ def test_a_changed_result_is_named(location, statement, kind, seq) -> None:
     _decided(location)
     _store_results(location, [0, 1, 2])
     _store_results(location, [3, 4, 5])
-    _execute(location, statement)
+    execute_sql(location, statement)
     problem = _verify(location)["problem"]
     assert problem is not None and (problem["kind"], problem["seq"]) == (kind, seq), problem
 
@@ -174,7 +159,7 @@ def test_results_from_before_the_chain_are_said_unverified_then_chained(tmp_path
     _store_results(location, [3, 4])  # a writer's open chains the old ones, then these follow
     report = _verify(location)
     assert report["intact"] and report["checked"] == 5
-    _execute(location, "UPDATE outcomes SET illicit = 0 WHERE seq = 1")
+    execute_sql(location, "UPDATE outcomes SET illicit = 0 WHERE seq = 1")
     assert _verify(location)["problem"]["seq"] == 1
 
 
@@ -186,7 +171,7 @@ def test_audit_verify_names_an_edited_result_and_exits_1(tmp_path) -> None:
     ok = runner.invoke(app, ["audit", "verify", "--db", location])
     assert ok.exit_code == 0 and "intact: 3 inspection results" in ok.output
     assert json.loads(ok.stdout)["results"]["intact"] is True
-    _execute(location, "UPDATE outcomes SET illicit = 0 WHERE declaration_id = 'D1'")
+    execute_sql(location, "UPDATE outcomes SET illicit = 0 WHERE declaration_id = 'D1'")
     broken = runner.invoke(app, ["audit", "verify", "--db", location])
     assert broken.exit_code == 1
     assert "NOT INTACT: altered at result seq 2 (declaration D1)" in broken.output
@@ -204,7 +189,7 @@ def test_the_html_export_states_the_results_walk(tmp_path, capsys) -> None:
     code, _, err = run_cli(capsys, "audit", "export", *period, "--format", "html", "--out", str(out))  # fmt: skip
     assert code == 0, err
     assert "3 inspection results intact" in out.read_text()
-    _execute(location, "UPDATE outcomes SET illicit = 0 WHERE seq = 2")
+    execute_sql(location, "UPDATE outcomes SET illicit = 0 WHERE seq = 2")
     code, _, err = run_cli(capsys, "audit", "export", *period, "--format", "html", "--out", str(out))  # fmt: skip
     assert code == 0 and "FAILED: altered at result seq 2 (declaration D1)" in out.read_text()
 
@@ -252,9 +237,9 @@ def test_a_removed_mac_is_never_chained_again_by_a_writer(location) -> None:
     again, which would make `audit verify` call the edited record intact."""
     _decided(location)
     _store_results(location, [0, 1, 2, 3])
-    _execute(location, "UPDATE outcomes SET illicit = 0, revenue_recovered = NULL WHERE seq = 1")
-    _execute(location, "DELETE FROM outcomes WHERE seq = 4")
-    _execute(location, "UPDATE outcomes SET mac = NULL WHERE seq = 1")
+    execute_sql(location, "UPDATE outcomes SET illicit = 0, revenue_recovered = NULL WHERE seq = 1")
+    execute_sql(location, "DELETE FROM outcomes WHERE seq = 4")
+    execute_sql(location, "UPDATE outcomes SET mac = NULL WHERE seq = 1")
     assert _verify(location)["problem"]["seq"] == 1
     _store_results(location, [4, 5])  # a writer opens the store and records more
     _assert_broken_at(location, 1)
@@ -263,7 +248,7 @@ def test_a_removed_mac_is_never_chained_again_by_a_writer(location) -> None:
 def test_results_whose_macs_were_all_removed_are_a_break_not_unverified(location) -> None:
     _decided(location)
     _store_results(location, [0, 1, 2])
-    _execute(location, "UPDATE outcomes SET mac = NULL")
+    execute_sql(location, "UPDATE outcomes SET mac = NULL")
     _assert_broken_at(location, 1)
     _store_results(location, [3])  # recording goes on after the removed MAC; the break stays
     _assert_broken_at(location, 1)
@@ -278,8 +263,8 @@ def test_a_store_from_before_the_chain_is_chained_when_it_gets_the_columns(locat
     """On both backends: the columns and the chaining come in one transaction."""
     _decided(location)
     _store_results(location, [0, 1, 2])
-    _execute(location, "ALTER TABLE outcomes DROP COLUMN mac")
-    _execute(location, "ALTER TABLE outcomes DROP COLUMN prev_mac")
+    execute_sql(location, "ALTER TABLE outcomes DROP COLUMN mac")
+    execute_sql(location, "ALTER TABLE outcomes DROP COLUMN prev_mac")
     report = _verify(location)
     assert report["intact"] is None and report["unchained"] == 3
     _store_results(location, [3])

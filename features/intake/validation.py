@@ -100,6 +100,9 @@ class GateResult:
     checked_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     cross_check: dict[str, Any] | None = None  # Great Expectations' counts, rule -> count
     ignored_columns: list[str] = field(default_factory=list)  # not in the contract: not read
+    # the file declares no extras (no metadata from ``ingest``): its unknown columns may be a
+    # mapping's extras whose metadata a rewrite lost
+    no_extras_declared: bool = False
     # a file checked in chunks: the rows the column profile and the cross-check read (the
     # first chunk); None when they read the whole file
     sampled_rows: int | None = None
@@ -161,9 +164,15 @@ class GateResult:
     def ignored_note(self, limit: int = 8) -> str:
         names = ", ".join(map(repr, self.ignored_columns[:limit]))
         more = len(self.ignored_columns) - limit
+        lost = (
+            "; if they are a mapping's extras, this file lost the metadata `ingest` writes "
+            "(a Parquet rewritten or concatenated with pandas drops it): ingest the exports "
+            "into one file instead (one mapping reads renamed columns with `aliases`)"
+        )
         return (
             f"NOTE    {len(self.ignored_columns)} column(s) not in the contract, ignored: {names}"
             + (f" and {more} more" if more > 0 else "")
+            + (lost if self.no_extras_declared else "")
         )
 
     def render(self, limit: int = 3) -> str:
@@ -351,6 +360,7 @@ def check_declarations(
         rules_checked=len(rules) + 1,
         ids=ids,
         ignored_columns=[str(c) for c in df.columns if c not in known],
+        no_extras_declared=not contract.extras,
     )
     return result, canonical
 
@@ -479,6 +489,7 @@ def check_parquet_in_chunks(
         with_outcomes=with_outcomes,
         findings=Findings(offset, items),
         missing_columns=first.missing_columns,
+        no_extras_declared=first.no_extras_declared,
         rules_checked=first.rules_checked,
         ids=dict(zip(example_rows, example_ids, strict=True)),  # type: ignore[arg-type]
         ignored_columns=first.ignored_columns,

@@ -396,3 +396,23 @@ def test_an_over_long_consignee_id_is_a_fault_shown_without_its_value(tmp_path) 
     report = result.render()
     assert not result.success and "consignee_id" in report
     assert "longer than 64 characters" in report and raw not in report
+
+
+def test_extras_that_lost_their_metadata_are_named_as_such(tmp_path) -> None:
+    """A contract file rewritten by pandas (months concatenated) keeps the extras' columns but
+    not the metadata that declares them: the note says what happened and what to do."""
+    from features.intake.contract import Contract
+    from features.intake.io import read_raw_declarations
+
+    df = make_declarations()
+    path = tmp_path / "declarations.parquet"
+    write_declarations(df, path, EXTRAS)
+    with_metadata = check_declarations(*read_raw_declarations(path), LIMITS)[0]
+    assert not with_metadata.ignored_columns
+    pd.concat([pd.read_parquet(path)]).to_parquet(tmp_path / "concatenated.parquet")
+    raw, contract = read_raw_declarations(tmp_path / "concatenated.parquet")
+    assert contract == Contract()
+    result = check_declarations(raw, contract, LIMITS)[0]
+    assert "broker_id" in result.ignored_columns
+    assert "lost the metadata `ingest` writes" in result.ignored_note()
+    assert "lost the metadata" not in check_declarations(df, EXTRAS, LIMITS)[0].ignored_note()

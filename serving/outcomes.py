@@ -239,7 +239,8 @@ def check_outcomes(
                 why = (
                     "; it was stored without one, and a stored result is never amended"
                     if differs == ["selection_reason"] and before.selection_reason is None
-                    else ""
+                    else "; a stored result is final (chained for audit), so a correction "
+                    "cannot replace it: leave the row out of the file"
                 )
                 problems.append(
                     OutcomeProblem(

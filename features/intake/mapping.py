@@ -1855,7 +1855,10 @@ def revenue_summary(mapping: Mapping, frame: pd.DataFrame, source: Any) -> dict:
 
 
 # a time written with its offset ("...+02:00", "...Z"): read as such, whatever the mapping's zone
-_WITH_OFFSET = re.compile(r"(?:Z|[+-]\d{2}:?\d{2})$", re.IGNORECASE)
+# (after a time of day: "01-08-2026" ends in "-2026", no offset)
+_WITH_OFFSET = re.compile(
+    r"\d:\d{2}(?::\d{2}(?:[.,]\d+)?)?\s*(?:Z|UTC|[+-]\d{2}(?::?\d{2})?)$", re.IGNORECASE
+)
 _TIME_FIELDS = ("declared_at", "inspected_at")
 
 

@@ -157,6 +157,23 @@ def test_times_with_a_zone_said_are_not_warned(tmp_path, caplog, tz, zone) -> No
     assert "times_read_as_utc" not in summary and "is read as UTC" not in caplog.text
 
 
+@pytest.mark.parametrize(
+    ("text", "offset"),
+    [
+        ("2026-08-01T10:00:00-03:00", True),
+        ("2026-08-01 10:00+0200", True),
+        ("2026-08-01T10:00:00Z", True),
+        ("01-08-2026", False),  # ends in "-2026": a year, not an offset
+        ("2026-08-01", False),
+        ("01/08/2026 10:00", False),
+    ],
+)
+def test_an_offset_is_read_only_after_a_time_of_day(text, offset) -> None:
+    from features.intake.mapping import _WITH_OFFSET
+
+    assert bool(_WITH_OFFSET.search(text)) is offset
+
+
 def test_times_written_with_their_offset_are_not_warned(tmp_path, caplog) -> None:
     text = CSV.replace("01/08/2026 10:00", "2026-08-01T10:00:00-03:00")
     text = text.replace("01/08/2026 11:00", "2026-08-01T11:00:00-03:00")

@@ -101,19 +101,16 @@ def facilitation_notes(
     aeo = np.asarray(aeo, dtype=bool)
     if config.aeo_risk_discount >= 1.0 or not aeo.any():
         return {}
-    plain = np.select(
-        [priority >= thresholds.red_cutoff, priority >= thresholds.yellow_cutoff],
-        [2, 1],
-        default=0,
-    )
-    given = np.array([_SEVERITY.get(str(lane), 0) for lane in lanes], dtype=np.int64)
     names = ("green", "yellow", "red")
     discount = config.aeo_risk_discount
-    return {
-        int(i): (
-            f"AEO facilitation: priority {priority[i]:.3f} x serve.aeo_risk_discount "
-            f"{discount:g} = {priority[i] * discount:.3f}, so {names[given[i]]} instead of "
-            f"{names[plain[i]]}"
-        )
-        for i in np.flatnonzero(aeo & (plain > given))
-    }
+    notes = {}
+    for i in np.flatnonzero(aeo).tolist():  # the AEO rows only: on the scoring path
+        p = priority[i]
+        plain = 2 if p >= thresholds.red_cutoff else 1 if p >= thresholds.yellow_cutoff else 0
+        given = _SEVERITY.get(str(lanes[i]), 0)
+        if plain > given:
+            notes[i] = (
+                f"AEO facilitation: priority {p:.3f} x serve.aeo_risk_discount {discount:g} = "
+                f"{p * discount:.3f}, so {names[given]} instead of {names[plain]}"
+            )
+    return notes

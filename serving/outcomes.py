@@ -40,6 +40,7 @@ from features.intake.contract import (
 )
 from features.intake.rules import Limits, Rule, check, parse_findings, rules_for, show
 from features.params import FeatureParams
+from serving.audit.chain import RESULT_FIELDS as STORED_RESULT_FIELDS
 from serving.decision import iso_utc
 
 if TYPE_CHECKING:
@@ -47,15 +48,10 @@ if TYPE_CHECKING:
 
 # What a result carries: the contract's outcome fields that an inspector records, and why the
 # parcel was inspected when the sender knows it (an administration's results file says which
-# inspections its random quota drew: the unbiased labels training calibrates on).
-RESULT_FIELDS = (
-    "declaration_id",
-    "inspected_at",
-    "illicit",
-    "offence_type",
-    "revenue_recovered",
-    "selection_reason",
-)
+# inspections its random quota drew: the unbiased labels training calibrates on). The stored
+# result's fields (``serving.audit.chain``) less ``source``, which the store adds: one list, so
+# a field added to results is sent, checked and chained alike.
+RESULT_FIELDS = tuple(f for f in STORED_RESULT_FIELDS if f != "source")
 REQUIRED_FIELDS = ("declaration_id", "inspected_at", "illicit")
 # selection_reason of a parcel inspected because the model sent it (not the random quota).
 MODEL_SELECTION = "model"

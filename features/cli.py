@@ -170,9 +170,11 @@ def generate(
 
 
 def ingest(
-    source: Path = typer.Argument(
+    sources: list[Path] = typer.Argument(
         ...,
-        help="CSV, Parquet or workbook (.xlsx, .xls, .xlsb, .ods) with the administration's columns.",
+        help="CSV, Parquet or workbook (.xlsx, .xls, .xlsb, .ods) with the administration's "
+        "columns; or the exports of a series (a file a month: jan.csv feb.csv ...), read with "
+        "the one mapping into one file, a declaration in two of them taken once.",
     ),
     mapping: Path = typer.Option(..., "--mapping", help="Column mapping YAML (see README)."),
     out: Path = typer.Option(..., "--out", help="Output Parquet in the contract."),
@@ -195,14 +197,14 @@ def ingest(
     ),
 ) -> None:
     """Convert an administration's declarations to the contract through a column mapping."""
-    from features.intake.mapping import ingest_file
+    from features.intake.ingest import ingest_file
     from features.intake.rules import Limits
 
     settings = settings_from(params)
     limits = Limits.from_settings(settings) if quarantine is not None else None
     _echo_json(
         ingest_file(
-            source=source,
+            source=sources,
             mapping_path=mapping,
             out=out,
             quarantine=quarantine,

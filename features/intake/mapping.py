@@ -98,12 +98,10 @@ from features.intake.contract import (
     parse_text,
 )
 from features.intake.io import (
-    atomic_write,
     first_undecodable,
     is_csv,
     open_bytes,
     sniff_delimiter,
-    write_declarations,
 )
 from features.intake.iso3166 import ALPHA3_TO_ALPHA2, NUMERIC_TO_ALPHA2
 from features.intake.iso4217 import COMMON_MISTAKES, ISO_4217
@@ -1699,40 +1697,32 @@ def _not_in_encoding(path: Path, encoding: str, exc: UnicodeDecodeError) -> Cont
     )
 
 
-def ingest_file(
-    *,
+@dataclass(frozen=True)
+class ExportRead:
+    """One export read through the mapping, nothing written yet: its contract rows, the rows
+    set aside (as the source holds them, with row number and reasons) and its summary."""
+
+    declarations: pd.DataFrame
+    contract: Contract
+    rejected: pd.DataFrame | None
+    summary: dict
+
+
+def read_export(
     source: Path,
-    mapping_path: Path,
-    out: Path,
-    quarantine: Path | None = None,
+    mapping: Mapping,
+    *,
+    eur_rates: dict[str, float] | None = None,
+    timezone: str | None = None,
+    quarantine: bool = False,
     max_rejected: float = DEFAULT_MAX_REJECTED,
     limits: Limits | None = None,
-    fx_to_base: dict[str, float] | None = None,
-    timezone: str | None = None,
-) -> dict:
-    """Read ``source``, apply the mapping, write contract Parquet to ``out`` atomically.
-
-    ``fx_to_base`` (features.fx_to_base) converts a revenue_recovered the mapping gives in
-    another currency to EUR (``rates_to_eur``). ``timezone`` (features.timezone, the
-    administration's zone) is what times read without a zone are warned against
-    (``warn_times_read_as_utc``).
-
-    By default any value that does not convert stops the ingest, and the gate (``validate``)
-    judges the rest later. With ``quarantine`` (a CSV path), rows that do not convert or that
-    break one of the gate's fault rules (with ``limits``) are set aside there, as the source
-    holds them with their row number and every reason, and the other rows are written: one
-    bad declaration need not hold back a national export. More than ``max_rejected`` of the
-    rows set aside is refused all the same: that many point to the mapping or the export.
-    """
-    if Path(out).suffix.lower() not in OUTPUT_SUFFIXES:
-        raise ContractError(
-            f"--out {out}: ingest writes contract Parquet (it carries the extras and the "
-            f"dtypes); name the output {Path(out).with_suffix('.parquet').name}"
-        )
-    if quarantine is not None:
-        _check_quarantine_path(Path(quarantine), Path(source), Path(out), max_rejected)
-    mapping = load_mapping(mapping_path)
-    eur_rates = rates_to_eur(mapping, fx_to_base)  # before reading: a missing rate is no row's
+) -> ExportRead:
+    """Read one export with the mapping: aliases resolved for its header, its columns joined,
+    HS codes repaired, values converted (rows that do not convert or break a gate fault rule
+    set aside with ``quarantine``, else any such value stops it), warnings logged, counted in
+    the summary. ``timezone`` (features.timezone, the administration's zone) is what times
+    read without a zone are warned against (``warn_times_read_as_utc``)."""
     raw = read_source(source, mapping)
     source_names = [str(c) for c in raw.columns]
     mapping, by_alias = resolve_aliases(raw, mapping)
@@ -1760,7 +1750,7 @@ def ingest_file(
             joined,
         )
     rejected = None
-    if quarantine is None:
+    if not quarantine:
         declarations, contract, local_times = _map_declarations(raw, mapping, eur_rates=eur_rates)
     else:
         declarations, contract, local_times, rejected = _map_setting_aside(
@@ -1775,14 +1765,8 @@ def ingest_file(
             source,
             *blanked[1],
         )
-    if quarantine is not None and rejected is not None:
-        # the source's columns as read (not the joins of several made for the mapping)
-        shown = rejected.rows[[REJECTED_ROW, *source_names, REJECTED_REASONS]]
-        atomic_write(quarantine, lambda tmp: shown.to_csv(tmp, index=False))
-    write_declarations(declarations, out, contract)
     ignored = [c for c in source_names if c not in used]
-    logger.info("ingested %d rows from %s into %s", len(declarations), source, out)
-    return {
+    summary = {
         "rows": len(declarations),
         "columns_mapped": len(mapping.columns),
         "constants": sorted(n for n, s in mapping.columns.items() if s.column is None),
@@ -1804,9 +1788,13 @@ def ingest_file(
             if blanked
             else {}
         ),
-        "output": str(out),
-        **(_quarantine_summary(rejected, len(raw), quarantine) if rejected is not None else {}),
     }
+    shown = None
+    if rejected is not None:
+        summary.update(_quarantine_counts(rejected, len(raw)))
+        # the source's columns as read (not the joins of several made for the mapping)
+        shown = rejected.rows[[REJECTED_ROW, *source_names, REJECTED_REASONS]]
+    return ExportRead(declarations, contract, shown, summary)
 
 
 def revenue_summary(mapping: Mapping, frame: pd.DataFrame, source: Any) -> dict:
@@ -1912,19 +1900,6 @@ REJECTED_REASONS = "parcelrisk_reasons"
 # separator is reported before "not a number"): the rows are converted again without those
 # set aside, at most this many times.
 _MAX_CONVERSION_PASSES = 8
-
-
-def _check_quarantine_path(quarantine: Path, source: Path, out: Path, share: float) -> None:
-    if quarantine.suffix.lower() != ".csv":
-        raise ContractError(
-            f"--quarantine {quarantine}: the rows set aside are written as CSV (the source's "
-            "columns as read, their row number and reasons); name it e.g. rejected.csv"
-        )
-    for other, flag in ((source, "the source"), (out, "--out")):
-        if quarantine.resolve() == other.resolve():
-            raise ContractError(f"--quarantine {quarantine} is {flag}: give another file")
-    if not (math.isfinite(share) and 0 <= share <= 1):
-        raise ContractError(f"--max-rejected {share}: a share of the rows between 0 and 1")
 
 
 @dataclass(frozen=True)
@@ -2038,31 +2013,21 @@ def _common_reasons(
     )
 
 
-def _quarantine_summary(rejected: _Rejected, rows_read: int, path: Path | None) -> dict:
-    if len(rejected.rows):
-        logger.warning(
-            "%d of %d row(s) set aside in %s, each with its reasons; the others were ingested. "
-            "Most common: %s",
-            len(rejected.rows),
-            rows_read,
-            path,
-            "; ".join(f"{key} ({n})" for key, n in list(rejected.counts.items())[:3]),
-        )
+def _quarantine_counts(rejected: _Rejected, rows_read: int) -> dict:
     return {
         "rows_read": rows_read,
         "rows_rejected": len(rejected.rows),
-        "quarantine": str(path),
         "rejected_reasons": rejected.counts,
     }
 
 
 __all__ = [
     "ColumnSpec",
+    "ExportRead",
     "ExtraSpec",
     "Mapping",
     "apply_mapping",
     "apply_outcome_mapping",
-    "ingest_file",
     "join_columns",
     "join_hs_groups",
     "load_mapping",
@@ -2070,6 +2035,7 @@ __all__ = [
     "parse_mapping",
     "parse_mapping_text",
     "rates_to_eur",
+    "read_export",
     "read_source",
     "resolve_aliases",
     "restore_hs_zeros",

@@ -15,8 +15,9 @@ import pytest
 from typer.testing import CliRunner
 
 from features.intake.contract import ContractError
+from features.intake.ingest import ingest_file
 from features.intake.io import read_raw_declarations
-from features.intake.mapping import apply_outcome_mapping, ingest_file, parse_mapping_text
+from features.intake.mapping import apply_outcome_mapping, parse_mapping_text
 
 SOURCE = """\
 ID;AT;OFFICE;MODE;ORIGIN;HS;KG;VALUE;GOODS

@@ -10,7 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from features.intake.contract import ContractError
-from features.intake.mapping import REJECTED_REASONS, REJECTED_ROW, ingest_file
+from features.intake.ingest import ingest_file
+from features.intake.mapping import REJECTED_REASONS, REJECTED_ROW
 from features.intake.validation import validate_file
 
 MAPPING = """\

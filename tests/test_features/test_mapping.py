@@ -8,8 +8,9 @@ import pandas as pd
 import pytest
 
 from features.intake.contract import ContractError
+from features.intake.ingest import ingest_file
 from features.intake.io import read_declarations
-from features.intake.mapping import apply_mapping, ingest_file, load_mapping
+from features.intake.mapping import apply_mapping, load_mapping
 from features.intake.mapping import parse_mapping_text as load_mapping_text
 
 FOREIGN_CSV = """\

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from features.intake.contract import ContractError
-from features.intake.mapping import ingest_file
+from features.intake.ingest import ingest_file
 
 CSV = """\
 ID;DATA;UNIDADE;NCM;PESO;UN;VALOR;MOEDA;ORIGEM;CANAL;TRIBUTO

@@ -15,11 +15,11 @@ import pandas as pd
 import pytest
 
 from features.intake.contract import ContractError, parse_utc
+from features.intake.ingest import ingest_file
 from features.intake.io import read_contract, read_declarations
 from features.intake.mapping import (
     DERIVED_COLUMNS,
     apply_mapping,
-    ingest_file,
     parse_mapping_text,
 )
 

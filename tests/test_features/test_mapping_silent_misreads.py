@@ -15,8 +15,9 @@ import pandas as pd
 import pytest
 
 from features.intake.contract import ContractError
+from features.intake.ingest import ingest_file
 from features.intake.io import read_declarations
-from features.intake.mapping import apply_mapping, ingest_file, parse_mapping_text
+from features.intake.mapping import apply_mapping, parse_mapping_text
 
 SOURCE = """\
 ID;AT;OFFICE;MODE;ORIGIN;HS;KG;VALUE;IOSS

@@ -13,7 +13,8 @@ import pytest
 from typer.testing import CliRunner
 
 from features.intake.contract import ContractError
-from features.intake.mapping import apply_mapping, ingest_file, parse_mapping_text, read_source
+from features.intake.ingest import ingest_file
+from features.intake.mapping import apply_mapping, parse_mapping_text, read_source
 
 BASE = {
     "ID": ["A1", "A2", "A3", "A4"],

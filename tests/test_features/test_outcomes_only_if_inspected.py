@@ -13,7 +13,8 @@ import pandas as pd
 import pytest
 
 from features.intake.contract import ContractError
-from features.intake.mapping import ingest_file, parse_mapping_text
+from features.intake.ingest import ingest_file
+from features.intake.mapping import parse_mapping_text
 
 EXPORT = """\
 ID;DATE;OFFICE;HS;KG;VALUE;ORIGIN;LANE;ILLICIT;REVENUE

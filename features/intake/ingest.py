@@ -1,0 +1,367 @@
+"""Ingest: an administration's exports, read through one mapping, written as contract Parquet.
+
+An administration exports by period (a file a month, a week, a day), so a history is a series
+of files read with one mapping: each file is read on its own (``read_export``: its header's
+aliases, its rows' numbers in messages, its quarantine), then they are joined here.
+
+Exports of a series often overlap (each month's file re-exports the last days of the month
+before, a file of "the last 30 days" taken every month). A declaration in two files is taken
+once when its declaration fields are the same in each; if one of them carries its inspection
+result and the others do not (the parcel was inspected after the earlier export was taken),
+the one with the result is kept. Two files giving the same declaration other values, or other
+results, are refused, naming both: which one is right is not known, and it is no row's fault
+but the series', so ``--quarantine`` does not set it aside either.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from features.intake.contract import FIELDS, ContractError
+from features.intake.io import atomic_write, write_declarations
+from features.intake.mapping import (
+    OUTPUT_SUFFIXES,
+    REJECTED_REASONS,
+    REJECTED_ROW,
+    ExportRead,
+    load_mapping,
+    rates_to_eur,
+    read_export,
+)
+from features.params import DEFAULT_MAX_REJECTED
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from features.intake.rules import Limits
+
+logger = logging.getLogger(__name__)
+
+# Column the quarantine of several files adds before the row number: which file the row is in
+REJECTED_FILE = "parcelrisk_source_file"
+_OUTCOMES = tuple(f.name for f in FIELDS if f.scope == "outcome")
+# a quarantine's counts, summed over the files (``_quarantine_summary``)
+_QUARANTINE_KEYS = ("rows_read", "rows_rejected", "rejected_reasons")
+# conflicting declarations named in a message
+_SHOWN = 5
+
+
+def ingest_file(
+    *,
+    source: Path | Sequence[Path],
+    mapping_path: Path,
+    out: Path,
+    quarantine: Path | None = None,
+    max_rejected: float = DEFAULT_MAX_REJECTED,
+    limits: Limits | None = None,
+    fx_to_base: dict[str, float] | None = None,
+    timezone: str | None = None,
+) -> dict:
+    """``ingest_files`` of one export (a path) or of a series (a sequence of paths)."""
+    sources = [Path(source)] if isinstance(source, (str, Path)) else [Path(s) for s in source]
+    return ingest_files(
+        sources=sources,
+        mapping_path=mapping_path,
+        out=out,
+        quarantine=quarantine,
+        max_rejected=max_rejected,
+        limits=limits,
+        fx_to_base=fx_to_base,
+        timezone=timezone,
+    )
+
+
+def ingest_files(
+    *,
+    sources: Sequence[Path],
+    mapping_path: Path,
+    out: Path,
+    quarantine: Path | None = None,
+    max_rejected: float = DEFAULT_MAX_REJECTED,
+    limits: Limits | None = None,
+    fx_to_base: dict[str, float] | None = None,
+    timezone: str | None = None,
+) -> dict:
+    """Read every export of ``sources`` with the mapping, join them and write contract
+    Parquet to ``out`` atomically; the summary of what was read, converted and set aside.
+
+    By default any value that does not convert stops the ingest, and the gate (``validate``)
+    judges the rest later. With ``quarantine`` (a CSV path), rows that do not convert or that
+    break one of the gate's fault rules (with ``limits``) are set aside there, as the source
+    holds them with their row number and every reason, and the other rows are written: one
+    bad declaration need not hold back a national export. More than ``max_rejected`` of a
+    file's rows set aside refuses it all the same: that many point to the mapping or the
+    export. ``fx_to_base`` (features.fx_to_base) converts a revenue_recovered the mapping
+    gives in another currency to EUR; ``timezone`` (features.timezone) is what times read
+    without a zone are warned against. Nothing is written unless every file is read.
+    """
+    sources = [Path(s) for s in sources]
+    _check_paths(sources, Path(out), quarantine, max_rejected)
+    mapping = load_mapping(mapping_path)
+    eur_rates = rates_to_eur(mapping, fx_to_base)  # before reading: a missing rate is no row's
+    several = len(sources) > 1
+    reads = []
+    for source in sources:
+        try:
+            reads.append(
+                read_export(
+                    source,
+                    mapping,
+                    eur_rates=eur_rates,
+                    timezone=timezone,
+                    quarantine=quarantine is not None,
+                    max_rejected=max_rejected,
+                    limits=limits,
+                )
+            )
+        except ContractError as exc:
+            # a message that does not name its file would leave the user to guess which one
+            if several and not str(exc).startswith(str(source)):
+                raise ContractError(f"{source}: {exc}") from exc
+            raise
+    if several:
+        declarations, overlap = _join(reads, sources)
+    else:
+        declarations, overlap = reads[0].declarations, {}
+    if quarantine is not None:
+        rejected = _rejected_rows(reads, sources)
+        atomic_write(quarantine, lambda tmp: rejected.to_csv(tmp, index=False))
+    write_declarations(declarations, out, reads[0].contract)
+    logger.info(
+        "ingested %d rows from %s into %s",
+        len(declarations),
+        ", ".join(str(s) for s in sources),
+        out,
+    )
+    summary = _summary(reads, sources, len(declarations), overlap)
+    summary["output"] = str(out)
+    if quarantine is not None:
+        summary.update(_quarantine_summary(reads, quarantine))
+    return summary
+
+
+def _check_paths(
+    sources: list[Path], out: Path, quarantine: Path | None, max_rejected: float
+) -> None:
+    if not sources:
+        raise ContractError("no export to ingest: name one file or more")
+    if out.suffix.lower() not in OUTPUT_SUFFIXES:
+        raise ContractError(
+            f"--out {out}: ingest writes contract Parquet (it carries the extras and the "
+            f"dtypes); name the output {out.with_suffix('.parquet').name}"
+        )
+    seen: dict[Path, Path] = {}
+    for source in sources:
+        if source.is_dir():
+            raise ContractError(
+                f"{source} is a directory: name its exports (e.g. {source}/*.csv), so which "
+                "files make the history is said, not whatever else the directory holds"
+            )
+        resolved = source.resolve()
+        if resolved in seen:
+            raise ContractError(f"{source} is given twice (also as {seen[resolved]})")
+        seen[resolved] = source
+        if resolved == out.resolve():
+            raise ContractError(f"--out {out} is one of the exports read: give another file")
+    if quarantine is None:
+        return
+    if quarantine.suffix.lower() != ".csv":
+        raise ContractError(
+            f"--quarantine {quarantine}: the rows set aside are written as CSV (the source's "
+            "columns as read, their row number and reasons); name it e.g. rejected.csv"
+        )
+    if quarantine.resolve() == out.resolve():
+        raise ContractError(f"--quarantine {quarantine} is --out: give another file")
+    if quarantine.resolve() in seen:
+        raise ContractError(
+            f"--quarantine {quarantine} is the source (an export read): give another file"
+        )
+    if not (math.isfinite(max_rejected) and 0 <= max_rejected <= 1):
+        raise ContractError(f"--max-rejected {max_rejected}: a share of the rows between 0 and 1")
+
+
+def _join(reads: list[ExportRead], sources: list[Path]) -> tuple[pd.DataFrame, dict]:
+    """The files' declarations as one frame, a declaration found in several files taken once
+    (module docstring); and what the overlap was, for the summary."""
+    import numpy as np
+    import pandas as pd
+
+    from features.intake.contract import coerce_declarations
+
+    frames = [r.declarations for r in reads]
+    with_outcomes = any(r.summary["with_outcomes"] for r in reads)
+    # categories differ between files: concatenated they are text, coerced back to the contract
+    joined = pd.concat(frames, ignore_index=True)
+    joined = coerce_declarations(joined, with_outcomes=with_outcomes, contract=reads[0].contract)
+    file_of = np.repeat(np.arange(len(frames)), [len(f) for f in frames])
+    ids = joined["declaration_id"].astype("object")
+    files_per_id = (
+        pd.DataFrame({"id": ids, "file": file_of}).drop_duplicates().groupby("id")["file"].size()
+    )
+    shared = ids.isin(files_per_id.index[files_per_id > 1]).to_numpy()
+    if not shared.any():
+        return joined, {}
+    rows = joined[shared]
+    outcome_columns = [c for c in _OUTCOMES if c in rows.columns]
+    declaration_columns = [c for c in rows.columns if c not in outcome_columns]
+    with_result = (
+        rows["inspected"].eq(True).fillna(False).to_numpy(dtype=bool)
+        if "inspected" in rows.columns
+        else np.zeros(len(rows), dtype=bool)
+    )
+    keys = pd.DataFrame(
+        {
+            "id": ids[shared].to_numpy(),
+            "declaration": _row_hashes(rows[declaration_columns]),
+            "result": np.where(
+                with_result,
+                _row_hashes(rows[outcome_columns]) if outcome_columns else 0,
+                np.uint64(0),
+            ).astype(np.uint64),
+            "with_result": with_result,
+        },
+        index=rows.index,
+    )
+    differ = keys.groupby("id")["declaration"].nunique().gt(1)
+    results = keys[keys["with_result"]].groupby("id")["result"].nunique().gt(1)
+    conflicts = differ.index[differ].tolist() + results.index[results].tolist()
+    if conflicts:
+        raise ContractError(_conflict_message(joined, ids, file_of, sources, conflicts))
+    # one row per declaration: the first carrying a result, else the first
+    order = keys.assign(position=np.arange(len(keys))).sort_values(
+        ["with_result", "position"], ascending=[False, True], kind="stable"
+    )
+    kept = order.drop_duplicates("id").index
+    dropped = rows.index.difference(kept)
+    first = keys.reset_index().drop_duplicates("id").set_index("index").index
+    later_results = int(keys.loc[kept, "with_result"].sum() - keys.loc[first, "with_result"].sum())
+    out = joined.drop(index=dropped).reset_index(drop=True)
+    overlap = {
+        "declarations_in_several_files": len(files_per_id[files_per_id > 1]),
+        "overlapping_rows_dropped": len(dropped),
+        "results_taken_from_a_later_file": max(later_results, 0),
+    }
+    logger.warning(
+        "%d declaration(s) are in more than one export, the same in each: taken once "
+        "(%d row(s) dropped; %d result(s) taken from a later file)",
+        overlap["declarations_in_several_files"],
+        overlap["overlapping_rows_dropped"],
+        overlap["results_taken_from_a_later_file"],
+    )
+    return out, overlap
+
+
+def _row_hashes(frame: pd.DataFrame):
+    """One 64-bit hash per row of ``frame``'s values (equal rows, equal hashes)."""
+    import pandas as pd
+
+    return pd.util.hash_pandas_object(frame, index=False).to_numpy()
+
+
+def _conflict_message(
+    joined: pd.DataFrame,
+    ids: pd.Series,
+    file_of,
+    sources: list[Path],
+    conflicts: list,
+) -> str:
+    """Name the first declarations the files disagree on: the files and the fields."""
+    import pandas as pd
+
+    unique = list(dict.fromkeys(conflicts))
+    lines = []
+    for key in unique[:_SHOWN]:
+        rows = joined[(ids == key).to_numpy()]
+        where = sorted({str(sources[i]) for i in file_of[(ids == key).to_numpy()]})
+        fields = [
+            c
+            for c in rows.columns
+            if rows[c]
+            .astype("object")
+            .map(lambda v: None if pd.isna(v) else str(v))
+            .nunique(dropna=False)
+            > 1
+        ]
+        shown = "; ".join(
+            f"{c}: " + " vs ".join(str(v) for v in rows[c].astype("object").tolist())
+            for c in fields[:3]
+        )
+        lines.append(f"{key} in {' and '.join(where)} ({shown})")
+    more = f" (and {len(unique) - _SHOWN} more)" if len(unique) > _SHOWN else ""
+    return (
+        f"{len(unique)} declaration(s) are in more than one export with other values{more}: "
+        + "; ".join(lines)
+        + ". Which version is right is not known, so nothing is written: export periods that "
+        "do not overlap, or correct the export that is wrong (a declaration given the same in "
+        "each file is taken once, and one with its inspection result beside one without "
+        "takes the result)"
+    )
+
+
+def _rejected_rows(reads: list[ExportRead], sources: list[Path]) -> pd.DataFrame:
+    """The rows set aside, as their sources hold them; with the file of each when several."""
+    import pandas as pd
+
+    if len(reads) == 1:
+        return reads[0].rejected
+    parts = []
+    for read, source in zip(reads, sources, strict=True):
+        part = read.rejected.copy()
+        part.insert(0, REJECTED_FILE, str(source))
+        parts.append(part)
+    joined = pd.concat(parts, ignore_index=True)
+    columns = [
+        c for c in joined.columns if c not in (REJECTED_FILE, REJECTED_ROW, REJECTED_REASONS)
+    ]
+    return joined[[REJECTED_FILE, REJECTED_ROW, *columns, REJECTED_REASONS]]
+
+
+def _summary(reads: list[ExportRead], sources: list[Path], rows: int, overlap: dict) -> dict:
+    """One file's summary as ``read_export`` gives it; for several, the totals and each file's."""
+    if len(reads) == 1:
+        return {k: v for k, v in reads[0].summary.items() if k not in _QUARANTINE_KEYS}
+    first = reads[0].summary
+    return {
+        "rows": rows,
+        "files": len(reads),
+        "columns_mapped": first["columns_mapped"],
+        "constants": first["constants"],
+        "with_outcomes": first["with_outcomes"],
+        "extras": first["extras"],
+        **overlap,
+        "per_file": {
+            str(source): read.summary for source, read in zip(sources, reads, strict=True)
+        },
+    }
+
+
+def _quarantine_summary(reads: list[ExportRead], path: Path) -> dict:
+    from collections import Counter
+
+    read = sum(r.summary["rows_read"] for r in reads)
+    rejected = sum(r.summary["rows_rejected"] for r in reads)
+    reasons: Counter = Counter()
+    for r in reads:
+        reasons.update(r.summary["rejected_reasons"])
+    if rejected:
+        logger.warning(
+            "%d of %d row(s) set aside in %s, each with its reasons; the others were ingested. "
+            "Most common: %s",
+            rejected,
+            read,
+            path,
+            "; ".join(f"{key} ({n})" for key, n in reasons.most_common(3)),
+        )
+    return {
+        "rows_read": read,
+        "rows_rejected": rejected,
+        "quarantine": str(path),
+        "rejected_reasons": dict(reasons.most_common()),
+    }
+
+
+__all__ = ["REJECTED_FILE", "ingest_file", "ingest_files"]

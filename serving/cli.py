@@ -11,6 +11,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -267,10 +268,11 @@ def score(
 
 @outcomes_app.command("ingest")
 def outcomes_ingest(
-    file: Path = typer.Argument(
+    files: list[Path] = typer.Argument(
         ...,
         help="Results CSV or Parquet: declaration_id, inspected_at, illicit, offence_type, "
-        "revenue_recovered, selection_reason (or the administration's names, with --mapping).",
+        "revenue_recovered, selection_reason (or the administration's names, with --mapping); "
+        "or several (a file a month), each stored whole or not at all, in the order given.",
     ),
     mapping: Path | None = typer.Option(
         None, "--mapping", help="Mapping YAML from the administration's columns to the contract."
@@ -289,19 +291,10 @@ def outcomes_ingest(
     """Store inspection results, checked as POST /outcomes checks them: all or nothing (but
     for the results of declarations never decided here, with --skip-unknown)."""
     from features.errors import ParcelriskError
-    from features.intake.io import read_raw_declarations
-    from features.intake.mapping import (
-        load_mapping,
-        map_outcomes,
-        read_source,
-        resolve_aliases,
-        revenue_summary,
-        warn_local_times,
-        warn_times_read_as_utc,
-    )
+    from features.intake.mapping import load_mapping
     from features.intake.rules import Limits
     from serving.outcome_store import sqlite_path
-    from serving.outcomes import RESULT_FIELDS, store_outcomes
+    from serving.outcomes import store_outcomes
     from serving.store import is_sqlite, open_outcome_store
 
     settings = settings_from(params)
@@ -309,44 +302,96 @@ def outcomes_ingest(
     # a typo must not create an empty store
     if is_sqlite(location) and not sqlite_path(location).is_file():
         raise ParcelriskError(f"no decision store at {location}: results answer stored decisions")
-    ignored: list[str] = []
-    dst: dict[str, int] = {}
-    if mapping is not None:
-        spec = load_mapping(mapping)
-        source = read_source(file, spec)
-        spec, _ = resolve_aliases(source, spec)  # the name of the column this file has
-        ignored = [str(c) for c in source.columns if c not in set(spec.source_columns())]
-        # a result field the file carries under its contract name, left out of the mapping,
-        # would be stored empty, and the full result then refused as a conflict for good
-        unmapped = [c for c in ignored if c in RESULT_FIELDS and c not in spec.columns]
-        if unmapped:
-            raise ParcelriskError(
-                f"{file}: column(s) {', '.join(unmapped)} hold results the mapping {mapping} "
-                f"does not map: map them (e.g. {unmapped[0]}: {unmapped[0]}) or drop them from "
-                "the file; a result stored without them could not be completed later"
-            )
-        read_as_utc = warn_times_read_as_utc(source, spec, settings.features.timezone, file)
-        # a revenue given in another currency is put in EUR with features.fx_to_base
-        raw, local_times = map_outcomes(source, spec, settings.features.fx)
-        dst = {k: n for k, n in warn_local_times(file, local_times).items() if n}
-        dst.update(revenue_summary(spec, raw, file))
-        if read_as_utc:
-            dst["times_read_as_utc"] = read_as_utc
-    else:
-        raw, _ = read_raw_declarations(file)
+    if len({f.resolve() for f in files}) < len(files):
+        raise ParcelriskError("a results file is given twice")
+    spec = load_mapping(mapping) if mapping is not None else None
+    # every file read and mapped before any is stored: a mapping that does not fit one of
+    # them stores nothing
+    read = [_read_results(file, spec, mapping, settings) for file in files]
     store = open_outcome_store(location)
+    summaries = []
     try:
         # held to the gate's plausibility limits of these params (revenue: validate.max_value)
         limits = Limits.from_settings(settings)
-        counts = store_outcomes(
-            store, raw, source=f"file:{file.name}", limits=limits, skip_unknown=skip_unknown
-        )
+        for file, (raw, notes) in zip(files, read, strict=True):
+            try:
+                counts = store_outcomes(
+                    store,
+                    raw,
+                    source=f"file:{file.name}",
+                    limits=limits,
+                    skip_unknown=skip_unknown,
+                )
+            except ParcelriskError as exc:
+                if len(files) == 1:
+                    raise
+                done = ", ".join(f"{s['file']} ({s['stored']} stored)" for s in summaries)
+                raise ParcelriskError(
+                    f"{file}: {exc}. Nothing of {file.name} is stored"
+                    + (f"; stored before it: {done}" if done else "")
+                    + ". Run the same command again once it is corrected: results stored "
+                    "already are identical and change nothing"
+                ) from exc
+            summaries.append({**counts, "file": str(file), **notes})
     finally:
         store.close()
-    summary = {**counts, "file": str(file), "store": location, **dst}
-    if ignored:
-        summary["ignored_columns"] = ignored
+    if len(summaries) == 1:
+        summary = {**summaries[0], "store": location}
+    else:
+        totals: dict[str, int] = {}
+        for one in summaries:
+            for key in ("stored", "unchanged", "skipped_unknown", "skipped_not_inspected"):
+                if key in one:
+                    totals[key] = totals.get(key, 0) + one[key]
+        summary = {**totals, "files": summaries, "store": location}
     typer.echo(json.dumps(summary, indent=2))
+
+
+def _read_results(file: Path, spec: Any, mapping: Path | None, settings: Any) -> tuple[Any, dict]:
+    """One results file as the contract's result fields; and what its reading noted (local
+    times, revenue converted, columns ignored) for the summary."""
+    from features.errors import ParcelriskError
+    from features.intake.io import read_raw_declarations
+    from features.intake.mapping import (
+        map_outcomes,
+        read_source,
+        resolve_aliases,
+        revenue_summary,
+        warn_local_times,
+        warn_times_read_as_utc,
+    )
+    from serving.outcomes import RESULT_FIELDS
+
+    if spec is None:
+        raw, _ = read_raw_declarations(file)
+        return raw, {}
+    source = read_source(file, spec)
+    spec, _ = resolve_aliases(source, spec)  # the name of the column this file has
+    ignored = [str(c) for c in source.columns if c not in set(spec.source_columns())]
+    # a result field the file carries under its contract name, left out of the mapping,
+    # would be stored empty, and the full result then refused as a conflict for good
+    unmapped = [c for c in ignored if c in RESULT_FIELDS and c not in spec.columns]
+    if unmapped:
+        raise ParcelriskError(
+            f"{file}: column(s) {', '.join(unmapped)} hold results the mapping {mapping} "
+            f"does not map: map them (e.g. {unmapped[0]}: {unmapped[0]}) or drop them from "
+            "the file; a result stored without them could not be completed later"
+        )
+    read_as_utc = warn_times_read_as_utc(source, spec, settings.features.timezone, file)
+    # a revenue given in another currency is put in EUR with features.fx_to_base
+    try:
+        raw, local_times = map_outcomes(source, spec, settings.features.fx)
+    except ParcelriskError as exc:
+        if str(exc).startswith(str(file)):
+            raise
+        raise type(exc)(f"{file}: {exc}") from exc  # the same kind of error, naming its file
+    notes: dict[str, Any] = {k: n for k, n in warn_local_times(file, local_times).items() if n}
+    notes.update(revenue_summary(spec, raw, file))
+    if read_as_utc:
+        notes["times_read_as_utc"] = read_as_utc
+    if ignored:
+        notes["ignored_columns"] = ignored
+    return raw, notes
 
 
 @history_app.command("export")

@@ -281,3 +281,46 @@ def test_ingest_into_a_missing_store_is_refused_without_creating_it(tmp_path: Pa
     assert isinstance(run.exception, ParcelriskError)
     assert "no decision store" in str(run.exception)
     assert not (tmp_path / "typo.db").exists()
+
+
+def test_ingest_several_results_files_each_whole_in_order(store, tmp_path: Path) -> None:
+    """A file of results a month: each stored whole or not at all, in the order given; a
+    refused one names itself and what was stored before it, and the same command run again
+    after the correction stores the rest (identical results change nothing)."""
+    header = "declaration_id,inspected_at,illicit,offence_type,revenue_recovered\n"
+    may = tmp_path / "may.csv"
+    may.write_text(header + "D1,2026-05-03T09:00:00Z,true,undervaluation,12.5\n")
+    june = tmp_path / "june.csv"
+    june.write_text(header + "D2,2026-05-04T09:00:00Z,false,,\nD404,2026-05-04T09:00:00Z,false,,\n")
+    args = ["outcomes", "ingest", str(may), str(june), "--db", store.test_location]
+    run = _invoke(*args)
+    message = str(run.exception)
+    assert run.exit_code != 0 and "june.csv: " in message and "D404" in message
+    assert "Nothing of june.csv is stored; stored before it: " in message
+    assert "may.csv (1 stored)" in message
+    assert [r[1] for r in _stored_rows(store)] == ["D1"]
+    june.write_text(header + "D2,2026-05-04T09:00:00Z,false,,\n")
+    run = _invoke(*args)
+    assert run.exit_code == 0, run.output
+    summary = json.loads(run.output)
+    assert (summary["stored"], summary["unchanged"]) == (1, 1)
+    assert [f["file"] for f in summary["files"]] == [str(may), str(june)]
+    assert [r[1] for r in _stored_rows(store)] == ["D1", "D2"]
+
+
+def test_several_results_files_are_all_read_before_any_is_stored(store, tmp_path: Path) -> None:
+    may = tmp_path / "may.csv"
+    may.write_text("DECL,DATE,RESULT\nD1,2026-05-03T09:00:00Z,POS\n")
+    june = tmp_path / "june.csv"
+    june.write_text("DECL,DATE,RESULT\nD2,2026-05-04T09:00:00Z,maybe\n")
+    mapping = tmp_path / "mapping.yaml"
+    mapping.write_text(
+        "columns:\n  declaration_id: DECL\n  inspected_at: DATE\n"
+        "  illicit: {column: RESULT, values: {POS: true, NEG: false}}\n"
+    )
+    args = ["outcomes", "ingest", str(may), str(june), "--mapping", str(mapping)]
+    run = _invoke(*args, "--db", store.test_location)
+    assert str(run.exception).startswith(str(june)) and "maybe" in str(run.exception)
+    assert store.count() == 0  # may.csv was fine, but nothing is stored until every file reads
+    run = _invoke("outcomes", "ingest", str(may), str(may), "--db", store.test_location)
+    assert "given twice" in str(run.exception)

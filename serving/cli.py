@@ -408,10 +408,17 @@ def history_export(
         "--contract-from",
         help="A declarations Parquet whose mapped extras (names, kinds) the history carries.",
     ),
+    base: Path | None = typer.Option(
+        None,
+        "--base",
+        help="The history the champion was trained on (contract Parquet): written first, the "
+        "scored declarations after it, one found in both taken once; its extras are the "
+        "history's (as --contract-from).",
+    ),
 ) -> None:
     """The declarations as they were scored, with their results: a history to train on."""
     from features.intake.contract import utc_instant
-    from features.intake.io import read_contract, write_declarations
+    from features.intake.io import read_contract, read_declarations, write_declarations
     from serving.audit.archived import archived_first_decisions
     from serving.decision import iso_utc
     from serving.outcome_store import sqlite_path
@@ -435,15 +442,31 @@ def history_export(
     finally:
         decisions.close()
     contract = None
+    for path, flag in ((contract_from, "--contract-from"), (base, "--base")):
+        if path is not None and not path.is_file():
+            raise typer.BadParameter(f"{path}: no such file", param_hint=flag)
     if contract_from is not None:
-        if not contract_from.is_file():
-            raise typer.BadParameter(f"{contract_from}: no such file", param_hint="--contract-from")
         contract = read_contract(contract_from)
+    base_history = None
+    if base is not None:
+        if base.resolve() == out.resolve():
+            raise typer.BadParameter(f"{base} is --out: give another file", param_hint="--base")
+        base_history, base_contract = read_declarations(base, with_outcomes=True)
+        if contract is not None and contract != base_contract:
+            raise typer.BadParameter(
+                f"{contract_from} and {base} declare other extras: give --base alone (its "
+                "extras are the history's)",
+                param_hint="--contract-from",
+            )
+        contract = base_contract
     store = open_outcome_store(db, read_only=True)
     try:
         history = history_frame(store.scored_history(since_us, archived), contract)
     finally:
         store.close()
+    overlap: dict = {}
+    if base_history is not None:
+        history, overlap = _on_base(base_history, history, contract, base, db)
     write_declarations(history, out, contract)
     summary = {
         "declarations": len(history),
@@ -451,9 +474,35 @@ def history_export(
         "illicit": int(history["illicit"].fillna(False).sum()),
         "output": str(out),
     }
+    if base_history is not None:
+        summary["base"] = {"file": str(base), "declarations": len(base_history), **overlap}
     if cut is not None:
         summary["from_archive"] = {"declarations": len(archived), "archive": cut["archive"]}
     typer.echo(json.dumps(summary, indent=2))
+
+
+def _on_base(base: Any, scored: Any, contract: Any, base_path: Path, db: str) -> tuple[Any, dict]:
+    """The base history, then the scored declarations it does not hold: the next model's
+    history keeps the years its entity features were learned from.
+
+    A declaration in both (a base cut after the service started) is taken once when its
+    declaration fields agree: the base's copy, or the store's when only the store has its
+    result. The results' ``selection_reason`` is not compared: the store derives it from its
+    first decision where none was given, the base holds the administration's own; the base's
+    is kept. Other values or another result are refused, naming them."""
+    from features.intake.ingest import join_declarations
+    from serving.outcomes import RESULT_FIELDS
+
+    return join_declarations(
+        [base, scored],
+        [f"--base {base_path}", f"the decision store {db}"],
+        contract,
+        with_outcomes=True,
+        hint="the service received the declaration otherwise than the base holds it; "
+        "export with --since after the base's last declaration to leave the overlap out, "
+        "or correct the base",
+        compared_outcomes=[f for f in RESULT_FIELDS if f != "selection_reason"],
+    )
 
 
 def register(app: typer.Typer) -> None:

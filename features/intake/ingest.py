@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from features.intake.contract import FIELDS, ContractError
+from features.intake.contract import FIELDS, Contract, ContractError
 from features.intake.io import atomic_write, write_declarations
 from features.intake.mapping import (
     OUTPUT_SUFFIXES,
@@ -187,16 +187,47 @@ def _check_paths(
 def _join(reads: list[ExportRead], sources: list[Path]) -> tuple[pd.DataFrame, dict]:
     """The files' declarations as one frame, a declaration found in several files taken once
     (module docstring); and what the overlap was, for the summary."""
+    joined, overlap = join_declarations(
+        [r.declarations for r in reads],
+        [str(s) for s in sources],
+        reads[0].contract,
+        with_outcomes=any(r.summary["with_outcomes"] for r in reads),
+        hint="export periods that do not overlap, or correct the export that is wrong",
+    )
+    if overlap:
+        logger.warning(
+            "%d declaration(s) are in more than one export, the same in each: taken once "
+            "(%d row(s) dropped; %d result(s) taken from a later file)",
+            overlap["declarations_in_several_files"],
+            overlap["overlapping_rows_dropped"],
+            overlap["results_taken_from_a_later_file"],
+        )
+    return joined, overlap
+
+
+def join_declarations(
+    frames: Sequence[pd.DataFrame],
+    names: Sequence[str],
+    contract: Contract,
+    *,
+    with_outcomes: bool,
+    hint: str,
+    compared_outcomes: Sequence[str] | None = None,
+) -> tuple[pd.DataFrame, dict]:
+    """Contract frames (``names``: where each comes from, for messages) as one, a declaration
+    found in several of them taken once: the same declaration fields in each, the first copy
+    holding a result kept (else the first). Copies with other declaration fields, or other
+    results (``compared_outcomes``: the outcome fields compared, default all), raise
+    ``ContractError`` naming them, their sources and the fields, then ``hint``. Also what the
+    overlap was (empty when none)."""
     import numpy as np
     import pandas as pd
 
     from features.intake.contract import coerce_declarations
 
-    frames = [r.declarations for r in reads]
-    with_outcomes = any(r.summary["with_outcomes"] for r in reads)
     # categories differ between files: concatenated they are text, coerced back to the contract
-    joined = pd.concat(frames, ignore_index=True)
-    joined = coerce_declarations(joined, with_outcomes=with_outcomes, contract=reads[0].contract)
+    joined = pd.concat(list(frames), ignore_index=True)
+    joined = coerce_declarations(joined, with_outcomes=with_outcomes, contract=contract)
     file_of = np.repeat(np.arange(len(frames)), [len(f) for f in frames])
     ids = joined["declaration_id"].astype("object")
     files_per_id = (
@@ -207,6 +238,7 @@ def _join(reads: list[ExportRead], sources: list[Path]) -> tuple[pd.DataFrame, d
         return joined, {}
     rows = joined[shared]
     outcome_columns = [c for c in _OUTCOMES if c in rows.columns]
+    compared = [c for c in (compared_outcomes or outcome_columns) if c in outcome_columns]
     declaration_columns = [c for c in rows.columns if c not in outcome_columns]
     with_result = (
         rows["inspected"].eq(True).fillna(False).to_numpy(dtype=bool)
@@ -219,7 +251,7 @@ def _join(reads: list[ExportRead], sources: list[Path]) -> tuple[pd.DataFrame, d
             "declaration": _row_hashes(rows[declaration_columns]),
             "result": np.where(
                 with_result,
-                _row_hashes(rows[outcome_columns]) if outcome_columns else 0,
+                _row_hashes(rows[compared]) if compared else 0,
                 np.uint64(0),
             ).astype(np.uint64),
             "with_result": with_result,
@@ -230,7 +262,10 @@ def _join(reads: list[ExportRead], sources: list[Path]) -> tuple[pd.DataFrame, d
     results = keys[keys["with_result"]].groupby("id")["result"].nunique().gt(1)
     conflicts = differ.index[differ].tolist() + results.index[results].tolist()
     if conflicts:
-        raise ContractError(_conflict_message(joined, ids, file_of, sources, conflicts))
+        shown = [*declaration_columns, *compared]
+        raise ContractError(
+            _conflict_message(joined[shown], ids, file_of, list(names), conflicts, hint)
+        )
     # one row per declaration: the first carrying a result, else the first
     order = keys.assign(position=np.arange(len(keys))).sort_values(
         ["with_result", "position"], ascending=[False, True], kind="stable"
@@ -240,19 +275,11 @@ def _join(reads: list[ExportRead], sources: list[Path]) -> tuple[pd.DataFrame, d
     first = keys.reset_index().drop_duplicates("id").set_index("index").index
     later_results = int(keys.loc[kept, "with_result"].sum() - keys.loc[first, "with_result"].sum())
     out = joined.drop(index=dropped).reset_index(drop=True)
-    overlap = {
+    return out, {
         "declarations_in_several_files": len(files_per_id[files_per_id > 1]),
         "overlapping_rows_dropped": len(dropped),
         "results_taken_from_a_later_file": max(later_results, 0),
     }
-    logger.warning(
-        "%d declaration(s) are in more than one export, the same in each: taken once "
-        "(%d row(s) dropped; %d result(s) taken from a later file)",
-        overlap["declarations_in_several_files"],
-        overlap["overlapping_rows_dropped"],
-        overlap["results_taken_from_a_later_file"],
-    )
-    return out, overlap
 
 
 def _row_hashes(frame: pd.DataFrame):
@@ -266,17 +293,19 @@ def _conflict_message(
     joined: pd.DataFrame,
     ids: pd.Series,
     file_of,
-    sources: list[Path],
+    names: list[str],
     conflicts: list,
+    hint: str,
 ) -> str:
-    """Name the first declarations the files disagree on: the files and the fields."""
+    """Name the first declarations the sources disagree on: the sources and the fields."""
     import pandas as pd
 
     unique = list(dict.fromkeys(conflicts))
     lines = []
     for key in unique[:_SHOWN]:
-        rows = joined[(ids == key).to_numpy()]
-        where = sorted({str(sources[i]) for i in file_of[(ids == key).to_numpy()]})
+        mask = (ids == key).to_numpy()
+        rows = joined[mask]
+        where = [names[i] for i in sorted(set(file_of[mask].tolist()))]
         fields = [
             c
             for c in rows.columns
@@ -293,12 +322,11 @@ def _conflict_message(
         lines.append(f"{key} in {' and '.join(where)} ({shown})")
     more = f" (and {len(unique) - _SHOWN} more)" if len(unique) > _SHOWN else ""
     return (
-        f"{len(unique)} declaration(s) are in more than one export with other values{more}: "
+        f"{len(unique)} declaration(s) are in more than one source with other values{more}: "
         + "; ".join(lines)
-        + ". Which version is right is not known, so nothing is written: export periods that "
-        "do not overlap, or correct the export that is wrong (a declaration given the same in "
-        "each file is taken once, and one with its inspection result beside one without "
-        "takes the result)"
+        + f". Which version is right is not known, so nothing is written: {hint} (a "
+        "declaration given the same in each is taken once, and one with its inspection "
+        "result beside one without takes the result)"
     )
 
 
@@ -364,4 +392,4 @@ def _quarantine_summary(reads: list[ExportRead], path: Path) -> dict:
     }
 
 
-__all__ = ["REJECTED_FILE", "ingest_file", "ingest_files"]
+__all__ = ["REJECTED_FILE", "ingest_file", "ingest_files", "join_declarations"]

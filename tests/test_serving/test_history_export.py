@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
@@ -129,3 +130,70 @@ def test_since_keeps_later_declarations(scored_store, tmp_path: Path) -> None:
     assert run.exit_code == 0, run.output
     history, _ = read_declarations(out)
     assert len(history) == int((declarations["declared_at"] >= cut).sum())
+
+
+def _export_on(db: str, base: Path, out: Path, *more: str):
+    from serving.main import app
+
+    args = ["history", "export", "--db", str(db), "--out", str(out), "--base", str(base)]
+    return CliRunner().invoke(app, [*args, *more])
+
+
+def test_export_on_a_base_keeps_the_history_the_champion_learned_from(
+    scored_store, tmp_path: Path
+) -> None:
+    """The next model's history: the base (the champion's, here the first 1,000 declarations
+    the service also scored, and 500 from before the service), then what was scored since."""
+    from features.intake.io import write_declarations
+
+    db, declarations, _ = scored_store
+    before, _ = generate(SyntheticParams(seed=4, parcels=500, days=5))
+    before["declaration_id"] = "B-" + before["declaration_id"].astype(str)
+    base_frame = pd.concat([before, declarations.head(1000)], ignore_index=True)
+    # the administration's own reason for one overlapping inspection: not the store's guess
+    inspected = np.flatnonzero(base_frame["inspected"].astype(bool).to_numpy()[500:]) + 500
+    base_frame.loc[inspected[0], "selection_reason"] = "rule:legacy-7"
+    # a result only the base holds: an inspection the service was never told of
+    quiet = np.flatnonzero(~base_frame["inspected"].astype(bool).to_numpy()[500:]) + 500
+    row = quiet[0]
+    base_frame.loc[row, ["inspected", "illicit"]] = [True, False]
+    base_frame.loc[row, "inspected_at"] = base_frame.loc[row, "declared_at"] + pd.Timedelta("1D")
+    base = tmp_path / "base.parquet"
+    write_declarations(base_frame, base)
+    out = tmp_path / "next.parquet"
+    run = _export_on(db, base, out)
+    assert run.exit_code == 0, run.output
+    summary = json.loads(run.output)
+    assert summary["declarations"] == 500 + len(declarations)
+    assert summary["base"]["declarations"] == 1500
+    assert summary["base"]["overlapping_rows_dropped"] == 1000
+    history, _ = read_declarations(out)
+    assert history["declaration_id"].is_unique
+    by_id = history.set_index("declaration_id")
+    assert by_id.index[:500].str.startswith("B-").all()  # the base comes first
+    assert by_id.loc[base_frame.loc[inspected[0], "declaration_id"], "selection_reason"] == (
+        "rule:legacy-7"
+    )
+    assert bool(by_id.loc[base_frame.loc[row, "declaration_id"], "inspected"])
+    stored_only = declarations["declaration_id"].iloc[2000]
+    assert by_id.loc[stored_only, "hs_code"] == declarations["hs_code"].iloc[2000]
+
+
+def test_export_on_a_base_that_disagrees_with_the_store_is_refused(
+    scored_store, tmp_path: Path
+) -> None:
+    from features.intake.io import write_declarations
+
+    db, declarations, _ = scored_store
+    base_frame = declarations.head(100).copy()
+    base_frame.loc[7, "declared_value"] = 123456.0
+    base = tmp_path / "base.parquet"
+    write_declarations(base_frame, base)
+    out = tmp_path / "next.parquet"
+    run = _export_on(db, base, out)
+    message = str(run.exception)
+    assert run.exit_code != 0 and not out.exists()
+    assert f"{declarations['declaration_id'].iloc[7]} in --base" in message
+    assert "declared_value" in message and "--since" in message
+    run = _export_on(db, out, out)
+    assert run.exit_code != 0 and "no such file" in run.output

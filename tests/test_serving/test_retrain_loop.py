@@ -1,0 +1,93 @@
+"""The analyst's loop through the CLI, as the README gives it: arrivals scored into the
+decision store, their inspection results coming back as a file, the next history exported on
+the champion's (``history export --base``), then gate, features, train and the champion gate."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from typer.testing import CliRunner
+
+from features.intake.contract import DECLARATION_COLUMNS
+from features.intake.io import read_declarations
+from tests.test_serving.conftest import fresh_declarations
+
+ARRIVALS = 400
+
+
+def _run(*args: str) -> str:
+    from serving.main import app
+
+    result = CliRunner().invoke(app, list(args))
+    assert result.exit_code == 0 or args[0] == "promote", (args, result.output, result.exception)
+    return result.output
+
+
+def test_results_that_come_back_train_the_next_challenger(real_pipeline, tmp_path: Path) -> None:
+    root, params = real_pipeline["root"], str(real_pipeline["params"])
+    # the registry copied: this test's challenger must not become the session's champion
+    shutil.copy(root / "mlflow.db", tmp_path / "mlflow.db")
+    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    base = root / "raw" / "declarations.parquet"
+    arrivals = fresh_declarations(real_pipeline["history"], ARRIVALS, prefix="LOOP")
+    arrivals[list(DECLARATION_COLUMNS)].to_parquet(tmp_path / "arrivals.parquet")
+    audit = str(tmp_path / "audit.db")
+
+    # 1. the clearance side: every arrival decided and recorded
+    _run(
+        "score", str(tmp_path / "arrivals.parquet"), "--out", str(tmp_path / "scored.csv"),
+        "--params", params, "--tracking-uri", tracking, "--audit-db", audit,
+    )  # fmt: skip
+    scored = pd.read_csv(tmp_path / "scored.csv")
+    # 2. the inspectors' results: the red and yellow parcels and one in ten of the others
+    rng = np.random.default_rng(1)
+    inspected = scored[(scored["lane"] != "green") | (rng.uniform(size=len(scored)) < 0.1)]
+    declared = arrivals.set_index("declaration_id")["declared_at"]
+    illicit = rng.uniform(size=len(inspected)) < 0.4
+    results = pd.DataFrame(
+        {
+            "declaration_id": inspected["declaration_id"],
+            "inspected_at": declared.loc[inspected["declaration_id"]].to_numpy()
+            + pd.Timedelta(hours=20),
+            "illicit": illicit,
+            "offence_type": np.where(illicit, "undervaluation", None),
+            "revenue_recovered": np.where(illicit, 25.0, np.nan),
+        }
+    )
+    results.to_csv(tmp_path / "results.csv", index=False)
+    stored = json.loads(_run("outcomes", "ingest", str(tmp_path / "results.csv"), "--db", audit))
+    assert stored["stored"] == len(results) > 0
+
+    # 3. the next history: the champion's, then what was scored since
+    export = ["history", "export", "--db", audit, "--base", str(base)]
+    summary = json.loads(_run(*export, "--out", str(tmp_path / "next.parquet")))
+    history, _ = read_declarations(tmp_path / "next.parquet")
+    base_rows = len(real_pipeline["history"])
+    assert summary["declarations"] == len(history) == base_rows + ARRIVALS
+    assert history["declaration_id"].tail(ARRIVALS).str.startswith("LOOP").all()
+    came_back = history.set_index("declaration_id").loc[results["declaration_id"]]
+    assert came_back["inspected"].all()
+    assert came_back["illicit"].astype(bool).tolist() == illicit.tolist()
+
+    # 4. gate, features, train, champion gate: the challenger is judged against the champion
+    _run("validate", str(tmp_path / "next.parquet"), "--params", params, "--no-cross-check")
+    _run(
+        "features", "build", "--declarations", str(tmp_path / "next.parquet"),
+        "--out", str(tmp_path / "processed"), "--params", params, "--quiet",
+    )  # fmt: skip
+    _run(
+        "train", "--features", str(tmp_path / "processed"), "--params", params,
+        "--tracking-uri", tracking, "--quiet",
+    )  # fmt: skip
+    _run(
+        "promote", "--params", params, "--tracking-uri", tracking,
+        "--report", str(tmp_path / "promotion.json"),
+    )  # fmt: skip
+    decision = json.loads((tmp_path / "promotion.json").read_text())
+    assert decision["champion_before"] == real_pipeline["version"]
+    assert decision["challenger"] == str(int(real_pipeline["version"]) + 1)
+    assert decision["outcome"] in ("promoted", "refused") and decision["comparison"]

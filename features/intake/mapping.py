@@ -1837,6 +1837,8 @@ def revenue_summary(mapping: Mapping, frame: pd.DataFrame, source: Any) -> dict:
         )
         return {"revenue_recovered_currency": "EUR (assumed: the mapping gives none)"}
     converted = int(frame["revenue_recovered"].notna().sum())
+    if spec.currency == "EUR":  # said to be in the contract's unit: nothing converted
+        return {"revenue_recovered_currency": "EUR (as the mapping says)"}
     source = "each row's declared currency" if spec.currency == ROW_CURRENCY else spec.currency
     logger.info("revenue_recovered: %d amount(s) converted from %s to EUR", converted, source)
     return {"revenue_recovered_converted_to_eur": {"from": source, "rows": converted}}

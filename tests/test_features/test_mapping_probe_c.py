@@ -129,7 +129,8 @@ def test_revenue_said_to_be_eur_is_not_warned(tmp_path, caplog) -> None:
     with caplog.at_level(logging.WARNING, logger="features.intake.mapping"):
         summary, _ = _ingest(tmp_path, _csv(tmp_path), _mapping(revenue=", currency: EUR"))
     assert "read as EUR" not in caplog.text
-    assert summary["revenue_recovered_converted_to_eur"] == {"from": "EUR", "rows": 1}
+    assert summary["revenue_recovered_currency"] == "EUR (as the mapping says)"
+    assert "revenue_recovered_converted_to_eur" not in summary  # nothing was converted
 
 
 def test_local_times_read_as_utc_are_warned_against_the_administrations_zone(

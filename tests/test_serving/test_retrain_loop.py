@@ -81,7 +81,7 @@ def test_results_that_come_back_train_the_next_challenger(real_pipeline, tmp_pat
     )  # fmt: skip
     _run(
         "train", "--features", str(tmp_path / "processed"), "--params", params,
-        "--tracking-uri", tracking, "--quiet",
+        "--tracking-uri", tracking, "--quiet", "--metrics-out", str(tmp_path / "train.json"),
     )  # fmt: skip
     _run(
         "promote", "--params", params, "--tracking-uri", tracking,

@@ -157,6 +157,24 @@ def required_roles(path: str) -> frozenset[str] | None:
     return ROUTE_ROLES.get(path, frozenset())
 
 
+class KeyCheck:
+    """Whether a request presents a key the service knows (or needs none): asked before its
+    body is read ahead of a concurrency slot (``serving.patches``, 8.), so an anonymous
+    client never gets a body buffered. Its role is checked later, by ``ApiKeyMiddleware``."""
+
+    def __init__(self, keyring: KeyRing | None = None) -> None:
+        self._keyring = keyring
+
+    def __call__(self, scope: dict[str, Any]) -> bool:
+        if self._keyring is None:
+            self._keyring = load_keyring()
+        if required_roles(scope.get("path", "/")) is None or self._keyring.insecure:
+            return True
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        key = presented_key(headers)
+        return key is not None and self._keyring.identify(key) is not None
+
+
 class ApiKeyMiddleware:
     """Authenticate and authorise by role before the service sees the request.
 

@@ -72,6 +72,19 @@ uvicorn answers malformed HTTP framing (a negative Content-Length, both Content-
 chunked, a bad chunk size) itself, before any middleware, with a text/plain "Invalid HTTP
 request received.". ``install_json_400()`` makes that answer ``{"error": ...}`` JSON like
 every other refusal (still 400, still closing the connection).
+
+8. A concurrency slot for a request whose body has arrived, not for one still arriving.
+
+BentoML 1.4's ``MaxConcurrencyMiddleware`` takes one of the worker's ``serve.max_concurrency``
+slots as a request's headers are read, before its body. A probe's 1,100 requests whose body
+never came, opened by one client in 0.1 s, held every slot until the request timeout: real
+requests got 429 for 10 s. ``install_body_before_slot(max_body_bytes)`` makes the app factory
+build ``BodyBeforeSlotMiddleware`` in its place: a POST/PUT/PATCH body is read first (a body
+that never comes costs a connection and waits for the request timeout, 504, holding nothing),
+then the slot is taken as before. What it buffers this way is bounded per worker by
+``PENDING_BODY_BUDGET`` bodies of ``serve.max_body_bytes`` (80 MB by default; 429 with
+Retry-After beyond it): a client must send real bytes to fill it, not hold a connection open.
+A body over ``serve.max_body_bytes`` is not buffered: 413 as before.
 """
 
 from __future__ import annotations
@@ -100,6 +113,10 @@ REFUSAL_ANSWERS_WRITTEN_FOR = "1.4.40"  # _bentoml_impl.server.app.ServiceAppFac
 REFUSAL_LOGGER = "bentoml._internal.server.http_app"  # where log_exception writes
 # uvicorn.protocols.http.httptools_impl / h11_impl (install_header_deadline, install_json_400)
 HEADER_DEADLINE_WRITTEN_FOR = "0.54.0"
+# bentoml._internal.server.http.traffic.MaxConcurrencyMiddleware (install_body_before_slot)
+BODY_BEFORE_SLOT_WRITTEN_FOR = "1.4.40"
+# bodies of serve.max_body_bytes a worker buffers before their requests take a slot (8.)
+PENDING_BODY_BUDGET = 16
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -519,3 +536,142 @@ class LocalDocsPageMiddleware:
             await HTMLResponse(local_docs_page())(scope, receive, send)
             return
         await self.app(scope, receive, send)
+
+
+# --------------------------------------------------------------------------------------------
+# 8. A concurrency slot for a request whose body has arrived
+# --------------------------------------------------------------------------------------------
+
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+class PendingBodies:
+    """The bytes of request bodies read but not yet handed on, against a budget."""
+
+    def __init__(self) -> None:
+        self.bytes = 0
+
+    def take(self, n: int, budget: int) -> bool:
+        if self.bytes + n > budget:
+            return False
+        self.bytes += n
+        return True
+
+    def give_back(self, n: int) -> None:
+        self.bytes -= n
+
+
+PENDING_BODIES = PendingBodies()
+
+
+async def read_body_before_slot(
+    scope: Scope, receive: Any, limit: int, budget: int, pending: PendingBodies = PENDING_BODIES
+) -> bytes | str | None:
+    """The whole body; ``"over-budget"`` when the worker's pending bodies would pass
+    ``budget`` bytes; ``"disconnected"`` when the client left before its end; ``"too-large"``
+    when it streams past ``limit``; None, with nothing read, when its declared length is over
+    ``limit`` (the body limit inside answers that 413 as it does without this patch)."""
+    declared = _declared_length(scope)
+    if declared is not None and declared > limit:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return "disconnected"
+            chunk = message.get("body", b"")
+            if size + len(chunk) > limit:
+                return "too-large"
+            if not pending.take(len(chunk), budget):
+                return "over-budget"
+            size += len(chunk)
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+    finally:
+        pending.give_back(size)
+
+
+def _declared_length(scope: Scope) -> int | None:
+    for k, v in scope.get("headers", ()):
+        if k.lower() == b"content-length":
+            try:
+                return int(v)
+            except ValueError:
+                return None
+    return None
+
+
+def install_body_before_slot(max_body_bytes: Any, known_caller: Any) -> bool:
+    """Make BentoML's app factory build ``BodyBeforeSlotMiddleware`` (see 8. above) in place
+    of its ``MaxConcurrencyMiddleware``; ``max_body_bytes``: the limit, or a function giving
+    it (the loaded service's settings); ``known_caller(scope)``: whether the request presents
+    a known key (``serving.auth.KeyCheck``): only those bodies are read ahead, as an anonymous
+    request is refused before its body is read. False if BentoML's class is not found."""
+    try:
+        from bentoml._internal.server.http import traffic
+    except ImportError:  # a BentoML without the module: nothing to replace
+        logger.warning("BentoML's MaxConcurrencyMiddleware not found; slots taken as they are")
+        return False
+    base = traffic.MaxConcurrencyMiddleware
+    if getattr(base, "_parcelrisk_body_before_slot", False):
+        base = base.__mro__[1]  # installed already: the settings change, the class is rebuilt
+    traffic.MaxConcurrencyMiddleware = body_before_slot(  # type: ignore[misc]
+        base, max_body_bytes, known_caller
+    )
+    return True
+
+
+def body_before_slot(base: type, max_body_bytes: Any, known_caller: Any) -> type:
+    """BentoML's ``MaxConcurrencyMiddleware`` (``base``) taking its slot once a request's body
+    has arrived (8. above)."""
+
+    class BodyBeforeSlotMiddleware(base):  # type: ignore[misc,valid-type]
+        """BentoML's concurrency slots, taken once a request's body has arrived."""
+
+        _parcelrisk_body_before_slot = True
+
+        async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+            if (
+                scope["type"] != "http"
+                or scope.get("method") not in _BODY_METHODS
+                or scope["path"] in self.skip_paths
+                or not known_caller(scope)
+            ):
+                await super().__call__(scope, receive, send)
+                return
+            limit = max_body_bytes() if callable(max_body_bytes) else max_body_bytes
+            body = await read_body_before_slot(scope, receive, limit, PENDING_BODY_BUDGET * limit)
+            if body == "disconnected":
+                return  # nobody to answer
+            if isinstance(body, str):
+                response = (
+                    error_response(429, "too many request bodies arriving at once: retry shortly")
+                    if body == "over-budget"
+                    else error_response(
+                        413, f"request body larger than {limit} bytes (serve.max_body_bytes)"
+                    )
+                )
+                await response(scope, receive, send)
+                return
+            if body is None:  # declared over the limit: the body limit's own 413, nothing read
+                await super().__call__(scope, receive, send)
+                return
+            await super().__call__(scope, _replayed(body, receive), send)
+
+    return BodyBeforeSlotMiddleware
+
+
+def _replayed(body: bytes, receive: Any) -> Any:
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay

@@ -43,7 +43,7 @@ from features.intake.columns import RecordColumns, declarations_frame, models_as
 from features.intake.contract import OUTCOME_COLUMNS
 from features.intake.rules import Limits
 from serving.auditor.pages import auditor_routes
-from serving.auth import CALLER, ApiKeyMiddleware, Caller, load_keyring
+from serving.auth import CALLER, ApiKeyMiddleware, Caller, KeyCheck, load_keyring
 from serving.batching import MicroBatcher, Reservation, run_inline_if_small
 from serving.config import MODEL_DIR_ENV, TRACKING_URI_ENV, worker_settings
 from serving.decision import DecisionRecord
@@ -56,6 +56,7 @@ from serving.outcomes import OutcomesRefused, describe_problems, store_outcomes
 from serving.patches import (
     LocalDocsPageMiddleware,
     freeze_after_load,
+    install_body_before_slot,
     install_guarded_shutdown,
     install_header_deadline,
     install_json_400,
@@ -718,6 +719,8 @@ ParcelRiskService.mount_asgi_app(
     ),
     path="/",
 )
+# a request's body is read before it takes one of BentoML's concurrency slots (patches, 8.)
+install_body_before_slot(_WORKER.max_body_bytes, KeyCheck())
 # Starlette runs them in this order (the first added is the outermost).
 ParcelRiskService.add_asgi_middleware(ReadinessMiddleware, not_ready=lambda: _WORKER.not_ready)
 ParcelRiskService.add_asgi_middleware(ApiKeyMiddleware)

@@ -56,6 +56,8 @@ def run(champion: Champion, work: Path, quick: bool = False) -> dict[str, Any]:
                 hangs += sum(a.status == 0 for a in answers)
                 failures += judge(case, setting, answers)
             failures += _still_serving(client, setting)
+            flood = _slow_bodies_hold_no_slot(client, server.port, setting, serve.max_concurrency)
+            failures += flood.pop("failures")
         seconds = time.monotonic() - started
     log = server.log.read_text(errors="replace")
     leaked = [c.name for c in CASES if c.marker.lower() in log.lower()]
@@ -71,6 +73,7 @@ def run(champion: Champion, work: Path, quick: bool = False) -> dict[str, Any]:
         "answers": {str(k): v for k, v in sorted(statuses.items())},
         "unexpected_5xx": unexpected_5xx,  # the slow body's 504 is its allowed answer
         "no_answer": hangs,
+        "slow_bodies": flood,
         "markers_in_log": len(leaked),
         "tracebacks_in_log": tracebacks,
         "seconds": round(seconds, 1),
@@ -150,3 +153,45 @@ def _still_serving(client: httpx.Client, setting: Setting) -> list[str]:
     if stored.status_code != 200 or stored.json().get("intact") is not True:
         return [f"after the corpus GET /decision answers {stored.status_code}: {stored.text[:160]}"]
     return []
+
+
+def _slow_bodies_hold_no_slot(
+    client: httpx.Client, port: int, setting: Setting, max_concurrency: int
+) -> dict[str, Any]:
+    """More requests whose body never comes than the service has concurrency slots, with a
+    valid key; then real requests: answered 200, not 429 (serving.patches, 8.)."""
+    body = b'{"declarations": ['
+    head = (
+        f"POST /score HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nX-API-Key: {setting.keys['scorer']}"
+        f"\r\nContent-Type: application/json\r\nContent-Length: 10000\r\n\r\n"
+    ).encode()
+    opened: list[socket.socket] = []
+    failures: list[str] = []
+    statuses: Counter[int] = Counter()
+    try:
+        for _ in range(max_concurrency + 100):
+            s = socket.create_connection(("127.0.0.1", port), timeout=5)
+            s.sendall(head + body)
+            opened.append(s)
+        time.sleep(1.0)  # every one of them read up to its body by a worker
+        for i in range(10):
+            declarations = setting.declarations(1, f"after-flood-{i}")
+            r = client.post(
+                "/score",
+                json={"declarations": declarations},
+                headers={"X-API-Key": setting.keys["scorer"]},
+            )
+            statuses[r.status_code] += 1
+    finally:
+        for s in opened:
+            s.close()
+    if statuses != Counter({200: 10}):
+        failures.append(
+            f"with {len(opened)} request bodies still arriving, real requests were answered "
+            f"{dict(statuses)} (expected 10 x 200: a body that never comes holds no slot)"
+        )
+    return {
+        "bodies_never_sent": len(opened),
+        "real_requests_then": {str(k): v for k, v in statuses.items()},
+        "failures": failures,
+    }

@@ -64,7 +64,9 @@ complete. A probe held 1,500 connections open with half-sent headers for over a 
 open file of the worker, up to its limit. ``install_header_deadline(seconds)`` closes a
 connection whose request has not finished its headers within ``seconds`` of the connection or
 of the request's first byte (nginx's ``client_header_timeout``, for a service run without a
-proxy in front).
+proxy in front). Headers still not ended past ``MAX_HEADER_BYTES`` (64 KiB) are answered 431
+and the connection closed: httptools buffered a 16 MB header whole and answered it 200
+(nginx's ``large_client_header_buffers``).
 
 7. The API's error shape for a request uvicorn cannot parse.
 
@@ -113,6 +115,18 @@ REFUSAL_ANSWERS_WRITTEN_FOR = "1.4.40"  # _bentoml_impl.server.app.ServiceAppFac
 REFUSAL_LOGGER = "bentoml._internal.server.http_app"  # where log_exception writes
 # uvicorn.protocols.http.httptools_impl / h11_impl (install_header_deadline, install_json_400)
 HEADER_DEADLINE_WRITTEN_FOR = "0.54.0"
+# A request's headers beyond this many bytes: 431 and the connection closed (6.)
+MAX_HEADER_BYTES = 64 * 1024
+_HEADERS_TOO_LARGE_BODY = json.dumps(
+    {"error": f"request headers larger than {MAX_HEADER_BYTES} bytes"}
+).encode()
+_HEADERS_TOO_LARGE = (
+    b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\n"
+    b"connection: close\r\ncontent-length: "
+    + str(len(_HEADERS_TOO_LARGE_BODY)).encode()
+    + b"\r\n\r\n"
+    + _HEADERS_TOO_LARGE_BODY
+)
 # bentoml._internal.server.http.traffic.MaxConcurrencyMiddleware (install_body_before_slot)
 BODY_BEFORE_SLOT_WRITTEN_FOR = "1.4.40"
 # bodies of serve.max_body_bytes a worker buffers before their requests take a slot (8.)
@@ -317,6 +331,7 @@ def _add_header_deadline(protocol: type, seconds: float) -> None:
             self._header_deadline = self.loop.call_later(seconds, expire, self)
 
     def disarm(self: Any) -> None:
+        self._header_bytes = 0  # the next request's headers are counted from their start
         handle = getattr(self, "_header_deadline", None)
         if handle is not None:
             handle.cancel()
@@ -338,11 +353,19 @@ def _add_header_deadline(protocol: type, seconds: float) -> None:
         arm(self)
 
     def data_received(self: Any, data: bytes) -> None:
-        if idle(self):
+        reading_headers = idle(self)
+        if reading_headers:
             arm(self)  # the first bytes of a request: its headers have until the deadline
+            self._header_bytes = getattr(self, "_header_bytes", 0) + len(data)
         original["data_received"](self, data)
         if not idle(self):  # the headers were complete in this chunk (h11 has no callback)
             disarm(self)
+        elif reading_headers and self._header_bytes > MAX_HEADER_BYTES:
+            # still no end of the headers: httptools would buffer them without limit
+            disarm(self)
+            if not self.transport.is_closing():
+                self.transport.write(_HEADERS_TOO_LARGE)
+                self.transport.close()
 
     def connection_lost(self: Any, exc: Exception | None) -> None:
         disarm(self)

@@ -363,3 +363,37 @@ def test_http_uvicorn_cannot_parse_gets_the_apis_json_error(uvicorn_server, fram
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 400") and b"content-type: application/json" in head
     assert json.loads(body)["error"].startswith("malformed HTTP request: ")
+
+
+@pytest.mark.parametrize("uvicorn_server", ["httptools"], indirect=True)
+def test_headers_past_the_limit_are_refused_and_the_connection_closed(uvicorn_server) -> None:
+    """httptools (what the service runs) read a 16 MB header whole and answered 200: headers
+    are held in memory until they end, so a few such connections could take a worker's
+    memory. (h11 has its own limit, 16 KiB by default.)"""
+    import socket
+
+    from serving.patches import MAX_HEADER_BYTES, install_header_deadline
+
+    host, port = uvicorn_server
+    install_header_deadline(30)  # the size closes it, not the deadline
+    with socket.create_connection((host, port)) as huge:
+        huge.sendall(b"GET /x HTTP/1.1\r\nHost: t\r\nX-Pad: ")
+        sent = 0
+        try:
+            while sent < 4 * MAX_HEADER_BYTES:
+                huge.sendall(b"a" * 8192)
+                sent += 8192
+        except OSError:  # closed by the server while sending: what is wanted
+            pass
+        huge.settimeout(3)
+        try:
+            answer = huge.recv(4096)
+        except ConnectionResetError:
+            answer = b""
+        assert answer == b"" or answer.startswith(b"HTTP/1.1 431")
+        assert answer or _closed_within(huge, 3)
+    with socket.create_connection((host, port)) as large_but_allowed:
+        pad = b"a" * (MAX_HEADER_BYTES // 2)
+        large_but_allowed.sendall(b"GET /x HTTP/1.1\r\nHost: t\r\nX-Pad: " + pad + b"\r\n\r\n")
+        large_but_allowed.settimeout(3)
+        assert large_but_allowed.recv(4096).startswith(b"HTTP/1.1 200")

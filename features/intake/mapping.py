@@ -111,6 +111,7 @@ from features.yamlio import UniqueKeyLoader
 if TYPE_CHECKING:
     import pandas as pd
 
+    from features.intake.items import Collapsed
     from features.intake.rules import Limits
 
 logger = logging.getLogger(__name__)
@@ -498,6 +499,8 @@ class Mapping(BaseModel):
     # revenue 0 on every row): read as empty, counted, and warned where one held a finding
     outcomes_only_if_inspected: bool = False
     sheet: str | None = None  # the worksheet of an .xlsx source (required if it has several)
+    # one row per goods item: how each field combines into its declaration (features.intake.items)
+    items: dict[str, str] | None = None
 
     @field_validator("encoding")
     @classmethod
@@ -619,6 +622,20 @@ class Mapping(BaseModel):
                 "the amounts are in (currency: BRL; a results mapping, which maps no "
                 "currency, always gives the code)"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _item_rules(self) -> Mapping:
+        if self.items is None:
+            return self
+        from features.intake.items import item_rule_problems
+
+        kinds = {n: FIELDS_BY_NAME[n].kind for n in self.columns}
+        kinds.update({e.name: _extra_kind(e) for e in self.extras})
+        amounts = {e.name for e in self.extras if e.amount}
+        problems = item_rule_problems(self.items, kinds, amounts)
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
     @model_validator(mode="after")
@@ -1379,11 +1396,17 @@ def _map_declarations(
     *,
     keep_index: bool = False,
     eur_rates: dict[str, float] | None = None,
+    collapsed_out: list[Collapsed] | None = None,
 ) -> tuple[pd.DataFrame, Contract, dict[str, list[tuple[int, str]]]]:
     """``apply_mapping``, and the local times read specially, as ``_convert_all`` returns them.
 
     ``keep_index``: ``raw``'s index is the source's row positions (some rows set aside), so
     messages name the rows of the file, not of what is left of it.
+
+    A mapping with ``items`` (one row per goods item) gives one row per declaration
+    (``features.intake.items``); its counts are under ``local_times["items"]`` as
+    ``[(item rows, declarations, most items in one)]``. Items that disagree on an ``agree``
+    field stop it, unless ``collapsed_out`` takes the ``Collapsed`` to set them aside.
     """
     import pandas as pd
 
@@ -1408,6 +1431,22 @@ def _map_declarations(
     if mapping.outcomes_only_if_inspected:
         frame, local_times["outcomes_blanked"] = _blank_outcomes_not_inspected(frame, ids)
     declarations = coerce_declarations(frame, with_outcomes=with_outcomes, contract=contract)
+    if mapping.items is not None:
+        from features.intake.items import collapse_items
+
+        collapsed = collapse_items(declarations, mapping.items)
+        if collapsed_out is not None:
+            collapsed_out.append(collapsed)
+        elif collapsed.disagreements:
+            raise ContractError(
+                "items that do not agree: " + "; ".join(d.message for d in collapsed.disagreements)
+            )
+        declarations = coerce_declarations(
+            collapsed.frame, with_outcomes=with_outcomes, contract=contract
+        )
+        local_times["items"] = [
+            (collapsed.item_rows, len(collapsed.frame), collapsed.max_items)  # type: ignore[list-item]
+        ]
     return declarations, contract, local_times
 
 
@@ -1766,8 +1805,18 @@ def read_export(
             *blanked[1],
         )
     ignored = [c for c in source_names if c not in used]
+    items = local_times.get("items")
     summary = {
         "rows": len(declarations),
+        **(
+            {
+                "items_collapsed": dict(
+                    zip(("item_rows", "declarations", "most_items_in_one"), items[0], strict=True)
+                )
+            }
+            if items
+            else {}
+        ),
         "columns_mapped": len(mapping.columns),
         "constants": sorted(n for n, s in mapping.columns.items() if s.column is None),
         "with_outcomes": "inspected" in mapping.columns,
@@ -1930,23 +1979,51 @@ def _map_setting_aside(
     _check_structure(raw, mapping)  # a mapping that does not fit the file is no row's fault
     raw = raw.reset_index(drop=True)
     reasons = _unconvertible_rows(raw, mapping, eur_rates)
+    item_ids = None
+    if mapping.items is not None:
+        # a declaration is set aside whole: ingested without one of its items, it would be
+        # understated (its value, weight, quantity)
+        item_ids = _as_text(raw[mapping.columns["declaration_id"].column]).str.strip()
+        _with_sibling_items(reasons, item_ids)
     kept = raw.drop(index=list(reasons))
+    collapsed_out: list[Collapsed] = []
     declarations, contract, local_times = _map_declarations(
-        kept, mapping, keep_index=True, eur_rates=eur_rates
+        kept, mapping, keep_index=True, eur_rates=eur_rates, collapsed_out=collapsed_out
     )
     declarations = declarations.reset_index(drop=True)
+    positions = kept.index.to_numpy()
+    # the source rows of each row of ``declarations`` (one each, unless items were collapsed)
+    rows_of: Any = positions[:, None]
+    if collapsed_out:
+        collapsed = collapsed_out[0]
+        rows_of = _source_rows(collapsed.group, positions, len(declarations))
+        differing: dict[int, list[str]] = {}
+        for disagreement in collapsed.disagreements:
+            for d in disagreement.declarations.tolist():
+                differing.setdefault(d, []).append(disagreement.field)
+        for d, fields in differing.items():
+            key = "items disagree (items: ... agree)"
+            message = (
+                f"items: {', '.join(fields)} differ(s) between the items of declaration "
+                f"{declarations['declaration_id'].iloc[d]}"
+            )
+            for position in rows_of[d].tolist():
+                reasons.setdefault(int(position), []).append((key, message))
+        kept_rows = [d for d in range(len(declarations)) if d not in differing]
+        declarations = declarations.iloc[kept_rows].reset_index(drop=True)
+        rows_of = [rows_of[d] for d in kept_rows]
     if limits is None:
         from features.intake.rules import Limits
         from features.params import load_settings
 
         limits = Limits.from_settings(load_settings(None))
     result, _ = check_declarations(declarations, contract, limits)
-    positions = kept.index.to_numpy()
     faulty: set[int] = set()
     for finding in result.findings.faults:
         key = f"{finding.rule.name} ({finding.rule.requires})"
         for row, message in zip(finding.rows.tolist(), finding.messages(), strict=True):
-            reasons.setdefault(int(positions[row]), []).append((key, message))
+            for position in rows_of[row].tolist():
+                reasons.setdefault(int(position), []).append((key, message))
             faulty.add(row)
     declarations = declarations.drop(index=sorted(faulty)).reset_index(drop=True)
     share = len(reasons) / max(len(raw), 1)
@@ -1963,6 +2040,35 @@ def _map_setting_aside(
     rows.insert(0, REJECTED_ROW, order + 1)
     rows[REJECTED_REASONS] = ["; ".join(text for _, text in reasons[int(i)]) for i in order]
     return declarations, contract, local_times, _Rejected(rows, counts)
+
+
+def _with_sibling_items(reasons: dict[int, list[tuple[str, str]]], ids: pd.Series) -> None:
+    """Add to ``reasons`` every other item row of a declaration one of whose rows is in it."""
+    if not reasons:
+        return
+    rejected = ids.iloc[sorted(reasons)]
+    first: dict[str, str] = {}
+    for position, declaration_id in zip(rejected.index.tolist(), rejected.tolist(), strict=True):
+        if declaration_id:  # an empty id groups nothing
+            first.setdefault(declaration_id, reasons[position][0][1])
+    siblings = ids.isin(list(first)) & ~ids.index.isin(list(reasons))
+    for position, declaration_id in ids[siblings].items():
+        reasons[int(position)] = [
+            (
+                "another item of the declaration was set aside",
+                f"another item of declaration {declaration_id} was set aside: "
+                f"{first[declaration_id]}",
+            )
+        ]
+
+
+def _source_rows(group: Any, positions: Any, n: int) -> list[Any]:
+    """For each of ``n`` collapsed declarations, the source positions of its item rows."""
+    import numpy as np
+
+    order = np.argsort(group, kind="stable")
+    bounds = np.searchsorted(group[order], np.arange(n + 1))
+    return [positions[order[bounds[d] : bounds[d + 1]]] for d in range(n)]
 
 
 def _unconvertible_rows(

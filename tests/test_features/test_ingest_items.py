@@ -1,0 +1,178 @@
+"""Exports with one row per goods item (ASYCUDA item tables, H7 goods items): the mapping's
+``items:`` block collapses them to one row per declaration, each field by its rule; amounts
+must be stated; a declaration is set aside whole."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from features.intake.contract import ContractError
+from features.intake.ingest import ingest_file
+from features.intake.items import collapse_items
+from features.intake.mapping import REJECTED_REASONS, REJECTED_ROW, parse_mapping_text
+from features.intake.rules import Limits
+from features.intake.validation import validate_file
+from features.params import load_settings
+
+COLUMNS = """\
+columns:
+  declaration_id: DECL
+  declared_at: {column: DATE, format: "%d/%m/%Y %H:%M", timezone: Europe/Paris}
+  arrival_office: {value: FR01}
+  channel: {value: postal}
+  seller_id: SELLER
+  consignee_id: CONSIGNEE
+  origin_country: ORIGIN
+  hs_code: HS
+  description: GOODS
+  quantity: QTY
+  declared_value: {column: VALUE, decimal: ","}
+  currency: {value: EUR}
+  gross_weight_kg: {column: KG, decimal: ","}
+  inspected: {column: CTRL, true_values: ["Y"], false_values: ["N"]}
+  illicit: {column: FOUND, true_values: ["Y"], false_values: ["N"]}
+  revenue_recovered: {column: DUTY, decimal: ",", currency: EUR}
+  inspected_at: {column: CTRL_DATE, format: "%d/%m/%Y %H:%M", timezone: Europe/Paris}
+"""
+ITEMS = """\
+items:
+  declared_value: sum
+  gross_weight_kg: agree
+  quantity: sum
+  illicit: any
+  revenue_recovered: sum_given
+"""
+HEADER = "DECL;DATE;SELLER;CONSIGNEE;ORIGIN;HS;GOODS;QTY;VALUE;KG;CTRL;FOUND;DUTY;CTRL_DATE"
+# D1: three items, the declaration's fields on each row; D2: one item; D3: two items, the
+# declaration's fields on its first row only
+ROWS = [
+    "D1;02/01/2026 10:00;S1;C1;CN;610910;t-shirt;2;10,00;1,5;Y;N;;03/01/2026 09:00",
+    "D1;02/01/2026 10:00;S1;C1;CN;640399;sneakers;1;45,50;1,5;Y;Y;12,00;03/01/2026 09:00",
+    "D1;02/01/2026 10:00;S1;C1;CN;610910;t-shirt;1;5,00;1,5;Y;N;;03/01/2026 09:00",
+    "D2;02/01/2026 11:00;S2;C2;TR;950300;toy;1;20,00;0,4;N;;;",
+    "D3;02/01/2026 12:00;S3;C3;US;330499;cream;3;9,00;0,9;N;;;",
+    "D3;;;;;847130;laptop;1;300,00;;;;;",
+]
+
+
+def _files(tmp_path: Path, rows: list[str], items: str = ITEMS) -> tuple[Path, Path]:
+    source = tmp_path / "items.csv"
+    source.write_text("\n".join([HEADER, *rows]) + "\n", encoding="utf-8")
+    mapping = tmp_path / "mapping.yaml"
+    mapping.write_text("delimiter: ';'\n" + COLUMNS + items, encoding="utf-8")
+    return source, mapping
+
+
+def _ingest(tmp_path: Path, rows: list[str] = ROWS, items: str = ITEMS, **options):
+    source, mapping = _files(tmp_path, rows, items)
+    out = tmp_path / "out.parquet"
+    summary = ingest_file(source=source, mapping_path=mapping, out=out, **options)
+    return summary, pd.read_parquet(out).set_index("declaration_id")
+
+
+def test_item_rows_become_one_declaration_each_by_their_rules(tmp_path) -> None:
+    summary, out = _ingest(tmp_path)
+    assert out.index.tolist() == ["D1", "D2", "D3"]  # in the order they first appear
+    assert summary["rows"] == 3
+    assert summary["items_collapsed"] == {"item_rows": 6, "declarations": 3, "most_items_in_one": 3}
+    d1 = out.loc["D1"]
+    assert d1["declared_value"] == pytest.approx(60.5)  # summed
+    assert d1["gross_weight_kg"] == pytest.approx(1.5)  # the declaration's, not x3
+    assert d1["quantity"] == 4
+    assert d1["hs_code"] == "640399"  # the item of the largest value
+    assert d1["description"] == "t-shirt | sneakers"  # distinct texts, in row order
+    assert bool(d1["illicit"]) and d1["revenue_recovered"] == pytest.approx(12.0)
+    # D3's declaration fields written on its first row only
+    d3 = out.loc["D3"]
+    assert (d3["seller_id"], d3["origin_country"]) == ("S3", "US")
+    assert d3["declared_value"] == pytest.approx(309.0) and d3["hs_code"] == "847130"
+    assert d3["gross_weight_kg"] == pytest.approx(0.9)
+    limits = Limits.from_settings(load_settings(None))
+    assert validate_file(tmp_path / "out.parquet", limits, cross_check=False).success
+
+
+def test_a_file_of_single_items_equals_the_plain_ingest(tmp_path) -> None:
+    singles = [ROWS[0], ROWS[3], ROWS[4]]
+    _, with_items = _ingest(tmp_path, singles)
+    plain_dir = tmp_path / "plain"
+    plain_dir.mkdir()
+    _, plain = _ingest(plain_dir, singles, items="")
+    pd.testing.assert_frame_equal(with_items, plain)
+
+
+def test_items_that_disagree_on_a_declaration_field_stop_the_ingest(tmp_path) -> None:
+    rows = [*ROWS]
+    rows[1] = rows[1].replace("02/01/2026 10:00;S1", "05/01/2026 10:00;S1")
+    with pytest.raises(ContractError) as caught:
+        _ingest(tmp_path, rows)
+    message = str(caught.value)
+    assert "declared_at differs between the items of 1 declaration(s)" in message
+    assert "D1: " in message and not (tmp_path / "out.parquet").exists()
+
+
+def test_a_sum_with_an_item_without_its_amount_is_empty_not_understated(tmp_path) -> None:
+    rows = [*ROWS]
+    rows[2] = rows[2].replace("t-shirt;1;", "t-shirt;;")
+    _, out = _ingest(tmp_path, rows)
+    assert pd.isna(out.loc["D1", "quantity"]) and out.loc["D3", "quantity"] == 4
+
+
+@pytest.mark.parametrize(
+    ("items", "named"),
+    [
+        ("items:\n  declared_value: sum\n", "say how quantity, gross_weight_kg, revenue_recovered"),
+        (ITEMS + "  description: sum\n", "description: sum reads numbers; description is not"),
+        (ITEMS + "  seller_id: average\n", "seller_id: unknown rule 'average'"),
+        (ITEMS + "  declaration_id: agree\n", "declaration_id is what the items are grouped by"),
+        (ITEMS + "  broker: agree\n", "broker is neither a mapped field nor an extra"),
+    ],
+)
+def test_an_items_block_that_cannot_be_right_is_refused(tmp_path, items, named) -> None:
+    with pytest.raises(ContractError, match="invalid mapping") as caught:
+        parse_mapping_text("delimiter: ';'\n" + COLUMNS + items)
+    assert named in str(caught.value)
+
+
+def test_the_quarantine_sets_a_declaration_aside_whole(tmp_path) -> None:
+    rows = [*ROWS]
+    rows[1] = rows[1].replace("45,50", "quarante")  # one bad item of D1
+    rows.append("D4;02/01/2026 13:00;S4;C4;CN;610910;shirt;1;5,00;0,2;N;;;")
+    rows.append("D4;02/01/2026 14:00;S4;C4;CN;610910;shirt;1;5,00;0,2;N;;;")  # disagrees
+    summary, out = _ingest(tmp_path, rows, quarantine=tmp_path / "rejected.csv", max_rejected=1.0)
+    assert out.index.tolist() == ["D2", "D3"]
+    rejected = pd.read_csv(tmp_path / "rejected.csv", dtype=str, keep_default_na=False)
+    assert rejected["DECL"].tolist() == ["D1", "D1", "D1", "D4", "D4"]
+    assert rejected[REJECTED_ROW].tolist() == ["1", "2", "3", "7", "8"]
+    reasons = rejected[REJECTED_REASONS].tolist()
+    assert "'quarante'" in reasons[1]
+    assert reasons[0].startswith("another item of declaration D1 was set aside: declared_value")
+    assert "declared_at differ(s) between the items of declaration D4" in reasons[3]
+    assert summary["rows_rejected"] == 5
+
+
+def test_collapse_is_vectorised_over_many_declarations() -> None:
+    """The pure function on 200,000 item rows: one groupby per column."""
+    import numpy as np
+
+    n = 200_000
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(
+        {
+            "declaration_id": [f"D{i // 4}" for i in range(n)],
+            "declared_value": rng.uniform(1, 100, n),
+            "hs_code": rng.choice(["610910", "640399"], n),
+            "description": rng.choice(["a", "b", "c"], n),
+            "seller_id": [f"S{i // 4}" for i in range(n)],
+        }
+    )
+    collapsed = collapse_items(frame, {"declared_value": "sum"})
+    assert len(collapsed.frame) == n // 4 and not collapsed.disagreements
+    assert collapsed.frame["declared_value"].sum() == pytest.approx(frame["declared_value"].sum())
+    first = frame.iloc[:4]
+    assert (
+        collapsed.frame["hs_code"].iloc[0]
+        == first["hs_code"].iloc[first["declared_value"].argmax()]
+    )

@@ -386,6 +386,10 @@ def _read_results(file: Path, spec: Any, mapping: Path | None, settings: Any) ->
             raise
         raise type(exc)(f"{file}: {exc}") from exc  # the same kind of error, naming its file
     notes: dict[str, Any] = {k: n for k, n in warn_local_times(file, local_times).items() if n}
+    if items := local_times.get("items"):
+        notes["items_collapsed"] = dict(
+            zip(("item_rows", "results", "most_items_in_one"), items[0], strict=True)
+        )
     notes.update(revenue_summary(spec, raw, file))
     if read_as_utc:
         notes["times_read_as_utc"] = read_as_utc

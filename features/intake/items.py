@@ -25,7 +25,8 @@ ITEM_RULES = {
     "sum": "the items' amounts added (an item without one leaves the total empty)",
     "sum_given": "the amounts the items give, added (revenue recovered on some items only)",
     "agree": "one value for the declaration: its items' non-empty cells must be equal",
-    "principal": "the value of the item with the largest declared_value",
+    "principal": "the value of the item with the largest declared_value (where it has none, "
+    "the first item's that has one)",
     "join": "the items' distinct texts, in row order, joined by ' | '",
     "max": "the largest of the items' values",
     "any": "true when any item's is true",
@@ -140,10 +141,13 @@ def collapse_items(frame: pd.DataFrame, rules: dict[str, str]) -> Collapsed:
     for name in frame.columns:
         column = frame[name]
         rule = "agree" if name == "declaration_id" else rules.get(name, default_rule(name))
-        if rule == "principal":
-            out[name] = column.iloc[principal].reset_index(drop=True)
-            continue
         grouped = column.groupby(key.to_numpy(), sort=True)
+        if rule == "principal":
+            # where the principal item gives none (a results file has no values at all), the
+            # first item that gives one
+            picked = column.iloc[principal].reset_index(drop=True)
+            out[name] = picked.where(picked.notna(), grouped.first().reindex(range(n)).values)
+            continue
         if rule in ("sum", "sum_given"):
             total = grouped.sum(min_count=1)  # no amount at all: empty
             if rule == "sum":  # an item without its amount: the total is not known

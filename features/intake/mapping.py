@@ -2219,7 +2219,20 @@ def map_outcomes(
     ids = _as_text(raw[id_spec.column]) if id_spec.column is not None else None
     targets = [(name, FIELDS_BY_NAME[name].kind, spec) for name, spec in mapping.columns.items()]
     converted, local_times = _convert_all(raw, targets, ids, rates_to_eur(mapping, fx_to_base))
-    return pd.DataFrame(converted, index=raw.index), local_times
+    frame = pd.DataFrame(converted, index=raw.index)
+    if mapping.items is not None:  # results recorded per goods item: one per declaration
+        from features.intake.items import collapse_items
+
+        collapsed = collapse_items(frame, mapping.items)
+        if collapsed.disagreements:
+            raise ContractError(
+                "items that do not agree: " + "; ".join(d.message for d in collapsed.disagreements)
+            )
+        frame = collapsed.frame
+        local_times["items"] = [
+            (collapsed.item_rows, len(frame), collapsed.max_items)  # type: ignore[list-item]
+        ]
+    return frame, local_times
 
 
 def _holding_nul(source: pd.Series) -> pd.Series:

@@ -324,3 +324,31 @@ def test_several_results_files_are_all_read_before_any_is_stored(store, tmp_path
     assert store.count() == 0  # may.csv was fine, but nothing is stored until every file reads
     run = _invoke("outcomes", "ingest", str(may), str(may), "--db", store.test_location)
     assert "given twice" in str(run.exception)
+
+
+def test_results_recorded_per_goods_item_are_one_result_per_declaration(
+    store, tmp_path: Path
+) -> None:
+    source = tmp_path / "results.csv"
+    source.write_text(
+        "DECL;ITEM;DATE;FOUND;KIND;DUTY\n"
+        "D1;1;2026-05-03T09:00:00Z;N;;\n"
+        "D1;2;2026-05-03T09:00:00Z;Y;undervaluation;12,5\n"
+        "D2;1;2026-05-04T09:00:00Z;N;;\n"
+    )
+    mapping = tmp_path / "mapping.yaml"
+    mapping.write_text(
+        "columns:\n  declaration_id: DECL\n  inspected_at: DATE\n"
+        "  illicit: {column: FOUND, values: {Y: true, N: false}}\n  offence_type: KIND\n"
+        "  revenue_recovered: {column: DUTY, decimal: ',', currency: EUR}\n"
+        "items:\n  illicit: any\n  revenue_recovered: sum_given\n"
+    )
+    args = ["outcomes", "ingest", str(source), "--mapping", str(mapping)]
+    run = _invoke(*args, "--db", store.test_location)
+    assert run.exit_code == 0, run.output
+    summary = json.loads(run.output)
+    assert summary["stored"] == 2
+    assert summary["items_collapsed"] == {"item_rows": 3, "results": 2, "most_items_in_one": 2}
+    rows = {r[1]: r for r in _stored_rows(store)}
+    assert rows["D1"][3] and rows["D1"][4] == "undervaluation" and rows["D1"][5] == 12.5
+    assert not rows["D2"][3]

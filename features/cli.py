@@ -172,7 +172,8 @@ def generate(
 def ingest(
     sources: list[Path] = typer.Argument(
         ...,
-        help="CSV, Parquet or workbook (.xlsx, .xls, .xlsb, .ods) with the administration's "
+        help="CSV, Parquet, JSON (.json, .jsonl) or workbook (.xlsx, .xls, .xlsb, .ods) with the "
+        "administration's "
         "columns; or the exports of a series (a file a month: jan.csv feb.csv ...), read with "
         "the one mapping into one file, a declaration in two of them taken once.",
     ),

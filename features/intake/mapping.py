@@ -105,6 +105,7 @@ from features.intake.io import (
 )
 from features.intake.iso3166 import ALPHA3_TO_ALPHA2, NUMERIC_TO_ALPHA2
 from features.intake.iso4217 import COMMON_MISTAKES, ISO_4217
+from features.intake.jsonsrc import is_json, read_json_source
 from features.params import DEFAULT_MAX_REJECTED
 from features.yamlio import UniqueKeyLoader
 
@@ -501,6 +502,10 @@ class Mapping(BaseModel):
     sheet: str | None = None  # the worksheet of an .xlsx source (required if it has several)
     # one row per goods item: how each field combines into its declaration (features.intake.items)
     items: dict[str, str] | None = None
+    # a JSON source (features.intake.jsonsrc): the key of a document holding the records, and
+    # the array of each record whose elements are its goods items (one row each)
+    records: str | None = None
+    explode: str | None = None
 
     @field_validator("encoding")
     @classmethod
@@ -626,6 +631,11 @@ class Mapping(BaseModel):
 
     @model_validator(mode="after")
     def _item_rules(self) -> Mapping:
+        if self.explode is not None and self.items is None:
+            raise ValueError(
+                f"explode: {self.explode} gives each goods item its own row: say how the items "
+                "combine into their declaration (items:, see the README)"
+            )
         if self.items is None:
             return self
         from features.intake.items import item_rule_problems
@@ -1521,11 +1531,26 @@ def read_source(path: Path, mapping: Mapping) -> pd.DataFrame:
             f"{path}: a {suffix} spreadsheet is not read; save it as .xlsx or .ods (or export "
             "a CSV)"
         )
+    if is_json(path):
+        if mapping.sheet is not None:
+            raise ContractError(f"{path}: the mapping names a sheet, but this is JSON")
+        raw = read_json_source(
+            path, encoding=mapping.encoding, records=mapping.records, explode=mapping.explode
+        )
+        if mapping.null_values:  # text that means "no value", as in a CSV
+            raw = raw.mask(raw.isin(list(mapping.null_values)))
+        _check_header(path, list(raw.columns), mapping)
+        return raw
+    if mapping.records is not None or mapping.explode is not None:
+        raise ContractError(
+            f"{path}: records and explode read a JSON export (.json, .jsonl, .ndjson); this is "
+            "not one"
+        )
     if not parquet and not is_csv(path):
         raise ContractError(
-            f"{path}: unsupported file type (use .csv, .parquet or a workbook: .xlsx, .xls, "
-            ".ods; a CSV may be "
-            "compressed: .csv.gz, .csv.bz2, .csv.xz, .csv.zip)"
+            f"{path}: unsupported file type (use .csv, .parquet, JSON: .json, .jsonl, .ndjson, "
+            "or a workbook: .xlsx, .xls, .ods; a CSV or JSON file may be compressed: .csv.gz, "
+            ".csv.bz2, .csv.xz, .csv.zip)"
         )
     if mapping.sheet is not None:
         raise ContractError(f"{path}: the mapping names a sheet, but this is not a workbook")

@@ -1,0 +1,187 @@
+"""JSON exports: an array of declaration records, one record per line (NDJSON), or records
+under a key of one document; nested objects flattened to dotted column names.
+
+Declaration systems that speak JSON (an H7 or ICS2-style message store, a platform's API dump)
+nest the goods items of a declaration in an array. The mapping names it (``explode:
+GoodsItems``): each item becomes a row holding its declaration's fields too, its own under
+``GoodsItems.<name>``, and the mapping's ``items:`` block collapses them back to one row per
+declaration (``features.intake.items``).
+
+Cells are read as text, as a CSV's are, so one mapping's rules (decimal marks, code tables,
+formats) read them alike: ``true``/``false`` for booleans, numbers as JSON writes them, null
+as no value. A value that is itself an object or an array (other than the one exploded) is
+kept as its JSON text: a mapping that reads it is refused by the value's conversion.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from features.intake.contract import ContractError
+from features.intake.io import COMPRESSED_SUFFIXES, open_bytes
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+JSON_SUFFIXES = (".json", ".jsonl", ".ndjson")
+SEPARATOR = "."
+
+
+def is_json(path: Path) -> bool:
+    """A JSON export by its name (``.json``, ``.jsonl``, ``.ndjson``, or one compressed)."""
+    suffixes = [s.lower() for s in Path(path).suffixes[-2:]]
+    if suffixes and suffixes[-1] in COMPRESSED_SUFFIXES:
+        suffixes.pop()
+    return bool(suffixes) and suffixes[-1] in JSON_SUFFIXES
+
+
+def read_json_source(
+    path: Path, *, encoding: str = "utf-8", records: str | None = None, explode: str | None = None
+) -> pd.DataFrame:
+    """The records of a JSON export as a frame of text cells (module docstring)."""
+    with open_bytes(path) as fh:
+        data = fh.read()
+    try:
+        text = data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        raise ContractError(
+            f"{path}: byte {exc.start} is not {encoding}; JSON is UTF-8 unless the mapping "
+            "gives another encoding"
+        ) from exc
+    rows = _records(path, text.lstrip("\ufeff"), records, _lines_by_name(path))
+    return _frame(path, rows, explode)
+
+
+def _lines_by_name(path: Path) -> bool:
+    """Whether the name says one record per line (.jsonl, .ndjson, compressed or not)."""
+    suffixes = [s.lower() for s in Path(path).suffixes[-2:]]
+    if suffixes and suffixes[-1] in COMPRESSED_SUFFIXES:
+        suffixes.pop()
+    return bool(suffixes) and suffixes[-1] in (".jsonl", ".ndjson")
+
+
+def _records(path: Path, text: str, key: str | None, lines: bool) -> list[Any]:
+    """The records: one per line for a .jsonl/.ndjson name (or a .json file holding several
+    documents, one per line); else the document, or its array under ``key``."""
+    import orjson
+
+    body = text.lstrip()
+    if not body:
+        raise ContractError(f"{path}: the file holds no JSON")
+    if not lines and key is None and body[0] == "{" and _several_documents(body):
+        lines = True
+    if not lines:
+        try:
+            document = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise ContractError(f"{path}: not valid JSON: {exc}") from exc
+        if key is not None:
+            document = _at(path, document, key)
+        elif isinstance(document, dict):
+            arrays = [k for k, v in document.items() if isinstance(v, list)]
+            raise ContractError(
+                f"{path}: one JSON object, not an array of records: name the key holding them "
+                f"(records: {arrays[0] if arrays else 'KEY'} in the mapping)"
+            )
+        if not isinstance(document, list):
+            raise ContractError(f"{path}: records: {key} is not an array of records")
+        return document
+    # one record per line
+    rows = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if line.strip():
+            try:
+                rows.append(orjson.loads(line))
+            except orjson.JSONDecodeError as exc:
+                raise ContractError(f"{path}: line {number} is not valid JSON: {exc}") from exc
+    return rows
+
+
+def _several_documents(body: str) -> bool:
+    """Whether the text is NDJSON that happens to start with ``{``: a first line that is a
+    whole JSON value followed by more lines."""
+    import orjson
+
+    first, _, rest = body.partition("\n")
+    if not rest.strip():
+        return False
+    try:
+        orjson.loads(first)
+    except orjson.JSONDecodeError:
+        return False
+    return True
+
+
+def _at(path: Path, document: Any, key: str) -> Any:
+    value = document
+    for part in key.split(SEPARATOR):
+        if not isinstance(value, dict) or part not in value:
+            raise ContractError(f"{path}: records: {key}: no such key in the document")
+        value = value[part]
+    return value
+
+
+def _frame(path: Path, rows: list[Any], explode: str | None) -> pd.DataFrame:
+    import numpy as np
+    import pandas as pd
+
+    bad = next((i for i, r in enumerate(rows) if not isinstance(r, dict)), None)
+    if bad is not None:
+        raise ContractError(f"{path}: record {bad + 1} is not a JSON object")
+    if explode is None:
+        return _as_text(pd.json_normalize(rows, sep=SEPARATOR))
+    parents, items, owner = [], [], []
+    for number, row in enumerate(rows):
+        nested = row.get(explode)
+        if nested is not None and not isinstance(nested, list):
+            raise ContractError(
+                f"{path}: record {number + 1}: explode: {explode} is not an array of items"
+            )
+        parents.append({k: v for k, v in row.items() if k != explode})
+        for item in nested or [{}]:  # a declaration without items is still one row
+            if not isinstance(item, dict):
+                raise ContractError(
+                    f"{path}: record {number + 1}: an item of {explode} is not a JSON object"
+                )
+            items.append(item)
+            owner.append(number)
+    head = pd.json_normalize(parents, sep=SEPARATOR)
+    lines = pd.json_normalize(items, sep=SEPARATOR).add_prefix(explode + SEPARATOR)
+    frame = pd.concat(
+        [head.iloc[np.asarray(owner, dtype=np.int64)].reset_index(drop=True), lines], axis=1
+    )
+    return _as_text(frame)
+
+
+def _as_text(frame: pd.DataFrame) -> pd.DataFrame:
+    """Every cell as the text JSON wrote it (None for null), column by column."""
+    import pandas as pd
+
+    out = {}
+    for name in frame.columns:
+        column = frame[name]
+        if pd.api.types.is_bool_dtype(column):
+            out[name] = column.map({True: "true", False: "false"}).astype("object")
+        elif pd.api.types.is_integer_dtype(column):
+            out[name] = column.astype(str).astype("object")
+        else:
+            out[name] = column.map(_cell, na_action="ignore").astype("object")
+    return pd.DataFrame(out, columns=list(frame.columns))
+
+
+def _cell(value: Any) -> Any:
+    import orjson
+
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, float):
+        return repr(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
+    if isinstance(value, (dict, list)):
+        return orjson.dumps(value).decode()
+    return str(value)
+
+
+__all__ = ["JSON_SUFFIXES", "is_json", "read_json_source"]

@@ -1,0 +1,148 @@
+"""JSON exports (an H7-style message store): records as an array, one per line, or under a key;
+nested objects as dotted names; goods items exploded to rows and collapsed by ``items:``."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from features.intake.contract import ContractError
+from features.intake.ingest import ingest_file
+from features.intake.mapping import parse_mapping_text
+
+RECORDS = [
+    {
+        "LRN": "H7-0001",
+        "AcceptanceDate": "2026-03-02T10:15:00+01:00",
+        "CustomsOffice": {"Code": "FR000720"},
+        "TransportMode": "postal",
+        "Seller": {"ID": "S-9", "Country": "CN"},
+        "Consignee": {"ID": "C-1", "Region": None},
+        "Origin": "CN",
+        "Currency": "EUR",
+        "GrossMass": 1.25,
+        "IOSS": True,
+        "GoodsItems": [
+            {"HS": "610910", "Text": "cotton t-shirt", "Value": 12.5, "Qty": 2},
+            {"HS": "640399", "Text": "sneakers", "Value": 40, "Qty": 1},
+        ],
+    },
+    {
+        "LRN": "H7-0002",
+        "AcceptanceDate": "2026-03-02T11:00:00+01:00",
+        "CustomsOffice": {"Code": "FR000720"},
+        "TransportMode": "express",
+        "Seller": {"ID": "S-3", "Country": "TR"},
+        "Consignee": {"ID": "C-2", "Region": "FR10"},
+        "Origin": "TR",
+        "Currency": "EUR",
+        "GrossMass": 0.4,
+        "IOSS": False,
+        "GoodsItems": [{"HS": "950300", "Text": "toy", "Value": 20.0, "Qty": 1}],
+    },
+]
+MAPPING = """\
+explode: GoodsItems
+columns:
+  declaration_id: LRN
+  declared_at: AcceptanceDate
+  arrival_office: CustomsOffice.Code
+  channel: TransportMode
+  seller_id: Seller.ID
+  seller_country: Seller.Country
+  consignee_id: Consignee.ID
+  consignee_region: Consignee.Region
+  origin_country: Origin
+  currency: Currency
+  gross_weight_kg: GrossMass
+  ioss_prepaid: {column: IOSS, true_values: ["true"], false_values: ["false"]}
+  hs_code: GoodsItems.HS
+  description: GoodsItems.Text
+  declared_value: GoodsItems.Value
+  quantity: GoodsItems.Qty
+items:
+  declared_value: sum
+  quantity: sum
+  gross_weight_kg: agree
+"""
+
+
+def _ingest(tmp_path: Path, name: str, content: bytes, mapping: str = MAPPING) -> pd.DataFrame:
+    source = tmp_path / name
+    source.write_bytes(content)
+    spec = tmp_path / "mapping.yaml"
+    spec.write_text(mapping, encoding="utf-8")
+    out = tmp_path / f"{name}.parquet"
+    ingest_file(source=source, mapping_path=spec, out=out)
+    return pd.read_parquet(out).set_index("declaration_id")
+
+
+def _ndjson(records=RECORDS) -> bytes:
+    return "\n".join(json.dumps(r) for r in records).encode() + b"\n"
+
+
+def test_an_h7_style_export_becomes_one_row_per_declaration(tmp_path) -> None:
+    out = _ingest(tmp_path, "h7.ndjson", _ndjson())
+    assert out.index.tolist() == ["H7-0001", "H7-0002"]
+    first = out.loc["H7-0001"]
+    assert first["declared_value"] == pytest.approx(52.5) and first["quantity"] == 3
+    assert first["hs_code"] == "640399"  # the item of the largest value
+    assert first["description"] == "cotton t-shirt | sneakers"
+    assert first["gross_weight_kg"] == pytest.approx(1.25)
+    assert first["seller_id"] == "S-9" and first["arrival_office"] == "FR000720"
+    assert bool(first["ioss_prepaid"]) and not bool(out.loc["H7-0002", "ioss_prepaid"])
+    assert pd.isna(first["consignee_region"]) and out.loc["H7-0002", "consignee_region"] == "FR10"
+    assert str(first["declared_at"]) == "2026-03-02 09:15:00+00:00"
+
+
+def test_an_array_a_keyed_document_and_gzip_read_alike(tmp_path) -> None:
+    lines = _ingest(tmp_path, "h7.ndjson", _ndjson())
+    array = _ingest(tmp_path, "h7.json", json.dumps(RECORDS).encode())
+    pd.testing.assert_frame_equal(lines, array)
+    keyed = json.dumps({"export": {"declarations": RECORDS}}).encode()
+    document = _ingest(tmp_path, "doc.json", keyed, "records: export.declarations\n" + MAPPING)
+    pd.testing.assert_frame_equal(lines, document)
+    packed = _ingest(tmp_path, "h7.ndjson.gz", gzip.compress(_ndjson()))
+    pd.testing.assert_frame_equal(lines, packed)
+
+
+def test_json_that_cannot_be_read_is_named(tmp_path) -> None:
+    broken = _ndjson() + b'{"LRN": "H7-0003", \n'
+    with pytest.raises(ContractError, match="line 3 is not valid JSON"):
+        _ingest(tmp_path, "broken.ndjson", broken)
+    keyed = json.dumps({"declarations": RECORDS}).encode()
+    with pytest.raises(ContractError, match=r"name the key holding them \(records: declarations"):
+        _ingest(tmp_path, "doc.json", keyed)
+    with pytest.raises(ContractError, match="records: nowhere: no such key"):
+        _ingest(tmp_path, "doc.json", keyed, "records: nowhere\n" + MAPPING)
+    not_items = [{**RECORDS[0], "GoodsItems": "none"}]
+    with pytest.raises(ContractError, match="explode: GoodsItems is not an array of items"):
+        _ingest(tmp_path, "odd.ndjson", _ndjson(not_items))
+
+
+def test_explode_needs_items_and_json(tmp_path) -> None:
+    without_items = MAPPING.split("items:")[0]
+    with pytest.raises(ContractError, match="say how the items combine"):
+        parse_mapping_text(without_items)
+    source = tmp_path / "flat.csv"
+    source.write_text("LRN\nH7-1\n")
+    spec = tmp_path / "mapping.yaml"
+    spec.write_text(MAPPING)
+    with pytest.raises(ContractError, match="records and explode read a JSON export"):
+        ingest_file(source=source, mapping_path=spec, out=tmp_path / "o.parquet")
+
+
+def test_a_flat_json_export_needs_no_explode(tmp_path) -> None:
+    flat = [
+        {k: v for k, v in r.items() if k != "GoodsItems"} | {"Goods": r["GoodsItems"][0]}
+        for r in RECORDS
+    ]
+    mapping = MAPPING.replace("explode: GoodsItems\n", "").replace("GoodsItems.", "Goods.")
+    mapping = mapping.split("items:")[0]
+    out = _ingest(tmp_path, "flat.json", json.dumps(flat).encode(), mapping)
+    assert out.loc["H7-0001", "declared_value"] == pytest.approx(12.5)
+    assert out.loc["H7-0001", "hs_code"] == "610910"

@@ -1444,6 +1444,13 @@ def _map_declarations(
     if mapping.items is not None:
         from features.intake.items import collapse_items
 
+        no_id = declarations["declaration_id"].isna().to_numpy()
+        if no_id.any():
+            shown = ", ".join(str(i + 1) for i in raw.index[no_id][:_EXAMPLES])
+            raise ContractError(
+                f"declaration_id is empty on {int(no_id.sum())} item row(s) (rows {shown}): "
+                "item rows are grouped into declarations by it (--quarantine sets them aside)"
+            )
         collapsed = collapse_items(declarations, mapping.items)
         if collapsed_out is not None:
             collapsed_out.append(collapsed)
@@ -2009,6 +2016,14 @@ def _map_setting_aside(
         # a declaration is set aside whole: ingested without one of its items, it would be
         # understated (its value, weight, quantity)
         item_ids = _as_text(raw[mapping.columns["declaration_id"].column]).str.strip()
+        nulls = set(mapping.null_values) | set(mapping.columns["declaration_id"].null_values or [])
+        for position in item_ids.index[item_ids.isna() | item_ids.isin(nulls)].tolist():
+            reasons.setdefault(int(position), []).append(
+                (
+                    "declaration_id empty (items)",
+                    "declaration_id: empty; item rows are grouped into declarations by it",
+                )
+            )
         _with_sibling_items(reasons, item_ids)
     kept = raw.drop(index=list(reasons))
     collapsed_out: list[Collapsed] = []

@@ -176,3 +176,21 @@ def test_collapse_is_vectorised_over_many_declarations() -> None:
         collapsed.frame["hs_code"].iloc[0]
         == first["hs_code"].iloc[first["declared_value"].argmax()]
     )
+
+
+def test_an_item_row_without_its_declaration_id_is_named_or_set_aside(tmp_path) -> None:
+    rows = [*ROWS]
+    rows[4] = rows[4].replace("D3;", ";", 1)  # D3's first item row: no id
+    with pytest.raises(
+        ContractError, match=r"declaration_id is empty on 1 item row\(s\) \(rows 5\)"
+    ):
+        _ingest(tmp_path, rows)
+    quarantined = tmp_path / "q"
+    quarantined.mkdir()
+    _, out = _ingest(quarantined, rows, quarantine=quarantined / "rejected.csv", max_rejected=1.0)
+    rejected = pd.read_csv(quarantined / "rejected.csv", dtype=str, keep_default_na=False)
+    # D3's other item row holds no declaration fields of its own (they were on the row without
+    # an id): the gate refuses what is left of D3, which goes to the quarantine too, not lost
+    assert rejected[REJECTED_ROW].tolist() == ["5", "6"]
+    assert "grouped into declarations by it" in rejected[REJECTED_REASONS].iloc[0]
+    assert out.index.tolist() == ["D1", "D2"]

@@ -16,6 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from features.intake.contract import ContractError
+
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
@@ -131,7 +133,11 @@ def collapse_items(frame: pd.DataFrame, rules: dict[str, str]) -> Collapsed:
     ids = frame["declaration_id"]
     codes, uniques = pd.factorize(ids.astype("object"), sort=False)
     if (codes < 0).any():
-        raise ValueError("collapse_items: every item row needs its declaration_id")
+        rows = ", ".join(str(i + 1) for i in np.flatnonzero(codes < 0)[:5])
+        raise ContractError(
+            f"declaration_id is empty on {int((codes < 0).sum())} item row(s) (rows {rows}): "
+            "item rows are grouped into declarations by it"
+        )
     n = len(uniques)
     sizes = np.bincount(codes, minlength=n)
     key = pd.Series(codes, index=frame.index)

@@ -465,17 +465,21 @@ def history_export(
         contract = base_contract
     store = open_outcome_store(db, read_only=True)
     try:
-        history = history_frame(store.scored_history(since_us, archived), contract)
+        # with the store's last result it holds: a snapshot built from this history then
+        # knows which results came back after it (features.pipeline.snapshot.EntityState)
+        scored, results_seq = store.scored_history_at(since_us, archived)
+        history = history_frame(scored, contract)
     finally:
         store.close()
     overlap: dict = {}
     if base_history is not None:
         history, overlap = _on_base(base_history, history, contract, base, db)
-    write_declarations(history, out, contract)
+    write_declarations(history, out, contract, results_seq=results_seq)
     summary = {
         "declarations": len(history),
         "inspected": int(history["inspected"].sum()),
         "illicit": int(history["illicit"].fillna(False).sum()),
+        "results_up_to_seq": results_seq,
         "output": str(out),
     }
     if base_history is not None:

@@ -231,15 +231,23 @@ class SqliteOutcomeStore:
         """The first decision of every declaration (declared at or after ``since_us``), with
         its result where one is stored, in one consistent read; ``archived``: the archive's
         first decisions (``serving.audit.archived``), which come first."""
+        return self.scored_history_at(since_us, archived)[0]
+
+    def scored_history_at(
+        self, since_us: int | None = None, archived: Sequence[FirstDecision] = ()
+    ) -> tuple[list[ScoredRow], int]:
+        """``scored_history``, and the seq of the last result stored when it was read (in the
+        same read): every result up to it is in the history, none after it."""
         with self._lock:
             if not _has_decisions(self._conn):
-                return []
-            self._conn.execute("BEGIN")  # one snapshot for both queries
+                return [], 0
+            self._conn.execute("BEGIN")  # one snapshot for the three queries
             try:
                 # stored times are all "%Y-%m-%dT%H:%M:%S.%fZ": text order is time order
                 since = iso_utc(since_us) if since_us is not None else ""
                 decisions = self._conn.execute(_FIRST_DECISIONS, (since,)).fetchall()
                 results = _results(self._conn, None)
+                last = self._conn.execute("SELECT MAX(seq) FROM outcomes").fetchone()[0]
             finally:
                 self._conn.execute("COMMIT")
         return [
@@ -247,7 +255,7 @@ class SqliteOutcomeStore:
             for declaration_id, declaration_json, exploration, lane in with_archived(
                 archived, decisions
             )
-        ]
+        ], int(last or 0)
 
     def results_since(
         self, seq: int, inspected_from_us: int | None = None

@@ -813,6 +813,13 @@ class PostgresOutcomeStore:
         """The first decision of every declaration (declared at or after ``since_us``), with
         its result where one is stored, in one consistent read; ``archived``: the archive's
         first decisions (``serving.audit.archived``), which come first."""
+        return self.scored_history_at(since_us, archived)[0]
+
+    def scored_history_at(
+        self, since_us: int | None = None, archived: Sequence[FirstDecision] = ()
+    ) -> tuple[list[ScoredRow], int]:
+        """``scored_history``, and the seq of the last result stored when it was read (in the
+        same snapshot: results are written one transaction at a time, in seq order)."""
         first = _FIRST.subquery()
         query = sa.select(
             first.c.declaration_id, first.c.declaration_json, first.c.exploration, first.c.lane
@@ -823,13 +830,14 @@ class PostgresOutcomeStore:
         query = query.order_by(first.c.seq)
         with unavailable_as_error(self.engine), self.engine.connect() as conn:
             conn.execution_options(isolation_level="REPEATABLE READ")
-            with conn.begin():  # one snapshot for both queries
+            with conn.begin():  # one snapshot for the three queries
                 rows = conn.execute(query).all()
                 results = _results(conn, None)
+                last = conn.execute(sa.text("SELECT COALESCE(MAX(seq), 0) FROM outcomes")).scalar()
         return [
             ScoredRow(declaration_json, bool(exploration), lane, results.get(declaration_id))
             for declaration_id, declaration_json, exploration, lane in with_archived(archived, rows)
-        ]
+        ], int(last or 0)
 
     def results_since(
         self, seq: int, inspected_from_us: int | None = None

@@ -149,7 +149,10 @@ class ScoringRuntime:
 
         assert self.live is not None
         head = results.last_seq() if inspected_from_us is not None else 0
-        rows = results.results_since(self.results_seq, inspected_from_us)
+        if inspected_from_us is not None:  # the replay of a new snapshot
+            rows = results_to_replay(results, inspected_from_us, self.live.snapshot.results_seq)
+        else:
+            rows = results.results_since(self.results_seq)
         if rows:
             declarations = [orjson.loads(text) for _, text, *_ in rows]  # as stored: canonical
             revenue = np.array([r[4] if r[4] is not None else np.nan for r in rows], dtype=float)
@@ -158,6 +161,7 @@ class ScoringRuntime:
                 np.array([r[2] for r in rows], dtype=np.int64),
                 np.array([r[3] for r in rows], dtype=bool),
                 np.round(np.nan_to_num(revenue, nan=0.0) * 100).astype(np.int64),  # as prepare
+                seqs=np.array([r[0] for r in rows], dtype=np.int64),
             )
             self.results_seq = rows[-1][0]
         self.results_seq = max(self.results_seq, head)
@@ -642,3 +646,18 @@ def explain_matrix(
         }
         for i in range(len(X))
     ]
+
+
+def results_to_replay(
+    results: Any, cutoff_us: int, results_seq: int | None
+) -> list[tuple[int, str, int, bool, float | None]]:
+    """The stored results a new snapshot's live state replays, in seq order: those inspected
+    from its cutoff on (the snapshot has none of them), and, when it knows the store's last
+    result its history held (``EntityState.results_seq``), every one stored after that,
+    whenever inspected (``LiveState.append_outcomes`` keeps the rest out)."""
+    rows = results.results_since(0, inspected_from_us=cutoff_us)
+    if results_seq is None:
+        return rows
+    seen = {r[0] for r in rows}
+    later = [r for r in results.results_since(results_seq) if r[0] not in seen]
+    return sorted(rows + later, key=lambda r: r[0]) if later else rows

@@ -318,6 +318,8 @@ OUTCOME_COLUMNS = tuple(f.name for f in OUTCOME_FIELDS)
 PERSONAL_FIELDS = tuple(f.name for f in FIELDS if f.personal)
 
 EXTRAS_METADATA_KEY = b"parcelrisk.extras"
+# the decision store's last result a history export holds (features.intake.io.read_results_seq)
+RESULTS_SEQ_METADATA_KEY = b"parcelrisk.results_seq"
 
 
 class ContractError(ParcelriskError, ValueError):

@@ -22,6 +22,7 @@ from features.errors import ParcelriskError
 from features.intake.contract import (
     EXTRAS_METADATA_KEY,
     OUTCOME_COLUMNS,
+    RESULTS_SEQ_METADATA_KEY,
     Contract,
     ContractError,
     ExtraColumn,
@@ -65,8 +66,15 @@ def atomic_write(path: Path, write: Any) -> None:
         raise
 
 
-def write_declarations(df: pd.DataFrame, path: Path, contract: Contract | None = None) -> None:
-    """Write declarations to Parquet atomically, recording the extras in the file metadata."""
+def write_declarations(
+    df: pd.DataFrame,
+    path: Path,
+    contract: Contract | None = None,
+    *,
+    results_seq: int | None = None,
+) -> None:
+    """Write declarations to Parquet atomically, recording the extras in the file metadata;
+    and ``results_seq`` for a history exported from a decision store (``read_results_seq``)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -74,8 +82,22 @@ def write_declarations(df: pd.DataFrame, path: Path, contract: Contract | None =
     table = pa.Table.from_pandas(df, preserve_index=False)
     meta = dict(table.schema.metadata or {})
     meta[EXTRAS_METADATA_KEY] = json.dumps(contract.extras_json()).encode()
+    if results_seq is not None:
+        meta[RESULTS_SEQ_METADATA_KEY] = str(int(results_seq)).encode()
     table = table.replace_schema_metadata(meta)
     atomic_write(Path(path), lambda tmp: pq.write_table(table, tmp))
+
+
+def read_results_seq(path: Path) -> int | None:
+    """The decision store's last result held by a history it exported (``history export``):
+    every result stored up to that seq is in the file, none after it. None for a file that
+    did not come from a store (an administration's own export)."""
+    import pyarrow.parquet as pq
+
+    if Path(path).suffix.lower() not in (".parquet", ".pq"):
+        return None
+    raw = (pq.read_schema(path).metadata or {}).get(RESULTS_SEQ_METADATA_KEY)
+    return int(raw) if raw else None
 
 
 def read_contract(path: Path) -> Contract:

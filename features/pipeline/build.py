@@ -28,7 +28,7 @@ from features.errors import ParcelriskError
 from features.families import active_families, build_manifest
 from features.families.categories import learn_categories
 from features.intake.contract import FIELDS, Contract, ContractError, utc_instant
-from features.intake.io import atomic_write, read_declarations
+from features.intake.io import atomic_write, read_declarations, read_results_seq
 from features.params import FeatureParams, Settings
 from features.pipeline.family import History, SpecContext
 from features.pipeline.frame import assemble
@@ -210,6 +210,8 @@ def build_to_dir(
         # the key read_declarations pseudonymised with: serving checks it has the same one
         pseudonym_key_id=process_key_id(),
         last_declared=last,
+        # a cut history no longer holds every result up to the store's last one
+        results_seq=read_results_seq(Path(declarations_path)) if as_of is None else None,
     )
     log.debug("entity state: %.2f s", time.perf_counter() - step)
     state.save(out / STATE_DIR)
@@ -316,6 +318,8 @@ def _dask_to_dir(
         )
     result = built[0]
     result.manifest.write(out)
+    if cutoff is None:  # a cut history no longer holds every result up to the store's last
+        result.state.results_seq = read_results_seq(declarations_path)
     result.state.save(out / STATE_DIR)
     left_out: dict[str, int] = {}
     if cutoff is not None:

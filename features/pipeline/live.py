@@ -25,9 +25,11 @@ a day ends on the local midnight the rest of the day shares), and inspection res
 declarations recorded before its cutoff. The snapshot was built from a history that ends at its
 cutoff, and that history is what the decision store exported (``parcelrisk history export``),
 so a new champion's state replays the store from its last declaration on and nothing counts
-twice. The
-price: a declaration that reaches the system more than (now - cutoff) after it was declared,
-and was not in the history, never enters the state (its own features are still computed).
+twice. A
+result stored after the history was exported (``EntityState.results_seq``: it came back late)
+is appended whenever it was inspected. The price: a declaration that reaches the system more
+than (now - cutoff) after it was declared, and was not in the history, never enters the state
+(its own features are still computed).
 
 Appends are serialised; a query reads each run set once, so a query racing an append (two
 unmerged large requests scored in threads, or ``/explain`` beside a batch) may see that append
@@ -161,11 +163,15 @@ class LiveState:
         inspected_at_us: np.ndarray,
         illicit: np.ndarray,
         revenue_cents: np.ndarray,
+        seqs: np.ndarray | None = None,
     ) -> int:
         """Add inspection results, one per declaration (as it was scored: its entity keys), at
         ``inspected_at_us`` (UTC microseconds): entity hit rates and the prior move from then on.
         Results of the snapshot's declarations recorded before its cutoff are in it already
-        and are skipped.
+        and are skipped; but with ``seqs`` (the results' seq in the decision store) and a
+        snapshot that knows the store's last result its history held (``results_seq``), a
+        result stored after that is appended whenever it was inspected: it came back after
+        the history was exported.
         The caller checks the results (known ids, no duplicates, not before the declaration).
         Returns how many were added."""
         declarations = columns_of(declarations)
@@ -174,6 +180,8 @@ class LiveState:
         if any(len(a) != n for a in arrays):
             raise ValueError(f"one inspection result per declaration: {n} declarations")
         after = arrays[0].astype(np.int64) >= self.snapshot.cutoff_us
+        if seqs is not None and self.snapshot.results_seq is not None:
+            after |= np.asarray(seqs, dtype=np.int64) > self.snapshot.results_seq
         if (~after & (arrays[0] >= self.appends_from_us)).any():
             # recorded before the cutoff, so in the snapshot only if its declaration is: not
             # one declared at the last instant the snapshot does not hold (a date-only export,

@@ -68,6 +68,11 @@ class EntityState:
     # the live state tells them apart by id (``last_declared_ids``), not by time.
     last_declared_us: int | None = None
     last_declared_ids: tuple[str, ...] = ()
+    # A history exported from a decision store holds every result stored up to this seq
+    # (features.intake.io.read_results_seq); None: not from a store, or cut by --as-of. The live
+    # state then appends a later result even when inspected before the cutoff: results come
+    # back late (a lab test, a post-clearance audit), after the history was exported.
+    results_seq: int | None = None
 
     def __post_init__(self) -> None:
         if not self.families:
@@ -104,6 +109,7 @@ class EntityState:
                 last = {
                     "declared_at_us": self.last_declared_us,
                     "declaration_ids": sorted(self.last_declared_ids),
+                    **({"results_seq": self.results_seq} if self.results_seq is not None else {}),
                 }
                 (tmp / LAST_DECLARED_FILE).write_text(json.dumps(last))
             fingerprint = _fingerprint_dir(tmp)
@@ -176,6 +182,7 @@ class EntityState:
                 pseudonym_key_id=meta.get("pseudonym_key_id"),  # absent in older snapshots
                 last_declared_us=last.get("declared_at_us"),
                 last_declared_ids=tuple(last.get("declaration_ids", ())),
+                results_seq=last.get("results_seq"),
             )
         except ParcelriskError:
             raise
@@ -246,9 +253,11 @@ def entity_state_of(
     cutoff: pd.Timestamp,
     pseudonym_key_id: str | None = None,
     last_declared: tuple[int | None, tuple[str, ...]] = (None, ()),
+    results_seq: int | None = None,
 ) -> EntityState:
     """The snapshot at ``cutoff`` of a prepared history as known then (``build_entity_state``
     without the preparing: ``features build`` hands over the rows it has just prepared).
+    ``results_seq``: the decision store's last result the history holds (``EntityState``).
 
     ``last_declared``: the history's last declaration instant and the ids declared at it
     (``last_declared`` of its rows), which the live state needs to tell the declarations at
@@ -269,4 +278,5 @@ def entity_state_of(
         pseudonym_key_id=pseudonym_key_id,
         last_declared_us=last_declared[0],
         last_declared_ids=last_declared[1],
+        results_seq=results_seq,
     )

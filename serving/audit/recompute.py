@@ -219,7 +219,11 @@ class StateReplay:
         if self.results is None or known_results_seq <= self.results_seq:
             return
         if self._pending is None:  # read once: later steps take their slice of it
-            self._pending = self.results.results_since(0, inspected_from_us=self._cutoff)
+            from serving.scoring import results_to_replay
+
+            self._pending = results_to_replay(
+                self.results, self._cutoff, self.live.snapshot.results_seq
+            )
         rows = [r for r in self._pending if self.results_seq < r[0] <= known_results_seq]
         if rows:
             revenue = np.array([r[4] if r[4] is not None else np.nan for r in rows], dtype=float)
@@ -228,6 +232,7 @@ class StateReplay:
                 np.array([r[2] for r in rows], dtype=np.int64),
                 np.array([r[3] for r in rows], dtype=bool),
                 np.round(np.nan_to_num(revenue, nan=0.0) * 100).astype(np.int64),  # as prepare
+                seqs=np.array([r[0] for r in rows], dtype=np.int64),
             )
         self.results_seq = known_results_seq
 

@@ -331,3 +331,31 @@ def test_live_keys_keep_codes_and_refuse_to_overflow():
     assert keys.codes(np.array(["x", "y"], dtype=object)).tolist() == [3, 2]  # y kept its code
     with pytest.raises(ParcelriskError, match="live entity state full"):
         keys.add(np.array(["p", "q"], dtype=object))
+
+
+def test_a_result_stored_after_the_export_is_appended_though_inspected_before_the_cutoff(
+    world,
+) -> None:
+    """Results come back late (a lab test, a post-clearance audit): one inspected before the
+    cutoff but stored after the history was exported is in neither the snapshot nor, by its
+    inspection time, the live state. A snapshot that knows the store's last result its history
+    held (results_seq) appends every later one; those up to it stay skipped."""
+    import dataclasses
+
+    state, new, _ = world
+    parcel = new.sort_values("declared_at").head(1)
+    inspected = state.cutoff - pd.Timedelta(hours=1)  # before the cutoff
+    result = (parcel, np.array([inspected.value // 1000]), np.array([1]), np.array([5_000]))
+    probe = parcel.assign(declaration_id="probe", declared_at=state.cutoff + pd.Timedelta(days=1))
+
+    def illicit_seen(live: LiveState) -> float:
+        return live.features(probe).frame()["seller_n_illicit"].iloc[0]
+
+    unknown = LiveState(state)  # a snapshot that does not know (an administration's export)
+    base = illicit_seen(unknown)
+    assert unknown.append_outcomes(*result, seqs=np.array([8])) == 0
+    knowing = LiveState(dataclasses.replace(state, results_seq=7))
+    assert knowing.append_outcomes(*result, seqs=np.array([7])) == 0  # held by the history
+    assert illicit_seen(knowing) == base
+    assert knowing.append_outcomes(*result, seqs=np.array([8])) == 1  # came back after it
+    assert illicit_seen(knowing) == base + 1

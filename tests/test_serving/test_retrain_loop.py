@@ -79,6 +79,13 @@ def test_results_that_come_back_train_the_next_challenger(real_pipeline, tmp_pat
         "features", "build", "--declarations", str(tmp_path / "next.parquet"),
         "--out", str(tmp_path / "processed"), "--params", params, "--quiet",
     )  # fmt: skip
+    # the snapshot knows the store's last result its history holds: a result stored after
+    # the export is appended by the live state whenever it was inspected
+    from features.pipeline.build import STATE_DIR
+    from features.pipeline.snapshot import EntityState
+
+    assert summary["results_up_to_seq"] == len(results)
+    assert EntityState.load(tmp_path / "processed" / STATE_DIR).results_seq == len(results)
     _run(
         "train", "--features", str(tmp_path / "processed"), "--params", params,
         "--tracking-uri", tracking, "--quiet", "--metrics-out", str(tmp_path / "train.json"),

@@ -61,7 +61,7 @@ class BodyLimitMiddleware:
             )
             await response(scope, receive, send)
             return
-        await self.app(scope, _replay(body, receive), send)
+        await self.app(scope, replay_body(body, receive), send)
 
 
 class QueueAdmissionMiddleware:
@@ -165,7 +165,8 @@ async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes | None
     return b"".join(chunks)
 
 
-def _replay(body: bytes, receive: Receive) -> Receive:
+def replay_body(body: bytes, receive: Receive) -> Receive:
+    """``receive`` that first hands on ``body`` (read already) whole, then the rest."""
     sent = False
 
     async def replay() -> dict[str, Any]:

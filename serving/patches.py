@@ -104,6 +104,7 @@ from typing import Any
 
 from serving.delivery import TIMED_OUT, lost, track_request
 from serving.errors import error_response
+from serving.limits import replay_body
 
 logger = logging.getLogger(__name__)
 
@@ -682,19 +683,6 @@ def body_before_slot(base: type, max_body_bytes: Any, known_caller: Any) -> type
             if body is None:  # declared over the limit: the body limit's own 413, nothing read
                 await super().__call__(scope, receive, send)
                 return
-            await super().__call__(scope, _replayed(body, receive), send)
+            await super().__call__(scope, replay_body(body, receive), send)
 
     return BodyBeforeSlotMiddleware
-
-
-def _replayed(body: bytes, receive: Any) -> Any:
-    sent = False
-
-    async def replay() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replay

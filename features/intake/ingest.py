@@ -61,33 +61,9 @@ def ingest_file(
     fx_to_base: dict[str, float] | None = None,
     timezone: str | None = None,
 ) -> dict:
-    """``ingest_files`` of one export (a path) or of a series (a sequence of paths)."""
-    sources = [Path(source)] if isinstance(source, (str, Path)) else [Path(s) for s in source]
-    return ingest_files(
-        sources=sources,
-        mapping_path=mapping_path,
-        out=out,
-        quarantine=quarantine,
-        max_rejected=max_rejected,
-        limits=limits,
-        fx_to_base=fx_to_base,
-        timezone=timezone,
-    )
-
-
-def ingest_files(
-    *,
-    sources: Sequence[Path],
-    mapping_path: Path,
-    out: Path,
-    quarantine: Path | None = None,
-    max_rejected: float = DEFAULT_MAX_REJECTED,
-    limits: Limits | None = None,
-    fx_to_base: dict[str, float] | None = None,
-    timezone: str | None = None,
-) -> dict:
-    """Read every export of ``sources`` with the mapping, join them and write contract
-    Parquet to ``out`` atomically; the summary of what was read, converted and set aside.
+    """Read ``source`` (one export, or the exports of a series) with the mapping, join them
+    and write contract Parquet to ``out`` atomically; the summary of what was read, converted
+    and set aside.
 
     By default any value that does not convert stops the ingest, and the gate (``validate``)
     judges the rest later. With ``quarantine`` (a CSV path), rows that do not convert or that
@@ -99,7 +75,7 @@ def ingest_files(
     gives in another currency to EUR; ``timezone`` (features.timezone) is what times read
     without a zone are warned against. Nothing is written unless every file is read.
     """
-    sources = [Path(s) for s in sources]
+    sources = [Path(source)] if isinstance(source, (str, Path)) else [Path(s) for s in source]
     _check_paths(sources, Path(out), quarantine, max_rejected)
     mapping = load_mapping(mapping_path)
     eur_rates = rates_to_eur(mapping, fx_to_base)  # before reading: a missing rate is no row's
@@ -392,4 +368,4 @@ def _quarantine_summary(reads: list[ExportRead], path: Path) -> dict:
     }
 
 
-__all__ = ["REJECTED_FILE", "ingest_file", "ingest_files", "join_declarations"]
+__all__ = ["REJECTED_FILE", "ingest_file", "join_declarations"]

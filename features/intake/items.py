@@ -165,7 +165,7 @@ def collapse_items(frame: pd.DataFrame, rules: dict[str, str]) -> Collapsed:
         elif rule == "any":
             known = column.notna().groupby(key.to_numpy(), sort=True).any()
             found = column.eq(True).fillna(False).groupby(key.to_numpy(), sort=True).any()
-            out[name] = found.astype("object").where(known, None).reset_index(drop=True)
+            out[name] = found.astype("boolean").mask(~known).reset_index(drop=True)
         elif rule == "join":
             texts = pd.DataFrame({"g": codes, "v": column.astype("object")}).dropna()
             texts = texts[texts["v"].astype(str).str.len() > 0].drop_duplicates()

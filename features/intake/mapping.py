@@ -1439,6 +1439,8 @@ def _map_declarations(
             if f.scope == "outcome" and f.name not in frame.columns and f.nullable:
                 frame[f.name] = pd.Series(pd.NA, index=raw.index, dtype="object")
     if mapping.outcomes_only_if_inspected:
+        if mapping.items is not None:
+            frame = _inspected_on_every_item(frame)
         frame, local_times["outcomes_blanked"] = _blank_outcomes_not_inspected(frame, ids)
     declarations = coerce_declarations(frame, with_outcomes=with_outcomes, contract=contract)
     if mapping.items is not None:
@@ -1475,6 +1477,21 @@ _BLANKED_OUTCOMES = (
     "revenue_recovered",
     "selection_reason",
 )
+
+
+def _inspected_on_every_item(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` (one row per goods item) with an empty ``inspected`` cell given its
+    declaration's: an export writing it on the first item row only would otherwise keep the
+    outcome filler of the other rows, and the declaration not inspected would carry it."""
+    from features.intake.contract import parse_bool
+
+    inspected, bad = parse_bool(frame["inspected"])  # values no booleans: coercion names them
+    ids = frame["declaration_id"].astype("object")
+    given = inspected.astype("object").groupby(ids.to_numpy(), sort=False).transform("first")
+    empty = (inspected.isna() & ~bad & ids.notna()).to_numpy(dtype=bool)
+    out = frame.copy()
+    out["inspected"] = frame["inspected"].astype("object").mask(empty, given)
+    return out
 
 
 def _blank_outcomes_not_inspected(

@@ -12,7 +12,12 @@ import pytest
 from features.intake.contract import ContractError
 from features.intake.ingest import ingest_file
 from features.intake.items import collapse_items
-from features.intake.mapping import REJECTED_REASONS, REJECTED_ROW, parse_mapping_text
+from features.intake.mapping import (
+    REJECTED_REASONS,
+    REJECTED_ROW,
+    apply_mapping,
+    parse_mapping_text,
+)
 from features.intake.rules import Limits
 from features.intake.validation import validate_file
 from features.params import load_settings
@@ -128,6 +133,9 @@ def test_a_sum_with_an_item_without_its_amount_is_empty_not_understated(tmp_path
         (ITEMS + "  seller_id: average\n", "seller_id: unknown rule 'average'"),
         (ITEMS + "  declaration_id: agree\n", "declaration_id is what the items are grouped by"),
         (ITEMS + "  broker: agree\n", "broker is neither a mapped field nor an extra"),
+        ("items: {}\n", "say how quantity, declared_value, gross_weight_kg, revenue_recovered"),
+        (ITEMS.replace("quantity: sum", "quantity: any"), "quantity: any reads true/false"),
+        (ITEMS + "  fob_value: sum\n", "fob_value is neither a mapped field nor an extra"),
     ],
 )
 def test_an_items_block_that_cannot_be_right_is_refused(tmp_path, items, named) -> None:
@@ -194,3 +202,107 @@ def test_an_item_row_without_its_declaration_id_is_named_or_set_aside(tmp_path) 
     assert rejected[REJECTED_ROW].tolist() == ["5", "6"]
     assert "grouped into declarations by it" in rejected[REJECTED_REASONS].iloc[0]
     assert out.index.tolist() == ["D1", "D2"]
+
+
+def test_items_need_the_declaration_id_they_are_grouped_by(tmp_path) -> None:
+    without_id = COLUMNS.replace("  declaration_id: DECL\n", "")
+    with pytest.raises(ContractError, match="groups rows by declaration_id, which is not mapped"):
+        parse_mapping_text("delimiter: ';'\n" + without_id + ITEMS)
+
+
+def test_the_principal_item_is_the_largest_value_and_the_first_on_a_tie() -> None:
+    frame = pd.DataFrame(
+        {
+            "declaration_id": ["A", "B", "A", "A", "B"],
+            "declared_value": [5.0, 1.0, 7.0, 7.0, None],
+            "hs_code": ["610910", "950300", "640399", "330499", "847130"],
+        }
+    )
+    collapsed = collapse_items(frame, {"declared_value": "sum"})
+    assert collapsed.frame["hs_code"].tolist() == ["640399", "950300"]
+    assert collapsed.group.tolist() == [0, 1, 0, 0, 1]  # each item row's declaration
+    assert collapsed.summary() == {
+        "item_rows": 5,
+        "declarations": 2,
+        "most_items_in_one_declaration": 3,
+    }
+
+
+def test_the_collapsed_frame_keeps_the_contract_dtypes() -> None:
+    raw = pd.DataFrame([r.split(";") for r in ROWS], columns=HEADER.split(";")).replace("", None)
+    raw["DECL"] = [f"X{i}" for i in range(len(raw))]  # one item each: no collapse yet
+    items, _ = apply_mapping(raw, parse_mapping_text("delimiter: ';'\n" + COLUMNS), {"EUR": 1.0})
+    ids = [r.split(";")[0] for r in ROWS]
+    items["declaration_id"] = pd.Series(ids, dtype=items["declaration_id"].dtype)
+    collapsed = collapse_items(
+        items, parse_mapping_text("delimiter: ';'\n" + COLUMNS + ITEMS).items
+    )
+    assert collapsed.frame.dtypes.to_dict() == items.dtypes.to_dict()
+    assert collapsed.frame["illicit"].iloc[0]  # D1: one item of three found illicit
+    assert collapsed.frame["illicit"].iloc[1:].isna().all()  # D2, D3: not inspected
+
+
+def test_revenue_summed_over_every_item_is_empty_when_one_item_gives_none(tmp_path) -> None:
+    _, given = _ingest(tmp_path)
+    other = tmp_path / "sum"
+    other.mkdir()
+    _, summed = _ingest(other, items=ITEMS.replace("sum_given", "sum"))
+    # D1: 12.00 recovered on its second item, nothing written on the two others
+    assert given.loc["D1", "revenue_recovered"] == pytest.approx(12.0)
+    assert pd.isna(summed.loc["D1", "revenue_recovered"])
+    assert bool(summed.loc["D1", "illicit"])  # any item found illicit
+    assert pd.isna(summed.loc["D2", "illicit"])  # not inspected: no result
+
+
+def test_an_amount_extra_must_be_stated_and_is_summed(tmp_path) -> None:
+    extra = (
+        "extras:\n  - {column: FOB, name: fob_value, kind: numeric, amount: true, decimal: ','}\n"
+    )
+    with pytest.raises(ContractError, match="say how fob_value combine"):
+        parse_mapping_text("delimiter: ';'\n" + COLUMNS + extra + ITEMS)
+    fob = ["8,00", "40,00", "4,00", "18,00", "8,00", "280,00"]
+    source = tmp_path / "items.csv"
+    rows = [f"{row};{value}" for row, value in zip(ROWS, fob, strict=True)]
+    source.write_text("\n".join([HEADER + ";FOB", *rows]) + "\n", encoding="utf-8")
+    mapping = tmp_path / "mapping.yaml"
+    mapping.write_text(
+        "delimiter: ';'\n" + COLUMNS + extra + ITEMS + "  fob_value: sum\n", encoding="utf-8"
+    )
+    out = tmp_path / "out.parquet"
+    ingest_file(source=source, mapping_path=mapping, out=out)
+    written = pd.read_parquet(out).set_index("declaration_id")
+    assert written["fob_value"].tolist() == pytest.approx([52.0, 18.0, 288.0])
+    limits = Limits.from_settings(load_settings(None))
+    assert validate_file(out, limits, cross_check=False).success
+
+
+def test_outcomes_only_if_inspected_blanks_every_item_of_a_declaration_not_inspected(
+    tmp_path,
+) -> None:
+    rows = [*ROWS]
+    # D3 not inspected, said on its first row only; the filler (illicit N, revenue 0) on both
+    rows[4] = "D3;02/01/2026 12:00;S3;C3;US;330499;cream;3;9,00;0,9;N;N;0,00;"
+    rows[5] = "D3;;;;;847130;laptop;1;300,00;;;N;0,00;"
+    source, mapping = _files(tmp_path, rows)
+    mapping.write_text("outcomes_only_if_inspected: true\n" + mapping.read_text())
+    out = tmp_path / "out.parquet"
+    summary = ingest_file(source=source, mapping_path=mapping, out=out)
+    d3 = pd.read_parquet(out).set_index("declaration_id").loc["D3"]
+    assert not d3["inspected"] and pd.isna(d3["illicit"]) and pd.isna(d3["revenue_recovered"])
+    assert summary["outcomes_blanked_not_inspected"] == 3  # item rows: D2's, both of D3's
+    limits = Limits.from_settings(load_settings(None))
+    assert validate_file(out, limits, cross_check=False).success
+
+
+def test_an_item_without_its_value_sets_its_declaration_aside_whole(tmp_path) -> None:
+    rows = [*ROWS]
+    rows[2] = rows[2].replace(";5,00;", ";;")  # converts (empty), but D1's total is not known
+    _, out = _ingest(tmp_path, rows)
+    assert pd.isna(out.loc["D1", "declared_value"])  # never 55.50, as a plain empty value
+    quarantined = tmp_path / "q"
+    quarantined.mkdir()
+    _, out = _ingest(quarantined, rows, quarantine=quarantined / "rejected.csv", max_rejected=1.0)
+    assert out.index.tolist() == ["D2", "D3"]
+    rejected = pd.read_csv(quarantined / "rejected.csv", dtype=str, keep_default_na=False)
+    assert rejected[REJECTED_ROW].tolist() == ["1", "2", "3"]
+    assert rejected[REJECTED_REASONS].str.contains("declared_value: a value is required").all()

@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 
 JSON_SUFFIXES = (".json", ".jsonl", ".ndjson")
 SEPARATOR = "."
+# distinct field names the records may hold (``_flat_frame``)
+MAX_FIELDS = 2_000
 
 
 def is_json(path: Path) -> bool:
@@ -130,7 +132,7 @@ def _frame(path: Path, rows: list[Any], explode: str | None) -> pd.DataFrame:
     if bad is not None:
         raise ContractError(f"{path}: record {bad + 1} is not a JSON object")
     if explode is None:
-        return _as_text(pd.json_normalize(rows, sep=SEPARATOR))
+        return _as_text(_flat_frame(path, rows))
     parents, items, owner = [], [], []
     for number, row in enumerate(rows):
         nested = row.get(explode)
@@ -146,12 +148,54 @@ def _frame(path: Path, rows: list[Any], explode: str | None) -> pd.DataFrame:
                 )
             items.append(item)
             owner.append(number)
-    head = pd.json_normalize(parents, sep=SEPARATOR)
-    lines = pd.json_normalize(items, sep=SEPARATOR).add_prefix(explode + SEPARATOR)
+    head = _flat_frame(path, parents)
+    lines = _flat_frame(path, items).add_prefix(explode + SEPARATOR)
     frame = pd.concat(
         [head.iloc[np.asarray(owner, dtype=np.int64)].reset_index(drop=True), lines], axis=1
     )
     return _as_text(frame)
+
+
+def _flat_frame(path: Path, rows: list[dict]) -> pd.DataFrame:
+    """The records with nested objects flattened to dotted names, one column per name.
+
+    Refused past ``MAX_FIELDS`` distinct names: records whose keys differ (ids or dates used as
+    keys, or a hostile file) would make a frame of rows x names cells, gigabytes from a file
+    of megabytes, where an export has a few dozen fields."""
+    import pandas as pd
+
+    names: dict[str, None] = {}
+    flat = []
+    for row in rows:
+        out: dict[str, Any] = {}
+        _flatten(row, "", out)
+        for name in out:
+            if name not in names:
+                names[name] = None
+                if len(names) > MAX_FIELDS:
+                    raise ContractError(
+                        f"{path}: the records hold more than {MAX_FIELDS:,} distinct fields "
+                        f"(e.g. {', '.join(list(names)[-3:])}): an export has a few dozen; "
+                        "values used as keys are read as fields, so this is not a table"
+                    )
+        flat.append(out)
+    return pd.DataFrame.from_records(flat, columns=list(names))
+
+
+def _flatten(value: dict, prefix: str, out: dict[str, Any]) -> None:
+    """``value``'s leaves into ``out`` under dotted names, in the record's order; with a stack,
+    not recursion: JSON nested a thousand deep is valid JSON."""
+    stack = [(prefix, iter(value.items()))]
+    while stack:
+        prefix, items = stack[-1]
+        for key, item in items:
+            name = f"{prefix}{key}"
+            if isinstance(item, dict) and item:
+                stack.append((name + SEPARATOR, iter(item.items())))
+                break
+            out[name] = item
+        else:
+            stack.pop()
 
 
 def _as_text(frame: pd.DataFrame) -> pd.DataFrame:

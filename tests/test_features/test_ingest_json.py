@@ -146,3 +146,18 @@ def test_a_flat_json_export_needs_no_explode(tmp_path) -> None:
     out = _ingest(tmp_path, "flat.json", json.dumps(flat).encode(), mapping)
     assert out.loc["H7-0001", "declared_value"] == pytest.approx(12.5)
     assert out.loc["H7-0001", "hs_code"] == "610910"
+
+
+def test_hostile_json_shapes_get_a_clear_refusal(tmp_path) -> None:
+    from features.intake.jsonsrc import MAX_FIELDS, read_json_source
+
+    # nested a thousand deep (valid JSON, under the parser's limit): read, no recursion error
+    deep = '[{"LRN": "X", ' + '"a": {' * 1010 + '"b": 1' + "}" * 1010 + "}]"
+    (tmp_path / "deep.json").write_text(deep)
+    frame = read_json_source(tmp_path / "deep.json")
+    assert frame.shape == (1, 2) and frame.columns[1].count(".") == 1010
+    # values used as keys: a frame of rows x keys cells, refused before it is made
+    wide = [{"LRN": f"X{i}", f"field{i}": 1, f"other{i}": 2} for i in range(MAX_FIELDS)]
+    (tmp_path / "wide.ndjson").write_bytes(_ndjson(wide))
+    with pytest.raises(ContractError, match="more than 2,000 distinct fields"):
+        read_json_source(tmp_path / "wide.ndjson")

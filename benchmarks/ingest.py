@@ -1,0 +1,123 @@
+"""Benchmark: `parcelrisk ingest` of an administration's export as the CLI runs it.
+
+The French-style example export (data/examples/foreign_declarations.csv, its mapping) is
+replicated to ``--rows`` rows with unique ids and ingested three ways: one file; the same rows
+as four quarterly files (a series); and as an item-level export (three goods items per
+declaration, the mapping's ``items:`` block collapsing them). Each ingest is its own process.
+
+Prints JSON: wall seconds, peak resident memory of the ingest process, rows per second, and
+the rows written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "data" / "examples" / "foreign_declarations.csv"
+MAPPING = ROOT / "data" / "examples" / "mapping.yaml"
+ITEM_COLUMNS = ["CODE_SH", "DESIGNATION", "QTE", "POIDS_G", "VALEUR"]
+ITEMS_BLOCK = """
+items:
+  declared_value: sum
+  gross_weight_kg: sum
+  quantity: sum
+  revenue_recovered: agree
+  insured_value: agree
+"""
+
+
+def _exports(rows: int, work: Path) -> None:
+    import numpy as np
+    import pandas as pd
+
+    example = pd.read_csv(EXAMPLE, sep=";", dtype=str, keep_default_na=False)
+    frame = pd.concat([example] * (rows // len(example) + 1), ignore_index=True).head(rows)
+    frame["NUM_DECL"] = [f"FR26{i:08d}" for i in range(rows)]
+    frame["DESTINATAIRE"] = [f"CSG-{i % 200_000:06d}" for i in range(rows)]
+    one = work / "all.csv"
+    frame.to_csv(one, sep=";", index=False)
+    quarters = []
+    for q in range(4):
+        path = work / f"q{q + 1}.csv"
+        frame.iloc[q * rows // 4 : (q + 1) * rows // 4].to_csv(path, sep=";", index=False)
+        quarters.append(path)
+    # three goods items per declaration: its fields repeated on each item row
+    first = (np.arange(rows) // 3) * 3
+    items = frame.copy()
+    declaration = [c for c in frame.columns if c not in ITEM_COLUMNS]
+    items[declaration] = frame[declaration].iloc[first].to_numpy()
+    item_file = work / "items.csv"
+    items.to_csv(item_file, sep=";", index=False)
+
+
+def _ingest(sources: list[Path], mapping: Path, out: Path) -> dict:
+    """One `parcelrisk ingest` process: its wall time and its own peak memory (``os.wait4``)."""
+    command = [sys.executable, "-m", "serving.main", "ingest", *map(str, sources)]
+    command += ["--mapping", str(mapping), "--out", str(out)]
+    with tempfile.TemporaryFile("w+") as stdout, tempfile.TemporaryFile("w+") as stderr:
+        started = time.perf_counter()
+        process = subprocess.Popen(command, stdout=stdout, stderr=stderr, cwd=ROOT)
+        _, status, usage = os.wait4(process.pid, 0)
+        seconds = time.perf_counter() - started
+        process.returncode = os.waitstatus_to_exitcode(status)
+        stdout.seek(0)
+        stderr.seek(0)
+        if process.returncode != 0:
+            raise SystemExit(f"ingest failed: {stderr.read()[-2000:]}")
+        summary = json.loads(stdout.read())
+    read = 0
+    for source in sources:
+        with open(source, encoding="utf-8") as fh:
+            read += sum(1 for _ in fh) - 1  # the header
+    return {
+        "seconds": round(seconds, 2),
+        "peak_rss_mb": round(usage.ru_maxrss / 1024),
+        "rows_read": read,
+        "rows_read_per_s": round(read / seconds),
+        "rows_written": summary["rows"],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rows", type=int, default=300_000)
+    parser.add_argument("--write-exports", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.write_exports is not None:  # the child that writes the files (see below)
+        _exports(args.rows, args.write_exports)
+        return
+    os.environ.setdefault(
+        "PARCELRISK_PSEUDONYM_KEY", "benchmark-throwaway-pseudonym-key-" + "0" * 32
+    )
+    with tempfile.TemporaryDirectory(prefix="parcelrisk-ingest-") as tmp:
+        work = Path(tmp)
+        # written by a child process: an ingest forked from a process holding the frames
+        # would report their memory as its own peak
+        subprocess.run(
+            [sys.executable, __file__, "--rows", str(args.rows), "--write-exports", str(work)],
+            check=True,
+        )
+        exports = {
+            "one_file": [work / "all.csv"],
+            "four_files": [work / f"q{q + 1}.csv" for q in range(4)],
+            "items": [work / "items.csv"],
+        }
+        item_mapping = work / "items_mapping.yaml"
+        item_mapping.write_text(MAPPING.read_text() + ITEMS_BLOCK)
+        results = {}
+        for name, sources in exports.items():
+            mapping = item_mapping if name == "items" else MAPPING
+            results[name] = _ingest(sources, mapping, work / f"{name}.parquet")
+    print(json.dumps({"benchmark": "ingest", "rows": args.rows, **results}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -14,6 +14,9 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 # The auditor pages' sign-in and sign-out are HTML forms (serving.auditor.pages), parsed there.
 FORM_PATHS = frozenset({"/auditor/login", "/auditor/logout"})
 FORM_MEDIA = "application/x-www-form-urlencoded"
+# set in a request's scope once it was admitted by queued work ahead of its concurrency slot
+# (serving.patches, 8.): the admission here then lets it pass
+ADMITTED_SCOPE_KEY = "parcelrisk.admitted"
 
 
 class BodyLimitMiddleware:
@@ -94,6 +97,8 @@ class QueueAdmissionMiddleware:
             scope["type"] == "http"
             and scope.get("method") == "POST"
             and scope.get("path", "").rstrip("/") == "/score"
+            # admitted already, ahead of its concurrency slot (serving.patches, 8.)
+            and not scope.get(ADMITTED_SCOPE_KEY)
         ):
             await self.app(scope, receive, send)
             return

@@ -104,7 +104,7 @@ from typing import Any
 
 from serving.delivery import TIMED_OUT, lost, track_request
 from serving.errors import error_response
-from serving.limits import replay_body
+from serving.limits import ADMITTED_SCOPE_KEY, replay_body
 
 logger = logging.getLogger(__name__)
 
@@ -321,10 +321,9 @@ def _add_header_deadline(protocol: type, seconds: float) -> None:
     installing twice wraps them once."""
     original = getattr(protocol, "_parcelrisk_originals", None)
     if original is None:
-        original = {
-            name: getattr(protocol, name)
-            for name in ("connection_made", "data_received", "connection_lost")
-        }
+        names = ["connection_made", "data_received", "connection_lost"]
+        names += [n for n in ("on_message_begin", "on_headers_complete") if hasattr(protocol, n)]
+        original = {name: getattr(protocol, name) for name in names}
         protocol._parcelrisk_originals = original  # type: ignore[attr-defined]
 
     def arm(self: Any) -> None:
@@ -332,7 +331,6 @@ def _add_header_deadline(protocol: type, seconds: float) -> None:
             self._header_deadline = self.loop.call_later(seconds, expire, self)
 
     def disarm(self: Any) -> None:
-        self._header_bytes = 0  # the next request's headers are counted from their start
         handle = getattr(self, "_header_deadline", None)
         if handle is not None:
             handle.cancel()
@@ -354,17 +352,17 @@ def _add_header_deadline(protocol: type, seconds: float) -> None:
         arm(self)
 
     def data_received(self: Any, data: bytes) -> None:
-        reading_headers = idle(self)
-        if reading_headers:
+        if idle(self):
             arm(self)  # the first bytes of a request: its headers have until the deadline
-            self._header_bytes = getattr(self, "_header_bytes", 0) + len(data)
         original["data_received"](self, data)
         if not idle(self):  # the headers were complete in this chunk (h11 has no callback)
             disarm(self)
-        elif reading_headers and self._header_bytes > MAX_HEADER_BYTES:
-            # still no end of the headers: httptools would buffer them without limit
-            disarm(self)
-            if not self.transport.is_closing():
+        elif getattr(self, "_in_headers", False):
+            # bytes of a request whose headers have begun and not ended (httptools only, by
+            # its callbacks: a body still arriving after an early answer, a 429, is not this)
+            self._header_bytes = getattr(self, "_header_bytes", 0) + len(data)
+            if self._header_bytes > MAX_HEADER_BYTES and not self.transport.is_closing():
+                disarm(self)
                 self.transport.write(_HEADERS_TOO_LARGE)
                 self.transport.close()
 
@@ -375,6 +373,18 @@ def _add_header_deadline(protocol: type, seconds: float) -> None:
     protocol.connection_made = connection_made  # type: ignore[attr-defined]
     protocol.data_received = data_received  # type: ignore[attr-defined]
     protocol.connection_lost = connection_lost  # type: ignore[attr-defined]
+    if "on_message_begin" in original:  # httptools: where a request's headers begin and end
+
+        def on_message_begin(self: Any) -> None:
+            self._in_headers, self._header_bytes = True, 0
+            original["on_message_begin"](self)
+
+        def on_headers_complete(self: Any) -> None:
+            self._in_headers = False
+            original["on_headers_complete"](self)
+
+        protocol.on_message_begin = on_message_begin  # type: ignore[attr-defined]
+        protocol.on_headers_complete = on_headers_complete  # type: ignore[attr-defined]
 
 
 def freeze_after_load() -> None:
@@ -628,12 +638,17 @@ def _declared_length(scope: Scope) -> int | None:
     return None
 
 
-def install_body_before_slot(max_body_bytes: Any, known_caller: Any) -> bool:
+def install_body_before_slot(
+    max_body_bytes: Any, known_caller: Any, admit: Any = None, release: Any = None
+) -> bool:
     """Make BentoML's app factory build ``BodyBeforeSlotMiddleware`` (see 8. above) in place
     of its ``MaxConcurrencyMiddleware``; ``max_body_bytes``: the limit, or a function giving
     it (the loaded service's settings); ``known_caller(scope)``: whether the request presents
     a known key (``serving.auth.KeyCheck``): only those bodies are read ahead, as an anonymous
-    request is refused before its body is read. False if BentoML's class is not found."""
+    request is refused before its body is read; ``admit(declared_length)`` and ``release()``:
+    the service's admission of ``POST /score`` by queued work (``serving.limits
+    .QueueAdmissionMiddleware``), asked here before the body is read, so an overloaded
+    worker still refuses a request without reading it. False if BentoML's class is not found."""
     try:
         from bentoml._internal.server.http import traffic
     except ImportError:  # a BentoML without the module: nothing to replace
@@ -643,14 +658,16 @@ def install_body_before_slot(max_body_bytes: Any, known_caller: Any) -> bool:
     if getattr(base, "_parcelrisk_body_before_slot", False):
         base = base.__mro__[1]  # installed already: the settings change, the class is rebuilt
     traffic.MaxConcurrencyMiddleware = body_before_slot(  # type: ignore[misc]
-        base, max_body_bytes, known_caller
+        base, max_body_bytes, known_caller, admit, release
     )
     return True
 
 
-def body_before_slot(base: type, max_body_bytes: Any, known_caller: Any) -> type:
+def body_before_slot(
+    base: type, max_body_bytes: Any, known_caller: Any, admit: Any = None, release: Any = None
+) -> type:
     """BentoML's ``MaxConcurrencyMiddleware`` (``base``) taking its slot once a request's body
-    has arrived (8. above)."""
+    has arrived (8. above); ``admit``/``release``: see ``install_body_before_slot``."""
 
     class BodyBeforeSlotMiddleware(base):  # type: ignore[misc,valid-type]
         """BentoML's concurrency slots, taken once a request's body has arrived."""
@@ -666,6 +683,19 @@ def body_before_slot(base: type, max_body_bytes: Any, known_caller: Any) -> type
             ):
                 await super().__call__(scope, receive, send)
                 return
+            admitted = admit is not None and scope["path"].rstrip("/") == "/score"
+            if admitted:
+                if (busy := admit(_declared_length(scope))) is not None:
+                    await busy(scope, receive, send)  # refused by work: its body is not read
+                    return
+                scope[ADMITTED_SCOPE_KEY] = True  # the admission middleware inside skips it
+            try:
+                await self._read_then_slot(scope, receive, send)
+            finally:
+                if admitted:
+                    release()
+
+        async def _read_then_slot(self, scope: Scope, receive: Any, send: Any) -> None:
             limit = max_body_bytes() if callable(max_body_bytes) else max_body_bytes
             body = await read_body_before_slot(scope, receive, limit, PENDING_BODY_BUDGET * limit)
             if body == "disconnected":

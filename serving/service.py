@@ -720,7 +720,9 @@ ParcelRiskService.mount_asgi_app(
     path="/",
 )
 # a request's body is read before it takes one of BentoML's concurrency slots (patches, 8.)
-install_body_before_slot(_WORKER.max_body_bytes, KeyCheck())
+install_body_before_slot(
+    _WORKER.max_body_bytes, KeyCheck(), admit=_WORKER.admit, release=_WORKER.release
+)
 # Starlette runs them in this order (the first added is the outermost).
 ParcelRiskService.add_asgi_middleware(ReadinessMiddleware, not_ready=lambda: _WORKER.not_ready)
 ParcelRiskService.add_asgi_middleware(ApiKeyMiddleware)

@@ -166,3 +166,50 @@ def test_the_service_builds_the_patched_class() -> None:
         "BentoML changed: check that MaxConcurrencyMiddleware still takes its slot the same "
         "way, then update BODY_BEFORE_SLOT_WRITTEN_FOR"
     )
+
+
+def test_an_overloaded_worker_refuses_by_work_before_reading_the_body() -> None:
+    """Admission by queued work (the service's admit/release) is asked before the body is read:
+    a refused request's body is never read; an admitted one is released when it ends, and the
+    admission middleware inside does not count it twice."""
+    from serving.errors import error_response
+    from serving.limits import ADMITTED_SCOPE_KEY
+
+    calls: list[str] = []
+    busy = {"full": True}
+
+    def admit(declared: int | None):
+        calls.append(f"admit {declared}")
+        return error_response(429, "queue full") if busy["full"] else None
+
+    def release() -> None:
+        calls.append("release")
+
+    seen: list[dict] = []
+
+    async def app(scope, receive, send) -> None:
+        seen.append(dict(scope))
+        await _echo(scope, receive, send)
+
+    cls = body_before_slot(_base(), LIMIT, lambda scope: True, admit, release)
+    middleware = cls(app, max_concurrency=2)
+    reads: list[int] = []
+
+    async def run() -> list[dict]:
+        sent: list[dict] = []
+
+        async def receive() -> dict:
+            reads.append(1)
+            return {"type": "http.request", "body": b"{}", "more_body": False}
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+
+        await middleware(_scope(2), receive, send)
+        return sent
+
+    assert _status(asyncio.run(run())) == 429 and reads == [] and calls == ["admit 2"]
+    busy["full"] = False
+    calls.clear()
+    assert _status(asyncio.run(run())) == 200
+    assert calls == ["admit 2", "release"] and seen[-1][ADMITTED_SCOPE_KEY] is True

@@ -397,3 +397,29 @@ def test_headers_past_the_limit_are_refused_and_the_connection_closed(uvicorn_se
         large_but_allowed.sendall(b"GET /x HTTP/1.1\r\nHost: t\r\nX-Pad: " + pad + b"\r\n\r\n")
         large_but_allowed.settimeout(3)
         assert large_but_allowed.recv(4096).startswith(b"HTTP/1.1 200")
+
+
+@pytest.mark.parametrize("uvicorn_server", ["httptools"], indirect=True)
+def test_a_body_still_arriving_after_an_early_answer_is_no_header(uvicorn_server) -> None:
+    """An overloaded worker answers 429 before reading the body: the body's bytes that keep
+    coming are the request's body, not the next request's headers (a load run saw 431s)."""
+    import socket
+
+    from serving.patches import MAX_HEADER_BYTES
+
+    host, port = uvicorn_server
+    body = b"x" * (4 * MAX_HEADER_BYTES)
+    with socket.create_connection((host, port)) as sock:
+        head = f"POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+        sock.sendall(head + body[:1000])
+        sock.settimeout(3)
+        first = sock.recv(4096)  # the app answers without reading the body
+        sock.sendall(body[1000:])
+        sock.sendall(b"GET /x HTTP/1.1\r\nHost: t\r\n\r\n")  # the next request, same connection
+        answers = first
+        while answers.count(b"HTTP/1.1") < 2:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            answers += chunk
+    assert first.startswith(b"HTTP/1.1 200") and b"431" not in answers

@@ -143,6 +143,8 @@ def _check_paths(
         seen[resolved] = source
         if resolved == out.resolve():
             raise ContractError(f"--out {out} is one of the exports read: give another file")
+        if not source.exists():  # before any is read: a typo in the last of twelve files
+            raise ContractError(f"source file not found: {source}")
     if quarantine is None:
         return
     if quarantine.suffix.lower() != ".csv":
@@ -248,13 +250,13 @@ def join_declarations(
     )
     kept = order.drop_duplicates("id").index
     dropped = rows.index.difference(kept)
-    first = keys.reset_index().drop_duplicates("id").set_index("index").index
-    later_results = int(keys.loc[kept, "with_result"].sum() - keys.loc[first, "with_result"].sum())
+    # a kept copy that is not the first is one kept for its result
+    first = keys.index[~keys["id"].duplicated()]
     out = joined.drop(index=dropped).reset_index(drop=True)
     return out, {
         "declarations_in_several_files": len(files_per_id[files_per_id > 1]),
         "overlapping_rows_dropped": len(dropped),
-        "results_taken_from_a_later_file": max(later_results, 0),
+        "results_taken_from_a_later_file": len(kept.difference(first)),
     }
 
 

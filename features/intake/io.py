@@ -97,7 +97,15 @@ def read_results_seq(path: Path) -> int | None:
     if Path(path).suffix.lower() not in (".parquet", ".pq"):
         return None
     raw = (pq.read_schema(path).metadata or {}).get(RESULTS_SEQ_METADATA_KEY)
-    return int(raw) if raw else None
+    if not raw:
+        return None
+    try:
+        return int(raw)
+    except ValueError as exc:  # written by history export as digits: edited since
+        raise ContractError(
+            f"{path}: its metadata's {RESULTS_SEQ_METADATA_KEY.decode()} is {raw[:40]!r}, not "
+            "the seq history export wrote; export the history again"
+        ) from exc
 
 
 def read_contract(path: Path) -> Contract:

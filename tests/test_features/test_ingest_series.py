@@ -204,3 +204,14 @@ def test_the_cli_takes_several_exports(tmp_path) -> None:
     run = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     assert '"files": 2' in run.stdout and len(_read(tmp_path)) == 20
+
+
+def test_a_missing_file_is_named_before_any_is_read(tmp_path, monkeypatch) -> None:
+    import features.intake.ingest as ingest
+
+    jan = _write(tmp_path, "jan.csv", _month(1, range(0, 5)))
+    read: list = []
+    monkeypatch.setattr(ingest, "read_export", lambda *a, **k: read.append(a) or None)
+    with pytest.raises(ContractError, match=r"source file not found: .*fbe\.csv"):
+        _ingest(tmp_path, [jan, tmp_path / "fbe.csv"])
+    assert read == []

@@ -197,3 +197,35 @@ def test_export_on_a_base_that_disagrees_with_the_store_is_refused(
     assert "declared_value" in message and "--since" in message
     run = _export_on(db, out, out)
     assert run.exit_code != 0 and "no such file" in run.output
+
+
+def test_export_on_a_base_refuses_it_as_out_and_other_extras(scored_store, tmp_path: Path) -> None:
+    from features.intake.contract import Contract, ExtraColumn
+    from features.intake.io import write_declarations
+
+    db, declarations, _ = scored_store
+    base = tmp_path / "base.parquet"
+    write_declarations(declarations.head(10), base)
+    run = _export_on(db, base, base)
+    assert run.exit_code != 0 and "is --out" in run.output
+    other = tmp_path / "other.parquet"
+    frame = declarations.head(10).assign(incoterm="DDP")
+    write_declarations(frame, other, Contract((ExtraColumn("incoterm", "categorical"),)))
+    run = _export_on(db, base, tmp_path / "next.parquet", "--contract-from", str(other))
+    assert run.exit_code != 0 and "declare other extras" in run.output
+
+
+def test_a_history_whose_results_mark_was_edited_is_refused(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from features.intake.contract import ContractError
+    from features.intake.io import read_results_seq
+
+    path = tmp_path / "h.parquet"
+    t = pa.table({"declaration_id": ["D1"]})
+    pq.write_table(t.replace_schema_metadata({b"parcelrisk.results_seq": b"12x"}), path)
+    with pytest.raises(ContractError, match="not the seq history export wrote"):
+        read_results_seq(path)
+    pq.write_table(t.replace_schema_metadata({b"parcelrisk.results_seq": b"12"}), path)
+    assert read_results_seq(path) == 12

@@ -217,10 +217,12 @@ def _closed_loop_batches(linger_s: float, clients: int = 8, rounds: int = 12) ->
 
 
 def test_lingering_gathers_the_clients_a_batch_just_answered() -> None:
-    without = _closed_loop_batches(linger_s=0.0)
-    with_linger = _closed_loop_batches(linger_s=0.004)
-    # without lingering the batches settle into alternating partial groups
-    assert len(without) > 1.5 * len(with_linger), (without, with_linger)
+    # Without lingering the batches settle into alternating partial groups (5, 3, 5, 3 ...);
+    # how they split depends on the machine's load, so only the lingering side is asserted.
+    # The linger is generous (20 ms against a 1 ms client turn-around) because it ends as
+    # soon as the answered clients are back: a loaded CI machine that stretches the clients'
+    # sleeps must not make the batches partial. Lingering 0 fails the assertion below.
+    with_linger = _closed_loop_batches(linger_s=0.02)
     steady = with_linger[2:-2]
     assert sum(size == 8 for size in steady) >= 0.8 * len(steady), with_linger
 

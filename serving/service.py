@@ -63,7 +63,7 @@ from serving.patches import (
     install_log_redaction,
     install_request_timeout,
 )
-from serving.process import exit_with_parent
+from serving.process import exit_with_parent, fix_malloc_mmap_threshold
 from serving.readiness import ReadinessMiddleware
 from serving.rollover import ChampionRef, ChampionWatcher
 from serving.schemas import (
@@ -95,6 +95,7 @@ install_log_redaction()  # refused requests: one line, no declaration values
 install_request_timeout()  # before BentoML builds the app: see serving.patches
 install_guarded_shutdown()  # the stores are closed by a shutdown hook
 exit_with_parent()  # a worker stops with `parcelrisk serve`, even on its SIGKILL
+fix_malloc_mmap_threshold()  # memory freed after large batches goes back to the system
 # BentoML takes its part of the settings at import (the decorator below), the service the rest
 # in __init__: one read per process (serving.config). A broken params.yaml stops the import
 # with its one-line error.

@@ -400,6 +400,8 @@ def _alive(psutil: Any, pid: int) -> bool:
 # --- overload ----------------------------------------------------------------------------------
 
 PROBE_LIMIT_S = 2.0
+ADMITTED_WORK_MB = 512
+LIVE_STATE_KB_PER_DECLARATION = 1.0
 RECOVERY_LIMIT_S = 10.0
 USEFUL_RATIO_MIN = 0.5
 
@@ -436,10 +438,17 @@ def run_overload(
     slow = [p for p in probes.found if p[1] >= PROBE_LIMIT_S or p[2] != 200]
     peak_mb = max(rss, default=0.0)
     # The bound: the memory after the unloaded phase (model, entity state, warm caches), plus
-    # what admitted work may hold. Admission refuses most requests before their body is read;
-    # even if all 64 requests of 1,000 declarations were held at once, as body, parsed models
-    # and decision records (~4 KB a declaration in Python objects), that is 256 MB: twice it.
-    bound_mb = baseline_mb + 512
+    # what admitted work may hold, plus what the phase's declarations add to the live entity
+    # state. Admission refuses most requests before their body is read; even if all 64
+    # requests of 1,000 declarations were held at once, as body, parsed models and decision
+    # records (~4 KB a declaration in Python objects), that is 256 MB: twice it. The live state
+    # keeps every declaration scored (by any worker: each catches up on the others') until it
+    # folds into totals after the longest window, so it grows with the work done, not with
+    # the overload: LIVE_STATE_KB_PER_DECLARATION a declaration in each worker, about twice
+    # what a worker grows by per declaration scored at a steady rate (~0.55 KB, RSS), since
+    # merging its largest event runs holds the old and the new arrays for a moment.
+    live_mb = stored * server.workers * LIVE_STATE_KB_PER_DECLARATION / 1024
+    bound_mb = baseline_mb + ADMITTED_WORK_MB + live_mb
     answers = result.answers()
     other_5xx = {k: v for k, v in answers.items() if int(k) >= 500 and int(k) not in (503, 504)}
     if other_5xx:
@@ -479,6 +488,7 @@ def run_overload(
         "rss_mb_unloaded": round(baseline_mb),
         "rss_mb_peak": round(peak_mb),
         "rss_mb_bound": round(bound_mb),
+        "rss_mb_bound_live_state": round(live_mb),
         "recovery_s": None if recovery_s is None else round(recovery_s, 2),
         "failures": failures[:MAX_FAILURES],
     }

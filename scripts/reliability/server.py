@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -72,7 +73,8 @@ class RealServer:
     """`parcelrisk serve` in its own session on a free port, with its own decision store.
 
     ``serve`` overrides keys of the params' ``serve:`` section (e.g. ``request_timeout_s``).
-    Restarting keeps the same port and store: that is what the kill checks need.
+    Restarting keeps the same port and store: that is what the kill checks need. A new
+    instance starts from an empty ``work / name``.
     """
 
     def __init__(
@@ -86,7 +88,11 @@ class RealServer:
     ) -> None:
         self.champion = champion
         self.work = work / name
-        self.work.mkdir(parents=True, exist_ok=True)
+        # a fresh store and log per check: a --work reused from an earlier run would otherwise
+        # hand the server that run's decisions (replayed into its live state at start-up) and
+        # the check's counts of what was stored would include them
+        shutil.rmtree(self.work, ignore_errors=True)
+        self.work.mkdir(parents=True)
         self.workers = workers
         self.port = free_port()
         self.audit_db = self.work / "audit.db"

@@ -218,6 +218,56 @@ def sniff_delimiter(path: Path, encoding: str, expected: Collection[str] = ()) -
         return ","
 
 
+# How far back from a CSV's end the last row is looked for (a row longer is not checked).
+_TAIL_BYTES = 1 << 16
+
+
+def refuse_cut_last_row(path: Path, encoding: str, sep: str) -> None:
+    """Refuse a CSV whose last row stops short of the header's columns with no line break
+    after it: the file was cut (an interrupted copy or export), and pandas would read the
+    missing cells as empty, so values the export held would vanish without a word.
+
+    A row that ends with its line break is taken as written (some exporters leave out
+    trailing empty cells); a last row with every column but no line break is taken with a
+    warning (a cut inside its last value cannot be told from a whole value). Only an
+    uncompressed file is looked at (from its end; a cut compressed file fails to
+    decompress), and not UTF-16 or UTF-32.
+    """
+    path = Path(path)
+    if path.suffix.lower() in COMPRESSED_SUFFIXES or codecs.lookup(encoding).name.startswith(
+        ("utf-16", "utf-32")
+    ):
+        return
+    with path.open("rb") as fh:
+        size = fh.seek(0, io.SEEK_END)
+        fh.seek(max(0, size - _TAIL_BYTES))
+        tail = fh.read()
+    if not tail or tail.endswith((b"\n", b"\r")):
+        return
+    start = tail.rfind(b"\n")
+    if start < 0:
+        return  # one line (the header alone) or a last row longer than the tail
+    last = tail[start + 1 :].decode(encoding, errors="replace")
+    if last.count('"') % 2:
+        return  # inside a quoted cell that spans lines: pandas reports the open quote
+    with open_bytes(path) as raw, io.TextIOWrapper(raw, encoding=encoding, newline="") as fh:
+        columns = len(next(csv.reader([fh.readline()], delimiter=sep), []))
+    cells = len(next(csv.reader([last], delimiter=sep), []))
+    if cells < columns:
+        raise ContractError(
+            f"{path}: the last row has {cells} of the header's {columns} columns and no line "
+            "break after it: the file looks cut short (an interrupted copy or export); export "
+            "it again (if the row is complete as written, end the file with a line break)"
+        )
+    # every column there: a cut inside the last value cannot be told from a whole one
+    logger.warning(
+        "%s does not end with a line break: if it was cut short, the last row's last value "
+        "(%r) is incomplete",
+        path,
+        next(csv.reader([last], delimiter=sep), [""])[-1][:40],
+    )
+
+
 def first_undecodable(path: Path, encoding: str) -> tuple[int, int, bytes] | None:
     """Where a file's text (decompressed) first fails to decode as ``encoding``: the byte
     offset, the line (1: the header) and the bytes that do not decode; None if all decode.
@@ -290,6 +340,7 @@ def _read_csv(path: Path) -> pd.DataFrame:
 
     encoding = _text_encoding(path)
     sep = sniff_delimiter(path, encoding)
+    refuse_cut_last_row(path, encoding, sep)
     if sep != ",":
         logger.warning("%s: read with the delimiter %r (sniffed from the header line)", path, sep)
     # only empty cells are null: "NA" is Namibia, not a missing value

@@ -101,6 +101,7 @@ from features.intake.io import (
     first_undecodable,
     is_csv,
     open_bytes,
+    refuse_cut_last_row,
     sniff_delimiter,
 )
 from features.intake.iso3166 import ALPHA3_TO_ALPHA2, NUMERIC_TO_ALPHA2
@@ -1594,6 +1595,7 @@ def read_source(path: Path, mapping: Mapping) -> pd.DataFrame:
             sep = mapping.delimiter or sniff_delimiter(
                 path, mapping.encoding, mapping.named_columns()
             )
+            refuse_cut_last_row(path, mapping.encoding, sep)
             options = {"sep": sep, "dtype": "str", "encoding": mapping.encoding}
             # the header as written: read_csv renames a repeated name ("VALEUR.1")
             header = pd.read_csv(path, header=None, nrows=1, **options).iloc[0].dropna().tolist()

@@ -164,13 +164,32 @@ def damage_row_group(path: Path, group: int) -> None:
     path.write_bytes(bytes(data))
 
 
-@fault(Expect("refused", "row 3000"))
+@fault(Expect("refused", "cut short"))
 def truncated_csv(clean: Path, out: Path) -> Path:
     """A CSV cut in the middle of its last row: the row lacks its value, currency and outcomes."""
     text = _csv_text(clean)
     last = text.rstrip("\n").rfind("\n") + 1
     path = out / "truncated_csv.csv"
     path.write_text(text[: last + (len(text) - last) // 3])
+    return path
+
+
+@fault(Expect("refused", "cut short"))
+def csv_cut_in_optional_columns(clean: Path, out: Path) -> Path:
+    """A CSV cut in its last row after every required column, with optional ones moved last:
+    read as blanks, the row would pass every rule, its last values lost without a word."""
+    from features.intake.contract import FIELDS
+
+    history = _history(clean)
+    never_blank = {f.name for f in FIELDS if f.required and not f.nullable}
+    required = [c for c in history.columns if c in never_blank]
+    optional = [c for c in history.columns if c not in never_blank]
+    text = history[required + optional].to_csv(index=False).rstrip("\n")
+    last = text.rfind("\n") + 1
+    # the last row up to (not including) the delimiter after its last required cell
+    cut = last + len(",".join(text[last:].split(",")[: len(required)]))
+    path = out / "csv_cut_in_optional_columns.csv"
+    path.write_text(text[:cut])
     return path
 
 

@@ -197,3 +197,46 @@ def test_the_delimiter_is_the_one_that_finds_the_mapped_columns(tmp_path) -> Non
     assert summary["rows"] == 3
     assert got["gross_weight_kg"].tolist() == [0.45, 1.2, 0.9]
     assert got["declared_value"].tolist() == [12.5, 18.0, 9.99]
+
+
+# --- a file cut short -------------------------------------------------------------------------
+# GOODS is optional: an export cut inside the last row's GOODS cell (or before it) would read
+# as a declaration without a description, and pass every rule.
+
+
+def test_an_export_cut_inside_its_optional_last_column_is_refused(tmp_path) -> None:
+    source = tmp_path / "cut.csv"
+    source.write_text(SOURCE.rstrip("\n").rsplit(";", 1)[0], encoding="utf-8")  # no GOODS cell
+    with pytest.raises(ContractError, match=r"last row has 8 of the header's 9 columns.*cut short"):
+        _ingest(tmp_path, source)
+    assert not (tmp_path / "out.parquet").exists()
+
+
+def test_short_rows_that_end_their_line_are_read_as_written(tmp_path) -> None:
+    # some exporters leave out trailing empty cells: with its line break the row is whole
+    source = tmp_path / "short.csv"
+    source.write_text(SOURCE.rstrip("\n").rsplit(";", 1)[0] + "\n", encoding="utf-8")
+    summary, out = _ingest(tmp_path, source)
+    assert summary["rows"] == 3 and pd.read_parquet(out)["description"].isna().tolist()[-1]
+
+
+def test_a_whole_last_row_without_a_line_break_is_read_with_a_warning(tmp_path, caplog) -> None:
+    source = tmp_path / "no-eol.csv"
+    source.write_text(SOURCE.rstrip("\n"), encoding="utf-8")
+    summary, _ = _ingest(tmp_path, source)
+    assert summary["rows"] == 3
+    assert "does not end with a line break" in caplog.text and "'T-shirt'" in caplog.text
+
+
+def test_a_quoted_cell_spanning_lines_is_not_taken_for_a_cut(tmp_path) -> None:
+    source = tmp_path / "quoted.csv"
+    source.write_text(SOURCE.rstrip("\n").replace("T-shirt", '"T-shirt\nblanc"'), "utf-8")
+    _, out = _ingest(tmp_path, source)
+    assert pd.read_parquet(out)["description"].tolist()[-1] == "T-shirt\nblanc"
+
+
+def test_a_contract_csv_cut_short_is_refused_by_the_gate_too(tmp_path) -> None:
+    source = tmp_path / "declarations.csv"
+    source.write_text("declaration_id,declared_at,description\nA1,2026-01-02T10:00:00Z", "utf-8")
+    with pytest.raises(ContractError, match="cut short"):
+        read_raw_declarations(source)

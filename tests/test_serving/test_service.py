@@ -348,7 +348,7 @@ def test_a_locked_audit_store_holds_up_scoring_not_the_probes(client, service_en
             assert not pending.done()  # a decision is answered only once it is recorded
             started = time.perf_counter()
             assert client.get("/livez").status_code == 200
-            assert time.perf_counter() - started < 0.5
+            assert time.perf_counter() - started < 2.0  # the lock would hold it 30 s
             blocker.execute("COMMIT")
             r = pending.result(timeout=30)
         assert r.status_code == 200, r.text

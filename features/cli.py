@@ -19,6 +19,9 @@ import typer
 from features.params import DEFAULT_MAX_REJECTED, DEFAULT_PARAMS, Settings, load_settings
 
 features_app = typer.Typer(help="Point-in-time parcel features.", no_args_is_help=True)
+mapping_app = typer.Typer(
+    help="Column mappings: draft one for an export nobody has mapped yet.", no_args_is_help=True
+)
 keys_app = typer.Typer(
     help="Secret keys: the audit chain's MAC key, the consignee pseudonym key.",
     no_args_is_help=True,
@@ -217,6 +220,60 @@ def ingest(
     )
 
 
+@mapping_app.command("draft")
+def mapping_draft(
+    source: Path = typer.Argument(
+        ..., help="The export: CSV, Parquet, JSON (.json, .jsonl) or workbook (.xlsx, .ods ...)."
+    ),
+    out: Path | None = typer.Option(
+        None, "--out", help="Write the draft here (refused if it exists); default: stdout."
+    ),
+    params: Path | None = params_option(
+        "section features: the time zone local times are proposed in"
+    ),
+) -> None:
+    """Propose a mapping for an export from its column names and values, then try it.
+
+    Every guess to confirm is marked CHECK, every required field not found TODO (ingest
+    refuses the draft until it is mapped). The summary goes to stderr.
+    """
+    from features.errors import ParcelriskError
+    from features.intake.draft import draft_mapping, read_for_draft
+    from features.intake.io import atomic_write
+    from features.intake.mapping import parse_mapping_text, read_export
+
+    settings = settings_from(params)
+    if out is not None and out.exists():
+        raise ParcelriskError(f"{out} exists: give another --out (a draft never overwrites)")
+    raw, reading = read_for_draft(source)
+    draft = draft_mapping(raw, timezone=settings.features.timezone, **reading)
+    try:
+        read = read_export(
+            source,
+            parse_mapping_text(draft.text, origin="the draft"),
+            eur_rates=settings.features.fx,
+            timezone=settings.features.timezone,
+        )
+        tried = f"the draft reads all {len(read.declarations):,} rows of {source}"
+    except ParcelriskError as exc:
+        tried = f"the draft does not read {source} yet: {exc}"
+    if out is None:
+        typer.echo(draft.text, nl=False)
+    else:
+        atomic_write(out, lambda path: path.write_text(draft.text, encoding="utf-8"))
+    summary = {
+        "mapped": draft.mapped,
+        "to_check": draft.checks,
+        "required_not_found": draft.missing,
+        "extras": draft.extras,
+        "not_mapped": draft.ignored,
+        "tried": tried,
+    }
+    typer.echo(json.dumps(summary, indent=1, ensure_ascii=False), err=True)
+    if out is not None:
+        typer.echo(f"draft: {out}", err=True)
+
+
 def validate(
     file: Path = typer.Argument(..., help="Declarations file (Parquet or CSV) to check."),
     report: Path | None = typer.Option(
@@ -393,6 +450,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(keys_app, name="keys")
     app.command()(generate)
     app.command()(ingest)
+    app.add_typer(mapping_app, name="mapping")
     app.command()(validate)
     app.command()(contract)
     app.add_typer(features_app, name="features")

@@ -7,6 +7,7 @@ shared by every check; each check starts its own server on its own decision stor
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import os
 import shutil
@@ -32,6 +33,7 @@ KEYS = {
 API_KEYS = ",".join(f"{role}:{key}" for role, key in KEYS.items())
 
 
+@functools.cache
 def _serving_benchmark() -> Any:
     spec = importlib.util.spec_from_file_location(
         "serving_benchmark", ROOT / "benchmarks/serving.py"
@@ -110,6 +112,10 @@ class RealServer:
 
     def start(self, timeout: float = 180) -> float:
         """Start and wait until /readyz answers 200; returns the seconds it took."""
+        # loading the benchmark sets the throwaway pseudonym key the champion was built with
+        # (unless one is configured): a run given --champion may start a server before
+        # anything else loaded it, and that server would refuse the champion's entity state
+        _serving_benchmark()
         env = {
             **os.environ,
             "PARCELRISK_API_KEYS": API_KEYS,

@@ -1,0 +1,822 @@
+"""A first column mapping for an export nobody has mapped yet (`parcelrisk mapping draft`).
+
+An administration's export arrives with its own column names, date formats, decimal commas,
+code tables and units. Writing its mapping by hand means reading every column; this module
+reads them first and writes the mapping it would propose, for a person to check.
+
+It proposes; it never decides where the data cannot say:
+- a field is mapped from a column when the column's values fit the field (HS codes look like
+  HS codes, countries are ISO codes, dates parse) and, where values alone cannot tell (weight
+  or value, seller or consignee), its name says so in one of the languages of the synonym
+  table below;
+- every guess a person should confirm carries a ``# CHECK`` comment saying what was guessed
+  from what (day-first dates, grams, a code table read from initials);
+- a required field it cannot find is left as a ``# TODO`` comment, so ``ingest`` refuses the
+  draft naming the field until someone maps it; local times get the administration's zone
+  (``features.timezone``) with a CHECK, never a silent UTC; a code the table does not cover
+  is listed, not guessed, and ``ingest`` refuses rows holding it;
+- columns left over become extras (entity, categorical or numeric by their values), and free
+  text, constant or unique columns are listed as ignored.
+The draft is then tried on the export (``read_export``) and the result said beside it.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from features.intake.contract import FIELDS, FIELDS_BY_NAME, TRUE_WORDS
+from features.intake.iso3166 import ALPHA2, ALPHA3_TO_ALPHA2, NUMERIC_TO_ALPHA2
+from features.intake.iso4217 import ISO_4217
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# Rows profiled: spread over the file (an export sorted by date differs from start to end).
+SAMPLE_ROWS = 20_000
+# Share of a column's non-empty sample a reading must take for the column to fit a field.
+FITS = 0.98
+
+# Names a column may carry for each field, in the languages of the administrations seen so far
+# (English, French, Spanish, Portuguese, German, Italian, Dutch); compared without accents or
+# case, as whole names or as words of a name (``DATE_DEPOT`` holds ``date``).
+SYNONYMS: dict[str, tuple[str, ...]] = {
+    "declaration_id": (
+        "declaration id", "declaration number", "declaration", "decl", "num decl", "mrn", "lrn",
+        "id", "ref", "reference", "numero", "number", "no", "nr", "dua", "dau", "dam",
+        "anmeldung", "declaracao", "declaracion", "dichiarazione", "aangifte",
+    ),
+    "declared_at": (
+        "declared at", "declaration date", "date", "datetime", "lodged", "lodgement", "depot",
+        "date depot", "fecha", "data", "datum", "registered", "registration date", "submitted",
+    ),
+    "arrival_office": (
+        "office", "customs office", "bureau", "bureau douane", "oficina", "aduana", "alfandega",
+        "unidade", "zollstelle", "zollamt", "dogana", "kantoor", "port", "entry point",
+    ),
+    "channel": ("channel", "mode", "transport mode", "canal", "modo", "modal", "kanal", "via"),
+    "operator_id": (
+        "operator", "carrier", "transporteur", "courier", "express operator", "postal operator",
+        "operador", "transportista", "transportadora", "spediteur", "vettore", "vervoerder",
+    ),
+    "platform_id": ("platform", "plateforme", "plataforma", "marketplace", "plattform", "site"),
+    "seller_id": (
+        "seller", "vendeur", "vendedor", "consignor", "shipper", "exporter", "expediteur",
+        "exportador", "remetente", "verkaufer", "absender", "venditore", "supplier", "merchant",
+    ),
+    "seller_country": (
+        "seller country", "pays vendeur", "pais vendedor", "consignor country",
+        "shipper country", "exporter country", "country of dispatch", "dispatch country",
+    ),
+    "consignee_id": (
+        "consignee", "destinataire", "importer", "importateur", "buyer", "recipient",
+        "destinatario", "importador", "empfanger", "importeur", "acquirente", "ontvanger",
+    ),
+    "consignee_region": ("region", "nuts", "province", "provincia", "state", "department",
+                         "departement", "region dest", "bundesland", "estado", "uf"),
+    "origin_country": (
+        "origin", "origine", "origen", "origem", "ursprung", "ursprungsland", "country of origin",
+        "pays origine", "pais origen", "coo",
+    ),
+    "hs_code": (
+        "hs", "hs code", "hscode", "sh", "code sh", "ncm", "cn", "taric", "tariff", "tarif",
+        "commodity", "commodity code", "nomenclature", "tariff code", "hts", "codigo",
+        "warennummer", "nc",
+    ),
+    "description": (
+        "description", "designation", "desc", "goods", "goods description", "item",
+        "mercadoria", "descricao", "descripcion", "mercancia", "warenbezeichnung", "beschreibung",
+        "libelle", "product", "produit", "merci", "omschrijving",
+    ),
+    "quantity": (
+        "quantity", "qty", "qte", "quantite", "cantidad", "quantidade", "menge", "anzahl",
+        "pieces", "pcs", "items", "nb articles", "quantita", "aantal",
+    ),
+    "gross_weight_kg": (
+        "weight", "gross weight", "net weight", "poids", "poids brut", "peso", "peso bruto",
+        "gewicht", "rohmasse", "kg", "mass", "masse", "gewicht kg",
+    ),
+    "declared_value": (
+        "value", "declared value", "valeur", "valor", "wert", "amount", "price", "prix",
+        "montant", "precio", "preco", "invoice value", "customs value", "valore", "waarde",
+    ),
+    "currency": ("currency", "devise", "moneda", "moeda", "wahrung", "ccy", "cur", "valuta",
+                 "divisa", "monnaie"),
+    "category": ("category", "nature", "type", "categoria", "kategorie", "tipo", "art",
+                 "transaction type", "nature transaction"),
+    "ioss_prepaid": ("ioss", "ioss prepaid", "vat prepaid", "prepaid"),
+    "aeo_operator": ("aeo", "oea", "aeo operator", "trusted trader", "zwb"),
+    "inspected": (
+        "inspected", "inspection", "controle", "control", "controlled", "checked", "kontrolle",
+        "controlado", "inspecao", "inspeccion", "examined", "verified", "physical control",
+    ),
+    "inspected_at": (
+        "inspected at", "inspection date", "date controle", "control date", "fecha control",
+        "data controle", "kontrolldatum", "result date", "date resultat",
+    ),
+    "illicit": (
+        "illicit", "result", "resultat", "resultado", "ergebnis", "fraud", "fraude", "hit",
+        "positive", "finding", "offence found", "irregular", "irregularity", "seized",
+    ),
+    "offence_type": (
+        "offence", "offense", "offence type", "infraction", "infraccion", "infracao",
+        "violation", "verstoss", "fraud type", "type fraude", "irregularity type",
+    ),
+    "revenue_recovered": (
+        "revenue", "revenue recovered", "recovered", "droits", "droits recup", "duties",
+        "duty", "tax", "taxes", "tributo", "tributos", "derechos", "abgaben", "recouvre",
+        "redressement",
+    ),
+    "selection_reason": ("selection", "selection reason", "reason", "motif", "motivo",
+                         "criterio", "grund", "targeting"),
+}  # fmt: skip
+
+# Field order in the draft: the contract's.
+_FIELD_ORDER = [f.name for f in FIELDS]
+_OUTCOMES = ("inspected", "inspected_at", "illicit", "offence_type", "revenue_recovered",
+             "selection_reason")  # fmt: skip
+
+# Two-valued flags: yes-words and no-words of the languages above (lowercase, no accents).
+_YES = frozenset(TRUE_WORDS | {"o", "oui", "s", "si", "sim", "j", "ja", "x", "pos", "positive",
+                               "positif", "positivo", "hit", "fraud", "illicit", "seized"})  # fmt: skip
+_NO = frozenset({"false", "f", "no", "n", "0", "off", "0.0", "non", "nao", "nein", "neg",
+                 "negative", "negatif", "negativo", "clean", "ok", "-"})  # fmt: skip
+
+# Code tables: words that name a contract value (lowercase, no accents).
+_CODE_WORDS: dict[str, dict[str, str]] = {
+    "channel": {
+        "post": "postal", "poste": "postal", "postal": "postal", "mail": "postal",
+        "correos": "postal", "correio": "postal", "courrier": "postal", "letter": "postal",
+        "express": "express", "exp": "express", "ems": "express", "expres": "express",
+        "courier": "courier", "coursier": "courier", "mensajeria": "courier",
+        "sea": "sea", "maritime": "sea", "mar": "sea", "maritimo": "sea", "ship": "sea",
+        "air": "air", "aerien": "air", "aereo": "air", "luft": "air", "rail": "rail",
+        "ferroviaire": "rail", "train": "rail", "road": "road", "route": "road",
+        "terrestre": "road", "truck": "road", "camion": "road", "strasse": "road",
+    },
+    "category": {
+        "merchandise": "merchandise", "sale": "merchandise", "vente": "merchandise",
+        "commercial": "merchandise", "venta": "merchandise", "goods": "merchandise",
+        "gift": "gift", "cadeau": "gift", "regalo": "gift", "presente": "gift",
+        "geschenk": "gift", "sample": "sample", "echantillon": "sample", "muestra": "sample",
+        "amostra": "sample", "muster": "sample", "return": "return", "retour": "return",
+        "devolucion": "return", "devolucao": "return", "ruckware": "return",
+        "documents": "documents", "document": "documents", "docs": "documents", "doc": "documents",
+    },
+    "offence_type": {
+        "undervaluation": "undervaluation", "sous eval": "undervaluation",
+        "sous evaluation": "undervaluation", "subvaloracion": "undervaluation",
+        "subfaturamento": "undervaluation", "misclassification": "misclassification",
+        "classement": "misclassification", "classification": "misclassification",
+        "clasificacion": "misclassification", "prohibited": "prohibited",
+        "prohibe": "prohibited", "prohibido": "prohibited", "restricted": "prohibited",
+        "split shipment": "split_shipment", "fractionnement": "split_shipment",
+        "fraccionamiento": "split_shipment", "split": "split_shipment",
+        "counterfeit": "counterfeit", "contrefacon": "counterfeit",
+        "falsificacion": "counterfeit", "contrafacao": "counterfeit", "origin": "origin_misdeclared",
+        "origine": "origin_misdeclared", "origen": "origin_misdeclared",
+        "vague": "vague_description", "description": "vague_description", "other": "other",
+        "autre": "other", "otro": "other", "outro": "other",
+    },
+    "selection_reason": {
+        "random": "random", "alea": "random", "aleatoire": "random", "aleatorio": "random",
+        "zufall": "random", "zufallig": "random", "casuale": "random",
+    },
+}  # fmt: skip
+
+# Weight units written in the cell, to kilograms.
+_WEIGHT_UNITS = {"g": 0.001, "gr": 0.001, "grs": 0.001, "gram": 0.001, "grams": 0.001,
+                 "kg": 1.0, "kgs": 1.0, "kilo": 1.0, "kilos": 1.0, "lb": 0.45359237,
+                 "lbs": 0.45359237, "oz": 0.028349523125}  # fmt: skip
+_GRAM_NAMES = ("g", "gr", "grams", "gramm", "grammes", "gramos", "gramas", "en g", "in g")
+
+# Date formats tried when the values are not ISO 8601, day first before month first.
+_DATE_FORMATS = (
+    "%d/%m/%Y %H:%M:%S", "%d/%m/%Y %H:%M", "%d/%m/%Y", "%m/%d/%Y %H:%M:%S", "%m/%d/%Y %H:%M",
+    "%m/%d/%Y", "%d.%m.%Y %H:%M:%S", "%d.%m.%Y %H:%M", "%d.%m.%Y", "%d-%m-%Y %H:%M:%S",
+    "%d-%m-%Y %H:%M", "%d-%m-%Y", "%Y.%m.%d %H:%M:%S", "%Y.%m.%d %H:%M", "%Y.%m.%d",
+    "%Y/%m/%d %H:%M:%S", "%Y/%m/%d %H:%M", "%Y/%m/%d", "%Y%m%d%H%M%S", "%Y%m%d",
+    "%d/%m/%y %H:%M", "%d/%m/%y",
+)  # fmt: skip
+
+# Numbers: (decimal, thousands) -> pattern of a number written so, with an optional unit.
+_NUMBER_STYLES: dict[tuple[str, str | None], str] = {
+    (".", None): r"-?\d+(?:\.\d+)?",
+    (",", None): r"-?\d+(?:,\d+)?",
+    (".", ","): r"-?\d{1,3}(?:,\d{3})*(?:\.\d+)?",
+    (",", "."): r"-?\d{1,3}(?:\.\d{3})*(?:,\d+)?",
+    (",", " "): r"-?\d{1,3}(?: \d{3})*(?:,\d+)?",
+}
+_UNIT = r"\s*([A-Za-z]{1,6})"
+
+
+@dataclass
+class Column:
+    """What the sample says about one source column."""
+
+    name: str
+    filled: float  # share of rows with a value
+    distinct: int
+    unique: float  # distinct values / filled rows
+    values: list[str]  # the sample's non-empty cells, as text, stripped
+    typed: str  # "datetime", "number" or "text": the source's own type (Parquet, workbook)
+    words: str  # the name without accents or case, words separated by one space
+    memo: dict[str, Any] = field(default_factory=dict, repr=False)  # readings, computed once
+
+    def fit(self, pattern: str) -> float:
+        """Share of the values matching ``pattern`` whole."""
+        if not self.values:
+            return 0.0
+        rx = re.compile(pattern)
+        return sum(bool(rx.fullmatch(v)) for v in self.values) / len(self.values)
+
+
+@dataclass
+class Proposal:
+    """A field's spec in the draft, and what a person should check about it."""
+
+    spec: Any  # a column name or a spec dict
+    checks: list[str] = field(default_factory=list)
+    source: str | None = None  # the column it reads (None: a constant)
+
+
+@dataclass
+class Draft:
+    """A drafted mapping: its YAML text, and what it maps, guesses and could not find."""
+
+    text: str
+    mapped: dict[str, str]  # field -> source column (or "constant")
+    checks: dict[str, list[str]]  # field (or extra) -> what to check
+    missing: list[str]  # required fields not found
+    extras: list[str]  # source columns proposed as extras
+    ignored: list[str]  # source columns left out
+
+
+def _plain(text: str) -> str:
+    """Lowercase, no accents, words separated by one space (``DATE_DÉPÔT`` -> ``date depot``)."""
+    decomposed = unicodedata.normalize("NFKD", str(text))
+    # accents off; scripts without them (Hangul decomposes too) composed back
+    stripped = unicodedata.normalize(
+        "NFC", "".join(c for c in decomposed if not unicodedata.combining(c))
+    )
+    # split camelCase before lowering (DeclarationDate -> declaration date)
+    spaced = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", stripped)
+    return " ".join(re.findall(r"[0-9a-z]+|[^\W\d_]+", spaced.lower()))
+
+
+def profile(raw: pd.DataFrame, sample_rows: int = SAMPLE_ROWS) -> list[Column]:
+    """One ``Column`` per source column, from rows spread evenly over the file."""
+    import numpy as np
+    import pandas as pd
+
+    n = len(raw)
+    rows = np.unique(np.linspace(0, n - 1, min(n, sample_rows)).astype(int)) if n else []
+    sample = raw.iloc[rows]
+    out = []
+    for name in raw.columns:
+        column = sample[name]
+        if pd.api.types.is_datetime64_any_dtype(column):
+            typed = "datetime"
+        elif pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
+            typed = "number"
+        else:
+            typed = "text"
+        text = column.dropna().astype(str).str.strip()
+        text = text[text != ""]
+        filled = len(text) / len(column) if len(column) else 0.0
+        distinct = int(text.nunique())
+        out.append(
+            Column(
+                name=str(name),
+                filled=filled,
+                distinct=distinct,
+                unique=distinct / len(text) if len(text) else 0.0,
+                values=text.tolist(),
+                typed=typed,
+                words=_plain(str(name)),
+            )
+        )
+    return out
+
+
+def _name_score(column: Column, name: str) -> float:
+    """How well a column's name says ``name``: 1 as a whole, 0.8 as its words, 0.5 as one word
+    of several (``seller`` in ``seller country``), 0 otherwise."""
+    words = column.words
+    best = 0.0
+    for synonym in SYNONYMS.get(name, ()):
+        if words == synonym:
+            return 1.0
+        if f" {synonym} " in f" {words} ":
+            best = max(best, 0.8 if len(synonym.split()) > 1 else 0.6)
+    return best
+
+
+# --- value readings ----------------------------------------------------------------------------
+
+
+def _hs_fit(column: Column) -> float:
+    """1 when the values are HS codes (6-10 digits, or in tariff groups: 6109.10.00), 0.6 when
+    some lost a leading zero (5, 7, 9 digits, a minority), 0 otherwise."""
+    # codes repeat across parcels: a column of unique 8-digit numbers is an id, not HS codes;
+    # 2026.01.01 is grouped like 6109.10.00, and is a date
+    if column.unique >= 0.9 or _date_formats(column) is not None:
+        return 0.0
+    if column.fit(r"\d{6,10}|\d{2}(?:[. -]?\d{2}){2,4}") >= FITS:
+        return 1.0
+    if column.fit(r"\d{5,10}") >= FITS and column.fit(r"\d{5}|\d{7}|\d{9}") < 0.5:
+        return 0.6
+    return 0.0
+
+
+def _country_codes(column: Column) -> str | None:
+    """``alpha2``, ``alpha3`` or ``numeric`` when (nearly) every value is such an ISO code."""
+    if not column.values or column.distinct > 260:
+        return None
+    upper = [v.upper() for v in column.values]
+    for kind, table in (("alpha2", ALPHA2), ("alpha3", ALPHA3_TO_ALPHA2)):
+        if sum(v in table for v in upper) / len(upper) >= FITS:
+            return kind
+    if sum(v.zfill(3) in NUMERIC_TO_ALPHA2 for v in upper) / len(upper) >= FITS:
+        return "numeric"
+    return None
+
+
+def _is_currency(column: Column) -> bool:
+    if not column.values or column.distinct > 60:
+        return False
+    return sum(v.upper() in ISO_4217 for v in column.values) / len(column.values) >= FITS
+
+
+def _flag_values(column: Column) -> tuple[list[str], list[str]] | None:
+    """The cells meaning yes and those meaning no, when a column holds two (or one) of them."""
+    if column.typed == "datetime" or not 1 <= column.distinct <= 2:
+        return None
+    distinct = sorted(set(column.values))
+    yes = [v for v in distinct if _plain(v) in _YES]
+    no = [v for v in distinct if _plain(v) in _NO]
+    if len(yes) + len(no) != len(distinct) or len(yes) > 1 or len(no) > 1:
+        return None
+    return yes, no
+
+
+def _memo(reading: Any) -> Any:
+    """``reading(column)`` computed once per column (each is asked by several fields)."""
+
+    def once(column: Column) -> Any:
+        if reading.__name__ not in column.memo:
+            column.memo[reading.__name__] = reading(column)
+        return column.memo[reading.__name__]
+
+    once.__name__ = reading.__name__
+    once.__doc__ = reading.__doc__
+    return once
+
+
+@_memo
+def _date_formats(column: Column) -> tuple[list[str] | None, list[str]] | None:
+    """The formats that read (nearly) every value (None: ISO 8601, no format needed), and what
+    to check; None when the column is not dates."""
+    import pandas as pd
+
+    if column.typed == "datetime":
+        return None, []
+    if column.typed == "number" or not column.values:
+        return None
+    if column.fit(r"[0-9][0-9./: TZ+-]{5,}") < FITS:  # not even shaped like dates
+        return None
+    values = pd.Series(column.values)
+    if values.str.fullmatch(r"\d{4}-\d{2}-\d{2}(?:[T ].*)?").mean() >= FITS:
+        parsed = pd.to_datetime(values, format="ISO8601", errors="coerce", utc=True)
+        if parsed.notna().mean() >= FITS:
+            return None, []
+    reads = {}
+    for fmt in _DATE_FORMATS:
+        parsed = pd.to_datetime(values, format=fmt, errors="coerce")
+        share = float(parsed.notna().mean())
+        if share > 0:
+            reads[fmt] = share
+    if not reads:
+        return None
+    # a format with a time and one without may each read part of the column (midnight written
+    # as a bare date): together they must read it
+    chosen: list[str] = []
+    covered = pd.Series(False, index=values.index)
+    for fmt in sorted(reads, key=lambda f: (-reads[f], _DATE_FORMATS.index(f))):
+        hit = pd.to_datetime(values, format=fmt, errors="coerce").notna()
+        if (hit & ~covered).any():
+            chosen.append(fmt)
+            covered |= hit
+        if covered.mean() >= FITS:
+            break
+    if covered.mean() < FITS or len(chosen) > 3:
+        return None
+    checks = []
+    if any(f.startswith("%d") for f in chosen):
+        swapped = [f.replace("%d", "%_").replace("%m", "%d").replace("%_", "%m") for f in chosen]
+        if all(reads.get(f, 0) >= reads[c] for f, c in zip(swapped, chosen, strict=True)):
+            checks.append("day first guessed: every value also reads month first")
+    return chosen, checks
+
+
+@_memo
+def _number_style(column: Column) -> tuple[str, str | None, list[str]] | None:
+    """(decimal, thousands, units in the cells) of a column of numbers; None if not numbers."""
+    if column.typed == "number":
+        return ".", None, []
+    if column.typed == "datetime" or not column.values:
+        return None
+    best = None
+    for (decimal, thousands), pattern in _NUMBER_STYLES.items():
+        share = column.fit(f"{pattern}(?:{_UNIT})?")
+        if best is None or share > best[0] + 1e-9:
+            best = (share, decimal, thousands)
+    assert best is not None
+    share, decimal, thousands = best
+    if share < FITS:
+        return None
+    units = sorted({m.group(1).lower() for v in column.values if (m := re.search(_UNIT + "$", v))})
+    return decimal, thousands, units
+
+
+def _codes(column: Column, name: str) -> tuple[dict[str, str], list[str], list[str]]:
+    """A values table for a coded field: (code -> contract value, codes not read, checks)."""
+    allowed = FIELDS_BY_NAME[name].allowed or ()
+    words = _CODE_WORDS.get(name, {})
+    table, unread, checks = {}, [], []
+    initials: dict[str, list[str]] = {}
+    for value in allowed:
+        initials.setdefault(value[0], []).append(value)
+    guessed = []
+    for code in sorted(set(column.values)):
+        plain = _plain(code)
+        if plain.replace(" ", "_") in allowed:
+            table[code] = plain.replace(" ", "_")
+        elif plain in words:
+            table[code] = words[plain]
+        elif len(plain) <= 2 and len(initials.get(plain[:1], [])) == 1 and plain.isalpha():
+            table[code] = initials[plain[:1]][0]
+            guessed.append(code)
+        else:
+            unread.append(code)
+    if guessed:
+        checks.append(f"read from initials: {', '.join(f'{c}={table[c]}' for c in guessed)}")
+    return table, unread, checks
+
+
+# --- the draft ---------------------------------------------------------------------------------
+
+
+def _candidates(columns: list[Column]) -> list[tuple[float, str, Column]]:
+    """(score, field, column) for every pair whose values fit the field."""
+    out = []
+    for column in columns:
+        if column.filled == 0:
+            continue
+        dates = _date_formats(column)
+        number = _number_style(column)
+        flags = _flag_values(column)
+        country = _country_codes(column)
+        currency = _is_currency(column)
+        hs = _hs_fit(column)
+        for name in _FIELD_ORDER:
+            named = _name_score(column, name)
+            fits = _fits(name, column, dates, number, flags, country, currency, hs, named)
+            if fits > 0:
+                out.append((2 * named + fits, name, column))
+    return sorted(out, key=lambda c: (-c[0], _FIELD_ORDER.index(c[1])))
+
+
+def _fits(
+    name: str,
+    column: Column,
+    dates: Any,
+    number: Any,
+    flags: Any,
+    country: str | None,
+    currency: bool,
+    hs: float,
+    named: float,
+) -> float:
+    """How much the values say the column is ``name`` (0: they say it is not)."""
+    kind = FIELDS_BY_NAME[name].kind
+    if name == "hs_code":
+        return hs
+    if name in ("origin_country", "seller_country"):
+        if not country:
+            return 0.0
+        # with no name for it, a country column is the goods' origin, not the seller's
+        return 1.0 if named or name == "origin_country" else 0.0
+    if name == "currency":
+        return 1.0 if currency else 0.0
+    if kind == "datetime":
+        return 0.5 if dates is not None and named else 0.0
+    if kind == "bool":
+        return 0.5 if flags is not None and named else 0.0
+    if name in ("quantity", "gross_weight_kg", "declared_value", "revenue_recovered"):
+        return 0.5 if number is not None and named else 0.0
+    if kind == "category" or name == "selection_reason":
+        return 0.3 if named and column.distinct <= 50 else 0.0
+    if name == "declaration_id":
+        if named >= 0.6 and column.filled >= FITS and not dates:
+            return 1.0 if column.unique >= 0.99 else 0.2
+        return 0.0
+    if name == "description":
+        long_text = sum(len(v) for v in column.values) / max(1, len(column.values)) >= 8
+        return 0.5 if named and long_text and number is None else 0.0
+    # the other identifiers and texts: by name only, never numbers read as amounts
+    return 0.3 if named >= 0.6 and dates is None and not hs and not country else 0.0
+
+
+def _timezone_spec(spec: dict, timezone: str, checks: list[str], values: list[str]) -> None:
+    """A zone for times written without one: the administration's, said to be checked."""
+    zoned = sum(bool(re.search(r"(?:Z|[+-]\d{2}:?\d{2})$", v)) for v in values)
+    if values and zoned / len(values) >= FITS:
+        return
+    spec["timezone"] = timezone
+    checks.append(f"local times read in {timezone} (features.timezone): the export's own zone?")
+
+
+def _propose(name: str, column: Column, timezone: str) -> Proposal:
+    kind = FIELDS_BY_NAME[name].kind
+    spec: dict[str, Any] = {"column": column.name}
+    checks: list[str] = []
+    if kind == "datetime":
+        formats, date_checks = _date_formats(column) or (None, [])
+        if formats:
+            spec["format"] = formats[0] if len(formats) == 1 else formats
+        checks += date_checks
+        if column.typed != "datetime":
+            _timezone_spec(spec, timezone, checks, column.values)
+        else:
+            spec["timezone"] = timezone
+            checks.append(f"spreadsheet times read in {timezone} (features.timezone)")
+    elif kind == "bool":
+        yes, no = _flag_values(column) or ([], [])
+        if yes:
+            spec["true_values"] = yes
+        if no:
+            spec["false_values"] = no
+        if not (yes and no):
+            checks.append("only one of yes/no seen in the sample")
+    elif name in ("origin_country", "seller_country"):
+        codes = _country_codes(column)
+        if codes and codes != "alpha2":
+            spec["country_codes"] = codes
+    elif name == "hs_code":
+        if column.fit(r"\d{5}|\d{7}|\d{9}") > 0:
+            checks.append(
+                "some codes have 5, 7 or 9 digits: if the export wrote them as numbers, add "
+                "lost_leading_zero: true"
+            )
+    elif kind in ("float", "int"):
+        decimal, thousands, units = _number_style(column) or (".", None, [])
+        if decimal != ".":
+            spec["decimal"] = decimal
+        if thousands:
+            spec["thousands"] = thousands
+        if name == "gross_weight_kg":
+            if units:
+                known = {u: _WEIGHT_UNITS[u] for u in units if u in _WEIGHT_UNITS}
+                spec["units"] = known
+                unknown = [u for u in units if u not in _WEIGHT_UNITS]
+                if unknown:
+                    checks.append(f"units not known: {', '.join(unknown)} (add them to units)")
+            elif any(f" {g}" in f" {column.words}" for g in _GRAM_NAMES) or _median(column) > 50:
+                spec["scale"] = 0.001
+                checks.append(
+                    "grams guessed (the name, or a median weight above 50): scale 0.001 to kg"
+                )
+        if name == "revenue_recovered":
+            checks.append("in which currency? add currency: EUR (or its ISO code, or row)")
+    elif kind == "category" or name == "selection_reason":
+        table, unread, code_checks = _codes(column, name)
+        checks += code_checks
+        if table and any(code != value for code, value in table.items()):
+            spec["values"] = table
+        if name == "selection_reason":
+            if table:
+                spec["unlisted"] = "keep"
+        elif unread:
+            checks.append(
+                f"codes not read: {', '.join(unread[:8])}: map them in values (ingest refuses "
+                "rows holding them)"
+            )
+            spec.setdefault("values", {**table})
+            for code in unread:
+                spec["values"].pop(code, None)
+    if len(spec) == 1:
+        return Proposal(column.name, checks, column.name)
+    return Proposal(spec, checks, column.name)
+
+
+def _median(column: Column) -> float:
+    import pandas as pd
+
+    decimal, thousands, _ = _number_style(column) or (".", None, [])
+    text = pd.Series(column.values).str.replace(r"[A-Za-z\s]+$", "", regex=True)
+    if thousands:
+        text = text.str.replace(thousands, "", regex=False)
+    if decimal != ".":
+        text = text.str.replace(decimal, ".", regex=False)
+    numbers = pd.to_numeric(text, errors="coerce").dropna()
+    return float(numbers.median()) if len(numbers) else 0.0
+
+
+def _extra(column: Column, position: int, taken: set[str]) -> tuple[dict, str] | None:
+    """An extras entry for a column left over (``position``: its place in the file, 1 first,
+    names one whose name has no Latin letters), or None (why: ``_why_ignored``)."""
+    if _why_ignored(column):
+        return None
+    base = re.sub(r"[^0-9a-z]+", "_", column.words).strip("_")[:40]
+    if not base or not base[0].isalpha() or not re.search(r"[a-z]{2}", base):
+        base = f"column_{position}"
+    name, k = base, 2
+    from features.intake.mapping import DERIVED_COLUMNS
+
+    while name in taken or name in FIELDS_BY_NAME or name in DERIVED_COLUMNS:
+        name, k = f"{base}_{k}", k + 1
+    taken.add(name)
+    number = _number_style(column)
+    # codes written with digits keep their leading zeros ("08714"): identifiers, not amounts
+    coded = column.fit(r"0\d+") > 0
+    if number is not None and column.distinct > 20 and not number[2] and not coded:
+        entry: dict[str, Any] = {"column": column.name, "name": name, "kind": "numeric"}
+        if number[0] != ".":
+            entry["decimal"] = number[0]
+        if number[1]:
+            entry["thousands"] = number[1]
+        return entry, "numeric"
+    if column.distinct <= 50:
+        return {"column": column.name, "name": name, "kind": "categorical"}, "categorical"
+    return {"column": column.name, "name": name, "kind": "entity"}, "entity"
+
+
+def _why_ignored(column: Column) -> str | None:
+    if column.filled == 0:
+        return "empty"
+    if column.distinct <= 1:
+        return "one value"
+    if column.unique >= 0.95 and column.filled > 0.5 and _number_style(column) is None:
+        return "a different value on nearly every row"
+    if column.typed == "datetime" or _date_formats(column) is not None:
+        return "dates"
+    mean_length = sum(len(v) for v in column.values) / max(1, len(column.values))
+    if mean_length > 30:
+        return "free text"
+    return None
+
+
+def _fallbacks(columns: list[Column], chosen: dict[str, Column], used: set[str]) -> None:
+    """Required fields no name pointed to, where the values alone can say: the only column of
+    dates left is when declarations were lodged; the first column with a different value on
+    every row is the declaration id (exports put it first)."""
+    free = [c for c in columns if c.name not in used and c.filled > 0]
+    if "declared_at" not in chosen:
+        dates = [c for c in free if c.typed == "datetime" or _date_formats(c) is not None]
+        if dates:
+            chosen["declared_at"] = dates[0]
+            used.add(dates[0].name)
+    if "declaration_id" not in chosen:
+        for column in free:
+            if column.name in used:
+                continue
+            if column.unique >= 0.99 and column.filled >= FITS and _date_formats(column) is None:
+                chosen["declaration_id"] = column
+                used.add(column.name)
+                break
+
+
+def draft_mapping(raw: pd.DataFrame, *, timezone: str = "UTC", **reading: Any) -> Draft:
+    """Propose a mapping for ``raw`` (an export as read, cells as text where the source has no
+    types). ``reading``: top-level mapping keys of how it was read (delimiter, encoding)."""
+    columns = profile(raw)
+    chosen: dict[str, Column] = {}
+    used: set[str] = set()
+    for _, name, column in _candidates(columns):
+        if name in chosen or column.name in used:
+            continue
+        chosen[name] = column
+        used.add(column.name)
+    _fallbacks(columns, chosen, used)
+    proposals = {name: _propose(name, column, timezone) for name, column in chosen.items()}
+    for name, column in chosen.items():
+        if _name_score(column, name) == 0:
+            proposals[name].checks.insert(0, "chosen by its values alone (the name says nothing)")
+    if "inspected" not in proposals and any(n in proposals for n in _OUTCOMES):
+        proposals["inspected"] = Proposal(
+            {"value": True},
+            [
+                "no column says which parcels were inspected: every row is read as inspected "
+                "(right for a census of results; else map the column that says it)"
+            ],
+        )
+    missing = [
+        f.name
+        for f in FIELDS
+        if f.required and f.scope == "declaration" and f.name not in proposals
+    ]
+    taken: set[str] = set()
+    extras, extra_lines, ignored = [], [], []
+    for position, column in enumerate(columns, start=1):
+        if column.name in used:
+            continue
+        entry = _extra(column, position, taken)
+        if entry is None:
+            # the name as YAML writes it: a name holding a line break stays inside the comment
+            ignored.append(f"{_flow(column.name)} ({_why_ignored(column)})")
+            continue
+        extras.append(column.name)
+        extra_lines.append(entry)
+    text = _render(proposals, missing, extra_lines, ignored, reading)
+    return Draft(
+        text=text,
+        mapped={n: p.source or "constant" for n, p in proposals.items()},
+        checks={n: p.checks for n, p in proposals.items() if p.checks},
+        missing=missing,
+        extras=extras,
+        ignored=ignored,
+    )
+
+
+# What to write for a required field no column was found for.
+_TODO_HINTS = {
+    "currency": "; if every value is in one currency: {value: EUR}, its ISO 4217 code",
+    "channel": "; if every parcel came one way: {value: postal}",
+    "arrival_office": "; if the export is one office's: {value: OFFICE_CODE}",
+}
+
+
+def _flow(value: Any) -> str:
+    """``value`` as one line of YAML (a name holding a line break is written escaped)."""
+    options = {"default_flow_style": True, "allow_unicode": True, "width": 10_000}
+    text = yaml.safe_dump(value, sort_keys=False, **options).strip().removesuffix("...").strip()
+    if "\n" in text:
+        text = yaml.safe_dump(value, sort_keys=False, default_style='"', **options).strip()
+    return text
+
+
+def _render(
+    proposals: dict[str, Proposal],
+    missing: list[str],
+    extras: list[tuple[dict, str]],
+    ignored: list[str],
+    reading: dict[str, Any],
+) -> str:
+    lines = [
+        "# Drafted by `parcelrisk mapping draft`: check every line marked CHECK, map every TODO,",
+        "# then run `parcelrisk ingest`. Nothing here is final until a person has read it.",
+    ]
+    for key, value in reading.items():
+        if value is not None:
+            lines.append(f"{key}: {_flow(value)}")
+    lines.append("columns:")
+    for name in _FIELD_ORDER:
+        if name in missing:
+            hint = _TODO_HINTS.get(name, "")
+            lines.append(f"  # {name}: TODO (required; no column found{hint})")
+            continue
+        proposal = proposals.get(name)
+        if proposal is None:
+            continue
+        note = f"  # CHECK: {'; '.join(proposal.checks)}" if proposal.checks else ""
+        lines.append(f"  {name}: {_flow(proposal.spec)}{note}")
+    if extras:
+        lines.append("extras:  # columns kept beyond the contract; kinds guessed from the values")
+        for entry, _ in extras:
+            lines.append(f"  - {_flow(entry)}")
+    if ignored:
+        lines.append("# not mapped: " + "; ".join(ignored))
+    return "\n".join(lines) + "\n"
+
+
+def read_for_draft(path: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """An export read as ``ingest`` would read it with a mapping naming no column: its cells,
+    and how it was read (``encoding`` when not UTF-8, a CSV's ``delimiter``), for the draft."""
+    from features.errors import ParcelriskError
+    from features.intake.io import is_csv, sniff_delimiter
+    from features.intake.mapping import Mapping, read_source
+
+    reading: dict[str, Any] = {}
+    try:
+        raw = read_source(path, Mapping(columns={}))
+    except ParcelriskError as exc:
+        if "utf-8" not in str(exc).lower():
+            raise
+        # a Windows or Western European export: read as such, and the draft says so
+        reading["encoding"] = "cp1252"
+        raw = read_source(path, Mapping(columns={}, encoding="cp1252"))
+    control = [str(c) for c in raw.columns if re.search(r"[\x00-\x08\x0b-\x1f\x7f]", str(c))]
+    if control:
+        raise ParcelriskError(
+            f"{path}: the header holds control bytes ({_flow(control[0])}): binary data, not a "
+            "text export"
+        )
+    if is_csv(path):
+        reading["delimiter"] = sniff_delimiter(path, reading.get("encoding", "utf-8"))
+    return raw, reading

@@ -1,0 +1,208 @@
+"""`parcelrisk mapping draft`: a first mapping proposed from an export's names and values.
+
+The main case is an export written here from generated contract data the way a Spanish
+administration might (its names, day-first local times, weights with their units, decimal
+commas with thousands dots, alpha-3 countries, S/N flags): the draft alone must read it back to
+the contract values. The others pin what the draft must not guess.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from features.errors import ParcelriskError
+from features.intake.contract import ContractError
+from features.intake.draft import draft_mapping, read_for_draft
+from features.intake.ingest import ingest_file
+from features.intake.iso3166 import ALPHA3_TO_ALPHA2
+from serving.main import app
+
+ALPHA2_TO_ALPHA3 = {a2: a3 for a3, a2 in ALPHA3_TO_ALPHA2.items()}
+ZONE = "Europe/Madrid"
+
+
+def _spanish(value: float) -> str:
+    """1234.5 -> '1.234,50'."""
+    return f"{value:,.2f}".replace(",", "_").replace(".", ",").replace("_", ".")
+
+
+@pytest.fixture(scope="module")
+def contract_history(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
+    from features.synthetic import generate_to_dir
+
+    root = tmp_path_factory.mktemp("draft")
+    generate_to_dir(parcels=800, days=20, seed=5, out=root, start="2026-03-01")
+    return pd.read_parquet(root / "declarations.parquet")
+
+
+@pytest.fixture(scope="module")
+def spanish_export(contract_history: pd.DataFrame, tmp_path_factory) -> Path:
+    d = contract_history
+    local = d["declared_at"].dt.tz_convert(ZONE)
+    weight = d["gross_weight_kg"].round(3)
+    export = pd.DataFrame(
+        {
+            "Numero Declaracion": d["declaration_id"],
+            "Fecha": local.dt.strftime("%d/%m/%Y %H:%M"),
+            "Aduana": d["arrival_office"],
+            "Canal": d["channel"].str.upper(),
+            "Vendedor": d["seller_id"],
+            "Pais Vendedor": d["seller_country"].map(ALPHA2_TO_ALPHA3),
+            "Origen": d["origin_country"].map(ALPHA2_TO_ALPHA3),
+            "Codigo NC": d["hs_code"],
+            "Descripcion Mercancia": d["description"],
+            "Cantidad": d["quantity"].astype("Int64").astype(str).replace("<NA>", ""),
+            "Peso": [
+                f"{round(w * 1000)} g" if w < 1 else f"{w:.3f}".replace(".", ",") + " kg"
+                for w in weight
+            ],
+            "Valor": [_spanish(v) for v in d["declared_value"]],
+            "Moneda": d["currency"],
+            "Transitario": d["seller_id"].str[-2:],  # an extra, 100 codes at most
+        }
+    )
+    path = tmp_path_factory.mktemp("export") / "export.csv"
+    export.to_csv(path, sep=";", index=False)
+    return path
+
+
+def _draft(path: Path, **kwargs):
+    raw, reading = read_for_draft(path)
+    return draft_mapping(raw, **kwargs, **reading)
+
+
+def test_the_draft_alone_reads_a_foreign_export_back_to_the_contract(
+    spanish_export, contract_history, tmp_path
+) -> None:
+    draft = _draft(spanish_export, timezone=ZONE)
+    assert draft.missing == []
+    assert draft.mapped["declared_at"] == "Fecha" and draft.mapped["hs_code"] == "Codigo NC"
+    assert draft.mapped["seller_country"] == "Pais Vendedor"
+    assert draft.mapped["origin_country"] == "Origen"
+    mapping = tmp_path / "draft.yaml"
+    mapping.write_text(draft.text, encoding="utf-8")
+    out = tmp_path / "out.parquet"
+    ingest_file(source=spanish_export, mapping_path=mapping, out=out)
+    got = pd.read_parquet(out).set_index("declaration_id")
+    want = contract_history.set_index("declaration_id").loc[got.index]
+    assert len(got) == len(contract_history)
+    assert (got["declared_at"] == want["declared_at"].dt.floor("min")).all()
+    for name in ("arrival_office", "channel", "origin_country", "hs_code", "currency"):
+        assert (got[name].astype(str) == want[name].astype(str)).all(), name
+    assert (got["seller_country"].fillna("") == want["seller_country"].fillna("")).all()
+    assert ((got["gross_weight_kg"] - want["gross_weight_kg"]).abs() < 6e-4).all()
+    assert ((got["declared_value"] - want["declared_value"]).abs() < 6e-3).all()
+    assert (got["quantity"].fillna(-1) == want["quantity"].fillna(-1)).all()
+    spec = yaml.safe_load(draft.text)
+    assert spec["columns"]["gross_weight_kg"]["units"] == {"g": 0.001, "kg": 1.0}
+    assert spec["columns"]["declared_value"] == {
+        "column": "Valor",
+        "decimal": ",",
+        "thousands": ".",
+    }
+    assert spec["columns"]["declared_at"]["timezone"] == ZONE
+    assert [e["column"] for e in spec["extras"]] == ["Transitario"]
+
+
+def test_every_guess_is_marked_check_in_the_text(spanish_export) -> None:
+    draft = _draft(spanish_export, timezone=ZONE)
+    line = next(t for t in draft.text.splitlines() if t.strip().startswith("declared_at:"))
+    assert "# CHECK:" in line and ZONE in line  # the zone is the administration's, said so
+    assert "origin_country" not in draft.checks  # named "Origen": nothing to check
+
+
+def test_a_required_field_not_found_is_a_todo_and_ingest_refuses_naming_it(tmp_path) -> None:
+    source = tmp_path / "export.csv"
+    source.write_text(
+        "id,date,office,mode,origin,hs,weight,value\n"
+        "A1,2026-03-01T10:00:00Z,FR01,postal,CN,850440,0.5,12.5\n"
+        "A2,2026-03-02T10:00:00Z,FR01,postal,CN,850440,0.7,13.5\n",
+        encoding="utf-8",
+    )
+    draft = _draft(source)
+    assert draft.missing == ["currency"]
+    assert "# currency: TODO (required; no column found" in draft.text
+    mapping = tmp_path / "draft.yaml"
+    mapping.write_text(draft.text, encoding="utf-8")
+    with pytest.raises(ContractError, match="not mapped: currency"):
+        ingest_file(source=source, mapping_path=mapping, out=tmp_path / "out.parquet")
+
+
+def test_month_first_reading_everything_too_is_said(tmp_path) -> None:
+    source = tmp_path / "export.csv"
+    rows = [f"A{i},0{i}/0{i % 3 + 1}/2026 10:00" for i in range(1, 10)]
+    source.write_text("id,date\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    draft = _draft(source)
+    assert "day first guessed: every value also reads month first" in draft.checks["declared_at"]
+
+
+def test_dates_and_unique_numbers_are_not_taken_for_hs_codes(tmp_path) -> None:
+    source = tmp_path / "export.csv"
+    rows = [f"{26000000 + i},2026.01.{i % 28 + 1:02d},61091000" for i in range(60)]
+    source.write_text("ref,day,code\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    draft = _draft(source)
+    assert draft.mapped["hs_code"] == "code"
+    assert draft.mapped["declaration_id"] == "ref" and draft.mapped["declared_at"] == "day"
+
+
+def test_codes_it_cannot_read_are_listed_not_guessed(tmp_path) -> None:
+    source = tmp_path / "export.csv"
+    rows = [f"A{i},{code}" for i, code in enumerate(["P", "E", "ZZ9", "P"])]
+    source.write_text("id,canal\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    draft = _draft(source)
+    spec = yaml.safe_load(draft.text)["columns"]["channel"]
+    assert spec["values"] == {"E": "express", "P": "postal"}
+    assert any("codes not read: ZZ9" in c for c in draft.checks["channel"])
+
+
+def test_names_without_latin_letters_give_extras_valid_names(tmp_path) -> None:
+    source = tmp_path / "export.csv"
+    rows = [f"K{i},{['P', 'B', 'A'][i % 3]},{i % 7}" for i in range(30)]
+    source.write_text("신고번호,수입자구분,검사\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    draft = _draft(source)
+    names = [e["name"] for e in yaml.safe_load(draft.text)["extras"]]
+    assert names == ["column_2", "column_3"]
+
+
+def test_a_windows_export_is_drafted_with_its_encoding(tmp_path) -> None:
+    source = tmp_path / "export.csv"
+    source.write_bytes("id;désignation\nA1;Écouteurs\nA2;Peluche bébé\n".encode("cp1252"))
+    draft = _draft(source)
+    assert draft.text.splitlines()[2] == "encoding: cp1252"
+
+
+def test_the_cli_writes_the_draft_tries_it_and_never_overwrites(spanish_export, tmp_path) -> None:
+    runner = CliRunner()
+    out = tmp_path / "draft.yaml"
+    params = tmp_path / "params.yaml"
+    params.write_text(f"features:\n  timezone: {ZONE}\n", encoding="utf-8")
+    args = ["mapping", "draft", str(spanish_export), "--out", str(out), "--params", str(params)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stderr[: result.stderr.rindex("}") + 1])
+    assert summary["tried"].startswith("the draft reads all 800 rows")
+    assert summary["required_not_found"] == []
+    assert yaml.safe_load(out.read_text(encoding="utf-8"))["columns"]["hs_code"] == "Codigo NC"
+    again = runner.invoke(app, args)
+    # the console script prints a ParcelriskError as one line (serving.main.main)
+    assert isinstance(again.exception, ParcelriskError) and "exists" in str(again.exception)
+    to_stdout = runner.invoke(app, args[:3])
+    assert to_stdout.exit_code == 0 and to_stdout.stdout.startswith("# Drafted by")
+
+
+def test_binary_data_is_refused_and_odd_names_stay_inside_their_yaml(tmp_path) -> None:
+    binary = tmp_path / "export.csv"
+    binary.write_bytes(b"\x00\x01\x02,id\n1,2\n")
+    with pytest.raises(ParcelriskError, match=r"control bytes.*not a text export"):
+        _draft(binary)
+    odd = tmp_path / "odd.csv"
+    odd.write_text('id,"two\nlines",day\nA1,x,2026-01-01\nA2,y,2026-01-02\n', encoding="utf-8")
+    text = _draft(odd).text
+    assert yaml.safe_load(text)["columns"]["declaration_id"] == "id"
+    assert '# not mapped: "two\\nlines"' in text

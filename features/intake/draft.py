@@ -528,7 +528,7 @@ def _fits(
         return 0.0
     if name == "description":
         long_text = sum(len(v) for v in column.values) / max(1, len(column.values)) >= 8
-        return 0.5 if named and long_text and number is None else 0.0
+        return 0.5 if (named >= 0.8 or (named and long_text)) and number is None else 0.0
     # the other identifiers and texts: by name only, never numbers read as amounts
     return 0.3 if named >= 0.6 and dates is None and not hs and not country else 0.0
 

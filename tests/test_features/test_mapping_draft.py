@@ -206,3 +206,26 @@ def test_binary_data_is_refused_and_odd_names_stay_inside_their_yaml(tmp_path) -
     text = _draft(odd).text
     assert yaml.safe_load(text)["columns"]["declaration_id"] == "id"
     assert '# not mapped: "two\\nlines"' in text
+
+
+def test_a_json_export_is_drafted_by_its_dotted_names(tmp_path) -> None:
+    source = tmp_path / "export.jsonl"
+    records = [
+        {
+            "declarationId": f"D{i}",
+            "lodgedAt": f"2026-03-0{i % 3 + 1}T10:00:00+01:00",
+            "office": "FR01",
+            "transportMode": ["POST", "EXPRESS"][i % 2],
+            "goods": {"hsCode": ["850440", "610910"][i % 2], "description": "toy", "origin": "CN"},
+            "weightKg": 0.5 + i / 100,
+            "value": {"amount": 12.5 + i, "currency": ["EUR", "USD"][i % 2]},
+        }
+        for i in range(12)
+    ]
+    source.write_text("\n".join(json.dumps(r) for r in records) + "\n", encoding="utf-8")
+    draft = _draft(source)
+    assert draft.missing == [] and draft.mapped["declared_value"] == "value.amount"
+    columns = yaml.safe_load(draft.text)["columns"]
+    assert columns["declared_at"] == "lodgedAt"  # offsets in the values: no zone to add
+    assert columns["channel"]["values"] == {"EXPRESS": "express", "POST": "postal"}
+    assert columns["description"] == "goods.description"

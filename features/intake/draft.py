@@ -587,7 +587,7 @@ def _propose(name: str, column: Column, timezone: str) -> Proposal:
                 unknown = [u for u in units if u not in _WEIGHT_UNITS]
                 if unknown:
                     checks.append(f"units not known: {', '.join(unknown)} (add them to units)")
-            elif any(f" {g}" in f" {column.words}" for g in _GRAM_NAMES) or _median(column) > 50:
+            elif any(f" {g} " in f" {column.words} " for g in _GRAM_NAMES) or _median(column) > 50:
                 spec["scale"] = 0.001
                 checks.append(
                     "grams guessed (the name, or a median weight above 50): scale 0.001 to kg"
@@ -672,6 +672,49 @@ def _why_ignored(column: Column) -> str | None:
     return None
 
 
+def _items_block(
+    raw: pd.DataFrame, chosen: dict[str, Column], proposals: dict[str, Proposal]
+) -> tuple[dict[str, str], str] | None:
+    """The ``items:`` block of an export with one row per goods item (its ids repeat), and
+    what it was guessed from; None when every id is on one row.
+
+    Amounts and weights must be stated (``features.intake.items.MUST_BE_STATED``): a field
+    written the same on every item row of each declaration is the declaration's (``agree``:
+    summed, a weight repeated per item would be multiplied), one that differs is per item
+    (``sum``; ``sum_given`` for revenue, which items without a finding leave empty). A flag
+    that differs between items is the declaration's if any item's is (``any``).
+    """
+    from features.intake.items import MUST_BE_STATED
+
+    ids_column = chosen.get("declaration_id")
+    if ids_column is None:
+        return None
+    ids = raw[ids_column.name].astype("string").str.strip()
+    counts = ids.value_counts()
+    if (counts <= 1).all():
+        return None
+    repeated = ids.isin(counts.index[counts > 1])
+    rules: dict[str, str] = {}
+    for name in (*MUST_BE_STATED, "illicit", "inspected"):
+        column = chosen.get(name)
+        if column is None or name not in proposals:
+            continue
+        cells = raw.loc[repeated, column.name].astype("string").str.strip()
+        same = cells.groupby(ids[repeated]).nunique(dropna=True).le(1).all()
+        if name in MUST_BE_STATED:
+            rules[name] = (
+                "agree" if same else ("sum_given" if name == "revenue_recovered" else "sum")
+            )
+        elif not same:
+            rules[name] = "any"
+    why = (
+        f"ids repeat ({int(repeated.sum()):,} rows for {int((counts > 1).sum()):,} "
+        "declarations): one row per goods item guessed; agree = the same on each item row "
+        "(the declaration's), sum = per item"
+    )
+    return rules, why
+
+
 def _fallbacks(columns: list[Column], chosen: dict[str, Column], used: set[str]) -> None:
     """Required fields no name pointed to, where the values alone can say: the only column of
     dates left is when declarations were lodged; the first column with a different value on
@@ -721,6 +764,7 @@ def draft_mapping(raw: pd.DataFrame, *, timezone: str = "UTC", **reading: Any) -
         for f in FIELDS
         if f.required and f.scope == "declaration" and f.name not in proposals
     ]
+    items = _items_block(raw, chosen, proposals)
     taken: set[str] = set()
     extras, extra_lines, ignored = [], [], []
     for position, column in enumerate(columns, start=1):
@@ -733,7 +777,7 @@ def draft_mapping(raw: pd.DataFrame, *, timezone: str = "UTC", **reading: Any) -
             continue
         extras.append(column.name)
         extra_lines.append(entry)
-    text = _render(proposals, missing, extra_lines, ignored, reading)
+    text = _render(proposals, missing, extra_lines, ignored, reading, items)
     return Draft(
         text=text,
         mapped={n: p.source or "constant" for n, p in proposals.items()},
@@ -767,6 +811,7 @@ def _render(
     extras: list[tuple[dict, str]],
     ignored: list[str],
     reading: dict[str, Any],
+    items: tuple[dict[str, str], str] | None = None,
 ) -> str:
     lines = [
         "# Drafted by `parcelrisk mapping draft`: check every line marked CHECK, map every TODO,",
@@ -786,6 +831,10 @@ def _render(
             continue
         note = f"  # CHECK: {'; '.join(proposal.checks)}" if proposal.checks else ""
         lines.append(f"  {name}: {_flow(proposal.spec)}{note}")
+    if items is not None:
+        rules, why = items
+        lines.append(f"items:  # CHECK: {why}")
+        lines += [f"  {name}: {rule}" for name, rule in rules.items()]
     if extras:
         lines.append("extras:  # columns kept beyond the contract; kinds guessed from the values")
         for entry, _ in extras:

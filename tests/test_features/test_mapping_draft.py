@@ -229,3 +229,43 @@ def test_a_json_export_is_drafted_by_its_dotted_names(tmp_path) -> None:
     assert columns["declared_at"] == "lodgedAt"  # offsets in the values: no zone to add
     assert columns["channel"]["values"] == {"EXPRESS": "express", "POST": "postal"}
     assert columns["description"] == "goods.description"
+
+
+def test_an_export_of_goods_items_gets_an_items_block_that_reads_it_back(
+    contract_history, tmp_path
+) -> None:
+    d = contract_history.head(300)
+    rows = []
+    for k, (_, parcel) in enumerate(d.iterrows()):
+        n_items = k % 3 + 1
+        share = n_items * (n_items + 1) / 2
+        for item in range(n_items):
+            rows.append(
+                {
+                    "Declaration Number": parcel["declaration_id"],
+                    "Date": parcel["declared_at"].strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    "Office": parcel["arrival_office"],
+                    "Channel": parcel["channel"],
+                    "Origin": parcel["origin_country"],
+                    "HS Code": parcel["hs_code"],
+                    "Gross Weight": f"{parcel['gross_weight_kg']:.3f}",  # the parcel's, repeated
+                    # split over the items unequally (1, 2, 3 parts)
+                    "Value": f"{parcel['declared_value'] * (item + 1) / share:.6f}",
+                    "Currency": parcel["currency"],
+                }
+            )
+    source = tmp_path / "items.csv"
+    pd.DataFrame(rows).to_csv(source, index=False)
+    draft = _draft(source)
+    items = yaml.safe_load(draft.text)["items"]
+    assert items == {"declared_value": "sum", "gross_weight_kg": "agree"}
+    assert "ids repeat" in draft.text
+    mapping = tmp_path / "draft.yaml"
+    mapping.write_text(draft.text, encoding="utf-8")
+    out = tmp_path / "out.parquet"
+    ingest_file(source=source, mapping_path=mapping, out=out)
+    got = pd.read_parquet(out).set_index("declaration_id")
+    want = d.set_index("declaration_id").loc[got.index]
+    assert len(got) == 300
+    assert ((got["declared_value"] - want["declared_value"]).abs() < 1e-3).all()
+    assert ((got["gross_weight_kg"] - want["gross_weight_kg"]).abs() < 6e-4).all()

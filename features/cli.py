@@ -241,6 +241,8 @@ def mapping_draft(
     from features.intake.draft import draft_mapping, read_for_draft
     from features.intake.io import atomic_write
     from features.intake.mapping import parse_mapping_text, read_export
+    from features.intake.rules import Limits
+    from features.intake.validation import check_declarations
 
     settings = settings_from(params)
     if out is not None and out.exists():
@@ -255,6 +257,12 @@ def mapping_draft(
             timezone=settings.features.timezone,
         )
         tried = f"the draft reads all {len(read.declarations):,} rows of {source}"
+        gate, _ = check_declarations(
+            read.declarations, read.contract, Limits.from_settings(settings)
+        )
+        if not gate.success:
+            faults = [line for line in gate.render().splitlines() if line.startswith("FAULT")]
+            tried += f", but the gate refuses them: {'; '.join(faults[:3]) or gate.render()}"
     except ParcelriskError as exc:
         tried = f"the draft does not read {source} yet: {exc}"
     if out is None:

@@ -72,6 +72,8 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
     "seller_country": (
         "seller country", "pays vendeur", "pais vendedor", "consignor country",
         "shipper country", "exporter country", "country of dispatch", "dispatch country",
+        "country of export", "export country", "pays expedition", "pais procedencia",
+        "pais de procedencia", "versendungsland",
     ),
     "consignee_id": (
         "consignee", "destinataire", "importer", "importateur", "buyer", "recipient",
@@ -143,9 +145,16 @@ _OUTCOMES = ("inspected", "inspected_at", "illicit", "offence_type", "revenue_re
 
 # Two-valued flags: yes-words and no-words of the languages above (lowercase, no accents).
 _YES = frozenset(TRUE_WORDS | {"o", "oui", "s", "si", "sim", "j", "ja", "x", "pos", "positive",
-                               "positif", "positivo", "hit", "fraud", "illicit", "seized"})  # fmt: skip
+                               "positif", "positivo", "hit", "fraud", "illicit", "seized",
+                               "found", "detected"})  # fmt: skip
 _NO = frozenset({"false", "f", "no", "n", "0", "off", "0.0", "non", "nao", "nein", "neg",
-                 "negative", "negatif", "negativo", "clean", "ok", "-"})  # fmt: skip
+                 "negative", "negatif", "negativo", "clean", "ok", "-", "nil", "none",
+                 "not found", "nothing found"})  # fmt: skip
+
+# UN/ECE Recommendation 19 mode-of-transport codes (ASYCUDA and most customs systems), for a
+# channel column of single digits; 7 (fixed installations), 8 (inland waterway) and 9 (own
+# propulsion) have no contract channel and are left to the person.
+_UN_TRANSPORT_MODES = {"1": "sea", "2": "rail", "3": "road", "4": "air", "5": "postal"}
 
 # Code tables: words that name a contract value (lowercase, no accents).
 _CODE_WORDS: dict[str, dict[str, str]] = {
@@ -453,6 +462,14 @@ def _codes(column: Column, name: str) -> tuple[dict[str, str], list[str], list[s
     for value in allowed:
         initials.setdefault(value[0], []).append(value)
     guessed = []
+    if name == "channel" and column.fit(r"\d") == 1.0:
+        for code in sorted(set(column.values)):
+            if code in _UN_TRANSPORT_MODES:
+                table[code] = _UN_TRANSPORT_MODES[code]
+            else:
+                unread.append(code)
+        checks.append("read as UN/ECE Recommendation 19 transport modes (5 = postal, 4 = air)")
+        return table, unread, checks
     for code in sorted(set(column.values)):
         plain = _plain(code)
         if plain.replace(" ", "_") in allowed:
@@ -517,6 +534,8 @@ def _fits(
     if kind == "datetime":
         return 0.5 if dates is not None and named else 0.0
     if kind == "bool":
+        if name == "inspected" and column.filled < FITS:
+            return 0.0  # every parcel was inspected or not: a column with blanks holds results
         return 0.5 if flags is not None and named else 0.0
     if name in ("quantity", "gross_weight_kg", "declared_value", "revenue_recovered"):
         return 0.5 if number is not None and named else 0.0
@@ -607,9 +626,8 @@ def _propose(name: str, column: Column, timezone: str) -> Proposal:
                 f"codes not read: {', '.join(unread[:8])}: map them in values (ingest refuses "
                 "rows holding them)"
             )
-            spec.setdefault("values", {**table})
-            for code in unread:
-                spec["values"].pop(code, None)
+            if table:
+                spec["values"] = table
     if len(spec) == 1:
         return Proposal(column.name, checks, column.name)
     return Proposal(spec, checks, column.name)
@@ -751,6 +769,16 @@ def draft_mapping(raw: pd.DataFrame, *, timezone: str = "UTC", **reading: Any) -
     for name, column in chosen.items():
         if _name_score(column, name) == 0:
             proposals[name].checks.insert(0, "chosen by its values alone (the name says nothing)")
+    result = chosen.get("illicit")
+    if "inspected" not in proposals and result is not None and result.filled < FITS:
+        # the result is given only for the parcels inspected: they are those with one
+        yes, no = _flag_values(result) or ([], [])
+        given = {code: True for code in [*yes, *no]}
+        proposals["inspected"] = Proposal(
+            {"column": result.name, "values": {**given, "-": False}, "default": "-"},
+            [f"inspected where {result.name} is given ({result.filled:.0%} of the rows)"],
+            result.name,
+        )
     if "inspected" not in proposals and any(n in proposals for n in _OUTCOMES):
         proposals["inspected"] = Proposal(
             {"value": True},
@@ -764,6 +792,8 @@ def draft_mapping(raw: pd.DataFrame, *, timezone: str = "UTC", **reading: Any) -
         for f in FIELDS
         if f.required and f.scope == "declaration" and f.name not in proposals
     ]
+    if "inspected_at" not in proposals and any(n in proposals for n in _OUTCOMES):
+        missing.append("inspected_at")  # the gate wants a result time wherever one was found
     items = _items_block(raw, chosen, proposals)
     taken: set[str] = set()
     extras, extra_lines, ignored = [], [], []
@@ -793,6 +823,10 @@ _TODO_HINTS = {
     "currency": "; if every value is in one currency: {value: EUR}, its ISO 4217 code",
     "channel": "; if every parcel came one way: {value: postal}",
     "arrival_office": "; if the export is one office's: {value: OFFICE_CODE}",
+    "inspected_at": (
+        "; when the results were known: the declaration's date a day later is "
+        '{column: <its date column>, offset: "1 day"}'
+    ),
 }
 
 
@@ -824,7 +858,8 @@ def _render(
     for name in _FIELD_ORDER:
         if name in missing:
             hint = _TODO_HINTS.get(name, "")
-            lines.append(f"  # {name}: TODO (required; no column found{hint})")
+            required = "required" if name != "inspected_at" else "required with results"
+            lines.append(f"  # {name}: TODO ({required}; no column found{hint})")
             continue
         proposal = proposals.get(name)
         if proposal is None:

@@ -186,7 +186,7 @@ def test_the_cli_writes_the_draft_tries_it_and_never_overwrites(spanish_export, 
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stderr[: result.stderr.rindex("}") + 1])
-    assert summary["tried"].startswith("the draft reads all 800 rows")
+    assert summary["tried"] == f"the draft reads all 800 rows of {spanish_export}"
     assert summary["required_not_found"] == []
     assert yaml.safe_load(out.read_text(encoding="utf-8"))["columns"]["hs_code"] == "Codigo NC"
     again = runner.invoke(app, args)
@@ -269,3 +269,31 @@ def test_an_export_of_goods_items_gets_an_items_block_that_reads_it_back(
     assert len(got) == 300
     assert ((got["declared_value"] - want["declared_value"]).abs() < 1e-3).all()
     assert ((got["gross_weight_kg"] - want["gross_weight_kg"]).abs() < 6e-4).all()
+
+
+def test_results_given_for_some_rows_say_which_were_inspected_and_the_gate_is_tried(
+    tmp_path,
+) -> None:
+    source = tmp_path / "export.csv"
+    results = ["FOUND", "NIL", "", "", "NIL", ""]
+    lines = [
+        f"A{i},2026-03-0{i + 1}T10:00:00Z,KEMBA,5,CN,85044000,0.5,12.50,USD,{results[i]}"
+        for i in range(6)
+    ]
+    header = "Declaration Reference,Registration Date,Office,Mode of Transport,Origin,"
+    header += "Commodity Code,Gross Mass,Value,Currency,Inspection Result\n"
+    source.write_text(header + "\n".join(lines) + "\n", encoding="utf-8")
+    draft = _draft(source)
+    columns = yaml.safe_load(draft.text)["columns"]
+    assert columns["illicit"] == {
+        "column": "Inspection Result",
+        "true_values": ["FOUND"],
+        "false_values": ["NIL"],
+    }
+    assert columns["inspected"]["values"] == {"FOUND": True, "NIL": True, "-": False}
+    assert columns["channel"]["values"] == {"5": "postal"}  # UN/ECE Rec. 19
+    assert "inspected_at" in draft.missing and "# inspected_at: TODO" in draft.text
+    result = CliRunner().invoke(app, ["mapping", "draft", str(source)])
+    tried = json.loads(result.stderr[: result.stderr.rindex("}") + 1])["tried"]
+    assert "reads all 6 rows" in tried and "the gate refuses them" in tried
+    assert "inspected_at" in tried

@@ -295,7 +295,10 @@ def profile(raw: pd.DataFrame, sample_rows: int = SAMPLE_ROWS) -> list[Column]:
             typed = "number"
         else:
             typed = "text"
-        text = column.dropna().astype(str).str.strip()
+        present = column.dropna()
+        if typed == "number":  # a spreadsheet's 85044000.0 is the code 85044000
+            present = present.map(lambda v: str(int(v)) if float(v).is_integer() else str(v))
+        text = present.astype(str).str.strip()
         text = text[text != ""]
         filled = len(text) / len(column) if len(column) else 0.0
         distinct = int(text.nunique())
@@ -588,7 +591,8 @@ def _propose(name: str, column: Column, timezone: str) -> Proposal:
         if codes and codes != "alpha2":
             spec["country_codes"] = codes
     elif name == "hs_code":
-        if column.fit(r"\d{5}|\d{7}|\d{9}") > 0:
+        # codes stored as numbers get their zero back by themselves; text says nothing
+        if column.typed == "text" and column.fit(r"\d{5}|\d{7}|\d{9}") > 0:
             checks.append(
                 "some codes have 5, 7 or 9 digits: if the export wrote them as numbers, add "
                 "lost_leading_zero: true"

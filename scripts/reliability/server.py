@@ -209,7 +209,11 @@ class RealServer:
         return total / 2**20
 
     def __enter__(self) -> RealServer:
-        self.start()
+        try:
+            self.start()
+        except BaseException:
+            self.stop()  # a server that never became ready is still running: not left behind
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -858,7 +858,8 @@ def _render(
     for key, value in reading.items():
         if value is not None:
             lines.append(f"{key}: {_flow(value)}")
-    lines.append("columns:")
+    # no field found (a header without rows): an empty mapping, not YAML's null
+    lines.append("columns:" if proposals else "columns: {}  # no field found: map the TODOs")
     for name in _FIELD_ORDER:
         if name in missing:
             hint = _TODO_HINTS.get(name, "")

@@ -297,3 +297,13 @@ def test_results_given_for_some_rows_say_which_were_inspected_and_the_gate_is_tr
     tried = json.loads(result.stderr[: result.stderr.rindex("}") + 1])["tried"]
     assert "reads all 6 rows" in tried and "the gate refuses them" in tried
     assert "inspected_at" in tried
+
+
+def test_a_header_without_rows_drafts_an_empty_mapping_that_parses(tmp_path) -> None:
+    from features.intake.mapping import parse_mapping_text
+
+    source = tmp_path / "export.csv"
+    source.write_text("id,date,hs\n", encoding="utf-8")
+    draft = _draft(source)
+    assert parse_mapping_text(draft.text).columns == {}
+    assert "declaration_id" in draft.missing and "# declaration_id: TODO" in draft.text

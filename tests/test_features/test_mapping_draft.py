@@ -77,6 +77,19 @@ def _draft(path: Path, **kwargs):
     return draft_mapping(raw, **kwargs, **reading)
 
 
+def _ingested_with(
+    draft, source: Path, contract: pd.DataFrame, tmp_path: Path
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``source`` ingested with the draft as written, and the contract rows it should equal,
+    both by declaration id in the ingested order."""
+    mapping = tmp_path / "draft.yaml"
+    mapping.write_text(draft.text, encoding="utf-8")
+    out = tmp_path / "out.parquet"
+    ingest_file(source=source, mapping_path=mapping, out=out)
+    got = pd.read_parquet(out).set_index("declaration_id")
+    return got, contract.set_index("declaration_id").loc[got.index]
+
+
 def test_the_draft_alone_reads_a_foreign_export_back_to_the_contract(
     spanish_export, contract_history, tmp_path
 ) -> None:
@@ -85,12 +98,7 @@ def test_the_draft_alone_reads_a_foreign_export_back_to_the_contract(
     assert draft.mapped["declared_at"] == "Fecha" and draft.mapped["hs_code"] == "Codigo NC"
     assert draft.mapped["seller_country"] == "Pais Vendedor"
     assert draft.mapped["origin_country"] == "Origen"
-    mapping = tmp_path / "draft.yaml"
-    mapping.write_text(draft.text, encoding="utf-8")
-    out = tmp_path / "out.parquet"
-    ingest_file(source=spanish_export, mapping_path=mapping, out=out)
-    got = pd.read_parquet(out).set_index("declaration_id")
-    want = contract_history.set_index("declaration_id").loc[got.index]
+    got, want = _ingested_with(draft, spanish_export, contract_history, tmp_path)
     assert len(got) == len(contract_history)
     assert (got["declared_at"] == want["declared_at"].dt.floor("min")).all()
     for name in ("arrival_office", "channel", "origin_country", "hs_code", "currency"):
@@ -260,12 +268,7 @@ def test_an_export_of_goods_items_gets_an_items_block_that_reads_it_back(
     items = yaml.safe_load(draft.text)["items"]
     assert items == {"declared_value": "sum", "gross_weight_kg": "agree"}
     assert "ids repeat" in draft.text
-    mapping = tmp_path / "draft.yaml"
-    mapping.write_text(draft.text, encoding="utf-8")
-    out = tmp_path / "out.parquet"
-    ingest_file(source=source, mapping_path=mapping, out=out)
-    got = pd.read_parquet(out).set_index("declaration_id")
-    want = d.set_index("declaration_id").loc[got.index]
+    got, want = _ingested_with(draft, source, d, tmp_path)
     assert len(got) == 300
     assert ((got["declared_value"] - want["declared_value"]).abs() < 1e-3).all()
     assert ((got["gross_weight_kg"] - want["gross_weight_kg"]).abs() < 6e-4).all()

@@ -535,7 +535,7 @@ def _fits(
     if name == "currency":
         return 1.0 if currency else 0.0
     if kind == "datetime":
-        return 0.5 if dates is not None and named else 0.0
+        return 0.5 if (dates is not None or _excel_serials(column)) and named else 0.0
     if kind == "bool":
         if name == "inspected" and column.filled < FITS:
             return 0.0  # every parcel was inspected or not: a column with blanks holds results
@@ -568,7 +568,11 @@ def _propose(name: str, column: Column, timezone: str) -> Proposal:
     kind = FIELDS_BY_NAME[name].kind
     spec: dict[str, Any] = {"column": column.name}
     checks: list[str] = []
-    if kind == "datetime":
+    if kind == "datetime" and _date_formats(column) is None and _excel_serials(column):
+        spec["format"] = "excel"
+        spec["timezone"] = timezone
+        checks.append(f"spreadsheet serial days read as dates, local to {timezone}")
+    elif kind == "datetime":
         formats, date_checks = _date_formats(column) or (None, [])
         if formats:
             spec["format"] = formats[0] if len(formats) == 1 else formats
@@ -637,7 +641,22 @@ def _propose(name: str, column: Column, timezone: str) -> Proposal:
     return Proposal(spec, checks, column.name)
 
 
-def _median(column: Column) -> float:
+def _excel_serials(column: Column) -> bool:
+    """Numbers that are a spreadsheet's serial days of the years 1955-2119 (46023.5 is
+    2026-01-01 12:00): asked only of a column whose name says it holds dates."""
+    if _number_style(column) is None or not column.values:
+        return False
+    low, high = _number_range(column)
+    return low >= 20_000 and high <= 80_000
+
+
+def _number_range(column: Column) -> tuple[float, float]:
+    numbers = _numbers(column)
+    return (float(numbers.min()), float(numbers.max())) if len(numbers) else (0.0, 0.0)
+
+
+def _numbers(column: Column) -> pd.Series:
+    """The column's values as numbers, read in its number style (units dropped)."""
     import pandas as pd
 
     decimal, thousands, _ = _number_style(column) or (".", None, [])
@@ -646,7 +665,11 @@ def _median(column: Column) -> float:
         text = text.str.replace(thousands, "", regex=False)
     if decimal != ".":
         text = text.str.replace(decimal, ".", regex=False)
-    numbers = pd.to_numeric(text, errors="coerce").dropna()
+    return pd.to_numeric(text, errors="coerce").dropna()
+
+
+def _median(column: Column) -> float:
+    numbers = _numbers(column)
     return float(numbers.median()) if len(numbers) else 0.0
 
 

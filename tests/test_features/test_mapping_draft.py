@@ -310,3 +310,13 @@ def test_a_header_without_rows_drafts_an_empty_mapping_that_parses(tmp_path) -> 
     draft = _draft(source)
     assert parse_mapping_text(draft.text).columns == {}
     assert "declaration_id" in draft.missing and "# declaration_id: TODO" in draft.text
+
+
+def test_spreadsheet_serial_days_in_a_date_column_are_read_as_such(tmp_path) -> None:
+    source = tmp_path / "export.csv"
+    rows = [f"A{i},{46023 + i / 4:.2f}" for i in range(20)]
+    source.write_text("id,declaration date\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    draft = _draft(source, timezone=ZONE)
+    spec = yaml.safe_load(draft.text)["columns"]["declared_at"]
+    assert spec == {"column": "declaration date", "format": "excel", "timezone": ZONE}
+    assert any("serial days" in c for c in draft.checks["declared_at"])

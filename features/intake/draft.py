@@ -49,17 +49,22 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
     "declaration_id": (
         "declaration id", "declaration number", "declaration", "decl", "num decl", "mrn", "lrn",
         "id", "ref", "reference", "numero", "number", "no", "nr", "dua", "dau", "dam",
-        "anmeldung", "declaracao", "declaracion", "dichiarazione", "aangifte",
+        "anmeldung", "declaracao", "declaracion", "dichiarazione", "aangifte", "registriernummer",
+        "anmeldungsnummer", "bezugsnummer", "numero dichiarazione", "numero declaracion",
     ),
     "declared_at": (
         "declared at", "declaration date", "date", "datetime", "lodged", "lodgement", "depot",
         "date depot", "fecha", "data", "datum", "registered", "registration date", "submitted",
+        "annahmedatum", "anmeldedatum", "fecha aceptacion", "data registro", "data accettazione",
+        "acceptance date", "date acceptation",
     ),
     "arrival_office": (
         "office", "customs office", "bureau", "bureau douane", "oficina", "aduana", "alfandega",
         "unidade", "zollstelle", "zollamt", "dogana", "kantoor", "port", "entry point",
     ),
-    "channel": ("channel", "mode", "transport mode", "canal", "modo", "modal", "kanal", "via"),
+    "channel": ("channel", "mode", "transport mode", "mode of transport", "canal", "modo", "modal",
+                "kanal", "via", "verkehrszweig", "mode transport", "modo transporte",
+                "modo de transporte", "modalita trasporto"),
     "operator_id": (
         "operator", "carrier", "transporteur", "courier", "express operator", "postal operator",
         "operador", "transportista", "transportadora", "spediteur", "vettore", "vervoerder",
@@ -67,7 +72,8 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
     "platform_id": ("platform", "plateforme", "plataforma", "marketplace", "plattform", "site"),
     "seller_id": (
         "seller", "vendeur", "vendedor", "consignor", "shipper", "exporter", "expediteur",
-        "exportador", "remetente", "verkaufer", "absender", "venditore", "supplier", "merchant",
+        "exportador", "remetente", "verkaufer", "absender", "versender", "venditore", "supplier",
+        "merchant", "mittente", "speditore",
     ),
     "seller_country": (
         "seller country", "pays vendeur", "pais vendedor", "consignor country",
@@ -83,7 +89,7 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
                          "departement", "region dest", "bundesland", "estado", "uf"),
     "origin_country": (
         "origin", "origine", "origen", "origem", "ursprung", "ursprungsland", "country of origin",
-        "pays origine", "pais origen", "coo",
+        "pays origine", "pais origen", "coo", "paese origine", "pais de origem",
     ),
     "hs_code": (
         "hs", "hs code", "hscode", "sh", "code sh", "ncm", "cn", "taric", "tariff", "tarif",
@@ -101,11 +107,14 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
     ),
     "gross_weight_kg": (
         "weight", "gross weight", "net weight", "poids", "poids brut", "peso", "peso bruto",
-        "gewicht", "rohmasse", "kg", "mass", "masse", "gewicht kg",
+        "gewicht", "rohmasse", "eigenmasse", "kg", "mass", "gross mass", "masse", "gewicht kg",
+        "peso lordo", "poids net", "peso neto", "peso liquido",
     ),
     "declared_value": (
         "value", "declared value", "valeur", "valor", "wert", "amount", "price", "prix",
         "montant", "precio", "preco", "invoice value", "customs value", "valore", "waarde",
+        "rechnungsbetrag", "betrag", "zollwert", "warenwert", "statistical value",
+        "valeur en douane", "valor aduana", "valor aduaneiro", "valore doganale",
     ),
     "currency": ("currency", "devise", "moneda", "moeda", "wahrung", "ccy", "cur", "valuta",
                  "divisa", "monnaie"),
@@ -116,6 +125,7 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
     "inspected": (
         "inspected", "inspection", "controle", "control", "controlled", "checked", "kontrolle",
         "controlado", "inspecao", "inspeccion", "examined", "verified", "physical control",
+        "beschau", "beschaut", "verifica", "controllo",
     ),
     "inspected_at": (
         "inspected at", "inspection date", "date controle", "control date", "fecha control",

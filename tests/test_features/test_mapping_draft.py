@@ -320,3 +320,29 @@ def test_spreadsheet_serial_days_in_a_date_column_are_read_as_such(tmp_path) -> 
     spec = yaml.safe_load(draft.text)["columns"]["declared_at"]
     assert spec == {"column": "declaration date", "format": "excel", "timezone": ZONE}
     assert any("serial days" in c for c in draft.checks["declared_at"])
+
+
+def test_a_german_export_is_drafted_whole(tmp_path) -> None:
+    source = tmp_path / "zoll.csv"
+    header = (
+        "Registriernummer;Annahmedatum;Zollstelle;Verkehrszweig;Ursprungsland;Warennummer;"
+        "Rohmasse;Rechnungsbetrag;Währung;Warenbezeichnung;Empfänger;Versender\n"
+    )
+    rows = [
+        f"26DE{100000 + i};{i % 28 + 1:02d}.03.2026 {i % 24:02d}:15;DE00485{i % 2};{3 + i % 3};"
+        f"{['CN', 'US', 'TR'][i % 3]};{['8504 40 00', '6109 10 00'][i % 2]};{i % 9},{i % 7}5;"
+        f"{i % 3}.{100 + i:03d},{i % 10}0;{['USD', 'EUR'][i % 2]};Spielzeug {i % 4};E{i % 17:04d};"
+        f"V{i % 5:03d}"
+        for i in range(40)
+    ]
+    source.write_text(header + "\n".join(rows) + "\n", encoding="utf-8")
+    draft = _draft(source)
+    assert draft.missing == []
+    columns = yaml.safe_load(draft.text)["columns"]
+    assert columns["declared_value"] == {
+        "column": "Rechnungsbetrag",
+        "decimal": ",",
+        "thousands": ".",
+    }
+    assert columns["channel"]["values"] == {"3": "road", "4": "air", "5": "postal"}
+    assert draft.mapped["seller_id"] == "Versender" and draft.mapped["hs_code"] == "Warennummer"

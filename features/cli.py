@@ -228,6 +228,12 @@ def mapping_draft(
     out: Path | None = typer.Option(
         None, "--out", help="Write the draft here (refused if it exists); default: stdout."
     ),
+    results: bool = typer.Option(
+        False,
+        "--results",
+        help="A file of inspection results (for `outcomes ingest --mapping`): the declaration "
+        "id and outcome fields only.",
+    ),
     params: Path | None = params_option(
         "section features: the time zone local times are proposed in"
     ),
@@ -238,33 +244,23 @@ def mapping_draft(
     refuses the draft until it is mapped). The summary goes to stderr.
     """
     from features.errors import ParcelriskError
-    from features.intake.draft import draft_mapping, read_for_draft
+    from features.intake.draft import draft_mapping, read_for_draft, try_draft
     from features.intake.io import atomic_write
-    from features.intake.mapping import parse_mapping_text, read_export
     from features.intake.rules import Limits
-    from features.intake.validation import check_declarations
 
     settings = settings_from(params)
     if out is not None and out.exists():
         raise ParcelriskError(f"{out} exists: give another --out (a draft never overwrites)")
     raw, reading = read_for_draft(source)
-    draft = draft_mapping(raw, timezone=settings.features.timezone, **reading)
-    try:
-        read = read_export(
-            source,
-            parse_mapping_text(draft.text, origin="the draft"),
-            eur_rates=settings.features.fx,
-            timezone=settings.features.timezone,
-        )
-        tried = f"the draft reads all {len(read.declarations):,} rows of {source}"
-        gate, _ = check_declarations(
-            read.declarations, read.contract, Limits.from_settings(settings)
-        )
-        if not gate.success:
-            faults = [line for line in gate.render().splitlines() if line.startswith("FAULT")]
-            tried += f", but the gate refuses them: {'; '.join(faults[:3]) or gate.render()}"
-    except ParcelriskError as exc:
-        tried = f"the draft does not read {source} yet: {exc}"
+    draft = draft_mapping(raw, timezone=settings.features.timezone, results=results, **reading)
+    tried = try_draft(
+        source,
+        raw,
+        draft,
+        fx_to_base=settings.features.fx,
+        timezone=settings.features.timezone,
+        limits=Limits.from_settings(settings),
+    )
     if out is None:
         typer.echo(draft.text, nl=False)
     else:

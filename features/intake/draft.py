@@ -269,6 +269,7 @@ class Draft:
     """A drafted mapping: its YAML text, and what it maps, guesses and could not find."""
 
     text: str
+    results: bool  # a results mapping (``outcomes ingest``), not a declarations one
     mapped: dict[str, str]  # field -> source column (or "constant")
     checks: dict[str, list[str]]  # field (or extra) -> what to check
     missing: list[str]  # required fields not found
@@ -502,8 +503,10 @@ def _codes(column: Column, name: str) -> tuple[dict[str, str], list[str], list[s
 # --- the draft ---------------------------------------------------------------------------------
 
 
-def _candidates(columns: list[Column]) -> list[tuple[float, str, Column]]:
-    """(score, field, column) for every pair whose values fit the field."""
+def _candidates(
+    columns: list[Column], fields: list[str] = _FIELD_ORDER
+) -> list[tuple[float, str, Column]]:
+    """(score, field, column) for every pair whose values fit one of ``fields``."""
     out = []
     for column in columns:
         if column.filled == 0:
@@ -514,7 +517,7 @@ def _candidates(columns: list[Column]) -> list[tuple[float, str, Column]]:
         country = _country_codes(column)
         currency = _is_currency(column)
         hs = _hs_fit(column)
-        for name in _FIELD_ORDER:
+        for name in fields:
             named = _name_score(column, name)
             fits = _fits(name, column, dates, number, flags, country, currency, hs, named)
             if fits > 0:
@@ -770,15 +773,19 @@ def _items_block(
     return rules, why
 
 
-def _fallbacks(columns: list[Column], chosen: dict[str, Column], used: set[str]) -> None:
-    """Required fields no name pointed to, where the values alone can say: the only column of
-    dates left is when declarations were lodged; the first column with a different value on
-    every row is the declaration id (exports put it first)."""
+def _fallbacks(
+    columns: list[Column], chosen: dict[str, Column], used: set[str], results: bool
+) -> None:
+    """Required fields no name pointed to, where the values alone can say: the first column of
+    dates left is when declarations were lodged (in a results file, when results were); the
+    first column with a different value on every row is the declaration id (exports put it
+    first; in a results file the id may repeat only if the file is by goods item)."""
     free = [c for c in columns if c.name not in used and c.filled > 0]
-    if "declared_at" not in chosen:
+    when = "inspected_at" if results else "declared_at"
+    if when not in chosen:
         dates = [c for c in free if c.typed == "datetime" or _date_formats(c) is not None]
         if dates:
-            chosen["declared_at"] = dates[0]
+            chosen[when] = dates[0]
             used.add(dates[0].name)
     if "declaration_id" not in chosen:
         for column in free:
@@ -790,18 +797,23 @@ def _fallbacks(columns: list[Column], chosen: dict[str, Column], used: set[str])
                 break
 
 
-def draft_mapping(raw: pd.DataFrame, *, timezone: str = "UTC", **reading: Any) -> Draft:
+def draft_mapping(
+    raw: pd.DataFrame, *, timezone: str = "UTC", results: bool = False, **reading: Any
+) -> Draft:
     """Propose a mapping for ``raw`` (an export as read, cells as text where the source has no
-    types). ``reading``: top-level mapping keys of how it was read (delimiter, encoding)."""
+    types). ``results``: a file of inspection results (``outcomes ingest``): the declaration id
+    and outcome fields only, no extras. ``reading``: top-level mapping keys of how it was read
+    (delimiter, encoding)."""
     columns = profile(raw)
+    fields = ["declaration_id", *_OUTCOMES] if results else _FIELD_ORDER
     chosen: dict[str, Column] = {}
     used: set[str] = set()
-    for _, name, column in _candidates(columns):
+    for _, name, column in _candidates(columns, fields):
         if name in chosen or column.name in used:
             continue
         chosen[name] = column
         used.add(column.name)
-    _fallbacks(columns, chosen, used)
+    _fallbacks(columns, chosen, used, results)
     proposals = {name: _propose(name, column, timezone) for name, column in chosen.items()}
     for name, column in chosen.items():
         if _name_score(column, name) == 0:
@@ -816,7 +828,7 @@ def draft_mapping(raw: pd.DataFrame, *, timezone: str = "UTC", **reading: Any) -
             [f"inspected where {result.name} is given ({result.filled:.0%} of the rows)"],
             result.name,
         )
-    if "inspected" not in proposals and any(n in proposals for n in _OUTCOMES):
+    if not results and "inspected" not in proposals and any(n in proposals for n in _OUTCOMES):
         proposals["inspected"] = Proposal(
             {"value": True},
             [
@@ -824,29 +836,36 @@ def draft_mapping(raw: pd.DataFrame, *, timezone: str = "UTC", **reading: Any) -
                 "(right for a census of results; else map the column that says it)"
             ],
         )
-    missing = [
-        f.name
-        for f in FIELDS
-        if f.required and f.scope == "declaration" and f.name not in proposals
-    ]
-    if "inspected_at" not in proposals and any(n in proposals for n in _OUTCOMES):
-        missing.append("inspected_at")  # the gate wants a result time wherever one was found
+    if results:  # what a result must carry (serving.outcomes.REQUIRED_FIELDS)
+        required = ["declaration_id", "inspected_at", "illicit"]
+        missing = [name for name in required if name not in proposals]
+    else:
+        missing = [
+            f.name
+            for f in FIELDS
+            if f.required and f.scope == "declaration" and f.name not in proposals
+        ]
+        if "inspected_at" not in proposals and any(n in proposals for n in _OUTCOMES):
+            missing.append("inspected_at")  # the gate wants a result time where inspected
     items = _items_block(raw, chosen, proposals)
     taken: set[str] = set()
     extras, extra_lines, ignored = [], [], []
     for position, column in enumerate(columns, start=1):
         if column.name in used:
             continue
-        entry = _extra(column, position, taken)
+        entry = None if results else _extra(column, position, taken)  # results carry none
         if entry is None:
             # the name as YAML writes it: a name holding a line break stays inside the comment
-            ignored.append(f"{_flow(column.name)} ({_why_ignored(column)})")
+            why = "a results mapping keeps none" if results else _why_ignored(column)
+            ignored.append(f"{_flow(column.name)} ({why})")
             continue
         extras.append(column.name)
         extra_lines.append(entry)
-    text = _render(proposals, missing, extra_lines, ignored, reading, items)
+    command = "parcelrisk outcomes ingest FILE --mapping" if results else "parcelrisk ingest"
+    text = _render(proposals, missing, extra_lines, ignored, reading, items, command)
     return Draft(
         text=text,
+        results=results,
         mapped={n: p.source or "constant" for n, p in proposals.items()},
         checks={n: p.checks for n, p in proposals.items() if p.checks},
         missing=missing,
@@ -883,10 +902,11 @@ def _render(
     ignored: list[str],
     reading: dict[str, Any],
     items: tuple[dict[str, str], str] | None = None,
+    command: str = "parcelrisk ingest",
 ) -> str:
     lines = [
         "# Drafted by `parcelrisk mapping draft`: check every line marked CHECK, map every TODO,",
-        "# then run `parcelrisk ingest`. Nothing here is final until a person has read it.",
+        f"# then run `{command}`. Nothing here is final until a person has read it.",
     ]
     for key, value in reading.items():
         if value is not None:
@@ -942,3 +962,36 @@ def read_for_draft(path: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     if is_csv(path):
         reading["delimiter"] = sniff_delimiter(path, reading.get("encoding", "utf-8"))
     return raw, reading
+
+
+def try_draft(
+    source: Path,
+    raw: pd.DataFrame,
+    draft: Draft,
+    *,
+    fx_to_base: dict[str, float] | None = None,
+    timezone: str | None = None,
+    limits: Any = None,
+) -> str:
+    """One line on how the draft reads ``source``: every row, and the gate's verdict on them
+    (a results draft: every result converted; the store checks results when they are stored);
+    or the first problem, as ``ingest`` would say it."""
+    from features.errors import ParcelriskError
+    from features.intake.mapping import map_outcomes, parse_mapping_text, read_export
+    from features.intake.validation import check_declarations
+
+    try:
+        mapping = parse_mapping_text(draft.text, origin="the draft")
+        if draft.results:
+            mapped, _ = map_outcomes(raw, mapping, fx_to_base)
+            return f"the draft reads all {len(mapped):,} results of {source}"
+        read = read_export(source, mapping, eur_rates=fx_to_base, timezone=timezone)
+    except ParcelriskError as exc:
+        return f"the draft does not read {source} yet: {exc}"
+    tried = f"the draft reads all {len(read.declarations):,} rows of {source}"
+    if limits is not None:
+        gate, _ = check_declarations(read.declarations, read.contract, limits)
+        if not gate.success:
+            faults = [line for line in gate.render().splitlines() if line.startswith("FAULT")]
+            tried += f", but the gate refuses them: {'; '.join(faults[:3]) or gate.render()}"
+    return tried

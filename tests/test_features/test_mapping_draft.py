@@ -346,3 +346,30 @@ def test_a_german_export_is_drafted_whole(tmp_path) -> None:
     }
     assert columns["channel"]["values"] == {"3": "road", "4": "air", "5": "postal"}
     assert draft.mapped["seller_id"] == "Versender" and draft.mapped["hs_code"] == "Warennummer"
+
+
+def test_a_results_file_is_drafted_for_outcomes_ingest(tmp_path) -> None:
+    source = tmp_path / "resultats.csv"
+    source.write_text(
+        "NUM_DECL;DATE_CONTROLE;RESULTAT;INFRACTION;DROITS_RECUP;AGENT\n"
+        "FR1;29/03/2026 10:47;POS;SOUS_EVAL;9,27;a1\n"
+        "FR2;29/03/2026 11:00;NEG;;;a2\n"
+        "FR3;30/03/2026 09:12;POS;CONTREFACON;41,50;a1\n",
+        encoding="utf-8",
+    )
+    result = CliRunner().invoke(app, ["mapping", "draft", str(source), "--results"])
+    assert result.exit_code == 0, result.output
+    text = result.stdout
+    assert "then run `parcelrisk outcomes ingest FILE --mapping`" in text
+    columns = yaml.safe_load(text)["columns"]
+    assert set(columns) == {
+        "declaration_id",
+        "inspected_at",
+        "illicit",
+        "offence_type",
+        "revenue_recovered",
+    }
+    assert "extras" not in yaml.safe_load(text)
+    summary = json.loads(result.stderr[: result.stderr.rindex("}") + 1])
+    assert summary["tried"] == f"the draft reads all 3 results of {source}"
+    assert summary["required_not_found"] == []

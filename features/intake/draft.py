@@ -248,11 +248,13 @@ class Column:
     memo: dict[str, Any] = field(default_factory=dict, repr=False)  # readings, computed once
 
     def fit(self, pattern: str) -> float:
-        """Share of the values matching ``pattern`` whole."""
-        if not self.values:
-            return 0.0
-        rx = re.compile(pattern)
-        return sum(bool(rx.fullmatch(v)) for v in self.values) / len(self.values)
+        """Share of the values matching ``pattern`` whole (each pattern asked once)."""
+        key = f"fit:{pattern}"
+        if key not in self.memo:
+            rx = re.compile(pattern)
+            hits = sum(bool(rx.fullmatch(v)) for v in self.values)
+            self.memo[key] = hits / len(self.values) if self.values else 0.0
+        return self.memo[key]
 
 
 @dataclass
@@ -328,8 +330,9 @@ def profile(raw: pd.DataFrame, sample_rows: int = SAMPLE_ROWS) -> list[Column]:
 
 
 def _name_score(column: Column, name: str) -> float:
-    """How well a column's name says ``name``: 1 as a whole, 0.8 as its words, 0.5 as one word
-    of several (``seller`` in ``seller country``), 0 otherwise."""
+    """How well a column's name says ``name``: 1 when the whole name is a synonym, 0.8 when a
+    synonym of several words is in it, 0.6 when a one-word synonym is one of its words
+    (``seller`` in ``seller country``), 0 otherwise."""
     words = column.words
     best = 0.0
     for synonym in SYNONYMS.get(name, ()):

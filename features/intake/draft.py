@@ -776,6 +776,24 @@ def _items_block(
     return rules, why
 
 
+def _outcomes_on_every_row(
+    raw: pd.DataFrame, chosen: dict[str, Column], proposals: dict[str, Proposal]
+) -> bool:
+    """Whether the export writes a result on parcels it says were not inspected (ASYCUDA
+    writes illicit 0 on every green parcel): then ``outcomes_only_if_inspected`` reads those
+    cells as empty, or the gate refuses every such row."""
+    inspected, illicit = chosen.get("inspected"), chosen.get("illicit")
+    if inspected is None or illicit is None or inspected.name == illicit.name:
+        return False
+    spec = proposals["inspected"].spec
+    no = set(spec.get("false_values", [])) if isinstance(spec, dict) else set()
+    if not no:
+        return False
+    not_inspected = raw[inspected.name].astype("string").str.strip().isin(no)
+    result = raw.loc[not_inspected, illicit.name].astype("string").str.strip()
+    return bool((result.notna() & (result != "")).any())
+
+
 def _fallbacks(
     columns: list[Column], chosen: dict[str, Column], used: set[str], results: bool
 ) -> None:
@@ -851,6 +869,8 @@ def draft_mapping(
         if "inspected_at" not in proposals and any(n in proposals for n in _OUTCOMES):
             missing.append("inspected_at")  # the gate wants a result time where inspected
     items = _items_block(raw, chosen, proposals)
+    if _outcomes_on_every_row(raw, chosen, proposals):
+        reading = {**reading, "outcomes_only_if_inspected": True}
     taken: set[str] = set()
     extras, extra_lines, ignored = [], [], []
     for position, column in enumerate(columns, start=1):
@@ -912,7 +932,12 @@ def _render(
         f"# then run `{command}`. Nothing here is final until a person has read it.",
     ]
     for key, value in reading.items():
-        if value is not None:
+        if key == "outcomes_only_if_inspected":
+            lines.append(
+                f"{key}: true  # CHECK: results are written on parcels not inspected too; "
+                "they are read as empty there"
+            )
+        elif value is not None:
             lines.append(f"{key}: {_flow(value)}")
     # no field found (a header without rows): an empty mapping, not YAML's null
     lines.append("columns:" if proposals else "columns: {}  # no field found: map the TODOs")

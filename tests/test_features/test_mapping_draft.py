@@ -373,3 +373,20 @@ def test_a_results_file_is_drafted_for_outcomes_ingest(tmp_path) -> None:
     summary = json.loads(result.stderr[: result.stderr.rindex("}") + 1])
     assert summary["tried"] == f"the draft reads all 3 results of {source}"
     assert summary["required_not_found"] == []
+
+
+def test_results_written_on_every_row_are_read_only_where_inspected(tmp_path) -> None:
+    source = tmp_path / "export.csv"
+    rows = [
+        f"A{i},2026-03-0{i % 9 + 1}T10:00:00Z,KEMBA,postal,CN,85044000,0.5,12.5,USD,"
+        f"{'Y' if i % 3 == 0 else 'N'},2026-03-1{i % 9}T10:00:00Z,{1 if i % 6 == 0 else 0}"
+        for i in range(30)
+    ]
+    header = "id,date,office,channel,origin,hs code,weight,value,currency,inspected,"
+    header += "inspection date,illicit\n"
+    source.write_text(header + "\n".join(rows) + "\n", encoding="utf-8")
+    draft = _draft(source)
+    assert yaml.safe_load(draft.text)["outcomes_only_if_inspected"] is True
+    ids = pd.DataFrame({"declaration_id": [f"A{i}" for i in range(30)]})
+    got, _ = _ingested_with(draft, source, ids, tmp_path)
+    assert got["illicit"].isna().sum() == 20  # the 20 parcels not inspected hold no result

@@ -35,9 +35,23 @@ UNDELIVERED = bentoml.metrics.Counter(
     documentation="Decisions recorded whose answer was not sent (request timed out or cancelled).",
 )
 
+# The live entity state grows with every declaration scored (by any worker: each catches up on
+# the others') until a new champion's snapshot takes them in or they fold after the longest
+# window: about 0.55 KB each per worker (docs/RELIABILITY.md). One value per worker process.
+LIVE_DECLARATIONS = bentoml.metrics.Gauge(
+    name="parcelrisk_live_declarations",
+    documentation="Declarations this worker's live entity state holds beyond its snapshot "
+    "(as of the last batch's catch-up, which appends the batch before it).",
+    multiprocess_mode="liveall",
+)
 
-def observe_batch(seconds: float, lanes: np.ndarray, exploration: np.ndarray) -> None:
-    """Count one scored and recorded batch: its time, its size, its decisions by lane."""
+
+def observe_batch(
+    seconds: float, lanes: np.ndarray, exploration: np.ndarray, live_declarations: int
+) -> None:
+    """Count one scored and recorded batch: its time, its size, its decisions by lane, and
+    what the live state holds after it."""
+    LIVE_DECLARATIONS.set(live_declarations)
     SCORING_SECONDS.labels(endpoint="score").observe(seconds)
     BATCH_ROWS.observe(len(lanes))
     keys, counts = np.unique(

@@ -350,7 +350,12 @@ class ParcelRiskService:
             # into the live entity state before the next batch (a declaration another worker
             # decided meanwhile enters once: its stored row is skipped as this worker's own)
             runtime.recorded(batch, records)
-            observe_batch(time.perf_counter() - started, batch.lanes, batch.exploration)
+            observe_batch(
+                time.perf_counter() - started,
+                batch.lanes,
+                batch.exploration,
+                len(runtime.live) if runtime.live is not None else 0,
+            )
             if taken:
                 items = first_decisions(items, records, taken)
         return items

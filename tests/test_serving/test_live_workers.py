@@ -201,6 +201,17 @@ def _decisions_by_process(prometheus_dir: Path) -> dict[int, float]:
     return out
 
 
+def _live_declarations_by_process(prometheus_dir: Path) -> dict[int, float]:
+    """parcelrisk_live_declarations per process id (serving.metrics.LIVE_DECLARATIONS)."""
+    out = {}
+    for path in prometheus_dir.glob("gauge_liveall_*.db"):
+        samples = MmapedDict.read_all_values_from_file(str(path))
+        for key, value, *_ in samples:
+            if json.loads(key)[1] == "parcelrisk_live_declarations":
+                out[int(path.stem.removeprefix("gauge_liveall_"))] = value
+    return out
+
+
 def _stored_features(audit_db: Path, decision_ids: list[str], names: list[str]) -> pd.DataFrame:
     """The model input stored with each decision, one row per decision (``names`` order)."""
     store = SqliteDecisionStore(audit_db)
@@ -282,6 +293,10 @@ def test_replayed_days_through_both_workers_store_the_batch_features(
     workers = {int(p.name.removeprefix("worker-")) for p in two_workers.model_dir.glob("worker-*")}
     assert len(served) == 2 and set(served) <= workers, (served, workers)
     assert sum(served.values()) == len(new)
+    # each worker's live state holds both workers' declarations (but the last few batches,
+    # taken in at its next catch-up), and says so on /metrics
+    live = _live_declarations_by_process(two_workers.prometheus_dir)
+    assert all(live.get(pid, 0) >= len(new) // 2 for pid in served), (live, len(new))
 
     # batch: the history as known at the cutoff plus the replayed days, the champion's categories
     # with the settings the champion's features were built with (params.yaml's, watchlist too)

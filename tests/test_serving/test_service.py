@@ -228,6 +228,7 @@ def test_lane_counter_in_metrics(client) -> None:
     text = client.get("/metrics", headers=auth()).text
     assert "parcelrisk_decisions_total" in text and 'lane="green"' in text
     assert "parcelrisk_scoring_seconds" in text
+    assert "parcelrisk_live_declarations" in text  # 0 here: the stub runtime has no live state
 
 
 def test_exploration_is_reproducible_across_requests(client) -> None:

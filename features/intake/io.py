@@ -259,12 +259,12 @@ def refuse_cut_last_row(path: Path, encoding: str, sep: str) -> None:
             "break after it: the file looks cut short (an interrupted copy or export); export "
             "it again (if the row is complete as written, end the file with a line break)"
         )
-    # every column there: a cut inside the last value cannot be told from a whole one
+    # every column there: a cut inside the last value cannot be told from a whole one (the
+    # value is not quoted: the last column may hold a personal identifier)
     logger.warning(
         "%s does not end with a line break: if it was cut short, the last row's last value "
-        "(%r) is incomplete",
+        "is incomplete (check it against the source)",
         path,
-        next(csv.reader([last], delimiter=sep), [""])[-1][:40],
     )
 
 

@@ -6,6 +6,7 @@ before, and the threshold, once set, stays for the process.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -47,9 +48,14 @@ pytestmark = pytest.mark.skipif(
 
 
 def _held_and_left_mb(setup: str) -> tuple[int, int]:
+    # glibc reads its malloc settings from the environment at start, and any of them turns
+    # the threshold's raising off as the fix does: a Dask LocalCluster started by an earlier
+    # test leaves MALLOC_TRIM_THRESHOLD_ in os.environ (distributed's pre-spawn-environ)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MALLOC_", "GLIBC_TUNABLES"))}
     out = subprocess.run(
         [sys.executable, "-c", FRAGMENT.format(setup=setup)],
         cwd=ROOT,
+        env=env,
         capture_output=True,
         text=True,
         timeout=120,

@@ -3,10 +3,12 @@
 The French-style example export (data/examples/foreign_declarations.csv, its mapping) is
 replicated to ``--rows`` rows with unique ids and ingested three ways: one file; the same rows
 as four quarterly files (a series); and as an item-level export (three goods items per
-declaration, the mapping's ``items:`` block collapsing them). Each ingest is its own process.
+declaration, the mapping's ``items:`` block collapsing them). Then `parcelrisk mapping draft`
+drafts a mapping for the one file and tries it (ingest's reader and the gate). Each command is
+its own process.
 
-Prints JSON: wall seconds, peak resident memory of the ingest process, rows per second, and
-the rows written.
+Prints JSON: wall seconds, peak resident memory of the process, rows per second, the rows
+written (for the draft: the required fields it did not find, and its try's verdict).
 """
 
 from __future__ import annotations
@@ -58,28 +60,48 @@ def _exports(rows: int, work: Path) -> None:
     items.to_csv(item_file, sep=";", index=False)
 
 
-def _ingest(sources: list[Path], mapping: Path, out: Path) -> dict:
-    """One `parcelrisk ingest` process: its wall time and its own peak memory (``os.wait4``)."""
-    command = [sys.executable, "-m", "serving.main", "ingest", *map(str, sources)]
-    command += ["--mapping", str(mapping), "--out", str(out)]
+def _run(*args: str) -> tuple[str, str, float, int]:
+    """One `parcelrisk` process: its stdout, stderr, wall seconds and own peak memory in MB
+    (``os.wait4``)."""
+    command = [sys.executable, "-m", "serving.main", *args]
     with tempfile.TemporaryFile("w+") as stdout, tempfile.TemporaryFile("w+") as stderr:
         started = time.perf_counter()
         process = subprocess.Popen(command, stdout=stdout, stderr=stderr, cwd=ROOT)
         _, status, usage = os.wait4(process.pid, 0)
         seconds = time.perf_counter() - started
-        process.returncode = os.waitstatus_to_exitcode(status)
         stdout.seek(0)
         stderr.seek(0)
-        if process.returncode != 0:
-            raise SystemExit(f"ingest failed: {stderr.read()[-2000:]}")
-        summary = json.loads(stdout.read())
+        out, err = stdout.read(), stderr.read()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{args[0]} failed: {err[-2000:]}")
+    return out, err, seconds, round(usage.ru_maxrss / 1024)
+
+
+def _draft(source: Path) -> dict:
+    """`parcelrisk mapping draft` of one export, its try included."""
+    _, err, seconds, peak = _run("mapping", "draft", str(source))
+    summary = json.loads(err[err.index('{\n "mapped"') : err.rindex("}") + 1])
+    return {
+        "seconds": round(seconds, 2),
+        "peak_rss_mb": peak,
+        "required_not_found": summary["required_not_found"],
+        "tried": summary["tried"].replace(str(source), source.name),
+    }
+
+
+def _ingest(sources: list[Path], mapping: Path, out: Path) -> dict:
+    """One `parcelrisk ingest` process: its wall time and its own peak memory."""
+    stdout, _, seconds, peak = _run(
+        "ingest", *map(str, sources), "--mapping", str(mapping), "--out", str(out)
+    )
+    summary = json.loads(stdout)
     read = 0
     for source in sources:
         with open(source, encoding="utf-8") as fh:
             read += sum(1 for _ in fh) - 1  # the header
     return {
         "seconds": round(seconds, 2),
-        "peak_rss_mb": round(usage.ru_maxrss / 1024),
+        "peak_rss_mb": peak,
         "rows_read": read,
         "rows_read_per_s": round(read / seconds),
         "rows_written": summary["rows"],
@@ -116,6 +138,7 @@ def main() -> None:
         for name, sources in exports.items():
             mapping = item_mapping if name == "items" else MAPPING
             results[name] = _ingest(sources, mapping, work / f"{name}.parquet")
+        results["draft_one_file"] = _draft(work / "all.csv")
     print(json.dumps({"benchmark": "ingest", "rows": args.rows, **results}, indent=1))
 
 

@@ -208,6 +208,14 @@ _CODE_WORDS: dict[str, dict[str, str]] = {
     },
 }  # fmt: skip
 
+# Words naming a party (a trader, an agent) in an extra column's name: an entity extra, which
+# gets history features as sellers do.
+_PARTY_WORDS = frozenset({
+    "id", "tin", "eori", "broker", "declarant", "transitaire", "agent", "forwarder",
+    "spediteur", "courier", "importer", "exporter", "supplier", "agente", "despachante",
+    "commissionnaire", "anmelder", "vertreter", "transportista", "transitario",
+})  # fmt: skip
+
 # Weight units written in the cell, to kilograms.
 _WEIGHT_UNITS = {"g": 0.001, "gr": 0.001, "grs": 0.001, "gram": 0.001, "grams": 0.001,
                  "kg": 1.0, "kgs": 1.0, "kilo": 1.0, "kilos": 1.0, "lb": 0.45359237,
@@ -713,7 +721,10 @@ def _extra(column: Column, position: int, taken: set[str]) -> tuple[dict, str] |
         if number[1]:
             entry["thousands"] = number[1]
         return entry, "numeric"
-    if column.distinct <= 50:
+    # a party named as such is an entity whatever its count in the sample (a broker's record
+    # of results is the signal, not its code): 40 brokers are not 40 categories
+    party = bool(set(column.words.split()) & _PARTY_WORDS)
+    if column.distinct <= 50 and not party:
         return {"column": column.name, "name": name, "kind": "categorical"}, "categorical"
     return {"column": column.name, "name": name, "kind": "entity"}, "entity"
 

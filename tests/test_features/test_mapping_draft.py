@@ -390,3 +390,11 @@ def test_results_written_on_every_row_are_read_only_where_inspected(tmp_path) ->
     ids = pd.DataFrame({"declaration_id": [f"A{i}" for i in range(30)]})
     got, _ = _ingested_with(draft, source, ids, tmp_path)
     assert got["illicit"].isna().sum() == 20  # the 20 parcels not inspected hold no result
+
+
+def test_an_extra_named_for_a_party_is_an_entity_however_few_its_values(tmp_path) -> None:
+    source = tmp_path / "export.csv"
+    rows = [f"A{i},{['B1', 'B2', 'B3'][i % 3]},{['DDP', 'DAP'][i % 2]}" for i in range(30)]
+    source.write_text("id,broker,incoterm\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    kinds = {e["column"]: e["kind"] for e in yaml.safe_load(_draft(source).text)["extras"]}
+    assert kinds == {"broker": "entity", "incoterm": "categorical"}

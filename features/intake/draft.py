@@ -787,6 +787,50 @@ def _items_block(
     return rules, why
 
 
+_TIME_WORDS = frozenset({"time", "heure", "hora", "zeit", "uhrzeit", "ora", "tijd", "hour", "hh"})
+_RESULT_WORDS = frozenset({"control", "controle", "inspection", "result", "resultat", "kontrolle"})
+
+
+def _join_times_of_day(
+    columns: list[Column], proposals: dict[str, Proposal], used: set[str]
+) -> None:
+    """A date column with its time of day in another column (``DATE`` + ``HEURE``): read
+    together, a bare date where the time is empty. The time column is one named for a time
+    whose values are times; a result's time is the one whose name also says control or
+    result, the declaration's one that does not."""
+    times = [
+        c
+        for c in columns
+        if c.name not in used
+        and set(c.words.split()) & _TIME_WORDS
+        and c.fit(r"\d{1,2}:\d{2}(?::\d{2})?") >= FITS
+    ]
+    for name in ("inspected_at", "declared_at"):
+        proposal = proposals.get(name)
+        spec = proposal.spec if proposal is not None else None
+        if not isinstance(spec, dict) or "column" not in spec:
+            continue
+        formats = spec.get("format")
+        listed = [formats] if isinstance(formats, str) else list(formats or [])
+        if formats == "excel" or any("%H" in f for f in listed):
+            continue  # the date holds its time already
+        of_results = name == "inspected_at"
+        match = next(
+            (c for c in times if bool(set(c.words.split()) & _RESULT_WORDS) == of_results), None
+        )
+        if match is None:
+            continue
+        times.remove(match)
+        used.add(match.name)
+        seconds = ":%S" if match.fit(r"\d{1,2}:\d{2}:\d{2}") >= FITS else ""
+        joined: dict[str, Any] = {"columns": [spec.pop("column"), match.name]}
+        if listed:
+            joined["format"] = [f"{f} %H:%M{seconds}" for f in listed] + listed
+        proposal.spec = {**joined, **{k: v for k, v in spec.items() if k != "format"}}
+        proposal.checks.append(f"its time of day read from {match.name}")
+        proposal.source = " + ".join(joined["columns"])
+
+
 def _outcomes_on_every_row(
     raw: pd.DataFrame, chosen: dict[str, Column], proposals: dict[str, Proposal]
 ) -> bool:
@@ -879,6 +923,7 @@ def draft_mapping(
         ]
         if "inspected_at" not in proposals and any(n in proposals for n in _OUTCOMES):
             missing.append("inspected_at")  # the gate wants a result time where inspected
+    _join_times_of_day(columns, proposals, used)
     items = _items_block(raw, chosen, proposals)
     if _outcomes_on_every_row(raw, chosen, proposals):
         reading = {**reading, "outcomes_only_if_inspected": True}

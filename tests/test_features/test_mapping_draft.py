@@ -398,3 +398,29 @@ def test_an_extra_named_for_a_party_is_an_entity_however_few_its_values(tmp_path
     source.write_text("id,broker,incoterm\n" + "\n".join(rows) + "\n", encoding="utf-8")
     kinds = {e["column"]: e["kind"] for e in yaml.safe_load(_draft(source).text)["extras"]}
     assert kinds == {"broker": "entity", "incoterm": "categorical"}
+
+
+def test_a_time_of_day_in_its_own_column_is_joined_to_its_date(tmp_path) -> None:
+    source = tmp_path / "export.csv"
+    source.write_text(
+        "NUM;DATE;HEURE;BUREAU;MODE;ORIGINE;CODE_SH;POIDS;VALEUR;DEVISE;"
+        "DATE_CONTROLE;HEURE_CONTROLE;RESULTAT\n"
+        "A1;01/03/2026;10:47;FR01;P;CN;850440;0,5;12,50;EUR;02/03/2026;09:00;POS\n"
+        "A2;13/03/2026;11:05;FR01;P;CN;610910;0,7;13,50;EUR;;;\n"
+        "A3;14/03/2026;;FR02;E;TR;850440;1,1;22,00;USD;15/03/2026;14:30;NEG\n",
+        encoding="utf-8",
+    )
+    draft = _draft(source)
+    columns = yaml.safe_load(draft.text)["columns"]
+    assert columns["declared_at"]["columns"] == ["DATE", "HEURE"]
+    assert columns["declared_at"]["format"] == ["%d/%m/%Y %H:%M", "%d/%m/%Y"]
+    assert columns["inspected_at"]["columns"] == ["DATE_CONTROLE", "HEURE_CONTROLE"]
+    got, _ = _ingested_with(
+        draft, source, pd.DataFrame({"declaration_id": ["A1", "A2", "A3"]}), tmp_path
+    )
+    assert got["declared_at"].dt.strftime("%d %H:%M").tolist() == [
+        "01 10:47",
+        "13 11:05",
+        "14 00:00",
+    ]
+    assert got.loc["A3", "inspected_at"] == pd.Timestamp("2026-03-15 14:30", tz="UTC")

@@ -424,3 +424,13 @@ def test_a_time_of_day_in_its_own_column_is_joined_to_its_date(tmp_path) -> None
         "14 00:00",
     ]
     assert got.loc["A3", "inspected_at"] == pd.Timestamp("2026-03-15 14:30", tz="UTC")
+
+
+def test_a_file_of_thousands_of_columns_is_refused_not_profiled_for_minutes(tmp_path) -> None:
+    from features.intake.draft import MAX_COLUMNS
+
+    source = tmp_path / "wide.csv"
+    n = MAX_COLUMNS + 1
+    source.write_text(",".join(f"c{i}" for i in range(n)) + "\n" + ",".join("1" * n) + "\n")
+    with pytest.raises(ParcelriskError, match=f"{n:,} columns"):
+        _draft(source)

@@ -228,6 +228,14 @@ def mapping_draft(
     out: Path | None = typer.Option(
         None, "--out", help="Write the draft here (refused if it exists); default: stdout."
     ),
+    sheet: str | None = typer.Option(
+        None, "--sheet", help="The worksheet of a workbook of several (its name)."
+    ),
+    records: str | None = typer.Option(
+        None,
+        "--records",
+        help="A JSON document's key holding the records (dotted: export.declarations).",
+    ),
     results: bool = typer.Option(
         False,
         "--results",
@@ -251,7 +259,7 @@ def mapping_draft(
     settings = settings_from(params)
     if out is not None and out.exists():
         raise ParcelriskError(f"{out} exists: give another --out (a draft never overwrites)")
-    raw, reading = read_for_draft(source)
+    raw, reading = read_for_draft(source, sheet=sheet, records=records)
     draft = draft_mapping(raw, timezone=settings.features.timezone, results=results, **reading)
     tried = try_draft(
         source,

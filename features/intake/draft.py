@@ -1023,22 +1023,32 @@ def _render(
     return "\n".join(lines) + "\n"
 
 
-def read_for_draft(path: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
+def read_for_draft(
+    path: Path, *, sheet: str | None = None, records: str | None = None
+) -> tuple[pd.DataFrame, dict[str, Any]]:
     """An export read as ``ingest`` would read it with a mapping naming no column: its cells,
-    and how it was read (``encoding`` when not UTF-8, a CSV's ``delimiter``), for the draft."""
+    and how it was read (``encoding`` when not UTF-8, a CSV's ``delimiter``, the ``sheet`` of a
+    workbook, the key of a JSON document's ``records``), for the draft."""
     from features.errors import ParcelriskError
     from features.intake.io import is_csv, sniff_delimiter
     from features.intake.mapping import Mapping, read_source
 
-    reading: dict[str, Any] = {}
+    reading: dict[str, Any] = {"sheet": sheet, "records": records}
     try:
-        raw = read_source(path, Mapping(columns={}))
+        raw = read_source(path, Mapping(columns={}, sheet=sheet, records=records))
     except ParcelriskError as exc:
-        if "utf-8" not in str(exc).lower():
+        said = str(exc)
+        if sheet is None and "sheet: " in said:
+            raise ParcelriskError(f"{said} (to draft: --sheet NAME)") from exc
+        if records is None and "records: KEY" in said:
+            raise ParcelriskError(f"{said} (to draft: --records KEY)") from exc
+        if "utf-8" not in said.lower():
             raise
         # a Windows or Western European export: read as such, and the draft says so
         reading["encoding"] = "cp1252"
-        raw = read_source(path, Mapping(columns={}, encoding="cp1252"))
+        raw = read_source(
+            path, Mapping(columns={}, sheet=sheet, records=records, encoding="cp1252")
+        )
     if len(raw.columns) > MAX_COLUMNS:
         raise ParcelriskError(
             f"{path}: {len(raw.columns):,} columns; a declarations export has tens, and a "

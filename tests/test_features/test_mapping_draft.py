@@ -434,3 +434,22 @@ def test_a_file_of_thousands_of_columns_is_refused_not_profiled_for_minutes(tmp_
     source.write_text(",".join(f"c{i}" for i in range(n)) + "\n" + ",".join("1" * n) + "\n")
     with pytest.raises(ParcelriskError, match=f"{n:,} columns"):
         _draft(source)
+
+
+def test_a_workbook_sheet_and_a_json_key_are_named_by_options(tmp_path) -> None:
+    book = tmp_path / "two.xlsx"
+    with pd.ExcelWriter(book) as writer:
+        pd.DataFrame({"a": [1]}).to_excel(writer, sheet_name="Notes", index=False)
+        pd.DataFrame({"id": ["A1", "A2"], "origin": ["CN", "TR"]}).to_excel(
+            writer, sheet_name="Data", index=False
+        )
+    with pytest.raises(ParcelriskError, match=r"2 sheets.*to draft: --sheet NAME"):
+        _draft(book)
+    raw, reading = read_for_draft(book, sheet="Data")
+    assert draft_mapping(raw, **reading).text.splitlines()[2] == "sheet: Data"
+    document = tmp_path / "doc.json"
+    document.write_text(json.dumps({"export": {"declarations": [{"id": "A1"}, {"id": "A2"}]}}))
+    with pytest.raises(ParcelriskError, match="to draft: --records KEY"):
+        _draft(document)
+    raw, reading = read_for_draft(document, records="export.declarations")
+    assert "records: export.declarations" in draft_mapping(raw, **reading).text

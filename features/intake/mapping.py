@@ -734,7 +734,10 @@ def load_mapping(path: Path) -> Mapping:
     """Read and validate a mapping YAML file."""
     path = Path(path)
     if not path.exists():
-        raise ContractError(f"mapping file not found: {path}")
+        raise ContractError(
+            f"mapping file not found: {path} (none written yet? `parcelrisk mapping draft "
+            f"EXPORT --out {path}` proposes one from the export)"
+        )
     return parse_mapping_text(path.read_text(encoding="utf-8"), origin=str(path))
 
 

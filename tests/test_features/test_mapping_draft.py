@@ -453,3 +453,9 @@ def test_a_workbook_sheet_and_a_json_key_are_named_by_options(tmp_path) -> None:
         _draft(document)
     raw, reading = read_for_draft(document, records="export.declarations")
     assert "records: export.declarations" in draft_mapping(raw, **reading).text
+
+
+def test_ingest_without_a_mapping_file_points_to_the_draft(tmp_path, spanish_export) -> None:
+    missing = tmp_path / "mapping.yaml"
+    with pytest.raises(ContractError, match=r"mapping draft EXPORT --out .*mapping\.yaml"):
+        ingest_file(source=spanish_export, mapping_path=missing, out=tmp_path / "out.parquet")

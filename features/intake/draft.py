@@ -15,9 +15,16 @@ It proposes; it never decides where the data cannot say:
   draft naming the field until someone maps it; local times get the administration's zone
   (``features.timezone``) with a CHECK, never a silent UTC; a code the table does not cover
   is listed, not guessed, and ``ingest`` refuses rows holding it;
-- columns left over become extras (entity, categorical or numeric by their values), and free
-  text, constant or unique columns are listed as ignored.
-The draft is then tried on the export (``read_export``) and the result said beside it.
+- the shape of the export is drafted too: an ``items:`` block when ids repeat (one row per
+  goods item), ``columns: [DATE, TIME]`` for a time of day in its own column,
+  ``outcomes_only_if_inspected`` for results written on every row, ``inspected`` from a
+  result column left empty for the parcels not inspected;
+- columns left over become extras (entity, categorical or numeric by their values, entity
+  when the name says a party), and free text, constant or unique columns are listed as
+  ignored. ``results=True`` drafts a results mapping (``outcomes ingest``): the id and the
+  outcome fields only.
+The draft is then tried on the export (``try_draft``: ``read_export`` and the gate, or the
+results mapping) and the result said beside it.
 """
 
 from __future__ import annotations

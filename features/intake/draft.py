@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from features.intake.contract import FIELDS, FIELDS_BY_NAME, TRUE_WORDS
+from features.intake.contract import FALSE_WORDS, FIELDS, FIELDS_BY_NAME, TRUE_WORDS
 from features.intake.iso3166 import ALPHA2, ALPHA3_TO_ALPHA2, NUMERIC_TO_ALPHA2
 from features.intake.iso4217 import ISO_4217
 
@@ -166,9 +166,9 @@ _OUTCOMES = ("inspected", "inspected_at", "illicit", "offence_type", "revenue_re
 _YES = frozenset(TRUE_WORDS | {"o", "oui", "s", "si", "sim", "j", "ja", "x", "pos", "positive",
                                "positif", "positivo", "hit", "fraud", "illicit", "seized",
                                "found", "detected"})  # fmt: skip
-_NO = frozenset({"false", "f", "no", "n", "0", "off", "0.0", "non", "nao", "nein", "neg",
-                 "negative", "negatif", "negativo", "clean", "ok", "-", "nil", "none",
-                 "not found", "nothing found"})  # fmt: skip
+_NO = frozenset(FALSE_WORDS | {"non", "nao", "nein", "neg", "negative", "negatif", "negativo",
+                               "clean", "ok", "-", "nil", "none", "not found",
+                               "nothing found"})  # fmt: skip
 
 # UN/ECE Recommendation 19 mode-of-transport codes (ASYCUDA and most customs systems), for a
 # channel column of single digits; 7 (fixed installations), 8 (inland waterway) and 9 (own

@@ -103,12 +103,13 @@ def fix_malloc_mmap_threshold(threshold: int = MMAP_THRESHOLD_BYTES) -> bool:
     its size (up to 32 MB) so that blocks that size come from the heap from then on. A worker
     allocates arrays of every size per batch (features, matrices, the live state's merged
     runs, which grow with the traffic), so after the first large ones they all come from the
-    heap, and a heap whose top is held by a small live object cannot shrink: the reliability
-    check's overload phase measured a worker at +400 MB after 480,000 declarations, of which
-    ``malloc_trim`` handed back all but ~60 MB (what the live state holds). Setting the
-    threshold turns the raising off; 1 MiB keeps small arrays (a batch's columns) on the
-    heap, where they are cheaper. Measured in process, 1,000-row batches: +25-35 MB per
-    50,000 declarations instead of +66-166 MB and growing, throughput within the noise.
+    heap, and a heap whose top is held by a small live object cannot shrink. In process
+    (1,000-row batches), ``malloc_trim`` handed back all but ~0.3 KB a declaration (what the
+    live state holds). Setting the threshold turns the raising off; 1 MiB keeps small arrays
+    (a batch's columns) on the heap, where they are cheaper. Measured in process: +25-35 MB
+    per 50,000 declarations instead of +66-166 MB and growing, throughput within the noise;
+    on the real server, per worker, +300 MB after 535,000 declarations instead of +600 MB
+    after 480,000 (docs/RELIABILITY.md).
     False where there is no glibc (nothing to fix there).
     """
     if not sys.platform.startswith("linux"):

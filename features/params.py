@@ -395,6 +395,12 @@ class TrainParams(Section):
     # model cannot rank what it was shown a handful of times (the demo's split shipments had 22,
     # origin misdeclarations 15). 0 = no check.
     min_offence_labels: int = Field(50, ge=0)
+    # Refuse to train when one feature alone ranks the validation period's labelled parcels
+    # above this ROC AUC (``models.leakage``): an inspection result mapped as a feature, not a
+    # signal (demo: strongest real feature 0.82, a leaked result 1.0). 1.0 = no check.
+    max_single_feature_auc: float = Field(0.98, ge=0.5, le=1.0)
+    # Features (manifest names) vouched for above that bound, e.g. a seizure list's match.
+    trusted_features: list[str] = Field(default_factory=list)
     calibration: CalibrationParams = CalibrationParams()
     profile_strength: float = Field(20.0, gt=0)  # pseudo-inspections of the profile baseline
 

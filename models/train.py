@@ -55,6 +55,7 @@ from models.labels import (
     unbiased_mask,
     unbiased_rows,
 )
+from models.leakage import leaking_features
 from models.reference import ModelReference, build_reference
 from models.split import SplitBoundaries
 from models.thresholds import effective_priority, fit_lane_thresholds, traffic_quantiles
@@ -407,6 +408,56 @@ def informative_features(X: np.ndarray, manifest: FeatureManifest) -> FeatureMan
     return manifest.select([n for n in manifest.names if n not in dropped])
 
 
+def refuse_leaking_features(
+    manifest: FeatureManifest,
+    X: np.ndarray,
+    y: np.ndarray,
+    fit_train: np.ndarray,
+    fit_valid: np.ndarray,
+    params: TrainParams,
+) -> None:
+    """Stop before any fit when a feature alone separates the labels (``models.leakage``).
+
+    Refused, not warned: such a model wins every held-out metric and the champion gate, then
+    lanes nothing on declarations that arrive without the result it learned from.
+    """
+    if params.max_single_feature_auc >= 1.0:
+        return
+    trusted = frozenset(params.trusted_features)
+    unknown = sorted(trusted - set(manifest.names))
+    if unknown:
+        log.warning(
+            "train.trusted_features names features this model does not have: %s",
+            ", ".join(unknown),
+        )
+    categorical = np.isin(manifest.names, manifest.categorical_names)
+    leaks, strongest = leaking_features(
+        manifest.names,
+        X,
+        y,
+        fit_train,
+        fit_valid,
+        categorical,
+        params.max_single_feature_auc,
+        trusted,
+    )
+    log.info(
+        "strongest single features (ROC AUC alone, validation labels): %s",
+        ", ".join(f"{s.feature} {s.auc:.3f}" for s in strongest),
+    )
+    if leaks:
+        named = ", ".join(f"{s.feature} (ROC AUC {s.auc:.3f})" for s in leaks[:10])
+        raise ParcelriskError(
+            f"feature(s) that alone tell illicit from clean parcels on labels they were not "
+            f"fitted on: {named}. A feature that strong is an inspection result, not a signal "
+            "known at declaration (an extra holding the result, a seizure reference, duties "
+            "assessed after the control): map the column as illicit or revenue_recovered, or "
+            "drop it from the mapping's extras. If it is known before arrival, list it in "
+            f"train.trusted_features (the bound is train.max_single_feature_auc="
+            f"{params.max_single_feature_auc})."
+        )
+
+
 # --------------------------------------------------------------------------------------------
 # the pipeline
 # --------------------------------------------------------------------------------------------
@@ -493,6 +544,7 @@ def _train_models(
     # The matrix is built once, of the features kept (never all, then a copy of some columns).
     used = informative_features(manifest.matrix(frame.loc[fit_train]), manifest)
     X = used.matrix(frame)
+    refuse_leaking_features(used, X, y, fit_train, fit_valid, params)
 
     step("risk model")
     risk_fit = _fit_booster(

@@ -1,0 +1,105 @@
+"""The label-leak guard: a result mapped as a feature stops training, real signals do not."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.errors import ParcelriskError
+from features.params import TrainParams
+from features.pipeline.manifest import FeatureManifest, FeatureSpec
+from models.leakage import leaking_features, single_feature_auc
+from models.train import train_models
+from tests.test_models.conftest import TRAIN_SECTION
+
+pytestmark = pytest.mark.xdist_group("models_train")
+PARAMS = TrainParams.from_dict(TRAIN_SECTION).replace(refit=False)
+
+
+def _halves(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y = (rng.random(n) < 0.1).astype(float)
+    train = np.arange(n) < n // 2
+    return y, train, ~train
+
+
+def test_a_copy_of_the_label_scores_one_and_noise_one_half():
+    y, train, valid = _halves(4_000)
+    noise = np.random.default_rng(1).normal(size=len(y))
+    X = np.column_stack([y, noise])
+    auc = single_feature_auc(X, y, train, valid, np.array([True, False]))
+    assert auc[0] == pytest.approx(1.0)
+    assert abs(auc[1] - 0.5) < 0.05
+
+
+def test_a_u_shape_a_missing_only_where_illicit_and_an_inverted_cut_are_caught():
+    y, train, valid = _halves(6_000, seed=2)
+    rng = np.random.default_rng(3)
+    extreme = np.where(y == 1, rng.choice([-5.0, 5.0], len(y)), rng.uniform(-1, 1, len(y)))
+    present_if_clean = np.where(y == 1, np.nan, rng.gamma(2, 10, len(y)))  # seizure ref. absent
+    low_if_illicit = np.where(y == 1, -1.0, 1.0) + rng.normal(0, 0.01, len(y))
+    X = np.column_stack([extreme, present_if_clean, low_if_illicit])
+    auc = single_feature_auc(X, y, train, valid, np.zeros(3, dtype=bool))
+    assert (auc > 0.99).all()
+
+
+def test_an_identifier_learns_nothing_it_could_carry_to_other_parcels():
+    y, train, valid = _halves(4_000, seed=4)
+    unique_code = np.arange(len(y), dtype=float)  # one category per parcel
+    auc = single_feature_auc(unique_code[:, None], y, train, valid, np.array([True]))
+    assert auc[0] == pytest.approx(0.5)
+
+
+def test_a_real_but_partial_signal_passes_and_trusted_features_are_not_refused():
+    y, train, valid = _halves(8_000, seed=5)
+    rng = np.random.default_rng(6)
+    partial = y * rng.normal(1.0, 1.0, len(y)) + rng.normal(0, 1.0, len(y))
+    X = np.column_stack([partial, y])
+    names = ["value_gap", "seizure_match"]
+    cats = np.array([False, True])
+    leaks, strongest = leaking_features(names, X, y, train, valid, cats, 0.98)
+    assert [s.feature for s in leaks] == ["seizure_match"]
+    assert strongest[0].feature == "seizure_match" and 0.6 < strongest[1].auc < 0.9
+    trusted, _ = leaking_features(names, X, y, train, valid, cats, 0.98, frozenset(names[1:]))
+    assert trusted == []
+
+
+def _with_result_as_feature(frames) -> tuple[pd.DataFrame, FeatureManifest]:
+    """The fixture's features plus an extra that is the inspection result, as a mapping that
+    keeps ``RESULTADO`` as a categorical extra would give it (unlabelled parcels: missing)."""
+    features, _, manifest = frames
+    result = features["illicit"].astype("boolean").map({True: 1.0, False: 0.0}).astype(float)
+    spec = FeatureSpec(
+        "cat_resultado", "extras", "category", "RESULTADO", "result {value}", ("OK", "IRREG")
+    )
+    leaky = FeatureManifest(features=(*manifest.features, spec), params=manifest.params)
+    return features.assign(cat_resultado=result.to_numpy()), leaky
+
+
+def test_training_on_a_result_mapped_as_a_feature_is_refused_naming_it(frames):
+    features, manifest = _with_result_as_feature(frames)
+    with pytest.raises(ParcelriskError) as refused:
+        train_models(features, manifest, PARAMS)
+    message = str(refused.value)
+    assert "cat_resultado (ROC AUC 1.000)" in message
+    assert "trusted_features" in message and "value_ratio" not in message
+
+
+def test_a_feature_vouched_for_or_the_check_turned_off_trains(frames):
+    features, manifest = _with_result_as_feature(frames)
+    for params in (
+        PARAMS.replace(trusted_features=["cat_resultado"]),
+        PARAMS.replace(max_single_feature_auc=1.0),
+    ):
+        result = train_models(features, manifest, params)
+        assert result.metrics["test_random.model.roc_auc"] > 0.99
+
+
+def test_the_fixture_signals_train_and_the_bound_is_validated(frames, caplog):
+    features, _, manifest = frames
+    caplog.set_level("INFO", logger="models.train")
+    train_models(features, manifest, PARAMS)
+    assert "strongest single features" in caplog.text
+    with pytest.raises(ParcelriskError, match="max_single_feature_auc"):
+        TrainParams.from_dict({**TRAIN_SECTION, "max_single_feature_auc": 1.5})

@@ -459,3 +459,33 @@ def test_ingest_without_a_mapping_file_points_to_the_draft(tmp_path, spanish_exp
     missing = tmp_path / "mapping.yaml"
     with pytest.raises(ContractError, match=r"mapping draft EXPORT --out .*mapping\.yaml"):
         ingest_file(source=spanish_export, mapping_path=missing, out=tmp_path / "out.parquet")
+
+
+def test_a_portuguese_census_reads_its_result_and_keeps_result_columns_out_of_the_extras(
+    tmp_path,
+) -> None:
+    """Every parcel inspected, the result written Regular/Irregular beside a second column
+    named for the result that no reading fits: the first is the result, the second is left
+    out of the extras (a result kept as a feature would leak the label)."""
+    source = tmp_path / "remessas.csv"
+    rows = [
+        f"BR{i};0{i % 9 + 1}/03/2026;{['Correios', 'Expresso'][i % 2]};T{i % 4};{i % 5 + 1};"
+        f"{['Regular', 'Irregular'][i % 7 == 0]};{['apreensao', 'multa', 'ok'][i % 3]};"
+        f"{['VERDE', 'VERMELHO'][i % 3 == 0]}"
+        for i in range(40)
+    ]
+    header = "Nº Declaração;Data Registro;Modal;Transportador;Qtde;Resultado Verificação;"
+    header += "Resultado Fiscal;Canal\n"
+    source.write_text(header + "\n".join(rows) + "\n", encoding="utf-8")
+    draft = _draft(source)
+    columns = yaml.safe_load(draft.text)["columns"]
+    assert columns["illicit"] == {
+        "column": "Resultado Verificação",
+        "true_values": ["Irregular"],
+        "false_values": ["Regular"],
+    }
+    assert columns["channel"]["values"] == {"Correios": "postal", "Expresso": "express"}
+    assert draft.mapped["operator_id"] == "Transportador" and draft.mapped["quantity"] == "Qtde"
+    assert draft.extras == ["Canal"]
+    (left_out,) = [i for i in draft.ignored if i.startswith("Resultado Fiscal")]
+    assert "named like illicit, an inspection result, never a feature" in left_out

@@ -39,7 +39,7 @@ import yaml
 
 from features.intake.contract import FALSE_WORDS, FIELDS, FIELDS_BY_NAME, TRUE_WORDS
 from features.intake.iso3166 import ALPHA2, ALPHA3_TO_ALPHA2, NUMERIC_TO_ALPHA2
-from features.intake.iso4217 import ISO_4217
+from features.intake.iso4217 import COMMON_MISTAKES, ISO_4217
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -65,7 +65,8 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
         "declared at", "declaration date", "date", "datetime", "lodged", "lodgement", "depot",
         "date depot", "fecha", "data", "datum", "registered", "registration date", "submitted",
         "annahmedatum", "anmeldedatum", "fecha aceptacion", "data registro", "data accettazione",
-        "acceptance date", "date acceptation",
+        "acceptance date", "date acceptation", "filed", "filing date", "entry date", "entered",
+        "date filed", "lodgement date", "submission date",
     ),
     "arrival_office": (
         "office", "customs office", "bureau", "bureau douane", "oficina", "aduana", "alfandega",
@@ -140,12 +141,15 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
     ),
     "inspected_at": (
         "inspected at", "inspection date", "date controle", "control date", "fecha control",
-        "data controle", "kontrolldatum", "result date", "date resultat",
+        "data controle", "kontrolldatum", "result date", "date resultat", "exam date",
+        "examination date", "date of exam", "exam", "inspection",
     ),
     "illicit": (
         "illicit", "result", "resultat", "resultado", "ergebnis", "fraud", "fraude", "hit",
         "positive", "finding", "offence found", "irregular", "irregularity", "seized",
         "risultato", "resultaat", "esito", "befund", "constatation", "conclusion", "outcome",
+        "seizure", "seizures", "exam result", "examination result", "apreensao", "saisie",
+        "incautacion", "beschlagnahme", "sequestro",
     ),
     "offence_type": (
         "offence", "offense", "offence type", "infraction", "infraccion", "infracao",
@@ -249,8 +253,16 @@ _DATE_FORMATS = (
     "%m/%d/%Y", "%d.%m.%Y %H:%M:%S", "%d.%m.%Y %H:%M", "%d.%m.%Y", "%d-%m-%Y %H:%M:%S",
     "%d-%m-%Y %H:%M", "%d-%m-%Y", "%Y.%m.%d %H:%M:%S", "%Y.%m.%d %H:%M", "%Y.%m.%d",
     "%Y/%m/%d %H:%M:%S", "%Y/%m/%d %H:%M", "%Y/%m/%d", "%Y%m%d%H%M%S", "%Y%m%d",
-    "%d/%m/%y %H:%M", "%d/%m/%y",
+    "%d/%m/%y %H:%M", "%d/%m/%y", "%m/%d/%Y %I:%M:%S %p", "%m/%d/%Y %I:%M %p",
+    "%d/%m/%Y %I:%M:%S %p", "%d/%m/%Y %I:%M %p", "%Y-%m-%d %I:%M:%S %p", "%Y-%m-%d %I:%M %p",
 )  # fmt: skip
+# Currency signs written beside amounts, to ISO 4217 (the contract's common mistakes, and signs
+# of one currency only: "$", "¥" and "kr" name several, so a person says which).
+_CURRENCY_SIGNS = {**{k.lower(): v for k, v in COMMON_MISTAKES.items()},
+                   "cn¥": "CNY", "元": "CNY", "hk$": "HKD", "c$": "CAD", "ca$": "CAD",
+                   "a$": "AUD", "au$": "AUD", "nz$": "NZD", "s$": "SGD", "mx$": "MXN",
+                   "zł": "PLN", "kč": "CZK", "₽": "RUB", "₫": "VND", "₱": "PHP", "฿": "THB",
+                   "₪": "ILS", "₴": "UAH", "us $": "USD"}  # fmt: skip
 
 # Numbers: (decimal, thousands) -> pattern of a number written so, with an optional unit.
 _NUMBER_STYLES: dict[tuple[str, str | None], str] = {
@@ -405,7 +417,26 @@ def _country_codes(column: Column) -> str | None:
 def _is_currency(column: Column) -> bool:
     if not column.values or column.distinct > 60:
         return False
-    return sum(v.upper() in ISO_4217 for v in column.values) / len(column.values) >= FITS
+    return sum(_currency_code(v) is not None for v in column.values) / len(column.values) >= FITS
+
+
+def _currency_spec(source: str, signs: list[str], part: bool) -> tuple[dict[str, Any], list[str]]:
+    """The currency's spec from a column of codes or signs (``part``: the sign beside an
+    amount): signs that are no ISO code in a values table, the codes kept as written."""
+    spec: dict[str, Any] = {"column": source}
+    if part:
+        spec["part"] = "unit"
+    table = {}
+    for sign in sorted(set(signs)):
+        code = _currency_code(sign)
+        if code is not None and code != sign:
+            table[sign] = code
+    checks = []
+    if table:
+        spec["values"] = table
+        spec["unlisted"] = "keep"
+        checks.append(f"currency signs read as {', '.join(f'{k}={v}' for k, v in table.items())}")
+    return spec, checks
 
 
 def _flag_values(column: Column) -> tuple[list[str], list[str]] | None:
@@ -443,7 +474,7 @@ def _date_formats(column: Column) -> tuple[list[str] | None, list[str]] | None:
         return None, []
     if column.typed == "number" or not column.values:
         return None
-    if column.fit(r"[0-9][0-9./: TZ+-]{5,}") < FITS:  # not even shaped like dates
+    if column.fit(r"[0-9][0-9./: TZ+-]{5,}(?: ?[AaPp]\.?[Mm]\.?)?") < FITS:  # not date-shaped
         return None
     values = pd.Series(column.values)
     if values.str.fullmatch(r"\d{4}-\d{2}-\d{2}(?:[T ].*)?").mean() >= FITS:
@@ -497,6 +528,49 @@ def _number_style(column: Column) -> tuple[str, str | None, list[str]] | None:
         return None
     units = sorted({m.group(1).lower() for v in column.values if (m := re.search(_UNIT + "$", v))})
     return decimal, thousands, units
+
+
+def _currency_code(sign: str) -> str | None:
+    """The ISO 4217 code a cell's currency sign or code names, or None."""
+    code = sign.strip().upper()
+    return code if code in ISO_4217 else _CURRENCY_SIGNS.get(sign.strip().lower())
+
+
+@_memo
+def _money(column: Column) -> tuple[str, str | None, dict[str, str], list[str]] | None:
+    """A column of amounts written with their currency (``US$ 12.50``, ``12,50 €``,
+    ``EUR 7``): (decimal, thousands, sign -> ISO code for the signs that are not codes, signs
+    not read); None if it is not one. Read with ``part: number`` and ``part: unit``."""
+    import pandas as pd
+
+    from features.intake.mapping import NUMBER_WITH_UNIT
+
+    if column.typed != "text" or not column.values or _date_formats(column) is not None:
+        return None
+    parts = pd.Series(column.values).str.extract(NUMBER_WITH_UNIT)
+    before, after = parts["before"].fillna("").str.strip(), parts["after"].fillna("").str.strip()
+    one_side = parts["number"].notna() & (before.eq("") ^ after.eq(""))
+    if one_side.mean() < FITS:
+        return None
+    signs = before.where(before.ne(""), after)[one_side]
+    distinct = sorted(set(signs))
+    if len(distinct) > 60:
+        return None
+    read = {sign: _currency_code(sign) for sign in distinct}
+    known = signs.map(lambda sign: read[sign] is not None).mean()
+    if known < 0.5:  # units of weight, not currencies
+        return None
+    numbers = parts["number"][one_side].str.replace("\u00a0", " ")
+    best = (0.0, ".", None)
+    for (decimal, thousands), pattern in _NUMBER_STYLES.items():
+        share = float(numbers.str.fullmatch(pattern).mean())
+        if share > best[0] + 1e-9:
+            best = (share, decimal, thousands)
+    if best[0] < FITS:
+        return None
+    table = {sign: code for sign, code in read.items() if code is not None and code != sign}
+    unread = [sign for sign, code in read.items() if code is None]
+    return best[1], best[2], table, unread
 
 
 def _codes(column: Column, name: str) -> tuple[dict[str, str], list[str], list[str]]:
@@ -580,11 +654,15 @@ def _fits(
     if name == "currency":
         return 1.0 if currency else 0.0
     if kind == "datetime":
+        if name == "declared_at" and column.filled < FITS:
+            return 0.0  # every declaration was lodged: a date with blanks is a result's
         return 0.5 if (dates is not None or _excel_serials(column)) and named else 0.0
     if kind == "bool":
         if name == "inspected" and column.filled < FITS:
             return 0.0  # every parcel was inspected or not: a column with blanks holds results
         return 0.5 if flags is not None and named else 0.0
+    if name == "declared_value" and _money(column) is not None:
+        return 0.5 if named else 0.2  # an amount beside its currency is a value
     if name in ("quantity", "gross_weight_kg", "declared_value", "revenue_recovered"):
         return 0.5 if number is not None and named else 0.0
     if kind == "category" or name == "selection_reason":
@@ -627,6 +705,9 @@ def _propose(name: str, column: Column, timezone: str) -> Proposal:
         else:
             spec["timezone"] = timezone
             checks.append(f"spreadsheet times read in {timezone} (features.timezone)")
+        if name == "inspected_at" and _dates_only(column, formats):
+            spec["offset"] = "1 day"
+            checks.append(_END_OF_DAY)
     elif kind == "bool":
         yes, no = _flag_values(column) or ([], [])
         if yes:
@@ -635,6 +716,8 @@ def _propose(name: str, column: Column, timezone: str) -> Proposal:
             spec["false_values"] = no
         if not (yes and no):
             checks.append("only one of yes/no seen in the sample")
+    elif name == "currency":
+        spec, checks = _currency_spec(column.name, column.values, part=False)
     elif name in ("origin_country", "seller_country"):
         codes = _country_codes(column)
         if codes and codes != "alpha2":
@@ -646,6 +729,13 @@ def _propose(name: str, column: Column, timezone: str) -> Proposal:
                 "some codes have 5, 7 or 9 digits: if the export wrote them as numbers, add "
                 "lost_leading_zero: true"
             )
+    elif name == "declared_value" and _money(column) is not None:
+        decimal, thousands, _, _ = _money(column)
+        spec["part"] = "number"
+        if decimal != ".":
+            spec["decimal"] = decimal
+        if thousands:
+            spec["thousands"] = thousands
     elif kind in ("float", "int"):
         decimal, thousands, units = _number_style(column) or (".", None, [])
         if decimal != ".":
@@ -684,6 +774,20 @@ def _propose(name: str, column: Column, timezone: str) -> Proposal:
     if len(spec) == 1:
         return Proposal(column.name, checks, column.name)
     return Proposal(spec, checks, column.name)
+
+
+# A result dated without a time may be known only at the end of its day: read at midnight it
+# would precede the same day's declarations (the gate refuses it) and feed their features.
+_END_OF_DAY = "dates without a time: a result counts from the next day on (offset 1 day)"
+
+
+def _dates_only(column: Column, formats: list[str] | None) -> bool:
+    """Whether a date column holds days without a time of day."""
+    if column.typed == "datetime" or not column.values:
+        return False
+    if formats:
+        return not any("%H" in f or "%I" in f for f in formats)
+    return column.fit(r"\d{4}-\d{2}-\d{2}") >= FITS
 
 
 def _excel_serials(column: Column) -> bool:
@@ -871,7 +975,10 @@ def _join_times_of_day(
         joined: dict[str, Any] = {"columns": [spec.pop("column"), match.name]}
         if listed:
             joined["format"] = [f"{f} %H:%M{seconds}" for f in listed] + listed
-        proposal.spec = {**joined, **{k: v for k, v in spec.items() if k != "format"}}
+        # the time joined: no day's-end offset (a result without its time is then a bare date)
+        kept = {k: v for k, v in spec.items() if k not in ("format", "offset")}
+        proposal.spec = {**joined, **kept}
+        proposal.checks = [c for c in proposal.checks if c != _END_OF_DAY]
         proposal.checks.append(f"its time of day read from {match.name}")
         proposal.source = " + ".join(joined["columns"])
 
@@ -936,6 +1043,19 @@ def draft_mapping(
         used.add(column.name)
     _fallbacks(columns, chosen, used, results)
     proposals = {name: _propose(name, column, timezone) for name, column in chosen.items()}
+    value = chosen.get("declared_value")
+    money = _money(value) if value is not None else None
+    if money is not None and "currency" not in proposals:
+        # the currency written beside each amount: the one column read twice
+        assert value is not None
+        _, _, table, unread = money
+        spec, checks = _currency_spec(value.name, [*table, *unread], part=True)
+        if unread:
+            checks.append(
+                f"signs not read: {', '.join(unread[:8])} (several currencies write them): map "
+                "them in values (ingest refuses rows holding them)"
+            )
+        proposals["currency"] = Proposal(spec, checks, value.name)
     for name, column in chosen.items():
         if _name_score(column, name) == 0:
             proposals[name].checks.insert(0, "chosen by its values alone (the name says nothing)")

@@ -159,7 +159,7 @@ EXCEL_FORMAT = "excel"
 _EXCEL_EPOCH = "1899-12-30"
 _EXCEL_MAX_SERIAL = 2958465  # 9999-12-31
 # a number beside its unit or currency, either side: "350 g", "1,2 kg", "USD 12.50", "€12,50"
-_NUMBER_WITH_UNIT = (
+NUMBER_WITH_UNIT = (
     r"^(?P<before>[^\d+\-.,]*?)\s*"
     r"(?P<number>[+-]?(?:\d(?:[\d.,'\u00a0 ]*\d)?|[.,]\d+))"
     r"\s*(?P<after>[^\d]*?)$"
@@ -1036,7 +1036,7 @@ def _split_unit(text: pd.Series) -> tuple[pd.Series, pd.Series, pd.Series]:
     Returns the number as text, the unit (null where the cell has none) and the mask of
     cells that are no such thing ("kg", "12 kg 300 g", "EUR 12 USD").
     """
-    parts = text.str.extract(_NUMBER_WITH_UNIT)
+    parts = text.str.extract(NUMBER_WITH_UNIT)
     matched = parts["number"].notna()
     before = parts["before"].fillna("").str.strip()
     after = parts["after"].fillna("").str.strip()

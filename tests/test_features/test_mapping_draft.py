@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -489,3 +490,70 @@ def test_a_portuguese_census_reads_its_result_and_keeps_result_columns_out_of_th
     assert draft.extras == ["Canal"]
     (left_out,) = [i for i in draft.ignored if i.startswith("Resultado Fiscal")]
     assert "named like illicit, an inspection result, never a feature" in left_out
+
+
+def test_a_us_style_export_reads_amounts_with_their_signs_12_hour_times_and_seizures(
+    contract_history, tmp_path
+) -> None:
+    """Amounts written with their currency sign (``US$ 4.15``, ``€ 12.00``), times on a
+    12-hour clock, weights in pounds, results as Seizure Y/N for the parcels examined and an
+    exam date without a time: the draft alone reads the export back to the contract. The exam
+    date (blank where not examined) is never the declaration's date, and a result dated
+    without a time counts from the next day on."""
+    d = contract_history
+    local = d["declared_at"].dt.tz_convert(ZONE)
+    signs = {"USD": "US$ ", "EUR": "€ ", "GBP": "£", "CNY": "CN¥ "}
+    inspected = d["inspected"].fillna(False).astype(bool)
+    export = pd.DataFrame(
+        {
+            "Entry No.": d["declaration_id"],
+            "Exam Date": d["inspected_at"].dt.tz_convert(ZONE).dt.strftime("%m/%d/%Y"),
+            "Filed": local.dt.strftime("%m/%d/%Y %I:%M:%S %p"),
+            "Port of Entry": d["arrival_office"],
+            "Mode": d["channel"].str.upper(),
+            "Country of Origin": d["origin_country"],
+            "HTS": d["hs_code"],
+            "Weight": [f"{w / 0.45359237:.6f} lb" for w in d["gross_weight_kg"]],
+            "Value": [
+                f"{signs.get(c, c + ' ')}{v:,.2f}"
+                for c, v in zip(d["currency"], d["declared_value"], strict=True)
+            ],
+            "Seizure": [
+                ("Y" if bool(i) else "N") if s else ""
+                for s, i in zip(inspected, d["illicit"].fillna(False), strict=True)
+            ],
+        }
+    )
+    source = tmp_path / "entries.csv"
+    export.to_csv(source, index=False)
+    draft = _draft(source, timezone=ZONE)
+    assert draft.missing == []
+    columns = yaml.safe_load(draft.text)["columns"]
+    assert columns["declared_at"]["column"] == "Filed"
+    assert columns["declared_value"] == {"column": "Value", "part": "number", "thousands": ","}
+    assert columns["currency"]["part"] == "unit" and columns["currency"]["values"]["US$"] == "USD"
+    assert columns["inspected_at"]["offset"] == "1 day"
+    assert columns["illicit"] == {"column": "Seizure", "true_values": ["Y"], "false_values": ["N"]}
+    got, want = _ingested_with(draft, source, contract_history, tmp_path)
+    assert (got["declared_at"] == want["declared_at"]).all()
+    assert (got["currency"] == want["currency"]).all()
+    assert np.allclose(got["declared_value"], want["declared_value"].round(2))
+    assert np.allclose(got["gross_weight_kg"], want["gross_weight_kg"], atol=1e-6)
+    assert (got["inspected"] == want["inspected"].fillna(False)).all()
+    examined = want["inspected"].fillna(False).astype(bool)
+    day = want.loc[examined, "inspected_at"].dt.tz_convert(ZONE).dt.normalize()
+    next_day = (day + pd.Timedelta(days=1)).dt.tz_convert("UTC")
+    assert (got.loc[examined, "inspected_at"] == next_day).all()
+    assert (got.loc[examined, "illicit"] == want.loc[examined, "illicit"]).all()
+
+
+def test_a_sign_several_currencies_write_is_listed_not_guessed(tmp_path) -> None:
+    source = tmp_path / "export.csv"
+    rows = [
+        f"A{i},2026-03-0{i % 9 + 1}T10:00:00Z,{['$', 'US$'][i % 2]}{i + 1}.50" for i in range(30)
+    ]
+    source.write_text("id,date,value\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    draft = _draft(source)
+    columns = yaml.safe_load(draft.text)["columns"]
+    assert columns["currency"]["values"] == {"US$": "USD"}
+    assert any("signs not read: $" in c for c in draft.checks["currency"])

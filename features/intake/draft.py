@@ -1193,7 +1193,7 @@ def read_for_draft(
     and how it was read (``encoding`` when not UTF-8, a CSV's ``delimiter``, the ``sheet`` of a
     workbook, the key of a JSON document's ``records``), for the draft."""
     from features.errors import ParcelriskError
-    from features.intake.io import is_csv, sniff_delimiter
+    from features.intake.io import first_lines, header_line, is_csv, sniff_delimiter
     from features.intake.mapping import Mapping, read_source
 
     reading: dict[str, Any] = {"sheet": sheet, "records": records}
@@ -1224,7 +1224,9 @@ def read_for_draft(
             "text export"
         )
     if is_csv(path):
-        reading["delimiter"] = sniff_delimiter(path, reading.get("encoding", "utf-8"))
+        encoding = reading.get("encoding", "utf-8")
+        skip = header_line(first_lines(path, encoding))
+        reading["delimiter"] = sniff_delimiter(path, encoding, skip=skip)
     return raw, reading
 
 

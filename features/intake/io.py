@@ -7,6 +7,7 @@ import codecs
 import csv
 import gzip
 import io
+import itertools
 import json
 import logging
 import lzma
@@ -192,16 +193,78 @@ def open_bytes(path: Path) -> Iterator[IO[bytes]]:
 
 
 DELIMITERS = ",;\t|"
+# Lines a title above the header may take (a report's name, when it was made, a blank line).
+PREAMBLE_LINES = 30
 
 
-def sniff_delimiter(path: Path, encoding: str, expected: Collection[str] = ()) -> str:
+def first_lines(path: Path, encoding: str, n: int = PREAMBLE_LINES + 6) -> list[str]:
+    """The first ``n`` lines of a CSV as text (decompressed), line breaks kept."""
+    with open_bytes(path) as raw, io.TextIOWrapper(raw, encoding=encoding, newline="") as fh:
+        return [line for line in itertools.islice(fh, n)]
+
+
+def _records(lines: list[str], sep: str) -> list[tuple[int, list[str]]]:
+    """The CSV records of ``lines`` as (index of the line each starts on, stripped cells): a
+    quoted cell may hold a line break, so records are not lines."""
+    reader = csv.reader(io.StringIO("".join(lines)), delimiter=sep)
+    out, start = [], 0
+    try:
+        for cells in reader:
+            out.append((start, [c.strip() for c in cells]))
+            start = reader.line_num
+    except csv.Error:  # a quote left open where the lines read stop
+        pass
+    return out
+
+
+def header_line(lines: list[str], expected: Collection[str] = ()) -> int:
+    """How many lines come before a CSV's header: 0 unless a title stands above it.
+
+    ``expected``: the column names a mapping reads; the header is then the first line holding
+    every one of them. Without names (a draft), it is the first line whose cells are as many
+    as those of the lines below it, where the lines above it have fewer (a title is one cell,
+    "generated on" two). Only the first ``PREAMBLE_LINES`` lines are looked at."""
+    wanted = {name.strip() for name in expected}
+    if wanted:
+        for sep in DELIMITERS:
+            for start, cells in _records(lines, sep):
+                if start > PREAMBLE_LINES:
+                    break
+                if wanted <= set(cells):
+                    return start
+        return 0
+    # the delimiter that gives the widest table decides (a decimal comma splits a ';' file's
+    # rows in two with ','; as wide, the one whose table starts first), then its first line as
+    # wide as the lines below it
+    best: tuple[int, int] = (0, 0)  # (width, -first line)
+    skip = 0
+    for sep in DELIMITERS:
+        records = _records(lines, sep)
+        counts = [len(cells) if any(cells) else 0 for _, cells in records]
+        for k, (start, _) in enumerate(records):
+            width = counts[k]
+            if start > PREAMBLE_LINES:
+                break
+            below = [c for c in counts[k + 1 : k + 6] if c]
+            if width < 2 or not below or any(c != width for c in below):
+                continue
+            if (width, -start) > best:
+                best, skip = (width, -start), start if all(c < width for c in counts[:k]) else 0
+            break
+    return skip
+
+
+def sniff_delimiter(
+    path: Path, encoding: str, expected: Collection[str] = (), skip: int = 0
+) -> str:
     """The delimiter of a CSV's header line (',' ';' tab '|'); ',' when it cannot tell.
 
     ``expected``: the column names a mapping reads. The delimiter that splits the header into
     most of them wins: csv's sniffer guesses from character counts alone, and a header whose
-    names hold commas ("Poids, kg;Valeur, EUR") or a lone column fooled it."""
-    with open_bytes(path) as raw, io.TextIOWrapper(raw, encoding=encoding, newline="") as fh:
-        head = fh.readline()
+    names hold commas ("Poids, kg;Valeur, EUR") or a lone column fooled it. ``skip``: lines
+    above the header (``header_line``)."""
+    lines = first_lines(path, encoding, skip + 1)
+    head = lines[skip] if len(lines) > skip else ""
     wanted = {name.strip() for name in expected}
     if wanted:
         found = {
@@ -222,7 +285,7 @@ def sniff_delimiter(path: Path, encoding: str, expected: Collection[str] = ()) -
 _TAIL_BYTES = 1 << 16
 
 
-def refuse_cut_last_row(path: Path, encoding: str, sep: str) -> None:
+def refuse_cut_last_row(path: Path, encoding: str, sep: str, skip: int = 0) -> None:
     """Refuse a CSV whose last row stops short of the header's columns with no line break
     after it: the file was cut (an interrupted copy or export), and pandas would read the
     missing cells as empty, so values the export held would vanish without a word.
@@ -250,8 +313,8 @@ def refuse_cut_last_row(path: Path, encoding: str, sep: str) -> None:
     last = tail[start + 1 :].decode(encoding, errors="replace")
     if last.count('"') % 2:
         return  # inside a quoted cell that spans lines: pandas reports the open quote
-    with open_bytes(path) as raw, io.TextIOWrapper(raw, encoding=encoding, newline="") as fh:
-        columns = len(next(csv.reader([fh.readline()], delimiter=sep), []))
+    lines = first_lines(path, encoding, skip + 1)
+    columns = len(next(csv.reader([lines[skip] if len(lines) > skip else ""], delimiter=sep), []))
     cells = len(next(csv.reader([last], delimiter=sep), []))
     if cells < columns:
         raise ContractError(

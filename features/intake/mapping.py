@@ -98,7 +98,9 @@ from features.intake.contract import (
     parse_text,
 )
 from features.intake.io import (
+    first_lines,
     first_undecodable,
+    header_line,
     is_csv,
     open_bytes,
     refuse_cut_last_row,
@@ -111,6 +113,8 @@ from features.params import DEFAULT_MAX_REJECTED
 from features.yamlio import UniqueKeyLoader
 
 if TYPE_CHECKING:
+    from collections.abc import Collection
+
     import pandas as pd
 
     from features.intake.items import Collapsed
@@ -1318,6 +1322,70 @@ def resolve_aliases(raw: pd.DataFrame, mapping: Mapping) -> tuple[Mapping, dict[
     return rewritten, read
 
 
+# What a spreadsheet writes in the first cell of a totals row at the end of an export (lowercase,
+# no accents), in the languages the mapping draft reads.
+_TOTAL_WORDS = ("total", "totals", "totaux", "totales", "totale", "totaal", "gesamt", "summe",
+                "soma", "suma", "somme", "sum", "subtotal", "sub total", "grand total")  # fmt: skip
+# Totals rows looked for at the end (a subtotal per page, a grand total, a count).
+_MAX_FOOTER_ROWS = 3
+
+
+def drop_empty_and_totals_rows(
+    raw: pd.DataFrame, mapping: Mapping, source: Path | str, time_field: str = "declared_at"
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    """``raw`` without the rows that hold no declaration: rows with every cell empty (a
+    spreadsheet's ``;;;;`` lines), and up to three totals rows at its end, whose id cell
+    says total (``TOTAL``, ``Soma``, ``Gesamt: 199``) or is empty (not in an item export) and
+    whose ``time_field`` (``declared_at``; ``inspected_at`` in a results file) is empty. Both
+    are said in a warning and counted; any other row goes on to be read (and refused if it
+    does not convert): a row that might be a record is never dropped."""
+    import unicodedata
+
+    import pandas as pd
+
+    counts = {"empty": 0, "totals": 0}
+    if raw.empty:
+        return raw, counts
+    empty = (raw.isna() | raw.eq("")).all(axis=1)
+    id_spec, at_spec = mapping.columns.get("declaration_id"), mapping.columns.get(time_field)
+    footer = pd.Series(False, index=raw.index)
+    if (
+        id_spec is not None
+        and at_spec is not None
+        and id_spec.column in raw.columns
+        and at_spec.column in raw.columns
+    ):
+        filled = raw.index[~empty]
+        for row in reversed(filled[-_MAX_FOOTER_ROWS:]):
+            ident, when = raw.at[row, id_spec.column], raw.at[row, at_spec.column]
+            text = "" if pd.isna(ident) else str(ident)
+            plain = "".join(
+                c
+                for c in unicodedata.normalize("NFKD", text).lower()
+                if not unicodedata.combining(c)
+            ).strip()
+            # an item export may leave the id to its declaration's first row: there an empty
+            # id is an item, and only a row saying total is one
+            says_total = plain.startswith(_TOTAL_WORDS) or (plain == "" and not mapping.items)
+            if not says_total or not (pd.isna(when) or str(when).strip() == ""):
+                break
+            footer[row] = True
+    counts = {"empty": int(empty.sum()), "totals": int(footer.sum())}
+    if counts["empty"]:
+        logger.warning("%s: %d row(s) with every cell empty are not read", source, counts["empty"])
+    if counts["totals"]:
+        logger.warning(
+            "%s: the last %d row(s) are totals (id %s, no %s): not read",
+            source,
+            counts["totals"],
+            ", ".join(repr(str(v)) for v in raw.loc[footer, id_spec.column].fillna("")),  # type: ignore[union-attr]
+            time_field,
+        )
+    if not (counts["empty"] or counts["totals"]):
+        return raw, counts
+    return raw.loc[~(empty | footer)].reset_index(drop=True), counts
+
+
 def join_columns(raw: pd.DataFrame, mapping: Mapping) -> tuple[pd.DataFrame, Mapping]:
     """``raw`` with one column per spec that joins several (named ``DATE + TIME``), and the
     mapping reading it as its ``column``; both unchanged when no spec joins columns.
@@ -1595,11 +1663,18 @@ def read_source(path: Path, mapping: Mapping) -> pd.DataFrame:
                     raw[name] = column.mask(column.isin(nulls))
         else:
             # a compressed CSV too: pandas decompresses by the suffix, as the sniffer does
-            sep = mapping.delimiter or sniff_delimiter(
-                path, mapping.encoding, mapping.named_columns()
-            )
-            refuse_cut_last_row(path, mapping.encoding, sep)
-            options = {"sep": sep, "dtype": "str", "encoding": mapping.encoding}
+            names = mapping.named_columns()
+            skip = header_line(first_lines(path, mapping.encoding), names)
+            sep = mapping.delimiter or sniff_delimiter(path, mapping.encoding, names, skip)
+            refuse_cut_last_row(path, mapping.encoding, sep, skip)
+            if skip:
+                logger.warning(
+                    "%s: the header is line %d; the %d line(s) above it (a title) are not read",
+                    path,
+                    skip + 1,
+                    skip,
+                )
+            options = {"sep": sep, "dtype": "str", "encoding": mapping.encoding, "skiprows": skip}
             # the header as written: read_csv renames a repeated name ("VALEUR.1")
             header = pd.read_csv(path, header=None, nrows=1, **options).iloc[0].dropna().tolist()
             raw = pd.read_csv(path, keep_default_na=False, na_values=mapping.null_values, **options)
@@ -1607,7 +1682,14 @@ def read_source(path: Path, mapping: Mapping) -> pd.DataFrame:
         raise _not_in_encoding(path, mapping.encoding, exc) from exc
     # truncated or damaged compressed files fail with EOFError and the decompressors' own errors
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, lzma.LZMAError) as exc:
-        raise ContractError(f"{path}: cannot read file: {exc}") from exc
+        hint = ""
+        if "Expected 1 fields" in str(exc):  # the first line is one cell: a title above it?
+            hint = (
+                " (if a title stands above the header, the header is found by the columns "
+                "the mapping names: none of the first lines holds them all; check their "
+                "spelling, and the encoding)"
+            )
+        raise ContractError(f"{path}: cannot read file: {exc}{hint}") from exc
     _check_header(path, header, mapping)
     return raw
 
@@ -1659,12 +1741,21 @@ def _read_workbook(path: Path, mapping: Mapping) -> tuple[pd.DataFrame, list[str
             raise ContractError(f"{path}: cannot read sheet {sheet!r}: {exc}") from exc
     if cells.empty:
         raise ContractError(f"{path}: sheet {sheet!r} is empty")
-    header = [str(_cell_text(v)) for v in cells.iloc[0] if not _blank(v)]
+    top = _sheet_header_row(cells, mapping.named_columns())
+    if top:
+        logger.warning(
+            "%s: sheet %r: the header is row %d; the %d row(s) above it (a title) are not read",
+            path,
+            sheet,
+            top + 1,
+            top,
+        )
+    header = [str(_cell_text(v)) for v in cells.iloc[top] if not _blank(v)]
     names = [
         str(_cell_text(v)) if not _blank(v) else f"Unnamed: {i}"
-        for i, v in enumerate(cells.iloc[0])
+        for i, v in enumerate(cells.iloc[top])
     ]
-    body = cells.iloc[1:].reset_index(drop=True)
+    body = cells.iloc[top + 1 :].reset_index(drop=True)
     body.columns = names
     nulls = set(mapping.null_values)
     # A column of numbers typed as numbers beside text cells ("7,5") becomes text: its numbers
@@ -1683,6 +1774,29 @@ def _read_workbook(path: Path, mapping: Mapping) -> tuple[pd.DataFrame, list[str
         }
     )
     return raw, header
+
+
+def _sheet_header_row(cells: pd.DataFrame, expected: Collection[str]) -> int:
+    """The row of a sheet's header: 0 unless a title stands above it (``header_line``'s rules:
+    the first row holding every name the mapping reads, or, naming none, the first row filled
+    as wide as the rows below it, where the rows above are narrower)."""
+    from features.intake.io import PREAMBLE_LINES
+
+    rows = [
+        [str(_cell_text(v)).strip() for v in row if not _blank(v)]
+        for row in cells.head(PREAMBLE_LINES + 6).itertuples(index=False)
+    ]
+    wanted = {name.strip() for name in expected}
+    if wanted:
+        return next(
+            (i for i, row in enumerate(rows[: PREAMBLE_LINES + 1]) if wanted <= set(row)), 0
+        )
+    widths = [len(row) for row in rows]
+    for i, width in enumerate(widths[: PREAMBLE_LINES + 1]):
+        below = [w for w in widths[i + 1 : i + 6] if w]
+        if width >= 2 and below and all(w <= width for w in below) and max(below) == width:
+            return i if all(w < width for w in widths[:i]) else 0
+    return 0
 
 
 def _blank(value: Any) -> bool:
@@ -1821,6 +1935,7 @@ def read_export(
     mapping, by_alias = resolve_aliases(raw, mapping)
     used = set(mapping.source_columns())
     raw, mapping = join_columns(raw, mapping)
+    raw, not_declarations = drop_empty_and_totals_rows(raw, mapping, source)
     check_hs_text(raw, mapping, source)
     raw, restored = restore_hs_zeros(raw, mapping)  # counted here, for the summary
     if restored:
@@ -1869,6 +1984,11 @@ def read_export(
                 )
             }
             if items
+            else {}
+        ),
+        **(
+            {"rows_not_declarations_dropped": not_declarations}
+            if any(not_declarations.values())
             else {}
         ),
         "columns_mapped": len(mapping.columns),

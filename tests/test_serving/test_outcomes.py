@@ -196,6 +196,21 @@ def test_ingest_a_mapped_file_through_the_same_checks(store, tmp_path: Path) -> 
     assert post(store, result()) == {"stored": 0, "unchanged": 1}
 
 
+def test_a_results_file_under_a_title_with_a_totals_row_stores_its_results(
+    store, tmp_path: Path
+) -> None:
+    source, mapping = _mapped_results(tmp_path, "12,5", "{column: RECOVERED, decimal: ','}")
+    body = source.read_text()
+    source.write_text(f"Resultats des controles - mai 2026\n\n{body};;;;\nTOTAL;;;;12,5\n")
+    run = _invoke(
+        "outcomes", "ingest", str(source), "--mapping", str(mapping), "--db", store.test_location
+    )
+    assert run.exit_code == 0, run.output
+    summary = json.loads(run.output[run.output.index("{") :])
+    assert summary["stored"] == 2
+    assert summary["rows_not_results_dropped"] == {"empty": 1, "totals": 1}
+
+
 def test_ingest_a_results_file_with_revenue_in_another_currency(store, tmp_path: Path) -> None:
     spec = "{column: RECOVERED, decimal: ',', currency: BRL}"
     source, mapping = _mapped_results(tmp_path, "62,5", spec)

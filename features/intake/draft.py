@@ -38,7 +38,13 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from features.intake.contract import FALSE_WORDS, FIELDS, FIELDS_BY_NAME, TRUE_WORDS
-from features.intake.iso3166 import ALPHA2, ALPHA3_TO_ALPHA2, NUMERIC_TO_ALPHA2
+from features.intake.iso3166 import (
+    ALPHA2,
+    ALPHA3_TO_ALPHA2,
+    NUMERIC_TO_ALPHA2,
+    name_to_alpha2,
+    plain_name,
+)
 from features.intake.iso4217 import COMMON_MISTAKES, ISO_4217
 
 if TYPE_CHECKING:
@@ -411,6 +417,16 @@ def _country_codes(column: Column) -> str | None:
             return kind
     if sum(v.zfill(3) in NUMERIC_TO_ALPHA2 for v in upper) / len(upper) >= FITS:
         return "numeric"
+    # names (China, Allemagne, 中国), ISO codes among them; a text column only: numbers and
+    # dates are never names
+    if column.typed == "text" and column.fit(r"\D.*") >= FITS:
+        names = name_to_alpha2()
+        read = sum(
+            v in ALPHA2 or v in ALPHA3_TO_ALPHA2 or plain_name(orig) in names
+            for v, orig in zip(upper, column.values, strict=True)
+        )
+        if read / len(upper) >= FITS:
+            return "name"
     return None
 
 

@@ -56,4 +56,78 @@ ALPHA3_TO_ALPHA2: dict[str, str] = {a3: a2 for a3, a2, _ in _ROWS}
 NUMERIC_TO_ALPHA2: dict[str, str] = {num: a2 for _, a2, num in _ROWS}
 ALPHA2: frozenset[str] = frozenset(ALPHA3_TO_ALPHA2.values())
 
-__all__ = ["ALPHA2", "ALPHA3_TO_ALPHA2", "NUMERIC_TO_ALPHA2"]
+
+# Names exports write that the standard's names and translations do not hold (plain form).
+_ALIASES = {
+    "usa": "US", "u s a": "US", "u s": "US", "united states of america": "US", "america": "US",
+    "uk": "GB", "u k": "GB", "great britain": "GB", "britain": "GB", "england": "GB",
+    "south korea": "KR", "korea": "KR", "north korea": "KP", "russia": "RU", "vietnam": "VN",
+    "viet nam": "VN", "taiwan": "TW", "iran": "IR", "syria": "SY", "laos": "LA",
+    "bolivia": "BO", "venezuela": "VE", "tanzania": "TZ", "moldova": "MD", "macau": "MO",
+    "macao": "MO", "hong kong": "HK", "czech republic": "CZ", "czechia": "CZ", "turkey": "TR",
+    "turkiye": "TR", "ivory coast": "CI", "holland": "NL", "the netherlands": "NL",
+    "macedonia": "MK", "swaziland": "SZ", "burma": "MM", "palestine": "PS", "vatican": "VA",
+    "micronesia": "FM", "brunei": "BN", "cape verde": "CV", "east timor": "TL",
+    "mainland china": "CN", "prc": "CN", "p r china": "CN", "uae": "AE", "eua": "US",
+    "eeuu": "US", "ee uu": "US", "rpc": "CN", "rp china": "CN",
+}  # fmt: skip
+
+
+def plain_name(text: str) -> str:
+    """A name as compared: lowercase, no accents, words separated by one space."""
+    import re
+    import unicodedata
+
+    decomposed = unicodedata.normalize("NFKD", str(text))
+    stripped = unicodedata.normalize(
+        "NFC", "".join(c for c in decomposed if not unicodedata.combining(c))
+    )
+    return " ".join(re.findall(r"\w+", stripped.casefold()))
+
+
+_NAMES: dict[str, str] | None = None
+
+
+def name_to_alpha2() -> dict[str, str]:
+    """Country name (``plain_name``) -> alpha-2, from the standard's English names (short,
+    official, common) and their translations into every language Debian's iso-codes carries
+    (through pycountry), and ``_ALIASES``. A name two countries share in some language (none
+    known) is left out: read as not a country, never guessed. Built once, ~0.3 s."""
+    global _NAMES
+    if _NAMES is not None:
+        return _NAMES
+    import gettext
+    import os
+
+    import pycountry
+
+    english: dict[str, str] = {}
+    for country in pycountry.countries:
+        for attribute in ("name", "official_name", "common_name"):
+            name = getattr(country, attribute, None)
+            if name:
+                english[name] = country.alpha_2
+                if ", " in name:  # "Korea, Republic of" -> "Republic of Korea"
+                    head, _, tail = name.partition(", ")
+                    english[f"{tail} {head}"] = country.alpha_2
+    found: dict[str, set[str]] = {}
+    for name, alpha2 in english.items():
+        found.setdefault(plain_name(name), set()).add(alpha2)
+    for language in sorted(os.listdir(pycountry.LOCALES_DIR)):
+        try:
+            translation = gettext.translation(
+                "iso3166-1", pycountry.LOCALES_DIR, languages=[language]
+            )
+        except OSError:
+            continue
+        for name, alpha2 in english.items():
+            local = translation.gettext(name)
+            if local != name:
+                found.setdefault(plain_name(local), set()).add(alpha2)
+    names = {name: next(iter(codes)) for name, codes in found.items() if len(codes) == 1 and name}
+    names.update(_ALIASES)
+    _NAMES = names
+    return names
+
+
+__all__ = ["ALPHA2", "ALPHA3_TO_ALPHA2", "NUMERIC_TO_ALPHA2", "name_to_alpha2", "plain_name"]

@@ -39,7 +39,8 @@ it, both counted in the summary) and ``offset`` (a duration added after reading,
 ``decimal``, ``thousands`` and ``scale`` (a multiplier > 0) for numbers; ``units`` (unit ->
 multiplier, for numbers written with their unit: ``350 g``) and ``part`` (``number`` or
 ``unit``: one side of a cell holding a number and its unit or currency, ``12,50 €``);
-``country_codes`` (``alpha3`` or ``numeric`` ISO 3166 codes -> alpha-2); ``currency`` (for
+``country_codes`` (``alpha3`` or ``numeric`` ISO 3166 codes -> alpha-2, or ``name``: country
+names in any language Debian's iso-codes translates them into, ISO codes among them); ``currency`` (for
 ``revenue_recovered`` only: the ISO 4217 code its amounts are in, or ``row`` for the row's
 declared currency; converted to EUR at ingest, ``rates_to_eur``); ``values`` (a code
 table: every non-empty source value must be a key, else it is an error; ``ignore_case: true``
@@ -106,7 +107,13 @@ from features.intake.io import (
     refuse_cut_last_row,
     sniff_delimiter,
 )
-from features.intake.iso3166 import ALPHA3_TO_ALPHA2, NUMERIC_TO_ALPHA2
+from features.intake.iso3166 import (
+    ALPHA2,
+    ALPHA3_TO_ALPHA2,
+    NUMERIC_TO_ALPHA2,
+    name_to_alpha2,
+    plain_name,
+)
 from features.intake.iso4217 import COMMON_MISTAKES, ISO_4217
 from features.intake.jsonsrc import is_json, read_json_source
 from features.params import DEFAULT_MAX_REJECTED
@@ -225,7 +232,7 @@ class _Spec(BaseModel):
     # the cell holds a number and a unit or currency ("12.50 USD", "€ 12,50"): read one part
     part: Literal["number", "unit"] | None = None
     # countries written as ISO 3166 alpha-3 ("CHN") or numeric ("156") codes -> alpha-2
-    country_codes: Literal["alpha3", "numeric"] | None = None
+    country_codes: Literal["alpha3", "numeric", "name"] | None = None
     values: dict[str, Any] | None = None
     ignore_case: bool = False  # 'values' keys matched whatever the case ("P", "p")
     # a value not in 'values': refused (the default), or kept as written (rename a few codes)
@@ -1062,7 +1069,22 @@ def _unit_factors(unit: pd.Series, table: dict[str, float]) -> tuple[pd.Series, 
 def _read_country_codes(spec: _Spec, text: pd.Series) -> tuple[pd.Series, pd.Series, str]:
     """ISO 3166 alpha-3 or numeric codes -> alpha-2; the column's ``values`` table first
     (codes beyond the standard, e.g. ``XKX``), so an administration's own codes still read."""
-    if spec.country_codes == "alpha3":
+    if spec.country_codes == "name":
+        # names in any language iso-codes translates them into (China, Chine, Vereinigte
+        # Staaten, 中国), or ISO alpha-2/alpha-3 codes among them; each distinct value once
+        names = name_to_alpha2()
+        distinct = text.dropna().unique()
+        read = {
+            v: (
+                v.strip().upper()
+                if v.strip().upper() in ALPHA2
+                else ALPHA3_TO_ALPHA2.get(v.strip().upper()) or names.get(plain_name(v))
+            )
+            for v in distinct
+        }
+        table, key = read, text
+        example = "China, Allemagne, Estados Unidos"
+    elif spec.country_codes == "alpha3":
         table, key = ALPHA3_TO_ALPHA2, text.str.upper()
         example = "CHN, DEU"
     else:
@@ -1078,6 +1100,9 @@ def _read_country_codes(spec: _Spec, text: pd.Series) -> tuple[pd.Series, pd.Ser
     problem = (
         f"not ISO 3166 {spec.country_codes} country codes (e.g. {example}); a code beyond "
         "the standard goes in the column's 'values' table"
+        if spec.country_codes != "name"
+        else f"not country names the ISO 3166 names and their translations hold (e.g. "
+        f"{example}); write the others in the column's 'values' table"
     )
     return out.astype("object"), bad, problem
 

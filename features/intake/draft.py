@@ -672,7 +672,8 @@ def _fits(
     if kind == "datetime":
         if name == "declared_at" and column.filled < FITS:
             return 0.0  # every declaration was lodged: a date with blanks is a result's
-        return 0.5 if (dates is not None or _excel_serials(column)) and named else 0.0
+        readable = dates is not None or _epoch_format(column) or _excel_serials(column)
+        return 0.5 if readable and named else 0.0
     if kind == "bool":
         if name == "inspected" and column.filled < FITS:
             return 0.0  # every parcel was inspected or not: a column with blanks holds results
@@ -707,7 +708,10 @@ def _propose(name: str, column: Column, timezone: str) -> Proposal:
     kind = FIELDS_BY_NAME[name].kind
     spec: dict[str, Any] = {"column": column.name}
     checks: list[str] = []
-    if kind == "datetime" and _date_formats(column) is None and _excel_serials(column):
+    if kind == "datetime" and _date_formats(column) is None and _epoch_format(column):
+        spec["format"] = _epoch_format(column)
+        checks.append("Unix times (UTC) guessed from numbers of 10 or 13 digits")
+    elif kind == "datetime" and _date_formats(column) is None and _excel_serials(column):
         spec["format"] = "excel"
         spec["timezone"] = timezone
         checks.append(f"spreadsheet serial days read as dates, local to {timezone}")
@@ -804,6 +808,21 @@ def _dates_only(column: Column, formats: list[str] | None) -> bool:
     if formats:
         return not any("%H" in f or "%I" in f for f in formats)
     return column.fit(r"\d{4}-\d{2}-\d{2}") >= FITS
+
+
+def _epoch_format(column: Column) -> str | None:
+    """``epoch_s`` or ``epoch_ms`` for a column of Unix times from 1990 to 2100 (10 or 13
+    digits), asked only of a column whose name says it holds dates."""
+    for fmt, digits in (("epoch_s", 10), ("epoch_ms", 13)):
+        if column.fit(rf"\d{{{digits}}}(?:\.0+)?") >= FITS:
+            numbers = _numbers(column)
+            scale = 1 if fmt == "epoch_s" else 1000
+            if (
+                len(numbers)
+                and numbers.between(631_152_000 * scale, 4_102_444_800 * scale).mean() >= FITS
+            ):
+                return fmt
+    return None
 
 
 def _excel_serials(column: Column) -> bool:

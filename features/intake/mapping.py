@@ -167,6 +167,10 @@ _GUESSING_FORMATS = ("mixed",)
 # a spreadsheet's dates as numbers: days since 1899-12-30 (Excel's 1900 date system, as
 # LibreOffice and Google Sheets write it too), the fraction the time of day
 EXCEL_FORMAT = "excel"
+# Unix time, UTC by definition (no timezone applies): seconds or milliseconds since 1970,
+# read only within 1990-2100 so that a column of other numbers is refused, not misread
+EPOCH_FORMATS = {"epoch_s": 1_000_000, "epoch_ms": 1_000}  # microseconds per unit
+_EPOCH_RANGE_S = (631_152_000, 4_102_444_800)  # 1990-01-01, 2100-01-01
 _EXCEL_EPOCH = "1899-12-30"
 _EXCEL_MAX_SERIAL = 2958465  # 9999-12-31
 # a number beside its unit or currency, either side: "350 g", "1,2 kg", "USD 12.50", "€12,50"
@@ -188,7 +192,7 @@ _ZONED_TIME = (
 
 def _check_format(value: str) -> None:
     """A timestamp format the reader takes: strptime, ``ISO8601`` or ``excel``."""
-    if value in ("ISO8601", EXCEL_FORMAT):
+    if value in ("ISO8601", EXCEL_FORMAT, *EPOCH_FORMATS):
         return
     if value in _GUESSING_FORMATS:
         raise ValueError(
@@ -999,6 +1003,12 @@ def _convert_datetime(
                 f"not spreadsheet serial dates (format {EXCEL_FORMAT!r}: days since "
                 f"{_EXCEL_EPOCH}, e.g. 46023.5 for 2026-01-01 12:00)"
             )
+        elif formats[0] in EPOCH_FORMATS:
+            unit = "seconds" if formats[0] == "epoch_s" else "milliseconds"
+            problem = (
+                f"not Unix times in {unit} from 1990 to 2100 (format {formats[0]!r}, e.g. "
+                f"{1_767_225_600 * (1 if unit == 'seconds' else 1000)} for 2026-01-01 00:00 UTC)"
+            )
         else:
             problem = f"not timestamps in format {formats[0]!r}"
         if failures:
@@ -1016,6 +1026,9 @@ def _read_format(
     if fmt == "ISO8601":
         stamps, bad, _, marks = _convert_iso(spec, text)
         return stamps, ~bad, marks
+    if fmt in EPOCH_FORMATS:
+        stamps = _epoch(text, EPOCH_FORMATS[fmt])
+        return stamps, stamps.notna(), {}
     if fmt == EXCEL_FORMAT:
         parsed = _excel_serials(text)
     else:
@@ -1025,6 +1038,22 @@ def _read_format(
     read = parsed.notna()
     stamps, marks = _localise(parsed, spec)
     return stamps, read, marks
+
+
+def _epoch(text: pd.Series, us_per_unit: int) -> pd.Series:
+    """Unix times in seconds or milliseconds -> UTC timestamps; NaT where not one (or outside
+    1990-2100). Exact: whole microseconds, never through a float of the whole count."""
+    import numpy as np
+    import pandas as pd
+
+    number = pd.to_numeric(text.astype("str").str.strip().where(text.notna()), errors="coerce")
+    low, high = (bound * 1_000_000 // us_per_unit for bound in _EPOCH_RANGE_S)
+    number = number.where(number.between(low, high))
+    micros = (number * us_per_unit).round()
+    known = micros.notna().to_numpy()
+    values = np.full(len(text), np.datetime64("NaT"), dtype="datetime64[us]")
+    values[known] = micros[known].to_numpy(dtype=np.int64).astype("datetime64[us]")
+    return pd.Series(values, index=text.index).dt.tz_localize("UTC")
 
 
 def _excel_serials(text: pd.Series) -> pd.Series:
@@ -1132,8 +1161,8 @@ def _not_iso_problem(values: pd.Series) -> str:
     if values.str.strip().str.fullmatch(r"[+-]?[0-9]+(?:[.,][0-9]+)?").all():
         return (
             "numbers, not timestamps: if they are a spreadsheet's serial dates (46023.5 for "
-            "2026-01-01 12:00), read them with format: excel; epoch seconds or other numbers "
-            "need the column exported as dates written out"
+            "2026-01-01 12:00), read them with format: excel; Unix times with format: epoch_s "
+            "(seconds) or epoch_ms (milliseconds)"
         )
     return (
         "not ISO 8601 timestamps (year first, e.g. 2026-01-02T10:00:00Z) and the mapping gives "
@@ -2131,6 +2160,8 @@ def warn_times_read_as_utc(
         spec = mapping.columns.get(name)
         if spec is None or spec.timezone is not None or spec.column not in raw.columns:
             continue
+        if spec.formats and all(f in EPOCH_FORMATS for f in spec.formats):
+            continue  # Unix times are UTC
         column = raw[spec.column]
         if pd.api.types.is_datetime64_any_dtype(column.dtype):
             naive = getattr(column.dtype, "tz", None) is None

@@ -55,7 +55,7 @@ def _rate(step, rows_per_step: int, seconds: float) -> float:
 def main() -> None:
     import pandas as pd
 
-    from features.intake.columns import RecordColumns
+    from features.intake.columns import RecordColumns, models_as_json
     from features.intake.contract import Declaration
     from features.intake.io import read_declarations
     from features.params import load_settings
@@ -99,29 +99,32 @@ def main() -> None:
         ]
     )
 
-    def requests(n_requests: int, size: int) -> list[RecordColumns]:
+    def requests(n_requests: int, size: int) -> list[list[Declaration]]:
         try:
-            return [
-                RecordColumns([next(fresh) for _ in range(size)], runtime.contract)
-                for _ in range(n_requests)
-            ]
+            return [[next(fresh) for _ in range(size)] for _ in range(n_requests)]
         except StopIteration:
             raise SystemExit("--appends too small for --seconds x --rounds") from None
 
     stores = {mode: SqliteDecisionStore(work / f"bench-{mode}.db") for mode in ("snapshot", "live")}
 
-    def worker_loop(mode: str, frames: list[RecordColumns]) -> None:
-        """What a service worker does per merged batch, store write included."""
+    def worker_loop(mode: str, batches: list[list[Declaration]]) -> None:
+        """What a service worker does per merged batch (``ParcelRiskService._score_and_record``),
+        store write included: columns and stored JSON from the validated models, the store
+        asked which were decided already, scored, recorded."""
         store = stores[mode]
         saved = runtime.compute_features
         if mode == "snapshot":
             runtime.compute_features = lambda d: (online_features(d, runtime.live.snapshot), [])
         try:
-            for frame in frames:
+            for models in batches:
                 if mode == "live":
                     runtime.catch_up(store)
+                frame = RecordColumns(models, runtime.contract)
+                texts = models_as_json(models)
+                store.decided([m.declaration_id for m in models], runtime.model_name,
+                              runtime.model_version)  # fmt: skip
                 batch = score_frame(frame, runtime)
-                records = decision_records(batch, runtime)
+                records = decision_records(batch, runtime, texts)
                 store.record(records)
                 if mode == "live":
                     runtime.recorded(batch, records)

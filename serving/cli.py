@@ -211,18 +211,21 @@ def score(
         "--no-validate",
         help="Score without the validation gate (logged; every decision carries a warning).",
     ),
+    mapping: Path | None = typer.Option(
+        None,
+        "--mapping",
+        help="Score an administration's own export (CSV, workbook, JSON, as ingest reads it) "
+        "through its mapping YAML; outcome fields the mapping maps are not read.",
+    ),
 ) -> None:
     """Score a declarations file offline through the service's scoring path.
 
     The file passes the same rules as an API request first: a declaration the API would refuse
-    makes the whole file refused, with the rows and reasons listed.
+    makes the whole file refused, with the rows and reasons listed. With ``--mapping`` the
+    file is an administration's export, read as ``ingest`` reads it (into a temporary contract
+    file) before the same gate.
     """
     from features.errors import ParcelriskError
-    from features.intake.rules import Limits
-    from features.intake.validation import require_valid
-    from models.registry import require_tracking_store
-    from serving.scoring import load_runtime, score_file
-    from serving.store import open_store
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     settings = settings_from(params)
@@ -235,6 +238,47 @@ def score(
             f"--out {out} is the declarations file itself: the scores would replace it; "
             "write them to another file"
         )
+    with tempfile.TemporaryDirectory(prefix="parcelrisk-score-") as read_dir:
+        if mapping is not None:
+            file = _ingested_for_scoring(file, mapping, Path(read_dir), settings)
+        _score_contract_file(file, out, tracking_uri, settings, chunk_size, audit_db, no_validate)
+
+
+def _ingested_for_scoring(file: Path, mapping: Path, work: Path, settings: Any) -> Path:
+    """An export read with its mapping (outcome fields left out) into a contract file in
+    ``work``; the ingest's summary is logged."""
+    from features.intake.ingest import ingest_file
+
+    contract_file = work / "declarations.parquet"
+    summary = ingest_file(
+        source=file,
+        mapping_path=mapping,
+        out=contract_file,
+        fx_to_base=settings.features.fx,
+        timezone=settings.features.timezone,
+        for_scoring=True,
+    )
+    logger.info(
+        "read %d declaration(s) from %s with the mapping %s", summary["rows"], file, mapping
+    )
+    return contract_file
+
+
+def _score_contract_file(
+    file: Path,
+    out: Path,
+    tracking_uri: str | None,
+    settings: Any,
+    chunk_size: int,
+    audit_db: str | None,
+    no_validate: bool,
+) -> None:
+    from features.intake.rules import Limits
+    from features.intake.validation import require_valid
+    from models.registry import require_tracking_store
+    from serving.scoring import load_runtime, score_file
+    from serving.store import open_store
+
     # The gate runs before the model loads, so a bad file is refused in a second, not after
     # the model download. Its faults are structural (the same whatever the limits); only the
     # plausibility warnings use limits, and every decision carries the model's own anyway.

@@ -28,6 +28,7 @@ from features.intake.mapping import (
     REJECTED_REASONS,
     REJECTED_ROW,
     ExportRead,
+    declarations_only,
     load_mapping,
     rates_to_eur,
     read_export,
@@ -60,6 +61,7 @@ def ingest_file(
     limits: Limits | None = None,
     fx_to_base: dict[str, float] | None = None,
     timezone: str | None = None,
+    for_scoring: bool = False,
 ) -> dict:
     """Read ``source`` (one export, or the exports of a series) with the mapping, join them
     and write contract Parquet to ``out`` atomically; the summary of what was read, converted
@@ -73,11 +75,14 @@ def ingest_file(
     file's rows set aside refuses it all the same: that many point to the mapping or the
     export. ``fx_to_base`` (features.fx_to_base) converts a revenue_recovered the mapping
     gives in another currency to EUR; ``timezone`` (features.timezone) is what times read
-    without a zone are warned against. Nothing is written unless every file is read.
+    without a zone are warned against. ``for_scoring``: the declarations of a file to score,
+    outcome fields of the mapping not read. Nothing is written unless every file is read.
     """
     sources = [Path(source)] if isinstance(source, (str, Path)) else [Path(s) for s in source]
     _check_paths(sources, Path(out), quarantine, max_rejected)
     mapping = load_mapping(mapping_path)
+    if for_scoring:  # declarations to score: a history's mapping without its outcome fields
+        mapping = declarations_only(mapping)
     eur_rates = rates_to_eur(mapping, fx_to_base)  # before reading: a missing rate is no row's
     several = len(sources) > 1
     reads = []

@@ -745,6 +745,21 @@ def parse_mapping_text(text: str, origin: str = "mapping") -> Mapping:
     return parse_mapping(data, origin=origin)
 
 
+def declarations_only(mapping: Mapping) -> Mapping:
+    """``mapping`` without its outcome fields (and their ``items`` rules): what a file to be
+    scored is read with, when the mapping was written for a history. Results are what the
+    scoring predicts, so their columns are not read (a file to score may hold them empty)."""
+    outcomes = {f.name for f in FIELDS if f.scope == "outcome"}
+    items = {k: v for k, v in (mapping.items or {}).items() if k not in outcomes}
+    return mapping.model_copy(
+        update={
+            "columns": {k: v for k, v in mapping.columns.items() if k not in outcomes},
+            "outcomes_only_if_inspected": False,
+            "items": items if mapping.items is not None else None,
+        }
+    )
+
+
 def load_mapping(path: Path) -> Mapping:
     """Read and validate a mapping YAML file."""
     path = Path(path)

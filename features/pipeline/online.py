@@ -73,7 +73,8 @@ def online_features(
     if missing:
         raise ParcelriskError(
             f"declarations lack the mapped extra field(s) the model uses: {', '.join(missing)} "
-            "(the model learnt them from an export read through a mapping: convert this file "
+            "(the model learnt them from an export read through a mapping: score the export "
+            "through it, `parcelrisk score EXPORT --mapping MAPPING --out OUT`, or convert it "
             "the same way, `parcelrisk ingest FILE --mapping MAPPING --out FILE.parquet`, and "
             "score the Parquet it writes, which carries them)"
         )

@@ -216,3 +216,19 @@ def test_a_foreign_census_export_runs_end_to_end_on_defaults(work: Path) -> None
     assert "parcelrisk ingest FILE --mapping MAPPING" in str(refused.value)
     assert not (work / "plain.csv").exists()
     assert not scored["exploration"].any()  # every parcel is inspected anyway: no quota
+
+    # the export itself, in its own columns, through the mapping: its result column (적발여부)
+    # is not read, the extras are, and the last rows are scored as arriving today
+    export = pd.read_csv(work / "export.csv", dtype=str, keep_default_na=False).tail(200)
+    export["신고일자"] = pd.Timestamp.now(tz="Asia/Seoul").strftime("%Y.%m.%d")
+    export["적발여부"] = ""  # unknown before the control: read as nothing, not refused
+    export.to_csv(work / "arrivals.csv", index=False, encoding="utf-8")
+    code, out = _run(
+        "score", str(work / "arrivals.csv"), "--mapping", str(work / "mapping.yaml"),
+        "--out", str(work / "arrivals_scored.csv"), "--params", params, "--tracking-uri", uri,
+    )  # fmt: skip
+    assert code == 0, out
+    arrivals = pd.read_csv(work / "arrivals_scored.csv")
+    assert list(arrivals["declaration_id"]) == list(export["신고번호"])
+    assert arrivals["risk"].between(0, 1).all()
+    assert not arrivals["warnings"].str.contains("broker_id").any()  # the extras were read

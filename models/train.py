@@ -408,6 +408,11 @@ def informative_features(X: np.ndarray, manifest: FeatureManifest) -> FeatureMan
     return manifest.select([n for n in manifest.names if n not in dropped])
 
 
+# Illicit labels in the validation period below which a perfect single feature is warned
+# about, not refused: with a handful of positives a strong real signal ranks them all by chance.
+LEAK_MIN_POSITIVES = 20
+
+
 def refuse_leaking_features(
     manifest: FeatureManifest,
     X: np.ndarray,
@@ -445,6 +450,18 @@ def refuse_leaking_features(
         "strongest single features (ROC AUC alone, validation labels): %s",
         ", ".join(f"{s.feature} {s.auc:.3f}" for s in strongest),
     )
+    positives = int(y[fit_valid].sum())
+    if leaks and positives < LEAK_MIN_POSITIVES:
+        # a strong real feature can rank a handful of positives perfectly by chance: said,
+        # not refused
+        log.warning(
+            "feature(s) that alone tell illicit from clean parcels on the validation labels: %s; "
+            "with %d illicit labels there this may be chance, but if such a feature is an "
+            "inspection result mapped as a feature, the model will lane nothing: check it",
+            ", ".join(f"{s.feature} (ROC AUC {s.auc:.3f})" for s in leaks[:10]),
+            positives,
+        )
+        return
     if leaks:
         named = ", ".join(f"{s.feature} (ROC AUC {s.auc:.3f})" for s in leaks[:10])
         raise ParcelriskError(

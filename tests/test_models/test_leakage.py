@@ -103,3 +103,17 @@ def test_the_fixture_signals_train_and_the_bound_is_validated(frames, caplog):
     assert "strongest single features" in caplog.text
     with pytest.raises(ParcelriskError, match="max_single_feature_auc"):
         TrainParams.from_dict({**TRAIN_SECTION, "max_single_feature_auc": 1.5})
+
+
+def test_with_few_validation_positives_a_perfect_feature_is_warned_about_not_refused(
+    frames, caplog
+):
+    from models.train import LEAK_MIN_POSITIVES
+
+    features, manifest = _with_result_as_feature(frames)
+    validation = features["declared_at"] >= features["declared_at"].quantile(0.6)
+    positives = validation & features["illicit"].fillna(False).astype(bool)
+    keep = ~positives | (positives.cumsum() <= LEAK_MIN_POSITIVES - 5)
+    caplog.set_level("WARNING", logger="models.train")
+    train_models(features[keep.to_numpy()].reset_index(drop=True), manifest, PARAMS)
+    assert "cat_resultado (ROC AUC 1.000)" in caplog.text and "may be chance" in caplog.text

@@ -402,13 +402,28 @@ def _read_csv(path: Path) -> pd.DataFrame:
     import pandas as pd
 
     encoding = _text_encoding(path)
-    sep = sniff_delimiter(path, encoding)
-    refuse_cut_last_row(path, encoding, sep)
+    # a title above the header (a report's name): the header is the line naming declaration_id
+    skip = header_line(first_lines(path, encoding), ("declaration_id",))
+    if skip:
+        logger.warning(
+            "%s: the header is line %d; the %d line(s) above it (a title) are not read",
+            path,
+            skip + 1,
+            skip,
+        )
+    sep = sniff_delimiter(path, encoding, skip=skip)
+    refuse_cut_last_row(path, encoding, sep, skip)
     if sep != ",":
         logger.warning("%s: read with the delimiter %r (sniffed from the header line)", path, sep)
     # only empty cells are null: "NA" is Namibia, not a missing value
     return pd.read_csv(
-        path, sep=sep, dtype="str", encoding=encoding, keep_default_na=False, na_values=[""]
+        path,
+        sep=sep,
+        dtype="str",
+        encoding=encoding,
+        keep_default_na=False,
+        na_values=[""],
+        skiprows=skip,
     )
 
 

@@ -280,6 +280,15 @@ def latin1_text(clean: Path, out: Path) -> Path:
     return path
 
 
+@fault(Expect("accepted", "the header is line 4"))
+def title_above_header(clean: Path, out: Path) -> Path:
+    """A report's title, its date and a blank line above the header (a spreadsheet's export)."""
+    path = out / "title_above_header.csv"
+    text = _history(clean).to_csv(index=False)
+    path.write_text(f"Declarations export - March 2026\nGenerated 2026-04-01 06:00,\n\n{text}")
+    return path
+
+
 @fault(Expect("accepted"))
 def utf8_bom(clean: Path, out: Path) -> Path:
     """A UTF-8 CSV starting with a byte-order mark (Excel's 'CSV UTF-8')."""

@@ -417,10 +417,10 @@ def absurd_value(clean: Path, out: Path) -> Path:
 
 @fault(Expect("accepted", "currency.rate"), train_on=True)
 def unknown_currency(clean: Path, out: Path) -> Path:
-    """ISO 4217 codes with no exchange rate (XAU, XOF) and lower-case ones (eur)."""
+    """ISO 4217 codes with no exchange rate (XAU, MNT) and lower-case ones (eur)."""
     df = _history(clean)
     rows = _rows(len(df), 30)
-    df.loc[rows[:10], "currency"] = "XOF"
+    df.loc[rows[:10], "currency"] = "MNT"
     df.loc[rows[10:20], "currency"] = "XAU"
     df.loc[rows[20:], "currency"] = "eur"
     return _csv(df, out / "unknown_currency.csv")

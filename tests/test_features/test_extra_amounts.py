@@ -18,7 +18,7 @@ PARAMS = load_settings(None).features
 
 def _prepared(amount: bool) -> tuple[np.ndarray, list[str]]:
     frame = make_declarations(n=4, with_outcomes=False)
-    frame["currency"] = ["EUR", "USD", "CNY", "XOF"]  # XOF: ISO, no rate in the table
+    frame["currency"] = ["EUR", "USD", "CNY", "MNT"]  # MNT: ISO, no rate in the table
     frame["fob_value"] = [100.0, 100.0, 100.0, 100.0]
     contract = Contract((ExtraColumn("fob_value", "numeric", amount=amount),))
     from features.intake.contract import parse_declarations

@@ -261,6 +261,9 @@ _DATE_FORMATS = (
     "%Y/%m/%d %H:%M:%S", "%Y/%m/%d %H:%M", "%Y/%m/%d", "%Y%m%d%H%M%S", "%Y%m%d",
     "%d/%m/%y %H:%M", "%d/%m/%y", "%m/%d/%Y %I:%M:%S %p", "%m/%d/%Y %I:%M %p",
     "%d/%m/%Y %I:%M:%S %p", "%d/%m/%Y %I:%M %p", "%Y-%m-%d %I:%M:%S %p", "%Y-%m-%d %I:%M %p",
+    # English month names (a spreadsheet's 01-Mar-2026, a report's 1 March 2026, Mar 1, 2026)
+    "%d-%b-%Y %H:%M:%S", "%d-%b-%Y %H:%M", "%d-%b-%Y", "%d-%b-%y", "%d %b %Y %H:%M", "%d %b %Y",
+    "%d %B %Y %H:%M", "%d %B %Y", "%b %d, %Y %I:%M %p", "%b %d, %Y", "%B %d, %Y",
 )  # fmt: skip
 # Currency signs written beside amounts, to ISO 4217 (the contract's common mistakes, and signs
 # of one currency only: "$", "¥" and "kr" name several, so a person says which).
@@ -490,7 +493,12 @@ def _date_formats(column: Column) -> tuple[list[str] | None, list[str]] | None:
         return None, []
     if column.typed == "number" or not column.values:
         return None
-    if column.fit(r"[0-9][0-9./: TZ+-]{5,}(?: ?[AaPp]\.?[Mm]\.?)?") < FITS:  # not date-shaped
+    shaped = r"[0-9][0-9./: TZ+-]{5,}(?: ?[AaPp]\.?[Mm]\.?)?"
+    named_month = (
+        r"(?i)(?:\d{1,2}[- /])?(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?"
+        r"[- /,]+\d{1,4}[0-9 ,/:-]*(?: ?[ap]m)?"
+    )
+    if column.fit(shaped) < FITS and column.fit(named_month) < FITS:  # not date-shaped
         return None
     values = pd.Series(column.values)
     if values.str.fullmatch(r"\d{4}-\d{2}-\d{2}(?:[T ].*)?").mean() >= FITS:

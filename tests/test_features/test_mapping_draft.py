@@ -557,3 +557,19 @@ def test_a_sign_several_currencies_write_is_listed_not_guessed(tmp_path) -> None
     columns = yaml.safe_load(draft.text)["columns"]
     assert columns["currency"]["values"] == {"US$": "USD"}
     assert any("signs not read: $" in c for c in draft.checks["currency"])
+
+
+@pytest.mark.parametrize(
+    ("written", "fmt"),
+    [
+        ("0{d}-Mar-2026 10:1{d}", "%d-%b-%Y %H:%M"),
+        ("Mar {d}, 2026", "%b %d, %Y"),
+        ("1{d} March 2026", "%d %B %Y"),
+    ],
+)
+def test_dates_with_english_month_names_are_read(tmp_path, written, fmt) -> None:
+    source = tmp_path / "export.csv"
+    rows = [f'E{d},"{written.format(d=d)}",61091000,12.5' for d in range(1, 8)]
+    source.write_text("id,date,hs,value\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    columns = yaml.safe_load(_draft(source).text)["columns"]
+    assert columns["declared_at"]["format"] == fmt

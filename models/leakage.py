@@ -55,8 +55,11 @@ def single_feature_auc(
     out = np.full(X.shape[1], 0.5)
     if n_pos == 0 or n_neg == 0:
         return out
+    # the labelled rows once (a few percent of a history), columns contiguous: per feature
+    # a strided gather over every row would cost ~10 ms at 1M rows
+    X_train, X_valid = np.asfortranarray(X[train]), np.asfortranarray(X[valid])
     for j in range(X.shape[1]):
-        x_train, x_valid = X[train, j], X[valid, j]
+        x_train, x_valid = X_train[:, j], X_valid[:, j]
         if categorical[j]:
             # codes are small non-negative integers; missing (and unknown) -> bin 0
             b_train = np.where(np.isnan(x_train), -1, x_train).astype(np.int64) + 1

@@ -217,40 +217,51 @@ def _records(lines: list[str], sep: str) -> list[tuple[int, list[str]]]:
     return out
 
 
-def header_line(lines: list[str], expected: Collection[str] = ()) -> int:
-    """How many lines come before a CSV's header: 0 unless a title stands above it.
+def _width(cells: list[str]) -> int:
+    """Cells up to the last filled one (trailing empty cells are a row's blanks, not columns)."""
+    return next((i + 1 for i in range(len(cells) - 1, -1, -1) if cells[i]), 0)
 
-    ``expected``: the column names a mapping reads; the header is then the first line holding
-    every one of them. Without names (a draft), it is the first line whose cells are as many
-    as those of the lines below it, where the lines above it have fewer (a title is one cell,
-    "generated on" two). Only the first ``PREAMBLE_LINES`` lines are looked at."""
+
+def header_row(rows: list[list[str]], expected: Collection[str] = ()) -> tuple[int, int] | None:
+    """Where a table's header is among its first rows (cells as text, stripped): (row, width),
+    or None when no row looks like one. The rule a CSV and a workbook's sheet share.
+
+    ``expected``: the column names a mapping reads; the header is the first row holding every
+    one of them. Without names (a draft): the first row at least two cells wide that is as wide
+    as the widest of the five rows below it; it starts the table only if every row above it is
+    narrower (a title is one cell, "generated on" two), else the table starts at row 0. Only the
+    first ``PREAMBLE_LINES`` rows are candidates."""
     wanted = {name.strip() for name in expected}
-    if wanted:
-        for sep in DELIMITERS:
-            for start, cells in _records(lines, sep):
-                if start > PREAMBLE_LINES:
-                    break
-                if wanted <= set(cells):
-                    return start
-        return 0
-    # the delimiter that gives the widest table decides (a decimal comma splits a ';' file's
-    # rows in two with ','; as wide, the one whose table starts first), then its first line as
-    # wide as the lines below it
+    widths = [_width(cells) for cells in rows]
+    for k, cells in enumerate(rows[: PREAMBLE_LINES + 1]):
+        if wanted:
+            if wanted <= set(cells):
+                return k, widths[k]
+            continue
+        below = [w for w in widths[k + 1 : k + 6] if w]
+        if widths[k] < 2 or not below or max(below) != widths[k]:
+            continue
+        return (k if all(w < widths[k] for w in widths[:k]) else 0), widths[k]
+    return None
+
+
+def header_line(lines: list[str], expected: Collection[str] = ()) -> int:
+    """How many lines come before a CSV's header: 0 unless a title stands above it
+    (``header_row``'s rule, on the records each delimiter gives). Without names, the delimiter
+    giving the widest table decides (a decimal comma splits a ';' file's rows in two with ','),
+    and as wide, the one whose table starts first."""
     best: tuple[int, int] = (0, 0)  # (width, -first line)
     skip = 0
     for sep in DELIMITERS:
         records = _records(lines, sep)
-        counts = [len(cells) if any(cells) else 0 for _, cells in records]
-        for k, (start, _) in enumerate(records):
-            width = counts[k]
-            if start > PREAMBLE_LINES:
-                break
-            below = [c for c in counts[k + 1 : k + 6] if c]
-            if width < 2 or not below or any(c != width for c in below):
-                continue
-            if (width, -start) > best:
-                best, skip = (width, -start), start if all(c < width for c in counts[:k]) else 0
-            break
+        found = header_row([cells for _, cells in records], expected)
+        if found is None:
+            continue
+        start = records[found[0]][0]
+        if expected:
+            return start
+        if (found[1], -start) > best:
+            best, skip = (found[1], -start), start
     return skip
 
 

@@ -1408,8 +1408,6 @@ def drop_empty_and_totals_rows(
     whose ``time_field`` (``declared_at``; ``inspected_at`` in a results file) is empty. Both
     are said in a warning and counted; any other row goes on to be read (and refused if it
     does not convert): a row that might be a record is never dropped."""
-    import unicodedata
-
     import numpy as np
     import pandas as pd
 
@@ -1437,12 +1435,7 @@ def drop_empty_and_totals_rows(
         filled = raw.index[~empty]
         for row in reversed(filled[-_MAX_FOOTER_ROWS:]):
             ident, when = raw.at[row, id_spec.column], raw.at[row, at_spec.column]
-            text = "" if pd.isna(ident) else str(ident)
-            plain = "".join(
-                c
-                for c in unicodedata.normalize("NFKD", text).lower()
-                if not unicodedata.combining(c)
-            ).strip()
+            plain = "" if pd.isna(ident) else plain_name(str(ident))
             # an item export may leave the id to its declaration's first row: there an empty
             # id is an item, and only a row saying total is one
             says_total = plain.startswith(_TOTAL_WORDS) or (plain == "" and not mapping.items)
@@ -1860,26 +1853,15 @@ def _read_workbook(path: Path, mapping: Mapping) -> tuple[pd.DataFrame, list[str
 
 
 def _sheet_header_row(cells: pd.DataFrame, expected: Collection[str]) -> int:
-    """The row of a sheet's header: 0 unless a title stands above it (``header_line``'s rules:
-    the first row holding every name the mapping reads, or, naming none, the first row filled
-    as wide as the rows below it, where the rows above are narrower)."""
-    from features.intake.io import PREAMBLE_LINES
+    """The row of a sheet's header: 0 unless a title stands above it (``header_row``)."""
+    from features.intake.io import PREAMBLE_LINES, header_row
 
     rows = [
-        [str(_cell_text(v)).strip() for v in row if not _blank(v)]
+        ["" if _blank(v) else str(_cell_text(v)).strip() for v in row]
         for row in cells.head(PREAMBLE_LINES + 6).itertuples(index=False)
     ]
-    wanted = {name.strip() for name in expected}
-    if wanted:
-        return next(
-            (i for i, row in enumerate(rows[: PREAMBLE_LINES + 1]) if wanted <= set(row)), 0
-        )
-    widths = [len(row) for row in rows]
-    for i, width in enumerate(widths[: PREAMBLE_LINES + 1]):
-        below = [w for w in widths[i + 1 : i + 6] if w]
-        if width >= 2 and below and all(w <= width for w in below) and max(below) == width:
-            return i if all(w < width for w in widths[:i]) else 0
-    return 0
+    found = header_row(rows, expected)
+    return found[0] if found is not None else 0
 
 
 def _blank(value: Any) -> bool:

@@ -265,6 +265,19 @@ def header_line(lines: list[str], expected: Collection[str] = ()) -> int:
     return skip
 
 
+def lines_above_header(path: Path, encoding: str, expected: Collection[str] = ()) -> int:
+    """``header_line`` of a CSV file, said in a warning when a title stands above the header."""
+    skip = header_line(first_lines(path, encoding), expected)
+    if skip:
+        logger.warning(
+            "%s: the header is line %d; the %d line(s) above it (a title) are not read",
+            path,
+            skip + 1,
+            skip,
+        )
+    return skip
+
+
 def sniff_delimiter(
     path: Path, encoding: str, expected: Collection[str] = (), skip: int = 0
 ) -> str:
@@ -414,14 +427,7 @@ def _read_csv(path: Path) -> pd.DataFrame:
 
     encoding = _text_encoding(path)
     # a title above the header (a report's name): the header is the line naming declaration_id
-    skip = header_line(first_lines(path, encoding), ("declaration_id",))
-    if skip:
-        logger.warning(
-            "%s: the header is line %d; the %d line(s) above it (a title) are not read",
-            path,
-            skip + 1,
-            skip,
-        )
+    skip = lines_above_header(path, encoding, ("declaration_id",))
     sep = sniff_delimiter(path, encoding, skip=skip)
     refuse_cut_last_row(path, encoding, sep, skip)
     if sep != ",":

@@ -99,10 +99,9 @@ from features.intake.contract import (
     parse_text,
 )
 from features.intake.io import (
-    first_lines,
     first_undecodable,
-    header_line,
     is_csv,
+    lines_above_header,
     open_bytes,
     refuse_cut_last_row,
     sniff_delimiter,
@@ -1740,16 +1739,9 @@ def read_source(path: Path, mapping: Mapping) -> pd.DataFrame:
         else:
             # a compressed CSV too: pandas decompresses by the suffix, as the sniffer does
             names = mapping.named_columns()
-            skip = header_line(first_lines(path, mapping.encoding), names)
+            skip = lines_above_header(path, mapping.encoding, names)
             sep = mapping.delimiter or sniff_delimiter(path, mapping.encoding, names, skip)
             refuse_cut_last_row(path, mapping.encoding, sep, skip)
-            if skip:
-                logger.warning(
-                    "%s: the header is line %d; the %d line(s) above it (a title) are not read",
-                    path,
-                    skip + 1,
-                    skip,
-                )
             options = {"sep": sep, "dtype": "str", "encoding": mapping.encoding, "skiprows": skip}
             # the header as written: read_csv renames a repeated name ("VALEUR.1")
             header = pd.read_csv(path, header=None, nrows=1, **options).iloc[0].dropna().tolist()

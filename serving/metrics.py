@@ -37,7 +37,7 @@ UNDELIVERED = bentoml.metrics.Counter(
 
 # The live entity state grows with every declaration scored (by any worker: each catches up on
 # the others') until a new champion's snapshot takes them in or they fold after the longest
-# window: about 0.55 KB each per worker (docs/RELIABILITY.md). One value per worker process.
+# window: about 0.46 KB each per worker (docs/RELIABILITY.md). One value per worker process.
 LIVE_DECLARATIONS = bentoml.metrics.Gauge(
     name="parcelrisk_live_declarations",
     documentation="Declarations this worker's live entity state holds beyond its snapshot "

@@ -287,6 +287,7 @@ def load_runtime(settings: Settings, tracking_uri: str | None, model_dir: Path) 
 
     # every declaration scored from now on (catch_up, observe) enters the entity state
     live = LiveState(state)
+    live.release_snapshot_copies()  # a served snapshot is never saved
 
     def compute(
         declarations: pd.DataFrame | FrameColumns | RecordColumns,

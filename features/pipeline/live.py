@@ -81,6 +81,15 @@ class LiveState:
         self.folded_before_us = snapshot_horizon_us(snapshot.cutoff_us, snapshot.params)
         self._lock = threading.Lock()  # one append at a time: ids and runs move together
 
+    def release_snapshot_copies(self) -> None:
+        """Free what the snapshot keeps only to be saved (a family's event arrays, once its
+        indexes hold them): for a process that serves it and never saves it. Saving the
+        snapshot afterwards is refused."""
+        for part in self.snapshot.parts.values():
+            release = getattr(part, "release_event_copies", None)
+            if release is not None:
+                release()
+
     def __len__(self) -> int:
         """Declarations held for de-duplication (appended, not yet folded)."""
         return len(self.seen_ids)

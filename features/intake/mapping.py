@@ -190,7 +190,8 @@ _ZONED_TIME = (
 
 
 def _check_format(value: str) -> None:
-    """A timestamp format the reader takes: strptime, ``ISO8601`` or ``excel``."""
+    """A timestamp format the reader takes: strptime, ``ISO8601``, ``excel``, ``epoch_s`` or
+    ``epoch_ms``."""
     if value in ("ISO8601", EXCEL_FORMAT, *EPOCH_FORMATS):
         return
     if value in _GUESSING_FORMATS:
@@ -205,7 +206,7 @@ def _check_format(value: str) -> None:
     except (ValueError, re.error) as exc:
         raise ValueError(
             f"format {value!r} is not a strptime format ({exc}); e.g. '%d/%m/%Y %H:%M', "
-            "or 'excel' for a spreadsheet's serial days"
+            "'excel' for a spreadsheet's serial days, or 'epoch_s' / 'epoch_ms' for Unix times"
         ) from exc
 
 
@@ -234,7 +235,8 @@ class _Spec(BaseModel):
     units: dict[str, float] | None = None
     # the cell holds a number and a unit or currency ("12.50 USD", "€ 12,50"): read one part
     part: Literal["number", "unit"] | None = None
-    # countries written as ISO 3166 alpha-3 ("CHN") or numeric ("156") codes -> alpha-2
+    # countries written as ISO 3166 alpha-3 ("CHN") or numeric ("156") codes, or as names in
+    # any language ("Chine", "中国"), -> alpha-2
     country_codes: Literal["alpha3", "numeric", "name"] | None = None
     values: dict[str, Any] | None = None
     ignore_case: bool = False  # 'values' keys matched whatever the case ("P", "p")

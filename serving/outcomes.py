@@ -18,6 +18,7 @@ their results, as a contract history file (``parcelrisk history export``).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 from collections.abc import Callable, Iterator, Sequence
@@ -251,6 +252,9 @@ def check_outcomes(
             else:
                 unchanged[row] = True
     if problems:
+        # named by ``raw``'s row labels: a file's row positions, kept where empty rows were
+        # left out (a request's batch: 0, 1, 2 ..., its positions)
+        problems = [dataclasses.replace(p, row=_row_number(raw, p.row) - 1) for p in problems]
         raise OutcomesRefused(problems, len(frame))
     new = frame.loc[~unchanged, [*RESULT_FIELDS]].reset_index(drop=True)
     return CheckedOutcomes(new, int(unchanged.sum()))
@@ -421,7 +425,7 @@ def _inspected_only(raw: pd.DataFrame) -> tuple[pd.DataFrame, int]:
             else pd.Series(None, index=raw.index)
         )
         rows = [
-            f"row {i + 1} ({ids.iloc[i]}): {raw['inspected'].iloc[i]!r}"
+            f"row {_row_number(raw, i)} ({ids.iloc[i]}): {raw['inspected'].iloc[i]!r}"
             for i in np.flatnonzero(unknown)[:5]
         ]
         raise ParcelriskError(
@@ -429,8 +433,19 @@ def _inspected_only(raw: pd.DataFrame) -> tuple[pd.DataFrame, int]:
             f"hold a result is not known: {'; '.join(rows)}"
         )
     inspected = flags.fillna(False).to_numpy(dtype=bool)
-    kept = raw[inspected].drop(columns="inspected").reset_index(drop=True)
+    # the kept rows keep their labels: the results checked next are named by the file's rows
+    kept = raw[inspected].drop(columns="inspected")
     return kept, int((~inspected).sum())
+
+
+def _row_number(frame: pd.DataFrame, position: int) -> int:
+    """The 1-based row number of ``frame``'s row at ``position``: its label + 1 where the labels
+    are the source's row positions (integers), else its position + 1."""
+    import pandas as pd
+
+    if pd.api.types.is_integer_dtype(frame.index.dtype):
+        return int(frame.index[position]) + 1
+    return position + 1
 
 
 # --------------------------------------------------------------------------------------------

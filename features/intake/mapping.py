@@ -1460,7 +1460,9 @@ def drop_empty_and_totals_rows(
     kept = int(np.argmax(dropped)) if dropped.any() else len(raw)
     if dropped[kept:].all():  # all at the end (the usual footer): a slice, no copy
         return raw.iloc[:kept], counts
-    return raw.loc[~dropped].reset_index(drop=True), counts
+    # the rows keep their labels, the source's row positions: messages and the quarantine name
+    # the rows of the file, not of what is left of it
+    return raw.loc[~dropped], counts
 
 
 def join_columns(raw: pd.DataFrame, mapping: Mapping) -> tuple[pd.DataFrame, Mapping]:
@@ -2018,7 +2020,10 @@ def read_export(
         )
     rejected = None
     if not quarantine:
-        declarations, contract, local_times = _map_declarations(raw, mapping, eur_rates=eur_rates)
+        declarations, contract, local_times = _map_declarations(
+            raw, mapping, keep_index=True, eur_rates=eur_rates
+        )
+        declarations = declarations.reset_index(drop=True)
     else:
         declarations, contract, local_times, rejected = _map_setting_aside(
             raw, mapping, limits, max_rejected, source, eur_rates
@@ -2212,6 +2217,8 @@ def _map_setting_aside(
     from features.intake.validation import check_declarations
 
     _check_structure(raw, mapping)  # a mapping that does not fit the file is no row's fault
+    # the source's row positions (empty rows left out keep the others' numbers)
+    source_rows = raw.index.to_numpy()
     raw = raw.reset_index(drop=True)
     reasons = _unconvertible_rows(raw, mapping, eur_rates)
     item_ids = None
@@ -2280,7 +2287,7 @@ def _map_setting_aside(
         )
     order = np.array(sorted(reasons), dtype=np.int64)
     rows = raw.iloc[order].copy()
-    rows.insert(0, REJECTED_ROW, order + 1)
+    rows.insert(0, REJECTED_ROW, source_rows[order] + 1)
     rows[REJECTED_REASONS] = ["; ".join(text for _, text in reasons[int(i)]) for i in order]
     return declarations, contract, local_times, _Rejected(rows, counts)
 
@@ -2457,7 +2464,10 @@ def map_outcomes(
     missing = [c for c in mapping.source_columns() if c not in raw.columns]
     if missing:
         raise ContractError(_absent_columns(missing, raw))
-    raw, mapping = join_columns(raw.reset_index(drop=True), mapping)
+    # the source's row positions are kept (empty rows left out keep the others' numbers);
+    # anything else is numbered afresh
+    positions = raw.index.is_unique and pd.api.types.is_integer_dtype(raw.index.dtype)
+    raw, mapping = join_columns(raw if positions else raw.reset_index(drop=True), mapping)
     id_spec = mapping.columns["declaration_id"]
     ids = _as_text(raw[id_spec.column]) if id_spec.column is not None else None
     targets = [(name, FIELDS_BY_NAME[name].kind, spec) for name, spec in mapping.columns.items()]

@@ -150,3 +150,28 @@ def test_an_item_export_never_takes_an_item_row_without_its_id_for_totals(tmp_pa
     mapping_path.write_text(MAPPING + items, encoding="utf-8")
     with pytest.raises(ContractError, match="declaration_id is empty on 1 item row"):
         ingest_file(source=source, mapping_path=mapping_path, out=tmp_path / "o.parquet")
+
+
+def test_rows_after_an_empty_row_keep_their_numbers_in_messages_and_quarantine(tmp_path) -> None:
+    """An empty row left out mid-file does not renumber the rows after it: a bad value is
+    named by the row the file holds it on (data rows counted from 1), with and without
+    --quarantine."""
+    source = tmp_path / "export.csv"
+    bad = "PTX;07/03/2026;61091000;abc;CN"  # the 8th data row of the file
+    lines = ["NUM;DATA;NCM;VALOR;ORIGEM", *ROWS[:3], ";;;;", *ROWS[3:6], bad, *ROWS[6:]]
+    source.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    mapping = tmp_path / "mapping.yaml"
+    mapping.write_text(MAPPING, encoding="utf-8")
+    with pytest.raises(ContractError, match=r"row 8 \(PTX\): 'abc'"):
+        ingest_file(source=source, mapping_path=mapping, out=tmp_path / "o.parquet")
+    quarantine = tmp_path / "rejected.csv"
+    summary = ingest_file(
+        source=source,
+        mapping_path=mapping,
+        out=tmp_path / "o.parquet",
+        quarantine=quarantine,
+        max_rejected=0.2,
+    )
+    assert summary["rows"] == 12
+    rejected = pd.read_csv(quarantine, sep=None, engine="python", dtype=str)
+    assert rejected.iloc[0, 0] == "8" and "PTX" in rejected.iloc[0].tolist()

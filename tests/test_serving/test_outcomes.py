@@ -211,6 +211,20 @@ def test_a_results_file_under_a_title_with_a_totals_row_stores_its_results(
     assert summary["rows_not_results_dropped"] == {"empty": 1, "totals": 1}
 
 
+def test_a_results_file_names_its_rows_as_the_file_holds_them_past_an_empty_row(
+    store, tmp_path: Path
+) -> None:
+    source, mapping = _mapped_results(tmp_path, "12,5", "{column: RECOVERED, decimal: ','}")
+    header, first, second = source.read_text().splitlines()
+    source.write_text(f"{header}\n;;;;\n{first}\n{second.replace('NEG', 'MAYBE')}\n")
+    run = _invoke(
+        "outcomes", "ingest", str(source), "--mapping", str(mapping), "--db", store.test_location
+    )
+    assert run.exit_code != 0
+    said = run.output + str(run.exception)
+    assert "row 3 (D2): 'MAYBE'" in said  # the third data row, not the second left
+
+
 def test_ingest_a_results_file_with_revenue_in_another_currency(store, tmp_path: Path) -> None:
     spec = "{column: RECOVERED, decimal: ',', currency: BRL}"
     source, mapping = _mapped_results(tmp_path, "62,5", spec)

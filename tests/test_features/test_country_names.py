@@ -12,21 +12,15 @@ from features.intake.contract import ContractError
 from features.intake.draft import draft_mapping, read_for_draft
 from features.intake.ingest import ingest_file
 from features.intake.iso3166 import name_to_alpha2, plain_name
+from tests.test_features.test_title_above_header import MAPPING as TITLE_MAPPING
 
-MAPPING = """\
-delimiter: ";"
-columns:
-  declaration_id: NUM
-  declared_at: {column: DATA, format: "%d/%m/%Y", timezone: Europe/Lisbon}
-  arrival_office: {value: PTLIS01}
-  channel: {value: postal}
-  hs_code: NCM
-  declared_value: {column: VALOR, decimal: ","}
-  currency: {value: EUR}
-  gross_weight_kg: {value: 0.5}
-  origin_country: {column: ORIGEM, country_codes: name}
-  seller_country: {column: PAIS VENDEDOR, country_codes: name, values: {Formosa: TW}}
-"""
+# the Portuguese export's mapping (tests/test_features/test_title_above_header.py), its
+# countries written as names
+MAPPING = TITLE_MAPPING.replace(
+    "  origin_country: ORIGEM\n",
+    "  origin_country: {column: ORIGEM, country_codes: name}\n"
+    "  seller_country: {column: PAIS VENDEDOR, country_codes: name, values: {Formosa: TW}}\n",
+)
 ROWS = [
     ("China", "Hong Kong", "CN", "HK"),
     ("Estados Unidos", "EUA", "US", "US"),

@@ -121,3 +121,12 @@ def test_a_copy_of_the_params_names_its_files_absolutely(tmp_path):
     assert params_for_copy(source)["features"]["watchlist"] == "/abs/goods.csv"
     source.write_text("train:\n  seed: 3\n")  # no features section at all
     assert params_for_copy(source) == {"train": {"seed": 3}}
+
+
+def test_the_default_exchange_rates_cover_administrations_currencies() -> None:
+    """Exports in NGN, XOF or ARS convert without a table of their own; XOF is pegged."""
+    from features.params import DEFAULT_FX_TO_BASE
+
+    assert {"NGN", "XOF", "XAF", "ARS", "IDR", "ZAR", "KES", "EGP"} <= set(DEFAULT_FX_TO_BASE)
+    assert DEFAULT_FX_TO_BASE["XOF"] * 655.957 == pytest.approx(1.0, abs=1e-4)
+    assert all(rate > 0 for rate in DEFAULT_FX_TO_BASE.values())

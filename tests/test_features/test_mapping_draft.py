@@ -573,3 +573,29 @@ def test_dates_with_english_month_names_are_read(tmp_path, written, fmt) -> None
     source.write_text("id,date,hs,value\n" + "\n".join(rows) + "\n", encoding="utf-8")
     columns = yaml.safe_load(_draft(source).text)["columns"]
     assert columns["declared_at"]["format"] == fmt
+
+
+def test_a_currency_column_of_signs_gets_a_values_table_keeping_the_codes(tmp_path) -> None:
+    source = tmp_path / "export.csv"
+    signs = ["R$", "US$", "EUR", "€"]
+    rows = [f"E{i},2026-03-0{i % 9 + 1}T10:00:00Z,{i + 1}.50,{signs[i % 4]}" for i in range(40)]
+    source.write_text("id,date,value,moeda\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    draft = _draft(source)
+    assert yaml.safe_load(draft.text)["columns"]["currency"] == {
+        "column": "moeda",
+        "values": {"R$": "BRL", "US$": "USD", "€": "EUR"},
+        "unlisted": "keep",
+    }
+
+
+def test_a_date_column_with_blanks_is_never_the_declaration_date(tmp_path) -> None:
+    """Named as well as the filled one and first in the file, the date with blanks (a
+    result's) is not taken for declared_at: every declaration was lodged."""
+    source = tmp_path / "export.csv"
+    rows = [
+        f"E{i},{'2026-03-02' if i % 3 == 0 else ''},2026-03-0{i % 9 + 1}T10:00:00Z,12.5"
+        for i in range(30)
+    ]
+    header = "id,declaration date,datum,value\n"
+    source.write_text(header + "\n".join(rows) + "\n", encoding="utf-8")
+    assert _draft(source).mapped["declared_at"] == "datum"

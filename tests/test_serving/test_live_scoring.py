@@ -69,6 +69,20 @@ def test_a_parcel_scored_on_one_worker_counts_on_the_next(runtimes, real_pipelin
         store_2.close()
 
 
+def test_a_served_snapshot_holds_its_events_in_its_indexes_only(runtimes, tmp_path):
+    """load_runtime lets the snapshot's entity tables go of the events its indexes hold: a
+    served snapshot is never saved, and saving it is refused."""
+    from features.errors import ParcelriskError
+
+    runtime = runtimes(9)
+    snapshot = runtime.live.snapshot
+    part = snapshot.parts["entity_history"]
+    assert all(t.released and len(t.decl_codes) == 0 for t in part.tables.values())
+    assert len(part.merged.declarations) > 0
+    with pytest.raises(ParcelriskError, match="loaded to serve"):
+        snapshot.save(tmp_path / "state")
+
+
 def test_store_since_reads_the_log_in_sequence(runtimes, real_pipeline, tmp_path):
     store = SqliteDecisionStore(tmp_path / "audit.db")
     try:

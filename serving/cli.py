@@ -330,10 +330,18 @@ def outcomes_ingest(
         "--skip-unknown",
         help="Leave out (and count) results of declarations this store never decided.",
     ),
+    correction: str | None = typer.Option(
+        None,
+        "--correction",
+        help="Why these results replace the ones stored (e.g. 'appeals decided in March'): "
+        "every row that differs from its stored result is stored as a correction with it "
+        "(a row's own `correction` column wins). Without it such rows are refused.",
+    ),
     params: Path | None = params_option("sections serve, validate, features.fx_to_base"),
 ) -> None:
     """Store inspection results, checked as POST /outcomes checks them: all or nothing (but
-    for the results of declarations never decided here, with --skip-unknown)."""
+    for the results of declarations never decided here, with --skip-unknown). A stored result
+    is never edited: a correction is stored beside it, chained, and becomes the current one."""
     from features.errors import ParcelriskError
     from features.intake.mapping import load_mapping
     from features.intake.rules import Limits
@@ -352,6 +360,10 @@ def outcomes_ingest(
     # every file read and mapped before any is stored: a mapping that does not fit one of
     # them stores nothing
     read = [_read_results(file, spec, mapping, settings) for file in files]
+    if correction is not None:
+        if not correction.strip():
+            raise ParcelriskError("--correction: say why the results are corrected")
+        read = [(_with_correction(raw, correction), notes) for raw, notes in read]
     store = open_outcome_store(location)
     summaries = []
     try:
@@ -384,11 +396,30 @@ def outcomes_ingest(
     else:
         totals: dict[str, int] = {}
         for one in summaries:
-            for key in ("stored", "unchanged", "skipped_unknown", "skipped_not_inspected"):
+            for key in (
+                "stored",
+                "unchanged",
+                "corrected",
+                "skipped_unknown",
+                "skipped_not_inspected",
+            ):
                 if key in one:
                     totals[key] = totals.get(key, 0) + one[key]
         summary = {**totals, "files": summaries, "store": location}
     typer.echo(json.dumps(summary, indent=2))
+
+
+def _with_correction(raw: Any, why: str) -> Any:
+    """``raw`` with ``why`` as the correction of every row that gives none of its own."""
+    from serving.outcomes import CORRECTION
+
+    raw = raw.copy()
+    if CORRECTION in raw.columns:
+        own = raw[CORRECTION].astype("string").str.strip().replace("", None)
+        raw[CORRECTION] = own.fillna(why).astype(object)
+    else:
+        raw[CORRECTION] = why
+    return raw
 
 
 def _read_results(file: Path, spec: Any, mapping: Path | None, settings: Any) -> tuple[Any, dict]:
@@ -405,7 +436,7 @@ def _read_results(file: Path, spec: Any, mapping: Path | None, settings: Any) ->
         warn_local_times,
         warn_times_read_as_utc,
     )
-    from serving.outcomes import RESULT_FIELDS
+    from serving.outcomes import CORRECTION, RESULT_FIELDS
 
     if spec is None:
         raw, _ = read_raw_declarations(file)
@@ -436,6 +467,16 @@ def _read_results(file: Path, spec: Any, mapping: Path | None, settings: Any) ->
         notes["items_collapsed"] = dict(
             zip(("item_rows", "results", "most_items_in_one"), items[0], strict=True)
         )
+    if CORRECTION in source.columns and CORRECTION not in spec.columns:
+        # not a contract field, so the mapping does not name it: carried as the file has it
+        if len(source) != len(raw):
+            raise ParcelriskError(
+                f"{file}: its {CORRECTION} column cannot be carried through items collapsed "
+                f"into results ({len(source)} rows, {len(raw)} results): give the file one "
+                "row per result, or use --correction"
+            )
+        raw[CORRECTION] = source[CORRECTION].to_numpy(dtype=object)
+        ignored.remove(CORRECTION)
     notes.update(revenue_summary(spec, raw, file))
     if any(dropped.values()):
         notes["rows_not_results_dropped"] = dropped

@@ -64,6 +64,7 @@ def read_lane_traffic(db: str | Path, since: str | None, until: str | None) -> p
     import pandas as pd
 
     from serving.audit.report import parse_when
+    from serving.outcomes import CURRENT_RESULTS
     from serving.store_read import read_only
 
     start = parse_when(since, "--since") if since else None
@@ -89,7 +90,7 @@ def read_lane_traffic(db: str | Path, since: str | None, until: str | None) -> p
             aeo=store.json_text("d.declaration_json", "aeo_operator"),
             outcome_columns=", o.illicit, o.revenue_recovered" if with_results else "",
             outcome_join=(
-                " LEFT JOIN outcomes AS o ON o.declaration_id = d.declaration_id"
+                f" LEFT JOIN {CURRENT_RESULTS} AS o ON o.declaration_id = d.declaration_id"
                 if with_results
                 else ""
             ),

@@ -16,6 +16,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from features.errors import ParcelriskError
 from serving.audit.archived import FirstDecision, with_archived
@@ -27,7 +28,17 @@ from serving.audit.chain import (
     result_mac,
 )
 from serving.decision import iso_utc, parse_iso_us
-from serving.outcomes import ScoredRow, StoredResult, result_rows
+from serving.outcomes import (
+    HISTORY_COLUMNS as _HISTORY_COLUMNS,
+)
+from serving.outcomes import (
+    ResultEvent,
+    ScoredRow,
+    StoredResult,
+    history_entry,
+    result_event,
+    result_rows,
+)
 from serving.sqlite_store import connect_read_only, unavailable_as_error
 
 logger = logging.getLogger(__name__)
@@ -35,7 +46,7 @@ logger = logging.getLogger(__name__)
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outcomes (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    declaration_id TEXT UNIQUE NOT NULL,
+    declaration_id TEXT NOT NULL,  -- one row per result stored: a correction is a new row
     inspected_at TEXT NOT NULL,
     illicit INTEGER NOT NULL,
     offence_type TEXT,
@@ -44,33 +55,43 @@ CREATE TABLE IF NOT EXISTS outcomes (
     source TEXT NOT NULL,
     prev_mac BLOB,  -- the results' own chain (serving.audit.chain.chain_results)
     mac BLOB,
-    selection_reason TEXT  -- why it was inspected, as given (null: not given)
+    selection_reason TEXT,  -- why it was inspected, as given (null: not given)
+    correction TEXT  -- why it replaces the result stored before it (null: a first result)
 );
 """
+# a declaration's results in the order stored: the current one is the last
+_INDEX = "CREATE INDEX IF NOT EXISTS outcomes_declaration_seq ON outcomes (declaration_id, seq)"
 # a store from before the results were chained gets the two columns at its first writer's open
 _CHAIN_COLUMNS = ("prev_mac", "mac")
 # one from before results kept their selection reason gets the column at its first writer's
 # open; until then its readers (read-only) see it null, as every result stored then has it
 _REASON = "selection_reason"
+_CORRECTION = "correction"
 _LAST_RESULT = "SELECT seq, mac FROM outcomes ORDER BY seq DESC LIMIT 1"
 _RESULT_LINKS = (
     "SELECT seq, recorded_at, prev_mac, mac, declaration_id, inspected_at, illicit, "
-    "offence_type, revenue_recovered, source, selection_reason FROM outcomes "
+    "offence_type, revenue_recovered, source, selection_reason, correction FROM outcomes "
     "WHERE seq > ? ORDER BY seq LIMIT ?"
 )
-# New results with the declaration as first scored (decisions_declaration indexes the lookup).
+# New results with the declaration as first scored (decisions_declaration indexes the lookup),
+# and, for a correction, the result it replaces (``SUPERSEDED``). A correction is read whatever
+# its time: the live state decides whether the result it replaces was counted.
 _RESULTS_SINCE = """
-SELECT o.seq, d.declaration_json, o.inspected_at, o.illicit, o.revenue_recovered
+SELECT o.seq, d.declaration_json, o.inspected_at, o.illicit, o.revenue_recovered,
+       p.seq, p.inspected_at, p.illicit, p.revenue_recovered
 FROM outcomes AS o JOIN decisions AS d ON d.rowid = (
     SELECT rowid FROM decisions WHERE declaration_id = o.declaration_id
     ORDER BY scored_at, rowid LIMIT 1
 )
-WHERE o.seq > ? AND o.inspected_at >= ? ORDER BY o.seq
+LEFT JOIN outcomes AS p ON p.seq = (
+    SELECT MAX(seq) FROM outcomes WHERE declaration_id = o.declaration_id AND seq < o.seq
+)
+WHERE o.seq > ? AND (o.inspected_at >= ? OR p.seq IS NOT NULL) ORDER BY o.seq
 """
 _INSERT = (
     "INSERT INTO outcomes (declaration_id, inspected_at, illicit, offence_type, "
-    "revenue_recovered, source, selection_reason, seq, recorded_at, prev_mac, mac) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "revenue_recovered, source, selection_reason, correction, seq, recorded_at, prev_mac, mac) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 # The first decision of each declaration: scored first, then stored first.
 _FIRST_DECISIONS = """
@@ -130,6 +151,7 @@ class SqliteOutcomeStore:
             self._key = load_key("audit")
         self._add_reason_column()
         self._chain_unchained()
+        self._allow_corrections()
 
     def _add_reason_column(self) -> None:
         """Give a results table from before results kept their selection reason its column
@@ -141,6 +163,37 @@ class SqliteOutcomeStore:
             if _REASON not in _outcome_columns(self._conn):  # else another writer added it
                 self._conn.execute(f"ALTER TABLE outcomes ADD COLUMN {_REASON} TEXT")
             self._conn.execute("COMMIT")
+
+    def _allow_corrections(self) -> None:
+        """Give a results table from before corrections (one row per declaration, UNIQUE) the
+        form that takes them: rebuilt without the constraint, with the ``correction`` column
+        (null in every row: their MACs leave a trailing null out) and the index the current
+        result is found by. Rows are copied as they are, seq and MACs included, so the chain
+        verifies as before; SQLite drops no constraint in place, hence the copy, once."""
+        if not self._needs_rebuild():
+            self._conn.execute(_INDEX)
+            return
+        with self._lock, unavailable_as_error(self._conn, self.path):
+            self._conn.execute("BEGIN IMMEDIATE")
+            if self._needs_rebuild():  # else another writer rebuilt it meanwhile
+                columns = [row[1] for row in self._conn.execute("PRAGMA table_info(outcomes)")]
+                names = ", ".join(columns)
+                rebuilt = _SCHEMA.replace("outcomes (", "outcomes_rebuilt (", 1)
+                self._conn.execute(rebuilt.replace("IF NOT EXISTS ", "").strip().rstrip(";"))
+                self._conn.execute(
+                    f"INSERT INTO outcomes_rebuilt ({names}) SELECT {names} FROM outcomes"
+                )
+                self._conn.execute("DROP TABLE outcomes")
+                self._conn.execute("ALTER TABLE outcomes_rebuilt RENAME TO outcomes")
+                logger.info("decision store %s: results table now takes corrections", self.path)
+            self._conn.execute(_INDEX)
+            self._conn.execute("COMMIT")
+
+    def _needs_rebuild(self) -> bool:
+        (sql,) = self._conn.execute(
+            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'outcomes'"
+        ).fetchone()
+        return "UNIQUE" in sql.upper() or _CORRECTION not in _outcome_columns(self._conn)
 
     def _chain_unchained(self) -> None:
         """Chain the results of a store from before results were chained, in the transaction
@@ -199,6 +252,8 @@ class SqliteOutcomeStore:
             query = query.replace("prev_mac, mac", "NULL, NULL")
         if _REASON not in columns:
             query = query.replace(f"source, {_REASON}", "source, NULL")
+        if _CORRECTION not in columns:
+            query = query.replace(f", {_CORRECTION} FROM", ", NULL FROM")
         while True:
             with self._lock:
                 rows = self._conn.execute(query, (after_seq, page)).fetchall()
@@ -257,22 +312,33 @@ class SqliteOutcomeStore:
             )
         ], int(last or 0)
 
-    def results_since(
-        self, seq: int, inspected_from_us: int | None = None
-    ) -> list[tuple[int, str, int, bool, float | None]]:
-        """The results stored after ``seq``, in order: (seq, the declaration as first scored,
-        inspected_at in UTC microseconds, illicit, revenue_recovered). For the live state.
-        With ``inspected_from_us``: only results inspected at or after it."""
+    def results_since(self, seq: int, inspected_from_us: int | None = None) -> list[ResultEvent]:
+        """The results stored after ``seq``, in order (``ResultEvent``: the declaration as
+        first scored, the result, and for a correction the result it replaces). For the live
+        state. With ``inspected_from_us``: only results inspected at or after it, and every
+        correction."""
         # stored times are all "%Y-%m-%dT%H:%M:%S.%fZ": text order is time order
         since = iso_utc(inspected_from_us) if inspected_from_us is not None else ""
         with self._lock:
             if not _has_decisions(self._conn):
                 return []
             rows = self._conn.execute(_RESULTS_SINCE, (seq, since)).fetchall()
-        return [
-            (int(s), text, parse_iso_us(at), bool(illicit), revenue)
-            for s, text, at, illicit, revenue in rows
-        ]
+        return [result_event(*row) for row in rows]
+
+    def result_history(self, declaration_id: str) -> list[dict[str, Any]]:
+        """Every result stored for one declaration, first to current (an auditor's read: who
+        stored each, when, and why a correction replaced the one before)."""
+        with self._lock:
+            columns = _outcome_columns(self._conn)
+            if not columns:
+                return []
+            names = [c if c in columns else f"NULL AS {c}" for c in _HISTORY_COLUMNS]
+            cursor = self._conn.execute(
+                f"SELECT {', '.join(names)} FROM outcomes WHERE declaration_id = ? ORDER BY seq",
+                (declaration_id,),
+            )
+            rows = cursor.fetchall()
+        return [history_entry(dict(zip(_HISTORY_COLUMNS, row, strict=True))) for row in rows]
 
     def last_seq(self) -> int:
         """The seq of the last result stored (0 when none)."""
@@ -344,15 +410,20 @@ def _outcome_columns(conn: sqlite3.Connection) -> set[str]:
 
 
 def _results(conn: sqlite3.Connection, wanted: str | None) -> dict[str, StoredResult]:
-    # asked on every read: a long-lived reader may see a writer add the column meanwhile
-    reason = _REASON if _REASON in _outcome_columns(conn) else "NULL"
+    """Each declaration's current result: the last stored (a correction replaces the one
+    before it; read in seq order, the later row wins)."""
+    # asked on every read: a long-lived reader may see a writer add the columns meanwhile
+    columns = _outcome_columns(conn)
+    reason = _REASON if _REASON in columns else "NULL"
+    correction = _CORRECTION if _CORRECTION in columns else "NULL"
     query = (
         "SELECT declaration_id, inspected_at, illicit, offence_type, revenue_recovered, "
-        f"{reason} FROM outcomes"
+        f"{reason}, {correction} FROM outcomes"
     )
     if wanted is not None:
         query += f" WHERE declaration_id IN (SELECT id FROM {wanted})"
+    query += " ORDER BY seq"
     return {
-        declaration_id: StoredResult(parse_iso_us(at), bool(illicit), offence, revenue, given)
-        for declaration_id, at, illicit, offence, revenue, given in conn.execute(query)
+        declaration_id: StoredResult(parse_iso_us(at), bool(illicit), offence, revenue, given, fix)
+        for declaration_id, at, illicit, offence, revenue, given, fix in conn.execute(query)
     }

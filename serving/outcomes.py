@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import numpy as np
 
@@ -44,6 +44,13 @@ from features.params import FeatureParams
 from serving.audit.chain import RESULT_FIELDS as STORED_RESULT_FIELDS
 from serving.decision import iso_utc
 
+# The results as now known, for a query that joins them to decisions (either store's SQL):
+# each declaration's last stored result, a correction replacing the one before it.
+CURRENT_RESULTS = (
+    "(SELECT * FROM outcomes AS r WHERE NOT EXISTS (SELECT 1 FROM outcomes AS later "
+    "WHERE later.declaration_id = r.declaration_id AND later.seq > r.seq))"
+)
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -52,8 +59,15 @@ if TYPE_CHECKING:
 # inspections its random quota drew: the unbiased labels training calibrates on). The stored
 # result's fields (``serving.audit.chain``) less ``source``, which the store adds: one list, so
 # a field added to results is sent, checked and chained alike.
-RESULT_FIELDS = tuple(f for f in STORED_RESULT_FIELDS if f != "source")
+RESULT_FIELDS = tuple(f for f in STORED_RESULT_FIELDS if f not in ("source", "correction"))
 REQUIRED_FIELDS = ("declaration_id", "inspected_at", "illicit")
+# Why a result replaces the one stored for its declaration: an appeal upheld, a laboratory
+# report, a keying error. Not a contract field (a history file holds each declaration's result
+# as now known); sent beside the result fields, and required for a result that differs from the
+# stored one, so a conflicting re-send by mistake is still refused rather than taken as a
+# correction. Kept, chained, with the new result; the old one stays in the store as it was.
+CORRECTION = "correction"
+MAX_CORRECTION_CHARS = 500
 # selection_reason of a parcel inspected because the model sent it (not the random quota).
 MODEL_SELECTION = "model"
 # selection_reason of an inspected parcel the model sent green and the quota did not draw: an
@@ -109,6 +123,80 @@ class StoredResult:
     # as given with the result (``random``, ``rule:...``, ...); None: not given, and history
     # export derives it from the first decision
     selection_reason: str | None = None
+    # why this result replaced the one stored before it (None: the first result stored)
+    correction: str | None = None
+
+
+class ReplacedResult(NamedTuple):
+    """The result a correction replaced, as the live state counted it."""
+
+    seq: int
+    inspected_at_us: int
+    illicit: bool
+    revenue_recovered: float | None
+
+
+class ResultEvent(NamedTuple):
+    """A stored result as the live state reads it (``results_since``): its seq, the declaration
+    as first scored (stored JSON), the result, and for a correction the result it replaces."""
+
+    seq: int
+    declaration_json: str
+    inspected_at_us: int
+    illicit: bool
+    revenue_recovered: float | None
+    replaces: ReplacedResult | None = None
+
+
+def result_event(
+    seq: Any,
+    declaration_json: str,
+    inspected_at: str,
+    illicit: Any,
+    revenue: float | None,
+    replaced_seq: Any = None,
+    replaced_at: str | None = None,
+    replaced_illicit: Any = None,
+    replaced_revenue: float | None = None,
+) -> ResultEvent:
+    """A ``ResultEvent`` from a store's row (times as stored text)."""
+    from serving.decision import parse_iso_us
+
+    replaces = None
+    if replaced_seq is not None:
+        assert replaced_at is not None
+        replaces = ReplacedResult(
+            int(replaced_seq), parse_iso_us(replaced_at), bool(replaced_illicit), replaced_revenue
+        )
+    return ResultEvent(
+        int(seq), declaration_json, parse_iso_us(inspected_at), bool(illicit), revenue, replaces
+    )
+
+
+# What an auditor reads of each stored result of a declaration (``result_history``).
+HISTORY_COLUMNS = (
+    "seq",
+    "recorded_at",
+    "source",
+    "inspected_at",
+    "illicit",
+    "offence_type",
+    "revenue_recovered",
+    "selection_reason",
+    "correction",
+)
+
+
+def history_entry(row: dict[str, Any]) -> dict[str, Any]:
+    """One stored result as ``result_history`` gives it (``HISTORY_COLUMNS``, typed)."""
+    return {
+        **row,
+        "seq": int(row["seq"]),
+        "illicit": bool(row["illicit"]),
+        "revenue_recovered": None
+        if row["revenue_recovered"] is None
+        else float(row["revenue_recovered"]),
+    }
 
 
 @dataclass(frozen=True)
@@ -150,7 +238,12 @@ def check_outcomes(
 ) -> CheckedOutcomes:
     """The results of ``raw`` that may be stored, or ``OutcomesRefused`` naming every bad row.
 
-    ``raw``: one row per result, columns of ``RESULT_FIELDS`` (text or typed; others ignored).
+    ``raw``: one row per result, columns of ``RESULT_FIELDS`` (text or typed; others ignored),
+    and optionally ``correction``: why a row replaces the result stored for its declaration.
+    A row that differs from the stored result is refused without one; with one it is stored as
+    a correction (``selection_reason`` left empty keeps the stored one's: why the parcel was
+    inspected does not change with what was found). A correction of a declaration that has no
+    result stored is refused: it would stand for a result nobody sent.
     ``declared_at_us``: declaration id -> declared_at (UTC us) of the scored declarations
     among those ids. ``stored``: the results already stored for those ids. ``now`` fixes the
     clock of the "not in the future" rule (tests); by default it is read now. ``limits``: the
@@ -168,6 +261,7 @@ def check_outcomes(
     present = [name for name in RESULT_FIELDS if name in raw.columns]
     frame, bad_values, _ = parse_declarations(raw[present], with_outcomes=True)
     frame = frame[[*RESULT_FIELDS]]
+    corrections = _corrections(raw)
     ids = frame["declaration_id"]
     id_values = ids.to_numpy(dtype=object, na_value=None)  # None, never NaN: problems name it
     declared = ids.map(declared_at_us).astype("float64")  # NaN: unknown id
@@ -186,6 +280,18 @@ def check_outcomes(
         for finding in [*parse_findings(bad_values), *findings.faults]
         for row, message in zip(finding.rows.tolist(), finding.messages(), strict=True)
     ]
+    for row, why in enumerate(corrections):
+        if why is not None and len(why) > MAX_CORRECTION_CHARS:
+            problems.append(
+                OutcomeProblem(
+                    row,
+                    id_values[row],
+                    CORRECTION,
+                    "correction.length",
+                    f"correction: {len(why)} characters, at most {MAX_CORRECTION_CHARS} "
+                    "(say why in a sentence; the case file holds the rest)",
+                )
+            )
     # A row refused for a field is not compared with the stored result: a missing or unreadable
     # value (illicit, inspected_at) is neither equal nor different, and its own problem is the
     # answer, as when nothing is stored yet.
@@ -227,18 +333,31 @@ def check_outcomes(
                     f"declaration_id: {show(declaration_id)} has no decision in the store",
                 )
             )
-        elif declaration_id in stored and row not in refused_rows:
+        elif declaration_id not in stored:
+            if corrections[row] is not None:
+                problems.append(
+                    OutcomeProblem(
+                        row,
+                        declaration_id,
+                        CORRECTION,
+                        "correction.nothing_stored",
+                        f"correction: no result is stored for {show(declaration_id)}, so "
+                        "there is nothing to correct; send it without a correction",
+                    )
+                )
+        elif row not in refused_rows:
             before = stored[declaration_id]
+            why = corrections[row]
+            reason_at = frame.columns.get_loc("selection_reason")
+            if why is not None and _optional(frame.iat[row, reason_at]) is None:
+                frame.iat[row, reason_at] = before.selection_reason
             differs = _differences(before, frame.iloc[row])
-            if differs:
+            if not differs:
+                unchanged[row] = True
+            elif why is None:
                 # the likely case after an upgrade: a file ingested again for the reasons the
                 # store used to drop; said, so nobody looks for a difference in the result
-                why = (
-                    "; it was stored without one, and a stored result is never amended"
-                    if differs == ["selection_reason"] and before.selection_reason is None
-                    else "; a stored result is final (chained for audit), so a correction "
-                    "cannot replace it: leave the row out of the file"
-                )
+                stored_without = differs == ["selection_reason"] and before.selection_reason is None
                 problems.append(
                     OutcomeProblem(
                         row,
@@ -246,18 +365,32 @@ def check_outcomes(
                         differs[0],
                         "result.conflict",
                         f"{differs[0]}: a different result is already stored for "
-                        f"{show(declaration_id)} ({', '.join(differs)} differ){why}",
+                        f"{show(declaration_id)} ({', '.join(differs)} differ)"
+                        + ("; it was stored without one" if stored_without else "")
+                        + ". A stored result is never edited: to replace it, send this one "
+                        "with a correction saying why (kept with it, chained for audit); "
+                        "else leave the row out",
                     )
                 )
-            else:
-                unchanged[row] = True
     if problems:
         # named by ``raw``'s row labels: a file's row positions, kept where empty rows were
         # left out (a request's batch: 0, 1, 2 ..., its positions)
         problems = [dataclasses.replace(p, row=_row_number(raw, p.row) - 1) for p in problems]
         raise OutcomesRefused(problems, len(frame))
-    new = frame.loc[~unchanged, [*RESULT_FIELDS]].reset_index(drop=True)
+    frame[CORRECTION] = corrections
+    new = frame.loc[~unchanged, [*RESULT_FIELDS, CORRECTION]].reset_index(drop=True)
     return CheckedOutcomes(new, int(unchanged.sum()))
+
+
+def _corrections(raw: pd.DataFrame) -> list[str | None]:
+    """Each row's ``correction`` (stripped text; None when absent or blank)."""
+    if CORRECTION not in raw.columns:
+        return [None] * len(raw)
+    out: list[str | None] = []
+    for value in raw[CORRECTION].tolist():
+        text = None if _optional(value) is None else str(value).strip()
+        out.append(text or None)
+    return out
 
 
 def _differences(stored: StoredResult, row: pd.Series) -> list[str]:
@@ -308,6 +441,9 @@ def results_of(frame: pd.DataFrame) -> list[StoredResult]:
     revenue = pd.to_numeric(frame["revenue_recovered"]).astype("float64").to_numpy()
     offence = frame["offence_type"].astype(object).tolist()
     reasons = frame["selection_reason"].astype(object).tolist()
+    corrections = (
+        frame[CORRECTION].astype(object).tolist() if CORRECTION in frame else [None] * len(frame)
+    )
     return [
         StoredResult(
             inspected_at_us=int(at),
@@ -315,13 +451,15 @@ def results_of(frame: pd.DataFrame) -> list[StoredResult]:
             offence_type=None if _optional(o) is None else str(o),
             revenue_recovered=None if np.isnan(r) else float(r),
             selection_reason=None if _optional(why) is None else str(why),
+            correction=None if _optional(fix) is None else str(fix),
         )
-        for at, illicit, o, r, why in zip(
+        for at, illicit, o, r, why, fix in zip(
             inspected.astype("int64").tolist(),
             frame["illicit"].astype(bool).tolist(),
             offence,
             revenue.tolist(),
             reasons,
+            corrections,
             strict=True,
         )
     ]
@@ -362,7 +500,8 @@ def store_outcomes(
     ``skip_unknown``: leave out, and count, the rows of declarations this store never decided
     (a national results file covers every inspected parcel, not only those scored here);
     every other problem still refuses the whole batch.
-    Returns ``{"stored": n, "unchanged": m}`` (and ``"skipped_unknown"`` when asked); raises
+    Returns ``{"stored": n, "unchanged": m}`` (and ``"corrected"``: how many of the stored
+    replace a stored result, when any; ``"skipped_unknown"`` when asked); raises
     ``OutcomesRefused`` and stores nothing.
     """
     from features.intake.contract import parse_text
@@ -395,6 +534,8 @@ def store_outcomes(
             source,
         )
     counts = {"stored": len(new), "unchanged": checked.unchanged}
+    if corrected := int(new[CORRECTION].notna().sum()):
+        counts["corrected"] = corrected
     if skip_unknown:
         counts["skipped_unknown"] = skipped
     if not_inspected:
@@ -469,6 +610,7 @@ def result_rows(
             result.revenue_recovered,
             source,
             result.selection_reason,
+            result.correction,
         )
         for declaration_id, result in zip(ids, results, strict=True)
     ]

@@ -51,7 +51,15 @@ from serving.audit.chain import (
     result_mac,
 )
 from serving.decision import STORED_FIELDS, DecisionRecord, iso_utc, pack_feature_rows
-from serving.outcomes import ScoredRow, StoredResult, result_rows
+from serving.outcomes import (
+    HISTORY_COLUMNS,
+    ResultEvent,
+    ScoredRow,
+    StoredResult,
+    history_entry,
+    result_event,
+    result_rows,
+)
 from serving.sqlite_store import (
     StoreUnavailable,
     _declared_at,
@@ -120,7 +128,8 @@ outcomes = sa.Table(
     "outcomes",
     metadata,
     sa.Column("seq", sa.BigInteger, sa.Identity(), primary_key=True),
-    sa.Column("declaration_id", sa.Text, nullable=False, unique=True),
+    # one row per result stored: a correction is a new row (the current result: the last)
+    sa.Column("declaration_id", sa.Text, nullable=False),
     sa.Column("inspected_at", sa.Text, nullable=False),
     sa.Column("illicit", sa.Integer, nullable=False),
     sa.Column("offence_type", sa.Text),
@@ -132,6 +141,10 @@ outcomes = sa.Table(
     sa.Column("mac", sa.LargeBinary),
     # why it was inspected, as given (null: not given); added to an older table
     sa.Column("selection_reason", sa.Text),
+    # why it replaces the result stored before it (null: a first result); added to an older
+    # table, whose UNIQUE (declaration_id) is dropped then
+    sa.Column("correction", sa.Text),
+    sa.Index("outcomes_declaration_seq", "declaration_id", "seq"),
 )
 # auditor sessions signed out before their cookie expires (``serving.auditor.session``): as
 # the SQLite store's table, the token's digest until the token's own expiry, dropped after it
@@ -147,10 +160,14 @@ _RESULT_VALUES = [outcomes.c[name] for name in RESULT_FIELDS]  # the MAC's order
 
 def _result_values(columns: set[str]) -> list[sa.ColumnElement[Any]]:
     """``_RESULT_VALUES`` as a table with these ``columns`` holds them: a table from before
-    results kept their selection reason, read without a writer's open, has it null."""
-    if "selection_reason" in columns:
-        return list(_RESULT_VALUES)
-    return [*_RESULT_VALUES[:-1], sa.null().label("selection_reason")]
+    results kept their selection reason or took corrections, read without a writer's open,
+    has them null."""
+    return [
+        c
+        if c.name in columns or c.name not in ("selection_reason", "correction")
+        else sa.null().label(c.name)
+        for c in _RESULT_VALUES
+    ]
 
 
 # a stored row in the SQLite store's column order: ``_row_record`` reads both
@@ -183,13 +200,20 @@ _SINCE_SQL = (
     "SELECT seq, declaration_json FROM decisions WHERE seq > %s "
     'AND (%s::text IS NULL OR declared_at COLLATE "C" >= %s::text) ORDER BY seq LIMIT %s'
 )
+# and for a correction the result it replaces, read whatever its time (as the SQLite store's)
 _RESULTS_SINCE_SQL = """
 SELECT o.seq, (
     SELECT d.declaration_json FROM decisions AS d WHERE d.declaration_id = o.declaration_id
     ORDER BY d.scored_at, d.seq LIMIT 1
-), o.inspected_at, o.illicit, o.revenue_recovered
+), o.inspected_at, o.illicit, o.revenue_recovered,
+   p.seq, p.inspected_at, p.illicit, p.revenue_recovered
 FROM outcomes AS o
-WHERE o.seq > %s AND (%s::text IS NULL OR o.inspected_at COLLATE "C" >= %s::text)
+LEFT JOIN LATERAL (
+    SELECT seq, inspected_at, illicit, revenue_recovered FROM outcomes
+    WHERE declaration_id = o.declaration_id AND seq < o.seq ORDER BY seq DESC LIMIT 1
+) AS p ON TRUE
+WHERE o.seq > %s
+  AND (%s::text IS NULL OR o.inspected_at COLLATE "C" >= %s::text OR p.seq IS NOT NULL)
 ORDER BY o.seq
 """
 
@@ -364,6 +388,25 @@ def create_schema(engine: sa.Engine, key: bytes) -> None:
                 "ADD COLUMN IF NOT EXISTS mac bytea"
             )
             _chain_legacy_results(conn, key, _shown(engine))
+        if columns and "correction" not in columns:
+            _allow_corrections(conn)
+
+
+def _allow_corrections(conn: sa.Connection) -> None:
+    """A results table from before corrections: its UNIQUE (declaration_id) dropped, the
+    ``correction`` column (null in every row: their MACs leave a trailing null out) and the
+    index the current result is found by added. No row is touched."""
+    unique = conn.exec_driver_sql(
+        "SELECT constraint_name FROM information_schema.table_constraints "
+        "WHERE table_schema = current_schema() AND table_name = 'outcomes' "
+        "AND constraint_type = 'UNIQUE'"
+    ).scalars()
+    for name in list(unique):
+        conn.exec_driver_sql(f'ALTER TABLE outcomes DROP CONSTRAINT "{name}"')
+    conn.exec_driver_sql("ALTER TABLE outcomes ADD COLUMN IF NOT EXISTS correction text")
+    conn.exec_driver_sql(
+        "CREATE INDEX IF NOT EXISTS outcomes_declaration_seq ON outcomes (declaration_id, seq)"
+    )
 
 
 def _outcome_columns(conn: sa.Connection) -> set[str]:
@@ -839,18 +882,30 @@ class PostgresOutcomeStore:
             for declaration_id, declaration_json, exploration, lane in with_archived(archived, rows)
         ], int(last or 0)
 
-    def results_since(
-        self, seq: int, inspected_from_us: int | None = None
-    ) -> list[tuple[int, str, int, bool, float | None]]:
-        from serving.decision import parse_iso_us
-
+    def results_since(self, seq: int, inspected_from_us: int | None = None) -> list[ResultEvent]:
         since = iso_utc(int(inspected_from_us)) if inspected_from_us is not None else None
         rows = _fetch(self.engines.hot, _RESULTS_SINCE_SQL, (int(seq), since, since))
         return [
-            (int(s), text, parse_iso_us(at), bool(illicit), revenue)
-            for s, text, at, illicit, revenue in rows
-            if text is not None  # a result for a declaration no longer in the store
+            result_event(*row)
+            for row in rows
+            if row[1] is not None  # a result for a declaration no longer in the store
         ]
+
+    def result_history(self, declaration_id: str) -> list[dict[str, Any]]:
+        """Every result stored for one declaration, first to current (an auditor's read)."""
+        with unavailable_as_error(self.engine), self.engine.connect() as conn:
+            columns = _outcome_columns(conn)
+            if not columns:
+                return []
+            selected = [
+                outcomes.c[c] if c in columns else sa.null().label(c) for c in HISTORY_COLUMNS
+            ]
+            rows = conn.execute(
+                sa.select(*selected)
+                .where(outcomes.c.declaration_id == declaration_id)
+                .order_by(outcomes.c.seq)
+            ).all()
+        return [history_entry(dict(zip(HISTORY_COLUMNS, row, strict=True))) for row in rows]
 
     def last_seq(self) -> int:
         return int(_fetch(self.engines.hot, "SELECT COALESCE(MAX(seq), 0) FROM outcomes", ())[0][0])
@@ -917,10 +972,12 @@ def read_results(engine: sa.Engine, ids: Sequence[str]) -> dict[str, StoredResul
 
 
 def _results(conn: sa.Connection, wanted: list[str] | None) -> dict[str, StoredResult]:
+    """Each declaration's current result: the last stored (a correction replaces the one
+    before it; read in seq order, the later row wins)."""
     from serving.decision import parse_iso_us
 
-    # asked on every read: a reader's handle makes no schema (a table from before the column)
-    reason = _result_values(_outcome_columns(conn))[-1]
+    # asked on every read: a reader's handle makes no schema (a table from before the columns)
+    *_, reason, correction = _result_values(_outcome_columns(conn))
     query = sa.select(
         outcomes.c.declaration_id,
         outcomes.c.inspected_at,
@@ -928,10 +985,13 @@ def _results(conn: sa.Connection, wanted: list[str] | None) -> dict[str, StoredR
         outcomes.c.offence_type,
         outcomes.c.revenue_recovered,
         reason,
+        correction,
     )
     if wanted is not None:
         query = query.where(_among(outcomes.c.declaration_id, wanted))
     return {
-        declaration_id: StoredResult(parse_iso_us(at), bool(illicit), offence, revenue, given)
-        for declaration_id, at, illicit, offence, revenue, given in conn.execute(query)
+        declaration_id: StoredResult(parse_iso_us(at), bool(illicit), offence, revenue, given, fix)
+        for declaration_id, at, illicit, offence, revenue, given, fix in conn.execute(
+            query.order_by(outcomes.c.seq)
+        )
     }

@@ -13,7 +13,7 @@ from features.intake.contract import (
     parse_bool_value,
     require_utc_time,
 )
-from serving.outcomes import REQUIRED_FIELDS, RESULT_FIELDS
+from serving.outcomes import MAX_CORRECTION_CHARS, REQUIRED_FIELDS, RESULT_FIELDS
 
 __all__ = [
     "Contribution",
@@ -244,6 +244,17 @@ OutcomeResult: type[BaseModel] = create_model(  # type: ignore[call-overload]
     __base__=_ResultBase,
     __doc__="The result of one inspection, keyed by the declaration id of a stored decision.",
     **{name: _result_field(name) for name in RESULT_FIELDS},
+    correction=(
+        str | None,
+        Field(
+            None,
+            description="Why this result replaces the one stored for the declaration (an "
+            "appeal upheld, a laboratory report, a keying error): required to send a result "
+            "that differs from the stored one, refused when none is stored. The stored result "
+            "is kept as it was; this one, with its reason, becomes the current result.",
+            json_schema_extra={"maxLength": MAX_CORRECTION_CHARS},
+        ),
+    ),
 )
 
 
@@ -251,4 +262,9 @@ class OutcomesResponse(BaseModel):
     stored: int = Field(description="Results stored by this request.")
     unchanged: int = Field(
         description="Results identical to one already stored (a re-post): nothing new stored."
+    )
+    corrected: int = Field(
+        default=0,
+        description="Of the results stored, those that replace a stored result (a correction); "
+        "present when any did.",
     )

@@ -580,20 +580,25 @@ class ParcelRiskService:
         twice in the request, a result dated before its declaration or in the future (more
         than the 2-day clock skew ahead), an offence type or revenue on a parcel found not
         illicit, a recovered revenue above validate.max_value, a result that contradicts the
-        one already stored (409 when that is the only problem).
+        one already stored (409 when that is the only problem) unless it carries a
+        ``correction`` saying why it replaces it; then it is stored beside the old one (kept
+        as it was) and becomes the declaration's current result.
         """
         import pandas as pd
 
         if too_many := self._batch_size_error("outcomes", "results", len(outcomes)):
             return too_many
         raw = pd.DataFrame([o.model_dump() for o in outcomes], dtype="object")
+        caller = CALLER.get()
+        # who sent them, kept (and chained) with each result: the key's id, never the key
+        source = "api:inspector" + (f":{caller.api_key_id}" if caller and caller.api_key_id else "")
         try:
             # the write may wait for the store's lock: not on the event loop
             counts = await asyncio.to_thread(
                 store_outcomes,
                 self.outcome_store,
                 raw,
-                source="api:inspector",
+                source=source,
                 limits=self.outcome_limits,
             )
         except OutcomesRefused as exc:

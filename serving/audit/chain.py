@@ -56,6 +56,9 @@ RESULT_FIELDS = (
     "revenue_recovered",
     "source",
     "selection_reason",
+    # why this result replaces the one stored before it for the same declaration (null: a
+    # first result); a correction is a new, chained row, never an edit of the old one
+    "correction",
 )
 
 
@@ -67,6 +70,7 @@ def result_values(
     revenue_recovered: float | None,
     source: str,
     selection_reason: str | None = None,
+    correction: str | None = None,
 ) -> tuple[Any, ...]:
     """A result's values as stored and as read back (``RESULT_FIELDS``): the types a store
     gives back, so writer and verifier MAC the same text."""
@@ -79,21 +83,26 @@ def result_values(
         revenue,
         source,
         selection_reason,
+        correction,
     )
 
 
 def result_mac_input(values: Sequence[Any]) -> tuple[Any, ...]:
-    """What a result's MAC covers: its ``RESULT_FIELDS`` values, ``selection_reason`` only
-    when it is not null.
+    """What a result's MAC covers: its ``RESULT_FIELDS`` values, less the trailing ones that
+    are null (``selection_reason``, ``correction``).
 
-    selection_reason came after results were chained: every result stored before has it null
-    and a MAC over the first six values. Leaving a null reason out keeps those MACs valid as
-    they are, with no rewrite of the chain (rechaining would vouch anew for whatever had been
-    edited) and no version column to trust. The two forms cannot stand for each other: the
-    message starts with every part's length, so six values and seven never give the same
-    bytes; a reason removed from a row, or one added to an old row, fails its MAC."""
+    Both came after results were chained: every result stored before has them null and a MAC
+    over the first six values, and every first result (not a correction) a MAC over six or
+    seven. Leaving trailing nulls out keeps those MACs valid as they are, with no rewrite of
+    the chain (rechaining would vouch anew for whatever had been edited) and no version column
+    to trust. The forms cannot stand for each other: the message starts with every part's
+    length, so six values, seven and eight never give the same bytes; a reason or a
+    correction removed from a row, or one added to an old row, fails its MAC."""
     values = result_values(*values)
-    return values if values[-1] is not None else values[:-1]
+    n = len(values)
+    while n > 6 and values[n - 1] is None:
+        n -= 1
+    return values[:n]
 
 
 def result_link(

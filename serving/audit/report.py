@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
     from serving.decision import DecisionRecord
 
-OUTCOME_COLUMNS = ("inspected_at", "illicit", "offence_type", "revenue_recovered")
+OUTCOME_COLUMNS = ("inspected_at", "illicit", "offence_type", "revenue_recovered", "correction")
 _STORED_TIME = "%Y-%m-%dT%H:%M:%S.%fZ"  # as the store writes answered_at: text order = time
 
 
@@ -43,10 +43,11 @@ def parse_when(text: str, option: str, *, end_of_day: bool = False) -> str:
 
 
 def read_outcomes(store: Any, declaration_ids: Sequence[str]) -> pd.DataFrame:
-    """The inspection results stored for these declarations (the store's ``outcomes`` table;
-    a SQLite file is opened read-only: an auditor's read must never create or change
-    anything), one row per declaration id that has one. ``store``: a decision store or the
-    path of a SQLite one."""
+    """The current inspection result of these declarations (the store's ``outcomes`` table:
+    the last stored, a correction replacing the one before, with its ``correction``; a SQLite
+    file is opened read-only: an auditor's read must never create or change anything), one
+    row per declaration id that has one. ``store``: a decision store or the path of a SQLite
+    one."""
     import pandas as pd
 
     empty = pd.DataFrame(columns=["declaration_id", *OUTCOME_COLUMNS])
@@ -61,7 +62,7 @@ def read_outcomes(store: Any, declaration_ids: Sequence[str]) -> pd.DataFrame:
         found = read_results(store.engine, ids)
         frame = pd.DataFrame(
             [
-                (i, r.inspected_at_us, r.illicit, r.offence_type, r.revenue_recovered)
+                (i, r.inspected_at_us, r.illicit, r.offence_type, r.revenue_recovered, r.correction)
                 for i, r in found.items()
             ],
             columns=["declaration_id", *OUTCOME_COLUMNS],
@@ -76,19 +77,37 @@ def read_outcomes(store: Any, declaration_ids: Sequence[str]) -> pd.DataFrame:
         ).fetchone()
         if has is None:
             return empty
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(outcomes)")}
+        correction = "correction" if "correction" in columns else "NULL"  # an older store
         rows = []
         for start in range(0, len(ids), 500):  # within SQLite's parameter limit
             part = ids[start : start + 500]
             rows += conn.execute(
-                "SELECT declaration_id, inspected_at, illicit, offence_type, revenue_recovered "
-                f"FROM outcomes WHERE declaration_id IN ({','.join('?' * len(part))})",
+                "SELECT declaration_id, inspected_at, illicit, offence_type, revenue_recovered, "
+                f"{correction} FROM outcomes WHERE declaration_id IN "
+                f"({','.join('?' * len(part))}) ORDER BY seq",
                 part,
             ).fetchall()
     finally:
         conn.close()
     frame = pd.DataFrame(rows, columns=["declaration_id", *OUTCOME_COLUMNS])
+    # in seq order: the last row of a declaration is its current result
+    frame = frame.drop_duplicates("declaration_id", keep="last").reset_index(drop=True)
     frame["illicit"] = frame["illicit"].astype(bool)
     return frame
+
+
+def read_result_history(store: Any, declaration_id: str) -> list[dict[str, Any]]:
+    """Every inspection result stored for one declaration, first to current (who stored each,
+    when, and why a correction replaced the one before), read-only. ``store``: a decision
+    store (its results beside it)."""
+    from serving.store import open_outcome_store
+
+    results = open_outcome_store(store.source, store, read_only=True)
+    try:
+        return results.result_history(declaration_id)
+    finally:
+        results.close()
 
 
 def decision_rows(records: Sequence[DecisionRecord], outcomes: pd.DataFrame) -> pd.DataFrame:

@@ -7,6 +7,7 @@ prints. Nothing here writes to the store.
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import sys
@@ -130,7 +131,7 @@ def show(
     contribution (its own model version), the model run, who asked, its place in the chain,
     delivery and the inspection result."""
     from serving.audit.models import RecordedModels, explain_record
-    from serving.audit.report import read_outcomes
+    from serving.audit.report import read_outcomes, read_result_history
 
     store = open_audit_store(db, params)
     try:
@@ -140,6 +141,7 @@ def show(
         record, intact = found
         delivery = store.delivery(decision_id)
         outcome = read_outcomes(store, [record.declaration_id])
+        result_history = read_result_history(store, record.declaration_id)
     finally:
         store.close()
     with RecordedModels(tracking_uri) as models:
@@ -185,6 +187,8 @@ def show(
         "intact": intact,
         "delivery": delivery,
         "inspection": result[0] if result else None,
+        # every result stored, first to current: a correction never hides what it replaced
+        "result_history": result_history,
     }
     typer.echo(json.dumps(body, indent=2, default=str) if as_json else _show_text(body))
 
@@ -223,6 +227,13 @@ def _show_text(body: dict[str, Any]) -> str:
             f"inspection    {verdict} at {inspection['inspected_at']}, offence "
             f"{inspection['offence_type'] or '-'}, recovered {inspection['revenue_recovered']}"
         )
+        for before, now in itertools.pairwise(body["result_history"]):
+            was = "illicit" if before["illicit"] else "clean"
+            lines.append(
+                f"corrected     {now['recorded_at']} by {now['source']}: {now['correction']} "
+                f"(was {was} at {before['inspected_at']}, offence "
+                f"{before['offence_type'] or '-'}, recovered {before['revenue_recovered']})"
+            )
     lines.append("reasons")
     lines += [f"  {r['contribution']:+.4f}  {r['text']}" for r in body["reasons"]] or ["  none"]
     if body["warnings"]:

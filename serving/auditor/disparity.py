@@ -50,7 +50,7 @@ class GroupRates:
 _COUNTS = """
 SELECT {origin}, {channel}, d.lane, COUNT(*), COUNT(o.declaration_id),
        COALESCE(SUM(o.illicit), 0), {platform}
-FROM decisions AS d LEFT JOIN outcomes AS o ON o.declaration_id = d.declaration_id
+FROM decisions AS d LEFT JOIN {results} AS o ON o.declaration_id = d.declaration_id
 WHERE (CAST({p} AS TEXT) IS NULL OR d.model_name = {p})
   AND (CAST({p} AS TEXT) IS NULL OR d.model_version = {p})
   AND (CAST({p} AS TEXT) IS NULL OR d.declared_at >= {p})
@@ -69,6 +69,7 @@ def read_lane_counts(
     """The counts of the decisions of one model version and/or declared in [``declared_from``,
     ``declared_to``) (the store's time text), read-only from the decision store (a SQLite file
     or a PostgreSQL URL); none before anything was scored and inspected."""
+    from serving.outcomes import CURRENT_RESULTS
     from serving.store_read import read_only
 
     bounds = (model_name, model_version, declared_from, declared_to)
@@ -84,7 +85,8 @@ def read_lane_counts(
             )
         }
         _, rows = store.query(
-            _COUNTS.format(p="{p}", **fields), [v for b in bounds for v in (b, b)]
+            _COUNTS.format(p="{p}", results=CURRENT_RESULTS, **fields),
+            [v for b in bounds for v in (b, b)],
         )
     return [LaneCount(*row) for row in rows]
 

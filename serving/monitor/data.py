@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from features.errors import ParcelriskError
+from serving.outcomes import CURRENT_RESULTS
 from serving.store_read import json_flag
 
 if TYPE_CHECKING:
@@ -33,7 +34,7 @@ ORDER BY d.declared_at, d.seq
 """
 _WITH_OUTCOMES = (
     "o.declaration_id IS NOT NULL AS has_result, o.illicit, o.revenue_recovered",
-    "LEFT JOIN outcomes AS o ON o.declaration_id = d.declaration_id",
+    f"LEFT JOIN {CURRENT_RESULTS} AS o ON o.declaration_id = d.declaration_id",
 )
 _WITHOUT_OUTCOMES = ("0 AS has_result, NULL AS illicit, NULL AS revenue_recovered", "")
 

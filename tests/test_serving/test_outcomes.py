@@ -137,7 +137,9 @@ def test_a_conflicting_second_result_is_refused_and_the_first_kept(store) -> Non
         post(store, result("D2"), result(revenue_recovered=99.0))
     (problem,) = refused.value.problems
     assert (problem.row, problem.rule, problem.field) == (1, "result.conflict", "revenue_recovered")
-    assert "a stored result is final (chained for audit)" in problem.msg
+    assert "A stored result is never edited: to replace it, send this one with a correction" in (
+        problem.msg
+    )
     assert store.count() == 1  # D2 not stored either
 
 

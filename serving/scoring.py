@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from features.pipeline.online import OnlineFeatures
     from models.bundle import LaneThresholds, RiskModel
     from serving.outcome_store import SqliteOutcomeStore
+    from serving.outcomes import ResultEvent
     from serving.postgres_store import PostgresOutcomeStore
     from serving.store import DecisionStore
 
@@ -143,10 +144,6 @@ class ScoringRuntime:
         results: SqliteOutcomeStore | PostgresOutcomeStore,
         inspected_from_us: int | None = None,
     ) -> None:
-        import orjson
-
-        from features.intake.columns import StoredColumns
-
         assert self.live is not None
         head = results.last_seq() if inspected_from_us is not None else 0
         if inspected_from_us is not None:  # the replay of a new snapshot
@@ -154,15 +151,7 @@ class ScoringRuntime:
         else:
             rows = results.results_since(self.results_seq)
         if rows:
-            declarations = [orjson.loads(text) for _, text, *_ in rows]  # as stored: canonical
-            revenue = np.array([r[4] if r[4] is not None else np.nan for r in rows], dtype=float)
-            self.live.append_outcomes(
-                StoredColumns(declarations, self.contract),
-                np.array([r[2] for r in rows], dtype=np.int64),
-                np.array([r[3] for r in rows], dtype=bool),
-                np.round(np.nan_to_num(revenue, nan=0.0) * 100).astype(np.int64),  # as prepare
-                seqs=np.array([r[0] for r in rows], dtype=np.int64),
-            )
+            self.live.append_outcomes(*outcome_events(rows, self.contract))
             self.results_seq = rows[-1][0]
         self.results_seq = max(self.results_seq, head)
 
@@ -213,6 +202,43 @@ class ScoringRuntime:
         """Append a scored batch to the live state at once (offline scoring, one process)."""
         if self.live is not None:
             self.live.append(batch.declarations, batch.features.prep)
+
+
+def outcome_events(
+    rows: list[ResultEvent], contract: Any
+) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``LiveState.append_outcomes``'s arguments for stored results: one event per result, and
+    for a correction a second one taking back the result it replaced (at that one's time,
+    sign -1, the correction's seq: see ``append_outcomes``)."""
+    import orjson
+
+    from features.intake.columns import StoredColumns
+
+    texts, times, illicit, revenue, seqs, signs = [], [], [], [], [], []
+
+    def event(text: str, t: int, hit: bool, euros: float | None, seq: int, sign: int) -> None:
+        texts.append(text)
+        times.append(t)
+        illicit.append(hit)
+        revenue.append(np.nan if euros is None else euros)
+        seqs.append(seq)
+        signs.append(sign)
+
+    for r in rows:
+        event(r.declaration_json, r.inspected_at_us, r.illicit, r.revenue_recovered, r.seq, 1)
+        if (old := r.replaces) is not None:
+            event(r.declaration_json, old.inspected_at_us, old.illicit, old.revenue_recovered,
+                  r.seq, -1)  # fmt: skip
+    declarations = [orjson.loads(text) for text in texts]  # as stored: canonical
+    cents = np.round(np.nan_to_num(np.array(revenue, dtype=float), nan=0.0) * 100)
+    return (
+        StoredColumns(declarations, contract),
+        np.array(times, dtype=np.int64),
+        np.array(illicit, dtype=bool),
+        cents.astype(np.int64),  # as prepare
+        np.array(seqs, dtype=np.int64),
+        np.array(signs, dtype=np.int64),
+    )
 
 
 QUOTA_TOLERANCE = 0.9  # serve.exploration_rate below this share of the history's: a warning
@@ -649,13 +675,12 @@ def explain_matrix(
     ]
 
 
-def results_to_replay(
-    results: Any, cutoff_us: int, results_seq: int | None
-) -> list[tuple[int, str, int, bool, float | None]]:
+def results_to_replay(results: Any, cutoff_us: int, results_seq: int | None) -> list[ResultEvent]:
     """The stored results a new snapshot's live state replays, in seq order: those inspected
     from its cutoff on (the snapshot has none of them), and, when it knows the store's last
     result its history held (``EntityState.results_seq``), every one stored after that,
-    whenever inspected (``LiveState.append_outcomes`` keeps the rest out)."""
+    whenever inspected (``LiveState.append_outcomes`` keeps the rest out). Corrections come
+    whatever their time: whether what they replace was counted is for the live state to say."""
     rows = results.results_since(0, inspected_from_us=cutoff_us)
     if results_seq is None:
         return rows

@@ -43,12 +43,21 @@ OUTCOME_WEIGHTS = ("inspected", "illicit", "revenue_cents")
 ALL_OUTCOMES = "entity_history.outcomes"
 
 
-def outcome_weights(illicit: np.ndarray, revenue_cents: np.ndarray) -> dict[str, np.ndarray]:
-    return {
+def outcome_weights(
+    illicit: np.ndarray, revenue_cents: np.ndarray, signs: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
+    """An inspection result's event weights. ``signs``: -1 where a result is taken back (the
+    one a correction replaced, at its own time): every total is a sum, so the correction's two
+    events leave the totals as if only the corrected result had ever been stored."""
+    weights = {
         "inspected": np.ones(len(illicit), dtype=np.int64),
         "illicit": illicit.astype(np.int64),
         "revenue_cents": revenue_cents.astype(np.int64),
     }
+    if signs is not None:
+        sign = np.asarray(signs, dtype=np.int64)
+        weights = {name: w * sign for name, w in weights.items()}
+    return weights
 
 
 def smoothed_rate(
@@ -692,12 +701,14 @@ class EntityHistoryFamily(Family):
         inspected_us: np.ndarray,
         illicit: np.ndarray,
         revenue_cents: np.ndarray,
+        signs: np.ndarray | None = None,
     ) -> None:
         """Add the inspection results of declarations (``rows``, as they were scored) to the live
-        layer: events at ``inspected_us`` of every entity of the declaration, and of the prior."""
+        layer: events at ``inspected_us`` of every entity of the declaration, and of the prior
+        (``signs``: -1 for a result taken back, ``outcome_weights``)."""
         live = _live_of(part)
         times = np.asarray(inspected_us, dtype=np.int64)
-        weights = outcome_weights(np.asarray(illicit), np.asarray(revenue_cents))
+        weights = outcome_weights(np.asarray(illicit), np.asarray(revenue_cents), signs)
         codes, row = self._live_codes(rows, part)
         live.outcomes.append(codes, times[row], {k: w[row] for k, w in weights.items()})
         live.global_outcomes.append(np.zeros(len(times), dtype=np.int64), times, weights)

@@ -173,6 +173,7 @@ class LiveState:
         illicit: np.ndarray,
         revenue_cents: np.ndarray,
         seqs: np.ndarray | None = None,
+        signs: np.ndarray | None = None,
     ) -> int:
         """Add inspection results, one per declaration (as it was scored: its entity keys), at
         ``inspected_at_us`` (UTC microseconds): entity hit rates and the prior move from then on.
@@ -181,11 +182,17 @@ class LiveState:
         snapshot that knows the store's last result its history held (``results_seq``), a
         result stored after that is appended whenever it was inspected: it came back after
         the history was exported.
+        ``signs``: -1 for a result taken back. A correction is two rows with the correction's
+        seq: the result it replaces, at that one's time, with -1, and the corrected one with +1.
+        Both pass the rule above by the correction's seq, so what the snapshot held (the
+        result current when the history was exported) is taken back exactly when the
+        correction came after the export, and what was appended exactly when it was.
         The caller checks the results (known ids, no duplicates, not before the declaration).
         Returns how many were added."""
         declarations = columns_of(declarations)
         n = len(declarations)
-        arrays = [np.asarray(a) for a in (inspected_at_us, illicit, revenue_cents)]
+        sign = np.ones(n, dtype=np.int64) if signs is None else np.asarray(signs, np.int64)
+        arrays = [np.asarray(a) for a in (inspected_at_us, illicit, revenue_cents, sign)]
         if any(len(a) != n for a in arrays):
             raise ValueError(f"one inspection result per declaration: {n} declarations")
         after = arrays[0].astype(np.int64) >= self.snapshot.cutoff_us

@@ -226,14 +226,10 @@ class StateReplay:
             )
         rows = [r for r in self._pending if self.results_seq < r[0] <= known_results_seq]
         if rows:
-            revenue = np.array([r[4] if r[4] is not None else np.nan for r in rows], dtype=float)
-            self.live.append_outcomes(
-                StoredColumns([json.loads(r[1]) for r in rows], contract),
-                np.array([r[2] for r in rows], dtype=np.int64),
-                np.array([r[3] for r in rows], dtype=bool),
-                np.round(np.nan_to_num(revenue, nan=0.0) * 100).astype(np.int64),  # as prepare
-                seqs=np.array([r[0] for r in rows], dtype=np.int64),
-            )
+            from serving.scoring import outcome_events
+
+            # as the catch-up feeds them: a correction takes back the result it replaced
+            self.live.append_outcomes(*outcome_events(rows, contract))
         self.results_seq = known_results_seq
 
 

@@ -359,3 +359,67 @@ def test_a_result_stored_after_the_export_is_appended_though_inspected_before_th
     assert illicit_seen(knowing) == base
     assert knowing.append_outcomes(*result, seqs=np.array([8])) == 1  # came back after it
     assert illicit_seen(knowing) == base + 1
+
+
+OUTCOME_FEATURES = (
+    "_n_inspected",
+    "_n_illicit",
+    "_hit_rate",
+    "_revenue",
+    "_inspected_",
+    "_illicit_",
+)
+
+
+def test_a_correction_leaves_the_state_as_if_only_the_corrected_result_was_stored(world) -> None:
+    """A correction is two events: the replaced result taken back at its own time (sign -1)
+    and the corrected one added at its time. Every outcome feature (counts, windows, hit
+    rates, revenue, the prior) of later declarations is then what a state that only ever saw
+    the corrected result gives, also when the correction moves the inspection time."""
+    state, new, _ = world
+    parcels = new.sort_values("declared_at").head(40)
+    first = parcels.head(1)
+    t0 = first["declared_at"].iloc[0]
+    us = lambda ts: np.array([ts.value // 1000])  # noqa: E731
+    later = parcels.iloc[1:].assign(declared_at=t0 + pd.Timedelta(days=2))
+    manifest_names = state.manifest.names
+    moved = [n for n in manifest_names if any(m in n for m in OUTCOME_FEATURES)]
+
+    corrected = LiveState(state)
+    corrected.append(parcels)
+    old_t, new_t = t0 + pd.Timedelta(hours=2), t0 + pd.Timedelta(hours=30)
+    assert corrected.append_outcomes(first, us(old_t), np.array([1]), np.array([9_900])) == 1
+    pair = pd.concat([first, first])
+    times = np.concatenate([us(new_t), us(old_t)])
+    assert (
+        corrected.append_outcomes(
+            pair, times, np.array([0, 1]), np.array([0, 9_900]), signs=np.array([1, -1])
+        )
+        == 2
+    )
+    only = LiveState(state)
+    only.append(parcels)
+    only.append_outcomes(first, us(new_t), np.array([0]), np.array([0]))
+    a = corrected.features(later).frame()
+    b = only.features(later).frame()
+    pd.testing.assert_frame_equal(a[moved], b[moved])
+    # and the correction did move them: the state that kept the first result differs
+    kept = LiveState(state)
+    kept.append(parcels)
+    kept.append_outcomes(first, us(old_t), np.array([1]), np.array([9_900]))
+    assert not kept.features(later).frame()[moved].equals(b[moved])
+
+
+def test_a_correction_the_history_already_held_is_not_applied_twice(world) -> None:
+    """Both events of a correction pass the append rule by the correction's seq: stored up to
+    the snapshot's results_seq (the export had the corrected result), events before the cutoff
+    are skipped; stored after it, both are applied, whenever inspected."""
+    import dataclasses
+
+    state, new, _ = world
+    parcel = new.sort_values("declared_at").head(1)
+    before = np.array([(state.cutoff - pd.Timedelta(hours=3)).value // 1000] * 2)
+    pair = (pd.concat([parcel, parcel]), before, np.array([0, 1]), np.array([0, 500]))
+    knowing = LiveState(dataclasses.replace(state, results_seq=7))
+    assert knowing.append_outcomes(*pair, seqs=np.array([7, 7]), signs=np.array([1, -1])) == 0
+    assert knowing.append_outcomes(*pair, seqs=np.array([8, 8]), signs=np.array([1, -1])) == 2

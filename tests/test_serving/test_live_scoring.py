@@ -224,3 +224,57 @@ def test_a_parcel_declared_at_the_snapshots_last_instant_is_replayed(
         assert len(worker_2.live) == 1
     finally:
         store.close()
+
+
+def test_a_corrected_result_moves_a_running_worker_and_a_new_one_alike(
+    runtimes, real_pipeline, location
+):
+    """An offence found, then overturned on appeal (a correction): a worker that counted the
+    first result takes it back at the next catch-up, and a worker started afterwards (replaying
+    the store) counts the corrected one only; both give the seller's next parcel the features
+    it had before any result but for one clean inspection."""
+    from serving.outcomes import store_outcomes
+
+    running, fresh = runtimes(7), runtimes(8)
+    store = open_store(location)
+    results = open_outcome_store(location, store)
+    try:
+        parcels = fresh_declarations(real_pipeline["history"], 2, prefix="FIX")
+        parcels["seller_id"] = parcels["seller_id"].iloc[0]
+        t0 = pd.Timestamp("2026-03-11 10:00", tz="UTC")
+        parcels["declared_at"] = [t0, t0 + pd.Timedelta(days=1)]
+        _serve(running, store, parcels.head(1))
+        probe = parcels.iloc[[1]].reset_index(drop=True)
+        running.catch_up(store, results)
+        blank = score_frame(probe, running)
+        result = {
+            "declaration_id": parcels["declaration_id"].iloc[0],
+            "inspected_at": (t0 + pd.Timedelta(hours=2)).isoformat(),
+            "illicit": "true",
+            "offence_type": "undervaluation",
+            "revenue_recovered": "40",
+        }
+        store_outcomes(results, pd.DataFrame([result]), source="test")
+        running.catch_up(store, results)
+        found = score_frame(probe, running)
+        assert _feature(found, "seller_n_illicit")[0] == _feature(blank, "seller_n_illicit")[0] + 1
+        overturned = {
+            **result,
+            "illicit": "false",
+            "offence_type": "",
+            "revenue_recovered": "",
+            "correction": "appeal upheld",
+        }
+        assert store_outcomes(results, pd.DataFrame([overturned]), source="test")["corrected"] == 1
+        running.catch_up(store, results)
+        fresh.catch_up(store, results)  # the first: a replay of the whole store
+        for worker in (running, fresh):
+            after = score_frame(probe, worker)
+            for name, moved in (("seller_n_inspected", 1), ("seller_n_illicit", 0)):
+                assert _feature(after, name)[0] == _feature(blank, name)[0] + moved, name
+            assert _feature(after, "seller_revenue_recovered_eur")[0] == pytest.approx(
+                _feature(blank, "seller_revenue_recovered_eur")[0]
+            )
+    finally:
+        results.close()
+        store.close()

@@ -78,33 +78,29 @@ def window_totals(
 
 @dataclass
 class RecentShipments:
-    """The entity's declarations inside the snapshot horizon: keys, and events by key code."""
+    """The entity's declarations inside the snapshot horizon: key hashes, and events by code.
 
-    keys: pd.Index  # code -> key
+    Keys are kept as their 64-bit hashes (``hist.key_hashes``), sorted, a key's code being its
+    position: 8 bytes a key where the keys as Python strings and a dict to find them took about
+    200, on every worker. A seller-consignee pair is nearly one key per parcel, so at 5M parcels
+    that was ~1.2 GB a worker for the split-order signatures alone."""
+
+    hashes: np.ndarray  # sorted distinct uint64 key hashes: code -> hash
     index: hist.EventIndex  # weights value_cents
     live: LiveShipments | None = None  # declarations seen since the snapshot
 
-    def lookup(self) -> dict[str, int]:
-        cached = self.__dict__.get("_lookup")
-        if cached is None:
-            cached = self.__dict__["_lookup"] = {k: i for i, k in enumerate(self.keys)}
-        return cached
-
-    def codes(self) -> hist.LiveKeys:
+    def codes(self) -> hist.HashedKeys:
         """Key -> code, live keys included."""
         if self.live is not None:
             return self.live.keys
-        return hist.LiveKeys(self.lookup(), len(self.keys), MAX_NEW_KEYS)
+        return hist.HashedKeys(self.hashes, MAX_NEW_KEYS)
 
     def with_live(self) -> RecentShipments:
         """This snapshot with an empty live layer of its own (the snapshot stays shared)."""
         live = LiveShipments(
-            hist.LiveKeys(self.lookup(), len(self.keys), MAX_NEW_KEYS),
-            hist.EventRuns(("value_cents",)),
+            hist.HashedKeys(self.hashes, MAX_NEW_KEYS), hist.EventRuns(("value_cents",))
         )
-        part = RecentShipments(self.keys, self.index, live)
-        part.__dict__["_lookup"] = self.lookup()
-        return part
+        return RecentShipments(self.hashes, self.index, live)
 
 
 # keys not in the snapshot one live layer (or request) may add before a roll-over
@@ -113,14 +109,14 @@ MAX_NEW_KEYS = 1 << 30
 
 @dataclass
 class LiveShipments:
-    keys: hist.LiveKeys
+    keys: hist.HashedKeys
     runs: hist.EventRuns  # weights value_cents, codes of ``keys``
 
 
 def _no_shipments() -> RecentShipments:
     empty = np.zeros(0, dtype=np.int64)
     return RecentShipments(
-        pd.Index([], dtype=object), hist.EventIndex(empty, empty, {"value_cents": empty})
+        np.zeros(0, dtype=np.uint64), hist.EventIndex(empty, empty, {"value_cents": empty})
     )
 
 
@@ -266,8 +262,9 @@ def recent_events(history: History, entity: Entity, cutoff_us: int) -> RecentShi
     """The declarations of ``entity`` inside the snapshot horizon before ``cutoff_us``."""
     horizon = snapshot_horizon_us(cutoff_us, history.params)
     rows, codes, keys = history.recent(entity, horizon)
+    hashes, codes = hist.hash_codes(codes, keys)
     return RecentShipments(
-        pd.Index(keys, dtype=object),
+        hashes,
         hist.EventIndex(
             codes, history.prep["t_us"][rows], {"value_cents": history.prep["value_cents"][rows]}
         ),
@@ -289,17 +286,18 @@ def recent_piece(history: History, entity: Entity, cutoff_us: int, rows: np.ndar
 
 def merge_recent(pieces: list[dict]) -> RecentShipments:
     """``recent_events`` of the whole history from its pieces: events in row order, keys coded
-    in order of first appearance among them."""
+    by their hash as there."""
     order = np.argsort(np.concatenate([p["row"] for p in pieces]), kind="stable")
 
     def cat(name: str) -> np.ndarray:
         return np.concatenate([np.asarray(p[name]) for p in pieces])[order]
 
     codes, keys = pd.factorize(cat("key"))
+    hashes, codes = hist.hash_codes(codes, np.asarray(keys, dtype=object))
     return RecentShipments(
-        pd.Index(np.asarray(keys, dtype=object), dtype=object),
+        hashes,
         hist.EventIndex(
-            codes.astype(np.int64),
+            codes,
             cat("t_us").astype(np.int64),
             {"value_cents": cat("value_cents").astype(np.int64)},
         ),
@@ -308,13 +306,9 @@ def merge_recent(pieces: list[dict]) -> RecentShipments:
 
 def save_recent(part: RecentShipments, directory: Path, stem: str) -> None:
     index = part.index
-    # the keys as they are (str objects): np.asarray(dtype=str) first cost ~1 s per 1M keys;
-    # distinct by definition, so no Parquet dictionary (built, then dropped)
-    pd.DataFrame({"key": part.keys.to_numpy(dtype=object)}).to_parquet(
-        directory / f"{stem}_keys.parquet", index=False, use_dictionary=False
-    )
     np.savez(
         directory / f"{stem}_events.npz",
+        key_hashes=part.hashes,
         codes=index.keys // index.stride,
         t_us=index.sorted_times,
         value_cents=np.diff(index.cumsums["value_cents"]),
@@ -322,14 +316,17 @@ def save_recent(part: RecentShipments, directory: Path, stem: str) -> None:
 
 
 def load_recent(directory: Path, stem: str) -> RecentShipments:
-    keys = pd.read_parquet(directory / f"{stem}_keys.parquet")["key"].to_numpy(dtype=object)
     events = np.load(directory / f"{stem}_events.npz")
-    part = RecentShipments(
-        pd.Index(keys, dtype=object),
-        hist.EventIndex(events["codes"], events["t_us"], {"value_cents": events["value_cents"]}),
+    codes = events["codes"]
+    if "key_hashes" in events.files:
+        hashes = events["key_hashes"]
+    else:  # a snapshot saved with its keys as text (before hashes): hashed as it loads
+        keys = pd.read_parquet(directory / f"{stem}_keys.parquet")["key"].to_numpy(dtype=object)
+        hashes, codes = hist.hash_codes(codes, keys)
+    return RecentShipments(
+        hashes,
+        hist.EventIndex(codes, events["t_us"], {"value_cents": events["value_cents"]}),
     )
-    part.lookup()
-    return part
 
 
 FAMILY = Shipments()

@@ -521,3 +521,85 @@ class LiveKeys:
             for key, code in zip(keys[fresh].tolist(), codes[fresh].tolist(), strict=True):
                 self.new.setdefault(key, code)
         return codes
+
+
+def key_hashes(keys: np.ndarray) -> np.ndarray:
+    """A 64-bit hash of each entity key (text), the same in every process and run: pandas'
+    SipHash-2-4 with its fixed key, over the UTF-8 text. Missing keys (None) hash like any
+    value: callers mask them. Two distinct keys share a hash with probability ~n^2 / 2^65 (about
+    3e-6 among 10M keys); they would then share one history, never fail."""
+    from pandas.util import hash_array
+
+    return hash_array(np.asarray(keys, dtype=object), categorize=False)
+
+
+def hash_codes(codes: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Keys coded by their hash: (the distinct hashes, sorted; each code's position among
+    them). ``codes`` index ``keys``; a collision merges the two keys' codes."""
+    hashes, position = np.unique(key_hashes(keys), return_inverse=True)
+    return hashes, position.astype(np.int64)[np.asarray(codes, dtype=np.int64)]
+
+
+def _factorize_hashes(h: np.ndarray) -> tuple[np.ndarray, int]:
+    """Codes of hashes in order of first appearance, and how many distinct (a dict for
+    request-sized inputs: pd.factorize costs ~15 us whatever the size)."""
+    if not is_small(len(h)):
+        codes, distinct = pd.factorize(h)
+        return codes.astype(np.int64), len(distinct)
+    seen: dict[int, int] = {}
+    codes = [seen.setdefault(x, len(seen)) for x in h.tolist()]
+    return np.array(codes, dtype=np.int64), len(seen)
+
+
+class HashedKeys:
+    """Entity key -> code by the key's hash (``key_hashes``): the snapshot's keys as one sorted
+    array of hashes (8 bytes a key, where a dict of Python strings took ~200), then keys first
+    seen live, coded from ``len(hashes)`` up in order of arrival. Same contract as
+    ``LiveKeys``: codes never change once given; a missing key (None) is -1."""
+
+    def __init__(self, hashes: np.ndarray, limit: int):
+        self.hashes = hashes  # sorted, distinct uint64: a snapshot key's code is its position
+        self.n_snapshot = len(hashes)
+        self.limit = limit  # codes stay below n_snapshot + limit
+        self.new: dict[int, int] = {}  # hash -> code of keys first seen live
+        self._lock = threading.Lock()
+
+    def _codes(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        keys = np.asarray(keys, dtype=object)
+        missing = pd.isna(keys)
+        h = key_hashes(keys)
+        at = np.searchsorted(self.hashes, h)
+        inside = at < self.n_snapshot
+        found = inside & (self.hashes[np.where(inside, at, 0)] == h if self.n_snapshot else False)
+        codes = np.where(found & ~missing, at, -1).astype(np.int64)
+        unseen = (codes < 0) & ~missing
+        if unseen.any():
+            if self.new:
+                get = self.new.get
+                codes[unseen] = [get(x, -1) for x in h[unseen].tolist()]
+                unseen = (codes < 0) & ~missing
+            # len(new) read after the lookups: a key added meanwhile keeps a code below it
+            first_free = self.n_snapshot + len(self.new)
+            fresh, n_distinct = _factorize_hashes(h[unseen])
+            if first_free + n_distinct >= self.n_snapshot + self.limit:
+                raise ParcelriskError(
+                    f"live entity state full: more than {self.limit} keys not in the snapshot "
+                    "(roll the snapshot over)"
+                )
+            codes[unseen] = first_free + fresh
+        return codes, h
+
+    def codes(self, keys: np.ndarray) -> np.ndarray:
+        """Codes of a request's keys; keys never seen get fresh codes after every given code
+        (equal keys share one), missing keys (None) -1: an unknown entity, not a new one."""
+        return self._codes(keys)[0]
+
+    def add(self, keys: np.ndarray) -> np.ndarray:
+        """Codes of ``keys``, registering those never seen (-1 for missing keys)."""
+        with self._lock:
+            codes, h = self._codes(keys)
+            fresh = np.flatnonzero(codes >= self.n_snapshot + len(self.new))
+            # equal keys share a code: the first row of each registers it
+            for key, code in zip(h[fresh].tolist(), codes[fresh].tolist(), strict=True):
+                self.new.setdefault(key, code)
+        return codes

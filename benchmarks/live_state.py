@@ -71,8 +71,9 @@ def main() -> None:
     args = parser.parse_args()
     work = args.work or Path(__import__("tempfile").mkdtemp(prefix="live-bench-"))
     work.mkdir(parents=True, exist_ok=True)
+    serving_benchmark = _serving_benchmark()  # also sets throwaway keys where none are set
     if not (work / "mlflow.db").exists():
-        _serving_benchmark().build_champion(work)
+        serving_benchmark.build_champion(work)
     uri, params = f"sqlite:///{work / 'mlflow.db'}", work / "params.yaml"
     runtime = load_runtime(load_settings(params, must_exist=True), uri, work / "model")
     history, _ = read_declarations(work / "raw" / "declarations.parquet", with_outcomes=False)

@@ -213,13 +213,28 @@ class EntityTable:
     out_t_us: np.ndarray
     out_illicit: np.ndarray
     out_revenue_cents: np.ndarray
-    # the event arrays were dropped once the indexes held them (``release_event_copies``)
+    # the event arrays and the keys' text were dropped once the indexes held them
+    # (``release_event_copies``)
     released: bool = False
+    n_keys: int = -1  # len(vocabulary), kept when the vocabulary's text is released
+
+    def __post_init__(self) -> None:
+        if self.n_keys < 0:
+            self.n_keys = len(self.vocabulary)
 
     @functools.cached_property
-    def lookup(self) -> dict[str, int]:
-        """key -> code."""
-        return {key: code for code, key in enumerate(self.vocabulary)}
+    def key_index(self) -> tuple[np.ndarray, np.ndarray]:
+        """The keys' hashes sorted (``hist.key_hashes``) and the code at each position: how a
+        served snapshot finds a key's code, in 16 bytes a key where the keys as Python strings
+        and a dict to find them took about 200 (two keys sharing a hash share one code)."""
+        hashes = hist.key_hashes(self.vocabulary.to_numpy(dtype=object))
+        order = np.argsort(hashes, kind="stable")
+        return hashes[order], order.astype(np.int64)
+
+    def live_keys(self) -> hist.HashedKeys:
+        """Key -> code: the snapshot's keys by hash, then keys first seen live."""
+        hashes, codes = self.key_index
+        return hist.HashedKeys(hashes, MAX_NEW_KEYS - 1, codes)
 
 
 # Online, all entities are queried at once: entity e's codes are shifted by an offset that leaves
@@ -250,10 +265,7 @@ class EntityHistories:
         )
         part.__dict__["merged"] = merged
         part.live = LiveHistories(
-            keys={
-                spec: hist.LiveKeys(table.lookup, len(table.vocabulary), MAX_NEW_KEYS - 1)
-                for spec, table in self.tables.items()
-            },
+            keys={spec: table.live_keys() for spec, table in self.tables.items()},
             declarations=hist.EventRuns(),
             outcomes=hist.EventRuns(OUTCOME_WEIGHTS),
             global_outcomes=hist.EventRuns(OUTCOME_WEIGHTS),
@@ -270,15 +282,16 @@ class EntityHistories:
         """
         self.merged  # noqa: B018 - the indexes, built from the arrays before they go
         for table in self.tables.values():
+            table.key_index  # noqa: B018 - keys are found by hash from here on
             for name in _EVENT_ARRAYS:
                 setattr(table, name, np.zeros(0, dtype=getattr(table, name).dtype))
+            table.vocabulary = pd.Index([], dtype=object)  # n_keys holds its length
             table.released = True
 
-    def keys(self, spec: str) -> hist.LiveKeys:
+    def keys(self, spec: str) -> hist.HashedKeys:
         if self.live is not None:
             return self.live.keys[spec]
-        table = self.tables[spec]
-        return hist.LiveKeys(table.lookup, len(table.vocabulary), MAX_NEW_KEYS - 1)
+        return self.tables[spec].live_keys()
 
     @functools.cached_property
     def merged(self) -> _Merged:
@@ -296,8 +309,8 @@ class EntityHistories:
             out_ill.append(table.out_illicit)
             out_rev.append(table.out_revenue_cents)
             bases.append(table.base)
-            offset += len(table.vocabulary) + MAX_NEW_KEYS
-            base_offset += len(table.vocabulary)
+            offset += table.n_keys + MAX_NEW_KEYS
+            base_offset += table.n_keys
         bases.append(EntityBase.empty(1))
 
         def cat(arrays: list[np.ndarray]) -> np.ndarray:
@@ -330,7 +343,7 @@ class LiveHistories:
     """Declarations and inspection results seen after the snapshot, in the snapshot's merged code
     space (``_Merged.offsets``); keys the snapshot never saw get codes after its vocabulary."""
 
-    keys: dict[str, hist.LiveKeys]  # by entity spec
+    keys: dict[str, hist.HashedKeys]  # by entity spec
     declarations: hist.EventRuns
     outcomes: hist.EventRuns  # weights OUTCOME_WEIGHTS
     global_outcomes: hist.EventRuns  # code 0: every result, for the prior
@@ -638,7 +651,7 @@ class EntityHistoryFamily(Family):
         prior = global_prior(t, global_outcomes, global_base, params)
         codes, base_rows, identified = [], [], []
         for entity in entities:
-            n_vocab = len(part.tables[entity.spec].vocabulary)
+            n_vocab = part.tables[entity.spec].n_keys
             local = part.keys(entity.spec).codes(entity_keys(prep, entity))
             known = local >= 0
             in_snapshot = known & (local < n_vocab)
@@ -839,7 +852,7 @@ class EntityHistoryFamily(Family):
         )
         _ = part.merged  # sort and index once at load, not on the first request
         for table in tables.values():
-            _ = table.lookup
+            _ = table.key_index
         return part
 
 

@@ -481,56 +481,43 @@ class EntityBase:
         )
 
 
-class LiveKeys:
-    """Entity key -> code: the snapshot's codes, then keys first seen live (codes from
-    ``len(snapshot)`` up, in order of arrival). Codes never change once given."""
-
-    def __init__(self, snapshot: dict, n_snapshot: int, limit: int):
-        self.snapshot = snapshot
-        self.n_snapshot = n_snapshot
-        self.limit = limit  # codes stay below n_snapshot + limit
-        self.new: dict = {}
-        self._lock = threading.Lock()
-
-    def codes(self, keys: np.ndarray) -> np.ndarray:
-        """Codes of a request's keys; keys never seen get fresh codes after every given code
-        (equal keys share one), missing keys (None) -1: an unknown entity, not a new one."""
-        codes = codes_of(self.snapshot, keys)
-        unseen = codes < 0
-        if unseen.any():
-            if self.new:
-                codes[unseen] = codes_of(self.new, keys[unseen])
-                unseen = codes < 0
-            # len(new) read after the lookups: a key added meanwhile keeps a code below it
-            first_free = self.n_snapshot + len(self.new)
-            fresh, distinct = factorize(keys[unseen])  # None -> -1, kept
-            if first_free + len(distinct) >= self.n_snapshot + self.limit:
-                raise ParcelriskError(
-                    f"live entity state full: more than {self.limit} keys not in the snapshot "
-                    "(roll the snapshot over)"
-                )
-            codes[unseen] = np.where(fresh >= 0, first_free + fresh, -1)
-        return codes
-
-    def add(self, keys: np.ndarray) -> np.ndarray:
-        """Codes of ``keys``, registering those never seen (-1 for missing keys)."""
-        with self._lock:
-            codes = self.codes(keys)
-            fresh = np.flatnonzero(codes >= self.n_snapshot + len(self.new))
-            # equal keys share a code: the first row of each registers it
-            for key, code in zip(keys[fresh].tolist(), codes[fresh].tolist(), strict=True):
-                self.new.setdefault(key, code)
-        return codes
-
-
 def key_hashes(keys: np.ndarray) -> np.ndarray:
-    """A 64-bit hash of each entity key (text), the same in every process and run: pandas'
-    SipHash-2-4 with its fixed key, over the UTF-8 text. Missing keys (None) hash like any
-    value: callers mask them. Two distinct keys share a hash with probability ~n^2 / 2^65 (about
-    3e-6 among 10M keys); they would then share one history, never fail."""
-    from pandas.util import hash_array
+    """A 64-bit hash of each entity key (text), the same in every process and run:
+    ``pandas.util.hash_array`` (SipHash-2-4 with pandas' fixed key over the UTF-8 text, then a
+    bit mixer). Missing keys (None) hash like any value: callers mask them. Two distinct keys
+    share a hash with probability ~n^2 / 2^65 (about 3e-6 among 10M keys); they would then
+    share one history, never fail.
 
-    return hash_array(np.asarray(keys, dtype=object), categorize=False)
+    A request's few keys skip hash_array's Python overhead (~6 us a call, a dozen calls a
+    declaration): the same SipHash and mixer, called directly (a test holds the two equal)."""
+    keys = np.asarray(keys, dtype=object)
+    if len(keys) > FEW_KEYS:
+        from pandas.util import hash_array
+
+        return hash_array(keys, categorize=False)
+    from pandas._libs.hashing import hash_object_array
+
+    try:
+        sips = hash_object_array(keys, _PANDAS_HASH_KEY, "utf8").tolist()
+    except TypeError:  # not text: as hash_array reads it
+        sips = hash_object_array(keys.astype(str).astype(object), _PANDAS_HASH_KEY, "utf8").tolist()
+    return np.array([_mix64(x) for x in sips], dtype=np.uint64)
+
+
+# Up to this many keys, hashing and coding them one by one in Python beats numpy's per-call cost
+# (measured: ~0.6 us a key against ~25 us for any numpy pass; a declaration has one per entity).
+FEW_KEYS = 16
+_PANDAS_HASH_KEY = "0123456789123456"  # pandas.core.util.hashing's default hash key
+_MASK64 = (1 << 64) - 1
+
+
+def _mix64(x: int) -> int:
+    """hash_array's bit mixer (splitmix64's finalizer) on one value."""
+    x ^= x >> 30
+    x = (x * 0xBF58476D1CE4E5B9) & _MASK64
+    x ^= x >> 27
+    x = (x * 0x94D049BB133111EB) & _MASK64
+    return x ^ (x >> 31)
 
 
 def hash_codes(codes: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -554,11 +541,14 @@ def _factorize_hashes(h: np.ndarray) -> tuple[np.ndarray, int]:
 class HashedKeys:
     """Entity key -> code by the key's hash (``key_hashes``): the snapshot's keys as one sorted
     array of hashes (8 bytes a key, where a dict of Python strings took ~200), then keys first
-    seen live, coded from ``len(hashes)`` up in order of arrival. Same contract as
-    ``LiveKeys``: codes never change once given; a missing key (None) is -1."""
+    seen live, coded from ``len(hashes)`` up in order of arrival: codes never change once
+    given; a missing key (None) is -1."""
 
-    def __init__(self, hashes: np.ndarray, limit: int):
-        self.hashes = hashes  # sorted, distinct uint64: a snapshot key's code is its position
+    def __init__(self, hashes: np.ndarray, limit: int, codes: np.ndarray | None = None):
+        # sorted uint64: a snapshot key's code is its position, or ``codes`` at it (the codes
+        # of a vocabulary kept in its own order, ``hashes`` then holding one hash per code)
+        self.hashes = hashes
+        self.code_at = codes
         self.n_snapshot = len(hashes)
         self.limit = limit  # codes stay below n_snapshot + limit
         self.new: dict[int, int] = {}  # hash -> code of keys first seen live
@@ -566,11 +556,15 @@ class HashedKeys:
 
     def _codes(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         keys = np.asarray(keys, dtype=object)
-        missing = pd.isna(keys)
         h = key_hashes(keys)
+        if len(keys) <= FEW_KEYS:
+            return self._request_codes(keys, h), h
+        missing = pd.isna(keys)
         at = np.searchsorted(self.hashes, h)
         inside = at < self.n_snapshot
         found = inside & (self.hashes[np.where(inside, at, 0)] == h if self.n_snapshot else False)
+        if self.code_at is not None and self.n_snapshot:
+            at = self.code_at[np.where(found, at, 0)]
         codes = np.where(found & ~missing, at, -1).astype(np.int64)
         unseen = (codes < 0) & ~missing
         if unseen.any():
@@ -588,6 +582,37 @@ class HashedKeys:
                 )
             codes[unseen] = first_free + fresh
         return codes, h
+
+    def _request_codes(self, keys: np.ndarray, h: np.ndarray) -> np.ndarray:
+        """``_codes`` of a request's few keys in Python: numpy's per-call cost on arrays of a
+        few values was most of a declaration's key lookups (a dozen a declaration)."""
+        n, hashes, code_at, new = self.n_snapshot, self.hashes, self.code_at, self.new
+        at = np.searchsorted(hashes, h).tolist() if n else [n] * len(h)
+        codes: list[int] = []
+        unseen: list[int] = []  # rows of keys neither in the snapshot nor seen live
+        for row, (key, x, i) in enumerate(zip(keys.tolist(), h.tolist(), at, strict=True)):
+            if is_missing(key):
+                codes.append(-1)
+            elif i < n and int(hashes[i]) == x:
+                codes.append(int(code_at[i]) if code_at is not None else i)
+            else:
+                code = new.get(x, -1)
+                codes.append(code)
+                if code < 0:
+                    unseen.append(row)
+        if unseen:
+            # len(new) read after the lookups: a key added meanwhile keeps a code below it
+            first_free = n + len(new)
+            fresh: dict[int, int] = {}
+            hs = h.tolist()
+            for row in unseen:
+                codes[row] = first_free + fresh.setdefault(hs[row], len(fresh))
+            if first_free + len(fresh) >= n + self.limit:
+                raise ParcelriskError(
+                    f"live entity state full: more than {self.limit} keys not in the snapshot "
+                    "(roll the snapshot over)"
+                )
+        return np.array(codes, dtype=np.int64)
 
     def codes(self, keys: np.ndarray) -> np.ndarray:
         """Codes of a request's keys; keys never seen get fresh codes after every given code

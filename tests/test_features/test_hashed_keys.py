@@ -90,3 +90,31 @@ def test_a_snapshot_saved_with_text_keys_loads_and_gives_the_same_features(tmp_p
     )
     names = [n for n in built.manifest.names if n.startswith("order_")]
     assert compute_online_features(request, loaded)[names].to_numpy().any()  # not all zero
+
+
+def test_a_requests_few_keys_hash_and_code_as_a_batchs_many() -> None:
+    """The per-key path (a request) and the vectorised one (a batch, a snapshot build) must
+    agree to the bit, or a worker would look up keys the snapshot never had."""
+    from pandas.util import hash_array
+
+    odd = ["S1|C1", None, "é中|x", float("nan"), "", "S2|C1", 7, "S1|C1"]
+    many = np.array(odd * 5, dtype=object)  # more than FEW_KEYS: hash_array itself
+    assert len(many) > hist.FEW_KEYS
+    expected = hash_array(many, categorize=False)
+    np.testing.assert_array_equal(hist.key_hashes(many), expected)
+    for lo in range(0, len(many), 3):  # request-sized slices: the per-key path
+        few = many[lo : lo + 3]
+        np.testing.assert_array_equal(hist.key_hashes(few), expected[lo : lo + 3])
+    vocabulary = np.array([k for k in odd if isinstance(k, str)][:4], dtype=object)
+    hashes = hist.key_hashes(vocabulary)
+    order = np.argsort(hashes)
+    batch_side = hist.HashedKeys(hashes[order], 1 << 20, order).codes(many)
+    one_by_one = np.concatenate(
+        [
+            hist.HashedKeys(hashes[order], 1 << 20, order).codes(many[lo : lo + 1])
+            for lo in range(len(many))
+        ]
+    )
+    # fresh codes are per call (4: the first after the vocabulary); the rest must agree
+    np.testing.assert_array_equal(np.minimum(batch_side, 4), one_by_one)
+    assert one_by_one.tolist()[:8] == [0, -1, 1, -1, 2, 3, 4, 0]

@@ -325,7 +325,10 @@ def test_event_runs_refuse_missing_weights():
 
 
 def test_live_keys_keep_codes_and_refuse_to_overflow():
-    keys = hist.LiveKeys({"a": 0, "b": 1}, 2, limit=3)
+    """Keys found by hash, a vocabulary's codes in its own order (``EntityTable.key_index``)."""
+    hashes = hist.key_hashes(np.array(["a", "b"], dtype=object))
+    order = np.argsort(hashes)
+    keys = hist.HashedKeys(hashes[order], limit=3, codes=order)
     assert keys.codes(np.array(["b", "x", None, "x"], dtype=object)).tolist() == [1, 2, -1, 2]
     assert keys.add(np.array(["y", "a"], dtype=object)).tolist() == [2, 0]
     assert keys.codes(np.array(["x", "y"], dtype=object)).tolist() == [3, 2]  # y kept its code

@@ -29,6 +29,7 @@ def test_released_copies_leave_the_features_unchanged_and_refuse_a_save(tmp_path
     live.release_snapshot_copies()
     tables = state.parts["entity_history"].tables.values()
     assert all(len(t.decl_codes) == 0 and len(t.out_t_us) == 0 and t.released for t in tables)
+    assert all(len(t.vocabulary) == 0 and t.n_keys > 0 for t in tables)  # found by hash
     after = live.features(new, []).values
     assert set(after) == set(before)
     for name, values in before.items():

@@ -562,7 +562,15 @@ def history_export(
         store.close()
     overlap: dict = {}
     if base_history is not None:
+        corrected = {
+            json.loads(row.declaration_json)["declaration_id"]
+            for row in scored
+            if row.result is not None and row.result.correction is not None
+        }
+        base_history, taken = _corrections_over_base(base_history, history, corrected)
         history, overlap = _on_base(base_history, history, contract, base, db)
+        if taken:
+            overlap["results_corrected_in_the_store"] = taken
     write_declarations(history, out, contract, results_seq=results_seq)
     summary = {
         "declarations": len(history),
@@ -576,6 +584,31 @@ def history_export(
     if cut is not None:
         summary["from_archive"] = {"declarations": len(archived), "archive": cut["archive"]}
     typer.echo(json.dumps(summary, indent=2))
+
+
+def _corrections_over_base(base: Any, scored: Any, corrected: set[str]) -> tuple[Any, int]:
+    """``base`` with the results of the declarations corrected in the store (``corrected``:
+    their ids) taken from ``scored``: a correction is newer than the file the champion was
+    trained on, and says why (``audit show``); without this the export would refuse the two
+    results as a conflict. The base keeps its own ``selection_reason``. Also how many."""
+    from serving.outcomes import RESULT_FIELDS
+
+    if not corrected:
+        return base, 0
+    mask = base["declaration_id"].isin(corrected).to_numpy()
+    if not mask.any():
+        return base, 0
+    fields = [
+        "inspected",
+        *(f for f in RESULT_FIELDS if f not in ("declaration_id", "selection_reason")),
+    ]
+    store_rows = scored.set_index("declaration_id").loc[base.loc[mask, "declaration_id"], fields]
+    base = base.copy()
+    for field in fields:  # as objects: coerced back to the contract's types by the join
+        values = base[field].to_numpy(dtype=object, copy=True)  # writable: pandas' is not
+        values[mask] = store_rows[field].to_numpy(dtype=object)
+        base[field] = values
+    return base, int(mask.sum())
 
 
 def _on_base(base: Any, scored: Any, contract: Any, base_path: Path, db: str) -> tuple[Any, dict]:

@@ -342,3 +342,28 @@ def test_audit_show_lists_what_a_correction_replaced(capsys, tmp_path, monkeypat
     body = json.loads(out)
     assert body["inspection"]["correction"] == APPEAL
     assert [h["illicit"] for h in body["result_history"]] == [True, False]
+
+
+def test_export_on_a_base_takes_the_stores_correction_over_the_bases_result(
+    capsys, tmp_path
+) -> None:
+    """The base (the history the champion was trained on) holds the result as first stored;
+    the store has corrected it since: the correction is newer and says why, so it wins, counted
+    in the summary, where two different results would otherwise refuse the export."""
+    location = str(tmp_path / "audit.db")
+    _decided(location, 3)
+    _post(location, _result(0, selection_reason="random"), _result(1))
+    base = tmp_path / "base.parquet"
+    _exported(capsys, location, base)  # the champion's history: D0 found illicit
+    _post(location, _result(0, **CLEARED))
+    out = tmp_path / "next.parquet"
+    code, stdout, err = run_cli(
+        capsys, "history", "export", "--db", location, "--out", str(out), "--base", str(base)
+    )
+    assert code == 0, err
+    assert json.loads(stdout)["base"]["results_corrected_in_the_store"] == 1
+    history, _ = read_declarations(out, with_outcomes=True)
+    by_id = history.set_index("declaration_id")
+    assert not bool(by_id.loc["D0", "illicit"]) and bool(by_id.loc["D0", "inspected"])
+    assert by_id.loc["D0", "selection_reason"] == "random"
+    assert bool(by_id.loc["D1", "illicit"]) and len(history) == 3

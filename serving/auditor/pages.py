@@ -464,6 +464,8 @@ class AuditorPages:
             "features": features,
             "run_id": run_id,
             "run_link": run_link,
+            # every result stored for the declaration, first to current
+            "results": service.outcome_store.result_history(record.declaration_id),
         }
 
     def _model_of(self, service: Any, record: Any) -> Any:

@@ -116,6 +116,13 @@ thresholds {{ r.thresholds_version }}</td></tr>
 {% if r.warnings %}<tr><th>warnings</th><td>{% for w in r.warnings %}{{ w }}<br>{% endfor %}</td></tr>{% endif %}
 </table>
 
+<h2>Inspection</h2>
+{% if results %}<table id="results"><thead><tr><th>stored at</th><th>by</th><th>inspected at</th><th>found</th><th>offence</th><th>revenue recovered</th><th>why inspected</th><th>correction</th></tr></thead><tbody>
+{% for x in results %}<tr{% if loop.last %} class="current"{% endif %}><td>{{ x.recorded_at }}</td><td>{{ x.source }}</td><td>{{ x.inspected_at }}</td><td>{{ 'illicit' if x.illicit else 'clean' }}</td><td>{{ x.offence_type or '-' }}</td><td class="num">{{ '-' if x.revenue_recovered is none else '%.2f' % x.revenue_recovered }}</td><td>{{ x.selection_reason or '-' }}</td><td>{{ x.correction or '' }}</td></tr>{% endfor %}
+</tbody></table>
+{% if results|length > 1 %}<p class="note">The last row is the current result: each correction was stored beside the result it replaced, which stays as it was (chained: <code>parcelrisk audit verify</code>).</p>{% endif %}
+{% else %}<p class="note" id="results">no inspection result stored</p>{% endif %}
+
 <h2>Reasons</h2>
 {% if r.reasons %}<ol id="reasons">{% for reason in r.reasons %}<li><span class="reason-text">{{ reason.text }}</span> <span class="note">({{ reason.feature }}, {{ '%+.3f' % reason.contribution }})</span></li>{% endfor %}</ol>
 {% else %}<p class="note" id="reasons">no reasons recorded (green lanes carry none)</p>{% endif %}

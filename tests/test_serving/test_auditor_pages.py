@@ -292,6 +292,41 @@ def test_a_red_decision_page_shows_the_waterfall_and_the_reasons(client, stub_ru
     assert f"{explanation['raw_score']:.3f}" in r.text
 
 
+def test_a_decision_page_shows_each_stored_result_and_why_it_was_corrected(client) -> None:
+    decision = _scored(client, 1, seed=44)[0]
+    _sign_in(client)
+    page = client.get(f"/auditor/decisions/{decision['decision_id']}")
+    assert 'id="results">no inspection result stored' in page.text
+    result = {
+        "declaration_id": decision["declaration_id"],
+        "inspected_at": "2026-05-02T08:00:00Z",
+        "illicit": True,
+        "offence_type": "undervaluation",
+        "revenue_recovered": 30.0,
+    }
+    inspector = {"X-API-Key": INSPECTOR_KEY}
+    assert (
+        client.post("/outcomes", json={"outcomes": [result]}, headers=inspector).status_code == 200
+    )
+    overturned = {
+        **result,
+        "illicit": False,
+        "offence_type": None,
+        "revenue_recovered": None,
+        "correction": "appeal <upheld> on 2026-05-20",  # the sender's text, escaped
+    }
+    r = client.post("/outcomes", json={"outcomes": [overturned]}, headers=inspector)
+    assert r.json()["corrected"] == 1, r.text
+    page = client.get(f"/auditor/decisions/{decision['decision_id']}")
+    assert page.status_code == 200
+    table = page.text.split('<table id="results">')[1].split("</table>")[0]
+    rows = table.split("<tr")[2:]  # after the header
+    assert len(rows) == 2 and 'class="current"' in rows[1]
+    assert "<td>illicit</td>" in rows[0] and "<td>clean</td>" in rows[1]
+    assert "appeal &lt;upheld&gt; on 2026-05-20" in rows[1] and "<upheld>" not in page.text
+    assert "api:inspector:" in rows[1]
+
+
 def test_the_list_filters_by_lane_and_refuses_a_bad_time(client) -> None:
     _scored(client, 60, seed=43)
     _sign_in(client)

@@ -341,6 +341,24 @@ def _plain(text: str) -> str:
     return " ".join(re.findall(r"[0-9a-z]+|[^\W\d_]+", spaced.lower()))
 
 
+# A path segment of a nested JSON or XML field that names the goods-item container, not the
+# field (GoodsItems.HS, Articles.Qty, Lignes.Valeur): "items" alone is a quantity's synonym.
+_ITEM_CONTAINER = re.compile(
+    r"(goods)?_?(items?|articles?|lines?|positions?|lignes?|artigos?|itens|posten|waren)",
+    re.IGNORECASE,
+)
+
+
+def _without_item_container(name: str) -> str:
+    """A nested field's name without its goods-item container's segment (``GoodsItems.HS`` ->
+    ``HS``); other names as they are."""
+    parts = name.split(".")
+    if len(parts) < 2:
+        return name
+    kept = [p for p in parts[:-1] if not _ITEM_CONTAINER.fullmatch(p)]
+    return ".".join([*kept, parts[-1]])
+
+
 def profile(raw: pd.DataFrame, sample_rows: int = SAMPLE_ROWS) -> list[Column]:
     """One ``Column`` per source column, from rows spread evenly over the file."""
     import numpy as np
@@ -373,7 +391,7 @@ def profile(raw: pd.DataFrame, sample_rows: int = SAMPLE_ROWS) -> list[Column]:
                 unique=distinct / len(text) if len(text) else 0.0,
                 values=text.tolist(),
                 typed=typed,
-                words=_plain(str(name)),
+                words=_plain(_without_item_container(str(name))),
             )
         )
     return out
@@ -1229,6 +1247,21 @@ def _render(
     return "\n".join(lines) + "\n"
 
 
+def _item_list_column(raw: pd.DataFrame) -> str | None:
+    """The column of a JSON or XML export holding each record's goods items (a list of
+    objects, read as its JSON text) in most records that have it; the one filled most often
+    when several do. None when no column does."""
+    best, filled = None, 0
+    for name in raw.columns:
+        cells = raw[name].dropna().astype(str)
+        if cells.empty:
+            continue
+        lists = cells.str.startswith("[{").mean()
+        if lists >= 0.5 and len(cells) > filled:
+            best, filled = str(name), len(cells)
+    return best
+
+
 def read_for_draft(
     path: Path, *, sheet: str | None = None, records: str | None = None
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
@@ -1237,7 +1270,9 @@ def read_for_draft(
     workbook, the key of a JSON document's ``records``), for the draft."""
     from features.errors import ParcelriskError
     from features.intake.io import first_lines, header_line, is_csv, sniff_delimiter
+    from features.intake.jsonsrc import is_json, read_json_source
     from features.intake.mapping import Mapping, read_source
+    from features.intake.xmlsrc import is_xml, read_xml_source
 
     reading: dict[str, Any] = {"sheet": sheet, "records": records}
     try:
@@ -1255,6 +1290,16 @@ def read_for_draft(
         raw = read_source(
             path, Mapping(columns={}, sheet=sheet, records=records, encoding="cp1252")
         )
+    items = _item_list_column(raw) if is_json(path) or is_xml(path) else None
+    if items is not None:
+        # goods items nested in each record (H7, ICS2, a postal operator's messages): one row
+        # each, as the mapping will read them (its ``items:`` block is drafted below)
+        if is_json(path):
+            encoding = reading.get("encoding", "utf-8")
+            raw = read_json_source(path, encoding=encoding, records=records, explode=items)
+        else:
+            raw = read_xml_source(path, records=records, explode=items)
+        reading["explode"] = items
     if len(raw.columns) > MAX_COLUMNS:
         raise ParcelriskError(
             f"{path}: {len(raw.columns):,} columns; a declarations export has tens, and a "

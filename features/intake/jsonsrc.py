@@ -52,7 +52,7 @@ def read_json_source(
             "gives another encoding"
         ) from exc
     rows = _records(path, text.lstrip("\ufeff"), records, _lines_by_name(path))
-    return _frame(path, rows, explode)
+    return records_frame(path, rows, explode)
 
 
 def _lines_by_name(path: Path) -> bool:
@@ -124,7 +124,9 @@ def _at(path: Path, document: Any, key: str) -> Any:
     return value
 
 
-def _frame(path: Path, rows: list[Any], explode: str | None) -> pd.DataFrame:
+def records_frame(path: Path, rows: list[Any], explode: str | None) -> pd.DataFrame:
+    """Records (objects) as a frame of text cells, nested objects flattened, ``explode``'s
+    items one row each (module docstring); also the XML reader's (``features.intake.xmlsrc``)."""
     import numpy as np
     import pandas as pd
 

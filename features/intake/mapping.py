@@ -115,6 +115,7 @@ from features.intake.iso3166 import (
 )
 from features.intake.iso4217 import COMMON_MISTAKES, ISO_4217
 from features.intake.jsonsrc import is_json, read_json_source
+from features.intake.xmlsrc import is_xml, read_xml_source
 from features.params import DEFAULT_MAX_REJECTED
 from features.yamlio import UniqueKeyLoader
 
@@ -1716,16 +1717,24 @@ def read_source(path: Path, mapping: Mapping) -> pd.DataFrame:
             raw = raw.mask(raw.isin(list(mapping.null_values)))
         _check_header(path, list(raw.columns), mapping)
         return raw
+    if is_xml(path):
+        if mapping.sheet is not None:
+            raise ContractError(f"{path}: the mapping names a sheet, but this is XML")
+        raw = read_xml_source(path, records=mapping.records, explode=mapping.explode)
+        if mapping.null_values:  # text that means "no value", as in a CSV
+            raw = raw.mask(raw.isin(list(mapping.null_values)))
+        _check_header(path, list(raw.columns), mapping)
+        return raw
     if mapping.records is not None or mapping.explode is not None:
         raise ContractError(
-            f"{path}: records and explode read a JSON export (.json, .jsonl, .ndjson); this is "
-            "not one"
+            f"{path}: records and explode read a JSON or XML export (.json, .jsonl, .ndjson, "
+            ".xml); this is not one"
         )
     if not parquet and not is_csv(path):
         raise ContractError(
             f"{path}: unsupported file type (use .csv, .parquet, JSON: .json, .jsonl, .ndjson, "
-            "or a workbook: .xlsx, .xls, .ods; a CSV or JSON file may be compressed: .csv.gz, "
-            ".csv.bz2, .csv.xz, .csv.zip)"
+            "XML: .xml, or a workbook: .xlsx, .xls, .ods; a CSV, JSON or XML file may be "
+            "compressed: .csv.gz, .csv.bz2, .csv.xz, .csv.zip)"
         )
     if mapping.sheet is not None:
         raise ContractError(f"{path}: the mapping names a sheet, but this is not a workbook")

@@ -132,7 +132,7 @@ def test_explode_needs_items_and_json(tmp_path) -> None:
     source.write_text("LRN\nH7-1\n")
     spec = tmp_path / "mapping.yaml"
     spec.write_text(MAPPING)
-    with pytest.raises(ContractError, match="records and explode read a JSON export"):
+    with pytest.raises(ContractError, match="records and explode read a JSON or XML export"):
         ingest_file(source=source, mapping_path=spec, out=tmp_path / "o.parquet")
 
 
@@ -161,3 +161,16 @@ def test_hostile_json_shapes_get_a_clear_refusal(tmp_path) -> None:
     (tmp_path / "wide.ndjson").write_bytes(_ndjson(wide))
     with pytest.raises(ContractError, match="more than 2,000 distinct fields"):
         read_json_source(tmp_path / "wide.ndjson")
+
+
+def test_a_draft_of_a_json_export_explodes_its_goods_items(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from serving.main import app
+
+    source = tmp_path / "h7.ndjson"
+    source.write_bytes(_ndjson())
+    result = CliRunner().invoke(app, ["mapping", "draft", str(source)])
+    assert result.exit_code == 0, result.output
+    assert "explode: GoodsItems" in result.output and "items:" in result.output
+    assert "GoodsItems.Value" in result.output  # an item's field, not the list's JSON text

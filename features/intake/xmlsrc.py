@@ -1,0 +1,150 @@
+"""XML exports: repeated record elements, each read as a JSON record is (``features.intake.jsonsrc``).
+
+Declaration systems that keep messages in XML (an ICS2 or H7-style message store, a postal
+operator's item messages, a clearance system's export) write one element per declaration under
+the document's root, or deeper, with its goods items as repeated child elements. Each record
+element becomes one record: a child with text is a field of that name; a child with children a
+nested object (``Consignee.Id``); a tag repeated under one parent a list (the items, which a
+mapping's ``explode: GoodsItem`` turns into rows, as for JSON); an attribute a field beside its
+element's text (``<Value currency="EUR">12.5</Value>``: ``Value`` and ``Value.currency``).
+Namespaces are dropped from names (``{urn:...}Declaration`` reads ``Declaration``).
+
+Which elements are the records: ``records: Path.To.Record`` in the mapping (tags below the root,
+dotted); without it, the root's children when they all share one tag.
+
+Parsed with ``defusedxml``: a document type declaration, an entity or an external reference is
+refused (an export has no need of them; a billion-laughs or an XXE file would otherwise expand
+or fetch), naming the file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from features.intake.contract import ContractError
+from features.intake.io import COMPRESSED_SUFFIXES, open_bytes
+from features.intake.jsonsrc import SEPARATOR, records_frame
+
+if TYPE_CHECKING:
+    from xml.etree.ElementTree import Element
+
+    import pandas as pd
+
+XML_SUFFIXES = (".xml",)
+
+
+def is_xml(path: Path) -> bool:
+    """An XML export by its name (``.xml``, or one compressed: ``.xml.gz`` ...)."""
+    suffixes = [s.lower() for s in Path(path).suffixes[-2:]]
+    if suffixes and suffixes[-1] in COMPRESSED_SUFFIXES:
+        suffixes.pop()
+    return bool(suffixes) and suffixes[-1] in XML_SUFFIXES
+
+
+def read_xml_source(
+    path: Path, *, records: str | None = None, explode: str | None = None
+) -> pd.DataFrame:
+    """The record elements of an XML export as a frame of text cells (module docstring). The
+    encoding is the document's own (its declaration, else UTF-8)."""
+    root = _parse(path)
+    try:
+        rows = [_record(e) for e in _record_elements(path, root, records)]
+    except ContractError as exc:
+        if str(exc).startswith(str(path)):
+            raise
+        raise ContractError(f"{path}: {exc}") from exc
+    # A tag repeated in one record is a list in every record: a declaration of one goods item
+    # has one element where another has several, and its items must read alike (a column of
+    # lists, or exploded rows), not as one item's fields beside the others' list.
+    listed = {name for row in rows for name, value in row.items() if isinstance(value, list)}
+    if explode is not None:
+        listed.add(explode)
+    for row in rows:
+        for name in listed & row.keys():
+            if not isinstance(row[name], list):
+                row[name] = [row[name]]
+    return records_frame(path, rows, explode)
+
+
+def _parse(path: Path) -> Element:
+    from xml.etree.ElementTree import ParseError
+
+    from defusedxml import DefusedXmlException
+    from defusedxml.ElementTree import fromstring
+
+    with open_bytes(path) as fh:
+        data = fh.read()
+    if not data.strip():
+        raise ContractError(f"{path}: the file holds no XML")
+    try:
+        return fromstring(data, forbid_dtd=True)
+    except DefusedXmlException as exc:
+        raise ContractError(
+            f"{path}: refused: the XML declares a document type, entities or external "
+            f"references ({type(exc).__name__}); an export needs none of them"
+        ) from exc
+    except ParseError as exc:
+        raise ContractError(f"{path}: not well-formed XML: {exc}") from exc
+
+
+def _tag(element: Element) -> str:
+    """The element's name without its namespace."""
+    tag = element.tag
+    return tag.rsplit("}", 1)[-1] if isinstance(tag, str) else str(tag)
+
+
+def _record_elements(path: Path, root: Element, records: str | None) -> list[Element]:
+    if records is not None:
+        found = [root]
+        for part in records.split(SEPARATOR):
+            found = [child for parent in found for child in parent if _tag(child) == part]
+        if not found:
+            raise ContractError(
+                f"{path}: records: {records}: no such elements below <{_tag(root)}> (tags "
+                f"below it: {', '.join(sorted({_tag(c) for c in root})[:8]) or 'none'})"
+            )
+        return found
+    children = list(root)
+    tags = {_tag(c) for c in children}
+    if len(tags) != 1:
+        raise ContractError(
+            f"{path}: which elements are the declarations? <{_tag(root)}> holds "
+            f"{', '.join(sorted(tags)[:8]) or 'no elements'}: name them in the mapping "
+            f"(records: {sorted(tags)[0] if tags else 'Path.To.Record'})"
+        )
+    return children
+
+
+# How deep a record's elements may nest: real messages nest a few levels; a file nested
+# thousands deep is refused by name, not by a recursion error.
+MAX_DEPTH = 64
+
+
+def _record(element: Element, depth: int = 0) -> dict[str, Any]:
+    """One record element as a JSON-like object (module docstring): its attributes, then its
+    children (a leaf's attributes beside its text, a branch's inside its object)."""
+    if depth > MAX_DEPTH:
+        raise ContractError(
+            f"elements nested more than {MAX_DEPTH} levels inside a record (<{_tag(element)}>): "
+            "not a declaration export"
+        )
+    out: dict[str, Any] = {_tag_name(a): text for a, text in element.attrib.items()}
+    for child in element:
+        name = _tag(child)
+        if len(child):
+            value: Any = _record(child, depth + 1)
+        else:
+            value = (child.text or "").strip() or None
+            for attribute, text in child.attrib.items():
+                out[f"{name}{SEPARATOR}{_tag_name(attribute)}"] = text
+        if name in out:  # a repeated tag: a list (goods items)
+            previous = out[name]
+            out[name] = [*previous, value] if isinstance(previous, list) else [previous, value]
+        else:
+            out[name] = value
+    return out
+
+
+def _tag_name(attribute: str) -> str:
+    return attribute.rsplit("}", 1)[-1]

@@ -175,8 +175,8 @@ def generate(
 def ingest(
     sources: list[Path] = typer.Argument(
         ...,
-        help="CSV, Parquet, JSON (.json, .jsonl) or workbook (.xlsx, .xls, .xlsb, .ods) with the "
-        "administration's "
+        help="CSV, Parquet, JSON (.json, .jsonl), XML (.xml) or workbook (.xlsx, .xls, .xlsb, "
+        ".ods) with the administration's "
         "columns; or the exports of a series (a file a month: jan.csv feb.csv ...), read with "
         "the one mapping into one file, a declaration in two of them taken once.",
     ),
@@ -223,7 +223,8 @@ def ingest(
 @mapping_app.command("draft")
 def mapping_draft(
     source: Path = typer.Argument(
-        ..., help="The export: CSV, Parquet, JSON (.json, .jsonl) or workbook (.xlsx, .ods ...)."
+        ...,
+        help="The export: CSV, Parquet, JSON (.json, .jsonl), XML or workbook (.xlsx, .ods ...).",
     ),
     out: Path | None = typer.Option(
         None, "--out", help="Write the draft here (refused if it exists); default: stdout."
@@ -234,7 +235,8 @@ def mapping_draft(
     records: str | None = typer.Option(
         None,
         "--records",
-        help="A JSON document's key holding the records (dotted: export.declarations).",
+        help="A JSON document's key holding the records (dotted: export.declarations), or the "
+        "path of an XML export's record elements below its root (Body.Declaration).",
     ),
     results: bool = typer.Option(
         False,

@@ -2,8 +2,10 @@
 
 The French-style example export (data/examples/foreign_declarations.csv, its mapping) is
 replicated to ``--rows`` rows with unique ids and ingested three ways: one file; the same rows
-as four quarterly files (a series); and as an item-level export (three goods items per
-declaration, the mapping's ``items:`` block collapsing them). Then `parcelrisk mapping draft`
+as four quarterly files (a series); as an item-level export (three goods items per
+declaration, the mapping's ``items:`` block collapsing them); and as the same records in
+NDJSON and in XML (a message store: one element per declaration, its columns as children;
+both read whole, the XML streamed). Then `parcelrisk mapping draft`
 drafts a mapping for the one file and tries it (ingest's reader and the gate). Each command is
 its own process.
 
@@ -58,6 +60,18 @@ def _exports(rows: int, work: Path) -> None:
     items[declaration] = frame[declaration].iloc[first].to_numpy()
     item_file = work / "items.csv"
     items.to_csv(item_file, sep=";", index=False)
+    # the same records as a message store writes them: NDJSON, and XML elements
+    records = frame.to_dict("records")
+    with open(work / "all.ndjson", "w", encoding="utf-8") as fh:
+        fh.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    from xml.sax.saxutils import escape
+
+    with open(work / "all.xml", "w", encoding="utf-8") as fh:
+        fh.write('<?xml version="1.0" encoding="UTF-8"?>\n<Declarations>\n')
+        for r in records:
+            cells = "".join(f"<{k}>{escape(v)}</{k}>" for k, v in r.items() if v != "")
+            fh.write(f"<Declaration>{cells}</Declaration>\n")
+        fh.write("</Declarations>\n")
 
 
 def _run(*args: str) -> tuple[str, str, float, int]:
@@ -98,7 +112,9 @@ def _ingest(sources: list[Path], mapping: Path, out: Path) -> dict:
     read = 0
     for source in sources:
         with open(source, encoding="utf-8") as fh:
-            read += sum(1 for _ in fh) - 1  # the header
+            lines = sum(1 for _ in fh)
+        # a CSV's header line; an XML file's declaration, root and closing lines
+        read += lines - {".csv": 1, ".xml": 3}.get(source.suffix, 0)
     return {
         "seconds": round(seconds, 2),
         "peak_rss_mb": peak,
@@ -132,12 +148,17 @@ def main() -> None:
             "four_files": [work / f"q{q + 1}.csv" for q in range(4)],
             "items": [work / "items.csv"],
         }
+        exports["ndjson"] = [work / "all.ndjson"]
+        exports["xml"] = [work / "all.xml"]
         item_mapping = work / "items_mapping.yaml"
         item_mapping.write_text(MAPPING.read_text() + ITEMS_BLOCK)
+        # JSON and XML cells are text already: the same mapping without the CSV's delimiter
+        record_mapping = work / "records_mapping.yaml"
+        record_mapping.write_text(MAPPING.read_text().replace('delimiter: ";"\n', ""))
         results = {}
         for name, sources in exports.items():
-            mapping = item_mapping if name == "items" else MAPPING
-            results[name] = _ingest(sources, mapping, work / f"{name}.parquet")
+            mapping = {"items": item_mapping, "ndjson": record_mapping, "xml": record_mapping}
+            results[name] = _ingest(sources, mapping.get(name, MAPPING), work / f"{name}.parquet")
         results["draft_one_file"] = _draft(work / "all.csv")
     print(json.dumps({"benchmark": "ingest", "rows": args.rows, **results}, indent=1))
 

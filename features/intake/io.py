@@ -46,6 +46,16 @@ CSV_SUFFIXES = (".csv", ".txt", ".tsv")
 _DECOMPRESS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
 COMPRESSED_SUFFIXES = (*_DECOMPRESS, ".zip")
 
+
+def format_suffix(path: Path) -> str:
+    """The suffix that says a file's format, a compression's left aside (``a.xml.gz``: ``.xml``;
+    empty when there is none)."""
+    suffixes = [s.lower() for s in Path(path).suffixes[-2:]]
+    if suffixes and suffixes[-1] in COMPRESSED_SUFFIXES:
+        suffixes.pop()
+    return suffixes[-1] if suffixes else ""
+
+
 # --------------------------------------------------------------------------------------------
 # Files: Parquet carries the extras in its metadata; writes are atomic.
 # --------------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from features.intake.contract import ContractError
-from features.intake.io import COMPRESSED_SUFFIXES, open_bytes
+from features.intake.io import format_suffix, open_bytes
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -32,10 +32,7 @@ MAX_FIELDS = 2_000
 
 def is_json(path: Path) -> bool:
     """A JSON export by its name (``.json``, ``.jsonl``, ``.ndjson``, or one compressed)."""
-    suffixes = [s.lower() for s in Path(path).suffixes[-2:]]
-    if suffixes and suffixes[-1] in COMPRESSED_SUFFIXES:
-        suffixes.pop()
-    return bool(suffixes) and suffixes[-1] in JSON_SUFFIXES
+    return format_suffix(path) in JSON_SUFFIXES
 
 
 def read_json_source(
@@ -57,10 +54,7 @@ def read_json_source(
 
 def _lines_by_name(path: Path) -> bool:
     """Whether the name says one record per line (.jsonl, .ndjson, compressed or not)."""
-    suffixes = [s.lower() for s in Path(path).suffixes[-2:]]
-    if suffixes and suffixes[-1] in COMPRESSED_SUFFIXES:
-        suffixes.pop()
-    return bool(suffixes) and suffixes[-1] in (".jsonl", ".ndjson")
+    return format_suffix(path) in (".jsonl", ".ndjson")
 
 
 def _records(path: Path, text: str, key: str | None, lines: bool) -> list[Any]:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from features.intake.contract import ContractError
-from features.intake.io import COMPRESSED_SUFFIXES, open_bytes
+from features.intake.io import format_suffix, open_bytes
 from features.intake.jsonsrc import SEPARATOR, records_frame
 
 if TYPE_CHECKING:
@@ -36,10 +36,7 @@ XML_SUFFIXES = (".xml",)
 
 def is_xml(path: Path) -> bool:
     """An XML export by its name (``.xml``, or one compressed: ``.xml.gz`` ...)."""
-    suffixes = [s.lower() for s in Path(path).suffixes[-2:]]
-    if suffixes and suffixes[-1] in COMPRESSED_SUFFIXES:
-        suffixes.pop()
-    return bool(suffixes) and suffixes[-1] in XML_SUFFIXES
+    return format_suffix(path) in XML_SUFFIXES
 
 
 def read_xml_source(

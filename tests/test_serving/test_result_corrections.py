@@ -12,7 +12,6 @@ import pandas as pd
 import pytest
 
 from features.intake.io import read_declarations
-from serving.audit.verify import verify_results
 from serving.outcomes import MAX_CORRECTION_CHARS, OutcomesRefused, store_outcomes
 from serving.store import open_outcome_store
 from tests.test_serving.conftest import (
@@ -24,10 +23,9 @@ from tests.test_serving.conftest import (
     run_cli,
     stub_service_client,
 )
-from tests.test_serving.test_results_chain import _decided
+from tests.test_serving.test_results_chain import KEY, _decided, _verify
 from tests.test_serving.test_store import _record
 
-KEY = b"k" * 40
 NOW = pd.Timestamp("2026-06-01", tz="UTC")
 
 
@@ -58,14 +56,6 @@ def _post(location: str, *rows: dict, source: str = "t") -> dict:
     outcomes = open_outcome_store(location)
     try:
         return store_outcomes(outcomes, pd.DataFrame(list(rows)), source=source, now=NOW)
-    finally:
-        outcomes.close()
-
-
-def _verify(location: str) -> dict:
-    outcomes = open_outcome_store(location, read_only=True)
-    try:
-        return verify_results(outcomes, KEY)
     finally:
         outcomes.close()
 

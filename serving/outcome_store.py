@@ -29,9 +29,7 @@ from serving.audit.chain import (
 )
 from serving.decision import iso_utc, parse_iso_us
 from serving.outcomes import (
-    HISTORY_COLUMNS as _HISTORY_COLUMNS,
-)
-from serving.outcomes import (
+    HISTORY_COLUMNS,
     ResultEvent,
     ScoredRow,
     StoredResult,
@@ -74,8 +72,8 @@ _RESULT_LINKS = (
     "WHERE seq > ? ORDER BY seq LIMIT ?"
 )
 # New results with the declaration as first scored (decisions_declaration indexes the lookup),
-# and, for a correction, the result it replaces (``SUPERSEDED``). A correction is read whatever
-# its time: the live state decides whether the result it replaces was counted.
+# and, for a correction, the result it replaces (``ResultEvent.replaces``). A correction is
+# read whatever its time: the live state decides whether the result it replaces was counted.
 _RESULTS_SINCE = """
 SELECT o.seq, d.declaration_json, o.inspected_at, o.illicit, o.revenue_recovered,
        p.seq, p.inspected_at, p.illicit, p.revenue_recovered
@@ -332,13 +330,13 @@ class SqliteOutcomeStore:
             columns = _outcome_columns(self._conn)
             if not columns:
                 return []
-            names = [c if c in columns else f"NULL AS {c}" for c in _HISTORY_COLUMNS]
+            names = [c if c in columns else f"NULL AS {c}" for c in HISTORY_COLUMNS]
             cursor = self._conn.execute(
                 f"SELECT {', '.join(names)} FROM outcomes WHERE declaration_id = ? ORDER BY seq",
                 (declaration_id,),
             )
             rows = cursor.fetchall()
-        return [history_entry(dict(zip(_HISTORY_COLUMNS, row, strict=True))) for row in rows]
+        return [history_entry(dict(zip(HISTORY_COLUMNS, row, strict=True))) for row in rows]
 
     def last_seq(self) -> int:
         """The seq of the last result stored (0 when none)."""

@@ -357,3 +357,32 @@ def test_export_on_a_base_takes_the_stores_correction_over_the_bases_result(
     assert not bool(by_id.loc["D0", "illicit"]) and bool(by_id.loc["D0", "inspected"])
     assert by_id.loc["D0", "selection_reason"] == "random"
     assert bool(by_id.loc["D1", "illicit"]) and len(history) == 3
+
+
+def test_a_mapped_results_file_carries_its_own_correction_column(capsys, tmp_path) -> None:
+    """A row's own ``correction`` wins; ``--correction`` gives the rows that leave it blank
+    theirs. The column is not a contract field: carried past the mapping as the file has it."""
+    location = str(tmp_path / "audit.db")
+    _decided(location, 3)
+    _post(location, _result(0), _result(1))
+    mapping = tmp_path / "results.yaml"
+    mapping.write_text(
+        "delimiter: ';'\n"
+        "columns:\n"
+        "  declaration_id: DECL\n"
+        "  inspected_at: DATE\n"
+        "  illicit: {column: RESULT, values: {POS: true, NEG: false}}\n"
+    )
+    appeals = tmp_path / "appeals.csv"
+    appeals.write_text(
+        "DECL;DATE;RESULT;correction\n"
+        "D0;2026-05-10T09:00:00Z;NEG;appeal upheld\n"
+        "D1;2026-05-11T09:00:00Z;NEG;\n"
+    )
+    args = ["outcomes", "ingest", str(appeals), "--db", location, "--mapping", str(mapping)]
+    code, out, err = run_cli(capsys, *args, "--correction", "laboratory report")
+    assert code == 0, err
+    assert json.loads(out)["corrected"] == 2
+    assert "correction" not in json.loads(out).get("ignored_columns", [])
+    fixes = {i: _read(location, "result_history", i)[-1]["correction"] for i in ("D0", "D1")}
+    assert fixes == {"D0": "appeal upheld", "D1": "laboratory report"}

@@ -8,7 +8,7 @@ by ``declared_at`` order, as in batch).
 
 The families that learn from events (entity histories, split shipments) keep their live events
 in a few sorted runs (``features.pipeline.history.EventRuns``) queried together with the
-snapshot's index: appending sorts only the new events into the smallest run. Families that
+snapshot's index: appending sorts only the new events, merged into the smallest run. Families that
 refit per period in batch (valuation references, text models) stay as the snapshot fitted them:
 their evidence changes only with a new snapshot.
 

@@ -6,7 +6,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from features.pipeline.history import NO_TIME, BatchIndex, EventIndex, RowQueries, TimeGrid
+from features.pipeline.history import (
+    NO_TIME,
+    BatchIndex,
+    EventIndex,
+    RowQueries,
+    TimeGrid,
+    merge_indexes,
+)
 from features.pipeline.prepare import Prepared, entity_codes, entity_keys, entity_of
 
 
@@ -84,6 +91,40 @@ def test_empty_events_give_zero_counts_and_no_first_time():
     got = index.prefix(rows.codes, t)
     assert got["count"].tolist() == [0, 0, 0] and got["illicit"].tolist() == [0, 0, 0]
     assert index.first_time_before(rows.codes, t).tolist() == [NO_TIME] * 3
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("sizes", [(3_000, 700), (5, 2_000), (1, 1), (0, 40), (40, 0)])
+def test_merged_indexes_equal_one_index_built_from_their_events(seed, sizes):
+    """The live runs' merge (no sort of the events) gives the very arrays an index built from
+    the older events followed by the newer ones gives: ties at one code and instant, in
+    either part or across both, keep that order; distinct times only one side has re-rank."""
+    codes, t, value = _history(seed, n=sum(sizes), n_codes=30)
+    rng = np.random.default_rng(seed)
+    shuffled = rng.permutation(len(codes))  # events arrive in any order
+    codes, t, value = codes[shuffled], t[shuffled], value[shuffled]
+    cut = sizes[0]
+
+    def index(part: slice) -> EventIndex:
+        return EventIndex(
+            codes[part], t[part], {"value": value[part], "one": np.ones_like(t[part])}
+        )
+
+    merged = merge_indexes(index(slice(None, cut)), index(slice(cut, None)))
+    whole = index(slice(None))
+    assert np.array_equal(merged.keys, whole.keys)
+    assert np.array_equal(merged.unique_times, whole.unique_times)
+    assert merged.stride == whole.stride
+    assert all(np.array_equal(merged.cumsums[k], whole.cumsums[k]) for k in whole.cumsums)
+    q_codes, q_t = rng.integers(0, 31, 300), rng.integers(0, 600, 300) * 1_000
+    got, want = merged.prefix(q_codes, q_t, 7_000), whole.prefix(q_codes, q_t, 7_000)
+    assert all(np.array_equal(got[k], want[k]) for k in want)
+
+
+def test_indexes_of_other_weights_are_not_merged():
+    one = np.array([1])
+    with pytest.raises(ValueError, match="weights differ"):
+        merge_indexes(EventIndex(one, one, {"value": one}), EventIndex(one, one, {"other": one}))
 
 
 def test_pair_codes_from_part_codes_equal_the_string_keys():

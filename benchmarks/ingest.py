@@ -5,7 +5,8 @@ replicated to ``--rows`` rows with unique ids and ingested three ways: one file;
 as four quarterly files (a series); as an item-level export (three goods items per
 declaration, the mapping's ``items:`` block collapsing them); and as the same records in
 NDJSON and in XML (a message store: one element per declaration, its columns as children;
-both read whole, the XML streamed). Then `parcelrisk mapping draft`
+NDJSON read a line at a time, XML streamed, the records of both converted a
+chunk at a time). Then `parcelrisk mapping draft`
 drafts a mapping for the one file and tries it (ingest's reader and the gate). Each command is
 its own process.
 

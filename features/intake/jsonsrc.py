@@ -15,6 +15,7 @@ kept as its JSON text: a mapping that reads it is refused by the value's convers
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,17 +40,56 @@ def read_json_source(
     path: Path, *, encoding: str = "utf-8", records: str | None = None, explode: str | None = None
 ) -> pd.DataFrame:
     """The records of a JSON export as a frame of text cells (module docstring)."""
+    if _lines_by_name(path) and records is None and _line_by_line(encoding):
+        return records_frame(path, _streamed_lines(path, encoding), explode)
     with open_bytes(path) as fh:
         data = fh.read()
     try:
         text = data.decode(encoding)
     except UnicodeDecodeError as exc:
-        raise ContractError(
-            f"{path}: byte {exc.start} is not {encoding}; JSON is UTF-8 unless the mapping "
-            "gives another encoding"
-        ) from exc
+        raise _not_in_encoding(path, encoding, f"byte {exc.start}") from exc
+    del data  # the text holds it now: a big export is not held twice
     rows = _records(path, text.lstrip("\ufeff"), records, _lines_by_name(path))
+    del text
     return records_frame(path, rows, explode)
+
+
+def _not_in_encoding(path: Path, encoding: str, where: str) -> ContractError:
+    return ContractError(
+        f"{path}: {where} is not {encoding}; JSON is UTF-8 unless the mapping gives another "
+        "encoding"
+    )
+
+
+def _line_by_line(encoding: str) -> bool:
+    """Whether the encoding's lines end in the byte ``\\n`` (not UTF-16 or UTF-32)."""
+    import codecs
+
+    try:
+        name = codecs.lookup(encoding).name
+    except LookupError:
+        return False  # an unknown encoding: refused by the whole-file path, by name
+    return not name.startswith(("utf-16", "utf-32"))
+
+
+def _streamed_lines(path: Path, encoding: str) -> Iterator[Any]:
+    """The records of an NDJSON file, parsed a line at a time as the file is read: the file's
+    bytes and text are never held whole (only the records)."""
+    import orjson
+
+    with open_bytes(path) as fh:
+        for number, raw in enumerate(fh, start=1):
+            try:
+                line = raw.decode(encoding)
+            except UnicodeDecodeError as exc:
+                raise _not_in_encoding(path, encoding, f"line {number}, byte {exc.start}") from exc
+            if number == 1:
+                line = line.lstrip("\ufeff")
+            if line.strip():
+                try:
+                    yield orjson.loads(line)
+                except orjson.JSONDecodeError as exc:
+                    raise ContractError(f"{path}: line {number} is not valid JSON: {exc}") from exc
 
 
 def _lines_by_name(path: Path) -> bool:
@@ -118,42 +158,91 @@ def _at(path: Path, document: Any, key: str) -> Any:
     return value
 
 
-def records_frame(path: Path, rows: list[Any], explode: str | None) -> pd.DataFrame:
+# Records are turned into text cells this many at a time, each chunk's objects released once
+# converted: the records, their flattened copies and two frames of them are never all held at
+# once (100,000 NDJSON declarations of 30 fields: 0.88 GB at peak whole).
+CHUNK_RECORDS = 20_000
+
+
+def records_frame(path: Path, rows: Iterable[Any], explode: str | None) -> pd.DataFrame:
     """Records (objects) as a frame of text cells, nested objects flattened, ``explode``'s
-    items one row each (module docstring); also the XML reader's (``features.intake.xmlsrc``)."""
+    items one row each (module docstring); also the XML reader's (``features.intake.xmlsrc``).
+
+    ``rows`` is consumed: a list is emptied as its records are converted (their memory goes
+    back), an iterator read to its end."""
+    import pandas as pd
+
+    # every chunk's fields in order of appearance (True: an item's), for MAX_FIELDS and order
+    names: dict[str, bool] = {}
+    frames, done = [], 0
+    for chunk in _chunks(rows):
+        frames.append(_chunk_frame(path, chunk, explode, done, names))
+        done += len(chunk)
+    if len(frames) == 1:
+        return frames[0]
+    # chunks holding other fields: the union, the declaration's fields before its items' as
+    # in one chunk; cells of a field a chunk lacks are empty
+    order = [n for n, item in names.items() if not item] + [n for n, item in names.items() if item]
+    return pd.concat(frames, ignore_index=True, sort=False)[order].astype("object")
+
+
+def _chunks(rows: Iterable[Any]) -> Iterator[list[Any]]:
+    if isinstance(rows, list):
+        while rows:
+            chunk = rows[:CHUNK_RECORDS]
+            del rows[:CHUNK_RECORDS]
+            yield chunk
+        return
+    chunk = []
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) == CHUNK_RECORDS:
+            yield chunk
+            chunk = []
+    if chunk or not isinstance(rows, Iterator):
+        yield chunk
+
+
+def _chunk_frame(
+    path: Path, rows: list[Any], explode: str | None, first: int, names: dict[str, bool]
+) -> pd.DataFrame:
+    """``records_frame`` of the records numbered from ``first`` (0-based) on."""
     import numpy as np
     import pandas as pd
 
     bad = next((i for i, r in enumerate(rows) if not isinstance(r, dict)), None)
     if bad is not None:
-        raise ContractError(f"{path}: record {bad + 1} is not a JSON object")
+        raise ContractError(f"{path}: record {first + bad + 1} is not a JSON object")
     if explode is None:
-        return _as_text(_flat_frame(path, rows))
+        return _as_text(_flat_frame(path, rows, names))
     parents, items, owner = [], [], []
-    for number, row in enumerate(rows):
+    for number, row in enumerate(rows, start=first + 1):
         nested = row.get(explode)
         if nested is not None and not isinstance(nested, list):
             raise ContractError(
-                f"{path}: record {number + 1}: explode: {explode} is not an array of items"
+                f"{path}: record {number}: explode: {explode} is not an array of items"
             )
         parents.append({k: v for k, v in row.items() if k != explode})
         for item in nested or [{}]:  # a declaration without items is still one row
             if not isinstance(item, dict):
                 raise ContractError(
-                    f"{path}: record {number + 1}: an item of {explode} is not a JSON object"
+                    f"{path}: record {number}: an item of {explode} is not a JSON object"
                 )
             items.append(item)
-            owner.append(number)
-    head = _flat_frame(path, parents)
-    lines = _flat_frame(path, items).add_prefix(explode + SEPARATOR)
+            owner.append(number - first - 1)
+    head = _flat_frame(path, parents, names)
+    lines = _flat_frame(path, items, names, prefix=explode + SEPARATOR)
     frame = pd.concat(
         [head.iloc[np.asarray(owner, dtype=np.int64)].reset_index(drop=True), lines], axis=1
     )
     return _as_text(frame)
 
 
-def _flat_frame(path: Path, rows: list[dict]) -> pd.DataFrame:
-    """The records with nested objects flattened to dotted names, one column per name.
+def _flat_frame(
+    path: Path, rows: list[dict], seen: dict[str, bool], prefix: str = ""
+) -> pd.DataFrame:
+    """The records with nested objects flattened to dotted names, one column per name
+    (``prefix`` before each); ``seen`` gathers the names of every chunk.
 
     Refused past ``MAX_FIELDS`` distinct names: records whose keys differ (ids or dates used as
     keys, or a hostile file) would make a frame of rows x names cells, gigabytes from a file
@@ -168,14 +257,18 @@ def _flat_frame(path: Path, rows: list[dict]) -> pd.DataFrame:
         for name in out:
             if name not in names:
                 names[name] = None
-                if len(names) > MAX_FIELDS:
-                    raise ContractError(
-                        f"{path}: the records hold more than {MAX_FIELDS:,} distinct fields "
-                        f"(e.g. {', '.join(list(names)[-3:])}): an export has a few dozen; "
-                        "values used as keys are read as fields, so this is not a table"
-                    )
+                if prefix + name not in seen:
+                    seen[prefix + name] = bool(prefix)
+                    if len(seen) > MAX_FIELDS:
+                        raise ContractError(
+                            f"{path}: the records hold more than {MAX_FIELDS:,} distinct "
+                            f"fields (e.g. {', '.join(list(seen)[-3:])}): an export has a few "
+                            "dozen; values used as keys are read as fields, so this is not a "
+                            "table"
+                        )
         flat.append(out)
-    return pd.DataFrame.from_records(flat, columns=list(names))
+    frame = pd.DataFrame.from_records(flat, columns=list(names))
+    return frame.add_prefix(prefix) if prefix else frame
 
 
 def _flatten(value: dict, prefix: str, out: dict[str, Any]) -> None:

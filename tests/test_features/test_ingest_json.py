@@ -174,3 +174,75 @@ def test_a_draft_of_a_json_export_explodes_its_goods_items(tmp_path) -> None:
     assert result.exit_code == 0, result.output
     assert "explode: GoodsItems" in result.output and "items:" in result.output
     assert "GoodsItems.Value" in result.output  # an item's field, not the list's JSON text
+
+
+def _varied_records(n: int) -> list[dict]:
+    """Records whose fields differ along the file: a field only late ones have, one only early
+    ones have, numbers as ints, floats and null, items of one or several goods."""
+    records = []
+    for i in range(n):
+        record = {
+            **RECORDS[i % 2],
+            "LRN": f"R{i:05d}",
+            "GrossMass": [1, 2.5, None][i % 3],
+            "GoodsItems": RECORDS[0]["GoodsItems"][: 1 + i % 2],
+        }
+        if i < n // 3:
+            record["EarlyOnly"] = f"e{i}"
+        if i > 2 * n // 3:
+            record["Late"] = {"Only": i}
+        records.append(record)
+    return records
+
+
+@pytest.mark.parametrize("explode", [None, "GoodsItems"])
+def test_records_convert_in_chunks_as_they_would_whole(monkeypatch, tmp_path, explode) -> None:
+    """A big export is converted a chunk of records at a time (memory): the frame equals the
+    one made of all the records at once, fields only some chunks hold included, and a list
+    of records is emptied as it is converted."""
+    from features.intake import jsonsrc
+
+    records = _varied_records(50)
+    whole = jsonsrc.records_frame(tmp_path, json.loads(json.dumps(records)), explode)
+    monkeypatch.setattr(jsonsrc, "CHUNK_RECORDS", 7)
+    listed = json.loads(json.dumps(records))
+    chunked = jsonsrc.records_frame(tmp_path, listed, explode)
+    assert listed == []
+    streamed = jsonsrc.records_frame(tmp_path, iter(json.loads(json.dumps(records))), explode)
+    pd.testing.assert_frame_equal(chunked, whole)
+    pd.testing.assert_frame_equal(streamed, whole)
+    assert {"EarlyOnly", "Late.Only"} <= set(whole.columns)
+    assert whole["Late.Only"].iloc[-1] == "49" and pd.isna(whole["Late.Only"].iloc[0])
+    assert len(whole) == (75 if explode else 50)
+
+
+def test_chunked_records_keep_their_numbers_and_the_field_limit(monkeypatch, tmp_path) -> None:
+    from features.intake import jsonsrc
+
+    monkeypatch.setattr(jsonsrc, "CHUNK_RECORDS", 3)
+    records = _varied_records(10)
+    records[7]["GoodsItems"] = "none"
+    with pytest.raises(ContractError, match="record 8: explode: GoodsItems is not an array"):
+        jsonsrc.records_frame(tmp_path, records, "GoodsItems")
+    with pytest.raises(ContractError, match="record 5 is not a JSON object"):
+        jsonsrc.records_frame(tmp_path, [{"a": 1}] * 4 + [[1]], None)
+    # the limit counts the fields of every chunk, not of one
+    wide = [{f"field{i}": 1, f"other{i}": 2} for i in range(jsonsrc.MAX_FIELDS // 2 + 1)]
+    with pytest.raises(ContractError, match="more than 2,000 distinct fields"):
+        jsonsrc.records_frame(tmp_path, wide, None)
+
+
+def test_ndjson_is_read_a_line_at_a_time_in_its_encoding(tmp_path) -> None:
+    """Streamed lines keep what the whole-file read did: a byte-order mark, another encoding
+    named by the mapping, and an undecodable line named by its number."""
+    lines = _ingest(tmp_path, "h7.ndjson", _ndjson())
+    bom = _ingest(tmp_path, "bom.ndjson", b"\xef\xbb\xbf" + _ndjson())
+    pd.testing.assert_frame_equal(lines, bom)
+    accented = [RECORDS[0], {**RECORDS[1], "Seller": {"ID": "Société-9", "Country": "TR"}}]
+    text = "\n".join(json.dumps(r, ensure_ascii=False) for r in accented) + "\n"
+    latin = _ingest(tmp_path, "latin.ndjson", text.encode("cp1252"), "encoding: cp1252\n" + MAPPING)
+    assert latin.loc["H7-0002", "seller_id"] == "Société-9"
+    utf16 = _ingest(tmp_path, "u16.ndjson", text.encode("utf-16"), "encoding: utf-16\n" + MAPPING)
+    pd.testing.assert_frame_equal(latin, utf16)
+    with pytest.raises(ContractError, match=r"line 2, byte \d+ is not utf-8"):
+        _ingest(tmp_path, "bad.ndjson", text.encode("cp1252"))

@@ -319,6 +319,47 @@ def sniff_delimiter(
 _TAIL_BYTES = 1 << 16
 
 
+def no_implicit_index(
+    raw: pd.DataFrame, path: Path, sep: str, skip: int = 0, encoding: str = "utf-8"
+) -> pd.DataFrame:
+    """A CSV read as its cells are, never with pandas' implicit index.
+
+    When the first row after the header has one field more than the header, pandas takes the
+    first column as the frame's index and reads every column one place to the left: ids
+    become dates, dates operators, with no error. Looked at then (a pass over the file's
+    records): a trailing delimiter on every data line and not on the header (``1;2;3;`` under
+    ``a;b;c``: the extra field empty in every row) is read as written; a row holding more
+    fields (a value holding the delimiter unquoted: a description ``Buty; sportowe``) is
+    refused, naming its line, as pandas refuses such a row further down.
+    """
+    import pandas as pd
+
+    if isinstance(raw.index, pd.RangeIndex):
+        return raw
+    header = len(raw.columns)
+    with open_bytes(path) as stream, io.TextIOWrapper(stream, encoding=encoding, newline="") as fh:
+        for _ in range(skip):
+            fh.readline()
+        reader = csv.reader(fh, delimiter=sep)
+        next(reader, None)
+        first_line = None  # the line of the first row, which pandas read one field over
+        for cells in reader:
+            if not cells:
+                continue
+            if first_line is None:
+                first_line = skip + reader.line_num
+            if len(cells) != header + 1 or cells[-1].strip():
+                raise ContractError(
+                    f"{path}: line {first_line} holds {header + 1} fields where the header has "
+                    f"{header}: a value holding the delimiter {sep!r} unquoted (e.g. a "
+                    "description) moves every cell after it one column on; quote such values "
+                    "in the export, or correct the line"
+                )
+    cells = raw.reset_index().iloc[:, :-1]  # the implicit index is the first column
+    cells.columns = raw.columns
+    return cells
+
+
 def refuse_cut_last_row(path: Path, encoding: str, sep: str, skip: int = 0) -> None:
     """Refuse a CSV whose last row stops short of the header's columns with no line break
     after it: the file was cut (an interrupted copy or export), and pandas would read the
@@ -443,7 +484,7 @@ def _read_csv(path: Path) -> pd.DataFrame:
     if sep != ",":
         logger.warning("%s: read with the delimiter %r (sniffed from the header line)", path, sep)
     # only empty cells are null: "NA" is Namibia, not a missing value
-    return pd.read_csv(
+    raw = pd.read_csv(
         path,
         sep=sep,
         dtype="str",
@@ -452,6 +493,7 @@ def _read_csv(path: Path) -> pd.DataFrame:
         na_values=[""],
         skiprows=skip,
     )
+    return no_implicit_index(raw, path, sep, skip, encoding)
 
 
 def unreadable_file(path: Path, exc: BaseException) -> ContractError:

@@ -102,6 +102,7 @@ from features.intake.io import (
     first_undecodable,
     is_csv,
     lines_above_header,
+    no_implicit_index,
     open_bytes,
     refuse_cut_last_row,
     sniff_delimiter,
@@ -1771,6 +1772,8 @@ def read_source(path: Path, mapping: Mapping) -> pd.DataFrame:
                 "spelling, and the encoding)"
             )
         raise ContractError(f"{path}: cannot read file: {exc}{hint}") from exc
+    if not parquet:
+        raw = no_implicit_index(raw, path, sep, skip, mapping.encoding)
     _check_header(path, header, mapping)
     return raw
 

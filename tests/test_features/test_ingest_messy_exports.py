@@ -240,3 +240,47 @@ def test_a_contract_csv_cut_short_is_refused_by_the_gate_too(tmp_path) -> None:
     source.write_text("declaration_id,declared_at,description\nA1,2026-01-02T10:00:00Z", "utf-8")
     with pytest.raises(ContractError, match="cut short"):
         read_raw_declarations(source)
+
+
+# --- a row with one field more than the header ------------------------------------------------
+
+
+def test_an_unquoted_delimiter_in_the_first_row_is_refused_not_read_one_column_over(
+    tmp_path,
+) -> None:
+    """pandas reads a first row of one extra field as index + shifted columns (ids became
+    dates, dates operators, without an error): refused naming the line, as a later row is."""
+    lines = SOURCE.splitlines()
+    lines[1] = lines[1].replace("Écouteurs", "Écouteurs; sans fil")
+    path = tmp_path / "shifted.csv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(ContractError, match=r"line 2 holds 10 fields where the header has 9"):
+        _ingest(tmp_path, path)
+    later = SOURCE.splitlines()
+    later[3] = later[3].replace("T-shirt", "T-shirt; coton")
+    path.write_text("\n".join(later) + "\n", encoding="utf-8")
+    with pytest.raises(ContractError, match=r"Expected 9 fields in line 4, saw 10"):
+        _ingest(tmp_path, path)
+
+
+def test_a_delimiter_ending_every_data_line_but_not_the_header_reads_as_written(
+    tmp_path,
+) -> None:
+    lines = SOURCE.splitlines()
+    path = tmp_path / "trailing.csv"
+    path.write_text("\n".join([lines[0]] + [f"{line};" for line in lines[1:]]) + "\n")
+    _, out = _ingest(tmp_path, path)
+    _, plain = _ingest(tmp_path, _csv(tmp_path))
+    pd.testing.assert_frame_equal(pd.read_parquet(out), pd.read_parquet(plain))
+
+
+def test_a_contract_csv_with_a_shifted_first_row_is_refused(tmp_path) -> None:
+    """The contract's own CSV reader (``validate``, ``features build``) looks the same way."""
+    path = tmp_path / "declarations.csv"
+    path.write_text("declaration_id;description;hs_code\nD1;bag; leather;420221\nD2;toy;950300\n")
+    with pytest.raises(ContractError, match="line 2 holds 4 fields where the header has 3"):
+        read_raw_declarations(path)
+    path.write_text("declaration_id;description;hs_code\nD1;bag;420221;\nD2;toy;950300;\n")
+    frame = read_raw_declarations(path)[0]
+    assert frame["hs_code"].tolist() == ["420221", "950300"]
+    assert frame["declaration_id"].tolist() == ["D1", "D2"]

@@ -883,6 +883,13 @@ def _convert(
             out = pd.Series(pd.NA, index=text.index, dtype="boolean")
             out[text.isin(trues)] = True
             out[text.isin(falses)] = False
+            if spec.values is None:
+                # cells the export typed as booleans (Parquet, a workbook) are read as they
+                # are: the tables say how the column's text writes yes and no
+                typed = source.map(lambda v: isinstance(v, (bool, np.bool_)), na_action="ignore")
+                typed = typed.astype("boolean").fillna(False).astype(bool)
+                if typed.any():
+                    out[typed] = source[typed].astype(bool)
             bad = out.isna() & text.notna()
             return out, bad, f"not in true_values {trues} or false_values {falses}", {}
         return text, none, "", {}  # contract's coercion reads true/false, yes/no, 1/0

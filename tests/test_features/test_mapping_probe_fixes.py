@@ -304,3 +304,25 @@ def test_blank_text_cells_of_a_parquet_source_are_missing_as_in_a_csv(tmp_path: 
     df, _ = read_declarations(tmp_path / "out.parquet", with_outcomes=True)
     assert df["inspected_at"].isna().tolist() == [True, True, False]
     assert df["illicit"].tolist()[2] is True and df["illicit"].isna().tolist()[:2] == [True, True]
+
+
+# --- a typed export's boolean columns ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("tables", ["true_values: ['True'], false_values: ['False']", ""])
+def test_typed_boolean_cells_are_read_as_they_are_whatever_the_text_tables(tables) -> None:
+    """A Parquet export's bool column (nulls too: object cells) with the text tables a draft
+    writes, or none: its booleans are the values; a text cell still needs the tables."""
+    raw = _raw()
+    raw["CHECKED"] = pd.Series([True, False, None], dtype="object")
+    raw["HIT"] = pd.Series([True, False, False], dtype=bool)
+    spec = f"{{column: CHECKED, {tables}}}" if tables else "CHECKED"
+    hit = f"{{column: HIT, {tables}}}" if tables else "HIT"
+    mapping = parse_mapping_text(MAPPING + f"  inspected: {spec}\n  illicit: {hit}\n")
+    out = apply_mapping(raw, mapping)[0]
+    assert out["inspected"].tolist()[:2] == [True, False] and pd.isna(out["inspected"].iloc[2])
+    assert out["illicit"].tolist()[:2] == [True, False]
+    raw["CHECKED"] = ["True", "maybe", None]
+    if tables:
+        with pytest.raises(ContractError, match=r"not in true_values \['True'\].*'maybe'"):
+            apply_mapping(raw, mapping)

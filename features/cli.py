@@ -244,6 +244,12 @@ def mapping_draft(
         help="A file of inspection results (for `outcomes ingest --mapping`): the declaration "
         "id and outcome fields only.",
     ),
+    encoding: str | None = typer.Option(
+        None,
+        "--encoding",
+        help="The file's text encoding (cp1250, iso-8859-2 ...) when known; default: UTF-8, "
+        "else the Windows code page its letters read best in (marked CHECK).",
+    ),
     params: Path | None = params_option(
         "section features: the time zone local times are proposed in"
     ),
@@ -261,7 +267,7 @@ def mapping_draft(
     settings = settings_from(params)
     if out is not None and out.exists():
         raise ParcelriskError(f"{out} exists: give another --out (a draft never overwrites)")
-    raw, reading = read_for_draft(source, sheet=sheet, records=records)
+    raw, reading = read_for_draft(source, sheet=sheet, records=records, encoding=encoding)
     draft = draft_mapping(raw, timezone=settings.features.timezone, results=results, **reading)
     tried = try_draft(
         source,

@@ -29,6 +29,7 @@ results mapping) and the result said beside it.
 
 from __future__ import annotations
 
+import codecs
 import re
 import unicodedata
 from dataclasses import dataclass, field
@@ -1168,11 +1169,14 @@ def draft_mapping(
         extra_lines.append(entry)
     command = "parcelrisk outcomes ingest FILE --mapping" if results else "parcelrisk ingest"
     text = _render(proposals, missing, extra_lines, ignored, reading, items, command)
+    checks = {n: p.checks for n, p in proposals.items() if p.checks}
+    if reading.get("encoding_guessed"):
+        checks["encoding"] = [f"not UTF-8: read as {reading['encoding']} (guessed)"]
     return Draft(
         text=text,
         results=results,
         mapped={n: p.source or "constant" for n, p in proposals.items()},
-        checks={n: p.checks for n, p in proposals.items() if p.checks},
+        checks=checks,
         missing=missing,
         extras=extras,
         ignored=ignored,
@@ -1214,7 +1218,15 @@ def _render(
         f"# then run `{command}`. Nothing here is final until a person has read it.",
     ]
     for key, value in reading.items():
-        if key == "outcomes_only_if_inspected":
+        if key == "encoding_guessed":
+            continue
+        if key == "encoding" and reading.get("encoding_guessed"):
+            others = ", ".join(f"{p} {n}" for p, n in CODE_PAGES.items() if p != value)
+            lines.append(
+                f"encoding: {value}  # CHECK: not UTF-8; read as {value} ({CODE_PAGES[value]}) "
+                f"by its letters: look at the names and text below (else: {others})"
+            )
+        elif key == "outcomes_only_if_inspected":
             lines.append(
                 f"{key}: true  # CHECK: results are written on parcels not inspected too; "
                 "they are read as empty there"
@@ -1262,12 +1274,51 @@ def _item_list_column(raw: pd.DataFrame) -> str | None:
     return best
 
 
+# Single-byte code pages a text export that is not UTF-8 is tried in, the first the default:
+# the one whose reading of the file's non-ASCII bytes gives the fewest non-letters is proposed.
+# Polish text in cp1252 reads "³ódzkie", "Krewetki mro¿one": symbols where letters belong.
+CODE_PAGES = {
+    "cp1252": "Western European",
+    "cp1250": "Central European",
+    "cp1251": "Cyrillic",
+    "cp1254": "Turkish",
+    "cp1253": "Greek",
+}
+_CODE_PAGE_SAMPLE = 1 << 20  # bytes looked at
+
+
+def guess_code_page(path: Path) -> str:
+    """The code page of ``CODE_PAGES`` that reads a file's first megabyte with the fewest
+    characters that are not letters among its non-ASCII ones (ties to the first listed); a
+    code page missing one of its bytes is out."""
+    from features.intake.io import open_bytes
+
+    with open_bytes(path) as fh:
+        sample = fh.read(_CODE_PAGE_SAMPLE)
+    high = bytes(b for b in set(sample) if b >= 0x80)
+    if not high:
+        return "cp1252"
+    counts = {b: sample.count(bytes([b])) for b in high}
+    best, best_score = "cp1252", None
+    for page in CODE_PAGES:
+        try:
+            chars = {b: bytes([b]).decode(page) for b in high}
+        except UnicodeDecodeError:
+            continue
+        score = sum(n for b, n in counts.items() if not chars[b].isalpha())
+        if best_score is None or score < best_score:
+            best, best_score = page, score
+    return best
+
+
 def read_for_draft(
-    path: Path, *, sheet: str | None = None, records: str | None = None
+    path: Path, *, sheet: str | None = None, records: str | None = None, encoding: str | None = None
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """An export read as ``ingest`` would read it with a mapping naming no column: its cells,
     and how it was read (``encoding`` when not UTF-8, a CSV's ``delimiter``, the ``sheet`` of a
-    workbook, the key of a JSON document's ``records``), for the draft."""
+    workbook, the key of a JSON document's ``records``), for the draft. ``encoding``: the
+    file's, when known; else UTF-8, or the code page ``guess_code_page`` reads it in (marked
+    to check in the draft)."""
     from features.errors import ParcelriskError
     from features.intake.io import first_lines, header_line, is_csv, sniff_delimiter
     from features.intake.jsonsrc import is_json, read_json_source
@@ -1275,21 +1326,35 @@ def read_for_draft(
     from features.intake.xmlsrc import is_xml, read_xml_source
 
     reading: dict[str, Any] = {"sheet": sheet, "records": records}
+    given = encoding is not None and codecs.lookup(encoding).name != "utf-8"
+    if given:
+        reading["encoding"] = encoding
     try:
-        raw = read_source(path, Mapping(columns={}, sheet=sheet, records=records))
+        raw = read_source(
+            path, Mapping(columns={}, sheet=sheet, records=records, encoding=encoding or "utf-8")
+        )
     except ParcelriskError as exc:
         said = str(exc)
         if sheet is None and "sheet: " in said:
             raise ParcelriskError(f"{said} (to draft: --sheet NAME)") from exc
         if records is None and "records: KEY" in said:
             raise ParcelriskError(f"{said} (to draft: --records KEY)") from exc
+        if encoding is not None:
+            raise ParcelriskError(f"{said} (read with --encoding {encoding})") from exc
         if "utf-8" not in said.lower():
             raise
-        # a Windows or Western European export: read as such, and the draft says so
-        reading["encoding"] = "cp1252"
-        raw = read_source(
-            path, Mapping(columns={}, sheet=sheet, records=records, encoding="cp1252")
-        )
+        # a Windows export: read in the code page its letters say, and the draft says so
+        page = guess_code_page(path)
+        reading["encoding"] = page
+        reading["encoding_guessed"] = True
+        try:
+            raw = read_source(
+                path, Mapping(columns={}, sheet=sheet, records=records, encoding=page)
+            )
+        except ParcelriskError as again:
+            raise ParcelriskError(
+                f"{again} (to draft a file in another encoding: --encoding NAME)"
+            ) from again
     items = _item_list_column(raw) if is_json(path) or is_xml(path) else None
     if items is not None:
         # goods items nested in each record (H7, ICS2, a postal operator's messages): one row

@@ -183,7 +183,38 @@ def test_a_windows_export_is_drafted_with_its_encoding(tmp_path) -> None:
     source = tmp_path / "export.csv"
     source.write_bytes("id;désignation\nA1;Écouteurs\nA2;Peluche bébé\n".encode("cp1252"))
     draft = _draft(source)
-    assert draft.text.splitlines()[2] == "encoding: cp1252"
+    assert draft.text.splitlines()[2].startswith("encoding: cp1252  # CHECK: not UTF-8")
+    assert yaml.safe_load(draft.text)["encoding"] == "cp1252"
+    assert draft.checks["encoding"] == ["not UTF-8: read as cp1252 (guessed)"]
+
+
+POLISH = "id;opis;województwo\nA1;Krewetki mrożone;łódzkie\nA2;Buty skórzane;śląskie\n"
+
+
+def test_a_central_european_export_is_drafted_in_the_code_page_its_letters_read_in(
+    tmp_path,
+) -> None:
+    """cp1252 would read Polish as "³ódzkie", "mro¿one" (Ź, 0x8F, is no cp1252 byte at all);
+    the code page whose reading gives letters, not symbols, is proposed, and marked."""
+    source = tmp_path / "export.csv"
+    source.write_bytes((POLISH + "A3;Źródło;opolskie\n").encode("cp1250"))
+    draft = _draft(source)
+    assert yaml.safe_load(draft.text)["encoding"] == "cp1250"
+    assert "# CHECK: not UTF-8; read as cp1250 (Central European)" in draft.text
+    assert "województwo" in draft.text  # the column's name as written
+
+
+def test_the_encoding_a_user_knows_is_drafted_as_given(tmp_path) -> None:
+    source = tmp_path / "export.csv"
+    source.write_bytes(POLISH.encode("iso-8859-2"))
+    raw, reading = read_for_draft(source, encoding="iso-8859-2")
+    assert reading["encoding"] == "iso-8859-2" and "encoding_guessed" not in reading
+    assert raw.iloc[0].tolist() == ["A1", "Krewetki mrożone", "łódzkie"]
+    draft = draft_mapping(raw, **reading)
+    assert draft.text.splitlines()[2] == "encoding: iso-8859-2" and "encoding" not in draft.checks
+    source.write_bytes(POLISH.encode("utf-16"))
+    with pytest.raises(ParcelriskError, match=r"\(read with --encoding cp1250\)"):
+        read_for_draft(source, encoding="cp1250")
 
 
 def test_the_cli_writes_the_draft_tries_it_and_never_overwrites(spanish_export, tmp_path) -> None:

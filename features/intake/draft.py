@@ -144,19 +144,22 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
     "inspected": (
         "inspected", "inspection", "controle", "control", "controlled", "checked", "kontrolle",
         "controlado", "inspecao", "inspeccion", "examined", "verified", "physical control",
-        "beschau", "beschaut", "verifica", "controllo",
+        "beschau", "beschaut", "verifica", "controllo", "kontrola", "muayene", "revision",
     ),
     "inspected_at": (
         "inspected at", "inspection date", "date controle", "control date", "fecha control",
         "data controle", "kontrolldatum", "result date", "date resultat", "exam date",
-        "examination date", "date of exam", "exam", "inspection",
+        "examination date", "date of exam", "exam", "inspection", "checked at", "checked on",
+        "inspected on", "inspection time", "control time", "data kontroli", "muayene tarihi",
+        "fecha revision", "fecha inspeccion",
     ),
     "illicit": (
         "illicit", "result", "resultat", "resultado", "ergebnis", "fraud", "fraude", "hit",
         "positive", "finding", "offence found", "irregular", "irregularity", "seized",
         "risultato", "resultaat", "esito", "befund", "constatation", "conclusion", "outcome",
         "seizure", "seizures", "exam result", "examination result", "apreensao", "saisie",
-        "incautacion", "beschlagnahme", "sequestro",
+        "incautacion", "beschlagnahme", "sequestro", "wynik", "sonuc", "wynik kontroli",
+        "muayene sonucu",
     ),
     "offence_type": (
         "offence", "offense", "offence type", "infraction", "infraccion", "infracao",
@@ -165,18 +168,42 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
     "revenue_recovered": (
         "revenue", "revenue recovered", "recovered", "droits", "droits recup", "duties",
         "duty", "tax", "taxes", "tributo", "tributos", "derechos", "abgaben", "recouvre",
-        "redressement",
+        "redressement", "kwota naleznosci", "naleznosci", "tahsil edilen",
     ),
     "selection_reason": ("selection", "selection reason", "reason", "motif", "motivo",
-                         "criterio", "grund", "targeting"),
+                         "criterio", "grund", "targeting", "powod kontroli", "muayene nedeni"),
 }  # fmt: skip
+
+# Polish and Turkish names (and a few more English and Spanish ones), as ``_plain`` writes them.
+_MORE_SYNONYMS = {
+    "declaration_id": ("nr zgloszenia", "numer zgloszenia", "zgloszenie", "beyanname no",
+                       "beyanname numarasi", "beyanname", "guia", "numero de guia"),
+    "declared_at": ("data zgloszenia", "beyan tarihi", "tarih"),
+    "arrival_office": ("urzad celny", "gumruk idaresi", "gumruk mudurlugu"),
+    "channel": ("rodzaj przesylki", "tasima sekli", "tasima modu"),
+    "operator_id": ("przewoznik", "operator pocztowy", "tasiyici", "kargo firmasi"),
+    "seller_id": ("nadawca", "sprzedawca", "gonderici", "satici", "sender"),
+    "seller_country": ("kraj nadawcy", "kraj wysylki", "gonderici ulkesi", "cikis ulkesi"),
+    "consignee_id": ("odbiorca", "alici"),
+    "consignee_region": ("wojewodztwo",),
+    "origin_country": ("kraj pochodzenia", "mense", "mense ulkesi"),
+    "hs_code": ("kod cn", "kod towaru", "gtip", "fraccion arancelaria", "fraccion"),
+    "description": ("opis towaru", "opis", "esya tanimi", "tanim"),
+    "quantity": ("ilosc", "miktar", "adet"),
+    "gross_weight_kg": ("masa brutto", "waga", "brut agirlik", "agirlik"),
+    "declared_value": ("wartosc", "fatura tutari", "kiymet", "tutar", "deger"),
+    "currency": ("waluta", "doviz", "para birimi"),
+}  # fmt: skip
+for _field, _names in _MORE_SYNONYMS.items():
+    SYNONYMS[_field] += tuple(n for n in _names if n not in SYNONYMS[_field])
 
 # Field order in the draft: the contract's.
 _FIELD_ORDER = [f.name for f in FIELDS]
 _OUTCOMES = ("inspected", "inspected_at", "illicit", "offence_type", "revenue_recovered",
              "selection_reason")  # fmt: skip
 
-# Two-valued flags: yes-words and no-words of the languages above (lowercase, no accents).
+# Two-valued flags: yes-words and no-words of the languages above, Polish and Turkish too
+# (as ``_plain`` writes them: lowercase, no accents).
 _YES = frozenset(TRUE_WORDS | {"o", "oui", "s", "si", "sim", "j", "ja", "x", "pos", "positive",
                                "positif", "positivo", "hit", "fraud", "illicit", "seized",
                                "found", "detected", "irregular", "irregulier", "irregolare",
@@ -184,12 +211,14 @@ _YES = frozenset(TRUE_WORDS | {"o", "oui", "s", "si", "sim", "j", "ja", "x", "po
                                "noncompliant", "infraction", "infraccion", "infracao",
                                "violation", "discrepancy", "saisi", "incautado", "apreendido",
                                "retido", "retenido", "retenu", "beschlagnahmt",
-                               "sequestrato"})  # fmt: skip
+                               "sequestrato", "tak", "nieprawidlowosc", "naruszenie", "evet",
+                               "var", "usulsuzluk", "kacak"})  # fmt: skip
 _NO = frozenset(FALSE_WORDS | {"non", "nao", "nein", "neg", "negative", "negatif", "negativo",
                                "clean", "ok", "-", "nil", "none", "not found",
                                "nothing found", "regular", "regulier", "regolare", "conforme",
                                "compliant", "in order", "no discrepancy",
-                               "sans suite"})  # fmt: skip
+                               "sans suite", "nie", "bez uwag", "prawidlowo", "hayir",
+                               "yok", "uygun", "temiz"})  # fmt: skip
 
 # UN/ECE Recommendation 19 mode-of-transport codes (ASYCUDA and most customs systems), for a
 # channel column of single digits; 7 (fixed installations), 8 (inland waterway) and 9 (own
@@ -272,7 +301,8 @@ _CURRENCY_SIGNS = {**{k.lower(): v for k, v in COMMON_MISTAKES.items()},
                    "cn¥": "CNY", "元": "CNY", "hk$": "HKD", "c$": "CAD", "ca$": "CAD",
                    "a$": "AUD", "au$": "AUD", "nz$": "NZD", "s$": "SGD", "mx$": "MXN",
                    "zł": "PLN", "kč": "CZK", "₽": "RUB", "₫": "VND", "₱": "PHP", "฿": "THB",
-                   "₪": "ILS", "₴": "UAH", "us $": "USD"}  # fmt: skip
+                   "₪": "ILS", "₴": "UAH", "us $": "USD", "m.n.": "MXN", "mn": "MXN",
+                   "tl": "TRY", "₺": "TRY", "ytl": "TRY"}  # fmt: skip
 
 # Numbers: (decimal, thousands) -> pattern of a number written so, with an optional unit.
 _NUMBER_STYLES: dict[tuple[str, str | None], str] = {
@@ -330,9 +360,17 @@ class Draft:
     ignored: list[str]  # source columns left out
 
 
+# Latin letters that carry no combining accent, so NFKD leaves them whole (Polish ł, Turkish ı,
+# Nordic ø): written as their base letters, as the accents are dropped.
+_UNDECOMPOSED = str.maketrans(
+    {"ł": "l", "Ł": "L", "ı": "i", "ø": "o", "Ø": "O", "đ": "d", "Đ": "D", "ß": "ss"}
+)
+
+
 def _plain(text: str) -> str:
-    """Lowercase, no accents, words separated by one space (``DATE_DÉPÔT`` -> ``date depot``)."""
-    decomposed = unicodedata.normalize("NFKD", str(text))
+    """Lowercase, no accents, words separated by one space (``DATE_DÉPÔT`` -> ``date depot``,
+    ``Należność`` -> ``naleznosc``)."""
+    decomposed = unicodedata.normalize("NFKD", str(text).translate(_UNDECOMPOSED))
     # accents off; scripts without them (Hangul decomposes too) composed back
     stripped = unicodedata.normalize(
         "NFC", "".join(c for c in decomposed if not unicodedata.combining(c))
@@ -453,9 +491,12 @@ def _country_codes(column: Column) -> str | None:
 
 
 def _is_currency(column: Column) -> bool:
+    """Currency codes or signs, nearly all read; or, in a column named for the currency, most
+    (the others are listed for the person: ``_currency_spec``)."""
     if not column.values or column.distinct > 60:
         return False
-    return sum(_currency_code(v) is not None for v in column.values) / len(column.values) >= FITS
+    read = sum(_currency_code(v) is not None for v in column.values) / len(column.values)
+    return read >= FITS or (read >= 0.5 and _name_score(column, "currency") >= 0.8)
 
 
 def _currency_spec(source: str, signs: list[str], part: bool) -> tuple[dict[str, Any], list[str]]:
@@ -474,6 +515,14 @@ def _currency_spec(source: str, signs: list[str], part: bool) -> tuple[dict[str,
         spec["values"] = table
         spec["unlisted"] = "keep"
         checks.append(f"currency signs read as {', '.join(f'{k}={v}' for k, v in table.items())}")
+    unread = sorted({sign for sign in signs if _currency_code(sign) is None})
+    if unread:
+        spec["values"] = table
+        spec["unlisted"] = "keep"
+        checks.append(
+            f"currency signs not read: {', '.join(unread[:8])}: give their ISO codes in values "
+            "(ingest refuses rows holding them)"
+        )
     return spec, checks
 
 
@@ -1403,6 +1452,12 @@ def try_draft(
         mapping = parse_mapping_text(draft.text, origin="the draft")
         if draft.results:
             mapped, _ = map_outcomes(raw, mapping, fx_to_base)
+            if draft.missing:  # `outcomes ingest` refuses results without them
+                return (
+                    f"the draft does not read {source} yet: results need "
+                    f"{', '.join(draft.missing)} (TODO in the draft); its {len(mapped):,} rows "
+                    "read otherwise"
+                )
             return f"the draft reads all {len(mapped):,} results of {source}"
         read = read_export(source, mapping, eur_rates=fx_to_base, timezone=timezone)
     except ParcelriskError as exc:

@@ -407,6 +407,18 @@ def test_a_results_file_is_drafted_for_outcomes_ingest(tmp_path) -> None:
     assert summary["required_not_found"] == []
 
 
+def test_a_results_draft_missing_a_required_field_does_not_say_it_reads_them(tmp_path) -> None:
+    source = tmp_path / "resultados.csv"
+    source.write_text(
+        "Guia;Fecha;Agente\nMX1;29/03/2026 10:47;a1\nMX2;29/03/2026 11:00;a2\n", encoding="utf-8"
+    )
+    result = CliRunner().invoke(app, ["mapping", "draft", str(source), "--results"])
+    summary = json.loads(result.stderr[: result.stderr.rindex("}") + 1])
+    assert "illicit" in summary["required_not_found"]
+    assert summary["tried"].startswith(f"the draft does not read {source} yet: results need ")
+    assert "illicit" in summary["tried"]
+
+
 def test_results_written_on_every_row_are_read_only_where_inspected(tmp_path) -> None:
     source = tmp_path / "export.csv"
     rows = [
@@ -630,3 +642,56 @@ def test_a_date_column_with_blanks_is_never_the_declaration_date(tmp_path) -> No
     header = "id,declaration date,datum,value\n"
     source.write_text(header + "\n".join(rows) + "\n", encoding="utf-8")
     assert _draft(source).mapped["declared_at"] == "datum"
+
+
+def test_polish_and_turkish_exports_are_drafted_by_their_names_and_flags(tmp_path) -> None:
+    """Names in Polish and Turkish (ł and ı read as l and i), their yes/no words, and a
+    currency column holding signs beside its codes (TL, M.N.) or one no table knows."""
+    rng = np.random.default_rng(3)
+    n = 40
+    polish = pd.DataFrame(
+        {
+            "Nr_zgłoszenia": [f"{i:09d}" for i in range(n)],
+            "Nadawca": [f"S{i % 7}" for i in range(n)],
+            "Odbiorca": [f"ODB{i:04d}" for i in range(n)],
+            "Kod_CN": rng.choice(["6403990000", "8517620000", "9503007000"], n),
+            "Wartość": [f"{v:.2f}".replace(".", ",") for v in rng.uniform(5, 300, n)],
+            "Waluta": rng.choice(["PLN", "EUR", "zł"], n),
+            "Kontrola": ["TAK" if i % 4 == 0 else "NIE" for i in range(n)],
+            "Wynik": ["NIEPRAWIDŁOWOŚĆ" if i % 8 == 0 else "BEZ UWAG" for i in range(n)],
+        }
+    )
+    source = tmp_path / "historia.csv"
+    polish.to_csv(source, sep=";", index=False)
+    draft = _draft(source)
+    columns = yaml.safe_load(draft.text)["columns"]
+    assert draft.mapped["seller_id"] == "Nadawca" and draft.mapped["consignee_id"] == "Odbiorca"
+    assert draft.mapped["hs_code"] == "Kod_CN" and draft.mapped["declared_value"] == "Wartość"
+    assert columns["currency"] == {"column": "Waluta", "values": {"zł": "PLN"}, "unlisted": "keep"}
+    assert columns["inspected"]["true_values"] == ["TAK"]
+    assert columns["illicit"] == {
+        "column": "Wynik",
+        "true_values": ["NIEPRAWIDŁOWOŚĆ"],
+        "false_values": ["BEZ UWAG"],
+    }
+    turkish = pd.DataFrame(
+        {
+            "Beyanname No": [f"TR{i}" for i in range(n)],
+            "Gönderici": [f"G{i % 5}" for i in range(n)],
+            "Alıcı": [f"A{i}" for i in range(n)],
+            "Döviz": rng.choice(["TRY", "USD", "TL", "₺", "Lira"], n, p=[0.4, 0.3, 0.1, 0.1, 0.1]),
+            "Muayene": ["Evet" if i % 3 == 0 else "Hayır" for i in range(n)],
+        }
+    )
+    source = tmp_path / "beyan.csv"
+    turkish.to_csv(source, index=False)
+    draft = _draft(source)
+    columns = yaml.safe_load(draft.text)["columns"]
+    assert draft.mapped["seller_id"] == "Gönderici" and draft.mapped["consignee_id"] == "Alıcı"
+    assert columns["currency"]["values"] == {"TL": "TRY", "₺": "TRY"}
+    assert any("currency signs not read: Lira" in c for c in draft.checks["currency"])
+    assert columns["inspected"] == {
+        "column": "Muayene",
+        "true_values": ["Evet"],
+        "false_values": ["Hayır"],
+    }

@@ -389,6 +389,27 @@ def _pseudonym_key_id(state_dir: Path) -> str | None:
     return json.loads((Path(state_dir) / META_FILE).read_text()).get("pseudonym_key_id")
 
 
+def _first_model_cautions(metadata: dict[str, Any], run: Any) -> list[str]:
+    """What the person making a first champion should know: nothing compares it, so a model
+    that learnt next to nothing, or that no unbiased sample measured, is said to be one."""
+    from models.train import WEAK_ROUNDS
+
+    cautions = []
+    rounds = metadata.get("risk_best_iteration")
+    if isinstance(rounds, int) and rounds <= WEAK_ROUNDS:
+        cautions.append(
+            f"caution: its risk model stopped after {rounds} round(s) (it learnt next to "
+            "nothing from its labels: many parcels share one priority); train again on more "
+            "labelled history before relying on its lanes"
+        )
+    if not any(key.startswith("test_random.") for key in run.data.metrics):
+        cautions.append(
+            "caution: no random-exploration parcel in its test period, so no unbiased metric "
+            "measured it (serve.exploration_rate gives the next model one)"
+        )
+    return cautions
+
+
 def promote_version(
     client: MlflowClient,
     params: PromoteParams,
@@ -431,8 +452,10 @@ def promote_version(
         # nothing to compare with, but a version that does not load never becomes champion
         # (a train killed or out of disk after registering: probe, 2026-12)
         with tempfile.TemporaryDirectory(prefix="parcelrisk-promote-") as tmp:
-            load_version(client, name, version, Path(tmp) / "first")
-        decision = Decision(True, ["first registered model: becomes champion"], "")
+            first, _, _ = load_version(client, name, version, Path(tmp) / "first")
+        run = client.get_run(client.get_model_version(name, version).run_id)
+        reasons = ["first registered model: becomes champion"]
+        decision = Decision(True, reasons + _first_model_cautions(first.metadata, run), "")
         record_decision(client, name, version, decision, champion_before=None, outcome="first")
         return {**result, "outcome": "first", "promote": True, "reasons": decision.reasons}
     if champion == version:

@@ -346,6 +346,11 @@ def booster_fitter(engine: str, scheduler: str | None = None) -> Iterator[Booste
         yield fitter
 
 
+# A risk model early-stopped at this many rounds or fewer learnt next to nothing from its
+# labels (a first tree and no gain on validation): trained, but said loudly (train, promote).
+WEAK_ROUNDS = 2
+
+
 def _fit_booster(
     params: TrainParams,
     objective: str,
@@ -591,6 +596,14 @@ def _train_models(
                 name,
                 params.n_estimators,
             )
+    if risk_fit.rounds <= WEAK_ROUNDS:
+        log.warning(
+            "the risk model stopped after %d round(s): its validation labels gained nothing "
+            "beyond the first tree, so it ranks parcels on almost nothing (many share one "
+            "priority). More labelled parcels, random-exploration results or a longer history "
+            "are needed; promote says so before it makes such a model the first champion",
+            risk_fit.rounds,
+        )
     history_exploration = rows.random_labelled / rows.parcels
     offence_labels = offence_label_counts(frame, labelled)
     thin = {k: n for k, n in offence_labels.items() if n < params.min_offence_labels}

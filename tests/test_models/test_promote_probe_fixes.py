@@ -308,3 +308,24 @@ def test_ground_truth_covering_the_test_parcels_passes_the_check(frames):
     check_truth_covers(truth["declaration_id"].tail(10), truth)
     with pytest.raises(ParcelriskError, match=r"lacks 1 test parcel\(s\), e.g. \['nope'\]"):
         check_truth_covers(pd.Series(["D000001", "nope"]), truth)
+
+
+def test_a_first_champion_that_learnt_nothing_or_was_never_measured_is_said_to_be_one() -> None:
+    """Nothing compares a first model: promote still makes it champion (the service needs
+    one), and says when its risk model stopped at a round or two, or no random-exploration
+    parcel measured it (a probe's one-tree model became champion without a word)."""
+    from types import SimpleNamespace
+
+    from models.promotion import _first_model_cautions
+    from models.train import WEAK_ROUNDS
+
+    def run(*metrics: str) -> SimpleNamespace:
+        return SimpleNamespace(data=SimpleNamespace(metrics=dict.fromkeys(metrics, 0.5)))
+
+    measured = run("test_random.precision_at_5pct", "test_all.auc")
+    assert _first_model_cautions({"risk_best_iteration": 120}, measured) == []
+    weak = _first_model_cautions({"risk_best_iteration": WEAK_ROUNDS}, measured)
+    assert len(weak) == 1 and "stopped after 2 round(s)" in weak[0]
+    unmeasured = _first_model_cautions({"risk_best_iteration": 1}, run("test_all.auc"))
+    assert len(unmeasured) == 2 and "no unbiased metric measured it" in unmeasured[1]
+    assert _first_model_cautions({}, run()) == [unmeasured[1]]

@@ -2028,6 +2028,7 @@ def read_export(
             restored,
         )
     read_as_utc = warn_times_read_as_utc(raw, mapping, timezone, source)
+    other_zone = warn_zone_unlike_features(mapping, timezone, source)
     raw, joined = join_hs_groups(raw, mapping)
     if joined:
         logger.warning(
@@ -2085,6 +2086,7 @@ def read_export(
         **({"columns_read_by_alias": by_alias} if by_alias else {}),
         **revenue_summary(mapping, declarations, source),
         **({"times_read_as_utc": read_as_utc} if read_as_utc else {}),
+        **({"declared_at_zone_unlike_features": other_zone} if other_zone else {}),
         **dst,
         **(
             {
@@ -2197,6 +2199,34 @@ def warn_times_read_as_utc(
                 timezone,
             )
     return fields
+
+
+def warn_zone_unlike_features(mapping: Mapping, timezone: str | None, source: Any) -> str | None:
+    """The zone ``declared_at``'s local times are read in, when it is not features.timezone:
+    warned, as the calendar features (hour of day, day of week, ``features.calendar``) are
+    computed in features.timezone, so a Sunday 00:30 in Warsaw read with a UTC
+    features.timezone is a Saturday 23:00 to the model, every day of the history (probe,
+    2026-12)."""
+    spec = mapping.columns.get("declared_at")
+    if timezone is None or spec is None or spec.timezone is None:
+        return None
+    # times said to be UTC are instants like any: the calendar is features.timezone's, as meant
+    if spec.timezone == timezone or spec.timezone.upper() in ("UTC", "ETC/UTC", "Z"):
+        return None
+    if spec.formats and all(f in EPOCH_FORMATS for f in spec.formats):
+        return None  # Unix times: the zone is not read
+    logger.warning(
+        "%s: declared_at is read as local times of %s (the mapping), while features.timezone "
+        "is %s: the calendar features (hour of day, day of week) are computed in %s. If the "
+        "administration works in %s, set features.timezone: %s in params.yaml",
+        source,
+        spec.timezone,
+        timezone,
+        timezone,
+        spec.timezone,
+        spec.timezone,
+    )
+    return spec.timezone
 
 
 # --------------------------------------------------------------------------------------------
@@ -2419,6 +2449,7 @@ __all__ = [
     "revenue_summary",
     "warn_local_times",
     "warn_times_read_as_utc",
+    "warn_zone_unlike_features",
 ]
 
 

@@ -156,6 +156,18 @@ def test_times_with_a_zone_said_are_not_warned(tmp_path, caplog, tz, zone) -> No
     with caplog.at_level(logging.WARNING, logger="features.intake.mapping"):
         summary, _ = _ingest(tmp_path, _csv(tmp_path), _mapping(tz=tz), timezone=zone)
     assert "times_read_as_utc" not in summary and "is read as UTC" not in caplog.text
+    assert "declared_at_zone_unlike_features" not in summary
+
+
+def test_local_times_of_another_zone_than_the_calendar_features_are_warned(
+    tmp_path, caplog
+) -> None:
+    """Dates read as Sao Paulo's local times, calendar features in UTC: every weekday and hour
+    the model sees is the UTC one; said, with the params key to set."""
+    with caplog.at_level(logging.WARNING, logger="features.intake.mapping"):
+        summary, _ = _ingest(tmp_path, _csv(tmp_path), _mapping(tz=ZONE), timezone="UTC")
+    assert summary["declared_at_zone_unlike_features"] == "America/Sao_Paulo"
+    assert "set features.timezone: America/Sao_Paulo in params.yaml" in caplog.text
 
 
 @pytest.mark.parametrize(

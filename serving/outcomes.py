@@ -93,10 +93,11 @@ class OutcomeProblem:
 class OutcomesRefused(ParcelriskError):
     """A batch of results was refused as a whole; nothing was stored."""
 
-    def __init__(self, problems: list[OutcomeProblem], n_rows: int) -> None:
+    def __init__(self, problems: list[OutcomeProblem], n_rows: int, hint: str = "") -> None:
         self.problems = sorted(problems, key=lambda p: p.row)
         self.n_rows = n_rows
-        super().__init__(describe_problems(self.problems, lambda row: f"row {row + 1}"))
+        said = describe_problems(self.problems, lambda row: f"row {row + 1}")
+        super().__init__(f"{said}. {hint}" if hint else said)
 
 
 def describe_problems(
@@ -526,7 +527,13 @@ def store_outcomes(
         if len(raw) == 0:  # every row was of a declaration never decided here
             counts = {"stored": 0, "unchanged": 0, "skipped_unknown": skipped}
             return counts | ({"skipped_not_inspected": not_inspected} if not_inspected else {})
-        checked = check_outcomes(raw, declared, tx.stored(ids), now=now, limits=limits)
+        try:
+            checked = check_outcomes(raw, declared, tx.stored(ids), now=now, limits=limits)
+        except OutcomesRefused as refused:
+            hint = _lost_zeros_hint([i for i in ids if i not in declared], tx.declared_at)
+            if not hint:
+                raise
+            raise OutcomesRefused(refused.problems, refused.n_rows, hint) from refused
         new = checked.new
         tx.insert(
             results_of(new),
@@ -541,6 +548,22 @@ def store_outcomes(
     if not_inspected:
         counts["skipped_not_inspected"] = not_inspected
     return counts
+
+
+def _lost_zeros_hint(unknown: list[str], declared_at: Callable[[list[str]], dict]) -> str:
+    """When ids the store does not know are digits whose zero-padded form it does (a results
+    file that wrote ids as numbers: 515428 for 000515428), say so: looked up for a few."""
+    digits = [i for i in unknown if i.isdigit()][:20]
+    padded = {i.zfill(n): i for i in digits for n in range(len(i) + 1, len(i) + 9)}
+    found = declared_at(list(padded)) if padded else {}
+    if not found:
+        return ""
+    example = next(p for p in padded if p in found)  # the first of the file's order
+    return (
+        f"Ids without their leading zeros? The store holds {example!r} for {padded[example]!r} "
+        f"({len(found)} of the {len(digits)} looked up): the results file wrote the ids as "
+        "numbers; export them as text, or write the zeros back, then send it again"
+    )
 
 
 def _inspected_only(raw: pd.DataFrame) -> tuple[pd.DataFrame, int]:

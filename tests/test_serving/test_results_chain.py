@@ -270,3 +270,38 @@ def test_a_store_from_before_the_chain_is_chained_when_it_gets_the_columns(locat
     _store_results(location, [3])
     report = _verify(location)
     assert report["intact"] and report["checked"] == 4, report
+
+
+def test_result_ids_that_lost_their_leading_zeros_are_said_to_have(location) -> None:
+    """A results file that wrote ids as numbers (515428 for 000515428) is refused as unknown
+    ids, and the refusal says the store holds them zero-padded; ids no padding finds are not
+    given the hint."""
+    from serving.outcomes import OutcomesRefused
+
+    store = open_store(location)
+    store.record(
+        [
+            dataclasses.replace(
+                _record(i),
+                declaration_id=f"{515428 + i:09d}",
+                declaration_json=json.dumps(
+                    {"declaration_id": f"{515428 + i:09d}", "declared_at": "2026-05-01T10:00:00Z"}
+                ),
+            )
+            for i in range(3)
+        ]
+    )
+    store.close()
+    results = _results([0, 1, 2]).assign(declaration_id=[str(515428 + i) for i in range(3)])
+    outcomes = open_outcome_store(location)
+    try:
+        with pytest.raises(OutcomesRefused, match="has no decision in the store") as refused:
+            store_outcomes(outcomes, results, source="t", now=NOW)
+        assert "The store holds '000515428' for '515428' (3 of the 3 looked up)" in str(
+            refused.value
+        )
+        with pytest.raises(OutcomesRefused) as other:
+            store_outcomes(outcomes, results.assign(declaration_id="999"), source="t", now=NOW)
+        assert "leading zeros" not in str(other.value)
+    finally:
+        outcomes.close()

@@ -178,6 +178,8 @@ def records_frame(path: Path, rows: Iterable[Any], explode: str | None) -> pd.Da
     for chunk in _chunks(rows):
         frames.append(_chunk_frame(path, chunk, explode, done, names))
         done += len(chunk)
+    if not frames:  # no records at all: a frame of no rows, as for any empty export
+        return _chunk_frame(path, [], explode, 0, names)
     if len(frames) == 1:
         return frames[0]
     # chunks holding other fields: the union, the declaration's fields before its items' as
@@ -199,7 +201,7 @@ def _chunks(rows: Iterable[Any]) -> Iterator[list[Any]]:
         if len(chunk) == CHUNK_RECORDS:
             yield chunk
             chunk = []
-    if chunk or not isinstance(rows, Iterator):
+    if chunk:
         yield chunk
 
 

@@ -246,3 +246,13 @@ def test_ndjson_is_read_a_line_at_a_time_in_its_encoding(tmp_path) -> None:
     pd.testing.assert_frame_equal(latin, utf16)
     with pytest.raises(ContractError, match=r"line 2, byte \d+ is not utf-8"):
         _ingest(tmp_path, "bad.ndjson", text.encode("cp1252"))
+
+
+@pytest.mark.parametrize(("name", "content"), [("empty.json", b"[]"), ("blank.ndjson", b"\n\n")])
+def test_an_export_of_no_records_is_a_frame_of_no_rows(tmp_path, name, content) -> None:
+    from features.intake.jsonsrc import read_json_source
+
+    (tmp_path / name).write_bytes(content)
+    assert read_json_source(tmp_path / name).shape == (0, 0)
+    with pytest.raises(ContractError):  # refused by the mapping, naming what it lacks
+        _ingest(tmp_path, name, content)

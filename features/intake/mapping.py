@@ -1404,7 +1404,8 @@ def resolve_aliases(raw: pd.DataFrame, mapping: Mapping) -> tuple[Mapping, dict[
 # What a spreadsheet writes in the first cell of a totals row at the end of an export (lowercase,
 # no accents), in the languages the mapping draft reads.
 _TOTAL_WORDS = ("total", "totals", "totaux", "totales", "totale", "totaal", "gesamt", "summe",
-                "soma", "suma", "somme", "sum", "subtotal", "sub total", "grand total")  # fmt: skip
+                "soma", "suma", "somme", "sum", "subtotal", "sub total", "grand total",
+                "razem", "ogolem", "ogołem", "toplam", "genel toplam", "ara toplam")  # fmt: skip
 # Totals rows looked for at the end (a subtotal per page, a grand total, a count).
 _MAX_FOOTER_ROWS = 3
 

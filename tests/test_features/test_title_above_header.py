@@ -109,6 +109,17 @@ def test_a_workbook_with_title_rows_is_read_from_its_header(tmp_path, caplog) ->
     assert list(raw.columns) == ["NUM", "DATA", "NCM", "VALOR", "ORIGEM"] and len(raw) == 2
 
 
+@pytest.mark.parametrize("word", ["TOPLAM", "Genel Toplam: 12", "Razem", "Ogółem"])
+def test_turkish_and_polish_totals_rows_are_not_read(tmp_path, word) -> None:
+    source = tmp_path / "export.csv"
+    source.write_text("\n".join(["NUM;DATA;NCM;VALOR;ORIGEM", *ROWS, f"{word};;;90,00;"]) + "\n")
+    mapping_path = tmp_path / "mapping.yaml"
+    mapping_path.write_text(MAPPING, encoding="utf-8")
+    summary = ingest_file(source=source, mapping_path=mapping_path, out=tmp_path / "o.parquet")
+    assert summary["rows"] == len(ROWS)
+    assert summary["rows_not_declarations_dropped"] == {"empty": 0, "totals": 1}
+
+
 def test_empty_rows_and_a_totals_footer_are_not_read_and_are_counted(tmp_path, caplog) -> None:
     caplog.set_level(logging.WARNING)
     source = tmp_path / "export.csv"

@@ -172,7 +172,11 @@ def load_watchlist(params: FeatureParams) -> Watchlist:
     """The list ``features.watchlist`` names, checked against the hash the settings recorded."""
     path = Path(str(params.watchlist))
     if not path.is_file():
-        raise ParcelriskError(f"features.watchlist: {path}: file not found")
+        where = "" if path.is_absolute() else f" (a relative path is read from {Path.cwd()})"
+        raise ParcelriskError(
+            f"features.watchlist: {path}: file not found{where}; a params file copied "
+            "elsewhere names the list by its full path, or none: watchlist: null"
+        )
     if params.watchlist_sha256 and file_sha256(path) != params.watchlist_sha256:
         raise ParcelriskError(
             f"features.watchlist: {path} changed since the settings were read "

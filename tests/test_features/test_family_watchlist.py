@@ -157,10 +157,14 @@ def test_a_list_changed_after_the_settings_were_read_is_refused(tmp_path):
         build_features(_history(), Contract(), params)
 
 
-def test_a_missing_list_file_is_one_line(tmp_path):
+def test_a_missing_list_file_is_one_line(tmp_path, monkeypatch):
     params = FeatureParams(watchlist=str(tmp_path / "absent.csv"))
     with pytest.raises(ParcelriskError, match=r"features.watchlist: .*absent.csv: file not found"):
         build_features(_history(), Contract(), params)
+    # a relative path (a params.yaml copied elsewhere) names where it was looked for
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ParcelriskError, match=f"a relative path is read from {tmp_path}"):
+        build_features(_history(), Contract(), FeatureParams(watchlist="lists/absent.csv"))
 
 
 @pytest.mark.parametrize(

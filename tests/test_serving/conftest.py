@@ -542,3 +542,13 @@ def query_sql(location: str, statement: str) -> list[tuple]:
     rows = conn.execute(statement).fetchall()
     conn.close()
     return rows
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def location(request, tmp_path) -> str:
+    """A fresh decision store's location, once per store: a SQLite file, then a PostgreSQL
+    database (``postgres_url``: skipped, saying why, where no server starts). A test file
+    needing another lifetime defines its own ``location``."""
+    if request.param == "postgresql":
+        return request.getfixturevalue("postgres_url")
+    return str(tmp_path / "audit.db")

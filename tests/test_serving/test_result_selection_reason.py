@@ -55,13 +55,6 @@ def _audit_key(monkeypatch) -> None:
     monkeypatch.setenv("PARCELRISK_AUDIT_KEY", KEY.decode())
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def location(request, tmp_path) -> str:
-    if request.param == "postgresql":
-        return request.getfixturevalue("postgres_url")
-    return str(tmp_path / "audit.db")
-
-
 def _decided(location: str) -> None:
     store = open_store(location)
     records = []

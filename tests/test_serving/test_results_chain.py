@@ -70,13 +70,6 @@ def _verify(location: str) -> dict:
         outcomes.close()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def location(request, tmp_path) -> str:
-    if request.param == "postgresql":
-        return request.getfixturevalue("postgres_url")
-    return str(tmp_path / "audit.db")
-
-
 def test_results_stored_in_several_batches_verify(location) -> None:
     _decided(location)
     _store_results(location, [0, 1])

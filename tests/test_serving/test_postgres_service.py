@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 
+import mlflow
 import pytest
 from typer.testing import CliRunner
 
@@ -89,7 +90,7 @@ def test_decisions_results_and_retries_go_to_postgresql(client, location) -> Non
     assert read.status_code == 200 and read.json()["intact"] is True
 
 
-def test_the_auditor_commands_read_a_postgresql_store(client, location) -> None:
+def test_the_auditor_commands_read_a_postgresql_store(client, location, tmp_path) -> None:
     declarations = make_declarations(2, seed=62, prefix="PGA")
     decisions = _score(client, declarations).json()["decisions"]
     assert _post_clean_result(client, declarations[1]["declaration_id"]) == {
@@ -99,7 +100,13 @@ def test_the_auditor_commands_read_a_postgresql_store(client, location) -> None:
     verified = _cli("audit", "verify", "--db", location)
     assert verified.exit_code == 0, verified.output
     assert json.loads(verified.stdout)["problem"] is None
-    shown = _cli("audit", "show", decisions[0]["decision_id"], "--db", location)
+    # a tracking store of its own: `audit show` refuses a missing one (it passed alone only
+    # when another test had left one behind)
+    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    mlflow.MlflowClient(tracking_uri=tracking).search_experiments()  # creates the store
+    shown = _cli(
+        "audit", "show", decisions[0]["decision_id"], "--db", location, "--tracking-uri", tracking
+    )
     assert shown.exit_code == 0, shown.output
     assert declarations[0]["declaration_id"] in shown.stdout
     from serving.auditor.disparity import read_lane_counts

@@ -49,6 +49,7 @@ from features.intake.iso3166 import (
 from features.intake.iso4217 import COMMON_MISTAKES, ISO_4217
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
 
 # Rows profiled: spread over the file (an export sorted by date differs from start to end).
@@ -194,8 +195,24 @@ _MORE_SYNONYMS = {
     "declared_value": ("wartosc", "fatura tutari", "kiymet", "tutar", "deger"),
     "currency": ("waluta", "doviz", "para birimi"),
 }  # fmt: skip
-for _field, _names in _MORE_SYNONYMS.items():
-    SYNONYMS[_field] += tuple(n for n in _names if n not in SYNONYMS[_field])
+# A marketplace's or a hub's own English (order exports, JSON dumps of a platform's API).
+_MARKETPLACE_SYNONYMS = {
+    "arrival_office": ("hub", "gateway", "office of entry", "entry office",
+                       "customs office of entry"),
+    "description": ("title", "product name", "item name", "goods name", "product title",
+                    "item title", "article name"),
+    "inspected": ("check", "check done", "checked flag", "inspected flag", "examined flag"),
+    "declared_at": ("created", "created at", "creation date", "order date", "ordered at",
+                    "created local"),
+    "consignee_region": ("postcode", "post code", "postal code", "zip", "zip code", "plz",
+                         "postleitzahl", "cep", "code postal", "codigo postal", "cap",
+                         "kod pocztowy", "posta kodu"),
+    "inspected_at": ("check at", "check time", "check date", "checked at ms", "check at ms",
+                     "inspected at ms", "inspection at"),
+}  # fmt: skip
+for _more in (_MORE_SYNONYMS, _MARKETPLACE_SYNONYMS):
+    for _field, _names in _more.items():
+        SYNONYMS[_field] += tuple(n for n in _names if n not in SYNONYMS[_field])
 
 # Field order in the draft: the contract's.
 _FIELD_ORDER = [f.name for f in FIELDS]
@@ -957,12 +974,54 @@ def _extra(column: Column, position: int, taken: set[str]) -> tuple[dict, str] |
         if number[1]:
             entry["thousands"] = number[1]
         return entry, "numeric"
+    if _names_a_person(column):
+        # held only as a keyed pseudonym, as consignee_id is: an entity whatever its count
+        entry = {"column": column.name, "name": name, "kind": "entity", "personal": True}
+        return entry, "personal"
     # a party named as such is an entity whatever its count in the sample (a broker's record
     # of results is the signal, not its code): 40 brokers are not 40 categories
     party = bool(set(column.words.split()) & _PARTY_WORDS)
     if column.distinct <= 50 and not party:
         return {"column": column.name, "name": name, "kind": "categorical"}, "categorical"
     return {"column": column.name, "name": name, "kind": "entity"}, "entity"
+
+
+# Words of a name saying a column identifies a private person: the consignee (buyer, recipient)
+# with one of their particulars, or a particular that only people have. Such an extra is drafted
+# ``personal: true``, so no file, snapshot, log or stored decision holds its raw value.
+_PERSON_PARTIES = frozenset(SYNONYMS["consignee_id"]) | {
+    "customer", "client", "cliente", "kunde", "receiver", "addressee", "destinataire",
+    "person", "persona", "pessoa", "individual", "private", "shopper", "user",
+}  # fmt: skip
+_PARTICULARS = frozenset({
+    "name", "nom", "nombre", "nome", "vorname", "nachname", "surname", "imie", "nazwisko",
+    "ad", "soyad", "address", "adresse", "direccion", "endereco", "indirizzo", "adres",
+    "postcode", "zip", "plz", "cep", "phone", "telephone", "tel", "mobile", "telefono",
+    "telefone", "telefon", "email", "mail", "id", "tax", "nif", "vat", "passport",
+    "document", "documento", "birth", "dob",
+})  # fmt: skip
+_PERSONAL_IDS = frozenset({
+    "email", "e mail", "phone", "telephone", "mobile", "passport", "cpf", "curp", "rfc",
+    "pesel", "dni", "nie", "nif", "ssn", "tckn", "tc kimlik", "kimlik", "national id",
+    "personal id", "date of birth", "birth date", "dob", "steuer id", "codice fiscale",
+})  # fmt: skip
+_EMAIL = r"[^@\s]+@[^@\s]+\.[a-z]{2,}"
+_PHONE = r"\+?[\d][\d ()./-]{6,18}\d"
+
+
+def _names_a_person(column: Column) -> bool:
+    """Whether a column identifies a private person, by its name (the consignee's name, phone,
+    address; a passport number) or by its values (e-mail addresses, phone numbers)."""
+    words = column.words
+    parts = set(words.split())
+    if parts & _PERSON_PARTIES and parts & _PARTICULARS:
+        return True
+    if any(f" {w} " in f" {words} " for w in _PERSONAL_IDS):
+        return True
+    if column.fit(_EMAIL) >= 0.5:
+        return True
+    # numbers in a phone's shape, in a column named for a contact
+    return column.fit(_PHONE) >= 0.8 and bool(parts & {"contact", "tel", "gsm", "cell"})
 
 
 # Outcome fields whose names are specific enough to keep a column named for one out of the
@@ -1112,6 +1171,51 @@ def _outcomes_on_every_row(
     return bool((result.notna() & (result != "")).any())
 
 
+def _inspected_rows(raw: pd.DataFrame, proposals: dict[str, Proposal]) -> np.ndarray | None:
+    """Which rows the drafted ``inspected`` says were inspected (None: no column says it, or
+    nearly all or none were, where a column filled only on them says nothing)."""
+    proposal = proposals.get("inspected")
+    if proposal is None or proposal.source is None or not isinstance(proposal.spec, dict):
+        return None
+    text = raw[proposal.source].astype("string").str.strip().str.lower()
+    if "true_values" in proposal.spec:
+        yes = text.isin([str(v).lower() for v in proposal.spec["true_values"]])
+    else:  # inspected where the result is given
+        yes = text.notna() & (text != "")
+    mask = yes.to_numpy(dtype=bool, na_value=False)
+    return mask if 0.01 <= mask.mean() <= 0.9 else None
+
+
+def _recorded_by_inspection(
+    cells: pd.Series, column: Column, inspected: np.ndarray | None
+) -> str | None:
+    """Why a column left over is an inspection's record, not a declaration's (None: it is not
+    seen to be): filled only on the inspected rows (a result's time, a control reference), or a
+    flag saying what ``inspected`` says. Kept as a feature it is a leak: declarations arrive
+    without it, and the model learns from labels that all have it."""
+    if inspected is None or column.filled == 0:
+        return None
+    text = cells.astype("string").str.strip()
+    present = (text.notna() & (text != "")).to_numpy(dtype=bool, na_value=False)
+    n_inspected = int(inspected.sum())
+    outside = int((present & ~inspected).sum())
+    if present.sum() >= 0.5 * n_inspected and outside <= 0.01 * present.sum():
+        return (
+            f"filled only on the {n_inspected:,} inspected rows: recorded by the inspection, "
+            "never a feature; map it as a result (inspected_at, revenue_recovered...) if it is one"
+        )
+    flags = _flag_values(column)
+    if flags and flags[0]:
+        yes = (
+            text.str.lower()
+            .isin([v.lower() for v in flags[0]])
+            .to_numpy(dtype=bool, na_value=False)
+        )
+        if (yes == inspected).mean() >= 0.99:
+            return "says what inspected says, row for row: an inspection's record, never a feature"
+    return None
+
+
 def _fallbacks(
     columns: list[Column], chosen: dict[str, Column], used: set[str], results: bool
 ) -> None:
@@ -1205,13 +1309,15 @@ def draft_mapping(
         reading = {**reading, "outcomes_only_if_inspected": True}
     taken: set[str] = set()
     extras, extra_lines, ignored = [], [], []
+    inspected = None if results else _inspected_rows(raw, proposals)
     for position, column in enumerate(columns, start=1):
         if column.name in used:
             continue
-        entry = None if results else _extra(column, position, taken)  # results carry none
+        recorded = _recorded_by_inspection(raw[column.name], column, inspected)
+        entry = None if results or recorded else _extra(column, position, taken)
         if entry is None:
             # the name as YAML writes it: a name holding a line break stays inside the comment
-            why = "a results mapping keeps none" if results else _why_ignored(column)
+            why = "a results mapping keeps none" if results else recorded or _why_ignored(column)
             ignored.append(f"{_flow(column.name)} ({why})")
             continue
         extras.append(column.name)
@@ -1301,8 +1407,14 @@ def _render(
         lines += [f"  {name}: {rule}" for name, rule in rules.items()]
     if extras:
         lines.append("extras:  # columns kept beyond the contract; kinds guessed from the values")
-        for entry, _ in extras:
-            lines.append(f"  - {_flow(entry)}")
+        for entry, kind in extras:
+            note = (
+                "  # CHECK: identifies a person: read as a keyed pseudonym; drop it if no "
+                "feature needs it"
+                if kind == "personal"
+                else ""
+            )
+            lines.append(f"  - {_flow(entry)}{note}")
     if ignored:
         lines.append("# not mapped: " + "; ".join(ignored))
     return "\n".join(lines) + "\n"

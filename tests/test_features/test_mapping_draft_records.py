@@ -1,0 +1,90 @@
+"""`mapping draft` on a marketplace's order dump: what the inspection recorded stays out of the
+features, and a person's particulars are drafted as pseudonymised extras.
+
+A black-box probe drafted a platform's NDJSON (``Check.Done``, ``Check.AtMs``, ``Check.Hit``,
+``Consignee.Postcode``, ``GoodsItems.Title``, ``Hub``) into a mapping that kept the inspection's
+flag and its epoch-ms time as model inputs, and the consignee's particulars as plain entities.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from features.intake.draft import draft_mapping
+
+
+def _orders(n: int = 400, seed: int = 3) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    checked = rng.random(n) < 0.2
+    at = pd.Timestamp("2026-09-01") + pd.to_timedelta(rng.integers(0, 30 * 86400, n), unit="s")
+    epoch_ms = (at + pd.Timedelta(days=1)).as_unit("ms").astype("int64")
+    return pd.DataFrame(
+        {
+            "OrderRef": [f"MP-{i:06d}" for i in range(n)],
+            "CreatedLocal": at.strftime("%Y-%m-%d %H:%M:%S"),
+            "Hub": rng.choice(["WAW1", "KTW2"], n),
+            "Seller.Id": [f"S{v}" for v in rng.integers(0, 90, n)],
+            "Consignee.Id": [f"C{v}" for v in rng.integers(0, 300, n)],
+            "Consignee.Email": [f"buyer{v}@example.com" for v in rng.integers(0, 300, n)],
+            "Recipient Name": [f"Name {v}" for v in rng.integers(0, 60, n)],
+            "Origin": rng.choice(["CN", "US", "TR"], n),
+            "GoodsItems.HS": rng.choice(["61091000", "85176200", "95030000"], n),
+            "GoodsItems.Title": rng.choice(["phone case", "t-shirt", "toy"], n),
+            "Weight": (rng.random(n) * 3 + 0.1).round(2).astype(str),
+            "Price": (rng.random(n) * 200 + 1).round(2).astype(str),
+            "Currency": "EUR",
+            "Mode": "postal",
+            "Check.Done": np.where(checked, "true", "false"),
+            "Check.Ref": np.where(checked, [f"K{i}" for i in range(n)], ""),
+            "Check.AtMs": np.where(checked, epoch_ms.astype(str), ""),
+            "Check.Hit": np.where(checked, np.where(rng.random(n) < 0.3, "true", "false"), ""),
+            "Lab": np.where(checked, "yes", "no"),
+        }
+    )
+
+
+def test_names_of_a_marketplace_dump_are_read_as_their_fields() -> None:
+    draft = draft_mapping(_orders())
+    assert draft.mapped["arrival_office"] == "Hub"
+    assert draft.mapped["description"] == "GoodsItems.Title"
+    assert draft.mapped["declared_at"] == "CreatedLocal"
+    assert draft.mapped["inspected"] == "Check.Done"
+    assert draft.mapped["inspected_at"] == "Check.AtMs"
+    assert draft.mapped["illicit"] == "Check.Hit"
+    spec = yaml.safe_load(draft.text)["columns"]["inspected_at"]
+    assert spec == {"column": "Check.AtMs", "format": "epoch_ms"}
+
+
+def test_columns_only_the_inspection_fills_are_never_drafted_as_features() -> None:
+    draft = draft_mapping(_orders())
+    assert "Check.Ref" not in draft.extras and "Lab" not in draft.extras
+    ignored = "; ".join(draft.ignored)
+    assert "Check.Ref (filled only on the" in ignored and "inspected rows" in ignored
+    assert "Lab (says what inspected says, row for row" in ignored
+
+
+def test_a_persons_particulars_are_drafted_personal_and_to_check() -> None:
+    draft = draft_mapping(_orders())
+    extras = {e["column"]: e for e in yaml.safe_load(draft.text)["extras"]}
+    assert extras["Consignee.Email"]["personal"] is True
+    assert extras["Consignee.Email"]["kind"] == "entity"
+    # 60 names: few enough to be a category, but a person's name is never one
+    assert extras["Recipient Name"] == {
+        "column": "Recipient Name",
+        "name": "recipient_name",
+        "kind": "entity",
+        "personal": True,
+    }
+    line = next(x for x in draft.text.splitlines() if "Consignee.Email" in x)
+    assert "CHECK: identifies a person" in line
+
+
+def test_an_export_without_an_inspected_column_keeps_its_other_columns() -> None:
+    # nothing says which rows were inspected: no column can be judged by where it is filled
+    orders = _orders().drop(columns=["Check.Done", "Check.Hit", "Check.AtMs", "Lab"])
+    draft = draft_mapping(orders)
+    assert "inspected" not in draft.mapped
+    assert "Check.Ref" in draft.extras or any("Check.Ref" in x for x in draft.ignored)
+    assert not any("filled only on" in x for x in draft.ignored)

@@ -55,7 +55,7 @@ from models.labels import (
     unbiased_mask,
     unbiased_rows,
 )
-from models.leakage import leaking_features
+from models.leakage import inspection_records, leaking_features
 from models.reference import ModelReference, build_reference
 from models.split import SplitBoundaries
 from models.thresholds import effective_priority, fit_lane_thresholds, traffic_quantiles
@@ -480,6 +480,30 @@ def refuse_leaking_features(
         )
 
 
+def refuse_inspection_records(
+    manifest: FeatureManifest, X: np.ndarray, labelled: np.ndarray, params: TrainParams
+) -> None:
+    """Stop before any fit when a feature is filled on the inspected parcels and not on the
+    others, or the reverse (``models.leakage.inspection_records``): the control's time or
+    reference kept as an extra. The same switch as the one-feature AUC guard turns it off."""
+    if params.max_single_feature_auc >= 1.0:
+        return
+    records = inspection_records(manifest.names, X, labelled, frozenset(params.trusted_features))
+    if records:
+        named = ", ".join(
+            f"{r.feature} (filled on {r.filled_inspected:.0%} of inspected parcels, "
+            f"{r.filled_others:.0%} of the others)"
+            for r in records[:10]
+        )
+        raise ParcelriskError(
+            f"feature(s) whose presence says whether a parcel was inspected: {named}. Such a "
+            "value is written by the inspection (its time, its reference, a note), and "
+            "declarations arrive without it: map the column as a result (inspected_at, "
+            "revenue_recovered...) or drop it from the mapping's extras. If it is known before "
+            "arrival, list it in train.trusted_features."
+        )
+
+
 # --------------------------------------------------------------------------------------------
 # the pipeline
 # --------------------------------------------------------------------------------------------
@@ -567,6 +591,7 @@ def _train_models(
     used = informative_features(manifest.matrix(frame.loc[fit_train]), manifest)
     X = used.matrix(frame)
     refuse_leaking_features(used, X, y, fit_train, fit_valid, params)
+    refuse_inspection_records(used, X, labelled, params)
 
     step("risk model")
     risk_fit = _fit_booster(

@@ -9,7 +9,7 @@ import pytest
 from features.errors import ParcelriskError
 from features.params import TrainParams
 from features.pipeline.manifest import FeatureManifest, FeatureSpec
-from models.leakage import leaking_features, single_feature_auc
+from models.leakage import inspection_records, leaking_features, single_feature_auc
 from models.train import train_models
 from tests.test_models.conftest import TRAIN_SECTION
 
@@ -65,11 +65,15 @@ def test_a_real_but_partial_signal_passes_and_trusted_features_are_not_refused()
     assert trusted == []
 
 
-def _with_result_as_feature(frames) -> tuple[pd.DataFrame, FeatureManifest]:
+def _with_result_as_feature(
+    frames, on_uninspected: float = np.nan
+) -> tuple[pd.DataFrame, FeatureManifest]:
     """The fixture's features plus an extra that is the inspection result, as a mapping that
-    keeps ``RESULTADO`` as a categorical extra would give it (unlabelled parcels: missing)."""
+    keeps ``RESULTADO`` as a categorical extra would give it (unlabelled parcels: missing, or
+    ``on_uninspected`` where the export writes a code on every parcel, as ASYCUDA does)."""
     features, _, manifest = frames
     result = features["illicit"].astype("boolean").map({True: 1.0, False: 0.0}).astype(float)
+    result = result.fillna(on_uninspected)
     spec = FeatureSpec(
         "cat_resultado", "extras", "category", "RESULTADO", "result {value}", ("OK", "IRREG")
     )
@@ -110,10 +114,49 @@ def test_with_few_validation_positives_a_perfect_feature_is_warned_about_not_ref
 ):
     from models.train import LEAK_MIN_POSITIVES
 
-    features, manifest = _with_result_as_feature(frames)
+    # written on every parcel ("OK" where not inspected), so only its labels can tell
+    features, manifest = _with_result_as_feature(frames, on_uninspected=0.0)
     validation = features["declared_at"] >= features["declared_at"].quantile(0.6)
     positives = validation & features["illicit"].fillna(False).astype(bool)
     keep = ~positives | (positives.cumsum() <= LEAK_MIN_POSITIVES - 5)
     caplog.set_level("WARNING", logger="models.train")
     train_models(features[keep.to_numpy()].reset_index(drop=True), manifest, PARAMS)
     assert "cat_resultado (ROC AUC 1.000)" in caplog.text and "may be chance" in caplog.text
+
+
+# --- values the inspection writes: where a feature is filled says who was inspected ----------
+
+
+def test_a_feature_filled_only_on_inspected_parcels_is_a_record_of_the_inspection():
+    rng = np.random.default_rng(7)
+    n = 5_000
+    labelled = rng.random(n) < 0.15
+    control_ms = np.where(labelled, 1.79e12 + rng.integers(0, 10**9, n), np.nan)
+    released_at = np.where(labelled, np.nan, rng.random(n))  # the reverse: others only
+    selected_more = np.where(labelled | (rng.random(n) < 0.5), rng.random(n), np.nan)
+    X = np.column_stack([control_ms, released_at, selected_more, rng.random(n)])
+    names = ["check_at_ms", "released_at", "seller_rate", "value"]
+    records = inspection_records(names, X, labelled)
+    assert [r.feature for r in records] == ["check_at_ms", "released_at"]
+    assert records[0].filled_inspected == 1.0 and records[0].filled_others == 0.0
+    assert inspection_records(names, X, labelled, frozenset(names[:2])) == []
+    # a census (every parcel inspected) or a handful of labels says nothing
+    assert inspection_records(names, X, np.ones(n, dtype=bool)) == []
+    assert inspection_records(names, X, np.arange(n) < 10) == []
+
+
+def test_training_on_the_controls_time_kept_as_an_extra_is_refused_naming_it(frames):
+    features, _, manifest = frames
+    inspected = features["inspected"].fillna(False).astype(bool)
+    when = features["declared_at"].astype("int64") // 10**6 + 86_400_000
+    spec = FeatureSpec("check_at_ms", "extras", "float", "Check.AtMs", "check {value}")
+    leaky = FeatureManifest(features=(*manifest.features, spec), params=manifest.params)
+    features = features.assign(check_at_ms=when.where(inspected).astype(float).to_numpy())
+    with pytest.raises(ParcelriskError) as refused:
+        train_models(features, leaky, PARAMS)
+    message = str(refused.value)
+    assert "presence says whether a parcel was inspected" in message
+    assert "check_at_ms (filled on 100% of inspected parcels, 0% of the others)" in message
+    assert "trusted_features" in message
+    result = train_models(features, leaky, PARAMS.replace(trusted_features=["check_at_ms"]))
+    assert result.metrics["test_random.model.roc_auc"] > 0.6

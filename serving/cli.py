@@ -16,6 +16,7 @@ from typing import Any
 import typer
 
 from features.cli import params_option, settings_from
+from features.params import DEFAULT_MAX_REJECTED
 
 logger = logging.getLogger(__name__)
 
@@ -217,6 +218,21 @@ def score(
         help="Score an administration's own export (CSV, workbook, JSON, as ingest reads it) "
         "through its mapping YAML; outcome fields the mapping maps are not read.",
     ),
+    quarantine: Path | None = typer.Option(
+        None,
+        "--quarantine",
+        help="Set declarations that do not convert or break a gate fault rule aside in this "
+        "CSV (as the file holds them, row number, reasons) and score the others; without it "
+        "any such declaration refuses the whole file.",
+    ),
+    max_rejected: float = typer.Option(
+        DEFAULT_MAX_REJECTED,
+        "--max-rejected",
+        min=0.0,
+        max=1.0,
+        help="With --quarantine: the largest share of rows set aside (0-1) before the whole "
+        "file is refused as a mapping or export problem.",
+    ),
 ) -> None:
     """Score a declarations file offline through the service's scoring path.
 
@@ -238,30 +254,104 @@ def score(
             f"--out {out} is the declarations file itself: the scores would replace it; "
             "write them to another file"
         )
+    if quarantine is not None:
+        _check_quarantine_path(quarantine, file, out)
     with tempfile.TemporaryDirectory(prefix="parcelrisk-score-") as read_dir:
+        set_aside = None
         if mapping is not None:
-            file = _ingested_for_scoring(file, mapping, Path(read_dir), settings)
-        _score_contract_file(file, out, tracking_uri, settings, chunk_size, audit_db, no_validate)
+            file, set_aside = _ingested_for_scoring(
+                file, mapping, Path(read_dir), settings, quarantine, max_rejected
+            )
+        elif quarantine is not None:
+            from features.intake.ingest import set_aside_faulty_rows
+            from features.intake.rules import Limits
+
+            kept = Path(read_dir) / "declarations.parquet"
+            set_aside = set_aside_faulty_rows(
+                file, kept, quarantine, Limits.from_settings(settings), max_rejected
+            )
+            file = kept
+        _score_contract_file(
+            file, out, tracking_uri, settings, chunk_size, audit_db, no_validate, set_aside
+        )
 
 
-def _ingested_for_scoring(file: Path, mapping: Path, work: Path, settings: Any) -> Path:
+def _check_quarantine_path(quarantine: Path, file: Path, out: Path) -> None:
+    from features.errors import ParcelriskError
+
+    if quarantine.suffix.lower() != ".csv":
+        raise ParcelriskError(
+            f"--quarantine {quarantine}: the declarations set aside are written as CSV: give a "
+            ".csv file name"
+        )
+    if not quarantine.parent.is_dir():
+        raise ParcelriskError(
+            f"--quarantine {quarantine}: directory {quarantine.parent} does not exist"
+        )
+    for path, what in ((file, "the declarations file"), (out, "--out")):
+        if quarantine.resolve() == Path(path).resolve():
+            raise ParcelriskError(f"--quarantine {quarantine} is {what}: give another file")
+
+
+# Rows named in the refusal of an export holding declarations that cannot be scored
+_SHOWN_REJECTED = 5
+
+
+def _ingested_for_scoring(
+    file: Path,
+    mapping: Path,
+    work: Path,
+    settings: Any,
+    quarantine: Path | None,
+    max_rejected: float,
+) -> tuple[Path, dict | None]:
     """An export read with its mapping (outcome fields left out) into a contract file in
-    ``work``; the ingest's summary is logged."""
+    ``work``, and what was set aside (``quarantine``; None without it). Declarations that do
+    not convert or break a gate fault rule are always found here, where the export's own row
+    numbers are known: without ``quarantine`` they refuse the file, named by those rows (the
+    gate on the contract file would name rows of a temporary file nobody has)."""
+    import pandas as pd
+
+    from features.errors import ParcelriskError
     from features.intake.ingest import ingest_file
+    from features.intake.mapping import REJECTED_REASONS, REJECTED_ROW
+    from features.intake.rules import Limits
 
     contract_file = work / "declarations.parquet"
+    set_aside = quarantine or work / "rejected.csv"
     summary = ingest_file(
         source=file,
         mapping_path=mapping,
         out=contract_file,
+        quarantine=set_aside,
+        max_rejected=max_rejected if quarantine is not None else 1.0,
+        limits=Limits.from_settings(settings),
         fx_to_base=settings.features.fx,
         timezone=settings.features.timezone,
         for_scoring=True,
     )
+    rejected = int(summary.get("rows_rejected", 0))
+    if rejected and quarantine is None:
+        shown = pd.read_csv(
+            set_aside, dtype="string", usecols=[REJECTED_ROW, REJECTED_REASONS]
+        ).head(_SHOWN_REJECTED)
+        rows = "; ".join(
+            f"row {row}: {why}"
+            for row, why in zip(shown[REJECTED_ROW], shown[REJECTED_REASONS], strict=True)
+        )
+        raise ParcelriskError(
+            f"{file}: {rejected} of {summary['rows_read']} row(s) cannot be scored: {rows}"
+            + (" ..." if rejected > _SHOWN_REJECTED else "")
+            + ". Correct them, or give --quarantine REJECTED.csv to score the others and set "
+            "these aside there."
+        )
     logger.info(
         "read %d declaration(s) from %s with the mapping %s", summary["rows"], file, mapping
     )
-    return contract_file
+    if quarantine is None:
+        return contract_file, None
+    keys = ("rows_read", "rows_rejected", "quarantine", "rejected_reasons")
+    return contract_file, {k: summary[k] for k in keys if k in summary}
 
 
 def _score_contract_file(
@@ -272,6 +362,7 @@ def _score_contract_file(
     chunk_size: int,
     audit_db: str | None,
     no_validate: bool,
+    set_aside: dict | None = None,
 ) -> None:
     from features.intake.rules import Limits
     from features.intake.validation import require_valid
@@ -307,6 +398,8 @@ def _score_contract_file(
         finally:
             if store is not None:
                 store.close()  # e.g. SQLite checkpoints and truncates its write-ahead log
+    if set_aside is not None:
+        summary["set_aside"] = set_aside
     typer.echo(json.dumps(summary, indent=2))
 
 

@@ -375,4 +375,65 @@ def _quarantine_summary(reads: list[ExportRead], path: Path) -> dict:
     }
 
 
-__all__ = ["REJECTED_FILE", "ingest_file", "join_declarations"]
+def set_aside_faulty_rows(
+    source: Path,
+    out: Path,
+    quarantine: Path,
+    limits: Limits,
+    max_rejected: float = DEFAULT_MAX_REJECTED,
+) -> dict:
+    """A contract file's declarations that pass the gate's fault rules written to ``out``
+    (contract Parquet), the others to ``quarantine`` as the file holds them, with their row
+    number and every reason: how ``score --quarantine`` scores a file holding a few bad
+    declarations. Outcome columns are not judged (declarations to score carry none). More
+    than ``max_rejected`` of the rows set aside refuses the file, as ingest does."""
+    from collections import Counter
+
+    import numpy as np
+
+    from features.intake.io import read_raw_declarations
+    from features.intake.validation import check_declarations
+
+    raw, contract = read_raw_declarations(source)
+    result, canonical = check_declarations(raw, contract, limits, with_outcomes=False)
+    reasons: dict[int, list[tuple[str, str]]] = {}  # row -> (rule, message), as ingest's
+    for finding in result.findings.faults:
+        key = f"{finding.rule.name} ({finding.rule.requires})"
+        for row, message in zip(finding.rows.tolist(), finding.messages(), strict=True):
+            reasons.setdefault(int(row), []).append((key, message))
+    share = len(reasons) / max(len(raw), 1)
+    if share > max_rejected:
+        first = min(reasons)
+        raise ContractError(
+            f"{source}: {len(reasons)} of {len(raw)} rows ({share:.2%}) break the gate's fault "
+            f"rules, more than --max-rejected {max_rejected:.2%}: so many point to the export, "
+            f"not to a few bad declarations, so nothing is scored. Row {first + 1}: "
+            + "; ".join(message for _, message in reasons[first])
+        )
+    order = np.array(sorted(reasons), dtype=np.int64)
+    rejected = raw.iloc[order].copy()
+    rejected.insert(0, REJECTED_ROW, order + 1)
+    rejected[REJECTED_REASONS] = ["; ".join(m for _, m in reasons[int(i)]) for i in order]
+    kept = np.setdiff1d(np.arange(len(raw)), order)
+    outcomes = [c for c in _OUTCOMES if c in canonical.columns]
+    write_declarations(
+        canonical.iloc[kept].drop(columns=outcomes).reset_index(drop=True), out, contract
+    )
+    atomic_write(quarantine, lambda tmp: rejected.to_csv(tmp, index=False))
+    counts = Counter(key for items in reasons.values() for key in dict(items))
+    if reasons:
+        logger.warning(
+            "%d of %d row(s) set aside in %s, each with its reasons; the others are scored",
+            len(reasons),
+            len(raw),
+            quarantine,
+        )
+    return {
+        "rows_read": len(raw),
+        "rows_rejected": len(reasons),
+        "quarantine": str(quarantine),
+        "rejected_reasons": dict(counts.most_common()),
+    }
+
+
+__all__ = ["REJECTED_FILE", "ingest_file", "join_declarations", "set_aside_faulty_rows"]

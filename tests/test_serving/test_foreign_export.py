@@ -232,3 +232,25 @@ def test_a_foreign_census_export_runs_end_to_end_on_defaults(work: Path) -> None
     assert list(arrivals["declaration_id"]) == list(export["신고번호"])
     assert arrivals["risk"].between(0, 1).all()
     assert not arrivals["warnings"].str.contains("broker_id").any()  # the extras were read
+
+    # two bad declarations: refused naming the export's own rows (not a temporary file's),
+    # then, with --quarantine, set aside there and the other 198 scored
+    export.iloc[[5, 40], export.columns.get_loc("세번부호")] = ["12AB", "8517"]
+    export.to_csv(work / "arrivals_bad.csv", index=False, encoding="utf-8")
+    common = ["--mapping", str(work / "mapping.yaml"), "--params", params, "--tracking-uri", uri]
+    refused = CliRunner().invoke(
+        app, ["score", str(work / "arrivals_bad.csv"), "--out", str(work / "bad.csv"), *common]
+    )
+    message = str(refused.exception)
+    assert refused.exit_code != 0 and "2 of 200 row(s) cannot be scored" in message
+    assert "row 6: hs_code: '12AB' is not an HS code" in message and "row 41:" in message
+    assert "parcelrisk-score-" not in message and not (work / "bad.csv").exists()
+    code, out = _run(
+        "score", str(work / "arrivals_bad.csv"), "--out", str(work / "bad.csv"), *common,
+        "--quarantine", str(work / "set_aside.csv"), "--max-rejected", "0.05",
+    )  # fmt: skip
+    assert code == 0, out
+    assert len(pd.read_csv(work / "bad.csv")) == 198
+    aside = pd.read_csv(work / "set_aside.csv", dtype=str)
+    assert aside["parcelrisk_source_row"].tolist() == ["6", "41"]
+    assert aside["신고번호"].tolist() == export["신고번호"].iloc[[5, 40]].tolist()

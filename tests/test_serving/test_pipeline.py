@@ -196,3 +196,59 @@ def test_score_refuses_a_file_the_api_would_refuse_unless_told(real_pipeline, tm
     scored = pd.read_csv(out)
     assert len(scored) == 20
     assert all(UNVALIDATED_WARNING in json.loads(w) for w in scored["warnings"])
+
+
+def test_score_with_a_quarantine_sets_bad_declarations_aside_and_scores_the_others(
+    real_pipeline, tmp_path
+) -> None:
+    from typer.testing import CliRunner
+
+    from serving.main import app
+
+    fresh = fresh_declarations(real_pipeline["history"], 30, prefix="QUA")
+    fresh.loc[3, "hs_code"] = "12AB"
+    fresh.loc[7, "declared_value"] = -4.0
+    fresh.loc[11, "declaration_id"] = fresh.loc[12, "declaration_id"]  # the same id twice
+    source, out, rejected = tmp_path / "in.csv", tmp_path / "out.csv", tmp_path / "rej.csv"
+    fresh.to_csv(source, index=False)
+    common = ["--params", str(real_pipeline["params"]), "--tracking-uri"]
+    common.append(real_pipeline["tracking_uri"])
+    quarantine = ["--quarantine", str(rejected), "--max-rejected", "0.2"]
+    result = CliRunner().invoke(
+        app, ["score", str(source), "--out", str(out), *quarantine, *common]
+    )
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout[result.stdout.index("{") :])
+    assert summary["declarations"] == 26
+    assert summary["set_aside"]["rows_rejected"] == 4
+    scored = pd.read_csv(out)
+    aside = pd.read_csv(rejected, dtype=str)
+    assert set(scored["declaration_id"]) | set(aside["declaration_id"]) == set(
+        fresh["declaration_id"]
+    )
+    assert aside["parcelrisk_source_row"].tolist() == ["4", "8", "12", "13"]
+    reasons = aside["parcelrisk_reasons"].tolist()
+    assert "'12AB' is not an HS code" in reasons[0] and "negative" in reasons[1]
+    assert (
+        reasons[2:] == [f"declaration_id: '{fresh.loc[12, 'declaration_id']}' appears 2 times"] * 2
+    )
+    assert summary["set_aside"]["rejected_reasons"] == {
+        "declaration_id.unique (unique declaration ids)": 2,
+        "hs_code.format (an HS code of 6 to 10 digits)": 1,
+        "declared_value.minimum (at least 0)": 1,
+    }
+
+    # a quarantine that would overwrite an input is refused before anything is read
+    clash = CliRunner().invoke(
+        app, ["score", str(source), "--out", str(out), "--quarantine", str(source), *common]
+    )
+    assert clash.exit_code != 0 and "is the declarations file" in str(clash.exception)
+    # most rows bad: the export is wrong, not a few declarations; nothing is scored
+    fresh["hs_code"] = "12AB"
+    fresh.to_csv(source, index=False)
+    out.unlink()
+    refused = CliRunner().invoke(
+        app, ["score", str(source), "--out", str(out), *quarantine, *common]
+    )
+    assert "30 of 30 rows (100.00%) break the gate's fault rules" in str(refused.exception)
+    assert not out.exists()

@@ -1180,6 +1180,8 @@ def _inspected_rows(raw: pd.DataFrame, proposals: dict[str, Proposal]) -> np.nda
     text = raw[proposal.source].astype("string").str.strip().str.lower()
     if "true_values" in proposal.spec:
         yes = text.isin([str(v).lower() for v in proposal.spec["true_values"]])
+    elif "values" in proposal.spec:
+        yes = text.isin([str(k).lower() for k, v in proposal.spec["values"].items() if v is True])
     else:  # inspected where the result is given
         yes = text.notna() & (text != "")
     mask = yes.to_numpy(dtype=bool, na_value=False)
@@ -1274,13 +1276,13 @@ def draft_mapping(
     for name, column in chosen.items():
         if _name_score(column, name) == 0:
             proposals[name].checks.insert(0, "chosen by its values alone (the name says nothing)")
-    result = chosen.get("illicit")
-    if "inspected" not in proposals and result is not None and result.filled < FITS:
-        # the result is given only for the parcels inspected: they are those with one
-        yes, no = _flag_values(result) or ([], [])
-        given = {code: True for code in [*yes, *no]}
+    given = [chosen.get(n) for n in ("illicit", "inspected_at")]
+    result = next((c for c in given if c is not None and c.filled < FITS), None)
+    if "inspected" not in proposals and result is not None:
+        # the result (or its time) is given only for the parcels inspected: they are those
+        # with one
         proposals["inspected"] = Proposal(
-            {"column": result.name, "values": {**given, "-": False}, "default": "-"},
+            {"column": result.name, "given": True},
             [f"inspected where {result.name} is given ({result.filled:.0%} of the rows)"],
             result.name,
         )

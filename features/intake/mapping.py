@@ -45,7 +45,9 @@ names in any language Debian's iso-codes translates them into, ISO codes among t
 declared currency; converted to EUR at ingest, ``rates_to_eur``); ``values`` (a code
 table: every non-empty source value must be a key, else it is an error; ``ignore_case: true``
 matches its keys whatever the case);
-``true_values``/``false_values`` for booleans. Timestamps without a timezone or offset are taken
+``true_values``/``false_values`` for booleans, or ``given: true``: true where the cell holds
+anything, false where it is empty (``inspected`` from a column filled only on the parcels
+inspected: their control's date or reference). Timestamps without a timezone or offset are taken
 as UTC. Without a ``format`` only ISO 8601 text (year first: ``2026-01-02``,
 ``2026-01-02T10:00:00+02:00``) is read: any other layout is refused with a request for the
 format, never read by guessing the day/month order value by value. A value written with the
@@ -252,6 +254,9 @@ class _Spec(BaseModel):
     lost_leading_zero: bool = False
     true_values: list[str] | None = None
     false_values: list[str] | None = None
+    # booleans: true where the cell holds anything, false where it is empty (an export that
+    # writes an inspection's date or reference only on the parcels inspected)
+    given: bool = False
     default: Any = None  # the value of an empty source cell (read like any source value)
     offset: str | None = None  # timestamps: added after reading, e.g. "1 day", "-2 hours"
     # revenue_recovered: the currency its amounts are in, an ISO 4217 code ("BRL") or "row"
@@ -620,6 +625,15 @@ class Mapping(BaseModel):
                 problems.append(f"{name}: 'country_codes' converts country fields only")
             if spec.lost_leading_zero and name != "hs_code":
                 problems.append(f"{name}: 'lost_leading_zero' restores HS codes only")
+            if spec.given and (kind != "bool" or not spec.sources):
+                problems.append(f"{name}: 'given' reads a column as a yes/no field, filled or not")
+            if spec.given and any(
+                x is not None for x in (spec.values, spec.true_values, spec.false_values)
+            ):
+                problems.append(
+                    f"{name}: 'given' reads whether a cell is filled, not what it says: no "
+                    "values, true_values or false_values with it"
+                )
             if spec.country_codes is not None and not spec.sources:
                 problems.append(f"{name}: 'country_codes' converts a column, not a constant")
             if spec.currency is not None and name != "revenue_recovered":
@@ -838,6 +852,8 @@ def _convert(
     text = _as_text(source) if source.dtype != bool else source
     none = pd.Series(False, index=source.index)
     factor = None  # per-row multipliers of a 'units' table
+    if spec.given:  # a boolean said by a cell being filled (null_values and default first)
+        return _filled(source).astype("boolean"), none, "", {}
 
     if spec.part is not None or spec.units is not None:
         number_text, unit_text, unsplit = _split_unit(text)

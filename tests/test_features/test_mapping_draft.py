@@ -325,7 +325,7 @@ def test_results_given_for_some_rows_say_which_were_inspected_and_the_gate_is_tr
         "true_values": ["FOUND"],
         "false_values": ["NIL"],
     }
-    assert columns["inspected"]["values"] == {"FOUND": True, "NIL": True, "-": False}
+    assert columns["inspected"] == {"column": "Inspection Result", "given": True}
     assert columns["channel"]["values"] == {"5": "postal"}  # UN/ECE Rec. 19
     assert "inspected_at" in draft.missing and "# inspected_at: TODO" in draft.text
     result = CliRunner().invoke(app, ["mapping", "draft", str(source)])

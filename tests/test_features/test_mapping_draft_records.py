@@ -81,6 +81,53 @@ def test_a_persons_particulars_are_drafted_personal_and_to_check() -> None:
     assert "CHECK: identifies a person" in line
 
 
+def test_a_time_given_only_on_inspected_rows_says_which_were_and_reads_back(tmp_path) -> None:
+    from features.intake.mapping import apply_mapping, parse_mapping_text
+
+    orders = _orders().drop(columns=["Check.Done", "Lab"])
+    draft = draft_mapping(orders)
+    columns = yaml.safe_load(draft.text)["columns"]
+    # the result is given on the same rows: whichever is found first says it
+    assert columns["inspected"] in (
+        {"column": "Check.Hit", "given": True},
+        {"column": "Check.AtMs", "given": True},
+    )
+    orders = orders.drop(columns=["Check.Hit"])
+    draft = draft_mapping(orders)
+    assert yaml.safe_load(draft.text)["columns"]["inspected"] == {
+        "column": "Check.AtMs",
+        "given": True,
+    }
+    # as a reader gives it: empty cells are no value
+    mapped, _ = apply_mapping(orders.mask(orders == ""), parse_mapping_text(draft.text))
+    inspected = mapped["inspected"].to_numpy(dtype=bool)
+    assert (inspected == (orders["Check.AtMs"] != "").to_numpy()).all()
+    assert mapped.loc[inspected, "inspected_at"].notna().all()
+
+
+def test_given_reads_booleans_only_and_alone() -> None:
+    from pydantic import ValidationError
+
+    from features.intake.contract import ContractError
+    from features.intake.mapping import parse_mapping_text
+
+    base = "columns:\n  declaration_id: ID\n"
+    for spec, says in (
+        ("  hs_code: {column: HS, given: true}", "'given' reads a column as a yes/no field"),
+        (
+            "  inspected: {column: AT, given: true, true_values: ['x']}",
+            "no values, true_values or false_values with it",
+        ),
+        ("  inspected: {value: true, given: true}", "'given' reads a column as a yes/no field"),
+    ):
+        try:
+            parse_mapping_text(base + spec + "\n")
+        except (ContractError, ValidationError, ValueError) as exc:
+            assert says in str(exc)
+        else:
+            raise AssertionError(f"accepted: {spec}")
+
+
 def test_an_export_without_an_inspected_column_keeps_its_other_columns() -> None:
     # nothing says which rows were inspected: no column can be judged by where it is filled
     orders = _orders().drop(columns=["Check.Done", "Check.Hit", "Check.AtMs", "Lab"])

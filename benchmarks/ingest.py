@@ -65,6 +65,9 @@ def _exports(rows: int, work: Path) -> None:
     records = frame.to_dict("records")
     with open(work / "all.ndjson", "w", encoding="utf-8") as fh:
         fh.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    # and as an API dump: one document, an array of records, a record a line
+    with open(work / "all.json", "w", encoding="utf-8") as fh:
+        fh.write("[\n" + ",\n".join(json.dumps(r, ensure_ascii=False) for r in records) + "\n]\n")
     from xml.sax.saxutils import escape
 
     with open(work / "all.xml", "w", encoding="utf-8") as fh:
@@ -115,7 +118,7 @@ def _ingest(sources: list[Path], mapping: Path, out: Path) -> dict:
         with open(source, encoding="utf-8") as fh:
             lines = sum(1 for _ in fh)
         # a CSV's header line; an XML file's declaration, root and closing lines
-        read += lines - {".csv": 1, ".xml": 3}.get(source.suffix, 0)
+        read += lines - {".csv": 1, ".xml": 3, ".json": 2}.get(source.suffix, 0)
     return {
         "seconds": round(seconds, 2),
         "peak_rss_mb": peak,
@@ -150,6 +153,7 @@ def main() -> None:
             "items": [work / "items.csv"],
         }
         exports["ndjson"] = [work / "all.ndjson"]
+        exports["json_array"] = [work / "all.json"]
         exports["xml"] = [work / "all.xml"]
         item_mapping = work / "items_mapping.yaml"
         item_mapping.write_text(MAPPING.read_text() + ITEMS_BLOCK)
@@ -158,7 +162,8 @@ def main() -> None:
         record_mapping.write_text(MAPPING.read_text().replace('delimiter: ";"\n', ""))
         results = {}
         for name, sources in exports.items():
-            mapping = {"items": item_mapping, "ndjson": record_mapping, "xml": record_mapping}
+            mapping = {"items": item_mapping, "xml": record_mapping}
+            mapping |= {"ndjson": record_mapping, "json_array": record_mapping}
             results[name] = _ingest(sources, mapping.get(name, MAPPING), work / f"{name}.parquet")
         results["draft_one_file"] = _draft(work / "all.csv")
     print(json.dumps({"benchmark": "ingest", "rows": args.rows, **results}, indent=1))

@@ -15,6 +15,7 @@ kept as its JSON text: a mapping that reads it is refused by the value's convers
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -97,7 +98,7 @@ def _lines_by_name(path: Path) -> bool:
     return format_suffix(path) in (".jsonl", ".ndjson")
 
 
-def _records(path: Path, text: str, key: str | None, lines: bool) -> list[Any]:
+def _records(path: Path, text: str, key: str | None, lines: bool) -> Iterable[Any]:
     """The records: one per line for a .jsonl/.ndjson name (or a .json file holding several
     documents, one per line); else the document, or its array under ``key``."""
     import orjson
@@ -107,11 +108,10 @@ def _records(path: Path, text: str, key: str | None, lines: bool) -> list[Any]:
         raise ContractError(f"{path}: the file holds no JSON")
     if not lines and key is None and body[0] == "{" and _several_documents(body):
         lines = True
+    if not lines and key is None and body[0] == "[":
+        return _array_items(path, body)
     if not lines:
-        try:
-            document = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            raise ContractError(f"{path}: not valid JSON: {exc}") from exc
+        document = _whole(path, body)
         if key is not None:
             document = _at(path, document, key)
         elif isinstance(document, dict):
@@ -132,6 +132,67 @@ def _records(path: Path, text: str, key: str | None, lines: bool) -> list[Any]:
             except orjson.JSONDecodeError as exc:
                 raise ContractError(f"{path}: line {number} is not valid JSON: {exc}") from exc
     return rows
+
+
+def _whole(path: Path, body: str) -> Any:
+    import orjson
+
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise ContractError(f"{path}: not valid JSON: {exc}") from exc
+
+
+# JSON's whitespace (RFC 8259): what may stand between an array's values
+_WHITESPACE = re.compile(r"[ \t\n\r]*")
+
+
+def _array_items(path: Path, body: str) -> Iterator[Any]:
+    """The values of a document that is one array, parsed one at a time as they are
+    converted (``records_frame`` takes them a chunk at a time): an API dump of a million
+    declarations is never held as a million objects at once, only as its text.
+
+    The standard library's scanner (C) reads each value where it starts; NaN and Infinity,
+    which JSON does not have, are refused as the whole-document parser refuses them."""
+    import json
+
+    def no_constant(name: str) -> Any:
+        raise ValueError(f"{name} is not JSON")
+
+    decoder = json.JSONDecoder(parse_constant=no_constant)
+    at = _WHITESPACE.match(body, 1).end()
+    count = 0
+    if body.startswith("]", at):
+        at += 1
+    else:
+        while True:
+            try:
+                value, at = decoder.raw_decode(body, at)
+            except RecursionError:
+                # nested deeper than the standard scanner goes (the interpreter's recursion
+                # limit, ~1,000 levels; orjson reads 1,024): the document read whole instead
+                yield from _whole(path, body)[count:]
+                return
+            except (json.JSONDecodeError, ValueError) as exc:
+                raise ContractError(f"{path}: not valid JSON: {exc}") from exc
+            count += 1
+            yield value
+            at = _WHITESPACE.match(body, at).end()
+            if body.startswith(",", at):
+                at = _WHITESPACE.match(body, at + 1).end()
+            elif body.startswith("]", at):
+                at += 1
+                break
+            else:
+                line = body.count("\n", 0, at) + 1
+                raise ContractError(
+                    f"{path}: not valid JSON: ',' or ']' expected after a value of the array "
+                    f"(line {line})"
+                )
+    at = _WHITESPACE.match(body, at).end()
+    if at < len(body):
+        line = body.count("\n", 0, at) + 1
+        raise ContractError(f"{path}: not valid JSON: more after the array's end (line {line})")
 
 
 def _several_documents(body: str) -> bool:

@@ -256,3 +256,46 @@ def test_an_export_of_no_records_is_a_frame_of_no_rows(tmp_path, name, content) 
     assert read_json_source(tmp_path / name).shape == (0, 0)
     with pytest.raises(ContractError):  # refused by the mapping, naming what it lacks
         _ingest(tmp_path, name, content)
+
+
+def test_an_array_document_is_read_a_record_at_a_time_as_orjson_reads_it_whole(tmp_path) -> None:
+    import orjson
+
+    from features.intake.jsonsrc import _records, read_json_source
+
+    records = RECORDS * 3 + [{"LRN": "H7-9", "GoodsItems": [], "Deep": {"a": [1, {"b": None}]}}]
+    text = "\n [\n" + ",\n  ".join(json.dumps(r) for r in records) + " ]\n\n"
+    streamed = _records(tmp_path / "a.json", text, None, False)
+    assert iter(streamed) is streamed  # values parsed as they are converted, never all at once
+    assert list(streamed) == orjson.loads(text)
+    (tmp_path / "a.json").write_text(text)
+    (tmp_path / "b.json").write_bytes(orjson.dumps(records))
+    pd.testing.assert_frame_equal(
+        read_json_source(tmp_path / "a.json"), read_json_source(tmp_path / "b.json")
+    )
+    # 3 x 3 items, and the record without any on a row of its own
+    assert read_json_source(tmp_path / "a.json", explode="GoodsItems").shape[0] == 10
+    (tmp_path / "spaced.json").write_text("[ \n ]")
+    assert read_json_source(tmp_path / "spaced.json").shape == (0, 0)
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        (
+            '[{"LRN": "A"} {"LRN": "B"}]',
+            r"',' or '\]' expected after a value of the array \(line 1",
+        ),
+        ('[{"LRN": "A"}]\n{"LRN": "B"}', r"more after the array's end \(line 2\)"),
+        ('[{"LRN": "A", "GrossMass": NaN}]', "NaN is not JSON"),
+        ('[{"LRN": "A"},\n{"LRN": ', "not valid JSON: Expecting value: line 2"),
+        ('[{"LRN": "A"},]', "not valid JSON"),
+        ('[{"LRN": "A"}', r"',' or '\]' expected"),
+    ],
+)
+def test_a_broken_array_document_is_refused_naming_where(tmp_path, content, says) -> None:
+    from features.intake.jsonsrc import read_json_source
+
+    (tmp_path / "broken.json").write_text(content)
+    with pytest.raises(ContractError, match=says):
+        read_json_source(tmp_path / "broken.json")

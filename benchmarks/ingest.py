@@ -68,6 +68,10 @@ def _exports(rows: int, work: Path) -> None:
     # and as an API dump: one document, an array of records, a record a line
     with open(work / "all.json", "w", encoding="utf-8") as fh:
         fh.write("[\n" + ",\n".join(json.dumps(r, ensure_ascii=False) for r in records) + "\n]\n")
+    # and as a paged API's document: the records under a key, beside the page's metadata
+    with open(work / "keyed.json", "w", encoding="utf-8") as fh:
+        fh.write('{"meta": {"page": 1, "pages": 1},\n"declarations": [\n')
+        fh.write(",\n".join(json.dumps(r, ensure_ascii=False) for r in records) + "\n]}\n")
     from xml.sax.saxutils import escape
 
     with open(work / "all.xml", "w", encoding="utf-8") as fh:
@@ -117,8 +121,10 @@ def _ingest(sources: list[Path], mapping: Path, out: Path) -> dict:
     for source in sources:
         with open(source, encoding="utf-8") as fh:
             lines = sum(1 for _ in fh)
-        # a CSV's header line; an XML file's declaration, root and closing lines
-        read += lines - {".csv": 1, ".xml": 3, ".json": 2}.get(source.suffix, 0)
+        # a CSV's header line; an XML file's declaration, root and closing lines; a JSON
+        # array's brackets, a keyed document's line more
+        skipped = {".csv": 1, ".xml": 3, ".json": 2 + (source.stem == "keyed")}
+        read += lines - skipped.get(source.suffix, 0)
     return {
         "seconds": round(seconds, 2),
         "peak_rss_mb": peak,
@@ -154,16 +160,20 @@ def main() -> None:
         }
         exports["ndjson"] = [work / "all.ndjson"]
         exports["json_array"] = [work / "all.json"]
+        exports["json_keyed"] = [work / "keyed.json"]
         exports["xml"] = [work / "all.xml"]
         item_mapping = work / "items_mapping.yaml"
         item_mapping.write_text(MAPPING.read_text() + ITEMS_BLOCK)
         # JSON and XML cells are text already: the same mapping without the CSV's delimiter
         record_mapping = work / "records_mapping.yaml"
         record_mapping.write_text(MAPPING.read_text().replace('delimiter: ";"\n', ""))
+        keyed_mapping = work / "keyed_mapping.yaml"
+        keyed_mapping.write_text("records: declarations\n" + record_mapping.read_text())
         results = {}
         for name, sources in exports.items():
             mapping = {"items": item_mapping, "xml": record_mapping}
             mapping |= {"ndjson": record_mapping, "json_array": record_mapping}
+            mapping["json_keyed"] = keyed_mapping
             results[name] = _ingest(sources, mapping.get(name, MAPPING), work / f"{name}.parquet")
         results["draft_one_file"] = _draft(work / "all.csv")
     print(json.dumps({"benchmark": "ingest", "rows": args.rows, **results}, indent=1))

@@ -108,13 +108,11 @@ def _records(path: Path, text: str, key: str | None, lines: bool) -> Iterable[An
         raise ContractError(f"{path}: the file holds no JSON")
     if not lines and key is None and body[0] == "{" and _several_documents(body):
         lines = True
-    if not lines and key is None and body[0] == "[":
-        return _array_items(path, body)
+    if not lines and (key is not None or body[0] == "["):
+        return _array_items(path, body, key)
     if not lines:
         document = _whole(path, body)
-        if key is not None:
-            document = _at(path, document, key)
-        elif isinstance(document, dict):
+        if isinstance(document, dict):
             arrays = [k for k, v in document.items() if isinstance(v, list)]
             raise ContractError(
                 f"{path}: one JSON object, not an array of records: name the key holding them "
@@ -147,52 +145,132 @@ def _whole(path: Path, body: str) -> Any:
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
 
 
-def _array_items(path: Path, body: str) -> Iterator[Any]:
-    """The values of a document that is one array, parsed one at a time as they are
-    converted (``records_frame`` takes them a chunk at a time): an API dump of a million
-    declarations is never held as a million objects at once, only as its text.
+def _array_items(path: Path, body: str, key: str | None = None) -> Iterator[Any]:
+    """The records of a document that is one array, or of the array under ``key`` (a dotted
+    path) of a document that is an object, parsed one at a time as they are converted
+    (``records_frame`` takes them a chunk at a time): an API dump of a million declarations
+    is never held as a million objects at once, only as its text. The rest of the document is
+    parsed past, checked and not kept.
 
     The standard library's scanner (C) reads each value where it starts; NaN and Infinity,
-    which JSON does not have, are refused as the whole-document parser refuses them."""
-    import json
-
-    def no_constant(name: str) -> Any:
-        raise ValueError(f"{name} is not JSON")
-
-    decoder = json.JSONDecoder(parse_constant=no_constant)
-    at = _WHITESPACE.match(body, 1).end()
+    which JSON does not have, are refused as the whole-document parser (orjson) refuses them.
+    A document nested deeper than that scanner goes is read whole by orjson instead."""
+    scan = _Scanner(path, body)
     count = 0
-    if body.startswith("]", at):
-        at += 1
-    else:
-        while True:
-            try:
-                value, at = decoder.raw_decode(body, at)
-            except RecursionError:
-                # nested deeper than the standard scanner goes (the interpreter's recursion
-                # limit, ~1,000 levels; orjson reads 1,024): the document read whole instead
-                yield from _whole(path, body)[count:]
-                return
-            except (json.JSONDecodeError, ValueError) as exc:
-                raise ContractError(f"{path}: not valid JSON: {exc}") from exc
+    try:
+        levels = scan.descend(key.split(SEPARATOR)) if key is not None else 0
+        if not scan.next_is("["):
+            raise ContractError(f"{path}: records: {key} is not an array of records")
+        for value in scan.values("]"):
             count += 1
             yield value
-            at = _WHITESPACE.match(body, at).end()
-            if body.startswith(",", at):
-                at = _WHITESPACE.match(body, at + 1).end()
-            elif body.startswith("]", at):
-                at += 1
-                break
+        for _ in range(levels):  # the rest of each object the array was in
+            for _ in scan.members(started=True):
+                scan.value()
+        scan.end()
+    except RecursionError:
+        # nested deeper than the interpreter's recursion limit (~1,000 levels; orjson reads
+        # 1,024): the document read whole, and the records not yet given
+        document = _whole(path, body)
+        rest = _at(path, document, key) if key is not None else document
+        if not isinstance(rest, list):
+            raise ContractError(f"{path}: records: {key} is not an array of records") from None
+        yield from rest[count:]
+
+
+class _Scanner:
+    """A position in a JSON text, read forward a value at a time (``_array_items``)."""
+
+    def __init__(self, path: Path, body: str) -> None:
+        import json
+
+        def no_constant(name: str) -> Any:
+            raise ValueError(f"{name} is not JSON")
+
+        self.path, self.body, self.at = path, body, 0
+        self.decoder = json.JSONDecoder(parse_constant=no_constant)
+        self.skip()
+
+    def skip(self) -> None:
+        self.at = _WHITESPACE.match(self.body, self.at).end()
+
+    def next_is(self, char: str) -> bool:
+        return self.body.startswith(char, self.at)
+
+    def fault(self, what: str) -> ContractError:
+        line = self.body.count("\n", 0, self.at) + 1
+        return ContractError(f"{self.path}: not valid JSON: {what} (line {line})")
+
+    def expect(self, char: str, what: str) -> None:
+        if not self.next_is(char):
+            raise self.fault(what)
+        self.at += 1
+        self.skip()
+
+    def value(self) -> Any:
+        import json
+
+        try:
+            value, self.at = self.decoder.raw_decode(self.body, self.at)
+        except (json.JSONDecodeError, ValueError) as exc:
+            raise ContractError(f"{self.path}: not valid JSON: {exc}") from exc
+        self.skip()
+        return value
+
+    def values(self, close: str) -> Iterator[Any]:
+        """The values of the array or object whose opening character is next, up to
+        ``close``; for an object, its members' names are read by ``members``."""
+        self.expect(self.body[self.at], "a value expected")
+        if self.next_is(close):
+            self.at += 1
+            self.skip()
+            return
+        while True:
+            yield self.value()
+            if self.next_is(","):
+                self.expect(",", "")
             else:
-                line = body.count("\n", 0, at) + 1
+                self.expect(close, f"',' or '{close}' expected after a value of the array")
+                return
+
+    def members(self, started: bool = False) -> Iterator[str]:
+        """The names of the members of the object being read, each followed by reading its
+        value (the caller's ``value()``), up to its closing brace. ``started``: a member of
+        it was read already."""
+        first = not started
+        while not self.next_is("}"):
+            if not first:
+                self.expect(",", "',' or '}' expected after a member of an object")
+            first = False
+            name = self.value()
+            if not isinstance(name, str):
+                raise self.fault("a member's name expected")
+            self.expect(":", "':' expected after a member's name")
+            yield name
+        self.expect("}", "'}' expected")
+
+    def descend(self, parts: list[str]) -> int:
+        """Move to the value under ``parts`` (a key path), the other members before it parsed
+        past; the number of objects entered."""
+        for part in parts:
+            if not self.next_is("{"):
                 raise ContractError(
-                    f"{path}: not valid JSON: ',' or ']' expected after a value of the array "
-                    f"(line {line})"
+                    f"{self.path}: records: {SEPARATOR.join(parts)}: no such key in the document"
                 )
-    at = _WHITESPACE.match(body, at).end()
-    if at < len(body):
-        line = body.count("\n", 0, at) + 1
-        raise ContractError(f"{path}: not valid JSON: more after the array's end (line {line})")
+            self.expect("{", "")
+            for name in self.members():
+                if name == part:
+                    break
+                self.value()
+            else:  # the object closed without it
+                raise ContractError(
+                    f"{self.path}: records: {SEPARATOR.join(parts)}: no such key in the document"
+                )
+        return len(parts)
+
+    def end(self) -> None:
+        if self.at < len(self.body):
+            raise self.fault("more after the document's end")
 
 
 def _several_documents(body: str) -> bool:

@@ -286,7 +286,7 @@ def test_an_array_document_is_read_a_record_at_a_time_as_orjson_reads_it_whole(t
             '[{"LRN": "A"} {"LRN": "B"}]',
             r"',' or '\]' expected after a value of the array \(line 1",
         ),
-        ('[{"LRN": "A"}]\n{"LRN": "B"}', r"more after the array's end \(line 2\)"),
+        ('[{"LRN": "A"}]\n{"LRN": "B"}', r"more after the document's end \(line 2\)"),
         ('[{"LRN": "A", "GrossMass": NaN}]', "NaN is not JSON"),
         ('[{"LRN": "A"},\n{"LRN": ', "not valid JSON: Expecting value: line 2"),
         ('[{"LRN": "A"},]', "not valid JSON"),
@@ -299,3 +299,41 @@ def test_a_broken_array_document_is_refused_naming_where(tmp_path, content, says
     (tmp_path / "broken.json").write_text(content)
     with pytest.raises(ContractError, match=says):
         read_json_source(tmp_path / "broken.json")
+
+
+def test_records_under_a_key_are_read_a_record_at_a_time_the_rest_checked(tmp_path) -> None:
+    import orjson
+
+    from features.intake.jsonsrc import _records
+
+    document = {
+        "meta": {"exported": "2026-03-03", "items": [1, 2], "declarations": "not these"},
+        "data": {"page": 1, "declarations": RECORDS * 2, "next": None},
+        "tail": [{"x": "}"}],
+    }
+    text = json.dumps(document, indent=1)
+    streamed = _records(tmp_path / "d.json", text, "data.declarations", False)
+    assert iter(streamed) is streamed
+    assert list(streamed) == RECORDS * 2
+    assert list(_records(tmp_path / "d.json", text, "tail", False)) == [{"x": "}"}]
+    assert list(_records(tmp_path / "d.json", '{"d": []}', "d", False)) == []
+    assert (
+        list(
+            _records(
+                tmp_path / "d.json", orjson.dumps(document).decode(), "data.declarations", False
+            )
+        )
+        == RECORDS * 2
+    )
+    for key, says in (
+        ("data.nowhere", "records: data.nowhere: no such key"),
+        ("data.page.x", "records: data.page.x: no such key"),
+        ("meta.declarations", "records: meta.declarations is not an array of records"),
+    ):
+        with pytest.raises(ContractError, match=says):
+            list(_records(tmp_path / "d.json", text, key, False))
+    broken = text[: text.rindex("}")]  # the document's closing brace lost
+    with pytest.raises(ContractError, match="not valid JSON"):
+        list(_records(tmp_path / "d.json", broken, "data.declarations", False))
+    with pytest.raises(ContractError, match=r"more after the document's end"):
+        list(_records(tmp_path / "d.json", text + "{}", "data.declarations", False))

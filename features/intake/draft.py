@@ -299,6 +299,17 @@ _WEIGHT_UNITS = {"g": 0.001, "gr": 0.001, "grs": 0.001, "gram": 0.001, "grams": 
                  "kg": 1.0, "kgs": 1.0, "kilo": 1.0, "kilos": 1.0, "lb": 0.45359237,
                  "lbs": 0.45359237, "oz": 0.028349523125}  # fmt: skip
 _GRAM_NAMES = ("g", "gr", "grams", "gramm", "grammes", "gramos", "gramas", "en g", "in g")
+# Other weight units a name may give its numbers in, to kilograms
+_UNIT_NAMES = {"lb": 0.45359237, "lbs": 0.45359237, "pound": 0.45359237,
+               "pounds": 0.45359237, "oz": 0.028349523125, "ounce": 0.028349523125,
+               "ounces": 0.028349523125}  # fmt: skip
+# Amounts a name says are in a currency's minor unit (cents): x 0.01
+_MINOR_UNIT_NAMES = ("cents", "cent", "centimes", "centavos", "centesimi", "pence", "kopecks",
+                     "minor units", "minor unit", "groszy", "kurus")  # fmt: skip
+# ISO 4217 codes that are also words of a column's name ("all items", "try"): never read as
+# the currency a name gives its amounts in
+_CODE_WORDS_NOT_CURRENCY = frozenset({"all", "top", "try", "cup", "mad", "bob", "sos", "pen",
+                                      "mop", "lak", "ern", "bam", "kes", "gel"})  # fmt: skip
 
 # Date formats tried when the values are not ISO 8601, day first before month first.
 _DATE_FORMATS = (
@@ -639,6 +650,23 @@ def _number_style(column: Column) -> tuple[str, str | None, list[str]] | None:
     return decimal, thousands, units
 
 
+def _currency_named(column: Column) -> str | None:
+    """The currency a column's name gives its amounts in (``Value (USD)``, ``Wert €``), or
+    None: one ISO 4217 code among its words, or one sign of a single currency."""
+    codes = {
+        w.upper()
+        for w in column.words.split()
+        if w.upper() in ISO_4217 and w not in _CODE_WORDS_NOT_CURRENCY
+    }
+    signs = {
+        code
+        for sign, code in _CURRENCY_SIGNS.items()
+        if not sign.isalpha() and sign in column.name.lower()
+    }
+    found = codes | signs
+    return found.pop() if len(found) == 1 else None
+
+
 def _currency_code(sign: str) -> str | None:
     """The ISO 4217 code a cell's currency sign or code names, or None."""
     code = sign.strip().upper()
@@ -862,11 +890,19 @@ def _propose(name: str, column: Column, timezone: str) -> Proposal:
                 unknown = [u for u in units if u not in _WEIGHT_UNITS]
                 if unknown:
                     checks.append(f"units not known: {', '.join(unknown)} (add them to units)")
+            elif unit := next((u for u in _UNIT_NAMES if u in column.words.split()), None):
+                spec["scale"] = _UNIT_NAMES[unit]
+                checks.append(f"{unit} read from the name: scale {_UNIT_NAMES[unit]} to kg")
             elif any(f" {g} " in f" {column.words} " for g in _GRAM_NAMES) or _median(column) > 50:
                 spec["scale"] = 0.001
                 checks.append(
                     "grams guessed (the name, or a median weight above 50): scale 0.001 to kg"
                 )
+        if name in ("declared_value", "revenue_recovered") and any(
+            f" {m} " in f" {column.words} " for m in _MINOR_UNIT_NAMES
+        ):
+            spec["scale"] = 0.01
+            checks.append("amounts in cents read from the name: scale 0.01")
         if name == "revenue_recovered":
             checks.append("in which currency? add currency: EUR (or its ISO code, or row)")
     elif kind == "category" or name == "selection_reason":
@@ -1273,6 +1309,12 @@ def draft_mapping(
                 "them in values (ingest refuses rows holding them)"
             )
         proposals["currency"] = Proposal(spec, checks, value.name)
+    named = _currency_named(value) if value is not None else None
+    if named is not None and "currency" not in proposals:
+        assert value is not None
+        proposals["currency"] = Proposal(
+            {"value": named}, [f"{named} read from the name of {value.name}: every row in it"]
+        )
     for name, column in chosen.items():
         if _name_score(column, name) == 0:
             proposals[name].checks.insert(0, "chosen by its values alone (the name says nothing)")

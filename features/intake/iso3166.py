@@ -91,8 +91,9 @@ _NAMES: dict[str, str] | None = None
 def name_to_alpha2() -> dict[str, str]:
     """Country name (``plain_name``) -> alpha-2, from the standard's English names (short,
     official, common) and their translations into every language Debian's iso-codes carries
-    (through pycountry), and ``_ALIASES``. A name two countries share in some language (none
-    known) is left out: read as not a country, never guessed. Built once, ~0.3 s."""
+    (through pycountry), and ``_ALIASES``. A name two countries share across languages is left
+    out (read as not a country, never guessed), unless one of them is the standard's English
+    name or far more languages give it to one (a slip of one table). Built once, ~0.3 s."""
     global _NAMES
     if _NAMES is not None:
         return _NAMES
@@ -110,9 +111,13 @@ def name_to_alpha2() -> dict[str, str]:
                 if ", " in name:  # "Korea, Republic of" -> "Republic of Korea"
                     head, _, tail = name.partition(", ")
                     english[f"{tail} {head}"] = country.alpha_2
-    found: dict[str, set[str]] = {}
+    from collections import Counter
+
+    standard: dict[str, set[str]] = {}
     for name, alpha2 in english.items():
-        found.setdefault(plain_name(name), set()).add(alpha2)
+        standard.setdefault(plain_name(name), set()).add(alpha2)
+    # name -> how many languages translate which country to it
+    translated: dict[str, Counter] = {}
     for language in sorted(os.listdir(pycountry.LOCALES_DIR)):
         try:
             translation = gettext.translation(
@@ -123,8 +128,17 @@ def name_to_alpha2() -> dict[str, str]:
         for name, alpha2 in english.items():
             local = translation.gettext(name)
             if local != name:
-                found.setdefault(plain_name(local), set()).add(alpha2)
-    names = {name: next(iter(codes)) for name, codes in found.items() if len(codes) == 1 and name}
+                translated.setdefault(plain_name(local), Counter())[alpha2] += 1
+    names = {}
+    for name, votes in translated.items():
+        (first, n_first), *rest = votes.most_common()
+        n_second = rest[0][1] if rest else 0
+        # a translation table's slip (Guarani writes Malaysia "Mexico"; es, gl, pt write
+        # Mexico "México") is outvoted; a name languages really share is left out
+        if name and (n_second == 0 or (n_first >= 3 and n_first >= 3 * n_second)):
+            names[name] = first
+    # the standard's own English names over any translation of another country to them
+    names.update({name: next(iter(c)) for name, c in standard.items() if len(c) == 1 and name})
     names.update(_ALIASES)
     _NAMES = names
     return names

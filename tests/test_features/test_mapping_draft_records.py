@@ -135,3 +135,47 @@ def test_an_export_without_an_inspected_column_keeps_its_other_columns() -> None
     assert "inspected" not in draft.mapped
     assert "Check.Ref" in draft.extras or any("Check.Ref" in x for x in draft.ignored)
     assert not any("filled only on" in x for x in draft.ignored)
+
+
+def _us_export(n: int = 300) -> pd.DataFrame:
+    rng = np.random.default_rng(1)
+    return pd.DataFrame(
+        {
+            "Shipment ID": [f"US{i:07d}" for i in range(n)],
+            "Entry Date": pd.date_range("2026-05-01", periods=n, freq="37min").strftime(
+                "%m/%d/%Y %I:%M %p"
+            ),
+            "Port of Entry": rng.choice(["JFK", "LAX", "ORD"], n),
+            "Country of Origin": rng.choice(["China", "Hong Kong", "Viet Nam", "Mexico"], n),
+            "HTS Number": rng.choice(["6109.10.0012", "8517.62.0090", "9503.00.0073"], n),
+            "Value (USD cents)": rng.integers(100, 50_000, n).astype(str),
+            "Weight (lbs)": (rng.random(n) * 5 + 0.1).round(2).astype(str),
+        }
+    )
+
+
+def test_units_cents_and_the_currency_a_name_gives_are_read_from_it() -> None:
+    from features.intake.mapping import apply_mapping, parse_mapping_text
+
+    export = _us_export()
+    draft = draft_mapping(export)
+    columns = yaml.safe_load(draft.text)["columns"]
+    assert columns["gross_weight_kg"] == {"column": "Weight (lbs)", "scale": 0.45359237}
+    assert columns["declared_value"] == {"column": "Value (USD cents)", "scale": 0.01}
+    assert columns["currency"] == {"value": "USD"}
+    # "Mexico" is Mexico, though one translation table writes Malaysia so
+    assert columns["origin_country"] == {"column": "Country of Origin", "country_codes": "name"}
+    assert "currency" in draft.checks and "gross_weight_kg" in draft.checks
+    text = draft.text.replace("# channel: TODO", "channel: {value: postal}  #")
+    mapped, _ = apply_mapping(export, parse_mapping_text(text))
+    pounds = export["Weight (lbs)"].astype(float)
+    assert np.allclose(mapped["gross_weight_kg"], pounds * 0.45359237)
+    assert np.allclose(mapped["declared_value"], export["Value (USD cents)"].astype(float) / 100)
+    assert set(mapped["origin_country"]) == {"CN", "HK", "VN", "MX"}
+
+
+def test_a_name_naming_no_single_currency_gives_none() -> None:
+    for name in ("Value ($)", "Value all items", "Value (USD/EUR)", "Amount"):
+        export = _us_export().rename(columns={"Value (USD cents)": name})
+        draft = draft_mapping(export)
+        assert "currency" in draft.missing, name

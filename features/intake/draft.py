@@ -198,7 +198,9 @@ _MORE_SYNONYMS = {
 # A marketplace's or a hub's own English (order exports, JSON dumps of a platform's API).
 _MARKETPLACE_SYNONYMS = {
     "arrival_office": ("hub", "gateway", "office of entry", "entry office",
-                       "customs office of entry"),
+                       "customs office of entry", "location", "airport", "port of entry"),
+    "seller_country": ("sender country", "country of sender", "sending country",
+                       "seller country code", "shipper country code"),
     "description": ("title", "product name", "item name", "goods name", "product title",
                     "item title", "article name"),
     "inspected": ("check", "check done", "checked flag", "inspected flag", "examined flag"),
@@ -208,7 +210,8 @@ _MARKETPLACE_SYNONYMS = {
                          "postleitzahl", "cep", "code postal", "codigo postal", "cap",
                          "kod pocztowy", "posta kodu"),
     "inspected_at": ("check at", "check time", "check date", "checked at ms", "check at ms",
-                     "inspected at ms", "inspection at"),
+                     "inspected at ms", "inspection at", "date examined", "examined on",
+                     "examined at", "date inspected", "inspected date", "date checked"),
 }  # fmt: skip
 for _more in (_MORE_SYNONYMS, _MARKETPLACE_SYNONYMS):
     for _field, _names in _more.items():
@@ -235,7 +238,8 @@ _NO = frozenset(FALSE_WORDS | {"non", "nao", "nein", "neg", "negative", "negatif
                                "nothing found", "regular", "regulier", "regolare", "conforme",
                                "compliant", "in order", "no discrepancy",
                                "sans suite", "nie", "bez uwag", "prawidlowo", "hayir",
-                               "yok", "uygun", "temiz"})  # fmt: skip
+                               "yok", "uygun", "temiz", "no action", "no further action",
+                               "nfa", "released", "cleared", "no issues", "passed"})  # fmt: skip
 
 # UN/ECE Recommendation 19 mode-of-transport codes (ASYCUDA and most customs systems), for a
 # channel column of single digits; 7 (fixed installations), 8 (inland waterway) and 9 (own
@@ -464,11 +468,21 @@ def profile(raw: pd.DataFrame, sample_rows: int = SAMPLE_ROWS) -> list[Column]:
     return out
 
 
+# Fields naming a party by its identifier
+_PARTY_IDS = ("operator_id", "platform_id", "seller_id", "consignee_id")
+# Words of a name saying it is where a party is, not who: never the party's identifier
+# (``Recipient Postcode`` is a region of many consignees, ``Seller City`` a place).
+_PLACE_WORDS = frozenset({"postcode", "zip", "plz", "cep", "city", "town", "region", "province",
+                          "state", "country", "address", "street", "postal"})  # fmt: skip
+
+
 def _name_score(column: Column, name: str) -> float:
     """How well a column's name says ``name``: 1 when the whole name is a synonym, 0.8 when a
     synonym of several words is in it, 0.6 when a one-word synonym is one of its words
     (``seller`` in ``seller country``), 0 otherwise."""
     words = column.words
+    if name in _PARTY_IDS and set(words.split()) & _PLACE_WORDS:
+        return 0.0
     best = 0.0
     for synonym in SYNONYMS.get(name, ()):
         if words == synonym:

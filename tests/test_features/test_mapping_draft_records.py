@@ -179,3 +179,33 @@ def test_a_name_naming_no_single_currency_gives_none() -> None:
         export = _us_export().rename(columns={"Value (USD cents)": name})
         draft = draft_mapping(export)
         assert "currency" in draft.missing, name
+
+
+def test_a_uk_style_export_maps_its_results_its_sender_and_no_postcode_as_an_id() -> None:
+    rng = np.random.default_rng(2)
+    n = 400
+    when = pd.date_range("2026-03-01", periods=n, freq="53min")
+    examined = rng.random(n) < 0.1
+    export = pd.DataFrame(
+        {
+            "Consignment Ref": [f"GB{i:09d}" for i in range(n)],
+            "Date Received": when.strftime("%d/%m/%Y %H:%M"),
+            "Location": rng.choice(["LHR", "EMA", "STN"], n),
+            "Sender Name": [f"Shop {v}" for v in rng.integers(0, 40, n)],
+            "Sender Country": rng.choice(["CN", "US", "IN"], n),
+            "Recipient Postcode": [f"SW{v} 1AA" for v in rng.integers(1, 20, n)],
+            "Commodity": rng.choice(["610910", "851762", "950300"], n),
+            "Value": (rng.random(n) * 300).round(2).astype(str),
+            "Examined": np.where(examined, "Y", "N"),
+            "Outcome": np.where(examined, rng.choice(["Seized", "No action"], n), ""),
+            "Date Examined": np.where(examined, when.strftime("%d/%m/%Y"), ""),
+        }
+    )
+    draft = draft_mapping(export)
+    assert draft.mapped["arrival_office"] == "Location"
+    assert draft.mapped["seller_country"] == "Sender Country"
+    assert draft.mapped["consignee_region"] == "Recipient Postcode"
+    assert "consignee_id" not in draft.mapped  # a postcode is many consignees' place
+    assert draft.mapped["illicit"] == "Outcome" and draft.mapped["inspected_at"] == "Date Examined"
+    spec = yaml.safe_load(draft.text)["columns"]["illicit"]
+    assert spec == {"column": "Outcome", "true_values": ["Seized"], "false_values": ["No action"]}

@@ -213,6 +213,35 @@ _MARKETPLACE_SYNONYMS = {
                      "inspected at ms", "inspection at", "date examined", "examined on",
                      "examined at", "date inspected", "inspected date", "date checked"),
 }  # fmt: skip
+# Chinese (a cross-border e-commerce 清单 export), Japanese and Korean names, written as they
+# are: ``_plain`` keeps a run of these scripts as one word (it is applied to them below, as it
+# drops the voicing marks of kana).
+_CJK_SYNONYMS = {
+    "declaration_id": ("清单编号", "申报单号", "报关单号", "运单号", "订单编号", "申报编号",
+                       "申告番号", "신고번호"),
+    "declared_at": ("申报时间", "申报日期", "申报日", "申告日", "申告日時", "신고일자", "신고일"),
+    "arrival_office": ("申报海关", "海关代码", "关区代码", "进境口岸", "主管海关", "税関",
+                       "세관부호", "세관"),
+    "channel": ("运输方式", "輸送手段", "운송수단"),
+    "operator_id": ("物流企业", "物流企业代码", "承运人", "운송사"),
+    "platform_id": ("电商平台", "电商平台代码", "平台"),
+    "seller_id": ("电商企业", "电商企业代码", "卖家", "发货人", "仕出人", "해외공급자부호",
+                  "공급자"),
+    "seller_country": ("起运国", "启运国", "发货国", "仕出国", "공급자국가"),
+    "consignee_id": ("订购人", "收件人", "收货人", "订购人证件号码", "輸入者", "수입자부호",
+                     "수입자"),
+    "origin_country": ("原产国", "原产地", "原産地", "원산지"),
+    "hs_code": ("商品编码", "hs编码", "税则号列", "品目番号", "세번부호", "세번"),
+    "description": ("商品名称", "品名", "货物名称", "품명"),
+    "quantity": ("数量", "申报数量", "수량"),
+    "gross_weight_kg": ("毛重", "重量", "毛重 千克", "総重量", "중량", "총중량"),
+    "declared_value": ("总价", "申报总价", "申报价格", "价格", "货值", "申告価格", "価格",
+                       "과세가격", "신고가격"),
+    "currency": ("币制", "币种", "通貨", "통화"),
+    "inspected": ("查验", "是否查验", "검사여부"),
+    "inspected_at": ("查验时间", "查验日期", "검사일자"),
+    "illicit": ("查验结果", "处理结果", "적발여부", "검사결과"),
+}  # fmt: skip
 for _more in (_MORE_SYNONYMS, _MARKETPLACE_SYNONYMS):
     for _field, _names in _more.items():
         SYNONYMS[_field] += tuple(n for n in _names if n not in SYNONYMS[_field])
@@ -232,14 +261,16 @@ _YES = frozenset(TRUE_WORDS | {"o", "oui", "s", "si", "sim", "j", "ja", "x", "po
                                "violation", "discrepancy", "saisi", "incautado", "apreendido",
                                "retido", "retenido", "retenu", "beschlagnahmt",
                                "sequestrato", "tak", "nieprawidlowosc", "naruszenie", "evet",
-                               "var", "usulsuzluk", "kacak"})  # fmt: skip
+                               "var", "usulsuzluk", "kacak", "是", "有", "예", "はい",
+                               "查获", "적발"})  # fmt: skip
 _NO = frozenset(FALSE_WORDS | {"non", "nao", "nein", "neg", "negative", "negatif", "negativo",
                                "clean", "ok", "-", "nil", "none", "not found",
                                "nothing found", "regular", "regulier", "regolare", "conforme",
                                "compliant", "in order", "no discrepancy",
                                "sans suite", "nie", "bez uwag", "prawidlowo", "hayir",
                                "yok", "uygun", "temiz", "no action", "no further action",
-                               "nfa", "released", "cleared", "no issues", "passed"})  # fmt: skip
+                               "nfa", "released", "cleared", "no issues", "passed", "否",
+                               "无", "아니오", "いいえ", "正常", "放行"})  # fmt: skip
 
 # UN/ECE Recommendation 19 mode-of-transport codes (ASYCUDA and most customs systems), for a
 # channel column of single digits; 7 (fixed installations), 8 (inland waterway) and 9 (own
@@ -250,6 +281,8 @@ _UN_TRANSPORT_MODES = {"1": "sea", "2": "rail", "3": "road", "4": "air", "5": "p
 _CODE_WORDS: dict[str, dict[str, str]] = {
     "channel": {
         "post": "postal", "poste": "postal", "postal": "postal", "mail": "postal",
+        "邮递": "postal", "邮件": "postal", "邮政": "postal", "快件": "express", "快递": "express",
+        "郵便": "postal", "우편": "postal", "특송": "express",
         "correos": "postal", "correio": "postal", "correios": "postal", "courrier": "postal",
         "letter": "postal", "posta": "postal", "postale": "postal", "la poste": "postal",
         "express": "express", "exp": "express", "ems": "express", "expres": "express",
@@ -412,6 +445,9 @@ def _plain(text: str) -> str:
     return " ".join(re.findall(r"[0-9a-z]+|[^\W\d_]+", spaced.lower()))
 
 
+for _field, _names in _CJK_SYNONYMS.items():
+    SYNONYMS[_field] += tuple(_plain(n) for n in _names if _plain(n) not in SYNONYMS[_field])
+
 # A path segment of a nested JSON or XML field that names the goods-item container, not the
 # field (GoodsItems.HS, Articles.Qty, Lignes.Valeur): "items" alone is a quantity's synonym.
 _ITEM_CONTAINER = re.compile(
@@ -538,7 +574,13 @@ def _is_currency(column: Column) -> bool:
     if not column.values or column.distinct > 60:
         return False
     read = sum(_currency_code(v) is not None for v in column.values) / len(column.values)
-    return read >= FITS or (read >= 0.5 and _name_score(column, "currency") >= 0.8)
+    # a column whose whole name says currency, of a few codes none can read (a national
+    # table: China's customs writes 142 for CNY, 502 for USD), is the currency all the same,
+    # its codes listed for the person to map
+    named = _name_score(column, "currency")
+    return (
+        read >= FITS or (read >= 0.5 and named >= 0.8) or (named == 1.0 and column.distinct <= 20)
+    )
 
 
 def _currency_spec(source: str, signs: list[str], part: bool) -> tuple[dict[str, Any], list[str]]:

@@ -209,3 +209,53 @@ def test_a_uk_style_export_maps_its_results_its_sender_and_no_postcode_as_an_id(
     assert draft.mapped["illicit"] == "Outcome" and draft.mapped["inspected_at"] == "Date Examined"
     spec = yaml.safe_load(draft.text)["columns"]["illicit"]
     assert spec == {"column": "Outcome", "true_values": ["Seized"], "false_values": ["No action"]}
+
+
+def test_a_chinese_cross_border_list_export_is_drafted_from_its_names() -> None:
+    rng = np.random.default_rng(3)
+    n = 300
+    export = pd.DataFrame(
+        {
+            "清单编号": [f"CN{i:012d}" for i in range(n)],
+            "申报时间": pd.date_range("2026-03-01", periods=n, freq="53min").strftime(
+                "%Y-%m-%d %H:%M:%S"
+            ),
+            "海关代码": rng.choice(["5141", "2244"], n),
+            "运输方式": rng.choice(["邮递", "快件"], n),
+            "电商平台": rng.choice(["天猫", "京东"], n),
+            "电商企业": [f"E{v}" for v in rng.integers(0, 40, n)],
+            "起运国": rng.choice(["美国", "日本", "德国"], n),
+            "原产国": rng.choice(["美国", "日本", "德国"], n),
+            "订购人": [f"P{v}" for v in rng.integers(0, 200, n)],
+            "商品编码": rng.choice(["3304990000", "6109100000"], n),
+            "商品名称": rng.choice(["口红", "T恤"], n),
+            "毛重": (rng.random(n) * 3 + 0.1).round(3).astype(str),
+            "总价": (rng.random(n) * 3000).round(2).astype(str),
+            "币制": rng.choice(["142", "502"], n),
+            "查验": rng.choice(["是", "否"], n, p=[0.1, 0.9]),
+        }
+    )
+    draft = draft_mapping(export)
+    assert draft.mapped == {
+        **draft.mapped,
+        "declaration_id": "清单编号",
+        "declared_at": "申报时间",
+        "arrival_office": "海关代码",
+        "channel": "运输方式",
+        "platform_id": "电商平台",
+        "seller_id": "电商企业",
+        "seller_country": "起运国",
+        "origin_country": "原产国",
+        "consignee_id": "订购人",
+        "hs_code": "商品编码",
+        "description": "商品名称",
+        "gross_weight_kg": "毛重",
+        "declared_value": "总价",
+        "currency": "币制",
+        "inspected": "查验",
+    }
+    columns = yaml.safe_load(draft.text)["columns"]
+    assert columns["channel"]["values"] == {"快件": "express", "邮递": "postal"}
+    assert columns["inspected"] == {"column": "查验", "true_values": ["是"], "false_values": ["否"]}
+    # China's customs currency codes are no ISO ones: listed for the person, never guessed
+    assert "142, 502" in " ".join(draft.checks["currency"])

@@ -359,6 +359,9 @@ _DATE_FORMATS = (
     # English month names (a spreadsheet's 01-Mar-2026, a report's 1 March 2026, Mar 1, 2026)
     "%d-%b-%Y %H:%M:%S", "%d-%b-%Y %H:%M", "%d-%b-%Y", "%d-%b-%y", "%d %b %Y %H:%M", "%d %b %Y",
     "%d %B %Y %H:%M", "%d %B %Y", "%b %d, %Y %I:%M %p", "%b %d, %Y", "%B %d, %Y",
+    # Chinese and Japanese (2026年3月1日), Korean (2026. 3. 1.)
+    "%Y年%m月%d日 %H:%M:%S", "%Y年%m月%d日 %H:%M", "%Y年%m月%d日", "%Y. %m. %d. %H:%M",
+    "%Y. %m. %d.",
 )  # fmt: skip
 # Currency signs written beside amounts, to ISO 4217 (the contract's common mistakes, and signs
 # of one currency only: "$", "¥" and "kr" name several, so a person says which).
@@ -645,7 +648,7 @@ def _date_formats(column: Column) -> tuple[list[str] | None, list[str]] | None:
         return None, []
     if column.typed == "number" or not column.values:
         return None
-    shaped = r"[0-9][0-9./: TZ+-]{5,}(?: ?[AaPp]\.?[Mm]\.?)?"
+    shaped = r"[0-9][0-9./: TZ+年月日-]{5,}(?: ?[AaPp]\.?[Mm]\.?)?"
     named_month = (
         r"(?i)(?:\d{1,2}[- /])?(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?"
         r"[- /,]+\d{1,4}[0-9 ,/:-]*(?: ?[ap]m)?"

@@ -8,8 +8,11 @@ flag and its epoch-ms time as model inputs, and the consignee's particulars as p
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
+import pytest
 import yaml
 
 from features.intake.draft import draft_mapping
@@ -259,3 +262,21 @@ def test_a_chinese_cross_border_list_export_is_drafted_from_its_names() -> None:
     assert columns["inspected"] == {"column": "查验", "true_values": ["是"], "false_values": ["否"]}
     # China's customs currency codes are no ISO ones: listed for the person, never guessed
     assert "142, 502" in " ".join(draft.checks["currency"])
+
+
+@pytest.mark.parametrize("written", ["%Y年%m月%d日 %H:%M", "%Y年%m月%d日", "%Y. %m. %d."])
+def test_chinese_japanese_and_korean_dates_are_drafted_with_their_format(written) -> None:
+    from features.intake.mapping import apply_mapping, parse_mapping_text
+
+    when = pd.date_range("2026-03-01", periods=60, freq="7h")
+    raw = pd.DataFrame({"申告番号": [f"J{i}" for i in range(60)], "申告日": when.strftime(written)})
+    spec = yaml.safe_load(draft_mapping(raw).text)["columns"]["declared_at"]
+    assert spec["format"] == written
+    constants = {"arrival_office": "JP01", "channel": "postal", "origin_country": "CN"}
+    constants |= {"hs_code": "610910", "gross_weight_kg": 1, "declared_value": 9}
+    constants |= {"currency": "JPY"}
+    text = f"columns:\n  declaration_id: 申告番号\n  declared_at: {json.dumps(spec)}\n"
+    text += "".join(f"  {k}: {{value: {json.dumps(v)}}}\n" for k, v in constants.items())
+    read = apply_mapping(raw, parse_mapping_text(text), None)[0]["declared_at"]
+    expected = pd.to_datetime(when.strftime(written), format=written).tz_localize("UTC")
+    assert (read.to_numpy() == expected.to_numpy()).all()

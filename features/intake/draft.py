@@ -199,7 +199,9 @@ _MORE_SYNONYMS = {
 _MARKETPLACE_SYNONYMS = {
     "arrival_office": ("hub", "gateway", "office of entry", "entry office",
                        "customs office of entry", "location", "airport", "port of entry"),
-    "seller_country": ("sender country", "country of sender", "sending country",
+    "operator_id": ("operateur", "operateur postal", "operateur express"),
+    "seller_country": ("pays expediteur", "pays d expedition", "sender country",
+                       "country of sender", "sending country",
                        "seller country code", "shipper country code"),
     "description": ("title", "product name", "item name", "goods name", "product title",
                     "item title", "article name"),
@@ -309,6 +311,10 @@ _CODE_WORDS: dict[str, dict[str, str]] = {
         "classement": "misclassification", "classification": "misclassification",
         "clasificacion": "misclassification", "prohibited": "prohibited",
         "prohibe": "prohibited", "prohibido": "prohibited", "restricted": "prohibited",
+        "prohibition": "prohibited", "minoration": "undervaluation",
+        "minoration de valeur": "undervaluation", "erreur d espece": "misclassification",
+        "espece tarifaire": "misclassification", "erreur de classement": "misclassification",
+        "fausse origine": "origin_misdeclared", "fractionnement d envoi": "split_shipment",
         "split shipment": "split_shipment", "fractionnement": "split_shipment",
         "fraccionamiento": "split_shipment", "split": "split_shipment",
         "counterfeit": "counterfeit", "contrefacon": "counterfeit",
@@ -378,7 +384,8 @@ _NUMBER_STYLES: dict[tuple[str, str | None], str] = {
     (",", None): r"-?\d+(?:,\d+)?",
     (".", ","): r"-?\d{1,3}(?:,\d{3})*(?:\.\d+)?",
     (",", "."): r"-?\d{1,3}(?:\.\d{3})*(?:,\d+)?",
-    (",", " "): r"-?\d{1,3}(?: \d{3})*(?:,\d+)?",
+    # a space between thousands, plain or unbreakable (U+00A0, U+202F: French typography)
+    (",", " "): r"-?\d{1,3}(?:[ \u00a0\u202f]\d{3})*(?:,\d+)?",
 }
 _UNIT = r"\s*([A-Za-z]{1,6})"
 
@@ -863,7 +870,12 @@ def _fits(
     if name in ("quantity", "gross_weight_kg", "declared_value", "revenue_recovered"):
         return 0.5 if number is not None and named else 0.0
     if kind == "category" or name == "selection_reason":
-        return 0.3 if named and column.distinct <= 50 else 0.0
+        if not named or column.distinct > 50:
+            return 0.0
+        # names shared by two code fields (Type infraction: a type, an offence) are told
+        # apart by which one's words read the codes
+        table, unread, _ = _codes(column, name)
+        return 0.3 + 0.3 * len(table) / max(1, len(table) + len(unread))
     if name == "declaration_id":
         if named >= 0.6 and column.filled >= FITS and not dates:
             return 1.0 if column.unique >= 0.99 else 0.2

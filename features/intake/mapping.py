@@ -915,6 +915,10 @@ def _convert(
             number = source.astype("float64")
         else:
             cleaned = text.astype("str").where(text.notna())
+            if spec.thousands == " ":
+                # typography writes the space between thousands unbreakable (U+00A0, and the
+                # narrow U+202F French software uses): the same separator
+                cleaned = cleaned.str.replace("[\u00a0\u202f]", " ", regex=True)
             if spec.thousands:
                 misgrouped = _misgrouped(cleaned, spec.thousands, spec.decimal or ".")
                 if misgrouped.any():

@@ -280,3 +280,40 @@ def test_chinese_japanese_and_korean_dates_are_drafted_with_their_format(written
     read = apply_mapping(raw, parse_mapping_text(text), None)[0]["declared_at"]
     expected = pd.to_datetime(when.strftime(written), format=written).tz_localize("UTC")
     assert (read.to_numpy() == expected.to_numpy()).all()
+
+
+def test_french_figures_grouped_by_unbreakable_spaces_are_drafted_and_read() -> None:
+    from features.intake.mapping import apply_mapping, parse_mapping_text
+
+    grams = ["518", "1\u00a0100", "1 425", "2\u202f144", "776", "463"] * 10
+    raw = pd.DataFrame(
+        {
+            "N° déclaration": [f"D{i}" for i in range(60)],
+            "Opérateur": ["OP-A", "OP-B"] * 30,
+            "Pays expéditeur": ["CN", "IN", "TR"] * 20,
+            "Poids (g)": grams,
+            "Type infraction": ["Minoration de valeur", "Erreur d'espèce", "Prohibition"] * 20,
+        }
+    )
+    draft = draft_mapping(raw)
+    columns = yaml.safe_load(draft.text)["columns"]
+    assert draft.mapped["operator_id"] == "Opérateur"
+    assert draft.mapped["seller_country"] == "Pays expéditeur"
+    weight = columns["gross_weight_kg"]
+    assert weight == {"column": "Poids (g)", "decimal": ",", "thousands": " ", "scale": 0.001}
+    assert columns["offence_type"]["values"] == {
+        "Erreur d'espèce": "misclassification",
+        "Minoration de valeur": "undervaluation",
+        "Prohibition": "prohibited",
+    }
+    text = "columns:\n  declaration_id: N° déclaration\n"
+    text += f"  gross_weight_kg: {json.dumps(weight)}\n"
+    text += "".join(
+        f"  {k}: {{value: {json.dumps(v)}}}\n"
+        for k, v in {
+            "declared_at": "2026-03-01T00:00:00Z", "arrival_office": "FR1", "channel": "postal",
+            "origin_country": "CN", "hs_code": "610910", "declared_value": 9, "currency": "EUR",
+        }.items()
+    )  # fmt: skip
+    read = apply_mapping(raw, parse_mapping_text(text), None)[0]["gross_weight_kg"]
+    assert read.tolist()[:6] == pytest.approx([0.518, 1.1, 1.425, 2.144, 0.776, 0.463])

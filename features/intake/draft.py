@@ -195,6 +195,21 @@ _MORE_SYNONYMS = {
     "declared_value": ("wartosc", "fatura tutari", "kiymet", "tutar", "deger"),
     "currency": ("waluta", "doviz", "para birimi"),
 }  # fmt: skip
+# German names beyond the first set (a Zoll export of e-commerce consignments).
+_GERMAN_SYNONYMS = {
+    "channel": ("versandart", "versandweg", "beforderungsart", "sendungsart"),
+    "operator_id": ("beforderer", "zusteller", "paketdienst", "postdienstleister",
+                    "kurierdienst"),
+    "platform_id": ("marktplatz", "handelsplattform", "onlinemarktplatz"),
+    "seller_country": ("versenderland", "land des versenders", "absenderland"),
+    "consignee_id": ("empfanger id", "empfangernummer"),
+    "inspected_at": ("kontrolle am", "kontrolliert am", "beschau am", "beschaudatum",
+                     "prufdatum", "gepruft am"),
+    "revenue_recovered": ("nachforderung", "nacherhebung", "nachforderung eur",
+                          "festgesetzte abgaben"),
+    "offence_type": ("verstoss", "verstossart", "art des verstosses"),
+}  # fmt: skip
+
 # A marketplace's or a hub's own English (order exports, JSON dumps of a platform's API).
 _MARKETPLACE_SYNONYMS = {
     "arrival_office": ("hub", "gateway", "office of entry", "entry office",
@@ -244,7 +259,7 @@ _CJK_SYNONYMS = {
     "inspected_at": ("查验时间", "查验日期", "검사일자"),
     "illicit": ("查验结果", "处理结果", "적발여부", "검사결과"),
 }  # fmt: skip
-for _more in (_MORE_SYNONYMS, _MARKETPLACE_SYNONYMS):
+for _more in (_MORE_SYNONYMS, _GERMAN_SYNONYMS, _MARKETPLACE_SYNONYMS):
     for _field, _names in _more.items():
         SYNONYMS[_field] += tuple(n for n in _names if n not in SYNONYMS[_field])
 
@@ -264,7 +279,8 @@ _YES = frozenset(TRUE_WORDS | {"o", "oui", "s", "si", "sim", "j", "ja", "x", "po
                                "retido", "retenido", "retenu", "beschlagnahmt",
                                "sequestrato", "tak", "nieprawidlowosc", "naruszenie", "evet",
                                "var", "usulsuzluk", "kacak", "是", "有", "예", "はい",
-                               "查获", "적발"})  # fmt: skip
+                               "查获", "적발", "mit befund", "beanstandet",
+                               "verstoss festgestellt"})  # fmt: skip
 _NO = frozenset(FALSE_WORDS | {"non", "nao", "nein", "neg", "negative", "negatif", "negativo",
                                "clean", "ok", "-", "nil", "none", "not found",
                                "nothing found", "regular", "regulier", "regolare", "conforme",
@@ -272,7 +288,8 @@ _NO = frozenset(FALSE_WORDS | {"non", "nao", "nein", "neg", "negative", "negatif
                                "sans suite", "nie", "bez uwag", "prawidlowo", "hayir",
                                "yok", "uygun", "temiz", "no action", "no further action",
                                "nfa", "released", "cleared", "no issues", "passed", "否",
-                               "无", "아니오", "いいえ", "正常", "放行"})  # fmt: skip
+                               "无", "아니오", "いいえ", "正常", "放行", "ohne befund",
+                               "nicht beanstandet", "ohne beanstandung", "kein befund"})  # fmt: skip
 
 # UN/ECE Recommendation 19 mode-of-transport codes (ASYCUDA and most customs systems), for a
 # channel column of single digits; 7 (fixed installations), 8 (inland waterway) and 9 (own
@@ -290,6 +307,7 @@ _CODE_WORDS: dict[str, dict[str, str]] = {
         "express": "express", "exp": "express", "ems": "express", "expres": "express",
         "expresso": "express", "expreso": "express", "espresso": "express",
         "courier": "courier", "coursier": "courier", "mensajeria": "courier",
+        "kurier": "courier", "paket": "postal", "brief": "postal",
         "sea": "sea", "maritime": "sea", "mar": "sea", "maritimo": "sea", "ship": "sea",
         "air": "air", "aerien": "air", "aereo": "air", "luft": "air", "rail": "rail",
         "ferroviaire": "rail", "train": "rail", "road": "road", "route": "road",
@@ -312,6 +330,11 @@ _CODE_WORDS: dict[str, dict[str, str]] = {
         "clasificacion": "misclassification", "prohibited": "prohibited",
         "prohibe": "prohibited", "prohibido": "prohibited", "restricted": "prohibited",
         "prohibition": "prohibited", "minoration": "undervaluation",
+        "falsche tarifierung": "misclassification", "tarifierung": "misclassification",
+        "produktpiraterie": "counterfeit", "falschung": "counterfeit",
+        "unterbewertung": "undervaluation", "verbot": "prohibited", "verbote": "prohibited",
+        "falscher ursprung": "origin_misdeclared", "ursprung": "origin_misdeclared",
+        "sendungssplitting": "split_shipment", "aufteilung": "split_shipment",
         "minoration de valeur": "undervaluation", "erreur d espece": "misclassification",
         "espece tarifaire": "misclassification", "erreur de classement": "misclassification",
         "fausse origine": "origin_misdeclared", "fractionnement d envoi": "split_shipment",
@@ -974,7 +997,10 @@ def _propose(name: str, column: Column, timezone: str) -> Proposal:
         ):
             spec["scale"] = 0.01
             checks.append("amounts in cents read from the name: scale 0.01")
-        if name == "revenue_recovered":
+        if name == "revenue_recovered" and (code := _currency_named(column)) is not None:
+            spec["currency"] = code
+            checks.append(f"in {code}, read from the name")
+        elif name == "revenue_recovered":
             checks.append("in which currency? add currency: EUR (or its ISO code, or row)")
     elif kind == "category" or name == "selection_reason":
         table, unread, code_checks = _codes(column, name)

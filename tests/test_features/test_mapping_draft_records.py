@@ -317,3 +317,47 @@ def test_french_figures_grouped_by_unbreakable_spaces_are_drafted_and_read() -> 
     )  # fmt: skip
     read = apply_mapping(raw, parse_mapping_text(text), None)[0]["gross_weight_kg"]
     assert read.tolist()[:6] == pytest.approx([0.518, 1.1, 1.425, 2.144, 0.776, 0.463])
+
+
+def test_a_german_census_export_is_drafted_whole_from_its_names_and_words() -> None:
+    rng = np.random.default_rng(4)
+    n = 300
+    export = pd.DataFrame(
+        {
+            "Registriernummer": [f"D{i:09d}" for i in range(n)],
+            "Anmeldedatum": pd.date_range("2026-08-01", periods=n, freq="47min").strftime(
+                "%d.%m.%Y %H:%M"
+            ),
+            "Versandart": rng.choice(["post", "EXPRESS", "Kurier"], n),
+            "Beförderer": rng.choice(["OP-A", "OP-B"], n),
+            "Marktplatz": rng.choice(["PLT1", "PLT2"], n),
+            "Versenderland": rng.choice(["Hongkong", "Korea, Republik", "China"], n),
+            "Kontrolle am": pd.date_range("2026-08-02", periods=n, freq="47min").strftime(
+                "%d.%m.%Y %H:%M"
+            ),
+            "Befund": rng.choice(["mit Befund", "ohne Befund"], n, p=[0.2, 0.8]),
+            "Verstoß": rng.choice(["Unterbewertung", "Produktpiraterie", "Verbot"], n),
+            "Nachforderung (EUR)": (rng.random(n) * 90).round(2).astype(str),
+        }
+    )
+    export["Verstoß"] = export["Verstoß"].where(export["Befund"] == "mit Befund", "")
+    draft = draft_mapping(export)
+    assert {
+        "channel": "Versandart",
+        "operator_id": "Beförderer",
+        "platform_id": "Marktplatz",
+        "seller_country": "Versenderland",
+        "inspected_at": "Kontrolle am",
+        "illicit": "Befund",
+        "offence_type": "Verstoß",
+        "revenue_recovered": "Nachforderung (EUR)",
+    }.items() <= draft.mapped.items()
+    columns = yaml.safe_load(draft.text)["columns"]
+    assert set(columns["channel"]["values"].values()) == {"postal", "express", "courier"}
+    assert columns["illicit"]["true_values"] == ["mit Befund"]
+    assert columns["revenue_recovered"]["currency"] == "EUR"
+    assert columns["offence_type"]["values"] == {
+        "Produktpiraterie": "counterfeit",
+        "Unterbewertung": "undervaluation",
+        "Verbot": "prohibited",
+    }

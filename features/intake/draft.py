@@ -195,6 +195,15 @@ _MORE_SYNONYMS = {
     "declared_value": ("wartosc", "fatura tutari", "kiymet", "tutar", "deger"),
     "currency": ("waluta", "doviz", "para birimi"),
 }  # fmt: skip
+# Brazilian names (a Receita Federal export of remessas).
+_BRAZILIAN_SYNONYMS = {
+    "inspected_at": ("data da verificacao", "data verificacao", "data da inspecao",
+                     "data da conferencia", "data conferencia"),
+    "ioss_prepaid": ("remessa conforme", "programa remessa conforme"),
+    "illicit": ("resultado verificacao", "resultado da verificacao", "resultado conferencia"),
+    "selection_reason": ("motivo da selecao", "motivo selecao"),
+}  # fmt: skip
+
 # German names beyond the first set (a Zoll export of e-commerce consignments).
 _GERMAN_SYNONYMS = {
     "channel": ("versandart", "versandweg", "beforderungsart", "sendungsart"),
@@ -259,7 +268,7 @@ _CJK_SYNONYMS = {
     "inspected_at": ("查验时间", "查验日期", "검사일자"),
     "illicit": ("查验结果", "处理结果", "적발여부", "검사결과"),
 }  # fmt: skip
-for _more in (_MORE_SYNONYMS, _GERMAN_SYNONYMS, _MARKETPLACE_SYNONYMS):
+for _more in (_MORE_SYNONYMS, _GERMAN_SYNONYMS, _BRAZILIAN_SYNONYMS, _MARKETPLACE_SYNONYMS):
     for _field, _names in _more.items():
         SYNONYMS[_field] += tuple(n for n in _names if n not in SYNONYMS[_field])
 
@@ -308,6 +317,8 @@ _CODE_WORDS: dict[str, dict[str, str]] = {
         "expresso": "express", "expreso": "express", "espresso": "express",
         "courier": "courier", "coursier": "courier", "mensajeria": "courier",
         "kurier": "courier", "paket": "postal", "brief": "postal",
+        "remessa expressa": "express", "encomenda expressa": "express",
+        "remessa postal": "postal",
         "sea": "sea", "maritime": "sea", "mar": "sea", "maritimo": "sea", "ship": "sea",
         "air": "air", "aerien": "air", "aereo": "air", "luft": "air", "rail": "rail",
         "ferroviaire": "rail", "train": "rail", "road": "road", "route": "road",
@@ -348,6 +359,7 @@ _CODE_WORDS: dict[str, dict[str, str]] = {
     },
     "selection_reason": {
         "random": "random", "alea": "random", "aleatoire": "random", "aleatorio": "random",
+        "aleatoria": "random", "selecao aleatoria": "random", "seleccion aleatoria": "random",
         "zufall": "random", "zufallig": "random", "casuale": "random",
     },
 }  # fmt: skip

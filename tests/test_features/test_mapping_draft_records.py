@@ -361,3 +361,29 @@ def test_a_german_census_export_is_drafted_whole_from_its_names_and_words() -> N
         "Unterbewertung": "undervaluation",
         "Verbot": "prohibited",
     }
+
+
+def test_a_brazilian_export_maps_remessa_conforme_its_check_date_and_random_selection() -> None:
+    rng = np.random.default_rng(5)
+    n = 300
+    checked = rng.random(n) < 0.2
+    export = pd.DataFrame(
+        {
+            "Número da Declaração": [f"BR{i:09d}" for i in range(n)],
+            "Modal": rng.choice(["Correios", "Remessa Expressa", "Courier"], n),
+            "Remessa Conforme": rng.choice(["Sim", "Não"], n),
+            "Data da Verificação": np.where(checked, "02/07/2026", ""),
+            "Resultado Verificação": np.where(checked, rng.choice(["Retida", "Liberada"], n), ""),
+            "Motivo da Seleção": np.where(checked, rng.choice(["Aleatória", "Perfil"], n), ""),
+        }
+    )
+    draft = draft_mapping(export)
+    columns = yaml.safe_load(draft.text)["columns"]
+    assert columns["channel"]["values"]["Remessa Expressa"] == "express"
+    assert columns["ioss_prepaid"] == {
+        "column": "Remessa Conforme",
+        "true_values": ["Sim"],
+        "false_values": ["Não"],
+    }
+    assert columns["inspected_at"]["column"] == "Data da Verificação"
+    assert columns["selection_reason"]["values"] == {"Aleatória": "random"}

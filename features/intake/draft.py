@@ -1208,6 +1208,12 @@ def _why_ignored(column: Column) -> str | None:
     return None
 
 
+# Share of rows whose id repeats from which an export is read as one row per goods item: an
+# export by item repeats the ids of every declaration of several goods (a fifth or more of
+# them); a declaration export repeats a few ids by mistake.
+ITEM_ROWS_SHARE = 0.02
+
+
 def _items_block(
     raw: pd.DataFrame, chosen: dict[str, Column], proposals: dict[str, Proposal]
 ) -> tuple[dict[str, str], str] | None:
@@ -1227,9 +1233,10 @@ def _items_block(
         return None
     ids = raw[ids_column.name].astype("string").str.strip()
     counts = ids.value_counts()
-    if (counts <= 1).all():
-        return None
     repeated = ids.isin(counts.index[counts > 1])
+    if repeated.mean() < ITEM_ROWS_SHARE:
+        # a few ids twice are duplicates, which the gate names, not an export by goods item
+        return None
     rules: dict[str, str] = {}
     for name in (*MUST_BE_STATED, "illicit", "inspected"):
         column = chosen.get(name)
@@ -1480,6 +1487,8 @@ def draft_mapping(
     checks = {n: p.checks for n, p in proposals.items() if p.checks}
     if reading.get("encoding_guessed"):
         checks["encoding"] = [f"not UTF-8: read as {reading['encoding']} (guessed)"]
+    if len(extras) > MANY_EXTRAS:
+        checks["extras"] = [f"{len(extras)} extras proposed: keep those that can carry risk"]
     return Draft(
         text=text,
         results=results,
@@ -1510,6 +1519,10 @@ def _flow(value: Any) -> str:
     if "\n" in text:
         text = yaml.safe_dump(value, sort_keys=False, default_style='"', **options).strip()
     return text
+
+
+# Extras above which the draft asks a person to keep only those that matter
+MANY_EXTRAS = 30
 
 
 def _render(
@@ -1558,6 +1571,11 @@ def _render(
         rules, why = items
         lines.append(f"items:  # CHECK: {why}")
         lines += [f"  {name}: {rule}" for name, rule in rules.items()]
+    if len(extras) > MANY_EXTRAS:
+        lines.append(
+            f"# CHECK: {len(extras)} extras below: each is a model input and a reason the "
+            "service may give; keep those your analysts know can carry risk"
+        )
     if extras:
         lines.append("extras:  # columns kept beyond the contract; kinds guessed from the values")
         for entry, kind in extras:

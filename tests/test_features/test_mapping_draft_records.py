@@ -387,3 +387,16 @@ def test_a_brazilian_export_maps_remessa_conforme_its_check_date_and_random_sele
     }
     assert columns["inspected_at"]["column"] == "Data da Verificação"
     assert columns["selection_reason"]["values"] == {"Aleatória": "random"}
+
+
+def test_a_duplicate_id_is_no_item_export_and_many_extras_are_flagged() -> None:
+    export = _us_export()
+    export.loc[7, "Shipment ID"] = export.loc[6, "Shipment ID"]  # one id twice: a fault
+    rng = np.random.default_rng(6)
+    for k in range(40):  # a wide export's filler codes
+        export[f"Filler Field {k:03d}"] = rng.choice(list("ABC"), len(export))
+    draft = draft_mapping(export)
+    assert "items" not in yaml.safe_load(draft.text)
+    assert len(draft.extras) == 40
+    assert "# CHECK: 40 extras below" in draft.text
+    assert draft.checks["extras"] == ["40 extras proposed: keep those that can carry risk"]

@@ -115,7 +115,15 @@ def fit_lane_thresholds(
     n = int(np.isfinite(effective).sum())
     if n == 0:
         raise ParcelriskError("no parcels to fit lane thresholds on")
-    red_cutoff, yellow_cutoff = cutoffs_at_shares(effective, [red_rate, red_rate + yellow_rate])
+    (red_cutoff,) = cutoffs_at_shares(effective, [red_rate])
+    # Parcels tied on the red cut-off all go red (a saturated calibrated risk, leaves the
+    # trees share): red then holds more than red_rate, and yellow takes the next yellow_rate
+    # of the traffic below them, not what is left of red + yellow. Else a tie block of more
+    # than red + yellow puts both cut-offs on it, and a parcel a hair below it is green.
+    red_share = float((effective >= red_cutoff).sum()) / n
+    (yellow_cutoff,) = cutoffs_at_shares(effective, [min(red_share + yellow_rate, 1.0)])
+    if yellow_rate == 0:
+        yellow_cutoff = red_cutoff
     return make_thresholds(
         objective,
         red_cutoff,
@@ -160,7 +168,15 @@ def fit_from_quantiles(
         raise ParcelriskError(f"stored lane-traffic quantiles unreadable: {exc}") from None
     if len(shares) == 0 or len(shares) != len(cutoffs) or not np.isfinite(cutoffs).all():
         raise ParcelriskError("stored lane-traffic quantiles are empty or incomplete")
-    red_cutoff, yellow_cutoff = np.interp([red_rate, red_rate + yellow_rate], shares, cutoffs)
+    red_cutoff = float(np.interp(red_rate, shares, cutoffs))
+    # yellow below the parcels tied on the red cut-off (``fit_lane_thresholds``): the share
+    # of the stored traffic at or above it, as far as the table tells
+    n = max(parcels, 1)
+    ranks = np.clip(np.round(n * shares), 1, n)
+    red_share = max(red_rate, float(ranks[cutoffs >= red_cutoff].max(initial=0)) / n)
+    yellow_cutoff = float(np.interp(min(red_share + yellow_rate, 1.0), shares, cutoffs))
+    if yellow_rate == 0:
+        yellow_cutoff = red_cutoff
     return make_thresholds(
         objective,
         red_cutoff,

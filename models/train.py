@@ -516,6 +516,35 @@ def aeo_rows(frame: pd.DataFrame) -> np.ndarray:
     return frame["aeo_operator"].to_numpy(np.float64, na_value=np.nan) == 1.0
 
 
+# Red fill on the lane traffic, as a multiple of the rate asked, above which train warns
+TIED_RED_FILL = 1.5
+
+
+def _warn_tied_red(effective: np.ndarray, red_rate: float, yellow_rate: float) -> None:
+    """Warn when parcels tied on the red cut-off fill red well past its rate: a risk the
+    calibration saturates (every labelled parcel of its top block was illicit), or leaves
+    the trees share. They all go red; yellow takes its share below them."""
+    from models.thresholds import fit_lane_thresholds, lane_shares
+
+    finite = effective[np.isfinite(effective)]
+    if len(finite) == 0:
+        return
+    thresholds = fit_lane_thresholds(finite, red_rate, yellow_rate, "risk")
+    shares = lane_shares(finite, thresholds)
+    if shares["red"] > TIED_RED_FILL * red_rate:
+        log.warning(
+            "the red cut-off sends %.2f%% of the lane traffic to red, not the %.2f%% asked: "
+            "%d parcels share its priority %.10g (a saturated calibrated risk, or leaves the "
+            "trees share), and parcels tied all go one way; yellow takes its share below "
+            "them. More labelled parcels separate them; `parcelrisk lanes set` shows the "
+            "shares any rate gives",
+            100 * shares["red"],
+            100 * red_rate,
+            int((finite == thresholds.red_cutoff).sum()),
+            thresholds.red_cutoff,
+        )
+
+
 def training_steps(params: TrainParams) -> tuple[str, ...]:
     """The steps ``train_models`` announces to its ``progress`` callback, in order."""
     refit = ("refit",) if params.refit else ()
@@ -802,6 +831,7 @@ def _train_models(
         lane_scores["priority"], aeo_rows(frame)[lane_traffic], aeo_discount
     )
     lane_period = "test" if params.refit else "validation"
+    _warn_tied_red(effective, params.lanes.red_rate, params.lanes.yellow_rate)
     deployed = RiskModel(
         manifest=used,
         risk_booster=risk_booster,

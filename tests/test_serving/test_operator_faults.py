@@ -262,7 +262,9 @@ def test_lanes_set_reports_the_share_a_saturated_cut_off_sends_and_warns(registr
         f"warning: the red cut-off sends {share} of the traffic it was fitted on to red, not "
         "the 2% asked: parcels tied on one priority (a saturated score)"
     ) in err
-    assert "the yellow cut-off sends" in err  # red took the tied parcels yellow was to get
+    # yellow takes its 5% below the tied parcels, not what red left of 7%
+    assert "yellow >= 0.919071 (next 5%, 5% asked)" in out
+    assert "the yellow cut-off sends" not in err
 
 
 def test_lanes_set_on_untied_traffic_reports_the_share_asked_without_warning(

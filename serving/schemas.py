@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import Any, Literal
 
@@ -222,6 +223,16 @@ class _ResultBase(BaseModel):
     @classmethod
     def _read_bool(cls, value: Any) -> Any:
         return parse_bool_value(value)  # the file reader's words
+
+    @field_validator("revenue_recovered", mode="before", check_fields=False)
+    @classmethod
+    def _sent_nan_is_no_missing_value(cls, value: Any, info: Any) -> Any:
+        # NaN in JSON was stored as "not recorded" (where a frame holds missing as NaN), with
+        # a 200: the amount sent was lost, and only a correction could give it back. null is
+        # how a result says it has none; the rules judge infinities (not finite).
+        if info.mode == "json" and isinstance(value, float) and math.isnan(value):
+            raise ValueError("must be a number or null, not NaN")
+        return value
 
     @model_validator(mode="after")
     def _require_declaration_id(self) -> Any:

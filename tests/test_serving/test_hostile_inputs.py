@@ -167,3 +167,15 @@ def test_an_over_long_consignee_id_is_refused_without_showing_it(client, caplog)
     assert r.status_code == 400, r.text
     assert "declarations.0.consignee_id" in r.text and "longer than 64 characters" in r.text
     assert PERSONAL not in r.text and PERSONAL not in caplog.text
+
+
+def test_a_nan_revenue_sent_in_a_result_is_refused_not_stored_as_none(client):
+    """It was stored as "not recorded" with a 200: the amount sent was lost."""
+    result = (
+        '{"outcomes": [{"declaration_id": "D1", "inspected_at": "2026-05-03T09:00:00Z", '
+        '"illicit": true, "revenue_recovered": NaN}]}'
+    )
+    headers = {**auth("inspector"), "Content-Type": "application/json"}
+    r = client.post("/outcomes", content=result.encode(), headers=headers)
+    assert r.status_code == 400, r.text
+    assert "revenue_recovered" in r.text and "not NaN" in r.text

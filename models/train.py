@@ -659,18 +659,24 @@ def _train_models(
             risk_fit.rounds,
         )
     history_exploration = rows.random_labelled / rows.parcels
+    history_sample = rows.unbiased_sample["history"]
     offence_labels = offence_label_counts(frame, labelled)
     thin = {k: n for k, n in offence_labels.items() if n < params.min_offence_labels}
     if thin:
+        # a census labels every parcel already: no quota can bring more, only more history
+        remedy = (
+            "every parcel of this history was inspected, so only a longer history brings more"
+            if history_sample == "census"
+            else "raise serve.exploration_rate so the random quota brings more (this "
+            f"history's: {100 * history_exploration:.2f}% of parcels)"
+        )
         log.warning(
             "few labels for %s (fewer than train.min_offence_labels=%d illicit parcels each): the "
-            "model cannot learn to rank them; raise serve.exploration_rate so the random quota "
-            "brings more (this history's: %.2f%% of parcels)",
+            "model cannot learn to rank them; %s",
             ", ".join(f"{k} {n}" for k, n in sorted(thin.items(), key=lambda kv: kv[1])),
             params.min_offence_labels,
-            100 * history_exploration,
+            remedy,
         )
-    history_sample = rows.unbiased_sample["history"]
     # the validation period's kind of unbiased sample is a fact of the whole period, whose
     # unlabelled parcels may not have been read
     unbiased_kind = rows.unbiased_sample["validation"]

@@ -208,3 +208,14 @@ def test_manifest_select_keeps_order_and_params(census_frames):
     assert FeatureManifest.from_json(subset.to_json()).fingerprint == subset.fingerprint
     with pytest.raises(ParcelriskError, match="not_a_feature"):
         manifest.select(["value_ratio", "not_a_feature"])
+
+
+def test_few_offence_labels_in_a_census_ask_for_history_not_exploration(census_frames, caplog):
+    """Every parcel inspected: "raise serve.exploration_rate (this history's: 0.00%)" was no
+    remedy at all."""
+    features, _, manifest = census_frames
+    with caplog.at_level(logging.WARNING, logger="models.train"):
+        train_models(features, manifest, PARAMS.replace(min_offence_labels=10**6, refit=False))
+    (line,) = [r.getMessage() for r in caplog.records if "few labels for" in r.getMessage()]
+    assert "only a longer history brings more" in line
+    assert "exploration_rate" not in line

@@ -122,11 +122,22 @@ RECORD_FILL_GAP = 0.9
 
 @dataclass(frozen=True)
 class Record:
-    """A feature filled on the inspected parcels and not on the others (or the reverse)."""
+    """A feature filled on the inspected parcels and not on the others (or the reverse), or
+    one value on every parcel never inspected and others on the inspected ones."""
 
     feature: str
     filled_inspected: float  # share of labelled parcels with a value
     filled_others: float  # share of the parcels never inspected with a value
+    # the one value every parcel never inspected holds (None: told by where it is filled)
+    only_value: float | None = None
+
+
+# Parcels never inspected below which one value on all of them says nothing (a rare flag
+# is absent from a few hundred by chance)
+RECORD_MIN_OTHERS = 1_000
+# Shares: of the parcels never inspected on the one value; of the inspected ones off it
+RECORD_ONE_VALUE = 0.999
+RECORD_OFF_VALUE = 0.01
 
 
 def inspection_records(
@@ -134,6 +145,7 @@ def inspection_records(
     X: np.ndarray,
     labelled: np.ndarray,
     trusted: frozenset[str] = frozenset(),
+    extras: frozenset[str] = frozenset(),
 ) -> list[Record]:
     """Features whose presence says whether a parcel was inspected: an extra holding the
     control's time (epoch milliseconds, a number like any other), its reference or the
@@ -147,8 +159,28 @@ def inspection_records(
     on_inspected = filled[labelled].mean(axis=0)
     on_others = filled[~labelled].mean(axis=0)
     gap = np.abs(on_inspected - on_others)
-    return [
+    out = [
         Record(names[j], float(on_inspected[j]), float(on_others[j]))
         for j in np.argsort(-gap, kind="stable")
         if gap[j] >= RECORD_FILL_GAP and names[j] not in trusted
     ]
+    found = {r.feature for r in out}
+    # An export's column the inspection fills in, written 0 (or one code) on every other
+    # parcel: duties assessed after the control. Only extras: a feature built here from the
+    # declarations varies on the parcels never inspected; a column an administration added
+    # may not, and a rule inspecting every parcel of a rare flag is vouched for by name.
+    if n_others >= RECORD_MIN_OTHERS:
+        for j, name in enumerate(names):
+            if name not in extras or name in trusted or name in found:
+                continue
+            others = X[~labelled, j]
+            values, counts = np.unique(others[~np.isnan(others)], return_counts=True)
+            if len(values) == 0:
+                continue  # missing on all of them: the presence check's
+            one = values[np.argmax(counts)]
+            if (others == one).mean() < RECORD_ONE_VALUE:
+                continue
+            inspected = X[labelled, j]
+            if (inspected != one).mean() >= RECORD_OFF_VALUE:
+                out.append(Record(name, float(on_inspected[j]), float(on_others[j]), float(one)))
+    return out

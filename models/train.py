@@ -484,20 +484,28 @@ def refuse_inspection_records(
     manifest: FeatureManifest, X: np.ndarray, labelled: np.ndarray, params: TrainParams
 ) -> None:
     """Stop before any fit when a feature is filled on the inspected parcels and not on the
-    others, or the reverse (``models.leakage.inspection_records``): the control's time or
-    reference kept as an extra. The same switch as the one-feature AUC guard turns it off."""
+    others, or the reverse, or an extra holds one value on every parcel never inspected
+    (``models.leakage.inspection_records``): the control's time, reference or duties kept as
+    an extra. The same switch as the one-feature AUC guard turns it off."""
     if params.max_single_feature_auc >= 1.0:
         return
-    records = inspection_records(manifest.names, X, labelled, frozenset(params.trusted_features))
+    extras = frozenset(f.name for f in manifest.features if f.group == "extras")
+    records = inspection_records(
+        manifest.names, X, labelled, frozenset(params.trusted_features), extras
+    )
     if records:
         named = ", ".join(
             f"{r.feature} (filled on {r.filled_inspected:.0%} of inspected parcels, "
             f"{r.filled_others:.0%} of the others)"
+            if r.only_value is None
+            else f"{r.feature} ({r.only_value:g} on every parcel never inspected, other "
+            "values on inspected ones)"
             for r in records[:10]
         )
         raise ParcelriskError(
-            f"feature(s) whose presence says whether a parcel was inspected: {named}. Such a "
-            "value is written by the inspection (its time, its reference, a note), and "
+            f"feature(s) whose presence or value says whether a parcel was inspected: {named}. "
+            "Such a value is written by the inspection (its time, its reference, duties "
+            "assessed, a note), and "
             "declarations arrive without it: map the column as a result (inspected_at, "
             "revenue_recovered...) or drop it from the mapping's extras. If it is known before "
             "arrival, list it in train.trusted_features."

@@ -66,14 +66,14 @@ def test_a_real_but_partial_signal_passes_and_trusted_features_are_not_refused()
 
 
 def _with_result_as_feature(
-    frames, on_uninspected: float = np.nan
+    frames, on_uninspected: float | np.ndarray = np.nan
 ) -> tuple[pd.DataFrame, FeatureManifest]:
     """The fixture's features plus an extra that is the inspection result, as a mapping that
     keeps ``RESULTADO`` as a categorical extra would give it (unlabelled parcels: missing, or
     ``on_uninspected`` where the export writes a code on every parcel, as ASYCUDA does)."""
     features, _, manifest = frames
     result = features["illicit"].astype("boolean").map({True: 1.0, False: 0.0}).astype(float)
-    result = result.fillna(on_uninspected)
+    result = result.fillna(pd.Series(on_uninspected, index=result.index))
     spec = FeatureSpec(
         "cat_resultado", "extras", "category", "RESULTADO", "result {value}", ("OK", "IRREG")
     )
@@ -114,8 +114,10 @@ def test_with_few_validation_positives_a_perfect_feature_is_warned_about_not_ref
 ):
     from models.train import LEAK_MIN_POSITIVES
 
-    # written on every parcel ("OK" where not inspected), so only its labels can tell
-    features, manifest = _with_result_as_feature(frames, on_uninspected=0.0)
+    # a code on every parcel, either code where not inspected: neither where it is filled
+    # nor one value on the others tells (models.leakage.inspection_records), only the labels
+    codes = np.random.default_rng(11).integers(0, 2, len(frames[0])).astype(float)
+    features, manifest = _with_result_as_feature(frames, on_uninspected=codes)
     validation = features["declared_at"] >= features["declared_at"].quantile(0.6)
     positives = validation & features["illicit"].fillna(False).astype(bool)
     keep = ~positives | (positives.cumsum() <= LEAK_MIN_POSITIVES - 5)
@@ -155,8 +157,43 @@ def test_training_on_the_controls_time_kept_as_an_extra_is_refused_naming_it(fra
     with pytest.raises(ParcelriskError) as refused:
         train_models(features, leaky, PARAMS)
     message = str(refused.value)
-    assert "presence says whether a parcel was inspected" in message
+    assert "presence or value says whether a parcel was inspected" in message
     assert "check_at_ms (filled on 100% of inspected parcels, 0% of the others)" in message
     assert "trusted_features" in message
     result = train_models(features, leaky, PARAMS.replace(trusted_features=["check_at_ms"]))
     assert result.metrics["test_random.model.roc_auc"] > 0.6
+
+
+def test_an_extra_the_inspection_fills_and_writes_0_elsewhere_is_refused(frames):
+    """The probe's German export: duties assessed after the control, 0,00 on every parcel
+    never inspected and on some offences; alone an AUC of 0.84, under the bound."""
+    features, _, manifest = frames
+    inspected = features["inspected"].fillna(False).astype(bool).to_numpy()
+    illicit = features["illicit"].fillna(False).astype(bool).to_numpy()
+    rng = np.random.default_rng(9)
+    duties = np.where(inspected & illicit & (rng.random(len(features)) < 0.7), 25.0, 0.0)
+    spec = FeatureSpec("nachforderung", "extras", "float", "Nachforderung", "duties {value}")
+    leaky = FeatureManifest(features=(*manifest.features, spec), params=manifest.params)
+    features = features.assign(nachforderung=duties)
+    with pytest.raises(ParcelriskError) as refused:
+        train_models(features, leaky, PARAMS)
+    assert "nachforderung (0 on every parcel never inspected, other values on inspected" in str(
+        refused.value
+    )
+    trusted = PARAMS.replace(trusted_features=["nachforderung"])
+    assert train_models(features, leaky, trusted).metrics["test_random.model.roc_auc"] > 0.8
+
+
+def test_a_rare_flag_present_on_parcels_never_inspected_is_no_record():
+    rng = np.random.default_rng(10)
+    n = 20_000
+    labelled = rng.random(n) < 0.05
+    flag = (rng.random(n) < np.where(labelled, 0.3, 0.002)).astype(float)  # rules target it
+    X = np.column_stack([flag])
+    assert inspection_records(["watch"], X, labelled, extras=frozenset({"watch"})) == []
+    only_inspected = np.where(labelled, flag, 0.0)  # never on a parcel not inspected
+    X = np.column_stack([only_inspected])
+    (record,) = inspection_records(["watch"], X, labelled, extras=frozenset({"watch"}))
+    assert record.only_value == 0.0
+    # a feature built here (not an extra) is judged by where it is filled only
+    assert inspection_records(["watch"], X, labelled) == []

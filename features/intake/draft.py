@@ -230,6 +230,7 @@ _MARKETPLACE_SYNONYMS = {
     "description": ("title", "product name", "item name", "goods name", "product title",
                     "item title", "article name"),
     "inspected": ("check", "check done", "checked flag", "inspected flag", "examined flag"),
+    "illicit": ("discrepancy", "discrepancy found", "violation found", "exam finding"),
     "declared_at": ("created", "created at", "creation date", "order date", "ordered at",
                     "created local"),
     "consignee_region": ("postcode", "post code", "postal code", "zip", "zip code", "plz",
@@ -1463,6 +1464,8 @@ def draft_mapping(
         ]
         if "inspected_at" not in proposals and any(n in proposals for n in _OUTCOMES):
             missing.append("inspected_at")  # the gate wants a result time where inspected
+        if "illicit" not in proposals and any(n in proposals for n in _OUTCOMES):
+            missing.append("illicit")  # and a result where inspected
     _join_times_of_day(columns, proposals, used)
     items = _items_block(raw, chosen, proposals)
     if _outcomes_on_every_row(raw, chosen, proposals):
@@ -1509,6 +1512,7 @@ _TODO_HINTS = {
         "; when the results were known: the declaration's date a day later is "
         '{column: <its date column>, offset: "1 day"}'
     ),
+    "illicit": "; the column saying what the inspection found, with its yes/no words",
 }
 
 
@@ -1559,7 +1563,8 @@ def _render(
     for name in _FIELD_ORDER:
         if name in missing:
             hint = _TODO_HINTS.get(name, "")
-            required = "required" if name != "inspected_at" else "required with results"
+            with_results = name in ("inspected_at", "illicit")
+            required = "required with results" if with_results else "required"
             lines.append(f"  # {name}: TODO ({required}; no column found{hint})")
             continue
         proposal = proposals.get(name)

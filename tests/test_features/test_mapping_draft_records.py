@@ -400,3 +400,17 @@ def test_a_duplicate_id_is_no_item_export_and_many_extras_are_flagged() -> None:
     assert len(draft.extras) == 40
     assert "# CHECK: 40 extras below" in draft.text
     assert draft.checks["extras"] == ["40 extras proposed: keep those that can carry risk"]
+
+
+def test_an_export_saying_who_was_inspected_without_a_result_gets_an_illicit_todo() -> None:
+    export = _us_export()
+    examined = np.arange(len(export)) % 7 == 0
+    export["Exam Date"] = np.where(examined, "2026-05-03", "")
+    export["Discrepancy"] = np.where(examined, np.where(np.arange(len(export)) % 3, "N", "Y"), "")
+    draft = draft_mapping(export)
+    assert draft.mapped["illicit"] == "Discrepancy"
+    without = draft_mapping(export.drop(columns=["Discrepancy"]))
+    assert "illicit" in without.missing
+    assert "# illicit: TODO (required with results; no column found; the column saying" in (
+        without.text
+    )

@@ -184,3 +184,60 @@ def inspection_records(
             if (inspected != one).mean() >= RECORD_OFF_VALUE:
                 out.append(Record(name, float(on_inspected[j]), float(on_others[j]), float(one)))
     return out
+
+
+# A value off the clean parcels' own, held by at least this many labelled parcels and this
+# share of the illicit ones, nearly all illicit: what the inspection wrote once it found
+RESULT_MIN_PARCELS = 20
+RESULT_MIN_RECALL = 0.05
+RESULT_PRECISION = 0.99
+
+
+@dataclass(frozen=True)
+class OneSided:
+    """An extra off its clean value only where the inspection found something."""
+
+    feature: str
+    clean_value: float  # the value (nearly) every clean labelled parcel holds
+    off_parcels: int  # labelled parcels holding another
+    off_illicit: float  # the share of those that are illicit
+
+
+def one_sided_results(
+    names: list[str],
+    X: np.ndarray,
+    y: np.ndarray,
+    labelled: np.ndarray,
+    extras: frozenset[str],
+    trusted: frozenset[str] = frozenset(),
+) -> list[OneSided]:
+    """Extras that hold one value on the clean parcels and others only on illicit ones:
+    duties assessed after a finding, 0 elsewhere, in a census (every parcel inspected, so
+    ``inspection_records`` has nothing to compare). The one-feature AUC misses them when
+    some findings carry no amount (0.84 for the probe's German export). Extras only: a
+    feature built from declarations (a restricted-goods word) may be as certain, by design."""
+    out = []
+    y_l = np.asarray(y, dtype=np.float64)[labelled]
+    clean = y_l == 0
+    n_illicit = int((y_l == 1).sum())
+    if n_illicit == 0 or clean.sum() == 0:
+        return out
+    for j, name in enumerate(names):
+        if name not in extras or name in trusted:
+            continue
+        x = X[labelled, j]
+        values, counts = np.unique(x[clean & ~np.isnan(x)], return_counts=True)
+        if len(values) == 0:
+            continue
+        usual = values[np.argmax(counts)]
+        if (x[clean] == usual).mean() < RESULT_PRECISION:
+            continue
+        off = ~np.isnan(x) & (x != usual)
+        n_off = int(off.sum())
+        if n_off < RESULT_MIN_PARCELS:
+            continue
+        illicit_share = float(y_l[off].mean())
+        recall = float(y_l[off].sum()) / n_illicit
+        if illicit_share >= RESULT_PRECISION and recall >= RESULT_MIN_RECALL:
+            out.append(OneSided(name, float(usual), n_off, illicit_share))
+    return out

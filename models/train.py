@@ -55,7 +55,7 @@ from models.labels import (
     unbiased_mask,
     unbiased_rows,
 )
-from models.leakage import inspection_records, leaking_features
+from models.leakage import inspection_records, leaking_features, one_sided_results
 from models.reference import ModelReference, build_reference
 from models.split import SplitBoundaries
 from models.thresholds import effective_priority, fit_lane_thresholds, traffic_quantiles
@@ -481,34 +481,45 @@ def refuse_leaking_features(
 
 
 def refuse_inspection_records(
-    manifest: FeatureManifest, X: np.ndarray, labelled: np.ndarray, params: TrainParams
+    manifest: FeatureManifest,
+    X: np.ndarray,
+    labelled: np.ndarray,
+    params: TrainParams,
+    y: np.ndarray | None = None,
 ) -> None:
-    """Stop before any fit when a feature is filled on the inspected parcels and not on the
-    others, or the reverse, or an extra holds one value on every parcel never inspected
-    (``models.leakage.inspection_records``): the control's time, reference or duties kept as
-    an extra. The same switch as the one-feature AUC guard turns it off."""
+    """Stop before any fit when a feature says what the inspection did or found
+    (``models.leakage``): filled on the inspected parcels and not on the others (or the
+    reverse); an extra on one value on every parcel never inspected; an extra off its clean
+    parcels' value only on illicit ones (``y``: the labels). The control's time, reference or
+    duties kept as an extra. The same switch as the one-feature AUC guard turns it off."""
     if params.max_single_feature_auc >= 1.0:
         return
     extras = frozenset(f.name for f in manifest.features if f.group == "extras")
-    records = inspection_records(
-        manifest.names, X, labelled, frozenset(params.trusted_features), extras
-    )
-    if records:
-        named = ", ".join(
-            f"{r.feature} (filled on {r.filled_inspected:.0%} of inspected parcels, "
-            f"{r.filled_others:.0%} of the others)"
-            if r.only_value is None
-            else f"{r.feature} ({r.only_value:g} on every parcel never inspected, other "
-            "values on inspected ones)"
-            for r in records[:10]
-        )
+    trusted = frozenset(params.trusted_features)
+    named = [
+        f"{r.feature} (filled on {r.filled_inspected:.0%} of inspected parcels, "
+        f"{r.filled_others:.0%} of the others)"
+        if r.only_value is None
+        else f"{r.feature} ({r.only_value:g} on every parcel never inspected, other values on "
+        "inspected ones)"
+        for r in inspection_records(manifest.names, X, labelled, trusted, extras)
+    ]
+    if y is not None:
+        said = {n.split(" ", 1)[0] for n in named}
+        named += [
+            f"{r.feature} ({r.clean_value:g} on the clean parcels; other values on "
+            f"{r.off_parcels} parcels, {r.off_illicit:.0%} of them illicit)"
+            for r in one_sided_results(manifest.names, X, y, labelled, extras, trusted)
+            if r.feature not in said
+        ]
+    if named:
         raise ParcelriskError(
-            f"feature(s) whose presence or value says whether a parcel was inspected: {named}. "
-            "Such a value is written by the inspection (its time, its reference, duties "
-            "assessed, a note), and "
-            "declarations arrive without it: map the column as a result (inspected_at, "
-            "revenue_recovered...) or drop it from the mapping's extras. If it is known before "
-            "arrival, list it in train.trusted_features."
+            "feature(s) whose presence or value says whether a parcel was inspected, or what "
+            f"was found: {', '.join(named[:10])}. Such a value is written by the inspection "
+            "(its time, its reference, duties assessed, a note), and declarations arrive "
+            "without it: map the column as a result (inspected_at, revenue_recovered...) or "
+            "drop it from the mapping's extras. If it is known before arrival, list it in "
+            "train.trusted_features."
         )
 
 
@@ -628,7 +639,7 @@ def _train_models(
     used = informative_features(manifest.matrix(frame.loc[fit_train]), manifest)
     X = used.matrix(frame)
     refuse_leaking_features(used, X, y, fit_train, fit_valid, params)
-    refuse_inspection_records(used, X, labelled, params)
+    refuse_inspection_records(used, X, labelled, params, y)
 
     step("risk model")
     risk_fit = _fit_booster(

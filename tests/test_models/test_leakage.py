@@ -66,7 +66,7 @@ def test_a_real_but_partial_signal_passes_and_trusted_features_are_not_refused()
 
 
 def _with_result_as_feature(
-    frames, on_uninspected: float | np.ndarray = np.nan
+    frames, on_uninspected: float | np.ndarray = np.nan, group: str = "extras"
 ) -> tuple[pd.DataFrame, FeatureManifest]:
     """The fixture's features plus an extra that is the inspection result, as a mapping that
     keeps ``RESULTADO`` as a categorical extra would give it (unlabelled parcels: missing, or
@@ -75,7 +75,7 @@ def _with_result_as_feature(
     result = features["illicit"].astype("boolean").map({True: 1.0, False: 0.0}).astype(float)
     result = result.fillna(pd.Series(on_uninspected, index=result.index))
     spec = FeatureSpec(
-        "cat_resultado", "extras", "category", "RESULTADO", "result {value}", ("OK", "IRREG")
+        "cat_resultado", group, "category", "RESULTADO", "result {value}", ("OK", "IRREG")
     )
     leaky = FeatureManifest(features=(*manifest.features, spec), params=manifest.params)
     return features.assign(cat_resultado=result.to_numpy()), leaky
@@ -114,10 +114,10 @@ def test_with_few_validation_positives_a_perfect_feature_is_warned_about_not_ref
 ):
     from models.train import LEAK_MIN_POSITIVES
 
-    # a code on every parcel, either code where not inspected: neither where it is filled
-    # nor one value on the others tells (models.leakage.inspection_records), only the labels
+    # a feature built here (not an extra: the record checks judge extras by value) with a
+    # code on every parcel, either code where not inspected: only the labels tell
     codes = np.random.default_rng(11).integers(0, 2, len(frames[0])).astype(float)
-    features, manifest = _with_result_as_feature(frames, on_uninspected=codes)
+    features, manifest = _with_result_as_feature(frames, on_uninspected=codes, group="history")
     validation = features["declared_at"] >= features["declared_at"].quantile(0.6)
     positives = validation & features["illicit"].fillna(False).astype(bool)
     keep = ~positives | (positives.cumsum() <= LEAK_MIN_POSITIVES - 5)
@@ -157,7 +157,7 @@ def test_training_on_the_controls_time_kept_as_an_extra_is_refused_naming_it(fra
     with pytest.raises(ParcelriskError) as refused:
         train_models(features, leaky, PARAMS)
     message = str(refused.value)
-    assert "presence or value says whether a parcel was inspected" in message
+    assert "presence or value says whether a parcel was inspected, or what was found" in message
     assert "check_at_ms (filled on 100% of inspected parcels, 0% of the others)" in message
     assert "trusted_features" in message
     result = train_models(features, leaky, PARAMS.replace(trusted_features=["check_at_ms"]))
@@ -197,3 +197,24 @@ def test_a_rare_flag_present_on_parcels_never_inspected_is_no_record():
     assert record.only_value == 0.0
     # a feature built here (not an extra) is judged by where it is filled only
     assert inspection_records(["watch"], X, labelled) == []
+
+
+def test_in_a_census_an_extra_off_its_clean_value_only_on_illicit_parcels_is_refused():
+    """Every parcel inspected: no parcel is left to compare with, but duties assessed are 0
+    on every clean parcel and above it only on illicit ones."""
+    from models.leakage import one_sided_results
+
+    rng = np.random.default_rng(12)
+    n = 5_000
+    y = (rng.random(n) < 0.1).astype(float)
+    duties = np.where((y == 1) & (rng.random(n) < 0.6), rng.gamma(2, 20, n), 0.0)
+    flag = np.where(y == 1, rng.random(n) < 0.5, rng.random(n) < 0.01).astype(float)  # real
+    X = np.column_stack([duties, flag])
+    everyone = np.ones(n, dtype=bool)
+    extras = frozenset({"duties", "flag"})
+    (found,) = one_sided_results(["duties", "flag"], X, y, everyone, extras)
+    assert found.feature == "duties" and found.clean_value == 0.0 and found.off_illicit == 1.0
+    assert one_sided_results(["duties", "flag"], X, y, everyone, frozenset({"flag"})) == []
+    assert (
+        one_sided_results(["duties", "flag"], X, y, everyone, extras, frozenset({"duties"})) == []
+    )

@@ -480,6 +480,20 @@ def refuse_leaking_features(
         )
 
 
+def extra_features(manifest: FeatureManifest) -> frozenset[str]:
+    """The features of the columns an administration mapped in beyond the contract: numeric
+    extras as given (``features.families.extras``), categorical ones as codes
+    (``cat_<extra>``, beside the contract's own categoricals)."""
+    from features.intake.contract import FIELDS_BY_NAME
+
+    return frozenset(
+        f.name
+        for f in manifest.features
+        if f.group == "extra"
+        or (f.name.startswith("cat_") and f.name.removeprefix("cat_") not in FIELDS_BY_NAME)
+    )
+
+
 def refuse_inspection_records(
     manifest: FeatureManifest,
     X: np.ndarray,
@@ -494,7 +508,7 @@ def refuse_inspection_records(
     duties kept as an extra. The same switch as the one-feature AUC guard turns it off."""
     if params.max_single_feature_auc >= 1.0:
         return
-    extras = frozenset(f.name for f in manifest.features if f.group == "extras")
+    extras = extra_features(manifest)
     trusted = frozenset(params.trusted_features)
     named = [
         f"{r.feature} (filled on {r.filled_inspected:.0%} of inspected parcels, "

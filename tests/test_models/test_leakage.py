@@ -66,7 +66,7 @@ def test_a_real_but_partial_signal_passes_and_trusted_features_are_not_refused()
 
 
 def _with_result_as_feature(
-    frames, on_uninspected: float | np.ndarray = np.nan, group: str = "extras"
+    frames, on_uninspected: float | np.ndarray = np.nan, name: str = "cat_resultado"
 ) -> tuple[pd.DataFrame, FeatureManifest]:
     """The fixture's features plus an extra that is the inspection result, as a mapping that
     keeps ``RESULTADO`` as a categorical extra would give it (unlabelled parcels: missing, or
@@ -75,10 +75,10 @@ def _with_result_as_feature(
     result = features["illicit"].astype("boolean").map({True: 1.0, False: 0.0}).astype(float)
     result = result.fillna(pd.Series(on_uninspected, index=result.index))
     spec = FeatureSpec(
-        "cat_resultado", group, "category", "RESULTADO", "result {value}", ("OK", "IRREG")
+        name, "declaration", "category", "RESULTADO", "result {value}", ("OK", "IRREG")
     )
     leaky = FeatureManifest(features=(*manifest.features, spec), params=manifest.params)
-    return features.assign(cat_resultado=result.to_numpy()), leaky
+    return features.assign(**{name: result.to_numpy()}), leaky
 
 
 def test_training_on_a_result_mapped_as_a_feature_is_refused_naming_it(frames):
@@ -117,13 +117,13 @@ def test_with_few_validation_positives_a_perfect_feature_is_warned_about_not_ref
     # a feature built here (not an extra: the record checks judge extras by value) with a
     # code on every parcel, either code where not inspected: only the labels tell
     codes = np.random.default_rng(11).integers(0, 2, len(frames[0])).astype(float)
-    features, manifest = _with_result_as_feature(frames, on_uninspected=codes, group="history")
+    features, manifest = _with_result_as_feature(frames, on_uninspected=codes, name="cat_channel")
     validation = features["declared_at"] >= features["declared_at"].quantile(0.6)
     positives = validation & features["illicit"].fillna(False).astype(bool)
     keep = ~positives | (positives.cumsum() <= LEAK_MIN_POSITIVES - 5)
     caplog.set_level("WARNING", logger="models.train")
     train_models(features[keep.to_numpy()].reset_index(drop=True), manifest, PARAMS)
-    assert "cat_resultado (ROC AUC 1.000)" in caplog.text and "may be chance" in caplog.text
+    assert "cat_channel (ROC AUC 1.000)" in caplog.text and "may be chance" in caplog.text
 
 
 # --- values the inspection writes: where a feature is filled says who was inspected ----------
@@ -151,16 +151,16 @@ def test_training_on_the_controls_time_kept_as_an_extra_is_refused_naming_it(fra
     features, _, manifest = frames
     inspected = features["inspected"].fillna(False).astype(bool)
     when = features["declared_at"].astype("int64") // 10**6 + 86_400_000
-    spec = FeatureSpec("check_at_ms", "extras", "float", "Check.AtMs", "check {value}")
+    spec = FeatureSpec("extra_check_at_ms", "extra", "float", "Check.AtMs", "check {value}")
     leaky = FeatureManifest(features=(*manifest.features, spec), params=manifest.params)
-    features = features.assign(check_at_ms=when.where(inspected).astype(float).to_numpy())
+    features = features.assign(extra_check_at_ms=when.where(inspected).astype(float).to_numpy())
     with pytest.raises(ParcelriskError) as refused:
         train_models(features, leaky, PARAMS)
     message = str(refused.value)
     assert "presence or value says whether a parcel was inspected, or what was found" in message
-    assert "check_at_ms (filled on 100% of inspected parcels, 0% of the others)" in message
+    assert "extra_check_at_ms (filled on 100% of inspected parcels, 0% of the others)" in message
     assert "trusted_features" in message
-    result = train_models(features, leaky, PARAMS.replace(trusted_features=["check_at_ms"]))
+    result = train_models(features, leaky, PARAMS.replace(trusted_features=["extra_check_at_ms"]))
     assert result.metrics["test_random.model.roc_auc"] > 0.6
 
 
@@ -172,15 +172,15 @@ def test_an_extra_the_inspection_fills_and_writes_0_elsewhere_is_refused(frames)
     illicit = features["illicit"].fillna(False).astype(bool).to_numpy()
     rng = np.random.default_rng(9)
     duties = np.where(inspected & illicit & (rng.random(len(features)) < 0.7), 25.0, 0.0)
-    spec = FeatureSpec("nachforderung", "extras", "float", "Nachforderung", "duties {value}")
+    spec = FeatureSpec("extra_nachforderung", "extra", "float", "Nachforderung", "duties {value}")
     leaky = FeatureManifest(features=(*manifest.features, spec), params=manifest.params)
-    features = features.assign(nachforderung=duties)
+    features = features.assign(extra_nachforderung=duties)
     with pytest.raises(ParcelriskError) as refused:
         train_models(features, leaky, PARAMS)
-    assert "nachforderung (0 on every parcel never inspected, other values on inspected" in str(
+    assert "extra_nachforderung (0 on every parcel never inspected, other values on" in str(
         refused.value
     )
-    trusted = PARAMS.replace(trusted_features=["nachforderung"])
+    trusted = PARAMS.replace(trusted_features=["extra_nachforderung"])
     assert train_models(features, leaky, trusted).metrics["test_random.model.roc_auc"] > 0.8
 
 

@@ -70,6 +70,11 @@ _ALIASES = {
     "micronesia": "FM", "brunei": "BN", "cape verde": "CV", "east timor": "TL",
     "mainland china": "CN", "prc": "CN", "p r china": "CN", "uae": "AE", "eua": "US",
     "eeuu": "US", "ee uu": "US", "rpc": "CN", "rp china": "CN",
+    "democratic republic of the congo": "CD", "the democratic republic of the congo": "CD",
+    "dr congo": "CD", "drc": "CD", "congo kinshasa": "CD", "republic of the congo": "CG",
+    "congo brazzaville": "CG",
+    # China's customs write its special regions under its name
+    "中国香港": "HK", "中国澳门": "MO", "中国台湾": "TW", "中国大陆": "CN",
 }  # fmt: skip
 
 

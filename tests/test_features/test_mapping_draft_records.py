@@ -414,3 +414,25 @@ def test_an_export_saying_who_was_inspected_without_a_result_gets_an_illicit_tod
     assert "# illicit: TODO (required with results; no column found; the column saying" in (
         without.text
     )
+
+
+def test_chinese_customs_names_for_hong_kong_and_the_two_congos_are_read() -> None:
+    from features.intake.iso3166 import name_to_alpha2, plain_name
+
+    names = name_to_alpha2()
+    read = {v: names.get(plain_name(v)) for v in ("中国香港", "中国台湾", "Mexico", "DR Congo")}
+    assert read == {"中国香港": "HK", "中国台湾": "TW", "Mexico": "MX", "DR Congo": "CD"}
+    assert names[plain_name("Democratic Republic of the Congo")] == "CD"
+    raw = pd.DataFrame(
+        {
+            "申报编号": [f"D{i}" for i in range(40)],
+            "口岸": ["OFF-1", "OFF-2"] * 20,
+            "原产国": ["中国香港", "印度", "美国", "日本"] * 10,
+            "申报价值": [f"{10 + i}.5" for i in range(40)],
+            "补税金额": [""] * 30 + ["12.5"] * 10,
+        }
+    )
+    draft = draft_mapping(raw)
+    assert {"arrival_office": "口岸", "origin_country": "原产国"}.items() <= draft.mapped.items()
+    assert draft.mapped["declared_value"] == "申报价值"
+    assert draft.mapped["revenue_recovered"] == "补税金额"

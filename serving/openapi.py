@@ -130,6 +130,11 @@ _ERRORS: dict[int, tuple[str, dict[str, Any] | None]] = {
     422: ("Well-formed, but not processable as asked (see `error`).", None),
     429: ("Too much work queued: retry after `Retry-After` seconds.", _RETRY_AFTER),
     503: ("Not ready (model loading) or the decision store cannot write.", _RETRY_AFTER),
+    408: (
+        "The request's body did not arrive whole within `serve.request_timeout_s` (the "
+        "client stalled, or declared more than it sent): nothing was scored.",
+        None,
+    ),
     504: ("Not answered within `serve.request_timeout_s`; retrying is safe.", None),
 }
 
@@ -158,11 +163,12 @@ def _operation(
     parameters: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """One API operation: its roles from ``serving.auth``, 401/403 from the key check, 413/415
-    from the body limit (POST), 504 from the request timeout, and its own ``errors``."""
+    from the body limit (POST), 408 for a body not sent within the request timeout (POST), 504
+    for a request not answered within it, and its own ``errors``."""
     roles = sorted(ROUTE_ROLES[path])
     statuses = {**errors, 401: None, 403: None, 504: None}
     if body is not None:
-        statuses.update({400: statuses.get(400), 413: None, 415: None})
+        statuses.update({400: statuses.get(400), 408: None, 413: None, 415: None})
     op: dict[str, Any] = {
         "operationId": operation_id,
         "summary": summary,

@@ -190,8 +190,18 @@ class RequestTimeoutMiddleware:
                 message = {**message, "body": replaced[0]}
             await send(message)
 
+        # whether the request's body has arrived whole: a client that stalls while sending it
+        # is answered 408 (its fault, retry when it can send), not 504 (the service's)
+        body_done = [scope["type"] != "http" or scope.get("method") in _BODILESS_METHODS]
+
+        async def receive_and_mark() -> Message:
+            message = await receive()
+            if message["type"] == "http.request" and not message.get("more_body", False):
+                body_done[0] = True
+            return message
+
         answering = track_request()  # the decisions the handler is about to answer with
-        task = asyncio.ensure_future(self.app(scope, receive, send_and_disarm))
+        task = asyncio.ensure_future(self.app(scope, receive_and_mark, send_and_disarm))
         # An app that fails before answering must not wait out the timer: re-raise at once.
         task.add_done_callback(lambda _: started.done() or started.set_result(None))
         try:
@@ -201,6 +211,15 @@ class RequestTimeoutMiddleware:
             raise
         except TimeoutError:
             if task.cancel():
+                if not body_done[0]:
+                    response = error_response(
+                        408,
+                        f"request body not received within {self.timeout:g} seconds (it "
+                        "declared more than it sent, or the client stalled)",
+                        headers={"X-Request-ID": request_id, "Connection": "close"},
+                    )
+                    await response(scope, receive, send)
+                    return  # nothing was scored: no decision to report lost
                 response = error_response(
                     504,
                     f"request not answered within {self.timeout:g} seconds",
@@ -216,6 +235,8 @@ class RequestTimeoutMiddleware:
 
 
 _BODY_HEADERS = frozenset({b"content-type", b"content-length"})
+# methods whose requests carry no body to wait for
+_BODILESS_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
 
 
 def _is_plain_text(headers: list[tuple[bytes, bytes]]) -> bool:

@@ -539,7 +539,7 @@ class ParcelRiskService:
             )
         found = self.review_store.get(decision_id)  # a sync API: BentoML runs it in a thread
         if found is None:
-            return error_response(404, f"decision_id {decision_id!r} not found")
+            return error_response(404, f"decision_id {_shown(decision_id)} not found")
         record, intact = found
         if (
             record.model_version != runtime.model_version
@@ -696,10 +696,21 @@ def _refused_outcomes(exc: OutcomesRefused) -> JSONResponse:
     )
 
 
+# Characters of a client's id a refusal echoes (a 1 MB id was echoed whole in a 1 MB 404)
+SHOWN_ID_CHARS = 80
+
+
+def _shown(value: str) -> str:
+    """``value`` quoted for a message, cut to ``SHOWN_ID_CHARS`` with its length said."""
+    if len(value) <= SHOWN_ID_CHARS:
+        return repr(value)
+    return f"{value[:SHOWN_ID_CHARS]!r}... ({len(value):,} characters)"
+
+
 def _stored_decision(service: ParcelRiskService, decision_id: str) -> JSONResponse:
     found = service.review_store.get(decision_id)
     if found is None:
-        return error_response(404, f"decision_id {decision_id!r} not found")
+        return error_response(404, f"decision_id {_shown(decision_id)} not found")
     record, intact = found
     delivery = service.store.delivery(decision_id)
     names = (

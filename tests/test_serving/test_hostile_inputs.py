@@ -179,3 +179,48 @@ def test_a_nan_revenue_sent_in_a_result_is_refused_not_stored_as_none(client):
     r = client.post("/outcomes", content=result.encode(), headers=headers)
     assert r.status_code == 400, r.text
     assert "revenue_recovered" in r.text and "not NaN" in r.text
+
+
+@pytest.mark.parametrize(("path", "role"), [("/explain", "scorer"), ("/decision", "auditor")])
+def test_an_unknown_decision_id_of_a_megabyte_is_not_echoed_whole(client, path, role):
+    long_id = "x" * 1_000_000
+    r = client.post(path, json={"decision_id": long_id}, headers=auth(role))
+    assert r.status_code in (400, 404), r.text[:300]
+    assert len(r.content) < 1_000
+    if r.status_code == 404:
+        assert "(1,000,000 characters) not found" in r.json()["error"]
+
+
+def test_a_client_that_stalls_while_sending_its_body_is_answered_408_not_504():
+    """The probe's client declared more than it sent: 504 (the service's fault, by the
+    README's advice a cue to fall back to the default lane) after the request timeout."""
+    import asyncio
+
+    from serving.patches import RequestTimeoutMiddleware
+
+    async def app(scope, receive, send):
+        while (await receive()).get("more_body", False):
+            pass
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    async def run(messages):
+        sent = []
+        queue = list(messages)
+
+        async def receive():
+            if queue:
+                return queue.pop(0)
+            await asyncio.sleep(3600)  # the client stalls
+
+        async def send(message):
+            sent.append(message)
+
+        scope = {"type": "http", "method": "POST", "path": "/score", "headers": []}
+        await RequestTimeoutMiddleware(app, timeout=0.2)(scope, receive, send)
+        return sent[0]["status"]
+
+    partial = [{"type": "http.request", "body": b'{"decl', "more_body": True}]
+    assert asyncio.run(run(partial)) == 408
+    whole = [{"type": "http.request", "body": b"{}", "more_body": False}]
+    assert asyncio.run(run(whole)) == 200

@@ -149,6 +149,16 @@ def presented_key(headers: Mapping[str, str]) -> str | None:
     return None
 
 
+_CREDENTIAL_HEADERS = (b"x-api-key", b"authorization")
+
+
+def several_credentials(raw_headers: list[tuple[bytes, bytes]]) -> bool:
+    """Whether a request presents more than one credential header (X-API-Key twice, or with
+    Authorization): which one counts would be a parser's accident (the last one did), so a
+    bad key beside a good one, or two roles' keys, is refused, not resolved."""
+    return sum(k.lower() in _CREDENTIAL_HEADERS for k, _ in raw_headers) > 1
+
+
 def required_roles(path: str) -> frozenset[str] | None:
     """Roles allowed on ``path``; empty set = any valid key; None = open."""
     path = path.rstrip("/") or "/"
@@ -170,6 +180,8 @@ class KeyCheck:
             self._keyring = load_keyring()
         if required_roles(scope.get("path", "/")) is None or self._keyring.insecure:
             return True
+        if several_credentials(scope["headers"]):
+            return False
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         key = presented_key(headers)
         return key is not None and self._keyring.identify(key) is not None
@@ -198,6 +210,10 @@ class ApiKeyMiddleware:
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         refusal, caller = self._check(scope.get("path", "/"), headers, REQUEST_ID.get())
+        if refusal is None and caller.api_key_id and several_credentials(scope["headers"]):
+            refusal = _unauthorised(
+                "more than one credential (X-API-Key given twice, or with Authorization): send one"
+            )
         if refusal is not None:
             await refusal(scope, receive, send)
             return

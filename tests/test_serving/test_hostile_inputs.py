@@ -224,3 +224,21 @@ def test_a_client_that_stalls_while_sending_its_body_is_answered_408_not_504():
     assert asyncio.run(run(partial)) == 408
     whole = [{"type": "http.request", "body": b"{}", "more_body": False}]
     assert asyncio.run(run(whole)) == 200
+
+
+def test_two_credentials_are_refused_whichever_comes_last(client):
+    """The last X-API-Key won: a bad key then a good one was answered 200, and a scorer key
+    beside an auditor's bearer token was taken without a word."""
+    from tests.test_serving.conftest import AUDITOR_KEY, SCORER_KEY
+
+    body = {"declarations": make_declarations(1, seed=5, prefix="TWO")}
+    for headers in (
+        [("X-API-Key", "wrong-key-0123456789abcdef"), ("X-API-Key", SCORER_KEY)],
+        [("X-API-Key", SCORER_KEY), ("X-API-Key", SCORER_KEY)],
+        [("X-API-Key", SCORER_KEY), ("Authorization", f"Bearer {AUDITOR_KEY}")],
+    ):
+        r = client.post("/score", json=body, headers=headers)
+        assert r.status_code == 401, (headers, r.text)
+        assert "more than one credential" in r.json()["error"], r.text
+    assert client.post("/score", json=body, headers=[("X-API-Key", SCORER_KEY)]).status_code == 200
+    assert client.get("/livez", headers=[("X-API-Key", "a"), ("X-API-Key", "b")]).status_code == 200

@@ -316,6 +316,10 @@ OUTCOME_FIELDS = tuple(f for f in FIELDS if f.scope == "outcome")
 DECLARATION_COLUMNS = tuple(f.name for f in DECLARATION_FIELDS)
 OUTCOME_COLUMNS = tuple(f.name for f in OUTCOME_FIELDS)
 PERSONAL_FIELDS = tuple(f.name for f in FIELDS if f.personal)
+# Fields naming a parcel, a party or an office: keys of histories and of the decision store
+IDENTIFIER_FIELDS = frozenset(
+    f.name for f in FIELDS if f.name.endswith("_id") or f.name == "arrival_office"
+)
 
 EXTRAS_METADATA_KEY = b"parcelrisk.extras"
 # the decision store's last result a history export holds (features.intake.io.read_results_seq)
@@ -556,6 +560,12 @@ TEXT_CASE: dict[str, Literal["upper", "lower"]] = {
 
 
 NUL_PROBLEM = "holds a NUL byte (\\x00), which is not text"
+# Characters no identifier may hold: controls (C0, DEL, C1) and the invisible format marks
+# (zero-width spaces and joiners, bidirectional overrides and isolates, a byte-order mark).
+# "A1<U+200B>" and "A1" print alike and would be two parcels, two sellers' histories; an
+# override makes an id read backwards in the auditors' pages.
+INVISIBLE = r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]"
+INVISIBLE_PROBLEM = "holds a control or invisible character, which no identifier may"
 
 # An extra is an id or a code (entity, categorical) or a measure (numeric): longer text is not
 # one, and would be held per parcel in every history, snapshot and stored decision.
@@ -638,12 +648,16 @@ def parse_declarations(
             # a NUL byte is not text: PostgreSQL refuses it in a column, SQLite and Parquet
             # keep it, and a CSV reader refuses the whole file; ingest refuses it too
             nul = converted.str.contains("\x00", regex=False).fillna(False).astype(bool)
+            problem = NUL_PROBLEM
+            if name in IDENTIFIER_FIELDS and not nul.any():
+                nul = converted.str.contains(INVISIBLE, regex=True).fillna(False).astype(bool)
+                problem = INVISIBLE_PROBLEM
             if nul.any():
                 rows = np.flatnonzero(nul.to_numpy())
                 shown = [repr(v) for v in s.iloc[rows].tolist()]
                 if name in contract.personal_columns():
                     shown = ["(personal: not shown)"] * len(rows)
-                bad_values.append(BadValues(name, rows, shown, NUL_PROBLEM))
+                bad_values.append(BadValues(name, rows, shown, problem))
                 converted = converted.mask(nul)
             if name == "hs_code" and s.dtype == object:
                 # a number among the cells (a JSON or spreadsheet export) has lost the zero of
@@ -835,6 +849,7 @@ def _pydantic_field(f: ContractField) -> tuple[Any, Any]:
 _TEXT_FIELDS = tuple(f.name for f in DECLARATION_FIELDS if f.kind in ("str", "category"))
 _BOOL_FIELDS = tuple(f.name for f in DECLARATION_FIELDS if f.kind == "bool")
 _PERSONAL_FIELDS = frozenset(f.name for f in DECLARATION_FIELDS if f.personal)
+_INVISIBLE = re.compile(INVISIBLE)
 _INT_FIELDS = tuple(f.name for f in DECLARATION_FIELDS if f.kind == "int")
 _NUMBER_FIELDS = tuple(f.name for f in DECLARATION_FIELDS if f.kind in ("int", "float"))
 _TIME_FIELDS = tuple(f.name for f in DECLARATION_FIELDS if f.kind == "datetime")
@@ -884,6 +899,8 @@ class DeclarationBase(BaseModel):
             return None
         if "\x00" in value:  # as the gate's files (``coerce_frame``)
             raise ValueError(NUL_PROBLEM)
+        if info.field_name in IDENTIFIER_FIELDS and _INVISIBLE.search(value):
+            raise ValueError(INVISIBLE_PROBLEM)
         if info.field_name in _PERSONAL_FIELDS:  # ~1 us: the one HMAC of the request's value
             limit = FIELDS_BY_NAME[info.field_name].max_length
             if limit and len(value) > limit:  # the length rule will see only the pseudonym

@@ -416,3 +416,15 @@ def test_extras_that_lost_their_metadata_are_named_as_such(tmp_path) -> None:
     assert "broker_id" in result.ignored_columns
     assert "lost the metadata `ingest` writes" in result.ignored_note()
     assert "lost the metadata" not in check_declarations(df, EXTRAS, LIMITS)[0].ignored_note()
+
+
+def test_a_file_id_holding_an_invisible_character_is_a_fault_naming_it(tmp_path):
+    """The gate refuses in a file what the API refuses in a request."""
+    from features.intake.contract import INVISIBLE_PROBLEM, Contract, parse_declarations
+
+    frame = pd.DataFrame(
+        {"declaration_id": ["A1", "A1\u200b", "A\u202e2"], "seller_id": ["S1", "S\x072", "S3"]}
+    )
+    _, bad, _ = parse_declarations(frame, with_outcomes=False, contract=Contract())
+    found = {(b.field, tuple(b.rows.tolist())) for b in bad if b.problem == INVISIBLE_PROBLEM}
+    assert found == {("declaration_id", (1, 2)), ("seller_id", (1,))}

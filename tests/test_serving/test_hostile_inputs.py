@@ -242,3 +242,15 @@ def test_two_credentials_are_refused_whichever_comes_last(client):
         assert "more than one credential" in r.json()["error"], r.text
     assert client.post("/score", json=body, headers=[("X-API-Key", SCORER_KEY)]).status_code == 200
     assert client.get("/livez", headers=[("X-API-Key", "a"), ("X-API-Key", "b")]).status_code == 200
+
+
+@pytest.mark.parametrize("mark", ["\u202e", "\u200b", "\x07", "\ufeff"])
+def test_an_id_holding_a_control_or_invisible_character_is_refused(client, mark):
+    """'A1<U+200B>' prints as 'A1' and would be another parcel; an override reads backwards
+    in the auditors' pages."""
+    declaration = make_declarations(1, seed=6, prefix="INV")[0]
+    for field in ("declaration_id", "seller_id"):
+        sent = {**declaration, field: f"X{mark}1"}
+        r = client.post("/score", json={"declarations": [sent]}, headers=auth())
+        assert r.status_code == 400, r.text
+        assert field in r.text and "control or invisible character" in r.text

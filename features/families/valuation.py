@@ -177,32 +177,42 @@ def valuation_features(
     med_pair_kg = np.where(
         reliable_pair, refs.values("hs6_origin", "log_value_per_kg", at_pair), med_kg
     )
-    value_ratio = value_eur / de_minimis
-    # what the goods would be worth at the reference price (HS6 x origin, else HS6): the gap is
-    # the undervalued amount that duty and VAT were not paid on. By weight: weight x reference
-    # value per kg, with weight = value / (value per kg) as unit_values floored them.
-    reference_value = np.exp(med_pair_kg - logs["log_value_per_kg"]) * np.maximum(value_eur, 0.01)
-    if per_item:
-        # by items where the parcel declares a quantity and the references count items; a
-        # parcel without one (or a period before the first quantity) is valued by its weight,
-        # as a whole export without quantities is, not left without a reference value
-        by_items = np.exp(med_pair + logs["log_quantity"])
-        reference_value = np.where(np.isnan(by_items), reference_value, by_items)
-    return {
-        "reference_value_eur": reference_value,
-        "value_gap_eur": np.maximum(reference_value - value_eur, 0.0),
-        "value_eur": value_eur,
-        "value_per_item_eur": np.exp(logs["log_value_per_item"]),
-        "value_per_kg_eur": np.exp(logs["log_value_per_kg"]),
-        "unit_value_ratio_hs6": np.exp(logs["log_value_per_item"] - med_item),
-        "value_per_kg_ratio_hs6": np.exp(logs["log_value_per_kg"] - med_kg),
-        "unit_value_ratio_hs6_origin": np.exp(logs["log_value_per_item"] - med_pair),
-        "value_per_kg_ratio_hs6_origin": np.exp(logs["log_value_per_kg"] - med_pair_kg),
-        "weight_per_item_ratio_hs6": np.exp(logs["log_weight_per_item"] - med_weight),
-        "reference_count_hs6": count6,
-        "de_minimis_ratio": value_ratio,
-        "just_below_de_minimis": ((value_ratio >= 0.8) & (value_ratio < 1.0)).astype(np.float64),
-    }
+    # An absurd declaration (1e308 kg, 1e308 EUR) overflows these ratios to inf (with a
+    # RuntimeWarning in the service's log): the gate and the API warn about such values;
+    # here they are kept finite, the largest float, so features and SHAP stay numbers.
+    with np.errstate(over="ignore"):
+        value_ratio = value_eur / de_minimis
+        # what the goods would be worth at the reference price (HS6 x origin, else HS6): the gap is
+        # the undervalued amount that duty and VAT were not paid on. By weight: weight x reference
+        # value per kg, with weight = value / (value per kg) as unit_values floored them.
+        reference_value = np.exp(med_pair_kg - logs["log_value_per_kg"]) * np.maximum(
+            value_eur, 0.01
+        )
+        if per_item:
+            # by items where the parcel declares a quantity and the references count items; a
+            # parcel without one (or a period before the first quantity) is valued by its weight,
+            # as a whole export without quantities is, not left without a reference value
+            by_items = np.exp(med_pair + logs["log_quantity"])
+            reference_value = np.where(np.isnan(by_items), reference_value, by_items)
+        out = {
+            "reference_value_eur": reference_value,
+            "value_gap_eur": np.maximum(reference_value - value_eur, 0.0),
+            "value_eur": value_eur,
+            "value_per_item_eur": np.exp(logs["log_value_per_item"]),
+            "value_per_kg_eur": np.exp(logs["log_value_per_kg"]),
+            "unit_value_ratio_hs6": np.exp(logs["log_value_per_item"] - med_item),
+            "value_per_kg_ratio_hs6": np.exp(logs["log_value_per_kg"] - med_kg),
+            "unit_value_ratio_hs6_origin": np.exp(logs["log_value_per_item"] - med_pair),
+            "value_per_kg_ratio_hs6_origin": np.exp(logs["log_value_per_kg"] - med_pair_kg),
+            "weight_per_item_ratio_hs6": np.exp(logs["log_weight_per_item"] - med_weight),
+            "reference_count_hs6": count6,
+            "de_minimis_ratio": value_ratio,
+            "just_below_de_minimis": ((value_ratio >= 0.8) & (value_ratio < 1.0)).astype(
+                np.float64
+            ),
+        }
+    top = np.finfo(np.float64).max
+    return {name: np.minimum(values, top) for name, values in out.items()}
 
 
 # (spec, contract fields it needs beyond the declared value, weight and HS code)

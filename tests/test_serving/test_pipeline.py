@@ -252,3 +252,23 @@ def test_score_with_a_quarantine_sets_bad_declarations_aside_and_scores_the_othe
     )
     assert "30 of 30 rows (100.00%) break the gate's fault rules" in str(refused.exception)
     assert not out.exists()
+
+
+def test_an_absurd_weight_or_value_scores_without_overflow(real_pipeline, tmp_path) -> None:
+    """1e308 kg overflowed the valuation ratios to inf, with a RuntimeWarning in the log."""
+    import warnings
+
+    import numpy as np
+
+    from serving.scoring import score_frame
+
+    runtime = load_runtime(
+        load_settings(real_pipeline["params"]), real_pipeline["tracking_uri"], tmp_path / "m"
+    )
+    fresh = fresh_declarations(real_pipeline["history"], 3, prefix="ABS")
+    fresh.loc[0, "gross_weight_kg"] = 1e308
+    fresh.loc[1, "declared_value"] = 1e308
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        batch = score_frame(fresh, runtime)
+    assert np.isfinite(batch.scores["risk"]).all() and np.isfinite(batch.scores["priority"]).all()

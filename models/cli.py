@@ -255,6 +255,19 @@ def format_summary(metrics: dict[str, float], info: dict[str, Any] | None = None
                     if "_at_5" in k or "_at_1" in k
                 )
             )
+    inspected = [s for s in SUMMARY_SCORERS if f"test_inspected.{s}.roc_auc" in metrics]
+    if inspected:
+        lines.append(
+            f"test_inspected: the {int(metrics.get('test_inspected.parcels', 0))} inspected "
+            f"parcels of the test period ({int(metrics.get('test_inspected.illicit', 0))} "
+            "illicit), chosen by targeting: biased; compares scorers, not a rate to expect"
+        )
+        lines.append("                 " + " ".join(f"{m:>15}" for m in ("roc_auc", "pr_auc")))
+        for scorer in inspected:
+            values = [
+                _number(metrics.get(f"test_inspected.{scorer}.{m}")) for m in ("roc_auc", "pr_auc")
+            ]
+            lines.append(f"  {scorer:<14} " + " ".join(f"{v:>15}" for v in values))
     for pattern, why in (info.get("not_applicable") or {}).items():
         lines.append(f"n/a {pattern}: {why}")
     return "\n".join(lines)

@@ -32,8 +32,10 @@ from models.labels import (
 from models.metrics import (
     LEVELS,
     calibration_table,
+    pr_auc,
     ranking_metrics,
     rates_by_group,
+    roc_auc,
     selected_set_metrics,
     top_mask,
 )
@@ -201,6 +203,17 @@ def evaluate_holdout(
             f"(selection_reason 'random'; {seen_selection_reasons(holdout['selection_reason'])})"
             " and not every parcel inspected"
         )
+        # Without one, the inspected parcels still say how the scorers rank among themselves:
+        # biased (targeting chose them), so only for comparing scorers on the same parcels,
+        # but an analyst sees a number rather than none at all.
+        inspected = labelled_mask(holdout)
+        y_ins = y_all[inspected]
+        if 0 < y_ins.sum() < len(y_ins):
+            for name, s in scores.items():
+                metrics[f"test_inspected.{name}.roc_auc"] = roc_auc(s["risk"][inspected], y_ins)
+                metrics[f"test_inspected.{name}.pr_auc"] = pr_auc(s["risk"][inspected], y_ins)
+            metrics["test_inspected.parcels"] = float(inspected.sum())
+            metrics["test_inspected.illicit"] = float(y_ins.sum())
 
     legacy = baselines.legacy_selection(holdout["selection_reason"])
     legacy_rate = float(legacy.mean())

@@ -219,3 +219,22 @@ def test_few_offence_labels_in_a_census_ask_for_history_not_exploration(census_f
     (line,) = [r.getMessage() for r in caplog.records if "few labels for" in r.getMessage()]
     assert "only a longer history brings more" in line
     assert "exploration_rate" not in line
+
+
+def test_without_an_unbiased_sample_the_inspected_parcels_still_compare_scorers(frames):
+    """The probe's Chinese export (results, no selection reason, not a census) trained and
+    was promoted with no held-out number at all."""
+    from models.cli import format_summary
+
+    features, _, manifest = frames
+    targeted = features.assign(
+        selection_reason=features["selection_reason"].where(features["inspected"].isna(), "model")
+    )
+    result = train_models(targeted, manifest, PARAMS.replace(refit=False))
+    metrics = result.metrics
+    assert not any(k.startswith("test_random.model.") for k in metrics)
+    assert 0.5 < metrics["test_inspected.model.roc_auc"] <= 1.0
+    assert "test_inspected.random.roc_auc" in metrics and metrics["test_inspected.illicit"] > 0
+    summary = format_summary(metrics, result.info)
+    assert "inspected parcels of the test period" in summary and "biased" in summary
+    assert any(line.strip().startswith("model") for line in summary.splitlines())

@@ -580,6 +580,69 @@ def _read_results(file: Path, spec: Any, mapping: Path | None, settings: Any) ->
     return raw, notes
 
 
+@history_app.command("join")
+def history_join(
+    declarations: Path = typer.Argument(
+        ..., help="The declarations, as ingest wrote them (contract Parquet, no results)."
+    ),
+    results: list[Path] = typer.Option(
+        ...,
+        "--results",
+        help="A results file exported apart from the declarations (CSV, Parquet, workbook, "
+        "JSON; the administration's names with --mapping); repeat for several.",
+    ),
+    mapping: Path | None = typer.Option(
+        None, "--mapping", help="Results mapping YAML (`mapping draft --results` drafts one)."
+    ),
+    out: Path = typer.Option(..., "--out", help="History Parquet (written atomically)."),
+    skip_unknown: bool = typer.Option(
+        False,
+        "--skip-unknown",
+        help="Leave out (and count) results of declarations the file does not hold.",
+    ),
+    params: Path | None = params_option("sections validate, features (time zone, fx)"),
+) -> None:
+    """A first history from declarations and inspection results exported apart: each result
+    checked as `outcomes ingest` checks one, joined to its declaration; the others are not
+    inspected. Then `validate` and `features build` it as any history."""
+    import pandas as pd
+
+    from features.errors import ParcelriskError
+    from features.intake.io import read_declarations, write_declarations
+    from features.intake.mapping import load_mapping
+    from features.intake.rules import Limits
+    from serving.outcomes import join_results
+
+    settings = settings_from(params)
+    if out.suffix.lower() not in (".parquet", ".pq"):
+        raise typer.BadParameter(
+            f"{out}: the history is contract Parquet; name it {out.with_suffix('.parquet').name}",
+            param_hint="--out",
+        )
+    for path in (declarations, *results):
+        if not path.is_file():
+            raise ParcelriskError(f"{path}: no such file")
+        if path.resolve() == out.resolve():
+            raise ParcelriskError(f"--out {out} is an input: give another file")
+    frame, contract = read_declarations(declarations, with_outcomes=None)
+    if "inspected" in frame.columns and frame["inspected"].fillna(False).astype(bool).any():
+        raise ParcelriskError(
+            f"{declarations} holds results already: join results to declarations without "
+            "them (ingest the declarations with a mapping of their fields only)"
+        )
+    spec = load_mapping(mapping) if mapping is not None else None
+    read = [_read_results(file, spec, mapping, settings) for file in results]
+    raw = pd.concat([r for r, _ in read], ignore_index=True) if len(read) > 1 else read[0][0]
+    history, counts = join_results(
+        frame, raw, skip_unknown=skip_unknown, limits=Limits.from_settings(settings)
+    )
+    write_declarations(history, out, contract)
+    notes = {str(file): n for file, (_, n) in zip(results, read, strict=True) if n}
+    typer.echo(
+        json.dumps({**counts, "out": str(out), **({"notes": notes} if notes else {})}, indent=2)
+    )
+
+
 @history_app.command("export")
 def history_export(
     db: str = typer.Option(

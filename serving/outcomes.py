@@ -704,3 +704,62 @@ def history_frame(
     return history.sort_values(["declared_at", "declaration_id"], kind="stable").reset_index(
         drop=True
     )
+
+
+def join_results(
+    declarations: pd.DataFrame,
+    results: pd.DataFrame,
+    *,
+    skip_unknown: bool = False,
+    now: datetime | None = None,
+    limits: Limits | None = None,
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    """A history from an administration's declarations (canonical, no results) and its
+    inspection results exported apart (``raw``: result fields, one row per result): each
+    result checked as ``check_outcomes`` checks one sent to the store (unknown ids, two
+    results for one declaration, a result before its declaration, bad codes: all refused,
+    every row named), then joined; a declaration without one is not inspected.
+    ``skip_unknown``: results of declarations the file does not hold are left out, counted.
+    Also the counts: results joined, declarations, results skipped."""
+    import pandas as pd
+
+    ids = declarations["declaration_id"].astype("string")
+    declared = declarations["declared_at"]
+    micros = (declared - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(microseconds=1)
+    declared_at_us = dict(zip(ids.tolist(), micros.tolist(), strict=True))
+    skipped = 0
+    if skip_unknown and "declaration_id" in results.columns:
+        sent = results["declaration_id"].astype("string").str.strip()
+        known = sent.isin(declared_at_us.keys()).to_numpy(dtype=bool, na_value=False)
+        skipped = int((~known & sent.notna().to_numpy(dtype=bool)).sum())
+        results = results.loc[known | sent.isna().to_numpy(dtype=bool)]
+    try:
+        checked = check_outcomes(results, declared_at_us, {}, now=now, limits=limits).new
+    except OutcomesRefused as exc:
+        # said of the file joined to, not of a store (nothing is stored here)
+        problems = [
+            dataclasses.replace(
+                p,
+                msg=p.msg.replace(
+                    "has no decision in the store",
+                    "is not among the declarations (--skip-unknown leaves such results out)",
+                ),
+            )
+            for p in exc.problems
+        ]
+        said = describe_problems(problems, lambda row: f"row {row + 1}")
+        raise ParcelriskError(said.replace("nothing stored", "nothing joined")) from None
+    kept = [c for c in declarations.columns if c not in OUTCOME_COLUMNS]
+    history = declarations[kept].merge(
+        checked[list(RESULT_FIELDS)].assign(inspected=True),
+        on="declaration_id",
+        how="left",
+        validate="one_to_one",
+    )
+    history["inspected"] = history["inspected"].astype("boolean").fillna(False)
+    counts = {
+        "declarations": len(history),
+        "results_joined": len(checked),
+        "results_skipped_unknown": skipped,
+    }
+    return history[[*kept, *OUTCOME_COLUMNS]].reset_index(drop=True), counts

@@ -1,0 +1,84 @@
+"""`parcelrisk history join`: declarations and inspection results exported apart, made one
+history to train a first model on (before a champion and a store exist to send results to)."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from features.intake.contract import OUTCOME_COLUMNS
+from features.intake.io import read_contract, read_declarations, write_declarations
+from tests.test_serving.conftest import run_cli
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory) -> dict:
+    """A generated history split as an administration exports it: its declarations, and a
+    CSV of the results (contract names) of the inspected ones."""
+    from features.synthetic import generate_to_dir
+
+    root = tmp_path_factory.mktemp("join")
+    generate_to_dir(parcels=3_000, days=20, seed=8, out=root, start="2026-02-01")
+    history, contract = read_declarations(root / "declarations.parquet", with_outcomes=True)
+    write_declarations(history.drop(columns=list(OUTCOME_COLUMNS)), root / "decl.parquet", contract)
+    results = history.loc[history["inspected"].astype(bool)].copy()
+    results["inspected_at"] = results["inspected_at"].dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    columns = ["declaration_id", "inspected_at", "illicit", "offence_type"]
+    columns += ["revenue_recovered", "selection_reason"]
+    results[columns].to_csv(root / "results.csv", index=False)
+    return {"root": root, "history": history, "results": results[columns]}
+
+
+def test_joined_results_give_back_the_history_they_were_taken_from(exported, capsys):
+    root = exported["root"]
+    code, out, err = run_cli(
+        capsys, "history", "join", str(root / "decl.parquet"),
+        "--results", str(root / "results.csv"), "--out", str(root / "joined.parquet"),
+    )  # fmt: skip
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["results_joined"] == len(exported["results"])
+    assert summary["declarations"] == len(exported["history"])
+    joined, _ = read_declarations(root / "joined.parquet", with_outcomes=True)
+    original = exported["history"].set_index("declaration_id")
+    joined = joined.set_index("declaration_id").loc[original.index]
+    for column in OUTCOME_COLUMNS:
+        pd.testing.assert_series_equal(
+            joined[column], original[column], check_names=False, check_dtype=False
+        )
+    assert read_contract(root / "joined.parquet") == read_contract(root / "decl.parquet")
+    code, _, err = run_cli(capsys, "validate", str(root / "joined.parquet"))
+    assert code == 0, err
+
+
+def test_results_that_cannot_join_are_refused_naming_their_rows(exported, capsys, tmp_path):
+    root = exported["root"]
+    results = exported["results"].head(6).copy()
+    results.iloc[1, 0] = "NOT-DECLARED"
+    results.iloc[3, 0] = results.iloc[2, 0]  # two results for one declaration
+    results.to_csv(tmp_path / "bad.csv", index=False)
+    args = ["history", "join", str(root / "decl.parquet"), "--results", str(tmp_path / "bad.csv")]
+    code, _, err = run_cli(capsys, *args, "--out", str(tmp_path / "h.parquet"))
+    assert code != 0 and "nothing joined" in err and "Traceback" not in err
+    assert (
+        "row 2 (NOT-DECLARED): declaration_id: 'NOT-DECLARED' is not among the declarations" in err
+    )
+    assert "has 2 results in this batch" in err
+    assert not (tmp_path / "h.parquet").exists()
+    # the unknown one left out on request; the duplicate still refused
+    results.iloc[3, 0] = results.iloc[4, 0] + "-X"
+    results.to_csv(tmp_path / "bad.csv", index=False)
+    code, out, err = run_cli(capsys, *args, "--out", str(tmp_path / "h.parquet"), "--skip-unknown")
+    assert code == 0, err
+    assert json.loads(out)["results_skipped_unknown"] == 2
+
+
+def test_declarations_that_hold_results_already_are_refused(exported, capsys, tmp_path):
+    root = exported["root"]
+    code, _, err = run_cli(
+        capsys, "history", "join", str(root / "declarations.parquet"),
+        "--results", str(root / "results.csv"), "--out", str(tmp_path / "h.parquet"),
+    )  # fmt: skip
+    assert code != 0 and "holds results already" in err

@@ -190,12 +190,18 @@ class RequestTimeoutMiddleware:
                 message = {**message, "body": replaced[0]}
             await send(message)
 
-        # whether the request's body has arrived whole: a client that stalls while sending it
-        # is answered 408 (its fault, retry when it can send), not 504 (the service's)
-        body_done = [scope["type"] != "http" or scope.get("method") in _BODILESS_METHODS]
+        # whether the app is waiting on the client for the rest of the body: a client that
+        # stalls while sending it is answered 408 (its fault, retry when it can send), not 504
+        # (the service's). An app that has not asked for the body yet is the service's wait.
+        # (After the last chunk, a receive waits for the client to disconnect: not the body.)
+        awaiting_body, body_done = [False], [False]
 
         async def receive_and_mark() -> Message:
-            message = await receive()
+            awaiting_body[0] = not body_done[0]
+            try:
+                message = await receive()
+            finally:
+                awaiting_body[0] = False
             if message["type"] == "http.request" and not message.get("more_body", False):
                 body_done[0] = True
             return message
@@ -211,7 +217,7 @@ class RequestTimeoutMiddleware:
             raise
         except TimeoutError:
             if task.cancel():
-                if not body_done[0]:
+                if awaiting_body[0]:
                     response = error_response(
                         408,
                         f"request body not received within {self.timeout:g} seconds (it "
@@ -235,8 +241,6 @@ class RequestTimeoutMiddleware:
 
 
 _BODY_HEADERS = frozenset({b"content-type", b"content-length"})
-# methods whose requests carry no body to wait for
-_BODILESS_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
 
 
 def _is_plain_text(headers: list[tuple[bytes, bytes]]) -> bool:

@@ -254,3 +254,37 @@ def test_an_id_holding_a_control_or_invisible_character_is_refused(client, mark)
         r = client.post("/score", json={"declarations": [sent]}, headers=auth())
         assert r.status_code == 400, r.text
         assert field in r.text and "control or invisible character" in r.text
+
+
+def test_a_slow_service_with_the_body_read_or_not_yet_asked_for_is_still_504():
+    """408 only while the app waits on the client for the body: a handler that has not read
+    it yet, or waits for a disconnect after reading it, is the service's wait."""
+    import asyncio
+
+    from serving.patches import RequestTimeoutMiddleware
+
+    async def slow_after_body(scope, receive, send):
+        await receive()  # the whole body
+        await receive()  # then waits for a disconnect, as a streaming response does
+
+    async def slow_before_body(scope, receive, send):
+        await asyncio.sleep(3600)
+
+    async def run(app):
+        sent = []
+
+        async def receive():
+            if not sent and not getattr(receive, "given", False):
+                receive.given = True
+                return {"type": "http.request", "body": b"{}", "more_body": False}
+            await asyncio.sleep(3600)
+
+        async def send(message):
+            sent.append(message)
+
+        scope = {"type": "http", "method": "POST", "path": "/score", "headers": []}
+        await RequestTimeoutMiddleware(app, timeout=0.2)(scope, receive, send)
+        return sent[0]["status"]
+
+    assert asyncio.run(run(slow_after_body)) == 504
+    assert asyncio.run(run(slow_before_body)) == 504

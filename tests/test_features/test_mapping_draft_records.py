@@ -264,6 +264,20 @@ def test_a_chinese_cross_border_list_export_is_drafted_from_its_names() -> None:
     assert "142, 502" in " ".join(draft.checks["currency"])
 
 
+# Constants for the required fields a test's columns do not give
+_CONSTANTS = {
+    "declared_at": "2026-03-01T00:00:00Z", "arrival_office": "X1", "channel": "postal",
+    "origin_country": "CN", "hs_code": "610910", "gross_weight_kg": 1, "declared_value": 9,
+    "currency": "EUR",
+}  # fmt: skip
+
+
+def _mapping_of(columns: dict) -> str:
+    """A mapping of ``columns`` (field -> source column or spec), constants for the rest."""
+    specs = {**{k: {"value": v} for k, v in _CONSTANTS.items()}, **columns}
+    return "columns:\n" + "".join(f"  {k}: {json.dumps(v)}\n" for k, v in specs.items())
+
+
 @pytest.mark.parametrize("written", ["%Y年%m月%d日 %H:%M", "%Y年%m月%d日", "%Y. %m. %d."])
 def test_chinese_japanese_and_korean_dates_are_drafted_with_their_format(written) -> None:
     from features.intake.mapping import apply_mapping, parse_mapping_text
@@ -272,11 +286,7 @@ def test_chinese_japanese_and_korean_dates_are_drafted_with_their_format(written
     raw = pd.DataFrame({"申告番号": [f"J{i}" for i in range(60)], "申告日": when.strftime(written)})
     spec = yaml.safe_load(draft_mapping(raw).text)["columns"]["declared_at"]
     assert spec["format"] == written
-    constants = {"arrival_office": "JP01", "channel": "postal", "origin_country": "CN"}
-    constants |= {"hs_code": "610910", "gross_weight_kg": 1, "declared_value": 9}
-    constants |= {"currency": "JPY"}
-    text = f"columns:\n  declaration_id: 申告番号\n  declared_at: {json.dumps(spec)}\n"
-    text += "".join(f"  {k}: {{value: {json.dumps(v)}}}\n" for k, v in constants.items())
+    text = _mapping_of({"declaration_id": "申告番号", "declared_at": spec})
     read = apply_mapping(raw, parse_mapping_text(text), None)[0]["declared_at"]
     expected = pd.to_datetime(when.strftime(written), format=written).tz_localize("UTC")
     assert (read.to_numpy() == expected.to_numpy()).all()
@@ -306,15 +316,7 @@ def test_french_figures_grouped_by_unbreakable_spaces_are_drafted_and_read() -> 
         "Minoration de valeur": "undervaluation",
         "Prohibition": "prohibited",
     }
-    text = "columns:\n  declaration_id: N° déclaration\n"
-    text += f"  gross_weight_kg: {json.dumps(weight)}\n"
-    text += "".join(
-        f"  {k}: {{value: {json.dumps(v)}}}\n"
-        for k, v in {
-            "declared_at": "2026-03-01T00:00:00Z", "arrival_office": "FR1", "channel": "postal",
-            "origin_country": "CN", "hs_code": "610910", "declared_value": 9, "currency": "EUR",
-        }.items()
-    )  # fmt: skip
+    text = _mapping_of({"declaration_id": "N° déclaration", "gross_weight_kg": weight})
     read = apply_mapping(raw, parse_mapping_text(text), None)[0]["gross_weight_kg"]
     assert read.tolist()[:6] == pytest.approx([0.518, 1.1, 1.425, 2.144, 0.776, 0.463])
 

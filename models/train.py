@@ -36,7 +36,7 @@ import pandas as pd
 from features.errors import ParcelriskError
 from features.params import ServeParams, TrainParams
 from features.pipeline.manifest import FeatureManifest
-from models.bundle import Objective, RiskModel, revenue_if_illicit, score_rows
+from models.bundle import LaneThresholds, Objective, RiskModel, revenue_if_illicit, score_rows
 from models.calibration import fit_isotonic
 from models.evaluation import (
     attach_truth,
@@ -510,16 +510,17 @@ def refuse_inspection_records(
         return
     extras = extra_features(manifest)
     trusted = frozenset(params.trusted_features)
+    records = inspection_records(manifest.names, X, labelled, trusted, extras)
     named = [
         f"{r.feature} (filled on {r.filled_inspected:.0%} of inspected parcels, "
         f"{r.filled_others:.0%} of the others)"
         if r.only_value is None
         else f"{r.feature} ({r.only_value:g} on every parcel never inspected, other values on "
         "inspected ones)"
-        for r in inspection_records(manifest.names, X, labelled, trusted, extras)
+        for r in records
     ]
     if y is not None:
-        said = {n.split(" ", 1)[0] for n in named}
+        said = {r.feature for r in records}
         named += [
             f"{r.feature} ({r.clean_value:g} on the clean parcels; other values on "
             f"{r.off_parcels} parcels, {r.off_illicit:.0%} of them illicit)"
@@ -553,26 +554,24 @@ def aeo_rows(frame: pd.DataFrame) -> np.ndarray:
 TIED_RED_FILL = 1.5
 
 
-def _warn_tied_red(effective: np.ndarray, red_rate: float, yellow_rate: float) -> None:
-    """Warn when parcels tied on the red cut-off fill red well past its rate: a risk the
-    calibration saturates (every labelled parcel of its top block was illicit), or leaves
-    the trees share. They all go red; yellow takes its share below them."""
-    from models.thresholds import fit_lane_thresholds, lane_shares
+def _warn_tied_red(effective: np.ndarray, thresholds: LaneThresholds) -> None:
+    """Warn when parcels tied on the red cut-off (``thresholds``, fitted on ``effective``)
+    fill red well past its rate: a risk the calibration saturates (every labelled parcel of
+    its top block was illicit), or leaves the trees share. They all go red; yellow takes its
+    share below them."""
+    from models.thresholds import lane_shares
 
     finite = effective[np.isfinite(effective)]
-    if len(finite) == 0:
-        return
-    thresholds = fit_lane_thresholds(finite, red_rate, yellow_rate, "risk")
-    shares = lane_shares(finite, thresholds)
-    if shares["red"] > TIED_RED_FILL * red_rate:
+    red = lane_shares(finite, thresholds)["red"] if len(finite) else 0.0
+    if red > TIED_RED_FILL * thresholds.red_rate:
         log.warning(
             "the red cut-off sends %.2f%% of the lane traffic to red, not the %.2f%% asked: "
             "%d parcels share its priority %.10g (a saturated calibrated risk, or leaves the "
             "trees share), and parcels tied all go one way; yellow takes its share below "
             "them. More labelled parcels separate them; `parcelrisk lanes set` shows the "
             "shares any rate gives",
-            100 * shares["red"],
-            100 * red_rate,
+            100 * red,
+            100 * thresholds.red_rate,
             int((finite == thresholds.red_cutoff).sum()),
             thresholds.red_cutoff,
         )
@@ -870,20 +869,21 @@ def _train_models(
         lane_scores["priority"], aeo_rows(frame)[lane_traffic], aeo_discount
     )
     lane_period = "test" if params.refit else "validation"
-    _warn_tied_red(effective, params.lanes.red_rate, params.lanes.yellow_rate)
+    thresholds = fit_lane_thresholds(
+        effective,
+        params.lanes.red_rate,
+        params.lanes.yellow_rate,
+        objective,
+        aeo_discount=aeo_discount,
+        fitted_on=f"training: the {lane_period} period's traffic",
+    )
+    _warn_tied_red(effective, thresholds)
     deployed = RiskModel(
         manifest=used,
         risk_booster=risk_booster,
         revenue_booster=revenue_booster,
         calibration=calibration,
-        thresholds=fit_lane_thresholds(
-            effective,
-            params.lanes.red_rate,
-            params.lanes.yellow_rate,
-            objective,
-            aeo_discount=aeo_discount,
-            fitted_on=f"training: the {lane_period} period's traffic",
-        ),
+        thresholds=thresholds,
         # Both passes share the first pass's calibration: the refit keeps its rounds and
         # learning rate, so its log-odds stay on the first pass's scale.
         risk_booster_eval=first_risk if params.refit else None,

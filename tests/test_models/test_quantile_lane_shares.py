@@ -63,13 +63,17 @@ def test_a_tie_block_wider_than_red_and_yellow_leaves_yellow_its_share_below_it(
 
 
 def test_train_warns_when_tied_parcels_fill_red_past_its_rate(caplog) -> None:
+    from models.thresholds import fit_lane_thresholds
     from models.train import _warn_tied_red
+
+    def warn(priority: np.ndarray) -> None:
+        _warn_tied_red(priority, fit_lane_thresholds(priority, 0.01, 0.04, "risk"))
 
     rng = np.random.default_rng(3)
     caplog.set_level("WARNING", logger="models.train")
-    _warn_tied_red(rng.uniform(size=20_000), 0.01, 0.04)
+    warn(rng.uniform(size=20_000))
     assert caplog.text == ""
     tied = np.where(rng.random(20_000) < 0.07, 0.9999990036, rng.uniform(0, 0.99, 20_000))
-    _warn_tied_red(tied, 0.01, 0.04)
+    warn(tied)
     assert "the red cut-off sends 7." in caplog.text and "not the 1.00% asked" in caplog.text
     assert f"{int((tied == 0.9999990036).sum())} parcels share its priority" in caplog.text

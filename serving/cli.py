@@ -255,7 +255,9 @@ def score(
             "write them to another file"
         )
     if quarantine is not None:
-        _check_quarantine_path(quarantine, file, out)
+        from features.intake.ingest import check_quarantine_path
+
+        check_quarantine_path(quarantine, out, [file], max_rejected, "the declarations file")
     with tempfile.TemporaryDirectory(prefix="parcelrisk-score-") as read_dir:
         set_aside = None
         if mapping is not None:
@@ -274,23 +276,6 @@ def score(
         _score_contract_file(
             file, out, tracking_uri, settings, chunk_size, audit_db, no_validate, set_aside
         )
-
-
-def _check_quarantine_path(quarantine: Path, file: Path, out: Path) -> None:
-    from features.errors import ParcelriskError
-
-    if quarantine.suffix.lower() != ".csv":
-        raise ParcelriskError(
-            f"--quarantine {quarantine}: the declarations set aside are written as CSV: give a "
-            ".csv file name"
-        )
-    if not quarantine.parent.is_dir():
-        raise ParcelriskError(
-            f"--quarantine {quarantine}: directory {quarantine.parent} does not exist"
-        )
-    for path, what in ((file, "the declarations file"), (out, "--out")):
-        if quarantine.resolve() == Path(path).resolve():
-            raise ParcelriskError(f"--quarantine {quarantine} is {what}: give another file")
 
 
 # Rows named in the refusal of an export holding declarations that cannot be scored

@@ -29,9 +29,12 @@ from features.intake.mapping import (
     REJECTED_ROW,
     ExportRead,
     declarations_only,
+    gate_fault_reasons,
     load_mapping,
     rates_to_eur,
     read_export,
+    reason_counts,
+    rejected_frame,
 )
 from features.params import DEFAULT_MAX_REJECTED
 
@@ -150,19 +153,33 @@ def _check_paths(
             raise ContractError(f"--out {out} is one of the exports read: give another file")
         if not source.exists():  # before any is read: a typo in the last of twelve files
             raise ContractError(f"source file not found: {source}")
-    if quarantine is None:
-        return
+    if quarantine is not None:
+        check_quarantine_path(quarantine, out, list(seen), max_rejected)
+
+
+def check_quarantine_path(
+    quarantine: Path,
+    out: Path,
+    sources: list[Path],
+    max_rejected: float,
+    source_is: str = "the source (an export read)",
+) -> None:
+    """Refuse a ``--quarantine`` file that could not be written or would overwrite an input
+    or the output, and a ``--max-rejected`` that is no share, before anything is read
+    (``ingest``, ``score``)."""
     if quarantine.suffix.lower() != ".csv":
         raise ContractError(
             f"--quarantine {quarantine}: the rows set aside are written as CSV (the source's "
             "columns as read, their row number and reasons); name it e.g. rejected.csv"
         )
+    if not quarantine.parent.is_dir():
+        raise ContractError(
+            f"--quarantine {quarantine}: directory {quarantine.parent} does not exist"
+        )
     if quarantine.resolve() == out.resolve():
         raise ContractError(f"--quarantine {quarantine} is --out: give another file")
-    if quarantine.resolve() in seen:
-        raise ContractError(
-            f"--quarantine {quarantine} is the source (an export read): give another file"
-        )
+    if quarantine.resolve() in {Path(s).resolve() for s in sources}:
+        raise ContractError(f"--quarantine {quarantine} is {source_is}: give another file")
     if not (math.isfinite(max_rejected) and 0 <= max_rejected <= 1):
         raise ContractError(f"--max-rejected {max_rejected}: a share of the rows between 0 and 1")
 
@@ -387,8 +404,6 @@ def set_aside_faulty_rows(
     number and every reason: how ``score --quarantine`` scores a file holding a few bad
     declarations. Outcome columns are not judged (declarations to score carry none). More
     than ``max_rejected`` of the rows set aside refuses the file, as ingest does."""
-    from collections import Counter
-
     import numpy as np
 
     from features.intake.io import read_raw_declarations
@@ -396,11 +411,7 @@ def set_aside_faulty_rows(
 
     raw, contract = read_raw_declarations(source)
     result, canonical = check_declarations(raw, contract, limits, with_outcomes=False)
-    reasons: dict[int, list[tuple[str, str]]] = {}  # row -> (rule, message), as ingest's
-    for finding in result.findings.faults:
-        key = f"{finding.rule.name} ({finding.rule.requires})"
-        for row, message in zip(finding.rows.tolist(), finding.messages(), strict=True):
-            reasons.setdefault(int(row), []).append((key, message))
+    reasons = gate_fault_reasons(result.findings)
     share = len(reasons) / max(len(raw), 1)
     if share > max_rejected:
         first = min(reasons)
@@ -410,17 +421,13 @@ def set_aside_faulty_rows(
             f"not to a few bad declarations, so nothing is scored. Row {first + 1}: "
             + "; ".join(message for _, message in reasons[first])
         )
-    order = np.array(sorted(reasons), dtype=np.int64)
-    rejected = raw.iloc[order].copy()
-    rejected.insert(0, REJECTED_ROW, order + 1)
-    rejected[REJECTED_REASONS] = ["; ".join(m for _, m in reasons[int(i)]) for i in order]
-    kept = np.setdiff1d(np.arange(len(raw)), order)
+    rejected = rejected_frame(raw, reasons, np.arange(len(raw)) + 1)
+    kept = np.setdiff1d(np.arange(len(raw)), sorted(reasons))
     outcomes = [c for c in _OUTCOMES if c in canonical.columns]
     write_declarations(
         canonical.iloc[kept].drop(columns=outcomes).reset_index(drop=True), out, contract
     )
     atomic_write(quarantine, lambda tmp: rejected.to_csv(tmp, index=False))
-    counts = Counter(key for items in reasons.values() for key in dict(items))
     if reasons:
         logger.warning(
             "%d of %d row(s) set aside in %s, each with its reasons; the others are scored",
@@ -432,8 +439,14 @@ def set_aside_faulty_rows(
         "rows_read": len(raw),
         "rows_rejected": len(reasons),
         "quarantine": str(quarantine),
-        "rejected_reasons": dict(counts.most_common()),
+        "rejected_reasons": reason_counts(reasons),
     }
 
 
-__all__ = ["REJECTED_FILE", "ingest_file", "join_declarations", "set_aside_faulty_rows"]
+__all__ = [
+    "REJECTED_FILE",
+    "check_quarantine_path",
+    "ingest_file",
+    "join_declarations",
+    "set_aside_faulty_rows",
+]

@@ -2282,7 +2282,6 @@ def _map_setting_aside(
 ) -> tuple[pd.DataFrame, Contract, dict[str, list[tuple[int, str]]], _Rejected]:
     """``_map_declarations`` of the rows that convert and pass the gate's fault rules; and the
     others as the source holds them, with their row number and reasons."""
-    import numpy as np
 
     from features.intake.validation import check_declarations
 
@@ -2338,16 +2337,13 @@ def _map_setting_aside(
 
         limits = Limits.from_settings(load_settings(None))
     result, _ = check_declarations(declarations, contract, limits)
-    faulty: set[int] = set()
-    for finding in result.findings.faults:
-        key = f"{finding.rule.name} ({finding.rule.requires})"
-        for row, message in zip(finding.rows.tolist(), finding.messages(), strict=True):
-            for position in rows_of[row].tolist():
-                reasons.setdefault(int(position), []).append((key, message))
-            faulty.add(row)
+    faulty = gate_fault_reasons(result.findings)
+    for row, items in faulty.items():
+        for position in rows_of[row].tolist():
+            reasons.setdefault(int(position), []).extend(items)
     declarations = declarations.drop(index=sorted(faulty)).reset_index(drop=True)
     share = len(reasons) / max(len(raw), 1)
-    counts = _reason_counts(reasons)
+    counts = reason_counts(reasons)
     if share > max_rejected:
         raise ContractError(
             f"{source}: {len(reasons)} of {len(raw)} rows ({share:.2%}) cannot be right, more "
@@ -2355,11 +2351,33 @@ def _map_setting_aside(
             "export, not to a few bad declarations, so nothing is written. Most common: "
             + _common_reasons(reasons, counts)
         )
+    rows = rejected_frame(raw, reasons, source_rows + 1)
+    return declarations, contract, local_times, _Rejected(rows, counts)
+
+
+def gate_fault_reasons(findings: Any) -> dict[int, list[tuple[str, str]]]:
+    """Row -> (rule, message) of each of the gate's faults in ``findings`` (a check's): the
+    reasons a quarantine gives a row, and what it counts them by."""
+    reasons: dict[int, list[tuple[str, str]]] = {}
+    for finding in findings.faults:
+        key = f"{finding.rule.name} ({finding.rule.requires})"
+        for row, message in zip(finding.rows.tolist(), finding.messages(), strict=True):
+            reasons.setdefault(int(row), []).append((key, message))
+    return reasons
+
+
+def rejected_frame(
+    raw: pd.DataFrame, reasons: dict[int, list[tuple[str, str]]], row_numbers: Any
+) -> pd.DataFrame:
+    """The rows of ``raw`` (positions) set aside for ``reasons``, as the source holds them:
+    their row number (``row_numbers``, by position) first, every reason last."""
+    import numpy as np
+
     order = np.array(sorted(reasons), dtype=np.int64)
     rows = raw.iloc[order].copy()
-    rows.insert(0, REJECTED_ROW, source_rows[order] + 1)
+    rows.insert(0, REJECTED_ROW, np.asarray(row_numbers)[order])
     rows[REJECTED_REASONS] = ["; ".join(text for _, text in reasons[int(i)]) for i in order]
-    return declarations, contract, local_times, _Rejected(rows, counts)
+    return rows
 
 
 def _with_sibling_items(reasons: dict[int, list[tuple[str, str]]], ids: pd.Series) -> None:
@@ -2420,7 +2438,7 @@ def _unconvertible_rows(
     )
 
 
-def _reason_counts(reasons: dict[int, list[tuple[str, str]]]) -> dict[str, int]:
+def reason_counts(reasons: dict[int, list[tuple[str, str]]]) -> dict[str, int]:
     """Reason -> rows it sets aside, most rows first."""
     from collections import Counter
 

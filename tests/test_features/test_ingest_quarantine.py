@@ -170,6 +170,7 @@ def test_without_quarantine_one_bad_value_still_stops_the_ingest(tmp_path) -> No
         ("export.csv", 0.01, "is the source"),
         ("rejected.csv", 1.5, "between 0 and 1"),
         ("rejected.csv", float("nan"), "between 0 and 1"),
+        ("missing/rejected.csv", 0.01, "directory .*missing does not exist"),
     ],
 )
 def test_quarantine_options_that_cannot_work_are_refused_first(

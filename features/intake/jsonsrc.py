@@ -161,7 +161,7 @@ def _array_items(path: Path, body: str, key: str | None = None) -> Iterator[Any]
         levels = scan.descend(key.split(SEPARATOR)) if key is not None else 0
         if not scan.next_is("["):
             raise ContractError(f"{path}: records: {key} is not an array of records")
-        for value in scan.values("]"):
+        for value in scan.array_values():
             count += 1
             yield value
         for _ in range(levels):  # the rest of each object the array was in
@@ -217,20 +217,18 @@ class _Scanner:
         self.skip()
         return value
 
-    def values(self, close: str) -> Iterator[Any]:
-        """The values of the array or object whose opening character is next, up to
-        ``close``; for an object, its members' names are read by ``members``."""
-        self.expect(self.body[self.at], "a value expected")
-        if self.next_is(close):
-            self.at += 1
-            self.skip()
+    def array_values(self) -> Iterator[Any]:
+        """The values of the array whose ``[`` is next, read one at a time, up to its ``]``."""
+        self.expect("[", "an array expected")
+        if self.next_is("]"):
+            self.expect("]", "")
             return
         while True:
             yield self.value()
             if self.next_is(","):
                 self.expect(",", "")
             else:
-                self.expect(close, f"',' or '{close}' expected after a value of the array")
+                self.expect("]", "',' or ']' expected after a value of the array")
                 return
 
     def members(self, started: bool = False) -> Iterator[str]:

@@ -101,16 +101,20 @@ class OutcomesRefused(ParcelriskError):
 
 
 def describe_problems(
-    problems: Sequence[OutcomeProblem], where: Callable[[int], str], shown: int = 3
+    problems: Sequence[OutcomeProblem],
+    where: Callable[[int], str],
+    shown: int = 3,
+    nothing: str = "nothing stored",
 ) -> str:
-    """One line: how many results were refused and the first few reasons, with their rows."""
+    """One line: how many results were refused and the first few reasons, with their rows
+    (``nothing``: what the refusal left undone)."""
     rows = len({p.row for p in problems})
     parts = [
         f"{where(p.row)}" + (f" ({p.declaration_id})" if p.declaration_id else "") + f": {p.msg}"
         for p in problems[:shown]
     ]
     more = f" (+{len(problems) - shown} more)" if len(problems) > shown else ""
-    return f"{rows} result(s) refused, nothing stored: {'; '.join(parts)}{more}"
+    return f"{rows} result(s) refused, {nothing}: {'; '.join(parts)}{more}"
 
 
 @dataclass(frozen=True)
@@ -236,6 +240,7 @@ def check_outcomes(
     *,
     now: datetime | None = None,
     limits: Limits | None = None,
+    unknown: str = "has no decision in the store",
 ) -> CheckedOutcomes:
     """The results of ``raw`` that may be stored, or ``OutcomesRefused`` naming every bad row.
 
@@ -249,7 +254,7 @@ def check_outcomes(
     among those ids. ``stored``: the results already stored for those ids. ``now`` fixes the
     clock of the "not in the future" rule (tests); by default it is read now. ``limits``: the
     plausibility limits of the gate (``Limits.from_settings``); by default params.yaml's
-    defaults.
+    defaults. ``unknown``: what a result of a declaration not in ``declared_at_us`` is told.
     """
     import pandas as pd
 
@@ -331,7 +336,7 @@ def check_outcomes(
                     declaration_id,
                     "declaration_id",
                     "declaration_id.known",
-                    f"declaration_id: {show(declaration_id)} has no decision in the store",
+                    f"declaration_id: {show(declaration_id)} {unknown}",
                 )
             )
         elif declaration_id not in stored:
@@ -733,22 +738,17 @@ def join_results(
         known = sent.isin(declared_at_us.keys()).to_numpy(dtype=bool, na_value=False)
         skipped = int((~known & sent.notna().to_numpy(dtype=bool)).sum())
         results = results.loc[known | sent.isna().to_numpy(dtype=bool)]
+    # said of the declarations joined to, not of a store (nothing is stored here)
+    unknown = "is not among the declarations (--skip-unknown leaves such results out)"
     try:
-        checked = check_outcomes(results, declared_at_us, {}, now=now, limits=limits).new
+        checked = check_outcomes(
+            results, declared_at_us, {}, now=now, limits=limits, unknown=unknown
+        ).new
     except OutcomesRefused as exc:
-        # said of the file joined to, not of a store (nothing is stored here)
-        problems = [
-            dataclasses.replace(
-                p,
-                msg=p.msg.replace(
-                    "has no decision in the store",
-                    "is not among the declarations (--skip-unknown leaves such results out)",
-                ),
-            )
-            for p in exc.problems
-        ]
-        said = describe_problems(problems, lambda row: f"row {row + 1}")
-        raise ParcelriskError(said.replace("nothing stored", "nothing joined")) from None
+        said = describe_problems(
+            exc.problems, lambda row: f"row {row + 1}", nothing="nothing joined"
+        )
+        raise ParcelriskError(said) from None
     kept = [c for c in declarations.columns if c not in OUTCOME_COLUMNS]
     history = declarations[kept].merge(
         checked[list(RESULT_FIELDS)].assign(inspected=True),

@@ -17,7 +17,9 @@ alone (see ``freeze_after_load``).
 
 ``RequestTimeoutMiddleware`` keeps BentoML's behaviour (504 if no response has started within
 ``traffic.timeout``) and cancels its timer the moment the response starts or the request ends.
-A 504 sent after the handler had its decisions reports them lost (``serving.delivery``).
+A 504 sent after the handler had its decisions reports them lost (``serving.delivery``). While
+the app waits on the client for the rest of the body, the answer is 408 instead: the client
+stalled (or declared more than it sent), nothing was scored.
 ``install_request_timeout()`` swaps it in where BentoML's app factory looks the class up; the
 serving tests check that the swap is in effect, so a BentoML upgrade that moves it fails loudly.
 
@@ -138,7 +140,8 @@ Message = dict[str, Any]
 
 
 class RequestTimeoutMiddleware:
-    """504 when the app has not started its response within ``timeout`` seconds."""
+    """504 when the app has not started its response within ``timeout`` seconds (408 when it
+    is still waiting for the request's body then)."""
 
     def __init__(self, app: Any, timeout: float) -> None:
         self.app = app

@@ -484,13 +484,15 @@ def extra_features(manifest: FeatureManifest) -> frozenset[str]:
     """The features of the columns an administration mapped in beyond the contract: numeric
     extras as given (``features.families.extras``), categorical ones as codes
     (``cat_<extra>``, beside the contract's own categoricals)."""
+    from features.families.categories import PREFIX as CATEGORY
+    from features.families.extras import PREFIX as EXTRA
     from features.intake.contract import FIELDS_BY_NAME
 
     return frozenset(
         f.name
         for f in manifest.features
-        if f.group == "extra"
-        or (f.name.startswith("cat_") and f.name.removeprefix("cat_") not in FIELDS_BY_NAME)
+        if f.name.startswith(EXTRA)
+        or (f.name.startswith(CATEGORY) and f.name.removeprefix(CATEGORY) not in FIELDS_BY_NAME)
     )
 
 

@@ -500,6 +500,22 @@ def _with_correction(raw: Any, why: str) -> Any:
     return raw
 
 
+def _row_names(rows: Any, file: Path | None) -> list[str]:
+    """What a refusal calls each result row: its data row in the file (the reader keeps the
+    source's positions, empty rows left out; results collapsed from items are numbered as
+    read), with the file's name when several are joined."""
+    import pandas as pd
+
+    index = rows.index
+    numbers = (
+        index.to_numpy() + 1
+        if pd.api.types.is_integer_dtype(index.dtype) and index.is_unique
+        else range(1, len(rows) + 1)
+    )
+    prefix = f"{file.name} " if file is not None else ""
+    return [f"{prefix}row {n}" for n in numbers]
+
+
 def _read_results(file: Path, spec: Any, mapping: Path | None, settings: Any) -> tuple[Any, dict]:
     """One results file as the contract's result fields; and what its reading noted (local
     times, revenue converted, columns ignored) for the summary."""
@@ -617,9 +633,18 @@ def history_join(
         )
     spec = load_mapping(mapping) if mapping is not None else None
     read = [_read_results(file, spec, mapping, settings) for file in results]
-    raw = pd.concat([r for r, _ in read], ignore_index=True) if len(read) > 1 else read[0][0]
+    # labelled 0..n-1 across the files; each row's name says where its file holds it
+    raw = pd.concat([r for r, _ in read], ignore_index=True)
     history, counts = join_results(
-        frame, raw, skip_unknown=skip_unknown, limits=Limits.from_settings(settings)
+        frame,
+        raw,
+        skip_unknown=skip_unknown,
+        limits=Limits.from_settings(settings),
+        row_names=[
+            name
+            for file, (rows, _) in zip(results, read, strict=True)
+            for name in _row_names(rows, file if len(results) > 1 else None)
+        ],
     )
     write_declarations(history, out, contract)
     notes = {str(file): n for file, (_, n) in zip(results, read, strict=True) if n}

@@ -528,7 +528,9 @@ def store_outcomes(
             parsed = parse_text(raw["declaration_id"])
             unknown = (parsed.notna() & ~parsed.isin(list(declared))).to_numpy(dtype=bool)
             skipped = int(unknown.sum())
-            raw = raw[~unknown].reset_index(drop=True)
+            # the kept rows keep their labels: a refusal names the file's rows, not the
+            # positions left after the skip
+            raw = raw[~unknown]
         if len(raw) == 0:  # every row was of a declaration never decided here
             counts = {"stored": 0, "unchanged": 0, "skipped_unknown": skipped}
             return counts | ({"skipped_not_inspected": not_inspected} if not_inspected else {})
@@ -718,6 +720,7 @@ def join_results(
     skip_unknown: bool = False,
     now: datetime | None = None,
     limits: Limits | None = None,
+    row_names: Sequence[str] | None = None,
 ) -> tuple[pd.DataFrame, dict[str, int]]:
     """A history from an administration's declarations (canonical, no results) and its
     inspection results exported apart (``raw``: result fields, one row per result): each
@@ -725,8 +728,13 @@ def join_results(
     results for one declaration, a result before its declaration, bad codes: all refused,
     every row named), then joined; a declaration without one is not inspected.
     ``skip_unknown``: results of declarations the file does not hold are left out, counted.
-    Also the counts: results joined, declarations, results skipped."""
+    ``row_names``: what a refusal calls the row labelled i of ``results`` (its file and row
+    there; ``results`` then labelled 0..n-1); by default ``row`` and its label + 1. Also the counts: results joined, declarations,
+    results skipped."""
     import pandas as pd
+
+    # problems name ``results``' row labels (kept through the skip below)
+    where = (lambda row: f"row {row + 1}") if row_names is None else row_names.__getitem__
 
     ids = declarations["declaration_id"].astype("string")
     declared = declarations["declared_at"]
@@ -745,9 +753,7 @@ def join_results(
             results, declared_at_us, {}, now=now, limits=limits, unknown=unknown
         ).new
     except OutcomesRefused as exc:
-        said = describe_problems(
-            exc.problems, lambda row: f"row {row + 1}", nothing="nothing joined"
-        )
+        said = describe_problems(exc.problems, where, nothing="nothing joined")
         raise ParcelriskError(said) from None
     kept = [c for c in declarations.columns if c not in OUTCOME_COLUMNS]
     history = declarations[kept].merge(

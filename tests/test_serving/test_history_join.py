@@ -82,3 +82,24 @@ def test_declarations_that_hold_results_already_are_refused(exported, capsys, tm
         "--results", str(root / "results.csv"), "--out", str(tmp_path / "h.parquet"),
     )  # fmt: skip
     assert code != 0 and "holds results already" in err
+
+
+def test_a_refusal_names_the_row_as_its_file_holds_it(exported, capsys, tmp_path):
+    """Rows left out by --skip-unknown, or results read from several files, do not shift the
+    row a refusal names: it is the row of the file that holds it."""
+    root = exported["root"]
+    results = exported["results"].head(6).copy()
+    results.iloc[0, 0] = "NOT-DECLARED"  # left out by --skip-unknown
+    results.iloc[4, 3] = "not-an-offence"  # data row 5 of the file
+    results.to_csv(tmp_path / "a.csv", index=False)
+    exported["results"].iloc[6:9].to_csv(tmp_path / "b.csv", index=False)
+    args = ["history", "join", str(root / "decl.parquet"), "--out", str(tmp_path / "h.parquet")]
+    code, _, err = run_cli(capsys, *args, "--results", str(tmp_path / "a.csv"), "--skip-unknown")
+    assert code != 0 and "Traceback" not in err
+    assert f"row 5 ({results.iloc[4, 0]}): offence_type" in err, err
+    code, _, err = run_cli(
+        capsys, *args, "--results", str(tmp_path / "b.csv"), "--results", str(tmp_path / "a.csv"),
+    )  # fmt: skip
+    assert code != 0 and "Traceback" not in err
+    assert "a.csv row 1 (NOT-DECLARED)" in err and f"a.csv row 5 ({results.iloc[4, 0]})" in err, err
+    assert not (tmp_path / "h.parquet").exists()

@@ -87,10 +87,11 @@ def test_outcomes_ingest_can_skip_results_of_declarations_never_decided(tmp_path
     assert (body["stored"], body["skipped_unknown"]) == (1, 2)
     results.write_text(  # other problems still refuse the whole file
         "declaration_id,inspected_at,inspected,illicit,offence_type,revenue_recovered\n"
-        "EXT3-2,2026-04-01T09:00:00Z,true,false,,\n"
         "ELSEWHERE-3,2026-05-02T09:00:00Z,true,false,,\n"
+        "EXT3-2,2026-04-01T09:00:00Z,true,false,,\n"
     )
     code, _, err = run_cli(
         capsys, "outcomes", "ingest", str(results), "--db", location, "--skip-unknown"
     )
     assert code != 0 and "EXT3-2" in err and "before" in err
+    assert "row 2 (EXT3-2)" in err, err  # the file's row, not its place after the skip

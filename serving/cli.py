@@ -523,6 +523,7 @@ def _read_results(file: Path, spec: Any, mapping: Path | None, settings: Any) ->
     from features.intake.io import read_raw_declarations
     from features.intake.mapping import (
         drop_empty_and_totals_rows,
+        drop_repeated_items,
         map_outcomes,
         read_source,
         resolve_aliases,
@@ -538,6 +539,7 @@ def _read_results(file: Path, spec: Any, mapping: Path | None, settings: Any) ->
     source = read_source(file, spec)
     spec, _ = resolve_aliases(source, spec)  # the name of the column this file has
     source, dropped = drop_empty_and_totals_rows(source, spec, file, time_field="inspected_at")
+    source, repeated = drop_repeated_items(source, spec, file)
     ignored = [str(c) for c in source.columns if c not in set(spec.source_columns())]
     # a result field the file carries under its contract name, left out of the mapping,
     # would be stored empty, and the full result then refused as a conflict for good
@@ -574,6 +576,8 @@ def _read_results(file: Path, spec: Any, mapping: Path | None, settings: Any) ->
     notes.update(revenue_summary(spec, raw, file))
     if any(dropped.values()):
         notes["rows_not_results_dropped"] = dropped
+    if repeated:
+        notes["item_rows_repeated_dropped"] = repeated
     if read_as_utc:
         notes["times_read_as_utc"] = read_as_utc
     if ignored:

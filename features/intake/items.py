@@ -98,11 +98,13 @@ def _what(rule: str) -> str:
 
 @dataclass(frozen=True)
 class Disagreement:
-    """An ``agree`` field whose items differ within some declarations."""
+    """An ``agree`` field whose items differ within some declarations; or (``negative``) a
+    summed amount that some item gives below zero."""
 
     field: str
     declarations: np.ndarray  # positions in the collapsed frame
     message: str
+    negative: bool = False
 
 
 @dataclass(frozen=True)
@@ -155,6 +157,22 @@ def collapse_items(frame: pd.DataFrame, rules: dict[str, str]) -> Collapsed:
             out[name] = picked.where(picked.notna(), grouped.first().reindex(range(n)).values)
             continue
         if rule in ("sum", "sum_given"):
+            # An item below zero (a discount or correction line) would be netted into the
+            # total, which the gate then sees as a plausible amount: the declared value, the
+            # valuation signal, lowered unsaid. The gate refuses a negative amount; so does
+            # each item.
+            below = np.flatnonzero(
+                pd.to_numeric(column, errors="coerce")
+                .lt(0)
+                .groupby(codes, sort=True)
+                .any()
+                .reindex(range(n), fill_value=False)
+                .to_numpy(dtype=bool)
+            )
+            if len(below):
+                disagreements.append(
+                    Disagreement(name, below, _negative(name, column, codes, uniques, below), True)
+                )
             total = grouped.sum(min_count=1)  # no amount at all: empty
             if rule == "sum":  # an item without its amount: the total is not known
                 empty = column.isna().groupby(key.to_numpy(), sort=True).any()
@@ -205,6 +223,25 @@ def _principal_rows(frame: pd.DataFrame, codes: np.ndarray, n: int) -> np.ndarra
     rows = np.empty(n, dtype=np.int64)
     rows[first["g"].to_numpy()] = first["row"].to_numpy()
     return rows
+
+
+def _negative(
+    name: str, column: pd.Series, codes: np.ndarray, uniques, below: np.ndarray, shown: int = 3
+) -> str:
+    """``name`` is below zero on an item of N declarations: the first few, with the items."""
+    import pandas as pd
+
+    examples = []
+    for position in below[:shown]:
+        values = pd.to_numeric(column[codes == position], errors="coerce").dropna()
+        examples.append(f"{uniques[position]}: {', '.join(f'{v:g}' for v in values[:4])}")
+    more = f" (and {len(below) - shown} more)" if len(below) > shown else ""
+    return (
+        f"{name} is below zero on an item of {len(below)} declaration(s){more}: "
+        + "; ".join(examples)
+        + " (a discount or correction line: summed, it would lower the declaration's "
+        f"{name} unsaid; correct the export)"
+    )
 
 
 def _differs(

@@ -1495,6 +1495,39 @@ def drop_empty_and_totals_rows(
     return raw.loc[~dropped], counts
 
 
+def drop_repeated_items(
+    raw: pd.DataFrame, mapping: Mapping, source: Path | str
+) -> tuple[pd.DataFrame, int]:
+    """``raw`` (an item export: ``items:`` in the mapping) without the item rows that repeat
+    an earlier row cell for cell, and how many; said in a warning naming them.
+
+    An item table joined 1:n with another (documents, containers) or a message sent twice
+    (an H7 record exploded again) repeats rows whole; summed, each repeat would add its
+    value and weight to the declaration's, unsaid, and the gate would see a plausible total.
+    A row that differs in any cell (the item's number, a second line of the same goods) is
+    an item and is kept. Rows without a declaration id are left to the reader's refusal."""
+    spec = mapping.columns.get("declaration_id")
+    if mapping.items is None or raw.empty or spec is None or spec.column not in raw.columns:
+        return raw, 0
+    has_id = raw[spec.column].notna().to_numpy(dtype=bool)
+    repeated = raw.duplicated(keep="first").to_numpy(dtype=bool) & has_id
+    count = int(repeated.sum())
+    if not count:
+        return raw, 0
+    rows = ", ".join(str(int(r) + 1) for r in raw.index[repeated][:_EXAMPLES])
+    logger.warning(
+        "%s: %d item row(s) repeat an earlier row of their declaration cell for cell (rows "
+        "%s%s): read once (summed, they would add their value and weight again); a file where "
+        "two lines of the same goods are meant should number its items",
+        source,
+        count,
+        rows,
+        ", ..." if count > _EXAMPLES else "",
+    )
+    # the rows keep their labels, the source's row positions (as ``drop_empty_and_totals_rows``)
+    return raw.loc[~repeated], count
+
+
 def join_columns(raw: pd.DataFrame, mapping: Mapping) -> tuple[pd.DataFrame, Mapping]:
     """``raw`` with one column per spec that joins several (named ``DATE + TIME``), and the
     mapping reading it as its ``column``; both unchanged when no spec joins columns.
@@ -1639,7 +1672,9 @@ def _map_declarations(
             collapsed_out.append(collapsed)
         elif collapsed.disagreements:
             raise ContractError(
-                "items that do not agree: " + "; ".join(d.message for d in collapsed.disagreements)
+                _item_problems(
+                    collapsed.disagreements, " (--quarantine sets their declarations aside)"
+                )
             )
         declarations = coerce_declarations(
             collapsed.frame, with_outcomes=with_outcomes, contract=contract
@@ -1648,6 +1683,15 @@ def _map_declarations(
             (collapsed.item_rows, len(collapsed.frame), collapsed.max_items)  # type: ignore[list-item]
         ]
     return declarations, contract, local_times
+
+
+def _item_problems(problems: list[Any], hint: str = "") -> str:
+    """One line for the items that stop an export: fields that differ between the items of
+    a declaration (``agree``), amounts below zero on an item (``sum``)."""
+    differ = [p.message for p in problems if not p.negative]
+    negative = [p.message for p in problems if p.negative]
+    parts = (["items that do not agree: " + "; ".join(differ)] if differ else []) + negative
+    return "; ".join(parts) + hint
 
 
 # outcome fields a row not inspected cannot hold (``inspected`` itself stays)
@@ -2037,6 +2081,7 @@ def read_export(
     used = set(mapping.source_columns())
     raw, mapping = join_columns(raw, mapping)
     raw, not_declarations = drop_empty_and_totals_rows(raw, mapping, source)
+    raw, repeated_items = drop_repeated_items(raw, mapping, source)
     check_hs_text(raw, mapping, source)
     raw, restored = restore_hs_zeros(raw, mapping)  # counted here, for the summary
     if restored:
@@ -2091,6 +2136,7 @@ def read_export(
             if items
             else {}
         ),
+        **({"item_rows_repeated_dropped": repeated_items} if repeated_items else {}),
         **(
             {"rows_not_declarations_dropped": not_declarations}
             if any(not_declarations.values())
@@ -2317,18 +2363,25 @@ def _map_setting_aside(
         collapsed = collapsed_out[0]
         rows_of = _source_rows(collapsed.group, positions, len(declarations))
         differing: dict[int, list[str]] = {}
+        negative: dict[int, list[str]] = {}
         for disagreement in collapsed.disagreements:
+            held = negative if disagreement.negative else differing
             for d in disagreement.declarations.tolist():
-                differing.setdefault(d, []).append(disagreement.field)
-        for d, fields in differing.items():
-            key = "items disagree (items: ... agree)"
-            message = (
-                f"items: {', '.join(fields)} differ(s) between the items of declaration "
-                f"{declarations['declaration_id'].iloc[d]}"
-            )
-            for position in rows_of[d].tolist():
-                reasons.setdefault(int(position), []).append((key, message))
-        kept_rows = [d for d in range(len(declarations)) if d not in differing]
+                held.setdefault(d, []).append(disagreement.field)
+        for held, key, says in (
+            (differing, "items disagree (items: ... agree)", "differ(s) between the items"),
+            (negative, "item amount below zero (items: ... sum)", "below zero on an item"),
+        ):
+            for d, fields in held.items():
+                message = (
+                    f"items: {', '.join(fields)} {says} of declaration "
+                    f"{declarations['declaration_id'].iloc[d]}"
+                )
+                for position in rows_of[d].tolist():
+                    reasons.setdefault(int(position), []).append((key, message))
+        kept_rows = [
+            d for d in range(len(declarations)) if d not in differing and d not in negative
+        ]
         declarations = declarations.iloc[kept_rows].reset_index(drop=True)
         rows_of = [rows_of[d] for d in kept_rows]
     if limits is None:
@@ -2349,7 +2402,7 @@ def _map_setting_aside(
             f"{source}: {len(reasons)} of {len(raw)} rows ({share:.2%}) cannot be right, more "
             f"than --max-rejected {max_rejected:.2%}: so many point to the mapping or the "
             "export, not to a few bad declarations, so nothing is written. Most common: "
-            + _common_reasons(reasons, counts)
+            + _common_reasons(reasons, counts, source_rows)
         )
     rows = rejected_frame(raw, reasons, source_rows + 1)
     return declarations, contract, local_times, _Rejected(rows, counts)
@@ -2447,12 +2500,17 @@ def reason_counts(reasons: dict[int, list[tuple[str, str]]]) -> dict[str, int]:
 
 
 def _common_reasons(
-    reasons: dict[int, list[tuple[str, str]]], counts: dict[str, int], top: int = 3
+    reasons: dict[int, list[tuple[str, str]]],
+    counts: dict[str, int],
+    source_rows: Any,
+    top: int = 3,
 ) -> str:
+    """The ``top`` reasons, each with its first row as the file numbers it (``source_rows``:
+    the source position of each position ``reasons`` names)."""
     examples: dict[str, tuple[int, str]] = {}
     for position, items in sorted(reasons.items()):
         for key, message in items:
-            examples.setdefault(key, (position + 1, message))
+            examples.setdefault(key, (int(source_rows[position]) + 1, message))
     return "; ".join(
         f"{count} row(s): {examples[key][1]} (row {examples[key][0]}, first of them)"
         for key, count in list(counts.items())[:top]
@@ -2567,9 +2625,7 @@ def map_outcomes(
 
         collapsed = collapse_items(frame, mapping.items)
         if collapsed.disagreements:
-            raise ContractError(
-                "items that do not agree: " + "; ".join(d.message for d in collapsed.disagreements)
-            )
+            raise ContractError(_item_problems(collapsed.disagreements))
         frame = collapsed.frame
         local_times["items"] = [
             (collapsed.item_rows, len(frame), collapsed.max_items)  # type: ignore[list-item]

@@ -306,3 +306,39 @@ def test_an_item_without_its_value_sets_its_declaration_aside_whole(tmp_path) ->
     rejected = pd.read_csv(quarantined / "rejected.csv", dtype=str, keep_default_na=False)
     assert rejected[REJECTED_ROW].tolist() == ["1", "2", "3"]
     assert rejected[REJECTED_REASONS].str.contains("declared_value: a value is required").all()
+
+
+def test_an_item_row_repeated_cell_for_cell_is_read_once_and_said(tmp_path, caplog) -> None:
+    """A 1:n join or a message sent twice repeats an item row whole: summed, it would add its
+    value to the declaration's unsaid. Read once, warned, counted; a row differing in any
+    cell is another item."""
+    rows = [*ROWS[:2], ROWS[1], ROWS[1], *ROWS[2:]]  # D1's sneakers three times
+    with caplog.at_level("WARNING"):
+        summary, out = _ingest(tmp_path, rows)
+    assert summary["item_rows_repeated_dropped"] == 2
+    assert "2 item row(s) repeat an earlier row" in caplog.text and "rows 3, 4" in caplog.text
+    assert out.loc["D1", "declared_value"] == pytest.approx(60.5)  # 10 + 45.50 + 5, once each
+    assert out.loc["D1", "quantity"] == 4
+    (tmp_path / "plain").mkdir()
+    plain, _ = _ingest(tmp_path / "plain", ROWS)
+    assert "item_rows_repeated_dropped" not in plain
+
+
+def test_an_item_amount_below_zero_stops_the_ingest_or_sets_its_declaration_aside(
+    tmp_path,
+) -> None:
+    """A discount line netted into the sum would lower the declared value, which the gate
+    then sees as plausible: each item is held to the gate's rule."""
+    rows = [*ROWS[:2], ROWS[2].replace(";5,00;", ";-30,00;"), *ROWS[3:]]
+    with pytest.raises(ContractError, match=r"declared_value is below zero on an item .* D1"):
+        _ingest(tmp_path, rows)
+    # an empty row before it (not read): the quarantine and its message name the file's rows
+    rows = [";" * HEADER.count(";"), *rows]
+    summary, out = _ingest(tmp_path, rows, quarantine=tmp_path / "rej.csv", max_rejected=0.9)
+    assert "D1" not in out.index and {"D2", "D3"} <= set(out.index)
+    rejected = pd.read_csv(tmp_path / "rej.csv", sep=None, engine="python")
+    assert rejected[REJECTED_ROW].tolist() == [2, 3, 4]
+    assert rejected[REJECTED_REASONS].str.contains("below zero on an item of declaration D1").all()
+    assert summary["rejected_reasons"] == {"item amount below zero (items: ... sum)": 3}
+    with pytest.raises(ContractError, match=r"item .* D1 \(row 2, first of them\)"):
+        _ingest(tmp_path, rows, quarantine=tmp_path / "rej.csv", max_rejected=0.1)

@@ -32,6 +32,28 @@ SEPARATOR = "."
 MAX_FIELDS = 2_000
 
 
+# orjson reads an integer beyond 64 bits as a float: a 23-digit seller or tracking number
+# written unquoted would become 9.400111899223457e+22, distinct ids one. Text holding a run
+# of this many digits is parsed by the standard library's decoder, which keeps every integer.
+_LONG_DIGITS = re.compile(r"\d{19,}")
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _loads(text: str) -> Any:
+    """One JSON document: orjson, unless the text holds a number orjson would round
+    (``_LONG_DIGITS``). Raises ValueError (``json.JSONDecodeError``) when it is not JSON."""
+    import json
+
+    import orjson
+
+    if _LONG_DIGITS.search(text):
+        return json.loads(text, parse_constant=_no_constant)
+    return orjson.loads(text)
+
+
 def is_json(path: Path) -> bool:
     """A JSON export by its name (``.json``, ``.jsonl``, ``.ndjson``, or one compressed)."""
     return format_suffix(path) in JSON_SUFFIXES
@@ -76,7 +98,6 @@ def _line_by_line(encoding: str) -> bool:
 def _streamed_lines(path: Path, encoding: str) -> Iterator[Any]:
     """The records of an NDJSON file, parsed a line at a time as the file is read: the file's
     bytes and text are never held whole (only the records)."""
-    import orjson
 
     with open_bytes(path) as fh:
         for number, raw in enumerate(fh, start=1):
@@ -88,8 +109,8 @@ def _streamed_lines(path: Path, encoding: str) -> Iterator[Any]:
                 line = line.lstrip("\ufeff")
             if line.strip():
                 try:
-                    yield orjson.loads(line)
-                except orjson.JSONDecodeError as exc:
+                    yield _loads(line)
+                except ValueError as exc:
                     raise ContractError(f"{path}: line {number} is not valid JSON: {exc}") from exc
 
 
@@ -101,7 +122,6 @@ def _lines_by_name(path: Path) -> bool:
 def _records(path: Path, text: str, key: str | None, lines: bool) -> Iterable[Any]:
     """The records: one per line for a .jsonl/.ndjson name (or a .json file holding several
     documents, one per line); else the document, or its array under ``key``."""
-    import orjson
 
     body = text.lstrip()
     if not body:
@@ -126,18 +146,17 @@ def _records(path: Path, text: str, key: str | None, lines: bool) -> Iterable[An
     for number, line in enumerate(text.splitlines(), start=1):
         if line.strip():
             try:
-                rows.append(orjson.loads(line))
-            except orjson.JSONDecodeError as exc:
+                rows.append(_loads(line))
+            except ValueError as exc:
                 raise ContractError(f"{path}: line {number} is not valid JSON: {exc}") from exc
     return rows
 
 
 def _whole(path: Path, body: str) -> Any:
-    import orjson
 
     try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
+        return _loads(body)
+    except ValueError as exc:
         raise ContractError(f"{path}: not valid JSON: {exc}") from exc
 
 
@@ -184,11 +203,8 @@ class _Scanner:
     def __init__(self, path: Path, body: str) -> None:
         import json
 
-        def no_constant(name: str) -> Any:
-            raise ValueError(f"{name} is not JSON")
-
         self.path, self.body, self.at = path, body, 0
-        self.decoder = json.JSONDecoder(parse_constant=no_constant)
+        self.decoder = json.JSONDecoder(parse_constant=_no_constant)
         self.skip()
 
     def skip(self) -> None:
@@ -274,14 +290,13 @@ class _Scanner:
 def _several_documents(body: str) -> bool:
     """Whether the text is NDJSON that happens to start with ``{``: a first line that is a
     whole JSON value followed by more lines."""
-    import orjson
 
     first, _, rest = body.partition("\n")
     if not rest.strip():
         return False
     try:
-        orjson.loads(first)
-    except orjson.JSONDecodeError:
+        _loads(first)
+    except ValueError:
         return False
     return True
 
@@ -357,6 +372,10 @@ def _chunk_frame(
     parents, items, owner = [], [], []
     for number, row in enumerate(rows, start=first + 1):
         nested = row.get(explode)
+        if isinstance(nested, dict):
+            # one item written as the object itself, not an array of one: what converters of
+            # XML messages (xmltodict-style) write, and how the XML reader takes one item
+            nested = [nested] if nested else None
         if nested is not None and not isinstance(nested, list):
             raise ContractError(
                 f"{path}: record {number}: explode: {explode} is not an array of items"
@@ -406,7 +425,10 @@ def _flat_frame(
                             "table"
                         )
         flat.append(out)
-    frame = pd.DataFrame.from_records(flat, columns=list(names))
+    # every cell kept as the object JSON gave: inferred, a column of integers with a null
+    # (or one beyond int64) became float64, rounding ids past 2**53 and writing 1e15 and up
+    # in exponent form
+    frame = pd.DataFrame(flat, columns=list(names), dtype=object)
     return frame.add_prefix(prefix) if prefix else frame
 
 

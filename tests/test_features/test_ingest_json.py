@@ -3,6 +3,7 @@ nested objects as dotted names; goods items exploded to rows and collapsed by ``
 
 from __future__ import annotations
 
+import copy
 import gzip
 import json
 from pathlib import Path
@@ -337,3 +338,40 @@ def test_records_under_a_key_are_read_a_record_at_a_time_the_rest_checked(tmp_pa
         list(_records(tmp_path / "d.json", broken, "data.declarations", False))
     with pytest.raises(ContractError, match=r"more after the document's end"):
         list(_records(tmp_path / "d.json", text + "{}", "data.declarations", False))
+
+
+@pytest.mark.parametrize("name", ["export.jsonl", "export.json"])
+def test_integers_beyond_64_bits_keep_every_digit(tmp_path, name) -> None:
+    """orjson reads an integer past 64 bits as a float (four 23-digit sellers became one),
+    and pandas made a column of integer ids with a null float64 (9007199254740993 ->
+    9007199254740992.0): every digit is kept, as text."""
+    records = copy.deepcopy(RECORDS) * 2
+    for i, (lrn, seller) in enumerate(
+        [
+            ("H7-0001", 9007199254740993),
+            (94001118992234567890121, 9007199254740995),
+            (94001118992234567890453, None),
+            (26100000000000000004, 9007199254740997),
+        ]
+    ):
+        records[i] = {**records[i], "LRN": lrn, "Seller": {"ID": seller, "Country": "CN"}}
+    content = _ndjson(records) if name.endswith(".jsonl") else json.dumps(records).encode()
+    out = _ingest(tmp_path, name, content)
+    assert out.index.tolist() == [
+        "H7-0001",
+        "94001118992234567890121",
+        "94001118992234567890453",
+        "26100000000000000004",
+    ]
+    sellers = out["seller_id"].tolist()
+    assert sellers[:2] == ["9007199254740993", "9007199254740995"] and pd.isna(sellers[2])
+    assert sellers[3] == "9007199254740997"
+
+
+def test_one_item_written_as_an_object_is_an_item(tmp_path) -> None:
+    """XML converters (xmltodict-style) write a single goods item as the object itself."""
+    records = copy.deepcopy(RECORDS)
+    records[1]["GoodsItems"] = records[1]["GoodsItems"][0]
+    out = _ingest(tmp_path, "one.jsonl", _ndjson(records))
+    plain = _ingest(tmp_path, "plain.jsonl", _ndjson())
+    pd.testing.assert_frame_equal(out, plain)

@@ -958,6 +958,9 @@ def _train_models(
             "dropped_features": [n for n in manifest.names if n not in set(used.names)],
             # what `parcelrisk lanes set` fits new rates on before any live traffic exists
             "lane_traffic": traffic_quantiles(effective, aeo_discount),
+            # the share of parcels whose identifiers the training traffic held: `score` says
+            # when a file lacks one the model relied on (a feed without the seller)
+            "input_fill": input_fill(frame, manifest),
         }
     )
     fit_seconds = time.perf_counter() - started
@@ -1011,6 +1014,24 @@ def _train_models(
         info,
         X_test,
     )
+
+
+def input_fill(frame: pd.DataFrame, manifest: FeatureManifest) -> dict[str, float]:
+    """Share of the parcels of a feature frame holding each optional identifier it carries
+    (the reason context's ids; text and numbers show in the features' own references)."""
+    from features.intake.contract import FIELDS_BY_NAME
+    from features.pipeline.manifest import REASON_CONTEXT
+
+    held = set(manifest.inputs) if manifest.inputs is not None else set(FIELDS_BY_NAME)
+    return {
+        name: round(float(frame[name].notna().mean()), 4)
+        for name in REASON_CONTEXT
+        if name in held
+        and name in frame.columns
+        and FIELDS_BY_NAME.get(name) is not None
+        and FIELDS_BY_NAME[name].nullable
+        and len(frame)
+    }
 
 
 def _traffic_reference(

@@ -602,12 +602,16 @@ def score_file(
     )
     declarations = declarations.iloc[order]
     parts: list[pd.DataFrame] = []
+    filled: dict[str, int] = {}  # model feature -> declarations that gave it a value
     with tqdm(total=len(declarations), unit="parcel", disable=not progress, desc="scoring") as bar:
         for start in range(0, len(declarations), chunk_size):
             chunk = declarations.iloc[start : start + chunk_size].reset_index(drop=True)
             if store is not None:  # what was known: the log, as for the service's batches
                 runtime.catch_up(store)
             batch = score_frame(chunk, runtime)
+            given = np.isfinite(batch.X).sum(axis=0)
+            for name, n in zip(runtime.model.manifest.names, given.tolist(), strict=True):
+                filled[name] = filled.get(name, 0) + n
             if unvalidated:
                 for row in batch.warnings:
                     row.append(UNVALIDATED_WARNING)
@@ -636,14 +640,66 @@ def score_file(
         atomic_write(out, lambda tmp: result.to_csv(tmp, index=False))
     else:
         atomic_write(out, lambda tmp: result.to_parquet(tmp, index=False))
+    empty = evidence_missing_throughout(declarations, filled, runtime)
+    if empty:
+        logger.warning(
+            "%s missing (or a code the model never saw) on every one of the %d declarations "
+            "scored, though the model's training traffic held it on most parcels: scored with "
+            "priors in its place for all of them (a feed without the field, or a mapping "
+            "reading a column only the history fills); the risks are the model's without that "
+            "evidence",
+            ", ".join(empty),
+            len(declarations),
+        )
     lanes = result["lane"].value_counts().to_dict() if len(result) else {}
     return {
         "declarations": len(result),
+        **({"missing_on_every_declaration": empty} if empty else {}),
         "out": str(out),
         "lanes": {k: int(lanes.get(k, 0)) for k in ("red", "yellow", "green")},
         "exploration": int(result["exploration"].sum()) if len(result) else 0,
         "model": runtime.model_ref,
     }
+
+
+# Below this many declarations a field empty on all of them is not remarkable (a few parcels
+# of private senders carry no seller); a file of this many without it is.
+MIN_DECLARATIONS_FOR_EMPTY_INPUTS = 20
+# ... and a field is one the model relied on when its training traffic held it on at least
+# this share of the parcels
+RELIED_ON_SHARE = 0.5
+
+
+def evidence_missing_throughout(
+    declarations: pd.DataFrame, filled: dict[str, int], runtime: ScoringRuntime
+) -> list[str]:
+    """The inputs and features the model's training traffic held on most parcels
+    (``RELIED_ON_SHARE``) that a batch of at least ``MIN_DECLARATIONS_FOR_EMPTY_INPUTS``
+    lacks on every one: input fields (``input_fill`` of the model's metadata, the ids of its
+    training frame) empty in ``declarations``, and model features (their reference's missing
+    share) that no declaration gave a value (``filled``: feature -> rows with one).
+
+    An empty value is "unknown" and gets a prior, which is right for one parcel; for a whole
+    file it means the feed lacks the field (a pre-arrival message without the seller) or the
+    mapping reads a column only the history fills (a delay written after the control), and
+    the model scores without evidence it was trained to rely on, unsaid: a probe's arrivals
+    got one risk for every parcel (AUC 0.50 against the truth), no decision with a warning."""
+    if len(declarations) < MIN_DECLARATIONS_FOR_EMPTY_INPUTS:
+        return []
+    missing = [
+        name
+        for name, share in (runtime.model.metadata.get("input_fill") or {}).items()
+        if share >= RELIED_ON_SHARE
+        and (name not in declarations.columns or bool(declarations[name].isna().all()))
+    ]
+    reference = runtime.model.reference
+    if reference is not None:
+        missing += [
+            f.name
+            for f in reference.features
+            if f.name in filled and filled[f.name] == 0 and f.missing_share <= 1 - RELIED_ON_SHARE
+        ]
+    return missing
 
 
 def explain_matrix(

@@ -1187,9 +1187,27 @@ def _named_as_result(column: Column) -> str | None:
     return named[0] if named else None
 
 
+# Words naming what happens to a declaration after it is lodged (its release, clearance, the
+# delay before them): a report's column known only once processed, and longest for parcels
+# held by a control, so it tells the result without being one; no model input. Caught once:
+# "Release delay (h)" kept as an extra trained at AUC 0.98 and scored arrivals, where it is
+# empty, with one risk for all (probe, 2026-12).
+_AFTER_DECLARATION_WORDS = frozenset({
+    "release", "released", "clearance", "cleared", "delay", "dwell", "mainlevee",
+    "freigabe", "levante", "svincolo", "liberation", "desembaraco", "odprawa",
+})  # fmt: skip
+
+
 def _why_ignored(column: Column) -> str | None:
     if column.filled == 0:
         return "empty"
+    after = sorted(set(column.words.split()) & _AFTER_DECLARATION_WORDS)
+    if after:
+        return (
+            f"named for what follows the declaration ({', '.join(after)}): known once it is "
+            "processed, longest where a control held it, never at declaration; keep it only "
+            "if your arrivals carry it"
+        )
     result = _named_as_result(column)
     if result is not None:
         # a result kept as a feature gives a model that wins every held-out metric and lanes

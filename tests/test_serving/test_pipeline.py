@@ -92,6 +92,36 @@ def test_batch_file_scoring_equals_http(
     assert [json.loads(r) for r in batch["reasons"]] == http_rows["reasons"].tolist()
 
 
+def test_a_file_lacking_evidence_the_model_relied_on_is_said(
+    real_pipeline, tmp_path, caplog
+) -> None:
+    """A feed without the seller (or a mapping reading a column only the history fills) is
+    scored on priors for every parcel: said in the summary and the log, naming the field."""
+    settings = load_settings(real_pipeline["params"])
+    runtime = load_runtime(settings, real_pipeline["tracking_uri"], tmp_path / "m")
+    assert runtime.model.metadata["input_fill"]["seller_id"] > 0.5
+    fresh = fresh_declarations(real_pipeline["history"], 40, prefix="NOSELLER")
+    fresh.to_parquet(tmp_path / "full.parquet")
+    summary = score_file(tmp_path / "full.parquet", tmp_path / "a.parquet", runtime, progress=False)
+    assert "missing_on_every_declaration" not in summary
+    fresh.assign(seller_id=None).to_parquet(tmp_path / "blank.parquet")
+    with caplog.at_level("WARNING", logger="serving.scoring"):
+        summary = score_file(
+            tmp_path / "blank.parquet", tmp_path / "b.parquet", runtime, progress=False
+        )
+    assert "seller_id" in summary["missing_on_every_declaration"]
+    assert "seller_id" in caplog.text and "on every one of the 40 declarations" in caplog.text
+    # a few parcels without a seller are not remarkable
+    small = fresh.head(5).assign(
+        seller_id=None, declaration_id=lambda f: f["declaration_id"].astype(str) + "-5"
+    )
+    small.to_parquet(tmp_path / "small.parquet")
+    summary = score_file(
+        tmp_path / "small.parquet", tmp_path / "c.parquet", runtime, progress=False
+    )
+    assert "missing_on_every_declaration" not in summary
+
+
 def test_readiness_fails_without_a_champion(tmp_path) -> None:
     env = {
         "PARCELRISK_TRACKING_URI": f"sqlite:///{tmp_path / 'empty.db'}",
@@ -272,3 +302,31 @@ def test_an_absurd_weight_or_value_scores_without_overflow(real_pipeline, tmp_pa
         warnings.simplefilter("error", RuntimeWarning)
         batch = score_frame(fresh, runtime)
     assert np.isfinite(batch.scores["risk"]).all() and np.isfinite(batch.scores["priority"]).all()
+
+
+def test_a_feature_always_given_in_training_and_never_in_a_file_is_named() -> None:
+    """A numeric extra the history filled (a delay written after the control) that arrivals
+    leave empty: every parcel scored as if it had no value, AUC 0.50 in the probe."""
+    from types import SimpleNamespace
+
+    from models.reference import ValueReference
+    from serving.scoring import evidence_missing_throughout
+
+    def ref(name: str, missing: float) -> ValueReference:
+        return ValueReference(name, "numeric", 100, missing, (), (), ())
+
+    model = SimpleNamespace(
+        metadata={"input_fill": {"seller_id": 0.9, "platform_id": 0.1}},
+        reference=SimpleNamespace(
+            features=(ref("extra_delay_h", 0.0), ref("extra_rare", 0.8), ref("weight", 0.0))
+        ),
+    )
+    runtime = SimpleNamespace(model=model)
+    frame = pd.DataFrame({"seller_id": ["S1"] * 25, "platform_id": [None] * 25})
+    filled = {"extra_delay_h": 0, "extra_rare": 0, "weight": 25}
+    assert evidence_missing_throughout(frame, filled, runtime) == ["extra_delay_h"]
+    assert evidence_missing_throughout(frame.assign(seller_id=None), filled, runtime) == [
+        "seller_id",
+        "extra_delay_h",
+    ]
+    assert evidence_missing_throughout(frame.head(19), filled, runtime) == []

@@ -493,8 +493,35 @@ def _plain(text: str) -> str:
     return " ".join(re.findall(r"[0-9a-z]+|[^\W\d_]+", spaced.lower()))
 
 
-for _field, _names in _CJK_SYNONYMS.items():
-    SYNONYMS[_field] += tuple(_plain(n) for n in _names if _plain(n) not in SYNONYMS[_field])
+# Russian names (a ФТС-style export of международные почтовые отправления) and Indian ones
+# (an ICEGATE bill of entry: CTH is the tariff heading, IEC the importer's code), written as
+# they are and put through ``_plain`` below with the CJK ones.
+_RUSSIAN_INDIAN_SYNONYMS = {
+    "declaration_id": ("номер декларации", "номер отправления", "номер пто", "be no",
+                       "bill of entry no", "be number"),
+    "declared_at": ("дата декларации", "дата подачи", "дата регистрации", "be date"),
+    "arrival_office": ("таможенный пост", "код таможенного поста", "таможня", "port code"),
+    "channel": ("вид отправления", "способ доставки"),
+    "operator_id": ("перевозчик", "оператор"),
+    "seller_id": ("отправитель", "продавец", "поставщик", "supplier code"),
+    "seller_country": ("страна отправления", "страна отправителя"),
+    "consignee_id": ("получатель", "iec", "importer code", "iec code"),
+    "origin_country": ("страна происхождения", "country of origin code"),
+    "hs_code": ("код тн вэд", "тн вэд", "код товара", "cth", "ctsh", "ritc"),
+    "description": ("описание товара", "наименование товара", "описание", "наименование"),
+    "quantity": ("количество",),
+    "gross_weight_kg": ("вес брутто", "вес"),
+    "declared_value": ("стоимость", "таможенная стоимость", "фактурная стоимость",
+                       "assessable value"),
+    "currency": ("валюта", "код валюты"),
+    "inspected": ("досмотр", "проведен досмотр"),
+    "inspected_at": ("дата досмотра",),
+    "illicit": ("результат досмотра", "нарушение", "выявлено нарушение"),
+    "revenue_recovered": ("доначислено", "доначисленные платежи"),
+}  # fmt: skip
+for _extra_names in (_CJK_SYNONYMS, _RUSSIAN_INDIAN_SYNONYMS):
+    for _field, _names in _extra_names.items():
+        SYNONYMS[_field] += tuple(_plain(n) for n in _names if _plain(n) not in SYNONYMS[_field])
 
 # A path segment of a nested JSON or XML field that names the goods-item container, not the
 # field (GoodsItems.HS, Articles.Qty, Lignes.Valeur): "items" alone is a quantity's synonym.
@@ -864,8 +891,15 @@ def _candidates(
         country = _country_codes(column)
         currency = _is_currency(column)
         hs = _hs_fit(column)
+        names = {name: _name_score(column, name) for name in _FIELD_ORDER}
+        # a column its name gives to a field is no other field's by its values alone: a
+        # consignee's code of 7 digits is not an HS code, a currency's ISO numbers (643, 840)
+        # are not countries
+        named_otherwise = max(names.values(), default=0.0) >= 0.6
         for name in fields:
-            named = _name_score(column, name)
+            named = names[name]
+            if not named and named_otherwise:
+                continue
             fits = _fits(name, column, dates, number, flags, country, currency, hs, named)
             if fits > 0:
                 out.append((2 * named + fits, name, column))
@@ -921,8 +955,9 @@ def _fits(
     if name == "description":
         long_text = sum(len(v) for v in column.values) / max(1, len(column.values)) >= 8
         return 0.5 if (named >= 0.8 or (named and long_text)) and number is None else 0.0
-    # the other identifiers and texts: by name only, never numbers read as amounts
-    return 0.3 if named >= 0.6 and dates is None and not hs and not country else 0.0
+    # the other identifiers and texts: by name only (digits that could be HS codes too: a
+    # consignee's code 0000282, an exporter's 20260054 are the party's codes)
+    return 0.3 if named >= 0.6 and dates is None and not country else 0.0
 
 
 def _timezone_spec(spec: dict, timezone: str, checks: list[str], values: list[str]) -> None:
@@ -1113,8 +1148,11 @@ def _extra(column: Column, position: int, taken: set[str]) -> tuple[dict, str] |
         name, k = f"{base}_{k}", k + 1
     taken.add(name)
     number = _number_style(column)
-    # codes written with digits keep their leading zeros ("08714"): identifiers, not amounts
-    coded = column.fit(r"0\d+") > 0
+    # codes written with digits keep their leading zeros ("08714"): identifiers, not amounts;
+    # so are numbers a name calls a code, a number or a party's (an exporter's 20260054 read
+    # as a magnitude would be a model input in which sellers are near or far)
+    words = set(column.words.split())
+    coded = column.fit(r"0\d+") > 0 or bool(words & (_IDENTIFIER_WORDS | _PARTY_WORDS))
     if number is not None and column.distinct > 20 and not number[2] and not coded:
         entry: dict[str, Any] = {"column": column.name, "name": name, "kind": "numeric"}
         if number[0] != ".":
@@ -1134,6 +1172,12 @@ def _extra(column: Column, position: int, taken: set[str]) -> tuple[dict, str] |
     return {"column": column.name, "name": name, "kind": "entity"}, "entity"
 
 
+# Words of a name saying its numbers are codes, not amounts
+_IDENTIFIER_WORDS = frozenset({
+    "code", "codigo", "codice", "kod", "kode", "no", "nr", "num", "number", "numero", "nummer",
+    "ref", "reference", "id", "ident", "identifier", "registration", "licence", "license",
+})  # fmt: skip
+
 # Words of a name saying a column identifies a private person: the consignee (buyer, recipient)
 # with one of their particulars, or a particular that only people have. Such an extra is drafted
 # ``personal: true``, so no file, snapshot, log or stored decision holds its raw value.
@@ -1146,7 +1190,7 @@ _PARTICULARS = frozenset({
     "ad", "soyad", "address", "adresse", "direccion", "endereco", "indirizzo", "adres",
     "postcode", "zip", "plz", "cep", "phone", "telephone", "tel", "mobile", "telefono",
     "telefone", "telefon", "email", "mail", "id", "tax", "nif", "vat", "passport",
-    "document", "documento", "birth", "dob",
+    "document", "documento", "birth", "dob", "code", "number", "no", "nr", "num", "ref",
 })  # fmt: skip
 _PERSONAL_IDS = frozenset({
     "email", "e mail", "phone", "telephone", "mobile", "passport", "cpf", "curp", "rfc",

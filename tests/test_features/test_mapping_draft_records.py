@@ -456,3 +456,47 @@ def test_a_column_named_for_what_follows_the_declaration_is_no_extra() -> None:
     draft = draft_mapping(raw)
     assert "Release delay (h)" not in draft.extras and "Broker" in draft.extras
     assert any(i.startswith("Release delay (h) (named for what follows") for i in draft.ignored)
+
+
+def test_a_partys_numeric_code_is_its_id_never_an_hs_code_or_an_amount() -> None:
+    """Any repeating 6-10-digit column fitted HS codes, so a consignee's code (0000282) never
+    became consignee_id: it was drafted an entity extra without its pseudonym, its raw ids
+    stored in the entity state; an exporter's code became a numeric input. And a column named
+    for one field is not another's by its values alone (currency numbers 643, 840 are not
+    countries)."""
+    rng = np.random.default_rng(5)
+    n = 600
+    raw = pd.DataFrame(
+        {
+            "Declaration number": [f"D{i:06d}" for i in range(n)],
+            "Declaration date": [f"2026-10-{1 + i % 28:02d} 10:{i % 60:02d}" for i in range(n)],
+            "Exporter code": [str(20260000 + int(v)) for v in rng.integers(0, 150, n)],
+            "Consignee code": [f"{int(v):07d}" for v in rng.integers(1, 400, n)],
+            "Commodity code": rng.choice(["61091000", "64039900", "85171200"], n).tolist(),
+            "Currency code": rng.choice(["643", "840", "156"], n).tolist(),
+            "Value": [f"{v:.2f}" for v in rng.uniform(5, 90, n)],
+        }
+    )
+    draft = draft_mapping(raw)
+    assert draft.mapped["seller_id"] == "Exporter code"
+    assert draft.mapped["consignee_id"] == "Consignee code"
+    assert draft.mapped["hs_code"] == "Commodity code"
+    assert draft.mapped.get("origin_country") != "Currency code"
+    assert "Consignee code" not in draft.extras
+
+
+def test_russian_and_indian_names_are_read() -> None:
+    raw = pd.DataFrame(
+        {
+            "Номер декларации": [f"10{i:06d}" for i in range(60)],
+            "Таможенный пост": ["10005020"] * 30 + ["10009100"] * 30,
+            "Код ТН ВЭД": ["6109100000", "8517120000", "9503007000"] * 20,
+            "Получатель": [f"P{i % 17}" for i in range(60)],
+            "CTH": ["61091000"] * 60,
+        }
+    )
+    draft = draft_mapping(raw)
+    assert draft.mapped["declaration_id"] == "Номер декларации"
+    assert draft.mapped["arrival_office"] == "Таможенный пост"
+    assert draft.mapped["hs_code"] == "Код ТН ВЭД"
+    assert draft.mapped["consignee_id"] == "Получатель"

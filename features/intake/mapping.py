@@ -1330,13 +1330,51 @@ def restore_hs_zeros(raw: pd.DataFrame, mapping: Mapping) -> tuple[pd.DataFrame,
     return raw.assign(**{spec.column: text.mask(short, "0" + text)}), int(short.sum())
 
 
+# How a spreadsheet writes a long number it rounded: 7.70001E+11, 7E+11 (the sign always
+# written, which no code of letters and digits such as 3E12 has)
+_SPREADSHEET_SCIENTIFIC = r"[0-9](?:[.,][0-9]+)?[eE]\+[0-9]{1,3}"
+
+
+def _check_identifiers_text(raw: pd.DataFrame, mapping: Mapping) -> None:
+    """Refuse identifiers (the contract's ``_id`` fields, the office, entity extras) a
+    spreadsheet wrote in scientific notation: 770001234567 and 770001987654 are both
+    7.70001E+11, so distinct consignees would become one entity, their histories pooled,
+    unsaid (probe: 155 consignees read as 3). Numbers typed as such (a Parquet or workbook
+    integer column) are whole, and read as written."""
+    import pandas as pd
+
+    from features.intake.contract import IDENTIFIER_FIELDS, PERSONAL_FIELDS
+
+    specs = [(n, mapping.columns.get(n)) for n in sorted(IDENTIFIER_FIELDS)]
+    specs += [(e.name, e) for e in mapping.extras if e.kind == "entity"]
+    for name, spec in specs:
+        if spec is None or spec.column is None or spec.column not in raw.columns:
+            continue
+        column = raw[spec.column]
+        if pd.api.types.is_numeric_dtype(column.dtype):
+            continue
+        rounded = _as_text(column).str.fullmatch(_SPREADSHEET_SCIENTIFIC).fillna(False)
+        if rounded.any():
+            rows = ", ".join(str(int(i) + 1) for i in column.index[rounded.astype(bool)][:5])
+            personal = name in PERSONAL_FIELDS or getattr(spec, "personal", False)
+            shown = f"rows {rows}" if personal else _examples(column, rounded.astype(bool), None)
+            raise ContractError(
+                f"{name} (source column {spec.column!r}): {int(rounded.sum())} identifier(s) "
+                "in scientific notation, rounded by the spreadsheet that wrote them, so "
+                f"different ones read alike; export the column as text: {shown}"
+                + (" (personal: values not shown)" if personal else "")
+            )
+
+
 def check_hs_text(raw: pd.DataFrame, mapping: Mapping, source: Any) -> None:
-    """Refuse HS codes a spreadsheet wrote in scientific notation (``4.0221E+08``: rounded to
+    """Refuse identifiers (``_check_identifiers_text``) and HS codes a spreadsheet wrote in
+    scientific notation (``4.0221E+08``: rounded to
     the digits it shows, the code cannot be read back); warn about text codes of 5, 7 or 9
     digits when the spec does not say they lost a zero (a 9-digit national code exists, e.g.
     Japan's, so they are not changed unasked)."""
     import pandas as pd
 
+    _check_identifiers_text(raw, mapping)
     spec = mapping.columns.get("hs_code")
     if spec is None or spec.column is None or spec.column not in raw.columns:
         return

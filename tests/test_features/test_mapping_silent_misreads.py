@@ -187,3 +187,29 @@ def test_unmapped_names_differing_by_case_are_only_warned(
         summary = _ingest(tmp_path, source)
     assert summary["rows"] == 3
     assert "'Note' and 'NOTE '; the mapping names none of them" in caplog.text
+
+
+# --- identifiers a spreadsheet rounded ----------------------------------------------------------
+
+
+def test_identifiers_in_a_spreadsheets_scientific_notation_are_refused(tmp_path) -> None:
+    """770001234567 and 770001987654 are both 7.70001E+11: read as written, 155 consignees
+    became 3 (probe). Personal values are not shown; a code such as 3E12 is not rounded."""
+    source = (
+        "ID;AT;OFFICE;MODE;ORIGIN;HS;KG;VALUE;IOSS;SELLER;BUYER\n"
+        "A1;01.02.2026 10:00;FR01;P;CN;851762;450;12,50;X;3E12;7.70001E+11\n"
+        "A2;01.02.2026 11:00;FR01;P;CN;950300;900;18,00;N;3E12;7.70002E+11\n"
+    )
+    mapping = MAPPING + "  seller_id: SELLER\n  consignee_id: BUYER\n"
+    with pytest.raises(ContractError) as refused:
+        _ingest(tmp_path, source, mapping)
+    said = str(refused.value)
+    assert "consignee_id (source column 'BUYER'): 2 identifier(s) in scientific notation" in said
+    assert "rows 1, 2 (personal: values not shown)" in said and "7.7" not in said
+    seller_rounded = source.replace(";3E12;7.70001E+11", ";7.7E+11;C1").replace(
+        ";3E12;7.70002E+11", ";4E+11;C2"
+    )
+    with pytest.raises(ContractError, match=r"seller_id .* e.g. row 1: '7.7E\+11'"):
+        _ingest(tmp_path, seller_rounded, mapping)
+    fine = source.replace("7.70001E+11", "C1").replace("7.70002E+11", "C2")
+    assert _ingest(tmp_path, fine, mapping)["rows"] == 2  # 3E12 is a code, not a rounding

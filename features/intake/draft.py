@@ -1459,6 +1459,55 @@ def _fallbacks(
                 break
 
 
+# Currencies whose amounts are written in whole units, large (no minor unit in ISO 4217, or
+# none in use): a dot followed by three digits in them is a thousands separator, 505.200 CLP
+# is 505,200 pesos, not 505.2.
+_WHOLE_UNIT_CURRENCIES = frozenset({
+    "CLP", "COP", "PYG", "JPY", "KRW", "VND", "IDR", "ISK", "UGX", "XOF", "XAF", "XPF",
+    "KMF", "GNF", "RWF", "BIF", "DJF", "VUV", "HUF", "MGA", "LAK", "UZS", "IRR",
+})  # fmt: skip
+
+
+def _dot_groups_of_three(chosen: dict[str, Column], proposals: dict[str, Proposal]) -> None:
+    """Amounts whose every dot is followed by exactly three digits (505.200, 12.800) read
+    both ways: decimals, or thousands. In a currency written in whole units
+    (``_WHOLE_UNIT_CURRENCIES``, from the currency column or constant) they are thousands;
+    otherwise the draft reads decimals and says so. Unsaid, 505.200 CLP went in as 505.2,
+    every value a thousand times too small (probe)."""
+    currency = proposals.get("currency")
+    codes: set[str] = set()
+    if currency is not None and isinstance(currency.spec, dict) and "value" in currency.spec:
+        codes = {str(currency.spec["value"]).upper()}
+    elif "currency" in chosen:
+        codes = {v.upper() for v in chosen["currency"].values}
+    whole = bool(codes) and codes <= _WHOLE_UNIT_CURRENCIES
+    for name in ("declared_value", "revenue_recovered"):
+        column, proposal = chosen.get(name), proposals.get(name)
+        if column is None or proposal is None:
+            continue
+        spec = proposal.spec if isinstance(proposal.spec, dict) else {"column": proposal.spec}
+        if spec.get("decimal", ".") != "." or spec.get("thousands") or spec.get("part"):
+            continue
+        dotted = [v for v in column.values if "." in v]
+        if len(dotted) < max(3, len(column.values) // 10) or not all(
+            re.fullmatch(r"-?\d{1,3}(?:\.\d{3})+", v) for v in dotted
+        ):
+            continue
+        proposal.spec = spec
+        if whole:
+            spec.update({"decimal": ",", "thousands": "."})
+            proposal.checks.append(
+                f"every '.' is followed by three digits, in {', '.join(sorted(codes))} (whole "
+                f"units): read as thousands ({dotted[0]} = {dotted[0].replace('.', '')})"
+            )
+        else:
+            proposal.checks.append(
+                f"every '.' is followed by three digits ({dotted[0]}): read as decimals; if "
+                f"they are thousands ({dotted[0]} = {dotted[0].replace('.', '')}), say "
+                "thousands: '.' and decimal: ','"
+            )
+
+
 def draft_mapping(
     raw: pd.DataFrame, *, timezone: str = "UTC", results: bool = False, **reading: Any
 ) -> Draft:
@@ -1496,6 +1545,7 @@ def draft_mapping(
         proposals["currency"] = Proposal(
             {"value": named}, [f"{named} read from the name of {value.name}: every row in it"]
         )
+    _dot_groups_of_three(chosen, proposals)
     for name, column in chosen.items():
         if _name_score(column, name) == 0:
             proposals[name].checks.insert(0, "chosen by its values alone (the name says nothing)")

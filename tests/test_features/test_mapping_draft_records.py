@@ -500,3 +500,26 @@ def test_russian_and_indian_names_are_read() -> None:
     assert draft.mapped["arrival_office"] == "Таможенный пост"
     assert draft.mapped["hs_code"] == "Код ТН ВЭД"
     assert draft.mapped["consignee_id"] == "Получатель"
+
+
+@pytest.mark.parametrize("currency", ["CLP", "EUR"])
+def test_a_dot_before_three_digits_is_thousands_in_a_whole_unit_currency(currency) -> None:
+    """505.200 CLP read with the default decimal went in as 505.2: a thousand times too
+    small, unsaid (probe). In a currency written in whole units it is thousands; elsewhere
+    the draft reads decimals and says the other reading."""
+    n = 120
+    raw = pd.DataFrame(
+        {
+            "Numero declaracion": [f"CL{i:06d}" for i in range(n)],
+            "Valor FOB": [f"{10 + i % 90}.{(i * 37) % 1000:03d}" for i in range(n)],
+            "Moneda": [currency] * n,
+        }
+    )
+    draft = draft_mapping(raw)
+    spec = yaml.safe_load(draft.text)["columns"]["declared_value"]
+    if currency == "CLP":
+        assert spec == {"column": "Valor FOB", "decimal": ",", "thousands": "."}
+        assert "read as thousands" in " ".join(draft.checks["declared_value"])
+    else:
+        assert spec in ("Valor FOB", {"column": "Valor FOB"})
+        assert "read as decimals; if they are thousands" in " ".join(draft.checks["declared_value"])

@@ -1459,6 +1459,40 @@ def _fallbacks(
                 break
 
 
+def _weight_unit_column(
+    columns: list[Column],
+    chosen: dict[str, Column],
+    proposals: dict[str, Proposal],
+    used: set[str],
+) -> None:
+    """The weight read with the column beside it that holds its unit (``Weight`` + ``Weight
+    unit``: KG, G, LB), as ``columns: [...]`` with a ``units`` table. Unjoined, the grams
+    rows went in as kilograms and the unit column became a categorical input (probe)."""
+    weight, proposal = chosen.get("gross_weight_kg"), proposals.get("gross_weight_kg")
+    if weight is None or proposal is None:
+        return
+    spec = proposal.spec if isinstance(proposal.spec, dict) else {"column": proposal.spec}
+    if spec.get("units") or spec.get("scale") or spec.get("columns"):
+        return
+    for column in columns:
+        if column.name in used or not column.values:
+            continue
+        units = {v.strip().lower() for v in column.values}
+        if not units <= set(_WEIGHT_UNITS) or column.fit(r"\s*[A-Za-z]{1,6}\s*") < FITS:
+            continue
+        written = sorted({v.strip() for v in column.values})
+        proposal.spec = {
+            "columns": [spec["column"], column.name],
+            **{k: v for k, v in spec.items() if k != "column"},
+            "units": {u: _WEIGHT_UNITS[u.lower()] for u in written},
+        }
+        proposal.checks.append(
+            f"the unit of each weight read from {column.name} ({', '.join(written)})"
+        )
+        used.add(column.name)
+        return
+
+
 # Currencies whose amounts are written in whole units, large (no minor unit in ISO 4217, or
 # none in use): a dot followed by three digits in them is a thousands separator, 505.200 CLP
 # is 505,200 pesos, not 505.2.
@@ -1545,6 +1579,7 @@ def draft_mapping(
         proposals["currency"] = Proposal(
             {"value": named}, [f"{named} read from the name of {value.name}: every row in it"]
         )
+    _weight_unit_column(columns, chosen, proposals, used)
     _dot_groups_of_three(chosen, proposals)
     for name, column in chosen.items():
         if _name_score(column, name) == 0:

@@ -523,3 +523,21 @@ def test_a_dot_before_three_digits_is_thousands_in_a_whole_unit_currency(currenc
     else:
         assert spec in ("Valor FOB", {"column": "Valor FOB"})
         assert "read as decimals; if they are thousands" in " ".join(draft.checks["declared_value"])
+
+
+def test_a_weight_is_read_with_the_column_holding_its_unit() -> None:
+    """Weight 1 with unit G went in as 1 kg: the unit column was drafted as a categorical
+    input (probe)."""
+    n = 90
+    raw = pd.DataFrame(
+        {
+            "Declaration No": [f"X{i:05d}" for i in range(n)],
+            "Weight": [str(1 + i % 900) for i in range(n)],
+            "Weight unit": ["KG" if i % 3 == 0 else "G" for i in range(n)],
+            "Value": [f"{10 + i % 50}.50" for i in range(n)],
+        }
+    )
+    draft = draft_mapping(raw)
+    spec = yaml.safe_load(draft.text)["columns"]["gross_weight_kg"]
+    assert spec == {"columns": ["Weight", "Weight unit"], "units": {"G": 0.001, "KG": 1.0}}
+    assert "Weight unit" not in draft.extras

@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -43,6 +44,8 @@ from features.intake.rules import Limits, Rule, check, parse_findings, rules_for
 from features.params import FeatureParams
 from serving.audit.chain import RESULT_FIELDS as STORED_RESULT_FIELDS
 from serving.decision import iso_utc
+
+logger = logging.getLogger(__name__)
 
 # The results as now known, for a query that joins them to decisions (either store's SQL):
 # each declaration's last stored result, a correction replacing the one before it.
@@ -522,6 +525,7 @@ def store_outcomes(
     else:
         ids = []
     skipped = 0
+    raw_ids = None  # the ids sent, when --skip-unknown left some out
     with store.write() as tx:
         declared = tx.declared_at(ids)
         if skip_unknown and "declaration_id" in raw.columns:
@@ -530,8 +534,22 @@ def store_outcomes(
             skipped = int(unknown.sum())
             # the kept rows keep their labels: a refusal names the file's rows, not the
             # positions left after the skip
+            raw_ids = raw["declaration_id"]
             raw = raw[~unknown]
         if len(raw) == 0:  # every row was of a declaration never decided here
+            # not refused (a national file may hold none of this hub's parcels), but said:
+            # ids written otherwise (leading zeros lost) would be skipped every time
+            unknown_ids = (
+                parse_text(raw_ids).dropna().unique().tolist() if raw_ids is not None else []
+            )
+            hint = _lost_zeros_hint(unknown_ids, tx.declared_at)
+            logger.warning(
+                "none of the %d results names a declaration this store decided (e.g. %r): "
+                "nothing stored%s",
+                skipped,
+                unknown_ids[0] if unknown_ids else None,
+                f". {hint}" if hint else "",
+            )
             counts = {"stored": 0, "unchanged": 0, "skipped_unknown": skipped}
             return counts | ({"skipped_not_inspected": not_inspected} if not_inspected else {})
         try:
@@ -557,7 +575,9 @@ def store_outcomes(
     return counts
 
 
-def _lost_zeros_hint(unknown: list[str], declared_at: Callable[[list[str]], dict]) -> str:
+def _lost_zeros_hint(
+    unknown: list[str], declared_at: Callable[[list[str]], dict], holder: str = "The store"
+) -> str:
     """When ids the store does not know are digits whose zero-padded form it does (a results
     file that wrote ids as numbers: 515428 for 000515428), say so: looked up for a few."""
     digits = [i for i in unknown if i.isdigit()][:20]
@@ -567,7 +587,7 @@ def _lost_zeros_hint(unknown: list[str], declared_at: Callable[[list[str]], dict
         return ""
     example = next(p for p in padded if p in found)  # the first of the file's order
     return (
-        f"Ids without their leading zeros? The store holds {example!r} for {padded[example]!r} "
+        f"Ids without their leading zeros? {holder} holds {example!r} for {padded[example]!r} "
         f"({len(found)} of the {len(digits)} looked up): the results file wrote the ids as "
         "numbers; export them as text, or write the zeros back, then send it again"
     )
@@ -746,6 +766,20 @@ def join_results(
         known = sent.isin(declared_at_us.keys()).to_numpy(dtype=bool, na_value=False)
         skipped = int((~known & sent.notna().to_numpy(dtype=bool)).sum())
         results = results.loc[known | sent.isna().to_numpy(dtype=bool)]
+        if skipped and not known.any():
+            # a history of these declarations with none of their results: a join on the
+            # wrong file, or on ids written otherwise (Excel drops leading zeros)
+            unknown_ids = sent.dropna().unique().tolist()
+            hint = _lost_zeros_hint(
+                unknown_ids,
+                lambda ids: {i: declared_at_us[i] for i in ids if i in declared_at_us},
+                holder="The declarations file",
+            )
+            raise ParcelriskError(
+                f"none of the {skipped} results names a declaration of the file (e.g. "
+                f"{unknown_ids[0]!r}), so nothing would be joined"
+                + (f". {hint}" if hint else ": are they the results of these declarations?")
+            )
     # said of the declarations joined to, not of a store (nothing is stored here)
     unknown = "is not among the declarations (--skip-unknown leaves such results out)"
     try:

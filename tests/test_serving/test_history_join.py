@@ -103,3 +103,23 @@ def test_a_refusal_names_the_row_as_its_file_holds_it(exported, capsys, tmp_path
     assert code != 0 and "Traceback" not in err
     assert "a.csv row 1 (NOT-DECLARED)" in err and f"a.csv row 5 ({results.iloc[4, 0]})" in err, err
     assert not (tmp_path / "h.parquet").exists()
+
+
+def test_results_none_of_which_names_a_declaration_are_refused_even_when_skipping(
+    exported, capsys, tmp_path
+):
+    """Exit 0 with nothing joined made a history with no inspected parcel, which validates;
+    ids that lost their leading zeros (a spreadsheet's) are said."""
+    root = exported["root"]
+    results = exported["results"].head(5).copy()
+    results["declaration_id"] = results["declaration_id"].str.replace("D", "", regex=False)
+    results["declaration_id"] = results["declaration_id"].str.lstrip("0")
+    results.to_csv(tmp_path / "excel.csv", index=False)
+    code, _, err = run_cli(
+        capsys, "history", "join", str(root / "decl.parquet"),
+        "--results", str(tmp_path / "excel.csv"), "--out", str(tmp_path / "h.parquet"),
+        "--skip-unknown",
+    )  # fmt: skip
+    assert code != 0 and "Traceback" not in err
+    assert "none of the 5 results names a declaration of the file" in err
+    assert not (tmp_path / "h.parquet").exists()

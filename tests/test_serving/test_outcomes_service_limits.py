@@ -95,3 +95,24 @@ def test_outcomes_ingest_can_skip_results_of_declarations_never_decided(tmp_path
     )
     assert code != 0 and "EXT3-2" in err and "before" in err
     assert "row 2 (EXT3-2)" in err, err  # the file's row, not its place after the skip
+
+
+def test_a_results_file_none_of_which_was_decided_here_is_said(tmp_path, capsys, caplog):
+    """Not refused (a national file may hold none of a hub's parcels), but said: ids a
+    spreadsheet wrote as numbers would otherwise be skipped unsaid every time."""
+    from tests.test_serving.test_history_export_extras import _store_with_extras
+
+    location = _store_with_extras(tmp_path)
+    results = tmp_path / "results.csv"
+    results.write_text(
+        "declaration_id,inspected_at,inspected,illicit,offence_type,revenue_recovered\n"
+        "ELSEWHERE-1,2026-05-02T09:00:00Z,true,false,,\n"
+        "ELSEWHERE-2,2026-05-02T09:00:00Z,true,false,,\n"
+    )
+    with caplog.at_level("WARNING", logger="serving.outcomes"):
+        code, out, err = run_cli(
+            capsys, "outcomes", "ingest", str(results), "--db", location, "--skip-unknown"
+        )
+    assert code == 0, err
+    assert json.loads(out)["skipped_unknown"] == 2
+    assert "none of the 2 results names a declaration this store decided" in caplog.text

@@ -12,11 +12,16 @@ written by ``features.pipeline.snapshot``; both call the families' compute, so t
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
 import logging
+import os
+import shutil
+import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,6 +53,7 @@ log = logging.getLogger(__name__)
 FEATURES_FILE = "features.parquet"
 SOURCE_FILE = "source.json"  # what the features were built from, and how it passed the gate
 STATE_DIR = "entity_state"
+SUMMARY_FILE = "features_summary.json"
 ENGINES = ("pandas", "dask")
 
 
@@ -116,6 +122,58 @@ def write_frame(frame: pd.DataFrame, path: Path) -> None:
     frame.to_parquet(path, index=False, use_dictionary=keep)
 
 
+@contextlib.contextmanager
+def staged_dir(out: Path) -> Iterator[Path]:
+    """A new directory beside ``out`` to write a build into, put in ``out``'s place only once
+    the body finished: ``out`` holds one build whole, the last complete one, or nothing.
+
+    Written file by file into ``out``, a build killed (or out of disk) half-way left the new
+    features.parquet beside the old entity_state/ and source.json, and ``train`` registered a
+    model serving with a snapshot of another history, unsaid (probe, 2026-12). A build that
+    fails leaves ``out`` as it was; the swap is two renames in one directory (between them
+    ``out`` is absent, never mixed), and a build killed between them leaves the old one
+    under ``.<name>.old-*``, which the next build removes."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ParcelriskError(f"--out {out} is a file: give a directory")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for stale in out.parent.glob(f".{out.name}.building-*"):
+        shutil.rmtree(stale, ignore_errors=True)  # a build killed before its swap
+    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))
+    try:
+        yield stage
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    old = None
+    if out.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+        try:
+            os.rename(out, old / out.name)
+        except OSError:  # a mount point (a container's volume) cannot be renamed: its content
+            shutil.rmtree(old, ignore_errors=True)
+            _replace_content(out, stage)
+            return
+    os.rename(stage, out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    for left in out.parent.glob(f".{out.name}.old-*"):
+        shutil.rmtree(left, ignore_errors=True)
+
+
+def _replace_content(out: Path, stage: Path) -> None:
+    """``out``'s entries replaced by ``stage``'s, one rename each (``staged_dir`` where ``out``
+    itself cannot be renamed); the build is whole by then, so the window is the renames'."""
+    for entry in out.iterdir():
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+    for entry in stage.iterdir():
+        os.rename(entry, out / entry.name)
+    stage.rmdir()
+
+
 def build_to_dir(
     *,
     declarations_path: Path,
@@ -139,6 +197,41 @@ def build_to_dir(
     """
     if engine not in ENGINES:
         raise ParcelriskError(f"unknown engine {engine!r} (choose {' or '.join(ENGINES)})")
+    final = Path(out)
+    with staged_dir(final) as stage:
+        summary = _build_into(
+            declarations_path=Path(declarations_path),
+            out=stage,
+            settings=settings,
+            no_validate=no_validate,
+            validated_by=validated_by,
+            as_of=as_of,
+            show_progress=show_progress,
+            engine=engine,
+            scheduler=scheduler,
+            partition_rows=partition_rows,
+        )
+        summary["out"] = str(final)
+        atomic_write(
+            stage / SUMMARY_FILE, lambda tmp: tmp.write_text(json.dumps(summary, indent=1))
+        )
+    return summary
+
+
+def _build_into(
+    *,
+    declarations_path: Path,
+    out: Path,
+    settings: Settings,
+    no_validate: bool,
+    validated_by: Path | None,
+    as_of: str | None,
+    show_progress: bool,
+    engine: str,
+    scheduler: str | None,
+    partition_rows: int | None,
+) -> dict[str, Any]:
+    """``build_to_dir``'s work, written into ``out`` (its staging directory)."""
     from features.intake.pseudonym import process_key_id
     from features.intake.rules import Limits
     from features.intake.validation import require_valid
@@ -265,9 +358,7 @@ def _write_record(
         "seconds": round(time.perf_counter() - started, 2),
         "out": str(out),
     }
-    atomic_write(
-        out / "features_summary.json", lambda tmp: tmp.write_text(json.dumps(summary, indent=1))
-    )
+    atomic_write(out / SUMMARY_FILE, lambda tmp: tmp.write_text(json.dumps(summary, indent=1)))
     return summary
 
 

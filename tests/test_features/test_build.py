@@ -605,3 +605,42 @@ def test_sort_declarations_keeps_a_sorted_history_and_sorts_any_other(history):
     tied["declaration_id"] = ["c", "a", "b"]
     assert sort_declarations(tied)["declaration_id"].tolist() == ["a", "b", "c"]
     assert list(sort_declarations(tied.iloc[::-1]).index) == [0, 1, 2]
+
+
+def test_a_build_that_fails_half_way_leaves_the_previous_output_whole(
+    tmp_path, history, monkeypatch
+):
+    """Written file by file, a build killed or out of disk after features.parquet left it
+    beside the previous entity_state/ and source.json, and train took the mix (probe)."""
+    import hashlib
+
+    from features.intake.io import write_declarations
+    from features.pipeline import build as build_module
+    from features.pipeline.snapshot import EntityState
+
+    def digest(path) -> str:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+
+    settings = Settings()
+    first, second = tmp_path / "first.parquet", tmp_path / "second.parquet"
+    write_declarations(history.head(3_000), first)
+    write_declarations(history.head(4_000), second)
+    out = tmp_path / "feat"
+    build_module.build_to_dir(declarations_path=first, out=out, settings=settings)
+    before = {p.relative_to(out): digest(p) for p in out.rglob("*") if p.is_file()}
+
+    def full_disk(self, path):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(EntityState, "save", full_disk)
+    with pytest.raises(OSError, match="No space"):
+        build_module.build_to_dir(declarations_path=second, out=out, settings=settings)
+    after = {p.relative_to(out): digest(p) for p in out.rglob("*") if p.is_file()}
+    assert after == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".feat")] == []
+    monkeypatch.undo()
+    summary = build_module.build_to_dir(declarations_path=second, out=out, settings=settings)
+    assert summary["rows"] == 4_000 and summary["out"] == str(out)
+    assert json.loads((out / "features_summary.json").read_text())["out"] == str(out)
+    assert json.loads((out / "source.json").read_text())["declarations"] == str(second)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".feat")] == []

@@ -37,7 +37,7 @@ from serving.outcomes import (
     result_event,
     result_rows,
 )
-from serving.sqlite_store import connect_read_only, unavailable_as_error
+from serving.sqlite_store import connect_read_only, stored_text, unavailable_as_error
 
 logger = logging.getLogger(__name__)
 
@@ -140,6 +140,7 @@ class SqliteOutcomeStore:
         self._conn = sqlite3.connect(
             str(self.path), check_same_thread=False, isolation_level=None, timeout=30.0
         )
+        self._conn.text_factory = stored_text
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")  # as the decisions: see sqlite_store
         self._conn.executescript(_SCHEMA)

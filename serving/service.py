@@ -84,7 +84,7 @@ from serving.scoring import (
     load_runtime,
     score_frame,
 )
-from serving.sqlite_store import StoreUnavailable
+from serving.sqlite_store import DamagedRecord, StoreUnavailable
 from serving.store import is_sqlite, open_outcome_store, open_store
 
 if TYPE_CHECKING:
@@ -537,7 +537,10 @@ class ParcelRiskService:
             return JSONResponse(
                 {"decision_id": None, "declaration_id": frame["declaration_id"].iloc[0], **out}
             )
-        found = self.review_store.get(decision_id)  # a sync API: BentoML runs it in a thread
+        try:
+            found = self.review_store.get(decision_id)  # a sync API: BentoML runs it in a thread
+        except DamagedRecord as exc:
+            return error_response(409, str(exc))
         if found is None:
             return error_response(404, f"decision_id {_shown(decision_id)} not found")
         record, intact = found
@@ -708,7 +711,10 @@ def _shown(value: str) -> str:
 
 
 def _stored_decision(service: ParcelRiskService, decision_id: str) -> JSONResponse:
-    found = service.review_store.get(decision_id)
+    try:
+        found = service.review_store.get(decision_id)
+    except DamagedRecord as exc:
+        return error_response(409, str(exc))
     if found is None:
         return error_response(404, f"decision_id {_shown(decision_id)} not found")
     record, intact = found

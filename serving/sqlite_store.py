@@ -64,6 +64,14 @@ _CATCH_UP_PASSES = 3
 _CATCH_UP_FRAMES = 256  # ~1 MB of 4 KB pages: copied in a few ms while the writers wait
 
 
+def stored_text(raw: bytes) -> str:
+    """A text cell as read (every connection's ``text_factory``): bytes that are not UTF-8,
+    which only an edit outside the service writes, are kept (as surrogates), so the chain
+    check sees a record that differs from what was signed, NOT INTACT at its seq, where
+    sqlite3's own decoding failed the whole read with a traceback (probe, 2026-12)."""
+    return raw.decode("utf-8", "surrogateescape")
+
+
 def _is_unavailable(exc: sqlite3.Error) -> bool:
     code = getattr(exc, "sqlite_errorcode", None)
     return code is not None and code & 0xFF in _UNAVAILABLE  # extended codes: low byte
@@ -114,6 +122,7 @@ def connect_read_only(path: Path, table: str | None = "decisions") -> sqlite3.Co
         conn = sqlite3.connect(
             f"{uri}?{query}", uri=True, check_same_thread=False, isolation_level=None, timeout=30.0
         )
+        conn.text_factory = stored_text
         try:  # the first read opens the file: what fails, fails here
             found = conn.execute(
                 "SELECT name FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)
@@ -298,12 +307,27 @@ _DECISION_ID = STORED_FIELDS.index("decision_id")
 _DECLARATION_JSON = STORED_FIELDS.index("declaration_json")
 
 
+class DamagedRecord(ParcelriskError):
+    """A stored decision edited outside the service into something that no longer reads
+    (JSON that does not parse, bytes that are not text): NOT INTACT, and nothing to show."""
+
+
 def _row_record(row: Sequence[Any]) -> tuple[DecisionRecord, ChainRow]:
-    """A stored row back to its record (canonical features) and its chain link."""
+    """A stored row back to its record (canonical features) and its chain link; a row that
+    no longer reads is ``DamagedRecord`` (a 409 from the service, one line from the CLI),
+    never a traceback."""
     link = _row_link(row)
-    record = DecisionRecord.from_stored_values(
-        link.values, seq=link.seq, answered_at=link.answered_at
-    )
+    try:
+        record = DecisionRecord.from_stored_values(
+            link.values, seq=link.seq, answered_at=link.answered_at
+        )
+    except (ValueError, TypeError, KeyError) as exc:  # JSONDecodeError is a ValueError
+        decision_id = row[_DECISION_ID]
+        raise DamagedRecord(
+            f"decision {decision_id} (seq {link.seq}): its stored record cannot be read "
+            f"({type(exc).__name__}): edited outside the service, NOT INTACT; `parcelrisk "
+            "audit verify` names where the chain breaks"
+        ) from None
     return record, link
 
 
@@ -485,6 +509,7 @@ class SqliteDecisionStore:
 
     def _connect(self, **options: bool) -> sqlite3.Connection:
         conn = sqlite3.connect(str(self.path), isolation_level=None, timeout=30.0, **options)
+        conn.text_factory = stored_text
         # whichever connection starts the log over cuts the file back to the limit
         conn.execute(f"PRAGMA journal_size_limit={self._wal_max_bytes}")
         return conn

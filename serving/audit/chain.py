@@ -38,7 +38,7 @@ def record_mac(
         str(seq).encode(),
         answered_at.encode(),
         prev_mac,
-        *[v if type(v) is bytes else str(v).encode() for v in values],
+        *[v if type(v) is bytes else str(v).encode("utf-8", "surrogateescape") for v in values],
     ]
     lengths = struct.pack(f">{len(parts)}I", *map(len, parts))
     return hmac_sha256(key, lengths + b"".join(parts))

@@ -67,7 +67,7 @@ from serving.auditor.templates import render
 from serving.auth import KeyRing, load_keyring
 from serving.errors import DEFAULT_RETRY_AFTER_S
 from serving.lanes import LANES
-from serving.sqlite_store import StoreUnavailable
+from serving.sqlite_store import DamagedRecord, StoreUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -405,7 +405,10 @@ class AuditorPages:
         if (refusal := self._query_problem(service, request)) is not None:
             return refusal
         decision_id = request.path_params["decision_id"][:MAX_CHARS]
-        found = await run_in_threadpool(service.review_store.get, decision_id)
+        try:
+            found = await run_in_threadpool(service.review_store.get, decision_id)
+        except DamagedRecord as exc:  # edited outside the service into something unreadable
+            return self._message(service, 409, "Not intact", str(exc))
         if found is None:
             return self._message(service, 404, "Not found", "no such decision")
         record, intact = found

@@ -260,6 +260,29 @@ def test_tampering_is_detected(tmp_path) -> None:
     assert record.lane == "green" and not intact
 
 
+def test_bytes_that_are_not_text_are_named_not_intact_never_a_traceback(tmp_path) -> None:
+    """sqlite3 failed the whole read (`Could not decode to UTF-8`): verify and show ended in
+    a traceback, /decision in a 500 (probe)."""
+    from serving.audit.verify import verify_store
+    from serving.sqlite_store import DamagedRecord
+
+    path = tmp_path / "audit.db"
+    store = SqliteDecisionStore(path)
+    store.record([_record(1), _record(2), _record(3)])
+    store.close()
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "UPDATE decisions SET reasons_json = CAST(x'5bff5d' AS TEXT) WHERE decision_id = 'dec2'"
+        )
+    store = SqliteDecisionStore(path)
+    report = verify_store(store)
+    assert not report.intact and report.problem.seq == 2, report
+    with pytest.raises(DamagedRecord, match=r"decision dec2 \(seq 2\): its stored record cannot"):
+        store.get("dec2")
+    assert store.get("dec3")[1] is True  # the next record is whole: only the edited one is not
+    store.close()
+
+
 def test_path_from_env(tmp_path) -> None:
     """PARCELRISK_AUDIT_DB overrides serve.audit_db (features.params.ENV_OVERRIDES)."""
     location = str(tmp_path / "x" / "a.db")

@@ -140,11 +140,15 @@ def serve(
     import sqlite3
 
     from features.errors import ParcelriskError
-    from serving.store import open_store
+    from serving.store import open_store, require_key_signs_chain
 
     location = os.environ.get(AUDIT_DB_ENV) or settings.serve.audit_db
     try:
-        open_store(location).close()
+        store = open_store(location)
+        try:
+            require_key_signs_chain(store)
+        finally:
+            store.close()
     except ParcelriskError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -353,7 +357,7 @@ def _score_contract_file(
     from features.intake.validation import require_valid
     from models.registry import require_tracking_store
     from serving.scoring import load_runtime, score_file
-    from serving.store import open_store
+    from serving.store import open_store, require_key_signs_chain
 
     # The gate runs before the model loads, so a bad file is refused in a second, not after
     # the model download. Its faults are structural (the same whatever the limits); only the
@@ -372,6 +376,8 @@ def _score_contract_file(
             open_store(audit_db, wal_max_mb=settings.serve.audit_wal_max_mb) if audit_db else None
         )
         try:
+            if store is not None:
+                require_key_signs_chain(store)
             summary = score_file(
                 file,
                 out,

@@ -85,7 +85,12 @@ from serving.scoring import (
     score_frame,
 )
 from serving.sqlite_store import DamagedRecord, StoreUnavailable
-from serving.store import is_sqlite, open_outcome_store, open_store
+from serving.store import (
+    is_sqlite,
+    open_outcome_store,
+    open_store,
+    require_key_signs_chain,
+)
 
 if TYPE_CHECKING:
     from models.bundle import LaneThresholds
@@ -181,6 +186,9 @@ class ParcelRiskService:
         _WORKER.service = None
         load_keyring()  # refuse to start without keys unless auth was explicitly waived
         self.store = open_store(self.config.audit_db, wal_max_mb=self.config.audit_wal_max_mb)
+        # a worker started apart (a replica, bentoml serve) under another key: refused here,
+        # as `parcelrisk serve` refuses before starting its workers
+        require_key_signs_chain(self.store)
         self.outcome_store = open_outcome_store(self.config.audit_db, self.store)
         # lookups for people (auditor pages, /decision, /explain of a decision id) on a handle
         # of their own: a slow one (a filter matching nothing scans the table) held the scoring

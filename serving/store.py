@@ -177,6 +177,34 @@ def is_sqlite(location: str | Path) -> bool:
     return _scheme(location)[0] in ("", "sqlite")
 
 
+class AuditKeyMismatch(ParcelriskError):
+    """The audit key in force does not sign the chain a writer would extend."""
+
+
+def require_key_signs_chain(store: DecisionStore) -> None:
+    """Refuse to write decisions to ``store`` under a key that did not sign its last one.
+
+    A writer holding another key (a replica configured apart, a key made anew on another
+    machine) appended records MAC'd under it: ``audit verify`` then reported the genuine
+    chain as altered from there on, and every later record unverifiable (probe, 2026-12).
+    Checked once, where a writer starts (``serve``, ``score --audit-db``), on the last
+    record: a chain whose last record was altered is refused too, which `audit verify`
+    names."""
+    last = store.last_seq()
+    if last <= 0:
+        return
+    link = next(iter(store.chain_rows(after_seq=last - 1, page=1)), None)
+    if link is None or link.valid(store.key):
+        return
+    raise AuditKeyMismatch(
+        f"decision store {store.location}: its last record (seq {link.seq}) was not signed "
+        "with the audit key in force (PARCELRISK_AUDIT_KEY or ~/.config/parcelrisk): a "
+        "writer with another key would make every record after it fail `audit verify`. "
+        "Give this process the store's key (as every replica and command writing to it); if "
+        "the key is the store's, the record was altered: run `parcelrisk audit verify`"
+    )
+
+
 def open_store(
     location: str | Path, *, wal_max_mb: float | None = None, read_only: bool = False
 ) -> DecisionStore:

@@ -283,6 +283,23 @@ def test_bytes_that_are_not_text_are_named_not_intact_never_a_traceback(tmp_path
     store.close()
 
 
+def test_a_writer_under_another_audit_key_is_refused_before_it_writes(tmp_path) -> None:
+    """Under another key, serve and score --audit-db appended records that made the
+    genuine chain fail verify from there on (probe)."""
+    from serving.store import AuditKeyMismatch, require_key_signs_chain
+
+    path = tmp_path / "audit.db"
+    store = SqliteDecisionStore(path, key=b"k" * 32)
+    require_key_signs_chain(store)  # nothing recorded yet: any key may start it
+    store.record([_record(1), _record(2)])
+    require_key_signs_chain(store)
+    store.close()
+    other = SqliteDecisionStore(path, key=b"x" * 32)
+    with pytest.raises(AuditKeyMismatch, match=r"its last record \(seq 2\) was not signed"):
+        require_key_signs_chain(other)
+    other.close()
+
+
 def test_path_from_env(tmp_path) -> None:
     """PARCELRISK_AUDIT_DB overrides serve.audit_db (features.params.ENV_OVERRIDES)."""
     location = str(tmp_path / "x" / "a.db")

@@ -146,6 +146,23 @@ def decide_not_comparable(why: str) -> Decision:
     )
 
 
+def keys_differ_reason(
+    champion: str, challenger: str, champion_key: str | None, challenger_key: str | None
+) -> str:
+    """Champion and challenger built under two pseudonym keys (``features.intake.pseudonym``;
+    None: before consignee ids were keyed), and which one this process holds."""
+    from features.intake.pseudonym import process_key_id
+
+    def built(key: str | None) -> str:
+        return "before consignee ids were keyed" if key is None else f"under key id {key}"
+
+    return (
+        f"the champion (version {champion}) was built {built(champion_key)}, the challenger "
+        f"(version {challenger}) {built(challenger_key)}; this process holds key id "
+        f"{process_key_id()}: their consignee histories are keyed for different deployments"
+    )
+
+
 def lacking_reason(champion: str, lacking: Sequence[str], history: str) -> str:
     """The history (``history``: its features directory) lacks features the champion uses,
     because an input the export no longer has switched their family off."""
@@ -430,7 +447,6 @@ def promote_version(
     """
     import pandas as pd
 
-    from features.intake.pseudonym import champion_unservable
     from models.evaluation import evaluate_holdout, score_model
     from models.registry import alias_version, latest_version, load_version
     from models.split import SplitBoundaries
@@ -486,15 +502,38 @@ def promote_version(
         champion_model, champion_state, _ = load_version(
             client, name, champion, Path(tmp) / "champion"
         )
-        unservable = champion_unservable(
-            _pseudonym_key_id(champion_state), _pseudonym_key_id(challenger_state)
-        )
-    if unservable is not None:  # no metric can make a champion the service refuses servable
-        decision = Decision(True, [unservable], "")
+        keys = _pseudonym_key_id(champion_state), _pseudonym_key_id(challenger_state)
+    if keys[0] != keys[1]:
+        # Built under two pseudonym keys, the two serve different deployments: the process
+        # running promote cannot tell which key the service holds (an analyst's shell with
+        # another key made an untested challenger champion "whatever the metrics", which the
+        # service then refused to load: probe, 2026-12). A key changed on purpose is an
+        # operator's decision: --force --reason, recorded.
+        why = keys_differ_reason(champion, version, *keys)
+        decision = decide_not_comparable(why)
+        outcome = promotion_outcome(decision, force)
+        reasons = decision.reasons
+        if outcome == "refused":
+            reasons = [
+                *reasons,
+                "if the deployment's key is now the challenger's, `parcelrisk promote --force "
+                "--reason TEXT` promotes it (recorded as forced, without a comparison)",
+            ]
         record_decision(
-            client, name, version, decision, champion_before=champion, outcome="promoted"
+            client,
+            name,
+            version,
+            decision,
+            champion_before=champion,
+            outcome=outcome,
+            force_reason=reason if outcome == "forced" else None,
         )
-        return {**result, "outcome": "promoted", "promote": True, "reasons": decision.reasons}
+        return {
+            **result,
+            "outcome": outcome,
+            "promote": outcome == "forced",
+            "reasons": reasons,
+        }
     tags = client.get_model_version(name, version).tags
     features_dir = Path(features_dir or tags.get("features_dir", ""))
     split = challenger_model.metadata.get("split")

@@ -95,38 +95,22 @@ def process_key_id() -> str:
     return key_id(process_key())
 
 
-def champion_unservable(champion_key_id: str | None, challenger_key_id: str | None) -> str | None:
-    """Why the champion cannot be served where the challenger can (its entity state keyed
-    differently from this process, the challenger's as this process), or None."""
-    current = process_key_id()
-    if champion_key_id == current or challenger_key_id != current:
-        return None
-    built = (
-        "before consignee ids were keyed"
-        if champion_key_id is None
-        else f"under pseudonym key id {champion_key_id}"
-    )
-    return (
-        f"the champion's entity state was built {built}; this deployment's key is {current}: "
-        "none of its consignee histories can match a request, so the challenger, built under "
-        "this key, replaces it whatever the metrics"
-    )
-
-
 def require_same_key(recorded: str | None, what: str) -> None:
     """Refuse data pseudonymised under another key than this process's.
 
     ``recorded``: the key id stored with the data. None means it was built before consignee
     ids were keyed: its histories hold the raw ids, which no request (pseudonymised on entry)
     will ever match, so every consignee feature would silently read "never seen". Refused
-    too: retrain, and ``parcelrisk promote`` replaces such a champion (``champion_unservable``).
+    too: retrain; ``parcelrisk promote`` does not compare models built under two keys, and
+    replaces such a champion only with ``--force --reason`` (``models.promotion``).
     """
     current = process_key_id()
     if recorded is None:
         raise PseudonymKeyMismatch(
             f"{what} was built before consignee ids were keyed (no pseudonym key id): its "
             "histories hold raw ids no pseudonymised request will match; rebuild features and "
-            "train (`dvc repro`): `parcelrisk promote` replaces a champion built so"
+            "train (`dvc repro`), then `parcelrisk promote --force --reason TEXT` replaces a "
+            "champion built so"
         )
     if recorded != current:
         raise PseudonymKeyMismatch(

@@ -112,19 +112,6 @@ def test_the_key_id_recorded_must_be_this_process_key(caplog) -> None:
         require_same_key(None, "entity state y")  # raw ids: no request would ever match them
 
 
-def test_a_champion_built_under_another_key_is_unservable() -> None:
-    from features.intake.pseudonym import champion_unservable
-
-    current = process_key_id()
-    assert champion_unservable(current, current) is None
-    assert champion_unservable(current, "0123456789abcdef") is None  # the challenger is worse off
-    assert champion_unservable("0123456789abcdef", "fedcba9876543210") is None
-    assert "built before consignee ids were keyed" in champion_unservable(None, current)
-    assert "under pseudonym key id 0123456789abcdef" in champion_unservable(
-        "0123456789abcdef", current
-    )
-
-
 def test_the_process_key_is_read_once(monkeypatch) -> None:
     try:
         first = process_key()

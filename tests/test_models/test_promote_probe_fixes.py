@@ -329,3 +329,39 @@ def test_a_first_champion_that_learnt_nothing_or_was_never_measured_is_said_to_b
     unmeasured = _first_model_cautions({"risk_best_iteration": 1}, run("test_all.auc"))
     assert len(unmeasured) == 2 and "no unbiased metric measured it" in unmeasured[1]
     assert _first_model_cautions({}, run()) == [unmeasured[1]]
+
+
+def test_a_challenger_built_under_another_pseudonym_key_needs_force(frames, tmp_path, monkeypatch):
+    """An analyst's shell with another key made an untested challenger champion "whatever
+    the metrics", which the service (holding the deployment's key) then refused to load
+    (probe): two keys are not compared, and promoted only with --force --reason."""
+    import models.promotion as promotion_module
+
+    features, truth, manifest = frames
+    full_dir = write_features_dir(tmp_path / "full", features, manifest)
+    world = registry_world(tmp_path, truth)
+    settings, uri = world["settings"], world["uri"]
+    common = {"settings": settings, "tracking_uri": uri, "metrics_out": None}
+    run_training(full_dir, ground_truth_path=world["truth_path"], **common)
+    assert run_promotion(settings=settings, tracking_uri=uri)["outcome"] == "first"
+    run_training(full_dir, ground_truth_path=world["truth_path"], **common)
+    built_under = {"champion": "0123456789abcdef", "challenger": "fedcba9876543210"}
+    monkeypatch.setattr(
+        promotion_module,
+        "_pseudonym_key_id",
+        lambda state_dir: built_under["champion" if "champion" in str(state_dir) else "challenger"],
+    )
+    refused = run_promotion(settings=settings, tracking_uri=uri)
+    assert refused["outcome"] == "refused" and not refused["promote"]
+    said = " ".join(refused["reasons"])
+    assert "not comparable" in said and "under key id 0123456789abcdef" in said
+    assert "--force --reason" in said
+    client = registry_client(uri)
+    assert str(client.get_model_version_by_alias("parcel-risk", "champion").version) == "1"
+    forced = run_promotion(
+        settings=settings, tracking_uri=uri, force=True, reason="the deployment's key rotated"
+    )
+    assert forced["outcome"] == "forced" and forced["promote"]
+    assert str(client.get_model_version_by_alias("parcel-risk", "champion").version) == "2"
+    tags = client.get_model_version("parcel-risk", "2").tags
+    assert tags["promotion.force_reason"] == "the deployment's key rotated"

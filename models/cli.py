@@ -289,19 +289,21 @@ def run_promotion(
     reason: str | None = None,
 ) -> dict[str, Any]:
     """Read the promote params and the registry, then run the gate (``models.promotion``)."""
-    from models.promotion import promote_version
+    from models.promotion import promote_version, promotion_lock
     from models.registry import registry_client, require_tracking_store
 
-    return promote_version(
-        registry_client(require_tracking_store(tracking_uri)),  # never a new, empty store
-        settings.promote,
-        version=version,
-        features_dir=features_dir,
-        champion_features_dir=champion_features_dir,
-        ground_truth_path=ground_truth_path,
-        force=force,
-        reason=reason,
-    )
+    uri = require_tracking_store(tracking_uri)  # never a new, empty store
+    with promotion_lock(uri):
+        return promote_version(
+            registry_client(uri),
+            settings.promote,
+            version=version,
+            features_dir=features_dir,
+            champion_features_dir=champion_features_dir,
+            ground_truth_path=ground_truth_path,
+            force=force,
+            reason=reason,
+        )
 
 
 def train(

@@ -12,9 +12,11 @@ recorded as not possible (``promotion.comparison``).
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import tempfile
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +28,8 @@ from features.errors import ParcelriskError
 from features.params import PromoteParams
 from models.registry import CHAMPION_ALIAS
 from models.run_records import operator_name
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -295,15 +299,63 @@ def record_decision(
     # The tags hold the latest decision on a version; every decision is also appended to its
     # run as its own file, so a re-judged version keeps the history of its decisions.
     record = {"version": str(version), **{k.removeprefix("promotion."): v for k, v in tags.items()}}
+    if outcome in ("promoted", "forced", "first"):
+        # the champion judged against must still be the champion: another promote (another
+        # analyst, a scheduled job) may have moved it while this one scored, and the two
+        # challengers were never compared (probe, 2026-12); `promotion_lock` keeps runs on
+        # one machine apart, this re-read catches the others
+        from models.registry import alias_version
+
+        current = alias_version(client, name, CHAMPION_ALIAS)
+        if current != champion_before:
+            raise ParcelriskError(
+                f"the champion moved to version {current} while version {version} was judged "
+                f"against version {champion_before}: nothing recorded; run promote again to "
+                "judge it against the champion in force"
+            )
+        # the alias first: a promote killed after it leaves the champion moved with its
+        # decision unrecorded (the alias says which is champion), never a version recorded
+        # as promoted that is not champion
+        client.set_registered_model_alias(name, CHAMPION_ALIAS, version)
+        if client.get_model_version(name, version).tags.get("promotion.replaced_by"):
+            # champion again (a rollback undone): no longer "replaced"
+            client.delete_model_version_tag(name, version, "promotion.replaced_by")
     _append_history(client, name, version, record)
     for key, value in tags.items():
         client.set_model_version_tag(name, version, key, value)
-    if outcome in ("promoted", "forced", "first"):
-        client.set_registered_model_alias(name, CHAMPION_ALIAS, version)
-        if champion_before and champion_before != version:
-            client.set_model_version_tag(name, champion_before, "promotion.replaced_by", version)
-            replaced = {"version": champion_before, "outcome": "replaced", "replaced_by": version}
-            _append_history(client, name, champion_before, {**replaced, "at": tags["promotion.at"]})
+    promoted = outcome in ("promoted", "forced", "first")
+    if promoted and champion_before and champion_before != version:
+        client.set_model_version_tag(name, champion_before, "promotion.replaced_by", version)
+        replaced = {"version": champion_before, "outcome": "replaced", "replaced_by": version}
+        _append_history(client, name, champion_before, {**replaced, "at": tags["promotion.at"]})
+
+
+@contextlib.contextmanager
+def promotion_lock(tracking_uri: str) -> Iterator[None]:
+    """One ``promote`` at a time on a registry from this machine: a file lock beside a SQLite
+    store, or in the temp directory keyed by the URI for a server. Two runs at once both
+    judged against the same champion and both said "promoted", the alias on whichever wrote
+    last (probe, 2026-12); the second now waits, then judges against the first's outcome.
+    (Runs on other machines: ``record_decision`` re-reads the champion before moving it.)"""
+    import fcntl
+    import hashlib
+
+    prefix = "sqlite:///"
+    if tracking_uri.startswith(prefix) and tracking_uri != prefix + ":memory:":
+        path = Path(f"{tracking_uri[len(prefix) :]}.promote.lock")
+    else:
+        digest = hashlib.sha256(tracking_uri.encode()).hexdigest()[:16]
+        path = Path(tempfile.gettempdir()) / f"parcelrisk-promote-{digest}.lock"
+    with open(path, "a+b") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            logger.warning("another promote is running on this registry: waiting for it")
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 PROMOTIONS_DIR = "promotions"

@@ -365,3 +365,43 @@ def test_a_challenger_built_under_another_pseudonym_key_needs_force(frames, tmp_
     assert str(client.get_model_version_by_alias("parcel-risk", "champion").version) == "2"
     tags = client.get_model_version("parcel-risk", "2").tags
     assert tags["promotion.force_reason"] == "the deployment's key rotated"
+
+
+def test_the_champion_moves_only_from_the_version_judged_against(frames, tmp_path):
+    """Two promotes at once both said "promoted", the alias on whichever wrote last; a kill
+    between the records and the alias left a version recorded promoted that was not champion;
+    a version champion again kept its "replaced_by" (probe)."""
+    import threading
+
+    from models.promotion import Decision, promotion_lock, record_decision
+
+    features, truth, manifest = frames
+    full_dir = write_features_dir(tmp_path / "full", features, manifest)
+    world = registry_world(tmp_path, truth)
+    settings, uri = world["settings"], world["uri"]
+    common = {"settings": settings, "tracking_uri": uri, "metrics_out": None}
+    for _ in range(2):
+        run_training(full_dir, ground_truth_path=world["truth_path"], **common)
+    client = registry_client(uri)
+    decision = Decision(True, ["better"])
+    record_decision(client, "parcel-risk", "1", decision, champion_before=None, outcome="first")
+    with pytest.raises(ParcelriskError, match="the champion moved to version 1 while version 2"):
+        record_decision(client, "parcel-risk", "2", decision, champion_before="7", outcome="forced")
+    assert str(client.get_model_version_by_alias("parcel-risk", "champion").version) == "1"
+    assert "promotion.outcome" not in client.get_model_version("parcel-risk", "2").tags
+    record_decision(client, "parcel-risk", "2", decision, champion_before="1", outcome="forced")
+    assert client.get_model_version("parcel-risk", "1").tags["promotion.replaced_by"] == "2"
+    record_decision(client, "parcel-risk", "1", decision, champion_before="2", outcome="forced")
+    assert "promotion.replaced_by" not in client.get_model_version("parcel-risk", "1").tags
+    assert client.get_model_version("parcel-risk", "2").tags["promotion.replaced_by"] == "1"
+    # one promote at a time on a registry: the second waits for the first
+    order: list[str] = []
+    with promotion_lock(uri):
+        waiting = threading.Thread(
+            target=lambda: (promotion_lock(uri).__enter__(), order.append("second"))
+        )
+        waiting.start()
+        waiting.join(timeout=0.5)
+        order.append("first done")
+    waiting.join(timeout=5)
+    assert order == ["first done", "second"]

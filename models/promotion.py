@@ -601,10 +601,32 @@ def promote_version(
     # Each model is scored on a holdout built with the feature params it was trained with:
     # the challenger's by default, and the champion's own when an analyst changed the params
     # (``champion_features_dir``: the same history built with the champion's params).
-    holdouts = {"challenger": _holdout(features_dir, test_start, truth, "--features")}
+    # Both are scored on parcels neither learnt from: from the later of the two test starts.
+    # The champion's first pass was fitted and calibrated on everything before its own test
+    # start; scored on a challenger's test period inside that (a shorter or rolling window,
+    # other split dates), it scored ROC AUC 1.0 in-sample against the challenger's honest
+    # figures, and a better challenger would have been refused (probe, 2026-12).
+    compare_from = test_start
+    champion_split = champion_model.metadata.get("split")
+    if champion_split:
+        compare_from = max(test_start, SplitBoundaries.from_dict(champion_split).test_start)
+    in_sample = ""
+    if compare_from > test_start:
+        try:
+            _holdout(features_dir, compare_from, None, "--features")
+        except ParcelriskError:
+            in_sample = (
+                f"the champion (version {champion}) was fitted and calibrated on parcels "
+                f"declared before {compare_from}, which covers the challenger's whole test "
+                f"period (from {test_start})"
+            )
+            compare_from = test_start
+    holdouts = {"challenger": _holdout(features_dir, compare_from, truth, "--features")}
     holdouts["champion"] = holdouts["challenger"]
     if champion_features_dir is not None:
-        champion_holdout = _holdout(champion_features_dir, test_start, truth, "--champion-features")
+        champion_holdout = _holdout(
+            champion_features_dir, compare_from, truth, "--champion-features"
+        )
         holdouts["champion"] = same_parcels(holdouts["challenger"], champion_holdout)
     models = {"champion": (champion, champion_model), "challenger": (version, challenger_model)}
     # A history without inputs the champion used (an export that dropped a column) has no
@@ -615,8 +637,8 @@ def promote_version(
     lacking = lacking_features(
         champion_model.evaluation_model().manifest.names, champion_holdout.frame.columns
     )
-    not_comparable = ""
-    if lacking:
+    not_comparable = in_sample
+    if lacking and not not_comparable:
         not_comparable = lacking_reason(champion, lacking, str(champion_holdout.directory))
     for role, (role_version, model) in models.items():
         holdout = holdouts[role]
@@ -648,6 +670,13 @@ def promote_version(
         decision = decide_promotion(per_model["champion"], per_model["challenger"], params)
     outcome = promotion_outcome(decision, force)
     reasons = decision.reasons
+    if compare_from > test_start:
+        reasons = [
+            *reasons,
+            f"compared on the {len(holdouts['challenger'].frame)} parcels declared from "
+            f"{compare_from}, after the champion's fit and calibration periods (the "
+            f"challenger's test period starts {test_start})",
+        ]
     if decision.not_compared and outcome == "refused":
         reasons = [
             *reasons,

@@ -405,3 +405,26 @@ def test_the_champion_moves_only_from_the_version_judged_against(frames, tmp_pat
         order.append("first done")
     waiting.join(timeout=5)
     assert order == ["first done", "second"]
+
+
+def test_a_champion_is_never_scored_on_parcels_it_was_fitted_on(frames, tmp_path):
+    """A challenger trained on a shorter history has its test period inside the champion's
+    fit period: the champion scored ROC AUC 1.0 in-sample against the challenger's honest
+    figures (probe). Not comparable then, said."""
+    features, truth, manifest = frames
+    full_dir = write_features_dir(tmp_path / "full", features, manifest)
+    cut = features["declared_at"].quantile(0.6)
+    short = features.loc[features["declared_at"] < cut].reset_index(drop=True)
+    short_dir = write_features_dir(tmp_path / "short", short, manifest)
+    world = registry_world(tmp_path, truth)
+    settings, uri = world["settings"], world["uri"]
+    common = {"settings": settings, "tracking_uri": uri, "metrics_out": None}
+    run_training(full_dir, ground_truth_path=world["truth_path"], **common)
+    assert run_promotion(settings=settings, tracking_uri=uri)["outcome"] == "first"
+    run_training(short_dir, ground_truth_path=world["truth_path"], **common)
+    result = run_promotion(settings=settings, tracking_uri=uri)
+    assert result["outcome"] == "refused"
+    said = " ".join(result["reasons"])
+    assert "not comparable: the champion (version 1) was fitted and calibrated on parcels" in said
+    assert "covers the challenger's whole test period" in said
+    assert not any(k.startswith("champion.") for k in result.get("metrics", {}))

@@ -334,12 +334,12 @@ def test_a_store_that_cannot_be_created_is_one_clear_error_at_once(tmp_path):
         create_sqlite_store("sqlite:////proc/mlflow.db")  # no database can live there
 
 
-def test_a_champion_built_before_keyed_pseudonyms_is_replaced_whatever_the_metrics(
-    frames, tmp_path
-):
+def test_a_champion_built_before_keyed_pseudonyms_is_replaced_only_when_forced(frames, tmp_path):
     """The service refuses an entity state of raw consignee ids (no request would match
-    them): such a champion gives way to a challenger built under this deployment's key, even
-    a weaker one, with the reason recorded."""
+    them); but the process running promote cannot tell which key the service holds (an
+    analyst's shell with another key made an untested challenger champion: probe, 2026-12),
+    so a challenger built under another key is not compared: refused, then forced with a
+    reason, both recorded."""
     from features.intake.pseudonym import process_key_id
 
     features, truth, manifest = frames
@@ -360,7 +360,12 @@ def test_a_champion_built_before_keyed_pseudonyms_is_replaced_whatever_the_metri
     assert run_promotion(settings=settings, tracking_uri=uri)["outcome"] == "first"
     run_training(new_dir, metrics_out=None, **common)
     result = run_promotion(settings=settings, tracking_uri=uri)
-    assert result["outcome"] == "promoted" and result["champion_before"] == "1"
+    assert result["outcome"] == "refused" and result["champion_before"] == "1"
     assert "built before consignee ids were keyed" in result["reasons"][0]
+    result = run_promotion(
+        settings=settings, tracking_uri=uri, force=True, reason="ids keyed since this release"
+    )
+    assert result["outcome"] == "forced" and result["champion_before"] == "1"
     tags = registry_client(uri).get_model_version("parcel-risk", "2").tags
     assert "built before consignee ids were keyed" in tags["promotion.reasons"]
+    assert tags["promotion.force_reason"] == "ids keyed since this release"

@@ -556,7 +556,6 @@ class PostgresDecisionStore:
     ) -> None:
         """``parcelrisk audit archive``'s last step, in the writers' turn (the chain lock):
         record where the hot chain now starts and drop the decisions up to it."""
-        archived = sa.select(decisions.c.decision_id).where(decisions.c.seq <= cut_seq)
         with self._writing() as conn:
             conn.execute(
                 chain_cuts.insert().values(
@@ -567,7 +566,8 @@ class PostgresDecisionStore:
                     mac=mac,
                 )
             )
-            conn.execute(undelivered.delete().where(undelivered.c.decision_id.in_(archived)))
+            # the undelivered marks stay (as SQLite's: an archived decision never delivered
+            # read "answered" once its mark went with it)
             conn.execute(decisions.delete().where(decisions.c.seq <= cut_seq))
 
     def mark_undelivered(self, decision_ids: Sequence[str], reason: str) -> None:

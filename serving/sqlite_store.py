@@ -728,11 +728,8 @@ class SqliteDecisionStore:
                 "VALUES (?, ?, ?, ?, ?)",
                 (cut_seq, cut_mac, archived_at, archive, mac),
             )
-            self._conn.execute(
-                "DELETE FROM undelivered WHERE decision_id IN "
-                "(SELECT decision_id FROM decisions WHERE seq <= ?)",
-                (cut_seq,),
-            )
+            # the undelivered marks stay: few (a decision whose answer was lost), and deleted
+            # with their decisions an archived one read "answered" (probe, 2026-12)
             self._conn.execute("DELETE FROM decisions WHERE seq <= ?", (cut_seq,))
 
         self._write(cut)

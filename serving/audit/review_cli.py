@@ -216,7 +216,10 @@ def _show_text(body: dict[str, Any]) -> str:
             if delivery is None
             else f"NOT delivered: {delivery['reason']} at {delivery['marked_at']}"
             + (f", redelivered {delivery['redelivered_at']}" if delivery["redelivered_at"] else "")
-        ),
+        )
+        # the mark sits beside the decision, never in its MAC'd content (it is written after
+        # the answer failed): say so, so an auditor does not read it as chain-protected
+        + "   (operational mark: outside the chain's integrity check)",
     ]
     inspection = body["inspection"]
     if inspection is None:

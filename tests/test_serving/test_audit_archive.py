@@ -85,6 +85,17 @@ def test_old_days_move_to_daily_parquet_and_the_chain_still_verifies(tmp_path) -
     assert store.count() == 1 and verify_store(store).checked == 16
 
 
+def test_an_archived_decision_never_delivered_still_says_so(tmp_path) -> None:
+    """The marks went with their archived decisions: a decision whose answer was lost read
+    "answered" once archived (probe)."""
+    store = _days_store(tmp_path)
+    store.mark_undelivered(["dec3"], "timeout")
+    archive_before(store, "2026-05-03T00:00:00.000000Z")
+    assert store.get("dec3")[1]  # archived, found, intact
+    assert store.delivery("dec3")["reason"] == "timeout"
+    store.close()
+
+
 def test_a_tampered_or_missing_archive_day_is_found(tmp_path) -> None:
     store = _days_store(tmp_path)
     archive_before(store, "2026-05-03T00:00:00.000000Z")

@@ -79,10 +79,16 @@ def run_training(
     of two worker processes); the run records which (``train.engine``, ``train.scheduler``).
     """
     from features.intake.io import atomic_write
-    from models.registry import entity_state_fingerprint, fingerprint_file, log_training
+    from models.registry import (
+        entity_state_fingerprint,
+        fingerprint_file,
+        log_training,
+        require_writable_sqlite_store,
+    )
     from models.train import check_engine, train_models, training_steps
 
     check_engine(engine, scheduler)  # before reading anything
+    require_writable_sqlite_store(tracking_uri)  # before the fit, not after it
     train_params, promote_params = settings.train, settings.promote
     features_dir = Path(features_dir)
     state_fp = entity_state_fingerprint(features_dir / "entity_state")  # fail before training

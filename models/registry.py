@@ -82,6 +82,40 @@ def create_sqlite_store(tracking_uri: str | None) -> bool:
     return path.exists()
 
 
+def require_writable_sqlite_store(tracking_uri: str | None) -> None:
+    """Refuse, before any fit, a SQLite tracking store this process cannot write (a read-only
+    mount, a file or folder without write permission): MLflow found out only when logging,
+    after the whole fit, retried for ~100 s and ended in a SQLAlchemy traceback (probe,
+    2026-12). A missing file is made by ``create_sqlite_store``; other stores say it when
+    the run is logged."""
+    import os
+
+    uri = resolve_tracking_uri(tracking_uri)
+    prefix = "sqlite:///"
+    if not uri.startswith(prefix) or uri == prefix + ":memory:":
+        return
+    path = Path(uri[len(prefix) :])
+    where = path if path.exists() else path.parent
+    # SQLite writes its journal beside the file: the folder must take new files too
+    for target in {where, path.parent}:
+        if target.exists() and not os.access(target, os.W_OK):
+            raise ParcelriskError(
+                f"the MLflow tracking store {uri} cannot be written ({target}: "
+                f"{'read-only' if _read_only_mount(target) else 'no write permission'}): a "
+                "trained model could not be logged or registered; give a store this process "
+                "can write (--tracking-uri or MLFLOW_TRACKING_URI)"
+            )
+
+
+def _read_only_mount(path: Path) -> bool:
+    import os
+
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
 def registry_client(tracking_uri: str | None) -> MlflowClient:
     from mlflow import MlflowClient
 

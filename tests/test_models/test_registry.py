@@ -369,3 +369,24 @@ def test_a_champion_built_before_keyed_pseudonyms_is_replaced_only_when_forced(f
     tags = registry_client(uri).get_model_version("parcel-risk", "2").tags
     assert "built before consignee ids were keyed" in tags["promotion.reasons"]
     assert tags["promotion.force_reason"] == "ids keyed since this release"
+
+
+def test_a_tracking_store_that_cannot_be_written_is_refused_before_the_fit(
+    tmp_path, monkeypatch
+) -> None:
+    """MLflow found out only when logging: after the whole fit, ~100 s of retries and a
+    SQLAlchemy traceback (probe, a read-only mount)."""
+    import os
+
+    from models.registry import require_writable_sqlite_store
+
+    store = tmp_path / "mlflow.db"
+    store.write_bytes(b"")
+    require_writable_sqlite_store(f"sqlite:///{store}")  # writable: nothing said
+    require_writable_sqlite_store("http://tracking.example:5000")  # a server says it itself
+    real_access = os.access
+    monkeypatch.setattr(
+        os, "access", lambda p, mode: False if str(p) == str(tmp_path) else real_access(p, mode)
+    )
+    with pytest.raises(ParcelriskError, match=r"cannot be written \(.*no write permission\)"):
+        require_writable_sqlite_store(f"sqlite:///{store}")

@@ -387,6 +387,13 @@ def promote(
     ),
 ) -> None:
     """Champion/challenger gate: move alias `champion` only if the challenger beats the champion."""
+    if reason is not None and not force:
+        # recorded only with an override: given alone it was dropped unsaid (probe, 2026-12)
+        raise typer.BadParameter(
+            "--reason is recorded with --force (why the gate is overridden); a promotion the "
+            "gate decides records its own reasons",
+            param_hint="--reason",
+        )
     _quiet_downloads()
     out = run_promotion(
         version=version,

@@ -121,16 +121,22 @@ class ChampionWatcher:
             wanted = ref.version if ref is not None else None
             if wanted is None or wanted == self.failed_version:
                 return None
-            logger.info("champion moved to v%s (serving v%s): loading it", wanted, current)
+            logger.info(
+                "champion moved to v%s (%s): loading it",
+                wanted,
+                f"serving v{current}" if current is not None else "nothing served yet",
+            )
             started = time.perf_counter()
             try:
                 runtime = self._load()
             except Exception as exc:  # a broken version must not take the worker down
                 self.failed_version = wanted
                 logger.error(
-                    "champion v%s not loaded, v%s goes on serving: %s: %s",
+                    "champion v%s not loaded, %s: %s: %s",
                     wanted,
-                    current,
+                    f"v{current} goes on serving"
+                    if current is not None
+                    else "nothing is served (/readyz stays 503)",
                     type(exc).__name__,
                     exc,
                 )

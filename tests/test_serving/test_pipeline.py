@@ -330,3 +330,48 @@ def test_a_feature_always_given_in_training_and_never_in_a_file_is_named() -> No
         "extra_delay_h",
     ]
     assert evidence_missing_throughout(frame.head(19), filled, runtime) == []
+
+
+def test_score_checks_its_output_folder_before_scoring(
+    real_pipeline, tmp_path, monkeypatch
+) -> None:
+    """A folder that could not take the file (a read-only mount) failed only after every
+    decision was computed and recorded (probe)."""
+    import os
+
+    from typer.testing import CliRunner
+
+    from serving.main import app
+
+    fresh = fresh_declarations(real_pipeline["history"], 5, prefix="OUTDIR")
+    source = tmp_path / "in.parquet"
+    fresh.to_parquet(source)
+    (tmp_path / "ro").mkdir()
+    audit_db = tmp_path / "audit.db"
+    real_access = os.access
+    monkeypatch.setattr(
+        os,
+        "access",
+        lambda p, mode: False if str(p) == str(tmp_path / "ro") else real_access(p, mode),
+    )
+    result = CliRunner().invoke(
+        app,
+        [
+            "score", str(source), "--out", str(tmp_path / "ro" / "out.csv"),
+            "--params", str(real_pipeline["params"]),
+            "--tracking-uri", real_pipeline["tracking_uri"], "--audit-db", str(audit_db),
+        ],
+    )  # fmt: skip
+    assert result.exit_code != 0
+    assert "ro cannot be written" in str(result.exception), result.exception
+    assert not audit_db.exists() or open_store(audit_db).count() == 0
+
+
+def test_promote_refuses_a_reason_without_force() -> None:
+    """Given alone, --reason was dropped unsaid (probe)."""
+    from typer.testing import CliRunner
+
+    from serving.main import app
+
+    result = CliRunner().invoke(app, ["promote", "--reason", "because"])
+    assert result.exit_code == 2 and "--reason is recorded with --force" in result.output

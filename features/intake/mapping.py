@@ -77,6 +77,7 @@ do not convert, the field, the source column and example values with their data 
 from __future__ import annotations
 
 import codecs
+import functools
 import logging
 import lzma
 import math
@@ -1404,6 +1405,50 @@ def check_hs_text(raw: pd.DataFrame, mapping: Mapping, source: Any) -> None:
             )
 
 
+@functools.cache
+def _digit_table() -> dict[int, str]:
+    """Every Unicode decimal digit that is not ASCII (Arabic-Indic ٣, Persian ۳, Devanagari
+    ३, full-width ３ ...) -> its ASCII digit, for ``str.translate``."""
+    import unicodedata
+
+    return {
+        cp: str(unicodedata.digit(chr(cp)))
+        for cp in range(0x80, 0x20000)
+        if unicodedata.category(chr(cp)) == "Nd"
+    }
+
+
+# The Arabic decimal separator and thousands separator (U+066B, U+066C), read as the spec's
+# decimal mark and thousands separator
+ARABIC_DECIMAL, ARABIC_THOUSANDS = "\u066b", "\u066c"
+
+
+def ascii_digits(text: pd.Series, decimal: str = ".", thousands: str | None = ",") -> pd.Series:
+    """``text`` with its non-ASCII decimal digits written in ASCII (and the Arabic separators
+    as ``decimal`` and ``thousands``): Gulf and Egyptian exports write numbers, dates and codes
+    in Arabic-Indic digits, which no number or date reader takes (probe, 2026-12)."""
+    table = {
+        **_digit_table(),
+        ord(ARABIC_DECIMAL): decimal,
+        ord(ARABIC_THOUSANDS): thousands or "",
+    }
+    return text.str.translate(table)
+
+
+def _with_ascii_digits(source: pd.Series, spec: Any) -> pd.Series | None:
+    """``source`` with its non-ASCII digits in ASCII where any cell has them, else None."""
+    text = _as_text(source)
+    foreign = text.str.contains(r"[^\x00-\x7f]", regex=True).fillna(False).astype(bool)
+    if not foreign.any():
+        return None
+    decimal = getattr(spec, "decimal", None) or "."
+    thousands = getattr(spec, "thousands", None)
+    rewritten = ascii_digits(text[foreign], decimal, thousands)
+    if rewritten.equals(text[foreign]):
+        return None
+    return source.astype("object").mask(foreign, rewritten)
+
+
 def join_hs_groups(raw: pd.DataFrame, mapping: Mapping) -> tuple[pd.DataFrame, int]:
     """``raw`` with the text ``hs_code`` column's tariff notation joined: ``6109.10.00``,
     ``6109 10 00``, ``61.09.10`` -> digits; and how many codes were written so.
@@ -1415,6 +1460,8 @@ def join_hs_groups(raw: pd.DataFrame, mapping: Mapping) -> tuple[pd.DataFrame, i
     spec = mapping.columns.get("hs_code")
     if spec is None or spec.column is None or spec.column not in raw.columns:
         return raw, 0
+    if (ascii_codes := _with_ascii_digits(raw[spec.column], None)) is not None:
+        raw = raw.assign(**{spec.column: ascii_codes})  # ٦١٠٩١٠٠٠ -> 61091000
     text = _as_text(raw[spec.column])
     grouped = text.str.fullmatch(_HS_GROUPED).fillna(False).astype(bool)
     grouped &= text.str.contains(r"[. -]", regex=True).fillna(False).astype(bool)
@@ -2757,6 +2804,14 @@ def _convert_columns(
             unconverted.append(_Unconverted(name, origin, problem, nul, source))
             continue
         converted, bad, problem, marks = _convert(spec, kind, source, len(raw))
+        if bad.any() and kind in ("float", "int", "datetime") and spec.column is not None:
+            # numbers and times in Arabic-Indic (or other non-ASCII) digits: read again with
+            # them in ASCII; only where something failed, so a clean export costs nothing
+            ascii_source = _with_ascii_digits(source, spec)
+            if ascii_source is not None:
+                retried = _convert(spec, kind, ascii_source, len(raw))
+                if int(retried[1].sum()) < int(bad.sum()):
+                    converted, bad, problem, marks = retried
         shown = source if spec.column is not None else converted
         if bad.any():
             unconverted.append(_Unconverted(name, origin, problem, bad, shown))

@@ -213,3 +213,20 @@ def test_identifiers_in_a_spreadsheets_scientific_notation_are_refused(tmp_path)
         _ingest(tmp_path, seller_rounded, mapping)
     fine = source.replace("7.70001E+11", "C1").replace("7.70002E+11", "C2")
     assert _ingest(tmp_path, fine, mapping)["rows"] == 2  # 3E12 is a code, not a rounding
+
+
+def test_numbers_dates_and_codes_in_arabic_indic_digits_are_read(tmp_path) -> None:
+    """Gulf and Egyptian exports write digits as ٠١٢٣: numbers and dates were refused, and
+    HS codes passed ingest as written, for validate to refuse (probe)."""
+    source = (
+        "ID;AT;OFFICE;MODE;ORIGIN;HS;KG;VALUE;IOSS\n"
+        "A1;٠١.٠٢.٢٠٢٦ ١٠:٠٠;FR01;P;CN;٨٥١٧.١٢.٠٠;٤٥٠;١٢٫٥٠;X\n"
+        "A2;01.02.2026 11:00;FR01;P;CN;950300;900;18,00;N\n"
+        "A3;01.02.2026 12:00;FR02;P;US;٦١٠٩١٠;١٢٠;٩٫٩٩;X\n"
+    )
+    _ingest(tmp_path, source)
+    out, _ = read_declarations(tmp_path / "out.parquet", with_outcomes=False)
+    assert out["hs_code"].tolist() == ["85171200", "950300", "610910"]
+    assert out["gross_weight_kg"].tolist() == pytest.approx([0.45, 0.9, 0.12])
+    assert out["declared_value"].tolist() == pytest.approx([12.5, 18.0, 9.99])
+    assert str(out["declared_at"].iloc[0]) == "2026-02-01 09:00:00+00:00"  # Berlin, winter

@@ -88,7 +88,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from features.intake.contract import (
     COUNTRY_PATTERN,
@@ -253,6 +260,10 @@ class _Spec(BaseModel):
     # hs_code: the export wrote the codes as numbers into text (a CSV saved from a spreadsheet
     # column of numbers): codes of 5, 7 or 9 digits get the zero of chapters 01-09 back
     lost_leading_zero: bool = False
+    # hs_code: national codes longer than the contract's 10 digits (a national precision
+    # suffix: 610910000011): keep their first N digits (6 to 10), the HS and national
+    # subheadings the suffix refines
+    digits: int | None = Field(default=None, ge=6, le=10)
     true_values: list[str] | None = None
     false_values: list[str] | None = None
     # booleans: true where the cell holds anything, false where it is empty (an export that
@@ -626,6 +637,8 @@ class Mapping(BaseModel):
                 problems.append(f"{name}: 'country_codes' converts country fields only")
             if spec.lost_leading_zero and name != "hs_code":
                 problems.append(f"{name}: 'lost_leading_zero' restores HS codes only")
+            if spec.digits is not None and name != "hs_code":
+                problems.append(f"{name}: 'digits' shortens HS codes only")
             if spec.given and (kind != "bool" or not spec.sources):
                 problems.append(f"{name}: 'given' reads a column as a yes/no field, filled or not")
             if spec.given and any(
@@ -1390,6 +1403,14 @@ def check_hs_text(raw: pd.DataFrame, mapping: Mapping, source: Any) -> None:
             "the spreadsheet that wrote them, so their last digits are lost; export the column "
             f"as text: {_examples(column, scientific.astype(bool), None)}"
         )
+    national = text.str.replace(r"[. -]", "", regex=True).str.fullmatch(r"\d{11,}").fillna(False)
+    if spec.digits is None and national.any():
+        # refused here, naming the spec that reads them, not left for validate to refuse
+        raise ContractError(
+            f"hs_code (source column {spec.column!r}): national codes of more than 10 digits "
+            "(the contract's HS codes have 6 to 10): keep their first digits with digits: 10 "
+            f"(or 8, 6) in the column's spec: {_examples(column, national.astype(bool), None)}"
+        )
     if not spec.lost_leading_zero:
         odd = text.str.fullmatch(_HS_LOST_ZERO).fillna(False).astype(bool)
         if odd.any():
@@ -1465,9 +1486,19 @@ def join_hs_groups(raw: pd.DataFrame, mapping: Mapping) -> tuple[pd.DataFrame, i
     text = _as_text(raw[spec.column])
     grouped = text.str.fullmatch(_HS_GROUPED).fillna(False).astype(bool)
     grouped &= text.str.contains(r"[. -]", regex=True).fillna(False).astype(bool)
+    joined = text.mask(grouped, text.str.replace(r"[. -]", "", regex=True))
+    if spec.digits is not None:
+        # a national code's first N digits (610910000011 -> 6109100000 with digits: 10);
+        # grouped national codes (6109.10.00.00.11) are joined first
+        national = text.str.fullmatch(r"\d{2}(?:[. -]?\d{2}){2,}[. -]?\d*").fillna(False)
+        national &= ~grouped
+        digits_only = text.where(~national, text.str.replace(r"[. -]", "", regex=True))
+        joined = joined.where(~national, digits_only)
+        long = joined.str.fullmatch(r"\d{11,}").fillna(False).astype(bool)
+        joined = joined.mask(long, joined.str.slice(0, spec.digits))
+        grouped |= long | national.astype(bool)
     if not grouped.any():
         return raw, 0
-    joined = text.mask(grouped, text.str.replace(r"[. -]", "", regex=True))
     return raw.assign(**{spec.column: joined.where(raw[spec.column].notna())}), int(grouped.sum())
 
 

@@ -230,3 +230,28 @@ def test_numbers_dates_and_codes_in_arabic_indic_digits_are_read(tmp_path) -> No
     assert out["gross_weight_kg"].tolist() == pytest.approx([0.45, 0.9, 0.12])
     assert out["declared_value"].tolist() == pytest.approx([12.5, 18.0, 9.99])
     assert str(out["declared_at"].iloc[0]) == "2026-02-01 09:00:00+00:00"  # Berlin, winter
+
+
+def test_national_codes_longer_than_hs_are_refused_at_ingest_or_cut_by_digits(tmp_path) -> None:
+    """610910000011 passed ingest and failed only validate; no spec could read it (probe)."""
+    source = (
+        "ID;AT;OFFICE;MODE;ORIGIN;HS;KG;VALUE;IOSS\n"
+        "A1;01.02.2026 10:00;FR01;P;CN;610910000011;450;12,50;X\n"
+        "A2;01.02.2026 11:00;FR01;P;CN;6109.10.00.00.11;900;18,00;N\n"
+        "A3;01.02.2026 12:00;FR02;P;US;85171200;120;9,99;X\n"
+    )
+    with pytest.raises(ContractError, match=r"national codes of more than 10 digits .* digits: 10"):
+        _ingest(tmp_path, source)
+    _ingest(
+        tmp_path, source, _with("  hs_code: HS\n", "  hs_code: {column: HS, digits: 8}\n", MAPPING)
+    )
+    out, _ = read_declarations(tmp_path / "out.parquet", with_outcomes=False)
+    assert out["hs_code"].tolist() == ["61091000", "61091000", "85171200"]
+    with pytest.raises(ContractError, match="'digits' shortens HS codes only"):
+        parse_mapping_text(
+            _with(
+                "  arrival_office: OFFICE\n",
+                "  arrival_office: {column: OFFICE, digits: 8}\n",
+                MAPPING,
+            )
+        )

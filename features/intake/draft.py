@@ -420,7 +420,8 @@ _CURRENCY_SIGNS = {**{k.lower(): v for k, v in COMMON_MISTAKES.items()},
 _NUMBER_STYLES: dict[tuple[str, str | None], str] = {
     (".", None): r"-?\d+(?:\.\d+)?",
     (",", None): r"-?\d+(?:,\d+)?",
-    (".", ","): r"-?\d{1,3}(?:,\d{3})*(?:\.\d+)?",
+    # with the Indian grouping too (1,90,581.82: lakh and crore, groups of two above three)
+    (".", ","): r"-?(?:\d{1,3}(?:,\d{3})*|\d{1,2}(?:,\d{2})+,\d{3})(?:\.\d+)?",
     (",", "."): r"-?\d{1,3}(?:\.\d{3})*(?:,\d+)?",
     # a space between thousands, plain or unbreakable (U+00A0, U+202F: French typography)
     (",", " "): r"-?\d{1,3}(?:[ \u00a0\u202f]\d{3})*(?:,\d+)?",

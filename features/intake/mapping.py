@@ -1019,9 +1019,16 @@ def _ungrouped_problem(spec: _Spec) -> str:
 
 def _misgrouped(text: pd.Series, thousands: str, decimal: str) -> pd.Series:
     """Values that use the thousands separator without 3-digit groups after it: ``17.10``
-    read with thousands '.' is no 1,710 but a sign that the separators are wrong."""
+    read with thousands '.' is no 1,710 but a sign that the separators are wrong.
+
+    The Indian grouping (lakh and crore: ``1,90,581.82``, ``1,23,45,678``, groups of two
+    above the last three) is a grouping too: no other reading of such a value exists, and an
+    Indian export writes every INR amount so (probe, 2026-12)."""
     t, d = re.escape(thousands), re.escape(decimal)
-    grouped = text.str.fullmatch(rf"[+-]?[0-9]{{1,3}}(?:{t}[0-9]{{3}})+(?:{d}[0-9]*)?")
+    grouped = text.str.fullmatch(
+        rf"[+-]?(?:[0-9]{{1,3}}(?:{t}[0-9]{{3}})+|[0-9]{{1,2}}(?:{t}[0-9]{{2}})+{t}[0-9]{{3}})"
+        rf"(?:{d}[0-9]*)?"
+    )
     uses = text.str.contains(thousands, regex=False)
     return (uses & ~grouped).fillna(False).astype(bool)
 

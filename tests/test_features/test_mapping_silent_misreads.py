@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from features.intake.contract import ContractError
 from features.intake.ingest import ingest_file
@@ -255,3 +256,25 @@ def test_national_codes_longer_than_hs_are_refused_at_ingest_or_cut_by_digits(tm
                 MAPPING,
             )
         )
+
+
+def test_the_indian_grouping_is_read_and_drafted(tmp_path) -> None:
+    """1,90,581.82 (lakh and crore) was refused by every spec: an Indian export writes every
+    INR amount so (probe). A misgrouped value is still refused."""
+    from features.intake.draft import draft_mapping
+
+    source = (
+        "ID;AT;OFFICE;MODE;ORIGIN;HS;KG;VALUE;IOSS\n"
+        "A1;01.02.2026 10:00;FR01;P;CN;851762;450;1,90,581.82;X\n"
+        "A2;01.02.2026 11:00;FR01;P;CN;950300;900;7,405.00;N\n"
+        "A3;01.02.2026 12:00;FR02;P;US;610910;120;1,23,45,678;X\n"
+    )
+    mapping = _with('{column: VALUE, decimal: ","}', '{column: VALUE, thousands: ","}', MAPPING)
+    _ingest(tmp_path, source, mapping)
+    out, _ = read_declarations(tmp_path / "out.parquet", with_outcomes=False)
+    assert out["declared_value"].tolist() == pytest.approx([190581.82, 7405.0, 12345678.0])
+    with pytest.raises(ContractError, match="without groups of 3 digits"):
+        _ingest(tmp_path, source.replace("7,405.00", "74,05.00"), mapping)
+    raw = pd.DataFrame({"Assessable Value": ["1,90,581.82", "7,405.00", "12,345.50"] * 20})
+    spec = yaml.safe_load(draft_mapping(raw).text)["columns"]["declared_value"]
+    assert spec == {"column": "Assessable Value", "thousands": ","}

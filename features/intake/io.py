@@ -309,10 +309,30 @@ def sniff_delimiter(
         winners = [sep for sep, n in found.items() if n == best]
         if best and len(winners) == 1:
             return winners[0]
+    # No names to go by (a draft): the delimiter that splits the header and the lines below
+    # it into one number of fields, more than one. The sniffer reads the header alone, and a
+    # name holding a comma ("weight, kg" in a ';' file) made it pick ',': every line then
+    # split otherwise, and the draft stopped at pandas' tokenizer error (probe, 2026-12).
+    rows = first_lines(path, encoding, skip + _SNIFF_LINES)[skip:]
+    if rows and not rows[-1].endswith(("\n", "\r")):
+        rows = rows[:-1]  # a last line cut by the sample (or the file's last, unended)
+    widths = {
+        sep: {len(cells) for _, cells in _records(rows, sep) if any(cells)} for sep in DELIMITERS
+    }
+    even = {sep: n.pop() for sep, n in widths.items() if len(n) == 1 and min(n) > 1}
+    if len(rows) > 1 and even:
+        most = max(even.values())
+        winners = [sep for sep, n in even.items() if n == most]
+        if len(winners) == 1:
+            return winners[0]
     try:
         return csv.Sniffer().sniff(head, delimiters=DELIMITERS).delimiter
     except csv.Error:
         return ","
+
+
+# Lines (the header and those below it) a draft's delimiter is judged on
+_SNIFF_LINES = 21
 
 
 # How far back from a CSV's end the last row is looked for (a row longer is not checked).

@@ -541,3 +541,21 @@ def test_a_weight_is_read_with_the_column_holding_its_unit() -> None:
     spec = yaml.safe_load(draft.text)["columns"]["gross_weight_kg"]
     assert spec == {"columns": ["Weight", "Weight unit"], "units": {"G": 0.001, "KG": 1.0}}
     assert "Weight unit" not in draft.extras
+
+
+def test_a_draft_finds_the_delimiter_of_a_header_whose_names_hold_commas(tmp_path) -> None:
+    """The sniffer read the header alone and took ',' from 'weight, kg' in a ';' file: the
+    draft stopped at pandas' tokenizer error with an encoding hint (probe)."""
+    from features.intake.io import sniff_delimiter
+
+    source = tmp_path / "export.csv"
+    source.write_text(
+        "id;date;weight, kg;value;revenue\n"
+        + "".join(f"A{i};01.07.2026 10:00;1,5;12,30;\n" for i in range(5))
+        + "A9;05.07.2026 10:00;1,5;12,30;3,10\n",
+        encoding="utf-8",
+    )
+    assert sniff_delimiter(source, "utf-8") == ";"
+    plain = tmp_path / "plain.csv"
+    plain.write_text("a,b,c\n1,2,3\n4,5,6\n", encoding="utf-8")
+    assert sniff_delimiter(plain, "utf-8") == ","

@@ -1795,7 +1795,23 @@ def guess_code_page(path: Path) -> str:
         score = sum(n for b, n in counts.items() if not chars[b].isalpha())
         if best_score is None or score < best_score:
             best, best_score = page, score
+    if best == "cp1252" and _turkish_in_western(counts):
+        return "cp1254"
     return best
+
+
+# Bytes cp1252 reads as the Icelandic letters Ý ý Þ þ Ð ð and cp1254 as the Turkish İ ı Ş ş Ğ
+# ğ: both read them as letters, so the count above ties and cp1252, listed first, won; a
+# Turkish export was drafted in mojibake (GÜMRÜK ÝDARESÝ) and six fields missed (probe).
+_TURKISH_IN_CP1252 = frozenset(b"\xdd\xfd\xde\xfe\xd0\xf0")
+# ... and bytes of letters Icelandic writes and Turkish never does (á é í ó ú æ, capitals too)
+_ICELANDIC_ONLY = frozenset(b"\xe1\xe9\xed\xf3\xfa\xe6\xc1\xc9\xcd\xd3\xda\xc6")
+
+
+def _turkish_in_western(counts: dict[int, int]) -> bool:
+    """Whether a sample cp1252 reads as letters holds the Turkish-only letters of cp1254 and
+    none of the letters an Icelandic text would hold beside them."""
+    return bool(set(counts) & _TURKISH_IN_CP1252) and not set(counts) & _ICELANDIC_ONLY
 
 
 def read_for_draft(

@@ -559,3 +559,23 @@ def test_a_draft_finds_the_delimiter_of_a_header_whose_names_hold_commas(tmp_pat
     plain = tmp_path / "plain.csv"
     plain.write_text("a,b,c\n1,2,3\n4,5,6\n", encoding="utf-8")
     assert sniff_delimiter(plain, "utf-8") == ","
+
+
+def test_a_turkish_export_is_read_in_cp1254_not_cp1252(tmp_path) -> None:
+    """Both read İ ı Ş ş Ğ ğ's bytes as letters (Ý ý Þ þ Ð ð in cp1252): the tie went to
+    cp1252 and the draft read GÜMRÜK ÝDARESÝ (probe). An Icelandic text keeps cp1252."""
+    from features.intake.draft import guess_code_page
+
+    turkish = tmp_path / "tr.csv"
+    turkish.write_bytes(
+        "Beyanname No;Gümrük İdaresi;Gönderici;Eşya Tanımı\nB1;İSTANBUL;Ayşe Dağ;ayakkabı\n".encode(
+            "cp1254"
+        )
+    )
+    assert guess_code_page(turkish) == "cp1254"
+    icelandic = tmp_path / "is.csv"
+    icelandic.write_bytes("Sendandi;Þyngd;Lýsing\nJón Þór;1,5;skór úr leðri\n".encode("cp1252"))
+    assert guess_code_page(icelandic) == "cp1252"
+    french = tmp_path / "fr.csv"
+    french.write_bytes("Numéro;Désignation\nA1;chaussures été\n".encode("cp1252"))
+    assert guess_code_page(french) == "cp1252"

@@ -117,6 +117,7 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
     ),
     "description": (
         "description", "designation", "desc", "goods", "goods description", "item",
+        "commodity description", "item description", "product description", "article",
         "mercadoria", "descricao", "descripcion", "mercancia", "warenbezeichnung", "beschreibung",
         "libelle", "product", "produit", "merci", "omschrijving",
     ),
@@ -152,7 +153,8 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
         "data controle", "kontrolldatum", "result date", "date resultat", "exam date",
         "examination date", "date of exam", "exam", "inspection", "checked at", "checked on",
         "inspected on", "inspection time", "control time", "data kontroli", "muayene tarihi",
-        "fecha revision", "fecha inspeccion",
+        "fecha revision", "fecha inspeccion", "control at", "controlled at", "controlled on",
+        "date of control", "checked", "fecha del control", "fecha de control",
     ),
     "illicit": (
         "illicit", "result", "resultat", "resultado", "ergebnis", "fraud", "fraude", "hit",
@@ -292,7 +294,9 @@ _YES = frozenset(TRUE_WORDS | {"o", "oui", "s", "si", "sim", "j", "ja", "x", "po
                                "sequestrato", "tak", "nieprawidlowosc", "naruszenie", "evet",
                                "var", "usulsuzluk", "kacak", "是", "有", "예", "はい",
                                "查获", "적발", "mit befund", "beanstandet",
-                               "verstoss festgestellt"})  # fmt: skip
+                               "verstoss festgestellt", "nok", "not ok", "ko", "non ok",
+                               "discrepancia", "con discrepancia", "da", "выявлено",
+                               "нарушение", "нарушение выявлено"})  # fmt: skip
 _NO = frozenset(FALSE_WORDS | {"non", "nao", "nein", "neg", "negative", "negatif", "negativo",
                                "clean", "ok", "-", "nil", "none", "not found",
                                "nothing found", "regular", "regulier", "regolare", "conforme",
@@ -301,7 +305,9 @@ _NO = frozenset(FALSE_WORDS | {"non", "nao", "nein", "neg", "negative", "negatif
                                "yok", "uygun", "temiz", "no action", "no further action",
                                "nfa", "released", "cleared", "no issues", "passed", "否",
                                "无", "아니오", "いいえ", "正常", "放行", "ohne befund",
-                               "nicht beanstandet", "ohne beanstandung", "kein befund"})  # fmt: skip
+                               "nicht beanstandet", "ohne beanstandung", "kein befund",
+                               "sin discrepancia", "нет", "не выявлено", "без нарушений",
+                               "нарушений нет"})  # fmt: skip
 
 # UN/ECE Recommendation 19 mode-of-transport codes (ASYCUDA and most customs systems), for a
 # channel column of single digits; 7 (fixed installations), 8 (inland waterway) and 9 (own
@@ -1280,6 +1286,24 @@ def _why_ignored(column: Column) -> str | None:
 ITEM_ROWS_SHARE = 0.02
 
 
+def _differs_between_items(raw: pd.DataFrame, chosen: dict[str, Column]) -> set[str]:
+    """The columns of an item export whose cells differ between the item rows of a declaration
+    (the declaration id ``chosen``), in the rows the draft read."""
+    ids_column = chosen.get("declaration_id")
+    if ids_column is None:
+        return set()
+    ids = raw[ids_column.name].astype("string").str.strip()
+    repeated = ids.duplicated(keep=False).to_numpy()
+    if not repeated.any():
+        return set()
+    rows, keys = raw.loc[repeated], ids[repeated]
+    return {
+        str(name)
+        for name in raw.columns
+        if rows[name].astype("string").groupby(keys.to_numpy()).nunique(dropna=True).gt(1).any()
+    }
+
+
 def _items_block(
     raw: pd.DataFrame, chosen: dict[str, Column], proposals: dict[str, Proposal]
 ) -> tuple[dict[str, str], str] | None:
@@ -1375,18 +1399,21 @@ def _outcomes_on_every_row(
     raw: pd.DataFrame, chosen: dict[str, Column], proposals: dict[str, Proposal]
 ) -> bool:
     """Whether the export writes a result on parcels it says were not inspected (ASYCUDA
-    writes illicit 0 on every green parcel): then ``outcomes_only_if_inspected`` reads those
-    cells as empty, or the gate refuses every such row."""
-    inspected, illicit = chosen.get("inspected"), chosen.get("illicit")
-    if inspected is None or illicit is None or inspected.name == illicit.name:
+    writes illicit 0, or duties 0, on every green parcel): then ``outcomes_only_if_inspected``
+    reads those cells as empty, or the gate refuses every such row. Judged on the rows the
+    drafted ``inspected`` says were not (a yes/no column, or a result given only on some)."""
+    inspected = _inspected_rows(raw, proposals)
+    if inspected is None:
         return False
-    spec = proposals["inspected"].spec
-    no = set(spec.get("false_values", [])) if isinstance(spec, dict) else set()
-    if not no:
-        return False
-    not_inspected = raw[inspected.name].astype("string").str.strip().isin(no)
-    result = raw.loc[not_inspected, illicit.name].astype("string").str.strip()
-    return bool((result.notna() & (result != "")).any())
+    source = proposals["inspected"].source
+    for name in ("illicit", "offence_type", "revenue_recovered", "inspected_at"):
+        column = chosen.get(name)
+        if column is None or name not in proposals or column.name == source:
+            continue
+        cells = raw.loc[~inspected, column.name].astype("string").str.strip()
+        if bool((cells.notna() & (cells != "")).any()):
+            return True
+    return False
 
 
 def _inspected_rows(raw: pd.DataFrame, proposals: dict[str, Proposal]) -> np.ndarray | None:
@@ -1623,10 +1650,18 @@ def draft_mapping(
     taken: set[str] = set()
     extras, extra_lines, ignored = [], [], []
     inspected = None if results else _inspected_rows(raw, proposals)
+    per_item = _differs_between_items(raw, chosen) if items is not None else set()
     for position, column in enumerate(columns, start=1):
         if column.name in used:
             continue
         recorded = _recorded_by_inspection(raw[column.name], column, inspected)
+        if not recorded and column.name in per_item:
+            # an extra is the declaration's (agree): one an item row writes for itself (its
+            # number, its own text or mass) stopped the draft's own try (probe, 2026-12)
+            recorded = (
+                "differs between the items of a declaration: an item's own (its number, text "
+                "or mass); to keep it, give it a rule under items: (join, sum, max)"
+            )
         entry = None if results or recorded else _extra(column, position, taken)
         if entry is None:
             # the name as YAML writes it: a name holding a line break stays inside the comment

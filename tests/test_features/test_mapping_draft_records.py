@@ -579,3 +579,48 @@ def test_a_turkish_export_is_read_in_cp1254_not_cp1252(tmp_path) -> None:
     french = tmp_path / "fr.csv"
     french.write_bytes("Numéro;Désignation\nA1;chaussures été\n".encode("cp1252"))
     assert guess_code_page(french) == "cp1252"
+
+
+def _asycuda_items(n: int = 300, seed: int = 4) -> pd.DataFrame:
+    """An ASYCUDA-style item table: the declaration's fields on each item row, the item's
+    own number, text and mass; a result only on the inspected, duties 0 on every row."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for d in range(n):
+        inspected = d % 3 == 0
+        found = inspected and d % 2 == 0
+        for item in range(1, 2 + d % 3):
+            rows.append(
+                {
+                    "Reg. number": f"C {d}",
+                    "Registration date": f"{1 + d % 28:02d}/07/2026",
+                    "Item number": str(item),
+                    "Commodity description": rng.choice(["shoes", "tee", "toy"]),
+                    "Net mass": f"{rng.uniform(0.1, 2):.3f}",
+                    "Statistical value": str(int(rng.integers(1000, 9000))),
+                    "Control date": f"{2 + d % 27:02d}/07/2026" if inspected else "",
+                    "Control result": ("NOK" if found else "OK") if inspected else "",
+                    "Additional duties assessed": "1500" if found else "0",
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def test_an_item_export_drafts_a_mapping_its_own_try_reads() -> None:
+    """Item columns drafted as extras without a rule stopped the draft's try (agree); NOK/OK
+    and a 'control' date were not read as results, so a census was proposed; duties 0 on
+    every row not inspected were not seen as results written everywhere (probe)."""
+    draft = draft_mapping(_asycuda_items())
+    spec = yaml.safe_load(draft.text)
+    columns = spec["columns"]
+    assert columns["illicit"] == {
+        "column": "Control result",
+        "true_values": ["NOK"],
+        "false_values": ["OK"],
+    }
+    assert columns["inspected"] == {"column": "Control result", "given": True}
+    assert columns["inspected_at"]["column"] == "Control date"
+    assert columns["description"] == "Commodity description"
+    assert spec.get("outcomes_only_if_inspected") is True
+    assert "Item number" not in draft.extras and "Net mass" not in draft.extras
+    assert any(i.startswith("Item number (differs between the items") for i in draft.ignored)

@@ -92,7 +92,7 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
     "seller_id": (
         "seller", "vendeur", "vendedor", "consignor", "shipper", "exporter", "expediteur",
         "exportador", "remetente", "verkaufer", "absender", "versender", "venditore", "supplier",
-        "merchant", "mittente", "speditore",
+        "merchant", "mittente", "speditore", "remitente", "expedidor",
     ),
     "seller_country": (
         "seller country", "pays vendeur", "pais vendedor", "consignor country",
@@ -171,7 +171,8 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
     "revenue_recovered": (
         "revenue", "revenue recovered", "recovered", "droits", "droits recup", "duties",
         "duty", "tax", "taxes", "tributo", "tributos", "derechos", "abgaben", "recouvre",
-        "redressement", "kwota naleznosci", "naleznosci", "tahsil edilen",
+        "redressement", "kwota naleznosci", "naleznosci", "tahsil edilen", "deuda liquidada",
+        "deuda", "liquidacion", "cuota liquidada",
     ),
     "selection_reason": ("selection", "selection reason", "reason", "motif", "motivo",
                          "criterio", "grund", "targeting", "powod kontroli", "muayene nedeni"),
@@ -1864,6 +1865,15 @@ def read_for_draft(
     from features.intake.xmlsrc import is_xml, read_xml_source
 
     reading: dict[str, Any] = {"sheet": sheet, "records": records}
+    if encoding is None and is_csv(path):
+        from features.intake.io import open_bytes
+
+        with open_bytes(path) as fh:
+            start = fh.read(2)
+        if start in (b"\xff\xfe", b"\xfe\xff"):
+            # Excel's "Unicode text": read as UTF-8 it looked like a file cut short; ingest
+            # names the encoding, so the draft takes it (probe, 2026-12)
+            encoding = "utf-16"
     given = encoding is not None and codecs.lookup(encoding).name != "utf-8"
     if given:
         reading["encoding"] = encoding

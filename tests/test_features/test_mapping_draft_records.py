@@ -624,3 +624,23 @@ def test_an_item_export_drafts_a_mapping_its_own_try_reads() -> None:
     assert spec.get("outcomes_only_if_inspected") is True
     assert "Item number" not in draft.extras and "Net mass" not in draft.extras
     assert any(i.startswith("Item number (differs between the items") for i in draft.ignored)
+
+
+def test_a_utf16_export_and_spanish_result_names_are_drafted(tmp_path) -> None:
+    """Excel's "Unicode text" read as UTF-8 looked cut short; Resultado (Conforme /
+    Discrepancia), Deuda liquidada and Remitente were not read (probe)."""
+    from features.intake.draft import read_for_draft
+
+    source = tmp_path / "export.csv"
+    lines = ["Ref. DUA\tRemitente\tResultado\tDeuda liquidada"] + [
+        f"{i:010d}\tS{i % 7}\t{'Discrepancia' if i % 4 == 0 else 'Conforme'}\t{i % 4 * 10},5"
+        for i in range(60)
+    ]
+    source.write_bytes("\r\n".join(lines).encode("utf-16"))
+    raw, reading = read_for_draft(source)
+    assert reading["encoding"] == "utf-16" and reading["delimiter"] == "\t"
+    draft = draft_mapping(raw, **{k: v for k, v in reading.items() if v is not None})
+    assert draft.mapped["seller_id"] == "Remitente"
+    assert draft.mapped["illicit"] == "Resultado"
+    assert draft.mapped["revenue_recovered"] == "Deuda liquidada"
+    assert yaml.safe_load(draft.text)["columns"]["illicit"]["true_values"] == ["Discrepancia"]

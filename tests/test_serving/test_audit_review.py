@@ -137,6 +137,24 @@ def test_list_filters_by_lane_declaration_and_period(audited, capsys) -> None:
     assert code == 0 and out == "" and "no decisions" in err
 
 
+def test_list_finds_a_persons_decisions_by_their_raw_id_or_pseudonym(audited, capsys) -> None:
+    """The store holds pseudonyms only: "all decisions about person X" had to export and grep
+    declaration_json (probe)."""
+    records = audited["records"]
+    person = records[0].declaration["consignee_id"]
+    theirs = [r.declaration_id for r in records if r.declaration.get("consignee_id") == person]
+    period = ["--from", "2000-01-01", "--to", "2100-01-01", "--format", "json"]
+    code, out, err = run_cli(
+        capsys, "audit", "list", *period, "--consignee", person, *_opts(audited)
+    )
+    assert code == 0, err
+    assert [r["declaration_id"] for r in json.loads(out)] == theirs
+    code, out, err = run_cli(
+        capsys, "audit", "list", *period, "--consignee", "nobody-at-all", *_opts(audited)
+    )
+    assert code == 0 and json.loads(out) == []
+
+
 def test_show_gives_every_feature_and_the_inspection(audited, capsys) -> None:
     record = audited["records"][0]  # inspected (every third of a batch)
     code, out, _ = run_cli(capsys, "audit", "show", record.decision_id, "--json",

@@ -69,7 +69,12 @@ def monitor_store(
     and the MLflow client it came from."""
     from serving.auditor.disparity import read_lane_counts
     from serving.monitor.compute import lane_targets_of, monitor_period
-    from serving.monitor.data import load_champion_bundle, read_lane_targets, read_period
+    from serving.monitor.data import (
+        lane_targets_of_versions,
+        load_champion_bundle,
+        read_lane_targets,
+        read_period,
+    )
 
     # Periods are chosen by declared_at, not scored_at: a replayed or simulated period (a
     # backfill, the loop benchmark, a store rebuilt from history) is scored long after its
@@ -86,7 +91,14 @@ def monitor_store(
     champion, info, client = load_champion_bundle(
         tracking_uri, settings.serve.model_name, settings.serve.model_alias
     )
-    targets = lane_targets_of(champion, read_lane_targets(client, info["run_id"]))
+    decided_by = set(
+        zip(frame["model_name"].astype(str), frame["model_version"].astype(str), strict=True)
+    )
+    earlier = lane_targets_of_versions(
+        client, info["name"], decided_by - {(info["name"], info["version"])}
+    )
+    # the champion's own records last: they win for a thresholds version both hold
+    targets = lane_targets_of(champion, {**earlier, **read_lane_targets(client, info["run_id"])})
     summary = monitor_period(frame, counts, champion, info, targets, start, end, settings.monitor)
     summary["store"] = str(path)
     return summary, champion, client

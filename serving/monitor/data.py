@@ -111,6 +111,28 @@ def load_champion_bundle(
     return model, info, client
 
 
+def lane_targets_of_versions(
+    client: Any, name: str, versions: set[tuple[str, str]]
+) -> dict[str, tuple[float, float]]:
+    """The targets of every thresholds version the runs of these model versions (``versions``:
+    (model name, version), as the decisions record them) hold: a period straddling a
+    promotion holds decisions laned with the previous champion's cut-offs, which the
+    champion's run does not know (judged "unknown" before: probe, 2026-12). A version the
+    registry no longer has, or another model name, is skipped: its targets stay unknown."""
+    from mlflow.exceptions import MlflowException
+
+    out: dict[str, tuple[float, float]] = {}
+    for model_name, version in sorted(versions):
+        if model_name != name:
+            continue
+        try:
+            run_id = client.get_model_version(name, version).run_id
+        except MlflowException:
+            continue
+        out.update(read_lane_targets(client, run_id))
+    return out
+
+
 def read_lane_targets(client: Any, run_id: str) -> dict[str, tuple[float, float]]:
     """thresholds version -> (red_rate, yellow_rate) of every thresholds version of the run:
     training's and each ``parcelrisk lanes set`` (``models.lane_versions``); none: {}."""

@@ -361,3 +361,32 @@ def test_a_report_place_it_cannot_write_is_one_line_before_any_work(
     code, out, err = run_cli(capsys, *_args(monitored, "quiet", "--report", str(blocker / "r")))
     assert code == 2 and "--report" in err and "cannot create it" in err
     assert out == "" and "Traceback" not in err
+
+
+def test_a_period_straddling_a_promotion_knows_the_previous_champions_targets(
+    monkeypatch,
+) -> None:
+    """After a promotion, the decisions laned with the previous champion's cut-offs were
+    "unknown thresholds", and a period holding them could not be judged (probe)."""
+    from types import SimpleNamespace
+
+    from mlflow.exceptions import MlflowException
+
+    import serving.monitor.data as data
+
+    runs = {"1": "run-one", "2": "run-two"}
+
+    class Client:
+        def get_model_version(self, name, version):
+            if version not in runs:
+                raise MlflowException("no such version")
+            return SimpleNamespace(run_id=runs[version])
+
+    held = {"run-one": {"aaa": (0.01, 0.04)}, "run-two": {"bbb": (0.02, 0.05)}}
+    monkeypatch.setattr(data, "read_lane_targets", lambda client, run_id: held[run_id])
+    targets = data.lane_targets_of_versions(
+        Client(),
+        "parcel-risk",
+        {("parcel-risk", "1"), ("parcel-risk", "9"), ("other-model", "2")},
+    )
+    assert targets == {"aaa": (0.01, 0.04)}

@@ -555,37 +555,12 @@ def promote_version(
             client, name, champion, Path(tmp) / "champion"
         )
         keys = _pseudonym_key_id(champion_state), _pseudonym_key_id(challenger_state)
-    if keys[0] != keys[1]:
-        # Built under two pseudonym keys, the two serve different deployments: the process
-        # running promote cannot tell which key the service holds (an analyst's shell with
-        # another key made an untested challenger champion "whatever the metrics", which the
-        # service then refused to load: probe, 2026-12). A key changed on purpose is an
-        # operator's decision: --force --reason, recorded.
-        why = keys_differ_reason(champion, version, *keys)
-        decision = decide_not_comparable(why)
-        outcome = promotion_outcome(decision, force)
-        reasons = decision.reasons
-        if outcome == "refused":
-            reasons = [
-                *reasons,
-                "if the deployment's key is now the challenger's, `parcelrisk promote --force "
-                "--reason TEXT` promotes it (recorded as forced, without a comparison)",
-            ]
-        record_decision(
-            client,
-            name,
-            version,
-            decision,
-            champion_before=champion,
-            outcome=outcome,
-            force_reason=reason if outcome == "forced" else None,
-        )
-        return {
-            **result,
-            "outcome": outcome,
-            "promote": outcome == "forced",
-            "reasons": reasons,
-        }
+    # Built under two pseudonym keys, the two serve different deployments: the process
+    # running promote cannot tell which key the service holds (an analyst's shell with another
+    # key made an untested challenger champion "whatever the metrics", which the service then
+    # refused to load: probe, 2026-12). Not comparable: a key changed on purpose is an
+    # operator's decision, --force --reason, recorded.
+    keys_differ = keys_differ_reason(champion, version, *keys) if keys[0] != keys[1] else ""
     tags = client.get_model_version(name, version).tags
     features_dir = Path(features_dir or tags.get("features_dir", ""))
     split = challenger_model.metadata.get("split")
@@ -637,7 +612,7 @@ def promote_version(
     lacking = lacking_features(
         champion_model.evaluation_model().manifest.names, champion_holdout.frame.columns
     )
-    not_comparable = in_sample
+    not_comparable = keys_differ or in_sample
     if lacking and not not_comparable:
         not_comparable = lacking_reason(champion, lacking, str(champion_holdout.directory))
     for role, (role_version, model) in models.items():

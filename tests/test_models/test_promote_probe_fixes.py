@@ -331,20 +331,32 @@ def test_a_first_champion_that_learnt_nothing_or_was_never_measured_is_said_to_b
     assert _first_model_cautions({}, run()) == [unmeasured[1]]
 
 
+def _champion_then(frames, tmp_path, challenger: pd.DataFrame | None = None):
+    """A registry with version 1 (the full history) champion and version 2 trained on
+    ``challenger`` (default: the full history again); its settings and URI."""
+    features, truth, manifest = frames
+    full_dir = write_features_dir(tmp_path / "full", features, manifest)
+    second_dir = (
+        full_dir
+        if challenger is None
+        else write_features_dir(tmp_path / "second", challenger, manifest)
+    )
+    world = registry_world(tmp_path, truth)
+    settings, uri = world["settings"], world["uri"]
+    common = {"settings": settings, "tracking_uri": uri, "metrics_out": None}
+    run_training(full_dir, ground_truth_path=world["truth_path"], **common)
+    assert run_promotion(settings=settings, tracking_uri=uri)["outcome"] == "first"
+    run_training(second_dir, ground_truth_path=world["truth_path"], **common)
+    return settings, uri
+
+
 def test_a_challenger_built_under_another_pseudonym_key_needs_force(frames, tmp_path, monkeypatch):
     """An analyst's shell with another key made an untested challenger champion "whatever
     the metrics", which the service (holding the deployment's key) then refused to load
     (probe): two keys are not compared, and promoted only with --force --reason."""
     import models.promotion as promotion_module
 
-    features, truth, manifest = frames
-    full_dir = write_features_dir(tmp_path / "full", features, manifest)
-    world = registry_world(tmp_path, truth)
-    settings, uri = world["settings"], world["uri"]
-    common = {"settings": settings, "tracking_uri": uri, "metrics_out": None}
-    run_training(full_dir, ground_truth_path=world["truth_path"], **common)
-    assert run_promotion(settings=settings, tracking_uri=uri)["outcome"] == "first"
-    run_training(full_dir, ground_truth_path=world["truth_path"], **common)
+    settings, uri = _champion_then(frames, tmp_path)
     built_under = {"champion": "0123456789abcdef", "challenger": "fedcba9876543210"}
     monkeypatch.setattr(
         promotion_module,
@@ -411,17 +423,10 @@ def test_a_champion_is_never_scored_on_parcels_it_was_fitted_on(frames, tmp_path
     """A challenger trained on a shorter history has its test period inside the champion's
     fit period: the champion scored ROC AUC 1.0 in-sample against the challenger's honest
     figures (probe). Not comparable then, said."""
-    features, truth, manifest = frames
-    full_dir = write_features_dir(tmp_path / "full", features, manifest)
+    features = frames[0]
     cut = features["declared_at"].quantile(0.6)
     short = features.loc[features["declared_at"] < cut].reset_index(drop=True)
-    short_dir = write_features_dir(tmp_path / "short", short, manifest)
-    world = registry_world(tmp_path, truth)
-    settings, uri = world["settings"], world["uri"]
-    common = {"settings": settings, "tracking_uri": uri, "metrics_out": None}
-    run_training(full_dir, ground_truth_path=world["truth_path"], **common)
-    assert run_promotion(settings=settings, tracking_uri=uri)["outcome"] == "first"
-    run_training(short_dir, ground_truth_path=world["truth_path"], **common)
+    settings, uri = _champion_then(frames, tmp_path, short)
     result = run_promotion(settings=settings, tracking_uri=uri)
     assert result["outcome"] == "refused"
     said = " ".join(result["reasons"])

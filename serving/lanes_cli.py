@@ -461,7 +461,9 @@ def _champion(
 def set_lanes(
     red: float = typer.Option(..., "--red", help="Share of traffic to the red lane (0.01 = 1%)."),
     yellow: float = typer.Option(..., "--yellow", help="Share to the yellow lane, after red."),
-    reason: str = typer.Option("", "--reason", help="Why: kept with the thresholds version."),
+    reason: str = typer.Option(
+        ..., "--reason", help="Why (required): kept with the thresholds version."
+    ),
     db: str | None = _db_option("Fit on this decision store's recent traffic (if big enough)."),
     since: str | None = typer.Option(None, "--since", help="With --db: declared at or after."),
     tracking_uri: str | None = tracking_option(),
@@ -472,6 +474,10 @@ def set_lanes(
     from models.registry import registry_client, require_tracking_store
     from models.run_records import operator_name
 
+    if not reason.strip():
+        # a lane policy changed is a decision an auditor reads back: recorded with its why, as
+        # a forced promotion is (an empty reason was accepted: probe, 2026-12)
+        raise typer.BadParameter("say why the lane capacity changes", param_hint="--reason")
     settings = settings_from(params)
     result = set_lane_rates(
         registry_client(require_tracking_store(tracking_uri)),

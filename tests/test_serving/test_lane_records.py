@@ -48,6 +48,8 @@ def champion(tmp_path):
 
 
 def _lanes(capsys, champion, *args: str) -> str:
+    if args[0] == "set" and "--reason" not in args:
+        args = (*args, "--reason", "capacity changed")  # required
     code, out, err = run_cli(
         capsys,
         "lanes",
@@ -133,3 +135,13 @@ def test_a_set_on_a_period_without_decisions_says_so_when_nothing_changes(
     assert "no decisions of v1" in out and "since 2030-01-01" in out
     assert "training traffic quantiles" in out  # what the cut-offs were fitted on instead
     assert len(_set_records(champion)) == 1  # nothing written
+
+
+def test_lanes_set_needs_a_reason(champion, capsys) -> None:
+    """A lane policy changed is a decision an auditor reads back: an empty reason was taken
+    (probe)."""
+    code, _, err = run_cli(
+        capsys, "lanes", "set", "--red", "0.02", "--yellow", "0.05", "--reason", "  ",
+        "--tracking-uri", champion["uri"], "--params", str(champion["params"]),
+    )  # fmt: skip
+    assert code == 2 and "say why the lane capacity changes" in err

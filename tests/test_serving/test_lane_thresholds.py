@@ -147,9 +147,11 @@ def lanes_registry(real_pipeline, tmp_path, monkeypatch):
 
 
 def _set(capsys, reg, *args: str) -> tuple[int, str, str]:
+    said = () if "--reason" in args else ("--reason", "capacity changed")  # required
     return run_cli(
-        capsys, "lanes", "set", *args, "--tracking-uri", reg["uri"], "--params", str(reg["params"])
-    )
+        capsys, "lanes", "set", *args, *said, "--tracking-uri", reg["uri"],
+        "--params", str(reg["params"]),
+    )  # fmt: skip
 
 
 def test_lanes_set_writes_the_tag_and_the_record_on_the_run(lanes_registry, capsys):

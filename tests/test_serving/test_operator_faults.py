@@ -243,9 +243,11 @@ def registry(request) -> dict:
 
 
 def _set(capsys, reg: dict, *args: str) -> tuple[int, str, str]:
+    said = () if "--reason" in args else ("--reason", "capacity changed")  # required
     return run_cli(
-        capsys, "lanes", "set", *args, "--tracking-uri", reg["uri"], "--params", str(reg["params"])
-    )
+        capsys, "lanes", "set", *args, *said, "--tracking-uri", reg["uri"],
+        "--params", str(reg["params"]),
+    )  # fmt: skip
 
 
 def test_lanes_set_reports_the_share_a_saturated_cut_off_sends_and_warns(registry, capsys) -> None:

@@ -328,7 +328,8 @@ _CODE_WORDS: dict[str, dict[str, str]] = {
         "courier": "courier", "coursier": "courier", "mensajeria": "courier",
         "kurier": "courier", "paket": "postal", "brief": "postal",
         "remessa expressa": "express", "encomenda expressa": "express",
-        "remessa postal": "postal",
+        "remessa postal": "postal", "corriere": "courier", "corriere espresso": "express",
+        "spedizione postale": "postal", "pacco postale": "postal",
         "sea": "sea", "maritime": "sea", "mar": "sea", "maritimo": "sea", "ship": "sea",
         "air": "air", "aerien": "air", "aereo": "air", "luft": "air", "rail": "rail",
         "ferroviaire": "rail", "train": "rail", "road": "road", "route": "road",
@@ -500,6 +501,19 @@ def _plain(text: str) -> str:
     spaced = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", stripped)
     return " ".join(re.findall(r"[0-9a-z]+|[^\W\d_]+", spaced.lower()))
 
+
+# Italian names (an ADM report), as ``_plain`` writes them
+_ITALIAN_SYNONYMS = {
+    "arrival_office": ("ufficio doganale", "dogana", "ufficio", "codice ufficio"),
+    "channel": ("tipo spedizione", "modalita spedizione", "canale"),
+    "description": ("descrizione merce", "descrizione"),
+    "inspected_at": ("data controllo", "controllo data"),
+    "revenue_recovered": ("diritti accertati", "maggiori diritti", "controllo diritti accertati"),
+    "illicit": ("esito controllo", "controllo esito"),
+    "inspected": ("controllo eseguito", "controllato"),
+}  # fmt: skip
+for _field, _names in _ITALIAN_SYNONYMS.items():
+    SYNONYMS[_field] += tuple(n for n in _names if n not in SYNONYMS[_field])
 
 # Russian names (a ФТС-style export of международные почтовые отправления) and Indian ones
 # (an ICEGATE bill of entry: CTH is the tariff heading, IEC the importer's code), written as

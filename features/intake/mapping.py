@@ -2021,7 +2021,19 @@ def _read_workbook(path: Path, mapping: Mapping) -> tuple[pd.DataFrame, list[str
     if cells.empty:
         raise ContractError(f"{path}: sheet {sheet!r} is empty")
     top = _sheet_header_row(cells, mapping.named_columns())
-    if top:
+    two_rows = _two_row_header(cells, top)
+    if two_rows is not None:
+        top, names = two_rows
+        logger.warning(
+            "%s: sheet %r: the header is rows %d-%d, group titles above their columns' own "
+            "names (merged cells): read as one name each (e.g. %r)",
+            path,
+            sheet,
+            top + 1,
+            top + 2,
+            next((n for n in names if " " in n), names[0]),
+        )
+    elif top:
         logger.warning(
             "%s: sheet %r: the header is row %d; the %d row(s) above it (a title) are not read",
             path,
@@ -2029,12 +2041,13 @@ def _read_workbook(path: Path, mapping: Mapping) -> tuple[pd.DataFrame, list[str
             top + 1,
             top,
         )
-    header = [str(_cell_text(v)) for v in cells.iloc[top] if not _blank(v)]
-    names = [
-        str(_cell_text(v)) if not _blank(v) else f"Unnamed: {i}"
-        for i, v in enumerate(cells.iloc[top])
-    ]
-    body = cells.iloc[top + 1 :].reset_index(drop=True)
+    if two_rows is None:
+        names = [
+            str(_cell_text(v)) if not _blank(v) else f"Unnamed: {i}"
+            for i, v in enumerate(cells.iloc[top])
+        ]
+    header = [n for n in names if not n.startswith("Unnamed: ")]
+    body = cells.iloc[top + (2 if two_rows is not None else 1) :].reset_index(drop=True)
     body.columns = names
     nulls = set(mapping.null_values)
     # A column of numbers typed as numbers beside text cells ("7,5") becomes text: its numbers
@@ -2053,6 +2066,48 @@ def _read_workbook(path: Path, mapping: Mapping) -> tuple[pd.DataFrame, list[str
         }
     )
     return raw, header
+
+
+def _two_row_header(cells: pd.DataFrame, top: int) -> tuple[int, list[str]] | None:
+    """A header written on two rows (group titles merged across their columns above each
+    column's own name, the other names merged down both rows: a national report's layout)
+    as (its first row, one name per column: "Peso lordo (kg)"), or None.
+
+    Taken row by row, the first row's names left the groups' columns "Unnamed", the second
+    was read as data, and the draft and ingest chose different rows (probe, 2026-12). Two rows
+    are one header only when they fill each other: every column named in one of them, a
+    column unnamed in the first named in the second (a group's), and the second row text
+    only. A one-row header has no unnamed columns, so it never reads so."""
+    for first in (top - 1, top):
+        if first < 0 or first + 2 > len(cells):
+            continue
+        upper = ["" if _blank(v) else str(_cell_text(v)).strip() for v in cells.iloc[first]]
+        lower_cells = list(cells.iloc[first + 1])
+        lower = ["" if _blank(v) else str(_cell_text(v)).strip() for v in lower_cells]
+        if not all(u or w for u, w in zip(upper, lower, strict=True)):
+            continue
+        if not any(w and not u for u, w in zip(upper, lower, strict=True)):
+            continue
+        if any(not _blank(v) and not isinstance(v, str) for v in lower_cells):
+            continue  # numbers or dates: a data row
+        if not upper or not upper[0]:
+            continue  # a group continues from a column with no title
+        names, group = [], ""
+        for u, w in zip(upper, lower, strict=True):
+            if u and w:  # a group's first column
+                group = u
+                names.append(f"{u} {w}")
+            elif u:  # a name merged down both rows
+                group = ""
+                names.append(u)
+            else:  # a group's next column
+                if not group:
+                    break
+                names.append(f"{group} {w}")
+        else:
+            if len(set(names)) == len(names):
+                return first, names
+    return None
 
 
 def _sheet_header_row(cells: pd.DataFrame, expected: Collection[str]) -> int:

@@ -739,3 +739,47 @@ def test_typed_numbers_in_a_mixed_column_read_with_the_specs_decimal(tmp_path) -
     got = pd.read_parquet(out)
     assert got["declared_value"].tolist() == pytest.approx([12.125, 7.5, 0.00001])
     assert got["gross_weight_kg"].tolist() == pytest.approx([1.25, 0.35, 2.0])
+
+
+def test_a_sheet_with_a_two_row_header_reads_one_name_per_column(tmp_path) -> None:
+    """Group titles merged above their columns' own names (Peso: lordo, netto), the other
+    names merged down both rows: read row by row, the groups' columns were "Unnamed" and the
+    second row was data; the draft and ingest chose different rows (probe)."""
+    import openpyxl
+
+    from features.intake.draft import draft_mapping, read_for_draft
+    from features.intake.ingest import ingest_file
+
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.append(["Numero dichiarazione", "Data accettazione", "Peso", None, "Valore", None])
+    sheet.append([None, None, "lordo (kg)", "netto (kg)", "importo", "valuta"])
+    for cell in ("A1:A2", "B1:B2", "C1:D1", "E1:F1"):
+        sheet.merge_cells(cell)
+    for i in range(30):
+        sheet.append([f"26IT{i:08d}", "01/07/2026", 1.5 + i, 1.2 + i, 10.0 + i, "EUR"])
+    path = tmp_path / "adm.xlsx"
+    book.save(path)
+    raw, _ = read_for_draft(path)
+    assert list(raw.columns) == [
+        "Numero dichiarazione",
+        "Data accettazione",
+        "Peso lordo (kg)",
+        "Peso netto (kg)",
+        "Valore importo",
+        "Valore valuta",
+    ]
+    assert len(raw) == 30 and float(raw["Peso lordo (kg)"].iloc[0]) == 1.5
+    draft = draft_mapping(raw)
+    assert draft.mapped["gross_weight_kg"] == "Peso lordo (kg)"
+    mapping = tmp_path / "m.yaml"
+    mapping.write_text(
+        "columns:\n  declaration_id: Numero dichiarazione\n"
+        "  declared_at: {column: Data accettazione, format: '%d/%m/%Y'}\n"
+        "  arrival_office: {value: IT01}\n  channel: {value: postal}\n"
+        "  origin_country: {value: CN}\n  hs_code: {value: '610910'}\n"
+        "  gross_weight_kg: Peso lordo (kg)\n  declared_value: Valore importo\n"
+        "  currency: Valore valuta\n"
+    )
+    summary = ingest_file(source=path, mapping_path=mapping, out=tmp_path / "out.parquet")
+    assert summary["rows"] == 30

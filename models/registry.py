@@ -405,15 +405,62 @@ def _training_run() -> Iterator[ActiveRun]:
     what failed (a full disk) that write fails as well and chains its traceback onto the first
     (seven of them, ending in "database or disk is full"); the first error is the one to report.
     """
+    import os
+    import socket
+
     import mlflow
 
-    run = mlflow.start_run()
+    _end_runs_of_dead_trainings(socket.gethostname())
+    run = mlflow.start_run(tags={RUN_HOST_TAG: socket.gethostname(), RUN_PID_TAG: str(os.getpid())})
     try:
         yield run
     except BaseException:
         _end_run_as_failed()
         raise
     mlflow.end_run()
+
+
+# Who logs a training run: a run left RUNNING by a training killed on this host (SIGKILL, a
+# machine out of memory) is ended KILLED by the next one, not left "running" forever in the
+# tracking UI (probe, 2026-12)
+RUN_HOST_TAG = "parcelrisk.host"
+RUN_PID_TAG = "parcelrisk.pid"
+
+
+def _end_runs_of_dead_trainings(host: str) -> None:
+    """Mark KILLED the RUNNING runs that a training on ``host``
+    started and whose process is gone; never raise (a sweep, not the training's work)."""
+    import os
+
+    import mlflow
+
+    try:
+        client = mlflow.MlflowClient()
+        runs = mlflow.search_runs(
+            filter_string=f"attributes.status = 'RUNNING' and tags.`{RUN_HOST_TAG}` = '{host}'",
+            search_all_experiments=True,
+            max_results=100,
+            output_format="list",
+        )
+        for run in runs:
+            pid = run.data.tags.get(RUN_PID_TAG, "")
+            if not pid.isdigit():
+                continue
+            try:
+                os.kill(int(pid), 0)
+                continue  # alive: another training at work
+            except ProcessLookupError:
+                pass
+            except PermissionError:
+                continue  # alive, another user's
+            client.set_terminated(run.info.run_id, "KILLED")
+            log.warning(
+                "MLflow run %s was left RUNNING by a training that died (pid %s): marked KILLED",
+                run.info.run_id,
+                pid,
+            )
+    except Exception as exc:  # the sweep must never stop a training
+        log.debug("sweep of dead trainings' runs skipped: %s", exc)
 
 
 def _end_run_as_failed() -> None:

@@ -139,3 +139,40 @@ def test_a_version_without_its_bundle_says_training_may_have_been_interrupted(
     assert f"artifact {BUNDLE_ARTIFACT}/ missing" in message
     assert "training run may have been interrupted" in message
     assert "retrain (`parcelrisk train`) or delete this version" in message
+
+
+def test_a_run_left_running_by_a_killed_training_is_ended_by_the_next(tmp_path) -> None:
+    """A SIGKILL skips every handler: its run stayed RUNNING forever in the UI (probe)."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    import mlflow
+
+    from models.registry import RUN_HOST_TAG, RUN_PID_TAG, _end_runs_of_dead_trainings
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    try:
+        client = mlflow.MlflowClient(uri)
+        experiment = client.create_experiment("parcel-risk")
+        host = socket.gethostname()
+        killed = client.create_run(
+            experiment, tags={RUN_HOST_TAG: host, RUN_PID_TAG: str(dead.pid)}
+        )
+        alive = client.create_run(
+            experiment, tags={RUN_HOST_TAG: host, RUN_PID_TAG: str(os.getpid())}
+        )
+        elsewhere = client.create_run(
+            experiment, tags={RUN_HOST_TAG: "another-host", RUN_PID_TAG: str(dead.pid)}
+        )
+        _end_runs_of_dead_trainings(host)
+        status = {r: client.get_run(r.info.run_id).info.status for r in (killed, alive, elsewhere)}
+        assert status[killed] == "KILLED"
+        assert status[alive] == "RUNNING" and status[elsewhere] == "RUNNING"
+    finally:
+        mlflow.set_tracking_uri(previous)

@@ -1224,6 +1224,14 @@ def _convert_iso(
 
 
 def _not_iso_problem(values: pd.Series) -> str:
+    if values.str.strip().str.match(r"[0-9]{4}-[0-9]{2}-[0-9]{2}").fillna(False).all():
+        # year first, as ISO writes it, yet unread: a month or day that does not exist
+        # (2026-13-45), not a question of day/month order
+        return (
+            "not a date that exists (year first as ISO 8601 writes it, but a month above 12, a "
+            "day past the month's end, or an hour past 23): the export wrote an impossible "
+            "date; correct it, or set the row aside (--quarantine)"
+        )
     if values.str.strip().str.fullmatch(r"[+-]?[0-9]+(?:[.,][0-9]+)?").all():
         return (
             "numbers, not timestamps: if they are a spreadsheet's serial dates (46023.5 for "

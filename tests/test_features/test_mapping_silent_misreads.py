@@ -278,3 +278,12 @@ def test_the_indian_grouping_is_read_and_drafted(tmp_path) -> None:
     raw = pd.DataFrame({"Assessable Value": ["1,90,581.82", "7,405.00", "12,345.50"] * 20})
     spec = yaml.safe_load(draft_mapping(raw).text)["columns"]["declared_value"]
     assert spec == {"column": "Assessable Value", "thousands": ","}
+
+
+def test_an_impossible_iso_date_is_named_so_not_as_a_day_month_question() -> None:
+    """2026-13-45 was told to give a format for the day/month order (probe)."""
+    from features.intake.mapping import _not_iso_problem
+
+    said = _not_iso_problem(pd.Series(["2026-13-45T10:00:00+01:00"]))
+    assert "not a date that exists" in said and "day/month order" not in said
+    assert "day/month order" in _not_iso_problem(pd.Series(["02/01/2026 10:00"]))

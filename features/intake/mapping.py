@@ -1079,6 +1079,14 @@ def _convert_datetime(
             problem = f"not timestamps in format {formats[0]!r}"
         if failures:
             problem += f"; not readable with format {', '.join(failures)}"
+        year_first = text[left].str.fullmatch(r"\d{4}-\d{2}-\d{2}(?: \d{2}:\d{2}:\d{2})?")
+        if bool(year_first.fillna(False).any()):
+            # a workbook's own date cells in a column of text dates are written so
+            # (``_cell_text``): said, not left to look like text the format did not fit
+            problem += (
+                " (values written year first, as a spreadsheet's own date cells are: add "
+                "'%Y-%m-%d %H:%M:%S' and '%Y-%m-%d' to the column's formats to read them too)"
+            )
         return out, left, problem, {}
     return out, none, "", marks
 

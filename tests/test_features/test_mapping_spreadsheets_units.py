@@ -783,3 +783,42 @@ def test_a_sheet_with_a_two_row_header_reads_one_name_per_column(tmp_path) -> No
     )
     summary = ingest_file(source=path, mapping_path=mapping, out=tmp_path / "out.parquet")
     assert summary["rows"] == 30
+
+
+def test_a_sheets_own_date_cells_beside_text_dates_are_named_with_the_formats_to_add(
+    tmp_path,
+) -> None:
+    """A column of typed dates and text dates ('02.10.2026 10:00'): with the text's format
+    the typed cells were refused as text the format did not fit, the message silent on why
+    (probe); it names the year-first formats that read them."""
+    import datetime as dt
+
+    import openpyxl
+
+    from features.intake.ingest import ingest_file
+
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.append(["id", "at", "kg", "value"])
+    for i in range(6):
+        at = dt.datetime(2026, 10, 2 + i, 10, 0) if i % 2 else f"0{2 + i}.10.2026 10:00"
+        sheet.append([f"P{i}", at, 1.5, 12.0])
+    path = tmp_path / "zgl.xlsx"
+    book.save(path)
+    mapping = tmp_path / "m.yaml"
+    columns = (
+        "  arrival_office: {value: PL01}\n  channel: {value: postal}\n"
+        "  origin_country: {value: CN}\n  hs_code: {value: '610910'}\n"
+        "  gross_weight_kg: kg\n  declared_value: value\n  currency: {value: PLN}\n"
+    )
+    mapping.write_text(
+        "columns:\n  declaration_id: id\n"
+        "  declared_at: {column: at, format: '%d.%m.%Y %H:%M', timezone: Europe/Warsaw}\n" + columns
+    )
+    with pytest.raises(ContractError, match=r"add '%Y-%m-%d %H:%M:%S' and '%Y-%m-%d'"):
+        ingest_file(source=path, mapping_path=mapping, out=tmp_path / "out.parquet")
+    mapping.write_text(
+        "columns:\n  declaration_id: id\n  declared_at: {column: at, format: ['%d.%m.%Y %H:%M',"
+        " '%Y-%m-%d %H:%M:%S'], timezone: Europe/Warsaw}\n" + columns
+    )
+    assert ingest_file(source=path, mapping_path=mapping, out=tmp_path / "out.parquet")["rows"] == 6

@@ -851,6 +851,14 @@ def _money(column: Column) -> tuple[str, str | None, dict[str, str], list[str]] 
     if known < 0.5:  # units of weight, not currencies
         return None
     numbers = parts["number"][one_side].str.replace("\u00a0", " ")
+    table = {sign: code for sign, code in read.items() if code is not None and code != sign}
+    unread = [sign for sign, code in read.items() if code is None]
+    # each currency's own convention in one column (a marketplace's "€22,77" beside
+    # "$63.62"): a decimal comma and a decimal point each before two digits
+    comma = float(numbers.str.fullmatch(r"-?[\d .]*\d,\d{2}").mean())
+    point = float(numbers.str.fullmatch(r"-?[\d ,]*\d\.\d{2}").mean())
+    if comma >= 0.05 and point >= 0.05:
+        return "auto", None, table, unread
     best = (0.0, ".", None)
     for (decimal, thousands), pattern in _NUMBER_STYLES.items():
         share = float(numbers.str.fullmatch(pattern).mean())
@@ -858,8 +866,6 @@ def _money(column: Column) -> tuple[str, str | None, dict[str, str], list[str]] 
             best = (share, decimal, thousands)
     if best[0] < FITS:
         return None
-    table = {sign: code for sign, code in read.items() if code is not None and code != sign}
-    unread = [sign for sign, code in read.items() if code is None]
     return best[1], best[2], table, unread
 
 
@@ -1043,6 +1049,12 @@ def _propose(name: str, column: Column, timezone: str) -> Proposal:
             spec["decimal"] = decimal
         if thousands:
             spec["thousands"] = thousands
+        if decimal == "auto":
+            checks.append(
+                "amounts written with a decimal comma and with a decimal point, each cell as "
+                "its currency writes it: decimal: auto reads each cell's own (a cell such as "
+                "12,500, one mark before three digits, is refused as undecidable)"
+            )
     elif kind in ("float", "int"):
         decimal, thousands, units = _number_style(column) or (".", None, [])
         if decimal != ".":

@@ -402,6 +402,10 @@ class _Spec(BaseModel):
 
     @model_validator(mode="after")
     def _distinct_separators(self) -> _Spec:
+        if self.decimal == AUTO_DECIMAL and self.thousands is not None:
+            raise ValueError(
+                "decimal: auto reads each cell's own decimal mark and grouping: no thousands"
+            )
         if self.decimal is not None and self.decimal == self.thousands:
             raise ValueError(
                 f"decimal and thousands are the same separator {self.decimal!r}: a number "
@@ -927,6 +931,17 @@ def _convert(
     if kind in ("int", "float"):
         if pd.api.types.is_numeric_dtype(source.dtype) and spec.values is None:
             number = source.astype("float64")
+        elif spec.decimal == AUTO_DECIMAL:
+            number, ambiguous = _auto_decimal(text.astype("str").where(text.notna()))
+            if ambiguous.any():
+                return (
+                    pd.Series(np.nan, index=text.index),
+                    ambiguous,
+                    "one separator before exactly three digits (12,500 or 12.500): a decimal "
+                    "mark or thousands, the cell cannot tell (decimal: auto); write such "
+                    "amounts with both marks or two decimals, or set the row aside",
+                    {},
+                )
         else:
             cleaned = text.astype("str").where(text.notna())
             if spec.thousands == " ":
@@ -981,6 +996,54 @@ def _convert(
         return stamps, bad, problem, marks
 
     return text, none, "", {}
+
+
+# ``decimal: auto``: each cell's decimal mark read from the cell itself, for an amount column
+# whose rows follow their own currency's conventions (a marketplace's "€22,77" beside
+# "$63.62", "1.234,50 €" beside "US$ 1,234.50"): one mark per column refused such a file whole.
+AUTO_DECIMAL = "auto"
+# a cell read with ``decimal: auto``: digits, at most one kind of separator repeated in
+# groups of three, and a last separator before the decimals
+_AUTO_NUMBER = re.compile(r"[+-]?\d{1,3}(?:([.,\u00a0 ])\d{3})*(?:([.,])\d+)?|[+-]?\d+(?:[.,]\d+)?")
+
+
+def _auto_decimal(text: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """Numbers of cells each written with its own decimal mark (``decimal: auto``), and the
+    cells no reading settles: one separator followed by exactly three digits (``12,500``:
+    twelve and a half, or twelve thousand five hundred?). Both marks in a cell: the last one
+    is the decimal (``1.234,50``, ``1,234.50``); one mark repeated: thousands (``1,234,567``);
+    one mark once before 1-2 or 4+ digits: the decimal (``22,77``, ``4.15``)."""
+    import numpy as np
+    import pandas as pd
+
+    values = np.full(len(text), np.nan)
+    ambiguous = np.zeros(len(text), dtype=bool)
+    for i, cell in enumerate(text.tolist()):
+        if cell is None or (isinstance(cell, float) and cell != cell):
+            continue
+        cell = str(cell).strip().replace("\u00a0", " ").replace("\u202f", " ")
+        marks = [c for c in cell if c in ".,"]
+        if not _AUTO_NUMBER.fullmatch(cell):
+            continue  # not a number: refused as one below
+        if not marks:
+            digits = cell.replace(" ", "")
+        elif len(set(marks)) == 2:
+            decimal = marks[-1]
+            digits = cell.replace(" ", "").replace("." if decimal == "," else ",", "")
+            digits = digits.replace(decimal, ".")
+        elif len(marks) > 1:  # one mark, repeated: it groups thousands
+            digits = cell.replace(" ", "").replace(marks[0], "")
+        else:
+            after = len(cell) - cell.index(marks[0]) - 1
+            if after == 3:
+                ambiguous[i] = True
+                continue
+            digits = cell.replace(" ", "").replace(marks[0], ".")
+        try:
+            values[i] = float(digits)
+        except ValueError:
+            continue
+    return pd.Series(values, index=text.index), pd.Series(ambiguous, index=text.index)
 
 
 def _separator_without_thousands(text: pd.Series, decimal: str) -> pd.Series:

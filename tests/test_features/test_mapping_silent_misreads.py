@@ -287,3 +287,33 @@ def test_an_impossible_iso_date_is_named_so_not_as_a_day_month_question() -> Non
     said = _not_iso_problem(pd.Series(["2026-13-45T10:00:00+01:00"]))
     assert "not a date that exists" in said and "day/month order" not in said
     assert "day/month order" in _not_iso_problem(pd.Series(["02/01/2026 10:00"]))
+
+
+def test_decimal_auto_reads_each_amount_with_its_own_currencys_marks(tmp_path) -> None:
+    """A marketplace column mixing '€22,77', '$63.62', '1.234,50 €' and 'US$ 1,234.50' was
+    refused whole: one decimal mark per column (probe). decimal: auto reads each cell's;
+    one mark before exactly three digits cannot be told and is refused, naming the row."""
+    from features.intake.draft import draft_mapping
+
+    cells = ["€22,77", "$63.62", "1.234,50 €", "US$ 1,234.50", "12 EUR", "7.48 GBP"]
+    source = "ID;AT;OFFICE;MODE;ORIGIN;HS;KG;VALUE;IOSS\n" + "".join(
+        f"A{i};01.02.2026 10:00;FR01;P;CN;851762;450;{cell};X\n" for i, cell in enumerate(cells)
+    )
+    mapping = _with(
+        '  declared_value: {column: VALUE, decimal: ","}\n  currency: {value: EUR}\n',
+        "  declared_value: {column: VALUE, part: number, decimal: auto}\n"
+        "  currency: {column: VALUE, part: unit, values: {'€': EUR, '$': USD, 'US$': USD}, "
+        "unlisted: keep}\n",
+        MAPPING,
+    )
+    _ingest(tmp_path, source, mapping)
+    out, _ = read_declarations(tmp_path / "out.parquet", with_outcomes=False)
+    assert out["declared_value"].tolist() == pytest.approx([22.77, 63.62, 1234.5, 1234.5, 12, 7.48])
+    assert out["currency"].tolist() == ["EUR", "USD", "EUR", "USD", "EUR", "GBP"]
+    with pytest.raises(ContractError, match=r"one separator before exactly three digits.*row 2"):
+        _ingest(tmp_path, source.replace("$63.62", "$12,500"), mapping)
+    with pytest.raises(ContractError, match="decimal: auto reads each cell's own"):
+        parse_mapping_text(_with('decimal: ","}', 'decimal: auto, thousands: ","}', MAPPING))
+    raw = pd.DataFrame({"order_value": ["€22,77", "$63.62", "18,81 EUR", "7.48 GBP"] * 10})
+    spec = yaml.safe_load(draft_mapping(raw).text)["columns"]["declared_value"]
+    assert spec == {"column": "order_value", "part": "number", "decimal": "auto"}

@@ -1473,8 +1473,8 @@ def _check_identifiers_text(raw: pd.DataFrame, mapping: Mapping) -> None:
 
 def check_hs_text(raw: pd.DataFrame, mapping: Mapping, source: Any) -> None:
     """Refuse identifiers (``_check_identifiers_text``) and HS codes a spreadsheet wrote in
-    scientific notation (``4.0221E+08``: rounded to
-    the digits it shows, the code cannot be read back); warn about text codes of 5, 7 or 9
+    scientific notation (``4.0221E+08``: rounded to the digits it shows, the code cannot be
+    read back); warn about text codes of 5, 7 or 9
     digits when the spec does not say they lost a zero (a 9-digit national code exists, e.g.
     Japan's, so they are not changed unasked)."""
     import pandas as pd

@@ -138,8 +138,9 @@ def staged_dir(out: Path) -> Iterator[Path]:
         raise ParcelriskError(f"--out {out} is a file: give a directory")
     out.parent.mkdir(parents=True, exist_ok=True)
     for stale in out.parent.glob(f".{out.name}.building-*"):
-        shutil.rmtree(stale, ignore_errors=True)  # a build killed before its swap
-    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))
+        if not _builder_alive(stale):  # a build killed before its swap; a running one stays
+            shutil.rmtree(stale, ignore_errors=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-{os.getpid()}-", dir=out.parent))
     try:
         yield stage
     except BaseException:
@@ -159,6 +160,20 @@ def staged_dir(out: Path) -> Iterator[Path]:
         shutil.rmtree(old, ignore_errors=True)
     for left in out.parent.glob(f".{out.name}.old-*"):
         shutil.rmtree(left, ignore_errors=True)
+
+
+def _builder_alive(stage: Path) -> bool:
+    """Whether the process that made a staging directory (its pid in the name) still runs."""
+    pid = stage.name.rsplit(".building-", 1)[-1].split("-", 1)[0]
+    if not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's, alive
+    return True
 
 
 def _replace_content(out: Path, stage: Path) -> None:

@@ -613,6 +613,7 @@ def test_a_build_that_fails_half_way_leaves_the_previous_output_whole(
     """Written file by file, a build killed or out of disk after features.parquet left it
     beside the previous entity_state/ and source.json, and train took the mix (probe)."""
     import hashlib
+    import os
 
     from features.intake.io import write_declarations
     from features.pipeline import build as build_module
@@ -638,9 +639,14 @@ def test_a_build_that_fails_half_way_leaves_the_previous_output_whole(
     after = {p.relative_to(out): digest(p) for p in out.rglob("*") if p.is_file()}
     assert after == before
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".feat")] == []
+    # a staging directory of a build still running is left alone; a dead one's is removed
+    running = tmp_path / f".feat.building-{os.getpid()}-x"
+    dead = tmp_path / ".feat.building-999999999-y"
+    running.mkdir()
+    dead.mkdir()
     monkeypatch.undo()
     summary = build_module.build_to_dir(declarations_path=second, out=out, settings=settings)
     assert summary["rows"] == 4_000 and summary["out"] == str(out)
     assert json.loads((out / "features_summary.json").read_text())["out"] == str(out)
     assert json.loads((out / "source.json").read_text())["declarations"] == str(second)
-    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".feat")] == []
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".feat")] == [running.name]

@@ -125,7 +125,8 @@ def write_frame(frame: pd.DataFrame, path: Path) -> None:
 @contextlib.contextmanager
 def staged_dir(out: Path) -> Iterator[Path]:
     """A new directory beside ``out`` to write a build into, put in ``out``'s place only once
-    the body finished: ``out`` holds one build whole, the last complete one, or nothing.
+    the body finished: ``out`` holds one build whole, the last complete one, or nothing;
+    entries of ``out`` the build does not write (a ``.gitkeep``, a user's file) are kept.
 
     Written file by file into ``out``, a build killed (or out of disk) half-way left the new
     features.parquet beside the old entity_state/ and source.json, and ``train`` registered a
@@ -148,6 +149,12 @@ def staged_dir(out: Path) -> Iterator[Path]:
         raise
     old = None
     if out.exists():
+        # what the build does not write stays (a .gitkeep, a file the user keeps there): moved
+        # into the new build's directory, never mixed with its files (none has their names)
+        written = {entry.name for entry in stage.iterdir()}
+        for entry in out.iterdir():
+            if entry.name not in written:
+                os.rename(entry, stage / entry.name)
         old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
         try:
             os.rename(out, old / out.name)

@@ -628,6 +628,7 @@ def test_a_build_that_fails_half_way_leaves_the_previous_output_whole(
     write_declarations(history.head(4_000), second)
     out = tmp_path / "feat"
     build_module.build_to_dir(declarations_path=first, out=out, settings=settings)
+    (out / ".gitkeep").write_text("")  # what a build does not write stays, every time
     before = {p.relative_to(out): digest(p) for p in out.rglob("*") if p.is_file()}
 
     def full_disk(self, path):
@@ -649,4 +650,5 @@ def test_a_build_that_fails_half_way_leaves_the_previous_output_whole(
     assert summary["rows"] == 4_000 and summary["out"] == str(out)
     assert json.loads((out / "features_summary.json").read_text())["out"] == str(out)
     assert json.loads((out / "source.json").read_text())["declarations"] == str(second)
+    assert (out / ".gitkeep").exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".feat")] == [running.name]

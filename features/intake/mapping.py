@@ -2104,8 +2104,14 @@ def _read_workbook(path: Path, mapping: Mapping) -> tuple[pd.DataFrame, list[str
             raise ContractError(f"{path}: cannot read sheet {sheet!r}: {exc}") from exc
     if cells.empty:
         raise ContractError(f"{path}: sheet {sheet!r} is empty")
-    top = _sheet_header_row(cells, mapping.named_columns())
-    two_rows = _two_row_header(cells, top)
+    expected = mapping.named_columns()
+    top = _sheet_header_row(cells, expected)
+    # a row holding every name the mapping reads is the header: two rows are looked for only
+    # when none does (a mapping of the joined names) or nothing is named yet (a draft)
+    named_in_one_row = bool(expected) and set(expected) <= {
+        "" if _blank(v) else str(_cell_text(v)).strip() for v in cells.iloc[top]
+    }
+    two_rows = None if named_in_one_row else _two_row_header(cells, top)
     if two_rows is not None:
         top, names = two_rows
         logger.warning(
@@ -2160,8 +2166,10 @@ def _two_row_header(cells: pd.DataFrame, top: int) -> tuple[int, list[str]] | No
     Taken row by row, the first row's names left the groups' columns "Unnamed", the second
     was read as data, and the draft and ingest chose different rows (probe, 2026-12). Two rows
     are one header only when they fill each other: every column named in one of them, a
-    column unnamed in the first named in the second (a group's), and the second row text
-    only. A one-row header has no unnamed columns, so it never reads so."""
+    column unnamed in the first named in the second (a group's), one named in the first and
+    not the second (merged down), and the second row text only. A one-row header has no
+    unnamed columns, and a title above one leaves none of its names alone, so neither reads
+    so."""
     for first in (top - 1, top):
         if first < 0 or first + 2 > len(cells):
             continue
@@ -2171,6 +2179,10 @@ def _two_row_header(cells: pd.DataFrame, top: int) -> tuple[int, list[str]] | No
         if not all(u or w for u, w in zip(upper, lower, strict=True)):
             continue
         if not any(w and not u for u, w in zip(upper, lower, strict=True)):
+            continue
+        if not any(u and not w for u, w in zip(upper, lower, strict=True)):
+            # no name merged down both rows: a title above a whole header ("Export of May"
+            # over id, date, ...), not groups over their columns
             continue
         if any(not _blank(v) and not isinstance(v, str) for v in lower_cells):
             continue  # numbers or dates: a data row

@@ -822,3 +822,22 @@ def test_a_sheets_own_date_cells_beside_text_dates_are_named_with_the_formats_to
         " '%Y-%m-%d %H:%M:%S'], timezone: Europe/Warsaw}\n" + columns
     )
     assert ingest_file(source=path, mapping_path=mapping, out=tmp_path / "out.parquet")["rows"] == 6
+
+
+def test_a_title_right_above_a_header_is_no_group_row(tmp_path) -> None:
+    """A one-cell title with no blank line under it is not a row of group titles: the header
+    keeps its own names (they were read "Declarations export id" for a moment)."""
+    import openpyxl
+
+    from features.intake.draft import read_for_draft
+
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.append(["Declarations export"])
+    sheet.append(["id", "at", "kg", "value"])
+    for i in range(10):
+        sheet.append([f"P{i}", "2026-10-02 10:00", 1.5, 12.0])
+    path = tmp_path / "title.xlsx"
+    book.save(path)
+    raw, _ = read_for_draft(path)
+    assert list(raw.columns) == ["id", "at", "kg", "value"] and len(raw) == 10

@@ -1313,6 +1313,9 @@ def _why_ignored(column: Column) -> str | None:
 ITEM_ROWS_SHARE = 0.02
 
 
+_ITEM_ROWS_SEEN = 20_000
+
+
 def _differs_between_items(raw: pd.DataFrame, chosen: dict[str, Column]) -> set[str]:
     """The columns of an item export whose cells differ between the item rows of a declaration
     (the declaration id ``chosen``), in the rows the draft read."""
@@ -1323,7 +1326,9 @@ def _differs_between_items(raw: pd.DataFrame, chosen: dict[str, Column]) -> set[
     repeated = ids.duplicated(keep=False).to_numpy()
     if not repeated.any():
         return set()
-    rows, keys = raw.loc[repeated], ids[repeated]
+    # the item rows of the first declarations are enough to see it (a million-row export's
+    # draft would otherwise group every column of every row)
+    rows, keys = raw.loc[repeated].head(_ITEM_ROWS_SEEN), ids[repeated].head(_ITEM_ROWS_SEEN)
     return {
         str(name)
         for name in raw.columns

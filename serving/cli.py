@@ -253,6 +253,8 @@ def score(
         raise ParcelriskError(f"--out {out}: use a .csv or .parquet file name")
     if not out.parent.is_dir():  # found before the decisions are scored and stored
         raise ParcelriskError(f"--out {out}: directory {out.parent} does not exist")
+    if not os.access(out.parent, os.W_OK):  # a read-only mount failed only after scoring
+        raise ParcelriskError(f"--out {out}: directory {out.parent} cannot be written")
     if out.exists() and file.exists() and out.resolve() == file.resolve():
         raise ParcelriskError(
             f"--out {out} is the declarations file itself: the scores would replace it; "
@@ -507,19 +509,13 @@ def _with_correction(raw: Any, why: str) -> Any:
 
 
 def _row_names(rows: Any, file: Path | None) -> list[str]:
-    """What a refusal calls each result row: its data row in the file (the reader keeps the
-    source's positions, empty rows left out; results collapsed from items are numbered as
-    read), with the file's name when several are joined."""
-    import pandas as pd
+    """What a refusal calls each result row: its row in the file (``row_number``: the reader
+    keeps the source's positions, empty rows left out), with the file's name when several
+    are joined."""
+    from serving.outcomes import row_number
 
-    index = rows.index
-    numbers = (
-        index.to_numpy() + 1
-        if pd.api.types.is_integer_dtype(index.dtype) and index.is_unique
-        else range(1, len(rows) + 1)
-    )
     prefix = f"{file.name} " if file is not None else ""
-    return [f"{prefix}row {n}" for n in numbers]
+    return [f"{prefix}row {row_number(rows, i)}" for i in range(len(rows))]
 
 
 def _read_results(file: Path, spec: Any, mapping: Path | None, settings: Any) -> tuple[Any, dict]:

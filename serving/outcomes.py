@@ -384,7 +384,7 @@ def check_outcomes(
     if problems:
         # named by ``raw``'s row labels: a file's row positions, kept where empty rows were
         # left out (a request's batch: 0, 1, 2 ..., its positions)
-        problems = [dataclasses.replace(p, row=_row_number(raw, p.row) - 1) for p in problems]
+        problems = [dataclasses.replace(p, row=row_number(raw, p.row) - 1) for p in problems]
         raise OutcomesRefused(problems, len(frame))
     frame[CORRECTION] = corrections
     new = frame.loc[~unchanged, [*RESULT_FIELDS, CORRECTION]].reset_index(drop=True)
@@ -616,7 +616,7 @@ def _inspected_only(raw: pd.DataFrame) -> tuple[pd.DataFrame, int]:
             else pd.Series(None, index=raw.index)
         )
         rows = [
-            f"row {_row_number(raw, i)} ({ids.iloc[i]}): {raw['inspected'].iloc[i]!r}"
+            f"row {row_number(raw, i)} ({ids.iloc[i]}): {raw['inspected'].iloc[i]!r}"
             for i in np.flatnonzero(unknown)[:5]
         ]
         raise ParcelriskError(
@@ -629,7 +629,7 @@ def _inspected_only(raw: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     return kept, int((~inspected).sum())
 
 
-def _row_number(frame: pd.DataFrame, position: int) -> int:
+def row_number(frame: pd.DataFrame, position: int) -> int:
     """The 1-based row number of ``frame``'s row at ``position``: its label + 1 where the labels
     are the source's row positions (integers), else its position + 1."""
     import pandas as pd

@@ -591,13 +591,6 @@ def score_file(
     # refused before anything is scored or recorded: a bad name must not leave decisions behind
     if suffix not in (".parquet", ".pq", ".csv"):
         raise ParcelriskError(f"--out {out}: use a .csv or .parquet file name")
-    # checked before anything is scored: a folder that cannot take the file failed only at
-    # the end, after every decision was computed (and recorded) (probe, 2026-12)
-    folder = out.parent if str(out.parent) else Path(".")
-    if not folder.is_dir():
-        raise ParcelriskError(f"--out {out}: {folder} is not a directory")
-    if not os.access(folder, os.W_OK):
-        raise ParcelriskError(f"--out {out}: {folder} cannot be written")
     declarations, _ = read_declarations(Path(source), with_outcomes=False)
     if len(declarations) == 0:
         raise ParcelriskError(f"{source}: no declarations to score")

@@ -149,12 +149,6 @@ def staged_dir(out: Path) -> Iterator[Path]:
         raise
     old = None
     if out.exists():
-        # what the build does not write stays (a .gitkeep, a file the user keeps there): moved
-        # into the new build's directory, never mixed with its files (none has their names)
-        written = {entry.name for entry in stage.iterdir()}
-        for entry in out.iterdir():
-            if entry.name not in written:
-                os.rename(entry, stage / entry.name)
         old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
         try:
             os.rename(out, old / out.name)
@@ -162,6 +156,11 @@ def staged_dir(out: Path) -> Iterator[Path]:
             shutil.rmtree(old, ignore_errors=True)
             _replace_content(out, stage)
             return
+        # what the build does not write stays (a .gitkeep, a file the user keeps there): moved
+        # into the new build's directory, never mixed with its files (none has their names)
+        for entry in (old / out.name).iterdir():
+            if not (stage / entry.name).exists():
+                os.rename(entry, stage / entry.name)
     os.rename(stage, out)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
@@ -184,15 +183,16 @@ def _builder_alive(stage: Path) -> bool:
 
 
 def _replace_content(out: Path, stage: Path) -> None:
-    """``out``'s entries replaced by ``stage``'s, one rename each (``staged_dir`` where ``out``
-    itself cannot be renamed); the build is whole by then, so the window is the renames'."""
-    for entry in out.iterdir():
-        if entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry)
-        else:
-            entry.unlink()
+    """``out``'s entries of the build's names replaced by ``stage``'s (``staged_dir`` where
+    ``out`` itself cannot be renamed); the others stay, as they do when it can. Moved, not
+    renamed: a mount point is another file system than the folder ``stage`` is in."""
     for entry in stage.iterdir():
-        os.rename(entry, out / entry.name)
+        kept = out / entry.name
+        if kept.is_dir() and not kept.is_symlink():
+            shutil.rmtree(kept)
+        elif kept.exists() or kept.is_symlink():
+            kept.unlink()
+        shutil.move(str(entry), str(kept))
     stage.rmdir()
 
 

@@ -652,3 +652,30 @@ def test_a_build_that_fails_half_way_leaves_the_previous_output_whole(
     assert json.loads((out / "source.json").read_text())["declarations"] == str(second)
     assert (out / ".gitkeep").exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".feat")] == [running.name]
+
+
+def test_an_output_that_cannot_be_renamed_gets_the_builds_files_and_keeps_the_others(
+    tmp_path, history, monkeypatch
+):
+    """A mount point (a container's volume) cannot be renamed: its build files are replaced
+    in place (moved across file systems), what the build does not write stays."""
+    from features.intake.io import write_declarations
+    from features.pipeline import build as build_module
+
+    source = tmp_path / "d.parquet"
+    write_declarations(history.head(2_000), source)
+    out = tmp_path / "feat"
+    build_module.build_to_dir(declarations_path=source, out=out, settings=Settings())
+    (out / ".gitkeep").write_text("")
+    real_rename = build_module.os.rename
+
+    def mount_point(src, dst):
+        if str(src) == str(out):
+            raise OSError(16, "Device or resource busy")
+        return real_rename(src, dst)
+
+    monkeypatch.setattr(build_module.os, "rename", mount_point)
+    summary = build_module.build_to_dir(declarations_path=source, out=out, settings=Settings())
+    assert summary["rows"] == 2_000 and (out / ".gitkeep").exists()
+    assert (out / "features.parquet").exists() and (out / "entity_state").is_dir()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".feat")] == []

@@ -17,7 +17,7 @@ import json
 import logging
 import tempfile
 from collections.abc import Collection, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -585,18 +585,22 @@ def promote_version(
     champion_split = champion_model.metadata.get("split")
     if champion_split:
         compare_from = max(test_start, SplitBoundaries.from_dict(champion_split).test_start)
+    holdouts = {"challenger": _holdout(features_dir, test_start, truth, "--features")}
     in_sample = ""
     if compare_from > test_start:
-        try:
-            _holdout(features_dir, compare_from, None, "--features")
-        except ParcelriskError:
+        frame = holdouts["challenger"].frame
+        later = (frame["declared_at"] >= compare_from).to_numpy()
+        if later.any():
+            holdouts["challenger"] = replace(
+                holdouts["challenger"], frame=frame.loc[later].reset_index(drop=True)
+            )
+        else:
             in_sample = (
                 f"the champion (version {champion}) was fitted and calibrated on parcels "
                 f"declared before {compare_from}, which covers the challenger's whole test "
                 f"period (from {test_start})"
             )
             compare_from = test_start
-    holdouts = {"challenger": _holdout(features_dir, compare_from, truth, "--features")}
     holdouts["champion"] = holdouts["challenger"]
     if champion_features_dir is not None:
         champion_holdout = _holdout(

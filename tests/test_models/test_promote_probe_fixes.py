@@ -433,3 +433,28 @@ def test_a_champion_is_never_scored_on_parcels_it_was_fitted_on(frames, tmp_path
     assert "not comparable: the champion (version 1) was fitted and calibrated on parcels" in said
     assert "covers the challenger's whole test period" in said
     assert not any(k.startswith("champion.") for k in result.get("metrics", {}))
+
+
+def test_a_test_period_partly_inside_the_champions_fit_is_compared_after_it(frames, tmp_path):
+    """A challenger whose test period starts before the champion's is compared only on the
+    parcels after the champion's fit and calibration, said in the reasons."""
+    features, truth, manifest = frames
+    full_dir = write_features_dir(tmp_path / "full", features, manifest)
+    world = registry_world(tmp_path, truth)
+    settings, uri = world["settings"], world["uri"]
+    common = {"tracking_uri": uri, "metrics_out": None, "ground_truth_path": world["truth_path"]}
+    run_training(full_dir, settings=settings, **common)
+    assert run_promotion(settings=settings, tracking_uri=uri)["outcome"] == "first"
+    wider = {"train": 0.5, "validation": 0.2, "test": 0.3}  # its test starts earlier
+    earlier = settings.model_copy(
+        update={"train": settings.train.model_copy(update={"split": wider})}
+    )
+    run_training(full_dir, settings=earlier, **common)
+    result = run_promotion(settings=settings, tracking_uri=uri)
+    said = " ".join(result["reasons"])
+    assert "not comparable" not in said
+    assert "after the champion's fit and calibration periods" in said
+    assert (
+        result["holdout_parcels"]
+        < (features["declared_at"] >= features["declared_at"].quantile(0.7)).sum()
+    )

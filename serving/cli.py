@@ -527,6 +527,7 @@ def _read_results(file: Path, spec: Any, mapping: Path | None, settings: Any) ->
         drop_empty_and_totals_rows,
         drop_repeated_items,
         map_outcomes,
+        pad_identifier_zeros,
         read_source,
         resolve_aliases,
         revenue_summary,
@@ -542,6 +543,7 @@ def _read_results(file: Path, spec: Any, mapping: Path | None, settings: Any) ->
     spec, _ = resolve_aliases(source, spec)  # the name of the column this file has
     source, dropped = drop_empty_and_totals_rows(source, spec, file, time_field="inspected_at")
     source, repeated = drop_repeated_items(source, spec, file)
+    source, ids_padded = pad_identifier_zeros(source, spec)
     ignored = [str(c) for c in source.columns if c not in set(spec.source_columns())]
     # a result field the file carries under its contract name, left out of the mapping,
     # would be stored empty, and the full result then refused as a conflict for good
@@ -580,6 +582,8 @@ def _read_results(file: Path, spec: Any, mapping: Path | None, settings: Any) ->
         notes["rows_not_results_dropped"] = dropped
     if repeated:
         notes["item_rows_repeated_dropped"] = repeated
+    if ids_padded:
+        notes["identifier_zeros_restored"] = ids_padded
     if read_as_utc:
         notes["times_read_as_utc"] = read_as_utc
     if ignored:

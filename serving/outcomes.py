@@ -589,7 +589,8 @@ def _lost_zeros_hint(
     return (
         f"Ids without their leading zeros? {holder} holds {example!r} for {padded[example]!r} "
         f"({len(found)} of the {len(digits)} looked up): the results file wrote the ids as "
-        "numbers; export them as text, or write the zeros back, then send it again"
+        "numbers; export them as text, or have the mapping write the zeros back "
+        f"(declaration_id: {{column: ..., zero_pad: {len(example)}}}), then send it again"
     )
 
 

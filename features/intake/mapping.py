@@ -101,6 +101,7 @@ from features.intake.contract import (
     COUNTRY_PATTERN,
     FIELDS,
     FIELDS_BY_NAME,
+    IDENTIFIER_FIELDS,
     Contract,
     ContractError,
     ExtraColumn,
@@ -264,6 +265,11 @@ class _Spec(BaseModel):
     # suffix: 610910000011): keep their first N digits (6 to 10), the HS and national
     # subheadings the suffix refines
     digits: int | None = Field(default=None, ge=6, le=10)
+    # identifiers (the contract's ``_id`` fields, the office, entity extras) a spreadsheet or a
+    # database wrote as numbers, their leading zeros lost (515428 for 000515428): ids of digits
+    # only and shorter than N get zeros on the left up to N digits, so a results file matches
+    # the declarations and one consignee stays one entity across exports
+    zero_pad: int | None = Field(default=None, ge=2, le=64)
     true_values: list[str] | None = None
     false_values: list[str] | None = None
     # booleans: true where the cell holds anything, false where it is empty (an export that
@@ -643,6 +649,15 @@ class Mapping(BaseModel):
                 problems.append(f"{name}: 'lost_leading_zero' restores HS codes only")
             if spec.digits is not None and name != "hs_code":
                 problems.append(f"{name}: 'digits' shortens HS codes only")
+            if spec.zero_pad is not None:
+                is_id = name in IDENTIFIER_FIELDS or getattr(spec, "kind", None) == "entity"
+                if not is_id:
+                    problems.append(
+                        f"{name}: 'zero_pad' writes back the zeros of identifiers only (the "
+                        "_id fields, arrival_office, entity extras)"
+                    )
+                elif spec.column is None:
+                    problems.append(f"{name}: 'zero_pad' pads one source 'column'")
             if spec.given and (kind != "bool" or not spec.sources):
                 problems.append(f"{name}: 'given' reads a column as a yes/no field, filled or not")
             if spec.given and any(
@@ -1430,6 +1445,30 @@ def restore_hs_zeros(raw: pd.DataFrame, mapping: Mapping) -> tuple[pd.DataFrame,
     return raw.assign(**{spec.column: text.mask(short, "0" + text)}), int(short.sum())
 
 
+def pad_identifier_zeros(
+    raw: pd.DataFrame, mapping: Mapping
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    """``raw`` with the identifiers whose spec says ``zero_pad: N`` zero-filled to N digits
+    where they are digits only and shorter; and how many per field (none: left out).
+
+    Only digits are padded: an id with a letter or a separator was not written from a number,
+    and one already N digits or longer is as written. A numeric source column (a Parquet or
+    workbook integer) is read as text first, as every identifier is."""
+    specs = [(n, s) for n, s in mapping.columns.items() if s.zero_pad is not None]
+    specs += [(e.name, e) for e in mapping.extras if e.zero_pad is not None]
+    padded: dict[str, int] = {}
+    for name, spec in specs:
+        if spec.column is None or spec.column not in raw.columns or spec.zero_pad is None:
+            continue
+        text = _as_text(raw[spec.column])
+        short = text.str.fullmatch(r"[0-9]+").fillna(False).astype(bool)
+        short &= text.str.len().lt(spec.zero_pad).fillna(False).astype(bool)
+        if short.any():
+            raw = raw.assign(**{spec.column: text.mask(short, text.str.zfill(spec.zero_pad))})
+            padded[name] = int(short.sum())
+    return raw, padded
+
+
 # How a spreadsheet writes a long number it rounded: 7.70001E+11, 7E+11 (the sign always
 # written, which no code of letters and digits such as 3E12 has)
 _SPREADSHEET_SCIENTIFIC = r"[0-9](?:[.,][0-9]+)?[eE]\+[0-9]{1,3}"
@@ -1443,7 +1482,7 @@ def _check_identifiers_text(raw: pd.DataFrame, mapping: Mapping) -> None:
     integer column) are whole, and read as written."""
     import pandas as pd
 
-    from features.intake.contract import IDENTIFIER_FIELDS, PERSONAL_FIELDS
+    from features.intake.contract import PERSONAL_FIELDS
 
     specs = [(n, mapping.columns.get(n)) for n in sorted(IDENTIFIER_FIELDS)]
     specs += [(e.name, e) for e in mapping.extras if e.kind == "entity"]
@@ -1843,6 +1882,7 @@ def _map_declarations(
 
     _check_structure(raw, mapping)
     raw, _ = restore_hs_zeros(raw if keep_index else raw.reset_index(drop=True), mapping)
+    raw, _ = pad_identifier_zeros(raw, mapping)
     raw, _ = join_hs_groups(raw, mapping)
     contract = mapping.contract
     with_outcomes = any(FIELDS_BY_NAME[n].scope == "outcome" for n in mapping.columns)
@@ -2367,6 +2407,7 @@ def read_export(
             mapping.columns["hs_code"].column,
             restored,
         )
+    raw, ids_padded = pad_identifier_zeros(raw, mapping)  # counted here, for the summary
     read_as_utc = warn_times_read_as_utc(raw, mapping, timezone, source)
     other_zone = warn_zone_unlike_features(mapping, timezone, source)
     raw, joined = join_hs_groups(raw, mapping)
@@ -2424,6 +2465,7 @@ def read_export(
         "ignored_source_column_names": ignored,
         "hs_code_zeros_restored": restored,
         "hs_code_groups_joined": joined,
+        **({"identifier_zeros_restored": ids_padded} if ids_padded else {}),
         **({"columns_read_by_alias": by_alias} if by_alias else {}),
         **revenue_summary(mapping, declarations, source),
         **({"times_read_as_utc": read_as_utc} if read_as_utc else {}),
@@ -2810,6 +2852,7 @@ __all__ = [
     "join_hs_groups",
     "load_mapping",
     "map_outcomes",
+    "pad_identifier_zeros",
     "parse_mapping",
     "parse_mapping_text",
     "rates_to_eur",
@@ -2889,6 +2932,7 @@ def map_outcomes(
     # anything else is numbered afresh
     positions = raw.index.is_unique and pd.api.types.is_integer_dtype(raw.index.dtype)
     raw, mapping = join_columns(raw if positions else raw.reset_index(drop=True), mapping)
+    raw, _ = pad_identifier_zeros(raw, mapping)
     id_spec = mapping.columns["declaration_id"]
     ids = _as_text(raw[id_spec.column]) if id_spec.column is not None else None
     targets = [(name, FIELDS_BY_NAME[name].kind, spec) for name, spec in mapping.columns.items()]

@@ -668,6 +668,38 @@ def test_lost_leading_zero_is_for_hs_codes_only() -> None:
         parse_mapping_text(_mapping(declared_value="{column: VALUE, lost_leading_zero: true}"))
 
 
+def test_identifiers_written_as_numbers_get_their_zeros_back_to_the_width_given(
+    tmp_path,
+) -> None:
+    """``zero_pad: 9``: digits-only ids shorter than 9 are zero-filled; an id with a letter,
+    or already 9 digits or longer, is as written. Counted in the ingest summary."""
+    ids = {"ID": ["515428", "000515429", "A3", "1234567890"]}
+    frame = pd.DataFrame({**BASE, **ids})
+    source = tmp_path / "export.csv"
+    frame.to_csv(source, index=False)
+    mapping = tmp_path / "mapping.yaml"
+    mapping.write_text(_mapping(declaration_id="{column: ID, zero_pad: 9}"), encoding="utf-8")
+    summary = ingest_file(source=source, mapping_path=mapping, out=tmp_path / "out.parquet")
+    assert summary["identifier_zeros_restored"] == {"declaration_id": 1}
+    got = pd.read_parquet(tmp_path / "out.parquet")["declaration_id"].tolist()
+    assert got == ["000515428", "000515429", "A3", "1234567890"]
+
+
+def test_an_integer_id_column_is_zero_padded_as_text() -> None:
+    """A Parquet or workbook integer column of seller numbers reads as the padded text."""
+    raw = pd.DataFrame({**BASE, "BUYER": [7, 70, 700, 7000]})
+    mapping = _mapping(seller_id="{column: BUYER, zero_pad: 4}")
+    out = apply_mapping(raw, parse_mapping_text(mapping))[0]
+    assert out["seller_id"].tolist() == ["0007", "0070", "0700", "7000"]
+
+
+def test_zero_pad_is_for_identifiers_read_from_one_column() -> None:
+    with pytest.raises(ContractError, match="identifiers only"):
+        parse_mapping_text(_mapping(declared_value="{column: VALUE, zero_pad: 6}"))
+    with pytest.raises(ContractError, match="pads one source 'column'"):
+        parse_mapping_text(_mapping(seller_id="{value: S1, zero_pad: 6}"))
+
+
 def test_the_api_refuses_an_hs_code_sent_as_a_number() -> None:
     from pydantic import ValidationError
 

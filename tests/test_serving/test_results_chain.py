@@ -290,11 +290,49 @@ def test_result_ids_that_lost_their_leading_zeros_are_said_to_have(location) -> 
     try:
         with pytest.raises(OutcomesRefused, match="has no decision in the store") as refused:
             store_outcomes(outcomes, results, source="t", now=NOW)
-        assert "The store holds '000515428' for '515428' (3 of the 3 looked up)" in str(
-            refused.value
-        )
+        said = str(refused.value)
+        assert "The store holds '000515428' for '515428' (3 of the 3 looked up)" in said
+        assert "zero_pad: 9" in said  # the mapping's way to write them back
         with pytest.raises(OutcomesRefused) as other:
             store_outcomes(outcomes, results.assign(declaration_id="999"), source="t", now=NOW)
         assert "leading zeros" not in str(other.value)
     finally:
         outcomes.close()
+
+
+def test_a_results_mapping_writes_back_the_zeros_the_ids_lost(location, tmp_path) -> None:
+    """``zero_pad: 9`` on declaration_id: the same file the hint above refuses is stored, the
+    padding counted in the summary; an id with a letter is left as written (and refused)."""
+    store = open_store(location)
+    store.record(
+        [
+            dataclasses.replace(
+                _record(i),
+                declaration_id=f"{515428 + i:09d}",
+                declaration_json=json.dumps(
+                    {"declaration_id": f"{515428 + i:09d}", "declared_at": "2026-05-01T10:00:00Z"}
+                ),
+            )
+            for i in range(2)
+        ]
+    )
+    store.close()
+    source = tmp_path / "results.csv"
+    source.write_text(
+        "DECL,DATE,HIT\n515428,2026-05-10T09:00:00Z,N\n515429,2026-05-10T09:00:00Z,N\n"
+    )
+    mapping = tmp_path / "mapping.yaml"
+    mapping.write_text(
+        "columns:\n"
+        "  declaration_id: {column: DECL, zero_pad: 9}\n"
+        "  inspected_at: DATE\n"
+        "  illicit: {column: HIT, values: {Y: true, N: false}}\n"
+    )
+    args = ["outcomes", "ingest", str(source), "--mapping", str(mapping), "--db", location]
+    run = CliRunner().invoke(app, args)
+    assert run.exit_code == 0, run.output
+    summary = json.loads(run.output[run.output.index("{") :])
+    assert summary["stored"] == 2 and summary["identifier_zeros_restored"] == {"declaration_id": 2}
+    source.write_text("DECL,DATE,HIT\nX515428,2026-05-10T09:00:00Z,N\n")
+    run = CliRunner().invoke(app, args)
+    assert run.exit_code != 0 and "X515428" in run.output + str(run.exception)

@@ -528,9 +528,11 @@ def _read_results(file: Path, spec: Any, mapping: Path | None, settings: Any) ->
         drop_repeated_items,
         map_outcomes,
         pad_identifier_zeros,
+        read_float_written,
         read_source,
         resolve_aliases,
         revenue_summary,
+        warn_float_written,
         warn_local_times,
         warn_times_read_as_utc,
     )
@@ -543,6 +545,8 @@ def _read_results(file: Path, spec: Any, mapping: Path | None, settings: Any) ->
     spec, _ = resolve_aliases(source, spec)  # the name of the column this file has
     source, dropped = drop_empty_and_totals_rows(source, spec, file, time_field="inspected_at")
     source, repeated = drop_repeated_items(source, spec, file)
+    source, float_written = read_float_written(source, spec)
+    warn_float_written(float_written, spec, file)
     source, ids_padded = pad_identifier_zeros(source, spec)
     ignored = [str(c) for c in source.columns if c not in set(spec.source_columns())]
     # a result field the file carries under its contract name, left out of the mapping,
@@ -584,6 +588,8 @@ def _read_results(file: Path, spec: Any, mapping: Path | None, settings: Any) ->
         notes["item_rows_repeated_dropped"] = repeated
     if ids_padded:
         notes["identifier_zeros_restored"] = ids_padded
+    if float_written:
+        notes["float_written_values_read"] = float_written
     if read_as_utc:
         notes["times_read_as_utc"] = read_as_utc
     if ignored:

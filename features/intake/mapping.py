@@ -195,7 +195,12 @@ NUMBER_WITH_UNIT = (
 _HS_LOST_ZERO = r"[0-9]{5}|[0-9]{7}|[0-9]{9}"
 # an HS code in tariff notation: 2-digit groups after the chapter, joined by '.', ' ' or '-'
 # (6109.10.00, 6109 10 00, 61.09.10, 6109-10); 6, 8 or 10 digits in all
-_HS_GROUPED = r"[0-9]{2}(?:[. -]?[0-9]{2}){2,4}"
+# Japan prints its 9-digit statistical codes as heading.subheading-3 digits (8504.40-000)
+_HS_GROUPED = r"[0-9]{2}(?:[. -]?[0-9]{2}){2,4}|[0-9]{4}\.[0-9]{2}-[0-9]{3}"
+# a code or an identifier written from a floating-point column: programs print the number
+# 610910 as "610910.0" (pandas makes a column of numbers with a blank float); no code or id
+# is written so by hand, and tariff notation has groups of two digits, never one
+_FLOAT_WRITTEN = r"[0-9]+\.0"
 # an ISO 8601 time carrying its zone (Z, UTC or an offset): read as is, not in the mapping's zone
 _ZONED_TIME = (
     r"(?i)[T ]\d{2}(?::?\d{2}(?::?\d{2}(?:[.,]\d+)?)?)?\s*(?:Z|UTC|[+-]\d{2}(?::?\d{2})?)$"
@@ -1445,6 +1450,54 @@ def restore_hs_zeros(raw: pd.DataFrame, mapping: Mapping) -> tuple[pd.DataFrame,
     return raw.assign(**{spec.column: text.mask(short, "0" + text)}), int(short.sum())
 
 
+def read_float_written(raw: pd.DataFrame, mapping: Mapping) -> tuple[pd.DataFrame, dict[str, int]]:
+    """``raw`` with HS codes and identifiers written from floating-point numbers ("610910.0",
+    "100002.0") read as the whole numbers they are; and how many per field (none: left out).
+
+    Kept as written, "100002.0" was a declaration of its own beside "100002" (one parcel of two
+    overlapping exports taken twice) and "555001.0" a consignee apart from "555001"; an HS code
+    "610910.0" was joined as tariff notation into 06109100, another chapter (probe, 2026-12). A
+    code so written is a number, so one of 5, 7 or 9 digits gets the zero of chapters 01-09
+    back, as from a numeric column. Numeric columns are read as numbers already (``_as_text``)."""
+    import pandas as pd
+
+    specs = [(n, s) for n, s in mapping.columns.items() if n == "hs_code" or n in IDENTIFIER_FIELDS]
+    specs += [(e.name, e) for e in mapping.extras if e.kind == "entity"]
+    counts: dict[str, int] = {}
+    for name, spec in specs:
+        if spec.column is None or spec.column not in raw.columns:
+            continue
+        column = raw[spec.column]
+        if pd.api.types.is_numeric_dtype(column.dtype):
+            continue
+        text = column.astype("str").str.strip().where(column.notna())
+        written = text.str.fullmatch(_FLOAT_WRITTEN).fillna(False).astype(bool)
+        if not written.any():
+            continue
+        whole = text.str.slice(0, -2)
+        if name == "hs_code":
+            short = whole.str.fullmatch(_HS_LOST_ZERO).fillna(False).astype(bool)
+            whole = whole.mask(short, "0" + whole)
+        raw = raw.assign(**{spec.column: column.mask(written, whole)})
+        counts[name] = int(written.sum())
+    return raw, counts
+
+
+def warn_float_written(counts: dict[str, int], mapping: Mapping, source: Any) -> None:
+    """One warning per field ``read_float_written`` read."""
+    for name, n in counts.items():
+        spec = mapping.columns.get(name) or next(e for e in mapping.extras if e.name == name)
+        logger.warning(
+            "%s: %s (source column %r): %d value(s) written as floating-point numbers "
+            "('100002.0') read as the whole numbers they are ('100002'); export the column as "
+            "text to keep codes and identifiers as written",
+            source,
+            name,
+            spec.column,
+            n,
+        )
+
+
 def pad_identifier_zeros(
     raw: pd.DataFrame, mapping: Mapping
 ) -> tuple[pd.DataFrame, dict[str, int]]:
@@ -1624,12 +1677,15 @@ def join_hs_groups(raw: pd.DataFrame, mapping: Mapping) -> tuple[pd.DataFrame, i
         national &= ~grouped
         digits_only = text.where(~national, text.str.replace(r"[. -]", "", regex=True))
         joined = joined.where(~national, digits_only)
-        long = joined.str.fullmatch(r"\d{11,}").fillna(False).astype(bool)
+        # any code longer than asked: digits: 6 reads every code as its HS subheading
+        long = joined.str.fullmatch(rf"\d{{{spec.digits + 1},}}").fillna(False).astype(bool)
         joined = joined.mask(long, joined.str.slice(0, spec.digits))
-        grouped |= long | national.astype(bool)
-    if not grouped.any():
+    # counted: the codes written otherwise than they are read (a plain code of 6 to 10 digits
+    # matches the national pattern too, and is not joined)
+    changed = joined.ne(text).fillna(False).astype(bool)
+    if not changed.any():
         return raw, 0
-    return raw.assign(**{spec.column: joined.where(raw[spec.column].notna())}), int(grouped.sum())
+    return raw.assign(**{spec.column: joined.where(raw[spec.column].notna())}), int(changed.sum())
 
 
 def resolve_aliases(raw: pd.DataFrame, mapping: Mapping) -> tuple[Mapping, dict[str, str]]:
@@ -1881,7 +1937,8 @@ def _map_declarations(
     import pandas as pd
 
     _check_structure(raw, mapping)
-    raw, _ = restore_hs_zeros(raw if keep_index else raw.reset_index(drop=True), mapping)
+    raw, _ = read_float_written(raw if keep_index else raw.reset_index(drop=True), mapping)
+    raw, _ = restore_hs_zeros(raw, mapping)
     raw, _ = pad_identifier_zeros(raw, mapping)
     raw, _ = join_hs_groups(raw, mapping)
     contract = mapping.contract
@@ -2396,6 +2453,8 @@ def read_export(
     raw, mapping = join_columns(raw, mapping)
     raw, not_declarations = drop_empty_and_totals_rows(raw, mapping, source)
     raw, repeated_items = drop_repeated_items(raw, mapping, source)
+    raw, float_written = read_float_written(raw, mapping)  # counted here, for the summary
+    warn_float_written(float_written, mapping, source)
     check_hs_text(raw, mapping, source)
     raw, restored = restore_hs_zeros(raw, mapping)  # counted here, for the summary
     if restored:
@@ -2412,12 +2471,14 @@ def read_export(
     other_zone = warn_zone_unlike_features(mapping, timezone, source)
     raw, joined = join_hs_groups(raw, mapping)
     if joined:
+        cut = mapping.columns["hs_code"].digits
         logger.warning(
             "%s: hs_code (source column %r): %d code(s) written in tariff notation were "
-            "joined to digits (6109.10.00 -> 61091000)",
+            "joined to digits (6109.10.00 -> 61091000)%s",
             source,
             mapping.columns["hs_code"].column,
             joined,
+            f", or cut to their first {cut} digits (digits: {cut})" if cut else "",
         )
     rejected = None
     if not quarantine:
@@ -2466,6 +2527,7 @@ def read_export(
         "hs_code_zeros_restored": restored,
         "hs_code_groups_joined": joined,
         **({"identifier_zeros_restored": ids_padded} if ids_padded else {}),
+        **({"float_written_values_read": float_written} if float_written else {}),
         **({"columns_read_by_alias": by_alias} if by_alias else {}),
         **revenue_summary(mapping, declarations, source),
         **({"times_read_as_utc": read_as_utc} if read_as_utc else {}),
@@ -2857,10 +2919,12 @@ __all__ = [
     "parse_mapping_text",
     "rates_to_eur",
     "read_export",
+    "read_float_written",
     "read_source",
     "resolve_aliases",
     "restore_hs_zeros",
     "revenue_summary",
+    "warn_float_written",
     "warn_local_times",
     "warn_times_read_as_utc",
     "warn_zone_unlike_features",
@@ -2932,6 +2996,7 @@ def map_outcomes(
     # anything else is numbered afresh
     positions = raw.index.is_unique and pd.api.types.is_integer_dtype(raw.index.dtype)
     raw, mapping = join_columns(raw if positions else raw.reset_index(drop=True), mapping)
+    raw, _ = read_float_written(raw, mapping)
     raw, _ = pad_identifier_zeros(raw, mapping)
     id_spec = mapping.columns["declaration_id"]
     ids = _as_text(raw[id_spec.column]) if id_spec.column is not None else None

@@ -258,6 +258,40 @@ def test_national_codes_longer_than_hs_are_refused_at_ingest_or_cut_by_digits(tm
         )
 
 
+def test_codes_and_ids_written_from_floats_are_read_as_the_whole_numbers(tmp_path) -> None:
+    """ "610910.0" was joined as tariff notation into 06109100 (another chapter) and "100002.0"
+    kept as an id apart from "100002" (probe). A code so written lost its zero too."""
+    source = (
+        "ID;AT;OFFICE;MODE;ORIGIN;HS;KG;VALUE;IOSS\n"
+        "A1;01.02.2026 10:00;FR01;P;CN;6109100000.0;450;12,50;X\n"
+        "100002.0;01.02.2026 11:00;FR01;P;CN;90121.0;900;18,00;N\n"
+        "A3;01.02.2026 12:00;FR02;P;US;610910.0;120;9,99;X\n"
+    )
+    summary = _ingest(tmp_path, source)
+    assert summary["float_written_values_read"] == {"declaration_id": 1, "hs_code": 3}
+    assert summary["hs_code_groups_joined"] == 0
+    out, _ = read_declarations(tmp_path / "out.parquet", with_outcomes=False)
+    assert out["hs_code"].tolist() == ["6109100000", "090121", "610910"]
+    assert out["declaration_id"].tolist() == ["A1", "100002", "A3"]
+    # a code in tariff notation is still joined, and "6109.10" is no float
+    summary = _ingest(tmp_path, source.replace("610910.0", "6109.10.00"))
+    assert summary["hs_code_groups_joined"] == 1
+
+
+def test_japans_statistical_notation_is_joined_and_digits_cuts_any_longer_code(tmp_path) -> None:
+    """8504.40-000 passed ingest as written and failed the gate; digits: 6 left 9 digits."""
+    source = SOURCE.replace("851762", "8504.40-000").replace("950300", "0902.30-000")
+    summary = _ingest(tmp_path, source)
+    assert summary["hs_code_groups_joined"] == 2
+    out, _ = read_declarations(tmp_path / "out.parquet", with_outcomes=False)
+    assert out["hs_code"].tolist() == ["850440000", "090230000", "610910"]
+    _ingest(
+        tmp_path, source, _with("  hs_code: HS\n", "  hs_code: {column: HS, digits: 6}\n", MAPPING)
+    )
+    out, _ = read_declarations(tmp_path / "out.parquet", with_outcomes=False)
+    assert out["hs_code"].tolist() == ["850440", "090230", "610910"]
+
+
 def test_the_indian_grouping_is_read_and_drafted(tmp_path) -> None:
     """1,90,581.82 (lakh and crore) was refused by every spec: an Indian export writes every
     INR amount so (probe). A misgrouped value is still refused."""

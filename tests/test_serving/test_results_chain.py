@@ -302,7 +302,8 @@ def test_result_ids_that_lost_their_leading_zeros_are_said_to_have(location) -> 
 
 def test_a_results_mapping_writes_back_the_zeros_the_ids_lost(location, tmp_path) -> None:
     """``zero_pad: 9`` on declaration_id: the same file the hint above refuses is stored, the
-    padding counted in the summary; an id with a letter is left as written (and refused)."""
+    padding counted in the summary (an id written as a float is read as its number first); an
+    id with a letter is left as written (and refused)."""
     store = open_store(location)
     store.record(
         [
@@ -319,7 +320,7 @@ def test_a_results_mapping_writes_back_the_zeros_the_ids_lost(location, tmp_path
     store.close()
     source = tmp_path / "results.csv"
     source.write_text(
-        "DECL,DATE,HIT\n515428,2026-05-10T09:00:00Z,N\n515429,2026-05-10T09:00:00Z,N\n"
+        "DECL,DATE,HIT\n515428,2026-05-10T09:00:00Z,N\n515429.0,2026-05-10T09:00:00Z,N\n"
     )
     mapping = tmp_path / "mapping.yaml"
     mapping.write_text(
@@ -333,6 +334,7 @@ def test_a_results_mapping_writes_back_the_zeros_the_ids_lost(location, tmp_path
     assert run.exit_code == 0, run.output
     summary = json.loads(run.output[run.output.index("{") :])
     assert summary["stored"] == 2 and summary["identifier_zeros_restored"] == {"declaration_id": 2}
+    assert summary["float_written_values_read"] == {"declaration_id": 1}  # 515429.0, a float
     source.write_text("DECL,DATE,HIT\nX515428,2026-05-10T09:00:00Z,N\n")
     run = CliRunner().invoke(app, args)
     assert run.exit_code != 0 and "X515428" in run.output + str(run.exception)

@@ -78,6 +78,7 @@ from __future__ import annotations
 
 import codecs
 import functools
+import io
 import logging
 import lzma
 import math
@@ -2252,7 +2253,174 @@ def _read_workbook(path: Path, mapping: Mapping) -> tuple[pd.DataFrame, list[str
             for i, name in enumerate(names)
         }
     )
+    facts = _xlsx_facts(path, sheet)
+    if facts.uncalculated:
+        _refuse_uncalculated(path, sheet, facts.uncalculated, names, top, mapping)
+    if facts.date1904:
+        raw = _serials_from_1904(raw, mapping, path, sheet)
     return raw, header
+
+
+@dataclass(frozen=True)
+class _XlsxFacts:
+    """What calamine does not say of an Office Open XML workbook: its date system, and the
+    cells holding a formula with no value saved ((row, column) from 0, as the frame's)."""
+
+    date1904: bool = False
+    uncalculated: tuple[tuple[int, int], ...] = ()
+
+
+def _xlsx_facts(path: Path, sheet: str) -> _XlsxFacts:
+    """``_XlsxFacts`` of an .xlsx/.xlsm workbook (other formats: none known).
+
+    A workbook saved in the 1904 date system (Mac Excel, ``date1904``) counts serial days from
+    1904-01-01, 1,462 days after the usual epoch: calamine types date cells right, but a
+    serial stored as a number read with ``format: excel`` came out 4 years and a day early.
+    A workbook written by a program (a report writer, openpyxl) and never opened in a
+    spreadsheet holds formulas without their results: calamine reads them as empty, so a
+    computed amount was lost unsaid (probe, 2026-12). The sheet's XML is parsed only when it
+    holds a formula at all."""
+    from xml.etree import ElementTree
+
+    if path.suffix.lower() not in (".xlsx", ".xlsm") or not zipfile.is_zipfile(path):
+        return _XlsxFacts()
+    try:
+        with zipfile.ZipFile(path) as book:
+            workbook = ElementTree.fromstring(book.read("xl/workbook.xml"))
+            props = next((e for e in workbook.iter() if e.tag.endswith("}workbookPr")), None)
+            date1904 = props is not None and props.get("date1904", "").lower() in ("1", "true")
+            target = _sheet_part(book, workbook, sheet)
+            if target is None or target not in book.namelist():
+                return _XlsxFacts(date1904)
+            with book.open(target) as part:
+                head = part.read()
+            if re.search(rb"<(?:\w+:)?f[\s>/]", head) is None:
+                return _XlsxFacts(date1904)
+            uncalculated = []
+            for _, cell in ElementTree.iterparse(io.BytesIO(head), events=("end",)):
+                if not cell.tag.endswith("}c") and cell.tag != "c":
+                    continue
+                children = {child.tag.rsplit("}", 1)[-1]: child for child in cell}
+                value = children.get("v")
+                empty = value is None or not (value.text or "").strip()
+                if "f" in children and empty and (at := _cell_position(cell.get("r", ""))):
+                    uncalculated.append(at)
+                cell.clear()
+    except (OSError, KeyError, zipfile.BadZipFile, ElementTree.ParseError):
+        return _XlsxFacts()  # calamine read it: what it could not tell stays unknown
+    return _XlsxFacts(date1904, tuple(uncalculated))
+
+
+def _sheet_part(book: Any, workbook: Any, sheet: str) -> str | None:
+    """The zip member of the sheet named ``sheet`` (its relationship in the workbook's)."""
+    from xml.etree import ElementTree
+
+    rel_id = next(
+        (
+            value
+            for e in workbook.iter()
+            if e.tag.endswith("}sheet") and e.get("name") == sheet
+            for key, value in e.attrib.items()
+            if key.endswith("}id")
+        ),
+        None,
+    )
+    if rel_id is None:
+        return None
+    rels = ElementTree.fromstring(book.read("xl/_rels/workbook.xml.rels"))
+    target = next((e.get("Target") for e in rels if e.get("Id") == rel_id), None)
+    if target is None:
+        return None
+    return target.lstrip("/") if target.startswith("/") else f"xl/{target}"
+
+
+def _cell_position(ref: str) -> tuple[int, int] | None:
+    """``"H12"`` -> (11, 7): row and column from 0."""
+    match = re.fullmatch(r"([A-Z]{1,3})([0-9]+)", ref)
+    if match is None:
+        return None
+    column = 0
+    for letter in match.group(1):
+        column = column * 26 + ord(letter) - ord("A") + 1
+    return int(match.group(2)) - 1, column - 1
+
+
+def _refuse_uncalculated(
+    path: Path,
+    sheet: str,
+    cells: tuple[tuple[int, int], ...],
+    names: list[str],
+    top: int,
+    mapping: Mapping,
+) -> None:
+    """Refuse formulas without a saved value in the columns the mapping reads (their cells
+    would be read as empty: a required amount refused by the gate without a word of why, an
+    optional one nulled); in other columns, a warning."""
+    read = set(mapping.named_columns())
+    below = [(r, c) for r, c in cells if r > top and c < len(names)]
+    if not below:
+        return
+    refs = [f"{_column_letters(c)}{r + 1}" for r, c in below]
+    mapped = sorted({names[c] for r, c in below if names[c] in read})
+    what = (
+        f"{path}: sheet {sheet!r}: {len(below)} cell(s) hold a formula with no value saved "
+        f"(e.g. {', '.join(refs[:5])}): the workbook was written by a program and never "
+        "calculated, so they read as empty"
+    )
+    if mapped:
+        raise ContractError(
+            f"{what}, in column(s) the mapping reads: {', '.join(map(repr, mapped))}; open the "
+            "workbook in a spreadsheet program and save it (the results are then stored), or "
+            "export the sheet as CSV"
+        )
+    logger.warning("%s; the mapping reads none of their columns", what)
+
+
+def _column_letters(column: int) -> str:
+    letters = ""
+    column += 1
+    while column:
+        column, rest = divmod(column - 1, 26)
+        letters = chr(ord("A") + rest) + letters
+    return letters
+
+
+# days from the 1900 date system's epoch (1899-12-30) to the 1904 system's (1904-01-01)
+_DAYS_1900_TO_1904 = 1462
+
+
+def _serials_from_1904(raw: pd.DataFrame, mapping: Mapping, path: Path, sheet: str) -> pd.DataFrame:
+    """Serial days of a 1904-date-system workbook in the columns read with ``format: excel``
+    counted from the usual epoch, as the reader takes them (``_xlsx_facts``)."""
+    import pandas as pd
+
+    shifted = []
+    for _, _, spec in _targets(mapping):
+        formats = spec.format if isinstance(spec.format, list) else [spec.format]
+        if EXCEL_FORMAT not in formats:
+            continue
+        for source in [*spec.sources, *(spec.aliases or [])]:
+            if source not in raw.columns or source in shifted:
+                continue
+            column = raw[source]
+            number = pd.to_numeric(column, errors="coerce") if column.dtype == object else column
+            if not pd.api.types.is_numeric_dtype(number.dtype):
+                continue
+            serial = number.notna() & column.map(
+                lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
+            ).astype(bool)
+            if serial.any():
+                raw = raw.assign(**{source: column.mask(serial, number + _DAYS_1900_TO_1904)})
+                shifted.append(source)
+    if shifted:
+        logger.warning(
+            "%s: sheet %r: the workbook counts dates from 1904 (Mac Excel's date system): the "
+            "serial days of %s read from that epoch",
+            path,
+            sheet,
+            ", ".join(map(repr, shifted)),
+        )
+    return raw
 
 
 def _two_row_header(cells: pd.DataFrame, top: int) -> tuple[int, list[str]] | None:

@@ -424,8 +424,11 @@ def test_tariff_notation_is_joined_to_digits(written: str, read: str) -> None:
 
 
 def test_other_separators_are_left_for_the_gate_and_counted_when_joined(tmp_path) -> None:
-    out = _apply({"HS": ["610.910", "6109.1", "61091.0", "6109.10"]})
-    assert out["hs_code"].tolist() == ["610.910", "6109.1", "61091.0", "610910"]
+    out = _apply({"HS": ["610.910", "6109.1", "61091.10", "6109.10"]})
+    assert out["hs_code"].tolist() == ["610.910", "6109.1", "61091.10", "610910"]
+    # one zero after the point is how a program writes a float: the number 61091, whose
+    # chapter's zero is lost (read_float_written), not a separator
+    assert _apply({"HS": ["61091.0"] * 4})["hs_code"].tolist() == ["061091"] * 4
     frame = pd.DataFrame({**BASE, "HS": ["6109.10.00", "8517.62", "950300", "6109 10"]})
     source = tmp_path / "export.csv"
     frame.to_csv(source, index=False)
@@ -873,3 +876,63 @@ def test_a_title_right_above_a_header_is_no_group_row(tmp_path) -> None:
     book.save(path)
     raw, _ = read_for_draft(path)
     assert list(raw.columns) == ["id", "at", "kg", "value"] and len(raw) == 10
+
+
+# --- what a workbook says beyond its cells: its date system, formulas it never calculated ------
+
+_SERIAL_MAPPING = (
+    "columns:\n  declaration_id: ID\n"
+    "  declared_at: {column: AT, format: excel}\n"
+    "  arrival_office: {value: FR01}\n  channel: {value: postal}\n"
+    "  origin_country: {value: CN}\n  hs_code: {value: '610910'}\n"
+    "  gross_weight_kg: KG\n  declared_value: VALUE\n  currency: {value: EUR}\n"
+)
+
+
+def _serial_book(path: Path, rows: list[list[object]], *, mac: bool = False) -> Path:
+    import openpyxl
+    from openpyxl.utils.datetime import CALENDAR_MAC_1904
+
+    book = openpyxl.Workbook()
+    if mac:
+        book.epoch = CALENDAR_MAC_1904
+    sheet = book.active
+    sheet.append(["ID", "AT", "KG", "VALUE"])
+    for row in rows:
+        sheet.append(row)
+    book.save(path)
+    return path
+
+
+def test_serial_dates_of_a_1904_workbook_are_counted_from_its_epoch(tmp_path) -> None:
+    """A Mac Excel workbook (date1904) counts serial days from 1904-01-01: read from 1899-12-30
+    they came out 4 years and a day early, and the gate took 2022 (probe)."""
+    # 2026-10-01 14:05 is serial 46296.5868... in the 1900 system, 44834.5868... in the 1904 one
+    rows = [["A1", 44834 + (14 * 60 + 5) / 1440, 0.5, 12.0], ["A2", 44835.25, 1.0, 7.0]]
+    _, out = _ingest(tmp_path, _serial_book(tmp_path / "mac.xlsx", rows, mac=True), _SERIAL_MAPPING)
+    got = pd.read_parquet(out)["declared_at"].tolist()
+    assert got == [_utc("2026-10-01 14:05"), _utc("2026-10-02 06:00")]
+    # the same serials in a workbook of the usual date system are read from its epoch
+    plain = [["A1", 46296.25, 0.5, 12.0]]
+    _, out = _ingest(tmp_path, _serial_book(tmp_path / "pc.xlsx", plain), _SERIAL_MAPPING)
+    assert pd.read_parquet(out)["declared_at"].tolist() == [_utc("2026-10-01 06:00")]
+
+
+def test_formulas_a_workbook_never_calculated_are_refused_where_the_mapping_reads_them(
+    tmp_path,
+) -> None:
+    """openpyxl and report writers save formulas without their results; read as empty, a
+    declared value was refused by the gate without a word of why and a weight nulled (probe)."""
+    rows = [["A1", 46296.25, 0.5, "=10+2.5"], ["A2", 46296.5, 1.0, 7.0]]
+    book = _serial_book(tmp_path / "report.xlsx", rows)
+    with pytest.raises(ContractError) as err:
+        _ingest(tmp_path, book, _SERIAL_MAPPING)
+    said = str(err.value)
+    assert "1 cell(s) hold a formula with no value saved (e.g. D2)" in said
+    assert "'VALUE'" in said and "save it" in said
+    assert not (tmp_path / "out.parquet").exists()
+    # in a column the mapping does not read: a warning, the rest read
+    rows = [["A1", 46296.25, 0.5, 12.5, "=C2*2"], ["A2", 46296.5, 1.0, 7.0, "=C3*2"]]
+    book = _serial_book(tmp_path / "report.xlsx", rows)
+    summary, _ = _ingest(tmp_path, book, _SERIAL_MAPPING)
+    assert summary["rows"] == 2

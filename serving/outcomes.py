@@ -521,7 +521,7 @@ def store_outcomes(
     if len(raw) == 0:  # a file of parcels none of which was inspected
         return {"stored": 0, "unchanged": 0, "skipped_not_inspected": not_inspected}
     if "declaration_id" in raw.columns:
-        ids = parse_text(raw["declaration_id"]).dropna().unique().tolist()
+        ids = parse_text(raw["declaration_id"], narrow=True).dropna().unique().tolist()
     else:
         ids = []
     skipped = 0
@@ -529,7 +529,7 @@ def store_outcomes(
     with store.write() as tx:
         declared = tx.declared_at(ids)
         if skip_unknown and "declaration_id" in raw.columns:
-            parsed = parse_text(raw["declaration_id"])
+            parsed = parse_text(raw["declaration_id"], narrow=True)
             unknown = (parsed.notna() & ~parsed.isin(list(declared))).to_numpy(dtype=bool)
             skipped = int(unknown.sum())
             # the kept rows keep their labels: a refusal names the file's rows, not the
@@ -540,7 +540,9 @@ def store_outcomes(
             # not refused (a national file may hold none of this hub's parcels), but said:
             # ids written otherwise (leading zeros lost) would be skipped every time
             unknown_ids = (
-                parse_text(raw_ids).dropna().unique().tolist() if raw_ids is not None else []
+                parse_text(raw_ids, narrow=True).dropna().unique().tolist()
+                if raw_ids is not None
+                else []
             )
             hint = _lost_zeros_hint(unknown_ids, tx.declared_at)
             logger.warning(
@@ -612,7 +614,7 @@ def _inspected_only(raw: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     unknown = (bad | flags.isna()).to_numpy(dtype=bool)
     if unknown.any():
         ids = (
-            parse_text(raw["declaration_id"])
+            parse_text(raw["declaration_id"], narrow=True)
             if "declaration_id" in raw.columns
             else pd.Series(None, index=raw.index)
         )

@@ -103,6 +103,7 @@ from features.intake.contract import (
     FIELDS,
     FIELDS_BY_NAME,
     IDENTIFIER_FIELDS,
+    WIDE_TO_ASCII,
     Contract,
     ContractError,
     ExtraColumn,
@@ -1629,10 +1630,13 @@ ARABIC_DECIMAL, ARABIC_THOUSANDS = "\u066b", "\u066c"
 
 
 def ascii_digits(text: pd.Series, decimal: str = ".", thousands: str | None = ",") -> pd.Series:
-    """``text`` with its non-ASCII decimal digits written in ASCII (and the Arabic separators
-    as ``decimal`` and ``thousands``): Gulf and Egyptian exports write numbers, dates and codes
+    """``text`` with its non-ASCII decimal digits and full-width forms written in ASCII (and
+    the Arabic separators as ``decimal`` and ``thousands``): Gulf and Egyptian exports write numbers, dates and codes
     in Arabic-Indic digits, which no number or date reader takes (probe, 2026-12)."""
     table = {
+        # full-width forms as their ASCII characters: a Japanese or Chinese export mixes
+        # ０．５ and １，２３４ into columns of 0.5 and 1,234 (probe, 2026-12)
+        **WIDE_TO_ASCII,
         **_digit_table(),
         ord(ARABIC_DECIMAL): decimal,
         ord(ARABIC_THOUSANDS): thousands or "",

@@ -351,3 +351,20 @@ def test_decimal_auto_reads_each_amount_with_its_own_currencys_marks(tmp_path) -
     raw = pd.DataFrame({"order_value": ["€22,77", "$63.62", "18,81 EUR", "7.48 GBP"] * 10})
     spec = yaml.safe_load(draft_mapping(raw).text)["columns"]["declared_value"]
     assert spec == {"column": "order_value", "part": "number", "decimal": "auto"}
+
+
+def test_full_width_numbers_among_ascii_ones_are_read(tmp_path) -> None:
+    """０．５ and １，２３４ in columns of 0.5 and 1,234 (a Japanese export): not numbers to any
+    spec, so the file had to be rewritten (probe)."""
+    source = (
+        "ID;AT;OFFICE;MODE;ORIGIN;HS;KG;VALUE;IOSS\n"
+        "A1;01.02.2026 10:00;FR01;P;CN;８５１７６２;４５０;１２，５０;X\n"
+        "A2;０１．０２．２０２６ １１：００;FR01;P;CN;950300;900;18,00;N\n"
+        "A3;01.02.2026 12:00;FR02;P;US;610910;120;9,99;X\n"
+    )
+    _ingest(tmp_path, source)
+    out, _ = read_declarations(tmp_path / "out.parquet", with_outcomes=False)
+    assert out["hs_code"].tolist() == ["851762", "950300", "610910"]
+    assert out["gross_weight_kg"].tolist() == pytest.approx([0.45, 0.9, 0.12])
+    assert out["declared_value"].tolist() == pytest.approx([12.5, 18.0, 9.99])
+    assert str(out["declared_at"].iloc[1]) == "2026-02-01 10:00:00+00:00"

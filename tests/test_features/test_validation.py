@@ -428,3 +428,36 @@ def test_a_file_id_holding_an_invisible_character_is_a_fault_naming_it(tmp_path)
     _, bad, _ = parse_declarations(frame, with_outcomes=False, contract=Contract())
     found = {(b.field, tuple(b.rows.tolist())) for b in bad if b.problem == INVISIBLE_PROBLEM}
     assert found == {("declaration_id", (1, 2)), ("seller_id", (1,))}
+
+
+def test_full_width_identifiers_read_as_their_ascii_on_files_and_requests() -> None:
+    """A CJK input method types ０１２３ where another export writes 0123: one consignee was two
+    entities (probe). Files and the API fold identifiers alike; text keeps its forms."""
+    from features.intake.contract import Contract, Declaration, parse_declarations
+
+    frame = pd.DataFrame(
+        {
+            "declaration_id": ["Ａ１", "A2"],
+            "seller_id": ["Ｓ\u3000１２", "S 12"],
+            "consignee_id": ["０１２３", "0123"],
+            "description": ["Ｔシャツ", "T-shirt"],
+        }
+    )
+    out, bad, _ = parse_declarations(frame, with_outcomes=False, contract=Contract())
+    assert not bad
+    assert out["declaration_id"].tolist() == ["A1", "A2"]
+    assert out["seller_id"].tolist() == ["S 12", "S 12"]
+    assert out["consignee_id"].iloc[0] == out["consignee_id"].iloc[1]  # one pseudonym
+    assert out["description"].iloc[0] == "Ｔシャツ"
+    body = {
+        "declaration_id": "Ａ１", "declared_at": "2026-07-01T08:00:00Z", "arrival_office": "O1",
+        "channel": "express", "operator_id": "E1", "seller_id": "Ｓ\u3000１２",
+        "seller_country": "CN", "consignee_id": "０１２３", "origin_country": "CN",
+        "hs_code": "610910", "description": "Ｔシャツ", "quantity": 1, "gross_weight_kg": 1.0,
+        "declared_value": 9.5, "currency": "EUR", "category": "merchandise",
+        "ioss_prepaid": False, "aeo_operator": False,
+    }  # fmt: skip
+    sent = Declaration.model_validate(body)
+    assert (sent.declaration_id, sent.seller_id) == ("A1", "S 12")
+    assert sent.consignee_id == out["consignee_id"].iloc[0]
+    assert sent.description == "Ｔシャツ"

@@ -1013,6 +1013,9 @@ def _propose(name: str, column: Column, timezone: str) -> Proposal:
         if formats:
             spec["format"] = formats[0] if len(formats) == 1 else formats
         checks += date_checks
+        if formats and column.typed != "datetime" and _buddhist_era(column):
+            spec["calendar"] = "buddhist"
+            checks.append("years of the Buddhist era (2569 is 2026): read 543 years earlier")
         if column.typed != "datetime":
             _timezone_spec(spec, timezone, checks, column.values)
         else:
@@ -1109,6 +1112,16 @@ def _propose(name: str, column: Column, timezone: str) -> Proposal:
 # A result dated without a time may be known only at the end of its day: read at midnight it
 # would precede the same day's declarations (the gate refuses it) and feed their features.
 _END_OF_DAY = "dates without a time: a result counts from the next day on (offset 1 day)"
+
+
+def _buddhist_era(column: Column) -> bool:
+    """Dates whose years are of the Buddhist era (a Thai export: 2569 for 2026): nearly every
+    value's four-digit year lies in 2400-2799, centuries past any declaration."""
+    import pandas as pd
+
+    years = pd.Series(column.values).str.extract(r"(?<![0-9])([0-9]{4})(?![0-9])")[0]
+    years = pd.to_numeric(years, errors="coerce")
+    return bool(years.between(2400, 2799).mean() >= FITS)
 
 
 def _dates_only(column: Column, formats: list[str] | None) -> bool:

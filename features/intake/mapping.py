@@ -284,6 +284,10 @@ class _Spec(BaseModel):
     given: bool = False
     default: Any = None  # the value of an empty source cell (read like any source value)
     offset: str | None = None  # timestamps: added after reading, e.g. "1 day", "-2 hours"
+    # timestamps written with Buddhist-era years (Thailand: 2569 is 2026): the text's years
+    # 2400-2799 are read 543 years earlier, before the format reads them (a day offset would
+    # miss the leap days, and 29/02/2567 is no Gregorian date to begin with)
+    calendar: Literal["gregorian", "buddhist"] = "gregorian"
     # revenue_recovered: the currency its amounts are in, an ISO 4217 code ("BRL") or "row"
     # (the row's declared currency); converted at ingest to EUR, the contract's unit, with
     # features.fx_to_base (``_revenue_to_eur``)
@@ -643,6 +647,8 @@ class Mapping(BaseModel):
             numeric, text = kind in ("int", "float"), kind in ("str", "category")
             if spec.format is not None and kind != "datetime":
                 problems.append(f"{name}: 'format' reads timestamps; {name} is not one")
+            if spec.calendar != "gregorian" and kind != "datetime":
+                problems.append(f"{name}: 'calendar' reads timestamps; {name} is not one")
             if (spec.units is not None or spec.part == "number") and not numeric:
                 problems.append(f"{name}: 'units' and part: number read numbers; {name} is text")
             if spec.part == "unit" and not text:
@@ -1012,6 +1018,8 @@ def _convert(
         if pd.api.types.is_datetime64_any_dtype(source.dtype) and spec.column is not None:
             (stamps, marks), bad, problem = _localise(source, spec), none, ""
         else:
+            if spec.calendar == "buddhist":
+                text = _gregorian_years(text)
             stamps, bad, problem, marks = _convert_datetime(spec, text)
         if spec.offset and not bad.any():
             stamps = stamps + pd.Timedelta(spec.offset)
@@ -1116,6 +1124,20 @@ def _misgrouped(text: pd.Series, thousands: str, decimal: str) -> pd.Series:
     )
     uses = text.str.contains(thousands, regex=False)
     return (uses & ~grouped).fillna(False).astype(bool)
+
+
+# a Buddhist-era year in a date's text: four digits from 2400 (1857) to 2799 (2256), not
+# part of a longer number, nor the fraction of a time's seconds (10:05:33.2569)
+_BUDDHIST_YEAR = r"(?<![0-9])(?<!:[0-9][0-9][.,])(2[4-7][0-9][0-9])(?![0-9])"
+_BUDDHIST_ERA_OFFSET = 543
+
+
+def _gregorian_years(text: pd.Series) -> pd.Series:
+    """Dates written with Buddhist-era years (``05/10/2569``) with their Gregorian years
+    (``05/10/2026``), as text for the spec's format to read (``calendar: buddhist``)."""
+    return text.str.replace(
+        _BUDDHIST_YEAR, lambda m: str(int(m.group(1)) - _BUDDHIST_ERA_OFFSET), regex=True
+    )
 
 
 def _convert_datetime(

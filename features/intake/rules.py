@@ -375,13 +375,24 @@ def _field_rules(f: ContractField, latest_us: Callable[[], int]) -> list[Rule]:
                 f"not in the future (at most {MAX_CLOCK_SKEW_DAYS} days of clock skew)",
                 lambda v: (
                     f"{_iso(v)} is in the future (later than {_iso(latest_us())}: now plus "
-                    f"{MAX_CLOCK_SKEW_DAYS} days of clock skew)"
+                    f"{MAX_CLOCK_SKEW_DAYS} days of clock skew)" + _era_hint(v)
                 ),
                 flag=lambda c: ~c.missing(name) & (c.t_us(name) > latest_us()),
                 test=lambda v: v > latest_us(),
             )
         )
     return rules
+
+
+def _era_hint(t_us: int) -> str:
+    """For a year of the Buddhist era read as Gregorian (2569 for 2026: a Thai export), the
+    mapping's way to read it."""
+    if not 2400 <= int(_iso(t_us)[:4]) < 2800:
+        return ""
+    return (
+        "; a year of the Buddhist era, 543 years ahead of the Gregorian? the mapping reads "
+        "such dates with calendar: buddhist in their spec"
+    )
 
 
 def _is_missing(value: Any) -> bool:

@@ -368,3 +368,34 @@ def test_full_width_numbers_among_ascii_ones_are_read(tmp_path) -> None:
     assert out["gross_weight_kg"].tolist() == pytest.approx([0.45, 0.9, 0.12])
     assert out["declared_value"].tolist() == pytest.approx([12.5, 18.0, 9.99])
     assert str(out["declared_at"].iloc[1]) == "2026-02-01 10:00:00+00:00"
+
+
+def test_buddhist_era_years_are_read_with_calendar_buddhist_and_drafted(tmp_path) -> None:
+    """A Thai export dates 2569 for 2026: no spec could read it, and an offset of days misses
+    the leap days (29/02/2567 is no Gregorian date at all). Fractions of seconds are no years."""
+    from features.intake.draft import draft_mapping
+
+    source = (
+        "ID;AT;OFFICE;MODE;ORIGIN;HS;KG;VALUE;IOSS\n"
+        "A1;05.10.2569 14:05;FR01;P;CN;851762;450;12,50;X\n"
+        "A2;29.02.2567 09:00;FR01;P;CN;950300;900;18,00;N\n"
+        "A3;01.01.2570 00:30;FR02;P;US;610910;120;9,99;X\n"
+    )
+    spec = '{column: AT, format: "%d.%m.%Y %H:%M", timezone: Asia/Bangkok, calendar: buddhist}'
+    mapping = _with(
+        '{column: AT, format: "%d.%m.%Y %H:%M", timezone: Europe/Berlin}', spec, MAPPING
+    )
+    _ingest(tmp_path, source, mapping)
+    out, _ = read_declarations(tmp_path / "out.parquet", with_outcomes=False)
+    assert [str(t) for t in out["declared_at"]] == [
+        "2026-10-05 07:05:00+00:00",
+        "2024-02-29 02:00:00+00:00",
+        "2026-12-31 17:30:00+00:00",
+    ]
+    with pytest.raises(ContractError, match="'calendar' reads timestamps"):
+        parse_mapping_text(
+            _with("  hs_code: HS\n", "  hs_code: {column: HS, calendar: buddhist}\n", MAPPING)
+        )
+    days = [f"{d:02d}.10.2569 14:05" for d in range(1, 29)]
+    raw = pd.DataFrame({"Datum": days, "ID": [f"A{i}" for i in range(28)]})
+    assert "calendar: buddhist" in draft_mapping(raw).text

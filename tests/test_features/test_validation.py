@@ -96,6 +96,12 @@ FAULTS = {
         "declared_at.not_future",
         "2100-01-01T00:00:00Z is in the future",
     ),
+    "declared in the Buddhist era": (
+        _set("declared_at", 1, pd.Timestamp("2569-10-05", tz="UTC")),
+        "declared_at.not_future",
+        "a year of the Buddhist era, 543 years ahead of the Gregorian? the mapping reads such "
+        "dates with calendar: buddhist",
+    ),
     "declared before 2000": (
         _set("declared_at", 3, pd.Timestamp("1970-01-01", tz="UTC")),
         "declared_at.not_before",

@@ -1338,7 +1338,22 @@ def _convert_iso(
     return stamps, bad, "", marks
 
 
+# a time ending in a zone's abbreviation (CET, CEST, EST, JST), which no reader takes: they
+# are ambiguous (IST is India's, Israel's and Ireland's), so the mapping names the zone
+_ZONE_ABBREVIATION = r".*[0-9]\s*\(?([A-Z]{2,5})\)?"
+
+
 def _not_iso_problem(values: pd.Series) -> str:
+    abbreviations = values.str.strip().str.extract(f"^{_ZONE_ABBREVIATION}$")[0].dropna()
+    if len(abbreviations) and abbreviations.str.fullmatch("UTC|GMT|Z").sum() < len(abbreviations):
+        found = sorted(set(abbreviations))[:4]
+        return (
+            f"times ending in a zone abbreviation ({', '.join(found)}), which is not a zone a "
+            "reader can take (IST is India's, Israel's and Ireland's): give the column's "
+            "timezone (e.g. timezone: Europe/Paris for CET/CEST) and a format per abbreviation "
+            "with it as literal text, e.g. format: ['%Y-%m-%d %H:%M:%S CET', "
+            f"'%Y-%m-%d %H:%M:%S CEST'] (e.g. {str(values.dropna().iloc[0]).strip()!r})"
+        )
     if values.str.strip().str.match(r"[0-9]{4}-[0-9]{2}-[0-9]{2}").fillna(False).all():
         # year first, as ISO writes it, yet unread: a month or day that does not exist
         # (2026-13-45), not a question of day/month order

@@ -399,3 +399,30 @@ def test_buddhist_era_years_are_read_with_calendar_buddhist_and_drafted(tmp_path
     days = [f"{d:02d}.10.2569 14:05" for d in range(1, 29)]
     raw = pd.DataFrame({"Datum": days, "ID": [f"A{i}" for i in range(28)]})
     assert "calendar: buddhist" in draft_mapping(raw).text
+
+
+def test_times_ending_in_a_zone_abbreviation_are_named_with_the_specs_that_read_them(
+    tmp_path,
+) -> None:
+    """'2026-10-05 14:05:33 CEST' was refused as "an impossible date" (probe); the message
+    names the abbreviation, and the specs it gives read the column."""
+    source = (
+        "ID;AT;OFFICE;MODE;ORIGIN;HS;KG;VALUE;IOSS\n"
+        "A1;2026-10-05 14:05:33 CEST;FR01;P;CN;851762;450;12,50;X\n"
+        "A2;2026-11-05 14:05:33 CET;FR01;P;CN;950300;900;18,00;N\n"
+    )
+    iso = _with('{column: AT, format: "%d.%m.%Y %H:%M", timezone: Europe/Berlin}', "AT", MAPPING)
+    with pytest.raises(ContractError) as err:
+        _ingest(tmp_path, source, iso)
+    said = str(err.value)
+    assert "zone abbreviation (CEST, CET)" in said and "impossible" not in said
+    spec = (
+        "{column: AT, timezone: Europe/Paris, "
+        "format: ['%Y-%m-%d %H:%M:%S CET', '%Y-%m-%d %H:%M:%S CEST']}"
+    )
+    _ingest(tmp_path, source, _with("declared_at: AT", f"declared_at: {spec}", iso))
+    out, _ = read_declarations(tmp_path / "out.parquet", with_outcomes=False)
+    assert [str(t) for t in out["declared_at"]] == [
+        "2026-10-05 12:05:33+00:00",
+        "2026-11-05 13:05:33+00:00",
+    ]

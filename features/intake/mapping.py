@@ -2603,6 +2603,15 @@ def _check_near_duplicate_headers(path: Path, header: list[Any], mapping: Mappin
     )
 
 
+def _east_asian_page(path: Path) -> str | None:
+    """The East Asian code page a file's first megabyte reads as (``mapping draft``'s
+    guess): a Shift_JIS export was told to set latin-1, which reads it as mojibake."""
+    from features.intake.draft import east_asian_code_page
+
+    with open_bytes(path) as fh:
+        return east_asian_code_page(fh.read(1 << 20))
+
+
 def _not_in_encoding(path: Path, encoding: str, exc: UnicodeDecodeError) -> ContractError:
     """One line for a source that is not text in the mapping's ``encoding``: where, and what
     to set. Not guessed as the gate's reader does: the mapping is where an export's reading is
@@ -2619,6 +2628,8 @@ def _not_in_encoding(path: Path, encoding: str, exc: UnicodeDecodeError) -> Cont
     elif start == b"\xef\xbb\xbf" or first_undecodable(path, "utf-8") is None:
         # a UTF-8 file read with a Windows code page: 0x81, 0x8d, 0x8f... are no cp1252 byte
         example = "`encoding: utf-8-sig` (the file is UTF-8 text)"
+    elif (east_asian := _east_asian_page(path)) is not None:
+        example = f"`encoding: {east_asian}` (its bytes read as {east_asian} text)"
     elif encoding.lower().replace("-", "") in ("cp1252", "windows1252"):
         example = "`encoding: latin-1` (every byte is a character in it)"
     else:

@@ -581,6 +581,42 @@ def test_a_turkish_export_is_read_in_cp1254_not_cp1252(tmp_path) -> None:
     assert guess_code_page(french) == "cp1252"
 
 
+def test_east_asian_exports_are_drafted_in_their_code_page(tmp_path) -> None:
+    """A GB18030 or EUC-KR export was drafted as Cyrillic mojibake (the buyer's id taken for the
+    declaration's) and a Shift_JIS one told to set latin-1 (probe). Each script's code page is
+    found, and ingest's refusal names it."""
+    from features.errors import ParcelriskError
+    from features.intake.draft import draft_mapping, guess_code_page, read_for_draft
+    from features.intake.ingest import ingest_file
+
+    exports = {
+        "gb18030": (
+            "清单编号,申报日期,商品名称,收货人,原产国\n",
+            "清单{i},2026-07-01,女式连衣裙棉质,张伟,中国\n",
+        ),
+        "cp932": (
+            "申告番号,申告日,品名,輸入者,原産国\n",
+            "JP{i},2026-07-01,ワンピース綿製の衣類,山田太郎,中国\n",
+        ),
+        "cp949": (
+            "신고번호,신고일자,품명,수입자,원산지\n",
+            "KR{i},2026-07-01,여성용 원피스 면,김민수,중국\n",
+        ),
+    }
+    for page, (header, row) in exports.items():
+        path = tmp_path / f"{page}.csv"
+        path.write_bytes((header + "".join(row.format(i=i) for i in range(20))).encode(page))
+        assert guess_code_page(path) == page
+        raw, reading = read_for_draft(path)
+        assert reading["encoding"] == page and list(raw.columns) == header.strip().split(",")
+        draft = draft_mapping(raw, **reading)
+        assert f"encoding: {page}  # CHECK" in draft.text
+        mapping = tmp_path / "m.yaml"
+        mapping.write_text("columns:\n  declaration_id: " + header.split(",")[0] + "\n")
+        with pytest.raises(ParcelriskError, match=f"encoding: {page}"):
+            ingest_file(source=path, mapping_path=mapping, out=tmp_path / "out.parquet")
+
+
 def _asycuda_items(n: int = 300, seed: int = 4) -> pd.DataFrame:
     """An ASYCUDA-style item table: the declaration's fields on each item row, the item's
     own number, text and mass; a result only on the inspected, duties 0 on every row."""

@@ -38,7 +38,13 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from features.intake.contract import FALSE_WORDS, FIELDS, FIELDS_BY_NAME, TRUE_WORDS
+from features.intake.contract import (
+    FALSE_WORDS,
+    FIELDS,
+    FIELDS_BY_NAME,
+    TRUE_WORDS,
+    WIDE_TO_ASCII,
+)
 from features.intake.iso3166 import (
     ALPHA2,
     ALPHA3_TO_ALPHA2,
@@ -260,18 +266,19 @@ _CJK_SYNONYMS = {
                   "공급자"),
     "seller_country": ("起运国", "启运国", "发货国", "仕出国", "공급자국가"),
     "consignee_id": ("订购人", "收件人", "收货人", "订购人证件号码", "輸入者", "수입자부호",
-                     "수입자"),
+                     "수입자", "輸入者コード", "輸入者番号", "受取人"),
     "origin_country": ("原产国", "原产地", "原産地", "원산지"),
-    "hs_code": ("商品编码", "hs编码", "税则号列", "品目番号", "세번부호", "세번"),
+    "hs_code": ("商品编码", "hs编码", "税则号列", "品目番号", "세번부호", "세번", "統計品目番号",
+                "統計番号", "税番", "hsコード", "关税编码", "税号", "품목번호", "hs부호"),
     "description": ("商品名称", "品名", "货物名称", "품명"),
     "quantity": ("数量", "申报数量", "수량"),
     "gross_weight_kg": ("毛重", "重量", "毛重 千克", "総重量", "중량", "총중량"),
     "declared_value": ("总价", "申报总价", "申报价值", "申报价格", "价格", "货值", "申告価格", "価格",
-                       "과세가격", "신고가격"),
+                       "과세가격", "신고가격", "課税価格", "申告価額", "課税価額"),
     "currency": ("币制", "币种", "通貨", "통화"),
     "inspected": ("查验", "是否查验", "검사여부"),
     "inspected_at": ("查验时间", "查验日期", "검사일자"),
-    "illicit": ("查验结果", "处理结果", "적발여부", "검사결과"),
+    "illicit": ("查验结果", "处理结果", "적발여부", "검사결과", "検査結果", "審査結果"),
     "revenue_recovered": ("补税金额", "补征税款", "追征税款", "추징세액"),
 }  # fmt: skip
 for _more in (_MORE_SYNONYMS, _GERMAN_SYNONYMS, _BRAZILIAN_SYNONYMS, _MARKETPLACE_SYNONYMS):
@@ -494,8 +501,14 @@ def _plain(text: str) -> str:
     ``Należność`` -> ``naleznosc``)."""
     decomposed = unicodedata.normalize("NFKD", str(text).translate(_UNDECOMPOSED))
     # accents off; scripts without them (Hangul decomposes too) composed back
+    # marks of class 0 too (Thai vowels and tones: น้ำหนัก split into three words otherwise)
     stripped = unicodedata.normalize(
-        "NFC", "".join(c for c in decomposed if not unicodedata.combining(c))
+        "NFC",
+        "".join(
+            c
+            for c in decomposed
+            if not unicodedata.combining(c) and unicodedata.category(c) not in ("Mn", "Mc")
+        ),
     )
     # split camelCase before lowering (DeclarationDate -> declaration date)
     spaced = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", stripped)
@@ -541,7 +554,27 @@ _RUSSIAN_INDIAN_SYNONYMS = {
     "illicit": ("результат досмотра", "нарушение", "выявлено нарушение"),
     "revenue_recovered": ("доначислено", "доначисленные платежи"),
 }  # fmt: skip
-for _extra_names in (_CJK_SYNONYMS, _RUSSIAN_INDIAN_SYNONYMS):
+# Hebrew (an Israel Tax Authority export: פרט מכס is the tariff item) and Thai names.
+_HEBREW_THAI_SYNONYMS = {
+    "declaration_id": ("מספר רשימון", "רשימון", "מספר משלוח", "เลขที่ใบขนสินค้า",
+                       "เลขที่ใบขน", "ใบขนสินค้า"),
+    "declared_at": ("תאריך", "תאריך הגשה", "วันที่", "วันที่ยื่น", "วันที่นำเข้า"),
+    "arrival_office": ("בית מכס", "תחנת מכס", "ด่านศุลกากร", "สำนักงานศุลกากร"),
+    "seller_id": ("ספק", "שולח", "ผู้ส่ง", "ผู้ขาย"),
+    "consignee_id": ("יבואן", "מספר זהות יבואן", "זהות יבואן", "נמען", "ผู้นำเข้า",
+                     "เลขประจำตัวผู้นำเข้า", "ผู้รับ"),
+    "origin_country": ("ארץ מקור", "ארץ ייצור", "ประเทศกำเนิด", "ประเทศต้นกำเนิด"),
+    "hs_code": ("פרט מכס", "קוד מכס", "פרט תעריף", "พิกัดศุลกากร", "รหัสพิกัด", "พิกัด"),
+    "description": ("תיאור", "תיאור טובין", "รายการสินค้า", "ชื่อสินค้า", "รายละเอียดสินค้า"),
+    "quantity": ("כמות", "จำนวน"),
+    "gross_weight_kg": ("משקל", "משקל ברוטו", "น้ำหนัก", "น้ำหนักรวม"),
+    "declared_value": ("ערך", "שווי", "ערך מוצהר", "ราคา", "มูลค่า", "ราคาสินค้า"),
+    "currency": ("מטבע", "สกุลเงิน"),
+    "inspected_at": ("תאריך בדיקה", "วันที่ตรวจ"),
+    "illicit": ("ממצא", "תוצאת בדיקה", "ผลการตรวจ", "ผลการตรวจสอบ"),
+    "revenue_recovered": ("מס שנגבה", "ภาษีที่เรียกเก็บเพิ่ม", "อากรที่เรียกเก็บเพิ่ม"),
+}  # fmt: skip
+for _extra_names in (_CJK_SYNONYMS, _RUSSIAN_INDIAN_SYNONYMS, _HEBREW_THAI_SYNONYMS):
     for _field, _names in _extra_names.items():
         SYNONYMS[_field] += tuple(_plain(n) for n in _names if _plain(n) not in SYNONYMS[_field])
 
@@ -585,6 +618,10 @@ def profile(raw: pd.DataFrame, sample_rows: int = SAMPLE_ROWS) -> list[Column]:
             present = present.map(lambda v: str(int(v)) if float(v).is_integer() else str(v))
         text = present.astype(str).str.strip()
         text = text[text != ""]
+        if len(text) and not text.str.isascii().all():
+            # full-width digits and marks read as ASCII, as the mapping reads them (a
+            # Japanese export's １，２３４ among 1,234: a value column drafted as an extra)
+            text = text.str.translate(WIDE_TO_ASCII)
         filled = len(text) / len(column) if len(column) else 0.0
         distinct = int(text.nunique())
         out.append(
@@ -635,7 +672,10 @@ def _hs_fit(column: Column) -> float:
     # 2026.01.01 is grouped like 6109.10.00, and is a date
     if column.unique >= 0.9 or _date_formats(column) is not None:
         return 0.0
-    if column.fit(r"\d{6,10}|\d{2}(?:[. -]?\d{2}){2,4}") >= FITS:
+    # no chapter 00: zero-padded numbers (an importer's 000001113) are ids (probe, 2026-12)
+    if column.fit(r"00.*") > 1 - FITS:
+        return 0.0
+    if column.fit(r"\d{6,10}|\d{2}(?:[. -]?\d{2}){2,4}|\d{4}\.\d{2}-\d{3}") >= FITS:
         return 1.0
     if column.fit(r"\d{5,10}") >= FITS and column.fit(r"\d{5}|\d{7}|\d{9}") < 0.5:
         return 0.6
@@ -680,23 +720,29 @@ def _is_currency(column: Column) -> bool:
     )
 
 
-def _currency_spec(source: str, signs: list[str], part: bool) -> tuple[dict[str, Any], list[str]]:
+def _currency_spec(
+    source: str, signs: list[str], part: bool, named: str | None = None
+) -> tuple[dict[str, Any], list[str]]:
     """The currency's spec from a column of codes or signs (``part``: the sign beside an
-    amount): signs that are no ISO code in a values table, the codes kept as written."""
+    amount): signs that are no ISO code in a values table, the codes kept as written; a sign
+    several currencies write ($) read as ``named``, the currency the column's name gives."""
     spec: dict[str, Any] = {"column": source}
     if part:
         spec["part"] = "unit"
     table = {}
+    checks = []
     for sign in sorted(set(signs)):
         code = _currency_code(sign)
+        if code is None and named is not None:
+            code = named
+            checks.append(f"{sign} read as {named}, the currency the column's name gives")
         if code is not None and code != sign:
             table[sign] = code
-    checks = []
     if table:
         spec["values"] = table
         spec["unlisted"] = "keep"
         checks.append(f"currency signs read as {', '.join(f'{k}={v}' for k, v in table.items())}")
-    unread = sorted({sign for sign in signs if _currency_code(sign) is None})
+    unread = sorted({sign for sign in signs if sign not in table and _currency_code(sign) is None})
     if unread:
         spec["values"] = table
         spec["unlisted"] = "keep"
@@ -846,7 +892,10 @@ def _money(column: Column) -> tuple[str, str | None, dict[str, str], list[str]] 
     distinct = sorted(set(signs))
     if len(distinct) > 60:
         return None
-    read = {sign: _currency_code(sign) for sign in distinct}
+    # a sign several currencies write ($: USD, CAD, AUD...) is the one the column's name
+    # gives ("Declared Value (USD)" holding "$1,234.56": a US export, probe 2026-12)
+    named = _currency_named(column)
+    read = {sign: _currency_code(sign) or named for sign in distinct}
     known = signs.map(lambda sign: read[sign] is not None).mean()
     if known < 0.5:  # units of weight, not currencies
         return None
@@ -934,6 +983,23 @@ def _candidates(
     return sorted(out, key=lambda c: (-c[0], _FIELD_ORDER.index(c[1])))
 
 
+# The colours of selectivity lanes (green/yellow/red/grey), in the languages above: a column
+# of them is the lane a declaration was sent to, which says whether it was inspected, never
+# how it travelled (Brazil's "Canal": Verde, Vermelho).
+_LANE_COLOURS = frozenset({
+    "green", "yellow", "orange", "red", "grey", "gray", "blue", "vert", "jaune", "rouge", "gris",
+    "bleu", "verde", "amarelo", "vermelho", "cinza", "amarillo", "rojo", "gruen", "grun", "gelb",
+    "rot", "giallo", "rosso", "grigio", "zielony", "zolty", "czerwony", "yesil", "sari",
+    "kirmizi", "mavi", "зеленый", "желтый", "красный", "绿", "黄", "红", "绿色", "黄色", "红色",
+})  # fmt: skip
+
+
+def _lane_colours(column: Column) -> bool:
+    """Whether (nearly) every value names a lane's colour (``Canal verde``, ``RED``)."""
+    words = [set(_plain(v).split()) for v in column.values[:2000]]
+    return bool(words) and sum(bool(w & _LANE_COLOURS) for w in words) >= FITS * len(words)
+
+
 def _fits(
     name: str,
     column: Column,
@@ -972,6 +1038,8 @@ def _fits(
     if kind == "category" or name == "selection_reason":
         if not named or column.distinct > 50:
             return 0.0
+        if name == "channel" and _lane_colours(column):
+            return 0.0  # Brazil's "Canal" Verde/Vermelho: the selection lane, no transport
         # names shared by two code fields (Type infraction: a type, an offence) are told
         # apart by which one's words read the codes
         table, unread, _ = _codes(column, name)
@@ -1269,12 +1337,25 @@ def _names_a_person(column: Column) -> bool:
 _RESULT_FIELDS = ("illicit", "offence_type", "inspected", "inspected_at")
 
 
+# Words saying an amount was recovered by a control (revenue alone is named with words, such
+# as tax or duty, that declared amounts share): "Tributo Recuperado" was kept as an extra
+# (probe, 2026-12)
+_RECOVERED_WORDS = frozenset({
+    "recovered", "recuperado", "recuperada", "recuperados", "recouvre", "recouvres",
+    "redressement", "recupere", "nachforderung", "nacherhebung", "accertati", "accertato",
+    "доначислено", "доначисленные", "追征税款", "补税金额", "补征税款", "추징세액", "liquidada",
+})  # fmt: skip
+
+
 def _named_as_result(column: Column) -> str | None:
     """The outcome field a column's name says it holds, unless it names a party (an
     inspector's or agent's id is not the result)."""
-    if set(column.words.split()) & _PARTY_WORDS:
+    words = set(column.words.split())
+    if words & _PARTY_WORDS:
         return None
     named = [name for name in _RESULT_FIELDS if _name_score(column, name) >= 0.6]
+    if not named and words & _RECOVERED_WORDS:
+        return "revenue_recovered"
     return named[0] if named else None
 
 
@@ -1298,6 +1379,12 @@ def _why_ignored(column: Column) -> str | None:
             f"named for what follows the declaration ({', '.join(after)}): known once it is "
             "processed, longest where a control held it, never at declaration; keep it only "
             "if your arrivals carry it"
+        )
+    if _lane_colours(column):
+        return (
+            "the lane each declaration was sent to (its colours): the old selection, known "
+            "only once the declaration was assessed, never a feature; if a lane means the "
+            "parcel was inspected, map inspected from it (values table)"
         )
     result = _named_as_result(column)
     if result is not None:
@@ -1593,7 +1680,28 @@ def _dot_groups_of_three(chosen: dict[str, Column], proposals: dict[str, Proposa
         if column is None or proposal is None:
             continue
         spec = proposal.spec if isinstance(proposal.spec, dict) else {"column": proposal.spec}
-        if spec.get("decimal", ".") != "." or spec.get("thousands") or spec.get("part"):
+        if spec.get("thousands") or spec.get("part"):
+            continue
+        if spec.get("decimal") == ",":
+            # the same with a comma: 1,234 yen read as 1.234 (probe, 2026-12)
+            commas = [v for v in column.values if "," in v]
+            if not commas or not all(re.fullmatch(r"-?\d{1,3}(?:,\d{3})+", v) for v in commas):
+                continue
+            proposal.spec = spec
+            if whole:
+                del spec["decimal"]
+                spec["thousands"] = ","
+                proposal.checks.append(
+                    f"every ',' is followed by three digits, in {', '.join(sorted(codes))} "
+                    f"(whole units): read as thousands ({commas[0]} = {commas[0].replace(',', '')})"
+                )
+            else:
+                proposal.checks.append(
+                    f"every ',' is followed by three digits ({commas[0]}): read as a decimal "
+                    f"comma; if they are thousands, say thousands: ',' without decimal"
+                )
+            continue
+        if spec.get("decimal", ".") != ".":
             continue
         dotted = [v for v in column.values if "." in v]
         if len(dotted) < max(3, len(column.values) // 10) or not all(
@@ -1639,7 +1747,9 @@ def draft_mapping(
         # the currency written beside each amount: the one column read twice
         assert value is not None
         _, _, table, unread = money
-        spec, checks = _currency_spec(value.name, [*table, *unread], part=True)
+        spec, checks = _currency_spec(
+            value.name, [*table, *unread], part=True, named=_currency_named(value)
+        )
         if unread:
             checks.append(
                 f"signs not read: {', '.join(unread[:8])} (several currencies write them): map "

@@ -680,3 +680,54 @@ def test_a_utf16_export_and_spanish_result_names_are_drafted(tmp_path) -> None:
     assert draft.mapped["illicit"] == "Resultado"
     assert draft.mapped["revenue_recovered"] == "Deuda liquidada"
     assert yaml.safe_load(draft.text)["columns"]["illicit"]["true_values"] == ["Discrepancia"]
+
+
+def test_drafts_of_exports_in_more_languages_map_the_right_columns() -> None:
+    """Probe 4e: an importer's zero-padded id taken for the HS code beside a Hebrew-named tariff
+    column; "$1,234.56" in a "(USD)" column left unmapped; Brazil's lane colours taken for the
+    transport channel and its recovered duties kept as a feature; yen thousands read as a
+    decimal comma from a Japanese export with full-width cells; Thai names split by their
+    vowel marks."""
+    rng = np.random.default_rng(0)
+    n = 300
+    hs = rng.choice(["6109100010", "8517130000", "0901210000", "9503000000"], n)
+    hebrew = pd.DataFrame({
+        "מספר רשימון": [f"{i:09d}" for i in range(n)],
+        "מספר זהות יבואן": [f"{c:09d}" for c in rng.integers(0, 200, n)],
+        "פרט מכס": hs,
+    })  # fmt: skip
+    assert yaml.safe_load(draft_mapping(hebrew).text)["columns"]["hs_code"] == "פרט מכס"
+    us = pd.DataFrame({
+        "Entry Number": [f"EZ1-{i:07d}" for i in range(n)],
+        "Declared Value (USD)": [f"${v:,.2f}" for v in rng.uniform(5, 3000, n)],
+    })  # fmt: skip
+    columns = yaml.safe_load(draft_mapping(us).text)["columns"]
+    assert columns["declared_value"]["part"] == "number"
+    assert columns["currency"]["values"] == {"$": "USD"}
+    brazil = pd.DataFrame({
+        "Rastreio": [f"BR{i:09d}" for i in range(n)],
+        "Canal": rng.choice(["Verde", "Vermelho"], n),
+        "Tributo Recuperado": rng.choice(["R$ 0,00", "R$ 12,50"], n),
+    })  # fmt: skip
+    draft = draft_mapping(brazil)
+    assert "channel" not in draft.mapped and "Canal" not in str(draft.extras)
+    assert "Canal (the lane each declaration was sent to" in draft.text
+    assert "Tributo Recuperado (named like revenue_recovered" in draft.text
+    yen = [f"{v:,}" for v in rng.integers(1000, 90000, n)]
+    yen[::10] = ["１，２３４"] * len(yen[::10])  # full-width cells among ASCII ones
+    japan = pd.DataFrame({
+        "申告番号": [f"JP{i:07d}" for i in range(n)],
+        "統計品目番号": [f"{h[:4]}.{h[4:6]}-{h[6:9]}" for h in hs],
+        "課税価格（円）": yen,
+        "通貨": "JPY",
+    })  # fmt: skip
+    columns = yaml.safe_load(draft_mapping(japan).text)["columns"]
+    assert columns["hs_code"] == "統計品目番号"
+    assert columns["declared_value"] == {"column": "課税価格（円）", "thousands": ","}
+    thai = pd.DataFrame({
+        "เลขที่ใบขน": [f"TH{i:07d}" for i in range(n)],
+        "น้ำหนัก (กก.)": rng.uniform(0.1, 5, n).round(2),
+        "ราคา (บาท)": rng.uniform(100, 5000, n).round(2),
+    })  # fmt: skip
+    mapped = draft_mapping(thai).mapped
+    assert mapped["gross_weight_kg"] == "น้ำหนัก (กก.)" and mapped["declared_value"] == "ราคา (บาท)"

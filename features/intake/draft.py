@@ -301,7 +301,7 @@ _YES = frozenset(TRUE_WORDS | {"o", "oui", "s", "si", "sim", "j", "ja", "x", "po
                                "retido", "retenido", "retenu", "beschlagnahmt",
                                "sequestrato", "tak", "nieprawidlowosc", "naruszenie", "evet",
                                "var", "usulsuzluk", "kacak", "是", "有", "예", "はい",
-                               "查获", "적발", "mit befund", "beanstandet",
+                               "查获", "적발", "違反", "הפרה", "mit befund", "beanstandet",
                                "verstoss festgestellt", "nok", "not ok", "ko", "non ok",
                                "discrepancia", "con discrepancia", "da", "выявлено",
                                "нарушение", "нарушение выявлено"})  # fmt: skip
@@ -312,7 +312,8 @@ _NO = frozenset(FALSE_WORDS | {"non", "nao", "nein", "neg", "negative", "negatif
                                "sans suite", "nie", "bez uwag", "prawidlowo", "hayir",
                                "yok", "uygun", "temiz", "no action", "no further action",
                                "nfa", "released", "cleared", "no issues", "passed", "否",
-                               "无", "아니오", "いいえ", "正常", "放行", "ohne befund",
+                               "无", "아니오", "いいえ", "正常", "放行", "異常なし", "תקין",
+                               "ohne befund",
                                "nicht beanstandet", "ohne beanstandung", "kein befund",
                                "sin discrepancia", "нет", "не выявлено", "без нарушений",
                                "нарушений нет"})  # fmt: skip
@@ -514,6 +515,10 @@ def _plain(text: str) -> str:
     spaced = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", stripped)
     return " ".join(re.findall(r"[0-9a-z]+|[^\W\d_]+", spaced.lower()))
 
+
+# Thai yes/no words, as ``_plain`` writes them (without their vowel marks)
+_YES = _YES | {_plain(w) for w in ("พบความผิด", "ผิด", "ใช่")}
+_NO = _NO | {_plain(w) for w in ("ถูกต้อง", "ไม่พบความผิด", "ไม่ใช่")}
 
 # Italian names (an ADM report), as ``_plain`` writes them
 _ITALIAN_SYNONYMS = {
@@ -1480,7 +1485,18 @@ def _items_block(
     return rules, why
 
 
-_TIME_WORDS = frozenset({"time", "heure", "hora", "zeit", "uhrzeit", "ora", "tijd", "hour", "hh"})
+_TIME_WORDS = frozenset({"time", "heure", "hora", "zeit", "uhrzeit", "ora", "tijd", "hour", "hh",
+                        "שעה", "เวลา", "время"})  # fmt: skip
+# ... and inside a name written without spaces (申报时间, 申告時刻, 신고시간)
+_TIME_PARTS = ("时间", "時間", "時刻", "시간", "시각")
+
+
+def _named_for_time(column: Column) -> bool:
+    return bool(set(column.words.split()) & _TIME_WORDS) or any(
+        part in column.words for part in _TIME_PARTS
+    )
+
+
 _RESULT_WORDS = frozenset({"control", "controle", "inspection", "result", "resultat", "kontrolle"})
 
 
@@ -1494,9 +1510,7 @@ def _join_times_of_day(
     times = [
         c
         for c in columns
-        if c.name not in used
-        and set(c.words.split()) & _TIME_WORDS
-        and c.fit(r"\d{1,2}:\d{2}(?::\d{2})?") >= FITS
+        if c.name not in used and _named_for_time(c) and c.fit(r"\d{1,2}:\d{2}(?::\d{2})?") >= FITS
     ]
     for name in ("inspected_at", "declared_at"):
         proposal = proposals.get(name)

@@ -731,3 +731,24 @@ def test_drafts_of_exports_in_more_languages_map_the_right_columns() -> None:
     })  # fmt: skip
     mapped = draft_mapping(thai).mapped
     assert mapped["gross_weight_kg"] == "น้ำหนัก (กก.)" and mapped["declared_value"] == "ราคา (บาท)"
+
+
+def test_a_chinese_date_and_its_time_column_and_results_in_four_scripts_are_drafted() -> None:
+    """申报日期 + 申报时间 (a time in its own column, named without spaces) was drafted as the
+    date alone; results written 違反/異常なし, הפרה/תקין or พบความผิด/ถูกต้อง were not read."""
+    n = 60
+    china = pd.DataFrame({
+        "清单编号": [f"CN{i:09d}" for i in range(n)],
+        "申报日期": [f"2026年7月{1 + i % 28}日" for i in range(n)],
+        "申报时间": [f"{8 + i % 10:02d}:{i % 60:02d}:05" for i in range(n)],
+    })  # fmt: skip
+    spec = yaml.safe_load(draft_mapping(china).text)["columns"]["declared_at"]
+    assert spec["columns"] == ["申报日期", "申报时间"]
+    for name, (yes, no) in {
+        "検査結果": ("違反", "異常なし"),
+        "ממצא": ("הפרה", "תקין"),
+        "ผลการตรวจ": ("พบความผิด", "ถูกต้อง"),
+    }.items():
+        results = pd.DataFrame({"ID": [f"A{i}" for i in range(n)], name: [yes, no] * (n // 2)})
+        illicit = yaml.safe_load(draft_mapping(results).text)["columns"]["illicit"]
+        assert (illicit["true_values"], illicit["false_values"]) == ([yes], [no])

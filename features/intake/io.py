@@ -591,3 +591,53 @@ def read_declarations(
         )
         raw = raw.assign(inspected=False, inspected_at=None, illicit=None)
     return coerce_declarations(raw, with_outcomes=with_outcomes, contract=contract), contract
+
+
+# East Asian code pages, each with the script its text is written in: a GB18030 (Chinese),
+# Shift_JIS (Japanese) or EUC-KR (Korean) export was drafted as Cyrillic mojibake, the buyer's
+# id taken for the declaration's, or told to use latin-1 (probe, 2026-12). Tried in this order,
+# strictly (a byte sequence the page lacks rules it out): Japanese text holds kana, Korean
+# text is nearly all Hangul (Chinese text read as EUC-KR, which shares its byte layout, mixes
+# in Hanja), and GB18030, which decodes almost anything, comes last. Big5 (Traditional
+# Chinese) reads like GB18030 and is not guessed: give it with --encoding big5.
+_EAST_ASIAN = (("cp932", "kana", 0.1), ("cp949", "hangul", 0.9), ("gb18030", "han", 0.9))
+
+
+def _east_asian_script(ch: str) -> str:
+    o = ord(ch)
+    if 0x3040 <= o <= 0x30FF:
+        return "kana"
+    if 0xAC00 <= o <= 0xD7A3:
+        return "hangul"
+    if 0x4E00 <= o <= 0x9FFF or 0x3400 <= o <= 0x4DBF:
+        return "han"
+    if 0x3000 <= o <= 0x303F or 0xFF01 <= o <= 0xFF60:  # CJK and full-width punctuation
+        return "punctuation"
+    return "other"
+
+
+def east_asian_code_page(sample: bytes) -> str | None:
+    """The code page of ``_EAST_ASIAN`` whose strict reading of ``sample`` holds its script
+    in at least its share of the non-ASCII letters (punctuation aside), or None."""
+    from collections import Counter
+
+    if not any(b >= 0x80 for b in sample):
+        return None
+    try:  # UTF-8 text (its two-byte letters read as Hangul in EUC-KR: "Descrição")
+        codecs.getincrementaldecoder("utf-8")("strict").decode(sample, final=False)
+        return None
+    except UnicodeDecodeError:
+        pass
+    for page, script, share in _EAST_ASIAN:
+        try:  # the sample may end inside a character: the incremental decoder keeps it
+            text = codecs.getincrementaldecoder(page)("strict").decode(sample, final=False)
+        except UnicodeDecodeError:
+            continue
+        scripts = Counter(_east_asian_script(ch) for ch in text if ord(ch) >= 0x80)
+        letters = sum(scripts.values()) - scripts["punctuation"]
+        distinct = len({ch for ch in text if ord(ch) >= 0x80})
+        if distinct < 10:  # too few to tell a script by
+            return None
+        if scripts[script] / letters >= share and scripts["other"] / letters < 0.05:
+            return page
+    return None

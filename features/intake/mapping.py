@@ -2606,7 +2606,7 @@ def _check_near_duplicate_headers(path: Path, header: list[Any], mapping: Mappin
 def _east_asian_page(path: Path) -> str | None:
     """The East Asian code page a file's first megabyte reads as (``mapping draft``'s
     guess): a Shift_JIS export was told to set latin-1, which reads it as mojibake."""
-    from features.intake.draft import east_asian_code_page
+    from features.intake.io import east_asian_code_page
 
     with open_bytes(path) as fh:
         return east_asian_code_page(fh.read(1 << 20))

@@ -313,21 +313,74 @@ def record_decision(
                 f"against version {champion_before}: nothing recorded; run promote again to "
                 "judge it against the champion in force"
             )
+        # the decision to record, on the challenger before the alias moves: a promote killed
+        # after the alias left the new champion with its old "refused" tags, the force reason
+        # lost, and a rerun said "unchanged" (probe, 2026-12); the next promote completes it
+        pending = {"tags": tags, "record": record, "champion_before": champion_before or ""}
+        client.set_model_version_tag(name, version, PENDING_TAG, json.dumps(pending)[:5000])
         # the alias first: a promote killed after it leaves the champion moved with its
-        # decision unrecorded (the alias says which is champion), never a version recorded
+        # decision pending (the alias says which is champion), never a version recorded
         # as promoted that is not champion
         client.set_registered_model_alias(name, CHAMPION_ALIAS, version)
         if client.get_model_version(name, version).tags.get("promotion.replaced_by"):
             # champion again (a rollback undone): no longer "replaced"
             client.delete_model_version_tag(name, version, "promotion.replaced_by")
+    _write_records(client, name, version, tags, record, champion_before)
+
+
+PENDING_TAG = "promotion.pending"
+
+
+def _write_records(
+    client: MlflowClient,
+    name: str,
+    version: str,
+    tags: dict[str, str],
+    record: dict[str, Any],
+    champion_before: str | None,
+) -> None:
+    """The decision's history file and tags on the version, and "replaced_by" on the champion
+    it replaced; the pending decision cleared last."""
     _append_history(client, name, version, record)
     for key, value in tags.items():
         client.set_model_version_tag(name, version, key, value)
-    promoted = outcome in ("promoted", "forced", "first")
+    promoted = tags["promotion.outcome"] in ("promoted", "forced", "first")
     if promoted and champion_before and champion_before != version:
         client.set_model_version_tag(name, champion_before, "promotion.replaced_by", version)
         replaced = {"version": champion_before, "outcome": "replaced", "replaced_by": version}
         _append_history(client, name, champion_before, {**replaced, "at": tags["promotion.at"]})
+    if PENDING_TAG in (client.get_model_version(name, version).tags or {}):
+        client.delete_model_version_tag(name, version, PENDING_TAG)
+
+
+def complete_interrupted_promotion(client: MlflowClient, name: str) -> str | None:
+    """Record the decision a promote killed after moving the alias left pending on the
+    champion (``record_decision``); the version completed, or None. A pending decision on a
+    version that is not champion was never in force: dropped."""
+    from models.registry import alias_model_version
+
+    champion = alias_model_version(client, name, CHAMPION_ALIAS)
+    if champion is None:
+        return None
+    pending = (champion.tags or {}).get(PENDING_TAG)
+    if not pending:
+        return None
+    try:
+        intent = json.loads(pending)
+        tags, record = dict(intent["tags"]), dict(intent["record"])
+    except (ValueError, KeyError, TypeError):
+        logger.error("version %s: unreadable pending promotion record dropped", champion.version)
+        client.delete_model_version_tag(name, str(champion.version), PENDING_TAG)
+        return None
+    version = str(champion.version)
+    _write_records(client, name, version, tags, record, intent.get("champion_before") or None)
+    logger.warning(
+        "version %s became champion (%s) by a promote interrupted before it recorded why: "
+        "its decision is recorded now",
+        version,
+        tags.get("promotion.outcome"),
+    )
+    return version
 
 
 @contextlib.contextmanager
@@ -510,6 +563,7 @@ def promote_version(
     name = params.model_name
     chosen = version is not None
     version = str(version) if version is not None else latest_version(client, name)
+    complete_interrupted_promotion(client, name)
     champion = alias_version(client, name, CHAMPION_ALIAS)
     result: dict[str, Any] = {
         "model_name": name,

@@ -499,13 +499,26 @@ def alias_version(client: MlflowClient, name: str, alias: str) -> str | None:
 
 
 def alias_model_version(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:
-    """The model version ``name@alias`` (its tags included); None when there is none."""
+    """The model version ``name@alias`` (its tags included); None when there is none.
+
+    Only the registry's "not found" means none: any other failure (a server that refuses
+    connections or answers 500, a timeout) raises. Read as "no champion", it made `promote`
+    move the alias without the gate, recorded as the first model, and `monitor` tell the
+    operator to train one (probe, 2026-12)."""
     from mlflow.exceptions import MlflowException
 
     try:
         return client.get_model_version_by_alias(name, alias)
-    except MlflowException:
-        return None
+    except MlflowException as exc:
+        not_found = exc.error_code == "RESOURCE_DOES_NOT_EXIST" or (
+            exc.error_code == "INVALID_PARAMETER_VALUE" and "not found" in str(exc)
+        )
+        if not_found:
+            return None
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.error_code
+        raise ParcelriskError(
+            f"cannot read {name}@{alias} from the registry at {client.tracking_uri}: {first[:300]}"
+        ) from None
 
 
 def load_version(

@@ -59,6 +59,11 @@ def main() -> None:
     # proxies: `train` against a team's MLflow failed with KeyError '_MLFLOW_TELEMETRY_SESSION_ID'.
     # Nothing here may phone home anyway.
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    # MLflow retries a request 7 times with a backoff factor of 2: a tracking server that
+    # refuses connections kept `promote` and `monitor` waiting 4-6 minutes before one line
+    # (probe, 2026-12). Three retries from 1 s wait about 7 s, which rides out a restart.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
     try:
         app()
     except ParcelriskError as exc:

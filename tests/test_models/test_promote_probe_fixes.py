@@ -458,3 +458,52 @@ def test_a_test_period_partly_inside_the_champions_fit_is_compared_after_it(fram
         result["holdout_parcels"]
         < (features["declared_at"] >= features["declared_at"].quantile(0.7)).sum()
     )
+
+
+def test_a_registry_error_reading_the_champion_stops_promote_moving_nothing(
+    frames, tmp_path, monkeypatch
+):
+    """Any failure reading the alias (a 500, a refused connection) read as "no champion":
+    the challenger became champion without the gate, recorded as the first model (probe)."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    settings, uri = _champion_then(frames, tmp_path)
+
+    def unavailable(self, name, alias):
+        raise MlflowException("API request failed: 500 Internal Server Error", error_code="INTERNAL_ERROR")  # fmt: skip
+
+    with monkeypatch.context() as patched:
+        patched.setattr(MlflowClient, "get_model_version_by_alias", unavailable)
+        with pytest.raises(ParcelriskError, match="cannot read parcel-risk@champion from the"):
+            run_promotion(settings=settings, tracking_uri=uri)
+    client = registry_client(uri)
+    assert str(client.get_model_version_by_alias("parcel-risk", "champion").version) == "1"
+    assert "promotion.outcome" not in client.get_model_version("parcel-risk", "2").tags
+
+
+def test_a_promote_killed_after_moving_the_alias_is_recorded_by_the_next(
+    frames, tmp_path, monkeypatch
+):
+    """Killed between the alias and the records, a forced promotion left the new champion
+    with no record of why (its force reason lost), and a rerun said "unchanged" (probe)."""
+    import models.promotion as promotion_module
+
+    settings, uri = _champion_then(frames, tmp_path)
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt  # the process dies here: nothing after the alias runs
+
+    with monkeypatch.context() as patched:
+        patched.setattr(promotion_module, "_write_records", killed)
+        with pytest.raises(KeyboardInterrupt):
+            run_promotion(settings=settings, tracking_uri=uri, force=True, reason="lab report")
+    client = registry_client(uri)
+    assert str(client.get_model_version_by_alias("parcel-risk", "champion").version) == "2"
+    assert "promotion.outcome" not in client.get_model_version("parcel-risk", "2").tags
+    again = run_promotion(settings=settings, tracking_uri=uri, force=True, reason="lab report")
+    assert again["outcome"] == "unchanged"
+    tags = client.get_model_version("parcel-risk", "2").tags
+    assert tags["promotion.outcome"] == "forced" and tags["promotion.force_reason"] == "lab report"
+    assert promotion_module.PENDING_TAG not in tags
+    assert client.get_model_version("parcel-risk", "1").tags["promotion.replaced_by"] == "2"

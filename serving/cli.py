@@ -433,7 +433,7 @@ def outcomes_ingest(
     from features.intake.rules import Limits
     from serving.outcome_store import sqlite_path
     from serving.outcomes import store_outcomes
-    from serving.store import is_sqlite, open_outcome_store
+    from serving.store import is_sqlite, open_outcome_store, open_store, require_key_signs_chain
 
     settings = settings_from(params)
     location = str(db) if db else settings.serve.audit_db
@@ -450,6 +450,14 @@ def outcomes_ingest(
         if not correction.strip():
             raise ParcelriskError("--correction: say why the results are corrected")
         read = [(_with_correction(raw, correction), notes) for raw, notes in read]
+    # results are chained with the decisions' key: stored under another (a job's shell with
+    # another key) they made `audit verify` call the genuine chain altered, for good, as the
+    # writers' check (`serve`, `score --audit-db`) refuses for decisions (probe, 2026-12)
+    decisions = open_store(location)
+    try:
+        require_key_signs_chain(decisions)
+    finally:
+        decisions.close()
     store = open_outcome_store(location)
     summaries = []
     try:

@@ -383,3 +383,18 @@ def test_results_recorded_per_goods_item_are_one_result_per_declaration(
     rows = {r[1]: r for r in _stored_rows(store)}
     assert rows["D1"][3] and rows["D1"][4] == "undervaluation" and rows["D1"][5] == 12.5
     assert not rows["D2"][3]
+
+
+def test_outcomes_ingest_under_another_audit_key_is_refused_storing_nothing(
+    store, tmp_path: Path, monkeypatch
+) -> None:
+    """Results stored under another key made `audit verify` call the genuine chain altered,
+    for good (probe): refused as serve and score --audit-db refuse, before anything is stored."""
+    source, mapping = _mapped_results(tmp_path, "12,5", "{column: RECOVERED, decimal: ','}")
+    monkeypatch.setenv("PARCELRISK_AUDIT_KEY", "another-audit-key-" + "9" * 40)
+    run = _invoke(
+        "outcomes", "ingest", str(source), "--mapping", str(mapping), "--db", store.test_location
+    )
+    assert run.exit_code != 0
+    assert "was not signed with the audit key in force" in str(run.exception) + run.output
+    assert store.count() == 0

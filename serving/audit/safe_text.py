@@ -9,8 +9,16 @@ from __future__ import annotations
 import re
 from typing import Any
 
-# C0, DEL and C1 controls, and the Unicode bidi controls that reorder what a reader sees
-_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+# C0, DEL and C1 controls, the Unicode bidi controls that reorder what a reader sees, and the
+# zero-width characters that hide inside a word ("in\u200bvoice")
+_CONTROLS = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]"
+)
+# ... the same on a page, but for the line breaks and tabs the page lays out itself
+_PAGE_CONTROLS = re.compile(
+    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2064"
+    "\u2066-\u2069\ufeff]"
+)
 # a spreadsheet evaluates a cell starting with these (OWASP, "CSV Injection")
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 # a user, then ":" and a password that may hold "/" and "@" (drivers parse them so), up to
@@ -49,6 +57,14 @@ def terminal_safe(text: str) -> str:
     a visible escape (``\\x1b``, ``\\u202e``): a value printed to a terminal cannot clear
     the screen, start a line of its own or reorder the line it is on."""
     return _CONTROLS.sub(_escaped, text)
+
+
+def page_safe(value: Any) -> Any:
+    """A value for an HTML page: text with its invisible and reordering characters written as
+    visible escapes (``\u202e``), as ``terminal_safe`` writes them; line breaks kept. The
+    page showed a description's right-to-left override as is, so "invoice\u202efdp.exe" read
+    "invoiceexe.pdf" to the auditor while `audit show` escaped it (probe, 2026-12)."""
+    return _PAGE_CONTROLS.sub(_escaped, value) if isinstance(value, str) else value
 
 
 def csv_cell(value: Any) -> Any:

@@ -10,8 +10,9 @@ from functools import cache
 from typing import Any
 
 import jinja2
+import markupsafe
 
-from serving.audit.safe_text import display_uri
+from serving.audit.safe_text import display_uri, page_safe
 from serving.auditor.charts import display
 
 _BASE = """<!doctype html>
@@ -200,10 +201,17 @@ def environment() -> jinja2.Environment:
         ),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
+        finalize=_shown,  # every value shown: invisible and bidi characters made visible
     )
     env.filters["display"] = display
     env.filters["display_uri"] = display_uri  # a tracking URI's password is not for the page
     return env
+
+
+def _shown(value: Any) -> Any:
+    """``page_safe`` of a value the page escapes; markup built here (the SVG charts, which
+    escape their own labels) as it is."""
+    return value if isinstance(value, markupsafe.Markup) else page_safe(value)
 
 
 def render(template: str, **context: Any) -> str:

@@ -207,3 +207,20 @@ def test_lanes_show_escapes_the_operator_s_reason(capsys, monkeypatch) -> None:
     assert code == 0, err
     assert "reason: more staff\\x1b[2J\\x0aforged line" in out
     assert "\x1b" not in out and len(out.splitlines()) == 3
+
+
+def test_pages_show_invisible_and_reordering_characters_as_escapes() -> None:
+    """A description's right-to-left override reordered what the auditor read on the page
+    ("invoice\\u202eexe.fdp" shown as "invoicepdf.exe") while `audit show` escaped it (probe);
+    a zero-width space hid inside a word. Line breaks stay; the charts' SVG stays markup."""
+    import markupsafe
+
+    from serving.audit.safe_text import page_safe
+    from serving.auditor.templates import render
+
+    page = render("message", heading="h", message="invoice \u202eexe.fdp\u202c zero\u200bwidth")
+    assert "\u202e" not in page and "\u200b" not in page
+    assert "invoice \\u202eexe.fdp\\u202c zero\\u200bwidth" in page
+    assert page_safe("two\nlines\tand\x07bell") == "two\nlines\tand\\x07bell"
+    svg = markupsafe.Markup("<svg><text>a</text></svg>")
+    assert "<svg><text>a</text></svg>" in render("message", heading="h", message=svg)

@@ -584,7 +584,7 @@ def score_file(
     import pandas as pd
     from tqdm import tqdm
 
-    from features.intake.io import atomic_write, read_declarations
+    from features.intake.io import atomic_write, read_declarations, spreadsheet_safe
 
     out = Path(out)
     suffix = out.suffix.lower()
@@ -636,8 +636,8 @@ def score_file(
     result = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
     if len(result):
         result = result.iloc[np.argsort(order, kind="stable")].reset_index(drop=True)
-    if suffix == ".csv":
-        atomic_write(out, lambda tmp: result.to_csv(tmp, index=False))
+    if suffix == ".csv":  # opened in a spreadsheet: no cell runs as a formula
+        atomic_write(out, lambda tmp: spreadsheet_safe(result).to_csv(tmp, index=False))
     else:
         atomic_write(out, lambda tmp: result.to_parquet(tmp, index=False))
     empty = evidence_missing_throughout(declarations, filled, runtime)

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from features.intake.contract import FIELDS, Contract, ContractError
-from features.intake.io import atomic_write, write_declarations
+from features.intake.io import atomic_write, spreadsheet_safe, write_declarations
 from features.intake.mapping import (
     OUTPUT_SUFFIXES,
     REJECTED_REASONS,
@@ -113,7 +113,7 @@ def ingest_file(
         declarations, overlap = reads[0].declarations, {}
     if quarantine is not None:
         rejected = _rejected_rows(reads, sources)
-        atomic_write(quarantine, lambda tmp: rejected.to_csv(tmp, index=False))
+        atomic_write(quarantine, lambda tmp: spreadsheet_safe(rejected).to_csv(tmp, index=False))
     write_declarations(declarations, out, reads[0].contract)
     logger.info(
         "ingested %d rows from %s into %s",
@@ -427,7 +427,7 @@ def set_aside_faulty_rows(
     write_declarations(
         canonical.iloc[kept].drop(columns=outcomes).reset_index(drop=True), out, contract
     )
-    atomic_write(quarantine, lambda tmp: rejected.to_csv(tmp, index=False))
+    atomic_write(quarantine, lambda tmp: spreadsheet_safe(rejected).to_csv(tmp, index=False))
     if reasons:
         logger.warning(
             "%d of %d row(s) set aside in %s, each with its reasons; the others are scored",

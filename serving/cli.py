@@ -605,6 +605,28 @@ def _read_results(file: Path, spec: Any, mapping: Path | None, settings: Any) ->
     return raw, notes
 
 
+def _require_intact(decisions: Any) -> None:
+    """Refuse a store whose decisions or results chain is broken: a history exported from it
+    trained the next model on a forged label and left out the result of a deleted decision,
+    exit 0 (probe, 2026-12), where `audit archive` refuses the same store."""
+    from features.errors import ParcelriskError
+    from serving.audit.verify import describe_results_problem, verify_results_of, verify_store
+
+    report = verify_store(decisions)
+    if report.problem is not None:
+        broken = f"the decisions chain is broken ({report.problem.describe()})"
+    else:
+        results = verify_results_of(decisions)
+        if results is None or results["problem"] is None:
+            return
+        broken = f"the results chain is broken ({describe_results_problem(results['problem'])})"
+    raise ParcelriskError(
+        f"{decisions.location}: {broken}: a history exported from it would train the next "
+        "model on records nobody can vouch for; investigate with `parcelrisk audit verify` "
+        "first"
+    )
+
+
 @history_app.command("join")
 def history_join(
     declarations: Path = typer.Argument(
@@ -720,6 +742,7 @@ def history_export(
     # must not take labelled declarations out of the next model's training data
     decisions = open_store(db, read_only=True)
     try:
+        _require_intact(decisions)
         archived = archived_first_decisions(decisions, iso_utc(since_us) if since_us else "")
         _, _, cut = decisions.chain_start()
     finally:

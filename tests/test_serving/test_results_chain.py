@@ -338,3 +338,20 @@ def test_a_results_mapping_writes_back_the_zeros_the_ids_lost(location, tmp_path
     source.write_text("DECL,DATE,HIT\nX515428,2026-05-10T09:00:00Z,N\n")
     run = CliRunner().invoke(app, args)
     assert run.exit_code != 0 and "X515428" in run.output + str(run.exception)
+
+
+def test_history_export_refuses_a_store_whose_chains_are_broken(tmp_path) -> None:
+    """It exported a forged label and left out the result of a deleted decision, exit 0, where
+    `audit archive` refuses the same store (probe)."""
+    location = str(tmp_path / "audit.db")
+    _decided(location)
+    _store_results(location, [0, 1, 2])
+    out = tmp_path / "next.parquet"
+    args = ["history", "export", "--db", location, "--out", str(out)]
+    execute_sql(location, "UPDATE outcomes SET illicit = 0 WHERE declaration_id = 'D1'")
+    forged = CliRunner().invoke(app, args)
+    assert forged.exit_code != 0 and not out.exists()
+    assert "the results chain is broken (altered at result seq 2" in str(forged.exception)
+    execute_sql(location, "DELETE FROM decisions WHERE seq = 3")
+    deleted = CliRunner().invoke(app, args)
+    assert "the decisions chain is broken (deleted at seq 3" in str(deleted.exception)

@@ -467,8 +467,9 @@ class AuditorPages:
             "features": features,
             "run_id": run_id,
             "run_link": run_link,
-            # every result stored for the declaration, first to current
-            "results": service.outcome_store.result_history(record.declaration_id),
+            # every result stored for the declaration, first to current, each with whether
+            # its MAC still matches what it says
+            "results": _checked_results(service, record.declaration_id),
         }
 
     def _model_of(self, service: Any, record: Any) -> Any:
@@ -585,3 +586,20 @@ class AuditorPages:
 def auditor_routes(service: Callable[[], Any]) -> list[Route]:
     """The auditor pages' routes, for the service's Starlette app."""
     return AuditorPages(service).routes()
+
+
+def _checked_results(service: Any, declaration_id: str) -> list[dict[str, Any]]:
+    """``result_history`` with ``intact`` on each result: its MAC checked against its content
+    and link, as `audit verify` walks it (None: stored before results were chained). A result
+    edited in the store (illicit made clean) was shown as genuine beside "integrity: intact",
+    the decision's own (probe, 2026-12)."""
+    store = service.outcome_store
+    checked = []
+    for result in store.result_history(declaration_id):
+        link = next(iter(store.chain_rows(after_seq=result["seq"] - 1, page=1)), None)
+        if link is None or link.seq != result["seq"] or not link.mac:
+            intact = None
+        else:
+            intact = link.valid(service.store.key)
+        checked.append({**result, "intact": intact})
+    return checked

@@ -118,8 +118,8 @@ thresholds {{ r.thresholds_version }}</td></tr>
 </table>
 
 <h2>Inspection</h2>
-{% if results %}<table id="results"><thead><tr><th>stored at</th><th>by</th><th>inspected at</th><th>found</th><th>offence</th><th>revenue recovered</th><th>why inspected</th><th>correction</th></tr></thead><tbody>
-{% for x in results %}<tr{% if loop.last %} class="current"{% endif %}><td>{{ x.recorded_at }}</td><td>{{ x.source }}</td><td>{{ x.inspected_at }}</td><td>{{ 'illicit' if x.illicit else 'clean' }}</td><td>{{ x.offence_type or '-' }}</td><td class="num">{{ '-' if x.revenue_recovered is none else '%.2f' % x.revenue_recovered }}</td><td>{{ x.selection_reason or '-' }}</td><td>{{ x.correction or '' }}</td></tr>{% endfor %}
+{% if results %}<table id="results"><thead><tr><th>stored at</th><th>by</th><th>inspected at</th><th>found</th><th>offence</th><th>revenue recovered</th><th>why inspected</th><th>correction</th><th>integrity</th></tr></thead><tbody>
+{% for x in results %}<tr{% if loop.last %} class="current"{% endif %}><td>{{ x.recorded_at }}</td><td>{{ x.source }}</td><td>{{ x.inspected_at }}</td><td>{{ 'illicit' if x.illicit else 'clean' }}</td><td>{{ x.offence_type or '-' }}</td><td class="num">{{ '-' if x.revenue_recovered is none else '%.2f' % x.revenue_recovered }}</td><td>{{ x.selection_reason or '-' }}</td><td>{{ x.correction or '' }}</td><td class="integrity">{% if x.intact is none %}<span class="note">not chained</span>{% elif x.intact %}<span class="ok">intact</span>{% else %}<span class="bad">ALTERED</span>: not what was stored; run <code>parcelrisk audit verify</code>{% endif %}</td></tr>{% endfor %}
 </tbody></table>
 {% if results|length > 1 %}<p class="note">The last row is the current result: each correction was stored beside the result it replaced, which stays as it was (chained: <code>parcelrisk audit verify</code>).</p>{% endif %}
 {% else %}<p class="note" id="results">no inspection result stored</p>{% endif %}

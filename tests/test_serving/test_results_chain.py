@@ -355,3 +355,25 @@ def test_history_export_refuses_a_store_whose_chains_are_broken(tmp_path) -> Non
     execute_sql(location, "DELETE FROM decisions WHERE seq = 3")
     deleted = CliRunner().invoke(app, args)
     assert "the decisions chain is broken (deleted at seq 3" in str(deleted.exception)
+
+
+def test_the_auditor_page_marks_a_result_edited_in_the_store(location) -> None:
+    """Shown as genuine beside the decision's "integrity: intact" (probe): each result's MAC
+    is checked where the page lists it."""
+    from types import SimpleNamespace
+
+    from serving.auditor.pages import _checked_results
+
+    _decided(location)
+    _store_results(location, [0, 1])
+    execute_sql(location, "UPDATE outcomes SET illicit = 0 WHERE declaration_id = 'D1'")
+    service = SimpleNamespace(
+        store=open_store(location), outcome_store=open_outcome_store(location, read_only=True)
+    )
+    try:
+        assert [r["intact"] for r in _checked_results(service, "D0")] == [True]
+        (edited,) = _checked_results(service, "D1")
+        assert edited["intact"] is False and edited["illicit"] is False
+    finally:
+        service.outcome_store.close()
+        service.store.close()

@@ -21,6 +21,7 @@ import numpy as np
 from features.errors import ParcelriskError
 from features.intake.columns import RecordColumns, columns_of, python_values
 from features.intake.rules import Findings, Limits, Rule, check, check_records, rules_for
+from serving.audit.archived import since_with_archive
 from serving.auth import Caller
 from serving.decision import DecisionRecord, features_for_storage
 from serving.lanes import assign_lanes, facilitation_notes
@@ -130,7 +131,8 @@ class ScoringRuntime:
         # everything up to the head is read below (rows failing the time filter are skipped)
         head = store.last_seq()
         added = 0
-        while rows := store.since(self.log_seq, declared_from_us=cutoff, limit=REPLAY_PAGE):
+        # the archived days too: an archive may have moved days past the snapshot's cutoff
+        while rows := since_with_archive(store, self.log_seq, cutoff, REPLAY_PAGE):
             added += self._append_logged(rows)
             self.log_seq = rows[-1][0]
         self.log_seq = max(self.log_seq, head)

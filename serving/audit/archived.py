@@ -12,7 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from serving.decision import STORED_FIELDS
 from serving.sqlite_store import _declared_at, read_archive_manifest
+
+_DECLARATION_JSON = STORED_FIELDS.index("declaration_json")
 
 
 @dataclass(frozen=True)
@@ -149,3 +152,66 @@ def find_with_archive(store: Any, *, after_seq: int = 0, limit: int, **filters: 
     if len(found) < limit:
         found += store.find(after_seq=after_seq, limit=limit - len(found), **filters)
     return found
+
+
+def since_with_archive(
+    store: Any, seq: int, declared_from_us: int | None = None, limit: int | None = None
+) -> list[tuple[int, str]]:
+    """``store.since`` over the archived days and the hot store as one log: (seq,
+    declaration_json) after ``seq`` declared at or after ``declared_from_us``, in seq order,
+    at most ``limit``.
+
+    What a new worker (a restart, a scale-up, a new champion) and `audit recompute` replay
+    from a snapshot's cutoff: after an archive of days past that cutoff, reading the hot store
+    alone rebuilt the live state without them, and two replicas scored one declaration with
+    95 of 159 features apart (probe, 2026-12). Only the day files that can hold such
+    declarations are read (answered at most ``MAX_CLOCK_SKEW_DAYS`` before their declaration);
+    an archive that cannot be read stops the replay rather than leave its days out."""
+    from features.errors import ParcelriskError
+    from serving.decision import iso_utc
+    from serving.sqlite_store import archived_rows
+
+    _, _, cut = store.chain_start()
+    rows: list[tuple[int, str]] = []
+    if cut is not None and seq < int(cut["cut_seq"]):
+        folder = Path(cut["archive"])
+        try:
+            files = read_archive_manifest(folder)["files"]
+        except (OSError, ValueError, KeyError) as exc:
+            raise ParcelriskError(
+                f"the decision log's archived days ({folder}) cannot be read ({exc}): the live "
+                "entity state would be built without them; give this process the archive "
+                "directory (`audit archive --to`)"
+            ) from None
+        since = iso_utc(int(declared_from_us)) if declared_from_us is not None else None
+        first_day = ""
+        if since is not None:
+            from datetime import date, timedelta
+
+            from features.intake.contract import MAX_CLOCK_SKEW_DAYS
+
+            margin = timedelta(days=MAX_CLOCK_SKEW_DAYS + 1)
+            first_day = (date.fromisoformat(since[:10]) - margin).isoformat()
+        filters: list[tuple[str, str, Any]] = [("seq", ">", int(seq))]
+        if since is not None:
+            filters.append(("declared_at", ">=", since))
+        for entry in sorted(files, key=lambda e: e["first_seq"]):
+            if entry["last_seq"] <= seq or entry["day"] < first_day:
+                continue
+            path = folder / entry["file"]
+            try:
+                found = list(archived_rows(path, filters=filters))
+            except (OSError, ValueError) as exc:
+                raise ParcelriskError(
+                    f"archived day {path} cannot be read ({exc}): run `parcelrisk audit verify`"
+                ) from None
+            rows += [(r.seq, r.values[_DECLARATION_JSON]) for r in found]
+            if limit is not None and len(rows) >= limit:
+                return rows[:limit]
+    if limit is not None:
+        if limit - len(rows) <= 0:
+            return rows
+        return rows + store.since(
+            rows[-1][0] if rows else seq, declared_from_us, limit=limit - len(rows)
+        )
+    return rows + store.since(rows[-1][0] if rows else seq, declared_from_us)

@@ -209,7 +209,9 @@ class StateReplay:
         contract = self.live.snapshot.contract
         while self.log_seq < known_seq:
             limit = min(_LOG_PAGE, known_seq - self.log_seq)
-            page = self.store.since(self.log_seq, declared_from_us=self._cutoff, limit=limit)
+            from serving.audit.archived import since_with_archive
+
+            page = since_with_archive(self.store, self.log_seq, self._cutoff, limit)
             rows = [r for r in page if r[0] <= known_seq]
             if rows:
                 self.live.append(StoredColumns([json.loads(t) for _, t in rows], contract))

@@ -18,7 +18,9 @@ from tests.test_serving.test_store import _record
 KEY = b"k" * 40
 
 
-def _days_store(tmp_path, days=("2026-05-01", "2026-05-02", "2026-05-03"), per_day=5, url=None):
+def _days_store(
+    tmp_path, days=("2026-05-01", "2026-05-02", "2026-05-03"), per_day=5, url=None, make=None
+):
     """A store whose decisions were answered on ``days`` (the clock set per batch): a SQLite
     file, or the PostgreSQL database at ``url``."""
     import serving.postgres_store as postgres_store
@@ -36,7 +38,7 @@ def _days_store(tmp_path, days=("2026-05-01", "2026-05-02", "2026-05-03"), per_d
         clock = lambda day=day: f"{day}T12:00:00.000000Z"  # noqa: E731
         sqlite_store._now_iso = postgres_store._now_iso = clock
         try:
-            store.record([_record(n + i) for i in range(per_day)])
+            store.record([(make or _record)(n + i) for i in range(per_day)])
         finally:
             sqlite_store._now_iso = postgres_store._now_iso = original
         n += per_day
@@ -215,4 +217,35 @@ def test_a_lookup_reads_the_id_column_of_each_day_and_one_day_whole(tmp_path, mo
     record, intact = store.get("dec3")
     assert intact and record == _record(3)
     assert reads.count(None) == 1  # the day that holds it, whole
+    store.close()
+
+
+def test_the_log_replayed_from_a_cutoff_reads_the_archived_days_after_it(tmp_path) -> None:
+    """A worker started after an archive of days past its snapshot's cutoff rebuilt its live
+    state from the hot store alone: two replicas scored one declaration with 95 of 159
+    features apart (probe). The replay reads archive and hot rows as one log, paged."""
+    import dataclasses
+    from datetime import UTC, datetime
+
+    from serving.audit.archived import since_with_archive
+
+    def declared(i: int):
+        day = 1 + i // 5
+        text = json.dumps({"declaration_id": f"D{i}", "declared_at": f"2026-05-0{day}T10:00:00Z"})
+        return dataclasses.replace(_record(i), declaration_json=text)
+
+    store = _days_store(tmp_path, make=declared)
+    archive_before(store, "2026-05-03T00:00:00.000000Z")
+    cutoff = int(datetime(2026, 5, 2, tzinfo=UTC).timestamp() * 1_000_000)
+    hot_only = [seq for seq, _ in store.since(0, cutoff)]
+    assert hot_only == [11, 12, 13, 14, 15]
+    replayed = [seq for seq, _ in since_with_archive(store, 0, cutoff)]
+    assert replayed == list(range(6, 16))  # day 2 (archived) and day 3 (hot)
+    pages, seq = [], 0
+    while rows := since_with_archive(store, seq, cutoff, limit=4):
+        pages.append([s for s, _ in rows])
+        seq = rows[-1][0]
+    assert pages == [[6, 7, 8, 9], [10, 11, 12, 13], [14, 15]]
+    texts = dict(since_with_archive(store, 0, None))
+    assert len(texts) == 15 and json.loads(texts[7])["declaration_id"] == "D6"
     store.close()

@@ -18,6 +18,7 @@ results are in (the command says how many inspected lanes are still without one)
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -67,9 +68,28 @@ def archive_before(
     """Move the decisions answered before ``before`` (ISO UTC) to daily Parquet files (from a
     SQLite file or a PostgreSQL store: reads through ``serving.store_read``, the cut by the
     store's ``cut_chain`` in its writers' turn)."""
+    archive = Path(archive) if archive is not None else default_archive_dir(store)
+    # one archive at a time per directory: two at once both chose the same cut, and the
+    # second died on the store's unique cut with an 82-line traceback (probe, 2026-12). The
+    # lock sits beside the archive; where none can be made, the write fails below, saying so.
+    try:
+        lock = open(archive.parent / f".{archive.name}.lock", "a+")  # noqa: SIM115
+    except OSError:
+        return _archive_locked(store, before, archive)
+    with lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise ParcelriskError(
+                f"another `parcelrisk audit archive` is running on {archive}: nothing was "
+                "archived by this one; run it again once that one has finished"
+            ) from None
+        return _archive_locked(store, before, archive)
+
+
+def _archive_locked(store: DecisionStore, before: str, archive: Path) -> dict[str, Any]:
     from serving.store_read import read_only
 
-    archive = Path(archive) if archive is not None else default_archive_dir(store)
     _, _, cut = store.chain_start()
     if cut is not None and Path(cut["archive"]).resolve() != archive.resolve():
         # verify walks one archive, the last cut's, into the hot rows: the days archived
@@ -109,7 +129,15 @@ def archive_before(
     where = str(archive.resolve())
     mac = cut_mac_of(store.key, cut_seq, cut_mac, archived_at, where)
 
-    store.cut_chain(cut_seq, cut_mac, archived_at, where, mac)
+    try:
+        store.cut_chain(cut_seq, cut_mac, archived_at, where, mac)
+    except Exception as exc:  # the store's unique cut: another machine archived it meanwhile
+        if "unique" not in str(exc).lower() and "duplicate" not in str(exc).lower():
+            raise
+        raise ParcelriskError(
+            f"the store was cut at seq {cut_seq} by another `audit archive` meanwhile: nothing "
+            "more to archive; run `parcelrisk audit verify`"
+        ) from None
     rows_moved = sum(f["rows"] for f in written)
     size = sum((archive / f["file"]).stat().st_size for f in written)
     return {

@@ -249,3 +249,19 @@ def test_the_log_replayed_from_a_cutoff_reads_the_archived_days_after_it(tmp_pat
     texts = dict(since_with_archive(store, 0, None))
     assert len(texts) == 15 and json.loads(texts[7])["declaration_id"] == "D6"
     store.close()
+
+
+def test_a_second_archive_while_one_runs_is_refused_in_one_line(tmp_path) -> None:
+    """Two at once chose the same cut; the second died on the store's unique cut with an
+    82-line traceback (probe)."""
+    import fcntl
+
+    store = _days_store(tmp_path)
+    with open(tmp_path / ".audit.db.archive.lock", "a+") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(ParcelriskError, match="another `parcelrisk audit archive` is running"):
+            archive_before(store, "2026-05-03T00:00:00.000000Z")
+    assert store.count() == 15
+    assert archive_before(store, "2026-05-03T00:00:00.000000Z")["archived"] == 10
+    assert archive_before(store, "2026-05-03T00:00:00.000000Z")["archived"] == 0
+    store.close()

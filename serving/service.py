@@ -24,6 +24,7 @@ import logging
 import math
 import os
 import shutil
+import sqlite3
 import tempfile
 import time
 from contextvars import ContextVar
@@ -84,7 +85,7 @@ from serving.scoring import (
     load_runtime,
     score_frame,
 )
-from serving.sqlite_store import DamagedRecord, StoreUnavailable
+from serving.sqlite_store import DamagedRecord, StoreUnavailable, is_damaged
 from serving.store import (
     is_sqlite,
     open_outcome_store,
@@ -201,6 +202,7 @@ class ParcelRiskService:
         # results are held to the gate's plausibility limits (validate.max_value: revenue)
         self.outcome_limits = Limits.from_settings(self.settings)
         self.runtime: ScoringRuntime | None = None
+        self._damaged: str | None = None  # the store found damaged under the service
         self._registry: Any = None  # the MLflow client the watcher asks, made on first use
         self.batcher = MicroBatcher(
             self._score_and_record,
@@ -330,7 +332,19 @@ class ParcelRiskService:
             )
 
     def __is_ready__(self) -> bool:
-        return self.runtime is not None
+        # a damaged store stays so for this worker: its connections hold the damaged file
+        # (a restored copy is another file), so it is restored, then the service restarted
+        return self.runtime is not None and self._damaged is None
+
+    def _store_damaged(self, exc: BaseException) -> JSONResponse:
+        """A store file damaged under the running service (truncated, overwritten): 503 with
+        one log line and readiness refused, so a balancer sends traffic elsewhere; it was a
+        500 with tracebacks while /readyz answered 200 (probe, 2026-12)."""
+        said = f"decision store {self.config.audit_db} is damaged ({exc}): nothing of the request was stored; restore it, run `parcelrisk audit verify` and restart the service"
+        if self._damaged is None:
+            logger.error("%s", said)
+        self._damaged = said
+        return error_response(503, said, headers={"Retry-After": "30"})
 
     # --- scoring ---------------------------------------------------------------------------
     async def _score_and_record(
@@ -509,6 +523,10 @@ class ParcelRiskService:
             return error_response(503, str(exc), headers={"Retry-After": "5"})
         except ParcelriskError as exc:
             return error_response(422, str(exc))
+        except sqlite3.DatabaseError as exc:
+            if not is_damaged(exc):
+                raise
+            return self._store_damaged(exc)
         answering([item["decision_id"] for item in items])  # a 504 from here on marks them
         # Plain dicts encoded by orjson: re-validating 1000 response models through pydantic
         # would cost more than the scoring, and json.dumps (JSONResponse) took ~1 ms of CPU per
@@ -616,6 +634,10 @@ class ParcelRiskService:
             return _refused_outcomes(exc)
         except StoreUnavailable as exc:  # nothing of the batch stored: send it again later
             return error_response(503, str(exc), headers={"Retry-After": "5"})
+        except sqlite3.DatabaseError as exc:
+            if not is_damaged(exc):
+                raise
+            return self._store_damaged(exc)
         return JSONResponse(counts)
 
 

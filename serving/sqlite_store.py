@@ -77,6 +77,12 @@ def _is_unavailable(exc: sqlite3.Error) -> bool:
     return code is not None and code & 0xFF in _UNAVAILABLE  # extended codes: low byte
 
 
+def is_damaged(exc: sqlite3.Error) -> bool:
+    """Whether ``exc`` says the store's file is damaged (malformed, or not a database)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
+
+
 class StoreUnavailable(ParcelriskError):
     """The decision store cannot take a write now (disk full, I/O error, locked): nothing of
     the batch was stored; retrying later may succeed."""

@@ -158,3 +158,32 @@ def test_results_the_store_cannot_write_are_503(client, monkeypatch):
     )
     assert r.status_code == 503, r.text
     assert "disk is full" in r.json()["error"] and r.headers["Retry-After"]
+
+
+def test_a_store_damaged_under_the_service_is_503_and_the_worker_not_ready(client, monkeypatch):
+    """A store file damaged while the service ran gave 500s with tracebacks while /readyz
+    answered 200, so a balancer kept routing to it (probe): 503, one line, not ready."""
+    import sqlite3
+
+    from serving.service import _WORKER
+
+    service = _WORKER.service
+
+    def damaged(*args, **kwargs):
+        exc = sqlite3.DatabaseError("database disk image is malformed")
+        exc.sqlite_errorcode = sqlite3.SQLITE_CORRUPT
+        raise exc
+
+    monkeypatch.setattr(service.store, "record", damaged)
+    try:
+        assert client.get("/readyz").status_code == 200
+        r = client.post(
+            "/score",
+            json={"declarations": make_declarations(2, seed=54, prefix="BROKEN")},
+            headers=auth(),
+        )
+        assert r.status_code == 503, r.text
+        assert "is damaged (database disk image is malformed)" in r.json()["error"]
+        assert client.get("/readyz").status_code == 503
+    finally:
+        service._damaged = None  # the module's service is shared by the other tests

@@ -52,6 +52,7 @@ from serving.auditor.query import (
     plain_text,
     shown,
     utc_time,
+    utc_time_to,
     whole_number,
 )
 from serving.auditor.session import (
@@ -94,7 +95,7 @@ SECURITY_HEADERS = {
 # the decisions list's filters (the form's fields) and the page after which it starts
 DECISION_FILTERS: dict[str, Parser] = {
     "from": utc_time,
-    "to": utc_time,
+    "to": utc_time_to,
     "lane": lane,
     "model_version": model_version,
     "declaration_id": plain_text,
@@ -223,9 +224,8 @@ class AuditorPages:
         if role != "auditor":
             # the same answer for a wrong key and another role's key: no oracle for keys
             logger.info("auditor sign-in refused (role %s)", role or "none")
-            return self._refused(
-                request, 403 if role else 401, "refused: that is not an auditor key"
-            )
+            # (the status too: 403 for another role's key told a valid key from a wrong one)
+            return self._refused(request, 401, "refused: that is not an auditor key")
         token = issue_token(
             self.auditors.secret, key_id(key.encode()), int(time.time()), SESSION_TTL_S
         )

@@ -44,6 +44,19 @@ def utc_time(text: str) -> str:
     return moment.isoformat(timespec="microseconds") + "Z"
 
 
+def utc_time_to(text: str) -> str:
+    """``utc_time`` of an upper bound: a bare date means that whole day (its next midnight,
+    the bound exclusive), as `audit list --to` reads it; the page read it as the day's first
+    instant and listed nothing for a day the command listed (probe, 2026-12)."""
+    value = utc_time(text)
+    if len(text.removesuffix("Z")) == 10:  # YYYY-MM-DD
+        from datetime import timedelta
+
+        moment = datetime.fromisoformat(value.removesuffix("Z")) + timedelta(days=1)
+        return moment.isoformat(timespec="microseconds") + "Z"
+    return value
+
+
 def whole_number(text: str) -> int:
     if not _WHOLE.fullmatch(text):
         raise ValueError("a whole number like 0 or 1234")

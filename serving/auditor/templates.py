@@ -75,7 +75,7 @@ _DECISIONS = """{% extends "base" %}
 <h1>Decisions</h1>
 <form class="filters" method="get" action="/auditor/decisions">
 <label>answered from (UTC) <input name="from" value="{{ filters['from'] }}" placeholder="2026-05-01T00:00"></label>
-<label>answered before (UTC) <input name="to" value="{{ filters['to'] }}" placeholder="2026-05-02"></label>
+<label>answered up to (UTC; a date: that whole day) <input name="to" value="{{ filters['to'] }}" placeholder="2026-05-02"></label>
 <label>lane <select name="lane"><option value="">any</option>
 {% for lane in lanes %}<option value="{{ lane }}"{% if filters['lane'] == lane %} selected{% endif %}>{{ lane }}</option>{% endfor %}
 </select></label>

@@ -224,3 +224,13 @@ def test_pages_show_invisible_and_reordering_characters_as_escapes() -> None:
     assert page_safe("two\nlines\tand\x07bell") == "two\nlines\tand\\x07bell"
     svg = markupsafe.Markup("<svg><text>a</text></svg>")
     assert "<svg><text>a</text></svg>" in render("message", heading="h", message=svg)
+
+
+def test_a_page_to_date_means_that_whole_day_as_the_commands_read_it() -> None:
+    """to=2026-12-05 listed nothing for a day `audit list --to 2026-12-05` listed (probe)."""
+    from serving.audit.report import parse_when
+    from serving.auditor.query import utc_time_to
+
+    assert utc_time_to("2026-12-05") == parse_when("2026-12-05", "--to", end_of_day=True)
+    assert utc_time_to("2026-12-05") == "2026-12-06T00:00:00.000000Z"
+    assert utc_time_to("2026-12-05T10:00") == "2026-12-05T10:00:00.000000Z"

@@ -172,10 +172,20 @@ def monitor(
         logged = f"NOT logged to run {info['run_id']}: {type(exc).__name__}: {exc}"
     typer.echo(json.dumps(summary, indent=1))
     alerts = summary["alerts"]
+    # what could not be judged, on the line a person or a cron job reads: "0 alert(s)" alone
+    # read as healthy for a period of 100% red against a 1% target, too few to judge (probe)
+    unjudged = [
+        f"{name} ({section.get('not_judged', 'too few decisions')})"
+        for name, section in summary.items()
+        if isinstance(section, dict) and section.get("judged") is False
+    ]
+    verdict = f"{len(alerts)} alert(s)" + (
+        f"; NOT JUDGED: {'; '.join(unjudged)}" if unjudged else ""
+    )
     if report is None:  # the files went to the run: no temporary directory left behind
         shutil.rmtree(out, ignore_errors=True)
-        typer.echo(f"{len(alerts)} alert(s); {logged}", err=True)
+        typer.echo(f"{verdict}; {logged}", err=True)
     else:
-        typer.echo(f"{len(alerts)} alert(s); report {files[0]}; {logged}", err=True)
+        typer.echo(f"{verdict}; report {files[0]}; {logged}", err=True)
     if alerts:
         raise typer.Exit(1)

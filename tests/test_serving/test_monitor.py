@@ -299,6 +299,11 @@ def test_monitor_exits_0_without_alerts(monitored, capsys) -> None:
     summary = json.loads(out)
     assert summary["alerts"] == []
     assert summary["lanes"]["refit"]["decisions"] == 600
+    # the line a cron job reads names what was not judged ("0 alert(s)" alone read healthy)
+    unjudged = [k for k, v in summary.items() if isinstance(v, dict) and v.get("judged") is False]
+    assert unjudged, "the quiet period has a section too small to judge"
+    assert "0 alert(s); NOT JUDGED: " + unjudged[0] in err
+    assert summary[unjudged[0]]["not_judged"] in err
     # without --report the files go to the run only: no temporary directory left behind
     assert set(glob.glob(pattern)) == before and "report /" not in err
 

@@ -16,6 +16,7 @@ import tempfile
 import zipfile
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
+from glob import escape as glob_escape
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -67,7 +68,12 @@ def atomic_write(path: Path, write: Any) -> None:
     if path.is_dir():  # the rename would fail naming the temporary file, not this path
         raise ParcelriskError(f"{path} is a directory: give a file name to write")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    _remove_orphans(path)
+    # the writer's pid in the name: the next write of the same file removes what a killed
+    # writer left (a history's GBs stayed beside it run after run: probe, 2026-12)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{path.name}.{os.getpid()}-", suffix=".tmp", dir=path.parent
+    )
     os.close(fd)
     try:
         write(Path(tmp))
@@ -75,6 +81,21 @@ def atomic_write(path: Path, write: Any) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _remove_orphans(path: Path) -> None:
+    """The temporary files of ``atomic_write``s of ``path`` whose writer is gone (killed)."""
+    prefix = f".{path.name}."
+    for leftover in path.parent.glob(f"{glob_escape(prefix)}*.tmp"):
+        pid_text = leftover.name[len(prefix) :].split("-", 1)[0]
+        if not pid_text.isdigit() or int(pid_text) == os.getpid():
+            continue  # not ours to judge, or this process's own write in progress
+        try:
+            os.kill(int(pid_text), 0)
+        except ProcessLookupError:
+            leftover.unlink(missing_ok=True)
+        except OSError:
+            continue  # alive under another user: left alone
 
 
 def write_declarations(

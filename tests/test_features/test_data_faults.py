@@ -200,3 +200,25 @@ def test_score_refuses_a_bad_file_before_it_loads_a_model(
     code, output = invoke(args, caplog)
     assert code == 2 and "declaration_id.unique" in output
     assert not out.exists() and not (tmp_path / "empty.db").exists()
+
+
+def test_a_killed_writers_temporary_file_is_removed_by_the_next_write(tmp_path) -> None:
+    """A SIGKILLed `history join` left `.OUT.*.tmp` (GBs for a real history) that later runs
+    never removed (probe); a live writer's file is left alone."""
+    import os
+    import subprocess
+
+    from features.intake.io import atomic_write
+
+    out = tmp_path / "out.parquet"
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    orphan = tmp_path / f".out.parquet.{dead.pid}-abc.tmp"
+    orphan.write_bytes(b"x" * 10)
+    live = tmp_path / f".out.parquet.{os.getppid()}-def.tmp"
+    live.write_bytes(b"y")
+    other = tmp_path / ".other.parquet.1-x.tmp"
+    other.write_bytes(b"z")
+    atomic_write(out, lambda tmp: tmp.write_text("new"))
+    assert out.read_text() == "new"
+    assert not orphan.exists() and live.exists() and other.exists()

@@ -305,8 +305,12 @@ def _shown(engine: sa.Engine) -> str:
     return engine.url.set(drivername="postgresql").render_as_string(hide_password=True)
 
 
+_WRITING = "cannot take this now"
+_READING = "cannot be read now"
+
+
 @contextlib.contextmanager
-def unavailable_as_error(engine: sa.Engine, doing: str = "cannot take this now") -> Iterator[None]:
+def unavailable_as_error(engine: sa.Engine, doing: str = _WRITING) -> Iterator[None]:
     """``StoreUnavailable`` when PostgreSQL cannot serve the statement now (server down, the
     connection lost, disk full, too many clients); any other error (a constraint, a bug) as it
     is. The transaction the block was in is rolled back by the caller's ``begin``."""
@@ -320,8 +324,10 @@ def unavailable_as_error(engine: sa.Engine, doing: str = "cannot take this now")
         psycopg.InterfaceError,
     ) as exc:
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        # "nothing of it was stored" is for a write; a read or an open stored nothing to say
+        stored = "; nothing of it was stored" if doing == _WRITING else ""
         raise StoreUnavailable(
-            f"decision store {_shown(engine)} {doing}: {reason}; nothing of it was stored"
+            f"decision store {_shown(engine)} {doing}: {reason}{stored}"
         ) from exc
 
 
@@ -474,7 +480,7 @@ class PostgresDecisionStore:
 
     @contextlib.contextmanager
     def _reading(self) -> Iterator[sa.Connection]:
-        with unavailable_as_error(self.engine), self.engine.connect() as conn:
+        with unavailable_as_error(self.engine, _READING), self.engine.connect() as conn:
             yield conn
 
     # --- writing -----------------------------------------------------------------------------
@@ -812,13 +818,13 @@ class PostgresOutcomeStore:
     def has_chain(self) -> bool:
         """Whether the results table has the chain's columns (False: a store from before
         results were chained, not yet opened by a writer: ``create_schema`` chains it)."""
-        with unavailable_as_error(self.engine), self.engine.connect() as conn:
+        with unavailable_as_error(self.engine, _READING), self.engine.connect() as conn:
             return _has_chain_columns(conn)
 
     def chain_rows(self, after_seq: int = 0, page: int = 5_000) -> Iterator[ChainRow]:
         """Every stored result's link after ``after_seq``, in seq order, paged (a table from
         before results were chained, read without a writer's open: empty MACs)."""
-        with unavailable_as_error(self.engine), self.engine.connect() as conn:
+        with unavailable_as_error(self.engine, _READING), self.engine.connect() as conn:
             columns = _outcome_columns(conn)
         links = [outcomes.c.prev_mac, outcomes.c.mac]
         if "mac" not in columns:
@@ -826,7 +832,7 @@ class PostgresOutcomeStore:
         values = _result_values(columns)
         query = sa.select(outcomes.c.seq, outcomes.c.recorded_at, *links, *values)
         while True:
-            with unavailable_as_error(self.engine), self.engine.connect() as conn:
+            with unavailable_as_error(self.engine, _READING), self.engine.connect() as conn:
                 rows = conn.execute(
                     query.where(outcomes.c.seq > after_seq).order_by(outcomes.c.seq).limit(page)
                 ).all()
@@ -847,7 +853,7 @@ class PostgresOutcomeStore:
             yield _Write(conn, self._key)
 
     def count(self) -> int:
-        with unavailable_as_error(self.engine), self.engine.connect() as conn:
+        with unavailable_as_error(self.engine, _READING), self.engine.connect() as conn:
             return int(conn.execute(sa.select(sa.func.count()).select_from(outcomes)).scalar())
 
     def scored_history(
@@ -871,7 +877,7 @@ class PostgresOutcomeStore:
             declared = sa.cast(first.c.declaration_json, sa.JSON)["declared_at"].as_string()
             query = query.where(declared.collate("C") >= iso_utc(since_us))
         query = query.order_by(first.c.seq)
-        with unavailable_as_error(self.engine), self.engine.connect() as conn:
+        with unavailable_as_error(self.engine, _READING), self.engine.connect() as conn:
             conn.execution_options(isolation_level="REPEATABLE READ")
             with conn.begin():  # one snapshot for the three queries
                 rows = conn.execute(query).all()
@@ -893,7 +899,7 @@ class PostgresOutcomeStore:
 
     def result_history(self, declaration_id: str) -> list[dict[str, Any]]:
         """Every result stored for one declaration, first to current (an auditor's read)."""
-        with unavailable_as_error(self.engine), self.engine.connect() as conn:
+        with unavailable_as_error(self.engine, _READING), self.engine.connect() as conn:
             columns = _outcome_columns(conn)
             if not columns:
                 return []
@@ -967,7 +973,7 @@ class _Write:
 
 def read_results(engine: sa.Engine, ids: Sequence[str]) -> dict[str, StoredResult]:
     """The results stored for these declaration ids (an auditor's read)."""
-    with unavailable_as_error(engine), engine.connect() as conn:
+    with unavailable_as_error(engine, _READING), engine.connect() as conn:
         return _results(conn, list(ids))
 
 

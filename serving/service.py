@@ -520,7 +520,7 @@ class ParcelRiskService:
             else:
                 items = await self._score_alone(sent)
         except StoreUnavailable as exc:  # disk full, store locked: nothing of the batch stored
-            return error_response(503, str(exc), headers={"Retry-After": "5"})
+            return error_response(503, _nothing_stored(exc), headers={"Retry-After": "5"})
         except ParcelriskError as exc:
             return error_response(422, str(exc))
         except sqlite3.DatabaseError as exc:
@@ -633,7 +633,7 @@ class ParcelRiskService:
         except OutcomesRefused as exc:
             return _refused_outcomes(exc)
         except StoreUnavailable as exc:  # nothing of the batch stored: send it again later
-            return error_response(503, str(exc), headers={"Retry-After": "5"})
+            return error_response(503, _nothing_stored(exc), headers={"Retry-After": "5"})
         except sqlite3.DatabaseError as exc:
             if not is_damaged(exc):
                 raise
@@ -646,6 +646,13 @@ class ParcelRiskService:
 # become megabytes in the audit chain (the body limit bounds the request, not this).
 IGNORED_FIELDS_NAMED = 5
 IGNORED_FIELD_CHARS = 40
+
+
+def _nothing_stored(exc: StoreUnavailable) -> str:
+    """A store's refusal as a request's answer: whether the store failed on a read or a write,
+    nothing of the request was stored (the store says so of its writes only)."""
+    said = str(exc)
+    return said if "stored" in said else f"{said}; nothing of it was stored"
 
 
 def missing_extras_warning(names: set[str]) -> str:

@@ -265,3 +265,24 @@ def test_a_second_archive_while_one_runs_is_refused_in_one_line(tmp_path) -> Non
     assert archive_before(store, "2026-05-03T00:00:00.000000Z")["archived"] == 10
     assert archive_before(store, "2026-05-03T00:00:00.000000Z")["archived"] == 0
     store.close()
+
+
+def test_verify_while_an_archive_cuts_the_store_finds_the_chain_intact(tmp_path) -> None:
+    """The cut committed between verify's read of it and its walk of the hot rows: the rows
+    moved were seen nowhere, "NOT INTACT: deleted" on an intact chain (probe)."""
+    store = _days_store(tmp_path)
+    other = SqliteDecisionStore(tmp_path / "audit.db", key=KEY)  # the archiving process
+    walked = store.chain_rows
+    archived: list[dict] = []
+
+    def archive_meanwhile(*args, **kwargs):
+        if not archived:
+            archived.append(archive_before(other, "2026-05-03T00:00:00.000000Z"))
+        return walked(*args, **kwargs)
+
+    store.chain_rows = archive_meanwhile  # type: ignore[method-assign]
+    report = verify_store(store)
+    assert archived[0]["archived"] == 10
+    assert report.intact and report.checked == 15, report.problem
+    other.close()
+    store.close()

@@ -203,6 +203,7 @@ class ParcelRiskService:
         self.outcome_limits = Limits.from_settings(self.settings)
         self.runtime: ScoringRuntime | None = None
         self._damaged: str | None = None  # the store found damaged under the service
+        self._unavailable_at: float | None = None  # when the store last refused a batch
         self._registry: Any = None  # the MLflow client the watcher asks, made on first use
         self.batcher = MicroBatcher(
             self._score_and_record,
@@ -334,7 +335,21 @@ class ParcelRiskService:
     def __is_ready__(self) -> bool:
         # a damaged store stays so for this worker: its connections hold the damaged file
         # (a restored copy is another file), so it is restored, then the service restarted
-        return self.runtime is not None and self._damaged is None
+        if self.runtime is None or self._damaged is not None:
+            return False
+        # a store that could not take the last batch (PostgreSQL down, disk full): not ready
+        # until it reads again, asked at most every 2 s; /readyz answered 200 while every
+        # /score got 503 (probe, 2026-12)
+        if self._unavailable_at is not None:
+            if time.monotonic() - self._unavailable_at < 2.0:
+                return False
+            try:
+                self.store.last_seq()
+            except Exception:
+                self._unavailable_at = time.monotonic()
+                return False
+            self._unavailable_at = None
+        return True
 
     def _store_damaged(self, exc: BaseException) -> JSONResponse:
         """A store file damaged under the running service (truncated, overwritten): 503 with
@@ -520,6 +535,7 @@ class ParcelRiskService:
             else:
                 items = await self._score_alone(sent)
         except StoreUnavailable as exc:  # disk full, store locked: nothing of the batch stored
+            self._unavailable_at = time.monotonic()
             return error_response(503, _nothing_stored(exc), headers={"Retry-After": "5"})
         except ParcelriskError as exc:
             return error_response(422, str(exc))

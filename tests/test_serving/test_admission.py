@@ -137,6 +137,11 @@ def test_a_store_that_cannot_write_is_503_and_nothing_is_answered(client, monkey
     )
     assert r.status_code == 503, r.text
     assert "disk is full" in r.json()["error"] and r.headers["Retry-After"]
+    # not ready while the store refuses (a balancer sends traffic elsewhere), ready again
+    # once it reads (asked at most every 2 s)
+    assert client.get("/readyz").status_code == 503
+    service._unavailable_at -= 5
+    assert client.get("/readyz").status_code == 200
 
 
 def test_results_the_store_cannot_write_are_503(client, monkeypatch):

@@ -197,6 +197,9 @@ def evaluate_holdout(
                 levels=levels,
             )
             metrics.update({f"test_random.{name}.{k}": v for k, v in result.items()})
+        # how many the random sample holds: the gate's verdict on it is said with its size
+        metrics["test_random.parcels"] = float(sample.sum())
+        metrics["test_random.illicit"] = float(y_rnd.sum())
     else:
         reasons["test_random.*"] = (
             "no unbiased sample in the test period: no random-exploration parcels "

@@ -507,3 +507,20 @@ def test_a_promote_killed_after_moving_the_alias_is_recorded_by_the_next(
     assert tags["promotion.outcome"] == "forced" and tags["promotion.force_reason"] == "lab report"
     assert promotion_module.PENDING_TAG not in tags
     assert client.get_model_version("parcel-risk", "1").tags["promotion.replaced_by"] == "2"
+
+
+def test_the_gate_says_how_many_parcels_it_compared_on() -> None:
+    """On 168 random parcels the top 5% is 8 and two versions each beat the other, the sample
+    size never shown (probe): the verdict names it, and a small one the margins."""
+    metrics = {
+        "test_random.model.precision_at_5": 0.875,
+        "test_random.model.revenue_at_5": 0.73,
+        "test_random.model.ece": 0.01,
+        "test_random.parcels": 168.0,
+        "test_random.illicit": 22.0,
+    }
+    champion = {**metrics, "test_random.model.revenue_at_5": 0.72}
+    decision = decide_promotion(metrics, champion, PromoteParams())
+    said = " | ".join(decision.reasons)
+    assert "compared on 168 parcels (22 illicit): the top 5% is 8" in said
+    assert "by 0.125 (a small sample: consider promote.min_gain_* margins)" in said

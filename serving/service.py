@@ -51,7 +51,13 @@ from serving.decision import DecisionRecord
 from serving.delivery import CANCELLED, answering, on_lost
 from serving.errors import error_response, rejection_response
 from serving.limits import BodyLimitMiddleware, QueueAdmissionMiddleware
-from serving.metrics import CHAMPION_SWITCHES, QUEUE_REFUSALS, UNDELIVERED, observe_batch
+from serving.metrics import (
+    CHAMPION_SWITCHES,
+    LIVE_DECLARATIONS,
+    QUEUE_REFUSALS,
+    UNDELIVERED,
+    observe_batch,
+)
 from serving.openapi import OpenApiDocumentMiddleware
 from serving.outcomes import OutcomesRefused, describe_problems, store_outcomes
 from serving.patches import (
@@ -263,6 +269,9 @@ class ParcelRiskService:
         runtime = load_runtime(self.settings, self._tracking_uri, directory)
         # the log since the snapshot's cutoff, before this runtime answers anything
         runtime.catch_up(self.store, self.outcome_store)
+        # what it replayed, from the start: the gauge read 0 for a ready worker holding
+        # 91,826 declarations until its first batch (probe, 2026-12)
+        LIVE_DECLARATIONS.set(len(runtime.live) if runtime.live is not None else 0)
         return runtime
 
     def _champion_version(self) -> ChampionRef | None:

@@ -170,4 +170,4 @@ def test_a_scorer_key_and_no_key_are_refused(browser, server) -> None:
         r = httpx.get(f"{server}/auditor/decisions", headers=headers, timeout=10)
         assert r.status_code == 401
     r = httpx.post(f"{server}/auditor/login", data={"key": SCORER_KEY}, timeout=10)
-    assert r.status_code == 403 and "set-cookie" not in r.headers
+    assert r.status_code == 401 and "set-cookie" not in r.headers  # as a wrong key: no oracle

@@ -1489,6 +1489,15 @@ def restore_hs_zeros(raw: pd.DataFrame, mapping: Mapping) -> tuple[pd.DataFrame,
     return raw.assign(**{spec.column: text.mask(short, "0" + text)}), int(short.sum())
 
 
+def _identifier_specs(mapping: Mapping) -> list[tuple[str, _Spec]]:
+    """(name, spec) of the identifiers the mapping reads: the contract's ``_id`` fields and
+    the office, in name order, then the entity extras."""
+    specs: list[tuple[str, _Spec]] = [
+        (n, mapping.columns[n]) for n in sorted(IDENTIFIER_FIELDS) if n in mapping.columns
+    ]
+    return specs + [(e.name, e) for e in mapping.extras if e.kind == "entity"]
+
+
 def read_float_written(raw: pd.DataFrame, mapping: Mapping) -> tuple[pd.DataFrame, dict[str, int]]:
     """``raw`` with HS codes and identifiers written from floating-point numbers ("610910.0",
     "100002.0") read as the whole numbers they are; and how many per field (none: left out).
@@ -1500,8 +1509,8 @@ def read_float_written(raw: pd.DataFrame, mapping: Mapping) -> tuple[pd.DataFram
     back, as from a numeric column. Numeric columns are read as numbers already (``_as_text``)."""
     import pandas as pd
 
-    specs = [(n, s) for n, s in mapping.columns.items() if n == "hs_code" or n in IDENTIFIER_FIELDS]
-    specs += [(e.name, e) for e in mapping.extras if e.kind == "entity"]
+    specs = [("hs_code", mapping.columns["hs_code"])] if "hs_code" in mapping.columns else []
+    specs += _identifier_specs(mapping)
     counts: dict[str, int] = {}
     for name, spec in specs:
         if spec.column is None or spec.column not in raw.columns:
@@ -1546,8 +1555,7 @@ def pad_identifier_zeros(
     Only digits are padded: an id with a letter or a separator was not written from a number,
     and one already N digits or longer is as written. A numeric source column (a Parquet or
     workbook integer) is read as text first, as every identifier is."""
-    specs = [(n, s) for n, s in mapping.columns.items() if s.zero_pad is not None]
-    specs += [(e.name, e) for e in mapping.extras if e.zero_pad is not None]
+    specs = [(n, s) for n, s in _identifier_specs(mapping) if s.zero_pad is not None]
     padded: dict[str, int] = {}
     for name, spec in specs:
         if spec.column is None or spec.column not in raw.columns or spec.zero_pad is None:
@@ -1576,10 +1584,8 @@ def _check_identifiers_text(raw: pd.DataFrame, mapping: Mapping) -> None:
 
     from features.intake.contract import PERSONAL_FIELDS
 
-    specs = [(n, mapping.columns.get(n)) for n in sorted(IDENTIFIER_FIELDS)]
-    specs += [(e.name, e) for e in mapping.extras if e.kind == "entity"]
-    for name, spec in specs:
-        if spec is None or spec.column is None or spec.column not in raw.columns:
+    for name, spec in _identifier_specs(mapping):
+        if spec.column is None or spec.column not in raw.columns:
             continue
         column = raw[spec.column]
         if pd.api.types.is_numeric_dtype(column.dtype):

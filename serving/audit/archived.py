@@ -46,14 +46,7 @@ def archived_first_decisions(store: Any, since_iso: str = "") -> list[FirstDecis
     rows: list[tuple[Any, ...]] = []
     # a day answered before ``since`` holds declarations declared before it, but for the ones
     # dated ahead of the clock (the contract allows MAX_CLOCK_SKEW_DAYS): those days are read
-    first_day = ""
-    if since_iso:
-        from datetime import date, timedelta
-
-        from features.intake.contract import MAX_CLOCK_SKEW_DAYS
-
-        margin = timedelta(days=MAX_CLOCK_SKEW_DAYS + 1)
-        first_day = (date.fromisoformat(since_iso[:10]) - margin).isoformat()
+    first_day = _first_day_holding(since_iso)
     for entry in sorted(manifest["files"], key=lambda e: e["first_seq"]):
         if entry["day"] < first_day:
             continue
@@ -101,9 +94,7 @@ def archived_find(
     """The archived decisions ``store.find`` would match, in seq order (at most ``limit``):
     what `audit list` and `audit export` read before the hot store, so a period before the
     archive cut is reviewed as any other. Only the day files the period touches are read."""
-    from features.errors import ParcelriskError
     from serving.decision import DecisionRecord
-    from serving.sqlite_store import archived_rows
 
     _, _, cut = store.chain_start()
     if cut is None:
@@ -127,14 +118,7 @@ def archived_find(
     for entry in sorted(read_archive_manifest(folder)["files"], key=lambda e: e["first_seq"]):
         if not first_day <= entry["day"] <= last_day or entry["last_seq"] <= after_seq:
             continue
-        path = folder / entry["file"]
-        try:
-            rows = list(archived_rows(path, filters=filters))
-        except (OSError, ValueError) as exc:
-            raise ParcelriskError(
-                f"archived day {path} cannot be read ({exc}): run `parcelrisk audit verify`"
-            ) from None
-        for row in rows:
+        for row in _day_rows(folder / entry["file"], filters):
             found.append(
                 DecisionRecord.from_stored_values(
                     row.values, seq=row.seq, answered_at=row.answered_at
@@ -169,7 +153,6 @@ def since_with_archive(
     an archive that cannot be read stops the replay rather than leave its days out."""
     from features.errors import ParcelriskError
     from serving.decision import iso_utc
-    from serving.sqlite_store import archived_rows
 
     _, _, cut = store.chain_start()
     rows: list[tuple[int, str]] = []
@@ -184,27 +167,14 @@ def since_with_archive(
                 "directory (`audit archive --to`)"
             ) from None
         since = iso_utc(int(declared_from_us)) if declared_from_us is not None else None
-        first_day = ""
-        if since is not None:
-            from datetime import date, timedelta
-
-            from features.intake.contract import MAX_CLOCK_SKEW_DAYS
-
-            margin = timedelta(days=MAX_CLOCK_SKEW_DAYS + 1)
-            first_day = (date.fromisoformat(since[:10]) - margin).isoformat()
+        first_day = _first_day_holding(since or "")
         filters: list[tuple[str, str, Any]] = [("seq", ">", int(seq))]
         if since is not None:
             filters.append(("declared_at", ">=", since))
         for entry in sorted(files, key=lambda e: e["first_seq"]):
             if entry["last_seq"] <= seq or entry["day"] < first_day:
                 continue
-            path = folder / entry["file"]
-            try:
-                found = list(archived_rows(path, filters=filters))
-            except (OSError, ValueError) as exc:
-                raise ParcelriskError(
-                    f"archived day {path} cannot be read ({exc}): run `parcelrisk audit verify`"
-                ) from None
+            found = _day_rows(folder / entry["file"], filters)
             rows += [(r.seq, r.values[_DECLARATION_JSON]) for r in found]
             if limit is not None and len(rows) >= limit:
                 return rows[:limit]
@@ -215,3 +185,31 @@ def since_with_archive(
             rows[-1][0] if rows else seq, declared_from_us, limit=limit - len(rows)
         )
     return rows + store.since(rows[-1][0] if rows else seq, declared_from_us)
+
+
+def _first_day_holding(declared_from_iso: str) -> str:
+    """The first archived day that can hold a declaration declared at or after the given
+    time: a day answered before it holds earlier declarations only, but for the ones dated
+    ahead of the clock (the contract allows ``MAX_CLOCK_SKEW_DAYS``). "" for no bound."""
+    if not declared_from_iso:
+        return ""
+    from datetime import date, timedelta
+
+    from features.intake.contract import MAX_CLOCK_SKEW_DAYS
+
+    margin = timedelta(days=MAX_CLOCK_SKEW_DAYS + 1)
+    return (date.fromisoformat(declared_from_iso[:10]) - margin).isoformat()
+
+
+def _day_rows(path: Path, filters: list[tuple[str, str, Any]]) -> list[Any]:
+    """The chain rows of one archived day file matching ``filters``; a file that cannot be
+    read is an error naming it (`audit verify` says what happened to it)."""
+    from features.errors import ParcelriskError
+    from serving.sqlite_store import archived_rows
+
+    try:
+        return list(archived_rows(path, filters=filters))
+    except (OSError, ValueError) as exc:
+        raise ParcelriskError(
+            f"archived day {path} cannot be read ({exc}): run `parcelrisk audit verify`"
+        ) from None

@@ -347,15 +347,11 @@ class ParcelRiskService:
         if self.runtime is None or self._damaged is not None:
             return False
         # a store that could not take the last batch (PostgreSQL down, disk full): not ready
-        # until it reads again, asked at most every 2 s; /readyz answered 200 while every
-        # /score got 503 (probe, 2026-12)
+        # for a while, so a balancer sends traffic elsewhere; /readyz answered 200 while
+        # every /score got 503 (probe, 2026-12). Not asked here: a probe must not wait on a
+        # frozen database. After the pause traffic comes back and tries the store again.
         if self._unavailable_at is not None:
-            if time.monotonic() - self._unavailable_at < 2.0:
-                return False
-            try:
-                self.store.last_seq()
-            except Exception:
-                self._unavailable_at = time.monotonic()
+            if time.monotonic() - self._unavailable_at < _UNAVAILABLE_PAUSE_S:
                 return False
             self._unavailable_at = None
         return True
@@ -393,6 +389,7 @@ class ParcelRiskService:
             await asyncio.to_thread(self.store.mark_redelivered, again)
         if batch is not None:
             taken = await asyncio.to_thread(self.store.record, records, first_wins=True)
+            self._unavailable_at = None  # the store takes writes again: ready
             # into the live entity state before the next batch (a declaration another worker
             # decided meanwhile enters once: its stored row is skipped as this worker's own)
             runtime.recorded(batch, records)
@@ -671,6 +668,11 @@ class ParcelRiskService:
 # become megabytes in the audit chain (the body limit bounds the request, not this).
 IGNORED_FIELDS_NAMED = 5
 IGNORED_FIELD_CHARS = 40
+
+
+# how long a worker whose store refused a batch answers "not ready" (unless a batch is
+# recorded meanwhile)
+_UNAVAILABLE_PAUSE_S = 10.0
 
 
 def _nothing_stored(exc: StoreUnavailable) -> str:

@@ -137,10 +137,24 @@ def test_a_store_that_cannot_write_is_503_and_nothing_is_answered(client, monkey
     )
     assert r.status_code == 503, r.text
     assert "disk is full" in r.json()["error"] and r.headers["Retry-After"]
-    # not ready while the store refuses (a balancer sends traffic elsewhere), ready again
-    # once it reads (asked at most every 2 s)
+    # not ready for a while after the store refused (a balancer sends traffic elsewhere),
+    # ready again after the pause, or as soon as a batch is recorded
     assert client.get("/readyz").status_code == 503
-    service._unavailable_at -= 5
+    service._unavailable_at -= 11
+    assert client.get("/readyz").status_code == 200
+    r = client.post(
+        "/score",
+        json={"declarations": make_declarations(1, seed=55, prefix="FULL2")},
+        headers=auth(),
+    )
+    assert r.status_code == 503 and client.get("/readyz").status_code == 503
+    monkeypatch.undo()  # the disk has room again: the next batch is recorded, ready at once
+    r = client.post(
+        "/score",
+        json={"declarations": make_declarations(1, seed=56, prefix="BACK")},
+        headers=auth(),
+    )
+    assert r.status_code == 200, r.text
     assert client.get("/readyz").status_code == 200
 
 

@@ -330,8 +330,9 @@ def record_decision(
         # the decision to record, on the challenger before the alias moves: a promote killed
         # after the alias left the new champion with its old "refused" tags, the force reason
         # lost, and a rerun said "unchanged" (probe, 2026-12); the next promote completes it
-        pending = {"tags": tags, "record": record, "champion_before": champion_before or ""}
-        client.set_model_version_tag(name, version, PENDING_TAG, json.dumps(pending)[:5000])
+        client.set_model_version_tag(
+            name, version, PENDING_TAG, _pending_text(tags, record, champion_before)
+        )
         # the alias first: a promote killed after it leaves the champion moved with its
         # decision pending (the alias says which is champion), never a version recorded
         # as promoted that is not champion
@@ -343,6 +344,33 @@ def record_decision(
 
 
 PENDING_TAG = "promotion.pending"
+_TAG_LIMIT = 5000  # MLflow's longest tag value
+
+
+def _pending_text(tags: dict[str, str], record: dict[str, Any], champion_before: str | None) -> str:
+    """The decision a promote is about to record, as one tag value: whole when it fits, else
+    with its long texts (reasons, comparison, metrics) cut so that it does (a cut JSON would
+    not read back, and the record would be lost again)."""
+    intent = {"tags": tags, "record": record, "champion_before": champion_before or ""}
+    text = json.dumps(intent)
+    for limit in (1000, 300, 0):
+        if len(text) <= _TAG_LIMIT:
+            return text
+        cut = {k: (v[:limit] if k in _LONG_TAGS else v) for k, v in tags.items()}
+        short = {
+            k: (v[:limit] if isinstance(v, str) and f"promotion.{k}" in _LONG_TAGS else v)
+            for k, v in record.items()
+        }
+        text = json.dumps({"tags": cut, "record": short, "champion_before": champion_before or ""})
+    return text
+
+
+_LONG_TAGS = (
+    "promotion.reasons",
+    "promotion.comparison",
+    "promotion.metrics",
+    "promotion.force_reason",
+)
 
 
 def _write_records(

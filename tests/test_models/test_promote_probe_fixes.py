@@ -524,3 +524,22 @@ def test_the_gate_says_how_many_parcels_it_compared_on() -> None:
     said = " | ".join(decision.reasons)
     assert "compared on 168 parcels (22 illicit): the top 5% is 8" in said
     assert "by 0.125 (a small sample: consider promote.min_gain_* margins)" in said
+
+
+def test_a_pending_decision_fits_one_tag_and_reads_back() -> None:
+    """A decision with long reasons is cut to fit MLflow's tag limit, never cut mid-JSON."""
+    from models.promotion import _pending_text
+
+    tags = {
+        "promotion.outcome": "forced",
+        "promotion.reasons": "r" * 4900,
+        "promotion.comparison": "c" * 4900,
+        "promotion.force_reason": "f" * 4900,
+        "promotion.at": "2026-12-05T10:00:00+00:00",
+    }
+    record = {"version": "2", **{k.removeprefix("promotion."): v for k, v in tags.items()}}
+    text = _pending_text(tags, record, "1")
+    assert len(text) <= 5000
+    intent = json.loads(text)
+    assert intent["tags"]["promotion.outcome"] == "forced" and intent["champion_before"] == "1"
+    assert intent["tags"]["promotion.force_reason"].startswith("fff")

@@ -541,7 +541,8 @@ class ParcelRiskService:
             else:
                 items = await self._score_alone(sent)
         except StoreUnavailable as exc:  # disk full, store locked: nothing of the batch stored
-            self._unavailable_at = time.monotonic()
+            if not exc.passing:  # a lock held a moment is no reason to leave the balancer
+                self._unavailable_at = time.monotonic()
             return error_response(503, _nothing_stored(exc), headers={"Retry-After": "5"})
         except ParcelriskError as exc:
             return error_response(422, str(exc))

@@ -85,7 +85,12 @@ def is_damaged(exc: sqlite3.Error) -> bool:
 
 class StoreUnavailable(ParcelriskError):
     """The decision store cannot take a write now (disk full, I/O error, locked): nothing of
-    the batch was stored; retrying later may succeed."""
+    the batch was stored; retrying later may succeed. ``passing``: a lock that another writer
+    holds a moment (busy), no sign the store is down."""
+
+    def __init__(self, message: str, *, passing: bool = False) -> None:
+        super().__init__(message)
+        self.passing = passing
 
 
 @contextlib.contextmanager
@@ -102,9 +107,11 @@ def unavailable_as_error(conn: sqlite3.Connection, path: Path) -> Iterator[None]
             except sqlite3.Error as failed:  # uncommitted log frames are never read: safe
                 logger.error("audit store: rollback failed: %s", failed)
         if isinstance(exc, sqlite3.Error) and _is_unavailable(exc):
+            code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
             raise StoreUnavailable(
                 f"decision store {path.name} cannot take a write now: {exc} "
-                f"({exc.sqlite_errorname}); nothing of it was stored"
+                f"({exc.sqlite_errorname}); nothing of it was stored",
+                passing=code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED),
             ) from exc
         raise
 

@@ -265,12 +265,8 @@ def test_a_store_from_before_the_chain_is_chained_when_it_gets_the_columns(locat
     assert report["intact"] and report["checked"] == 4, report
 
 
-def test_result_ids_that_lost_their_leading_zeros_are_said_to_have(location) -> None:
-    """A results file that wrote ids as numbers (515428 for 000515428) is refused as unknown
-    ids, and the refusal says the store holds them zero-padded; ids no padding finds are not
-    given the hint."""
-    from serving.outcomes import OutcomesRefused
-
+def _decided_zero_padded(location: str, n: int) -> None:
+    """Decisions of declarations 000515428, 000515429, ... (ids a spreadsheet strips)."""
     store = open_store(location)
     store.record(
         [
@@ -281,10 +277,19 @@ def test_result_ids_that_lost_their_leading_zeros_are_said_to_have(location) -> 
                     {"declaration_id": f"{515428 + i:09d}", "declared_at": "2026-05-01T10:00:00Z"}
                 ),
             )
-            for i in range(3)
+            for i in range(n)
         ]
     )
     store.close()
+
+
+def test_result_ids_that_lost_their_leading_zeros_are_said_to_have(location) -> None:
+    """A results file that wrote ids as numbers (515428 for 000515428) is refused as unknown
+    ids, and the refusal says the store holds them zero-padded; ids no padding finds are not
+    given the hint."""
+    from serving.outcomes import OutcomesRefused
+
+    _decided_zero_padded(location, 3)
     results = _results([0, 1, 2]).assign(declaration_id=[str(515428 + i) for i in range(3)])
     outcomes = open_outcome_store(location)
     try:
@@ -304,20 +309,7 @@ def test_a_results_mapping_writes_back_the_zeros_the_ids_lost(location, tmp_path
     """``zero_pad: 9`` on declaration_id: the same file the hint above refuses is stored, the
     padding counted in the summary (an id written as a float is read as its number first); an
     id with a letter is left as written (and refused)."""
-    store = open_store(location)
-    store.record(
-        [
-            dataclasses.replace(
-                _record(i),
-                declaration_id=f"{515428 + i:09d}",
-                declaration_json=json.dumps(
-                    {"declaration_id": f"{515428 + i:09d}", "declared_at": "2026-05-01T10:00:00Z"}
-                ),
-            )
-            for i in range(2)
-        ]
-    )
-    store.close()
+    _decided_zero_padded(location, 2)
     source = tmp_path / "results.csv"
     source.write_text(
         "DECL,DATE,HIT\n515428,2026-05-10T09:00:00Z,N\n515429.0,2026-05-10T09:00:00Z,N\n"

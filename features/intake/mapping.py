@@ -1518,7 +1518,11 @@ def read_float_written(raw: pd.DataFrame, mapping: Mapping) -> tuple[pd.DataFram
         column = raw[spec.column]
         if pd.api.types.is_numeric_dtype(column.dtype):
             continue
-        text = column.astype("str").str.strip().where(column.notna())
+        text = column.astype("str")
+        # a substring test first (C speed over a million ids), the pattern on those it finds
+        if not text.str.contains(".0", regex=False).fillna(False).any():
+            continue
+        text = text.str.strip().where(column.notna())
         written = text.str.fullmatch(_FLOAT_WRITTEN).fillna(False).astype(bool)
         if not written.any():
             continue

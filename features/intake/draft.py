@@ -734,19 +734,21 @@ def _currency_spec(
     spec: dict[str, Any] = {"column": source}
     if part:
         spec["part"] = "unit"
-    table = {}
+    table, by_name = {}, []
     checks = []
     for sign in sorted(set(signs)):
         code = _currency_code(sign)
         if code is None and named is not None:
             code = named
+            by_name.append(sign)
             checks.append(f"{sign} read as {named}, the currency the column's name gives")
         if code is not None and code != sign:
             table[sign] = code
     if table:
         spec["values"] = table
         spec["unlisted"] = "keep"
-        checks.append(f"currency signs read as {', '.join(f'{k}={v}' for k, v in table.items())}")
+    if read := {k: v for k, v in table.items() if k not in by_name}:
+        checks.append(f"currency signs read as {', '.join(f'{k}={v}' for k, v in read.items())}")
     unread = sorted({sign for sign in signs if sign not in table and _currency_code(sign) is None})
     if unread:
         spec["values"] = table

@@ -159,8 +159,11 @@ def since_with_archive(
     if cut is not None and seq < int(cut["cut_seq"]):
         folder = Path(cut["archive"])
         try:
-            files = read_archive_manifest(folder)["files"]
-        except (OSError, ValueError, KeyError) as exc:
+            manifest = read_archive_manifest(folder)
+            files = manifest["files"]
+            if int(manifest.get("cut_seq", 0)) < int(cut["cut_seq"]):  # absent, or behind
+                raise ValueError(f"no archive manifest reaching seq {cut['cut_seq']} there")
+        except (OSError, ValueError, KeyError, ParcelriskError) as exc:
             raise ParcelriskError(
                 f"the decision log's archived days ({folder}) cannot be read ({exc}): the live "
                 "entity state would be built without them; give this process the archive "

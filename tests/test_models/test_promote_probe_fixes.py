@@ -543,3 +543,27 @@ def test_a_pending_decision_fits_one_tag_and_reads_back() -> None:
     intent = json.loads(text)
     assert intent["tags"]["promotion.outcome"] == "forced" and intent["champion_before"] == "1"
     assert intent["tags"]["promotion.force_reason"].startswith("fff")
+
+
+def test_an_unreadable_pending_decision_is_dropped_not_applied() -> None:
+    """A pending tag edited into something that does not read is removed (and logged), never
+    written as a decision; a champion without one is left alone."""
+    from types import SimpleNamespace
+
+    from models.promotion import PENDING_TAG, complete_interrupted_promotion
+
+    class Client:
+        def __init__(self, tags):
+            self.tags, self.deleted = tags, []
+
+        def get_model_version_by_alias(self, name, alias):
+            return SimpleNamespace(version="2", tags=self.tags)
+
+        def delete_model_version_tag(self, name, version, key):
+            self.deleted.append((version, key))
+
+    broken = Client({PENDING_TAG: "{not json"})
+    assert complete_interrupted_promotion(broken, "parcel-risk") is None
+    assert broken.deleted == [("2", PENDING_TAG)]
+    plain = Client({"promotion.outcome": "promoted"})
+    assert complete_interrupted_promotion(plain, "parcel-risk") is None and plain.deleted == []

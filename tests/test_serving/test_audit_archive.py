@@ -286,3 +286,36 @@ def test_verify_while_an_archive_cuts_the_store_finds_the_chain_intact(tmp_path)
     assert report.intact and report.checked == 15, report.problem
     other.close()
     store.close()
+
+
+def test_a_replay_whose_archive_cannot_be_read_stops_with_one_line(tmp_path) -> None:
+    """A worker that cannot read the archived days must not build its state without them."""
+    from serving.audit.archived import since_with_archive
+
+    store = _days_store(tmp_path)
+    archive_before(store, "2026-05-03T00:00:00.000000Z")
+    (tmp_path / "audit.db.archive" / "manifest.json").unlink()
+    with pytest.raises(ParcelriskError, match=r"archived days .* cannot be read"):
+        since_with_archive(store, 0, None)
+    assert [s for s, _ in since_with_archive(store, 10, None)] == [11, 12, 13, 14, 15]
+    store.close()
+
+
+def test_verify_waits_for_an_archive_whose_manifest_is_written_then_reports_a_real_gap(
+    tmp_path, monkeypatch
+) -> None:
+    """An archive writes its manifest before its cut: a manifest ahead of the store is waited
+    for (briefly here), and still reported when the cut never comes (an archive killed)."""
+    import serving.audit.verify as verify_module
+
+    store = _days_store(tmp_path)
+    archive_before(store, "2026-05-02T00:00:00.000000Z")
+    archive_before(store, "2026-05-03T00:00:00.000000Z")
+    manifest_path = tmp_path / "audit.db.archive" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["cut_seq"] = 12  # a later cut written, never made
+    manifest_path.write_text(json.dumps(manifest))
+    assert verify_module._archive_ahead(store.chain_start())
+    monkeypatch.setattr(verify_module, "_ARCHIVE_SETTLE_S", 0.3)
+    assert verify_store(store).intact  # the files still end at the store's cut
+    store.close()

@@ -254,28 +254,29 @@ _MARKETPLACE_SYNONYMS = {
 # drops the voicing marks of kana).
 _CJK_SYNONYMS = {
     "declaration_id": ("清单编号", "申报单号", "报关单号", "运单号", "订单编号", "申报编号",
-                       "申告番号", "신고번호"),
+                       "申告番号", "신고번호", "报单号码", "报单号", "报单编号"),
     "declared_at": ("申报时间", "申报日期", "申报日", "申告日", "申告日時", "신고일자", "신고일"),
     "arrival_office": ("申报海关", "海关代码", "关区代码", "进境口岸", "口岸", "主管海关", "税関",
-                       "세관부호", "세관"),
+                       "세관부호", "세관", "关区", "关区代码", "关别"),
     "channel": ("运输方式", "輸送手段", "운송수단"),
     "operator_id": ("物流企业", "物流企业代码", "承运人", "운송사"),
     "platform_id": ("电商平台", "电商平台代码", "平台"),
     "seller_id": ("电商企业", "电商企业代码", "卖家", "卖家编号", "卖家代码", "发货人", "仕出人",
                   "해외공급자부호",
                   "공급자"),
-    "seller_country": ("起运国", "启运国", "发货国", "仕出国", "공급자국가"),
+    "seller_country": ("起运国", "启运国", "发货国", "仕出国", "공급자국가", "起运国家", "起运国别"),
     "consignee_id": ("订购人", "收件人", "收货人", "订购人证件号码", "輸入者", "수입자부호",
-                     "수입자", "輸入者コード", "輸入者番号", "受取人"),
-    "origin_country": ("原产国", "原产地", "原産地", "원산지"),
-    "hs_code": ("商品编码", "hs编码", "税则号列", "品目番号", "세번부호", "세번", "統計品目番号",
+                     "수입자", "輸入者コード", "輸入者番号", "受取人", "进口人", "进口人统一编号",
+                      "纳税义务人"),
+    "origin_country": ("原产国", "原产地", "原産地", "원산지", "生产国别", "生产国", "原产国别"),
+    "hs_code": ("商品编码", "hs编码", "税则号列", "税则号别", "货品分类号列", "品目番号", "세번부호", "세번", "統計品目番号",
                 "統計番号", "税番", "hsコード", "关税编码", "税号", "품목번호", "hs부호"),
     "description": ("商品名称", "品名", "货物名称", "품명"),
     "quantity": ("数量", "申报数量", "수량"),
     "gross_weight_kg": ("毛重", "重量", "毛重 千克", "総重量", "중량", "총중량"),
     "declared_value": ("总价", "申报总价", "申报价值", "申报价格", "价格", "货值", "申告価格", "価格",
-                       "과세가격", "신고가격", "課税価格", "申告価額", "課税価額"),
-    "currency": ("币制", "币种", "通貨", "통화"),
+                       "과세가격", "신고가격", "課税価格", "申告価額", "課税価額", "完税价格", "发票金额"),
+    "currency": ("币制", "币种", "通貨", "통화", "币别"),
     "inspected": ("查验", "是否查验", "검사여부"),
     "inspected_at": ("查验时间", "查验日期", "검사일자"),
     "illicit": ("查验结果", "处理结果", "적발여부", "검사결과", "検査結果", "審査結果"),
@@ -497,10 +498,30 @@ _UNDECOMPOSED = str.maketrans(
 )
 
 
+# Traditional Chinese characters of customs column names (Taiwan, Hong Kong, Macau: 報單號碼,
+# 完稅價格, 幣別) written as their simplified forms, so one list of names serves both scripts.
+# Both sides of a comparison go through ``_plain``, so a Japanese name sharing a character
+# still meets its own synonym.
+_TRADITIONAL = str.maketrans(
+    dict(
+        zip(
+            "報單號碼貨數價幣稅運進關檢驗結處補徵額總產發賣啟稱務類別國際輸間時區統編證業應買"
+            "電話費質無條項據記錄實營銷種組裝櫃艙機場郵遞資訊網臺灣門華個來貿審許監與為對納"
+            "繳違規緝獲沒鑑點廠線態狀況離岸憑則",
+            "报单号码货数价币税运进关检验结处补征额总产发卖启称务类别国际输间时区统编证业应买"
+            "电话费质无条项据记录实营销种组装柜舱机场邮递资讯网台湾门华个来贸审许监与为对纳"
+            "缴违规缉获没鉴点厂线态状况离岸凭则",
+            strict=True,
+        )
+    )
+)
+
+
 def _plain(text: str) -> str:
     """Lowercase, no accents, words separated by one space (``DATE_DÉPÔT`` -> ``date depot``,
-    ``Należność`` -> ``naleznosc``)."""
-    decomposed = unicodedata.normalize("NFKD", str(text).translate(_UNDECOMPOSED))
+    ``Należność`` -> ``naleznosc``); Traditional Chinese as simplified (``報單`` -> ``报单``)."""
+    text = str(text).translate(_UNDECOMPOSED).translate(_TRADITIONAL)
+    decomposed = unicodedata.normalize("NFKD", text)
     # accents off; scripts without them (Hangul decomposes too) composed back
     # marks of class 0 too (Thai vowels and tones: น้ำหนัก split into three words otherwise)
     stripped = unicodedata.normalize(
@@ -516,9 +537,16 @@ def _plain(text: str) -> str:
     return " ".join(re.findall(r"[0-9a-z]+|[^\W\d_]+", spaced.lower()))
 
 
-# Thai yes/no words, as ``_plain`` writes them (without their vowel marks)
-_YES = _YES | {_plain(w) for w in ("พบความผิด", "ผิด", "ใช่")}
-_NO = _NO | {_plain(w) for w in ("ถูกต้อง", "ไม่พบความผิด", "ไม่ใช่")}
+# Code words as ``_plain`` writes the values they meet (郵便 is 邮便 by then)
+_CODE_WORDS = {
+    name: {_plain(word): value for word, value in words.items()}
+    for name, words in _CODE_WORDS.items()
+}
+
+# Yes/no words as ``_plain`` writes the values they meet (Thai without its vowel marks,
+# Traditional Chinese as simplified: 違反 is 违反 by then)
+_YES = frozenset(_plain(w) for w in _YES | {"พบความผิด", "ผิด", "ใช่"})
+_NO = frozenset(_plain(w) for w in _NO | {"ถูกต้อง", "ไม่พบความผิด", "ไม่ใช่"})
 
 # Italian names (an ADM report), as ``_plain`` writes them
 _ITALIAN_SYNONYMS = {
@@ -1493,7 +1521,7 @@ def _items_block(
 _TIME_WORDS = frozenset({"time", "heure", "hora", "zeit", "uhrzeit", "ora", "tijd", "hour", "hh",
                         "שעה", "เวลา", "время"})  # fmt: skip
 # ... and inside a name written without spaces (申报时间, 申告時刻, 신고시간)
-_TIME_PARTS = ("时间", "時間", "時刻", "시간", "시각")
+_TIME_PARTS = tuple(_plain(part) for part in ("时间", "時間", "時刻", "시간", "시각"))
 
 
 def _named_for_time(column: Column) -> bool:
@@ -1909,8 +1937,7 @@ def _render(
             others = ", ".join(f"{p} {n}" for p, n in pages.items() if p != value)
             lines.append(
                 f"encoding: {value}  # CHECK: not UTF-8; read as {value} ({pages[value]}) "
-                f"by its letters: look at the names and text below (else: {others}, big5 "
-                "Traditional Chinese)"
+                f"by its letters: look at the names and text below (else: {others})"
             )
         elif key == "outcomes_only_if_inspected":
             lines.append(
@@ -1982,7 +2009,12 @@ CODE_PAGES = {
     "cp1254": "Turkish",
     "cp1253": "Greek",
 }
-EAST_ASIAN_PAGES = {"cp932": "Japanese", "cp949": "Korean", "gb18030": "Chinese"}
+EAST_ASIAN_PAGES = {
+    "cp932": "Japanese",
+    "cp949": "Korean",
+    "gb18030": "Chinese",
+    "cp950": "Traditional Chinese (Big5)",
+}
 _CODE_PAGE_SAMPLE = 1 << 20  # bytes looked at
 
 

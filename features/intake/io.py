@@ -619,9 +619,16 @@ def read_declarations(
 # id taken for the declaration's, or told to use latin-1 (probe, 2026-12). Tried in this order,
 # strictly (a byte sequence the page lacks rules it out): Japanese text holds kana, Korean
 # text is nearly all Hangul (Chinese text read as EUC-KR, which shares its byte layout, mixes
-# in Hanja), and GB18030, which decodes almost anything, comes last. Big5 (Traditional
-# Chinese) reads like GB18030 and is not guessed: give it with --encoding big5.
-_EAST_ASIAN = (("cp932", "kana", 0.1), ("cp949", "hangul", 0.9), ("gb18030", "han", 0.9))
+# in Hanja), then GB18030 and Big5 (cp950, Microsoft's Big5 as Taiwanese and Hong Kong
+# systems write it). Big5's most frequent characters (few strokes: lead bytes 0xA4-0xAF) read
+# in GB18030 as kana, Greek, Cyrillic or private-use symbols, so Big5 text fails GB18030's
+# script test; GB text is taken by GB18030 first. Big5 was refused as "not guessed" (probe).
+_EAST_ASIAN = (
+    ("cp932", "kana", 0.1),
+    ("cp949", "hangul", 0.9),
+    ("gb18030", "han", 0.9),
+    ("cp950", "han", 0.9),
+)
 
 
 def _east_asian_script(ch: str) -> str:

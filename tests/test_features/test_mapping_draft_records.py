@@ -617,6 +617,46 @@ def test_east_asian_exports_are_drafted_in_their_code_page(tmp_path) -> None:
             ingest_file(source=path, mapping_path=mapping, out=tmp_path / "out.parquet")
 
 
+def test_a_big5_export_is_read_in_its_code_page_and_its_traditional_names_mapped(
+    tmp_path,
+) -> None:
+    """A Taiwanese export in Big5 was not guessed (the draft said to give --encoding big5),
+    and its Traditional names (報單號碼, 完稅價格, 幣別) met none of the simplified ones."""
+    from features.intake.draft import draft_mapping, guess_code_page, read_for_draft
+
+    header = "報單號碼,申報日期,貨物名稱,數量,完稅價格,幣別,稅則號別,進口人統一編號\n"
+    goods = ("運動鞋", "手機殼", "藍牙耳機", "兒童玩具", "保健食品", "筆記型電腦", "茶葉", "皮包")
+    rows = "".join(
+        f"AA{i:08d},2026/10/{1 + i % 28:02d},{goods[i % 8]},{1 + i % 4},{100 + 7 * i},TWD,"
+        f"{610910 + i % 3}0000,{10000000 + 13 * i}\n"
+        for i in range(60)
+    )
+    path = tmp_path / "tw.csv"
+    path.write_bytes((header + rows).encode("cp950"))
+    gb = tmp_path / "cn.csv"  # GB text is still GB18030's, tried first
+    gb.write_bytes("清单编号,商品名称\n".encode("gb18030") + rows.encode("gb18030"))
+    assert guess_code_page(path) == "cp950"
+    assert guess_code_page(gb) == "gb18030"
+    raw, reading = read_for_draft(path)
+    assert reading["encoding"] == "cp950"
+    mapped = draft_mapping(raw, **reading).mapped
+    assert mapped["declaration_id"] == "報單號碼"
+    assert mapped["declared_value"] == "完稅價格"
+    assert mapped["currency"] == "幣別"
+    assert mapped["hs_code"] == "稅則號別"
+    assert mapped["description"] == "貨物名稱"
+    # code words and time names written either way still read (郵便 is Japanese, 郵遞 Taiwanese)
+    ways = pd.DataFrame({
+        "報單號碼": [f"A{i}" for i in range(40)],
+        "申報日期": ["2026-07-01"] * 40,
+        "申告時刻": ["10:15"] * 40,
+        "運輸方式": ["郵遞", "快遞", "郵便", "快遞"] * 10,
+    })  # fmt: skip
+    columns = yaml.safe_load(draft_mapping(ways).text)["columns"]
+    assert columns["declared_at"]["columns"] == ["申報日期", "申告時刻"]
+    assert columns["channel"]["values"] == {"郵遞": "postal", "郵便": "postal", "快遞": "express"}
+
+
 def _asycuda_items(n: int = 300, seed: int = 4) -> pd.DataFrame:
     """An ASYCUDA-style item table: the declaration's fields on each item row, the item's
     own number, text and mass; a result only on the inspected, duties 0 on every row."""

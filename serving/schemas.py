@@ -232,6 +232,10 @@ class _ResultBase(BaseModel):
         # how a result says it has none; the rules judge infinities (not finite).
         if info.mode == "json" and isinstance(value, float) and math.isnan(value):
             raise ValueError("must be a number or null, not NaN")
+        # true was stored as 1.0 EUR recovered (pydantic's lax float), chained and learned
+        # from as the revenue label; /score refuses it for its numbers in the same words
+        if isinstance(value, bool):
+            raise ValueError(f"must be a number or null, not {str(value).lower()}")
         return value
 
     @model_validator(mode="after")

@@ -181,6 +181,20 @@ def test_a_nan_revenue_sent_in_a_result_is_refused_not_stored_as_none(client):
     assert "revenue_recovered" in r.text and "not NaN" in r.text
 
 
+def test_a_revenue_sent_as_true_is_refused_not_stored_as_one_euro(client):
+    """``true`` was read as 1.0 EUR recovered (pydantic's lax float) and chained as the next
+    model's revenue label; /score refuses a boolean number in the same words (probe)."""
+    result = {
+        "declaration_id": "D1",
+        "inspected_at": "2026-05-03T09:00:00Z",
+        "illicit": True,
+        "revenue_recovered": True,
+    }
+    r = client.post("/outcomes", json={"outcomes": [result]}, headers=auth("inspector"))
+    assert r.status_code == 400, r.text
+    assert "revenue_recovered" in r.text and "not true" in r.text
+
+
 @pytest.mark.parametrize(("path", "role"), [("/explain", "scorer"), ("/decision", "auditor")])
 def test_an_unknown_decision_id_of_a_megabyte_is_not_echoed_whole(client, path, role):
     long_id = "x" * 1_000_000

@@ -182,20 +182,29 @@ def serve(
     own_model_dir = None if model_dir else Path(tempfile.mkdtemp(prefix="parcelrisk-model-"))
     if own_model_dir is not None:
         os.environ[MODEL_DIR_ENV] = str(own_model_dir.resolve())
+    # BentoML keeps the workers' metric files in $BENTOML_HOME/prometheus_multiproc_dir, one
+    # for every server of the user, and empties it at each start: a second `serve` (a
+    # blue/green pair, a restart overlapping a draining server) wiped the first one's, whose
+    # /metrics then reported the newcomer's traffic. Each server gets a directory of its own.
+    from bentoml._internal.configuration.containers import BentoMLContainer
+
+    metrics_dir = Path(tempfile.mkdtemp(prefix="parcelrisk-metrics-"))
     try:
-        serve_http(
-            SERVICE_IMPORT,
-            working_dir=str(Path.cwd()),
-            port=port,
-            host=host,
-            timeout_graceful_shutdown=drain_s,
-        )
+        with BentoMLContainer.prometheus_multiproc_dir.patch(str(metrics_dir)):
+            serve_http(
+                SERVICE_IMPORT,
+                working_dir=str(Path.cwd()),
+                port=port,
+                host=host,
+                timeout_graceful_shutdown=drain_s,
+            )
     except OSError as exc:  # taken between the check above and circus's bind
         if exc.errno != errno.EADDRINUSE:
             raise
         typer.echo(port_in_use_message(host, port), err=True)
         raise typer.Exit(1) from None
     finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
         if own_model_dir is not None:
             shutil.rmtree(own_model_dir, ignore_errors=True)
 

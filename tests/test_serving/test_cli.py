@@ -4,6 +4,7 @@ import asyncio
 import contextlib
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -87,6 +88,38 @@ def test_the_workers_read_the_file_serve_read(
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert seen == {"params": str(params.resolve()), "settings": expected}
+
+
+def test_each_server_keeps_its_metrics_in_a_directory_of_its_own(monkeypatch, tmp_path) -> None:
+    """Every `serve` of a user shared $BENTOML_HOME/prometheus_multiproc_dir and emptied it at
+    start: a second server wiped the first one's counters, whose /metrics then reported the
+    newcomer's traffic (probe). Each gets its own, removed when it stops."""
+    import _bentoml_impl.server
+    from bentoml.serving import ensure_prometheus_dir
+    from typer.testing import CliRunner
+
+    from serving.main import app
+
+    home = tmp_path / "bentoml"
+    shared = home / "prometheus_multiproc_dir"
+    shared.mkdir(parents=True)
+    (shared / "counter_1.db").write_bytes(b"another server's")
+    seen: list[str] = []
+    monkeypatch.setattr(
+        _bentoml_impl.server, "serve_http", lambda *a, **k: seen.append(ensure_prometheus_dir())
+    )
+    monkeypatch.setenv("BENTOML_HOME", str(home))
+    monkeypatch.setenv("PARCELRISK_SERVE_PID", "")
+    monkeypatch.setenv("PARCELRISK_API_KEYS", "scorer:a-long-enough-test-key")
+    monkeypatch.setenv("PARCELRISK_MODEL_DIR", "unset")
+    monkeypatch.setenv("PARCELRISK_AUDIT_DB", str(tmp_path / "audit.db"))
+    for port in ("3997", "3998"):
+        result = CliRunner().invoke(app, ["serve", "--port", port])
+        assert result.exit_code == 0, result.output
+    first, second = (Path(d) for d in seen)
+    assert first != second and shared not in (first, second)
+    assert (shared / "counter_1.db").read_bytes() == b"another server's"
+    assert not first.exists() and not second.exists()
 
 
 @pytest.mark.parametrize(

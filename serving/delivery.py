@@ -11,7 +11,9 @@ Two places can find an answer lost, and both report here:
 - the batcher: a request cancelled (timed out, client gone) while its batch was being scored;
   its batch goes on, since its neighbours are waiting for it (``serving.batching``);
 - the request timeout: the handler had its decisions, but the timer fired before its answer
-  started, and the client got a 504 (``serving.patches.RequestTimeoutMiddleware``).
+  started, and the client got a 504, or the client hung up before then
+  (``serving.patches.RequestTimeoutMiddleware``, which cancels the handler: a batch being
+  scored for it reports through the batcher).
 Not noticed: a client that hangs up after its answer was handed to the HTTP server. Its
 decision counts as delivered; its retry gets the same decision back.
 """
@@ -26,6 +28,7 @@ logger = logging.getLogger(__name__)
 
 TIMED_OUT = "request timed out before its answer was sent (504)"
 CANCELLED = "request cancelled while its batch was scored (timed out or client gone)"
+CLIENT_GONE = "client disconnected before its answer was sent"
 
 # The decision ids a request is about to be answered with; a list the request timeout makes
 # per request and the handler fills (a context variable: the handler runs in a task of its own

@@ -17,7 +17,8 @@ alone (see ``freeze_after_load``).
 
 ``RequestTimeoutMiddleware`` keeps BentoML's behaviour (504 if no response has started within
 ``traffic.timeout``) and cancels its timer the moment the response starts or the request ends.
-A 504 sent after the handler had its decisions reports them lost (``serving.delivery``). While
+A 504 sent after the handler had its decisions reports them lost (``serving.delivery``), as
+does a client hanging up before its answer started (the handler is cancelled then). While
 the app waits on the client for the rest of the body, the answer is 408 instead: the client
 stalled (or declared more than it sent), nothing was scored.
 ``install_request_timeout()`` swaps it in where BentoML's app factory looks the class up; the
@@ -104,7 +105,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
-from serving.delivery import TIMED_OUT, lost, track_request
+from serving.delivery import CLIENT_GONE, TIMED_OUT, lost, track_request
 from serving.errors import error_response
 from serving.limits import ADMITTED_SCOPE_KEY, replay_body
 
@@ -199,6 +200,16 @@ class RequestTimeoutMiddleware:
         # (After the last chunk, a receive waits for the client to disconnect: not the body.)
         awaiting_body, body_done = [False], [False]
 
+        watcher: list[asyncio.Task[None]] = []
+
+        async def watch_for_hang_up() -> None:
+            # After the body, the server's next message is the client hanging up (or, once the
+            # answer is complete, the end of the request): nothing else cancels a handler whose
+            # client went away, and its answer would be counted delivered (probe)
+            message = await receive()
+            if message["type"] == "http.disconnect" and not started.done():
+                started.set_exception(_ClientGone())
+
         async def receive_and_mark() -> Message:
             awaiting_body[0] = not body_done[0]
             try:
@@ -207,6 +218,8 @@ class RequestTimeoutMiddleware:
                 awaiting_body[0] = False
             if message["type"] == "http.request" and not message.get("more_body", False):
                 body_done[0] = True
+                if not watcher and scope["type"] == "http":
+                    watcher.append(asyncio.ensure_future(watch_for_hang_up()))
             return message
 
         answering = track_request()  # the decisions the handler is about to answer with
@@ -218,6 +231,10 @@ class RequestTimeoutMiddleware:
         except asyncio.CancelledError:  # the server gave up on the request: so does the app
             task.cancel()
             raise
+        except _ClientGone:  # no one to answer: a batch being scored marks its own (CANCELLED)
+            if task.cancel():
+                lost(answering, CLIENT_GONE)  # recorded, about to be answered, client gone
+            return
         except TimeoutError:
             if task.cancel():
                 if awaiting_body[0]:
@@ -240,7 +257,13 @@ class RequestTimeoutMiddleware:
             return
         finally:
             timer.cancel()
+            if watcher:
+                watcher[0].cancel()
         await task
+
+
+class _ClientGone(Exception):
+    """The client hung up before its answer started."""
 
 
 _BODY_HEADERS = frozenset({b"content-type", b"content-length"})

@@ -118,6 +118,67 @@ def test_a_504_after_the_handler_had_its_decisions_reports_them_lost(lost_answer
     assert lost_answers == [(["dec-1", "dec-2"], delivery.TIMED_OUT)]
 
 
+def _hangs_up_after(seconds: float):
+    """A client's receive: the whole body, then it hangs up after ``seconds``."""
+    messages = [{"type": "http.request", "body": b"{}", "more_body": False}]
+
+    async def receive() -> dict:
+        if messages:
+            return messages.pop(0)
+        await asyncio.sleep(seconds)
+        return {"type": "http.disconnect"}
+
+    return receive
+
+
+async def _through(app, receive) -> list[dict]:
+    sent: list[dict] = []
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/score", "headers": []}
+    await RequestTimeoutMiddleware(app, timeout=5)(scope, receive, send)
+    return sent
+
+
+def test_a_client_hanging_up_before_its_answer_cancels_it_and_reports_it_lost(lost_answers):
+    """It was recorded as delivered: nothing cancelled the handler of a client gone (probe:
+    1,000 decisions stored, none marked). Now the handler is cancelled and what it was about
+    to answer with is marked; no answer is written to the closed connection."""
+    cancelled: list[bool] = []
+
+    async def answering_slowly(scope, receive, send) -> None:
+        await receive()
+        delivery.answering(["dec-1"])
+        try:
+            await asyncio.sleep(5)
+        except asyncio.CancelledError:
+            cancelled.append(True)
+            raise
+
+    start = time.monotonic()
+    sent = asyncio.run(_through(answering_slowly, _hangs_up_after(0.05)))
+    assert time.monotonic() - start < 2
+    assert sent == [] and cancelled == [True]
+    assert lost_answers == [(["dec-1"], delivery.CLIENT_GONE)]
+
+
+def test_a_client_still_there_gets_its_answer_and_nothing_is_marked(lost_answers):
+    async def app(scope, receive, send) -> None:
+        await receive()
+        delivery.answering(["dec-2"])
+        await asyncio.sleep(0.05)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    sent = asyncio.run(_through(app, _hangs_up_after(3600)))
+    assert sent[0]["status"] == 200 and lost_answers == []
+    # the end of the request (the server's disconnect once answered) changes nothing
+    sent = asyncio.run(_through(app, _hangs_up_after(0.2)))
+    assert sent[0]["status"] == 200 and lost_answers == []
+
+
 def test_a_504_before_any_decision_reports_nothing(lost_answers):
     async def slow(scope, receive, send) -> None:
         await asyncio.sleep(5)

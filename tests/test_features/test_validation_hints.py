@@ -29,3 +29,29 @@ def test_a_contract_file_missing_one_column_gets_no_hint(tmp_path) -> None:
 
     text = _render(tmp_path, make_declarations().drop(columns=["origin_country"]))
     assert "origin_country: required column is missing" in text and "HINT" not in text
+
+
+def test_two_letters_that_are_no_country_are_warned_naming_the_code_meant(tmp_path) -> None:
+    """UK, EL and XX passed the gate's pattern unsaid and became countries of their own, apart
+    from GB's and GR's histories (probe). A warning (a clearance system's unknown origin is
+    still scored), naming the ISO code where the mistake is a known one; XK is taken."""
+    from tests.test_features.test_contract import make_declarations
+
+    frame = make_declarations()
+    frame.loc[frame.index[:4], "origin_country"] = ["UK", "EL", "XX", "XK"]
+    text = _render(tmp_path, frame)
+    assert "OK:" in text  # warnings pass
+    assert "'UK' is no ISO 3166 country code (GB in ISO 3166?)" in text
+    assert "'EL' is no ISO 3166 country code (GR in ISO 3166?)" in text
+    assert "'XX' is no ISO 3166 country code:" in text
+    assert "'XK'" not in text
+
+
+def test_a_hijri_year_is_named_as_such(tmp_path) -> None:
+    """1448/05/20 (a Saudi export) read as Gregorian was refused only as 'before 2000'."""
+    from tests.test_features.test_contract import make_declarations
+
+    frame = make_declarations()
+    frame.loc[frame.index[0], "declared_at"] = "1448-05-20T07:00:00Z"
+    text = _render(tmp_path, frame)
+    assert "is before 2000-01-01; a year of the Hijri or Solar Hijri calendar?" in text

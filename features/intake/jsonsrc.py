@@ -9,14 +9,18 @@ declaration (``features.intake.items``).
 
 Cells are read as text, as a CSV's are, so one mapping's rules (decimal marks, code tables,
 formats) read them alike: ``true``/``false`` for booleans, numbers as JSON writes them, null
-as no value. A value that is itself an object or an array (other than the one exploded) is
-kept as its JSON text: a mapping that reads it is refused by the value's conversion.
+as no value. An array of one value reads as that value (an XML tag repeated in some records is
+a list in every record); an empty one as no value. An array of several values, or of objects
+(other than the one exploded), is kept as its JSON text for the draft to show, and a field the
+mapping reads from it (``fields``) is refused naming the record: a scalar read from list text
+(``'["S3"]'``) would never meet the same id written plainly, and one item's field read from a
+record of several would drop the others.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -63,11 +67,17 @@ def is_json(path: Path) -> bool:
 
 
 def read_json_source(
-    path: Path, *, encoding: str = "utf-8", records: str | None = None, explode: str | None = None
+    path: Path,
+    *,
+    encoding: str = "utf-8",
+    records: str | None = None,
+    explode: str | None = None,
+    fields: Collection[str] = (),
 ) -> pd.DataFrame:
-    """The records of a JSON export as a frame of text cells (module docstring)."""
+    """The records of a JSON export as a frame of text cells (module docstring); ``fields``:
+    the names the mapping reads, one value per record each."""
     if _lines_by_name(path) and records is None and _line_by_line(encoding):
-        return records_frame(path, _streamed_lines(path, encoding), explode)
+        return records_frame(path, _streamed_lines(path, encoding), explode, fields)
     with open_bytes(path) as fh:
         data = fh.read()
     try:
@@ -77,7 +87,7 @@ def read_json_source(
     del data  # the text holds it now: a big export is not held twice
     rows = _records(path, text.lstrip("\ufeff"), records, _lines_by_name(path))
     del text
-    return records_frame(path, rows, explode)
+    return records_frame(path, rows, explode, fields)
 
 
 def _not_in_encoding(path: Path, encoding: str, where: str) -> ContractError:
@@ -319,9 +329,13 @@ def _at(path: Path, document: Any, key: str) -> Any:
 CHUNK_RECORDS = 20_000
 
 
-def records_frame(path: Path, rows: Iterable[Any], explode: str | None) -> pd.DataFrame:
+def records_frame(
+    path: Path, rows: Iterable[Any], explode: str | None, fields: Collection[str] = ()
+) -> pd.DataFrame:
     """Records (objects) as a frame of text cells, nested objects flattened, ``explode``'s
     items one row each (module docstring); also the XML reader's (``features.intake.xmlsrc``).
+    A record holding several values for one of ``fields`` (or an array of objects there) is
+    refused, naming the record and the field.
 
     ``rows`` is consumed: a list is emptied as its records are converted (their memory goes
     back), an iterator read to its end."""
@@ -329,12 +343,13 @@ def records_frame(path: Path, rows: Iterable[Any], explode: str | None) -> pd.Da
 
     # every chunk's fields in order of appearance (True: an item's), for MAX_FIELDS and order
     names: dict[str, bool] = {}
+    wanted = frozenset(fields)
     frames, done = [], 0
     for chunk in _chunks(rows):
-        frames.append(_chunk_frame(path, chunk, explode, done, names))
+        frames.append(_chunk_frame(path, chunk, explode, done, names, wanted))
         done += len(chunk)
     if not frames:  # no records at all: a frame of no rows, as for any empty export
-        return _chunk_frame(path, [], explode, 0, names)
+        return _chunk_frame(path, [], explode, 0, names, wanted)
     if len(frames) == 1:
         return frames[0]
     # chunks holding other fields: the union, the declaration's fields before its items' as
@@ -361,7 +376,12 @@ def _chunks(rows: Iterable[Any]) -> Iterator[list[Any]]:
 
 
 def _chunk_frame(
-    path: Path, rows: list[Any], explode: str | None, first: int, names: dict[str, bool]
+    path: Path,
+    rows: list[Any],
+    explode: str | None,
+    first: int,
+    names: dict[str, bool],
+    fields: frozenset[str],
 ) -> pd.DataFrame:
     """``records_frame`` of the records numbered from ``first`` (0-based) on."""
     import numpy as np
@@ -371,7 +391,8 @@ def _chunk_frame(
     if bad is not None:
         raise ContractError(f"{path}: record {first + bad + 1} is not a JSON object")
     if explode is None:
-        return _as_text(_flat_frame(path, rows, names))
+        numbers = range(first + 1, first + len(rows) + 1)
+        return _as_text(_flat_frame(path, rows, names, numbers, fields))
     parents, items, owner = [], [], []
     for number, row in enumerate(rows, start=first + 1):
         nested = row.get(explode)
@@ -391,8 +412,9 @@ def _chunk_frame(
                 )
             items.append(item)
             owner.append(number - first - 1)
-    head = _flat_frame(path, parents, names)
-    lines = _flat_frame(path, items, names, prefix=explode + SEPARATOR)
+    head = _flat_frame(path, parents, names, range(first + 1, first + len(rows) + 1), fields)
+    numbers = [first + 1 + o for o in owner]
+    lines = _flat_frame(path, items, names, numbers, fields, prefix=explode + SEPARATOR)
     frame = pd.concat(
         [head.iloc[np.asarray(owner, dtype=np.int64)].reset_index(drop=True), lines], axis=1
     )
@@ -400,10 +422,17 @@ def _chunk_frame(
 
 
 def _flat_frame(
-    path: Path, rows: list[dict], seen: dict[str, bool], prefix: str = ""
+    path: Path,
+    rows: list[dict],
+    seen: dict[str, bool],
+    numbers: Iterable[int],
+    fields: frozenset[str],
+    prefix: str = "",
 ) -> pd.DataFrame:
     """The records with nested objects flattened to dotted names, one column per name
-    (``prefix`` before each); ``seen`` gathers the names of every chunk.
+    (``prefix`` before each); ``seen`` gathers the names of every chunk. ``numbers``: each
+    row's record number (1-based), for refusing a record that holds several values for one
+    of ``fields`` (``_refuse_several``).
 
     Refused past ``MAX_FIELDS`` distinct names: records whose keys differ (ids or dates used as
     keys, or a hostile file) would make a frame of rows x names cells, gigabytes from a file
@@ -412,14 +441,17 @@ def _flat_frame(
 
     names: dict[str, None] = {}
     flat = []
-    for row in rows:
+    for row, number in zip(rows, numbers, strict=True):
         out: dict[str, Any] = {}
-        _flatten(row, "", out)
+        several: dict[str, int] = {}
+        _flatten(row, prefix, out, several)
+        if several and fields:
+            _refuse_several(path, number, out, several, fields)
         for name in out:
             if name not in names:
                 names[name] = None
-                if prefix + name not in seen:
-                    seen[prefix + name] = bool(prefix)
+                if name not in seen:
+                    seen[name] = bool(prefix)
                     if len(seen) > MAX_FIELDS:
                         raise ContractError(
                             f"{path}: the records hold more than {MAX_FIELDS:,} distinct "
@@ -431,24 +463,72 @@ def _flat_frame(
     # every cell kept as the object JSON gave: inferred, a column of integers with a null
     # (or one beyond int64) became float64, rounding ids past 2**53 and writing 1e15 and up
     # in exponent form
-    frame = pd.DataFrame(flat, columns=list(names), dtype=object)
-    return frame.add_prefix(prefix) if prefix else frame
+    return pd.DataFrame(flat, columns=list(names), dtype=object)
 
 
-def _flatten(value: dict, prefix: str, out: dict[str, Any]) -> None:
+def _flatten(value: dict, prefix: str, out: dict[str, Any], several: dict[str, int]) -> None:
     """``value``'s leaves into ``out`` under dotted names, in the record's order; with a stack,
-    not recursion: JSON nested a thousand deep is valid JSON."""
+    not recursion: JSON nested a thousand deep is valid JSON.
+
+    An array of one value is that value, an empty one no value (nulls in it are none). An
+    array of several values stays whole (its JSON text), its name in ``several`` with their
+    number; an array of one object is flattened like the object, its JSON text kept under its
+    own name too (the draft finds goods items by it) and its name in ``several`` with 1."""
     stack = [(prefix, iter(value.items()))]
     while stack:
         prefix, items = stack[-1]
         for key, item in items:
             name = f"{prefix}{key}"
+            if isinstance(item, list):
+                values = _values(item)
+                if len(values) == 1 and isinstance(values[0], dict) and values[0]:
+                    out[name], several[name] = item, 1
+                    item = values[0]
+                elif len(values) > 1:
+                    several[name] = len(values)
+                else:
+                    item = values[0] if values else None
             if isinstance(item, dict) and item:
                 stack.append((name + SEPARATOR, iter(item.items())))
                 break
             out[name] = item
         else:
             stack.pop()
+
+
+def _values(array: list) -> list:
+    """The values an array holds, nulls left out, an array of one array read as the inner."""
+    values = [v for v in array if v is not None]
+    while len(values) == 1 and isinstance(values[0], list):
+        values = [v for v in values[0] if v is not None]
+    return values
+
+
+def _refuse_several(
+    path: Path, number: int, out: dict[str, Any], several: dict[str, int], fields: frozenset[str]
+) -> None:
+    """Refuse record ``number`` when a field the mapping reads is one of its arrays (``several``,
+    from ``_flatten``) or lies inside one of several objects: one value would have to be
+    chosen, or list text read as an id."""
+    for name, count in several.items():
+        inside = name + SEPARATOR
+        for field in sorted(fields):
+            held = out.get(name)
+            if field == name and isinstance(held, list):
+                if any(isinstance(v, (dict, list)) for v in held):
+                    what = f"a list of {count} object(s)"
+                else:
+                    what = f"{count} values ({', '.join(repr(v) for v in _values(held)[:4])})"
+                raise ContractError(
+                    f"{path}: record {number}: {field} holds {what}, where the mapping reads "
+                    "one value; correct the record, or map another field"
+                )
+            if count > 1 and field.startswith(inside):
+                raise ContractError(
+                    f"{path}: record {number}: {field}: the record holds {count} {name} "
+                    f"elements, so {count} values where the mapping reads one (goods items: "
+                    f"explode: {name} gives each its own row)"
+                )
 
 
 def _as_text(frame: pd.DataFrame) -> pd.DataFrame:

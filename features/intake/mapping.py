@@ -2146,7 +2146,11 @@ def read_source(path: Path, mapping: Mapping) -> pd.DataFrame:
         if mapping.sheet is not None:
             raise ContractError(f"{path}: the mapping names a sheet, but this is JSON")
         raw = read_json_source(
-            path, encoding=mapping.encoding, records=mapping.records, explode=mapping.explode
+            path,
+            encoding=mapping.encoding,
+            records=mapping.records,
+            explode=mapping.explode,
+            fields=mapping.named_columns(),
         )
         if mapping.null_values:  # text that means "no value", as in a CSV
             raw = raw.mask(raw.isin(list(mapping.null_values)))
@@ -2155,7 +2159,9 @@ def read_source(path: Path, mapping: Mapping) -> pd.DataFrame:
     if is_xml(path):
         if mapping.sheet is not None:
             raise ContractError(f"{path}: the mapping names a sheet, but this is XML")
-        raw = read_xml_source(path, records=mapping.records, explode=mapping.explode)
+        raw = read_xml_source(
+            path, records=mapping.records, explode=mapping.explode, fields=mapping.named_columns()
+        )
         if mapping.null_values:  # text that means "no value", as in a CSV
             raw = raw.mask(raw.isin(list(mapping.null_values)))
         _check_header(path, list(raw.columns), mapping)

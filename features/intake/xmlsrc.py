@@ -19,6 +19,7 @@ or fetch), naming the file.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -40,10 +41,16 @@ def is_xml(path: Path) -> bool:
 
 
 def read_xml_source(
-    path: Path, *, records: str | None = None, explode: str | None = None
+    path: Path,
+    *,
+    records: str | None = None,
+    explode: str | None = None,
+    fields: Collection[str] = (),
 ) -> pd.DataFrame:
     """The record elements of an XML export as a frame of text cells (module docstring). The
-    encoding is the document's own (its declaration, else UTF-8)."""
+    encoding is the document's own (its declaration, else UTF-8). ``fields``: the names the
+    mapping reads, one value per record each (a record holding several is refused,
+    ``features.intake.jsonsrc.records_frame``)."""
     try:
         rows = _stream_records(path, records)
     except ContractError as exc:
@@ -52,7 +59,9 @@ def read_xml_source(
         raise ContractError(f"{path}: {exc}") from exc
     # A tag repeated in one record is a list in every record: a declaration of one goods item
     # has one element where another has several, and its items must read alike (a column of
-    # lists, or exploded rows), not as one item's fields beside the others' list.
+    # lists, or exploded rows), not as one item's fields beside the others' list. A list of
+    # one value is read as that value (``records_frame``): a seller repeated in one record
+    # does not turn every other record's seller into list text.
     listed = {name for row in rows for name, value in row.items() if isinstance(value, list)}
     if explode is not None:
         listed.add(explode)
@@ -60,7 +69,7 @@ def read_xml_source(
         for name in listed & row.keys():
             if not isinstance(row[name], list):
                 row[name] = [row[name]]
-    return records_frame(path, rows, explode)
+    return records_frame(path, rows, explode, fields)
 
 
 def _stream_records(path: Path, records: str | None) -> list[dict[str, Any]]:

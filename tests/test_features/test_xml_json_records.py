@@ -1,0 +1,125 @@
+"""XML and JSON exports read record by record: a field the mapping reads is one value per
+record (a list of one is its value, several are refused naming the record), attribute-only
+elements are objects, and a declaration sent in two records is one document, not two summed."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from features.intake.contract import ContractError
+from features.intake.ingest import ingest_file
+from features.intake.jsonsrc import read_json_source
+from features.intake.xmlsrc import read_xml_source
+
+FLAT_MAPPING = """\
+columns:
+  declaration_id: Number
+  declared_at: Date
+  arrival_office: Office
+  channel: {value: postal}
+  seller_id: Seller
+  origin_country: {value: CN}
+  hs_code: HS
+  gross_weight_kg: Mass
+  declared_value: Value
+  currency: {value: KES}
+"""
+
+
+def _declarations(seed: int, n: int = 3) -> list[dict[str, str]]:
+    rng = random.Random(seed)
+    return [
+        {
+            "Number": f"KE{i + 1}",
+            "Date": f"2026-10-01 1{i}:00",
+            "Seller": f"S{rng.randint(1, 9)}",
+            "Office": rng.choice(["JKIA", "MSA"]),
+            "HS": rng.choice(["61091000", "64041900"]),
+            "Value": f"{rng.randint(10, 900)}.00",
+            "Mass": f"{rng.randint(1, 9) / 10}",
+        }
+        for i in range(n)
+    ]
+
+
+def _xml(records: list[dict], extra: dict[int, str] | None = None) -> str:
+    """Records as <Decl> elements of leaf children; ``extra``: more XML inside record i."""
+    body = []
+    for i, record in enumerate(records):
+        leaves = "".join(f"<{k}>{v}</{k}>" for k, v in record.items())
+        body.append(f"<Decl>{leaves}{(extra or {}).get(i, '')}</Decl>")
+    return '<?xml version="1.0" encoding="UTF-8"?>\n<Export>' + "".join(body) + "</Export>"
+
+
+def _ingest(tmp_path: Path, name: str, content: str, mapping: str) -> pd.DataFrame:
+    source = tmp_path / name
+    source.write_text(content, encoding="utf-8")
+    spec = tmp_path / "mapping.yaml"
+    spec.write_text(mapping, encoding="utf-8")
+    out = tmp_path / f"{name}.parquet"
+    ingest_file(source=source, mapping_path=spec, out=out)
+    return pd.read_parquet(out).set_index("declaration_id")
+
+
+# --- a field read from a tag repeated in some record -------------------------------------------
+
+
+def test_a_tag_repeated_in_one_record_leaves_the_others_plain(tmp_path: Path) -> None:
+    records = _declarations(seed=3)
+    source = tmp_path / "export.xml"
+    source.write_text(_xml(records, extra={0: "<Seller>S0</Seller>"}))
+    frame = read_xml_source(source)
+    # a list of the file's structure in every record: one value reads as that value
+    assert frame["Seller"].tolist()[1:] == [r["Seller"] for r in records[1:]]
+    assert json.loads(frame["Seller"].iloc[0]) == [records[0]["Seller"], "S0"]
+
+
+def test_a_record_holding_two_values_for_a_mapped_field_is_refused(tmp_path: Path) -> None:
+    records = _declarations(seed=4)
+    seller = records[1].pop("Seller")
+    twice = {1: f"<Seller>{seller}</Seller><Seller>S0</Seller>"}
+    with pytest.raises(ContractError, match=r"record 2: Seller holds 2 values \('S\d', 'S0'\)"):
+        _ingest(tmp_path, "export.xml", _xml(records, extra=twice), FLAT_MAPPING)
+
+
+def test_an_unmapped_or_empty_repeat_does_not_stop_the_ingest(tmp_path: Path) -> None:
+    records = _declarations(seed=5)
+    extra = {2: "<Note>a</Note><Note>b</Note>", 1: "<Seller/>"}  # an empty tag is no value
+    out = _ingest(tmp_path, "export.xml", _xml(records, extra=extra), FLAT_MAPPING)
+    assert out["seller_id"].tolist() == [r["Seller"] for r in records]
+
+
+def test_an_attribute_and_a_child_of_one_name_are_two_values(tmp_path: Path) -> None:
+    records = _declarations(seed=6)
+    text = _xml(records).replace("<Decl>", '<Decl Value="999">', 1)
+    with pytest.raises(ContractError, match=r"record 1: Value holds 2 values \('999', "):
+        _ingest(tmp_path, "export.xml", text, FLAT_MAPPING)
+
+
+def test_a_json_array_of_one_value_reads_as_that_value(tmp_path: Path) -> None:
+    records = _declarations(seed=7)
+    for record in records:
+        record["Seller"] = [record["Seller"]]
+    records[2]["Office"] = []  # an empty array: no value
+    lines = "\n".join(json.dumps(r) for r in records)
+    frame = read_json_source(_written(tmp_path / "export.ndjson", lines))
+    assert frame["Seller"].tolist() == [r["Seller"][0] for r in records]
+    assert frame["Office"].iloc[2] is None
+
+
+def test_a_json_array_of_several_values_for_a_mapped_field_is_refused(tmp_path: Path) -> None:
+    records = _declarations(seed=8)
+    records[2]["Office"] = ["JKIA", "MSA"]
+    lines = "\n".join(json.dumps(r) for r in records)
+    with pytest.raises(ContractError, match=r"record 3: Office holds 2 values \('JKIA', 'MSA'\)"):
+        _ingest(tmp_path, "export.ndjson", lines, FLAT_MAPPING)
+
+
+def _written(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path

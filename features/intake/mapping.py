@@ -2181,7 +2181,7 @@ def read_source(path: Path, mapping: Mapping) -> pd.DataFrame:
         raise ContractError(f"{path}: the mapping names a sheet, but this is not a workbook")
     try:
         if parquet:
-            raw = pd.read_parquet(path)
+            raw = _whole_decimals_as_integers(pd.read_parquet(path), path)
             header = list(raw.columns)
             # text cells that mean "no value" are missing, as in a CSV (an export to Parquet
             # often writes "" for an empty cell): only in text columns, compared as written
@@ -2215,6 +2215,35 @@ def read_source(path: Path, mapping: Mapping) -> pd.DataFrame:
     if not parquet:
         raw = no_implicit_index(raw, path, sep, skip, mapping.encoding)
     _check_header(path, header, mapping)
+    return raw
+
+
+def _whole_decimals_as_integers(raw: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """``raw`` (a Parquet file read) with its decimal columns of whole numbers that fit 64 bits
+    as integers (Int64), as an int64 column is read.
+
+    A database NUMBER(10) column arrives as decimal128(10, 0), which pandas gives as
+    ``decimal.Decimal`` objects in a column of dtype object: an HS code so stored was taken for
+    text, and 901210000 kept the zero of chapter 09 lost, read as chapter 90 (probe 5f). The
+    cast is Arrow's safe one: a column holding a fraction (an amount) or a number beyond 64
+    bits (an id of 20 digits) is left as it is, and read from its exact decimal text."""
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    schema = pq.read_schema(path)
+    for field in schema:
+        if not pa.types.is_decimal(field.type) or field.name not in raw.columns:
+            continue
+        column = raw[field.name]
+        try:
+            whole = pc.cast(pa.array(column, type=field.type, from_pandas=True), pa.int64())
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            continue
+        raw[field.name] = pd.Series(
+            whole.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get), index=column.index
+        )
     return raw
 
 

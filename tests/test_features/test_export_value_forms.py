@@ -118,3 +118,71 @@ def test_numeric_country_codes_written_from_floats_are_read_and_warned(
     rows[1][4] = "156.5"  # no whole number: still no country
     with pytest.raises(ContractError, match=r"origin_country .*numeric country codes.*'156\.5'"):
         _ingest(tmp_path, _csv(rows), mapping=NUMERIC_ORIGIN)
+
+
+# --- finding 9: decimal128 columns (a database's NUMBER) -------------------------------------
+
+PARQUET_MAPPING = """\
+columns:
+  declaration_id: ID
+  declared_at: AT
+  arrival_office: {value: OFF1}
+  channel: {value: postal}
+  origin_country: {value: CN}
+  hs_code: HS
+  gross_weight_kg: KG
+  declared_value: VALUE
+  quantity: QTY
+  currency: {value: EUR}
+"""
+
+
+def _decimal_export(path: Path, hs: list, hs_type: object) -> None:
+    """Three declarations as a database writes NUMBER columns to Parquet: decimal128."""
+    import datetime as dt
+    from decimal import Decimal
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = {
+        "ID": pa.array([Decimal(12345678901234567890 + i) for i in range(3)], pa.decimal128(20, 0)),
+        "AT": pa.array([dt.datetime(2026, 10, 1, 10 + i) for i in range(3)], pa.timestamp("us")),
+        "HS": pa.array(hs, hs_type),
+        "KG": pa.array([Decimal("0.125"), Decimal("2.000"), Decimal("1.5")], pa.decimal128(9, 3)),
+        "VALUE": pa.array(
+            [Decimal("10.50"), Decimal("1234567.89"), Decimal("0.01")], pa.decimal128(12, 2)
+        ),
+        "QTY": pa.array([Decimal(3), Decimal(1), Decimal(2)], pa.decimal128(5, 0)),
+    }
+    pq.write_table(pa.table(table), path)
+
+
+@pytest.mark.parametrize("scale", [0, 2])  # NUMBER(10) and NUMBER(12, 2): 901210000.00
+def test_decimal_hs_codes_get_their_lost_zero_back_as_integers_do(
+    tmp_path: Path, scale: int
+) -> None:
+    from decimal import Decimal
+
+    import pyarrow as pa
+
+    codes = [Decimal(c) for c in ("901210000", "6109100010", "61091")]  # Arrow gives the scale
+    _decimal_export(tmp_path / "export.parquet", codes, pa.decimal128(10 + scale, scale))
+    (tmp_path / "mapping.yaml").write_text(PARQUET_MAPPING, encoding="utf-8")
+    summary = ingest_file(
+        source=tmp_path / "export.parquet",
+        mapping_path=tmp_path / "mapping.yaml",
+        out=tmp_path / "out.parquet",
+    )
+    out, _ = read_declarations(tmp_path / "out.parquet", with_outcomes=False)
+    assert out["hs_code"].tolist() == ["0901210000", "6109100010", "061091"]
+    assert summary["hs_code_zeros_restored"] == 2
+    # amounts and weights keep their fractions, an id beyond 64 bits its every digit
+    assert out["declared_value"].tolist() == pytest.approx([10.5, 1234567.89, 0.01])
+    assert out["gross_weight_kg"].tolist() == pytest.approx([0.125, 2.0, 1.5])
+    assert out["quantity"].tolist() == [3, 1, 2]
+    assert out["declaration_id"].tolist() == [
+        "12345678901234567890",
+        "12345678901234567891",
+        "12345678901234567892",
+    ]

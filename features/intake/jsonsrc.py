@@ -34,6 +34,10 @@ JSON_SUFFIXES = (".json", ".jsonl", ".ndjson")
 SEPARATOR = "."
 # distinct field names the records may hold (``_flat_frame``)
 MAX_FIELDS = 2_000
+# The key under which the XML reader puts the text of an element that has attributes: the
+# object is flattened with that text under the element's own name (``Value`` beside
+# ``Value.currency``). No JSON key or XML name holds a NUL.
+ELEMENT_TEXT = "\x00text"
 
 
 # orjson reads an integer beyond 64 bits as a float: a 23-digit seller or tracking number
@@ -478,7 +482,7 @@ def _flatten(value: dict, prefix: str, out: dict[str, Any], several: dict[str, i
     while stack:
         prefix, items = stack[-1]
         for key, item in items:
-            name = f"{prefix}{key}"
+            name = prefix[: -len(SEPARATOR)] if key == ELEMENT_TEXT else f"{prefix}{key}"
             if isinstance(item, list):
                 values = _values(item)
                 if len(values) == 1 and isinstance(values[0], dict) and values[0]:

@@ -6,7 +6,9 @@ the document's root, or deeper, with its goods items as repeated child elements.
 element becomes one record: a child with text is a field of that name; a child with children a
 nested object (``Consignee.Id``); a tag repeated under one parent a list (the items, which a
 mapping's ``explode: GoodsItem`` turns into rows, as for JSON); an attribute a field beside its
-element's text (``<Value currency="EUR">12.5</Value>``: ``Value`` and ``Value.currency``).
+element's text (``<Value currency="EUR">12.5</Value>``: ``Value`` and ``Value.currency``). A
+child with attributes is an object like a child with children, so the attributes of a repeated
+one stay with their element: ``<Item HS=".." Value=".."/>`` twice is a list of two items.
 Namespaces are dropped from names (``{urn:...}Declaration`` reads ``Declaration``).
 
 Which elements are the records: ``records: Path.To.Record`` in the mapping (tags below the root,
@@ -25,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from features.intake.contract import ContractError
 from features.intake.io import format_suffix, open_bytes
-from features.intake.jsonsrc import SEPARATOR, records_frame
+from features.intake.jsonsrc import ELEMENT_TEXT, SEPARATOR, records_frame
 
 if TYPE_CHECKING:
     from xml.etree.ElementTree import Element
@@ -151,7 +153,8 @@ MAX_DEPTH = 64
 
 def _record(element: Element, depth: int = 0) -> dict[str, Any]:
     """One record element as a JSON-like object (module docstring): its attributes, then its
-    children (a leaf's attributes beside its text, a branch's inside its object)."""
+    children; a child with attributes or children an object of its own (a leaf's text in it
+    under ``ELEMENT_TEXT``, read as the element's own name)."""
     if depth > MAX_DEPTH:
         raise ContractError(
             f"elements nested more than {MAX_DEPTH} levels inside a record (<{_tag(element)}>): "
@@ -162,10 +165,14 @@ def _record(element: Element, depth: int = 0) -> dict[str, Any]:
         name = _tag(child)
         if len(child):
             value: Any = _record(child, depth + 1)
+        elif child.attrib:
+            # an object, not fields written beside the element in its parent: an item written
+            # as attributes (<Item HS=".." Value=".."/>) repeated overwrote the item before it
+            text = (child.text or "").strip() or None
+            value = {ELEMENT_TEXT: text} if text is not None else {}
+            value.update((_tag_name(a), t) for a, t in child.attrib.items())
         else:
             value = (child.text or "").strip() or None
-            for attribute, text in child.attrib.items():
-                out[f"{name}{SEPARATOR}{_tag_name(attribute)}"] = text
         if name in out:  # a repeated tag: a list (goods items)
             previous = out[name]
             out[name] = [*previous, value] if isinstance(previous, list) else [previous, value]

@@ -123,3 +123,87 @@ def test_a_json_array_of_several_values_for_a_mapped_field_is_refused(tmp_path: 
 def _written(path: Path, text: str) -> Path:
     path.write_text(text, encoding="utf-8")
     return path
+
+
+# --- goods items written as attribute-only elements --------------------------------------------
+
+ITEM_MAPPING = """\
+explode: Item
+columns:
+  declaration_id: Number
+  declared_at: Date
+  arrival_office: {value: JKIA}
+  channel: {value: postal}
+  origin_country: {value: CN}
+  hs_code: Item.HS
+  gross_weight_kg: Item.Mass
+  declared_value: Item.Value
+  currency: {value: KES}
+items:
+  declared_value: sum
+  gross_weight_kg: sum
+"""
+
+
+def _attribute_items(seed: int) -> tuple[str, dict[str, list[tuple[str, float, float]]]]:
+    """An export whose items are <Item HS=".." Value=".." Mass=".."/>, and the items written."""
+    rng = random.Random(seed)
+    written: dict[str, list[tuple[str, float, float]]] = {}
+    body = []
+    for i, count in enumerate((2, 1, 3)):
+        number = f"KE{i + 1}"
+        written[number] = [
+            (
+                rng.choice(["61091000", "64041900"]),
+                rng.randint(10, 900) * 1.0,
+                rng.randint(1, 9) / 10,
+            )
+            for _ in range(count)
+        ]
+        items = "".join(
+            f'<Item HS="{hs}" Value="{value:.2f}" Mass="{mass}"/>'
+            for hs, value, mass in written[number]
+        )
+        body.append(f'<Decl Number="{number}" Date="2026-10-01 1{i}:00">{items}</Decl>')
+    return "<Export>" + "".join(body) + "</Export>", written
+
+
+def test_attribute_only_items_are_each_an_item(tmp_path: Path) -> None:
+    text, written = _attribute_items(seed=11)
+    out = _ingest(tmp_path, "export.xml", text, ITEM_MAPPING)
+    for number, items in written.items():
+        assert out.loc[number, "declared_value"] == pytest.approx(sum(v for _, v, _ in items))
+        assert out.loc[number, "gross_weight_kg"] == pytest.approx(sum(m for _, _, m in items))
+        assert out.loc[number, "hs_code"] == max(items, key=lambda item: item[1])[0]
+
+
+def test_attribute_only_items_read_without_explode_are_refused(tmp_path: Path) -> None:
+    text, _ = _attribute_items(seed=12)
+    flat = ITEM_MAPPING.replace("explode: Item\n", "").split("items:")[0]
+    with pytest.raises(ContractError, match=r"record 1: Item\.\w+: the record holds 2 Item "):
+        _ingest(tmp_path, "export.xml", text, flat)
+
+
+def test_a_repeated_element_with_text_and_attributes_keeps_both(tmp_path: Path) -> None:
+    source = tmp_path / "export.xml"
+    source.write_text(
+        '<Export><Decl><N>KE1</N><Item HS="61091000">12.5</Item><Item HS="64041900">40</Item>'
+        '</Decl><Decl><N>KE2</N><Item HS="95030000">20</Item></Decl></Export>'
+    )
+    frame = read_xml_source(source, explode="Item")
+    assert frame["Item"].tolist() == ["12.5", "40", "20"]
+    assert frame["Item.HS"].tolist() == ["61091000", "64041900", "95030000"]
+    assert frame["N"].tolist() == ["KE1", "KE1", "KE2"]
+
+
+def test_the_draft_of_attribute_only_items_explodes_them(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from serving.main import app
+
+    source = tmp_path / "export.xml"
+    source.write_text(_attribute_items(seed=13)[0])
+    result = CliRunner().invoke(app, ["mapping", "draft", str(source)])
+    assert result.exit_code == 0, result.output
+    assert "explode: Item" in result.output
+    assert "declared_value: sum" in result.output

@@ -203,6 +203,9 @@ _HS_GROUPED = r"[0-9]{2}(?:[. -]?[0-9]{2}){2,4}|[0-9]{4}\.[0-9]{2}-[0-9]{3}"
 # 610910 as "610910.0" (pandas makes a column of numbers with a blank float); no code or id
 # is written so by hand, and tariff notation has groups of two digits, never one
 _FLOAT_WRITTEN = r"[0-9]+\.0"
+# a value a CSV written "for Excel" guards as text, so the spreadsheet keeps its leading zeros:
+# a formula giving the text (="000123") or a leading apostrophe ('S002; a word, no spaces)
+_EXCEL_TEXT_GUARD = r'="(?P<formula>[^"]*)"|\'(?P<apostrophe>[^\'\s]+)'
 # an ISO 8601 time carrying its zone (Z, UTC or an offset): read as is, not in the mapping's zone
 _ZONED_TIME = (
     r"(?i)[T ]\d{2}(?::?\d{2}(?::?\d{2}(?:[.,]\d+)?)?)?\s*(?:Z|UTC|[+-]\d{2}(?::?\d{2})?)$"
@@ -1498,6 +1501,56 @@ def _identifier_specs(mapping: Mapping) -> list[tuple[str, _Spec]]:
     return specs + [(e.name, e) for e in mapping.extras if e.kind == "entity"]
 
 
+def read_excel_text_guards(
+    raw: pd.DataFrame, mapping: Mapping
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    """``raw`` with the HS codes and identifiers a CSV written "for Excel" guards as text
+    (``="000123"``, ``'S002``) read without the guard; and how many per field (none: left out).
+
+    Kept, the guard made '="S001"' a seller apart from the same seller sent plain (by the API,
+    another export), and a consignee's pseudonym another person's; an HS code so written was
+    refused as no code without the guard named (probe 5f). Only codes and identifiers: a
+    description keeps its text as written. ``=""`` is an empty cell."""
+    import pandas as pd
+
+    specs = [("hs_code", mapping.columns["hs_code"])] if "hs_code" in mapping.columns else []
+    specs += _identifier_specs(mapping)
+    counts: dict[str, int] = {}
+    for name, spec in specs:
+        if spec.column is None or spec.column not in raw.columns:
+            continue
+        column = raw[spec.column]
+        if pd.api.types.is_numeric_dtype(column.dtype):
+            continue
+        text = column.astype("str").str.strip().where(column.notna())
+        # a prefix test first (C speed over a million ids), the pattern on those it finds
+        if not text.str.startswith(("=", "'")).fillna(False).any():
+            continue
+        parts = text.str.extract(f"^(?:{_EXCEL_TEXT_GUARD})$")
+        guarded = parts.notna().any(axis=1)
+        if not guarded.any():
+            continue
+        inner = parts["formula"].fillna(parts["apostrophe"])
+        inner = inner.where(inner.str.strip().ne(""))  # ="" holds no value
+        raw = raw.assign(**{spec.column: column.mask(guarded, inner)})
+        counts[name] = int(guarded.sum())
+    return raw, counts
+
+
+def warn_excel_text_guards(counts: dict[str, int], mapping: Mapping, source: Any) -> None:
+    """One warning per field ``read_excel_text_guards`` read."""
+    for name, n in counts.items():
+        spec = mapping.columns.get(name) or next(e for e in mapping.extras if e.name == name)
+        logger.warning(
+            "%s: %s (source column %r): %d value(s) written with a spreadsheet's text guard "
+            "(=\"000123\" or '000123, a CSV made for Excel) read without it ('000123')",
+            source,
+            name,
+            spec.column,
+            n,
+        )
+
+
 def read_float_written(raw: pd.DataFrame, mapping: Mapping) -> tuple[pd.DataFrame, dict[str, int]]:
     """``raw`` with HS codes, identifiers and ISO numeric country codes written from
     floating-point numbers ("610910.0", "100002.0", "156.0") read as the whole numbers they
@@ -1995,7 +2048,8 @@ def _map_declarations(
     import pandas as pd
 
     _check_structure(raw, mapping)
-    raw, _ = read_float_written(raw if keep_index else raw.reset_index(drop=True), mapping)
+    raw, _ = read_excel_text_guards(raw if keep_index else raw.reset_index(drop=True), mapping)
+    raw, _ = read_float_written(raw, mapping)
     raw, _ = restore_hs_zeros(raw, mapping)
     raw, _ = pad_identifier_zeros(raw, mapping)
     raw, _ = join_hs_groups(raw, mapping)
@@ -2724,6 +2778,8 @@ def read_export(
     raw, mapping = join_columns(raw, mapping)
     raw, not_declarations = drop_empty_and_totals_rows(raw, mapping, source)
     raw, repeated_items = drop_repeated_items(raw, mapping, source)
+    raw, text_guards = read_excel_text_guards(raw, mapping)  # counted here, for the summary
+    warn_excel_text_guards(text_guards, mapping, source)
     raw, float_written = read_float_written(raw, mapping)  # counted here, for the summary
     warn_float_written(float_written, mapping, source)
     check_hs_text(raw, mapping, source)
@@ -2798,6 +2854,7 @@ def read_export(
         "hs_code_zeros_restored": restored,
         "hs_code_groups_joined": joined,
         **({"identifier_zeros_restored": ids_padded} if ids_padded else {}),
+        **({"excel_text_guards_removed": text_guards} if text_guards else {}),
         **({"float_written_values_read": float_written} if float_written else {}),
         **({"columns_read_by_alias": by_alias} if by_alias else {}),
         **revenue_summary(mapping, declarations, source),
@@ -3189,12 +3246,14 @@ __all__ = [
     "parse_mapping",
     "parse_mapping_text",
     "rates_to_eur",
+    "read_excel_text_guards",
     "read_export",
     "read_float_written",
     "read_source",
     "resolve_aliases",
     "restore_hs_zeros",
     "revenue_summary",
+    "warn_excel_text_guards",
     "warn_float_written",
     "warn_local_times",
     "warn_times_read_as_utc",
@@ -3267,6 +3326,8 @@ def map_outcomes(
     # anything else is numbered afresh
     positions = raw.index.is_unique and pd.api.types.is_integer_dtype(raw.index.dtype)
     raw, mapping = join_columns(raw if positions else raw.reset_index(drop=True), mapping)
+    raw, text_guards = read_excel_text_guards(raw, mapping)
+    warn_excel_text_guards(text_guards, mapping, "results")
     raw, _ = read_float_written(raw, mapping)
     raw, _ = pad_identifier_zeros(raw, mapping)
     id_spec = mapping.columns["declaration_id"]

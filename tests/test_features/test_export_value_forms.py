@@ -186,3 +186,74 @@ def test_decimal_hs_codes_get_their_lost_zero_back_as_integers_do(
         "12345678901234567891",
         "12345678901234567892",
     ]
+
+
+# --- finding 4: Excel text guards on codes and identifiers -----------------------------------
+
+GUARDED = MAPPING + "extras:\n  - {column: BROKER, name: broker_id, kind: entity}\n"
+
+
+def _guarded_export() -> str:
+    """Two declarations of one seller and one consignee, the first written "for Excel"."""
+    rows = _export(2)
+    rows[1][2:4] = ["S001", "000123"]
+    rows[1][5] = "0901210000"
+    rows[0][:6] = ['="A1"', rows[0][1], "'S001", '="000123"', "CN", '="0901210000"']
+    rows[0][8] = '="as written"'
+    header = HEADER.rstrip("\n") + ",BROKER\n"
+    return header + "".join(
+        ",".join(r) + f",{b}\n" for r, b in zip(rows, ["'B01", "B01"], strict=True)
+    )
+
+
+def test_excel_text_guards_are_taken_off_codes_and_identifiers(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING):
+        summary, out = _ingest(tmp_path, _guarded_export(), mapping=GUARDED)
+    assert out["declaration_id"].tolist() == ["A1", "A2"]
+    assert out["seller_id"].nunique() == out["consignee_id"].nunique() == 1
+    assert out["hs_code"].tolist() == ["0901210000", "0901210000"]
+    assert out["broker_id"].tolist() == ["B01", "B01"]
+    assert out["description"].iloc[0] == '="as written"'  # free text keeps what it says
+    assert summary["excel_text_guards_removed"] == {
+        "hs_code": 1,
+        "consignee_id": 1,
+        "declaration_id": 1,
+        "seller_id": 1,
+        "broker_id": 1,
+    }
+    assert any(
+        "seller_id (source column 'SELLER'): 1 value(s) written with a spreadsheet's text guard"
+        in m
+        for m in caplog.messages
+    )
+
+
+def test_an_empty_text_guard_is_an_empty_cell_and_a_quoted_name_is_kept(tmp_path: Path) -> None:
+    """=\"\" holds no value (the gate then refuses a declaration without its id); an
+    apostrophe inside a name, or around a word, is no guard."""
+    rows = _export(3)
+    rows[1][2] = '=""'
+    rows[2][2] = "'t Hart"
+    rows[0][2] = "'S9'"
+    _, out = _ingest(tmp_path, _csv(rows))
+    assert out["seller_id"].isna().tolist() == [False, True, False]
+    assert out["seller_id"].iloc[2] == "'t Hart"
+    assert out["seller_id"].iloc[0] == "'S9'"
+
+
+def test_a_results_file_made_for_excel_names_its_declarations_without_the_guard(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from features.intake.mapping import apply_outcome_mapping
+
+    mapping = parse_mapping_text(
+        "columns:\n  declaration_id: ID\n"
+        "  inspected: {column: DONE, true_values: [Y], false_values: [N]}\n"
+    )
+    raw = pd.DataFrame({"ID": ['="A1"', "'A2", "A3"], "DONE": ["Y", "N", "Y"]})
+    with caplog.at_level(logging.WARNING):
+        out = apply_outcome_mapping(raw, mapping)
+    assert out["declaration_id"].tolist() == ["A1", "A2", "A3"]
+    assert any("declaration_id (source column 'ID'): 2 value(s)" in m for m in caplog.messages)

@@ -196,31 +196,68 @@ def check_file(path: Path) -> None:
 
 def is_csv(path: Path) -> bool:
     """A CSV by its name: ``.csv``, ``.txt``, ``.tsv``, or one of them compressed
-    (``.csv.gz``, ``.csv.bz2``, ``.csv.xz``, ``.csv.zip``)."""
-    suffixes = [s.lower() for s in Path(path).suffixes[-2:]]
+    (``.csv.gz``, ``.csv.bz2``, ``.csv.xz``, ``.csv.zip``); or a ``.zip`` whose name says no
+    format (``export.zip``, as portals and mail name it), unless the one file it holds is named
+    as another format (``export.xml``)."""
+    path = Path(path)
+    suffixes = [s.lower() for s in path.suffixes[-2:]]
+    zipped = bool(suffixes) and suffixes[-1] == ".zip"
     if suffixes and suffixes[-1] in COMPRESSED_SUFFIXES:
         suffixes.pop()
-    return bool(suffixes) and suffixes[-1] in CSV_SUFFIXES
+    if suffixes and suffixes[-1] in CSV_SUFFIXES:
+        return True
+    if not zipped:
+        return False
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = zip_data_members(archive)
+    except (OSError, zipfile.BadZipFile):
+        return True  # opened as a CSV, its reader says what is wrong with it
+    return len(members) != 1 or Path(members[0]).suffix.lower() in CSV_SUFFIXES
+
+
+def zip_data_members(archive: zipfile.ZipFile) -> list[str]:
+    """The files of a zip archive that may hold data: not directories, nor what macOS Finder
+    adds beside them (``__MACOSX/`` resource forks, ``._`` AppleDouble files, ``.DS_Store``),
+    which no export holds and pandas counted as files ("Multiple files found in ZIP file")."""
+    members = []
+    for name in archive.namelist():
+        base = name.rstrip("/").rsplit("/", 1)[-1]
+        if name.endswith("/") or "__MACOSX" in name.split("/")[:-1]:
+            continue
+        if base.startswith("._") or base == ".DS_Store":
+            continue
+        members.append(name)
+    return members
 
 
 @contextmanager
 def open_bytes(path: Path) -> Iterator[IO[bytes]]:
-    """The bytes of a file as pandas reads them: decompressed if its suffix says so (a zip must
-    hold one file, as pandas requires)."""
+    """The bytes of a file, decompressed if its suffix says so; a zip must hold one data file
+    (``zip_data_members``). Every reader of a CSV, JSON or XML export opens it here, pandas
+    too: one reading of a compressed file, whatever reads it."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".zip":
         with zipfile.ZipFile(path) as archive:
-            names = [n for n in archive.namelist() if not n.endswith("/") and "__MACOSX/" not in n]
+            names = zip_data_members(archive)
             if len(names) != 1:
-                raise ContractError(
-                    f"{path}: a zip archive of {len(names)} files; give one holding a single CSV"
-                )
+                raise ContractError(_not_one_file(path, names))
             with archive.open(names[0]) as fh:
                 yield fh
         return
     with _DECOMPRESS.get(suffix, open)(path, "rb") as fh:
         yield fh
+
+
+def _not_one_file(path: Path, names: list[str]) -> str:
+    shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    return (
+        f"{path}: a zip archive of {len(names)} data files"
+        + (f" ({shown})" if names else "")
+        + "; give one holding a single export (the files of a series: unzip them and give "
+        "them all to ingest)"
+    )
 
 
 DELIMITERS = ",;\t|"
@@ -525,15 +562,16 @@ def _read_csv(path: Path) -> pd.DataFrame:
     if sep != ",":
         logger.warning("%s: read with the delimiter %r (sniffed from the header line)", path, sep)
     # only empty cells are null: "NA" is Namibia, not a missing value
-    raw = pd.read_csv(
-        path,
-        sep=sep,
-        dtype="str",
-        encoding=encoding,
-        keep_default_na=False,
-        na_values=[""],
-        skiprows=skip,
-    )
+    with open_bytes(path) as fh:  # not pandas' own unzipping: a Finder zip is one CSV
+        raw = pd.read_csv(
+            fh,
+            sep=sep,
+            dtype="str",
+            encoding=encoding,
+            keep_default_na=False,
+            na_values=[""],
+            skiprows=skip,
+        )
     return no_implicit_index(raw, path, sep, skip, encoding)
 
 

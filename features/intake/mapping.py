@@ -119,6 +119,7 @@ from features.intake.io import (
     open_bytes,
     refuse_cut_last_row,
     sniff_delimiter,
+    zip_data_members,
 )
 from features.intake.iso3166 import (
     ALPHA2,
@@ -2229,7 +2230,8 @@ def read_source(path: Path, mapping: Mapping) -> pd.DataFrame:
         raise ContractError(
             f"{path}: unsupported file type (use .csv, .parquet, JSON: .json, .jsonl, .ndjson, "
             "XML: .xml, or a workbook: .xlsx, .xls, .ods; a CSV, JSON or XML file may be "
-            "compressed: .csv.gz, .csv.bz2, .csv.xz, .csv.zip)"
+            "compressed: .csv.gz, .csv.bz2, .csv.xz, .csv.zip or a .zip of one CSV)"
+            + _zipped_format_hint(path)
         )
     if mapping.sheet is not None:
         raise ContractError(f"{path}: the mapping names a sheet, but this is not a workbook")
@@ -2245,15 +2247,20 @@ def read_source(path: Path, mapping: Mapping) -> pd.DataFrame:
                 if nulls and (pd.api.types.is_string_dtype(column) or column.dtype == object):
                     raw[name] = column.mask(column.isin(nulls))
         else:
-            # a compressed CSV too: pandas decompresses by the suffix, as the sniffer does
+            # a compressed CSV too, opened as the sniffer opens it (``open_bytes``), never by
+            # pandas' own unzipping: a Finder zip's resource fork was "Multiple files"
             names = mapping.named_columns()
             skip = lines_above_header(path, mapping.encoding, names)
             sep = mapping.delimiter or sniff_delimiter(path, mapping.encoding, names, skip)
             refuse_cut_last_row(path, mapping.encoding, sep, skip)
             options = {"sep": sep, "dtype": "str", "encoding": mapping.encoding, "skiprows": skip}
             # the header as written: read_csv renames a repeated name ("VALEUR.1")
-            header = pd.read_csv(path, header=None, nrows=1, **options).iloc[0].dropna().tolist()
-            raw = pd.read_csv(path, keep_default_na=False, na_values=mapping.null_values, **options)
+            with open_bytes(path) as fh:
+                header = pd.read_csv(fh, header=None, nrows=1, **options).iloc[0].dropna().tolist()
+            with open_bytes(path) as fh:
+                raw = pd.read_csv(
+                    fh, keep_default_na=False, na_values=mapping.null_values, **options
+                )
     except UnicodeDecodeError as exc:
         raise _not_in_encoding(path, mapping.encoding, exc) from exc
     # truncated or damaged compressed files fail with EOFError and the decompressors' own errors
@@ -2270,6 +2277,20 @@ def read_source(path: Path, mapping: Mapping) -> pd.DataFrame:
         raw = no_implicit_index(raw, path, sep, skip, mapping.encoding)
     _check_header(path, header, mapping)
     return raw
+
+
+def _zipped_format_hint(path: Path) -> str:
+    """For a zip whose name says no format: what it holds, and the name it is read by."""
+    if path.suffix.lower() != ".zip":
+        return ""
+    with zipfile.ZipFile(path) as archive:
+        (member,) = zip_data_members(archive)  # is_csv took any other zip for a CSV
+    inner = Path(member)
+    if is_json(inner) or is_xml(inner):
+        return f"; it holds {inner.name!r}: name the zip {inner.name}.zip to read it so"
+    if not inner.suffix:
+        return f"; it holds {inner.name!r}: if that is a CSV, name the zip {inner.name}.csv.zip"
+    return f"; it holds {inner.name!r}: unzip it"
 
 
 def _whole_decimals_as_integers(raw: pd.DataFrame, path: Path) -> pd.DataFrame:

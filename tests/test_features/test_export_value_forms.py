@@ -7,6 +7,7 @@ Each was read wrong, or refused, by an outside probe (5f); each test failed befo
 from __future__ import annotations
 
 import logging
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -257,3 +258,67 @@ def test_a_results_file_made_for_excel_names_its_declarations_without_the_guard(
         out = apply_outcome_mapping(raw, mapping)
     assert out["declaration_id"].tolist() == ["A1", "A2", "A3"]
     assert any("declaration_id (source column 'ID'): 2 value(s)" in m for m in caplog.messages)
+
+
+# --- finding 10: zipped exports ----------------------------------------------------------------
+
+
+def _zip(path: Path, members: dict[str, str | bytes]) -> bytes:
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return path.read_bytes()
+
+
+FORK = b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        "
+
+
+@pytest.mark.parametrize(
+    ("name", "members"),
+    [
+        ("export.zip", {"export.csv": None}),  # as portals and mail name it
+        (  # macOS Finder: the CSV in its folder, its resource fork and the folder's .DS_Store
+            "finder.csv.zip",
+            {
+                "export/": b"",
+                "export/export.csv": None,
+                "__MACOSX/export/._export.csv": FORK,
+                "export/.DS_Store": b"\x00\x00\x00\x01Bud1",
+            },
+        ),
+    ],
+)
+def test_a_zip_holding_one_csv_is_read_whatever_its_name(
+    tmp_path: Path, name: str, members: dict
+) -> None:
+    text = _csv(_export())
+    data = _zip(tmp_path / "made.zip", {k: text if v is None else v for k, v in members.items()})
+    _, plain = _ingest(tmp_path, text)
+    _, zipped = _ingest(tmp_path, data, name=name)
+    pd.testing.assert_frame_equal(zipped, plain)
+
+
+def test_the_gates_reader_takes_a_finder_zip_too(tmp_path: Path) -> None:
+    _, plain = _ingest(tmp_path, _csv(_export()))
+    text = plain.assign(declared_at=plain["declared_at"].astype(str)).to_csv(index=False)
+    _zip(tmp_path / "contract.zip", {"c/contract.csv": text, "__MACOSX/c/._contract.csv": FORK})
+    zipped, _ = read_declarations(tmp_path / "contract.zip", with_outcomes=False)
+    assert zipped["declaration_id"].tolist() == plain["declaration_id"].tolist()
+
+
+def test_a_zip_of_several_exports_is_refused_naming_them(tmp_path: Path) -> None:
+    text = _csv(_export())
+    data = _zip(tmp_path / "made.zip", {"2026-09.csv": text, "2026-10.csv": text})
+    with pytest.raises(ContractError) as err:
+        _ingest(tmp_path, data, name="export.zip")
+    message = str(err.value)
+    assert "a zip archive of 2 data files (2026-09.csv, 2026-10.csv)" in message
+    assert "\n" not in message
+
+
+def test_a_zip_holding_another_format_says_the_name_it_is_read_by(tmp_path: Path) -> None:
+    data = _zip(tmp_path / "made.zip", {"export.xml": "<Export/>"})
+    with pytest.raises(
+        ContractError, match=r"it holds 'export\.xml': name the zip export\.xml\.zip"
+    ):
+        _ingest(tmp_path, data, name="export.zip")

@@ -259,6 +259,33 @@ def check_outcomes(
     plausibility limits of the gate (``Limits.from_settings``); by default params.yaml's
     defaults. ``unknown``: what a result of a declaration not in ``declared_at_us`` is told.
     """
+    fields = _checked_fields(raw, declared_at_us, now=now, limits=limits)
+    return _checked_against_stored(fields, declared_at_us, stored, unknown)
+
+
+@dataclasses.dataclass
+class _Fields:
+    """A batch of results read and checked field by field (what needs no stored result)."""
+
+    raw: pd.DataFrame
+    frame: pd.DataFrame
+    ids: pd.Series
+    id_values: np.ndarray
+    corrections: list[str | None]
+    problems: list[OutcomeProblem]
+
+
+def _checked_fields(
+    raw: pd.DataFrame,
+    declared_at_us: dict[str, int],
+    *,
+    now: datetime | None = None,
+    limits: Limits | None = None,
+) -> _Fields:
+    """``check_outcomes``' reading and field rules: the costly part (pandas work, ~20 ms
+    for one result), which reads no stored result, so ``store_outcomes`` runs it outside the
+    store's write transaction (a result posted held the decision store's lock through it, and
+    inspection systems posting one result at a time starved /score, probe)."""
     import pandas as pd
 
     missing = [name for name in REQUIRED_FIELDS if name not in raw.columns]
@@ -301,6 +328,20 @@ def check_outcomes(
                     "(say why in a sentence; the case file holds the rest)",
                 )
             )
+    return _Fields(raw, frame, ids, id_values, corrections, problems)
+
+
+def _checked_against_stored(
+    fields: _Fields,
+    declared_at_us: dict[str, int],
+    stored: dict[str, StoredResult],
+    unknown: str = "has no decision in the store",
+) -> CheckedOutcomes:
+    """``check_outcomes``' comparison with what is stored: ids known and sent once, a result
+    that differs from the stored one only as a correction. Raises ``OutcomesRefused`` with
+    every problem of the batch, the fields' ones included."""
+    raw, frame, ids, id_values = fields.raw, fields.frame, fields.ids, fields.id_values
+    corrections, problems = fields.corrections, list(fields.problems)
     # A row refused for a field is not compared with the stored result: a missing or unreadable
     # value (illicit, inspected_at) is neither equal nor different, and its own problem is the
     # answer, as when nothing is stored yet.
@@ -526,36 +567,48 @@ def store_outcomes(
         ids = []
     skipped = 0
     raw_ids = None  # the ids sent, when --skip-unknown left some out
+    # Three steps, so the store's write lock (which /score's decisions wait for) is held for
+    # reads and the insert only, never through the costly reading of the results: the
+    # declarations' times (they never change once decided), then the results read and
+    # checked field by field without the lock, then, in one transaction, the comparison with
+    # what is stored and the insert.
     with store.write() as tx:
         declared = tx.declared_at(ids)
-        if skip_unknown and "declaration_id" in raw.columns:
-            parsed = parse_text(raw["declaration_id"], narrow=True)
-            unknown = (parsed.notna() & ~parsed.isin(list(declared))).to_numpy(dtype=bool)
-            skipped = int(unknown.sum())
-            # the kept rows keep their labels: a refusal names the file's rows, not the
-            # positions left after the skip
-            raw_ids = raw["declaration_id"]
-            raw = raw[~unknown]
-        if len(raw) == 0:  # every row was of a declaration never decided here
-            # not refused (a national file may hold none of this hub's parcels), but said:
-            # ids written otherwise (leading zeros lost) would be skipped every time
-            unknown_ids = (
-                parse_text(raw_ids, narrow=True).dropna().unique().tolist()
-                if raw_ids is not None
-                else []
-            )
+    if skip_unknown and "declaration_id" in raw.columns:
+        parsed = parse_text(raw["declaration_id"], narrow=True)
+        unknown = (parsed.notna() & ~parsed.isin(list(declared))).to_numpy(dtype=bool)
+        skipped = int(unknown.sum())
+        # the kept rows keep their labels: a refusal names the file's rows, not the
+        # positions left after the skip
+        raw_ids = raw["declaration_id"]
+        raw = raw[~unknown]
+    if len(raw) == 0:  # every row was of a declaration never decided here
+        # not refused (a national file may hold none of this hub's parcels), but said:
+        # ids written otherwise (leading zeros lost) would be skipped every time
+        unknown_ids = (
+            parse_text(raw_ids, narrow=True).dropna().unique().tolist()
+            if raw_ids is not None
+            else []
+        )
+        with store.write() as tx:
             hint = _lost_zeros_hint(unknown_ids, tx.declared_at)
-            logger.warning(
-                "none of the %d results names a declaration this store decided (e.g. %r): "
-                "nothing stored%s",
-                skipped,
-                unknown_ids[0] if unknown_ids else None,
-                f". {hint}" if hint else "",
-            )
-            counts = {"stored": 0, "unchanged": 0, "skipped_unknown": skipped}
-            return counts | ({"skipped_not_inspected": not_inspected} if not_inspected else {})
+        logger.warning(
+            "none of the %d results names a declaration this store decided (e.g. %r): "
+            "nothing stored%s",
+            skipped,
+            unknown_ids[0] if unknown_ids else None,
+            f". {hint}" if hint else "",
+        )
+        counts = {"stored": 0, "unchanged": 0, "skipped_unknown": skipped}
+        return counts | ({"skipped_not_inspected": not_inspected} if not_inspected else {})
+    fields = _checked_fields(raw, declared, now=now, limits=limits)
+    with store.write() as tx:
+        if (again := tx.declared_at(ids)) != declared:
+            # decided or archived since the first read (rare): checked again under the lock
+            declared = again
+            fields = _checked_fields(raw, declared, now=now, limits=limits)
         try:
-            checked = check_outcomes(raw, declared, tx.stored(ids), now=now, limits=limits)
+            checked = _checked_against_stored(fields, declared, tx.stored(ids))
         except OutcomesRefused as refused:
             hint = _lost_zeros_hint([i for i in ids if i not in declared], tx.declared_at)
             if not hint:

@@ -379,3 +379,34 @@ def test_a_mapped_results_file_carries_its_own_correction_column(capsys, tmp_pat
     assert "correction" not in json.loads(out).get("ignored_columns", [])
     fixes = {i: _read(location, "result_history", i)[-1]["correction"] for i in ("D0", "D1")}
     assert fixes == {"D0": "appeal upheld", "D1": "laboratory report"}
+
+
+def test_results_are_read_and_checked_without_holding_the_stores_write_lock(
+    location, monkeypatch
+) -> None:
+    """A result posted held the decision store's write lock through ~20 ms of pandas work:
+    inspection systems posting results one at a time starved /score, whose decisions wait
+    for that lock (probe: 3,078 -> 140 requests in 12 s). Another writer now gets the lock
+    while the results are read; the comparison with what is stored and the insert still run
+    in one transaction (a correction still needs one)."""
+    import serving.outcomes as outcomes_module
+
+    _decided(location, 3)
+    checked = outcomes_module._checked_fields
+    others_wrote: list[bool] = []
+
+    def while_reading(*args, **kwargs):
+        store = open_outcome_store(location)  # another process's writer, the decisions' own
+        try:
+            with store.write():
+                others_wrote.append(True)
+        finally:
+            store.close()
+        return checked(*args, **kwargs)
+
+    monkeypatch.setattr(outcomes_module, "_checked_fields", while_reading)
+    assert _post(location, _result(0))["stored"] == 1
+    assert others_wrote == [True]
+    with pytest.raises(OutcomesRefused, match="a different result is already stored"):
+        _post(location, _result(0, illicit=False, offence_type=None, revenue_recovered=None))
+    assert _post(location, _result(0, **CLEARED))["corrected"] == 1

@@ -19,6 +19,7 @@ record of several would drop the others.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Collection, Iterable, Iterator
 from pathlib import Path
@@ -28,7 +29,10 @@ from features.intake.contract import ContractError
 from features.intake.io import format_suffix, open_bytes
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
+
+logger = logging.getLogger(__name__)
 
 JSON_SUFFIXES = (".json", ".jsonl", ".ndjson")
 SEPARATOR = "."
@@ -77,11 +81,13 @@ def read_json_source(
     records: str | None = None,
     explode: str | None = None,
     fields: Collection[str] = (),
+    document_id: Collection[str] = (),
 ) -> pd.DataFrame:
     """The records of a JSON export as a frame of text cells (module docstring); ``fields``:
-    the names the mapping reads, one value per record each."""
+    the names the mapping reads, one value per record each; ``document_id``: the names that
+    may hold the declaration id (``records_frame``)."""
     if _lines_by_name(path) and records is None and _line_by_line(encoding):
-        return records_frame(path, _streamed_lines(path, encoding), explode, fields)
+        return records_frame(path, _streamed_lines(path, encoding), explode, fields, document_id)
     with open_bytes(path) as fh:
         data = fh.read()
     try:
@@ -91,7 +97,7 @@ def read_json_source(
     del data  # the text holds it now: a big export is not held twice
     rows = _records(path, text.lstrip("\ufeff"), records, _lines_by_name(path))
     del text
-    return records_frame(path, rows, explode, fields)
+    return records_frame(path, rows, explode, fields, document_id)
 
 
 def _not_in_encoding(path: Path, encoding: str, where: str) -> ContractError:
@@ -334,12 +340,18 @@ CHUNK_RECORDS = 20_000
 
 
 def records_frame(
-    path: Path, rows: Iterable[Any], explode: str | None, fields: Collection[str] = ()
+    path: Path,
+    rows: Iterable[Any],
+    explode: str | None,
+    fields: Collection[str] = (),
+    document_id: Collection[str] = (),
 ) -> pd.DataFrame:
     """Records (objects) as a frame of text cells, nested objects flattened, ``explode``'s
     items one row each (module docstring); also the XML reader's (``features.intake.xmlsrc``).
     A record holding several values for one of ``fields`` (or an array of objects there) is
-    refused, naming the record and the field.
+    refused, naming the record and the field. With ``explode``, records naming one
+    declaration (by the ``document_id`` names the frame has) are one document sent again:
+    read once when ``fields`` are the same, else refused (``_drop_resent_documents``).
 
     ``rows`` is consumed: a list is emptied as its records are converted (their memory goes
     back), an iterator read to its end."""
@@ -348,18 +360,119 @@ def records_frame(
     # every chunk's fields in order of appearance (True: an item's), for MAX_FIELDS and order
     names: dict[str, bool] = {}
     wanted = frozenset(fields)
-    frames, done = [], 0
+    frames, numbers, done = [], [], 0
     for chunk in _chunks(rows):
-        frames.append(_chunk_frame(path, chunk, explode, done, names, wanted))
+        frame, owners = _chunk_frame(path, chunk, explode, done, names, wanted)
+        frames.append(frame)
+        numbers.append(owners)
         done += len(chunk)
     if not frames:  # no records at all: a frame of no rows, as for any empty export
-        return _chunk_frame(path, [], explode, 0, names, wanted)
+        return _chunk_frame(path, [], explode, 0, names, wanted)[0]
     if len(frames) == 1:
-        return frames[0]
-    # chunks holding other fields: the union, the declaration's fields before its items' as
-    # in one chunk; cells of a field a chunk lacks are empty
-    order = [n for n, item in names.items() if not item] + [n for n, item in names.items() if item]
-    return pd.concat(frames, ignore_index=True, sort=False)[order].astype("object")
+        whole = frames[0]
+    else:
+        # chunks holding other fields: the union, the declaration's fields before its items'
+        # as in one chunk; cells of a field a chunk lacks are empty
+        order = [n for n, item in names.items() if not item]
+        order += [n for n, item in names.items() if item]
+        whole = pd.concat(frames, ignore_index=True, sort=False)[order].astype("object")
+    if explode is None:
+        return whole
+    import numpy as np
+
+    return _drop_resent_documents(path, whole, np.concatenate(numbers), document_id, wanted)
+
+
+def _drop_resent_documents(
+    path: Path,
+    frame: pd.DataFrame,
+    records: np.ndarray,
+    document_id: Collection[str],
+    fields: frozenset[str],
+) -> pd.DataFrame:
+    """``frame`` (item rows; ``records``: each row's record number) with the rows of a record
+    that repeats an earlier record of the same declaration id in every field of ``fields``
+    left out, said in a warning; two records of one id that differ in one are refused.
+
+    A message store or an API dump holds a declaration's document again when it was sent
+    again (a retransmission, its envelope's message id the only change). Its item rows differ
+    from the first copy's in that unmapped cell, so they were taken as more items and summed
+    into the declaration: value and weight doubled, unsaid. Two records are two documents; of
+    two that differ, which one holds is not known (as for a declaration two files of a series
+    give other values)."""
+    import numpy as np
+    import pandas as pd
+
+    keys = [c for c in document_id if c in frame.columns]
+    if not keys or frame.empty:
+        return frame
+    key = frame[keys].astype("object")
+    ident = key.iloc[:, 0] if len(keys) == 1 else key.agg(tuple, axis=1)
+    codes, written = pd.factorize(ident, sort=False)
+    if len(keys) == 1:  # an id written with spaces is the same id (stripped once per id)
+        same, uniques = pd.factorize(pd.Index(written, dtype="object").str.strip(), sort=False)
+        codes = np.where(codes >= 0, same[codes], -1)
+    else:
+        uniques = written
+    known = codes >= 0  # rows without an id: left to the mapping's refusal
+    # rows are in record order: a row of a record after its id's first record is a copy's
+    first_record = np.full(len(uniques), np.iinfo(np.int64).max)
+    np.minimum.at(first_record, codes[known], records[known])
+    in_copy = np.zeros(len(frame), dtype=bool)
+    in_copy[known] = records[known] != first_record[codes[known]]
+    if not in_copy.any():
+        return frame
+    sent_again = np.isin(codes, np.unique(codes[in_copy]))
+    again = pd.DataFrame({"id": codes[sent_again], "record": records[sent_again]})
+    again = again.drop_duplicates()
+    compared = [c for c in frame.columns if c in fields and c not in keys]  # ids: equal
+    cells = frame.loc[sent_again, compared].astype("object")
+    cells = cells.where(cells.notna(), None)
+    by_record = {
+        number: [tuple(row) for row in rows.itertuples(index=False)]
+        for number, rows in cells.groupby(records[sent_again], sort=False)
+    }
+    dropped: list[int] = []
+    resent: list[str] = []
+    for code, group in again.groupby("id", sort=False):
+        ident_value = uniques[code]
+        kept, *copies = group["record"].tolist()
+        for number in copies:
+            if by_record[number] == by_record[kept]:
+                dropped.append(number)
+                continue
+            raise ContractError(
+                f"{path}: declaration {_shown(ident_value)} is in records {kept} and {number} "
+                f"with other {_differing(by_record[kept], by_record[number], compared)}: two "
+                "documents of one declaration, and which one holds is not known; give the "
+                "export with the declaration once (its latest document)"
+            )
+        resent.append(f"{_shown(ident_value)} (records {kept}, {', '.join(map(str, copies))})")
+    logger.warning(
+        "%s: %d declaration(s) sent again in later records the same in every field the mapping "
+        "reads: %s%s; read once (their items added again would count value and weight twice)",
+        path,
+        len(resent),
+        "; ".join(resent[:5]),
+        ", ..." if len(resent) > 5 else "",
+    )
+    return frame.loc[~np.isin(records, dropped)].reset_index(drop=True)
+
+
+def _shown(ident: Any) -> str:
+    return " + ".join(ident) if isinstance(ident, tuple) else str(ident)
+
+
+def _differing(first: list[tuple], other: list[tuple], compared: list[str]) -> str:
+    """What differs between two copies of a record's item rows, for a message."""
+    if len(first) != len(other):
+        return f"items ({len(first)} and {len(other)})"
+    names = [
+        name
+        for position, name in enumerate(compared)
+        if any(a[position] != b[position] for a, b in zip(first, other, strict=True))
+    ]
+    return "values of " + ", ".join(names[:4])
 
 
 def _chunks(rows: Iterable[Any]) -> Iterator[list[Any]]:
@@ -386,8 +499,9 @@ def _chunk_frame(
     first: int,
     names: dict[str, bool],
     fields: frozenset[str],
-) -> pd.DataFrame:
-    """``records_frame`` of the records numbered from ``first`` (0-based) on."""
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """``records_frame`` of the records numbered from ``first`` (0-based) on, and each row's
+    record number (1-based)."""
     import numpy as np
     import pandas as pd
 
@@ -396,7 +510,7 @@ def _chunk_frame(
         raise ContractError(f"{path}: record {first + bad + 1} is not a JSON object")
     if explode is None:
         numbers = range(first + 1, first + len(rows) + 1)
-        return _as_text(_flat_frame(path, rows, names, numbers, fields))
+        return _as_text(_flat_frame(path, rows, names, numbers, fields)), np.asarray(numbers)
     parents, items, owner = [], [], []
     for number, row in enumerate(rows, start=first + 1):
         nested = row.get(explode)
@@ -417,12 +531,10 @@ def _chunk_frame(
             items.append(item)
             owner.append(number - first - 1)
     head = _flat_frame(path, parents, names, range(first + 1, first + len(rows) + 1), fields)
-    numbers = [first + 1 + o for o in owner]
-    lines = _flat_frame(path, items, names, numbers, fields, prefix=explode + SEPARATOR)
-    frame = pd.concat(
-        [head.iloc[np.asarray(owner, dtype=np.int64)].reset_index(drop=True), lines], axis=1
-    )
-    return _as_text(frame)
+    owners = np.asarray(owner, dtype=np.int64)
+    lines = _flat_frame(path, items, names, owners + first + 1, fields, prefix=explode + SEPARATOR)
+    frame = pd.concat([head.iloc[owners].reset_index(drop=True), lines], axis=1)
+    return _as_text(frame), owners + first + 1
 
 
 def _flat_frame(

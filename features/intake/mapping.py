@@ -1909,6 +1909,14 @@ def drop_empty_and_totals_rows(
     return raw.loc[~dropped], counts
 
 
+def declaration_id_columns(mapping: Mapping) -> list[str]:
+    """The source columns that may hold the declaration id (its aliases too): the records of
+    an exploded JSON or XML export naming one declaration are compared by them, a document
+    sent twice read once (``features.intake.jsonsrc.records_frame``)."""
+    spec = mapping.columns.get("declaration_id")
+    return [*spec.sources, *(spec.aliases or [])] if spec is not None else []
+
+
 def drop_repeated_items(
     raw: pd.DataFrame, mapping: Mapping, source: Path | str
 ) -> tuple[pd.DataFrame, int]:
@@ -2206,6 +2214,7 @@ def read_source(path: Path, mapping: Mapping) -> pd.DataFrame:
             records=mapping.records,
             explode=mapping.explode,
             fields=mapping.named_columns(),
+            document_id=declaration_id_columns(mapping),
         )
         if mapping.null_values:  # text that means "no value", as in a CSV
             raw = raw.mask(raw.isin(list(mapping.null_values)))
@@ -2215,7 +2224,11 @@ def read_source(path: Path, mapping: Mapping) -> pd.DataFrame:
         if mapping.sheet is not None:
             raise ContractError(f"{path}: the mapping names a sheet, but this is XML")
         raw = read_xml_source(
-            path, records=mapping.records, explode=mapping.explode, fields=mapping.named_columns()
+            path,
+            records=mapping.records,
+            explode=mapping.explode,
+            fields=mapping.named_columns(),
+            document_id=declaration_id_columns(mapping),
         )
         if mapping.null_values:  # text that means "no value", as in a CSV
             raw = raw.mask(raw.isin(list(mapping.null_values)))

@@ -48,11 +48,13 @@ def read_xml_source(
     records: str | None = None,
     explode: str | None = None,
     fields: Collection[str] = (),
+    document_id: Collection[str] = (),
 ) -> pd.DataFrame:
     """The record elements of an XML export as a frame of text cells (module docstring). The
     encoding is the document's own (its declaration, else UTF-8). ``fields``: the names the
-    mapping reads, one value per record each (a record holding several is refused,
-    ``features.intake.jsonsrc.records_frame``)."""
+    mapping reads, one value per record each (a record holding several is refused);
+    ``document_id``: the names that may hold the declaration id, by which a document sent
+    twice is found (``features.intake.jsonsrc.records_frame``)."""
     try:
         rows = _stream_records(path, records)
     except ContractError as exc:
@@ -71,7 +73,7 @@ def read_xml_source(
         for name in listed & row.keys():
             if not isinstance(row[name], list):
                 row[name] = [row[name]]
-    return records_frame(path, rows, explode, fields)
+    return records_frame(path, rows, explode, fields, document_id)
 
 
 def _stream_records(path: Path, records: str | None) -> list[dict[str, Any]]:

@@ -207,3 +207,80 @@ def test_the_draft_of_attribute_only_items_explodes_them(tmp_path: Path) -> None
     assert result.exit_code == 0, result.output
     assert "explode: Item" in result.output
     assert "declared_value: sum" in result.output
+
+
+# --- a declaration's document sent twice in one export -----------------------------------------
+
+RESENT_MAPPING = ITEM_MAPPING.replace("explode: Item\n", "explode: Items\n").replace(
+    "Item.", "Items."
+)
+
+
+def _messages(seed: int) -> list[dict]:
+    """H7-style messages, each with its own MessageId (an envelope field nobody maps)."""
+    rng = random.Random(seed)
+    return [
+        {
+            "MessageId": f"m{i + 1}",
+            "Number": f"KE{i + 1}",
+            "Date": f"2026-10-01 1{i}:00",
+            "Items": [
+                {
+                    "HS": rng.choice(["61091000", "64041900"]),
+                    "Value": f"{rng.randint(10, 900)}.00",
+                    "Mass": f"{rng.randint(1, 9) / 10}",
+                }
+                for _ in range(count)
+            ],
+        }
+        for i, count in enumerate((2, 1, 3))
+    ]
+
+
+def _as_xml(messages: list[dict]) -> str:
+    body = "".join(
+        f'<Msg id="{m["MessageId"]}"><Number>{m["Number"]}</Number><Date>{m["Date"]}</Date>'
+        + "".join(
+            f'<Items HS="{i["HS"]}" Value="{i["Value"]}" Mass="{i["Mass"]}"/>' for i in m["Items"]
+        )
+        + "</Msg>"
+        for m in messages
+    )
+    return f"<Export>{body}</Export>"
+
+
+@pytest.mark.parametrize("name", ["export.ndjson", "export.xml"])
+def test_a_document_sent_twice_is_read_once(tmp_path: Path, caplog, name: str) -> None:
+    messages = _messages(seed=21)
+    again = {**json.loads(json.dumps(messages[0])), "MessageId": "m9"}
+    sent = [*messages, again]
+    text = "\n".join(map(json.dumps, sent)) if name.endswith("ndjson") else _as_xml(sent)
+    out = _ingest(tmp_path, name, text, RESENT_MAPPING)
+    assert out.index.tolist() == ["KE1", "KE2", "KE3"]
+    for message in messages:
+        total = sum(float(i["Value"]) for i in message["Items"])
+        assert out.loc[message["Number"], "declared_value"] == pytest.approx(total)
+    assert "KE1 (records 1, 4)" in caplog.text
+
+
+def test_two_documents_of_one_declaration_that_differ_are_refused(tmp_path: Path) -> None:
+    messages = _messages(seed=22)
+    amended = json.loads(json.dumps(messages[0]))
+    amended["MessageId"] = "m9"
+    amended["Items"][1]["Value"] = "1.00"
+    lines = "\n".join(map(json.dumps, [*messages, amended]))
+    with pytest.raises(
+        ContractError,
+        match=r"declaration KE1 is in records 1 and 4 with other values of Items\.Value",
+    ):
+        _ingest(tmp_path, "export.ndjson", lines, RESENT_MAPPING)
+
+
+def test_a_document_sent_again_with_another_item_is_refused(tmp_path: Path) -> None:
+    messages = _messages(seed=23)
+    longer = json.loads(json.dumps(messages[1]))
+    longer["Items"].append(longer["Items"][0])
+    with pytest.raises(
+        ContractError, match=r"declaration KE2 is in records 2 and 4 with other items \(1 and 2\)"
+    ):
+        _ingest(tmp_path, "export.xml", _as_xml([*messages, longer]), RESENT_MAPPING)

@@ -34,6 +34,16 @@ def labelled_mask(frame: pd.DataFrame) -> np.ndarray:
     return inspected & frame["illicit"].notna().to_numpy()
 
 
+def recorded_before(frame: pd.DataFrame, when: pd.Timestamp) -> np.ndarray:
+    """Rows whose result was recorded (``inspected_at``) before ``when``, or whose record
+    time is unknown (a frame without the column, an empty cell): what a model trained at
+    ``when`` could have learnt from."""
+    if "inspected_at" not in frame.columns:
+        return np.ones(len(frame), dtype=bool)
+    at = pd.to_datetime(frame["inspected_at"], utc=True)
+    return (at.isna() | (at < when)).to_numpy(dtype=bool)
+
+
 def random_mask(frame: pd.DataFrame) -> np.ndarray:
     """Parcels inspected by the random exploration quota: the unbiased labels."""
     return (frame["selection_reason"].astype("str") == RANDOM_SELECTION).fillna(False).to_numpy(

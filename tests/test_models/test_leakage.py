@@ -218,3 +218,34 @@ def test_in_a_census_an_extra_off_its_clean_value_only_on_illicit_parcels_is_ref
     assert (
         one_sided_results(["duties", "flag"], X, y, everyone, extras, frozenset({"duties"})) == []
     )
+
+
+# --- results recorded after the test period starts -----------------------------------------
+
+
+def test_results_recorded_in_the_test_period_do_not_fit_the_judged_first_pass(frames, caplog):
+    """The first pass (test metrics, the gate) picked its labels by declared_at alone: results
+    of earlier parcels recorded inside the test period fitted, early-stopped and calibrated
+    it, so a signal nobody knew at the test period's start scored the test parcels (probe 5g:
+    a new origin whose results all came in during the test period filled the top 5%)."""
+    features, _, manifest = frames
+    features = features.copy()
+    start, end = features["declared_at"].min(), features["declared_at"].max()
+    test_start = start + 0.8 * (end - start)
+    early = features.index[features["declared_at"] < start + 0.5 * (end - start)][::40][:150]
+    late = features.index[features["declared_at"] > test_start + pd.Timedelta(days=1)][::20][:60]
+    planted = early.union(late)
+    features.loc[planted, "noise_a"] = 6.0
+    # every early planted parcel found illicit, each result recorded late in the test period
+    features.loc[early, ["inspected", "illicit"]] = [True, True]
+    features.loc[early, "inspected_at"] = end - pd.Timedelta(days=1)
+    features.loc[early, "offence_type"] = "undervaluation"
+    features.loc[early, "revenue_recovered"] = 50.0
+    features.loc[early, "selection_reason"] = "rule:low_value"
+    caplog.set_level("INFO", logger="models.train")
+    result = train_models(features, manifest, PARAMS)
+    risk = result.predictions.set_index("declaration_id")["model_risk"]
+    planted_ids = features.loc[late, "declaration_id"]
+    others = risk.drop(planted_ids)
+    assert risk[planted_ids].mean() < 2 * others.mean()
+    assert "result(s) of train/validation parcels were recorded in the test period" in caplog.text

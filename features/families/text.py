@@ -308,12 +308,17 @@ def hs6_support(
 
 
 def description_shape(X_all: sparse.csr_matrix, vague_mask: np.ndarray) -> dict[str, np.ndarray]:
-    """Token count and the vague flag (no token outside the vague vocabulary) from all tokens."""
+    """Token count and the vague flag (no token outside the vague vocabulary) from all tokens.
+    A description without a word (none sent: the export lacks the field, or the cell is empty)
+    says nothing either way: both are unknown (NaN), as ``tokenize_online`` gives them. It was
+    "vague", the flag's strongest value: an export scored without descriptions sent every
+    parcel toward yellow with the reason "vague goods description" (probe)."""
     n_tokens = np.asarray(X_all.sum(axis=1)).ravel().astype(np.float64)
     n_specific = np.asarray(X_all @ (~vague_mask).astype(np.int64)).ravel()
+    worded = n_tokens > 0
     return {
-        "description_n_tokens": n_tokens,
-        "description_vague": (n_specific == 0).astype(np.float64),
+        "description_n_tokens": np.where(worded, n_tokens, np.nan),
+        "description_vague": np.where(worded, (n_specific == 0).astype(np.float64), np.nan),
     }
 
 
@@ -423,8 +428,9 @@ def tokenize_online(
     indptr = [0]
     for i, text in enumerate(descriptions.tolist()):
         words = set(analyze(text))
-        n_tokens[i] = len(words)
-        vague[i] = float(words <= vague_terms)
+        # no word: unknown, not vague (``description_shape``)
+        n_tokens[i] = len(words) if words else np.nan
+        vague[i] = float(words <= vague_terms) if words else np.nan
         indices.extend(sorted(vocabulary[w] for w in words if w in vocabulary))
         indptr.append(len(indices))
     X = sparse.csr_matrix(

@@ -126,3 +126,22 @@ def test_declaration_keys_keep_missing_codes_apart_and_decode():
     assert len(np.unique(keys)) == 4  # the last two rows are the same declaration
     for got, want in zip(_declaration_parts(keys, 3), (description, chapter, hs6), strict=True):
         np.testing.assert_array_equal(got, want)
+
+
+def test_a_description_without_words_is_unknown_not_vague_in_batch_and_online():
+    """An export scored without descriptions had every parcel flagged "vague goods
+    description", the flag's strongest value (probe: yellow 7% -> 32%). No word says nothing:
+    both shape features are NaN, batch and online alike; vague words still make it vague."""
+    from features.families.text import _tokenize_all, description_shape, tokenize_online
+
+    descriptions = np.array(["", "gift", "cotton t-shirt", "..."], dtype=object)
+    inverse, U, vocabulary = _tokenize_all(descriptions)
+    vague_terms = frozenset({"gift"})
+    batch = description_shape(U, np.isin(vocabulary, list(vague_terms)))
+    batch = {name: values[inverse] for name, values in batch.items()}
+    analyze = make_vectorizer().build_analyzer()
+    index = {word: i for i, word in enumerate(vocabulary)}
+    _, online = tokenize_online(descriptions, analyze, index, vague_terms)
+    for shape in (batch, online):
+        np.testing.assert_array_equal(shape["description_vague"], [np.nan, 1.0, 0.0, np.nan])
+        np.testing.assert_array_equal(shape["description_n_tokens"], [np.nan, 1.0, 2.0, np.nan])

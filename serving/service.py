@@ -210,6 +210,8 @@ class ParcelRiskService:
         self.runtime: ScoringRuntime | None = None
         self._damaged: str | None = None  # the store found damaged under the service
         self._unavailable_at: float | None = None  # when the store last refused a batch
+        # when each store write in flight began (the event loop's dict: no lock needed)
+        self._writes_since: dict[object, float] = {}
         self._registry: Any = None  # the MLflow client the watcher asks, made on first use
         self.batcher = MicroBatcher(
             self._score_and_record,
@@ -354,6 +356,14 @@ class ParcelRiskService:
             if time.monotonic() - self._unavailable_at < _UNAVAILABLE_PAUSE_S:
                 return False
             self._unavailable_at = None
+        # a write waiting on the store's lock for a quarter of the request timeout (a write
+        # takes milliseconds; another process holds the lock: a long ingest, a backup, an
+        # operator's sqlite3 session): the requests behind it are heading for a 504, and
+        # /readyz answered 200 to all of it (probe). Ready again once it is through.
+        if self._writes_since:
+            waited = time.monotonic() - min(self._writes_since.values())
+            if waited > self.config.request_timeout_s / 4:
+                return False
         return True
 
     def _store_damaged(self, exc: BaseException) -> JSONResponse:
@@ -388,7 +398,12 @@ class ParcelRiskService:
         if again:  # decisions handed back: any marked undelivered now note their redelivery
             await asyncio.to_thread(self.store.mark_redelivered, again)
         if batch is not None:
-            taken = await asyncio.to_thread(self.store.record, records, first_wins=True)
+            write = object()
+            self._writes_since[write] = time.monotonic()
+            try:
+                taken = await asyncio.to_thread(self.store.record, records, first_wins=True)
+            finally:
+                del self._writes_since[write]
             self._unavailable_at = None  # the store takes writes again: ready
             # into the live entity state before the next batch (a declaration another worker
             # decided meanwhile enters once: its stored row is skipped as this worker's own)

@@ -206,3 +206,39 @@ def test_a_store_damaged_under_the_service_is_503_and_the_worker_not_ready(clien
         assert client.get("/readyz").status_code == 503
     finally:
         service._damaged = None  # the module's service is shared by the other tests
+
+
+def test_a_write_waiting_on_the_stores_lock_past_the_timeout_is_not_ready(client, monkeypatch):
+    """Another process held the store's write lock: every /score was a 504 while /readyz
+    answered 200 to all 24 probes (probe). Not ready while a write has waited longer than a
+    quarter of the request timeout, ready again once it is through."""
+    import threading
+
+    from serving.service import _WORKER
+
+    service = _WORKER.service
+    release, waiting = threading.Event(), threading.Event()
+    record = service.store.record
+
+    def behind_a_lock(*args, **kwargs):
+        waiting.set()
+        release.wait(30)
+        return record(*args, **kwargs)
+
+    monkeypatch.setattr(service.store, "record", behind_a_lock)
+    body = {"declarations": make_declarations(1, seed=57, prefix="LOCKED")}
+    answered: list[int] = []
+    sender = threading.Thread(
+        target=lambda: answered.append(client.post("/score", json=body, headers=auth()).status_code)
+    )
+    sender.start()
+    try:
+        assert waiting.wait(30)
+        assert client.get("/readyz").status_code == 200  # a write that just began: ready
+        (write,) = service._writes_since  # as if it had waited past the timeout
+        service._writes_since[write] -= service.config.request_timeout_s / 4 + 1
+        assert client.get("/readyz").status_code == 503
+    finally:
+        release.set()
+        sender.join(30)
+    assert client.get("/readyz").status_code == 200 and service._writes_since == {}

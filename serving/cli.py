@@ -681,11 +681,6 @@ def history_join(
         if path.resolve() == out.resolve():
             raise ParcelriskError(f"--out {out} is an input: give another file")
     frame, contract = read_declarations(declarations, with_outcomes=None)
-    if "inspected" in frame.columns and frame["inspected"].fillna(False).astype(bool).any():
-        raise ParcelriskError(
-            f"{declarations} holds results already: join results to declarations without "
-            "them (ingest the declarations with a mapping of their fields only)"
-        )
     spec = load_mapping(mapping) if mapping is not None else None
     read = [_read_results(file, spec, mapping, settings) for file in results]
     # labelled 0..n-1 across the files; each row's name says where its file holds it

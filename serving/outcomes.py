@@ -838,13 +838,20 @@ def join_results(
             )
     # said of the declarations joined to, not of a store (nothing is stored here)
     unknown = "is not among the declarations (--skip-unknown leaves such results out)"
+    # A history that holds results already (the champion's own, to which results came back
+    # late: a lab report, a post-clearance audit) takes results for its other declarations;
+    # one it holds is compared as a store compares it: the same is unchanged, another is
+    # refused unless sent as a correction. It was refused whole, and `history export --base`
+    # then wrote those parcels as never inspected (probe 5g).
+    held = _held_results(declarations)
     try:
-        checked = check_outcomes(
-            results, declared_at_us, {}, now=now, limits=limits, unknown=unknown
-        ).new
+        outcome = check_outcomes(
+            results, declared_at_us, held, now=now, limits=limits, unknown=unknown
+        )
     except OutcomesRefused as exc:
         said = describe_problems(exc.problems, where, nothing="nothing joined")
         raise ParcelriskError(said) from None
+    checked = outcome.new
     kept = [c for c in declarations.columns if c not in OUTCOME_COLUMNS]
     history = declarations[kept].merge(
         checked[list(RESULT_FIELDS)].assign(inspected=True),
@@ -852,10 +859,35 @@ def join_results(
         how="left",
         validate="one_to_one",
     )
+    if held:  # the rows no result was sent for keep the history's own
+        before = declarations.set_index(ids.to_numpy())
+        keep_own = ~history["declaration_id"].isin(checked["declaration_id"]).to_numpy()
+        for column in OUTCOME_COLUMNS:
+            if column in before.columns:
+                own = before[column].reindex(history["declaration_id"])
+                own.index = history.index
+                history[column] = own.where(keep_own, history[column])
     history["inspected"] = history["inspected"].astype("boolean").fillna(False)
     counts = {
         "declarations": len(history),
         "results_joined": len(checked),
         "results_skipped_unknown": skipped,
     }
+    if held:
+        counts["results_held_before"] = len(held)
+        counts["results_unchanged"] = outcome.unchanged
     return history[[*kept, *OUTCOME_COLUMNS]].reset_index(drop=True), counts
+
+
+def _held_results(declarations: pd.DataFrame) -> dict[str, StoredResult]:
+    """The results a history holds already (inspected, with a time and a verdict), by id."""
+    if "inspected" not in declarations.columns:
+        return {}
+    held = declarations["inspected"].astype("boolean").fillna(False).to_numpy(dtype=bool)
+    held &= declarations["inspected_at"].notna().to_numpy(dtype=bool)
+    held &= declarations["illicit"].notna().to_numpy(dtype=bool)
+    if not held.any():
+        return {}
+    rows = declarations.loc[held, list(RESULT_FIELDS)]
+    ids = rows["declaration_id"].astype("string").tolist()
+    return dict(zip(ids, results_of(rows), strict=True))

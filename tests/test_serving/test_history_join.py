@@ -75,13 +75,41 @@ def test_results_that_cannot_join_are_refused_naming_their_rows(exported, capsys
     assert json.loads(out)["results_skipped_unknown"] == 2
 
 
-def test_declarations_that_hold_results_already_are_refused(exported, capsys, tmp_path):
-    root = exported["root"]
-    code, _, err = run_cli(
-        capsys, "history", "join", str(root / "declarations.parquet"),
-        "--results", str(root / "results.csv"), "--out", str(tmp_path / "h.parquet"),
-    )  # fmt: skip
-    assert code != 0 and "holds results already" in err
+def test_a_history_holding_results_takes_late_ones_and_keeps_its_own(exported, capsys, tmp_path):
+    """The champion's own history, to which results came back late (a lab report, an audit):
+    it was refused whole ('holds results already') and `history export --base` then wrote
+    those parcels as never inspected (probe 5g). Now the late ones join, the history's own
+    stay, the same result again is unchanged and a different one is refused without a
+    correction."""
+    root, results = exported["root"], exported["results"]
+    history, contract = read_declarations(root / "declarations.parquet", with_outcomes=True)
+    late = results.tail(10)
+    base = history.copy()
+    later = base["declaration_id"].isin(late["declaration_id"]).to_numpy()
+    base.loc[later, list(OUTCOME_COLUMNS)] = None
+    base.loc[later, "inspected"] = False
+    write_declarations(base, tmp_path / "base.parquet", contract)
+    late.to_csv(tmp_path / "late.csv", index=False)
+    args = ["history", "join", str(tmp_path / "base.parquet"), "--out", str(tmp_path / "h.parquet")]
+    code, out, err = run_cli(capsys, *args, "--results", str(tmp_path / "late.csv"))
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["results_joined"] == 10 and summary["results_unchanged"] == 0
+    joined, _ = read_declarations(tmp_path / "h.parquet", with_outcomes=True)
+    original = history.set_index("declaration_id")
+    joined = joined.set_index("declaration_id").loc[original.index]
+    for column in OUTCOME_COLUMNS:
+        pd.testing.assert_series_equal(
+            joined[column], original[column], check_names=False, check_dtype=False
+        )
+    # the history's own results sent again: unchanged; one of them changed: refused
+    code, out, err = run_cli(capsys, *args, "--results", str(root / "results.csv"))
+    assert code == 0 and json.loads(out)["results_unchanged"] == len(results) - 10, err
+    changed = results.head(3).copy()
+    changed["illicit"] = ~changed["illicit"].astype(bool)
+    changed.to_csv(tmp_path / "changed.csv", index=False)
+    code, _, err = run_cli(capsys, *args, "--results", str(tmp_path / "changed.csv"))
+    assert code != 0 and "a different result is already stored" in err
 
 
 def test_a_refusal_names_the_row_as_its_file_holds_it(exported, capsys, tmp_path):

@@ -104,7 +104,12 @@ def _stream_records(path: Path, records: str | None) -> list[dict[str, Any]]:
                     below_root.add(tags[1])
                     if wanted is None and len(below_root) > 1:
                         _ambiguous(tags[0], below_root)
-                if (tags[1:] == wanted) if wanted is not None else len(tags) == 2:
+                if len(tags) == 1 and wanted == tags:
+                    # `records:` names the root: the file is one declaration (ASYCUDA World
+                    # and per-message stores write one file per document; a series of them
+                    # was refused, probe 5f)
+                    rows.append(_record(element))
+                elif (tags[1:] == wanted) if wanted is not None else len(tags) == 2:
                     rows.append(_record(element))
                     element.clear()
                     parent = open_elements[-2]
@@ -138,7 +143,8 @@ def _ambiguous(root: str, tags: set[str]) -> None:
     shown = sorted(tags)
     raise ContractError(
         f"which elements are the declarations? <{root}> holds {', '.join(shown[:8])}: name "
-        f"them in the mapping (records: {shown[0]})"
+        f"them in the mapping (records: {shown[0]}), or, if the file is one declaration, "
+        f"the root (records: {root})"
     )
 
 

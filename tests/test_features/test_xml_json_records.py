@@ -284,3 +284,48 @@ def test_a_document_sent_again_with_another_item_is_refused(tmp_path: Path) -> N
         ContractError, match=r"declaration KE2 is in records 2 and 4 with other items \(1 and 2\)"
     ):
         _ingest(tmp_path, "export.xml", _as_xml([*messages, longer]), RESENT_MAPPING)
+
+
+# --- one declaration per file ------------------------------------------------------------------
+
+
+def test_a_series_of_one_document_files_is_read_with_the_root_as_the_record(tmp_path):
+    """ASYCUDA World writes one XML file per declaration (root <ASYCUDA>): `records:` could
+    not name the root, and the refusal's advice (records: Identification) made a child the
+    declaration without its items (probe 5f)."""
+    paths = []
+    for i in (1, 2, 3):
+        path = tmp_path / f"doc{i}.xml"
+        path.write_text(
+            f"<ASYCUDA><Identification><Number>KE{i}</Number>"
+            f"<Date>2026-10-0{i} 10:00</Date></Identification>"
+            "<Item><HS>61091000</HS><Value>100.00</Value><Mass>1.0</Mass></Item>"
+            "<Item><HS>64041900</HS><Value>50.00</Value><Mass>0.5</Mass></Item></ASYCUDA>",
+            encoding="utf-8",
+        )
+        paths.append(path)
+    columns = """\
+explode: Item
+columns:
+  declaration_id: Identification.Number
+  declared_at: Identification.Date
+  arrival_office: {value: JKIA}
+  channel: {value: postal}
+  origin_country: {value: CN}
+  hs_code: Item.HS
+  gross_weight_kg: Item.Mass
+  declared_value: Item.Value
+  currency: {value: KES}
+items:
+  declared_value: sum
+  gross_weight_kg: sum
+"""
+    spec = tmp_path / "mapping.yaml"
+    spec.write_text(columns, encoding="utf-8")
+    with pytest.raises(ContractError, match=r"the root \(records: ASYCUDA\)"):
+        ingest_file(source=paths, mapping_path=spec, out=tmp_path / "o.parquet")
+    spec.write_text("records: ASYCUDA\n" + columns, encoding="utf-8")
+    ingest_file(source=paths, mapping_path=spec, out=tmp_path / "o.parquet")
+    read = pd.read_parquet(tmp_path / "o.parquet").set_index("declaration_id")
+    assert read["declared_value"].to_dict() == {"KE1": 150.0, "KE2": 150.0, "KE3": 150.0}
+    assert read["gross_weight_kg"].to_dict() == {"KE1": 1.5, "KE2": 1.5, "KE3": 1.5}

@@ -556,9 +556,17 @@ def _pseudonym_key_id(state_dir: Path) -> str | None:
 def _first_model_cautions(metadata: dict[str, Any], run: Any) -> list[str]:
     """What the person making a first champion should know: nothing compares it, so a model
     that learnt next to nothing, or that no unbiased sample measured, is said to be one."""
-    from models.train import WEAK_ROUNDS
+    from models.train import RISK_SHIFT_LIMIT, WEAK_ROUNDS
 
     cautions = []
+    shift = metadata.get("deployed_risk_shift")
+    if isinstance(shift, (int, float)) and not 1 / RISK_SHIFT_LIMIT <= shift <= RISK_SHIFT_LIMIT:
+        cautions.append(
+            f"caution: its deployed (refit) model scores the test parcels {shift:.2f}x as "
+            "risky as the first pass its metrics and lane cut-offs describe: its lanes will "
+            "not fill as configured (latest results pending but written as clean?); see "
+            "train's warning"
+        )
     rounds = metadata.get("risk_best_iteration")
     if isinstance(rounds, int) and rounds <= WEAK_ROUNDS:
         cautions.append(

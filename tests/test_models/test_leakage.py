@@ -249,3 +249,40 @@ def test_results_recorded_in_the_test_period_do_not_fit_the_judged_first_pass(fr
     others = risk.drop(planted_ids)
     assert risk[planted_ids].mean() < 2 * others.mean()
     assert "result(s) of train/validation parcels were recorded in the test period" in caplog.text
+
+
+def test_latest_results_all_clean_make_the_refit_warned_and_recorded(frames, caplog, monkeypatch):
+    """Results still pending exported as clean: the refit learnt that recent parcels are
+    clean and scored new traffic ~10x lower than the first pass the metrics and cut-offs
+    describe; the red lane served nothing and only an INFO line said so (probe 5g). The toy
+    frame has no time feature to learn it by, so its shift is smaller: the limit is lowered
+    to the toy's scale."""
+    import models.train
+    from models.promotion import _first_model_cautions
+
+    monkeypatch.setattr(models.train, "RISK_SHIFT_LIMIT", 1.25)
+
+    features, _, manifest = frames
+    features = features.copy()
+    start, end = features["declared_at"].min(), features["declared_at"].max()
+    recent = (features["declared_at"] > start + 0.7 * (end - start)).to_numpy()
+    inspected = features["inspected"].to_numpy(dtype=bool)
+    features.loc[recent & inspected, "illicit"] = False
+    features.loc[recent & inspected, ["offence_type", "revenue_recovered"]] = [None, 0.0]
+    caplog.set_level("WARNING", logger="models.train")
+    result = train_models(features, manifest, PARAMS.replace(refit=True))
+    shift = result.model.metadata["deployed_risk_shift"]
+    assert shift < 1 / 1.25
+    assert "scores the test parcels" in caplog.text and "lower than the first pass" in caplog.text
+
+    from types import SimpleNamespace
+
+    # what _first_model_cautions reads of an MLflow run
+    Run = SimpleNamespace(data=SimpleNamespace(metrics={"test_random.model.roc_auc": 0.8}))
+    (caution,) = _first_model_cautions(result.model.metadata, Run)
+    assert "lanes will not fill as configured" in caution
+    # a history whose results are all in: no warning, no caution
+    caplog.clear()
+    honest = train_models(frames[0], manifest, PARAMS.replace(refit=True))
+    assert "scores the test parcels" not in caplog.text
+    assert _first_model_cautions(honest.model.metadata, Run) == []

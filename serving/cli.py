@@ -96,6 +96,7 @@ def serve(
     from serving.auth import INSECURE_ENV, load_keyring
     from serving.config import (
         AUDIT_DB_ENV,
+        METRICS_DIR_ENV,
         MODEL_DIR_ENV,
         PARAMS_ENV,
         TRACKING_URI_ENV,
@@ -185,10 +186,13 @@ def serve(
     # BentoML keeps the workers' metric files in $BENTOML_HOME/prometheus_multiproc_dir, one
     # for every server of the user, and empties it at each start: a second `serve` (a
     # blue/green pair, a restart overlapping a draining server) wiped the first one's, whose
-    # /metrics then reported the newcomer's traffic. Each server gets a directory of its own.
+    # /metrics then reported the newcomer's traffic. Each server gets a directory of its own:
+    # PARCELRISK_METRICS_DIR when the operator names one (emptied at start, kept after), else
+    # a fresh one, removed when the server stops.
     from bentoml._internal.configuration.containers import BentoMLContainer
 
-    metrics_dir = Path(tempfile.mkdtemp(prefix="parcelrisk-metrics-"))
+    named = os.environ.get(METRICS_DIR_ENV)
+    metrics_dir = Path(named) if named else Path(tempfile.mkdtemp(prefix="parcelrisk-metrics-"))
     try:
         with BentoMLContainer.prometheus_multiproc_dir.patch(str(metrics_dir)):
             serve_http(
@@ -204,7 +208,8 @@ def serve(
         typer.echo(port_in_use_message(host, port), err=True)
         raise typer.Exit(1) from None
     finally:
-        shutil.rmtree(metrics_dir, ignore_errors=True)
+        if not named:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
         if own_model_dir is not None:
             shutil.rmtree(own_model_dir, ignore_errors=True)
 

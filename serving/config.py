@@ -27,6 +27,8 @@ from features.params import DEFAULT_PARAMS, ENV_OVERRIDES, Settings, load_settin
 TRACKING_URI_ENV = "PARCELRISK_TRACKING_URI"
 PARAMS_ENV = "PARCELRISK_PARAMS"
 MODEL_DIR_ENV = "PARCELRISK_MODEL_DIR"
+# where `parcelrisk serve` keeps its workers' metric files (default: a fresh directory)
+METRICS_DIR_ENV = "PARCELRISK_METRICS_DIR"
 AUDIT_DB_ENV = "PARCELRISK_AUDIT_DB"
 WORKERS_ENV = "PARCELRISK_WORKERS"
 

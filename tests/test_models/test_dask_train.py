@@ -43,8 +43,10 @@ ROOT = Path(__file__).resolve().parents[2]
 # (pandas: 3), and the differences were ROC-AUC +0.002 to +0.004, PR-AUC +0.006 to +0.023,
 # precision@5% -0.009 (one parcel in 111), revenue@5% -0.007 to +0.023 (a 4-round gamma model on
 # a few hundred revenues), calibration error -0.021 to -0.015. The bounds are about twice those.
+# Since the first pass learns only results recorded before the test period (fewer labels in
+# its last days), ROC-AUC differences up to 0.011 were seen: its bound is 0.02.
 TOLERANCE = {
-    "roc_auc": 0.01,
+    "roc_auc": 0.02,
     "pr_auc": 0.05,
     "precision_at_5": 0.03,
     "revenue_at_5": 0.05,

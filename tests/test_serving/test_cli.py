@@ -113,6 +113,7 @@ def test_each_server_keeps_its_metrics_in_a_directory_of_its_own(monkeypatch, tm
     monkeypatch.setenv("PARCELRISK_API_KEYS", "scorer:a-long-enough-test-key")
     monkeypatch.setenv("PARCELRISK_MODEL_DIR", "unset")
     monkeypatch.setenv("PARCELRISK_AUDIT_DB", str(tmp_path / "audit.db"))
+    monkeypatch.delenv("PARCELRISK_METRICS_DIR", raising=False)
     for port in ("3997", "3998"):
         result = CliRunner().invoke(app, ["serve", "--port", port])
         assert result.exit_code == 0, result.output
@@ -120,6 +121,10 @@ def test_each_server_keeps_its_metrics_in_a_directory_of_its_own(monkeypatch, tm
     assert first != second and shared not in (first, second)
     assert (shared / "counter_1.db").read_bytes() == b"another server's"
     assert not first.exists() and not second.exists()
+    # one the operator names is used, and kept
+    monkeypatch.setenv("PARCELRISK_METRICS_DIR", str(tmp_path / "metrics"))
+    assert CliRunner().invoke(app, ["serve", "--port", "3996"]).exit_code == 0
+    assert Path(seen[-1]) == tmp_path / "metrics" and (tmp_path / "metrics").is_dir()
 
 
 @pytest.mark.parametrize(

@@ -82,15 +82,15 @@ def serve_two_workers(real_pipeline: dict, tmp: Path) -> Iterator[Server]:
         **os.environ,
         "PARCELRISK_API_KEYS": f"scorer:{SCORER_KEY},auditor:{AUDITOR_KEY}",
         "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
-        # its own BentoML home: the Prometheus directory under it is emptied when a server
-        # starts, so a shared one (~/bentoml) would lose this server's per-worker files
         "BENTOML_HOME": str(tmp / "bentoml"),
+        # the workers' metric files where this test reads them (else a fresh directory)
+        "PARCELRISK_METRICS_DIR": str(tmp / "metrics"),
     }
     env.pop("PARCELRISK_WORKERS", None)
     server = Server(
         f"http://127.0.0.1:{port}",
         tmp / "a.db",
-        tmp / "bentoml" / "prometheus_multiproc_dir",
+        tmp / "metrics",
         tmp / "models",
     )
     command = [

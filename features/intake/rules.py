@@ -389,7 +389,8 @@ def _field_rules(f: ContractField, latest_us: Callable[[], int]) -> list[Rule]:
 def _era_hint(t_us: int) -> str:
     """For a year of the Buddhist era read as Gregorian (2569 for 2026: a Thai export), the
     mapping's way to read it; for a Hijri or Solar Hijri year, that it is not read."""
-    year = int(_iso(t_us)[:4])
+    # the ISO text's year, whatever its width (year 287 is "287-", schema fuzzing sends such)
+    year = int(re.match(r"-?\d+", _iso(t_us)).group())  # type: ignore[union-attr]
     if 1300 <= year < 1500:  # a Saudi or Gulf (1448 for 2026) or Iranian (1405) export
         return (
             "; a year of the Hijri or Solar Hijri calendar? such dates are not read: export "

@@ -55,3 +55,11 @@ def test_a_hijri_year_is_named_as_such(tmp_path) -> None:
     frame.loc[frame.index[0], "declared_at"] = "1448-05-20T07:00:00Z"
     text = _render(tmp_path, frame)
     assert "is before 2000-01-01; a year of the Hijri or Solar Hijri calendar?" in text
+
+
+def test_the_era_hint_reads_a_year_of_any_width() -> None:
+    """Year 287 (schema fuzzing's inspected_at) crashed the hint: /outcomes answered 500."""
+    from features.intake.rules import _era_hint
+
+    for us in (-53_000_000_000_000_000, -62_135_596_800_000_000 + 86_400_000_000):
+        assert _era_hint(us) == ""

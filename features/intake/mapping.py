@@ -1540,15 +1540,21 @@ def read_excel_text_guards(
 
 def warn_excel_text_guards(counts: dict[str, int], mapping: Mapping, source: Any) -> None:
     """One warning per field ``read_excel_text_guards`` read."""
+    _warn_per_field(
+        counts,
+        mapping,
+        source,
+        "written with a spreadsheet's text guard (=\"000123\" or '000123, a CSV made for "
+        "Excel) read without it ('000123')",
+    )
+
+
+def _warn_per_field(counts: dict[str, int], mapping: Mapping, source: Any, what: str) -> None:
+    """One warning per field of ``counts``: its source column, how many values, ``what``."""
     for name, n in counts.items():
         spec = mapping.columns.get(name) or next(e for e in mapping.extras if e.name == name)
         logger.warning(
-            "%s: %s (source column %r): %d value(s) written with a spreadsheet's text guard "
-            "(=\"000123\" or '000123, a CSV made for Excel) read without it ('000123')",
-            source,
-            name,
-            spec.column,
-            n,
+            "%s: %s (source column %r): %d value(s) %s", source, name, spec.column, n, what
         )
 
 
@@ -1596,17 +1602,13 @@ def read_float_written(raw: pd.DataFrame, mapping: Mapping) -> tuple[pd.DataFram
 
 def warn_float_written(counts: dict[str, int], mapping: Mapping, source: Any) -> None:
     """One warning per field ``read_float_written`` read."""
-    for name, n in counts.items():
-        spec = mapping.columns.get(name) or next(e for e in mapping.extras if e.name == name)
-        logger.warning(
-            "%s: %s (source column %r): %d value(s) written as floating-point numbers "
-            "('100002.0') read as the whole numbers they are ('100002'); export the column as "
-            "text to keep codes and identifiers as written",
-            source,
-            name,
-            spec.column,
-            n,
-        )
+    _warn_per_field(
+        counts,
+        mapping,
+        source,
+        "written as floating-point numbers ('100002.0') read as the whole numbers they are "
+        "('100002'); export the column as text to keep codes and identifiers as written",
+    )
 
 
 def pad_identifier_zeros(

@@ -304,22 +304,10 @@ def test_a_series_of_one_document_files_is_read_with_the_root_as_the_record(tmp_
             encoding="utf-8",
         )
         paths.append(path)
-    columns = """\
-explode: Item
-columns:
-  declaration_id: Identification.Number
-  declared_at: Identification.Date
-  arrival_office: {value: JKIA}
-  channel: {value: postal}
-  origin_country: {value: CN}
-  hs_code: Item.HS
-  gross_weight_kg: Item.Mass
-  declared_value: Item.Value
-  currency: {value: KES}
-items:
-  declared_value: sum
-  gross_weight_kg: sum
-"""
+    # the item mapping, its declaration fields read from the document's Identification
+    columns = ITEM_MAPPING.replace(": Number", ": Identification.Number").replace(
+        ": Date", ": Identification.Date"
+    )
     spec = tmp_path / "mapping.yaml"
     spec.write_text(columns, encoding="utf-8")
     with pytest.raises(ContractError, match=r"the root \(records: ASYCUDA\)"):

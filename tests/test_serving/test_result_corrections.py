@@ -410,3 +410,34 @@ def test_results_are_read_and_checked_without_holding_the_stores_write_lock(
     with pytest.raises(OutcomesRefused, match="a different result is already stored"):
         _post(location, _result(0, illicit=False, offence_type=None, revenue_recovered=None))
     assert _post(location, _result(0, **CLEARED))["corrected"] == 1
+
+
+def test_a_declaration_decided_while_its_result_is_read_is_checked_again(
+    location, monkeypatch
+) -> None:
+    """The results are read outside the lock, against the declarations' times read before:
+    one decided in between (another worker) is checked again under the lock, so a result
+    recorded before its declaration is still refused, not stored."""
+    import dataclasses
+
+    import serving.outcomes as outcomes_module
+    from serving.store import open_store
+
+    _decided(location, 3)  # D0-D2; D3 comes while the result is read
+    checked = outcomes_module._checked_fields
+    calls: list[int] = []
+
+    def while_reading(*args, **kwargs):
+        if not calls:
+            store = open_store(location)
+            text = json.dumps({"declaration_id": "D3", "declared_at": "2026-05-04T10:00:00Z"})
+            store.record([dataclasses.replace(_record(3), declaration_json=text, lane="red")])
+            store.close()
+        calls.append(1)
+        return checked(*args, **kwargs)
+
+    monkeypatch.setattr(outcomes_module, "_checked_fields", while_reading)
+    with pytest.raises(OutcomesRefused, match="before declared_at"):
+        _post(location, _result(3, inspected_at="2026-05-02T09:00:00Z"))
+    assert len(calls) == 2  # read again under the lock
+    assert _read(location, "count") == 0

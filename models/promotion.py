@@ -582,75 +582,38 @@ def _first_model_cautions(metadata: dict[str, Any], run: Any) -> list[str]:
     return cautions
 
 
-def promote_version(
+@dataclass(frozen=True)
+class Comparison:
+    """Champion and challenger judged on one holdout: what ``promote_version`` records."""
+
+    decision: Decision
+    per_model: dict[str, dict[str, float]]  # role -> ``evaluate_holdout`` metrics, scorer "model"
+    parcels: int  # of the holdout compared on
+    notes: list[str]  # said beside the decision's reasons (a comparison cut to a later start)
+
+
+def compare_versions(
     client: MlflowClient,
     params: PromoteParams,
     *,
-    version: str | None = None,
+    champion: str,
+    version: str,
     features_dir: Path | None = None,
     champion_features_dir: Path | None = None,
     ground_truth_path: Path | None = None,
-    force: bool = False,
-    reason: str | None = None,
-) -> dict[str, Any]:
-    """Judge ``version`` (default: the latest) against the champion and record the decision.
+) -> Comparison:
+    """Score ``champion`` and ``version`` on the same holdout and decide, recording nothing.
 
-    The holdout is the challenger's test period of ``features_dir`` (default: the features it
-    was trained on), with the ground truth it was trained with when that file still exists.
-    ``champion_features_dir``: the same history built with the champion's feature params,
-    where the champion is scored (the same parcels) when the challenger's params differ.
+    The gate of ``parcelrisk promote`` without its side effects (an analyst's report may call it
+    on any two versions); the holdout and its defaults are ``promote_version``'s.
     """
     import pandas as pd
 
     from models.evaluation import evaluate_holdout, score_model
-    from models.registry import alias_version, latest_version, load_version
+    from models.registry import load_version
     from models.split import SplitBoundaries
 
-    if force and not (reason and reason.strip()):
-        raise ParcelriskError(
-            "--force needs --reason TEXT: the override is recorded on the version"
-        )
     name = params.model_name
-    chosen = version is not None
-    version = str(version) if version is not None else latest_version(client, name)
-    complete_interrupted_promotion(client, name)
-    champion = alias_version(client, name, CHAMPION_ALIAS)
-    result: dict[str, Any] = {
-        "model_name": name,
-        "challenger": version,
-        "champion_before": champion,
-    }
-    if champion is None:
-        # nothing to compare with, but a version that does not load never becomes champion
-        # (a train killed or out of disk after registering: probe, 2026-12)
-        with tempfile.TemporaryDirectory(prefix="parcelrisk-promote-") as tmp:
-            first, _, _ = load_version(client, name, version, Path(tmp) / "first")
-        run = client.get_run(client.get_model_version(name, version).run_id)
-        reasons = ["first registered model: becomes champion"]
-        decision = Decision(True, reasons + _first_model_cautions(first.metadata, run), "")
-        record_decision(client, name, version, decision, champion_before=None, outcome="first")
-        return {**result, "outcome": "first", "promote": True, "reasons": decision.reasons}
-    if champion == version:
-        return {
-            **result,
-            "outcome": "unchanged",
-            "promote": False,
-            "reasons": [f"version {version} is already the champion"],
-        }
-    replaced = client.get_model_version(name, version).tags.get("promotion.replaced_by")
-    if replaced and not chosen:
-        # The latest version was champion and was replaced, e.g. rolled back by a forced
-        # promotion: the scheduled `promote` must not undo the rollback (probe, 2026-12).
-        return {
-            **result,
-            "outcome": "unchanged",
-            "promote": False,
-            "reasons": [
-                f"version {version} was champion and was replaced by version {replaced}: not "
-                f"judged again unless named (`parcelrisk promote --version {version}`)"
-            ],
-        }
-
     with tempfile.TemporaryDirectory(prefix="parcelrisk-promote-") as tmp:
         challenger_model, challenger_state, _ = load_version(
             client, name, version, Path(tmp) / "challenger"
@@ -751,15 +714,94 @@ def promote_version(
         decision = decide_not_comparable(not_comparable)
     else:
         decision = decide_promotion(per_model["champion"], per_model["challenger"], params)
-    outcome = promotion_outcome(decision, force)
-    reasons = decision.reasons
+    notes = []
     if compare_from > test_start:
-        reasons = [
-            *reasons,
+        notes.append(
             f"compared on the {len(holdouts['challenger'].frame)} parcels declared from "
             f"{compare_from}, after the champion's fit and calibration periods (the "
-            f"challenger's test period starts {test_start})",
-        ]
+            f"challenger's test period starts {test_start})"
+        )
+    return Comparison(decision, per_model, len(holdouts["challenger"].frame), notes)
+
+
+def promote_version(
+    client: MlflowClient,
+    params: PromoteParams,
+    *,
+    version: str | None = None,
+    features_dir: Path | None = None,
+    champion_features_dir: Path | None = None,
+    ground_truth_path: Path | None = None,
+    force: bool = False,
+    reason: str | None = None,
+) -> dict[str, Any]:
+    """Judge ``version`` (default: the latest) against the champion and record the decision.
+
+    The holdout is the challenger's test period of ``features_dir`` (default: the features it
+    was trained on), with the ground truth it was trained with when that file still exists.
+    ``champion_features_dir``: the same history built with the champion's feature params,
+    where the champion is scored (the same parcels) when the challenger's params differ.
+    """
+
+    from models.registry import alias_version, latest_version, load_version
+
+    if force and not (reason and reason.strip()):
+        raise ParcelriskError(
+            "--force needs --reason TEXT: the override is recorded on the version"
+        )
+    name = params.model_name
+    chosen = version is not None
+    version = str(version) if version is not None else latest_version(client, name)
+    complete_interrupted_promotion(client, name)
+    champion = alias_version(client, name, CHAMPION_ALIAS)
+    result: dict[str, Any] = {
+        "model_name": name,
+        "challenger": version,
+        "champion_before": champion,
+    }
+    if champion is None:
+        # nothing to compare with, but a version that does not load never becomes champion
+        # (a train killed or out of disk after registering: probe, 2026-12)
+        with tempfile.TemporaryDirectory(prefix="parcelrisk-promote-") as tmp:
+            first, _, _ = load_version(client, name, version, Path(tmp) / "first")
+        run = client.get_run(client.get_model_version(name, version).run_id)
+        reasons = ["first registered model: becomes champion"]
+        decision = Decision(True, reasons + _first_model_cautions(first.metadata, run), "")
+        record_decision(client, name, version, decision, champion_before=None, outcome="first")
+        return {**result, "outcome": "first", "promote": True, "reasons": decision.reasons}
+    if champion == version:
+        return {
+            **result,
+            "outcome": "unchanged",
+            "promote": False,
+            "reasons": [f"version {version} is already the champion"],
+        }
+    replaced = client.get_model_version(name, version).tags.get("promotion.replaced_by")
+    if replaced and not chosen:
+        # The latest version was champion and was replaced, e.g. rolled back by a forced
+        # promotion: the scheduled `promote` must not undo the rollback (probe, 2026-12).
+        return {
+            **result,
+            "outcome": "unchanged",
+            "promote": False,
+            "reasons": [
+                f"version {version} was champion and was replaced by version {replaced}: not "
+                f"judged again unless named (`parcelrisk promote --version {version}`)"
+            ],
+        }
+
+    comparison = compare_versions(
+        client,
+        params,
+        champion=champion,
+        version=version,
+        features_dir=features_dir,
+        champion_features_dir=champion_features_dir,
+        ground_truth_path=ground_truth_path,
+    )
+    decision, per_model = comparison.decision, comparison.per_model
+    outcome = promotion_outcome(decision, force)
+    reasons = [*decision.reasons, *comparison.notes]
     if decision.not_compared and outcome == "refused":
         reasons = [
             *reasons,
@@ -784,5 +826,5 @@ def promote_version(
         "reasons": reasons,
         "comparison": comparison_of(decision),
         "metrics": gate,
-        "holdout_parcels": len(holdouts["challenger"].frame),
+        "holdout_parcels": comparison.parcels,
     }

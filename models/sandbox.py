@@ -26,15 +26,10 @@ import os
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from features.errors import ParcelriskError
 from features.params import Settings, load_settings, params_for_copy
-
-if TYPE_CHECKING:
-    import pandas as pd
-
-    from models.bundle import RiskModel
 
 log = logging.getLogger(__name__)
 
@@ -83,39 +78,6 @@ class Sandbox:
 
     def settings(self) -> Settings:
         return load_settings(self.params, must_exist=True)
-
-    def load_model(self, version: str) -> RiskModel:
-        """A registered version's bundle, downloaded under ``root/versions/<version>``."""
-        from models.registry import load_version, registry_client
-
-        client = registry_client(self.tracking_uri)
-        dst = self.root / "versions" / str(version)
-        model, _, _ = load_version(client, self.model_name, str(version), dst)
-        return model
-
-    def run_metrics(self, version: str) -> dict[str, float]:
-        """The metrics the version's training run logged to MLflow (first-pass holdout)."""
-        from models.registry import registry_client
-
-        client = registry_client(self.tracking_uri)
-        run_id = client.get_model_version(self.model_name, str(version)).run_id
-        return dict(client.get_run(run_id).data.metrics)
-
-    def holdout(self, model: RiskModel) -> pd.DataFrame:
-        """The feature rows of ``model``'s test period, with the generator's truth (``truth_*``)."""
-        import pandas as pd
-
-        from features.pipeline.build import FEATURES_FILE
-        from models.evaluation import attach_truth
-        from models.split import SplitBoundaries
-
-        split = model.metadata.get("split")
-        if not split:
-            raise ParcelriskError("the model records no split: cannot find its test period")
-        frame = pd.read_parquet(self.features / FEATURES_FILE)
-        test = SplitBoundaries.from_dict(split).masks(frame["declared_at"])["test"]
-        holdout = frame.loc[test].reset_index(drop=True)
-        return attach_truth(holdout, pd.read_parquet(self.ground_truth))
 
 
 def notebook_dir(environ: dict[str, str] | None = None) -> Path:

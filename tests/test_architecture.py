@@ -23,7 +23,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("features.pipeline", "features.families", "features.synthetic"),
     ("features.cli", "features"),
     ("models",),
-    ("models.cli", "models.sandbox"),  # the sandbox runs the pipeline like the CLI
+    # the sandbox runs the pipeline like the CLI; the notebooks' workspace falls back on it
+    ("models.cli", "models.sandbox", "models.workspace"),
     ("serving",),
     ("serving.cli", "serving.main"),
 )

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from features.errors import ParcelriskError
-from features.intake.columns import RecordColumns, columns_of, python_values
+from features.intake.columns import RecordColumns, columns_of, frame_records
 from features.intake.rules import Findings, Limits, Rule, check, check_records, rules_for
 from serving.audit.archived import since_with_archive
 from serving.auth import Caller
@@ -457,30 +457,11 @@ def score_frame(
 
 
 def declarations_as_json(declarations: pd.DataFrame) -> list[str]:
-    """One JSON object per row (ISO-8601 UTC timestamps, null for missing).
-
-    Column by column through ``python_values`` (Arrow strings convert in C), then rows are
-    encoded: pandas' ``to_json`` or an object conversion of the whole frame costs about a
-    millisecond of fixed overhead per call, which every single-declaration request would pay.
-    """
+    """One JSON object per row (ISO-8601 UTC timestamps, null for missing): ``frame_records``
+    encoded, the text the decision store keeps."""
     import json
 
-    import pandas as pd
-
-    columns: dict[str, list[Any]] = {}
-    for name, col in declarations.items():
-        if isinstance(col.dtype, pd.DatetimeTZDtype):
-            stamps = col.to_numpy(dtype="datetime64[us]")  # tz-aware -> UTC wall time
-            text = np.char.add(np.datetime_as_string(stamps, unit="us"), "Z").astype(object)
-            text[np.isnat(stamps)] = None
-            columns[str(name)] = text.tolist()
-        else:
-            columns[str(name)] = python_values(col)
-    names = list(columns)
-    return [
-        json.dumps(dict(zip(names, row, strict=True)), default=str)
-        for row in zip(*columns.values(), strict=True)
-    ]
+    return [json.dumps(row, default=str) for row in frame_records(declarations)]
 
 
 def decision_records(

@@ -257,7 +257,7 @@ def _build_into(
     from features.intake.pseudonym import process_key_id
     from features.intake.rules import Limits
     from features.intake.validation import require_valid
-    from features.pipeline.snapshot import entity_state_of, last_declared
+    from features.pipeline.snapshot import entity_state_of, last_declared, pending_results_of
 
     started = time.perf_counter()
     params = settings.features
@@ -317,6 +317,13 @@ def _build_into(
     known = History(history.prep, params, contract, manifest, outcomes, show_progress)
     known.share_codes(history)  # the same rows: the same codes of every key column
     last = last_declared(declarations)
+    # results recorded after the cutoff ride beside the state for the live one to append; an
+    # --as-of state is the history as known then, without them
+    pending = (
+        pending_results_of(declarations, contract, int(cutoff.value // 1000))
+        if as_of is None
+        else ()
+    )
     del history, declarations
     gate = dataclasses.replace(gate, declarations=None)  # nor by the gate's record
     state = entity_state_of(
@@ -327,6 +334,7 @@ def _build_into(
         last_declared=last,
         # a cut history no longer holds every result up to the store's last one
         results_seq=read_results_seq(Path(declarations_path)) if as_of is None else None,
+        pending_results=pending,
     )
     log.debug("entity state: %.2f s", time.perf_counter() - step)
     state.save(out / STATE_DIR)
@@ -375,6 +383,8 @@ def _write_record(
         "gate": gate.status,
         "entity_state_cutoff": str(cutoff),
         "entity_state_fingerprint": state.fingerprint,
+        # results recorded after the cutoff, carried for the live state to append
+        "entity_state_pending_results": len(state.pending_results),
         "pseudonym_key_id": state.pseudonym_key_id,
         **more,
         "seconds": round(time.perf_counter() - started, 2),

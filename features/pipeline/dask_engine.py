@@ -60,6 +60,7 @@ from features.pipeline.prepare import (
     categorical_columns,
     entity_of,
     outcome_events,
+    outcome_rows,
     period_of,
     prepare,
     refit_start_us,
@@ -551,7 +552,7 @@ def build_dask(
     import dask
     import dask.dataframe as dd
 
-    from features.pipeline.snapshot import EntityState
+    from features.pipeline.snapshot import EntityState, pending_results_of
 
     work = Path(tempfile.mkdtemp(prefix="dask-features-", dir=work_dir))
     try:
@@ -633,6 +634,14 @@ def build_dask(
                 )
             else:
                 parts[family.name] = family.fit_part(empty, cutoff_us)
+        pending: tuple[dict[str, Any], ...] = ()
+        if as_of is None:  # as the pandas engine: an --as-of state is the history as known then
+            later = staged.map_partitions(_recorded_from, cutoff_us, meta=staged._meta)
+            pending = pending_results_of(
+                pd.concat(dask.compute(*later.to_delayed()), ignore_index=True),
+                contract,
+                cutoff_us,
+            )
         state = EntityState(
             cutoff_us=cutoff_us,
             period_start_us=refit_start_us(cutoff_us, params.refit_period_days),
@@ -644,11 +653,19 @@ def build_dask(
             pseudonym_key_id=pseudonym_key_id,
             last_declared_us=agg.last_t_us,
             last_declared_ids=agg.last_ids,
+            pending_results=pending,
         )
         log.debug("dask entity state: %.2f s", time.perf_counter() - started)
         return DaskBuild(plan.manifest, n_rows, len(offsets) - 1, state)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _recorded_from(part: pd.DataFrame, cutoff_us: int) -> pd.DataFrame:
+    """A staged partition's rows whose inspection result is recorded from ``cutoff_us`` on."""
+    recorded = part.loc[outcome_rows(part)]
+    t_us = recorded["inspected_at"].astype("datetime64[us, UTC]").astype("int64").to_numpy()
+    return recorded.loc[t_us >= cutoff_us]
 
 
 def _read_pieces(directory: Path, family: str) -> list[Any]:

@@ -20,16 +20,19 @@ back from the shared decision store without counting them twice (``serving.scori
 ``ScoringRuntime.catch_up`` reads that store, the event log of every worker, before each batch).
 
 What the snapshot holds is not appended again: declarations declared before its last one,
-those declared at the same instant that it holds (by id: a date-only export cut part-way through
-a day ends on the local midnight the rest of the day shares), and inspection results of its
-declarations recorded before its cutoff. The snapshot was built from a history that ends at its
-cutoff, and that history is what the decision store exported (``parcelrisk history export``),
-so a new champion's state replays the store from its last declaration on and nothing counts
-twice. A
-result stored after the history was exported (``EntityState.results_seq``: it came back late)
-is appended whenever it was inspected. The price: a declaration that reaches the system more
-than (now - cutoff) after it was declared, and was not in the history, never enters the state
-(its own features are still computed).
+those declared at the same instant that it holds (by id: a date-only export cut part-way
+through a day ends on the local midnight the rest of the day shares), and inspection results
+of its declarations recorded before its cutoff. The history's results recorded after the
+cutoff (a result comes back days after its declaration) ride beside the snapshot
+(``EntityState.pending_results``) and are appended at their time when the state starts; a
+result log handing over one of them again (the store the history was exported from replays
+results inspected from the cutoff on) adds nothing. The snapshot was built from a history
+that ends at its cutoff, and that history is what the decision store exported (``parcelrisk
+history export``), so a new champion's state replays the store from its last declaration on
+and nothing counts twice. A result stored after the history was exported
+(``EntityState.results_seq``: it came back late) is appended whenever it was inspected. The
+price: a declaration that reaches the system more than (now - cutoff) after it was declared,
+and was not in the history, never enters the state (its own features are still computed).
 
 Appends are serialised; a query reads each run set once, so a query racing an append (two
 unmerged large requests scored in threads, or ``/explain`` beside a batch) may see that append
@@ -41,11 +44,12 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+from collections import Counter
 
 import numpy as np
 import pandas as pd
 
-from features.intake.columns import FrameColumns, RecordColumns, columns_of
+from features.intake.columns import FrameColumns, RecordColumns, StoredColumns, columns_of
 from features.pipeline.family import Rows
 from features.pipeline.history import NO_TIME, US_PER_DAY
 from features.pipeline.online import OnlineFeatures, online_features
@@ -80,6 +84,27 @@ class LiveState:
         # the snapshot's events before its horizon are totals already
         self.folded_before_us = snapshot_horizon_us(snapshot.cutoff_us, snapshot.params)
         self._lock = threading.Lock()  # one append at a time: ids and runs move together
+        # The history's results recorded after the cutoff (``EntityState.pending_results``),
+        # appended now at their time; each, until a result log hands over the same one, as
+        # (declaration id, time, label, cents) -> how many: the store holds it too when the
+        # history came from it, and counting it twice is what this prevents.
+        self._carried: Counter[tuple[str, int, bool, int]] = Counter()
+        if snapshot.pending_results:
+            self._append_carried(snapshot.pending_results)
+
+    def _append_carried(self, pending: tuple[dict, ...]) -> None:
+        declarations = StoredColumns([r["declaration"] for r in pending], self.snapshot.contract)
+        events = [
+            np.array([r[k] for r in pending], dtype=dtype)
+            for k, dtype in (
+                ("inspected_at_us", np.int64),
+                ("illicit", bool),
+                ("revenue_cents", np.int64),
+            )
+        ]
+        self.append_outcomes(declarations, *events)
+        ids = declarations.text("declaration_id").tolist()
+        self._carried.update(zip(ids, *(e.tolist() for e in events), strict=True))
 
     def release_snapshot_copies(self) -> None:
         """Free what the snapshot keeps only to be saved (a family's event arrays, once its
@@ -210,6 +235,10 @@ class LiveState:
         if not after.any():
             return 0
         with self._lock:
+            if self._carried:
+                after &= ~self._carried_already(declarations, arrays, after)
+                if not after.any():
+                    return 0
             rows = self._rows(declarations, None)
             if not after.all():
                 keep = np.flatnonzero(after)
@@ -220,6 +249,26 @@ class LiveState:
                 if part is not None and hasattr(family, "append_outcomes"):
                     family.append_outcomes(rows, part, *arrays)
         return int(after.sum())
+
+    def _carried_already(
+        self,
+        declarations: FrameColumns | RecordColumns,
+        arrays: list[np.ndarray],
+        after: np.ndarray,
+    ) -> np.ndarray:
+        """Results (sign +1, about to be appended) that the snapshot carried and appended
+        already: each matches one carried result, which it uses up."""
+        t_us, illicit, cents, sign = arrays
+        ids = declarations.text("declaration_id")
+        held = np.zeros(len(ids), dtype=bool)
+        for row in np.flatnonzero(after & (sign > 0)).tolist():
+            key = (ids[row], int(t_us[row]), bool(illicit[row]), int(cents[row]))
+            if self._carried.get(key, 0) > 0:
+                self._carried[key] -= 1
+                if not self._carried[key]:
+                    del self._carried[key]
+                held[row] = True
+        return held
 
 
 def _first_unseen(ids: np.ndarray, seen: set[str]) -> np.ndarray:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from features.errors import ParcelriskError
@@ -27,6 +28,7 @@ from features.pipeline.manifest import FeatureManifest
 from features.pipeline.prepare import (
     as_known_at,
     outcome_events,
+    outcome_rows,
     prepare,
     refit_start_us,
     sort_declarations,
@@ -37,6 +39,9 @@ FORMAT_VERSION = 2  # 2: one part per feature family
 # The instant of the snapshot's last declaration and the ids declared at it (fingerprinted with
 # the parts). Absent from snapshots written before it: their live state appends from the cutoff.
 LAST_DECLARED_FILE = "last_declared.json"
+# The history's inspection results recorded at or after the cutoff (``pending_results_of``):
+# written only when there are some, so a history without any keeps the snapshot it had.
+PENDING_RESULTS_FILE = "pending_results.json"
 
 
 # Feature settings added after snapshots were first written, with the value that reproduces a
@@ -73,6 +78,11 @@ class EntityState:
     # state then appends a later result even when inspected before the cutoff: results come
     # back late (a lab test, a post-clearance audit), after the history was exported.
     results_seq: int | None = None
+    # The history's inspection results recorded at or after the cutoff, of declarations before
+    # it (``pending_results_of``): a result comes back days after its declaration, so a
+    # history exported now holds results its parts cannot yet count. The live state appends
+    # them at their ``inspected_at`` when it starts, as results the store hands it later.
+    pending_results: tuple[dict[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
         if not self.families:
@@ -112,6 +122,10 @@ class EntityState:
                     **({"results_seq": self.results_seq} if self.results_seq is not None else {}),
                 }
                 (tmp / LAST_DECLARED_FILE).write_text(json.dumps(last))
+            if self.pending_results:
+                (tmp / PENDING_RESULTS_FILE).write_text(
+                    json.dumps(list(self.pending_results), separators=(",", ":"), default=str)
+                )
             fingerprint = _fingerprint_dir(tmp)
             meta = {
                 "format_version": FORMAT_VERSION,
@@ -165,6 +179,8 @@ class EntityState:
             families = active_families(_spec_context(params, contract, manifest))
             last_path = directory / LAST_DECLARED_FILE
             last = json.loads(last_path.read_text()) if last_path.exists() else {}
+            pending_path = directory / PENDING_RESULTS_FILE
+            pending = json.loads(pending_path.read_text()) if pending_path.exists() else []
             if [f.name for f in families] != meta["families"]:
                 raise ParcelriskError(
                     f"entity state in {directory} holds the families {meta['families']}, "
@@ -183,6 +199,7 @@ class EntityState:
                 last_declared_us=last.get("declared_at_us"),
                 last_declared_ids=tuple(last.get("declaration_ids", ())),
                 results_seq=last.get("results_seq"),
+                pending_results=tuple(pending),
             )
         except ParcelriskError:
             raise
@@ -247,6 +264,52 @@ def last_declared(declarations: pd.DataFrame) -> tuple[int | None, tuple[str, ..
     return int(pd.Timestamp(last).value // 1000), tuple(sorted(ids.astype(str).tolist()))
 
 
+def pending_results_of(
+    declarations: pd.DataFrame, contract: Contract, cutoff_us: int
+) -> tuple[dict[str, Any], ...]:
+    """The inspection results of ``declarations`` (a canonical history, all declared before
+    the cutoff) recorded at or after ``cutoff_us``: what ``as_known_at`` takes out of a
+    snapshot's history, carried beside it for the live state.
+
+    Each is the declaration as the decision store keeps it (its contract columns, canonical
+    values) with the result's time (UTC us), label and revenue (cents, as ``outcome_events``).
+    In (time, declaration id) order: the pandas and Dask engines write the same bytes."""
+    from features.intake.columns import frame_records
+
+    recorded = outcome_rows(declarations)
+    if not recorded.any():
+        return ()
+    t_us = np.full(len(declarations), np.iinfo(np.int64).min, dtype=np.int64)
+    t_us[recorded] = (
+        declarations["inspected_at"]
+        .iloc[np.flatnonzero(recorded)]
+        .astype("datetime64[us, UTC]")
+        .astype("int64")
+        .to_numpy()
+    )
+    rows = np.flatnonzero(recorded & (t_us >= cutoff_us))
+    if not len(rows):
+        return ()
+    chosen = declarations.iloc[rows]
+    columns = [c for c in contract.columns(with_outcomes=False) if c in chosen.columns]
+    revenue = chosen["revenue_recovered"].to_numpy(dtype=np.float64, na_value=0.0)
+    cents = np.round(np.nan_to_num(revenue, nan=0.0) * 100).astype(np.int64)
+    illicit = chosen["illicit"].to_numpy(dtype=bool, na_value=False)
+    carried = [
+        {
+            "declaration": record,
+            "inspected_at_us": int(t),
+            "illicit": bool(hit),
+            "revenue_cents": int(c),
+        }
+        for record, t, hit, c in zip(
+            frame_records(chosen[columns]), t_us[rows], illicit, cents, strict=True
+        )
+    ]
+    carried.sort(key=lambda r: (r["inspected_at_us"], str(r["declaration"]["declaration_id"])))
+    return tuple(carried)
+
+
 def entity_state_of(
     history: History,
     *,
@@ -254,10 +317,13 @@ def entity_state_of(
     pseudonym_key_id: str | None = None,
     last_declared: tuple[int | None, tuple[str, ...]] = (None, ()),
     results_seq: int | None = None,
+    pending_results: tuple[dict[str, Any], ...] = (),
 ) -> EntityState:
     """The snapshot at ``cutoff`` of a prepared history as known then (``build_entity_state``
     without the preparing: ``features build`` hands over the rows it has just prepared).
     ``results_seq``: the decision store's last result the history holds (``EntityState``).
+    ``pending_results``: the history's results recorded at or after the cutoff
+    (``pending_results_of``).
 
     ``last_declared``: the history's last declaration instant and the ids declared at it
     (``last_declared`` of its rows), which the live state needs to tell the declarations at
@@ -279,4 +345,5 @@ def entity_state_of(
         last_declared_us=last_declared[0],
         last_declared_ids=last_declared[1],
         results_seq=results_seq,
+        pending_results=pending_results,
     )

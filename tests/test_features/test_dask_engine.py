@@ -94,6 +94,10 @@ def test_the_dask_engine_builds_the_pandas_features_and_entity_state(
     # the entity state: the same files, byte for byte (its fingerprint hashes every file)
     assert dask_summary["entity_state_fingerprint"] == pandas_summary["entity_state_fingerprint"]
     assert dask_summary["entity_state_cutoff"] == pandas_summary["entity_state_cutoff"]
+    # with the results recorded after the last declaration, carried for the live state
+    later = int((history["inspected_at"] > history["declared_at"].max()).sum())
+    assert dask_summary["entity_state_pending_results"] == later > 0
+    assert pandas_summary["entity_state_pending_results"] == later
     for path in sorted((pandas_dir / "entity_state").iterdir()):
         assert path.read_bytes() == (dask_dir / "entity_state" / path.name).read_bytes(), path.name
     assert not list(dask_dir.glob("dask-features-*")), "the work directory is removed"
@@ -120,6 +124,9 @@ def test_an_export_with_gaps_as_known_at_an_instant(
     assert pandas_summary["declarations_after_as_of"] == left_out
     _assert_same_features(pandas_dir, dask_dir)
     assert dask_summary["entity_state_fingerprint"] == pandas_summary["entity_state_fingerprint"]
+    # as known at --as-of: the results recorded after it are not known yet, none carried
+    assert dask_summary["entity_state_pending_results"] == 0
+    assert pandas_summary["entity_state_pending_results"] == 0
 
 
 def test_the_cli_builds_on_a_cluster_and_refuses_what_it_cannot(

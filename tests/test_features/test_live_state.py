@@ -426,3 +426,52 @@ def test_a_correction_the_history_already_held_is_not_applied_twice(world) -> No
     knowing = LiveState(dataclasses.replace(state, results_seq=7))
     assert knowing.append_outcomes(*pair, seqs=np.array([7, 7]), signs=np.array([1, -1])) == 0
     assert knowing.append_outcomes(*pair, seqs=np.array([8, 8]), signs=np.array([1, -1])) == 2
+
+
+def test_results_recorded_after_the_cutoff_ride_with_the_snapshot(history, world) -> None:
+    """A history holds results recorded after its last declaration (they come back days
+    later). The snapshot cannot count them at its cutoff; it carries them, and the live state
+    appends them at their time: declarations after the cutoff get the batch features of the
+    whole history. A results log handing the same ones over again (the store the history came
+    from) adds nothing; a correction of one takes it back."""
+    import dataclasses
+
+    from features.pipeline.snapshot import pending_results_of
+
+    state, new, _ = world
+    cut = state.cutoff
+    before = history[history["declared_at"] < cut]
+    pending = pending_results_of(before, Contract(), state.cutoff_us)
+    assert len(pending) == int((before["inspected_at"] >= cut).sum()) > 20
+    times = [r["inspected_at_us"] for r in pending]
+    assert times == sorted(times) and min(times) >= state.cutoff_us
+    carrying = dataclasses.replace(state, pending_results=pending)
+    categories = {s.name: s.categories for s in state.manifest.features if s.dtype == "category"}
+    batch = _batch_features_with(before, new, Contract(), categories).set_index("declaration_id")
+
+    ordered = new.sort_values(["declared_at", "declaration_id"], kind="stable")
+    sizes = _chunk_sizes(len(ordered), 4)
+    live = LiveState(carrying)
+    _assert_parity(_score_in_chunks(live, ordered, sizes), batch, state.manifest.names)
+    # without them (the snapshot before this was fixed) the hit rates are not the batch's
+    moved = [n for n in state.manifest.names if any(m in n for m in OUTCOME_FEATURES)]
+    bare = _score_in_chunks(LiveState(state), ordered, sizes).set_index("declaration_id")
+    assert not np.allclose(
+        bare.loc[ordered["declaration_id"], moved].to_numpy(float),
+        batch.loc[ordered["declaration_id"], moved].to_numpy(float),
+        equal_nan=True,
+    )
+
+    # the same results from a log: none counted twice; once used up, a repeat is new
+    again = LiveState(carrying)
+    results = _results_between(history, cut, cut + pd.Timedelta(days=365))
+    held = results[0]["declared_at"] < cut
+    assert again.append_outcomes(*results) == int((~held).sum())  # the new parcels' own
+    first = tuple(a[:1] for a in (results[0].iloc[:1], *results[1:]))
+    assert bool(held[0]) and again.append_outcomes(*first) == 1
+    # a correction (the carried result taken back at its time, another added) applies
+    taken = LiveState(carrying)
+    pair = pd.concat([first[0], first[0]])
+    flipped = (pair, np.repeat(first[1], 2), np.array([not first[2][0], first[2][0]]),
+               np.array([0, first[3][0]]))  # fmt: skip
+    assert taken.append_outcomes(*flipped, signs=np.array([1, -1])) == 2

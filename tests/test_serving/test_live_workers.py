@@ -35,7 +35,6 @@ from features.params import load_settings
 from features.pipeline.family import SpecContext
 from features.pipeline.manifest import FeatureManifest
 from features.pipeline.online import online_features
-from features.pipeline.prepare import as_known_at
 from features.pipeline.snapshot import EntityState
 from serving.scoring import load_runtime, score_frame
 from serving.sqlite_store import SqliteDecisionStore
@@ -298,10 +297,12 @@ def test_replayed_days_through_both_workers_store_the_batch_features(
     live = _live_declarations_by_process(two_workers.prometheus_dir)
     assert all(live.get(pid, 0) >= len(new) // 2 for pid in served), (live, len(new))
 
-    # batch: the history as known at the cutoff plus the replayed days, the champion's categories
-    # with the settings the champion's features were built with (params.yaml's, watchlist too)
+    # batch: the history plus the replayed days (its results recorded after the cutoff count
+    # from their time: the snapshot carried them), the champion's categories with the settings
+    # the champion's features were built with (params.yaml's, watchlist too)
+    assert len(state.pending_results) == (history["inspected_at"] >= cutoff).sum() > 0
     batch = _batch_features_with(
-        as_known_at(history, cutoff), new, contract, state.manifest.categories, state.params
+        history, new, contract, state.manifest.categories, state.params
     ).set_index("declaration_id")
     ids = pd.Index(new["declaration_id"])
     names = model.manifest.names

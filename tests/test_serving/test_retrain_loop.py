@@ -85,7 +85,16 @@ def test_results_that_come_back_train_the_next_challenger(real_pipeline, tmp_pat
     from features.pipeline.snapshot import EntityState
 
     assert summary["results_up_to_seq"] == len(results)
-    assert EntityState.load(tmp_path / "processed" / STATE_DIR).results_seq == len(results)
+    state = EntityState.load(tmp_path / "processed" / STATE_DIR)
+    assert state.results_seq == len(results)
+    # results recorded after the history's last declaration ride with the snapshot; the store
+    # the history came from hands the same ones over again on replay: none counts twice
+    later = history["inspected_at"] > history["declared_at"].max()
+    assert len(state.pending_results) == later.sum() > 0
+    assert {r["declaration"]["declaration_id"] for r in state.pending_results} >= set(
+        results.loc[results["inspected_at"] > history["declared_at"].max(), "declaration_id"]
+    )
+    _replay_adds_nothing_carried(state, audit)
     _run(
         "train", "--features", str(tmp_path / "processed"), "--params", params,
         "--tracking-uri", tracking, "--quiet", "--metrics-out", str(tmp_path / "train.json"),
@@ -98,3 +107,19 @@ def test_results_that_come_back_train_the_next_challenger(real_pipeline, tmp_pat
     assert decision["champion_before"] == real_pipeline["version"]
     assert decision["challenger"] == str(int(real_pipeline["version"]) + 1)
     assert decision["outcome"] in ("promoted", "refused") and decision["comparison"]
+
+
+def _replay_adds_nothing_carried(state, audit: str) -> None:
+    """A new champion's first catch-up on this snapshot: the stored results it replays are
+    the history's own, those recorded after its cutoff carried by the snapshot (matched to
+    the microsecond, label and cents) and the others held by it."""
+    from features.pipeline.live import LiveState
+    from serving.outcome_store import SqliteOutcomeStore
+    from serving.scoring import outcome_events, results_to_replay
+
+    live = LiveState(state)
+    store = SqliteOutcomeStore(audit, read_only=True)
+    rows = results_to_replay(store, live.appends_from_us, state.results_seq)
+    carried = {r["declaration"]["declaration_id"] for r in state.pending_results}
+    assert rows and {json.loads(r.declaration_json)["declaration_id"] for r in rows} <= carried
+    assert live.append_outcomes(*outcome_events(rows, state.contract)) == 0

@@ -60,6 +60,8 @@ class StubState:
     cutoff_us: int = 0  # the live state (features.pipeline.live) starts from these
     held_before_us: int = 0
     last_declared_ids: tuple[str, ...] = ()
+    late_entry_from_us: int = 0
+    pending_results: tuple = ()  # the history's results recorded after the cutoff
     parts: dict = field(default_factory=dict)
     families: list = field(default_factory=list)
     # built under this process's key, as features build records it

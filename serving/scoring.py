@@ -123,11 +123,12 @@ class ScoringRuntime:
     def _replay(
         self, store: DecisionStore, results: SqliteOutcomeStore | PostgresOutcomeStore | None
     ) -> int:
-        """The log from the snapshot's last declaration on, in pages: declarations declared
-        since, then results recorded since (what the snapshot may not hold: the live state
-        skips what it does, by id at the last declaration's instant)."""
+        """The log from the live state's ``replay_from_us`` on (the snapshot's last declaration,
+        less the days late entries may come from), in pages: declarations declared since, then
+        results recorded since (what the snapshot may not hold: the live state skips what it
+        does, by id for the late-entry span)."""
         assert self.live is not None
-        cutoff = self.live.appends_from_us
+        cutoff = self.live.replay_from_us
         # everything up to the head is read below (rows failing the time filter are skipped)
         head = store.last_seq()
         added = 0

@@ -257,7 +257,12 @@ def _build_into(
     from features.intake.pseudonym import process_key_id
     from features.intake.rules import Limits
     from features.intake.validation import require_valid
-    from features.pipeline.snapshot import entity_state_of, last_declared, pending_results_of
+    from features.pipeline.snapshot import (
+        entity_state_of,
+        last_declared,
+        pending_results_of,
+        recent_ids_of,
+    )
 
     started = time.perf_counter()
     params = settings.features
@@ -317,6 +322,11 @@ def _build_into(
     known = History(history.prep, params, contract, manifest, outcomes, show_progress)
     known.share_codes(history)  # the same rows: the same codes of every key column
     last = last_declared(declarations)
+    recent = recent_ids_of(
+        declarations["declaration_id"].to_numpy(dtype=object),
+        history.prep["t_us"],
+        last[0],
+    )
     # results recorded after the cutoff ride beside the state for the live one to append; an
     # --as-of state is the history as known then, without them
     pending = (
@@ -335,6 +345,7 @@ def _build_into(
         # a cut history no longer holds every result up to the store's last one
         results_seq=read_results_seq(Path(declarations_path)) if as_of is None else None,
         pending_results=pending,
+        recent_ids=recent,
     )
     log.debug("entity state: %.2f s", time.perf_counter() - step)
     state.save(out / STATE_DIR)

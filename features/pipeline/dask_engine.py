@@ -53,6 +53,7 @@ from features.intake.contract import FIELDS, Contract, coerce_declarations
 from features.params import FeatureParams
 from features.pipeline.family import Family, History, SpecContext
 from features.pipeline.frame import meta_columns
+from features.pipeline.history import US_PER_DAY
 from features.pipeline.manifest import FeatureManifest
 from features.pipeline.prepare import (
     as_known_at,
@@ -552,7 +553,12 @@ def build_dask(
     import dask
     import dask.dataframe as dd
 
-    from features.pipeline.snapshot import EntityState, pending_results_of
+    from features.pipeline.snapshot import (
+        LATE_ENTRY_DAYS,
+        EntityState,
+        pending_results_of,
+        recent_ids_of,
+    )
 
     work = Path(tempfile.mkdtemp(prefix="dask-features-", dir=work_dir))
     try:
@@ -634,6 +640,11 @@ def build_dask(
                 )
             else:
                 parts[family.name] = family.fit_part(empty, cutoff_us)
+        # the ids of the last days (the partitions are time ranges: most give none)
+        recent_from = agg.last_t_us - LATE_ENTRY_DAYS * US_PER_DAY
+        ids = staged[[T_US, "declaration_id"]]
+        recent_rows = ids.map_partitions(_declared_from, recent_from, meta=ids._meta)
+        recent = pd.concat(dask.compute(*recent_rows.to_delayed()), ignore_index=True)
         pending: tuple[dict[str, Any], ...] = ()
         if as_of is None:  # as the pandas engine: an --as-of state is the history as known then
             later = staged.map_partitions(_recorded_from, cutoff_us, meta=staged._meta)
@@ -654,11 +665,21 @@ def build_dask(
             last_declared_us=agg.last_t_us,
             last_declared_ids=agg.last_ids,
             pending_results=pending,
+            recent_ids=recent_ids_of(
+                recent["declaration_id"].to_numpy(dtype=object),
+                recent[T_US].to_numpy(np.int64),
+                agg.last_t_us,
+            ),
         )
         log.debug("dask entity state: %.2f s", time.perf_counter() - started)
         return DaskBuild(plan.manifest, n_rows, len(offsets) - 1, state)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _declared_from(part: pd.DataFrame, from_us: int) -> pd.DataFrame:
+    """A staged partition's rows declared from ``from_us`` on."""
+    return part.loc[part[T_US].to_numpy() >= from_us]
 
 
 def _recorded_from(part: pd.DataFrame, cutoff_us: int) -> pd.DataFrame:

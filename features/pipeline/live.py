@@ -30,9 +30,12 @@ results inspected from the cutoff on) adds nothing. The snapshot was built from 
 that ends at its cutoff, and that history is what the decision store exported (``parcelrisk
 history export``), so a new champion's state replays the store from its last declaration on
 and nothing counts twice. A result stored after the history was exported
-(``EntityState.results_seq``: it came back late) is appended whenever it was inspected. The
-price: a declaration that reaches the system more than (now - cutoff) after it was declared,
-and was not in the history, never enters the state (its own features are still computed).
+(``EntityState.results_seq``: it came back late) is appended whenever it was inspected.
+A declaration the history does not hold but declared before its last one (a backlog re-sent
+after an outage, pre-arrival data lodged before the export and sent after it) enters the state
+if declared at most ``LATE_ENTRY_DAYS`` before that last one: the snapshot keeps the hashed
+ids of those days (``EntityState.holds``), so a re-sent declaration it holds is not counted
+twice; an earlier one never enters (its own features are still computed, with a warning).
 
 Appends are serialised; a query reads each run set once, so a query racing an append (two
 unmerged large requests scored in threads, or ``/explain`` beside a batch) may see that append
@@ -74,10 +77,9 @@ class LiveState:
                 parts[family.name] = parts[family.name].with_live()
         # the state online_features reads: the snapshot's parts, live ones in place of theirs
         self.state = dataclasses.replace(snapshot, parts=parts)
-        # declarations declared before this are the snapshot's (or came too late to enter);
-        # at it, those of ``held_ids``
+        # the snapshot's last declaration: declared after it, none is the snapshot's; at or
+        # before it, ``EntityState.holds`` tells (late entries from ``replay_from_us``)
         self.appends_from_us = snapshot.held_before_us
-        self.held_ids = frozenset(snapshot.last_declared_ids)
         # declaration id -> declared_at (us) of what was appended, pruned with the folded events
         self.seen_ids: dict[str, int] = {}
         self.newest_us = NO_TIME
@@ -115,6 +117,12 @@ class LiveState:
             if release is not None:
                 release()
 
+    @property
+    def replay_from_us(self) -> int:
+        """What a new process replays from the decision log (declared, or results recorded, at
+        or after this): everything the snapshot may not hold, late entries included."""
+        return self.snapshot.late_entry_from_us
+
     def __len__(self) -> int:
         """Declarations held for de-duplication (appended, not yet folded)."""
         return len(self.seen_ids)
@@ -127,11 +135,16 @@ class LiveState:
         """``online_features`` over the snapshot and everything appended so far (declarations
         appended already are not counted twice)."""
         declarations = columns_of(declarations)
-        seen, held = self.seen_ids, self.held_ids
-        already = None
-        if seen or held:
-            ids = declarations.text("declaration_id")
-            already = np.fromiter((i in seen or i in held for i in ids), bool, count=len(ids))
+        ids = declarations.text("declaration_id")
+        seen = self.seen_ids
+        already = np.fromiter((i in seen for i in ids), bool, count=len(ids)) if seen else None
+        # a re-sent declaration the snapshot holds is one of its events already (one declared
+        # before the late-entry span may be, or may have come too late: it counts as sent)
+        t_us = declarations.t_us("declared_at")
+        near = (t_us >= self.snapshot.late_entry_from_us) & (t_us <= self.appends_from_us)
+        if near.any():
+            held = near & self.snapshot.holds(ids, t_us)
+            already = held if already is None else already | held
         return online_features(declarations, self.state, warnings, already)
 
     def _rows(self, declarations: FrameColumns | RecordColumns, prep: Prepared | None) -> Rows:
@@ -146,8 +159,8 @@ class LiveState:
         prep: Prepared | None = None,
     ) -> int:
         """Add scored declarations (any order, any time); those already seen, and those the
-        snapshot holds (declared before its last declaration, or at that instant and held by
-        it), are skipped.
+        snapshot holds (``EntityState.holds``: its own, and those declared too long before its
+        last declaration to enter), are skipped.
         ``prep``: their prepared arrays if at hand (``OnlineFeatures.prep``), else made here.
         Returns how many were new."""
         declarations = columns_of(declarations)
@@ -158,10 +171,7 @@ class LiveState:
                 return 0
             rows = self._rows(declarations, prep)
             t_us = rows.prep["t_us"]
-            new &= t_us >= self.appends_from_us
-            at_last = np.flatnonzero(new & (t_us == self.appends_from_us))
-            if len(at_last) and self.held_ids:  # the snapshot holds some of that instant's
-                new[at_last] = [i not in self.held_ids for i in ids[at_last].tolist()]
+            new &= ~self.snapshot.holds(ids, t_us)
             if not new.any():
                 return 0
             if not new.all():
@@ -188,7 +198,10 @@ class LiveState:
             part = self.state.parts.get(family.name)
             if part is not None:
                 family.fold_live(part, horizon)
-        self.seen_ids = {i: t for i, t in self.seen_ids.items() if t >= horizon}
+        # late entries (declared before the snapshot's last declaration) are kept: few, and
+        # a re-send of one must still find it
+        late = self.appends_from_us
+        self.seen_ids = {i: t for i, t in self.seen_ids.items() if t >= horizon or t <= late}
         self.folded_before_us = horizon
 
     def append_outcomes(
@@ -223,15 +236,13 @@ class LiveState:
         after = arrays[0].astype(np.int64) >= self.snapshot.cutoff_us
         if seqs is not None and self.snapshot.results_seq is not None:
             after |= np.asarray(seqs, dtype=np.int64) > self.snapshot.results_seq
-        if (~after & (arrays[0] >= self.appends_from_us)).any():
+        if (~after & (arrays[0] >= self.snapshot.late_entry_from_us)).any():
             # recorded before the cutoff, so in the snapshot only if its declaration is: not
-            # one declared at the last instant the snapshot does not hold (a date-only export,
-            # declaration and result on one local midnight), nor one declared after it
-            ids = declarations.text("declaration_id").tolist()
-            t_us = declarations.t_us("declared_at")
-            after |= (t_us >= self.appends_from_us) & np.fromiter(
-                (i not in self.held_ids for i in ids), dtype=bool, count=n
-            )
+            # one the snapshot does not hold (a late entry; one declared at its last instant
+            # it does not hold, as a date-only export's declaration and result on one local
+            # midnight), nor one declared after it
+            ids = declarations.text("declaration_id")
+            after |= ~self.snapshot.holds(ids, declarations.t_us("declared_at"))
         if not after.any():
             return 0
         with self._lock:

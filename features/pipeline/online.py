@@ -18,7 +18,7 @@ from features.pipeline.family import Rows
 from features.pipeline.frame import assemble
 from features.pipeline.manifest import REASON_CONTEXT, FeatureManifest
 from features.pipeline.prepare import Prepared, prepare
-from features.pipeline.snapshot import EntityState
+from features.pipeline.snapshot import LATE_ENTRY_DAYS, EntityState
 
 
 @dataclass
@@ -97,12 +97,17 @@ def online_features(
             for family in state.families
             for note in family.warnings(rows, values, state.parts.get(family.name))
         ]
+        t_us = rows.prep["t_us"]
+        early = (
+            f"declared before the entity-state cutoff {state.cutoff}: history as of the cutoff used"
+        )
+        too_late = (
+            f"; unless the history holds it, it came too late (over {LATE_ENTRY_DAYS} days "
+            "before the history's last declaration) to count for later declarations"
+        )
         notes += [
-            (
-                int(i),
-                f"declared before the entity-state cutoff {state.cutoff}: history as of the cutoff used",
-            )
-            for i in np.flatnonzero(rows.prep["t_us"] < state.exact_from_us)
+            (int(i), early + (too_late if t_us[i] < state.late_entry_from_us else ""))
+            for i in np.flatnonzero(t_us < state.exact_from_us)
         ]
         warnings.extend(sorted(notes))
     return OnlineFeatures(declarations, rows.prep, values, state.manifest)

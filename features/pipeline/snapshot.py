@@ -24,6 +24,7 @@ from features.families import active_families
 from features.intake.contract import Contract, ExtraColumn
 from features.params import FeatureParams
 from features.pipeline.family import Family, History, SpecContext
+from features.pipeline.history import US_PER_DAY
 from features.pipeline.manifest import FeatureManifest
 from features.pipeline.prepare import (
     as_known_at,
@@ -42,6 +43,14 @@ LAST_DECLARED_FILE = "last_declared.json"
 # The history's inspection results recorded at or after the cutoff (``pending_results_of``):
 # written only when there are some, so a history without any keeps the snapshot it had.
 PENDING_RESULTS_FILE = "pending_results.json"
+# Hashes of the ids declared in the snapshot's last LATE_ENTRY_DAYS (``recent_ids_of``): absent
+# from snapshots written before it, whose live state appends from the last declaration only.
+RECENT_IDS_FILE = "recent_ids.npy"
+# How long before a snapshot's last declaration a declaration the history does not hold still
+# enters the live state when it reaches the system (a backlog re-sent after an outage,
+# pre-arrival data lodged before the export and sent after it). Earlier ones are scored but
+# never count for others: the state cannot tell them from the history's own without every id.
+LATE_ENTRY_DAYS = 2
 
 
 # Feature settings added after snapshots were first written, with the value that reproduces a
@@ -83,6 +92,10 @@ class EntityState:
     # history exported now holds results its parts cannot yet count. The live state appends
     # them at their ``inspected_at`` when it starts, as results the store hands it later.
     pending_results: tuple[dict[str, Any], ...] = ()
+    # Sorted hashes (``id_hashes``) of the ids the history declared from LATE_ENTRY_DAYS before
+    # its last declaration on: the live state tells a late declaration it holds from one it
+    # does not. None: a snapshot from before they were kept.
+    recent_ids: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if not self.families:
@@ -99,6 +112,32 @@ class EntityState:
         """Every declaration declared before this instant is in the snapshot or never will be
         (it came too late); at it, only ``last_declared_ids``; after it, none."""
         return self.cutoff_us if self.last_declared_us is None else self.last_declared_us
+
+    @property
+    def late_entry_from_us(self) -> int:
+        """Declarations declared from this instant on that the snapshot does not hold enter the
+        live state (``recent_ids`` tells); earlier ones are the snapshot's or came too late."""
+        if self.recent_ids is None or self.last_declared_us is None:
+            return self.held_before_us
+        return self.last_declared_us - LATE_ENTRY_DAYS * US_PER_DAY
+
+    def holds(self, ids: np.ndarray, t_us: np.ndarray) -> np.ndarray:
+        """Which of these declarations (ids, declared_at in UTC us) the snapshot holds, as far
+        as it can tell: every one declared before ``late_entry_from_us``, none after its last
+        declaration, and between the two those whose id it recorded."""
+        held = t_us < self.late_entry_from_us
+        last = self.held_before_us
+        near = np.flatnonzero(~held & (t_us <= last))
+        if not len(near):
+            return held
+        if self.recent_ids is not None:
+            hashes = id_hashes(ids[near])
+            at = np.searchsorted(self.recent_ids, hashes).clip(max=len(self.recent_ids) - 1)
+            held[near] = self.recent_ids[at] == hashes if len(self.recent_ids) else False
+        else:  # an older snapshot: the ids at its last instant only
+            last_ids = set(self.last_declared_ids)
+            held[near] = [i in last_ids for i in ids[near].tolist()]
+        return held
 
     @property
     def exact_from_us(self) -> int:
@@ -122,6 +161,9 @@ class EntityState:
                     **({"results_seq": self.results_seq} if self.results_seq is not None else {}),
                 }
                 (tmp / LAST_DECLARED_FILE).write_text(json.dumps(last))
+            if self.recent_ids is not None:
+                with open(tmp / RECENT_IDS_FILE, "wb") as f:
+                    np.save(f, self.recent_ids, allow_pickle=False)
             if self.pending_results:
                 (tmp / PENDING_RESULTS_FILE).write_text(
                     json.dumps(list(self.pending_results), separators=(",", ":"), default=str)
@@ -181,6 +223,8 @@ class EntityState:
             last = json.loads(last_path.read_text()) if last_path.exists() else {}
             pending_path = directory / PENDING_RESULTS_FILE
             pending = json.loads(pending_path.read_text()) if pending_path.exists() else []
+            recent_path = directory / RECENT_IDS_FILE
+            recent = np.load(recent_path, allow_pickle=False) if recent_path.exists() else None
             if [f.name for f in families] != meta["families"]:
                 raise ParcelriskError(
                     f"entity state in {directory} holds the families {meta['families']}, "
@@ -200,6 +244,7 @@ class EntityState:
                 last_declared_ids=tuple(last.get("declaration_ids", ())),
                 results_seq=last.get("results_seq"),
                 pending_results=tuple(pending),
+                recent_ids=recent,
             )
         except ParcelriskError:
             raise
@@ -249,7 +294,12 @@ def build_entity_state(
         history,
         cutoff=cutoff,
         pseudonym_key_id=pseudonym_key_id,
-        last_declared=last_declared(known),
+        last_declared=(last := last_declared(known)),
+        recent_ids=recent_ids_of(
+            known["declaration_id"].to_numpy(dtype=object),
+            known["declared_at"].astype("datetime64[us, UTC]").astype("int64").to_numpy(),
+            last[0],
+        ),
     )
 
 
@@ -262,6 +312,21 @@ def last_declared(declarations: pd.DataFrame) -> tuple[int | None, tuple[str, ..
     last = stamps.max()
     ids = declarations.loc[(stamps == last).to_numpy(), "declaration_id"]
     return int(pd.Timestamp(last).value // 1000), tuple(sorted(ids.astype(str).tolist()))
+
+
+def id_hashes(ids: np.ndarray) -> np.ndarray:
+    """64-bit hashes of declaration ids (str), the same in every process (pandas' SipHash with
+    its fixed key): what ``EntityState.recent_ids`` holds. Two ids sharing one is a chance of
+    about n^2 / 2^65 (1e-6 at 6M recent ids)."""
+    return pd.util.hash_array(np.asarray(ids, dtype=object), categorize=False)
+
+
+def recent_ids_of(ids: np.ndarray, t_us: np.ndarray, last_declared_us: int | None) -> np.ndarray:
+    """``EntityState.recent_ids`` of a history's ids and declaration times (UTC us)."""
+    if last_declared_us is None:
+        return np.zeros(0, dtype=np.uint64)
+    recent = t_us >= last_declared_us - LATE_ENTRY_DAYS * US_PER_DAY
+    return np.unique(id_hashes(np.asarray(ids)[recent]))
 
 
 def pending_results_of(
@@ -318,12 +383,13 @@ def entity_state_of(
     last_declared: tuple[int | None, tuple[str, ...]] = (None, ()),
     results_seq: int | None = None,
     pending_results: tuple[dict[str, Any], ...] = (),
+    recent_ids: np.ndarray | None = None,
 ) -> EntityState:
     """The snapshot at ``cutoff`` of a prepared history as known then (``build_entity_state``
     without the preparing: ``features build`` hands over the rows it has just prepared).
     ``results_seq``: the decision store's last result the history holds (``EntityState``).
     ``pending_results``: the history's results recorded at or after the cutoff
-    (``pending_results_of``).
+    (``pending_results_of``); ``recent_ids``: ``recent_ids_of`` its declarations.
 
     ``last_declared``: the history's last declaration instant and the ids declared at it
     (``last_declared`` of its rows), which the live state needs to tell the declarations at
@@ -346,4 +412,5 @@ def entity_state_of(
         last_declared_ids=last_declared[1],
         results_seq=results_seq,
         pending_results=pending_results,
+        recent_ids=recent_ids,
     )

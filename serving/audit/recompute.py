@@ -193,9 +193,9 @@ class StateReplay:
         self.store, self.results = store, results
         self.log_seq = 0
         self.results_seq = 0
-        # what the snapshot may lack: declared (or recorded) from its last declaration's
-        # instant on, as the service replays (``ScoringRuntime``)
-        self._cutoff = self.live.appends_from_us
+        # what the snapshot may lack: declared (or recorded) from the live state's replay
+        # point on (late entries included), as the service replays (``ScoringRuntime``)
+        self._cutoff = self.live.replay_from_us
         self._pending: list[tuple[int, str, int, bool, float | None]] | None = None
 
     def reaches(self, known_seq: int, known_results_seq: int) -> bool:

@@ -98,6 +98,7 @@ def test_the_dask_engine_builds_the_pandas_features_and_entity_state(
     later = int((history["inspected_at"] > history["declared_at"].max()).sum())
     assert dask_summary["entity_state_pending_results"] == later > 0
     assert pandas_summary["entity_state_pending_results"] == later
+    assert (dask_dir / "entity_state" / "recent_ids.npy").exists()  # compared below too
     for path in sorted((pandas_dir / "entity_state").iterdir()):
         assert path.read_bytes() == (dask_dir / "entity_state" / path.name).read_bytes(), path.name
     assert not list(dask_dir.glob("dask-features-*")), "the work directory is removed"

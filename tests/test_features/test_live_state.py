@@ -337,7 +337,7 @@ def test_live_keys_keep_codes_and_refuse_to_overflow():
 
 
 def test_a_result_stored_after_the_export_is_appended_though_inspected_before_the_cutoff(
-    world,
+    history, world
 ) -> None:
     """Results come back late (a lab test, a post-clearance audit): one inspected before the
     cutoff but stored after the history was exported is in neither the snapshot nor, by its
@@ -345,9 +345,12 @@ def test_a_result_stored_after_the_export_is_appended_though_inspected_before_th
     held (results_seq) appends every later one; those up to it stay skipped."""
     import dataclasses
 
-    state, new, _ = world
-    parcel = new.sort_values("declared_at").head(1)
-    inspected = state.cutoff - pd.Timedelta(hours=1)  # before the cutoff
+    state, _, _ = world
+    t = history["declared_at"]
+    held = history[(t >= state.cutoff - pd.Timedelta(days=1)) & (t < state.cutoff)]
+    parcel = held[list(DECLARATION_COLUMNS)].head(1)  # a declaration the snapshot holds
+    inspected = state.cutoff - pd.Timedelta(hours=1)  # before the cutoff, after it
+    assert parcel["declared_at"].iloc[0] < inspected
     result = (parcel, np.array([inspected.value // 1000]), np.array([1]), np.array([5_000]))
     probe = parcel.assign(declaration_id="probe", declared_at=state.cutoff + pd.Timedelta(days=1))
 
@@ -413,15 +416,18 @@ def test_a_correction_leaves_the_state_as_if_only_the_corrected_result_was_store
     assert not kept.features(later).frame()[moved].equals(b[moved])
 
 
-def test_a_correction_the_history_already_held_is_not_applied_twice(world) -> None:
+def test_a_correction_the_history_already_held_is_not_applied_twice(history, world) -> None:
     """Both events of a correction pass the append rule by the correction's seq: stored up to
     the snapshot's results_seq (the export had the corrected result), events before the cutoff
     are skipped; stored after it, both are applied, whenever inspected."""
     import dataclasses
 
-    state, new, _ = world
-    parcel = new.sort_values("declared_at").head(1)
+    state, _, _ = world
+    t = history["declared_at"]
+    held = history[(t >= state.cutoff - pd.Timedelta(days=1)) & (t < state.cutoff)]
+    parcel = held[list(DECLARATION_COLUMNS)].head(1)  # a declaration the snapshot holds
     before = np.array([(state.cutoff - pd.Timedelta(hours=3)).value // 1000] * 2)
+    assert parcel["declared_at"].iloc[0] < state.cutoff - pd.Timedelta(hours=3)
     pair = (pd.concat([parcel, parcel]), before, np.array([0, 1]), np.array([0, 500]))
     knowing = LiveState(dataclasses.replace(state, results_seq=7))
     assert knowing.append_outcomes(*pair, seqs=np.array([7, 7]), signs=np.array([1, -1])) == 0
@@ -475,3 +481,66 @@ def test_results_recorded_after_the_cutoff_ride_with_the_snapshot(history, world
     flipped = (pair, np.repeat(first[1], 2), np.array([not first[2][0], first[2][0]]),
                np.array([0, first[3][0]]))  # fmt: skip
     assert taken.append_outcomes(*flipped, signs=np.array([1, -1])) == 2
+
+
+def test_a_late_declaration_the_history_lacks_enters_the_live_state(history, world) -> None:
+    """A backlog re-sent after an outage: declarations declared before the snapshot's last one
+    but not in its history. Within LATE_ENTRY_DAYS of that last one they enter the live state,
+    and the parcels after the cutoff see them as the batch build over history + backlog does
+    (the split-order pattern of five parcels to one consignee is visible online). A re-sent
+    declaration the history holds is not counted again, nor is one declared too early."""
+    import dataclasses
+
+    from features.pipeline.snapshot import LATE_ENTRY_DAYS
+
+    state, new, _ = world
+    cut = state.cutoff
+    last = pd.Timestamp(state.last_declared_us * 1000, tz="UTC")
+    ordered = new.sort_values(["declared_at", "declaration_id"], kind="stable")
+    # five parcels of each of the first ten arrivals' seller and consignee, half a day early
+    late = pd.concat([ordered.head(10)] * 5, ignore_index=True)
+    late = late.assign(
+        declaration_id=[f"LATE{i:04d}" for i in range(len(late))],
+        declared_at=[cut - pd.Timedelta(hours=12) + pd.Timedelta(minutes=i) for i in range(50)],
+    )
+    assert (late["declared_at"] >= last - pd.Timedelta(days=LATE_ENTRY_DAYS)).all()
+    categories = {s.name: s.categories for s in state.manifest.features if s.dtype == "category"}
+    batch = _batch_features_with(
+        as_known_at(history, cut), pd.concat([late, ordered]), Contract(), categories
+    ).set_index("declaration_id")
+
+    live = LiveState(state)
+    assert live.append(late) == len(late)
+    assert live.append(late) == 0  # once
+    sizes = _chunk_sizes(len(ordered), 5)
+    _assert_parity(_score_in_chunks(live, ordered, sizes), batch, state.manifest.names)
+    # before (a snapshot without the recent ids): the backlog never counted for anyone
+    old = LiveState(dataclasses.replace(state, recent_ids=None))
+    assert old.append(late) == 0
+    first = ordered.head(1)
+    assert (
+        old.features(first).frame()["consignee_n_7d"].iloc[0]
+        < live.features(first).frame()["consignee_n_7d"].iloc[0]
+    )
+
+    # the history's own declarations re-sent: held, never counted twice (nor in-request)
+    t = history["declared_at"]
+    own = history[(t < cut) & (t >= last - pd.Timedelta(days=1))][list(DECLARATION_COLUMNS)]
+    fresh = LiveState(state)
+    assert fresh.append(own) == 0
+    pair = pd.concat([own.head(1), own.head(1).assign(declaration_id="probe", declared_at=cut)])
+    alone = fresh.features(pair.tail(1)).frame()
+    both = fresh.features(pair).frame()
+    names = [n for n in state.manifest.names if n.endswith(COUNTS)]
+    pd.testing.assert_frame_equal(both[names].tail(1).reset_index(drop=True), alone[names])
+    # declared earlier than the late-entry span: scored, never entered
+    early = late.head(3).assign(
+        declaration_id=["EARLY1", "EARLY2", "EARLY3"],
+        declared_at=last - pd.Timedelta(days=LATE_ENTRY_DAYS, hours=1),
+    )
+    assert fresh.append(early) == 0
+    warnings: list[tuple[int, str]] = []
+    fresh.features(early, warnings)
+    assert any(
+        "too late" in text and "to count for later declarations" in text for _, text in warnings
+    )

@@ -226,6 +226,36 @@ def test_a_parcel_declared_at_the_snapshots_last_instant_is_replayed(
         store.close()
 
 
+def test_a_backlog_declared_before_the_snapshot_counts_on_every_worker_and_after_a_restart(
+    runtimes, real_pipeline, location
+):
+    """Five parcels of one seller to one consignee, declared hours before the history's last
+    declaration but first sent now (a backlog re-sent after an outage): a later parcel of the
+    pair sees them on the worker that scored them, on a sibling, and on a worker started
+    afterwards (replayed from the log), as the batch build over the same history would; the
+    backlog itself gets the warning that its own history is the cutoff's."""
+    store = open_store(location)
+    try:
+        worker_1, worker_2 = runtimes(1), runtimes(2)
+        last = pd.Timestamp(worker_1.live.snapshot.last_declared_us * 1000, tz="UTC")
+        parcels = fresh_declarations(real_pipeline["history"], 6, prefix="BACKLOG")
+        parcels["seller_id"] = parcels["seller_id"].iloc[0]
+        parcels["consignee_id"] = parcels["consignee_id"].iloc[0]
+        parcels["declared_at"] = [last - pd.Timedelta(hours=6 - i) for i in range(5)] + [
+            last + pd.Timedelta(hours=1)
+        ]
+        backlog, later = parcels.head(5), parcels.tail(1)
+        alone = score_frame(later.reset_index(drop=True), runtimes(3))
+        scored = _serve(worker_1, store, backlog)
+        assert all("entity-state cutoff" in " ".join(w) for w in scored.warnings)
+        for worker in (worker_1, worker_2, runtimes(4)):  # the last one replays the log
+            seen = _serve(worker, store, later.assign(declaration_id=f"AFTER{id(worker)}"))
+            for name in ("seller_n_7d", "consignee_n_7d", SPLIT_24H):
+                assert _feature(seen, name)[0] == _feature(alone, name)[0] + 5, name
+    finally:
+        store.close()
+
+
 def test_a_corrected_result_moves_a_running_worker_and_a_new_one_alike(
     runtimes, real_pipeline, location
 ):

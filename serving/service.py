@@ -453,7 +453,10 @@ class ParcelRiskService:
                 columns = RecordColumns([declarations[i] for i in new], runtime.contract)
             batch = score_frame(columns, runtime)
             known = {e.name for e in runtime.contract.extras} if runtime.contract else set()
+            decided_ids = {declaration_id for declaration_id, _ in before}
             for j, i in enumerate(new):
+                if ids[i] in decided_ids:  # decided before with other content: amended
+                    batch.warnings[j].append(AMENDED_WARNING)
                 given = set(declarations[i].model_extra or ())
                 if unknown := given - known:
                     batch.warnings[j].append(ignored_fields_warning(unknown))
@@ -703,6 +706,16 @@ def missing_extras_warning(names: set[str]) -> str:
     (scored as unknown, as a file without them would be refused by `parcelrisk score`)."""
     listed = ", ".join(repr(name) for name in sorted(names))
     return f"mapped extra field(s) {listed} the model uses not sent: scored as unknown"
+
+
+# An amended declaration is decided anew (its own decision, on what it now says), but the live
+# entity state and `history export` keep the first version of a declaration id: its entities
+# count once, and the next model learns its result against the first content. Said on the
+# decision so the clearance system and an auditor know which content the history holds.
+AMENDED_WARNING = (
+    "declaration_id decided before with other content (amended): decided anew on this "
+    "content, but entity histories and the exported history keep the first version"
+)
 
 
 def ignored_fields_warning(names: set[str]) -> str:

@@ -62,6 +62,9 @@ def test_a_changed_declaration_under_the_same_id_is_decided_anew(client, service
     second = _score(client, [amended])[0]
     assert second["decision_id"] != first["decision_id"]
     assert second["declaration_id"] == first["declaration_id"]
+    # said on it: the histories keep the first version
+    assert not any("amended" in w for w in first["warnings"])
+    assert any("amended" in w and "first version" in w for w in second["warnings"])
     # and the amended content, sent again, gets its own decision back
     assert _score(client, [amended])[0] == second
 

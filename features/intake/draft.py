@@ -1160,6 +1160,9 @@ def _propose(name: str, column: Column, timezone: str) -> Proposal:
         if formats and column.typed != "datetime" and _buddhist_era(column):
             spec["calendar"] = "buddhist"
             checks.append("years of the Buddhist era (2569 is 2026): read 543 years earlier")
+        elif column.typed != "datetime" and (calendar := _hijri_era(column)):
+            spec["calendar"] = calendar
+            checks.append(_HIJRI_CHECKS[calendar])
         if column.typed != "datetime":
             _timezone_spec(spec, timezone, checks, column.values)
         else:
@@ -1273,6 +1276,27 @@ def _buddhist_era(column: Column) -> bool:
     years = pd.Series(column.values).str.extract(r"(?<![0-9])([0-9]{4})(?![0-9])")[0]
     years = pd.to_numeric(years, errors="coerce")
     return bool(years.between(2400, 2799).mean() >= FITS)
+
+
+_HIJRI_CHECKS = {
+    "hijri": "years of the Hijri calendar (1447 is 2025/26): read as Umm al-Qura dates; "
+    "Solar Hijri (Iranian) dates need calendar: jalali",
+    "jalali": "years of the Solar Hijri calendar (1404 is 2025/26): read as Jalali dates; "
+    "lunar Hijri dates need calendar: hijri",
+}
+
+
+def _hijri_era(column: Column) -> str | None:
+    """``hijri`` or ``jalali`` for dates whose years are of the Hijri calendars: nearly every
+    value's four-digit year in 1300-1499. Which one by the years of recent decades: the lunar
+    calendar is at 1420 from 1999 on, the solar one not before 2041."""
+    import pandas as pd
+
+    years = pd.Series(column.values).str.extract(r"(?<![0-9])([0-9]{4})(?![0-9])")[0]
+    years = pd.to_numeric(years, errors="coerce")
+    if not years.between(1300, 1499).mean() >= FITS:
+        return None
+    return "hijri" if years.median() >= 1420 else "jalali"
 
 
 def _dates_only(column: Column, formats: list[str] | None) -> bool:

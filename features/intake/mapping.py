@@ -291,7 +291,10 @@ class _Spec(BaseModel):
     # timestamps written with Buddhist-era years (Thailand: 2569 is 2026): the text's years
     # 2400-2799 are read 543 years earlier, before the format reads them (a day offset would
     # miss the leap days, and 29/02/2567 is no Gregorian date to begin with)
-    calendar: Literal["gregorian", "buddhist"] = "gregorian"
+    # hijri (Umm al-Qura, Saudi Arabia and the Gulf: 1447 is 2025/26) and jalali (Solar Hijri,
+    # Iran: 1404 is 2025/26): each date of the text converted day by day to the Gregorian one,
+    # in the layout of the format that reads it (their months are not the Gregorian ones)
+    calendar: Literal["gregorian", "buddhist", "hijri", "jalali"] = "gregorian"
     # revenue_recovered: the currency its amounts are in, an ISO 4217 code ("BRL") or "row"
     # (the row's declared currency); converted at ingest to EUR, the contract's unit, with
     # features.fx_to_base (``_revenue_to_eur``)
@@ -1144,6 +1147,62 @@ def _gregorian_years(text: pd.Series) -> pd.Series:
     )
 
 
+# The years a date of each day-converted calendar may have (what its converter knows; a year
+# outside them, a Gregorian one among others, is refused rather than read in another calendar)
+CALENDAR_YEARS = {"hijri": (1343, 1500), "jalali": (1300, 1500)}
+_DATE_PARTS = {"%Y": r"([0-9]{4})", "%m": r"([0-9]{1,2})", "%d": r"([0-9]{1,2})"}
+
+
+def _calendar_dates(text: pd.Series, fmt: str, calendar: str) -> pd.Series:
+    """The text's dates of a Hijri or Solar Hijri ``calendar`` as Gregorian dates, written in
+    the layout ``fmt`` reads (day, month and year where it has them, two-digit day and
+    month). A date that is none of that calendar (30 Safar in a 29-day month, a year outside
+    ``CALENDAR_YEARS``) keeps its text with a "?" after it, for the format to refuse.
+    Formats without %Y, %m and %d (Unix times, serial days) are left alone."""
+    parts = sorted((fmt.find(d), d) for d in _DATE_PARTS if d in fmt)
+    if len(parts) != 3:
+        return text
+    (a, first), (b, second), (c, third) = parts
+    # the literal text between the three (its separators), as the format writes it
+    between = fmt[a + 2 : b], fmt[b + 2 : c]
+    if any("%" in sep for sep in between):
+        return text
+    pattern = re.compile(
+        r"(?<![0-9])"
+        + _DATE_PARTS[first]
+        + re.escape(between[0])
+        + _DATE_PARTS[second]
+        + re.escape(between[1])
+        + _DATE_PARTS[third]
+        + r"(?![0-9])"
+    )
+    order = (first, second, third)
+    low, high = CALENDAR_YEARS[calendar]
+
+    def gregorian(match: re.Match[str]) -> str:
+        found = dict(zip(order, (int(g) for g in match.groups()), strict=True))
+        year, month, day = found["%Y"], found["%m"], found["%d"]
+        try:
+            if not low <= year <= high:
+                raise ValueError(f"year {year}")
+            if calendar == "hijri":
+                from hijridate import Hijri
+
+                date = Hijri(year, month, day).to_gregorian()
+            else:
+                import jdatetime
+
+                date = jdatetime.date(year, month, day).togregorian()
+        except (ValueError, OverflowError, TypeError):
+            return match.group(0) + "?"
+        written = {"%Y": f"{date.year:04d}", "%m": f"{date.month:02d}", "%d": f"{date.day:02d}"}
+        return between[0].join((written[first], written[second])) + between[1] + written[third]
+
+    values = text.dropna().unique()
+    converted = {v: pattern.sub(gregorian, str(v)) for v in values}
+    return text.map(converted) if converted else text
+
+
 def _convert_datetime(
     spec: _Spec, text: pd.Series
 ) -> tuple[pd.Series, pd.Series, str, dict[str, pd.Series]]:
@@ -1152,6 +1211,8 @@ def _convert_datetime(
 
     formats = spec.formats
     if formats is None or formats == ["ISO8601"]:
+        if spec.calendar in CALENDAR_YEARS:
+            text = _calendar_dates(text, "%Y-%m-%d", spec.calendar)
         return _convert_iso(spec, text)
     out = pd.Series(pd.NaT, index=text.index, dtype="datetime64[us, UTC]")
     none = pd.Series(False, index=text.index)
@@ -1162,6 +1223,8 @@ def _convert_datetime(
         if not left.any():
             break
         part = text[left]
+        if spec.calendar in CALENDAR_YEARS:
+            part = _calendar_dates(part, fmt, spec.calendar)
         try:
             stamps, read, part_marks = _read_format(spec, fmt, part)
         except (ValueError, re.error) as exc:  # formats were checked with the mapping

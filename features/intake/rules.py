@@ -393,8 +393,8 @@ def _era_hint(t_us: int) -> str:
     year = int(re.match(r"-?\d+", _iso(t_us)).group())  # type: ignore[union-attr]
     if 1300 <= year < 1500:  # a Saudi or Gulf (1448 for 2026) or Iranian (1405) export
         return (
-            "; a year of the Hijri or Solar Hijri calendar? such dates are not read: export "
-            "them in the Gregorian calendar (the mapping reads gregorian and buddhist)"
+            "; a year of the Hijri or Solar Hijri calendar? the mapping reads such dates with "
+            "calendar: hijri (Umm al-Qura) or calendar: jalali in their spec"
         )
     if not 2400 <= year < 2800:
         return ""

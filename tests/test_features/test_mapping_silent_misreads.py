@@ -426,3 +426,58 @@ def test_times_ending_in_a_zone_abbreviation_are_named_with_the_specs_that_read_
         "2026-10-05 12:05:33+00:00",
         "2026-11-05 13:05:33+00:00",
     ]
+
+
+def test_hijri_and_solar_hijri_dates_are_read_day_by_day_and_drafted(tmp_path) -> None:
+    """A Saudi export dates in the Umm al-Qura calendar (15/06/1447 is 2025-12-06), an
+    Iranian one in the Solar Hijri (1404-09-15 is the same day): no offset of years reads
+    them, their months are not the Gregorian ones (30 Safar exists, 30 February does not). A
+    date that is none of the calendar's, or a Gregorian one among them, is refused by name."""
+    from features.intake.draft import draft_mapping
+
+    hijri = (
+        "ID;AT;OFFICE;MODE;ORIGIN;HS;KG;VALUE;IOSS\n"
+        "A1;15/06/1447 10:30;FR01;P;CN;851762;450;12,50;X\n"
+        "A2;30/02/1446 08:00;FR01;P;CN;950300;900;18,00;N\n"
+        "A3;1/7/1447 09:00;FR02;P;US;610910;120;9,99;X\n"
+    )
+    spec = '{column: AT, format: "%d/%m/%Y %H:%M", timezone: Asia/Riyadh, calendar: hijri}'
+    mapping = _with(
+        '{column: AT, format: "%d.%m.%Y %H:%M", timezone: Europe/Berlin}', spec, MAPPING
+    )
+    _ingest(tmp_path, hijri, mapping)
+    out, _ = read_declarations(tmp_path / "out.parquet", with_outcomes=False)
+    assert [str(t) for t in out["declared_at"]] == [
+        "2025-12-06 07:30:00+00:00",
+        "2024-09-03 05:00:00+00:00",
+        "2025-12-21 06:00:00+00:00",
+    ]
+    # Solar Hijri, year first, dates only; 1403 is a leap year (30 Esfand), 1404 is not
+    jalali = (
+        hijri.replace("15/06/1447 10:30", "1404-09-15")
+        .replace("30/02/1446 08:00", "1403-12-30")
+        .replace("1/7/1447 09:00", "1404-01-01")
+    )
+    spec = '{column: AT, format: "%Y-%m-%d", timezone: Asia/Tehran, calendar: jalali}'
+    mapping = _with(
+        '{column: AT, format: "%d.%m.%Y %H:%M", timezone: Europe/Berlin}', spec, MAPPING
+    )
+    _ingest(tmp_path, jalali, mapping)
+    out, _ = read_declarations(tmp_path / "out.parquet", with_outcomes=False)
+    assert [str(t.tz_convert("Asia/Tehran").date()) for t in out["declared_at"]] == [
+        "2025-12-06",
+        "2025-03-20",
+        "2025-03-21",
+    ]
+    # not a date of the calendar (29 days in Esfand 1404), or a Gregorian year among them
+    for bad in ("1404-12-30", "2026-01-05"):
+        with pytest.raises(ContractError, match="AT") as refused:
+            _ingest(tmp_path, jalali.replace("1404-09-15", bad), mapping)
+        assert bad in str(refused.value)
+    # the draft proposes the calendar from the years
+    days = [f"{d:02d}/06/1447 10:30" for d in range(1, 29)]
+    raw = pd.DataFrame({"Date": days, "ID": [f"A{i}" for i in range(28)]})
+    assert "calendar: hijri" in draft_mapping(raw).text
+    days = [f"1404-09-{d:02d}" for d in range(1, 29)]
+    raw = pd.DataFrame({"Date": days, "ID": [f"A{i}" for i in range(28)]})
+    assert "calendar: jalali" in draft_mapping(raw).text

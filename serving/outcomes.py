@@ -295,7 +295,7 @@ def _checked_fields(
             f"(a result has: {', '.join(RESULT_FIELDS)})"
         )
     present = [name for name in RESULT_FIELDS if name in raw.columns]
-    frame, bad_values, _ = parse_declarations(raw[present], with_outcomes=True)
+    frame, bad_values, _ = parse_declarations(raw[present], with_outcomes=True, only=RESULT_FIELDS)
     frame = frame[[*RESULT_FIELDS]]
     corrections = _corrections(raw)
     ids = frame["declaration_id"]

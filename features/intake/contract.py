@@ -25,6 +25,8 @@ from features.errors import ParcelriskError
 from features.intake.pseudonym import process_key, pseudonym_of, pseudonymise
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     import numpy as np
     import pandas as pd
 
@@ -619,8 +621,11 @@ def parse_declarations(
     contract: Contract | None = None,
     keep_unknown: bool = False,
     pseudonym_key: bytes | None = None,
+    only: Sequence[str] | None = None,
 ) -> tuple[pd.DataFrame, list[BadValues], list[str]]:
     """Every contract column of ``df`` in its canonical dtype, without raising on bad values.
+    ``only``: just these contract fields (no extras), for a caller that reads a few of them
+    (inspection results: building the other columns cost more than reading one result).
 
     Returns the canonical frame (0..n-1 index; values that do not convert are null in it), the
     values that did not convert, and the required columns that are missing (absent optional
@@ -634,6 +639,9 @@ def parse_declarations(
     contract = contract or Contract()
     df = df.reset_index(drop=True)
     fields = FIELDS if with_outcomes else DECLARATION_FIELDS
+    if only is not None:
+        fields = tuple(f for f in fields if f.name in only)
+        contract = Contract()  # the extras are not asked for
     missing = [f.name for f in fields if f.required and f.name not in df.columns]
     missing += [e.name for e in contract.extras if e.name not in df.columns]
     out: dict[str, pd.Series] = {}

@@ -373,7 +373,7 @@ def _score_contract_file(
     from features.intake.validation import require_valid
     from models.registry import require_tracking_store
     from serving.scoring import load_runtime, score_file
-    from serving.store import open_store, require_key_signs_chain
+    from serving.store import open_outcome_store, open_store, require_key_signs_chain
 
     # The gate runs before the model loads, so a bad file is refused in a second, not after
     # the model download. Its faults are structural (the same whatever the limits); only the
@@ -391,18 +391,25 @@ def _score_contract_file(
         store = (
             open_store(audit_db, wal_max_mb=settings.serve.audit_wal_max_mb) if audit_db else None
         )
+        results = None
         try:
             if store is not None:
                 require_key_signs_chain(store)
+                # the inspection results stored beside the decisions count for the live state
+                # here as in the service (without them every hit rate missed them)
+                results = open_outcome_store(audit_db, store, read_only=True)
             summary = score_file(
                 file,
                 out,
                 runtime,
                 chunk_size=chunk_size,
                 store=store,
+                results=results,
                 unvalidated=gate.status == "skipped",
             )
         finally:
+            if results is not None:
+                results.close()
             if store is not None:
                 store.close()  # e.g. SQLite checkpoints and truncates its write-ahead log
     if set_aside is not None:

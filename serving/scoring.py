@@ -557,10 +557,14 @@ def score_file(
     *,
     chunk_size: int = 1000,
     store: DecisionStore | None = None,
+    results: Any = None,
     progress: bool = True,
     unvalidated: bool = False,
 ) -> dict[str, Any]:
     """Score a CSV/Parquet declarations file in chunks through ``score_frame``; write atomically.
+    ``store``: the decision store decisions are recorded in and the live state reads;
+    ``results``: its inspection results (``open_outcome_store``), which the live state reads
+    too, as the service's catch-up does.
 
     The file must have passed the gate (``features.intake.validation.require_valid``); with
     ``unvalidated`` (``--no-validate``) every decision says it was not.
@@ -590,8 +594,8 @@ def score_file(
     with tqdm(total=len(declarations), unit="parcel", disable=not progress, desc="scoring") as bar:
         for start in range(0, len(declarations), chunk_size):
             chunk = declarations.iloc[start : start + chunk_size].reset_index(drop=True)
-            if store is not None:  # what was known: the log, as for the service's batches
-                runtime.catch_up(store)
+            if store is not None:  # what was known: the log and results, as the service's
+                runtime.catch_up(store, results)
             batch = score_frame(chunk, runtime)
             given = np.isfinite(batch.X).sum(axis=0)
             for name, n in zip(runtime.model.manifest.names, given.tolist(), strict=True):

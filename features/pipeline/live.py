@@ -138,10 +138,11 @@ class LiveState:
         ids = declarations.text("declaration_id")
         seen = self.seen_ids
         already = np.fromiter((i in seen for i in ids), bool, count=len(ids)) if seen else None
-        # a re-sent declaration the snapshot holds is one of its events already (one declared
-        # before the late-entry span may be, or may have come too late: it counts as sent)
+        # a re-sent declaration the snapshot holds is one of its events already; one declared
+        # before the late-entry span is the snapshot's or came too late to count for others:
+        # neither counts again, not even for the other declarations of its request
         t_us = declarations.t_us("declared_at")
-        near = (t_us >= self.snapshot.late_entry_from_us) & (t_us <= self.appends_from_us)
+        near = t_us <= self.appends_from_us
         if near.any():
             held = near & self.snapshot.holds(ids, t_us)
             already = held if already is None else already | held

@@ -544,3 +544,11 @@ def test_a_late_declaration_the_history_lacks_enters_the_live_state(history, wor
     assert any(
         "too late" in text and "to count for later declarations" in text for _, text in warnings
     )
+    # nor for the other declarations of its request: one of the history's own, re-sent from
+    # before the span beside a new parcel of its seller, is counted once (by the snapshot)
+    old = history[t < last - pd.Timedelta(days=LATE_ENTRY_DAYS + 1)][list(DECLARATION_COLUMNS)]
+    old = old.tail(1)
+    probe = old.assign(declaration_id="probe-old", declared_at=cut)
+    alone = fresh.features(probe).frame()
+    both = fresh.features(pd.concat([old, probe])).frame()
+    pd.testing.assert_frame_equal(both[names].tail(1).reset_index(drop=True), alone[names])

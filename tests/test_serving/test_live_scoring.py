@@ -148,7 +148,7 @@ def test_a_bad_output_name_or_an_empty_file_records_nothing(runtimes, real_pipel
 
 
 def test_an_inspection_result_moves_the_sellers_history_from_its_time(
-    runtimes, real_pipeline, location
+    runtimes, real_pipeline, location, tmp_path
 ):
     """A result stored for a scored parcel enters every worker's live state at ``inspected_at``:
     the seller's next parcel, declared after it, counts one more inspection and offence."""
@@ -195,6 +195,21 @@ def test_an_inspection_result_moves_the_sellers_history_from_its_time(
             == _feature(earlier_before, "seller_n_inspected")[0]
         )
         assert worker_1.catch_up(store, results) == 0 and worker_1.results_seq == 1
+        # the offline path (`parcelrisk score --audit-db`) reads them too
+        offline = runtimes(7)
+        parcels.iloc[[1]].assign(declaration_id="R-OFFLINE").to_parquet(tmp_path / "in.parquet")
+        score_file(
+            tmp_path / "in.parquet",
+            tmp_path / "out.csv",
+            offline,
+            store=store,
+            results=results,
+            progress=False,
+        )
+        assert offline.results_seq == 1
+        decision_id = pd.read_csv(tmp_path / "out.csv")["decision_id"].iloc[0]
+        record, _ = store.get(decision_id)
+        assert record.known_results_seq == 1
     finally:
         results.close()
         store.close()

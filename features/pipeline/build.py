@@ -262,6 +262,7 @@ def _build_into(
         last_declared,
         pending_results_of,
         recent_ids_of,
+        result_ids_of,
     )
 
     started = time.perf_counter()
@@ -334,6 +335,8 @@ def _build_into(
         if as_of is None
         else ()
     )
+    # every result of the cut history: those the state counts at the cutoff and those carried
+    held_results = result_ids_of(declarations)
     del history, declarations
     gate = dataclasses.replace(gate, declarations=None)  # nor by the gate's record
     state = entity_state_of(
@@ -346,6 +349,7 @@ def _build_into(
         results_seq=read_results_seq(Path(declarations_path)) if as_of is None else None,
         pending_results=pending,
         recent_ids=recent,
+        result_ids=held_results,
     )
     log.debug("entity state: %.2f s", time.perf_counter() - step)
     state.save(out / STATE_DIR)

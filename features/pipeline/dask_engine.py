@@ -556,6 +556,7 @@ def build_dask(
     from features.pipeline.snapshot import (
         LATE_ENTRY_DAYS,
         EntityState,
+        id_hashes,
         pending_results_of,
         recent_ids_of,
     )
@@ -645,6 +646,9 @@ def build_dask(
         ids = staged[[T_US, "declaration_id"]]
         recent_rows = ids.map_partitions(_declared_from, recent_from, meta=ids._meta)
         recent = pd.concat(dask.compute(*recent_rows.to_delayed()), ignore_index=True)
+        # the ids of the declarations with a result (of the cut history, with an --as-of)
+        inspected = staged.map_partitions(_with_result, meta=staged._meta[["declaration_id"]])
+        inspected_ids = pd.concat(dask.compute(*inspected.to_delayed()), ignore_index=True)
         pending: tuple[dict[str, Any], ...] = ()
         if as_of is None:  # as the pandas engine: an --as-of state is the history as known then
             later = staged.map_partitions(_recorded_from, cutoff_us, meta=staged._meta)
@@ -670,11 +674,17 @@ def build_dask(
                 recent[T_US].to_numpy(np.int64),
                 agg.last_t_us,
             ),
+            result_ids=np.unique(id_hashes(inspected_ids["declaration_id"].to_numpy(dtype=object))),
         )
         log.debug("dask entity state: %.2f s", time.perf_counter() - started)
         return DaskBuild(plan.manifest, n_rows, len(offsets) - 1, state)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _with_result(part: pd.DataFrame) -> pd.DataFrame:
+    """A staged partition's ids of declarations with a recorded inspection result."""
+    return part.loc[outcome_rows(part), ["declaration_id"]]
 
 
 def _declared_from(part: pd.DataFrame, from_us: int) -> pd.DataFrame:

@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections import Counter
 
 import numpy as np
 import pandas as pd
@@ -86,27 +85,21 @@ class LiveState:
         # the snapshot's events before its horizon are totals already
         self.folded_before_us = snapshot_horizon_us(snapshot.cutoff_us, snapshot.params)
         self._lock = threading.Lock()  # one append at a time: ids and runs move together
-        # The history's results recorded after the cutoff (``EntityState.pending_results``),
-        # appended now at their time; each, until a result log hands over the same one, as
-        # (declaration id, time, label, cents) -> how many: the store holds it too when the
-        # history came from it, and counting it twice is what this prevents.
-        self._carried: Counter[tuple[str, int, bool, int]] = Counter()
+        # the history's results recorded after the cutoff (``EntityState.pending_results``),
+        # appended now at their time
         if snapshot.pending_results:
             self._append_carried(snapshot.pending_results)
 
     def _append_carried(self, pending: tuple[dict, ...]) -> None:
         declarations = StoredColumns([r["declaration"] for r in pending], self.snapshot.contract)
         events = [
-            np.array([r[k] for r in pending], dtype=dtype)
-            for k, dtype in (
-                ("inspected_at_us", np.int64),
-                ("illicit", bool),
-                ("revenue_cents", np.int64),
-            )
+            np.array([r["inspected_at_us"] for r in pending], dtype=np.int64),
+            np.array([r["illicit"] for r in pending], dtype=bool),
+            np.array([r["revenue_cents"] for r in pending], dtype=np.int64),
+            np.ones(len(pending), dtype=np.int64),  # each added
         ]
-        self.append_outcomes(declarations, *events)
-        ids = declarations.text("declaration_id").tolist()
-        self._carried.update(zip(ids, *(e.tolist() for e in events), strict=True))
+        with self._lock:
+            self._append_events(declarations, events, np.ones(len(pending), dtype=bool))
 
     def release_snapshot_copies(self) -> None:
         """Free what the snapshot keeps only to be saved (a family's event arrays, once its
@@ -246,41 +239,48 @@ class LiveState:
             after |= ~self.snapshot.holds(ids, declarations.t_us("declared_at"))
         if not after.any():
             return 0
+        # A declaration's first result (not one side of a correction) whose declaration has
+        # one in the snapshot (counted there, or carried) is that one again: the store the
+        # history was exported from, a base-history parcel's result posted again, the same
+        # result written to the minute in the history and to the second in the store. The
+        # snapshot's stands; a correction replaces it.
+        first = sign > 0
+        if seqs is not None:
+            seq = np.asarray(seqs, dtype=np.int64)
+            correction = np.isin(seq, seq[sign < 0])
+            first &= ~correction
+            if self.snapshot.results_seq is not None:
+                # a correction stored before the export: the history holds what it corrected
+                # to (counted or carried), whenever that was inspected
+                after &= ~(correction & (seq <= self.snapshot.results_seq))
+        candidates = after & first
+        if candidates.any() and self.snapshot.result_ids is not None:
+            ids = declarations.text("declaration_id")
+            rows = np.flatnonzero(candidates)
+            after[rows[self.snapshot.holds_result(ids[rows])]] = False
+        if not after.any():
+            return 0
         with self._lock:
-            if self._carried:
-                after &= ~self._carried_already(declarations, arrays, after)
-                if not after.any():
-                    return 0
-            rows = self._rows(declarations, None)
-            if not after.all():
-                keep = np.flatnonzero(after)
-                rows.prep = Prepared(len(keep), {k: v[keep] for k, v in rows.prep.items()})
-                arrays = [a[keep] for a in arrays]
-            for family in self.live_families:
-                part = self.state.parts.get(family.name)
-                if part is not None and hasattr(family, "append_outcomes"):
-                    family.append_outcomes(rows, part, *arrays)
+            self._append_events(declarations, arrays, after)
         return int(after.sum())
 
-    def _carried_already(
+    def _append_events(
         self,
         declarations: FrameColumns | RecordColumns,
         arrays: list[np.ndarray],
-        after: np.ndarray,
-    ) -> np.ndarray:
-        """Results (sign +1, about to be appended) that the snapshot carried and appended
-        already: each matches one carried result, which it uses up."""
-        t_us, illicit, cents, sign = arrays
-        ids = declarations.text("declaration_id")
-        held = np.zeros(len(ids), dtype=bool)
-        for row in np.flatnonzero(after & (sign > 0)).tolist():
-            key = (ids[row], int(t_us[row]), bool(illicit[row]), int(cents[row]))
-            if self._carried.get(key, 0) > 0:
-                self._carried[key] -= 1
-                if not self._carried[key]:
-                    del self._carried[key]
-                held[row] = True
-        return held
+        keep_rows: np.ndarray,
+    ) -> None:
+        """The rows ``keep_rows`` of these results into every family that counts them (under
+        the lock)."""
+        rows = self._rows(declarations, None)
+        if not keep_rows.all():
+            keep = np.flatnonzero(keep_rows)
+            rows.prep = Prepared(len(keep), {k: v[keep] for k, v in rows.prep.items()})
+            arrays = [a[keep] for a in arrays]
+        for family in self.live_families:
+            part = self.state.parts.get(family.name)
+            if part is not None and hasattr(family, "append_outcomes"):
+                family.append_outcomes(rows, part, *arrays)
 
 
 def _first_unseen(ids: np.ndarray, seen: set[str]) -> np.ndarray:

@@ -46,6 +46,8 @@ PENDING_RESULTS_FILE = "pending_results.json"
 # Hashes of the ids declared in the snapshot's last LATE_ENTRY_DAYS (``recent_ids_of``): absent
 # from snapshots written before it, whose live state appends from the last declaration only.
 RECENT_IDS_FILE = "recent_ids.npy"
+# Hashes of the ids of the history's declarations with an inspection result (``result_ids``).
+RESULT_IDS_FILE = "result_ids.npy"
 # How long before a snapshot's last declaration a declaration the history does not hold still
 # enters the live state when it reaches the system (a backlog re-sent after an outage,
 # pre-arrival data lodged before the export and sent after it). Earlier ones are scored but
@@ -96,6 +98,12 @@ class EntityState:
     # its last declaration on: the live state tells a late declaration it holds from one it
     # does not. None: a snapshot from before they were kept.
     recent_ids: np.ndarray | None = None
+    # Sorted hashes of the ids of the history's declarations whose inspection result the state
+    # counts (recorded before the cutoff, or carried in ``pending_results``): a result log
+    # handing over a first result for one of them (the store the history was exported from,
+    # the same result posted again for a base-history parcel, a result written to the minute
+    # in one and to the second in the other) adds nothing. None: an older snapshot.
+    result_ids: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if not self.families:
@@ -139,6 +147,15 @@ class EntityState:
             held[near] = [i in last_ids for i in ids[near].tolist()]
         return held
 
+    def holds_result(self, ids: np.ndarray) -> np.ndarray:
+        """Which of these declaration ids have an inspection result the state counts from
+        the snapshot (``result_ids``; none for an older snapshot)."""
+        if self.result_ids is None or not len(self.result_ids) or not len(ids):
+            return np.zeros(len(ids), dtype=bool)
+        hashes = id_hashes(ids)
+        at = np.searchsorted(self.result_ids, hashes).clip(max=len(self.result_ids) - 1)
+        return self.result_ids[at] == hashes
+
     @property
     def exact_from_us(self) -> int:
         """The earliest declaration time whose features the snapshot gives as batch does: an
@@ -161,9 +178,13 @@ class EntityState:
                     **({"results_seq": self.results_seq} if self.results_seq is not None else {}),
                 }
                 (tmp / LAST_DECLARED_FILE).write_text(json.dumps(last))
-            if self.recent_ids is not None:
-                with open(tmp / RECENT_IDS_FILE, "wb") as f:
-                    np.save(f, self.recent_ids, allow_pickle=False)
+            for name, ids in (
+                (RECENT_IDS_FILE, self.recent_ids),
+                (RESULT_IDS_FILE, self.result_ids),
+            ):
+                if ids is not None:
+                    with open(tmp / name, "wb") as f:
+                        np.save(f, ids, allow_pickle=False)
             if self.pending_results:
                 (tmp / PENDING_RESULTS_FILE).write_text(
                     json.dumps(list(self.pending_results), separators=(",", ":"), default=str)
@@ -223,8 +244,12 @@ class EntityState:
             last = json.loads(last_path.read_text()) if last_path.exists() else {}
             pending_path = directory / PENDING_RESULTS_FILE
             pending = json.loads(pending_path.read_text()) if pending_path.exists() else []
-            recent_path = directory / RECENT_IDS_FILE
-            recent = np.load(recent_path, allow_pickle=False) if recent_path.exists() else None
+            recent, held = (
+                np.load(directory / name, allow_pickle=False)
+                if (directory / name).exists()
+                else None
+                for name in (RECENT_IDS_FILE, RESULT_IDS_FILE)
+            )
             if [f.name for f in families] != meta["families"]:
                 raise ParcelriskError(
                     f"entity state in {directory} holds the families {meta['families']}, "
@@ -245,6 +270,7 @@ class EntityState:
                 results_seq=last.get("results_seq"),
                 pending_results=tuple(pending),
                 recent_ids=recent,
+                result_ids=held,
             )
         except ParcelriskError:
             raise
@@ -300,6 +326,7 @@ def build_entity_state(
             known["declared_at"].astype("datetime64[us, UTC]").astype("int64").to_numpy(),
             last[0],
         ),
+        result_ids=result_ids_of(known),
     )
 
 
@@ -327,6 +354,14 @@ def recent_ids_of(ids: np.ndarray, t_us: np.ndarray, last_declared_us: int | Non
         return np.zeros(0, dtype=np.uint64)
     recent = t_us >= last_declared_us - LATE_ENTRY_DAYS * US_PER_DAY
     return np.unique(id_hashes(np.asarray(ids)[recent]))
+
+
+def result_ids_of(declarations: pd.DataFrame) -> np.ndarray:
+    """``EntityState.result_ids`` of a canonical history: its declarations with a recorded
+    inspection result (those an --as-of cut left without one are not among them)."""
+    rows = outcome_rows(declarations)
+    ids = declarations["declaration_id"].to_numpy(dtype=object)[rows]
+    return np.unique(id_hashes(ids))
 
 
 def pending_results_of(
@@ -384,12 +419,14 @@ def entity_state_of(
     results_seq: int | None = None,
     pending_results: tuple[dict[str, Any], ...] = (),
     recent_ids: np.ndarray | None = None,
+    result_ids: np.ndarray | None = None,
 ) -> EntityState:
     """The snapshot at ``cutoff`` of a prepared history as known then (``build_entity_state``
     without the preparing: ``features build`` hands over the rows it has just prepared).
     ``results_seq``: the decision store's last result the history holds (``EntityState``).
     ``pending_results``: the history's results recorded at or after the cutoff
-    (``pending_results_of``); ``recent_ids``: ``recent_ids_of`` its declarations.
+    (``pending_results_of``); ``recent_ids``: ``recent_ids_of`` its declarations;
+    ``result_ids``: ``result_ids_of`` them.
 
     ``last_declared``: the history's last declaration instant and the ids declared at it
     (``last_declared`` of its rows), which the live state needs to tell the declarations at
@@ -413,4 +450,5 @@ def entity_state_of(
         results_seq=results_seq,
         pending_results=pending_results,
         recent_ids=recent_ids,
+        result_ids=result_ids,
     )

@@ -347,8 +347,9 @@ def test_a_result_stored_after_the_export_is_appended_though_inspected_before_th
 
     state, _, _ = world
     t = history["declared_at"]
-    held = history[(t >= state.cutoff - pd.Timedelta(days=1)) & (t < state.cutoff)]
-    parcel = held[list(DECLARATION_COLUMNS)].head(1)  # a declaration the snapshot holds
+    uninspected = ~history["inspected"].fillna(False).astype(bool)
+    held = history[(t >= state.cutoff - pd.Timedelta(days=1)) & (t < state.cutoff) & uninspected]
+    parcel = held[list(DECLARATION_COLUMNS)].head(1)  # one the snapshot holds, no result
     inspected = state.cutoff - pd.Timedelta(hours=1)  # before the cutoff, after it
     assert parcel["declared_at"].iloc[0] < inspected
     result = (parcel, np.array([inspected.value // 1000]), np.array([1]), np.array([5_000]))
@@ -365,6 +366,13 @@ def test_a_result_stored_after_the_export_is_appended_though_inspected_before_th
     assert illicit_seen(knowing) == base
     assert knowing.append_outcomes(*result, seqs=np.array([8])) == 1  # came back after it
     assert illicit_seen(knowing) == base + 1
+    # but a declaration whose result the history holds (a base-history parcel sent again and
+    # its result posted again): that result, already counted
+    done = history[(t < state.cutoff - pd.Timedelta(days=3)) & ~uninspected]
+    again = done[list(DECLARATION_COLUMNS)].tail(1)
+    at = np.array([done["inspected_at"].iloc[-1].value // 1000])
+    assert at[0] < state.cutoff_us
+    assert knowing.append_outcomes(again, at, np.array([1]), np.array([0]), seqs=np.array([9])) == 0
 
 
 OUTCOME_FEATURES = (
@@ -442,7 +450,7 @@ def test_results_recorded_after_the_cutoff_ride_with_the_snapshot(history, world
     from) adds nothing; a correction of one takes it back."""
     import dataclasses
 
-    from features.pipeline.snapshot import pending_results_of
+    from features.pipeline.snapshot import pending_results_of, result_ids_of
 
     state, new, _ = world
     cut = state.cutoff
@@ -451,7 +459,8 @@ def test_results_recorded_after_the_cutoff_ride_with_the_snapshot(history, world
     assert len(pending) == int((before["inspected_at"] >= cut).sum()) > 20
     times = [r["inspected_at_us"] for r in pending]
     assert times == sorted(times) and min(times) >= state.cutoff_us
-    carrying = dataclasses.replace(state, pending_results=pending)
+    # as features build writes it: the ids of every result of the history, the carried too
+    carrying = dataclasses.replace(state, pending_results=pending, result_ids=result_ids_of(before))
     categories = {s.name: s.categories for s in state.manifest.features if s.dtype == "category"}
     batch = _batch_features_with(before, new, Contract(), categories).set_index("declaration_id")
 
@@ -468,19 +477,22 @@ def test_results_recorded_after_the_cutoff_ride_with_the_snapshot(history, world
         equal_nan=True,
     )
 
-    # the same results from a log: none counted twice; once used up, a repeat is new
+    # the same results from a log (to the second, not the microsecond: another export's
+    # rounding): none counted twice; the new parcels' own are
     again = LiveState(carrying)
     results = _results_between(history, cut, cut + pd.Timedelta(days=365))
+    results = (results[0], results[1] // 1_000_000 * 1_000_000, *results[2:])
     held = results[0]["declared_at"] < cut
-    assert again.append_outcomes(*results) == int((~held).sum())  # the new parcels' own
+    assert again.append_outcomes(*results) == int((~held).sum())
     first = tuple(a[:1] for a in (results[0].iloc[:1], *results[1:]))
-    assert bool(held[0]) and again.append_outcomes(*first) == 1
+    assert bool(held[0]) and again.append_outcomes(*first) == 0
     # a correction (the carried result taken back at its time, another added) applies
     taken = LiveState(carrying)
     pair = pd.concat([first[0], first[0]])
     flipped = (pair, np.repeat(first[1], 2), np.array([not first[2][0], first[2][0]]),
                np.array([0, first[3][0]]))  # fmt: skip
-    assert taken.append_outcomes(*flipped, signs=np.array([1, -1])) == 2
+    pair_seqs = np.array([9, 9])  # one correction: its two events share its seq
+    assert taken.append_outcomes(*flipped, seqs=pair_seqs, signs=np.array([1, -1])) == 2
 
 
 def test_a_late_declaration_the_history_lacks_enters_the_live_state(history, world) -> None:

@@ -816,6 +816,9 @@ def join_results(
     declared = declarations["declared_at"]
     micros = (declared - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(microseconds=1)
     declared_at_us = dict(zip(ids.tolist(), micros.tolist(), strict=True))
+    # rows a results file marks not inspected (a national file lists every parcel with its
+    # selectivity) hold no result: left out and counted, as `outcomes ingest` does
+    results, not_inspected = _inspected_only(results)
     skipped = 0
     if skip_unknown and "declaration_id" in results.columns:
         sent = results["declaration_id"].astype("string").str.strip()
@@ -873,6 +876,8 @@ def join_results(
         "results_joined": len(checked),
         "results_skipped_unknown": skipped,
     }
+    if not_inspected:
+        counts["results_skipped_not_inspected"] = not_inspected
     if held:
         counts["results_held_before"] = len(held)
         counts["results_unchanged"] = outcome.unchanged

@@ -151,3 +151,23 @@ def test_results_none_of_which_names_a_declaration_are_refused_even_when_skippin
     assert code != 0 and "Traceback" not in err
     assert "none of the 5 results names a declaration of the file" in err
     assert not (tmp_path / "h.parquet").exists()
+
+
+def test_a_results_file_listing_every_parcel_joins_the_inspected_ones(exported, capsys, tmp_path):
+    """A national results file lists every parcel with its selectivity (inspected no on the
+    green lane, no result time): those rows hold no result and are left out, counted, as
+    `outcomes ingest` leaves them out (they were refused as 'inspected but no result time')."""
+    root, history = exported["root"], exported["history"]
+    every = history[["declaration_id"]].merge(exported["results"], on="declaration_id", how="left")
+    every["inspected"] = every["inspected_at"].notna().map({True: "yes", False: "no"})
+    every.to_csv(tmp_path / "every.csv", index=False)
+    code, out, err = run_cli(
+        capsys, "history", "join", str(root / "decl.parquet"),
+        "--results", str(tmp_path / "every.csv"), "--out", str(tmp_path / "joined.parquet"),
+    )  # fmt: skip
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["results_joined"] == len(exported["results"])
+    assert summary["results_skipped_not_inspected"] == len(history) - len(exported["results"])
+    joined, _ = read_declarations(tmp_path / "joined.parquet", with_outcomes=True)
+    assert int(joined["inspected"].sum()) == len(exported["results"])

@@ -7,6 +7,7 @@ row groups."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -200,3 +201,29 @@ def test_running_out_of_memory_is_one_line_not_a_traceback(frames, tmp_path, cap
         "is larger than this process can hold; `features build --engine dask` builds a history "
         "of any size, and `train` reads only the rows it needs"
     ]
+
+
+def test_a_plain_train_writes_no_metrics_file_over_the_pipelines(
+    frames, tmp_path, capsys, monkeypatch
+):
+    """`parcelrisk train` without --metrics-out writes no metrics file: an analyst's small run
+    overwrote the DVC pipeline's metrics/train.json (a README walkthrough); dvc.yaml names it."""
+    from models import cli
+    from tests.test_models.conftest import write_features_dir
+    from tests.test_serving.conftest import run_cli
+
+    given: list = []
+
+    def record(*_args, **kwargs):
+        given.append(kwargs["metrics_out"])
+        raise ParcelriskError("stopped after reading the options")
+
+    monkeypatch.setattr(cli, "run_training", record)
+    features, _, manifest = frames
+    features_dir = write_features_dir(tmp_path / "features", features, manifest)
+    run_cli(capsys, "train", "--features", str(features_dir), "-q")
+    run_cli(capsys, "train", "--features", str(features_dir), "-q", "--metrics-out", "m.json")
+    assert given == [None, Path("m.json")]
+    # the pipeline names its own
+    repo = Path(__file__).resolve().parents[2]
+    assert "--metrics-out metrics/train.json" in (repo / "dvc.yaml").read_text()

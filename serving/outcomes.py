@@ -113,11 +113,24 @@ def describe_problems(
     (``nothing``: what the refusal left undone)."""
     rows = len({p.row for p in problems})
     parts = [
-        f"{where(p.row)}" + (f" ({p.declaration_id})" if p.declaration_id else "") + f": {p.msg}"
+        f"{where(p.row)}"
+        + (f" ({_cut(p.declaration_id)})" if p.declaration_id else "")
+        + f": {p.msg}"
         for p in problems[:shown]
     ]
     more = f" (+{len(problems) - shown} more)" if len(problems) > shown else ""
     return f"{rows} result(s) refused, {nothing}: {'; '.join(parts)}{more}"
+
+
+# Characters of a sent id a refusal echoes: a 10,000-character id came back twice in full
+SHOWN_ID_CHARS = 80
+
+
+def _cut(declaration_id: str) -> str:
+    """An id as a refusal names its row: cut short, its length said."""
+    if len(declaration_id) <= SHOWN_ID_CHARS:
+        return declaration_id
+    return f"{declaration_id[:SHOWN_ID_CHARS]}... ({len(declaration_id):,} characters)"
 
 
 @dataclass(frozen=True)
@@ -346,11 +359,16 @@ def _checked_against_stored(
     # value (illicit, inspected_at) is neither equal nor different, and its own problem is the
     # answer, as when nothing is stored yet.
     refused_rows = {p.row for p in problems}
+    # an id that could not be read (a control character in it) is named by its own problem:
+    # "a value is required" beside it contradicted it
+    unreadable_id = {p.row for p in problems if p.field == "declaration_id"}
 
     counts = ids.value_counts()
     unchanged = np.zeros(len(frame), dtype=bool)
     for row, declaration_id in enumerate(id_values):
         if declaration_id is None or not str(declaration_id).strip():
+            if row in unreadable_id:
+                continue
             # the result rules leave ids to this loop: a blank one reached the store (a 500)
             problems.append(
                 OutcomeProblem(

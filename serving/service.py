@@ -778,7 +778,10 @@ def _refused_outcomes(exc: OutcomesRefused) -> JSONResponse:
     problems = [
         {
             "loc": ["outcomes", p.row, p.field],
-            "declaration_id": p.declaration_id,
+            # cut as the message cuts it: the row is in "loc"
+            "declaration_id": p.declaration_id
+            if p.declaration_id is None or len(p.declaration_id) <= SHOWN_ID_CHARS
+            else p.declaration_id[:SHOWN_ID_CHARS] + "...",
             "rule": p.rule,
             "msg": p.msg,
         }

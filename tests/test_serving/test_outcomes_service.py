@@ -99,6 +99,18 @@ def test_refusals_name_each_row_and_store_nothing(client) -> None:
         assert stored.fetchone()[0] == 0
 
 
+def test_a_hostile_id_is_refused_in_one_short_line(client) -> None:
+    """An id with a bidi override is named once (not also as missing, which contradicted it);
+    a 10,000-character id is echoed cut short, in the message and in the problems."""
+    r = _post(client, [_result("HO\u202e-000000")])
+    assert r.status_code == 400, r.text
+    error = r.json()["error"]
+    assert "control or invisible character" in error and "a value is required" not in error
+    r = _post(client, [_result("X" * 10_000)])
+    assert r.status_code == 400 and len(r.text) < 2_000, len(r.text)
+    assert "(10,000 characters)" in r.json()["error"]
+
+
 def test_type_errors_and_unknown_keys_answer_400(client) -> None:
     (declaration_id,) = _scored_ids(client, 1, seed=43)
     assert (

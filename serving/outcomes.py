@@ -122,7 +122,8 @@ def describe_problems(
     return f"{rows} result(s) refused, {nothing}: {'; '.join(parts)}{more}"
 
 
-# Characters of a sent id a refusal echoes: a 10,000-character id came back twice in full
+# Characters of a client's id a refusal echoes (a 1 MB id was echoed whole in a 1 MB 404 of
+# /decision; a 10,000-character one twice in a 20 KB /outcomes refusal)
 SHOWN_ID_CHARS = 80
 
 

@@ -59,7 +59,7 @@ from serving.metrics import (
     observe_batch,
 )
 from serving.openapi import OpenApiDocumentMiddleware
-from serving.outcomes import OutcomesRefused, describe_problems, store_outcomes
+from serving.outcomes import SHOWN_ID_CHARS, OutcomesRefused, describe_problems, store_outcomes
 from serving.patches import (
     LocalDocsPageMiddleware,
     freeze_after_load,
@@ -793,10 +793,6 @@ def _refused_outcomes(exc: OutcomesRefused) -> JSONResponse:
         describe_problems(exc.problems, lambda row: f"outcomes.{row}"),
         problems=problems[:20],
     )
-
-
-# Characters of a client's id a refusal echoes (a 1 MB id was echoed whole in a 1 MB 404)
-SHOWN_ID_CHARS = 80
 
 
 def _shown(value: str) -> str:

@@ -647,7 +647,10 @@ def build_dask(
         recent_rows = ids.map_partitions(_declared_from, recent_from, meta=ids._meta)
         recent = pd.concat(dask.compute(*recent_rows.to_delayed()), ignore_index=True)
         # the ids of the declarations with a result (of the cut history, with an --as-of)
-        inspected = staged.map_partitions(_with_result, meta=staged._meta[["declaration_id"]])
+        outcome = staged[
+            ["declaration_id", "inspected", "inspected_at", "illicit"]
+        ]  # read only these
+        inspected = outcome.map_partitions(_with_result, meta=staged._meta[["declaration_id"]])
         inspected_ids = pd.concat(dask.compute(*inspected.to_delayed()), ignore_index=True)
         pending: tuple[dict[str, Any], ...] = ()
         if as_of is None:  # as the pandas engine: an --as-of state is the history as known then

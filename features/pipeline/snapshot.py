@@ -139,9 +139,7 @@ class EntityState:
         if not len(near):
             return held
         if self.recent_ids is not None:
-            hashes = id_hashes(ids[near])
-            at = np.searchsorted(self.recent_ids, hashes).clip(max=len(self.recent_ids) - 1)
-            held[near] = self.recent_ids[at] == hashes if len(self.recent_ids) else False
+            held[near] = _among(self.recent_ids, ids[near])
         else:  # an older snapshot: the ids at its last instant only
             last_ids = set(self.last_declared_ids)
             held[near] = [i in last_ids for i in ids[near].tolist()]
@@ -150,11 +148,9 @@ class EntityState:
     def holds_result(self, ids: np.ndarray) -> np.ndarray:
         """Which of these declaration ids have an inspection result the state counts from
         the snapshot (``result_ids``; none for an older snapshot)."""
-        if self.result_ids is None or not len(self.result_ids) or not len(ids):
+        if self.result_ids is None:
             return np.zeros(len(ids), dtype=bool)
-        hashes = id_hashes(ids)
-        at = np.searchsorted(self.result_ids, hashes).clip(max=len(self.result_ids) - 1)
-        return self.result_ids[at] == hashes
+        return _among(self.result_ids, ids)
 
     @property
     def exact_from_us(self) -> int:
@@ -346,6 +342,15 @@ def id_hashes(ids: np.ndarray) -> np.ndarray:
     its fixed key): what ``EntityState.recent_ids`` holds. Two ids sharing one is a chance of
     about n^2 / 2^65 (1e-6 at 6M recent ids)."""
     return pd.util.hash_array(np.asarray(ids, dtype=object), categorize=False)
+
+
+def _among(hashes: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Which ``ids`` have their ``id_hashes`` in the sorted ``hashes``."""
+    if not len(hashes) or not len(ids):
+        return np.zeros(len(ids), dtype=bool)
+    wanted = id_hashes(ids)
+    at = np.searchsorted(hashes, wanted).clip(max=len(hashes) - 1)
+    return hashes[at] == wanted
 
 
 def recent_ids_of(ids: np.ndarray, t_us: np.ndarray, last_declared_us: int | None) -> np.ndarray:

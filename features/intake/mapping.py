@@ -656,6 +656,19 @@ class Mapping(BaseModel):
                 problems.append(f"{name}: 'format' reads timestamps; {name} is not one")
             if spec.calendar != "gregorian" and kind != "datetime":
                 problems.append(f"{name}: 'calendar' reads timestamps; {name} is not one")
+            if spec.calendar in CALENDAR_YEARS and kind == "datetime":
+                # a format whose date the conversion cannot find would be read as Gregorian
+                unread = [
+                    f
+                    for f in spec.formats or []
+                    if f != "ISO8601" and not all(d in f for d in _DATE_PARTS)
+                ]
+                if unread:
+                    problems.append(
+                        f"{name}: calendar: {spec.calendar} converts dates written with %Y, %m "
+                        f"and %d; {unread[0]!r} has not all three (a two-digit year, a serial "
+                        "day or a Unix time would be read as a Gregorian date)"
+                    )
             if (spec.units is not None or spec.part == "number") and not numeric:
                 problems.append(f"{name}: 'units' and part: number read numbers; {name} is text")
             if spec.part == "unit" and not text:

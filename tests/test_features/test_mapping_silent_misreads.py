@@ -474,6 +474,15 @@ def test_hijri_and_solar_hijri_dates_are_read_day_by_day_and_drafted(tmp_path) -
         with pytest.raises(ContractError, match="AT") as refused:
             _ingest(tmp_path, jalali.replace("1404-09-15", bad), mapping)
         assert bad in str(refused.value)
+    # a format the conversion cannot read (a two-digit year) is refused with the mapping
+    with pytest.raises(ContractError, match="calendar: hijri converts dates written with"):
+        parse_mapping_text(
+            _with(
+                '{column: AT, format: "%d.%m.%Y %H:%M", timezone: Europe/Berlin}',
+                '{column: AT, format: "%d/%m/%y", timezone: Asia/Riyadh, calendar: hijri}',
+                MAPPING,
+            )
+        )
     # the draft proposes the calendar from the years
     days = [f"{d:02d}/06/1447 10:30" for d in range(1, 29)]
     raw = pd.DataFrame({"Date": days, "ID": [f"A{i}" for i in range(28)]})

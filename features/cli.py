@@ -324,6 +324,8 @@ def validate(
             file, limits, report_dir=report, cross_check=cross_check, progress=step
         )
     typer.echo(result.render())
+    # only here: the report and the record carry no run time, so a re-run writes the same bytes
+    typer.echo(f"checked at {result.checked_at}")
     if report is not None:
         typer.echo(f"report: {report / 'index.html'} (record: {report / 'validation.json'})")
     if not result.success:

@@ -6,7 +6,9 @@ under a row condition, uniqueness, column pairs), each tagged with its rule name
 (``critical`` for faults, ``warning`` for warnings), runs them on the canonical frame and
 compares GX's unexpected counts with the gate's, rule by rule. A disagreement is a bug in one
 of the two and is shown in the report. The suite and GX's result are saved beside the report,
-so a data team can run the same checks in its own GX deployment upstream.
+so a data team can run the same checks in its own GX deployment upstream. Both files hold no
+run time and no random id (``stable_artefacts``): the same data under the same rules writes
+the same bytes, which DVC and an auditor compare.
 
 Great Expectations is imported here only (about 4 s), never by the pipeline stages.
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -47,17 +50,28 @@ _NOT_ILLICIT = "_not_illicit"
 _VALUE_BASE = "_declared_value_base"
 _REVENUE_BASE = "_revenue_recovered_base"
 _FINITE = 1.7e308
+SUITE_NAME = "parcelrisk_declaration_rules"
+# The "not in the future" bound moves with the clock: a suite parameter, given at each run
+# (now plus the clock skew), keeps it out of the saved suite and lets a data team reuse it.
+LATEST_PARAMETER = "latest_plausible_timestamp"
+# GX values that describe one run, not the check: dropped from the saved result
+_RUN_META = ("run_id", "validation_id", "validation_time", "checkpoint_id")
 
 
-def build_suite(
-    present: set[str], limits: Limits, with_outcomes: bool, now: datetime | None = None
-) -> list[Any]:
-    """GX expectations for the rules of the fields in ``present``; meta ``rule`` names each."""
+def latest_plausible(now: datetime | None = None) -> datetime:
+    """The latest timestamp the "not in the future" rules accept: now plus the clock skew."""
+    return (now or datetime.now(UTC)) + timedelta(days=MAX_CLOCK_SKEW_DAYS)
+
+
+def build_suite(present: set[str], limits: Limits, with_outcomes: bool) -> list[Any]:
+    """GX expectations for the rules of the fields in ``present``; meta ``rule`` names each.
+
+    The "not in the future" bounds read the suite parameter ``LATEST_PARAMETER``.
+    """
     import great_expectations.expectations as gxe
 
-    now = now or datetime.now(UTC)
     earliest = datetime.fromisoformat(EARLIEST_DECLARATION)
-    latest = now + timedelta(days=MAX_CLOCK_SKEW_DAYS)
+    latest = {"$PARAMETER": LATEST_PARAMETER}
     out: list[Any] = []
 
     def add(rule: str, severity: str, expectation: type, **kwargs: Any) -> None:
@@ -276,8 +290,10 @@ def _quiet_gx_logging() -> Iterator[None]:
         logging.disable(previous)
 
 
-def run_suite(frame: pd.DataFrame, expectations: list[Any]) -> tuple[Any, Any]:
-    """Run ``expectations`` on ``frame``; returns (the suite, GX's validation result)."""
+def run_suite(
+    frame: pd.DataFrame, expectations: list[Any], now: datetime | None = None
+) -> tuple[Any, Any]:
+    """Run ``expectations`` on ``frame`` with ``now``'s bound; returns (suite, GX's result)."""
     import great_expectations as gx
 
     context = _gx_context()
@@ -288,16 +304,55 @@ def run_suite(frame: pd.DataFrame, expectations: list[Any]) -> tuple[Any, Any]:
     )
     # Build the suite before adding it: add_expectation on a stored suite re-serialises the
     # whole suite each time (quadratic, seconds for a hundred expectations).
-    suite = context.suites.add(
-        gx.ExpectationSuite(name="parcelrisk_declaration_rules", expectations=expectations)
-    )
+    suite = context.suites.add(gx.ExpectationSuite(name=SUITE_NAME, expectations=expectations))
     definition = context.validation_definitions.add(
         gx.ValidationDefinition(name="declarations_gate", data=batch_definition, suite=suite)
     )
     result = definition.run(
         batch_parameters={"dataframe": frame},
+        expectation_parameters={LATEST_PARAMETER: latest_plausible(now)},
         result_format={"result_format": "SUMMARY", "partial_unexpected_count": 5},
     )
+    return suite, result
+
+
+def stable_artefacts(
+    suite: dict[str, Any], result: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The suite and GX's result as saved: what was checked and found, nothing of the run.
+
+    GX draws random ids for the suite and each expectation and stamps the result with the
+    run's clock and ids; ``LATEST_PARAMETER`` is resolved in the result. The saved copies get
+    ids derived from the suite and rule names (still UUIDs, so GX reads them back), the
+    parameter in place of its value and no run metadata, so they change only when the data or
+    the rules do. ``validate`` prints the time of the check instead.
+    """
+    suite = json.loads(json.dumps(suite, default=str))
+    result = json.loads(json.dumps(result, default=str))
+    name = suite.get("name") or SUITE_NAME
+    ids = {suite.get("id"): str(uuid.uuid5(uuid.NAMESPACE_URL, f"parcelrisk/{name}"))}
+    parameters: dict[str, dict[str, Any]] = {}
+    for position, expectation in enumerate(suite.get("expectations", [])):
+        rule = (expectation.get("meta") or {}).get("rule") or str(position)
+        ids[expectation.get("id")] = str(
+            uuid.uuid5(uuid.NAMESPACE_URL, f"parcelrisk/{name}/{rule}")
+        )
+        parameters[ids[expectation.get("id")]] = {
+            key: value
+            for key, value in expectation.get("kwargs", {}).items()
+            if isinstance(value, dict) and "$PARAMETER" in value
+        }
+    for item in [suite, *suite.get("expectations", [])]:
+        item["id"] = ids.get(item.get("id"), item.get("id"))
+    for item in result.get("results", []):
+        config = item.get("expectation_config") or {}
+        config["id"] = ids.get(config.get("id"), config.get("id"))
+        config.get("kwargs", {}).update(parameters.get(config["id"], {}))
+    meta = result.get("meta") or {}
+    for key in _RUN_META:
+        meta.pop(key, None)
+    (meta.get("batch_markers") or {}).pop("ge_load_time", None)
+    result.pop("id", None)
     return suite, result
 
 
@@ -313,8 +368,8 @@ def cross_check_with_gx(
     present = {c for c in canonical.columns if c in {f.name for f in FIELDS}}
     try:
         with _quiet_gx_logging():
-            expectations = build_suite(present, limits, result.with_outcomes, now)
-            suite, validation = run_suite(_helper_columns(canonical, limits), expectations)
+            expectations = build_suite(present, limits, result.with_outcomes)
+            suite, validation = run_suite(_helper_columns(canonical, limits), expectations, now)
     except Exception as exc:  # the cross-check must never take the gate down with it
         logger.exception("Great Expectations cross-check failed")
         return {"error": f"{type(exc).__name__}: {exc}"}
@@ -345,8 +400,11 @@ def cross_check_with_gx(
     if report_dir is not None:
         out = Path(report_dir) / "great_expectations"
         out.mkdir(parents=True, exist_ok=True)
-        suite_json = json.dumps(suite.to_json_dict(), indent=1, default=str)
-        result_json = json.dumps(validation.to_json_dict(), indent=1, default=str)
+        saved_suite, saved_result = stable_artefacts(
+            suite.to_json_dict(), validation.to_json_dict()
+        )
+        suite_json = json.dumps(saved_suite, indent=1)
+        result_json = json.dumps(saved_result, indent=1)
         atomic_write(out / "expectation_suite.json", lambda tmp: tmp.write_text(suite_json))
         atomic_write(out / "validation_result.json", lambda tmp: tmp.write_text(result_json))
     return {

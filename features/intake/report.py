@@ -161,7 +161,7 @@ def render_report(result: GateResult, canonical: pd.DataFrame | None) -> str:
 <h1>Validation report</h1>
 <div class="meta">file <code>{_e(result.source)}</code> &middot; sha256 <code>{_e((result.fingerprint or "")[:16])}</code>
 &middot; {result.rows:,} rows &middot; {"history (with outcomes)" if result.with_outcomes else "declarations to score"}
-&middot; {result.rules_checked} rules &middot; checked {_e(result.checked_at)}</div>
+&middot; {result.rules_checked} rules</div>
 <div class="verdict {verdict_class}">{_e(verdict)}</div>
 {"<h2>File faults</h2><ul>" + "".join(structural) + "</ul>" if structural else ""}
 <h2>Faults ({len(faults)})</h2>

@@ -97,6 +97,8 @@ class GateResult:
     ids: np.ndarray | dict[int, Any]
     source: str | None = None
     fingerprint: str | None = None
+    # when, and the clock of the "not in the future" rules: shown on the console, never written
+    # to the record or the report, so one file under the same rules gives the same bytes
     checked_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     cross_check: dict[str, Any] | None = None  # Great Expectations' counts, rule -> count
     ignored_columns: list[str] = field(default_factory=list)  # not in the contract: not read
@@ -148,7 +150,6 @@ class GateResult:
             "rows": self.rows,
             "with_outcomes": self.with_outcomes,
             "success": self.success,
-            "checked_at": self.checked_at,
             "rules_checked": self.rules_checked,
             "missing_columns": self.missing_columns,
             "empty": self.rows == 0,
@@ -542,6 +543,7 @@ def validate_file(
         result, canonical = check_declarations(raw, contract, limits, now=now)
         sample = result
     del raw
+    result.checked_at = now.isoformat(timespec="seconds")
     result.source = str(path)
     result.fingerprint = fingerprint_file(path)
     if cross_check and not result.missing_columns and result.rows:
@@ -555,8 +557,9 @@ def validate_file(
         step("report")
         write_report(result, Path(report_dir), canonical)
     logger.info(
-        "validated %s: %s (%d fault(s), %d warning(s))",
+        "validated %s at %s: %s (%d fault(s), %d warning(s))",
         path,
+        result.checked_at,
         "ok" if result.success else "INVALID",
         result.fault_count,
         len(result.findings.warnings),

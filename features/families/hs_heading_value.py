@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.pipeline.family import Family, History, Rows, SpecContext, Values
+from features.pipeline.family import History, Rows, SpecContext, Values
 from features.pipeline.history import codes_of
 from features.pipeline.manifest import FeatureSpec
-from features.pipeline.prepare import refit_start_us
+from features.pipeline.refit import Evidence, RefitFamily, RefitPart
 
 RATIO = "unit_value_ratio_hs_heading"
 COUNT = "reference_count_hs_heading"
@@ -49,14 +49,20 @@ def _log_unit_value(rows: Rows) -> np.ndarray:
 
 def fit_heading_references(rows: Rows, before: slice | np.ndarray) -> HeadingReferences:
     """Medians over the rows ``before`` (the past); NaN unit values (no exchange rate) skipped."""
-    values = pd.Series(_log_unit_value(rows)[before])
-    by_heading = values.groupby(np.asarray(rows.prep["hs_heading"][before], dtype=object))
+    return heading_references(
+        _log_unit_value(rows)[before], np.asarray(rows.prep["hs_heading"][before], dtype=object)
+    )
+
+
+def heading_references(log_unit_values: np.ndarray, headings: np.ndarray) -> HeadingReferences:
+    """Median log unit value and count per heading (None: no group) of these declarations."""
+    by_heading = pd.Series(log_unit_values).groupby(headings)
     table = pd.DataFrame({"median": by_heading.median(), "count": by_heading.count()})
     table.index = table.index.astype(str)
     return HeadingReferences(table.astype(np.float64))
 
 
-class HsHeadingValue(Family):
+class HsHeadingValue(RefitFamily):
     name = "hs_heading_value"
     distribution = "keys"
 
@@ -99,27 +105,44 @@ class HsHeadingValue(Family):
     def batch(self, history: History) -> Values:
         return history.by_refit_period(self.name, fit_heading_references, self.compute)
 
-    def fit_part(self, history: History, cutoff_us: int) -> HeadingReferences:
-        start_us = refit_start_us(cutoff_us, history.params.refit_period_days)
+    def fit_before(self, history: History, start_us: int) -> HeadingReferences:
         return fit_heading_references(history, history.prep["t_us"] < start_us)
+
+    def evidence_of_rows(self, rows: Rows) -> pd.DataFrame:
+        return pd.DataFrame(
+            {
+                "hs_heading": pd.array(rows.prep["hs_heading"], dtype="str"),
+                "log_unit_value": _log_unit_value(rows),
+            }
+        )
+
+    def fit_evidence(self, evidence: Evidence, rows: Rows) -> HeadingReferences:
+        frame = evidence.get("declared")
+        if frame is None or not len(frame):
+            return HeadingReferences(pd.DataFrame(columns=["median", "count"]))
+        every = np.repeat(np.arange(len(frame)), frame["n"].to_numpy(np.int64))
+        return heading_references(
+            frame["log_unit_value"].to_numpy(np.float64)[every],
+            frame["hs_heading"].to_numpy(object, na_value=None)[every],
+        )
 
     def merge_snapshot(
         self,
-        pieces: dict[str, list[HeadingReferences]],
+        pieces: dict[str, list[RefitPart]],
         ctx: SpecContext,
         outcomes: dict,
         cutoff_us: int,
-    ) -> HeadingReferences:
+    ) -> RefitPart:
         """Rows of disjoint headings: their tables together, sorted by heading."""
-        tables = [p.table for p in pieces["hs_heading"] if len(p.table)]
-        if not tables:
-            return pieces["hs_heading"][0]
-        return HeadingReferences(pd.concat(tables).sort_index())
+        parts = pieces["hs_heading"]
+        tables = [p.fitted.table for p in parts if len(p.fitted.table)]
+        fitted = HeadingReferences(pd.concat(tables).sort_index()) if tables else parts[0].fitted
+        return self.merge_pieces(parts, fitted)
 
-    def save_part(self, part: HeadingReferences, directory: Path) -> None:
+    def save_fitted(self, part: HeadingReferences, directory: Path) -> None:
         part.table.to_parquet(directory / "hs_heading_references.parquet")
 
-    def load_part(self, directory: Path) -> HeadingReferences:
+    def load_fitted(self, directory: Path) -> HeadingReferences:
         return HeadingReferences(pd.read_parquet(directory / "hs_heading_references.parquet"))
 
 

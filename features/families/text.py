@@ -30,10 +30,11 @@ import pandas as pd
 from scipy import sparse
 
 from features.params import FeatureParams
-from features.pipeline.family import Family, History, Rows, SpecContext, Values
+from features.pipeline.family import History, Rows, SpecContext, Values
 from features.pipeline.history import codes_of, factorize
 from features.pipeline.manifest import FeatureSpec
-from features.pipeline.prepare import period_of, period_start_us, refit_start_us
+from features.pipeline.prepare import period_of, period_start_us
+from features.pipeline.refit import Evidence, RefitFamily
 
 N_CHAPTERS = 100  # HS chapters 01..99 by their number; index 0 unused
 TOKEN_PATTERN = r"(?u)\b[^\W\d_][^\W\d_]+\b"  # words of 2+ letters; numbers and sizes are noise
@@ -581,7 +582,7 @@ def _fit_model(history: History, start_us: int) -> TextModel:
     return model
 
 
-class Text(Family):
+class Text(RefitFamily):
     name = "text"
     distribution = "aggregates"
 
@@ -732,43 +733,111 @@ class Text(Family):
         period = int(period_of(np.array([cutoff_us]), params.refit_period_days)[0])
         declared = declared[declared["period"].to_numpy(np.int64) < period]
         results = results[results["period"].to_numpy(np.int64) < period]
-        descriptions = declared["description"].to_numpy(object)
-        inverse, U, vocabulary = _tokenize_all(descriptions)
-        if not len(vocabulary):  # no words at all before the period
-            return TextSnapshot(_fit_model_empty(params))
         # the HS6 codes declared before the period, in order of first appearance
         hs6_vocabulary = hs6_vocabulary[np.isin(hs6_vocabulary, declared["hs6"].dropna())]
-        n_hs6 = len(hs6_vocabulary)
-        keys = _declaration_keys(
-            inverse.astype(np.int64),
-            chapter_index(declared["hs_chapter"].to_numpy(object)),
-            codes_of(
-                {v: i for i, v in enumerate(hs6_vocabulary.tolist())},
-                declared["hs6"].to_numpy(object),
-            ),
-            n_hs6,
-        )
-        counts = TextCounts.zeros(len(vocabulary), n_hs6)
-        _add_declarations_counted(counts, U, keys, declared["n"].to_numpy(np.int64), n_hs6)
-        description_of = {d: i for i, d in enumerate(pd.unique(descriptions).tolist())}
-        rows = np.repeat(np.arange(len(results)), results["n"].to_numpy(np.int64))
-        of_result = inverse_of(description_of, results["description"].to_numpy(object))
-        counts.add_outcomes(U[of_result[rows]], results["illicit"].to_numpy(bool)[rows])
-        model, _ = TextModel.from_counts(counts, vocabulary, params.text_alpha, hs6_vocabulary)
-        return TextSnapshot(model)
+        return TextSnapshot(model_of_counts(declared, results, hs6_vocabulary, params))
 
-    def fit_part(self, history: History, cutoff_us: int) -> TextSnapshot:
-        start_us = refit_start_us(cutoff_us, history.params.refit_period_days)
+    def fit_before(self, history: History, start_us: int) -> TextSnapshot:
         return TextSnapshot(_fit_model(history, start_us))
 
-    def save_part(self, part: TextSnapshot, directory: Path) -> None:
-        np.savez(directory / "text_model.npz", **part.model.to_arrays())
+    def evidence_of_rows(self, rows: Rows) -> pd.DataFrame:
+        prep = rows.prep
+        return pd.DataFrame(
+            {
+                column: pd.array(prep[column], dtype="str")
+                for column in ("description", "hs_chapter", "hs6")
+            }
+        )
 
-    def load_part(self, directory: Path) -> TextSnapshot:
+    def evidence_of_results(self, rows: Rows, illicit: np.ndarray) -> pd.DataFrame:
+        return pd.DataFrame(
+            {"description": pd.array(rows.prep["description"], dtype="str"), "illicit": illicit}
+        )
+
+    def evidence_of_aggregates(self, declared: pd.DataFrame, results: pd.DataFrame) -> Evidence:
+        """``history_evidence`` from the Dask engine's aggregates: ``declared`` the distinct
+        declarations per refit period with their count ``n``, ``results`` each result recorded
+        before the cutoff (description, illicit)."""
+        from features.pipeline.refit import canonical
+
+        declared = declared[["description", "hs_chapter", "hs6", "n"]].copy()
+        results = results[["description", "illicit"]].copy()
+        results["n"] = 1
+        return {"declared": canonical(declared), "results": canonical(results)}
+
+    def fit_evidence(self, evidence: Evidence, rows: Rows) -> TextSnapshot:
+        """The models of the declarations and results in ``evidence``: the same integer counts
+        as batch's of the same rows, so the same models."""
+        declared = evidence.get("declared")
+        if declared is None or not len(declared):
+            return TextSnapshot(_fit_model_empty(rows.params))
+        declared = _summed(declared, ["description", "hs_chapter", "hs6"])
+        results = evidence.get("results")
+        results = (
+            _summed(results, ["description", "illicit"])
+            if results is not None and len(results)
+            else pd.DataFrame({"description": [], "illicit": [], "n": []})
+        )
+        # a result of a declaration the live state never took in (one that came too late)
+        # has no declaration here to learn its words from
+        results = results[results["description"].isin(declared["description"])]
+        hs6 = declared["hs6"].to_numpy(object, na_value=None)
+        hs6_vocabulary = np.asarray(pd.unique(hs6[pd.notna(hs6)]), dtype=object)
+        return TextSnapshot(model_of_counts(declared, results, hs6_vocabulary, rows.params))
+
+    def save_fitted(self, fitted: TextSnapshot, directory: Path) -> None:
+        np.savez(directory / "text_model.npz", **fitted.model.to_arrays())
+
+    def load_fitted(self, directory: Path) -> TextSnapshot:
         arrays = np.load(directory / "text_model.npz")
         snapshot = TextSnapshot(TextModel.from_arrays({k: arrays[k] for k in arrays.files}))
         _ = snapshot.tokenizer, snapshot.hs6_lookup  # built at load, not on the first request
         return snapshot
+
+
+def _summed(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Evidence rows with the same keys as one, their counts summed (none left at 0)."""
+    summed = frame.groupby(keys, dropna=False, sort=False)["n"].sum().reset_index()
+    summed = summed[summed["n"].to_numpy(np.int64) > 0]
+    for key in keys:  # text back to objects with None, as the prepared columns hold them
+        if key != "illicit":
+            summed[key] = pd.Series(
+                summed[key].to_numpy(object, na_value=None), dtype=object, index=summed.index
+            )
+    return summed
+
+
+def model_of_counts(
+    declared: pd.DataFrame,
+    results: pd.DataFrame,
+    hs6_vocabulary: np.ndarray,
+    params: FeatureParams,
+) -> TextModel:
+    """The models of distinct declarations (description, hs_chapter, hs6, n: how many) and
+    results (description, illicit, n), all before a period start; ``hs6_vocabulary``: the HS6
+    codes among them."""
+    descriptions = declared["description"].to_numpy(object)
+    inverse, U, vocabulary = _tokenize_all(descriptions)
+    if not len(vocabulary):  # no words at all before the period
+        return _fit_model_empty(params)
+    n_hs6 = len(hs6_vocabulary)
+    keys = _declaration_keys(
+        inverse.astype(np.int64),
+        chapter_index(declared["hs_chapter"].to_numpy(object)),
+        codes_of(
+            {v: i for i, v in enumerate(hs6_vocabulary.tolist())},
+            declared["hs6"].to_numpy(object),
+        ),
+        n_hs6,
+    )
+    counts = TextCounts.zeros(len(vocabulary), n_hs6)
+    _add_declarations_counted(counts, U, keys, declared["n"].to_numpy(np.int64), n_hs6)
+    description_of = {d: i for i, d in enumerate(pd.unique(descriptions).tolist())}
+    rows = np.repeat(np.arange(len(results)), results["n"].to_numpy(np.int64))
+    of_result = inverse_of(description_of, results["description"].to_numpy(object))
+    counts.add_outcomes(U[of_result[rows]], results["illicit"].to_numpy(bool)[rows])
+    model, _ = TextModel.from_counts(counts, vocabulary, params.text_alpha, hs6_vocabulary)
+    return model
 
 
 def _fit_model_empty(params: FeatureParams) -> TextModel:

@@ -17,10 +17,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.pipeline.family import Family, History, Rows, SpecContext, Values
+from features.pipeline.family import History, Rows, SpecContext, Values
 from features.pipeline.history import codes_of
 from features.pipeline.manifest import FeatureManifest, FeatureSpec, priced_in
 from features.pipeline.prepare import refit_start_us
+from features.pipeline.refit import Evidence, RefitFamily, RefitPart, fitted_of
 
 REFERENCE_COLUMNS = ("log_value_per_item", "log_value_per_kg", "log_weight_per_item")
 LOG_COLUMNS = (*REFERENCE_COLUMNS, "log_quantity")  # what prepare.unit_values returns
@@ -385,7 +386,7 @@ NEVER_US = np.iinfo(np.int64).max
 FIRST_PER_ITEM_US = "valuation.first_per_item_us"
 
 
-class Valuation(Family):
+class Valuation(RefitFamily):
     name = "valuation"
     distribution = "keys"
 
@@ -442,29 +443,54 @@ class Valuation(Family):
 
         return history.by_refit_period("valuation", fit, self.compute)
 
-    def fit_part(self, history: History, cutoff_us: int) -> References:
-        start_us = refit_start_us(cutoff_us, history.params.refit_period_days)
+    def fit_before(self, history: History, start_us: int) -> References:
         first_per_item = history.whole.get(FIRST_PER_ITEM_US)  # the whole history's, if told
         counted = None if first_per_item is None else first_per_item < start_us
         return _references_before(history, history.prep["t_us"] < start_us, counted)
 
-    def merge_snapshot(
-        self, pieces: dict[str, list[References]], ctx: SpecContext, outcomes: dict, cutoff_us: int
-    ) -> References:
-        return merge_references(pieces["hs_heading"])
+    def evidence_of_rows(self, rows: Rows) -> pd.DataFrame:
+        prep = rows.prep
+        return pd.DataFrame(
+            {
+                "hs6": pd.array(prep["hs6"], dtype="str"),
+                "hs6_origin": pd.array(prep["hs6_origin"], dtype="str"),
+                **{k: prep[k] for k in REFERENCE_COLUMNS},
+            }
+        )
 
-    def save_part(self, part: References, directory: Path) -> None:
+    def fit_evidence(self, evidence: Evidence, rows: Rows) -> References:
+        """The medians of every declaration in ``evidence`` (each row ``n`` times): the same
+        groups and values as batch's, so the same medians (a median does not depend on the
+        order of its values). Counted per item once any of them has a value per item, as
+        batch's ``first_per_item < start``."""
+        frame = evidence.get("declared")
+        if frame is None or not len(frame):
+            return References.empty()
+        every = np.repeat(np.arange(len(frame)), frame["n"].to_numpy(np.int64))
+        return fit_references(
+            frame["hs6"].to_numpy(object, na_value=None)[every],
+            frame["hs6_origin"].to_numpy(object, na_value=None)[every],
+            {k: frame[k].to_numpy(np.float64)[every] for k in REFERENCE_COLUMNS},
+        )
+
+    def merge_snapshot(
+        self, pieces: dict[str, list[RefitPart]], ctx: SpecContext, outcomes: dict, cutoff_us: int
+    ) -> RefitPart:
+        parts = pieces["hs_heading"]
+        return self.merge_pieces(parts, merge_references([p.fitted for p in parts]))
+
+    def save_fitted(self, part: References, directory: Path) -> None:
         part.hs6.to_parquet(directory / "references_hs6.parquet")
         part.hs6_origin.to_parquet(directory / "references_hs6_origin.parquet")
 
-    def load_part(self, directory: Path) -> References:
+    def load_fitted(self, directory: Path) -> References:
         return References(
             hs6=pd.read_parquet(directory / "references_hs6.parquet"),
             hs6_origin=pd.read_parquet(directory / "references_hs6_origin.parquet"),
         )
 
-    def warnings(self, rows: Rows, values: Values, part: References) -> list[tuple[int, str]]:
-        if part.hs6.empty:
+    def warnings(self, rows: Rows, values: Values, part: RefitPart) -> list[tuple[int, str]]:
+        if fitted_of(part).hs6.empty:
             return []
         return [
             (int(i), f"HS6 {rows.prep['hs6'][i]} not seen in history: no reference price")

@@ -66,6 +66,7 @@ from features.pipeline.prepare import (
     prepare,
     refit_start_us,
 )
+from features.pipeline.refit import RefitPart
 
 log = logging.getLogger(__name__)
 
@@ -324,6 +325,15 @@ def _partial(part: pd.DataFrame, contract: Contract, params: FeatureParams) -> d
         .size()
         .rename("n")
     )
+    # each result with its description: the text evidence of the results recorded before the
+    # cutoff (``features.pipeline.refit``), which periods of recording cannot tell
+    result_rows = pd.DataFrame(
+        {
+            "t_us": events["t_us"],
+            "description": prep["description"][events["rows"]],
+            "illicit": events["illicit"],
+        }
+    )
     hs6 = pd.DataFrame({"hs6": pd.array(prep["hs6"], dtype=object), "row": rows})
     per_item = np.flatnonzero(~np.isnan(prep["log_value_per_item"]))
     return {
@@ -332,6 +342,7 @@ def _partial(part: pd.DataFrame, contract: Contract, params: FeatureParams) -> d
         "outcomes": {name: events[name] for name in ("t_us", "illicit", "revenue_cents")},
         "declared": declared,
         "results": results,
+        "result_rows": result_rows,
         "hs6_first": hs6.dropna().groupby("hs6", sort=False)["row"].min(),
         "first_per_item_us": int(t[per_item[0]]) if len(per_item) else NEVER,
         "last_t_us": int(t[-1]) if len(t) else None,
@@ -348,6 +359,7 @@ class Aggregates:
     outcomes: dict[str, np.ndarray]  # every recorded result (t_us, illicit, revenue_cents)
     declared: pd.DataFrame  # TEXT_KEYS + n: distinct declarations per refit period
     results: pd.DataFrame  # period, description, illicit, n: results per period recorded
+    result_rows: pd.DataFrame  # t_us, description, illicit: every recorded result
     hs6_vocabulary: np.ndarray  # HS6 codes in order of first row
     first_per_item_us: int  # the first declaration with a value per item (NEVER: none)
     last_t_us: int  # the last declaration
@@ -383,6 +395,7 @@ def _merged(
         if len(results)
         else pd.DataFrame({"period": [], "description": [], "illicit": [], "n": []})
     )
+    result_rows = pd.concat([p["result_rows"] for p in partials], ignore_index=True)
     hs6_first = pd.concat([p["hs6_first"] for p in partials]).groupby(level=0).min()
     hs6_vocabulary = np.asarray(hs6_first.sort_values(kind="stable").index, dtype=object)
     first_per_item = min(p["first_per_item_us"] for p in partials)
@@ -397,6 +410,7 @@ def _merged(
         outcomes,
         declared,
         results,
+        result_rows,
         hs6_vocabulary,
         first_per_item,
         last_t_us,
@@ -636,8 +650,14 @@ def build_dask(
                 }
                 parts[family.name] = family.merge_snapshot(pieces, ctx, known_outcomes, cutoff_us)
             elif family is TEXT:
-                parts[family.name] = TEXT.part_of_counts(
-                    agg.declared, agg.results, agg.hs6_vocabulary, params, cutoff_us
+                parts[family.name] = RefitPart(
+                    TEXT.part_of_counts(
+                        agg.declared, agg.results, agg.hs6_vocabulary, params, cutoff_us
+                    ),
+                    int(period_of(np.array([cutoff_us]), params.refit_period_days)[0]),
+                    TEXT.evidence_of_aggregates(
+                        agg.declared, agg.result_rows[agg.result_rows["t_us"] < cutoff_us]
+                    ),
                 )
             else:
                 parts[family.name] = family.fit_part(empty, cutoff_us)

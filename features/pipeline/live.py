@@ -9,8 +9,8 @@ by ``declared_at`` order, as in batch).
 The families that learn from events (entity histories, split shipments) keep their live events
 in a few sorted runs (``features.pipeline.history.EventRuns``) queried together with the
 snapshot's index: appending sorts only the new events, merged into the smallest run. Families that
-refit per period in batch (valuation references, text models) stay as the snapshot fitted them:
-their evidence changes only with a new snapshot.
+refit per period in batch (valuation references, text models) keep the evidence they are fitted
+on and refit past the snapshot's period as batch does (``features.pipeline.refit``).
 
 Memory is bounded: events older than the longest window (plus ``FOLD_LAG_DAYS``) fold into
 per-entity totals, as the snapshot did at its cutoff.

@@ -3,7 +3,9 @@
 Each feature family that learns from the past contributes a part (``Family.fit_part``): entity
 histories, split-shipment events, reference prices, text models... fitted as batch uses them for
 the cutoff's refit period (before the period start): the same staleness the model was trained
-with, consistency over freshness. The directory is written atomically and fingerprinted.
+with, consistency over freshness. The families batch refits per period also keep the evidence
+of the whole history, from which the live state refits them for later periods
+(``features.pipeline.refit``). The directory is written atomically and fingerprinted.
 """
 
 from __future__ import annotations
@@ -30,10 +32,12 @@ from features.pipeline.prepare import (
     as_known_at,
     outcome_events,
     outcome_rows,
+    period_of,
     prepare,
     refit_start_us,
     sort_declarations,
 )
+from features.pipeline.refit import RefitPart
 
 META_FILE = "meta.json"
 FORMAT_VERSION = 2  # 2: one part per feature family
@@ -251,13 +255,19 @@ class EntityState:
                     f"entity state in {directory} holds the families {meta['families']}, "
                     f"its manifest needs {[f.name for f in families]}"
                 )
+            parts = {f.name: f.load_part(directory) for f in families}
+            for part in parts.values():
+                if isinstance(part, RefitPart):  # the refit period holding the cutoff
+                    part.period = int(
+                        period_of(np.array([meta["cutoff_us"]]), params.refit_period_days)[0]
+                    )
             state = cls(
                 cutoff_us=int(meta["cutoff_us"]),
                 period_start_us=int(meta["period_start_us"]),
                 params=params,
                 contract=contract,
                 manifest=manifest,
-                parts={f.name: f.load_part(directory) for f in families},
+                parts=parts,
                 fingerprint=meta["fingerprint"],
                 families=families,
                 pseudonym_key_id=meta.get("pseudonym_key_id"),  # absent in older snapshots

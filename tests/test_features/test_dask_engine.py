@@ -99,6 +99,8 @@ def test_the_dask_engine_builds_the_pandas_features_and_entity_state(
     assert dask_summary["entity_state_pending_results"] == later > 0
     assert pandas_summary["entity_state_pending_results"] == later
     assert (dask_dir / "entity_state" / "recent_ids.npy").exists()  # compared below too
+    for kind in ("valuation_evidence_declared", "text_evidence_declared", "text_evidence_results"):
+        assert (dask_dir / "entity_state" / f"{kind}.parquet").exists()  # the live refits'
     for path in sorted((pandas_dir / "entity_state").iterdir()):
         assert path.read_bytes() == (dask_dir / "entity_state" / path.name).read_bytes(), path.name
     assert not list(dask_dir.glob("dask-features-*")), "the work directory is removed"

@@ -89,7 +89,7 @@ def test_online_features_from_the_saved_state_equal_batch(tmp_path) -> None:
     state = build_entity_state(past, Contract(), PARAMS, cutoff=T0, manifest=built.manifest)
     state.save(tmp_path / "state")
     loaded = EntityState.load(tmp_path / "state")
-    assert loaded.parts["valuation"].hs6["count"].tolist() == [5.0]
+    assert loaded.parts["valuation"].fitted.hs6["count"].tolist() == [5.0]
     request = history[history["declared_at"] >= T0][list(DECLARATION_COLUMNS)]
     online = compute_online_features(request, loaded).set_index("declaration_id")[VALUATION]
     batch = built.frame.set_index("declaration_id").loc[online.index, VALUATION]

@@ -1,0 +1,404 @@
+"""Refits in the live state: the families batch refits every ``refit_period_days``.
+
+Batch fits the valuation references, the HS-heading references and the text models for each
+refit period on every declaration before the period start (text: and the inspection results
+recorded before it). The snapshot fits them for the period holding its cutoff; a scorer that
+runs past the next period start refits them the same way, from the evidence of the whole
+history the snapshot keeps (``RefitPart.evidence``) and the declarations and results the live
+state has seen since, so a parcel declared weeks after the cutoff is valued against the
+references batch gives it (and the next model is trained on), not frozen ones.
+
+Evidence is a multiset of rows per kind ("declared", "results"): a family says which columns
+(``RefitFamily.evidence_of_rows``), each row with a count ``n`` (a result taken back counts
+-1). On disk it is grouped and sorted (``canonical``): the pandas and Dask engines write the
+same bytes. In memory text columns are integer codes of a vocabulary the part grows.
+
+A period's fit is made once, by the first request holding a declaration of it, and kept; a
+declaration or result appended later that belongs before the period start (a backlog, a result
+inspected before it and posted afterwards) drops the fits it changes: the next request refits.
+A refit takes about a second at a million history rows, once per period per process.
+Memory: every declaration seen since the cutoff is kept (about 40 bytes each for valuation),
+as batch's expanding window needs; a new champion starts again from its own snapshot.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from features.errors import ParcelriskError
+from features.pipeline.family import Family, History, Rows, Values
+from features.pipeline.prepare import Prepared, period_of, period_start_us, refit_start_us
+
+Evidence = dict[str, pd.DataFrame]  # kind -> rows of evidence with a count "n"
+N = "n"
+T_US = "t_us"
+
+
+def canonical(frame: pd.DataFrame) -> pd.DataFrame:
+    """Evidence rows grouped (the counts ``n`` summed, empty groups dropped) and sorted: one
+    form whatever order or partitioning the rows came in."""
+    keys = [c for c in frame.columns if c != N]
+    for column in keys:  # one dtype per column, whichever engine made the frame
+        if frame[column].dtype == object or pd.api.types.is_string_dtype(frame[column]):
+            frame[column] = frame[column].astype("str")
+    grouped = frame.groupby(keys, dropna=False, sort=True)[N].sum().reset_index()
+    grouped[N] = grouped[N].astype(np.int64)
+    return grouped[grouped[N] != 0].reset_index(drop=True)
+
+
+class _Coded:
+    """Evidence columns as arrays, text as codes of one growing vocabulary per column."""
+
+    def __init__(self) -> None:
+        self.index: dict[str, dict[Any, int]] = {}
+        self.levels: dict[str, list[Any]] = {}
+
+    def encode(self, name: str, values: np.ndarray) -> np.ndarray:
+        index = self.index.setdefault(name, {})
+        levels = self.levels.setdefault(name, [])
+        out = np.empty(len(values), dtype=np.int64)
+        for i, value in enumerate(values.tolist()):
+            if value is None or value != value:  # None / NaN: missing, code -1
+                out[i] = -1
+                continue
+            code = index.get(value)
+            if code is None:
+                code = index[value] = len(levels)
+                levels.append(value)
+            out[i] = code
+        return out
+
+    def encode_many(self, name: str, values: pd.Series) -> np.ndarray:
+        """``encode`` of a long column: factorised first, each distinct value encoded once."""
+        codes, uniques = pd.factorize(values)
+        mapped = self.encode(name, np.asarray(uniques, dtype=object))
+        return np.append(mapped, -1)[codes]  # code -1 (missing) -> the appended -1
+
+    def copy(self) -> _Coded:
+        """Another vocabulary starting from this one (codes given so far mean the same)."""
+        other = _Coded()
+        other.index = {name: dict(index) for name, index in self.index.items()}
+        other.levels = {name: list(levels) for name, levels in self.levels.items()}
+        return other
+
+    def decode(self, name: str, codes: np.ndarray) -> np.ndarray:
+        levels = np.array([*self.levels.get(name, []), None], dtype=object)
+        return levels[codes]  # -1: the appended None
+
+
+def _columns_of(frame: pd.DataFrame, coded: _Coded) -> dict[str, np.ndarray]:
+    out = {}
+    for name in frame.columns:
+        column = frame[name]
+        if column.dtype == object or pd.api.types.is_string_dtype(column):
+            out[name] = coded.encode_many(name, column)
+        else:
+            out[name] = column.to_numpy()
+    return out
+
+
+def _concat(chunks: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    return {name: np.concatenate([c[name] for c in chunks]) for name in chunks[0]}
+
+
+@dataclass
+class RefitPart:
+    """A refit family's snapshot part: its fit for the cutoff's period and what refits it."""
+
+    fitted: Any  # the family's fit for the refit period holding the cutoff (the snapshot's)
+    period: int  # that period
+    # the whole history's evidence, canonical; None: a snapshot from before evidence was kept,
+    # whose fit serves every later period (as then)
+    evidence: Evidence | None
+    # the live copy's (``with_live``): evidence as coded arrays, the snapshot's and appended
+    _coded: _Coded | None = None
+    _base: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    _live: dict[str, list[dict[str, np.ndarray]]] = field(default_factory=dict)
+    _fits: dict[int, Any] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _released: bool = False
+    _coded_base: tuple[_Coded, dict[str, dict[str, np.ndarray]]] | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        """What a snapshot piece carries between processes (the Dask engine's): no live layer."""
+        return {"fitted": self.fitted, "period": self.period, "evidence": self.evidence}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["fitted"], state["period"], state["evidence"])
+
+    def with_live(self) -> RefitPart:
+        """A live copy: the evidence coded once per process (about half the memory of the
+        frames, which the snapshot part then keeps only to be saved: ``release_event_copies``)
+        and shared by every copy; what a copy appends is its own."""
+        if self._coded_base is None:
+            if self.evidence is None:  # nothing to refit from: the snapshot's fit throughout
+                return RefitPart(self.fitted, self.period, None)
+            coded = _Coded()
+            base = {kind: _columns_of(frame, coded) for kind, frame in self.evidence.items()}
+            self._coded_base = (coded, base)
+        coded, base = self._coded_base
+        live = RefitPart(self.fitted, self.period, None, coded.copy())
+        live._base = base
+        return live
+
+    def release_event_copies(self) -> None:
+        """Free the evidence frames once coded (a serving process); saving the part
+        afterwards is refused."""
+        if self.evidence is not None and self._coded_base is not None:
+            self.evidence = None
+            self._released = True
+
+    @property
+    def refits(self) -> bool:
+        """A live copy that refits for later periods (not one of an older snapshot)."""
+        return self._coded is not None
+
+    def add(self, kind: str, t_us: np.ndarray, frame: pd.DataFrame, period_days: int) -> None:
+        """Evidence seen since the snapshot (rows at ``t_us``): fits of periods starting after
+        the earliest of them no longer hold."""
+        if not self.refits or not len(frame):
+            return
+        chunk = _columns_of(frame, self._coded)
+        chunk[T_US] = np.asarray(t_us, dtype=np.int64)
+        earliest = int(chunk[T_US].min())
+        with self._lock:
+            _push(self._live.setdefault(kind, []), chunk)
+            stale = [p for p in self._fits if period_start_us(p, period_days) > earliest]
+            for p in stale:
+                del self._fits[p]
+
+    def evidence_before(self, start_us: int, extra: Evidence | None = None) -> Evidence:
+        """The evidence of everything before ``start_us``: the snapshot's, what was appended
+        since, and ``extra`` (a request's own earlier declarations)."""
+        out: Evidence = {}
+        kinds = set(self._base) | set(self._live) | set(extra or {})
+        for kind in kinds:
+            chunks = [self._base[kind]] if kind in self._base else []
+            for chunk in self._live.get(kind, []):
+                keep = chunk[T_US] < start_us
+                if keep.any():
+                    chunks.append({k: v[keep] for k, v in chunk.items() if k != T_US})
+            frame = (
+                pd.DataFrame(
+                    {
+                        name: self._coded.decode(name, values)
+                        if name in self._coded.levels
+                        else values
+                        for name, values in _concat(chunks).items()
+                    }
+                )
+                if chunks
+                else None
+            )
+            frames = [f for f in (frame, (extra or {}).get(kind)) if f is not None and len(f)]
+            if frames:
+                out[kind] = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+        return out
+
+    def fit_for(
+        self,
+        period: int,
+        period_days: int,
+        fit: Callable[[Evidence], Any],
+        extra: Evidence | None = None,
+    ) -> Any:
+        """The family's fit for ``period`` (after the snapshot's): made once and kept, unless
+        ``extra`` evidence of the request itself takes part (then made for this request)."""
+        start_us = period_start_us(period, period_days)
+        with self._lock:  # one refit at a time; appends wait for it
+            if not extra and period in self._fits:
+                return self._fits[period]
+            fitted = fit(self.evidence_before(start_us, extra))
+            if not extra:
+                self._fits[period] = fitted
+            return fitted
+
+
+def _push(chunks: list[dict[str, np.ndarray]], chunk: dict[str, np.ndarray]) -> None:
+    """Append ``chunk``, merging the last chunks while the newer is at least as long as the one
+    before it: O(log n) chunks, each row copied O(log n) times (as a binary counter)."""
+    chunks.append(chunk)
+    while len(chunks) > 1 and len(chunks[-1][T_US]) >= len(chunks[-2][T_US]):
+        last = chunks.pop()
+        chunks[-1] = _concat([chunks[-1], last])
+
+
+class RefitFamily(Family):
+    """A family batch refits per period, refitted the same way in the live state.
+
+    A subclass gives ``evidence_of_rows`` (and ``evidence_of_results`` if results teach it),
+    ``fit_evidence`` (its fit from evidence, the same as batch's from the same rows),
+    ``fit_before`` (its fit of the history's rows before a period start) and keeps
+    ``compute``, ``save_fitted`` and ``load_fitted`` for the fit itself."""
+
+    def evidence_of_rows(self, rows: Rows) -> pd.DataFrame:
+        """One evidence row per declaration (without ``n``): what refits learn from it."""
+        raise NotImplementedError
+
+    def evidence_of_results(self, rows: Rows, illicit: np.ndarray) -> pd.DataFrame | None:
+        """One evidence row per inspection result of ``rows`` (without ``n``); None: the
+        family does not learn from results."""
+        return None
+
+    def fit_evidence(self, evidence: Evidence, rows: Rows) -> Any:
+        """The fit from evidence (every row before a period start), as ``compute`` takes it."""
+        raise NotImplementedError
+
+    def fit_before(self, history: History, start_us: int) -> Any:
+        """The fit batch makes for the period starting at ``start_us``."""
+        raise NotImplementedError
+
+    def save_fitted(self, fitted: Any, directory: Path) -> None:
+        raise NotImplementedError
+
+    def load_fitted(self, directory: Path) -> Any:
+        raise NotImplementedError
+
+    # -- the snapshot part ----------------------------------------------------------------
+
+    def history_evidence(self, history: History) -> Evidence:
+        """The evidence of a history as known at its cutoff (every row; results recorded)."""
+        frame = self.evidence_of_rows(history)
+        frame[N] = 1
+        evidence = {"declared": canonical(frame)}
+        outcomes = history.outcomes
+        rows = Rows(
+            Prepared(
+                len(outcomes["rows"]), {k: v[outcomes["rows"]] for k, v in history.prep.items()}
+            ),
+            history.params,
+            history.contract,
+            history.manifest,
+        )
+        results = self.evidence_of_results(rows, outcomes["illicit"])
+        if results is not None:
+            results[N] = 1
+            evidence["results"] = canonical(results)
+        return evidence
+
+    def fit_part(self, history: History, cutoff_us: int) -> RefitPart:
+        period_days = history.params.refit_period_days
+        return RefitPart(
+            self.fit_before(history, refit_start_us(cutoff_us, period_days)),
+            int(period_of(np.array([cutoff_us]), period_days)[0]),
+            self.history_evidence(history),
+        )
+
+    def merge_pieces(self, pieces: list[RefitPart], fitted: Any) -> RefitPart:
+        """The part of the whole history from parts of disjoint rows (``fitted``: their fits
+        merged by the family)."""
+        kinds = {kind for p in pieces for kind in (p.evidence or {})}
+        evidence = {
+            kind: canonical(
+                pd.concat(
+                    [p.evidence[kind] for p in pieces if kind in p.evidence], ignore_index=True
+                )
+            )
+            for kind in sorted(kinds)
+        }
+        return RefitPart(fitted, pieces[0].period, evidence)
+
+    def save_part(self, part: RefitPart, directory: Path) -> None:
+        if part._released:
+            raise ParcelriskError(
+                f"{self.name}: this entity state was loaded to serve and its evidence released "
+                "(release_event_copies): save the state features build wrote, not a served one"
+            )
+        self.save_fitted(part.fitted, directory)
+        for kind, frame in (part.evidence or {}).items():
+            frame.to_parquet(directory / f"{self.name}_evidence_{kind}.parquet", index=False)
+
+    def load_part(self, directory: Path) -> RefitPart:
+        fitted = self.load_fitted(directory)
+        files = sorted(directory.glob(f"{self.name}_evidence_*.parquet"))
+        evidence = {
+            f.stem.removeprefix(f"{self.name}_evidence_"): pd.read_parquet(f) for f in files
+        }
+        # the period is the snapshot's to tell (``EntityState.load`` sets it)
+        return RefitPart(fitted, -1, evidence or None)
+
+    # -- online ---------------------------------------------------------------------------
+
+    def online(self, rows: Rows, part: Any) -> Values:
+        if not isinstance(part, RefitPart):
+            return self.compute(rows, part)
+        if not part.refits:
+            return self.compute(rows, part.fitted)
+        period_days = rows.params.refit_period_days
+        t_us = rows.prep["t_us"]
+        periods = period_of(t_us, period_days)
+        later = periods > part.period
+        if not later.any():  # the usual request: the snapshot's period
+            return self.compute(rows, part.fitted)
+        out: Values = {}
+        groups = [(part.period, np.flatnonzero(~later))] + [
+            (int(p), np.flatnonzero(periods == p)) for p in np.unique(periods[later])
+        ]
+        seen = rows.prep.get("already_seen")
+        new = np.ones(len(t_us), dtype=bool) if seen is None else ~seen
+        for period, at in groups:
+            if not len(at):
+                continue
+            if period == part.period:
+                fitted = part.fitted
+            else:
+                start_us = period_start_us(period, period_days)
+                earlier = np.flatnonzero(new & (t_us < start_us))
+                extra = None
+                if len(earlier):
+                    frame = self.evidence_of_rows(_take(rows, earlier))
+                    frame[N] = 1
+                    extra = {"declared": frame}
+                fitted = part.fit_for(
+                    period, period_days, lambda e: self.fit_evidence(e, rows), extra
+                )
+            for name, values in self.compute(_take(rows, at), fitted).items():
+                if name not in out:
+                    out[name] = np.full(len(t_us), np.nan)
+                out[name][at] = values
+        return out
+
+    def append_live(self, rows: Rows, part: Any) -> None:
+        if isinstance(part, RefitPart) and part.refits:
+            frame = self.evidence_of_rows(rows)
+            frame[N] = 1
+            part.add("declared", rows.prep["t_us"], frame, rows.params.refit_period_days)
+
+    def fold_live(self, part: Any, horizon_us: int) -> None:
+        """Nothing folds: batch's references and models learn from the whole past."""
+
+    def append_outcomes(
+        self,
+        rows: Rows,
+        part: Any,
+        inspected_at_us: np.ndarray,
+        illicit: np.ndarray,
+        revenue_cents: np.ndarray,
+        signs: np.ndarray,
+    ) -> None:
+        if not (isinstance(part, RefitPart) and part.refits):
+            return
+        frame = self.evidence_of_results(rows, np.asarray(illicit, dtype=bool))
+        if frame is None:
+            return
+        frame[N] = np.asarray(signs, dtype=np.int64)
+        part.add("results", inspected_at_us, frame, rows.params.refit_period_days)
+
+
+def fitted_of(part: Any) -> Any:
+    """The fit a family's part holds for the snapshot's period (the part itself if not refit)."""
+    return part.fitted if isinstance(part, RefitPart) else part
+
+
+def _take(rows: Rows, at: np.ndarray) -> Rows:
+    if len(at) == rows.prep.n_rows:
+        return rows
+    prep = Prepared(len(at), {k: v[at] for k, v in rows.prep.items()})
+    return Rows(prep, rows.params, rows.contract, rows.manifest)

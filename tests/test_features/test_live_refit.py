@@ -1,0 +1,208 @@
+"""Refits in the live state: past the snapshot's refit period, references and text models are
+refitted as batch refits them (``features.pipeline.refit``).
+
+A snapshot cut mid-period, then four weeks of declarations (four refit periods of 7 days)
+scored through the live state in time order with their inspection results appended as they are
+recorded: the valuation, HS-heading and text features equal batch's over the whole history.
+Without the refits the snapshot's fit would serve them all (the control below shows it differs).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.errors import ParcelriskError
+from features.intake.contract import DECLARATION_COLUMNS, Contract
+from features.params import FeatureParams
+from features.pipeline.build import build_features
+from features.pipeline.history import US_PER_DAY
+from features.pipeline.live import LiveState
+from features.pipeline.prepare import period_of, period_start_us
+from features.pipeline.refit import RefitPart
+from features.pipeline.snapshot import META_FILE, EntityState, _fingerprint_dir, build_entity_state
+from features.synthetic import SyntheticParams, generate
+
+PARAMS = FeatureParams(refit_period_days=7, extra_families=("hs_heading_value",))
+REFIT_FAMILIES = ("valuation", "hs_heading_value", "text")
+
+
+@pytest.fixture(scope="module")
+def history() -> pd.DataFrame:
+    declarations, _ = generate(SyntheticParams(seed=23, parcels=8_000, days=56))
+    return declarations
+
+
+@pytest.fixture(scope="module")
+def world(history: pd.DataFrame):
+    """(snapshot cut mid-period four weeks before the end, the declarations after it, batch
+    features of the whole history by id, the names of the refit families' features)."""
+    built = build_features(history, Contract(), PARAMS)
+    t = history["declared_at"]
+    last = period_of(np.array([t.max().value // 1000]), PARAMS.refit_period_days)[0]
+    cut_us = period_start_us(int(last) - 4, PARAMS.refit_period_days) + 3 * US_PER_DAY
+    cut = pd.Timestamp(cut_us * 1000, tz="UTC")
+    state = build_entity_state(history, Contract(), PARAMS, cutoff=cut, manifest=built.manifest)
+    names = [
+        spec.name
+        for family in state.families
+        if family.name in REFIT_FAMILIES
+        for spec in family.specs(_ctx(state))
+    ]
+    assert {"unit_value_ratio_hs6", "unit_value_ratio_hs_heading", "text_p_illicit"} <= set(names)
+    new = history[t >= cut].sort_values(["declared_at", "declaration_id"], kind="stable")
+    assert np.ptp(period_of(_us(new["declared_at"]), 7)) >= 3
+    return state, new, built.frame.set_index("declaration_id"), names
+
+
+def _us(stamps: pd.Series) -> np.ndarray:
+    return stamps.astype("datetime64[us, UTC]").astype("int64").to_numpy()
+
+
+def _ctx(state: EntityState):
+    from features.pipeline.family import SpecContext
+
+    return SpecContext(
+        state.params, state.contract, state.manifest.inputs, state.manifest.categories
+    )
+
+
+def _results(rows: pd.DataFrame):
+    """Their inspection results as a results log hands them over (declarations, time us,
+    illicit, revenue cents), in time order."""
+    done = rows[rows["inspected"].fillna(False)].sort_values("inspected_at", kind="stable")
+    return (
+        done[list(DECLARATION_COLUMNS)].reset_index(drop=True),
+        done["inspected_at"].to_numpy("datetime64[us]").astype(np.int64),
+        done["illicit"].to_numpy(bool, na_value=False),
+        np.round(done["revenue_recovered"].to_numpy(float, na_value=0.0) * 100).astype(np.int64),
+    )
+
+
+def _replay(live: LiveState, history: pd.DataFrame, new: pd.DataFrame, cut: pd.Timestamp, seed):
+    """Score ``new`` in time-ordered chunks, each after the results recorded before its last
+    declaration (a period's fit learns from the results recorded before the period starts, so
+    those recorded before a chunk's declarations of a new period are in before them; the
+    entity histories, which would see results too early this way, are not compared here)."""
+    declarations, at_us, illicit, cents = _results(history[history["inspected_at"] >= cut])
+    done = 0
+    frames = []
+    rng = np.random.default_rng(seed)
+    start = 0
+    while start < len(new):
+        chunk = new.iloc[start : start + int(rng.integers(1, 400))]
+        last_us = int(_us(chunk["declared_at"])[-1])
+        upto = int(np.searchsorted(at_us, last_us, side="left"))
+        if upto > done:
+            live.append_outcomes(
+                declarations.iloc[done:upto], at_us[done:upto], illicit[done:upto], cents[done:upto]
+            )
+            done = upto
+        rows = chunk[list(DECLARATION_COLUMNS)].reset_index(drop=True)
+        frames.append(live.features(rows).frame())
+        live.append(rows)
+        start += len(chunk)
+    return pd.concat(frames, ignore_index=True).set_index("declaration_id")
+
+
+def _differing(online: pd.DataFrame, batch: pd.DataFrame, names: list[str]) -> dict[str, int]:
+    b = batch.loc[online.index, names]
+    out = {}
+    for name in names:
+        x, y = b[name].to_numpy(float), online[name].to_numpy(float)
+        ok = np.isclose(x, y, rtol=1e-9, atol=1e-12, equal_nan=True)
+        if not ok.all():
+            out[name] = int((~ok).sum())
+    return out
+
+
+def test_references_and_text_models_are_refitted_as_batch_refits_them(history, world):
+    state, new, batch, names = world
+    online = _replay(LiveState(state), history, new, state.cutoff, seed=1)
+    assert _differing(online, batch, names) == {}
+
+
+def test_without_refits_the_snapshot_fit_goes_stale(history, world):
+    """The control: the same replay with the snapshot's fit for every period differs."""
+    state, new, batch, names = world
+    parts = {  # as a snapshot from before evidence was kept
+        name: RefitPart(part.fitted, part.period, None) if isinstance(part, RefitPart) else part
+        for name, part in state.parts.items()
+    }
+    frozen = LiveState(dataclasses.replace(state, parts=parts))
+    online = _replay(frozen, history, new, state.cutoff, seed=1)
+    stale = _differing(online, batch, names)
+    assert {"unit_value_ratio_hs6", "text_p_illicit"} & set(stale), stale
+    assert max(stale.values()) > len(new) // 3
+
+
+def test_late_arrivals_drop_the_fits_they_change(history, world):
+    """Declarations in random order: a period's fit made before an earlier declaration came
+    is dropped when it comes; once everything has come, every feature is batch's again."""
+    state, new, batch, names = world
+    live = LiveState(state)
+    declarations, at_us, illicit, cents = _results(history[history["inspected_at"] >= state.cutoff])
+    shuffled = new.sample(frac=1.0, random_state=4)[list(DECLARATION_COLUMNS)]
+    for lo in range(0, len(shuffled), 500):
+        rows = shuffled.iloc[lo : lo + 500].reset_index(drop=True)
+        live.features(rows)  # fits periods on what has come so far
+        live.append(rows)
+    live.append_outcomes(declarations, at_us, illicit, cents)  # results, all at once, late
+    rows = new[list(DECLARATION_COLUMNS)].reset_index(drop=True)
+    again = live.features(rows).frame().set_index("declaration_id")
+    assert _differing(again, batch, names) == {}
+
+
+def test_a_request_spanning_a_period_start_counts_its_own_earlier_declarations(history, world):
+    state, new, batch, names = world
+    live = LiveState(state)
+    declarations, at_us, illicit, cents = _results(history[history["inspected_at"] >= state.cutoff])
+    # everything up to a period start, then one request across it
+    t_us = _us(new["declared_at"])
+    boundary = period_start_us(int(period_of(t_us[:1], 7)[0]) + 2, 7)
+    before = new[t_us < boundary - 2 * US_PER_DAY]
+    across = new[(t_us >= boundary - 2 * US_PER_DAY) & (t_us < boundary + 2 * US_PER_DAY)]
+    live.append(before[list(DECLARATION_COLUMNS)].reset_index(drop=True))
+    live.append_outcomes(*(a[at_us < boundary] for a in (declarations, at_us, illicit, cents)))
+    online = live.features(across[list(DECLARATION_COLUMNS)].reset_index(drop=True)).frame()
+    assert _differing(online.set_index("declaration_id"), batch, names) == {}
+
+
+def test_evidence_is_saved_with_the_snapshot_and_an_older_one_still_loads(world, tmp_path):
+    state, new, _, names = world
+    state.save(tmp_path / "state")
+    loaded = EntityState.load(tmp_path / "state")
+    for family in REFIT_FAMILIES:
+        part = loaded.parts[family]
+        assert isinstance(part, RefitPart) and part.evidence is not None
+        assert part.period == period_of(np.array([state.cutoff_us]), 7)[0]
+        for kind, frame in part.evidence.items():
+            pd.testing.assert_frame_equal(frame, state.parts[family].evidence[kind])
+    later = new.tail(300)[list(DECLARATION_COLUMNS)].reset_index(drop=True)
+    a = LiveState(state).features(later).frame()[names]
+    b = LiveState(loaded).features(later).frame()[names]
+    pd.testing.assert_frame_equal(a, b)
+    # a serving process frees the frames its live copy holds coded; such a state is not saved
+    served = LiveState(loaded)
+    served.release_snapshot_copies()
+    assert loaded.parts["valuation"].evidence is None
+    assert served.state.parts["valuation"].refits and LiveState(loaded).state.parts["text"].refits
+    b = LiveState(loaded).features(later).frame()[names]  # another live state, coded already
+    pd.testing.assert_frame_equal(a, b)
+    with pytest.raises(ParcelriskError, match="released"):
+        loaded.save(tmp_path / "again")
+    # a snapshot written before evidence was kept: its fit serves every later period
+    for path in (tmp_path / "state").glob("*_evidence_*.parquet"):
+        path.unlink()
+    meta_path = tmp_path / "state" / META_FILE
+    meta = json.loads(meta_path.read_text())
+    meta["fingerprint"] = _fingerprint_dir(tmp_path / "state")
+    meta_path.write_text(json.dumps(meta))
+    old = EntityState.load(tmp_path / "state")
+    assert all(old.parts[f].evidence is None for f in REFIT_FAMILIES)
+    frozen = LiveState(old).features(later).frame()[names]
+    assert not frozen.equals(a)  # the later periods get the snapshot's fit, as before

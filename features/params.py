@@ -213,6 +213,13 @@ class FeatureParams(Section):
     prior_strength: float = Field(20.0, gt=0)  # pseudo-inspections of the hit-rate prior
     default_prior: float = Field(0.05, ge=0, le=1)  # hit-rate prior before any outcome is known
     refit_period_days: int = Field(14, gt=0)  # reference prices and text models refit this often
+    # A period's fit learns from what was declared (or recorded, for results) this many days
+    # before the period starts: declarations and results reach the system late (pre-arrival
+    # data lodged before it is sent, results posted after they are recorded), and one arriving
+    # after the period's first declaration was scored would change the fit the live state
+    # made (``features.pipeline.refit``). With the lag, only what comes more than this late
+    # makes a worker refit; batch and the live state learn from the same rows either way.
+    refit_lag_days: int = Field(2, ge=0)
     # the administration's de minimis, in EUR like its name; values are compared with it in the
     # base currency (``de_minimis_base``)
     de_minimis_eur: float = Field(150.0, gt=0)
@@ -299,6 +306,15 @@ class FeatureParams(Section):
                 f"unknown time zone {value!r} (use an IANA name such as Europe/Paris or Asia/Seoul)"
             ) from None
         return value
+
+    @model_validator(mode="after")
+    def _lag_within_the_period(self) -> Self:
+        if self.refit_lag_days >= self.refit_period_days:
+            raise ValueError(
+                f"refit_lag_days ({self.refit_lag_days}) must be shorter than refit_period_days "
+                f"({self.refit_period_days})"
+            )
+        return self
 
     @model_validator(mode="after")
     def _rates_for_the_base(self) -> Self:

@@ -103,10 +103,12 @@ class HsHeadingValue(RefitFamily):
         }
 
     def batch(self, history: History) -> Values:
-        return history.by_refit_period(self.name, fit_heading_references, self.compute)
+        return history.by_refit_period(
+            self.name, lambda h, before, _: fit_heading_references(h, before), self.compute
+        )
 
-    def fit_before(self, history: History, start_us: int) -> HeadingReferences:
-        return fit_heading_references(history, history.prep["t_us"] < start_us)
+    def fit_before(self, history: History, cut_us: int) -> HeadingReferences:
+        return fit_heading_references(history, history.prep["t_us"] < cut_us)
 
     def evidence_of_rows(self, rows: Rows) -> pd.DataFrame:
         return pd.DataFrame(

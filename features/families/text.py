@@ -33,7 +33,7 @@ from features.params import FeatureParams
 from features.pipeline.family import History, Rows, SpecContext, Values
 from features.pipeline.history import codes_of, factorize
 from features.pipeline.manifest import FeatureSpec
-from features.pipeline.prepare import period_of, period_start_us
+from features.pipeline.prepare import evidence_period, fit_cut_us, period_of
 from features.pipeline.refit import Evidence, RefitFamily
 
 N_CHAPTERS = 100  # HS chapters 01..99 by their number; index 0 unused
@@ -553,11 +553,11 @@ def inverse_of(index: dict[str, int], values: np.ndarray) -> np.ndarray:
     return np.fromiter((index[v] for v in values.tolist()), dtype=np.int64, count=len(values))
 
 
-def _fit_model(history: History, start_us: int) -> TextModel:
-    """The models fitted on the declarations before ``start_us`` and the outcomes recorded
-    before it, as batch fits them for the period starting then."""
+def _fit_model(history: History, cut_us: int) -> TextModel:
+    """The models fitted on the declarations before ``cut_us`` and the outcomes recorded
+    before it, as batch fits them for the period with that cut (``fit_cut_us``)."""
     prep, outcomes, params = history.prep, history.outcomes, history.params
-    n_before = int(np.searchsorted(prep["t_us"], start_us, side="left"))  # rows in time order
+    n_before = int(np.searchsorted(prep["t_us"], cut_us, side="left"))  # rows in time order
     inverse, U, vocabulary = _tokenize_all(prep["description"][:n_before])
     if not len(vocabulary):  # no words at all before the period
         return TextModel.from_counts(
@@ -575,7 +575,7 @@ def _fit_model(history: History, start_us: int) -> TextModel:
         len(hs6_vocabulary),
     )
     _add_declarations(counts, U, keys, len(hs6_vocabulary))
-    known_out = outcomes["t_us"] < start_us
+    known_out = outcomes["t_us"] < cut_us
     rows = outcomes["rows"][known_out]  # all declared before their result, so before start
     counts.add_outcomes(U[inverse[rows]], outcomes["illicit"][known_out])
     model, _ = TextModel.from_counts(counts, vocabulary, params.text_alpha, hs6_vocabulary)
@@ -634,12 +634,13 @@ class Text(RefitFamily):
         starts = np.concatenate(([0], bounds))
         ends = np.concatenate((bounds, [n]))
         for lo, hi in history.track(zip(starts, ends, strict=True), "text", len(starts)):
-            start_us = period_start_us(int(periods[lo]), params.refit_period_days)
-            # evidence: declarations before the period (rows [0, lo)), outcomes recorded before
-            # its start
-            _add_declarations(counts, U, keys[decl_done:lo], n_hs6)
-            decl_done = lo
-            new_out = np.searchsorted(out_t_sorted, start_us, side="left")
+            cut_us = fit_cut_us(int(periods[lo]), params)
+            # evidence: declarations before the cut (refit_lag_days before the period start),
+            # outcomes recorded before it
+            upto = int(np.searchsorted(t, cut_us, side="left"))
+            _add_declarations(counts, U, keys[decl_done:upto], n_hs6)
+            decl_done = upto
+            new_out = np.searchsorted(out_t_sorted, cut_us, side="left")
             rows = out_rows_sorted[out_done:new_out]
             counts.add_outcomes(U[inverse[rows]], out_ill_sorted[out_done:new_out])
             out_done = new_out
@@ -667,12 +668,14 @@ class Text(RefitFamily):
     ) -> pd.DataFrame:
         """``batch`` from partial aggregates (the Dask engine's): the text features of each
         (period, description, hs_chapter, hs6) of ``declared``, the distinct declarations per
-        refit period with their count ``n``; ``results``: the recorded results per (period of
+        refit period (and ``evidence_period``: the last period whose fit does not learn from
+        them) with their count ``n``; ``results``: the recorded results per (evidence period of
         their recording, description, illicit) with ``n``; ``hs6_vocabulary``: the history's
         HS6 codes in order of first appearance. The same integer evidence as ``batch`` period
         by period, each distinct declaration scored the same way: the same values.
         """
         periods = declared["period"].to_numpy(np.int64)
+        evidence_periods = declared["evidence_period"].to_numpy(np.int64)
         descriptions = declared["description"].to_numpy(object)
         inverse, U, vocabulary = _tokenize_all(descriptions)
         vague_mask = np.isin(vocabulary, list(params.vague_terms))
@@ -699,8 +702,8 @@ class Text(RefitFamily):
         added = np.zeros(len(declared), dtype=bool)
         results_added = np.zeros(len(results), dtype=bool)
         for period in np.unique(periods):
-            # evidence: declarations of earlier periods, results recorded in earlier periods
-            new = ~added & (periods < period)
+            # evidence: declarations and results of earlier evidence periods
+            new = ~added & (evidence_periods < period)
             _add_declarations_counted(counts, U, keys[new], documents[new], n_hs6)
             added |= new
             new = ~results_added & (result_period < period)
@@ -731,14 +734,14 @@ class Text(RefitFamily):
         """``fit_part`` from the aggregates of ``batch_of_counts``: the model fitted on the
         declarations and results of the periods before the one holding ``cutoff_us``."""
         period = int(period_of(np.array([cutoff_us]), params.refit_period_days)[0])
-        declared = declared[declared["period"].to_numpy(np.int64) < period]
+        declared = declared[declared["evidence_period"].to_numpy(np.int64) < period]
         results = results[results["period"].to_numpy(np.int64) < period]
         # the HS6 codes declared before the period, in order of first appearance
         hs6_vocabulary = hs6_vocabulary[np.isin(hs6_vocabulary, declared["hs6"].dropna())]
         return TextSnapshot(model_of_counts(declared, results, hs6_vocabulary, params))
 
-    def fit_before(self, history: History, start_us: int) -> TextSnapshot:
-        return TextSnapshot(_fit_model(history, start_us))
+    def fit_before(self, history: History, cut_us: int) -> TextSnapshot:
+        return TextSnapshot(_fit_model(history, cut_us))
 
     def evidence_of_rows(self, rows: Rows) -> pd.DataFrame:
         prep = rows.prep
@@ -754,15 +757,18 @@ class Text(RefitFamily):
             {"description": pd.array(rows.prep["description"], dtype="str"), "illicit": illicit}
         )
 
-    def evidence_of_aggregates(self, declared: pd.DataFrame, results: pd.DataFrame) -> Evidence:
+    def evidence_of_aggregates(
+        self, declared: pd.DataFrame, results: pd.DataFrame, params: FeatureParams
+    ) -> Evidence:
         """``history_evidence`` from the Dask engine's aggregates: ``declared`` the distinct
-        declarations per refit period with their count ``n``, ``results`` each result recorded
-        before the cutoff (description, illicit)."""
+        declarations per (refit, evidence) period with their count ``n``, ``results`` each
+        result recorded before the cutoff (t_us, description, illicit)."""
         from features.pipeline.refit import canonical
 
-        declared = declared[["description", "hs_chapter", "hs6", "n"]].copy()
-        results = results[["description", "illicit"]].copy()
-        results["n"] = 1
+        declared = declared[["description", "hs_chapter", "hs6", "evidence_period", "n"]]
+        declared = declared.rename(columns={"evidence_period": "period"})
+        periods = evidence_period(results["t_us"].to_numpy(np.int64), params)
+        results = results[["description", "illicit"]].assign(period=periods, n=1)
         return {"declared": canonical(declared), "results": canonical(results)}
 
     def fit_evidence(self, evidence: Evidence, rows: Rows) -> TextSnapshot:

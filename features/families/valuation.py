@@ -20,7 +20,6 @@ import pandas as pd
 from features.pipeline.family import History, Rows, SpecContext, Values
 from features.pipeline.history import codes_of
 from features.pipeline.manifest import FeatureManifest, FeatureSpec, priced_in
-from features.pipeline.prepare import refit_start_us
 from features.pipeline.refit import Evidence, RefitFamily, RefitPart, fitted_of
 
 REFERENCE_COLUMNS = ("log_value_per_item", "log_value_per_kg", "log_weight_per_item")
@@ -381,7 +380,6 @@ def merge_references(parts: list[References]) -> References:
     return References(hs6=tables["hs6"], hs6_origin=tables["hs6_origin"])
 
 
-NEVER_US = np.iinfo(np.int64).max
 # ``History.whole``: when the first declaration with a value per item was made (int64 max: never)
 FIRST_PER_ITEM_US = "valuation.first_per_item_us"
 
@@ -427,26 +425,20 @@ class Valuation(RefitFamily):
             has_value = np.flatnonzero(~np.isnan(prep["log_value_per_item"]))
             first_per_item = int(t[has_value[0]]) if len(has_value) else None
 
-        def fit(_: History, before: slice) -> References:
-            # (no row: nothing to fit, no period to start)
-            start_us = (
-                refit_start_us(int(t[before.stop]), history.params.refit_period_days)
-                if before.stop < len(t)
-                else NEVER_US
-            )
+        def fit(_: History, before: slice, cut_us: int) -> References:
             return references_of_codes(
                 (hs6[0][before], hs6[1]),
                 (hs6_origin[0][before], hs6_origin[1]),
                 {k: prep[k][before] for k in REFERENCE_COLUMNS},
-                per_item_counted=first_per_item is not None and first_per_item < start_us,
+                per_item_counted=first_per_item is not None and first_per_item < cut_us,
             )
 
         return history.by_refit_period("valuation", fit, self.compute)
 
-    def fit_before(self, history: History, start_us: int) -> References:
+    def fit_before(self, history: History, cut_us: int) -> References:
         first_per_item = history.whole.get(FIRST_PER_ITEM_US)  # the whole history's, if told
-        counted = None if first_per_item is None else first_per_item < start_us
-        return _references_before(history, history.prep["t_us"] < start_us, counted)
+        counted = None if first_per_item is None else first_per_item < cut_us
+        return _references_before(history, history.prep["t_us"] < cut_us, counted)
 
     def evidence_of_rows(self, rows: Rows) -> pd.DataFrame:
         prep = rows.prep

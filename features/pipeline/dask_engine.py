@@ -60,6 +60,7 @@ from features.pipeline.prepare import (
     available_inputs,
     categorical_columns,
     entity_of,
+    evidence_period,
     outcome_events,
     outcome_rows,
     period_of,
@@ -73,7 +74,8 @@ log = logging.getLogger(__name__)
 ROW = "_row"  # the row's position in the history's (declared_at, declaration_id) order
 T_US = "_t_us"  # declared_at in UTC microseconds: the sort key of the stage pass
 KEY_PREFIX = "_key:"  # a partition key's hash column
-TEXT_KEYS = ("period", "description", "hs_chapter", "hs6")
+# (evidence_period: the last refit period whose fit does not learn from the declaration)
+TEXT_KEYS = ("period", "evidence_period", "description", "hs_chapter", "hs6")
 DEFAULT_PARTITION_ROWS = 250_000
 NEVER = np.iinfo(np.int64).max
 
@@ -316,7 +318,7 @@ def _partial(part: pd.DataFrame, contract: Contract, params: FeatureParams) -> d
     results = (
         pd.DataFrame(
             {
-                "period": period_of(events["t_us"], params.refit_period_days),
+                "period": evidence_period(events["t_us"], params),  # the fits that learn it
                 "description": prep["description"][events["rows"]],
                 "illicit": events["illicit"],
             }
@@ -358,7 +360,7 @@ class Aggregates:
     categories: dict[str, tuple[str, ...]]  # cat_<column> -> levels in order of first row
     outcomes: dict[str, np.ndarray]  # every recorded result (t_us, illicit, revenue_cents)
     declared: pd.DataFrame  # TEXT_KEYS + n: distinct declarations per refit period
-    results: pd.DataFrame  # period, description, illicit, n: results per period recorded
+    results: pd.DataFrame  # period, description, illicit, n: results per evidence period
     result_rows: pd.DataFrame  # t_us, description, illicit: every recorded result
     hs6_vocabulary: np.ndarray  # HS6 codes in order of first row
     first_per_item_us: int  # the first declaration with a value per item (NEVER: none)
@@ -462,6 +464,7 @@ def _text_keys(prep: Any, params: FeatureParams) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "period": period_of(prep["t_us"], params.refit_period_days),
+            "evidence_period": evidence_period(prep["t_us"], params),
             "description": prep["description"],
             "hs_chapter": prep["hs_chapter"],
             "hs6": prep["hs6"],
@@ -656,7 +659,9 @@ def build_dask(
                     ),
                     int(period_of(np.array([cutoff_us]), params.refit_period_days)[0]),
                     TEXT.evidence_of_aggregates(
-                        agg.declared, agg.result_rows[agg.result_rows["t_us"] < cutoff_us]
+                        agg.declared,
+                        agg.result_rows[agg.result_rows["t_us"] < cutoff_us],
+                        params,
                     ),
                 )
             else:

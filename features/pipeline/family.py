@@ -33,6 +33,7 @@ from features.pipeline.prepare import (
     Entity,
     Prepared,
     entity_codes,
+    fit_cut_us,
     pair_codes,
     period_of,
 )
@@ -202,11 +203,12 @@ class History(Rows):
     def by_refit_period(
         self,
         what: str,
-        fit: Callable[[History, slice], Any],
+        fit: Callable[[History, slice, int], Any],
         compute: Callable[[Rows, Any], Values],
     ) -> Values:
         """Point-in-time batch of evidence refitted every ``refit_period_days``: the rows of each
-        period are computed with ``fit(history, rows before the period start)``."""
+        period are computed with ``fit(history, rows declared before the cut, the cut)``, the
+        cut ``refit_lag_days`` before the period start (``fit_cut_us``)."""
         t = self.prep["t_us"]  # sorted ascending
         periods = period_of(t, self.params.refit_period_days)
         bounds = np.flatnonzero(np.diff(periods)) + 1
@@ -214,7 +216,9 @@ class History(Rows):
         ends = np.concatenate((bounds, [len(t)]))
         out: Values = {}
         for lo, hi in self.track(zip(starts, ends, strict=True), what, len(starts)):
-            evidence = fit(self, slice(0, lo))  # rows [0, lo): declared before the period
+            cut_us = fit_cut_us(int(periods[lo]), self.params)
+            stop = int(np.searchsorted(t, cut_us, side="left"))
+            evidence = fit(self, slice(0, stop), cut_us)
             period = Rows(self.prep.slice(lo, hi), self.params, self.contract, self.manifest)
             for name, values in compute(period, evidence).items():
                 if name not in out:  # (setdefault would allocate a full column every period)

@@ -395,6 +395,19 @@ def period_start_us(period: int, period_days: int) -> int:
     return PERIOD_ORIGIN_US + int(period) * period_days * US_PER_DAY
 
 
+def evidence_period(t_us: np.ndarray, params: FeatureParams) -> np.ndarray:
+    """The last refit period whose fit does not learn from an event at ``t_us`` (declared, or
+    a result recorded): fits of later periods do (``fit_cut_us``)."""
+    lag_us = params.refit_lag_days * US_PER_DAY
+    return period_of(np.asarray(t_us, dtype=np.int64) + lag_us, params.refit_period_days)
+
+
+def fit_cut_us(period: int, params: FeatureParams) -> int:
+    """A refit period's fit learns from what was declared or recorded before this instant:
+    ``refit_lag_days`` before the period start."""
+    return period_start_us(period, params.refit_period_days) - params.refit_lag_days * US_PER_DAY
+
+
 def refit_start_us(cutoff_us: int, period_days: int) -> int:
     """Start of the refit period holding ``cutoff_us``: learned components are fitted before it."""
     return period_start_us(int(period_of(np.array([cutoff_us]), period_days)[0]), period_days)

@@ -1,22 +1,28 @@
 """Refits in the live state: the families batch refits every ``refit_period_days``.
 
 Batch fits the valuation references, the HS-heading references and the text models for each
-refit period on every declaration before the period start (text: and the inspection results
-recorded before it). The snapshot fits them for the period holding its cutoff; a scorer that
-runs past the next period start refits them the same way, from the evidence of the whole
-history the snapshot keeps (``RefitPart.evidence``) and the declarations and results the live
-state has seen since, so a parcel declared weeks after the cutoff is valued against the
-references batch gives it (and the next model is trained on), not frozen ones.
+refit period on every declaration before the period's cut, ``refit_lag_days`` before its start
+(text: and the inspection results recorded before it; ``prepare.fit_cut_us``). The snapshot
+fits them for the period holding its cutoff; a scorer that runs past the next period start
+refits them the same way, from the evidence of the whole history the snapshot keeps
+(``RefitPart.evidence``) and the declarations and results the live state has seen since, so a
+parcel declared weeks after the cutoff is valued against the references batch gives it (and
+the next model is trained on), not frozen ones.
 
 Evidence is a multiset of rows per kind ("declared", "results"): a family says which columns
-(``RefitFamily.evidence_of_rows``), each row with a count ``n`` (a result taken back counts
+(``RefitFamily.evidence_of_rows``), each row with its evidence period (the fits of later
+periods learn it: ``prepare.evidence_period``) and a count ``n`` (a result taken back counts
 -1). On disk it is grouped and sorted (``canonical``): the pandas and Dask engines write the
-same bytes. In memory text columns are integer codes of a vocabulary the part grows.
+same bytes. In memory text columns are integer codes of a vocabulary the live copy grows.
 
 A period's fit is made once, by the first request holding a declaration of it, and kept; a
-declaration or result appended later that belongs before the period start (a backlog, a result
-inspected before it and posted afterwards) drops the fits it changes: the next request refits.
-A refit takes about a second at a million history rows, once per period per process.
+declaration or result appended later that its fit learns from (declared or recorded before the
+cut, yet reaching the system after the period began: a backlog over ``refit_lag_days`` late, a
+laboratory result posted days after it was recorded) drops it: the next request refits. The
+lag is what keeps that rare: a declaration lodged a day before it is sent, or a result posted
+the next morning, is no evidence of the period starting in between. A fit depends only on what
+the state holds, so ``audit recompute`` rebuilds it from the same log. A refit takes about a
+second at a million history rows, once per period per process.
 Memory: every declaration seen since the cutoff is kept (about 40 bytes each for valuation),
 as batch's expanding window needs; a new champion starts again from its own snapshot.
 """
@@ -34,11 +40,12 @@ import pandas as pd
 
 from features.errors import ParcelriskError
 from features.pipeline.family import Family, History, Rows, Values
-from features.pipeline.prepare import Prepared, period_of, period_start_us, refit_start_us
+from features.pipeline.prepare import Prepared, evidence_period, fit_cut_us, period_of
 
 Evidence = dict[str, pd.DataFrame]  # kind -> rows of evidence with a count "n"
 N = "n"
-T_US = "t_us"
+# the evidence period of a row (``prepare.evidence_period``): fits of later periods learn it
+PERIOD = "period"
 
 
 def canonical(frame: pd.DataFrame) -> pd.DataFrame:
@@ -160,31 +167,33 @@ class RefitPart:
         """A live copy that refits for later periods (not one of an older snapshot)."""
         return self._coded is not None
 
-    def add(self, kind: str, t_us: np.ndarray, frame: pd.DataFrame, period_days: int) -> None:
-        """Evidence seen since the snapshot (rows at ``t_us``): fits of periods starting after
+    def add(self, kind: str, frame: pd.DataFrame) -> None:
+        """Evidence seen since the snapshot (with its ``PERIOD``): the fits of periods after
         the earliest of them no longer hold."""
         if not self.refits or not len(frame):
             return
         chunk = _columns_of(frame, self._coded)
-        chunk[T_US] = np.asarray(t_us, dtype=np.int64)
-        earliest = int(chunk[T_US].min())
+        earliest = int(chunk[PERIOD].min())
         with self._lock:
             _push(self._live.setdefault(kind, []), chunk)
-            stale = [p for p in self._fits if period_start_us(p, period_days) > earliest]
-            for p in stale:
-                del self._fits[p]
+            for period in [p for p in self._fits if p > earliest]:
+                del self._fits[period]
 
-    def evidence_before(self, start_us: int, extra: Evidence | None = None) -> Evidence:
-        """The evidence of everything before ``start_us``: the snapshot's, what was appended
-        since, and ``extra`` (a request's own earlier declarations)."""
+    def evidence_for(self, period: int, extra: Evidence | None = None) -> Evidence:
+        """The evidence ``period``'s fit learns from (evidence periods before it): the
+        snapshot's, what was appended since, and ``extra`` (a request's own declarations)."""
         out: Evidence = {}
         kinds = set(self._base) | set(self._live) | set(extra or {})
         for kind in kinds:
-            chunks = [self._base[kind]] if kind in self._base else []
-            for chunk in self._live.get(kind, []):
-                keep = chunk[T_US] < start_us
-                if keep.any():
-                    chunks.append({k: v[keep] for k, v in chunk.items() if k != T_US})
+            chunks = []
+            for chunk in ([self._base[kind]] if kind in self._base else []) + self._live.get(
+                kind, []
+            ):
+                keep = chunk[PERIOD] < period
+                if keep.all():
+                    chunks.append(chunk)
+                elif keep.any():
+                    chunks.append({k: v[keep] for k, v in chunk.items()})
             frame = (
                 pd.DataFrame(
                     {
@@ -203,19 +212,14 @@ class RefitPart:
         return out
 
     def fit_for(
-        self,
-        period: int,
-        period_days: int,
-        fit: Callable[[Evidence], Any],
-        extra: Evidence | None = None,
+        self, period: int, fit: Callable[[Evidence], Any], extra: Evidence | None = None
     ) -> Any:
         """The family's fit for ``period`` (after the snapshot's): made once and kept, unless
         ``extra`` evidence of the request itself takes part (then made for this request)."""
-        start_us = period_start_us(period, period_days)
         with self._lock:  # one refit at a time; appends wait for it
             if not extra and period in self._fits:
                 return self._fits[period]
-            fitted = fit(self.evidence_before(start_us, extra))
+            fitted = fit(self.evidence_for(period, extra))
             if not extra:
                 self._fits[period] = fitted
             return fitted
@@ -225,7 +229,7 @@ def _push(chunks: list[dict[str, np.ndarray]], chunk: dict[str, np.ndarray]) -> 
     """Append ``chunk``, merging the last chunks while the newer is at least as long as the one
     before it: O(log n) chunks, each row copied O(log n) times (as a binary counter)."""
     chunks.append(chunk)
-    while len(chunks) > 1 and len(chunks[-1][T_US]) >= len(chunks[-2][T_US]):
+    while len(chunks) > 1 and len(chunks[-1][PERIOD]) >= len(chunks[-2][PERIOD]):
         last = chunks.pop()
         chunks[-1] = _concat([chunks[-1], last])
 
@@ -266,6 +270,7 @@ class RefitFamily(Family):
     def history_evidence(self, history: History) -> Evidence:
         """The evidence of a history as known at its cutoff (every row; results recorded)."""
         frame = self.evidence_of_rows(history)
+        frame[PERIOD] = evidence_period(history.prep["t_us"], history.params)
         frame[N] = 1
         evidence = {"declared": canonical(frame)}
         outcomes = history.outcomes
@@ -279,15 +284,16 @@ class RefitFamily(Family):
         )
         results = self.evidence_of_results(rows, outcomes["illicit"])
         if results is not None:
+            results[PERIOD] = evidence_period(outcomes["t_us"], history.params)
             results[N] = 1
             evidence["results"] = canonical(results)
         return evidence
 
     def fit_part(self, history: History, cutoff_us: int) -> RefitPart:
-        period_days = history.params.refit_period_days
+        period = int(period_of(np.array([cutoff_us]), history.params.refit_period_days)[0])
         return RefitPart(
-            self.fit_before(history, refit_start_us(cutoff_us, period_days)),
-            int(period_of(np.array([cutoff_us]), period_days)[0]),
+            self.fit_before(history, fit_cut_us(period, history.params)),
+            period,
             self.history_evidence(history),
         )
 
@@ -331,9 +337,8 @@ class RefitFamily(Family):
             return self.compute(rows, part)
         if not part.refits:
             return self.compute(rows, part.fitted)
-        period_days = rows.params.refit_period_days
         t_us = rows.prep["t_us"]
-        periods = period_of(t_us, period_days)
+        periods = period_of(t_us, rows.params.refit_period_days)
         later = periods > part.period
         if not later.any():  # the usual request: the snapshot's period
             return self.compute(rows, part.fitted)
@@ -343,33 +348,35 @@ class RefitFamily(Family):
         ]
         seen = rows.prep.get("already_seen")
         new = np.ones(len(t_us), dtype=bool) if seen is None else ~seen
+        evidence = None
         for period, at in groups:
             if not len(at):
                 continue
             if period == part.period:
                 fitted = part.fitted
             else:
-                start_us = period_start_us(period, period_days)
-                earlier = np.flatnonzero(new & (t_us < start_us))
+                if evidence is None:
+                    evidence = evidence_period(t_us, rows.params)
+                earlier = np.flatnonzero(new & (evidence < period))
                 extra = None
                 if len(earlier):
-                    frame = self.evidence_of_rows(_take(rows, earlier))
-                    frame[N] = 1
-                    extra = {"declared": frame}
-                fitted = part.fit_for(
-                    period, period_days, lambda e: self.fit_evidence(e, rows), extra
-                )
+                    extra = {"declared": self._declared(_take(rows, earlier))}
+                fitted = part.fit_for(period, lambda e: self.fit_evidence(e, rows), extra)
             for name, values in self.compute(_take(rows, at), fitted).items():
                 if name not in out:
                     out[name] = np.full(len(t_us), np.nan)
                 out[name][at] = values
         return out
 
+    def _declared(self, rows: Rows) -> pd.DataFrame:
+        frame = self.evidence_of_rows(rows)
+        frame[PERIOD] = evidence_period(rows.prep["t_us"], rows.params)
+        frame[N] = 1
+        return frame
+
     def append_live(self, rows: Rows, part: Any) -> None:
         if isinstance(part, RefitPart) and part.refits:
-            frame = self.evidence_of_rows(rows)
-            frame[N] = 1
-            part.add("declared", rows.prep["t_us"], frame, rows.params.refit_period_days)
+            part.add("declared", self._declared(rows))
 
     def fold_live(self, part: Any, horizon_us: int) -> None:
         """Nothing folds: batch's references and models learn from the whole past."""
@@ -388,8 +395,9 @@ class RefitFamily(Family):
         frame = self.evidence_of_results(rows, np.asarray(illicit, dtype=bool))
         if frame is None:
             return
+        frame[PERIOD] = evidence_period(inspected_at_us, rows.params)
         frame[N] = np.asarray(signs, dtype=np.int64)
-        part.add("results", inspected_at_us, frame, rows.params.refit_period_days)
+        part.add("results", frame)
 
 
 def fitted_of(part: Any) -> Any:

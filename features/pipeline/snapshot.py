@@ -61,7 +61,7 @@ LATE_ENTRY_DAYS = 2
 
 # Feature settings added after snapshots were first written, with the value that reproduces a
 # snapshot recorded without them: a champion trained before a family existed keeps serving.
-LATER_SETTINGS = {"order_windows_hours": ()}
+LATER_SETTINGS = {"order_windows_hours": (), "refit_lag_days": 0}
 
 
 def _spec_context(params: FeatureParams, contract: Contract, manifest: FeatureManifest):

@@ -206,3 +206,34 @@ def test_evidence_is_saved_with_the_snapshot_and_an_older_one_still_loads(world,
     assert all(old.parts[f].evidence is None for f in REFIT_FAMILIES)
     frozen = LiveState(old).features(later).frame()[names]
     assert not frozen.equals(a)  # the later periods get the snapshot's fit, as before
+
+
+def test_what_comes_within_the_lag_keeps_the_fit_and_what_comes_later_drops_it(history, world):
+    """A declaration lodged before a period start but sent after its first declaration was
+    scored: within ``refit_lag_days`` of the start it is no evidence of that period (batch
+    leaves it out too) and the fit stays; earlier than that, the fit is made again with it."""
+    state, new, batch, names = world
+    live = LiveState(state)
+    t_us = _us(new["declared_at"])
+    period = int(period_of(t_us[:1], 7)[0]) + 1  # the first period after the snapshot's
+    start = period_start_us(period, 7)
+    held = (t_us >= start - 3 * US_PER_DAY) & (t_us < start)  # a day before the cut .. start
+    within = held & (t_us >= start - 2 * US_PER_DAY)
+    early = held & ~within
+    assert within.any() and early.any()
+    cols = list(DECLARATION_COLUMNS)
+    live.append(new[(t_us < start) & ~held][cols].reset_index(drop=True))
+    first = new[t_us >= start].head(50)[cols].reset_index(drop=True)
+    live.features(first)
+    part = live.state.parts["valuation"]
+    fitted = part._fits[period]
+    live.append(new[within][cols].reset_index(drop=True))
+    assert part._fits.get(period) is fitted  # kept: no evidence of this period
+    live.append(new[early][cols].reset_index(drop=True))
+    assert period not in part._fits  # dropped: the period's fit learns from them
+    # the refit sees them: the period's declarations get batch's references (the results are
+    # left out here, so only the valuation and heading features are compared)
+    later = new[(t_us >= start) & (t_us < start + 7 * US_PER_DAY)][cols].reset_index(drop=True)
+    online = live.features(later).frame().set_index("declaration_id")
+    valued = [n for n in names if not n.startswith("text_")]
+    assert _differing(online, batch, valued) == {}

@@ -110,13 +110,8 @@ class HsHeadingValue(RefitFamily):
     def fit_before(self, history: History, cut_us: int) -> HeadingReferences:
         return fit_heading_references(history, history.prep["t_us"] < cut_us)
 
-    def evidence_of_rows(self, rows: Rows) -> pd.DataFrame:
-        return pd.DataFrame(
-            {
-                "hs_heading": pd.array(rows.prep["hs_heading"], dtype="str"),
-                "log_unit_value": _log_unit_value(rows),
-            }
-        )
+    def evidence_of_rows(self, rows: Rows) -> dict[str, np.ndarray]:
+        return {"hs_heading": rows.prep["hs_heading"], "log_unit_value": _log_unit_value(rows)}
 
     def fit_evidence(self, evidence: Evidence, rows: Rows) -> HeadingReferences:
         frame = evidence.get("declared")

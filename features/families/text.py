@@ -743,19 +743,11 @@ class Text(RefitFamily):
     def fit_before(self, history: History, cut_us: int) -> TextSnapshot:
         return TextSnapshot(_fit_model(history, cut_us))
 
-    def evidence_of_rows(self, rows: Rows) -> pd.DataFrame:
-        prep = rows.prep
-        return pd.DataFrame(
-            {
-                column: pd.array(prep[column], dtype="str")
-                for column in ("description", "hs_chapter", "hs6")
-            }
-        )
+    def evidence_of_rows(self, rows: Rows) -> dict[str, np.ndarray]:
+        return {k: rows.prep[k] for k in ("description", "hs_chapter", "hs6")}
 
-    def evidence_of_results(self, rows: Rows, illicit: np.ndarray) -> pd.DataFrame:
-        return pd.DataFrame(
-            {"description": pd.array(rows.prep["description"], dtype="str"), "illicit": illicit}
-        )
+    def evidence_of_results(self, rows: Rows, illicit: np.ndarray) -> dict[str, np.ndarray]:
+        return {"description": rows.prep["description"], "illicit": illicit}
 
     def evidence_of_aggregates(
         self, declared: pd.DataFrame, results: pd.DataFrame, params: FeatureParams

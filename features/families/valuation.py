@@ -440,15 +440,8 @@ class Valuation(RefitFamily):
         counted = None if first_per_item is None else first_per_item < cut_us
         return _references_before(history, history.prep["t_us"] < cut_us, counted)
 
-    def evidence_of_rows(self, rows: Rows) -> pd.DataFrame:
-        prep = rows.prep
-        return pd.DataFrame(
-            {
-                "hs6": pd.array(prep["hs6"], dtype="str"),
-                "hs6_origin": pd.array(prep["hs6_origin"], dtype="str"),
-                **{k: prep[k] for k in REFERENCE_COLUMNS},
-            }
-        )
+    def evidence_of_rows(self, rows: Rows) -> dict[str, np.ndarray]:
+        return {k: rows.prep[k] for k in ("hs6", "hs6_origin", *REFERENCE_COLUMNS)}
 
     def fit_evidence(self, evidence: Evidence, rows: Rows) -> References:
         """The medians of every declaration in ``evidence`` (each row ``n`` times): the same

@@ -100,14 +100,22 @@ class _Coded:
         return levels[codes]  # -1: the appended None
 
 
-def _columns_of(frame: pd.DataFrame, coded: _Coded) -> dict[str, np.ndarray]:
+Columns = dict[str, np.ndarray]  # evidence rows as arrays (text: object arrays, None missing)
+SMALL = 256  # fewer rows (a request's): coded value by value, no factorising
+
+
+def _columns_of(frame: pd.DataFrame | Columns, coded: _Coded) -> Columns:
+    """Evidence columns as arrays, text coded (``_Coded``)."""
     out = {}
-    for name in frame.columns:
+    for name in frame:
         column = frame[name]
         if column.dtype == object or pd.api.types.is_string_dtype(column):
-            out[name] = coded.encode_many(name, column)
+            if len(column) < SMALL:
+                out[name] = coded.encode(name, np.asarray(column, dtype=object))
+            else:
+                out[name] = coded.encode_many(name, pd.Series(column))
         else:
-            out[name] = column.to_numpy()
+            out[name] = np.asarray(column)
     return out
 
 
@@ -167,10 +175,10 @@ class RefitPart:
         """A live copy that refits for later periods (not one of an older snapshot)."""
         return self._coded is not None
 
-    def add(self, kind: str, frame: pd.DataFrame) -> None:
+    def add(self, kind: str, frame: Columns) -> None:
         """Evidence seen since the snapshot (with its ``PERIOD``): the fits of periods after
         the earliest of them no longer hold."""
-        if not self.refits or not len(frame):
+        if not self.refits or not len(frame[N]):
             return
         chunk = _columns_of(frame, self._coded)
         earliest = int(chunk[PERIOD].min())
@@ -242,11 +250,12 @@ class RefitFamily(Family):
     ``fit_before`` (its fit of the history's rows before a period start) and keeps
     ``compute``, ``save_fitted`` and ``load_fitted`` for the fit itself."""
 
-    def evidence_of_rows(self, rows: Rows) -> pd.DataFrame:
-        """One evidence row per declaration (without ``n``): what refits learn from it."""
+    def evidence_of_rows(self, rows: Rows) -> Columns:
+        """One evidence row per declaration (without ``n``): what refits learn from it (text
+        as the prepared object arrays)."""
         raise NotImplementedError
 
-    def evidence_of_results(self, rows: Rows, illicit: np.ndarray) -> pd.DataFrame | None:
+    def evidence_of_results(self, rows: Rows, illicit: np.ndarray) -> Columns | None:
         """One evidence row per inspection result of ``rows`` (without ``n``); None: the
         family does not learn from results."""
         return None
@@ -269,10 +278,7 @@ class RefitFamily(Family):
 
     def history_evidence(self, history: History) -> Evidence:
         """The evidence of a history as known at its cutoff (every row; results recorded)."""
-        frame = self.evidence_of_rows(history)
-        frame[PERIOD] = evidence_period(history.prep["t_us"], history.params)
-        frame[N] = 1
-        evidence = {"declared": canonical(frame)}
+        evidence = {"declared": canonical(pd.DataFrame(self._declared(history)))}
         outcomes = history.outcomes
         rows = Rows(
             Prepared(
@@ -285,8 +291,8 @@ class RefitFamily(Family):
         results = self.evidence_of_results(rows, outcomes["illicit"])
         if results is not None:
             results[PERIOD] = evidence_period(outcomes["t_us"], history.params)
-            results[N] = 1
-            evidence["results"] = canonical(results)
+            results[N] = np.ones(len(outcomes["t_us"]), dtype=np.int64)
+            evidence["results"] = canonical(pd.DataFrame(results))
         return evidence
 
     def fit_part(self, history: History, cutoff_us: int) -> RefitPart:
@@ -360,7 +366,7 @@ class RefitFamily(Family):
                 earlier = np.flatnonzero(new & (evidence < period))
                 extra = None
                 if len(earlier):
-                    extra = {"declared": self._declared(_take(rows, earlier))}
+                    extra = {"declared": pd.DataFrame(self._declared(_take(rows, earlier)))}
                 fitted = part.fit_for(period, lambda e: self.fit_evidence(e, rows), extra)
             for name, values in self.compute(_take(rows, at), fitted).items():
                 if name not in out:
@@ -368,11 +374,11 @@ class RefitFamily(Family):
                 out[name][at] = values
         return out
 
-    def _declared(self, rows: Rows) -> pd.DataFrame:
-        frame = self.evidence_of_rows(rows)
-        frame[PERIOD] = evidence_period(rows.prep["t_us"], rows.params)
-        frame[N] = 1
-        return frame
+    def _declared(self, rows: Rows) -> Columns:
+        columns = self.evidence_of_rows(rows)
+        columns[PERIOD] = evidence_period(rows.prep["t_us"], rows.params)
+        columns[N] = np.ones(rows.prep.n_rows, dtype=np.int64)
+        return columns
 
     def append_live(self, rows: Rows, part: Any) -> None:
         if isinstance(part, RefitPart) and part.refits:
@@ -392,12 +398,12 @@ class RefitFamily(Family):
     ) -> None:
         if not (isinstance(part, RefitPart) and part.refits):
             return
-        frame = self.evidence_of_results(rows, np.asarray(illicit, dtype=bool))
-        if frame is None:
+        columns = self.evidence_of_results(rows, np.asarray(illicit, dtype=bool))
+        if columns is None:
             return
-        frame[PERIOD] = evidence_period(inspected_at_us, rows.params)
-        frame[N] = np.asarray(signs, dtype=np.int64)
-        part.add("results", frame)
+        columns[PERIOD] = evidence_period(inspected_at_us, rows.params)
+        columns[N] = np.asarray(signs, dtype=np.int64)
+        part.add("results", columns)
 
 
 def fitted_of(part: Any) -> Any:

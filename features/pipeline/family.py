@@ -40,6 +40,7 @@ from features.pipeline.prepare import (
 
 T = TypeVar("T")
 Values = dict[str, np.ndarray]
+NO_CUT_US = np.iinfo(np.int64).min  # the cut of a history without rows: nothing before it
 PROGRESS_DELAY_S = 2.0  # a step shows its bar only once it has run this long
 
 
@@ -216,7 +217,8 @@ class History(Rows):
         ends = np.concatenate((bounds, [len(t)]))
         out: Values = {}
         for lo, hi in self.track(zip(starts, ends, strict=True), what, len(starts)):
-            cut_us = fit_cut_us(int(periods[lo]), self.params)
+            # (no row: nothing to fit, though the compute still names its columns)
+            cut_us = fit_cut_us(int(periods[lo]), self.params) if lo < len(t) else NO_CUT_US
             stop = int(np.searchsorted(t, cut_us, side="left"))
             evidence = fit(self, slice(0, stop), cut_us)
             period = Rows(self.prep.slice(lo, hi), self.params, self.contract, self.manifest)

@@ -663,6 +663,7 @@ def build_dask(
                         agg.result_rows[agg.result_rows["t_us"] < cutoff_us],
                         params,
                     ),
+                    name=TEXT.name,
                 )
             else:
                 parts[family.name] = family.fit_part(empty, cutoff_us)

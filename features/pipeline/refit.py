@@ -29,7 +29,9 @@ as batch's expanding window needs; a new champion starts again from its own snap
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +43,8 @@ import pandas as pd
 from features.errors import ParcelriskError
 from features.pipeline.family import Family, History, Rows, Values
 from features.pipeline.prepare import Prepared, evidence_period, fit_cut_us, period_of
+
+log = logging.getLogger(__name__)
 
 Evidence = dict[str, pd.DataFrame]  # kind -> rows of evidence with a count "n"
 N = "n"
@@ -139,14 +143,21 @@ class RefitPart:
     _fits: dict[int, Any] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _released: bool = False
+    name: str = ""  # the family's (for the log)
+    refit_count: int = 0  # fits made for later periods (kept ones: a refit's cost, counted)
     _coded_base: tuple[_Coded, dict[str, dict[str, np.ndarray]]] | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         """What a snapshot piece carries between processes (the Dask engine's): no live layer."""
-        return {"fitted": self.fitted, "period": self.period, "evidence": self.evidence}
+        return {
+            "fitted": self.fitted,
+            "period": self.period,
+            "evidence": self.evidence,
+            "name": self.name,
+        }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["fitted"], state["period"], state["evidence"])
+        self.__init__(state["fitted"], state["period"], state["evidence"], name=state["name"])
 
     def with_live(self) -> RefitPart:
         """A live copy: the evidence coded once per process (about half the memory of the
@@ -154,12 +165,12 @@ class RefitPart:
         and shared by every copy; what a copy appends is its own."""
         if self._coded_base is None:
             if self.evidence is None:  # nothing to refit from: the snapshot's fit throughout
-                return RefitPart(self.fitted, self.period, None)
+                return RefitPart(self.fitted, self.period, None, name=self.name)
             coded = _Coded()
             base = {kind: _columns_of(frame, coded) for kind, frame in self.evidence.items()}
             self._coded_base = (coded, base)
         coded, base = self._coded_base
-        live = RefitPart(self.fitted, self.period, None, coded.copy())
+        live = RefitPart(self.fitted, self.period, None, coded.copy(), name=self.name)
         live._base = base
         return live
 
@@ -227,9 +238,22 @@ class RefitPart:
         with self._lock:  # one refit at a time; appends wait for it
             if not extra and period in self._fits:
                 return self._fits[period]
-            fitted = fit(self.evidence_for(period, extra))
+            started = time.perf_counter()
+            evidence = self.evidence_for(period, extra)
+            fitted = fit(evidence)
             if not extra:
                 self._fits[period] = fitted
+                self.refit_count += 1
+            # a refit is a second's work at a million rows: in the log, so a worker refitting
+            # often (evidence arriving over refit_lag_days late, again and again) shows
+            log.info(
+                "refitted %s for refit period %d on %s evidence rows in %.2f s%s",
+                self.name,
+                period,
+                {kind: len(frame) for kind, frame in evidence.items()},
+                time.perf_counter() - started,
+                " (with the request's own declarations)" if extra else "",
+            )
             return fitted
 
 
@@ -301,6 +325,7 @@ class RefitFamily(Family):
             self.fit_before(history, fit_cut_us(period, history.params)),
             period,
             self.history_evidence(history),
+            name=self.name,
         )
 
     def merge_pieces(self, pieces: list[RefitPart], fitted: Any) -> RefitPart:
@@ -315,7 +340,7 @@ class RefitFamily(Family):
             )
             for kind in sorted(kinds)
         }
-        return RefitPart(fitted, pieces[0].period, evidence)
+        return RefitPart(fitted, pieces[0].period, evidence, name=self.name)
 
     def save_part(self, part: RefitPart, directory: Path) -> None:
         if part._released:
@@ -334,7 +359,7 @@ class RefitFamily(Family):
             f.stem.removeprefix(f"{self.name}_evidence_"): pd.read_parquet(f) for f in files
         }
         # the period is the snapshot's to tell (``EntityState.load`` sets it)
-        return RefitPart(fitted, -1, evidence or None)
+        return RefitPart(fitted, -1, evidence or None, name=self.name)
 
     # -- online ---------------------------------------------------------------------------
 

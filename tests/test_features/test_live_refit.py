@@ -234,6 +234,8 @@ def test_what_comes_within_the_lag_keeps_the_fit_and_what_comes_later_drops_it(h
     # the refit sees them: the period's declarations get batch's references (the results are
     # left out here, so only the valuation and heading features are compared)
     later = new[(t_us >= start) & (t_us < start + 7 * US_PER_DAY)][cols].reset_index(drop=True)
+    made = part.refit_count
     online = live.features(later).frame().set_index("declaration_id")
+    assert part.refit_count == made + 1
     valued = [n for n in names if not n.startswith("text_")]
     assert _differing(online, batch, valued) == {}

@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 
 Evidence = dict[str, pd.DataFrame]  # kind -> rows of evidence with a count "n"
 N = "n"
+KEPT_FITS = 2  # the fits of the latest periods a live copy keeps
 # the evidence period of a row (``prepare.evidence_period``): fits of later periods learn it
 PERIOD = "period"
 
@@ -191,10 +192,9 @@ class RefitPart:
         the earliest of them no longer hold."""
         if not self.refits or not len(frame[N]):
             return
-        chunk = _columns_of(frame, self._coded)
-        earliest = int(chunk[PERIOD].min())
-        with self._lock:
-            _push(self._live.setdefault(kind, []), chunk)
+        earliest = int(np.min(frame[PERIOD]))
+        with self._lock:  # (the vocabulary grows here, and a refit decodes it)
+            _push(self._live.setdefault(kind, []), _columns_of(frame, self._coded))
             for period in [p for p in self._fits if p > earliest]:
                 del self._fits[period]
 
@@ -244,6 +244,10 @@ class RefitPart:
             if not extra:
                 self._fits[period] = fitted
                 self.refit_count += 1
+                # a fit of an older period is rarely asked again (a declaration weeks late):
+                # made again then, not kept (a text model is tens of MB)
+                for old in [p for p in self._fits if p < max(self._fits) - KEPT_FITS + 1]:
+                    del self._fits[old]
             # a refit is a second's work at a million rows: in the log, so a worker refitting
             # often (evidence arriving over refit_lag_days late, again and again) shows
             log.info(

@@ -323,3 +323,52 @@ def test_a_corrected_result_moves_a_running_worker_and_a_new_one_alike(
     finally:
         results.close()
         store.close()
+
+
+def test_a_champion_serving_past_its_refit_period_values_parcels_as_batch_does(
+    runtimes, real_pipeline, tmp_path
+):
+    """A month of declarations after the champion's cutoff, scored offline into a store: the
+    reference prices and description models are refitted every period as the batch build over
+    history + that month refits them (``features.pipeline.refit``), so the stored vectors hold
+    batch's valuation and text features, not the snapshot's frozen ones."""
+    from features.intake.contract import DECLARATION_COLUMNS
+    from features.intake.io import read_declarations
+    from features.pipeline.prepare import period_of
+    from tests.test_features.test_build import _batch_features_with
+
+    history, contract = read_declarations(
+        real_pipeline["root"] / "raw" / "declarations.parquet", with_outcomes=True
+    )
+    month = history[history["declared_at"] >= history["declared_at"].max() - pd.Timedelta(days=30)]
+    later = month[list(DECLARATION_COLUMNS)].copy()
+    later["declared_at"] += pd.Timedelta(days=31)  # after the cutoff, across refit periods
+    later["declaration_id"] = [f"M{i:06d}" for i in range(len(later))]
+    runtime = runtimes(30)
+    settings = load_settings(real_pipeline["params"])
+    days = settings.features.refit_period_days
+    t_us = later["declared_at"].astype("datetime64[us, UTC]").astype("int64").to_numpy()
+    assert len(np.unique(period_of(t_us, days))) >= 3
+    source, out = tmp_path / "later.parquet", tmp_path / "scored.parquet"
+    later.sample(frac=1.0, random_state=5).to_parquet(source)
+    store = SqliteDecisionStore(tmp_path / "audit.db")
+    try:
+        score_file(source, out, runtime, chunk_size=500, store=store, progress=False)
+        result = pd.read_parquet(out)
+        vectors = np.stack([store.get(d)[0].feature_vector for d in result["decision_id"]])
+    finally:
+        store.close()
+    manifest = runtime.model.manifest
+    names = [s.name for s in manifest.features if s.group in ("valuation", "weight", "text")]
+    assert "unit_value_ratio_hs6" in names and "text_p_illicit" in names
+    batch = _batch_features_with(
+        history, later, contract, manifest.categories, params=settings.features
+    ).set_index("declaration_id")
+    expected = batch.loc[result["declaration_id"], names].to_numpy(float)
+    served = vectors[:, [manifest.names.index(n) for n in names]]
+    same = np.isclose(served, expected, rtol=1e-9, atol=1e-12, equal_nan=True)
+    assert same.all(), {
+        n: int((~same[:, i]).sum()) for i, n in enumerate(names) if not same[:, i].all()
+    }
+    snapshot_fit = runtime.live.state.parts["valuation"]
+    assert snapshot_fit.refit_count >= 2  # a fit per later period, kept

@@ -44,14 +44,28 @@ LIVE_DECLARATIONS = bentoml.metrics.Gauge(
     "(as of the last batch's catch-up, which appends the batch before it).",
     multiprocess_mode="liveall",
 )
+# Reference prices and description models refitted for refit periods after the snapshot's
+# (features.pipeline.refit): one per period per family normally; a count climbing within a
+# period means evidence keeps arriving over refit_lag_days late, each costing a refit.
+LIVE_REFITS = bentoml.metrics.Gauge(
+    name="parcelrisk_live_refits",
+    documentation="Refits of reference prices and description models this worker's live "
+    "entity state has made since it started (kept fits, all families).",
+    multiprocess_mode="liveall",
+)
 
 
 def observe_batch(
-    seconds: float, lanes: np.ndarray, exploration: np.ndarray, live_declarations: int
+    seconds: float,
+    lanes: np.ndarray,
+    exploration: np.ndarray,
+    live_declarations: int,
+    live_refits: int = 0,
 ) -> None:
     """Count one scored and recorded batch: its time, its size, its decisions by lane, and
     what the live state holds after it."""
     LIVE_DECLARATIONS.set(live_declarations)
+    LIVE_REFITS.set(live_refits)
     SCORING_SECONDS.labels(endpoint="score").observe(seconds)
     BATCH_ROWS.observe(len(lanes))
     keys, counts = np.unique(

@@ -413,6 +413,7 @@ class ParcelRiskService:
                 batch.lanes,
                 batch.exploration,
                 len(runtime.live) if runtime.live is not None else 0,
+                runtime.live.refit_count if runtime.live is not None else 0,
             )
             if taken:
                 items = first_decisions(items, records, taken)

@@ -120,6 +120,11 @@ class LiveState:
         """Declarations held for de-duplication (appended, not yet folded)."""
         return len(self.seen_ids)
 
+    @property
+    def refit_count(self) -> int:
+        """Fits made for refit periods after the snapshot's (``features.pipeline.refit``)."""
+        return sum(getattr(p, "refit_count", 0) for p in self.state.parts.values())
+
     def features(
         self,
         declarations: pd.DataFrame | FrameColumns | RecordColumns,

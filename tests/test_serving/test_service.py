@@ -229,6 +229,7 @@ def test_lane_counter_in_metrics(client) -> None:
     assert "parcelrisk_decisions_total" in text and 'lane="green"' in text
     assert "parcelrisk_scoring_seconds" in text
     assert "parcelrisk_live_declarations" in text  # 0 here: the stub runtime has no live state
+    assert "parcelrisk_live_refits" in text
 
 
 def test_exploration_is_reproducible_across_requests(client) -> None:

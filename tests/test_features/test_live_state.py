@@ -2,10 +2,10 @@
 
 Parity: a snapshot cut from generated history, the next days scored through the live path in
 chunks; batch features over history + those days must give each declaration the same features.
-Entity-history and split-shipment features follow every appended declaration. The families that
-batch refits per period (valuation references, text models) stay as the snapshot fitted them: the
-replayed days lie inside the cutoff's refit period, where batch uses the same fit, so every
-feature of the manifest is compared.
+Entity-history and split-shipment features follow every appended declaration. The replayed days
+lie inside the cutoff's refit period, where batch uses the snapshot's fit of the families it
+refits per period (valuation references, text models), so every feature of the manifest is
+compared; their refits in later periods are tested in ``test_live_refit``.
 """
 
 from __future__ import annotations

@@ -184,6 +184,9 @@ class ParcelRiskService:
         # this, what an operator needs to see (the model and thresholds each worker serves, a
         # roll-over, new lane cut-offs in force) never reached the log.
         logging.getLogger("serving").setLevel(logging.INFO)
+        # each refit of reference prices and description models (features.pipeline.refit): a
+        # worker refitting again and again within a period is something to see (probe 7)
+        logging.getLogger("features.pipeline.refit").setLevel(logging.INFO)
         # MLflow logs a full SQLAlchemy traceback for a locked or unreachable tracking database
         # and then raises it as an MlflowException, which the champion check reports in one
         # line and retries: every check of every worker wrote the traceback again (probe).

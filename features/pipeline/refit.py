@@ -19,6 +19,10 @@ A period's fit is made once, by the first request holding a declaration of it, a
 declaration or result appended later that its fit learns from (declared or recorded before the
 cut, yet reaching the system after the period began: a backlog over ``refit_lag_days`` late, a
 laboratory result posted days after it was recorded) drops it: the next request refits. The
+snapshot's own period too: a result stored after the history was exported but recorded before
+that period's cut, or a backlog declared before it (``LATE_ENTRY_DAYS``), makes its fit stale
+(``RefitPart.snapshot_stale``) and it is made again from the evidence, as batch over the
+history holding them makes it. The
 lag is what keeps that rare: a declaration lodged a day before it is sent, or a result posted
 the next morning, is no evidence of the period starting in between. A fit depends only on what
 the state holds, so ``audit recompute`` rebuilds it from the same log. A refit takes about a
@@ -145,7 +149,9 @@ class RefitPart:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _released: bool = False
     name: str = ""  # the family's (for the log)
-    refit_count: int = 0  # fits made for later periods (kept ones: a refit's cost, counted)
+    refit_count: int = 0  # fits made since the snapshot's (kept ones: a refit's cost, counted)
+    # evidence of the snapshot's period came in after it: its fit is made again (``add``)
+    snapshot_stale: bool = False
     _coded_base: tuple[_Coded, dict[str, dict[str, np.ndarray]]] | None = None
 
     def __getstate__(self) -> dict[str, Any]:
@@ -197,6 +203,11 @@ class RefitPart:
             _push(self._live.setdefault(kind, []), _columns_of(frame, self._coded))
             for period in [p for p in self._fits if p > earliest]:
                 del self._fits[period]
+            if earliest < self.period:
+                # evidence of the snapshot's own period the history lacked (a result stored
+                # after the export but recorded before the period's cut, a correction of
+                # one, a backlog declared before it): its fit is made again, as for any period
+                self.snapshot_stale = True
 
     def evidence_for(self, period: int, extra: Evidence | None = None) -> Evidence:
         """The evidence ``period``'s fit learns from (evidence periods before it): the
@@ -233,7 +244,8 @@ class RefitPart:
     def fit_for(
         self, period: int, fit: Callable[[Evidence], Any], extra: Evidence | None = None
     ) -> Any:
-        """The family's fit for ``period`` (after the snapshot's): made once and kept, unless
+        """The family's fit for ``period`` (after the snapshot's, or the snapshot's once stale):
+        made once and kept, unless
         ``extra`` evidence of the request itself takes part (then made for this request)."""
         with self._lock:  # one refit at a time; appends wait for it
             if not extra and period in self._fits:
@@ -372,31 +384,30 @@ class RefitFamily(Family):
             return self.compute(rows, part)
         if not part.refits:
             return self.compute(rows, part.fitted)
+        params = rows.params
         t_us = rows.prep["t_us"]
-        periods = period_of(t_us, rows.params.refit_period_days)
-        later = periods > part.period
-        if not later.any():  # the usual request: the snapshot's period
-            return self.compute(rows, part.fitted)
-        out: Values = {}
-        groups = [(part.period, np.flatnonzero(~later))] + [
-            (int(p), np.flatnonzero(periods == p)) for p in np.unique(periods[later])
-        ]
+        # a declaration of a period before the snapshot's is valued as of the snapshot's
+        # (it was declared before the cutoff, and is warned so)
+        periods = np.maximum(period_of(t_us, params.refit_period_days), part.period)
         seen = rows.prep.get("already_seen")
         new = np.ones(len(t_us), dtype=bool) if seen is None else ~seen
-        evidence = None
-        for period, at in groups:
-            if not len(at):
-                continue
-            if period == part.period:
-                fitted = part.fitted
+        evidence = evidence_period(t_us, params)
+        distinct = np.unique(periods)
+        out: Values = {}
+        for period in distinct.tolist():
+            # the request's own new declarations a fit of this period learns from (a backlog
+            # across a period start): made for this request with them
+            earlier = np.flatnonzero(new & (evidence < period))
+            extra = None
+            if len(earlier):
+                extra = {"declared": pd.DataFrame(self._declared(_take(rows, earlier)))}
+            if period == part.period and extra is None and not part.snapshot_stale:
+                fitted = part.fitted  # the usual request until the next period starts
             else:
-                if evidence is None:
-                    evidence = evidence_period(t_us, rows.params)
-                earlier = np.flatnonzero(new & (evidence < period))
-                extra = None
-                if len(earlier):
-                    extra = {"declared": pd.DataFrame(self._declared(_take(rows, earlier)))}
                 fitted = part.fit_for(period, lambda e: self.fit_evidence(e, rows), extra)
+            if len(distinct) == 1:
+                return self.compute(rows, fitted)
+            at = np.flatnonzero(periods == period)
             for name, values in self.compute(_take(rows, at), fitted).items():
                 if name not in out:
                     out[name] = np.full(len(t_us), np.nan)

@@ -22,7 +22,7 @@ from features.params import FeatureParams
 from features.pipeline.build import build_features
 from features.pipeline.history import US_PER_DAY
 from features.pipeline.live import LiveState
-from features.pipeline.prepare import period_of, period_start_us
+from features.pipeline.prepare import fit_cut_us, period_of, period_start_us
 from features.pipeline.refit import RefitPart
 from features.pipeline.snapshot import META_FILE, EntityState, _fingerprint_dir, build_entity_state
 from features.synthetic import SyntheticParams, generate
@@ -239,3 +239,41 @@ def test_what_comes_within_the_lag_keeps_the_fit_and_what_comes_later_drops_it(h
     assert part.refit_count == made + 1
     valued = [n for n in names if not n.startswith("text_")]
     assert _differing(online, batch, valued) == {}
+
+
+def test_results_stored_after_the_export_refit_the_snapshots_own_period(history, world):
+    """Results recorded before the snapshot period's cut but stored after the history was
+    exported (a laboratory result, a correction; ``EntityState.results_seq``): the history
+    the snapshot was built from lacked them, batch over the whole history counts them, so the
+    snapshot's own fit is made again with them (probe 7, F1: it was kept, 494 rows stale)."""
+    state, new, batch, names = world
+    cut_us = fit_cut_us(state.parts["text"].period, PARAMS)
+    at = history["inspected_at"]
+    late = history[
+        history["inspected"].fillna(False) & (at < pd.Timestamp(cut_us * 1000, tz="UTC"))
+    ]
+    late = late[late["illicit"].fillna(False)].tail(40)  # illicit ones move the text model
+    lacking = history.copy()
+    lacking.loc[late.index, ["inspected", "illicit", "revenue_recovered"]] = [False, pd.NA, np.nan]
+    lacking.loc[late.index, "inspected_at"] = pd.NaT
+    exported = build_entity_state(
+        lacking, Contract(), PARAMS, cutoff=state.cutoff, manifest=state.manifest
+    )
+    exported = dataclasses.replace(exported, results_seq=0)  # the store's results up to seq 0
+    live = LiveState(exported)
+    declarations, at_us, illicit, cents = _results(late)
+    seqs = np.arange(1, len(late) + 1)  # stored after the export
+    assert live.append_outcomes(declarations, at_us, illicit, cents, seqs=seqs) == len(late)
+    assert live.state.parts["text"].snapshot_stale
+    online = _replay(live, history, new, state.cutoff, seed=2)
+    assert _differing(online, batch, names) == {}
+    # the control: the snapshot's fit kept for its period differs
+    kept = LiveState(exported)
+    kept.append_outcomes(declarations, at_us, illicit, cents, seqs=seqs)
+    for part in kept.state.parts.values():
+        if isinstance(part, RefitPart):
+            part.snapshot_stale = False  # as before the fix: the snapshot's fit kept
+    first = new[period_of(_us(new["declared_at"]), 7) == state.parts["text"].period]
+    rows = first[list(DECLARATION_COLUMNS)].reset_index(drop=True)
+    frozen = kept.features(rows).frame().set_index("declaration_id")
+    assert "text_p_illicit" in _differing(frozen, batch, names)

@@ -368,3 +368,6 @@ def test_the_workers_own_info_lines_reach_the_log(client) -> None:
 
     assert logging.getLogger("serving").getEffectiveLevel() <= logging.INFO
     assert logging.getLogger("serving.rollover").isEnabledFor(logging.INFO)
+    # and each refit of reference prices and description models (probe 7: only the metric
+    # showed them under serve)
+    assert logging.getLogger("features.pipeline.refit").isEnabledFor(logging.INFO)

@@ -22,7 +22,12 @@ laboratory result posted days after it was recorded) drops it: the next request 
 snapshot's own period too: a result stored after the history was exported but recorded before
 that period's cut, or a backlog declared before it (``LATE_ENTRY_DAYS``), makes its fit stale
 (``RefitPart.snapshot_stale``) and it is made again from the evidence, as batch over the
-history holding them makes it. The
+history holding them makes it.
+
+A period's fit is also made ahead, in a thread (``RefitPart.prefit``), once a declaration past
+its cut comes in: what it learns from is in by then (barring stragglers, which drop it as
+above), so the first request of the period finds it made rather than making it while every
+request behind it waits. The
 lag is what keeps that rare: a declaration lodged a day before it is sent, or a result posted
 the next morning, is no evidence of the period starting in between. A fit depends only on what
 the state holds, so ``audit recompute`` rebuilds it from the same log. A refit takes about a
@@ -149,9 +154,12 @@ class RefitPart:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _released: bool = False
     name: str = ""  # the family's (for the log)
+    prefits: bool = True  # fit the next period in a thread once its cut has passed
     refit_count: int = 0  # fits made since the snapshot's (kept ones: a refit's cost, counted)
     # evidence of the snapshot's period came in after it: its fit is made again (``add``)
     snapshot_stale: bool = False
+    _prefitting: int | None = None  # the period being fitted ahead of it (``prefit``)
+    _prefit_thread: threading.Thread | None = None
     _coded_base: tuple[_Coded, dict[str, dict[str, np.ndarray]]] | None = None
 
     def __getstate__(self) -> dict[str, Any]:
@@ -209,31 +217,51 @@ class RefitPart:
                 # one, a backlog declared before it): its fit is made again, as for any period
                 self.snapshot_stale = True
 
-    def evidence_for(self, period: int, extra: Evidence | None = None) -> Evidence:
+    def _chunks(self) -> dict[str, list[Columns]]:
+        """Every chunk of evidence by kind, the snapshot's first (a copy of the lists: chunks
+        themselves are never changed, only replaced when merged)."""
+        kinds = set(self._base) | set(self._live)
+        return {
+            kind: ([self._base[kind]] if kind in self._base else [])
+            + list(self._live.get(kind, []))
+            for kind in kinds
+        }
+
+    def _rows_for(self, period: int, chunks: dict[str, list[Columns]]) -> int:
+        """How many evidence rows ``period``'s fit learns from: appending only ever adds
+        rows, so an unchanged count is unchanged evidence."""
+        return sum(int((c[PERIOD] < period).sum()) for kind in chunks.values() for c in kind)
+
+    def evidence_for(
+        self,
+        period: int,
+        extra: Evidence | None = None,
+        chunks: dict[str, list[Columns]] | None = None,
+    ) -> Evidence:
         """The evidence ``period``'s fit learns from (evidence periods before it): the
-        snapshot's, what was appended since, and ``extra`` (a request's own declarations)."""
+        snapshot's, what was appended since (``chunks``: as taken earlier), and ``extra`` (a
+        request's own declarations)."""
         out: Evidence = {}
-        kinds = set(self._base) | set(self._live) | set(extra or {})
+        chunks = self._chunks() if chunks is None else chunks
+        kinds = set(chunks) | set(extra or {})
         for kind in kinds:
-            chunks = []
-            for chunk in ([self._base[kind]] if kind in self._base else []) + self._live.get(
-                kind, []
-            ):
+            taken = []
+            for chunk in chunks.get(kind, []):
                 keep = chunk[PERIOD] < period
                 if keep.all():
-                    chunks.append(chunk)
+                    taken.append(chunk)
                 elif keep.any():
-                    chunks.append({k: v[keep] for k, v in chunk.items()})
+                    taken.append({k: v[keep] for k, v in chunk.items()})
             frame = (
                 pd.DataFrame(
                     {
                         name: self._coded.decode(name, values)
                         if name in self._coded.levels
                         else values
-                        for name, values in _concat(chunks).items()
+                        for name, values in _concat(taken).items()
                     }
                 )
-                if chunks
+                if taken
                 else None
             )
             frames = [f for f in (frame, (extra or {}).get(kind)) if f is not None and len(f)]
@@ -254,12 +282,7 @@ class RefitPart:
             evidence = self.evidence_for(period, extra)
             fitted = fit(evidence)
             if not extra:
-                self._fits[period] = fitted
-                self.refit_count += 1
-                # a fit of an older period is rarely asked again (a declaration weeks late):
-                # made again then, not kept (a text model is tens of MB)
-                for old in [p for p in self._fits if p < max(self._fits) - KEPT_FITS + 1]:
-                    del self._fits[old]
+                self._keep(period, fitted)
             # a refit is a second's work at a million rows: in the log, so a worker refitting
             # often (evidence arriving over refit_lag_days late, again and again) shows
             log.info(
@@ -271,6 +294,52 @@ class RefitPart:
                 " (with the request's own declarations)" if extra else "",
             )
             return fitted
+
+    def prefit(self, period: int, fit: Callable[[Evidence], Any]) -> threading.Thread | None:
+        """Make ``period``'s fit in a thread, before its first declaration comes: once the
+        period's cut has passed (a declaration of a later evidence period is in), what it
+        learns from is in, barring stragglers. The first request of the period then finds it
+        made instead of making it (a second at a million rows, every request queued behind
+        it waiting). Kept only if no evidence it learns from came meanwhile. None: made or
+        being made already."""
+        with self._lock:
+            if period in self._fits or self._prefitting is not None:
+                return None
+            self._prefitting = period
+            chunks = self._chunks()
+            rows = self._rows_for(period, chunks)
+
+        def run() -> None:
+            try:
+                started = time.perf_counter()
+                fitted = fit(self.evidence_for(period, None, chunks))
+                with self._lock:
+                    if period not in self._fits and self._rows_for(period, self._chunks()) == rows:
+                        self._keep(period, fitted)
+                        log.info(
+                            "refitted %s for refit period %d ahead of it in %.2f s",
+                            self.name,
+                            period,
+                            time.perf_counter() - started,
+                        )
+            except Exception:  # a failed prefit costs nothing: the first request fits
+                log.exception("refitting %s ahead of refit period %d failed", self.name, period)
+            finally:
+                self._prefitting = None
+
+        thread = threading.Thread(target=run, name=f"refit-{self.name}-{period}", daemon=True)
+        thread.start()
+        self._prefit_thread = thread
+        return thread
+
+    def _keep(self, period: int, fitted: Any) -> None:
+        """Keep ``period``'s fit (under the lock), the latest ``KEPT_FITS`` periods' only."""
+        self._fits[period] = fitted
+        self.refit_count += 1
+        # a fit of an older period is rarely asked again (a declaration weeks late): made
+        # again then, not kept (a text model is tens of MB)
+        for old in [p for p in self._fits if p < max(self._fits) - KEPT_FITS + 1]:
+            del self._fits[old]
 
 
 def _push(chunks: list[dict[str, np.ndarray]], chunk: dict[str, np.ndarray]) -> None:
@@ -422,7 +491,12 @@ class RefitFamily(Family):
 
     def append_live(self, rows: Rows, part: Any) -> None:
         if isinstance(part, RefitPart) and part.refits:
-            part.add("declared", self._declared(rows))
+            declared = self._declared(rows)
+            part.add("declared", declared)
+            # past the cut of the period after the latest fitted: fit it ahead of its start
+            latest = max(part.period, max(part._fits, default=part.period))
+            if int(declared[PERIOD].max()) > latest and part.prefits:
+                part.prefit(latest + 1, lambda e: self.fit_evidence(e, rows))
 
     def fold_live(self, part: Any, horizon_us: int) -> None:
         """Nothing folds: batch's references and models learn from the whole past."""

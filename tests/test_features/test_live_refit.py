@@ -277,3 +277,39 @@ def test_results_stored_after_the_export_refit_the_snapshots_own_period(history,
     rows = first[list(DECLARATION_COLUMNS)].reset_index(drop=True)
     frozen = kept.features(rows).frame().set_index("declaration_id")
     assert "text_p_illicit" in _differing(frozen, batch, names)
+
+
+def test_the_next_period_is_fitted_ahead_once_its_cut_has_passed(history, world):
+    """Once declarations past the next period's cut come in, that period's fit is made in a
+    thread: its first request finds it made (no refit on the request path), and a fit whose
+    evidence changed while it was made is not kept."""
+    state, new, batch, names = world
+    live = LiveState(state)
+    part = live.state.parts["valuation"]
+    t_us = _us(new["declared_at"])
+    period = int(period_of(t_us[:1], 7)[0]) + 1
+    cut = fit_cut_us(period, PARAMS)
+    cols = list(DECLARATION_COLUMNS)
+    live.append(new[t_us < cut][cols].reset_index(drop=True))
+    assert part._prefit_thread is None  # the cut has not passed
+    live.append(new[(t_us >= cut) & (t_us < cut + US_PER_DAY)][cols].reset_index(drop=True))
+    part._prefit_thread.join(60)
+    assert period in part._fits and part.refit_count == 1
+    first = new[t_us >= period_start_us(period, 7)].head(100)[cols].reset_index(drop=True)
+    online = live.features(first).frame().set_index("declaration_id")
+    assert part.refit_count == 1  # made ahead: the request did not refit
+    valued = [n for n in names if not n.startswith("text_")]
+    assert _differing(online, batch, valued) == {}
+
+    # evidence of the period arriving while its fit is made ahead: that fit is not kept
+    del part._fits[period]
+    straggler = new[t_us < cut].head(1)[cols].reset_index(drop=True)
+    straggler["declaration_id"] = "straggler-1"
+
+    def fit_while_a_straggler_comes(evidence):
+        live.append(straggler)
+        return live.state.families[0]  # any object: it must not be kept
+
+    thread = part.prefit(period, fit_while_a_straggler_comes)
+    thread.join(60)
+    assert period not in part._fits

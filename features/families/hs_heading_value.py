@@ -3,7 +3,8 @@
 The HS6 references of the valuation family need ``min_reference_count`` past declarations of
 the same subheading; a rare or newly used HS6 has none. Its heading (first four digits) usually
 has, so an undervalued parcel under a rare subheading is still compared with something.
-References are refitted per period on the declarations before the period start, like valuation.
+References are refitted per period on the declarations before the period's cut, like valuation
+(and in the live state too).
 Enable with ``features.extra_families: [hs_heading_value]``.
 """
 

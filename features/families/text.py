@@ -14,7 +14,9 @@ so refits are exact and cheap:
   both sit in the same chapter, which the chapter model cannot see).
 Only tokens seen before the period start count; unseen tokens are ignored, never guessed.
 Batch refits the models every ``refit_period_days`` from integer counts accumulated over the
-expanding history; the snapshot keeps the models of the cutoff's period.
+expanding history (what was declared, or recorded, ``refit_lag_days`` before each period
+start); the snapshot keeps the models of the cutoff's period and the counts' evidence, from
+which the live state refits them for later periods (``features.pipeline.refit``).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from features.pipeline.family import History, Rows, SpecContext, Values
 from features.pipeline.history import codes_of, factorize
 from features.pipeline.manifest import FeatureSpec
 from features.pipeline.prepare import evidence_period, fit_cut_us, period_of
-from features.pipeline.refit import Evidence, RefitFamily
+from features.pipeline.refit import Evidence, RefitFamily, canonical
 
 N_CHAPTERS = 100  # HS chapters 01..99 by their number; index 0 unused
 TOKEN_PATTERN = r"(?u)\b[^\W\d_][^\W\d_]+\b"  # words of 2+ letters; numbers and sizes are noise
@@ -755,8 +757,6 @@ class Text(RefitFamily):
         """``history_evidence`` from the Dask engine's aggregates: ``declared`` the distinct
         declarations per (refit, evidence) period with their count ``n``, ``results`` each
         result recorded before the cutoff (t_us, description, illicit)."""
-        from features.pipeline.refit import canonical
-
         declared = declared[["description", "hs_chapter", "hs6", "evidence_period", "n"]]
         declared = declared.rename(columns={"evidence_period": "period"})
         periods = evidence_period(results["t_us"].to_numpy(np.int64), params)

@@ -1,9 +1,11 @@
 """Valuation family: declared value against reference distributions learned from the past.
 
 References are medians of log unit values per HS6 (and HS6 x origin) over declarations lodged
-before a period start; batch refits them every ``refit_period_days`` on an expanding window, so
-a parcel is compared only with what was declared before its period began; the snapshot keeps
-those of the cutoff's period. Medians in log space resist the undervalued minority that
+before a period's cut (``refit_lag_days`` before its start); batch refits them every
+``refit_period_days`` on an expanding window, so a parcel is compared only with what was
+declared before its period began; the snapshot keeps those of the cutoff's period and the
+values behind them, from which the live state refits them for later periods
+(``features.pipeline.refit``). Medians in log space resist the undervalued minority that
 contaminates declared prices. The count that makes a reference reliable is of values per item
 where the history declares quantities, else per kg, at every level alike.
 """

@@ -77,3 +77,27 @@ def test_cli_prints_the_check_time_it_keeps_out_of_the_report(histories, tmp_pat
         assert abs(datetime.now(UTC) - checked) < timedelta(minutes=5)
     assert _files(tmp_path / "a") == _files(tmp_path / "b")
     assert "checked at" not in (tmp_path / "a" / "index.html").read_text(encoding="utf-8")
+
+
+def test_features_summary_holds_no_duration(tmp_path) -> None:
+    """features_summary.json is a DVC metric: a duration in it changed dvc.lock on every run
+    of the same inputs; the duration is printed (the returned summary) instead."""
+    import json
+
+    from features.params import Settings
+    from features.pipeline.build import build_to_dir
+    from features.synthetic import generate_to_dir
+
+    generate_to_dir(parcels=600, days=20, seed=3, out=tmp_path / "raw", start="2026-01-01")
+    summaries, files = [], []
+    for _ in range(2):
+        summaries.append(
+            build_to_dir(
+                declarations_path=tmp_path / "raw" / "declarations.parquet",
+                out=tmp_path / "processed",
+                settings=Settings(),
+            )
+        )
+        files.append((tmp_path / "processed" / "features_summary.json").read_bytes())
+    assert "seconds" in summaries[0] and "seconds" not in json.loads(files[0])
+    assert files[0] == files[1]

@@ -59,6 +59,10 @@ def test_missing_file_or_section_means_the_defaults(tmp_path: Path) -> None:
         ("validate:\n  max_value: -1\n", "validate.max_value: Input should be greater than 0"),
         ("serve:\n  workers: 4\n  max_concurrency: 2\n", "max_concurrency (2) must be at least"),
         ("features:\n  base_currency: USD\n", "base_currency USD needs its own fx_to_base"),
+        (
+            "features:\n  refit_period_days: 7\n  refit_lag_days: 7\n",
+            "refit_lag_days (7) must be shorter than refit_period_days (7)",
+        ),
         ("serve: [1, 2]\n", "section 'serve' must be a mapping"),
         ("a: [1\n", "not valid YAML"),
     ],

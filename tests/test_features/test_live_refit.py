@@ -195,6 +195,15 @@ def test_evidence_is_saved_with_the_snapshot_and_an_older_one_still_loads(world,
     pd.testing.assert_frame_equal(a, b)
     with pytest.raises(ParcelriskError, match="released"):
         loaded.save(tmp_path / "again")
+    # evidence is fingerprinted as every snapshot file: a changed count is refused
+    evidence = tmp_path / "state" / "valuation_evidence_declared.parquet"
+    original = evidence.read_bytes()
+    frame = pd.read_parquet(evidence)
+    frame.loc[0, "n"] += 1
+    frame.to_parquet(evidence, index=False)
+    with pytest.raises(ParcelriskError, match="corrupt"):
+        EntityState.load(tmp_path / "state")
+    evidence.write_bytes(original)
     # a snapshot written before evidence was kept: its fit serves every later period
     for path in (tmp_path / "state").glob("*_evidence_*.parquet"):
         path.unlink()

@@ -273,8 +273,8 @@ class RefitPart:
         self, period: int, fit: Callable[[Evidence], Any], extra: Evidence | None = None
     ) -> Any:
         """The family's fit for ``period`` (after the snapshot's, or the snapshot's once stale):
-        made once and kept, unless
-        ``extra`` evidence of the request itself takes part (then made for this request)."""
+        made once and kept, unless ``extra`` evidence of the request itself takes part (then
+        made for this request only)."""
         with self._lock:  # one refit at a time; appends wait for it
             if not extra and period in self._fits:
                 return self._fits[period]

@@ -175,7 +175,7 @@ class LiveState:
                 return 0
             if not new.all():
                 keep = np.flatnonzero(new)
-                rows.prep = Prepared(len(keep), {k: v[keep] for k, v in rows.prep.items()})
+                rows.prep = rows.prep.take(keep)
             for family in self.live_families:
                 part = self.state.parts.get(family.name)
                 if part is not None:
@@ -280,7 +280,7 @@ class LiveState:
         rows = self._rows(declarations, None)
         if not keep_rows.all():
             keep = np.flatnonzero(keep_rows)
-            rows.prep = Prepared(len(keep), {k: v[keep] for k, v in rows.prep.items()})
+            rows.prep = rows.prep.take(keep)
             arrays = [a[keep] for a in arrays]
         for family in self.live_families:
             part = self.state.parts.get(family.name)

@@ -153,6 +153,10 @@ class Prepared(dict):
         appearances are not the history's)."""
         return Prepared(hi - lo, {name: values[lo:hi] for name, values in self.items()})
 
+    def take(self, rows: np.ndarray) -> Prepared:
+        """The rows at positions ``rows`` (copies; without codes, as ``slice``)."""
+        return Prepared(len(rows), {name: values[rows] for name, values in self.items()})
+
 
 def filled(values: np.ndarray, fill: str) -> np.ndarray:
     """A text array with its missing values (None) replaced by ``fill``."""

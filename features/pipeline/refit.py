@@ -51,7 +51,7 @@ import pandas as pd
 
 from features.errors import ParcelriskError
 from features.pipeline.family import Family, History, Rows, Values
-from features.pipeline.prepare import Prepared, evidence_period, fit_cut_us, period_of
+from features.pipeline.prepare import evidence_period, fit_cut_us, period_of
 
 log = logging.getLogger(__name__)
 
@@ -390,12 +390,7 @@ class RefitFamily(Family):
         evidence = {"declared": canonical(pd.DataFrame(self._declared(history)))}
         outcomes = history.outcomes
         rows = Rows(
-            Prepared(
-                len(outcomes["rows"]), {k: v[outcomes["rows"]] for k, v in history.prep.items()}
-            ),
-            history.params,
-            history.contract,
-            history.manifest,
+            history.prep.take(outcomes["rows"]), history.params, history.contract, history.manifest
         )
         results = self.evidence_of_results(rows, outcomes["illicit"])
         if results is not None:
@@ -528,5 +523,4 @@ def fitted_of(part: Any) -> Any:
 def _take(rows: Rows, at: np.ndarray) -> Rows:
     if len(at) == rows.prep.n_rows:
         return rows
-    prep = Prepared(len(at), {k: v[at] for k, v in rows.prep.items()})
-    return Rows(prep, rows.params, rows.contract, rows.manifest)
+    return Rows(rows.prep.take(at), rows.params, rows.contract, rows.manifest)

@@ -122,8 +122,11 @@ def _differing(online: pd.DataFrame, batch: pd.DataFrame, names: list[str]) -> d
 
 def test_references_and_text_models_are_refitted_as_batch_refits_them(history, world):
     state, new, batch, names = world
-    online = _replay(LiveState(state), history, new, state.cutoff, seed=1)
+    live = LiveState(state)
+    online = _replay(live, history, new, state.cutoff, seed=1)
     assert _differing(online, batch, names) == {}
+    # four later periods fitted, the latest two kept (a text model is tens of MB)
+    assert all(len(live.state.parts[f]._fits) == 2 for f in REFIT_FAMILIES)
 
 
 def test_without_refits_the_snapshot_fit_goes_stale(history, world):

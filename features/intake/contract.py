@@ -52,7 +52,13 @@ OFFENCE_TYPES = (
 RANDOM_SELECTION = "random"
 
 HS_CODE_PATTERN = r"^[0-9]{6,10}$"  # ASCII digits: \\d also matches other scripts
-COUNTRY_PATTERN = r"^[A-Z]{2}$"
+# Countries are ISO 3166 alpha-2 codes. An export that codes them its own way (a pseudonymised
+# research file's CNTRY376, a national table) is read as written, each code a country of its
+# own, with a warning (``features.intake.rules``: ``.iso3166``): refusing it would leave such
+# an administration no way in, as no values table can name countries it never disclosed. ISO
+# alpha-3 codes and country names stay faults (``.iso_form``): the mapping's `country_codes`
+# converts them, where kept as written they would split CN's history from CHN's.
+COUNTRY_PATTERN = r"^[A-Z0-9][A-Z0-9_.-]{1,15}$"
 CURRENCY_PATTERN = r"^[A-Z]{3}$"
 
 # Declarations before this are treated as a data error (typo'd years, epoch zeros).
@@ -92,7 +98,9 @@ class ContractField:
 # them switch off. Bounds here are structural (impossible values: faults); plausibility limits
 # (outliers: warnings) live in params.yaml ``validate`` and are applied by ``features.intake.rules``.
 _HS_TEXT = "an HS code of 6 to 10 digits"
-_COUNTRY_TEXT = "a two-letter ISO 3166 country code"
+_COUNTRY_TEXT = (
+    "a country code: ISO 3166 alpha-2, or the export's own (2 to 16 letters, digits, . _ -)"
+)
 _CURRENCY_TEXT = "a three-letter ISO 4217 currency code"
 
 FIELDS: tuple[ContractField, ...] = (
@@ -155,7 +163,7 @@ FIELDS: tuple[ContractField, ...] = (
         "seller_country",
         "str",
         "declaration",
-        "Seller's country, ISO 3166-1 alpha-2; null if unknown.",
+        "Seller's country, ISO 3166-1 alpha-2 (or the export's own code); null if unknown.",
         required=False,
         nullable=True,
         pattern=COUNTRY_PATTERN,
@@ -184,7 +192,7 @@ FIELDS: tuple[ContractField, ...] = (
         "origin_country",
         "str",
         "declaration",
-        "Declared country of origin of the goods, ISO 3166-1 alpha-2.",
+        "Declared country of origin of the goods, ISO 3166-1 alpha-2 (or the export's own code).",
         pattern=COUNTRY_PATTERN,
         pattern_text=_COUNTRY_TEXT,
     ),

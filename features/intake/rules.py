@@ -40,7 +40,13 @@ from features.intake.contract import (
     Contract,
     ContractField,
 )
-from features.intake.iso3166 import ALPHA2
+from features.intake.iso3166 import (
+    ALPHA2,
+    ALPHA3_TO_ALPHA2,
+    NUMERIC_TO_ALPHA2,
+    name_to_alpha2,
+    plain_name,
+)
 from features.intake.iso4217 import COMMON_MISTAKES, ISO_4217
 from features.params import FeatureParams, Settings, ValidateParams
 
@@ -451,38 +457,84 @@ _COUNTRY_MISTAKES = {"UK": "GB", "EL": "GR", "EN": "GB", "SP": "ES"}
 _COUNTRIES = ALPHA2 | {"XK"}
 
 
-def _country_code_rule(name: str) -> Rule:
-    """A warning for two capital letters that are no ISO 3166 country: "UK" (GB) and "EL"
-    (the EU's code for Greece, GR) passed the pattern and became countries of their own,
-    their histories apart from GB's and GR's (probe). A warning, not a fault: a clearance
-    system's code for an unknown origin must still be scored."""
+def _iso_form(code: str) -> str | None:
+    """The ISO 3166 alpha-2 that ``code`` (canonical: upper case) writes another way, as
+    "alpha-3 for CN" or "a name of CN"; None when it is no alpha-3 code or country name."""
+    if code in ALPHA3_TO_ALPHA2:
+        return f"ISO 3166 alpha-3 for {ALPHA3_TO_ALPHA2[code]}"
+    if len(code) > 3 and code.isalpha():  # the names table only for words (~0.3 s, once)
+        meant = name_to_alpha2().get(plain_name(code))
+        if meant is not None:
+            return f"a name of {meant}"
+    return None
 
-    def flag(columns: Columns) -> np.ndarray:
-        import pandas as pd
 
-        codes, present = _present_text(columns, name)
-        shaped = pd.Series(codes, dtype=object).str.fullmatch(COUNTRY_PATTERN[1:-1])
-        known = pd.Series(codes, dtype=object).isin(_COUNTRIES).to_numpy()
-        return present & shaped.fillna(False).to_numpy(dtype=bool) & ~known
+def _country_code_rules(name: str) -> list[Rule]:
+    """Countries that are no ISO 3166 alpha-2 code.
 
-    def explain(value: Any) -> str:
-        meant = _COUNTRY_MISTAKES.get(str(value))
-        hint = f" ({meant} in ISO 3166?)" if meant else ""
+    A warning for a code of the export's own (``CNTRY376``; two capital letters such as "UK"
+    and "EL", the EU's code for Greece, passed as countries of their own, their histories
+    apart from GB's and GR's, probe): its parcels form a country of their own, as they would
+    for a clearance system's code for an unknown origin, which must still be scored. A
+    three-digit code is said to read as ISO numeric, which the mapping converts
+    (``country_codes: numeric``), but kept as the export's own when it is not. A fault for an
+    ISO alpha-3 code or a country name (``CHN``, ``CHINA``): a known code written another way,
+    which ``country_codes`` converts, and which kept as written would split a country's
+    history in two (and meet a champion that knows only CN)."""
+    own_code = re.compile(COUNTRY_PATTERN)
+
+    def not_iso(code: str) -> bool:
+        return code not in _COUNTRIES and own_code.fullmatch(code) is not None
+
+    def explain_own(value: Any) -> str:
+        code = str(value)
+        if code in _COUNTRY_MISTAKES:
+            return (
+                f"{show(value)} is no ISO 3166 country code ({_COUNTRY_MISTAKES[code]} in ISO "
+                "3166?): its parcels form a country of their own; the mapping's values table "
+                "can name the code meant"
+            )
+        if code in NUMERIC_TO_ALPHA2:
+            return (
+                f"{show(value)} is no ISO 3166 alpha-2 code: read as the export's own code, a "
+                f"country of its own (as ISO 3166 numeric it is {NUMERIC_TO_ALPHA2[code]}: "
+                "then map the column with country_codes: numeric)"
+            )
         return (
-            f"{show(value)} is no ISO 3166 country code{hint}: its parcels form a country of "
-            "their own; the mapping's values table can name the code meant"
+            f"{show(value)} is no ISO 3166 country code: read as the export's own code, its "
+            "parcels a country of their own; the mapping's values table can name the code meant"
         )
 
-    return Rule(
-        f"{name}.iso3166",
-        name,
-        "warning",
-        "an ISO 3166 country code",
-        flag,
-        explain,
-        _shown_by(name, "str"),
-        test=lambda v: v not in _COUNTRIES and re.fullmatch(COUNTRY_PATTERN, str(v)) is not None,
-    )
+    def explain_form(value: Any) -> str:
+        form = _iso_form(str(value))
+        fix = "alpha3" if form and form.startswith("ISO") else "name"
+        return (
+            f"{show(value)} is {form}: map the column with country_codes: {fix} (kept as "
+            "written it would be a country apart from its alpha-2 code's)"
+        )
+
+    return [
+        Rule(
+            f"{name}.iso3166",
+            name,
+            "warning",
+            "an ISO 3166 country code",
+            lambda c: _text_flag(c, name, lambda v: not_iso(v) and _iso_form(v) is None),
+            explain_own,
+            _shown_by(name, "str"),
+            test=lambda v: not_iso(str(v)) and _iso_form(str(v)) is None,
+        ),
+        Rule(
+            f"{name}.iso_form",
+            name,
+            "fault",
+            "an ISO 3166 alpha-2 code, not alpha-3 or a name",
+            lambda c: _text_flag(c, name, lambda v: not_iso(v) and _iso_form(v) is not None),
+            explain_form,
+            _shown_by(name, "str"),
+            test=lambda v: not_iso(str(v)) and _iso_form(str(v)) is not None,
+        ),
+    ]
 
 
 def _plausibility_rules(limits: Limits) -> list[Rule]:
@@ -513,7 +565,7 @@ def _plausibility_rules(limits: Limits) -> list[Rule]:
         return ~columns.missing("currency") & np.isnan(_rates(columns, limits)) & is_code
 
     return [
-        *(_country_code_rule(name) for name in ("origin_country", "seller_country")),
+        *(r for name in ("origin_country", "seller_country") for r in _country_code_rules(name)),
         Rule(
             "gross_weight_kg.zero",
             "gross_weight_kg",
@@ -667,7 +719,8 @@ def _outcome_rules(limits: Limits) -> list[Rule]:
             revenue_flag,
             lambda v: (
                 f"{show(v)} EUR is above the plausible {limits.max_value:,.0f} {base} "
-                "(validate.max_value): a unit or decimal error?"
+                "(validate.max_value): a unit or decimal error? (if amounts like it are real, "
+                "as for bulk consignments, raise validate.max_value in params.yaml)"
             ),
             _shown_by("revenue_recovered", "float"),
             "outcome",

@@ -30,7 +30,8 @@ def test_a_history_with_an_absurd_revenue_is_refused_naming_row_and_value() -> N
     assert fault.rows.tolist() == [0]
     assert fault.messages() == [
         "revenue_recovered: 1e+300 EUR is above the plausible 100,000 EUR (validate.max_value): "
-        "a unit or decimal error?"
+        "a unit or decimal error? (if amounts like it are real, as for bulk consignments, "
+        "raise validate.max_value in params.yaml)"
     ]
 
 

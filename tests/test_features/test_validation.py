@@ -68,10 +68,20 @@ FAULTS = {
         "a value is required",
     ),
     "bad hs_code": (_set("hs_code", 2, "61A9"), "hs_code.format", "'61A9' is not an HS code"),
-    "bad country": (
+    "alpha-3 country": (
         _set("origin_country", 1, "CHN"),
+        "origin_country.iso_form",
+        "'CHN' is ISO 3166 alpha-3 for CN: map the column with country_codes: alpha3",
+    ),
+    "country name": (
+        _set("origin_country", 1, "GERMANY"),
+        "origin_country.iso_form",
+        "'GERMANY' is a name of DE: map the column with country_codes: name",
+    ),
+    "bad country": (
+        _set("origin_country", 1, "C N"),
         "origin_country.format",
-        "'CHN' is not a two-letter",
+        "'C N' is not a country code: ISO 3166 alpha-2, or the export's own",
     ),
     "bad currency": (
         _set("currency", 4, "EURO"),

@@ -47,6 +47,42 @@ def test_two_letters_that_are_no_country_are_warned_naming_the_code_meant(tmp_pa
     assert "'XK'" not in text
 
 
+def test_an_exports_own_country_codes_pass_with_a_warning(tmp_path) -> None:
+    """A file in the layout of DATE's (KDD 2020) public synthetic declarations codes countries
+    its own way (CNTRY376): every row was refused, and no values table could name countries
+    the export never disclosed. Read as written, each code a country of its own, said once; a
+    three-digit code is said to read as ISO numeric too (the mapping converts it if it is)."""
+    from tests.test_features.test_contract import make_declarations
+
+    frame = make_declarations()
+    frame["origin_country"] = ["CNTRY376", "156", "CNTRY376", "CNTRY12", "CNTRY_9", "CN"]
+    frame["seller_country"] = "SELLER-CTY.1"
+    text = _render(tmp_path, frame)
+    assert text.startswith("OK:"), text
+    assert "'CNTRY376' is no ISO 3166 country code: read as the export's own code" in text
+    assert "'156' is no ISO 3166 alpha-2 code: read as the export's own code" in text
+    assert "as ISO 3166 numeric it is CN: then map the column with country_codes: numeric" in text
+    assert "seller_country: 6 row(s)" in text and "[seller_country.iso3166]" in text
+    assert "'CN'" not in text
+
+
+def test_a_known_country_written_another_way_stays_a_fault(tmp_path) -> None:
+    """Alpha-3 codes and country names have a known fix (country_codes), and kept as written
+    would split a country's history from its alpha-2 code's: faults, not own codes. Text that
+    is no code at all (a space, 17 characters) is refused by the pattern."""
+    from tests.test_features.test_contract import make_declarations
+
+    frame = make_declarations()
+    frame["origin_country"] = ["CHN", "DEU", "germany", "C N", "A" * 17, "CN"]
+    text = _render(tmp_path, frame)
+    assert text.startswith("INVALID:"), text
+    assert "'CHN' is ISO 3166 alpha-3 for CN: map the column with country_codes: alpha3" in text
+    assert "'GERMANY' is a name of DE: map the column with country_codes: name" in text
+    assert "origin_country: 3 row(s) (50.00%) break 'an ISO 3166 alpha-2 code" in text
+    assert "origin_country: 2 row(s) (33.33%) break 'a country code" in text
+    assert "'C N' is not a country code" in text and "[origin_country.format]" in text
+
+
 def test_a_hijri_year_is_named_as_such(tmp_path) -> None:
     """1448/05/20 (a Saudi export) read as Gregorian was refused only as 'before 2000'."""
     from tests.test_features.test_contract import make_declarations

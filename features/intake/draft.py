@@ -413,6 +413,8 @@ _UNIT_NAMES = {"lb": 0.45359237, "lbs": 0.45359237, "pound": 0.45359237,
 # Words of a value column's name that say it is a price per unit, not the parcel's value
 _PER_UNIT_WORDS = frozenset({"unit", "unitaire", "unitario", "unitaria", "einzel",
                              "einzelpreis", "stuckpreis", "each"})  # fmt: skip
+# Delivery terms (Incoterms) an export names a value of the goods by: FOB, CIF
+_DELIVERY_TERMS = frozenset({"fob", "cif", "cfr", "cnf", "cip", "cpt", "exw", "fca", "fas"})
 # Amounts a name says are in a currency's minor unit (cents): x 0.01
 _MINOR_UNIT_NAMES = ("cents", "cent", "centimes", "centavos", "centesimi", "pence", "kopecks",
                      "minor units", "minor unit", "groszy", "kurus")  # fmt: skip
@@ -429,6 +431,9 @@ _DATE_FORMATS = (
     "%Y/%m/%d %H:%M:%S", "%Y/%m/%d %H:%M", "%Y/%m/%d", "%Y%m%d%H%M%S", "%Y%m%d",
     "%d/%m/%y %H:%M", "%d/%m/%y", "%m/%d/%Y %I:%M:%S %p", "%m/%d/%Y %I:%M %p",
     "%d/%m/%Y %I:%M:%S %p", "%d/%m/%Y %I:%M %p", "%Y-%m-%d %I:%M:%S %p", "%Y-%m-%d %I:%M %p",
+    # two-digit years (a research file's 13-01-02), after the four-digit ones: several may read
+    # every value, and ``_set_aside_two_digit_years`` says which to keep
+    "%d-%m-%y", "%d.%m.%y", "%m/%d/%y", "%m-%d-%y", "%y-%m-%d", "%y/%m/%d", "%y.%m.%d",
     # English month names (a spreadsheet's 01-Mar-2026, a report's 1 March 2026, Mar 1, 2026)
     "%d-%b-%Y %H:%M:%S", "%d-%b-%Y %H:%M", "%d-%b-%Y", "%d-%b-%y", "%d %b %Y %H:%M", "%d %b %Y",
     "%d %B %Y %H:%M", "%d %B %Y", "%b %d, %Y %I:%M %p", "%b %d, %Y", "%B %d, %Y",
@@ -851,6 +856,44 @@ def _memo(reading: Any) -> Any:
     return once
 
 
+# Words naming a country in a column's name (as ``_plain`` writes them): a plain "country" says
+# neither whose nor which, so it is the goods' origin, the country the contract requires
+_COUNTRY_WORDS = frozenset({"country", "cntry", "ctry", "pays", "pais", "land", "paese", "ulke",
+                            "kraj", "страна", "negara", "nuoc"})  # fmt: skip
+
+
+def _names_country(column: Column) -> bool:
+    return bool(set(column.words.split()) & _COUNTRY_WORDS)
+
+
+@_memo
+def _own_country_codes(column: Column) -> bool:
+    """Whether a column holds an export's own country codes (a research file's CNTRY376, a
+    national table's 142): short codes as the contract takes them, a few hundred at most and
+    repeated, that no ISO 3166 reading takes (codes most of which are ISO are an ISO column
+    with errors, for a values table). Asked only of a column whose name says country."""
+    import pandas as pd
+
+    if column.typed == "datetime" or not column.values:
+        return False
+    if column.distinct > 400 or column.unique >= 0.5 or _country_codes(column) is not None:
+        return False
+    if column.fit(r"[A-Za-z0-9][A-Za-z0-9_.-]{1,15}") < FITS or _date_formats(column) is not None:
+        return False
+    values = pd.Series(column.values)
+    upper = values.str.upper()
+    # country names are ISO's too (the mapping converts them): each distinct value read once
+    distinct = values.drop_duplicates()
+    names = distinct[distinct.map(plain_name).isin(name_to_alpha2())]
+    iso = (
+        upper.isin(ALPHA2)
+        | upper.isin(ALPHA3_TO_ALPHA2)
+        | upper.str.zfill(3).isin(NUMERIC_TO_ALPHA2)
+        | values.isin(names)
+    )
+    return float(iso.mean()) < 0.5
+
+
 @_memo
 def _date_formats(column: Column) -> tuple[list[str] | None, list[str]] | None:
     """The formats that read (nearly) every value (None: ISO 8601, no format needed), and what
@@ -873,20 +916,22 @@ def _date_formats(column: Column) -> tuple[list[str] | None, list[str]] | None:
         parsed = pd.to_datetime(values, format="ISO8601", errors="coerce", utc=True)
         if parsed.notna().mean() >= FITS:
             return None, []
-    reads = {}
+    reads, parsed = {}, {}
     for fmt in _DATE_FORMATS:
-        parsed = pd.to_datetime(values, format=fmt, errors="coerce")
-        share = float(parsed.notna().mean())
+        stamps = pd.to_datetime(values, format=fmt, errors="coerce")
+        share = float(stamps.notna().mean())
         if share > 0:
-            reads[fmt] = share
+            reads[fmt], parsed[fmt] = share, stamps
     if not reads:
         return None
+    set_aside = _set_aside_two_digit_years(reads, parsed)
+    reads = {fmt: share for fmt, share in reads.items() if fmt not in set_aside}
     # a format with a time and one without may each read part of the column (midnight written
     # as a bare date): together they must read it
     chosen: list[str] = []
     covered = pd.Series(False, index=values.index)
     for fmt in sorted(reads, key=lambda f: (-reads[f], _DATE_FORMATS.index(f))):
-        hit = pd.to_datetime(values, format=fmt, errors="coerce").notna()
+        hit = parsed[fmt].notna()
         if (hit & ~covered).any():
             chosen.append(fmt)
             covered |= hit
@@ -895,11 +940,67 @@ def _date_formats(column: Column) -> tuple[list[str] | None, list[str]] | None:
     if covered.mean() < FITS or len(chosen) > 3:
         return None
     checks = []
+    if two_digit := next((f for f in chosen if "%y" in f), None):
+        checks.append(_two_digit_years_read(parsed[two_digit]))
+        checks += [
+            f"every value also reads as {f}, set aside: {why}" for f, why in set_aside.items()
+        ]
     if any(f.startswith("%d") for f in chosen):
         swapped = [f.replace("%d", "%_").replace("%m", "%d").replace("%_", "%m") for f in chosen]
         if all(reads.get(f, 0) >= reads[c] for f, c in zip(swapped, chosen, strict=True)):
             checks.append("day first guessed: every value also reads month first")
     return chosen, checks
+
+
+def _now() -> pd.Timestamp:
+    """The clock, naive as the dates a draft reads: a history's declarations are before it."""
+    import pandas as pd
+
+    return pd.Timestamp.now()
+
+
+def _set_aside_two_digit_years(
+    reads: dict[str, float], parsed: dict[str, pd.Series]
+) -> dict[str, str]:
+    """The two-digit-year readings to drop, each with why, when several read every value:
+    one putting dates in the future where another does not (a history's declarations are not
+    ahead of the clock), then the one spanning more days (13-01-02 .. 13-12-31 is 2013 day by
+    day as %y-%m-%d, the 13th of a month of 2001-2031 as %d-%m-%y), then the one listed later."""
+    import pandas as pd
+
+    best = max(reads.values())
+    tied = [f for f, share in reads.items() if "%y" in f and share >= max(best - 1e-9, FITS)]
+    if len(tied) < 2:
+        return {}
+    latest = _now() + pd.Timedelta(days=1)
+    ahead = {f: bool((parsed[f] > latest).any()) for f in tied}
+    span = {f: parsed[f].max() - parsed[f].min() for f in tied}
+    kept = min(tied, key=lambda f: (ahead[f], span[f], _DATE_FORMATS.index(f)))
+    why = {}
+    for fmt in tied:
+        if fmt == kept:
+            continue
+        if ahead[fmt] and not ahead[kept]:
+            why[fmt] = f"it puts dates in the future (up to {parsed[fmt].max():%Y-%m-%d})"
+        elif span[fmt] > span[kept]:
+            why[fmt] = (
+                f"its dates span {span[fmt].days:,} days, {kept}'s {span[kept].days:,} "
+                f"({parsed[kept].min():%Y-%m-%d} to {parsed[kept].max():%Y-%m-%d})"
+            )
+        else:
+            why[fmt] = f"no more days than {kept}: the first listed was guessed"
+    return why
+
+
+def _two_digit_years_read(stamps: pd.Series) -> str:
+    """How a reading put two-digit years in centuries (as POSIX does: 69-99 are 19YY, 00-68
+    are 20YY), with an example of each."""
+    years = stamps.dropna().dt.year
+    old, new = years[years < 2000], years[years >= 2000]
+    said = ", ".join(f"{y.iloc[0] % 100:02d} -> {y.iloc[0]}" for y in (old, new) if len(y))
+    if len(old) and len(new):
+        return f"two-digit years 69-99 read as 19YY, 00-68 as 20YY: {said}"
+    return f"two-digit years read as {'19' if len(old) else '20'}YY: {said}"
 
 
 @_memo
@@ -1092,10 +1193,13 @@ def _fits(
     if name == "hs_code":
         return hs
     if name in ("origin_country", "seller_country"):
-        if not country:
-            return 0.0
-        # with no name for it, a country column is the goods' origin, not the seller's
-        return 1.0 if named or name == "origin_country" else 0.0
+        if country:
+            # with no name for it, a country column is the goods' origin, not the seller's
+            return 1.0 if named or name == "origin_country" else 0.0
+        # an export's own codes (CNTRY376) are a country's only where the name says so: the
+        # seller's where it names the seller's, else the origin's (plain "country" too)
+        says = named or (name == "origin_country" and _names_country(column))
+        return 0.5 if says and _own_country_codes(column) else 0.0
     if name == "currency":
         return 1.0 if currency else 0.0
     if kind == "datetime":
@@ -1185,6 +1289,12 @@ def _propose(name: str, column: Column, timezone: str) -> Proposal:
         codes = _country_codes(column)
         if codes and codes != "alpha2":
             spec["country_codes"] = codes
+        elif codes is None and _own_country_codes(column):
+            checks.append(
+                f"codes that are not ISO 3166 (e.g. {column.values[0]!r}): read as the export's "
+                "own country codes, each a country of its own; a values table can name the ISO "
+                "code of each"
+            )
     elif name == "hs_code":
         # codes stored as numbers get their zero back by themselves; text says nothing
         if column.typed == "text" and column.fit(r"\d{5}|\d{7}|\d{9}") > 0:
@@ -1221,11 +1331,12 @@ def _propose(name: str, column: Column, timezone: str) -> Proposal:
             elif unit := next((u for u in _UNIT_NAMES if u in column.words.split()), None):
                 spec["scale"] = _UNIT_NAMES[unit]
                 checks.append(f"{unit} read from the name: scale {_UNIT_NAMES[unit]} to kg")
-            elif any(f" {g} " in f" {column.words} " for g in _GRAM_NAMES) or _median(column) > 50:
+            elif any(f" {g} " in f" {column.words} " for g in _GRAM_NAMES):
                 spec["scale"] = 0.001
-                checks.append(
-                    "grams guessed (the name, or a median weight above 50): scale 0.001 to kg"
-                )
+                checks.append("grams guessed (the name): scale 0.001 to kg")
+            elif grams := _grams_by_values(column):
+                spec["scale"] = 0.001
+                checks.append(f"grams guessed ({grams}): scale 0.001 to kg")
         if name == "declared_value" and set(column.words.split()) & _PER_UNIT_WORDS:
             # a marketplace line's "Unit Price" beside its "Qty" was drafted unmarked: a line
             # of 12 entered at a twelfth of its value (probe)
@@ -1350,14 +1461,30 @@ def _numbers(column: Column) -> pd.Series:
     return pd.to_numeric(text, errors="coerce").dropna()
 
 
-def _median(column: Column) -> float:
+def _grams_by_values(column: Column) -> str | None:
+    """Why a weight column's numbers look like grams (None: like kilograms): a median above 50
+    (a parcel of 50 kg is rare) in whole numbers, as scales in grams write them, or a median
+    above 2000 however written. Kilograms carry decimals: a bulk cargo's 55.31 kg, read as
+    grams, was 1000x too light (probe, DATE's layout)."""
     numbers = _numbers(column)
-    return float(numbers.median()) if len(numbers) else 0.0
+    if numbers.empty:
+        return None
+    median = float(numbers.median())
+    if median > 2000:
+        return f"a median weight of {median:,.0f}"
+    whole = float((numbers % 1 == 0).mean())
+    if median > 50 and whole >= 0.9:
+        return f"a median weight of {median:,.0f}, in whole numbers"
+    return None
 
 
-def _extra(column: Column, position: int, taken: set[str]) -> tuple[dict, str] | None:
+def _extra(
+    column: Column, position: int, taken: set[str], currency: Proposal | None = None
+) -> tuple[dict, str] | None:
     """An extras entry for a column left over (``position``: its place in the file, 1 first,
-    names one whose name has no Latin letters), or None (why: ``_why_ignored``)."""
+    names one whose name has no Latin letters), or None (why: ``_why_ignored``). ``currency``:
+    the rows' currency as drafted, so a numeric extra named for an amount is one in it (None:
+    not known)."""
     if _why_ignored(column):
         return None
     base = re.sub(r"[^0-9a-z]+", "_", column.words).strip("_")[:40]
@@ -1381,6 +1508,12 @@ def _extra(column: Column, position: int, taken: set[str]) -> tuple[dict, str] |
             entry["decimal"] = number[0]
         if number[1]:
             entry["thousands"] = number[1]
+        # converted to the base currency as declared_value is (NGN beside USD on one scale),
+        # unless its name gives it a currency of its own ("Freight (USD)" beside rows in EUR)
+        if currency is not None and _names_amount(column):
+            constant = currency.spec.get("value") if isinstance(currency.spec, dict) else None
+            if _currency_named(column) in (None, constant):
+                entry["amount"] = True
         return entry, "numeric"
     if _names_a_person(column):
         # held only as a keyed pseudonym, as consignee_id is: an entity whatever its count
@@ -1393,6 +1526,23 @@ def _extra(column: Column, position: int, taken: set[str]) -> tuple[dict, str] |
     if column.distinct <= 50 and not party:
         return {"column": column.name, "name": name, "kind": "categorical"}, "categorical"
     return {"column": column.name, "name": name, "kind": "entity"}, "entity"
+
+
+# Words of a name saying its numbers are money (a value, a tax, a charge), and words saying
+# they are a rate of it (a duty rate is no amount)
+_AMOUNT_WORDS = _DELIVERY_TERMS | frozenset({
+    "value", "valeur", "valor", "wert", "valore", "waarde", "amount", "montant", "betrag",
+    "importe", "price", "prix", "precio", "preco", "tax", "taxes", "duty", "duties", "droits",
+    "derechos", "tributo", "tributos", "abgaben", "zoll", "cost", "costs", "freight", "fret",
+    "flete", "frete", "insurance", "assurance", "seguro", "fee", "fees", "charge", "charges",
+})  # fmt: skip
+_RATE_WORDS = frozenset({"rate", "rates", "pct", "percent", "percentage", "ratio", "share",
+                         "taux", "tasa", "taxa", "satz", "aliquota", "alicuota"})  # fmt: skip
+
+
+def _names_amount(column: Column) -> bool:
+    words = set(column.words.split())
+    return bool(words & _AMOUNT_WORDS) and not words & _RATE_WORDS
 
 
 # Words of a name saying its numbers are codes, not amounts
@@ -1644,6 +1794,31 @@ def _join_times_of_day(
         proposal.source = " + ".join(joined["columns"])
 
 
+_CENSUS_RESULT_TIME = (
+    "no column gives when results were known: read as a day after the declaration date; map "
+    "the result date if the export has one"
+)
+
+
+def _census_result_time(
+    chosen: dict[str, Column], proposals: dict[str, Proposal]
+) -> Proposal | None:
+    """``inspected_at`` for a census of results (every row inspected, no column saying when):
+    the declaration's date a day later, when it is a date without a time of day (read at its
+    midnight, a result would precede the declarations of its own day: ``_END_OF_DAY``)."""
+    inspected, declared = proposals.get("inspected"), proposals.get("declared_at")
+    column = chosen.get("declared_at")
+    if inspected is None or inspected.spec != {"value": True} or declared is None or column is None:
+        return None
+    spec = declared.spec if isinstance(declared.spec, dict) else {"column": declared.spec}
+    if "column" not in spec:
+        return None  # a date joined to its time of day (columns: [DATE, TIME])
+    formats, _ = _date_formats(column) or (None, [])
+    if not _dates_only(column, formats):
+        return None
+    return Proposal({**spec, "offset": "1 day"}, [_CENSUS_RESULT_TIME], column.name)
+
+
 def _outcomes_on_every_row(
     raw: pd.DataFrame, chosen: dict[str, Column], proposals: dict[str, Proposal]
 ) -> bool:
@@ -1840,6 +2015,40 @@ def _dot_groups_of_three(chosen: dict[str, Column], proposals: dict[str, Proposa
             )
 
 
+# Names of several words a value of the goods goes by (customs value, invoice value)
+_GOODS_VALUE_NAMES = tuple(n for n in SYNONYMS["declared_value"] if " " in n)
+
+
+def _names_goods_value(column: Column) -> bool:
+    words = column.words
+    return bool(set(words.split()) & _DELIVERY_TERMS) or any(
+        f" {n} " in f" {words} " for n in _GOODS_VALUE_NAMES
+    )
+
+
+def _other_goods_values(
+    columns: list[Column], proposals: dict[str, Proposal], used: set[str]
+) -> None:
+    """A CHECK on ``declared_value`` naming the columns left that hold a value of the goods too
+    (CIF beside FOB): the names tie, so the first in the file was taken, unsaid (probe, DATE's
+    layout); which one is the contract's is for a person to say."""
+    proposal = proposals.get("declared_value")
+    if proposal is None:
+        return
+    for column in columns:
+        if column.name in used or column.filled == 0 or not _names_goods_value(column):
+            continue
+        if _number_style(column) is None and _money(column) is None:
+            continue
+        if set(column.words.split()) & _PER_UNIT_WORDS:
+            continue  # a unit price is no value of the parcel
+        proposal.checks.append(
+            f"{column.name} also holds a value of the goods: the contract's declared_value is "
+            "the goods' intrinsic value (FOB-like); keep the other as an amount extra if it "
+            "carries risk"
+        )
+
+
 def draft_mapping(
     raw: pd.DataFrame, *, timezone: str = "UTC", results: bool = False, **reading: Any
 ) -> Draft:
@@ -1881,8 +2090,12 @@ def draft_mapping(
         )
     _weight_unit_column(columns, chosen, proposals, used)
     _dot_groups_of_three(chosen, proposals)
+    _other_goods_values(columns, proposals, used)
     for name, column in chosen.items():
-        if _name_score(column, name) == 0:
+        # own country codes are chosen by a name saying country, and say so in their check
+        if _name_score(column, name) == 0 and not (
+            name == "origin_country" and _own_country_codes(column)
+        ):
             proposals[name].checks.insert(0, "chosen by its values alone (the name says nothing)")
     given = [chosen.get(n) for n in ("illicit", "inspected_at")]
     result = next((c for c in given if c is not None and c.filled < FITS), None)
@@ -1902,6 +2115,11 @@ def draft_mapping(
                 "(right for a census of results; else map the column that says it)"
             ],
         )
+    _join_times_of_day(columns, proposals, used)
+    if not results and "inspected_at" not in proposals:
+        census = _census_result_time(chosen, proposals)
+        if census is not None:
+            proposals["inspected_at"] = census
     if results:  # what a result must carry (serving.outcomes.REQUIRED_FIELDS)
         required = ["declaration_id", "inspected_at", "illicit"]
         missing = [name for name in required if name not in proposals]
@@ -1915,7 +2133,6 @@ def draft_mapping(
             missing.append("inspected_at")  # the gate wants a result time where inspected
         if "illicit" not in proposals and any(n in proposals for n in _OUTCOMES):
             missing.append("illicit")  # and a result where inspected
-    _join_times_of_day(columns, proposals, used)
     items = _items_block(raw, chosen, proposals)
     if _outcomes_on_every_row(raw, chosen, proposals):
         reading = {**reading, "outcomes_only_if_inspected": True}
@@ -1923,6 +2140,9 @@ def draft_mapping(
     extras, extra_lines, ignored = [], [], []
     inspected = None if results else _inspected_rows(raw, proposals)
     per_item = _differs_between_items(raw, chosen) if items is not None else set()
+    # amounts in the row's currency only where the draft knows it (a TODO currency may be set
+    # to one the amounts are not in)
+    currency = proposals.get("currency")
     for position, column in enumerate(columns, start=1):
         if column.name in used:
             continue
@@ -1934,7 +2154,7 @@ def draft_mapping(
                 "differs between the items of a declaration: an item's own (its number, text "
                 "or mass); to keep it, give it a rule under items: (join, sum, max)"
             )
-        entry = None if results or recorded else _extra(column, position, taken)
+        entry = None if results or recorded else _extra(column, position, taken, currency)
         if entry is None:
             # the name as YAML writes it: a name holding a line break stays inside the comment
             why = "a results mapping keeps none" if results else recorded or _why_ignored(column)

@@ -1803,12 +1803,17 @@ _CENSUS_RESULT_TIME = (
 def _census_result_time(
     chosen: dict[str, Column], proposals: dict[str, Proposal]
 ) -> Proposal | None:
-    """``inspected_at`` for a census of results (every row inspected, no column saying when):
-    the declaration's date a day later, when it is a date without a time of day (read at its
-    midnight, a result would precede the declarations of its own day: ``_END_OF_DAY``)."""
+    """``inspected_at`` for a census of results (every row inspected, or every row with a
+    result, no column saying when): the declaration's date a day later, when it is a date
+    without a time of day (read at its midnight, a result would precede the declarations of
+    its own day: ``_END_OF_DAY``)."""
     inspected, declared = proposals.get("inspected"), proposals.get("declared_at")
-    column = chosen.get("declared_at")
-    if inspected is None or inspected.spec != {"value": True} or declared is None or column is None:
+    column, illicit = chosen.get("declared_at"), chosen.get("illicit")
+    census = inspected is not None and (
+        inspected.spec == {"value": True}
+        or (illicit is not None and inspected.spec == {"column": illicit.name, "given": True})
+    )
+    if not census or declared is None or column is None:
         return None
     spec = declared.spec if isinstance(declared.spec, dict) else {"column": declared.spec}
     if "column" not in spec:
@@ -2098,13 +2103,16 @@ def draft_mapping(
         ):
             proposals[name].checks.insert(0, "chosen by its values alone (the name says nothing)")
     given = [chosen.get(n) for n in ("illicit", "inspected_at")]
-    result = next((c for c in given if c is not None and c.filled < FITS), None)
+    # any blank: a census with a few results missing (DATE's file drops its rows without one)
+    # was read as every row inspected, and the gate refused the blanks as results lost
+    result = next((c for c in given if c is not None and c.filled < 1), None)
     if "inspected" not in proposals and result is not None:
         # the result (or its time) is given only for the parcels inspected: they are those
         # with one
+        share = f"{result.filled:.0%}" if result.filled < 0.99 else f"{result.filled:.2%}"
         proposals["inspected"] = Proposal(
             {"column": result.name, "given": True},
-            [f"inspected where {result.name} is given ({result.filled:.0%} of the rows)"],
+            [f"inspected where {result.name} is given ({share} of the rows)"],
             result.name,
         )
     if not results and "inspected" not in proposals and any(n in proposals for n in _OUTCOMES):
@@ -2120,6 +2128,9 @@ def draft_mapping(
         census = _census_result_time(chosen, proposals)
         if census is not None:
             proposals["inspected_at"] = census
+            if "given" in proposals["inspected"].spec:
+                # the date is on every row, the parcels inspected only those with a result
+                reading = {**reading, "outcomes_only_if_inspected": True}
     if results:  # what a result must carry (serving.outcomes.REQUIRED_FIELDS)
         required = ["declaration_id", "inspected_at", "illicit"]
         missing = [name for name in required if name not in proposals]

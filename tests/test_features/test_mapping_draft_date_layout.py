@@ -331,3 +331,30 @@ def test_the_draft_reads_the_layout_once_channel_and_currency_are_given(tmp_path
         source, raw, filled, fx_to_base=features.fx, limits=Limits.from_params({}, features)
     )
     assert tried == f"the draft reads all {len(raw):,} rows of {source}"
+
+
+def test_a_census_with_a_few_results_missing_reads_them_as_not_inspected(tmp_path: Path) -> None:
+    """DATE's own scripts drop the rows without an `illicit`: a census with a few blanks was
+    drafted as every row inspected, and the gate refused each blank as a result lost. Now the
+    inspected are those with a result, the result time a day after theirs only (read as empty
+    on the others: outcomes_only_if_inspected), and the gate takes every row."""
+    layout = _date_layout()
+    layout.loc[[3, 70, 200], ["illicit", "revenue"]] = ""
+    source = tmp_path / "date.csv"
+    layout.to_csv(source, index=False)
+    raw, reading = read_for_draft(source)
+    drafted = draft_mapping(raw, **reading)
+    columns = _columns(drafted)
+    assert columns["inspected"] == {"column": "illicit", "given": True}
+    assert drafted.checks["inspected"] == ["inspected where illicit is given (99.25% of the rows)"]
+    assert columns["inspected_at"] == {**columns["declared_at"], "offset": "1 day"}
+    assert yaml.safe_load(drafted.text)["outcomes_only_if_inspected"] is True
+    text = drafted.text.replace("  # channel: TODO", "  channel: {value: sea}\n  # was").replace(
+        "  # currency: TODO", "  currency: {value: EUR}\n  # was"
+    )
+    filled = type(drafted)(**{**vars(drafted), "text": text, "missing": []})
+    features = FeatureParams()
+    tried = try_draft(
+        source, raw, filled, fx_to_base=features.fx, limits=Limits.from_params({}, features)
+    )
+    assert tried == f"the draft reads all {len(raw):,} rows of {source}"

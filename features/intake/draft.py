@@ -1298,10 +1298,17 @@ def _propose(name: str, column: Column, timezone: str) -> Proposal:
     elif name == "hs_code":
         # codes stored as numbers get their zero back by themselves; text says nothing
         if column.typed == "text" and column.fit(r"\d{5}|\d{7}|\d{9}") > 0:
-            checks.append(
-                "some codes have 5, 7 or 9 digits: if the export wrote them as numbers, add "
-                "lost_leading_zero: true"
-            )
+            if short := _zero_lost(column):
+                spec["lost_leading_zero"] = True
+                checks.append(
+                    f"codes of {short} digits beside {short + 1}: written as numbers, they lost "
+                    "the zero of chapters 01-09 (901210000 -> 0901210000), given back"
+                )
+            else:
+                checks.append(
+                    "some codes have 5, 7 or 9 digits: if the export wrote them as numbers, add "
+                    "lost_leading_zero: true"
+                )
     elif name == "declared_value" and _money(column) is not None:
         decimal, thousands, _, _ = _money(column)
         spec["part"] = "number"
@@ -1798,6 +1805,21 @@ _CENSUS_RESULT_TIME = (
     "no column gives when results were known: read as a day after the declaration date; map "
     "the result date if the export has one"
 )
+
+
+def _zero_lost(column: Column) -> int | None:
+    """The length of the codes that lost their leading zero, when the column says so itself:
+    most codes of one even length (6, 8 or 10 digits) and every odd one a digit shorter (DATE's
+    tariff.code, written as an integer: 901210000 beside 8517120000). None when it cannot tell
+    (a national tariff of 9 digits is written so on every row)."""
+    import pandas as pd
+
+    lengths = pd.Series(column.values).str.strip().str.len()
+    common = int(lengths.mode().iloc[0])
+    odd = lengths[lengths % 2 == 1]
+    if common % 2 or not len(odd) or (odd != common - 1).any() or len(odd) >= len(lengths) / 2:
+        return None
+    return common - 1
 
 
 def _census_result_time(

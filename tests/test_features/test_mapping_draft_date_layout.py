@@ -358,3 +358,33 @@ def test_a_census_with_a_few_results_missing_reads_them_as_not_inspected(tmp_pat
         source, raw, filled, fx_to_base=features.fx, limits=Limits.from_params({}, features)
     )
     assert tried == f"the draft reads all {len(raw):,} rows of {source}"
+
+
+@pytest.mark.parametrize(
+    ("codes", "restored"),
+    [
+        (["8517120000", "901210000", "6109100010", "4202920000"], True),  # 9 beside 10
+        (["610910", "90121", "851712", "420292"], True),  # 5 beside 6
+        (["901210000", "851712000", "610910001", "420292000"], False),  # a 9-digit tariff
+        (["85171200", "901210000", "61091000", "42029200"], False),  # 9 beside 8: unsure
+        (["901210000", "851712000", "6109100010", "4202920000"], False),  # half: unsure
+    ],
+)
+def test_codes_that_lost_their_zero_get_it_back_where_the_column_says_so(
+    codes: list[str], restored: bool
+) -> None:
+    """A tariff code written as an integer (DATE's) has 9 digits for chapters 01-09 beside 10
+    for the others: the draft gives the zero back (CHECK) rather than only suggesting it, as
+    ingest's warning said each time; a column of 9 digits throughout (a national tariff) or
+    lengths it cannot pair keep the suggestion."""
+    frame = pd.DataFrame(
+        {"Declaration ID": [f"D{i}" for i in range(40)], "HS code": codes * 10}
+    ).astype("string")
+    drafted = draft_mapping(frame)
+    spec = _columns(drafted)["hs_code"]
+    if restored:
+        assert spec == {"column": "HS code", "lost_leading_zero": True}
+        assert "they lost the zero of chapters 01-09" in drafted.checks["hs_code"][0]
+    else:
+        assert spec == "HS code"
+        assert "add lost_leading_zero: true" in drafted.checks["hs_code"][0]

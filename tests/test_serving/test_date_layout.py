@@ -89,14 +89,11 @@ def test_the_draft_needs_only_channel_and_currency(work: Path) -> None:
     assert columns["declared_at"]["format"] == "%y-%m-%d"
     assert columns["inspected_at"]["offset"] == "1 day"
     assert columns["origin_country"] in ("country", {"column": "country"})
-    assert "add lost_leading_zero: true" in draft  # suggested, a person decides
+    assert columns["hs_code"] == {"column": "tariff.code", "lost_leading_zero": True}
     assert "scale" not in str(columns["gross_weight_kg"])  # kilograms with decimals
     # the person's two answers
     mapping = draft.replace("  # channel: TODO", "  channel: {value: courier}  #").replace(
         "  # currency: TODO", "  currency: {value: USD}  #"
-    )
-    mapping = mapping.replace(
-        "tariff.code  # CHECK", "{column: tariff.code, lost_leading_zero: true}  #"
     )
     (work / "mapping.yaml").write_text(mapping)
 

@@ -1,4 +1,5 @@
-"""Extras family: numeric columns an administration maps in (``Contract.extras``), as given."""
+"""Extras family: numeric columns an administration maps in (``Contract.extras``), as given,
+and each amount's share of the declared value."""
 
 from __future__ import annotations
 
@@ -8,6 +9,14 @@ from features.pipeline.family import Family, Rows, SpecContext, Values
 from features.pipeline.manifest import FeatureSpec
 
 PREFIX = "extra_"
+SHARE_SUFFIX = "_share_of_value"
+# A share beyond this is a value declared at (nearly) nothing beside a real amount: kept as
+# "far above", never an overflow (a value of 0 is read as 0.01, as the unit values read it)
+MAX_SHARE = 1e6
+
+
+def share_name(extra: str) -> str:
+    return f"{PREFIX}{extra}{SHARE_SUFFIX}"
 
 
 class Extras(Family):
@@ -15,25 +24,51 @@ class Extras(Family):
     distribution = "rows"
 
     def specs(self, ctx: SpecContext) -> list[FeatureSpec]:
-        return [
-            FeatureSpec(
-                f"{PREFIX}{extra.name}",
-                "extra",
-                "float",
-                (extra.description or f"Mapped numeric column {extra.name}.")
-                + (" In the base currency (features.fx_to_base)." if extra.amount else ""),
-                f"{extra.name.replace('_', ' ')} {{value:,.2f}}",
+        specs = []
+        for extra in ctx.contract.extras:
+            if extra.kind != "numeric" or not ctx.fed(extra.name):
+                continue
+            words = extra.name.replace("_", " ")
+            specs.append(
+                FeatureSpec(
+                    f"{PREFIX}{extra.name}",
+                    "extra",
+                    "float",
+                    (extra.description or f"Mapped numeric column {extra.name}.")
+                    + (" In the base currency (features.fx_to_base)." if extra.amount else ""),
+                    f"{words} {{value:,.2f}}",
+                )
             )
-            for extra in ctx.contract.extras
-            if extra.kind == "numeric" and ctx.fed(extra.name)
-        ]
+            if extra.amount:
+                # An amount is read against the value declared beside it, as customs reads
+                # it: duties that are a fraction of what the goods' tariff line asks, a CIF
+                # value far above the FOB, freight worth more than the goods (DATE's TaxRatio
+                # and FOBCIFRatio). A tree cannot form the ratio from the two columns.
+                specs.append(
+                    FeatureSpec(
+                        share_name(extra.name),
+                        "extra",
+                        "float",
+                        f"{words.capitalize()} as a share of the declared value (both in the "
+                        "base currency); unknown where either is.",
+                        f"{words} is {{value:.0%}} of the declared value",
+                    )
+                )
+        return specs
 
     def compute(self, rows: Rows, part: None = None) -> Values:
-        return {
-            f"{PREFIX}{extra.name}": np.asarray(rows.prep[extra.name], dtype=np.float64)
-            for extra in rows.contract.extras
-            if extra.kind == "numeric"
-        }
+        prep = rows.prep
+        out: Values = {}
+        for extra in rows.contract.extras:
+            if extra.kind != "numeric":
+                continue
+            values = np.asarray(prep[extra.name], dtype=np.float64)
+            out[f"{PREFIX}{extra.name}"] = values
+            if extra.amount:
+                value = np.maximum(np.asarray(prep["value_eur"], dtype=np.float64), 0.01)
+                with np.errstate(invalid="ignore"):
+                    out[share_name(extra.name)] = np.minimum(values / value, MAX_SHARE)
+        return out
 
 
 FAMILY = Extras()

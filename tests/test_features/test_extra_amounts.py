@@ -55,3 +55,63 @@ def test_the_mapping_marks_it_and_the_contract_records_it() -> None:
 def test_only_a_numeric_extra_can_be_an_amount() -> None:
     with pytest.raises(ContractError, match="only a numeric extra can be an amount"):
         ExtraColumn("incoterm", "categorical", amount=True)
+
+
+def _amount_history():
+    import pandas as pd
+
+    from features.intake.contract import coerce_declarations
+    from tests.test_features.family_frames import T0, declarations
+
+    contract = Contract(
+        (
+            ExtraColumn("total_taxes", "numeric", amount=True),
+            ExtraColumn("insured_value", "numeric"),
+        )
+    )
+    frame = declarations(
+        *(
+            {"declared_at": T0 + pd.Timedelta(hours=i), "declared_value": v, "currency": c}
+            for i, (v, c) in enumerate(
+                [(200.0, "EUR"), (0.0, "EUR"), (100.0, "MNT"), (50.0, "USD")]
+            )
+        )
+    )
+    frame["total_taxes"] = [20.0, 5.0, 10.0, None]
+    frame["insured_value"] = [1.0, 2.0, 3.0, 4.0]
+    return coerce_declarations(frame, with_outcomes=True, contract=contract), contract
+
+
+def test_an_amount_is_also_read_as_its_share_of_the_declared_value(tmp_path) -> None:
+    """Duties a tenth of the value, a CIF far above the FOB: an amount carries its risk beside
+    the value declared with it (DATE's TaxRatio, FOBCIFRatio), a ratio trees cannot form from
+    the two columns. Both in the base currency; unknown where either is; a value of 0 is read
+    as 0.01, as the unit values read it. The live path computes the same."""
+    from features.intake.contract import DECLARATION_COLUMNS
+    from features.params import FeatureParams
+    from features.pipeline.build import build_features
+    from features.pipeline.online import compute_online_features
+    from features.pipeline.snapshot import EntityState, build_entity_state
+    from tests.test_features.family_frames import T0
+
+    history, contract = _amount_history()
+    built = build_features(history, contract, FeatureParams())
+    share = built.frame["extra_total_taxes_share_of_value"]
+    assert share.iloc[0] == pytest.approx(0.1)
+    assert share.iloc[1] == pytest.approx(5.0 / 0.01)
+    assert np.isnan(share.iloc[2]) and np.isnan(share.iloc[3])  # no rate / no amount
+    assert "extra_insured_value_share_of_value" not in built.manifest.names  # no amount
+    spec = built.manifest.spec("extra_total_taxes_share_of_value")
+    assert spec.reason.format(value=0.1) == "total taxes is 10% of the declared value"
+
+    state = build_entity_state(
+        history.iloc[:2], contract, FeatureParams(), cutoff=T0, manifest=built.manifest
+    )
+    state.save(tmp_path / "state")
+    columns = [*DECLARATION_COLUMNS, "total_taxes", "insured_value"]
+    online = compute_online_features(
+        history.iloc[:2][columns], EntityState.load(tmp_path / "state")
+    )
+    assert online["extra_total_taxes_share_of_value"].tolist() == pytest.approx(
+        share.iloc[:2].tolist()
+    )

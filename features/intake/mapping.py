@@ -2897,7 +2897,11 @@ def read_export(
     check_hs_text(raw, mapping, source)
     raw, restored = restore_hs_zeros(raw, mapping)  # counted here, for the summary
     if restored:
-        logger.warning(
+        # a warning where a typed column (Parquet, a workbook) lost the zeros unsaid; only
+        # said where the mapping asked for it (lost_leading_zero), as a person already knows
+        asked = mapping.columns["hs_code"].lost_leading_zero
+        logger.log(
+            logging.INFO if asked else logging.WARNING,
             "%s: hs_code (source column %r) was written as numbers: %d code(s) of 5, 7 or 9 "
             "digits had lost the leading zero of chapters 01-09 and got it back (e.g. "
             "901111000 -> 0901111000); export HS codes as text to keep them as written",

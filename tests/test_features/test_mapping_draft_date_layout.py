@@ -316,21 +316,28 @@ def test_amount_extras_are_not_marked_while_the_currency_is_a_todo() -> None:
 # --- the whole draft -----------------------------------------------------------------------------
 
 
+def _tried_with_the_two_answers(source: Path, raw: pd.DataFrame, drafted) -> str:
+    """The draft tried on its file (reading and gate) once a person has given the two fields
+    no column holds: channel and currency."""
+    text = drafted.text.replace("  # channel: TODO", "  channel: {value: sea}\n  # was").replace(
+        "  # currency: TODO", "  currency: {value: EUR}\n  # was"
+    )
+    filled = type(drafted)(**{**vars(drafted), "text": text, "missing": []})
+    features = FeatureParams()
+    return try_draft(
+        source, raw, filled, fx_to_base=features.fx, limits=Limits.from_params({}, features)
+    )
+
+
 def test_the_draft_reads_the_layout_once_channel_and_currency_are_given(tmp_path: Path) -> None:
     source = tmp_path / "date.csv"
     _date_layout().to_csv(source, index=False)
     raw, reading = read_for_draft(source)
     drafted = draft_mapping(raw, **reading)
     assert sorted(drafted.missing) == ["channel", "currency"]
-    text = drafted.text.replace("  # channel: TODO", "  channel: {value: sea}\n  # was").replace(
-        "  # currency: TODO", "  currency: {value: EUR}\n  # was"
+    assert _tried_with_the_two_answers(source, raw, drafted) == (
+        f"the draft reads all {len(raw):,} rows of {source}"
     )
-    filled = type(drafted)(**{**vars(drafted), "text": text, "missing": []})
-    features = FeatureParams()
-    tried = try_draft(
-        source, raw, filled, fx_to_base=features.fx, limits=Limits.from_params({}, features)
-    )
-    assert tried == f"the draft reads all {len(raw):,} rows of {source}"
 
 
 def test_a_census_with_a_few_results_missing_reads_them_as_not_inspected(tmp_path: Path) -> None:
@@ -349,15 +356,9 @@ def test_a_census_with_a_few_results_missing_reads_them_as_not_inspected(tmp_pat
     assert drafted.checks["inspected"] == ["inspected where illicit is given (99.25% of the rows)"]
     assert columns["inspected_at"] == {**columns["declared_at"], "offset": "1 day"}
     assert yaml.safe_load(drafted.text)["outcomes_only_if_inspected"] is True
-    text = drafted.text.replace("  # channel: TODO", "  channel: {value: sea}\n  # was").replace(
-        "  # currency: TODO", "  currency: {value: EUR}\n  # was"
+    assert _tried_with_the_two_answers(source, raw, drafted) == (
+        f"the draft reads all {len(raw):,} rows of {source}"
     )
-    filled = type(drafted)(**{**vars(drafted), "text": text, "missing": []})
-    features = FeatureParams()
-    tried = try_draft(
-        source, raw, filled, fx_to_base=features.fx, limits=Limits.from_params({}, features)
-    )
-    assert tried == f"the draft reads all {len(raw):,} rows of {source}"
 
 
 @pytest.mark.parametrize(

@@ -54,6 +54,7 @@ from features.intake.rules import (
     show,
     type_requirement,
 )
+from features.params import DEFAULT_MAX_REJECTED
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -214,6 +215,17 @@ class GateResult:
             for ex in self.examples(finding, limit):
                 ident = f" ({ex['declaration_id']})" if ex["declaration_id"] else ""
                 lines.append(f"          row {ex['row']}{ident}: {ex['message']}")
+        if not self.success and not self.missing_columns and self.rows:
+            rows = int(self.findings.rows_with("fault").sum())
+            if 0 < rows <= DEFAULT_MAX_REJECTED * self.rows:
+                # a national export with a few bad rows (DATE's file has 170 without a value
+                # in 100,000) need not wait for a corrected export
+                lines.append(
+                    f"HINT    the faults are on {rows:,} of {self.rows:,} rows: `parcelrisk "
+                    "ingest SOURCE --mapping MAPPING.yaml --out FILE.parquet --quarantine "
+                    "rejected.csv` sets such rows aside, listed with their reasons, and ingests "
+                    f"the rest (up to --max-rejected, {DEFAULT_MAX_REJECTED:.0%} of the rows)"
+                )
         if self.cross_check is not None:
             cross = _render_cross_check(self.cross_check)
             if self.sampled_rows is not None:

@@ -99,3 +99,21 @@ def test_the_era_hint_reads_a_year_of_any_width() -> None:
 
     for us in (-53_000_000_000_000_000, -62_135_596_800_000_000 + 86_400_000_000):
         assert _era_hint(us) == ""
+
+
+def test_a_few_bad_rows_are_pointed_to_the_quarantine(tmp_path) -> None:
+    """DATE's file has 170 declarations without a value in 100,000: the whole file refused,
+    and nothing said that `ingest --quarantine` sets such rows aside. Said when the faults sit
+    on at most --max-rejected (1%) of the rows; not when more, nor for a file that is no
+    contract file at all."""
+    from tests.test_features.test_contract import make_declarations
+
+    frame = make_declarations(n=300)
+    frame.loc[frame.index[:3], "declared_value"] = None  # 1%
+    text = _render(tmp_path, frame)
+    assert text.startswith("INVALID:")
+    assert "HINT    the faults are on 3 of 300 rows: `parcelrisk ingest SOURCE" in text
+    assert "--quarantine rejected.csv` sets such rows aside" in text
+    frame.loc[frame.index[:4], "declared_value"] = None  # 1.33%
+    assert "--quarantine" not in _render(tmp_path, frame)
+    assert "--quarantine" not in _render(tmp_path, frame.drop(columns=["declared_value"]))

@@ -461,10 +461,13 @@ class ParcelRiskService:
             for j, i in enumerate(new):
                 if ids[i] in decided_ids:  # decided before with other content: amended
                     batch.warnings[j].append(AMENDED_WARNING)
-                given = set(declarations[i].model_extra or ())
-                if unknown := given - known:
+                sent_extras = declarations[i].model_extra or {}
+                if unknown := set(sent_extras) - known:
                     batch.warnings[j].append(ignored_fields_warning(unknown))
-                if missing := known - given:  # scored as unknown: the client should know
+                # scored as unknown: the client should know; null or "" is not sent either
+                # (it was unsaid, where the key left out was warned, probe 9)
+                given = {k for k, v in sent_extras.items() if v is not None and v != ""}
+                if missing := known - given:
                     batch.warnings[j].append(missing_extras_warning(missing))
             records = decision_records(
                 batch, runtime, [texts[i] for i in new], callers=[sent[i][1] for i in new]

@@ -610,6 +610,11 @@ def extra_value_faults(extra: ExtraColumn, values: pd.Series, raw: pd.Series) ->
     if extra.kind == "numeric":
         number = values.to_numpy(dtype=np.float64, na_value=np.nan)
         bad, problem = np.isinf(number), "is not a finite number"
+        if extra.amount and not bad.any():
+            # an amount (duties paid, a CIF value) below 0 is no amount, as a declared value
+            # below 0 is not: taxes of -500 cut the revenue at stake silently (probe 9)
+            with np.errstate(invalid="ignore"):
+                bad, problem = number < 0, "is negative"
     else:
         nul = values.str.contains("\x00", regex=False).fillna(False).to_numpy(dtype=bool)
         if nul.any():  # a request's extras (a file's are refused when they are read)

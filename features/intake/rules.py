@@ -886,6 +886,13 @@ def parse_findings(bad_values: list[BadValues]) -> list[Finding]:
 SCALAR_ROWS = 32
 
 
+_NOT_A_VALUE = {
+    "numeric": "is not a number",
+    "entity": "is not an identifier (text or a number)",
+    "categorical": "is not a code (text or a number)",
+}
+
+
 def check_records(records: list[Any], contract: Contract | None, rules: list[Rule]) -> Findings:
     """The rules over a request's validated ``Declaration`` models (the API path).
 
@@ -899,12 +906,23 @@ def check_records(records: list[Any], contract: Contract | None, rules: list[Rul
     bad: list[BadValues] = []
     for extra in contract.extras if contract else ():
         values = [(r.model_extra or {}).get(extra.name) for r in records]
+        wrong = [i for i, v in enumerate(values) if isinstance(v, dict | list)]
         if extra.kind == "numeric":
+            # JSON true is no number (read as 1.0), and NaN no value (read as unknown, unsaid),
+            # as the contract's own numbers refuse them (probe 9)
+            wrong += [i for i, v in enumerate(values) if isinstance(v, bool) or v != v]
             for i, value in enumerate(values):
+                if i in wrong:
+                    continue
                 try:
                     extra_column([value], extra)
                 except ContractError:
                     bad.append(BadValues(extra.name, np.array([i]), [value], "is not a number"))
+        for i in sorted(set(wrong)):
+            # an object or list is no code either: its Python text was stored as a new entity
+            shown = "NaN" if values[i] != values[i] else values[i]  # not "null": it was sent
+            bad.append(BadValues(extra.name, np.array([i]), [shown], _NOT_A_VALUE[extra.kind]))
+        values = [None if i in wrong else v for i, v in enumerate(values)]
         if any(v is not None for v in values):  # as a file's: finite numbers, short codes
             try:
                 column = extra_column(values, extra)

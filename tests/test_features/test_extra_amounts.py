@@ -115,3 +115,19 @@ def test_an_amount_is_also_read_as_its_share_of_the_declared_value(tmp_path) -> 
     assert online["extra_total_taxes_share_of_value"].tolist() == pytest.approx(
         share.iloc[:2].tolist()
     )
+
+
+def test_a_negative_amount_is_a_fault_in_a_file_a_plain_number_is_not() -> None:
+    """Taxes of -500 in a scored file cut the revenue at stake unsaid (probe 9): an amount
+    below 0 is refused as a declared value below 0 is; a plain numeric extra may be negative."""
+    from features.intake.rules import Limits
+    from features.intake.validation import check_declarations
+    from features.params import FeatureParams
+
+    history, contract = _amount_history()
+    history["total_taxes"] = [20.0, -500.0, 10.0, None]
+    history["insured_value"] = [-1.0, 2.0, 3.0, 4.0]
+    result = check_declarations(history, contract, Limits.from_params({}, FeatureParams()))[0]
+    assert [m for f in result.findings.faults for m in f.messages()] == [
+        "total_taxes: -500 is negative"
+    ]

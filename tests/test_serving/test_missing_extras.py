@@ -4,6 +4,7 @@ saying so; `parcelrisk score` refuses a file without the column (test_foreign_ex
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Iterator
 
 import pytest
@@ -32,4 +33,71 @@ def test_a_declaration_without_the_models_extra_is_warned(client) -> None:
     assert (
         "mapped extra field(s) 'broker_id' the model uses not sent: scored as unknown"
         in (second["warnings"])
+    )
+
+
+@pytest.fixture(scope="module")
+def typed_client(tmp_path_factory: pytest.TempPathFactory, stub_runtime) -> Iterator:
+    runtime = dataclasses.replace(
+        stub_runtime,
+        contract=Contract(
+            (
+                ExtraColumn("broker_id", "entity"),
+                ExtraColumn("total_taxes", "numeric", amount=True),
+                ExtraColumn("insured_value", "numeric"),
+            )
+        ),
+    )
+    tmp = tmp_path_factory.mktemp("typed-extras")
+    with stub_service_client(tmp, runtime, "serve:\n  champion_check_s: 0\n") as c:
+        yield c
+
+
+def test_an_extra_sent_as_null_is_warned_as_not_sent(typed_client) -> None:
+    """Left out, an extra was warned as scored unknown; sent as null or "", the same score
+    came back unsaid (probe 9)."""
+    (declaration,) = make_declarations(1, seed=41, prefix="XN")
+    declaration |= {"broker_id": "", "total_taxes": None, "insured_value": 3.0}
+    r = typed_client.post("/score", json={"declarations": [declaration]}, headers=auth())
+    assert r.status_code == 200, r.text
+    (decision,) = r.json()["decisions"]
+    assert (
+        "mapped extra field(s) 'broker_id', 'total_taxes' the model uses not sent: scored as "
+        "unknown" in decision["warnings"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "said"),
+    [
+        ("broker_id", {"a": 1}, "broker_id: {'a': 1} is not an identifier (text or a number)"),
+        ("broker_id", ["B1"], "broker_id: ['B1'] is not an identifier (text or a number)"),
+        ("insured_value", True, "insured_value: true is not a number"),
+        ("total_taxes", -163.8, "total_taxes: -163.8 is negative"),
+    ],
+)
+def test_an_extra_of_the_wrong_type_or_sign_is_refused(typed_client, field, value, said) -> None:
+    """An object stored as the text of its Python repr (a new broker with no history), true
+    read as 1.0, taxes of -163.8 cutting the revenue at stake: each was scored unsaid, where
+    the same mistakes in the contract's own fields are refused (probe 9). A plain numeric
+    extra may be negative (it is no amount)."""
+    (declaration,) = make_declarations(1, seed=42, prefix=f"XW{len(str(value))}")
+    declaration |= {"broker_id": "B1", "total_taxes": 5.0, "insured_value": -2.0, field: value}
+    r = typed_client.post("/score", json={"declarations": [declaration]}, headers=auth())
+    assert r.status_code == 400, r.text
+    assert [p["msg"] for p in r.json()["problems"]] == [said]
+
+
+def test_a_nan_extra_is_refused_as_the_contracts_numbers_are(typed_client) -> None:
+    (declaration,) = make_declarations(1, seed=43, prefix="XNAN")
+    declaration |= {"broker_id": "B1", "total_taxes": 5.0}
+    body = json.dumps({"declarations": [declaration]}).replace(
+        '"total_taxes": 5.0', '"total_taxes": NaN'
+    )
+    r = typed_client.post(
+        "/score", content=body, headers={**auth(), "Content-Type": "application/json"}
+    )
+    assert r.status_code == 400, r.text
+    assert [p["msg"] for p in r.json()["problems"]] == ["total_taxes: 'NaN' is not a number"], (
+        r.text
     )

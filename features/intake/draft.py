@@ -1517,7 +1517,15 @@ def _extra(
             entry["thousands"] = number[1]
         # converted to the base currency as declared_value is (NGN beside USD on one scale),
         # unless its name gives it a currency of its own ("Freight (USD)" beside rows in EUR)
-        if currency is not None and _names_amount(column):
+        if _names_amount(column):
+            if currency is None:
+                # the currency is a TODO: the amounts are most likely in the one a person
+                # writes there (DATE's cif.value and total.taxes beside USD values); left
+                # plain, they lost their conversion and their share of the value (probe 9)
+                if _currency_named(column) is None:
+                    entry["amount"] = True
+                    return entry, "amount to check"
+                return entry, "numeric"
             constant = currency.spec.get("value") if isinstance(currency.spec, dict) else None
             if _currency_named(column) in (None, constant):
                 entry["amount"] = True
@@ -2295,12 +2303,12 @@ def _render(
     if extras:
         lines.append("extras:  # columns kept beyond the contract; kinds guessed from the values")
         for entry, kind in extras:
-            note = (
-                "  # CHECK: identifies a person: read as a keyed pseudonym; drop it if no "
-                "feature needs it"
-                if kind == "personal"
-                else ""
-            )
+            note = {
+                "personal": "  # CHECK: identifies a person: read as a keyed pseudonym; drop it "
+                "if no feature needs it",
+                "amount to check": "  # CHECK: an amount in the rows' currency (the TODO "
+                "above); drop amount: true if it is in another",
+            }.get(kind, "")
             lines.append(f"  - {_flow(entry)}{note}")
     if ignored:
         lines.append("# not mapped: " + "; ".join(ignored))

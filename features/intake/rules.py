@@ -500,10 +500,9 @@ def _country_code_rules(name: str) -> list[Rule]:
                 f"country of its own (as ISO 3166 numeric it is {NUMERIC_TO_ALPHA2[code]}: "
                 "then map the column with country_codes: numeric)"
             )
-        return (
-            f"{show(value)} is no ISO 3166 country code: read as the export's own code, its "
-            "parcels a country of their own; the mapping's values table can name the code meant"
-        )
+        # short, and no word of a mapping: on a served export's own codes it is on every
+        # decision, to a clearance system that has no mapping (probe 9)
+        return f"{show(value)} is no ISO 3166 country code: read as the export's own code"
 
     def explain_form(value: Any) -> str:
         form = _iso_form(str(value))

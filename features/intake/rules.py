@@ -565,6 +565,19 @@ def _plausibility_rules(limits: Limits) -> list[Rule]:
 
     return [
         *(r for name in ("origin_country", "seller_country") for r in _country_code_rules(name)),
+        # The HS has no chapter 00: such a code is a placeholder (0000000000) or a zero-padded
+        # id in the wrong column, scored as a code the model never saw, unsaid (probe 9). A
+        # warning, not a fault: an export's placeholder for an unknown code must still be scored.
+        Rule(
+            "hs_code.chapter",
+            "hs_code",
+            "warning",
+            "an HS code of a chapter from 01 to 99",
+            lambda c: _text_flag(c, "hs_code", lambda v: v.startswith("00")),
+            lambda v: f"{show(v)} is in no HS chapter (00): a placeholder, or an id?",
+            _shown_by("hs_code", "str"),
+            test=lambda v: str(v).startswith("00"),
+        ),
         Rule(
             "gross_weight_kg.zero",
             "gross_weight_kg",

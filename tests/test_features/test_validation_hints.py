@@ -117,3 +117,16 @@ def test_a_few_bad_rows_are_pointed_to_the_quarantine(tmp_path) -> None:
     frame.loc[frame.index[:4], "declared_value"] = None  # 1.33%
     assert "--quarantine" not in _render(tmp_path, frame)
     assert "--quarantine" not in _render(tmp_path, frame.drop(columns=["declared_value"]))
+
+
+def test_an_hs_code_of_chapter_00_is_warned(tmp_path) -> None:
+    """No HS chapter is 00: '0012345678' (a zero-padded id, a placeholder) was scored as a
+    code the model never saw, unsaid (probe 9). Warned, kept: a placeholder is still scored."""
+    from tests.test_features.test_contract import make_declarations
+
+    frame = make_declarations()
+    frame.loc[frame.index[:2], "hs_code"] = ["0012345678", "0000000000"]
+    text = _render(tmp_path, frame)
+    assert text.startswith("OK:"), text
+    assert "'0012345678' is in no HS chapter (00): a placeholder, or an id?" in text
+    assert "hs_code: 2 row(s)" in text and "[hs_code.chapter]" in text

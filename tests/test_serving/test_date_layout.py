@@ -19,10 +19,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from typer.testing import CliRunner
 
 from features.synthetic import SyntheticParams, generate
-from serving.main import app
+from tests.test_serving.test_foreign_export import _run  # the CLI as a user runs it
 
 ROOT = Path(__file__).resolve().parents[2]
 USD_PER_EUR = 1 / 0.92
@@ -55,13 +54,6 @@ def date_layout(declarations: pd.DataFrame, truth: pd.DataFrame, seed: int) -> p
             "revenue": np.round(revenue).astype(int),
         }
     )
-
-
-def _run(*args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(app, list(args))
-    if result.exception and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.output
 
 
 @pytest.fixture(scope="module")

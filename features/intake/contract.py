@@ -596,6 +596,19 @@ NUL_PROBLEM = "holds a NUL byte (\\x00), which is not text"
 INVISIBLE = "[\\x00-\\x1f\\x7f-\\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]"
 INVISIBLE_PROBLEM = "holds a control or invisible character, which no identifier may"
 
+
+def _holds_invisible(text: pd.Series) -> np.ndarray:
+    """Rows of ``text`` holding a character of ``INVISIBLE``, by pyarrow's RE2 called
+    straight: pandas' own ``str.contains`` parses the pattern with Python's sre on every
+    call (0.2 ms, paid per chunk and per small file: a file gated in chunks of one row took
+    20% longer), 38 us here; 0.1 s a million ids."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    found = pc.match_substring_regex(pa.array(text.array), INVISIBLE)
+    return pc.fill_null(found, False).to_numpy(zero_copy_only=False)
+
+
 # An extra is an id or a code (entity, categorical) or a measure (numeric): longer text is not
 # one, and would be held per parcel in every history, snapshot and stored decision.
 EXTRA_MAX_CHARS = 200
@@ -690,7 +703,7 @@ def parse_declarations(
             nul = converted.str.contains("\x00", regex=False).fillna(False).astype(bool)
             problem = NUL_PROBLEM
             if name in IDENTIFIER_FIELDS and not nul.any():
-                nul = converted.str.contains(INVISIBLE, regex=True).fillna(False).astype(bool)
+                nul = pd.Series(_holds_invisible(converted), index=converted.index)
                 problem = INVISIBLE_PROBLEM
             if nul.any():
                 rows = np.flatnonzero(nul.to_numpy())

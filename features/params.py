@@ -506,7 +506,7 @@ class PromoteParams(Section):
 # --------------------------------------------------------------------------------------------
 
 
-LANE_POLICY_KEYS = ("aeo_risk_discount", "exploration_lane", "exploration_rate")
+LANE_POLICY_KEYS = ("aeo_risk_discount", "exploration_lane", "exploration_rate", "implausible_lane")
 
 
 class ServeParams(Section):
@@ -519,6 +519,12 @@ class ServeParams(Section):
     # demo's rarer offences starved, each 2.5% of random labels gave +0.003 precision@5%.
     exploration_rate: float = Field(0.025, ge=0, le=1)
     exploration_lane: Literal["red", "yellow"] = "yellow"  # where the quota goes (at least)
+    # A declaration with a number above its plausible bound (validate.max_value for the value
+    # and amount extras, max_weight_kg, max_quantity) goes at least to this lane ("green":
+    # off). The model never saw such a number: trees read 1e300 EUR as the largest value they
+    # were trained on, and a value no consignment has cleared green at risk 0.0003 (probe 9).
+    # A document check is what a unit or decimal error, or a probe of the system, needs.
+    implausible_lane: Literal["red", "yellow", "green"] = "yellow"
     # blake2b(seed:declaration_id) -> uniform: whoever knows it can predict the draw; set
     # PARCELRISK_EXPLORATION_SEED in production instead of versioning it.
     exploration_seed: int = 2026

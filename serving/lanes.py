@@ -8,7 +8,10 @@ Pure and vectorised over a batch. The policy, in order:
    (``models.thresholds.effective_priority``: training fits the cut-offs on the same.)
 2. Cut-offs: ``priority >= red_cutoff`` -> red, ``>= yellow_cutoff`` -> yellow, else green
    (``models.bundle.LaneThresholds``, fitted on training traffic at the configured rates).
-3. Exploration: a random quota of ``exploration_rate`` of all traffic, drawn independently of
+3. Implausible numbers: a declaration with a number above its plausible bound (the
+   ``.plausible`` warning rules: value, weight, quantity, amount extras) goes at least to
+   ``implausible_lane``: the model cannot judge a number it never saw.
+4. Exploration: a random quota of ``exploration_rate`` of all traffic, drawn independently of
    the score, goes at least to ``exploration_lane`` and is flagged ``exploration=True``. These
    parcels are the unbiased sample the next model is evaluated on, so membership is recorded
    even when the model had already chosen the same or a stricter lane.
@@ -30,6 +33,7 @@ import numpy as np
 from models.thresholds import effective_priority
 
 if TYPE_CHECKING:
+    from features.intake.rules import Findings
     from features.params import ServeParams
     from models.bundle import LaneThresholds
 
@@ -55,10 +59,12 @@ def assign_lanes(
     decision_keys: Sequence[str],
     thresholds: LaneThresholds,
     config: ServeParams,
+    implausible: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Lanes (array of 'red'/'yellow'/'green') and the exploration flag for each row.
 
-    ``config``: the lane policy keys of the ``serve`` settings (``LANE_POLICY_KEYS``)."""
+    ``config``: the lane policy keys of the ``serve`` settings (``LANE_POLICY_KEYS``).
+    ``implausible``: rows with a number above its plausible bound (``implausible_rows``)."""
     priority = np.asarray(priority, dtype=np.float64)
     aeo = np.asarray(aeo, dtype=bool)
     if not (len(priority) == len(aeo) == len(decision_keys)):
@@ -74,6 +80,9 @@ def assign_lanes(
         [1, 2, 1],
         default=0,
     )
+    if implausible is not None:
+        floor = _SEVERITY[config.implausible_lane]
+        severity = np.where(np.asarray(implausible, bool), np.maximum(severity, floor), severity)
     if config.exploration_rate > 0 and len(priority):
         exploration = exploration_draws(decision_keys, config.exploration_seed) < (
             config.exploration_rate
@@ -114,3 +123,21 @@ def facilitation_notes(
                 f"{p * discount:.3f}, so {names[given]} instead of {names[plain]}"
             )
     return notes
+
+
+def implausible_rows(findings: Findings) -> np.ndarray:
+    """Rows of a batch's warning findings with a number above its plausible bound (the rules
+    named ``<field>.plausible``, ``features.intake.rules``)."""
+    rows = np.zeros(findings.n_rows, dtype=bool)
+    for finding in findings.items:
+        if finding.rule.name.endswith(".plausible") and finding.rule.severity == "warning":
+            rows[finding.rows] = True
+    return rows
+
+
+def implausible_note(lane: str) -> str:
+    """The warning of a declaration ``implausible_lane`` raised to ``lane``."""
+    return (
+        f"{lane} at least (serve.implausible_lane): a number above its plausible bound, which "
+        "the model never saw and cannot judge"
+    )

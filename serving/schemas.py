@@ -109,7 +109,10 @@ class StoredDecision(BaseModel):
     features: dict[str, float | None]
     model: ModelRef
     thresholds_version: str
-    lane_policy: dict[str, Any] = Field(description="AEO discount and exploration rate/seed/lane.")
+    lane_policy: dict[str, Any] = Field(
+        description="AEO discount, exploration rate/seed/lane, the lane of implausible numbers "
+        "and the bounds that judged them."
+    )
     raw_score: float
     risk: float
     expected_revenue: float

@@ -24,7 +24,7 @@ from features.intake.rules import Findings, Limits, Rule, check, check_records, 
 from serving.audit.archived import since_with_archive
 from serving.auth import Caller
 from serving.decision import DecisionRecord, features_for_storage
-from serving.lanes import assign_lanes, facilitation_notes
+from serving.lanes import assign_lanes, facilitation_notes, implausible_note, implausible_rows
 from serving.reasons import Reason, explain_decisions
 
 if TYPE_CHECKING:
@@ -97,6 +97,14 @@ class ScoringRuntime:
     @property
     def model_ref(self) -> dict[str, str]:
         return {"name": self.model_name, "version": self.model_version}
+
+    def lane_policy(self) -> dict[str, Any]:
+        """``ServeParams.lane_policy`` and, when implausible numbers raise a lane, the bounds
+        that judged them: what an auditor needs to recompute the lane (``audit recompute``)."""
+        policy = self.config.lane_policy()
+        if self.limits is not None and self.config.implausible_lane != "green":
+            policy["plausible_bounds"] = self.limits.bounds()
+        return policy
 
     def catch_up(
         self, store: DecisionStore, results: SqliteOutcomeStore | PostgresOutcomeStore | None = None
@@ -326,7 +334,7 @@ def load_runtime(settings: Settings, tracking_uri: str | None, model_dir: Path) 
         return features, warnings
 
     limits = Limits.from_params(settings.validation, state.params)
-    rules = rules_for(limits, with_outcomes=False)
+    rules = rules_for(limits, with_outcomes=False, contract=state.contract)
     return ScoringRuntime(
         model=model,
         compute_features=compute,
@@ -402,6 +410,7 @@ def score_frame(
     known = (runtime.log_seq, runtime.results_seq)
     features, feature_warnings = runtime.compute_features(declarations)
     warnings = _row_warnings(feature_warnings, n)
+    implausible = None
     if runtime.warning_rules:
         found = (
             check_records(declarations.records, declarations.contract, runtime.warning_rules)
@@ -410,6 +419,7 @@ def score_frame(
         )
         for row, messages in found.messages_by_row("warning").items():
             warnings[row].extend(messages)
+        implausible = implausible_rows(found)
     if len(features) != n:
         raise ParcelriskError(f"online features returned {len(features)} rows for {n}")
     model = runtime.model
@@ -420,8 +430,14 @@ def score_frame(
     declaration_ids = declarations.text("declaration_id").tolist()
     aeo = declarations.numbers("aeo_operator") == 1.0
     lanes, exploration = assign_lanes(
-        scores["priority"], aeo, declaration_ids, thresholds, runtime.config
+        scores["priority"], aeo, declaration_ids, thresholds, runtime.config, implausible
     )
+    if implausible is not None and implausible.any() and runtime.config.implausible_lane != "green":
+        plain, _ = assign_lanes(
+            scores["priority"], aeo, declaration_ids, thresholds, runtime.config
+        )
+        for row in np.flatnonzero(implausible & (plain != lanes)).tolist():
+            warnings[row].append(implausible_note(str(lanes[row])))
     for row, note in facilitation_notes(
         scores["priority"], aeo, lanes, thresholds, runtime.config
     ).items():
@@ -484,7 +500,7 @@ def decision_records(
 
     fingerprint = runtime.model.manifest.fingerprint
     thresholds_version = batch.thresholds_version or runtime.thresholds.version
-    lane_policy = json.dumps(runtime.config.lane_policy(), sort_keys=True)
+    lane_policy = json.dumps(runtime.lane_policy(), sort_keys=True)
     features = features_for_storage(batch.X)
     declaration_ids = batch.declaration_ids
     raw = batch.scores["raw"].tolist()

@@ -351,7 +351,7 @@ def check_declarations(
     for bad in bad_values:
         mask = unreadable.setdefault(bad.field, np.zeros(len(canonical), dtype=bool))
         mask[bad.rows] = True
-    rules = rules_for(limits, with_outcomes=with_outcomes, now=now)
+    rules = rules_for(limits, with_outcomes=with_outcomes, now=now, contract=contract)
     # A missing column is one fault, not a "value required" on every row.
     absent = {f.name for f in FIELDS if f.name not in df.columns}
     rules = [r for r in rules if not (r.field in absent and r.name.endswith(".required"))]
@@ -423,7 +423,10 @@ def check_parquet_in_chunks(
         with_outcomes = has_outcomes(schema.names)
     fields = [f.name for f in FIELDS] + [e.name for e in contract.extras]
     rule_order = {
-        r.name: i for i, r in enumerate(rules_for(limits, with_outcomes=with_outcomes, now=now))
+        r.name: i
+        for i, r in enumerate(
+            rules_for(limits, with_outcomes=with_outcomes, now=now, contract=contract)
+        )
     }
     merged: dict[tuple[str, str], Finding] = {}
     first: GateResult | None = None

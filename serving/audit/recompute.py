@@ -131,7 +131,8 @@ def lane_config(lane_policy: str, exploration_seed: int) -> tuple[ServeParams, b
 
     policy = json.loads(lane_policy)
     config = ServeParams(
-        **{k: policy[k] for k in LANE_POLICY_KEYS if k in policy},
+        # a decision from before implausible numbers raised a lane: none did
+        **({"implausible_lane": "green"} | {k: policy[k] for k in LANE_POLICY_KEYS if k in policy}),
         exploration_seed=exploration_seed,
     )
     return config, config.exploration_seed_version == policy.get("exploration_seed_version")
@@ -145,15 +146,21 @@ def recompute_lanes(
     config: ServeParams,
     seed_known: bool,
     stored_exploration: np.ndarray,
+    implausible: np.ndarray | None = None,
 ) -> np.ndarray:
     """Lanes as ``assign_lanes`` gives them; without the seed, the stored exploration flag
     stands in for the draw (the quota's lane is applied to the rows flagged)."""
     from serving.lanes import assign_lanes
 
     if seed_known:
-        return assign_lanes(priority, aeo, declaration_ids, thresholds, config)[0]
+        return assign_lanes(priority, aeo, declaration_ids, thresholds, config, implausible)[0]
     lanes, _ = assign_lanes(
-        priority, aeo, declaration_ids, thresholds, config.replace(exploration_rate=0.0)
+        priority,
+        aeo,
+        declaration_ids,
+        thresholds,
+        config.replace(exploration_rate=0.0),
+        implausible,
     )
     raise_to = np.asarray(stored_exploration, dtype=bool) & (lanes != "red")
     if config.exploration_lane == "yellow":
@@ -161,6 +168,27 @@ def recompute_lanes(
     lanes = lanes.copy()
     lanes[raise_to] = config.exploration_lane
     return lanes
+
+
+def implausible_of(lane_policy: str, models: list[Any], live: LiveState) -> np.ndarray | None:
+    """The batch's rows with a number above the plausible bounds its decision recorded
+    (``ScoringRuntime.lane_policy``), judged as the service judged them: the same rules, with
+    the currency table of the model's entity state. None: the policy raised no lane."""
+    from features.intake.rules import Limits, check_records, rules_for
+    from serving.lanes import implausible_rows
+
+    policy = json.loads(lane_policy)
+    bounds = policy.get("plausible_bounds")
+    if policy.get("implausible_lane", "green") == "green" or not bounds:
+        return None
+    snapshot = live.snapshot
+    limits = Limits.from_params(bounds, snapshot.params)
+    rules = [
+        r
+        for r in rules_for(limits, with_outcomes=False, contract=snapshot.contract)
+        if r.severity == "warning" and r.name.endswith(".plausible")
+    ]
+    return implausible_rows(check_records(models, snapshot.contract, rules))
 
 
 def _aeo(declaration: dict[str, Any]) -> bool:
@@ -374,9 +402,8 @@ def _recompute_batch(
     model = loaded.model
     names = model.manifest.names
     declarations = [json.loads(r.declaration_json) for r in batch]
-    columns = RecordColumns(
-        [Declaration.model_validate(d) for d in declarations], live.snapshot.contract
-    )
+    models = [Declaration.model_validate(d) for d in declarations]
+    columns = RecordColumns(models, live.snapshot.contract)
     # (b) the batch as the service scored it: together, on the state it held
     features = live.features(columns)
     X_rebuilt = model.manifest.matrix_of(features.values, len(features))
@@ -389,13 +416,23 @@ def _recompute_batch(
     exploration = np.array([r.exploration for r in batch], dtype=bool)
     index = {r.decision_id: i for i, r in enumerate(batch)}
     out = []
+    implausible: dict[str, np.ndarray | None] = {}  # by policy: one batch records one
     for record in targets:
         config, seed_known = lane_config(record.lane_policy, exploration_seed)
+        if record.lane_policy not in implausible:
+            implausible[record.lane_policy] = implausible_of(record.lane_policy, models, live)
         i = index[record.decision_id]
         lanes = {}
         for path, scores in (("vector", stored), ("declaration", rebuilt)):
             lanes[path] = recompute_lanes(
-                scores["priority"], aeo, ids, thresholds, config, seed_known, exploration
+                scores["priority"],
+                aeo,
+                ids,
+                thresholds,
+                config,
+                seed_known,
+                exploration,
+                implausible[record.lane_policy],
             )[i]
         same = (X_rebuilt[i] == X_stored[i]) | (np.isnan(X_rebuilt[i]) & np.isnan(X_stored[i]))
         result = Recomputed(

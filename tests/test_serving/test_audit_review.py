@@ -48,6 +48,9 @@ def audited(real_pipeline, tmp_path_factory):
     t0 = pd.Timestamp("2026-03-10 08:00", tz="UTC")
     parcels["declared_at"] = t0 + pd.to_timedelta(np.arange(72) * 10, unit="min")
     parcels.loc[3, "description"] = HOSTILE
+    # numbers above their plausible bounds: raised to serve.implausible_lane (yellow)
+    parcels.loc[7, "declared_value"] = 5e8
+    parcels.loc[8, "gross_weight_kg"] = 9e6
     records = []
     try:
         for b in range(6):
@@ -185,6 +188,24 @@ def test_recompute_matches_a_sample_scored_by_two_workers(audited, capsys) -> No
     assert code == 0
     assert all(d["from_declaration"]["raw_diff"] == 0.0 for d in body["decisions"])
     assert all(d["differing_features"] == [] for d in body["decisions"])
+
+
+def test_recompute_gives_a_lane_raised_by_an_implausible_number(audited, capsys) -> None:
+    """The lane serve.implausible_lane raised is recomputed from the bounds its decision
+    recorded (without them the model's priority alone gives another lane: said in the
+    decision's note)."""
+    raised = [
+        r for r in audited["records"][7:9] if any("implausible_lane" in w for w in r.warnings)
+    ]
+    assert raised, [r.warnings for r in audited["records"][7:9]]
+    for record in raised:
+        assert record.lane == "yellow"
+        assert json.loads(record.lane_policy)["plausible_bounds"]["max_value"] == 100_000.0
+        code, out, _ = run_cli(capsys, "audit", "recompute", record.decision_id,
+                              *_recompute_opts(audited))  # fmt: skip
+        (body,) = json.loads(out)["decisions"]
+        assert code == 0 and body["status"] == "match", body
+        assert body["from_declaration"]["lane"] == body["from_vector"]["lane"] == "yellow"
 
 
 def test_recompute_needs_the_log_and_the_results_it_knew(audited) -> None:

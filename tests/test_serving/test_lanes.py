@@ -107,3 +107,20 @@ def test_policy_rejects_bad_values(kwargs: dict) -> None:
 def test_length_mismatch_is_an_error() -> None:
     with pytest.raises(ValueError, match="same length"):
         assign_lanes(np.zeros(2), np.zeros(3, bool), _keys(2), THRESHOLDS, NO_EXPLORATION)
+
+
+def test_an_implausible_number_raises_the_lane_to_the_policys_floor() -> None:
+    """A declared value of 1e300 cleared green at risk 0.0003 (probe 9): a number above its
+    plausible bound goes at least to serve.implausible_lane; a stricter lane stays."""
+    priority = np.array([0.0, 0.8, 0.95, 0.0])
+    implausible = np.array([True, True, True, False])
+    lanes, _ = assign_lanes(
+        priority, np.zeros(4, bool), _keys(4), THRESHOLDS, NO_EXPLORATION, implausible
+    )
+    assert lanes.tolist() == ["yellow", "yellow", "red", "green"]
+    to_red = NO_EXPLORATION.replace(implausible_lane="red")
+    lanes, _ = assign_lanes(priority, np.zeros(4, bool), _keys(4), THRESHOLDS, to_red, implausible)
+    assert lanes.tolist() == ["red", "red", "red", "green"]
+    off = NO_EXPLORATION.replace(implausible_lane="green")
+    lanes, _ = assign_lanes(priority, np.zeros(4, bool), _keys(4), THRESHOLDS, off, implausible)
+    assert lanes.tolist() == ["green", "yellow", "red", "green"]

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from features.intake.contract import Contract, ExtraColumn
+from features.intake.rules import rules_for
 from tests.test_serving.conftest import auth, make_declarations, stub_service_client
 
 
@@ -38,15 +39,20 @@ def test_a_declaration_without_the_models_extra_is_warned(client) -> None:
 
 @pytest.fixture(scope="module")
 def typed_client(tmp_path_factory: pytest.TempPathFactory, stub_runtime) -> Iterator:
+    contract = Contract(
+        (
+            ExtraColumn("broker_id", "entity"),
+            ExtraColumn("total_taxes", "numeric", amount=True),
+            ExtraColumn("insured_value", "numeric"),
+        )
+    )
+    # the rules as load_runtime builds them: with the contract's amount extras
+    rules = rules_for(stub_runtime.limits, with_outcomes=False, contract=contract)
     runtime = dataclasses.replace(
         stub_runtime,
-        contract=Contract(
-            (
-                ExtraColumn("broker_id", "entity"),
-                ExtraColumn("total_taxes", "numeric", amount=True),
-                ExtraColumn("insured_value", "numeric"),
-            )
-        ),
+        contract=contract,
+        fault_rules=[r for r in rules if r.severity == "fault"],
+        warning_rules=[r for r in rules if r.severity == "warning"],
     )
     tmp = tmp_path_factory.mktemp("typed-extras")
     with stub_service_client(tmp, runtime, "serve:\n  champion_check_s: 0\n") as c:
@@ -101,3 +107,26 @@ def test_a_nan_extra_is_refused_as_the_contracts_numbers_are(typed_client) -> No
     assert [p["msg"] for p in r.json()["problems"]] == ["total_taxes: 'NaN' is not a number"], (
         r.text
     )
+
+
+@pytest.mark.parametrize(("value", "warned"), [(1e300, True), (40.0, False)])
+def test_an_implausible_amount_extra_is_warned(typed_client, value, warned) -> None:
+    """Taxes of 1e300 on a 512 USD parcel moved its revenue at stake from 1 to 393 EUR with
+    no word, where a declared value so high is warned (probe 9); a plain numeric extra is no
+    amount and has no bound."""
+    (declaration,) = make_declarations(1, seed=44, prefix=f"XA{int(warned)}")
+    declaration |= {
+        "broker_id": "B1",
+        "total_taxes": value,
+        "insured_value": 1e300,
+        "currency": "USD",
+    }
+    r = typed_client.post("/score", json={"declarations": [declaration]}, headers=auth())
+    assert r.status_code == 200, r.text
+    (decision,) = r.json()["decisions"]
+    said = [w for w in decision["warnings"] if w.startswith("total_taxes:")]
+    if warned:
+        assert said and "1e+300 USD" in said[0] and "is above the plausible 100,000 EUR" in said[0]
+    else:
+        assert not said, said
+    assert not any(w.startswith("insured_value:") for w in decision["warnings"])

@@ -184,6 +184,35 @@ def test_plausibility_warnings_travel_with_the_decision(client) -> None:
     assert any("'MNT' has no exchange rate" in w for w in decisions[1]["warnings"])
 
 
+def test_an_implausible_value_is_kept_out_of_green_and_says_why(client) -> None:
+    """A declared value of 1e300 cleared green at risk 0.0003 (probe 9): a number above its
+    plausible bound goes at least to serve.implausible_lane (yellow), said on the decision;
+    the bounds that judged it are recorded with the lane policy, for an auditor's recompute."""
+    d = make_declarations(3, seed=13)
+    d[0]["declared_value"] = 1e300
+    d[1]["gross_weight_kg"] = 5e6
+    decisions = _score(client, d).json()["decisions"]
+    note = (
+        "yellow at least (serve.implausible_lane): a number above its plausible bound, which "
+        "the model never saw and cannot judge"
+    )
+    # the stub model scores the first low (its lane raised, said) and the second yellow itself
+    assert decisions[0]["risk"] < 0.2 and decisions[0]["lane"] == "yellow"
+    assert decisions[0]["warnings"][-1] == note
+    assert decisions[1]["lane"] in ("yellow", "red") and note not in decisions[1]["warnings"]
+    assert decisions[2]["lane"] == "green" and not decisions[2]["warnings"]
+    r = client.get(
+        "/decision", params={"decision_id": decisions[0]["decision_id"]}, headers=auth("auditor")
+    )
+    policy = r.json()["lane_policy"]
+    assert policy["implausible_lane"] == "yellow"
+    assert policy["plausible_bounds"] == {
+        "max_value": 100_000.0,
+        "max_weight_kg": 1_000.0,
+        "max_quantity": 10_000,
+    }
+
+
 def test_batch_size_limits(client) -> None:
     r = _score(client, [])
     assert r.status_code == 422 and "1 to 1000" in r.json()["error"]

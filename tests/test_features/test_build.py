@@ -341,7 +341,10 @@ def test_mapped_extras_become_features_and_keep_parity(history):
     assert {"broker_id_n_7d", "broker_id_hit_rate", "cat_incoterm", "extra_insured_value"} <= set(
         names
     )
-    assert built.manifest.spec("broker_id_n_7d").reason.startswith("this broker id lodged")
+    # the broker, not its id: "this broker id past inspections hit rate 18%" read as the hit
+    # rate of an id (probe 9)
+    assert built.manifest.spec("broker_id_n_7d").reason.startswith("this broker lodged")
+    assert built.manifest.spec("broker_id_hit_rate").reason.startswith("this broker ")
 
     cut = pd.Timestamp(data["declared_at"].max()) + pd.Timedelta(seconds=1)
     state = build_entity_state(data, extras, PARAMS, cutoff=cut, manifest=built.manifest)

@@ -7,11 +7,12 @@ import numpy as np
 
 from features.pipeline.family import Family, Rows, SpecContext, Values
 from features.pipeline.manifest import FeatureSpec
+from features.pipeline.prepare import VALUE_FLOOR
 
 PREFIX = "extra_"
 SHARE_SUFFIX = "_share_of_value"
 # A share beyond this is a value declared at (nearly) nothing beside a real amount: kept as
-# "far above", never an overflow (a value of 0 is read as 0.01, as the unit values read it)
+# "far above", never an overflow (a value of 0 is read as VALUE_FLOOR, as the unit values are)
 MAX_SHARE = 1e6
 
 
@@ -65,7 +66,7 @@ class Extras(Family):
             values = np.asarray(prep[extra.name], dtype=np.float64)
             out[f"{PREFIX}{extra.name}"] = values
             if extra.amount:
-                value = np.maximum(np.asarray(prep["value_eur"], dtype=np.float64), 0.01)
+                value = np.maximum(np.asarray(prep["value_eur"], dtype=np.float64), VALUE_FLOOR)
                 with np.errstate(invalid="ignore"):
                     out[share_name(extra.name)] = np.minimum(values / value, MAX_SHARE)
         return out

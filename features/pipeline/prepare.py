@@ -283,11 +283,15 @@ def unused_inputs(
     return [n for n in names if inputs is not None and n in inputs and n not in read]
 
 
+# A declared value of 0 is read as one cent: ratios to it stay finite ("far above"), not -inf/inf
+VALUE_FLOOR = 0.01
+
+
 def unit_values(
     value_eur: np.ndarray, quantity: np.ndarray, weight_kg: np.ndarray
 ) -> dict[str, np.ndarray]:
     """Log value per item, per kg and log weight per item (value 0 -> a floor, not -inf)."""
-    value = np.maximum(value_eur, 0.01)  # NaN (no exchange rate) stays NaN
+    value = np.maximum(value_eur, VALUE_FLOOR)  # NaN (no exchange rate) stays NaN
     qty = np.maximum(quantity.astype(np.float64), 1.0)
     weight = np.maximum(weight_kg, 0.001)
     return {

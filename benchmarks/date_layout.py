@@ -73,9 +73,9 @@ TIMEZONE = "UTC"  # the mapping's; features.timezone is set to it in the work di
 SHARES = {"precision_at_5": 0.05, "precision_at_10": 0.10}
 REVENUE_SHARES = {"revenue_at_5": 0.05}
 METRICS = (*SHARES, *REVENUE_SHARES)
-# validate.max_value when the gate finds amounts above the repo's default (none expected: the
+# validate.max_revenue when the gate finds revenues above the repo's bound (none expected: the
 # generator's values are parcels', and DATE's real files hold consignments)
-BULK_MAX_VALUE = 10_000_000.0
+BULK_MAX_REVENUE = 10_000_000.0
 
 # ------------------------------------------------------------------------------------------------
 # The export in DATE's layout
@@ -424,8 +424,8 @@ def oracle_scores(truth: pd.DataFrame, table: pd.DataFrame, test: np.ndarray) ->
 # ------------------------------------------------------------------------------------------------
 
 
-def write_params(out: Path, max_value: float | None = None) -> Path:
-    """The repo's params.yaml with ``features.timezone`` set (and ``validate.max_value`` when
+def write_params(out: Path, max_revenue: float | None = None) -> Path:
+    """The repo's params.yaml with ``features.timezone`` set (and ``validate.max_revenue`` when
     given), its files made absolute for a run from ``out``'s directory."""
     import yaml
 
@@ -433,8 +433,8 @@ def write_params(out: Path, max_value: float | None = None) -> Path:
 
     params = params_for_copy(REPO / "params.yaml")
     params.setdefault("features", {})["timezone"] = TIMEZONE
-    if max_value is not None:
-        params.setdefault("validate", {})["max_value"] = max_value
+    if max_revenue is not None:
+        params.setdefault("validate", {})["max_revenue"] = max_revenue
     out.write_text(yaml.safe_dump(params, sort_keys=False, allow_unicode=True), encoding="utf-8")
     return out
 
@@ -502,8 +502,9 @@ def _warning_lines(text: str, limit: int = 12) -> list[str]:
     return [ln[:400] for ln in lines[:limit]]
 
 
-def _refused_for_max_value(done: subprocess.CompletedProcess[str]) -> bool:
-    """The gate found faults, among them amounts above ``validate.max_value`` (revenue)."""
+def _refused_for_revenue(done: subprocess.CompletedProcess[str]) -> bool:
+    """The gate found faults, among them revenues above its bound (``validate.max_value``
+    while ``validate.max_revenue`` is unset)."""
     fault = re.compile(r"^FAULT .*\(validate\.max_value\)", re.MULTILINE)
     return done.returncode == 1 and fault.search(done.stdout) is not None
 
@@ -548,12 +549,12 @@ def run_seed(seed: int, parcels: int, days: int, work: Path) -> dict[str, Any]:
     step("ingest", ["ingest", str(export_path), "--mapping", str(MAPPING), "--out", str(ingested), "--params", str(params)])  # fmt: skip
     validate_args = ["validate", str(ingested), "--report", str(work / "gate"), "--params", str(params)]  # fmt: skip
     step("validate", validate_args, (0, 1))
-    max_value_raised = None
-    if _refused_for_max_value(outputs["validate"]):
-        # amounts above the repo's plausibility bound: a property of the data, said in the JSON
+    max_revenue_set = None
+    if _refused_for_revenue(outputs["validate"]):
+        # revenues above the repo's plausibility bound: a property of the data, said in the JSON
         first_verdict = fe._tail(outputs["validate"].stdout)
-        write_params(params, max_value=BULK_MAX_VALUE)
-        max_value_raised = {"to": BULK_MAX_VALUE, "first_verdict": first_verdict}
+        write_params(params, max_revenue=BULK_MAX_REVENUE)
+        max_revenue_set = {"to": BULK_MAX_REVENUE, "first_verdict": first_verdict}
         step("validate", validate_args, (0, 1))
     if outputs["validate"].returncode != 0:
         raise fe.StepFailed(
@@ -599,7 +600,7 @@ def run_seed(seed: int, parcels: int, days: int, work: Path) -> dict[str, Any]:
         },
         "ingest_summary": _json_tail(outputs["ingest"].stdout),
         "validate": fe._validate_report(outputs["validate"]),
-        "validate_max_value_raised": max_value_raised,
+        "validate_max_revenue_set": max_revenue_set,
         "promote_outcome": promoted.group(1) if promoted else outputs["promote"].stdout.strip(),
         "seconds": {k: round(v, 1) for k, v in seconds.items()},
     }

@@ -192,6 +192,11 @@ class ValidateParams(Section):
     max_weight_kg: float = Field(1_000.0, gt=0)  # heavier: a bulk consignment, not a parcel
     max_value: float = Field(100_000.0, gt=0)
     max_quantity: int = Field(10_000, gt=0)
+    # A recovered revenue above this is a fault (a label, final once stored); unset: max_value.
+    # Apart from it, so that an administration whose bulk consignments yield revenues above
+    # max_value raises this alone, not the bound that warns of values and keeps them from the
+    # green lane (serve.implausible_lane).
+    max_revenue: float | None = Field(None, gt=0)
     # More of a file's rows than this in currencies without an exchange rate (the
     # administration's own currency missing from features.fx_to_base) is a fault, not a warning:
     # their valuation features would be empty, the model blind to value on a share of the file

@@ -482,7 +482,7 @@ def outcomes_ingest(
     store = open_outcome_store(location)
     summaries = []
     try:
-        # held to the gate's plausibility limits of these params (revenue: validate.max_value)
+        # held to the gate's plausibility limits of these params (revenue: validate.max_revenue)
         limits = Limits.from_settings(settings)
         for file, (raw, notes) in zip(files, read, strict=True):
             try:

@@ -6,7 +6,7 @@ endpoint (``POST /outcomes``) and ``parcelrisk outcomes ingest`` both go through
 whole or not at all and two writers cannot both store a first, conflicting result for one id.
 
 The field rules (types, offence codes, a finite, non-negative revenue no larger than
-``validate.max_value``, not more than ``MAX_CLOCK_SKEW_DAYS`` in the future, not before the
+``validate.max_revenue`` (unset: ``max_value``), not more than ``MAX_CLOCK_SKEW_DAYS`` in the future, not before the
 declaration, no offence type without an offence) are the contract's outcome rules
 (``features.intake.rules``), run on the results as on a history file; this module adds what only
 the store can answer: unknown declaration ids, an id twice in one batch, and a result that
@@ -230,8 +230,8 @@ class CheckedOutcomes:
 
 
 def _outcome_rules(now: datetime | None, limits: Limits | None) -> list[Rule]:
-    # The outcome-scope rules only. Of the limits, only validate.max_value is read (the bound
-    # of revenue_recovered); without them, params.yaml's defaults.
+    # The outcome-scope rules only. Of the limits, only the bound of revenue_recovered is read
+    # (validate.max_revenue, else max_value); without them, params.yaml's defaults.
     if now is None and limits is None:
         return _rules_on_the_clock()
     return _build_outcome_rules(now, limits)

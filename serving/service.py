@@ -208,7 +208,7 @@ class ParcelRiskService:
             if is_sqlite(self.config.audit_db)
             else self.store  # PostgreSQL: a pool of connections, no lock shared with scoring
         )
-        # results are held to the gate's plausibility limits (validate.max_value: revenue)
+        # results are held to the gate's plausibility limits (validate.max_revenue: revenue)
         self.outcome_limits = Limits.from_settings(self.settings)
         self.runtime: ScoringRuntime | None = None
         self._damaged: str | None = None  # the store found damaged under the service
@@ -656,7 +656,8 @@ class ParcelRiskService:
         Refused (nothing stored) with every offending row: an unknown declaration id, an id
         twice in the request, a result dated before its declaration or in the future (more
         than the 2-day clock skew ahead), an offence type or revenue on a parcel found not
-        illicit, a recovered revenue above validate.max_value, a result that contradicts the
+        illicit, a recovered revenue above validate.max_revenue (unset:
+        max_value), a result that contradicts the
         one already stored (409 when that is the only problem) unless it carries a
         ``correction`` saying why it replaces it; then it is stored beside the old one (kept
         as it was) and becomes the declaration's current result.

@@ -188,7 +188,7 @@ def build_suite(present: set[str], limits: Limits, with_outcomes: bool) -> list[
             "fault",
             gxe.ExpectColumnValuesToBeBetween,
             column=_REVENUE_BASE,
-            max_value=limits.max_value,
+            max_value=limits.revenue_bound,
         )
     if "declaration_id" in present:
         add(

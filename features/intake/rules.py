@@ -5,8 +5,8 @@ timestamps) and flags rows. Two severities:
 
 - ``fault``: the record cannot be right: a required value missing, a code that is not a code, a
   negative weight or value, a date in the future (beyond ``MAX_CLOCK_SKEW_DAYS``), an outcome on
-  a parcel never inspected, a recovered revenue above ``validate.max_value``. A file with a
-  fault does not enter the pipeline; a request with one is answered 400.
+  a parcel never inspected, a recovered revenue above ``validate.max_revenue`` (max_value).
+  A file with a fault does not enter the pipeline; a request with one is answered 400.
 - ``warning``: possible but unusual (bulk weights, very high values, a currency without an
   exchange rate). Counted and shown with examples; the data is used as it is.
 
@@ -70,6 +70,17 @@ class Limits:
     base_currency: str
     fx_to_base: dict[str, float]
     max_share_without_rate: float = 0.05
+    max_revenue: float | None = None  # None: max_value
+
+    @property
+    def revenue_bound(self) -> float:
+        """The largest recovered revenue accepted (``validate.max_revenue``, else max_value)."""
+        return self.max_value if self.max_revenue is None else self.max_revenue
+
+    @property
+    def revenue_key(self) -> str:
+        """The params key that sets ``revenue_bound``, as messages name it."""
+        return "validate.max_value" if self.max_revenue is None else "validate.max_revenue"
 
     @classmethod
     def from_params(
@@ -85,6 +96,7 @@ class Limits:
             base_currency=features.base_currency,
             fx_to_base=features.fx,
             max_share_without_rate=validate.max_share_without_rate,
+            max_revenue=validate.max_revenue,
         )
 
     @classmethod
@@ -772,11 +784,11 @@ def _outcome_rules(limits: Limits) -> list[Rule]:
         return _number_flag(
             columns,
             "revenue_recovered",
-            lambda x: np.isfinite(x) & (x * eur > limits.max_value),  # inf: the finite rule's
+            lambda x: np.isfinite(x) & (x * eur > limits.revenue_bound),  # inf: the finite rule's
         )
 
     # No parcel yields more duty and VAT than the most a parcel is plausibly worth
-    # (validate.max_value). A fault, where a high declared value is a warning: a recovered
+    # (validate.max_value, or validate.max_revenue where set). A fault, where a high declared value is a warning: a recovered
     # revenue is a training label (the revenue model's target) and a stored result is final,
     # so a unit or decimal error (1e300) must not get in.
     rules.append(
@@ -784,12 +796,12 @@ def _outcome_rules(limits: Limits) -> list[Rule]:
             "revenue_recovered.plausible",
             "revenue_recovered",
             "fault",
-            f"at most {limits.max_value:,.0f} {base} (validate.max_value)",
+            f"at most {limits.revenue_bound:,.0f} {base} ({limits.revenue_key})",
             revenue_flag,
             lambda v: (
-                f"{show(v)} EUR is above the plausible {limits.max_value:,.0f} {base} "
-                "(validate.max_value): a unit or decimal error? (if amounts like it are real, "
-                "as for bulk consignments, raise validate.max_value in params.yaml)"
+                f"{show(v)} EUR is above the plausible {limits.revenue_bound:,.0f} {base} "
+                f"({limits.revenue_key}): a unit or decimal error? (if amounts like it are "
+                "real, as for bulk consignments, set validate.max_revenue in params.yaml)"
             ),
             _shown_by("revenue_recovered", "float"),
             "outcome",

@@ -31,8 +31,25 @@ def test_a_history_with_an_absurd_revenue_is_refused_naming_row_and_value() -> N
     assert fault.messages() == [
         "revenue_recovered: 1e+300 EUR is above the plausible 100,000 EUR (validate.max_value): "
         "a unit or decimal error? (if amounts like it are real, as for bulk consignments, "
-        "raise validate.max_value in params.yaml)"
+        "set validate.max_revenue in params.yaml)"
     ]
+
+
+def test_max_revenue_bounds_revenues_alone() -> None:
+    """Raising validate.max_value to let bulk revenues in also relaxed the declared-value
+    warning (1,774 warned rows of a DATE-layout file became 22, probe 9), and now the lane
+    floor of implausible numbers: validate.max_revenue bounds the revenue alone."""
+    limits = Limits.from_params({"max_revenue": 2e6}, FeatureParams())
+    history = _history(1.5e6)
+    history.loc[1, "declared_value"] = 5e5  # above max_value (100,000): still warned
+    result = check_declarations(history, EXTRAS, limits)[0]
+    assert result.findings.faults == []
+    assert [f.rule.name for f in result.findings.warnings] == ["declared_value.plausible"]
+    (fault,) = check_declarations(_history(3e6), EXTRAS, limits)[0].findings.faults
+    assert fault.messages()[0].startswith(
+        "revenue_recovered: 3000000 EUR is above the plausible 2,000,000 EUR "
+        "(validate.max_revenue): "
+    )
 
 
 def test_a_revenue_at_the_limit_passes() -> None:

@@ -574,6 +574,7 @@ def build_dask(
         LATE_ENTRY_DAYS,
         EntityState,
         id_hashes,
+        last_result_of,
         pending_results_of,
         recent_ids_of,
     )
@@ -704,6 +705,7 @@ def build_dask(
                 agg.last_t_us,
             ),
             result_ids=np.unique(id_hashes(inspected_ids["declaration_id"].to_numpy(dtype=object))),
+            last_result_us=last_result_of(agg.outcomes["t_us"], cutoff_us),
         )
         log.debug("dask entity state: %.2f s", time.perf_counter() - started)
         return DaskBuild(plan.manifest, n_rows, len(offsets) - 1, state)

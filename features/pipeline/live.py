@@ -82,6 +82,8 @@ class LiveState:
         # declaration id -> declared_at (us) of what was appended, pruned with the folded events
         self.seen_ids: dict[str, int] = {}
         self.newest_us = NO_TIME
+        # the newest inspection result appended (taken-back ones aside), at its inspected_at
+        self.newest_result_us = NO_TIME
         # the snapshot's events before its horizon are totals already
         self.folded_before_us = snapshot_horizon_us(snapshot.cutoff_us, snapshot.params)
         self._lock = threading.Lock()  # one append at a time: ids and runs move together
@@ -144,7 +146,14 @@ class LiveState:
         if near.any():
             held = near & self.snapshot.holds(ids, t_us)
             already = held if already is None else already | held
-        return online_features(declarations, self.state, warnings, already)
+        return online_features(
+            declarations,
+            self.state,
+            warnings,
+            already,
+            appended_declared_us=self.newest_us,
+            appended_result_us=self.newest_result_us,
+        )
 
     def _rows(self, declarations: FrameColumns | RecordColumns, prep: Prepared | None) -> Rows:
         state = self.state
@@ -286,6 +295,9 @@ class LiveState:
             part = self.state.parts.get(family.name)
             if part is not None and hasattr(family, "append_outcomes"):
                 family.append_outcomes(rows, part, *arrays)
+        added = arrays[0][arrays[3] > 0]
+        if len(added):
+            self.newest_result_us = max(self.newest_result_us, int(added.max()))
 
 
 def _first_unseen(ids: np.ndarray, seen: set[str]) -> np.ndarray:

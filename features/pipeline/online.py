@@ -16,6 +16,7 @@ from features.errors import ParcelriskError
 from features.intake.columns import FrameColumns, RecordColumns, columns_of
 from features.pipeline.family import Rows
 from features.pipeline.frame import assemble
+from features.pipeline.history import NO_TIME, US_PER_DAY
 from features.pipeline.manifest import REASON_CONTEXT, FeatureManifest
 from features.pipeline.prepare import Prepared, prepare
 from features.pipeline.snapshot import LATE_ENTRY_DAYS, EntityState
@@ -57,6 +58,9 @@ def online_features(
     state: EntityState,
     warnings: list[tuple[int, str]] | None = None,
     already_seen: np.ndarray | None = None,
+    *,
+    appended_declared_us: int = NO_TIME,
+    appended_result_us: int = NO_TIME,
 ) -> OnlineFeatures:
     """Features of new declarations (canonical contract frame or validated API models, no
     outcomes), in input order.
@@ -67,6 +71,9 @@ def online_features(
 
     ``already_seen``: rows the state's live layer holds already (a re-scored declaration): they
     are not added again as the request's own events (``prep["already_seen"]``).
+    ``appended_declared_us``, ``appended_result_us``: the newest declaration and inspection
+    result (UTC us) the live layer appended on top of the snapshot (``NO_TIME``: none), for
+    the warnings on a history that ends too long before a declaration (``stale_history_notes``).
     """
     declarations = columns_of(declarations)
     missing = [e.name for e in state.contract.extras if e.name not in declarations]
@@ -109,8 +116,67 @@ def online_features(
             (int(i), early + (too_late if t_us[i] < state.late_entry_from_us else ""))
             for i in np.flatnonzero(t_us < state.exact_from_us)
         ]
+        notes += stale_history_notes(
+            t_us,
+            state,
+            max(state.held_before_us, appended_declared_us),
+            max(
+                NO_TIME if state.last_result_us is None else state.last_result_us,
+                appended_result_us,
+            ),
+        )
         warnings.extend(sorted(notes))
     return OnlineFeatures(declarations, rows.prep, values, state.manifest)
+
+
+def stale_history_notes(
+    t_us: np.ndarray, state: EntityState, newest_declared_us: int, newest_result_us: int
+) -> list[tuple[int, str]]:
+    """(row, warning) for the declarations (declared_at in UTC us) declared longer after the
+    newest declaration, or the newest inspection result, the state knows (``NO_TIME``: none)
+    than the features' windows reach: their recent counts, first-seen ages and hit rates
+    describe the history's end, not the entity.
+
+    Fed back its own declarations and results, a served state never lags this far. A state
+    that knows no result (a history without inspections, or an older snapshot that did not
+    record its newest) gets no results warning: there are no hit rates to have gone stale,
+    and warning on every declaration would bury the other warnings.
+    """
+    params = state.params
+    notes = []
+    for newest_us, window_days, text in (
+        (
+            newest_declared_us,
+            params.max_window_days,
+            "the model's history holds no declaration after {since} ({days:,} days before "
+            "this one, beyond its longest window of {window:,} days): recent counts read 0 "
+            "and first-seen ages date from then; retrain on recent declarations",
+        ),
+        (
+            newest_result_us,
+            params.outcome_window_days,
+            "the model's history holds no inspection result after {since} ({days:,} days "
+            "before this declaration, beyond the {window:,}-day window of recent results): "
+            "hit rates are as of then; post inspection results (/outcomes) or retrain",
+        ),
+    ):
+        if newest_us == NO_TIME:
+            continue
+        # whole days, so that no text says "180 days, beyond its window of 180 days"
+        gap_days = (t_us - newest_us) // US_PER_DAY
+        rows = np.flatnonzero(gap_days > window_days)
+        if len(rows):
+            since = _utc_date(newest_us)
+            notes += [
+                (int(i), text.format(since=since, days=int(gap_days[i]), window=window_days))
+                for i in rows
+            ]
+    return notes
+
+
+def _utc_date(t_us: int) -> str:
+    """YYYY-MM-DD (UTC) of an instant in UTC microseconds."""
+    return str(np.datetime64(int(t_us), "us").astype("datetime64[D]"))
 
 
 def compute_online_features(

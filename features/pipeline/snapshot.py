@@ -108,6 +108,11 @@ class EntityState:
     # the same result posted again for a base-history parcel, a result written to the minute
     # in one and to the second in the other) adds nothing. None: an older snapshot.
     result_ids: np.ndarray | None = None
+    # The newest inspection result the snapshot counts (its ``inspected_at``, UTC us: recorded
+    # before the cutoff; those carried in ``pending_results`` are the live state's): how long
+    # after it a declaration is scored tells whether its hit rates are stale. None: the history
+    # holds no result, or an older snapshot that did not record it.
+    last_result_us: int | None = None
 
     def __post_init__(self) -> None:
         if not self.families:
@@ -176,6 +181,11 @@ class EntityState:
                     "declared_at_us": self.last_declared_us,
                     "declaration_ids": sorted(self.last_declared_ids),
                     **({"results_seq": self.results_seq} if self.results_seq is not None else {}),
+                    **(
+                        {"last_result_us": self.last_result_us}
+                        if self.last_result_us is not None
+                        else {}
+                    ),
                 }
                 (tmp / LAST_DECLARED_FILE).write_text(json.dumps(last))
             for name, ids in (
@@ -274,6 +284,7 @@ class EntityState:
                 last_declared_us=last.get("declared_at_us"),
                 last_declared_ids=tuple(last.get("declaration_ids", ())),
                 results_seq=last.get("results_seq"),
+                last_result_us=last.get("last_result_us"),  # absent in older snapshots
                 pending_results=tuple(pending),
                 recent_ids=recent,
                 result_ids=held,
@@ -379,6 +390,13 @@ def result_ids_of(declarations: pd.DataFrame) -> np.ndarray:
     return np.unique(id_hashes(ids))
 
 
+def last_result_of(result_t_us: np.ndarray, cutoff_us: int) -> int | None:
+    """``EntityState.last_result_us`` of a history's recorded results' times (UTC us,
+    ``outcome_events``): the newest before the cutoff, None if there is none."""
+    recorded = result_t_us[result_t_us < cutoff_us]
+    return int(recorded.max()) if len(recorded) else None
+
+
 def pending_results_of(
     declarations: pd.DataFrame, contract: Contract, cutoff_us: int
 ) -> tuple[dict[str, Any], ...]:
@@ -445,7 +463,8 @@ def entity_state_of(
 
     ``last_declared``: the history's last declaration instant and the ids declared at it
     (``last_declared`` of its rows), which the live state needs to tell the declarations at
-    that instant it holds from those it does not."""
+    that instant it holds from those it does not. The newest result the state counts
+    (``EntityState.last_result_us``) is read from the history's results before the cutoff."""
     params, contract, manifest = history.params, history.contract, history.manifest
     cutoff_us = int(pd.Timestamp(cutoff).value // 1000)
     families = active_families(_spec_context(params, contract, manifest))
@@ -466,4 +485,7 @@ def entity_state_of(
         pending_results=pending_results,
         recent_ids=recent_ids,
         result_ids=result_ids,
+        last_result_us=last_result_of(
+            history.outcomes.get("t_us", np.zeros(0, dtype=np.int64)), cutoff_us
+        ),
     )

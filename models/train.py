@@ -650,7 +650,7 @@ def _train_models(
                 f"too few labels in the {part} period: {int(mask.sum())} inspected parcels "
                 f"with results recorded before the test period, {n_pos} illicit (need at "
                 "least 20, of which 5 illicit and 1 clean; lengthen the history or move "
-                "train.split)"
+                f"train.split). The periods: {_periods_said(boundaries)}"
             )
     if late := int((labelled & ~known & ~parts["test"]).sum()):
         log.info(
@@ -1324,3 +1324,12 @@ def _refit_boosters(
         fitter=fitter,
     )
     return risk, revenue_booster, offence, share
+
+
+def _periods_said(boundaries: SplitBoundaries) -> str:
+    """The split's periods in words, for an error an analyst acts on."""
+    day = "%Y-%m-%d"
+    return (
+        f"train {boundaries.start:{day}} to {boundaries.validation_start:{day}}, validation to "
+        f"{boundaries.test_start:{day}}, test to {boundaries.end:{day}}"
+    )

@@ -585,6 +585,11 @@ TEXT_CASE: dict[str, Literal["upper", "lower"]] = {
 }
 
 
+# The lightest weight a parcel is declared with (1 g): the features floor weights to it, the
+# gate warns of a weight above 0 below it
+MIN_WEIGHT_KG = 0.001
+
+
 NUL_PROBLEM = "holds a NUL byte (\\x00), which is not text"
 # Characters no identifier may hold: controls (C0, DEL, C1) and the invisible format marks
 # (zero-width spaces and joiners, bidirectional overrides and isolates, a byte-order mark).

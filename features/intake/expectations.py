@@ -253,7 +253,8 @@ def _helper_columns(frame: pd.DataFrame, limits: Limits) -> pd.DataFrame:
         frame[_NOT_INSPECTED] = ~inspected
     if "illicit" in frame:
         frame[_NOT_ILLICIT] = frame["illicit"].eq(False).fillna(False).astype(bool)
-    rates = frame["currency"].map(limits.fx_to_base).astype("float64")
+    # as the rule judges it: a currency without a rate at the table's weakest one
+    rates = frame["currency"].map(limits.fx_to_base).astype("float64").fillna(limits.weakest_rate)
     frame[_VALUE_BASE] = frame["declared_value"].astype("float64") * rates
     if "revenue_recovered" in frame:
         # EUR (the contract's unit) to the base currency; an infinite one is the finite rule's

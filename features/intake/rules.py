@@ -35,6 +35,7 @@ from features.intake.contract import (
     EARLIEST_DECLARATION,
     FIELDS,
     MAX_CLOCK_SKEW_DAYS,
+    MIN_WEIGHT_KG,
     OUTCOME_FIELDS,
     BadValues,
     Contract,
@@ -71,6 +72,13 @@ class Limits:
     fx_to_base: dict[str, float]
     max_share_without_rate: float = 0.05
     max_revenue: float | None = None  # None: max_value
+
+    @property
+    def weakest_rate(self) -> float:
+        """The smallest rate to the base currency in the table (NaN: no table): what an amount
+        in a currency without a rate is at least worth, judged against the bounds."""
+        rates = [r for r in self.fx_to_base.values() if r > 0 and math.isfinite(r)]
+        return min(rates) if rates else math.nan
 
     @property
     def revenue_bound(self) -> float:
@@ -471,6 +479,26 @@ def _rates(columns: Columns, limits: Limits) -> np.ndarray:
     )
 
 
+def _bound_rates(columns: Columns, limits: Limits) -> tuple[np.ndarray, np.ndarray]:
+    """The rate each row's amounts are judged against the plausible bound with, and where it
+    is the table's weakest rate standing in for one the table lacks. A value of 1e300 in a
+    currency without a rate (BTN, XAU) escaped the bound and the lane it raises (probe 10):
+    above the bound even at the weakest rate of the table, it is above it in any currency."""
+    rates = _rates(columns, limits)
+    estimated = np.isnan(rates)
+    return np.where(estimated, limits.weakest_rate, rates), estimated
+
+
+def _above_bound(v: tuple[Any, ...], base: str, bound: float) -> str:
+    """ "1e+300 JPY (6.1e+297 EUR) is above the plausible 100,000 EUR" for (value, currency,
+    in base, estimated)."""
+    if v[3]:
+        said = f"no exchange rate to {base}; at least {_amount(v[2])} {base} at any rate"
+    else:
+        said = f"{_amount(v[2])} {base}"
+    return f"{show(v[0])} {v[1]} ({said}) is above the plausible {bound:,.0f} {base}"
+
+
 # Two letters that are no ISO 3166 code but that exports write for a country: the fix is a
 # values table in the mapping (Kosovo's XK, which the EU and most customs use, is taken as is)
 _COUNTRY_MISTAKES = {"UK": "GB", "EL": "GR", "EN": "GB", "SP": "ES"}
@@ -565,14 +593,23 @@ def _plausibility_rules(limits: Limits) -> list[Rule]:
     def value_shown(columns: Columns, rows: np.ndarray) -> list[Any]:
         values = columns.numbers("declared_value")[rows]
         currency = columns.text("currency")[rows]
+        rates, estimated = _bound_rates(columns, limits)
         with np.errstate(over="ignore"):
-            based = values * _rates(columns, limits)[rows]
-        return list(zip(values.tolist(), currency.tolist(), based.tolist(), strict=True))
+            based = values * rates[rows]
+        return list(
+            zip(
+                values.tolist(),
+                currency.tolist(),
+                based.tolist(),
+                estimated[rows].tolist(),
+                strict=True,
+            )
+        )
 
     def value_flag(columns: Columns) -> np.ndarray:
         values = columns.numbers("declared_value")
         with np.errstate(over="ignore", invalid="ignore"):
-            based = values * _rates(columns, limits)
+            based = values * _bound_rates(columns, limits)[0]
             # an infinite value is the finite rule's fault; one that overflowed is flagged here
             return np.isfinite(values) & (based > limits.max_value)
 
@@ -609,6 +646,20 @@ def _plausibility_rules(limits: Limits) -> list[Rule]:
             test=lambda v: v == 0,
             value="number",
         ),
+        # Above 0 and below a gram: no parcel weighs so little; a weight in tonnes, or a
+        # probe (1e-300 kg, probe 10). Read by the features as the 1 g they floor weights to,
+        # so warned as 0 kg is, without raising the lane.
+        Rule(
+            "gross_weight_kg.small",
+            "gross_weight_kg",
+            "warning",
+            "0 kg or at least 1 g",
+            lambda c: _number_flag(c, "gross_weight_kg", lambda x: (x > 0) & (x < MIN_WEIGHT_KG)),
+            lambda v: f"{show(v)} kg is below one gram: a weight in tonnes, or mistyped?",
+            weight,
+            test=lambda v: 0 < v < MIN_WEIGHT_KG,
+            value="number",
+        ),
         Rule(
             "gross_weight_kg.plausible",
             "gross_weight_kg",
@@ -642,10 +693,7 @@ def _plausibility_rules(limits: Limits) -> list[Rule]:
             "warning",
             f"at most {limits.max_value:,.0f} {base} (validate.max_value)",
             value_flag,
-            lambda v: (
-                f"{show(v[0])} {v[1]} ({_amount(v[2])} {base}) is above the plausible "
-                f"{limits.max_value:,.0f} {base}"
-            ),
+            lambda v: _above_bound(v, base, limits.max_value),
             value_shown,
         ),
         Rule(
@@ -676,23 +724,31 @@ def _extra_amount_rules(contract: Contract | None, limits: Limits) -> list[Rule]
 
         def based(columns: Columns, rows: np.ndarray | None = None, name: str = name) -> Any:
             values = columns.numbers(name)
-            rates = _rates(columns, limits)
+            rates, estimated = _bound_rates(columns, limits)
             if rows is not None:
-                values, rates = values[rows], rates[rows]
+                values, rates, estimated = values[rows], rates[rows], estimated[rows]
             with np.errstate(over="ignore", invalid="ignore"):
-                return values, values * rates
+                return values, values * rates, estimated
 
         def flag(columns: Columns, based: Callable[..., Any] = based) -> np.ndarray:
-            values, in_base = based(columns)
+            values, in_base, _ = based(columns)
             with np.errstate(invalid="ignore"):
                 return np.isfinite(values) & (in_base > limits.max_value)
 
         def shown(
             columns: Columns, rows: np.ndarray, based: Callable[..., Any] = based
         ) -> list[Any]:
-            values, in_base = based(columns, rows)
+            values, in_base, estimated = based(columns, rows)
             currency = columns.text("currency")[rows]
-            return list(zip(values.tolist(), currency.tolist(), in_base.tolist(), strict=True))
+            return list(
+                zip(
+                    values.tolist(),
+                    currency.tolist(),
+                    in_base.tolist(),
+                    estimated.tolist(),
+                    strict=True,
+                )
+            )
 
         rules.append(
             Rule(
@@ -701,10 +757,7 @@ def _extra_amount_rules(contract: Contract | None, limits: Limits) -> list[Rule]
                 "warning",
                 f"at most {limits.max_value:,.0f} {base} (validate.max_value)",
                 flag,
-                lambda v: (
-                    f"{show(v[0])} {v[1]} ({_amount(v[2])} {base}) is above the plausible "
-                    f"{limits.max_value:,.0f} {base}: a unit or decimal error?"
-                ),
+                lambda v: f"{_above_bound(v, base, limits.max_value)}: a unit or decimal error?",
                 shown,
             )
         )

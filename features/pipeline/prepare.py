@@ -21,7 +21,7 @@ from features.intake.columns import (
     RecordColumns,
     columns_of,
 )
-from features.intake.contract import DECLARATION_FIELDS, FIELDS, Contract
+from features.intake.contract import DECLARATION_FIELDS, FIELDS, MIN_WEIGHT_KG, Contract
 from features.params import FeatureParams
 from features.pipeline.history import US_PER_DAY, is_missing, is_small
 from features.pipeline.manifest import REASON_CONTEXT
@@ -293,7 +293,7 @@ def unit_values(
     """Log value per item, per kg and log weight per item (value 0 -> a floor, not -inf)."""
     value = np.maximum(value_eur, VALUE_FLOOR)  # NaN (no exchange rate) stays NaN
     qty = np.maximum(quantity.astype(np.float64), 1.0)
-    weight = np.maximum(weight_kg, 0.001)
+    weight = np.maximum(weight_kg, MIN_WEIGHT_KG)
     return {
         "log_quantity": np.log(qty),
         "log_value_per_item": np.log(value / qty),

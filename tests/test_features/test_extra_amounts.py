@@ -136,7 +136,8 @@ def test_a_negative_amount_is_a_fault_in_a_file_a_plain_number_is_not() -> None:
 def test_an_amount_above_the_plausible_value_is_warned_in_a_file() -> None:
     """The declared value's bound (validate.max_value, in the base currency) holds for an
     amount extra too: 1e300 of taxes moved a parcel's revenue at stake unsaid (probe 9). A
-    warning, as for the declared value; no rate (MNT): not judged; a plain number: no bound."""
+    warning, as for the declared value; no rate (MNT): judged at the table's weakest rate; a
+    plain number: no bound."""
     from features.intake.rules import Limits
     from features.intake.validation import check_declarations
     from features.params import FeatureParams
@@ -148,11 +149,13 @@ def test_an_amount_above_the_plausible_value_is_warned_in_a_file() -> None:
     result = check_declarations(history, contract, limits)[0]
     assert not result.findings.faults
     (finding,) = [f for f in result.findings.warnings if f.rule.field == "total_taxes"]
-    assert finding.rows.tolist() == [0, 1]
+    assert finding.rows.tolist() == [0, 1, 2]
     assert finding.messages() == [
         "total_taxes: 1e+300 EUR (1e+300 EUR) is above the plausible 100,000 EUR: a unit or "
         "decimal error?",
         "total_taxes: 150000 EUR (150,000 EUR) is above the plausible 100,000 EUR: a unit or "
         "decimal error?",
+        f"total_taxes: 1e+300 MNT (no exchange rate to EUR; at least {1e300 * limits.weakest_rate:.3g}"
+        " EUR at any rate) is above the plausible 100,000 EUR: a unit or decimal error?",
     ]
     assert not [f for f in result.findings.warnings if f.rule.field == "insured_value"]

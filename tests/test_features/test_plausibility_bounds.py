@@ -88,3 +88,35 @@ def test_great_expectations_agrees_on_the_absurd_amounts(tmp_path) -> None:
     assert cross["counts"]["revenue_recovered.plausible"] == 1
     assert cross["counts"]["declared_value.plausible"] == 1
     assert cross["disagreements"] == [], cross["disagreements"]
+
+
+def test_a_value_in_a_currency_without_a_rate_is_judged_at_the_weakest_rate() -> None:
+    """1e300 in BTN or XAU (ISO codes without a rate in the table) escaped the bound and the
+    lane it raises (probe 10): judged at the table's weakest rate, it is above the bound in
+    any currency; an ordinary amount in such a currency is not."""
+    history = make_declarations()
+    history.loc[1, ["declared_value", "currency"]] = [1e300, "BTN"]
+    history.loc[2, ["declared_value", "currency"]] = [5_000.0, "XAU"]
+    result = check_declarations(history, EXTRAS, LIMITS)[0]
+    (value,) = [f for f in result.findings.warnings if f.rule.name == "declared_value.plausible"]
+    assert value.rows.tolist() == [1]
+    weakest = 1e300 * LIMITS.weakest_rate
+    assert value.messages() == [
+        f"declared_value: 1e+300 BTN (no exchange rate to EUR; at least {weakest:.3g} EUR at "
+        "any rate) is above the plausible 100,000 EUR"
+    ]
+    assert LIMITS.weakest_rate == min(LIMITS.fx_to_base.values())
+
+
+def test_a_weight_above_zero_below_a_gram_is_warned() -> None:
+    """1e-300 kg went green unsaid where 0 kg is warned (probe 10): no parcel weighs under a
+    gram; a weight in tonnes, or a probe."""
+    history = make_declarations()
+    history.loc[1, "gross_weight_kg"] = 1e-300
+    history.loc[2, "gross_weight_kg"] = 0.001  # a gram: the lightest declared weight
+    result = check_declarations(history, EXTRAS, LIMITS)[0]
+    (small,) = [f for f in result.findings.warnings if f.rule.name == "gross_weight_kg.small"]
+    assert small.rows.tolist() == [1]
+    assert small.messages() == [
+        "gross_weight_kg: 1e-300 kg is below one gram: a weight in tonnes, or mistyped?"
+    ]

@@ -201,6 +201,12 @@ def test_an_implausible_value_is_kept_out_of_green_and_says_why(client) -> None:
     assert decisions[0]["warnings"][-1] == note
     assert decisions[1]["lane"] in ("yellow", "red") and note not in decisions[1]["warnings"]
     assert decisions[2]["lane"] == "green" and not decisions[2]["warnings"]
+    # a currency without a rate (BTN) is no way around the bound (probe 10)
+    (btn,) = _score(client, [{**d[2], "declared_value": 1e300, "currency": "BTN"}]).json()[
+        "decisions"
+    ]
+    assert btn["lane"] != "green", btn
+    assert any("1e+300 BTN (no exchange rate to EUR" in w for w in btn["warnings"]), btn
     r = client.get(
         "/decision", params={"decision_id": decisions[0]["decision_id"]}, headers=auth("auditor")
     )

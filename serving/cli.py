@@ -565,11 +565,28 @@ def _read_results(file: Path, spec: Any, mapping: Path | None, settings: Any) ->
         warn_local_times,
         warn_times_read_as_utc,
     )
-    from serving.outcomes import CORRECTION, RESULT_FIELDS
+    from serving.outcomes import (
+        CORRECTION,
+        RESULT_FIELDS,
+        dated_results_at_end_of_day,
+        end_of_day,
+    )
 
     if spec is None:
         raw, _ = read_raw_declarations(file)
-        return raw, {}
+        raw, days = dated_results_at_end_of_day(raw)
+        if not days:
+            return raw, {}
+        logger.warning(
+            "%s: %d result(s) dated without a time (e.g. %s): read as the end of their day "
+            "(%s), so that none counts before that day's declarations; give the times, or "
+            "read the file through a mapping",
+            file,
+            len(days),
+            days[0],
+            end_of_day(days[0]),
+        )
+        return raw, {"dated_without_time": len(days)}
     source = read_source(file, spec)
     spec, _ = resolve_aliases(source, spec)  # the name of the column this file has
     source, dropped = drop_empty_and_totals_rows(source, spec, file, time_field="inspected_at")

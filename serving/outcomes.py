@@ -22,6 +22,7 @@ import dataclasses
 import functools
 import json
 import logging
+import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -71,6 +72,47 @@ REQUIRED_FIELDS = ("declaration_id", "inspected_at", "illicit")
 # correction. Kept, chained, with the new result; the old one stays in the store as it was.
 CORRECTION = "correction"
 MAX_CORRECTION_CHARS = 500
+# A result time written as a day alone ("2026-11-21"): read as midnight, it counted before the
+# inspection, for the parcels declared earlier that day (probe 10)
+DATE_ONLY = re.compile(r"\s*\d{4}-\d{2}-\d{2}\s*")
+
+
+def end_of_day(day: str) -> str:
+    """'2026-11-21' -> '2026-11-22T00:00:00Z': when a result known only by its day counts."""
+    from datetime import date, timedelta
+
+    return f"{date.fromisoformat(day.strip()) + timedelta(days=1)}T00:00:00Z"
+
+
+def dated_results_at_end_of_day(raw: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """A results file's ``inspected_at`` written as days alone, read as the end of each day
+    (UTC, as the file's other times without a zone), so a result counts from the next day
+    on, never before that day's declarations (the drafted mappings' ``offset: 1 day``).
+    Returns the frame and the days so read (a day that is no date is left for the rules)."""
+    import pandas as pd
+
+    if "inspected_at" not in raw.columns:
+        return raw, []
+    column = raw["inspected_at"]
+    if not (column.dtype == object or isinstance(column.dtype, pd.StringDtype)):
+        return raw, []
+    text = column.astype("string")
+    dated = text.str.fullmatch(DATE_ONLY.pattern).fillna(False).to_numpy(dtype=bool)
+    days = []
+    moved = column.astype(object).copy()
+    for i in np.flatnonzero(dated).tolist():
+        try:
+            moved.iloc[i] = end_of_day(text.iloc[i])
+        except ValueError:  # 2026-02-30: no day, the rules name it
+            continue
+        days.append(text.iloc[i].strip())
+    if not days:
+        return raw, []
+    raw = raw.copy()
+    raw["inspected_at"] = moved
+    return raw, days
+
+
 # selection_reason of a parcel inspected because the model sent it (not the random quota).
 MODEL_SELECTION = "model"
 # selection_reason of an inspected parcel the model sent green and the quota did not draw: an

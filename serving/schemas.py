@@ -14,7 +14,13 @@ from features.intake.contract import (
     parse_bool_value,
     require_utc_time,
 )
-from serving.outcomes import MAX_CORRECTION_CHARS, REQUIRED_FIELDS, RESULT_FIELDS
+from serving.outcomes import (
+    DATE_ONLY,
+    MAX_CORRECTION_CHARS,
+    REQUIRED_FIELDS,
+    RESULT_FIELDS,
+    end_of_day,
+)
 
 __all__ = [
     "Contribution",
@@ -222,6 +228,21 @@ class _ResultBase(BaseModel):
         extra="forbid", frozen=True, json_schema_extra={"required": list(REQUIRED_FIELDS)}
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _revenue_is_in_eur(cls, data: Any) -> Any:
+        # a currency beside the revenue was refused as an "extra input" unexplained, and an
+        # integrator who dropped the key sent BRL as EUR (x5.9), the revenue model's labels
+        # (probe 10)
+        if isinstance(data, dict) and "currency" in data:
+            raise ValueError(
+                "currency: revenue_recovered is in EUR, the contract's unit, and a result "
+                "carries no currency: send it converted, or store the results file with "
+                "`parcelrisk outcomes ingest FILE --mapping MAPPING.yaml`, whose "
+                "revenue_recovered: {column: ..., currency: BRL} converts it"
+            )
+        return data
+
     @field_validator("illicit", mode="before", check_fields=False)
     @classmethod
     def _read_bool(cls, value: Any) -> Any:
@@ -250,6 +271,22 @@ class _ResultBase(BaseModel):
         if declaration_id is None or not str(declaration_id).strip():
             raise ValueError("declaration_id: a value is required (the id of a scored parcel)")
         return self
+
+    @field_validator("inspected_at", mode="before", check_fields=False)
+    @classmethod
+    def _a_date_is_no_time(cls, value: Any) -> Any:
+        # "2026-11-21" was refused as lacking a time zone, the wrong problem (probe 10); a
+        # result known only by its day counts from the end of that day, as `outcomes ingest`
+        # reads such a file, never before that day's declarations
+        if isinstance(value, str) and DATE_ONLY.fullmatch(value):
+            day = value.strip()
+            raise ValueError(
+                f"inspected_at {day!r} is a date without a time: send the time of the result "
+                f"with its zone (e.g. '{day}T09:00:00Z'), or for a result known only by its "
+                f"day the end of that day ('{end_of_day(day)}'), so that it never counts "
+                "before that day's declarations"
+            )
+        return value
 
     @field_validator("inspected_at", check_fields=False)
     @classmethod

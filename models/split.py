@@ -12,52 +12,12 @@ import pandas as pd
 
 from features.errors import ParcelriskError
 from features.intake.contract import utc_instant
+from features.intake.span import ISOLATED_GAP_DAYS, DenseSpan, dense_span
 
 log = logging.getLogger(__name__)
 
 PARTS = ("train", "validation", "test")
 DATE_KEYS = ("validation_start", "test_start")
-# A few declarations far before (or after) the rest of a history, a year typed 2006 for 2026
-# or the January slip 2025 for 2026, would stretch the period the fractions divide: one such
-# row put every real parcel of a retrain in the test period and left none to train on (probe
-# 10). Up to this share of the rows (at least one), each end's declarations separated from the
-# rest by more than ISOLATED_GAP are left out of the span divided; they stay in the first or
-# last part. A history without such gaps is split exactly as before.
-ISOLATED_GAP = pd.Timedelta(days=30)
-ISOLATED_MAX_SHARE = 0.001
-
-
-@dataclass(frozen=True)
-class DenseSpan:
-    """The declaration period the fractions divide, and the isolated rows left out of it."""
-
-    start: pd.Timestamp
-    end: pd.Timestamp
-    before: int  # isolated declarations before ``start``
-    after: int  # and after ``end``
-    earliest: pd.Timestamp
-    latest: pd.Timestamp
-
-
-def dense_span(declared_at: pd.Series) -> DenseSpan:
-    """The span of ``declared_at`` without its isolated ends (``ISOLATED_GAP``)."""
-    t = np.sort(declared_at.to_numpy(dtype="datetime64[us]").astype(np.int64))
-    n = len(t)
-    gap = ISOLATED_GAP // pd.Timedelta(microseconds=1)
-    k = min(max(1, int(n * ISOLATED_MAX_SHARE)), max(0, (n - 2) // 2))
-    before = after = 0
-    if k:
-        wide = np.flatnonzero(np.diff(t[: k + 1]) > gap)
-        before = int(wide[-1]) + 1 if len(wide) else 0
-        wide = np.flatnonzero(np.diff(t[n - k - 1 :]) > gap)
-        after = k - int(wide[0]) if len(wide) else 0
-
-    def stamp(us: int) -> pd.Timestamp:
-        return pd.Timestamp(us * 1000, tz="UTC")
-
-    return DenseSpan(
-        stamp(t[before]), stamp(t[n - 1 - after]), before, after, stamp(t[0]), stamp(t[-1])
-    )
 
 
 @dataclass(frozen=True)
@@ -111,24 +71,27 @@ def split_boundaries(declared_at: pd.Series, split: Mapping[str, Any]) -> SplitB
     start, end = declared_at.min(), declared_at.max()
     if keys & set(DATE_KEYS):
         return _boundaries_from_dates(start, end, split)
-    dense = dense_span(declared_at)
+    # a few declarations far from the rest (a mistyped year) do not stretch the span divided
+    dense = dense_span(declared_at.to_numpy(dtype="datetime64[us]").astype(np.int64))
+    if dense is None:
+        raise ParcelriskError("cannot split a feature frame without declaration times")
     day = "%Y-%m-%d"
-    for count, side, edge, extreme, part in (
-        (dense.before, "before", dense.start, dense.earliest, "first"),
-        (dense.after, "after", dense.end, dense.latest, "last"),
+    for rows, side, edge_us, extreme_us, part in (
+        (dense.before, "before", dense.start_us, dense.earliest_us, "first"),
+        (dense.after, "after", dense.end_us, dense.latest_us, "last"),
     ):
-        if count:
+        if len(rows):
             log.warning(
                 "train.split: %d declaration(s) lie more than %d days %s the rest of the "
                 "history (%s %s; the %s: %s): a mistyped year? They are left out of the "
                 "period the fractions divide and fall in the %s part",
-                count,
-                ISOLATED_GAP.days,
+                len(rows),
+                ISOLATED_GAP_DAYS,
                 side,
                 side,
-                f"{edge:{day}}",
+                f"{_stamp(edge_us):{day}}",
                 "earliest" if side == "before" else "latest",
-                f"{extreme:{day}}",
+                f"{_stamp(extreme_us):{day}}",
                 part,
             )
     return _boundaries_from_fractions(start, end, split, dense)
@@ -148,9 +111,10 @@ def _boundaries_from_fractions(
         raise ParcelriskError(
             f"train.split fractions must be positive and sum to 1, got {dict(fractions)}"
         )
-    span = dense.end - dense.start
-    validation_start = (dense.start + span * share["train"]).ceil("D")
-    test_start = (dense.start + span * (share["train"] + share["validation"])).ceil("D")
+    dense_start, dense_end = _stamp(dense.start_us), _stamp(dense.end_us)
+    span = dense_end - dense_start
+    validation_start = (dense_start + span * share["train"]).ceil("D")
+    test_start = (dense_start + span * (share["train"] + share["validation"])).ceil("D")
     if not start < validation_start < test_start <= end:
         raise ParcelriskError(
             f"declaration period {start} .. {end} is too short for a train/validation/test split"
@@ -183,3 +147,7 @@ def _boundaries_from_dates(
             f"from {start} to {end}"
         )
     return SplitBoundaries(start, validation_start, test_start, end)
+
+
+def _stamp(t_us: int) -> pd.Timestamp:
+    return pd.Timestamp(t_us * 1000, tz="UTC")

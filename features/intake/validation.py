@@ -313,6 +313,42 @@ def rate_share_finding(items: list[Finding], n_rows: int, limits: Limits) -> Fin
     return Finding(rule, no_rate.rows, list(no_rate.values))
 
 
+def isolated_finding(t_us: np.ndarray) -> Finding | None:
+    """The declarations lying far from the rest of the file (``features.intake.span``): a
+    mistyped year, named with its row and id, where it passed the gate unsaid and then
+    stretched the period ``train.split`` divides (probe 10)."""
+    from features.intake.rules import _iso
+    from features.intake.span import ISOLATED_GAP_DAYS, US_PER_DAY, dense_span
+
+    dense = dense_span(t_us)
+    if dense is None or not (len(dense.before) or len(dense.after)):
+        return None
+    rows = np.concatenate([dense.before, dense.after])
+    values = [
+        (int(t_us[r]), abs(int(t_us[r]) - edge) // US_PER_DAY, side, edge)
+        for part, side, edge in (
+            (dense.before, "before", dense.start_us),
+            (dense.after, "after", dense.end_us),
+        )
+        for r in part.tolist()
+    ]
+    order = np.argsort(rows, kind="stable")
+    rule = Rule(
+        "declared_at.isolated",
+        "declared_at",
+        "warning",
+        f"within {ISOLATED_GAP_DAYS} days of the file's other declarations",
+        lambda c: np.zeros(len(c), dtype=bool),
+        lambda v: (
+            f"{_iso(v[0])} lies {v[1]:,} days {v[2]} the rest of the file ({_iso(v[3])[:10]}): "
+            "a mistyped year? (train.split leaves it out of the period it divides)"
+        ),
+        lambda c, r: [],
+        "file",
+    )
+    return Finding(rule, rows[order], [values[i] for i in order.tolist()])
+
+
 def _duplicates(ids: np.ndarray) -> Finding | None:
     import pandas as pd
 
@@ -365,6 +401,13 @@ def check_declarations(
     rate_share = rate_share_finding(items, len(canonical), limits) if file_checks else None
     if rate_share is not None:
         items.append(rate_share)
+    isolated = (
+        isolated_finding(columns.t_us("declared_at"))
+        if file_checks and "declared_at" in canonical.columns
+        else None
+    )
+    if isolated is not None:
+        items.append(isolated)
     result = GateResult(
         rows=len(canonical),
         with_outcomes=with_outcomes,
@@ -442,11 +485,14 @@ def check_parquet_in_chunks(
         if offset == 0:  # no rows: the empty file's faults, as the whole-file gate gives them
             yield schema.empty_table()
 
+    declared: list[np.ndarray] = []  # every declaration's time: the isolated ones are the file's
     for table in chunks():
-        chunk, _ = check_declarations(
+        chunk, canonical = check_declarations(
             table.to_pandas(), contract, limits, with_outcomes=with_outcomes, now=now,
             file_checks=False,
         )  # fmt: skip
+        if "declared_at" in canonical.columns:
+            declared.append(FrameColumns(canonical).t_us("declared_at"))
         first = first or chunk
         for item in chunk.findings.items:
             key = (item.rule.name, item.rule.requires)
@@ -498,6 +544,9 @@ def check_parquet_in_chunks(
     rate_share = rate_share_finding(items, offset, limits)
     if rate_share is not None:
         items.append(rate_share)
+    isolated = isolated_finding(np.concatenate(declared)) if declared else None
+    if isolated is not None:
+        items.append(isolated)
     example_rows = sorted({int(r) for f in items for r in f.rows[:MAX_EXAMPLES]})
     example_ids = all_ids.take(pa.array(example_rows, type=pa.int64())).to_pylist()
     return GateResult(

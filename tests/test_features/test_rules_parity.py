@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from features.intake.contract import CATEGORIES, CHANNELS, DECLARATION_FIELDS, Declaration
-from features.intake.rules import Limits, check_records, rules_for
+from features.intake.rules import Findings, Limits, check_records, rules_for
 from features.intake.validation import check_declarations
 from features.params import FeatureParams
 
@@ -124,8 +124,12 @@ def _file(batch: list[dict[str, Any]]) -> list[tuple[bool, set[str], set[str]]]:
     """The same rows as a file (object columns, as a Parquet or JSON export gives them)."""
     frame = pd.DataFrame(batch, dtype=object)
     result, _ = check_declarations(frame, None, LIMITS, with_outcomes=False, now=NOW)
-    faults = result.findings.messages_by_row("fault")
-    warnings = result.findings.messages_by_row("warning")
+    # a file's own findings (a declaration years from the others) have no request's twin
+    findings = Findings(
+        result.findings.n_rows, [f for f in result.findings.items if f.rule.scope != "file"]
+    )
+    faults = findings.messages_by_row("fault")
+    warnings = findings.messages_by_row("warning")
     return [
         (i not in faults, set(faults.get(i, [])), set(warnings.get(i, [])))
         for i in range(len(batch))

@@ -477,3 +477,29 @@ def test_full_width_identifiers_read_as_their_ascii_on_files_and_requests() -> N
     assert (sent.declaration_id, sent.seller_id) == ("A1", "S 12")
     assert sent.consignee_id == out["consignee_id"].iloc[0]
     assert sent.description == "Ｔシャツ"
+
+
+def test_a_declaration_years_from_the_rest_is_named(tmp_path) -> None:
+    """A year typed 2006 for 2026 passed the gate unsaid, then stretched the period the next
+    retrain divided until no labels were left to train on (probe 10): a warning names it,
+    by row and id, in a whole file and in one read in chunks alike."""
+    from features.intake.validation import check_parquet_in_chunks
+
+    frame = make_declarations(n=50)
+    frame.loc[7, "declared_at"] = pd.Timestamp("2006-11-20T08:00:00Z")
+    limits = LIMITS
+    whole = check_declarations(frame, None, limits)[0]
+    (isolated,) = [f for f in whole.findings.warnings if f.rule.name == "declared_at.isolated"]
+    assert isolated.rows.tolist() == [7]
+    (message,) = isolated.messages()
+    assert message.startswith("declared_at: 2006-11-20T08:00:00Z lies ")
+    assert "days before the rest of the file" in message and "mistyped year" in message
+    assert whole.success
+    path = tmp_path / "d.parquet"
+    write_declarations(frame, path)
+    chunked = check_parquet_in_chunks(path, limits, chunk_rows=16)
+    assert [
+        f.rows.tolist() for f in chunked.findings.warnings if f.rule.name == "declared_at.isolated"
+    ] == [[7]]
+    plain = check_declarations(make_declarations(n=50), None, limits)[0]
+    assert not [f for f in plain.findings.warnings if f.rule.name == "declared_at.isolated"]

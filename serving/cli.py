@@ -578,7 +578,8 @@ def _read_results(file: Path, spec: Any, mapping: Path | None, settings: Any) ->
         if not days:
             return raw, {}
         logger.warning(
-            "%s: %d result(s) dated without a time (e.g. %s): read as the end of their day "
+            "%s: the inspected_at of %d result(s) is a date without a time (e.g. %s): read "
+            "as the end of its day "
             "(%s), so that none counts before that day's declarations; give the times, or "
             "read the file through a mapping",
             file,

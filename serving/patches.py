@@ -534,7 +534,8 @@ def validation_error_response(exc: Any) -> Any:
         {
             "type": e["type"],
             "loc": [p if isinstance(p, int) else str(p) for p in e["loc"]],
-            "msg": e["msg"],
+            # pydantic says "Value error, <our message>" of a validator's refusal: ours is whole
+            "msg": e["msg"].removeprefix("Value error, "),
         }
         for e in errors[:50]
     ]

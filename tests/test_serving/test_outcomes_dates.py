@@ -62,7 +62,7 @@ def test_a_results_file_dated_by_days_counts_from_the_next_day(tmp_path, caplog)
     summary = json.loads(run.output)
     assert summary["stored"] == 2 and summary["dated_without_time"] == 1
     said = " ".join(r.getMessage() for r in caplog.records)
-    assert "1 result(s) dated without a time (e.g. 2026-11-21)" in said
+    assert "the inspected_at of 1 result(s) is a date without a time (e.g. 2026-11-21)" in said
     stored = dict(
         sqlite3.connect(location).execute("SELECT declaration_id, inspected_at FROM outcomes")
     )
@@ -102,6 +102,7 @@ def test_the_api_refuses_a_day_alone_with_the_fix(client) -> None:
     said = json.dumps(body)
     assert "inspected_at '2026-05-02' is a date without a time" in said
     assert "'2026-05-03T00:00:00Z'" in said and "time zone" not in said
+    assert body["error"].startswith("outcomes.0.inspected_at: inspected_at '2026-05-02'")
 
 
 def test_the_api_says_the_revenue_is_in_eur(client) -> None:

@@ -837,7 +837,12 @@ def _corrections_over_base(base: Any, scored: Any, corrected: set[str]) -> tuple
     """``base`` with the results of the declarations corrected in the store (``corrected``:
     their ids) taken from ``scored``: a correction is newer than the file the champion was
     trained on, and says why (``audit show``); without this the export would refuse the two
-    results as a conflict. The base keeps its own ``selection_reason``. Also how many."""
+    results as a conflict. The base keeps its own ``selection_reason``. Also how many of the
+    base's results the corrections changed (a base exported after the correction holds it
+    already: counted, it read as a change, probe 10)."""
+    import numpy as np
+    import pandas as pd
+
     from serving.outcomes import RESULT_FIELDS
 
     if not corrected:
@@ -851,11 +856,16 @@ def _corrections_over_base(base: Any, scored: Any, corrected: set[str]) -> tuple
     ]
     store_rows = scored.set_index("declaration_id").loc[base.loc[mask, "declaration_id"], fields]
     base = base.copy()
+    changed = np.zeros(int(mask.sum()), dtype=bool)
     for field in fields:  # as objects: coerced back to the contract's types by the join
         values = base[field].to_numpy(dtype=object, copy=True)  # writable: pandas' is not
-        values[mask] = store_rows[field].to_numpy(dtype=object)
+        new = store_rows[field].to_numpy(dtype=object)
+        old = values[mask]
+        gone_old, gone_new = pd.isna(old), pd.isna(new)
+        changed |= (gone_old != gone_new) | (~gone_old & ~gone_new & (old != new))
+        values[mask] = new
         base[field] = values
-    return base, int(mask.sum())
+    return base, int(changed.sum())
 
 
 def _on_base(base: Any, scored: Any, contract: Any, base_path: Path, db: str) -> tuple[Any, dict]:

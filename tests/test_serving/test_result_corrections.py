@@ -345,6 +345,14 @@ def test_export_on_a_base_takes_the_stores_correction_over_the_bases_result(
     )
     assert code == 0, err
     assert json.loads(stdout)["base"]["results_corrected_in_the_store"] == 1
+    # on a base exported after the correction there is nothing left to correct (probe 10:
+    # counted again, it read as a change)
+    again = tmp_path / "again.parquet"
+    code, stdout, err = run_cli(
+        capsys, "history", "export", "--db", location, "--out", str(again), "--base", str(out)
+    )
+    assert code == 0, err
+    assert "results_corrected_in_the_store" not in json.loads(stdout)["base"]
     history, _ = read_declarations(out, with_outcomes=True)
     by_id = history.set_index("declaration_id")
     assert not bool(by_id.loc["D0", "illicit"]) and bool(by_id.loc["D0", "inspected"])

@@ -456,6 +456,7 @@ def parse_utc(series: pd.Series) -> tuple[pd.Series, pd.Series]:
 # The words a boolean may be written as (what pydantic's lax mode reads too), compared lowercased.
 TRUE_WORDS = frozenset({"true", "t", "yes", "y", "1", "on", "1.0"})
 FALSE_WORDS = frozenset({"false", "f", "no", "n", "0", "off", "0.0"})
+BOOL_WORDS_SAID = "true/false, t/f, yes/no, y/n, on/off, 1/0"  # every word read, as refusals say
 
 
 def parse_bool_value(value: Any) -> bool | None:
@@ -474,7 +475,7 @@ def parse_bool_value(value: Any) -> bool | None:
             return True
         if word in FALSE_WORDS:
             return False
-    raise ValueError(f"{value!r} is not a boolean (true/false, yes/no, 1/0)")
+    raise ValueError(f"{value!r} is not a boolean ({BOOL_WORDS_SAID})")
 
 
 def parse_bool(series: pd.Series) -> tuple[pd.Series, pd.Series]:
@@ -694,7 +695,7 @@ def parse_declarations(
             )
         elif kind == "bool":
             converted, bad = parse_bool(s)
-            problem = "is not a boolean (true/false, yes/no, 1/0)"
+            problem = f"is not a boolean ({BOOL_WORDS_SAID})"
         elif kind in ("int", "float"):
             converted, problems = parse_number(s, kind)
             for bad, problem in problems:

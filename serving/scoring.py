@@ -8,6 +8,7 @@ Everything is vectorised per batch; only the few rows that need reasons are expl
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -78,6 +79,9 @@ class ScoringRuntime:
     _catch_up_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _recorded: list[ScoredBatch] = field(default_factory=list, repr=False)
     _own_texts: set[str] = field(default_factory=set, repr=False)  # recorded, not yet read back
+    # Numeric extras (feature name -> (extra, the largest magnitude of the model's reference
+    # traffic)): a value far beyond it is warned (``beyond_training_warnings``)
+    extra_ranges: dict[str, tuple[str, float]] = field(default_factory=dict)
     # The lane cut-offs in force: the model's, until a new thresholds version is set on the
     # running champion (``install_thresholds``). A batch reads this once (``score_frame``), so
     # its lanes and its records never mix two versions.
@@ -336,6 +340,7 @@ def load_runtime(settings: Settings, tracking_uri: str | None, model_dir: Path) 
     limits = Limits.from_params(settings.validation, state.params)
     rules = rules_for(limits, with_outcomes=False, contract=state.contract)
     return ScoringRuntime(
+        extra_ranges=extra_ranges(model, state.contract),
         model=model,
         compute_features=compute,
         model_name=str(info.get("name", config.model_name)),
@@ -349,6 +354,53 @@ def load_runtime(settings: Settings, tracking_uri: str | None, model_dir: Path) 
         live=live,
         model_dir=Path(model_dir),
     )
+
+
+# A numeric extra this many times beyond the largest the model learnt from is warned: a unit
+# or decimal error (1e300 of taxes moved the revenue at stake 300-fold, unsaid; probe 9)
+BEYOND_TRAINING = 1_000.0
+
+
+def extra_ranges(model: RiskModel, contract: Contract | None) -> dict[str, tuple[str, float]]:
+    """``ScoringRuntime.extra_ranges`` of a model: its numeric extras' features whose reference
+    (the traffic it was judged on) holds a value other than 0."""
+    from features.families.extras import PREFIX
+
+    reference = model.reference
+    if reference is None or contract is None:
+        return {}
+    known = {f.name: f for f in reference.features}
+    out = {}
+    for extra in contract.extras:
+        ref = known.get(f"{PREFIX}{extra.name}")
+        if extra.kind != "numeric" or ref is None or not ref.percentiles:
+            continue
+        largest = max(abs(ref.percentiles[0]), abs(ref.percentiles[-1]))
+        if largest > 0 and math.isfinite(largest):
+            out[ref.name] = (extra.name, largest)
+    return out
+
+
+def beyond_training_warnings(
+    features: OnlineFeatures, ranges: dict[str, tuple[str, float]]
+) -> list[tuple[int, str]]:
+    """(row, warning) for each numeric extra over ``BEYOND_TRAINING`` times the largest the
+    model learnt from: trees score it as the largest, whatever it is."""
+    notes = []
+    for name, (extra, largest) in ranges.items():
+        values = np.asarray(features.values.get(name, ()), dtype=np.float64)
+        with np.errstate(invalid="ignore"):
+            far = np.flatnonzero(np.abs(values) > BEYOND_TRAINING * largest)
+        notes += [
+            (
+                int(i),
+                f"{extra}: {values[i]:.4g} is over {BEYOND_TRAINING:,.0f} times the largest the "
+                f"model learnt from ({largest:,.4g}): a unit or decimal error? It is scored as "
+                "the largest",
+            )
+            for i in far.tolist()
+        ]
+    return notes
 
 
 def check_request(records: list[Any], runtime: ScoringRuntime) -> Findings:
@@ -409,6 +461,8 @@ def score_frame(
     # read before the features: a catch-up racing this batch can only add to what it saw
     known = (runtime.log_seq, runtime.results_seq)
     features, feature_warnings = runtime.compute_features(declarations)
+    if runtime.extra_ranges:
+        feature_warnings += beyond_training_warnings(features, runtime.extra_ranges)
     warnings = _row_warnings(feature_warnings, n)
     implausible = None
     if runtime.warning_rules:

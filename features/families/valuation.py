@@ -479,9 +479,13 @@ class Valuation(RefitFamily):
     def warnings(self, rows: Rows, values: Values, part: RefitPart) -> list[tuple[int, str]]:
         if fitted_of(part).hs6.empty:
             return []
+        hs6 = rows.prep["hs6"]
+        # a declaration without an HS code has no reference price by design, unwarned: postal
+        # items often have none, and the warning would be on most of their decisions
         return [
-            (int(i), f"HS6 {rows.prep['hs6'][i]} not seen in history: no reference price")
+            (int(i), f"HS6 {hs6[i]} not seen in history: no reference price")
             for i in np.flatnonzero(values["reference_count_hs6"] == 0)
+            if hs6[i] is not None
         ]
 
 

@@ -200,7 +200,10 @@ FIELDS: tuple[ContractField, ...] = (
         "hs_code",
         "str",
         "declaration",
-        "Declared Harmonized System code, 6 to 10 digits.",
+        "Declared Harmonized System code, 6 to 10 digits; null where the declaration gives "
+        "none (postal items often have none).",
+        required=False,
+        nullable=True,
         pattern=HS_CODE_PATTERN,
         pattern_text=_HS_TEXT,
     ),

@@ -199,7 +199,14 @@ def _prefix(
 def joined(left: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, Coding | None]:
     """``left + PAIR_SEPARATOR + right`` of two text arrays (no missing values) of few
     distinct pairs (HS6 x origin), kept for the whole build, so one str per pair; and from
-    ``DISTINCT_FROM_ROWS`` rows on, their coding (what ``entity_codes`` gives of them)."""
+    ``DISTINCT_FROM_ROWS`` rows on, their coding (what ``entity_codes`` gives of them).
+    A missing ``left`` (a declaration without an HS code) makes no pair: None, uncoded."""
+    gone = pd.isna(left)
+    if gone.any():
+        pairs, _ = joined(np.where(gone, "", left).astype(object), right)
+        pairs = np.asarray(pairs, dtype=object).copy()
+        pairs[gone] = None
+        return pairs, None
     if len(left) < DISTINCT_FROM_ROWS:
         return left + PAIR_SEPARATOR + right, None
     # once per distinct pair, one str shared by its rows (~55 MB less per million rows)

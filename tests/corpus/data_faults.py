@@ -324,10 +324,12 @@ def nul_bytes(clean: Path, out: Path) -> Path:
 # --------------------------------------------------------------------------------------------
 
 
-@fault(Expect("refused", "hs_code: required column is missing"))
+@fault(Expect("refused", "origin_country: required column is missing"))
 def missing_required_column(clean: Path, out: Path) -> Path:
-    """No hs_code column."""
-    return _csv(_history(clean).drop(columns=["hs_code"]), out / "missing_required_column.csv")
+    """No origin_country column."""
+    return _csv(
+        _history(clean).drop(columns=["origin_country"]), out / "missing_required_column.csv"
+    )
 
 
 @fault(Expect("accepted", "ignored"))

@@ -180,7 +180,7 @@ def test_gate_faults_name_field_value_and_row(case: str) -> None:
 
 @pytest.mark.parametrize(
     ("corrupt", "column"),
-    [(_drop("hs_code"), "hs_code"), (_drop("broker_id"), "broker_id")],
+    [(_drop("origin_country"), "origin_country"), (_drop("broker_id"), "broker_id")],
 )
 def test_missing_required_column_is_one_fault(corrupt, column) -> None:
     result = _check(corrupt(make_declarations()))

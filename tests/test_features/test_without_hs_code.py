@@ -1,0 +1,57 @@
+"""Declarations without an HS code (postal items often have none; probe 11: 55% of a postal
+export's items were refused, and the only way in was a fake 999999 that then spoke in the
+reasons). They are read, their HS-based features unknown, in batch and online alike."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from features.intake.contract import DECLARATION_COLUMNS, Contract, coerce_declarations
+from features.params import FeatureParams
+from features.pipeline.build import build_features
+from features.pipeline.online import compute_online_features
+from features.pipeline.snapshot import EntityState, build_entity_state
+from features.synthetic import SyntheticParams, generate
+
+HS_BASED = ("value_per_kg_ratio_hs6", "value_per_kg_ratio_hs6_origin")  # unknown without HS
+
+
+def _history(missing: float = 0.4) -> pd.DataFrame:
+    full, _ = generate(SyntheticParams(seed=11, parcels=3000, days=40))
+    lacking = np.random.default_rng(11).random(len(full)) < missing
+    return coerce_declarations(
+        full.assign(hs_code=full["hs_code"].mask(lacking)), with_outcomes=True
+    )
+
+
+def test_a_history_without_some_hs_codes_builds_with_them_unknown() -> None:
+    history = _history()
+    frame = build_features(history, Contract(), FeatureParams()).frame.set_index("declaration_id")
+    lacking = history.set_index("declaration_id")["hs_code"].isna()
+    assert 0.3 < lacking.mean() < 0.5
+    for name in HS_BASED:
+        assert frame.loc[lacking[lacking].index, name].isna().all(), name
+        assert frame.loc[lacking[~lacking].index, name].notna().mean() > 0.2, name
+    # no reference prices without a code: counted as none, never pooled into one "no HS" code
+    assert (frame.loc[lacking[lacking].index, "reference_count_hs6"] == 0).all()
+
+
+def test_online_features_without_an_hs_code_equal_batch(tmp_path) -> None:
+    history = _history()
+    params = FeatureParams()
+    built = build_features(history, Contract(), params)
+    cut = history["declared_at"].sort_values().iloc[-40]
+    past = history[history["declared_at"] < cut]
+    state = build_entity_state(past, Contract(), params, cutoff=cut, manifest=built.manifest)
+    state.save(tmp_path / "state")
+    # one arrival at a time, so each sees exactly the history before it, as batch does
+    request = history[history["declared_at"] >= cut].head(1)
+    request = pd.concat(
+        [request, request.assign(declaration_id="NOHS", hs_code=None)], ignore_index=True
+    )[list(DECLARATION_COLUMNS)]
+    warnings: list[tuple[int, str]] = []
+    online = compute_online_features(request, EntityState.load(tmp_path / "state"), warnings)
+    assert online.loc[1, list(HS_BASED)].isna().all()
+    assert online.loc[1, "reference_count_hs6"] == 0 < online.loc[0, "reference_count_hs6"]
+    assert not [w for row, w in warnings if row == 1 and "hs" in w.lower()], warnings

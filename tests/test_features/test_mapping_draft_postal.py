@@ -1,0 +1,62 @@
+"""`mapping draft` on a postal export in the shape of UPU ITMATT / CN23 content lines (probe 11):
+the mail item (its S10 barcode) is the declaration, never the line number; the office of
+destination is the arrival office; the item's gross weight, not the lines' net grams; CN23
+category codes read; the addressee's address held as a pseudonym."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from features.intake.draft import draft_mapping
+
+
+def _itmatt(items: int = 300, seed: int = 5) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(items):
+        barcode = f"RR{100000000 + i * 7:09d}CN"
+        lines = int(rng.integers(1, 4))
+        gross = round(float(rng.uniform(0.2, 3.0)), 3)
+        for line in range(1, lines + 1):
+            rows.append(
+                {
+                    "MAILITM_FID": barcode,
+                    "ITEM_NO": line,
+                    "POSTING_DATE": f"2026-{1 + i % 9:02d}-{1 + i % 27:02d}",
+                    "ORIG_OFFICE": f"CN{100 + i % 5}",
+                    "DEST_OFFICE": f"PLWAW{i % 3}",
+                    "SENDER_NAME": f"SHOP {i % 40}",
+                    "ADDRESSEE_NAME": f"Person {i}",
+                    "ADDRESSEE_ADDR": f"ul. Polna {i % 200}",
+                    "ORIG_COUNTRY_CD": "CN",
+                    "CONTENT_DESC": ["phone case", "t-shirt", "toy car"][line % 3],
+                    "CONTENT_PIECES": int(rng.integers(1, 5)),
+                    "CONTENT_NET_WEIGHT_G": int(gross * 1000 * 0.8 / lines),
+                    "ITEM_GROSS_WEIGHT_KG": gross,
+                    "CONTENT_VALUE": round(float(rng.uniform(2, 60)), 2),
+                    "VALUE_CURRENCY": "USD",
+                    "CONTENT_CATEGORY_CD": ["91", "31", "32", "21", "11"][i % 5],
+                }
+            )
+    return pd.DataFrame(rows).astype("string")
+
+
+def test_the_mail_item_is_the_declaration_and_its_lines_its_items() -> None:
+    drafted = yaml.safe_load(draft_mapping(_itmatt()).text)
+    columns = drafted["columns"]
+    assert columns["declaration_id"] == "MAILITM_FID"  # not ITEM_NO, the line number
+    assert drafted["items"]["gross_weight_kg"] == "agree"
+    assert columns["arrival_office"] == "DEST_OFFICE"  # not the office of posting
+    assert columns["gross_weight_kg"] == "ITEM_GROSS_WEIGHT_KG"  # not the lines' net grams
+    assert columns["category"]["values"] == {
+        "11": "return",
+        "21": "sample",
+        "31": "gift",
+        "32": "documents",
+        "91": "merchandise",
+    }
+    extras = {e["column"]: e for e in drafted.get("extras", [])}
+    assert extras["ADDRESSEE_ADDR"].get("personal") is True
+    assert extras["ADDRESSEE_NAME"].get("personal") is True

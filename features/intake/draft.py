@@ -1273,6 +1273,14 @@ def _timezone_spec(spec: dict, timezone: str, checks: list[str], values: list[st
     checks.append(f"local times read in {timezone} (features.timezone): the export's own zone?")
 
 
+_NAME_WORDS = frozenset({"name", "nom", "nombre", "nome", "naam", "firma", "razao", "ad"})
+
+
+def _is_a_name(column: Column) -> bool:
+    """A column of names (by its name, and its values: text with letters, not codes)."""
+    return bool(set(column.words.split()) & _NAME_WORDS) and column.fit(r".*[^\W\d_].*") >= FITS
+
+
 def _propose(name: str, column: Column, timezone: str) -> Proposal:
     kind = FIELDS_BY_NAME[name].kind
     spec: dict[str, Any] = {"column": column.name}
@@ -1323,6 +1331,13 @@ def _propose(name: str, column: Column, timezone: str) -> Proposal:
                 "own country codes, each a country of its own; a values table can name the ISO "
                 "code of each"
             )
+    elif name in _PARTY_IDS and _is_a_name(column):
+        # a name for the id (a postal export's sender): its spellings are one party
+        spec["fold"] = True
+        checks.append(
+            "a name as the id: read whatever its case and spacing (fold), so that 'Yiwu Co., "
+            "Ltd' and 'YIWU CO.,LTD' are one party"
+        )
     elif name == "hs_code":
         # codes stored as numbers get their zero back by themselves; text says nothing
         if column.typed == "text" and column.fit(r"\d{5}|\d{7}|\d{9}") > 0:

@@ -60,3 +60,22 @@ def test_the_mail_item_is_the_declaration_and_its_lines_its_items() -> None:
     extras = {e["column"]: e for e in drafted.get("extras", [])}
     assert extras["ADDRESSEE_ADDR"].get("personal") is True
     assert extras["ADDRESSEE_NAME"].get("personal") is True
+
+
+def test_a_senders_name_as_its_id_is_one_seller_whatever_its_spelling() -> None:
+    """1,443 senders read as 2,269 sellers, each variant a new one with no history: a bad
+    sender escaped by the case of its name (probe 11). The draft folds a name used as an id."""
+    from features.intake.mapping import apply_mapping, parse_mapping_text
+
+    export = _itmatt()
+    export.loc[::2, "SENDER_NAME"] = export.loc[::2, "SENDER_NAME"].str.lower()
+    export.loc[1::4, "SENDER_NAME"] = export.loc[1::4, "SENDER_NAME"].str.replace(" ", "   ")
+    drafted = draft_mapping(export)
+    spec = yaml.safe_load(drafted.text)["columns"]["seller_id"]
+    assert spec == {"column": "SENDER_NAME", "fold": True}
+    mapping = parse_mapping_text(
+        drafted.text.replace("# channel: TODO", "channel: {value: postal}  #")
+    )
+    declarations, _ = apply_mapping(export, mapping)
+    assert declarations["seller_id"].nunique() == 40  # SHOP 0 .. SHOP 39, one each
+    assert set(declarations["seller_id"]) == {f"SHOP {i}" for i in range(40)}

@@ -311,7 +311,10 @@ _YES = frozenset(TRUE_WORDS | {"o", "oui", "s", "si", "sim", "j", "ja", "x", "po
                                "查获", "적발", "違反", "הפרה", "mit befund", "beanstandet",
                                "verstoss festgestellt", "nok", "not ok", "ko", "non ok",
                                "discrepancia", "con discrepancia", "da", "выявлено",
-                               "нарушение", "нарушение выявлено"})  # fmt: skip
+                               "нарушение", "нарушение выявлено",
+                               # a postal seizure or duty log: duty charged is a finding
+                               "duty", "duty charged", "duty assessed", "reassessed",
+                               "surcharge", "detained", "confiscated"})  # fmt: skip
 _NO = frozenset(FALSE_WORDS | {"non", "nao", "nein", "neg", "negative", "negatif", "negativo",
                                "clean", "ok", "-", "nil", "none", "not found",
                                "nothing found", "regular", "regulier", "regolare", "conforme",
@@ -857,14 +860,18 @@ def _currency_spec(
 
 
 def _flag_values(column: Column) -> tuple[list[str], list[str]] | None:
-    """The cells meaning yes and those meaning no, when a column holds two (or one) of them."""
-    if column.typed == "datetime" or not 1 <= column.distinct <= 2:
+    """The cells meaning yes and those meaning no, when a column holds only such words: two
+    (or one), or a few results each of which says yes or no (a seizure log's SEIZED, DUTY,
+    RELEASED: read as no result, probe 11)."""
+    if column.typed == "datetime" or not 1 <= column.distinct <= 6:
         return None
     distinct = sorted(set(column.values))
     yes = [v for v in distinct if _plain(v) in _YES]
     no = [v for v in distinct if _plain(v) in _NO]
-    if len(yes) + len(no) != len(distinct) or len(yes) > 1 or len(no) > 1:
+    if len(yes) + len(no) != len(distinct):
         return None
+    if len(distinct) <= 2 and (len(yes) > 1 or len(no) > 1):
+        return None  # two yes-words (Y, YES) or two no-words are no flag of two values
     return yes, no
 
 

@@ -79,3 +79,21 @@ def test_a_senders_name_as_its_id_is_one_seller_whatever_its_spelling() -> None:
     declarations, _ = apply_mapping(export, mapping)
     assert declarations["seller_id"].nunique() == 40  # SHOP 0 .. SHOP 39, one each
     assert set(declarations["seller_id"]) == {f"SHOP {i}" for i in range(40)}
+
+
+def test_a_seizure_logs_result_column_is_the_result() -> None:
+    """SEIZED, DUTY and RELEASED were listed as "not mapped" and illicit left a TODO: only a
+    column of two words was read as yes/no (probe 11)."""
+    log = pd.DataFrame(
+        {
+            "ITEM_ID": [f"RR{100000000 + i:09d}CN" for i in range(60)],
+            "CONTROL_DATE": [f"{1 + i % 28:02d}-10-2026" for i in range(60)],
+            "RESULT": (["RELEASED"] * 4 + ["SEIZED", "DUTY"]) * 10,
+        }
+    ).astype("string")
+    columns = yaml.safe_load(draft_mapping(log, results=True).text)["columns"]
+    assert columns["illicit"] == {
+        "column": "RESULT",
+        "true_values": ["DUTY", "SEIZED"],
+        "false_values": ["RELEASED"],
+    }

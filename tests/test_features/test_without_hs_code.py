@@ -55,3 +55,20 @@ def test_online_features_without_an_hs_code_equal_batch(tmp_path) -> None:
     assert online.loc[1, list(HS_BASED)].isna().all()
     assert online.loc[1, "reference_count_hs6"] == 0 < online.loc[0, "reference_count_hs6"]
     assert not [w for row, w in warnings if row == 1 and "hs" in w.lower()], warnings
+
+
+def test_dates_without_times_are_told_apart_from_times() -> None:
+    """Posting dates alone hid a day's other parcels from the split windows, unsaid (probe
+    11): `features build` warns when every declaration sits at one time of day."""
+    from features.pipeline.build import dates_only
+
+    days = pd.Series(pd.date_range("2026-03-01", periods=90, freq="D", tz="UTC").repeat(3))
+    assert dates_only(days)
+    # local midnights read in UTC: two times of day across a clock change
+    local = pd.Series(
+        pd.date_range("2026-03-01", periods=90, freq="D", tz="Europe/Warsaw").tz_convert("UTC")
+    )
+    assert dates_only(local)
+    timed = days + pd.to_timedelta(np.arange(len(days)) * 37, unit="min")
+    assert not dates_only(timed)
+    assert not dates_only(days.head(10))  # too few to tell

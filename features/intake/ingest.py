@@ -19,7 +19,7 @@ import logging
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from features.intake.contract import FIELDS, Contract, ContractError
 from features.intake.io import atomic_write, spreadsheet_safe, write_declarations
@@ -122,10 +122,50 @@ def ingest_file(
         out,
     )
     summary = _summary(reads, sources, len(declarations), overlap)
+    summary.update(_said_of_values(declarations))
     summary["output"] = str(out)
     if quarantine is not None:
         summary.update(_quarantine_summary(reads, quarantine))
     return summary
+
+
+# Parties whose ids an export may write as names, in several spellings (pseudonymised ones,
+# the consignee, are compared as pseudonyms: their spellings cannot be told apart here)
+_NAMED_PARTIES = ("seller_id", "operator_id", "platform_id")
+
+
+def _said_of_values(declarations: pd.DataFrame) -> dict[str, Any]:
+    """What an ingest says of the values it wrote, beyond faults (probe 11, a postal export):
+    ids that are one once case and spacing are ignored (each spelling a party of its own, a
+    bad sender escaping by the case of its name), and declarations without an HS code."""
+    import pandas as pd
+
+    from features.intake.mapping import fold_name
+
+    said: dict[str, Any] = {}
+    for name in _NAMED_PARTIES:
+        if name not in declarations.columns:
+            continue
+        ids = pd.Series(declarations[name].dropna().unique(), dtype="string")
+        folded = fold_name(ids).nunique()
+        if folded < len(ids):
+            said.setdefault("ids_one_once_folded", {})[name] = len(ids) - folded
+            logger.warning(
+                "%s: %d ids are %d once case and spacing are ignored ('Shop 1', 'SHOP  1'): "
+                "if such spellings name one party, map the column with fold: true",
+                name,
+                len(ids),
+                folded,
+            )
+    if "hs_code" in declarations.columns and (empty := int(declarations["hs_code"].isna().sum())):
+        said["hs_code_empty"] = empty
+        logger.warning(
+            "hs_code: empty on %d of %d declarations: read without an HS code (no reference "
+            "price, no HS-based features)",
+            empty,
+            len(declarations),
+        )
+    return said
 
 
 def _check_paths(

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.intake.contract import DECLARATION_COLUMNS, Contract
+from features.intake.contract import DECLARATION_COLUMNS, OUTCOME_COLUMNS, Contract
 from features.params import FeatureParams
 from features.pipeline.build import build_features
 from features.pipeline.history import US_PER_DAY
@@ -35,13 +35,7 @@ from features.synthetic import SyntheticParams, generate
 PARAMS = FeatureParams()
 DECLARATIONS_GAP = "holds no declaration after"
 RESULTS_GAP = "holds no inspection result after"
-OUTCOME_COLUMNS = (
-    "inspected_at",
-    "illicit",
-    "offence_type",
-    "revenue_recovered",
-    "selection_reason",
-)
+RESULT_COLUMNS = tuple(c for c in OUTCOME_COLUMNS if c != "inspected")  # a result's fields
 
 
 @pytest.fixture(scope="module")
@@ -209,7 +203,7 @@ def test_an_older_snapshot_without_it_gets_no_results_warning(history, state, tm
 def test_a_history_without_results_gets_no_results_warning(history, manifest) -> None:
     blind = history.copy()
     blind["inspected"] = False
-    for column in OUTCOME_COLUMNS:
+    for column in RESULT_COLUMNS:
         blind[column] = None
     state = _state_of(blind, manifest)
     assert state.last_result_us is None and not state.pending_results

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 import pytest
 
@@ -482,3 +484,15 @@ def test_frame_text_codes_numbered_otherwise_are_not_handed_over() -> None:
     text, coding = FrameColumns(frame).text_codes("seller_id")
     assert text.tolist() == ["a", "b", "a"] * 400
     assert coding is None  # the families factorise the text themselves
+
+
+def test_a_refused_boolean_lists_every_word_read() -> None:
+    """ "T" and "on" were read as true, but the refusal listed only true/false, yes/no, 1/0
+    (probe 10): it lists every word the contract reads."""
+    from features.intake.contract import FALSE_WORDS, TRUE_WORDS, parse_bool_value
+
+    with pytest.raises(ValueError) as refused:
+        parse_bool_value("maybe")
+    listed = str(refused.value).split("(", 1)[1].rstrip(")")
+    said = set(re.split(r"[/, ]+", listed))
+    assert (TRUE_WORDS | FALSE_WORDS) - {"1.0", "0.0"} <= said, said

@@ -312,14 +312,7 @@ def _build_into(
     out.mkdir(parents=True, exist_ok=True)
     n_rows, manifest = len(feature_set.frame), feature_set.manifest
     left_out["inputs_unused"] = unused_inputs(params, contract, manifest.inputs)
-    if dates_only(declarations["declared_at"]):
-        left_out["declared_at_dates_only"] = True
-        log.warning(
-            "declared_at holds dates without times (every declaration at one time of day): "
-            "parcels of one day share an instant, so the split-shipment and split-order "
-            "windows count the parcels of earlier days only, never a day's other parcels; "
-            "export the times of lodgement if the system has them"
-        )
+    left_out.update(_said_of_dates_only(dates_only(declarations["declared_at"])))
     step = time.perf_counter()
     atomic_write(out / FEATURES_FILE, functools.partial(write_frame, feature_set.frame))
     manifest.write(out)
@@ -369,14 +362,50 @@ def _build_into(
     )
 
 
-def dates_only(declared_at: pd.Series, min_rows: int = 50) -> bool:
-    """Whether a history's declaration times are dates alone: all at one or two times of day
-    (local midnight, read in UTC across a clock change). A postal export's posting dates hid
-    the same-day parcels of a split order from every window, unsaid (probe 11)."""
-    if len(declared_at) < min_rows:
+# A history is one of dates alone when its declarations sit at this many times of day at most
+# (local midnight, read in UTC on either side of a clock change), and it has rows enough to tell
+_DATE_ONLY_TIMES = 2
+_DATE_ONLY_MIN_ROWS = 50
+
+
+def dates_only(declared_at: pd.Series) -> bool:
+    """Whether a history's declaration times are dates alone. A postal export's posting dates
+    hid the same-day parcels of a split order from every window, unsaid (probe 11)."""
+    if len(declared_at) < _DATE_ONLY_MIN_ROWS:
         return False
     t_us = declared_at.to_numpy(dtype="datetime64[us]").view(np.int64)
-    return len(np.unique(t_us % (86_400 * 1_000_000))) <= 2
+    return len(np.unique(t_us % (86_400 * 1_000_000))) <= _DATE_ONLY_TIMES
+
+
+def dates_only_in(path: Path) -> bool:
+    """``dates_only`` of a Parquet history, read a batch of one column at a time (the Dask
+    engine's client holds no whole column), stopping at the first third time of day."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    parquet = pq.ParquetFile(path)
+    if parquet.metadata.num_rows < _DATE_ONLY_MIN_ROWS:
+        return False
+    times: set[int] = set()
+    for batch in parquet.iter_batches(columns=["declared_at"], batch_size=1_000_000):
+        column = batch.column(0).drop_null().cast(pa.timestamp("us", tz="UTC"))
+        t_us = column.to_numpy(zero_copy_only=False)
+        times.update(np.unique(t_us.view(np.int64) % (86_400 * 1_000_000)).tolist())
+        if len(times) > _DATE_ONLY_TIMES:
+            return False
+    return True
+
+
+def _said_of_dates_only(dated: bool) -> dict[str, bool]:
+    if not dated:
+        return {}
+    log.warning(
+        "declared_at holds dates without times (every declaration at one time of day): "
+        "parcels of one day share an instant, so the split-shipment and split-order windows "
+        "count the parcels of earlier days only, never a day's other parcels; export the "
+        "times of lodgement if the system has them"
+    )
+    return {"declared_at_dates_only": True}
 
 
 def _left_out_by_as_of(read: int, kept: int, cutoff: pd.Timestamp) -> dict[str, int]:
@@ -481,12 +510,12 @@ def _dask_to_dir(
     if cutoff is None:  # a cut history no longer holds every result up to the store's last
         result.state.results_seq = read_results_seq(declarations_path)
     result.state.save(out / STATE_DIR)
-    left_out: dict[str, int] = {}
+    left_out: dict[str, Any] = dict(_said_of_dates_only(dates_only_in(declarations_path)))
     if cutoff is not None:
         import pyarrow.parquet as pq
 
         read = pq.ParquetFile(declarations_path).metadata.num_rows
-        left_out = _left_out_by_as_of(read, result.n_rows, cutoff)
+        left_out.update(_left_out_by_as_of(read, result.n_rows, cutoff))
     return _write_record(
         out,
         declarations_path,

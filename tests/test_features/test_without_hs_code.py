@@ -72,3 +72,16 @@ def test_dates_without_times_are_told_apart_from_times() -> None:
     timed = days + pd.to_timedelta(np.arange(len(days)) * 37, unit="min")
     assert not dates_only(timed)
     assert not dates_only(days.head(10))  # too few to tell
+
+
+def test_a_parquet_history_of_dates_alone_is_told_as_the_dask_engine_reads_it(tmp_path) -> None:
+    from features.pipeline.build import dates_only_in
+
+    days = pd.date_range("2026-03-01", periods=90, freq="D", tz="UTC").repeat(3)
+    for stamps, expected in (
+        (days, True),
+        (days + pd.Timedelta(minutes=1) * np.arange(270), False),
+    ):
+        path = tmp_path / f"{expected}.parquet"
+        pd.DataFrame({"declared_at": stamps.astype("datetime64[us, UTC]")}).to_parquet(path)
+        assert dates_only_in(path) is expected

@@ -714,7 +714,8 @@ def _extra_amount_rules(contract: Contract | None, limits: Limits) -> list[Rule]
     """An amount extra (``amount: true``: duties paid, a CIF value) above the plausible value of
     a consignment, as ``declared_value.plausible`` warns: taxes of 1e300 on a 512 USD parcel
     moved its revenue at stake from 1 to 393 EUR, unsaid (probe 9). The amount is in the
-    row's currency, judged in the base currency; no rate: not judged, as declared values."""
+    row's currency, judged in the base currency; without a rate, at the table's weakest one,
+    as declared values are (``_bound_rates``)."""
     base = limits.base_currency
     rules = []
     for extra in contract.extras if contract else ():
@@ -841,9 +842,9 @@ def _outcome_rules(limits: Limits) -> list[Rule]:
         )
 
     # No parcel yields more duty and VAT than the most a parcel is plausibly worth
-    # (validate.max_value, or validate.max_revenue where set). A fault, where a high declared value is a warning: a recovered
-    # revenue is a training label (the revenue model's target) and a stored result is final,
-    # so a unit or decimal error (1e300) must not get in.
+    # (validate.max_value, or validate.max_revenue where set). A fault, where a high declared
+    # value is a warning: a recovered revenue is a training label (the revenue model's target)
+    # and a stored result is final, so a unit or decimal error (1e300) must not get in.
     rules.append(
         Rule(
             "revenue_recovered.plausible",

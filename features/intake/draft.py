@@ -1583,6 +1583,8 @@ def _extra(
     if _names_a_person(column):
         # held only as a keyed pseudonym, as consignee_id is: an entity whatever its count
         entry = {"column": column.name, "name": name, "kind": "entity", "personal": True}
+        if _is_a_name(column):  # one person whatever the case of their name: one pseudonym
+            entry["fold"] = True
         return entry, "personal"
     # a party named as such is an entity whatever its count in the sample (a broker's record
     # of results is the signal, not its code): 40 brokers are not 40 categories

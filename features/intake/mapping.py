@@ -684,6 +684,8 @@ class Mapping(BaseModel):
                 problems.append(f"{name}: 'country_codes' converts country fields only")
             if spec.lost_leading_zero and name != "hs_code":
                 problems.append(f"{name}: 'lost_leading_zero' restores HS codes only")
+            if spec.fold and not text:
+                problems.append(f"{name}: 'fold' reads names as one party: {name} is no text")
             if spec.digits is not None and name != "hs_code":
                 problems.append(f"{name}: 'digits' shortens HS codes only")
             if spec.zero_pad is not None:

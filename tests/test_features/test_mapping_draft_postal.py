@@ -59,7 +59,8 @@ def test_the_mail_item_is_the_declaration_and_its_lines_its_items() -> None:
     }
     extras = {e["column"]: e for e in drafted.get("extras", [])}
     assert extras["ADDRESSEE_ADDR"].get("personal") is True
-    assert extras["ADDRESSEE_NAME"].get("personal") is True
+    # a person's name is one pseudonym whatever its case
+    assert extras["ADDRESSEE_NAME"].get("personal") is True and extras["ADDRESSEE_NAME"]["fold"]
 
 
 def test_a_senders_name_as_its_id_is_one_seller_whatever_its_spelling() -> None:
@@ -125,3 +126,15 @@ def test_ingest_says_of_spellings_and_of_items_without_an_hs_code(tmp_path, capl
     assert summary["hs_code_empty"] > 0
     said = " ".join(r.getMessage() for r in caplog.records)
     assert "map the column with fold: true" in said and "hs_code: empty on" in said
+
+
+def test_fold_reads_names_only() -> None:
+    import pytest
+
+    from features.intake.contract import ContractError
+    from features.intake.mapping import parse_mapping_text
+
+    with pytest.raises(ContractError, match="'fold' reads names as one party"):
+        parse_mapping_text(
+            "columns:\n  declaration_id: ID\n  gross_weight_kg: {column: W, fold: true}\n"
+        )

@@ -79,6 +79,7 @@ def test_a_persons_particulars_are_drafted_personal_and_to_check() -> None:
         "name": "recipient_name",
         "kind": "entity",
         "personal": True,
+        "fold": True,  # one person, one pseudonym, whatever the case of the name (probe 11)
     }
     line = next(x for x in draft.text.splitlines() if "Consignee.Email" in x)
     assert "CHECK: identifies a person" in line

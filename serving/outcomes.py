@@ -98,19 +98,20 @@ def dated_results_at_end_of_day(raw: pd.DataFrame) -> tuple[pd.DataFrame, list[s
         return raw, []
     text = column.astype("string")
     dated = text.str.fullmatch(DATE_ONLY.pattern).fillna(False).to_numpy(dtype=bool)
-    days = []
-    moved = column.astype(object).copy()
-    for i in np.flatnonzero(dated).tolist():
-        try:
-            moved.iloc[i] = end_of_day(text.iloc[i])
-        except ValueError:  # 2026-02-30: no day, the rules name it
-            continue
-        days.append(text.iloc[i].strip())
-    if not days:
+    if not dated.any():
         return raw, []
+    day_text = text[dated].str.strip()
+    # 2026-02-30 is no day: left as written, for the rules to name
+    day = pd.to_datetime(day_text, format="%Y-%m-%d", errors="coerce")
+    read = day.notna().to_numpy()
+    if not read.any():
+        return raw, []
+    moved = column.astype(object).copy()
+    rows = np.flatnonzero(dated)[read]
+    moved.iloc[rows] = (day[read] + pd.Timedelta(days=1)).dt.strftime("%Y-%m-%dT00:00:00Z")
     raw = raw.copy()
     raw["inspected_at"] = moved
-    return raw, days
+    return raw, day_text[read].tolist()
 
 
 # selection_reason of a parcel inspected because the model sent it (not the random quota).

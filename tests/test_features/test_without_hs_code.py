@@ -85,3 +85,32 @@ def test_a_parquet_history_of_dates_alone_is_told_as_the_dask_engine_reads_it(tm
         path = tmp_path / f"{expected}.parquet"
         pd.DataFrame({"declared_at": stamps.astype("datetime64[us, UTC]")}).to_parquet(path)
         assert dates_only_in(path) is expected
+
+
+def test_features_build_says_a_history_of_dates_alone(tmp_path, caplog) -> None:
+    """The warning and the summary's flag, from `features build` itself (not only its test)."""
+    import logging
+
+    from features.intake.io import write_declarations
+    from features.params import Settings
+    from features.pipeline.build import build_to_dir
+
+    history = _history(missing=0.0)
+    for dated, expected in ((False, None), (True, True)):
+        frame = (
+            history.assign(declared_at=history["declared_at"].dt.floor("D")) if dated else history
+        )
+        frame = frame.assign(
+            inspected_at=frame["inspected_at"].where(
+                frame["inspected_at"].isna(), frame["declared_at"] + pd.Timedelta(days=1)
+            )
+        )
+        path = tmp_path / f"h{dated}.parquet"
+        write_declarations(frame, path)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="features.pipeline.build"):
+            summary = build_to_dir(
+                declarations_path=path, out=tmp_path / f"f{dated}", settings=Settings()
+            )
+        assert summary.get("declared_at_dates_only") is expected
+        assert ("dates without times" in caplog.text) is dated

@@ -29,7 +29,7 @@ import numpy as np
 
 from features.intake.columns import python_values
 from features.intake.contract import DECLARATION_COLUMNS
-from features.pipeline.manifest import REASON_CONTEXT
+from features.pipeline.manifest import DERIVED_CONTEXT, REASON_CONTEXT
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -71,7 +71,13 @@ def render_reason(spec: FeatureSpec, value: float, context: dict[str, Any]) -> s
     ``context``: ``REASON_CONTEXT`` values, None for a field the declaration left empty (a
     name absent from it is unknown, not empty).
     """
-    empty = [name for name in _template_fields(spec.reason) if _is_empty(context, name)]
+    template = spec.reason
+    if spec.reason_detail is not None and all(
+        name in context and not _is_empty(context, name)
+        for name in _template_fields(spec.reason_detail)
+    ):
+        template = spec.reason_detail
+    empty = [name for name in _template_fields(template) if _is_empty(context, name)]
     if empty:
         return f"no {_words(empty[0])} declared"
     shown = display_value(spec, value)
@@ -82,7 +88,7 @@ def render_reason(spec: FeatureSpec, value: float, context: dict[str, Any]) -> s
             f"{_words(spec.name)} not computable: a field it needs is missing or new to the model"
         )
     try:
-        return spec.reason.format(value=shown, **context)
+        return template.format(value=shown, **context)
     except (KeyError, IndexError, ValueError, TypeError, AttributeError) as exc:
         logger.debug("reason template of %s not filled: %r", spec.name, exc)
         return f"{_words(spec.name)}: {f'{shown:g}' if isinstance(shown, float) else shown}"
@@ -124,7 +130,7 @@ def _context_rows(context: pd.DataFrame | Mapping[str, Any], n: int) -> list[dic
     """
     import pandas as pd
 
-    columns = [c for c in REASON_CONTEXT if c in context]
+    columns = [c for c in (*REASON_CONTEXT, *DERIVED_CONTEXT) if c in context]
     if not columns:
         return [{} for _ in range(n)]
     if isinstance(context, pd.DataFrame):

@@ -633,7 +633,7 @@ class ParcelRiskService:
         # Context (hs6, origin...) is declaration-derived, so recomputing it is exact.
         frame = declarations_frame([record.declaration], contract=runtime.contract)
         features, _ = runtime.compute_features(frame)
-        out = explain_matrix(X, features.context, runtime)[0]
+        out = explain_matrix(X, features.context_of(X), runtime)[0]
         return JSONResponse(
             {
                 "decision_id": record.decision_id,

@@ -53,6 +53,11 @@ REASON_CONTEXT = (
     "currency",
 )
 
+# Values a family computes online for its reasons alone, each with the feature whose value
+# they explain: not model inputs, not in features.parquet. A spec's ``reason_detail`` names
+# them; it is used only where the context holds them (a served decision), ``reason`` elsewhere.
+DERIVED_CONTEXT = {"description_word": "text_word_hit_rate_max"}
+
 MANIFEST_FILE = "feature_manifest.json"
 
 
@@ -68,6 +73,9 @@ class FeatureSpec:
     categories: tuple[str, ...] | None = (
         None  # category features: code i means categories[i]; -1 unknown
     )
+    # the reason where the context holds what it names beyond ``reason`` (``DERIVED_CONTEXT``):
+    # "the description's word 'kratom' ..." where ``reason`` can only say "a word ..."
+    reason_detail: str | None = None
 
 
 def priced_in(specs: list[FeatureSpec], currency: str) -> list[FeatureSpec]:
@@ -85,9 +93,20 @@ def priced_in(specs: list[FeatureSpec], currency: str) -> list[FeatureSpec]:
             spec,
             description=spec.description.replace("EUR", currency),
             reason=spec.reason.replace("EUR", currency),
+            reason_detail=spec.reason_detail and spec.reason_detail.replace("EUR", currency),
         )
         for spec in specs
     ]
+
+
+def _spec_json(spec: FeatureSpec) -> dict[str, Any]:
+    categories = list(spec.categories) if spec.categories is not None else None
+    out = {**asdict(spec), "categories": categories}
+    if spec.reason_detail is None:
+        # left out, not null: a manifest written before the field keeps its JSON, and so the
+        # fingerprint its model's decisions were stamped with
+        del out["reason_detail"]
+    return out
 
 
 @dataclass(frozen=True)
@@ -194,13 +213,7 @@ class FeatureManifest:
 
     def to_json(self) -> str:
         payload = {
-            "features": [
-                {
-                    **asdict(f),
-                    "categories": list(f.categories) if f.categories is not None else None,
-                }
-                for f in self.features
-            ],
+            "features": [_spec_json(f) for f in self.features],
             "params": self.params,
         }
         if self.inputs is not None:

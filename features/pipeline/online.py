@@ -17,7 +17,7 @@ from features.intake.columns import FrameColumns, RecordColumns, columns_of
 from features.pipeline.family import Rows
 from features.pipeline.frame import assemble
 from features.pipeline.history import NO_TIME, US_PER_DAY
-from features.pipeline.manifest import REASON_CONTEXT, FeatureManifest
+from features.pipeline.manifest import DERIVED_CONTEXT, REASON_CONTEXT, FeatureManifest
 from features.pipeline.prepare import Prepared, prepare
 from features.pipeline.snapshot import LATE_ENTRY_DAYS, EntityState
 
@@ -45,8 +45,28 @@ class OnlineFeatures:
 
     @property
     def context(self) -> dict[str, np.ndarray]:
-        """``REASON_CONTEXT`` columns (str or None per row), as the frame would hold them."""
-        return {c: self.prep[c] for c in REASON_CONTEXT}
+        """``REASON_CONTEXT`` columns (str or None per row), as the frame would hold them, and
+        the ``DERIVED_CONTEXT`` the families computed (the frame has none)."""
+        context = {c: self.prep[c] for c in REASON_CONTEXT}
+        context.update({c: self.values[c] for c in DERIVED_CONTEXT if c in self.values})
+        return context
+
+    def context_of(self, X: np.ndarray) -> dict[str, np.ndarray]:
+        """``context`` for the model input ``X`` of the same rows made elsewhere (a stored
+        decision's vector against its declaration recomputed now): a derived value is kept
+        only where the feature it explains has the value ``X`` holds, else it is None (the
+        text model may have been refitted since: its top word need not be the one the value
+        was of)."""
+        context = self.context
+        names = self.manifest.names
+        for name, feature in DERIVED_CONTEXT.items():
+            if name not in context or feature not in names:
+                continue
+            now = np.asarray(self.values[feature], dtype=np.float64)
+            then = X[:, names.index(feature)]
+            same = (now == then) | (np.isnan(now) & np.isnan(then))
+            context[name] = np.where(same, context[name], None)
+        return context
 
     def frame(self) -> pd.DataFrame:
         """ids + labels + reason context + manifest features (``frame.assemble``)."""

@@ -473,8 +473,11 @@ class RefitFamily(Family):
                 return self.compute(rows, fitted)
             at = np.flatnonzero(periods == period)
             for name, values in self.compute(_take(rows, at), fitted).items():
-                if name not in out:
-                    out[name] = np.full(len(t_us), np.nan)
+                if name not in out:  # features are floats; a reason's words (text) objects
+                    text = values.dtype == object
+                    out[name] = np.full(
+                        len(t_us), None if text else np.nan, values.dtype if text else np.float64
+                    )
                 out[name][at] = values
         return out
 

@@ -232,7 +232,7 @@ def test_online_features_equal_batch_after_cutoff(tmp_path, built, history):
 def test_online_matrix_and_context_equal_those_of_the_feature_frame(built, history):
     """The scoring path reads the matrix and reason context without building the frame."""
     from features.intake.columns import python_values
-    from features.pipeline.manifest import REASON_CONTEXT
+    from features.pipeline.manifest import DERIVED_CONTEXT, REASON_CONTEXT
     from features.pipeline.online import online_features
 
     cutoff = history["declared_at"].max() + pd.Timedelta(seconds=1)
@@ -245,9 +245,35 @@ def test_online_matrix_and_context_equal_those_of_the_feature_frame(built, histo
     assert len(features) == len(request)
     assert np.array_equal(features.matrix(), built.manifest.matrix(frame), equal_nan=True)
     assert np.isnan(features.matrix()[3, built.manifest.names.index("cat_origin_country")])
-    assert list(features.context) == list(REASON_CONTEXT)
-    for name, values in features.context.items():
-        assert values.tolist() == python_values(frame[name]), name
+    # the frame holds the declaration's context; the online path adds what families derive
+    # for reasons alone (the word a text reason names)
+    assert list(features.context) == [*REASON_CONTEXT, *DERIVED_CONTEXT]
+    for name in REASON_CONTEXT:
+        assert features.context[name].tolist() == python_values(frame[name]), name
+    words = features.context["description_word"]
+    rate = features.values["text_word_hit_rate_max"]
+    assert all((w is None) == np.isnan(r) for w, r in zip(words, rate, strict=True))
+
+
+def test_a_reason_word_is_kept_only_for_the_value_it_explains(built, history):
+    """``context_of``: a stored decision's vector explained against its declaration recomputed
+    now names the word only where the feature it explains still has the stored value (a refit
+    text model may rank another word first)."""
+    from features.pipeline.online import online_features
+
+    cutoff = history["declared_at"].max() + pd.Timedelta(seconds=1)
+    state = build_entity_state(history, Contract(), PARAMS, cutoff=cutoff, manifest=built.manifest)
+    request = history[list(DECLARATION_COLUMNS)].tail(20).reset_index(drop=True)
+    features = online_features(request, state)
+    words = features.context["description_word"]
+    worded = [i for i, w in enumerate(words) if w is not None]
+    assert len(worded) >= 2
+    X = features.matrix()
+    assert features.context_of(X)["description_word"].tolist() == words.tolist()
+    X[worded[0], built.manifest.names.index("text_word_hit_rate_max")] += 0.01
+    kept = features.context_of(X)["description_word"]
+    assert kept[worded[0]] is None
+    assert kept[worded[1]] == words[worded[1]]
 
 
 def test_online_features_of_api_models_equal_those_of_their_frame(built, history):

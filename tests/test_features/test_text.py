@@ -145,3 +145,28 @@ def test_a_description_without_words_is_unknown_not_vague_in_batch_and_online():
     for shape in (batch, online):
         np.testing.assert_array_equal(shape["description_vague"], [np.nan, 1.0, 0.0, np.nan])
         np.testing.assert_array_equal(shape["description_n_tokens"], [np.nan, 1.0, 2.0, np.nan])
+
+
+def test_top_word_is_the_word_of_the_highest_hit_rate(model):
+    """The word a text reason names: the one whose rate is ``text_word_hit_rate_max``
+    (probe 11: "a word of the description..." left the officer guessing which)."""
+    from features.families.text import top_words
+
+    descriptions = ["canvas sneakers", "leather slippers", "mystery gadget", "slippers"]
+    X = make_vectorizer(list(model.tokens)).transform(descriptions).tocsr()
+    n = len(descriptions)
+    scores = text_scores(X, model, np.full(n, 64), np.zeros(n, dtype=int), min_token_docs=1)
+    words = top_words(X, model, scores["text_word_hit_rate_max"])
+    assert words.tolist() == ["sneakers", "leather", None, "slippers"]
+
+
+def test_top_word_among_equal_rates_is_the_first_in_the_vocabulary(model):
+    """Ties (two words never inspected share the prior) give the same word whatever the order
+    the description writes them in, so batch and online, and every worker, name the same."""
+    from features.families.text import top_words
+
+    tied = TextModel(**{**model.__dict__, "word_hit_rate": np.full(len(model.tokens), 0.4)})
+    X = make_vectorizer(list(tied.tokens)).transform(["sneakers canvas", "canvas sneakers"])
+    X = X.tocsr()
+    words = top_words(X, tied, np.full(2, 0.4))
+    assert words.tolist() == ["canvas", "canvas"]

@@ -80,3 +80,34 @@ def test_contribution_table_is_the_full_vector() -> None:
     assert [t["feature"] for t in table] == MANIFEST.names
     assert table[1]["value"] == "CN" and table[2]["value"] is None
     assert sum(t["contribution"] for t in table) == np.float64(0.1 - 0.2 + 0.3)
+
+
+def test_the_detailed_reason_where_the_context_holds_what_it_names() -> None:
+    """A spec's ``reason_detail`` (naming a value only the served path derives, the word a
+    text reason is of) is used where the context holds it; elsewhere (a feature frame, a word
+    unknown) the plain ``reason``, never a template left unfilled."""
+    spec = FeatureSpec(
+        "text_word_hit_rate_max",
+        "text",
+        "float",
+        "d",
+        "a word of the description was found in offences at rate {value:.0%}",
+        reason_detail="the description's word '{description_word}' was found in offences at "
+        "rate {value:.0%}",
+    )
+    named = render_reason(spec, 0.6, {"hs6": "640399", "description_word": "kratom"})
+    assert named == "the description's word 'kratom' was found in offences at rate 60%"
+    for context in ({"hs6": "640399"}, {"description_word": None}):
+        plain = render_reason(spec, 0.6, context)
+        assert plain == "a word of the description was found in offences at rate 60%"
+
+
+def test_a_manifest_without_detailed_reasons_keeps_its_json_and_fingerprint() -> None:
+    """``reason_detail`` is written only where a spec has one: a manifest from before it reads
+    and writes back the same JSON, so its model's decisions keep their fingerprint."""
+    plain = FeatureSpec("a", "g", "float", "d", "r {value}")
+    manifest = FeatureManifest((plain,))
+    assert "reason_detail" not in manifest.to_json()
+    assert FeatureManifest.from_json(manifest.to_json()).fingerprint == manifest.fingerprint
+    detailed = FeatureManifest((FeatureSpec("a", "g", "float", "d", "r", reason_detail="x"),))
+    assert FeatureManifest.from_json(detailed.to_json()) == detailed

@@ -227,7 +227,7 @@ def _amount(value: float) -> str:
     return f"{value:,.0f}" if abs(value) < 1e15 else f"{value:.3g}"
 
 
-def _iso(t_us: int | None) -> str:
+def iso_utc(t_us: int | None) -> str:
     if t_us is None:
         return "null"
     return (datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=int(t_us))).strftime(
@@ -239,7 +239,7 @@ def _outcome_value(value: Any, kind: str) -> str:
     """A recorded outcome as a person reads it: a time in ISO 8601, a flag as true/false
     (the columns hold microseconds and 0/1)."""
     if kind == "datetime":
-        return _iso(value)
+        return iso_utc(value)
     if kind == "bool" and value is not None and value == value:
         return "true" if value else "false"
     return show(value)
@@ -254,7 +254,7 @@ def _number_values(columns: Columns, name: str, rows: np.ndarray) -> list[Any]:
 
 
 def _time_values(columns: Columns, name: str, rows: np.ndarray) -> list[Any]:
-    """Microseconds since the epoch (None where missing); messages format them (``_iso``)."""
+    """Microseconds since the epoch (None where missing); messages format them (``iso_utc``)."""
     missing = columns.missing(name)[rows].tolist()
     return [
         None if gone else t
@@ -400,7 +400,7 @@ def _field_rules(f: ContractField, latest_us: Callable[[], int]) -> list[Rule]:
             rule(
                 "not_before",
                 f"not before {EARLIEST_DECLARATION[:10]}",
-                lambda v: f"{_iso(v)} is before {EARLIEST_DECLARATION[:10]}" + _era_hint(v),
+                lambda v: f"{iso_utc(v)} is before {EARLIEST_DECLARATION[:10]}" + _era_hint(v),
                 flag=lambda c: ~c.missing(name) & (c.t_us(name) < earliest),
                 test=lambda v: v < earliest,
             )
@@ -410,7 +410,7 @@ def _field_rules(f: ContractField, latest_us: Callable[[], int]) -> list[Rule]:
                 "not_future",
                 f"not in the future (at most {MAX_CLOCK_SKEW_DAYS} days of clock skew)",
                 lambda v: (
-                    f"{_iso(v)} is in the future (later than {_iso(latest_us())}: now plus "
+                    f"{iso_utc(v)} is in the future (later than {iso_utc(latest_us())}: now plus "
                     f"{MAX_CLOCK_SKEW_DAYS} days of clock skew)" + _era_hint(v)
                 ),
                 flag=lambda c: ~c.missing(name) & (c.t_us(name) > latest_us()),
@@ -424,7 +424,7 @@ def _era_hint(t_us: int) -> str:
     """For a year of the Buddhist era read as Gregorian (2569 for 2026: a Thai export), the
     mapping's way to read it; for a Hijri or Solar Hijri year, that it is not read."""
     # the ISO text's year, whatever its width (year 287 is "287-", schema fuzzing sends such)
-    year = int(re.match(r"-?\d+", _iso(t_us)).group())  # type: ignore[union-attr]
+    year = int(re.match(r"-?\d+", iso_utc(t_us)).group())  # type: ignore[union-attr]
     if 1300 <= year < 1500:  # a Saudi or Gulf (1448 for 2026) or Iranian (1405) export
         return (
             "; a year of the Hijri or Solar Hijri calendar? the mapping reads such dates with "
@@ -825,7 +825,7 @@ def _outcome_rules(limits: Limits) -> list[Rule]:
             "fault",
             "not before declared_at",
             before_declared,
-            lambda v: f"{_iso(v[0])} is before declared_at {_iso(v[1])}",
+            lambda v: f"{iso_utc(v[0])} is before declared_at {iso_utc(v[1])}",
             both_times,
             "outcome",
         )

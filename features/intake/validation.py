@@ -317,7 +317,7 @@ def isolated_finding(t_us: np.ndarray) -> Finding | None:
     """The declarations lying far from the rest of the file (``features.intake.span``): a
     mistyped year, named with its row and id, where it passed the gate unsaid and then
     stretched the period ``train.split`` divides (probe 10)."""
-    from features.intake.rules import _iso
+    from features.intake.rules import iso_utc
     from features.intake.span import ISOLATED_GAP_DAYS, US_PER_DAY, dense_span
 
     dense = dense_span(t_us)
@@ -340,7 +340,7 @@ def isolated_finding(t_us: np.ndarray) -> Finding | None:
         f"within {ISOLATED_GAP_DAYS} days of the file's other declarations",
         lambda c: np.zeros(len(c), dtype=bool),
         lambda v: (
-            f"{_iso(v[0])} lies {v[1]:,} days {v[2]} the rest of the file ({_iso(v[3])[:10]}): "
+            f"{iso_utc(v[0])} lies {v[1]:,} days {v[2]} the rest of the file ({iso_utc(v[3])[:10]}): "
             "a mistyped year? (train.split leaves it out of the period it divides)"
         ),
         lambda c, r: [],

@@ -36,6 +36,29 @@ _LIST_COLUMNS = [
 ]
 
 
+def strict_json(body: Any) -> str:
+    """``body`` as RFC 8259 JSON: a missing number (NaN, pandas' NA, NaT) is null, never the
+    bare ``NaN`` token Python writes, which strict parsers (and courts' tools) refuse (probe 12:
+    a clean correction's offence and revenue came out as NaN)."""
+    return json.dumps(_finite(body), indent=2, default=str, allow_nan=False)
+
+
+def _finite(value: Any) -> Any:
+    import math
+
+    import pandas as pd
+
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if value is pd.NA or value is pd.NaT:
+        return None
+    return value
+
+
 def _period(date_from: str | None, date_to: str | None) -> tuple[str | None, str | None]:
     from serving.audit.report import parse_when
 
@@ -181,7 +204,9 @@ def show(
         except ParcelriskError as exc:
             problem = scrub_uris(str(exc))  # a loading error may quote the registry's URI
         tracking = display_uri(models.tracking_uri)  # printed: never its password
-    result = outcome.drop(columns="declaration_id").to_dict("records")
+    # None, not NaN, for what a result leaves empty (a clean one's offence and revenue)
+    result = _finite(outcome.drop(columns="declaration_id").to_dict("records"))
+    result_history = _finite(result_history)
     body = {
         "decision_id": record.decision_id,
         "declaration_id": record.declaration_id,
@@ -216,7 +241,11 @@ def show(
         # every result stored, first to current: a correction never hides what it replaced
         "result_history": result_history,
     }
-    typer.echo(json.dumps(body, indent=2, default=str) if as_json else _show_text(body))
+    typer.echo(strict_json(body) if as_json else _show_text(body))
+
+
+def _amount(value: float | None) -> str:
+    return "-" if value is None else f"EUR {value:,.2f}"
 
 
 def _show_text(body: dict[str, Any]) -> str:
@@ -254,14 +283,15 @@ def _show_text(body: dict[str, Any]) -> str:
         verdict = "illicit" if inspection["illicit"] else "clean"
         lines.append(
             f"inspection    {verdict} at {inspection['inspected_at']}, offence "
-            f"{inspection['offence_type'] or '-'}, recovered {inspection['revenue_recovered']}"
+            f"{inspection['offence_type'] or '-'}, recovered "
+            f"{_amount(inspection['revenue_recovered'])}"
         )
         for before, now in itertools.pairwise(body["result_history"]):
             was = "illicit" if before["illicit"] else "clean"
             lines.append(
                 f"corrected     {now['recorded_at']} by {now['source']}: {now['correction']} "
                 f"(was {was} at {before['inspected_at']}, offence "
-                f"{before['offence_type'] or '-'}, recovered {before['revenue_recovered']})"
+                f"{before['offence_type'] or '-'}, recovered {_amount(before['revenue_recovered'])})"
             )
     lines.append("reasons")
     lines += [f"  {r['contribution']:+.4f}  {r['text']}" for r in body["reasons"]] or ["  none"]
@@ -340,7 +370,7 @@ def recompute(
     summary = summarise(found_all)
     if as_json:
         body = {"decisions": [r.as_dict() for r in found_all], "summary": summary}
-        typer.echo(json.dumps(body, indent=2))
+        typer.echo(strict_json(body))
     else:
         for r in found_all:
             typer.echo(terminal_safe(_recomputed_line(r)))

@@ -318,12 +318,20 @@ def test_audit_show_lists_what_a_correction_replaced(capsys, tmp_path, monkeypat
     show = ("audit", "show", _record(0).decision_id, "--db", location)
     code, out, err = run_cli(capsys, *show)
     assert code == 0, err
-    assert "inspection    clean at 2026-05-10T09:00:00" in out
+    assert "inspection    clean at 2026-05-10T09:00:00.000000Z, offence -, recovered -" in out
     assert f"by file:appeals.csv: {APPEAL} (was illicit at 2026-05-10T09:00:00" in out
+    assert "nan" not in out.lower()
     code, out, err = run_cli(capsys, *show, "--json")
     assert code == 0, err
-    body = json.loads(out)
+
+    def refuse(token: str) -> None:
+        raise ValueError(f"not JSON: {token}")
+
+    # strict JSON (RFC 8259): the clean result's empty offence and revenue are null, not NaN
+    body = json.loads(out, parse_constant=refuse)
     assert body["inspection"]["correction"] == APPEAL
+    assert body["inspection"]["revenue_recovered"] is None
+    assert body["inspection"]["offence_type"] is None
     assert [h["illicit"] for h in body["result_history"]] == [True, False]
 
 

@@ -655,7 +655,7 @@ def _require_intact(decisions: Any) -> None:
     if report.problem is not None:
         broken = f"the decisions chain is broken ({report.problem.describe()})"
     else:
-        results = verify_results_of(decisions)
+        results = verify_results_of(decisions, decisions=report)
         if results is None or results["problem"] is None:
             return
         broken = f"the results chain is broken ({describe_results_problem(results['problem'])})"

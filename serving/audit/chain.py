@@ -215,6 +215,11 @@ class ChainReport:
     head_checked: str | None = None  # the filed head proven, if one was given
     problem: Problem | None = None
     sources: list[str] = field(default_factory=list)  # archive days and the hot store
+    # Of a decisions walk: the most inspection results any verified decision knew when it was
+    # made (its MAC'd ``known_results_seq``) and that decision's id. The results chain must
+    # reach that seq: the decisions vouch its results existed, so a deleted tail is found.
+    results_known_seq: int = 0
+    results_known_by: str | None = None
 
     @property
     def intact(self) -> bool:
@@ -237,6 +242,7 @@ class ChainReport:
                 "detail": self.problem.detail,
             },
             "sources": self.sources,
+            "results_known_seq": self.results_known_seq,
         }
 
 

@@ -72,7 +72,7 @@ def verify(
         except ValueError as exc:  # a malformed --head
             raise ParcelriskError(str(exc)) from exc
         try:
-            results = verify_results_of(store, results_head)
+            results = verify_results_of(store, results_head, report)
         except ValueError as exc:  # a malformed --results-head
             raise ParcelriskError(f"--results-head: {exc}") from exc
     finally:
@@ -117,12 +117,13 @@ def head(
     reach; `verify --head` later proves nothing before it was rewritten (`--results`: the
     results' chain, for `verify --results-head`)."""
     from serving.audit.chain import format_head
-    from serving.audit.verify import describe_results_problem, verify_results_of
+    from serving.audit.verify import describe_results_problem, verify_results_of, verify_store
 
     store = open_audit_store(db, params)
     try:
         if results:  # the walk gives the head, checked: a broken chain files no head
-            report = verify_results_of(store)
+            # (its decisions vouch for the results they knew: a deleted tail files no head)
+            report = verify_results_of(store, decisions=verify_store(store))
         else:
             current = store.head()
     finally:

@@ -453,7 +453,9 @@ def export(
                     body.write(rows_csv(empty))
             head = store.head()
             verified = verify_store(store) if fmt == "html" else None
-            results_verified = verify_results_of(store) if fmt == "html" else None
+            results_verified = (
+                verify_results_of(store, decisions=verified) if fmt == "html" else None
+            )
             path = store.location
         finally:
             store.close()

@@ -6,7 +6,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from serving.audit.chain import GENESIS, ChainReport, ChainWalker, Problem, parse_head
+from serving.audit.chain import GENESIS, ChainReport, ChainRow, ChainWalker, Problem, parse_head
+from serving.decision import STORED_FIELDS
 from serving.sqlite_store import archived_rows, read_archive_manifest
 
 if TYPE_CHECKING:
@@ -66,7 +67,7 @@ def _verify_from(
 ) -> ChainReport:
     filed = parse_head(head) if head is not None else None
     cut_seq, cut_mac, cut = start
-    walker = ChainWalker(key or store.key, start=(0, GENESIS), head=filed)
+    walker = _DecisionWalker(key or store.key, start=(0, GENESIS), head=filed)
     sources: list[str] = []
     if cut is not None:
         sources += walk_archive(cut["archive"], walker, cut_seq=cut_seq, cut_mac=cut_mac)
@@ -76,6 +77,23 @@ def _verify_from(
     report = walker.finish()
     report.sources = sources
     return report
+
+
+class _DecisionWalker(ChainWalker):
+    """The decisions' walk, keeping the most results a verified decision knew
+    (``ChainReport.results_known_seq``)."""
+
+    def _check(self, row: ChainRow, following: ChainRow | None) -> bool:
+        if not super()._check(row, following):
+            return False
+        known = int(row.values[_KNOWN_RESULTS])
+        if known > self.report.results_known_seq:
+            self.report.results_known_seq = known
+            self.report.results_known_by = row.decision_id
+        return True
+
+
+_KNOWN_RESULTS = STORED_FIELDS.index("known_results_seq")
 
 
 def walk_archive(archive: str, walker: ChainWalker, *, cut_seq: int, cut_mac: bytes) -> list[str]:
@@ -111,7 +129,9 @@ def walk_archive(archive: str, walker: ChainWalker, *, cut_seq: int, cut_mac: by
     return sources
 
 
-def verify_results(results: Any, key: bytes, head: str | None = None) -> dict[str, Any]:
+def verify_results(
+    results: Any, key: bytes, head: str | None = None, decisions: ChainReport | None = None
+) -> dict[str, Any]:
     """The inspection results' own chain (``serving.audit.chain.RESULT_FIELDS``), walked as
     the decisions' is; ``results``: an outcome store (``chain_rows``).
 
@@ -119,7 +139,9 @@ def verify_results(results: Any, key: bytes, head: str | None = None) -> dict[st
     never opened by a writer since (which chains them), has nothing to verify: said, not
     passed as intact. In a store with the columns every result was chained when stored, so
     one without a MAC is a break (its MAC was removed), even where all were removed.
-    ``head``: a results head filed earlier (``SEQ:MAC``), which must still be in the chain."""
+    ``head``: a results head filed earlier (``SEQ:MAC``), which must still be in the chain.
+    ``decisions``: the decisions' walk of the same store: the chain must reach the results its
+    verified decisions knew (``results_known_seq``), as it must reach a filed head."""
     filed = parse_head(head) if head is not None else None
     walker = ChainWalker(key, start=(0, GENESIS), head=filed)
     if not results.has_chain() and filed is None:
@@ -127,6 +149,8 @@ def verify_results(results: Any, key: bytes, head: str | None = None) -> dict[st
         return {"intact": None, "checked": 0, "unchained": unchained, "problem": None}
     walker.feed(results.chain_rows())
     report = walker.finish()
+    if report.problem is None and decisions is not None:
+        report.problem = _short_of_decisions(report.last_seq or 0, decisions)
     problem = report.problem
     return {
         "intact": report.intact,
@@ -145,6 +169,27 @@ def verify_results(results: Any, key: bytes, head: str | None = None) -> dict[st
     }
 
 
+def _short_of_decisions(last_seq: int, decisions: ChainReport) -> Problem | None:
+    """The results chain ends before the results a signed decision knew (its tail deleted,
+    a correction removed): None when it reaches them."""
+    known = decisions.results_known_seq
+    if known <= last_seq:
+        return None
+    return Problem(
+        "truncated",
+        last_seq + 1,
+        None,
+        f"the results chain ends at seq {last_seq}, but decision {decisions.results_known_by} "
+        f"was made knowing results up to seq {known} (its MAC covers it): "
+        + (
+            f"result {known} was"
+            if known == last_seq + 1
+            else f"results {last_seq + 1}..{known} were"
+        )
+        + " removed",
+    )
+
+
 def describe_results_problem(problem: dict[str, Any]) -> str:
     at = f"result seq {problem['seq']}"
     if problem.get("declaration_id"):
@@ -152,23 +197,34 @@ def describe_results_problem(problem: dict[str, Any]) -> str:
     return f"{problem['kind']} at {at}: {problem['detail']}"
 
 
-def verify_results_of(store: DecisionStore, head: str | None = None) -> dict[str, Any] | None:
+def verify_results_of(
+    store: DecisionStore, head: str | None = None, decisions: ChainReport | None = None
+) -> dict[str, Any] | None:
     """``verify_results`` on the results beside ``store``'s decisions, read-only (``head``: a
-    results head filed earlier); None when the store never took a result (a filed head then
-    is a problem: the results were removed)."""
+    results head filed earlier; ``decisions``: ``verify_store``'s walk of the same store, whose
+    decisions vouch for the results they knew); None when the store never took a result (a
+    filed head, or a decision that knew results, then is a problem: the results were
+    removed)."""
     from serving.audit.recompute import has_results
     from serving.store import open_outcome_store
 
     if not has_results(store.source):
-        if head is None:
+        short = None if decisions is None else _short_of_decisions(0, decisions)
+        if head is None and short is None:
             return None
-        seq, _ = parse_head(head)
-        detail = f"a results head at seq {seq} was filed but the store holds no results table"
+        if short is not None:
+            detail = short.detail.replace(
+                "the results chain ends at seq 0", "the store holds no results table"
+            )
+            seq = short.seq
+        else:
+            seq, _ = parse_head(head)  # type: ignore[arg-type]
+            detail = f"a results head at seq {seq} was filed but the store holds no results table"
         problem = {"kind": "truncated", "seq": seq, "declaration_id": None, "detail": detail}
         return {"intact": False, "checked": 0, "head": None, "problem": problem}
     results = open_outcome_store(store.source, store, read_only=True)
     try:
-        return verify_results(results, store.key, head)
+        return verify_results(results, store.key, head, decisions)
     finally:
         results.close()
 

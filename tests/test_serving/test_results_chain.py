@@ -349,6 +349,46 @@ def test_history_export_refuses_a_store_whose_chains_are_broken(tmp_path) -> Non
     assert "the decisions chain is broken (deleted at seq 3" in str(deleted.exception)
 
 
+@pytest.mark.parametrize(
+    ("statement", "removed"),
+    [
+        ("DELETE FROM outcomes WHERE seq = 3", "result 3 was removed"),  # a correction undone
+        ("DELETE FROM outcomes", "results 1..3 were removed"),
+        ("DROP TABLE outcomes", "results 1..3 were removed"),
+    ],
+)
+def test_results_a_signed_decision_knew_cannot_be_removed_unseen(
+    tmp_path, capsys, statement, removed
+) -> None:
+    """A results chain cut at its end verifies on its own: the decisions' MAC'd
+    ``known_results_seq`` vouches for the results they were made knowing (probe 12: the last
+    result deleted, or every result, or the table, passed verify, and the history export took
+    the store)."""
+    from tests.test_serving.conftest import run_cli
+
+    location = str(tmp_path / "audit.db")
+    _decided(location)
+    _store_results(location, [0, 1, 2])
+    store = open_store(location)
+    later = dataclasses.replace(_record(6), decision_id="dec-later", known_results_seq=3)
+    store.record([later])
+    store.close()
+    code, _, err = run_cli(capsys, "audit", "verify", "--db", location)
+    assert code == 0, err
+    execute_sql(location, statement)
+    code, out, err = run_cli(capsys, "audit", "verify", "--db", location)
+    assert code == 1
+    assert "NOT INTACT: truncated" in err and "decision dec-later" in err and removed in err
+    assert json.loads(out)["results"]["intact"] is False
+    assert json.loads(out)["intact"] is True  # the decisions themselves are untouched
+    next_history = tmp_path / "next.parquet"
+    code, _, err = run_cli(capsys, "history", "export", "--db", location, "--out", str(next_history))  # fmt: skip
+    assert code != 0 and "the results chain is broken (truncated" in err
+    assert not next_history.exists()
+    code, _, err = run_cli(capsys, "audit", "head", "--results", "--db", location)
+    assert code == 1
+
+
 def test_the_auditor_page_marks_a_result_edited_in_the_store(location) -> None:
     """Shown as genuine beside the decision's "integrity: intact" (probe): each result's MAC
     is checked where the page lists it."""

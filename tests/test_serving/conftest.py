@@ -99,6 +99,9 @@ class StubFeatures:
         columns = [c for c in REASON_CONTEXT if c in self.frame.columns]
         return {c: np.array(python_values(self.frame[c]), dtype=object) for c in columns}
 
+    def context_of(self, X: np.ndarray) -> dict[str, np.ndarray]:
+        return self.context  # no derived context: nothing to hold to the stored vector
+
 
 def stub_features(declarations: Any) -> tuple[StubFeatures, list[tuple[int, str]]]:
     """Declaration -> features, vectorised, with warnings for unknown origins like the real one."""

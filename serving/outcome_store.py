@@ -34,7 +34,7 @@ from serving.outcomes import (
     ScoredRow,
     StoredResult,
     history_entry,
-    result_event,
+    result_events,
     result_rows,
 )
 from serving.sqlite_store import connect_read_only, stored_text, unavailable_as_error
@@ -76,8 +76,8 @@ _RESULT_LINKS = (
 # read whatever its time: the live state decides whether the result it replaces was counted.
 _RESULTS_SINCE = """
 SELECT o.seq, d.declaration_json, o.inspected_at, o.illicit, o.revenue_recovered,
-       p.seq, p.inspected_at, p.illicit, p.revenue_recovered
-FROM outcomes AS o JOIN decisions AS d ON d.rowid = (
+       p.seq, p.inspected_at, p.illicit, p.revenue_recovered, o.declaration_id
+FROM outcomes AS o LEFT JOIN decisions AS d ON d.rowid = (
     SELECT rowid FROM decisions WHERE declaration_id = o.declaration_id
     ORDER BY scored_at, rowid LIMIT 1
 )
@@ -311,18 +311,21 @@ class SqliteOutcomeStore:
             )
         ], int(last or 0)
 
-    def results_since(self, seq: int, inspected_from_us: int | None = None) -> list[ResultEvent]:
+    def results_since(
+        self, seq: int, inspected_from_us: int | None = None, decisions: Any = None
+    ) -> list[ResultEvent]:
         """The results stored after ``seq``, in order (``ResultEvent``: the declaration as
         first scored, the result, and for a correction the result it replaces). For the live
         state. With ``inspected_from_us``: only results inspected at or after it, and every
-        correction."""
+        correction. ``decisions``: the decision store whose archive holds the declarations
+        no longer hot (``result_events``)."""
         # stored times are all "%Y-%m-%dT%H:%M:%S.%fZ": text order is time order
         since = iso_utc(inspected_from_us) if inspected_from_us is not None else ""
         with self._lock:
             if not _has_decisions(self._conn):
                 return []
             rows = self._conn.execute(_RESULTS_SINCE, (seq, since)).fetchall()
-        return [result_event(*row) for row in rows]
+        return result_events(rows, decisions)
 
     def result_history(self, declaration_id: str) -> list[dict[str, Any]]:
         """Every result stored for one declaration, first to current (an auditor's read: who

@@ -238,6 +238,29 @@ def result_event(
     )
 
 
+def result_events(rows: Sequence[Sequence[Any]], decisions: Any = None) -> list[ResultEvent]:
+    """``ResultEvent``s of a store's ``results_since`` rows, each ending with its
+    ``declaration_id``. A row whose declaration is no longer among the hot decisions (``audit
+    archive`` moved its day) takes the declaration from the archive of ``decisions`` (the
+    decision store, None: the row is left out, as a result of no known declaration).
+
+    A worker started after an archive, and `audit recompute` of an archived decision, read
+    the archived declarations' results too: without them the live state missed every result
+    of an archived day and an archived decision did not recompute (probe 12)."""
+    missing = sorted({row[-1] for row in rows if row[1] is None})
+    found: dict[str, str] = {}
+    if missing and decisions is not None:
+        from serving.audit.archived import archived_declarations
+
+        found = archived_declarations(decisions, missing)
+    events = []
+    for row in rows:
+        declaration_json = row[1] if row[1] is not None else found.get(row[-1])
+        if declaration_json is not None:
+            events.append(result_event(row[0], declaration_json, *row[2:-1]))
+    return events
+
+
 # What an auditor reads of each stored result of a declaration (``result_history``).
 HISTORY_COLUMNS = (
     "seq",

@@ -57,7 +57,7 @@ from serving.outcomes import (
     ScoredRow,
     StoredResult,
     history_entry,
-    result_event,
+    result_events,
     result_rows,
 )
 from serving.sqlite_store import (
@@ -206,7 +206,7 @@ SELECT o.seq, (
     SELECT d.declaration_json FROM decisions AS d WHERE d.declaration_id = o.declaration_id
     ORDER BY d.scored_at, d.seq LIMIT 1
 ), o.inspected_at, o.illicit, o.revenue_recovered,
-   p.seq, p.inspected_at, p.illicit, p.revenue_recovered
+   p.seq, p.inspected_at, p.illicit, p.revenue_recovered, o.declaration_id
 FROM outcomes AS o
 LEFT JOIN LATERAL (
     SELECT seq, inspected_at, illicit, revenue_recovered FROM outcomes
@@ -888,14 +888,12 @@ class PostgresOutcomeStore:
             for declaration_id, declaration_json, exploration, lane in with_archived(archived, rows)
         ], int(last or 0)
 
-    def results_since(self, seq: int, inspected_from_us: int | None = None) -> list[ResultEvent]:
+    def results_since(
+        self, seq: int, inspected_from_us: int | None = None, decisions: Any = None
+    ) -> list[ResultEvent]:
         since = iso_utc(int(inspected_from_us)) if inspected_from_us is not None else None
         rows = _fetch(self.engines.hot, _RESULTS_SINCE_SQL, (int(seq), since, since))
-        return [
-            result_event(*row)
-            for row in rows
-            if row[1] is not None  # a result for a declaration no longer in the store
-        ]
+        return result_events(rows, decisions)
 
     def result_history(self, declaration_id: str) -> list[dict[str, Any]]:
         """Every result stored for one declaration, first to current (an auditor's read)."""

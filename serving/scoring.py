@@ -129,7 +129,7 @@ class ScoringRuntime:
                 return self._replay(store, results)
             added = self._catch_up_decisions(store)
             if results is not None:
-                self._catch_up_results(results)
+                self._catch_up_results(results, store)
             return added
 
     def _replay(
@@ -150,21 +150,26 @@ class ScoringRuntime:
             self.log_seq = rows[-1][0]
         self.log_seq = max(self.log_seq, head)
         if results is not None:
-            self._catch_up_results(results, inspected_from_us=cutoff)
+            self._catch_up_results(results, store, inspected_from_us=cutoff)
         self._replayed = True
         return added
 
     def _catch_up_results(
         self,
         results: SqliteOutcomeStore | PostgresOutcomeStore,
+        store: DecisionStore,
         inspected_from_us: int | None = None,
     ) -> None:
+        """``store``: the decisions, whose archive holds the declarations of results whose
+        days were archived."""
         assert self.live is not None
         head = results.last_seq() if inspected_from_us is not None else 0
         if inspected_from_us is not None:  # the replay of a new snapshot
-            rows = results_to_replay(results, inspected_from_us, self.live.snapshot.results_seq)
+            rows = results_to_replay(
+                results, inspected_from_us, self.live.snapshot.results_seq, store
+            )
         else:
-            rows = results.results_since(self.results_seq)
+            rows = results.results_since(self.results_seq, decisions=store)
         if rows:
             self.live.append_outcomes(*outcome_events(rows, self.contract))
             self.results_seq = rows[-1][0]
@@ -789,15 +794,18 @@ def explain_matrix(
     ]
 
 
-def results_to_replay(results: Any, cutoff_us: int, results_seq: int | None) -> list[ResultEvent]:
+def results_to_replay(
+    results: Any, cutoff_us: int, results_seq: int | None, decisions: Any = None
+) -> list[ResultEvent]:
     """The stored results a new snapshot's live state replays, in seq order: those inspected
     from its cutoff on (the snapshot has none of them), and, when it knows the store's last
     result its history held (``EntityState.results_seq``), every one stored after that,
     whenever inspected (``LiveState.append_outcomes`` keeps the rest out). Corrections come
-    whatever their time: whether what they replace was counted is for the live state to say."""
-    rows = results.results_since(0, inspected_from_us=cutoff_us)
+    whatever their time: whether what they replace was counted is for the live state to say.
+    ``decisions``: the decision store, whose archive holds the declarations of archived days."""
+    rows = results.results_since(0, inspected_from_us=cutoff_us, decisions=decisions)
     if results_seq is None:
         return rows
     seen = {r[0] for r in rows}
-    later = [r for r in results.results_since(results_seq) if r[0] not in seen]
+    later = [r for r in results.results_since(results_seq, decisions=decisions) if r[0] not in seen]
     return sorted(rows + later, key=lambda r: r[0]) if later else rows

@@ -69,6 +69,36 @@ def archived_first_decisions(store: Any, since_iso: str = "") -> list[FirstDecis
     ]
 
 
+def archived_declarations(store: Any, declaration_ids: Sequence[str]) -> dict[str, str]:
+    """The declaration (stored JSON) of each of ``declaration_ids`` as first scored among the
+    archived decisions (the first decision: scored first, then stored first); ids the archive
+    does not hold are left out. One filtered read of each day file."""
+    import pyarrow.parquet as pq
+
+    from features.errors import ParcelriskError
+
+    _, _, cut = store.chain_start()
+    if cut is None or not declaration_ids:
+        return {}
+    folder = Path(cut["archive"])
+    columns = ["declaration_id", "declaration_json", "scored_at", "seq"]
+    wanted = [("declaration_id", "in", list(declaration_ids))]
+    rows: list[tuple[Any, ...]] = []
+    for entry in sorted(read_archive_manifest(folder)["files"], key=lambda e: e["first_seq"]):
+        path = folder / entry["file"]
+        try:
+            table = pq.read_table(path, columns=columns, filters=wanted)
+        except (OSError, ValueError) as exc:  # pyarrow's errors are both
+            raise ParcelriskError(
+                f"archived day {path} cannot be read ({exc}): run `parcelrisk audit verify`"
+            ) from None
+        rows += zip(*(table.column(name).to_pylist() for name in columns), strict=True)
+    first: dict[str, str] = {}
+    for declaration_id, text, _, _ in sorted(rows, key=lambda r: (r[2], r[3])):
+        first.setdefault(declaration_id, text)
+    return first
+
+
 def with_archived(
     archived: Sequence[FirstDecision], hot: Sequence[tuple[str, str, Any, str]]
 ) -> list[tuple[str, str, Any, str]]:

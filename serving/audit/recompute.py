@@ -252,7 +252,7 @@ class StateReplay:
             from serving.scoring import results_to_replay
 
             self._pending = results_to_replay(
-                self.results, self._cutoff, self.live.snapshot.results_seq
+                self.results, self._cutoff, self.live.snapshot.results_seq, self.store
             )
         rows = [r for r in self._pending if self.results_seq < r[0] <= known_results_seq]
         if rows:
@@ -266,13 +266,21 @@ class StateReplay:
 # --- reading the store ------------------------------------------------------------------------
 
 
-def all_seqs(location: str | Path) -> list[int]:
-    """Every stored decision's seq, in order (a SQLite file or a PostgreSQL URL)."""
+def all_seqs(store: DecisionStore) -> list[int]:
+    """Every stored decision's seq, in order: the archived days' (``audit archive``) and the
+    hot store's. A sample drawn from the hot store alone checked nothing, and passed, once
+    every day was archived (probe 12)."""
+    from serving.sqlite_store import read_archive_manifest
     from serving.store_read import read_only
 
-    with read_only(location) as store:
-        _, rows = store.query("SELECT seq FROM decisions ORDER BY seq")
-    return [int(r[0]) for r in rows]
+    _, _, cut = store.chain_start()
+    seqs: list[int] = []
+    if cut is not None:  # an archive's files hold contiguous seqs (`audit verify` proves it)
+        for entry in read_archive_manifest(Path(cut["archive"]))["files"]:
+            seqs += range(int(entry["first_seq"]), int(entry["last_seq"]) + 1)
+    with read_only(store.source) as reader:
+        _, rows = reader.query("SELECT seq FROM decisions ORDER BY seq")
+    return sorted(seqs) + [int(r[0]) for r in rows]
 
 
 def has_results(location: str | Path) -> bool:
@@ -296,17 +304,34 @@ def batch_of(store: DecisionStore, record: DecisionRecord) -> list[DecisionRecor
             (record.answered_at, record.scored_at, record.model_name, record.model_version),
         )
     seqs = [int(r[0]) for r in rows]
-    if not seqs:
-        return [record]
+    if not seqs:  # archived: a batch is one transaction, so one answered day, all archived
+        from serving.audit.archived import archived_find
+
+        # [t, t + "\0") is t alone: the archive's filters compare text
+        found = archived_find(
+            store,
+            answered_from=record.answered_at,
+            answered_to=record.answered_at + "\0",
+            model_version=record.model_version,
+        )
+        batch = [
+            r
+            for r in found
+            if r.scored_at == record.scored_at and r.model_name == record.model_name
+        ]
+        return batch or [record]
     wanted = set(seqs)
     found = store.find(after_seq=seqs[0] - 1, limit=seqs[-1] - seqs[0] + 1)
     return [r for r in found if r.seq in wanted]
 
 
 def records_at(store: DecisionStore, seqs: Iterable[int]) -> list[DecisionRecord]:
+    """The decisions at ``seqs``, archived or hot."""
+    from serving.audit.archived import find_with_archive
+
     out = []
     for seq in seqs:
-        found = store.find(after_seq=int(seq) - 1, limit=1)
+        found = find_with_archive(store, after_seq=int(seq) - 1, limit=1)
         if found and found[0].seq == int(seq):
             out.append(found[0])
     return out

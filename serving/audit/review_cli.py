@@ -350,7 +350,7 @@ def recompute(
                 raise ParcelriskError(f"decision {decision_id!r}: not in {store.location}")
             records = [found[0]]
         else:
-            seqs = all_seqs(store.source)
+            seqs = all_seqs(store)
             chosen = sorted(random.Random(seed).sample(seqs, min(int(sample or 0), len(seqs))))
             records = records_at(store, chosen)
         # the outcome store creates its table when absent: open it only when there is one

@@ -251,6 +251,50 @@ def test_the_log_replayed_from_a_cutoff_reads_the_archived_days_after_it(tmp_pat
     store.close()
 
 
+def test_results_of_archived_declarations_are_replayed_with_their_declaration(
+    tmp_path, monkeypatch
+) -> None:
+    """Results stay in the store when their decisions' days are archived: the results log a
+    worker replays (and `audit recompute` rebuilds from) joined them to the hot decisions
+    alone and dropped every result of an archived day (probe 12)."""
+    import dataclasses
+
+    import pandas as pd
+
+    from serving.outcome_store import SqliteOutcomeStore
+    from serving.outcomes import store_outcomes
+    from serving.scoring import results_to_replay
+
+    monkeypatch.setenv("PARCELRISK_AUDIT_KEY", KEY.decode())
+
+    def declared(i: int):
+        text = json.dumps({"declaration_id": f"D{i}", "declared_at": "2026-05-01T10:00:00Z"})
+        return dataclasses.replace(_record(i), declaration_json=text)
+
+    store = _days_store(tmp_path, make=declared)
+    results = SqliteOutcomeStore(tmp_path / "audit.db", key=KEY)
+    inspected = pd.DataFrame(
+        {
+            "declaration_id": ["D1", "D7", "D12"],  # days 1 and 2 are archived below, 3 not
+            "inspected_at": ["2026-05-05T09:00:00Z"] * 3,
+            "illicit": [True, False, True],
+            "revenue_recovered": [10.0, None, 5.0],
+        }
+    )
+    store_outcomes(results, inspected, source="t", now=pd.Timestamp("2026-06-01", tz="UTC"))
+    archive_before(store, "2026-05-03T00:00:00.000000Z")
+    assert [e.seq for e in results.results_since(0)] == [3]  # the hot store knows D12 alone
+    events = results.results_since(0, decisions=store)
+    assert [json.loads(e.declaration_json)["declaration_id"] for e in events] == [
+        "D1",
+        "D7",
+        "D12",
+    ]
+    assert [e.seq for e in results_to_replay(results, 0, None, store)] == [1, 2, 3]
+    results.close()
+    store.close()
+
+
 def test_a_second_archive_while_one_runs_is_refused_in_one_line(tmp_path) -> None:
     """Two at once chose the same cut; the second died on the store's unique cut with an
     82-line traceback (probe)."""

@@ -369,3 +369,35 @@ def test_recompute_on_a_postgresql_store_shared_by_two_replicas(
                         "--tracking-uri", real_pipeline["tracking_uri"], "--json")  # fmt: skip
     summary = json.loads(out)["summary"]
     assert code == 0 and summary["n"] == 24 and summary["matches"] == 24, summary
+
+
+def test_recompute_reproduces_decisions_after_their_days_are_archived(
+    audited, capsys, tmp_path
+) -> None:
+    """`audit archive` is the store's normal lifecycle: an archived decision recomputes as it
+    did in the hot store (probe 12: its batch was read from the hot store alone, so it was
+    rebuilt without its batch-mates and mismatched; a sample drew from the hot store alone and
+    checked nothing once every day was archived)."""
+    import sqlite3
+
+    from serving.audit.archive import archive_before
+
+    db = tmp_path / "audit.db"
+    with sqlite3.connect(audited["db"]) as source, sqlite3.connect(db) as copy:
+        source.backup(copy)
+    store = SqliteDecisionStore(db)
+    try:
+        summary = archive_before(store, "2100-01-01T00:00:00.000000Z")
+    finally:
+        store.close()
+    assert summary["archived"] == len(audited["records"]) == 72
+    code, out, _ = run_cli(capsys, "audit", "recompute", "--sample", "40", "--seed", "3",
+                          *_recompute_opts(audited, db))  # fmt: skip
+    body = json.loads(out)
+    assert body["summary"] == {"n": 40, "matches": 40, "mismatches": 0, "unverifiable": 0}
+    assert code == 0
+    assert all(d["differing_features"] == [] for d in body["decisions"])
+    one = audited["records"][30]  # a batch of 12 scored together
+    code, out, _ = run_cli(capsys, "audit", "recompute", one.decision_id,
+                          *_recompute_opts(audited, db))  # fmt: skip
+    assert code == 0 and json.loads(out)["decisions"][0]["differing_features"] == []

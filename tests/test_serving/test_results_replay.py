@@ -11,7 +11,7 @@ class _Results:
     def __init__(self, rows):
         self.rows = rows
 
-    def results_since(self, seq, inspected_from_us=None):
+    def results_since(self, seq, inspected_from_us=None, decisions=None):
         return [
             r
             for r in self.rows

@@ -890,7 +890,19 @@ class SqliteDecisionStore:
         never archived). A cut whose MAC fails raises: it was not made with the key."""
         with self._read_lock:
             cut = self._reader.execute(_LAST_CUT).fetchone()
-        return checked_cut(self._key, cut, self.location)
+        seq, mac, recorded = checked_cut(self._key, cut, self.location)
+        if recorded is None:
+            return seq, mac, None
+        # The cut names the archive where it was made (an absolute path). A copy of the store
+        # with its archive beside it (an auditor's machine, write-once media) is the copy's
+        # to verify: its own archive is read, not the original's (probe 12: a copy whose
+        # archive was edited verified intact, reading the original; a faithful copy away from
+        # the original was "missing" its archived decisions). Every row read is still
+        # checked against the chain, so reading another directory can prove nothing false.
+        beside = self.path.with_name(f"{self.path.name}.archive")
+        if (beside / ARCHIVE_MANIFEST).is_file() and not _same_dir(beside, recorded["archive"]):
+            recorded = {**recorded, "archive": str(beside), "recorded_archive": recorded["archive"]}
+        return seq, mac, recorded
 
     def chain_rows(self, after_seq: int = 0, page: int = 5_000) -> Iterator[ChainRow]:
         """Every stored decision's chain link after ``after_seq``, in seq order, in pages
@@ -1002,6 +1014,13 @@ def link_intact(
         and hmac.compare_digest(expected_prev, link.prev_mac)
         and (after_prev_mac is None or hmac.compare_digest(bytes(after_prev_mac), link.mac))
     )
+
+
+def _same_dir(a: Path, b: str) -> bool:
+    try:
+        return a.resolve() == Path(b).resolve()
+    except OSError:
+        return False
 
 
 def checked_cut(

@@ -115,6 +115,40 @@ def test_a_tampered_or_missing_archive_day_is_found(tmp_path) -> None:
     assert problem is not None and problem.kind == "deleted" and "missing" in problem.detail
 
 
+def test_a_copy_of_the_store_verifies_its_own_archive(tmp_path) -> None:
+    """An auditor copies the store and the archive beside it (write-once media, their own
+    machine): verify of the copy reads the copy's archive, not the directory the cut names
+    (probe 12: an edited copy verified intact against the original's archive, and a faithful
+    copy away from the original was missing its archived decisions)."""
+    import shutil
+
+    store = _days_store(tmp_path / "site")
+    archive_before(store, "2026-05-03T00:00:00.000000Z")
+    store.close()
+    copy = tmp_path / "auditor"
+    shutil.copytree(tmp_path / "site", copy)
+    original_archive = tmp_path / "site" / "audit.db.archive"
+    original_archive.rename(tmp_path / "moved")  # the original's archive out of reach
+    copied = SqliteDecisionStore(copy / "audit.db", key=KEY, read_only=True)
+    report = verify_store(copied)
+    assert report.intact and report.checked == 15
+    assert all(str(copy) in source for source in report.sources)
+    copied.close()
+    (tmp_path / "moved").rename(original_archive)
+    first = sorted((copy / "audit.db.archive").glob("day=*/*.parquet"))[0]
+    table = pq.read_table(first)
+    lanes = table.column("lane").to_pylist()
+    lanes[2] = "green"
+    pq.write_table(table.set_column(table.column_names.index("lane"), "lane", [lanes]), first)
+    copied = SqliteDecisionStore(copy / "audit.db", key=KEY, read_only=True)
+    problem = verify_store(copied).problem
+    assert problem is not None and (problem.kind, problem.seq) == ("altered", 3)
+    copied.close()
+    original = SqliteDecisionStore(tmp_path / "site" / "audit.db", key=KEY, read_only=True)
+    assert verify_store(original).intact  # the original's own archive is untouched
+    original.close()
+
+
 def test_a_forged_cut_is_refused(tmp_path) -> None:
     store = _days_store(tmp_path)
     archive_before(store, "2026-05-02T00:00:00.000000Z")

@@ -133,6 +133,20 @@ def list_decisions(
         raise ParcelriskError(f"--lane {lane!r}: use red, yellow or green")
     start, end = _period(date_from, date_to)
     person = _consignee_pseudonym(consignee) if consignee is not None else None
+    if person is not None and person != consignee.strip():  # type: ignore[union-attr]
+        from features.keys import key_id, key_source, load_key
+
+        # Keyed with this machine's key: decisions made under another pseudonym key (rotated,
+        # or another site's) name the person by another pseudonym, and "nothing about them"
+        # would be false; say which key read the id (probe 12: a wrong key file answered
+        # "no decisions in that period", exit 0)
+        typer.echo(
+            f"consignee read as pseudonym {person} (pseudonym key id "
+            f"{key_id(load_key('pseudonym'))} from {key_source('pseudonym')}): decisions made "
+            "under another pseudonym key (a rotated one, another site's) name this person by "
+            "another pseudonym: look them up with that key, or by that pseudonym",
+            err=True,
+        )
     store = open_audit_store(db, params)
     try:
         filters = {

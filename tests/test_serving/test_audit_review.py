@@ -152,10 +152,17 @@ def test_list_finds_a_persons_decisions_by_their_raw_id_or_pseudonym(audited, ca
     )
     assert code == 0, err
     assert [r["declaration_id"] for r in json.loads(out)] == theirs
+    assert "pseudonym key id" not in err  # a pseudonym given is matched as it is
     code, out, err = run_cli(
         capsys, "audit", "list", *period, "--consignee", "nobody-at-all", *_opts(audited)
     )
     assert code == 0 and json.loads(out) == []
+    # a raw id is keyed with this machine's key: which one is said, since decisions made under
+    # another key name the person otherwise ("nothing about them" would be false; probe 12)
+    from features.keys import key_id, load_key
+
+    assert f"pseudonym key id {key_id(load_key('pseudonym'))}" in err
+    assert "another pseudonym key" in err
 
 
 def test_show_gives_every_feature_and_the_inspection(audited, capsys) -> None:

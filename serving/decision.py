@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from features.errors import ParcelriskError
+
 # The stored values of a record, in this order: what a store keeps and what the hash covers.
 STORED_FIELDS = (
     "decision_id",
@@ -54,6 +56,11 @@ def parse_iso_us(text: str) -> int:
     moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+class DamagedRecord(ParcelriskError):
+    """A stored decision edited outside the service into something that no longer reads
+    (JSON that does not parse, bytes that are not text): NOT INTACT, and nothing to show."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +109,22 @@ class DecisionRecord:
 
     @property
     def declaration(self) -> dict[str, Any]:
-        return json.loads(self.declaration_json)
+        """The stored declaration; ``DamagedRecord`` when it no longer reads as one (edited
+        outside the service: bytes that are not text, text that is not a JSON object)."""
+        try:
+            value = json.loads(self.declaration_json)
+        except (ValueError, TypeError) as exc:  # UnicodeDecodeError and JSONDecodeError too
+            raise self._damaged(type(exc).__name__) from None
+        if not isinstance(value, dict):
+            raise self._damaged(f"a JSON {type(value).__name__}, not an object")
+        return value
+
+    def _damaged(self, why: str) -> DamagedRecord:
+        return DamagedRecord(
+            f"decision {self.decision_id} (seq {self.seq}): its stored declaration cannot be "
+            f"read ({why}): edited outside the service, NOT INTACT; `parcelrisk audit verify` "
+            "names where the chain breaks"
+        )
 
     @property
     def feature_vector(self) -> np.ndarray:

@@ -198,13 +198,19 @@ class ScoringRuntime:
         # this worker's rows are known by their exact stored text: no JSON to parse
         own, seen = self._own_texts, self.live.seen_ids
         others = []
-        for _, text in rows:
+        for seq, text in rows:
             if text in own:
                 own.discard(text)
                 continue
             # every sibling worker's decision passes here: orjson reads one in ~3 us, json.loads
             # in ~11; the stored JSON is canonical, so it is not validated again (~10 us more)
-            values = orjson.loads(text)
+            try:
+                values = orjson.loads(text)
+            except orjson.JSONDecodeError:
+                values = None
+            if not isinstance(values, dict):
+                damaged_in_log(f"decision seq {seq}")
+                continue
             if values.get("declaration_id") not in seen:
                 others.append(values)
         if not others:
@@ -224,14 +230,38 @@ class ScoringRuntime:
             self.live.append(batch.declarations, batch.features.prep)
 
 
+def damaged_in_log(what: str) -> None:
+    """A logged declaration edited outside the service into something that does not read
+    (NOT INTACT: `audit verify` names it) is left out of the live state, said in the log: one
+    damaged record kept every worker from loading its champion (probe 12). The audit's
+    replay (``serving.audit.recompute``) leaves it out the same way."""
+    logger.error(
+        "%s: its stored declaration cannot be read (edited outside the service, NOT INTACT): "
+        "left out of the live entity state; run `parcelrisk audit verify`",
+        what,
+    )
+
+
+def readable(texts: list[str]) -> list[dict[str, Any] | None]:
+    """Each stored declaration's values, None for one that does not read (``damaged_in_log``)."""
+    import orjson
+
+    out: list[dict[str, Any] | None] = []
+    for text in texts:
+        try:
+            values = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            values = None
+        out.append(values if isinstance(values, dict) else None)
+    return out
+
+
 def outcome_events(
     rows: list[ResultEvent], contract: Any
 ) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``LiveState.append_outcomes``'s arguments for stored results: one event per result, and
     for a correction a second one taking back the result it replaced (at that one's time,
     sign -1, the correction's seq: see ``append_outcomes``)."""
-    import orjson
-
     from features.intake.columns import StoredColumns
 
     texts, times, illicit, revenue, seqs, signs = [], [], [], [], [], []
@@ -244,12 +274,18 @@ def outcome_events(
         seqs.append(seq)
         signs.append(sign)
 
-    for r in rows:
+    parsed = readable([r.declaration_json for r in rows])  # as stored: canonical
+    declarations = []
+    for r, values in zip(rows, parsed, strict=True):
+        if values is None:  # its declaration's record was damaged: the result has no entities
+            damaged_in_log(f"the decision of result seq {r.seq}")
+            continue
         event(r.declaration_json, r.inspected_at_us, r.illicit, r.revenue_recovered, r.seq, 1)
+        declarations.append(values)
         if (old := r.replaces) is not None:
             event(r.declaration_json, old.inspected_at_us, old.illicit, old.revenue_recovered,
                   r.seq, -1)  # fmt: skip
-    declarations = [orjson.loads(text) for text in texts]  # as stored: canonical
+            declarations.append(values)
     cents = np.round(np.nan_to_num(np.array(revenue, dtype=float), nan=0.0) * 100)
     return (
         StoredColumns(declarations, contract),

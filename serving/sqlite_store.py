@@ -28,8 +28,9 @@ from typing import IO, Any
 from features.errors import ParcelriskError
 from features.keys import load_key
 from serving.audit.chain import GENESIS, ChainRow, record_mac
-from serving.decision import (
+from serving.decision import (  # DamagedRecord: raised here, imported from here by callers
     STORED_FIELDS,
+    DamagedRecord,
     DecisionRecord,
     iso_utc,
     pack_feature_rows,
@@ -310,7 +311,11 @@ def _declared_at(declaration_json: str) -> str | None:
     if at < 0:
         import json
 
-        value = json.loads(declaration_json).get("declared_at")
+        try:
+            declaration = json.loads(declaration_json)
+        except ValueError:  # damaged: the MAC check names it
+            return None
+        value = declaration.get("declared_at") if isinstance(declaration, dict) else None
         return None if value is None else str(value)
     start = at + len('"declared_at": "')
     return declaration_json[start : declaration_json.index('"', start)]
@@ -318,11 +323,6 @@ def _declared_at(declaration_json: str) -> str | None:
 
 _DECISION_ID = STORED_FIELDS.index("decision_id")
 _DECLARATION_JSON = STORED_FIELDS.index("declaration_json")
-
-
-class DamagedRecord(ParcelriskError):
-    """A stored decision edited outside the service into something that no longer reads
-    (JSON that does not parse, bytes that are not text): NOT INTACT, and nothing to show."""
 
 
 def _row_record(row: Sequence[Any]) -> tuple[DecisionRecord, ChainRow]:
@@ -334,6 +334,7 @@ def _row_record(row: Sequence[Any]) -> tuple[DecisionRecord, ChainRow]:
         record = DecisionRecord.from_stored_values(
             link.values, seq=link.seq, answered_at=link.answered_at
         )
+        record.declaration  # noqa: B018 (read now: DamagedRecord here, not where it is shown)
     except (ValueError, TypeError, KeyError) as exc:  # JSONDecodeError is a ValueError
         decision_id = row[_DECISION_ID]
         raise DamagedRecord(
@@ -1073,5 +1074,6 @@ def get_archived(store: Any, decision_id: str) -> tuple[DecisionRecord, bool] | 
         record = DecisionRecord.from_stored_values(
             link.values, seq=link.seq, answered_at=link.answered_at
         )
+        record.declaration  # noqa: B018 (DamagedRecord now, as for a hot record)
         return record, intact
     return None

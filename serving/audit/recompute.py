@@ -241,8 +241,12 @@ class StateReplay:
 
             page = since_with_archive(self.store, self.log_seq, self._cutoff, limit)
             rows = [r for r in page if r[0] <= known_seq]
-            if rows:
-                self.live.append(StoredColumns([json.loads(t) for _, t in rows], contract))
+            from serving.scoring import readable
+
+            # as the scorer's catch-up: a declaration that does not read is left out
+            values = [v for v in readable([t for _, t in rows]) if v is not None]
+            if values:
+                self.live.append(StoredColumns(values, contract))
             # a full page inside the range: more may follow; else the range is done
             full = len(page) == limit and len(rows) == len(page)
             self.log_seq = rows[-1][0] if full else known_seq

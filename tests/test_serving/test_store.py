@@ -283,6 +283,39 @@ def test_bytes_that_are_not_text_are_named_not_intact_never_a_traceback(tmp_path
     store.close()
 
 
+@pytest.mark.parametrize("damage", ["CAST(x'c328' AS TEXT)", "'not json at all'", "'[1, 2]'"])
+def test_a_declaration_that_no_longer_reads_is_damaged_never_a_traceback(tmp_path, damage):
+    """The declaration edited into bytes that are not text, or text that is not a JSON object:
+    `audit show` died in a traceback, the page and /decision answered 500, and the live
+    state's replay of the log kept every worker from loading its champion (probe 12)."""
+    from serving.scoring import ScoringRuntime
+    from serving.sqlite_store import DamagedRecord
+
+    path = tmp_path / "audit.db"
+    store = SqliteDecisionStore(path)
+    store.record([_record(1), _record(2), _record(3)])
+    store.close()
+    with sqlite3.connect(path) as conn:
+        conn.execute(f"UPDATE decisions SET declaration_json = {damage} WHERE seq = 2")
+    store = SqliteDecisionStore(path)
+    with pytest.raises(DamagedRecord, match=r"decision dec2 \(seq 2\): its stored declaration"):
+        store.get("dec2")
+    assert store.get("dec3")[1] is True
+
+    class _Live:  # what _append_logged reads of the live state
+        def __init__(self) -> None:
+            self.seen_ids: set[str] = set()
+
+        def append(self, columns, prep=None):
+            return len(columns)
+
+    runtime = ScoringRuntime.__new__(ScoringRuntime)
+    runtime.live, runtime._own_texts, runtime.contract = _Live(), set(), None
+    added = runtime._append_logged(store.since(0))
+    assert added == 2  # decisions 1 and 3; the damaged one left out, said in the log
+    store.close()
+
+
 def test_a_writer_under_another_audit_key_is_refused_before_it_writes(tmp_path) -> None:
     """Under another key, serve and score --audit-db appended records that made the
     genuine chain fail verify from there on (probe)."""

@@ -439,7 +439,12 @@ def export(
         table_rows,
         tally,
     )
-    from serving.audit.verify import describe_results, verify_results_of, verify_store
+    from serving.audit.verify import (
+        describe_results,
+        describe_results_problem,
+        verify_results_of,
+        verify_store,
+    )
 
     if fmt not in ("csv", "html"):
         raise ParcelriskError(f"--format {fmt!r}: use csv or html")
@@ -450,26 +455,33 @@ def export(
     # (100k decisions: 620 MB peak when records and rows were held whole).
     with tempfile.TemporaryFile(mode="w+", encoding="utf-8") as body:
         tallies: list[pd.DataFrame] = []
-        n_rows, columns = 0, None
+        n_rows, unvouched, columns = 0, 0, None
         store = open_audit_store(db, params)
         try:
+            # walked first, CSV and HTML alike: each row says whether the chain vouches for it,
+            # and one it does not is kept out of the totals (probe 12: a decision edited
+            # yellow -> green was exported unmarked, counted as green, exit 0)
+            verified = verify_store(store)
+            results_verified = verify_results_of(store, decisions=verified)
             for page in _pages(store, None, answered_from=start, answered_to=end):
                 outcomes = read_outcomes(store, [r.declaration_id for r in page])
                 rows = decision_rows(page, outcomes)
+                # last: a column added after the ones readers of earlier exports know
+                rows["chain"] = chain_states(rows["seq"].tolist(), verified)
                 first = columns is None
                 body.write(rows_csv(rows, header=first) if fmt == "csv" else table_rows(rows))
-                tallies.append(tally(rows))
+                # one recorded after the walk is counted (not suspect, just newer than it)
+                vouched = ~rows["chain"].str.startswith(("NOT INTACT", _AFTER_BREAK))
+                tallies.append(tally(rows[vouched]))
                 n_rows, columns = n_rows + len(rows), list(rows.columns)
+                unvouched += int((~vouched).sum())
             if columns is None:  # an empty period: its CSV still has the header
                 empty = decision_rows([], read_outcomes(store, []))
+                empty["chain"] = pd.Series(dtype=object)
                 columns = list(empty.columns)
                 if fmt == "csv":
                     body.write(rows_csv(empty))
             head = store.head()
-            verified = verify_store(store) if fmt == "html" else None
-            results_verified = (
-                verify_results_of(store, decisions=verified) if fmt == "html" else None
-            )
             path = store.location
         finally:
             store.close()
@@ -493,6 +505,11 @@ def export(
                 ),
                 "verify results": describe_results(results_verified),
             }
+            if unvouched:
+                header["not counted"] = (
+                    f"{unvouched} decision(s) the chain does not vouch for (column chain): "
+                    "listed, left out of the counts"
+                )
             summary = summary_of_tally(pd.concat(tallies) if tallies else tally(pd.DataFrame()))
             yield from report_html_parts(header, summary, n_rows, columns, written)
 
@@ -509,6 +526,43 @@ def export(
 
             atomic_write(out, write)
             typer.echo(f"{n_rows} decisions -> {out}", err=True)
+    broken = [
+        f"NOT INTACT: {verified.problem.describe()}" if verified.problem is not None else "",
+        f"NOT INTACT: {describe_results_problem(results_verified['problem'])}"
+        if results_verified is not None and results_verified["problem"] is not None
+        else "",
+    ]
+    if any(broken):  # the report is written, its rows marked; filing it is for a person to judge
+        for line in filter(None, broken):
+            typer.echo(line, err=True)
+        typer.echo(
+            f"the export holds {unvouched} decision(s) the chain does not vouch for, marked in "
+            "its chain column; run `parcelrisk audit verify`",
+            err=True,
+        )
+        raise typer.Exit(1)
+
+
+def chain_states(seqs: list[int], report: Any) -> list[str]:
+    """Per decision of an export, what the chain's walk (``verify_store``) says of it:
+    ``intact``; ``NOT INTACT: <kind>`` at the first break; ``not verified: ...`` after it (the
+    chain cannot vouch for what follows a break) or for a decision recorded after the walk."""
+    problem = report.problem
+    last = report.last_seq or 0
+    out = []
+    for seq in seqs:
+        if problem is None:
+            out.append("intact" if seq <= last else "not verified: recorded after the walk")
+        elif seq < problem.seq:
+            out.append("intact")
+        elif seq == problem.seq:
+            out.append(f"NOT INTACT: {problem.kind}")
+        else:
+            out.append(f"{_AFTER_BREAK} {problem.seq}")
+    return out
+
+
+_AFTER_BREAK = "not verified: the chain breaks at seq"
 
 
 def register_review(app: typer.Typer) -> None:

@@ -147,3 +147,34 @@ def test_the_tallies_of_pages_add_up_to_the_period(store_path) -> None:
     assert whole["counts"].set_index("model_version").loc["all", "all"] == N
     lanes = whole["hit_rate_by_lane"].set_index("lane")
     assert lanes["inspected"].sum() == 12 and lanes["illicit"].sum() == 4
+
+
+def test_an_export_of_a_tampered_store_marks_the_rows_and_exits_1(
+    store_path, capsys, tmp_path
+) -> None:
+    """A decision edited behind the service (yellow -> green) was exported unmarked, counted
+    as green, exit 0 (probe 12): each row now says what the chain's walk found of it, a row the
+    chain does not vouch for is left out of the counts, and the exit says the store is broken."""
+    import shutil
+    import sqlite3
+
+    db = tmp_path / "audit.db"
+    shutil.copy(store_path, db)
+    intact_csv = tmp_path / "intact.csv"
+    args = ["audit", "export", *PERIOD, "--format", "csv", "--db", str(db)]
+    assert run_cli(capsys, *args, "--out", str(intact_csv))[0] == 0
+    assert set(pd.read_csv(intact_csv)["chain"]) == {"intact"}
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE decisions SET lane = 'green' WHERE seq = 11")
+    out = tmp_path / "x.csv"
+    code, _, err = run_cli(capsys, *args, "--out", str(out))
+    assert code == 1 and "NOT INTACT: altered at seq 11" in err
+    chain = pd.read_csv(out).set_index("seq")["chain"]
+    assert chain[10] == "intact" and chain[11] == "NOT INTACT: altered"
+    assert chain[12] == "not verified: the chain breaks at seq 11"
+    html = tmp_path / "x.html"
+    html_args = ["audit", "export", *PERIOD, "--format", "html", "--db", str(db)]
+    code, _, _ = run_cli(capsys, *html_args, "--out", str(html))
+    page = html.read_text()
+    assert code == 1 and "NOT INTACT: altered" in page
+    assert f"{N - 10} decision(s) the chain does not vouch for" in page

@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from features.errors import ParcelriskError
 from serving.audit.chain import GENESIS, ChainReport, ChainRow, ChainWalker, Problem, parse_head
 from serving.decision import STORED_FIELDS
 from serving.sqlite_store import archived_rows, read_archive_manifest
@@ -36,12 +37,37 @@ def verify_store(
         start = store.chain_start()
         report = _verify_from(store, start, head, key)
         if report.problem is None:
+            if start[2] is None:
+                report.problem = _archive_without_cut(store, report)
             return report
         if store.chain_start()[0] != start[0]:
             continue  # the cut moved during the walk
         if not _archive_ahead(start) or time.monotonic() > deadline:
             return report
         time.sleep(0.2)
+
+
+def _archive_without_cut(store: DecisionStore, report: ChainReport) -> Problem | None:
+    """An archive beside a SQLite store (``STORE.archive``) that the store's chain does not
+    start from: its cut row was deleted (no key needed). With decisions after the cut the walk
+    finds the gap; with every decision archived it found "0 decisions, intact" (probe 12)."""
+    path = getattr(store, "path", None)
+    if path is None:
+        return None
+    try:
+        manifest = read_archive_manifest(Path(path).with_name(f"{Path(path).name}.archive"))
+    except ParcelriskError:  # a manifest that does not read: not an archive to vouch for
+        return None
+    cut_seq = int(manifest.get("cut_seq", 0) or 0)
+    if cut_seq <= 0 or (report.first_seq == 1):
+        return None  # the hot chain starts at the beginning: the archive is not its past
+    return Problem(
+        "deleted",
+        1,
+        None,
+        f"the archive beside the store holds decisions up to seq {cut_seq}, but the store "
+        "records no archive cut: its cut was removed, and the chain read from here hides them",
+    )
 
 
 # how long a walk waits for an archive whose manifest is written to make its cut
@@ -224,9 +250,46 @@ def verify_results_of(
         return {"intact": False, "checked": 0, "head": None, "problem": problem}
     results = open_outcome_store(store.source, store, read_only=True)
     try:
-        return verify_results(results, store.key, head, decisions)
+        report = verify_results(results, store.key, head, decisions)
     finally:
         results.close()
+    if report["problem"] is None and decisions is not None:
+        orphan = _result_without_decision(store)
+        if orphan is not None:
+            seq, declaration_id = orphan
+            report["intact"] = False
+            report["problem"] = {
+                "kind": "deleted",
+                "seq": seq,
+                "declaration_id": declaration_id,
+                "detail": "no decision in the store or its archive is of this declaration, "
+                "though a result is only stored for a decided one: its decisions were removed "
+                "(an archive cut deleted, or the decisions themselves)",
+            }
+    return report
+
+
+def _result_without_decision(store: DecisionStore) -> tuple[int, str] | None:
+    """The first stored result (seq, declaration id) whose declaration no decision holds, hot
+    or archived: results are refused for declarations never decided, so such a result says its
+    decisions were removed (probe 12: with every decision archived, deleting the one cut row
+    read as "0 decisions, intact" beside 4 results)."""
+    from serving.audit.archived import archived_declarations
+    from serving.store_read import read_only
+
+    with read_only(store.source) as reader:
+        _, rows = reader.query(
+            "SELECT o.seq, o.declaration_id FROM outcomes AS o WHERE NOT EXISTS "
+            "(SELECT 1 FROM decisions AS d WHERE d.declaration_id = o.declaration_id) "
+            "ORDER BY o.seq"
+        )
+    if not rows:
+        return None
+    archived = archived_declarations(store, sorted({str(r[1]) for r in rows}))
+    for seq, declaration_id in rows:
+        if str(declaration_id) not in archived:
+            return int(seq), str(declaration_id)
+    return None
 
 
 def describe_results(report: dict[str, Any] | None) -> str:

@@ -149,6 +149,63 @@ def test_a_copy_of_the_store_verifies_its_own_archive(tmp_path) -> None:
     original.close()
 
 
+def test_a_deleted_cut_of_a_store_whose_every_decision_is_archived_is_found(
+    tmp_path, monkeypatch
+) -> None:
+    """With every decision archived, deleting the one cut row (no key needed) read as
+    "0 decisions, intact" (probe 12). The archive beside the store names the cut it had; a
+    copy of the file alone still holds results, which are stored only for decided declarations."""
+    import dataclasses
+    import shutil
+
+    import pandas as pd
+
+    from serving.audit.verify import verify_results_of
+    from serving.outcome_store import SqliteOutcomeStore
+    from serving.outcomes import store_outcomes
+
+    monkeypatch.setenv("PARCELRISK_AUDIT_KEY", KEY.decode())
+
+    def declared(i: int):
+        text = json.dumps({"declaration_id": f"D{i}", "declared_at": "2026-05-01T10:00:00Z"})
+        return dataclasses.replace(_record(i), declaration_json=text)
+
+    store = _days_store(tmp_path, make=declared)
+    results = SqliteOutcomeStore(tmp_path / "audit.db", key=KEY)
+    store_outcomes(
+        results,
+        pd.DataFrame(
+            {"declaration_id": ["D2"], "inspected_at": ["2026-05-05T09:00:00Z"], "illicit": [False]}
+        ),
+        source="t",
+        now=pd.Timestamp("2026-06-01", tz="UTC"),
+    )
+    results.close()
+    archive_before(store, "2026-05-04T00:00:00.000000Z")
+    assert store.count() == 0 and verify_store(store).checked == 15
+    assert verify_results_of(store, decisions=verify_store(store))["problem"] is None
+    store.close()
+    with sqlite3.connect(tmp_path / "audit.db") as conn:
+        conn.execute("DELETE FROM chain_cuts")
+        conn.commit()
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the file alone holds it all
+    store = SqliteDecisionStore(tmp_path / "audit.db", key=KEY, read_only=True)
+    problem = verify_store(store).problem
+    assert problem is not None and problem.kind == "deleted"
+    assert "records no archive cut" in problem.detail
+    store.close()
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    shutil.copy(tmp_path / "audit.db", alone / "audit.db")  # without its archive
+    store = SqliteDecisionStore(alone / "audit.db", key=KEY, read_only=True)
+    report = verify_store(store)
+    assert report.intact and report.checked == 0
+    results_problem = verify_results_of(store, decisions=report)["problem"]
+    assert results_problem is not None and results_problem["declaration_id"] == "D2"
+    assert "its decisions were removed" in results_problem["detail"]
+    store.close()
+
+
 def test_a_forged_cut_is_refused(tmp_path) -> None:
     store = _days_store(tmp_path)
     archive_before(store, "2026-05-02T00:00:00.000000Z")

@@ -135,6 +135,17 @@ def implausible_rows(findings: Findings) -> np.ndarray:
     return rows
 
 
+def exploration_note(lane: str, without: str, rate: float) -> str:
+    """The warning of a declaration the exploration quota raised from ``without`` to ``lane``:
+    its reasons are the model's view of the parcel, not why it was selected (probe 12: a
+    parcel drawn at random was answered and recorded with "IOSS prepaid: 0" as its reasons)."""
+    return (
+        f"{lane} by the random exploration quota (serve.exploration_rate {rate:.1%}), not by "
+        f"the model: its risk alone gives {without}; drawn at random to measure what the model "
+        "misses, and the reasons are the model's view of the parcel, not why it was selected"
+    )
+
+
 def implausible_note(lane: str) -> str:
     """The warning of a declaration ``implausible_lane`` raised to ``lane``."""
     return (

@@ -25,7 +25,13 @@ from features.intake.rules import Findings, Limits, Rule, check, check_records, 
 from serving.audit.archived import since_with_archive
 from serving.auth import Caller
 from serving.decision import DecisionRecord, features_for_storage
-from serving.lanes import assign_lanes, facilitation_notes, implausible_note, implausible_rows
+from serving.lanes import (
+    assign_lanes,
+    exploration_note,
+    facilitation_notes,
+    implausible_note,
+    implausible_rows,
+)
 from serving.reasons import Reason, explain_decisions
 
 if TYPE_CHECKING:
@@ -533,6 +539,14 @@ def score_frame(
         )
         for row in np.flatnonzero(implausible & (plain != lanes)).tolist():
             warnings[row].append(implausible_note(str(lanes[row])))
+    if exploration.any():  # a lane the draw raised says so (about 1 row in 100)
+        undrawn = runtime.config.model_copy(update={"exploration_rate": 0.0})
+        without, _ = assign_lanes(
+            scores["priority"], aeo, declaration_ids, thresholds, undrawn, implausible
+        )
+        rate = runtime.config.exploration_rate
+        for row in np.flatnonzero(exploration & (without != lanes)).tolist():
+            warnings[row].append(exploration_note(str(lanes[row]), str(without[row]), rate))
     for row, note in facilitation_notes(
         scores["priority"], aeo, lanes, thresholds, runtime.config
     ).items():

@@ -88,3 +88,35 @@ def test_an_aeo_parcel_kept_out_of_red_by_facilitation_says_so(stub_runtime) -> 
     assert batch.lanes[0] != "red"
     assert any(w.startswith("AEO facilitation: priority") for w in batch.warnings[0])
     assert not any(w.startswith("AEO facilitation") for w in plain.warnings[red])
+
+
+def test_a_lane_the_exploration_draw_raised_says_so(stub_runtime) -> None:
+    """A parcel drawn at random was answered and recorded with the model's SHAP terms as its
+    reasons ("IOSS prepaid: 0"), none saying why it was selected (probe 12): a lane the draw
+    raised carries a note naming the quota and the lane the model alone gives; a drawn parcel
+    the model had put there anyway carries none."""
+    from serving.lanes import assign_lanes
+
+    models = [Declaration.model_validate(d) for d in make_declarations(400, seed=5)]
+    batch = score_frame(RecordColumns(models, None), stub_runtime)
+    undrawn = stub_runtime.config.model_copy(update={"exploration_rate": 0.0})
+    without, _ = assign_lanes(
+        batch.scores["priority"],
+        np.array([bool(m.aeo_operator) for m in models]),
+        batch.declaration_ids,
+        stub_runtime.thresholds,
+        undrawn,
+    )
+    raised = batch.exploration & (without != batch.lanes)
+    assert raised.any()
+    for i in range(len(models)):
+        notes = [w for w in batch.warnings[i] if "exploration quota" in w]
+        if raised[i]:
+            assert notes == [
+                f"{batch.lanes[i]} by the random exploration quota (serve.exploration_rate "
+                f"5.0%), not by the model: its risk alone gives {without[i]}; drawn at random "
+                "to measure what the model misses, and the reasons are the model's view of the "
+                "parcel, not why it was selected"
+            ]
+        else:
+            assert notes == []

@@ -45,8 +45,10 @@ BUNDLE_DIGEST_TAG = "bundle.sha256"
 # What a version with missing artifacts most likely is: versions registered before
 # ``log_training`` registered last could be left so by a train killed or out of disk space.
 INTERRUPTED_TRAINING = (
-    "the training run may have been interrupted before it was fully logged; "
-    "retrain (`parcelrisk train`) or delete this version"
+    "the training run may have been interrupted before it was fully logged, or its artifacts "
+    "were removed since; retrain (`parcelrisk train`) for a new version, but keep this one if "
+    "decisions were recorded with it: it is their link to the model that made them (restore "
+    "its artifacts to recompute them)"
 )
 
 

@@ -112,6 +112,20 @@ class RecordedModels:
             run_url=run_url(self.tracking_uri, experiment_id, run_id),
         )
 
+    def run_of(self, name: str, version: str) -> str | None:
+        """The run a registered version names, read from the registry alone: what `show`
+        still says when the version's artifacts cannot be loaded (None: no such version)."""
+        from mlflow.exceptions import MlflowException
+
+        from models.registry import registry_client
+
+        if self._client is None:
+            self._client = registry_client(self.tracking_uri)
+        try:
+            return str(self._client.get_model_version(name, str(version)).run_id)
+        except MlflowException:
+            return None
+
     def thresholds(self, loaded: LoadedModel, version: str) -> LaneThresholds | None:
         """The lane thresholds ``version`` of a loaded model: its bundle's, or one set later
         (``parcelrisk lanes set``) as recorded on its run; None when the run holds no such

@@ -217,6 +217,8 @@ def show(
             explanation = explain_record(record, loaded)
         except ParcelriskError as exc:
             problem = scrub_uris(str(exc))  # a loading error may quote the registry's URI
+            # the run the registry names, though its artifacts do not load (probe 12: "run None")
+            run["run_id"] = models.run_of(record.model_name, record.model_version)
         tracking = display_uri(models.tracking_uri)  # printed: never its password
     # None, not NaN, for what a result leaves empty (a clean one's offence and revenue)
     result = _finite(outcome.drop(columns="declaration_id").to_dict("records"))

@@ -420,7 +420,7 @@ class AuditorPages:
                 r=record,
                 intact=intact,
                 declaration=record.declaration,
-                tracking_uri=service._tracking_uri or "",
+                tracking_uri=_tracking_shown(service),
                 **view,
             ),
         )
@@ -483,7 +483,7 @@ class AuditorPages:
             found = self._champion.get(key)
             if found is None or found.model is not runtime.model:
                 run_id = runtime.run_id or ""
-                uri = service._tracking_uri or ""
+                uri = _tracking_shown(service)
                 experiment = (
                     self.evidence(service).client().get_run(run_id).info.experiment_id
                     if run_id and web_link(uri)
@@ -542,7 +542,7 @@ class AuditorPages:
             **self._context(
                 service,
                 is_champion=is_champion,
-                tracking_uri=service._tracking_uri or "",
+                tracking_uri=_tracking_shown(service),
                 tolerance=TOLERANCE,
                 min_results=MIN_RESULTS,
                 **view,
@@ -603,3 +603,12 @@ def _checked_results(service: Any, declaration_id: str) -> list[dict[str, Any]]:
             intact = link.valid(service.store.key)
         checked.append({**result, "intact": intact})
     return checked
+
+
+def _tracking_shown(service: Any) -> str:
+    """The tracking store the service loads its models from, as the pages name it: the one
+    given to `serve`, else MLflow's own setting or the default (probe 12: the pages told the
+    auditor to open "mlflow ui --backend-store-uri " with nothing after it)."""
+    from models.registry import resolve_tracking_uri
+
+    return resolve_tracking_uri(service._tracking_uri)

@@ -138,7 +138,9 @@ def test_a_version_without_its_bundle_says_training_may_have_been_interrupted(
     assert "\n" not in message
     assert f"artifact {BUNDLE_ARTIFACT}/ missing" in message
     assert "training run may have been interrupted" in message
-    assert "retrain (`parcelrisk train`) or delete this version" in message
+    assert "retrain (`parcelrisk train`)" in message
+    # never "delete this version": the decisions recorded with it would lose their model (probe 12)
+    assert "delete" not in message and "keep this one if decisions were recorded" in message
 
 
 def test_a_run_left_running_by_a_killed_training_is_ended_by_the_next(tmp_path) -> None:

@@ -371,3 +371,16 @@ def test_a_decision_of_a_version_the_registry_lacks_is_shown_unexplained(
     assert r.status_code == 200, r.text
     assert "not explained with parcel-risk v2" in r.text and "waterfall" not in r.text
     assert 'id="features"' in r.text and 'class="ok">intact' in r.text
+
+
+def test_the_pages_name_the_tracking_store_serve_was_not_given(monkeypatch) -> None:
+    """`serve` without --tracking-uri loads its models from MLflow's own setting: the pages
+    told the auditor to open "mlflow ui --backend-store-uri " with nothing after it (probe 12)."""
+    from types import SimpleNamespace
+
+    from serving.auditor.pages import _tracking_shown
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:////srv/mlflow.db")
+    assert _tracking_shown(SimpleNamespace(_tracking_uri=None)) == "sqlite:////srv/mlflow.db"
+    given = SimpleNamespace(_tracking_uri="http://mlflow:5000")
+    assert _tracking_shown(given) == "http://mlflow:5000"

@@ -306,6 +306,9 @@ class _NoModels:
 
         raise ParcelriskError(f"model {name} v{version}: not in this test's registry")
 
+    def run_of(self, name, version):
+        return "run-of-the-registry"
+
 
 def test_audit_show_lists_what_a_correction_replaced(capsys, tmp_path, monkeypatch) -> None:
     import serving.audit.models
@@ -319,6 +322,8 @@ def test_audit_show_lists_what_a_correction_replaced(capsys, tmp_path, monkeypat
     code, out, err = run_cli(capsys, *show)
     assert code == 0, err
     assert "inspection    clean at 2026-05-10T09:00:00.000000Z, offence -, recovered -" in out
+    # the model does not load, but the run the registry names is said (probe 12: "run None")
+    assert "run run-of-the-registry" in out
     assert f"by file:appeals.csv: {APPEAL} (was illicit at 2026-05-10T09:00:00" in out
     assert "nan" not in out.lower()
     code, out, err = run_cli(capsys, *show, "--json")

@@ -308,6 +308,8 @@ def batch_of(store: DecisionStore, record: DecisionRecord) -> list[DecisionRecor
             (record.answered_at, record.scored_at, record.model_name, record.model_version),
         )
     seqs = [int(r[0]) for r in rows]
+    if not seqs and record.answered_at is None:  # never stored: its batch cannot be known
+        return [record]
     if not seqs:  # archived: a batch is one transaction, so one answered day, all archived
         from serving.audit.archived import archived_find
 

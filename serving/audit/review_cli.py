@@ -209,12 +209,22 @@ def show(
         store.close()
     with RecordedModels(tracking_uri) as models:
         explanation: dict[str, Any] | None = None
+        cutoffs: dict[str, float] | None = None
         problem = None
         run: dict[str, Any] = {"run_id": None, "run_url": None}
         try:
             loaded = models.get(record.model_name, record.model_version)
             run = {"run_id": loaded.run_id, "run_url": loaded.run_url}
             explanation = explain_record(record, loaded)
+            # the cut-offs the lane was assigned with, not only their version (probe 12)
+            found = models.thresholds(loaded, record.thresholds_version)
+            if found is not None:
+                cutoffs = {
+                    "red_cutoff": found.red_cutoff,
+                    "yellow_cutoff": found.yellow_cutoff,
+                    "red_rate": found.red_rate,
+                    "yellow_rate": found.yellow_rate,
+                }
         except ParcelriskError as exc:
             problem = scrub_uris(str(exc))  # a loading error may quote the registry's URI
             # the run the registry names, though its artifacts do not load (probe 12: "run None")
@@ -240,6 +250,7 @@ def show(
             **run,
             "tracking_uri": tracking,
             "thresholds_version": record.thresholds_version,
+            "cutoffs": cutoffs,
             "lane_policy": json.loads(record.lane_policy),
         },
         "explanation": explanation,
@@ -276,6 +287,13 @@ def _show_text(body: dict[str, Any]) -> str:
         f"risk          {body['risk']:.6f}   expected revenue {body['expected_revenue']:.2f}",
         f"model         {model['name']} v{model['version']}   run {model['run_id']}",
         f"run           {model['run_url']}   (tracking {model['tracking_uri']})",
+        f"cut-offs      {model['thresholds_version']}: "
+        + (
+            f"red if priority >= {c['red_cutoff']:.6g} ({c['red_rate']:.1%} of traffic), "
+            f"yellow if >= {c['yellow_cutoff']:.6g} ({c['yellow_rate']:.1%})"
+            if (c := model["cutoffs"]) is not None
+            else "not available (the model does not load)"
+        ),
         f"asked by      request {body['request_id'] or '-'}   api key {body['api_key_id'] or '-'}",
         f"scored_at     {body['scored_at']}   answered_at {body['answered_at']}",
         f"knew          log seq {body['known_seq']}, results seq {body['known_results_seq']}",

@@ -179,10 +179,14 @@ def test_show_gives_every_feature_and_the_inspection(audited, capsys) -> None:
     assert explanation["raw_score"] == record.raw_score
     assert body["model"]["run_id"] and body["model"]["run_url"].startswith("runs:/")
     assert body["inspection"]["illicit"] is True
+    # the cut-offs the lane was assigned with, not only their version (probe 12)
+    cutoffs = body["model"]["cutoffs"]
+    assert cutoffs is not None and cutoffs["red_cutoff"] >= cutoffs["yellow_cutoff"]
     code, text, _ = run_cli(capsys, "audit", "show", record.decision_id,
                          "--tracking-uri", audited["tracking_uri"], *_opts(audited))  # fmt: skip
     assert code == 0 and all(name in text for name in names)
     assert "chain         intact" in text and "inspection    illicit" in text
+    assert f"cut-offs      {record.thresholds_version}: red if priority >= " in text
 
 
 def test_recompute_matches_a_sample_scored_by_two_workers(audited, capsys) -> None:

@@ -324,6 +324,7 @@ def test_audit_show_lists_what_a_correction_replaced(capsys, tmp_path, monkeypat
     assert "inspection    clean at 2026-05-10T09:00:00.000000Z, offence -, recovered -" in out
     # the model does not load, but the run the registry names is said (probe 12: "run None")
     assert "run run-of-the-registry" in out
+    assert "cut-offs      t1: not available (the model does not load)" in out
     assert f"by file:appeals.csv: {APPEAL} (was illicit at 2026-05-10T09:00:00" in out
     assert "nan" not in out.lower()
     code, out, err = run_cli(capsys, *show, "--json")

@@ -52,6 +52,10 @@ NEEDS: dict[str, tuple[str, str]] = {
     "store": (STORE_ENV, "the decision store (the service's serve.audit_db)"),
 }
 
+# Below this many parcels the report's views (precision at 5%, ten calibration bins, rates by
+# group) would say more about chance than about either model.
+MIN_COMPARED_PARCELS = 200
+
 
 @dataclass(frozen=True)
 class Workspace:
@@ -125,27 +129,79 @@ class Workspace:
         run_id = client.get_model_version(self.model_name, str(version)).run_id
         return dict(client.get_run(run_id).data.metrics)
 
-    def holdout(self, model: RiskModel) -> pd.DataFrame:
-        """The feature rows of ``model``'s test period; with the generator's truth (``truth_*``
-        columns) when the workspace has it."""
+    def compared_holdout(self, models: Mapping[str, RiskModel]) -> ComparedHoldout:
+        """The feature rows ``parcelrisk promote`` compares the champion and the challenger on
+        (``models``: role -> its model); with the generator's truth (``truth_*`` columns) when the
+        workspace has it.
+
+        The parcels neither version was fitted or calibrated on: those declared from the later
+        of their test starts, as ``models.promotion.compare_versions`` cuts them. A retrained
+        challenger's own train and validation periods lie inside the champion's test period:
+        scored there it looked better calibrated than the gate measured it (probe, 2026-12).
+        Refused, saying why, when fewer than ``MIN_COMPARED_PARCELS`` are left.
+        """
         import pandas as pd
 
         from features.pipeline.build import FEATURES_FILE
+        from features.pipeline.manifest import FeatureManifest
         from models.evaluation import attach_truth
-        from models.split import SplitBoundaries
 
         self.require("features")
-        split = model.metadata.get("split")
-        if not split:
-            raise ParcelriskError("the model records no split: cannot find its test period")
+        periods = {role: recorded_test_period(model) for role, model in models.items()}
+        start = max(begin for begin, _ in periods.values())
         frame = pd.read_parquet(self.features / FEATURES_FILE)
-        test = SplitBoundaries.from_dict(split).masks(frame["declared_at"])["test"]
-        holdout = frame.loc[test].reset_index(drop=True)
-        if holdout.empty:
-            raise ParcelriskError(f"{self.features}: no parcels in the model's test period")
-        if self.ground_truth is None:
-            return holdout
-        return attach_truth(holdout, pd.read_parquet(self.ground_truth))
+        frame = frame.loc[frame["declared_at"] >= start].reset_index(drop=True)
+        if len(frame) < MIN_COMPARED_PARCELS:
+            starts = ", ".join(f"{role} {begin:%Y-%m-%d}" for role, (begin, _) in periods.items())
+            raise ParcelriskError(
+                f"{self.features}: only {len(frame):,} parcel(s) declared from "
+                f"{start:%Y-%m-%d %H:%M}, the later of the two test starts ({starts}), fewer "
+                f"than {MIN_COMPARED_PARCELS}: too few that neither version was fitted or "
+                "calibrated on to compare them (on earlier parcels one of them would be scored "
+                "in-sample). The views below are not drawn: compare on features of a history "
+                "that runs further past both test starts"
+            )
+        if self.ground_truth is not None:
+            frame = attach_truth(frame, pd.read_parquet(self.ground_truth))
+        return ComparedHoldout(
+            frame, start, periods, FeatureManifest.read(self.features).categories
+        )
+
+
+def recorded_test_period(model: RiskModel) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """The first and last declaration time of the test period ``model``'s training run measured
+    its recorded metrics on (its first pass was fitted and calibrated before the first)."""
+    from models.split import SplitBoundaries
+
+    split = model.metadata.get("split")
+    if not split:
+        raise ParcelriskError("the model records no split: cannot find its test period")
+    boundaries = SplitBoundaries.from_dict(split)
+    return boundaries.test_start, boundaries.end
+
+
+@dataclass(frozen=True)
+class ComparedHoldout:
+    """The parcels two versions are compared on, and where they lie against each one's own
+    test period."""
+
+    frame: pd.DataFrame
+    start: pd.Timestamp  # the later of the versions' test starts
+    periods: dict[str, tuple[pd.Timestamp, pd.Timestamp]]  # role -> its recorded test period
+    categories: dict[str, tuple[str, ...]]  # the levels the features were built with
+
+    def rows_for(self, model: RiskModel) -> pd.DataFrame:
+        """``frame`` with its category codes in ``model``'s levels, as the gate scores it
+        (``models.promotion.recode_categories``: two builds code the same level apart)."""
+        from models.promotion import recode_categories
+
+        return recode_categories(self.frame, self.categories, model.manifest.categories)
+
+    def is_recorded_period(self, role: str) -> bool:
+        """Whether these are the parcels ``role``'s training run measured its metrics on: then,
+        and only then, the figures recomputed here should equal the recorded ones."""
+        begin, end = self.periods[role]
+        return begin == self.start and self.frame["declared_at"].max() <= end
 
 
 def sandbox_workspace(sandbox: Sandbox) -> Workspace:

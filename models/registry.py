@@ -52,6 +52,35 @@ INTERRUPTED_TRAINING = (
 )
 
 
+def code_version_tags() -> dict[str, str]:
+    """The commit of the project's checkout (MLflow's own ``mlflow.source.git.commit``), whether
+    it had uncommitted changes, and the package version; a checkout without git (an installed
+    wheel, a Bento) says so rather than leave the tag out."""
+    import subprocess
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as package_version
+
+    root = Path(__file__).resolve().parent.parent
+    try:
+        version = package_version("parcelrisk")
+    except PackageNotFoundError:
+        version = "unknown"
+    tags = {"parcelrisk.version": version}
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+
+    try:
+        tags["mlflow.source.git.commit"] = git("rev-parse", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no")
+        tags["parcelrisk.git_dirty"] = "true" if dirty else "false"
+    except (OSError, subprocess.SubprocessError):
+        tags["mlflow.source.git.commit"] = "unknown (not a git checkout)"
+    return tags
+
+
 def resolve_tracking_uri(uri: str | None) -> str:
     return uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
 
@@ -278,6 +307,9 @@ def log_training(
                 **{f"gate.{k}": str(v) for k, v in (meta.get("gate") or {}).items()},
                 # a served revenue booster that failed its check, and what replaced it
                 "revenue_guard": _revenue_guard_tag(meta.get("revenue_guard")),
+                # the code that trained it: with the params, data and seed logged, what a
+                # rebuild needs (probe 13: nothing in the run named the commit)
+                **code_version_tags(),
             }
         )
         finite = {k: float(v) for k, v in result.metrics.items() if np.isfinite(v)}

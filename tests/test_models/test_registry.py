@@ -93,6 +93,13 @@ def test_run_logs_bundle_entity_state_and_plots(store):
     # the served revenue boosters passed their check (models.train.check_revenue_booster)
     assert run.data.tags["revenue_guard"] == "passed"
     assert run.data.metrics["info.revenue_guard_fallback"] == 0.0
+    # the code that trained it (probe 13: nothing in the run named the commit)
+    import subprocess
+
+    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout
+    assert run.data.tags["mlflow.source.git.commit"] == head.strip()
+    assert run.data.tags["parcelrisk.git_dirty"] in ("true", "false")
+    assert run.data.tags["parcelrisk.version"]
 
 
 def test_registered_version_loads_with_the_lightgbm_flavour(store, frames):

@@ -716,6 +716,18 @@ def score_file(
     declarations = declarations.iloc[order]
     parts: list[pd.DataFrame] = []
     filled: dict[str, int] = {}  # model feature -> declarations that gave it a value
+    # who asked, as the service records a request and its key: this run of `score` and the
+    # account that ran it (probe 12: 1,500 offline decisions said "asked by request - api key -")
+    import getpass
+    import uuid
+
+    try:
+        account = getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a container)
+        account = str(os.getuid()) if hasattr(os, "getuid") else "unknown"
+    caller = Caller(
+        f"score-{uuid.uuid4().hex[:16]}:{Path(source).name}"[:200], f"offline:{account}"
+    )
     with tqdm(total=len(declarations), unit="parcel", disable=not progress, desc="scoring") as bar:
         for start in range(0, len(declarations), chunk_size):
             chunk = declarations.iloc[start : start + chunk_size].reset_index(drop=True)
@@ -728,7 +740,7 @@ def score_file(
             if unvalidated:
                 for row in batch.warnings:
                     row.append(UNVALIDATED_WARNING)
-            records = decision_records(batch, runtime)
+            records = decision_records(batch, runtime, callers=[caller] * len(batch))
             priority = batch.scores["priority"]
             # the next chunks see this one: results do not depend on the chunk size
             if store is not None:

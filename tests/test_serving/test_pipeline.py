@@ -180,6 +180,14 @@ def test_score_cli_writes_the_file(real_pipeline, tmp_path) -> None:
     wal = audit_db.with_name(audit_db.name + "-wal")  # the store was closed: log truncated
     assert not wal.exists() or wal.stat().st_size == 0
     assert open_store(audit_db).count() == 20
+    # who asked: this run of `score` and the account that ran it, as a request and its key
+    # (probe 12: offline decisions recorded nobody)
+    stored = open_store(audit_db).find(limit=100)
+    assert {r.api_key_id for r in stored} == {f"offline:{__import__('getpass').getuser()}"}
+    assert len({r.request_id for r in stored}) == 1
+    assert stored[0].request_id.startswith("score-") and stored[0].request_id.endswith(
+        ":in.parquet"
+    )
     # scored again (a re-run after a failure half-way): the stored decisions, none added
     again = score("again.csv")
     assert open_store(audit_db).count() == 20

@@ -63,6 +63,14 @@ def test_a_postgresql_store_archives_and_still_verifies(tmp_path, postgres_url) 
     store.close()
 
 
+def _declared_may_1st(i: int):
+    """``_record(i)`` of a declaration declared on 1 May (results may be stored for it)."""
+    import dataclasses
+
+    text = json.dumps({"declaration_id": f"D{i}", "declared_at": "2026-05-01T10:00:00Z"})
+    return dataclasses.replace(_record(i), declaration_json=text)
+
+
 def test_old_days_move_to_daily_parquet_and_the_chain_still_verifies(tmp_path) -> None:
     store = _days_store(tmp_path)
     head_before = verify_store(store).head
@@ -155,7 +163,6 @@ def test_a_deleted_cut_of_a_store_whose_every_decision_is_archived_is_found(
     """With every decision archived, deleting the one cut row (no key needed) read as
     "0 decisions, intact" (probe 12). The archive beside the store names the cut it had; a
     copy of the file alone still holds results, which are stored only for decided declarations."""
-    import dataclasses
     import shutil
 
     import pandas as pd
@@ -165,12 +172,7 @@ def test_a_deleted_cut_of_a_store_whose_every_decision_is_archived_is_found(
     from serving.outcomes import store_outcomes
 
     monkeypatch.setenv("PARCELRISK_AUDIT_KEY", KEY.decode())
-
-    def declared(i: int):
-        text = json.dumps({"declaration_id": f"D{i}", "declared_at": "2026-05-01T10:00:00Z"})
-        return dataclasses.replace(_record(i), declaration_json=text)
-
-    store = _days_store(tmp_path, make=declared)
+    store = _days_store(tmp_path, make=_declared_may_1st)
     results = SqliteOutcomeStore(tmp_path / "audit.db", key=KEY)
     store_outcomes(
         results,
@@ -348,7 +350,6 @@ def test_results_of_archived_declarations_are_replayed_with_their_declaration(
     """Results stay in the store when their decisions' days are archived: the results log a
     worker replays (and `audit recompute` rebuilds from) joined them to the hot decisions
     alone and dropped every result of an archived day (probe 12)."""
-    import dataclasses
 
     import pandas as pd
 
@@ -357,12 +358,7 @@ def test_results_of_archived_declarations_are_replayed_with_their_declaration(
     from serving.scoring import results_to_replay
 
     monkeypatch.setenv("PARCELRISK_AUDIT_KEY", KEY.decode())
-
-    def declared(i: int):
-        text = json.dumps({"declaration_id": f"D{i}", "declared_at": "2026-05-01T10:00:00Z"})
-        return dataclasses.replace(_record(i), declaration_json=text)
-
-    store = _days_store(tmp_path, make=declared)
+    store = _days_store(tmp_path, make=_declared_may_1st)
     results = SqliteOutcomeStore(tmp_path / "audit.db", key=KEY)
     inspected = pd.DataFrame(
         {

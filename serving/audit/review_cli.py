@@ -286,7 +286,7 @@ def _show_text(body: dict[str, Any]) -> str:
         f"lane          {body['lane']}" + ("  (exploration quota)" if body["exploration"] else ""),
         f"risk          {body['risk']:.6f}   expected revenue {body['expected_revenue']:.2f}",
         f"model         {model['name']} v{model['version']}   run {model['run_id']}",
-        f"run           {model['run_url']}   (tracking {model['tracking_uri']})",
+        f"run           {model['run_url'] or '-'}   (tracking {model['tracking_uri']})",
         f"cut-offs      {model['thresholds_version']}: "
         + (
             f"red if priority >= {c['red_cutoff']:.6g} ({c['red_rate']:.1%} of traffic), "

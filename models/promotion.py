@@ -8,6 +8,9 @@ the decision on the challenger version, moving the ``champion`` alias when it is
 A history that lacks features the champion uses (its export dropped an input) cannot score the
 champion: the gate refuses it as not comparable, and ``--force`` promotes it with the comparison
 recorded as not possible (``promotion.comparison``).
+The gate judges how a version ranks parcels, never the shares of traffic it sends to each lane:
+those are a capacity decision (``lanes set``), which a promotion carries over to the new
+champion and a refusal says it leaves as it is (``models.lane_versions.plan_lane_handover``).
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ logger = logging.getLogger(__name__)
 if TYPE_CHECKING:
     import pandas as pd
     from mlflow import MlflowClient
+
+    from models.lane_versions import LaneHandover
 
 GATE_AT = 5  # the gate compares revenue@5% and precision@5%
 Outcome = Literal["first", "unchanged", "promoted", "forced", "refused"]
@@ -293,8 +298,12 @@ def record_decision(
     outcome: str,
     force_reason: str | None = None,
     metrics: dict[str, float] | None = None,
+    lanes: dict[str, Any] | None = None,
 ) -> None:
-    """Tag the challenger version with the decision; move the alias if it was promoted."""
+    """Tag the challenger version with the decision; move the alias if it was promoted.
+
+    ``lanes``: what the promotion did to the lane rates (``models.lane_versions.
+    plan_lane_handover``), recorded with the decision."""
     tags = {
         "promotion.outcome": outcome,  # promoted | forced | refused | first
         "promotion.at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -309,10 +318,14 @@ def record_decision(
         tags["promotion.metrics"] = json.dumps(
             {k: round(v, 5) for k, v in metrics.items() if np.isfinite(v)}
         )[:4900]
+    if lanes:
+        tags["promotion.lanes"] = json.dumps(lanes, default=str)[:4900]
     tags["promotion.by"] = operator_name()
     # The tags hold the latest decision on a version; every decision is also appended to its
     # run as its own file, so a re-judged version keeps the history of its decisions.
     record = {"version": str(version), **{k.removeprefix("promotion."): v for k, v in tags.items()}}
+    if lanes:
+        record["lanes"] = lanes  # an object in the record, not JSON in a string
     if outcome in ("promoted", "forced", "first"):
         # the champion judged against must still be the champion: another promote (another
         # analyst, a scheduled job) may have moved it while this one scored, and the two
@@ -370,6 +383,7 @@ _LONG_TAGS = (
     "promotion.comparison",
     "promotion.metrics",
     "promotion.force_reason",
+    "promotion.lanes",
 )
 
 
@@ -808,6 +822,11 @@ def promote_version(
             "`parcelrisk promote --force --reason TEXT` promotes the challenger anyway "
             "(recorded as forced, without a comparison)",
         ]
+    lanes = _hand_over_lanes(client, name, champion, version, promoted=outcome != "refused")
+    if lanes.reasons:
+        # said with the gate's reasons (stdout, the report, the version's tags and history)
+        decision = replace(decision, reasons=[*decision.reasons, *lanes.reasons])
+        reasons = [*reasons, *lanes.reasons]
     gate = gate_metrics(per_model)
     record_decision(
         client,
@@ -818,6 +837,7 @@ def promote_version(
         outcome=outcome,
         force_reason=reason if outcome == "forced" else None,
         metrics=gate,
+        lanes=lanes.record,
     )
     return {
         **result,
@@ -827,4 +847,28 @@ def promote_version(
         "comparison": comparison_of(decision),
         "metrics": gate,
         "holdout_parcels": comparison.parcels,
+        "lanes": lanes.record,
     }
+
+
+def _hand_over_lanes(
+    client: MlflowClient, name: str, champion: str, version: str, *, promoted: bool
+) -> LaneHandover:
+    """What the promotion does to the lane rates in force (``models.lane_versions``: a decided
+    capacity carries over to the new champion), put in force on ``version`` before the alias
+    moves to it: a worker never loads the new champion at rates nobody chose. Run before
+    ``record_decision``, which may still find the champion moved and record nothing; the
+    carried thresholds then stay on a version that is not champion, recorded with why, and a
+    later promote of it finds them in force (said "kept")."""
+    from models.lane_versions import apply_lane_handover, plan_lane_handover, read_lane_policy
+
+    handover = plan_lane_handover(
+        read_lane_policy(client, name, champion),
+        read_lane_policy(client, name, version),
+        promoted=promoted,
+    )
+    if handover.not_carried is not None:
+        logger.warning("version %s: %s", version, handover.reasons[0])
+    if promoted:
+        apply_lane_handover(client, name, version, handover, set_by=operator_name())
+    return handover

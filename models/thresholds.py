@@ -271,3 +271,48 @@ def lane_shares(priority: np.ndarray, thresholds: LaneThresholds) -> dict[str, f
         "yellow": float(yellow.mean()),
         "green": float(1.0 - red.mean() - yellow.mean()),
     }
+
+
+def same_rates(a: LaneThresholds, b: LaneThresholds) -> bool:
+    """The two fill the lanes at the same shares of traffic (whatever their cut-offs)."""
+    return bool(
+        np.isclose(a.red_rate, b.red_rate, rtol=0, atol=1e-9)
+        and np.isclose(a.yellow_rate, b.yellow_rate, rtol=0, atol=1e-9)
+    )
+
+
+def share_text(value: float) -> str:
+    """A share of traffic as people write it: 0.02 -> "2%", 0.0125 -> "1.25%"."""
+    return f"{100 * value:.3g}%"
+
+
+def rates_text(thresholds: LaneThresholds) -> str:
+    """ "red 2% / yellow 5%": the lane rates a thresholds version fills."""
+    return f"red {share_text(thresholds.red_rate)} / yellow {share_text(thresholds.yellow_rate)}"
+
+
+# Off the rate asked by more than this fraction of it, a lane's share is worth a warning: on
+# traffic without ties a fitted cut-off misses the rate by less than one parcel.
+SHARE_TOLERANCE = 0.2
+
+
+def share_warnings(thresholds: LaneThresholds, shares: dict[str, float]) -> list[str]:
+    """A warning per lane whose cut-off sends a share of its traffic far from the rate asked
+    (``shares``: ``lane_shares`` or ``lane_shares_from_quantiles`` of the traffic fitted on)."""
+    out = []
+    parcel = 1 / max(thresholds.parcels, 1)  # the share one parcel of that traffic is
+    for lane, asked in (("red", thresholds.red_rate), ("yellow", thresholds.yellow_rate)):
+        missed = abs(shares[lane] - asked)
+        if missed <= SHARE_TOLERANCE * asked:
+            continue
+        why = (
+            f"one parcel is {share_text(parcel)} of the {thresholds.parcels:,}"
+            if missed <= parcel * (1 + 1e-9)
+            else "parcels tied on one priority (a saturated score) all fall on one side of a "
+            "cut-off"
+        )
+        out.append(
+            f"the {lane} cut-off sends {share_text(shares[lane])} of the traffic it was fitted "
+            f"on to {lane}, not the {share_text(asked)} asked: {why}"
+        )
+    return out

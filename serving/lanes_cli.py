@@ -4,7 +4,9 @@
 the inspection results beside them) and prints what inspecting the top r% of traffic would cost
 and catch (``models.capacity.plan_capacity``). ``set`` fits cut-offs at chosen rates and writes
 them as a new thresholds version on the champion (``models.lane_versions``), which running
-workers pick up at their next champion check. ``show`` lists the champion's versions.
+workers pick up at their next champion check. ``show`` lists the champion's versions, and
+says when the rates decided before its promotion could not be carried over to it
+(``models.lane_versions.plan_lane_handover``).
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -35,10 +36,6 @@ lanes_app = typer.Typer(
     help="Lane capacity: plan, set and show the red/yellow cut-offs of the champion.",
     no_args_is_help=True,
 )
-
-# Fewer recent decisions than this and `lanes set` fits on the champion's training traffic: the
-# 0.5% tail of a few hundred parcels is a handful of them.
-MIN_SET_PARCELS = 2000
 
 _TRAFFIC_SQL = """
 SELECT d.seq, d.declaration_id, d.declared_at, d.model_name, d.model_version,
@@ -427,7 +424,7 @@ def _champion(
 ) -> tuple[ModelVersion, LaneThresholds, dict[str, Any]]:
     """The champion's model version, the thresholds in force on it and its bundle metadata;
     what the caller should warn about is appended to ``warnings``."""
-    from models.lane_versions import tagged_thresholds
+    from models.lane_versions import bundle_payload, tagged_thresholds
     from models.registry import alias_model_version
     from models.thresholds import thresholds_from_dict
 
@@ -439,14 +436,7 @@ def _champion(
         raise ParcelriskError(
             f"no model {name!r}@{alias} in the registry: train and promote one first"
         )
-    with tempfile.TemporaryDirectory(prefix="parcelrisk-lanes-") as tmp:
-        try:
-            local = client.download_artifacts(mv.run_id, "bundle/bundle.json", tmp)
-            payload = json.loads(Path(local).read_text())
-        except Exception as exc:
-            raise ParcelriskError(
-                f"model {name!r} v{mv.version}: its bundle.json cannot be read: {exc}"
-            ) from None
+    payload = bundle_payload(client, name, str(mv.version), mv.run_id)
     trained = thresholds_from_dict(payload.get("thresholds"))
     try:
         in_force = tagged_thresholds(dict(mv.tags or {})) or trained
@@ -515,13 +505,14 @@ def set_lane_rates(
     the same thresholds were already in force), record_path (its artifact on the run), note
     (why the store was not used) and warnings.
     """
-    from models.lane_versions import write_thresholds_version
+    from models.lane_versions import MIN_SET_PARCELS, write_thresholds_version
     from models.thresholds import (
         check_lane_rates,
         fit_from_quantiles,
         fit_lane_thresholds,
         lane_shares,
         lane_shares_from_quantiles,
+        share_warnings,
     )
 
     check_lane_rates(red, yellow)
@@ -585,7 +576,7 @@ def set_lane_rates(
                 f"v{version}'s training traffic was discounted with AEO x "
                 f"{thresholds.aeo_discount}, serve.aeo_risk_discount is {discount}"
             )
-    warnings += _share_warnings(thresholds, shares)
+    warnings += share_warnings(thresholds, shares)
     result = {
         "model_name": mv.name,
         "model_version": version,
@@ -612,34 +603,10 @@ def set_lane_rates(
     return result
 
 
-# Off the rate asked by more than this fraction of it, a lane's share is worth a warning: on
-# traffic without ties a fitted cut-off misses the rate by less than one parcel.
-SHARE_TOLERANCE = 0.2
-
-
-def _share_warnings(thresholds: LaneThresholds, shares: dict[str, float]) -> list[str]:
-    """A warning per lane whose cut-off sends a share of its traffic far from the rate asked."""
-    out = []
-    parcel = 1 / max(thresholds.parcels, 1)  # the share one parcel of that traffic is
-    for lane, asked in (("red", thresholds.red_rate), ("yellow", thresholds.yellow_rate)):
-        missed = abs(shares[lane] - asked)
-        if missed <= SHARE_TOLERANCE * asked:
-            continue
-        why = (
-            f"one parcel is {_share(parcel)} of the {thresholds.parcels:,}"
-            if missed <= parcel * (1 + 1e-9)
-            else "parcels tied on one priority (a saturated score) all fall on one side of a "
-            "cut-off"
-        )
-        out.append(
-            f"the {lane} cut-off sends {_share(shares[lane])} of the traffic it was fitted on "
-            f"to {lane}, not the {_share(asked)} asked: {why}"
-        )
-    return out
-
-
 def _share(value: float) -> str:
-    return f"{100 * value:.3g}%"
+    from models.thresholds import share_text
+
+    return share_text(value)
 
 
 def _print_set(result: dict[str, Any], settings: Settings) -> None:
@@ -779,6 +746,19 @@ def show(
             f"{current} in force"
         )
     )
+    if notice := body.get("not_carried"):
+        # on stdout, beside the history it explains: the cut-offs in force are not the
+        # capacity decided before the promotion
+        origin = notice.get("origin") or {}
+        typer.echo(
+            terminal_safe(
+                f"! LANE RATES NOT CARRIED OVER at its promotion: {notice.get('rates')} was in "
+                f"force on version {notice.get('from_version')} (set by "
+                f"{origin.get('set_by')} at {str(origin.get('set_at'))[:16]}: "
+                f"{origin.get('reason')}); this version serves {notice.get('serves')}: "
+                f"{notice.get('why')}; run `{notice.get('command')}`"
+            )
+        )
     for i, h in enumerate(history):
         mark = "*" if i == newest else " "
         line = (
@@ -794,9 +774,10 @@ def show(
 
 def lane_history(client: MlflowClient, settings: Settings) -> dict[str, Any]:
     """``lanes show``: the champion (model), the thresholds version in force (in_force), every
-    record of a version set on it, oldest first, one per set (history), and what to warn about
-    (warnings)."""
-    from models.lane_versions import thresholds_history
+    record of a version set on it, oldest first, one per set (history), the lane rates in force
+    before its promotion that it could not take over (not_carried: None when there were none
+    or they were set again since) and what to warn about (warnings)."""
+    from models.lane_versions import not_carried_notice, thresholds_history
 
     warnings: list[str] = []
     mv, current, _ = _champion(client, settings, warnings)
@@ -804,6 +785,8 @@ def lane_history(client: MlflowClient, settings: Settings) -> dict[str, Any]:
         "model": {"name": mv.name, "version": str(mv.version), "run_id": mv.run_id},
         "in_force": current.version,
         "history": thresholds_history(client, mv.run_id),
+        # the decided rates its promotion could not carry over, while nobody has set them again
+        "not_carried": not_carried_notice(dict(mv.tags or {}), current.version),
         "warnings": warnings,
     }
 

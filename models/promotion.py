@@ -606,6 +606,36 @@ class Comparison:
     notes: list[str]  # said beside the decision's reasons (a comparison cut to a later start)
 
 
+def _without_unbiased_labels(decision: Decision, frame: pd.DataFrame) -> Decision:
+    """ "No comparable metric" said in the analyst's terms: a holdout without ground truth is
+    judged on its random-exploration results alone (the only labels no model chose), and the
+    way forward is to post them, not to force a model no unbiased label has measured (probe 13:
+    a retrain on the red lane's results alone was refused in metric names, offering --force)."""
+    if "inspected" not in frame.columns:
+        return decision
+    inspected = frame["inspected"].fillna(False).astype(bool).to_numpy()
+    reasons = (
+        frame.loc[inspected, "selection_reason"].fillna("unknown").astype(str)
+        if "selection_reason" in frame.columns
+        else None
+    )
+    if reasons is not None and (reasons == "random").any():
+        return decision  # the random results are there: something else left no figure
+    selected = (
+        ", ".join(f"{k} {v:,}" for k, v in reasons.value_counts().items())
+        if reasons is not None and len(reasons)
+        else "none"
+    )
+    why = (
+        f"not comparable: the holdout ({len(frame):,} parcels from "
+        f"{frame['declared_at'].min()}) holds no random-exploration result, the only labels no "
+        f"model chose ({int(inspected.sum()):,} inspection results, selected by: {selected}); "
+        "post the exploration parcels' results (`selection_reason: random`) and judge it again, "
+        "or give --ground-truth: forcing it would promote a model no unbiased label measured"
+    )
+    return replace(decision, reasons=[why, *decision.reasons])
+
+
 def compare_versions(
     client: MlflowClient,
     params: PromoteParams,
@@ -728,6 +758,8 @@ def compare_versions(
         decision = decide_not_comparable(not_comparable)
     else:
         decision = decide_promotion(per_model["champion"], per_model["challenger"], params)
+        if decision.not_compared and truth is None:
+            decision = _without_unbiased_labels(decision, holdouts["challenger"].frame)
     notes = []
     if compare_from > test_start:
         notes.append(

@@ -633,7 +633,7 @@ def _without_unbiased_labels(decision: Decision, frame: pd.DataFrame) -> Decisio
         "post the exploration parcels' results (`selection_reason: random`) and judge it again, "
         "or give --ground-truth: forcing it would promote a model no unbiased label measured"
     )
-    return replace(decision, reasons=[why, *decision.reasons])
+    return replace(decision, reasons=[*decision.reasons, why])
 
 
 def compare_versions(

@@ -445,6 +445,8 @@ def promotion_lock(tracking_uri: str) -> Iterator[None]:
     store, or in the temp directory keyed by the URI for a server. Two runs at once both
     judged against the same champion and both said "promoted", the alias on whichever wrote
     last (probe, 2026-12); the second now waits, then judges against the first's outcome.
+    `lanes set` and `lanes refit` take it too: one between a promote's read of the champion's
+    lane rates and its move of the alias would be lost to the rates the promote carried over.
     (Runs on other machines: ``record_decision`` re-reads the champion before moving it.)"""
     import fcntl
     import hashlib

@@ -468,17 +468,23 @@ def set_lanes(
         # a lane policy changed is a decision an auditor reads back: recorded with its why, as
         # a forced promotion is (an empty reason was accepted: probe, 2026-12)
         raise typer.BadParameter("say why the lane capacity changes", param_hint="--reason")
+    from models.promotion import promotion_lock
+
     settings = settings_from(params)
-    result = set_lane_rates(
-        registry_client(require_tracking_store(tracking_uri)),
-        settings,
-        red,
-        yellow,
-        reason=reason,
-        db=db,
-        since=since,
-        set_by=operator_name(),
-    )
+    uri = require_tracking_store(tracking_uri)
+    # in turn with `promote`: one between reading the champion's rates and moving the alias
+    # would carry over the rates it read, not these (a decision lost unsaid)
+    with promotion_lock(uri):
+        result = set_lane_rates(
+            registry_client(uri),
+            settings,
+            red,
+            yellow,
+            reason=reason,
+            db=db,
+            since=since,
+            set_by=operator_name(),
+        )
     _print_set(result, settings)
 
 
@@ -703,18 +709,21 @@ def refit_lanes(
 ) -> None:
     """Re-fit the cut-offs in force, at their own rates, on recent traffic, so each lane keeps
     its share as traffic moves (run it daily from a scheduler; exit 2 when too little traffic)."""
+    from models.promotion import promotion_lock
     from models.registry import registry_client, require_tracking_store
     from models.run_records import operator_name
 
     settings = settings_from(params)
-    result = refit_lane_cutoffs(
-        registry_client(require_tracking_store(tracking_uri)),
-        settings,
-        db,
-        days,
-        reason=reason,
-        set_by=operator_name(),
-    )
+    uri = require_tracking_store(tracking_uri)
+    with promotion_lock(uri):  # in turn with `promote`, as `lanes set`
+        result = refit_lane_cutoffs(
+            registry_client(uri),
+            settings,
+            db,
+            days,
+            reason=reason,
+            set_by=operator_name(),
+        )
     _print_set(result, settings)
 
 

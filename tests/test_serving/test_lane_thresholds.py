@@ -594,3 +594,35 @@ def test_lanes_plan_chart_it_cannot_write_is_one_line(
         "--params", str(real_pipeline["params"]),
     )  # fmt: skip
     assert code == 2 and "--chart" in err and "cannot write it" in err and "Traceback" not in err
+
+
+def test_lanes_set_waits_for_a_promote_running_on_the_registry(lanes_registry, capsys):
+    """A `lanes set` between a promote's read of the champion's lane rates and its move of the
+    alias was lost to the rates the promote carried over (probe 13's helper): set and refit
+    take the promote's lock, so they run before or after a promotion, never inside one."""
+    import threading
+
+    from models.promotion import promotion_lock
+
+    reg = lanes_registry
+    held, release = threading.Event(), threading.Event()
+
+    def promote_running() -> None:
+        with promotion_lock(reg["uri"]):
+            held.set()
+            release.wait(timeout=60)
+
+    holder = threading.Thread(target=promote_running)
+    holder.start()
+    assert held.wait(timeout=30)
+    done: list[int] = []
+    setter = threading.Thread(
+        target=lambda: done.append(_set(capsys, reg, "--red", "0.03", "--yellow", "0.06")[0])
+    )
+    setter.start()
+    setter.join(timeout=3)
+    assert setter.is_alive() and not done  # waiting for the promote's lock
+    release.set()
+    holder.join(timeout=30)
+    setter.join(timeout=120)
+    assert done == [0]

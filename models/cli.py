@@ -429,6 +429,8 @@ def promote(
             reasons=out["reasons"],
             **{f"gate.{k}": v for k, v in out.get("metrics", {}).items()},
         )
+        if out.get("lanes"):  # what the promotion did to the lane rates, as recorded
+            payload["lanes"] = out["lanes"]
         text = json.dumps(payload, indent=1, default=str)
         atomic_write(Path(report), lambda tmp: tmp.write_text(text))
     for line in out["reasons"]:

@@ -373,6 +373,7 @@ def test_a_challenger_trained_at_other_lane_rates_is_refused_saying_so(promoted)
     assert len(said) == 1 and "version 3 fills red 3% / yellow 4%" in said[0]
     assert "`parcelrisk lanes set --red 0.03 --yellow 0.04 --reason TEXT`" in said[0]
     assert "lane rates differ" in result.output
+    assert report["lanes"]  # the structured record, beside the sentences
     # the champion keeps the decided rates
     policy = read_lane_policy(promoted["client"], NAME, "2")
     assert policy.in_force.red_rate == 0.02

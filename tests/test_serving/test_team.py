@@ -81,6 +81,25 @@ def _free_port_pair() -> int:
     raise RuntimeError("no two consecutive free ports")
 
 
+def _team_ports() -> dict[str, int]:
+    """Free ports for the team's services, all different: each is drawn free and released,
+    and the kernel may hand the same one out twice in a row (CI: nginx and MLflow were both
+    given 56049, and nginx could not bind)."""
+    for _ in range(50):
+        replicas = _free_port_pair()
+        ports = {
+            "PARCELRISK_TEAM_PORT": _free_port(),
+            "PARCELRISK_TEAM_REPLICA_PORT": replicas,
+            "PARCELRISK_TEAM_MLFLOW_PORT": _free_port(),
+            "PARCELRISK_TEAM_PG_PORT": _free_port(),
+        }
+        taken = [p for name, p in ports.items() if name != "PARCELRISK_TEAM_REPLICA_PORT"]
+        taken += [replicas + i for i in range(REPLICAS)]
+        if len(set(taken)) == len(taken):
+            return ports
+    raise RuntimeError("no distinct free ports for a team")
+
+
 def _port_free(port: int) -> bool:
     with socket.socket() as s:
         return s.connect_ex(("127.0.0.1", port)) != 0
@@ -131,12 +150,7 @@ def _team(params: Path) -> Iterator[Team]:
     # runs as the postgres OS user, which must be able to enter the team directory.
     directory = Path(tempfile.mkdtemp(prefix="parcelrisk-team-"))
     directory.chmod(0o755)
-    ports = {
-        "PARCELRISK_TEAM_PORT": _free_port(),
-        "PARCELRISK_TEAM_REPLICA_PORT": _free_port_pair(),
-        "PARCELRISK_TEAM_MLFLOW_PORT": _free_port(),
-        "PARCELRISK_TEAM_PG_PORT": _free_port(),
-    }
+    ports = _team_ports()
     env = {
         **os.environ,
         **{name: str(port) for name, port in ports.items()},

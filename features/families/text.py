@@ -290,12 +290,20 @@ def top_words(X: sparse.csr_matrix, model: TextModel, word_rate: np.ndarray) -> 
     out = np.full(n, None, dtype=object)
     if not X.nnz:
         return out
+    if not X.has_sorted_indices:  # tokenize_online's are: each row's words in vocabulary order
+        X = X.sorted_indices()
+    if n == 1:  # a single declaration, most requests: no row bookkeeping (~10 us of it)
+        hits = np.flatnonzero(model.word_hit_rate[X.indices] == word_rate[0])
+        if len(hits):
+            out[0] = str(model.tokens[X.indices[hits[0]]])
+        return out
     rows = np.repeat(np.arange(n), np.diff(X.indptr))
-    at_max = model.word_hit_rate[X.indices] == word_rate[rows]
-    first = np.full(n, len(model.tokens), dtype=np.int64)
-    np.minimum.at(first, rows[at_max], X.indices[at_max])
-    found = np.flatnonzero(first < len(model.tokens))
-    out[found] = model.tokens[first[found]].tolist()
+    hits = np.flatnonzero(model.word_hit_rate[X.indices] == word_rate[rows])
+    if len(hits):
+        # each row's first hit: its words are in vocabulary order (no ufunc.at: ~10x slower)
+        hit_rows = rows[hits]
+        first = hits[np.concatenate(([True], hit_rows[1:] != hit_rows[:-1]))]
+        out[rows[first]] = model.tokens[X.indices[first]].tolist()
     return out
 
 

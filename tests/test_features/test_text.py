@@ -158,6 +158,9 @@ def test_top_word_is_the_word_of_the_highest_hit_rate(model):
     scores = text_scores(X, model, np.full(n, 64), np.zeros(n, dtype=int), min_token_docs=1)
     words = top_words(X, model, scores["text_word_hit_rate_max"])
     assert words.tolist() == ["sneakers", "leather", None, "slippers"]
+    for i in range(n):  # one declaration at a time (most requests) names the same word
+        alone = top_words(X[i : i + 1], model, scores["text_word_hit_rate_max"][i : i + 1])
+        assert alone.tolist() == [words[i]]
 
 
 def test_top_word_among_equal_rates_is_the_first_in_the_vocabulary(model):
@@ -170,3 +173,4 @@ def test_top_word_among_equal_rates_is_the_first_in_the_vocabulary(model):
     X = X.tocsr()
     words = top_words(X, tied, np.full(2, 0.4))
     assert words.tolist() == ["canvas", "canvas"]
+    assert top_words(X[1:], tied, np.full(1, 0.4)).tolist() == ["canvas"]

@@ -33,38 +33,16 @@ def archived_first_decisions(store: Any, since_iso: str = "") -> list[FirstDecis
     (stored ISO UTC text: text order is time order), in seq order; none when the store was
     never archived. A day file the manifest lists but that is gone is an error: `audit
     verify` names it, and a history silently missing a day would train on less."""
-    import pyarrow.parquet as pq
-
-    from features.errors import ParcelriskError
-
-    _, _, cut = store.chain_start()
-    if cut is None:
-        return []
-    folder = Path(cut["archive"])
-    manifest = read_archive_manifest(folder)
-    columns = ["declaration_id", "declaration_json", "exploration", "lane", "scored_at", "seq"]
-    rows: list[tuple[Any, ...]] = []
     # a day answered before ``since`` holds declarations declared before it, but for the ones
     # dated ahead of the clock (the contract allows MAX_CLOCK_SKEW_DAYS): those days are read
-    first_day = _first_day_holding(since_iso)
-    for entry in sorted(manifest["files"], key=lambda e: e["first_seq"]):
-        if entry["day"] < first_day:
-            continue
-        path = folder / entry["file"]
-        try:
-            table = pq.read_table(path, columns=columns)
-        except (OSError, ValueError) as exc:  # pyarrow's errors are both
-            raise ParcelriskError(
-                f"archived day {path} cannot be read ({exc}): run `parcelrisk audit verify`"
-            ) from None
-        rows += zip(*(table.column(name).to_pylist() for name in columns), strict=True)
-    first: dict[str, tuple[Any, ...]] = {}
-    for row in sorted(rows, key=lambda r: (r[4], r[5])):  # scored_at, then seq
-        first.setdefault(row[0], row)
-    kept = sorted(first.values(), key=lambda r: r[5])
+    kept = _first_archived(
+        store,
+        ["declaration_id", "declaration_json", "exploration", "lane"],
+        first_day=_first_day_holding(since_iso),
+    )
     return [
         FirstDecision(declaration_id, text, bool(exploration), lane)
-        for declaration_id, text, exploration, lane, _, _ in kept
+        for declaration_id, text, exploration, lane in kept
         if (_declared_at(text) or "") >= since_iso
     ]
 
@@ -73,30 +51,51 @@ def archived_declarations(store: Any, declaration_ids: Sequence[str]) -> dict[st
     """The declaration (stored JSON) of each of ``declaration_ids`` as first scored among the
     archived decisions (the first decision: scored first, then stored first); ids the archive
     does not hold are left out. One filtered read of each day file."""
+    if not declaration_ids:
+        return {}
+    kept = _first_archived(
+        store,
+        ["declaration_id", "declaration_json"],
+        filters=[("declaration_id", "in", list(declaration_ids))],
+    )
+    return dict(kept)
+
+
+def _first_archived(
+    store: Any,
+    columns: list[str],
+    *,
+    first_day: str = "",
+    filters: list[tuple[str, str, Any]] | None = None,
+) -> list[tuple[Any, ...]]:
+    """``columns`` (``declaration_id`` first) of each declaration's first archived decision
+    (scored first, then stored first), in seq order: of the day files from ``first_day`` on,
+    their rows matching ``filters``. None when the store was never archived."""
     import pyarrow.parquet as pq
 
     from features.errors import ParcelriskError
 
     _, _, cut = store.chain_start()
-    if cut is None or not declaration_ids:
-        return {}
+    if cut is None:
+        return []
     folder = Path(cut["archive"])
-    columns = ["declaration_id", "declaration_json", "scored_at", "seq"]
-    wanted = [("declaration_id", "in", list(declaration_ids))]
+    read = [*columns, "scored_at", "seq"]
     rows: list[tuple[Any, ...]] = []
     for entry in sorted(read_archive_manifest(folder)["files"], key=lambda e: e["first_seq"]):
+        if entry["day"] < first_day:
+            continue
         path = folder / entry["file"]
         try:
-            table = pq.read_table(path, columns=columns, filters=wanted)
+            table = pq.read_table(path, columns=read, filters=filters)
         except (OSError, ValueError) as exc:  # pyarrow's errors are both
             raise ParcelriskError(
                 f"archived day {path} cannot be read ({exc}): run `parcelrisk audit verify`"
             ) from None
-        rows += zip(*(table.column(name).to_pylist() for name in columns), strict=True)
-    first: dict[str, str] = {}
-    for declaration_id, text, _, _ in sorted(rows, key=lambda r: (r[2], r[3])):
-        first.setdefault(declaration_id, text)
-    return first
+        rows += zip(*(table.column(name).to_pylist() for name in read), strict=True)
+    first: dict[str, tuple[Any, ...]] = {}
+    for row in sorted(rows, key=lambda r: (r[-2], r[-1])):  # scored_at, then seq
+        first.setdefault(row[0], row)
+    return [row[:-2] for row in sorted(first.values(), key=lambda r: r[-1])]
 
 
 def with_archived(

@@ -31,16 +31,20 @@ class ErrorJSONResponse(JSONResponse):
         try:
             return super().render(content)
         except ValueError:  # out-of-range floats are not JSON
-            return super().render(_finite(content))
+            return super().render(json_finite(content))
 
 
-def _finite(value: Any) -> Any:
+def json_finite(value: Any) -> Any:
+    """``value`` with every number JSON cannot hold (NaN, infinity) and pandas' missing values
+    (NA, NaT) as None, through dicts, lists and tuples."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
+        return {k: json_finite(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
+        return [json_finite(v) for v in value]
+    if type(value).__name__ in ("NAType", "NaTType"):  # pandas', without importing pandas
+        return None
     return value
 
 

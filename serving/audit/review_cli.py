@@ -40,23 +40,9 @@ def strict_json(body: Any) -> str:
     """``body`` as RFC 8259 JSON: a missing number (NaN, pandas' NA, NaT) is null, never the
     bare ``NaN`` token Python writes, which strict parsers (and courts' tools) refuse (probe 12:
     a clean correction's offence and revenue came out as NaN)."""
-    return json.dumps(_finite(body), indent=2, default=str, allow_nan=False)
+    from serving.errors import json_finite
 
-
-def _finite(value: Any) -> Any:
-    import math
-
-    import pandas as pd
-
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if value is pd.NA or value is pd.NaT:
-        return None
-    return value
+    return json.dumps(json_finite(body), indent=2, default=str, allow_nan=False)
 
 
 def _period(date_from: str | None, date_to: str | None) -> tuple[str | None, str | None]:
@@ -195,6 +181,7 @@ def show(
     delivery and the inspection result."""
     from serving.audit.models import RecordedModels, explain_record
     from serving.audit.report import read_outcomes, read_result_history
+    from serving.errors import json_finite
 
     store = open_audit_store(db, params)
     try:
@@ -231,8 +218,8 @@ def show(
             run["run_id"] = models.run_of(record.model_name, record.model_version)
         tracking = display_uri(models.tracking_uri)  # printed: never its password
     # None, not NaN, for what a result leaves empty (a clean one's offence and revenue)
-    result = _finite(outcome.drop(columns="declaration_id").to_dict("records"))
-    result_history = _finite(result_history)
+    result = json_finite(outcome.drop(columns="declaration_id").to_dict("records"))
+    result_history = json_finite(result_history)
     body = {
         "decision_id": record.decision_id,
         "declaration_id": record.declaration_id,

@@ -25,7 +25,7 @@ from models.workspace import (
     open_workspace,
     workspace_from_env,
 )
-from tests.test_notebooks import ROOT, run_notebook
+from tests.test_notebooks import ROOT, printed_text, run_notebook
 
 pytestmark = pytest.mark.xdist_group("notebooks")
 
@@ -142,9 +142,7 @@ def test_notebook_01_reports_on_the_features_it_is_pointed_at(
     monkeypatch.delenv("MPLBACKEND", raising=False)
     notebook = nbformat.read(ROOT / "notebooks" / "01_declarations.ipynb", as_version=4)
     run_notebook(notebook, tmp_path)
-    printed = "".join(
-        out.get("text", "") for cell in notebook.cells for out in cell.get("outputs", [])
-    )
+    printed = printed_text(notebook)
     assert "reading your outputs" in printed
     assert "3,000 declarations, 2026-01-01 to 2026-01-20" in printed
     assert "no ground truth in this data" in printed

@@ -46,6 +46,13 @@ def run_notebook(notebook, cwd: Path) -> None:
     client.execute()
 
 
+def printed_text(notebook) -> str:
+    """Everything an executed ``notebook``'s cells printed, in order."""
+    return "".join(
+        out.get("text", "") for cell in notebook.cells for out in cell.get("outputs", [])
+    )
+
+
 def code_notebook(*sources: str):
     import nbformat
 

@@ -37,7 +37,7 @@ from models.workspace import (
     sandbox_workspace,
 )
 from tests.test_models.conftest import make_frames, make_manifest, write_features_dir
-from tests.test_notebooks import ROOT, run_notebook
+from tests.test_notebooks import ROOT, printed_text, run_notebook
 
 pytestmark = pytest.mark.xdist_group("notebooks")
 
@@ -122,9 +122,7 @@ def test_the_report_shows_the_gates_figures_and_says_where_they_differ_from_the_
 
     run_notebook(notebook, tmp_path)
 
-    printed = "".join(
-        out.get("text", "") for cell in notebook.cells for out in cell.get("outputs", [])
-    )
+    printed = printed_text(notebook)
     assert "two different test periods: side by side only, not a comparison" in printed
     assert "neither version was fitted or calibrated on them" in printed
     # the champion's run recorded its figures on its own, earlier test period: no match claimed

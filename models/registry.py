@@ -650,7 +650,14 @@ def load_version(
                 model.thresholds.version,
             )
             model.thresholds = tagged
-    info = {"name": name, "version": str(version), "run_id": mv.run_id}
+    info = {
+        "name": name,
+        "version": str(version),
+        "run_id": mv.run_id,
+        # what a decision records of its model (the bundle's files are pinned by their digests
+        # in bundle.json): the registry's name and version can later be given to another run
+        "bundle_sha256": _sha256(paths[BUNDLE_ARTIFACT] / BUNDLE_FILE),
+    }
     return model, paths[ENTITY_STATE_ARTIFACT], info
 
 
@@ -664,7 +671,8 @@ def load_champion(
     alias: str = CHAMPION_ALIAS,
     dst: Path | None = None,
 ) -> tuple[RiskModel, Path, dict[str, str]]:
-    """The model behind ``name@alias``, its entity-state snapshot dir and {name, version, run_id}.
+    """The model behind ``name@alias``, its entity-state snapshot dir and {name, version, run_id,
+    bundle_sha256}.
 
     Downloads into ``dst`` (a fresh temporary directory if None). Raises ``ParcelriskError`` if
     the alias, the bundle or the entity state is missing, or their fingerprints disagree.

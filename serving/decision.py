@@ -42,7 +42,15 @@ STORED_FIELDS = (
     "api_key_id",
     "known_seq",
     "known_results_seq",
+    # Added after decisions were chained (``ADDED_FIELDS``): the model that decided, beyond
+    # its registry name and version, which a rebuilt or re-registered registry can give to
+    # another run (probe 12). Empty in every decision recorded before them.
+    "model_run_id",
+    "model_bundle_sha256",
 )
+# The stored fields added after decisions were chained, at the end of ``STORED_FIELDS``: empty
+# in a decision recorded before them, and then left out of its MAC (``serving.audit.chain``).
+ADDED_FIELDS = ("model_run_id", "model_bundle_sha256")
 
 
 def iso_utc(t_us: int) -> str:
@@ -98,6 +106,11 @@ class DecisionRecord:
     # the earlier rows of its own batch), so ``parcelrisk audit recompute`` can rebuild it.
     known_seq: int = 0
     known_results_seq: int = 0
+    # The model that decided, whatever the registry says later: its MLflow run and the SHA-256
+    # of its bundle.json (which pins every file of the bundle by digest). Empty: recorded
+    # before they were (the name and version are then all the record says).
+    model_run_id: str = ""
+    model_bundle_sha256: str = ""
     # Set by the store when it records the decision (None before): its place in the chain and
     # the time it was committed and released to its request (``serving.audit.chain``).
     seq: int | None = field(default=None, compare=False)
@@ -157,7 +170,12 @@ class DecisionRecord:
             "declaration_id": self.declaration_id,
             "declaration": self.declaration,
             "features": dict(zip(feature_names, features, strict=True)),
-            "model": {"name": self.model_name, "version": self.model_version},
+            "model": {
+                "name": self.model_name,
+                "version": self.model_version,
+                "run_id": self.model_run_id or None,
+                "bundle_sha256": self.model_bundle_sha256 or None,
+            },
             "thresholds_version": self.thresholds_version,
             "lane_policy": json.loads(self.lane_policy),
             "raw_score": self.raw_score,
@@ -200,6 +218,8 @@ class DecisionRecord:
             self.api_key_id,
             int(self.known_seq),
             int(self.known_results_seq),
+            self.model_run_id,
+            self.model_bundle_sha256,
         )
 
     @classmethod
@@ -230,6 +250,8 @@ class DecisionRecord:
             api_key_id=v["api_key_id"] or "",
             known_seq=int(v["known_seq"]),
             known_results_seq=int(v["known_results_seq"]),
+            model_run_id=v["model_run_id"] or "",
+            model_bundle_sha256=v["model_bundle_sha256"] or "",
             seq=seq,
             answered_at=answered_at,
         )

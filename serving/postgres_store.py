@@ -46,11 +46,17 @@ from serving.audit.chain import (
     RESULT_FIELDS,
     ChainRow,
     chain_results,
-    record_mac,
+    decision_mac,
     result_link,
     result_mac,
 )
-from serving.decision import STORED_FIELDS, DecisionRecord, iso_utc, pack_feature_rows
+from serving.decision import (
+    ADDED_FIELDS,
+    STORED_FIELDS,
+    DecisionRecord,
+    iso_utc,
+    pack_feature_rows,
+)
 from serving.outcomes import (
     HISTORY_COLUMNS,
     ResultEvent,
@@ -384,6 +390,7 @@ def create_schema(engine: sa.Engine, key: bytes) -> None:
         columns = _outcome_columns(conn)  # none: a new store
         legacy = bool(columns) and "mac" not in columns
         metadata.create_all(conn)
+        _add_decision_fields(conn)
         if columns and "selection_reason" not in columns:
             conn.exec_driver_sql(
                 "ALTER TABLE outcomes ADD COLUMN IF NOT EXISTS selection_reason text"
@@ -415,15 +422,27 @@ def _allow_corrections(conn: sa.Connection) -> None:
     )
 
 
-def _outcome_columns(conn: sa.Connection) -> set[str]:
+def _outcome_columns(conn: sa.Connection, table: str = "outcomes") -> set[str]:
     return set(
         conn.execute(
             sa.text(
                 "SELECT column_name FROM information_schema.columns "
-                "WHERE table_schema = current_schema() AND table_name = 'outcomes'"
-            )
+                "WHERE table_schema = current_schema() AND table_name = :table"
+            ),
+            {"table": table},
         ).scalars()
     )
+
+
+def _add_decision_fields(conn: sa.Connection) -> None:
+    """Give a decisions table from before ``ADDED_FIELDS`` their columns, empty in every row:
+    the MACs of those rows leave empty added fields out, so they stay valid as they are."""
+    columns = _outcome_columns(conn, "decisions")
+    for name in ADDED_FIELDS:
+        if name not in columns:
+            conn.exec_driver_sql(
+                f"ALTER TABLE decisions ADD COLUMN IF NOT EXISTS {name} text NOT NULL DEFAULT ''"
+            )
 
 
 def _has_chain_columns(conn: sa.Connection) -> bool:
@@ -531,7 +550,7 @@ class PostgresDecisionStore:
                     continue
                 seq += 1
                 at = now if answered_at is None else answered_at[i]
-                mac = record_mac(key, seq, at, prev, v)
+                mac = decision_mac(key, seq, at, prev, v)
                 rows.append((*v[:features], packed[i], *v[features + 1 :], declared[i], seq, at, prev, mac))  # fmt: skip
                 prev = mac
             try:

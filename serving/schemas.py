@@ -35,6 +35,7 @@ __all__ = [
     "OutcomesResponse",
     "Problem",
     "ReasonOut",
+    "RecordedModelRef",
     "ScoreResponse",
     "StoredDecision",
     "ValidationDetail",
@@ -44,6 +45,19 @@ __all__ = [
 class ModelRef(BaseModel):
     name: str
     version: str
+
+
+class RecordedModelRef(ModelRef):
+    """The model a stored decision was made with, as its record says (under its MAC)."""
+
+    run_id: str | None = Field(
+        description="The MLflow run of the model that decided; null when recorded before "
+        "decisions kept it (then only the name and version say which model it was)."
+    )
+    bundle_sha256: str | None = Field(
+        description="SHA-256 of that model's bundle.json (which pins each bundle file by its "
+        "digest): the registry's version today is that model only if its bundle matches."
+    )
 
 
 class ReasonOut(BaseModel):
@@ -113,7 +127,7 @@ class StoredDecision(BaseModel):
     declaration_id: str
     declaration: dict[str, Any]
     features: dict[str, float | None]
-    model: ModelRef
+    model: RecordedModelRef
     thresholds_version: str
     lane_policy: dict[str, Any] = Field(
         description="AEO discount, exploration rate/seed/lane, the lane of implausible numbers "

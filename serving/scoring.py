@@ -69,6 +69,8 @@ class ScoringRuntime:
     model_version: str
     config: ServeParams
     run_id: str | None = None
+    # SHA-256 of the model's bundle.json: with run_id, what each decision records of its model
+    bundle_sha256: str = ""
     contract: Contract | None = None  # extras the model's features use (from the entity state)
     # The declaration rules (features.intake.rules), built once: faults refuse a declaration before
     # scoring, warnings travel with its decision.
@@ -392,6 +394,7 @@ def load_runtime(settings: Settings, tracking_uri: str | None, model_dir: Path) 
         model_version=str(info.get("version", "?")),
         config=config,
         run_id=info.get("run_id"),
+        bundle_sha256=str(info.get("bundle_sha256") or ""),
         contract=state.contract,
         fault_rules=[r for r in rules if r.severity == "fault"],
         warning_rules=[r for r in rules if r.severity == "warning"],
@@ -640,6 +643,8 @@ def decision_records(
             api_key_id=who[i].api_key_id,
             known_seq=batch.known_seq,
             known_results_seq=batch.known_results_seq,
+            model_run_id=runtime.run_id or "",
+            model_bundle_sha256=runtime.bundle_sha256,
         )
         for i in range(len(batch))
     ]

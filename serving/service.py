@@ -629,6 +629,17 @@ class ParcelRiskService:
                 f"v{record.model_version}; this server runs v{runtime.model_version}. "
                 "Explain it with that model version.",
             )
+        if (record.model_run_id and record.model_run_id != runtime.run_id) or (
+            record.model_bundle_sha256 and record.model_bundle_sha256 != runtime.bundle_sha256
+        ):  # the same name and version given to another run: a rebuilt registry
+            return error_response(
+                409,
+                f"decision {decision_id} was made by run {record.model_run_id or '?'} (bundle "
+                f"{record.model_bundle_sha256[:12] or '?'}); this server's "
+                f"{runtime.model_name} v{runtime.model_version} is run {runtime.run_id} "
+                f"(bundle {runtime.bundle_sha256[:12] or '?'}): not the model that decided. "
+                "Explain it with `parcelrisk audit show` against the registry it was made with.",
+            )
         X = record.feature_vector.reshape(1, -1)
         # Context (hs6, origin...) is declaration-derived, so recomputing it is exact.
         frame = declarations_frame([record.declaration], contract=runtime.contract)

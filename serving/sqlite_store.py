@@ -27,8 +27,9 @@ from typing import IO, Any
 
 from features.errors import ParcelriskError
 from features.keys import load_key
-from serving.audit.chain import GENESIS, ChainRow, record_mac
+from serving.audit.chain import GENESIS, ChainRow, decision_mac, record_mac
 from serving.decision import (  # DamagedRecord: raised here, imported from here by callers
+    ADDED_FIELDS,
     STORED_FIELDS,
     DamagedRecord,
     DecisionRecord,
@@ -201,6 +202,8 @@ CREATE TABLE IF NOT EXISTS decisions (
     api_key_id TEXT NOT NULL,
     known_seq INTEGER NOT NULL,
     known_results_seq INTEGER NOT NULL,
+    model_run_id TEXT NOT NULL DEFAULT '',  -- added later (serving.decision.ADDED_FIELDS)
+    model_bundle_sha256 TEXT NOT NULL DEFAULT '',
     prev_mac BLOB NOT NULL,  -- the MAC of the decision at seq - 1 (serving.audit.chain)
     mac BLOB NOT NULL
 );
@@ -408,7 +411,14 @@ def archived_rows(
 
 def _table_links(table: Any) -> Iterator[ChainRow]:
     """The chain links of an archived table's rows (features unpacked)."""
-    columns = [table.column(name).to_pylist() for name in _COLUMNS]
+    # a day archived before ``ADDED_FIELDS`` has no such columns: empty, as the store gives them
+    held = set(table.column_names)
+    columns = [
+        table.column(name).to_pylist()
+        if name in held or name not in ADDED_FIELDS
+        else [""] * table.num_rows
+        for name in _COLUMNS
+    ]
     for r in zip(*columns, strict=True):
         values = list(r[:_N_STORED])
         values[_FEATURES] = unpack_features(bytes(values[_FEATURES]))
@@ -472,6 +482,7 @@ class SqliteDecisionStore:
         if read_only:
             self._conn = self._reader = connect_read_only(self.path)
             self._refuse_legacy()
+            self._read_added_fields()
             self._lock_file = None
             self._checkpointer: threading.Thread | None = None
             return
@@ -487,6 +498,7 @@ class SqliteDecisionStore:
             self._conn.execute("PRAGMA wal_autocheckpoint=0")  # the thread below does it
             self._refuse_legacy()
             self._conn.executescript(_SCHEMA)
+            self._add_fields()
         except sqlite3.Error as exc:
             # not a SQLite file, a damaged one, a read-only one that needs its tables or log
             # made: one line naming the file, for every command and the service alike
@@ -634,6 +646,39 @@ class SqliteDecisionStore:
                 f"{self.path}` once, with the audit key, to chain its decisions"
             )
 
+    def _missing_fields(self) -> list[str]:
+        columns = {row[1] for row in self._conn.execute("PRAGMA table_info(decisions)")}
+        return [name for name in ADDED_FIELDS if columns and name not in columns]
+
+    def _add_fields(self) -> None:
+        """Give a decisions table from before ``ADDED_FIELDS`` their columns, empty in every
+        row: the MACs of those rows leave empty added fields out, so they stay valid as they
+        are. Once, in a write transaction: workers opening the store together add them once."""
+        if not self._missing_fields():
+            return
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            for name in self._missing_fields():  # another writer may have added them meanwhile
+                self._conn.execute(
+                    f"ALTER TABLE decisions ADD COLUMN {name} TEXT NOT NULL DEFAULT ''"
+                )
+            self._conn.execute("COMMIT")
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+
+    def _read_added_fields(self) -> None:
+        """A read-only handle on a store from before ``ADDED_FIELDS`` (a copy on write-once
+        media is never altered): the decisions are read through a temporary view that gives
+        them empty, as a writer's ``_add_fields`` would. SQLite looks a name up in the temp
+        schema first, so every query reads the view; nothing is written to the file."""
+        missing = self._missing_fields()
+        if missing:
+            empty = ", ".join(f"'' AS {name}" for name in missing)
+            self._conn.execute(
+                f"CREATE TEMP VIEW decisions AS SELECT *, {empty} FROM main.decisions"
+            )
+
     def record(
         self,
         decisions: Sequence[DecisionRecord],
@@ -677,7 +722,7 @@ class SqliteDecisionStore:
                     continue
                 seq += 1
                 at = now if answered_at is None else answered_at[i]
-                mac = record_mac(key, seq, at, prev, v)
+                mac = decision_mac(key, seq, at, prev, v)
                 rows.append((*v[:_FEATURES], packed[i], *v[_FEATURES + 1 :], declared[i], seq, at, prev, mac))  # fmt: skip
                 prev = mac
             self._conn.executemany(_INSERT, rows)

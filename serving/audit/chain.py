@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from features.keys import hmac_sha256
+from serving.decision import ADDED_FIELDS, STORED_FIELDS
 
 GENESIS = bytes(32)  # the "previous MAC" of the first decision ever recorded
 _SEARCH = 64  # how far a broken record's original seq is looked for, to name what happened
@@ -42,6 +43,33 @@ def record_mac(
     ]
     lengths = struct.pack(f">{len(parts)}I", *map(len, parts))
     return hmac_sha256(key, lengths + b"".join(parts))
+
+
+_CHAINED_FROM_THE_START = len(STORED_FIELDS) - len(ADDED_FIELDS)
+
+
+def decision_mac_input(values: Sequence[Any]) -> Sequence[Any]:
+    """What a decision's MAC covers: its ``STORED_FIELDS`` values, less the trailing ones
+    added after decisions were chained (``ADDED_FIELDS``) that are empty.
+
+    Every decision recorded before those fields existed has them empty and a MAC over the
+    fields before them: leaving trailing empties out keeps those MACs valid as they are, with
+    no rewrite of the chain (rechaining would vouch anew for whatever had been edited) and no
+    version column to trust, as results do (``result_mac_input``). The forms cannot stand for
+    each other: the message starts with every part's length, so a run id removed from a
+    decision, or one added to an old decision, fails its MAC. Results' values, and a cut's,
+    are shorter than any decision's, so this leaves them as they are."""
+    n = len(values)
+    while n > _CHAINED_FROM_THE_START and values[n - 1] == "":
+        n -= 1
+    return values[:n]
+
+
+def decision_mac(
+    key: bytes, seq: int, answered_at: str, prev_mac: bytes, values: Sequence[Any]
+) -> bytes:
+    """The MAC of one decision (``DecisionRecord.stored_values()``, features canonical)."""
+    return record_mac(key, seq, answered_at, prev_mac, decision_mac_input(values))
 
 
 # An inspection result's stored values, in the order its MAC covers them. Results form a chain
@@ -184,8 +212,14 @@ class ChainRow:
 
     def valid(self, key: bytes, seq: int | None = None) -> bool:
         """Whether its MAC matches its content (at ``seq``, default its own)."""
+        # a decision's added fields left out when empty; a result's values are already its
+        # MAC input, and shorter than any decision's (``decision_mac_input``)
         expected = record_mac(
-            key, self.seq if seq is None else seq, self.answered_at, self.prev_mac, self.values
+            key,
+            self.seq if seq is None else seq,
+            self.answered_at,
+            self.prev_mac,
+            decision_mac_input(self.values),
         )
         return hmac.compare_digest(expected, self.mac)
 

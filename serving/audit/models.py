@@ -34,6 +34,7 @@ class LoadedModel:
     model: RiskModel
     state_dir: Path
     run_url: str | None = None  # the run in the MLflow UI, when the tracking URI serves one
+    bundle_sha256: str = ""  # of its bundle.json, as decisions record it
     _state: EntityState | None = field(default=None, repr=False)
 
     def entity_state(self) -> EntityState:
@@ -110,6 +111,7 @@ class RecordedModels:
             model=model,
             state_dir=Path(state_dir),
             run_url=run_url(self.tracking_uri, experiment_id, run_id),
+            bundle_sha256=str(info.get("bundle_sha256") or ""),
         )
 
     def run_of(self, name: str, version: str) -> str | None:
@@ -186,7 +188,39 @@ def explain_record(record: DecisionRecord, loaded: LoadedModel) -> dict[str, Any
     }
 
 
+def not_the_model(record: DecisionRecord, loaded: LoadedModel) -> str | None:
+    """Why ``loaded`` (the registry's version of the name and version ``record`` names) is
+    not the model that made the decision; None when it is, or when the record predates
+    recording its model's run and bundle (the name and version are then all it says).
+
+    A registry rebuilt, restored from another backup or re-registered gives "v3" to another
+    run: explained or recomputed with it, an old decision would be justified by a model that
+    never saw it (probe 12). The run id and the bundle digest are under the decision's MAC."""
+    recorded = f"{record.model_name} v{record.model_version}"
+    if record.model_run_id and record.model_run_id != loaded.run_id:
+        return (
+            f"decision {record.decision_id} was made by run {record.model_run_id} (recorded "
+            f"under its MAC); the registry's {recorded} is run {loaded.run_id}: the registry "
+            "was rebuilt or the version registered again; point --tracking-uri at the registry "
+            "the decision was made with"
+        )
+    if (
+        record.model_bundle_sha256
+        and loaded.bundle_sha256
+        and record.model_bundle_sha256 != loaded.bundle_sha256
+    ):
+        return (
+            f"decision {record.decision_id} was made by a bundle with SHA-256 "
+            f"{record.model_bundle_sha256[:12]} (recorded under its MAC); the registry's "
+            f"{recorded} (run {loaded.run_id}) loads {loaded.bundle_sha256[:12]}: not the model "
+            "that decided"
+        )
+    return None
+
+
 def _check_fits(record: DecisionRecord, loaded: LoadedModel) -> None:
+    if (problem := not_the_model(record, loaded)) is not None:
+        raise ParcelriskError(problem)
     manifest = loaded.model.manifest
     if record.manifest_fingerprint != manifest.fingerprint:
         raise ParcelriskError(

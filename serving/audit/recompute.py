@@ -410,6 +410,10 @@ def _unverifiable(record: DecisionRecord, reason: str) -> Recomputed:
 
 
 def _misfit(record: DecisionRecord, loaded: LoadedModel) -> str | None:
+    from serving.audit.models import not_the_model
+
+    if (problem := not_the_model(record, loaded)) is not None:
+        return problem
     model = loaded.model
     if record.manifest_fingerprint != model.manifest.fingerprint:
         return (

@@ -179,7 +179,7 @@ def show(
     """One decision in full: the declaration, lane, scores, reasons, every feature with its
     contribution (its own model version), the model run, who asked, its place in the chain,
     delivery and the inspection result."""
-    from serving.audit.models import RecordedModels, explain_record
+    from serving.audit.models import RecordedModels, explain_record, run_url
     from serving.audit.report import read_outcomes, read_result_history
     from serving.errors import json_finite
 
@@ -216,6 +216,16 @@ def show(
             problem = scrub_uris(str(exc))  # a loading error may quote the registry's URI
             # the run the registry names, though its artifacts do not load (probe 12: "run None")
             run["run_id"] = models.run_of(record.model_name, record.model_version)
+        # The run the decision recorded (under its MAC) is the model that decided; the
+        # registry's run for its name and version is only what that name means today (probe 12:
+        # a rebuilt registry named another run for "v1"). Old records name none: the registry's.
+        run["registry_run_id"] = run["run_id"]
+        if record.model_run_id:
+            if record.model_run_id != run["run_id"]:
+                run["run_url"] = run_url(models.tracking_uri, None, record.model_run_id)
+            run["run_id"] = record.model_run_id
+        run["run_recorded"] = bool(record.model_run_id)
+        run["bundle_sha256"] = record.model_bundle_sha256 or None
         tracking = display_uri(models.tracking_uri)  # printed: never its password
     # None, not NaN, for what a result leaves empty (a clean one's offence and revenue)
     result = json_finite(outcome.drop(columns="declaration_id").to_dict("records"))
@@ -272,8 +282,20 @@ def _show_text(body: dict[str, Any]) -> str:
         f"declaration   {body['declaration_id']}",
         f"lane          {body['lane']}" + ("  (exploration quota)" if body["exploration"] else ""),
         f"risk          {body['risk']:.6f}   expected revenue {body['expected_revenue']:.2f}",
-        f"model         {model['name']} v{model['version']}   run {model['run_id']}",
+        f"model         {model['name']} v{model['version']}   run {model['run_id']}"
+        + (
+            f" (recorded with the decision; bundle.json SHA-256 {model['bundle_sha256'] or '-'})"
+            if model["run_recorded"]
+            else " (the registry's today: the decision predates recording its run)"
+        ),
         f"run           {model['run_url'] or '-'}   (tracking {model['tracking_uri']})",
+    ]
+    if model["run_recorded"] and model["registry_run_id"] != model["run_id"]:
+        lines.append(
+            f"registry      NOT the model that decided: its {model['name']} v{model['version']} "
+            f"is run {model['registry_run_id'] or '(none)'} today"
+        )
+    lines += [
         f"cut-offs      {model['thresholds_version']}: "
         + (
             f"red if priority >= {c['red_cutoff']:.6g} ({c['red_rate']:.1%} of traffic), "

@@ -448,6 +448,10 @@ class AuditorPages:
                 f"the model registry did not answer for {record.model_name} "
                 f"v{record.model_version}: {type(exc).__name__}"
             )
+        if record.model_run_id:  # the run that decided, under the decision's MAC (probe 12)
+            if run_id != record.model_run_id:  # the registry names another: no link to it
+                run_link = None
+            run_id = record.model_run_id
         if explanation is not None:
             steps = charts.waterfall_steps(explanation, top=WATERFALL_TOP)
             waterfall = Markup(charts.waterfall_svg(steps, risk=explanation["risk"]))
@@ -496,6 +500,7 @@ class AuditorPages:
                     model=runtime.model,
                     state_dir=Path(runtime.model_dir or "."),
                     run_url=run_url(uri, experiment, run_id) if run_id else None,
+                    bundle_sha256=runtime.bundle_sha256,
                 )
                 self._champion = {key: found}
             return found

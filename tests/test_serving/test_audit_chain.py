@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from serving.audit.chain import format_head, record_mac
+from serving.audit.chain import decision_mac, format_head
 from serving.audit.verify import verify_store
 from serving.main import app
 from serving.sqlite_store import LegacyStore, SqliteDecisionStore
@@ -60,7 +60,7 @@ def test_an_edited_decision_is_named_even_with_its_hash_recomputed(tmp_path) -> 
         "SELECT seq, answered_at, prev_mac FROM decisions WHERE seq = 5"
     ).fetchone()
     record = store.get("dec4")[0]
-    forged = record_mac(b"not-the-key" * 4, row[0], row[1], row[2], record.stored_values())
+    forged = decision_mac(b"not-the-key" * 4, row[0], row[1], row[2], record.stored_values())
     _edit(store, "UPDATE decisions SET lane = 'green' WHERE seq = 5")
     _edit(store, f"UPDATE decisions SET mac = x'{forged.hex()}' WHERE seq = 5")
     assert _problem(store) == ("altered", 5)
@@ -116,7 +116,7 @@ def test_a_filed_head_catches_a_rewrite_by_someone_holding_the_key(tmp_path) -> 
     prev = store._conn.execute("SELECT mac FROM decisions WHERE seq = 2").fetchone()[0]
     for seq in range(3, 11):
         record = store.find(after_seq=seq - 1, limit=1)[0]
-        mac = record_mac(KEY, seq, record.answered_at, prev, record.stored_values())
+        mac = decision_mac(KEY, seq, record.answered_at, prev, record.stored_values())
         _edit(store, f"UPDATE decisions SET prev_mac = x'{prev.hex()}', mac = x'{mac.hex()}' WHERE seq = {seq}")  # fmt: skip
         prev = mac
     assert _problem(store) is None  # the chain alone cannot tell

@@ -280,6 +280,55 @@ def test_recompute_finds_an_altered_vector_and_an_unknown_model(audited, capsys,
     assert "999" in found["status"]
 
 
+def test_a_decision_names_the_run_and_bundle_that_made_it(audited, capsys) -> None:
+    from mlflow import MlflowClient
+
+    from models.registry import BUNDLE_DIGEST_TAG
+
+    record = audited["records"][0]
+    version = MlflowClient(audited["tracking_uri"]).get_model_version(
+        record.model_name, record.model_version
+    )
+    assert record.model_run_id == version.run_id
+    assert record.model_bundle_sha256 == version.tags[BUNDLE_DIGEST_TAG]
+    code, out, _ = run_cli(capsys, "audit", "show", record.decision_id, "--json",
+                        "--tracking-uri", audited["tracking_uri"], *_opts(audited))  # fmt: skip
+    model = json.loads(out)["model"]
+    assert code == 0 and model["run_recorded"] is True
+    assert model["run_id"] == model["registry_run_id"] == version.run_id
+    assert model["bundle_sha256"] == record.model_bundle_sha256
+
+
+def test_a_registry_that_names_another_run_for_the_version_is_not_used(
+    audited, capsys, tmp_path
+) -> None:
+    """A rebuilt registry gives "v1" to another run (probe 12): the decision's own record
+    names the run that made it, so show and recompute say the registry's is not that model
+    instead of explaining the decision with it."""
+    import dataclasses
+
+    first_batch = [dataclasses.replace(r, model_run_id="0" * 32) for r in audited["records"][:12]]
+    db = tmp_path / "rebuilt.db"
+    store = SqliteDecisionStore(db)
+    store.record(first_batch)
+    store.close()
+    target = first_batch[0]
+    code, out, _ = run_cli(capsys, "audit", "show", target.decision_id, "--json",
+                        "--tracking-uri", audited["tracking_uri"], *_opts(audited, db))  # fmt: skip
+    body = json.loads(out)
+    assert code == 0 and body["intact"] and body["explanation"] is None
+    assert f"made by run {'0' * 32}" in body["explanation_unavailable"]
+    assert body["model"]["run_id"] == "0" * 32 != body["model"]["registry_run_id"]
+    code, text, _ = run_cli(capsys, "audit", "show", target.decision_id,
+                         "--tracking-uri", audited["tracking_uri"], *_opts(audited, db))  # fmt: skip
+    assert "registry      NOT the model that decided" in text
+    code, out, _ = run_cli(capsys, "audit", "recompute", target.decision_id,
+                        *_recompute_opts(audited, db))  # fmt: skip
+    (found,) = json.loads(out)["decisions"]
+    assert code == 1 and found["status"].startswith("unverifiable")
+    assert "the registry was rebuilt or the version registered again" in found["status"]
+
+
 def test_export_csv_and_html(audited, capsys, tmp_path) -> None:
     out_csv, out_html = tmp_path / "report.csv", tmp_path / "report.html"
     period = ["--from", "2000-01-01", "--to", "2100-01-01"]

@@ -133,6 +133,28 @@ def test_explain_green_decision_and_raw_declaration(client) -> None:
     assert client.post("/explain", json={"decision_id": "nope"}, headers=auth()).status_code == 404
 
 
+def test_explain_refuses_a_decision_of_another_run_under_the_same_version(
+    client, stub_runtime, monkeypatch
+) -> None:
+    """The same name and version given to another run (a rebuilt registry): the decision's
+    record names the run that made it, so this server does not explain it with its own."""
+    monkeypatch.setattr(stub_runtime, "run_id", "run-that-decided")
+    monkeypatch.setattr(stub_runtime, "bundle_sha256", "ab" * 32)
+    decided = _score(client, make_declarations(5, seed=9)).json()["decisions"][0]
+    stored = client.get(
+        "/decision", params={"decision_id": decided["decision_id"]}, headers=auth("auditor")
+    ).json()
+    assert stored["model"]["run_id"] == "run-that-decided"
+    assert stored["model"]["bundle_sha256"] == "ab" * 32
+    ok = client.post("/explain", json={"decision_id": decided["decision_id"]}, headers=auth())
+    assert ok.status_code == 200, ok.text
+    monkeypatch.setattr(stub_runtime, "run_id", "run-of-a-rebuilt-registry")
+    r = client.post("/explain", json={"decision_id": decided["decision_id"]}, headers=auth())
+    assert r.status_code == 409
+    assert "made by run run-that-decided" in r.json()["error"]
+    assert "not the model that decided" in r.json()["error"]
+
+
 def _bad(field: str, value):
     d = make_declarations(1, seed=8)[0]
     if value is ...:

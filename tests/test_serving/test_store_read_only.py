@@ -44,7 +44,15 @@ def _digest(path: Path) -> str:
 
 
 def test_review_commands_leave_the_store_file_as_it_was(tmp_path, monkeypatch) -> None:
+    from models.registry import create_sqlite_store
+
     monkeypatch.setenv("PARCELRISK_AUDIT_KEY", KEY.decode())
+    # `show` looks the decision's model up in a registry (here an empty one: "not in the
+    # registry", shown, exit 0); without its own it read ./mlflow.db, there only when an
+    # earlier test or `make demo` had made it
+    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    create_sqlite_store(tracking)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking)
     review = tmp_path / "review"
     review.mkdir()
     db = review / "audit.db"

@@ -77,6 +77,8 @@ def _decisions(n: int) -> list:
             request_id=f"req-{i // 8}",
             api_key_id="0123456789abcdef",
             known_seq=i,
+            model_run_id="e" * 32,  # an MLflow run id's length
+            model_bundle_sha256="b" * 64,
         )
         for i in range(n)
     ]
@@ -188,7 +190,7 @@ def main() -> None:
 
     import serving.sqlite_store as sqlite_store
     from serving.audit.archive import archive_before
-    from serving.audit.chain import record_mac
+    from serving.audit.chain import decision_mac
     from serving.audit.verify import verify_store
     from serving.decision import pack_feature_rows
 
@@ -197,7 +199,7 @@ def main() -> None:
     key = os.environ["PARCELRISK_AUDIT_KEY"].encode()
     started = time.perf_counter()
     for v in values:
-        record_mac(key, 1, "2026-06-01T10:00:00.000000Z", bytes(32), v)
+        decision_mac(key, 1, "2026-06-01T10:00:00.000000Z", bytes(32), v)
     mac_us = (time.perf_counter() - started) / len(values) * 1e6
     started = time.perf_counter()
     for i in range(0, 2000, args.batch):

@@ -122,8 +122,7 @@ def main() -> None:
                     runtime.catch_up(store)
                 frame = RecordColumns(models, runtime.contract)
                 texts = models_as_json(models)
-                store.decided([m.declaration_id for m in models], runtime.model_name,
-                              runtime.model_version)  # fmt: skip
+                store.decided([m.declaration_id for m in models], runtime.model_name)
                 batch = score_frame(frame, runtime)
                 records = decision_records(batch, runtime, texts)
                 store.record(records)

@@ -198,7 +198,7 @@ _LAST_CUT_SQL = "SELECT cut_seq, cut_mac FROM chain_cuts ORDER BY cut_seq DESC L
 _DECIDED_SQL = (
     "SELECT "
     + ", ".join("''::bytea" if f == "features" else f for f in STORED_FIELDS)
-    + ", seq, answered_at FROM decisions WHERE model_name = %s AND model_version = %s "
+    + ", seq, answered_at FROM decisions WHERE model_name = %s "
     "AND declaration_id = ANY(%s) ORDER BY seq"
 )
 # stored times are "%Y-%m-%dT%H:%M:%S.%fZ": in byte order ("C") text order is time order
@@ -536,9 +536,7 @@ class PostgresDecisionStore:
                 taken.update(
                     already_decided(
                         decisions_,
-                        lambda ids, name, version: cur.execute(
-                            _DECIDED_SQL, (name, version, ids)
-                        ).fetchall(),
+                        lambda ids, name: cur.execute(_DECIDED_SQL, (name, ids)).fetchall(),
                     )
                 )
             seq, prev = (int(last[0]), bytes(last[1])) if last is not None else (0, GENESIS)
@@ -754,15 +752,13 @@ class PostgresDecisionStore:
             return int(conn.execute(sa.select(sa.func.count()).select_from(decisions)).scalar())
 
     def decided(
-        self, declaration_ids: Sequence[str], model_name: str, model_version: str
+        self, declaration_ids: Sequence[str], model_name: str
     ) -> dict[tuple[str, str], DecisionRecord]:
         ids = list(dict.fromkeys(declaration_ids))
         if not ids:
             return {}
         # what an answer needs, not the feature vector nor the chain
-        return decided_records(
-            _fetch(self.engines.hot, _DECIDED_SQL, (model_name, model_version, ids))
-        )
+        return decided_records(_fetch(self.engines.hot, _DECIDED_SQL, (model_name, ids)))
 
     def since(
         self, seq: int, declared_from_us: int | None = None, limit: int | None = None

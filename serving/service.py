@@ -429,9 +429,10 @@ class ParcelRiskService:
         declaration was decided before), and the ids of the decisions handed back, of one
         merged batch (CPU only, no waiting).
 
-        Idempotent: a declaration this model version has decided before, sent again unchanged
-        (same ``declaration_id``, same content: a retry after a timeout, or the same parcel
-        twice in one batch), gets that decision back, not a second one.
+        Idempotent: a declaration decided before (by any version of the model: one parcel, one
+        decision), sent again unchanged (same ``declaration_id``, same content: a retry after a
+        timeout, an outbox replayed, or the same parcel twice in one batch), gets that decision
+        back, not a second one; its ``model`` says which version made it.
         """
         declarations = [declaration for declaration, _ in sent]
         runtime.catch_up(
@@ -444,7 +445,7 @@ class ParcelRiskService:
         texts = declarations_as_json(columns.frame()) if extras else models_as_json(declarations)
         ids = [d.declaration_id for d in declarations]
         keys = list(zip(ids, texts, strict=True))
-        before = self.store.decided(ids, runtime.model_name, runtime.model_version)
+        before = self.store.decided(ids, runtime.model_name)
         first: dict[tuple[str, str], int] = {}
         for i, key in enumerate(keys):
             if key not in before:

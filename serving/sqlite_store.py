@@ -240,10 +240,11 @@ _INSERT = f"INSERT INTO decisions ({','.join(_COLUMNS)}) VALUES ({','.join('?' *
 _READ = f"SELECT {','.join(_COLUMNS)} FROM decisions"
 _SELECT = f"{_READ} WHERE decision_id = ?"
 # decisions_declaration indexes the ids; the first of each (id, text) wins (ORDER BY seq)
-# what an answer needs, not the feature vector nor the chain: a retry is answered from it
+# what an answer needs, not the feature vector nor the chain: a retry is answered from it.
+# Any version of the model: a declaration re-sent after a promotion gets its first decision.
 _DECIDED = (
     f"SELECT {','.join(f if f != 'features' else 'NULL' for f in STORED_FIELDS)}, seq, "
-    "answered_at FROM decisions WHERE model_name = ? AND model_version = ? "
+    "answered_at FROM decisions WHERE model_name = ? "
     "AND declaration_id IN ({ids}) ORDER BY seq"
 )
 _LAST_LINK = "SELECT seq, mac FROM decisions ORDER BY seq DESC LIMIT 1"
@@ -288,21 +289,22 @@ def decided_records(rows: Sequence[Sequence[Any]]) -> dict[tuple[str, str], Deci
 
 def already_decided(
     decisions: Sequence[DecisionRecord],
-    lookup: Callable[[list[str], str, str], Sequence[Sequence[Any]]],
+    lookup: Callable[[list[str], str], Sequence[Sequence[Any]]],
 ) -> dict[tuple[str, str], DecisionRecord]:
-    """The stored first decisions of the declarations ``decisions`` decide again, by the same
-    model version: ``lookup(ids, model_name, model_version)`` runs the ``decided`` query inside
+    """The stored first decisions of the declarations ``decisions`` decide again, by any
+    version of the same model: ``lookup(ids, model_name)`` runs the ``decided`` query inside
     the writer's transaction. Two workers can score the same new declaration at once (a client
-    retrying on a second connection while its first attempt is still being scored): both see
-    it undecided before scoring, and the second to write must answer with the first's decision
-    instead of chaining a second one."""
-    by_model: dict[tuple[str, str], list[str]] = {}
+    retrying on a second connection while its first attempt is still being scored, or one
+    worker on the old champion and one on the new during a swap): both see it undecided before
+    scoring, and the second to write must answer with the first's decision instead of chaining
+    a second one."""
+    by_model: dict[str, list[str]] = {}
     for d in decisions:
-        by_model.setdefault((d.model_name, d.model_version), []).append(d.declaration_id)
+        by_model.setdefault(d.model_name, []).append(d.declaration_id)
     wanted = {(d.declaration_id, d.declaration_json) for d in decisions}
     found: dict[tuple[str, str], DecisionRecord] = {}
-    for (name, version), ids in by_model.items():
-        for key, record in decided_records(lookup(list(dict.fromkeys(ids)), name, version)).items():
+    for name, ids in by_model.items():
+        for key, record in decided_records(lookup(list(dict.fromkeys(ids)), name)).items():
             if key in wanted:
                 found.setdefault(key, record)
     return found
@@ -706,9 +708,9 @@ class SqliteDecisionStore:
         key = self._key
         taken: dict[tuple[str, str], DecisionRecord] = {}
 
-        def decided_now(ids: list[str], name: str, version: str) -> list[Any]:
+        def decided_now(ids: list[str], name: str) -> list[Any]:
             query = _DECIDED.format(ids=",".join("?" * len(ids)))
-            return self._conn.execute(query, (name, version, *ids)).fetchall()
+            return self._conn.execute(query, (name, *ids)).fetchall()
 
         def append() -> None:
             taken.clear()  # a retried transaction looks again
@@ -979,7 +981,7 @@ class SqliteDecisionStore:
             return int(self._conn.execute("SELECT COUNT(*) FROM decisions").fetchone()[0])
 
     def decided(
-        self, declaration_ids: Sequence[str], model_name: str, model_version: str
+        self, declaration_ids: Sequence[str], model_name: str
     ) -> dict[tuple[str, str], DecisionRecord]:
         ids = list(dict.fromkeys(declaration_ids))
         if not ids:
@@ -988,7 +990,7 @@ class SqliteDecisionStore:
         # the reader connection, as ``since``: runs before every batch, must not queue behind
         # a commit waiting for another worker's write lock
         with self._read_lock:
-            rows = self._reader.execute(query, (model_name, model_version, *ids)).fetchall()
+            rows = self._reader.execute(query, (model_name, *ids)).fetchall()
         return decided_records(rows)
 
     def since(

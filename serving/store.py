@@ -39,12 +39,14 @@ class DecisionStore(Protocol):
         """How many decisions are stored."""
 
     def decided(
-        self, declaration_ids: Sequence[str], model_name: str, model_version: str
+        self, declaration_ids: Sequence[str], model_name: str
     ) -> dict[tuple[str, str], DecisionRecord]:
-        """The first decision already stored by this model version for each of these
+        """The first decision already stored by any version of this model for each of these
         declarations, keyed by (declaration_id, declaration_json): a declaration sent again
-        unchanged gets that decision back (``serving.service``), not a second one. The records
-        hold what an answer carries: their feature vector is not read (``features`` empty)."""
+        unchanged gets that decision back (``serving.service``), not a second one, also after
+        a new champion was promoted (probe 14: a re-send after a promotion got a second,
+        unflagged decision, perhaps in another lane, while the first had been delivered). The
+        records hold what an answer carries: their feature vector is not read (empty)."""
 
     def mark_undelivered(self, decision_ids: Sequence[str], reason: str) -> None:
         """These recorded decisions were never answered (the request timed out or was cancelled

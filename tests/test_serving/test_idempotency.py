@@ -100,3 +100,26 @@ def test_one_id_with_two_contents_in_one_request_is_refused(client, service_env)
     assert declaration["declaration_id"] in error and "declarations[1]" in error
     assert "declarations[0]" in error
     assert _stored(service_env) == stored
+
+
+def test_a_declaration_sent_again_after_a_promotion_gets_its_first_decision(
+    client, service_env, stub_runtime, monkeypatch
+):
+    """One parcel, one decision: a re-send after a new champion (an outbox replayed, a retry
+    whose first answer did arrive) got a second decision from the new model, perhaps in
+    another lane, unflagged, while the first had been delivered (probe 14)."""
+    declarations = make_declarations(2, seed=47, prefix="PROMO")
+    first = _score(client, declarations)
+    stored = _stored(service_env)
+    old_version = stub_runtime.model_version
+    monkeypatch.setattr(stub_runtime, "model_version", f"{old_version}-next")
+    again = _score(client, declarations)
+    assert again == first and all(d["model"]["version"] == old_version for d in again)
+    assert _stored(service_env) == stored
+    # an amendment is still decided anew, by the champion of the day, and says so
+    amended = {**declarations[0], "declared_value": declarations[0]["declared_value"] * 3 + 1}
+    (second,) = _score(client, [amended])
+    assert second["decision_id"] != first[0]["decision_id"]
+    assert second["model"]["version"] == f"{old_version}-next"
+    assert any("amended" in w for w in second["warnings"])
+    assert _stored(service_env) == stored + 1

@@ -529,6 +529,9 @@ class ServeParams(Section):
     # off). The model never saw such a number: trees read 1e300 EUR as the largest value they
     # were trained on, and a value no consignment has cleared green at risk 0.0003 (probe 9).
     # A document check is what a unit or decimal error, or a probe of the system, needs.
+    # So does a declaration in an ISO currency without a rate in features.fx_to_base: its value
+    # features are empty, and the README's undervalued parcel went red -> green in lari (30 of
+    # 37 red parcels lost red, probe 14): a trader could clear undervaluation by the currency.
     implausible_lane: Literal["red", "yellow", "green"] = "yellow"
     # blake2b(seed:declaration_id) -> uniform: whoever knows it can predict the draw; set
     # PARCELRISK_EXPLORATION_SEED in production instead of versioning it.

@@ -9,8 +9,10 @@ Pure and vectorised over a batch. The policy, in order:
 2. Cut-offs: ``priority >= red_cutoff`` -> red, ``>= yellow_cutoff`` -> yellow, else green
    (``models.bundle.LaneThresholds``, fitted on training traffic at the configured rates).
 3. Implausible numbers: a declaration with a number above its plausible bound (the
-   ``.plausible`` warning rules: value, weight, quantity, amount extras) goes at least to
-   ``implausible_lane``: the model cannot judge a number it never saw.
+   ``.plausible`` warning rules: value, weight, quantity, amount extras), or valued in a
+   currency without an exchange rate (``currency.rate``: its value features are empty), goes
+   at least to ``implausible_lane``: the model cannot judge a value it never saw or could not
+   convert.
 4. Exploration: a random quota of ``exploration_rate`` of all traffic, drawn independently of
    the score, goes at least to ``exploration_lane`` and is flagged ``exploration=True``. These
    parcels are the unbiased sample the next model is evaluated on, so membership is recorded
@@ -125,12 +127,29 @@ def facilitation_notes(
     return notes
 
 
-def implausible_rows(findings: Findings) -> np.ndarray:
+# The warning rule of a currency without an exchange rate (``features.intake.rules``).
+NO_RATE_RULE = "currency.rate"
+
+
+def implausible_rows(findings: Findings, *, unvalued: bool = False) -> np.ndarray:
     """Rows of a batch's warning findings with a number above its plausible bound (the rules
-    named ``<field>.plausible``, ``features.intake.rules``)."""
+    named ``<field>.plausible``, ``features.intake.rules``); with ``unvalued``, also the rows
+    in a currency without an exchange rate (``NO_RATE_RULE``)."""
     rows = np.zeros(findings.n_rows, dtype=bool)
     for finding in findings.items:
-        if finding.rule.name.endswith(".plausible") and finding.rule.severity == "warning":
+        if finding.rule.severity != "warning":
+            continue
+        name = finding.rule.name
+        if name.endswith(".plausible") or (unvalued and name == NO_RATE_RULE):
+            rows[finding.rows] = True
+    return rows
+
+
+def unvalued_rows(findings: Findings) -> np.ndarray:
+    """Rows of a batch's warning findings in a currency without an exchange rate."""
+    rows = np.zeros(findings.n_rows, dtype=bool)
+    for finding in findings.items:
+        if finding.rule.name == NO_RATE_RULE and finding.rule.severity == "warning":
             rows[finding.rows] = True
     return rows
 
@@ -146,8 +165,14 @@ def exploration_note(lane: str, without: str, rate: float) -> str:
     )
 
 
-def implausible_note(lane: str) -> str:
-    """The warning of a declaration ``implausible_lane`` raised to ``lane``."""
+def implausible_note(lane: str, *, unvalued: bool = False) -> str:
+    """The warning of a declaration ``implausible_lane`` raised to ``lane`` (``unvalued``: by
+    its currency without an exchange rate rather than a number above its bound)."""
+    if unvalued:
+        return (
+            f"{lane} at least (serve.implausible_lane): its currency has no exchange rate, so "
+            "the model could not value the parcel (its value features are empty)"
+        )
     return (
         f"{lane} at least (serve.implausible_lane): a number above its plausible bound, which "
         "the model never saw and cannot judge"

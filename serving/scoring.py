@@ -31,6 +31,7 @@ from serving.lanes import (
     facilitation_notes,
     implausible_note,
     implausible_rows,
+    unvalued_rows,
 )
 from serving.reasons import Reason, explain_decisions
 
@@ -116,6 +117,9 @@ class ScoringRuntime:
         policy = self.config.lane_policy()
         if self.limits is not None and self.config.implausible_lane != "green":
             policy["plausible_bounds"] = self.limits.bounds()
+            # a currency without a rate raises the lane too (probe 14); decisions recorded
+            # before it did lack the key, and recompute leaves such rows as they were
+            policy["unvalued_currency"] = True
         return policy
 
     def catch_up(
@@ -513,6 +517,7 @@ def score_frame(
         feature_warnings += beyond_training_warnings(features, runtime.extra_ranges)
     warnings = _row_warnings(feature_warnings, n)
     implausible = None
+    unvalued = np.zeros(n, dtype=bool)
     if runtime.warning_rules:
         found = (
             check_records(declarations.records, declarations.contract, runtime.warning_rules)
@@ -521,7 +526,8 @@ def score_frame(
         )
         for row, messages in found.messages_by_row("warning").items():
             warnings[row].extend(messages)
-        implausible = implausible_rows(found)
+        implausible = implausible_rows(found, unvalued=True)
+        unvalued = unvalued_rows(found)
     if len(features) != n:
         raise ParcelriskError(f"online features returned {len(features)} rows for {n}")
     model = runtime.model
@@ -539,7 +545,7 @@ def score_frame(
             scores["priority"], aeo, declaration_ids, thresholds, runtime.config
         )
         for row in np.flatnonzero(implausible & (plain != lanes)).tolist():
-            warnings[row].append(implausible_note(str(lanes[row])))
+            warnings[row].append(implausible_note(str(lanes[row]), unvalued=bool(unvalued[row])))
     if exploration.any():  # a lane the draw raised says so (about 1 row in 100)
         undrawn = runtime.config.model_copy(update={"exploration_rate": 0.0})
         without, _ = assign_lanes(

@@ -175,20 +175,23 @@ def implausible_of(lane_policy: str, models: list[Any], live: LiveState) -> np.n
     (``ScoringRuntime.lane_policy``), judged as the service judged them: the same rules, with
     the currency table of the model's entity state. None: the policy raised no lane."""
     from features.intake.rules import Limits, check_records, rules_for
-    from serving.lanes import implausible_rows
+    from serving.lanes import NO_RATE_RULE, implausible_rows
 
     policy = json.loads(lane_policy)
     bounds = policy.get("plausible_bounds")
     if policy.get("implausible_lane", "green") == "green" or not bounds:
         return None
+    # a currency without a rate raised the lane from when the policy says so (probe 14)
+    unvalued = bool(policy.get("unvalued_currency"))
     snapshot = live.snapshot
     limits = Limits.from_params(bounds, snapshot.params)
     rules = [
         r
         for r in rules_for(limits, with_outcomes=False, contract=snapshot.contract)
-        if r.severity == "warning" and r.name.endswith(".plausible")
+        if r.severity == "warning"
+        and (r.name.endswith(".plausible") or (unvalued and r.name == NO_RATE_RULE))
     ]
-    return implausible_rows(check_records(models, snapshot.contract, rules))
+    return implausible_rows(check_records(models, snapshot.contract, rules), unvalued=unvalued)
 
 
 def _aeo(declaration: dict[str, Any]) -> bool:

@@ -51,6 +51,7 @@ def audited(real_pipeline, tmp_path_factory):
     # numbers above their plausible bounds: raised to serve.implausible_lane (yellow)
     parcels.loc[7, "declared_value"] = 5e8
     parcels.loc[8, "gross_weight_kg"] = 9e6
+    parcels.loc[9, "currency"] = "GEL"  # no exchange rate: raised too (probe 14)
     records = []
     try:
         for b in range(6):
@@ -206,9 +207,12 @@ def test_recompute_gives_a_lane_raised_by_an_implausible_number(audited, capsys)
     recorded (without them the model's priority alone gives another lane: said in the
     decision's note)."""
     raised = [
-        r for r in audited["records"][7:9] if any("implausible_lane" in w for w in r.warnings)
+        r for r in audited["records"][7:10] if any("implausible_lane" in w for w in r.warnings)
     ]
-    assert raised, [r.warnings for r in audited["records"][7:9]]
+    assert raised, [r.warnings for r in audited["records"][7:10]]
+    # the parcel in lari, unless the model put it in a lane at least as strict by itself
+    gel = audited["records"][9]
+    assert gel.lane != "green" and json.loads(gel.lane_policy)["unvalued_currency"] is True
     for record in raised:
         assert record.lane == "yellow"
         assert json.loads(record.lane_policy)["plausible_bounds"]["max_value"] == 100_000.0
@@ -281,12 +285,12 @@ def test_recompute_finds_an_altered_vector_and_an_unknown_model(audited, capsys,
 
 
 def test_a_decision_names_the_run_and_bundle_that_made_it(audited, capsys) -> None:
-    from mlflow import MlflowClient
-
-    from models.registry import BUNDLE_DIGEST_TAG
+    from models.registry import BUNDLE_DIGEST_TAG, registry_client
 
     record = audited["records"][0]
-    version = MlflowClient(audited["tracking_uri"]).get_model_version(
+    # registry_client names the registry too: a bare MlflowClient(uri) takes a registry URI
+    # another test set process-wide, and read another registry's v1
+    version = registry_client(audited["tracking_uri"]).get_model_version(
         record.model_name, record.model_version
     )
     assert record.model_run_id == version.run_id

@@ -241,6 +241,28 @@ def test_an_implausible_value_is_kept_out_of_green_and_says_why(client) -> None:
     }
 
 
+def test_a_currency_without_a_rate_is_kept_out_of_green_and_says_why(client) -> None:
+    """A value the model cannot convert leaves its value features empty: the README's
+    undervalued parcel went red -> green declared in lari (probe 14). At least
+    serve.implausible_lane, said on the decision and recorded in its lane policy."""
+    d = make_declarations(2, seed=13)
+    low = _score(client, [d[1]]).json()["decisions"][0]
+    assert low["lane"] == "green"
+    for currency in ("GEL", "UZS", "MNT"):
+        sent = {**d[1], "declaration_id": f"{d[1]['declaration_id']}-{currency}",
+                "currency": currency}  # fmt: skip
+        (decision,) = _score(client, [sent]).json()["decisions"]
+        assert decision["lane"] == "yellow", decision
+        assert any(f"'{currency}' has no exchange rate" in w for w in decision["warnings"])
+        assert decision["warnings"][-1] == (
+            "yellow at least (serve.implausible_lane): its currency has no exchange rate, so "
+            "the model could not value the parcel (its value features are empty)"
+        )
+    r = client.get("/decision", params={"decision_id": decision["decision_id"]},
+                   headers=auth("auditor"))  # fmt: skip
+    assert r.json()["lane_policy"]["unvalued_currency"] is True
+
+
 def test_a_declaration_without_an_hs_code_is_scored(client) -> None:
     """Postal items often carry no HS code: 55% of a postal export's were refused (probe 11)."""
     no_code, null_code = make_declarations(2, seed=14)

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from features.errors import ParcelriskError
+from features.notes import UNCLASSIFIED
 
 # The stored values of a record, in this order: what a store keeps and what the hash covers.
 STORED_FIELDS = (
@@ -47,10 +48,12 @@ STORED_FIELDS = (
     # another run (probe 12). Empty in every decision recorded before them.
     "model_run_id",
     "model_bundle_sha256",
+    # the stable code of each warning, in order (``features.notes``): JSON, "" without any
+    "warning_codes_json",
 )
 # The stored fields added after decisions were chained, at the end of ``STORED_FIELDS``: empty
 # in a decision recorded before them, and then left out of its MAC (``serving.audit.chain``).
-ADDED_FIELDS = ("model_run_id", "model_bundle_sha256")
+ADDED_FIELDS = ("model_run_id", "model_bundle_sha256", "warning_codes_json")
 
 
 def iso_utc(t_us: int) -> str:
@@ -111,6 +114,9 @@ class DecisionRecord:
     # before they were (the name and version are then all the record says).
     model_run_id: str = ""
     model_bundle_sha256: str = ""
+    # The stable code of each of ``warnings``, in the same order (``features.notes``); empty
+    # in a decision recorded before warnings had codes (``codes_of_warnings`` then says so).
+    warning_codes: list[str] = field(default_factory=list)
     # Set by the store when it records the decision (None before): its place in the chain and
     # the time it was committed and released to its request (``serving.audit.chain``).
     seq: int | None = field(default=None, compare=False)
@@ -140,6 +146,14 @@ class DecisionRecord:
         )
 
     @property
+    def codes_of_warnings(self) -> list[str]:
+        """One code per warning, in order: ``unclassified`` for the warnings of a decision
+        recorded before warnings had codes."""
+        if len(self.warning_codes) == len(self.warnings):
+            return list(self.warning_codes)
+        return [UNCLASSIFIED] * len(self.warnings)
+
+    @property
     def feature_vector(self) -> np.ndarray:
         return np.frombuffer(self.features, dtype="<f8")
 
@@ -156,6 +170,7 @@ class DecisionRecord:
             "model": {"name": self.model_name, "version": self.model_version},
             "thresholds_version": self.thresholds_version,
             "warnings": self.warnings,
+            "warning_codes": self.codes_of_warnings,
         }
 
     def stored_item(self, feature_names: Sequence[str], intact: bool) -> dict[str, Any]:
@@ -185,6 +200,7 @@ class DecisionRecord:
             "exploration": self.exploration,
             "reasons": self.reasons,
             "warnings": self.warnings,
+            "warning_codes": self.codes_of_warnings,
             "request_id": self.request_id,
             "api_key_id": self.api_key_id,
             "known_seq": self.known_seq,
@@ -220,6 +236,7 @@ class DecisionRecord:
             int(self.known_results_seq),
             self.model_run_id,
             self.model_bundle_sha256,
+            json.dumps(self.warning_codes) if self.warning_codes else "",
         )
 
     @classmethod
@@ -252,6 +269,7 @@ class DecisionRecord:
             known_results_seq=int(v["known_results_seq"]),
             model_run_id=v["model_run_id"] or "",
             model_bundle_sha256=v["model_bundle_sha256"] or "",
+            warning_codes=json.loads(v["warning_codes_json"]) if v["warning_codes_json"] else [],
             seq=seq,
             answered_at=answered_at,
         )

@@ -14,6 +14,7 @@ from features.intake.contract import (
     parse_bool_value,
     require_utc_time,
 )
+from features.notes import CODES
 from serving.outcomes import (
     DATE_ONLY,
     MAX_CORRECTION_CHARS,
@@ -40,6 +41,19 @@ __all__ = [
     "StoredDecision",
     "ValidationDetail",
 ]
+
+
+def _warning_codes_doc() -> str:
+    listed = "; ".join(f"`{code}`: {text}" for code, text in CODES.items())
+    return (
+        "The stable code of each of `warnings`, in the same order: branch on these, not on the "
+        "text (reworded between releases). `lane.*`: the lane was set by policy, not by the "
+        "risk alone. A declaration rule's warning has the rule's name as its code (e.g. "
+        "`currency.rate`, `hs_code.chapter`, `declared_value.plausible`); the others: " + listed
+    )
+
+
+WARNING_CODES_DOC = _warning_codes_doc()
 
 
 class ModelRef(BaseModel):
@@ -81,6 +95,7 @@ class Decision(BaseModel):
     model: ModelRef
     thresholds_version: str
     warnings: list[str] = Field(description="E.g. codes never seen in history (priors used).")
+    warning_codes: list[str] = Field(description=WARNING_CODES_DOC)
 
 
 class ScoreResponse(BaseModel):
@@ -140,6 +155,7 @@ class StoredDecision(BaseModel):
     exploration: bool
     reasons: list[ReasonOut]
     warnings: list[str]
+    warning_codes: list[str] = Field(description=WARNING_CODES_DOC)
     request_id: str = Field(description="The request that asked (its X-Request-ID).")
     api_key_id: str = Field(description="The id (a fingerprint, never the key) of its API key.")
     known_seq: int = Field(description="The decision log the live entity state held (its seq).")

@@ -22,6 +22,15 @@ import numpy as np
 from features.errors import ParcelriskError
 from features.intake.columns import RecordColumns, columns_of, frame_records
 from features.intake.rules import Findings, Limits, Rule, check, check_records, rules_for
+from features.notes import (
+    EXTRA_BEYOND_TRAINING,
+    LANE_AEO_FACILITATION,
+    LANE_EXPLORATION,
+    LANE_IMPLAUSIBLE,
+    LANE_UNVALUED_CURRENCY,
+    UNCLASSIFIED,
+    RowNote,
+)
 from serving.audit.archived import since_with_archive
 from serving.auth import Caller
 from serving.decision import DecisionRecord, features_for_storage
@@ -61,10 +70,10 @@ class ScoringRuntime:
     """A loaded champion: model, the online feature function bound to its entity state, config."""
 
     model: RiskModel
-    # declarations -> (online features, [(row, warning)])
+    # declarations -> (online features, [(row, warning, code)])
     compute_features: Callable[
         [pd.DataFrame | FrameColumns | RecordColumns],
-        tuple[OnlineFeatures, list[tuple[int, str]]],
+        tuple[OnlineFeatures, list[RowNote]],
     ]
     model_name: str
     model_version: str
@@ -383,8 +392,8 @@ def load_runtime(settings: Settings, tracking_uri: str | None, model_dir: Path) 
 
     def compute(
         declarations: pd.DataFrame | FrameColumns | RecordColumns,
-    ) -> tuple[OnlineFeatures, list[tuple[int, str]]]:
-        warnings: list[tuple[int, str]] = []
+    ) -> tuple[OnlineFeatures, list[RowNote]]:
+        warnings: list[RowNote] = []
         features = live.features(declarations, warnings)
         return features, warnings
 
@@ -435,8 +444,8 @@ def extra_ranges(model: RiskModel, contract: Contract | None) -> dict[str, tuple
 
 def beyond_training_warnings(
     features: OnlineFeatures, ranges: dict[str, tuple[str, float]]
-) -> list[tuple[int, str]]:
-    """(row, warning) for each numeric extra over ``BEYOND_TRAINING`` times the largest the
+) -> list[RowNote]:
+    """Notes (row, warning, code) for each numeric extra over ``BEYOND_TRAINING`` times the largest the
     model learnt from: trees score it as the largest, whatever it is."""
     notes = []
     for name, (extra, largest) in ranges.items():
@@ -444,11 +453,12 @@ def beyond_training_warnings(
         with np.errstate(invalid="ignore"):
             far = np.flatnonzero(np.abs(values) > BEYOND_TRAINING * largest)
         notes += [
-            (
+            RowNote(
                 int(i),
                 f"{extra}: {values[i]:.4g} is over {BEYOND_TRAINING:,.0f} times the largest the "
                 f"model learnt from ({largest:,.4g}): a unit or decimal error? It is scored as "
                 "the largest",
+                EXTRA_BEYOND_TRAINING,
             )
             for i in far.tolist()
         ]
@@ -475,6 +485,8 @@ class ScoredBatch:
     reasons: list[list[Reason]]
     warnings: list[list[str]]
     scored_at: str
+    # the stable code of each warning, row by row and in the same order (``features.notes``)
+    warning_codes: list[list[str]] = field(default_factory=list)
     # What the live state held when the features were computed: the decision log up to this
     # seq and the inspection results up to that one (``DecisionRecord.known_seq``), so an
     # auditor can rebuild it (``parcelrisk audit recompute``).
@@ -485,6 +497,13 @@ class ScoredBatch:
     def __len__(self) -> int:
         return len(self.decision_ids)
 
+    def warn(self, row: int, code: str, text: str) -> None:
+        """One more warning on a row, with its stable code (``features.notes``)."""
+        if not self.warning_codes:  # a batch made without codes (tests, old callers)
+            self.warning_codes = [[UNCLASSIFIED] * len(w) for w in self.warnings]
+        self.warnings[row].append(text)
+        self.warning_codes[row].append(code)
+
 
 def new_decision_ids(n: int) -> list[str]:
     """Random 128-bit ids (hex), unique per decision even when a declaration is re-scored."""
@@ -492,12 +511,17 @@ def new_decision_ids(n: int) -> list[str]:
     return [raw[i : i + 32] for i in range(0, 32 * n, 32)]
 
 
-def _row_warnings(warnings: list[tuple[int, str]], n: int) -> list[list[str]]:
-    out: list[list[str]] = [[] for _ in range(n)]
-    for row, message in warnings:
-        if 0 <= int(row) < n:
-            out[int(row)].append(str(message))
-    return out
+class _Warnings:
+    """A batch's warnings row by row, each with its stable code (``features.notes``)."""
+
+    def __init__(self, n: int) -> None:
+        self.texts: list[list[str]] = [[] for _ in range(n)]
+        self.codes: list[list[str]] = [[] for _ in range(n)]
+
+    def add(self, row: int, code: str, text: str) -> None:
+        if 0 <= row < len(self.texts):
+            self.texts[row].append(str(text))
+            self.codes[row].append(code)
 
 
 def score_frame(
@@ -515,7 +539,9 @@ def score_frame(
     features, feature_warnings = runtime.compute_features(declarations)
     if runtime.extra_ranges:
         feature_warnings += beyond_training_warnings(features, runtime.extra_ranges)
-    warnings = _row_warnings(feature_warnings, n)
+    notes = _Warnings(n)
+    for row, text, *code in feature_warnings:  # a (row, text) pair from an older producer
+        notes.add(int(row), code[0] if code else UNCLASSIFIED, text)
     implausible = None
     unvalued = np.zeros(n, dtype=bool)
     if runtime.warning_rules:
@@ -524,8 +550,9 @@ def score_frame(
             if isinstance(declarations, RecordColumns)
             else check(declarations, runtime.warning_rules)
         )
-        for row, messages in found.messages_by_row("warning").items():
-            warnings[row].extend(messages)
+        for row, coded in found.coded_messages_by_row("warning").items():
+            for code, message in coded:  # a rule's warning: its name is its code
+                notes.add(row, code, message)
         implausible = implausible_rows(found, unvalued=True)
         unvalued = unvalued_rows(found)
     if len(features) != n:
@@ -545,7 +572,11 @@ def score_frame(
             scores["priority"], aeo, declaration_ids, thresholds, runtime.config
         )
         for row in np.flatnonzero(implausible & (plain != lanes)).tolist():
-            warnings[row].append(implausible_note(str(lanes[row]), unvalued=bool(unvalued[row])))
+            notes.add(
+                row,
+                LANE_UNVALUED_CURRENCY if unvalued[row] else LANE_IMPLAUSIBLE,
+                implausible_note(str(lanes[row]), unvalued=bool(unvalued[row])),
+            )
     if exploration.any():  # a lane the draw raised says so (about 1 row in 100)
         undrawn = runtime.config.model_copy(update={"exploration_rate": 0.0})
         without, _ = assign_lanes(
@@ -553,11 +584,13 @@ def score_frame(
         )
         rate = runtime.config.exploration_rate
         for row in np.flatnonzero(exploration & (without != lanes)).tolist():
-            warnings[row].append(exploration_note(str(lanes[row]), str(without[row]), rate))
+            notes.add(
+                row, LANE_EXPLORATION, exploration_note(str(lanes[row]), str(without[row]), rate)
+            )
     for row, note in facilitation_notes(
         scores["priority"], aeo, lanes, thresholds, runtime.config
     ).items():
-        warnings[row].append(note)
+        notes.add(row, LANE_AEO_FACILITATION, note)
     reasons: list[list[Reason]] = [[] for _ in range(n)]
     explain = np.arange(n) if reasons_for_all else np.flatnonzero(lanes != "green")
     if len(explain):
@@ -581,7 +614,8 @@ def score_frame(
         lanes=lanes,
         exploration=exploration,
         reasons=reasons,
-        warnings=warnings,
+        warnings=notes.texts,
+        warning_codes=notes.codes,
         scored_at=datetime.now(UTC).isoformat(timespec="microseconds"),
         known_seq=known[0],
         known_results_seq=known[1],
@@ -645,6 +679,7 @@ def decision_records(
             exploration=exploration[i],
             reasons=[r.as_dict() for r in batch.reasons[i]],
             warnings=batch.warnings[i],
+            warning_codes=batch.warning_codes[i] if batch.warning_codes else [],
             request_id=who[i].request_id,
             api_key_id=who[i].api_key_id,
             known_seq=batch.known_seq,
@@ -677,6 +712,7 @@ def results_frame(records: list[DecisionRecord], priority: np.ndarray) -> pd.Dat
             "exploration": np.array([r.exploration for r in records], dtype=bool),
             "reasons": [json.dumps(r.reasons) for r in records],
             "warnings": [json.dumps(r.warnings) for r in records],
+            "warning_codes": [json.dumps(r.codes_of_warnings) for r in records],
             "model_name": [r.model_name for r in records],
             "model_version": [r.model_version for r in records],
             "thresholds_version": [r.thresholds_version for r in records],

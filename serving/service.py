@@ -43,6 +43,7 @@ from features.errors import ParcelriskError
 from features.intake.columns import RecordColumns, declarations_frame, models_as_json
 from features.intake.contract import OUTCOME_COLUMNS
 from features.intake.rules import Limits
+from features.notes import DECLARATION_AMENDED, EXTRAS_MISSING, FIELD_IGNORED
 from serving.auditor.pages import auditor_routes
 from serving.auth import CALLER, ApiKeyMiddleware, Caller, KeyCheck, load_keyring
 from serving.batching import MicroBatcher, Reservation, run_inline_if_small
@@ -461,15 +462,15 @@ class ParcelRiskService:
             decided_ids = {declaration_id for declaration_id, _ in before}
             for j, i in enumerate(new):
                 if ids[i] in decided_ids:  # decided before with other content: amended
-                    batch.warnings[j].append(AMENDED_WARNING)
+                    batch.warn(j, DECLARATION_AMENDED, AMENDED_WARNING)
                 sent_extras = declarations[i].model_extra or {}
                 if unknown := set(sent_extras) - known:
-                    batch.warnings[j].append(ignored_fields_warning(unknown))
+                    batch.warn(j, FIELD_IGNORED, ignored_fields_warning(unknown))
                 # scored as unknown: the client should know; null or "" is not sent either
                 # (it was unsaid, where the key left out was warned, probe 9)
                 given = {k for k, v in sent_extras.items() if v is not None and v != ""}
                 if missing := known - given:
-                    batch.warnings[j].append(missing_extras_warning(missing))
+                    batch.warn(j, EXTRAS_MISSING, missing_extras_warning(missing))
             records = decision_records(
                 batch, runtime, [texts[i] for i in new], callers=[sent[i][1] for i in new]
             )

@@ -204,6 +204,7 @@ CREATE TABLE IF NOT EXISTS decisions (
     known_results_seq INTEGER NOT NULL,
     model_run_id TEXT NOT NULL DEFAULT '',  -- added later (serving.decision.ADDED_FIELDS)
     model_bundle_sha256 TEXT NOT NULL DEFAULT '',
+    warning_codes_json TEXT NOT NULL DEFAULT '',
     prev_mac BLOB NOT NULL,  -- the MAC of the decision at seq - 1 (serving.audit.chain)
     mac BLOB NOT NULL
 );

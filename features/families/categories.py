@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from features.intake.contract import Contract
+from features.notes import CATEGORY_UNKNOWN, RowNote
 from features.params import FeatureParams
 from features.pipeline.family import Family, History, Rows, SpecContext, Values
 from features.pipeline.history import codes_of
@@ -88,7 +89,7 @@ class Categories(Family):
             out[name] = np.append(of_value, -1.0)[codes]  # code -1 (missing): the last, -1
         return out
 
-    def warnings(self, rows: Rows, values: Values, part: object) -> list[tuple[int, str]]:
+    def warnings(self, rows: Rows, values: Values, part: object) -> list[RowNote]:
         out = []
         for name in _own(rows.categories):
             column = name.removeprefix(PREFIX)
@@ -99,7 +100,7 @@ class Categories(Family):
                 message = (
                     f"{column} {rows.prep[column][i]!r} unknown to the model: scored as 'other'"
                 )
-                out.append((int(i), message))
+                out.append(RowNote(int(i), message, CATEGORY_UNKNOWN))
         return out
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from features.notes import HS6_NO_REFERENCE, RowNote
 from features.pipeline.family import History, Rows, SpecContext, Values
 from features.pipeline.history import codes_of
 from features.pipeline.manifest import FeatureManifest, FeatureSpec, priced_in
@@ -476,14 +477,16 @@ class Valuation(RefitFamily):
             hs6_origin=pd.read_parquet(directory / "references_hs6_origin.parquet"),
         )
 
-    def warnings(self, rows: Rows, values: Values, part: RefitPart) -> list[tuple[int, str]]:
+    def warnings(self, rows: Rows, values: Values, part: RefitPart) -> list[RowNote]:
         if fitted_of(part).hs6.empty:
             return []
         hs6 = rows.prep["hs6"]
         # a declaration without an HS code has no reference price by design, unwarned: postal
         # items often have none, and the warning would be on most of their decisions
         return [
-            (int(i), f"HS6 {hs6[i]} not seen in history: no reference price")
+            RowNote(
+                int(i), f"HS6 {hs6[i]} not seen in history: no reference price", HS6_NO_REFERENCE
+            )
             for i in np.flatnonzero(values["reference_count_hs6"] == 0)
             if hs6[i] is not None
         ]

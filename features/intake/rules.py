@@ -189,12 +189,21 @@ class Findings:
 
     def messages_by_row(self, severity: Severity) -> dict[int, list[str]]:
         """row -> messages of that severity, in rule order."""
-        out: dict[int, list[str]] = {}
+        return {
+            row: [message for _, message in notes]
+            for row, notes in self.coded_messages_by_row(severity).items()
+        }
+
+    def coded_messages_by_row(self, severity: Severity) -> dict[int, list[tuple[str, str]]]:
+        """row -> (rule name, message) of that severity, in rule order: the rule's name is the
+        stable code a decision's warning carries (``features.notes``)."""
+        out: dict[int, list[tuple[str, str]]] = {}
         for finding in self.items:
             if finding.rule.severity != severity:
                 continue
+            name = finding.rule.name
             for row, message in zip(finding.rows.tolist(), finding.messages(), strict=True):
-                out.setdefault(row, []).append(message)
+                out.setdefault(row, []).append((name, message))
         return out
 
 

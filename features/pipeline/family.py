@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from features.intake.contract import Contract
+from features.notes import RowNote
 from features.params import FeatureParams
 from features.pipeline import history as hist
 from features.pipeline.manifest import FeatureManifest, FeatureSpec
@@ -317,6 +318,7 @@ class Family:
     def load_part(self, directory: Path) -> Any:
         return None
 
-    def warnings(self, rows: Rows, values: Values, part: Any) -> list[tuple[int, str]]:
-        """(row, message) notes on codes the model has not seen, read off computed features."""
+    def warnings(self, rows: Rows, values: Values, part: Any) -> list[RowNote]:
+        """Notes (row, message, code) on codes the model has not seen, read off computed
+        features (``features.notes``)."""
         return []

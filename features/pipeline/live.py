@@ -52,6 +52,7 @@ import numpy as np
 import pandas as pd
 
 from features.intake.columns import FrameColumns, RecordColumns, StoredColumns, columns_of
+from features.notes import RowNote
 from features.pipeline.family import Rows
 from features.pipeline.history import NO_TIME, US_PER_DAY
 from features.pipeline.online import OnlineFeatures, online_features
@@ -130,7 +131,7 @@ class LiveState:
     def features(
         self,
         declarations: pd.DataFrame | FrameColumns | RecordColumns,
-        warnings: list[tuple[int, str]] | None = None,
+        warnings: list[RowNote] | None = None,
     ) -> OnlineFeatures:
         """``online_features`` over the snapshot and everything appended so far (declarations
         appended already are not counted twice)."""

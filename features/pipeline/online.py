@@ -14,6 +14,7 @@ import pandas as pd
 
 from features.errors import ParcelriskError
 from features.intake.columns import FrameColumns, RecordColumns, columns_of
+from features.notes import HISTORY_BEFORE_CUTOFF, HISTORY_STALE, RowNote
 from features.pipeline.family import Rows
 from features.pipeline.frame import assemble
 from features.pipeline.history import NO_TIME, US_PER_DAY
@@ -76,7 +77,7 @@ class OnlineFeatures:
 def online_features(
     declarations: pd.DataFrame | FrameColumns | RecordColumns,
     state: EntityState,
-    warnings: list[tuple[int, str]] | None = None,
+    warnings: list[RowNote] | None = None,
     already_seen: np.ndarray | None = None,
     *,
     appended_declared_us: int = NO_TIME,
@@ -133,7 +134,11 @@ def online_features(
             "before the history's last declaration) to count for later declarations"
         )
         notes += [
-            (int(i), early + (too_late if t_us[i] < state.late_entry_from_us else ""))
+            RowNote(
+                int(i),
+                early + (too_late if t_us[i] < state.late_entry_from_us else ""),
+                HISTORY_BEFORE_CUTOFF,
+            )
             for i in np.flatnonzero(t_us < state.exact_from_us)
         ]
         notes += stale_history_notes(
@@ -151,8 +156,8 @@ def online_features(
 
 def stale_history_notes(
     t_us: np.ndarray, state: EntityState, newest_declared_us: int, newest_result_us: int
-) -> list[tuple[int, str]]:
-    """(row, warning) for the declarations (declared_at in UTC us) declared longer after the
+) -> list[RowNote]:
+    """Notes (row, warning, code) for the declarations (declared_at in UTC us) declared longer after the
     newest declaration, or the newest inspection result, the state knows (``NO_TIME``: none)
     than the features' windows reach: their recent counts, first-seen ages and hit rates
     describe the history's end, not the entity.
@@ -188,7 +193,11 @@ def stale_history_notes(
         if len(rows):
             since = _utc_date(newest_us)
             notes += [
-                (int(i), text.format(since=since, days=int(gap_days[i]), window=window_days))
+                RowNote(
+                    int(i),
+                    text.format(since=since, days=int(gap_days[i]), window=window_days),
+                    HISTORY_STALE,
+                )
                 for i in rows
             ]
     return notes
@@ -202,7 +211,7 @@ def _utc_date(t_us: int) -> str:
 def compute_online_features(
     declarations: pd.DataFrame,
     state: EntityState,
-    warnings: list[tuple[int, str]] | None = None,
+    warnings: list[RowNote] | None = None,
 ) -> pd.DataFrame:
     """``online_features`` as a feature frame, in the layout of the batch ``features.parquet``."""
     return online_features(declarations, state, warnings).frame()

@@ -241,6 +241,7 @@ def show(
         "raw_score": record.raw_score,
         "reasons": record.reasons,
         "warnings": record.warnings,
+        "warning_codes": record.codes_of_warnings,
         "model": {
             "name": record.model_name,
             "version": record.model_version,
@@ -340,7 +341,10 @@ def _show_text(body: dict[str, Any]) -> str:
     lines += [f"  {r['contribution']:+.4f}  {r['text']}" for r in body["reasons"]] or ["  none"]
     if body["warnings"]:
         lines.append("warnings")
-        lines += [f"  {w}" for w in body["warnings"]]
+        lines += [
+            f"  [{code}] {w}"
+            for code, w in zip(body["warning_codes"], body["warnings"], strict=True)
+        ]
     lines.append("declaration")
     lines += [f"  {k}: {v}" for k, v in body["declaration"].items()]
     explanation = body["explanation"]

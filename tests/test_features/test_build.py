@@ -397,7 +397,7 @@ def test_online_warnings_name_unknown_codes_and_never_fail(built, history):
     request.loc[3, "declared_at"] = cutoff - pd.Timedelta(days=30)  # older than the snapshot
     warnings: list[tuple[int, str]] = []
     frame = compute_online_features(request, state, warnings)
-    by_row = {row: [m for r, m in warnings if r == row] for row in range(4)}
+    by_row = {row: [m for r, m, _ in warnings if r == row] for row in range(4)}
     assert np.isnan(frame.loc[0, "value_eur"])  # the rules warn of the rate (features.intake.rules)
     assert any("999999" in m for m in by_row[1])
     assert any("'ZZ'" in m and "unknown to the model" in m for m in by_row[2])

@@ -554,7 +554,7 @@ def test_a_late_declaration_the_history_lacks_enters_the_live_state(history, wor
     warnings: list[tuple[int, str]] = []
     fresh.features(early, warnings)
     assert any(
-        "too late" in text and "to count for later declarations" in text for _, text in warnings
+        "too late" in text and "to count for later declarations" in text for _, text, _ in warnings
     )
     # nor for the other declarations of its request: one of the history's own, re-sent from
     # before the span beside a new parcel of its seller, is counted once (by the snapshot)

@@ -111,7 +111,7 @@ def test_no_warning_for_declarations_at_the_cut_instant(world):
     state, new, _, _ = world
     warnings: list[tuple[int, str]] = []
     LiveState(state).features(new[new["declared_at"] == new["declared_at"].min()], warnings)
-    assert not [w for _, w in warnings if "entity-state cutoff" in w]
+    assert not [w for _, w, _ in warnings if "entity-state cutoff" in w]
 
 
 def test_a_result_dated_the_cut_day_counts_as_in_batch(world):

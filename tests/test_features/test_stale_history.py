@@ -80,7 +80,7 @@ def _stale(live: LiveState | EntityState, declarations: pd.DataFrame) -> dict[st
     else:
         online_features(declarations, live, warnings)
     return {
-        gap: {row for row, text in warnings if gap in text}
+        gap: {row for row, text, _ in warnings if gap in text}
         for gap in (DECLARATIONS_GAP, RESULTS_GAP)
     }
 
@@ -108,7 +108,7 @@ def test_a_declaration_long_after_the_history_gets_both_warnings(history, state)
     new = _declared_after(history, days=400)
     warnings: list[tuple[int, str]] = []
     LiveState(state).features(new, warnings)
-    stale = [(row, text) for row, text in warnings if "holds no" in text]
+    stale = [(row, text) for row, text, _ in warnings if "holds no" in text]
     assert sorted(row for row, _ in stale) == sorted(2 * list(range(20)))  # both, every row
     texts = [text for _, text in stale]
     end = history["declared_at"].max()
@@ -132,14 +132,14 @@ def test_the_snapshot_alone_dates_the_results_from_its_own_newest(history, state
     warnings: list[tuple[int, str]] = []
     online_features(new, state, warnings)
     since = _utc_day(pd.Timestamp(state.last_result_us * 1000, tz="UTC"))
-    assert any(f"inspection result after {since} (" in t for _, t in warnings)
+    assert any(f"inspection result after {since} (" in t for _, t, _ in warnings)
 
 
 def test_thousands_are_separated(history, state) -> None:
     new = _declared_after(history, days=4_722, n=1)
     warnings: list[tuple[int, str]] = []
     online_features(new, state, warnings)
-    assert any("(4,722 days before this one" in t for _, t in warnings)
+    assert any("(4,722 days before this one" in t for _, t, _ in warnings)
 
 
 def test_later_declarations_appended_end_the_declarations_warning(history, state) -> None:

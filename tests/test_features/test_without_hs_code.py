@@ -54,7 +54,7 @@ def test_online_features_without_an_hs_code_equal_batch(tmp_path) -> None:
     online = compute_online_features(request, EntityState.load(tmp_path / "state"), warnings)
     assert online.loc[1, list(HS_BASED)].isna().all()
     assert online.loc[1, "reference_count_hs6"] == 0 < online.loc[0, "reference_count_hs6"]
-    assert not [w for row, w in warnings if row == 1 and "hs" in w.lower()], warnings
+    assert not [w for row, w, _ in warnings if row == 1 and "hs" in w.lower()], warnings
 
 
 def test_dates_without_times_are_told_apart_from_times() -> None:

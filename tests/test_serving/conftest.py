@@ -21,6 +21,7 @@ import pandas as pd
 import pytest
 
 from features.intake.columns import columns_of, python_values
+from features.notes import CATEGORY_UNKNOWN, RowNote
 from features.pipeline.manifest import REASON_CONTEXT, FeatureManifest, FeatureSpec
 from serving.scoring import ScoringRuntime
 
@@ -103,7 +104,7 @@ class StubFeatures:
         return self.context  # no derived context: nothing to hold to the stored vector
 
 
-def stub_features(declarations: Any) -> tuple[StubFeatures, list[tuple[int, str]]]:
+def stub_features(declarations: Any) -> tuple[StubFeatures, list[RowNote]]:
     """Declaration -> features, vectorised, with warnings for unknown origins like the real one."""
     declarations = columns_of(declarations).frame()
     origin_code = pd.Categorical(declarations["origin_country"], categories=ORIGINS).codes
@@ -130,7 +131,11 @@ def stub_features(declarations: Any) -> tuple[StubFeatures, list[tuple[int, str]
         }
     )
     warnings = [
-        (int(i), f"origin_country {declarations['origin_country'].iloc[i]!r} never seen")
+        RowNote(
+            int(i),
+            f"origin_country {declarations['origin_country'].iloc[i]!r} never seen",
+            CATEGORY_UNKNOWN,
+        )
         for i in np.flatnonzero(origin_code < 0)
     ]
     return StubFeatures(frame), warnings

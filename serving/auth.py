@@ -5,8 +5,10 @@ Keys come from ``PARCELRISK_API_KEYS`` (comma-separated ``role:key`` pairs) or t
 as ``X-API-Key: KEY`` or ``Authorization: Bearer KEY`` (what ``bentoml.SyncHTTPClient(token=)``
 sends). Keys are compared in constant time and never logged; only the role is.
 
-Paths are deny-by-default: the probes are open, each API path needs one of its roles, and
-anything else (metrics, Swagger UI, schema) needs any valid key.
+Paths are deny-by-default: the probes are open, so are the docs page, its Swagger UI files and
+the OpenAPI document to read them (GET/HEAD: a browser cannot send a key, and they hold no
+secret), each API path needs one of its roles, and anything else (metrics, BentoML's
+``/schema.json``) needs any valid key.
 """
 
 from __future__ import annotations
@@ -40,6 +42,12 @@ INSECURE_ENV = "PARCELRISK_INSECURE_NO_AUTH"
 # /metrics is not open: lane volumes tell whoever reads them how much is being inspected;
 # Prometheus sends a key as a bearer token (authorization: {credentials: KEY}).
 OPEN_PATHS = frozenset({"/livez", "/readyz", "/healthz"})
+# The docs page (serving.patches, 4.), the Swagger UI it loads from /static_content and the
+# document it shows (serving.openapi, which names no site and no key; test_openapi checks it):
+# open to read, exactly these paths, so a browser opens them. Any other method needs a key.
+DOCS_PATHS = frozenset({"/", "/docs.json"})
+DOCS_ASSETS_PREFIX = "/static_content/"
+_READ_METHODS = frozenset({"GET", "HEAD"})
 # The auditor pages sign their users in with a session cookie and refuse every other role
 # themselves (serving.auditor.pages): no API key is expected on them.
 SESSION_PREFIX = "/auditor"
@@ -159,8 +167,10 @@ def several_credentials(raw_headers: list[tuple[bytes, bytes]]) -> bool:
     return sum(k.lower() in _CREDENTIAL_HEADERS for k, _ in raw_headers) > 1
 
 
-def required_roles(path: str) -> frozenset[str] | None:
-    """Roles allowed on ``path``; empty set = any valid key; None = open."""
+def required_roles(path: str, method: str) -> frozenset[str] | None:
+    """Roles allowed to call ``method`` on ``path``; empty set = any valid key; None = open."""
+    if method in _READ_METHODS and (path in DOCS_PATHS or path.startswith(DOCS_ASSETS_PREFIX)):
+        return None
     path = path.rstrip("/") or "/"
     if path in OPEN_PATHS or path == SESSION_PREFIX or path.startswith(SESSION_PREFIX + "/"):
         return None
@@ -178,7 +188,9 @@ class KeyCheck:
     def __call__(self, scope: dict[str, Any]) -> bool:
         if self._keyring is None:
             self._keyring = load_keyring()
-        if required_roles(scope.get("path", "/")) is None or self._keyring.insecure:
+        if required_roles(scope.get("path", "/"), scope.get("method", "")) is None:
+            return True
+        if self._keyring.insecure:
             return True
         if several_credentials(scope["headers"]):
             return False
@@ -209,10 +221,12 @@ class ApiKeyMiddleware:
             await self.app(scope, receive, send)
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        refusal, caller = self._check(scope.get("path", "/"), headers, REQUEST_ID.get())
+        path, method = scope.get("path", "/"), scope.get("method", "")
+        refusal, caller = self._check(path, method, headers, REQUEST_ID.get())
         if refusal is None and caller.api_key_id and several_credentials(scope["headers"]):
             refusal = _unauthorised(
-                "more than one credential (X-API-Key given twice, or with Authorization): send one"
+                "more than one credential (X-API-Key given twice, or with Authorization): send one",
+                code="auth.several_credentials",
             )
         if refusal is not None:
             await refusal(scope, receive, send)
@@ -221,27 +235,33 @@ class ApiKeyMiddleware:
         await self.app(scope, receive, send)
 
     def _check(
-        self, path: str, headers: Mapping[str, str], request_id: str
+        self, path: str, method: str, headers: Mapping[str, str], request_id: str
     ) -> tuple[JSONResponse | None, Caller]:
         """The 401/403 for this request (None if it may pass) and who it is."""
-        roles = required_roles(path)
+        roles = required_roles(path, method)
         key = presented_key(headers)
         found = self.keyring.identify(key) if roles is not None else None
         caller = Caller(request_id, *(found[::-1] if found else ("", "")))
         if roles is None or self.keyring.insecure:
             return None, caller
         if key is None:
-            return _unauthorised("missing API key (X-API-Key or Authorization: Bearer)"), caller
+            return _unauthorised(
+                "missing API key (X-API-Key or Authorization: Bearer)", code="auth.missing_key"
+            ), caller
         if found is None:
-            return _unauthorised("invalid API key"), caller
+            return _unauthorised("invalid API key", code="auth.invalid_key"), caller
         role = found[0]
         if roles and role not in roles:
             logger.info("role %s refused on %s", role, path)
             return error_response(
-                403, f"role {role!r} may not call {path}; needs {' or '.join(sorted(roles))}"
+                403,
+                f"role {role!r} may not call {path}; needs {' or '.join(sorted(roles))}",
+                code="auth.role",
             ), caller
         return None, caller
 
 
-def _unauthorised(message: str) -> JSONResponse:
-    return error_response(401, message, headers={"www-authenticate": 'Bearer realm="parcelrisk"'})
+def _unauthorised(message: str, *, code: str) -> JSONResponse:
+    return error_response(
+        401, message, code=code, headers={"www-authenticate": 'Bearer realm="parcelrisk"'}
+    )

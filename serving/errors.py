@@ -1,6 +1,8 @@
-"""Every error the HTTP API answers, shaped in one place: ``{"error": "one line", ...details}``.
+"""Every error the HTTP API answers, shaped in one place: ``{"error": "one line", "code":
+"stable.code", ...details}``.
 
-``serving.schemas.ErrorResponse`` documents the shape. Handlers return these responses;
+``serving.schemas.ErrorResponse`` documents the shape. ``error`` is for people; a client
+branches on ``code``, which never changes wording. Handlers return these responses;
 the ASGI middlewares (auth, body limit, readiness, request timeout) send them with
 ``await response(scope, receive, send)``. Every 429 and 503 says when to try again
 (``Retry-After``, seconds), as the OpenAPI document (``serving.openapi``) promises.
@@ -21,6 +23,30 @@ if TYPE_CHECKING:
 # locked): long enough not to hammer the worker, short enough to notice it is back.
 DEFAULT_RETRY_AFTER_S = 5
 _RETRY_STATUSES = (429, 503)
+
+# The ``code`` of an answer whose sender names no more precise one: one per status. Those that
+# can say more pass their own (``batch.size``, ``auth.missing_key``; ErrorResponse lists them).
+STATUS_CODES: dict[int, str] = {
+    400: "bad_request",
+    401: "auth.unauthenticated",
+    403: "auth.role",
+    404: "not_found",
+    405: "route.method",
+    408: "body.timeout",
+    409: "conflict",
+    413: "body.too_large",
+    415: "body.media_type",
+    422: "unprocessable",
+    429: "busy",
+    431: "headers.too_large",
+    503: "unavailable",
+    504: "timeout",
+}
+VALIDATION_CODE = "validation"  # a body that is not the documented JSON (pydantic's refusal)
+# A refused request names every refused row, so that a client can set them aside and send the
+# rest in one round trip: each row's first problem always, the others up to this many in all
+# (1,000 declarations breaking five rules each would be a megabyte of answer).
+MAX_PROBLEMS = 1000
 
 
 class ErrorJSONResponse(JSONResponse):
@@ -55,11 +81,17 @@ def _with_retry_after(status: int, headers: dict[str, str] | None) -> dict[str, 
 
 
 def error_response(
-    status: int, message: str, *, headers: dict[str, str] | None = None, **details: Any
+    status: int,
+    message: str,
+    *,
+    code: str | None = None,
+    headers: dict[str, str] | None = None,
+    **details: Any,
 ) -> JSONResponse:
-    """``{"error": message, **details}`` with ``status`` (and ``Retry-After`` on 429/503)."""
+    """``{"error": message, "code": code, **details}`` with ``status`` (and ``Retry-After`` on
+    429/503); ``code`` defaults to the status's (``STATUS_CODES``)."""
     return ErrorJSONResponse(
-        {"error": message, **details},
+        {"error": message, "code": code or STATUS_CODES.get(status, f"http.{status}"), **details},
         status_code=status,
         headers=_with_retry_after(status, headers),
     )
@@ -74,9 +106,11 @@ def not_ready_response(reason: str) -> JSONResponse:
     )
 
 
-def rejection_response(findings: Findings, records: list[Any], limit: int = 20) -> JSONResponse:
-    """400 for a request with rule faults: every problem with its location, as the gate words
-    it for a file."""
+def rejection_response(
+    findings: Findings, records: list[Any], limit: int = MAX_PROBLEMS
+) -> JSONResponse:
+    """400 for a request with rule faults: its problems with their locations, as the gate
+    words them for a file; every refused row among them (``listed_problems``)."""
     problems = []
     for finding in findings.faults:
         for row, message in zip(finding.rows.tolist(), finding.messages(), strict=True):
@@ -95,5 +129,65 @@ def rejection_response(findings: Findings, records: list[Any], limit: int = 20) 
     return error_response(
         400,
         f"{rows} declaration(s) break the contract: {shown}{more}",
-        problems=problems[:limit],
+        code="contract.rules",
+        **listed_problems(problems, limit=limit),
     )
+
+
+def validation_response(errors: list[dict[str, Any]]) -> JSONResponse:
+    """400 for a body pydantic refused (``ValidationError.errors()`` without urls, context or
+    input): the first error in one line, then each one (no values, no links), every refused
+    row among them."""
+    detail = [
+        {
+            "type": e["type"],
+            "loc": [p if isinstance(p, int) else str(p) for p in e["loc"]],
+            # pydantic says "Value error, <our message>" of a validator's refusal: ours is whole
+            "msg": e["msg"].removeprefix("Value error, "),
+        }
+        for e in errors
+    ]
+    first = detail[0] if detail else {"loc": [], "msg": "invalid request body"}
+    where = ".".join(str(part) for part in first["loc"])
+    more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
+    extra = {"field": where} if where else {}
+    listed = listed_problems(detail, max_rows=MAX_PROBLEMS, key="detail")
+    return error_response(
+        400,
+        f"{where or 'request body'}: {first['msg']}{more}",
+        code=VALIDATION_CODE,
+        **listed,
+        **extra,
+    )
+
+
+def listed_problems(
+    problems: list[dict[str, Any]],
+    *,
+    limit: int = MAX_PROBLEMS,
+    max_rows: int | None = None,
+    key: str = "problems",
+) -> dict[str, Any]:
+    """``problems`` (each with a ``loc`` [collection, row, ...]) as an answer's details: the
+    first problem of every row (of the first ``max_rows`` rows: a handler's request holds at
+    most ``serve.max_batch``, a body pydantic refused any number), then the others in order
+    while fewer than ``limit`` are listed; with ``{key}_total`` and ``truncated``."""
+    chosen: set[int] = set()
+    rows: set[tuple[Any, ...]] = set()
+    for i, problem in enumerate(problems):
+        if max_rows is not None and len(rows) >= max_rows:
+            break
+        if (row := _row_of(problem["loc"])) not in rows:
+            rows.add(row)
+            chosen.add(i)
+    for i in range(len(problems)):
+        if len(chosen) >= limit:
+            break
+        chosen.add(i)
+    shown = [p for i, p in enumerate(problems) if i in chosen]
+    return {key: shown, f"{key}_total": len(problems), "truncated": len(shown) < len(problems)}
+
+
+def _row_of(loc: list[Any]) -> tuple[Any, ...]:
+    """The item a location is in: ("declarations", 3) of ["declarations", 3, "quantity"]."""
+    return tuple(loc[:2]) if len(loc) >= 2 and isinstance(loc[1], int) else tuple(loc[:1])

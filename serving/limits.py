@@ -45,14 +45,18 @@ class BodyLimitMiddleware:
         is_form = media == FORM_MEDIA and scope.get("path") in FORM_PATHS
         if media is not None and not _is_json(media) and not is_form:
             response = error_response(
-                415, f"Content-Type {media!r} not accepted: send application/json"
+                415,
+                f"Content-Type {media!r} not accepted: send application/json",
+                code="body.media_type",
             )
             await response(scope, receive, send)
             return
         if (encoding := _content_encoding(scope)) not in (None, "identity"):
             # not decoded by anything on the way: gzip bytes would be parsed as JSON text
             response = error_response(
-                415, f"Content-Encoding {encoding!r} not accepted: send the body uncompressed"
+                415,
+                f"Content-Encoding {encoding!r} not accepted: send the body uncompressed",
+                code="body.encoding",
             )
             await response(scope, receive, send)
             return
@@ -60,7 +64,9 @@ class BodyLimitMiddleware:
         body = await _read_body(scope, receive, limit)
         if body is None:
             response = error_response(
-                413, f"request body larger than {limit} bytes (serve.max_body_bytes)"
+                413,
+                f"request body larger than {limit} bytes (serve.max_body_bytes)",
+                code="body.too_large",
             )
             await response(scope, receive, send)
             return

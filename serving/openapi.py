@@ -25,6 +25,7 @@ from pydantic.json_schema import models_json_schema
 
 from serving.auth import ROUTE_ROLES
 from serving.config import worker_settings
+from serving.patches import REQUEST_ID_FORM
 from serving.schemas import (
     Declaration,
     ErrorResponse,
@@ -32,6 +33,7 @@ from serving.schemas import (
     NotReady,
     OutcomeResult,
     OutcomesResponse,
+    ScoreRequest,
     ScoreResponse,
     StoredDecision,
 )
@@ -53,9 +55,17 @@ declarations.
 * `POST /outcomes` (*inspector*): inspection results, all or nothing.
 
 Authenticate with `X-API-Key: KEY` or `Authorization: Bearer KEY`; the probes `/livez`,
-`/readyz`, `/healthz` are open. Every error is JSON `{"error": "one line", ...}`: 400 names
-each field or contract rule a request breaks; 429 and 503 carry `Retry-After` (seconds): wait
-that long and send the same request again. Nothing on this server calls any other site.
+`/readyz`, `/healthz`, the docs page `/` and this document (`GET /docs.json`) are open. Every
+error is JSON `{"error": "one line", "code": "stable.code", ...}` (`ErrorResponse`): branch
+on `code`, not on the wording; `field` and `loc` name the offending input (rows by number).
+A refused request changes nothing: none of its declarations is scored or stored, none of its
+results stored. 400 names each field or contract rule a request breaks, every refused row at
+least once; 429 and 503 carry `Retry-After` (seconds): wait that long and send the same
+request again. Every answer carries `X-Request-ID`: the request's own when it sent one of the
+form `[A-Za-z0-9._:-]{1,64}`, else a new one; quote it to the operator. Any path answers 404
+(`route.not_found`) when it does not exist, 405 (`route.method`) to a method it does not
+take, and 431 (`headers.too_large`) to headers over 64 KiB. Nothing on this server calls any
+other site.
 """
 
 
@@ -72,7 +82,13 @@ def _request_models(max_batch: int) -> dict[str, type[BaseModel]]:
         Field(min_length=1, max_length=max_batch, description="1 to serve.max_batch (422)."),
     )
     return {
-        "ScoreRequest": create_model("ScoreRequest", declarations=declarations),
+        # the endpoint's own input spec (no key but declarations), with the batch size
+        "ScoreRequest": create_model(
+            "ScoreRequest",
+            __base__=ScoreRequest,
+            __doc__=ScoreRequest.__doc__,
+            declarations=declarations,
+        ),
         "ExplainRequest": create_model(
             "ExplainRequest",
             __doc__="Exactly one of the two (422 otherwise).",
@@ -108,8 +124,11 @@ _RETRY_AFTER = {
 }
 _ERRORS: dict[int, tuple[str, dict[str, Any] | None]] = {
     400: (
-        "The body is not the documented JSON (`detail` lists each error), or a declaration "
-        "breaks a contract rule (`problems` lists each one with its row and field).",
+        "The body is not the documented JSON (`validation`: `detail` lists the errors, an "
+        "unknown key among them), or a declaration breaks a contract rule (`contract.rules`: "
+        "`problems` lists the rules broken with their row and field, every refused row at "
+        "least once; `truncated` says whether more were left out). Nothing of the request is "
+        "scored or stored.",
         None,
     ),
     401: (
@@ -125,6 +144,11 @@ _ERRORS: dict[int, tuple[str, dict[str, Any] | None]] = {
     403: ("The key's role may not call this path.", None),
     404: ("No stored decision has this id.", None),
     409: ("The request contradicts what is stored.", None),
+    431: (
+        "The request's headers are over 64 KiB: the connection is closed (answered before "
+        "the request has an id: no `X-Request-ID`).",
+        None,
+    ),
     413: ("The body is larger than `serve.max_body_bytes`.", None),
     415: ("The body is declared as something other than JSON.", None),
     422: ("Well-formed, but not processable as asked (see `error`).", None),
@@ -166,7 +190,7 @@ def _operation(
     from the body limit (POST), 408 for a body not sent within the request timeout (POST), 504
     for a request not answered within it, and its own ``errors``."""
     roles = sorted(ROUTE_ROLES[path])
-    statuses = {**errors, 401: None, 403: None, 504: None}
+    statuses = {**errors, 401: None, 403: None, 431: None, 504: None}
     if body is not None:
         statuses.update({400: statuses.get(400), 408: None, 413: None, 415: None})
     op: dict[str, Any] = {
@@ -230,8 +254,10 @@ def _paths() -> dict[str, Any]:
                 _ok("ScoreResponse", "One decision per declaration, in the order sent."),
                 {
                     400: None,
-                    422: "Not 1 to `serve.max_batch` declarations, an outcome field sent "
-                    "for scoring, or a declaration the features cannot be computed for.",
+                    422: "Not 1 to `serve.max_batch` declarations (`batch.size`), an outcome "
+                    "field sent for scoring (`outcome_field`), one `declaration_id` with two "
+                    "contents (`declaration_id.two_contents`), or declarations the features "
+                    "cannot be computed for (`features.failed`). Nothing scored or stored.",
                     429: None,
                     503: None,
                 },
@@ -248,7 +274,9 @@ def _paths() -> dict[str, Any]:
                 {
                     400: None,
                     404: None,
-                    409: "The decision was made by another model version than this server's.",
+                    409: "The decision was made by another model than this server's "
+                    "(`explain.other_model`), or its stored record cannot be read: damaged or "
+                    "edited (`decision.damaged`).",
                     422: "Not exactly one of `decision_id` and `declaration`.",
                     503: "Not ready (model loading).",
                 },
@@ -264,6 +292,7 @@ def _paths() -> dict[str, Any]:
                 stored,
                 {
                     404: None,
+                    409: _DAMAGED,
                     422: "No `decision_id` given.",
                     503: "Not ready (service starting).",
                 },
@@ -275,7 +304,7 @@ def _paths() -> dict[str, Any]:
                 "A stored decision as recorded (the id in a JSON body).",
                 "audit",
                 stored,
-                {400: None, 404: None},
+                {400: None, 404: None, 409: _DAMAGED},
                 path="/decision",
                 body="DecisionRequest",
             ),
@@ -311,11 +340,61 @@ def _paths() -> dict[str, Any]:
                 },
             }
         },
+        "/docs.json": {
+            "get": {
+                "operationId": "openapiDocument",
+                "summary": "This document (open, as is the docs page at `/` that shows it).",
+                "tags": ["operations"],
+                "security": [],
+                "responses": {
+                    "200": {
+                        "description": "The OpenAPI 3.1 document of this service.",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    }
+                },
+            }
+        },
         "/livez": {"get": _probe("livez", "The process is alive.")},
         "/readyz": {"get": _probe("readyz", "This worker can score.", not_ready=True)},
         "/healthz": {"get": _probe("healthz", "Alias of /livez (deprecated by Kubernetes).")},
     }
+    for item in paths.values():
+        for operation in item.values():
+            _add_request_id(operation)
     return paths
+
+
+_DAMAGED = (
+    "The stored record cannot be read (damaged, or edited outside the service): its "
+    "integrity cannot be checked (`decision.damaged`); `parcelrisk audit verify` names it."
+)
+_REQUEST_ID_SCHEMA = {"type": "string", "pattern": f"^{REQUEST_ID_FORM.pattern}$"}
+
+
+def _add_request_id(operation: dict[str, Any]) -> None:
+    """``X-Request-ID`` on ``operation``: an optional request header, and a header of every
+    answer (``serving.patches.RequestTimeoutMiddleware`` adds it) but the 431, which is sent
+    before the request has one."""
+    operation.setdefault("parameters", []).append(
+        {
+            "name": "X-Request-ID",
+            "in": "header",
+            "required": False,
+            "description": "Your id for this request, echoed in the answer and named in the "
+            "service's log lines; one of another form is replaced by a new id.",
+            "schema": _REQUEST_ID_SCHEMA,
+        }
+    )
+    for status, response in operation["responses"].items():
+        if status != "431":
+            response["headers"] = {
+                **response.get("headers", {}),
+                "X-Request-ID": {
+                    "description": "The request's id: the one sent, or a new one.",
+                    "required": True,
+                    "schema": _REQUEST_ID_SCHEMA,
+                },
+            }
 
 
 def _allow_null_in_enums(schema: dict[str, Any]) -> None:
@@ -378,8 +457,8 @@ def document_bytes() -> bytes:
 
 
 class OpenApiDocumentMiddleware:
-    """``GET /docs.json``: this document instead of BentoML's (authentication still applies:
-    it is registered inside ``ApiKeyMiddleware``)."""
+    """``GET /docs.json``: this document instead of BentoML's (``serving.auth`` lets it be
+    read without a key: it holds no secret, and a browser opening the docs page sends none)."""
 
     def __init__(self, app: Callable[..., Awaitable[None]]) -> None:
         self.app = app

@@ -106,7 +106,7 @@ from pathlib import Path
 from typing import Any
 
 from serving.delivery import CLIENT_GONE, TIMED_OUT, lost, track_request
-from serving.errors import error_response
+from serving.errors import error_response, validation_response
 from serving.limits import ADMITTED_SCOPE_KEY, replay_body
 
 logger = logging.getLogger(__name__)
@@ -122,7 +122,7 @@ HEADER_DEADLINE_WRITTEN_FOR = "0.54.0"
 # A request's headers beyond this many bytes: 431 and the connection closed (6.)
 MAX_HEADER_BYTES = 64 * 1024
 _HEADERS_TOO_LARGE_BODY = json.dumps(
-    {"error": f"request headers larger than {MAX_HEADER_BYTES} bytes"}
+    {"error": f"request headers larger than {MAX_HEADER_BYTES} bytes", "code": "headers.too_large"}
 ).encode()
 _HEADERS_TOO_LARGE = (
     b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\n"
@@ -163,7 +163,7 @@ class RequestTimeoutMiddleware:
         request_id = _incoming_request_id(scope)
         REQUEST_ID.set(request_id)  # for the log lines of this request (copied into the task)
 
-        replaced: list[bytes] = []  # the JSON body of a router's plain-text 404/405
+        replaced: list[bytes] = []  # our JSON for a router's plain-text 404/405, BentoML's 429
 
         async def send_and_disarm(message: Message) -> None:
             if not started.done():
@@ -184,8 +184,14 @@ class RequestTimeoutMiddleware:
                 ):
                     # BentoML's own 429 past serve.max_concurrency carries none; every 429
                     # of the API says when to come back (the requests in flight end within
-                    # the request timeout, most far sooner)
-                    headers.append((b"retry-after", b"1"))
+                    # the request timeout, most far sooner), and its code
+                    replaced.append(_CONCURRENCY_BODY)
+                    headers = [
+                        *((k, v) for k, v in headers if k.lower() not in _BODY_HEADERS),
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(_CONCURRENCY_BODY)).encode()),
+                        (b"retry-after", b"1"),
+                    ]
                 headers.append((b"x-request-id", request_id.encode()))
                 message = {**message, "headers": headers}
             elif replaced and message["type"] == "http.response.body":
@@ -267,6 +273,9 @@ class _ClientGone(Exception):
 
 
 _BODY_HEADERS = frozenset({b"content-type", b"content-length"})
+_CONCURRENCY_BODY = json.dumps(
+    {"error": "too many requests in flight (serve.max_concurrency)", "code": "busy.concurrency"}
+).encode()
 
 
 def _is_plain_text(headers: list[tuple[bytes, bytes]]) -> bool:
@@ -279,9 +288,8 @@ def _no_route_body(status: int, scope: Scope, headers: list[tuple[bytes, bytes]]
     if status == 405:
         allow = next((v.decode("latin-1") for k, v in headers if k.lower() == b"allow"), "")
         message = f"{method} not allowed on {path}" + (f"; use {allow}" if allow else "")
-    else:
-        message = f"no such path: {path}"
-    return json.dumps({"error": message}).encode()
+        return json.dumps({"error": message, "code": "route.method"}).encode()
+    return json.dumps({"error": f"no such path: {path}", "code": "route.not_found"}).encode()
 
 
 def install_request_timeout() -> bool:
@@ -347,7 +355,8 @@ def install_json_400() -> bool:
         return False
 
     def send_400_response(self: Any, msg: str) -> None:
-        body = json.dumps({"error": f"malformed HTTP request: {msg}"}).encode()
+        body = json.dumps({"error": f"malformed HTTP request: {msg}", "code": "http.malformed"})
+        body = body.encode()
         head = [b"HTTP/1.1 400 Bad Request\r\n"]
         for name, value in self.server_state.default_headers:
             head += [name, b": ", value, b"\r\n"]
@@ -504,14 +513,14 @@ def _request_id() -> str:
 # clearance system can find its own request in our logs), else a new random one; sent back as
 # X-Request-ID on every answer. BentoML's own id exists only with tracing on.
 REQUEST_ID: ContextVar[str] = ContextVar("parcelrisk_request_id", default="-")
-_REQUEST_ID_FORM = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+REQUEST_ID_FORM = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 
 def _incoming_request_id(scope: Scope) -> str:
     for name, value in scope.get("headers", ()):
         if name.lower() == b"x-request-id":
             text = value.decode("latin-1")
-            if _REQUEST_ID_FORM.fullmatch(text):
+            if REQUEST_ID_FORM.fullmatch(text):
                 return text
             break  # not a plain token (it would go into log lines as it is): a new one
     return os.urandom(8).hex()
@@ -527,24 +536,9 @@ def install_log_redaction() -> None:
 
 
 def validation_error_response(exc: Any) -> Any:
-    """400 for a body pydantic refused: the first error in one line, then each one (no values,
-    no links)."""
-    errors = exc.errors(include_url=False, include_context=False, include_input=False)
-    detail = [
-        {
-            "type": e["type"],
-            "loc": [p if isinstance(p, int) else str(p) for p in e["loc"]],
-            # pydantic says "Value error, <our message>" of a validator's refusal: ours is whole
-            "msg": e["msg"].removeprefix("Value error, "),
-        }
-        for e in errors[:50]
-    ]
-    first = detail[0] if detail else {"loc": [], "msg": "invalid request body"}
-    where = ".".join(str(part) for part in first["loc"])
-    more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
-    extra = {"field": where} if where else {}
-    return error_response(
-        400, f"{where or 'request body'}: {first['msg']}{more}", detail=detail, **extra
+    """400 for a body pydantic refused (``serving.errors.validation_response``)."""
+    return validation_response(
+        exc.errors(include_url=False, include_context=False, include_input=False)
     )
 
 
@@ -754,7 +748,11 @@ def body_before_slot(
                 return  # nobody to answer
             if isinstance(body, str):
                 response = (
-                    error_response(429, "too many request bodies arriving at once: retry shortly")
+                    error_response(
+                        429,
+                        "too many request bodies arriving at once: retry shortly",
+                        code="busy.bodies",
+                    )
                     if body == "over-budget"
                     else error_response(
                         413, f"request body larger than {limit} bytes (serve.max_body_bytes)"

@@ -37,6 +37,7 @@ __all__ = [
     "Problem",
     "ReasonOut",
     "RecordedModelRef",
+    "ScoreRequest",
     "ScoreResponse",
     "StoredDecision",
     "ValidationDetail",
@@ -80,11 +81,20 @@ class ReasonOut(BaseModel):
     contribution: float = Field(description="Log-odds this feature added to the raw risk score.")
 
 
+# what serving.scoring.new_decision_ids makes: 128 random bits in hex
+DECISION_ID_PATTERN = "^[0-9a-f]{32}$"
+
+
 class Decision(BaseModel):
-    decision_id: str = Field(description="Id of this decision in the audit store.")
+    decision_id: str = Field(
+        description="Id of this decision in the audit store (32 hex digits).",
+        pattern=DECISION_ID_PATTERN,
+    )
     declaration_id: str
-    risk: float = Field(description="Calibrated probability that the parcel is illicit.")
-    expected_revenue: float = Field(description="risk x expected revenue if illicit, EUR.")
+    risk: float = Field(
+        ge=0, le=1, description="Calibrated probability that the parcel is illicit."
+    )
+    expected_revenue: float = Field(ge=0, description="risk x expected revenue if illicit, EUR.")
     lane: Literal["red", "yellow", "green"]
     exploration: bool = Field(
         description="Drawn by the random exploration quota (lane at least the exploration lane)."
@@ -96,6 +106,16 @@ class Decision(BaseModel):
     thresholds_version: str
     warnings: list[str] = Field(description="E.g. codes never seen in history (priors used).")
     warning_codes: list[str] = Field(description=WARNING_CODES_DOC)
+
+
+class ScoreRequest(BaseModel):
+    """The body of ``POST /score``: the declarations and no other key (``BentoML``'s input
+    spec of the endpoint). An unknown key is refused (400, ``extra_forbidden``, nothing
+    scored): ``{"declarations": [...], "dry_run": true}`` was scored and recorded."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    declarations: list[Declaration]  # type: ignore[valid-type]
 
 
 class ScoreResponse(BaseModel):
@@ -114,7 +134,7 @@ class Explanation(BaseModel):
     model: ModelRef
     base_value: float = Field(description="Expected raw score; base + sum(contributions) = raw.")
     raw_score: float = Field(description="Log-odds of the risk model.")
-    risk: float
+    risk: float = Field(ge=0, le=1)
     contributions: list[Contribution]
     reasons: list[ReasonOut]
     stored_raw_score: float | None = Field(
@@ -149,8 +169,8 @@ class StoredDecision(BaseModel):
         "and the bounds that judged them."
     )
     raw_score: float
-    risk: float
-    expected_revenue: float
+    risk: float = Field(ge=0, le=1)
+    expected_revenue: float = Field(ge=0)
     lane: str
     exploration: bool
     reasons: list[ReasonOut]
@@ -191,18 +211,61 @@ class ValidationDetail(BaseModel):
 
 
 class ErrorResponse(BaseModel):
-    """Every error answer (``serving.errors``): one line, plus details where they help."""
+    """Every error answer (``serving.errors``): one line for people, a stable ``code`` to
+    branch on, and details where they help. A refused request changed nothing: none of its
+    declarations was scored or stored, none of its results stored."""
 
-    error: str
+    error: str = Field(description="One line for people; its wording may change.")
+    code: str = Field(
+        description="What went wrong, stable across releases. Body: `validation` (400, "
+        "`detail`), `contract.rules` (400, `problems`), `body.too_large` (413), "
+        "`body.media_type`, `body.encoding` (415), `body.timeout` (408). Keys: "
+        "`auth.missing_key`, `auth.invalid_key`, `auth.several_credentials` (401), "
+        "`auth.role` (403). /score: `batch.size`, `outcome_field`, "
+        "`declaration_id.two_contents`, `features.failed` (422). /explain: "
+        "`explain.one_of` (422), `explain.other_model` (409). /decision, /explain: "
+        "`decision.not_found` (404), `decision.damaged` (409), `decision_id.missing` (422). "
+        "/outcomes: `outcomes.rules` (400), `outcomes.conflict` (409), `batch.size` (422). "
+        "Any path: `busy.queue`, `busy.concurrency`, `busy.bodies` (429), `not_ready`, "
+        "`store.unavailable`, `store.damaged` (503), `timeout` (504), `route.not_found` "
+        "(404), `route.method` (405), `headers.too_large` (431); an answer without a more "
+        "precise one carries its status's (`bad_request`, `conflict`, `unprocessable`, "
+        "`busy`, `unavailable`).",
+        examples=["contract.rules", "batch.size"],
+    )
     field: str | None = Field(
-        default=None, description="The offending input, e.g. declarations.0.illicit."
+        default=None,
+        description="The offending input as a dotted path, rows by number, as in every "
+        "answer: declarations.0.illicit, declarations.3.declaration_id.",
+    )
+    loc: list[str | int] | None = Field(
+        default=None,
+        description='The same path as a list, the row a number: ["declarations", 3, '
+        '"declaration_id"].',
     )
     problems: list[Problem] | None = Field(
-        default=None, description="Each rule a declaration breaks (400 for rule faults)."
+        default=None,
+        description="The rules the declarations (results) break (400; 409 for results that "
+        "only contradict stored ones): every refused row with at least its first problem, "
+        "then further problems up to 1,000 in all. The whole request is refused: drop the "
+        "rows named and send the rest.",
+    )
+    problems_total: int | None = Field(
+        default=None, description="How many problems there are; more than listed if truncated."
     )
     detail: list[ValidationDetail] | None = Field(
         default=None,
-        description="Each validation error of a body that is not the documented JSON (400).",
+        description="The validation errors of a body that is not the documented JSON (400): "
+        "every refused row with at least its first error, then further errors up to 1,000 in "
+        "all (a body of at most serve.max_batch rows always has every refused row named).",
+    )
+    detail_total: int | None = Field(
+        default=None, description="How many validation errors there are."
+    )
+    truncated: bool | None = Field(
+        default=None,
+        description="With `problems` or `detail`: whether some of them were left out "
+        "(`problems_total`, `detail_total` count them all).",
     )
 
 

@@ -50,7 +50,7 @@ from serving.batching import MicroBatcher, Reservation, run_inline_if_small
 from serving.config import MODEL_DIR_ENV, TRACKING_URI_ENV, worker_settings
 from serving.decision import DecisionRecord
 from serving.delivery import CANCELLED, answering, on_lost
-from serving.errors import error_response, rejection_response
+from serving.errors import error_response, listed_problems, rejection_response
 from serving.limits import BodyLimitMiddleware, QueueAdmissionMiddleware
 from serving.metrics import (
     CHAMPION_SWITCHES,
@@ -79,6 +79,7 @@ from serving.schemas import (
     Explanation,
     OutcomeResult,
     OutcomesResponse,
+    ScoreRequest,
     ScoreResponse,
     StoredDecision,
 )
@@ -133,7 +134,7 @@ class _Worker:
         return settings.serve.max_body_bytes
 
     def not_ready_response(self) -> JSONResponse:
-        return error_response(503, self.not_ready or "not ready")
+        return error_response(503, self.not_ready or "not ready", code="not_ready")
 
     def admit(self, body_bytes: int | None) -> JSONResponse | None:
         """Before a /score body is read: the 429 if its declarations, estimated from its size,
@@ -378,7 +379,7 @@ class ParcelRiskService:
         if self._damaged is None:
             logger.error("%s", said)
         self._damaged = said
-        return error_response(503, said, headers={"Retry-After": "30"})
+        return error_response(503, said, code="store.damaged", headers={"Retry-After": "30"})
 
     # --- scoring ---------------------------------------------------------------------------
     async def _score_and_record(
@@ -523,6 +524,7 @@ class ParcelRiskService:
             429,
             f"busy: {self.batcher.queued_rows} declarations queued, {these} "
             f"~{wait:.1f} s (limit {limit:g} s, serve.max_queue_wait_s); retry in {retry} s",
+            code="busy.queue",
             headers={"Retry-After": str(retry)},
         )
 
@@ -532,10 +534,14 @@ class ParcelRiskService:
         if 1 <= n <= limit:
             return None
         return error_response(
-            422, f"{field}: expected 1 to {limit} {what} per request, got {n}", field=field
+            422,
+            f"{field}: expected 1 to {limit} {what} per request, got {n}",
+            code="batch.size",
+            field=field,
+            loc=[field],
         )
 
-    @bentoml.api(route="/score")
+    @bentoml.api(route="/score", input_spec=ScoreRequest)  # no key but declarations
     async def score(self, declarations: list[Declaration]) -> ScoreResponse:  # type: ignore[valid-type]
         """Score 1..1000 declarations: lane, calibrated risk, expected revenue, reasons."""
         self._admitted(len(declarations))  # from here on weighed by its real size
@@ -547,7 +553,9 @@ class ParcelRiskService:
             return error_response(
                 422,
                 f"{outcome}: outcome fields (inspection results) are not accepted for scoring",
+                code="outcome_field",
                 field=outcome,
+                loc=_loc(outcome),
             )
         if two_faced := _one_id_two_contents(declarations):
             return two_faced
@@ -570,9 +578,13 @@ class ParcelRiskService:
         except StoreUnavailable as exc:  # disk full, store locked: nothing of the batch stored
             if not exc.passing:  # a lock held a moment is no reason to leave the balancer
                 self._unavailable_at = time.monotonic()
-            return error_response(503, _nothing_stored(exc), headers={"Retry-After": "5"})
-        except ParcelriskError as exc:
-            return error_response(422, str(exc))
+            return error_response(
+                503, _nothing_stored(exc), code="store.unavailable", headers={"Retry-After": "5"}
+            )
+        except ParcelriskError as exc:  # which declaration it was is not known here
+            return error_response(
+                422, str(exc), code="features.failed", field="declarations", loc=["declarations"]
+            )
         except sqlite3.DatabaseError as exc:
             if not is_damaged(exc):
                 raise
@@ -594,14 +606,18 @@ class ParcelRiskService:
         if runtime is None:
             return _WORKER.not_ready_response()
         if (decision_id is None) == (declaration is None):
-            return error_response(422, "give exactly one of decision_id or declaration")
+            return error_response(
+                422, "give exactly one of decision_id or declaration", code="explain.one_of"
+            )
         if declaration is not None:
             if outcome := _outcome_field([declaration]):  # refused as /score refuses them
                 field = "declaration." + outcome.split(".", 2)[2]
                 return error_response(
                     422,
                     f"{field}: outcome fields (inspection results) are not accepted here",
+                    code="outcome_field",
                     field=field,
+                    loc=_loc(field),
                 )
             findings = check_request([declaration], runtime)
             if findings.faults:
@@ -616,9 +632,11 @@ class ParcelRiskService:
         try:
             found = self.review_store.get(decision_id)  # a sync API: BentoML runs it in a thread
         except DamagedRecord as exc:
-            return error_response(409, str(exc))
+            return error_response(409, str(exc), code="decision.damaged")
         if found is None:
-            return error_response(404, f"decision_id {_shown(decision_id)} not found")
+            return error_response(
+                404, f"decision_id {_shown(decision_id)} not found", code="decision.not_found"
+            )
         record, intact = found
         if (
             record.model_version != runtime.model_version
@@ -630,6 +648,7 @@ class ParcelRiskService:
                 f"decision {decision_id} was made by {record.model_name} "
                 f"v{record.model_version}; this server runs v{runtime.model_version}. "
                 "Explain it with that model version.",
+                code="explain.other_model",
             )
         if (record.model_run_id and record.model_run_id != runtime.run_id) or (
             record.model_bundle_sha256 and record.model_bundle_sha256 != runtime.bundle_sha256
@@ -641,6 +660,7 @@ class ParcelRiskService:
                 f"{runtime.model_name} v{runtime.model_version} is run {runtime.run_id} "
                 f"(bundle {runtime.bundle_sha256[:12] or '?'}): not the model that decided. "
                 "Explain it with `parcelrisk audit show` against the registry it was made with.",
+                code="explain.other_model",
             )
         X = record.feature_vector.reshape(1, -1)
         # Context (hs6, origin...) is declaration-derived, so recomputing it is exact.
@@ -695,7 +715,9 @@ class ParcelRiskService:
         except OutcomesRefused as exc:
             return _refused_outcomes(exc)
         except StoreUnavailable as exc:  # nothing of the batch stored: send it again later
-            return error_response(503, _nothing_stored(exc), headers={"Retry-After": "5"})
+            return error_response(
+                503, _nothing_stored(exc), code="store.unavailable", headers={"Retry-After": "5"}
+            )
         except sqlite3.DatabaseError as exc:
             if not is_damaged(exc):
                 raise
@@ -778,10 +800,12 @@ def _one_id_two_contents(declarations: list[Any]) -> JSONResponse | None:
         if j != i and declarations[j] != declaration:
             return error_response(
                 422,
-                f"declarations[{i}]: declaration_id {declaration.declaration_id!r} is also "
-                f"declarations[{j}], with other content; send one version of a declaration "
-                "per request (a correction in a later request is decided anew)",
-                field=f"declarations[{i}].declaration_id",
+                f"declarations.{i}.declaration_id: {declaration.declaration_id!r} is also "
+                f"declarations.{j}.declaration_id, with other content; send one version of a "
+                "declaration per request (a correction in a later request is decided anew)",
+                code="declaration_id.two_contents",
+                field=f"declarations.{i}.declaration_id",
+                loc=["declarations", i, "declaration_id"],
             )
     return None
 
@@ -812,8 +836,14 @@ def _refused_outcomes(exc: OutcomesRefused) -> JSONResponse:
     return error_response(
         409 if only_conflicts else 400,
         describe_problems(exc.problems, lambda row: f"outcomes.{row}"),
-        problems=problems[:20],
+        code="outcomes.conflict" if only_conflicts else "outcomes.rules",
+        **listed_problems(problems),
     )
+
+
+def _loc(field: str) -> list[str | int]:
+    """``field`` (dotted, e.g. declarations.0.illicit) as a location, rows as numbers."""
+    return [int(part) if part.isdigit() else part for part in field.split(".")]
 
 
 def _shown(value: str) -> str:
@@ -827,9 +857,11 @@ def _stored_decision(service: ParcelRiskService, decision_id: str) -> JSONRespon
     try:
         found = service.review_store.get(decision_id)
     except DamagedRecord as exc:
-        return error_response(409, str(exc))
+        return error_response(409, str(exc), code="decision.damaged")
     if found is None:
-        return error_response(404, f"decision_id {_shown(decision_id)} not found")
+        return error_response(
+            404, f"decision_id {_shown(decision_id)} not found", code="decision.not_found"
+        )
     record, intact = found
     delivery = service.store.delivery(decision_id)
     names = (
@@ -845,7 +877,13 @@ async def _get_decision(request: Request) -> JSONResponse:
     service = _WORKER.service
     decision_id = request.query_params.get("decision_id")
     if not decision_id:
-        return error_response(422, "decision_id: query parameter required", field="decision_id")
+        return error_response(
+            422,
+            "decision_id: query parameter required",
+            code="decision_id.missing",
+            field="decision_id",
+            loc=["decision_id"],
+        )
     if service is None:
         return _WORKER.not_ready_response()
     return await asyncio.to_thread(_stored_decision, service, decision_id)

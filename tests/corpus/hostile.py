@@ -307,6 +307,7 @@ CASES: tuple[HostileCase, ...] = (
     _case("date_year_9999", "declared_at far in the future", "POST", "/score", "scorer", BAD, score(declared_at="9999-12-31T23:59:59Z")),
     _case("date_words", "declared_at that is no date", "POST", "/score", "scorer", BAD, score(declared_at=lambda m: m)),
     _case("unknown_field", "a field the contract does not know", "POST", "/score", "scorer", OK, score(x_internal_note=lambda m: m), check=warns("not in the contract")),
+    _case("unknown_top_level_key", "a key beside the declarations (a guessed dry_run): refused, not scored", "POST", "/score", "scorer", BAD, lambda s, m: _dumps({"declarations": _declarations(s, m), "dry_run": True, "note": m})),
     _case("outcome_on_score", "an inspection result sent for scoring", "POST", "/score", "scorer", {422}, score(illicit=True)),
     # --- idempotency
     _case("same_twice_in_request", "one declaration twice in one request: one decision", "POST", "/score", "scorer", OK, twice_in_one_request(same=True), check=same_decision_twice),
@@ -328,6 +329,12 @@ CASES: tuple[HostileCase, ...] = (
     _case("auditor_scores", "the auditor's key on /score", "POST", "/score", "auditor", {403}, score()),
     _case("scorer_reads_decision", "the scorer's key on GET /decision", "GET", "/decision?decision_id=mark-scorer_reads_decision", "scorer", {403}),
     _case("scorer_posts_outcomes", "the scorer's key on /outcomes", "POST", "/outcomes", "scorer", {403}, outcomes()),
+    # the docs page, its files and its document open in a browser, which sends no key; nothing else does
+    _case("docs_page_no_key", "the docs page without a key", "GET", "/", None, OK),
+    _case("docs_json_no_key", "the OpenAPI document without a key", "GET", "/docs.json", None, OK),
+    _case("docs_json_post_no_key", "a POST to the document without a key", "POST", "/docs.json", None, {401}, text('{"x": "{marker}"}')),
+    _case("docs_asset_traversal", "a dot-dot path out of the docs page's files, no key", "GET", "/static_content/%2e%2e/decision?decision_id=mark-docs_asset_traversal", None, {401, 404}),
+    _case("docs_prefix_lookalike", "a path that only starts like the docs page's files, no key", "GET", "/static_contentx/../metrics", None, {401, 404}),
     _case("huge_header", "a 64 KB header beside a legitimate request", "POST", "/score", "scorer", {200, 400, 413, 431}, score(), headers={"X-Padding": "p" * 65_536 + "{marker}"}),
     # --- routes and ids
     _case("get_score", "GET on POST /score", "GET", "/score", "scorer", NO_ROUTE),
@@ -383,7 +390,8 @@ def _is_error_body(body: bytes) -> bool:
         payload = json.loads(body)
     except ValueError:
         return False
-    return isinstance(payload, dict) and bool(payload.get("error") or payload.get("detail"))
+    # one line for people and a stable code to branch on (probe 14 F-06)
+    return isinstance(payload, dict) and bool(payload.get("error")) and bool(payload.get("code"))
 
 
 def _sent_declarations(case: HostileCase, setting: Setting) -> int | None:

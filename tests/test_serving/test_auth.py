@@ -45,8 +45,27 @@ def test_presented_key_header_or_bearer() -> None:
 
 
 def test_route_roles_deny_by_default() -> None:
-    assert required_roles("/livez") is None and required_roles("/readyz") is None
-    assert required_roles("/metrics") == frozenset()  # any valid key: lane volumes are not public
-    assert required_roles("/score") == {"scorer"}
-    assert required_roles("/decision") == {"auditor"}
-    assert required_roles("/docs.json") == frozenset()
+    assert required_roles("/livez", "GET") is None and required_roles("/readyz", "GET") is None
+    # any valid key: lane volumes are not public
+    assert required_roles("/metrics", "GET") == frozenset()
+    assert required_roles("/score", "POST") == {"scorer"}
+    assert required_roles("/decision", "GET") == {"auditor"}
+    assert required_roles("/schema.json", "GET") == frozenset()  # BentoML's, for its clients
+
+
+@pytest.mark.parametrize(
+    "path", ["/", "/docs.json", "/static_content/swagger-ui.css", "/static_content/index.js"]
+)
+def test_the_docs_page_and_its_document_are_open_to_read_only(path: str) -> None:
+    """A browser cannot send X-API-Key: the page, its files and the document it shows are
+    read without one (probe 14 F-05); any other method on them still needs a key."""
+    assert required_roles(path, "GET") is None and required_roles(path, "HEAD") is None
+    for method in ("POST", "PUT", "DELETE", "PATCH"):
+        assert required_roles(path, method) == frozenset(), method
+
+
+@pytest.mark.parametrize(
+    "path", ["/docs.json/", "/docs.jsonx", "/static_content", "/static", "/index.html", "//"]
+)
+def test_only_those_exact_docs_paths_are_open(path: str) -> None:
+    assert required_roles(path, "GET") == frozenset()

@@ -84,12 +84,36 @@ def test_a_refused_request_is_one_log_line_without_its_values(client, caplog, bo
 def test_the_docs_page_calls_no_other_site(client):
     import re
 
-    r = client.get("/", headers=auth())
+    r = client.get("/")  # without a key: a browser opening it sends none (probe 14 F-05)
     assert r.status_code == 200
     assert "googletagmanager" not in r.text
     # scripts, styles and frames load from this service only
     assert not re.search(r"<(script|iframe|link)[^>]+(src|href)=[\"']https?://", r.text)
     assert "swagger" in r.text.lower() or "docs.json" in r.text
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/static_content/%2e%2e/decision",
+        "/static_content/..%2fdecision",
+        "/static_content/../decision",
+        "/docs.json/../decision",
+    ],
+)
+def test_the_open_docs_paths_open_nothing_else(client, path):
+    """The docs page's files and document are read without a key; a path that only starts
+    like them reaches no decision."""
+    scored = client.post(
+        "/score",
+        json={"declarations": make_declarations(1, seed=8, prefix="DOCS")},
+        headers=auth(),
+    )
+    decision_id = scored.json()["decisions"][0]["decision_id"]
+    r = client.get(path, params={"decision_id": decision_id})
+    assert r.status_code in (401, 404), (path, r.status_code)
+    assert decision_id not in r.text and "declaration" not in r.text
+    assert client.post("/docs.json", json={}).status_code == 401
 
 
 def test_a_refused_request_is_logged_under_the_request_id_it_was_answered_with(client, caplog):

@@ -97,8 +97,11 @@ def test_one_id_with_two_contents_in_one_request_is_refused(client, service_env)
     r = client.post("/score", json={"declarations": [declaration, other]}, headers=auth())
     assert r.status_code == 422, r.text
     error = r.json()["error"]
-    assert declaration["declaration_id"] in error and "declarations[1]" in error
-    assert "declarations[0]" in error
+    assert declaration["declaration_id"] in error and "declarations.1.declaration_id" in error
+    assert "declarations.0.declaration_id" in error
+    # in the dotted syntax of every other answer, with a code (probe 14 F-06)
+    assert r.json()["code"] == "declaration_id.two_contents"
+    assert r.json()["field"] == "declarations.1.declaration_id"
     assert _stored(service_env) == stored
 
 

@@ -22,7 +22,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from serving.auth import OPEN_PATHS, ROUTE_ROLES
+from serving.auth import DOCS_PATHS, OPEN_PATHS, ROUTE_ROLES
 from serving.openapi import OPENAPI_VERSION, document_bytes
 from tests.test_serving.conftest import (
     AUDITOR_KEY,
@@ -56,6 +56,7 @@ SERVED = {
     ("get", "/readyz"),
     ("get", "/healthz"),
     ("get", "/metrics"),
+    ("get", "/docs.json"),
 }
 
 
@@ -111,7 +112,7 @@ def test_security_the_probes_are_open_the_api_paths_need_their_roles(document) -
     assert document["security"] == [{"apiKey": []}, {"bearer": []}]
     for method, path in SERVED:
         operation = document["paths"][path][method]
-        assert (operation.get("security") == []) == (path in OPEN_PATHS), path
+        assert (operation.get("security") == []) == (path in OPEN_PATHS | DOCS_PATHS), path
         if path in ROUTE_ROLES:
             assert operation["x-roles"] == sorted(ROUTE_ROLES[path])
 
@@ -140,11 +141,23 @@ def test_the_document_is_built_once_per_process() -> None:
     assert document_bytes() is document_bytes()
 
 
-def test_docs_json_needs_a_key_and_bentoml_s_schema_json_is_left_alone(asgi_app) -> None:
+def test_docs_json_opens_without_a_key_and_bentoml_s_schema_json_is_left_alone(asgi_app) -> None:
+    """A browser opening the docs page sends no key (probe 14 F-05): the page, its Swagger UI
+    and this document open without one; writing to them, and BentoML's own document, do not."""
     from schemathesis.python import asgi
 
     with asgi.get_client(asgi_app) as client:
-        assert client.get("/docs.json").status_code == 401
+        r = client.get("/docs.json")
+        assert r.status_code == 200 and r.json()["openapi"] == OPENAPI_VERSION
+        assert r.content == document_bytes()
+        page = client.get("/")
+        assets = re.findall(r"(?:src|href)=\"\./(static_content/[^\"]+)\"", page.text)
+        assert page.status_code == 200 and "static_content/swagger-initializer.js" in assets
+        for asset in assets:
+            assert client.get("/" + asset).status_code == 200, asset
+        assert "docs.json" in client.get("/static_content/swagger-initializer.js").text
+        assert client.post("/docs.json", json={}).status_code == 401
+        assert client.get("/schema.json").status_code == 401
         assert client.get("/schema.json", headers=auth()).json()["type"] == "service"
 
 
@@ -159,6 +172,8 @@ _CASES: list[tuple[str, str, str, dict[str, Any], int]] = [
     ("POST", "/score", "scorer", {"body": {"declarations": [{"quantity": "many"}]}}, 400),
     ("POST", "/score", "scorer", {"body": {"declarations": [{}]}}, 400),
     ("POST", "/score", "scorer", {"body": {"declarations": []}}, 422),
+    # no key but declarations (probe 14 F-07): a dry run would have been scored and stored
+    ("POST", "/score", "scorer", {"body": {"declarations": _ONE, "dry_run": True}}, 400),
     (
         "POST",
         "/score",
@@ -201,6 +216,54 @@ def test_each_status_is_answered_as_documented(
         assert "url" not in json.dumps(body["detail"])
 
 
+def test_every_answer_documents_x_request_id_and_every_operation_takes_one(document) -> None:
+    """The id to quote to the operator is in the contract (probe 14 F-04): an optional request
+    header of the form the service keeps, and a header of every answer but the 431 (sent
+    before the request has an id)."""
+    from serving.patches import REQUEST_ID_FORM
+
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            (param,) = [p for p in operation["parameters"] if p["name"] == "X-Request-ID"]
+            assert param["in"] == "header" and param["required"] is False
+            assert param["schema"]["pattern"] == f"^{REQUEST_ID_FORM.pattern}$"
+            for status, response in operation["responses"].items():
+                header = response.get("headers", {}).get("X-Request-ID")
+                assert (header is not None) == (status != "431"), (method, path, status)
+                assert header is None or header["required"]
+
+
+def test_the_numbers_and_ids_of_a_decision_have_their_bounds(document) -> None:
+    schemas = document["components"]["schemas"]
+    decision = schemas["Decision"]["properties"]
+    assert (decision["risk"]["minimum"], decision["risk"]["maximum"]) == (0, 1)
+    assert decision["expected_revenue"]["minimum"] == 0
+    assert decision["decision_id"]["pattern"] == "^[0-9a-f]{32}$"
+    stored = schemas["StoredDecision"]["properties"]
+    assert (stored["risk"]["minimum"], stored["risk"]["maximum"]) == (0, 1)
+    assert stored["expected_revenue"]["minimum"] == 0
+    assert schemas["ScoreRequest"]["additionalProperties"] is False
+    assert schemas["ErrorResponse"]["required"] == ["error", "code"]
+    for name in ("problems_total", "truncated", "detail_total", "loc"):
+        assert name in schemas["ErrorResponse"]["properties"], name
+
+
+def test_the_decision_ids_made_are_of_the_documented_form(document) -> None:
+    from serving.scoring import new_decision_ids
+
+    pattern = document["components"]["schemas"]["Decision"]["properties"]["decision_id"]
+    assert all(re.fullmatch(pattern["pattern"], i) for i in new_decision_ids(50))
+
+
+def test_a_request_id_sent_comes_back_as_documented(api_schema) -> None:
+    case = api_schema["/score"]["post"].Case(
+        body={"declarations": make_declarations(1, seed=34, prefix="RID")},
+        headers={"X-Request-ID": "clearance-42"},
+    )
+    response = case.call_and_validate(headers=_headers("scorer"), checks=CHECKS)
+    assert response.status_code == 200 and response.headers["x-request-id"] == ["clearance-42"]
+
+
 def _call(api_schema, method: str, path: str, role: str, **request: Any) -> Any:
     """One request, validated against the document like the fuzzer's (a 503 is expected
     here: it is held to the document, not counted as a server error)."""
@@ -232,6 +295,42 @@ def test_409_for_another_model_s_decision_and_for_a_contradicting_result(
     result["illicit"] = True
     r = _call(api_schema, "POST", "/outcomes", "inspector", body={"outcomes": [result]})
     assert r.status_code == 409, r.text
+
+
+def test_409_for_a_damaged_record_on_both_decision_operations(api_schema, service_env) -> None:
+    """A stored record edited into bytes that are not text: 409 on GET and POST /decision,
+    as documented (probe 14 F-04: the status was answered but not in the document)."""
+    import sqlite3
+
+    r = _call(
+        api_schema,
+        "POST",
+        "/score",
+        "scorer",
+        body={"declarations": make_declarations(1, seed=35, prefix="DMG")},
+    )
+    decision_id = r.json()["decisions"][0]["decision_id"]
+    db = sqlite3.connect(service_env / "audit.db", timeout=30)
+    where = "WHERE decision_id = ?"
+    (kept,) = db.execute(
+        f"SELECT declaration_json FROM decisions {where}", (decision_id,)
+    ).fetchone()
+    db.execute(
+        f"UPDATE decisions SET declaration_json = CAST(x'ff00fe' AS TEXT) {where}", (decision_id,)
+    )
+    db.commit()
+    try:
+        got = _call(api_schema, "GET", "/decision", "auditor", query={"decision_id": decision_id})
+        posted = _call(
+            api_schema, "POST", "/decision", "auditor", body={"decision_id": decision_id}
+        )
+    finally:
+        db.execute(f"UPDATE decisions SET declaration_json = ? {where}", (kept, decision_id))
+        db.commit()
+        db.close()
+    for response in (got, posted):
+        assert response.status_code == 409, response.text
+        assert response.json()["code"] == "decision.damaged"
 
 
 def test_429_and_503_answers_carry_retry_after(api_schema, monkeypatch) -> None:
@@ -272,7 +371,11 @@ def test_an_error_detail_that_is_nan_is_sent_as_null() -> None:
     from serving.errors import error_response
 
     response = error_response(400, "refused", problems=[{"declaration_id": float("nan")}])
-    assert json.loads(response.body) == {"error": "refused", "problems": [{"declaration_id": None}]}
+    assert json.loads(response.body) == {
+        "error": "refused",
+        "code": "bad_request",
+        "problems": [{"declaration_id": None}],
+    }
 
 
 def test_the_refusal_answers_patch_is_for_this_bentoml() -> None:
@@ -304,7 +407,8 @@ def test_schemathesis_every_answer_matches_the_document(api_schema, document) ->
 
     statuses: Counter[int] = Counter()
     operations = [result.ok() for result in api_schema.get_all_operations()]
-    assert {(op.method, op.path) for op in operations} == SERVED
+    # schemathesis leaves out the document it was loaded from (checked on its own above)
+    assert {(op.method, op.path) for op in operations} == SERVED - {("get", "/docs.json")}
     for operation in operations:
         spec = document["paths"][operation.path][operation.method]
         takes_input = "requestBody" in spec or "parameters" in spec

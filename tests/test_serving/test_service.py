@@ -53,7 +53,10 @@ def test_score_returns_a_decision_per_declaration(client) -> None:
         ({}, "/decision", 401),
         ({"X-API-Key": SCORER_KEY}, "/explain", 200),
         ({"X-API-Key": AUDITOR_KEY}, "/explain", 200),
-        ({}, "/docs.json", 401),
+        ({}, "/docs.json", 200),  # the document and the docs page open in a browser
+        ({}, "/", 200),
+        ({}, "/schema.json", 401),  # BentoML's own document is not the docs page's
+        ({"X-API-Key": "wrong-key-0123456789"}, "/metrics", 401),
     ],
 )
 def test_auth_matrix(client, headers, path, status) -> None:
@@ -339,7 +342,11 @@ def test_the_response_check_refuses_what_the_models_do_not_document() -> None:
         return httpx.Response(status, json=body, request=request)
 
     check_response_shape(answer("/score", 200, {"decisions": []}))
-    check_response_shape(answer("/score", 422, {"error": "bad", "field": "declarations"}))
+    check_response_shape(
+        answer("/score", 422, {"error": "bad", "code": "batch.size", "field": "declarations"})
+    )
+    with pytest.raises(pydantic.ValidationError):  # every error body carries its code
+        check_response_shape(answer("/score", 422, {"error": "bad", "field": "declarations"}))
     with pytest.raises(AssertionError):
         check_response_shape(answer("/score", 200, {"decisions": [], "extra": 1}))
     with pytest.raises(pydantic.ValidationError):

@@ -18,7 +18,7 @@ PACKAGES = ("features", "models", "serving")
 # Lowest first. A module may import its own layer and the layers below; the first prefix that
 # matches a module name decides its layer.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("features.errors", "features.params", "features.keys", "features.yamlio"),
+    ("features.errors", "features.params", "features.keys", "features.yamlio", "features.notes"),
     ("features.intake",),
     ("features.pipeline", "features.families", "features.synthetic"),
     ("features.cli", "features"),

@@ -27,8 +27,10 @@ from serving.auth import ROUTE_ROLES
 from serving.config import worker_settings
 from serving.patches import REQUEST_ID_FORM
 from serving.schemas import (
+    DecisionRequest,
     Declaration,
     ErrorResponse,
+    ExplainRequest,
     Explanation,
     NotReady,
     OutcomeResult,
@@ -89,16 +91,9 @@ def _request_models(max_batch: int) -> dict[str, type[BaseModel]]:
             __doc__=ScoreRequest.__doc__,
             declarations=declarations,
         ),
-        "ExplainRequest": create_model(
-            "ExplainRequest",
-            __doc__="Exactly one of the two (422 otherwise).",
-            decision_id=(str | None, Field(None, description="A stored decision.")),
-            declaration=(
-                Declaration | None,  # type: ignore[valid-type]
-                Field(None, description="A declaration, explained without storing anything."),
-            ),
-        ),
-        "DecisionRequest": create_model("DecisionRequest", decision_id=(str, ...)),
+        # the endpoints' own input specs: no other key (400)
+        "ExplainRequest": ExplainRequest,
+        "DecisionRequest": DecisionRequest,
         "OutcomesRequest": create_model("OutcomesRequest", outcomes=outcomes),
     }
 

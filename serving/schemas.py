@@ -118,6 +118,26 @@ class ScoreRequest(BaseModel):
     declarations: list[Declaration]  # type: ignore[valid-type]
 
 
+class ExplainRequest(BaseModel):
+    """The body of ``POST /explain``: exactly one of the two (422 otherwise), and no other
+    key (400, ``extra_forbidden``: a misspelt ``decisionId`` was read as neither)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    decision_id: str | None = Field(None, description="A stored decision.")
+    declaration: Declaration | None = Field(  # type: ignore[valid-type]
+        None, description="A declaration, explained without storing anything."
+    )
+
+
+class DecisionRequest(BaseModel):
+    """The body of ``POST /decision``: the decision's id and no other key."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    decision_id: str
+
+
 class ScoreResponse(BaseModel):
     decisions: list[Decision]
 

@@ -75,7 +75,9 @@ from serving.process import exit_with_parent, fix_malloc_mmap_threshold
 from serving.readiness import ReadinessMiddleware
 from serving.rollover import ChampionRef, ChampionWatcher
 from serving.schemas import (
+    DecisionRequest,
     Declaration,
+    ExplainRequest,
     Explanation,
     OutcomeResult,
     OutcomesResponse,
@@ -595,7 +597,7 @@ class ParcelRiskService:
         # 100 decisions, orjson ~0.1 ms. The tests hold the body to ScoreResponse.
         return Response(orjson.dumps({"decisions": items}), media_type="application/json")
 
-    @bentoml.api(route="/explain")
+    @bentoml.api(route="/explain", input_spec=ExplainRequest)  # no other key
     def explain(
         self,
         decision_id: str | None = None,
@@ -677,7 +679,7 @@ class ParcelRiskService:
             }
         )
 
-    @bentoml.api(route="/decision")
+    @bentoml.api(route="/decision", input_spec=DecisionRequest)  # no other key
     def decision(self, decision_id: str) -> StoredDecision:
         """A stored decision as recorded (auditor)."""
         return _stored_decision(self, decision_id)

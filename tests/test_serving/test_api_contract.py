@@ -226,3 +226,22 @@ def test_an_unknown_key_inside_a_declaration_is_still_warned_not_refused(client)
     r = _score(client, {"declarations": [declaration]})
     assert r.status_code == 200, r.text
     assert any("x_note" in w for w in r.json()["decisions"][0]["warnings"])
+
+
+def test_explain_and_decision_refuse_an_unknown_key(client) -> None:
+    """A misspelt key of /explain or POST /decision (``decisionId``) was read as none given,
+    and the answer blamed the caller for sending nothing; now it is named (probe 14 F-07)."""
+    decided = _score(client, {"declarations": make_declarations(1, seed=48, prefix="EXK")})
+    decision_id = decided.json()["decisions"][0]["decision_id"]
+    for path, body, role in (
+        ("/explain", {"decision_id": decision_id, "decisionId": decision_id}, "scorer"),
+        ("/decision", {"decision_id": decision_id, "verbose": True}, "auditor"),
+    ):
+        r = client.post(path, json=body, headers=auth(role))
+        assert r.status_code == 400, (path, r.text)
+        (extra,) = [k for k in body if k != "decision_id"]
+        assert r.json()["code"] == "validation" and r.json()["field"] == extra
+    ok = client.post("/explain", json={"decision_id": decision_id}, headers=auth())
+    assert ok.status_code == 200, ok.text
+    stored = client.post("/decision", json={"decision_id": decision_id}, headers=auth("auditor"))
+    assert stored.status_code == 200, stored.text

@@ -47,8 +47,9 @@ def test_a_value_over_a_thousand_times_the_largest_is_warned() -> None:
         values={"extra_total_taxes": np.array([1e300, 250_000.0, 250_001.0, np.nan, -1e9])}
     )
     notes = beyond_training_warnings(features, ranges)
-    assert [row for row, _ in notes] == [0, 2, 4]
-    assert notes[0][1] == (
+    assert [note.row for note in notes] == [0, 2, 4]
+    assert {note.code for note in notes} == {"extra.beyond_training"}
+    assert notes[0].text == (
         "total_taxes: 1e+300 is over 1,000 times the largest the model learnt from (250): a "
         "unit or decimal error? It is scored as the largest"
     )

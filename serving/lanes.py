@@ -131,16 +131,12 @@ def facilitation_notes(
 NO_RATE_RULE = "currency.rate"
 
 
-def implausible_rows(findings: Findings, *, unvalued: bool = False) -> np.ndarray:
+def implausible_rows(findings: Findings) -> np.ndarray:
     """Rows of a batch's warning findings with a number above its plausible bound (the rules
-    named ``<field>.plausible``, ``features.intake.rules``); with ``unvalued``, also the rows
-    in a currency without an exchange rate (``NO_RATE_RULE``)."""
+    named ``<field>.plausible``, ``features.intake.rules``)."""
     rows = np.zeros(findings.n_rows, dtype=bool)
     for finding in findings.items:
-        if finding.rule.severity != "warning":
-            continue
-        name = finding.rule.name
-        if name.endswith(".plausible") or (unvalued and name == NO_RATE_RULE):
+        if finding.rule.name.endswith(".plausible") and finding.rule.severity == "warning":
             rows[finding.rows] = True
     return rows
 

@@ -553,8 +553,8 @@ def score_frame(
         for row, coded in found.coded_messages_by_row("warning").items():
             for code, message in coded:  # a rule's warning: its name is its code
                 notes.add(row, code, message)
-        implausible = implausible_rows(found, unvalued=True)
         unvalued = unvalued_rows(found)
+        implausible = implausible_rows(found) | unvalued  # both raise the lane (lanes.py)
     if len(features) != n:
         raise ParcelriskError(f"online features returned {len(features)} rows for {n}")
     model = runtime.model

@@ -175,7 +175,7 @@ def implausible_of(lane_policy: str, models: list[Any], live: LiveState) -> np.n
     (``ScoringRuntime.lane_policy``), judged as the service judged them: the same rules, with
     the currency table of the model's entity state. None: the policy raised no lane."""
     from features.intake.rules import Limits, check_records, rules_for
-    from serving.lanes import NO_RATE_RULE, implausible_rows
+    from serving.lanes import NO_RATE_RULE, implausible_rows, unvalued_rows
 
     policy = json.loads(lane_policy)
     bounds = policy.get("plausible_bounds")
@@ -191,7 +191,8 @@ def implausible_of(lane_policy: str, models: list[Any], live: LiveState) -> np.n
         if r.severity == "warning"
         and (r.name.endswith(".plausible") or (unvalued and r.name == NO_RATE_RULE))
     ]
-    return implausible_rows(check_records(models, snapshot.contract, rules), unvalued=unvalued)
+    found = check_records(models, snapshot.contract, rules)
+    return implausible_rows(found) | unvalued_rows(found)  # no currency rows without the key
 
 
 def _aeo(declaration: dict[str, Any]) -> bool:

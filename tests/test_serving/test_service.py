@@ -467,3 +467,27 @@ def test_the_workers_own_info_lines_reach_the_log(client) -> None:
     # and each refit of reference prices and description models (probe 7: only the metric
     # showed them under serve)
     assert logging.getLogger("features.pipeline.refit").isEnabledFor(logging.INFO)
+
+
+def test_recompute_raises_a_currency_without_a_rate_only_where_the_policy_did() -> None:
+    """Decisions recorded before a currency without a rate raised the lane keep their lane:
+    recompute reads the rule from the recorded policy's ``unvalued_currency`` (probe 14)."""
+    import json
+    from types import SimpleNamespace
+
+    from features.intake.contract import Declaration
+    from features.params import FeatureParams
+    from serving.audit.recompute import implausible_of
+
+    sent = make_declarations(2, seed=13)
+    sent[1] = {**sent[1], "currency": "GEL"}
+    models = [Declaration.model_validate(d) for d in sent]
+    live = SimpleNamespace(snapshot=SimpleNamespace(params=FeatureParams(), contract=None))
+    policy = {
+        "implausible_lane": "yellow",
+        "plausible_bounds": {"max_value": 100_000.0, "max_weight_kg": 1_000.0,
+                             "max_quantity": 10_000},
+    }  # fmt: skip
+    before = implausible_of(json.dumps(policy), models, live)
+    now = implausible_of(json.dumps({**policy, "unvalued_currency": True}), models, live)
+    assert before.tolist() == [False, False] and now.tolist() == [False, True]

@@ -7,6 +7,7 @@ Heavy imports (pandas, Great Expectations) happen inside the commands.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
@@ -419,15 +420,20 @@ def features_build(
 def keys_new(
     kind: str = typer.Argument(..., help="audit or pseudonym."),
     out: Path | None = typer.Option(
-        None, "--out", help="Key file to write (default: ~/.config/parcelrisk/KIND.key)."
+        None,
+        "--out",
+        help="Key file to write (default: the file PARCELRISK_KIND_KEY_FILE names, else "
+        "~/.config/parcelrisk/KIND.key).",
     ),
 ) -> None:
     """Write a new random key (mode 0600); an existing key is never replaced."""
-    from features.keys import key_file_env, write_new_key
+    from features.keys import key_env, key_file_env, new_key_path, write_new_key
 
     path = write_new_key(kind, out)
     typer.echo(f"{kind} key written to {path}")
-    if out is not None:
+    if os.environ.get(key_env(kind)):  # the variable wins over every file: say so
+        typer.echo(f"note: {key_env(kind)} is set and is used instead of any key file")
+    elif out is not None and out.resolve() != new_key_path(kind).resolve():
         typer.echo(f"use it with: export {key_file_env(kind)}={path.resolve()}")
 
 

@@ -130,13 +130,25 @@ def _hmac_states(key: bytes) -> tuple[Any, Any]:
     )
 
 
+def new_key_path(kind: str, env: Mapping[str, str] | None = None) -> Path:
+    """Where ``keys new`` writes a key of ``kind`` when not told: the file
+    ``PARCELRISK_<KIND>_KEY_FILE`` names when it is set (that is where ``load_key`` will look),
+    else the default file. Written anywhere else, the new key would be one nothing reads."""
+    _check_kind(kind)
+    env = os.environ if env is None else env
+    named = env.get(key_file_env(kind))
+    return Path(named) if named else default_key_path(kind, env)
+
+
 def write_new_key(kind: str, path: Path | None = None, *, overwrite: bool = False) -> Path:
-    """A new random key of ``kind`` in ``path`` (default: ``default_key_path``), mode 0600.
+    """A new random key of ``kind`` in ``path`` (default: ``new_key_path``), mode 0600.
 
     Refuses to replace an existing key unless ``overwrite``: a lost audit key makes the chain
     unverifiable, a lost pseudonym key cuts every consignee from its history."""
     _check_kind(kind)
-    path = Path(path) if path is not None else default_key_path(kind)
+    path = Path(path) if path is not None else new_key_path(kind)
+    if path.is_dir():
+        raise KeyUnavailable(f"{path} is a directory: name a key file to write")
     if path.exists() and not overwrite:
         raise KeyUnavailable(f"{path} exists: keep it, or remove it first to make a new {kind} key")
     path.parent.mkdir(parents=True, exist_ok=True)

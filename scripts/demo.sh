@@ -16,7 +16,12 @@ for kind in pseudonym audit; do
     parcelrisk keys new "$kind"
   fi
 done
-parcelrisk keys show
+keys=$(parcelrisk keys show || true)
+echo "$keys"
+if grep -q ": missing" <<< "$keys"; then  # e.g. a key file named where it cannot be written
+  echo "error: a key is still missing (above); every stage needs both" >&2
+  exit 2
+fi
 echo "  (a new pseudonym key means rebuilding features: consignees are keyed by it)"
 echo
 

@@ -1,9 +1,13 @@
 """Keys for every test: the audit chain and pseudonym keys come from the environment, so no test
-ever reads (or needs) the keys in the developer's ~/.config/parcelrisk."""
+ever reads (or needs) the developer's keys: neither those in ~/.config/parcelrisk nor the files
+their shell names by PARCELRISK_*_KEY_FILE (as the README suggests exporting)."""
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 
 import pytest
 
@@ -11,6 +15,13 @@ import pytest
 # starts (service workers, CLI subprocesses).
 os.environ["PARCELRISK_AUDIT_KEY"] = "test-audit-key-" + "0" * 32
 os.environ["PARCELRISK_PSEUDONYM_KEY"] = "test-pseudonym-key-" + "1" * 32
+# A test that removes the variable to see the service without a key must find none: not the
+# file the developer's shell names, not their default file.
+for _kind in ("AUDIT", "PSEUDONYM"):
+    os.environ.pop(f"PARCELRISK_{_kind}_KEY_FILE", None)
+_CONFIG_HOME = tempfile.mkdtemp(prefix="parcelrisk-test-config-")
+atexit.register(shutil.rmtree, _CONFIG_HOME, ignore_errors=True)
+os.environ["XDG_CONFIG_HOME"] = _CONFIG_HOME
 
 
 # pytest-xdist 3.8's `--dist loadgroup` tags a grouped test by rewriting `item._nodeid`, which

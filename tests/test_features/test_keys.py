@@ -59,3 +59,38 @@ def test_the_cli_makes_and_shows_keys_never_printing_one(tmp_path, monkeypatch) 
     shown = runner.invoke(app, ["keys", "show"])
     assert f"audit: id {key_id(path.read_text().strip().encode())} from {path}" in shown.output
     assert path.read_text().strip() not in shown.output + made.output
+
+
+def test_a_new_key_goes_where_the_key_file_variable_points(tmp_path, monkeypatch) -> None:
+    """`keys new` without --out writes the file PARCELRISK_<KIND>_KEY_FILE names, the one
+    load_key reads: not a default file nothing would read (probe 16 F1)."""
+    from serving.main import app
+
+    named = tmp_path / "keys" / "pseudonym.key"
+    monkeypatch.delenv("PARCELRISK_PSEUDONYM_KEY")
+    monkeypatch.setenv("PARCELRISK_PSEUDONYM_KEY_FILE", str(named))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    runner = CliRunner()
+    assert "pseudonym: missing" in runner.invoke(app, ["keys", "show"]).output
+    made = runner.invoke(app, ["keys", "new", "pseudonym"])
+    assert made.exit_code == 0 and str(named) in made.output, made.output
+    assert "use it with" not in made.output  # it is already where the variable points
+    assert not (tmp_path / "config").exists()  # nothing written where nothing reads
+    shown = runner.invoke(app, ["keys", "show"]).output
+    assert f"pseudonym: id {key_id(load_key('pseudonym'))} from {named}" in shown
+    again = runner.invoke(app, ["keys", "new", "pseudonym"])
+    assert isinstance(again.exception, KeyUnavailable) and "exists: keep it" in str(again.exception)
+
+
+def test_a_new_key_shadowed_by_the_key_variable_says_so(tmp_path) -> None:
+    """With PARCELRISK_AUDIT_KEY set (conftest sets it), a new key file is never read: said."""
+    from serving.main import app
+
+    made = CliRunner().invoke(app, ["keys", "new", "audit", "--out", str(tmp_path / "a.key")])
+    assert made.exit_code == 0
+    assert "PARCELRISK_AUDIT_KEY is set and is used instead of any key file" in made.output
+
+
+def test_a_directory_is_not_a_key_file(tmp_path) -> None:
+    with pytest.raises(KeyUnavailable, match="is a directory"):
+        write_new_key("audit", tmp_path)

@@ -56,6 +56,6 @@ bench: $(STAMP) ## Run the benchmarks (print JSON)
 	for b in benchmarks/*.py; do $(BIN)/python $$b; done
 
 clean: ## Remove generated data, MLflow store, run metrics and caches (keeps .venv and audit.db: decisions are audit records)
-	rm -rf data/raw/* data/processed/* data/reports mlflow.db mlartifacts artifacts metrics notebooks/.sandbox .pytest_cache .ruff_cache
+	rm -rf data/raw/* data/processed/* data/reports data/next plan.png today.html monitor-report mlflow.db mlartifacts artifacts metrics notebooks/.sandbox .pytest_cache .ruff_cache
 
 .PHONY: help install demo test lint strip-notebooks format reliability services services-status services-down bench clean

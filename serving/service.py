@@ -72,7 +72,7 @@ from serving.patches import (
     install_request_timeout,
 )
 from serving.process import exit_with_parent, fix_malloc_mmap_threshold
-from serving.readiness import ReadinessMiddleware
+from serving.readiness import ReadinessMiddleware, StoreOutage
 from serving.rollover import ChampionRef, ChampionWatcher
 from serving.schemas import (
     DecisionRequest,
@@ -137,6 +137,12 @@ class _Worker:
 
     def not_ready_response(self) -> JSONResponse:
         return error_response(503, self.not_ready or "not ready", code="not_ready")
+
+    def why_not_ready(self) -> str | None:
+        """``/readyz``'s reason: the champion's (``not_ready``), else the service's own."""
+        if self.not_ready is not None or self.service is None:
+            return self.not_ready
+        return self.service.not_ready_reason()
 
     def admit(self, body_bytes: int | None) -> JSONResponse | None:
         """Before a /score body is read: the 429 if its declarations, estimated from its size,
@@ -217,6 +223,7 @@ class ParcelRiskService:
         self.runtime: ScoringRuntime | None = None
         self._damaged: str | None = None  # the store found damaged under the service
         self._unavailable_at: float | None = None  # when the store last refused a batch
+        self._store_outage = StoreOutage(str(self.config.audit_db), pause_s=_UNAVAILABLE_PAUSE_S)
         # when each store write in flight began (the event loop's dict: no lock needed)
         self._writes_since: dict[object, float] = {}
         self._registry: Any = None  # the MLflow client the watcher asks, made on first use
@@ -313,7 +320,7 @@ class ParcelRiskService:
             runtime.model_version,
             runtime.run_id,
             runtime.thresholds.version,
-            self.config.audit_db,
+            self._store_outage.store,  # without the credentials a URL may carry
         )
         if started:
             return
@@ -351,27 +358,39 @@ class ParcelRiskService:
             )
 
     def __is_ready__(self) -> bool:
+        return self.not_ready_reason() is None
+
+    def not_ready_reason(self) -> str | None:
+        """Why this worker is not ready, None when it is: ``__is_ready__`` and ``/readyz``'s
+        reason (BentoML's own probe says only "not ready"). No I/O: probes come often."""
+        if self.runtime is None:
+            return _WORKER.not_ready or "no champion model loaded"
         # a damaged store stays so for this worker: its connections hold the damaged file
         # (a restored copy is another file), so it is restored, then the service restarted
-        if self.runtime is None or self._damaged is not None:
-            return False
+        if self._damaged is not None:
+            return self._damaged
         # a store that could not take the last batch (PostgreSQL down, disk full): not ready
         # for a while, so a balancer sends traffic elsewhere; /readyz answered 200 while
         # every /score got 503 (probe, 2026-12). Not asked here: a probe must not wait on a
         # frozen database. After the pause traffic comes back and tries the store again.
-        if self._unavailable_at is not None:
-            if time.monotonic() - self._unavailable_at < _UNAVAILABLE_PAUSE_S:
-                return False
+        if (refused_at := self._unavailable_at) is not None:
+            paused = time.monotonic() - refused_at
+            if paused < _UNAVAILABLE_PAUSE_S:
+                return self._store_outage.reason(paused)
             self._unavailable_at = None
         # a write waiting on the store's lock for a quarter of the request timeout (a write
         # takes milliseconds; another process holds the lock: a long ingest, a backup, an
         # operator's sqlite3 session): the requests behind it are heading for a 504, and
         # /readyz answered 200 to all of it (probe). Ready again once it is through.
         if self._writes_since:
-            waited = time.monotonic() - min(self._writes_since.values())
+            waited = time.monotonic() - min(self._writes_since.values(), default=math.inf)
             if waited > self.config.request_timeout_s / 4:
-                return False
-        return True
+                return (
+                    f"decision store {self._store_outage.store}: a write has waited "
+                    f"{waited:.0f} s for it (its lock held by another process?); "
+                    "not ready until it is through"
+                )
+        return None
 
     def _store_damaged(self, exc: BaseException) -> JSONResponse:
         """A store file damaged under the running service (truncated, overwritten): 503 with
@@ -412,6 +431,7 @@ class ParcelRiskService:
             finally:
                 del self._writes_since[write]
             self._unavailable_at = None  # the store takes writes again: ready
+            self._store_outage.recorded(time.monotonic())
             # into the live entity state before the next batch (a declaration another worker
             # decided meanwhile enters once: its stored row is skipped as this worker's own)
             runtime.recorded(batch, records)
@@ -580,6 +600,7 @@ class ParcelRiskService:
         except StoreUnavailable as exc:  # disk full, store locked: nothing of the batch stored
             if not exc.passing:  # a lock held a moment is no reason to leave the balancer
                 self._unavailable_at = time.monotonic()
+                self._store_outage.refused(str(exc), self._unavailable_at)
             return error_response(
                 503, _nothing_stored(exc), code="store.unavailable", headers={"Retry-After": "5"}
             )
@@ -905,7 +926,7 @@ install_body_before_slot(
     _WORKER.max_body_bytes, KeyCheck(), admit=_WORKER.admit, release=_WORKER.release
 )
 # Starlette runs them in this order (the first added is the outermost).
-ParcelRiskService.add_asgi_middleware(ReadinessMiddleware, not_ready=lambda: _WORKER.not_ready)
+ParcelRiskService.add_asgi_middleware(ReadinessMiddleware, not_ready=_WORKER.why_not_ready)
 ParcelRiskService.add_asgi_middleware(ApiKeyMiddleware)
 ParcelRiskService.add_asgi_middleware(
     QueueAdmissionMiddleware, admit=_WORKER.admit, release=_WORKER.release

@@ -186,6 +186,10 @@ def main() -> None:
         # the database and MLflow first (no replicas): the champion is registered there
         team.run("up", PARCELRISK_TEAM_REPLICAS="0")
         os.environ["PGPASSFILE"] = team.exports["PGPASSFILE"]  # the servers started here
+        # the team's MLflow takes no request without its credential (`up` prints the exports;
+        # the password's is a `$(cat FILE)`)
+        os.environ["MLFLOW_TRACKING_USERNAME"] = team.exports["MLFLOW_TRACKING_USERNAME"]
+        os.environ["MLFLOW_TRACKING_PASSWORD"] = (work / "team" / "mlflow-password").read_text()
         postgres_store = team.exports["PARCELRISK_AUDIT_DB"]
         tracking_uri = team.exports["MLFLOW_TRACKING_URI"]
         t0 = time.perf_counter()

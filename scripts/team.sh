@@ -3,7 +3,9 @@
 #   PostgreSQL   a cluster of its own: MLflow's store (database mlflow) and the decision store
 #                (database decisions)
 #   MLflow       tracking server and model registry on PostgreSQL; artifacts kept in the team
-#                directory and served through the server, so no client needs the disk
+#                directory and served through the server, so no client needs the disk; every
+#                request needs the team's credential (user parcelrisk, password in the team
+#                directory's mlflow-password: MLFLOW_TRACKING_USERNAME/PASSWORD)
 #   replicas     N single-worker `parcelrisk serve` on consecutive ports, one decision store
 #   nginx        in front of the replicas: least connections, keep-alive to them
 #
@@ -47,6 +49,12 @@ PG_SOCKET=$PG_DIR/run
 PGPASS=$TEAM_DIR/pgpass
 NGINX_DIR=$TEAM_DIR/nginx
 API_KEYS_FILE=$TEAM_DIR/api-keys
+# MLflow's registry decides which model the replicas serve (they follow its champion alias), so
+# it takes no request without the team's credential: MLflow's basic-auth app, one user, its
+# password made at the first `up` (mode 0600) and handed to the replicas and to whoever trains
+# and promotes (MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD, which MLflow's client reads)
+MLFLOW_USER=parcelrisk
+MLFLOW_PASSWORD_FILE=$TEAM_DIR/mlflow-password
 
 MLFLOW_URL=http://127.0.0.1:$MLFLOW_PORT
 # The decision store every replica shares (one decision chain, one event log for the live
@@ -98,14 +106,56 @@ port_holder() {
     done
     echo "another user's process"
 }
-# A pid file's process is ours only while it runs with our team directory in its command line
-# (a pid left from a reboot may belong to anything now).
+# A pid file's process is ours only while it runs with a path in our team directory in its
+# command line (a pid left from a reboot may belong to anything now, another team's too: the
+# directory is matched with its slash, so /x/team is not found in /x/team-b).
 running() {
     local pidfile=$1 pid
     [ -f "$pidfile" ] || return 1
     read -r pid _ <"$pidfile" || return 1
     kill -0 "$pid" 2>/dev/null || return 1
-    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$TEAM_DIR"
+    # grep reads the file itself: `tr | grep -q` under pipefail failed when grep left early
+    grep -qaF -- "$TEAM_DIR/" "/proc/$pid/cmdline" 2>/dev/null
+}
+# What is left of a piece whose leading process died alone (kill -9, the OOM killer): its
+# children still in its process group (each piece leads a group of its own: setsid, or nginx's
+# own daemon), e.g. an MLflow worker still holding the port. Only when the leader's pid is gone
+# (a live leader is `running`'s to judge), and only members that are ours: working in, or
+# started with, the team directory, or nginx workers of our nginx pid file.
+orphans() {
+    local pidfile=$1 leader pid
+    [ -f "$pidfile" ] || return 0
+    read -r leader _ <"$pidfile" || return 0
+    [[ $leader =~ ^[0-9]+$ ]] || return 0
+    # alive, unless a zombie (killed, not yet reaped by whoever adopted it)
+    if kill -0 "$leader" 2>/dev/null && ! awk '{sub(/.*\) /, ""); exit $1 == "Z" ? 0 : 1}' "/proc/$leader/stat" 2>/dev/null; then
+        return 0
+    fi
+    # the process group is the 3rd field after the command, which is in parentheses
+    for pid in $(awk -v g="$leader" '{sub(/.*\) /, ""); if ($3 == g) {f = FILENAME; sub("/proc/", "", f); sub("/stat", "", f); print f}}' /proc/[0-9]*/stat 2>/dev/null); do
+        if [[ "$(readlink "/proc/$pid/cwd" 2>/dev/null)/" == "$TEAM_DIR/"* ]] ||
+            grep -qaF -- "=$TEAM_DIR/" "/proc/$pid/environ" 2>/dev/null ||
+            grep -qaF -- "$TEAM_DIR/" "/proc/$pid/cmdline" 2>/dev/null ||
+            { [ "$pidfile" = "$NGINX_DIR/nginx.pid" ] && grep -q '^nginx: ' "/proc/$pid/cmdline" 2>/dev/null; }; then
+            echo "$pid"
+        fi
+    done
+}
+# Stop a dead piece's orphans (`orphans`), saying so; true when there were none.
+stop_orphans() {
+    local piece=$1 pidfile=$2 left
+    left=$(orphans "$pidfile" | tr '\n' ' ')
+    [ -n "${left// /}" ] || return 0
+    say "$piece: its main process is gone; stopping what it left running: $left"
+    # shellcheck disable=SC2086 # a list of pids
+    kill -TERM $left 2>/dev/null || true
+    for _ in $(seq 25); do
+        left=$(for p in $left; do if kill -0 "$p" 2>/dev/null; then echo "$p"; fi; done)
+        [ -z "$left" ] && return 0
+        sleep 0.2
+    done
+    # shellcheck disable=SC2086
+    kill -KILL $left 2>/dev/null || true
 }
 pid_of() {
     local pid
@@ -135,6 +185,7 @@ start_detached() {
 stop_process() {
     local piece=$1 pidfile=$2 timeout=$3 pid pids left
     running "$pidfile" || {
+        stop_orphans "$piece" "$pidfile"
         rm -f "$pidfile"
         return 0
     }
@@ -259,8 +310,9 @@ SELECT 'CREATE ROLE $PG_USER LOGIN' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE
 ALTER ROLE $PG_USER PASSWORD '$password';
 SELECT 'CREATE DATABASE mlflow OWNER $PG_USER' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'mlflow')\gexec
 SELECT 'CREATE DATABASE decisions OWNER $PG_USER' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'decisions')\gexec
+SELECT 'CREATE DATABASE mlflow_auth OWNER $PG_USER' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'mlflow_auth')\gexec
 EOF
-    say "postgresql   started: 127.0.0.1:$PG_PORT, databases mlflow and decisions"
+    say "postgresql   started: 127.0.0.1:$PG_PORT, databases mlflow, mlflow_auth and decisions"
 }
 
 down_postgres() {
@@ -278,12 +330,33 @@ up_mlflow() {
         return
     fi
     mkdir -p "$TEAM_DIR/mlflow/artifacts"
+    chmod 700 "$TEAM_DIR/mlflow" # the model bundles: no other local account reads them
+    ensure_mlflow_password
+    # MLflow's basic-auth app keeps its users in a database of its own (mlflow_auth); the
+    # configuration holds no secret: the admin's password reaches the server by environment
+    # (read once, when the user is first made)
+    (
+        umask 077
+        cat >"$TEAM_DIR/mlflow/auth.ini" <<EOF
+# written by scripts/team.sh at each start of MLflow
+[mlflow]
+default_permission = NO_PERMISSIONS
+database_uri = postgresql+psycopg://$PG_USER@127.0.0.1:$PG_PORT/mlflow_auth
+admin_username = $MLFLOW_USER
+authorization_function = mlflow.server.auth:authenticate_request_basic_auth
+EOF
+    )
     # the backend URL holds no password: libpq reads it from PGPASSFILE
     (
         cd "$TEAM_DIR/mlflow"
         # no telemetry: nothing of a customs team's calls home
         export PGPASSFILE=$PGPASS MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR=false MLFLOW_DISABLE_TELEMETRY=true
-        start_detached "$log" "$PY" -m mlflow server \
+        export MLFLOW_AUTH_CONFIG_PATH=$TEAM_DIR/mlflow/auth.ini
+        MLFLOW_AUTH_ADMIN_PASSWORD=$(cat "$MLFLOW_PASSWORD_FILE")
+        # signs the auth app's CSRF tokens; one for both workers, kept across restarts
+        MLFLOW_FLASK_SERVER_SECRET_KEY=$(cat "$TEAM_DIR/mlflow/flask-secret")
+        export MLFLOW_AUTH_ADMIN_PASSWORD MLFLOW_FLASK_SERVER_SECRET_KEY
+        start_detached "$log" "$PY" -m mlflow server --app-name basic-auth \
             --backend-store-uri "postgresql+psycopg://$PG_USER@127.0.0.1:$PG_PORT/mlflow" \
             --artifacts-destination "$TEAM_DIR/mlflow/artifacts" \
             --host 127.0.0.1 --port "$MLFLOW_PORT" --workers "$MLFLOW_WORKERS"
@@ -292,6 +365,17 @@ up_mlflow() {
     # the first start creates MLflow's tables: about half a minute on a busy machine
     wait_http mlflow "$MLFLOW_PORT" /health "$(pid_of "$pidfile")" "$log" 240
     say "mlflow       started: $MLFLOW_URL (artifacts in $TEAM_DIR/mlflow/artifacts)"
+}
+
+ensure_mlflow_password() {
+    local file
+    for file in "$MLFLOW_PASSWORD_FILE" "$TEAM_DIR/mlflow/flask-secret"; do
+        [ -s "$file" ] && continue
+        (
+            umask 077
+            head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$file"
+        )
+    done
 }
 
 # --- the replicas ------------------------------------------------------------------------------
@@ -341,11 +425,15 @@ up_replicas() {
             continue
         fi
         mkdir -p "$dir/model"
+        chmod 700 "$TEAM_DIR/replicas" # the champion's bundle each downloads: no other account reads it
         (
             cd "$ROOT"
             export PYTHONPATH=$ROOT${PYTHONPATH:+:$PYTHONPATH}
             export MLFLOW_TRACKING_URI=$MLFLOW_URL PARCELRISK_AUDIT_DB=$DECISIONS_URL
             export PGPASSFILE=$PGPASS MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR=false
+            export MLFLOW_TRACKING_USERNAME=$MLFLOW_USER
+            MLFLOW_TRACKING_PASSWORD=$(cat "$MLFLOW_PASSWORD_FILE")
+            export MLFLOW_TRACKING_PASSWORD
             # a BentoML home each: a server empties the Prometheus directory in it as it
             # starts, which would wipe the metrics of a replica already running
             export BENTOML_DO_NOT_TRACK=True BENTOML_HOME=$dir/bentoml
@@ -496,7 +584,10 @@ up_nginx() {
 
 down_nginx() {
     local pidfile=$NGINX_DIR/nginx.pid
-    running "$pidfile" || return 0
+    running "$pidfile" || {
+        stop_orphans nginx "$pidfile"
+        return 0
+    }
     # QUIT: finish the requests in flight, then stop
     local pid
     pid=$(pid_of "$pidfile")
@@ -532,6 +623,10 @@ cmd_up() {
     [[ $REPLICAS =~ ^[0-9]+$ ]] || die "replicas" "PARCELRISK_TEAM_REPLICAS must be a number, not '$REPLICAS'"
     require_programs
     mkdir -p "$LOGS" "$RUN"
+    local pidfile
+    for pidfile in "$RUN"/*.pid "$NGINX_DIR/nginx.pid"; do
+        [ -e "$pidfile" ] && ! running "$pidfile" && stop_orphans "$(basename "$pidfile" .pid)" "$pidfile"
+    done
     check_ports
     ensure_secret_keys
     up_postgres
@@ -548,6 +643,8 @@ cmd_up() {
     say "  export MLFLOW_TRACKING_URI=$MLFLOW_URL"
     say "  export PARCELRISK_AUDIT_DB=$DECISIONS_URL"
     say "  export PGPASSFILE=$PGPASS"
+    say "  export MLFLOW_TRACKING_USERNAME=$MLFLOW_USER"
+    say "  export MLFLOW_TRACKING_PASSWORD=\$(cat $MLFLOW_PASSWORD_FILE)"
     if [ "$REPLICAS" -gt 0 ]; then
         say "  scoring service: http://127.0.0.1:$PORT (nginx -> $REPLICAS replicas)"
         if [ "${PARCELRISK_API_KEYS_FILE:-}" = "$API_KEYS_FILE" ]; then
@@ -563,6 +660,8 @@ cmd_down() {
     if running "$NGINX_DIR/nginx.pid"; then
         down_nginx
         say "nginx        stopped"
+    else
+        stop_orphans nginx "$NGINX_DIR/nginx.pid"
     fi
     # all replicas at once: SIGTERM lets each finish its requests in flight (at most
     # serve.request_timeout_s + 1), and they drain side by side
@@ -575,6 +674,8 @@ cmd_down() {
                 stop_process "replica $i" "$pidfile" 20
                 say "replica $i    stopped"
             ) &
+        else
+            stop_orphans "replica $i" "$pidfile"
         fi
     done
     wait
@@ -582,6 +683,8 @@ cmd_down() {
     if running "$RUN/mlflow.pid"; then
         stop_process mlflow "$RUN/mlflow.pid" 20
         say "mlflow       stopped"
+    else
+        stop_orphans mlflow "$RUN/mlflow.pid"
     fi
     rm -f "$RUN/mlflow.pid"
     PG_BIN=$(pg_bin)

@@ -2,10 +2,12 @@
 MLflow tracking server on it, two single-worker replicas sharing one decision store, and
 nginx in front of them.
 
-Up (the replicas not ready: no champion yet) -> train and promote against the team's MLflow
--> both replicas load the champion from it -> declarations scored through nginx, answered by
-both replicas into the one store -> an auditor reads a decision back and verifies the chain
--> down: every port free, no process left.
+Up (the replicas not ready: no champion yet; MLflow refuses whoever lacks the team's
+credential) -> train and promote against the team's MLflow with it -> both replicas load the
+champion from it -> declarations scored through nginx, answered by both replicas into the one
+store -> an auditor reads a decision back and verifies the chain -> MLflow's main process
+killed alone: `up` clears what it left on the port and starts it again -> down: every port
+free, no process left.
 
 Needs Debian's postgresql and nginx: `scripts/install_services.sh` installs them when this
 runs as root (CI does, from `.ci/run`); without them the test is skipped, saying which and why
@@ -198,6 +200,27 @@ def _rows_scored(replica: str) -> float:
     )
 
 
+def _exports(printed: str, env: dict[str, str]) -> dict[str, str]:
+    """The variables `up` tells its user to export, as a shell pasting those lines sets them
+    (one of them reads a file: `$(cat .../mlflow-password)`)."""
+    lines = "\n".join(re.findall(r"^\s*(export \w+=.*)$", printed, flags=re.M))
+    names = re.findall(r"^export (\w+)=", lines, flags=re.M)
+    shell = subprocess.run(
+        [
+            "bash",
+            "-c",
+            lines + '\nfor n in "$@"; do printf "%s=%s\\0" "$n" "${!n}"; done',
+            "-",
+            *names,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return dict(item.split("=", 1) for item in shell.stdout.split("\0") if item)
+
+
 def _ready(url: str) -> bool:
     try:
         return httpx.get(f"{url}/readyz", timeout=5).status_code == 200
@@ -206,7 +229,7 @@ def _ready(url: str) -> bool:
 
 
 def test_a_team_trains_promotes_and_scores_through_nginx_on_its_own_servers(
-    team: Team, real_pipeline: dict
+    team: Team, real_pipeline: dict, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from features.params import load_settings
     from models.cli import run_promotion, run_training
@@ -214,7 +237,7 @@ def test_a_team_trains_promotes_and_scores_through_nginx_on_its_own_servers(
     up = team.run("up")
     assert up.returncode == 0, up.stdout + up.stderr
     assert f"export MLFLOW_TRACKING_URI={team.mlflow}" in up.stdout
-    exported = dict(re.findall(r"export (\w+)=(\S+)", up.stdout))
+    exported = _exports(up.stdout, team.env)
     # the decision store is the team's PostgreSQL database
     assert exported["PARCELRISK_AUDIT_DB"].startswith("postgresql://"), up.stdout
     running = team.processes()
@@ -232,7 +255,25 @@ def test_a_team_trains_promotes_and_scores_through_nginx_on_its_own_servers(
     assert "started" not in again.stdout, again.stdout
     assert team.processes() == running
 
-    # train and promote against the team's MLflow (artifacts go through the server)
+    # the registry the replicas follow takes no request without the team's credential: nobody
+    # else moves the champion past promote's gate
+    alias = {"name": "parcel-risk", "alias": "champion", "version": "1"}
+    anonymous = httpx.post(f"{team.mlflow}/api/2.0/mlflow/registered-models/alias", json=alias)
+    assert anonymous.status_code == 401, anonymous.text
+    wrong = httpx.get(
+        f"{team.mlflow}/api/2.0/mlflow/registered-models/search",
+        auth=("parcelrisk", "not-the-password"),
+    )
+    assert wrong.status_code == 401, wrong.text
+    password = team.directory / "mlflow-password"
+    assert exported["MLFLOW_TRACKING_PASSWORD"] == password.read_text().strip()
+    assert (password.stat().st_mode & 0o077) == 0
+    assert ((team.directory / "mlflow").stat().st_mode & 0o077) == 0  # the model bundles
+
+    # train and promote against the team's MLflow with the exports `up` printed (artifacts go
+    # through the server)
+    for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+        monkeypatch.setenv(name, exported[name])
     settings = load_settings(team.env["PARCELRISK_TEAM_PARAMS"])
     trained = run_training(
         real_pipeline["root"] / "processed",
@@ -304,6 +345,25 @@ def test_a_team_trains_promotes_and_scores_through_nginx_on_its_own_servers(
         [*cli, "head"], env=audit_env, capture_output=True, text=True, timeout=180, cwd=ROOT
     )
     assert head.stdout.split(":")[0].strip() == str(len(declarations)), head.stdout + head.stderr
+
+    # MLflow's main process killed alone (the OOM killer's choice): its worker keeps the port
+    # and answers; `up` stops what it left and starts MLflow again, which the replicas use
+    mlflow_pid = int((team.directory / "run" / "mlflow.pid").read_text().split()[0])
+    os.kill(mlflow_pid, 9)
+    assert wait_for(lambda: team.run("status").returncode == 1, timeout=30)
+    assert httpx.get(f"{team.mlflow}/health", timeout=10).status_code == 200  # the orphan
+    restarted = team.run("up")
+    assert restarted.returncode == 0, restarted.stdout + restarted.stderr
+    assert "mlflow: its main process is gone; stopping what it left running" in restarted.stdout
+    assert "mlflow       started" in restarted.stdout, restarted.stdout
+    assert team.run("status").returncode == 0
+    registry = httpx.get(
+        f"{team.mlflow}/api/2.0/mlflow/registered-models/get",
+        params={"name": "parcel-risk"},
+        auth=("parcelrisk", exported["MLFLOW_TRACKING_PASSWORD"]),
+        timeout=30,
+    )
+    assert registry.status_code == 200, registry.text  # the same users after the restart
 
     # down: nothing left running, every port free again
     down = team.run("down", timeout=120)

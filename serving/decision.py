@@ -69,6 +69,26 @@ def parse_iso_us(text: str) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
+class StoreFromNewerRelease(ParcelriskError):
+    """A decision store a newer parcelrisk release has written: its decisions hold fields this
+    release does not know. Their MACs cover those fields, so this release could neither check
+    them (it would call intact decisions altered) nor extend the chain: it refuses the store
+    by name instead (a rollback is a restore of the backup taken before the upgrade)."""
+
+
+def refuse_newer_release(location: str, table: str, columns: set[str], known: set[str]) -> None:
+    """``StoreFromNewerRelease`` when ``table`` of the store at ``location`` has ``columns``
+    beyond those this release writes (``known``); nothing for a table not made yet."""
+    unknown = sorted(columns - known)
+    if unknown:
+        raise StoreFromNewerRelease(
+            f"decision store {location} was written by a newer parcelrisk release: its {table} "
+            f"have fields this release does not know ({', '.join(unknown)}), so it can neither "
+            "verify nor extend their chain; run the release that wrote it (or a later one), or "
+            "restore the backup taken before the upgrade"
+        )
+
+
 class DamagedRecord(ParcelriskError):
     """A stored decision edited outside the service into something that no longer reads
     (JSON that does not parse, bytes that are not text): NOT INTACT, and nothing to show."""

@@ -56,6 +56,7 @@ from serving.decision import (
     DecisionRecord,
     iso_utc,
     pack_feature_rows,
+    refuse_newer_release,
 )
 from serving.outcomes import (
     HISTORY_COLUMNS,
@@ -389,6 +390,12 @@ def create_schema(engine: sa.Engine, key: bytes) -> None:
         conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_SCHEMA_LOCK)))
         columns = _outcome_columns(conn)  # none: a new store
         legacy = bool(columns) and "mac" not in columns
+        refuse_newer_release(
+            _shown(engine),
+            "decisions",
+            _outcome_columns(conn, "decisions"),
+            {column.name for column in decisions.c},
+        )
         metadata.create_all(conn)
         _add_decision_fields(conn)
         if columns and "selection_reason" not in columns:

@@ -33,8 +33,10 @@ from serving.decision import (  # DamagedRecord: raised here, imported from here
     STORED_FIELDS,
     DamagedRecord,
     DecisionRecord,
+    StoreFromNewerRelease,
     iso_utc,
     pack_feature_rows,
+    refuse_newer_release,
     unpack_features,
 )
 
@@ -485,6 +487,7 @@ class SqliteDecisionStore:
         if read_only:
             self._conn = self._reader = connect_read_only(self.path)
             self._refuse_legacy()
+            self._refuse_newer()
             self._read_added_fields()
             self._lock_file = None
             self._checkpointer: threading.Thread | None = None
@@ -500,6 +503,7 @@ class SqliteDecisionStore:
             self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.execute("PRAGMA wal_autocheckpoint=0")  # the thread below does it
             self._refuse_legacy()
+            self._refuse_newer()
             self._conn.executescript(_SCHEMA)
             self._add_fields()
         except sqlite3.Error as exc:
@@ -648,6 +652,14 @@ class SqliteDecisionStore:
                 "(no seq/mac columns): run `parcelrisk audit migrate --db "
                 f"{self.path}` once, with the audit key, to chain its decisions"
             )
+
+    def _refuse_newer(self) -> None:
+        columns = {row[1] for row in self._conn.execute("PRAGMA main.table_info(decisions)")}
+        try:
+            refuse_newer_release(str(self.path), "decisions", columns, set(_COLUMNS))
+        except StoreFromNewerRelease:
+            self._conn.close()
+            raise
 
     def _missing_fields(self) -> list[str]:
         columns = {row[1] for row in self._conn.execute("PRAGMA table_info(decisions)")}

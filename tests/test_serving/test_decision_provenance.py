@@ -189,3 +189,42 @@ def test_an_archive_table_without_the_columns_reads_them_empty(tmp_path) -> None
     rows = list(archived_rows(day))
     assert len(rows) == 2 and all(row.values[-2:] == ["", ""] for row in rows)
     store.close()
+
+
+def test_a_store_a_newer_release_wrote_is_refused_by_name_not_called_altered(store) -> None:
+    """A rollback: a newer release added (and signed) a decision field this one does not know.
+    Opening the store says so and names the field, for writers and readers alike, instead of
+    calling intact decisions altered or extending a chain it cannot check (probe 15 #04)."""
+    from serving.decision import StoreFromNewerRelease
+    from serving.store import open_store
+
+    store.record([_decided(0), _decided(1)])
+    _edit(store, "ALTER TABLE decisions ADD COLUMN office_note TEXT NOT NULL DEFAULT 'x'")
+    where = f"sqlite:///{store.path}" if isinstance(store, SqliteDecisionStore) else store.source
+    refused = r"written by a newer parcelrisk release.*\(office_note\).*restore the backup"
+    with pytest.raises(StoreFromNewerRelease, match=refused):
+        open_store(where)
+    if isinstance(store, SqliteDecisionStore):  # the auditor's read-only handle too
+        with pytest.raises(StoreFromNewerRelease, match=refused):
+            SqliteDecisionStore(store.path, read_only=True)
+        with sqlite3.connect(store.path) as conn:  # and nothing was written meanwhile
+            assert conn.execute("SELECT count(*) FROM decisions").fetchone() == (2,)
+
+
+def test_the_cli_names_a_store_from_a_newer_release_in_one_line(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    path = tmp_path / "audit.db"
+    SqliteDecisionStore(path).close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("ALTER TABLE decisions ADD COLUMN office_note TEXT NOT NULL DEFAULT ''")
+    done = subprocess.run(
+        [sys.executable, "-m", "serving.main", "audit", "verify", "--db", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "written by a newer parcelrisk release" in done.stderr
+    assert "Traceback" not in done.stderr and "NOT INTACT" not in done.stdout + done.stderr

@@ -27,7 +27,7 @@ from serving.audit.chain import (
     result_link,
     result_mac,
 )
-from serving.decision import iso_utc, parse_iso_us
+from serving.decision import iso_utc, parse_iso_us, refuse_newer_release
 from serving.outcomes import (
     HISTORY_COLUMNS,
     ResultEvent,
@@ -135,6 +135,7 @@ class SqliteOutcomeStore:
             tables = self._conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
             if "outcomes" not in {name for (name,) in tables}:
                 self._conn.executescript(_SCHEMA.replace("CREATE TABLE", "CREATE TEMP TABLE"))
+            self._refuse_newer()
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._conn = sqlite3.connect(
@@ -143,6 +144,7 @@ class SqliteOutcomeStore:
         self._conn.text_factory = stored_text
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")  # as the decisions: see sqlite_store
+        self._refuse_newer()
         self._conn.executescript(_SCHEMA)
         if self._key is None:
             from features.keys import load_key
@@ -151,6 +153,17 @@ class SqliteOutcomeStore:
         self._add_reason_column()
         self._chain_unchained()
         self._allow_corrections()
+
+    def _refuse_newer(self) -> None:
+        """Results with fields this release does not know (a newer one wrote them, and their
+        MACs cover them): refused by name, as the decisions are."""
+        try:
+            refuse_newer_release(
+                str(self.path), "results", _outcome_columns(self._conn), _known_columns()
+            )
+        except ParcelriskError:
+            self._conn.close()
+            raise
 
     def _add_reason_column(self) -> None:
         """Give a results table from before results kept their selection reason its column
@@ -405,6 +418,13 @@ def _has_decisions(conn: sqlite3.Connection) -> bool:
         "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'decisions'"
     ).fetchone()
     return found is not None
+
+
+def _known_columns() -> set[str]:
+    """The results table's columns as this release makes it."""
+    with contextlib.closing(sqlite3.connect(":memory:")) as conn:
+        conn.executescript(_SCHEMA)
+        return _outcome_columns(conn)
 
 
 def _outcome_columns(conn: sqlite3.Connection) -> set[str]:

@@ -396,6 +396,7 @@ def create_schema(engine: sa.Engine, key: bytes) -> None:
             _outcome_columns(conn, "decisions"),
             {column.name for column in decisions.c},
         )
+        refuse_newer_release(_shown(engine), "results", columns, {c.name for c in outcomes.c})
         metadata.create_all(conn)
         _add_decision_fields(conn)
         if columns and "selection_reason" not in columns:

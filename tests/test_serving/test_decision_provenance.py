@@ -228,3 +228,23 @@ def test_the_cli_names_a_store_from_a_newer_release_in_one_line(tmp_path) -> Non
     assert done.returncode == 2, done.stdout + done.stderr
     assert "written by a newer parcelrisk release" in done.stderr
     assert "Traceback" not in done.stderr and "NOT INTACT" not in done.stdout + done.stderr
+
+
+def test_results_a_newer_release_wrote_are_refused_by_name_too(store) -> None:
+    """The inspection results are chained too: a field a newer release added to them is refused
+    the same way, by the writer's and the reader's open alike."""
+    from serving.decision import StoreFromNewerRelease
+    from serving.store import open_outcome_store, open_store
+
+    where = f"sqlite:///{store.path}" if isinstance(store, SqliteDecisionStore) else store.source
+    open_outcome_store(where, store).close()  # the results table, as this release makes it
+    _edit(store, "ALTER TABLE outcomes ADD COLUMN appeal_ref TEXT")
+    refused = r"newer parcelrisk release: its results have fields .*\(appeal_ref\)"
+    with pytest.raises(StoreFromNewerRelease, match=refused):
+        if isinstance(store, SqliteDecisionStore):
+            open_outcome_store(where, store)
+        else:
+            open_store(where)
+    if isinstance(store, SqliteDecisionStore):
+        with pytest.raises(StoreFromNewerRelease, match=refused):
+            open_outcome_store(where, read_only=True)

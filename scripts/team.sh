@@ -75,13 +75,15 @@ die() {
     exit 1
 }
 is_root() { [ "$(id -u)" -eq 0 ]; }
-# `STATUS BODY` of GET PATH on 127.0.0.1:PORT; fails when nothing answers. Bash's /dev/tcp:
-# no curl on a fresh machine, and a Python start per poll would cost more than the poll.
+# `STATUS BODY` of GET PATH on 127.0.0.1:PORT, with one more HEADER line when given; fails
+# when nothing answers. Bash's /dev/tcp: no curl on a fresh machine, and a Python start per
+# poll would cost more than the poll.
 http_get() {
-    local port=$1 path=$2 response
+    local port=$1 path=$2 header=${3:-} extra="" response
+    [ -z "$header" ] || extra="$header"$'\r\n' # one more header line, e.g. Authorization
     response=$(
         {
-            printf 'GET %s HTTP/1.0\r\nHost: 127.0.0.1:%s\r\n\r\n' "$path" "$port" >&3
+            printf 'GET %s HTTP/1.0\r\nHost: 127.0.0.1:%s\r\n%s\r\n' "$path" "$port" "$extra" >&3
             timeout 5 cat <&3
         } 2>/dev/null 3<>"/dev/tcp/127.0.0.1/$port"
     ) || return 1
@@ -310,9 +312,8 @@ SELECT 'CREATE ROLE $PG_USER LOGIN' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE
 ALTER ROLE $PG_USER PASSWORD '$password';
 SELECT 'CREATE DATABASE mlflow OWNER $PG_USER' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'mlflow')\gexec
 SELECT 'CREATE DATABASE decisions OWNER $PG_USER' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'decisions')\gexec
-SELECT 'CREATE DATABASE mlflow_auth OWNER $PG_USER' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'mlflow_auth')\gexec
 EOF
-    say "postgresql   started: 127.0.0.1:$PG_PORT, databases mlflow, mlflow_auth and decisions"
+    say "postgresql   started: 127.0.0.1:$PG_PORT, databases mlflow and decisions"
 }
 
 down_postgres() {
@@ -326,12 +327,18 @@ up_mlflow() {
     local pidfile=$RUN/mlflow.pid log=$LOGS/mlflow.log
     if running "$pidfile"; then
         [ "$(port_of "$pidfile")" = "$MLFLOW_PORT" ] || die "mlflow" "already running on port $(port_of "$pidfile"), not $MLFLOW_PORT: run \`scripts/team.sh down\` first to change it"
+        check_mlflow_credential
         say "mlflow       already running"
         return
     fi
     mkdir -p "$TEAM_DIR/mlflow/artifacts"
     chmod 700 "$TEAM_DIR/mlflow" # the model bundles: no other local account reads them
     ensure_mlflow_password
+    # here, not with the other databases: a team from before the credential, whose PostgreSQL
+    # kept running through the upgrade, gets it at MLflow's next start
+    psql_admin >>"$LOGS/postgres.log" 2>&1 <<EOF || die "postgresql" "could not create the database mlflow_auth" "$LOGS/postgres.log"
+SELECT 'CREATE DATABASE mlflow_auth OWNER $PG_USER' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'mlflow_auth')\gexec
+EOF
     # MLflow's basic-auth app keeps its users in a database of its own (mlflow_auth); the
     # configuration holds no secret: the admin's password reaches the server by environment
     # (read once, when the user is first made)
@@ -364,7 +371,29 @@ EOF
     )
     # the first start creates MLflow's tables: about half a minute on a busy machine
     wait_http mlflow "$MLFLOW_PORT" /health "$(pid_of "$pidfile")" "$log" 240
+    check_mlflow_credential
     say "mlflow       started: $MLFLOW_URL (artifacts in $TEAM_DIR/mlflow/artifacts)"
+}
+
+# MLflow's user is made once, with the password of its first start: a password file made anew
+# since (lost, or another team directory's) would lock every replica out with 401s
+check_mlflow_credential() {
+    local reply status=none auth
+    auth=$(printf '%s:%s' "$MLFLOW_USER" "$(cat "$MLFLOW_PASSWORD_FILE" 2>/dev/null)" | base64 -w0)
+    # a worker still starting, or the first check of a password on a busy machine, can take a
+    # while: until MLflow answers 200 (the credential holds) or 401 (it does not)
+    for _ in $(seq 120); do
+        if reply=$(http_get "$MLFLOW_PORT" "/api/2.0/mlflow/experiments/search?max_results=1" \
+            "Authorization: Basic $auth"); then
+            status=${reply%% *}
+            case $status in
+            200) return 0 ;;
+            401 | 403) die "mlflow" "refuses the team's credential (HTTP $status): $MLFLOW_PASSWORD_FILE is not the password its user $MLFLOW_USER was made with (kept in the database mlflow_auth): put the first one back, or drop that database to make the user anew at the next start" "$LOGS/mlflow.log" ;;
+            esac
+        fi
+        sleep 0.5
+    done
+    die "mlflow" "answers no request with the team's credential after 60 s (last: $status)" "$LOGS/mlflow.log"
 }
 
 ensure_mlflow_password() {

@@ -268,6 +268,12 @@ def test_a_team_trains_promotes_and_scores_through_nginx_on_its_own_servers(
     password = team.directory / "mlflow-password"
     assert exported["MLFLOW_TRACKING_PASSWORD"] == password.read_text().strip()
     assert (password.stat().st_mode & 0o077) == 0
+    # a password file that is not the one MLflow's user was made with: said at `up`, by name
+    first = password.read_text()
+    password.write_text("another-password")
+    locked_out = team.run("up")
+    assert locked_out.returncode == 1 and "refuses the team's credential" in locked_out.stderr
+    password.write_text(first)
     assert ((team.directory / "mlflow").stat().st_mode & 0o077) == 0  # the model bundles
 
     # train and promote against the team's MLflow with the exports `up` printed (artifacts go

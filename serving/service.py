@@ -738,6 +738,9 @@ class ParcelRiskService:
         except OutcomesRefused as exc:
             return _refused_outcomes(exc)
         except StoreUnavailable as exc:  # nothing of the batch stored: send it again later
+            if not exc.passing:  # the decisions' store too: told and paused as /score's are
+                self._unavailable_at = time.monotonic()
+                self._store_outage.refused(str(exc), self._unavailable_at)
             return error_response(
                 503, _nothing_stored(exc), code="store.unavailable", headers={"Retry-After": "5"}
             )
@@ -745,6 +748,8 @@ class ParcelRiskService:
             if not is_damaged(exc):
                 raise
             return self._store_damaged(exc)
+        self._unavailable_at = None  # the store takes writes again
+        self._store_outage.recorded(time.monotonic())
         return JSONResponse(counts)
 
 

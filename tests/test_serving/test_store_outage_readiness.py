@@ -181,3 +181,42 @@ def test_a_damaged_store_is_the_reason(client, service, monkeypatch):
     monkeypatch.setattr(service, "_damaged", said)
     r = client.get("/readyz")
     assert r.status_code == 503 and r.json()["reason"] == said
+
+
+def test_results_the_store_refuses_are_told_as_decisions_are(client, service, monkeypatch, caplog):
+    """An inspection system posting results into a store that refuses writes: the same one
+    WARNING and /readyz reason as for decisions, and the INFO once results go through again."""
+    import serving.service
+    from tests.test_serving.conftest import INSPECTOR_KEY
+
+    caplog.set_level(logging.INFO)
+    (decided,) = client.post(
+        "/score",
+        json={"declarations": make_declarations(1, seed=71, prefix="RES-")},
+        headers=auth(),
+    ).json()["decisions"]
+    result = {
+        "declaration_id": decided["declaration_id"],
+        "inspected_at": "2026-05-02T08:00:00Z",
+        "illicit": False,
+    }
+    inspector = {"X-API-Key": INSPECTOR_KEY}
+    stored = serving.service.store_outcomes
+
+    def full(*args, **kwargs):
+        raise StoreUnavailable(DISK_FULL)
+
+    monkeypatch.setattr(serving.service, "store_outcomes", full)
+    posted = [
+        client.post("/outcomes", json={"outcomes": [result]}, headers=inspector) for _ in "ab"
+    ]
+    assert [r.status_code for r in posted] == [503, 503]
+    (warning,) = _store_records(caplog, logging.WARNING)
+    assert "database or disk is full" in warning.getMessage()
+    assert "database or disk is full" in client.get("/readyz").json()["reason"]
+    monkeypatch.setattr(serving.service, "store_outcomes", stored)
+    ok = client.post("/outcomes", json={"outcomes": [result]}, headers=inspector)
+    assert ok.status_code == 200, ok.text
+    (info,) = _store_records(caplog, logging.INFO)
+    assert info.getMessage().endswith(" s; ready (2 requests refused)")
+    assert client.get("/readyz").status_code == 200

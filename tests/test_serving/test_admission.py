@@ -177,6 +177,17 @@ def test_results_the_store_cannot_write_are_503(client, monkeypatch):
     )
     assert r.status_code == 503, r.text
     assert "disk is full" in r.json()["error"] and r.headers["Retry-After"]
+    # the results share the decisions' store: not ready for a while, as after /score's refusal,
+    # ready again as soon as a write goes through
+    assert client.get("/readyz").status_code == 503
+    monkeypatch.undo()
+    r = client.post(
+        "/score",
+        json={"declarations": make_declarations(1, seed=58, prefix="BACK2")},
+        headers=auth(),
+    )
+    assert r.status_code == 200, r.text
+    assert client.get("/readyz").status_code == 200
 
 
 def test_a_store_damaged_under_the_service_is_503_and_the_worker_not_ready(client, monkeypatch):

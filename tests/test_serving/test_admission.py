@@ -149,9 +149,14 @@ def test_a_store_that_cannot_write_is_503_and_nothing_is_answered(client, monkey
     )
     assert r.status_code == 503 and client.get("/readyz").status_code == 503
     monkeypatch.undo()  # the disk has room again: the next batch is recorded, ready at once
+    _a_write_goes_through_and_ready(client, seed=56, prefix="BACK")
+
+
+def _a_write_goes_through_and_ready(client, *, seed: int, prefix: str) -> None:
+    """One declaration scored and recorded: the worker is ready again at once."""
     r = client.post(
         "/score",
-        json={"declarations": make_declarations(1, seed=56, prefix="BACK")},
+        json={"declarations": make_declarations(1, seed=seed, prefix=prefix)},
         headers=auth(),
     )
     assert r.status_code == 200, r.text
@@ -181,13 +186,7 @@ def test_results_the_store_cannot_write_are_503(client, monkeypatch):
     # ready again as soon as a write goes through
     assert client.get("/readyz").status_code == 503
     monkeypatch.undo()
-    r = client.post(
-        "/score",
-        json={"declarations": make_declarations(1, seed=58, prefix="BACK2")},
-        headers=auth(),
-    )
-    assert r.status_code == 200, r.text
-    assert client.get("/readyz").status_code == 200
+    _a_write_goes_through_and_ready(client, seed=58, prefix="BACK2")
 
 
 def test_a_store_damaged_under_the_service_is_503_and_the_worker_not_ready(client, monkeypatch):

@@ -646,6 +646,9 @@ class MonitorParams(Section):
     # calibrated risk): alert when the whole Wilson interval lies beyond expected x (1 -/+ this)
     min_results: int = Field(30, ge=1)  # exploration results before the hit rate is judged
     hit_rate_tolerance: float = Field(0.25, ge=0)
+    # Revenue per exploration inspection: alert when its interval lies wholly beyond the model's
+    # expected revenue per inspection x (1 -/+ this); it is the unit's business figure.
+    revenue_tolerance: float = Field(0.25, ge=0)
     confidence: float = Field(0.95, gt=0.5, lt=1)  # of the hit-rate and revenue intervals
     bucket_days: int = Field(7, ge=1)  # exploration hit rate per this many days
     # Disparity by origin, channel, platform: as the auditor's model page (a group whose relative

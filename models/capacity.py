@@ -36,11 +36,12 @@ def wilson_interval(
         denom = 1 + z**2 / n
         centre = (p + z**2 / (2 * n)) / denom
         half = z * np.sqrt(p * (1 - p) / n + z**2 / (4 * n**2)) / denom
-    lo, hi = centre - half, centre + half
+    # exact at the ends: no hit has a lower bound of 0 (the formula leaves a rounding residue,
+    # 3.5e-18 at 0/66, which put the rate below its own interval), every hit an upper one of 1
+    lo = np.where(hits <= 0, 0.0, np.clip(centre - half, 0.0, p))
+    hi = np.where(hits >= n, 1.0, np.clip(centre + half, p, 1.0))
     empty = n <= 0
-    return np.where(empty, np.nan, np.maximum(lo, 0.0)), np.where(
-        empty, np.nan, np.minimum(hi, 1.0)
-    )
+    return np.where(empty, np.nan, lo), np.where(empty, np.nan, hi)
 
 
 def plan_capacity(

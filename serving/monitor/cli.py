@@ -1,6 +1,6 @@
 """`parcelrisk monitor --since DATE [--until DATE]`: the thin edge of ``serving.monitor``.
 
-Prints the JSON summary; with ``--report DIR`` also writes ``report.html`` and ``summary.json``
+Prints the JSON summary (not with ``--quiet``) and a verdict line; with ``--report DIR`` also writes ``report.html`` and ``summary.json``
 there; logs both to the champion's MLflow run under ``monitoring/<since>_<until>/``. Exit 1 when
 an alert fires, 0 when none, 2 on bad input (``ParcelriskError``, one line).
 """
@@ -99,7 +99,11 @@ def monitor_store(
     )
     # the champion's own records last: they win for a thresholds version both hold
     targets = lane_targets_of(champion, {**earlier, **read_lane_targets(client, info["run_id"])})
-    summary = monitor_period(frame, counts, champion, info, targets, start, end, settings.monitor)
+    # the period of the same length before: a drift both periods show is standing, not news
+    previous = read_period(path, (start - (end - start)).strftime(stored), start.strftime(stored))
+    summary = monitor_period(
+        frame, counts, champion, info, targets, start, end, settings.monitor, previous
+    )
     summary["store"] = str(path)
     return summary, champion, client
 
@@ -121,6 +125,11 @@ def monitor(
     ),
     tracking_uri: str | None = tracking_option(),
     params: Path | None = params_option("sections monitor, serve"),
+    quiet: bool = typer.Option(
+        False,
+        "--quiet",
+        help="Print only the verdict line (stderr), not the JSON summary: for a cron job's mail.",
+    ),
 ) -> None:
     """A period of live decisions against the champion: feature and score drift (PSI, KS),
     lane shares against their targets, exploration hit rates, disparity by origin, channel
@@ -170,22 +179,28 @@ def monitor(
         log_report(client, info["run_id"], files, artifact_path)
     except Exception as exc:  # the verdict and the files stand without the MLflow copy
         logged = f"NOT logged to run {info['run_id']}: {type(exc).__name__}: {exc}"
-    typer.echo(json.dumps(summary, indent=1))
-    alerts = summary["alerts"]
-    # what could not be judged, on the line a person or a cron job reads: "0 alert(s)" alone
-    # read as healthy for a period of 100% red against a 1% target, too few to judge (probe)
-    unjudged = [
-        f"{name} ({section.get('not_judged', 'too few decisions')})"
-        for name, section in summary.items()
-        if isinstance(section, dict) and section.get("judged") is False
-    ]
-    verdict = f"{len(alerts)} alert(s)" + (
-        f"; NOT JUDGED: {'; '.join(unjudged)}" if unjudged else ""
-    )
+    if not quiet:
+        typer.echo(json.dumps(summary, indent=1))
+    verdict = verdict_line(summary)
     if report is None:  # the files went to the run: no temporary directory left behind
         shutil.rmtree(out, ignore_errors=True)
         typer.echo(f"{verdict}; {logged}", err=True)
     else:
         typer.echo(f"{verdict}; report {files[0]}; {logged}", err=True)
-    if alerts:
+    if summary["alerts"]:
         raise typer.Exit(1)
+
+
+def verdict_line(summary: dict[str, Any]) -> str:
+    """The line a person or a cron job reads: the alerts, the standing shifts (alerted in the
+    previous period too, not again), and what could not be judged ("0 alert(s)" alone read as
+    healthy for a period of 100% red against a 1% target, too few to judge)."""
+    alerts, standing, unjudged = summary["alerts"], summary["standing"], summary["not_judged"]
+    line = f"{len(alerts)} alert(s)"
+    if alerts:
+        line += f" ({', '.join(sorted({a['kind'] for a in alerts}))})"
+    if standing:
+        line += f"; {len(standing)} standing shift(s) (listed under standing, not alerted again)"
+    if unjudged:
+        line += f"; NOT JUDGED: {'; '.join(unjudged)}"
+    return line

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from statistics import NormalDist
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +18,8 @@ import numpy as np
 import pandas as pd
 
 from models.capacity import wilson_interval
-from models.drift import measure_drift
+from models.drift import measure_drift, population_stability_index
+from models.reference import bin_shares
 from models.thresholds import fit_lane_thresholds
 from serving.auditor.disparity import DIMENSIONS, LaneCount, group_rates
 from serving.decision import unpack_features
@@ -32,7 +33,9 @@ LaneTargets = Mapping[str, tuple[float, float]]  # thresholds version -> (red_ra
 
 @dataclass(frozen=True)
 class Alert:
-    kind: str  # feature_drift, score_drift, lane_share, exploration_hit_rate, disparity
+    # feature_drift, score_drift, lane_share, exploration_hit_rate, exploration_revenue,
+    # disparity
+    kind: str
     subject: str
     value: float
     threshold: float
@@ -76,11 +79,82 @@ def feature_alert_level(baseline_psi: float | None, params: MonitorParams) -> di
     return {"trending": trending, "alert_above": max(level, params.psi_feature_alert)}
 
 
-def measure_period_drift(
+@dataclass(frozen=True)
+class _Compared:
+    """The decisions of a period comparable with the champion's reference: each feature's and
+    the score's bin shares (the reference's bins, missing last) and their PSI against it."""
+
+    rows: int
+    score_rows: int
+    features: list[dict[str, Any]]  # measure_drift's fields + the alert level
+    shares: list[np.ndarray]  # per feature, in reference order
+    score: dict[str, Any] | None
+    score_shares: np.ndarray | None
+
+
+def _compare(
     frame: pd.DataFrame, champion: RiskModel, info: Mapping[str, str], params: MonitorParams
+) -> _Compared:
+    if frame.empty:
+        return _Compared(0, 0, [], [], None, None)
+    reference = champion.reference
+    comparable = (frame["manifest_fingerprint"] == champion.manifest.fingerprint).to_numpy()
+    by_champion = (
+        (frame["model_name"] == info["name"]) & (frame["model_version"] == info["version"])
+    ).to_numpy()
+    X = feature_matrix(frame.loc[comparable, "features"].tolist())
+    features, shares = [], []
+    if len(X):
+        for j, ref in enumerate(reference.features):
+            features.append(asdict(measure_drift(ref, X[:, j], params.psi_epsilon)))
+            features[-1].update(feature_alert_level(ref.baseline_psi, params))
+            shares.append(bin_shares(ref, X[:, j]))
+    score = score_shares = None
+    if by_champion.any():
+        live = frame.loc[by_champion, "risk"].to_numpy(np.float64)
+        score = asdict(measure_drift(reference.score, live, params.psi_epsilon))
+        score_shares = bin_shares(reference.score, live)
+    return _Compared(
+        int(comparable.sum()), int(by_champion.sum()), features, shares, score, score_shares
+    )
+
+
+def _shift_detail(f: Mapping[str, Any], ref: Any, live: np.ndarray) -> str:
+    """What moved, in the words a duty officer checks a feed with: a missing share that
+    changed, or (a categorical feature) values the reference never held."""
+    details = []
+    missing, was = f["missing_share"], f["reference_missing_share"]
+    if abs(missing - was) >= 0.05:
+        details.append(f"missing in {missing:.0%} of decisions (reference {was:.0%})")
+    if ref.kind == "discrete":
+        other, other_was = float(live[-2]), float(ref.shares[-2])
+        if other - other_was >= 0.05:
+            details.append(
+                f"{other:.0%} of decisions hold a value outside the reference's {len(ref.edges)} "
+                f"commonest (reference {other_was:.0%})"
+            )
+    return "; " + "; ".join(details) if details else ""
+
+
+def measure_period_drift(
+    frame: pd.DataFrame,
+    champion: RiskModel,
+    info: Mapping[str, str],
+    params: MonitorParams,
+    previous: pd.DataFrame | None = None,
+    previous_since: pd.Timestamp | None = None,
 ) -> tuple[dict[str, Any], list[Alert]]:
     """PSI (and KS for numeric features) of every feature and of the risk score against the
-    champion's training reference."""
+    champion's training reference.
+
+    ``previous``: the decisions of the period of the same length just before (None: not
+    read). A shift against the reference that the previous period showed too, and that moved
+    less than the alert level since, is *standing*: reported in ``standing``, not alerted
+    again. A reference is one test period of history: a dominant seller's count on a decile
+    edge, or the hit-rate features under the live inspection policy, differ from it for good,
+    and a monitor that pages for them every day is one nobody reads (probe 17). Alerting on
+    what changed, and listing what stands, keeps exit 1 for news.
+    """
     reference = champion.reference
     fingerprint = champion.manifest.fingerprint
     comparable = (frame["manifest_fingerprint"] == fingerprint).to_numpy()
@@ -108,68 +182,104 @@ def measure_period_drift(
         )
         return section, []
     section.update(available=True, reference_period=reference.period, reference_rows=reference.rows)
-    X = feature_matrix(frame.loc[comparable, "features"].tolist())
-    features = []
-    if len(X):
-        for j, ref in enumerate(reference.features):
-            features.append(asdict(measure_drift(ref, X[:, j], params.psi_epsilon)))
-    for f in features:
-        f.update(feature_alert_level(f["baseline_psi"], params))
-    features.sort(key=lambda d: -d["psi"])
-    score = (
-        asdict(
-            measure_drift(
-                reference.score, frame.loc[by_champion, "risk"].to_numpy(), params.psi_epsilon
-            )
+    now = _compare(frame, champion, info, params)
+    before = _compare(previous, champion, info, params) if previous is not None else None
+    features = now.features
+    prior = before is not None and before.rows >= params.min_drift_rows
+    section["previous"] = {
+        "since": previous_since.isoformat() if previous_since is not None else None,
+        "comparable_decisions": before.rows if before is not None else 0,
+        "judged": prior,
+    }
+    if not prior:
+        section["previous"]["not_judged"] = (
+            "not read"
+            if before is None
+            else f"{before.rows} comparable decisions, fewer than "
+            f"monitor.min_drift_rows={params.min_drift_rows}: every shift is alerted as new"
         )
-        if by_champion.any()
-        else None
-    )
+    if prior:
+        for f, live, was, shares_before in zip(
+            features, now.shares, before.features, before.shares, strict=True
+        ):
+            f["previous_psi"] = was["psi"]
+            f["psi_since_previous"] = population_stability_index(
+                shares_before, live, params.psi_epsilon
+            )
+    order = sorted(range(len(features)), key=lambda j: -features[j]["psi"])
     section.update(
-        features=features,
-        score=score,
+        features=[features[j] for j in order],
+        score=now.score,
         score_live=frame.loc[by_champion, "risk"].to_numpy(np.float64).tolist()
         if by_champion.any()
         else [],
+        standing=[],
     )
     alerts: list[Alert] = []
-    judged = int(comparable.sum()) >= params.min_drift_rows
+    judged = now.rows >= params.min_drift_rows
     section["judged"] = judged
     if not judged:
         section["not_judged"] = (
-            f"{int(comparable.sum())} comparable decisions, fewer than "
+            f"{now.rows} comparable decisions, fewer than "
             f"monitor.min_drift_rows={params.min_drift_rows}"
         )
         return section, alerts
-    for f in features:
-        if f["psi"] > f["alert_above"]:
-            trend = (
-                f", {params.trend_margin:g} x its move within training ({f['baseline_psi']:.3f})"
-                if f["trending"]
-                else ""
-            )
-            alerts.append(
-                Alert(
-                    "feature_drift",
-                    f["name"],
-                    f["psi"],
-                    f["alert_above"],
-                    f"feature {f['name']}: PSI {f['psi']:.3f} against the training reference "
-                    f"(alert above {f['alert_above']:.3f}{trend})",
-                )
-            )
-    score_judged = score is not None and int(by_champion.sum()) >= params.min_drift_rows
-    if score_judged and score["psi"] > params.psi_score_alert:
-        alerts.append(
-            Alert(
-                "score_drift",
-                "risk",
-                score["psi"],
-                params.psi_score_alert,
-                f"risk score: PSI {score['psi']:.3f} against the training reference "
-                f"(alert above {params.psi_score_alert})",
-            )
+    for j in order:
+        f = features[j]
+        if f["psi"] <= f["alert_above"]:
+            continue
+        trend = (
+            f", {params.trend_margin:g} x its move within training ({f['baseline_psi']:.3f})"
+            if f["trending"]
+            else ""
         )
+        message = (
+            f"feature {f['name']}: PSI {f['psi']:.3f} against the training reference "
+            f"(alert above {f['alert_above']:.3f}{trend})"
+            + _shift_detail(f, reference.features[j], now.shares[j])
+        )
+        if prior and f["previous_psi"] > f["alert_above"]:
+            if f["psi_since_previous"] <= params.psi_feature_alert:
+                section["standing"].append(
+                    f"{message}; standing: PSI {f['previous_psi']:.3f} in the previous period, "
+                    f"{f['psi_since_previous']:.3f} moved since"
+                )
+                continue
+            message += (
+                f"; it also stood out in the previous period (PSI {f['previous_psi']:.3f}) "
+                f"and moved {f['psi_since_previous']:.3f} since"
+            )
+        elif prior:
+            message += f"; new since the previous period (PSI {f['previous_psi']:.3f} there)"
+        alerts.append(Alert("feature_drift", f["name"], f["psi"], f["alert_above"], message))
+    score = now.score
+    score_judged = score is not None and now.score_rows >= params.min_drift_rows
+    if score_judged and score["psi"] > params.psi_score_alert:
+        message = (
+            f"risk score: PSI {score['psi']:.3f} against the training reference "
+            f"(alert above {params.psi_score_alert})"
+        )
+        prior_score = (
+            prior and before.score is not None and before.score_rows >= params.min_drift_rows
+        )
+        moved = (
+            population_stability_index(before.score_shares, now.score_shares, params.psi_epsilon)
+            if prior_score
+            else None
+        )
+        score["previous_psi"] = before.score["psi"] if prior_score else None
+        score["psi_since_previous"] = moved
+        if (
+            prior_score
+            and before.score["psi"] > params.psi_score_alert
+            and moved <= params.psi_score_alert
+        ):
+            section["standing"].append(
+                f"{message}; standing: PSI {before.score['psi']:.3f} in the previous "
+                f"period, {moved:.3f} moved since"
+            )
+            return section, alerts
+        alerts.append(Alert("score_drift", "risk", score["psi"], params.psi_score_alert, message))
     return section, alerts
 
 
@@ -331,6 +441,55 @@ def _hit_stats(part: pd.DataFrame, confidence: float) -> dict[str, Any]:
     }
 
 
+def collapse_needs(expected: float, params: MonitorParams) -> int | None:
+    """Results needed before no hit at all is told from ``expected``: the smallest n whose
+    Wilson upper bound of 0 hits, z^2 / (n + z^2), lies below expected x (1 - tolerance).
+    None when nothing is expected (no collapse to see)."""
+    below = expected * (1 - params.hit_rate_tolerance)
+    if not below > 0:
+        return None
+    z2 = _z(params.confidence) ** 2
+    return math.floor(z2 * (1 - below) / below) + 1
+
+
+def _judge_exploration(
+    stats: Mapping[str, Any], params: MonitorParams, subject: str, label: str
+) -> list[Alert]:
+    """The hit rate's and the revenue per inspection's intervals against what the model
+    expected of the same parcels, each beyond expected x (1 -/+ tolerance) alerting."""
+    alerts = []
+    n = stats["results"]
+    tests = [
+        ("exploration_hit_rate", "hit rate", stats["hit_rate"], stats["hit_rate_low"],
+         stats["hit_rate_high"], stats["expected_hit_rate"], params.hit_rate_tolerance, "{:.2%}"),
+        ("exploration_revenue", "revenue per inspection", stats["revenue_per_inspection"],
+         stats["revenue_low"], stats["revenue_high"], stats["expected_revenue_per_inspection"],
+         params.revenue_tolerance, "{:,.2f}"),
+    ]  # fmt: skip
+    for kind, what, value, low, high, expected, tolerance, fmt in tests:
+        if value is None or low is None or expected is None or not math.isfinite(expected):
+            continue
+        below, above = expected * (1 - tolerance), expected * (1 + tolerance)
+        if high < below:
+            where, bound = "below", below
+        elif low > above:
+            where, bound = "above", above
+        else:
+            continue
+        alerts.append(
+            Alert(
+                kind,
+                subject,
+                value,
+                bound,
+                f"{label} {what} {fmt.format(value)} ({params.confidence:.0%} interval "
+                f"{fmt.format(low)}-{fmt.format(high)}, {n} results) is {where} the model's "
+                f"expected {fmt.format(expected)} by more than {tolerance:.0%}",
+            )
+        )
+    return alerts
+
+
 def measure_exploration(
     frame: pd.DataFrame,
     since: pd.Timestamp,
@@ -338,7 +497,13 @@ def measure_exploration(
     params: MonitorParams,
 ) -> tuple[dict[str, Any], list[Alert]]:
     """Hit rate and revenue per inspection of the random-exploration parcels, per bucket of
-    ``bucket_days`` from ``since`` and over the period, against the model's expectation."""
+    ``bucket_days`` from ``since`` and over the period, against the model's expectation.
+
+    Both are judged over the period and in each bucket holding ``min_results`` results (a
+    collapse in the last week of a month is not diluted by the three before it). The section
+    says how many results a collapse to no hit at all needs before it can be told from what
+    the model expected (``collapse_needs``): a period with fewer cannot see it, and says so.
+    """
     explored = frame[frame["exploration"]].copy()
     bucket = ((explored["declared_at"] - since) // pd.Timedelta(days=params.bucket_days)).astype(
         int
@@ -369,26 +534,20 @@ def measure_exploration(
         )
         return section, alerts
     expected = overall["expected_hit_rate"]
-    below = expected * (1 - params.hit_rate_tolerance)
-    above = expected * (1 + params.hit_rate_tolerance)
-    where = None
-    if overall["hit_rate_high"] < below:
-        where, bound = "below", below
-    elif overall["hit_rate_low"] > above:
-        where, bound = "above", above
-    if where is not None:
-        alerts.append(
-            Alert(
-                "exploration_hit_rate",
-                "exploration",
-                overall["hit_rate"],
-                bound,
-                f"exploration hit rate {overall['hit_rate']:.2%} "
-                f"({params.confidence:.0%} interval {overall['hit_rate_low']:.2%}-"
-                f"{overall['hit_rate_high']:.2%}, {n} results) is {where} the model's expected "
-                f"{expected:.2%} by more than {params.hit_rate_tolerance:.0%}",
-            )
+    needs = collapse_needs(expected, params)
+    section["collapse_needs_results"] = needs
+    if needs is not None and n < needs:
+        section["collapse_not_judged"] = (
+            f"with {n} results even no hit at all could not be told from the expected "
+            f"{expected:.2%} (it needs {needs})"
         )
+    alerts += _judge_exploration(overall, params, "exploration", "exploration")
+    if len(buckets) > 1:
+        for b in buckets:
+            if b["results"] >= params.min_results:
+                alerts += _judge_exploration(
+                    b, params, f"exploration {b['from']}", f"exploration from {b['from']}:"
+                )
     return section, alerts
 
 
@@ -424,6 +583,30 @@ def measure_disparity(
 # --- the whole period -------------------------------------------------------------------------
 
 
+def _with_lane_advice(
+    alert: Alert, lanes: Mapping[str, Any], drift_alerts: Sequence[Alert]
+) -> Alert:
+    """A lane alert says what would fill the target, and when features moved in the same
+    period, that a feed's fault is fixed at the feed: a refit would follow it (probe 17: value
+    x100 emptied the red lane, and the refit said to lower its cut-off from 0.65 to 0.23)."""
+    refit = lanes.get("refit")
+    advice = ""
+    if refit is not None:
+        key = "red_cutoff" if alert.subject == "red" else "yellow_cutoff"
+        advice = (
+            f"; the {alert.subject} cut-off that would have filled its target on this traffic: "
+            f"{refit[key]:.4g} (in force: {refit['current_' + key]:.4g}; "
+            "`parcelrisk lanes refit` puts it in force)"
+        )
+    if drift_alerts:
+        top = ", ".join(f"{a.subject} PSI {a.value:.2f}" for a in drift_alerts[:3])
+        advice += (
+            f"; {len(drift_alerts)} feature(s) moved in the same period ({top}): check the "
+            "declarations' feed first, a refit would follow a broken one"
+        )
+    return replace(alert, message=alert.message + advice)
+
+
 def monitor_period(
     frame: pd.DataFrame,
     counts: Sequence[LaneCount],
@@ -433,23 +616,47 @@ def monitor_period(
     since: pd.Timestamp,
     until: pd.Timestamp,
     params: MonitorParams,
+    previous: pd.DataFrame | None = None,
 ) -> dict[str, Any]:
     """Every section and the alerts of one period; ``score_live`` (the raw live scores, for the
-    report's plot) is left in the drift section: drop it before printing."""
-    drift, drift_alerts = measure_period_drift(frame, champion, info, params)
+    report's plot) is left in the drift section: drop it before printing.
+
+    ``previous``: the decisions of the period of the same length before ``since`` (drift
+    shifts both show are standing, not alerted again). ``not_judged`` lists what the period
+    holds too little of to judge, for the verdict line.
+    """
+    drift, drift_alerts = measure_period_drift(
+        frame, champion, info, params, previous, since - (until - since)
+    )
     lanes, lane_alerts = measure_lane_shares(frame, champion, info, targets, params)
+    lane_alerts = [
+        _with_lane_advice(a, lanes, [d for d in drift_alerts if d.kind == "feature_drift"])
+        for a in lane_alerts
+    ]
     exploration, exploration_alerts = measure_exploration(frame, since, champion, params)
     disparity, disparity_alerts = measure_disparity(counts, params)
     alerts = drift_alerts + lane_alerts + exploration_alerts + disparity_alerts
+    sections = {"drift": drift, "lanes": lanes, "exploration": exploration, "disparity": disparity}
+    not_judged = [
+        f"{name} ({section.get('not_judged', 'too few decisions')})"
+        for name, section in sections.items()
+        if section.get("judged") is False
+    ]
+    if not any(r["flag"] != "too few results" for rates in disparity.values() for r in rates):
+        not_judged.append(
+            "disparity (no origin, channel or platform with monitor.disparity_min_results="
+            f"{params.disparity_min_results} inspection results)"
+        )
+    if "collapse_not_judged" in exploration:
+        not_judged.append(f"an exploration collapse ({exploration['collapse_not_judged']})")
     return {
         "period": {"since": since.isoformat(), "until": until.isoformat()},
         "decisions": len(frame),
         "champion": dict(info),
         "alerts": [asdict(a) for a in alerts],
-        "drift": drift,
-        "lanes": lanes,
-        "exploration": exploration,
-        "disparity": disparity,
+        "standing": drift.get("standing", []),
+        "not_judged": not_judged,
+        **sections,
     }
 
 

@@ -92,7 +92,9 @@ def hit_rate_chart(buckets: list[dict[str, Any]]) -> str:
     rate = np.array([b["hit_rate"] for b in judged], dtype=float)
     low = np.array([b["hit_rate_low"] for b in judged], dtype=float)
     high = np.array([b["hit_rate_high"] for b in judged], dtype=float)
-    ax.errorbar(x, rate, yerr=[rate - low, high - rate], fmt="o", capsize=4, label="hit rate")
+    # matplotlib refuses a negative error bar: never let a rounding residue crash the report
+    yerr = [np.maximum(rate - low, 0.0), np.maximum(high - rate, 0.0)]
+    ax.errorbar(x, rate, yerr=yerr, fmt="o", capsize=4, label="hit rate")
     ax.plot(x, [b["expected_hit_rate"] for b in judged], "s", color="#555", label="expected")
     ax.set_xticks(x, [f"{b['from']}\n({b['results']})" for b in judged])
     ax.set_ylabel("exploration hit rate (results)")
@@ -150,6 +152,30 @@ def render_report(
         if alerts
         else "<p>None.</p>"
     )
+    standing = summary.get("standing", [])
+    previous = summary["drift"].get("previous") or {}
+    parts.append("<h2>Standing shifts</h2>")
+    if standing:
+        parts.append(
+            f"<p>Shifts against the training reference the previous period (from "
+            f"{esc(str(previous.get('since')))}) showed too, moved less than the alert level "
+            "since: not alerted again.</p><ul>"
+            + "".join(f"<li>{esc(m)}</li>" for m in standing)
+            + "</ul>"
+        )
+    elif previous and not previous.get("judged"):
+        parts.append(
+            f"<p>None told apart: the previous period was not compared "
+            f"({esc(str(previous.get('not_judged')))}).</p>"
+        )
+    else:
+        parts.append("<p>None.</p>")
+    if summary.get("not_judged"):
+        parts.append(
+            "<h2>Not judged</h2><ul>"
+            + "".join(f"<li>{esc(m)}</li>" for m in summary["not_judged"])
+            + "</ul>"
+        )
     drift = summary["drift"]
     parts.append("<h2>Drift against the training reference</h2>")
     parts.append(

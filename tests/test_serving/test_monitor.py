@@ -17,12 +17,16 @@ from models.bundle import LaneThresholds
 from models.capacity import wilson_interval
 from serving.auditor.disparity import LaneCount
 from serving.monitor.compute import (
+    Alert,
+    _with_lane_advice,
+    collapse_needs,
     feature_alert_level,
     mean_interval,
     measure_disparity,
     measure_exploration,
     measure_lane_shares,
     measure_period_drift,
+    monitor_period,
 )
 from tests.test_serving.conftest import run_cli
 
@@ -137,7 +141,8 @@ def test_exploration_hit_rate_alerts_when_its_interval_is_below_expected(hits, f
         frame, pd.Timestamp("2026-03-01", tz="UTC"), _champion(), params
     )
     assert section["overall"]["hit_rate"] == pytest.approx(hits / n)
-    assert [a.kind for a in alerts] == (["exploration_hit_rate"] if fires else [])
+    rate_alerts = [a.kind for a in alerts if a.kind == "exploration_hit_rate"]
+    assert rate_alerts == (["exploration_hit_rate"] if fires else [])
 
 
 def test_exploration_says_how_many_results_are_missing_and_does_not_judge_too_few() -> None:
@@ -170,6 +175,155 @@ def test_a_champion_without_reference_skips_drift_without_failing() -> None:
     )
     assert section["available"] is False and "no training reference" in section["reason"]
     assert alerts == []
+
+
+# --- what a duty officer acts on (probe 17) ---------------------------------------------------
+
+
+def test_no_hit_at_all_has_an_interval_from_exactly_0_and_its_chart_draws() -> None:
+    from serving.monitor.report import hit_rate_chart
+
+    # 0/66 left a rounding residue of 3.5e-18 as the lower bound: the rate fell below its own
+    # interval and matplotlib refused the error bar, so the whole monitor crashed (exit 1)
+    n = np.arange(1, 400)
+    low, high = wilson_interval(np.zeros_like(n), n)
+    assert (low == 0.0).all() and (high > 0).all()
+    low, high = wilson_interval(n, n)
+    assert (high == 1.0).all() and (low < 1).all()
+    bucket = {"from": "2026-03-16", "results": 66, "hit_rate": 0.0, "expected_hit_rate": 0.034,
+              "hit_rate_low": float(low[0] * 0), "hit_rate_high": 0.055}  # fmt: skip
+    assert hit_rate_chart([bucket]).startswith("<img")
+
+
+def _reference_champion(rng: np.random.Generator) -> SimpleNamespace:
+    from models.reference import ModelReference, describe_values
+
+    reference = ModelReference(
+        features=(
+            describe_values("count", rng.uniform(0, 100, 4000)),
+            describe_values("stable", rng.normal(0, 1, 4000)),
+            describe_values("origin", rng.integers(0, 5, 4000).astype(float), categorical=True),
+        ),
+        score=describe_values("risk", rng.uniform(0, 1, 4000)),
+        rows=4000,
+        period={"name": "test"},
+        mean_risk=0.05,
+        mean_expected_revenue=2.0,
+        manifest_fingerprint="fp-1",
+    )
+    return _champion(reference=reference)
+
+
+def _drift_frame(rng: np.random.Generator, count_shift: float, n: int = 1000, **change):
+    from serving.decision import pack_feature_rows
+
+    frame = _frame(["green"] * n, risk=rng.uniform(0, 1, n))
+    X = np.column_stack(
+        [
+            rng.uniform(0, 100, n) + count_shift,
+            rng.normal(0, 1, n),
+            rng.integers(0, 5, n).astype(float),
+        ]
+    )
+    for column, values in change.items():
+        X[:, ["count", "stable", "origin"].index(column)] = values
+    frame["features"] = pack_feature_rows([row.astype("<f8").tobytes() for row in X])
+    return frame
+
+
+def test_a_shift_the_previous_period_showed_too_is_standing_not_alerted_again() -> None:
+    rng = np.random.default_rng(7)
+    champion, params = _reference_champion(rng), MonitorParams(min_drift_rows=100)
+    shifted = _drift_frame(rng, 60)
+    # no previous period: the shift is news
+    section, alerts = measure_period_drift(shifted, champion, INFO, params)
+    assert [a.subject for a in alerts] == ["count"] and not section["previous"]["judged"]
+    # the period before showed the same shift: standing, listed, no alert
+    section, alerts = measure_period_drift(
+        shifted, champion, INFO, params, _drift_frame(rng, 60), pd.Timestamp("2026-02-22")
+    )
+    assert alerts == [] and len(section["standing"]) == 1
+    assert section["standing"][0].startswith("feature count: PSI ")
+    assert "standing: PSI" in section["standing"][0]
+    # it moved on since: alerted again, saying so
+    _, alerts = measure_period_drift(_drift_frame(rng, 200), champion, INFO, params, shifted)
+    assert [a.subject for a in alerts] == ["count"]
+    assert "also stood out in the previous period" in alerts[0].message
+    # the period before was quiet: new
+    _, alerts = measure_period_drift(shifted, champion, INFO, params, _drift_frame(rng, 0))
+    assert [a.subject for a in alerts] == ["count"]
+    assert "new since the previous period" in alerts[0].message
+
+
+def test_a_drift_message_says_a_feed_went_missing_or_holds_unseen_values() -> None:
+    rng = np.random.default_rng(8)
+    champion, params = _reference_champion(rng), MonitorParams(min_drift_rows=100)
+    frame = _drift_frame(rng, 0, stable=np.nan, origin=np.r_[np.full(600, 9.0), np.zeros(400)])
+    _, alerts = measure_period_drift(frame, champion, INFO, params)
+    messages = {a.subject: a.message for a in alerts}
+    assert "missing in 100% of decisions (reference 0%)" in messages["stable"]
+    assert (
+        "60% of decisions hold a value outside the reference's 5 commonest" in (messages["origin"])
+    )
+
+
+def test_revenue_per_inspection_alerts_and_each_bucket_is_judged() -> None:
+    n = 80
+    # the hit rate is as expected over the period; the revenue recovered collapsed to 0
+    frame = _frame(["yellow"] * n, [True] * n, risk=[0.25] * n, has_result=[True] * n,
+                   illicit=[1.0, 0.0, 0.0, 0.0] * 20, revenue_recovered=[0.0] * n,
+                   expected_revenue=[40.0] * n)  # fmt: skip
+    params = MonitorParams(min_results=30, bucket_days=7)
+    since = pd.Timestamp("2026-03-01", tz="UTC")
+    _, alerts = measure_exploration(frame, since, _champion(), params)
+    assert [a.kind for a in alerts] == ["exploration_revenue"]
+    assert "revenue per inspection 0.00" in alerts[0].message
+    # the second week alone found nothing: its bucket alerts, though the month is within bounds
+    frame["declared_at"] = since + pd.to_timedelta(np.r_[np.zeros(40), np.full(40, 8)], unit="D")
+    frame["illicit"] = [1.0] * 20 + [0.0] * 60
+    frame["revenue_recovered"] = [160.0] * 20 + [0.0] * 60
+    _, alerts = measure_exploration(frame, since, _champion(), params)
+    assert {(a.kind, a.subject) for a in alerts} >= {
+        ("exploration_hit_rate", "exploration 2026-03-08")
+    }
+    assert ("exploration_hit_rate", "exploration") not in {(a.kind, a.subject) for a in alerts}
+
+
+def test_a_period_too_small_to_see_a_collapse_says_so() -> None:
+    params = MonitorParams(min_results=30)
+    needs = collapse_needs(0.034, params)
+    z2 = 1.959964**2
+    assert z2 / (needs + z2) < 0.034 * 0.75 <= z2 / (needs - 1 + z2)
+    n = 66
+    frame = _frame(["yellow"] * n, [True] * n, risk=[0.034] * n, has_result=[True] * n,
+                   illicit=[0.0] * n, expected_revenue=[0.0] * n)  # fmt: skip
+    section, alerts = measure_exploration(
+        frame, pd.Timestamp("2026-03-01", tz="UTC"), _champion(), params
+    )
+    assert section["judged"] and alerts == []  # 0/66: interval 0-5.5% holds 3.4% x 0.75
+    assert f"it needs {needs}" in section["collapse_not_judged"]
+    summary = monitor_period(frame, [], _champion(), INFO, {"thr-1": (0.1, 0.2)},
+                             pd.Timestamp("2026-03-01", tz="UTC"),
+                             pd.Timestamp("2026-03-08", tz="UTC"), params)  # fmt: skip
+    assert any(
+        m.startswith("an exploration collapse (with 66 results") for m in summary["not_judged"]
+    )
+    # no group with enough results: disparity is named among what was not judged
+    assert any(m.startswith("disparity (no origin") for m in summary["not_judged"])
+
+
+def test_a_lane_alert_gives_the_cut_off_and_warns_of_a_broken_feed() -> None:
+    frame = _frame(["green"] * 1000)
+    params = MonitorParams(min_lane_decisions=100)
+    lanes, alerts = measure_lane_shares(frame, _champion(), INFO, {"thr-1": (0.1, 0.2)}, params)
+    assert {a.subject for a in alerts} == {"red", "yellow"}
+    red = _with_lane_advice(next(a for a in alerts if a.subject == "red"), lanes, [])
+    assert "red cut-off that would have filled its target on this traffic: 0.9" in red.message
+    assert "(in force: 0.5; `parcelrisk lanes refit` puts it in force)" in red.message
+    drifted = [Alert("feature_drift", "value_eur", 7.69, 0.25, "...")]
+    red = _with_lane_advice(next(a for a in alerts if a.subject == "red"), lanes, drifted)
+    assert "1 feature(s) moved in the same period (value_eur PSI 7.69)" in red.message
+    assert "a refit would follow a broken one" in red.message
 
 
 # --- the command end to end ------------------------------------------------------------------
@@ -306,6 +460,15 @@ def test_monitor_exits_0_without_alerts(monitored, capsys) -> None:
     assert summary[unjudged[0]]["not_judged"] in err
     # without --report the files go to the run only: no temporary directory left behind
     assert set(glob.glob(pattern)) == before and "report /" not in err
+    assert summary["not_judged"] and err.count("NOT JUDGED") == 1
+
+
+def test_quiet_prints_the_verdict_line_alone_for_a_cron_mail(monitored, capsys) -> None:
+    code, out, err = run_cli(capsys, *_args(monitored, "alerting", "--quiet"))
+    assert code == 1 and out == ""
+    verdict = err.strip().splitlines()[-1]
+    assert "score_drift" in verdict.split(";")[0]  # the kinds that fired, first
+    assert "logged to run" in verdict
 
 
 def test_a_since_in_the_future_says_so(monitored, capsys) -> None:

@@ -601,6 +601,19 @@ class PostgresDecisionStore:
             # read "answered" once its mark went with it)
             conn.execute(decisions.delete().where(decisions.c.seq <= cut_seq))
 
+    def expire_results(self, runs: Sequence[tuple[int, int]]) -> int:
+        """``parcelrisk audit expire``: delete the results of these seq ranges, in the chain
+        writers' turn (after its signed record names them)."""
+        if not runs:
+            return 0
+        deleted = 0
+        with self._writing() as conn:
+            for first, last in runs:
+                deleted += conn.execute(
+                    outcomes.delete().where(outcomes.c.seq.between(int(first), int(last)))
+                ).rowcount
+        return deleted
+
     def mark_undelivered(self, decision_ids: Sequence[str], reason: str) -> None:
         if not decision_ids:
             return

@@ -808,6 +808,26 @@ class SqliteDecisionStore:
 
         self._write(cut)
 
+    def expire_results(self, runs: Sequence[tuple[int, int]]) -> int:
+        """``parcelrisk audit expire``: delete the results of these seq ranges, in the writers'
+        turn (after its signed record names them)."""
+        deleted = 0
+
+        def expire() -> None:
+            nonlocal deleted
+            if not self._conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'outcomes'"
+            ).fetchone():
+                return
+            for first, last in runs:
+                deleted += self._conn.execute(
+                    "DELETE FROM outcomes WHERE seq BETWEEN ? AND ?", (int(first), int(last))
+                ).rowcount
+
+        if runs:
+            self._write(expire)
+        return deleted
+
     def mark_undelivered(self, decision_ids: Sequence[str], reason: str) -> None:
         """These recorded decisions were never answered (``reason``): a retry returns them."""
         if not decision_ids:

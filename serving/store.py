@@ -127,6 +127,12 @@ class DecisionStore(Protocol):
         """Record where the hot chain starts after an archive and drop what it moved out
         (``serving.audit.archive``), in the writers' turn."""
 
+    def expire_results(self, runs: Sequence[tuple[int, int]]) -> int:
+        """Delete the inspection results of these seq ranges (first, last; inclusive), in the
+        writers' turn, all or nothing: ``parcelrisk audit expire``, once its signed record
+        names them (``serving.audit.expiry``). Returns how many were deleted (none on a
+        re-run)."""
+
     def close(self) -> None:
         """Flush and release the store."""
 

@@ -19,14 +19,15 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import json
 import os
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from features.errors import ParcelriskError
+from serving.audit.expiry import file_sha256
 from serving.audit.verify import verify_store
 from serving.decision import iso_utc
 from serving.sqlite_store import (
@@ -54,14 +55,6 @@ def default_archive_dir(store: DecisionStore) -> Path:
     return path.with_name(f"{path.name}.archive")
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def archive_before(
     store: DecisionStore, before: str, archive: Path | None = None
 ) -> dict[str, Any]:
@@ -69,22 +62,33 @@ def archive_before(
     SQLite file or a PostgreSQL store: reads through ``serving.store_read``, the cut by the
     store's ``cut_chain`` in its writers' turn)."""
     archive = Path(archive) if archive is not None else default_archive_dir(store)
-    # one archive at a time per directory: two at once both chose the same cut, and the
-    # second died on the store's unique cut with an 82-line traceback (probe, 2026-12). The
-    # lock sits beside the archive; where none can be made, the write fails below, saying so.
+    with archive_lock(archive, "archived"):
+        return _archive_locked(store, before, archive)
+
+
+@contextlib.contextmanager
+def archive_lock(archive: Path, done: str) -> Iterator[None]:
+    """One `audit archive` or `audit expire` at a time per archive directory (``done``: what
+    the refused one did not do, for its message).
+
+    Two archives at once both chose the same cut, and the second died on the store's unique
+    cut with an 82-line traceback (probe, 2026-12); an expiry beside an archive would rewrite
+    the manifest under it. The lock sits beside the archive; where none can be made, the
+    write fails later, saying so."""
     try:
         lock = open(archive.parent / f".{archive.name}.lock", "a+")  # noqa: SIM115
     except OSError:
-        return _archive_locked(store, before, archive)
+        yield
+        return
     with lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             raise ParcelriskError(
-                f"another `parcelrisk audit archive` is running on {archive}: nothing was "
-                "archived by this one; run it again once that one has finished"
+                f"another `parcelrisk audit archive` is running on {archive} (or an `audit "
+                f"expire`): nothing was {done} by this one; run it again once it has finished"
             ) from None
-        return _archive_locked(store, before, archive)
+        yield
 
 
 def _archive_locked(store: DecisionStore, before: str, archive: Path) -> dict[str, Any]:
@@ -196,7 +200,7 @@ def _write_days(
                     "last_seq": final,
                     "rows": len(day_rows),
                     "last_mac": bytes(day_rows[-1][-1]).hex(),
-                    "sha256": _file_sha256(path),
+                    "sha256": file_sha256(path),
                 }
             )
         last = rows[-1][_N_STORED + 1]

@@ -247,6 +247,9 @@ class ChainReport:
     last_seq: int | None = None
     head: str | None = None  # the last record's SEQ:MAC
     head_checked: str | None = None  # the filed head proven, if one was given
+    # a filed head at a seq expired under retention (``serving.audit.expiry``): its decisions
+    # are gone lawfully, so it proves nothing, and says so instead of failing for ever
+    head_expired: str | None = None
     problem: Problem | None = None
     sources: list[str] = field(default_factory=list)  # archive days and the hot store
     # Of a decisions walk: the most inspection results any verified decision knew when it was
@@ -254,6 +257,10 @@ class ChainReport:
     # reach that seq: the decisions vouch its results existed, so a deleted tail is found.
     results_known_seq: int = 0
     results_known_by: str | None = None
+    # the signed expiry records the walk started after (``serving.audit.expiry``), and the
+    # expired files still on disk (an expiry stopped half-way: a re-run finishes it)
+    expired: list[dict[str, Any]] = field(default_factory=list)
+    expiry_pending: list[str] = field(default_factory=list)
 
     @property
     def intact(self) -> bool:
@@ -277,6 +284,9 @@ class ChainReport:
             },
             "sources": self.sources,
             "results_known_seq": self.results_known_seq,
+            "expired": self.expired,
+            "expiry_pending": self.expiry_pending,
+            "head_expired": self.head_expired,
         }
 
 
@@ -301,6 +311,31 @@ class ChainWalker:
         self._head = head
         self._mac_at_head: bytes | None = None
         self._pending: ChainRow | None = None
+        # runs of records removed under retention: first seq -> (last seq, last MAC)
+        self._expired_runs: dict[int, tuple[int, bytes]] = {}
+
+    def resume_after(self, seq: int, mac: bytes) -> None:
+        """Start the walk after ``seq`` (whose MAC was ``mac``): the records up to it expired
+        under retention, their signed record vouching for the last MAC (before any feed)."""
+        self._prev_seq, self._prev_mac = seq, mac
+        if self._head is not None and self._head[0] <= seq:
+            filed_seq, filed_mac = self._head
+            if filed_seq == seq and hmac.compare_digest(filed_mac, mac):
+                self._mac_at_head = mac
+            elif filed_seq < seq:  # neither provable nor disprovable: its records are gone
+                self.report.head_expired = format_head(filed_seq, filed_mac)
+                self._head = None
+
+    def skip_expired(self, runs: Iterable[tuple[int, int, bytes]]) -> None:
+        """Accept these gaps (first seq, last seq, MAC of the last): records removed under
+        retention, named by a signed expiry record; the next record must follow that MAC."""
+        for first, last, mac in runs:
+            self._expired_runs[int(first)] = (int(last), bytes(mac))
+
+    @property
+    def last_link_seq(self) -> int:
+        """The seq of the last record checked, or the seq the walk resumed after."""
+        return self._prev_seq
 
     def feed(self, rows: Iterable[ChainRow]) -> bool:
         """Check ``rows`` (in seq order); False once a break is found (stop feeding)."""
@@ -329,7 +364,7 @@ class ChainWalker:
             self._check(self._pending, None)
         if report.problem is None and self._head is not None:
             seq, mac = self._head
-            if report.last_seq is None or seq > report.last_seq:
+            if seq > self._prev_seq:  # past the last record (or the expired ones resumed after)
                 report.problem = Problem(
                     "truncated",
                     seq,
@@ -352,6 +387,9 @@ class ChainWalker:
     def _check(self, row: ChainRow, following: ChainRow | None) -> bool:
         report = self.report
         expected_seq = self._prev_seq + 1
+        while row.seq > expected_seq and expected_seq in self._expired_runs:
+            self._prev_seq, self._prev_mac = self._expired_runs[expected_seq]
+            expected_seq = self._prev_seq + 1
         problem = None
         if row.seq != expected_seq:
             if row.seq > expected_seq:

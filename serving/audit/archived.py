@@ -7,13 +7,17 @@ both, so archiving never takes labelled declarations out of the next model's tra
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from serving.audit.expiry import expired_through, live_archive_files, read_expiries
 from serving.decision import STORED_FIELDS
 from serving.sqlite_store import _declared_at, read_archive_manifest
+
+logger = logging.getLogger(__name__)
 
 _DECLARATION_JSON = STORED_FIELDS.index("declaration_json")
 
@@ -81,7 +85,7 @@ def _first_archived(
     folder = Path(cut["archive"])
     read = [*columns, "scored_at", "seq"]
     rows: list[tuple[Any, ...]] = []
-    for entry in sorted(read_archive_manifest(folder)["files"], key=lambda e: e["first_seq"]):
+    for entry in live_archive_files(folder, read_archive_manifest(folder)):
         if entry["day"] < first_day:
             continue
         path = folder / entry["file"]
@@ -144,7 +148,7 @@ def archived_find(
         if value is not None:
             filters.append((column, op, value))
     found: list[DecisionRecord] = []
-    for entry in sorted(read_archive_manifest(folder)["files"], key=lambda e: e["first_seq"]):
+    for entry in live_archive_files(folder, read_archive_manifest(folder)):
         if not first_day <= entry["day"] <= last_day or entry["last_seq"] <= after_seq:
             continue
         for row in _day_rows(folder / entry["file"], filters):
@@ -198,12 +202,21 @@ def since_with_archive(
                 "entity state would be built without them; give this process the archive "
                 "directory (`audit archive --to`)"
             ) from None
+        through = expired_through(read_expiries(folder))
+        if seq < through:  # a snapshot older than the retention period: its log is gone
+            logger.warning(
+                "the decision log up to seq %d was expired under retention (`audit expire`): "
+                "replayed from seq %d on, without the %d decisions before it",
+                through,
+                through + 1,
+                through - seq,
+            )
         since = iso_utc(int(declared_from_us)) if declared_from_us is not None else None
         first_day = _first_day_holding(since or "")
         filters: list[tuple[str, str, Any]] = [("seq", ">", int(seq))]
         if since is not None:
             filters.append(("declared_at", ">=", since))
-        for entry in sorted(files, key=lambda e: e["first_seq"]):
+        for entry in live_archive_files(folder, {"files": files}):
             if entry["last_seq"] <= seq or entry["day"] < first_day:
                 continue
             found = _day_rows(folder / entry["file"], filters)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -89,6 +89,7 @@ def verify(
         raise typer.Exit(1)
     proved = f"; filed head {report.head_checked} proven" if report.head_checked else ""
     typer.echo(f"intact: {report.checked} decisions, chain head {report.head}{proved}", err=True)
+    _say_expired(report)
     if results is not None and results["intact"]:
         filed = results.get("head_checked")
         proven = f"; filed results head {filed} proven" if filed else ""
@@ -101,6 +102,28 @@ def verify(
             f"note: {results['unchained']} inspection results were stored before results were "
             "chained and no writer has opened the store since: not verified (the service or "
             "`outcomes ingest` chains them when it opens the store)",
+            err=True,
+        )
+
+
+def _say_expired(report: Any) -> None:
+    """The ranges expired under retention (the chain resumes after them), an expiry still to
+    finish, a filed head that fell in an expired range."""
+    from serving.audit.expiry import describe_expiry
+
+    for record in report.expired:
+        typer.echo(f"expired: {describe_expiry(record)}", err=True)
+    if report.head_expired:
+        typer.echo(
+            f"note: the filed head {report.head_expired} lies in the expired range: the "
+            "decisions it vouched for were deleted under retention; it proves nothing now",
+            err=True,
+        )
+    if report.expiry_pending:
+        typer.echo(
+            f"note: {len(report.expiry_pending)} expired archive files are still on disk (an "
+            "expiry was stopped; they match its record): run `parcelrisk audit expire` again "
+            "to finish it",
             err=True,
         )
 
@@ -169,6 +192,42 @@ def archive(
         typer.echo(
             f"note: {summary['inspected_without_result']} archived red/yellow decisions have no "
             "inspection result yet; results arriving for them will be refused as unknown",
+            err=True,
+        )
+
+
+@audit_app.command("expire")
+def expire(
+    before: str = typer.Option(
+        ...,
+        "--before",
+        help="Delete the archived days whose decisions were all answered before this date "
+        "(UTC), e.g. 2019-06-01: the end of their retention period.",
+    ),
+    reason: str = typer.Option(
+        ..., "--reason", help="Why (the rule or the request): kept in the signed record."
+    ),
+    db: str | None = db_option(),
+    params: Path | None = params_option("section serve"),
+) -> None:
+    """Delete archived days past their retention period, with their inspection results,
+    leaving a signed record of what went: `verify` then reports them expired, not deleted.
+    Archive them first (`audit archive`); a re-run finishes an expiry that was stopped."""
+    from serving.audit.expire import expire_before
+    from serving.audit.report import parse_when
+
+    when = parse_when(before, "--before")
+    store = open_audit_store(db, params, writer=True)
+    try:
+        summary = expire_before(store, when, reason)
+    finally:
+        store.close()
+    typer.echo(json.dumps(summary, indent=2))
+    if summary.get("results_held"):
+        typer.echo(
+            f"note: result seq {summary['results_held'][0]} answers an expired declaration but "
+            "is the results chain's last link (the next result is chained to it): kept, named "
+            "in the record; the next `audit expire` deletes it",
             err=True,
         )
 

@@ -80,6 +80,30 @@ def _find_all(store: Any, limit: int | None, **filters: Any) -> list[Any]:
     return [record for page in _pages(store, limit, **filters) for record in page]
 
 
+def _not_found(store: Any, decision_id: str) -> str:
+    """Why a decision is not found: never recorded, or perhaps expired under retention (the
+    expiry record names ranges, not each decision)."""
+    from serving.audit.expiry import expiry_notice
+
+    expired = expiry_notice(store)
+    if expired is None:
+        return f"decision {decision_id!r}: not in {store.location}"
+    return (
+        f"decision {decision_id!r}: not in {store.location}; if it was among the expired, it "
+        f"was deleted: {expired}"
+    )
+
+
+def _say_expired_before(store: Any, answered_from: str | None) -> None:
+    """A period reaching back into days expired under retention says so (its list is short
+    of them, not empty by chance)."""
+    from serving.audit.expiry import expiry_notice
+
+    expired = expiry_notice(store, answered_from)
+    if expired is not None:
+        typer.echo(f"note: not in this period's decisions: {expired}", err=True)
+
+
 def _consignee_pseudonym(value: str) -> str:
     """The pseudonym ``--consignee`` names: a pseudonym as given, a raw id keyed with the
     pseudonym key (as ``parcelrisk keys pseudonym`` does)."""
@@ -154,6 +178,7 @@ def list_decisions(
                 if r.declaration.get("consignee_id") == person
             ][:limit]
         outcomes = read_outcomes(store, [r.declaration_id for r in records])
+        _say_expired_before(store, start)
     finally:
         store.close()
     rows = decision_rows(records, outcomes)
@@ -187,7 +212,7 @@ def show(
     try:
         found = store.get(decision_id)
         if found is None:
-            raise ParcelriskError(f"decision {decision_id!r}: not in {store.location}")
+            raise ParcelriskError(_not_found(store, decision_id))
         record, intact = found
         delivery = store.delivery(decision_id)
         outcome = read_outcomes(store, [record.declaration_id])
@@ -394,7 +419,7 @@ def recompute(
         if decision_id is not None:
             found = store.get(decision_id)
             if found is None:
-                raise ParcelriskError(f"decision {decision_id!r}: not in {store.location}")
+                raise ParcelriskError(_not_found(store, decision_id))
             records = [found[0]]
         else:
             seqs = all_seqs(store)
@@ -516,6 +541,9 @@ def export(
                     body.write(rows_csv(empty))
             head = store.head()
             path = store.location
+            from serving.audit.expiry import expiry_notice
+
+            expired = expiry_notice(store, start)
         finally:
             store.close()
 
@@ -538,6 +566,8 @@ def export(
                 ),
                 "verify results": describe_results(results_verified),
             }
+            if expired is not None:  # the period reaches into days deleted under retention
+                header["expired"] = expired
             if unvouched:
                 header["not counted"] = (
                     f"{unvouched} decision(s) the chain does not vouch for (column chain): "
@@ -559,6 +589,8 @@ def export(
 
             atomic_write(out, write)
             typer.echo(f"{n_rows} decisions -> {out}", err=True)
+        if expired is not None:
+            typer.echo(f"note: not in this period's decisions: {expired}", err=True)
     broken = [
         f"NOT INTACT: {verified.problem.describe()}" if verified.problem is not None else "",
         f"NOT INTACT: {describe_results_problem(results_verified['problem'])}"

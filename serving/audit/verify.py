@@ -8,6 +8,14 @@ from typing import TYPE_CHECKING, Any
 
 from features.errors import ParcelriskError
 from serving.audit.chain import GENESIS, ChainReport, ChainRow, ChainWalker, Problem, parse_head
+from serving.audit.expiry import (
+    checked_expiries,
+    expired_result_runs,
+    expired_summary,
+    expired_through,
+    file_sha256,
+    results_excused,
+)
 from serving.decision import STORED_FIELDS
 from serving.sqlite_store import archived_rows, read_archive_manifest
 
@@ -127,9 +135,36 @@ def walk_archive(archive: str, walker: ChainWalker, *, cut_seq: int, cut_mac: by
     archive that does not end exactly at the hot store's cut, is the walk's problem."""
     folder = Path(archive)
     manifest = read_archive_manifest(folder)
-    sources = []
+    sources: list[str] = []
+    expiries, problem = checked_expiries(folder, walker.key)
+    if problem is not None:
+        walker.report.problem = problem
+        return sources
+    through = expired_through(expiries)
+    named: dict[str, dict[str, Any]] = {}
+    if expiries:  # the oldest days were deleted under retention: walk on from the last record
+        walker.resume_after(through, bytes.fromhex(expiries[-1]["last_mac"]))
+        walker.report.expired = [expired_summary(r) for r in expiries]
+        named = {f["file"]: f for r in expiries for f in r["files"]}
     for entry in sorted(manifest["files"], key=lambda e: e["first_seq"]):
         path = folder / entry["file"]
+        if int(entry["last_seq"]) <= through:
+            # still on disk: an expiry stopped half-way (a re-run deletes it); still listed:
+            # stopped before the manifest was rewritten. Either way it is the file the record
+            # names, or the record does not account for it
+            if path.is_file():
+                known = named.get(entry["file"])
+                if known is None or file_sha256(path) != known["sha256"]:
+                    walker.report.problem = Problem(
+                        "altered",
+                        int(entry["first_seq"]),
+                        None,
+                        f"archive file {path} (seq {entry['first_seq']}..{entry['last_seq']}) "
+                        "is not the file the expiry record names (its sha256 differs)",
+                    )
+                    return sources
+                walker.report.expiry_pending.append(str(path))
+            continue
         if not path.is_file():
             walker.report.problem = Problem(
                 "deleted",
@@ -143,20 +178,24 @@ def walk_archive(archive: str, walker: ChainWalker, *, cut_seq: int, cut_mac: by
             return sources
     walker.finish_part()
     if walker.report.problem is None and (
-        walker.report.last_seq != cut_seq or walker.last_mac != cut_mac
+        walker.last_link_seq != cut_seq or walker.last_mac != cut_mac
     ):
         walker.report.problem = Problem(
             "deleted",
-            (walker.report.last_seq or 0) + 1,
+            walker.last_link_seq + 1,
             None,
-            f"the archive ends at seq {walker.report.last_seq or 0}, the hot store starts "
+            f"the archive ends at seq {walker.last_link_seq}, the hot store starts "
             f"after seq {cut_seq}: archived decisions are missing",
         )
     return sources
 
 
 def verify_results(
-    results: Any, key: bytes, head: str | None = None, decisions: ChainReport | None = None
+    results: Any,
+    key: bytes,
+    head: str | None = None,
+    decisions: ChainReport | None = None,
+    expired: list[tuple[int, int, bytes]] | None = None,
 ) -> dict[str, Any]:
     """The inspection results' own chain (``serving.audit.chain.RESULT_FIELDS``), walked as
     the decisions' is; ``results``: an outcome store (``chain_rows``).
@@ -167,9 +206,12 @@ def verify_results(
     one without a MAC is a break (its MAC was removed), even where all were removed.
     ``head``: a results head filed earlier (``SEQ:MAC``), which must still be in the chain.
     ``decisions``: the decisions' walk of the same store: the chain must reach the results its
-    verified decisions knew (``results_known_seq``), as it must reach a filed head."""
+    verified decisions knew (``results_known_seq``), as it must reach a filed head.
+    ``expired``: runs of results deleted under retention (first, last, MAC of the last), named
+    by the decisions' signed expiry records: the walk steps over them."""
     filed = parse_head(head) if head is not None else None
     walker = ChainWalker(key, start=(0, GENESIS), head=filed)
+    walker.skip_expired(expired or [])
     if not results.has_chain() and filed is None:
         unchained = sum(1 for _ in results.chain_rows())
         return {"intact": None, "checked": 0, "unchained": unchained, "problem": None}
@@ -250,11 +292,12 @@ def verify_results_of(
         return {"intact": False, "checked": 0, "head": None, "problem": problem}
     results = open_outcome_store(store.source, store, read_only=True)
     try:
-        report = verify_results(results, store.key, head, decisions)
+        records = _expiries_of(store)
+        report = verify_results(results, store.key, head, decisions, expired_result_runs(records))
     finally:
         results.close()
     if report["problem"] is None and decisions is not None:
-        orphan = _result_without_decision(store)
+        orphan = _result_without_decision(store, results_excused(records))
         if orphan is not None:
             seq, declaration_id = orphan
             report["intact"] = False
@@ -269,7 +312,18 @@ def verify_results_of(
     return report
 
 
-def _result_without_decision(store: DecisionStore) -> tuple[int, str] | None:
+def _expiries_of(store: DecisionStore) -> list[dict[str, Any]]:
+    """The expiry records of ``store``'s archive that hold (a forged one excuses nothing; the
+    decisions' walk names it)."""
+    _, _, cut = store.chain_start()
+    if cut is None:
+        return []
+    return checked_expiries(Path(cut["archive"]), store.key)[0]
+
+
+def _result_without_decision(
+    store: DecisionStore, excused: set[int] | None = None
+) -> tuple[int, str] | None:
     """The first stored result (seq, declaration id) whose declaration no decision holds, hot
     or archived: results are refused for declarations never decided, so such a result says its
     decisions were removed (probe 12: with every decision archived, deleting the one cut row
@@ -283,6 +337,9 @@ def _result_without_decision(store: DecisionStore) -> tuple[int, str] | None:
             "(SELECT 1 FROM decisions AS d WHERE d.declaration_id = o.declaration_id) "
             "ORDER BY o.seq"
         )
+    if not rows:
+        return None
+    rows = [r for r in rows if int(r[0]) not in (excused or ())]  # their decisions expired
     if not rows:
         return None
     archived = archived_declarations(store, sorted({str(r[1]) for r in rows}))

@@ -4,6 +4,10 @@
 # through the service's code path. Run by `make demo` inside the project venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# What the pipeline writes (DVC's cache of every version of the declarations, features and
+# entity state; MLflow's database and artifacts) is its owner's alone, as parcelrisk's own
+# files are (PARCELRISK_UMASK): under the usual 022 any local account read them (probe 18)
+umask "${PARCELRISK_UMASK:-077}"
 export GX_ANALYTICS_ENABLED=False MPLBACKEND=Agg MLFLOW_TRACKING_URI="${MLFLOW_TRACKING_URI:-sqlite:///mlflow.db}"
 
 echo "== keys (kept outside the repository; never replaced once made)"

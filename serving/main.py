@@ -51,6 +51,29 @@ def _register_all() -> None:
 _register_all()
 
 
+UMASK_ENV = "PARCELRISK_UMASK"
+
+
+def _private_files() -> None:
+    """Every file and directory this process (and the workers it starts) creates is its
+    owner's alone: the decision store, its archive, MLflow's database and artifacts, the
+    features and entity state hold inspection results per (pseudonymised) person, and under
+    the usual umask 022 any local account read them (probe 18). ``PARCELRISK_UMASK`` (octal,
+    e.g. 027 for an auditors' group) opens them deliberately; it never loosens what the
+    session's own umask already withholds."""
+    text = os.environ.get(UMASK_ENV, "077")
+    try:
+        wanted = int(text, 8)
+    except ValueError:
+        raise ParcelriskError(
+            f"{UMASK_ENV}={text!r} is not an octal umask (write 077, or 027 for a group)"
+        ) from None
+    if not 0 <= wanted <= 0o777:
+        raise ParcelriskError(f"{UMASK_ENV}={text!r} is not an octal umask between 000 and 777")
+    current = os.umask(0o077)
+    os.umask(current | wanted)
+
+
 def main() -> None:
     """Entry point: run the app and turn known errors into one clear line and exit code 2."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
@@ -65,6 +88,7 @@ def main() -> None:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
     try:
+        _private_files()
         app()
     except ParcelriskError as exc:
         typer.echo(f"error: {exc}", err=True)

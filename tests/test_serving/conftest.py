@@ -418,6 +418,8 @@ def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, s
 
     argv = sys.argv
     sys.argv = ["parcelrisk", *args]
+    umask = os.umask(0o077)  # main() tightens the process's umask: the test session keeps its own
+    os.umask(umask)
     try:
         main()
         code = 0
@@ -425,6 +427,7 @@ def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, s
         code = int(exc.code or 0)
     finally:
         sys.argv = argv
+        os.umask(umask)
     out, err = capsys.readouterr()
     return code, out, err
 

@@ -4,6 +4,10 @@ and exit 2, never a traceback; a fault of ours still shows its traceback."""
 from __future__ import annotations
 
 import errno
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -15,8 +19,13 @@ def _run(monkeypatch, capsys, exc: BaseException) -> tuple[int, str]:
         raise exc
 
     monkeypatch.setattr(main_module, "app", app)
-    with pytest.raises(SystemExit) as exit_info:
-        main_module.main()
+    umask = os.umask(0o077)  # main() tightens the umask: the test process keeps its own
+    os.umask(umask)
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            main_module.main()
+    finally:
+        os.umask(umask)
     return int(exit_info.value.code), capsys.readouterr().err
 
 
@@ -39,8 +48,76 @@ def test_a_full_disk_is_one_line(monkeypatch, capsys) -> None:
 
 def test_a_fault_of_ours_keeps_its_traceback(monkeypatch) -> None:
     monkeypatch.setattr(main_module, "app", lambda: 1 / 0)
-    with pytest.raises(ZeroDivisionError):
-        main_module.main()
+    umask = os.umask(0o077)
+    os.umask(umask)
+    try:
+        with pytest.raises(ZeroDivisionError):
+            main_module.main()
+    finally:
+        os.umask(umask)
+
+
+def _run_cli_under(tmp_path, umask: int, **env: str) -> tuple[int, str, Path]:
+    """`parcelrisk generate` (a small history into a new directory) in a process whose
+    session umask is ``umask``: its exit code, stderr and the directory it wrote."""
+    out = tmp_path / "made"
+    code = (
+        f"import os, sys; os.umask({umask}); sys.argv = ['parcelrisk', 'generate', '--parcels', "
+        f"'50', '--days', '3', '--quiet', '--out', {str(out)!r}]; "
+        "from serving.main import main; main()"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        timeout=120,
+    )
+    return run.returncode, run.stderr, out
+
+
+def _modes_made(umask: int, setting: str) -> tuple[int, int]:
+    """The modes of a plain file and a directory created after ``_private_files`` under a
+    session umask and a PARCELRISK_UMASK (sqlite3, open() and os.makedirs honour it)."""
+    code = (
+        "import os, tempfile; from serving.main import _private_files; "
+        f"os.umask({umask}); _private_files(); d = tempfile.mkdtemp(); "
+        "f = os.path.join(d, 'f'); open(f, 'w').close(); os.mkdir(os.path.join(d, 'd')); "
+        "print(os.stat(f).st_mode & 0o777, os.stat(os.path.join(d, 'd')).st_mode & 0o777)"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PARCELRISK_UMASK": setting},
+        timeout=60,
+        check=True,
+    )
+    file_mode, dir_mode = run.stdout.split()
+    return int(file_mode), int(dir_mode)
+
+
+def test_files_the_cli_writes_are_its_owner_s_alone_under_the_usual_umask(tmp_path) -> None:
+    # probe 18: the decision store, MLflow's artifacts and the features were 0644 under 022
+    code, err, out = _run_cli_under(tmp_path, 0o022)
+    assert code == 0, err
+    assert out.stat().st_mode & 0o777 == 0o700
+    assert {p.stat().st_mode & 0o777 for p in out.iterdir()} == {0o600}
+    assert _modes_made(0o022, "077") == (0o600, 0o700)
+
+
+def test_parcelrisk_umask_opens_them_to_a_group_deliberately_never_wider() -> None:
+    assert _modes_made(0o022, "027") == (0o640, 0o750)
+    # a session umask stricter than the setting keeps what it withholds
+    assert _modes_made(0o077, "022") == (0o600, 0o700)
+
+
+def test_a_umask_setting_that_is_no_octal_is_one_line(tmp_path) -> None:
+    code, err, out = _run_cli_under(tmp_path, 0o022, PARCELRISK_UMASK="rw-r-----")
+    assert code == 2 and not out.exists()
+    assert err.strip() == (
+        "error: PARCELRISK_UMASK='rw-r-----' is not an octal umask (write 077, or 027 for a group)"
+    )
 
 
 def test_a_model_name_that_breaks_registry_queries_is_refused(tmp_path) -> None:

@@ -452,6 +452,12 @@ def keys_show() -> None:
 @keys_app.command("pseudonym")
 def keys_pseudonym(
     values: list[str] = typer.Argument(..., help="Raw identifiers (e.g. consignee ids)."),
+    fold: bool = typer.Option(
+        False,
+        "--fold",
+        help="Read each as a name mapped with fold: true (upper case, spacing made one), as "
+        "the data holds it.",
+    ),
 ) -> None:
     """The pseudonym of each raw identifier under this key, to find a person in the data.
 
@@ -470,8 +476,16 @@ def keys_pseudonym(
         )
     key = load_key("pseudonym")  # no cache: a one-off lookup reads the key as configured now
     for value in values:
-        # read as a declaration's text is (stripped), or the lookup would miss the stored value
-        typer.echo(f"{value} -> {pseudonym_of(value.strip(), key)}")
+        # read as a declaration's text is (stripped, and folded as a folded name is), or the
+        # lookup would miss the stored value
+        text = value.strip()
+        if fold:
+            import pandas as pd
+
+            from features.intake.contract import fold_name
+
+            text = str(fold_name(pd.Series([text], dtype=object)).iloc[0])
+        typer.echo(f"{value} -> {pseudonym_of(text, key)}")
 
 
 def register(app: typer.Typer) -> None:

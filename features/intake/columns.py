@@ -21,6 +21,7 @@ from features.intake.contract import (
     Kind,
     coerce_declarations,
     empty_declarations,
+    fold_name,
     parse_number,
     parse_text,
 )
@@ -154,10 +155,10 @@ def extra_column(values: list[Any], extra: ExtraColumn) -> pd.Series:
     import pandas as pd
 
     raw = pd.Series(values, dtype=object, name=extra.name)
-    if extra.personal:  # as a file's personal extras are read (contract.parse_declarations)
-        return pseudonymise(parse_text(raw), process_key())
     if extra.kind != "numeric":
-        return parse_text(raw)
+        text = fold_name(parse_text(raw)) if extra.fold else parse_text(raw)
+        # as a file's personal extras are read (contract.parse_declarations)
+        return pseudonymise(text, process_key()) if extra.personal else text
     numbers, problems = parse_number(raw, "float")
     for bad, problem in problems:
         raise ContractError(f"{extra.name}: {raw[bad].iloc[0]!r} {problem}")

@@ -359,6 +359,10 @@ class ExtraColumn:
     # a numeric amount in the row's ``currency`` (an FOB value, duties paid): converted to the
     # base currency with features.fx_to_base as declared_value is, in batch and online alike
     amount: bool = False
+    # a name read whatever its case and spacing (the mapping's ``fold: true``): recorded so the
+    # API folds what a client sends as a file's mapping folded it, or one person's name had
+    # two pseudonyms, one per path, and its history never met live requests (probe 18)
+    fold: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in ("categorical", "numeric", "entity"):
@@ -369,6 +373,8 @@ class ExtraColumn:
             raise ContractError(
                 f"extra column {self.name!r}: only an entity (an identifier) can be personal"
             )
+        if self.fold and self.kind == "numeric":
+            raise ContractError(f"extra column {self.name!r}: 'fold' reads names; a number is none")
         if self.amount and self.kind != "numeric":
             raise ContractError(
                 f"extra column {self.name!r}: only a numeric extra can be an amount in the "
@@ -403,6 +409,7 @@ class Contract:
             {"name": e.name, "kind": e.kind, "description": e.description}
             | ({"personal": True} if e.personal else {})
             | ({"amount": True} if e.amount else {})
+            | ({"fold": True} if e.fold else {})
             for e in self.extras
         ]
 
@@ -410,6 +417,16 @@ class Contract:
 # --------------------------------------------------------------------------------------------
 # DataFrame side
 # --------------------------------------------------------------------------------------------
+
+
+def fold_name(text: pd.Series) -> pd.Series:
+    """Names as one party whatever their case and spacing (``fold: true``): upper case, runs of
+    spaces as one, none before a comma or full stop, one after them. Idempotent: a value
+    folded once (a file's, by its mapping) reads the same folded again (by the contract)."""
+    folded = text.str.upper().str.replace(r"\s+([,.])", r"\1", regex=True)
+    folded = folded.str.replace(r"([,.]+)\s*", r"\1 ", regex=True)
+    folded = folded.str.replace(r"\s+", " ", regex=True).str.strip()
+    return folded.where(text.notna())
 
 
 @dataclass(frozen=True)
@@ -422,11 +439,16 @@ class BadValues:
     problem: str  # what is wrong with each, e.g. "is not a number"
 
 
-def _show_rows(df: pd.DataFrame, mask: Any, column: str, limit: int = 5) -> str:
-    """Render a few offending rows as 'declaration_id=value' for an error message."""
+def _show_rows(
+    df: pd.DataFrame, mask: Any, column: str, limit: int = 5, personal: bool = False
+) -> str:
+    """Render a few offending rows as 'declaration_id=value' for an error message (a personal
+    column's rows by their id alone)."""
     bad = df.loc[mask, column].head(limit)
     ids = df.loc[bad.index, "declaration_id"] if "declaration_id" in df.columns else bad.index
-    pairs = ", ".join(f"{i}={v!r}" for i, v in zip(ids, bad, strict=False))
+    pairs = ", ".join(
+        f"{i}={PERSONAL_NOT_SHOWN if personal else repr(v)}" for i, v in zip(ids, bad, strict=False)
+    )
     return f"{int(mask.sum())} row(s), e.g. {pairs}"
 
 
@@ -618,6 +640,10 @@ def _holds_invisible(text: pd.Series) -> np.ndarray:
     return pc.fill_null(found, False).to_numpy(zero_copy_only=False)
 
 
+# What an error message shows in place of a personal value (a consignee id, a personal extra):
+# messages reach terminals, cron mail, `dvc repro` logs and 400 bodies (probe 18)
+PERSONAL_NOT_SHOWN = "(personal: not shown)"
+
 # An extra is an id or a code (entity, categorical) or a measure (numeric): longer text is not
 # one, and would be held per parcel in every history, snapshot and stored decision.
 EXTRA_MAX_CHARS = 200
@@ -641,14 +667,21 @@ def extra_value_faults(extra: ExtraColumn, values: pd.Series, raw: pd.Series) ->
         nul = values.str.contains("\x00", regex=False).fillna(False).to_numpy(dtype=bool)
         if nul.any():  # a request's extras (a file's are refused when they are read)
             rows = np.flatnonzero(nul)
-            return [BadValues(extra.name, rows, [repr(v) for v in raw.iloc[rows]], NUL_PROBLEM)]
+            shown = (
+                [PERSONAL_NOT_SHOWN] * len(rows)
+                if extra.personal
+                else [repr(v) for v in raw.iloc[rows]]
+            )
+            return [BadValues(extra.name, rows, shown, NUL_PROBLEM)]
         bad = values.str.len().gt(EXTRA_MAX_CHARS).fillna(False).to_numpy(dtype=bool)
         problem = f"is longer than {EXTRA_MAX_CHARS} characters"
     if not bad.any():
         return []
     rows = np.flatnonzero(bad)
     shown = (
-        raw.iloc[rows].tolist()
+        [PERSONAL_NOT_SHOWN] * len(rows)
+        if extra.personal
+        else raw.iloc[rows].tolist()
         if extra.kind == "numeric"
         else ["(too long: not shown)"] * len(rows)
     )
@@ -718,7 +751,7 @@ def parse_declarations(
                 rows = np.flatnonzero(nul.to_numpy())
                 shown = [repr(v) for v in s.iloc[rows].tolist()]
                 if name in contract.personal_columns():
-                    shown = ["(personal: not shown)"] * len(rows)
+                    shown = [PERSONAL_NOT_SHOWN] * len(rows)
                 bad_values.append(BadValues(name, rows, shown, problem))
                 converted = converted.mask(nul)
             if name == "hs_code" and s.dtype == object:
@@ -748,6 +781,8 @@ def parse_declarations(
         else:
             kind: Kind = "float" if extra.kind == "numeric" else "str"
             out[extra.name] = convert(extra.name, kind, df[extra.name])
+            if extra.fold:
+                out[extra.name] = fold_name(out[extra.name])
             bad_values += extra_value_faults(extra, out[extra.name], df[extra.name])
     for name in contract.personal_columns():
         if name in out and out[name].notna().any():  # no key needed for a column of nulls
@@ -758,7 +793,7 @@ def parse_declarations(
                 too_long = out[name].str.len().gt(limit).fillna(False).to_numpy(dtype=bool)
                 if too_long.any():
                     rows = np.flatnonzero(too_long)
-                    withheld = ["(personal: not shown)"] * len(rows)
+                    withheld = [PERSONAL_NOT_SHOWN] * len(rows)
                     bad_values.append(
                         BadValues(name, rows, withheld, f"is longer than {limit} characters")
                     )
@@ -817,13 +852,14 @@ def coerce_declarations(
         import numpy as np
 
         raw = df.reset_index(drop=True)
+        personal = set((contract or Contract()).personal_columns())
         lines = []
         for bad in bad_values:
             mask = np.zeros(len(raw), dtype=bool)
             mask[bad.rows] = True
             lines.append(
                 f"column {bad.field!r}: {bad.problem.removeprefix('is ')}: "
-                f"{_show_rows(raw, mask, bad.field)}"
+                f"{_show_rows(raw, mask, bad.field, personal=bad.field in personal)}"
             )
         raise ContractError("; ".join(lines))
     return frame

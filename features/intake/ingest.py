@@ -140,7 +140,7 @@ def _said_of_values(declarations: pd.DataFrame) -> dict[str, Any]:
     bad sender escaping by the case of its name), and declarations without an HS code."""
     import pandas as pd
 
-    from features.intake.mapping import fold_name
+    from features.intake.contract import fold_name
 
     said: dict[str, Any] = {}
     for name in _NAMED_PARTIES:

@@ -103,12 +103,15 @@ from features.intake.contract import (
     FIELDS,
     FIELDS_BY_NAME,
     IDENTIFIER_FIELDS,
+    PERSONAL_FIELDS,
+    PERSONAL_NOT_SHOWN,
     WIDE_TO_ASCII,
     Contract,
     ContractError,
     ExtraColumn,
     ExtraKind,
     coerce_declarations,
+    fold_name,
     parse_text,
 )
 from features.intake.io import (
@@ -544,7 +547,7 @@ class ExtraSpec(_Spec):
         if self.value is not None:
             raise ValueError(f"extra {self.name!r}: constants ('value') are not allowed in extras")
         # name rules, clashes, kinds
-        ExtraColumn(self.name, self.kind, self.description, self.personal, self.amount)
+        ExtraColumn(self.name, self.kind, self.description, self.personal, self.amount, self.fold)
         if self.name in DERIVED_COLUMNS:
             raise ValueError(
                 f"extra {self.name!r} clashes with a column the pipeline derives from the "
@@ -765,7 +768,7 @@ class Mapping(BaseModel):
     def contract(self) -> Contract:
         return Contract(
             tuple(
-                ExtraColumn(e.name, e.kind, e.description, e.personal, e.amount)
+                ExtraColumn(e.name, e.kind, e.description, e.personal, e.amount, e.fold)
                 for e in self.extras
             )
         )
@@ -901,15 +904,6 @@ def _apply_values(
     bad = text.notna() & ~known
     mapped = text.map(table).where(known)
     return pd.Series(mapped, index=text.index, dtype="object"), bad
-
-
-def fold_name(text: pd.Series) -> pd.Series:
-    """Names as one party whatever their case and spacing (``fold: true``): upper case, runs of
-    spaces as one, none before a comma or full stop, one after them."""
-    folded = text.str.upper().str.replace(r"\s+([,.])", r"\1", regex=True)
-    folded = folded.str.replace(r"([,.]+)\s*", r"\1 ", regex=True)
-    folded = folded.str.replace(r"\s+", " ", regex=True).str.strip()
-    return folded.where(text.notna())
 
 
 def _convert(
@@ -1740,8 +1734,6 @@ def _check_identifiers_text(raw: pd.DataFrame, mapping: Mapping) -> None:
     unsaid (probe: 155 consignees read as 3). Numbers typed as such (a Parquet or workbook
     integer column) are whole, and read as written."""
     import pandas as pd
-
-    from features.intake.contract import PERSONAL_FIELDS
 
     for name, spec in _identifier_specs(mapping):
         if spec.column is None or spec.column not in raw.columns:
@@ -3501,6 +3493,13 @@ def _holding_nul(source: pd.Series) -> pd.Series:
         return none
 
 
+class _Withheld:
+    """A personal value in an error's examples: shown as withheld, never as written."""
+
+    def __repr__(self) -> str:
+        return PERSONAL_NOT_SHOWN
+
+
 @dataclass(frozen=True)
 class _Unconverted:
     """One column's values that do not convert: the rows, and what is wrong with them."""
@@ -3551,6 +3550,8 @@ def _convert_columns(
     """
     import pandas as pd
 
+    from features.intake.contract import PERSONAL_FIELDS
+
     out: dict[str, pd.Series] = {}
     local_times: dict[str, list[tuple[int, str]]] = {"skipped": [], "repeated": []}
     unconverted: list[_Unconverted] = []
@@ -3559,13 +3560,17 @@ def _convert_columns(
     for name, kind, spec in targets:
         source = raw[spec.column] if spec.column is not None else pd.Series(index=raw.index)
         origin = f"source column {spec.column!r}" if spec.column else "constant value"
+        # a personal value's error goes to a terminal, cron mail and dvc's log: rows by id alone
+        personal = name in PERSONAL_FIELDS or getattr(spec, "personal", False)
+        withheld = pd.Series(_Withheld(), index=raw.index, dtype=object) if personal else None
         nul = _holding_nul(source)
         if nul.any():
             problem = (
                 "text holding a NUL byte (\\x00: a corrupted export, or fields padded with "
                 "NULs); remove them from the export"
             )
-            unconverted.append(_Unconverted(name, origin, problem, nul, source))
+            shown = source if withheld is None else withheld
+            unconverted.append(_Unconverted(name, origin, problem, nul, shown))
             continue
         converted, bad, problem, marks = _convert(spec, kind, source, len(raw))
         if bad.any() and kind in ("float", "int", "datetime") and spec.column is not None:
@@ -3577,6 +3582,8 @@ def _convert_columns(
                 if int(retried[1].sum()) < int(bad.sum()):
                     converted, bad, problem, marks = retried
         shown = source if spec.column is not None else converted
+        if withheld is not None:
+            shown = withheld
         if bad.any():
             unconverted.append(_Unconverted(name, origin, problem, bad, shown))
             continue

@@ -1053,7 +1053,7 @@ def check_records(records: list[Any], contract: Contract | None, rules: list[Rul
     import pandas as pd
 
     from features.intake.columns import extra_column
-    from features.intake.contract import ContractError, extra_value_faults
+    from features.intake.contract import PERSONAL_NOT_SHOWN, ContractError, extra_value_faults
 
     bad: list[BadValues] = []
     for extra in contract.extras if contract else ():
@@ -1069,10 +1069,13 @@ def check_records(records: list[Any], contract: Contract | None, rules: list[Rul
                 try:
                     extra_column([value], extra)
                 except ContractError:
-                    bad.append(BadValues(extra.name, np.array([i]), [value], "is not a number"))
+                    shown = PERSONAL_NOT_SHOWN if extra.personal else value
+                    bad.append(BadValues(extra.name, np.array([i]), [shown], "is not a number"))
         for i in sorted(set(wrong)):
             # an object or list is no code either: its Python text was stored as a new entity
             shown = "NaN" if values[i] != values[i] else values[i]  # not "null": it was sent
+            if extra.personal:  # a 400 body reaches the client and any proxy logging bodies
+                shown = PERSONAL_NOT_SHOWN
             bad.append(BadValues(extra.name, np.array([i]), [shown], _NOT_A_VALUE[extra.kind]))
         values = [None if i in wrong else v for i, v in enumerate(values)]
         if any(v is not None for v in values):  # as a file's: finite numbers, short codes

@@ -76,15 +76,51 @@ def load_key(kind: str, env: Mapping[str, str] | None = None) -> bytes:
         raise KeyUnavailable(f"{source}: {path} is a directory, not a key file")
     if path.is_file():
         try:
-            return _usable(path.read_text(), str(path))
+            key = _usable(path.read_text(), str(path))
         except (OSError, UnicodeDecodeError) as exc:
             raise KeyUnavailable(f"{path}: cannot read the {kind} key: {exc}") from exc
+        if (exposed := exposure(path, kind)) is not None:
+            _warn_once(exposed)
+        return key
     if named:
         raise KeyUnavailable(f"{key_file_env(kind)}: file not found: {path}")
     raise KeyUnavailable(
         f"no {kind} key ({KEY_KINDS[kind]}): set {key_env(kind)} or {key_file_env(kind)}=PATH, "
         f"or make one with `parcelrisk keys new {kind}` (writes {path})"
     )
+
+
+# What another account holding each key can do: the reason a key file must be its owner's alone
+_KEY_POWER = {
+    "audit": "forge the decision store's chain",
+    "pseudonym": "re-identify every consignee by hashing candidate ids",
+}
+
+
+def exposure(path: Path, kind: str) -> str | None:
+    """What is wrong with a key file's mode, or None when only its owner can read or write it.
+
+    Warned, not refused: a secret mounted by an orchestrator often comes as 0644 (a Kubernetes
+    secret volume's default), and refusing it would stop the service at its next start; ssh
+    refuses, but ssh keys are made by the person using them (probe 18)."""
+    try:
+        mode = path.stat().st_mode & 0o777
+    except OSError:
+        return None
+    if not mode & 0o077:
+        return None
+    return (
+        f"the {kind} key file {path} is open to other accounts (mode {mode:04o}): anyone who "
+        f"reads it can {_KEY_POWER.get(kind, 'use it')}; make it the owner's alone: "
+        f"chmod 600 {path}"
+    )
+
+
+@functools.cache
+def _warn_once(message: str) -> None:
+    import logging
+
+    logging.getLogger(__name__).warning(message)
 
 
 def key_source(kind: str, env: Mapping[str, str] | None = None) -> str:

@@ -94,3 +94,25 @@ def test_a_new_key_shadowed_by_the_key_variable_says_so(tmp_path) -> None:
 def test_a_directory_is_not_a_key_file(tmp_path) -> None:
     with pytest.raises(KeyUnavailable, match="is a directory"):
         write_new_key("audit", tmp_path)
+
+
+def test_a_key_file_other_accounts_can_read_is_warned_once_and_still_used(tmp_path, caplog) -> None:
+    import logging
+
+    from features import keys
+
+    path = write_new_key("pseudonym", tmp_path / "pseudonym.key")
+    env = {"PARCELRISK_PSEUDONYM_KEY_FILE": str(path)}
+    with caplog.at_level(logging.WARNING, logger="features.keys"):
+        load_key("pseudonym", env)
+    assert caplog.records == []  # 0600 as made: nothing to say
+    path.chmod(0o644)  # as a secret volume mounts it
+    keys._warn_once.cache_clear()
+    with caplog.at_level(logging.WARNING, logger="features.keys"):
+        key = load_key("pseudonym", env)
+        load_key("pseudonym", env)
+    assert key == path.read_text().strip().encode()  # warned, not refused
+    (record,) = caplog.records
+    assert "open to other accounts (mode 0644)" in record.getMessage()
+    assert "re-identify every consignee" in record.getMessage()
+    assert f"chmod 600 {path}" in record.getMessage()

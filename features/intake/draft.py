@@ -21,8 +21,10 @@ It proposes; it never decides where the data cannot say:
   result column left empty for the parcels not inspected;
 - columns left over become extras (entity, categorical or numeric by their values, entity
   when the name says a party), and free text, constant or unique columns are listed as
-  ignored. ``results=True`` drafts a results mapping (``outcomes ingest``): the id and the
-  outcome fields only.
+  ignored; a private person's particular (by its name or its values: phones, e-mails, street
+  addresses, names) is drafted ``personal: true`` and commented out, read only if opted in.
+  ``results=True`` drafts a results mapping (``outcomes ingest``): the id and the outcome
+  fields only.
 The draft is then tried on the export (``try_draft``: ``read_export`` and the gate, or the
 results mapping) and the result said beside it.
 """
@@ -516,7 +518,8 @@ class Draft:
     checks: dict[str, list[str]]  # field (or extra) -> what to check
     missing: list[str]  # required fields not found
     extras: list[str]  # source columns proposed as extras
-    ignored: list[str]  # source columns left out
+    ignored: list[str]  # source columns left out (a person's too, with why)
+    personal: list[str] = field(default_factory=list)  # a person's: extras commented out
 
 
 # Latin letters that carry no combining accent, so NFKD leaves them whole (Polish ł, Turkish ı,
@@ -1539,9 +1542,9 @@ def _extra(
     column: Column, position: int, taken: set[str], currency: Proposal | None = None
 ) -> tuple[dict, str] | None:
     """An extras entry for a column left over (``position``: its place in the file, 1 first,
-    names one whose name has no Latin letters), or None (why: ``_why_ignored``). ``currency``:
-    the rows' currency as drafted, so a numeric extra named for an amount is one in it (None:
-    not known)."""
+    names one whose name has no Latin letters), or None (why: ``_why_ignored``), with its kind
+    (``personal phone``: a person's, what of them). ``currency``: the rows' currency as drafted,
+    so a numeric extra named for an amount is one in it (None: not known)."""
     if _why_ignored(column):
         return None
     base = re.sub(r"[^0-9a-z]+", "_", column.words).strip("_")[:40]
@@ -1553,6 +1556,19 @@ def _extra(
     while name in taken or name in FIELDS_BY_NAME or name in DERIVED_COLUMNS:
         name, k = f"{base}_{k}", k + 1
     taken.add(name)
+    # a person's before anything: postcodes and phones read as numbers were model inputs
+    what = _personal_particular(column)
+    if what is not None:
+        # held only as a keyed pseudonym, as consignee_id is: an entity whatever its count
+        entry: dict[str, Any] = {
+            "column": column.name,
+            "name": name,
+            "kind": "entity",
+            "personal": True,
+        }
+        if _is_a_name(column) or "name" in what:  # one person whatever the case
+            entry["fold"] = True
+        return entry, f"personal {what}"
     number = _number_style(column)
     # codes written with digits keep their leading zeros ("08714"): identifiers, not amounts;
     # so are numbers a name calls a code, a number or a party's (an exporter's 20260054 read
@@ -1560,7 +1576,7 @@ def _extra(
     words = set(column.words.split())
     coded = column.fit(r"0\d+") > 0 or bool(words & (_IDENTIFIER_WORDS | _PARTY_WORDS))
     if number is not None and column.distinct > 20 and not number[2] and not coded:
-        entry: dict[str, Any] = {"column": column.name, "name": name, "kind": "numeric"}
+        entry = {"column": column.name, "name": name, "kind": "numeric"}
         if number[0] != ".":
             entry["decimal"] = number[0]
         if number[1]:
@@ -1580,12 +1596,6 @@ def _extra(
             if _currency_named(column) in (None, constant):
                 entry["amount"] = True
         return entry, "numeric"
-    if _names_a_person(column):
-        # held only as a keyed pseudonym, as consignee_id is: an entity whatever its count
-        entry = {"column": column.name, "name": name, "kind": "entity", "personal": True}
-        if _is_a_name(column):  # one person whatever the case of their name: one pseudonym
-            entry["fold"] = True
-        return entry, "personal"
     # a party named as such is an entity whatever its count in the sample (a broker's record
     # of results is the signal, not its code): 40 brokers are not 40 categories
     # ("Supplier Country" is where a party is, a place: not the party, probe)
@@ -1620,7 +1630,9 @@ _IDENTIFIER_WORDS = frozenset({
 
 # Words of a name saying a column identifies a private person: the consignee (buyer, recipient)
 # with one of their particulars, or a particular that only people have. Such an extra is drafted
-# ``personal: true``, so no file, snapshot, log or stored decision holds its raw value.
+# ``personal: true``, so uncommented no file, snapshot, log or stored decision holds its raw
+# value; and commented out (data minimisation: the consignee is already one pseudonymised
+# input), so it is read only when someone opts in (probe 18).
 _PERSON_PARTIES = frozenset(SYNONYMS["consignee_id"]) | {
     "customer", "client", "cliente", "kunde", "receiver", "addressee", "destinataire",
     "person", "persona", "pessoa", "individual", "private", "shopper", "user",
@@ -1635,28 +1647,216 @@ _PARTICULARS = frozenset({
     "telefone", "telefon", "email", "mail", "id", "tax", "nif", "vat", "passport",
     "document", "documento", "birth", "dob", "code", "number", "no", "nr", "num", "ref",
 })  # fmt: skip
-_PERSONAL_IDS = frozenset({
-    "email", "e mail", "phone", "telephone", "mobile", "passport", "cpf", "curp", "rfc",
-    "pesel", "dni", "nie", "nif", "ssn", "tckn", "tc kimlik", "kimlik", "national id",
-    "personal id", "date of birth", "birth date", "dob", "steuer id", "codice fiscale",
-})  # fmt: skip
+# Particulars a name says without a party word (words or phrases as ``_plain`` writes them),
+# by what they are: a French export's PORTABLE, NOM, RUE and CODE_POSTAL went in raw, as
+# model inputs, when only a party word with one of them was read as a person's (probe 18)
+_PERSONAL_PARTICULARS: dict[str, frozenset[str]] = {
+    "phone": frozenset({
+        "phone", "telephone", "tel", "telefon", "telefono", "telefone", "telefoon", "mobile",
+        "mobil", "portable", "gsm", "cell", "cellphone", "cellular", "celular", "cellulare",
+        "handy", "movil", "fax", "telefax", "whatsapp",
+    }),
+    "e-mail address": frozenset({
+        "email", "e mail", "mail", "courriel", "correo electronico", "posta elettronica",
+    }),
+    "first or last name": frozenset({
+        "prenom", "prenoms", "vorname", "nachname", "familienname", "surname", "firstname",
+        "lastname", "first name", "last name", "given name", "family name", "forename",
+        "apellido", "apellidos", "sobrenome", "cognome", "nazwisko", "imie", "soyad",
+        "voornaam", "achternaam",
+    }),
+    "date of birth": frozenset({
+        "birth", "dob", "birthdate", "birthday", "naissance", "nacimiento", "nascimento",
+        "nascita", "geburtsdatum", "geburtstag", "geboortedatum", "urodzenia", "dogum",
+    }),
+    "national or tax id": frozenset({
+        "passport", "passeport", "pasaporte", "passaporto", "passaporte", "reisepass",
+        "paszport", "cpf", "curp", "rfc", "pesel", "dni", "nie", "nif", "nir", "ssn", "tckn",
+        "kimlik", "tc kimlik", "national id", "personal id", "id card", "identity card",
+        "carte identite", "identidad", "identidade", "personalausweis", "steuer id",
+        "codice fiscale", "personnummer", "bsn", "nino", "niss", "registre national",
+        "rijksregisternummer", "social security", "securite sociale", "seguridad social",
+        "aadhaar", "nric",
+    }),
+    "street address": frozenset({
+        "address", "adresse", "direccion", "endereco", "indirizzo", "adres", "addr",
+        "anschrift", "domicile", "domicilio", "street", "strasse", "rue", "calle", "rua", "via",
+        "ulica",
+    }),
+    "postcode": frozenset({
+        "postcode", "post code", "zip", "zipcode", "zip code", "code postal", "postal code",
+        "codigo postal", "codice postale", "cod postal", "plz", "postleitzahl", "cep",
+        "kod pocztowy", "postnummer", "postinumero", "pincode", "pin code",
+    }),
+    # a name alone: a French export's NOM held the consignee's
+    "name": frozenset({"name", "nom", "nombre", "nome", "naam", "full name", "fullname"}),
+    # a contact's number or address (CONTACT held phones written without a space)
+    "contact": frozenset({"contact", "kontakt", "contacto", "contato", "contatto"}),
+}  # fmt: skip
+# Particulars a thing or a company has too (a product's name, an office's address, a carrier's
+# mailbox), read as a person's only when the name says no such thing
+_THINGS_HAVE_TOO = frozenset({"name", "street address", "postcode", "e-mail address"})
+# Words of a name saying it is a thing's or a company's (``Product name``, ``Nom bureau``,
+# ``Ship via``, ``Mail class``): the one-word names of the goods, their code and kind, the
+# office, the carrier, the platform and the country, and words of companies and places. A
+# seller's or shipper's name stays a person's (it may be one): a working entity all the same,
+# under its pseudonym.
+_NOT_A_PERSON = (
+    frozenset(
+        synonym
+        for name in ("description", "hs_code", "category", "currency", "arrival_office",
+                     "operator_id", "platform_id", "origin_country")
+        for synonym in SYNONYMS[name]
+        if " " not in synonym and synonym != "codigo"  # codigo postal is a person's
+    )
+    | _COUNTRY_WORDS
+    | (_PLACE_WORDS - {"postcode", "zip", "plz", "cep", "address", "street", "postal"})
+    | {
+        "company", "societe", "entreprise", "empresa", "firma", "razao", "raison", "sociale",
+        "corporation", "corp", "business", "commercial", "trade", "shop", "store", "boutique",
+        "magasin", "brand", "marque", "marca", "marke", "model", "modele", "modelo", "modell",
+        "manufacturer", "fabricant", "fabricante", "hersteller", "producto", "produto",
+        "prodotto", "produkt", "merce", "ware", "waren", "articulo", "artigo", "articolo",
+        "artikel", "bank", "banque", "broker", "forwarder", "transitaire", "agent", "agente",
+        "commissionnaire", "despachante", "transitario", "fournisseur", "proveedor",
+        "fornecedor", "lieferant", "airline", "vessel", "ship", "navire", "flight", "hub",
+        "warehouse", "entrepot", "lager", "terminal", "airport", "aeroport", "station",
+        "customs", "douane", "zoll", "file", "fichier", "sheet", "class", "unit", "bag",
+    }
+)  # fmt: skip
 _EMAIL = r"[^@\s]+@[^@\s]+\.[a-z]{2,}"
-_PHONE = r"\+?[\d][\d ()./-]{6,18}\d"
+# Share of a column's values a reading of them as a person's phones, addresses or names must
+# take (a few blanks written "n/a" or "-" aside)
+_MOST = 0.6
+_PHONE_CHARS = re.compile(r"\+?[\d ()./-]+")
+# what digits in groups are when no phone: a date (2026-07-01, 01/07/2026), an amount
+# (1 234 567,89, 12345.67), a reference of a year (0123/2026/000045)
+_NOT_A_PHONE = re.compile(
+    r"\d{4}[./-]\d{1,2}[./-]\d{1,2}|\d{1,2}[./-]\d{1,2}[./-]\d{2,4}"
+    r"|\d{1,3}(?:[ .,]\d{3})+(?:[.,]\d{1,2})?|\d+[.,]\d{1,2}"
+    r"|.*(?:^|[./-])(?:19|20)\d{2}(?:$|[./-]).*"
+)
+_NANP = re.compile(r"\(?\d{3}\)?[ .-]?\d{3}[ .-]\d{4}")  # (555) 123-4567, 555.123.4567
 
 
-def _names_a_person(column: Column) -> bool:
-    """Whether a column identifies a private person, by its name (the consignee's name, phone,
-    address; a passport number) or by its values (e-mail addresses, phone numbers)."""
-    words = column.words
-    parts = set(words.split())
+def _phone_shaped(value: str) -> bool:
+    """A phone number as people write it: a ``+`` and the country code (+32 470 998877,
+    +33612345678), or digit groups after a trunk prefix or an area code (0470/99.88.77,
+    (555) 123-4567). A run of digits alone is no phone (an HS code, an id); nor an S10
+    barcode, a date or an amount."""
+    digits = sum(c.isdigit() for c in value)
+    if not 7 <= digits <= 15 or not _PHONE_CHARS.fullmatch(value):
+        return False
+    if value.startswith("+"):
+        return digits >= 8
+    if not re.search(r"[ ()./-]", value) or _NOT_A_PHONE.fullmatch(value):
+        return False
+    return value.startswith(("0", "(")) or bool(_NANP.fullmatch(value))
+
+
+# Words of a street in an address, as ``_plain`` writes them: enough alone (Rue des Lilas), or
+# with a house number where a word is short or common (12 Main St, Polna 12 ul)
+_STREETS = frozenset({
+    "rue", "avenue", "boulevard", "chemin", "allee", "impasse", "street", "strasse", "gasse",
+    "calle", "avenida", "rua", "travessa", "via", "viale", "piazza", "corso", "vicolo",
+    "straat", "ulica", "caddesi", "cadde", "sokak", "sokagi",
+})  # fmt: skip
+_STREETS_WITH_A_NUMBER = frozenset({
+    "st", "rd", "road", "ln", "lane", "dr", "drive", "ave", "av", "bd", "blvd", "way", "court",
+    "ct", "square", "sq", "place", "pl", "platz", "weg", "laan", "plein", "kade", "quai",
+    "route", "ring", "str", "ul", "al", "aleja", "avda", "paseo", "carrera", "praca",
+    "estrada", "sok", "cad", "gracht", "gatan", "vej",
+})  # fmt: skip
+# endings of a street's name written as one word (Zebrastraat, Hauptstrasse, Storgatan)
+_STREET_ENDINGS = ("straat", "strasse", "gasse", "laan", "weg", "plein", "gracht", "platz",
+                   "gatan", "vej", "veien")  # fmt: skip
+
+
+_WORD = re.compile(r"[0-9a-z]+")
+
+
+def _street_shaped(value: str) -> bool:
+    """A street address: a street's word (17 Zebrastraat, Rue des Lilas, ul. Polna 12)."""
+    # as _plain writes it, which is slow enough to weigh on a wide export: only where needed
+    words = _WORD.findall(value.lower()) if value.isascii() else _plain(value).split()
+    number = any(w.isdigit() for w in words)
+    return any(
+        w in _STREETS
+        or (number and w in _STREETS_WITH_A_NUMBER)
+        or (number and len(w) > 6 and w.endswith(_STREET_ENDINGS))
+        for w in words
+    )
+
+
+# Words of a person's name written small between capitalised ones (Ana de Souza, Jan van Dijk)
+_NAME_PARTICLES = frozenset({"de", "del", "della", "di", "da", "das", "do", "dos", "du", "la",
+                             "le", "van", "von", "der", "den", "ten", "ter", "bin", "al", "y",
+                             "e"})  # fmt: skip
+_NAME_TOKEN = re.compile(r"[^\W\d_]+(?:['’.-][^\W\d_]*)*")
+
+
+def _person_name_shaped(value: str) -> bool:
+    """A person's name: 2 to 4 words of letters, each capitalised but for a particle
+    (Wilhelmina Quarkfeather, DUPONT Jean, Dupont, Jean, Ana de Souza); no digit."""
+    words = value.replace(",", " ").split()
+    if not 2 <= len(words) <= 4 or not all(_NAME_TOKEN.fullmatch(w) for w in words):
+        return False
+    capitalised = [w for w in words if w[0].isupper()]
+    small = [w for w in words if not w[0].isupper()]
+    return len(capitalised) >= 2 and all(w in _NAME_PARTICLES for w in small)
+
+
+# Values a shape is tried on: spread over the sample, enough for a share (a wide export's
+# columns each cost their reading)
+_SHAPES_READ = 2_000
+
+
+def _mostly(column: Column, shaped: Any) -> bool:
+    """Whether ``shaped`` says yes to most of the values (``_MOST``; each asked once)."""
+    key = f"mostly:{shaped.__name__}"
+    if key not in column.memo:
+        values = column.values[:: max(1, len(column.values) // _SHAPES_READ)]
+        allowed, misses = (1 - _MOST) * len(values), 0
+        for value in values:
+            misses += not shaped(value)
+            if misses > allowed:  # most are not: no need to read on
+                break
+        column.memo[key] = bool(values) and misses <= allowed
+    return column.memo[key]
+
+
+@_memo
+def _personal_particular(column: Column) -> str | None:
+    """What a column holds of a private person (``phone``, ``street address``, ``name, by its
+    values`` ...), by its name or its values whatever the name; None if no one's. A false
+    positive costs an opt-in and a reason said with a pseudonym; a false negative puts a
+    person's phone raw in every store and artifact."""
+    words = f" {column.words} "
+    parts = set(column.words.split())
+    a_thing = bool(parts & _NOT_A_PERSON)
+    for what, names in _PERSONAL_PARTICULARS.items():
+        if any(f" {n} " in words for n in names) and not (a_thing and what in _THINGS_HAVE_TOO):
+            return what
     if parts & _PERSON_PARTIES and parts & _PARTICULARS:
-        return True
-    if any(f" {w} " in f" {words} " for w in _PERSONAL_IDS):
-        return True
+        return "identifier"
+    if column.typed != "text":  # numbers and dates a source typed: no phone, no name
+        return None
     if column.fit(_EMAIL) >= 0.5:
-        return True
-    # numbers in a phone's shape, in a column named for a contact
-    return column.fit(_PHONE) >= 0.8 and bool(parts & {"contact", "tel", "gsm", "cell"})
+        return "e-mail address, by its values"
+    if _mostly(column, _phone_shaped):
+        return "phone, by its values"
+    if _mostly(column, _street_shaped):
+        return "street address, by its values"
+    # names repeat as their people do, fewer than a category's values; never the goods' text
+    named_for_goods = a_thing or _name_score(column, "description") > 0
+    if (
+        not named_for_goods
+        and column.distinct >= 20
+        and column.unique >= 0.1
+        and _mostly(column, _person_name_shaped)
+    ):
+        return "name, by its values"
+    return None
 
 
 # Outcome fields whose names are specific enough to keep a column named for one out of the
@@ -2233,7 +2433,7 @@ def draft_mapping(
     if _outcomes_on_every_row(raw, chosen, proposals):
         reading = {**reading, "outcomes_only_if_inspected": True}
     taken: set[str] = set()
-    extras, extra_lines, ignored = [], [], []
+    extras, extra_lines, ignored, personal = [], [], [], []
     inspected = None if results else _inspected_rows(raw, proposals)
     per_item = _differs_between_items(raw, chosen) if items is not None else set()
     # amounts in the row's currency only where the draft knows it (a TODO currency may be set
@@ -2256,8 +2456,16 @@ def draft_mapping(
             why = "a results mapping keeps none" if results else recorded or _why_ignored(column)
             ignored.append(f"{_flow(column.name)} ({why})")
             continue
-        extras.append(column.name)
         extra_lines.append(entry)
+        if entry[1].startswith("personal "):
+            # drafted commented out: not read unless someone opts in, so not mapped
+            personal.append(column.name)
+            what = entry[1].removeprefix("personal ")
+            ignored.append(
+                f"{_flow(column.name)} (a private person's {what}: commented out under extras)"
+            )
+        else:
+            extras.append(column.name)
     command = "parcelrisk outcomes ingest FILE --mapping" if results else "parcelrisk ingest"
     text = _render(proposals, missing, extra_lines, ignored, reading, items, command)
     checks = {n: p.checks for n, p in proposals.items() if p.checks}
@@ -2273,6 +2481,7 @@ def draft_mapping(
         missing=missing,
         extras=extras,
         ignored=ignored,
+        personal=personal,
     )
 
 
@@ -2350,17 +2559,29 @@ def _render(
         rules, why = items
         lines.append(f"items:  # CHECK: {why}")
         lines += [f"  {name}: {rule}" for name, rule in rules.items()]
-    if len(extras) > MANY_EXTRAS:
+    active = [kind for _, kind in extras if not kind.startswith("personal ")]
+    if len(active) > MANY_EXTRAS:
         lines.append(
-            f"# CHECK: {len(extras)} extras below: each is a model input and a reason the "
+            f"# CHECK: {len(active)} extras below: each is a model input and a reason the "
             "service may give; keep those your analysts know can carry risk"
         )
     if extras:
-        lines.append("extras:  # columns kept beyond the contract; kinds guessed from the values")
+        header = "extras:  # columns kept beyond the contract; kinds guessed from the values"
+        # a key with only comments below is YAML's null, which a mapping refuses
+        lines.append(header if active else f"# {header}; uncomment it with a line below")
         for entry, kind in extras:
+            if kind.startswith("personal "):
+                # data minimisation: a person's particular beyond consignee_id is read only
+                # when someone opts in (probe 18: the name, phone and e-mail were features)
+                what = kind.removeprefix("personal ")
+                fold = ", whatever its case" if entry.get("fold") else ""
+                lines.append(
+                    f"  # - {_flow(entry)}  # CHECK: PERSONAL (a private person's {what}): not "
+                    "mapped, so it is never read; uncomment to build its history as a feature, "
+                    f"held as a keyed pseudonym{fold}"
+                )
+                continue
             note = {
-                "personal": "  # CHECK: identifies a person: read as a keyed pseudonym; drop it "
-                "if no feature needs it",
                 "amount to check": "  # CHECK: an amount in the rows' currency (the TODO "
                 "above); drop amount: true if it is in another",
             }.get(kind, "")

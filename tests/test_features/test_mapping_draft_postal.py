@@ -44,7 +44,8 @@ def _itmatt(items: int = 300, seed: int = 5) -> pd.DataFrame:
 
 
 def test_the_mail_item_is_the_declaration_and_its_lines_its_items() -> None:
-    drafted = yaml.safe_load(draft_mapping(_itmatt()).text)
+    draft = draft_mapping(_itmatt())
+    drafted = yaml.safe_load(draft.text)
     columns = drafted["columns"]
     assert columns["declaration_id"] == "MAILITM_FID"  # not ITEM_NO, the line number
     assert drafted["items"]["gross_weight_kg"] == "agree"
@@ -57,10 +58,18 @@ def test_the_mail_item_is_the_declaration_and_its_lines_its_items() -> None:
         "32": "documents",
         "91": "merchandise",
     }
-    extras = {e["column"]: e for e in drafted.get("extras", [])}
-    assert extras["ADDRESSEE_ADDR"].get("personal") is True
+    # the addressee's name and address: drafted personal and commented out, read only if
+    # opted in (data minimisation, probe 18 M5)
+    assert draft.personal == ["ADDRESSEE_NAME", "ADDRESSEE_ADDR"]
+    assert [e["column"] for e in drafted["extras"]] == ["ORIG_OFFICE", "CONTENT_NET_WEIGHT_G"]
+    commented = {
+        line.split("column: ")[1].split(",")[0]: line
+        for line in draft.text.splitlines()
+        if line.startswith("  # - ")
+    }
+    assert "personal: true" in commented["ADDRESSEE_ADDR"]
     # a person's name is one pseudonym whatever its case
-    assert extras["ADDRESSEE_NAME"].get("personal") is True and extras["ADDRESSEE_NAME"]["fold"]
+    assert "personal: true, fold: true}" in commented["ADDRESSEE_NAME"]
 
 
 def test_a_senders_name_as_its_id_is_one_seller_whatever_its_spelling() -> None:

@@ -238,7 +238,15 @@ def measure_period_drift(
             f"(alert above {f['alert_above']:.3f}{trend})"
             + _shift_detail(f, reference.features[j], now.shares[j])
         )
-        if prior and f["previous_psi"] > f["alert_above"]:
+        # a feature gone missing is a feed's fault, not a population that changed: it pages
+        # every period until the feed is mended, never standing
+        gone = f["missing_share"] - f["reference_missing_share"] > params.missing_rise_alert
+        if gone:
+            message += (
+                f"; a broken feed (its missing share rose more than monitor.missing_rise_alert="
+                f"{params.missing_rise_alert:g}): paged every period until it is mended"
+            )
+        if prior and f["previous_psi"] > f["alert_above"] and not gone:
             if f["psi_since_previous"] <= params.psi_feature_alert:
                 section["standing"].append(
                     f"{message}; standing: PSI {f['previous_psi']:.3f} in the previous period, "

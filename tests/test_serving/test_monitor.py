@@ -255,6 +255,24 @@ def test_a_shift_the_previous_period_showed_too_is_standing_not_alerted_again() 
     assert "new since the previous period" in alerts[0].message
 
 
+def test_a_feature_gone_missing_pages_every_period_never_standing() -> None:
+    rng = np.random.default_rng(9)
+    champion, params = _reference_champion(rng), MonitorParams(min_drift_rows=100)
+    broken = _drift_frame(rng, 0, stable=np.nan)
+    section, alerts = measure_period_drift(
+        broken, champion, INFO, params, _drift_frame(rng, 0, stable=np.nan)
+    )
+    assert [a.subject for a in alerts] == ["stable"] and section["standing"] == []
+    assert "a broken feed" in alerts[0].message
+    # a partial gap below the bound is a population shift like any other: standing
+    gap = np.where(rng.uniform(size=1000) < 0.15, np.nan, rng.normal(0, 1, 1000))
+    section, alerts = measure_period_drift(
+        _drift_frame(rng, 0, stable=gap), champion, INFO, params,
+        _drift_frame(rng, 0, stable=gap.copy()),
+    )  # fmt: skip
+    assert alerts == [] and [m.split(":")[0] for m in section["standing"]] == ["feature stable"]
+
+
 def test_a_drift_message_says_a_feed_went_missing_or_holds_unseen_values() -> None:
     rng = np.random.default_rng(8)
     champion, params = _reference_champion(rng), MonitorParams(min_drift_rows=100)

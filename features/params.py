@@ -659,6 +659,10 @@ class MonitorParams(Section):
     disparity_tolerance: float = Field(1.5, gt=1)
     disparity_min_results: int = Field(20, ge=1)
     report_top_features: int = Field(15, ge=1)  # features in the report's PSI chart
+    # People's acknowledgements of alerts (serving/monitor/acks.py): the file, and how far an
+    # acknowledged drift's PSI may grow (x (1 + this)) before it pages again
+    acknowledged_file: str = "monitor-acknowledged.yaml"
+    ack_margin: float = Field(0.5, gt=0)
 
 
 # --------------------------------------------------------------------------------------------

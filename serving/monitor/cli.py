@@ -21,10 +21,13 @@ from features.cli import params_option, settings_from, tracking_option
 from features.errors import ParcelriskError
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     import pandas as pd
 
     from features.params import Settings
     from models.bundle import RiskModel
+    from serving.monitor.acks import Ack
 
 
 def _bound(text: str, option: str) -> Any:
@@ -62,6 +65,7 @@ def monitor_store(
     end: pd.Timestamp,
     settings: Settings,
     tracking_uri: str | None = None,
+    acks: Sequence[Ack] = (),
 ) -> tuple[dict[str, Any], RiskModel, Any]:
     """What ``parcelrisk monitor`` measures on the decisions declared in [start, end) of the
     store at ``path``: the summary (``monitor_period``'s, with the store's path; the raw live
@@ -99,10 +103,10 @@ def monitor_store(
     )
     # the champion's own records last: they win for a thresholds version both hold
     targets = lane_targets_of(champion, {**earlier, **read_lane_targets(client, info["run_id"])})
-    # the period of the same length before: a drift both periods show is standing, not news
+    # the period of the same length before: each drift alert says whether it is new
     previous = read_period(path, (start - (end - start)).strftime(stored), start.strftime(stored))
     summary = monitor_period(
-        frame, counts, champion, info, targets, start, end, settings.monitor, previous
+        frame, counts, champion, info, targets, start, end, settings.monitor, previous, acks
     )
     summary["store"] = str(path)
     return summary, champion, client
@@ -130,6 +134,25 @@ def monitor(
         "--quiet",
         help="Print only the verdict line (stderr), not the JSON summary: for a cron job's mail.",
     ),
+    acknowledged: Path | None = typer.Option(
+        None,
+        "--acknowledged",
+        help="Acknowledgements file (default: monitor.acknowledged_file, "
+        "monitor-acknowledged.yaml).",
+    ),
+    acknowledge_until: str | None = typer.Option(
+        None,
+        "--acknowledge-until",
+        help="Acknowledge this period's alerts (or those --only names) at their level until "
+        "this date: they page again if they move beyond it, or after it. Needs --reason.",
+    ),
+    reason: str = typer.Option("", "--reason", help="Why the acknowledged alerts need no action."),
+    only: list[str] = typer.Option(
+        [],
+        "--only",
+        help="With --acknowledge-until: just this alert, as KIND:SUBJECT "
+        "(e.g. lane_share:red); repeatable.",
+    ),
 ) -> None:
     """A period of live decisions against the champion: feature and score drift (PSI, KS),
     lane shares against their targets, exploration hit rates, disparity by origin, channel
@@ -155,8 +178,20 @@ def monitor(
             report.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ParcelriskError(f"--report {report}: cannot create it: {exc.strerror}") from None
+    from serving.monitor.acks import read_acks
+
+    if acknowledge_until is not None and not reason.strip():
+        raise ParcelriskError(
+            "--acknowledge-until needs --reason: why no action is needed until then"
+        )
+    if only and acknowledge_until is None:
+        raise ParcelriskError("--only names alerts to acknowledge: give --acknowledge-until too")
+    acks_path = acknowledged or Path(settings.monitor.acknowledged_file)
+    acks = read_acks(acks_path)
     path = db if db is not None else settings.serve.audit_db
-    summary, champion, client = monitor_store(path, start, end, settings, tracking_uri)
+    summary, champion, client = monitor_store(path, start, end, settings, tracking_uri, acks)
+    if acknowledge_until is not None:
+        _acknowledge(summary, acks_path, acknowledge_until, reason, only, start, end)
     info = summary["champion"]
     live_scores = summary["drift"].pop("score_live", [])
     html_text = render_report(
@@ -191,16 +226,64 @@ def monitor(
         raise typer.Exit(1)
 
 
+def _acknowledge(
+    summary: dict[str, Any],
+    path: Path,
+    until_text: str,
+    reason: str,
+    only: list[str],
+    start: pd.Timestamp,
+    end: pd.Timestamp,
+) -> None:
+    """Acknowledge the summary's alerts (those ``only`` names) in ``path`` and move them to its
+    ``acknowledged`` list: the person read them and says none needs action until then."""
+    import getpass
+    import socket
+    from dataclasses import asdict
+
+    import pandas as pd
+
+    from serving.monitor.acks import acknowledge
+
+    alerts = summary["alerts"]
+    named = {tuple(o.split(":", 1)) for o in only}
+    if bad := [o for o in only if ":" not in o]:
+        raise ParcelriskError(f"--only {bad[0]!r}: write KIND:SUBJECT (e.g. lane_share:red)")
+    chosen = [a for a in alerts if not named or (a["kind"], a["subject"]) in named]
+    if unknown := named - {(a["kind"], a["subject"]) for a in alerts}:
+        kind, subject = sorted(unknown)[0]
+        raise ParcelriskError(f"--only {kind}:{subject}: no such alert in this period")
+    try:
+        by = f"{getpass.getuser()}@{socket.gethostname()}"
+    except (KeyError, OSError):
+        by = f"uid {os.getuid()}"
+    added = acknowledge(
+        path,
+        chosen,
+        period=f"{_stamp(start)}_{_stamp(end)}",
+        until=_bound(until_text, "--acknowledge-until"),
+        reason=reason,
+        now=pd.Timestamp.now(tz="UTC"),
+        by=by,
+    )
+    summary["alerts"] = [a for a in alerts if a not in chosen]
+    summary["acknowledged"] += [
+        {"alert": a, "acknowledgement": asdict(ack)} for a, ack in zip(chosen, added, strict=True)
+    ]
+
+
 def verdict_line(summary: dict[str, Any]) -> str:
-    """The line a person or a cron job reads: the alerts, the standing shifts (alerted in the
-    previous period too, not again), and what could not be judged ("0 alert(s)" alone read as
-    healthy for a period of 100% red against a 1% target, too few to judge)."""
-    alerts, standing, unjudged = summary["alerts"], summary["standing"], summary["not_judged"]
+    """The line a person or a cron job reads: the alerts, those a person acknowledged at their
+    level, and what could not be judged ("0 alert(s)" alone read as healthy for a period of
+    100% red against a 1% target, too few to judge)."""
+    alerts, unjudged = summary["alerts"], summary["not_judged"]
     line = f"{len(alerts)} alert(s)"
     if alerts:
         line += f" ({', '.join(sorted({a['kind'] for a in alerts}))})"
-    if standing:
-        line += f"; {len(standing)} standing shift(s) (listed under standing, not alerted again)"
+    if acknowledged := summary["acknowledged"]:
+        line += f"; {len(acknowledged)} acknowledged at their level"
+    if expired := summary["acknowledgements_expired"]:
+        line += f"; {len(expired)} acknowledgement(s) expired"
     if unjudged:
         line += f"; NOT JUDGED: {'; '.join(unjudged)}"
     return line

@@ -23,6 +23,7 @@ from models.reference import bin_shares
 from models.thresholds import fit_lane_thresholds
 from serving.auditor.disparity import DIMENSIONS, LaneCount, group_rates
 from serving.decision import unpack_features
+from serving.monitor.acks import Ack, apply_acks
 
 if TYPE_CHECKING:
     from features.params import MonitorParams
@@ -40,6 +41,11 @@ class Alert:
     value: float
     threshold: float
     message: str
+    # the value's interval (exploration hit rate and revenue): an acknowledged level still
+    # inside it is no news
+    low: float | None = None
+    high: float | None = None
+    flag: str = ""  # a disparity's direction ("more red than hits justify" or "less ...")
 
 
 def _z(confidence: float) -> float:
@@ -148,12 +154,11 @@ def measure_period_drift(
     champion's training reference.
 
     ``previous``: the decisions of the period of the same length just before (None: not
-    read). A shift against the reference that the previous period showed too, and that moved
-    less than the alert level since, is *standing*: reported in ``standing``, not alerted
-    again. A reference is one test period of history: a dominant seller's count on a decile
-    edge, or the hit-rate features under the live inspection policy, differ from it for good,
-    and a monitor that pages for them every day is one nobody reads (probe 17). Alerting on
-    what changed, and listing what stands, keeps exit 1 for news.
+    read): each alert says whether its shift is new or stood out there too, and how far it
+    moved since. A reference is one test period of history: a dominant seller's count on a
+    decile edge, or the hit-rate features under the live inspection policy, differ from it for
+    good (probe 17); a person acknowledges such a shift at its level until a date
+    (``serving.monitor.acks``), and it pages again once it moves beyond.
     """
     reference = champion.reference
     fingerprint = champion.manifest.fingerprint
@@ -213,7 +218,6 @@ def measure_period_drift(
         score_live=frame.loc[by_champion, "risk"].to_numpy(np.float64).tolist()
         if by_champion.any()
         else [],
-        standing=[],
     )
     alerts: list[Alert] = []
     judged = now.rows >= params.min_drift_rows
@@ -238,57 +242,54 @@ def measure_period_drift(
             f"(alert above {f['alert_above']:.3f}{trend})"
             + _shift_detail(f, reference.features[j], now.shares[j])
         )
-        # a feature gone missing is a feed's fault, not a population that changed: it pages
-        # every period until the feed is mended, never standing
-        gone = f["missing_share"] - f["reference_missing_share"] > params.missing_rise_alert
-        if gone:
+        if f["missing_share"] - f["reference_missing_share"] > params.missing_rise_alert:
+            # a feature gone missing is a feed's fault, not a population that changed
             message += (
                 f"; a broken feed (its missing share rose more than monitor.missing_rise_alert="
-                f"{params.missing_rise_alert:g}): paged every period until it is mended"
+                f"{params.missing_rise_alert:g})"
             )
-        if prior and f["previous_psi"] > f["alert_above"] and not gone:
-            if f["psi_since_previous"] <= params.psi_feature_alert:
-                section["standing"].append(
-                    f"{message}; standing: PSI {f['previous_psi']:.3f} in the previous period, "
-                    f"{f['psi_since_previous']:.3f} moved since"
-                )
-                continue
-            message += (
-                f"; it also stood out in the previous period (PSI {f['previous_psi']:.3f}) "
-                f"and moved {f['psi_since_previous']:.3f} since"
-            )
-        elif prior:
-            message += f"; new since the previous period (PSI {f['previous_psi']:.3f} there)"
+        message += _since_previous(
+            f["previous_psi"] if prior else None,
+            f.get("psi_since_previous"),
+            f["alert_above"],
+        )
         alerts.append(Alert("feature_drift", f["name"], f["psi"], f["alert_above"], message))
     score = now.score
     score_judged = score is not None and now.score_rows >= params.min_drift_rows
     if score_judged and score["psi"] > params.psi_score_alert:
-        message = (
-            f"risk score: PSI {score['psi']:.3f} against the training reference "
-            f"(alert above {params.psi_score_alert})"
-        )
         prior_score = (
             prior and before.score is not None and before.score_rows >= params.min_drift_rows
         )
-        moved = (
+        score["previous_psi"] = before.score["psi"] if prior_score else None
+        score["psi_since_previous"] = (
             population_stability_index(before.score_shares, now.score_shares, params.psi_epsilon)
             if prior_score
             else None
         )
-        score["previous_psi"] = before.score["psi"] if prior_score else None
-        score["psi_since_previous"] = moved
-        if (
-            prior_score
-            and before.score["psi"] > params.psi_score_alert
-            and moved <= params.psi_score_alert
-        ):
-            section["standing"].append(
-                f"{message}; standing: PSI {before.score['psi']:.3f} in the previous "
-                f"period, {moved:.3f} moved since"
+        message = (
+            f"risk score: PSI {score['psi']:.3f} against the training reference "
+            f"(alert above {params.psi_score_alert})"
+            + _since_previous(
+                score["previous_psi"], score["psi_since_previous"], params.psi_score_alert
             )
-            return section, alerts
+        )
         alerts.append(Alert("score_drift", "risk", score["psi"], params.psi_score_alert, message))
     return section, alerts
+
+
+def _since_previous(previous: float | None, moved: float | None, level: float) -> str:
+    """Where a shift stood in the period before: new, or there already and how far it moved
+    since. Said, never acted on: a shift is silenced only by a person's acknowledgement
+    (``serving.monitor.acks``), never because two periods showed it (probe 19: a feed broken
+    in both windows read as standing, once the cron had missed its first days)."""
+    if previous is None:
+        return ""
+    if previous <= level:
+        return f"; new since the previous period (PSI {previous:.3f} there)"
+    return (
+        f"; it stood out in the previous period too (PSI {previous:.3f}) and moved "
+        f"{moved:.3f} since"
+    )
 
 
 # --- lanes ------------------------------------------------------------------------------------
@@ -493,6 +494,8 @@ def _judge_exploration(
                 f"{label} {what} {fmt.format(value)} ({params.confidence:.0%} interval "
                 f"{fmt.format(low)}-{fmt.format(high)}, {n} results) is {where} the model's "
                 f"expected {fmt.format(expected)} by more than {tolerance:.0%}",
+                low,
+                high,
             )
         )
     return alerts
@@ -583,6 +586,7 @@ def measure_disparity(
                         params.disparity_tolerance,
                         f"{dimension} {r.group}: red rate {r.red_rate:.2%}, hit rate "
                         f"{r.hit_rate:.2%} over {r.inspected} results: {r.flag}",
+                        flag=r.flag,
                     )
                 )
     return section, alerts
@@ -625,25 +629,31 @@ def monitor_period(
     until: pd.Timestamp,
     params: MonitorParams,
     previous: pd.DataFrame | None = None,
+    acks: Sequence[Ack] = (),
+    today: str | None = None,
 ) -> dict[str, Any]:
     """Every section and the alerts of one period; ``score_live`` (the raw live scores, for the
     report's plot) is left in the drift section: drop it before printing.
 
-    ``previous``: the decisions of the period of the same length before ``since`` (drift
-    shifts both show are standing, not alerted again). ``not_judged`` lists what the period
-    holds too little of to judge, for the verdict line.
+    ``previous``: the decisions of the period of the same length before ``since`` (each drift
+    alert says whether it is new). ``acks``: people's acknowledgements (``serving.monitor.
+    acks``), in force before their date (``today``: YYYY-MM-DD, default the day ``until``
+    falls on); an alert still at its acknowledged level is listed under ``acknowledged``, not
+    paged. ``not_judged`` lists what the period holds too little of to judge.
     """
     drift, drift_alerts = measure_period_drift(
         frame, champion, info, params, previous, since - (until - since)
     )
     lanes, lane_alerts = measure_lane_shares(frame, champion, info, targets, params)
-    lane_alerts = [
-        _with_lane_advice(a, lanes, [d for d in drift_alerts if d.kind == "feature_drift"])
-        for a in lane_alerts
-    ]
     exploration, exploration_alerts = measure_exploration(frame, since, champion, params)
     disparity, disparity_alerts = measure_disparity(counts, params)
-    alerts = drift_alerts + lane_alerts + exploration_alerts + disparity_alerts
+    day = today or (until - pd.Timedelta(microseconds=1)).strftime("%Y-%m-%d")
+    alerts, acknowledged, expired = apply_acks(
+        drift_alerts + lane_alerts + exploration_alerts + disparity_alerts, acks, day, params
+    )
+    # a lane alert's feed warning names the features that page, not the acknowledged ones
+    moved = [a for a in alerts if a.kind == "feature_drift"]
+    alerts = [_with_lane_advice(a, lanes, moved) if a.kind == "lane_share" else a for a in alerts]
     sections = {"drift": drift, "lanes": lanes, "exploration": exploration, "disparity": disparity}
     not_judged = [
         f"{name} ({section.get('not_judged', 'too few decisions')})"
@@ -662,7 +672,8 @@ def monitor_period(
         "decisions": len(frame),
         "champion": dict(info),
         "alerts": [asdict(a) for a in alerts],
-        "standing": drift.get("standing", []),
+        "acknowledged": acknowledged,
+        "acknowledgements_expired": expired,
         "not_judged": not_judged,
         **sections,
     }

@@ -152,21 +152,20 @@ def render_report(
         if alerts
         else "<p>None.</p>"
     )
-    standing = summary.get("standing", [])
-    previous = summary["drift"].get("previous") or {}
-    parts.append("<h2>Standing shifts</h2>")
-    if standing:
+    acknowledged = summary.get("acknowledged", [])
+    parts.append("<h2>Acknowledged</h2>")
+    if acknowledged:
         parts.append(
-            f"<p>Shifts against the training reference the previous period (from "
-            f"{esc(str(previous.get('since')))}) showed too, moved less than the alert level "
-            "since: not alerted again.</p><ul>"
-            + "".join(f"<li>{esc(m)}</li>" for m in standing)
+            "<p>Alerts a person acknowledged, still at the level they were seen: not paged. "
+            "Each pages again once it moves beyond that level, or after its date.</p><ul>"
+            + "".join(
+                f"<li>{esc(a['alert']['message'])} <i>(acknowledged by "
+                f"{esc(a['acknowledgement']['by'])} at {a['acknowledgement']['value']:.4g} until "
+                f"{esc(a['acknowledgement']['until'])}: {esc(a['acknowledgement']['reason'])})</i>"
+                "</li>"
+                for a in acknowledged
+            )
             + "</ul>"
-        )
-    elif previous and not previous.get("judged"):
-        parts.append(
-            f"<p>None told apart: the previous period was not compared "
-            f"({esc(str(previous.get('not_judged')))}).</p>"
         )
     else:
         parts.append("<p>None.</p>")

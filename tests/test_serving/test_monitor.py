@@ -12,10 +12,12 @@ import pandas as pd
 import pytest
 import yaml
 
+from features.errors import ParcelriskError
 from features.params import MonitorParams
 from models.bundle import LaneThresholds
 from models.capacity import wilson_interval
 from serving.auditor.disparity import LaneCount
+from serving.monitor.acks import Ack, acknowledge, apply_acks, read_acks
 from serving.monitor.compute import (
     Alert,
     _with_lane_advice,
@@ -231,46 +233,141 @@ def _drift_frame(rng: np.random.Generator, count_shift: float, n: int = 1000, **
     return frame
 
 
-def test_a_shift_the_previous_period_showed_too_is_standing_not_alerted_again() -> None:
+def test_a_drift_alert_says_whether_the_previous_period_showed_it_and_never_drops_it() -> None:
     rng = np.random.default_rng(7)
     champion, params = _reference_champion(rng), MonitorParams(min_drift_rows=100)
     shifted = _drift_frame(rng, 60)
-    # no previous period: the shift is news
+    # no previous period: said, and alerted
     section, alerts = measure_period_drift(shifted, champion, INFO, params)
     assert [a.subject for a in alerts] == ["count"] and not section["previous"]["judged"]
-    # the period before showed the same shift: standing, listed, no alert
+    assert "previous period" not in alerts[0].message
+    # the period before showed the same shift: still alerted (two windows showing a broken
+    # feed is no reason to stop paging: probe 19), saying so and how far it moved
     section, alerts = measure_period_drift(
         shifted, champion, INFO, params, _drift_frame(rng, 60), pd.Timestamp("2026-02-22")
     )
-    assert alerts == [] and len(section["standing"]) == 1
-    assert section["standing"][0].startswith("feature count: PSI ")
-    assert "standing: PSI" in section["standing"][0]
-    # it moved on since: alerted again, saying so
-    _, alerts = measure_period_drift(_drift_frame(rng, 200), champion, INFO, params, shifted)
-    assert [a.subject for a in alerts] == ["count"]
-    assert "also stood out in the previous period" in alerts[0].message
+    assert [a.subject for a in alerts] == ["count"] and section["previous"]["judged"]
+    assert "stood out in the previous period too (PSI " in alerts[0].message
+    assert section["features"][0]["psi_since_previous"] < 0.1
     # the period before was quiet: new
     _, alerts = measure_period_drift(shifted, champion, INFO, params, _drift_frame(rng, 0))
-    assert [a.subject for a in alerts] == ["count"]
     assert "new since the previous period" in alerts[0].message
 
 
-def test_a_feature_gone_missing_pages_every_period_never_standing() -> None:
+def test_a_feature_gone_missing_is_called_a_broken_feed() -> None:
     rng = np.random.default_rng(9)
     champion, params = _reference_champion(rng), MonitorParams(min_drift_rows=100)
-    broken = _drift_frame(rng, 0, stable=np.nan)
-    section, alerts = measure_period_drift(
-        broken, champion, INFO, params, _drift_frame(rng, 0, stable=np.nan)
-    )
-    assert [a.subject for a in alerts] == ["stable"] and section["standing"] == []
-    assert "a broken feed" in alerts[0].message
-    # a partial gap below the bound is a population shift like any other: standing
+    _, alerts = measure_period_drift(_drift_frame(rng, 0, stable=np.nan), champion, INFO, params)
+    assert [a.subject for a in alerts] == ["stable"] and "a broken feed" in alerts[0].message
+    # a gap below monitor.missing_rise_alert is a shift like any other
     gap = np.where(rng.uniform(size=1000) < 0.15, np.nan, rng.normal(0, 1, 1000))
-    section, alerts = measure_period_drift(
-        _drift_frame(rng, 0, stable=gap), champion, INFO, params,
-        _drift_frame(rng, 0, stable=gap.copy()),
-    )  # fmt: skip
-    assert alerts == [] and [m.split(":")[0] for m in section["standing"]] == ["feature stable"]
+    _, alerts = measure_period_drift(_drift_frame(rng, 0, stable=gap), champion, INFO, params)
+    assert [a.subject for a in alerts] == ["stable"] and "broken feed" not in alerts[0].message
+
+
+# --- acknowledgements: a person silences an alert at its level, until a date ---------------
+
+
+def _ack(kind: str, subject: str, value: float, until: str = "2026-04-01", **more) -> Ack:
+    return Ack(kind, subject, value, until, "known: lanes refit on Monday", **more)
+
+
+def test_an_acknowledged_alert_is_listed_not_paged_while_at_its_level() -> None:
+    params = MonitorParams()
+    alerts = [
+        Alert("feature_drift", "platform_n_7d", 2.9, 0.25, "feature platform_n_7d: PSI 2.9"),
+        Alert("lane_share", "red", -0.55, 0.3, "red lane: ..."),
+        Alert("exploration_revenue", "exploration", 0.8, 3.0, "revenue ...", 0.3, 1.4),
+        Alert("disparity", "origin_country=CN", 0.02, 1.5, "origin CN ...", flag="more red"),
+        Alert("disparity", "channel=postal", 0.01, 1.5, "postal ...", flag="less red"),
+        Alert("feature_drift", "seller_n_7d", 0.55, 0.25, "feature seller_n_7d: PSI 0.55"),
+    ]
+    acks = [
+        _ack("feature_drift", "platform_n_7d", 2.46),  # 2.9 <= 2.46 x 1.5
+        _ack("lane_share", "red", -0.34),  # no further than 0.3 beyond -0.34
+        _ack("exploration_revenue", "exploration", 0.79),  # inside today's interval
+        _ack("disparity", "channel=postal", 0.004, flag="less red"),  # the same direction
+        _ack("feature_drift", "seller_n_7d", 0.34),  # 0.55 <= 0.34 + its alert level 0.25
+    ]
+    paged, acknowledged, expired = apply_acks(alerts, acks, "2026-03-20", params)
+    assert [a.subject for a in paged] == ["origin_country=CN"] and expired == []
+    assert [a["alert"]["subject"] for a in acknowledged] == [
+        "platform_n_7d", "red", "exploration", "channel=postal", "seller_n_7d"
+    ]  # fmt: skip
+    # a red lane nearer its target than acknowledged is no news
+    nearer = Alert("lane_share", "red", -0.31, 0.3, "red lane: ...")
+    assert apply_acks([nearer], [_ack("lane_share", "red", -0.69)], "2026-03-20", params)[0] == []
+    assert acknowledged[0]["acknowledgement"]["reason"] == "known: lanes refit on Monday"
+
+
+@pytest.mark.parametrize(
+    ("alert", "ack"),
+    [
+        # a slow drift is judged against where it was acknowledged, not against last week
+        (Alert("feature_drift", "quantity", 2.97, 0.25, "m"), _ack("feature_drift", "quantity", 1.71)),
+        # the red lane emptied by a broken feed, acknowledged when it was 34% under
+        (Alert("lane_share", "red", -1.0, 0.3, "m"), _ack("lane_share", "red", -0.34)),
+        # revenue collapsed: today's interval no longer holds the acknowledged 0.79 EUR
+        (Alert("exploration_revenue", "exploration", 0.09, 3.0, "m", 0.0, 0.2),
+         _ack("exploration_revenue", "exploration", 0.79)),
+        # the red lane overfull, acknowledged when it was under its target
+        (Alert("lane_share", "red", 0.4, 0.3, "m"), _ack("lane_share", "red", -0.34)),
+        # a disparity that turned the other way
+        (Alert("disparity", "channel=postal", 0.03, 1.5, "m", flag="more red"),
+         _ack("disparity", "channel=postal", 0.004, flag="less red")),
+    ],
+)  # fmt: skip
+def test_an_acknowledged_alert_pages_again_once_it_moves_beyond_its_level(alert, ack) -> None:
+    paged, acknowledged, _ = apply_acks([alert], [ack], "2026-03-20", MonitorParams())
+    assert acknowledged == [] and len(paged) == 1
+    assert "moved beyond its acknowledged by" in paged[0].message
+
+
+def test_an_expired_acknowledgement_pages_again_and_the_newest_one_is_read() -> None:
+    alert = Alert("lane_share", "red", -0.34, 0.3, "red lane")
+    old = _ack("lane_share", "red", -0.34, until="2026-03-01", acknowledged_at="2026-02-01")
+    paged, _, expired = apply_acks([alert], [old], "2026-03-20", MonitorParams())
+    assert len(paged) == 1 and "expired" in paged[0].message and len(expired) == 1
+    renewed = _ack("lane_share", "red", -0.34, until="2026-05-01", acknowledged_at="2026-03-19")
+    paged, acknowledged, _ = apply_acks([alert], [renewed, old], "2026-03-20", MonitorParams())
+    assert paged == [] and len(acknowledged) == 1
+
+
+def test_acknowledgements_are_written_whole_and_read_back(tmp_path) -> None:
+    path = tmp_path / "acks.yaml"
+    now = pd.Timestamp("2026-03-20T08:00", tz="UTC")
+    alert = {"kind": "lane_share", "subject": "red", "value": -0.34, "low": None, "high": None}
+    (added,) = acknowledge(path, [alert], period="2026-03-13_2026-03-20",
+                           until=pd.Timestamp("2026-04-01", tz="UTC"), reason="refit Monday",
+                           now=now, by="analyst@unit")  # fmt: skip
+    assert read_acks(path) == [added] and added.until == "2026-04-01"
+    assert path.read_text().startswith("# parcelrisk monitor acknowledgements")
+    with pytest.raises(ParcelriskError, match="--reason"):
+        acknowledge(path, [alert], period="p", until=now + pd.Timedelta(days=1), reason=" ",
+                    now=now, by="x")  # fmt: skip
+    with pytest.raises(ParcelriskError, match="is not in the future"):
+        acknowledge(path, [alert], period="p", until=now, reason="r", now=now, by="x")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("kind: lane_share", "acknowledgements are a YAML list"),
+        ("- {kind: lane_share, subject: red, value: -0.3, until: 2026-04-01}", "missing reason"),
+        ("- {kind: lane_share, subject: red, value: low, until: 2026-04-01, reason: r}",
+         "acknowledgement 1: could not convert"),
+        ("- {kind: lane_share, subject: red, value: 1, until: someday, reason: r}",
+         "until 'someday' is not a date"),
+        ("- [1, 2]", "acknowledgement 1 is not a mapping"),
+    ],
+)  # fmt: skip
+def test_a_malformed_acknowledgement_is_refused_by_position_never_skipped(
+    tmp_path, text, message
+) -> None:
+    path = tmp_path / "acks.yaml"
+    path.write_text(text)
+    with pytest.raises(ParcelriskError, match=message):
+        read_acks(path)
 
 
 def test_a_drift_message_says_a_feed_went_missing_or_holds_unseen_values() -> None:
@@ -487,6 +584,51 @@ def test_quiet_prints_the_verdict_line_alone_for_a_cron_mail(monitored, capsys) 
     verdict = err.strip().splitlines()[-1]
     assert "score_drift" in verdict.split(";")[0]  # the kinds that fired, first
     assert "logged to run" in verdict
+
+
+def test_a_person_acknowledges_a_period_s_alerts_and_the_next_run_is_quiet(
+    monitored, capsys, tmp_path
+) -> None:
+    acks = tmp_path / "acknowledged.yaml"
+    with_acks = ("--acknowledged", str(acks), "--quiet")
+    code, _, err = run_cli(capsys, *_args(monitored, "alerting", *with_acks))
+    assert code == 1 and "score_drift" in err
+    # no reason, no acknowledgement: one line, nothing written
+    code, _, err = run_cli(
+        capsys, *_args(monitored, "alerting", *with_acks, "--acknowledge-until", "2099-01-01")
+    )
+    assert code == 2 and "needs --reason" in err and not acks.exists()
+    code, _, err = run_cli(
+        capsys,
+        *_args(monitored, "alerting", *with_acks, "--only", "score_drift:nothing",
+               "--acknowledge-until", "2099-01-01", "--reason", "r"),
+    )  # fmt: skip
+    assert code == 2 and "no such alert in this period" in err and not acks.exists()
+    code, _, err = run_cli(
+        capsys,
+        *_args(monitored, "alerting", *with_acks, "--acknowledge-until", "2099-01-01",
+               "--reason", "a test store: every shift is expected"),
+    )  # fmt: skip
+    assert code == 0, err
+    written = yaml.safe_load(acks.read_text())
+    assert {a["kind"] for a in written} >= {"score_drift"}
+    assert all(a["until"] == "2099-01-01" and a["by"] for a in written)
+    # the next run reads them: the same alerts, at the same level, page no more
+    code, out, err = run_cli(capsys, *_args(monitored, "alerting", "--acknowledged", str(acks)))
+    summary = json.loads(out)
+    assert code == 0 and summary["alerts"] == [], summary["alerts"]
+    assert len(summary["acknowledged"]) == len(written)
+    assert f"0 alert(s); {len(written)} acknowledged at their level" in err
+
+
+def test_a_malformed_acknowledgements_file_is_one_line_and_exit_2(
+    monitored, capsys, tmp_path
+) -> None:
+    acks = tmp_path / "acknowledged.yaml"
+    acks.write_text("- {kind: score_drift, subject: risk, value: 9}\n")
+    code, out, err = run_cli(capsys, *_args(monitored, "alerting", "--acknowledged", str(acks)))
+    assert code == 2 and out == ""
+    assert err.strip() == f"error: {acks}: acknowledgement 1: missing until, reason"
 
 
 def test_a_since_in_the_future_says_so(monitored, capsys) -> None:

@@ -201,9 +201,9 @@ def measure_period_drift(
             "not read"
             if before is None
             else f"{before.rows} comparable decisions, fewer than "
-            f"monitor.min_drift_rows={params.min_drift_rows}: every shift is alerted as new"
+            f"monitor.min_drift_rows={params.min_drift_rows}: alerts say nothing of it"
         )
-    if prior:
+    if prior and features:  # none when this period holds no comparable decision
         for f, live, was, shares_before in zip(
             features, now.shares, before.features, before.shares, strict=True
         ):

@@ -254,6 +254,16 @@ def test_a_drift_alert_says_whether_the_previous_period_showed_it_and_never_drop
     assert "new since the previous period" in alerts[0].message
 
 
+def test_a_period_with_no_comparable_decision_after_one_with_many_is_not_judged() -> None:
+    rng = np.random.default_rng(10)
+    champion, params = _reference_champion(rng), MonitorParams(min_drift_rows=100)
+    other = _drift_frame(rng, 0)
+    other["manifest_fingerprint"] = "fp-2"  # decided with another model's features
+    section, alerts = measure_period_drift(other, champion, INFO, params, _drift_frame(rng, 0))
+    assert alerts == [] and not section["judged"] and section["previous"]["judged"]
+    assert section["other_manifest_decisions"] == 1000
+
+
 def test_a_feature_gone_missing_is_called_a_broken_feed() -> None:
     rng = np.random.default_rng(9)
     champion, params = _reference_champion(rng), MonitorParams(min_drift_rows=100)

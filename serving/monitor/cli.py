@@ -1,7 +1,9 @@
 """`parcelrisk monitor --since DATE [--until DATE]`: the thin edge of ``serving.monitor``.
 
-Prints the JSON summary (not with ``--quiet``) and a verdict line; with ``--report DIR`` also writes ``report.html`` and ``summary.json``
-there; logs both to the champion's MLflow run under ``monitoring/<since>_<until>/``. Exit 1 when
+Prints the JSON summary (not with ``--quiet``) and a verdict line; with ``--report DIR`` also
+writes ``report.html`` and ``summary.json`` there; logs both to the champion's MLflow run under
+``monitoring/<since>_<until>/``. ``--acknowledge-until DATE --reason TEXT`` records a person's
+acknowledgement of the period's alerts (``serving.monitor.acks``). Exit 1 when
 an alert fires, 0 when none, 2 on bad input (``ParcelriskError``, one line).
 """
 
@@ -186,12 +188,16 @@ def monitor(
         )
     if only and acknowledge_until is None:
         raise ParcelriskError("--only names alerts to acknowledge: give --acknowledge-until too")
+    if bad := [o for o in only if ":" not in o]:
+        raise ParcelriskError(f"--only {bad[0]!r}: write KIND:SUBJECT (e.g. lane_share:red)")
+    # read before the period is: a date that does not read is refused before any work
+    ack_until = _bound(acknowledge_until, "--acknowledge-until") if acknowledge_until else None
     acks_path = acknowledged or Path(settings.monitor.acknowledged_file)
     acks = read_acks(acks_path)
     path = db if db is not None else settings.serve.audit_db
     summary, champion, client = monitor_store(path, start, end, settings, tracking_uri, acks)
-    if acknowledge_until is not None:
-        _acknowledge(summary, acks_path, acknowledge_until, reason, only, start, end)
+    if ack_until is not None:
+        _acknowledge(summary, acks_path, ack_until, reason, only, start, end)
     info = summary["champion"]
     live_scores = summary["drift"].pop("score_live", [])
     html_text = render_report(
@@ -229,7 +235,7 @@ def monitor(
 def _acknowledge(
     summary: dict[str, Any],
     path: Path,
-    until_text: str,
+    until: pd.Timestamp,
     reason: str,
     only: list[str],
     start: pd.Timestamp,
@@ -237,34 +243,27 @@ def _acknowledge(
 ) -> None:
     """Acknowledge the summary's alerts (those ``only`` names) in ``path`` and move them to its
     ``acknowledged`` list: the person read them and says none needs action until then."""
-    import getpass
-    import socket
     from dataclasses import asdict
 
     import pandas as pd
 
+    from models.run_records import operator_name
     from serving.monitor.acks import acknowledge
 
     alerts = summary["alerts"]
     named = {tuple(o.split(":", 1)) for o in only}
-    if bad := [o for o in only if ":" not in o]:
-        raise ParcelriskError(f"--only {bad[0]!r}: write KIND:SUBJECT (e.g. lane_share:red)")
-    chosen = [a for a in alerts if not named or (a["kind"], a["subject"]) in named]
     if unknown := named - {(a["kind"], a["subject"]) for a in alerts}:
         kind, subject = sorted(unknown)[0]
         raise ParcelriskError(f"--only {kind}:{subject}: no such alert in this period")
-    try:
-        by = f"{getpass.getuser()}@{socket.gethostname()}"
-    except (KeyError, OSError):
-        by = f"uid {os.getuid()}"
+    chosen = [a for a in alerts if not named or (a["kind"], a["subject"]) in named]
     added = acknowledge(
         path,
         chosen,
         period=f"{_stamp(start)}_{_stamp(end)}",
-        until=_bound(until_text, "--acknowledge-until"),
+        until=until,
         reason=reason,
         now=pd.Timestamp.now(tz="UTC"),
-        by=by,
+        by=operator_name(),  # as lane sets and promotions name who ran them
     )
     summary["alerts"] = [a for a in alerts if a not in chosen]
     summary["acknowledged"] += [

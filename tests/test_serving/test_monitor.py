@@ -614,6 +614,11 @@ def test_a_person_acknowledges_a_period_s_alerts_and_the_next_run_is_quiet(
                "--acknowledge-until", "2099-01-01", "--reason", "r"),
     )  # fmt: skip
     assert code == 2 and "no such alert in this period" in err and not acks.exists()
+    for bad, said in ((("--only", "score_drift"), "write KIND:SUBJECT"),
+                      (("--acknowledge-until", "soon"), "--acknowledge-until")):  # fmt: skip
+        args = ("--acknowledge-until", "2099-01-01", "--reason", "r", *bad)
+        code, _, err = run_cli(capsys, *_args(monitored, "alerting", *with_acks, *args))
+        assert code == 2 and said in err and not acks.exists(), err
     code, _, err = run_cli(
         capsys,
         *_args(monitored, "alerting", *with_acks, "--acknowledge-until", "2099-01-01",

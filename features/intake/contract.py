@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
 from features.errors import ParcelriskError
-from features.intake.pseudonym import process_key, pseudonym_of, pseudonymise
+from features.intake.pseudonym import PSEUDONYM, process_key, pseudonym_of, pseudonymise
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -422,11 +422,14 @@ class Contract:
 def fold_name(text: pd.Series) -> pd.Series:
     """Names as one party whatever their case and spacing (``fold: true``): upper case, runs of
     spaces as one, none before a comma or full stop, one after them. Idempotent: a value
-    folded once (a file's, by its mapping) reads the same folded again (by the contract)."""
+    folded once (a file's, by its mapping) reads the same folded again (by the contract). A
+    value that is already a pseudonym (an exported history read back) is kept as it is:
+    upper-cased it would no longer read as one, and be keyed a second time."""
     folded = text.str.upper().str.replace(r"\s+([,.])", r"\1", regex=True)
     folded = folded.str.replace(r"([,.]+)\s*", r"\1 ", regex=True)
     folded = folded.str.replace(r"\s+", " ", regex=True).str.strip()
-    return folded.where(text.notna())
+    keyed = text.str.fullmatch(PSEUDONYM.pattern).fillna(False).astype(bool)
+    return folded.where(text.notna() & ~keyed, text)
 
 
 @dataclass(frozen=True)

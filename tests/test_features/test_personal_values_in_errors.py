@@ -95,6 +95,25 @@ def test_a_folded_name_is_one_pseudonym_in_a_file_and_in_a_request() -> None:
     assert sent.tolist() == [from_file[0], from_file[0]]
 
 
+def test_a_folded_name_already_a_pseudonym_is_kept_not_keyed_again() -> None:
+    from features.intake.columns import extra_column
+    from features.intake.contract import fold_name
+
+    contract = Contract((ExtraColumn("consignee_name", "entity", personal=True, fold=True),))
+    rows = pd.DataFrame(make_declarations(2, seed=84, prefix="PIF"))
+    rows["consignee_name"] = ["Wilhelmina Quarkfeather", None]
+    first = coerce_declarations(rows, with_outcomes=False, contract=contract)
+    stored = first["consignee_name"].iloc[0]
+    # an exported history read back: its pseudonym reads as itself, on both paths
+    again = coerce_declarations(first, with_outcomes=False, contract=contract)
+    assert again["consignee_name"].iloc[0] == stored
+    assert extra_column([stored], contract.extras[0]).tolist() == [stored]
+    assert fold_name(pd.Series([stored, "psn_short"], dtype=object)).tolist() == [
+        stored,
+        "PSN_SHORT",
+    ]
+
+
 def test_keys_pseudonym_fold_finds_a_folded_name(monkeypatch) -> None:
     from typer.testing import CliRunner
 

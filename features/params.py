@@ -636,7 +636,7 @@ class MonitorParams(Section):
     # move (its ``baseline_psi``), if that is more than psi_feature_alert.
     trend_margin: float = Field(2.0, ge=1)
     # A feature missing in this much more of a period's decisions than in the reference (a
-    # share, 0.2 = 20 points) is a broken feed: alerted every period, never a standing shift.
+    # share, 0.2 = 20 points): its drift alert calls it a broken feed.
     missing_rise_alert: float = Field(0.2, gt=0, le=1)
     psi_epsilon: float = Field(1e-4, gt=0, lt=0.01)  # floor of an empty bin's share (ln 0)
     # Fewer comparable decisions (made with the champion's feature manifest): no drift verdict.

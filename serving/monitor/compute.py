@@ -98,16 +98,25 @@ class _Compared:
     score_shares: np.ndarray | None
 
 
+def _masks(
+    frame: pd.DataFrame, champion: RiskModel, info: Mapping[str, str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Which decisions were made with the champion's feature manifest (their vectors compare
+    with its reference), and which by the champion itself (their scores do)."""
+    comparable = (frame["manifest_fingerprint"] == champion.manifest.fingerprint).to_numpy()
+    by_champion = (
+        (frame["model_name"] == info["name"]) & (frame["model_version"] == info["version"])
+    ).to_numpy()
+    return comparable, by_champion
+
+
 def _compare(
     frame: pd.DataFrame, champion: RiskModel, info: Mapping[str, str], params: MonitorParams
 ) -> _Compared:
     if frame.empty:
         return _Compared(0, 0, [], [], None, None)
     reference = champion.reference
-    comparable = (frame["manifest_fingerprint"] == champion.manifest.fingerprint).to_numpy()
-    by_champion = (
-        (frame["model_name"] == info["name"]) & (frame["model_version"] == info["version"])
-    ).to_numpy()
+    comparable, by_champion = _masks(frame, champion, info)
     X = feature_matrix(frame.loc[comparable, "features"].tolist())
     features, shares = [], []
     if len(X):
@@ -162,10 +171,7 @@ def measure_period_drift(
     """
     reference = champion.reference
     fingerprint = champion.manifest.fingerprint
-    comparable = (frame["manifest_fingerprint"] == fingerprint).to_numpy()
-    by_champion = (
-        (frame["model_name"] == info["name"]) & (frame["model_version"] == info["version"])
-    ).to_numpy()
+    comparable, by_champion = _masks(frame, champion, info)
     others = frame.loc[~comparable, "manifest_fingerprint"].value_counts()
     section: dict[str, Any] = {
         "manifest_fingerprint": fingerprint,
@@ -395,9 +401,7 @@ def refit_cutoffs(
     traffic: its decisions' priority after the AEO discount the service applied (from each
     decision's recorded lane policy), refitted as training fits them (``fit_lane_thresholds``).
     None when the champion made no decision in the period."""
-    mine = (
-        (frame["model_name"] == info["name"]) & (frame["model_version"] == info["version"])
-    ).to_numpy()
+    _, mine = _masks(frame, champion, info)
     if not mine.any():
         return None
     thresholds = champion.thresholds

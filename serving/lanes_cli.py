@@ -650,14 +650,22 @@ def refit_lane_cutoffs(
     *,
     reason: str = "",
     set_by: str = "",
+    despite_feed: str = "",
 ) -> dict[str, Any]:
     """``lanes refit``: the rates in force, re-fitted on the champion's decisions of the last
     ``days`` days the store holds (counted back from its latest declaration, so a replayed or
-    late store works as a live one). What ``set_lane_rates`` returns, plus ``since``.
+    late store works as a live one). What ``set_lane_rates`` returns, plus ``since`` and
+    ``feed`` (``serving.monitor.compute.check_feed`` on the window).
 
     Why a versioned re-fit and not a rolling quantile inside the service: each decision names
     the cut-offs it was laned with, and an auditor can recompute it from that version; a
-    quantile drifting inside each worker would make every decision's cut-off its own."""
+    quantile drifting inside each worker would make every decision's cut-off its own.
+
+    Why the feed is checked first: run daily from a scheduler, a re-fit follows whatever the
+    window holds. When a feed breaks (descriptions gone, a code list changed upstream) the
+    scores move, the lane shares with them, and the monitor pages; a re-fit would fill the red
+    lane on the broken traffic and take the lane alert away, so nothing changes until a person
+    has looked (``despite_feed``: their reason, recorded with the version)."""
     if days < 1:
         raise ParcelriskError(f"--days {days}: give at least one day of traffic")
     warnings: list[str] = []
@@ -668,19 +676,57 @@ def refit_lane_cutoffs(
             f"{db} holds no decision of {mv.name} v{mv.version}: nothing to re-fit the lanes on"
         )
     since = (latest - timedelta(days=days)).isoformat()
+    feed = _check_feed(client, settings, db, latest - timedelta(days=days), latest)
+    reason = reason or f"re-fit at the rates in force on the last {days} days of traffic"
+    if broken := feed["broken"]:
+        shown = ", ".join(f"{b['feature']} ({b['moved']})" for b in broken[:4])
+        found = (
+            f"{len(broken)} feature(s) went missing or off the reference's categories (a share "
+            f"up more than monitor.missing_rise_alert={settings.monitor.missing_rise_alert:g}): "
+            + shown
+            + (f" and {len(broken) - 4} more" if len(broken) > 4 else "")
+        )
+        if not despite_feed:
+            raise ParcelriskError(
+                f"the declarations' feed looks broken in the last {days} days of {db} "
+                f"({feed['rows']} decisions): {found}. Cut-offs fitted on it would follow it; "
+                "nothing changed. Fix the feed (`parcelrisk monitor` shows what moved), or "
+                "re-fit all the same with --despite-feed REASON"
+            )
+        names = ", ".join(b["feature"] for b in broken)
+        reason = f"{reason}; despite the feed check ({names}): {despite_feed}"
+        warnings.append(f"re-fitted despite the feed check: {found}")
+    elif not feed["checked"]:
+        warnings.append(f"the declarations' feed was not checked: {feed['not_checked']}")
     result = set_lane_rates(
         client,
         settings,
         current.red_rate,
         current.yellow_rate,
-        reason=reason or f"re-fit at the rates in force on the last {days} days of traffic",
+        reason=reason,
         db=db,
         since=since,
         set_by=set_by,
         require_store=True,
     )
     result["warnings"] = warnings + result["warnings"]
-    return {**result, "since": since}
+    return {**result, "since": since, "feed": feed}
+
+
+def _check_feed(
+    client: MlflowClient, settings: Settings, db: str | Path, since: datetime, latest: datetime
+) -> dict[str, Any]:
+    """``check_feed`` on the decisions declared in [since, latest] with the champion's bundle
+    (its training reference)."""
+    from serving.monitor.compute import check_feed
+    from serving.monitor.data import champion_bundle, read_period
+
+    stored = "%Y-%m-%dT%H:%M:%S.%fZ"  # the store's time text: compared as text
+    frame = read_period(
+        db, since.strftime(stored), (latest + timedelta(microseconds=1)).strftime(stored)
+    )
+    champion, info = champion_bundle(client, settings.serve.model_name, settings.serve.model_alias)
+    return check_feed(frame, champion, info, settings.monitor)
 
 
 def _latest_declared(db: str | Path, model_name: str, model_version: str) -> datetime | None:
@@ -704,11 +750,19 @@ def refit_lanes(
     db: str = typer.Option(..., "--db", help="Decision store holding the recent traffic."),
     days: int = typer.Option(7, "--days", help="Re-fit on the last DAYS days the store holds."),
     reason: str = typer.Option("", "--reason", help="Why: kept with the thresholds version."),
+    despite_feed: str = typer.Option(
+        "",
+        "--despite-feed",
+        metavar="REASON",
+        help="Re-fit even when features went missing or off their categories in the window "
+        "(a broken feed); the reason is kept with the thresholds version.",
+    ),
     tracking_uri: str | None = tracking_option(),
-    params: Path | None = params_option("sections serve"),
+    params: Path | None = params_option("sections serve, monitor"),
 ) -> None:
     """Re-fit the cut-offs in force, at their own rates, on recent traffic, so each lane keeps
-    its share as traffic moves (run it daily from a scheduler; exit 2 when too little traffic)."""
+    its share as traffic moves (run it daily from a scheduler; exit 2 when too little traffic,
+    or when the window's feed looks broken)."""
     from models.promotion import promotion_lock
     from models.registry import registry_client, require_tracking_store
     from models.run_records import operator_name
@@ -723,6 +777,13 @@ def refit_lanes(
             days,
             reason=reason,
             set_by=operator_name(),
+            despite_feed=despite_feed,
+        )
+    feed = result["feed"]
+    if feed["checked"] and not feed["broken"]:
+        typer.echo(
+            f"feed checked on {feed['rows']} decisions: no feature gone missing or off the "
+            "reference's categories"
         )
     _print_set(result, settings)
 

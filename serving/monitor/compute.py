@@ -151,6 +151,52 @@ def _shift_detail(f: Mapping[str, Any], ref: Any, live: np.ndarray) -> str:
     return "; " + "; ".join(details) if details else ""
 
 
+def feed_break(f: Mapping[str, Any], ref: Any, live: np.ndarray, params: MonitorParams) -> str:
+    """Why a feature's feed looks broken (empty: it does not): its missing share, or for a
+    categorical feature its share of values the reference never held, rose more than
+    ``missing_rise_alert`` over the reference's. A feature gone missing is a feed's fault, not
+    a population that changed; half the traffic on an unseen category overnight is a code list
+    changed upstream far more often than a new trade route. One test for the drift alert's
+    words and for ``lanes refit``, which fits no cut-off on such a feed."""
+    rise = params.missing_rise_alert
+    if f["missing_share"] - f["reference_missing_share"] > rise:
+        return f"its missing share rose more than monitor.missing_rise_alert={rise:g}"
+    if ref.kind == "discrete" and float(live[-2]) - float(ref.shares[-2]) > rise:
+        return (
+            "its share of values outside the reference's categories rose more than "
+            f"monitor.missing_rise_alert={rise:g}"
+        )
+    return ""
+
+
+def check_feed(
+    frame: pd.DataFrame, champion: RiskModel, info: Mapping[str, str], params: MonitorParams
+) -> dict[str, Any]:
+    """The feed test of ``feed_break`` on every feature of a period's decisions comparable
+    with the champion's reference: rows (how many), checked (False with ``not_checked``, the
+    reason, when there is no reference or fewer than ``min_drift_rows``) and broken (each
+    feature that fails it: {feature, moved}, what moved in a duty officer's words)."""
+    if champion.reference is None:
+        return {"rows": 0, "checked": False, "broken": [],
+                "not_checked": "the champion has no training reference"}  # fmt: skip
+    now = _compare(frame, champion, info, params)
+    if now.rows < params.min_drift_rows:
+        return {
+            "rows": now.rows,
+            "checked": False,
+            "broken": [],
+            "not_checked": f"{now.rows} decisions made with the champion's feature manifest, "
+            f"fewer than monitor.min_drift_rows={params.min_drift_rows}",
+        }
+    broken = []
+    for f, ref, live in zip(now.features, champion.reference.features, now.shares, strict=True):
+        if feed_break(f, ref, live, params):
+            broken.append(
+                {"feature": f["name"], "moved": _shift_detail(f, ref, live).removeprefix("; ")}
+            )
+    return {"rows": now.rows, "checked": True, "broken": broken}
+
+
 def measure_period_drift(
     frame: pd.DataFrame,
     champion: RiskModel,
@@ -248,12 +294,8 @@ def measure_period_drift(
             f"(alert above {f['alert_above']:.3f}{trend})"
             + _shift_detail(f, reference.features[j], now.shares[j])
         )
-        if f["missing_share"] - f["reference_missing_share"] > params.missing_rise_alert:
-            # a feature gone missing is a feed's fault, not a population that changed
-            message += (
-                f"; a broken feed (its missing share rose more than monitor.missing_rise_alert="
-                f"{params.missing_rise_alert:g})"
-            )
+        if why := feed_break(f, reference.features[j], now.shares[j], params):
+            message += f"; a broken feed ({why})"
         message += _since_previous(
             f["previous_psi"] if prior else None,
             f.get("psi_since_previous"),

@@ -74,23 +74,28 @@ def load_champion_bundle(
 ) -> tuple[RiskModel, dict[str, str], Any]:
     """The bundle behind ``name@alias`` (not its entity state: the monitor never scores),
     {name, version, run_id, alias} and the MLflow client."""
+    from models.registry import registry_client, require_tracking_store, resolve_tracking_uri
+
+    client = registry_client(require_tracking_store(tracking_uri))
+    where = f"the registry at {resolve_tracking_uri(tracking_uri)}"
+    model, info = champion_bundle(client, name, alias, where)
+    return model, info, client
+
+
+def champion_bundle(
+    client: Any, name: str, alias: str, registry: str = "the registry"
+) -> tuple[RiskModel, dict[str, str]]:
+    """``load_champion_bundle`` on a client at hand (``registry``: where, for the error)."""
     from mlflow.exceptions import MlflowException
 
     from models.bundle import RiskModel
     from models.lane_versions import tagged_thresholds
-    from models.registry import (
-        BUNDLE_ARTIFACT,
-        alias_version,
-        registry_client,
-        require_tracking_store,
-        resolve_tracking_uri,
-    )
+    from models.registry import BUNDLE_ARTIFACT, alias_version
 
-    client = registry_client(require_tracking_store(tracking_uri))
     version = alias_version(client, name, alias)
     if version is None:
         raise ParcelriskError(
-            f"no model {name!r}@{alias} in the registry at {resolve_tracking_uri(tracking_uri)}: "
+            f"no model {name!r}@{alias} in {registry}: "
             "nothing to monitor against (train and promote a model first)"
         )
     model_version = client.get_model_version(name, version)
@@ -108,7 +113,7 @@ def load_champion_bundle(
     tagged = tagged_thresholds(dict(model_version.tags or {}))
     if tagged is not None:
         model = replace(model, thresholds=tagged)
-    return model, info, client
+    return model, info
 
 
 def lane_targets_of_versions(

@@ -335,6 +335,29 @@ def fresh_declarations(history: pd.DataFrame, n: int, prefix: str = "NEW") -> pd
     return out
 
 
+def score_into_store(runtime: Any, db: Path, parcels: pd.DataFrame) -> list[Any]:
+    """Score declarations through the real path, 100 at a time, into the store at ``db`` (the
+    live state caught up before each batch, as a worker does); the records written."""
+    from serving.outcome_store import SqliteOutcomeStore
+    from serving.scoring import decision_records, score_frame
+    from serving.sqlite_store import SqliteDecisionStore
+
+    store, results = SqliteDecisionStore(db), SqliteOutcomeStore(db)
+    records: list[Any] = []
+    try:
+        for lo in range(0, len(parcels), 100):
+            runtime.catch_up(store, results)
+            batch = score_frame(parcels.iloc[lo : lo + 100].reset_index(drop=True), runtime)
+            part = decision_records(batch, runtime)
+            store.record(part)
+            runtime.recorded(batch, part)
+            records += part
+    finally:
+        results.close()
+        store.close()
+    return records
+
+
 @pytest.fixture(scope="session")
 def real_pipeline(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """generate (20k parcels, 60 days) -> features build -> train -> promote, temp SQLite MLflow."""

@@ -4,6 +4,7 @@ by a running service's champion check without reloading the model, and recomputa
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sqlite3
 from dataclasses import dataclass
@@ -17,7 +18,13 @@ import yaml
 from models.bundle import LaneThresholds
 from models.thresholds import make_thresholds, thresholds_json
 from serving.rollover import ChampionRef, ChampionWatcher, ThresholdsSwitch
-from tests.test_serving.conftest import auth, fresh_declarations, run_cli, stored_decision
+from tests.test_serving.conftest import (
+    auth,
+    fresh_declarations,
+    run_cli,
+    score_into_store,
+    stored_decision,
+)
 
 # --- the watcher follows the thresholds tag, with fakes ------------------------------------------
 
@@ -626,3 +633,51 @@ def test_lanes_set_waits_for_a_promote_running_on_the_registry(lanes_registry, c
     holder.join(timeout=30)
     setter.join(timeout=120)
     assert done == [0]
+
+
+def test_lanes_refit_refuses_a_broken_feed_unless_a_person_says_why(
+    lanes_registry, real_pipeline, capsys, tmp_path, monkeypatch
+):
+    """A daily re-fit must not fill the red lane on a broken feed: it checks the window's
+    decisions against the champion's training reference first (the copied registry holds
+    the real champion, so decisions scored by the real path compare with it)."""
+    from features.params import load_settings
+    from serving.scoring import load_runtime
+
+    reg = lanes_registry
+    settings = load_settings(reg["params"])
+    runtime = load_runtime(settings, reg["uri"], tmp_path / "model")
+    healthy, broken = tmp_path / "healthy.db", tmp_path / "broken.db"
+    score_into_store(runtime, healthy, fresh_declarations(real_pipeline["history"], 600, "OK"))
+    runtime = load_runtime(settings, reg["uri"], tmp_path / "model2")
+    parcels = fresh_declarations(real_pipeline["history"], 600, prefix="BRK")
+    parcels["description"] = None  # the export lost its item text
+    score_into_store(runtime, broken, parcels)
+    common = ("--tracking-uri", reg["uri"], "--params", str(reg["params"]))
+
+    code, out, err = run_cli(capsys, "lanes", "refit", "--db", str(broken), *common)
+    assert code == 2 and out == "" and "Traceback" not in err
+    assert "the declarations' feed looks broken in the last 7 days" in err
+    # the features read from the description: four named, the count of the rest
+    assert re.search(r"\d+ feature\(s\) went missing or off the reference's categories", err)
+    assert "(missing in 100% of decisions (reference 0%))" in err
+    assert "--despite-feed REASON" in err
+    before = reg["client"].get_model_version(reg["name"], reg["version"]).tags
+    # the healthy store passes the check (and is refused for too few decisions)
+    code, _, err = run_cli(capsys, "lanes", "refit", "--db", str(healthy), *common)
+    assert code == 2 and "too few to re-fit" in err and "looks broken" not in err
+    assert reg["client"].get_model_version(reg["name"], reg["version"]).tags == before
+
+    # a person's reason lets it through, kept with the version (600 decisions enough here)
+    monkeypatch.setattr("models.lane_versions.MIN_SET_PARCELS", 500)
+    code, out, err = run_cli(capsys, "lanes", "refit", "--db", str(broken), *common,
+                             "--despite-feed", "the broker re-sends tomorrow")  # fmt: skip
+    assert code == 0, err
+    assert "warning: re-fitted despite the feed check" in err and "feed checked" not in out
+    code, out, _ = run_cli(capsys, "lanes", "show", "--json", *common)
+    reason = json.loads(out)["history"][-1]["reason"]
+    assert "despite the feed check (" in reason and "description_vague" in reason
+    assert reason.endswith(": the broker re-sends tomorrow")
+    code, out, err = run_cli(capsys, "lanes", "refit", "--db", str(healthy), *common)
+    assert code == 0, err
+    assert "feed checked on 600 decisions: no feature gone missing" in out

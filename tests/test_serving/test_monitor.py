@@ -30,7 +30,7 @@ from serving.monitor.compute import (
     measure_period_drift,
     monitor_period,
 )
-from tests.test_serving.conftest import run_cli
+from tests.test_serving.conftest import run_cli, score_into_store
 
 INFO = {"name": "parcel-risk", "version": "1", "run_id": "r", "alias": "champion"}
 POLICY = json.dumps({"aeo_risk_discount": 0.5, "exploration_rate": 0.02})
@@ -461,25 +461,17 @@ def monitored(real_pipeline, tmp_path_factory):
     from features.params import load_settings
     from serving.outcome_store import SqliteOutcomeStore
     from serving.outcomes import store_outcomes
-    from serving.scoring import decision_records, load_runtime, score_frame
-    from serving.sqlite_store import SqliteDecisionStore
+    from serving.scoring import load_runtime
     from tests.test_serving.conftest import fresh_declarations
 
     tmp = tmp_path_factory.mktemp("monitor")
     settings = load_settings(real_pipeline["params"])
     runtime = load_runtime(settings, real_pipeline["tracking_uri"], tmp / "model")
     db = tmp / "audit.db"
-    store, results = SqliteDecisionStore(db), SqliteOutcomeStore(db)
     parcels = fresh_declarations(real_pipeline["history"], 600, prefix="MON")
-    records = []
+    records = score_into_store(runtime, db, parcels)
+    results = SqliteOutcomeStore(db)
     try:
-        for lo in range(0, len(parcels), 100):
-            runtime.catch_up(store, results)
-            batch = score_frame(parcels.iloc[lo : lo + 100].reset_index(drop=True), runtime)
-            part = decision_records(batch, runtime)
-            store.record(part)
-            runtime.recorded(batch, part)
-            records += part
         inspected = [r for r in records if r.lane == "red" or r.exploration]
         rng = np.random.default_rng(0)
         illicit = rng.uniform(size=len(inspected)) < 0.3
@@ -503,7 +495,6 @@ def monitored(real_pipeline, tmp_path_factory):
         )
     finally:
         results.close()
-        store.close()
     # the fresh parcels may straddle a midnight: the period covers every day they touch
     day = pd.Timestamp(parcels["declared_at"].min()).strftime("%Y-%m-%d")
     last = pd.Timestamp(parcels["declared_at"].max()).normalize() + pd.Timedelta(days=1)
@@ -733,3 +724,26 @@ def test_a_period_straddling_a_promotion_knows_the_previous_champions_targets(
         {("parcel-risk", "1"), ("parcel-risk", "9"), ("other-model", "2")},
     )
     assert targets == {"aaa": (0.01, 0.04)}
+
+
+# --- the feed check `lanes refit` runs first (a daily re-fit must not follow a broken feed) ---
+
+
+def test_the_feed_check_names_features_gone_missing_or_off_their_categories() -> None:
+    from serving.monitor.compute import check_feed
+
+    rng = np.random.default_rng(11)
+    champion, params = _reference_champion(rng), MonitorParams(min_drift_rows=100)
+    healthy = check_feed(_drift_frame(rng, 0), champion, INFO, params)
+    assert healthy == {"rows": 1000, "checked": True, "broken": []}
+    # a count shifted by a third of its range pages as drift, but is no broken feed
+    assert check_feed(_drift_frame(rng, 30), champion, INFO, params)["broken"] == []
+    frame = _drift_frame(rng, 0, stable=np.nan, origin=np.r_[np.full(600, 9.0), np.zeros(400)])
+    broken = check_feed(frame, champion, INFO, params)["broken"]
+    assert [b["feature"] for b in broken] == ["stable", "origin"]
+    assert broken[0]["moved"] == "missing in 100% of decisions (reference 0%)"
+    assert broken[1]["moved"].startswith("60% of decisions hold a value outside")
+    # too few comparable decisions: not checked, and says why
+    few = check_feed(_drift_frame(rng, 0, n=50), champion, INFO, params)
+    assert not few["checked"] and "50 decisions" in few["not_checked"]
+    assert not check_feed(_drift_frame(rng, 0), _champion(), INFO, params)["checked"]

@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
+from features.notes import DESCRIPTION_OBSCURED, RowNote
 from features.params import FeatureParams
 from features.pipeline.family import History, Rows, SpecContext, Values
 from features.pipeline.history import codes_of, factorize
@@ -638,6 +639,19 @@ class Text(RefitFamily):
         # for the reason alone (online: batch has no use for it, and a million strings)
         out["description_word"] = top_words(X, snapshot.model, out["text_word_hit_rate_max"])
         return out
+
+    def warnings(self, rows: Rows, values: Values, part: object) -> list[RowNote]:
+        # read as the words it prints (prepare): the officer should know it was written to
+        # hide them, since the trader chose to
+        return [
+            RowNote(
+                int(i),
+                "the description holds hidden marks or look-alike letters: read as "
+                f"{rows.prep['description'][i][:80]!r}",
+                DESCRIPTION_OBSCURED,
+            )
+            for i in np.flatnonzero(rows.prep["description_obscured"])
+        ]
 
     def batch(self, history: History) -> Values:
         """Models refitted per period on declarations before its start and outcomes recorded

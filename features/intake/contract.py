@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
 from features.errors import ParcelriskError
+from features.intake.hidden_text import INVISIBLE, MIXED_SCRIPT_PROBLEM, mixed_script_word
 from features.intake.pseudonym import PSEUDONYM, process_key, pseudonym_of, pseudonymise
 
 if TYPE_CHECKING:
@@ -574,6 +576,7 @@ def _is_number(value: Any) -> bool:
 # Full-width forms (U+FF01-FF5E, what CJK input methods type) and the ideographic space, as
 # the ASCII characters they are: an identifier typed ０１２３ is the 0123 another export writes
 # (probe, 2026-12: one consignee was two entities). Identifiers only: text keeps its forms.
+# Identifiers are read in NFKC besides (``parse_text``), which holds this and more.
 WIDE_TO_ASCII = {cp: cp - 0xFEE0 for cp in range(0xFF01, 0xFF5F)} | {0x3000: 0x20}
 
 
@@ -582,7 +585,11 @@ def parse_text(
 ) -> pd.Series:
     """Text stripped of surrounding spaces; empty text is missing (an empty id is "unknown").
 
-    ``narrow``: full-width characters written as ASCII (``WIDE_TO_ASCII``; identifiers)."""
+    ``narrow`` (identifiers): read in Unicode's compatibility composition (NFKC), the form
+    UTS #31 compares identifiers in: full-width characters as ASCII, an accent typed as a
+    combining mark as the precomposed letter another export writes (macOS writes the first),
+    a thin or no-break space as a space, a ligature as its letters. Forms a reader cannot tell
+    apart are one id, not two entities (probe 20)."""
     import pandas as pd
 
     if pd.api.types.is_float_dtype(series.dtype) or pd.api.types.is_integer_dtype(series.dtype):
@@ -594,7 +601,7 @@ def parse_text(
     # (False, not NaN), which sent every id column with a blank through translate (0.85 s a
     # million), so the missing are counted as ASCII
     if narrow and not (out.str.isascii() | out.isna()).all():
-        out = out.str.translate(WIDE_TO_ASCII)
+        out = out.str.normalize("NFKC")
     out = out.str.strip()
     if case == "upper":
         out = out.str.upper()
@@ -620,14 +627,11 @@ MIN_WEIGHT_KG = 0.001
 
 
 NUL_PROBLEM = "holds a NUL byte (\\x00), which is not text"
-# Characters no identifier may hold: controls (C0, DEL, C1) and the invisible format marks
-# (zero-width spaces and joiners, bidirectional overrides and isolates, a byte-order mark).
-# "A1<U+200B>" and "A1" print alike and would be two parcels, two sellers' histories; an
-# override makes an id read backwards in the auditors' pages.
-# The marks are in the string as characters, not as regex \u escapes: pandas hands a pattern
-# holding \u to Python's re, one call per cell (3.8 s of a 1M-row build for six identifiers),
-# and one without to pyarrow's RE2 (0.06 s a column), which reads it the same.
-INVISIBLE = "[\\x00-\\x1f\\x7f-\\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]"
+# Characters no identifier may hold (``features.intake.hidden_text``): controls and the marks
+# Unicode renders as nothing (zero-width spaces and joiners, soft hyphens, bidi controls, a
+# byte-order mark...). "A1<U+200B>" and "A1" print alike and would be two parcels, two sellers'
+# histories; an override makes an id read backwards in the auditors' pages. So too a word
+# mixing Latin with Cyrillic or Greek letters (``MIXED_SCRIPT_PROBLEM``).
 INVISIBLE_PROBLEM = "holds a control or invisible character, which no identifier may"
 
 
@@ -641,6 +645,21 @@ def _holds_invisible(text: pd.Series) -> np.ndarray:
 
     found = pc.match_substring_regex(pa.array(text.array), INVISIBLE)
     return pc.fill_null(found, False).to_numpy(zero_copy_only=False)
+
+
+def _mixes_scripts(text: pd.Series) -> pd.Series:
+    """Rows of ``text`` holding a word that mixes Latin with Cyrillic or Greek letters
+    (``mixed_script_word``), looked at once per distinct value that is not ASCII: a column of
+    ASCII ids costs one vectorised ``isascii``."""
+    import pandas as pd
+
+    other = ~(text.str.isascii() | text.isna()).to_numpy(dtype=bool)
+    found = pd.Series(False, index=text.index)
+    if other.any():
+        values = text[other]
+        mixing = {v for v in values.unique().tolist() if mixed_script_word(v) is not None}
+        found[other] = values.isin(mixing).to_numpy(dtype=bool)
+    return found
 
 
 # What an error message shows in place of a personal value (a consignee id, a personal extra):
@@ -750,6 +769,9 @@ def parse_declarations(
             if name in IDENTIFIER_FIELDS and not nul.any():
                 nul = pd.Series(_holds_invisible(converted), index=converted.index)
                 problem = INVISIBLE_PROBLEM
+            if name in IDENTIFIER_FIELDS and not nul.any():
+                nul = _mixes_scripts(converted)
+                problem = MIXED_SCRIPT_PROBLEM
             if nul.any():
                 rows = np.flatnonzero(nul.to_numpy())
                 shown = [repr(v) for v in s.iloc[rows].tolist()]
@@ -996,7 +1018,8 @@ class DeclarationBase(BaseModel):
         if not isinstance(value, str):
             return value
         if info.field_name in IDENTIFIER_FIELDS and not value.isascii():
-            value = value.translate(WIDE_TO_ASCII)  # as parse_text(narrow=True) reads files
+            # as parse_text(narrow=True) reads files
+            value = unicodedata.normalize("NFKC", value)
         value = value.strip()
         if not value:
             return None
@@ -1004,6 +1027,8 @@ class DeclarationBase(BaseModel):
             raise ValueError(NUL_PROBLEM)
         if info.field_name in IDENTIFIER_FIELDS and _INVISIBLE.search(value):
             raise ValueError(INVISIBLE_PROBLEM)
+        if info.field_name in IDENTIFIER_FIELDS and mixed_script_word(value) is not None:
+            raise ValueError(MIXED_SCRIPT_PROBLEM)
         if info.field_name in _PERSONAL_FIELDS:  # ~1 us: the one HMAC of the request's value
             limit = FIELDS_BY_NAME[info.field_name].max_length
             if limit and len(value) > limit:  # the length rule will see only the pseudonym

@@ -159,7 +159,8 @@ _OTHER_SPREADSHEETS = (".numbers",)
 
 # Columns the feature pipeline derives beside the contract fields and the extras, in
 # features/pipeline/prepare.py (``prepare``: t_us, hs6, hs_chapter, hs_heading, hs6_origin,
-# value_eur, value_cents; ``unit_values``: the log_* columns) and features/pipeline/online.py
+# value_eur, value_cents, description_obscured; ``unit_values``: the log_* columns) and
+# features/pipeline/online.py
 # (``already_seen``). An extra of one of these names would replace the derived column in the
 # prepared rows (an entity extra ``hs6`` turned every HS6 history into the extra's). The intake
 # layer may not import the pipeline, so the names are spelt here;
@@ -173,6 +174,7 @@ DERIVED_COLUMNS = frozenset(
         "hs6_origin",
         "value_eur",
         "value_cents",
+        "description_obscured",
         "log_quantity",
         "log_value_per_item",
         "log_value_per_kg",

@@ -226,6 +226,24 @@ def test_pages_show_invisible_and_reordering_characters_as_escapes() -> None:
     assert "<svg><text>a</text></svg>" in render("message", heading="h", message=svg)
 
 
+@pytest.mark.parametrize(
+    ("sent", "shown"),
+    [
+        ("S\u00adSPLITB", "S\\xadSPLITB"),  # soft hyphen
+        ("SSPLIT\u061cB", "SSPLIT\\u061cB"),  # Arabic letter mark (bidi)
+        ("S\u034fSPLITB", "S\\u034fSPLITB"),  # combining grapheme joiner
+        ("SSPLITB\u3164", "SSPLITB\\u3164"),  # Hangul filler
+        ("SSPLITB\U000e0041", "SSPLITB\\U000e0041"),  # a tag letter: 8 digits, unambiguous
+    ],
+)
+def test_every_mark_unicode_renders_as_nothing_is_shown_as_an_escape(sent, shown) -> None:
+    """Probe 20: the page and the terminal escaped a hand-written list, so a look-alike seller
+    ("S<soft hyphen>SPLITB") read as "SSPLITB" to the auditor. Unicode's own set now."""
+    from serving.audit.safe_text import page_safe
+
+    assert page_safe(sent) == shown and terminal_safe(sent) == shown
+
+
 def test_a_page_to_date_means_that_whole_day_as_the_commands_read_it() -> None:
     """to=2026-12-05 listed nothing for a day `audit list --to 2026-12-05` listed (probe)."""
     from serving.audit.report import parse_when

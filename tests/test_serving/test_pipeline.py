@@ -68,6 +68,43 @@ def test_explain_consistent_with_real_score(real_client, real_pipeline) -> None:
         assert e["risk"] == pytest.approx(d["risk"], abs=1e-12)
 
 
+def test_a_description_hiding_its_words_is_read_as_it_prints_and_says_so(
+    real_client, real_pipeline
+) -> None:
+    """Probe 20: soft hyphens, zero-width spaces or one Cyrillic letter took a steroid
+    description from red to green. The features read the words it prints (the same risk as
+    the plain words: the parcels differ in nothing else and share an instant, so neither sees
+    the other), the decision carries `description.obscured`, the store keeps what was sent."""
+    base = _payload(fresh_declarations(real_pipeline["history"], 1, prefix="HIDDEN"))[0]
+    texts = {
+        "plain": "anabolic steroid tablets",
+        "soft hyphens": "ana\u00adbolic ste\u00adroid tab\u00adlets",
+        "zero-width": "anabolic ster\u200boid tablets",
+        "look-alike": "an\u0430bolic steroid t\u0430blets",  # Cyrillic а twice
+        # a word changed in print: the words do move the risk, so equal risks above mean
+        # the hidden ones were read
+        "another word": "anabolic sterxoid tablets",
+    }
+    sent = [
+        {**base, "declaration_id": f"HIDDEN-{i}", "seller_id": f"HIDDEN-S{i}",
+         "consignee_id": f"HIDDEN-C{i}", "description": text}
+        for i, text in enumerate(texts.values())
+    ]  # fmt: skip
+    r = real_client.post("/score", json={"declarations": sent}, headers=auth())
+    assert r.status_code == 200, r.text
+    plain, *hidden, other = r.json()["decisions"]
+    assert other["risk"] != plain["risk"]
+    assert "description.obscured" not in plain["warning_codes"]
+    for decision in hidden:
+        assert decision["risk"] == plain["risk"], decision["warnings"]
+        code = decision["warning_codes"].index("description.obscured")
+        assert "read as 'anabolic steroid tablets'" in decision["warnings"][code]
+    stored = real_client.get(
+        "/decision", params={"decision_id": hidden[0]["decision_id"]}, headers=auth("auditor")
+    ).json()
+    assert stored["declaration"]["description"] == texts["soft hyphens"]
+
+
 def test_batch_file_scoring_equals_http(
     real_client, real_pipeline, real_service_dir, tmp_path
 ) -> None:

@@ -1,0 +1,130 @@
+"""Text a reader cannot see or tell apart (``features.intake.hidden_text``, probe 20): ids
+holding a mark Unicode renders as nothing, or a word mixing Latin with Cyrillic or Greek
+letters, are refused on files and requests alike; forms a reader cannot tell apart are one id;
+a description is read as the words it prints before any feature reads it."""
+
+from __future__ import annotations
+
+import re
+import sys
+import unicodedata
+
+import pandas as pd
+import pytest
+from pydantic import ValidationError
+
+from features.intake.contract import (
+    INVISIBLE_PROBLEM,
+    MIXED_SCRIPT_PROBLEM,
+    Contract,
+    Declaration,
+    parse_declarations,
+)
+from features.intake.hidden_text import (
+    INVISIBLE,
+    is_obscured,
+    mixed_script_word,
+    readable_text,
+)
+
+# Format characters that print (the Arabic and Syriac number and end-of-ayah signs, the
+# Kaithi number signs, Egyptian hieroglyph format controls): not hidden, so not refused
+VISIBLE_FORMATS = {0x600, 0x601, 0x602, 0x603, 0x604, 0x605, 0x6DD, 0x70F, 0x890, 0x891,
+                   0x8E2, 0x110BD, 0x110CD, *range(0x13430, 0x13440)}  # fmt: skip
+
+BODY = {
+    "declaration_id": "D1", "declared_at": "2026-07-01T08:00:00Z", "arrival_office": "O1",
+    "channel": "express", "operator_id": "E1", "seller_id": "S1", "seller_country": "CN",
+    "consignee_id": "C1", "origin_country": "CN", "hs_code": "610910",
+    "description": "t-shirt", "quantity": 1, "gross_weight_kg": 1.0, "declared_value": 9.5,
+    "currency": "EUR", "category": "merchandise", "ioss_prepaid": False, "aeo_operator": False,
+}  # fmt: skip
+
+
+def test_every_invisible_format_or_control_character_is_in_the_set() -> None:
+    """Unicode's own categories, not a hand-written list: the next hidden mark is in already."""
+    hidden = re.compile(INVISIBLE)
+    missing = [
+        f"U+{c:04X}"
+        for c in range(sys.maxunicode + 1)
+        if unicodedata.category(chr(c)) in ("Cc", "Cf", "Zl", "Zp")
+        and c not in VISIBLE_FORMATS
+        and not hidden.match(chr(c))
+    ]
+    assert missing == []
+    # what probe 20 got through: soft hyphen, grapheme joiner, Arabic letter mark, Hangul
+    # fillers, Mongolian vowel separator, a variation selector, a tag letter
+    for c in (0xAD, 0x34F, 0x61C, 0x115F, 0x180E, 0x3164, 0xFE0F, 0xE0041):
+        assert hidden.match(chr(c)), f"U+{c:04X}"
+    assert not hidden.search("Ромашка Trading é ü ß 深圳")
+
+
+@pytest.mark.parametrize(
+    ("text", "mixing"),
+    [
+        ("SSPLITB", None),
+        ("\u0405SPLITB", "\u0405SPLITB"),  # a Cyrillic S first
+        ("SEL-\u041e1", "SEL-\u041e1"),  # a Cyrillic O for a zero, after a hyphen
+        ("Ромашка Trading", None),  # a word each: a name
+        ("ΑΒΓ Ltd", None),
+        ("кратом", None),
+        ("深圳ABC", None),  # Han with Latin: no look-alike
+    ],
+)
+def test_a_word_mixing_latin_with_cyrillic_or_greek_is_found(text, mixing) -> None:
+    assert mixed_script_word(text) == mixing
+
+
+@pytest.mark.parametrize(
+    ("sent", "read", "obscured"),
+    [
+        ("kratom powder", "kratom powder", False),
+        ("kr\u0430tom powder", "kratom powder", True),  # Cyrillic а
+        ("ana\u00adbolic ster\u200boid tablets", "anabolic steroid tablets", True),
+        ("steroid\u2060s", "steroids", True),
+        ("ＫＲＡＴＯＭ powder", "KRATOM powder", False),  # a compatibility form: not hiding
+        ("кратом порошок", "кратом порошок", False),  # Russian stays Russian
+        ("café e\u0301", "café é", False),
+    ],
+)
+def test_a_description_is_read_as_the_words_it_prints(sent, read, obscured) -> None:
+    assert readable_text(sent) == read
+    assert is_obscured(sent) is obscured
+
+
+@pytest.mark.parametrize(
+    ("seller", "problem"),
+    [
+        ("S\u00adSPLITB", INVISIBLE_PROBLEM),
+        ("SSPLIT\u061cB", INVISIBLE_PROBLEM),
+        ("SSPLITB\u3164", INVISIBLE_PROBLEM),
+        ("SSPLITB\U000e0041", INVISIBLE_PROBLEM),
+        ("\u0405SPLITB", MIXED_SCRIPT_PROBLEM),
+        ("SSPL\u0399TB", MIXED_SCRIPT_PROBLEM),  # a Greek capital iota
+    ],
+)
+def test_a_hidden_or_look_alike_id_is_refused_on_files_and_requests(seller, problem) -> None:
+    frame = pd.DataFrame({"declaration_id": ["A1", "A2"], "seller_id": ["SSPLITB", seller]})
+    _, bad, _ = parse_declarations(frame, with_outcomes=False, contract=Contract())
+    assert [(b.field, b.rows.tolist(), b.problem) for b in bad] == [("seller_id", [1], problem)]
+    with pytest.raises(ValidationError, match=re.escape(problem)):
+        Declaration.model_validate({**BODY, "seller_id": seller})
+    # a consignee id is personal: refused alike, its value never shown
+    frame = pd.DataFrame({"declaration_id": ["A1"], "consignee_id": [seller]})
+    _, bad, _ = parse_declarations(frame, with_outcomes=False, contract=Contract())
+    assert [b.problem for b in bad] == [problem] and seller not in str(bad[0].values)
+
+
+def test_forms_a_reader_cannot_tell_apart_are_one_id_on_files_and_requests() -> None:
+    """NFKC, as UTS #31 compares identifiers: a combining accent is the precomposed letter, a
+    thin or no-break space a space, full-width digits ASCII."""
+    sent = ["Cafe\u0301 Shop", "Café\u2009Shop", "Café\u00a0Shop", "Ｃａｆé Shop"]
+    frame = pd.DataFrame({"declaration_id": [f"A{i}" for i in range(4)], "seller_id": sent})
+    out, bad, _ = parse_declarations(frame, with_outcomes=False, contract=Contract())
+    assert not bad and set(out["seller_id"]) == {"Café Shop"}
+    for seller in sent:
+        assert Declaration.model_validate({**BODY, "seller_id": seller}).seller_id == "Café Shop"
+    # names in one script a word are names: accepted as sent
+    assert Declaration.model_validate({**BODY, "seller_id": "Ромашка Trading"}).seller_id == (
+        "Ромашка Trading"
+    )

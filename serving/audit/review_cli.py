@@ -506,6 +506,8 @@ def export(
 
     if fmt not in ("csv", "html"):
         raise ParcelriskError(f"--format {fmt!r}: use csv or html")
+    if out is not None:
+        _check_export_out(out, fmt, db if db is not None else settings_from(params).serve.audit_db)
     start, end = _period(date_from, date_to)
     # Page by page: the rows of one page are written (CSV) or kept as HTML in a temporary file
     # (the summary comes first in the page and is known only at the end), and only their
@@ -606,6 +608,36 @@ def export(
             err=True,
         )
         raise typer.Exit(1)
+
+
+# what an export of each format is written to: the suffix says what the file holds
+_EXPORT_SUFFIXES = {"csv": (".csv",), "html": (".html", ".htm")}
+
+
+def _check_export_out(out: Path, fmt: str, store: str) -> None:
+    """Refuse an ``--out`` an export must not write over, before any work: a file not named
+    as an export of its format, or the decision store itself (a SQLite file with its journal
+    files). A mistyped ``--out audit.db`` replaced the legal record with a CSV, exit 0, and
+    ``--out mlflow.db`` the registry with HTML (probe 20). An earlier export of the same
+    format is overwritten: re-exporting a period from a scheduler is the point."""
+    from serving.outcome_store import sqlite_path
+    from serving.store import is_sqlite
+
+    if out.suffix.lower() not in _EXPORT_SUFFIXES[fmt]:
+        raise ParcelriskError(
+            f"--out {out}: an export in {fmt} is written to a "
+            f"{' or '.join(_EXPORT_SUFFIXES[fmt])} file, so no other file (the decision store, "
+            "a registry) is written over by a typo; nothing written"
+        )
+    if is_sqlite(store):
+        db = sqlite_path(store).resolve()
+        taken = {db, *(db.with_name(db.name + end) for end in ("-wal", "-shm", "-journal"))}
+        if out.resolve() in taken:
+            raise ParcelriskError(
+                f"--out {out} is the decision store being exported; nothing written"
+            )
+    if out.is_dir():
+        raise ParcelriskError(f"--out {out} is a directory: name the file to write")
 
 
 def chain_states(seqs: list[int], report: Any) -> list[str]:

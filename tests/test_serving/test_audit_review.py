@@ -349,6 +349,47 @@ def test_export_csv_and_html(audited, capsys, tmp_path) -> None:
     assert "Hit rate by lane" in page and "0.5" in page
 
 
+def test_export_never_writes_over_the_store_or_a_file_of_another_kind(
+    audited, capsys, tmp_path
+) -> None:
+    """Probe 20: `audit export --out audit.db` replaced the store it read with a CSV (exit 0),
+    `--out mlflow.db` a registry with HTML. Refused before any work, nothing written."""
+    import hashlib
+    import shutil
+
+    db = tmp_path / "audit.db"
+    shutil.copy(audited["db"], db)
+    registry = tmp_path / "mlflow.db"
+    registry.write_bytes(b"SQLite format 3\x00 a registry")
+    before = hashlib.sha256(db.read_bytes()).hexdigest()
+    period = ["--from", "2000-01-01", "--to", "2100-01-01"]
+    for fmt, out, said in (
+        ("csv", db, "is written to a .csv file"),
+        ("html", registry, "is written to a .html or .htm file"),
+        ("csv", tmp_path / "report.html", "is written to a .csv file"),
+        ("html", tmp_path / "report", "is written to a .html or .htm file"),
+    ):
+        code, _, err = run_cli(capsys, "audit", "export", *period, "--format", fmt,
+                               "--out", str(out), *_opts(audited, db))  # fmt: skip
+        assert code == 2 and said in err and "nothing written" in err, err
+    assert hashlib.sha256(db.read_bytes()).hexdigest() == before
+    assert registry.read_bytes() == b"SQLite format 3\x00 a registry"
+    assert not (tmp_path / "report.html").exists() and not (tmp_path / "report").exists()
+    # a store named like an export is still the store
+    named = tmp_path / "decisions.csv"
+    shutil.copy(audited["db"], named)
+    code, _, err = run_cli(capsys, "audit", "export", *period, "--format", "csv",
+                           "--out", str(named), *_opts(audited, named))  # fmt: skip
+    assert code == 2 and "is the decision store being exported" in err
+    # an earlier export of the same kind is written over: a scheduler re-exports a period
+    again = tmp_path / "daily.csv"
+    again.write_text("yesterday's\n")
+    code, _, err = run_cli(capsys, "audit", "export", *period, "--format", "csv",
+                           "--out", str(again), *_opts(audited, db))  # fmt: skip
+    assert code == 0, err
+    assert again.read_text().startswith("seq,")
+
+
 def test_export_escapes_hostile_text() -> None:
     from serving.audit.report import report_html
 

@@ -223,7 +223,13 @@ class ApiKeyMiddleware:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         path, method = scope.get("path", "/"), scope.get("method", "")
         refusal, caller = self._check(path, method, headers, REQUEST_ID.get())
-        if refusal is None and caller.api_key_id and several_credentials(scope["headers"]):
+        if (
+            (refusal is None and caller.api_key_id)
+            or (refusal is not None and refusal.status_code == 403)
+        ) and several_credentials(scope["headers"]):
+            # before the role's 403 too: which of two keys was judged must not depend on the
+            # order the headers came in (a scorer's and an inspector's key gave 403 one way
+            # round and 401 the other, probe 20)
             refusal = _unauthorised(
                 "more than one credential (X-API-Key given twice, or with Authorization): send one",
                 code="auth.several_credentials",

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import gc
+import hashlib
 import itertools
 import logging
 import math
@@ -633,6 +634,17 @@ class ParcelRiskService:
                 422, "give exactly one of decision_id or declaration", code="explain.one_of"
             )
         if declaration is not None:
+            caller = CALLER.get()
+            if caller.role == "scorer":
+                # A clearance system gets its reasons with each decision. A declaration nobody
+                # scored is a what-if: asked for every declared value, it is an oracle of what
+                # goes green, and it leaves no decision behind (probe 20). An auditor's tool.
+                return error_response(
+                    403,
+                    "role 'scorer' may explain a stored decision (decision_id) only: a "
+                    "declaration not scored is a what-if, for the auditor role",
+                    code="auth.role",
+                )
             if outcome := _outcome_field([declaration]):  # refused as /score refuses them
                 field = "declaration." + outcome.split(".", 2)[2]
                 return error_response(
@@ -649,9 +661,20 @@ class ParcelRiskService:
             features, _ = runtime.compute_features(frame)
             X = runtime.model.manifest.matrix_of(features.values, len(features))
             out = explain_matrix(X, features.context, runtime)[0]
-            return JSONResponse(
-                {"decision_id": None, "declaration_id": frame["declaration_id"].iloc[0], **out}
+            declaration_id = str(frame["declaration_id"].iloc[0])
+            # recorded in the log, access log or not: who evaluated which content (a digest of
+            # the canonical declaration, personal fields pseudonymised), and what it scored
+            logger.info(
+                "what-if explanation: key %s (%s), request %s, declaration %s, content sha256 "
+                "%s, risk %.6f",
+                caller.api_key_id or "-",
+                caller.role or "no auth",
+                caller.request_id,
+                _shown(declaration_id),
+                hashlib.sha256(declaration.model_dump_json().encode()).hexdigest()[:16],
+                out["risk"],
             )
+            return JSONResponse({"decision_id": None, "declaration_id": declaration_id, **out})
         try:
             found = self.review_store.get(decision_id)  # a sync API: BentoML runs it in a thread
         except DamagedRecord as exc:

@@ -127,7 +127,7 @@ def test_explain_green_decision_and_raw_declaration(client) -> None:
     r = client.post("/explain", json={"decision_id": green["decision_id"]}, headers=auth())
     assert r.status_code == 200 and len(r.json()["contributions"]) == 6
     declaration = make_declarations(1, seed=7)[0]
-    r = client.post("/explain", json={"declaration": declaration}, headers=auth())
+    r = client.post("/explain", json={"declaration": declaration}, headers=auth("auditor"))
     e = r.json()
     assert r.status_code == 200 and e["decision_id"] is None
     total = e["base_value"] + sum(c["contribution"] for c in e["contributions"])
@@ -382,9 +382,34 @@ def test_outcome_fields_are_refused_and_unknown_fields_warned(client) -> None:
 
 def test_explain_refuses_outcome_fields_as_score_does(client) -> None:
     d = make_declarations(1, seed=18)[0]
-    r = client.post("/explain", json={"declaration": {**d, "illicit": True}}, headers=auth())
+    r = client.post(
+        "/explain", json={"declaration": {**d, "illicit": True}}, headers=auth("auditor")
+    )
     assert r.status_code == 422 and r.json()["field"] == "declaration.illicit", r.text
-    assert client.post("/explain", json={"declaration": d}, headers=auth()).status_code == 200
+    r = client.post("/explain", json={"declaration": d}, headers=auth("auditor"))
+    assert r.status_code == 200
+
+
+def test_a_what_if_is_the_auditor_s_and_is_logged(client, caplog) -> None:
+    """Probe 20: a scorer key asked /explain for one declaration at eight declared values and
+    learnt where it turns green, leaving no trace. A scorer explains its stored decisions; a
+    declaration nobody scored is the auditor's, and each is a log line."""
+    import logging
+
+    (d,) = make_declarations(1, seed=19, prefix="WHATIF")
+    r = client.post("/explain", json={"declaration": d}, headers=auth())
+    assert r.status_code == 403 and r.json()["code"] == "auth.role", r.text
+    assert "decision_id" in r.json()["error"]
+    caplog.set_level(logging.INFO, logger="serving.service")
+    r = client.post("/explain", json={"declaration": d}, headers=auth("auditor"))
+    assert r.status_code == 200
+    (line,) = [m for m in caplog.messages if m.startswith("what-if explanation")]
+    assert "(auditor)" in line and "'WHATIF19-0'" in line and "content sha256 " in line
+    assert f"risk {r.json()['risk']:.6f}" in line
+    # its own stored decision a scorer still explains
+    (decision,) = _score(client, [d]).json()["decisions"]
+    r = client.post("/explain", json={"decision_id": decision["decision_id"]}, headers=auth())
+    assert r.status_code == 200
 
 
 def test_many_unknown_fields_are_one_short_warning(client, service_env) -> None:
@@ -491,3 +516,15 @@ def test_recompute_raises_a_currency_without_a_rate_only_where_the_policy_did() 
     before = implausible_of(json.dumps(policy), models, live)
     now = implausible_of(json.dumps({**policy, "unvalued_currency": True}), models, live)
     assert before.tolist() == [False, False] and now.tolist() == [False, True]
+
+
+def test_two_credentials_are_401_whichever_way_round(client) -> None:
+    """Probe 20: a scorer's X-API-Key with an inspector's Bearer token on /outcomes was a 403
+    (the role of the first judged), the other way round a 401. Two credentials are a 401."""
+    from tests.test_serving.conftest import INSPECTOR_KEY, SCORER_KEY
+
+    body = {"outcomes": [{"declaration_id": "nope", "illicit": False}]}
+    for api_key, bearer in ((SCORER_KEY, INSPECTOR_KEY), (INSPECTOR_KEY, SCORER_KEY)):
+        headers = {"X-API-Key": api_key, "Authorization": f"Bearer {bearer}"}
+        r = client.post("/outcomes", json=body, headers=headers)
+        assert r.status_code == 401 and r.json()["code"] == "auth.several_credentials", r.text

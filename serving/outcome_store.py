@@ -37,7 +37,13 @@ from serving.outcomes import (
     result_events,
     result_rows,
 )
-from serving.sqlite_store import connect_read_only, stored_text, unavailable_as_error
+from serving.sqlite_store import (
+    check_same_file,
+    connect_read_only,
+    file_identity,
+    stored_text,
+    unavailable_as_error,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -142,6 +148,7 @@ class SqliteOutcomeStore:
             str(self.path), check_same_thread=False, isolation_level=None, timeout=30.0
         )
         self._conn.text_factory = stored_text
+        self._identity = file_identity(self.path)
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")  # as the decisions: see sqlite_store
         self._refuse_newer()
@@ -283,6 +290,7 @@ class SqliteOutcomeStore:
         as for the decisions: nothing of it is stored.
         """
         with self._lock, unavailable_as_error(self._conn, self.path):
+            check_same_file(self.path, self._identity)  # as the decisions' writes
             self._conn.execute("BEGIN IMMEDIATE")
             assert self._key is not None, "a read-only results store takes no results"
             yield _Write(self._conn, self._key)

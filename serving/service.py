@@ -96,7 +96,7 @@ from serving.scoring import (
     load_runtime,
     score_frame,
 )
-from serving.sqlite_store import DamagedRecord, StoreUnavailable, is_damaged
+from serving.sqlite_store import DamagedRecord, StoreReplaced, StoreUnavailable, is_damaged
 from serving.store import (
     is_sqlite,
     open_outcome_store,
@@ -397,7 +397,12 @@ class ParcelRiskService:
         """A store file damaged under the running service (truncated, overwritten): 503 with
         one log line and readiness refused, so a balancer sends traffic elsewhere; it was a
         500 with tracebacks while /readyz answered 200 (probe, 2026-12)."""
-        said = f"decision store {self.config.audit_db} is damaged ({exc}): nothing of the request was stored; restore it, run `parcelrisk audit verify` and restart the service"
+        said = (
+            str(exc)
+            if isinstance(exc, StoreReplaced)
+            else f"decision store {self.config.audit_db} is damaged ({exc}): nothing of the "
+            "request was stored; restore it, run `parcelrisk audit verify` and restart the service"
+        )
         if self._damaged is None:
             logger.error("%s", said)
         self._damaged = said
@@ -598,6 +603,8 @@ class ParcelRiskService:
                 items = await self.batcher.submit(sent)
             else:
                 items = await self._score_alone(sent)
+        except StoreReplaced as exc:  # its file deleted or replaced: not ready until restarted
+            return self._store_damaged(exc)
         except StoreUnavailable as exc:  # disk full, store locked: nothing of the batch stored
             if not exc.passing:  # a lock held a moment is no reason to leave the balancer
                 self._unavailable_at = time.monotonic()
@@ -760,6 +767,8 @@ class ParcelRiskService:
             )
         except OutcomesRefused as exc:
             return _refused_outcomes(exc)
+        except StoreReplaced as exc:
+            return self._store_damaged(exc)
         except StoreUnavailable as exc:  # nothing of the batch stored: send it again later
             if not exc.passing:  # the decisions' store too: told and paused as /score's are
                 self._unavailable_at = time.monotonic()

@@ -218,6 +218,30 @@ def test_a_store_damaged_under_the_service_is_503_and_the_worker_not_ready(clien
         service._damaged = None  # the module's service is shared by the other tests
 
 
+def test_a_store_file_deleted_under_the_service_is_503_until_restarted(client, monkeypatch):
+    """Probe 21: after `rm audit.db` the service answered 200 and /readyz 200 while every
+    decision went into the unlinked file, lost at the restart. 503, one line, not ready."""
+    from serving.service import _WORKER
+
+    service = _WORKER.service
+    monkeypatch.setattr(service.store, "_identity", (0, 0))  # as if the path names another file
+    try:
+        r = client.post(
+            "/score",
+            json={"declarations": make_declarations(2, seed=55, prefix="GONE")},
+            headers=auth(),
+        )
+        assert r.status_code == 503, r.text
+        assert "was replaced by another file under the running service" in r.json()["error"]
+        assert "restart the service" in r.json()["error"]
+        ready = client.get("/readyz")
+        assert ready.status_code == 503 and "replaced" in ready.json()["reason"]
+        monkeypatch.undo()  # back in place: still not ready, its connections hold the orphan
+        assert client.get("/readyz").status_code == 503
+    finally:
+        service._damaged = None  # the module's service is shared by the other tests
+
+
 def test_a_write_waiting_on_the_stores_lock_past_the_timeout_is_not_ready(client, monkeypatch):
     """Another process held the store's write lock: every /score was a 504 while /readyz
     answered 200 to all 24 probes (probe). Not ready while a write has waited longer than a

@@ -535,3 +535,34 @@ def test_a_file_that_is_not_a_store_is_named_not_a_traceback(tmp_path, content, 
     with pytest.raises(StoreUnavailable, match=f"decision store {path} cannot be opened") as e:
         SqliteDecisionStore(path)
     assert says in str(e.value)
+
+
+@pytest.mark.parametrize("how", ["deleted", "renamed", "replaced"])
+def test_a_store_file_gone_from_under_its_handle_takes_no_write(tmp_path, how) -> None:
+    """Probe 21: after `rm audit.db` the workers went on committing into the unlinked file,
+    answered 200, and lost it all at the restart. Every write checks the path still names the
+    file it opened; nothing is written into the orphan."""
+    import shutil
+
+    from serving.outcome_store import SqliteOutcomeStore
+    from serving.sqlite_store import StoreReplaced
+
+    db = tmp_path / "audit.db"
+    store, results = SqliteDecisionStore(db), SqliteOutcomeStore(db)
+    try:
+        store.record([_record(0)])
+        if how == "deleted":
+            db.unlink()
+        elif how == "renamed":
+            db.rename(tmp_path / "moved.db")
+        else:  # a copy put in its place (a restore over the live file): another inode
+            shutil.copy(db, tmp_path / "copy.db")
+            (tmp_path / "copy.db").replace(db)
+        said = "deleted or renamed" if how != "replaced" else "replaced by another file"
+        with pytest.raises(StoreReplaced, match=f"audit.db was {said} under the running service"):
+            store.record([_record(1)])
+        with pytest.raises(StoreReplaced), results.write():
+            pass
+    finally:
+        results.close()
+        store.close()

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
 from features.errors import ParcelriskError
-from features.intake.hidden_text import INVISIBLE, MIXED_SCRIPT_PROBLEM, mixed_script_word
+from features.intake.hidden_text import INVISIBLE, identifier_look_alike
 from features.intake.pseudonym import PSEUDONYM, process_key, pseudonym_of, pseudonymise
 
 if TYPE_CHECKING:
@@ -631,7 +631,8 @@ NUL_PROBLEM = "holds a NUL byte (\\x00), which is not text"
 # Unicode renders as nothing (zero-width spaces and joiners, soft hyphens, bidi controls, a
 # byte-order mark...). "A1<U+200B>" and "A1" print alike and would be two parcels, two sellers'
 # histories; an override makes an id read backwards in the auditors' pages. So too a word
-# mixing Latin with Cyrillic or Greek letters (``MIXED_SCRIPT_PROBLEM``).
+# mixing Latin with Cyrillic or Greek letters (``MIXED_SCRIPT_PROBLEM``) and an accent no
+# Latin letter takes (``STRAY_MARK_PROBLEM``).
 INVISIBLE_PROBLEM = "holds a control or invisible character, which no identifier may"
 
 
@@ -647,19 +648,23 @@ def _holds_invisible(text: pd.Series) -> np.ndarray:
     return pc.fill_null(found, False).to_numpy(zero_copy_only=False)
 
 
-def _mixes_scripts(text: pd.Series) -> pd.Series:
-    """Rows of ``text`` holding a word that mixes Latin with Cyrillic or Greek letters
-    (``mixed_script_word``), looked at once per distinct value that is not ASCII: a column of
+def _look_alikes(text: pd.Series) -> list[tuple[str, np.ndarray]]:
+    """Rows of ``text`` that would pass for another id (``identifier_look_alike``), a mask
+    per problem found, each distinct value that is not ASCII looked at once: a column of
     ASCII ids costs one vectorised ``isascii``."""
-    import pandas as pd
+    import numpy as np
 
     other = ~(text.str.isascii() | text.isna()).to_numpy(dtype=bool)
-    found = pd.Series(False, index=text.index)
-    if other.any():
-        values = text[other]
-        mixing = {v for v in values.unique().tolist() if mixed_script_word(v) is not None}
-        found[other] = values.isin(mixing).to_numpy(dtype=bool)
-    return found
+    if not other.any():
+        return []
+    values = text[other]
+    problems = values.map({v: identifier_look_alike(v) for v in values.unique().tolist()})
+    out = []
+    for problem in problems.dropna().unique().tolist():
+        found = np.zeros(len(text), dtype=bool)
+        found[np.flatnonzero(other)[problems.eq(problem).to_numpy(dtype=bool)]] = True
+        out.append((problem, found))
+    return out
 
 
 # What an error message shows in place of a personal value (a consignee id, a personal extra):
@@ -765,20 +770,22 @@ def parse_declarations(
             # a NUL byte is not text: PostgreSQL refuses it in a column, SQLite and Parquet
             # keep it, and a CSV reader refuses the whole file; ingest refuses it too
             nul = converted.str.contains("\x00", regex=False).fillna(False).astype(bool)
-            problem = NUL_PROBLEM
-            if name in IDENTIFIER_FIELDS and not nul.any():
-                nul = pd.Series(_holds_invisible(converted), index=converted.index)
-                problem = INVISIBLE_PROBLEM
-            if name in IDENTIFIER_FIELDS and not nul.any():
-                nul = _mixes_scripts(converted)
-                problem = MIXED_SCRIPT_PROBLEM
-            if nul.any():
-                rows = np.flatnonzero(nul.to_numpy())
-                shown = [repr(v) for v in s.iloc[rows].tolist()]
-                if name in contract.personal_columns():
-                    shown = [PERSONAL_NOT_SHOWN] * len(rows)
-                bad_values.append(BadValues(name, rows, shown, problem))
-                converted = converted.mask(nul)
+            checks = [(NUL_PROBLEM, nul.to_numpy(dtype=bool))]
+            if name in IDENTIFIER_FIELDS:  # each row refused for the first it fails
+                checks.append((INVISIBLE_PROBLEM, _holds_invisible(converted)))
+                checks += _look_alikes(converted)
+            flagged = np.zeros(len(converted), dtype=bool)
+            for problem, found in checks:
+                found = found & ~flagged
+                if found.any():
+                    rows = np.flatnonzero(found)
+                    shown = [repr(v) for v in s.iloc[rows].tolist()]
+                    if name in contract.personal_columns():
+                        shown = [PERSONAL_NOT_SHOWN] * len(rows)
+                    bad_values.append(BadValues(name, rows, shown, problem))
+                    flagged |= found
+            if flagged.any():
+                converted = converted.mask(pd.Series(flagged, index=converted.index))
             if name == "hs_code" and s.dtype == object:
                 # a number among the cells (a JSON or spreadsheet export) has lost the zero of
                 # chapters 01-09, as a JSON number sent to the API has: refused on both paths
@@ -1027,8 +1034,8 @@ class DeclarationBase(BaseModel):
             raise ValueError(NUL_PROBLEM)
         if info.field_name in IDENTIFIER_FIELDS and _INVISIBLE.search(value):
             raise ValueError(INVISIBLE_PROBLEM)
-        if info.field_name in IDENTIFIER_FIELDS and mixed_script_word(value) is not None:
-            raise ValueError(MIXED_SCRIPT_PROBLEM)
+        if info.field_name in IDENTIFIER_FIELDS and (found := identifier_look_alike(value)):
+            raise ValueError(found)
         if info.field_name in _PERSONAL_FIELDS:  # ~1 us: the one HMAC of the request's value
             limit = FIELDS_BY_NAME[info.field_name].max_length
             if limit and len(value) > limit:  # the length rule will see only the pseudonym

@@ -12,6 +12,7 @@ now, so the next invisible character is in it already.
 
 from __future__ import annotations
 
+import itertools
 import re
 import unicodedata
 
@@ -93,6 +94,38 @@ def _mixes(word: str) -> bool:
         return False
     scripts = _scripts(word)
     return "LATIN" in scripts and any(s in scripts for s in LOOK_ALIKE_SCRIPTS)
+
+
+STRAY_MARK_PROBLEM = (
+    "holds an accent no letter takes (a combining mark left on a Latin letter or digit after "
+    "composition), which reads as another id"
+)
+
+
+def _stray_mark(text: str) -> bool:
+    """A combining mark (Mn, Me) right after a Latin letter or an ASCII character in text
+    already in NFKC: composition gave that letter no accented form ("B" + U+0301), so the mark
+    only dresses one id as another. Marks of other scripts (Arabic vowels, Devanagari signs,
+    Thai) are their letters' and stay."""
+    for before, c in itertools.pairwise(text):
+        if unicodedata.category(c) in ("Mn", "Me") and (
+            before.isascii() or "LATIN" in unicodedata.name(before, "")
+        ):
+            return True
+    return False
+
+
+def identifier_look_alike(text: str) -> str | None:
+    """Why an identifier (read in NFKC) would pass for another, None when it would not: a
+    word mixing Latin with Cyrillic or Greek letters, or a combining mark no Latin letter
+    takes. ASCII is answered without a look."""
+    if text.isascii():
+        return None
+    if mixed_script_word(text) is not None:
+        return MIXED_SCRIPT_PROBLEM
+    if _stray_mark(text):
+        return STRAY_MARK_PROBLEM
+    return None
 
 
 def mixed_script_word(text: str) -> str | None:

@@ -15,13 +15,15 @@ from pydantic import ValidationError
 
 from features.intake.contract import (
     INVISIBLE_PROBLEM,
-    MIXED_SCRIPT_PROBLEM,
+    NUL_PROBLEM,
     Contract,
     Declaration,
     parse_declarations,
 )
 from features.intake.hidden_text import (
     INVISIBLE,
+    MIXED_SCRIPT_PROBLEM,
+    STRAY_MARK_PROBLEM,
     is_obscured,
     mixed_script_word,
     readable_text,
@@ -101,6 +103,8 @@ def test_a_description_is_read_as_the_words_it_prints(sent, read, obscured) -> N
         ("SSPLITB\U000e0041", INVISIBLE_PROBLEM),
         ("\u0405SPLITB", MIXED_SCRIPT_PROBLEM),
         ("SSPL\u0399TB", MIXED_SCRIPT_PROBLEM),  # a Greek capital iota
+        ("SSPLITB\u0301", STRAY_MARK_PROBLEM),  # an accent B has no composed form for
+        ("S1\u0335", STRAY_MARK_PROBLEM),  # a strike-through on a digit
     ],
 )
 def test_a_hidden_or_look_alike_id_is_refused_on_files_and_requests(seller, problem) -> None:
@@ -128,3 +132,30 @@ def test_forms_a_reader_cannot_tell_apart_are_one_id_on_files_and_requests() -> 
     assert Declaration.model_validate({**BODY, "seller_id": "Ромашка Trading"}).seller_id == (
         "Ромашка Trading"
     )
+
+
+def test_every_row_is_refused_for_the_first_rule_it_fails_none_let_through() -> None:
+    """One problem per column at a time let the rest through: a NUL in one row skipped the
+    invisible check of every other, so "S\u00ad1" went in beside the refused NUL."""
+    frame = pd.DataFrame(
+        {
+            "declaration_id": ["A1", "A2", "A3", "A4", "A5"],
+            "seller_id": ["S\x00", "S\u00ad1", "\u0405ELLER", "SB\u0301", "Ромашка"],
+        }
+    )
+    _, bad, _ = parse_declarations(frame, with_outcomes=False, contract=Contract())
+    found = {b.problem: b.rows.tolist() for b in bad if b.field == "seller_id"}
+    assert found == {
+        NUL_PROBLEM: [0],
+        INVISIBLE_PROBLEM: [1],
+        MIXED_SCRIPT_PROBLEM: [2],
+        STRAY_MARK_PROBLEM: [3],
+    }
+
+
+@pytest.mark.parametrize(
+    "name", ["Nguy\u1ec5n", "\u0915\u093f\u0924\u093e\u092c", "\u0645\u064e\u062d\u0652"]
+)
+def test_marks_of_other_scripts_and_composed_letters_are_ids_as_sent(name) -> None:
+    """Vietnamese letters compose; Devanagari and Arabic marks are their letters'."""
+    assert Declaration.model_validate({**BODY, "seller_id": name}).seller_id == name

@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import sqlite3
 import sys
 
 import typer
@@ -74,6 +75,19 @@ def _private_files() -> None:
     os.umask(current | wanted)
 
 
+def _store_named() -> str:
+    """The SQLite file a command was pointed at (``--db``, ``--audit-db``), as given, for an
+    error met deep inside a read; else what the settings name."""
+    args = sys.argv[1:]
+    for i, arg in enumerate(args):
+        for option in ("--db", "--audit-db"):
+            if arg == option and i + 1 < len(args):
+                return f"the SQLite file {args[i + 1]}"
+            if arg.startswith(option + "="):
+                return f"the SQLite file {arg.split('=', 1)[1]}"
+    return "the decision store (serve.audit_db, or $PARCELRISK_AUDIT_DB)"
+
+
 def main() -> None:
     """Entry point: run the app and turn known errors into one clear line and exit code 2."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
@@ -117,6 +131,21 @@ def main() -> None:
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(130)
+    except sqlite3.DatabaseError as exc:
+        from serving.sqlite_store import is_damaged
+
+        if not is_damaged(exc):
+            raise
+        # a page damaged inside a store that opened fine is met while reading its rows,
+        # anywhere in a walk: verify, export, archive and history export gave a traceback
+        # (probe 21). One line, naming the store as the command was given it.
+        typer.echo(
+            f"error: {_store_named()} is damaged: {exc} ({exc.sqlite_errorname}); nothing "
+            "was written. Restore it from a backup (a head filed with `parcelrisk audit head` "
+            "proves the copy), then run `parcelrisk audit verify`",
+            err=True,
+        )
+        sys.exit(2)
     except Exception as exc:
         # MLflow's own errors (a tracking store that refuses a query, is locked or full) are
         # about the setup, not a fault of ours: one line, its first, without addresses

@@ -250,6 +250,16 @@ class ParcelRiskService:
         except ParcelriskError as exc:
             _WORKER.not_ready = f"champion model not loaded: {exc}"
             logger.error("NOT READY: %s", _WORKER.not_ready)
+        except sqlite3.DatabaseError as exc:
+            if not is_damaged(exc):
+                raise
+            # the load catches the entity state up from the store: its damage is the store's,
+            # and readiness said "champion model not loaded" (probe 21)
+            _WORKER.not_ready = (
+                f"decision store {self.config.audit_db} is damaged ({exc}): restore it from a "
+                "backup, run `parcelrisk audit verify` and restart the service"
+            )
+            logger.error("NOT READY: %s", _WORKER.not_ready)
         except Exception as exc:  # never serve half-loaded; say why, keep probes answering
             _WORKER.not_ready = f"champion model not loaded: {type(exc).__name__}: {exc}"
             logger.exception("NOT READY: %s", _WORKER.not_ready)

@@ -566,3 +566,37 @@ def test_a_store_file_gone_from_under_its_handle_takes_no_write(tmp_path, how) -
     finally:
         results.close()
         store.close()
+
+
+def test_a_page_damaged_inside_the_store_is_one_line_from_every_review_command(
+    tmp_path, capsys
+) -> None:
+    """Probe 21: a store whose file opened fine but held one overwritten page gave a Python
+    traceback from `audit verify`, `audit export`, `audit archive` and `history export`, met
+    while walking its rows. One line naming the file, what to do, exit 2."""
+    from tests.test_serving.conftest import run_cli
+
+    path = tmp_path / "audit.db"
+    store = SqliteDecisionStore(path)
+    for lo in range(0, 3000, 500):
+        store.record([_record(i) for i in range(lo, lo + 500)])
+    store.close()
+    with sqlite3.connect(path) as conn:  # everything in the main file, no log beside it
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    size = path.stat().st_size
+    with open(path, "r+b") as fh:  # one 4 KiB page at 60% of the file, overwritten
+        fh.seek((size * 6 // 10) // 4096 * 4096)
+        fh.write(b"\xa5" * 4096)
+    for args in (
+        ["audit", "verify", "--db", str(path)],
+        ["audit", "export", "--db", str(path), "--from", "2026-01-01", "--to", "2027-01-01",
+         "--format", "csv"],
+        ["history", "export", "--db", str(path), "--out", str(tmp_path / "h.parquet")],
+    ):  # fmt: skip
+        code, _, err = run_cli(capsys, *args)
+        assert code == 2 and "Traceback" not in err, (args, err)
+        (line,) = err.strip().splitlines()
+        assert line.startswith(f"error: the SQLite file {path} is damaged: ") and (
+            "SQLITE_CORRUPT" in line or "SQLITE_NOTADB" in line
+        ), line
+        assert "Restore it from a backup" in line

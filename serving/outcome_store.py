@@ -161,6 +161,12 @@ class SqliteOutcomeStore:
         self._chain_unchained()
         self._allow_corrections()
 
+    def limit_write_wait(self, seconds: float) -> None:
+        """As the decisions' ``limit_write_wait``: a results batch waits this long for a lock
+        another process holds, then is refused with nothing stored."""
+        with self._lock:
+            self._conn.execute(f"PRAGMA busy_timeout={max(1, round(seconds * 1000))}")
+
     def _refuse_newer(self) -> None:
         """Results with fields this release does not know (a newer one wrote them, and their
         MACs cover them): refused by name, as the decisions are."""

@@ -211,6 +211,11 @@ class ParcelRiskService:
         # as `parcelrisk serve` refuses before starting its workers
         require_key_signs_chain(self.store)
         self.outcome_store = open_outcome_store(self.config.audit_db, self.store)
+        # a write kept from a SQLite file by another process's lock is refused (503, nothing
+        # stored) after a quarter of the request timeout, not answered 504 after all of it
+        for store in (self.store, self.outcome_store):
+            if hasattr(store, "limit_write_wait"):
+                store.limit_write_wait(self.config.request_timeout_s / 4)
         # lookups for people (auditor pages, /decision, /explain of a decision id) on a handle
         # of their own: a slow one (a filter matching nothing scans the table) held the scoring
         # path's reader lock, and with it the event loop and the health probes, for its length

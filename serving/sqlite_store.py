@@ -577,6 +577,15 @@ class SqliteDecisionStore:
         conn.execute(f"PRAGMA journal_size_limit={self._wal_max_bytes}")
         return conn
 
+    def limit_write_wait(self, seconds: float) -> None:
+        """How long a write waits for the file's lock while another process holds it, before
+        its batch is refused (``StoreUnavailable``, passing: nothing stored). The service sets
+        a quarter of its request timeout: a store held by an operator's sqlite3 session or a
+        backup then answers 503 with Retry-After, where the 30 s default gave a 504 after the
+        whole request timeout and recorded the decision behind the caller's back (probe 21)."""
+        with self._lock:
+            self._conn.execute(f"PRAGMA busy_timeout={max(1, round(seconds * 1000))}")
+
     def _open_lock_file(self, suffix: str = ".lock") -> IO[bytes] | None:
         # flock belongs to the open file: each holder (writer, checkpointer) opens its own
         return open(f"{self.path}{suffix}", "a+b") if fcntl is not None else None
@@ -659,11 +668,12 @@ class SqliteDecisionStore:
     def _restart_log(conn: sqlite3.Connection, mode: str = "RESTART") -> int:
         """A RESTART or TRUNCATE checkpoint (the caller holds the writers' turn); the frames
         left in the log, -1 when another checkpoint was running."""
+        (waits_ms,) = conn.execute("PRAGMA busy_timeout").fetchone()
         conn.execute(f"PRAGMA busy_timeout={_RESTART_WAIT_MS}")
         try:
             busy, frames, _ = conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
         finally:
-            conn.execute("PRAGMA busy_timeout=30000")
+            conn.execute(f"PRAGMA busy_timeout={int(waits_ms)}")  # the connection's own again
         if busy and frames < 0:  # another connection's checkpoint was running
             return -1
         if busy:

@@ -276,3 +276,14 @@ def test_a_write_waiting_on_the_stores_lock_past_the_timeout_is_not_ready(client
         release.set()
         sender.join(30)
     assert client.get("/readyz").status_code == 200 and service._writes_since == {}
+
+
+def test_the_service_s_stores_wait_a_quarter_of_the_request_timeout_for_a_lock(client) -> None:
+    """The wait that makes another process's lock a 503 (test_store), as the service sets it."""
+    from serving.service import _WORKER
+
+    service = _WORKER.service
+    quarter = round(service.config.request_timeout_s / 4 * 1000)
+    for store in (service.store, service.outcome_store):
+        (waits,) = store._conn.execute("PRAGMA busy_timeout").fetchone()
+        assert waits == quarter

@@ -600,3 +600,35 @@ def test_a_page_damaged_inside_the_store_is_one_line_from_every_review_command(
             "SQLITE_CORRUPT" in line or "SQLITE_NOTADB" in line
         ), line
         assert "Restore it from a backup" in line
+
+
+def test_a_write_kept_out_by_another_process_s_lock_is_refused_after_its_wait(tmp_path) -> None:
+    """Probe 21: an operator's sqlite3 session holding the store made every /score a 504 after
+    the whole request timeout (SQLite's 30 s busy wait), the decision recorded behind the
+    caller's back. The service limits the wait: refused, passing, nothing stored."""
+    from serving.outcome_store import SqliteOutcomeStore
+    from serving.sqlite_store import StoreUnavailable
+
+    path = tmp_path / "audit.db"
+    store, results = SqliteDecisionStore(path), SqliteOutcomeStore(path)
+    store.record([_record(0)])
+    store.limit_write_wait(0.2)
+    results.limit_write_wait(0.2)
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    try:
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailable, match=r"database is locked \(SQLITE_BUSY\)") as got:
+            store.record([_record(1)])
+        assert got.value.passing and time.monotonic() - started < 2.0
+        with pytest.raises(StoreUnavailable), results.write():
+            pass
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    store.record([_record(2)])  # the lock gone, writes go through, the wait kept
+    assert store.count() == 2
+    (waits,) = store._conn.execute("PRAGMA busy_timeout").fetchone()
+    assert waits == 200
+    results.close()
+    store.close()

@@ -714,6 +714,11 @@ def read_params_file(path: Path) -> dict[str, Any]:
         return {}
     try:
         payload = load_unique(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as exc:  # a binary file or another encoding: a traceback before
+        raise ParcelriskError(
+            f"{path}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start}): "
+            "params files are YAML in UTF-8"
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -75,16 +75,23 @@ def _private_files() -> None:
     os.umask(current | wanted)
 
 
+def _option_value(option: str) -> str | None:
+    """The value a command line gave ``option`` (``--out X`` or ``--out=X``), None if none."""
+    args = sys.argv[1:]
+    for i, arg in enumerate(args):
+        if arg == option and i + 1 < len(args):
+            return args[i + 1]
+        if arg.startswith(option + "="):
+            return arg.split("=", 1)[1]
+    return None
+
+
 def _store_named() -> str:
     """The SQLite file a command was pointed at (``--db``, ``--audit-db``), as given, for an
     error met deep inside a read; else what the settings name."""
-    args = sys.argv[1:]
-    for i, arg in enumerate(args):
-        for option in ("--db", "--audit-db"):
-            if arg == option and i + 1 < len(args):
-                return f"the SQLite file {args[i + 1]}"
-            if arg.startswith(option + "="):
-                return f"the SQLite file {arg.split('=', 1)[1]}"
+    given = _option_value("--db") or _option_value("--audit-db")
+    if given is not None:
+        return f"the SQLite file {given}"
     return "the decision store (serve.audit_db, or $PARCELRISK_AUDIT_DB)"
 
 
@@ -109,7 +116,11 @@ def main() -> None:
         sys.exit(2)
     except OSError as exc:
         if exc.errno == errno.ENOSPC:  # a full disk, wherever it was written (MLflow, Arrow)
-            typer.echo(f"error: no space left on device: {exc}", err=True)
+            # Arrow's and a temporary file's errors name no file: the output the command was
+            # given says which disk filled (probe 21)
+            out = _option_value("--out")
+            where = f" (writing {out})" if out and str(out) not in str(exc) else ""
+            typer.echo(f"error: no space left on device{where}: {exc}", err=True)
             sys.exit(2)
         if exc.filename is None:  # not about a path the user gave: a fault, with its traceback
             raise

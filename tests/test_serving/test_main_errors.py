@@ -46,6 +46,28 @@ def test_a_full_disk_is_one_line(monkeypatch, capsys) -> None:
     assert "Traceback" not in err
 
 
+def test_a_full_disk_names_the_output_the_command_was_writing(monkeypatch, capsys) -> None:
+    """Arrow's write error names no file (probe 21): the --out given says which disk filled."""
+    monkeypatch.setattr(sys, "argv", ["parcelrisk", "score", "in.parquet", "--out", "/full/o.parquet"])  # fmt: skip
+    exc = OSError(errno.ENOSPC, "Error writing bytes to file. Detail: [errno 28]")
+    code, err = _run(monkeypatch, capsys, exc)
+    assert code == 2
+    assert err.strip().startswith("error: no space left on device (writing /full/o.parquet): ")
+
+
+def test_params_that_are_not_utf8_are_one_line(tmp_path) -> None:
+    """A binary params.yaml gave a UnicodeDecodeError traceback (probe 21)."""
+    from features.errors import ParcelriskError
+    from features.params import load_settings
+
+    bad = tmp_path / "params.yaml"
+    bad.write_bytes(b"\x00\xff garbage: [\n")
+    with pytest.raises(
+        ParcelriskError, match=r"params.yaml: not UTF-8 text \(byte 0xff at offset 1\)"
+    ):
+        load_settings(bad)
+
+
 def test_a_fault_of_ours_keeps_its_traceback(monkeypatch) -> None:
     monkeypatch.setattr(main_module, "app", lambda: 1 / 0)
     umask = os.umask(0o077)

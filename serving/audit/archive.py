@@ -10,6 +10,12 @@ the hot chain now starts. ``verify`` walks the archive's days and then the hot r
 chain, so the archived days stay proven and the hot store stays small (SQLite reuses the
 freed pages).
 
+An archive stopped between its manifest and its cut (a kill, a power cut) leaves the manifest
+listing files past the store's cut, whose decisions the store still holds. The next archive
+checks each such file against the store's rows, rolls the manifest back to the store's cut and
+archives again (saying so): written once more, they would otherwise be listed twice, and
+`verify` would read the second listing as decisions inserted (probe 21).
+
 Decisions and results are joined by declaration id: a result that arrives for an archived
 decision is refused by ``outcomes ingest`` as unknown, so archive only days whose inspection
 results are in (the command says how many inspected lanes are still without one).
@@ -20,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import os
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -29,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 from features.errors import ParcelriskError
 from serving.audit.expiry import file_sha256
 from serving.audit.verify import verify_store
-from serving.decision import iso_utc
+from serving.decision import ADDED_FIELDS, iso_utc
 from serving.sqlite_store import (
     _COLUMNS,
     _N_STORED,
@@ -40,6 +47,8 @@ from serving.sqlite_store import (
 
 if TYPE_CHECKING:
     from serving.store import DecisionStore
+
+logger = logging.getLogger(__name__)
 
 _PAGE = 50_000
 
@@ -92,9 +101,7 @@ def archive_lock(archive: Path, done: str) -> Iterator[None]:
 
 
 def _archive_locked(store: DecisionStore, before: str, archive: Path) -> dict[str, Any]:
-    from serving.store_read import read_only
-
-    _, _, cut = store.chain_start()
+    start_seq, start_mac, cut = store.chain_start()
     if cut is not None and Path(cut["archive"]).resolve() != archive.resolve():
         # verify walks one archive, the last cut's, into the hot rows: the days archived
         # into another directory before would no longer be found (a false "deleted" alarm)
@@ -102,6 +109,141 @@ def _archive_locked(store: DecisionStore, before: str, archive: Path) -> dict[st
             f"this store's archive is {cut['archive']}: archive there (--to {cut['archive']}), "
             f"not into {archive}; one store, one archive directory"
         )
+    # before the verify: beyond a first cut, the files listed past it read as decisions
+    # inserted, and verify waits for a cut that will never come (an archive being made)
+    undone = _undo_interrupted(store, archive, start_seq, start_mac)
+    summary = _archive_verified(store, before, archive)
+    return summary if undone is None else {**summary, "interrupted": undone}
+
+
+def _undo_interrupted(
+    store: DecisionStore, archive: Path, start_seq: int, start_mac: bytes
+) -> str | None:
+    """Roll back an archive stopped after its manifest but before its cut: the files the
+    manifest lists past the store's cut (``start_seq``, ``start_mac``) are checked against the
+    store's rows, then the manifest goes back to the store's cut and the files are removed (the
+    store holds every one of their decisions). Returns the one line saying so; None when the
+    manifest ends at the store's cut. A file missing, or not holding the store's decisions,
+    is refused by name, nothing changed.
+
+    Rolled back, not finished: the archive is then made again from a verified chain, up to
+    the date now asked for, and the store stays the record until the cut is made."""
+    for leftover in archive.glob("**/*.tmp"):  # a write killed half-way; the lock is ours
+        with contextlib.suppress(OSError):
+            leftover.unlink()
+    manifest = read_archive_manifest(archive)
+    files = manifest.get("files", [])
+    ahead = [e for e in files if int(e["last_seq"]) > start_seq]
+    if not ahead:
+        return None
+    for entry in ahead:
+        _check_against_store(store, archive, entry, start_seq)
+    rolled = {**manifest, "files": [e for e in files if int(e["last_seq"]) <= start_seq]}
+    rolled.pop("cut_seq", None)
+    rolled.pop("cut_mac", None)
+    if start_seq:
+        rolled["cut_seq"], rolled["cut_mac"] = start_seq, start_mac.hex()
+    _write_manifest(archive, rolled)
+    for entry in ahead:  # after the manifest: a file it lists is never missing
+        path = archive / entry["file"]
+        with contextlib.suppress(OSError):
+            path.unlink()
+        with contextlib.suppress(OSError):  # a day folder left empty
+            path.parent.rmdir()
+    first = min(int(e["first_seq"]) for e in ahead)
+    last = max(int(e["last_seq"]) for e in ahead)
+    line = (
+        f"completing an interrupted archive: {archive / ARCHIVE_MANIFEST} listed seq "
+        f"{first}..{last} ({len(ahead)} files) past the store's cut; they matched the store's "
+        "decisions, so the manifest was rolled back to the cut and they are archived again"
+    )
+    logger.warning(line)
+    return line
+
+
+def _check_against_store(
+    store: DecisionStore, archive: Path, entry: dict[str, Any], start_seq: int
+) -> None:
+    """Refuse, in one line naming it, a file listed past the store's cut that is not a copy
+    of the store's decisions it names: removing it must never drop a decision."""
+    import pyarrow.parquet as pq
+
+    from serving.store_read import read_only
+
+    path = archive / entry["file"]
+    first, last = int(entry["first_seq"]), int(entry["last_seq"])
+    named = (
+        f"{path} (seq {first}..{last}), listed in {ARCHIVE_MANIFEST} past the store's cut at "
+        f"seq {start_seq} by an `audit archive` that did not finish,"
+    )
+    with read_only(store.source) as reader:
+        _, stored = reader.query(
+            f"SELECT {','.join(_COLUMNS)} FROM decisions WHERE seq >= {{p}} AND seq <= {{p}} "
+            "ORDER BY seq",
+            (first, last),
+        )
+    if [r[_N_STORED + 1] for r in stored] != list(range(first, last + 1)):
+        # not an archive stopped before its cut: the cut or the rows were removed since
+        raise ParcelriskError(
+            f"{named} names decisions this store does not hold (its cut or its rows removed, "
+            "or another store's archive): nothing was changed; run `parcelrisk audit verify`"
+        )
+    keep = (
+        "nothing was changed and the store still holds those decisions: restore the file, or "
+        f"take the entries past seq {start_seq} out of the manifest, and run again"
+    )
+    if not path.is_file():
+        raise ParcelriskError(f"{named} is missing: {keep}")
+    if file_sha256(path) != entry.get("sha256"):
+        raise ParcelriskError(f"{named} is not the file listed (its sha256 differs): {keep}")
+    try:
+        table = pq.read_table(path)
+    except (OSError, ValueError) as exc:  # pyarrow's errors are both
+        raise ParcelriskError(f"{named} cannot be read ({exc}): {keep}") from None
+    if _file_values(table) != _stored_values(stored, table.column_names):
+        raise ParcelriskError(
+            f"{named} differs from the store's decisions seq {first}..{last} (the file or the "
+            "store was edited): nothing was changed; run `parcelrisk audit verify`"
+        )
+
+
+def _file_values(table: Any) -> list[tuple[Any, ...]] | None:
+    """The rows of an archived day file, comparable with ``_stored_values``; None when its
+    columns are not the store's (a day of an older release lacks ``ADDED_FIELDS`` only)."""
+    held = set(table.column_names)
+    if held - set(_COLUMNS) or set(_COLUMNS) - set(ADDED_FIELDS) - held:
+        return None
+    names = [n for n in _COLUMNS if n in held]
+    columns = [table.column(n).to_pylist() for n in names]
+    return [tuple(map(_plain, r)) for r in zip(*columns, strict=True)]
+
+
+def _stored_values(rows: list[tuple[Any, ...]], names: list[str]) -> list[tuple[Any, ...]]:
+    """The store's rows (``_COLUMNS``) as ``_file_values`` reads a file of columns ``names``."""
+    at = [i for i, n in enumerate(_COLUMNS) if n in names]
+    return [tuple(_plain(r[i]) for i in at) for r in rows]
+
+
+def _plain(value: Any) -> Any:
+    """A value as both sides read it: PostgreSQL's bytea may come as a memoryview, and NaN
+    equals nothing, itself included."""
+    if isinstance(value, memoryview):
+        return bytes(value)
+    if isinstance(value, float) and value != value:
+        return "NaN"
+    return value
+
+
+def _write_manifest(archive: Path, manifest: dict[str, Any]) -> None:
+    tmp = archive / f"{ARCHIVE_MANIFEST}.tmp"
+    tmp.write_text(json.dumps(manifest, indent=1))
+    os.replace(tmp, archive / ARCHIVE_MANIFEST)
+
+
+def _archive_verified(store: DecisionStore, before: str, archive: Path) -> dict[str, Any]:
+    """The archive proper, from a manifest that ends at the store's cut."""
+    from serving.store_read import read_only
+
     report = verify_store(store)
     if report.problem is not None:
         raise ParcelriskError(
@@ -169,6 +311,15 @@ def _write_days(
     from serving.store_read import read_only
 
     manifest = read_archive_manifest(archive)
+    listed = [e["file"] for e in manifest.get("files", []) if int(e["last_seq"]) > start_seq]
+    if listed:
+        # never a file listed twice: `_undo_interrupted` rolled back every entry past the cut,
+        # so this one was written since, by an archive the lock did not hold off (no lock file)
+        raise ParcelriskError(
+            f"{archive / ARCHIVE_MANIFEST} lists {listed[0]} past the store's cut at seq "
+            f"{start_seq}, written meanwhile by another `audit archive`: nothing was archived "
+            "by this one; run it again once that one has finished"
+        )
     cut_mac = b""
     last = start_seq
     while last < cut_seq:
@@ -207,9 +358,7 @@ def _write_days(
         cut_mac = bytes(rows[-1][-1])
     manifest["files"] = [*manifest.get("files", []), *written]
     manifest["cut_seq"], manifest["cut_mac"] = cut_seq, cut_mac.hex()
-    tmp = archive / f"{ARCHIVE_MANIFEST}.tmp"
-    tmp.write_text(json.dumps(manifest, indent=1))
-    os.replace(tmp, archive / ARCHIVE_MANIFEST)
+    _write_manifest(archive, manifest)
     return cut_mac
 
 

@@ -83,6 +83,45 @@ _LOOK_ALIKES = str.maketrans(
 )  # fmt: skip
 _WORD = re.compile(r"\S+")
 
+# The same look-alikes for an identifier's key, case kept (case folding is a mapping's choice,
+# ``fold: true``), with the letters of other scripts that print as a Latin capital or small
+# letter (Armenian, Cherokee, Latin small capitals) and the dashes that print as a hyphen.
+# A whole word in look-alikes ("АВС-123" in Cyrillic) mixes no script, so it is not refused:
+# it is keyed as what it prints, one entity with "ABC-123" (UTS #39's skeleton, narrowed to
+# the letters that pass for Latin). Two ids that print alike are one seller to an officer.
+_ID_LOOK_ALIKES = str.maketrans(
+    {
+        **dict.fromkeys("АΑᎪᗅ", "A"), **dict.fromkeys("ВΒᏴ", "B"), **dict.fromkeys("СϹᏟ", "C"),
+        **dict.fromkeys("ЕΕᎬ", "E"), **dict.fromkeys("НΗᎻ", "H"), **dict.fromkeys("ІΙӀ", "I"),
+        **dict.fromkeys("ЈᎫ", "J"), **dict.fromkeys("КΚᏦ", "K"), **dict.fromkeys("МΜᎷ", "M"),
+        **dict.fromkeys("Ν", "N"), **dict.fromkeys("ОΟՕ", "O"), **dict.fromkeys("РΡᏢ", "P"),
+        **dict.fromkeys("Ԛ", "Q"), **dict.fromkeys("ЅᏚ", "S"), **dict.fromkeys("ТΤᎢ", "T"),
+        **dict.fromkeys("Ս", "U"), **dict.fromkeys("ѴᏙ", "V"), **dict.fromkeys("ԜᎳ", "W"),
+        **dict.fromkeys("ХΧ", "X"), **dict.fromkeys("ҮΥ", "Y"), **dict.fromkeys("ΖᏃ", "Z"),
+        **dict.fromkeys("аα", "a"), **dict.fromkeys("сϲ", "c"), **dict.fromkeys("ԁ", "d"),
+        **dict.fromkeys("е", "e"), **dict.fromkeys("һ", "h"), **dict.fromkeys("іι", "i"),
+        **dict.fromkeys("ј", "j"), **dict.fromkeys("ӏ", "l"), **dict.fromkeys("оοօ", "o"),
+        **dict.fromkeys("рρ", "p"), **dict.fromkeys("ԛ", "q"), **dict.fromkeys("ѕ", "s"),
+        **dict.fromkeys("սυ", "u"), **dict.fromkeys("ѵν", "v"), **dict.fromkeys("ԝ", "w"),
+        **dict.fromkeys("х", "x"), **dict.fromkeys("уү", "y"),
+        **dict.fromkeys("ᴀ", "A"), **dict.fromkeys("ʙ", "B"), **dict.fromkeys("ᴄ", "C"),
+        **dict.fromkeys("ᴅ", "D"), **dict.fromkeys("ᴇ", "E"), **dict.fromkeys("ʜ", "H"),
+        **dict.fromkeys("ɪ", "I"), **dict.fromkeys("ᴊ", "J"), **dict.fromkeys("ᴋ", "K"),
+        **dict.fromkeys("ʟ", "L"), **dict.fromkeys("ᴍ", "M"), **dict.fromkeys("ɴ", "N"),
+        **dict.fromkeys("ᴏ", "O"), **dict.fromkeys("ᴘ", "P"), **dict.fromkeys("ʀ", "R"),
+        **dict.fromkeys("ꜱ", "S"), **dict.fromkeys("ᴛ", "T"), **dict.fromkeys("ᴜ", "U"),
+        **dict.fromkeys("ᴠ", "V"), **dict.fromkeys("ᴡ", "W"), **dict.fromkeys("ᴢ", "Z"),
+        **dict.fromkeys("\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe58\ufe63", "-"),
+    }
+)  # fmt: skip
+
+
+def key_skeleton(text: str) -> str:
+    """An identifier (already in NFKC) as the key its entity is known by: every letter that
+    prints as a Latin one written as that letter, every dash as a hyphen. ASCII is its own
+    key (one ``isascii``)."""
+    return text if text.isascii() else text.translate(_ID_LOOK_ALIKES)
+
 
 def _scripts(word: str) -> set[str]:
     """The scripts of a word's letters, by the first word of their Unicode names."""

@@ -16,9 +16,11 @@ from __future__ import annotations
 import functools
 import logging
 import re
+import unicodedata
 from typing import TYPE_CHECKING
 
 from features.errors import ParcelriskError
+from features.intake.hidden_text import key_skeleton
 from features.keys import hmac_sha256, key_id, load_key
 
 if TYPE_CHECKING:
@@ -47,6 +49,12 @@ def pseudonym_of(value: str, key: bytes) -> str:
 
 
 def _keyed(value: str, key: bytes) -> str:
+    if not value.isascii():
+        # what it prints, not how it was typed: NFKC (as identifiers are read), then the
+        # letters that pass for Latin ones as those (``key_skeleton``). "АВС-123" in Cyrillic
+        # is the consignee "ABC-123" is; a pseudonym keyed on the code points let a trader
+        # make one consignee several (probe 20). Pseudonyms of ASCII values are unchanged.
+        value = key_skeleton(unicodedata.normalize("NFKC", value))
     return PREFIX + hmac_sha256(key, value.encode()).hex()[:HEX_CHARS]
 
 

@@ -21,8 +21,14 @@ from features.intake.columns import (
     RecordColumns,
     columns_of,
 )
-from features.intake.contract import DECLARATION_FIELDS, FIELDS, MIN_WEIGHT_KG, Contract
-from features.intake.hidden_text import is_obscured, readable_text
+from features.intake.contract import (
+    DECLARATION_FIELDS,
+    FIELDS,
+    IDENTIFIER_FIELDS,
+    MIN_WEIGHT_KG,
+    Contract,
+)
+from features.intake.hidden_text import is_obscured, key_skeleton, readable_text
 from features.params import FeatureParams
 from features.pipeline.history import US_PER_DAY, is_missing, is_small
 from features.pipeline.manifest import REASON_CONTEXT
@@ -197,6 +203,19 @@ def readable_descriptions(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return out, obscured
 
 
+def _skeletons(values: np.ndarray, coding: Coding | None) -> tuple[np.ndarray, Coding | None]:
+    """An identifier column as the keys its entities are known by (``key_skeleton``: a
+    seller "АВС-123" written in Cyrillic is the seller "ABC-123"), batch and online alike.
+    Only the distinct values are looked at when a coding holds them; a column whose values
+    all are ASCII (the common case) comes back as it is, its coding with it. A coding of
+    changed values is dropped: two values may now be one key."""
+    distinct = coding[1] if coding is not None else values
+    if all(v is None or v.isascii() for v in distinct.tolist()):
+        return values, coding
+    out = np.array([None if v is None else key_skeleton(v) for v in values.tolist()], dtype=object)
+    return out, None
+
+
 def _prefix(
     values: np.ndarray, length: int, coding: Coding | None = None
 ) -> tuple[np.ndarray, Coding | None]:
@@ -343,6 +362,8 @@ def prepare(
     codings: dict[str, Coding | None] = {}
     for name in _text_fields(params, contract):
         text[name], codings[name] = d.text_codes(name)
+        if name in IDENTIFIER_FIELDS:
+            text[name], codings[name] = _skeletons(text[name], codings[name])
     fx = params.fx
     rate = np.fromiter(map(fx.get, text["currency"], itertools.repeat(np.nan)), np.float64, len(d))
     with np.errstate(over="ignore"):  # an absurd value times its rate is inf: capped

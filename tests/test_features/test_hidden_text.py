@@ -25,6 +25,7 @@ from features.intake.hidden_text import (
     MIXED_SCRIPT_PROBLEM,
     STRAY_MARK_PROBLEM,
     is_obscured,
+    key_skeleton,
     mixed_script_word,
     readable_text,
 )
@@ -159,3 +160,43 @@ def test_every_row_is_refused_for_the_first_rule_it_fails_none_let_through() -> 
 def test_marks_of_other_scripts_and_composed_letters_are_ids_as_sent(name) -> None:
     """Vietnamese letters compose; Devanagari and Arabic marks are their letters'."""
     assert Declaration.model_validate({**BODY, "seller_id": name}).seller_id == name
+
+
+@pytest.mark.parametrize(
+    ("sent", "key"),
+    [
+        ("ABC-123", "ABC-123"),
+        ("\u0410\u0412\u0421-123", "ABC-123"),  # wholly in Cyrillic: mixes no script
+        ("\u0391\u0392\u0393", "AB\u0393"),  # Greek: Gamma prints as no Latin letter
+        ("ABC\u2013123", "ABC-123"),  # an en dash for the hyphen
+        ("\u1d00\u0299\u1d04", "ABC"),  # Latin small capitals
+        ("\u6df1\u5733ABC", "\u6df1\u5733ABC"),
+    ],
+)
+def test_an_identifier_is_keyed_as_it_prints(sent, key) -> None:
+    assert key_skeleton(sent) == key
+
+
+def test_look_alike_ids_are_one_entity_and_one_pseudonym() -> None:
+    """Probe 20's evasion without mixing scripts: a seller or consignee written wholly in
+    Cyrillic look-alikes is the one written in Latin, to the features and to the pseudonym."""
+    import numpy as np
+
+    from features.intake.pseudonym import pseudonym_of
+    from features.params import FeatureParams
+    from features.pipeline.prepare import prepare
+
+    key = b"k" * 32
+    assert pseudonym_of("\u0410\u0412\u0421-123", key) == pseudonym_of("ABC-123", key)
+    assert pseudonym_of("Cafe\u0301", key) == pseudonym_of("Caf\u00e9", key)  # NFKC too
+    assert pseudonym_of("Ромашка", key) != pseudonym_of("Romashka", key)
+    frame = pd.DataFrame(
+        {**{k: [v, v] for k, v in BODY.items()}, "declaration_id": ["D1", "D2"],
+         "seller_id": ["ABC-123", "\u0410\u0412\u0421\u2013123"]}
+    )  # fmt: skip
+    out, bad, _ = parse_declarations(frame, with_outcomes=False, contract=Contract())
+    assert not bad
+    assert out["seller_id"].tolist() == ["ABC-123", "\u0410\u0412\u0421\u2013123"]  # as sent
+    prep = prepare(out, Contract(), FeatureParams())
+    assert prep["seller_id"].tolist() == ["ABC-123", "ABC-123"]
+    assert np.array_equal(prep["t_us"], prep["t_us"][[0, 0]])

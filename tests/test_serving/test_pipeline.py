@@ -105,6 +105,29 @@ def test_a_description_hiding_its_words_is_read_as_it_prints_and_says_so(
     assert stored["declaration"]["description"] == texts["soft hyphens"]
 
 
+def test_ids_spelt_in_look_alike_letters_keep_one_history(real_client, real_pipeline) -> None:
+    """Probe 20: each parcel of a split order spelt its seller and consignee differently and
+    stayed green, a new entity each time. Ids wholly in Cyrillic look-alikes ("АВС") mix no
+    script, so they are not refused: they are keyed as the ids they print. A parcel spelt so
+    scores as the one spelt in Latin (both after the first, at one instant: neither sees the
+    other); a seller truly new scores otherwise."""
+    base = _payload(fresh_declarations(real_pipeline["history"], 1, prefix="LOOK"))[0]
+    first = {**base, "declaration_id": "LOOK-1", "seller_id": "ABC-123", "consignee_id": "EKO-77"}
+    later = (pd.Timestamp(base["declared_at"]) + pd.Timedelta(hours=1)).isoformat()
+    latin = {**first, "declaration_id": "LOOK-2", "declared_at": later}
+    cyrillic = {**latin, "declaration_id": "LOOK-3", "seller_id": "\u0410\u0412\u0421\u2013123",
+                "consignee_id": "\u0415\u041a\u041e-77"}  # fmt: skip
+    other = {**latin, "declaration_id": "LOOK-4", "seller_id": "XYZ-987", "consignee_id": "Q-1"}
+    assert (
+        real_client.post("/score", json={"declarations": [first]}, headers=auth()).status_code
+        == 200
+    )
+    r = real_client.post("/score", json={"declarations": [latin, cyrillic, other]}, headers=auth())
+    assert r.status_code == 200, r.text
+    same, spelt, new = r.json()["decisions"]
+    assert spelt["risk"] == same["risk"] and new["risk"] != same["risk"]
+
+
 def test_batch_file_scoring_equals_http(
     real_client, real_pipeline, real_service_dir, tmp_path
 ) -> None:

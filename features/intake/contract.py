@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
 from features.errors import ParcelriskError
-from features.intake.hidden_text import INVISIBLE, identifier_look_alike
+from features.intake.hidden_text import ID_REFUSED, INVISIBLE
 from features.intake.pseudonym import PSEUDONYM, process_key, pseudonym_of, pseudonymise
 
 if TYPE_CHECKING:
@@ -627,44 +627,39 @@ MIN_WEIGHT_KG = 0.001
 
 
 NUL_PROBLEM = "holds a NUL byte (\\x00), which is not text"
-# Characters no identifier may hold (``features.intake.hidden_text``): controls and the marks
-# Unicode renders as nothing (zero-width spaces and joiners, soft hyphens, bidi controls, a
-# byte-order mark...). "A1<U+200B>" and "A1" print alike and would be two parcels, two sellers'
-# histories; an override makes an id read backwards in the auditors' pages. So too a word
-# mixing Latin with Cyrillic or Greek letters (``MIXED_SCRIPT_PROBLEM``) and an accent no
-# Latin letter takes (``STRAY_MARK_PROBLEM``).
-INVISIBLE_PROBLEM = "holds a control or invisible character, which no identifier may"
+# What no identifier may hold (``features.intake.hidden_text``): controls, and the bidi controls
+# that make an id read backwards on the auditors' pages. The other hidden marks (a soft hyphen,
+# a zero-width space, a Persian non-joiner, an emoji's selector) and look-alike letters are kept
+# as sent and dropped or folded in the key the entity is known by (``key_skeleton``), so
+# "S<soft hyphen>SPLIT" is the seller "SSPLIT". A declaration id keys the decision itself and
+# its retries: "A1<U+200B>" and "A1" would be two parcels, so it holds no hidden mark at all.
+INVISIBLE_PROBLEM = "holds a control or bidi control character, which no identifier may"
+DECLARATION_ID_INVISIBLE_PROBLEM = (
+    "holds a control or invisible character, which no declaration id may (it would be "
+    "another declaration that prints the same)"
+)
 
 
-def _holds_invisible(text: pd.Series) -> np.ndarray:
-    """Rows of ``text`` holding a character of ``INVISIBLE``, by pyarrow's RE2 called
-    straight: pandas' own ``str.contains`` parses the pattern with Python's sre on every
-    call (0.2 ms, paid per chunk and per small file: a file gated in chunks of one row took
-    20% longer), 38 us here; 0.1 s a million ids."""
+def _refused_in(name: str) -> tuple[str, str]:
+    """(the characters an identifier field may not hold, the problem said of them)."""
+    if name == "declaration_id":
+        return INVISIBLE, DECLARATION_ID_INVISIBLE_PROBLEM
+    return ID_REFUSED, INVISIBLE_PROBLEM
+
+
+def identifier_faults(name: str, text: pd.Series) -> list[tuple[str, np.ndarray]]:
+    """(problem, rows) of an identifier column's values it may not hold (``_refused_in``),
+    by pyarrow's RE2 called straight: pandas' own ``str.contains`` parses the pattern with
+    Python's sre on every call (0.2 ms, paid per chunk and per small file: a file gated in
+    chunks of one row took 20% longer), 38 us here; 0.1 s a million ids. Shared by the gate
+    and a mapping's conversion, so ``--quarantine`` sets such rows aside (probe 22)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    found = pc.match_substring_regex(pa.array(text.array), INVISIBLE)
-    return pc.fill_null(found, False).to_numpy(zero_copy_only=False)
-
-
-def _look_alikes(text: pd.Series) -> list[tuple[str, np.ndarray]]:
-    """Rows of ``text`` that would pass for another id (``identifier_look_alike``), a mask
-    per problem found, each distinct value that is not ASCII looked at once: a column of
-    ASCII ids costs one vectorised ``isascii``."""
-    import numpy as np
-
-    other = ~(text.str.isascii() | text.isna()).to_numpy(dtype=bool)
-    if not other.any():
-        return []
-    values = text[other]
-    problems = values.map({v: identifier_look_alike(v) for v in values.unique().tolist()})
-    out = []
-    for problem in problems.dropna().unique().tolist():
-        found = np.zeros(len(text), dtype=bool)
-        found[np.flatnonzero(other)[problems.eq(problem).to_numpy(dtype=bool)]] = True
-        out.append((problem, found))
-    return out
+    pattern, problem = _refused_in(name)
+    found = pc.match_substring_regex(pa.array(text.array), pattern)
+    rows = pc.fill_null(found, False).to_numpy(zero_copy_only=False)
+    return [(problem, rows)] if rows.any() else []
 
 
 # What an error message shows in place of a personal value (a consignee id, a personal extra):
@@ -700,6 +695,18 @@ def extra_value_faults(extra: ExtraColumn, values: pd.Series, raw: pd.Series) ->
                 else [repr(v) for v in raw.iloc[rows]]
             )
             return [BadValues(extra.name, rows, shown, NUL_PROBLEM)]
+        if extra.kind == "entity" and (faults := identifier_faults(extra.name, values)):
+            # an entity extra (a broker's id) is an identifier: refused as the contract's are
+            # (a bidi override, a control character went in, probe 22); its other hidden marks
+            # and look-alikes are folded in its key (``features.pipeline.prepare``)
+            problem, found = faults[0]
+            rows = np.flatnonzero(found)
+            shown = (
+                [PERSONAL_NOT_SHOWN] * len(rows)
+                if extra.personal
+                else [repr(v) for v in raw.iloc[rows]]
+            )
+            return [BadValues(extra.name, rows, shown, problem)]
         bad = values.str.len().gt(EXTRA_MAX_CHARS).fillna(False).to_numpy(dtype=bool)
         problem = f"is longer than {EXTRA_MAX_CHARS} characters"
     if not bad.any():
@@ -772,8 +779,7 @@ def parse_declarations(
             nul = converted.str.contains("\x00", regex=False).fillna(False).astype(bool)
             checks = [(NUL_PROBLEM, nul.to_numpy(dtype=bool))]
             if name in IDENTIFIER_FIELDS:  # each row refused for the first it fails
-                checks.append((INVISIBLE_PROBLEM, _holds_invisible(converted)))
-                checks += _look_alikes(converted)
+                checks += identifier_faults(name, converted)
             flagged = np.zeros(len(converted), dtype=bool)
             for problem, found in checks:
                 found = found & ~flagged
@@ -979,7 +985,10 @@ def _pydantic_field(f: ContractField) -> tuple[Any, Any]:
 _TEXT_FIELDS = tuple(f.name for f in DECLARATION_FIELDS if f.kind in ("str", "category"))
 _BOOL_FIELDS = tuple(f.name for f in DECLARATION_FIELDS if f.kind == "bool")
 _PERSONAL_FIELDS = frozenset(f.name for f in DECLARATION_FIELDS if f.personal)
-_INVISIBLE = re.compile(INVISIBLE)
+_REFUSED_IN = {
+    True: (re.compile(INVISIBLE), DECLARATION_ID_INVISIBLE_PROBLEM),
+    False: (re.compile(ID_REFUSED), INVISIBLE_PROBLEM),
+}
 _INT_FIELDS = tuple(f.name for f in DECLARATION_FIELDS if f.kind == "int")
 _NUMBER_FIELDS = tuple(f.name for f in DECLARATION_FIELDS if f.kind in ("int", "float"))
 _TIME_FIELDS = tuple(f.name for f in DECLARATION_FIELDS if f.kind == "datetime")
@@ -1032,10 +1041,10 @@ class DeclarationBase(BaseModel):
             return None
         if "\x00" in value:  # as the gate's files (``coerce_frame``)
             raise ValueError(NUL_PROBLEM)
-        if info.field_name in IDENTIFIER_FIELDS and _INVISIBLE.search(value):
-            raise ValueError(INVISIBLE_PROBLEM)
-        if info.field_name in IDENTIFIER_FIELDS and (found := identifier_look_alike(value)):
-            raise ValueError(found)
+        if info.field_name in IDENTIFIER_FIELDS:  # as the gate's ``identifier_faults``
+            refused, problem = _REFUSED_IN[info.field_name == "declaration_id"]
+            if refused.search(value):
+                raise ValueError(problem)
         if info.field_name in _PERSONAL_FIELDS:  # ~1 us: the one HMAC of the request's value
             limit = FIELDS_BY_NAME[info.field_name].max_length
             if limit and len(value) > limit:  # the length rule will see only the pseudonym

@@ -3552,7 +3552,7 @@ def _convert_columns(
     """
     import pandas as pd
 
-    from features.intake.contract import PERSONAL_FIELDS
+    from features.intake.contract import IDENTIFIER_FIELDS, PERSONAL_FIELDS, identifier_faults
 
     out: dict[str, pd.Series] = {}
     local_times: dict[str, list[tuple[int, str]]] = {"skipped": [], "repeated": []}
@@ -3589,6 +3589,16 @@ def _convert_columns(
         if bad.any():
             unconverted.append(_Unconverted(name, origin, problem, bad, shown))
             continue
+        if name in IDENTIFIER_FIELDS:
+            # the gate's identifier rules here too: a row the gate would refuse for them is
+            # set aside by --quarantine like one that does not convert, never the whole file
+            # (one listing name stopped a day's file, probe 22)
+            faults = identifier_faults(name, converted)
+            for fault, rows in faults:
+                found = pd.Series(rows, index=raw.index)
+                unconverted.append(_Unconverted(name, origin, fault, found, shown))
+            if faults:
+                continue
         out[name] = converted
         for mark, mask in marks.items():
             if mask.any():

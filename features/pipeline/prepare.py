@@ -405,6 +405,10 @@ def prepare(
             columns[extra.name] = d.numbers(extra.name)
         else:
             columns[extra.name], codings[extra.name] = d.text_codes(extra.name)
+            if extra.kind == "entity":  # keyed as it prints, as the contract's ids
+                columns[extra.name], codings[extra.name] = _skeletons(
+                    columns[extra.name], codings[extra.name]
+                )
     columns.update(unit_values(value_eur, quantity, weight))
     keys = _key_columns(params, contract)
     codes = {

@@ -435,15 +435,27 @@ def test_extras_that_lost_their_metadata_are_named_as_such(tmp_path) -> None:
 
 
 def test_a_file_id_holding_an_invisible_character_is_a_fault_naming_it(tmp_path):
-    """The gate refuses in a file what the API refuses in a request."""
-    from features.intake.contract import INVISIBLE_PROBLEM, Contract, parse_declarations
+    """The gate refuses in a file what the API refuses in a request: a declaration id holds
+    no hidden mark at all, another id no control or bidi control."""
+    from features.intake.contract import (
+        DECLARATION_ID_INVISIBLE_PROBLEM,
+        INVISIBLE_PROBLEM,
+        Contract,
+        parse_declarations,
+    )
 
     frame = pd.DataFrame(
-        {"declaration_id": ["A1", "A1\u200b", "A\u202e2"], "seller_id": ["S1", "S\x072", "S3"]}
+        {
+            "declaration_id": ["A1", "A1\u200b", "A\u202e2", "A4"],
+            "seller_id": ["S1", "S\x072", "S3", "S\u202e4"],
+        }
     )
     _, bad, _ = parse_declarations(frame, with_outcomes=False, contract=Contract())
-    found = {(b.field, tuple(b.rows.tolist())) for b in bad if b.problem == INVISIBLE_PROBLEM}
-    assert found == {("declaration_id", (1, 2)), ("seller_id", (1,))}
+    found = {(b.field, tuple(b.rows.tolist()), b.problem) for b in bad}
+    assert found == {
+        ("declaration_id", (1, 2), DECLARATION_ID_INVISIBLE_PROBLEM),
+        ("seller_id", (1, 3), INVISIBLE_PROBLEM),
+    }
 
 
 def test_full_width_identifiers_read_as_their_ascii_on_files_and_requests() -> None:

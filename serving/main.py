@@ -112,7 +112,12 @@ def main() -> None:
         _private_files()
         app()
     except ParcelriskError as exc:
-        typer.echo(f"error: {exc}", err=True)
+        from serving.audit.safe_text import page_safe
+
+        # a refused value is quoted in the message: its hidden or reordering characters as
+        # escapes, as the auditors' outputs write them (probe 22: U+FFA0 printed raw in the
+        # very error refusing it); line breaks kept
+        typer.echo(f"error: {page_safe(str(exc))}", err=True)
         sys.exit(2)
     except OSError as exc:
         if exc.errno == errno.ENOSPC:  # a full disk, wherever it was written (MLflow, Arrow)

@@ -152,3 +152,13 @@ def test_a_model_name_that_breaks_registry_queries_is_refused(tmp_path) -> None:
     path.write_text(yaml.safe_dump({"promote": {"model_name": "risk'model"}}))
     with pytest.raises(ParcelriskError, match="is not a model name: letters, digits"):
         load_settings(path)
+
+
+def test_an_error_quoting_a_hidden_character_shows_it_as_an_escape(monkeypatch, capsys) -> None:
+    """Probe 22: the error refusing an id for a hidden character printed the character raw."""
+    from features.errors import ParcelriskError
+
+    exc = ParcelriskError("column 'seller_id': e.g. D7='Evil\u202eStore\uffa0'\n  next line")
+    code, err = _run(monkeypatch, capsys, exc)
+    assert code == 2 and "\u202e" not in err and "\uffa0" not in err
+    assert "Evil\\u202eStore\\uffa0" in err and "\n  next line" in err

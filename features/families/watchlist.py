@@ -89,8 +89,11 @@ class Watchlist:
         if not self.terms:
             return None
         ordered = sorted(self.terms, key=len, reverse=True)
-        body = "|".join(r"\s+".join(re.escape(w) for w in t.split(" ")) for t in ordered)
-        return re.compile(rf"(?<!\w)(?:{body})(?!\w)", re.IGNORECASE)
+        # words apart by spaces, hyphens or underscores ("magic-mushrooms", "kratom_powder"),
+        # a plural's "s" or "es" after the term ("kratoms"): a listing writes them so, and
+        # each was a miss (probe 22); an underscore ends a word as a space does
+        body = "|".join(r"[\s_-]+".join(re.escape(w) for w in t.split(" ")) for t in ordered)
+        return re.compile(rf"(?<![^\W_])(?:{body})(?:e?s)?(?![^\W_])", re.IGNORECASE)
 
     @functools.cached_property
     def term_index(self) -> dict[str, int]:
@@ -218,7 +221,7 @@ def match_terms(
     for u, text in enumerate(uniques):
         if not isinstance(text, str):
             continue
-        named = {index.get(" ".join(m.lower().split()), -1) for m in findall(text)} - {-1}
+        named = {_term_of(m, index) for m in findall(text)} - {-1}
         if named:
             u_first[u] = min(named)
             u_count[u] = len(named)
@@ -228,6 +231,21 @@ def match_terms(
     count[known] = u_count[codes[known]]
     banned[known] = u_banned[codes[known]]
     return first, count, banned
+
+
+_SEPARATORS = re.compile(r"[\s_-]+")
+
+
+def _term_of(matched: str, index: dict[str, int]) -> int:
+    """The listed term a match of ``term_regex`` names (-1: none): its words lower-cased and
+    joined by one space, its plural ending taken off when the term does not have it."""
+    words = _SEPARATORS.sub(" ", matched.lower()).strip()
+    for ending in ("", "s", "es"):
+        if words.endswith(ending):
+            found = index.get(words[: len(words) - len(ending)], -1)
+            if found >= 0:
+                return found
+    return -1
 
 
 def match_hs(hs_codes: np.ndarray, watchlist: Watchlist) -> np.ndarray:

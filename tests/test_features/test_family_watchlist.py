@@ -88,6 +88,26 @@ def test_terms_match_on_word_boundaries_whatever_the_case(tmp_path):
     assert built.frame[TERM_COUNT].tolist()[:6] == [1, 0, 1, 1, 3, 0]
 
 
+@pytest.mark.parametrize(
+    ("description", "term"),
+    [
+        ("kratoms for sale", "kratom"),  # a plural
+        ("kratom_powder 50g", "kratom"),  # an underscore ends a word
+        ("pepper-spray keychain", "pepper spray"),  # a hyphen between the words
+        ("Replica_Guns", "replica gun"),
+        ("kratompowder", None),  # no boundary at all: not read
+        ("kratomite", None),
+    ],
+)
+def test_a_listed_term_is_found_as_listings_write_it(tmp_path, description, term):
+    """Probe 22: "magic-mushrooms", "kratom_powder" and "kratoms" were not matched."""
+    from features.families.watchlist import load_watchlist, match_terms
+
+    watchlist = load_watchlist(_params(tmp_path))
+    first, _, _ = match_terms(np.array([description], dtype=object), watchlist)
+    assert (watchlist.terms[first[0]] if first[0] >= 0 else None) == term
+
+
 def test_prohibited_terms_are_flagged_whichever_category(tmp_path):
     frame = build_features(_history(), Contract(), _params(tmp_path)).frame
     assert frame[TERM_PROHIBITED].tolist()[:6] == [1, 0, 0, 1, 0, 0]

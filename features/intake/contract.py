@@ -686,19 +686,15 @@ def extra_value_faults(extra: ExtraColumn, values: pd.Series, raw: pd.Series) ->
             with np.errstate(invalid="ignore"):
                 bad, problem = number < 0, "is negative"
     else:
+        # a NUL in a request's extras (a file's are refused when they are read); an entity
+        # extra (a broker's id) is an identifier, refused as the contract's are (a bidi
+        # override, a control character went in, probe 22), its other hidden marks and
+        # look-alikes folded in its key (``features.pipeline.prepare``)
         nul = values.str.contains("\x00", regex=False).fillna(False).to_numpy(dtype=bool)
-        if nul.any():  # a request's extras (a file's are refused when they are read)
-            rows = np.flatnonzero(nul)
-            shown = (
-                [PERSONAL_NOT_SHOWN] * len(rows)
-                if extra.personal
-                else [repr(v) for v in raw.iloc[rows]]
-            )
-            return [BadValues(extra.name, rows, shown, NUL_PROBLEM)]
-        if extra.kind == "entity" and (faults := identifier_faults(extra.name, values)):
-            # an entity extra (a broker's id) is an identifier: refused as the contract's are
-            # (a bidi override, a control character went in, probe 22); its other hidden marks
-            # and look-alikes are folded in its key (``features.pipeline.prepare``)
+        faults = [(NUL_PROBLEM, nul)] if nul.any() else []
+        if not faults and extra.kind == "entity":
+            faults = identifier_faults(extra.name, values)
+        if faults:
             problem, found = faults[0]
             rows = np.flatnonzero(found)
             shown = (

@@ -255,3 +255,18 @@ def test_quarantine_sets_a_refused_id_aside_and_ingests_the_rest(tmp_path: Path)
 def test_a_description_is_read_as_the_words_it_prints(sent, read, obscured) -> None:
     assert readable_text(sent) == read
     assert is_obscured(sent) is obscured
+
+
+def test_an_entity_extra_follows_the_identifier_rules() -> None:
+    """Probe 22: a mapped broker id took a bidi override and a control character."""
+    from features.intake.contract import ExtraColumn, extra_value_faults
+
+    broker = ExtraColumn("broker_id", "entity")
+    values = pd.Series(["B1", "B\u202e2", "B\u00ad3", "B\x074"], dtype="str")
+    (bad,) = extra_value_faults(broker, values, values)
+    assert (bad.field, bad.rows.tolist(), bad.problem) == ("broker_id", [1, 3], INVISIBLE_PROBLEM)
+    personal = ExtraColumn("agent_id", "entity", personal=True)
+    (bad,) = extra_value_faults(personal, values, values)
+    assert "\u202e" not in str(bad.values)  # a person's value never shown
+    # a categorical extra is a code, not an identifier: its own rules only
+    assert extra_value_faults(ExtraColumn("lane_code", "categorical"), values, values) == []

@@ -74,6 +74,10 @@ BIDI_AND_BREAKS = (
 )  # fmt: skip
 ID_REFUSED = _char_class(_CONTROLS, BIDI_AND_BREAKS)
 _HIDDEN = re.compile(_char_class(""))
+# the hidden characters that print as a blank as wide as a letter or a line (fillers, the
+# braille blank, line and paragraph separators): read as the space they show, the others
+# (zero-width) as nothing. "kratom<braille blank>powder" reads two words, as it prints.
+_BLANKS = re.compile("[\u115f\u1160\u2028\u2029\u2800\u3164\uffa0]")
 # hidden marks that spell real words (Persian's non-joiner, a Devanagari conjunct's joiner, an
 # emoji's joiner and presentation selector): dropped from words and keys, said of no text
 _SPELLING_MARKS = frozenset("\u200c\u200d\ufe0e\ufe0f")
@@ -134,14 +138,16 @@ def _drop_marks_on_latin(text: str) -> str:
 
 
 def key_skeleton(text: str) -> str:
-    """An identifier (read in NFKC) as the key its entity is known by: hidden marks dropped,
-    a mark composition left on a Latin letter dropped, every letter that prints as a Latin one
+    """An identifier (read in NFKC) as the key its entity is known by: zero-width marks
+    dropped, blanks read as the space they print (runs of spaces as one, none at the ends), a
+    mark composition left on a Latin letter dropped, every letter that prints as a Latin one
     written as that letter, every dash as a hyphen (UTS #39's skeleton, narrowed to what passes
     for Latin). "S<soft hyphen>SPLIT", "АВС-123" in Cyrillic and "ᴀʙᴄ" are the sellers
     "SSPLIT", "ABC-123" and "ABC". ASCII is its own key (one ``isascii``)."""
     if text.isascii():
         return text
-    return _drop_marks_on_latin(_HIDDEN.sub("", text)).translate(_LOOK_ALIKES)
+    shown = _HIDDEN.sub("", _BLANKS.sub(" ", text))
+    return " ".join(_drop_marks_on_latin(shown).translate(_LOOK_ALIKES).split())
 
 
 def _read_word(word: str) -> tuple[str, bool]:
@@ -161,8 +167,8 @@ def _read_word(word: str) -> tuple[str, bool]:
 
 def _read(text: str) -> tuple[str, bool]:
     normal = unicodedata.normalize("NFKC", text)
-    hidden = {c for c in _HIDDEN.findall(normal)}
-    shown = _HIDDEN.sub("", normal)
+    hidden = set(_HIDDEN.findall(normal))
+    shown = _HIDDEN.sub("", _BLANKS.sub(" ", normal))
     mixed = False
 
     def word(m: re.Match[str]) -> str:
@@ -176,10 +182,10 @@ def _read(text: str) -> tuple[str, bool]:
 
 def readable_text(text: str) -> str:
     """``text`` as a reader sees it, for the features that read words: compatibility forms
-    as the letters they are (NFKC: full-width, ligatures), hidden marks dropped (a soft hyphen
-    or zero-width space inside "ster\u00adoid" splits no word), and look-alike letters read as
-    the Latin ones they print as (``_read_word``). ASCII text is returned as is (the common
-    case costs one ``isascii``)."""
+    as the letters they are (NFKC: full-width, ligatures), zero-width marks dropped (a soft
+    hyphen or zero-width space inside "ster\\u00adoid" splits no word), blanks read as the
+    space they print, and look-alike letters read as the Latin ones they print as
+    (``_read_word``). ASCII text is returned as is (the common case costs one ``isascii``)."""
     return text if text.isascii() else _read(text)[0]
 
 

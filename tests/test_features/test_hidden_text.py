@@ -242,7 +242,8 @@ def test_quarantine_sets_a_refused_id_aside_and_ingests_the_rest(tmp_path: Path)
         ("krat\u1d0fm", "kratOm", True),  # a small capital O (read case-blind)
         ("kr\u0251tom", "kratom", True),  # Latin alpha
         ("krat\u0585m", "kratom", True),  # Armenian o
-        ("kra\u2800tom", "kratom", True),  # braille blank
+        ("kra\u2800tom", "kra tom", True),  # a braille blank prints as a space: said
+        ("kratom\u2800powder", "kratom powder", True),  # ... and parts no words
         ("\u041a\u041d\u0410\u0422 leaves", "KHAT leaves", False),  # wholly Cyrillic look-alikes
         ("ＫＲＡＴＯＭ powder", "KRATOM powder", False),  # a compatibility form: not hiding
         ("кратом порошок", "кратом порошок", False),  # Russian stays Russian

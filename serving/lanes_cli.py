@@ -713,6 +713,9 @@ def refit_lane_cutoffs(
     return {**result, "since": since, "feed": feed}
 
 
+FEED_CHECK_ROWS = 200_000
+
+
 def _check_feed(
     client: MlflowClient, settings: Settings, db: str | Path, since: datetime, latest: datetime
 ) -> dict[str, Any]:
@@ -722,8 +725,13 @@ def _check_feed(
     from serving.monitor.data import champion_bundle, read_period
 
     stored = "%Y-%m-%dT%H:%M:%S.%fZ"  # the store's time text: compared as text
+    # the newest FEED_CHECK_ROWS of the window: shares need no more, and a hub's week of
+    # feature vectors would not fit in memory (a recent break is the one tomorrow's lanes meet)
     frame = read_period(
-        db, since.strftime(stored), (latest + timedelta(microseconds=1)).strftime(stored)
+        db,
+        since.strftime(stored),
+        (latest + timedelta(microseconds=1)).strftime(stored),
+        newest=FEED_CHECK_ROWS,
     )
     champion, info = champion_bundle(client, settings.serve.model_name, settings.serve.model_alias)
     return check_feed(frame, champion, info, settings.monitor)

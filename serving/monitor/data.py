@@ -30,7 +30,7 @@ FROM (
     FROM decisions WHERE declared_at >= {p} AND declared_at < {p}
 ) AS d {outcome_join}
 WHERE d.n = 1
-ORDER BY d.declared_at, d.seq
+ORDER BY d.declared_at{order}, d.seq{order}{limit}
 """
 _WITH_OUTCOMES = (
     "o.declaration_id IS NOT NULL AS has_result, o.illicit, o.revenue_recovered",
@@ -39,10 +39,13 @@ _WITH_OUTCOMES = (
 _WITHOUT_OUTCOMES = ("0 AS has_result, NULL AS illicit, NULL AS revenue_recovered", "")
 
 
-def read_period(location: str | Path, declared_from: str, declared_to: str) -> pd.DataFrame:
+def read_period(
+    location: str | Path, declared_from: str, declared_to: str, newest: int | None = None
+) -> pd.DataFrame:
     """The decisions declared in [``declared_from``, ``declared_to``) (the store's time text),
     one per declaration, with their inspection result where stored (``has_result``); from a
-    SQLite file or a PostgreSQL database, read only (``serving.store_read``)."""
+    SQLite file or a PostgreSQL database, read only (``serving.store_read``). ``newest``: only
+    the latest that many (newest first), where a share is all that is asked of them."""
     from serving.store_read import read_only
 
     with read_only(location) as store:
@@ -57,6 +60,8 @@ def read_period(location: str | Path, declared_from: str, declared_to: str) -> p
             outcome_join=join,
             aeo=store.json_text("d.declaration_json", "aeo_operator"),
             p="{p}",
+            order=" DESC" if newest is not None else "",
+            limit=f" LIMIT {int(newest)}" if newest is not None else "",
         )
         names, rows = store.query(query, (declared_from, declared_to))
         frame = pd.DataFrame(rows, columns=names)

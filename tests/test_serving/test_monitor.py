@@ -747,3 +747,18 @@ def test_the_feed_check_names_features_gone_missing_or_off_their_categories() ->
     few = check_feed(_drift_frame(rng, 0, n=50), champion, INFO, params)
     assert not few["checked"] and "50 decisions" in few["not_checked"]
     assert not check_feed(_drift_frame(rng, 0), _champion(), INFO, params)["checked"]
+
+
+def test_a_period_s_newest_decisions_alone_are_read_when_asked(monitored) -> None:
+    """`lanes refit` checks the feed on the window's newest decisions only: a hub's week of
+    feature vectors would not fit in memory, and shares need no more."""
+    from serving.monitor.data import read_period
+
+    stored = "%Y-%m-%dT%H:%M:%S.%fZ"
+    frm = pd.Timestamp(monitored["day"], tz="UTC").strftime(stored)
+    to = pd.Timestamp(monitored["next_day"], tz="UTC").strftime(stored)
+    every = read_period(monitored["db"], frm, to)
+    newest = read_period(monitored["db"], frm, to, newest=10)
+    assert len(every) == 600 and len(newest) == 10
+    expected = every.sort_values(["declared_at"], ascending=False).head(10)
+    assert set(newest["decision_id"]) == set(expected["decision_id"])

@@ -293,8 +293,27 @@ def test_replayed_days_through_both_workers_store_the_batch_features(
     assert len(served) == 2 and set(served) <= workers, (served, workers)
     assert sum(served.values()) == len(new)
     # each worker's live state holds both workers' declarations (but the last few batches,
-    # taken in at its next catch-up), and says so on /metrics
+    # taken in at its next catch-up), and says so on /metrics. A worker catches up when it
+    # takes a request: one whose last came early holds only what was recorded by then (the
+    # kernel spread the connections 389/1030 once), so a few one-parcel requests follow,
+    # until each worker has taken one since
     live = _live_declarations_by_process(two_workers.prometheus_dir)
+    last = new.iloc[[-1]]
+    for tick in range(40):
+        if all(live.get(pid, 0) >= len(new) // 2 for pid in served):
+            break
+        one = last.assign(
+            declaration_id=f"TICK-{tick}",
+            declared_at=last["declared_at"] + pd.Timedelta(seconds=tick + 1),
+        )
+        answer = httpx.post(
+            f"{two_workers.url}/score",
+            json={"declarations": _payload(one)},
+            headers=scorer,
+            timeout=30,
+        )
+        assert answer.status_code == 200, answer.text
+        live = _live_declarations_by_process(two_workers.prometheus_dir)
     assert all(live.get(pid, 0) >= len(new) // 2 for pid in served), (live, len(new))
 
     # batch: the history plus the replayed days (its results recorded after the cutoff count

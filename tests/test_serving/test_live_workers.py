@@ -249,6 +249,19 @@ def _model_inputs(
     return pd.DataFrame(X, columns=manifest.names, index=ids)
 
 
+def _score_on(url: str, declarations: pd.DataFrame) -> list[dict]:
+    """POST /score on a new connection (no client kept: the shared socket spreads them over
+    both workers), answered 200; the decisions."""
+    answer = httpx.post(
+        f"{url}/score",
+        json={"declarations": _payload(declarations)},
+        headers={"X-API-Key": SCORER_KEY},
+        timeout=30,
+    )
+    assert answer.status_code == 200, answer.text
+    return answer.json()["decisions"]
+
+
 def test_replayed_days_through_both_workers_store_the_batch_features(
     two_workers, real_pipeline, tmp_path
 ):
@@ -267,21 +280,13 @@ def test_replayed_days_through_both_workers_store_the_batch_features(
     # the history's entities come back: most replayed parcels have a consignee seen before
     assert new["consignee_id"].isin(history["consignee_id"]).mean() > 0.5
 
-    scorer = {"X-API-Key": SCORER_KEY}
     before = _decisions_by_process(two_workers.prometheus_dir)
     decision_ids, sizes, start = [], _request_sizes(len(new), seed=12), 0
     for size in sizes:
         chunk = new.iloc[start : start + size]
         # a new connection per request (no client kept): the shared socket spreads them over
         # both workers; each request is sent once the one before is answered, so recorded
-        answer = httpx.post(
-            f"{two_workers.url}/score",
-            json={"declarations": _payload(chunk)},
-            headers=scorer,
-            timeout=30,
-        )
-        assert answer.status_code == 200, answer.text
-        decisions = answer.json()["decisions"]
+        decisions = _score_on(two_workers.url, chunk)
         assert [d["declaration_id"] for d in decisions] == chunk["declaration_id"].tolist()
         decision_ids += [d["decision_id"] for d in decisions]
         start += size
@@ -306,13 +311,7 @@ def test_replayed_days_through_both_workers_store_the_batch_features(
             declaration_id=f"TICK-{tick}",
             declared_at=last["declared_at"] + pd.Timedelta(seconds=tick + 1),
         )
-        answer = httpx.post(
-            f"{two_workers.url}/score",
-            json={"declarations": _payload(one)},
-            headers=scorer,
-            timeout=30,
-        )
-        assert answer.status_code == 200, answer.text
+        _score_on(two_workers.url, one)
         live = _live_declarations_by_process(two_workers.prometheus_dir)
     assert all(live.get(pid, 0) >= len(new) // 2 for pid in served), (live, len(new))
 

@@ -772,6 +772,9 @@ class PostgresDecisionStore:
         with self._reading() as conn:
             return int(conn.execute(sa.select(sa.func.count()).select_from(decisions)).scalar())
 
+    def check_in_place(self) -> None:
+        """A server's database is not a file a command can delete from under the service."""
+
     def decided(
         self, declaration_ids: Sequence[str], model_name: str
     ) -> dict[tuple[str, str], DecisionRecord]:

@@ -228,6 +228,7 @@ class ParcelRiskService:
         self.outcome_limits = Limits.from_settings(self.settings)
         self.runtime: ScoringRuntime | None = None
         self._damaged: str | None = None  # the store found damaged under the service
+        self._in_place_checked_at = -math.inf  # when readiness last looked for the store file
         self._unavailable_at: float | None = None  # when the store last refused a batch
         self._store_outage = StoreOutage(str(self.config.audit_db), pause_s=_UNAVAILABLE_PAUSE_S)
         # when each store write in flight began (the event loop's dict: no lock needed)
@@ -378,13 +379,24 @@ class ParcelRiskService:
 
     def not_ready_reason(self) -> str | None:
         """Why this worker is not ready, None when it is: ``__is_ready__`` and ``/readyz``'s
-        reason (BentoML's own probe says only "not ready"). No I/O: probes come often."""
+        reason (BentoML's own probe says only "not ready"). No query, at most one stat a
+        second: probes come often."""
         if self.runtime is None:
             return _WORKER.not_ready or "no champion model loaded"
         # a damaged store stays so for this worker: its connections hold the damaged file
         # (a restored copy is another file), so it is restored, then the service restarted
         if self._damaged is not None:
             return self._damaged
+        # a store file deleted or replaced while no traffic came: every write finds it, but
+        # an idle worker answered ready until the first request got its 503 (probe 21)
+        now = time.monotonic()
+        if now - self._in_place_checked_at >= _IN_PLACE_CHECK_S:
+            self._in_place_checked_at = now
+            try:
+                self.store.check_in_place()
+            except StoreReplaced as exc:
+                self._store_damaged(exc)
+                return self._damaged
         # a store that could not take the last batch (PostgreSQL down, disk full): not ready
         # for a while, so a balancer sends traffic elsewhere; /readyz answered 200 while
         # every /score got 503 (probe, 2026-12). Not asked here: a probe must not wait on a
@@ -810,6 +822,8 @@ IGNORED_FIELD_CHARS = 40
 # how long a worker whose store refused a batch answers "not ready" (unless a batch is
 # recorded meanwhile)
 _UNAVAILABLE_PAUSE_S = 10.0
+# how often readiness looks whether the store's file is still the one opened (one stat)
+_IN_PLACE_CHECK_S = 1.0
 
 
 def _nothing_stored(exc: StoreUnavailable) -> str:

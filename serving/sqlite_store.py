@@ -1054,6 +1054,9 @@ class SqliteDecisionStore:
         with self._lock:
             return int(self._conn.execute("SELECT COUNT(*) FROM decisions").fetchone()[0])
 
+    def check_in_place(self) -> None:
+        check_same_file(self.path, self._identity)
+
     def decided(
         self, declaration_ids: Sequence[str], model_name: str
     ) -> dict[tuple[str, str], DecisionRecord]:

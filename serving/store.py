@@ -38,6 +38,12 @@ class DecisionStore(Protocol):
     def count(self) -> int:
         """How many decisions are stored."""
 
+    def check_in_place(self) -> None:
+        """``StoreReplaced`` when the store is no longer where it was opened (a SQLite file
+        deleted, renamed or replaced under the service; one stat); a server's database
+        cannot be, so nothing there. Readiness asks it, so an idle worker stops being ready
+        before the next write would find it (probe 21)."""
+
     def decided(
         self, declaration_ids: Sequence[str], model_name: str
     ) -> dict[tuple[str, str], DecisionRecord]:

@@ -242,6 +242,33 @@ def test_a_store_file_deleted_under_the_service_is_503_until_restarted(client, m
         service._damaged = None  # the module's service is shared by the other tests
 
 
+def test_an_idle_worker_whose_store_file_went_is_not_ready_before_any_write(client, monkeypatch):
+    """Probe 21 (left then): a store deleted while no traffic came kept /readyz at 200 until
+    the first request got its 503, so a balancer sent that request there. Readiness looks
+    whether the file is still the one opened, one stat at most once a second."""
+    import math
+
+    from serving.service import _WORKER
+
+    service = _WORKER.service
+    looked = []
+    check = service.store.check_in_place
+    monkeypatch.setattr(service.store, "check_in_place", lambda: looked.append(1) or check())
+    monkeypatch.setattr(service, "_in_place_checked_at", -math.inf)
+    try:
+        assert client.get("/readyz").status_code == 200
+        assert client.get("/readyz").status_code == 200
+        assert len(looked) == 1  # the second probe within the second: no stat
+        monkeypatch.setattr(service.store, "_identity", (0, 0))  # the path names another file
+        monkeypatch.setattr(service, "_in_place_checked_at", -math.inf)
+        ready = client.get("/readyz")
+        assert ready.status_code == 503
+        assert "was replaced by another file under the running service" in ready.json()["reason"]
+        assert service.store.count() >= 0 and len(looked) == 2  # no request was needed
+    finally:
+        service._damaged = None  # the module's service is shared by the other tests
+
+
 def test_a_write_waiting_on_the_stores_lock_past_the_timeout_is_not_ready(client, monkeypatch):
     """Another process held the store's write lock: every /score was a 504 while /readyz
     answered 200 to all 24 probes (probe). Not ready while a write has waited longer than a

@@ -1,11 +1,13 @@
-"""What a request body must be before the service parses it: JSON (415 otherwise) and at most
-``serve.max_body_bytes`` (413 beyond it)."""
+"""What a request body must be before the service parses it: JSON (415 otherwise), at most
+``serve.max_body_bytes`` (413 beyond it), and no object giving a key twice (400)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from serving.audit.safe_text import page_safe
 from serving.errors import error_response
 
 Scope = dict[str, Any]
@@ -70,7 +72,57 @@ class BodyLimitMiddleware:
             )
             await response(scope, receive, send)
             return
+        if not is_form and (key := duplicated_key(body)) is not None:
+            response = error_response(
+                400,
+                f"the body gives the key {_shown_key(key)} twice in one object: every JSON "
+                "parser keeps one of the two values, not all the same one, so send it once",
+                code="body.duplicate_key",
+            )
+            await response(scope, receive, send)
+            return
         await self.app(scope, replay_body(body, receive), send)
+
+
+class _Duplicated(Exception):
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+
+def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _Duplicated(key)
+            seen.add(key)
+    return obj
+
+
+def duplicated_key(body: bytes) -> str | None:
+    """The first key an object of the JSON ``body`` gives twice; None when none does, or when
+    the body is no JSON (the service's parser then says why, as for any other body).
+
+    The service's parser keeps the last of the two values unsaid: `"declared_value": 9.5,
+    "declared_value": 99999` was decided and stored at 99999, while a gateway or a signature
+    check that keeps the first saw another declaration (probe 20). Keys are compared as
+    decoded, so `"declared\\u005fvalue"` is the same key. The standard library's parser with
+    a hook per object costs ~0.5 ms per 100 declarations, ~2% of scoring them."""
+    if not body:
+        return None
+    try:
+        json.loads(body, object_pairs_hook=_refuse_duplicates)
+    except _Duplicated as found:
+        return found.key
+    except (ValueError, RecursionError):  # not JSON, or nested past Python's stack
+        return None
+    return None
+
+
+def _shown_key(key: str) -> str:
+    """The key as the answer names it: short, its invisible characters escaped."""
+    return repr(page_safe(key[:40] + ("..." if len(key) > 40 else "")))
 
 
 class QueueAdmissionMiddleware:

@@ -239,7 +239,8 @@ class ErrorResponse(BaseModel):
     code: str = Field(
         description="What went wrong, stable across releases. Body: `validation` (400, "
         "`detail`), `contract.rules` (400, `problems`), `body.too_large` (413), "
-        "`body.media_type`, `body.encoding` (415), `body.timeout` (408). Keys: "
+        "`body.media_type`, `body.encoding` (415), `body.timeout` (408), "
+        "`body.duplicate_key` (400: an object gives a key twice). Keys: "
         "`auth.missing_key`, `auth.invalid_key`, `auth.several_credentials` (401), "
         "`auth.role` (403). /score: `batch.size`, `outcome_field`, "
         "`declaration_id.two_contents`, `features.failed` (422). /explain: "

@@ -176,6 +176,21 @@ def duplicate_json_keys(setting: Setting, marker: str) -> bytes:
     return b'{"declarations": ' + _dumps([a]) + b', "declarations": ' + _dumps([b]) + b"}"
 
 
+def duplicate_field(spelled: str) -> Builder:
+    """One declaration giving ``declared_value`` twice, the second key spelled ``spelled``
+    (JSON escapes in a key decode to the same key)."""
+
+    def build(setting: Setting, marker: str) -> bytes:
+        d = _declarations(setting, marker)[0]
+        d["declared_value"] = 9.5
+        body = _dumps({"declarations": [d]})
+        return body.replace(
+            b'"declared_value": 9.5', b'"declared_value": 9.5, "' + spelled.encode() + b'": 99999'
+        )
+
+    return build
+
+
 def twice_in_one_request(*, same: bool) -> Builder:
     """One declaration twice; ``same=False``: the second copy declares another value."""
 
@@ -289,7 +304,9 @@ CASES: tuple[HostileCase, ...] = (
     _case("empty_body", "no body at all", "POST", "/score", "scorer", BAD, b""),
     _case("top_level_list", "the declarations without their envelope", "POST", "/score", "scorer", BAD, lambda s, m: _dumps(_declarations(s, m))),
     _case("declarations_not_list", "a string where the list goes", "POST", "/score", "scorer", BAD, text('{"declarations": "{marker}"}')),
-    _case("duplicate_json_keys", "the envelope key twice", "POST", "/score", "scorer", BAD | OK, duplicate_json_keys),
+    _case("duplicate_json_keys", "the envelope key twice", "POST", "/score", "scorer", BAD, duplicate_json_keys),
+    _case("duplicate_field", "a declared value given twice in one declaration", "POST", "/score", "scorer", BAD, duplicate_field("declared_value")),
+    _case("duplicate_field_escaped", "the second declared value's key written with a \\u escape", "POST", "/score", "scorer", BAD, duplicate_field("declared\\u005fvalue")),
     # --- numbers
     _case("nan_literal", "NaN as a declared value", "POST", "/score", "scorer", BAD, score_raw("NaN")),
     _case("infinity_literal", "Infinity as a declared value", "POST", "/score", "scorer", BAD, score_raw("Infinity")),

@@ -4,6 +4,7 @@ path syntax (F-06), and a /score body holds no key but ``declarations`` (F-07)."
 
 from __future__ import annotations
 
+import json
 import sqlite3
 
 import pytest
@@ -157,6 +158,14 @@ def test_features_that_cannot_be_computed_are_a_422_with_its_code(
         ("POST", "/score", {**auth(), "Content-Type": "text/plain"}, b"x", 415, "body.media_type"),
         ("POST", "/score", auth(), b"{", 400, "validation"),
         ("POST", "/score", auth(), b"x" * 2_000_001, 413, "body.too_large"),
+        (
+            "POST",
+            "/outcomes",
+            auth("inspector"),
+            b'{"outcomes": [], "outcomes": []}',
+            400,
+            "body.duplicate_key",
+        ),
         ("GET", "/score", auth(), None, 405, "route.method"),
         ("GET", "/nowhere", auth(), None, 404, "route.not_found"),
         ("GET", "/decision", auth("auditor"), None, 422, "decision_id.missing"),
@@ -170,6 +179,38 @@ def test_every_error_answer_has_its_code(
     r = client.request(method, path, headers=headers, content=content)
     assert r.status_code == status, r.text
     assert r.json()["code"] == code and r.json()["error"]
+
+
+@pytest.mark.parametrize("spelled", ["declared_value", "declared\\u005fvalue"])
+def test_a_key_given_twice_is_refused_naming_it_and_nothing_is_stored(
+    client, service_env, spelled
+) -> None:
+    """Probe 20: `"declared_value": 9.5, "declared_value": 99999` was decided and stored at
+    99999 unsaid, while a gateway keeping the first value saw another declaration."""
+    declaration = make_declarations(1, seed=46, prefix="TWICE")[0]
+    declaration["declared_value"] = 9.5
+    body = json.dumps({"declarations": [declaration]}).replace(
+        '"declared_value": 9.5', f'"declared_value": 9.5, "{spelled}": 99999'
+    )
+    r = client.post("/score", content=body, headers={**auth(), "Content-Type": "application/json"})
+    assert r.status_code == 400, r.text
+    assert r.json()["code"] == "body.duplicate_key"
+    assert "the key 'declared_value' twice in one object" in r.json()["error"]
+    assert _stored(service_env, declaration["declaration_id"]) == 0
+    # the same key in two objects is two declarations, each with its own value
+    two = make_declarations(2, seed=46, prefix="ONCE")
+    assert _score(client, {"declarations": two}).status_code == 200
+
+
+def test_the_duplicate_key_check_reads_json_as_the_parser_does() -> None:
+    from serving.limits import duplicated_key
+
+    assert duplicated_key(b'{"a": 1, "b": {"c": 1, "c": 2}}') == "c"
+    assert duplicated_key(b'[{"a": 1}, {"a": 2}]') is None  # two objects
+    assert duplicated_key(b'{"a": "\\"a\\": 1"}') is None  # a key's text inside a value
+    assert duplicated_key(b"{") is None  # no JSON: the parser's own 400 says so
+    assert duplicated_key(b"[" * 100_000) is None  # nested past the stack: the parser's 400
+    assert duplicated_key(b"") is None
 
 
 def test_the_concurrency_429_of_bentoml_carries_a_code_and_retry_after() -> None:

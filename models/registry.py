@@ -148,10 +148,34 @@ def _read_only_mount(path: Path) -> bool:
 
 
 def registry_client(tracking_uri: str | None) -> MlflowClient:
+    """A client of the tracking store and registry at ``tracking_uri`` (resolved).
+
+    MLflow opens a database store here and reads its tables: a damaged or unreadable file
+    raised SQLAlchemy's text (the SQL, a web link) as a worker's readiness reason, with two
+    tracebacks in the log (probe 21); it is one line naming the store."""
     from mlflow import MlflowClient
+    from sqlalchemy.exc import SQLAlchemyError
 
     uri = resolve_tracking_uri(tracking_uri)
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+    try:
+        return MlflowClient(tracking_uri=uri, registry_uri=uri)
+    except SQLAlchemyError as exc:
+        cause = getattr(exc, "orig", None) or exc
+        first = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+        raise ParcelriskError(
+            f"the MLflow tracking store {_shown_uri(uri)} cannot be read: {first[:300]}: restore it from "
+            "a backup, or point --tracking-uri (MLFLOW_TRACKING_URI) at a store that reads"
+        ) from None
+
+
+def _shown_uri(uri: str) -> str:
+    """``uri`` for a message: a database URL's password written as ***."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(uri).render_as_string(hide_password=True)
+    except Exception:  # not a database URL (http://, file:): nothing to hide
+        return uri
 
 
 def require_tracking_store(tracking_uri: str | None) -> str:
@@ -555,6 +579,21 @@ def alias_model_version(client: MlflowClient, name: str, alias: str) -> ModelVer
         ) from None
 
 
+def version_artifact_error(
+    name: str, version: str, run_id: str, copy: Path, exc: Exception
+) -> ParcelriskError:
+    """``exc`` about a downloaded artifact, naming the version and the run's artifact instead
+    of this worker's temporary copy (``/tmp/parcelrisk-model-.../load-1/entity_state``, which
+    tells an operator nothing and is gone at the next load: probe 21), with what to do."""
+    artifact = Path(copy).name
+    said = str(exc).replace(str(copy), f"artifact {artifact}/ of run {run_id}")
+    return ParcelriskError(
+        f"model {name!r} version {version}: {said}: promote another version, or retrain "
+        "(`parcelrisk train`) and promote the new one; keep this one if decisions were recorded "
+        "with it (restore its artifacts to recompute them)"
+    )
+
+
 def load_version(
     client: MlflowClient, name: str, version: str, dst: Path, *, lane_tag: bool = True
 ) -> tuple[RiskModel, Path, dict[str, str]]:
@@ -601,7 +640,12 @@ def load_version(
             f"model {name!r} version {version} (run {mv.run_id}): {exc}"
         ) from None
     expected = model.metadata.get("entity_state_fingerprint")
-    actual = entity_state_fingerprint(paths[ENTITY_STATE_ARTIFACT])
+    try:
+        actual = entity_state_fingerprint(paths[ENTITY_STATE_ARTIFACT])
+    except ParcelriskError as exc:  # named as the registry holds it, not as this copy
+        raise version_artifact_error(
+            name, version, mv.run_id, paths[ENTITY_STATE_ARTIFACT], exc
+        ) from None
     if expected != actual:
         raise ParcelriskError(
             f"model {name!r} version {version}: entity state fingerprint {actual} does not match "

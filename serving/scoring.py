@@ -328,13 +328,18 @@ def load_runtime(settings: Settings, tracking_uri: str | None, model_dir: Path) 
     from features.intake.pseudonym import require_same_key
     from features.pipeline.live import LiveState
     from features.pipeline.snapshot import EntityState
-    from models.registry import load_champion
+    from models.registry import load_champion, version_artifact_error
 
     config = settings.serve
     model, state_dir, info = load_champion(
         tracking_uri, name=config.model_name, alias=config.model_alias, dst=Path(model_dir)
     )
-    state = EntityState.load(state_dir)
+    try:
+        state = EntityState.load(state_dir)
+    except ParcelriskError as exc:
+        raise version_artifact_error(
+            info["name"], info["version"], info["run_id"], state_dir, exc
+        ) from None
     # before anything else: under another key no consignee would find its history
     require_same_key(state.pseudonym_key_id, f"entity state {state_dir}")
     expected = model.metadata.get("entity_state_fingerprint")

@@ -212,6 +212,53 @@ def test_inconsistent_entity_state_is_refused(real_pipeline, tmp_path, monkeypat
         )
 
 
+def test_a_corrupt_snapshot_is_named_as_the_registry_holds_it(
+    real_pipeline, tmp_path, monkeypatch
+) -> None:
+    """Probe 21: readiness said "entity state in /tmp/parcelrisk-model-.../load-1/entity_state
+    is corrupt", this worker's copy, gone at the next load: the version, the run's artifact
+    and what to do."""
+    import models.registry
+
+    real = models.registry.load_champion
+
+    def corrupted(*args, **kwargs):
+        model, state_dir, info = real(*args, **kwargs)
+        victim = next(p for p in sorted(state_dir.rglob("*")) if p.suffix == ".npz")
+        victim.write_bytes(victim.read_bytes() + b"edited")
+        return model, state_dir, info
+
+    monkeypatch.setattr(models.registry, "load_champion", corrupted)
+    with pytest.raises(ParcelriskError) as refused:
+        load_runtime(
+            load_settings(real_pipeline["params"]), real_pipeline["tracking_uri"], tmp_path
+        )
+    said = str(refused.value)
+    assert "model 'parcel-risk' version 1: entity state in artifact entity_state/ of run " in said
+    assert "is corrupt" in said and "promote another version, or retrain" in said
+    assert str(tmp_path) not in said
+
+
+def test_a_damaged_tracking_store_is_one_line_naming_it(real_pipeline, tmp_path) -> None:
+    """Probe 21: a tracking database with damaged pages gave SQLAlchemy's text (its SQL, a web
+    link) as the readiness reason, with tracebacks in the log."""
+    import shutil
+
+    from models.registry import load_champion
+
+    copy = tmp_path / "mlflow.db"
+    shutil.copy(real_pipeline["tracking_uri"].removeprefix("sqlite:///"), copy)
+    data = bytearray(copy.read_bytes())
+    for offset in range(4096, len(data) - 256, 8192):  # every other page after the header's
+        data[offset : offset + 256] = b"\xde\xad\xbe\xef" * 64
+    copy.write_bytes(bytes(data))
+    with pytest.raises(ParcelriskError) as refused:
+        load_champion(f"sqlite:///{copy}", dst=tmp_path / "m")
+    said = str(refused.value)
+    assert said.startswith(f"the MLflow tracking store sqlite:///{copy} cannot be read: ")
+    assert "[SQL:" not in said and "sqlalche.me" not in said and "\n" not in said
+
+
 def test_score_cli_writes_the_file(real_pipeline, tmp_path) -> None:
     from typer.testing import CliRunner
 

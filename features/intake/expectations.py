@@ -35,6 +35,7 @@ from features.intake.contract import (
     OUTCOME_FIELDS,
 )
 from features.intake.io import atomic_write
+from features.intake.iso4217 import ISO_4217
 from features.intake.rules import Limits, check, rules_for
 
 if TYPE_CHECKING:
@@ -49,6 +50,7 @@ _NOT_INSPECTED = "_not_inspected"
 _NOT_ILLICIT = "_not_illicit"
 _VALUE_BASE = "_declared_value_base"
 _REVENUE_BASE = "_revenue_recovered_base"
+_CURRENCY_ISO = "_currency_iso"  # the currency where it is an ISO 4217 code, else empty
 _FINITE = 1.7e308
 SUITE_NAME = "parcelrisk_declaration_rules"
 # The "not in the future" bound moves with the clock: a suite parameter, given at each run
@@ -163,7 +165,9 @@ def build_suite(present: set[str], limits: Limits, with_outcomes: bool) -> list[
             "currency.rate",
             "warning",
             gxe.ExpectColumnValuesToBeInSet,
-            column="currency",
+            # a code that is none (`<svg>`, `R$`) is currency.format's; as the rule, the rate
+            # is asked of ISO codes only, or the cross-check "disagreed" on it (probe 20)
+            column=_CURRENCY_ISO,
             value_set=sorted(limits.fx_to_base),
         )
     if {"currency", "declared_value"} <= present:
@@ -256,6 +260,8 @@ def _helper_columns(frame: pd.DataFrame, limits: Limits) -> pd.DataFrame:
     # as the rule judges it: a currency without a rate at the table's weakest one
     rates = frame["currency"].map(limits.fx_to_base).astype("float64").fillna(limits.weakest_rate)
     frame[_VALUE_BASE] = frame["declared_value"].astype("float64") * rates
+    currency = frame["currency"].astype("object")
+    frame[_CURRENCY_ISO] = currency.where(currency.isin(ISO_4217), None)
     if "revenue_recovered" in frame:
         # EUR (the contract's unit) to the base currency; an infinite one is the finite rule's
         revenue = frame["revenue_recovered"].astype("float64") * limits.fx_to_base.get(

@@ -330,6 +330,7 @@ def test_great_expectations_counts_agree_with_the_gate(tmp_path) -> None:
         _set("declaration_id", 9, "D00000"),
         _set("gross_weight_kg", 11, 4000.0),
         _set("currency", 13, "MNT"),
+        _set("currency", 14, "<svg onload=alert(1)>"),  # no code: currency.format's, not .rate's
         _set("quantity", 15, 0),
     ):
         df = corrupt(df)

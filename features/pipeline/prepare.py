@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import itertools
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -279,41 +279,51 @@ def _text_fields(params: FeatureParams, contract: Contract) -> tuple[str, ...]:
 
     Only these become Python-object arrays: a million declarations cost ~60 MB per column so.
     """
-    return _columns_used(params, contract)[0]
+    return _columns_used(params, contract).text
 
 
 def _key_columns(params: FeatureParams, contract: Contract) -> frozenset[str]:
     """Prepared columns the families code as keys (entity parts, categoricals, the
     valuation's references): their codes are kept (8 bytes a row each, only these)."""
-    return _columns_used(params, contract)[1]
+    return _columns_used(params, contract).coded
 
 
-_COLUMNS_USED: dict[tuple[int, int], tuple[Any, ...]] = {}
+class _ColumnsUsed(NamedTuple):
+    text: tuple[str, ...]  # text fields read (``_text_fields``)
+    coded: frozenset[str]  # key columns (``_key_columns``)
+    # fields keyed as they print (``_skeletons``): the identifiers, and any field an entity is
+    # keyed by (a free-text consignee_region put in features.entities: probe 22)
+    as_printed: frozenset[str]
 
 
-def _columns_used(
-    params: FeatureParams, contract: Contract
-) -> tuple[tuple[str, ...], frozenset[str]]:
-    """(text fields, key columns), asked on every request and every live append: kept per
+_COLUMNS_USED: dict[tuple[int, int], tuple[Any, Any, _ColumnsUsed]] = {}
+
+
+def _columns_used(params: FeatureParams, contract: Contract) -> _ColumnsUsed:
+    """What ``prepare`` reads and keys, asked on every request and every live append: kept per
     (params, contract) object. Both are frozen but not hashable (a dict of exchange rates);
     the entry holds them, so their ids are not reused while it lives."""
     key = (id(params), id(contract))
     hit = _COLUMNS_USED.get(key)
     if hit is not None and hit[0] is params and hit[1] is contract:
-        return hit[2], hit[3]
-    keys = set(categorical_columns(params, contract)) | {"hs6", "hs6_origin"}
+        return hit[2]
+    parts: set[str] = set()
     for entity in [*entities_for(params, contract), entity_of(params.split_entity)]:
-        keys.update(entity.parts)
+        parts.update(entity.parts)
     if params.order_windows_hours:
-        keys.update(entity_of(ORDER_ENTITIES[-1]).parts)
+        parts.update(entity_of(ORDER_ENTITIES[-1]).parts)
+    keys = set(categorical_columns(params, contract)) | {"hs6", "hs6_origin"} | parts
     used = set(_TEXT_INPUTS) | set(REASON_CONTEXT) | keys
     names = [f.name for f in DECLARATION_FIELDS if f.kind in ("str", "category")]
-    text = tuple(n for n in names if n in used)
+    found = _ColumnsUsed(
+        text=tuple(n for n in names if n in used),
+        coded=frozenset(keys),
+        as_printed=IDENTIFIER_FIELDS | frozenset(parts),
+    )
     if len(_COLUMNS_USED) >= 64:
         _COLUMNS_USED.clear()
-    coded = frozenset(keys)
-    _COLUMNS_USED[key] = (params, contract, text, coded)
-    return text, coded
+    _COLUMNS_USED[key] = (params, contract, found)
+    return found
 
 
 def unused_inputs(
@@ -323,7 +333,7 @@ def unused_inputs(
     categorical, nor a value ``prepare`` derives (a mapped ``consignee_region`` with the default
     params). Named in the build's summary: a mapped field quietly ignored looks used (probe,
     2026-12); ``features.categoricals`` or ``features.entities`` put it to use."""
-    _, keys = _columns_used(params, contract)
+    keys = _columns_used(params, contract).coded
     read = {source_of(k) for k in keys} | set(_TEXT_INPUTS) | {"declaration_id"}  # the row's name
     names = [f.name for f in DECLARATION_FIELDS if f.kind in ("str", "category")]
     return [n for n in names if inputs is not None and n in inputs and n not in read]
@@ -360,9 +370,10 @@ def prepare(
     d = columns_of(declarations)
     text: dict[str, np.ndarray] = {}
     codings: dict[str, Coding | None] = {}
-    for name in _text_fields(params, contract):
+    used = _columns_used(params, contract)
+    for name in used.text:
         text[name], codings[name] = d.text_codes(name)
-        if name in IDENTIFIER_FIELDS:
+        if name in used.as_printed:
             text[name], codings[name] = _skeletons(text[name], codings[name])
     fx = params.fx
     rate = np.fromiter(map(fx.get, text["currency"], itertools.repeat(np.nan)), np.float64, len(d))

@@ -125,6 +125,27 @@ def test_look_alike_ids_are_one_entity_and_one_pseudonym() -> None:
     assert prep["seller_id"].tolist() == ["ABC-123", "ABC-123"]
 
 
+def test_a_free_text_field_made_an_entity_is_keyed_as_it_prints() -> None:
+    """Probe 22: a consignee_region put in features.entities took look-alike letters raw, one
+    region several entities; only the identifier fields were keyed as they print."""
+    from features.params import FeatureParams
+    from features.pipeline.prepare import prepare
+
+    frame = pd.DataFrame(
+        {**{k: [v, v, v] for k, v in BODY.items()}, "declaration_id": ["D1", "D2", "D3"],
+         "consignee_region": ["FR10", "FR\u200b10", "\u0415S30"]}  # zero-width, Cyrillic E
+    )  # fmt: skip
+    out, bad, _ = parse_declarations(frame, with_outcomes=False, contract=Contract())
+    assert not bad
+    params = FeatureParams()
+    as_entity = params.model_copy(update={"entities": (*params.entities, "consignee_region")})
+    assert prepare(out, Contract(), as_entity)["consignee_region"].tolist() == [
+        "FR10",
+        "FR10",
+        "ES30",
+    ]
+
+
 LEGIT = [
     "شرکت بازرگانی پارس\u200cآریا",  # Persian, its non-joiner
     "\u0915\u094d\u200d\u0937 ट्रेडर्स",  # Devanagari, a joiner

@@ -213,6 +213,12 @@ _FLOAT_WRITTEN = r"[0-9]+\.0"
 # a formula giving the text (="000123") or a leading apostrophe ('S002; a word, no spaces)
 _EXCEL_TEXT_GUARD = r'="(?P<formula>[^"]*)"|\'(?P<apostrophe>[^\'\s]+)'
 # an ISO 8601 time carrying its zone (Z, UTC or an offset): read as is, not in the mapping's zone
+# The mark of the values a time field's format read as a day alone (no time of day in it):
+# an inspected_at so read counts from the end of its day (``_convert_columns``)
+DATE_ONLY_MARK = "dated_without_time"
+# a strptime directive of a time of day (hours, minutes, seconds, a locale's time, AM/PM)
+_TIME_OF_DAY = re.compile(r"%[HIMSXTRcpfr]")
+_ISO_DATE = r"\s*\d{4}-\d{2}-\d{2}\s*"
 _ZONED_TIME = (
     r"(?i)[T ]\d{2}(?::?\d{2}(?::?\d{2}(?:[.,]\d+)?)?)?\s*(?:Z|UTC|[+-]\d{2}(?::?\d{2})?)$"
 )
@@ -1243,7 +1249,7 @@ def _convert_datetime(
         return _convert_iso(spec, text)
     out = pd.Series(pd.NaT, index=text.index, dtype="datetime64[us, UTC]")
     none = pd.Series(False, index=text.index)
-    marks = {"skipped": none, "repeated": none}
+    marks = {"skipped": none, "repeated": none, DATE_ONLY_MARK: none}
     left = text.notna()
     failures = []
     for fmt in formats:
@@ -1312,6 +1318,8 @@ def _read_format(
         parsed = pd.to_datetime(text, format=fmt, errors="coerce", utc=zoned)
     read = parsed.notna()
     stamps, marks = _localise(parsed, spec)
+    if not _TIME_OF_DAY.search(fmt):
+        marks = {**marks, DATE_ONLY_MARK: read}
     return stamps, read, marks
 
 
@@ -1429,7 +1437,8 @@ def _convert_iso(
             local, marks = _localise(stamps[naive].dt.tz_localize(None), spec)
             stamps = stamps.where(~naive, local.astype(stamps.dtype))
             marks = {k: m.reindex(text.index, fill_value=False) for k, m in marks.items()}
-    return stamps, bad, "", marks
+    dated = text.str.fullmatch(_ISO_DATE).fillna(False).astype(bool)
+    return stamps, bad, "", {**marks, DATE_ONLY_MARK: dated}
 
 
 # a time ending in a zone's abbreviation (CET, CEST, EST, JST), which no reader takes: they
@@ -3414,9 +3423,20 @@ def warn_local_times(source: Any, local_times: dict[str, list[tuple[int, str]]])
             count,
             where,
         )
+    dated = local_times.get(DATE_ONLY_MARK, [])
+    for count, where in dated:
+        logger.warning(
+            "%s: %d result(s) whose inspected_at is a day without a time, read as the end of "
+            "that day (the next midnight, local to the column's timezone), so that none counts "
+            "before that day's declarations; give the times, or an `offset` in the mapping: %s",
+            source,
+            count,
+            where,
+        )
     return {
         "dst_skipped_times_moved_forward": sum(n for n, _ in local_times["skipped"]),
         "dst_repeated_times_read_as_standard": sum(n for n, _ in local_times["repeated"]),
+        DATE_ONLY_MARK: sum(n for n, _ in dated),
     }
 
 
@@ -3555,7 +3575,11 @@ def _convert_columns(
     from features.intake.contract import IDENTIFIER_FIELDS, PERSONAL_FIELDS, identifier_faults
 
     out: dict[str, pd.Series] = {}
-    local_times: dict[str, list[tuple[int, str]]] = {"skipped": [], "repeated": []}
+    local_times: dict[str, list[tuple[int, str]]] = {
+        "skipped": [],
+        "repeated": [],
+        DATE_ONLY_MARK: [],
+    }
     unconverted: list[_Unconverted] = []
     if ids is not None and _holding_nul(ids).any():
         ids = None
@@ -3599,6 +3623,14 @@ def _convert_columns(
                 unconverted.append(_Unconverted(name, origin, fault, found, shown))
             if faults:
                 continue
+        dated = marks.pop(DATE_ONLY_MARK, None)
+        if name == "inspected_at" and dated is not None and dated.any() and not spec.offset:
+            # a result known by its day alone counts from the end of that day (the next local
+            # midnight), as a results file's ISO days are read: at its start it counted for
+            # that day's declarations, before the inspection (probe 23). `offset` (the
+            # drafted `1 day`) says otherwise explicitly.
+            converted = converted.where(~dated, converted + pd.Timedelta(days=1))
+            marks[DATE_ONLY_MARK] = dated
         out[name] = converted
         for mark, mask in marks.items():
             if mask.any():

@@ -761,7 +761,7 @@ def history_export(
     from serving.audit.archived import archived_first_decisions
     from serving.decision import iso_utc
     from serving.outcome_store import sqlite_path
-    from serving.outcomes import history_frame
+    from serving.outcomes import history_frame, late_results
     from serving.store import is_sqlite, open_outcome_store, open_store
 
     if is_sqlite(db) and not sqlite_path(db).is_file():
@@ -830,6 +830,19 @@ def history_export(
         summary["base"] = {"file": str(base), "declarations": len(base_history), **overlap}
     if cut is not None:
         summary["from_archive"] = {"declarations": len(archived), "archive": cut["archive"]}
+    if (late := late_results(scored)) is not None:
+        summary["results_stored_late"] = late
+        logger.warning(
+            "%d of %d results reached the store more than a day after their inspected_at "
+            "(median %.1f days, at most %.1f): the decisions made meanwhile did not count them, "
+            "the history's features count them from inspected_at, so the next model learns from "
+            "entity features a little better informed than it is served with; send results as "
+            "they are recorded (POST /outcomes, or outcomes ingest at least daily)",
+            late["results"],
+            late["of"],
+            late["median_days_late"],
+            late["max_days_late"],
+        )
     typer.echo(json.dumps(summary, indent=2))
 
 

@@ -33,6 +33,7 @@ from serving.outcomes import (
     ResultEvent,
     ScoredRow,
     StoredResult,
+    current_results,
     history_entry,
     result_events,
     result_rows,
@@ -454,12 +455,9 @@ def _results(conn: sqlite3.Connection, wanted: str | None) -> dict[str, StoredRe
     correction = _CORRECTION if _CORRECTION in columns else "NULL"
     query = (
         "SELECT declaration_id, inspected_at, illicit, offence_type, revenue_recovered, "
-        f"{reason}, {correction} FROM outcomes"
+        f"{reason}, {correction}, recorded_at FROM outcomes"
     )
     if wanted is not None:
         query += f" WHERE declaration_id IN (SELECT id FROM {wanted})"
     query += " ORDER BY seq"
-    return {
-        declaration_id: StoredResult(parse_iso_us(at), bool(illicit), offence, revenue, given, fix)
-        for declaration_id, at, illicit, offence, revenue, given, fix in conn.execute(query)
-    }
+    return current_results(conn.execute(query))

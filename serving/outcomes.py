@@ -23,7 +23,7 @@ import functools
 import json
 import logging
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -44,7 +44,7 @@ from features.intake.contract import (
 from features.intake.rules import Limits, Rule, check, parse_findings, rules_for, show
 from features.params import FeatureParams
 from serving.audit.chain import RESULT_FIELDS as STORED_RESULT_FIELDS
-from serving.decision import iso_utc
+from serving.decision import iso_utc, parse_iso_us
 
 logger = logging.getLogger(__name__)
 
@@ -190,6 +190,59 @@ class StoredResult:
     selection_reason: str | None = None
     # why this result replaced the one stored before it (None: the first result stored)
     correction: str | None = None
+    # when the store first held a result of the declaration (UTC us; None: not read): the
+    # decisions made before it could not count it, whatever its inspected_at says
+    known_at_us: int | None = dataclasses.field(default=None, compare=False)
+
+
+def current_results(rows: Iterable[Sequence[Any]]) -> dict[str, StoredResult]:
+    """Each declaration's last result of ``rows`` (declaration_id, inspected_at, illicit,
+    offence_type, revenue_recovered, selection_reason, correction, recorded_at; in seq
+    order), known from when its first was recorded."""
+    first: dict[str, str] = {}
+    out: dict[str, StoredResult] = {}
+    for declaration_id, at, illicit, offence, revenue, given, fix, recorded_at in rows:
+        known = first.setdefault(declaration_id, recorded_at)
+        out[declaration_id] = StoredResult(
+            parse_iso_us(at), bool(illicit), offence, revenue, given, fix, parse_iso_us(known)
+        )
+    return out
+
+
+# A result that reached the store this long after its inspected_at was not counted by the
+# decisions made meanwhile, while the history's features count it from inspected_at
+LATE_RESULT_US = 86_400 * 1_000_000
+
+
+def late_results(rows: Iterable[ScoredRow]) -> dict[str, Any] | None:
+    """How many results of ``rows`` reached the store more than a day after their
+    ``inspected_at``, and how late (days); None when none did.
+
+    Features count a result from its ``inspected_at`` (the contract: when it was recorded);
+    a decision counts it only once the store holds it. A result sent days later with the
+    inspection's time (a lab report, a weekly file) was not counted by the decisions made
+    meanwhile, and the next model's history counts it for the same parcels: training rows a
+    little better informed than the service was (probe 23). Said, with the size, so the
+    results feed is made prompt; the history keeps ``inspected_at`` (labels are placed by it)."""
+    import numpy as np
+
+    delays = np.array(
+        [
+            r.result.known_at_us - r.result.inspected_at_us
+            for r in rows
+            if r.result is not None and r.result.known_at_us is not None
+        ],
+        dtype=np.int64,
+    )
+    late = delays[delays > LATE_RESULT_US] / (86_400 * 1_000_000)
+    if not len(late):
+        return None
+    return {
+        "results": len(late),
+        "of": len(delays),
+        "median_days_late": round(float(np.median(late)), 1),
+        "max_days_late": round(float(late.max()), 1),
+    }
 
 
 class ReplacedResult(NamedTuple):

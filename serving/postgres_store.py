@@ -63,6 +63,7 @@ from serving.outcomes import (
     ResultEvent,
     ScoredRow,
     StoredResult,
+    current_results,
     history_entry,
     result_events,
     result_rows,
@@ -1017,8 +1018,6 @@ def read_results(engine: sa.Engine, ids: Sequence[str]) -> dict[str, StoredResul
 def _results(conn: sa.Connection, wanted: list[str] | None) -> dict[str, StoredResult]:
     """Each declaration's current result: the last stored (a correction replaces the one
     before it; read in seq order, the later row wins)."""
-    from serving.decision import parse_iso_us
-
     # asked on every read: a reader's handle makes no schema (a table from before the columns)
     *_, reason, correction = _result_values(_outcome_columns(conn))
     query = sa.select(
@@ -1029,12 +1028,8 @@ def _results(conn: sa.Connection, wanted: list[str] | None) -> dict[str, StoredR
         outcomes.c.revenue_recovered,
         reason,
         correction,
+        outcomes.c.recorded_at,
     )
     if wanted is not None:
         query = query.where(_among(outcomes.c.declaration_id, wanted))
-    return {
-        declaration_id: StoredResult(parse_iso_us(at), bool(illicit), offence, revenue, given, fix)
-        for declaration_id, at, illicit, offence, revenue, given, fix in conn.execute(
-            query.order_by(outcomes.c.seq)
-        )
-    }
+    return current_results(conn.execute(query.order_by(outcomes.c.seq)))

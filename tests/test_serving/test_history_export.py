@@ -229,3 +229,35 @@ def test_a_history_whose_results_mark_was_edited_is_refused(tmp_path: Path) -> N
         read_results_seq(path)
     pq.write_table(t.replace_schema_metadata({b"parcelrisk.results_seq": b"12"}), path)
     assert read_results_seq(path) == 12
+
+
+def test_results_stored_days_after_their_inspection_are_said_with_how_late(
+    scored_store, tmp_path: Path, caplog
+) -> None:
+    """Probe 23: a result sent days after its inspected_at (a lab report, a weekly file) was not
+    counted by the decisions made meanwhile; the next history counts it from inspected_at. The
+    export says how many and how late (the fixture's results, of January, came back now)."""
+    import logging
+
+    from serving.main import app
+    from serving.outcomes import ScoredRow, StoredResult, late_results
+
+    db, declarations, _ = scored_store
+    out = tmp_path / "history.parquet"
+    with caplog.at_level(logging.WARNING):
+        run = CliRunner().invoke(app, ["history", "export", "--db", str(db), "--out", str(out)])
+    assert run.exit_code == 0, run.output
+    late = json.loads(run.stdout)["results_stored_late"]
+    inspected = int(declarations["inspected"].astype(bool).sum())
+    assert late["results"] == late["of"] == inspected and late["median_days_late"] > 200
+    assert "results reached the store more than a day after their inspected_at" in caplog.text
+    history, _ = read_declarations(out)  # the history keeps inspected_at: labels are placed by it
+    by_id = history.set_index("declaration_id")
+    source = declarations.set_index("declaration_id").loc[by_id.index]
+    assert by_id["inspected_at"].equals(source["inspected_at"])
+
+    day = 86_400 * 1_000_000
+    prompt = StoredResult(10 * day, True, None, None, known_at_us=10 * day + day // 2)
+    assert late_results([ScoredRow("{}", False, "green", prompt)]) is None
+    a_week = StoredResult(10 * day, True, None, None, known_at_us=17 * day)
+    assert late_results([ScoredRow("{}", False, "green", a_week)])["max_days_late"] == 7.0

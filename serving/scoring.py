@@ -216,7 +216,7 @@ class ScoringRuntime:
 
         assert self.live is not None
         # this worker's rows are known by their exact stored text: no JSON to parse
-        own, seen = self._own_texts, self.live.seen_ids
+        own = self._own_texts
         others = []
         for seq, text in rows:
             if text in own:
@@ -228,8 +228,11 @@ class ScoringRuntime:
             if values is None:
                 damaged_in_log(f"decision seq {seq}")
                 continue
-            if values.get("declaration_id") not in seen:
-                others.append(values)
+            others.append(values)
+        if others:  # those appended already (a re-sent declaration) not read into columns
+            ids = np.array([v.get("declaration_id") for v in others], dtype=object)
+            seen = self.live.seen_ids.among(ids)
+            others = [v for v, known in zip(others, seen.tolist(), strict=True) if not known]
         if not others:
             return 0
         return self.live.append(StoredColumns(others, self.contract))

@@ -564,3 +564,28 @@ def test_a_late_declaration_the_history_lacks_enters_the_live_state(history, wor
     alone = fresh.features(probe).frame()
     both = fresh.features(pd.concat([old, probe])).frame()
     pd.testing.assert_frame_equal(both[names].tail(1).reset_index(drop=True), alone[names])
+
+
+def test_seen_ids_hold_ids_as_hashes_in_a_few_sorted_runs() -> None:
+    """The live state's de-duplication held a dict of the id strings, ~170 bytes an id of each
+    worker's growth (probe 24); 16 bytes now, same answers."""
+    from features.pipeline.live import SeenIds
+
+    seen = SeenIds()
+    rng = np.random.default_rng(0)
+    held: dict[str, int] = {}
+    for batch in range(300):
+        n = int(rng.integers(1, 200))
+        ids = np.array([f"D{batch}-{i}" for i in range(n)], dtype=object)
+        t = rng.integers(0, 1_000, n)
+        seen.add(ids, t)
+        held.update(zip(ids.tolist(), t.tolist(), strict=True))
+    assert len(seen) == len(held) and len(seen._runs) <= 2 * np.log2(len(held))
+    asked = np.array([*list(held)[::7], "D-none", "D0-999", ""], dtype=object)
+    assert seen.among(asked).tolist() == [i in held for i in asked.tolist()]
+    assert "D0-0" in seen and "D-none" not in seen
+    seen.keep(lambda t: t >= 500)
+    kept = {i for i, t in held.items() if t >= 500}
+    assert len(seen) == len(kept)
+    assert seen.among(asked).tolist() == [i in kept for i in asked.tolist()]
+    assert not SeenIds().among(asked).any()

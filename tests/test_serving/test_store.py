@@ -304,9 +304,11 @@ def test_a_declaration_that_no_longer_reads_is_damaged_never_a_traceback(tmp_pat
         store.get("dec2")
     assert store.get("dec3")[1] is True
 
+    from features.pipeline.live import SeenIds
+
     class _Live:  # what _append_logged reads of the live state
         def __init__(self) -> None:
-            self.seen_ids: set[str] = set()
+            self.seen_ids = SeenIds()
 
         def append(self, columns, prep=None):
             return len(columns)

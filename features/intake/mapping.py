@@ -1057,6 +1057,9 @@ def _convert(
     if kind == "datetime":
         if pd.api.types.is_datetime64_any_dtype(source.dtype) and spec.column is not None:
             (stamps, marks), bad, problem = _localise(source, spec), none, ""
+            if source.dt.tz is None:  # a workbook's date cell: a day alone, read as midnight
+                midnight = source.notna() & source.eq(source.dt.normalize())
+                marks = {**marks, DATE_ONLY_MARK: midnight.fillna(False).astype(bool)}
         else:
             if spec.calendar == "buddhist":
                 text = _gregorian_years(text)
@@ -3629,7 +3632,7 @@ def _convert_columns(
             # midnight), as a results file's ISO days are read: at its start it counted for
             # that day's declarations, before the inspection (probe 23). `offset` (the
             # drafted `1 day`) says otherwise explicitly.
-            converted = converted.where(~dated, converted + pd.Timedelta(days=1))
+            converted = converted.where(~dated, _next_midnight(converted, spec.timezone))
             marks[DATE_ONLY_MARK] = dated
         out[name] = converted
         for mark, mask in marks.items():
@@ -3647,6 +3650,22 @@ def _convert_columns(
         if failed is not None:
             unconverted.append(failed)
     return out, local_times, unconverted
+
+
+def _next_midnight(stamps: pd.Series, timezone: str | None) -> pd.Series:
+    """The midnight that ends each UTC instant's local day in ``timezone`` (UTC when none):
+    the end of a day read at its start, 23 or 25 hours on, not 24, on a clock change (24 hours
+    on left the autumn day's last hour counting the result: probe 25). A midnight the clocks
+    skip is the first time after it; one they repeat, its second pass."""
+    import numpy as np
+    import pandas as pd
+
+    zone = timezone or "UTC"
+    day = stamps.dt.tz_convert(zone).dt.tz_localize(None).dt.normalize()
+    ends = (day + pd.Timedelta(days=1)).dt.tz_localize(
+        zone, ambiguous=np.zeros(len(day), dtype=bool), nonexistent="shift_forward"
+    )
+    return ends.dt.tz_convert("UTC").astype(stamps.dtype)
 
 
 def _not_currency_codes(out: dict[str, pd.Series], spec: _Spec) -> _Unconverted | None:

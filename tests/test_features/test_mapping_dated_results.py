@@ -22,6 +22,7 @@ A1;10/03/2026 12:00;10/03/2026;POS
 A2;10/03/2026 08:00;10/03/2026 09:30;NEG
 A3;29/03/2026 01:00;29/03/2026;NEG
 A4;11/03/2026 08:00;;
+A5;25/10/2026 09:00;25/10/2026;NEG
 """
 
 MAPPING = """\
@@ -62,12 +63,14 @@ def test_a_result_dated_by_its_day_counts_from_the_next_local_midnight(tmp_path,
     # the end of 10/03 in Paris (CET): 23:00 UTC; accepted although declared at noon that day
     assert at["A1"] == _utc("2026-03-10T23:00") and got.loc["A1", "illicit"]
     assert at["A2"] == _utc("2026-03-10T08:30")  # a time given: as written
-    # the day of the spring change ends at 22:00 UTC, read an hour late at most, never early
-    assert at["A3"] >= _utc("2026-03-29T22:00")
+    # the day of the spring change (23 hours) ends at 22:00 UTC, the autumn one (25) at 23:00:
+    # not 24 hours on, which left the autumn day's last hour counting the result (probe 25)
+    assert at["A3"] == _utc("2026-03-29T22:00")
+    assert at["A5"] == _utc("2026-10-25T23:00")
     assert pd.isna(at["A4"])
-    assert summary["dated_without_time"] == 2
+    assert summary["dated_without_time"] == 3
     warned = " ".join(r.getMessage() for r in caplog.records)
-    assert "2 result(s) whose inspected_at is a day without a time" in warned
+    assert "3 result(s) whose inspected_at is a day without a time" in warned
     assert "read as the end of that day" in warned
 
 
@@ -120,3 +123,27 @@ def test_a_results_file_read_through_a_mapping_moves_its_days_alone(spec, cell, 
     raw = pd.DataFrame({"ID": ["A1"], "DAY": [cell], "R": ["POS"]})
     got = apply_outcome_mapping(raw, mapping)
     assert got["inspected_at"].iloc[0] == _utc(stored)
+
+
+def test_a_workbook_date_cell_is_a_day_alone(tmp_path) -> None:
+    """Probe 25: an .xlsx results column of date cells (no time) was read at the start of its
+    day, unwarned, whatever the mapping's format said."""
+    import datetime as dt
+
+    from openpyxl import Workbook
+
+    book = Workbook()
+    sheet = book.active
+    sheet.append(["NUM", "DATE_CONTROLE", "RESULTAT"])
+    sheet.append(["A1", dt.datetime(2026, 11, 21), "POS"])  # what Excel keeps of a typed date
+    sheet.append(["A2", dt.datetime(2026, 11, 21, 16, 30), "NEG"])  # a time: as typed
+    book.save(tmp_path / "results.xlsx")
+    mapping = parse_mapping_text(
+        "columns:\n  declaration_id: NUM\n"
+        "  inspected_at: {column: DATE_CONTROLE, timezone: Europe/Paris}\n"
+        "  illicit: {column: RESULTAT, values: {POS: true, NEG: false}}\n"
+    )
+    from features.intake.mapping import read_source
+
+    got = apply_outcome_mapping(read_source(tmp_path / "results.xlsx", mapping), mapping)
+    assert got["inspected_at"].tolist() == [_utc("2026-11-21T23:00"), _utc("2026-11-21T15:30")]

@@ -12,7 +12,8 @@ and over the longest window ``order_value_with_own_eur`` (this parcel's value pl
 ``order_tops_de_minimis`` (under de minimis alone, at or above it with them).
 
 Keys: ``seller_id*consignee_id`` and ``seller_id*consignee_id*hs6``; a parcel missing either id
-has no pair (NaN), never one pooled "unknown" pair. Batch, online and the live layer share the
+has no pair (NaN), never one pooled "unknown" pair, and one without an HS code no line (its
+``order_same_hs6_*`` NaN). Batch, online and the live layer share the
 shipments family's event index (``families.shipments``), so parity is by construction.
 """
 
@@ -74,7 +75,7 @@ def order_features(
     hours = params.order_windows_hours
     pair_query, pair_known, pair_index = index_of(PAIR)
     pair_windows = window_totals(pair_query, t_us, pair_index, hours)
-    line_query, _, line_index = index_of(LINE)
+    line_query, line_known, line_index = index_of(LINE)
     line_windows = window_totals(line_query, t_us, line_index, hours)
     out: Values = {}
     for h, (parcels, value), (same, _) in zip(hours, pair_windows, line_windows, strict=True):
@@ -87,8 +88,12 @@ def order_features(
     out[TOPS_DE_MINIMIS] = (
         (own < params.de_minimis_base) & (together >= params.de_minimis_base)
     ).astype(np.float64)
-    # hs_code is required by the contract: the line's key is known wherever the pair's is
     forget_unknown(out, pair_known, np.full(len(t_us), np.nan))
+    # a parcel without an HS code (optional in the contract: postal items often have none) has
+    # no line: its "same HS6" counts are unknown, never the pair's parcels without a code nor a
+    # pooled "no code" line, which each engine and the live state counted otherwise (probe 25)
+    line = {name: out[name] for name in out if name.startswith("order_same_hs6_")}
+    forget_unknown(line, line_known, np.full(len(t_us), np.nan))
     return out
 
 

@@ -89,6 +89,34 @@ def test_a_missing_id_is_no_pair_and_counts_for_no_pair():
     assert (last["order_parcels_72h"], last["order_value_72h_eur"]) == (1.0, 60.0)
 
 
+def test_a_parcel_without_an_hs_code_has_no_line_in_batch_online_and_live():
+    """Probe 25: the "same HS6" counts of parcels without an HS code (optional in the contract)
+    counted a pooled "no code" line, more than the pair's parcels, and pandas, Dask and the
+    live service each gave another value. Unknown (NaN) everywhere; the pair's counts hold."""
+    history = declarations(
+        {"declared_at": T0, "declared_value": 60.0, "hs_code": None},
+        {"declared_at": T0 + H, "seller_id": "S9", "consignee_id": "C9", "hs_code": None},
+        {"declared_at": T0 + 2 * H, "declared_value": 60.0},
+        {"declared_at": T0 + 3 * H, "declared_value": 60.0, "hs_code": None},
+        {"declared_at": T0 + 4 * H, "declared_value": 60.0},
+    )
+    built = build_features(history, Contract(), PARAMS)
+    frame = built.frame.set_index("declaration_id")
+    no_code = frame.loc[["D000", "D001", "D003"]]
+    assert no_code["order_same_hs6_24h"].isna().all() and no_code["order_same_hs6_72h"].isna().all()
+    assert frame.loc["D003", "order_parcels_24h"] == 2.0  # the pair's parcels, codes or not
+    assert frame.loc["D004", "order_same_hs6_24h"] == 1.0  # D002 only: no pooled "no code"
+    names = [n for n in built.manifest.names if n.startswith("order_")]
+    state = build_entity_state(
+        history.iloc[:2], Contract(), PARAMS, cutoff=T0 + 2 * H, manifest=built.manifest
+    )
+    live = LiveState(state)
+    live.append(history.iloc[2:3][list(DECLARATION_COLUMNS)])
+    got = live.features(history.iloc[3:][list(DECLARATION_COLUMNS)]).frame()
+    got = got.set_index("declaration_id")[names]
+    pd.testing.assert_frame_equal(got, frame.loc[got.index, names])
+
+
 def test_no_windows_or_no_seller_column_means_no_order_features():
     names = build_features(ORDER, Contract(), PARAMS.replace(order_windows_hours=())).manifest.names
     assert not any(n.startswith("order_") for n in names)

@@ -834,10 +834,12 @@ def history_export(
         summary["results_stored_late"] = late
         logger.warning(
             "%d of %d results reached the store more than a day after their inspected_at "
-            "(median %.1f days, at most %.1f): the decisions made meanwhile did not count them, "
-            "the history's features count them from inspected_at, so the next model learns from "
-            "entity features a little better informed than it is served with; send results as "
-            "they are recorded (POST /outcomes, or outcomes ingest at least daily)",
+            "(median %.1f days, at most %.1f): a decision made between a result's inspected_at "
+            "and its arrival did not count it, and the history's features count it from "
+            "inspected_at, so for such parcels the next model learns from entity features a "
+            "little better informed than they were served with (none, if the results were "
+            "loaded before those parcels were scored); send results as they are recorded "
+            "(POST /outcomes, or outcomes ingest at least daily)",
             late["results"],
             late["of"],
             late["median_days_late"],

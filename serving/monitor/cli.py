@@ -76,6 +76,7 @@ def monitor_store(
     from serving.auditor.disparity import read_lane_counts
     from serving.monitor.compute import lane_targets_of, monitor_period
     from serving.monitor.data import (
+        DRIFT_VECTORS,
         lane_targets_of_versions,
         load_champion_bundle,
         read_lane_targets,
@@ -86,7 +87,7 @@ def monitor_store(
     # backfill, the loop benchmark, a store rebuilt from history) is scored long after its
     # parcels were declared, and drift and lane shares are properties of the traffic's days.
     stored = "%Y-%m-%dT%H:%M:%S.%fZ"
-    frame = read_period(path, start.strftime(stored), end.strftime(stored))
+    frame = read_period(path, start.strftime(stored), end.strftime(stored), None, DRIFT_VECTORS)
     if frame.empty:
         raise ParcelriskError(
             f"no decisions declared in [{start.isoformat()}, {end.isoformat()}) in {path}"
@@ -106,7 +107,12 @@ def monitor_store(
     # the champion's own records last: they win for a thresholds version both hold
     targets = lane_targets_of(champion, {**earlier, **read_lane_targets(client, info["run_id"])})
     # the period of the same length before: each drift alert says whether it is new
-    previous = read_period(path, (start - (end - start)).strftime(stored), start.strftime(stored))
+    previous = read_period(
+        path,
+        (start - (end - start)).strftime(stored),
+        start.strftime(stored),
+        vectors_at_most=DRIFT_VECTORS,
+    )
     summary = monitor_period(
         frame, counts, champion, info, targets, start, end, settings.monitor, previous, acks
     )

@@ -7,7 +7,6 @@ scores, lane, exploration flag, packed feature vector and inspection result if k
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -96,6 +95,8 @@ class _Compared:
     shares: list[np.ndarray]  # per feature, in reference order
     score: dict[str, Any] | None
     score_shares: np.ndarray | None
+    # feature vectors compared: ``rows`` unless the period was read with a sample of them
+    vectors: int = 0
 
 
 def _masks(
@@ -117,7 +118,9 @@ def _compare(
         return _Compared(0, 0, [], [], None, None)
     reference = champion.reference
     comparable, by_champion = _masks(frame, champion, info)
-    X = feature_matrix(frame.loc[comparable, "features"].tolist())
+    # a long period holds the vectors of a sample (``read_period``'s vectors_at_most)
+    sampled = comparable & frame["features"].notna().to_numpy()
+    X = feature_matrix(frame.loc[sampled, "features"].tolist())
     features, shares = [], []
     if len(X):
         for j, ref in enumerate(reference.features):
@@ -130,7 +133,7 @@ def _compare(
         score = asdict(measure_drift(reference.score, live, params.psi_epsilon))
         score_shares = bin_shares(reference.score, live)
     return _Compared(
-        int(comparable.sum()), int(by_champion.sum()), features, shares, score, score_shares
+        int(comparable.sum()), int(by_champion.sum()), features, shares, score, score_shares, len(X)
     )
 
 
@@ -240,6 +243,8 @@ def measure_period_drift(
         return section, []
     section.update(available=True, reference_period=reference.period, reference_rows=reference.rows)
     now = _compare(frame, champion, info, params)
+    # a long period's drift is measured on a sample of its vectors (``DRIFT_VECTORS``)
+    section["feature_vectors_compared"] = now.vectors
     before = _compare(previous, champion, info, params) if previous is not None else None
     features = now.features
     prior = before is not None and before.rows >= params.min_drift_rows
@@ -394,9 +399,7 @@ def measure_lane_shares(
         "red_target": float(part["red_target"].mean()) if n else None,
         "yellow_target": float(part["yellow_target"].mean()) if n else None,
     }
-    exploration_rates = [
-        float(json.loads(p).get("exploration_rate", np.nan)) for p in frame["lane_policy"].tolist()
-    ]
+    exploration_rates = frame["exploration_rate"].to_numpy(np.float64)
     section: dict[str, Any] = {
         "targets": {k: {"red_rate": v[0], "yellow_rate": v[1]} for k, v in targets.items()},
         "unknown_thresholds_decisions": int((~known).sum()),
@@ -406,7 +409,11 @@ def measure_lane_shares(
         "daily": daily.to_dict("records"),
         "exploration": {
             "share": float(frame["exploration"].mean()) if len(frame) else None,
-            "target": float(np.nanmean(exploration_rates)) if exploration_rates else None,
+            "target": (
+                float(np.nanmean(exploration_rates))
+                if np.isfinite(exploration_rates).any()
+                else None
+            ),
         },
         "refit": refit_cutoffs(frame, champion, info),
     }
@@ -449,9 +456,7 @@ def refit_cutoffs(
     thresholds = champion.thresholds
     column = "expected_revenue" if thresholds.objective == "revenue" else "risk"
     priority = frame.loc[mine, column].to_numpy(np.float64)
-    discount = np.array(
-        [float(json.loads(p).get("aeo_risk_discount", 1.0)) for p in frame.loc[mine, "lane_policy"]]
-    )
+    discount = frame.loc[mine, "aeo_risk_discount"].to_numpy(np.float64)
     aeo = frame.loc[mine, "aeo_operator"].to_numpy(bool)
     effective = np.where(aeo, priority * discount, priority)
     refit = fit_lane_thresholds(

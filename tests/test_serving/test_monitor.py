@@ -79,7 +79,8 @@ def _frame(lanes: list[str], exploration: list[bool] | None = None, **columns) -
             "lane": lanes,
             "exploration": exploration or [False] * n,
             "thresholds_version": ["thr-1"] * n,
-            "lane_policy": [POLICY] * n,
+            "exploration_rate": [json.loads(POLICY)["exploration_rate"]] * n,
+            "aeo_risk_discount": [json.loads(POLICY)["aeo_risk_discount"]] * n,
             "model_name": ["parcel-risk"] * n,
             "model_version": ["1"] * n,
             "manifest_fingerprint": ["fp-1"] * n,
@@ -762,3 +763,26 @@ def test_a_period_s_newest_decisions_alone_are_read_when_asked(monitored) -> Non
     assert len(every) == 600 and len(newest) == 10
     expected = every.sort_values(["declared_at"], ascending=False).head(10)
     assert set(newest["decision_id"]) == set(expected["decision_id"])
+
+
+def test_a_long_period_is_read_in_chunks_with_a_sample_of_its_vectors(monitored, monkeypatch):
+    """`monitor` on 300,000 decisions peaked at 1.7 GB, ~4.5 KB a decision (every row a Python
+    tuple, every lane policy's JSON, every feature vector): rows come in chunks, the policy as
+    its two numbers, and the vectors of every k-th decision beyond ``DRIFT_VECTORS``."""
+    import serving.monitor.data as data
+    from serving.monitor.data import read_period
+
+    stored = "%Y-%m-%dT%H:%M:%S.%fZ"
+    frm = pd.Timestamp(monitored["day"], tz="UTC").strftime(stored)
+    to = pd.Timestamp(monitored["next_day"], tz="UTC").strftime(stored)
+    whole = read_period(monitored["db"], frm, to)
+    monkeypatch.setattr(data, "_CHUNK_ROWS", 64)  # 600 rows in 10 chunks: the same frame
+    chunked = read_period(monitored["db"], frm, to)
+    pd.testing.assert_frame_equal(chunked, whole)
+    assert "lane_policy" not in whole
+    assert whole["exploration_rate"].notna().all() and whole["aeo_risk_discount"].notna().all()
+    sampled = read_period(monitored["db"], frm, to, vectors_at_most=100)
+    assert len(sampled) == 600 and sampled["features"].notna().sum() in range(90, 111)
+    same = sampled["features"].notna()
+    assert sampled.loc[same, "features"].equals(whole.loc[same, "features"])
+    pd.testing.assert_frame_equal(sampled.drop(columns="features"), whole.drop(columns="features"))

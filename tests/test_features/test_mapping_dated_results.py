@@ -15,6 +15,7 @@ import pytest
 
 from features.intake.ingest import ingest_file
 from features.intake.mapping import apply_outcome_mapping, parse_mapping_text
+from tests.test_features.exports import ingest_text
 
 EXPORT = """\
 ID;DEPOT;CONTROLE;RESULTAT
@@ -44,12 +45,7 @@ columns:
 
 
 def _ingest(tmp_path: Path, mapping: str = MAPPING) -> tuple[dict, pd.DataFrame]:
-    source, spec = tmp_path / "export.csv", tmp_path / "mapping.yaml"
-    source.write_text(EXPORT)
-    spec.write_text(mapping)
-    out = tmp_path / "out.parquet"
-    summary = ingest_file(source=source, mapping_path=spec, out=out)
-    return summary, pd.read_parquet(out).set_index("declaration_id")
+    return ingest_text(tmp_path, EXPORT, mapping)
 
 
 def _utc(text: str) -> pd.Timestamp:

@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 
 from features.intake.contract import ContractError
-from features.intake.ingest import ingest_file
 from features.intake.mapping import parse_mapping_text
+from tests.test_features.exports import ingest_text
 
 EXPORT = """\
 ID;DATE;OFFICE;HS;KG;VALUE;ORIGIN;LANE;ILLICIT;REVENUE
@@ -45,12 +45,7 @@ columns:
 
 
 def _ingest(tmp_path: Path, mapping: str = MAPPING) -> tuple[dict, pd.DataFrame]:
-    source, spec = tmp_path / "export.csv", tmp_path / "mapping.yaml"
-    source.write_text(EXPORT)
-    spec.write_text(mapping)
-    out = tmp_path / "out.parquet"
-    summary = ingest_file(source=source, mapping_path=spec, out=out)
-    return summary, pd.read_parquet(out).set_index("declaration_id")
+    return ingest_text(tmp_path, EXPORT, mapping)
 
 
 def test_outcome_cells_of_rows_not_inspected_are_empty(tmp_path, caplog) -> None:

@@ -75,8 +75,8 @@ class BodyLimitMiddleware:
         if not is_form and (key := duplicated_key(body)) is not None:
             response = error_response(
                 400,
-                f"the body gives the key {_shown_key(key)} twice in one object: every JSON "
-                "parser keeps one of the two values, not all the same one, so send it once",
+                f"the body gives the key {_shown_key(key)} twice in one object: JSON "
+                "parsers differ on which of the two values counts, so send it once",
                 code="body.duplicate_key",
             )
             await response(scope, receive, send)

@@ -212,13 +212,13 @@ _FLOAT_WRITTEN = r"[0-9]+\.0"
 # a value a CSV written "for Excel" guards as text, so the spreadsheet keeps its leading zeros:
 # a formula giving the text (="000123") or a leading apostrophe ('S002; a word, no spaces)
 _EXCEL_TEXT_GUARD = r'="(?P<formula>[^"]*)"|\'(?P<apostrophe>[^\'\s]+)'
-# an ISO 8601 time carrying its zone (Z, UTC or an offset): read as is, not in the mapping's zone
 # The mark of the values a time field's format read as a day alone (no time of day in it):
 # an inspected_at so read counts from the end of its day (``_convert_columns``)
 DATE_ONLY_MARK = "dated_without_time"
 # a strptime directive of a time of day (hours, minutes, seconds, a locale's time, AM/PM)
 _TIME_OF_DAY = re.compile(r"%[HIMSXTRcpfr]")
-_ISO_DATE = r"\s*\d{4}-\d{2}-\d{2}\s*"
+_ISO_DATE = r"\s*\d{4}-\d{2}-\d{2}\s*"  # an ISO day alone
+# an ISO 8601 time carrying its zone (Z, UTC or an offset): read as is, not in the mapping's zone
 _ZONED_TIME = (
     r"(?i)[T ]\d{2}(?::?\d{2}(?::?\d{2}(?:[.,]\d+)?)?)?\s*(?:Z|UTC|[+-]\d{2}(?::?\d{2})?)$"
 )

@@ -86,9 +86,11 @@ def read_period(
             aeo=store.json_text("d.declaration_json", "aeo_operator"),
             exploration_rate=store.json_text("d.lane_policy", "exploration_rate"),
             aeo_risk_discount=store.json_text("d.lane_policy", "aeo_risk_discount"),
+            # seq modulo k in integer arithmetic: '%' is psycopg's placeholder mark, and
+            # SQLite's mod() is an optional build
             features="d.features"
             if every == 1
-            else f"CASE WHEN d.seq % {every} = 0 THEN d.features END",
+            else f"CASE WHEN d.seq - (d.seq / {every}) * {every} = 0 THEN d.features END",
             p="{p}",
             order=" DESC" if newest is not None else "",
             limit=f" LIMIT {int(newest)}" if newest is not None else "",

@@ -509,8 +509,15 @@ def test_the_analysts_reads_are_the_same_on_both_stores(tmp_path, postgres_url) 
         frames[location] = (
             read_lane_traffic(location, "2026-05-02", None),
             read_period(location, "2026-05-01T00:00:00.000000Z", "2026-05-05T00:00:00.000000Z"),
+            read_period(
+                location,
+                "2026-05-01T00:00:00.000000Z",
+                "2026-05-05T00:00:00.000000Z",
+                vectors_at_most=2,  # every 3rd of the 5 decisions by seq keeps its vector
+            )["features"].notna(),
         )
-    (lite_traffic, lite_period), (pg_traffic, pg_period) = frames.values()
+    (lite_traffic, lite_period, lite_kept), (pg_traffic, pg_period, pg_kept) = frames.values()
+    assert 0 < lite_kept.sum() < len(lite_kept) and lite_kept.equals(pg_kept)
     assert len(lite_traffic) == 5 and lite_traffic["aeo"].sum() == 2
     pd.testing.assert_frame_equal(lite_traffic, pg_traffic)
     assert len(lite_period) == 4 and lite_period["has_result"].sum() == 1

@@ -212,12 +212,13 @@ _FLOAT_WRITTEN = r"[0-9]+\.0"
 # a value a CSV written "for Excel" guards as text, so the spreadsheet keeps its leading zeros:
 # a formula giving the text (="000123") or a leading apostrophe ('S002; a word, no spaces)
 _EXCEL_TEXT_GUARD = r'="(?P<formula>[^"]*)"|\'(?P<apostrophe>[^\'\s]+)'
-# The mark of the values a time field's format read as a day alone (no time of day in it):
-# an inspected_at so read counts from the end of its day (``_convert_columns``)
+# The mark of the time values that are a day alone: written without a zone, at local midnight
+# to the microsecond (a day in any format, a workbook's date cell, a database's DATE exported as
+# "2026-11-21 00:00:00"). An inspected_at so written counts from the end of its day
+# (``_convert_columns``): a result is almost never recorded at 00:00:00 exactly, and taking one
+# that was a day late only delays it, where taking a day as its start counted it for that
+# day's earlier declarations. Unix times are instants, and so are times written with a zone.
 DATE_ONLY_MARK = "dated_without_time"
-# a strptime directive of a time of day (hours, minutes, seconds, a locale's time, AM/PM)
-_TIME_OF_DAY = re.compile(r"%[HIMSXTRcpfr]")
-_ISO_DATE = r"\s*\d{4}-\d{2}-\d{2}\s*"  # an ISO day alone
 # an ISO 8601 time carrying its zone (Z, UTC or an offset): read as is, not in the mapping's zone
 _ZONED_TIME = (
     r"(?i)[T ]\d{2}(?::?\d{2}(?::?\d{2}(?:[.,]\d+)?)?)?\s*(?:Z|UTC|[+-]\d{2}(?::?\d{2})?)$"
@@ -1057,9 +1058,8 @@ def _convert(
     if kind == "datetime":
         if pd.api.types.is_datetime64_any_dtype(source.dtype) and spec.column is not None:
             (stamps, marks), bad, problem = _localise(source, spec), none, ""
-            if source.dt.tz is None:  # a workbook's date cell: a day alone, read as midnight
-                midnight = source.notna() & source.eq(source.dt.normalize())
-                marks = {**marks, DATE_ONLY_MARK: midnight.fillna(False).astype(bool)}
+            if source.dt.tz is None:  # a workbook's date cell: a day alone, held as midnight
+                marks = {**marks, DATE_ONLY_MARK: _at_midnight(source)}
         else:
             if spec.calendar == "buddhist":
                 text = _gregorian_years(text)
@@ -1313,17 +1313,22 @@ def _read_format(
     if fmt in EPOCH_FORMATS:
         stamps = _epoch(text, EPOCH_FORMATS[fmt])
         return stamps, stamps.notna(), {}
+    zoned = "%z" in fmt or "%Z" in fmt
     if fmt == EXCEL_FORMAT:
         parsed = _excel_serials(text)
     else:
         # with an offset in the format, values may carry different ones (a DST change)
-        zoned = "%z" in fmt or "%Z" in fmt
         parsed = pd.to_datetime(text, format=fmt, errors="coerce", utc=zoned)
     read = parsed.notna()
     stamps, marks = _localise(parsed, spec)
-    if not _TIME_OF_DAY.search(fmt):
-        marks = {**marks, DATE_ONLY_MARK: read}
+    if not zoned:  # as written: a day format, a serial without a fraction, a 00:00:00
+        marks = {**marks, DATE_ONLY_MARK: read & _at_midnight(parsed)}
     return stamps, read, marks
+
+
+def _at_midnight(written: pd.Series) -> pd.Series:
+    """Which naive times, as written, are midnight to the microsecond (``DATE_ONLY_MARK``)."""
+    return (written.notna() & written.eq(written.dt.normalize())).fillna(False).astype(bool)
 
 
 def _epoch(text: pd.Series, us_per_unit: int) -> pd.Series:
@@ -1434,13 +1439,13 @@ def _convert_iso(
     if bad.any():
         return stamps, bad, _not_iso_problem(text[bad]), {}
     marks: dict[str, pd.Series] = {}
-    if spec.timezone is not None:
-        naive = text.notna() & ~text.str.contains(_ZONED_TIME, regex=True).fillna(False)
-        if naive.any():
-            local, marks = _localise(stamps[naive].dt.tz_localize(None), spec)
-            stamps = stamps.where(~naive, local.astype(stamps.dtype))
-            marks = {k: m.reindex(text.index, fill_value=False) for k, m in marks.items()}
-    dated = text.str.fullmatch(_ISO_DATE).fillna(False).astype(bool)
+    naive = text.notna() & ~text.str.contains(_ZONED_TIME, regex=True).fillna(False)
+    # naive values as written (read as UTC): a day alone is their midnight
+    dated = naive & _at_midnight(stamps.dt.tz_localize(None))
+    if spec.timezone is not None and naive.any():
+        local, marks = _localise(stamps[naive].dt.tz_localize(None), spec)
+        stamps = stamps.where(~naive, local.astype(stamps.dtype))
+        marks = {k: m.reindex(text.index, fill_value=False) for k, m in marks.items()}
     return stamps, bad, "", {**marks, DATE_ONLY_MARK: dated}
 
 
@@ -3429,9 +3434,10 @@ def warn_local_times(source: Any, local_times: dict[str, list[tuple[int, str]]])
     dated = local_times.get(DATE_ONLY_MARK, [])
     for count, where in dated:
         logger.warning(
-            "%s: %d result(s) whose inspected_at is a day without a time, read as the end of "
-            "that day (the next midnight, local to the column's timezone), so that none counts "
-            "before that day's declarations; give the times, or an `offset` in the mapping: %s",
+            "%s: %d result(s) whose inspected_at is a day alone (no time of day, or midnight "
+            "exactly), read as the end of that day (the next midnight, local to the column's "
+            "timezone), so that none counts before that day's declarations; give the times, "
+            "or an `offset` in the mapping: %s",
             source,
             count,
             where,

@@ -66,7 +66,7 @@ def test_a_result_dated_by_its_day_counts_from_the_next_local_midnight(tmp_path,
     assert pd.isna(at["A4"])
     assert summary["dated_without_time"] == 3
     warned = " ".join(r.getMessage() for r in caplog.records)
-    assert "3 result(s) whose inspected_at is a day without a time" in warned
+    assert "3 result(s) whose inspected_at is a day alone" in warned
     assert "read as the end of that day" in warned
 
 
@@ -100,6 +100,16 @@ def test_a_declaration_dated_by_its_day_stays_at_its_start(tmp_path) -> None:
 @pytest.mark.parametrize(
     ("spec", "cell", "stored"),
     [
+        # a database's DATE exported as a time at midnight, and a mixed workbook column's
+        # date cell written so (probe 26): days alone
+        ("{column: DAY, timezone: Europe/Paris}", "2026-11-21 00:00:00", "2026-11-21T23:00"),
+        ('{column: DAY, format: "%Y-%m-%d %H:%M:%S"}', "2026-11-21 00:00:00", "2026-11-22T00:00"),
+        # a spreadsheet serial: a whole one is a day, one with a fraction a time (probe 26)
+        ("{column: DAY, format: excel}", "46347", "2026-11-22T00:00"),
+        ("{column: DAY, format: excel}", "46347.5", "2026-11-21T12:00"),
+        # instants: a Unix time, a time written with its zone
+        ("{column: DAY, format: epoch_s}", "1763683200", "2025-11-21T00:00"),
+        ("{column: DAY}", "2026-11-21T00:00:00Z", "2026-11-21T00:00"),
         (
             '{column: DAY, format: "%d/%m/%Y", timezone: Asia/Seoul}',
             "10/03/2026",
@@ -133,6 +143,7 @@ def test_a_workbook_date_cell_is_a_day_alone(tmp_path) -> None:
     sheet.append(["NUM", "DATE_CONTROLE", "RESULTAT"])
     sheet.append(["A1", dt.datetime(2026, 11, 21), "POS"])  # what Excel keeps of a typed date
     sheet.append(["A2", dt.datetime(2026, 11, 21, 16, 30), "NEG"])  # a time: as typed
+    sheet.append(["A3", "2026-11-20 08:15", "NEG"])  # a text cell: the column is text (probe 26)
     book.save(tmp_path / "results.xlsx")
     mapping = parse_mapping_text(
         "columns:\n  declaration_id: NUM\n"
@@ -142,4 +153,8 @@ def test_a_workbook_date_cell_is_a_day_alone(tmp_path) -> None:
     from features.intake.mapping import read_source
 
     got = apply_outcome_mapping(read_source(tmp_path / "results.xlsx", mapping), mapping)
-    assert got["inspected_at"].tolist() == [_utc("2026-11-21T23:00"), _utc("2026-11-21T15:30")]
+    assert got["inspected_at"].tolist() == [
+        _utc("2026-11-21T23:00"),
+        _utc("2026-11-21T15:30"),
+        _utc("2026-11-20T07:15"),
+    ]

@@ -163,12 +163,12 @@ def registry_client(tracking_uri: str | None) -> MlflowClient:
         cause = getattr(exc, "orig", None) or exc
         first = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
         raise ParcelriskError(
-            f"the MLflow tracking store {_shown_uri(uri)} cannot be read: {first[:300]}: restore it from "
+            f"the MLflow tracking store {shown_uri(uri)} cannot be read: {first[:300]}: restore it from "
             "a backup, or point --tracking-uri (MLFLOW_TRACKING_URI) at a store that reads"
         ) from None
 
 
-def _shown_uri(uri: str) -> str:
+def shown_uri(uri: str) -> str:
     """``uri`` for a message: a database URL's password written as ***."""
     from sqlalchemy.engine import make_url
 

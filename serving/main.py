@@ -108,6 +108,10 @@ def main() -> None:
     # (probe, 2026-12). Three retries from 1 s wait about 7 s, which rides out a restart.
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+    # MLflow logs a tracking database's error whole (its SQL, a web link, the traceback) before
+    # raising it, which the commands then say in one line naming the store: 72 lines for a
+    # table missing (probe 26). The service silences it the same way.
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
     try:
         _private_files()
         app()
@@ -163,15 +167,42 @@ def main() -> None:
         )
         sys.exit(2)
     except Exception as exc:
+        if type(exc).__module__.startswith("sqlalchemy") and _raised_in("mlflow", exc):
+            # a tracking database MLflow cannot query (a table missing: not MLflow's, another
+            # MLflow's, or damaged) gave 72 lines of SQL, web links and tracebacks (probe 26)
+            from models.registry import resolve_tracking_uri, shown_uri
+
+            cause = getattr(exc, "orig", None) or exc
+            first = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+            store = shown_uri(resolve_tracking_uri(_option_value("--tracking-uri")))
+            typer.echo(
+                f"error: the MLflow tracking store {store} cannot be read: {first[:300]} (a "
+                "store of another MLflow version, not MLflow's, or damaged: restore it from a "
+                "backup, or give --tracking-uri the team's store)",
+                err=True,
+            )
+            sys.exit(2)
         # MLflow's own errors (a tracking store that refuses a query, is locked or full) are
         # about the setup, not a fault of ours: one line, its first, without addresses
         if not type(exc).__module__.startswith("mlflow"):
             raise
+        from models.registry import resolve_tracking_uri, shown_uri
         from serving.audit.safe_text import scrub_uris
 
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        typer.echo(f"error: the MLflow tracking store: {scrub_uris(first)[:300]}", err=True)
+        store = shown_uri(resolve_tracking_uri(_option_value("--tracking-uri")))
+        typer.echo(f"error: the MLflow tracking store {store}: {scrub_uris(first)[:300]}", err=True)
         sys.exit(2)
+
+
+def _raised_in(package: str, exc: BaseException) -> bool:
+    """Whether ``exc`` passed through code of ``package`` on its way up."""
+    tb = exc.__traceback__
+    while tb is not None:
+        if str(tb.tb_frame.f_globals.get("__name__", "")).startswith(package + "."):
+            return True
+        tb = tb.tb_next
+    return False
 
 
 if __name__ == "__main__":  # python -m serving.main, as the console script

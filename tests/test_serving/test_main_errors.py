@@ -29,15 +29,40 @@ def _run(monkeypatch, capsys, exc: BaseException) -> tuple[int, str]:
     return int(exit_info.value.code), capsys.readouterr().err
 
 
-def test_an_mlflow_error_is_one_line(monkeypatch, capsys) -> None:
+def test_an_mlflow_error_is_one_line_naming_the_store(monkeypatch, capsys) -> None:
     from mlflow.exceptions import MlflowException
 
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "postgresql://team:secret@db/mlflow")
     exc = MlflowException("Invalid clause(s) in filter string: OR, '\nmore detail")
     code, err = _run(monkeypatch, capsys, exc)
     assert code == 2
     assert err.strip() == (
-        "error: the MLflow tracking store: Invalid clause(s) in filter string: OR, '"
+        "error: the MLflow tracking store postgresql://team:***@db/mlflow: "
+        "Invalid clause(s) in filter string: OR, '"
     )
+
+
+def test_a_tracking_database_mlflow_cannot_query_is_one_line(monkeypatch, capsys) -> None:
+    """Probe 26: a tracking store missing a table gave SQL text, web links and tracebacks."""
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///team.db")
+    in_mlflow: dict = {"__name__": "mlflow.store.tracking.fake"}  # raised inside MLflow's code
+    exec("def query(exc):\n    raise exc", in_mlflow)
+    orig = sqlite3.OperationalError("no such table: registered_model_aliases")
+    try:
+        in_mlflow["query"](OperationalError("SELECT registered_model_aliases.name", {}, orig))
+    except OperationalError as raised:  # its traceback goes through MLflow's frame
+        exc = raised
+    code, err = _run(monkeypatch, capsys, exc)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert err.startswith(
+        "error: the MLflow tracking store sqlite:///team.db cannot be read: no such table: "
+        "registered_model_aliases"
+    )
+    assert "SELECT" not in err and "sqlalche.me" not in err
 
 
 def test_a_full_disk_is_one_line(monkeypatch, capsys) -> None:

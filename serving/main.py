@@ -170,13 +170,9 @@ def main() -> None:
         if type(exc).__module__.startswith("sqlalchemy") and _raised_in("mlflow", exc):
             # a tracking database MLflow cannot query (a table missing: not MLflow's, another
             # MLflow's, or damaged) gave 72 lines of SQL, web links and tracebacks (probe 26)
-            from models.registry import resolve_tracking_uri, shown_uri
-
             cause = getattr(exc, "orig", None) or exc
-            first = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
-            store = shown_uri(resolve_tracking_uri(_option_value("--tracking-uri")))
             typer.echo(
-                f"error: the MLflow tracking store {store} cannot be read: {first[:300]} (a "
+                f"error: {_tracking_store_named()} cannot be read: {_first_line(cause)} (a "
                 "store of another MLflow version, not MLflow's, or damaged: restore it from a "
                 "backup, or give --tracking-uri the team's store)",
                 err=True,
@@ -186,13 +182,21 @@ def main() -> None:
         # about the setup, not a fault of ours: one line, its first, without addresses
         if not type(exc).__module__.startswith("mlflow"):
             raise
-        from models.registry import resolve_tracking_uri, shown_uri
         from serving.audit.safe_text import scrub_uris
 
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        store = shown_uri(resolve_tracking_uri(_option_value("--tracking-uri")))
-        typer.echo(f"error: the MLflow tracking store {store}: {scrub_uris(first)[:300]}", err=True)
+        typer.echo(f"error: {_tracking_store_named()}: {scrub_uris(_first_line(exc))}", err=True)
         sys.exit(2)
+
+
+def _tracking_store_named() -> str:
+    """The MLflow tracking store a command was pointed at, its password hidden."""
+    from models.registry import resolve_tracking_uri, shown_uri
+
+    return f"the MLflow tracking store {shown_uri(resolve_tracking_uri(_option_value('--tracking-uri')))}"
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
 
 
 def _raised_in(package: str, exc: BaseException) -> bool:

@@ -322,7 +322,11 @@ class SeenIds:
     a dict of the ids took ~170 (a worker grew 0.36 KB per declaration scored, 0.25 since:
     probe 24). Two ids sharing a hash is a chance of about n^2 / 2^65 (1e-5 at 20 million ids
     held): the later one would be taken as appended already, its parcel missing from its
-    entities' counts."""
+    entities' counts.
+
+    Appends are serialised by the live state; a query may run beside one (``/explain`` beside
+    a batch): each change builds its runs and its table apart and puts each in place in one
+    assignment, so a reader sees the ids before the append or after it, never a run missing."""
 
     _MIN_SLOTS = 1 << 16
 
@@ -330,10 +334,9 @@ class SeenIds:
         # (hashes sorted, declared_at in that order); each run at most half the one before
         self._runs: list[tuple[np.ndarray, np.ndarray]] = []
         self._n = 0
-        # slot ``hash & mask`` is set for every id held (some others share it): an id whose
-        # slot is clear was never added, without searching the runs (the common answer)
-        self._slots = np.zeros(self._MIN_SLOTS, dtype=bool)
-        self._mask = self._MIN_SLOTS - 1
+        # (slots, mask): slot ``hash & mask`` is set for every id held (some others share it),
+        # so an id whose slot is clear was never added, without searching the runs
+        self._table = (np.zeros(self._MIN_SLOTS, dtype=bool), self._MIN_SLOTS - 1)
 
     def __len__(self) -> int:
         return self._n
@@ -342,11 +345,15 @@ class SeenIds:
     def _hashes(ids: np.ndarray) -> np.ndarray:
         return np.fromiter(map(hash, ids.tolist()), dtype=np.int64, count=len(ids))
 
-    def _holds(self, h: int) -> bool:
+    @staticmethod
+    def _holds(
+        h: int, runs: list[tuple[np.ndarray, np.ndarray]], table: tuple[np.ndarray, int]
+    ) -> bool:
         """One hash, in Python scalars: a single declaration's path, ~1 us a run searched."""
-        if not self._slots[h & self._mask]:
+        slots, mask = table
+        if not slots[h & mask]:
             return False
-        for hashes, _ in self._runs:
+        for hashes, _ in runs:
             at = int(hashes.searchsorted(h))
             if at < len(hashes) and hashes[at] == h:
                 return True
@@ -354,23 +361,26 @@ class SeenIds:
 
     def among(self, ids: np.ndarray) -> np.ndarray:
         """Which of ``ids`` were added (and not dropped since)."""
-        if not self._n or not len(ids):
+        runs, (slots, mask) = self._runs, self._table
+        if not runs or not len(ids):
             return np.zeros(len(ids), dtype=bool)
         if len(ids) <= 4:
-            return np.array([self._holds(hash(i)) for i in ids.tolist()], dtype=bool)
+            return np.array(
+                [self._holds(hash(i), runs, (slots, mask)) for i in ids.tolist()], dtype=bool
+            )
         wanted = self._hashes(ids)
         found = np.zeros(len(ids), dtype=bool)
-        maybe = np.flatnonzero(self._slots[wanted & self._mask])
+        maybe = np.flatnonzero(slots[wanted & mask])
         if not len(maybe):
             return found
         asked = wanted[maybe]
-        for hashes, _ in self._runs:
+        for hashes, _ in runs:
             at = np.searchsorted(hashes, asked).clip(max=len(hashes) - 1)
             found[maybe] |= hashes[at] == asked
         return found
 
     def __contains__(self, declaration_id: object) -> bool:
-        return self._n > 0 and self._holds(hash(declaration_id))
+        return bool(self._runs) and self._holds(hash(declaration_id), self._runs, self._table)
 
     def add(self, ids: np.ndarray, t_us: np.ndarray) -> None:
         """Add ids (not among those held) declared at ``t_us``."""
@@ -378,18 +388,20 @@ class SeenIds:
             return
         hashes = self._hashes(ids)
         order = np.argsort(hashes, kind="stable")
-        self._runs.append((hashes[order], np.asarray(t_us, dtype=np.int64)[order]))
+        runs = [*self._runs, (hashes[order], np.asarray(t_us, dtype=np.int64)[order])]
         # merged while the newest run is not below half the one before: O(log n) runs
-        while len(self._runs) > 1 and 2 * len(self._runs[-1][0]) >= len(self._runs[-2][0]):
-            (h2, t2), (h1, t1) = self._runs.pop(), self._runs.pop()
+        while len(runs) > 1 and 2 * len(runs[-1][0]) >= len(runs[-2][0]):
+            (h2, t2), (h1, t1) = runs.pop(), runs.pop()
             merged, t = np.concatenate((h1, h2)), np.concatenate((t1, t2))
             order = np.argsort(merged, kind="stable")
-            self._runs.append((merged[order], t[order]))
-        self._n += len(hashes)
-        if 8 * self._n > len(self._slots):  # kept at 8+ slots an id: ~1 in 8 new ids searched
-            self._index()
+            runs.append((merged[order], t[order]))
+        n = self._n + len(hashes)
+        slots, mask = self._table
+        if 8 * n > len(slots):  # kept at 8+ slots an id: ~1 in 8 new ids searched
+            self._table = _slot_table(runs, n)
         else:
-            self._slots[hashes & self._mask] = True
+            slots[hashes & mask] = True  # set before the runs hold them: never a false "no"
+        self._runs, self._n = runs, n
 
     def keep(self, wanted: Callable[[np.ndarray], np.ndarray]) -> None:
         """Keep the ids whose declared_at ``wanted`` (a mask of the times) holds."""
@@ -398,14 +410,16 @@ class SeenIds:
             mask = wanted(t)
             if mask.any():
                 runs.append((hashes[mask], t[mask]))
-        self._runs = runs
-        self._n = sum(len(h) for h, _ in runs)
-        self._index()
+        n = sum(len(h) for h, _ in runs)
+        table = _slot_table(runs, n)
+        self._runs, self._n = runs, n  # the old table still covers these until replaced
+        self._table = table
 
-    def _index(self) -> None:
-        """The slot table made again for the ids held, sized at 8-16 slots an id."""
-        size = max(self._MIN_SLOTS, 1 << int(8 * self._n).bit_length())
-        self._slots = np.zeros(size, dtype=bool)
-        self._mask = size - 1
-        for hashes, _ in self._runs:
-            self._slots[hashes & self._mask] = True
+
+def _slot_table(runs: list[tuple[np.ndarray, np.ndarray]], n: int) -> tuple[np.ndarray, int]:
+    """``SeenIds``' slot table for the ids of ``runs``, sized at 8-16 slots an id."""
+    size = max(SeenIds._MIN_SLOTS, 1 << int(8 * n).bit_length())
+    slots = np.zeros(size, dtype=bool)
+    for hashes, _ in runs:
+        slots[hashes & (size - 1)] = True
+    return slots, size - 1

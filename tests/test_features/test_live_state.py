@@ -589,3 +589,33 @@ def test_seen_ids_hold_ids_as_hashes_in_a_few_sorted_runs() -> None:
     assert len(seen) == len(kept)
     assert seen.among(asked).tolist() == [i in kept for i in asked.tolist()]
     assert not SeenIds().among(asked).any()
+
+
+def test_seen_ids_never_lose_an_id_to_a_query_beside_an_append() -> None:
+    """A query may run beside an append (``/explain`` beside a batch): an id held before the
+    append is found throughout it, whatever runs are being merged or tables rebuilt."""
+    import threading
+
+    from features.pipeline.live import SeenIds
+
+    seen = SeenIds()
+    held = np.array([f"OLD-{i}" for i in range(5_000)], dtype=object)
+    seen.add(held, np.zeros(len(held), dtype=np.int64))
+    stop, lost = threading.Event(), []
+
+    def query() -> None:
+        while not stop.is_set():
+            if not seen.among(held).all() or held[7] not in seen:
+                lost.append(1)
+
+    reader = threading.Thread(target=query)
+    reader.start()
+    try:
+        for batch in range(400):  # merges and several table rebuilds
+            ids = np.array([f"NEW-{batch}-{i}" for i in range(500)], dtype=object)
+            seen.add(ids, np.full(len(ids), batch, dtype=np.int64))
+        seen.keep(lambda t: t >= 0)
+    finally:
+        stop.set()
+        reader.join()
+    assert not lost and len(seen) == 5_000 + 400 * 500

@@ -239,6 +239,23 @@ def test_a_corrupt_snapshot_is_named_as_the_registry_holds_it(
     assert str(tmp_path) not in said
 
 
+def test_an_unreadable_snapshot_meta_names_the_version_not_the_copy(
+    real_pipeline, tmp_path, monkeypatch
+) -> None:
+    """Probe 21: a truncated meta.json was named as the worker's temporary copy."""
+    import models.registry
+
+    def no_fingerprint(directory):
+        raise ParcelriskError(f"entity state {directory}/meta.json has no fingerprint: truncated")
+
+    monkeypatch.setattr(models.registry, "entity_state_fingerprint", no_fingerprint)
+    with pytest.raises(ParcelriskError) as refused:
+        models.registry.load_champion(real_pipeline["tracking_uri"], dst=tmp_path / "m")
+    said = str(refused.value)
+    assert said.startswith("model 'parcel-risk' version 1: entity state artifact entity_state/")
+    assert "has no fingerprint" in said and str(tmp_path) not in said
+
+
 def test_a_damaged_tracking_store_is_one_line_naming_it(real_pipeline, tmp_path) -> None:
     """Probe 21: a tracking database with damaged pages gave SQLAlchemy's text (its SQL, a web
     link) as the readiness reason, with tracebacks in the log."""

@@ -289,6 +289,17 @@ FIELDS: tuple[ContractField, ...] = (
         unit="UTC timestamp",
     ),
     ContractField(
+        "result_known_at",
+        "datetime",
+        "outcome",
+        "When the result reached the risk system, UTC, if later than `inspected_at` (a lab "
+        "report, a weekly file); null: known at `inspected_at`. Entity features count a result "
+        "from the later of the two; its label stays placed at `inspected_at`.",
+        required=False,
+        nullable=True,
+        unit="UTC timestamp",
+    ),
+    ContractField(
         "illicit",
         "bool",
         "outcome",

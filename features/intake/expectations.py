@@ -234,6 +234,16 @@ def build_suite(present: set[str], limits: Limits, with_outcomes: bool) -> list[
                 or_equal=True,
                 ignore_row_if="either_value_is_missing",
             )
+        if {"result_known_at", "inspected_at"} <= present:
+            add(
+                "result_known_at.after_result",
+                "warning",
+                gxe.ExpectColumnPairValuesAToBeGreaterThanB,
+                column_A="result_known_at",
+                column_B="inspected_at",
+                or_equal=True,
+                ignore_row_if="either_value_is_missing",
+            )
         if {"offence_type", "illicit"} <= present:
             add(
                 "offence_type.without_offence",

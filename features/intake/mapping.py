@@ -2229,6 +2229,7 @@ def _item_problems(problems: list[Any], hint: str = "") -> str:
 # outcome fields a row not inspected cannot hold (``inspected`` itself stays)
 _BLANKED_OUTCOMES = (
     "inspected_at",
+    "result_known_at",
     "illicit",
     "offence_type",
     "revenue_recovered",
@@ -3075,7 +3076,9 @@ def revenue_summary(mapping: Mapping, frame: pd.DataFrame, source: Any) -> dict:
 _WITH_OFFSET = re.compile(
     r"\d:\d{2}(?::\d{2}(?:[.,]\d+)?)?\s*(?:Z|UTC|[+-]\d{2}(?::?\d{2})?)$", re.IGNORECASE
 )
-_TIME_FIELDS = ("declared_at", "inspected_at")
+_TIME_FIELDS = ("declared_at", "inspected_at", "result_known_at")
+# times of a result: one written as a day alone counts from the end of that day
+_RESULT_TIMES = ("inspected_at", "result_known_at")
 
 
 def warn_times_read_as_utc(
@@ -3434,7 +3437,7 @@ def warn_local_times(source: Any, local_times: dict[str, list[tuple[int, str]]])
     dated = local_times.get(DATE_ONLY_MARK, [])
     for count, where in dated:
         logger.warning(
-            "%s: %d result(s) whose inspected_at is a day alone (no time of day, or midnight "
+            "%s: %d result time(s) that are a day alone (no time of day, or midnight "
             "exactly), read as the end of that day (the next midnight, local to the column's "
             "timezone), so that none counts before that day's declarations; give the times, "
             "or an `offset` in the mapping: %s",
@@ -3633,7 +3636,7 @@ def _convert_columns(
             if faults:
                 continue
         dated = marks.pop(DATE_ONLY_MARK, None)
-        if name == "inspected_at" and dated is not None and dated.any() and not spec.offset:
+        if name in _RESULT_TIMES and dated is not None and dated.any() and not spec.offset:
             # a result known by its day alone counts from the end of that day (the next local
             # midnight), as a results file's ISO days are read: at its start it counted for
             # that day's declarations, before the inspection (probe 23). `offset` (the

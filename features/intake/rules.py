@@ -839,6 +839,31 @@ def _outcome_rules(limits: Limits) -> list[Rule]:
             "outcome",
         )
     )
+
+    def known_before_recorded(columns: Columns) -> np.ndarray:
+        known, done = columns.t_us("result_known_at"), columns.t_us("inspected_at")
+        present = ~columns.missing("result_known_at") & ~columns.missing("inspected_at")
+        return present & (known < done)
+
+    def known_and_done(columns: Columns, rows: np.ndarray) -> list[Any]:
+        known = _time_values(columns, "result_known_at", rows)
+        done = _time_values(columns, "inspected_at", rows)
+        return list(zip(known, done, strict=True))
+
+    # a warning, not a fault: the row keeps its result, counted from inspected_at (a result
+    # is not known before it is recorded: features.pipeline.prepare.result_times)
+    rules.append(
+        Rule(
+            "result_known_at.after_result",
+            "result_known_at",
+            "warning",
+            "not before inspected_at (else read as inspected_at)",
+            known_before_recorded,
+            lambda v: f"{iso_utc(v[0])} is before inspected_at {iso_utc(v[1])}: read as it",
+            known_and_done,
+            "outcome",
+        )
+    )
     # revenue_recovered is in EUR (the contract's unit), the limit in the base currency
     eur = limits.fx_to_base.get("EUR", math.nan)  # no rate: not judged, as declared values
     base = limits.base_currency

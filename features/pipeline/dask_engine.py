@@ -66,6 +66,7 @@ from features.pipeline.prepare import (
     period_of,
     prepare,
     refit_start_us,
+    result_times,
 )
 from features.pipeline.refit import RefitPart
 
@@ -676,7 +677,7 @@ def build_dask(
         # the ids of the declarations with a result (of the cut history, with an --as-of)
         outcome = staged[
             ["declaration_id", "inspected", "inspected_at", "illicit"]
-        ]  # read only these
+        ]  # read only these (which results exist, not when known)
         inspected = outcome.map_partitions(_with_result, meta=staged._meta[["declaration_id"]])
         inspected_ids = pd.concat(dask.compute(*inspected.to_delayed()), ignore_index=True)
         pending: tuple[dict[str, Any], ...] = ()
@@ -726,7 +727,7 @@ def _declared_from(part: pd.DataFrame, from_us: int) -> pd.DataFrame:
 def _recorded_from(part: pd.DataFrame, cutoff_us: int) -> pd.DataFrame:
     """A staged partition's rows whose inspection result is recorded from ``cutoff_us`` on."""
     recorded = part.loc[outcome_rows(part)]
-    t_us = recorded["inspected_at"].astype("datetime64[us, UTC]").astype("int64").to_numpy()
+    t_us = result_times(recorded).astype("datetime64[us, UTC]").astype("int64").to_numpy()
     return recorded.loc[t_us >= cutoff_us]
 
 

@@ -539,16 +539,37 @@ def _in_order(declarations: pd.DataFrame) -> bool:
     return bool((first <= second).all())
 
 
+def result_times(declarations: pd.DataFrame) -> pd.Series:
+    """When each row's inspection result became known to the risk system: its
+    ``result_known_at`` where that is later than its ``inspected_at`` (a lab report, a weekly
+    file, a result the decision store received days late), else its ``inspected_at`` (NaT:
+    no result). Entity features and the history as known at a cutoff count a result from
+    this time; its label stays placed at ``inspected_at``. A ``result_known_at`` before
+    ``inspected_at`` says nothing more (a result is not known before it is recorded): the
+    gate warns of it."""
+    at = declarations["inspected_at"]
+    if "result_known_at" not in declarations.columns:
+        return at
+    known = pd.to_datetime(declarations["result_known_at"], utc=True)  # all-NaT: any dtype
+    later = (known > at).to_numpy(dtype=bool, na_value=False)  # NaT on either side: False
+    if not later.any():
+        return at
+    return at.where(~later, known.astype(at.dtype))
+
+
 def as_known_at(declarations: pd.DataFrame, cutoff: pd.Timestamp) -> pd.DataFrame:
-    """History as it was known at ``cutoff``: earlier declarations, outcomes recorded before it."""
+    """History as it was known at ``cutoff``: earlier declarations, outcomes known before it
+    (``result_times``)."""
     before = (declarations["declared_at"] < cutoff).to_numpy()
     # a cutoff after every declaration (a snapshot of the whole history) keeps every row: a
     # shallow copy, in which copy-on-write copies only the outcome columns changed below
     known = declarations.copy(deep=False) if before.all() else declarations.loc[before].copy()
     if "inspected_at" in known.columns:
-        later = known["inspected_at"].notna() & (known["inspected_at"] >= cutoff)
+        at = result_times(known)
+        later = at.notna() & (at >= cutoff)
         for col in (
             "inspected_at",
+            "result_known_at",
             "illicit",
             "offence_type",
             "revenue_recovered",
@@ -572,13 +593,14 @@ def outcome_rows(declarations: pd.DataFrame) -> np.ndarray:
 
 
 def outcome_events(declarations: pd.DataFrame) -> dict[str, np.ndarray]:
-    """Recorded inspection results: their rows, when recorded, the label and revenue (cents)."""
+    """Recorded inspection results: their rows, when known (``result_times``), the label and
+    revenue (cents)."""
     rows = outcome_rows(declarations)
     idx = np.flatnonzero(rows)
     revenue = declarations["revenue_recovered"].to_numpy(dtype=np.float64, na_value=0.0)[idx]
     return {
         "rows": idx,
-        "t_us": declarations["inspected_at"]
+        "t_us": result_times(declarations)
         .astype("datetime64[us, UTC]")
         .astype("int64")
         .to_numpy()[idx],
@@ -596,6 +618,6 @@ def outcomes_known_at(
     if len(declarations) and not declarations["declared_at"].max() < cutoff:
         raise ValueError(f"declarations at or after the cutoff {cutoff}: cut them first")
     # as_known_at's own comparison, on the recorded results only
-    recorded = declarations["inspected_at"].iloc[outcomes["rows"]] < cutoff
+    recorded = result_times(declarations).iloc[outcomes["rows"]] < cutoff
     keep = recorded.to_numpy(dtype=bool)
     return {name: values[keep] for name, values in outcomes.items()}

@@ -35,6 +35,7 @@ from features.pipeline.prepare import (
     period_of,
     prepare,
     refit_start_us,
+    result_times,
     sort_declarations,
 )
 from features.pipeline.refit import RefitPart
@@ -413,8 +414,8 @@ def pending_results_of(
     if not recorded.any():
         return ()
     t_us = np.full(len(declarations), np.iinfo(np.int64).min, dtype=np.int64)
-    t_us[recorded] = (
-        declarations["inspected_at"]
+    t_us[recorded] = (  # when known (``result_times``): the live state counts it from then
+        result_times(declarations)
         .iloc[np.flatnonzero(recorded)]
         .astype("datetime64[us, UTC]")
         .astype("int64")

@@ -110,10 +110,13 @@ def test_an_export_with_gaps_as_known_at_an_instant(
     history: pd.DataFrame, tmp_path: Path, scheduler: str
 ) -> None:
     """Missing identifiers and HS codes, no item text, quantity or revenue, a currency
-    without a rate, an instant shared by many parcels, built as known mid-history: still the
-    same (parcels without an HS code made the engines' split-order counts differ, probe 25)."""
+    without a rate, an instant shared by many parcels, results known days after their
+    inspected_at (result_known_at), built as known mid-history: still the same (parcels
+    without an HS code made the engines' split-order counts differ, probe 25)."""
     rng = np.random.default_rng(3)
     gaps = history.drop(columns=["description", "quantity", "revenue_recovered"]).copy()
+    late = gaps["inspected_at"].notna().to_numpy() & (rng.random(len(gaps)) < 0.3)
+    gaps["result_known_at"] = gaps["inspected_at"].where(late) + pd.Timedelta(days=6)
     for column, share in (
         ("seller_id", 0.1),
         ("consignee_id", 0.05),

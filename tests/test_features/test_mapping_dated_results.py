@@ -66,7 +66,7 @@ def test_a_result_dated_by_its_day_counts_from_the_next_local_midnight(tmp_path,
     assert pd.isna(at["A4"])
     assert summary["dated_without_time"] == 3
     warned = " ".join(r.getMessage() for r in caplog.records)
-    assert "3 result(s) whose inspected_at is a day alone" in warned
+    assert "3 result time(s) that are a day alone" in warned
     assert "read as the end of that day" in warned
 
 

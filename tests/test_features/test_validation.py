@@ -321,6 +321,10 @@ def test_report_is_written_and_reads_offline(tmp_path, monkeypatch) -> None:
 
 def test_great_expectations_counts_agree_with_the_gate(tmp_path) -> None:
     df = make_declarations(n=30)
+    # a result known before it was recorded (a warning) and one known days later (none)
+    df["result_known_at"] = pd.Series(pd.NaT, index=df.index, dtype="datetime64[us, UTC]")
+    df.loc[10, "result_known_at"] = df.loc[10, "inspected_at"] - pd.Timedelta(hours=1)
+    df.loc[12, "result_known_at"] = df.loc[12, "inspected_at"] + pd.Timedelta(days=3)
     for corrupt in (
         _set("hs_code", 2, "61A9"),
         _set("channel", 4, "drone"),
@@ -341,8 +345,10 @@ def test_great_expectations_counts_agree_with_the_gate(tmp_path) -> None:
     assert cross is not None and not cross.get("error"), cross
     assert cross["disagreements"] == [], cross["disagreements"]
     assert cross["compared"] > 40
-    assert cross["nonzero_counts"] >= 9
+    assert cross["nonzero_counts"] >= 10
     assert "Great Expectations agrees" in result.render()
+    warned = [w for w in result.findings.warnings if w.rule.name == "result_known_at.after_result"]
+    assert [f.rows.tolist() for f in warned] == [[10]], result.render()
 
 
 def test_require_valid_refuses_faults_and_accepts_a_matching_record(tmp_path) -> None:

@@ -761,7 +761,7 @@ def history_export(
     from serving.audit.archived import archived_first_decisions
     from serving.decision import iso_utc
     from serving.outcome_store import sqlite_path
-    from serving.outcomes import history_frame, late_results
+    from serving.outcomes import history_frame, late_results, results_known_at
     from serving.store import is_sqlite, open_outcome_store, open_store
 
     if is_sqlite(db) and not sqlite_path(db).is_file():
@@ -804,7 +804,8 @@ def history_export(
         # with the store's last result it holds: a snapshot built from this history then
         # knows which results came back after it (features.pipeline.snapshot.EntityState)
         scored, results_seq = store.scored_history_at(since_us, archived)
-        history = history_frame(scored, contract)
+        known_at = results_known_at(scored)  # when the service could count each result
+        history = history_frame(scored, contract, known_at)
     finally:
         store.close()
     overlap: dict = {}
@@ -830,16 +831,16 @@ def history_export(
         summary["base"] = {"file": str(base), "declarations": len(base_history), **overlap}
     if cut is not None:
         summary["from_archive"] = {"declarations": len(archived), "archive": cut["archive"]}
-    if (late := late_results(scored)) is not None:
+    if (late := late_results(scored, known_at)) is not None:
         summary["results_stored_late"] = late
         logger.warning(
-            "%d of %d results reached the store more than a day after their inspected_at "
-            "(median %.1f days, at most %.1f): a decision made between a result's inspected_at "
-            "and its arrival did not count it, and the history's features count it from "
-            "inspected_at, so for such parcels the next model learns from entity features a "
-            "little better informed than they were served with (none, if the results were "
-            "loaded before those parcels were scored); send results as they are recorded "
-            "(POST /outcomes, or outcomes ingest at least daily)",
+            "%d of %d results reached the store after decisions of parcels declared more than "
+            "a day after their inspected_at (median %.1f days late, at most %.1f): those "
+            "parcels went without them. "
+            "The history's result_known_at says from when the service could count each (its "
+            "label stays at inspected_at), so the next model learns from entity features as "
+            "they were served; send results as they are recorded (POST /outcomes, or outcomes "
+            "ingest at least daily)",
             late["results"],
             late["of"],
             late["median_days_late"],

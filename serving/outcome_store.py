@@ -100,8 +100,8 @@ _INSERT = (
 )
 # The first decision of each declaration: scored first, then stored first.
 _FIRST_DECISIONS = """
-SELECT declaration_id, declaration_json, exploration, lane FROM (
-    SELECT declaration_id, declaration_json, exploration, lane,
+SELECT declaration_id, declaration_json, exploration, lane, scored_at FROM (
+    SELECT declaration_id, declaration_json, exploration, lane, scored_at,
            ROW_NUMBER() OVER (PARTITION BY declaration_id ORDER BY scored_at, rowid) AS n
     FROM decisions
 ) WHERE n = 1 AND json_extract(declaration_json, '$.declared_at') >= ?
@@ -333,8 +333,10 @@ class SqliteOutcomeStore:
             finally:
                 self._conn.execute("COMMIT")
         return [
-            ScoredRow(declaration_json, bool(exploration), lane, results.get(declaration_id))
-            for declaration_id, declaration_json, exploration, lane in with_archived(
+            ScoredRow(
+                declaration_json, bool(exploration), lane, results.get(declaration_id), scored_at
+            )
+            for declaration_id, declaration_json, exploration, lane, scored_at in with_archived(
                 archived, decisions
             )
         ], int(last or 0)

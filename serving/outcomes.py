@@ -23,7 +23,7 @@ import functools
 import json
 import logging
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -214,23 +214,21 @@ def current_results(rows: Iterable[Sequence[Any]]) -> dict[str, StoredResult]:
 LATE_RESULT_US = 86_400 * 1_000_000
 
 
-def late_results(rows: Iterable[ScoredRow]) -> dict[str, Any] | None:
-    """How many results of ``rows`` reached the store more than a day after their
-    ``inspected_at``, and how late (days); None when none did.
+def late_results(rows: Sequence[ScoredRow], known: Sequence[int | None]) -> dict[str, Any] | None:
+    """How many results of ``rows`` the service had more than a day after their
+    ``inspected_at`` (``known``: ``results_known_at(rows)``, in the declarations' clock), and
+    how late (days); None when none.
 
-    Features count a result from its ``inspected_at`` (the contract: when it was recorded);
-    a decision counts it only once the store holds it. A result sent days later with the
-    inspection's time (a lab report, a weekly file) was not counted by the decisions made
-    meanwhile, and the next model's history counts it for the same parcels: training rows a
-    little better informed than the service was (probe 23). Said, with the size, so the
-    results feed is made prompt; the history keeps ``inspected_at`` (labels are placed by it)."""
-    import numpy as np
-
+    A decision counts a result only once the store holds it: a result sent days later with
+    the inspection's time (a lab report, a weekly file) was not counted by the decisions made
+    meanwhile. The history places it for features from then, so the next model learns as the
+    service served; said, with the size, so the results feed is made prompt (those parcels
+    went without the evidence). Labels stay at ``inspected_at``."""
     delays = np.array(
         [
-            r.result.known_at_us - r.result.inspected_at_us
-            for r in rows
-            if r.result is not None and r.result.known_at_us is not None
+            at - r.result.inspected_at_us
+            for r, at in zip(rows, known, strict=True)
+            if r.result is not None and at is not None
         ],
         dtype=np.int64,
     )
@@ -239,7 +237,7 @@ def late_results(rows: Iterable[ScoredRow]) -> dict[str, Any] | None:
         return None
     return {
         "results": len(late),
-        "of": len(delays),
+        "of": sum(r.result is not None for r in rows),
         "median_days_late": round(float(np.median(late)), 1),
         "max_days_late": round(float(late.max()), 1),
     }
@@ -364,8 +362,12 @@ def _rules_on_the_clock() -> list[Rule]:
 
 def _build_outcome_rules(now: datetime | None, limits: Limits | None) -> list[Rule]:
     limits = limits or Limits.from_params({}, FeatureParams())
+    # a result sent to the store has no result_known_at: the store's own time of receiving it
+    # is that (history export writes it)
     return [
-        rule for rule in rules_for(limits, with_outcomes=True, now=now) if rule.scope == "outcome"
+        rule
+        for rule in rules_for(limits, with_outcomes=True, now=now)
+        if rule.scope == "outcome" and rule.field != "result_known_at"
     ]
 
 
@@ -868,6 +870,7 @@ class ScoredRow:
     exploration: bool
     lane: str
     result: StoredResult | None
+    scored_at: str = ""  # when first scored, as stored ("": not read)
 
 
 def selection_reason(exploration: bool, lane: str) -> str:
@@ -878,8 +881,48 @@ def selection_reason(exploration: bool, lane: str) -> str:
     return MODEL_SELECTION if lane in MODEL_SELECTED_LANES else MANUAL_SELECTION
 
 
+def results_known_at(rows: Sequence[ScoredRow]) -> list[int | None]:
+    """For each row, when its stored result became known to the service, in the
+    declarations' clock (UTC us), where that is later than its ``inspected_at``; else None
+    (no result, or known from its ``inspected_at``: ``result_known_at`` stays empty).
+
+    A decision counts a result only once the store holds it: a result received days after
+    its ``inspected_at`` (a lab report, a weekly file) was not counted by the parcels decided
+    meanwhile, and the next model must not learn from features better informed than they were
+    served with (probe 23). The store's clock (when a result was received, when a decision was
+    scored) is the machine's, not the declarations' (a replay or a simulation scores last
+    year's declarations today), so the time goes through the decisions: a result received at
+    W was counted by the decisions scored after W, so it is known from the newest
+    ``declared_at`` of the decisions scored before W (features count it for parcels declared
+    after that). A result received before any decision was scored, or after decisions of
+    older declarations only, is known from its ``inspected_at``."""
+    known = [None] * len(rows)
+    results = [
+        i for i, r in enumerate(rows) if r.result is not None and r.result.known_at_us is not None
+    ]
+    if not results or any(not r.scored_at for r in rows):
+        return known
+    scored = np.array([parse_iso_us(r.scored_at) for r in rows], dtype=np.int64)
+    declared = np.array(
+        [parse_iso_us(json.loads(r.declaration_json)["declared_at"]) for r in rows],
+        dtype=np.int64,
+    )
+    order = np.argsort(scored, kind="stable")
+    scored_sorted = scored[order]
+    frontier = np.maximum.accumulate(declared[order])  # newest declaration scored so far
+    for i in results:
+        result = rows[i].result
+        assert result is not None and result.known_at_us is not None
+        before = int(np.searchsorted(scored_sorted, result.known_at_us, side="left"))
+        if before and (newest := int(frontier[before - 1])) > result.inspected_at_us:
+            known[i] = newest
+    return known
+
+
 def history_frame(
-    rows: Iterator[ScoredRow] | Sequence[ScoredRow], contract: Contract | None = None
+    rows: Sequence[ScoredRow],
+    contract: Contract | None = None,
+    known_at: Sequence[int | None] | None = None,
 ) -> pd.DataFrame:
     """The scored declarations as a contract history frame (declaration + outcome columns,
     and ``contract``'s extras: the stored declarations hold the model's mapped extras).
@@ -891,15 +934,19 @@ def history_frame(
     decision sent it red or yellow, and ``manual`` when it was inspected although sent green.
     Declarations without a result are not inspected (outcomes null).
     Stored fields neither the contract nor ``contract`` names are refused, naming them: the
-    next model would lose them without a word (``unnamed_fields``).
+    next model would lose them without a word (``unnamed_fields``). A result the service had
+    later than its ``inspected_at`` gets that time as ``result_known_at`` (``known_at``: by
+    default ``results_known_at(rows)``).
     """
     import pandas as pd
 
     contract = contract or Contract()
     columns = [*DECLARATION_COLUMNS, *(e.name for e in contract.extras)]
+    if known_at is None:
+        known_at = results_known_at(rows)
     records = []
     unnamed: set[str] = set()
-    for row in rows:
+    for row, known in zip(rows, known_at, strict=True):
         declaration = json.loads(row.declaration_json)
         unnamed.update(declaration.keys() - set(columns))
         record = {name: declaration.get(name) for name in columns}
@@ -910,6 +957,7 @@ def history_frame(
             record["illicit"] = result.illicit
             record["offence_type"] = result.offence_type
             record["revenue_recovered"] = result.revenue_recovered
+            record["result_known_at"] = None if known is None else iso_utc(known)
             record["selection_reason"] = result.selection_reason or selection_reason(
                 row.exploration, row.lane
             )
@@ -1000,6 +1048,8 @@ def join_results(
         how="left",
         validate="one_to_one",
     )
+    # a joined result is known from its inspected_at (no store saw it arrive): no later time
+    history["result_known_at"] = pd.Series(pd.NaT, index=history.index, dtype="datetime64[us, UTC]")
     if held:  # the rows no result was sent for keep the history's own
         before = declarations.set_index(ids.to_numpy())
         keep_own = ~history["declaration_id"].isin(checked["declaration_id"]).to_numpy()

@@ -823,6 +823,7 @@ _FIRST = (
         decisions.c.exploration,
         decisions.c.lane,
         decisions.c.seq,
+        decisions.c.scored_at,
     )
     .distinct(decisions.c.declaration_id)
     .order_by(decisions.c.declaration_id, decisions.c.scored_at, decisions.c.seq)
@@ -911,7 +912,11 @@ class PostgresOutcomeStore:
         same snapshot: results are written one transaction at a time, in seq order)."""
         first = _FIRST.subquery()
         query = sa.select(
-            first.c.declaration_id, first.c.declaration_json, first.c.exploration, first.c.lane
+            first.c.declaration_id,
+            first.c.declaration_json,
+            first.c.exploration,
+            first.c.lane,
+            first.c.scored_at,
         )
         if since_us is not None:
             declared = sa.cast(first.c.declaration_json, sa.JSON)["declared_at"].as_string()
@@ -924,8 +929,12 @@ class PostgresOutcomeStore:
                 results = _results(conn, None)
                 last = conn.execute(sa.text("SELECT COALESCE(MAX(seq), 0) FROM outcomes")).scalar()
         return [
-            ScoredRow(declaration_json, bool(exploration), lane, results.get(declaration_id))
-            for declaration_id, declaration_json, exploration, lane in with_archived(archived, rows)
+            ScoredRow(
+                declaration_json, bool(exploration), lane, results.get(declaration_id), scored_at
+            )
+            for declaration_id, declaration_json, exploration, lane, scored_at in with_archived(
+                archived, rows
+            )
         ], int(last or 0)
 
     def results_since(

@@ -30,6 +30,7 @@ class FirstDecision:
     declaration_json: str
     exploration: bool
     lane: str  # whether the model or someone else chose an inspection (history export)
+    scored_at: str = ""  # when it was scored (as stored): history export places late results
 
 
 def archived_first_decisions(store: Any, since_iso: str = "") -> list[FirstDecision]:
@@ -43,10 +44,11 @@ def archived_first_decisions(store: Any, since_iso: str = "") -> list[FirstDecis
         store,
         ["declaration_id", "declaration_json", "exploration", "lane"],
         first_day=_first_day_holding(since_iso),
+        with_scored_at=True,
     )
     return [
-        FirstDecision(declaration_id, text, bool(exploration), lane)
-        for declaration_id, text, exploration, lane in kept
+        FirstDecision(declaration_id, text, bool(exploration), lane, str(scored_at))
+        for declaration_id, text, exploration, lane, scored_at in kept
         if (_declared_at(text) or "") >= since_iso
     ]
 
@@ -71,10 +73,12 @@ def _first_archived(
     *,
     first_day: str = "",
     filters: list[tuple[str, str, Any]] | None = None,
+    with_scored_at: bool = False,
 ) -> list[tuple[Any, ...]]:
     """``columns`` (``declaration_id`` first) of each declaration's first archived decision
     (scored first, then stored first), in seq order: of the day files from ``first_day`` on,
-    their rows matching ``filters``. None when the store was never archived."""
+    their rows matching ``filters``, and its ``scored_at`` last if ``with_scored_at``. None
+    when the store was never archived."""
     import pyarrow.parquet as pq
 
     from features.errors import ParcelriskError
@@ -99,16 +103,20 @@ def _first_archived(
     first: dict[str, tuple[Any, ...]] = {}
     for row in sorted(rows, key=lambda r: (r[-2], r[-1])):  # scored_at, then seq
         first.setdefault(row[0], row)
-    return [row[:-2] for row in sorted(first.values(), key=lambda r: r[-1])]
+    kept = -1 if with_scored_at else -2  # seq goes; scored_at too unless asked for
+    return [row[:kept] for row in sorted(first.values(), key=lambda r: r[-1])]
 
 
 def with_archived(
-    archived: Sequence[FirstDecision], hot: Sequence[tuple[str, str, Any, str]]
-) -> list[tuple[str, str, Any, str]]:
-    """(declaration_id, declaration_json, exploration, lane) of the first decisions: archived
-    ones first (older than any hot one), then the hot ones of declarations not archived."""
+    archived: Sequence[FirstDecision], hot: Sequence[tuple[str, str, Any, str, str]]
+) -> list[tuple[str, str, Any, str, str]]:
+    """(declaration_id, declaration_json, exploration, lane, scored_at) of the first
+    decisions: archived ones first (older than any hot one), then the hot ones of
+    declarations not archived."""
     seen = {d.declaration_id for d in archived}
-    merged = [(d.declaration_id, d.declaration_json, d.exploration, d.lane) for d in archived]
+    merged = [
+        (d.declaration_id, d.declaration_json, d.exploration, d.lane, d.scored_at) for d in archived
+    ]
     merged += [row for row in hot if row[0] not in seen]
     return merged
 

@@ -235,8 +235,10 @@ def test_results_stored_days_after_their_inspection_are_said_with_how_late(
     scored_store, tmp_path: Path, caplog
 ) -> None:
     """Probe 23: a result sent days after its inspected_at (a lab report, a weekly file) was not
-    counted by the decisions made meanwhile; the next history counts it from inspected_at. The
-    export says how many and how late (the fixture's results, of January, came back now)."""
+    counted by the decisions made meanwhile. The export places it where the service could
+    count it (result_known_at) and says how many and how late: the fixture scored every
+    declaration before any result came back, so each result is known from the newest
+    declaration, days after most inspections."""
     import logging
 
     from serving.main import app
@@ -248,16 +250,22 @@ def test_results_stored_days_after_their_inspection_are_said_with_how_late(
         run = CliRunner().invoke(app, ["history", "export", "--db", str(db), "--out", str(out)])
     assert run.exit_code == 0, run.output
     late = json.loads(run.stdout)["results_stored_late"]
-    inspected = int(declarations["inspected"].astype(bool).sum())
-    assert late["results"] == late["of"] == inspected and late["median_days_late"] > 200
-    assert "results reached the store more than a day after their inspected_at" in caplog.text
-    history, _ = read_declarations(out)  # the history keeps inspected_at: labels are placed by it
+    inspected = declarations[declarations["inspected"].astype(bool)]
+    newest = declarations["declared_at"].max()
+    days = (newest - inspected["inspected_at"]) / pd.Timedelta(days=1)
+    assert late["of"] == len(inspected) and late["results"] == int((days > 1).sum()) > 0
+    assert late["max_days_late"] == round(float(days.max()), 1)
+    assert "results reached the store after decisions of parcels declared" in caplog.text
+    history, _ = read_declarations(out)  # labels stay at inspected_at; features count from known
     by_id = history.set_index("declaration_id")
     source = declarations.set_index("declaration_id").loc[by_id.index]
     assert by_id["inspected_at"].equals(source["inspected_at"])
+    known = by_id.loc[inspected["declaration_id"], "result_known_at"]
+    later = (newest > inspected["inspected_at"]).to_numpy()
+    assert (known[later] == newest).all() and known[~later].isna().all()
 
     day = 86_400 * 1_000_000
-    prompt = StoredResult(10 * day, True, None, None, known_at_us=10 * day + day // 2)
-    assert late_results([ScoredRow("{}", False, "green", prompt)]) is None
-    a_week = StoredResult(10 * day, True, None, None, known_at_us=17 * day)
-    assert late_results([ScoredRow("{}", False, "green", a_week)])["max_days_late"] == 7.0
+    row = ScoredRow("{}", False, "green", StoredResult(10 * day, True, None, None))
+    assert late_results([row], [10 * day + day // 2]) is None
+    assert late_results([row], [None]) is None
+    assert late_results([row], [17 * day])["max_days_late"] == 7.0

@@ -902,9 +902,11 @@ def results_known_at(rows: Sequence[ScoredRow]) -> list[int | None]:
     ]
     if not results or any(not r.scored_at for r in rows):
         return known
+    import orjson  # the whole export's declarations read once more: ~3x json's speed here
+
     scored = np.array([parse_iso_us(r.scored_at) for r in rows], dtype=np.int64)
     declared = np.array(
-        [parse_iso_us(json.loads(r.declaration_json)["declared_at"]) for r in rows],
+        [parse_iso_us(orjson.loads(r.declaration_json)["declared_at"]) for r in rows],
         dtype=np.int64,
     )
     order = np.argsort(scored, kind="stable")

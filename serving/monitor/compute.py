@@ -99,6 +99,17 @@ class _Compared:
     vectors: int = 0
 
 
+def _counts(values: pd.Series) -> dict[str, int]:
+    """Each value's count, commonest first, ties in order of first appearance; only values
+    present: a ``category`` column's ``value_counts`` also lists its unused categories (at 0)
+    and breaks ties in category order, so its codes are counted instead, as text would be."""
+    if not isinstance(values.dtype, pd.CategoricalDtype):
+        return {str(k): int(v) for k, v in values.value_counts().items()}
+    names = values.cat.categories
+    counts = pd.Series(values.cat.codes.to_numpy()).value_counts()
+    return {str(names[k]): int(v) for k, v in counts.items() if k >= 0}  # -1: missing
+
+
 def _masks(
     frame: pd.DataFrame, champion: RiskModel, info: Mapping[str, str]
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -221,14 +232,14 @@ def measure_period_drift(
     reference = champion.reference
     fingerprint = champion.manifest.fingerprint
     comparable, by_champion = _masks(frame, champion, info)
-    others = frame.loc[~comparable, "manifest_fingerprint"].value_counts()
+    others = _counts(frame.loc[~comparable, "manifest_fingerprint"])
     section: dict[str, Any] = {
         "manifest_fingerprint": fingerprint,
         "comparable_decisions": int(comparable.sum()),
         # made with another feature manifest (an older or newer model): their vectors hold
         # other features, so they are counted, not compared
         "other_manifest_decisions": int((~comparable).sum()),
-        "other_manifests": {str(k): int(v) for k, v in others.items()},
+        "other_manifests": others,
         "champion_decisions": int(by_champion.sum()),
     }
     if reference is None:
@@ -362,20 +373,24 @@ def measure_lane_shares(
     """Red and yellow shares per day and over the period against each decision's thresholds
     version's targets; the cut-offs that would have filled them on this traffic; exploration's
     own share."""
-    versions = frame["thresholds_version"].astype(str)
+    # a period's few versions looked up once each, not once a decision (nor its text made)
+    versions = frame["thresholds_version"].astype("category")
     known = versions.isin(list(targets)).to_numpy()
     # Exploration parcels are a random draw lifted to at least the exploration lane: leaving
     # them out keeps the model's own shares unbiased, and exploration is reported on its own.
     judged = known & ~frame["exploration"].to_numpy(bool)
-    red_target = versions.map(lambda v: targets.get(v, (np.nan, np.nan))[0]).to_numpy(float)
-    yellow_target = versions.map(lambda v: targets.get(v, (np.nan, np.nan))[1]).to_numpy(float)
-    lanes = frame["lane"].to_numpy(str)
+    of_version = [targets.get(str(v), (np.nan, np.nan)) for v in versions.cat.categories]
+    # the last row for a missing version (code -1)
+    by_code = np.array([*of_version, (np.nan, np.nan)], dtype=float)[versions.cat.codes.to_numpy()]
+    red_target, yellow_target = by_code[:, 0], by_code[:, 1]
+    red = (frame["lane"] == "red").to_numpy(bool)
+    yellow = (frame["lane"] == "yellow").to_numpy(bool)
     day = frame["declared_at"].dt.strftime("%Y-%m-%d").to_numpy(str)
     part = pd.DataFrame(
         {
             "day": day[judged],
-            "red": lanes[judged] == "red",
-            "yellow": lanes[judged] == "yellow",
+            "red": red[judged],
+            "yellow": yellow[judged],
             "red_target": red_target[judged],
             "yellow_target": yellow_target[judged],
         }
@@ -403,7 +418,7 @@ def measure_lane_shares(
     section: dict[str, Any] = {
         "targets": {k: {"red_rate": v[0], "yellow_rate": v[1]} for k, v in targets.items()},
         "unknown_thresholds_decisions": int((~known).sum()),
-        "unknown_thresholds_versions": sorted(set(versions[~known])),
+        "unknown_thresholds_versions": sorted({str(v) for v in versions[~known].unique()}),
         "exploration_left_out": int((known & frame["exploration"].to_numpy(bool)).sum()),
         "overall": overall,
         "daily": daily.to_dict("records"),

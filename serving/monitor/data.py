@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
+from pandas.api.types import union_categoricals
 
 from features.errors import ParcelriskError
 from serving.outcomes import CURRENT_RESULTS
@@ -18,9 +19,10 @@ if TYPE_CHECKING:
     from models.bundle import RiskModel
 
 # A declaration scored twice (a resubmission) counts once, as first scored: the monitor reads
-# traffic, and traffic is declarations. Its result, where one is stored, joined beside it.
+# traffic, and traffic is declarations. Its result, where one is stored, joined beside it. No
+# ids: nothing computed from a period names a decision, and they held ~0.06 KB of each.
 _PERIOD = """
-SELECT d.decision_id, d.declaration_id, d.declared_at, d.manifest_fingerprint, d.model_name,
+SELECT d.declared_at, d.manifest_fingerprint, d.model_name,
        d.model_version, d.thresholds_version, {exploration_rate} AS exploration_rate,
        {aeo_risk_discount} AS aeo_risk_discount, d.risk, d.expected_revenue, d.lane,
        d.exploration, {features} AS features,
@@ -43,8 +45,12 @@ _DECLARED_IN = "SELECT COUNT(*) FROM decisions WHERE declared_at >= {p} AND decl
 # ten bins is as sure of 250,000 as of millions, and a week at a million decisions a day held
 # every vector (~0.8 KB stored, ~1.1 KB as a matrix row): every k-th decision by seq keeps one
 DRIFT_VECTORS = 250_000
-# rows read from the store at a time (``ReadOnlyStore.query_chunks``)
-_CHUNK_ROWS = 100_000
+# rows read from the store at a time (``ReadOnlyStore.query_chunks``): a chunk is Python tuples
+# of ~2 KB a row until typed; 300,000 decisions peaked 130 MB lower at 20,000 than at 100,000
+# (``benchmarks/monitor_scale.py``), and read no slower
+_CHUNK_ROWS = 20_000
+# the period's text columns: a few values repeated in every row
+CATEGORIES = ("manifest_fingerprint", "model_name", "model_version", "thresholds_version", "lane")
 
 
 def read_period(
@@ -64,7 +70,9 @@ def read_period(
     Read ``_CHUNK_ROWS`` at a time into typed columns, each decision's lane policy as the two
     numbers read of it: ``monitor`` on 300,000 decisions peaked at 1.7 GB, ~4.5 KB a decision
     (its rows as Python tuples, each policy's JSON text, every vector), so a week of a national
-    hub's traffic would not fit in memory."""
+    hub's traffic would not fit in memory. The text a period repeats in every row (model,
+    thresholds version, manifest, lane: ``CATEGORIES``) is held as ``category``, a byte or two a
+    row: as text it was ~0.1 KB a decision (``benchmarks/monitor_scale.py``)."""
     import math
 
     from serving.store_read import read_only
@@ -101,21 +109,37 @@ def read_period(
             del rows
     if not parts:
         return _typed(pd.DataFrame(columns=names or _period_columns()))
-    return parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
+    return _concat(parts)
 
 
 def _period_columns() -> list[str]:
     """The columns of ``read_period``'s frame (for an empty period)."""
     return [
-        "decision_id", "declaration_id", "declared_at", "manifest_fingerprint", "model_name",
-        "model_version", "thresholds_version", "exploration_rate", "aeo_risk_discount", "risk",
+        "declared_at", "manifest_fingerprint", "model_name", "model_version",
+        "thresholds_version", "exploration_rate", "aeo_risk_discount", "risk",
         "expected_revenue", "lane", "exploration", "features", "aeo_operator", "has_result",
         "illicit", "revenue_recovered",
     ]  # fmt: skip
 
 
+def _concat(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    """The chunks as one frame, each ``CATEGORIES`` column still ``category``: pandas concatenates
+    categoricals of different categories as text, so every chunk first takes the union of
+    them (sorted, as ``astype("category")`` sorts: the frame is the same however it was
+    chunked)."""
+    if len(parts) == 1:
+        return parts[0]
+    for column in CATEGORIES:
+        union = union_categoricals([p[column] for p in parts], sort_categories=True).categories
+        for p in parts:
+            p[column] = p[column].cat.set_categories(union)
+    return pd.concat(parts, ignore_index=True)
+
+
 def _typed(frame: pd.DataFrame) -> pd.DataFrame:
     """A chunk of the period's rows as the monitor reads them."""
+    for column in CATEGORIES:
+        frame[column] = frame[column].astype("category")
     frame["declared_at"] = pd.to_datetime(frame["declared_at"], utc=True, format="ISO8601")
     for column in ("exploration", "has_result"):
         frame[column] = frame[column].fillna(0).astype(bool)

@@ -1,0 +1,158 @@
+"""``read_period`` holds a period's repeated text as ``category`` (``benchmarks/monitor_scale.py``):
+the categories unioned across chunks, and every figure of the summary the same as from text."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.params import MonitorParams
+from serving.monitor.cli import _clean
+from serving.monitor.compute import lane_targets_of, monitor_period
+from serving.monitor.data import CATEGORIES
+from tests.test_serving.conftest import stored_decision
+from tests.test_serving.test_monitor import INFO, POLICY, _reference_champion
+
+STORED = "%Y-%m-%dT%H:%M:%S.%fZ"
+SINCE, UNTIL = pd.Timestamp("2026-03-01", tz="UTC"), pd.Timestamp("2026-03-05", tz="UTC")
+
+
+@pytest.fixture(scope="module")
+def period_store(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """400 decisions over 4 days, seeded: the champion's (manifest fp-1) after 120 of an older
+    model's, two other manifests of 40 each (fp-9 first: a tie that text counts in order of
+    appearance), a thresholds version nobody knows, red and exploration parcels inspected."""
+    from serving.decision import features_for_storage
+    from serving.outcomes import store_outcomes
+    from serving.store import open_outcome_store, open_store
+
+    rng = np.random.default_rng(3)
+    n = 400
+    X = np.column_stack(
+        [rng.uniform(0, 100, n), rng.normal(0, 1, n), rng.integers(0, 5, n).astype(float)]
+    )
+    vectors = features_for_storage(X)
+    declared = SINCE + pd.to_timedelta(np.sort(rng.uniform(0, 4 * 86_400, n)), unit="s")
+    risk = rng.uniform(0, 1, n)
+    exploration = rng.uniform(size=n) < 0.1
+    records = []
+    for i in range(n):
+        old = i < 120
+        manifest = "fp-9" if 120 <= i < 160 else "fp-0" if 160 <= i < 200 else "fp-1"
+        lane = "red" if risk[i] > 0.8 else "yellow" if risk[i] > 0.5 or exploration[i] else "green"
+        declaration = {
+            "declaration_id": f"P{i:04d}",
+            "declared_at": declared[i].strftime(STORED),
+            "aeo_operator": bool(i % 7 == 0),
+            "origin_country": ["CN", "US", "TR"][i % 3],
+            "channel": ["postal", "express"][i % 2],
+            "platform_id": f"PL{i % 4}",
+        }
+        records.append(
+            stored_decision(
+                declaration,
+                features=vectors[i],
+                manifest_fingerprint="fp-old" if old else manifest,
+                model_version="0" if old else "1",
+                thresholds_version="thr-0" if old else "thr-9" if i % 50 == 0 else "thr-1",
+                lane_policy=POLICY,
+                risk=float(risk[i]),
+                expected_revenue=float(risk[i] * 40),
+                lane=lane,
+                exploration=bool(exploration[i]),
+            )
+        )
+    db = str(tmp_path_factory.mktemp("monitor-memory") / "audit.db")
+    store = open_store(db)
+    store.record(records)
+    inspected = [r for r in records if r.lane == "red" or r.exploration]
+    illicit = [k % 3 == 0 for k in range(len(inspected))]
+    results = open_outcome_store(db, store)
+    store_outcomes(
+        results,
+        pd.DataFrame(
+            {
+                "declaration_id": [r.declaration_id for r in inspected],
+                "inspected_at": [
+                    f"{json.loads(r.declaration_json)['declared_at'][:10]}T23:59:00Z"
+                    for r in inspected
+                ],
+                "illicit": ["true" if x else "false" for x in illicit],
+                "offence_type": ["undervaluation" if x else "" for x in illicit],
+                "revenue_recovered": ["40" if x else "" for x in illicit],
+            }
+        ),
+        source="test",
+        now=pd.Timestamp("2026-04-01", tz="UTC"),
+    )
+    results.close()
+    store.close()
+    return db
+
+
+def _read(db: str, **options) -> pd.DataFrame:
+    from serving.monitor.data import read_period
+
+    return read_period(db, SINCE.strftime(STORED), UNTIL.strftime(STORED), **options)
+
+
+def _summary(db: str, frame: pd.DataFrame) -> tuple[str, dict]:
+    """``monitor_period``'s summary as ``parcelrisk monitor`` prints it (its live scores after
+    it), and as read back."""
+    from serving.auditor.disparity import read_lane_counts
+
+    counts = read_lane_counts(
+        db, declared_from=SINCE.strftime(STORED), declared_to=UNTIL.strftime(STORED)
+    )
+    champion = _reference_champion(np.random.default_rng(7))
+    targets = lane_targets_of(champion, {"thr-0": (0.05, 0.1)})
+    params = MonitorParams(min_drift_rows=10, min_lane_decisions=10, min_results=5,
+                           disparity_min_results=5)  # fmt: skip
+    summary = monitor_period(frame, counts, champion, INFO, targets, SINCE, UNTIL, params, frame)
+    live = summary["drift"].pop("score_live")
+    text = json.dumps(_clean(summary), indent=1)
+    return text + json.dumps([float(x) for x in live]), json.loads(text)
+
+
+def test_the_text_a_period_repeats_is_held_as_categories_unioned_across_chunks(
+    period_store, monkeypatch
+) -> None:
+    import serving.monitor.data as data
+
+    whole = _read(period_store)
+    assert "decision_id" not in whole and "declaration_id" not in whole
+    for column in CATEGORIES:
+        assert isinstance(whole[column].dtype, pd.CategoricalDtype), column
+    monkeypatch.setattr(data, "_CHUNK_ROWS", 64)  # the first chunks hold the older model alone
+    chunked = _read(period_store)
+    assert chunked["model_version"].cat.categories.tolist() == ["0", "1"]
+    pd.testing.assert_frame_equal(chunked, whole)
+
+
+def test_the_summary_from_categories_is_the_summary_from_text(period_store, monkeypatch) -> None:
+    """Byte for byte, as the reader before categories gave it (text columns), chunked or not:
+    ``value_counts`` of a category lists unused categories at 0 and breaks ties in category
+    order; the summary does neither."""
+    import serving.monitor.data as data
+
+    monkeypatch.setattr(data, "_CHUNK_ROWS", 64)
+    frame = _read(period_store, vectors_at_most=300)
+    as_text = frame.astype({column: "str" for column in CATEGORIES})
+    text, summary = _summary(period_store, frame)
+    assert text == _summary(period_store, as_text)[0]
+    others = summary["drift"]["other_manifests"]
+    assert list(others.items()) == [("fp-old", 120), ("fp-9", 40), ("fp-0", 40)]
+    lanes = summary["lanes"]
+    assert lanes["unknown_thresholds_versions"] == ["thr-9"]
+    assert [d["day"] for d in lanes["daily"]] == ["2026-03-01", "2026-03-02", "2026-03-03",
+                                                  "2026-03-04"]  # fmt: skip
+
+
+def test_the_champion_s_manifest_is_no_other_manifest_at_0(period_store) -> None:
+    frame = _read(period_store)
+    mine = frame[frame["manifest_fingerprint"] == "fp-1"].reset_index(drop=True)
+    drift = _summary(period_store, mine)[1]["drift"]
+    assert drift["other_manifests"] == {} and drift["other_manifest_decisions"] == 0

@@ -439,7 +439,12 @@ def _write_record(
         "as_of": str(cutoff) if as_of is not None else None,
     }
     atomic_write(out / SOURCE_FILE, lambda tmp: tmp.write_text(json.dumps(source, indent=1)))
-    absent = [f.name for f in FIELDS if f.name not in (manifest.inputs or ())]
+    # result_known_at switches nothing off: without it a result is known at its inspected_at
+    absent = [
+        f.name
+        for f in FIELDS
+        if f.name not in (manifest.inputs or ()) and f.name != "result_known_at"
+    ]
     summary = {
         "rows": n_rows,
         "features": len(manifest.names),

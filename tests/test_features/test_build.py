@@ -536,6 +536,7 @@ def test_build_as_of_cuts_declarations_outcomes_and_state(history, tmp_path):
     assert summary["declarations_after_as_of"] == (history["declared_at"] >= as_of).sum() > 0
     assert summary["rows"] + summary["declarations_after_as_of"] == len(history)
     assert summary["inputs_unused"] == ["consignee_region"]  # held, read by no feature
+    assert summary["inputs_absent"] == []  # no result_known_at: nothing switched off
     source = json.loads((tmp_path / "f" / "source.json").read_text())
     assert source["gate"] == "passed" and source["as_of"] == str(as_of)
 

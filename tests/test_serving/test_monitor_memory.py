@@ -11,7 +11,7 @@ import pytest
 
 from features.params import MonitorParams
 from serving.monitor.cli import _clean
-from serving.monitor.compute import lane_targets_of, monitor_period
+from serving.monitor.compute import feature_matrix, lane_targets_of, monitor_period
 from serving.monitor.data import CATEGORIES
 from tests.test_serving.conftest import stored_decision
 from tests.test_serving.test_monitor import INFO, POLICY, _reference_champion
@@ -156,3 +156,14 @@ def test_the_champion_s_manifest_is_no_other_manifest_at_0(period_store) -> None
     mine = frame[frame["manifest_fingerprint"] == "fp-1"].reset_index(drop=True)
     drift = _summary(period_store, mine)[1]["drift"]
     assert drift["other_manifests"] == {} and drift["other_manifest_decisions"] == 0
+
+
+def test_feature_vectors_of_different_lengths_are_refused() -> None:
+    from serving.decision import features_for_storage, pack_feature_rows
+
+    rows = pack_feature_rows(features_for_storage(np.ones((2, 3)))) + pack_feature_rows(
+        features_for_storage(np.ones((1, 4)))
+    )
+    assert feature_matrix(rows[:2]).shape == (2, 3)
+    with pytest.raises(ValueError):
+        feature_matrix(rows)

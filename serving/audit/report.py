@@ -5,7 +5,6 @@ apart from ``read_outcomes``, which reads the results table of the store read-on
 from __future__ import annotations
 
 import html
-import sqlite3
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -70,7 +69,11 @@ def read_outcomes(store: Any, declaration_ids: Sequence[str]) -> pd.DataFrame:
         frame["inspected_at"] = [iso_utc(int(t)) for t in frame["inspected_at"]]
         frame["illicit"] = frame["illicit"].astype(bool)
         return frame
-    conn = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
+    from serving.sqlite_store import connect_read_only
+
+    # as every review read: the file never written, a copy on write-once media read whole
+    # (its own ``mode=ro`` open failed there for want of the WAL index: probe 27)
+    conn = connect_read_only(Path(path), table=None)
     try:
         has = conn.execute(
             "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'outcomes'"

@@ -132,20 +132,23 @@ def _read_only_mount_works(directory: Path) -> bool:
     return probe.returncode == 0
 
 
-def _verify_on_read_only_mount(directory: Path, db: Path) -> subprocess.CompletedProcess[str]:
-    """`parcelrisk audit verify --db DB` in a private mount namespace where ``directory`` is
-    mounted read-only over itself (write-once media, as far as SQLite can tell)."""
+def _verify_on_read_only_mount(
+    directory: Path, db: Path, command: tuple[str, ...] = ("audit", "verify"), **env: str
+) -> subprocess.CompletedProcess[str]:
+    """`parcelrisk COMMAND --db DB` (`audit verify` by default) in a private mount namespace
+    where ``directory`` is mounted read-only over itself (write-once media, as far as SQLite
+    can tell)."""
     # the checkout's own code (cwd), as the parcelrisk command runs it
     cli = "import sys; from serving.main import main; sys.argv[0] = 'parcelrisk'; main()"
     mounted = (
         f"mount --bind {directory} {directory} && mount -o remount,bind,ro {directory} && "
-        f'exec {sys.executable} -c "{cli}" audit verify --db {db}'
+        f'exec {sys.executable} -c "{cli}" {" ".join(command)} --db {db}'
     )
     return subprocess.run(
         ["unshare", "-m", "sh", "-c", mounted],
         capture_output=True,
         text=True,
-        env={**os.environ, "PARCELRISK_AUDIT_KEY": KEY.decode()},
+        env={**os.environ, "PARCELRISK_AUDIT_KEY": KEY.decode(), **env},
         cwd=Path(__file__).resolve().parents[2],
         timeout=120,
     )
@@ -167,6 +170,42 @@ def test_a_copy_on_read_only_media_verifies(tmp_path, worm) -> None:
     run = _verify_on_read_only_mount(worm, worm / "audit.db")
     assert run.returncode == 0, run.stderr[-2000:]
     assert "intact: 7 decisions" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_every_review_reads_a_copy_on_read_only_media(tmp_path, worm) -> None:
+    """`audit list`, `show` and `export` read the results beside the decisions with a
+    connection of their own, opened `mode=ro`, which needs the WAL index SQLite cannot make
+    on read-only media: they failed there with a traceback (probe 27), `verify` did not."""
+    from dataclasses import replace
+
+    import pandas as pd
+
+    from models.registry import create_sqlite_store
+    from serving.outcomes import store_outcomes
+
+    live = tmp_path / "live.db"
+    declared = '{"declaration_id": "D%d", "declared_at": "2026-05-01T09:00:00.000000Z"}'
+    store = SqliteDecisionStore(live, key=KEY)
+    store.record([replace(_record(i), declaration_json=declared % i) for i in range(7)])
+    store.close()
+    results = SqliteOutcomeStore(live, key=KEY)
+    try:
+        given = {"declaration_id": "D3", "inspected_at": "2026-05-03T09:00:00Z", "illicit": True}
+        assert store_outcomes(results, pd.DataFrame([given]), source="lab")["stored"] == 1
+    finally:
+        results.close()
+    shutil.copyfile(live, worm / "audit.db")  # the file alone: its log checkpointed on close
+    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    create_sqlite_store(tracking)
+    for command in REVIEWS:
+        run = _verify_on_read_only_mount(
+            worm, worm / "audit.db", tuple(command), MLFLOW_TRACKING_URI=tracking
+        )
+        assert run.returncode == 0 and "Traceback" not in run.stderr, (command, run.stderr[-2000:])
+    shown = _verify_on_read_only_mount(
+        worm, worm / "audit.db", ("audit", "show", "dec3"), MLFLOW_TRACKING_URI=tracking
+    )
+    assert "illicit" in shown.stdout, shown.stdout  # its result, read from the copy
 
 
 def test_a_copy_with_its_log_on_read_only_media_is_refused_in_one_line(tmp_path, worm) -> None:

@@ -691,6 +691,25 @@ class ParcelRiskService:
             findings = check_request([declaration], runtime)
             if findings.faults:
                 return rejection_response(findings, [declaration])
+            # what every worker decided and every result stored since, as /score takes them
+            # in: a worker that had scored nothing since explained a seller's next parcel
+            # without the three just scored on its sibling (probe 27)
+            try:
+                runtime.catch_up(self.store, self.outcome_store)
+            except StoreReplaced as exc:
+                return self._store_damaged(exc)
+            except StoreUnavailable as exc:
+                return error_response(
+                    503,
+                    f"the decision store cannot be read now ({exc}): the what-if would miss "
+                    "what was decided since; ask again",
+                    code="store.unavailable",
+                    headers={"Retry-After": "5"},
+                )
+            except sqlite3.DatabaseError as exc:
+                if not is_damaged(exc):
+                    raise
+                return self._store_damaged(exc)
             frame = declarations_frame([declaration], contract=runtime.contract)
             features, _ = runtime.compute_features(frame)
             X = runtime.model.manifest.matrix_of(features.values, len(features))

@@ -162,6 +162,31 @@ def test_a_parcel_scored_on_one_worker_counts_on_both(two_workers, real_pipeline
     assert seen == [value + 1 for value in alone.tolist()], (seen, alone)
 
 
+def test_an_auditors_what_if_sees_what_either_worker_just_decided(two_workers, real_pipeline):
+    """A what-if explanation of a seller's next parcel counts the parcels of that seller just
+    scored, whichever worker answers it: a worker that had scored nothing since explained it
+    from a stale live state (0 of 3; risk 0.27 against the 0.17 /score gave; probe 27)."""
+    parcels = fresh_declarations(real_pipeline["history"], 4, prefix="WHATIF")
+    parcels["seller_id"] = "SELLER-WHATIF-NEW"
+    first = pd.Timestamp("2026-03-10 10:00", tz="UTC")
+    parcels["declared_at"] = [first + pd.Timedelta(minutes=m) for m in (0, 1, 2, 30)]
+    scorer, auditor = {"X-API-Key": SCORER_KEY}, {"X-API-Key": AUDITOR_KEY}
+    answer = httpx.post(
+        f"{two_workers.url}/score", json={"declarations": _payload(parcels.head(3))}, headers=scorer
+    )
+    assert answer.status_code == 200, answer.text
+    (asked,) = _payload(parcels.tail(1))
+    counts = []
+    for _ in range(6):  # new connections: both workers answer some
+        r = httpx.post(
+            f"{two_workers.url}/explain", json={"declaration": asked}, headers=auditor, timeout=30
+        )
+        assert r.status_code == 200, r.text
+        values = {c["feature"]: c["value"] for c in r.json()["contributions"]}
+        counts.append(values["seller_n_7d"])
+    assert counts == [3] * 6, counts
+
+
 # --- parity: days of traffic through both workers against batch features ---------------------
 
 # Families batch refits every refit period (reference prices, text models): the live state keeps

@@ -455,6 +455,12 @@ def beyond_training_warnings(
 ) -> list[RowNote]:
     """Notes (row, warning, code) for each numeric extra over ``BEYOND_TRAINING`` times the largest the
     model learnt from: trees score it as the largest, whatever it is."""
+    from features.pipeline.prepare import MAX_VALUE_EUR
+
+    def shown(value: float) -> str:
+        # an amount's feature is held at MAX_VALUE_EUR: 1e12 was said as "1e+10" (probe 27)
+        return f"{value:.4g}" if abs(value) != MAX_VALUE_EUR else f"{value:.4g} or more"
+
     notes = []
     for name, (extra, largest) in ranges.items():
         values = np.asarray(features.values.get(name, ()), dtype=np.float64)
@@ -463,9 +469,9 @@ def beyond_training_warnings(
         notes += [
             RowNote(
                 int(i),
-                f"{extra}: {values[i]:.4g} is over {BEYOND_TRAINING:,.0f} times the largest the "
-                f"model learnt from ({largest:,.4g}): a unit or decimal error? It is scored as "
-                "the largest",
+                f"{extra}: {shown(values[i])} is over {BEYOND_TRAINING:,.0f} times the largest "
+                f"the model learnt from ({largest:,.4g}): a unit or decimal error? It is scored "
+                "as the largest",
                 EXTRA_BEYOND_TRAINING,
             )
             for i in far.tolist()

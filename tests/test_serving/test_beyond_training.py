@@ -53,3 +53,15 @@ def test_a_value_over_a_thousand_times_the_largest_is_warned() -> None:
         "total_taxes: 1e+300 is over 1,000 times the largest the model learnt from (250): a "
         "unit or decimal error? It is scored as the largest"
     )
+
+
+def test_an_amount_held_at_the_features_cap_is_said_as_at_least_it() -> None:
+    """An amount extra's feature holds at most MAX_VALUE_EUR: 1e12 declared was said to be
+    1e+10 (probe 27)."""
+    from features.pipeline.prepare import MAX_VALUE_EUR
+
+    ranges = {"extra_cif_value": ("cif_value", 45.0)}
+    features = SimpleNamespace(values={"extra_cif_value": np.array([MAX_VALUE_EUR, 1e6])})
+    capped, plain = beyond_training_warnings(features, ranges)
+    assert capped.text.startswith("cif_value: 1e+10 or more is over 1,000 times the largest")
+    assert plain.text.startswith("cif_value: 1e+06 is over")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import hmac
 import logging
+import math
 import os
 import sqlite3
 import threading
@@ -63,6 +64,9 @@ _MB = 1024 * 1024
 # holds every writer back meanwhile, so an auditor's long read costs a round, not the scoring.
 _RESTART_WAIT_MS = 200
 _FASTEST_ROUND_S = 0.01
+# A checkpoint failing round after round (a full disk) is warned when it starts, then at most
+# this often with how many failed meanwhile: it was a WARNING a second (probe 27)
+_CHECKPOINT_WARN_EVERY_S = 30.0
 _HOLD_BACK_S = 1.0  # a writer waits this long for a running checkpoint, then writes on
 _CATCH_UP_PASSES = 3
 _CATCH_UP_FRAMES = 256  # ~1 MB of 4 KB pages: copied in a few ms while the writers wait
@@ -611,6 +615,7 @@ class SqliteDecisionStore:
         frame_bytes = int(conn.execute("PRAGMA page_size").fetchone()[0]) + 24
         # the first look comes soon: the wait adapts to the write rate seen since
         last_frames, last_look, wait_s = 0, time.perf_counter(), min(interval_s, 0.1)
+        warned_at, failed = -math.inf, 0  # the last warning of a failing run, failures since
         try:
             while not self._stop.wait(wait_s):
                 if not self._lead(leader):
@@ -633,8 +638,19 @@ class SqliteDecisionStore:
                         self._start_log_over(conn, turn, "RESTART")
                     eighth_s = self._wal_max_bytes / 8 / rate if rate > 0 else interval_s
                     wait_s = min(interval_s, max(_FASTEST_ROUND_S, eighth_s))
+                    if failed or warned_at > -math.inf:
+                        logger.info("audit store checkpoints work again")
+                    warned_at, failed = -math.inf, 0
                 except sqlite3.Error as exc:  # busy or I/O trouble: try again next round
-                    logger.warning("audit store checkpoint failed: %s", exc)
+                    failed += 1
+                    if time.monotonic() - warned_at >= _CHECKPOINT_WARN_EVERY_S:
+                        since = (
+                            f" ({failed} failed rounds since the last warning)"
+                            if failed > 1
+                            else ""
+                        )
+                        logger.warning("audit store checkpoint failed: %s%s", exc, since)
+                        warned_at, failed = time.monotonic(), 0
         finally:
             conn.close()
             for lock_file in (turn, leader):

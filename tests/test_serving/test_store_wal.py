@@ -94,3 +94,52 @@ def test_the_limit_is_a_setting() -> None:
     from features.params import ServeParams
 
     assert ServeParams().audit_wal_max_mb == 64
+
+
+def test_a_checkpoint_failing_round_after_round_is_warned_once_then_counted(
+    tmp_path, monkeypatch, caplog
+) -> None:
+    """A full disk failed every checkpoint round: a WARNING a second for the whole outage
+    (probe 27). Now one when it starts, then at most one every 30 s saying how many failed."""
+    import logging
+    import sqlite3
+    import threading
+
+    import serving.sqlite_store as sqlite_store
+
+    class Failing:
+        def __init__(self, conn: sqlite3.Connection) -> None:
+            self.conn, self.rounds = conn, 0
+
+        def execute(self, sql: str, *args):
+            if "wal_checkpoint" in sql:
+                self.rounds += 1
+                raise sqlite3.OperationalError("database or disk is full")
+            return self.conn.execute(sql, *args)
+
+        def close(self) -> None:
+            self.conn.close()
+
+    real = SqliteDecisionStore._connect
+    opened: list[Failing] = []
+
+    def connect(self, **options):
+        conn = real(self, **options)
+        if threading.current_thread().name.startswith("audit-checkpoint"):
+            opened.append(Failing(conn))
+            return opened[-1]
+        return conn
+
+    monkeypatch.setattr(SqliteDecisionStore, "_connect", connect)
+    monkeypatch.setattr(sqlite_store, "_CHECKPOINT_WARN_EVERY_S", 0.5)
+    caplog.set_level(logging.WARNING, logger="serving.sqlite_store")
+    store = SqliteDecisionStore(tmp_path / "audit.db", checkpoint_interval_s=0.02)
+    try:
+        store.record([_record(0)])
+        time.sleep(1.2)  # ~60 failing rounds
+    finally:
+        store.close()
+    warned = [r.getMessage() for r in caplog.records if "checkpoint failed" in r.getMessage()]
+    assert opened and opened[0].rounds >= 20
+    assert 2 <= len(warned) <= 4, warned  # the first, then one per 0.5 s
+    assert "database or disk is full" in warned[0] and "failed rounds" in warned[1]

@@ -153,6 +153,26 @@ def unavailable_as_error(conn: sqlite3.Connection, path: Path) -> Iterator[None]
         raise
 
 
+def _read_only_place(path: Path) -> str:
+    """Why a store cannot be written where it is, when that is its file system or directory
+    (a read-only mount, a WORM volume): SQLite says only "unable to open database file" (probe
+    27). Empty when it can be written, or cannot be told."""
+    for place in (path, path.parent):
+        if not place.exists():
+            continue
+        try:
+            if os.statvfs(place).f_flag & os.ST_RDONLY:
+                return (
+                    f": {place} is on a read-only file system, and the service writes every "
+                    "decision to its store (give a writable path; review a copy with `audit`)"
+                )
+        except OSError:
+            return ""
+        if not os.access(place, os.W_OK):
+            return f": {place} is not writable by this user"
+    return ""
+
+
 def connect_read_only(path: Path, table: str | None = "decisions") -> sqlite3.Connection:
     """A connection that never writes the store file at ``path`` (an auditor's copy, a WORM
     volume, the live store read beside the service), refusing a file without ``table``
@@ -546,6 +566,7 @@ class SqliteDecisionStore:
             raise StoreUnavailable(
                 f"decision store {self.path} cannot be opened: {exc}"
                 + (f" ({name})" if name else "")
+                + _read_only_place(self.path)
             ) from None
         self._reader = self._connect(check_same_thread=False)
         self._identity = file_identity(self.path)  # every write checks it still names the file

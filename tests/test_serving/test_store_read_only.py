@@ -222,3 +222,30 @@ def test_a_copy_with_its_log_on_read_only_media_is_refused_in_one_line(tmp_path,
     run = _verify_on_read_only_mount(worm, worm / "audit.db")
     assert run.returncode != 0
     assert "write-ahead log" in run.stderr and "Traceback" not in run.stderr, run.stderr
+
+
+def test_a_store_on_a_read_only_file_system_says_so(tmp_path, worm) -> None:
+    """`serve` (a writer) on a store on read-only media said only "unable to open database
+    file (SQLITE_CANTOPEN)" (probe 27): an operator looked for a missing file."""
+    shutil.copyfile(_closed_store(tmp_path / "live.db"), worm / "audit.db")
+    code = (
+        "from pathlib import Path; from serving.sqlite_store import SqliteDecisionStore\n"
+        "try:\n"
+        f"    SqliteDecisionStore(Path('{worm / 'audit.db'}'))\n"
+        "except Exception as exc:\n"
+        "    print(exc)\n"
+    )
+    mounted = (
+        f"mount --bind {worm} {worm} && mount -o remount,bind,ro {worm} && "
+        f'exec {sys.executable} -c "{code}"'
+    )
+    run = subprocess.run(
+        ["unshare", "-m", "sh", "-c", mounted],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PARCELRISK_AUDIT_KEY": KEY.decode()},
+        cwd=Path(__file__).resolve().parents[2],
+        timeout=120,
+    )
+    assert "cannot be opened" in run.stdout, (run.stdout, run.stderr[-2000:])
+    assert "is on a read-only file system" in run.stdout, run.stdout

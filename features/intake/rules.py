@@ -783,6 +783,32 @@ def _inspected(columns: Columns) -> np.ndarray:
     return columns.numbers("inspected") == 1.0
 
 
+def _not_before(later: str, earlier: str, severity: Severity, then: str, name: str) -> Rule:
+    """The outcome rule that time field ``later`` is not before ``earlier`` where both are
+    given; ``then``: what the message adds about the row (a warning's consequence)."""
+
+    def flag(columns: Columns) -> np.ndarray:
+        present = ~columns.missing(later) & ~columns.missing(earlier)
+        return present & (columns.t_us(later) < columns.t_us(earlier))
+
+    def shown(columns: Columns, rows: np.ndarray) -> list[Any]:
+        pairs = zip(
+            _time_values(columns, later, rows), _time_values(columns, earlier, rows), strict=True
+        )
+        return list(pairs)
+
+    return Rule(
+        name,
+        later,
+        severity,
+        f"not before {earlier}" + (" (else read as it)" if then else ""),
+        flag,
+        lambda v: f"{iso_utc(v[0])} is before {earlier} {iso_utc(v[1])}{then}",
+        shown,
+        "outcome",
+    )
+
+
 def _outcome_rules(limits: Limits) -> list[Rule]:
     rules: list[Rule] = []
     for f in OUTCOME_FIELDS:
@@ -817,51 +843,18 @@ def _outcome_rules(limits: Limits) -> list[Rule]:
             )
         )
 
-    def before_declared(columns: Columns) -> np.ndarray:
-        done, lodged = columns.t_us("inspected_at"), columns.t_us("declared_at")
-        present = ~columns.missing("inspected_at") & ~columns.missing("declared_at")
-        return present & (done < lodged)
-
-    def both_times(columns: Columns, rows: np.ndarray) -> list[Any]:
-        done = _time_values(columns, "inspected_at", rows)
-        lodged = _time_values(columns, "declared_at", rows)
-        return list(zip(done, lodged, strict=True))
-
     rules.append(
-        Rule(
-            "inspected_at.after_declaration",
-            "inspected_at",
-            "fault",
-            "not before declared_at",
-            before_declared,
-            lambda v: f"{iso_utc(v[0])} is before declared_at {iso_utc(v[1])}",
-            both_times,
-            "outcome",
-        )
+        _not_before("inspected_at", "declared_at", "fault", "", "inspected_at.after_declaration")
     )
-
-    def known_before_recorded(columns: Columns) -> np.ndarray:
-        known, done = columns.t_us("result_known_at"), columns.t_us("inspected_at")
-        present = ~columns.missing("result_known_at") & ~columns.missing("inspected_at")
-        return present & (known < done)
-
-    def known_and_done(columns: Columns, rows: np.ndarray) -> list[Any]:
-        known = _time_values(columns, "result_known_at", rows)
-        done = _time_values(columns, "inspected_at", rows)
-        return list(zip(known, done, strict=True))
-
     # a warning, not a fault: the row keeps its result, counted from inspected_at (a result
     # is not known before it is recorded: features.pipeline.prepare.result_times)
     rules.append(
-        Rule(
-            "result_known_at.after_result",
+        _not_before(
             "result_known_at",
+            "inspected_at",
             "warning",
-            "not before inspected_at (else read as inspected_at)",
-            known_before_recorded,
-            lambda v: f"{iso_utc(v[0])} is before inspected_at {iso_utc(v[1])}: read as it",
-            known_and_done,
-            "outcome",
+            ": read as it",
+            "result_known_at.after_result",
         )
     )
     # revenue_recovered is in EUR (the contract's unit), the limit in the base currency

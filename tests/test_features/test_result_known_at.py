@@ -17,6 +17,7 @@ from features.pipeline.prepare import as_known_at, result_times
 from features.pipeline.snapshot import pending_results_of
 from tests.test_features.exports import ingest_text
 from tests.test_features.family_frames import T0, declarations
+from tests.test_features.test_mapping_dated_results import MAPPING as DATED_MAPPING
 
 US = pd.Timedelta(microseconds=1)
 DAY = pd.Timedelta(days=1)
@@ -107,23 +108,12 @@ A2;10/03/2026 08:00;10/03/2026 09:30;10/03/2026 11:00;NEG
 A3;11/03/2026 08:00;;;
 """
 
-MAPPING = """\
-delimiter: ";"
-columns:
-  declaration_id: ID
-  declared_at: {column: DEPOT, format: "%d/%m/%Y %H:%M", timezone: Europe/Paris}
-  arrival_office: {value: FR001}
-  channel: {value: postal}
-  hs_code: {value: "950300"}
-  gross_weight_kg: {value: 1.0}
-  declared_value: {value: 20.0}
-  currency: {value: EUR}
-  origin_country: {value: CN}
-  inspected: {column: CONTROLE, given: true}
-  inspected_at: {column: CONTROLE, format: "%d/%m/%Y %H:%M", timezone: Europe/Paris}
-  result_known_at: {column: SAISIE, format: ["%d/%m/%Y %H:%M", "%d/%m/%Y"], timezone: Europe/Paris}
-  illicit: {column: RESULTAT, values: {POS: true, NEG: false}}
-"""
+# the dated-results export's mapping, with the day each result was entered (SAISIE)
+MAPPING = DATED_MAPPING.replace(
+    "  illicit:",
+    '  result_known_at: {column: SAISIE, format: ["%d/%m/%Y %H:%M", "%d/%m/%Y"], '
+    "timezone: Europe/Paris}\n  illicit:",
+)
 
 
 def test_an_export_maps_when_its_results_were_entered(tmp_path) -> None:

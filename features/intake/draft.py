@@ -90,6 +90,7 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
     "arrival_office": (
         "office", "customs office", "bureau", "bureau douane", "oficina", "aduana", "alfandega",
         "unidade", "zollstelle", "zollamt", "dogana", "kantoor", "port", "entry point",
+        "estancia", "estancia aduaneira",
         "dest office", "destination office", "office of destination", "arrival office",
         "office of exchange", "exchange office", "impc", "inward office",
     ),
@@ -1160,6 +1161,45 @@ def _codes(column: Column, name: str) -> tuple[dict[str, str], list[str], list[s
     return table, unread, checks
 
 
+# Fields the draft takes by their names, as their values say little (an office's code, a party's
+# id, a region, the goods' text): a column of units is never one of them
+_NAMED_ONLY_FIELDS = ("declaration_id", "arrival_office", *_PARTY_IDS, "consignee_region",
+                      "description")  # fmt: skip
+# Words of a name saying its column holds units of measure ("Unidade", "Weight unit", "UoM")
+_UNIT_WORDS = frozenset({
+    "unit", "units", "uom", "unid", "unidade", "unidades", "unidad", "unite", "unites",
+    "einheit", "masseinheit", "unita", "eenheid", "jednostka", "birim",
+})  # fmt: skip
+
+
+@_memo
+def _unit_tokens(column: Column) -> str | None:
+    """``weight`` when every value is a unit of weight (g, kg, KG, lb), ``currency`` when
+    (nearly) every value is a currency's code or sign (EUR, usd, €); None otherwise. Such a
+    column says what the number beside it is counted in, never who or where: "Unidade" (g,
+    kg, KG) was drafted as the arrival office by its name, its grams read as kilograms (probe
+    27)."""
+    if column.typed != "text" or not column.values:
+        return None
+    if column.fit(r"[A-Za-z]{1,6}") >= FITS and all(
+        v.lower() in _WEIGHT_UNITS for v in set(column.values)
+    ):
+        return "weight"
+    if column.distinct <= 60 and sum(
+        _currency_code(v) is not None for v in column.values
+    ) >= FITS * len(column.values):
+        return "currency"
+    return None
+
+
+def _holds_weight_units(column: Column) -> bool:
+    """A weight's unit column, whatever its name: units of weight, two or more of them or
+    under a name saying units (one value alone, a "G" under "Tipo", may be a code: gift)."""
+    return _unit_tokens(column) == "weight" and (
+        column.distinct > 1 or bool(set(column.words.split()) & _UNIT_WORDS)
+    )
+
+
 # --- the draft ---------------------------------------------------------------------------------
 
 
@@ -1177,7 +1217,13 @@ def _candidates(
         country = _country_codes(column)
         currency = _is_currency(column)
         hs = _hs_fit(column)
+        if _holds_weight_units(column):
+            continue  # no field's: read with the weight it gives the unit of (_weight_unit_column)
         names = {name: _name_score(column, name) for name in _FIELD_ORDER}
+        if _unit_tokens(column) is not None:
+            # its name may say office ("Unidade") or party, its values say a unit: they win,
+            # and a currency's codes under such a name are the currency by their values
+            names.update(dict.fromkeys(_NAMED_ONLY_FIELDS, 0.0))
         # a column its name gives to a field is no other field's by its values alone: a
         # consignee's code of 7 digits is not an HS code, a currency's ISO numbers (643, 840)
         # are not countries
@@ -1291,7 +1337,9 @@ def _is_a_name(column: Column) -> bool:
     return bool(set(column.words.split()) & _NAME_WORDS) and column.fit(r".*[^\W\d_].*") >= FITS
 
 
-def _propose(name: str, column: Column, timezone: str) -> Proposal:
+def _propose(name: str, column: Column, timezone: str, unit: Column | None = None) -> Proposal:
+    """The spec of ``name`` read from ``column`` (``unit``: the column giving each weight's
+    unit, ``_weight_unit_column``)."""
     kind = FIELDS_BY_NAME[name].kind
     spec: dict[str, Any] = {"column": column.name}
     checks: list[str] = []
@@ -1388,9 +1436,27 @@ def _propose(name: str, column: Column, timezone: str) -> Proposal:
                 unknown = [u for u in units if u not in _WEIGHT_UNITS]
                 if unknown:
                     checks.append(f"units not known: {', '.join(unknown)} (add them to units)")
-            elif unit := next((u for u in _UNIT_NAMES if u in column.words.split()), None):
-                spec["scale"] = _UNIT_NAMES[unit]
-                checks.append(f"{unit} read from the name: scale {_UNIT_NAMES[unit]} to kg")
+            elif unit is not None:
+                # before any unit the name or the numbers suggest: each row says its own
+                written = sorted({v.strip() for v in unit.values})
+                rest = {k: v for k, v in spec.items() if k != "column"}
+                # one key per unit: the mapping reads units whatever their case and refuses
+                # keys that tie (KG, Kg, kg: the draft did not parse), so as written when
+                # written one way, in lowercase when several
+                forms: dict[str, list[str]] = {}
+                for u in written:
+                    forms.setdefault(u.lower(), []).append(u)
+                units_read = {
+                    (spelt[0] if len(spelt) == 1 else key): _WEIGHT_UNITS[key]
+                    for key, spelt in sorted(forms.items())
+                }
+                spec = {"columns": [column.name, unit.name], **rest, "units": units_read}
+                checks.append(
+                    f"the unit of each weight read from {unit.name} ({', '.join(written)})"
+                )
+            elif named := next((u for u in _UNIT_NAMES if u in column.words.split()), None):
+                spec["scale"] = _UNIT_NAMES[named]
+                checks.append(f"{named} read from the name: scale {_UNIT_NAMES[named]} to kg")
             elif any(f" {g} " in f" {column.words} " for g in _GRAM_NAMES):
                 spec["scale"] = 0.001
                 checks.append("grams guessed (the name): scale 0.001 to kg")
@@ -2201,38 +2267,28 @@ def _fallbacks(
                 break
 
 
-def _weight_unit_column(
-    columns: list[Column],
-    chosen: dict[str, Column],
-    proposals: dict[str, Proposal],
-    used: set[str],
-) -> None:
-    """The weight read with the column beside it that holds its unit (``Weight`` + ``Weight
-    unit``: KG, G, LB), as ``columns: [...]`` with a ``units`` table. Unjoined, the grams
-    rows went in as kilograms and the unit column became a categorical input (probe)."""
-    weight, proposal = chosen.get("gross_weight_kg"), proposals.get("gross_weight_kg")
-    if weight is None or proposal is None:
-        return
-    spec = proposal.spec if isinstance(proposal.spec, dict) else {"column": proposal.spec}
-    if spec.get("units") or spec.get("scale") or spec.get("columns"):
-        return
-    for column in columns:
-        if column.name in used or not column.values:
-            continue
-        units = {v.strip().lower() for v in column.values}
-        if not units <= set(_WEIGHT_UNITS) or column.fit(r"\s*[A-Za-z]{1,6}\s*") < FITS:
-            continue
-        written = sorted({v.strip() for v in column.values})
-        proposal.spec = {
-            "columns": [spec["column"], column.name],
-            **{k: v for k, v in spec.items() if k != "column"},
-            "units": {u: _WEIGHT_UNITS[u.lower()] for u in written},
-        }
-        proposal.checks.append(
-            f"the unit of each weight read from {column.name} ({', '.join(written)})"
-        )
-        used.add(column.name)
-        return
+def _weight_unit_column(columns: list[Column], weight: Column, used: set[str]) -> Column | None:
+    """The column beside a weight holding the unit of each (``Weight`` + ``Weight unit``: KG,
+    G, LB; ``Peso`` + ``Unidade``), whatever its name: of the columns of units left, one whose
+    name shares a word with the weight's, else the nearest in the file. None when there is
+    none, or the weight's cells carry their own units. Unjoined, the grams rows went in as
+    kilograms and the unit column became a categorical input (probe), or the arrival office
+    (probe 27)."""
+    style = _number_style(weight)
+    if style is not None and style[2]:
+        return None  # 12 kg, 500 g: each cell says its own unit
+    units = [c for c in columns if c.name not in used and _unit_tokens(c) == "weight"]
+    if not units:
+        return None
+    place = {c.name: i for i, c in enumerate(columns)}
+    words = set(weight.words.split())
+    return min(
+        units,
+        key=lambda c: (
+            not set(c.words.split()) & words,
+            abs(place[c.name] - place[weight.name]),
+        ),
+    )
 
 
 # Currencies whose amounts are written in whole units, large (no minor unit in ISO 4217, or
@@ -2356,7 +2412,14 @@ def draft_mapping(
         chosen[name] = column
         used.add(column.name)
     _fallbacks(columns, chosen, used, results)
-    proposals = {name: _propose(name, column, timezone) for name, column in chosen.items()}
+    weight = chosen.get("gross_weight_kg")
+    unit = _weight_unit_column(columns, weight, used) if weight is not None else None
+    if unit is not None:
+        used.add(unit.name)
+    proposals = {
+        name: _propose(name, column, timezone, unit if name == "gross_weight_kg" else None)
+        for name, column in chosen.items()
+    }
     value = chosen.get("declared_value")
     money = _money(value) if value is not None else None
     if money is not None and "currency" not in proposals:
@@ -2378,7 +2441,6 @@ def draft_mapping(
         proposals["currency"] = Proposal(
             {"value": named}, [f"{named} read from the name of {value.name}: every row in it"]
         )
-    _weight_unit_column(columns, chosen, proposals, used)
     _dot_groups_of_three(chosen, proposals)
     _other_goods_values(columns, proposals, used)
     for name, column in chosen.items():

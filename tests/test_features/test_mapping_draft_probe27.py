@@ -1,0 +1,156 @@
+"""`mapping draft` on a Portuguese export (probe 27): a weight's unit in a column of its own is
+read with the weight whatever the column is called, and is never the arrival office; a
+currency's codes are never an office either."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from features.intake.draft import draft_mapping
+from features.intake.mapping import apply_mapping, parse_mapping_text
+
+N = 120
+
+
+def _comma(value: float, places: int) -> str:
+    return f"{value:.{places}f}".replace(".", ",")
+
+
+def _portuguese(unit_column: str = "Unidade", seed: int = 27, **more: list[str]) -> pd.DataFrame:
+    """A Portugal-style export: weights in grams for the post, in kilograms otherwise, the unit
+    of each in ``unit_column`` (g, kg, KG, Kg)."""
+    rng = np.random.default_rng(seed)
+    post = np.arange(N) % 2 == 0
+    kg = rng.uniform(0.1, 3.0, N)
+    return pd.DataFrame(
+        {
+            "N_Declaracao": [f"PT26{i:08d}" for i in range(N)],
+            "Data_Registo": [f"{1 + i % 28:02d}/09/2026" for i in range(N)],
+            "Estancia": rng.choice(["PT-LIS-AER", "PT-OPO-AER", "PT-LIS-CTT"], N),
+            "Via": np.where(post, "Correio", "Expresso"),
+            "Pais_Origem": rng.choice(["CHN", "TUR", "USA"], N),
+            "Codigo_Pautal": rng.choice(["61091000", "85044000", "64039900"], N),
+            "Peso": [
+                str(round(w * 1000)) if p else _comma(w, 3) for w, p in zip(kg, post, strict=True)
+            ],
+            unit_column: np.where(post, "g", rng.choice(["kg", "KG", "Kg"], N)),
+            "Valor": [_comma(v, 2) for v in rng.uniform(5, 80, N)],
+            "Moeda": rng.choice(["EUR", "USD"], N),
+            **more,
+        }
+    ).astype("string")
+
+
+def _columns(raw: pd.DataFrame, **kwargs) -> dict:
+    return yaml.safe_load(draft_mapping(raw, **kwargs).text)["columns"]
+
+
+def _line(text: str, field: str) -> str:
+    return next(line for line in text.splitlines() if line.startswith(f"  {field}:"))
+
+
+# --- finding 1: a weight's unit column ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("unit_column", ["Unidade", "Unidade_Peso", "Unid", "UoM", "Medida"])
+def test_a_weights_unit_column_is_read_with_it_whatever_its_name(unit_column: str) -> None:
+    """Named "Unidade", the unit column was drafted as the arrival office and every gram read
+    as a kilogram, no CHECK on either line; named "Unid" it was paired (probe 27)."""
+    draft = draft_mapping(_portuguese(unit_column))
+    columns = yaml.safe_load(draft.text)["columns"]
+    assert columns["gross_weight_kg"] == {
+        "columns": ["Peso", unit_column],
+        "decimal": ",",
+        "units": {"g": 0.001, "kg": 1.0},
+    }
+    assert f"CHECK: the unit of each weight read from {unit_column}" in _line(
+        draft.text, "gross_weight_kg"
+    )
+    assert columns["arrival_office"] == "Estancia"  # the Portuguese office, not the unit
+    assert unit_column not in draft.extras
+
+
+def test_the_drafted_weights_are_kilograms_row_by_row() -> None:
+    raw = _portuguese()
+    mapping = parse_mapping_text(draft_mapping(raw).text)
+    declarations, _ = apply_mapping(raw, mapping)
+    grams = raw["Unidade"] == "g"
+    expected = raw["Peso"].str.replace(",", ".").astype(float)
+    expected[grams] = expected[grams] / 1000
+    assert declarations["gross_weight_kg"].to_numpy() == pytest.approx(expected.to_numpy())
+    assert declarations["gross_weight_kg"].max() < 3.01
+
+
+def test_a_unit_column_is_never_the_arrival_office_even_with_none_other() -> None:
+    """A column of units named for an office leaves the office a TODO (ingest refuses the
+    draft naming it), never the units."""
+    raw = _portuguese().drop(columns="Estancia")
+    draft = draft_mapping(raw)
+    assert "arrival_office" not in draft.mapped
+    assert "arrival_office" in draft.missing
+    assert "# arrival_office: TODO" in draft.text
+
+
+def test_a_unit_column_wins_over_grams_guessed_from_the_numbers() -> None:
+    """Mostly grams in whole numbers were read as grams on every row (scale 0.001), the few
+    kilogram rows too, and the unit column left an extra."""
+    raw = _portuguese()
+    kilos = np.arange(N) % 10 == 1
+    raw["Unidade"] = np.where(kilos, "kg", "g")
+    raw["Peso"] = np.where(kilos, "2", raw["Peso"].where(~kilos, "0"))
+    raw.loc[~kilos, "Peso"] = [str(300 + i) for i in range(int((~kilos).sum()))]
+    spec = _columns(raw)["gross_weight_kg"]
+    assert spec == {"columns": ["Peso", "Unidade"], "units": {"g": 0.001, "kg": 1.0}}
+
+
+def test_the_unit_column_named_like_the_weight_is_taken_over_a_nearer_one() -> None:
+    raw = _portuguese("Unidade_Peso")
+    raw.insert(raw.columns.get_loc("Peso") + 1, "Unidade_Volume", "kg")
+    columns = _columns(raw)
+    assert columns["gross_weight_kg"]["columns"] == ["Peso", "Unidade_Peso"]
+
+
+def test_a_single_code_that_is_also_a_unit_stays_its_fields_code() -> None:
+    """One value alone, under a name that says no unit, may be a code: "G" (gift) under
+    "Tipo" is the category, not the weight's unit."""
+    raw = _portuguese().drop(columns="Unidade")
+    raw["Peso"] = [_comma(w, 3) for w in np.linspace(0.2, 2.5, N)]
+    raw["Tipo"] = "G"
+    columns = _columns(raw)
+    assert columns["category"] == {"column": "Tipo", "values": {"G": "gift"}}
+    assert columns["gross_weight_kg"] == {"column": "Peso", "decimal": ","}
+
+
+def test_units_without_a_weight_are_no_field() -> None:
+    raw = _portuguese().drop(columns="Peso")
+    draft = draft_mapping(raw)
+    assert "Unidade" not in draft.mapped.values()
+    assert "gross_weight_kg" not in draft.mapped
+
+
+# --- the same for a currency in a column of its own ---------------------------------------------
+
+
+@pytest.mark.parametrize("currency_column", ["Unidade_Monetaria", "Unidade"])
+def test_currency_codes_under_an_offices_name_are_the_currency(currency_column: str) -> None:
+    """ "Unidade_Monetaria" (EUR, USD, €) was drafted as the arrival office, without a CHECK,
+    and the currency left a TODO."""
+    raw = _portuguese().drop(columns=["Moeda", "Unidade"])
+    raw[currency_column] = np.random.default_rng(1).choice(["EUR", "USD", "€"], N)
+    draft = draft_mapping(raw)
+    columns = yaml.safe_load(draft.text)["columns"]
+    assert columns["arrival_office"] == "Estancia"
+    assert columns["currency"]["column"] == currency_column
+    assert "chosen by its values alone" in _line(draft.text, "currency")
+    without_office = draft_mapping(raw.drop(columns="Estancia"))
+    assert "arrival_office" in without_office.missing
+    assert without_office.mapped["currency"] == currency_column
+
+
+def test_a_currency_column_named_for_it_stays_the_currency() -> None:
+    columns = _columns(_portuguese())
+    assert columns["currency"] == "Moeda"
+    assert columns["arrival_office"] == "Estancia"

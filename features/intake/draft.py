@@ -185,7 +185,8 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
     ),
     "revenue_recovered": (
         "revenue", "revenue recovered", "recovered", "droits", "droits recup", "duties",
-        "duty", "tax", "taxes", "tributo", "tributos", "derechos", "abgaben", "recouvre",
+        "duty", "tax", "taxes", "tributo", "tributos", "derechos", "direitos", "diritti",
+        "abgaben", "recouvre",
         "redressement", "kwota naleznosci", "naleznosci", "tahsil edilen", "deuda liquidada",
         "deuda", "liquidacion", "cuota liquidada",
     ),
@@ -749,6 +750,11 @@ def _name_score(column: Column, name: str) -> float:
     # drafted as the arrival office (probe 11): an office of origin never is
     if name == "arrival_office" and parts & _DEPARTURE_WORDS:
         return 0.0
+    # an amount a control recovered is the result's, never what was declared: "Valor_Recuperado"
+    # holds "valor", the declared value's name, and was not the declared value (probe 27)
+    recovered = bool(parts & _RECOVERED_WORDS)
+    if recovered and FIELDS_BY_NAME[name].scope == "declaration":
+        return 0.0
     best = 0.0
     for synonym in SYNONYMS.get(name, ()):
         if words == synonym:
@@ -760,6 +766,10 @@ def _name_score(column: Column, name: str) -> float:
     # a net weight is the weight only when there is no gross one
     if name == "gross_weight_kg" and "net" in parts and "gross" not in parts:
         best *= 0.7
+    # a recovered amount is revenue however the amount is called (direitos, receita, valor,
+    # importo): one list of participles, not every language's name for each amount
+    if name == "revenue_recovered" and recovered:
+        best = max(best, 0.8)
     return best
 
 
@@ -1933,11 +1943,17 @@ _RESULT_FIELDS = ("illicit", "offence_type", "inspected", "inspected_at")
 
 # Words saying an amount was recovered by a control (revenue alone is named with words, such
 # as tax or duty, that declared amounts share): "Tributo Recuperado" was kept as an extra
-# (probe, 2026-12)
+# (probe, 2026-12). Every gender and number of the participle: Portuguese
+# "Direitos_Recuperados", "Receita_Recuperada" and "Valor_Recuperado" went unmapped from a
+# results draft, the first two read as no field at all (probe 27)
 _RECOVERED_WORDS = frozenset({
-    "recovered", "recuperado", "recuperada", "recuperados", "recouvre", "recouvres",
-    "redressement", "recupere", "nachforderung", "nacherhebung", "accertati", "accertato",
-    "доначислено", "доначисленные", "追征税款", "补税金额", "补征税款", "추징세액", "liquidada",
+    "recovered", "recuperado", "recuperada", "recuperados", "recuperadas", "recouvre",
+    "recouvres", "recouvree", "recouvrees", "redressement", "redresse", "redresses",
+    "recupere", "recuperes", "recuperee", "recuperees", "recuperato", "recuperata",
+    "recuperati", "recuperate", "nachforderung", "nacherhebung", "nachgefordert",
+    "nachgeforderte", "nacherhoben", "nacherhobene", "zuruckgefordert", "nagevorderd",
+    "teruggevorderd", "accertati", "accertato", "доначислено", "доначисленные", "追征税款",
+    "补税金额", "补征税款", "추징세액", "liquidada",
 })  # fmt: skip
 
 
@@ -1951,6 +1967,21 @@ def _named_as_result(column: Column) -> str | None:
     if not named and words & _RECOVERED_WORDS:
         return "revenue_recovered"
     return named[0] if named else None
+
+
+def _why_left_out_of_results(column: Column) -> str:
+    """Why a results draft leaves a column out: named like an outcome field it did not map
+    (said so, as a result to map if it is one: "a results mapping keeps none" was said of the
+    recovered duties, an outcome, probe 27), else no extras in a results mapping."""
+    named = [name for name in _OUTCOMES if _name_score(column, name) >= 0.6]
+    result = named[0] if named else _named_as_result(column)
+    if result is None:
+        return "a results mapping keeps no extras"
+    values = ", ".join(sorted(set(column.values))[:4])
+    return (
+        f"named like {result}, a result this draft did not map: map it as {result} if it is "
+        f"one (values {values})"
+    )
 
 
 # Words naming what happens to a declaration after it is lodged (its release, clearance, the
@@ -2515,7 +2546,7 @@ def draft_mapping(
         entry = None if results or recorded else _extra(column, position, taken, currency)
         if entry is None:
             # the name as YAML writes it: a name holding a line break stays inside the comment
-            why = "a results mapping keeps none" if results else recorded or _why_ignored(column)
+            why = _why_left_out_of_results(column) if results else recorded or _why_ignored(column)
             ignored.append(f"{_flow(column.name)} ({why})")
             continue
         extra_lines.append(entry)

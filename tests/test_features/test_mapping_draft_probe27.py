@@ -1,6 +1,8 @@
 """`mapping draft` on a Portuguese export (probe 27): a weight's unit in a column of its own is
 read with the weight whatever the column is called, and is never the arrival office; a
-currency's codes are never an office either."""
+currency's codes are never an office either; recovered duties, revenue or value are
+``revenue_recovered`` in every language of the table, never the declared value, and a results
+draft that leaves a result out says so."""
 
 from __future__ import annotations
 
@@ -154,3 +156,91 @@ def test_a_currency_column_named_for_it_stays_the_currency() -> None:
     columns = _columns(_portuguese())
     assert columns["currency"] == "Moeda"
     assert columns["arrival_office"] == "Estancia"
+
+
+# --- finding 3: recovered duties, revenue, value ------------------------------------------------
+
+
+def _results(column: str, seed: int = 3) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    illicit = rng.random(N) < 0.3
+    return pd.DataFrame(
+        {
+            "N_Declaracao": [f"PT26{i:08d}" for i in range(N)],
+            "Data_Controlo": [f"{1 + i % 28:02d}/10/2026" for i in range(N)],
+            "Resultado": np.where(illicit, "Irregular", "Conforme"),
+            column: [
+                _comma(v, 2) if i else "0,00"
+                for v, i in zip(rng.uniform(1, 90, N), illicit, strict=True)
+            ],
+        }
+    ).astype("string")
+
+
+@pytest.mark.parametrize(
+    "column",
+    [
+        "Direitos_Recuperados",  # pt
+        "Valor_Recuperado",
+        "Receita_Recuperada",
+        "Tributo_Recuperado",
+        "Impostos_Recuperados",
+        "Droits_Recuperes",  # fr
+        "Montant_Recupere",
+        "Derechos_Recuperados",  # es
+        "Importe_Recuperado",
+        "Diritti_Recuperati",  # it
+        "Importo_Recuperato",
+        "Nachgeforderte_Abgaben",  # de
+        "Recovered_Value",  # en
+    ],
+)
+def test_recovered_revenue_is_drafted_in_a_results_mapping(column: str) -> None:
+    """ "# not mapped: Direitos_Recuperados (a results mapping keeps none)": the recovered
+    duties, an outcome, were left out of the results mapping (probe 27)."""
+    draft = draft_mapping(_results(column), results=True)
+    assert yaml.safe_load(draft.text)["columns"]["revenue_recovered"] == {
+        "column": column,
+        "decimal": ",",
+    }
+    assert "keeps none" not in draft.text
+
+
+def test_recovered_duties_are_revenue_in_a_history_draft_too() -> None:
+    raw = _portuguese(Direitos_Recuperados=[_comma(v, 2) for v in np.linspace(0, 40, N)])
+    assert _columns(raw)["revenue_recovered"]["column"] == "Direitos_Recuperados"
+
+
+def test_the_declared_value_and_the_recovered_value_are_told_apart() -> None:
+    """ "Valor" is the declared value, "Valor_Recuperado" the result: whichever comes first."""
+    recovered = [_comma(v, 2) for v in np.linspace(0, 40, N)]
+    for raw in (
+        _portuguese(Valor_Recuperado=recovered),
+        _portuguese(Valor_Recuperado=recovered)[["Valor_Recuperado", *_portuguese().columns]],
+    ):
+        columns = _columns(raw)
+        assert columns["declared_value"] == {"column": "Valor", "decimal": ","}
+        assert columns["revenue_recovered"]["column"] == "Valor_Recuperado"
+
+
+def test_a_recovered_value_alone_is_never_the_declared_value() -> None:
+    raw = _portuguese(Valor_Recuperado=[_comma(v, 2) for v in np.linspace(0, 40, N)])
+    draft = draft_mapping(raw.drop(columns="Valor"))
+    assert draft.mapped.get("declared_value") != "Valor_Recuperado"
+    assert "declared_value" in draft.missing
+    assert draft.mapped["revenue_recovered"] == "Valor_Recuperado"
+
+
+def test_a_results_draft_says_which_column_it_left_out_looks_like_a_result() -> None:
+    raw = _results("Direitos_Recuperados")
+    raw["Valor_Recuperado"] = raw["Direitos_Recuperados"]
+    raw["Observacoes"] = [f"nota {i % 7}" for i in range(N)]
+    draft = draft_mapping(raw, results=True)
+    assert draft.mapped["revenue_recovered"] == "Direitos_Recuperados"
+    left = draft.text.split("# not mapped: ", 1)[1]
+    assert (
+        "Valor_Recuperado (named like revenue_recovered, a result this draft did not map: map "
+        "it as revenue_recovered if it is one" in left
+    )
+    assert "Observacoes (a results mapping keeps no extras)" in left
+    assert "keeps none" not in draft.text

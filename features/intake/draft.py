@@ -155,7 +155,7 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
     "currency": ("currency", "devise", "moneda", "moeda", "wahrung", "ccy", "cur", "valuta",
                  "divisa", "monnaie"),
     "category": ("category", "nature", "type", "categoria", "kategorie", "tipo", "art",
-                 "transaction type", "nature transaction"),
+                 "transaction type", "nature transaction", "natureza"),
     "ioss_prepaid": ("ioss", "ioss prepaid", "vat prepaid", "prepaid"),
     "aeo_operator": ("aeo", "oea", "aeo operator", "trusted trader", "zwb"),
     "inspected": (
@@ -170,6 +170,7 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
         "inspected on", "inspection time", "control time", "data kontroli", "muayene tarihi",
         "fecha revision", "fecha inspeccion", "control at", "controlled at", "controlled on",
         "date of control", "checked", "fecha del control", "fecha de control",
+        "data controlo", "data do controlo", "data de controlo",  # European Portuguese
     ),
     "illicit": (
         "illicit", "result", "resultat", "resultado", "ergebnis", "fraud", "fraude", "hit",
@@ -351,6 +352,7 @@ _CODE_WORDS: dict[str, dict[str, str]] = {
         "kurier": "courier", "paket": "postal", "brief": "postal",
         "remessa expressa": "express", "encomenda expressa": "express",
         "remessa postal": "postal", "corriere": "courier", "corriere espresso": "express",
+        "estafeta": "courier", "ctt": "postal",  # Portugal: a courier; its postal operator
         "spedizione postale": "postal", "pacco postale": "postal",
         "sea": "sea", "maritime": "sea", "mar": "sea", "maritimo": "sea", "ship": "sea",
         "air": "air", "aerien": "air", "aereo": "air", "luft": "air", "rail": "rail",
@@ -364,6 +366,7 @@ _CODE_WORDS: dict[str, dict[str, str]] = {
         "geschenk": "gift", "sample": "sample", "echantillon": "sample", "muestra": "sample",
         "amostra": "sample", "muster": "sample", "return": "return", "retour": "return",
         "devolucion": "return", "devolucao": "return", "ruckware": "return",
+        "venda": "merchandise", "oferta": "gift", "mercadoria": "merchandise",
         "documents": "documents", "document": "documents", "docs": "documents", "doc": "documents",
         # UPU CN22/CN23 content categories (ITMATT), by code and by words
         "91": "merchandise", "31": "gift", "32": "documents", "21": "sample", "11": "return",
@@ -392,6 +395,10 @@ _CODE_WORDS: dict[str, dict[str, str]] = {
         "origine": "origin_misdeclared", "origen": "origin_misdeclared",
         "vague": "vague_description", "description": "vague_description", "other": "other",
         "autre": "other", "otro": "other", "outro": "other",
+        # European Portuguese (probe 27's export)
+        "subfaturacao": "undervaluation", "subavaliacao": "undervaluation",
+        "classificacao": "misclassification", "proibido": "prohibited",
+        "fracionamento": "split_shipment", "origem": "origin_misdeclared",
     },
     "selection_reason": {
         "random": "random", "alea": "random", "aleatoire": "random", "aleatorio": "random",

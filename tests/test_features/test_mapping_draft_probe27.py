@@ -244,3 +244,34 @@ def test_a_results_draft_says_which_column_it_left_out_looks_like_a_result() -> 
     )
     assert "Observacoes (a results mapping keeps no extras)" in left
     assert "keeps none" not in draft.text
+
+
+def test_european_portuguese_codes_and_names_are_read() -> None:
+    """The rest of probe 27's export: CTT (Portugal's post) and ESTAFETA (a courier), the
+    category as Natureza (Venda, Oferta), the result's date as Data_Controlo (Portugal's
+    spelling) and its offence codes: each was a TODO or a refusal to fill in by hand."""
+    n = 40
+    more = {
+        "Via": (["CTT", "ESTAFETA", "Expresso", "CTT"] * n)[:N],
+        "Natureza": (["Venda", "Oferta", "Amostra", "Venda"] * n)[:N],
+        "Controlado": (["S", "N", "N", "N"] * n)[:N],
+        "Data_Controlo": (["03/09/2026", "", "", ""] * n)[:N],
+        "Resultado": (["Irregular", "", "", ""] * n)[:N],
+        "Infracao": (["SUBFATURACAO", "", "", ""] * (n // 2) + ["PROIBIDO", "", "", ""] * n)[:N],
+    }
+    columns = _columns(_portuguese(**more))
+    assert columns["channel"]["values"] == {
+        "CTT": "postal",
+        "ESTAFETA": "courier",
+        "Expresso": "express",
+    }
+    assert columns["category"]["values"] == {
+        "Amostra": "sample",
+        "Oferta": "gift",
+        "Venda": "merchandise",
+    }
+    assert columns["inspected_at"]["column"] == "Data_Controlo"
+    assert columns["offence_type"]["values"] == {
+        "PROIBIDO": "prohibited",
+        "SUBFATURACAO": "undervaluation",
+    }

@@ -4,19 +4,23 @@ Builds a SQLite decision store per size (``--sizes``) of synthetic decisions wri
 store API: the generator's declarations as the contract's JSON, a feature vector of 99 values
 (counts and codes, flags, amounts with some missing: packed as the service packs them), a lane
 policy, two model versions and thresholds versions (a promotion mid-period), and the results of
-the red and exploration parcels stored with ``serving.outcomes.store_outcomes``. Then, in a
-process of its own per size, what ``monitor_store`` does between the registry and the report:
-``read_period`` of the period (feature vectors sampled to ``DRIFT_VECTORS``) and of the period
-before it (empty here), ``read_lane_counts`` and ``monitor_period``, against a stand-in champion
-(its thresholds, manifest fingerprint and a training reference of the same 99 features), not an
-MLflow one: loading a bundle costs the same whatever the period, and training one would take
-longer than the measurement. Reported per size: wall time, peak RSS (VmHWM) and KB per decision,
-the peak above an empty period's (the same process, a period holding no decision) over N; KB per
-added decision, the peak's growth from the size before over the decisions added (the vectors
-stop growing at ``DRIFT_VECTORS``: beyond it, this is what a longer period costs); and the read
-frame's own bytes (``memory_usage(deep=True)``).
+the red and exploration parcels stored with ``serving.outcomes.store_outcomes``. With
+``--previous`` the store also holds as many decisions in the period of the same length before
+(a month-over-month run reads both). Then, in a process of its own per size, the CLI's own
+``serving.monitor.cli.monitor_store`` (the period, its lane counts, the model versions that
+decided it, the period before, ``monitor_period``) and the HTML report it renders, against a
+stand-in champion (its thresholds, manifest fingerprint and a training reference of the same
+99 features) put where the registry's would be, not an MLflow one: loading a bundle costs the
+same whatever the period, and training one would take longer than the measurement. Reported
+per size: wall time; the reads' times and frames' bytes (``memory_usage(deep=True)``), the
+monitor's and the report's time; peak RSS (VmHWM) and KB per decision, the peak above an empty
+period's (the same process, a period holding no decision) over N; KB per added decision, the
+peak's growth from the size before over the decisions added (the vectors stop growing at
+``DRIFT_VECTORS``: beyond it, this is what a longer period costs); and the SHA-256 of the
+summary JSON as the CLI writes it (the same store must give the same hash before and after a
+change that should compute the same figures).
 
-    python -P benchmarks/monitor_scale.py [--sizes 100000 300000] [--stores DIR]
+    python -P benchmarks/monitor_scale.py [--sizes 100000 300000] [--previous] [--stores DIR]
 
 ``--stores DIR`` keeps the stores there and reuses them (the same seed makes the same store),
 so a before/after comparison reads the same files.
@@ -95,9 +99,10 @@ def _champion():
     )
 
 
-def build_store(db: Path, n: int, days: int, seed: int) -> dict[str, str]:
+def build_store(db: Path, n: int, days: int, seed: int, previous: bool = False) -> dict[str, str]:
     """``n`` decisions declared over ``days`` days from 2026-03-01, and the results of the red
-    and exploration parcels; the period that holds them."""
+    and exploration parcels; the period that holds them. ``previous``: as many again declared
+    over the ``days`` days before (the period returned is the later one)."""
     import numpy as np
     import pandas as pd
 
@@ -108,7 +113,14 @@ def build_store(db: Path, n: int, days: int, seed: int) -> dict[str, str]:
     from serving.scoring import declarations_as_json
     from serving.store import open_outcome_store, open_store
 
-    declarations, _ = generate(SyntheticParams(seed=seed, parcels=n, days=days, start="2026-03-01"))
+    periods = 2 if previous else 1
+    first = pd.Timestamp("2026-03-01") - pd.Timedelta(days=days * (periods - 1))
+    declarations, _ = generate(
+        SyntheticParams(
+            seed=seed, parcels=n * periods, days=days * periods, start=first.strftime("%Y-%m-%d")
+        )
+    )
+    n = len(declarations)
     declarations = declarations.drop(columns=[c for c in declarations if c in OUTCOME_COLUMNS])
     rng = np.random.default_rng(seed)
     policies = [
@@ -116,7 +128,8 @@ def build_store(db: Path, n: int, days: int, seed: int) -> dict[str, str]:
                     "exploration_rate": rate, "exploration_seed_version": "9c2e41d0a7b3f865"})
         for rate in (0.02, 0.025)
     ]  # fmt: skip
-    promoted = int(n * 0.3)  # the first 30% decided by the previous champion
+    # the first 30% of the (last) period decided by the previous champion
+    promoted = int(n * (0.65 if previous else 0.3))
     store = open_store(db)
     inspected: list[tuple[str, str, bool]] = []
     try:
@@ -182,42 +195,79 @@ def build_store(db: Path, n: int, days: int, seed: int) -> dict[str, str]:
     finally:
         store.close()
     since = pd.Timestamp(declarations["declared_at"].min()).normalize()
+    since += pd.Timedelta(days=days * (periods - 1))
     until = pd.Timestamp(declarations["declared_at"].max()).normalize() + pd.Timedelta(days=1)
     return {"since": since.isoformat(), "until": until.isoformat()}
 
 
 def measure(db: str, since: str, until: str) -> dict[str, float]:
-    """``monitor_store``'s path without the registry on [since, until) (in this process)."""
+    """``parcelrisk monitor`` on [since, until) (in this process): ``monitor_store`` with the
+    stand-in champion where the registry's would be, then the report the CLI renders."""
+    import hashlib
+
     import pandas as pd
 
-    from features.params import MonitorParams
-    from serving.auditor.disparity import read_lane_counts
-    from serving.monitor.compute import lane_targets_of, monitor_period
-    from serving.monitor.data import DRIFT_VECTORS, read_period
+    import serving.monitor.data as data
+    from features.errors import ParcelriskError
+    from features.params import Settings
+    from serving.monitor.cli import _clean, monitor_store
+    from serving.monitor.report import render_report
 
+    settings = Settings()
     champion = _champion()
-    info = {"name": "parcel-risk", "version": "7", "run_id": "r" * 32, "alias": "champion"}
-    start, end = pd.Timestamp(since), pd.Timestamp(until)
+    old_thresholds = {"thr-" + "b" * 12: (0.03, 0.07)}
+
+    def champion_bundle(tracking_uri, name, alias):
+        return champion, {"name": name, "version": "7", "run_id": "r" * 32, "alias": alias}, None
+
+    def earlier_targets(client, name, versions):
+        # the previous champion's run holds its thresholds version's targets
+        return old_thresholds if (name, "6") in versions else {}
+
+    reads: list[dict[str, float]] = []
+    read_period = data.read_period
+
+    def timed_read(*args, **kwargs):
+        started = time.perf_counter()
+        frame = read_period(*args, **kwargs)
+        mb = frame.memory_usage(deep=True).sum() / 2**20
+        reads.append({"s": time.perf_counter() - started, "rows": len(frame), "mb": mb})
+        return frame
+
+    # monitor_store imports these from serving.monitor.data when called
+    data.load_champion_bundle = champion_bundle
+    data.lane_targets_of_versions = earlier_targets
+    data.read_lane_targets = lambda client, run_id: {}
+    data.read_period = timed_read
     started = time.perf_counter()
-    frame = read_period(db, start.strftime(STORED), end.strftime(STORED), None, DRIFT_VECTORS)
-    read_s = time.perf_counter() - started
-    out = {"decisions": len(frame), "read_s": round(read_s, 2)}
-    if frame.empty:
-        return out
-    out["frame_mb"] = round(frame.memory_usage(deep=True).sum() / 2**20, 1)
-    counts = read_lane_counts(
-        db, declared_from=start.strftime(STORED), declared_to=end.strftime(STORED)
-    )
-    previous = read_period(
-        db, (start - (end - start)).strftime(STORED), start.strftime(STORED),
-        vectors_at_most=DRIFT_VECTORS,
-    )  # fmt: skip
-    targets = lane_targets_of(champion, {"thr-" + "b" * 12: (0.03, 0.07)})
-    summary = monitor_period(
-        frame, counts, champion, info, targets, start, end, MonitorParams(), previous
-    )
+    try:
+        summary, _, _ = monitor_store(db, pd.Timestamp(since), pd.Timestamp(until), settings)
+    except ParcelriskError:  # an empty period: the imports, the champion and what reads it
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot  # the report's, in the baseline too
+
+        return {"decisions": 0}
+    out: dict[str, float | str] = {"decisions": summary["decisions"]}
+    out["read_s"] = round(reads[0]["s"], 2)
+    out["frame_mb"] = round(reads[0]["mb"], 1)
+    if len(reads) > 1:
+        out["previous_decisions"] = reads[1]["rows"]
+        out["previous_read_s"] = round(reads[1]["s"], 2)
+        out["previous_frame_mb"] = round(reads[1]["mb"], 1)
     out["monitor_s"] = round(time.perf_counter() - started, 2)
     out["alerts"] = len(summary["alerts"])
+    started = time.perf_counter()
+    live = summary["drift"].pop("score_live", [])
+    render_report(
+        {**summary, "drift": {**summary["drift"], "score_live": live}},
+        champion.reference.score,
+        settings.monitor,
+    )
+    out["report_s"] = round(time.perf_counter() - started, 2)
+    text = json.dumps(_clean(summary), indent=1)  # as the CLI writes summary.json
+    out["summary_sha256"] = hashlib.sha256(text.encode()).hexdigest()[:16]
     return out
 
 
@@ -245,6 +295,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--stores", type=Path, help="keep (and reuse) the stores here")
     parser.add_argument(
+        "--previous",
+        action="store_true",
+        help="the store also holds as many decisions in the period before (month over month)",
+    )
+    parser.add_argument(
         "--measure", nargs=3, metavar=("DB", "SINCE", "UNTIL"), help=argparse.SUPPRESS
     )
     args = parser.parse_args()
@@ -265,12 +320,15 @@ def main() -> None:
         results: dict[str, object] = {"days": args.days, "features": FEATURES, "sizes": {}}
         baseline = previous = None
         for n in sorted(args.sizes):
-            db = where / f"decisions-{n}-{args.days}d-seed{args.seed}.db"
+            before = "-previous" if args.previous else ""
+            db = where / f"decisions-{n}-{args.days}d-seed{args.seed}{before}.db"
             period_file = db.with_suffix(".period.json")
             started = time.perf_counter()
             if not period_file.exists():
                 db.unlink(missing_ok=True)
-                period_file.write_text(json.dumps(build_store(db, n, args.days, args.seed)))
+                period_file.write_text(
+                    json.dumps(build_store(db, n, args.days, args.seed, args.previous))
+                )
                 build_s = round(time.perf_counter() - started, 1)
             else:
                 build_s = None  # reused

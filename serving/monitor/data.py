@@ -20,26 +20,32 @@ if TYPE_CHECKING:
 
 # A declaration scored twice (a resubmission) counts once, as first scored: the monitor reads
 # traffic, and traffic is declarations. Its result, where one is stored, joined beside it. No
-# ids: nothing computed from a period names a decision, and they held ~0.06 KB of each.
+# ids: nothing computed from a period names a decision, and they held ~0.06 KB of each. The
+# window's subquery reads only what the frame holds, the JSON documents' two numbers and flag
+# read there: under ``SELECT *`` SQLite's sort for ROW_NUMBER carried every row's declaration
+# JSON and feature vector (``benchmarks/monitor_scale.py``).
 _PERIOD = """
-SELECT d.declared_at, d.manifest_fingerprint, d.model_name,
-       d.model_version, d.thresholds_version, {exploration_rate} AS exploration_rate,
-       {aeo_risk_discount} AS aeo_risk_discount, d.risk, d.expected_revenue, d.lane,
-       d.exploration, {features} AS features,
-       {aeo} AS aeo_operator,
-       {outcome_columns}
+SELECT {columns}
 FROM (
-    SELECT *, ROW_NUMBER() OVER (PARTITION BY declaration_id ORDER BY scored_at, seq) AS n
+    SELECT declaration_id, declared_at, seq, {decided},
+           ROW_NUMBER() OVER (PARTITION BY declaration_id ORDER BY scored_at, seq) AS n
     FROM decisions WHERE declared_at >= {p} AND declared_at < {p}
 ) AS d {outcome_join}
 WHERE d.n = 1
 ORDER BY d.declared_at{order}, d.seq{order}{limit}
 """
+# read_period's frame, in order; the last three from the results
+PERIOD_COLUMNS = (
+    "declared_at", "manifest_fingerprint", "model_name", "model_version", "thresholds_version",
+    "exploration_rate", "aeo_risk_discount", "risk", "expected_revenue", "lane", "exploration",
+    "features", "aeo_operator", "has_result", "illicit", "revenue_recovered",
+)  # fmt: skip
 _WITH_OUTCOMES = (
-    "o.declaration_id IS NOT NULL AS has_result, o.illicit, o.revenue_recovered",
+    {"has_result": "o.declaration_id IS NOT NULL", "illicit": "o.illicit",
+     "revenue_recovered": "o.revenue_recovered"},
     f"LEFT JOIN {CURRENT_RESULTS} AS o ON o.declaration_id = d.declaration_id",
-)
-_WITHOUT_OUTCOMES = ("0 AS has_result, NULL AS illicit, NULL AS revenue_recovered", "")
+)  # fmt: skip
+_WITHOUT_OUTCOMES = ({"has_result": "0", "illicit": "NULL", "revenue_recovered": "NULL"}, "")
 _DECLARED_IN = "SELECT COUNT(*) FROM decisions WHERE declared_at >= {p} AND declared_at < {p}"
 # Feature vectors a monitor compares with the reference at most, per period read: PSI over
 # ten bins is as sure of 250,000 as of millions, and a week at a million decisions a day held
@@ -87,18 +93,25 @@ def read_period(
         if vectors_at_most is not None:
             _, ((declared,),) = store.query(_DECLARED_IN, (declared_from, declared_to))
             every = max(1, math.ceil(int(declared) / max(1, vectors_at_most)))
-        columns, join = _WITH_OUTCOMES if "outcomes" in tables else _WITHOUT_OUTCOMES
-        query = _PERIOD.format(
-            outcome_columns=columns,
-            outcome_join=join,
-            aeo=store.json_text("d.declaration_json", "aeo_operator"),
-            exploration_rate=store.json_text("d.lane_policy", "exploration_rate"),
-            aeo_risk_discount=store.json_text("d.lane_policy", "aeo_risk_discount"),
+        results, join = _WITH_OUTCOMES if "outcomes" in tables else _WITHOUT_OUTCOMES
+        # read in the subquery: a document's numbers, not the document, go through its sort
+        decided = {
+            "exploration_rate": store.json_text("lane_policy", "exploration_rate"),
+            "aeo_risk_discount": store.json_text("lane_policy", "aeo_risk_discount"),
+            "aeo_operator": store.json_text("declaration_json", "aeo_operator"),
             # seq modulo k in integer arithmetic: '%' is psycopg's placeholder mark, and
             # SQLite's mod() is an optional build
-            features="d.features"
+            "features": "features"
             if every == 1
-            else f"CASE WHEN d.seq - (d.seq / {every}) * {every} = 0 THEN d.features END",
+            else f"CASE WHEN seq - (seq / {every}) * {every} = 0 THEN features END",
+        }
+        own = [c for c in PERIOD_COLUMNS if c not in results and c != "declared_at"]
+        query = _PERIOD.format(
+            columns=", ".join(
+                f"{results[c] if c in results else 'd.' + c} AS {c}" for c in PERIOD_COLUMNS
+            ),
+            decided=", ".join(f"{decided.get(c, c)} AS {c}" for c in own),
+            outcome_join=join,
             p="{p}",
             order=" DESC" if newest is not None else "",
             limit=f" LIMIT {int(newest)}" if newest is not None else "",
@@ -108,18 +121,8 @@ def read_period(
             parts.append(_typed(pd.DataFrame(rows, columns=names)))
             del rows
     if not parts:
-        return _typed(pd.DataFrame(columns=names or _period_columns()))
+        return _typed(pd.DataFrame(columns=names or list(PERIOD_COLUMNS)))
     return _concat(parts)
-
-
-def _period_columns() -> list[str]:
-    """The columns of ``read_period``'s frame (for an empty period)."""
-    return [
-        "declared_at", "manifest_fingerprint", "model_name", "model_version",
-        "thresholds_version", "exploration_rate", "aeo_risk_discount", "risk",
-        "expected_revenue", "lane", "exploration", "features", "aeo_operator", "has_result",
-        "illicit", "revenue_recovered",
-    ]  # fmt: skip
 
 
 def _concat(parts: list[pd.DataFrame]) -> pd.DataFrame:

@@ -4,6 +4,7 @@ the categories unioned across chunks, and every figure of the summary the same a
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -20,17 +21,15 @@ STORED = "%Y-%m-%dT%H:%M:%S.%fZ"
 SINCE, UNTIL = pd.Timestamp("2026-03-01", tz="UTC"), pd.Timestamp("2026-03-05", tz="UTC")
 
 
-@pytest.fixture(scope="module")
-def period_store(tmp_path_factory: pytest.TempPathFactory) -> str:
+def _period_records(rng: np.random.Generator) -> tuple[list, list[bool]]:
     """400 decisions over 4 days, seeded: the champion's (manifest fp-1) after 120 of an older
     model's, two other manifests of 40 each (fp-9 first: a tie that text counts in order of
-    appearance), a thresholds version nobody knows, red and exploration parcels inspected."""
+    appearance), a thresholds version nobody knows, red and exploration parcels inspected.
+    Before them, 200 decisions over the 4 days before (the period before: its risk lower,
+    its counts shifted, the first 50 the older model's), one of them scored twice."""
     from serving.decision import features_for_storage
-    from serving.outcomes import store_outcomes
-    from serving.store import open_outcome_store, open_store
 
-    rng = np.random.default_rng(3)
-    n = 400
+    n, before = 400, 200
     X = np.column_stack(
         [rng.uniform(0, 100, n), rng.normal(0, 1, n), rng.integers(0, 5, n).astype(float)]
     )
@@ -65,12 +64,60 @@ def period_store(tmp_path_factory: pytest.TempPathFactory) -> str:
                 exploration=bool(exploration[i]),
             )
         )
-    db = str(tmp_path_factory.mktemp("monitor-memory") / "audit.db")
-    store = open_store(db)
+    X = np.column_stack(
+        [
+            rng.uniform(20, 100, before),
+            rng.normal(0, 1, before),
+            rng.integers(0, 5, before).astype(float),
+        ]
+    )
+    vectors = features_for_storage(X)
+    declared = SINCE - pd.to_timedelta(np.sort(rng.uniform(0, 4 * 86_400, before)), unit="s")
+    for i in range(before):
+        old = i < 50
+        declaration = {
+            "declaration_id": f"Q{i:04d}",
+            "declared_at": declared[i].strftime(STORED),
+            "aeo_operator": bool(i % 5 == 0),
+            "origin_country": "CN",
+        }
+        records.append(
+            stored_decision(
+                declaration,
+                features=vectors[i],
+                manifest_fingerprint="fp-old" if old else "fp-1",
+                model_version="0" if old else "1",
+                thresholds_version="thr-0" if old else "thr-1",
+                lane_policy=POLICY,
+                risk=float(rng.uniform(0, 0.6)),
+                lane="green",
+            )
+        )
+    # scored again later, another vector and risk: the period before counts it as first scored
+    records.append(
+        replace(
+            records[n + 60],
+            decision_id="again-Q0060",
+            scored_at="2026-05-04T12:00:00.000000+00:00",
+            features=vectors[0],
+            risk=0.99,
+        )
+    )
+    inspected = [r for r in records[:n] if r.lane == "red" or r.exploration]
+    return records, [k % 3 == 0 for k in range(len(inspected))]
+
+
+def _write_store(location: str) -> str:
+    """``_period_records`` written to ``location`` (a SQLite file or a PostgreSQL URL), with
+    the results of its red and exploration parcels."""
+    from serving.outcomes import store_outcomes
+    from serving.store import open_outcome_store, open_store
+
+    records, illicit = _period_records(np.random.default_rng(3))
+    store = open_store(location)
     store.record(records)
-    inspected = [r for r in records if r.lane == "red" or r.exploration]
-    illicit = [k % 3 == 0 for k in range(len(inspected))]
-    results = open_outcome_store(db, store)
+    inspected = [r for r in records[:400] if r.lane == "red" or r.exploration]
+    results = open_outcome_store(location, store)
     store_outcomes(
         results,
         pd.DataFrame(
@@ -90,7 +137,13 @@ def period_store(tmp_path_factory: pytest.TempPathFactory) -> str:
     )
     results.close()
     store.close()
-    return db
+    return location
+
+
+@pytest.fixture(scope="module")
+def period_store(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """``_period_records`` in a SQLite file."""
+    return _write_store(str(tmp_path_factory.mktemp("monitor-memory") / "audit.db"))
 
 
 def _read(db: str, **options) -> pd.DataFrame:
@@ -99,9 +152,11 @@ def _read(db: str, **options) -> pd.DataFrame:
     return read_period(db, SINCE.strftime(STORED), UNTIL.strftime(STORED), **options)
 
 
-def _summary(db: str, frame: pd.DataFrame) -> tuple[str, dict]:
+def _summary(
+    db: str, frame: pd.DataFrame, previous: pd.DataFrame | None = None
+) -> tuple[str, dict]:
     """``monitor_period``'s summary as ``parcelrisk monitor`` prints it (its live scores after
-    it), and as read back."""
+    it), and as read back; ``previous``: the period before (default: ``frame`` again)."""
     from serving.auditor.disparity import read_lane_counts
 
     counts = read_lane_counts(
@@ -111,7 +166,8 @@ def _summary(db: str, frame: pd.DataFrame) -> tuple[str, dict]:
     targets = lane_targets_of(champion, {"thr-0": (0.05, 0.1)})
     params = MonitorParams(min_drift_rows=10, min_lane_decisions=10, min_results=5,
                            disparity_min_results=5)  # fmt: skip
-    summary = monitor_period(frame, counts, champion, INFO, targets, SINCE, UNTIL, params, frame)
+    previous = frame if previous is None else previous
+    summary = monitor_period(frame, counts, champion, INFO, targets, SINCE, UNTIL, params, previous)
     live = summary["drift"].pop("score_live")
     text = json.dumps(_clean(summary), indent=1)
     return text + json.dumps([float(x) for x in live]), json.loads(text)
@@ -167,3 +223,35 @@ def test_feature_vectors_of_different_lengths_are_refused() -> None:
     assert feature_matrix(rows[:2]).shape == (2, 3)
     with pytest.raises(ValueError):
         feature_matrix(rows)
+
+
+def _before(db: str, **options) -> pd.DataFrame:
+    """The period of the same length before [SINCE, UNTIL), as ``monitor_store`` reads it."""
+    from serving.monitor.data import read_period
+
+    since = SINCE - (UNTIL - SINCE)
+    return read_period(db, since.strftime(STORED), SINCE.strftime(STORED), **options)
+
+
+def test_a_declaration_scored_twice_is_read_once_as_first_scored(period_store) -> None:
+    before = _before(period_store)
+    assert len(before) == 200 and 0.99 not in before["risk"].tolist()
+
+
+def test_the_reads_are_the_same_from_postgresql(period_store, postgres_url) -> None:
+    """The window's subquery, its JSON read inside, on both stores: the whole period, a
+    sample of its vectors, and the period before's compared columns."""
+    pg = _write_store(postgres_url)
+    for read, options in (
+        (_read, {}),
+        (_read, {"vectors_at_most": 100}),
+        (_before, {"vectors_at_most": 150}),
+    ):
+        lite, other = read(period_store, **options), read(pg, **options)
+        columns = [c for c in lite.columns if c != "features"]  # bytes: compared below
+        pd.testing.assert_frame_equal(lite[columns], other[columns], check_dtype=False)
+        kept = lite["features"].notna()
+        assert kept.equals(other["features"].notna()) and kept.any()
+        assert [bytes(b) for b in lite["features"][kept]] == [
+            bytes(b) for b in other["features"][kept]
+        ]

@@ -74,7 +74,11 @@ def monitor_store(
     scores still in ``drift.score_live``), the champion judged against (thresholds in force)
     and the MLflow client it came from."""
     from serving.auditor.disparity import read_lane_counts
-    from serving.monitor.compute import lane_targets_of, monitor_period
+    from serving.monitor.compute import (
+        deciding_models,
+        lane_targets_of,
+        monitor_period,
+    )
     from serving.monitor.data import (
         DRIFT_VECTORS,
         lane_targets_of_versions,
@@ -98,15 +102,13 @@ def monitor_store(
     champion, info, client = load_champion_bundle(
         tracking_uri, settings.serve.model_name, settings.serve.model_alias
     )
-    decided_by = set(
-        zip(frame["model_name"].astype(str), frame["model_version"].astype(str), strict=True)
-    )
     earlier = lane_targets_of_versions(
-        client, info["name"], decided_by - {(info["name"], info["version"])}
+        client, info["name"], deciding_models(frame) - {(info["name"], info["version"])}
     )
     # the champion's own records last: they win for a thresholds version both hold
     targets = lane_targets_of(champion, {**earlier, **read_lane_targets(client, info["run_id"])})
-    # the period of the same length before: each drift alert says whether it is new
+    # the period of the same length before: each drift alert says whether it is new. Only what
+    # its comparison with the reference reads: all of it beside the period doubled the memory.
     previous = read_period(
         path,
         (start - (end - start)).strftime(stored),

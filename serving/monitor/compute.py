@@ -91,6 +91,19 @@ def feature_alert_level(baseline_psi: float | None, params: MonitorParams) -> di
     return {"trending": trending, "alert_above": max(level, params.psi_feature_alert)}
 
 
+def deciding_models(frame: pd.DataFrame) -> set[tuple[str, str]]:
+    """(model name, version) of every model that decided some of the period's decisions (one
+    with either missing names none). The pairs grouped, not a text pair per decision: two
+    columns made text and a tuple each (1M decisions: 1.7 s, 69 MB) for two pairs; grouped on
+    the categories' codes, 0.03 s and 33 MB (drop_duplicates: 58 MB)."""
+    pairs = frame.groupby(["model_name", "model_version"], observed=True).size().index
+    return {(str(name), str(version)) for name, version in pairs}
+
+
+# what ``_compare`` reads of a period: all of the period before that ``monitor_period`` uses
+COMPARED_COLUMNS = ("manifest_fingerprint", "model_name", "model_version", "risk", "features")
+
+
 @dataclass(frozen=True)
 class _Compared:
     """The decisions of a period comparable with the champion's reference: each feature's and

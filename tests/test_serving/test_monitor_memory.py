@@ -12,7 +12,12 @@ import pytest
 
 from features.params import MonitorParams
 from serving.monitor.cli import _clean
-from serving.monitor.compute import feature_matrix, lane_targets_of, monitor_period
+from serving.monitor.compute import (
+    deciding_models,
+    feature_matrix,
+    lane_targets_of,
+    monitor_period,
+)
 from serving.monitor.data import CATEGORIES
 from tests.test_serving.conftest import stored_decision
 from tests.test_serving.test_monitor import INFO, POLICY, _reference_champion
@@ -255,3 +260,25 @@ def test_the_reads_are_the_same_from_postgresql(period_store, postgres_url) -> N
         assert [bytes(b) for b in lite["features"][kept]] == [
             bytes(b) for b in other["features"][kept]
         ]
+
+
+def test_the_models_that_decided_a_period_are_its_distinct_pairs(period_store) -> None:
+    frame = _read(period_store)
+    assert deciding_models(frame) == {("parcel-risk", "0"), ("parcel-risk", "1")}
+    as_text = set(
+        zip(frame["model_name"].astype(str), frame["model_version"].astype(str), strict=True)
+    )
+    assert deciding_models(frame) == as_text
+
+
+def test_unused_categories_and_missing_versions_name_no_model() -> None:
+    frame = pd.DataFrame(
+        {
+            "model_name": pd.Categorical(["m", "m", "m", None, "m"], categories=["m", "gone"]),
+            "model_version": pd.Categorical(
+                ["1", "2", "1", "3", None], categories=["1", "2", "3", "9"]
+            ),
+        }
+    )
+    assert deciding_models(frame) == {("m", "1"), ("m", "2")}
+    assert deciding_models(frame.iloc[:0]) == set()

@@ -75,6 +75,7 @@ def monitor_store(
     and the MLflow client it came from."""
     from serving.auditor.disparity import read_lane_counts
     from serving.monitor.compute import (
+        COMPARED_COLUMNS,
         deciding_models,
         lane_targets_of,
         monitor_period,
@@ -114,6 +115,7 @@ def monitor_store(
         (start - (end - start)).strftime(stored),
         start.strftime(stored),
         vectors_at_most=DRIFT_VECTORS,
+        columns=COMPARED_COLUMNS,
     )
     summary = monitor_period(
         frame, counts, champion, info, targets, start, end, settings.monitor, previous, acks

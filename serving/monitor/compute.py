@@ -723,10 +723,11 @@ def monitor_period(
     array for the report's plot) is left in the drift section: drop it before printing.
 
     ``previous``: the decisions of the period of the same length before ``since`` (each drift
-    alert says whether it is new). ``acks``: people's acknowledgements (``serving.monitor.
-    acks``), in force before their date (``today``: YYYY-MM-DD, default the day ``until``
-    falls on); an alert still at its acknowledged level is listed under ``acknowledged``, not
-    paged. ``not_judged`` lists what the period holds too little of to judge.
+    alert says whether it is new; only its ``COMPARED_COLUMNS`` are used). ``acks``: people's
+    acknowledgements (``serving.monitor.acks``), in force before their date (``today``:
+    YYYY-MM-DD, default the day ``until`` falls on); an alert still at its acknowledged level
+    is listed under ``acknowledged``, not paged. ``not_judged`` lists what the period holds
+    too little of to judge.
     """
     drift, drift_alerts = measure_period_drift(
         frame, champion, info, params, previous, since - (until - since)

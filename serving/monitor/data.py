@@ -16,6 +16,8 @@ from serving.outcomes import CURRENT_RESULTS
 from serving.store_read import json_flag
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from models.bundle import RiskModel
 
 # A declaration scored twice (a resubmission) counts once, as first scored: the monitor reads
@@ -27,7 +29,7 @@ if TYPE_CHECKING:
 _PERIOD = """
 SELECT {columns}
 FROM (
-    SELECT declaration_id, declared_at, seq, {decided},
+    SELECT declaration_id, declared_at, seq{decided},
            ROW_NUMBER() OVER (PARTITION BY declaration_id ORDER BY scored_at, seq) AS n
     FROM decisions WHERE declared_at >= {p} AND declared_at < {p}
 ) AS d {outcome_join}
@@ -65,13 +67,16 @@ def read_period(
     declared_to: str,
     newest: int | None = None,
     vectors_at_most: int | None = None,
+    columns: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """The decisions declared in [``declared_from``, ``declared_to``) (the store's time text),
     one per declaration, with their inspection result where stored (``has_result``); from a
     SQLite file or a PostgreSQL database, read only (``serving.store_read``). ``newest``: only
     the latest that many (newest first), where a share is all that is asked of them.
     ``vectors_at_most``: feature vectors (``features``) of about that many decisions, every
-    k-th by seq, the others' None.
+    k-th by seq, the others' None. ``columns``: only these of ``PERIOD_COLUMNS`` (in its order;
+    the results joined only when one of theirs is asked), where a period is read for a part
+    of what is measured (the period before, for drift alone).
 
     Read ``_CHUNK_ROWS`` at a time into typed columns, each decision's lane policy as the two
     numbers read of it: ``monitor`` on 300,000 decisions peaked at 1.7 GB, ~4.5 KB a decision
@@ -83,6 +88,9 @@ def read_period(
 
     from serving.store_read import read_only
 
+    wanted = PERIOD_COLUMNS if columns is None else tuple(c for c in PERIOD_COLUMNS if c in columns)
+    if columns is not None and (not wanted or set(columns) - set(wanted)):
+        raise ValueError(f"read_period: columns {list(columns)}: not in {list(PERIOD_COLUMNS)}")
     with read_only(location) as store:
         tables = store.tables()
         if "decisions" not in tables:
@@ -105,13 +113,11 @@ def read_period(
             if every == 1
             else f"CASE WHEN seq - (seq / {every}) * {every} = 0 THEN features END",
         }
-        own = [c for c in PERIOD_COLUMNS if c not in results and c != "declared_at"]
+        own = [c for c in wanted if c not in results and c != "declared_at"]
         query = _PERIOD.format(
-            columns=", ".join(
-                f"{results[c] if c in results else 'd.' + c} AS {c}" for c in PERIOD_COLUMNS
-            ),
-            decided=", ".join(f"{decided.get(c, c)} AS {c}" for c in own),
-            outcome_join=join,
+            columns=", ".join(f"{results[c] if c in results else 'd.' + c} AS {c}" for c in wanted),
+            decided="".join(f", {decided.get(c, c)} AS {c}" for c in own),
+            outcome_join=join if any(c in results for c in wanted) else "",
             p="{p}",
             order=" DESC" if newest is not None else "",
             limit=f" LIMIT {int(newest)}" if newest is not None else "",
@@ -121,7 +127,7 @@ def read_period(
             parts.append(_typed(pd.DataFrame(rows, columns=names)))
             del rows
     if not parts:
-        return _typed(pd.DataFrame(columns=names or list(PERIOD_COLUMNS)))
+        return _typed(pd.DataFrame(columns=names or list(wanted)))
     return _concat(parts)
 
 
@@ -132,7 +138,7 @@ def _concat(parts: list[pd.DataFrame]) -> pd.DataFrame:
     chunked)."""
     if len(parts) == 1:
         return parts[0]
-    for column in CATEGORIES:
+    for column in (c for c in CATEGORIES if c in parts[0]):
         union = union_categoricals([p[column] for p in parts], sort_categories=True).categories
         for p in parts:
             p[column] = p[column].cat.set_categories(union)
@@ -140,17 +146,20 @@ def _concat(parts: list[pd.DataFrame]) -> pd.DataFrame:
 
 
 def _typed(frame: pd.DataFrame) -> pd.DataFrame:
-    """A chunk of the period's rows as the monitor reads them."""
-    for column in CATEGORIES:
+    """A chunk of the period's rows (those of its columns read) as the monitor reads them."""
+    for column in (c for c in CATEGORIES if c in frame):
         frame[column] = frame[column].astype("category")
-    frame["declared_at"] = pd.to_datetime(frame["declared_at"], utc=True, format="ISO8601")
-    for column in ("exploration", "has_result"):
+    if "declared_at" in frame:
+        frame["declared_at"] = pd.to_datetime(frame["declared_at"], utc=True, format="ISO8601")
+    for column in (c for c in ("exploration", "has_result") if c in frame):
         frame[column] = frame[column].fillna(0).astype(bool)
-    frame["aeo_operator"] = json_flag(frame["aeo_operator"])
+    if "aeo_operator" in frame:
+        frame["aeo_operator"] = json_flag(frame["aeo_operator"])
     numbers = ("risk", "expected_revenue", "illicit", "revenue_recovered", "exploration_rate")
-    for column in (*numbers, "aeo_risk_discount"):
+    for column in (c for c in (*numbers, "aeo_risk_discount") if c in frame):
         frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
-    frame["aeo_risk_discount"] = frame["aeo_risk_discount"].fillna(1.0)  # none: no discount
+    if "aeo_risk_discount" in frame:
+        frame["aeo_risk_discount"] = frame["aeo_risk_discount"].fillna(1.0)  # none: no discount
     return frame
 
 

@@ -13,6 +13,7 @@ import pytest
 from features.params import MonitorParams
 from serving.monitor.cli import _clean
 from serving.monitor.compute import (
+    COMPARED_COLUMNS,
     deciding_models,
     feature_matrix,
     lane_targets_of,
@@ -238,9 +239,41 @@ def _before(db: str, **options) -> pd.DataFrame:
     return read_period(db, since.strftime(STORED), SINCE.strftime(STORED), **options)
 
 
+def test_the_period_before_is_read_for_its_comparison_alone(period_store, monkeypatch) -> None:
+    """Its compared columns, the same values as from the whole frame, chunked or not, and the
+    same summary byte for byte: ``monitor_period`` reads nothing else of it."""
+    import serving.monitor.data as data
+
+    monkeypatch.setattr(data, "_CHUNK_ROWS", 64)
+    whole = _before(period_store, vectors_at_most=150)
+    compared = _before(period_store, vectors_at_most=150, columns=COMPARED_COLUMNS)
+    assert list(compared.columns) == list(COMPARED_COLUMNS) and len(compared) == 200
+    assert 0 < compared["features"].notna().sum() < 200  # a sample of its vectors
+    pd.testing.assert_frame_equal(compared, whole[list(COMPARED_COLUMNS)])
+    frame = _read(period_store, vectors_at_most=300)
+    text, summary = _summary(period_store, frame, compared)
+    assert text == _summary(period_store, frame, whole)[0]
+    previous = summary["drift"]["previous"]
+    assert previous["judged"] and previous["comparable_decisions"] == 150
+    assert all("previous_psi" in f for f in summary["drift"]["features"])
+
+
 def test_a_declaration_scored_twice_is_read_once_as_first_scored(period_store) -> None:
     before = _before(period_store)
     assert len(before) == 200 and 0.99 not in before["risk"].tolist()
+
+
+def test_a_column_the_period_has_not_is_refused(period_store) -> None:
+    with pytest.raises(ValueError, match="not in"):
+        _before(period_store, columns=["risk", "declaration_json"])
+    with pytest.raises(ValueError):
+        _before(period_store, columns=[])
+
+
+def test_a_period_read_without_its_results_joins_none(period_store) -> None:
+    read = _read(period_store, columns=["lane", "declared_at", "risk"])
+    assert list(read.columns) == ["declared_at", "risk", "lane"]
+    pd.testing.assert_frame_equal(read, _read(period_store)[["declared_at", "risk", "lane"]])
 
 
 def test_the_reads_are_the_same_from_postgresql(period_store, postgres_url) -> None:
@@ -250,7 +283,7 @@ def test_the_reads_are_the_same_from_postgresql(period_store, postgres_url) -> N
     for read, options in (
         (_read, {}),
         (_read, {"vectors_at_most": 100}),
-        (_before, {"vectors_at_most": 150}),
+        (_before, {"vectors_at_most": 150, "columns": COMPARED_COLUMNS}),
     ):
         lite, other = read(period_store, **options), read(pg, **options)
         columns = [c for c in lite.columns if c != "features"]  # bytes: compared below

@@ -60,13 +60,40 @@ def psi_chart(features: list[dict[str, Any]], top: int, threshold: float) -> str
     return _png(fig)
 
 
-def score_chart(reference: ValueReference, live: list[float]) -> str:
+# Points of the live scores' CDF drawn at most: a figure ~600 pixels wide shows no more, and
+# a 30M-decision period sorted every score (a 240 MB copy) and drew a step per decision.
+_CDF_POINTS = 2048
+
+
+def live_cdf(live: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The live scores' empirical CDF as (x, share at or below x), for a step plot
+    (``where="post"``): every score when there are at most ``_CDF_POINTS``, else at the edges
+    of ``_CDF_POINTS`` equal bins from the lowest score to the highest, counted in one pass
+    without a copy (each step then lies less than a bin, a fraction of a pixel, right of the
+    scores it counts). Deterministic: the same scores draw the same chart. Missing (and
+    infinite) scores are not counted."""
+    live = np.asarray(live, dtype=float)
+    counted = np.isfinite(live)
+    n = int(counted.sum())
+    if n <= _CDF_POINTS:
+        x = np.sort(live[counted])
+        return x, np.arange(1, n + 1) / max(n, 1)
+    low = float(np.min(live, where=counted, initial=np.inf))
+    high = float(np.max(live, where=counted, initial=-np.inf))
+    if low == high:  # one value: np.histogram would widen the axis to +/-0.5 around it
+        return np.array([low]), np.array([1.0])
+    # np.histogram leaves out what lies outside its range: the missing and the infinite
+    counts, edges = np.histogram(live, bins=_CDF_POINTS, range=(low, high))
+    return edges[1:], np.cumsum(counts) / n
+
+
+def score_chart(reference: ValueReference, live: np.ndarray | list[float]) -> str:
     """Live risk against the reference CDF (from its percentiles)."""
     fig, ax = _figure()
     p = np.asarray(reference.percentiles)
     ax.plot(p, np.linspace(0, 1, len(p)), label="training reference", color="#555")
-    x = np.sort(np.asarray(live, dtype=float))
-    ax.step(x, np.arange(1, len(x) + 1) / len(x), where="post", label="live", color="#c0392b")
+    x, share = live_cdf(live)
+    ax.step(x, share, where="post", label="live", color="#c0392b")
     ax.set_xlabel("calibrated risk")
     ax.set_ylabel("share of parcels at or below")
     ax.legend()

@@ -20,6 +20,7 @@ from serving.monitor.compute import (
     monitor_period,
 )
 from serving.monitor.data import CATEGORIES
+from serving.monitor.report import _CDF_POINTS, live_cdf
 from tests.test_serving.conftest import stored_decision
 from tests.test_serving.test_monitor import INFO, POLICY, _reference_champion
 
@@ -315,3 +316,64 @@ def test_unused_categories_and_missing_versions_name_no_model() -> None:
     )
     assert deciding_models(frame) == {("m", "1"), ("m", "2")}
     assert deciding_models(frame.iloc[:0]) == set()
+
+
+def test_a_long_period_s_live_cdf_is_drawn_at_bounded_points() -> None:
+    """Each point the exact share below its x (at most a bin right of the scores it counts)."""
+    live = np.random.default_rng(5).beta(1.0, 12.0, 100_000)
+    x, share = live_cdf(live)
+    assert len(x) == len(share) == _CDF_POINTS
+    assert x[-1] == live.max() and share[-1] == 1.0 and np.all(np.diff(share) >= 0)
+    below = np.searchsorted(np.sort(live), x[:-1], side="left") / len(live)
+    assert np.array_equal(share[:-1], below)
+    assert np.all(np.diff(x) <= (live.max() - live.min()) / _CDF_POINTS * (1 + 1e-9))
+
+
+def test_a_short_period_s_live_cdf_is_every_score() -> None:
+    live = np.array([0.3, 0.1, np.nan, 0.2])
+    x, share = live_cdf(live)
+    assert x.tolist() == [0.1, 0.2, 0.3] and share.tolist() == [1 / 3, 2 / 3, 1.0]
+    x, share = live_cdf(np.full(_CDF_POINTS + 1, 0.25))
+    assert x.tolist() == [0.25] and share.tolist() == [1.0]
+    assert len(live_cdf([])[0]) == 0
+
+
+def _pixels(img: str) -> np.ndarray:
+    import base64
+    import io
+
+    from matplotlib.image import imread
+
+    data = img.split("base64,", 1)[1].split('"', 1)[0]
+    return imread(io.BytesIO(base64.b64decode(data)), format="png")
+
+
+def test_the_binned_score_chart_looks_like_every_score_s(monkeypatch) -> None:
+    import serving.monitor.report as report
+
+    rng = np.random.default_rng(9)
+    reference = _reference_champion(rng).reference.score
+    live = rng.beta(1.0, 3.0, 50_000)
+    binned = _pixels(report.score_chart(reference, live))
+    monkeypatch.setattr(report, "_CDF_POINTS", len(live))  # every score, as before
+    exact = _pixels(report.score_chart(reference, live))
+    assert binned.shape == exact.shape
+    differ = np.abs(binned - exact).max(axis=-1) > 0.25
+    assert differ.mean() < 0.005, differ.mean()  # antialiasing of a line a bin apart: 0.19%
+
+
+def test_the_report_renders_a_period_of_more_scores_than_it_draws(
+    period_store, monkeypatch
+) -> None:
+    import serving.monitor.report as report
+
+    monkeypatch.setattr(report, "_CDF_POINTS", 50)  # the fixture's 240 champion decisions
+    frame = _read(period_store)
+    champion = _reference_champion(np.random.default_rng(7))
+    summary = monitor_period(
+        frame, [], champion, INFO, lane_targets_of(champion), SINCE, UNTIL,
+        MonitorParams(min_drift_rows=10), _before(period_store, columns=COMPARED_COLUMNS),
+    )  # fmt: skip
+    assert len(summary["drift"]["score_live"]) > 50
+    page = report.render_report(summary, champion.reference.score, MonitorParams())
+    assert "Risk score: PSI" in page and page.count("data:image/png;base64,") >= 3

@@ -114,6 +114,8 @@ decisions = sa.Table(
     sa.UniqueConstraint("decision_id", name="decisions_decision_id"),
     sa.Index("decisions_declaration", "declaration_id"),
     sa.Index("decisions_answered", "answered_at"),
+    # periods by declared_at (monitor, lanes refit): a week read without scanning the year
+    sa.Index("decisions_declared", "declared_at"),
 )
 undelivered = sa.Table(
     "undelivered",
@@ -399,6 +401,10 @@ def create_schema(engine: sa.Engine, key: bytes) -> None:
         )
         refuse_newer_release(_shown(engine), "results", columns, {c.name for c in outcomes.c})
         metadata.create_all(conn)
+        # a store made before the index: create_all adds none to an existing table
+        conn.exec_driver_sql(
+            "CREATE INDEX IF NOT EXISTS decisions_declared ON decisions (declared_at)"
+        )
         _add_decision_fields(conn)
         if columns and "selection_reason" not in columns:
             conn.exec_driver_sql(

@@ -265,6 +265,9 @@ CREATE TABLE IF NOT EXISTS decisions (
 );
 CREATE INDEX IF NOT EXISTS decisions_declaration ON decisions (declaration_id);
 CREATE INDEX IF NOT EXISTS decisions_answered ON decisions (answered_at);
+-- periods by declared_at (monitor, lanes refit, history export --since): a week of a year's
+-- store read without scanning the year (built once when a store from before it is opened)
+CREATE INDEX IF NOT EXISTS decisions_declared ON decisions (declared_at);
 -- Decisions recorded whose answer was never sent (the request timed out or was cancelled
 -- first): kept, not deleted (the log is append-only), and handed back on a retry. Apart from
 -- the decisions so that delivery, a fact about the transport, never touches their chain.

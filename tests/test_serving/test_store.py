@@ -641,3 +641,47 @@ def test_a_write_kept_out_by_another_process_s_lock_is_refused_after_its_wait(tm
     assert waits == 200
     results.close()
     store.close()
+
+
+def test_periods_by_declaration_time_are_read_through_an_index(tmp_path) -> None:
+    """A week of a year's store is found by an index on declared_at (the monitor scanned
+    every decision of the store for each period it read), and a store made before the index
+    gains it when a writer opens it."""
+    path = tmp_path / "audit.db"
+    store = SqliteDecisionStore(path)
+    store.record([_record(0)])
+    store.close()
+    conn = sqlite3.connect(path)
+    conn.execute("DROP INDEX decisions_declared")  # a store from before the index
+    conn.close()
+    SqliteDecisionStore(path).close()
+    conn = sqlite3.connect(path)
+    try:
+        plan = conn.execute(
+            "EXPLAIN QUERY PLAN SELECT COUNT(*) FROM decisions "
+            "WHERE declared_at >= ? AND declared_at < ?",
+            ("2026-01-01", "2026-01-08"),
+        ).fetchall()
+    finally:
+        conn.close()
+    assert any("decisions_declared" in str(row) for row in plan), plan
+
+
+def test_a_postgresql_store_made_before_the_index_gains_it(postgres_url) -> None:
+    import sqlalchemy as sa
+
+    open_store(postgres_url).close()
+    engine = sa.create_engine(postgres_url.replace("postgresql://", "postgresql+psycopg://", 1))
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("DROP INDEX decisions_declared")
+        open_store(postgres_url).close()
+        with engine.connect() as conn:
+            names = set(
+                conn.exec_driver_sql(
+                    "SELECT indexname FROM pg_indexes WHERE tablename = 'decisions'"
+                ).scalars()
+            )
+    finally:
+        engine.dispose()
+    assert "decisions_declared" in names

@@ -740,9 +740,9 @@ class Mapping(BaseModel):
         ):
             raise ValueError(
                 "revenue_recovered: currency: row converts each amount by the row's "
-                "declared currency, and 'currency' is not mapped: map it, or give the code "
-                "the amounts are in (currency: BRL; a results mapping, which maps no "
-                "currency, always gives the code)"
+                "currency, and 'currency' is not mapped: map it (in a results mapping, the "
+                "results file's column of the amounts' currency), or give the code the "
+                "amounts are in (currency: BRL)"
             )
         return self
 
@@ -3473,10 +3473,17 @@ def map_outcomes(
 
     mapping, _ = resolve_aliases(raw, mapping)
     wanted = {"declaration_id"} | {f.name for f in FIELDS if f.scope == "outcome"}
+    revenue = mapping.columns.get("revenue_recovered")
+    # a results file's own column of the amounts' currency (Direitos; Moeda): read to put the
+    # revenue in EUR, then dropped, as a result carries no currency
+    by_row = revenue is not None and revenue.currency == ROW_CURRENCY
+    if by_row:
+        wanted.add("currency")
     others = sorted(set(mapping.columns) - wanted)
     if others or "declaration_id" not in mapping.columns:
         raise ContractError(
-            "a results mapping maps declaration_id and outcome fields only"
+            "a results mapping maps declaration_id and outcome fields only (and currency, "
+            "for revenue_recovered: {currency: row})"
             + (f"; not: {', '.join(others)}" if others else "; declaration_id is not mapped")
         )
     missing = [c for c in mapping.source_columns() if c not in raw.columns]
@@ -3494,6 +3501,8 @@ def map_outcomes(
     ids = _as_text(raw[id_spec.column]) if id_spec.column is not None else None
     targets = [(name, FIELDS_BY_NAME[name].kind, spec) for name, spec in mapping.columns.items()]
     converted, local_times = _convert_all(raw, targets, ids, rates_to_eur(mapping, fx_to_base))
+    if by_row:
+        converted.pop("currency", None)  # the revenue's, now in EUR
     frame = pd.DataFrame(converted, index=raw.index)
     if mapping.items is not None:  # results recorded per goods item: one per declaration
         from features.intake.items import collapse_items

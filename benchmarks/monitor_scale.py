@@ -231,7 +231,11 @@ def measure(db: str, since: str, until: str) -> dict[str, float]:
         started = time.perf_counter()
         frame = read_period(*args, **kwargs)
         mb = frame.memory_usage(deep=True).sum() / 2**20
-        reads.append({"s": time.perf_counter() - started, "rows": len(frame), "mb": mb})
+        # the period itself or the one before (read first: monitor_store reduces it first)
+        which = "previous" if kwargs.get("columns") is not None else "period"
+        reads.append(
+            {"which": which, "s": time.perf_counter() - started, "rows": len(frame), "mb": mb}
+        )
         return frame
 
     # monitor_store imports these from serving.monitor.data when called
@@ -250,12 +254,13 @@ def measure(db: str, since: str, until: str) -> dict[str, float]:
 
         return {"decisions": 0}
     out: dict[str, float | str] = {"decisions": summary["decisions"]}
-    out["read_s"] = round(reads[0]["s"], 2)
-    out["frame_mb"] = round(reads[0]["mb"], 1)
-    if len(reads) > 1:
-        out["previous_decisions"] = reads[1]["rows"]
-        out["previous_read_s"] = round(reads[1]["s"], 2)
-        out["previous_frame_mb"] = round(reads[1]["mb"], 1)
+    read = {r["which"]: r for r in reads}
+    out["read_s"] = round(read["period"]["s"], 2)
+    out["frame_mb"] = round(read["period"]["mb"], 1)
+    if "previous" in read:
+        out["previous_decisions"] = read["previous"]["rows"]
+        out["previous_read_s"] = round(read["previous"]["s"], 2)
+        out["previous_frame_mb"] = round(read["previous"]["mb"], 1)
     out["monitor_s"] = round(time.perf_counter() - started, 2)
     out["alerts"] = len(summary["alerts"])
     started = time.perf_counter()

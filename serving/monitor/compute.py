@@ -100,12 +100,12 @@ def deciding_models(frame: pd.DataFrame) -> set[tuple[str, str]]:
     return {(str(name), str(version)) for name, version in pairs}
 
 
-# what ``_compare`` reads of a period: all of the period before that ``monitor_period`` uses
+# what ``compare_period`` reads of a period: all of the period before that ``monitor_period`` uses
 COMPARED_COLUMNS = ("manifest_fingerprint", "model_name", "model_version", "risk", "features")
 
 
 @dataclass(frozen=True)
-class _Compared:
+class Compared:
     """The decisions of a period comparable with the champion's reference: each feature's and
     the score's bin shares (the reference's bins, missing last) and their PSI against it."""
 
@@ -142,11 +142,14 @@ def _masks(
     return comparable, by_champion
 
 
-def _compare(
+def compare_period(
     frame: pd.DataFrame, champion: RiskModel, info: Mapping[str, str], params: MonitorParams
-) -> _Compared:
+) -> Compared:
+    """``frame``'s comparison with the champion's reference (which it must have): what a
+    period leaves once measured, its vectors no longer needed (the period before is reduced
+    to this before the period itself is read: ``serving.monitor.cli.monitor_store``)."""
     if frame.empty:
-        return _Compared(0, 0, [], [], None, None)
+        return Compared(0, 0, [], [], None, None)
     reference = champion.reference
     comparable, by_champion = _masks(frame, champion, info)
     # a long period holds the vectors of a sample (``read_period``'s vectors_at_most)
@@ -163,7 +166,7 @@ def _compare(
         live = frame.loc[by_champion, "risk"].to_numpy(np.float64)
         score = asdict(measure_drift(reference.score, live, params.psi_epsilon))
         score_shares = bin_shares(reference.score, live)
-    return _Compared(
+    return Compared(
         int(comparable.sum()), int(by_champion.sum()), features, shares, score, score_shares, len(X)
     )
 
@@ -213,7 +216,7 @@ def check_feed(
     if champion.reference is None:
         return {"rows": 0, "checked": False, "broken": [],
                 "not_checked": "the champion has no training reference"}  # fmt: skip
-    now = _compare(frame, champion, info, params)
+    now = compare_period(frame, champion, info, params)
     if now.rows < params.min_drift_rows:
         return {
             "rows": now.rows,
@@ -236,7 +239,7 @@ def measure_period_drift(
     champion: RiskModel,
     info: Mapping[str, str],
     params: MonitorParams,
-    previous: pd.DataFrame | None = None,
+    previous: pd.DataFrame | Compared | None = None,
     previous_since: pd.Timestamp | None = None,
 ) -> tuple[dict[str, Any], list[Alert]]:
     """PSI (and KS for numeric features) of every feature and of the risk score against the
@@ -273,10 +276,14 @@ def measure_period_drift(
         )
         return section, []
     section.update(available=True, reference_period=reference.period, reference_rows=reference.rows)
-    now = _compare(frame, champion, info, params)
+    now = compare_period(frame, champion, info, params)
     # a long period's drift is measured on a sample of its vectors (``DRIFT_VECTORS``)
     section["feature_vectors_compared"] = now.vectors
-    before = _compare(previous, champion, info, params) if previous is not None else None
+    before = (
+        compare_period(previous, champion, info, params)
+        if isinstance(previous, pd.DataFrame)
+        else previous
+    )
     features = now.features
     prior = before is not None and before.rows >= params.min_drift_rows
     section["previous"] = {
@@ -715,7 +722,7 @@ def monitor_period(
     since: pd.Timestamp,
     until: pd.Timestamp,
     params: MonitorParams,
-    previous: pd.DataFrame | None = None,
+    previous: pd.DataFrame | Compared | None = None,
     acks: Sequence[Ack] = (),
     today: str | None = None,
 ) -> dict[str, Any]:
@@ -723,7 +730,8 @@ def monitor_period(
     array for the report's plot) is left in the drift section: drop it before printing.
 
     ``previous``: the decisions of the period of the same length before ``since`` (each drift
-    alert says whether it is new; only its ``COMPARED_COLUMNS`` are used). ``acks``: people's
+    alert says whether it is new; only its ``COMPARED_COLUMNS`` are used), or their
+    ``compare_period`` already made. ``acks``: people's
     acknowledgements (``serving.monitor.acks``), in force before their date (``today``:
     YYYY-MM-DD, default the day ``until`` falls on); an alert still at its acknowledged level
     is listed under ``acknowledged``, not paged. ``not_judged`` lists what the period holds

@@ -61,6 +61,20 @@ _CHUNK_ROWS = 20_000
 CATEGORIES = ("manifest_fingerprint", "model_name", "model_version", "thresholds_version", "lane")
 
 
+def declared_in(location: str | Path, declared_from: str, declared_to: str) -> int:
+    """How many decisions of the store were declared in [``declared_from``, ``declared_to``)
+    (an index read: ``decisions_declared``)."""
+    from serving.store_read import read_only
+
+    with read_only(location) as store:
+        if "decisions" not in store.tables():
+            raise ParcelriskError(
+                f"decision store {store.location}: no decisions table (nothing scored)"
+            )
+        _, ((declared,),) = store.query(_DECLARED_IN, (declared_from, declared_to))
+    return int(declared)
+
+
 def read_period(
     location: str | Path,
     declared_from: str,

@@ -14,6 +14,7 @@ from features.params import MonitorParams
 from serving.monitor.cli import _clean
 from serving.monitor.compute import (
     COMPARED_COLUMNS,
+    compare_period,
     deciding_models,
     feature_matrix,
     lane_targets_of,
@@ -257,6 +258,12 @@ def test_the_period_before_is_read_for_its_comparison_alone(period_store, monkey
     previous = summary["drift"]["previous"]
     assert previous["judged"] and previous["comparable_decisions"] == 150
     assert all("previous_psi" in f for f in summary["drift"]["features"])
+    # reduced to its comparison before the period is read (monitor_store): the same summary
+    champion = _reference_champion(np.random.default_rng(7))
+    params = MonitorParams(min_drift_rows=10, min_lane_decisions=10, min_results=5,
+                           disparity_min_results=5)  # fmt: skip
+    reduced = compare_period(compared, champion, INFO, params)
+    assert _summary(period_store, frame, reduced)[0] == text
 
 
 def test_a_declaration_scored_twice_is_read_once_as_first_scored(period_store) -> None:

@@ -2433,6 +2433,36 @@ def _other_goods_values(
         )
 
 
+def _revenue_currency_column(
+    columns: list[Column], proposals: dict[str, Proposal], used: set[str]
+) -> None:
+    """In a results draft, a column of currency codes or signs beside the recovered amounts
+    is their currency: ``currency`` mapped to it and ``revenue_recovered: {currency: row}``,
+    each amount put in EUR by its row's (a results file could give one code only: its
+    draft asked "in which currency?" of `Direitos; Moeda`, probe 27)."""
+    revenue = proposals.get("revenue_recovered")
+    if revenue is None or not isinstance(revenue.spec, dict) or "currency" in revenue.spec:
+        return
+    found = [c for c in columns if c.name not in used and _unit_tokens(c) == "currency"]
+    if len(found) != 1:  # none, or several: which is the revenue's is for a person to say
+        return
+    (column,) = found
+    spec, checks = _currency_spec(column.name, column.values, part=False)
+    proposals["currency"] = Proposal(
+        spec,
+        ["the currency of each recovered amount, read to put it in EUR (not kept)", *checks],
+        column.name,
+    )
+    revenue.spec = {**revenue.spec, "currency": "row"}
+    revenue.checks = [
+        f"each amount in its row's currency, read from {column.name}"
+        if check.startswith("in which currency?")
+        else check
+        for check in revenue.checks
+    ]
+    used.add(column.name)
+
+
 def draft_mapping(
     raw: pd.DataFrame, *, timezone: str = "UTC", results: bool = False, **reading: Any
 ) -> Draft:
@@ -2479,6 +2509,8 @@ def draft_mapping(
         proposals["currency"] = Proposal(
             {"value": named}, [f"{named} read from the name of {value.name}: every row in it"]
         )
+    if results:
+        _revenue_currency_column(columns, proposals, used)
     _dot_groups_of_three(chosen, proposals)
     _other_goods_values(columns, proposals, used)
     for name, column in chosen.items():

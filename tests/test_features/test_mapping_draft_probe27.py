@@ -12,7 +12,8 @@ import pytest
 import yaml
 
 from features.intake.draft import draft_mapping
-from features.intake.mapping import apply_mapping, parse_mapping_text
+from features.intake.mapping import apply_mapping, apply_outcome_mapping, parse_mapping_text
+from features.params import FeatureParams
 
 N = 120
 
@@ -275,3 +276,35 @@ def test_european_portuguese_codes_and_names_are_read() -> None:
         "PROIBIDO": "prohibited",
         "SUBFATURACAO": "undervaluation",
     }
+
+
+def test_a_results_draft_reads_the_revenue_currency_from_its_own_column() -> None:
+    """`Direitos; Moeda` in a results file: each amount in its row's currency (the draft asked
+    "in which currency?", and a results mapping could give one code only)."""
+    raw = pd.DataFrame(
+        {
+            "N_Declaracao": ["PT1", "PT2", "PT3", "PT4"],
+            "Data_Controlo": [
+                "03/09/2026 10:00",
+                "04/09/2026 11:00",
+                "05/09/2026 09:30",
+                "05/09/2026 12:00",
+            ],
+            "Resultado": ["Irregular", "Conforme", "Irregular", "Irregular"],
+            "Direitos_Recuperados": ["10,50", None, "7,00", "3,00"],  # blank: read as missing
+            "Moeda": ["EUR", None, "usd", "€"],
+        }
+    ).astype("string")
+    draft = draft_mapping(raw, results=True)
+    columns = yaml.safe_load(draft.text)["columns"]
+    assert columns["revenue_recovered"]["currency"] == "row"
+    assert columns["currency"]["column"] == "Moeda"
+    assert "each amount in its row's currency, read from Moeda" in _line(
+        draft.text, "revenue_recovered"
+    )
+    mapped = apply_outcome_mapping(raw, parse_mapping_text(draft.text), FeatureParams().fx)
+    assert "currency" not in mapped.columns and mapped["revenue_recovered"].notna().sum() == 3
+    # two columns of currencies: which is the revenue's is for a person to say
+    two = raw.assign(Moeda_Fatura=["USD", None, "USD", "USD"])
+    columns = yaml.safe_load(draft_mapping(two, results=True).text)["columns"]
+    assert "currency" not in columns and "currency" not in columns["revenue_recovered"]

@@ -190,21 +190,22 @@ class StoredResult:
     selection_reason: str | None = None
     # why this result replaced the one stored before it (None: the first result stored)
     correction: str | None = None
-    # when the store first held a result of the declaration (UTC us; None: not read): the
-    # decisions made before it could not count it, whatever its inspected_at says
+    # when the store received this result (UTC us; None: not read), a correction's own time:
+    # the decisions made before it could not count it, whatever its inspected_at says
     known_at_us: int | None = dataclasses.field(default=None, compare=False)
 
 
 def current_results(rows: Iterable[Sequence[Any]]) -> dict[str, StoredResult]:
     """Each declaration's last result of ``rows`` (declaration_id, inspected_at, illicit,
     offence_type, revenue_recovered, selection_reason, correction, recorded_at; in seq
-    order), known from when its first was recorded."""
-    first: dict[str, str] = {}
+    order), known from when it was recorded (a correction: when the correction was)."""
     out: dict[str, StoredResult] = {}
     for declaration_id, at, illicit, offence, revenue, given, fix, recorded_at in rows:
-        known = first.setdefault(declaration_id, recorded_at)
+        # known from when this one was stored: a correction's label was not known before it
+        # came (from the first result's arrival, the export counted a corrected offence for
+        # the parcels served with the original, clean, probe 28)
         out[declaration_id] = StoredResult(
-            parse_iso_us(at), bool(illicit), offence, revenue, given, fix, parse_iso_us(known)
+            parse_iso_us(at), bool(illicit), offence, revenue, given, fix, parse_iso_us(recorded_at)
         )
     return out
 
@@ -895,7 +896,9 @@ def results_known_at(rows: Sequence[ScoredRow]) -> list[int | None]:
     W was counted by the decisions scored after W, so it is known from the newest
     ``declared_at`` of the decisions scored before W (features count it for parcels declared
     after that). A result received before any decision was scored, or after decisions of
-    older declarations only, is known from its ``inspected_at``."""
+    older declarations only, is known from its ``inspected_at``. A parcel declared before that
+    time but scored after the result arrived (a backlog re-sent) counted it when served and is
+    exported without it: the history under-counts there, it never counts what was not known."""
     known = [None] * len(rows)
     results = [
         i for i, r in enumerate(rows) if r.result is not None and r.result.known_at_us is not None
@@ -909,6 +912,11 @@ def results_known_at(rows: Sequence[ScoredRow]) -> list[int | None]:
         [parse_iso_us(orjson.loads(r.declaration_json)["declared_at"]) for r in rows],
         dtype=np.int64,
     )
+    # a declaration dated after it was scored (a trader's clock ahead; /score allows two days)
+    # stands at its scoring time: at its own date, one such parcel held back every result
+    # received while it led, for every entity (probe 28). A replay's declarations all predate
+    # their scoring, so this never moves them.
+    declared = np.minimum(declared, scored)
     order = np.argsort(scored, kind="stable")
     scored_sorted = scored[order]
     frontier = np.maximum.accumulate(declared[order])  # newest declaration scored so far
@@ -1050,8 +1058,10 @@ def join_results(
         how="left",
         validate="one_to_one",
     )
-    # a joined result is known from its inspected_at (no store saw it arrive): no later time
-    history["result_known_at"] = pd.Series(pd.NaT, index=history.index, dtype="datetime64[us, UTC]")
+    # when each joined result reached the risk system, where its file says (an entry time
+    # mapped as result_known_at: a lab report entered days later); else from its inspected_at.
+    # Dropped here, the entry times of a results file counted from the inspection (probe 28).
+    history["result_known_at"] = _known_times(results, history["declaration_id"])
     if held:  # the rows no result was sent for keep the history's own
         before = declarations.set_index(ids.to_numpy())
         keep_own = ~history["declaration_id"].isin(checked["declaration_id"]).to_numpy()
@@ -1072,6 +1082,25 @@ def join_results(
         counts["results_held_before"] = len(held)
         counts["results_unchanged"] = outcome.unchanged
     return history[[*kept, *OUTCOME_COLUMNS]].reset_index(drop=True), counts
+
+
+def _known_times(results: pd.DataFrame, ids: pd.Series) -> pd.Series:
+    """Each of ``ids``' ``result_known_at`` as ``results`` (a results file, one row per
+    declaration once checked) gives it; NaT where it gives none."""
+    import pandas as pd
+
+    none = pd.Series(pd.NaT, index=ids.index, dtype="datetime64[us, UTC]")
+    if "result_known_at" not in results.columns or "declaration_id" not in results.columns:
+        return none
+    given = results[["declaration_id", "result_known_at"]].dropna()
+    if given.empty:
+        return none
+    known = pd.to_datetime(given["result_known_at"], utc=True).astype("datetime64[us, UTC]")
+    by_id = pd.Series(known.to_numpy(), index=given["declaration_id"].astype("string").str.strip())
+    by_id = by_id[~by_id.index.duplicated(keep="last")]
+    return pd.Series(
+        ids.astype("string").map(by_id).to_numpy(), index=ids.index, dtype="datetime64[us, UTC]"
+    )
 
 
 def _held_results(declarations: pd.DataFrame) -> dict[str, StoredResult]:

@@ -171,3 +171,29 @@ def test_a_results_file_listing_every_parcel_joins_the_inspected_ones(exported, 
     assert summary["results_skipped_not_inspected"] == len(history) - len(exported["results"])
     joined, _ = read_declarations(tmp_path / "joined.parquet", with_outcomes=True)
     assert int(joined["inspected"].sum()) == len(exported["results"])
+
+
+def test_a_results_file_s_entry_times_are_kept_as_result_known_at(exported, capsys, tmp_path):
+    """A lab report entered days after the inspection: its entry time is the history's
+    result_known_at, so features count it from then. `history join` read the column and
+    wrote it empty on every row (probe 28)."""
+    root = exported["root"]
+    results = exported["results"].copy()
+    inspected = pd.to_datetime(results["inspected_at"], utc=True)
+    late = results.index[::3]
+    results["result_known_at"] = None
+    results.loc[late, "result_known_at"] = (inspected[late] + pd.Timedelta(days=3)).dt.strftime(
+        "%Y-%m-%dT%H:%M:%S.%fZ"
+    )
+    results.to_csv(tmp_path / "results.csv", index=False)
+    code, _, err = run_cli(
+        capsys, "history", "join", str(root / "decl.parquet"),
+        "--results", str(tmp_path / "results.csv"), "--out", str(tmp_path / "joined.parquet"),
+    )  # fmt: skip
+    assert code == 0, err
+    joined, _ = read_declarations(tmp_path / "joined.parquet", with_outcomes=True)
+    by_id = joined.set_index("declaration_id")["result_known_at"]
+    ids = results["declaration_id"]
+    expected = inspected[late] + pd.Timedelta(days=3)
+    assert by_id.loc[ids[late]].tolist() == expected.tolist()
+    assert by_id.loc[ids.drop(late)].isna().all() and by_id.notna().sum() == len(late)

@@ -114,15 +114,44 @@ def test_the_store_clock_is_mapped_through_the_decisions(clock_offset_days: int)
     def at(hours: float) -> str:
         return iso_utc(t0 + int(hours * HOUR))
 
-    late = StoredResult(t0 + HOUR, True, None, None, known_at_us=t0 + offset + 150)
-    prompt = StoredResult(t0 + HOUR, False, None, None, known_at_us=t0 + offset + 110)
+    s0 = t0 + 10 * HOUR + offset  # scoring after declaring: in the same clock, or a replay's
+    late = StoredResult(t0 + HOUR, True, None, None, known_at_us=s0 + 150)
+    prompt = StoredResult(t0 + HOUR, False, None, None, known_at_us=s0 + 110)
     rows = [
-        _row(at(0), t0 + offset + 100, late),  # received after the next decision
-        _row(at(2), t0 + offset + 120),
-        _row(at(0), t0 + offset + 105, prompt),  # received before any later declaration
-        _row(at(5), t0 + offset + 200),
-        _row(at(1), t0 + offset + 210),  # declared earlier, scored later: not the frontier
+        _row(at(0), s0 + 100, late),  # received after the next decision
+        _row(at(2), s0 + 120),
+        _row(at(0), s0 + 105, prompt),  # received before any later declaration
+        _row(at(5), s0 + 200),
+        _row(at(1), s0 + 210),  # declared earlier, scored later: not the frontier
     ]
     assert results_known_at(rows) == [t0 + 2 * HOUR, None, None, None, None]
     unread = [ScoredRow(r.declaration_json, r.exploration, r.lane, r.result) for r in rows]
     assert results_known_at(unread) == [None] * 5  # decisions read without their times: as was
+
+
+def test_a_corrected_result_is_known_from_when_the_correction_came() -> None:
+    """The parcels served between a result and its correction had the original (clean): from
+    the first's arrival, the export counted the corrected offence for them (probe 28)."""
+    from serving.outcomes import current_results
+
+    rows = [
+        ("D1", "2026-03-10T12:00:00Z", 0, None, None, None, None, "2026-03-10T13:00:00Z"),
+        ("D1", "2026-03-10T12:00:00Z", 1, "prohibited", 9.0, None, "lab", "2026-03-14T08:00:00Z"),
+    ]
+    (result,) = current_results(rows).values()
+    assert result.illicit and result.known_at_us == parse_iso_us("2026-03-14T08:00:00Z")
+
+
+def test_a_declaration_dated_ahead_of_its_scoring_stands_at_its_scoring_time() -> None:
+    """One parcel dated 20 hours ahead (a trader's clock; /score allows two days) held back
+    every result received while it led, for every entity (probe 28)."""
+    t0 = parse_iso_us("2026-03-10T10:00:00Z")
+    late = StoredResult(t0 + HOUR, True, None, None, known_at_us=t0 + 3 * HOUR)
+    rows = [
+        _row(iso_utc(t0), t0 + HOUR // 2, late),
+        _row(iso_utc(t0 + 20 * HOUR), t0 + 2 * HOUR),  # dated 18 h after it was scored
+        _row(iso_utc(t0 + 5 * HOUR), t0 + 5 * HOUR),
+    ]
+    # known from the ahead parcel's scoring time, not its date: the parcel declared at +5 h,
+    # scored after the result came, counts it as it did when served
+    assert results_known_at(rows) == [t0 + 2 * HOUR, None, None]

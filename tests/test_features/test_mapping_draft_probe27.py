@@ -308,3 +308,54 @@ def test_a_results_draft_reads_the_revenue_currency_from_its_own_column() -> Non
     two = raw.assign(Moeda_Fatura=["USD", None, "USD", "USD"])
     columns = yaml.safe_load(draft_mapping(two, results=True).text)["columns"]
     assert "currency" not in columns and "currency" not in columns["revenue_recovered"]
+
+
+@pytest.mark.parametrize(("grams", "kilos"), [("GRM", "KGM"), ("gramas", "quilos")])
+def test_un_ece_unit_codes_and_words_are_a_weight_s_units(grams: str, kilos: str) -> None:
+    """GRM/KGM, the codes customs declarations write (UN/ECE Recommendation 20), were read as an
+    extra and the grams as kilograms (probe 28)."""
+    raw = _portuguese("Unidade")
+    raw["Unidade"] = raw["Unidade"].map(lambda u: grams if u == "g" else kilos)
+    columns = _columns(raw)
+    assert columns["gross_weight_kg"]["columns"] == ["Peso", "Unidade"]
+    assert columns["gross_weight_kg"]["units"] == {grams: 0.001, kilos: 1.0}
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["Navordering", "Odzyskane_cła", "Kwota_Odzyskana", "Взысканные_пошлины",
+     "Сумма_доначисления", "追缴金额", "追缴税款", "追徴税額", "追徴金額"],
+)  # fmt: skip
+def test_recovered_duties_are_read_in_the_customs_terms_of_more_languages(name: str) -> None:
+    raw = pd.DataFrame(
+        {
+            "ID": ["A1", "A2", "A3"],
+            "Controle": ["2026-09-03T10:00:00Z", "2026-09-04T10:00:00Z", "2026-09-05T10:00:00Z"],
+            "Resultado": ["Irregular", "Conforme", "Irregular"],
+            name: ["10.5", None, "7.25"],
+        }
+    ).astype("string")
+    columns = _columns(raw, results=True)
+    assert _source(columns.get("revenue_recovered")) == name, columns
+
+
+def test_a_column_of_result_entry_times_is_result_known_at_not_illicit() -> None:
+    """Named result_known_at (or Result_Entered), it was offered as illicit, for its
+    "result" (probe 28)."""
+    for name in ("result_known_at", "Result_Entered", "Data_Registo_Resultado"):
+        raw = pd.DataFrame(
+            {
+                "ID": ["A1", "A2", "A3"],
+                "Controle": ["2026-09-03T10:00:00Z"] * 3,
+                "Resultado": ["Irregular", "Conforme", "Irregular"],
+                name: ["2026-09-06T10:00:00Z", "2026-09-04T12:00:00Z", "2026-09-08T09:00:00Z"],
+            }
+        ).astype("string")
+        columns = _columns(raw, results=True)
+        assert _source(columns.get("result_known_at")) == name, columns
+        assert _source(columns["illicit"]) == "Resultado"
+
+
+def _source(spec) -> str | None:
+    """The source column a drafted spec reads (a name alone, or a dict's ``column``)."""
+    return spec if isinstance(spec, str) or spec is None else spec.get("column")

@@ -913,10 +913,12 @@ def results_known_at(rows: Sequence[ScoredRow]) -> list[int | None]:
         dtype=np.int64,
     )
     # a declaration dated after it was scored (a trader's clock ahead; /score allows two days)
-    # stands at its scoring time: at its own date, one such parcel held back every result
-    # received while it led, for every entity (probe 28). A replay's declarations all predate
-    # their scoring, so this never moves them.
-    declared = np.minimum(declared, scored)
+    # leaves the frontier where it was: at its own date one such parcel held back every result
+    # received while it led, for every entity, and at its scoring time it still did for the
+    # parcels declared hours before they are scored (pre-arrival; probe 28). Only that parcel
+    # itself may then count a result received after it was scored: its clock was wrong. A
+    # replay's declarations all predate their scoring, so this never moves them.
+    declared = np.where(declared > scored, np.iinfo(np.int64).min, declared)
     order = np.argsort(scored, kind="stable")
     scored_sorted = scored[order]
     frontier = np.maximum.accumulate(declared[order])  # newest declaration scored so far

@@ -142,16 +142,17 @@ def test_a_corrected_result_is_known_from_when_the_correction_came() -> None:
     assert result.illicit and result.known_at_us == parse_iso_us("2026-03-14T08:00:00Z")
 
 
-def test_a_declaration_dated_ahead_of_its_scoring_stands_at_its_scoring_time() -> None:
+def test_a_declaration_dated_ahead_of_its_scoring_leaves_the_frontier_where_it_was() -> None:
     """One parcel dated 20 hours ahead (a trader's clock; /score allows two days) held back
-    every result received while it led, for every entity (probe 28)."""
+    every result received while it led, for every entity, even for parcels declared hours
+    before they are scored (pre-arrival; probe 28)."""
     t0 = parse_iso_us("2026-03-10T10:00:00Z")
-    late = StoredResult(t0 + HOUR, True, None, None, known_at_us=t0 + 3 * HOUR)
+    late = StoredResult(t0 - 18 * HOUR, True, None, None, known_at_us=t0 + HOUR)
     rows = [
-        _row(iso_utc(t0), t0 + HOUR // 2, late),
-        _row(iso_utc(t0 + 20 * HOUR), t0 + 2 * HOUR),  # dated 18 h after it was scored
-        _row(iso_utc(t0 + 5 * HOUR), t0 + 5 * HOUR),
+        _row(iso_utc(t0 + 20 * HOUR), t0),  # dated 20 h after it was scored
+        _row(iso_utc(t0 - 20 * HOUR), t0 - 19 * HOUR, late),
+        _row(iso_utc(t0 - 10 * HOUR), t0 - 9 * HOUR),  # the newest scored before the result
+        _row(iso_utc(t0 - 2 * HOUR), t0 + 2 * HOUR),  # declared 2 h ago, scored after it
     ]
-    # known from the ahead parcel's scoring time, not its date: the parcel declared at +5 h,
-    # scored after the result came, counts it as it did when served
-    assert results_known_at(rows) == [t0 + 2 * HOUR, None, None]
+    # known from the newest rightly dated declaration: the last parcel counts it, as served
+    assert results_known_at(rows) == [None, t0 - 10 * HOUR, None, None]

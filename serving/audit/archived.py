@@ -47,7 +47,7 @@ def archived_first_decisions(store: Any, since_iso: str = "") -> list[FirstDecis
         with_scored_at=True,
     )
     return [
-        FirstDecision(declaration_id, text, bool(exploration), lane, str(scored_at))
+        FirstDecision(declaration_id, text, bool(exploration), lane, str(scored_at or ""))
         for declaration_id, text, exploration, lane, scored_at in kept
         if (_declared_at(text) or "") >= since_iso
     ]

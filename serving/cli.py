@@ -467,6 +467,20 @@ def outcomes_ingest(
     # every file read and mapped before any is stored: a mapping that does not fit one of
     # them stores nothing
     read = [_read_results(file, spec, mapping, settings) for file in files]
+    for file, (raw, notes) in zip(files, read, strict=True):
+        if "result_known_at" in raw.columns and (
+            given := int(raw["result_known_at"].notna().sum())
+        ):
+            # the store's own receipt is when the service had a result (history export
+            # writes result_known_at from it): a file's entry times are not stored, said
+            notes["result_known_at_not_stored"] = given
+            logger.warning(
+                "%s: the result_known_at of %d result(s) is not stored: the store's own time of "
+                "receiving a result is when the service had it (history export writes it); "
+                "a file's entry times are kept by history join",
+                file,
+                given,
+            )
     if correction is not None:
         if not correction.strip():
             raise ParcelriskError("--correction: say why the results are corrected")

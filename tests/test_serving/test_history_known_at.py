@@ -156,3 +156,19 @@ def test_a_declaration_dated_ahead_of_its_scoring_leaves_the_frontier_where_it_w
     ]
     # known from the newest rightly dated declaration: the last parcel counts it, as served
     assert results_known_at(rows) == [None, t0 - 10 * HOUR, None, None]
+
+
+def test_outcomes_ingest_says_a_file_s_entry_times_are_not_stored(tmp_path) -> None:
+    """The store's receipt is when the service had a result: a results file's mapped
+    result_known_at is not stored, and said so (it was dropped unsaid)."""
+    from tests.test_serving.conftest import decided_store, ingest_results_csv
+
+    location = decided_store(tmp_path, {"A0": "2026-08-01T10:00:00.000000Z"})
+    mapping = (
+        "columns:\n  declaration_id: ID\n  inspected_at: DATE\n  result_known_at: ENTERED\n"
+        "  illicit: {column: ILLICIT, values: {'1': true, '0': false}}\n"
+    )
+    text = "ID,DATE,ENTERED,ILLICIT\nA0,2026-08-02T10:00:00Z,2026-08-05T09:00:00Z,1\n"
+    run = ingest_results_csv(tmp_path, location, text, mapping)
+    assert run.exit_code == 0, run.output
+    assert '"result_known_at_not_stored": 1' in run.output

@@ -845,7 +845,22 @@ def history_export(
         summary["base"] = {"file": str(base), "declarations": len(base_history), **overlap}
     if cut is not None:
         summary["from_archive"] = {"declarations": len(archived), "archive": cut["archive"]}
-    if (late := late_results(scored, known_at)) is not None:
+    if (late := late_results(scored, known_at)) is not None and late["replay"]:
+        summary["results_stored_late"] = late
+        logger.warning(
+            "%d of %d results reached the store after the decisions of the parcels declared "
+            "after them (median %.1f days, at most %.1f): the parcels were scored long after "
+            "they were declared (a replay or a backfill), before their results were loaded, so "
+            "the history's result_known_at places the results as the service had them and these "
+            "months carry no results in their entity features. To count each from its "
+            "inspection, as if it had come back promptly, build the history with `history "
+            "join` of the declarations and the results instead",
+            late["results"],
+            late["of"],
+            late["median_days_late"],
+            late["max_days_late"],
+        )
+    elif late is not None:
         summary["results_stored_late"] = late
         logger.warning(
             "%d of %d results reached the store after decisions of parcels declared more than "

@@ -241,7 +241,27 @@ def late_results(rows: Sequence[ScoredRow], known: Sequence[int | None]) -> dict
         "of": sum(r.result is not None for r in rows),
         "median_days_late": round(float(np.median(late)), 1),
         "max_days_late": round(float(late.max()), 1),
+        "replay": _replayed(rows),
     }
+
+
+# Scored this long after being declared, most of a store's parcels were replayed (last year's
+# declarations scored today, a backfill), not decided live: pre-arrival declarations are scored
+# within days, and /score takes none dated more than two days ahead
+REPLAY_LAG_US = 7 * 86_400 * 1_000_000
+
+
+def _replayed(rows: Sequence[ScoredRow]) -> bool:
+    """Whether most of ``rows`` were scored long after they were declared (``REPLAY_LAG_US``):
+    a replay, whose results came back after its scoring by construction, not late."""
+    import orjson
+
+    lags = [
+        parse_iso_us(r.scored_at) - parse_iso_us(orjson.loads(r.declaration_json)["declared_at"])
+        for r in rows
+        if r.scored_at
+    ]
+    return bool(lags) and float(np.median(lags)) > REPLAY_LAG_US
 
 
 class ReplacedResult(NamedTuple):

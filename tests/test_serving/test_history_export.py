@@ -255,7 +255,10 @@ def test_results_stored_days_after_their_inspection_are_said_with_how_late(
     days = (newest - inspected["inspected_at"]) / pd.Timedelta(days=1)
     assert late["of"] == len(inspected) and late["results"] == int((days > 1).sum()) > 0
     assert late["max_days_late"] == round(float(days.max()), 1)
-    assert "results reached the store after decisions of parcels declared" in caplog.text
+    # scored in July, declared in January: a replay, said so, with the way to count results
+    # from their inspection (a live store's warning asks for a prompt results feed instead)
+    assert late["replay"] is True
+    assert "(a replay or a backfill)" in caplog.text and "`history join`" in caplog.text
     history, _ = read_declarations(out)  # labels stay at inspected_at; features count from known
     by_id = history.set_index("declaration_id")
     source = declarations.set_index("declaration_id").loc[by_id.index]
@@ -269,3 +272,7 @@ def test_results_stored_days_after_their_inspection_are_said_with_how_late(
     assert late_results([row], [10 * day + day // 2]) is None
     assert late_results([row], [None]) is None
     assert late_results([row], [17 * day])["max_days_late"] == 7.0
+    assert late_results([row], [17 * day])["replay"] is False  # no scoring time read
+    live = ScoredRow('{"declared_at": "2026-03-10T10:00:00Z"}', False, "green", row.result,
+                     "2026-03-10T14:00:00+00:00")  # fmt: skip
+    assert late_results([live], [17 * day])["replay"] is False

@@ -850,7 +850,8 @@ def history_export(
         logger.warning(
             "%d of %d results reached the store after the decisions of the parcels declared "
             "after them (median %.1f days, at most %.1f): the parcels were scored long after "
-            "they were declared (a replay or a backfill), before their results were loaded, so "
+            "they were declared (a replay, a backfill, or declarations lodged weeks before "
+            "arrival), before their results were loaded, so "
             "the history's result_known_at places the results as the service had them and these "
             "months carry no results in their entity features. To count each from its "
             "inspection, as if it had come back promptly, build the history with `history "

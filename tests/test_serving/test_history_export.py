@@ -258,7 +258,7 @@ def test_results_stored_days_after_their_inspection_are_said_with_how_late(
     # scored in July, declared in January: a replay, said so, with the way to count results
     # from their inspection (a live store's warning asks for a prompt results feed instead)
     assert late["replay"] is True
-    assert "(a replay or a backfill)" in caplog.text and "`history join`" in caplog.text
+    assert "(a replay, a backfill" in caplog.text and "`history join`" in caplog.text
     history, _ = read_declarations(out)  # labels stay at inspected_at; features count from known
     by_id = history.set_index("declaration_id")
     source = declarations.set_index("declaration_id").loc[by_id.index]

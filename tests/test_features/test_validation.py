@@ -347,6 +347,7 @@ def test_great_expectations_counts_agree_with_the_gate(tmp_path) -> None:
     assert cross["compared"] > 40
     assert cross["nonzero_counts"] >= 10
     assert "Great Expectations agrees" in result.render()
+    assert cross["counts"]["result_known_at.after_result"] == 1  # GX checks it too
     warned = [w for w in result.findings.warnings if w.rule.name == "result_known_at.after_result"]
     assert [f.rows.tolist() for f in warned] == [[10]], result.render()
 

@@ -412,6 +412,23 @@ def test_a_what_if_is_the_auditor_s_and_is_logged(client, caplog) -> None:
     assert r.status_code == 200
 
 
+def test_a_what_if_the_store_cannot_catch_up_is_a_503_not_a_stale_answer(
+    client, stub_runtime, monkeypatch
+) -> None:
+    """A what-if catches the live state up first, as /score does (probe 27): a store it
+    cannot read now is a 503 to ask again, never an answer from what it held before."""
+    from serving.sqlite_store import StoreUnavailable
+
+    def unavailable(*_args, **_kwargs):
+        raise StoreUnavailable("decision store audit.db cannot take a read now: disk I/O error")
+
+    monkeypatch.setattr(stub_runtime, "catch_up", unavailable)
+    (d,) = make_declarations(1, seed=21, prefix="WHATIF")
+    r = client.post("/explain", json={"declaration": d}, headers=auth("auditor"))
+    assert r.status_code == 503 and r.json()["code"] == "store.unavailable", r.text
+    assert "ask again" in r.json()["error"] and r.headers["Retry-After"] == "5"
+
+
 def test_many_unknown_fields_are_one_short_warning(client, service_env) -> None:
     """100,000 made-up keys do not become megabytes of warnings, answered and stored."""
     from serving.store import open_store

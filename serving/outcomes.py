@@ -254,14 +254,20 @@ REPLAY_LAG_US = 7 * 86_400 * 1_000_000
 def _replayed(rows: Sequence[ScoredRow]) -> bool:
     """Whether most of ``rows`` were scored long after they were declared (``REPLAY_LAG_US``):
     a replay, whose results came back after its scoring by construction, not late."""
-    import orjson
+    scored, declared = _decision_times([r for r in rows if r.scored_at])
+    return bool(len(scored)) and float(np.median(scored - declared)) > REPLAY_LAG_US
 
-    lags = [
-        parse_iso_us(r.scored_at) - parse_iso_us(orjson.loads(r.declaration_json)["declared_at"])
-        for r in rows
-        if r.scored_at
-    ]
-    return bool(lags) and float(np.median(lags)) > REPLAY_LAG_US
+
+def _decision_times(rows: Sequence[ScoredRow]) -> tuple[np.ndarray, np.ndarray]:
+    """When each of ``rows`` (read with its ``scored_at``) was scored, and declared (UTC us)."""
+    import orjson  # the whole export's declarations read once more: ~3x json's speed here
+
+    scored = np.array([parse_iso_us(r.scored_at) for r in rows], dtype=np.int64)
+    declared = np.array(
+        [parse_iso_us(orjson.loads(r.declaration_json)["declared_at"]) for r in rows],
+        dtype=np.int64,
+    )
+    return scored, declared
 
 
 class ReplacedResult(NamedTuple):
@@ -925,13 +931,7 @@ def results_known_at(rows: Sequence[ScoredRow]) -> list[int | None]:
     ]
     if not results or any(not r.scored_at for r in rows):
         return known
-    import orjson  # the whole export's declarations read once more: ~3x json's speed here
-
-    scored = np.array([parse_iso_us(r.scored_at) for r in rows], dtype=np.int64)
-    declared = np.array(
-        [parse_iso_us(orjson.loads(r.declaration_json)["declared_at"]) for r in rows],
-        dtype=np.int64,
-    )
+    scored, declared = _decision_times(rows)
     # a declaration dated after it was scored (a trader's clock ahead; /score allows two days)
     # leaves the frontier where it was: at its own date one such parcel held back every result
     # received while it led, for every entity, and at its scoring time it still did for the

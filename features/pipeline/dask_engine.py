@@ -762,7 +762,9 @@ def _write_joined(outputs: list[Any], manifest: FeatureManifest, out_file: Path)
             table = pa.Table.from_pandas(joined, preserve_index=False)
             if writer is None:
                 keep = [name for name, dtype in joined.dtypes.items() if dtype.kind != "f"]
-                writer = pq.ParquetWriter(out_file, table.schema, use_dictionary=keep)
+                writer = pq.ParquetWriter(  # as the pandas engine's ``write_frame``
+                    out_file, table.schema, use_dictionary=keep, write_statistics=keep
+                )
             writer.write_table(table.cast(writer.schema))
     finally:
         if writer is not None:

@@ -182,7 +182,7 @@ def evaluate_holdout(
     revenue = holdout["revenue_recovered"].to_numpy(np.float64, na_value=np.nan)
     has_revenue = np.isfinite(revenue)
     y_all = illicit_labels(holdout)
-    rev_all = np.nan_to_num(revenue, nan=0.0)
+    rev_all = np.nan_to_num(revenue, nan=0.0)  # as ``evaluation_sample``
     y_rnd, rev_rnd = y_all[sample], rev_all[sample]
     if sample.any():
         if not has_revenue[sample].any():
@@ -243,8 +243,7 @@ def evaluate_holdout(
             metrics["test_random.legacy.model_precision_at_legacy_rate"] = float(y_rnd[top].mean())
 
     if "truth_p_illicit" in holdout.columns:
-        truth_y = holdout["truth_illicit"].astype("boolean").fillna(False).to_numpy(np.float64)
-        truth_rev = holdout["truth_revenue_at_stake"].to_numpy(np.float64, na_value=0.0) * truth_y
+        truth_y, truth_rev = _truth_targets(holdout)
         p = holdout["truth_p_illicit"].to_numpy(np.float64)
         # The fair revenue oracle is p x revenue-if-illicit. A truth file with only the realised
         # revenue_at_stake (0 on clean parcels) makes the oracle see the label: an upper bound.
@@ -287,6 +286,29 @@ def evaluate_holdout(
             reasons["test_all.legacy.*"] = reasons["test_random.legacy.*"]
     finite = _finite_metrics(metrics, reasons, scorers={*scores, "oracle"})
     return finite, dict(sorted(reasons.items()))
+
+
+def _truth_targets(holdout: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(illicit, revenue caught if inspected) of every parcel by the ground truth."""
+    truth_y = holdout["truth_illicit"].astype("boolean").fillna(False).to_numpy(np.float64)
+    truth_rev = holdout["truth_revenue_at_stake"].to_numpy(np.float64, na_value=0.0) * truth_y
+    return truth_y, truth_rev
+
+
+def evaluation_sample(
+    holdout: pd.DataFrame, evaluation: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rows, illicit, revenue) that ``evaluate_holdout`` judges ``evaluation`` on:
+    ``test_all`` every parcel against the ground truth, ``test_random`` the unbiased sample
+    against its recorded results."""
+    if evaluation == "test_all":
+        truth_y, truth_rev = _truth_targets(holdout)
+        return np.ones(len(holdout), dtype=bool), truth_y, truth_rev
+    if evaluation != "test_random":
+        raise ValueError(f"unknown evaluation {evaluation!r}: test_all or test_random")
+    sample, _ = unbiased_mask(holdout)
+    revenue = holdout["revenue_recovered"].to_numpy(np.float64, na_value=np.nan)
+    return sample, illicit_labels(holdout)[sample], np.nan_to_num(revenue, nan=0.0)[sample]
 
 
 def _finite_metrics(

@@ -198,3 +198,85 @@ def selected_set_metrics(
         "recall": float(y[selected].sum() / y.sum()) if y.sum() else float("nan"),
         "revenue_share": float(rev[selected].sum() / rev.sum()) if rev.sum() > 0 else float("nan"),
     }
+
+
+# Resamples of a holdout behind a gate's confidence; the seed is fixed so that one comparison
+# gives one verdict, whoever runs it and however often.
+RESAMPLES = 1_000
+RESAMPLE_SEED = 20_260_501
+# Poisson weights held at once (draws x parcels): ~32 MB of int64 per chunk
+_RESAMPLE_CELLS = 4_000_000
+
+
+def resampled_at(
+    rankings: dict[str, tuple[np.ndarray, np.ndarray, str]],
+    share: float,
+    draws: int = RESAMPLES,
+    seed: int = RESAMPLE_SEED,
+) -> dict[str, np.ndarray]:
+    """``precision_at`` / ``revenue_at`` of several rankings of one sample on the same
+    ``draws`` bootstrap resamples of its parcels: paired, so a difference between two models
+    is measured on the same parcels in every draw.
+
+    ``rankings[name] = (score, counted, kind)``: ``kind`` "precision" counts ``counted``
+    (illicit flags) in the top share of the resample over its size; "revenue" sums ``counted``
+    (revenue) there over the resample's total (NaN when it holds none). Poisson(1) weights per
+    parcel (the bootstrap of a sample of random size, which draws in chunks without holding
+    draws x parcels at once); ties broken by input order, as ``top_mask``.
+    """
+    n = len(next(iter(rankings.values()))[0]) if rankings else 0
+    prepared = {}
+    for name, (score, counted, kind) in rankings.items():
+        if kind not in ("precision", "revenue"):
+            raise ValueError(f"unknown kind {kind!r}: precision or revenue")
+        counted = np.nan_to_num(_as_float(counted), nan=0.0)
+        if len(score) != n or len(counted) != n:
+            raise ValueError("every ranking must score the same parcels")
+        prepared[name] = (np.argsort(-_as_float(score), kind="stable"), counted, kind)
+    out = {name: np.full(draws, np.nan) for name in rankings}
+    if n == 0:
+        return out
+    rng = np.random.default_rng(seed)
+    chunk = max(1, _RESAMPLE_CELLS // n)
+    for start in range(0, draws, chunk):
+        weights = rng.poisson(1.0, size=(min(chunk, draws - start), n))
+        sizes = weights.sum(axis=1)
+        k = np.where(sizes > 0, np.maximum(1, np.rint(sizes * share)), 0)
+        k = np.minimum(k, sizes)
+        totals: dict[int, np.ndarray] = {}  # revenue totals, once per array counted
+        for name, (order, counted, kind) in prepared.items():
+            caught = _caught_in_top(weights, order, counted, k, share)
+            if kind == "precision":
+                figure = np.divide(caught, k, out=np.full(len(k), np.nan), where=k > 0)
+            else:
+                if id(counted) not in totals:
+                    totals[id(counted)] = weights @ counted
+                total = totals[id(counted)]
+                figure = np.divide(caught, total, out=np.full(len(k), np.nan), where=total > 0)
+            out[name][start : start + len(k)] = figure
+    return out
+
+
+def _caught_in_top(
+    weights: np.ndarray, order: np.ndarray, counted: np.ndarray, k: np.ndarray, share: float
+) -> np.ndarray:
+    """Per resample (row of ``weights``): ``counted`` summed over its top ``k`` copies in
+    ``order``. The top k lie among the first ~share x n parcels of the order: read first a
+    prefix a quarter longer (x13 less work at 5%), and the whole order only for a resample
+    whose prefix holds fewer than k copies."""
+    n = len(order)
+    head = min(n, int(np.ceil(share * n * 1.25)) + 64)
+    caught = np.zeros(len(k))
+    rows = np.arange(len(k))
+    for length in (head, n):
+        ranked = weights[np.ix_(rows, order[:length])] if length < n else weights[rows][:, order]
+        before = np.cumsum(ranked, axis=1) - ranked  # copies ranked above each parcel
+        enough = before[:, -1] + ranked[:, -1] >= k[rows]
+        if length == n:
+            enough[:] = True
+        taken = np.clip(k[rows, None] - before, 0, ranked)  # its copies inside the top k
+        caught[rows[enough]] = (taken[enough] @ counted[order[:length]]).astype(np.float64)
+        rows = rows[~enough]
+        if not len(rows):
+            break
+    return caught

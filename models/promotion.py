@@ -288,6 +288,58 @@ def decide_promotion(
     return Decision(ok, reasons, evaluation)
 
 
+def gate_confidence(
+    scores: dict[str, Any], holdout: pd.DataFrame, evaluation: str, objective: str
+) -> tuple[str, float, int] | None:
+    """(metric, share of resamples the challenger beats the champion on it, resamples): the
+    metric lanes rank by (revenue@5% with the revenue objective when the sample holds revenue,
+    else precision@5%) on ``RESAMPLES`` paired bootstrap resamples of the gate's sample.
+    ``scores``: the champion's and the challenger's ``Scores``, row-aligned with ``holdout``.
+    None when the sample is empty."""
+    from models.evaluation import evaluation_sample
+    from models.metrics import RESAMPLES, resampled_at
+
+    rows, illicit, revenue = evaluation_sample(holdout, evaluation)
+    if not rows.any():
+        return None
+    kind = "revenue" if objective == "revenue" and revenue.sum() > 0 else "precision"
+    counted, ranked_by = (revenue, "value") if kind == "revenue" else (illicit, "risk")
+    figures = resampled_at(
+        {
+            role: (np.asarray(scores[role][ranked_by])[rows], counted, kind)
+            for role in ("champion", "challenger")
+        },
+        GATE_AT / 100,
+    )
+    gain = figures["challenger"] - figures["champion"]
+    better = np.isfinite(gain) & (gain > 0)  # a resample without the metric is no evidence
+    return f"{kind}_at_{GATE_AT}", float(better.mean()), RESAMPLES
+
+
+def with_confidence(
+    decision: Decision, confidence: tuple[str, float, int] | None, params: PromoteParams
+) -> Decision:
+    """``decision`` with the gate's confidence said, and refused when the challenger won on
+    the holdout but not in ``promote.min_confidence`` of its resamples: a gain the sample's
+    noise gives as often is no evidence that the challenger is better."""
+    if confidence is None or params.min_confidence == 0:
+        return decision
+    metric, share, draws = confidence
+    said = (
+        f"confidence ({decision.evaluation}): the challenger beats the champion on {metric} "
+        f"in {share:.0%} of {draws:,} paired resamples of the holdout (required "
+        f"{params.min_confidence:.0%})"
+    )
+    if not decision.promote or share >= params.min_confidence:
+        return replace(decision, reasons=[*decision.reasons, said])
+    said += (
+        ": not demonstrably better, the holdout's sampling gives such a gain as often; more "
+        "exploration results (serve.exploration_rate), a longer test period or ground truth "
+        "would tell the two apart"
+    )
+    return replace(decision, promote=False, reasons=[*decision.reasons, said])
+
+
 def record_decision(
     client: MlflowClient,
     name: str,
@@ -569,12 +621,45 @@ def _pseudonym_key_id(state_dir: Path) -> str | None:
     return json.loads((Path(state_dir) / META_FILE).read_text()).get("pseudonym_key_id")
 
 
-def _first_model_cautions(metadata: dict[str, Any], run: Any) -> list[str]:
+# Fewer illicit parcels than this in a first champion's unbiased test sample: its metrics are
+# that handful's, said (one parcel moves its precision@5% by more than a tenth).
+FEW_UNBIASED_ILLICIT = 10
+
+
+def _first_model_cautions(
+    metadata: dict[str, Any], run: Any, params: PromoteParams | None = None
+) -> list[str]:
     """What the person making a first champion should know: nothing compares it, so a model
-    that learnt next to nothing, or that no unbiased sample measured, is said to be one."""
+    that learnt next to nothing, that no unbiased sample (or a handful) measured, or that is
+    calibrated outside the bound every later challenger is held to, is said to be one
+    (probe 29: a first champion with a calibration error 2.5x the bound, calibrated on biased
+    labels and measured on one illicit parcel, was made champion without a word)."""
     from models.train import RISK_SHIFT_LIMIT, WEAK_ROUNDS
 
     cautions = []
+    metrics = run.data.metrics
+    evaluation = "test_all" if "test_all.model.ece" in metrics else "test_random"
+    ece = metrics.get(f"{evaluation}.model.ece")
+    bound = params.max_calibration_error if params is not None else None
+    if ece is not None and bound is not None and ece > bound:
+        cautions.append(
+            f"caution: its calibration error on its test period ({evaluation}) is {ece:.4f}, "
+            f"above promote.max_calibration_error {bound:.4f}, the bound any later challenger "
+            "is refused at: the risk it serves is not the hit rate it says"
+        )
+    if metadata.get("calibration_sample") == "labelled":
+        cautions.append(
+            "caution: it is calibrated on all labelled validation parcels, not on unbiased "
+            "ones (too few random-exploration results): its served risk describes inspected "
+            "parcels, biased upward (see train's warning)"
+        )
+    illicit = metrics.get("test_random.illicit")
+    if illicit is not None and evaluation == "test_random" and illicit < FEW_UNBIASED_ILLICIT:
+        parcels = int(metrics.get("test_random.parcels", 0))
+        cautions.append(
+            f"caution: its unbiased test sample holds {int(illicit)} illicit parcel(s) among "
+            f"{parcels:,}: its metrics are that handful's"
+        )
     shift = metadata.get("deployed_risk_shift")
     if isinstance(shift, (int, float)) and not 1 / RISK_SHIFT_LIMIT <= shift <= RISK_SHIFT_LIMIT:
         cautions.append(
@@ -606,6 +691,8 @@ class Comparison:
     per_model: dict[str, dict[str, float]]  # role -> ``evaluate_holdout`` metrics, scorer "model"
     parcels: int  # of the holdout compared on
     notes: list[str]  # said beside the decision's reasons (a comparison cut to a later start)
+    # (metric, share of resamples the challenger won, resamples): ``gate_confidence``
+    confidence: tuple[str, float, int] | None = None
 
 
 def _without_unbiased_labels(decision: Decision, frame: pd.DataFrame) -> Decision:
@@ -742,7 +829,7 @@ def compare_versions(
     roles = dict(models)
     if not_comparable:
         del roles["champion"]
-    per_model = {}
+    per_model, scored = {}, {}
     # Each version's evaluation model (its first pass if refit): a refit challenger has seen
     # the labels of its own test period, and a refit champion may have too.
     for role, (_, model) in roles.items():
@@ -756,12 +843,23 @@ def compare_versions(
         except ParcelriskError as exc:
             raise ParcelriskError(f"cannot score the {role} on {holdout.directory}: {exc}") from exc
         per_model[role], _ = evaluate_holdout(holdout.frame, {"model": scores})
+        scored[role] = scores
+    confidence = None
     if not_comparable:
         decision = decide_not_comparable(not_comparable)
     else:
         decision = decide_promotion(per_model["champion"], per_model["challenger"], params)
         if decision.not_compared and truth is None:
             decision = _without_unbiased_labels(decision, holdouts["challenger"].frame)
+        if decision.evaluation and params.min_confidence > 0:
+            # the challenger's frame: the champion's scores are aligned with its rows
+            confidence = gate_confidence(
+                scored,
+                holdouts["challenger"].frame,
+                decision.evaluation,
+                challenger_model.thresholds.objective,
+            )
+            decision = with_confidence(decision, confidence, params)
     notes = []
     if compare_from > test_start:
         notes.append(
@@ -769,7 +867,7 @@ def compare_versions(
             f"{compare_from}, after the champion's fit and calibration periods (the "
             f"challenger's test period starts {test_start})"
         )
-    return Comparison(decision, per_model, len(holdouts["challenger"].frame), notes)
+    return Comparison(decision, per_model, len(holdouts["challenger"].frame), notes, confidence)
 
 
 def promote_version(
@@ -814,7 +912,8 @@ def promote_version(
             first, _, _ = load_version(client, name, version, Path(tmp) / "first")
         run = client.get_run(client.get_model_version(name, version).run_id)
         reasons = ["first registered model: becomes champion"]
-        decision = Decision(True, reasons + _first_model_cautions(first.metadata, run), "")
+        cautions = _first_model_cautions(first.metadata, run, params)
+        decision = Decision(True, reasons + cautions, "")
         record_decision(client, name, version, decision, champion_before=None, outcome="first")
         return {**result, "outcome": "first", "promote": True, "reasons": decision.reasons}
     if champion == version:
@@ -862,6 +961,9 @@ def promote_version(
         decision = replace(decision, reasons=[*decision.reasons, *lanes.reasons])
         reasons = [*reasons, *lanes.reasons]
     gate = gate_metrics(per_model)
+    if comparison.confidence is not None:
+        metric, share, _ = comparison.confidence
+        gate[f"confidence.{metric}"] = share
     record_decision(
         client,
         name,

@@ -273,7 +273,8 @@ def _paths() -> dict[str, Any]:
                     "(`explain.other_model`), or its stored record cannot be read: damaged or "
                     "edited (`decision.damaged`).",
                     422: "Not exactly one of `decision_id` and `declaration`.",
-                    503: "Not ready (model loading).",
+                    503: "Not ready (model loading), or the decision store's archive cannot "
+                    "be read (`decision.archive_unavailable`: moved, deleted, damaged).",
                 },
                 path="/explain",
                 body="ExplainRequest",
@@ -289,7 +290,8 @@ def _paths() -> dict[str, Any]:
                     404: None,
                     409: _DAMAGED,
                     422: "No `decision_id` given.",
-                    503: "Not ready (service starting).",
+                    503: "Not ready (service starting), or the store's archive cannot be read "
+                    "(`decision.archive_unavailable`).",
                 },
                 path="/decision",
                 parameters=[decision_id],
@@ -299,7 +301,7 @@ def _paths() -> dict[str, Any]:
                 "A stored decision as recorded (the id in a JSON body).",
                 "audit",
                 stored,
-                {400: None, 404: None, 409: _DAMAGED},
+                {400: None, 404: None, 409: _DAMAGED, 503: _ARCHIVE_UNAVAILABLE},
                 path="/decision",
                 body="DecisionRequest",
             ),
@@ -359,6 +361,10 @@ def _paths() -> dict[str, Any]:
     return paths
 
 
+_ARCHIVE_UNAVAILABLE = (
+    "The decision may be archived, and the store's archive cannot be read (moved, deleted, "
+    "not mounted, damaged: `decision.archive_unavailable`); `parcelrisk audit verify` names it."
+)
 _DAMAGED = (
     "The stored record cannot be read (damaged, or edited outside the service): its "
     "integrity cannot be checked (`decision.damaged`); `parcelrisk audit verify` names it."

@@ -96,7 +96,13 @@ from serving.scoring import (
     load_runtime,
     score_frame,
 )
-from serving.sqlite_store import DamagedRecord, StoreReplaced, StoreUnavailable, is_damaged
+from serving.sqlite_store import (
+    ArchiveUnavailable,
+    DamagedRecord,
+    StoreReplaced,
+    StoreUnavailable,
+    is_damaged,
+)
 from serving.store import (
     is_sqlite,
     open_outcome_store,
@@ -732,6 +738,8 @@ class ParcelRiskService:
             found = self.review_store.get(decision_id)  # a sync API: BentoML runs it in a thread
         except DamagedRecord as exc:
             return error_response(409, str(exc), code="decision.damaged")
+        except ArchiveUnavailable as exc:  # not "not found": the archive may hold it
+            return error_response(503, str(exc), code="decision.archive_unavailable")
         if found is None:
             return error_response(
                 404, f"decision_id {_shown(decision_id)} not found", code="decision.not_found"
@@ -966,6 +974,8 @@ def _stored_decision(service: ParcelRiskService, decision_id: str) -> JSONRespon
         found = service.review_store.get(decision_id)
     except DamagedRecord as exc:
         return error_response(409, str(exc), code="decision.damaged")
+    except ArchiveUnavailable as exc:  # not "not found": the archive may hold it
+        return error_response(503, str(exc), code="decision.archive_unavailable")
     if found is None:
         return error_response(
             404, f"decision_id {_shown(decision_id)} not found", code="decision.not_found"

@@ -447,6 +447,34 @@ def read_archive_manifest(archive: Path) -> dict[str, Any]:
         raise ParcelriskError(f"{path}: unreadable archive manifest: {exc}") from exc
 
 
+class ArchiveUnavailable(ParcelriskError):
+    """The archive a store moved its old days to cannot be read (deleted, moved, not
+    mounted, a day file gone): what it holds is unknown, never "no decision" (probe 30:
+    `audit list` answered "no decisions in that period" for 10,687 archived ones)."""
+
+
+def archive_manifest_reaching(cut: dict[str, Any]) -> dict[str, Any]:
+    """The manifest of the archive a store's last cut (``chain_start``) moved its days to,
+    checked to reach that cut: an ``ArchiveUnavailable`` naming the folder otherwise."""
+    folder = Path(cut["archive"])
+    try:
+        manifest = read_archive_manifest(folder)
+        reached = int(manifest.get("cut_seq", 0))
+    except (ParcelriskError, TypeError, ValueError) as exc:
+        raise ArchiveUnavailable(
+            f"the archived decisions up to seq {cut['cut_seq']} ({folder}) cannot be read "
+            f"({exc}): run `parcelrisk audit verify`"
+        ) from None
+    if reached < int(cut["cut_seq"]):
+        found = "no archive manifest" if not manifest.get("files") else f"one to seq {reached}"
+        raise ArchiveUnavailable(
+            f"the decisions up to seq {cut['cut_seq']} were archived to {folder}, where "
+            f"{found} is found: the archive was moved, deleted or is not mounted; put it back "
+            "(or restore it) to review them"
+        )
+    return manifest
+
+
 def archived_rows(
     path: Path, decision_id: str | None = None, filters: list[tuple[str, str, Any]] | None = None
 ) -> Iterator[ChainRow]:
@@ -459,14 +487,19 @@ def archived_rows(
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    if decision_id is not None:
-        ids = pq.read_table(path, columns=["decision_id"]).column("decision_id")
-        at = pc.index(ids, decision_id).as_py()
-        if at < 0:
-            return
-        table = pq.read_table(path).slice(max(0, at - 1), 2 if at else 1)
-    else:
-        table = pq.read_table(path, filters=filters or None)
+    try:
+        if decision_id is not None:
+            ids = pq.read_table(path, columns=["decision_id"]).column("decision_id")
+            at = pc.index(ids, decision_id).as_py()
+            if at < 0:
+                return
+            table = pq.read_table(path).slice(max(0, at - 1), 2 if at else 1)
+        else:
+            table = pq.read_table(path, filters=filters or None)
+    except (OSError, ValueError) as exc:  # pyarrow's errors are both (a damaged file: probe 30)
+        raise ArchiveUnavailable(
+            f"archived day {path} cannot be read ({exc}): run `parcelrisk audit verify`"
+        ) from None
     yield from _table_links(table)
 
 
@@ -1223,9 +1256,11 @@ def get_archived(store: Any, decision_id: str) -> tuple[DecisionRecord, bool] | 
     if cut is None:
         return None
     folder = Path(cut["archive"])
-    for entry in reversed(read_archive_manifest(folder)["files"]):
+    missing = []
+    for entry in reversed(archive_manifest_reaching(cut)["files"]):
         path = folder / entry["file"]
-        if not path.is_file():
+        if not path.is_file():  # expired under retention, or lost: said if not found elsewhere
+            missing.append(entry)
             continue
         links = list(archived_rows(path, decision_id))
         if not links:
@@ -1240,4 +1275,16 @@ def get_archived(store: Any, decision_id: str) -> tuple[DecisionRecord, bool] | 
         )
         record.declaration  # noqa: B018 (DamagedRecord now, as for a hot record)
         return record, intact
+    if missing:
+        from serving.audit.expiry import expired_through, read_expiries
+
+        through = expired_through(read_expiries(folder))
+        lost = [e for e in missing if int(e["last_seq"]) > through]
+        if lost:
+            days = ", ".join(str(e.get("day", e["file"])) for e in lost[:5])
+            raise ArchiveUnavailable(
+                f"{len(lost)} archived day file(s) of {folder} are missing ({days}"
+                f"{', ...' if len(lost) > 5 else ''}): the decision may be among them; run "
+                "`parcelrisk audit verify`"
+            )
     return None

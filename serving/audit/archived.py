@@ -15,7 +15,7 @@ from typing import Any
 
 from serving.audit.expiry import expired_through, live_archive_files, read_expiries
 from serving.decision import STORED_FIELDS
-from serving.sqlite_store import _declared_at, read_archive_manifest
+from serving.sqlite_store import _declared_at, archive_manifest_reaching, read_archive_manifest
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ def _first_archived(
     folder = Path(cut["archive"])
     read = [*columns, "scored_at", "seq"]
     rows: list[tuple[Any, ...]] = []
-    for entry in live_archive_files(folder, read_archive_manifest(folder)):
+    for entry in live_archive_files(folder, archive_manifest_reaching(cut)):
         if entry["day"] < first_day:
             continue
         path = folder / entry["file"]
@@ -156,7 +156,7 @@ def archived_find(
         if value is not None:
             filters.append((column, op, value))
     found: list[DecisionRecord] = []
-    for entry in live_archive_files(folder, read_archive_manifest(folder)):
+    for entry in live_archive_files(folder, archive_manifest_reaching(cut)):
         if not first_day <= entry["day"] <= last_day or entry["last_seq"] <= after_seq:
             continue
         for row in _day_rows(folder / entry["file"], filters):

@@ -87,7 +87,15 @@ def verify(
         broken = True
     if broken:
         raise typer.Exit(1)
-    proved = f"; filed head {report.head_checked} proven" if report.head_checked else ""
+    proved = (
+        f"; filed head {report.head_checked} proven"
+        if report.head_checked
+        # the chain proves each link by the one before: a tail cut off, or the store swapped
+        # for an older backup, is a shorter intact chain, seen only against a filed head
+        # (probe 30: an older backup verified "intact", exit 0)
+        else " (without --head, decisions removed from its end, or an older backup in its "
+        "place, cannot be seen: compare with a head filed by `audit head`)"
+    )
     typer.echo(f"intact: {report.checked} decisions, chain head {report.head}{proved}", err=True)
     _say_expired(report)
     if results is not None and results["intact"]:
@@ -166,6 +174,10 @@ def head(
     typer.echo(format_head(*current))
 
 
+# The youngest day `audit archive` moves: older than any worker's catch-up on the log.
+ARCHIVE_MIN_AGE_DAYS = 1
+
+
 @audit_app.command("archive")
 def archive(
     before: str = typer.Option(
@@ -179,12 +191,28 @@ def archive(
 ) -> None:
     """Move old days to daily Parquet files with the chain head at the cut: `verify` still
     proves them, the hot store stays small."""
+    from datetime import UTC, datetime, timedelta
+
+    from features.errors import ParcelriskError
     from serving.audit.archive import archive_before
     from serving.audit.report import parse_when
 
+    cut = parse_when(before, "--before")
+    latest = (datetime.now(UTC) - timedelta(days=ARCHIVE_MIN_AGE_DAYS)).strftime("%Y-%m-%d")
+    if cut[:10] > latest:
+        # A running worker reads the log for what other writers decided (another worker,
+        # `score --audit-db`): days it has not read yet, moved out, it never reads, and its
+        # next decisions record (under their MAC) a log position they did not know (probe 30:
+        # 67 of 800 untouched decisions then recomputed as mismatches).
+        raise ParcelriskError(
+            f"--before {before}: archive days the service has read, at least "
+            f"{ARCHIVE_MIN_AGE_DAYS} day(s) old (--before {latest} or earlier): a running "
+            "worker may not have read the decisions of the last hours yet, and would never "
+            "count them"
+        )
     store = open_audit_store(db, params, writer=True)
     try:
-        summary = archive_before(store, parse_when(before, "--before"), to)
+        summary = archive_before(store, cut, to)
     finally:
         store.close()
     typer.echo(json.dumps(summary, indent=2))

@@ -118,18 +118,40 @@ def _version_paths(client: MlflowClient, run_id: str, version: str) -> Iterator[
     yield TRAINING_THRESHOLDS
 
 
+class ThresholdsAltered(ParcelriskError):
+    """A thresholds record whose content no longer hashes to its version id (probe 30: an
+    edited record made `audit show` print "red if priority >= 0.999" beside a red decision)."""
+
+
 def resolve_thresholds(client: MlflowClient, run_id: str, version: str) -> LaneThresholds | None:
     """The thresholds recorded on a run under ``version`` (set or trained), from its earliest
     readable record (all records of a version hold the same cut-offs); None if none."""
     from mlflow.exceptions import MlflowException
 
+    from models.thresholds import content_version
+
+    altered = []
     for path in _version_paths(client, run_id, version):
         try:
             data = read_run_json(client, run_id, path)
         except (MlflowException, OSError, ValueError):
             continue
         if isinstance(data, dict) and str(data.get("version")) == str(version):
-            return thresholds_from_dict(data)
+            try:
+                intact = content_version(data) == str(version)
+            except (TypeError, ValueError):
+                intact = False
+            if intact:
+                return thresholds_from_dict(data)
+            altered.append(path)
+    if altered:
+        # the version id is the hash of the cut-offs: a record that no longer hashes to it
+        # was edited, and its numbers are not the ones the decisions were laned with
+        raise ThresholdsAltered(
+            f"the record of lane thresholds {version} on run {run_id} ({altered[0]}) was "
+            "altered after it was written: its cut-offs no longer hash to its version id, "
+            "so they are not the ones the decisions were laned with"
+        )
     return None
 
 

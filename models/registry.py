@@ -613,6 +613,36 @@ def load_version(
         mv = client.get_model_version(name, version)
     except MlflowException as exc:
         raise ParcelriskError(f"model {name!r} version {version} not found: {exc}") from exc
+    return load_model_version(client, mv, dst, lane_tag=lane_tag)
+
+
+def load_recorded_run(
+    client: MlflowClient, name: str, version: str, run_id: str, bundle_sha256: str, dst: Path
+) -> tuple[RiskModel, Path, dict[str, str]]:
+    """The model a decision recorded (its run and ``bundle.json`` SHA-256, under the decision's
+    MAC), loaded from that run whatever the registry says today: a version deleted in a
+    registry clean-up, or its name given to another run, still explains its decisions. The
+    recorded digest stands where the registry's tag would, so only that very bundle loads."""
+    from types import SimpleNamespace
+
+    if not (run_id and bundle_sha256):
+        raise ParcelriskError(
+            f"model {name!r} version {version}: the decision recorded no run and bundle digest"
+        )
+    recorded = SimpleNamespace(
+        name=name, version=version, run_id=run_id, tags={BUNDLE_DIGEST_TAG: bundle_sha256}
+    )
+    return load_model_version(client, recorded, dst, lane_tag=False)
+
+
+def load_model_version(
+    client: MlflowClient, mv: Any, dst: Path, *, lane_tag: bool = True
+) -> tuple[RiskModel, Path, dict[str, str]]:
+    """``load_version`` of a registry entry already read (``mv``: name, version, run_id,
+    tags)."""
+    from mlflow.exceptions import MlflowException
+
+    name, version = mv.name, mv.version
     dst = Path(dst)
     dst.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {}
@@ -625,7 +655,8 @@ def load_version(
         except (MlflowException, OSError) as exc:
             raise ParcelriskError(
                 f"model {name!r} version {version} (run {mv.run_id}): artifact {artifact}/ "
-                f"missing ({_first_line(exc)}): {INTERRUPTED_TRAINING}"
+                f"missing ({_first_line(exc)}){_looked_in(client, mv.run_id)}: "
+                f"{INTERRUPTED_TRAINING}"
             ) from exc
         if not paths[artifact].is_dir() or not any(paths[artifact].iterdir()):
             raise ParcelriskError(
@@ -703,6 +734,20 @@ def load_version(
         "bundle_sha256": _sha256(paths[BUNDLE_ARTIFACT] / BUNDLE_FILE),
     }
     return model, paths[ENTITY_STATE_ARTIFACT], info
+
+
+def _looked_in(client: MlflowClient, run_id: str) -> str:
+    """Where the tracking store says a run's artifacts are: a tracking directory moved or
+    copied elsewhere keeps the old absolute path there (probe 30: "missing", and no word of
+    where it looked)."""
+    try:
+        uri = client.get_run(run_id).info.artifact_uri
+    except Exception:  # the message is a courtesy: the error is the missing file
+        return ""
+    return (
+        f"; looked in {uri} (a tracking store moved or copied keeps its runs' old artifact "
+        "paths: put the artifacts back there)"
+    )
 
 
 def _first_line(exc: BaseException) -> str:

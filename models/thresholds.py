@@ -88,8 +88,28 @@ def make_thresholds(
         "fitted_on": str(fitted_on),
         "parcels": int(parcels),
     }
-    version = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:12]
-    return LaneThresholds(**content, version=version)
+    return LaneThresholds(**content, version=content_version(content))
+
+
+# What a thresholds version hashes, each read as it is written (``make_thresholds``).
+_CONTENT_TYPES: dict[str, type] = {
+    "objective": str,
+    "red_cutoff": float,
+    "yellow_cutoff": float,
+    "red_rate": float,
+    "yellow_rate": float,
+    "aeo_discount": float,
+    "fitted_on": str,
+    "parcels": int,
+}
+
+
+def content_version(record: dict[str, Any]) -> str:
+    """The version id of a thresholds record's content: the hash of the fields it holds (a
+    record written before ``aeo_discount``, ``fitted_on`` and ``parcels`` existed hashed the
+    ones it has). A record whose stored ``version`` differs was edited after it was written."""
+    content = {k: kind(record[k]) for k, kind in _CONTENT_TYPES.items() if k in record}
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def fit_lane_thresholds(

@@ -77,9 +77,16 @@ class RecordedModels:
         self._thresholds: dict[tuple[str, str], LaneThresholds | None] = {}
         self._client: Any = None
 
-    def get(self, name: str, version: str) -> LoadedModel:
-        """The model version ``name`` v``version``; ``ParcelriskError`` if it cannot be loaded."""
-        key = (str(name), str(version))
+    def get(
+        self, name: str, version: str, run_id: str = "", bundle_sha256: str = ""
+    ) -> LoadedModel:
+        """The model version ``name`` v``version``; ``ParcelriskError`` if it cannot be loaded.
+
+        ``run_id`` and ``bundle_sha256``: what a decision recorded of its model. When the
+        registry no longer holds the version (deleted in a clean-up) or names another run for
+        it, that recorded run is loaded, checked against the recorded digest (probe 30: a
+        deleted version made every decision of it unexplainable, its run intact)."""
+        key = (str(name), str(version), str(run_id), str(bundle_sha256))
         if key not in self._loaded:
             try:
                 self._loaded[key] = self._load(*key)
@@ -90,15 +97,34 @@ class RecordedModels:
             raise found
         return found
 
-    def _load(self, name: str, version: str) -> LoadedModel:
+    def _load(self, name: str, version: str, run_id: str, bundle_sha256: str) -> LoadedModel:
         from mlflow.exceptions import MlflowException
 
-        from models.registry import load_version, registry_client
+        from models.registry import load_recorded_run, load_version, registry_client
 
         if self._client is None:
             self._client = registry_client(self.tracking_uri)
-        dst = self.root / f"{_safe(name)}-v{_safe(version)}"
-        model, state_dir, info = load_version(self._client, name, version, dst, lane_tag=False)
+        dst = self.root / f"{_safe(name)}-v{_safe(version)}-{_safe(run_id or 'registry')}"
+        try:
+            model, state_dir, info = load_version(self._client, name, version, dst, lane_tag=False)
+            if run_id and bundle_sha256 and str(info["run_id"]) != run_id:
+                raise ParcelriskError(
+                    f"the decision was made by run {run_id}, and the registry's {name} "
+                    f"v{version} is run {info['run_id']} today (the registry was rebuilt or "
+                    "the version registered again)"
+                )
+        except ParcelriskError as exc:
+            if not (run_id and bundle_sha256):
+                raise
+            try:
+                model, state_dir, info = load_recorded_run(
+                    self._client, name, version, run_id, bundle_sha256, dst
+                )
+            except ParcelriskError as recorded:
+                raise ParcelriskError(
+                    f"{exc}; the run the decision recorded ({run_id}) does not load either: "
+                    f"{recorded}"
+                ) from None
         run_id = str(info["run_id"])
         try:
             experiment_id = self._client.get_run(run_id).info.experiment_id

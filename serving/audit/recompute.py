@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from features.errors import ParcelriskError
+from models.lane_versions import ThresholdsAltered
 
 if TYPE_CHECKING:
     from features.params import ServeParams
@@ -370,14 +371,18 @@ def recompute_decisions(
     replays: dict[tuple[str, str], StateReplay] = {}
     for (name, version, *_), targets in order:
         try:
-            loaded = models.get(name, version)
+            first = targets[0]  # a batch's decisions record one model
+            loaded = models.get(name, version, first.model_run_id, first.model_bundle_sha256)
         except ParcelriskError as exc:
             for r in targets:
                 found[r.decision_id] = _unverifiable(r, str(exc))
             continue
         problem = _misfit(targets[0], loaded)
         # a batch reads its thresholds once: every decision of it names the same version
-        thresholds = models.thresholds(loaded, targets[0].thresholds_version)
+        try:
+            thresholds = models.thresholds(loaded, targets[0].thresholds_version)
+        except ThresholdsAltered as exc:  # not the decision's fault: its cut-offs' record
+            thresholds, problem = None, problem or str(exc)
         if problem is None and thresholds is None:
             problem = (
                 f"lane cut-offs {targets[0].thresholds_version} recorded, neither model "

@@ -131,6 +131,12 @@ def decision_rows(records: Sequence[DecisionRecord], outcomes: pd.DataFrame) -> 
             "model_version": [f"{r.model_name} v{r.model_version}" for r in records],
             "exploration": np.array([r.exploration for r in records], dtype=bool),
             "top_reasons": ["; ".join(x["text"] for x in r.reasons[:3]) for r in records],
+            # what an inspector selects by (probe 30: "all decisions of seller S", "which
+            # thresholds were live at T" needed one `show` per decision)
+            "declared_at": [r.declaration.get("declared_at") for r in records],
+            "seller_id": [r.declaration.get("seller_id") for r in records],
+            "consignee_id": [r.declaration.get("consignee_id") for r in records],
+            "thresholds_version": [r.thresholds_version for r in records],
         }
     )
     outcomes = outcomes.astype({"declaration_id": object})  # an empty frame's ids are float

@@ -19,6 +19,7 @@ import typer
 
 from features.cli import params_option, settings_from, tracking_option
 from features.errors import ParcelriskError
+from models.lane_versions import ThresholdsAltered
 from serving.audit.cli import db_option, open_audit_store
 from serving.audit.safe_text import display_uri, scrub_uris, terminal_safe
 
@@ -128,13 +129,16 @@ def list_decisions(
         "--consignee",
         help="Only this person's: their raw id (keyed with the pseudonym key) or pseudonym.",
     ),
+    seller: str | None = typer.Option(
+        None, "--seller", help="Only this seller's (its id as the declarations give it)."
+    ),
     limit: int = typer.Option(100, "--limit", min=1, help="At most this many (seq order)."),
     fmt: str = typer.Option("table", "--format", help="table, json or csv."),
     db: str | None = db_option(),
     params: Path | None = params_option("section serve"),
 ) -> None:
     """Decisions answered in a period, in the chain's order, filtered by lane, model version,
-    declaration or consignee."""
+    declaration, consignee or seller."""
     from serving.audit.report import decision_rows, read_outcomes, rows_csv, terminal_table
 
     if fmt not in _FORMATS:
@@ -143,6 +147,8 @@ def list_decisions(
         raise ParcelriskError(f"--lane {lane!r}: use red, yellow or green")
     start, end = _period(date_from, date_to)
     person = _consignee_pseudonym(consignee) if consignee is not None else None
+    if seller is not None and not seller.strip():
+        raise ParcelriskError("--seller: give the seller's id")
     if person is not None and person != consignee.strip():  # type: ignore[union-attr]
         from features.keys import key_id, key_source, load_key
 
@@ -166,16 +172,24 @@ def list_decisions(
             "model_version": model_version,
             "declaration_id": declaration_id,
         }
-        if person is None:
+        wanted = {
+            field: value
+            for field, value in (
+                ("consignee_id", person),
+                ("seller_id", seller.strip() if seller is not None else None),
+            )
+            if value is not None
+        }
+        if not wanted:
             records = _find_all(store, limit, **filters)
         else:
-            # "every decision about person X": the stored declarations hold the consignee's
-            # pseudonym only, so the period is read and matched on it (probe, 2026-12)
+            # "every decision about person X" (or seller S): the stored declarations hold
+            # them (the consignee as a pseudonym), so the period is read and matched on them
             records = [
                 r
                 for page in _pages(store, None, **filters)
                 for r in page
-                if r.declaration.get("consignee_id") == person
+                if all(r.declaration.get(k) == v for k, v in wanted.items())
             ][:limit]
         outcomes = read_outcomes(store, [r.declaration_id for r in records])
         _say_expired_before(store, start)
@@ -222,14 +236,23 @@ def show(
     with RecordedModels(tracking_uri) as models:
         explanation: dict[str, Any] | None = None
         cutoffs: dict[str, float] | None = None
+        cutoffs_problem = None
         problem = None
         run: dict[str, Any] = {"run_id": None, "run_url": None}
         try:
-            loaded = models.get(record.model_name, record.model_version)
+            loaded = models.get(
+                record.model_name,
+                record.model_version,
+                record.model_run_id,
+                record.model_bundle_sha256,
+            )
             run = {"run_id": loaded.run_id, "run_url": loaded.run_url}
             explanation = explain_record(record, loaded)
             # the cut-offs the lane was assigned with, not only their version (probe 12)
-            found = models.thresholds(loaded, record.thresholds_version)
+            try:
+                found = models.thresholds(loaded, record.thresholds_version)
+            except ThresholdsAltered as exc:
+                found, cutoffs_problem = None, str(exc)
             if found is not None:
                 cutoffs = {
                     "red_cutoff": found.red_cutoff,
@@ -244,7 +267,8 @@ def show(
         # The run the decision recorded (under its MAC) is the model that decided; the
         # registry's run for its name and version is only what that name means today (probe 12:
         # a rebuilt registry named another run for "v1"). Old records name none: the registry's.
-        run["registry_run_id"] = run["run_id"]
+        # (the recorded run is loaded when the registry lost the version or renamed it)
+        run["registry_run_id"] = models.run_of(record.model_name, record.model_version)
         if record.model_run_id:
             if record.model_run_id != run["run_id"]:
                 run["run_url"] = run_url(models.tracking_uri, None, record.model_run_id)
@@ -274,6 +298,7 @@ def show(
             "tracking_uri": tracking,
             "thresholds_version": record.thresholds_version,
             "cutoffs": cutoffs,
+            "cutoffs_unavailable": cutoffs_problem,
             "lane_policy": json.loads(record.lane_policy),
         },
         "explanation": explanation,
@@ -327,6 +352,8 @@ def _show_text(body: dict[str, Any]) -> str:
             f"red if priority >= {c['red_cutoff']:.6g} ({c['red_rate']:.1%} of traffic), "
             f"yellow if >= {c['yellow_cutoff']:.6g} ({c['yellow_rate']:.1%})"
             if (c := model["cutoffs"]) is not None
+            else f"NOT AVAILABLE: {model['cutoffs_unavailable']}"
+            if model["cutoffs_unavailable"]
             else "not available (the model does not load)"
         ),
         f"asked by      request {body['request_id'] or '-'}   api key {body['api_key_id'] or '-'}",

@@ -166,6 +166,34 @@ def test_list_finds_a_persons_decisions_by_their_raw_id_or_pseudonym(audited, ca
     assert "another pseudonym key" in err
 
 
+def test_list_selects_a_sellers_decisions_and_carries_what_an_inspector_selects_by(
+    audited, capsys
+) -> None:
+    """ "All decisions of seller S" and "which thresholds were live at T" were one `show` per
+    decision (probe 30): list selects by seller, and its rows (and export's) carry the
+    declaration time, seller, consignee pseudonym and thresholds version."""
+    records = audited["records"]
+    seller = records[1].declaration["seller_id"]
+    theirs = [r for r in records if r.declaration.get("seller_id") == seller]
+    assert 0 < len(theirs) < len(records)
+    period = ["--from", "2000-01-01", "--to", "2100-01-01", "--format", "json"]
+    code, out, err = run_cli(capsys, "audit", "list", *period, "--seller", seller, *_opts(audited))
+    assert code == 0, err
+    rows = json.loads(out)
+    assert [r["declaration_id"] for r in rows] == [r.declaration_id for r in theirs]
+    first = rows[0]
+    assert first["seller_id"] == seller
+    assert first["consignee_id"] == theirs[0].declaration["consignee_id"]
+    assert first["declared_at"] == theirs[0].declaration["declared_at"]
+    assert first["thresholds_version"] == theirs[0].thresholds_version
+    both = [r for r in theirs if r.declaration.get("consignee_id") == first["consignee_id"]]
+    code, out, _ = run_cli(capsys, "audit", "list", *period, "--seller", seller,
+                           "--consignee", first["consignee_id"], *_opts(audited))  # fmt: skip
+    assert [r["declaration_id"] for r in json.loads(out)] == [r.declaration_id for r in both]
+    code, _, err = run_cli(capsys, "audit", "list", *period, "--seller", " ", *_opts(audited))
+    assert code == 2 and "--seller: give the seller's id" in err
+
+
 def test_show_gives_every_feature_and_the_inspection(audited, capsys) -> None:
     record = audited["records"][0]  # inspected (every third of a batch)
     code, out, _ = run_cli(capsys, "audit", "show", record.decision_id, "--json",
@@ -267,9 +295,9 @@ def test_recompute_finds_an_altered_vector_and_an_unknown_model(audited, capsys,
             "UPDATE decisions SET features = ? WHERE decision_id = ?",
             (pack_feature_rows([vector.tobytes()])[0], target.decision_id),
         )
-        conn.execute(
-            "UPDATE decisions SET model_version = '999' WHERE decision_id = ?",
-            (other.decision_id,),
+        conn.execute(  # a model neither the registry nor the record's run holds
+            "UPDATE decisions SET model_version = '999', model_run_id = ? WHERE decision_id = ?",
+            ("f" * 32, other.decision_id),
         )
     code, out, _ = run_cli(capsys, "audit", "recompute", target.decision_id,
                         *_recompute_opts(audited, db))  # fmt: skip
@@ -331,6 +359,35 @@ def test_a_registry_that_names_another_run_for_the_version_is_not_used(
     (found,) = json.loads(out)["decisions"]
     assert code == 1 and found["status"].startswith("unverifiable")
     assert "the registry was rebuilt or the version registered again" in found["status"]
+
+
+def test_a_version_deleted_from_the_registry_still_explains_its_decisions(
+    audited, capsys, tmp_path
+) -> None:
+    """A registry clean-up deletes the version; the run that made the decisions (recorded
+    under their MAC, with its bundle digest) is intact: show and recompute load it from there
+    (probe 30: every decision of the version became unexplainable)."""
+    import shutil
+
+    from models.registry import registry_client
+
+    copy = tmp_path / "mlflow.db"  # the run's artifacts stay where the original points
+    shutil.copy(audited["tracking_uri"].removeprefix("sqlite:///"), copy)
+    uri = f"sqlite:///{copy}"
+    record = audited["records"][0]
+    registry_client(uri).delete_model_version(record.model_name, record.model_version)
+    code, out, err = run_cli(capsys, "audit", "show", record.decision_id, "--json",
+                             "--tracking-uri", uri, *_opts(audited))  # fmt: skip
+    body = json.loads(out)
+    assert code == 0, err
+    assert body["explanation"] is not None and body["explanation_unavailable"] is None
+    assert body["model"]["cutoffs"] is not None
+    assert body["model"]["run_id"] == record.model_run_id
+    assert body["model"]["registry_run_id"] is None  # said: the registry holds it no more
+    code, out, _ = run_cli(capsys, "audit", "recompute", record.decision_id,
+                           *_opts(audited), "--tracking-uri", uri, "--json")  # fmt: skip
+    (found,) = json.loads(out)["decisions"]
+    assert code == 0 and found["status"] == "match", found
 
 
 def test_export_csv_and_html(audited, capsys, tmp_path) -> None:

@@ -93,7 +93,7 @@ def hostile_store(tmp_path, monkeypatch):
     registry refuses every version without being asked (so no network)."""
     from serving.audit.models import RecordedModels
 
-    def refuse(self, name, version):
+    def refuse(self, name, version, *recorded):
         raise ParcelriskError(f"{name} v{version}: not in this registry")
 
     monkeypatch.setattr(RecordedModels, "_load", refuse)

@@ -145,3 +145,41 @@ def test_lanes_set_needs_a_reason(champion, capsys) -> None:
         "--tracking-uri", champion["uri"], "--params", str(champion["params"]),
     )  # fmt: skip
     assert code == 2 and "say why the lane capacity changes" in err
+
+
+def test_a_thresholds_record_edited_after_it_was_written_is_refused(champion, capsys):
+    """The version id is the hash of the cut-offs: a record edited in the registry (red at
+    0.999 beside a decision laned red at 0.75) is said to be altered, never shown as the
+    cut-offs the decisions were laned with (probe 30)."""
+    from pathlib import Path
+
+    from models.lane_versions import ThresholdsAltered
+    from models.thresholds import content_version
+
+    _lanes(capsys, champion, "set", "--red", "0.02", "--yellow", "0.05", "--reason", "two more")
+    (record,) = _set_records(champion)
+    assert content_version(record) == record["version"]  # set records hash as written
+    client, run_id = champion["client"], champion["run_id"]
+    root = Path(client.get_run(run_id).info.artifact_uri.removeprefix("file://"))
+    path = root / "thresholds" / f"{record['version']}.json"
+    stored = json.loads(path.read_text())
+    path.write_text(json.dumps({**stored, "red_cutoff": 0.999}))
+    with pytest.raises(ThresholdsAltered, match="altered after it was written"):
+        resolve_thresholds(client, run_id, record["version"])
+    path.write_text(json.dumps(stored))  # restored: resolves again
+    assert resolve_thresholds(client, run_id, record["version"]).red_cutoff == stored["red_cutoff"]
+
+
+def test_a_record_written_before_the_later_fields_hashes_as_it_was_written():
+    """Records from before ``aeo_discount``, ``fitted_on`` and ``parcels`` hashed the fields
+    they had: still intact."""
+    import hashlib
+
+    from models.thresholds import content_version
+
+    old = {"objective": "risk", "red_cutoff": 0.7, "yellow_cutoff": 0.3, "red_rate": 0.01}
+    old["yellow_rate"] = 0.04
+    version = hashlib.sha256(json.dumps(old, sort_keys=True).encode()).hexdigest()[:12]
+    assert content_version({**old, "version": version, "set_by": "x"}) == version
+    made = make_thresholds("risk", 0.7, 0.3, 0.01, 0.04, aeo_discount=0.5, parcels=10)
+    assert content_version(asdict(made)) == made.version

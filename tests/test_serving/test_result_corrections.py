@@ -301,7 +301,7 @@ class _NoModels:
 
     def __exit__(self, *exc) -> None: ...
 
-    def get(self, name, version):
+    def get(self, name, version, *recorded):
         from features.errors import ParcelriskError
 
         raise ParcelriskError(f"model {name} v{version}: not in this test's registry")

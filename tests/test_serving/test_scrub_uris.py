@@ -39,7 +39,7 @@ def test_audit_show_prints_a_loading_error_without_the_password(
     store.record([stored_decision({"declaration_id": "D1"}, decision_id="dec-1")])
     store.close()
 
-    def unreachable(self, name, version):
+    def unreachable(self, name, version, *recorded):
         raise ParcelriskError(f"{name} v{version}: http://alice:S3cret@mlflow:5000/ refused")
 
     monkeypatch.setattr(models.RecordedModels, "get", unreachable)

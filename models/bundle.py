@@ -85,13 +85,16 @@ class LaneThresholds:
     parcels: int = 0
 
 
-def revenue_if_illicit(revenue_booster: lgb.Booster | None, X: np.ndarray) -> np.ndarray:
-    """E[revenue recovered | illicit], EUR (gamma model with a log link: predict is the mean)."""
+def revenue_if_illicit(
+    revenue_booster: lgb.Booster | None, X: np.ndarray, scale: float = 1.0
+) -> np.ndarray:
+    """E[revenue recovered | illicit], EUR: the gamma booster's mean (log link) x ``scale``,
+    its balance on the labels (``models.train.revenue_balance``; 1.0 in a bundle from before)."""
     import numpy as np
 
     if revenue_booster is None:
         return np.zeros(len(X))
-    return np.maximum(revenue_booster.predict(X), 0.0)
+    return np.maximum(revenue_booster.predict(X), 0.0) * scale
 
 
 def score_rows(
@@ -100,6 +103,7 @@ def score_rows(
     revenue_booster: lgb.Booster | None,
     calibration: Calibration,
     objective: Objective,
+    revenue_scale: float = 1.0,
 ) -> dict[str, np.ndarray]:
     """raw, risk, expected_revenue and priority for each row of a manifest-ordered matrix.
 
@@ -108,7 +112,7 @@ def score_rows(
     """
     raw = risk_booster.predict(X, raw_score=True)
     risk = calibration(raw)
-    expected_revenue = risk * revenue_if_illicit(revenue_booster, X)
+    expected_revenue = risk * revenue_if_illicit(revenue_booster, X, revenue_scale)
     priority = expected_revenue if objective == "revenue" else risk
     return {"raw": raw, "risk": risk, "expected_revenue": expected_revenue, "priority": priority}
 
@@ -196,6 +200,10 @@ class RiskModel:
     revenue_booster_eval: lgb.Booster | None = None
     # The training traffic's feature and score distributions (None: a bundle from before).
     reference: ModelReference | None = None
+    # Each revenue booster's balance on the labels (``revenue_if_illicit``): the deployed
+    # one's, and the first pass's (None: not refit). 1.0 in a bundle from before.
+    revenue_scale: float = 1.0
+    revenue_scale_eval: float | None = None
 
     def evaluation_model(self) -> RiskModel:
         """The model whose held-out metrics were measured: the first pass, or self if not refit.
@@ -210,6 +218,10 @@ class RiskModel:
             revenue_booster=self.revenue_booster_eval,
             risk_booster_eval=None,
             revenue_booster_eval=None,
+            revenue_scale=(
+                self.revenue_scale if self.revenue_scale_eval is None else self.revenue_scale_eval
+            ),
+            revenue_scale_eval=None,
         )
 
     # --- scoring -------------------------------------------------------------------------
@@ -220,12 +232,17 @@ class RiskModel:
         return self.calibration(self.raw_score(X) if raw is None else raw)
 
     def revenue_if_illicit(self, X: np.ndarray) -> np.ndarray:
-        return revenue_if_illicit(self.revenue_booster, X)
+        return revenue_if_illicit(self.revenue_booster, X, self.revenue_scale)
 
     def score(self, X: np.ndarray) -> dict[str, np.ndarray]:
         """raw, risk, expected_revenue and priority for each row of the manifest-ordered matrix."""
         return score_rows(
-            X, self.risk_booster, self.revenue_booster, self.calibration, self.thresholds.objective
+            X,
+            self.risk_booster,
+            self.revenue_booster,
+            self.calibration,
+            self.thresholds.objective,
+            self.revenue_scale,
         )
 
     def contributions(self, X: np.ndarray) -> np.ndarray:
@@ -258,6 +275,10 @@ class RiskModel:
             "thresholds": asdict(self.thresholds),
             "metadata": self.metadata,
             "manifest_fingerprint": self.manifest.fingerprint,
+            "revenue_scale": {
+                "deployed": self.revenue_scale,
+                "first_pass": self.revenue_scale_eval,
+            },
             # of the files as written above: load refuses any that differ (check_bundle_digests)
             DIGESTS_KEY: digest_bundle_files(directory),
         }
@@ -301,6 +322,7 @@ class RiskModel:
             else None
         )
         cal = payload["calibration"]
+        scale = payload.get("revenue_scale") or {}
         return cls(
             manifest=manifest,
             risk_booster=lgb.Booster(model_file=str(directory / RISK_MODEL_FILE)),
@@ -313,4 +335,8 @@ class RiskModel:
             risk_booster_eval=optional_booster(RISK_EVAL_MODEL_FILE),
             revenue_booster_eval=optional_booster(REVENUE_EVAL_MODEL_FILE),
             reference=reference,
+            revenue_scale=float(scale.get("deployed") or 1.0),
+            revenue_scale_eval=(
+                float(scale["first_pass"]) if scale.get("first_pass") is not None else None
+            ),
         )

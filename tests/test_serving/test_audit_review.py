@@ -390,6 +390,56 @@ def test_a_version_deleted_from_the_registry_still_explains_its_decisions(
     assert code == 0 and found["status"] == "match", found
 
 
+def test_a_recorded_run_is_loaded_only_with_the_digest_the_decision_recorded(
+    audited, capsys, tmp_path
+) -> None:
+    """The recorded run stands in for a deleted version only as the very bundle the decision
+    names: a record whose digest differs (edited, or another bundle put in the run) is not
+    explained with it."""
+    import dataclasses
+    import shutil
+
+    from models.registry import registry_client
+
+    copy = tmp_path / "mlflow.db"
+    shutil.copy(audited["tracking_uri"].removeprefix("sqlite:///"), copy)
+    uri = f"sqlite:///{copy}"
+    record = dataclasses.replace(audited["records"][0], model_bundle_sha256="0" * 64)
+    registry_client(uri).delete_model_version(record.model_name, record.model_version)
+    db = tmp_path / "other-digest.db"
+    store = SqliteDecisionStore(db)
+    store.record([record])
+    store.close()
+    code, out, _ = run_cli(capsys, "audit", "show", record.decision_id, "--json",
+                           "--tracking-uri", uri, *_opts(audited, db))  # fmt: skip
+    body = json.loads(out)
+    assert code == 0 and body["explanation"] is None
+    assert "does not load either" in body["explanation_unavailable"]
+    assert "is not the one registered" in body["explanation_unavailable"]
+
+
+def test_cut_offs_from_an_altered_record_are_not_shown(audited, capsys, monkeypatch) -> None:
+    """`show` says the cut-offs' record was altered instead of printing them, and `recompute`
+    calls the decision unverifiable for that reason, not a mismatch (probe 30)."""
+    from models.lane_versions import ThresholdsAltered
+    from serving.audit.models import RecordedModels
+
+    def altered(self, loaded, version):
+        raise ThresholdsAltered(f"the record of lane thresholds {version} ... was altered")
+
+    monkeypatch.setattr(RecordedModels, "thresholds", altered)
+    record = audited["records"][0]
+    code, text, _ = run_cli(capsys, "audit", "show", record.decision_id,
+                            "--tracking-uri", audited["tracking_uri"], *_opts(audited))  # fmt: skip
+    assert code == 0
+    assert f"cut-offs      {record.thresholds_version}: NOT AVAILABLE: the record" in text
+    assert "red if priority" not in text
+    code, out, _ = run_cli(capsys, "audit", "recompute", record.decision_id,
+                           *_recompute_opts(audited))  # fmt: skip
+    (found,) = json.loads(out)["decisions"]
+    assert code == 1 and found["status"].startswith("unverifiable: the record of lane")
+
+
 def test_export_csv_and_html(audited, capsys, tmp_path) -> None:
     out_csv, out_html = tmp_path / "report.csv", tmp_path / "report.html"
     period = ["--from", "2000-01-01", "--to", "2100-01-01"]

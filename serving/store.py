@@ -210,9 +210,13 @@ def require_key_signs_chain(store: DecisionStore) -> None:
     link = next(iter(store.chain_rows(after_seq=last - 1, page=1)), None)
     if link is None or link.valid(store.key):
         return
+    from features.keys import key_source
+
+    # where this process's key came from (probe 30: a key from PARCELRISK_AUDIT_KEY_FILE was
+    # said to come from PARCELRISK_AUDIT_KEY or ~/.config/parcelrisk)
     raise AuditKeyMismatch(
         f"decision store {store.location}: its last record (seq {link.seq}) was not signed "
-        "with the audit key in force (PARCELRISK_AUDIT_KEY or ~/.config/parcelrisk): a "
+        f"with the audit key in force (from {key_source('audit')}): a "
         "writer with another key would make every record after it fail `audit verify`. "
         "Give this process the store's key (as every replica and command writing to it); if "
         "the key is the store's, the record was altered: run `parcelrisk audit verify`"

@@ -334,6 +334,14 @@ def test_a_writer_under_another_audit_key_is_refused_before_it_writes(tmp_path) 
     other = SqliteDecisionStore(path, key=b"x" * 32)
     with pytest.raises(AuditKeyMismatch, match=r"its last record \(seq 2\) was not signed"):
         require_key_signs_chain(other)
+    # the refusal names where this process's key came from (probe 30: a key file's was
+    # said to be the variable's or the default path's)
+    key_file = tmp_path / "audit.key"
+    with pytest.MonkeyPatch.context() as env:
+        env.delenv("PARCELRISK_AUDIT_KEY", raising=False)
+        env.setenv("PARCELRISK_AUDIT_KEY_FILE", str(key_file))
+        with pytest.raises(AuditKeyMismatch, match=f"audit key in force \\(from {key_file}\\)"):
+            require_key_signs_chain(other)
     other.close()
 
 

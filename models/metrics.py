@@ -226,10 +226,13 @@ def resampled_at(
     """
     n = len(next(iter(rankings.values()))[0]) if rankings else 0
     prepared = {}
+    converted: dict[int, np.ndarray] = {}  # one array per input counted: totals summed once
     for name, (score, counted, kind) in rankings.items():
         if kind not in ("precision", "revenue"):
             raise ValueError(f"unknown kind {kind!r}: precision or revenue")
-        counted = np.nan_to_num(_as_float(counted), nan=0.0)
+        if id(counted) not in converted:
+            converted[id(counted)] = np.nan_to_num(_as_float(counted), nan=0.0)
+        counted = converted[id(counted)]
         if len(score) != n or len(counted) != n:
             raise ValueError("every ranking must score the same parcels")
         prepared[name] = (np.argsort(-_as_float(score), kind="stable"), counted, kind)

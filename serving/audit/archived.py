@@ -15,7 +15,7 @@ from typing import Any
 
 from serving.audit.expiry import expired_through, live_archive_files, read_expiries
 from serving.decision import STORED_FIELDS
-from serving.sqlite_store import _declared_at, archive_manifest_reaching, read_archive_manifest
+from serving.sqlite_store import _declared_at, archive_manifest_reaching
 
 logger = logging.getLogger(__name__)
 
@@ -200,11 +200,8 @@ def since_with_archive(
     if cut is not None and seq < int(cut["cut_seq"]):
         folder = Path(cut["archive"])
         try:
-            manifest = read_archive_manifest(folder)
-            files = manifest["files"]
-            if int(manifest.get("cut_seq", 0)) < int(cut["cut_seq"]):  # absent, or behind
-                raise ValueError(f"no archive manifest reaching seq {cut['cut_seq']} there")
-        except (OSError, ValueError, KeyError, ParcelriskError) as exc:
+            files = archive_manifest_reaching(cut)["files"]  # absent, or behind: refused
+        except (OSError, KeyError, ParcelriskError) as exc:
             raise ParcelriskError(
                 f"the decision log's archived days ({folder}) cannot be read ({exc}): the live "
                 "entity state would be built without them; give this process the archive "

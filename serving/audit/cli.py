@@ -198,8 +198,9 @@ def archive(
     from serving.audit.report import parse_when
 
     cut = parse_when(before, "--before")
-    latest = (datetime.now(UTC) - timedelta(days=ARCHIVE_MIN_AGE_DAYS)).strftime("%Y-%m-%d")
-    if cut[:10] > latest:
+    youngest = datetime.now(UTC) - timedelta(days=ARCHIVE_MIN_AGE_DAYS)
+    latest = youngest.strftime("%Y-%m-%d")
+    if cut > parse_when(youngest.isoformat(), "--before"):  # both the store's time text
         # A running worker reads the log for what other writers decided (another worker,
         # `score --audit-db`): days it has not read yet, moved out, it never reads, and its
         # next decisions record (under their MAC) a log position they did not know (probe 30:

@@ -122,7 +122,10 @@ def test_archive_refuses_days_a_running_worker_may_not_have_read(tmp_path, monke
     _days_store(tmp_path).close()
     db = str(tmp_path / "audit.db")
     today = datetime.now(UTC).date()
-    for before in (today.isoformat(), (today + timedelta(days=30)).isoformat()):
+    hours_ago = (datetime.now(UTC) - timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if hours_ago[:10] == today.isoformat():  # a time of yesterday's date, less than a day old
+        hours_ago = (datetime.now(UTC) - timedelta(hours=23)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    for before in (today.isoformat(), (today + timedelta(days=30)).isoformat(), hours_ago):
         code, _, err = run_cli(capsys, "audit", "archive", "--db", db, "--before", before)
         assert code == 2 and "at least 1 day(s) old" in err and "Traceback" not in err
         assert not (tmp_path / "audit.db.archive").exists()

@@ -662,7 +662,8 @@ class MonitorParams(Section):
     confidence: float = Field(0.95, gt=0.5, lt=1)  # of the hit-rate and revenue intervals
     bucket_days: int = Field(7, ge=1)  # exploration hit rate per this many days
     # Disparity by origin, channel, platform: as the auditor's model page (a group whose relative
-    # red rate and relative hit rate differ by this ratio; groups with fewer results not judged).
+    # red rate and relative hit rate differ by this ratio even at the ends of their intervals,
+    # at ``confidence`` shared among the groups judged; groups with fewer results not judged).
     disparity_tolerance: float = Field(1.5, gt=1)
     disparity_min_results: int = Field(20, ge=1)
     report_top_features: int = Field(15, ge=1)  # features in the report's PSI chart

@@ -667,7 +667,11 @@ def measure_disparity(
     alerts: list[Alert] = []
     for dimension in DIMENSIONS:
         rates = group_rates(
-            counts, dimension, params.disparity_tolerance, params.disparity_min_results
+            counts,
+            dimension,
+            params.disparity_tolerance,
+            params.disparity_min_results,
+            params.confidence,
         )
         section[dimension] = [asdict(r) for r in rates]
         for r in rates:
@@ -678,8 +682,11 @@ def measure_disparity(
                         f"{dimension}={r.group}",
                         r.red_rate,
                         params.disparity_tolerance,
-                        f"{dimension} {r.group}: red rate {r.red_rate:.2%}, hit rate "
-                        f"{r.hit_rate:.2%} over {r.inspected} results: {r.flag}",
+                        f"{dimension} {r.group}: red rate {r.red_rate:.2%} "
+                        f"({r.red_rate_low:.2%}-{r.red_rate_high:.2%}) of {r.decisions} "
+                        f"decisions, hit rate {r.hit_rate:.2%} ({r.hit_rate_low:.2%}-"
+                        f"{r.hit_rate_high:.2%}) over {r.inspected} results: {r.flag}, beyond "
+                        f"{params.disparity_tolerance:g}x even at the ends of both intervals",
                         flag=r.flag,
                     )
                 )

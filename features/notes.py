@@ -39,6 +39,7 @@ EXTRA_BEYOND_TRAINING = "extra.beyond_training"
 FIELD_IGNORED = "field.ignored"
 EXTRAS_MISSING = "extras.missing"
 DECLARATION_AMENDED = "declaration.amended"
+DECLARATION_SUPERSEDED = "declaration.superseded"
 DESCRIPTION_OBSCURED = "description.obscured"
 # A decision recorded before warnings had codes.
 UNCLASSIFIED = "unclassified"
@@ -60,6 +61,9 @@ CODES: dict[str, str] = {
     FIELD_IGNORED: "a field not in the contract was ignored (a misspelt name?)",
     EXTRAS_MISSING: "a field the model's training traffic held was not sent: scored as unknown",
     DECLARATION_AMENDED: "the declaration id was decided before with other content",
+    DECLARATION_SUPERSEDED: "an answer only: this content of the declaration id was decided "
+    "before, and a later decision was made on other content since (the warning names it); "
+    "this decision is not the parcel's current one",
     DESCRIPTION_OBSCURED: "the description holds hidden marks or letters of another script "
     "that look like Latin ones: read as the words it prints",
     UNCLASSIFIED: "a warning of a decision recorded before warnings had codes",

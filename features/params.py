@@ -571,6 +571,11 @@ class ServeParams(Section):
     tracing: bool = False
     # Not answered by then -> 504, so the clearance system can fall back to its default lane.
     request_timeout_s: float = Field(10.0, gt=0, le=3600)
+    # An idle keep-alive connection is closed after this long. Above the idle time of the
+    # clients' pools and balancers (60 s for nginx's upstream keepalive and most load
+    # balancers): the client closes first, and never sends on a connection the server is
+    # closing; uvicorn's 5 s made every pool of Java, .NET or Go clients meet resets (probe 31).
+    keep_alive_s: int = Field(75, ge=1, le=3600)
     # Requests in flight across all workers; beyond -> 429 at once (load shedding).
     max_concurrency: int = Field(512, ge=1)
     # Admission by work: a request whose declarations would wait longer than this behind the

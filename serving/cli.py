@@ -201,6 +201,7 @@ def serve(
                 port=port,
                 host=host,
                 timeout_graceful_shutdown=drain_s,
+                timeout_keep_alive=settings.serve.keep_alive_s,
             )
     except OSError as exc:  # taken between the check above and circus's bind
         if exc.errno != errno.EADDRINUSE:

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from features.errors import ParcelriskError
-from features.notes import UNCLASSIFIED
+from features.notes import DECLARATION_AMENDED, UNCLASSIFIED
 
 # The stored values of a record, in this order: what a store keeps and what the hash covers.
 STORED_FIELDS = (
@@ -50,10 +50,13 @@ STORED_FIELDS = (
     "model_bundle_sha256",
     # the stable code of each warning, in order (``features.notes``): JSON, "" without any
     "warning_codes_json",
+    # the id of the pseudonym key the declaration's consignee was keyed with (``parcelrisk
+    # keys``): after a key rotation, which decisions a lookup by raw id can find (probe 30)
+    "pseudonym_key_id",
 )
 # The stored fields added after decisions were chained, at the end of ``STORED_FIELDS``: empty
 # in a decision recorded before them, and then left out of its MAC (``serving.audit.chain``).
-ADDED_FIELDS = ("model_run_id", "model_bundle_sha256", "warning_codes_json")
+ADDED_FIELDS = ("model_run_id", "model_bundle_sha256", "warning_codes_json", "pseudonym_key_id")
 
 
 def iso_utc(t_us: int) -> str:
@@ -67,6 +70,16 @@ def parse_iso_us(text: str) -> int:
     moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+# An amended declaration is decided anew (its own decision, on what it now says), but the live
+# entity state and `history export` keep the first version of a declaration id: its entities
+# count once, and the next model learns its result against the first content. Said on the
+# decision so the clearance system and an auditor know which content the history holds.
+AMENDED_WARNING = (
+    "declaration_id decided before with other content (amended): decided anew on this "
+    "content, but entity histories and the exported history keep the first version"
+)
 
 
 class StoreFromNewerRelease(ParcelriskError):
@@ -137,10 +150,26 @@ class DecisionRecord:
     # The stable code of each of ``warnings``, in the same order (``features.notes``); empty
     # in a decision recorded before warnings had codes (``codes_of_warnings`` then says so).
     warning_codes: list[str] = field(default_factory=list)
+    # The pseudonym key the declaration's personal ids were keyed with (its id, never the key):
+    # a lookup of a person by raw id finds only the decisions keyed as it keys. Empty: recorded
+    # before decisions said so.
+    pseudonym_key_id: str = ""
     # Set by the store when it records the decision (None before): its place in the chain and
     # the time it was committed and released to its request (``serving.audit.chain``).
     seq: int | None = field(default=None, compare=False)
     answered_at: str | None = field(default=None, compare=False)
+
+    def amended(self) -> DecisionRecord:
+        """This decision saying its declaration id was decided before with other content
+        (``AMENDED_WARNING``), once."""
+        codes = self.codes_of_warnings
+        if DECLARATION_AMENDED in codes:
+            return self
+        return replace(
+            self,
+            warnings=[*self.warnings, AMENDED_WARNING],
+            warning_codes=[*codes, DECLARATION_AMENDED],
+        )
 
     def stored_as(self, seq: int, answered_at: str) -> DecisionRecord:
         """This record as the store keeps it: at ``seq`` in the chain, answered at ``answered_at``."""
@@ -257,6 +286,7 @@ class DecisionRecord:
             self.model_run_id,
             self.model_bundle_sha256,
             json.dumps(self.warning_codes) if self.warning_codes else "",
+            self.pseudonym_key_id,
         )
 
     @classmethod
@@ -290,6 +320,7 @@ class DecisionRecord:
             model_run_id=v["model_run_id"] or "",
             model_bundle_sha256=v["model_bundle_sha256"] or "",
             warning_codes=json.loads(v["warning_codes_json"]) if v["warning_codes_json"] else [],
+            pseudonym_key_id=v["pseudonym_key_id"] or "",
             seq=seq,
             answered_at=answered_at,
         )

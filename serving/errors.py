@@ -111,6 +111,44 @@ def rejection_response(
 ) -> JSONResponse:
     """400 for a request with rule faults: its problems with their locations, as the gate
     words them for a file; every refused row among them (``listed_problems``)."""
+    problems = rule_problems(findings, records)
+    shown = "; ".join(f"declarations.{p['loc'][1]}.{p['msg']}" for p in problems[:3])
+    more = f" (+{len(problems) - 3} more)" if len(problems) > 3 else ""
+    rows = len({p["loc"][1] for p in problems})
+    return error_response(
+        400,
+        f"{rows} declaration(s) break the contract: {shown}{more}",
+        code="contract.rules",
+        **listed_problems(problems, limit=limit),
+    )
+
+
+def two_contents_response(
+    twice: list[dict[str, Any]], findings: Findings, records: list[Any], limit: int = MAX_PROBLEMS
+) -> JSONResponse:
+    """422 for a request holding one declaration id with two contents (``twice``: one problem
+    per later row, as ``rule_problems`` gives them), listing every such row and every row the
+    declaration rules refuse too, in one answer: named one at a time, a client setting the
+    named rows aside took a round trip per row (probe 31: four for a batch of ten)."""
+    problems = sorted([*twice, *rule_problems(findings, records)], key=lambda p: p["loc"][1])
+    first = twice[0]
+    row = first["loc"][1]
+    more_rows = len({p["loc"][1] for p in problems}) - 1
+    others = f"; {more_rows} more row(s) refused" if more_rows else ""
+    return error_response(
+        422,
+        f"declarations.{row}.{first['msg']}; send one version of a declaration per request (a "
+        f"correction in a later request is decided anew){others}: every refused row is in "
+        "problems",
+        code="declaration_id.two_contents",
+        field=f"declarations.{row}.declaration_id",
+        loc=["declarations", row, "declaration_id"],
+        **listed_problems(problems, limit=limit),
+    )
+
+
+def rule_problems(findings: Findings, records: list[Any]) -> list[dict[str, Any]]:
+    """The rule faults of a request, one problem per refused row and rule, in row order."""
     problems = []
     for finding in findings.faults:
         for row, message in zip(finding.rows.tolist(), finding.messages(), strict=True):
@@ -123,15 +161,7 @@ def rejection_response(
                 }
             )
     problems.sort(key=lambda p: p["loc"][1])
-    shown = "; ".join(f"declarations.{p['loc'][1]}.{p['msg']}" for p in problems[:3])
-    more = f" (+{len(problems) - 3} more)" if len(problems) > 3 else ""
-    rows = len({p["loc"][1] for p in problems})
-    return error_response(
-        400,
-        f"{rows} declaration(s) break the contract: {shown}{more}",
-        code="contract.rules",
-        **listed_problems(problems, limit=limit),
-    )
+    return problems
 
 
 def validation_response(errors: list[dict[str, Any]]) -> JSONResponse:

@@ -66,8 +66,13 @@ least once; 429 and 503 carry `Retry-After` (seconds): wait that long and send t
 request again. Every answer carries `X-Request-ID`: the request's own when it sent one of the
 form `[A-Za-z0-9._:-]{1,64}`, else a new one; quote it to the operator. Any path answers 404
 (`route.not_found`) when it does not exist, 405 (`route.method`) to a method it does not
-take, and 431 (`headers.too_large`) to headers over 64 KiB. Nothing on this server calls any
-other site.
+take, and 431 (`headers.too_large`) to headers over 64 KiB. Safe to send again: 408, 429,
+500, 503, 504 and a connection reset on `/score` (a declaration already decided returns its
+decision); a 4xx other than 408 and 429 fails the same way again. Decisions come back in the
+order sent: match them to declarations by position (`declaration_id` comes back as read,
+trimmed and NFKC-normalised). An idle keep-alive connection is closed after
+`serve.keep_alive_s` (75 s by default): keep a client pool's idle time below it. Nothing on
+this server calls any other site.
 """
 
 
@@ -147,11 +152,19 @@ _ERRORS: dict[int, tuple[str, dict[str, Any] | None]] = {
     413: ("The body is larger than `serve.max_body_bytes`.", None),
     415: ("The body is declared as something other than JSON.", None),
     422: ("Well-formed, but not processable as asked (see `error`).", None),
+    500: (
+        "The service failed on declarations that passed every check (`features.failed`: the "
+        "online features could not be computed for a batch, which may hold other requests' "
+        "declarations): nothing was scored or stored; retrying is safe, a bounded number of "
+        "times.",
+        None,
+    ),
     429: ("Too much work queued: retry after `Retry-After` seconds.", _RETRY_AFTER),
     503: ("Not ready (model loading) or the decision store cannot write.", _RETRY_AFTER),
     408: (
         "The request's body did not arrive whole within `serve.request_timeout_s` (the "
-        "client stalled, or declared more than it sent): nothing was scored.",
+        "client stalled, or declared more than it sent): nothing was scored; retrying is "
+        "safe.",
         None,
     ),
     504: ("Not answered within `serve.request_timeout_s`; retrying is safe.", None),
@@ -251,9 +264,10 @@ def _paths() -> dict[str, Any]:
                     400: None,
                     422: "Not 1 to `serve.max_batch` declarations (`batch.size`), an outcome "
                     "field sent for scoring (`outcome_field`), one `declaration_id` with two "
-                    "contents (`declaration_id.two_contents`), or declarations the features "
-                    "cannot be computed for (`features.failed`). Nothing scored or stored.",
+                    "contents (`declaration_id.two_contents`: `problems` lists every such row "
+                    "and every row the contract rules refuse too). Nothing scored or stored.",
                     429: None,
+                    500: None,
                     503: None,
                 },
                 path="/score",
@@ -411,8 +425,11 @@ def _allow_null_in_enums(schema: dict[str, Any]) -> None:
             prop["enum"] = [*prop["enum"], None]
 
 
-def build_document(max_batch: int) -> dict[str, Any]:
-    """The OpenAPI 3.1 document of this service (plain JSON data)."""
+def build_document(max_batch: int, max_body_bytes: int | None = None) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of this service (plain JSON data). ``max_body_bytes``: the
+    configured body limit, stated on every body and its 413 (a batch of ``max_batch``
+    declarations at their longest texts can exceed it: a client must know where to split,
+    probe 31)."""
     from importlib.metadata import PackageNotFoundError, version
 
     try:
@@ -434,7 +451,7 @@ def build_document(max_batch: int) -> dict[str, Any]:
             {"name": "inspection", "description": "Inspection results coming back."},
             {"name": "operations", "description": "Probes and metrics."},
         ],
-        "paths": _paths(),
+        "paths": _with_body_limit(_paths(), max_body_bytes),
         "components": {
             "schemas": defs["$defs"],
             "securitySchemes": {
@@ -450,10 +467,29 @@ def build_document(max_batch: int) -> dict[str, Any]:
     }
 
 
+def _with_body_limit(paths: dict[str, Any], limit: int | None) -> dict[str, Any]:
+    """``paths`` with the body limit on each request body (``x-max-body-bytes``) and in its
+    413's description."""
+    if limit is None:
+        return paths
+    for operations in paths.values():
+        for operation in operations.values():
+            if "requestBody" not in operation:
+                continue
+            operation["requestBody"]["x-max-body-bytes"] = limit
+            operation["responses"]["413"]["description"] = (
+                f"The body is larger than {limit:,} bytes (`serve.max_body_bytes`): nothing was "
+                "scored. Text escaped as `\\uXXXX` takes up to six bytes a character, UTF-8 "
+                "two to four: send UTF-8, or split the batch."
+            )
+    return paths
+
+
 @functools.cache
 def document_bytes() -> bytes:
     """The document as served, built once per process (the settings do not change)."""
-    document = build_document(worker_settings().serve.max_batch)
+    serve = worker_settings().serve
+    document = build_document(serve.max_batch, serve.max_body_bytes)
     return json.dumps(document, separators=(",", ":")).encode()
 
 

@@ -74,9 +74,9 @@ from serving.sqlite_store import (
     _now_iso,
     _row_link,
     _row_record,
-    already_decided,
     checked_cut,
     decided_records,
+    first_or_amended,
     get_archived,
     link_intact,
 )
@@ -547,20 +547,20 @@ class PostgresDecisionStore:
                 cur.execute(_LAST_CUT_SQL)
                 last = cur.fetchone()
             taken.clear()  # a retried transaction looks again
+            stored: list[DecisionRecord | None] = list(decisions_)
             if first_wins:  # one more round trip, under the lock
-                taken.update(
-                    already_decided(
-                        decisions_,
-                        lambda ids, name: cur.execute(_DECIDED_SQL, (name, ids)).fetchall(),
-                    )
+                stored, answers = first_or_amended(
+                    decisions_,
+                    lambda ids, name: cur.execute(_DECIDED_SQL, (name, ids)).fetchall(),
                 )
+                taken.update(answers)
             seq, prev = (int(last[0]), bytes(last[1])) if last is not None else (0, GENESIS)
             now = _now_iso()
             rows = []
-            for i, v in enumerate(values):
-                d = decisions_[i]
-                if taken and (d.declaration_id, d.declaration_json) in taken:
+            for i, record in enumerate(stored):
+                if record is None:
                     continue
+                v = values[i] if record is decisions_[i] else record.stored_values()
                 seq += 1
                 at = now if answered_at is None else answered_at[i]
                 mac = decision_mac(key, seq, at, prev, v)

@@ -90,7 +90,12 @@ class Decision(BaseModel):
         description="Id of this decision in the audit store (32 hex digits).",
         pattern=DECISION_ID_PATTERN,
     )
-    declaration_id: str
+    declaration_id: str = Field(
+        description="The declaration's id as the service reads identifiers: spaces around it "
+        "trimmed and Unicode NFKC-normalised (a full-width '７' is '7'), the form it is stored "
+        "and deduplicated under. Decisions come back in the order the declarations were sent: "
+        "match answers to requests by position, not by this text."
+    )
     risk: float = Field(
         ge=0, le=1, description="Calibrated probability that the parcel is illicit."
     )
@@ -243,7 +248,7 @@ class ErrorResponse(BaseModel):
         "`body.duplicate_key` (400: an object gives a key twice). Keys: "
         "`auth.missing_key`, `auth.invalid_key`, `auth.several_credentials` (401), "
         "`auth.role` (403). /score: `batch.size`, `outcome_field`, "
-        "`declaration_id.two_contents`, `features.failed` (422). /explain: "
+        "`declaration_id.two_contents` (422), `features.failed` (500). /explain: "
         "`explain.one_of` (422), `explain.other_model` (409). /decision, /explain: "
         "`decision.not_found` (404), `decision.damaged` (409), `decision_id.missing` (422). "
         "/outcomes: `outcomes.rules` (400), `outcomes.conflict` (409), `batch.size` (422). "

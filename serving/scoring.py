@@ -81,6 +81,9 @@ class ScoringRuntime:
     run_id: str | None = None
     # SHA-256 of the model's bundle.json: with run_id, what each decision records of its model
     bundle_sha256: str = ""
+    # the pseudonym key id the entity state (and so every request) is keyed with: recorded with
+    # each decision
+    pseudonym_key_id: str = ""
     contract: Contract | None = None  # extras the model's features use (from the entity state)
     # The declaration rules (features.intake.rules), built once: faults refuse a declaration before
     # scoring, warnings travel with its decision.
@@ -416,6 +419,7 @@ def load_runtime(settings: Settings, tracking_uri: str | None, model_dir: Path) 
         config=config,
         run_id=info.get("run_id"),
         bundle_sha256=str(info.get("bundle_sha256") or ""),
+        pseudonym_key_id=state.pseudonym_key_id or "",
         contract=state.contract,
         fault_rules=[r for r in rules if r.severity == "fault"],
         warning_rules=[r for r in rules if r.severity == "warning"],
@@ -700,6 +704,7 @@ def decision_records(
             known_results_seq=batch.known_results_seq,
             model_run_id=runtime.run_id or "",
             model_bundle_sha256=runtime.bundle_sha256,
+            pseudonym_key_id=runtime.pseudonym_key_id,
         )
         for i in range(len(batch))
     ]
@@ -810,9 +815,12 @@ def score_file(
                 runtime.recorded(batch, records)
                 if taken:
                     keys = [(r.declaration_id, r.declaration_json) for r in records]
+                    ours = [r.decision_id for r in records]
                     records = [taken.get(k, r) for k, r in zip(keys, records, strict=True)]
-                    # what the lanes ranked on is not stored: unknown for a decision taken back
-                    priority = np.where([k in taken for k in keys], np.nan, priority)
+                    # what the lanes ranked on is not stored: unknown for a decision taken
+                    # back (not for one of ours the store found amended)
+                    back = [r.decision_id != d for r, d in zip(records, ours, strict=True)]
+                    priority = np.where(back, np.nan, priority)
             else:
                 runtime.observe(batch)
             parts.append(results_frame(records, priority))

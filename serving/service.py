@@ -44,14 +44,24 @@ from features.errors import ParcelriskError
 from features.intake.columns import RecordColumns, declarations_frame, models_as_json
 from features.intake.contract import OUTCOME_COLUMNS
 from features.intake.rules import Limits
-from features.notes import DECLARATION_AMENDED, EXTRAS_MISSING, FIELD_IGNORED
+from features.notes import (
+    DECLARATION_AMENDED,
+    DECLARATION_SUPERSEDED,
+    EXTRAS_MISSING,
+    FIELD_IGNORED,
+)
 from serving.auditor.pages import auditor_routes
 from serving.auth import CALLER, ApiKeyMiddleware, Caller, KeyCheck, load_keyring
 from serving.batching import MicroBatcher, Reservation, run_inline_if_small
 from serving.config import MODEL_DIR_ENV, TRACKING_URI_ENV, worker_settings
-from serving.decision import DecisionRecord
+from serving.decision import AMENDED_WARNING, DecisionRecord
 from serving.delivery import CANCELLED, answering, on_lost
-from serving.errors import error_response, listed_problems, rejection_response
+from serving.errors import (
+    error_response,
+    listed_problems,
+    rejection_response,
+    two_contents_response,
+)
 from serving.limits import BodyLimitMiddleware, QueueAdmissionMiddleware
 from serving.metrics import (
     CHAMPION_SWITCHES,
@@ -537,7 +547,11 @@ class ParcelRiskService:
                 batch, runtime, [texts[i] for i in new], callers=[sent[i][1] for i in new]
             )
         made = {keys[i]: record for i, record in zip(new, records, strict=True)}
-        items = [(made.get(key) or before[key]).api_item() for key in keys]
+        latest = latest_decisions(before)
+        items = [
+            made[key].api_item() if key in made else answer_again(before[key], latest)
+            for key in keys
+        ]
         again = [before[key].decision_id for key in keys if key in before]
         return items, records, batch, again
 
@@ -618,11 +632,11 @@ class ParcelRiskService:
                 field=outcome,
                 loc=_loc(outcome),
             )
-        if two_faced := _one_id_two_contents(declarations):
-            return two_faced
         # The declaration rules, as the file gate applies them: per request, before merging,
         # so one bad request never fails its neighbours' batch.
         findings = check_request(declarations, self.runtime)
+        if twice := _one_id_two_contents(declarations):
+            return two_contents_response(twice, findings, declarations)
         if findings.faults:
             return rejection_response(findings, declarations)
         if self.config.merge_concurrent_requests and (
@@ -645,9 +659,15 @@ class ParcelRiskService:
             return error_response(
                 503, _nothing_stored(exc), code="store.unavailable", headers={"Retry-After": "5"}
             )
-        except ParcelriskError as exc:  # which declaration it was is not known here
+        except ParcelriskError as exc:
+            # Every declaration passed the checks, and the batch may hold other requests'
+            # declarations: a failure here is the service's, not this request's, so a 5xx a
+            # client retries (it was a 422, which a "4xx is not retried" policy dropped for
+            # the neighbours of a merged batch too; probe 31). Which declaration it was is not
+            # known here; logged for the operator.
+            logger.error("features failed for a batch of %d: %s", len(declarations), exc)
             return error_response(
-                422, str(exc), code="features.failed", field="declarations", loc=["declarations"]
+                500, str(exc), code="features.failed", field="declarations", loc=["declarations"]
             )
         except sqlite3.DatabaseError as exc:
             if not is_damaged(exc):
@@ -867,16 +887,6 @@ def missing_extras_warning(names: set[str]) -> str:
     return f"mapped extra field(s) {listed} the model uses not sent: scored as unknown"
 
 
-# An amended declaration is decided anew (its own decision, on what it now says), but the live
-# entity state and `history export` keep the first version of a declaration id: its entities
-# count once, and the next model learns its result against the first content. Said on the
-# decision so the clearance system and an auditor know which content the history holds.
-AMENDED_WARNING = (
-    "declaration_id decided before with other content (amended): decided anew on this "
-    "content, but entity histories and the exported history keep the first version"
-)
-
-
 def ignored_fields_warning(names: set[str]) -> str:
     """One warning naming the fields of a declaration that are not in the contract."""
     shown = [
@@ -888,6 +898,37 @@ def ignored_fields_warning(names: set[str]) -> str:
     if len(names) == 1:
         return f"field {listed} is not in the contract: ignored"
     return f"fields {listed} are not in the contract: ignored"
+
+
+def latest_decisions(
+    decided: dict[tuple[str, str], DecisionRecord],
+) -> dict[str, DecisionRecord]:
+    """The last decision stored for each declaration id among ``decided`` (each content's
+    first decision, as ``store.decided`` gives them)."""
+    latest: dict[str, DecisionRecord] = {}
+    for (declaration_id, _), record in decided.items():
+        held = latest.get(declaration_id)
+        if held is None or (record.seq or 0) > (held.seq or 0):
+            latest[declaration_id] = record
+    return latest
+
+
+def answer_again(record: DecisionRecord, latest: dict[str, DecisionRecord]) -> dict[str, Any]:
+    """The answer to a declaration sent again: its stored decision, saying so when a later
+    decision of the same id on other content supersedes it (``declaration.superseded``, in
+    the answer only: the stored decision is unchanged). An at-least-once queue delivers the
+    original late, after its amendment was decided: answered as a first answer, a "last answer
+    wins" client put the parcel back in the lane of content no longer declared (probe 31)."""
+    item = record.api_item()
+    later = latest.get(record.declaration_id)
+    if later is not None and later.decision_id != record.decision_id:
+        item["warnings"] = [
+            *item["warnings"],
+            f"superseded: decision {later.decision_id} was made later on other content of "
+            f"this declaration id (lane {later.lane}); this is the decision of the content sent",
+        ]
+        item["warning_codes"] = [*item["warning_codes"], DECLARATION_SUPERSEDED]
+    return item
 
 
 def first_decisions(
@@ -906,24 +947,26 @@ def first_decisions(
     return [swap.get(item["decision_id"], item) for item in items]
 
 
-def _one_id_two_contents(declarations: list[Any]) -> JSONResponse | None:
-    """422 when one request holds two different declarations under one ``declaration_id``:
-    which one is the parcel? (The same declaration twice is one decision; a corrected one sent
-    in a later request is decided anew.)"""
+def _one_id_two_contents(declarations: list[Any]) -> list[dict[str, Any]]:
+    """The rows of a request holding one ``declaration_id`` with other content than its first
+    row: which one is the parcel? One problem each (``two_contents_response``). (The same
+    declaration twice is one decision; a corrected one sent in a later request is decided
+    anew.)"""
     first: dict[str, int] = {}
+    problems = []
     for i, declaration in enumerate(declarations):
         j = first.setdefault(declaration.declaration_id, i)
         if j != i and declarations[j] != declaration:
-            return error_response(
-                422,
-                f"declarations.{i}.declaration_id: {declaration.declaration_id!r} is also "
-                f"declarations.{j}.declaration_id, with other content; send one version of a "
-                "declaration per request (a correction in a later request is decided anew)",
-                code="declaration_id.two_contents",
-                field=f"declarations.{i}.declaration_id",
-                loc=["declarations", i, "declaration_id"],
+            problems.append(
+                {
+                    "loc": ["declarations", i, "declaration_id"],
+                    "declaration_id": declaration.declaration_id,
+                    "rule": "declaration_id.two_contents",
+                    "msg": f"declaration_id: {declaration.declaration_id!r} is also "
+                    f"declarations.{j}.declaration_id, with other content",
+                }
             )
-    return None
+    return problems
 
 
 def _outcome_field(declarations: list[Any]) -> str | None:

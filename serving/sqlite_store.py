@@ -260,6 +260,7 @@ CREATE TABLE IF NOT EXISTS decisions (
     model_run_id TEXT NOT NULL DEFAULT '',  -- added later (serving.decision.ADDED_FIELDS)
     model_bundle_sha256 TEXT NOT NULL DEFAULT '',
     warning_codes_json TEXT NOT NULL DEFAULT '',
+    pseudonym_key_id TEXT NOT NULL DEFAULT '',
     prev_mac BLOB NOT NULL,  -- the MAC of the decision at seq - 1 (serving.audit.chain)
     mac BLOB NOT NULL
 );
@@ -349,24 +350,60 @@ def decided_records(rows: Sequence[Sequence[Any]]) -> dict[tuple[str, str], Deci
 def already_decided(
     decisions: Sequence[DecisionRecord],
     lookup: Callable[[list[str], str], Sequence[Sequence[Any]]],
-) -> dict[tuple[str, str], DecisionRecord]:
+) -> tuple[dict[tuple[str, str], DecisionRecord], set[str]]:
     """The stored first decisions of the declarations ``decisions`` decide again, by any
     version of the same model: ``lookup(ids, model_name)`` runs the ``decided`` query inside
     the writer's transaction. Two workers can score the same new declaration at once (a client
     retrying on a second connection while its first attempt is still being scored, or one
     worker on the old champion and one on the new during a swap): both see it undecided before
     scoring, and the second to write must answer with the first's decision instead of chaining
-    a second one."""
+    a second one. Also the ids among them decided with any content (``first_or_amended``)."""
     by_model: dict[str, list[str]] = {}
     for d in decisions:
         by_model.setdefault(d.model_name, []).append(d.declaration_id)
     wanted = {(d.declaration_id, d.declaration_json) for d in decisions}
     found: dict[tuple[str, str], DecisionRecord] = {}
+    decided_ids: set[str] = set()
     for name, ids in by_model.items():
         for key, record in decided_records(lookup(list(dict.fromkeys(ids)), name)).items():
+            decided_ids.add(key[0])
             if key in wanted:
                 found.setdefault(key, record)
-    return found
+    return found, decided_ids
+
+
+def first_or_amended(
+    decisions: Sequence[DecisionRecord],
+    lookup: Callable[[list[str], str], Sequence[Sequence[Any]]],
+) -> tuple[list[DecisionRecord | None], dict[tuple[str, str], DecisionRecord]]:
+    """What a ``first_wins`` write stores of ``decisions``, one per decision (None: decided
+    first elsewhere, not stored), and what it answers instead of them, keyed by (declaration
+    id, declaration JSON): the first decision stored of the same declaration, or the decision
+    itself saying it is amended.
+
+    Amended: its id was decided with other content, stored before (by a worker that scored it
+    meanwhile) or earlier in this write. The service checks that before scoring, but two
+    contents of one id arriving at once (an amendment overtaking its original in an
+    at-least-once queue) both looked first, and the parcel held a green and a yellow decision,
+    each answered as its only one (probe 31). Checked again here, in the writers' turn, where
+    the decision's MAC is still to be made."""
+    found, decided_ids = already_decided(decisions, lookup)
+    stored: list[DecisionRecord | None] = []
+    answers: dict[tuple[str, str], DecisionRecord] = dict(found)
+    contents: dict[str, str] = {}  # id -> the first content this write stores for it
+    for d in decisions:
+        key = (d.declaration_id, d.declaration_json)
+        if key in found:
+            stored.append(None)
+            continue
+        first = contents.setdefault(d.declaration_id, d.declaration_json)
+        if d.declaration_id in decided_ids or first != d.declaration_json:
+            amended = d.amended()
+            if amended is not d:
+                answers[key] = amended
+            d = amended
+        stored.append(d)
+    return stored, answers
 
 
 def _declared_at(declaration_json: str) -> str | None:
@@ -824,7 +861,9 @@ class SqliteDecisionStore:
         chaining decisions answered before the chain existed).
         ``first_wins``: a decision whose declaration this model version has decided already
         (``decided``: another worker stored it since this one looked) is not stored; that
-        first decision is returned instead, keyed as ``decided`` keys them.
+        first decision is returned instead, keyed as ``decided`` keys them. A decision whose
+        declaration id was decided with other content is stored saying it is amended, and
+        returned so (the same decision id: ``first_or_amended``).
         """
         if not decisions:
             return {}
@@ -840,14 +879,17 @@ class SqliteDecisionStore:
 
         def append() -> None:
             taken.clear()  # a retried transaction looks again
+            stored: list[DecisionRecord | None] = list(decisions)
             if first_wins:
-                taken.update(already_decided(decisions, decided_now))
+                stored, answers = first_or_amended(decisions, decided_now)
+                taken.update(answers)
             seq, prev = self._last_link()
             now = _now_iso()
             rows = []
-            for i, v in enumerate(values):
-                if taken and (decisions[i].declaration_id, decisions[i].declaration_json) in taken:
+            for i, record in enumerate(stored):
+                if record is None:
                     continue
+                v = values[i] if record is decisions[i] else record.stored_values()
                 seq += 1
                 at = now if answered_at is None else answered_at[i]
                 mac = decision_mac(key, seq, at, prev, v)

@@ -93,9 +93,10 @@ def migrate_legacy(path: Path) -> dict[str, Any]:
                 rows = [r for r in rows if r[1] not in chained]
                 if not rows:
                     continue
-            # request_id, api_key_id, known_seq, known_results_seq, model_run_id and
-            # model_bundle_sha256: a decision from before the chain recorded none of them
-            blank = ("", "", 0, 0, "", "", "")
+            # request_id, api_key_id, known_seq, known_results_seq, model_run_id,
+            # model_bundle_sha256, warning_codes_json and pseudonym_key_id: a decision from
+            # before the chain recorded none of them
+            blank = ("", "", 0, 0, "", "", "", "")
             records = [DecisionRecord.from_stored_values((*r[1:], *blank)) for r in rows]
             assert len(records[0].stored_values()) == len(STORED_FIELDS)
             answered = [iso_utc(parse_iso_us(r.scored_at)) for r in records]

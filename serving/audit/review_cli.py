@@ -11,6 +11,7 @@ import itertools
 import json
 import random
 import sys
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -116,6 +117,33 @@ def _consignee_pseudonym(value: str) -> str:
     return pseudonym_of(value.strip(), load_key("pseudonym"))
 
 
+def _say_other_keys(keyed_with: Counter[str], read_with_key: str) -> None:
+    """A lookup by raw id finds only the decisions keyed as it keys the id: those the period
+    holds under another pseudonym key (a rotated one, another site's) name the person by
+    another pseudonym. Said with their key ids and counts, so an empty or short answer is not
+    read as "nothing about them" (probe 30: after a rotation, 4 of a person's 12 decisions
+    were listed, exit 0, under the same note every lookup printed)."""
+    others = {k: n for k, n in keyed_with.items() if k and k != read_with_key}
+    unrecorded = keyed_with.get("", 0)
+    total = sum(keyed_with.values())
+    if others:
+        listed = ", ".join(f"key id {k}: {n}" for k, n in sorted(others.items()))
+        typer.echo(
+            f"note: {sum(others.values())} of the period's {total} decisions were keyed with "
+            f"another pseudonym key ({listed}): this person is named by another pseudonym "
+            "there and is not searched for in them; look them up with that key "
+            "(PARCELRISK_PSEUDONYM_KEY_FILE), or by the pseudonym it gives",
+            err=True,
+        )
+    if unrecorded:
+        typer.echo(
+            f"note: {unrecorded} of the period's {total} decisions were recorded before "
+            "decisions named their pseudonym key: if a key was rotated since, they are keyed "
+            "with an earlier one and this person is named by another pseudonym there",
+            err=True,
+        )
+
+
 def list_decisions(
     date_from: str = typer.Option(..., "--from", help="From this date or ISO time (UTC)."),
     date_to: str = typer.Option(
@@ -149,20 +177,19 @@ def list_decisions(
     person = _consignee_pseudonym(consignee) if consignee is not None else None
     if seller is not None and not seller.strip():
         raise ParcelriskError("--seller: give the seller's id")
+    read_with_key = None  # the key id a raw consignee id was keyed with here
     if person is not None and person != consignee.strip():  # type: ignore[union-attr]
         from features.keys import key_id, key_source, load_key
 
-        # Keyed with this machine's key: decisions made under another pseudonym key (rotated,
-        # or another site's) name the person by another pseudonym, and "nothing about them"
-        # would be false; say which key read the id (probe 12: a wrong key file answered
-        # "no decisions in that period", exit 0)
+        # say which key read the id (probe 12: a wrong key file answered "no decisions in
+        # that period", exit 0)
+        read_with_key = key_id(load_key("pseudonym"))
         typer.echo(
-            f"consignee read as pseudonym {person} (pseudonym key id "
-            f"{key_id(load_key('pseudonym'))} from {key_source('pseudonym')}): decisions made "
-            "under another pseudonym key (a rotated one, another site's) name this person by "
-            "another pseudonym: look them up with that key, or by that pseudonym",
+            f"consignee read as pseudonym {person} (pseudonym key id {read_with_key} from "
+            f"{key_source('pseudonym')})",
             err=True,
         )
+    keyed_with: Counter[str] = Counter()  # the period's decisions by their pseudonym key id
     store = open_audit_store(db, params)
     try:
         filters = {
@@ -185,16 +212,19 @@ def list_decisions(
         else:
             # "every decision about person X" (or seller S): the stored declarations hold
             # them (the consignee as a pseudonym), so the period is read and matched on them
-            records = [
-                r
-                for page in _pages(store, None, **filters)
-                for r in page
-                if all(r.declaration.get(k) == v for k, v in wanted.items())
-            ][:limit]
+            records = []
+            for page in _pages(store, None, **filters):
+                keyed_with.update(r.pseudonym_key_id for r in page)
+                records += [
+                    r for r in page if all(r.declaration.get(k) == v for k, v in wanted.items())
+                ]
+            records = records[:limit]
         outcomes = read_outcomes(store, [r.declaration_id for r in records])
         _say_expired_before(store, start)
     finally:
         store.close()
+    if read_with_key is not None:
+        _say_other_keys(keyed_with, read_with_key)
     rows = decision_rows(records, outcomes)
     if fmt == "json":
         typer.echo(rows.to_json(orient="records", indent=1))

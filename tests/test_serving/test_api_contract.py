@@ -133,7 +133,7 @@ def test_each_422_of_score_has_its_code_and_a_dotted_field(client, body, code, f
     assert r.json()["loc"] == [int(p) if p.isdigit() else p for p in field.split(".")]
 
 
-def test_features_that_cannot_be_computed_are_a_422_with_its_code(
+def test_features_that_cannot_be_computed_are_a_500_with_its_code(
     client, monkeypatch, service_env
 ) -> None:
     import serving.service as service_module
@@ -144,7 +144,8 @@ def test_features_that_cannot_be_computed_are_a_422_with_its_code(
     declaration = make_declarations(1, seed=45, prefix="FEAT")[0]
     monkeypatch.setattr(service_module, "score_frame", fail)
     r = _score(client, {"declarations": [declaration]})
-    assert r.status_code == 422, r.text
+    # the declaration passed every check: the service's failure, which a client retries
+    assert r.status_code == 500, r.text
     assert r.json()["code"] == "features.failed" and r.json()["field"] == "declarations"
     assert _stored(service_env, declaration["declaration_id"]) == 0
 

@@ -81,7 +81,10 @@ def test_empty_added_fields_are_left_out_of_the_mac_and_only_they() -> None:
     assert len(values) == len(STORED_FIELDS)
     assert list(decision_mac_input(values)) == list(values[: -len(ADDED_FIELDS)])
     decided = _decided(0).stored_values()
-    assert list(decision_mac_input(decided)) == list(decided[:-1])  # no warning codes
+    # no warning codes, no pseudonym key id
+    assert list(decision_mac_input(decided)) == list(decided[:-2])
+    keyed = dataclasses.replace(_decided(0), pseudonym_key_id="9e9d5cd759d0f96c").stored_values()
+    assert list(decision_mac_input(keyed)) == list(keyed)  # the empty codes before it stay
     # a run without a digest keeps the run: only trailing empties go
     half = dataclasses.replace(_record(0), model_run_id=RUN).stored_values()
     assert list(decision_mac_input(half)) == list(half[: -len(ADDED_FIELDS) + 1])

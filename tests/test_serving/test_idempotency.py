@@ -67,6 +67,29 @@ def test_a_changed_declaration_under_the_same_id_is_decided_anew(client, service
     assert any("amended" in w and "first version" in w for w in second["warnings"])
     # and the amended content, sent again, gets its own decision back
     assert _score(client, [amended])[0] == second
+    # the original delivered late (an at-least-once queue) gets its own decision, saying a
+    # later one supersedes it, and which (probe 31: indistinguishable from a first answer)
+    late = _score(client, [declaration])[0]
+    assert late["decision_id"] == first["decision_id"] and late["lane"] == first["lane"]
+    assert late["warning_codes"] == [*first["warning_codes"], "declaration.superseded"]
+    assert second["decision_id"] in late["warnings"][-1]
+    assert _score(client, [amended])[0] == second  # the current one says nothing of the kind
+
+
+def test_an_amendment_racing_its_original_is_said_amended(client, service_env, monkeypatch):
+    """Both contents found the id undecided before scoring (sent at the same moment): the
+    write, in the writers' turn, makes the second one say it is amended, answer included."""
+    from serving.service import _WORKER
+
+    (declaration,) = make_declarations(1, seed=48, prefix="AMENDRACE")
+    first = _score(client, [declaration])[0]
+    amended = {**declaration, "declared_value": declaration["declared_value"] * 5 + 1}
+    monkeypatch.setattr(_WORKER.service.store, "decided", lambda *args: {})
+    second = _score(client, [amended])[0]
+    monkeypatch.undo()
+    assert second["decision_id"] != first["decision_id"]
+    assert "declaration.amended" in second["warning_codes"]
+    assert _score(client, [amended])[0] == second  # as stored, under its MAC
 
 
 def test_a_declaration_another_worker_decided_meanwhile_gets_that_decision(
@@ -103,6 +126,29 @@ def test_one_id_with_two_contents_in_one_request_is_refused(client, service_env)
     assert r.json()["code"] == "declaration_id.two_contents"
     assert r.json()["field"] == "declarations.1.declaration_id"
     assert _stored(service_env) == stored
+
+
+def test_every_row_a_request_is_refused_for_comes_in_one_answer(client, service_env):
+    """Two ids each with two contents and a row breaking the contract: one 422 names all three
+    rows (probe 31: one row per answer, the rule's fault after them, four round trips)."""
+    declarations = make_declarations(10, seed=49, prefix="MANYFACED")
+    declarations[3] = {**declarations[1], "declared_value": declarations[1]["declared_value"] + 7}
+    declarations[8] = {**declarations[6], "declared_value": declarations[6]["declared_value"] + 7}
+    declarations[9] = {**declarations[9], "gross_weight_kg": -1.0}
+    stored = _stored(service_env)
+    r = client.post("/score", json={"declarations": declarations}, headers=auth())
+    assert r.status_code == 422, r.text
+    body = r.json()
+    assert body["code"] == "declaration_id.two_contents"
+    assert body["field"] == "declarations.3.declaration_id"
+    assert [p["loc"][1] for p in body["problems"]] == [3, 8, 9]
+    assert [p["rule"] for p in body["problems"]][:2] == ["declaration_id.two_contents"] * 2
+    assert body["problems"][2]["loc"] == ["declarations", 9, "gross_weight_kg"]
+    assert "2 more row(s) refused" in body["error"]
+    assert _stored(service_env) == stored
+    # the named rows set aside, the rest goes through at once
+    kept = [d for i, d in enumerate(declarations) if i not in (3, 8, 9)]
+    assert len(_score(client, kept)) == 7
 
 
 def test_a_declaration_sent_again_after_a_promotion_gets_its_first_decision(

@@ -432,3 +432,19 @@ def test_schemathesis_every_answer_matches_the_document(api_schema, document) ->
             run()
     assert sum(statuses.values()) >= 200, statuses
     assert statuses[200] and statuses[401] and statuses[403] and statuses[400], statuses
+
+
+def test_the_body_limit_and_the_retry_safe_statuses_are_stated(document) -> None:
+    """A generated client must know where to split a batch (a batch within ``maxItems`` and
+    ``maxLength`` passed the byte limit and got a 413 the document gave no number for), and
+    which statuses are safe to send again (probe 31)."""
+    from serving.config import worker_settings
+
+    limit = worker_settings().serve.max_body_bytes
+    for path in ("/score", "/outcomes", "/explain"):
+        operation = document["paths"][path]["post"]
+        assert operation["requestBody"]["x-max-body-bytes"] == limit
+        assert f"{limit:,} bytes" in operation["responses"]["413"]["description"]
+        assert "retrying is safe" in operation["responses"]["408"]["description"]
+    failed = document["paths"]["/score"]["post"]["responses"]["500"]["description"]
+    assert "`features.failed`" in failed and "retrying is safe" in failed

@@ -155,6 +155,49 @@ def test_a_store_keeps_the_first_decision_of_a_declaration_decided_twice_at_once
     assert report.problem is None and report.checked == 5
 
 
+def test_two_contents_of_one_id_decided_at_once_store_the_second_as_amended(store) -> None:
+    """An amendment racing its original (an at-least-once queue, two workers): each worker
+    looked before scoring and found the id undecided, so neither said "amended", and the parcel
+    held two decisions each answered as its only one (probe 31). The write, in the writers'
+    turn, stores the second content's decision saying it is amended and answers with that."""
+    from features.notes import DECLARATION_AMENDED
+    from serving.audit.verify import verify_store
+
+    original = _record(1)
+    amended_content = dataclasses.replace(
+        original,
+        decision_id="dec1-b",
+        declaration_json=json.dumps({"declaration_id": "D1", "hs_code": "950300"}),
+        lane="green",
+    )
+    assert store.record([original], first_wins=True) == {}
+    taken = store.record([amended_content, _record(2)], first_wins=True)
+    key = ("D1", amended_content.declaration_json)
+    assert list(taken) == [key]
+    answer = taken[key]
+    assert answer.decision_id == "dec1-b" and answer.lane == "green"  # ours, saying so
+    assert answer.warning_codes == ["unclassified", DECLARATION_AMENDED]
+    assert answer.warnings[-1].startswith("declaration_id decided before with other content")
+    stored, intact = store.get("dec1-b")
+    assert intact and stored.warning_codes == answer.warning_codes
+    assert store.get("dec2")[0].warning_codes == []  # a new id is not amended
+    # two contents in one write (requests merged into one batch): the second is amended
+    third = dataclasses.replace(_record(3), decision_id="dec3-a")
+    fourth = dataclasses.replace(
+        _record(3), decision_id="dec3-b", declaration_json='{"declaration_id": "D3"}'
+    )
+    taken = store.record([third, fourth], first_wins=True)
+    assert [r.decision_id for r in taken.values()] == ["dec3-b"]
+    assert store.get("dec3-a")[0].warning_codes == []
+    assert DECLARATION_AMENDED in store.get("dec3-b")[0].warning_codes
+    # one the service already found amended is stored as it is, said once
+    said = amended_content.amended()
+    again = dataclasses.replace(said, decision_id="dec1-c", declaration_json='{"x": 1}')
+    assert store.record([again], first_wins=True) == {}
+    assert store.get("dec1-c")[0].warning_codes.count(DECLARATION_AMENDED) == 1
+    assert verify_store(store).problem is None
+
+
 def test_a_store_keeps_undelivered_decisions_for_the_retry(store) -> None:
     store.record([_record(1), _record(2)])
     assert store.delivery("dec1") is None

@@ -125,6 +125,56 @@ DEFAULT_VAGUE_TERMS = (
 )
 
 
+_HS6 = re.compile(r"\d{6}")
+
+
+def read_hs_correlation(path: Path) -> dict[str, str]:
+    """``features.hs_correlation``: new 6-digit code -> the predecessor it reads as. Refused,
+    naming the line, when a row is not two 6-digit codes, a code is given two predecessors,
+    or a predecessor is itself replaced (a chain: give the code the history knows)."""
+    import csv
+
+    try:
+        text = Path(path).read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"hs_correlation {path}: unreadable ({exc})") from None
+    rows = list(csv.reader(text.splitlines()))
+    header = [h.strip().lower() for h in rows[0]] if rows else []
+    if header[:2] != ["code", "reads_as"]:
+        raise ValueError(
+            f"hs_correlation {path}: the first line must be 'code,reads_as' (a code of the new "
+            "edition, the code of the edition the history knows), got "
+            f"{','.join(rows[0]) if rows else 'an empty file'!r}"
+        )
+    table: dict[str, str] = {}
+    for line, row in enumerate(rows[1:], start=2):
+        if not any(cell.strip() for cell in row):
+            continue
+        code, reads_as = [*row, "", ""][:2]
+        code, reads_as = code.strip(), reads_as.strip()
+        if not (_HS6.fullmatch(code) and _HS6.fullmatch(reads_as)):
+            raise ValueError(
+                f"hs_correlation {path} line {line}: {code!r},{reads_as!r}: two 6-digit HS "
+                "subheadings expected"
+            )
+        if table.get(code, reads_as) != reads_as:
+            raise ValueError(
+                f"hs_correlation {path} line {line}: {code} reads as {table[code]} and "
+                f"{reads_as}: give one, the predecessor whose history it continues"
+            )
+        table[code] = reads_as
+    chained = sorted(code for code, old in table.items() if old in table and old != code)
+    if chained:
+        first = chained[0]
+        raise ValueError(
+            f"hs_correlation {path}: {first} reads as {table[first]}, itself replaced by "
+            f"{table[table[first]]}: give the code the history knows"
+        )
+    if not table:
+        raise ValueError(f"hs_correlation {path}: no rows")
+    return {code: old for code, old in sorted(table.items()) if code != old}
+
+
 def file_sha256(path: Path) -> str:
     """Hex SHA-256 of a file's bytes."""
     import hashlib
@@ -267,6 +317,17 @@ class FeatureParams(Section):
     # Content hash of that file, filled in when the settings are read: the manifest records it,
     # so a changed list is a different model input. Never set by hand.
     watchlist_sha256: str | None = None
+    # A nomenclature change (HS 2027 from 1 January 2027): a CSV of ``code,reads_as`` rows, a
+    # 6-digit subheading of the new edition and the one of the edition the history and the
+    # models know that it continues (a split: several codes read as one; a merge: the code
+    # reads as the predecessor whose history it continues). Every feature reads a declaration's
+    # HS code with its first six digits so replaced; the stored declaration keeps the code
+    # sent. Without it a new code had no history, no reference price, no watchlist match, and
+    # its description "rarely went with" it (probe 32). None: codes read as sent.
+    hs_correlation: str | None = None
+    # That table, read when the settings are read: the manifest and the entity state record
+    # it, so the service reads codes as the features were built. Never set by hand.
+    hs_reads_as: dict[str, str] = Field(default_factory=dict)
 
     @classmethod
     def section_name(cls) -> str:
@@ -283,6 +344,18 @@ class FeatureParams(Section):
             path = Path(raw["watchlist"])
             if path.is_file():
                 raw = {**raw, "watchlist_sha256": file_sha256(path)}
+        return raw
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_hs_correlation(cls, raw: Any) -> Any:
+        # Only when absent, as the watchlist's hash: a snapshot's recorded settings keep the
+        # table they were built with. A missing file is left to ``features build`` to refuse
+        # (``prepare``), so a service reading params.yaml without the data directory starts.
+        if isinstance(raw, dict) and raw.get("hs_correlation") and not raw.get("hs_reads_as"):
+            path = Path(raw["hs_correlation"])
+            if path.is_file():
+                raw = {**raw, "hs_reads_as": read_hs_correlation(path)}
         return raw
 
     @field_validator("windows_days", "split_windows_hours")
@@ -747,7 +820,7 @@ def read_params_file(path: Path) -> dict[str, Any]:
 
 # Settings that name a file: relative to the directory commands run from, which is the one
 # params.yaml sits in (the repository root, where dvc runs its stages).
-FILE_SETTINGS = (("features", "watchlist"),)
+FILE_SETTINGS = (("features", "watchlist"), ("features", "hs_correlation"))
 
 
 def params_for_copy(path: Path) -> dict[str, Any]:

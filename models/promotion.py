@@ -106,7 +106,9 @@ _ADDS_COLUMNS = frozenset(
     }
 )
 # Where a file is named, its content decides (the digest), not where it lies on this machine.
-_LOCATION_ONLY = frozenset({"watchlist"})
+# An HS correlation table reads new codes as the ones the models know: a champion trained
+# before it scores a holdout built with it on the codes it learned, which is the table's point.
+_LOCATION_ONLY = frozenset({"watchlist", "hs_correlation", "hs_reads_as"})
 
 
 def params_differences(model: dict[str, Any], built: dict[str, Any]) -> list[str]:

@@ -1266,6 +1266,8 @@ def _convert_datetime(
         except (ValueError, re.error) as exc:  # formats were checked with the mapping
             failures.append(f"{fmt!r} ({exc})")
             continue
+        if swapped := day_month_swapped(fmt, part[read]):
+            raise ContractError(f"column {spec.column!r}: {swapped}")
         done = read[read].index
         out.loc[done] = stamps.loc[done].astype(out.dtype)
         for mark, mask in part_marks.items():
@@ -1319,11 +1321,63 @@ def _read_format(
     else:
         # with an offset in the format, values may carry different ones (a DST change)
         parsed = pd.to_datetime(text, format=fmt, errors="coerce", utc=zoned)
+        if not zoned and ends_in_literal_z(fmt):
+            # "...%SZ": the values say they are UTC; read in the mapping's timezone they were
+            # an hour or more off, unsaid (probe 32: Paris times one hour early)
+            parsed, zoned = parsed.dt.tz_localize("UTC"), True
     read = parsed.notna()
     stamps, marks = _localise(parsed, spec)
     if not zoned:  # as written: a day format, a serial without a fraction, a 00:00:00
         marks = {**marks, DATE_ONLY_MARK: read & _at_midnight(parsed)}
     return stamps, read, marks
+
+
+# A column read with a day/month format is refused as swapped when every value's day is at
+# most 12 (either order reads), read as written its dates spread over at least this many days,
+# and read the other way round they would lie within a quarter of that: an export switched to
+# the other order (US month/day) had its week of 1-9 November read as 11 January to 11
+# September, passed the gate and went into the history, unsaid (probe 32). A real history in
+# the mapping's order has days above 12, or its other reading is the wider one.
+SWAP_MIN_VALUES = 20
+SWAP_MIN_SPAN_DAYS = 60
+
+
+def day_month_swapped(fmt: str, text: pd.Series) -> str | None:
+    """Why ``text`` (the values ``fmt`` read) looks written in the other day/month order, or
+    None. Only for strptime formats holding both ``%d`` and ``%m``."""
+    import pandas as pd
+
+    if "%d" not in fmt or "%m" not in fmt or len(text) < SWAP_MIN_VALUES:
+        return None
+    written = pd.to_datetime(text, format=fmt, errors="coerce").dropna()
+    if getattr(written.dt, "tz", None) is not None:  # an offset in the format: the local time
+        written = written.dt.tz_localize(None)
+    if len(written) < SWAP_MIN_VALUES or int(written.dt.day.max()) > 12:
+        return None
+    span = written.max() - written.min()
+    if span < pd.Timedelta(days=SWAP_MIN_SPAN_DAYS):
+        return None
+    other = pd.to_datetime(
+        {"year": written.dt.year, "month": written.dt.day, "day": written.dt.month},
+        errors="coerce",
+    ).dropna()
+    if len(other) < len(written) or (other.max() - other.min()) * 4 > span:
+        return None
+    day_first = fmt.index("%d") < fmt.index("%m")
+    turned = fmt.replace("%d", "\0").replace("%m", "%d").replace("\0", "%m")
+    return (
+        f"read with format {fmt!r} ({'day' if day_first else 'month'} first) its dates spread "
+        f"from {written.min():%Y-%m-%d} to {written.max():%Y-%m-%d} with no day above 12; read "
+        f"{'month' if day_first else 'day'} first they lie within {other.min():%Y-%m-%d} .. "
+        f"{other.max():%Y-%m-%d}: the export writes the other order? give format {turned!r}"
+    )
+
+
+def ends_in_literal_z(fmt: str) -> bool:
+    """Whether a strptime format ends in the letter Z, ISO 8601's mark of UTC, rather than in
+    the ``%Z`` directive (which pandas reads as a zone name)."""
+    stripped = fmt.rstrip()
+    return stripped.endswith("Z") and not stripped.endswith("%Z")
 
 
 def _at_midnight(written: pd.Series) -> pd.Series:

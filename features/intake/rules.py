@@ -593,6 +593,41 @@ def _country_code_rules(name: str) -> list[Rule]:
     ]
 
 
+# A declaration time this far ahead of the clock of the system checking it, yet within the
+# clock skew a fault allows, is warned: the common integration slip of a local time sent as
+# UTC ("Z") puts a declaration hours ahead, and its history windows are then counted from the
+# wrong instant, unsaid (probe 31: +8 h, +30 h and +47 h answered without a word).
+AHEAD_WARNING_MINUTES = 15
+
+
+def _ahead_rule(now_us: Callable[[], int], latest_us: Callable[[], int]) -> Rule:
+    """``declared_at.ahead``: ahead of ``now_us()`` by more than ``AHEAD_WARNING_MINUTES``, up
+    to ``latest_us()`` (beyond it the field's ``not_future`` fault says so)."""
+    margin = AHEAD_WARNING_MINUTES * 60 * _US
+
+    def ahead(t: np.ndarray | int) -> Any:
+        return (t > now_us() + margin) & (t <= latest_us())
+
+    def explain(v: Any) -> str:
+        now = now_us()
+        return (
+            f"{iso_utc(v)} is {(v - now) / (3600 * _US):.1f} h ahead of this system's clock "
+            f"({iso_utc(now)}): a local time sent as UTC? Its history windows count from it"
+        )
+
+    return Rule(
+        "declared_at.ahead",
+        "declared_at",
+        "warning",
+        f"at most {AHEAD_WARNING_MINUTES} minutes ahead of the clock",
+        lambda c: ~c.missing("declared_at") & ahead(c.t_us("declared_at")),
+        explain,
+        _shown_by("declared_at", "datetime"),
+        test=lambda v: bool(ahead(v)),
+        value="time",
+    )
+
+
 def _plausibility_rules(limits: Limits) -> list[Rule]:
     base = limits.base_currency
     weight = _shown_by("gross_weight_kg", "float")
@@ -953,6 +988,7 @@ def rules_for(
 
     fields = [f for f in FIELDS if with_outcomes or f.scope == "declaration"]
     rules = [rule for f in fields for rule in _field_rules(f, latest_us)]
+    rules.append(_ahead_rule(lambda: latest_us() - skew_us, latest_us))
     rules += _plausibility_rules(limits)
     rules += _extra_amount_rules(contract, limits)
     if with_outcomes:

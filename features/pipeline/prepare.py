@@ -9,11 +9,13 @@ from __future__ import annotations
 import functools
 import itertools
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 
+from features.errors import ParcelriskError
 from features.intake.columns import (
     DISTINCT_FROM_ROWS,
     Coding,
@@ -375,6 +377,10 @@ def prepare(
         text[name], codings[name] = d.text_codes(name)
         if name in used.as_printed:
             text[name], codings[name] = _skeletons(text[name], codings[name])
+    if params.hs_correlation and "hs_code" in text:
+        text["hs_code"], codings["hs_code"] = read_as_predecessors(
+            text["hs_code"], codings["hs_code"], params
+        )
     fx = params.fx
     rate = np.fromiter(map(fx.get, text["currency"], itertools.repeat(np.nan)), np.float64, len(d))
     with np.errstate(over="ignore"):  # an absurd value times its rate is inf: capped
@@ -426,6 +432,35 @@ def prepare(
         name: coding for name, coding in codings.items() if coding is not None and name in keys
     }
     return Prepared(len(d), columns, codes)
+
+
+def read_as_predecessors(
+    codes: np.ndarray, coding: Coding | None, params: FeatureParams
+) -> tuple[np.ndarray, Coding | None]:
+    """HS codes with their first six digits read as ``features.hs_reads_as`` says (a code of
+    a new edition as the one the history knows), the rest kept; looked up once per distinct
+    code. The coding is dropped where two codes became one (a split read as its parent)."""
+    table = params.hs_reads_as
+    if not table:
+        raise ParcelriskError(
+            f"features.hs_correlation: {params.hs_correlation}: file not found (a relative path "
+            f"is read from {Path.cwd()}); a params file copied elsewhere names it by its full "
+            "path, or none: hs_correlation: null"
+        )
+    distinct = coding[1] if coding is not None else pd.unique(codes[~pd.isna(codes)])
+    renamed = {
+        code: table[code[:6]] + code[6:]
+        for code in distinct.tolist()
+        if isinstance(code, str) and code[:6] in table
+    }
+    if not renamed:
+        return codes, coding
+    if coding is not None:  # per distinct code, then by the rows' codes (-1: missing)
+        read = np.array([*(renamed.get(c, c) for c in distinct.tolist()), None], dtype=object)
+        return read[coding[0]], None
+    out = np.empty(len(codes), dtype=object)
+    out[:] = [renamed.get(c, c) if isinstance(c, str) else c for c in codes.tolist()]
+    return out, None
 
 
 def entity_keys(prep: Prepared, entity: Entity) -> np.ndarray:

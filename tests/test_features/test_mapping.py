@@ -243,6 +243,53 @@ def test_offset_moves_timestamps_after_reading() -> None:
     assert out["inspected_at"].iloc[0] == pd.Timestamp("2026-03-29T15:00Z")
 
 
+def test_a_format_ending_in_a_literal_z_reads_utc_whatever_the_timezone() -> None:
+    """``...%SZ`` says the values are UTC: read in the mapping's timezone (Paris) they were an
+    hour early, unsaid (probe 32). ``%z`` read them right already."""
+    raw = _raw()
+    raw["STAMP"] = ["2026-03-29T10:30:00Z", "2026-03-29T11:00:00Z", "2026-07-15T08:00:00Z"]
+    for fmt in ("%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%dT%H:%M:%S%z"):
+        text = MAPPING.replace(
+            'declared_at: {column: LODGED, format: "%d/%m/%Y %H:%M", timezone: Europe/Paris}',
+            f'declared_at: {{column: STAMP, format: "{fmt}", timezone: Europe/Paris}}',
+        )
+        out, _ = apply_mapping(raw, load_mapping_text(text))
+        assert out["declared_at"].tolist() == [
+            pd.Timestamp("2026-03-29T10:30Z"),
+            pd.Timestamp("2026-03-29T11:00Z"),
+            pd.Timestamp("2026-07-15T08:00Z"),
+        ], fmt
+
+
+def _week(rows: int, layout: str) -> pd.DataFrame:
+    """``rows`` copies of the foreign rows declared over 1-9 November 2026, in ``layout``."""
+    raw = pd.concat([_raw()] * (rows // 3 + 1), ignore_index=True).head(rows)
+    raw["DECL_NO"] = [f"W{i:04d}" for i in range(rows)]
+    days = pd.Timestamp("2026-11-01 08:00") + pd.to_timedelta(
+        [i * (8 * 24 * 60 // rows) for i in range(rows)], unit="min"
+    )
+    raw["LODGED"] = days.strftime(layout)
+    return raw
+
+
+def test_dates_written_in_the_other_day_month_order_are_refused_naming_the_fix() -> None:
+    """An export switched to month/day: its week of 1-9 November read day first became
+    11 January .. 11 September, passed the gate and went into the history (probe 32)."""
+    mapping = load_mapping_text(MAPPING)
+    with pytest.raises(ContractError) as refused:
+        apply_mapping(_week(60, "%m/%d/%Y %H:%M"), mapping)
+    message = str(refused.value)
+    assert "column 'LODGED'" in message and "from 2026-01-11 to 2026-09-11" in message
+    assert "within 2026-11-01 .. 2026-11-09" in message
+    assert "give format '%m/%d/%Y %H:%M'" in message
+    # the same week written day first, as the mapping says, reads as it is
+    out, _ = apply_mapping(_week(60, "%d/%m/%Y %H:%M"), mapping)
+    assert out["declared_at"].min() >= pd.Timestamp("2026-11-01", tz="UTC")
+    assert out["declared_at"].max() < pd.Timestamp("2026-11-10", tz="UTC")
+    # a handful of rows is not judged (a swap cannot be told from chance on them)
+    apply_mapping(_week(12, "%m/%d/%Y %H:%M"), mapping)
+
+
 def test_constant_inspected_for_an_administration_that_inspects_everything() -> None:
     text = MAPPING.replace(
         '  inspected: {column: CTRL, true_values: ["Y"], false_values: ["N"]}\n',

@@ -523,3 +523,27 @@ def test_a_declaration_years_from_the_rest_is_named(tmp_path) -> None:
     ] == [[7]]
     plain = check_declarations(make_declarations(n=50), None, limits)[0]
     assert not [f for f in plain.findings.warnings if f.rule.name == "declared_at.isolated"]
+
+
+def test_a_declaration_hours_ahead_of_the_clock_is_warned_within_the_skew() -> None:
+    """A local time sent as UTC puts a declaration hours ahead of the clock: warned (it was
+    answered without a word, probe 31); minutes of clock difference are not; beyond the skew
+    the fault says so, alone."""
+    from datetime import UTC, datetime
+
+    from features.intake.validation import check_declarations
+
+    now = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
+    df = make_declarations()
+    df.loc[1, "declared_at"] = pd.Timestamp("2026-12-07 20:00", tz="UTC")  # UTC+8 read as Z
+    df.loc[2, "declared_at"] = pd.Timestamp("2026-12-07 12:10", tz="UTC")  # clocks 10 min apart
+    df.loc[3, "declared_at"] = pd.Timestamp("2026-12-12 12:00", tz="UTC")  # beyond the skew
+    result, _ = check_declarations(df, None, Limits.from_params({}, FeatureParams()), now=now)
+    found = {f.rule.name: f for f in result.findings.items}
+    assert found["declared_at.ahead"].rows.tolist() == [1]
+    assert found["declared_at.ahead"].rule.severity == "warning"
+    assert found["declared_at.ahead"].messages() == [
+        "declared_at: 2026-12-07T20:00:00Z is 8.0 h ahead of this system's clock "
+        "(2026-12-07T12:00:00Z): a local time sent as UTC? Its history windows count from it"
+    ]
+    assert found["declared_at.not_future"].rows.tolist() == [3]

@@ -51,6 +51,17 @@ class ReadOnlyStore:
         )
         return {r[0] for r in rows}
 
+    def columns(self, table: str) -> set[str]:
+        """The columns of ``table`` (a store from before a field was added lacks it)."""
+        if self._sqlite is not None:
+            return {r[1] for r in self._sqlite.execute(f"PRAGMA table_info({table})")}
+        rows = self._pg.exec_driver_sql(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_schema = current_schema() AND table_name = %s",
+            (table,),
+        )
+        return {r[0] for r in rows}
+
     def query(self, sql: str, params: Sequence[Any] = ()) -> tuple[list[str], list[tuple]]:
         """(column names, rows) of ``sql``, its ``{p}`` slots filled for this driver."""
         text = sql.replace("{p}", self.p)

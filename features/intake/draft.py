@@ -2323,6 +2323,27 @@ def _fallbacks(
                 chosen["declaration_id"] = column
                 used.add(column.name)
                 break
+    if results and "revenue_recovered" not in chosen:
+        # a results file's one amount is what the inspection recovered, however it is named
+        # ("MONTANT" was left out as "a results mapping keeps no extras", and with it the
+        # revenue model's labels, probe 32); proposed with a check (``_AMOUNT_RESULT_CHECK``)
+        for column in free:
+            words = set(column.words.split())
+            if (
+                column.name not in used
+                and words & _AMOUNT_WORDS
+                and not words & _RATE_WORDS
+                and _number_style(column) is not None
+            ):
+                chosen["revenue_recovered"] = column
+                used.add(column.name)
+                break
+
+
+_AMOUNT_RESULT_CHECK = (
+    "an amount in a results file, read as the duty recovered by the inspection: check it is "
+    "not the declared value"
+)
 
 
 def _weight_unit_column(columns: list[Column], weight: Column, used: set[str]) -> Column | None:
@@ -2534,6 +2555,9 @@ def draft_mapping(
     _dot_groups_of_three(chosen, proposals)
     _other_goods_values(columns, proposals, used)
     for name, column in chosen.items():
+        if results and name == "revenue_recovered" and _name_score(column, name) == 0:
+            proposals[name].checks.insert(0, _AMOUNT_RESULT_CHECK)
+            continue
         # own country codes are chosen by a name saying country, and say so in their check
         if _name_score(column, name) == 0 and not (
             name == "origin_country" and _own_country_codes(column)

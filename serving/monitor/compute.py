@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from features.notes import LANE_IMPLAUSIBLE, LANE_UNVALUED_CURRENCY
 from models.capacity import wilson_interval
 from models.drift import measure_drift, population_stability_index
 from models.reference import bin_shares
@@ -404,7 +405,12 @@ def measure_lane_shares(
     known = versions.isin(list(targets)).to_numpy()
     # Exploration parcels are a random draw lifted to at least the exploration lane: leaving
     # them out keeps the model's own shares unbiased, and exploration is reported on its own.
-    judged = known & ~frame["exploration"].to_numpy(bool)
+    # So are the lanes policy raised (a currency without an exchange rate, an implausible
+    # number): not the cut-offs' doing, and a cut-off refit cannot mend them (probe 32: a
+    # rate-less currency filled yellow to 10% against 4%, and the alert advised a lower
+    # yellow cut-off, which would fill it more).
+    policy = policy_raised(frame)
+    judged = known & ~frame["exploration"].to_numpy(bool) & ~policy.any(axis=1)
     of_version = [targets.get(str(v), (np.nan, np.nan)) for v in versions.cat.categories]
     # the last row for a missing version (code -1)
     by_code = np.array([*of_version, (np.nan, np.nan)], dtype=float)[versions.cat.codes.to_numpy()]
@@ -448,6 +454,7 @@ def measure_lane_shares(
         "unknown_thresholds_decisions": int((~known).sum()),
         "unknown_thresholds_versions": sorted({str(v) for v in versions[~known].unique()}),
         "exploration_left_out": int((known & frame["exploration"].to_numpy(bool)).sum()),
+        "policy_left_out": {code: int(policy[code].sum()) for code in policy if policy[code].any()},
         "overall": overall,
         "daily": daily.to_dict("records"),
         "exploration": {
@@ -468,6 +475,8 @@ def measure_lane_shares(
             f"monitor.min_lane_decisions={params.min_lane_decisions}"
         )
         return section, alerts
+    if (raised := _policy_alert(frame, policy, overall, params)) is not None:
+        alerts.append(raised)
     for lane in ("red", "yellow"):
         deviation = _relative(overall[lane], overall[f"{lane}_target"])
         overall[f"{lane}_deviation"] = deviation
@@ -484,6 +493,62 @@ def measure_lane_shares(
                 )
             )
     return section, alerts
+
+
+# the lane codes that say policy, not the model's risk, set a decision's lane
+POLICY_CODES = (LANE_UNVALUED_CURRENCY, LANE_IMPLAUSIBLE)
+
+
+def policy_raised(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per decision and ``POLICY_CODES`` code: whether its warning codes hold it (all False
+    for a period read without codes)."""
+    if "warning_codes" not in frame:
+        return pd.DataFrame({code: np.zeros(len(frame), bool) for code in POLICY_CODES})
+    codes = frame["warning_codes"].astype("category")
+    categories = [str(c) for c in codes.cat.categories]
+    index = codes.cat.codes.to_numpy()
+    out = {}
+    for code in POLICY_CODES:
+        # per distinct JSON text of codes, not per decision (a period repeats a few)
+        has = np.array([*(f'"{code}"' in text for text in categories), False])
+        out[code] = has[index]  # -1 (no codes) reads the last: False
+    return pd.DataFrame(out)
+
+
+def _policy_alert(
+    frame: pd.DataFrame,
+    policy: pd.DataFrame,
+    overall: Mapping[str, Any],
+    params: MonitorParams,
+) -> Alert | None:
+    """Decisions whose lane policy raised, when they alone are more of the traffic than the
+    yellow lane's allowed deviation: a feed's fault, said with its currencies."""
+    raised = policy.any(axis=1).to_numpy()
+    share = float(raised.mean()) if len(raised) else 0.0
+    target = overall.get("yellow_target")
+    if not raised.any() or target is None or not np.isfinite(target):
+        return None
+    bound = params.max_lane_share_deviation * target
+    if share <= bound:
+        return None
+    parts = []
+    unvalued = policy[LANE_UNVALUED_CURRENCY].to_numpy()
+    if unvalued.any():
+        currencies = frame.loc[unvalued, "currency"].astype(str).value_counts().head(5)
+        named = ", ".join(f"{c} {n}" for c, n in currencies.items())
+        parts.append(f"{int(unvalued.sum())} for a currency without an exchange rate ({named})")
+    implausible = policy[LANE_IMPLAUSIBLE].to_numpy()
+    if implausible.any():
+        parts.append(f"{int(implausible.sum())} for a number above its plausible bound")
+    return Alert(
+        "lane_policy",
+        "policy",
+        share,
+        bound,
+        f"{share:.2%} of decisions had their lane raised by policy, not by the model: "
+        f"{'; '.join(parts)}. Mend the feed (features.fx for a currency) rather than the "
+        "cut-offs: these decisions are left out of the lane shares",
+    )
 
 
 def refit_cutoffs(

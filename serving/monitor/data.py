@@ -40,7 +40,8 @@ ORDER BY d.declared_at{order}, d.seq{order}{limit}
 PERIOD_COLUMNS = (
     "declared_at", "manifest_fingerprint", "model_name", "model_version", "thresholds_version",
     "exploration_rate", "aeo_risk_discount", "risk", "expected_revenue", "lane", "exploration",
-    "features", "aeo_operator", "has_result", "illicit", "revenue_recovered",
+    "features", "aeo_operator", "warning_codes", "currency", "has_result", "illicit",
+    "revenue_recovered",
 )  # fmt: skip
 _WITH_OUTCOMES = (
     {"has_result": "o.declaration_id IS NOT NULL", "illicit": "o.illicit",
@@ -58,7 +59,8 @@ DRIFT_VECTORS = 250_000
 # (``benchmarks/monitor_scale.py``), and read no slower
 _CHUNK_ROWS = 20_000
 # the period's text columns: a few values repeated in every row
-CATEGORIES = ("manifest_fingerprint", "model_name", "model_version", "thresholds_version", "lane")
+CATEGORIES = ("manifest_fingerprint", "model_name", "model_version", "thresholds_version", "lane",
+              "warning_codes", "currency")  # fmt: skip
 
 
 def declared_in(location: str | Path, declared_from: str, declared_to: str) -> int:
@@ -121,6 +123,12 @@ def read_period(
             "exploration_rate": store.json_text("lane_policy", "exploration_rate"),
             "aeo_risk_discount": store.json_text("lane_policy", "aeo_risk_discount"),
             "aeo_operator": store.json_text("declaration_json", "aeo_operator"),
+            # the codes say which lanes policy raised (``measure_lane_shares``); a store from
+            # before decisions recorded codes has none
+            "warning_codes": "warning_codes_json"
+            if "warning_codes_json" in store.columns("decisions")
+            else "''",
+            "currency": store.json_text("declaration_json", "currency"),
             # seq modulo k in integer arithmetic: '%' is psycopg's placeholder mark, and
             # SQLite's mod() is an optional build
             "features": "features"

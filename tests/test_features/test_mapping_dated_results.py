@@ -92,9 +92,13 @@ def test_a_declaration_dated_by_its_day_stays_at_its_start(tmp_path) -> None:
     _ingest(tmp_path, mapping)  # writes the export
     source.write_text(EXPORT.replace("11/03/2026 08:00;;", "11/03/2026;;"))
     (tmp_path / "mapping.yaml").write_text(mapping)
-    ingest_file(source=source, mapping_path=tmp_path / "mapping.yaml", out=tmp_path / "o.parquet")
+    summary = ingest_file(
+        source=source, mapping_path=tmp_path / "mapping.yaml", out=tmp_path / "o.parquet"
+    )
     got = pd.read_parquet(tmp_path / "o.parquet").set_index("declaration_id")
     assert got.loc["A4", "declared_at"] == _utc("2026-03-10T23:00")  # 11/03 00:00 Paris
+    # counted apart from the results' days (it read 0 for them, probe 32)
+    assert summary["declared_without_time"] == 1
 
 
 @pytest.mark.parametrize(

@@ -359,3 +359,15 @@ def test_a_column_of_result_entry_times_is_result_known_at_not_illicit() -> None
 def _source(spec) -> str | None:
     """The source column a drafted spec reads (a name alone, or a dict's ``column``)."""
     return spec if isinstance(spec, str) or spec is None else spec.get("column")
+
+
+@pytest.mark.parametrize("column", ["MONTANT", "Amount", "Valor"])
+def test_an_amount_named_as_such_in_a_results_file_is_proposed_as_revenue_with_a_check(
+    column: str,
+) -> None:
+    """A results file's one amount is what the inspection recovered: "MONTANT" was left out
+    as "a results mapping keeps no extras", and with it the revenue labels (probe 32)."""
+    draft = draft_mapping(_results(column), results=True)
+    assert yaml.safe_load(draft.text)["columns"]["revenue_recovered"]["column"] == column
+    assert "read as the duty recovered by the inspection" in draft.text
+    assert "keeps no extras" not in draft.text

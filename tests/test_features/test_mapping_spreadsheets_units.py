@@ -252,6 +252,9 @@ def test_a_code_outside_the_standard_is_refused_naming_it() -> None:
     )
     assert "not ISO 3166 alpha3 country codes" in message and "2 value(s)" in message
     assert "row 2 (A2): 'CN'" in message and "row 3 (A3): 'ZZZ'" in message
+    # the one-line fix for codes mixed with other forms is named (probe 32: only the 'values'
+    # table was, for 873 names)
+    assert "reads with country_codes: name" in message
 
 
 def test_an_empty_optional_country_stays_unknown() -> None:

@@ -122,6 +122,30 @@ def test_lane_shares_leave_exploration_out_and_name_unknown_versions() -> None:
     assert section["refit"]["red_cutoff"] == pytest.approx(0.909, abs=0.01)
 
 
+def test_lanes_policy_raised_are_left_out_of_the_shares_and_named_with_their_currency() -> None:
+    """A currency without an exchange rate raised 100 of 1000 parcels to yellow: the yellow
+    share alerted and its advice was a lower cut-off (probe 32). Those decisions are not the
+    cut-offs' doing: left out of the shares, and their own alert names the currency."""
+    lanes = ["red"] * 100 + ["yellow"] * 300 + ["green"] * 600
+    codes = ['["lane.unvalued_currency"]'] * 100 + [""] * 900
+    codes[100:110] = ['["category.unknown", "lane.implausible"]'] * 10
+    frame = _frame(lanes, warning_codes=codes, currency=["XAU"] * 100 + ["EUR"] * 900)
+    frame.loc[100:109, "lane"] = "yellow"
+    params = MonitorParams(max_lane_share_deviation=0.3, min_lane_decisions=100)
+    section, alerts = measure_lane_shares(frame, _champion(), INFO, {"thr-1": (0.1, 0.2)}, params)
+    assert section["policy_left_out"] == {"lane.unvalued_currency": 100, "lane.implausible": 10}
+    assert section["overall"]["decisions"] == 890
+    (raised,) = [a for a in alerts if a.kind == "lane_policy"]
+    assert raised.value == pytest.approx(0.11)
+    assert "100 for a currency without an exchange rate (XAU 100)" in raised.message
+    assert "10 for a number above its plausible bound" in raised.message
+    # a period whose decisions hold no codes (a store from before them) judges every lane
+    section, alerts = measure_lane_shares(
+        _frame(lanes), _champion(), INFO, {"thr-1": (0.1, 0.2)}, params
+    )
+    assert section["policy_left_out"] == {} and not [a for a in alerts if a.kind == "lane_policy"]
+
+
 def test_another_version_s_targets_are_used_for_its_decisions() -> None:
     frame = _frame(["red"] * 50 + ["green"] * 950)
     targets = {"thr-1": (0.1, 0.2), "thr-2": (0.05, 0.2)}

@@ -308,6 +308,8 @@ def measure_period_drift(
                 shares_before, live, params.psi_epsilon
             )
     order = sorted(range(len(features)), key=lambda j: -features[j]["psi"])
+    unseen = unseen_hs6(frame.loc[comparable], champion)
+    section["hs6_unseen"] = unseen
     section.update(
         features=[features[j] for j in order],
         score=now.score,
@@ -339,6 +341,9 @@ def measure_period_drift(
         )
         if why := feed_break(f, reference.features[j], now.shares[j], params):
             message += f"; a broken feed ({why})"
+        names_hs = any(part.startswith("hs") for part in f["name"].split("_"))
+        if names_hs and unseen["share"] >= UNSEEN_HS6_SAID:
+            message += _unseen_hs6_words(unseen)
         message += _since_previous(
             f["previous_psi"] if prior else None,
             f.get("psi_since_previous"),
@@ -366,6 +371,43 @@ def measure_period_drift(
         )
         alerts.append(Alert("score_drift", "risk", score["psi"], params.psi_score_alert, message))
     return section, alerts
+
+
+# Decisions on HS6 codes the model never learned, from which an HS feature's drift alert
+# names them: a new HS edition's codes showed only as "cat_hs6 PSI 0.307" (probe 32)
+UNSEEN_HS6_SAID = 0.01
+
+
+def unseen_hs6(frame: pd.DataFrame, champion: RiskModel) -> dict[str, Any]:
+    """The share of decisions declared under an HS6 code the champion's ``cat_hs6`` categories
+    do not hold (a table's ``hs_reads_as`` codes read as known), and the commonest such codes.
+    Unmeasured (share 0, ``measured`` False) without the column or the categorical."""
+    manifest = champion.manifest
+    known = manifest.categories.get("cat_hs6") if hasattr(manifest, "categories") else None
+    if "hs6" not in frame or not known:
+        return {"measured": False, "share": 0.0, "decisions": 0, "top": {}}
+    read_as = (getattr(manifest, "params", None) or {}).get("hs_reads_as") or {}
+    codes = frame["hs6"].astype("category")
+    categories = [str(c) for c in codes.cat.categories]
+    held = set(known) | set(read_as)
+    new = np.array([*(c not in held for c in categories), False])[codes.cat.codes.to_numpy()]
+    counts = codes[new].value_counts()
+    counts = counts[counts > 0].head(5)
+    return {
+        "measured": True,
+        "share": float(new.mean()) if len(new) else 0.0,
+        "decisions": int(new.sum()),
+        "top": {str(code): int(n) for code, n in counts.items()},
+    }
+
+
+def _unseen_hs6_words(unseen: Mapping[str, Any]) -> str:
+    listed = ", ".join(f"{code} ({n})" for code, n in unseen["top"].items())
+    return (
+        f"; {unseen['share']:.1%} of decisions were declared under HS6 codes the model never "
+        f"learned: {listed}; a new HS edition? features.hs_correlation reads them as the codes "
+        "they continue"
+    )
 
 
 def _since_previous(previous: float | None, moved: float | None, level: float) -> str:

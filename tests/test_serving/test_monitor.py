@@ -146,6 +146,32 @@ def test_lanes_policy_raised_are_left_out_of_the_shares_and_named_with_their_cur
     assert section["policy_left_out"] == {} and not [a for a in alerts if a.kind == "lane_policy"]
 
 
+def test_hs6_codes_the_model_never_learned_are_counted_and_named() -> None:
+    """A new HS edition showed only as "cat_hs6 PSI 0.307" (probe 32): its codes are named,
+    and those a correlation table reads as known ones are not new."""
+    from serving.monitor.compute import _unseen_hs6_words, unseen_hs6
+
+    manifest = SimpleNamespace(
+        fingerprint="fp-1",
+        categories={"cat_hs6": ("610910", "640399")},
+        params={"hs_reads_as": {"640396": "640399"}},
+    )
+    champion = SimpleNamespace(manifest=manifest)
+    frame = pd.DataFrame(
+        {"hs6": ["610910"] * 90 + ["640395"] * 6 + ["851632"] * 2 + ["640396"] * 2}
+    )
+    unseen = unseen_hs6(frame, champion)
+    assert unseen == {
+        "measured": True, "share": 0.08, "decisions": 8, "top": {"640395": 6, "851632": 2}
+    }  # fmt: skip
+    words = _unseen_hs6_words(unseen)
+    assert "8.0% of decisions were declared under HS6 codes the model never learned" in words
+    assert "640395 (6), 851632 (2)" in words and "features.hs_correlation" in words
+    # a champion without the categorical, or a period read without the column: not measured
+    assert not unseen_hs6(frame.drop(columns="hs6"), champion)["measured"]
+    assert not unseen_hs6(frame, SimpleNamespace(manifest=SimpleNamespace()))["measured"]
+
+
 def test_another_version_s_targets_are_used_for_its_decisions() -> None:
     frame = _frame(["red"] * 50 + ["green"] * 950)
     targets = {"thr-1": (0.1, 0.2), "thr-2": (0.05, 0.2)}
@@ -572,6 +598,9 @@ def test_monitor_alerts_writes_the_report_and_logs_it(monitored, capsys, tmp_pat
     )
     assert summary["exploration"]["overall"]["results_missing"] == 0
     assert set(summary["disparity"]) == {"origin_country", "channel", "platform_id"}
+    # the HS6 declared is read from the store: codes the model learned are not new
+    unseen = summary["drift"]["hs6_unseen"]
+    assert unseen["measured"] and 0 <= unseen["share"] < 0.2
     html = (tmp_path / "report.html").read_text()
     assert "data:image/png;base64," in html and "<script" not in html
     assert json.loads((tmp_path / "summary.json").read_text()) == summary

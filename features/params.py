@@ -170,9 +170,10 @@ def read_hs_correlation(path: Path) -> dict[str, str]:
             f"hs_correlation {path}: {first} reads as {table[first]}, itself replaced by "
             f"{table[table[first]]}: give the code the history knows"
         )
-    if not table:
-        raise ValueError(f"hs_correlation {path}: no rows")
-    return {code: old for code, old in sorted(table.items()) if code != old}
+    read_as = {code: old for code, old in sorted(table.items()) if code != old}
+    if not read_as:  # an empty table would read as a file not found (``prepare``)
+        raise ValueError(f"hs_correlation {path}: no row reads a code as another one")
+    return read_as
 
 
 def file_sha256(path: Path) -> str:

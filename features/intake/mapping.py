@@ -1341,6 +1341,7 @@ def _read_format(
 # September, passed the gate and went into the history, unsaid (probe 32). A real history in
 # the mapping's order has days above 12, or its other reading is the wider one.
 SWAP_MIN_VALUES = 20
+SWAP_SAMPLE = 20_000
 SWAP_MIN_SPAN_DAYS = 60
 
 
@@ -1350,6 +1351,11 @@ def day_month_swapped(fmt: str, text: pd.Series) -> str | None:
     import pandas as pd
 
     if "%d" not in fmt or "%m" not in fmt or len(text) < SWAP_MIN_VALUES:
+        return None
+    # judged on an even sample (a million rows parsed twice cost a second), then, in the
+    # rare case it says swapped, confirmed on every value: one day above 12 clears it
+    step = max(1, len(text) // SWAP_SAMPLE)
+    if step > 1 and day_month_swapped(fmt, text.iloc[::step]) is None:
         return None
     written = pd.to_datetime(text, format=fmt, errors="coerce").dropna()
     if getattr(written.dt, "tz", None) is not None:  # an offset in the format: the local time

@@ -452,7 +452,7 @@ def measure_lane_shares(
     # rate-less currency filled yellow to 10% against 4%, and the alert advised a lower
     # yellow cut-off, which would fill it more).
     policy = policy_raised(frame)
-    judged = known & ~frame["exploration"].to_numpy(bool) & ~policy.any(axis=1)
+    judged = known & ~frame["exploration"].to_numpy(bool) & ~policy.any(axis=1).to_numpy()
     of_version = [targets.get(str(v), (np.nan, np.nan)) for v in versions.cat.categories]
     # the last row for a missing version (code -1)
     by_code = np.array([*of_version, (np.nan, np.nan)], dtype=float)[versions.cat.codes.to_numpy()]

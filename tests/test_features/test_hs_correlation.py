@@ -105,7 +105,8 @@ def test_a_code_never_declared_gets_no_description_support(tmp_path) -> None:
         ("code,reads_as\n64039,640399\n", "line 2: '64039','640399': two 6-digit HS"),
         ("code,reads_as\n640395,640399\n640395,640391\n", "640395 reads as 640399 and 640391"),
         ("code,reads_as\n640395,640399\n640399,640391\n", "itself replaced by 640391"),
-        ("code,reads_as\n", "no rows"),
+        ("code,reads_as\n", "no row reads a code as another one"),
+        ("code,reads_as\n640399,640399\n", "no row reads a code as another one"),
     ],
 )
 def test_a_bad_table_is_refused_naming_the_line(tmp_path, table: str, problem: str) -> None:

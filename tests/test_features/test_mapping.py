@@ -290,6 +290,20 @@ def test_dates_written_in_the_other_day_month_order_are_refused_naming_the_fix()
     apply_mapping(_week(12, "%m/%d/%Y %H:%M"), mapping)
 
 
+def test_a_long_column_is_judged_on_a_sample_and_confirmed_on_every_value(monkeypatch) -> None:
+    import features.intake.mapping as mapping_module
+
+    monkeypatch.setattr(mapping_module, "SWAP_SAMPLE", 25)  # 60 rows: every second sampled
+    mapping = load_mapping_text(MAPPING)
+    with pytest.raises(ContractError, match="give format '%m/%d/%Y %H:%M'"):
+        apply_mapping(_week(60, "%m/%d/%Y %H:%M"), mapping)
+    # one value the sample skipped has a day above 12: the column reads as written
+    raw = _week(60, "%m/%d/%Y %H:%M")
+    raw.loc[1, "LODGED"] = "13/11/2026 09:00"
+    out, _ = apply_mapping(raw, mapping)
+    assert out["declared_at"].iloc[1] == pd.Timestamp("2026-11-13T08:00Z")
+
+
 def test_constant_inspected_for_an_administration_that_inspects_everything() -> None:
     text = MAPPING.replace(
         '  inspected: {column: CTRL, true_values: ["Y"], false_values: ["N"]}\n',

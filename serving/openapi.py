@@ -99,7 +99,19 @@ def _request_models(max_batch: int) -> dict[str, type[BaseModel]]:
         # the endpoints' own input specs: no other key (400)
         "ExplainRequest": ExplainRequest,
         "DecisionRequest": DecisionRequest,
-        "OutcomesRequest": create_model("OutcomesRequest", outcomes=outcomes),
+        "OutcomesRequest": create_model(
+            "OutcomesRequest",
+            outcomes=outcomes,
+            skip_unknown=(
+                bool,
+                Field(
+                    False,
+                    description="Leave out (and name in skipped_unknown_ids) the results of "
+                    "declarations this service never decided, e.g. parcels sent to the "
+                    "fallback lane after a 504, instead of refusing the batch.",
+                ),
+            ),
+        ),
     }
 
 

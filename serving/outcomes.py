@@ -709,14 +709,16 @@ def store_outcomes(
     now: datetime | None = None,
     limits: Limits | None = None,
     skip_unknown: bool = False,
-) -> dict[str, int]:
+    name_skipped: bool = False,
+) -> dict[str, Any]:
     """Check ``raw`` against the store and keep its new results, all or nothing.
 
     ``source``: who sent them (``api:inspector``, a file name), kept with each result.
     ``now``, ``limits``: as ``check_outcomes``.
     ``skip_unknown``: leave out, and count, the rows of declarations this store never decided
     (a national results file covers every inspected parcel, not only those scored here);
-    every other problem still refuses the whole batch.
+    every other problem still refuses the whole batch. ``name_skipped``: their ids too
+    (``skipped_unknown_ids``, for an API answer; a national file's would be thousands).
     Returns ``{"stored": n, "unchanged": m}`` (and ``"corrected"``: how many of the stored
     replace a stored result, when any; ``"skipped_unknown"`` when asked); raises
     ``OutcomesRefused`` and stores nothing.
@@ -733,6 +735,7 @@ def store_outcomes(
     else:
         ids = []
     skipped = 0
+    skipped_ids: list[str] = []
     raw_ids = None  # the ids sent, when --skip-unknown left some out
     # Three steps, so the store's write lock (which /score's decisions wait for) is held for
     # reads and the insert only, never through the costly reading of the results: the
@@ -745,6 +748,7 @@ def store_outcomes(
         parsed = parse_text(raw["declaration_id"], narrow=True)
         unknown = (parsed.notna() & ~parsed.isin(list(declared))).to_numpy(dtype=bool)
         skipped = int(unknown.sum())
+        skipped_ids = parsed[unknown].tolist()
         # the kept rows keep their labels: a refusal names the file's rows, not the
         # positions left after the skip
         raw_ids = raw["declaration_id"]
@@ -767,6 +771,8 @@ def store_outcomes(
             f". {hint}" if hint else "",
         )
         counts = {"stored": 0, "unchanged": 0, "skipped_unknown": skipped}
+        if name_skipped:
+            counts["skipped_unknown_ids"] = skipped_ids
         return counts | ({"skipped_not_inspected": not_inspected} if not_inspected else {})
     fields = _checked_fields(raw, declared, now=now, limits=limits)
     with store.write() as tx:
@@ -792,6 +798,8 @@ def store_outcomes(
         counts["corrected"] = corrected
     if skip_unknown:
         counts["skipped_unknown"] = skipped
+        if name_skipped:
+            counts["skipped_unknown_ids"] = skipped_ids
     if not_inspected:
         counts["skipped_not_inspected"] = not_inspected
     return counts

@@ -442,3 +442,12 @@ class OutcomesResponse(BaseModel):
         description="Of the results stored, those that replace a stored result (a correction); "
         "present when any did.",
     )
+    skipped_unknown: int = Field(
+        default=0,
+        description="With skip_unknown: results of declarations this service never decided, "
+        "left out (present when asked).",
+    )
+    skipped_unknown_ids: list[str] = Field(
+        default_factory=list,
+        description="Their declaration ids (present when asked).",
+    )

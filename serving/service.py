@@ -810,7 +810,11 @@ class ParcelRiskService:
         return _stored_decision(self, decision_id)
 
     @bentoml.api(route="/outcomes")
-    async def outcomes(self, outcomes: list[OutcomeResult]) -> OutcomesResponse:  # type: ignore[valid-type]
+    async def outcomes(
+        self,
+        outcomes: list[OutcomeResult],  # type: ignore[valid-type]
+        skip_unknown: bool = False,
+    ) -> OutcomesResponse:
         """Store inspection results (inspector), all or nothing; an identical re-post is a no-op.
 
         Refused (nothing stored) with every offending row: an unknown declaration id, an id
@@ -821,6 +825,11 @@ class ParcelRiskService:
         one already stored (409 when that is the only problem) unless it carries a
         ``correction`` saying why it replaces it; then it is stored beside the old one (kept
         as it was) and becomes the declaration's current result.
+
+        ``skip_unknown``: results of declarations this service never decided are left out
+        and named (``skipped_unknown_ids``) instead of refusing the batch: a parcel sent to
+        the clearance system's fallback lane (after a 504 or 503) was inspected without a
+        decision, and its result refused its whole batch (probe 31).
         """
         import pandas as pd
 
@@ -838,6 +847,8 @@ class ParcelRiskService:
                 raw,
                 source=source,
                 limits=self.outcome_limits,
+                skip_unknown=skip_unknown,
+                name_skipped=True,
             )
         except OutcomesRefused as exc:
             return _refused_outcomes(exc)

@@ -463,3 +463,41 @@ def test_a_declaration_decided_while_its_result_is_read_is_checked_again(
         _post(location, _result(3, inspected_at="2026-05-02T09:00:00Z"))
     assert len(calls) == 2  # read again under the lock
     assert _read(location, "count") == 0
+
+
+def test_post_outcomes_skips_and_names_parcels_never_decided_when_asked(stub_runtime, tmp_path):
+    """A parcel sent to the clearance system's fallback lane (after a 504) was inspected
+    without a decision: its result refused its whole batch (probe 31). With skip_unknown the
+    others are stored and it is named."""
+    with stub_service_client(tmp_path, stub_runtime, "serve:\n  max_batch: 50\n") as client:
+        (declaration,) = make_declarations(1, seed=6, prefix="FALLBACK")
+        r = client.post(
+            "/score", json={"declarations": [declaration]}, headers={"X-API-Key": SCORER_KEY}
+        )
+        assert r.status_code == 200, r.text
+        decided = {
+            "declaration_id": declaration["declaration_id"],
+            "inspected_at": "2026-05-02T08:00:00Z",
+            "illicit": False,
+        }
+        fallback = {**decided, "declaration_id": "NEVER-SCORED-1"}
+        headers = {"X-API-Key": INSPECTOR_KEY}
+        refused = client.post("/outcomes", json={"outcomes": [decided, fallback]}, headers=headers)
+        assert refused.status_code == 400, refused.text  # as before, without the flag
+        stored = client.post(
+            "/outcomes",
+            json={"outcomes": [decided, fallback], "skip_unknown": True},
+            headers=headers,
+        )
+        assert stored.status_code == 200, stored.text
+        assert stored.json() == {
+            "stored": 1, "unchanged": 0, "skipped_unknown": 1,
+            "skipped_unknown_ids": ["NEVER-SCORED-1"],
+        }  # fmt: skip
+        again = client.post(
+            "/outcomes", json={"outcomes": [fallback], "skip_unknown": True}, headers=headers
+        )
+        assert again.json() == {
+            "stored": 0, "unchanged": 0, "skipped_unknown": 1,
+            "skipped_unknown_ids": ["NEVER-SCORED-1"],
+        }  # fmt: skip

@@ -326,20 +326,22 @@ def test_recompute_needs_the_log_and_the_results_it_knew(audited) -> None:
     from serving.audit.recompute import recompute_decisions
     from serving.outcome_store import SqliteOutcomeStore as Results
 
-    last = audited["records"][-1]
-    blind = [r for r in audited["records"][-12:] if r.decision_id == last.decision_id]
     store, results = SqliteDecisionStore(audited["db"]), Results(audited["db"])
     try:
+        # as stored (its seq and answer time: recompute finds the batch it was scored in,
+        # whose earlier rows its features counted); the record as scored knows neither, and
+        # its "match" rested on the model ignoring the counts it lacked
+        last, _ = store.get(audited["records"][-1].decision_id)
         seed = load_settings(audited["params"]).serve.exploration_seed
         with RecordedModels(audited["tracking_uri"]) as models:
-            (honest,) = recompute_decisions(blind, store, results, models, seed)
+            (honest,) = recompute_decisions([last], store, results, models, seed)
             forgetful = [type(last)(**{**_fields(last), "known_seq": 0, "known_results_seq": 0})]
             forgetful[0] = forgetful[0].stored_as(last.seq, last.answered_at)
             (wrong,) = recompute_decisions(forgetful, store, results, models, seed)
     finally:
         results.close()
         store.close()
-    assert honest.status == "match"
+    assert honest.status == "match" and honest.differing_features == []
     assert wrong.status == "mismatch" and wrong.from_vector.match
     assert wrong.differing_features  # the entity histories the log and results fed
 

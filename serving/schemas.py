@@ -44,13 +44,25 @@ __all__ = [
 ]
 
 
+def rule_warning_codes() -> list[str]:
+    """The codes of the declaration rules that warn (``features.intake.rules``), as a request
+    meets them: each rule's name. A client must know every code it may meet (probe 31: the
+    document gave three as examples)."""
+    from features.intake.rules import Limits, rules_for
+    from features.params import FeatureParams
+
+    rules = rules_for(Limits.from_params({}, FeatureParams()), with_outcomes=False)
+    return sorted({r.name for r in rules if r.severity == "warning"})
+
+
 def _warning_codes_doc() -> str:
     listed = "; ".join(f"`{code}`: {text}" for code, text in CODES.items())
+    rules = ", ".join(f"`{code}`" for code in rule_warning_codes())
     return (
         "The stable code of each of `warnings`, in the same order: branch on these, not on the "
         "text (reworded between releases). `lane.*`: the lane was set by policy, not by the "
-        "risk alone. A declaration rule's warning has the rule's name as its code (e.g. "
-        "`currency.rate`, `hs_code.chapter`, `declared_value.plausible`); the others: " + listed
+        f"risk alone. A declaration rule's warning has the rule's name as its code: {rules}, "
+        "and `EXTRA.plausible` for each amount extra a mapping declares; the others: " + listed
     )
 
 
@@ -250,7 +262,8 @@ class ErrorResponse(BaseModel):
         "`auth.role` (403). /score: `batch.size`, `outcome_field`, "
         "`declaration_id.two_contents` (422), `features.failed` (500). /explain: "
         "`explain.one_of` (422), `explain.other_model` (409). /decision, /explain: "
-        "`decision.not_found` (404), `decision.damaged` (409), `decision_id.missing` (422). "
+        "`decision.not_found` (404), `decision.damaged` (409), `decision_id.missing` (422), "
+        "`decision.archive_unavailable` (503). "
         "/outcomes: `outcomes.rules` (400), `outcomes.conflict` (409), `batch.size` (422). "
         "Any path: `busy.queue`, `busy.concurrency`, `busy.bodies` (429), `not_ready`, "
         "`store.unavailable`, `store.damaged` (503), `timeout` (504), `route.not_found` "

@@ -448,3 +448,23 @@ def test_the_body_limit_and_the_retry_safe_statuses_are_stated(document) -> None
         assert "retrying is safe" in operation["responses"]["408"]["description"]
     failed = document["paths"]["/score"]["post"]["responses"]["500"]["description"]
     assert "`features.failed`" in failed and "retrying is safe" in failed
+
+
+def test_every_code_the_server_answers_or_warns_is_listed_in_the_document(document) -> None:
+    """A client generated from the document must know every code it can meet (probe 31: the
+    rules' warning codes were three examples, and decision.archive_unavailable was missing)."""
+    import re
+    from pathlib import Path
+
+    from serving.schemas import rule_warning_codes
+
+    schemas = document["components"]["schemas"]
+    errors = schemas["ErrorResponse"]["properties"]["code"]["description"]
+    sources = "".join(
+        path.read_text() for path in (Path(__file__).resolve().parents[2] / "serving").rglob("*.py")
+    )
+    answered = set(re.findall(r'code="([a-z_.]+)"', sources))
+    assert answered and {c for c in answered if f"`{c}`" not in errors} == set()
+    warnings = schemas["Decision"]["properties"]["warning_codes"]["description"]
+    assert "declared_at.ahead" in rule_warning_codes()
+    assert {c for c in rule_warning_codes() if f"`{c}`" not in warnings} == set()

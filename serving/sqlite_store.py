@@ -644,9 +644,13 @@ class SqliteDecisionStore:
         self._reader = self._connect(check_same_thread=False)
         self._identity = file_identity(self.path)  # every write checks it still names the file
         self._lock_file = self._open_lock_file()
+        # the checkpointer's connection is opened here, on the file just checked: opened by its
+        # thread, a file removed in between was made again, empty, at the path (sqlite3
+        # creates what it connects to), and the store read "replaced by another file"
+        checkpoint_conn = self._checkpoint_connection()
         self._checkpointer = threading.Thread(
             target=self._checkpoint_loop,
-            args=(checkpoint_interval_s,),
+            args=(checkpoint_interval_s, checkpoint_conn),
             name=f"audit-checkpoint-{self.path.name}",
             daemon=True,
         )
@@ -675,6 +679,10 @@ class SqliteDecisionStore:
         conn.execute(f"PRAGMA journal_size_limit={self._wal_max_bytes}")
         return conn
 
+    def _checkpoint_connection(self) -> sqlite3.Connection:
+        """The checkpointer thread's own connection (made before the thread starts)."""
+        return self._connect(check_same_thread=False)
+
     def limit_write_wait(self, seconds: float) -> None:
         """How long a write waits for the file's lock while another process holds it, before
         its batch is refused (``StoreUnavailable``, passing: nothing stored). The service sets
@@ -700,8 +708,7 @@ class SqliteDecisionStore:
             return False
         return True
 
-    def _checkpoint_loop(self, interval_s: float) -> None:
-        conn = self._connect()
+    def _checkpoint_loop(self, interval_s: float, conn: sqlite3.Connection) -> None:
         turn = self._open_lock_file()
         # one checkpointer per file: two would find each other's checkpoint running (busy)
         # and skip rounds, and the log would grow past the limit meanwhile

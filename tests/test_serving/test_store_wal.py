@@ -103,7 +103,6 @@ def test_a_checkpoint_failing_round_after_round_is_warned_once_then_counted(
     (probe 27). Now one when it starts, then at most one every 30 s saying how many failed."""
     import logging
     import sqlite3
-    import threading
 
     import serving.sqlite_store as sqlite_store
 
@@ -120,17 +119,14 @@ def test_a_checkpoint_failing_round_after_round_is_warned_once_then_counted(
         def close(self) -> None:
             self.conn.close()
 
-    real = SqliteDecisionStore._connect
+    real = SqliteDecisionStore._checkpoint_connection
     opened: list[Failing] = []
 
-    def connect(self, **options):
-        conn = real(self, **options)
-        if threading.current_thread().name.startswith("audit-checkpoint"):
-            opened.append(Failing(conn))
-            return opened[-1]
-        return conn
+    def connect(self):
+        opened.append(Failing(real(self)))
+        return opened[-1]
 
-    monkeypatch.setattr(SqliteDecisionStore, "_connect", connect)
+    monkeypatch.setattr(SqliteDecisionStore, "_checkpoint_connection", connect)
     monkeypatch.setattr(sqlite_store, "_CHECKPOINT_WARN_EVERY_S", 0.5)
     caplog.set_level(logging.WARNING, logger="serving.sqlite_store")
     store = SqliteDecisionStore(tmp_path / "audit.db", checkpoint_interval_s=0.02)
@@ -143,3 +139,32 @@ def test_a_checkpoint_failing_round_after_round_is_warned_once_then_counted(
     assert opened and opened[0].rounds >= 20
     assert 2 <= len(warned) <= 4, warned  # the first, then one per 0.5 s
     assert "database or disk is full" in warned[0] and "failed rounds" in warned[1]
+
+
+def test_a_store_file_removed_as_the_checkpointer_starts_is_not_made_again(
+    tmp_path, monkeypatch
+) -> None:
+    """The checkpointer connected from its own thread: a store file renamed between the store
+    opening it and that thread starting was made again, empty, at the path, and the store
+    read it as "replaced by another file" (CI ci110). Its connection is made before."""
+    import threading
+
+    from serving.sqlite_store import StoreReplaced
+
+    db = tmp_path / "audit.db"
+    start = threading.Thread.start
+
+    def renamed_first(thread: threading.Thread) -> None:
+        if thread.name.startswith("audit-checkpoint") and db.exists():
+            db.rename(tmp_path / "moved.db")
+        start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", renamed_first)
+    store = SqliteDecisionStore(db, checkpoint_interval_s=0.02)
+    try:
+        time.sleep(0.3)  # rounds of the checkpointer on the moved file
+        assert not db.exists()
+        with pytest.raises(StoreReplaced, match=r"audit\.db was deleted or renamed"):
+            store.record([_record(0)])
+    finally:
+        store.close()

@@ -1352,7 +1352,7 @@ def day_month_swapped(fmt: str, text: pd.Series) -> str | None:
 
     if "%d" not in fmt or "%m" not in fmt or len(text) < SWAP_MIN_VALUES:
         return None
-    # judged on an even sample (a million rows parsed twice cost a second), then, in the
+    # judged on an even sample (a million rows parsed twice cost two seconds), then, in the
     # rare case it says swapped, confirmed on every value: one day above 12 clears it
     step = max(1, len(text) // SWAP_SAMPLE)
     if step > 1 and day_month_swapped(fmt, text.iloc[::step]) is None:

@@ -383,10 +383,10 @@ def unseen_hs6(frame: pd.DataFrame, champion: RiskModel) -> dict[str, Any]:
     do not hold (a table's ``hs_reads_as`` codes read as known), and the commonest such codes.
     Unmeasured (share 0, ``measured`` False) without the column or the categorical."""
     manifest = champion.manifest
-    known = manifest.categories.get("cat_hs6") if hasattr(manifest, "categories") else None
+    known = manifest.categories.get("cat_hs6")
     if "hs6" not in frame or not known:
         return {"measured": False, "share": 0.0, "decisions": 0, "top": {}}
-    read_as = (getattr(manifest, "params", None) or {}).get("hs_reads_as") or {}
+    read_as = manifest.params.get("hs_reads_as") or {}
     codes = frame["hs6"].astype("category")
     categories = [str(c) for c in codes.cat.categories]
     held = set(known) | set(read_as)

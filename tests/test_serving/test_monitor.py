@@ -66,7 +66,7 @@ def _champion(red_rate=0.1, yellow_rate=0.2, reference=None):
     return SimpleNamespace(
         thresholds=thresholds,
         reference=reference,
-        manifest=SimpleNamespace(fingerprint="fp-1"),
+        manifest=SimpleNamespace(fingerprint="fp-1", categories={}, params={}),
     )
 
 
@@ -149,13 +149,12 @@ def test_lanes_policy_raised_are_left_out_of_the_shares_and_named_with_their_cur
 def test_hs6_codes_the_model_never_learned_are_counted_and_named() -> None:
     """A new HS edition showed only as "cat_hs6 PSI 0.307" (probe 32): its codes are named,
     and those a correlation table reads as known ones are not new."""
+    from features.pipeline.manifest import FeatureManifest, FeatureSpec
     from serving.monitor.compute import _unseen_hs6_words, unseen_hs6
 
-    manifest = SimpleNamespace(
-        fingerprint="fp-1",
-        categories={"cat_hs6": ("610910", "640399")},
-        params={"hs_reads_as": {"640396": "640399"}},
-    )
+    hs6 = FeatureSpec("cat_hs6", "product", "category", "HS6", "HS6 {value}", ("610910", "640399"))
+    value = FeatureSpec("value_eur", "value", "float", "value", "value {value}")
+    manifest = FeatureManifest((hs6, value), {"hs_reads_as": {"640396": "640399"}})
     champion = SimpleNamespace(manifest=manifest)
     frame = pd.DataFrame(
         {"hs6": ["610910"] * 90 + ["640395"] * 6 + ["851632"] * 2 + ["640396"] * 2}
@@ -169,7 +168,8 @@ def test_hs6_codes_the_model_never_learned_are_counted_and_named() -> None:
     assert "640395 (6), 851632 (2)" in words and "features.hs_correlation" in words
     # a champion without the categorical, or a period read without the column: not measured
     assert not unseen_hs6(frame.drop(columns="hs6"), champion)["measured"]
-    assert not unseen_hs6(frame, SimpleNamespace(manifest=SimpleNamespace()))["measured"]
+    without = SimpleNamespace(manifest=FeatureManifest((value,), {}))
+    assert not unseen_hs6(frame, without)["measured"]
 
 
 def test_another_version_s_targets_are_used_for_its_decisions() -> None:

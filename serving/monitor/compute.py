@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from statistics import NormalDist
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +24,16 @@ from models.thresholds import fit_lane_thresholds
 from serving.auditor.disparity import DIMENSIONS, LaneCount, group_rates
 from serving.decision import unpack_features
 from serving.monitor.acks import Ack, apply_acks
+from serving.monitor.sources import (
+    OPERATOR_CHANGE_SHARE,
+    OperatorFaults,
+    fault_source_words,
+    fault_sources,
+    operator_change_words,
+    operator_changes,
+    operator_faults,
+    operator_shares,
+)
 
 if TYPE_CHECKING:
     from features.params import MonitorParams
@@ -35,7 +45,7 @@ LaneTargets = Mapping[str, tuple[float, float]]  # thresholds version -> (red_ra
 @dataclass(frozen=True)
 class Alert:
     # feature_drift, score_drift, lane_share, exploration_hit_rate, exploration_revenue,
-    # disparity
+    # disparity, operator_change
     kind: str
     subject: str
     value: float
@@ -102,7 +112,9 @@ def deciding_models(frame: pd.DataFrame) -> set[tuple[str, str]]:
 
 
 # what ``compare_period`` reads of a period: all of the period before that ``monitor_period`` uses
-COMPARED_COLUMNS = ("manifest_fingerprint", "model_name", "model_version", "risk", "features")
+COMPARED_COLUMNS = (
+    "manifest_fingerprint", "model_name", "model_version", "risk", "features", "operator_id",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -118,6 +130,11 @@ class Compared:
     score_shares: np.ndarray | None
     # feature vectors compared: ``rows`` unless the period was read with a sample of them
     vectors: int = 0
+    # the compared vectors' faults per operator, and every decision's operator shares (None
+    # and empty: a period read without operators)
+    faults: OperatorFaults | None = None
+    operators: dict[str, float] = field(default_factory=dict)
+    decisions: int = 0
 
 
 def _counts(values: pd.Series) -> dict[str, int]:
@@ -167,8 +184,22 @@ def compare_period(
         live = frame.loc[by_champion, "risk"].to_numpy(np.float64)
         score = asdict(measure_drift(reference.score, live, params.psi_epsilon))
         score_shares = bin_shares(reference.score, live)
+    faults, operators = None, {}
+    if "operator_id" in frame:
+        operators = operator_shares(frame["operator_id"])
+        if len(X):
+            faults = operator_faults(frame.loc[sampled, "operator_id"], X, reference.features)
     return Compared(
-        int(comparable.sum()), int(by_champion.sum()), features, shares, score, score_shares, len(X)
+        int(comparable.sum()),
+        int(by_champion.sum()),
+        features,
+        shares,
+        score,
+        score_shares,
+        len(X),
+        faults,
+        operators,
+        len(frame),
     )
 
 
@@ -197,14 +228,36 @@ def feed_break(f: Mapping[str, Any], ref: Any, live: np.ndarray, params: Monitor
     changed upstream far more often than a new trade route. One test for the drift alert's
     words and for ``lanes refit``, which fits no cut-off on such a feed."""
     rise = params.missing_rise_alert
-    if f["missing_share"] - f["reference_missing_share"] > rise:
+    kind = feed_fault(f, ref, live, params)
+    if kind == "missing":
         return f"its missing share rose more than monitor.missing_rise_alert={rise:g}"
-    if ref.kind == "discrete" and float(live[-2]) - float(ref.shares[-2]) > rise:
+    if kind == "outside":
         return (
             "its share of values outside the reference's categories rose more than "
             f"monitor.missing_rise_alert={rise:g}"
         )
     return ""
+
+
+def feed_fault(f: Mapping[str, Any], ref: Any, live: np.ndarray, params: MonitorParams) -> str:
+    """Which of ``feed_break``'s tests a feature fails: "missing", "outside" or ""."""
+    rise = params.missing_rise_alert
+    if f["missing_share"] - f["reference_missing_share"] > rise:
+        return "missing"
+    if ref.kind == "discrete" and float(live[-2]) - float(ref.shares[-2]) > rise:
+        return "outside"
+    return ""
+
+
+def _source_words(
+    now: Compared, j: int, kind: str, before: Compared | None
+) -> tuple[list[dict[str, Any]], str]:
+    """Whose declarations a broken feed's faults are (``serving.monitor.sources``); nothing
+    for a period read without operators."""
+    if now.faults is None:
+        return [], ""
+    sources = fault_sources(now.faults, j, kind, before.faults if before is not None else None)
+    return sources, fault_source_words(sources, kind)
 
 
 def check_feed(
@@ -213,7 +266,8 @@ def check_feed(
     """The feed test of ``feed_break`` on every feature of a period's decisions comparable
     with the champion's reference: rows (how many), checked (False with ``not_checked``, the
     reason, when there is no reference or fewer than ``min_drift_rows``) and broken (each
-    feature that fails it: {feature, moved}, what moved in a duty officer's words)."""
+    feature that fails it: {feature, moved, whose}, what moved in a duty officer's words and
+    whose declarations it moved in, ``serving.monitor.sources``)."""
     if champion.reference is None:
         return {"rows": 0, "checked": False, "broken": [],
                 "not_checked": "the champion has no training reference"}  # fmt: skip
@@ -227,10 +281,17 @@ def check_feed(
             f"fewer than monitor.min_drift_rows={params.min_drift_rows}",
         }
     broken = []
-    for f, ref, live in zip(now.features, champion.reference.features, now.shares, strict=True):
-        if feed_break(f, ref, live, params):
+    for j, (f, ref, live) in enumerate(
+        zip(now.features, champion.reference.features, now.shares, strict=True)
+    ):
+        if kind := feed_fault(f, ref, live, params):
+            _, whose = _source_words(now, j, kind, None)
             broken.append(
-                {"feature": f["name"], "moved": _shift_detail(f, ref, live).removeprefix("; ")}
+                {
+                    "feature": f["name"],
+                    "moved": _shift_detail(f, ref, live).removeprefix("; "),
+                    "whose": whose.removeprefix("; "),
+                }
             )
     return {"rows": now.rows, "checked": True, "broken": broken}
 
@@ -317,6 +378,16 @@ def measure_period_drift(
         score_live=frame.loc[by_champion, "risk"].to_numpy(np.float64),
     )
     alerts: list[Alert] = []
+    # operators that appeared or vanished: judged on every decision of both periods, whatever
+    # manifest made them
+    if before is not None and min(now.decisions, before.decisions) >= params.min_drift_rows:
+        changes = operator_changes(now.operators, before.operators)
+        section["operators"] = {"shares": dict(list(now.operators.items())[:10]), **changes}
+        if changes["new"] or changes["gone"]:
+            subject = ", ".join(sorted({*changes["new"], *changes["gone"]}))
+            value = max([*changes["new"].values(), *changes["gone"].values()])
+            message = operator_change_words(changes)
+            alerts.append(Alert("operator_change", subject, value, OPERATOR_CHANGE_SHARE, message))
     judged = now.rows >= params.min_drift_rows
     section["judged"] = judged
     if not judged:
@@ -340,7 +411,9 @@ def measure_period_drift(
             + _shift_detail(f, reference.features[j], now.shares[j])
         )
         if why := feed_break(f, reference.features[j], now.shares[j], params):
-            message += f"; a broken feed ({why})"
+            kind = feed_fault(f, reference.features[j], now.shares[j], params)
+            f["feed_sources"], whose = _source_words(now, j, kind, before if prior else None)
+            message += f"; a broken feed ({why}){whose}"
         names_hs = any(part.startswith("hs") for part in f["name"].split("_"))
         if names_hs and unseen["share"] >= UNSEEN_HS6_SAID:
             message += _unseen_hs6_words(unseen)

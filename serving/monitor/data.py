@@ -40,8 +40,8 @@ ORDER BY d.declared_at{order}, d.seq{order}{limit}
 PERIOD_COLUMNS = (
     "declared_at", "manifest_fingerprint", "model_name", "model_version", "thresholds_version",
     "exploration_rate", "aeo_risk_discount", "risk", "expected_revenue", "lane", "exploration",
-    "features", "aeo_operator", "warning_codes", "currency", "hs6", "has_result", "illicit",
-    "revenue_recovered",
+    "features", "aeo_operator", "warning_codes", "currency", "hs6", "operator_id", "has_result",
+    "illicit", "revenue_recovered",
 )  # fmt: skip
 _WITH_OUTCOMES = (
     {"has_result": "o.declaration_id IS NOT NULL", "illicit": "o.illicit",
@@ -60,7 +60,7 @@ DRIFT_VECTORS = 250_000
 _CHUNK_ROWS = 20_000
 # the period's text columns: a few values repeated in every row
 CATEGORIES = ("manifest_fingerprint", "model_name", "model_version", "thresholds_version", "lane",
-              "warning_codes", "currency", "hs6")  # fmt: skip
+              "warning_codes", "currency", "hs6", "operator_id")  # fmt: skip
 
 
 def declared_in(location: str | Path, declared_from: str, declared_to: str) -> int:
@@ -131,6 +131,9 @@ def read_period(
             "currency": store.json_text("declaration_json", "currency"),
             # the HS6 declared: codes the model never learned are named (a new HS edition)
             "hs6": f"substr({store.json_text('declaration_json', 'hs_code')}, 1, 6)",
+            # whose export each declaration came from: a broken feed's alert names the carrier
+            # (``serving.monitor.sources``)
+            "operator_id": store.json_text("declaration_json", "operator_id"),
             # seq modulo k in integer arithmetic: '%' is psycopg's placeholder mark, and
             # SQLite's mod() is an optional build
             "features": "features"

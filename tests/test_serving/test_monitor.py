@@ -267,10 +267,14 @@ def _reference_champion(rng: np.random.Generator) -> SimpleNamespace:
     return _champion(reference=reference)
 
 
-def _drift_frame(rng: np.random.Generator, count_shift: float, n: int = 1000, **change):
+def _drift_frame(
+    rng: np.random.Generator, count_shift: float, n: int = 1000, operator_id=None, **change
+):
     from serving.decision import pack_feature_rows
 
     frame = _frame(["green"] * n, risk=rng.uniform(0, 1, n))
+    if operator_id is not None:
+        frame["operator_id"] = pd.Series(operator_id, dtype="category")
     X = np.column_stack(
         [
             rng.uniform(0, 100, n) + count_shift,
@@ -324,6 +328,100 @@ def test_a_feature_gone_missing_is_called_a_broken_feed() -> None:
     gap = np.where(rng.uniform(size=1000) < 0.15, np.nan, rng.normal(0, 1, 1000))
     _, alerts = measure_period_drift(_drift_frame(rng, 0, stable=gap), champion, INFO, params)
     assert [a.subject for a in alerts] == ["stable"] and "broken feed" not in alerts[0].message
+
+
+def _operators(**counts: int) -> list[str | None]:
+    return [None if name == "none" else name for name, n in counts.items() for _ in range(n)]
+
+
+def test_a_broken_feed_names_the_operator_whose_declarations_broke() -> None:
+    """One carrier's export stopped filling a field, and the alert said "missing in 41% of
+    decisions" without saying whose (probe 32 MEDIUM-3): it names the operator, its own rate
+    against the others' and the period before's."""
+    rng = np.random.default_rng(12)
+    champion, params = _reference_champion(rng), MonitorParams(min_drift_rows=100)
+    operators = _operators(POST=300, **{"DHL-EXP": 400}, UPS=300)
+    before = _drift_frame(rng, 0, operator_id=operators)
+    stable = rng.normal(0, 1, 1000)
+    stable[300:700] = np.nan  # every DHL-EXP declaration
+    stable[[5, 900]] = np.nan  # and two of the others'
+    frame = _drift_frame(rng, 0, stable=stable, operator_id=operators)
+    section, alerts = measure_period_drift(frame, champion, INFO, params, before)
+    (alert,) = [a for a in alerts if a.subject == "stable"]
+    assert "a broken feed" in alert.message
+    assert (
+        "100% of them from operator DHL-EXP (missing in 100% of its 400 decisions, "
+        "0% of the others'; 0% in the period before)"
+    ) in alert.message
+    (source,) = next(f for f in section["features"] if f["name"] == "stable")["feed_sources"]
+    assert source["operator"] == "DHL-EXP" and source["share_of_faults"] == pytest.approx(400 / 402)
+    assert source["others_rate"] == pytest.approx(2 / 600)
+    # no previous period: the same source, without the comparison
+    _, alerts = measure_period_drift(frame, champion, INFO, params)
+    assert "(missing in 100% of its 400 decisions, 0% of the others')" in alerts[0].message
+
+
+def test_a_field_emptied_everywhere_is_said_spread_and_categories_are_attributed_too() -> None:
+    rng = np.random.default_rng(13)
+    champion, params = _reference_champion(rng), MonitorParams(min_drift_rows=100)
+    operators = _operators(A=500, B=500)
+    # 40% missing at every operator: no one carrier, an upstream change
+    gap = np.where(rng.uniform(size=1000) < 0.4, np.nan, rng.normal(0, 1, 1000))
+    _, alerts = measure_period_drift(
+        _drift_frame(rng, 0, stable=gap, operator_id=operators), champion, INFO, params
+    )
+    assert "spread over the operators (none stands out" in alerts[0].message
+    assert "of them from" not in alerts[0].message
+    # a categorical's unknown codes, all from declarations that name no operator
+    origin = rng.integers(0, 5, 1000).astype(float)
+    origin[:400] = 9.0
+    frame = _drift_frame(rng, 0, origin=origin, operator_id=_operators(none=400, A=300, B=300))
+    (alert,) = measure_period_drift(frame, champion, INFO, params)[1]
+    assert alert.subject == "origin"
+    assert (
+        "100% of them from declarations without an operator (outside the reference's "
+        "categories in 100% of its 400 decisions, 0% of the others')"
+    ) in alert.message
+    # `lanes refit`'s feed check says whose feed broke as well
+    from serving.monitor.compute import check_feed
+
+    (broken,) = check_feed(frame, champion, INFO, params)["broken"]
+    assert broken["feature"] == "origin" and broken["moved"].startswith("40% of decisions hold")
+    assert broken["whose"].startswith("100% of them from declarations without an operator")
+
+
+def test_an_operator_new_or_gone_between_two_periods_alerts_and_a_swap_reads_as_a_rename():
+    rng = np.random.default_rng(14)
+    champion, params = _reference_champion(rng), MonitorParams(min_drift_rows=100)
+    before = _drift_frame(rng, 0, operator_id=_operators(POST=500, DHL=300, GLS=200))
+    # the same three carriers: no alert, the shares reported
+    section, alerts = measure_period_drift(
+        _drift_frame(rng, 0, operator_id=_operators(POST=450, DHL=350, GLS=200)),
+        champion, INFO, params, before,
+    )  # fmt: skip
+    assert not [a for a in alerts if a.kind == "operator_change"]
+    assert section["operators"]["shares"] == {"POST": 0.45, "DHL": 0.35, "GLS": 0.2}
+    # DHL's export now says DHL-EXPRESS: one alert naming both, read as a rename
+    renamed = _drift_frame(
+        rng, 0, operator_id=_operators(POST=500, **{"DHL-EXPRESS": 300}, GLS=200)
+    )
+    section, alerts = measure_period_drift(renamed, champion, INFO, params, before)
+    (alert,) = [a for a in alerts if a.kind == "operator_change"]
+    assert alert.subject == "DHL, DHL-EXPRESS" and alert.value == pytest.approx(0.3)
+    assert "operators new since the period before: DHL-EXPRESS (30% of decisions)" in alert.message
+    assert "with no decisions since the period before: DHL (30% then)" in alert.message
+    assert "one carrier under a new id?" in alert.message
+    assert section["operators"]["new"] == {"DHL-EXPRESS": 0.3}
+    # a new carrier alone is said as one; one under 5% of the traffic is not news
+    grown = _drift_frame(rng, 0, operator_id=_operators(POST=400, DHL=300, GLS=200, EVRI=100))
+    (alert,) = [a for a in measure_period_drift(grown, champion, INFO, params, before)[1]]
+    assert alert.subject == "EVRI" and "under a new id" not in alert.message
+    small = _drift_frame(rng, 0, operator_id=_operators(POST=460, DHL=300, GLS=200, EVRI=40))
+    assert not measure_period_drift(small, champion, INFO, params, before)[1]
+    # a period before too small to judge, or none: nothing said of operators
+    tiny = _drift_frame(rng, 0, n=50, operator_id=_operators(POST=50))
+    section, alerts = measure_period_drift(renamed, champion, INFO, params, tiny)
+    assert "operators" not in section and not alerts
 
 
 # --- acknowledgements: a person silences an alert at its level, until a date ---------------
@@ -814,6 +912,8 @@ def test_a_period_s_newest_decisions_alone_are_read_when_asked(monitored) -> Non
     every = read_period(monitored["db"], frm, to)
     newest = read_period(monitored["db"], frm, to, newest=10)
     assert len(every) == 600 and len(newest) == 10
+    # whose export each declaration came from, for a broken feed's alert
+    assert every["operator_id"].notna().all() and every["operator_id"].nunique() > 1
     expected = every.sort_values(["declared_at"], ascending=False).head(10)
     # the period holds no ids (nothing computed names a decision): newest first, by time
     assert newest["declared_at"].tolist() == expected["declared_at"].tolist()

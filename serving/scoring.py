@@ -85,6 +85,9 @@ class ScoringRuntime:
     # each decision
     pseudonym_key_id: str = ""
     contract: Contract | None = None  # extras the model's features use (from the entity state)
+    # those of the contract's extras the model's features read (None: all): only these are
+    # warned when a declaration leaves them out
+    extras_read: frozenset[str] | None = None
     # The declaration rules (features.intake.rules), built once: faults refuse a declaration before
     # scoring, warnings travel with its decision.
     fault_rules: list[Rule] = field(default_factory=list)
@@ -397,6 +400,8 @@ def load_runtime(settings: Settings, tracking_uri: str | None, model_dir: Path) 
         )
         config = config.replace(exploration_rate=0.0)
 
+    # a file or a request must hold the extras the model reads, not those only its build did
+    state.extras_read = state.read_by(model.manifest.names)
     # every declaration scored from now on (catch_up, observe) enters the entity state
     live = LiveState(state)
     live.release_snapshot_copies()  # a served snapshot is never saved
@@ -421,6 +426,7 @@ def load_runtime(settings: Settings, tracking_uri: str | None, model_dir: Path) 
         bundle_sha256=str(info.get("bundle_sha256") or ""),
         pseudonym_key_id=state.pseudonym_key_id or "",
         contract=state.contract,
+        extras_read=frozenset(state.extras_read),
         fault_rules=[r for r in rules if r.severity == "fault"],
         warning_rules=[r for r in rules if r.severity == "warning"],
         limits=limits,

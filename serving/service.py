@@ -531,6 +531,9 @@ class ParcelRiskService:
                 columns = RecordColumns([declarations[i] for i in new], runtime.contract)
             batch = score_frame(columns, runtime)
             known = {e.name for e in runtime.contract.extras} if runtime.contract else set()
+            # the extras a declaration must send: those the model reads (the rest are unknown
+            # to no loss)
+            read = known if runtime.extras_read is None else known & runtime.extras_read
             decided_ids = {declaration_id for declaration_id, _ in before}
             for j, i in enumerate(new):
                 if ids[i] in decided_ids:  # decided before with other content: amended
@@ -541,7 +544,7 @@ class ParcelRiskService:
                 # scored as unknown: the client should know; null or "" is not sent either
                 # (it was unsaid, where the key left out was warned, probe 9)
                 given = {k for k, v in sent_extras.items() if v is not None and v != ""}
-                if missing := known - given:
+                if missing := read - given:
                     batch.warn(j, EXTRAS_MISSING, missing_extras_warning(missing))
             records = decision_records(
                 batch, runtime, [texts[i] for i in new], callers=[sent[i][1] for i in new]

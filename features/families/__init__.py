@@ -65,6 +65,20 @@ def build_manifest(ctx: SpecContext) -> FeatureManifest:
     return FeatureManifest(features=specs, params=ctx.params.to_dict(), inputs=ctx.inputs)
 
 
+def features_reading(ctx: SpecContext, name: str) -> set[str]:
+    """The features of ``ctx``'s manifest that read the input ``name`` (a contract field or a
+    mapped extra): those the manifest built without it (neither fed nor a category) lacks."""
+    from dataclasses import replace
+
+    inputs = ctx.inputs if ctx.inputs is not None else tuple(ctx.contract.columns(True))
+    without = replace(
+        ctx,
+        inputs=tuple(n for n in inputs if n != name),
+        categories={k: v for k, v in ctx.categories.items() if k != f"cat_{name}"},
+    )
+    return set(build_manifest(ctx).names) - set(build_manifest(without).names)
+
+
 def active_families(ctx: SpecContext) -> list[Family]:
     """The families that compute the features of a manifest built under ``ctx``."""
     return [family for family, _ in family_specs(ctx)]

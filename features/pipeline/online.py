@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from features.errors import ParcelriskError
-from features.intake.columns import FrameColumns, RecordColumns, columns_of
+from features.intake.columns import FrameColumns, RecordColumns, columns_of, extra_column
 from features.notes import HISTORY_BEFORE_CUTOFF, HISTORY_STALE, RowNote
 from features.pipeline.family import Rows
 from features.pipeline.frame import assemble
@@ -97,7 +97,17 @@ def online_features(
     the warnings on a history that ends too long before a declaration (``stale_history_notes``).
     """
     declarations = columns_of(declarations)
+    read = state.extras_read
     missing = [e.name for e in state.contract.extras if e.name not in declarations]
+    if read is not None and isinstance(declarations, FrameColumns):
+        # an extra the model does not read, left out: unknown, as a feature nobody reads
+        unread = [e for e in state.contract.extras if e.name in missing and e.name not in read]
+        if unread:
+            frame = declarations.frame()
+            declarations = FrameColumns(
+                frame.assign(**{e.name: extra_column([None] * len(frame), e) for e in unread})
+            )
+            missing = [name for name in missing if name in read]
     if missing:
         raise ParcelriskError(
             f"declarations lack the mapped extra field(s) the model uses: {', '.join(missing)} "

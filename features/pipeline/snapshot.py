@@ -14,6 +14,7 @@ import hashlib
 import json
 import shutil
 import tempfile
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from features.errors import ParcelriskError
-from features.families import active_families
+from features.families import active_families, features_reading
 from features.intake.contract import Contract, ExtraColumn
 from features.params import FeatureParams
 from features.pipeline.family import Family, History, SpecContext
@@ -114,6 +115,17 @@ class EntityState:
     # after it a declaration is scored tells whether its hit rates are stale. None: the history
     # holds no result, or an older snapshot that did not record it.
     last_result_us: int | None = None
+    # The mapped extras the served model's features read (``read_by``): declarations must hold
+    # those, and the others are read as unknown. None: every extra of the contract (a state
+    # not tied to a model). Probe 33: an inspection flag kept as an extra, its feature dropped
+    # in training as constant on inspected parcels, was still asked of every declaration.
+    extras_read: tuple[str, ...] | None = None
+
+    def read_by(self, features: Collection[str]) -> tuple[str, ...]:
+        """The contract's extras some of ``features`` (a model's) read, in contract order."""
+        ctx = _spec_context(self.params, self.contract, self.manifest)
+        used = set(features)
+        return tuple(e.name for e in self.contract.extras if features_reading(ctx, e.name) & used)
 
     def __post_init__(self) -> None:
         if not self.families:

@@ -37,6 +37,23 @@ def test_a_declaration_without_the_models_extra_is_warned(client) -> None:
     )
 
 
+def test_an_extra_the_model_does_not_read_is_not_asked_for(tmp_path, stub_runtime) -> None:
+    """An extra whose features the model dropped in training (an inspection flag, constant on
+    the inspected parcels: probe 33) is no warning when left out: nothing reads it."""
+    runtime = dataclasses.replace(
+        stub_runtime,
+        contract=Contract((ExtraColumn("broker_id", "entity"), ExtraColumn("ctrl", "categorical"))),
+        extras_read=frozenset({"broker_id"}),
+    )
+    with stub_service_client(tmp_path, runtime, "serve:\n  champion_check_s: 0\n") as c:
+        (declaration,) = make_declarations(1, seed=13, prefix="MR")
+        r = c.post("/score", json={"declarations": [declaration]}, headers=auth())
+    assert r.status_code == 200, r.text
+    (decision,) = r.json()["decisions"]
+    said = [w for w in decision["warnings"] if "mapped extra" in w]
+    assert said == ["mapped extra field(s) 'broker_id' the model uses not sent: scored as unknown"]
+
+
 @pytest.fixture(scope="module")
 def typed_client(tmp_path_factory: pytest.TempPathFactory, stub_runtime) -> Iterator:
     contract = Contract(

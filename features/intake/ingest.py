@@ -130,7 +130,8 @@ def ingest_file(
 
 
 # Parties whose ids an export may write as names, in several spellings (pseudonymised ones,
-# the consignee, are compared as pseudonyms: their spellings cannot be told apart here)
+# the consignee, are judged on the source's cells, before they are keyed:
+# ``features.intake.mapping.personal_spellings``)
 _NAMED_PARTIES = ("seller_id", "operator_id", "platform_id")
 
 

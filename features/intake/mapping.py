@@ -1804,6 +1804,37 @@ def pad_identifier_zeros(
     return raw, padded
 
 
+def personal_spellings(raw: pd.DataFrame, mapping: Mapping, source: Path) -> dict[str, int]:
+    """Personal ids (the consignee, ``personal`` entity extras) read without ``fold`` whose
+    distinct values are fewer once case and spacing are ignored: how many fewer, per field,
+    each warned. Judged here, on the source's cells: once keyed, ``k0000003`` and
+    ``K0000003`` are two pseudonyms nothing can compare, two consignees each with half a
+    history (probe 33; sellers are judged on the ids written, ``features.intake.ingest``). The
+    values are never shown: they are personal."""
+    import pandas as pd
+
+    said: dict[str, int] = {}
+    for name, spec in _identifier_specs(mapping):
+        personal = name in PERSONAL_FIELDS or getattr(spec, "personal", False)
+        if not personal or spec.fold or spec.column is None or spec.column not in raw.columns:
+            continue
+        ids = pd.Series(_as_text(raw[spec.column]).dropna().unique(), dtype="string")
+        folded = int(fold_name(ids).nunique())
+        if folded < len(ids):
+            said[name] = len(ids) - folded
+            logger.warning(
+                "%s: %s (source column %r, personal: not shown): %d ids are %d once case and "
+                "spacing are ignored: if such spellings name one person, map the column with "
+                "fold: true (otherwise each spelling is a consignee with a history of its own)",
+                source,
+                name,
+                spec.column,
+                len(ids),
+                folded,
+            )
+    return said
+
+
 # How a spreadsheet writes a long number it rounded: 7.70001E+11, 7E+11 (the sign always
 # written, which no code of letters and digits such as 3E12 has)
 _SPREADSHEET_SCIENTIFIC = r"[0-9](?:[.,][0-9]+)?[eE]\+[0-9]{1,3}"
@@ -3003,6 +3034,7 @@ def read_export(
             restored,
         )
     raw, ids_padded = pad_identifier_zeros(raw, mapping)  # counted here, for the summary
+    personal_folded = personal_spellings(raw, mapping, source)
     read_as_utc = warn_times_read_as_utc(raw, mapping, timezone, source)
     other_zone = warn_zone_unlike_features(mapping, timezone, source)
     raw, joined = join_hs_groups(raw, mapping)
@@ -3063,6 +3095,7 @@ def read_export(
         "hs_code_zeros_restored": restored,
         "hs_code_groups_joined": joined,
         **({"identifier_zeros_restored": ids_padded} if ids_padded else {}),
+        **({"personal_ids_one_once_folded": personal_folded} if personal_folded else {}),
         **({"excel_text_guards_removed": text_guards} if text_guards else {}),
         **({"float_written_values_read": float_written} if float_written else {}),
         **({"columns_read_by_alias": by_alias} if by_alias else {}),

@@ -236,9 +236,12 @@ def _negative(
         values = pd.to_numeric(column[codes == position], errors="coerce").dropna()
         examples.append(f"{uniques[position]}: {', '.join(f'{v:g}' for v in values[:4])}")
     more = f" (and {len(below) - shown} more)" if len(below) > shown else ""
+    # the count, then the examples and how many are not shown (probe 33 read "874 ... (and
+    # 871 more)" as 874 + 871)
     return (
-        f"{name} is below zero on an item of {len(below)} declaration(s){more}: "
+        f"{name} is below zero on an item of {len(below)} declaration(s), e.g. "
         + "; ".join(examples)
+        + more
         + " (a discount or correction line: summed, it would lower the declaration's "
         f"{name} unsaid; correct the export)"
     )
@@ -254,8 +257,9 @@ def _differs(
         examples.append(f"{uniques[position]}: {', '.join(values[:4])}")
     more = f" (and {len(differ) - shown} more)" if len(differ) > shown else ""
     return (
-        f"{name} differs between the items of {len(differ)} declaration(s){more}: "
+        f"{name} differs between the items of {len(differ)} declaration(s), e.g. "
         + "; ".join(examples)
+        + more
         + f" (items: {name}: agree wants one value per declaration; if it is the items' own, "
         "give it another rule)"
     )

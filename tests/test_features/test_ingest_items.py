@@ -342,3 +342,26 @@ def test_an_item_amount_below_zero_stops_the_ingest_or_sets_its_declaration_asid
     assert summary["rejected_reasons"] == {"item amount below zero (items: ... sum)": 3}
     with pytest.raises(ContractError, match=r"item .* D1 \(row 2, first of them\)"):
         _ingest(tmp_path, rows, quarantine=tmp_path / "rej.csv", max_rejected=0.1)
+
+
+def test_a_disagreement_gives_the_count_then_examples_then_how_many_more() -> None:
+    """ "874 declaration(s) (and 871 more): ..." read as 874 + 871 (probe 33)."""
+    import numpy as np
+    import pandas as pd
+
+    from features.intake.items import _differs, _negative
+
+    codes = np.repeat(np.arange(5), 2)
+    uniques = np.array([f"D{i}" for i in range(5)])
+    currency = pd.Series(["EUR", "USD"] * 5)
+    said = _differs("currency", currency, codes, uniques, np.arange(5))
+    assert said.startswith(
+        "currency differs between the items of 5 declaration(s), e.g. D0: EUR, USD; "
+        "D1: EUR, USD; D2: EUR, USD (and 2 more) ("
+    )
+    value = pd.Series([-1.0, 2.0] * 5)
+    said = _negative("declared_value", value, codes, uniques, np.arange(4))
+    assert said.startswith(
+        "declared_value is below zero on an item of 4 declaration(s), e.g. D0: -1, 2; "
+        "D1: -1, 2; D2: -1, 2 (and 1 more) ("
+    )

@@ -1804,6 +1804,34 @@ def pad_identifier_zeros(
     return raw, padded
 
 
+def warn_ids_repeated(declarations: pd.DataFrame, mapping: Mapping, source: Path) -> dict[str, int]:
+    """Rows of an export read without ``items:`` whose declaration id another row holds too
+    ({rows, ids}; empty: none), warned. Probe 33: an export of one row per goods item ingested
+    without the block exited 0, every item a parcel, and the gate then said "unique
+    declaration ids" without a word of items. Said, not refused: a declaration export repeats
+    a few ids by mistake, and the gate judges those."""
+    if mapping.items is not None or "declaration_id" not in declarations:
+        return {}
+    ids = declarations["declaration_id"]
+    repeated = (ids.duplicated(keep=False) & ids.notna()).to_numpy()
+    if not repeated.any():
+        return {}
+    rows, distinct = int(repeated.sum()), int(ids[repeated].nunique())
+    examples = ", ".join(str(v) for v in ids[repeated].drop_duplicates().head(3))
+    logger.warning(
+        "%s: %d of %d rows share their declaration_id with another row (%d ids, e.g. %s): the "
+        "gate refuses repeated ids; if the export holds one row per goods item, give the "
+        "mapping an items: block (`parcelrisk mapping draft` proposes one) and each "
+        "declaration's items are read as one",
+        source,
+        rows,
+        len(declarations),
+        distinct,
+        examples,
+    )
+    return {"rows": rows, "ids": distinct}
+
+
 def personal_spellings(raw: pd.DataFrame, mapping: Mapping, source: Path) -> dict[str, int]:
     """Personal ids (the consignee, ``personal`` entity extras) read without ``fold`` whose
     distinct values are fewer once case and spacing are ignored: how many fewer, per field,
@@ -3059,6 +3087,7 @@ def read_export(
             raw, mapping, limits, max_rejected, source, eur_rates
         )
     dst = warn_local_times(source, local_times)
+    repeated_ids = warn_ids_repeated(declarations, mapping, source)
     blanked = local_times.get("outcomes_blanked", [])
     if len(blanked) > 1:
         logger.warning(
@@ -3096,6 +3125,7 @@ def read_export(
         "hs_code_groups_joined": joined,
         **({"identifier_zeros_restored": ids_padded} if ids_padded else {}),
         **({"personal_ids_one_once_folded": personal_folded} if personal_folded else {}),
+        **({"declaration_ids_repeated": repeated_ids} if repeated_ids else {}),
         **({"excel_text_guards_removed": text_guards} if text_guards else {}),
         **({"float_written_values_read": float_written} if float_written else {}),
         **({"columns_read_by_alias": by_alias} if by_alias else {}),

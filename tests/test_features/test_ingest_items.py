@@ -365,3 +365,27 @@ def test_a_disagreement_gives_the_count_then_examples_then_how_many_more() -> No
         "declared_value is below zero on an item of 4 declaration(s), e.g. D0: -1, 2; "
         "D1: -1, 2; D2: -1, 2 (and 1 more) ("
     )
+
+
+def test_an_item_export_read_without_items_is_said_and_points_to_the_block(
+    tmp_path, caplog
+) -> None:
+    """Ingested without `items:`, every item line was a parcel, exit 0 and no word; the gate
+    then refused "duplicate ids" without a word of items (probe 33 LOW-3)."""
+    import logging
+
+    rows = [r for r in ROWS if not r.startswith("D3")]  # D3's second row has no date
+    source, mapping = _files(tmp_path, rows, items="")
+    with caplog.at_level(logging.WARNING):
+        summary = ingest_file(source=source, mapping_path=mapping, out=tmp_path / "out.parquet")
+    assert summary["rows"] == 4 and summary["declaration_ids_repeated"] == {"rows": 3, "ids": 1}
+    said = " ".join(r.getMessage() for r in caplog.records)
+    assert "3 of 4 rows share their declaration_id with another row (1 ids, e.g. D1)" in said
+    assert "give the mapping an items: block" in said
+    # with the block: nothing repeated, nothing said
+    caplog.clear()
+    source, mapping = _files(tmp_path, rows)
+    with caplog.at_level(logging.WARNING):
+        summary = ingest_file(source=source, mapping_path=mapping, out=tmp_path / "out.parquet")
+    assert "declaration_ids_repeated" not in summary and summary["rows"] == 2
+    assert "share their declaration_id" not in " ".join(r.getMessage() for r in caplog.records)

@@ -82,12 +82,16 @@ def read_json_source(
     explode: str | None = None,
     fields: Collection[str] = (),
     document_id: Collection[str] = (),
+    numbers: Collection[str] = (),
 ) -> pd.DataFrame:
     """The records of a JSON export as a frame of text cells (module docstring); ``fields``:
     the names the mapping reads, one value per record each; ``document_id``: the names that
-    may hold the declaration id (``records_frame``)."""
+    may hold the declaration id (``records_frame``); ``numbers``: names whose cells, where JSON
+    wrote them all as integers, are kept as numbers (``_as_text``)."""
     if _lines_by_name(path) and records is None and _line_by_line(encoding):
-        return records_frame(path, _streamed_lines(path, encoding), explode, fields, document_id)
+        return records_frame(
+            path, _streamed_lines(path, encoding), explode, fields, document_id, numbers
+        )
     with open_bytes(path) as fh:
         data = fh.read()
     try:
@@ -97,7 +101,7 @@ def read_json_source(
     del data  # the text holds it now: a big export is not held twice
     rows = _records(path, text.lstrip("\ufeff"), records, _lines_by_name(path))
     del text
-    return records_frame(path, rows, explode, fields, document_id)
+    return records_frame(path, rows, explode, fields, document_id, numbers)
 
 
 def _not_in_encoding(path: Path, encoding: str, where: str) -> ContractError:
@@ -345,6 +349,7 @@ def records_frame(
     explode: str | None,
     fields: Collection[str] = (),
     document_id: Collection[str] = (),
+    numbers: Collection[str] = (),
 ) -> pd.DataFrame:
     """Records (objects) as a frame of text cells, nested objects flattened, ``explode``'s
     items one row each (module docstring); also the XML reader's (``features.intake.xmlsrc``).
@@ -359,15 +364,15 @@ def records_frame(
 
     # every chunk's fields in order of appearance (True: an item's), for MAX_FIELDS and order
     names: dict[str, bool] = {}
-    wanted = frozenset(fields)
-    frames, numbers, done = [], [], 0
+    wanted, kept = frozenset(fields), frozenset(numbers)
+    frames, record_numbers, done = [], [], 0
     for chunk in _chunks(rows):
-        frame, owners = _chunk_frame(path, chunk, explode, done, names, wanted)
+        frame, owners = _chunk_frame(path, chunk, explode, done, names, wanted, kept)
         frames.append(frame)
-        numbers.append(owners)
+        record_numbers.append(owners)
         done += len(chunk)
     if not frames:  # no records at all: a frame of no rows, as for any empty export
-        return _chunk_frame(path, [], explode, 0, names, wanted)[0]
+        return _chunk_frame(path, [], explode, 0, names, wanted, kept)[0]
     if len(frames) == 1:
         whole = frames[0]
     else:
@@ -375,12 +380,14 @@ def records_frame(
         # as in one chunk; cells of a field a chunk lacks are empty
         order = [n for n, item in names.items() if not item]
         order += [n for n, item in names.items() if item]
-        whole = pd.concat(frames, ignore_index=True, sort=False)[order].astype("object")
+        whole = pd.concat(frames, ignore_index=True, sort=False)[order]
+        # a column of integers in every chunk stays one (``numbers``); the rest is text
+        whole = whole.astype({n: "object" for n in order if whole[n].dtype != "Int64"})
     if explode is None:
         return whole
     import numpy as np
 
-    return _drop_resent_documents(path, whole, np.concatenate(numbers), document_id, wanted)
+    return _drop_resent_documents(path, whole, np.concatenate(record_numbers), document_id, wanted)
 
 
 def _drop_resent_documents(
@@ -499,6 +506,7 @@ def _chunk_frame(
     first: int,
     names: dict[str, bool],
     fields: frozenset[str],
+    kept: frozenset[str] = frozenset(),
 ) -> tuple[pd.DataFrame, np.ndarray]:
     """``records_frame`` of the records numbered from ``first`` (0-based) on, and each row's
     record number (1-based)."""
@@ -510,7 +518,8 @@ def _chunk_frame(
         raise ContractError(f"{path}: record {first + bad + 1} is not a JSON object")
     if explode is None:
         numbers = range(first + 1, first + len(rows) + 1)
-        return _as_text(_flat_frame(path, rows, names, numbers, fields)), np.asarray(numbers)
+        frame = _flat_frame(path, rows, names, numbers, fields)
+        return _as_text(frame, kept), np.asarray(numbers)
     parents, items, owner = [], [], []
     for number, row in enumerate(rows, start=first + 1):
         nested = row.get(explode)
@@ -534,7 +543,7 @@ def _chunk_frame(
     owners = np.asarray(owner, dtype=np.int64)
     lines = _flat_frame(path, items, names, owners + first + 1, fields, prefix=explode + SEPARATOR)
     frame = pd.concat([head.iloc[owners].reset_index(drop=True), lines], axis=1)
-    return _as_text(frame), owners + first + 1
+    return _as_text(frame, kept), owners + first + 1
 
 
 def _flat_frame(
@@ -647,8 +656,12 @@ def _refuse_several(
                 )
 
 
-def _as_text(frame: pd.DataFrame) -> pd.DataFrame:
-    """Every cell as the text JSON wrote it (None for null), column by column."""
+def _as_text(frame: pd.DataFrame, kept: frozenset[str] = frozenset()) -> pd.DataFrame:
+    """Every cell as the text JSON wrote it (None for null), column by column; a ``kept``
+    column whose every value JSON wrote as an integer stays integers (``Int64``): an HS code
+    written as a number has lost the zero of chapters 01-09, as a workbook's numeric cell has,
+    and the mapping gives it back as it does there (probe 33: ``0713200000`` sent as
+    713200000 was read as chapter 71)."""
     import pandas as pd
 
     out = {}
@@ -661,6 +674,8 @@ def _as_text(frame: pd.DataFrame) -> pd.DataFrame:
             out[name] = column.astype("object")
         elif held == "boolean":
             out[name] = column.map({True: "true", False: "false"}).astype("object")
+        elif held == "integer" and name in kept:
+            out[name] = pd.array(column.tolist(), dtype="Int64")
         elif held == "integer":  # Python ints, every digit (none past 64 bits is lost)
             out[name] = column.map(str, na_action="ignore").astype("object")
         else:

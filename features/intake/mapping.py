@@ -1641,6 +1641,12 @@ def _mojibake_hint(header: list[str]) -> str:
     return ""
 
 
+def _hs_sources(mapping: Mapping) -> tuple[str, ...]:
+    """The source column of ``hs_code``, if it has one."""
+    spec = mapping.columns.get("hs_code")
+    return (spec.column,) if spec is not None and spec.column is not None else ()
+
+
 def restore_hs_zeros(raw: pd.DataFrame, mapping: Mapping) -> tuple[pd.DataFrame, int]:
     """``raw`` with a numeric source column of ``hs_code`` as text, the leading zero a number
     drops from chapters 01-09 given back; and how many codes got it.
@@ -2445,6 +2451,8 @@ def read_source(path: Path, mapping: Mapping) -> pd.DataFrame:
             explode=mapping.explode,
             fields=mapping.named_columns(),
             document_id=declaration_id_columns(mapping),
+            # HS codes written as JSON numbers are read as a workbook's numeric cells are
+            numbers=_hs_sources(mapping),
         )
         if mapping.null_values:  # text that means "no value", as in a CSV
             raw = raw.mask(raw.isin(list(mapping.null_values)))

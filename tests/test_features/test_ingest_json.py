@@ -375,3 +375,31 @@ def test_one_item_written_as_an_object_is_an_item(tmp_path) -> None:
     out = _ingest(tmp_path, "one.jsonl", _ndjson(records))
     plain = _ingest(tmp_path, "plain.jsonl", _ndjson())
     pd.testing.assert_frame_equal(out, plain)
+
+
+@pytest.mark.parametrize("chunk", [None, 1])
+def test_hs_codes_written_as_json_numbers_get_their_zero_back(
+    monkeypatch, tmp_path, caplog, chunk
+) -> None:
+    """0713200000 written as the number 713200000 was read as chapter 71, where the same code
+    in a workbook's numeric cell gets its zero back (probe 33 LOW-2): a JSON number is as
+    typed as a workbook's, so it is read alike, in one chunk of records or several."""
+    import logging
+
+    from features.intake import jsonsrc
+
+    if chunk:
+        monkeypatch.setattr(jsonsrc, "CHUNK_RECORDS", chunk)
+    records = copy.deepcopy(RECORDS)
+    records[0]["GoodsItems"][0]["HS"] = 713200000  # chickpeas, chapter 07, as a number
+    records[0]["GoodsItems"][1]["HS"] = 6403990000
+    records[1]["GoodsItems"][0]["HS"] = 90111  # coffee 090111, 6 digits less its zero
+    with caplog.at_level(logging.WARNING):
+        out = _ingest(tmp_path, "numbers.ndjson", _ndjson(records))
+    assert out.loc["H7-0001", "hs_code"] == "6403990000"  # the item of the largest value
+    assert out.loc["H7-0002", "hs_code"] == "090111"
+    said = " ".join(r.getMessage() for r in caplog.records)
+    assert "was written as numbers: 2 code(s) of 5, 7 or 9 digits had lost the leading zero" in said
+    # codes written as text are read as written (nothing restored)
+    out = _ingest(tmp_path, "text.ndjson", _ndjson())
+    assert out.loc["H7-0002", "hs_code"] == "950300"

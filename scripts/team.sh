@@ -491,7 +491,8 @@ replica_state() {
         return
     }
     case ${reply%% *} in
-    200) echo "ready" ;;
+    # the model it decides with: after a promotion, wait until every replica names the new one
+    200) echo "ready: $(sed -n 's/.*"name": *"\([^"]*\)", *"version": *"\([^"]*\)".*/model \1 v\2/p' <<<"${reply#* }")" ;;
     *) echo "not ready: $(sed -n 's/.*"reason": *"\([^"]*\)".*/\1/p' <<<"${reply#* }")" ;;
     esac
 }

@@ -97,6 +97,11 @@ def error_response(
     )
 
 
+def ready_response(model: dict[str, Any]) -> JSONResponse:
+    """``/readyz`` of a worker that is ready: the model it decides with."""
+    return JSONResponse({"ready": True, "model": model}, status_code=200)
+
+
 def not_ready_response(reason: str) -> JSONResponse:
     """``/readyz`` of a worker that is not ready: why, not just a bare 503."""
     return JSONResponse(

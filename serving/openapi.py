@@ -35,6 +35,7 @@ from serving.schemas import (
     NotReady,
     OutcomeResult,
     OutcomesResponse,
+    Ready,
     ScoreRequest,
     ScoreResponse,
     StoredDecision,
@@ -122,6 +123,7 @@ _RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
     OutcomesResponse,
     ErrorResponse,
     NotReady,
+    Ready,
 )
 
 
@@ -242,6 +244,10 @@ def _probe(operation_id: str, summary: str, not_ready: bool = False) -> dict[str
         }
     }
     if not_ready:
+        responses["200"] = {
+            "description": "This worker can score, with the model it names.",
+            "content": _json("Ready"),
+        }
         responses["503"] = {
             "description": "This worker cannot score (yet): the reason.",
             "headers": _RETRY_AFTER,

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from serving.audit.safe_text import scrub_uris
-from serving.errors import not_ready_response
+from serving.errors import not_ready_response, ready_response
 
 logger = logging.getLogger(__name__)
 
@@ -21,17 +21,29 @@ _CAUSE_CHARS = 300
 
 
 class ReadinessMiddleware:
-    """Answer ``/readyz`` with 503 and ``not_ready()``'s reason while it returns one."""
+    """Answer ``/readyz`` with 503 and ``not_ready()``'s reason while it returns one, and when
+    ready with 200 and what ``serving()`` says this worker decides with (its model): behind a
+    balancer, a promotion reaches each replica within ``serve.champion_check_s``, and an
+    operator waiting for all of them had no way to tell which model answered ready."""
 
-    def __init__(self, app: Callable[..., Any], not_ready: Callable[[], str | None]) -> None:
+    def __init__(
+        self,
+        app: Callable[..., Any],
+        not_ready: Callable[[], str | None],
+        serving: Callable[[], dict[str, Any] | None] | None = None,
+    ) -> None:
         self.app = app
         self.not_ready = not_ready
+        self.serving = serving
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope.get("path", "/").rstrip("/") == "/readyz":
             reason = self.not_ready()
             if reason is not None:
                 await not_ready_response(reason)(scope, receive, send)
+                return
+            if self.serving is not None and (model := self.serving()) is not None:
+                await ready_response(model)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 

@@ -35,10 +35,12 @@ __all__ = [
     "OutcomeResult",
     "OutcomesResponse",
     "Problem",
+    "Ready",
     "ReasonOut",
     "RecordedModelRef",
     "ScoreRequest",
     "ScoreResponse",
+    "ServingModel",
     "StoredDecision",
     "ValidationDetail",
 ]
@@ -313,6 +315,22 @@ class NotReady(BaseModel):
 
     ready: Literal[False]
     reason: str
+
+
+class ServingModel(ModelRef):
+    """The model a worker decides with."""
+
+    run_id: str | None = Field(description="The MLflow run of the model.")
+    thresholds_version: str = Field(description="The lane thresholds version in force.")
+
+
+class Ready(BaseModel):
+    """``/readyz`` of a worker that can score: the model it decides with. Behind a balancer,
+    a promotion reaches each replica within ``serve.champion_check_s``: wait until every
+    replica names the new version."""
+
+    ready: Literal[True]
+    model: ServingModel
 
 
 # --- inspection results (POST /outcomes) ------------------------------------------------------

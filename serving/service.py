@@ -155,6 +155,19 @@ class _Worker:
     def not_ready_response(self) -> JSONResponse:
         return error_response(503, self.not_ready or "not ready", code="not_ready")
 
+    def serving(self) -> dict[str, Any] | None:
+        """The model this worker decides with, for ``/readyz``: name, version, MLflow run and
+        lane thresholds version (None before a champion is loaded)."""
+        runtime = self.service.runtime if self.service is not None else None
+        if runtime is None:
+            return None
+        return {
+            "name": runtime.model_name,
+            "version": runtime.model_version,
+            "run_id": runtime.run_id,
+            "thresholds_version": runtime.thresholds.version,
+        }
+
     def why_not_ready(self) -> str | None:
         """``/readyz``'s reason: the champion's (``not_ready``), else the service's own."""
         if self.not_ready is not None or self.service is None:
@@ -1078,7 +1091,9 @@ install_body_before_slot(
     _WORKER.max_body_bytes, KeyCheck(), admit=_WORKER.admit, release=_WORKER.release
 )
 # Starlette runs them in this order (the first added is the outermost).
-ParcelRiskService.add_asgi_middleware(ReadinessMiddleware, not_ready=_WORKER.why_not_ready)
+ParcelRiskService.add_asgi_middleware(
+    ReadinessMiddleware, not_ready=_WORKER.why_not_ready, serving=_WORKER.serving
+)
 ParcelRiskService.add_asgi_middleware(ApiKeyMiddleware)
 ParcelRiskService.add_asgi_middleware(
     QueueAdmissionMiddleware, admit=_WORKER.admit, release=_WORKER.release

@@ -16,6 +16,27 @@ def _score(client, declarations, headers=None):
 def test_probes_are_open(client) -> None:
     assert client.get("/livez").status_code == 200
     assert client.get("/readyz").status_code == 200
+
+
+def test_readyz_names_the_model_the_worker_decides_with(client) -> None:
+    """Behind a balancer a promotion reaches each replica within serve.champion_check_s: an
+    operator waiting for them could not tell which model answered ready."""
+    from serving.schemas import Ready
+    from serving.service import _WORKER
+
+    r = client.get("/readyz")
+    assert r.status_code == 200
+    runtime = _WORKER.service.runtime
+    assert r.json() == {
+        "ready": True,
+        "model": {
+            "name": runtime.model_name,
+            "version": runtime.model_version,
+            "run_id": runtime.run_id,
+            "thresholds_version": runtime.thresholds.version,
+        },
+    }
+    Ready.model_validate(r.json())  # the document's schema
     assert client.get("/metrics").status_code == 401  # lane volumes are not public
     assert client.get("/metrics", headers=auth()).status_code == 200
 

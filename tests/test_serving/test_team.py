@@ -290,6 +290,9 @@ def test_a_team_trains_promotes_and_scores_through_nginx_on_its_own_servers(
     run_promotion(settings=settings, tracking_uri=team.mlflow)
     for replica in team.replicas:
         assert wait_for(lambda r=replica: _ready(r), timeout=90), team.run("status").stdout
+    # each replica names the model it decides with, so a promotion's arrival can be waited on
+    status = team.run("status").stdout
+    assert status.count(f"(ready: model {settings.serve.model_name} v1)") == REPLICAS, status
 
     # scored through nginx, the client's request id passed through both ways
     declarations = _payload(fresh_declarations(real_pipeline["history"], 16, prefix="TEAM"))

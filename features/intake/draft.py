@@ -8,7 +8,7 @@ It proposes; it never decides where the data cannot say:
 - a field is mapped from a column when the column's values fit the field (HS codes look like
   HS codes, countries are ISO codes, dates parse) and, where values alone cannot tell (weight
   or value, seller or consignee), its name says so in one of the languages of the synonym
-  table below;
+  table below; weights written with their unit (250 g, 1,79 kg) say it by their values;
 - every guess a person should confirm carries a ``# CHECK`` comment saying what was guessed
   from what (day-first dates, grams, a code table read from initials);
 - a required field it cannot find is left as a ``# TODO`` comment, so ``ingest`` refuses the
@@ -18,7 +18,8 @@ It proposes; it never decides where the data cannot say:
 - the shape of the export is drafted too: an ``items:`` block when ids repeat (one row per
   goods item), ``columns: [DATE, TIME]`` for a time of day in its own column,
   ``outcomes_only_if_inspected`` for results written on every row, ``inspected`` from a
-  result column left empty for the parcels not inspected;
+  result column left empty for the parcels not inspected, or from a yes/no column, whatever
+  its name, saying yes on exactly the rows a result is written on;
 - columns left over become extras (entity, categorical or numeric by their values, entity
   when the name says a party), and free text, constant or unique columns are listed as
   ignored; a private person's particular (by its name or its values: phones, e-mails, street
@@ -1231,6 +1232,21 @@ def _holds_weight_units(column: Column) -> bool:
     )
 
 
+@_memo
+def _weight_units_in_cells(column: Column) -> dict[str, float] | None:
+    """The ``units`` table (unit -> kg) of a column of weights written with their unit
+    (``250 g``, ``1,79 kg``): nearly every cell a number followed by a unit of weight. None
+    otherwise (bare numbers, or a unit that weighs nothing: 3 pcs, 12 EUR)."""
+    style = _number_style(column)
+    if style is None or not style[2] or not set(style[2]) <= _WEIGHT_UNITS.keys():
+        return None
+    decimal, thousands, units = style
+    # the unit is optional in a number style: here (nearly) every cell must say it
+    if column.fit(f"{_NUMBER_STYLES[(decimal, thousands)]}{_UNIT}") < FITS:
+        return None
+    return {unit: _WEIGHT_UNITS[unit] for unit in units}
+
+
 # --- the draft ---------------------------------------------------------------------------------
 
 
@@ -1672,12 +1688,18 @@ def _extra(
     # as a magnitude would be a model input in which sellers are near or far)
     words = set(column.words.split())
     coded = column.fit(r"0\d+") > 0 or bool(words & (_IDENTIFIER_WORDS | _PARTY_WORDS))
-    if number is not None and column.distinct > 20 and not number[2] and not coded:
+    # weights written with their unit beside the one mapped (a net mass beside the gross) are
+    # weights too, read in kg: as an entity, each weight was a "party" with a history (probe 33)
+    weights = _weight_units_in_cells(column)
+    magnitudes = number is not None and column.distinct > 20 and not number[2]
+    if (magnitudes or weights) and number is not None and not coded:
         entry = {"column": column.name, "name": name, "kind": "numeric"}
         if number[0] != ".":
             entry["decimal"] = number[0]
         if number[1]:
             entry["thousands"] = number[1]
+        if weights:
+            entry["units"] = weights
         # converted to the base currency as declared_value is (NGN beside USD on one scale),
         # unless its name gives it a currency of its own ("Freight (USD)" beside rows in EUR)
         if _names_amount(column):
@@ -2271,6 +2293,133 @@ def _inspected_rows(raw: pd.DataFrame, proposals: dict[str, Proposal]) -> np.nda
     return mask if 0.01 <= mask.mean() <= 0.9 else None
 
 
+# Share of the rows a yes/no column or a result marks on which both do, for the yes/no column to
+# say which parcels were inspected by its values. Of the rows either marks, not of all rows: a
+# flag saying yes on 2% of them would agree with any column empty on 98%.
+_COINCIDES = 0.95
+
+
+def _filled_rows(cells: pd.Series) -> np.ndarray:
+    """Which rows hold a value (blank text is none)."""
+    text = cells.astype("string").str.strip()
+    return (text.notna() & (text != "")).to_numpy(dtype=bool, na_value=False)
+
+
+def _same_rows(marked: np.ndarray, others: np.ndarray) -> float:
+    """The share of the rows either marks that both mark (1.0: the very same rows)."""
+    either = int((marked | others).sum())
+    return int((marked & others).sum()) / either if either else 0.0
+
+
+def _says_nothing_found(column: Column) -> bool:
+    """Whether a finding column writes "nothing found" too (NIL, clean, ok): filled on every
+    inspection, not only on the hits (a column of SEIZED or blank marks the illicit)."""
+    return any(_plain(value) in _NO for value in set(column.values))
+
+
+def _inspection_by_values(
+    raw: pd.DataFrame, columns: list[Column], chosen: dict[str, Column], used: set[str]
+) -> dict[str, tuple[Column, str]]:
+    """``inspected`` and ``inspected_at`` read from their values where no name said them, each
+    with the check saying from what: a yes/no column (Y/N, 1/0, TAK/NIE) saying yes on the rows
+    a result is written on (the inspection's date, a finding that writes "nothing found" too)
+    and no where none is; and a date left over filled on the rows the flag, by its values or
+    its name, says yes. Only in an export holding results (a result field drafted, or a column
+    named like one): a flag and a date that agree say nothing of an inspection without them.
+
+    A Y/N ``CTRL`` beside ``CTRL_DATE`` and ``FINDING`` was drafted as a feature, and every
+    parcel as inspected; renamed CONTROL it was read, so only its name was (probe 33)."""
+    free = [
+        c
+        for c in columns
+        if c.name not in used
+        and c.filled > 0
+        and not set(c.words.split()) & _AFTER_DECLARATION_WORDS  # a release's, never a control's
+    ]
+    if not any(n in chosen for n in _OUTCOMES) and not any(_named_as_result(c) for c in free):
+        return {}
+    dates = [
+        c
+        for c in free
+        if c.filled < FITS and (c.typed == "datetime" or _date_formats(c) is not None)
+    ]
+    records = [chosen[name] for name in ("inspected_at",) if name in chosen] + dates
+    records += [
+        c
+        for c in (chosen.get("illicit"), *free)
+        if c is not None and _named_as_result(c) == "illicit" and _says_nothing_found(c)
+    ]
+    found: dict[str, tuple[Column, str]] = {}
+    flag = chosen.get("inspected")
+    if flag is None:
+        read = _flag_coinciding(raw, free, records)
+        if read is None:
+            return found
+        found["inspected"] = read
+        flag = read[0]
+    if "inspected_at" not in chosen:
+        read = _date_coinciding(raw, flag, [date for date in dates if date is not flag])
+        if read is not None:
+            found["inspected_at"] = read
+    return found
+
+
+def _flag_coinciding(
+    raw: pd.DataFrame, free: list[Column], records: list[Column]
+) -> tuple[Column, str] | None:
+    """Of the yes/no columns ``free``, the one whose yes rows are most nearly the rows one of
+    ``records`` is filled on (``_COINCIDES``), with the check saying so; None if none is."""
+    filled = {record.name: _filled_rows(raw[record.name]) for record in records}
+    best: tuple[float, Column, Column, str, str] | None = None
+    for column in free:
+        words = _flag_values(column)
+        # two values, one yes and one no, on every row: an inspection is done or not
+        if column.filled < FITS or words is None or [len(w) for w in words] != [1, 1]:
+            continue
+        if _named_as_result(column) not in (None, "inspected"):
+            continue  # named for the finding: illicit's, if anything's
+        yes = _rows_saying_yes(raw, column, words[0])
+        if yes is None:
+            continue
+        for record in records:
+            same = _same_rows(yes, filled[record.name]) if record is not column else 0.0
+            if same >= _COINCIDES and (best is None or same > best[0]):
+                best = (same, column, record, words[0][0], words[1][0])
+    if best is None:
+        return None
+    same, flag, record, yes_word, no_word = best
+    return flag, (
+        f"read as the inspection flag by its values, not its name: {yes_word} on the rows where "
+        f"{record.name} is filled, {no_word} where it is empty ({same:.1%} the same rows)"
+    )
+
+
+def _date_coinciding(
+    raw: pd.DataFrame, flag: Column, dates: list[Column]
+) -> tuple[Column, str] | None:
+    """Of the ``dates`` with blanks, the first filled on the rows ``flag`` says yes on
+    (``_COINCIDES``): when those parcels were inspected, with the check saying so."""
+    words = _flag_values(flag)
+    yes = _rows_saying_yes(raw, flag, words[0]) if words else None
+    if yes is None or not dates:
+        return None
+    agreeing = [(_same_rows(yes, _filled_rows(raw[date.name])), date) for date in dates]
+    same, date = max(agreeing, key=lambda pair: pair[0])  # the first of equals
+    if same < _COINCIDES:
+        return None
+    return date, (
+        f"read as the inspection date by its values, not its name: filled on the rows "
+        f"{flag.name} says {', '.join(words[0])} ({same:.1%} the same rows)"
+    )
+
+
+def _rows_saying_yes(raw: pd.DataFrame, column: Column, yes: list[str]) -> np.ndarray | None:
+    """The rows a yes/no column says yes on, as ``_inspected_rows`` reads a drafted flag (None:
+    nearly every row or none)."""
+    flag = Proposal({"column": column.name, "true_values": yes}, source=column.name)
+    return _inspected_rows(raw, {"inspected": flag})
+
+
 def _recorded_by_inspection(
     cells: pd.Series, column: Column, inspected: np.ndarray | None
 ) -> str | None:
@@ -2281,13 +2430,21 @@ def _recorded_by_inspection(
     if inspected is None or column.filled == 0:
         return None
     text = cells.astype("string").str.strip()
-    present = (text.notna() & (text != "")).to_numpy(dtype=bool, na_value=False)
+    present = _filled_rows(cells)
     n_inspected = int(inspected.sum())
     outside = int((present & ~inspected).sum())
     if present.sum() >= 0.5 * n_inspected and outside <= 0.01 * present.sum():
+        # a finding left over once the flag says which rows were inspected (FINDING: NIL,
+        # SEIZED) is named for the result it is, as _why_ignored names it
+        result = _named_as_result(column)
+        as_what = (
+            f"{result} (values {', '.join(sorted(set(column.values))[:4])})"
+            if result
+            else "a result (inspected_at, revenue_recovered...)"
+        )
         return (
             f"filled only on the {n_inspected:,} inspected rows: recorded by the inspection, "
-            "never a feature; map it as a result (inspected_at, revenue_recovered...) if it is one"
+            f"never a feature; map it as {as_what} if it is one"
         )
     flags = _flag_values(column)
     if flags and flags[0]:
@@ -2307,7 +2464,8 @@ def _fallbacks(
     """Required fields no name pointed to, where the values alone can say: the first column of
     dates left is when declarations were lodged (in a results file, when results were); the
     first column with a different value on every row is the declaration id (exports put it
-    first; in a results file the id may repeat only if the file is by goods item)."""
+    first; in a results file the id may repeat only if the file is by goods item); the first
+    column of numbers each written with a unit of weight is the weight (``_WEIGHT_BY_UNITS``)."""
     free = [c for c in columns if c.name not in used and c.filled > 0]
     when = "inspected_at" if results else "declared_at"
     if when not in chosen:
@@ -2315,6 +2473,12 @@ def _fallbacks(
         if dates:
             chosen[when] = dates[0]
             used.add(dates[0].name)
+    if not results and "gross_weight_kg" not in chosen:
+        # before the id: a weight with its unit is never one (unique enough, it could be taken)
+        weights = [c for c in free if c.name not in used and _weight_units_in_cells(c)]
+        if weights:
+            chosen["gross_weight_kg"] = weights[0]
+            used.add(weights[0].name)
     if "declaration_id" not in chosen:
         for column in free:
             if column.name in used:
@@ -2343,6 +2507,13 @@ def _fallbacks(
 _AMOUNT_RESULT_CHECK = (
     "an amount in a results file, read as the duty recovered by the inspection: check it is "
     "not the declared value"
+)
+# Weights that say their unit in every cell ("250 g", "1,79 kg") under a name the synonyms miss
+# (Polish MASA) went in as an entity extra, every weight a "party" with a history, and the
+# weight as a TODO (probe 33): the units say what the name does not.
+_WEIGHT_BY_UNITS = (
+    "recognised as the weight by the units in its cells, not by its name: check it is the "
+    "parcel's gross weight"
 )
 
 
@@ -2521,6 +2692,10 @@ def draft_mapping(
         chosen[name] = column
         used.add(column.name)
     _fallbacks(columns, chosen, used, results)
+    by_values = {} if results else _inspection_by_values(raw, columns, chosen, used)
+    for name, (column, _) in by_values.items():
+        chosen[name] = column
+        used.add(column.name)
     weight = chosen.get("gross_weight_kg")
     unit = _weight_unit_column(columns, weight, used) if weight is not None else None
     if unit is not None:
@@ -2555,6 +2730,13 @@ def draft_mapping(
     _dot_groups_of_three(chosen, proposals)
     _other_goods_values(columns, proposals, used)
     for name, column in chosen.items():
+        if name in by_values:
+            proposals[name].checks.insert(0, by_values[name][1])
+            continue
+        if name == "gross_weight_kg" and _name_score(column, name) == 0:
+            # taken by the units in its cells (``_fallbacks``): the name says no weight
+            proposals[name].checks.insert(0, _WEIGHT_BY_UNITS)
+            continue
         if results and name == "revenue_recovered" and _name_score(column, name) == 0:
             proposals[name].checks.insert(0, _AMOUNT_RESULT_CHECK)
             continue

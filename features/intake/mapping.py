@@ -2516,6 +2516,8 @@ def read_source(path: Path, mapping: Mapping) -> pd.DataFrame:
         raise _not_in_encoding(path, mapping.encoding, exc) from exc
     # truncated or damaged compressed files fail with EOFError and the decompressors' own errors
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, lzma.LZMAError) as exc:
+        if isinstance(exc, ContractError):  # said already (a file expanding beyond its bound)
+            raise
         hint = ""
         if "Expected 1 fields" in str(exc):  # the first line is one cell: a title above it?
             hint = (

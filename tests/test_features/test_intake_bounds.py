@@ -1,0 +1,69 @@
+"""Hostile files are refused in bounded memory, naming the file (probe 34: 4 MB of gzip held
+4 GiB of one line, and ingest grew to 4.6 GB before failing; `mapping draft` of a 12 MB zip
+to 5.6 GB)."""
+
+from __future__ import annotations
+
+import gzip
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from features.intake import io as intake_io
+from features.intake.contract import ContractError
+from features.intake.ingest import ingest_file
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "data" / "examples"
+
+
+def _rows(n: int) -> bytes:
+    """The worked example's header and n copies of its first row: valid, and compressing
+    about as far as any repeated text does."""
+    header, first = (EXAMPLES / "foreign_declarations.csv").read_bytes().split(b"\n")[:2]
+    return header + b"\n" + (first + b"\n") * n
+
+
+@pytest.fixture
+def small_bound(monkeypatch) -> None:
+    monkeypatch.setattr(intake_io, "EXPANSION_FLOOR", 1024**2)  # 1 MB, not 256
+
+
+def test_a_gzip_expanding_beyond_its_bound_is_refused_naming_it(tmp_path, small_bound) -> None:
+    bomb = tmp_path / "bomb.csv.gz"
+    bomb.write_bytes(gzip.compress(_rows(40_000), 9))  # ~8 MB of text in ~0.05 MB
+    out = tmp_path / "out.parquet"
+    with pytest.raises(ContractError) as refused:
+        ingest_file(source=bomb, mapping_path=EXAMPLES / "mapping.yaml", out=out)
+    said = str(refused.value)
+    assert said.startswith(f"{bomb}: expands to over ") and "more than 100 times its size" in said
+    assert "cannot read file" not in said  # not buried under another reader's words
+    assert not out.exists()
+    # the same rows within the bound read as before
+    fine = tmp_path / "fine.csv.gz"
+    fine.write_bytes(gzip.compress(_rows(20), 9))
+    assert ingest_file(source=fine, mapping_path=EXAMPLES / "mapping.yaml", out=out)["rows"] > 0
+
+
+def test_a_zip_declaring_a_member_beyond_the_bound_is_refused_before_it_is_read(
+    tmp_path, small_bound, monkeypatch
+) -> None:
+    bomb = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("export.csv", _rows(40_000))
+    opened = []
+    monkeypatch.setattr(zipfile.ZipFile, "open", lambda *a, **k: opened.append(a) or 1 / 0)
+    refused = pytest.raises(ContractError, match=r"expands to over 7 MB from 0\.0 MB compressed")
+    with refused, intake_io.open_bytes(bomb):
+        pass
+    assert opened == []
+
+
+def test_a_line_too_long_for_any_export_is_refused_naming_it(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(intake_io, "MAX_LINE_CHARS", 1000)
+    path = tmp_path / "one_line.csv"
+    path.write_text("ID;VALUE\n" + "x" * 5000)
+    with pytest.raises(ContractError, match=r"one_line.csv: line 2 is longer than"):
+        intake_io.first_lines(path, "utf-8")
+    path.write_text("ID;VALUE\n" + "x" * 900 + "\n1;2\n")
+    assert len(intake_io.first_lines(path, "utf-8")) == 3

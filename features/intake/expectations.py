@@ -333,6 +333,22 @@ def run_suite(
     return suite, result
 
 
+# GX quotes unexpected values whole (``partial_unexpected_list``): a 200 MB id made a 400 MB
+# validation_result.json (probe 34). The saved copy cuts every text to this many characters.
+SAVED_TEXT_CHARS = 200
+
+
+def _cut_texts(value: Any) -> Any:
+    """``value`` (GX's result as JSON-ready data) with every text cut to ``SAVED_TEXT_CHARS``."""
+    if isinstance(value, str):
+        return value if len(value) <= SAVED_TEXT_CHARS else value[: SAVED_TEXT_CHARS - 3] + "..."
+    if isinstance(value, dict):
+        return {key: _cut_texts(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_cut_texts(item) for item in value]
+    return value
+
+
 def stable_artefacts(
     suite: dict[str, Any], result: dict[str, Any]
 ) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -345,7 +361,7 @@ def stable_artefacts(
     the rules do. ``validate`` prints the time of the check instead.
     """
     suite = json.loads(json.dumps(suite, default=str))
-    result = json.loads(json.dumps(result, default=str))
+    result = json.loads(json.dumps(_cut_texts(result), default=str))
     name = suite.get("name") or SUITE_NAME
     ids = {suite.get("id"): str(uuid.uuid5(uuid.NAMESPACE_URL, f"parcelrisk/{name}"))}
     parameters: dict[str, dict[str, Any]] = {}

@@ -64,6 +64,16 @@ logger = logging.getLogger(__name__)
 RECORD_FILE = "validation.json"
 REPORT_FILE = "index.html"
 ID_COLUMN = "declaration_id"
+# A row's declaration id as examples name it: cut like a refused value is (a 200 MB id was
+# printed whole beside its own "longer than 64 characters" fault, and `validate` ran out of
+# memory formatting it: probe 34)
+SHOWN_ID_CHARS = 80
+
+
+def _shown_id(value: Any) -> Any:
+    if isinstance(value, str) and len(value) > SHOWN_ID_CHARS:
+        return value[: SHOWN_ID_CHARS - 3] + "..."
+    return value
 
 
 class GateError(ParcelriskError):
@@ -122,7 +132,11 @@ class GateResult:
         """First offending rows: 1-based data row number, declaration id, message."""
         # only the shown rows get a message: a broken column may have a million of them
         return [
-            {"row": row + 1, "declaration_id": self.ids[row], "message": finding.rule.message(v)}
+            {
+                "row": row + 1,
+                "declaration_id": _shown_id(self.ids[row]),
+                "message": finding.rule.message(v),
+            }
             for row, v in zip(finding.rows[:limit].tolist(), finding.values[:limit], strict=True)
         ]
 

@@ -547,3 +547,23 @@ def test_a_declaration_hours_ahead_of_the_clock_is_warned_within_the_skew() -> N
         "(2026-12-07T12:00:00Z): a local time sent as UTC? Its history windows count from it"
     ]
     assert found["declared_at.not_future"].rows.tolist() == [3]
+
+
+def test_a_huge_declaration_id_is_cut_in_the_findings_and_the_saved_reports(tmp_path) -> None:
+    """A value that breaks its length rule was cut in its message, but the row's id beside it
+    was printed whole, and GX's saved result quoted it whole, twice: a 200 MB id ran
+    `validate` out of memory and left a 400 MB report (probe 34)."""
+    path = tmp_path / "declarations.parquet"
+    df = make_declarations()
+    huge = "X" * 2_000_000
+    df.loc[3, "declaration_id"] = huge
+    write_declarations(df, path, EXTRAS)
+    result = validate_file(path, LIMITS, report_dir=tmp_path / "report")
+    assert not result.success
+    text = result.render()
+    (finding,) = [f for f in result.findings.faults if f.rule.name == "declaration_id.length"]
+    (example,) = result.examples(finding)
+    assert example["declaration_id"] == "X" * 77 + "..."
+    assert len(text) < 20_000 and "X" * 77 + "..." in text
+    sizes = {p.name: p.stat().st_size for p in (tmp_path / "report").rglob("*") if p.is_file()}
+    assert sizes and max(sizes.values()) < 500_000, sizes

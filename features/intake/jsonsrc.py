@@ -19,6 +19,7 @@ record of several would drop the others.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Collection, Iterable, Iterator
@@ -44,29 +45,63 @@ MAX_FIELDS = 2_000
 ELEMENT_TEXT = "\x00text"
 
 
-# orjson reads an integer beyond 64 bits as a float: a 23-digit seller or tracking number
-# written unquoted would become 9.400111899223457e+22, distinct ids one. Text holding a run
-# of 19 digits is parsed by the standard library's decoder, which keeps every integer. Found
-# on the text's bytes with every digit made '0' and all else ' ' (bytes.translate, C speed:
-# ~0.6 us a record where a regular expression took ~10 us, more than orjson's parse).
-_DIGIT_MASK = bytes(0x30 if 0x30 <= b <= 0x39 else 0x20 for b in range(256))
-_LONG_RUN = b"0" * 19
-
-
 def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object, refused when it gives a key twice: every parser keeps the last value
+    unsaid, and which one the export meant cannot be told (probe 34: "VALEUR" twice read as
+    2014.00, not 20,14; a declaration id twice as the second). XML's element given twice in a
+    record, and a mapping's key, are refused alike."""
+    record = dict(pairs)
+    if len(record) != len(pairs):
+        seen: set[str] = set()
+        twice = next(key for key, _ in pairs if key in seen or seen.add(key))  # type: ignore[func-returns-value]
+        raise ValueError(
+            f"the key {twice!r} is given twice in one object (which value holds cannot be told)"
+        )
+    return record
+
+
+# An escaped UTF-16 surrogate without its pair (``"\ud800"``): valid JSON syntax, no character
+# (Arrow refused to write it, with a traceback: probe 34)
+_LONE_SURROGATE = re.compile(
+    r"\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})"
+    r"|(?<!\\u[dD][89abAB][0-9a-fA-F]{2})\\u[dD][c-fC-F][0-9a-fA-F]{2}"
+)
+
+
+def _refuse_lone_surrogates(text: str) -> None:
+    """ValueError naming an escaped surrogate ``text`` holds without its pair (and its line,
+    in a text of several)."""
+    if "\\u" not in text:
+        return
+    found = _LONE_SURROGATE.search(text)
+    if found is not None:
+        line = text.count("\n", 0, found.start()) + 1
+        where = f" on line {line}" if "\n" in text.strip() else ""
+        raise ValueError(
+            f"{found.group()}{where} is half of a UTF-16 surrogate pair, no character (a text "
+            "cut inside an emoji or a character beyond U+FFFF?)"
+        )
+
+
+# The standard library's parser (C): it keeps every digit of an integer (orjson read one
+# beyond 64 bits as a float), and it hands each object to ``_object`` (orjson has no hook).
+_DECODER = json.JSONDecoder(parse_constant=_no_constant, object_pairs_hook=_object)
+
+
 def _loads(text: str) -> Any:
-    """One JSON document: orjson, unless the text holds a number orjson would round
-    (``_LONG_RUN``). Raises ValueError (``json.JSONDecodeError``) when it is not JSON."""
-    import json
-
-    import orjson
-
-    if _LONG_RUN in text.encode("utf-8", "surrogatepass").translate(_DIGIT_MASK):
-        return json.loads(text, parse_constant=_no_constant)
-    return orjson.loads(text)
+    """One JSON document. Raises ValueError (``json.JSONDecodeError``) when it is not JSON, gives
+    a key twice in an object, holds half a surrogate pair or nests beyond Python's limit."""
+    _refuse_lone_surrogates(text)
+    try:
+        return _DECODER.decode(text)
+    except RecursionError:
+        raise ValueError(
+            "nested deeper than about 1,000 levels: no declaration export is"
+        ) from None
 
 
 def is_json(path: Path) -> bool:
@@ -198,40 +233,35 @@ def _array_items(path: Path, body: str, key: str | None = None) -> Iterator[Any]
     is never held as a million objects at once, only as its text. The rest of the document is
     parsed past, checked and not kept.
 
-    The standard library's scanner (C) reads each value where it starts; NaN and Infinity,
-    which JSON does not have, are refused as the whole-document parser (orjson) refuses them.
-    A document nested deeper than that scanner goes is read whole by orjson instead."""
+    The standard library's scanner (C) reads each value where it starts, as ``_loads`` reads
+    a document: NaN and Infinity, which JSON does not have, a key given twice in an object and
+    half a surrogate pair are refused, and so is a document nested beyond Python's limit."""
     scan = _Scanner(path, body)
-    count = 0
     try:
         levels = scan.descend(key.split(SEPARATOR)) if key is not None else 0
         if not scan.next_is("["):
             raise ContractError(f"{path}: records: {key} is not an array of records")
-        for value in scan.array_values():
-            count += 1
-            yield value
+        yield from scan.array_values()
         for _ in range(levels):  # the rest of each object the array was in
             for _ in scan.members(started=True):
                 scan.value()
         scan.end()
     except RecursionError:
-        # nested deeper than the interpreter's recursion limit (~1,000 levels; orjson reads
-        # 1,024): the document read whole, and the records not yet given
-        document = _whole(path, body)
-        rest = _at(path, document, key) if key is not None else document
-        if not isinstance(rest, list):
-            raise ContractError(f"{path}: records: {key} is not an array of records") from None
-        yield from rest[count:]
+        raise scan.fault(
+            "nested deeper than about 1,000 levels: no declaration export is"
+        ) from None
 
 
 class _Scanner:
     """A position in a JSON text, read forward a value at a time (``_array_items``)."""
 
     def __init__(self, path: Path, body: str) -> None:
-        import json
-
+        try:
+            _refuse_lone_surrogates(body)
+        except ValueError as exc:
+            raise ContractError(f"{path}: not valid JSON: {exc}") from exc
         self.path, self.body, self.at = path, body, 0
-        self.decoder = json.JSONDecoder(parse_constant=_no_constant)
+        self.decoder = _DECODER
         self.skip()
 
     def skip(self) -> None:
@@ -251,12 +281,10 @@ class _Scanner:
         self.skip()
 
     def value(self) -> Any:
-        import json
-
         try:
             value, self.at = self.decoder.raw_decode(self.body, self.at)
         except (json.JSONDecodeError, ValueError) as exc:
-            raise ContractError(f"{self.path}: not valid JSON: {exc}") from exc
+            raise self.fault(str(exc)) from exc
         self.skip()
         return value
 

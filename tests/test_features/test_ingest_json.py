@@ -152,11 +152,19 @@ def test_a_flat_json_export_needs_no_explode(tmp_path) -> None:
 def test_hostile_json_shapes_get_a_clear_refusal(tmp_path) -> None:
     from features.intake.jsonsrc import MAX_FIELDS, read_json_source
 
-    # nested a thousand deep (valid JSON, under the parser's limit): read, no recursion error
-    deep = '[{"LRN": "X", ' + '"a": {' * 1010 + '"b": 1' + "}" * 1010 + "}]"
+    # nested hundreds deep: read, and a thousand or more refused in a line, no recursion error
+    deep = '[{"LRN": "X", ' + '"a": {' * 500 + '"b": 1' + "}" * 500 + "}]"
     (tmp_path / "deep.json").write_text(deep)
     frame = read_json_source(tmp_path / "deep.json")
-    assert frame.shape == (1, 2) and frame.columns[1].count(".") == 1010
+    assert frame.shape == (1, 2) and frame.columns[1].count(".") == 500
+    for name, text in [
+        ("deeper.json", '[{"LRN": "X", ' + '"a": {' * 1010 + '"b": 1' + "}" * 1010 + "}]"),
+        ("deeper.ndjson", '{"LRN": "X", ' + '"a": {' * 1010 + '"b": 1' + "}" * 1010 + "}\n"),
+        ("brackets.json", "[" * 100_000 + "]" * 100_000),
+    ]:
+        (tmp_path / name).write_text(text)
+        with pytest.raises(ContractError, match="nested deeper than about 1,000 levels"):
+            read_json_source(tmp_path / name)
     # values used as keys: a frame of rows x keys cells, refused before it is made
     wide = [{"LRN": f"X{i}", f"field{i}": 1, f"other{i}": 2} for i in range(MAX_FIELDS)]
     (tmp_path / "wide.ndjson").write_bytes(_ndjson(wide))
@@ -403,3 +411,41 @@ def test_hs_codes_written_as_json_numbers_get_their_zero_back(
     # codes written as text are read as written (nothing restored)
     out = _ingest(tmp_path, "text.ndjson", _ndjson())
     assert out.loc["H7-0002", "hs_code"] == "950300"
+
+
+@pytest.mark.parametrize("name", ["twice.json", "twice.ndjson"])
+def test_a_key_given_twice_in_a_record_is_refused_naming_it(tmp_path, name) -> None:
+    """ "VALEUR" twice in one record was read as its last value, without a word (probe 34)."""
+    from features.intake.jsonsrc import read_json_source
+
+    records = ['{"LRN": "A", "Value": "20,14"}', '{"LRN": "B", "Value": "20,14", "Value": "2014"}']
+    text = "[" + ", ".join(records) + "]" if name.endswith(".json") else "\n".join(records)
+    (tmp_path / name).write_text(text)
+    with pytest.raises(ContractError) as refused:
+        read_json_source(tmp_path / name)
+    said = str(refused.value)
+    assert "the key 'Value' is given twice in one object" in said and "line" in said
+    # the same key in two objects of one record is two fields (Seller.ID, Consignee.ID)
+    (tmp_path / name).write_text('[{"Seller": {"ID": "S"}, "Consignee": {"ID": "C"}}]')
+    if name.endswith(".json"):
+        assert read_json_source(tmp_path / name).iloc[0].tolist() == ["S", "C"]
+
+
+@pytest.mark.parametrize("name", ["lone.json", "lone.ndjson"])
+def test_half_a_surrogate_pair_is_refused_naming_its_line(tmp_path, name) -> None:
+    """A lone \\ud800 (valid JSON syntax, no character) ended ingest in a traceback from
+    Arrow (probe 34); a whole pair, an emoji escaped, reads as its character."""
+    from features.intake.jsonsrc import read_json_source
+
+    lines = ['{"LRN": "A", "Text": "ok"}', '{"LRN": "B", "Text": "Jouet \\ud800 peluche"}']
+    text = "[" + ",\n".join(lines) + "]" if name.endswith(".json") else "\n".join(lines)
+    (tmp_path / name).write_text(text)
+    with pytest.raises(ContractError) as refused:
+        read_json_source(tmp_path / name)
+    said = str(refused.value)
+    assert "\\ud800 is half of a UTF-16 surrogate pair" in said or (
+        "\\ud800 on line 2 is half of a UTF-16 surrogate pair" in said
+    )
+    assert "line 2" in said
+    (tmp_path / name).write_text(text.replace("\\ud800", "\\ud83d\\ude00"))
+    assert read_json_source(tmp_path / name)["Text"].tolist() == ["ok", "Jouet \U0001f600 peluche"]

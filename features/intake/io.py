@@ -278,6 +278,7 @@ def open_bytes(path: Path) -> Iterator[IO[bytes]]:
     suffix = path.suffix.lower()
     if suffix not in COMPRESSED_SUFFIXES:
         with open(path, "rb") as fh:
+            _refuse_binary(path, fh.peek(8)[:8])
             yield fh
         return
     limit = max(EXPANSION_FLOOR, MAX_EXPANSION * path.stat().st_size)
@@ -290,10 +291,35 @@ def open_bytes(path: Path) -> Iterator[IO[bytes]]:
             if declared > limit:  # said by the archive itself: refused before reading it
                 raise _expands_too_far(path, declared)
             with archive.open(names[0]) as fh, io.BufferedReader(_Bounded(fh, path, limit)) as b:
+                _refuse_binary(path, b.peek(8)[:8], inside=names[0])
                 yield b
         return
     with _DECOMPRESS[suffix](path, "rb") as fh, io.BufferedReader(_Bounded(fh, path, limit)) as b:
+        _refuse_binary(path, b.peek(8)[:8], inside="its compressed data")
         yield b
+
+
+# What the first bytes of a file say it is, where its name says text (CSV, JSON, XML): an
+# export saved under the wrong name was refused as "not utf-8 text: set encoding: cp1252",
+# a hint that led nowhere (probe 34)
+_MAGIC = (
+    (b"PK\x03\x04", "a zip archive (an .xlsx or .ods workbook, or a zip)", ".xlsx, .ods or .zip"),
+    (b"PAR1", "a Parquet file", ".parquet"),
+    (b"\xd0\xcf\x11\xe0", "an Excel 97-2003 workbook", ".xls"),
+    (b"\x1f\x8b", "gzip-compressed", ".gz after its own suffix"),
+    (b"BZh", "bzip2-compressed", ".bz2 after its own suffix"),
+    (b"\xfd7zXZ\x00", "xz-compressed", ".xz after its own suffix"),
+)
+
+
+def _refuse_binary(path: Path, head: bytes, inside: str = "") -> None:
+    """Refuse a text export whose first bytes are another format's signature, naming it."""
+    for magic, what, name in _MAGIC:
+        if head.startswith(magic):
+            where = f" ({inside})" if inside else ""
+            raise ContractError(
+                f"{path}{where} is {what}, not text: name the file for what it is ({name})"
+            )
 
 
 def _not_one_file(path: Path, names: list[str]) -> str:

@@ -5,6 +5,7 @@ to 5.6 GB)."""
 from __future__ import annotations
 
 import gzip
+import re
 import zipfile
 from pathlib import Path
 
@@ -67,3 +68,26 @@ def test_a_line_too_long_for_any_export_is_refused_naming_it(tmp_path, monkeypat
         intake_io.first_lines(path, "utf-8")
     path.write_text("ID;VALUE\n" + "x" * 900 + "\n1;2\n")
     assert len(intake_io.first_lines(path, "utf-8")) == 3
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        (b"PK\x03\x04rest of a workbook", "is a zip archive (an .xlsx or .ods workbook, or a zip)"),
+        (b"PAR1\x15\x04rest", "is a Parquet file, not text: name the file for what it is"),
+        (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "is an Excel 97-2003 workbook"),
+    ],
+)
+def test_a_binary_file_named_as_text_is_refused_saying_what_it_is(tmp_path, content, says):
+    """An .xlsx or a Parquet file saved as export.csv was refused as "not utf-8 text: set
+    encoding: cp1252", a hint that led nowhere (probe 34)."""
+    path = tmp_path / "export.csv"
+    path.write_bytes(content)
+    with pytest.raises(ContractError, match=re.escape(says)):
+        ingest_file(source=path, mapping_path=EXAMPLES / "mapping.yaml", out=tmp_path / "o.parquet")
+    # the same inside a gzip named .csv.gz
+    packed = tmp_path / "export.csv.gz"
+    packed.write_bytes(gzip.compress(content))
+    refused = pytest.raises(ContractError, match=re.escape("(its compressed data) " + says[:12]))
+    with refused, intake_io.open_bytes(packed):
+        pass

@@ -66,6 +66,10 @@ class StubState:
     families: list = field(default_factory=list)
     # built under this process's key, as features build records it
     pseudonym_key_id: str | None = field(default_factory=process_key_id)
+    extras_read: tuple[str, ...] | None = None  # set by load_runtime (no contract: none)
+
+    def read_by(self, features) -> tuple[str, ...]:
+        return ()
 
 
 def _load(monkeypatch, model, state: StubState, config: ServeParams) -> ScoringRuntime:

@@ -180,6 +180,32 @@ def refuse_numeric_hs_code(path: Path, schema: Any) -> None:
         )
 
 
+def require_regular_file(path: Path) -> None:
+    """Refuse, before anything opens it, a path (its link followed) that is not a regular
+    file: a FIFO hung every reader for ever, a link to /dev/zero was read until memory ran
+    out (probe 34). A missing path is left to the reader's own message."""
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return
+    if stat.S_ISREG(mode):
+        return
+    what = (
+        "a directory"
+        if stat.S_ISDIR(mode)
+        else "a FIFO (named pipe)"
+        if stat.S_ISFIFO(mode)
+        else "a device"
+        if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+        else "a socket"
+        if stat.S_ISSOCK(mode)
+        else "not a regular file"
+    )
+    raise ContractError(f"{path} is {what}, not a file: give the export's file itself")
+
+
 def check_file(path: Path) -> None:
     """Refuse, in one line, a path no reader can take: absent, not a file, or empty."""
     path = Path(path)
@@ -275,6 +301,7 @@ def open_bytes(path: Path) -> Iterator[IO[bytes]]:
     too: one reading of a compressed file, whatever reads it. A compressed file gives at most
     ``MAX_EXPANSION`` times its size (``EXPANSION_FLOOR`` at least), then is refused."""
     path = Path(path)
+    require_regular_file(path)
     suffix = path.suffix.lower()
     if suffix not in COMPRESSED_SUFFIXES:
         with open(path, "rb") as fh:

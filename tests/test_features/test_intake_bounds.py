@@ -91,3 +91,22 @@ def test_a_binary_file_named_as_text_is_refused_saying_what_it_is(tmp_path, cont
     refused = pytest.raises(ContractError, match=re.escape("(its compressed data) " + says[:12]))
     with refused, intake_io.open_bytes(packed):
         pass
+
+
+def test_a_path_that_is_no_regular_file_is_refused_before_it_is_opened(tmp_path) -> None:
+    """A FIFO named export.csv hung ingest and the draft for ever; a link to /dev/zero was
+    read until memory ran out (probe 34)."""
+    import os
+
+    from features.intake.draft import read_for_draft
+
+    fifo = tmp_path / "export.csv"
+    os.mkfifo(fifo)  # no writer: any open() would block
+    zero = tmp_path / "zero.csv"
+    zero.symlink_to("/dev/zero")
+    for path, what in [(fifo, "a FIFO (named pipe)"), (zero, "a device")]:
+        said = f"{path} is {what}, not a file"
+        with pytest.raises(ContractError, match=re.escape(said)):
+            ingest_file(source=path, mapping_path=EXAMPLES / "mapping.yaml", out=tmp_path / "o.pq")
+        with pytest.raises(ContractError, match=re.escape(said)):
+            read_for_draft(path)

@@ -2491,7 +2491,9 @@ def read_source(path: Path, mapping: Mapping) -> pd.DataFrame:
         raise ContractError(f"{path}: the mapping names a sheet, but this is not a workbook")
     try:
         if parquet:
-            raw = _whole_decimals_as_integers(pd.read_parquet(path), path)
+            raw = _whole_decimals_as_integers(
+                pd.read_parquet(path, columns=_flat_parquet_columns(path, mapping)), path
+            )
             header = list(raw.columns)
             # text cells that mean "no value" are missing, as in a CSV (an export to Parquet
             # often writes "" for an empty cell): only in text columns, compared as written
@@ -2547,6 +2549,33 @@ def _zipped_format_hint(path: Path) -> str:
     if not inner.suffix:
         return f"; it holds {inner.name!r}: if that is a CSV, name the zip {inner.name}.csv.zip"
     return f"; it holds {inner.name!r}: unzip it"
+
+
+def _flat_parquet_columns(path: Path, mapping: Mapping) -> list[str] | None:
+    """The columns of a Parquet export holding one value per row (None: every column). A list, struct or map column
+    the mapping reads is refused, naming it and its type; one it does not read is left out,
+    with a warning. Read, such a column ended in Arrow's "Unsupported cast from list<...> to
+    large_utf8", a traceback (probe 34)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pq.read_schema(path)
+    nested = {field.name: str(field.type) for field in schema if pa.types.is_nested(field.type)}
+    named = set(mapping.named_columns())
+    if read := sorted(nested.keys() & named):
+        listed = ", ".join(f"{name!r} is {nested[name]}" for name in read)
+        raise ContractError(
+            f"{path}: {listed}, not one value per row: the mapping reads it; write it flat in "
+            "the export (one column per value), or export CSV or JSON"
+        )
+    if not nested:
+        return None
+    logger.warning(
+        "%s: column(s) %s hold lists or records, not one value per row: not read",
+        path,
+        ", ".join(sorted(nested)),
+    )
+    return [field.name for field in schema if field.name not in nested]
 
 
 def _whole_decimals_as_integers(raw: pd.DataFrame, path: Path) -> pd.DataFrame:

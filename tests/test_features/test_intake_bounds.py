@@ -110,3 +110,37 @@ def test_a_path_that_is_no_regular_file_is_refused_before_it_is_opened(tmp_path)
             ingest_file(source=path, mapping_path=EXAMPLES / "mapping.yaml", out=tmp_path / "o.pq")
         with pytest.raises(ContractError, match=re.escape(said)):
             read_for_draft(path)
+
+
+def test_a_parquet_list_or_struct_column_is_refused_when_mapped_and_left_out_otherwise(
+    tmp_path, caplog
+) -> None:
+    """A list or struct column ended ingest, the draft and the results readers in Arrow's
+    "Unsupported cast from list<...> to large_utf8", a traceback (probe 34)."""
+    import logging
+
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    frame = pd.read_csv(EXAMPLES / "foreign_declarations.csv", sep=";", dtype=str)
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    listed = pa.array([[text, text] for text in frame["DESIGNATION"]])
+    at = table.schema.get_field_index("DESIGNATION")
+    pq.write_table(table.set_column(at, "DESIGNATION", listed), tmp_path / "list.parquet")
+    with pytest.raises(ContractError, match=r"'DESIGNATION' is list<element: string>, not one"):
+        ingest_file(
+            source=tmp_path / "list.parquet",
+            mapping_path=EXAMPLES / "mapping.yaml",
+            out=tmp_path / "out.parquet",
+        )
+    # a column the mapping does not read: left out, said
+    pq.write_table(table.append_column("TAGS", listed), tmp_path / "extra.parquet")
+    with caplog.at_level(logging.WARNING):
+        summary = ingest_file(
+            source=tmp_path / "extra.parquet",
+            mapping_path=EXAMPLES / "mapping.yaml",
+            out=tmp_path / "out.parquet",
+        )
+    assert summary["rows"] == len(frame)
+    assert "column(s) TAGS hold lists or records, not one value per row: not read" in caplog.text

@@ -12,6 +12,7 @@ import logging
 import os
 import sqlite3
 import sys
+from pathlib import Path
 
 import typer
 
@@ -86,6 +87,30 @@ def _option_value(option: str) -> str | None:
     return None
 
 
+# Options naming what a command writes, for a full disk's message
+_OUTPUT_OPTIONS = ("--out", "--quarantine", "--report", "--metrics-out", "--to", "--db")
+_FULL_BYTES = 1024**2  # a disk with less free than this is the one that filled
+
+
+def _full_output() -> str | None:
+    """The output a full disk stopped: of the paths the command line gave to write, the one
+    on a disk with (almost) no space left; else ``--out``. Naming ``--out`` alone sent an
+    operator to free the wrong disk when the quarantine file's was full (probe 34)."""
+    given = [v for v in map(_option_value, _OUTPUT_OPTIONS) if v]
+    for value in given:
+        target = Path(value).resolve()
+        folder = next((p for p in (target, *target.parents) if p.is_dir()), None)
+        if folder is None:
+            continue
+        try:
+            stat = os.statvfs(folder)
+        except OSError:
+            continue
+        if stat.f_bavail * stat.f_frsize < _FULL_BYTES:
+            return value
+    return _option_value("--out")
+
+
 def _store_named() -> str:
     """The SQLite file a command was pointed at (``--db``, ``--audit-db``), as given, for an
     error met deep inside a read; else what the settings name."""
@@ -127,7 +152,7 @@ def main() -> None:
         if exc.errno == errno.ENOSPC:  # a full disk, wherever it was written (MLflow, Arrow)
             # Arrow's and a temporary file's errors name no file: the output the command was
             # given says which disk filled (probe 21)
-            out = _option_value("--out")
+            out = _full_output()
             where = f" (writing {out})" if out and str(out) not in str(exc) else ""
             typer.echo(f"error: no space left on device{where}: {exc}", err=True)
             sys.exit(2)

@@ -187,3 +187,27 @@ def test_an_error_quoting_a_hidden_character_shows_it_as_an_escape(monkeypatch, 
     code, err = _run(monkeypatch, capsys, exc)
     assert code == 2 and "\u202e" not in err and "\uffa0" not in err
     assert "Evil\\u202eStore\\uffa0" in err and "\n  next line" in err
+
+
+def test_a_full_disk_names_the_output_on_the_disk_that_filled(monkeypatch, capsys, tmp_path):
+    """--out on one disk, --quarantine on a full one: the message named --out, sending the
+    operator to free the wrong disk (probe 34). The output on a disk with no space is named."""
+    import os
+    from types import SimpleNamespace
+
+    out, full = tmp_path / "ok" / "o.parquet", tmp_path / "full" / "rejected.csv"
+    out.parent.mkdir()
+    full.parent.mkdir()
+    argv = ["parcelrisk", "ingest", "in.csv", "--out", str(out), "--quarantine", str(full)]
+    monkeypatch.setattr(sys, "argv", argv)
+    real = os.statvfs
+
+    def statvfs(path):
+        if str(path) == str(full.parent):
+            return SimpleNamespace(f_bavail=0, f_frsize=4096)
+        return real(path)
+
+    monkeypatch.setattr(os, "statvfs", statvfs)
+    code, err = _run(monkeypatch, capsys, OSError(errno.ENOSPC, "No space left on device"))
+    assert code == 2
+    assert err.strip().startswith(f"error: no space left on device (writing {full}): ")

@@ -2688,7 +2688,9 @@ def _read_workbook(path: Path, mapping: Mapping) -> tuple[pd.DataFrame, list[str
             for i, v in enumerate(cells.iloc[top])
         ]
     header = [n for n in names if not n.startswith("Unnamed: ")]
-    body = cells.iloc[top + (2 if two_rows is not None else 1) :].reset_index(drop=True)
+    first = top + (2 if two_rows is not None else 1)
+    cells = _merged_filled_down(cells, first, names, path, sheet)
+    body = cells.iloc[first:].reset_index(drop=True)
     body.columns = names
     nulls = set(mapping.null_values)
     # A column of numbers typed as numbers beside text cells ("7,5") becomes text: its numbers
@@ -2712,6 +2714,50 @@ def _read_workbook(path: Path, mapping: Mapping) -> tuple[pd.DataFrame, list[str
     if facts.date1904:
         raw = _serials_from_1904(raw, mapping, path, sheet)
     return raw, header
+
+
+def _merged_filled_down(
+    cells: pd.DataFrame, first: int, names: list[str], path: Path, sheet: str
+) -> pd.DataFrame:
+    """``cells`` with each range merged over several rows of the data (from row ``first``)
+    holding its value on every row it covers, as the sheet shows it, said in a warning. A
+    person grouping rows merges a platform or broker down them; read as they are, the rows
+    under the first were empty, a direct sale or no broker, unsaid (probe 34). A range merged
+    across columns too is read in its first column alone, and said."""
+    from python_calamine import CalamineWorkbook
+
+    try:
+        workbook = CalamineWorkbook.from_path(str(path))
+        try:
+            ranges = workbook.get_sheet_by_name(sheet).merged_cell_ranges or []
+        finally:
+            workbook.close()
+    except Exception:  # a format calamine gives no ranges for (.xls, .ods): nothing to say
+        return cells
+    down = [
+        ((r0, c0), (r1, c1))
+        for (r0, c0), (r1, c1) in ranges
+        if r1 > r0 and r0 >= first and c0 < len(cells.columns)
+    ]
+    if not down:
+        return cells
+    cells = cells.copy()
+    for (r0, c0), (r1, _) in down:
+        cells.iloc[r0 + 1 : r1 + 1, c0] = cells.iat[r0, c0]
+    (r0, c0), (r1, _) = down[0]
+    wide = sum(1 for (_, a), (_, b) in down if b > a)
+    logger.warning(
+        "%s: sheet %r: %d cell range(s) merged over several rows of the data (e.g. rows %d-%d "
+        "of column %r): each read on every row it covers, as the sheet shows it%s",
+        path,
+        sheet,
+        len(down),
+        r0 + 1,
+        r1 + 1,
+        names[c0] if c0 < len(names) else c0,
+        f"; {wide} of them span columns too, read in their first column alone" if wide else "",
+    )
+    return cells
 
 
 @dataclass(frozen=True)

@@ -939,3 +939,27 @@ def test_formulas_a_workbook_never_calculated_are_refused_where_the_mapping_read
     book = _serial_book(tmp_path / "report.xlsx", rows)
     summary, _ = _ingest(tmp_path, book, _SERIAL_MAPPING)
     assert summary["rows"] == 2
+
+
+def test_data_cells_merged_down_rows_are_read_on_every_row_they_cover(tmp_path, caplog) -> None:
+    """A platform merged over two rows, as a person groups them, was read on the first alone:
+    the second a direct sale, unsaid (probe 34)."""
+    import logging
+
+    import openpyxl
+
+    frame = pd.DataFrame({**BASE, "PLATFORM": ["SHEIN", "TEMU", None, "AMZ"]})
+    path = tmp_path / "export.xlsx"
+    frame.to_excel(path, index=False)
+    book = openpyxl.load_workbook(path)
+    book.active.merge_cells("G3:G4")  # TEMU over rows 2 and 3 of the data
+    book.save(path)
+    mapping = tmp_path / "mapping.yaml"
+    mapping.write_text(_mapping(platform_id="PLATFORM"))
+    with caplog.at_level(logging.WARNING):
+        ingest_file(source=path, mapping_path=mapping, out=tmp_path / "out.parquet")
+    out = pd.read_parquet(tmp_path / "out.parquet")
+    assert out["platform_id"].tolist() == ["SHEIN", "TEMU", "TEMU", "AMZ"]
+    assert "1 cell range(s) merged over several rows of the data (e.g. rows 3-4 of column " in (
+        caplog.text
+    )

@@ -2629,6 +2629,7 @@ def _read_workbook(path: Path, mapping: Mapping) -> tuple[pd.DataFrame, list[str
     """
     import pandas as pd
 
+    _refuse_unreadable_workbook(path)
     try:
         # calamine (Rust): ~6x openpyxl's speed on a 20k-row export, and .xls/.xlsb/.ods too
         book = pd.ExcelFile(path, engine="calamine")
@@ -2716,6 +2717,36 @@ def _read_workbook(path: Path, mapping: Mapping) -> tuple[pd.DataFrame, list[str
     return raw, header
 
 
+def _refuse_unreadable_workbook(path: Path) -> None:
+    """Refuse, before calamine reads it, a workbook that is encrypted (an .xlsx saved with a
+    password is an OLE2 file, which calamine called "Cannot detect file format") or whose
+    parts expand beyond ``MAX_EXPANSION`` times its size (a 3 MB .xlsx of 3 GiB of sheet XML
+    held 4.4 GB: probe 34). A zip-based workbook's parts declare their sizes."""
+    from features.intake.io import EXPANSION_FLOOR, MAX_EXPANSION
+
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+    if head.startswith(b"\xd0\xcf\x11\xe0") and path.suffix.lower() in (".xlsx", ".xlsm", ".xlsb"):
+        raise ContractError(
+            f"{path}: a password-protected (encrypted) workbook, or an .xls renamed: save it "
+            "without a password as .xlsx, or export CSV"
+        )
+    if not head.startswith(b"PK\x03\x04"):
+        return
+    size = path.stat().st_size
+    try:
+        with zipfile.ZipFile(path) as book:
+            expanded = sum(info.file_size for info in book.infolist())
+    except zipfile.BadZipFile:
+        return  # calamine says what is wrong with it
+    if expanded > max(EXPANSION_FLOOR, MAX_EXPANSION * size):
+        raise ContractError(
+            f"{path}: its parts expand to {expanded / 1024**2:,.0f} MB from "
+            f"{size / 1024**2:,.1f} MB, more than {MAX_EXPANSION} times its size: not an export "
+            "(a decompression bomb?); if it is one, export it as CSV"
+        )
+
+
 def _merged_filled_down(
     cells: pd.DataFrame, first: int, names: list[str], path: Path, sheet: str
 ) -> pd.DataFrame:
@@ -2793,6 +2824,12 @@ def _xlsx_facts(path: Path, sheet: str) -> _XlsxFacts:
                 return _XlsxFacts(date1904)
             with book.open(target) as part:
                 head = part.read()
+            if re.search(rb"<!DOCTYPE", head[:4096]) is not None:
+                # no spreadsheet writes one; parsed, it switched this guard off (probe 34)
+                raise ContractError(
+                    f"{path}: sheet {sheet!r}: its XML declares a document type (DOCTYPE), "
+                    "which no spreadsheet writes: not read"
+                )
             if re.search(rb"<(?:\w+:)?f[\s>/]", head) is None:
                 return _XlsxFacts(date1904)
             uncalculated = []
@@ -2805,7 +2842,13 @@ def _xlsx_facts(path: Path, sheet: str) -> _XlsxFacts:
                 if "f" in children and empty and (at := _cell_position(cell.get("r", ""))):
                     uncalculated.append(at)
                 cell.clear()
-    except (OSError, KeyError, zipfile.BadZipFile, ElementTree.ParseError):
+    except ElementTree.ParseError as exc:
+        # formulas it cannot check: their values may be missing, as calamine reads them empty
+        raise ContractError(
+            f"{path}: sheet {sheet!r} holds formulas, and its XML cannot be read to check each "
+            f"has its value saved ({exc}): open and save it in a spreadsheet, or export CSV"
+        ) from exc
+    except (OSError, KeyError, zipfile.BadZipFile):
         return _XlsxFacts()  # calamine read it: what it could not tell stays unknown
     return _XlsxFacts(date1904, tuple(uncalculated))
 

@@ -963,3 +963,51 @@ def test_data_cells_merged_down_rows_are_read_on_every_row_they_cover(tmp_path, 
     assert "1 cell range(s) merged over several rows of the data (e.g. rows 3-4 of column " in (
         caplog.text
     )
+
+
+def _small_workbook(tmp_path: Path) -> tuple[Path, Path]:
+    path = tmp_path / "export.xlsx"
+    pd.DataFrame(BASE).to_excel(path, index=False)
+    mapping = tmp_path / "mapping.yaml"
+    mapping.write_text(_mapping())
+    return path, mapping
+
+
+def test_an_encrypted_or_expanding_workbook_is_refused_before_it_is_read(
+    tmp_path, monkeypatch
+) -> None:
+    """A password-protected .xlsx was "Cannot detect file format"; a 3 MB .xlsx of 3 GiB of
+    sheet XML held 4.4 GB before failing (probe 34)."""
+    from features.intake import io as intake_io
+
+    path, mapping = _small_workbook(tmp_path)
+    out = tmp_path / "out.parquet"
+    monkeypatch.setattr(intake_io, "EXPANSION_FLOOR", 0)
+    monkeypatch.setattr(intake_io, "MAX_EXPANSION", 1)  # any real workbook expands more
+    with pytest.raises(ContractError, match=r"its parts expand to .* more than 1 times its size"):
+        ingest_file(source=path, mapping_path=mapping, out=out)
+    monkeypatch.undo()
+    assert ingest_file(source=path, mapping_path=mapping, out=out)["rows"] == 4
+    encrypted = tmp_path / "secret.xlsx"  # what Excel writes with a password: an OLE2 file
+    encrypted.write_bytes(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(504))
+    with pytest.raises(ContractError, match=r"a password-protected \(encrypted\) workbook"):
+        ingest_file(source=encrypted, mapping_path=mapping, out=out)
+
+
+def test_a_sheet_declaring_a_doctype_is_refused_not_left_unchecked(tmp_path) -> None:
+    """A DOCTYPE in the sheet's XML made its formula check give up silently: a formula with
+    no value saved was read as empty (probe 34)."""
+    import zipfile
+
+    path, mapping = _small_workbook(tmp_path)
+    with zipfile.ZipFile(path) as book:
+        parts = {name: book.read(name) for name in book.namelist()}
+    sheet = parts["xl/worksheets/sheet1.xml"]
+    doctype = b'<!DOCTYPE x [<!ENTITY e "1">]>'
+    head, _, rest = sheet.rpartition(b"?>")  # after the XML declaration, if any
+    parts["xl/worksheets/sheet1.xml"] = head + (b"?>" if head else b"") + doctype + rest
+    with zipfile.ZipFile(path, "w") as book:
+        for name, data in parts.items():
+            book.writestr(name, data)
+    with pytest.raises(ContractError, match=r"declares a document type \(DOCTYPE\)"):
+        ingest_file(source=path, mapping_path=mapping, out=tmp_path / "out.parquet")

@@ -111,6 +111,21 @@ def _full_output() -> str | None:
     return _option_value("--out")
 
 
+def _memory_advice(command: str) -> str:
+    """What to do when ``command`` ran out of memory: a file read whole (an export, a results
+    file) is split; a history is built with Dask. An 8 MB gzip that expanded was told to use
+    `features build --engine dask` (probe 34)."""
+    if command in ("ingest", "mapping", "validate", "outcomes", "history", "score"):
+        return (
+            "give the export as several files (`ingest` takes a series: a file a month), and "
+            "check it is what it claims (a file expanding to gigabytes is no export)"
+        )
+    return (
+        "`features build --engine dask` builds a history of any size, and `train` reads only "
+        "the rows it needs"
+    )
+
+
 def _store_named() -> str:
     """The SQLite file a command was pointed at (``--db``, ``--audit-db``), as given, for an
     error met deep inside a read; else what the settings name."""
@@ -168,8 +183,8 @@ def main() -> None:
         typer.echo(
             f"error: out of memory in `parcelrisk {command}`"
             + (f" ({exc})" if str(exc) else "")
-            + ": the data is larger than this process can hold; `features build --engine dask` "
-            "builds a history of any size, and `train` reads only the rows it needs",
+            + ": the data is larger than this process can hold; "
+            + _memory_advice(sys.argv[1] if len(sys.argv) > 1 else ""),
             err=True,
         )
         sys.exit(2)

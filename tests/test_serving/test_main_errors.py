@@ -211,3 +211,12 @@ def test_a_full_disk_names_the_output_on_the_disk_that_filled(monkeypatch, capsy
     code, err = _run(monkeypatch, capsys, OSError(errno.ENOSPC, "No space left on device"))
     assert code == 2
     assert err.strip().startswith(f"error: no space left on device (writing {full}): ")
+
+
+def test_out_of_memory_reading_an_export_says_to_split_it_not_to_use_dask(monkeypatch, capsys):
+    """An 8 MB gzip expanding in ingest was told `features build --engine dask` (probe 34)."""
+    monkeypatch.setattr(sys, "argv", ["parcelrisk", "ingest", "bomb.csv.gz", "--out", "o.pq"])
+    code, err = _run(monkeypatch, capsys, MemoryError())
+    assert code == 2 and "Traceback" not in err
+    assert err.strip().startswith("error: out of memory in `parcelrisk ingest bomb.csv.gz`: ")
+    assert "give the export as several files" in err and "dask" not in err

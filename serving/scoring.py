@@ -334,6 +334,7 @@ def load_runtime(settings: Settings, tracking_uri: str | None, model_dir: Path) 
     ``settings.serve`` says which model and how to lane; ``settings.validation`` sets the
     plausibility limits of the rules (the currency table is the model's own, from its state).
     """
+    from features.intake.contract import fold_online
     from features.intake.pseudonym import require_same_key
     from features.pipeline.live import LiveState
     from features.pipeline.snapshot import EntityState
@@ -402,6 +403,8 @@ def load_runtime(settings: Settings, tracking_uri: str | None, model_dir: Path) 
 
     # a file or a request must hold the extras the model reads, not those only its build did
     state.extras_read = state.read_by(model.manifest.names)
+    # the fields its history was read with fold: true, folded in every request validated here
+    fold_online(state.contract.folded if state.contract is not None else ())
     # every declaration scored from now on (catch_up, observe) enters the entity state
     live = LiveState(state)
     live.release_snapshot_copies()  # a served snapshot is never saved

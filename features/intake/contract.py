@@ -27,7 +27,7 @@ from features.intake.hidden_text import ID_REFUSED, INVISIBLE
 from features.intake.pseudonym import PSEUDONYM, process_key, pseudonym_of, pseudonymise
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Collection, Sequence
 
     import numpy as np
     import pandas as pd
@@ -348,6 +348,7 @@ IDENTIFIER_FIELDS = frozenset(
 )
 
 EXTRAS_METADATA_KEY = b"parcelrisk.extras"
+FOLDED_METADATA_KEY = b"parcelrisk.folded"  # the contract fields read with fold: true
 # the decision store's last result a history export holds (features.intake.io.read_results_seq)
 RESULTS_SEQ_METADATA_KEY = b"parcelrisk.results_seq"
 
@@ -406,6 +407,11 @@ class Contract:
     """The contract plus the extras of one dataset."""
 
     extras: tuple[ExtraColumn, ...] = field(default_factory=tuple)
+    # Contract fields the mapping read with ``fold: true`` (a seller's name as its id): every
+    # path folds them as the file did, the API too (``fold_online``). Only extras recorded
+    # their fold: a seller sent as "Star Goods Inc" missed its history "STAR GOODS INC", and
+    # the API and `score --mapping` gave 100 risks of 150 apart (probe 35).
+    folded: tuple[str, ...] = ()
 
     def columns(self, with_outcomes: bool) -> list[str]:
         fields = FIELDS if with_outcomes else DECLARATION_FIELDS
@@ -430,6 +436,27 @@ class Contract:
 # --------------------------------------------------------------------------------------------
 # DataFrame side
 # --------------------------------------------------------------------------------------------
+
+
+def fold_text(value: str) -> str:
+    """``fold_name`` of one value (a request's), the same rules in the same order."""
+    if PSEUDONYM.fullmatch(value):
+        return value
+    folded = re.sub(r"\s+([,.])", r"\1", value.upper())
+    folded = re.sub(r"([,.]+)\s*", r"\1 ", folded)
+    return re.sub(r"\s+", " ", folded).strip()
+
+
+# The contract fields the API folds in this process: those of the served model's contract
+# (``fold_online``). Process-wide, as the pseudonym key is: a request is validated, and its
+# consignee keyed, before it reaches the model's runtime.
+_FOLDED_ONLINE: frozenset[str] = frozenset()
+
+
+def fold_online(fields: Collection[str]) -> None:
+    """Fold these contract fields of every declaration this process validates from now on."""
+    global _FOLDED_ONLINE
+    _FOLDED_ONLINE = frozenset(fields)
 
 
 def fold_name(text: pd.Series) -> pd.Series:
@@ -820,6 +847,8 @@ def parse_declarations(
             out[f.name] = _null_column(f.kind, len(df))
         else:
             out[f.name] = convert(f.name, f.kind, df[f.name])
+            if f.name in contract.folded:  # idempotent: a file's mapping folded it already
+                out[f.name] = fold_name(out[f.name])
     for extra in contract.extras:
         if extra.name not in df.columns:
             out[extra.name] = _null_column("float" if extra.kind == "numeric" else "str", len(df))
@@ -1052,6 +1081,8 @@ class DeclarationBase(BaseModel):
             refused, problem = _REFUSED_IN[info.field_name == "declaration_id"]
             if refused.search(value):
                 raise ValueError(problem)
+        if info.field_name in _FOLDED_ONLINE:  # as the model's history was read
+            value = fold_text(value)
         if info.field_name in _PERSONAL_FIELDS:  # ~1 us: the one HMAC of the request's value
             limit = FIELDS_BY_NAME[info.field_name].max_length
             if limit and len(value) > limit:  # the length rule will see only the pseudonym

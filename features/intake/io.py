@@ -22,6 +22,7 @@ from typing import IO, TYPE_CHECKING, Any
 from features.errors import ParcelriskError
 from features.intake.contract import (
     EXTRAS_METADATA_KEY,
+    FOLDED_METADATA_KEY,
     OUTCOME_COLUMNS,
     RESULTS_SEQ_METADATA_KEY,
     Contract,
@@ -113,6 +114,8 @@ def write_declarations(
     table = pa.Table.from_pandas(df, preserve_index=False)
     meta = dict(table.schema.metadata or {})
     meta[EXTRAS_METADATA_KEY] = json.dumps(contract.extras_json()).encode()
+    if contract.folded:  # only where some field was folded: other files are written as before
+        meta[FOLDED_METADATA_KEY] = json.dumps(list(contract.folded)).encode()
     if results_seq is not None:
         meta[RESULTS_SEQ_METADATA_KEY] = str(int(results_seq)).encode()
     table = table.replace_schema_metadata(meta)
@@ -152,9 +155,10 @@ def read_contract(path: Path) -> Contract:
     refuse_numeric_hs_code(path, schema)
     meta = schema.metadata or {}
     raw = meta.get(EXTRAS_METADATA_KEY)
+    folded = tuple(json.loads(meta[FOLDED_METADATA_KEY])) if FOLDED_METADATA_KEY in meta else ()
     if not raw:
-        return Contract()
-    return Contract(tuple(ExtraColumn(**e) for e in json.loads(raw)))
+        return Contract(folded=folded)
+    return Contract(tuple(ExtraColumn(**e) for e in json.loads(raw)), folded=folded)
 
 
 def refuse_numeric_hs_code(path: Path, schema: Any) -> None:

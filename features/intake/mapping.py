@@ -783,7 +783,8 @@ class Mapping(BaseModel):
             tuple(
                 ExtraColumn(e.name, e.kind, e.description, e.personal, e.amount, e.fold)
                 for e in self.extras
-            )
+            ),
+            folded=tuple(sorted(name for name, spec in self.columns.items() if spec.fold)),
         )
 
     def source_columns(self) -> list[str]:

@@ -225,6 +225,8 @@ class EntityState:
                 "fingerprint": fingerprint,
                 "pseudonym_key_id": self.pseudonym_key_id,
             }
+            if self.contract.folded:  # the fields the API folds (none: meta as before)
+                meta["folded"] = list(self.contract.folded)
             (tmp / META_FILE).write_text(json.dumps(meta, indent=1))
             if directory.exists():
                 old = directory.with_name(f".{directory.name}.old")
@@ -260,7 +262,10 @@ class EntityState:
                     f"entity state in {directory} is corrupt: content does not match its fingerprint"
                 )
             params = FeatureParams.from_dict({**LATER_SETTINGS, **meta["params"]})
-            contract = Contract(tuple(ExtraColumn(**e) for e in meta["extras"]))
+            contract = Contract(
+                tuple(ExtraColumn(**e) for e in meta["extras"]),
+                folded=tuple(meta.get("folded", ())),
+            )
             manifest = FeatureManifest.read(directory)
             families = active_families(_spec_context(params, contract, manifest))
             last_path = directory / LAST_DECLARED_FILE

@@ -86,3 +86,29 @@ def test_a_model_that_does_not_read_an_extra_scores_declarations_without_it(tmp_
     # one it reads, left out, is still refused, naming it alone
     with pytest.raises(ParcelriskError, match=r"the model uses: total_taxes \("):
         compute_online_features(arriving.drop(columns="total_taxes"), state)
+
+
+def test_a_snapshot_keeps_the_fields_its_history_folded(tmp_path) -> None:
+    """The service folds a request's seller as the history was read (probe 35): the fields
+    come from the entity state it loads."""
+    import dataclasses
+
+    from features.params import FeatureParams
+    from features.pipeline.build import build_features
+    from features.pipeline.snapshot import EntityState, build_entity_state
+    from tests.test_features.family_frames import T0
+
+    contract = dataclasses.replace(CONTRACT, folded=("seller_id",))
+    history = _history()
+    built = build_features(history, contract, FeatureParams())
+    state = build_entity_state(
+        history, contract, FeatureParams(), cutoff=T0, manifest=built.manifest
+    )
+    state.save(tmp_path / "state")
+    assert EntityState.load(tmp_path / "state").contract.folded == ("seller_id",)
+    # a history without folded fields writes its snapshot as before
+    plain = build_entity_state(
+        history, CONTRACT, FeatureParams(), cutoff=T0, manifest=built.manifest
+    )
+    plain.save(tmp_path / "plain")
+    assert "folded" not in (tmp_path / "plain" / "meta.json").read_text()

@@ -131,3 +131,53 @@ def test_keys_pseudonym_fold_finds_a_folded_name(monkeypatch) -> None:
 def test_fold_is_refused_on_a_numeric_extra() -> None:
     with pytest.raises(ContractError, match="'fold' reads names; a number is none"):
         ExtraColumn("weight_g", "numeric", fold=True)
+
+
+def test_a_contract_field_read_with_fold_is_folded_by_the_api_too(tmp_path) -> None:
+    """`seller_id: {column: SELLER, fold: true}` folded the file's sellers, but only extras
+    recorded their fold: the API keyed "Star Goods Inc" as sent, the seller lost its history
+    and the API and `score --mapping` gave 100 risks of 150 apart (probe 35). The contract
+    records folded fields; files and snapshots carry them; the API folds them."""
+    from features.intake.contract import (
+        Contract,
+        Declaration,
+        coerce_declarations,
+        fold_name,
+        fold_online,
+        fold_text,
+    )
+    from features.intake.io import read_contract, write_declarations
+
+    # the one-value fold is the column fold
+    names = [
+        "Star  Goods Inc",
+        " star goods inc",
+        "Yiwu Co.,Ltd",
+        "YIWU CO. , LTD.",
+        "psn_" + "a" * 24,
+    ]
+    assert [fold_text(n) for n in names] == fold_name(pd.Series(names, dtype="string")).tolist()
+
+    mapping = load_mapping_text(
+        MAPPING.replace("  seller_id: SELLER", "  seller_id: {column: SELLER, fold: true}")
+    )
+    raw = _raw()
+    frame, contract = apply_mapping(raw, mapping)
+    assert contract.folded == ("seller_id",)
+    path = tmp_path / "declarations.parquet"
+    write_declarations(frame, path, contract)
+    assert read_contract(path).folded == ("seller_id",)
+    # a contract Parquet scored without its mapping is folded by the contract
+    loose = frame.assign(seller_id=frame["seller_id"].str.lower())
+    coerced = coerce_declarations(loose, with_outcomes=True, contract=contract)
+    assert coerced["seller_id"].tolist() == frame["seller_id"].tolist()
+    # a request: folded once the served model's contract says so, as sent before
+    (declaration,) = make_declarations(1, seed=3, prefix="FO")
+    declaration["seller_id"] = "Star  goods inc "
+    try:
+        fold_online(contract.folded)
+        assert Declaration.model_validate(declaration).seller_id == "STAR GOODS INC"
+    finally:
+        fold_online(())
+    assert Declaration.model_validate(declaration).seller_id == "Star  goods inc"
+    assert Contract().folded == ()

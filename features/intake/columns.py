@@ -22,6 +22,7 @@ from features.intake.contract import (
     coerce_declarations,
     empty_declarations,
     fold_name,
+    identifier_faults,
     parse_number,
     parse_text,
 )
@@ -147,6 +148,16 @@ def _typed_column(values: list[Any], kind: Kind) -> Any:
     return np.asarray(values, dtype=_NUMPY_KINDS[kind])
 
 
+def _whole_number_text(value: Any) -> Any:
+    """A whole number sent for a text extra as the text of the integer (39.0: "39"); any other
+    value as it is."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
 def extra_column(values: list[Any], extra: ExtraColumn) -> pd.Series:
     """Raw values of a mapped extra (as sent to the API) in the extra's canonical dtype.
 
@@ -156,9 +167,20 @@ def extra_column(values: list[Any], extra: ExtraColumn) -> pd.Series:
 
     raw = pd.Series(values, dtype=object, name=extra.name)
     if extra.kind != "numeric":
+        # a JSON number is read as a file's numeric cell is: 39.0 as 39 (a client serialising a
+        # column with gaps writes floats). Keyed as "39.0" (folded, "39. 0"), a tax number was
+        # another person and a broker another broker (probe 35).
+        raw = raw.map(_whole_number_text)
         text = fold_name(parse_text(raw)) if extra.fold else parse_text(raw)
+        if not extra.personal:
+            return text
+        if extra.kind == "entity" and (faults := identifier_faults(extra.name, text)):
+            # judged before it is keyed, as a file's are: the rules see only the pseudonym, so
+            # a control or bidi character in a tax number went in with 200 (probe 35)
+            problem, _ = faults[0]
+            raise ContractError(f"{extra.name}: {problem} (personal: value not shown)")
         # as a file's personal extras are read (contract.parse_declarations)
-        return pseudonymise(text, process_key()) if extra.personal else text
+        return pseudonymise(text, process_key())
     numbers, problems = parse_number(raw, "float")
     for bad, problem in problems:
         raise ContractError(f"{extra.name}: {raw[bad].iloc[0]!r} {problem}")

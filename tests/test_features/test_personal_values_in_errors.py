@@ -181,3 +181,31 @@ def test_a_contract_field_read_with_fold_is_folded_by_the_api_too(tmp_path) -> N
         fold_online(())
     assert Declaration.model_validate(declaration).seller_id == "Star  goods inc"
     assert Contract().folded == ()
+
+
+def test_an_extra_id_sent_as_a_json_number_is_the_id_a_file_reads() -> None:
+    """1234567890.0 was keyed as another tax number than 1234567890, and a folded broker 39.0
+    became "39. 0" (probe 35); a file's float-written cells read as the whole numbers."""
+    from features.intake.columns import extra_column
+
+    broker = ExtraColumn("broker_id", "entity", fold=True)
+    assert extra_column([39, 39.0, "39"], broker).tolist() == ["39", "39", "39"]
+    plain = ExtraColumn("broker_id", "entity")
+    assert extra_column([39.5], plain).tolist() == ["39.5"]  # a fraction as written
+    tax = ExtraColumn("tax_no", "entity", personal=True)
+    keyed = extra_column([1234567890, 1234567890.0, "1234567890"], tax).tolist()
+    assert keyed[0] == keyed[1] == keyed[2] and keyed[0].startswith("psn_")
+
+
+def test_a_personal_extra_is_judged_as_an_identifier_before_it_is_keyed() -> None:
+    """A control or bidi character in a personal tax number went in with 200: the rules saw
+    only its pseudonym (probe 35). Refused as a broker's id is, its value never shown."""
+    from features.intake.columns import extra_column
+
+    tax = ExtraColumn("tax_no", "entity", personal=True)
+    for hostile in ("12\u202e34", "12\x0734"):
+        with pytest.raises(ContractError) as refused:
+            extra_column(["123", hostile], tax)
+        said = str(refused.value)
+        assert said.startswith("tax_no: ") and "(personal: value not shown)" in said
+        assert hostile not in said

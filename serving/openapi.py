@@ -503,20 +503,63 @@ def _with_body_limit(paths: dict[str, Any], limit: int | None) -> dict[str, Any]
     return paths
 
 
+# A model's extras as the document gives them: (name, kind, read by its features, amount)
+ModelExtras = tuple[tuple[str, str, bool, bool], ...]
+
+
+def with_model_extras(document: dict[str, Any], extras: ModelExtras) -> dict[str, Any]:
+    """``document`` with the served model's mapped extras among ``Declaration``'s properties:
+    a generated client got no name or type for them, and was not told that leaving one out
+    weakens the decision (probe 35). Optional all: one not sent is scored as unknown, warned
+    (``extras.missing``) when the model reads it."""
+    if not extras:
+        return document
+    declaration = document["components"]["schemas"]["Declaration"]
+    properties = declaration.setdefault("properties", {})
+    for name, kind, read, amount in extras:
+        typed = (
+            {"type": ["number", "null"]}
+            if kind == "numeric"
+            else {"anyOf": [{"type": "string"}, {"type": "number"}, {"type": "null"}]}
+        )
+        said = {
+            "numeric": "a number" + (", an amount in the declaration's currency" if amount else ""),
+            "categorical": "a code (one the model never saw is read as unknown)",
+            "entity": "an identifier whose history the model reads",
+        }[kind]
+        properties[name] = {
+            **typed,
+            "description": f"Mapped extra field of the model served: {said}. "
+            + (
+                "Optional; left out or null, it is scored as unknown and warned (`extras.missing`)."
+                if read
+                else "Optional; the model served does not read it."
+            ),
+            "x-parcelrisk-extra": {"kind": kind, "read_by_model": read},
+        }
+    return document
+
+
 @functools.cache
-def document_bytes() -> bytes:
-    """The document as served, built once per process (the settings do not change)."""
+def document_bytes(extras: ModelExtras = ()) -> bytes:
+    """The document as served, built once per process and served model's extras (the
+    settings do not change)."""
     serve = worker_settings().serve
     document = build_document(serve.max_batch, serve.max_body_bytes)
-    return json.dumps(document, separators=(",", ":")).encode()
+    return json.dumps(with_model_extras(document, extras), separators=(",", ":")).encode()
 
 
 class OpenApiDocumentMiddleware:
     """``GET /docs.json``: this document instead of BentoML's (``serving.auth`` lets it be
     read without a key: it holds no secret, and a browser opening the docs page sends none)."""
 
-    def __init__(self, app: Callable[..., Awaitable[None]]) -> None:
+    def __init__(
+        self,
+        app: Callable[..., Awaitable[None]],
+        extras: Callable[[], ModelExtras] | None = None,
+    ) -> None:
         self.app = app
+        self.extras = extras or (lambda: ())
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if (
@@ -526,7 +569,7 @@ class OpenApiDocumentMiddleware:
         ):
             from starlette.responses import Response
 
-            response = Response(document_bytes(), media_type="application/json")
+            response = Response(document_bytes(self.extras()), media_type="application/json")
             await response(scope, receive, send)
             return
         await self.app(scope, receive, send)

@@ -168,6 +168,18 @@ class _Worker:
             "thresholds_version": runtime.thresholds.version,
         }
 
+    def model_extras(self) -> tuple[tuple[str, str, bool, bool], ...]:
+        """The served model's mapped extras for the OpenAPI document: (name, kind, read by
+        its features, amount); none before a champion is loaded."""
+        runtime = self.service.runtime if self.service is not None else None
+        if runtime is None or runtime.contract is None:
+            return ()
+        read = runtime.extras_read
+        return tuple(
+            (e.name, e.kind, read is None or e.name in read, e.amount)
+            for e in runtime.contract.extras
+        )
+
     def why_not_ready(self) -> str | None:
         """``/readyz``'s reason: the champion's (``not_ready``), else the service's own."""
         if self.not_ready is not None or self.service is None:
@@ -1100,4 +1112,4 @@ ParcelRiskService.add_asgi_middleware(
 )
 ParcelRiskService.add_asgi_middleware(BodyLimitMiddleware, max_body_bytes=_WORKER.max_body_bytes)
 ParcelRiskService.add_asgi_middleware(LocalDocsPageMiddleware)
-ParcelRiskService.add_asgi_middleware(OpenApiDocumentMiddleware)
+ParcelRiskService.add_asgi_middleware(OpenApiDocumentMiddleware, extras=_WORKER.model_extras)

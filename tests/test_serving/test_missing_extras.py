@@ -147,3 +147,19 @@ def test_an_implausible_amount_extra_is_warned(typed_client, value, warned) -> N
     else:
         assert not said, said
     assert not any(w.startswith("insured_value:") for w in decision["warnings"])
+
+
+def test_the_served_document_names_the_models_extras(typed_client) -> None:
+    """/docs.json listed the contract's 20 fields only: a client generated from it had no
+    name or type for the extras the model reads (probe 35)."""
+    r = typed_client.get("/docs.json")
+    assert r.status_code == 200
+    declaration = r.json()["components"]["schemas"]["Declaration"]
+    properties = declaration["properties"]
+    assert properties["total_taxes"]["type"] == ["number", "null"]
+    assert "an amount in the declaration's currency" in properties["total_taxes"]["description"]
+    assert properties["broker_id"]["x-parcelrisk-extra"] == {
+        "kind": "entity", "read_by_model": True
+    }  # fmt: skip
+    assert "extras.missing" in properties["broker_id"]["description"]
+    assert not set(declaration.get("required", [])) & {"broker_id", "total_taxes"}

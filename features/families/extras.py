@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from features.pipeline.family import Family, Rows, SpecContext, Values
-from features.pipeline.manifest import FeatureSpec
+from features.pipeline.manifest import FeatureSpec, priced_in
 from features.pipeline.prepare import VALUE_FLOOR
 
 PREFIX = "extra_"
@@ -37,7 +37,10 @@ class Extras(Family):
                     "float",
                     (extra.description or f"Mapped numeric column {extra.name}.")
                     + (" In the base currency (features.fx_to_base)." if extra.amount else ""),
-                    f"{words} {{value:,.2f}}",
+                    # an amount is said in the currency its number is in: "freight 6.51" for
+                    # a parcel declaring USD 7.08 named a number the declaration did not hold
+                    # (probe 35)
+                    f"{words} EUR {{value:,.2f}}" if extra.amount else f"{words} {{value:,.2f}}",
                 )
             )
             if extra.amount:
@@ -55,7 +58,7 @@ class Extras(Family):
                         f"{words} is {{value:.0%}} of the declared value",
                     )
                 )
-        return specs
+        return priced_in(specs, ctx.params.base_currency)
 
     def compute(self, rows: Rows, part: None = None) -> Values:
         prep = rows.prep

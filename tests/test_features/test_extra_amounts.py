@@ -103,6 +103,21 @@ def test_an_amount_is_also_read_as_its_share_of_the_declared_value(tmp_path) -> 
     assert "extra_insured_value_share_of_value" not in built.manifest.names  # no amount
     spec = built.manifest.spec("extra_total_taxes_share_of_value")
     assert spec.reason.format(value=0.1) == "total taxes is 10% of the declared value"
+    # an amount is said in the base currency its number is in (probe 35: "freight 6.51" for a
+    # parcel declaring USD 7.08); a plain number as it is
+    amount = built.manifest.spec("extra_total_taxes").reason.format(value=6.5136)
+    assert amount == "total taxes EUR 6.51"
+    assert (
+        built.manifest.spec("extra_insured_value").reason.format(value=3.0) == "insured value 3.00"
+    )
+    in_xof = build_features(
+        history,
+        contract,
+        FeatureParams(
+            base_currency="XOF", fx_to_base={**FeatureParams().fx_to_base, "XOF": 655.957}
+        ),
+    )
+    assert in_xof.manifest.spec("extra_total_taxes").reason.startswith("total taxes XOF ")
 
     state = build_entity_state(
         history.iloc[:2], contract, FeatureParams(), cutoff=T0, manifest=built.manifest

@@ -413,22 +413,26 @@ def test_hs_codes_written_as_json_numbers_get_their_zero_back(
     assert out.loc["H7-0002", "hs_code"] == "950300"
 
 
+def _records_file(path: Path, records: list[str]) -> Path:
+    """``records`` (JSON texts) as an array, one a line (``.json``), or as NDJSON lines."""
+    joined = ",\n".join(records)
+    path.write_text(f"[{joined}]" if path.suffix == ".json" else "\n".join(records))
+    return path
+
+
 @pytest.mark.parametrize("name", ["twice.json", "twice.ndjson"])
 def test_a_key_given_twice_in_a_record_is_refused_naming_it(tmp_path, name) -> None:
     """ "VALEUR" twice in one record was read as its last value, without a word (probe 34)."""
     from features.intake.jsonsrc import read_json_source
 
     records = ['{"LRN": "A", "Value": "20,14"}', '{"LRN": "B", "Value": "20,14", "Value": "2014"}']
-    text = "[" + ", ".join(records) + "]" if name.endswith(".json") else "\n".join(records)
-    (tmp_path / name).write_text(text)
     with pytest.raises(ContractError) as refused:
-        read_json_source(tmp_path / name)
+        read_json_source(_records_file(tmp_path / name, records))
     said = str(refused.value)
-    assert "the key 'Value' is given twice in one object" in said and "line" in said
+    assert "the key 'Value' is given twice in one object" in said and "line 2" in said
     # the same key in two objects of one record is two fields (Seller.ID, Consignee.ID)
-    (tmp_path / name).write_text('[{"Seller": {"ID": "S"}, "Consignee": {"ID": "C"}}]')
-    if name.endswith(".json"):
-        assert read_json_source(tmp_path / name).iloc[0].tolist() == ["S", "C"]
+    two = _records_file(tmp_path / name, ['{"Seller": {"ID": "S"}, "Consignee": {"ID": "C"}}'])
+    assert read_json_source(two).iloc[0].tolist() == ["S", "C"]
 
 
 @pytest.mark.parametrize("name", ["lone.json", "lone.ndjson"])
@@ -438,8 +442,7 @@ def test_half_a_surrogate_pair_is_refused_naming_its_line(tmp_path, name) -> Non
     from features.intake.jsonsrc import read_json_source
 
     lines = ['{"LRN": "A", "Text": "ok"}', '{"LRN": "B", "Text": "Jouet \\ud800 peluche"}']
-    text = "[" + ",\n".join(lines) + "]" if name.endswith(".json") else "\n".join(lines)
-    (tmp_path / name).write_text(text)
+    text = _records_file(tmp_path / name, lines).read_text()
     with pytest.raises(ContractError) as refused:
         read_json_source(tmp_path / name)
     said = str(refused.value)

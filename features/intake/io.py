@@ -346,7 +346,8 @@ _MAGIC = (
 def _refuse_binary(path: Path, head: bytes, inside: str = "") -> None:
     """Refuse a text export whose first bytes are another format's signature, naming it."""
     for magic, what, name in _MAGIC:
-        if head.startswith(magic):
+        # bzip2's "BZh" is followed by its block size, a digit: a header "BZhX..." is text
+        if head.startswith(magic) and (magic != b"BZh" or head[3:4].isdigit()):
             where = f" ({inside})" if inside else ""
             raise ContractError(
                 f"{path}{where} is {what}, not text: name the file for what it is ({name})"

@@ -144,3 +144,17 @@ def test_a_parquet_list_or_struct_column_is_refused_when_mapped_and_left_out_oth
         )
     assert summary["rows"] == len(frame)
     assert "column(s) TAGS hold lists or records, not one value per row: not read" in caplog.text
+
+
+def test_text_starting_like_a_signature_is_still_text(tmp_path) -> None:
+    """bzip2's signature is "BZh" and a digit: a header "BZh_CODE" is a CSV's."""
+    path = tmp_path / "export.csv"
+    path.write_bytes(b"BZh_CODE;VALUE\n1;2\n")
+    with intake_io.open_bytes(path) as fh:
+        assert fh.read() == b"BZh_CODE;VALUE\n1;2\n"
+    path.write_bytes(b"BZh91AY&SY")
+    with (
+        pytest.raises(ContractError, match="is bzip2-compressed, not text"),
+        intake_io.open_bytes(path),
+    ):
+        pass

@@ -1011,3 +1011,22 @@ def test_a_sheet_declaring_a_doctype_is_refused_not_left_unchecked(tmp_path) -> 
             book.writestr(name, data)
     with pytest.raises(ContractError, match=r"declares a document type \(DOCTYPE\)"):
         ingest_file(source=path, mapping_path=mapping, out=tmp_path / "out.parquet")
+
+
+def test_formulas_in_a_sheet_whose_xml_cannot_be_checked_are_refused(tmp_path) -> None:
+    """The formula check gave up silently when the sheet's XML did not parse (probe 34): its
+    formulas' saved values went unchecked. With formulas, such a sheet is refused."""
+    import zipfile
+
+    from features.intake.mapping import _xlsx_facts
+
+    rows = [["A1", 46296.25, 0.5, "=10+2.5"], ["A2", 46296.5, 1.0, 7.0]]
+    book = _serial_book(tmp_path / "report.xlsx", rows)
+    with zipfile.ZipFile(book) as archive:
+        parts = {name: archive.read(name) for name in archive.namelist()}
+    parts["xl/worksheets/sheet1.xml"] += b"<trailing"  # not well-formed past its root
+    with zipfile.ZipFile(book, "w") as archive:
+        for name, data in parts.items():
+            archive.writestr(name, data)
+    with pytest.raises(ContractError, match="holds formulas, and its XML cannot be read"):
+        _xlsx_facts(book, "Sheet")

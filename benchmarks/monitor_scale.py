@@ -95,7 +95,7 @@ def _champion():
     return SimpleNamespace(
         thresholds=thresholds,
         reference=reference,
-        manifest=SimpleNamespace(fingerprint=FINGERPRINT),
+        manifest=SimpleNamespace(fingerprint=FINGERPRINT, categories={}, params={}),
     )
 
 

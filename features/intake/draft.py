@@ -329,7 +329,11 @@ _YES = frozenset(TRUE_WORDS | {"o", "oui", "s", "si", "sim", "j", "ja", "x", "po
                                "нарушение", "нарушение выявлено",
                                # a postal seizure or duty log: duty charged is a finding
                                "duty", "duty charged", "duty assessed", "reassessed",
-                               "surcharge", "detained", "confiscated"})  # fmt: skip
+                               "surcharge", "detained", "confiscated",
+                               # a duty or value adjustment is revenue found: a finding
+                               "duty adj", "duty adjusted", "duty adjustment", "value adj",
+                               "value adjusted", "adjusted", "revalued", "penalty",
+                               "fined"})  # fmt: skip
 _NO = frozenset(FALSE_WORDS | {"non", "nao", "nein", "neg", "negative", "negatif", "negativo",
                                "clean", "ok", "-", "nil", "none", "not found",
                                "nothing found", "regular", "regulier", "regolare", "conforme",
@@ -911,6 +915,25 @@ def _flag_values(column: Column) -> tuple[list[str], list[str]] | None:
     return yes, no
 
 
+def _result_codes(column: Column) -> tuple[list[str], list[str], list[str]] | None:
+    """A finding's national codes (NIL, SEIZED, DUTY ADJ, REFERRED) in a column named as the
+    result: the yes-words, the no-words and the codes that are neither, when both a yes and a
+    no are known and at most half the codes are not. Drafted as ``illicit`` with the unknown
+    codes named in a CHECK (their rows are refused until each is placed), rather than leaving
+    the finding a TODO for two codes in six (probe 33)."""
+    if column.typed == "datetime" or not 2 <= column.distinct <= 12:
+        return None
+    if _named_as_result(column) != "illicit":
+        return None
+    distinct = sorted(set(column.values))
+    yes = [v for v in distinct if _plain(v) in _YES]
+    no = [v for v in distinct if _plain(v) in _NO]
+    unknown = [v for v in distinct if v not in yes and v not in no]
+    if not (yes and no) or len(unknown) > len(distinct) / 2:
+        return None
+    return yes, no, unknown
+
+
 def _memo(reading: Any) -> Any:
     """``reading(column)`` computed once per column (each is asked by several fields)."""
 
@@ -1338,6 +1361,8 @@ def _fits(
     if kind == "bool":
         if name == "inspected" and column.filled < FITS:
             return 0.0  # every parcel was inspected or not: a column with blanks holds results
+        if flags is None and name == "illicit" and named and _result_codes(column):
+            return 0.4  # a finding's codes, some of which the person must place
         return 0.5 if flags is not None and named else 0.0
     if name == "declared_value" and _money(column) is not None:
         return 0.5 if named else 0.2  # an amount beside its currency is a value
@@ -1418,6 +1443,14 @@ def _propose(name: str, column: Column, timezone: str, unit: Column | None = Non
             checks.append(_END_OF_DAY)
     elif kind == "bool":
         yes, no = _flag_values(column) or ([], [])
+        codes = None if yes or no else _result_codes(column)
+        if codes:
+            yes, no, unknown = codes
+            checks.append(
+                f"{', '.join(unknown)}: neither a yes- nor a no-word; add each to true_values "
+                "(the inspection found something) or false_values (it found nothing): ingest "
+                "refuses their rows until then"
+            )
         if yes:
             spec["true_values"] = yes
         if no:

@@ -3153,6 +3153,10 @@ class ExportRead:
     summary: dict
 
 
+# How many of an export's unmapped columns the ingest summary names (all are counted).
+SHOWN_IGNORED_COLUMNS = 50
+
+
 def read_export(
     source: Path,
     mapping: Mapping,
@@ -3253,7 +3257,13 @@ def read_export(
         "with_outcomes": "inspected" in mapping.columns,
         "extras": {e.name: e.kind for e in mapping.extras},
         "ignored_source_columns": len(ignored),
-        "ignored_source_column_names": ignored,
+        # named up to a bound: a header of 100,000 columns printed 100,000 lines (probe 34)
+        "ignored_source_column_names": ignored[:SHOWN_IGNORED_COLUMNS],
+        **(
+            {"ignored_source_column_names_cut_at": SHOWN_IGNORED_COLUMNS}
+            if len(ignored) > SHOWN_IGNORED_COLUMNS
+            else {}
+        ),
         "hs_code_zeros_restored": restored,
         "hs_code_groups_joined": joined,
         **({"identifier_zeros_restored": ids_padded} if ids_padded else {}),

@@ -17,7 +17,11 @@ from typer.testing import CliRunner
 from features.intake.contract import ContractError
 from features.intake.ingest import ingest_file
 from features.intake.io import read_raw_declarations
-from features.intake.mapping import apply_outcome_mapping, parse_mapping_text
+from features.intake.mapping import (
+    SHOWN_IGNORED_COLUMNS,
+    apply_outcome_mapping,
+    parse_mapping_text,
+)
 
 SOURCE = """\
 ID;AT;OFFICE;MODE;ORIGIN;HS;KG;VALUE;GOODS
@@ -98,6 +102,39 @@ def test_a_column_the_mapping_ignores_may_hold_a_nul_byte(tmp_path) -> None:
     )
     summary, _ = _ingest(tmp_path, source)
     assert summary["rows"] == 3 and summary["ignored_source_column_names"] == ["NOTE"]
+
+
+def test_a_wide_export_names_its_first_unmapped_columns_and_counts_them_all(tmp_path) -> None:
+    """A header of 100,000 columns printed 100,000 names in the summary (probe 34)."""
+    extra = [f"X{i:04d}" for i in range(SHOWN_IGNORED_COLUMNS + 25)]
+    lines = SOURCE.splitlines()
+    source = tmp_path / "wide.csv"
+    source.write_text(
+        "\n".join(
+            line + ";" + ";".join(extra if i == 0 else ["v"] * len(extra))
+            for i, line in enumerate(lines)
+        )
+        + "\n",
+        encoding="utf-8",
+    )
+    summary, _ = _ingest(tmp_path, source)
+    assert summary["ignored_source_columns"] == len(extra)
+    assert summary["ignored_source_column_names"] == extra[:SHOWN_IGNORED_COLUMNS]
+    assert summary["ignored_source_column_names_cut_at"] == SHOWN_IGNORED_COLUMNS
+
+
+def test_a_narrow_export_names_every_unmapped_column_uncut(tmp_path) -> None:
+    source = tmp_path / "narrow.csv"
+    source.write_text(
+        "\n".join(
+            line + (";A;B" if i == 0 else ";1;2") for i, line in enumerate(SOURCE.splitlines())
+        )
+        + "\n",
+        encoding="utf-8",
+    )
+    summary, _ = _ingest(tmp_path, source)
+    assert summary["ignored_source_column_names"] == ["A", "B"]
+    assert "ignored_source_column_names_cut_at" not in summary
 
 
 # --- a file that is not UTF-8 -----------------------------------------------------------------

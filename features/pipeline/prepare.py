@@ -101,11 +101,22 @@ def source_of(column: str) -> str:
 _ID_SUFFIXES = ("_id", "_code", "_no", "_number", "_nr", "_ref")
 
 
+# Words naming a kind of number, not a party: ``consignee_tax_no`` is the consignee's tax
+# number, and "this consignee tax" said a tax (probe 35)
+_NUMBER_KINDS = frozenset({"tax", "vat", "tin", "eori", "registration", "licence", "license",
+                           "passport", "phone", "account", "permit", "certificate"})  # fmt: skip
+
+
 def _party(name: str) -> str:
-    """An entity extra's name as a reason says it: ``declarant_id`` -> "declarant"."""
+    """An entity extra's name as a reason says it: ``declarant_id`` -> "declarant",
+    ``consignee_tax_no`` -> "consignee tax number", ``broker_vat_id`` -> "broker vat id"."""
     for suffix in _ID_SUFFIXES:
         if name.endswith(suffix) and len(name) > len(suffix):
-            name = name.removesuffix(suffix)
+            rest = name.removesuffix(suffix)
+            if rest.rsplit("_", 1)[-1].lower() in _NUMBER_KINDS:
+                noun = "id" if suffix == "_id" else "number"
+                return f"{rest.replace('_', ' ')} {noun}"
+            name = rest
             break
     return name.replace("_", " ")
 

@@ -965,6 +965,26 @@ def test_data_cells_merged_down_rows_are_read_on_every_row_they_cover(tmp_path, 
     )
 
 
+def test_an_xlsx_sheets_merged_ranges_are_read_from_its_xml(tmp_path) -> None:
+    """Asked of calamine, the ranges cost a second parse of the sheet (0.9 s of 2.3 s at 60k
+    rows); the sheet's XML, read already for its formulas, declares them."""
+    import openpyxl
+
+    from features.intake.mapping import _xlsx_facts
+
+    path = tmp_path / "export.xlsx"
+    pd.DataFrame({**BASE, "PLATFORM": ["SHEIN", "TEMU", None, "AMZ"]}).to_excel(path, index=False)
+    book = openpyxl.load_workbook(path)
+    book.active.merge_cells("G3:G4")
+    book.active.merge_cells("A6:B7")
+    book.save(path)
+    merged = set(_xlsx_facts(path, book.active.title).merged or ())
+    assert merged == {((2, 6), (3, 6)), ((5, 0), (6, 1))}
+    unmerged = tmp_path / "plain.xlsx"
+    pd.DataFrame(BASE).to_excel(unmerged, index=False)
+    assert _xlsx_facts(unmerged, "Sheet1").merged == ()
+
+
 def _small_workbook(tmp_path: Path) -> tuple[Path, Path]:
     path = tmp_path / "export.xlsx"
     pd.DataFrame(BASE).to_excel(path, index=False)

@@ -22,7 +22,7 @@ which the live state refits them for later periods (``features.pipeline.refit``)
 from __future__ import annotations
 
 import functools
-import re
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
+from features.intake.words import WORD_READING, description_words
 from features.notes import DESCRIPTION_OBSCURED, RowNote
 from features.params import FeatureParams
 from features.pipeline.family import History, Rows, SpecContext, Values
@@ -40,15 +41,15 @@ from features.pipeline.prepare import evidence_period, fit_cut_us, period_of
 from features.pipeline.refit import Evidence, RefitFamily, canonical
 
 N_CHAPTERS = 100  # HS chapters 01..99 by their number; index 0 unused
-TOKEN_PATTERN = r"(?u)\b[^\W\d_][^\W\d_]+\b"  # words of 2+ letters; numbers and sizes are noise
 
 
 def make_vectorizer(vocabulary: list[str] | None = None):
+    """The binary word matrix of descriptions, their words as ``description_words`` reads them
+    (batch builds the same matrix without scikit-learn: ``_tokenize_all``)."""
     from sklearn.feature_extraction.text import CountVectorizer
 
     return CountVectorizer(
-        lowercase=True,
-        token_pattern=TOKEN_PATTERN,
+        analyzer=description_words,
         binary=True,
         dtype=np.int64,
         vocabulary=vocabulary,
@@ -152,6 +153,8 @@ class TextModel:
     hs6_vocabulary: np.ndarray  # (H,) str: HS6 codes of the pair keys
     pair_keys: np.ndarray  # sorted seen_token_index * H + hs6_index
     pair_counts: np.ndarray
+    # how its words were read (``features.intake.words``); 1: a model saved before the field
+    word_reading: int = WORD_READING
 
     @functools.cached_property
     def hs6_seen(self) -> np.ndarray:
@@ -227,6 +230,7 @@ class TextModel:
             "hs6_vocabulary": self.hs6_vocabulary.astype("U"),
             "pair_keys": self.pair_keys,
             "pair_counts": self.pair_counts,
+            "word_reading": np.array([self.word_reading]),
         }
 
     @staticmethod
@@ -242,6 +246,7 @@ class TextModel:
             hs6_vocabulary=arrays["hs6_vocabulary"].astype(str),
             pair_keys=arrays["pair_keys"],
             pair_counts=arrays["pair_counts"],
+            word_reading=int(arrays["word_reading"][0]) if "word_reading" in arrays else 1,
         )
 
 
@@ -503,9 +508,8 @@ def _tokenize_all(descriptions: np.ndarray) -> tuple[np.ndarray, Any, np.ndarray
     first_seen: dict[str, int] = {}
     indices: list[int] = []
     indptr = [0]
-    findall = re.compile(TOKEN_PATTERN).findall
     for text in uniques.astype(str).tolist():
-        ids = {first_seen.setdefault(w, len(first_seen)) for w in findall(text.lower())}
+        ids = {first_seen.setdefault(w, len(first_seen)) for w in description_words(text)}
         indices.extend(sorted(ids))
         indptr.append(len(indices))
     if not first_seen:  # not a single word in any description
@@ -852,7 +856,28 @@ class Text(RefitFamily):
         arrays = np.load(directory / "text_model.npz")
         snapshot = TextSnapshot(TextModel.from_arrays({k: arrays[k] for k in arrays.files}))
         _ = snapshot.tokenizer, snapshot.hs6_lookup  # built at load, not on the first request
+        _warn_older_reading(snapshot.model, directory)
         return snapshot
+
+
+def _warn_older_reading(model: TextModel, directory: Path) -> None:
+    """Say when a text model learnt words read another way than descriptions are read now:
+    ASCII words read the same, so only a model holding other words is said (their descriptions
+    now give other words: the model no longer finds them until it is retrained)."""
+    if model.word_reading >= WORD_READING:
+        return
+    other = [t for t in model.tokens.tolist() if not t.isascii()]
+    if other:
+        logging.getLogger(__name__).warning(
+            "%s: the text model was saved by an earlier version, which read words in other "
+            "scripts differently (%d of its %d words, e.g. %r: accents, capitals, Chinese "
+            "without spaces); descriptions are read as now, so those words are not found "
+            "again: retrain to learn them as they are read now",
+            directory,
+            len(other),
+            len(model.tokens),
+            other[0],
+        )
 
 
 def _summed(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:

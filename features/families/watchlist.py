@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from features.errors import ParcelriskError
+from features.intake.words import fold, unspaced_class
 from features.params import FeatureParams, file_sha256
 from features.pipeline import history as hist
 from features.pipeline.family import Family, History, Rows, SpecContext, Values
@@ -88,16 +89,24 @@ class Watchlist:
         lookarounds instead of ``\\b`` so terms ending in a non-word character still match."""
         if not self.terms:
             return None
-        ordered = sorted(self.terms, key=len, reverse=True)
+        ordered = sorted(self.term_index, key=len, reverse=True)
         # words apart by spaces, hyphens or underscores ("magic-mushrooms", "kratom_powder"),
         # a plural's "s" or "es" after the term ("kratoms"): a listing writes them so, and
         # each was a miss (probe 22); an underscore ends a word as a space does
         body = "|".join(r"[\s_-]+".join(re.escape(w) for w in t.split(" ")) for t in ordered)
-        return re.compile(rf"(?<![^\W_])(?:{body})(?:e?s)?(?![^\W_])", re.IGNORECASE)
+        # a letter of a script written without spaces ends no word: "电子烟" in "新款电子烟包邮",
+        # "gucci" in "Gucci女士手提包" were misses (probe 38)
+        edge = rf"[^\W_{unspaced_class()}]"
+        return re.compile(rf"(?<!{edge})(?:{body})(?:e?s)?(?!{edge})", re.IGNORECASE)
 
     @functools.cached_property
     def term_index(self) -> dict[str, int]:
-        return {t: i for i, t in enumerate(self.terms)}
+        """Each term as descriptions are compared with it (``fold``: case and accents, so
+        "μαχαίρι" names "ΜΑΧΑΙΡΙ", probe 38) -> its row; of two that fold alike, the first."""
+        index: dict[str, int] = {}
+        for i, term in enumerate(self.terms):
+            index.setdefault(fold(term), i)
+        return index
 
     @functools.cached_property
     def hs_index(self) -> dict[str, int]:
@@ -221,7 +230,7 @@ def match_terms(
     for u, text in enumerate(uniques):
         if not isinstance(text, str):
             continue
-        named = {_term_of(m, index) for m in findall(text)} - {-1}
+        named = {_term_of(m, index) for m in findall(fold(text))} - {-1}
         if named:
             u_first[u] = min(named)
             u_count[u] = len(named)
@@ -239,7 +248,7 @@ _SEPARATORS = re.compile(r"[\s_-]+")
 def _term_of(matched: str, index: dict[str, int]) -> int:
     """The listed term a match of ``term_regex`` names (-1: none): its words lower-cased and
     joined by one space, its plural ending taken off when the term does not have it."""
-    words = _SEPARATORS.sub(" ", matched.lower()).strip()
+    words = _SEPARATORS.sub(" ", fold(matched)).strip()
     for ending in ("", "s", "es"):
         if words.endswith(ending):
             found = index.get(words[: len(words) - len(ending)], -1)

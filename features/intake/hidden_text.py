@@ -150,19 +150,45 @@ def key_skeleton(text: str) -> str:
     return " ".join(_drop_marks_on_latin(shown).translate(_LOOK_ALIKES).split())
 
 
-def _read_word(word: str) -> tuple[str, bool]:
-    """A run of letters as read, and whether it hid its letters: look-alikes in a word that
-    holds Latin letters (a mixed word: "krаtom", "kratᴏm") are read as Latin, said; a word
-    wholly of look-alikes ("КНАТ") as Latin, not said (a Russian "кот" is read "kot" too,
-    harmless: every path reads it so). Other words are their script's."""
+def _read_word(word: str) -> tuple[str, str, bool]:
+    """A run of letters as read in its own script, as read in Latin, and whether it hid its
+    letters: look-alikes in a word that holds Latin letters (a mixed word: "krаtom", "kratᴏm")
+    are Latin in both readings, said; a word wholly of look-alikes ("КНАТ", but also the
+    Russian "МАК" and the Greek "ΜΑΧΑΙΡΙ") is itself in the first reading and Latin in the
+    second, not said. Read as Latin alone, "ΜΑΧΑΙΡΙ" was "maxaipi" and no longer "μαχαίρι"
+    (probe 38). Other words are their script's in both."""
     folded = word.translate(_LOOK_ALIKES)
     if folded == word:
-        return word, False
+        return word, word, False
     if any(c.isascii() for c in word):
-        return folded, True
+        return folded, folded, True
     if all(c in _LOOKS_LATIN or not c.isalpha() for c in word):
-        return folded, False
-    return word, False
+        return word, folded, False
+    return word, word, False
+
+
+# A joiner (ZWJ, ZWNJ) between two letters of these scripts: no spelling needs one there
+# (Persian, Arabic and the Indic scripts do, emoji too), so it is there to hide the word:
+# "ana<ZWJ>bolic" and "电<ZWJ>子烟" were read as the word, but not said as a soft hyphen or a
+# zero-width space in the same place is (probe 38)
+_JOINED_LETTERS = re.compile(r"([^\W\d_])[\u200c\u200d]+(?=([^\W\d_]))")
+_NO_JOINER_SCRIPTS = ("LATIN", "CYRILLIC", "GREEK", "CJK", "HIRAGANA", "KATAKANA", "HANGUL")
+
+
+def _joins_inside_word(normal: str) -> bool:
+    """Whether a joiner sits between two letters of a script that never spells with one."""
+    if "\u200c" not in normal and "\u200d" not in normal:
+        return False
+    return any(
+        unicodedata.name(a, "").startswith(_NO_JOINER_SCRIPTS)
+        and unicodedata.name(b, "").startswith(_NO_JOINER_SCRIPTS)
+        for a, b in _JOINED_LETTERS.findall(normal)
+    )
+
+
+# Between the two readings of a description: no watchlist phrase spans it (a phrase's words
+# are apart by spaces, hyphens or underscores)
+READINGS_APART = " / "
 
 
 def _read(text: str) -> tuple[str, bool]:
@@ -170,14 +196,22 @@ def _read(text: str) -> tuple[str, bool]:
     hidden = set(_HIDDEN.findall(normal))
     shown = _HIDDEN.sub("", _BLANKS.sub(" ", normal))
     mixed = False
+    latin: list[str] = []
 
     def word(m: re.Match[str]) -> str:
         nonlocal mixed
-        read, hid = _read_word(m[0])
+        own, as_latin, hid = _read_word(m[0])
         mixed |= hid
-        return read
+        latin.append(as_latin)
+        return own
 
-    return _LETTERS.sub(word, shown), mixed or bool(hidden - _SPELLING_MARKS)
+    read = _LETTERS.sub(word, shown)
+    if any(own != as_latin for own, as_latin in zip(_LETTERS.findall(read), latin, strict=False)):
+        # the words wholly of look-alikes read in Latin too ("КНАТ leaves / KHAT leaves"):
+        # a watchlist's "khat leaves" and a Russian "мак" both match
+        others = iter(latin)
+        read += READINGS_APART + _LETTERS.sub(lambda m: next(others), read)
+    return read, mixed or bool(hidden - _SPELLING_MARKS) or _joins_inside_word(normal)
 
 
 def readable_text(text: str) -> str:

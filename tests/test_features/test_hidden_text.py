@@ -265,11 +265,20 @@ def test_quarantine_sets_a_refused_id_aside_and_ingests_the_rest(tmp_path: Path)
         ("krat\u0585m", "kratom", True),  # Armenian o
         ("kra\u2800tom", "kra tom", True),  # a braille blank prints as a space: said
         ("kratom\u2800powder", "kratom powder", True),  # ... and parts no words
-        ("\u041a\u041d\u0410\u0422 leaves", "KHAT leaves", False),  # wholly Cyrillic look-alikes
+        # wholly Cyrillic look-alikes: the word itself, and its Latin reading (probe 38)
+        ("\u041a\u041d\u0410\u0422 leaves", "\u041a\u041d\u0410\u0422 leaves / KHAT leaves", False),
+        ("МАК пищевой", "МАК пищевой / MAK пищевой", False),  # Russian "poppy" stays Russian too
         ("ＫＲＡＴＯＭ powder", "KRATOM powder", False),  # a compatibility form: not hiding
         ("кратом порошок", "кратом порошок", False),  # Russian stays Russian
         ("USB-кабель", "USB-кабель", False),  # two words: no false warning
-        ("\u03b1-lipoic acid", "a-lipoic acid", False),
+        ("\u03b1-lipoic acid", "\u03b1-lipoic acid / a-lipoic acid", False),
+        ("ana\u200dbolic", "anabolic", True),  # a joiner no Latin word spells with (probe 38)
+        ("\u7535\u200d\u5b50\u70df", "\u7535\u5b50\u70df", True),
+        (
+            "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645",
+            "\u0645\u06cc\u062e\u0648\u0627\u0647\u0645",
+            False,
+        ),  # Persian spells with it
         ("Love\u2764\ufe0f mug", "Love\u2764 mug", False),  # a selector spells, hides nothing
         ("café e\u0301", "café é", False),
     ],

@@ -8,7 +8,9 @@ parcel, never of the feature's definition (``FeatureSpec.description`` is docume
 name configuration, such as the watchlist's file, that clearance systems must not be sent):
 - a context field the template names that the declaration left empty: ``no seller declared``;
 - a value the model saw as missing (NaN, unknown category): ``no quantity declared`` for a
-  declared field itself, else ``<feature> not computable: ...``. Reported, not skipped:
+  declared field itself, ``no HS heading declared`` for a category feature whose column the
+  declaration left empty, else ``<feature> not computable: ...`` (a value new to the model, a
+  field the context cannot show empty). Reported, not skipped:
   LightGBM sends missing values down their own branch, so the missing value is what raised
   the score, and skipping it would hide the reason (a missing description) behind weaker ones;
 - any other fault of the template (bad format spec, a name outside the context): the feature
@@ -82,8 +84,9 @@ def render_reason(spec: FeatureSpec, value: float, context: dict[str, Any]) -> s
         return f"no {_words(empty[0])} declared"
     shown = display_value(spec, value)
     if shown is None:
-        if spec.name in DECLARATION_COLUMNS:
-            return f"no {_words(spec.name)} declared"
+        undeclared = _undeclared_field(spec, context)
+        if undeclared is not None:
+            return f"no {_words(undeclared)} declared"
         return (
             f"{_words(spec.name)} not computable: a field it needs is missing or new to the model"
         )
@@ -92,6 +95,32 @@ def render_reason(spec: FeatureSpec, value: float, context: dict[str, Any]) -> s
     except (KeyError, IndexError, ValueError, TypeError, AttributeError) as exc:
         logger.debug("reason template of %s not filled: %r", spec.name, exc)
         return f"{_words(spec.name)}: {f'{shown:g}' if isinstance(shown, float) else shown}"
+
+
+def _undeclared_field(spec: FeatureSpec, context: dict[str, Any]) -> str | None:
+    """The field the declaration left empty that a missing value is the value of, if any.
+
+    A declared number is its own field (NaN: not declared). A category feature codes a column
+    (``cat_hs_heading``), read in the context directly or through the declared field it derives
+    from (``hs_code``; the context has no heading): empty there, the field was not declared, and
+    "cat HS heading not computable" named a feature to an officer for a parcel that simply had
+    no HS code (probe 38). Held there, the code is missing because the value is new to the
+    model, which the caller says; a column the context does not hold cannot be told either way.
+    """
+    # here, not at the top: the families package loads every family (scikit-learn's text
+    # model among them), a cost importing serving.scoring does not otherwise pay (0.2 s)
+    from features.families.categories import coded_column
+    from features.pipeline.prepare import source_of
+
+    if spec.name in DECLARATION_COLUMNS:
+        return spec.name
+    column = coded_column(spec)
+    if column is None:
+        return None
+    for name in dict.fromkeys((column, source_of(column))):
+        if name in context:
+            return column if _is_empty(context, name) else None
+    return None
 
 
 # Abbreviations the templates write in capitals ("HS {hs6}", "EUR {value}").

@@ -45,6 +45,14 @@ def _category_lookup(categories: tuple[str, ...]) -> dict[str, int]:
     return {category: code for code, category in enumerate(categories)}
 
 
+def coded_column(spec: FeatureSpec) -> str | None:
+    """The prepared column a category feature of this family codes (``cat_hs6`` -> ``hs6``);
+    None for any other feature (the watchlist's categories code no column of the declaration)."""
+    if spec.dtype != "category" or not spec.name.startswith(PREFIX):
+        return None
+    return spec.name.removeprefix(PREFIX)
+
+
 def _own(categories: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
     """The categorical columns among a manifest's category features (other families, such as
     the watchlist, declare category features of their own)."""

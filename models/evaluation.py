@@ -6,8 +6,9 @@ pass this way; ``parcelrisk promote`` scores champion and challenger on one hold
 
 The baselines (``models.baselines``) are fitted on the model's own training labels: a
 standardised logistic regression, the ASYCUDA-style (HS chapter, origin) risk profile and random
-scores. Metrics are finite numbers only: one that cannot be computed (no revenue data, no legacy
-rules, one class) is left out and the second value of ``evaluate_holdout`` says why.
+scores. Beside them, ``lanes`` is the model ranked as the lanes fill (``score_lanes``).
+Metrics are finite numbers only: one that cannot be computed (no revenue data, no legacy rules,
+one class) is left out and the second value of ``evaluate_holdout`` says why.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from models.metrics import (
     selected_set_metrics,
     top_mask,
 )
+from models.thresholds import effective_priority
 
 TRUTH_COLUMNS = ("declaration_id", "p_illicit", "illicit", "revenue_at_stake")
 HEADLINE_METRICS = (
@@ -75,6 +77,35 @@ def score_model(model: RiskModel, frame: pd.DataFrame, X: np.ndarray | None = No
     scores = model.score(model.manifest.matrix(frame) if X is None else X)
     value = scores["expected_revenue"] if model.revenue_booster is not None else scores["risk"]
     return {"risk": scores["risk"], "value": value, "prob": scores["risk"], **scores}
+
+
+def score_lanes(model_scores: Scores, aeo: np.ndarray, aeo_discount: float) -> Scores:
+    """The ranking the red and yellow lanes fill on, as a scorer: the model's ``priority``
+    (risk, or expected revenue under ``objective: revenue``) with AEO declarations' x
+    ``aeo_discount`` (``effective_priority``, as served and as the cut-offs were fitted).
+
+    The ``model`` row ranks precision by risk and revenue by expected revenue whatever the
+    lanes rank on: under the default objective (risk) it reported revenue@1% 0.76 while the
+    red lane (top 1% by risk) held 2% of the revenue (probe 36). ``lanes`` ranks every @k
+    metric by the one priority, so revenue@k% is what red + yellow filled at k% would catch.
+    A priority is not a probability (expected revenue is in EUR): no Brier or ECE.
+    """
+    priority = effective_priority(model_scores["priority"], aeo, aeo_discount)
+    return {"risk": priority, "value": priority, "prob": None}
+
+
+def describe_rankings(model: RiskModel) -> str:
+    """One line saying what the ``model`` and ``lanes`` rows rank by (``score_model``,
+    ``score_lanes`` with the model's own AEO discount)."""
+    model_value = "expected revenue" if model.revenue_booster is not None else "risk"
+    objective = model.thresholds.objective
+    priority = "expected revenue" if objective == "revenue" else "risk"
+    discount = model.thresholds.aeo_discount
+    aeo = f"; AEO declarations' x {discount:g}, as served" if discount != 1.0 else ""
+    return (
+        f"model: precision by risk, revenue by {model_value}; lanes: both by priority "
+        f"= {priority} (objective: {objective}{aeo})"
+    )
 
 
 SCORE_CHUNK_ROWS = 200_000  # rows a baseline scores at once (rows are scored alone)

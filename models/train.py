@@ -41,11 +41,13 @@ from models.calibration import fit_isotonic
 from models.evaluation import (
     attach_truth,
     check_truth_covers,
+    describe_rankings,
     evaluate_holdout,
     headline_metrics,
     holdout_predictions,
     holdout_tables,
     score_baselines,
+    score_lanes,
     score_model,
 )
 from models.fitting import BoosterData, BoosterFitter, FittedBooster, LocalFitter
@@ -1065,6 +1067,8 @@ def _train_models(
     step("baselines")
     scores = {
         "model": model_scores,
+        # what the lanes rank on, beside the model row's risk / expected revenue (probe 36)
+        "lanes": score_lanes(model_scores, aeo_rows(holdout), first_pass.thresholds.aeo_discount),
         **score_baselines(
             frame.loc[fit_train],
             X[fit_train],
@@ -1090,6 +1094,7 @@ def _train_models(
         "unbiased_sample": test_kind,
         "evaluated_model": evaluated_model,
         "objective_requested": params.objective,
+        "rankings": describe_rankings(first_pass),  # what the model and lanes rows rank by
         "revenue_guard_fallback": guard["fallback"] is not None,
         "revenue_hit_round_cap": (
             revenue_fit.revenue.hit_round_cap if revenue_fit is not None else False

@@ -900,7 +900,7 @@ def _train_models(
         risk_booster, revenue_booster = first_risk, first_revenue
         lane_traffic = parts["validation"]
         evaluated_model = (
-            f"the deployed model: fitted on the {int(fit_train.sum())} labelled parcels of "
+            f"deployed model: fitted on the {int(fit_train.sum())} labelled parcels of "
             f"the train period ({risk_fit.rounds} rounds, early-stopped on validation)"
         )
     for stage, fit in distilled.items():

@@ -213,7 +213,9 @@ FIELDS: tuple[ContractField, ...] = (
         "description",
         "str",
         "declaration",
-        "Goods description as declared (free text); null if the export has none.",
+        "Goods description as declared (free text of at most 1,024 characters, the text an "
+        "items: join gives included: longer is a fault, refused by row at ingest and set "
+        "aside by --quarantine); null if the export has none.",
         required=False,
         nullable=True,
         max_length=1024,

@@ -106,6 +106,7 @@ from features.intake.contract import (
     IDENTIFIER_FIELDS,
     PERSONAL_FIELDS,
     PERSONAL_NOT_SHOWN,
+    TEXT_CASE,
     WIDE_TO_ASCII,
     Contract,
     ContractError,
@@ -2339,6 +2340,10 @@ def _map_declarations(
                     collapsed.disagreements, " (--quarantine sets their declarations aside)"
                 )
             )
+        else:
+            # texts each within the limit can exceed it joined (items: join, description's
+            # default); --quarantine sets such declarations aside by the gate's own check
+            _refuse_joined_too_long(collapsed, raw.index)
         declarations = coerce_declarations(
             collapsed.frame, with_outcomes=with_outcomes, contract=contract
         )
@@ -2346,6 +2351,36 @@ def _map_declarations(
             (collapsed.item_rows, len(collapsed.frame), collapsed.max_items)  # type: ignore[list-item]
         ]
     return declarations, contract, local_times
+
+
+def _refuse_joined_too_long(collapsed: Collapsed, item_rows: pd.Index) -> None:
+    """Refuse a declaration whose items' texts, joined, are longer than the contract allows
+    (the gate's ``<name>.length`` rule), naming it, its item rows (``item_rows``: the source
+    positions of the rows collapsed), the field and the limit."""
+    import numpy as np
+
+    from features.intake.items import JOINED_BY
+
+    for name in collapsed.frame.columns:
+        too_long = _longer_than_the_contract(name, collapsed.frame[name])
+        if too_long is None:
+            continue
+        declarations = np.flatnonzero(too_long.to_numpy())
+        shown = []
+        for d in declarations[:_EXAMPLES].tolist():
+            rows = np.asarray(item_rows)[collapsed.group == d] + 1
+            shown.append(
+                f"{collapsed.frame['declaration_id'].iloc[d]} (rows "
+                f"{', '.join(str(r) for r in rows[:_EXAMPLES].tolist())}"
+                f"{', ...' if len(rows) > _EXAMPLES else ''})"
+            )
+        limit = FIELDS_BY_NAME[name].max_length
+        raise ContractError(
+            f"{name}: the items' texts joined by {JOINED_BY!r} are longer than {limit:,} "
+            f"characters (the contract's {name}.length rule) in {len(declarations)} "
+            f"declaration(s): {'; '.join(shown)}; shorten them, keep one item's text "
+            f"(items: {name}: principal), or set the declarations aside (--quarantine)"
+        )
 
 
 def _item_problems(problems: list[Any], hint: str = "") -> str:
@@ -3956,6 +3991,17 @@ def _convert_columns(
                 unconverted.append(_Unconverted(name, origin, fault, found, shown))
             if faults:
                 continue
+        too_long = _longer_than_the_contract(name, converted)
+        if too_long is not None:
+            # the gate's length rule here too: a description of 1,025 characters was written
+            # with exit 0, then validate, features build and score refused the whole file
+            # (probe 38); the row is refused by number, or set aside by --quarantine
+            limit = FIELDS_BY_NAME[name].max_length
+            problem = f"longer than {limit:,} characters (the contract's {name}.length rule)"
+            if withheld is None:
+                shown = _shortened(source)
+            unconverted.append(_Unconverted(name, origin, problem, too_long, shown))
+            continue
         dated = marks.pop(DATE_ONLY_MARK, None)
         if name in _RESULT_TIMES and dated is not None and dated.any() and not spec.offset:
             # a result known by its day alone counts from the end of that day (the next local
@@ -3984,6 +4030,37 @@ def _convert_columns(
         if failed is not None:
             unconverted.append(failed)
     return out, local_times, unconverted
+
+
+def _longer_than_the_contract(name: str, converted: pd.Series) -> pd.Series | None:
+    """Rows whose text the gate's ``<name>.length`` rule refuses (the contract's
+    ``max_length``, measured on the text as the gate reads it), or None when none is."""
+    field = FIELDS_BY_NAME.get(name)
+    if field is None or not field.max_length or field.kind not in ("str", "category"):
+        return None
+    text = parse_text(converted, TEXT_CASE.get(name), narrow=name in IDENTIFIER_FIELDS)
+    too_long = text.str.len().gt(field.max_length).fillna(False).astype(bool)
+    return too_long if too_long.any() else None
+
+
+class _Shortened:
+    """A long text in an error's examples: its start and its length, not a page of it."""
+
+    def __init__(self, text: Any) -> None:
+        self.text = str(text)
+
+    def __repr__(self) -> str:
+        if len(self.text) <= _SHOWN_CHARS:
+            return repr(self.text)
+        return f"{self.text[:_SHOWN_CHARS]!r}... ({len(self.text):,} characters)"
+
+
+# Characters of a long text an error's example shows
+_SHOWN_CHARS = 40
+
+
+def _shortened(source: pd.Series) -> pd.Series:
+    return source.map(_Shortened, na_action="ignore").astype(object)
 
 
 def _next_midnight(stamps: pd.Series, timezone: str | None) -> pd.Series:

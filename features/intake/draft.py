@@ -119,6 +119,11 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
     "consignee_id": (
         "consignee", "destinataire", "importer", "importateur", "buyer", "recipient",
         "destinatario", "importador", "empfanger", "importeur", "acquirente", "ontvanger",
+        # RECEIVER_ID was offered only as a personal extra beside CONSIGNEE_ID's mapping
+        # (probe 36); a postal export's addressee by an id only: ADDRESSEE_NAME and _ADDR are
+        # a person's particulars, commented out (probe 18)
+        "receiver", "receptor", "recebedor", "addressee id", "addressee code",
+        "addressee number", "addressee no",
     ),
     "consignee_region": ("region", "nuts", "province", "provincia", "state", "department",
                          "departement", "region dest", "bundesland", "estado", "uf"),
@@ -136,6 +141,15 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
         "commodity description", "item description", "product description", "article",
         "mercadoria", "descricao", "descripcion", "mercancia", "warenbezeichnung", "beschreibung",
         "libelle", "product", "produit", "merci", "omschrijving",
+        # CN22/CN23 call the goods description "contents": a postal CONTENTS column of short
+        # texts (gift, T-shirt) was drafted an entity extra, the text features off (probe 38)
+        "contents", "goods contents", "content description", "contents description",
+        "description of contents", "detailed description of contents", "item contents",
+        "item content", "nature of contents", "parcel contents", "package contents",
+        "content desc", "contents desc", "contenu", "description du contenu",
+        "nature du contenu", "contenido", "descripcion del contenido", "conteudo",
+        "descricao do conteudo", "inhalt", "inhaltsbeschreibung", "contenuto",
+        "descrizione contenuto", "inhoud", "omschrijving inhoud",
     ),
     "quantity": (
         "quantity", "qty", "qte", "quantite", "cantidad", "quantidade", "menge", "anzahl",
@@ -219,7 +233,8 @@ _MORE_SYNONYMS = {
     "consignee_region": ("wojewodztwo",),
     "origin_country": ("kraj pochodzenia", "mense", "mense ulkesi"),
     "hs_code": ("kod cn", "kod towaru", "gtip", "fraccion arancelaria", "fraccion"),
-    "description": ("opis towaru", "opis", "esya tanimi", "tanim"),
+    "description": ("opis towaru", "opis", "esya tanimi", "tanim", "zawartosc",
+                    "opis zawartosci", "icerik", "gonderi icerigi"),
     "quantity": ("ilosc", "miktar", "adet"),
     "gross_weight_kg": ("masa brutto", "waga", "brut agirlik", "agirlik"),
     "declared_value": ("wartosc", "fatura tutari", "kiymet", "tutar", "deger"),
@@ -292,7 +307,9 @@ _CJK_SYNONYMS = {
     "origin_country": ("原产国", "原产地", "原産地", "원산지", "生产国别", "生产国", "原产国别"),
     "hs_code": ("商品编码", "hs编码", "税则号列", "税则号别", "货品分类号列", "品目番号", "세번부호", "세번", "統計品目番号",
                 "統計番号", "税番", "hsコード", "关税编码", "税号", "품목번호", "hs부호"),
-    "description": ("商品名称", "品名", "货物名称", "품명"),
+    "description": ("商品名称", "品名", "货物名称", "품명",
+                    # a postal declaration's contents (内件, 内容品, 내용품: CN22/CN23)
+                    "内件", "内件名称", "内件品名", "内容品", "内容品名", "내용품", "내용물"),
     "quantity": ("数量", "申报数量", "수량"),
     "gross_weight_kg": ("毛重", "重量", "毛重 千克", "総重量", "중량", "총중량"),
     "declared_value": ("总价", "申报总价", "申报价值", "申报价格", "价格", "货值", "申告価格", "価格",
@@ -635,7 +652,10 @@ _RUSSIAN_INDIAN_SYNONYMS = {
     "consignee_id": ("получатель", "iec", "importer code", "iec code"),
     "origin_country": ("страна происхождения", "country of origin code"),
     "hs_code": ("код тн вэд", "тн вэд", "код товара", "cth", "ctsh", "ritc"),
-    "description": ("описание товара", "наименование товара", "описание", "наименование"),
+    "description": ("описание товара", "наименование товара", "описание", "наименование",
+                    # a postal item's contents (вложение, содержимое: CN22/CN23)
+                    "вложение", "описание вложения", "содержимое", "описание содержимого",
+                    "наименование вложения"),
     "quantity": ("количество",),
     "gross_weight_kg": ("вес брутто", "вес"),
     "declared_value": ("стоимость", "таможенная стоимость", "фактурная стоимость",
@@ -1368,6 +1388,10 @@ def _fits(
         return 0.5 if named else 0.2  # an amount beside its currency is a value
     if name in ("quantity", "gross_weight_kg", "declared_value", "revenue_recovered"):
         return 0.5 if number is not None and named else 0.0
+    if name == "selection_reason" and not named:
+        # SELECTED_BY holding random / rule:PROFILE_1 was listed as not mapped (probe 38):
+        # the contract's own words say the reason whatever the name
+        return 0.3 if _selection_reasons(column) else 0.0
     if kind == "category" or name == "selection_reason":
         if not named or column.distinct > 50:
             return 0.0
@@ -1390,6 +1414,25 @@ def _fits(
     # the other identifiers and texts: by name only (digits that could be HS codes too: a
     # consignee's code 0000282, an exporter's 20260054 are the party's codes)
     return 0.3 if named >= 0.6 and dates is None and not country else 0.0
+
+
+# A selection by a rule or profile as the contract writes it (rule:PROFILE_12), and as exports
+# do (profile:P7, rule: R12)
+_RULE_SELECTION = r"[^\W\d_][\w .-]{0,30}:\s*\S.*"
+
+
+def _selection_reasons(column: Column) -> bool:
+    """Whether the values are selection reasons as the contract writes them: the exploration
+    quota's ``random`` (or its words: aleatoire, zufall) on some rows, ``rule:<name>`` on the
+    others."""
+    if not column.values or column.distinct > 50:
+        return False
+    random = _CODE_WORDS["selection_reason"]
+    read = [_plain(v) in random for v in column.values]
+    if not any(read):
+        return False
+    rules = [bool(re.fullmatch(_RULE_SELECTION, v)) for v in column.values]
+    return sum(r or q for r, q in zip(read, rules, strict=True)) >= FITS * len(column.values)
 
 
 def _timezone_spec(spec: dict, timezone: str, checks: list[str], values: list[str]) -> None:
@@ -1566,7 +1609,7 @@ def _propose(name: str, column: Column, timezone: str, unit: Column | None = Non
         if table and any(code != value for code, value in table.items()):
             spec["values"] = table
         if name == "selection_reason":
-            if table:
+            if "values" in spec:  # without a table a mapping refuses it (read as written)
                 spec["unlisted"] = "keep"
         elif unread:
             checks.append(
@@ -1684,6 +1727,11 @@ def _grams_by_values(column: Column) -> str | None:
     return None
 
 
+# Distinct values a text column left over may have to be drafted a categorical extra (more: an
+# entity, which gets history features)
+_CATEGORIES_AT_MOST = 50
+
+
 def _extra(
     column: Column, position: int, taken: set[str], currency: Proposal | None = None
 ) -> tuple[dict, str] | None:
@@ -1752,7 +1800,7 @@ def _extra(
     # of results is the signal, not its code): 40 brokers are not 40 categories
     # ("Supplier Country" is where a party is, a place: not the party, probe)
     party = bool(words & _PARTY_WORDS) and not words & _PLACE_WORDS
-    if column.distinct <= 50 and not party:
+    if column.distinct <= _CATEGORIES_AT_MOST and not party:
         return {"column": column.name, "name": name, "kind": "categorical"}, "categorical"
     return {"column": column.name, "name": name, "kind": "entity"}, "entity"
 
@@ -2537,6 +2585,87 @@ def _fallbacks(
                 break
 
 
+# A value of words, not a code: two letters in a row (any script: 礼物, подарок), and not one
+# token holding a digit (SHP001, RR123456789CN and PROFILE_1 are codes)
+_WORDS_NOT_A_CODE = r"(?s)(?=.*[^\W\d_]{2})(?!\S*\d\S*$).*"
+
+
+def _goods_text(column: Column) -> bool:
+    """Whether a column holds text of words (goods as a sender writes them: ``gift``,
+    ``T-shirt``, ``礼物``), not codes, numbers or dates, and could be the goods' text: not a
+    result, a lane, a person's particular or one value repeated."""
+    words = set(column.words.split())
+    return (
+        column.typed == "text"
+        and column.distinct > 1
+        and _number_style(column) is None
+        and _date_formats(column) is None
+        and column.fit(_WORDS_NOT_A_CODE) >= FITS
+        and _named_as_result(column) is None
+        and not words & _AFTER_DECLARATION_WORDS
+        and not _lane_colours(column)
+        and _personal_particular(column) is None
+    )
+
+
+def _description_by_name(
+    columns: list[Column], chosen: dict[str, Column], used: set[str]
+) -> str | None:
+    """Where no column was taken for the description, the first column left whose name says
+    it (one word of it: ``Contents EN``, ``Goods CN``) more than any other field, and whose
+    values are words: taken for it, and the check to write. Its short texts (``_fits`` wants
+    a mean of 8 characters unless the whole name says description) had left it an entity
+    extra, the text, watchlist and vague-description features off unsaid (probe 38)."""
+    if "description" in chosen:
+        return None
+    for column in columns:
+        if column.name in used or column.filled == 0:
+            continue
+        named = _name_score(column, "description")
+        others = max(_name_score(column, n) for n in _FIELD_ORDER if n != "description")
+        if named > others and _goods_text(column):
+            chosen["description"] = column
+            used.add(column.name)
+            mean = sum(len(v) for v in column.values) / len(column.values)
+            return (
+                f"chosen by a word of its name, its values words (mean {mean:.0f} characters): "
+                "check it is the goods' description, not a code or a category"
+            )
+    return None
+
+
+# Mean length from which a column of words left over reads as free text
+_FREE_TEXT_CHARS = 30
+
+
+def _likely_descriptions(columns: list[Column], used: set[str]) -> list[Column]:
+    """Columns left over that look like the goods' text where no description is mapped:
+    words, not codes, and free text (a mean over 30 characters) or too many to be a
+    category; the first is the likely description. A draft that mapped none said nothing of
+    it, and the text features stayed off unsaid (probe 38)."""
+    found = []
+    for column in columns:
+        if column.name in used or column.filled == 0 or not _goods_text(column):
+            continue
+        words = set(column.words.split())
+        if words & (_PARTY_WORDS | _PLACE_WORDS | _IDENTIFIER_WORDS):
+            continue  # a party's name, a place, an id: said so by the name
+        mean = sum(len(v) for v in column.values) / len(column.values)
+        if mean > _FREE_TEXT_CHARS or column.distinct > _CATEGORIES_AT_MOST:
+            found.append(column)
+    return found
+
+
+def _likely_description_check(column: Column) -> str:
+    mean = sum(len(v) for v in column.values) / len(column.values)
+    return (
+        f"no column is named for the goods description; {column.name} holds text (mean "
+        f"{mean:.0f} characters, {column.distinct:,} distinct in the sample): if it is the "
+        "description, uncomment this line (the text, watchlist and vague-description "
+        "features read only description)"
+    )
+
+
 _AMOUNT_RESULT_CHECK = (
     "an amount in a results file, read as the duty recovered by the inspection: check it is "
     "not the declared value"
@@ -2725,6 +2854,7 @@ def draft_mapping(
         chosen[name] = column
         used.add(column.name)
     _fallbacks(columns, chosen, used, results)
+    by_name = None if results else _description_by_name(columns, chosen, used)
     by_values = {} if results else _inspection_by_values(raw, columns, chosen, used)
     for name, (column, _) in by_values.items():
         chosen[name] = column
@@ -2765,6 +2895,9 @@ def draft_mapping(
     for name, column in chosen.items():
         if name in by_values:
             proposals[name].checks.insert(0, by_values[name][1])
+            continue
+        if name == "description" and by_name is not None:
+            proposals[name].checks.insert(0, by_name)
             continue
         if name == "gross_weight_kg" and _name_score(column, name) == 0:
             # taken by the units in its cells (``_fallbacks``): the name says no weight
@@ -2827,6 +2960,17 @@ def draft_mapping(
     extras, extra_lines, ignored, personal = [], [], [], []
     inspected = None if results else _inspected_rows(raw, proposals)
     per_item = _differs_between_items(raw, chosen) if items is not None else set()
+    likely = []
+    if not results and "description" not in proposals:
+        likely = [
+            column  # a text the inspection fills (its remarks) is a result, never the goods'
+            for column in _likely_descriptions(columns, used)
+            if not _recorded_by_inspection(raw[column.name], column, inspected)
+        ]
+    suggested = {}
+    if likely:
+        # said, not mapped: free text may be remarks; a person uncomments the line
+        suggested["description"] = (likely[0].name, _likely_description_check(likely[0]))
     # amounts in the row's currency only where the draft knows it (a TODO currency may be set
     # to one the amounts are not in)
     currency = proposals.get("currency")
@@ -2845,6 +2989,8 @@ def draft_mapping(
         if entry is None:
             # the name as YAML writes it: a name holding a line break stays inside the comment
             why = _why_left_out_of_results(column) if results else recorded or _why_ignored(column)
+            if likely and column is likely[0]:
+                why += "; the likely goods description: see the description line"
             ignored.append(f"{_flow(column.name)} ({why})")
             continue
         extra_lines.append(entry)
@@ -2858,8 +3004,9 @@ def draft_mapping(
         else:
             extras.append(column.name)
     command = "parcelrisk outcomes ingest FILE --mapping" if results else "parcelrisk ingest"
-    text = _render(proposals, missing, extra_lines, ignored, reading, items, command)
+    text = _render(proposals, missing, extra_lines, ignored, reading, items, command, suggested)
     checks = {n: p.checks for n, p in proposals.items() if p.checks}
+    checks.update({n: [check] for n, (_, check) in suggested.items()})
     if reading.get("encoding_guessed"):
         checks["encoding"] = [f"not UTF-8: read as {reading['encoding']} (guessed)"]
     if len(extras) > MANY_EXTRAS:
@@ -2910,7 +3057,10 @@ def _render(
     reading: dict[str, Any],
     items: tuple[dict[str, str], str] | None = None,
     command: str = "parcelrisk ingest",
+    suggested: dict[str, tuple[str, str]] | None = None,
 ) -> str:
+    """The draft's YAML. ``suggested``: field -> (column, check) of a field not mapped whose
+    likely column is written as a commented line for a person to uncomment."""
     lines = [
         "# Drafted by `parcelrisk mapping draft`: check every line marked CHECK, map every TODO,",
         f"# then run `{command}`. Nothing here is final until a person has read it.",
@@ -2943,6 +3093,9 @@ def _render(
             continue
         proposal = proposals.get(name)
         if proposal is None:
+            if suggested and name in suggested:
+                column, check = suggested[name]
+                lines.append(f"  # {name}: {_flow(column)}  # CHECK: {check}")
             continue
         note = f"  # CHECK: {'; '.join(proposal.checks)}" if proposal.checks else ""
         lines.append(f"  {name}: {_flow(proposal.spec)}{note}")

@@ -443,7 +443,9 @@ def outcomes_ingest(
         "--correction",
         help="Why these results replace the ones stored (e.g. 'appeals decided in March'): "
         "every row that differs from its stored result is stored as a correction with it "
-        "(a row's own `correction` column wins). Without it such rows are refused.",
+        "(a row's own `correction` column wins); new and identical rows are stored or "
+        "counted as without it. Without it such rows are refused. With a mapping whose "
+        "`correction` column is a yes/no flag: the reason of the rows flagged yes.",
     ),
     params: Path | None = params_option("sections serve, validate, features.fx_to_base"),
 ) -> None:
@@ -451,7 +453,7 @@ def outcomes_ingest(
     for the results of declarations never decided here, with --skip-unknown). A stored result
     is never edited: a correction is stored beside it, chained, and becomes the current one."""
     from features.errors import ParcelriskError
-    from features.intake.mapping import load_mapping
+    from features.intake.mapping import is_correction_flag, load_results_mapping
     from features.intake.rules import Limits
     from serving.outcome_store import sqlite_path
     from serving.outcomes import store_outcomes
@@ -464,10 +466,19 @@ def outcomes_ingest(
         raise ParcelriskError(f"no decision store at {location}: results answer stored decisions")
     if len({f.resolve() for f in files}) < len(files):
         raise ParcelriskError("a results file is given twice")
-    spec = load_mapping(mapping) if mapping is not None else None
+    spec, correction_spec = load_results_mapping(mapping) if mapping is not None else (None, None)
+    if correction is not None and not correction.strip():
+        raise ParcelriskError("--correction: say why the results are corrected")
+    flagged_why = None
+    if correction_spec is not None and is_correction_flag(correction_spec):
+        # a yes/no column says which rows correct; the reason is the command's, and only the
+        # flagged rows take it (an unflagged row that differs stays refused)
+        flagged_why, correction = correction, None
     # every file read and mapped before any is stored: a mapping that does not fit one of
     # them stores nothing
-    read = [_read_results(file, spec, mapping, settings) for file in files]
+    read = [
+        _read_results(file, spec, mapping, settings, correction_spec, flagged_why) for file in files
+    ]
     for file, (raw, notes) in zip(files, read, strict=True):
         if "result_known_at" in raw.columns and (
             given := int(raw["result_known_at"].notna().sum())
@@ -482,10 +493,6 @@ def outcomes_ingest(
                 file,
                 given,
             )
-    if correction is not None:
-        if not correction.strip():
-            raise ParcelriskError("--correction: say why the results are corrected")
-        read = [(_with_correction(raw, correction), notes) for raw, notes in read]
     # results are chained with the decisions' key: stored under another (a job's shell with
     # another key) they made `audit verify` call the genuine chain altered, for good, as the
     # writers' check (`serve`, `score --audit-db`) refuses for decisions (probe, 2026-12)
@@ -507,6 +514,7 @@ def outcomes_ingest(
                     source=f"file:{file.name}",
                     limits=limits,
                     skip_unknown=skip_unknown,
+                    default_correction=correction,
                 )
             except ParcelriskError as exc:
                 if len(files) == 1:
@@ -539,19 +547,6 @@ def outcomes_ingest(
     typer.echo(json.dumps(summary, indent=2))
 
 
-def _with_correction(raw: Any, why: str) -> Any:
-    """``raw`` with ``why`` as the correction of every row that gives none of its own."""
-    from serving.outcomes import CORRECTION
-
-    raw = raw.copy()
-    if CORRECTION in raw.columns:
-        own = raw[CORRECTION].astype("string").str.strip().replace("", None)
-        raw[CORRECTION] = own.fillna(why).astype(object)
-    else:
-        raw[CORRECTION] = why
-    return raw
-
-
 def _row_names(rows: Any, file: Path | None) -> list[str]:
     """What a refusal calls each result row: its row in the file (``row_number``: the reader
     keeps the source's positions, empty rows left out), with the file's name when several
@@ -562,9 +557,19 @@ def _row_names(rows: Any, file: Path | None) -> list[str]:
     return [f"{prefix}row {row_number(rows, i)}" for i in range(len(rows))]
 
 
-def _read_results(file: Path, spec: Any, mapping: Path | None, settings: Any) -> tuple[Any, dict]:
+def _read_results(
+    file: Path,
+    spec: Any,
+    mapping: Path | None,
+    settings: Any,
+    correction_spec: Any = None,
+    flagged_why: str | None = None,
+) -> tuple[Any, dict]:
     """One results file as the contract's result fields; and what its reading noted (local
-    times, revenue converted, columns ignored) for the summary."""
+    times, revenue converted, columns ignored) for the summary.
+
+    ``correction_spec``: the mapping's ``correction`` column; ``flagged_why``: the reason of
+    the rows it flags yes, when it is a yes/no flag."""
     from features.errors import ParcelriskError
     from features.intake.io import read_raw_declarations
     from features.intake.mapping import (
@@ -610,7 +615,10 @@ def _read_results(file: Path, spec: Any, mapping: Path | None, settings: Any) ->
     source, float_written = read_float_written(source, spec)
     warn_float_written(float_written, spec, file)
     source, ids_padded = pad_identifier_zeros(source, spec)
-    ignored = [str(c) for c in source.columns if c not in set(spec.source_columns())]
+    named = set(spec.source_columns()) | (
+        {correction_spec.column} if correction_spec is not None else set()
+    )
+    ignored = [str(c) for c in source.columns if c not in named]
     # a result field the file carries under its contract name, left out of the mapping,
     # would be stored empty, and the full result then refused as a conflict for good
     unmapped = [c for c in ignored if c in RESULT_FIELDS and c not in spec.columns]
@@ -633,7 +641,11 @@ def _read_results(file: Path, spec: Any, mapping: Path | None, settings: Any) ->
         notes["items_collapsed"] = dict(
             zip(("item_rows", "results", "most_items_in_one"), items[0], strict=True)
         )
-    if CORRECTION in source.columns and CORRECTION not in spec.columns:
+    if correction_spec is not None:
+        raw[CORRECTION] = _mapped_corrections(
+            file, source, raw, correction_spec, flagged_why
+        ).to_numpy(dtype=object)
+    elif CORRECTION in source.columns and CORRECTION not in spec.columns:
         # not a contract field, so the mapping does not name it: carried as the file has it
         if len(source) != len(raw):
             raise ParcelriskError(
@@ -657,6 +669,36 @@ def _read_results(file: Path, spec: Any, mapping: Path | None, settings: Any) ->
     if ignored:
         notes["ignored_columns"] = ignored
     return raw, notes
+
+
+def _mapped_corrections(
+    file: Path, source: Any, raw: Any, spec: Any, flagged_why: str | None
+) -> Any:
+    """Each result's correction from the mapping's ``correction`` column: its text, or (a
+    yes/no flag) ``flagged_why`` on the rows flagged yes; None on the others."""
+    from features.errors import ParcelriskError
+    from features.intake.mapping import is_correction_flag, map_correction
+
+    if len(source) != len(raw):
+        raise ParcelriskError(
+            f"{file}: its correction column {spec.column!r} cannot be carried through items "
+            f"collapsed into results ({len(source)} rows, {len(raw)} results): give the file "
+            "one row per result, or use --correction"
+        )
+    try:
+        read = map_correction(source, spec)
+    except ParcelriskError as exc:
+        raise type(exc)(f"{file}: {exc}") from exc
+    if not is_correction_flag(spec):
+        return read
+    flagged = read.eq(True).to_numpy(dtype=bool)
+    if flagged.any() and flagged_why is None:
+        raise ParcelriskError(
+            f"{file}: {int(flagged.sum())} row(s) flagged as corrections in {spec.column!r} "
+            "and no reason: say why they replace the stored results with --correction "
+            "(e.g. --correction 'laboratory reports of March')"
+        )
+    return read.where(~flagged, flagged_why).where(flagged, None)
 
 
 def _require_intact(decisions: Any) -> None:

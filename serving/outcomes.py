@@ -498,12 +498,17 @@ def _checked_against_stored(
     declared_at_us: dict[str, int],
     stored: dict[str, StoredResult],
     unknown: str = "has no decision in the store",
+    default_correction: str | None = None,
 ) -> CheckedOutcomes:
     """``check_outcomes``' comparison with what is stored: ids known and sent once, a result
     that differs from the stored one only as a correction. Raises ``OutcomesRefused`` with
-    every problem of the batch, the fields' ones included."""
+    every problem of the batch, the fields' ones included.
+
+    ``default_correction``: the correction of a row that gives none of its own and differs
+    from its stored result (``outcomes ingest --correction``); a row with nothing stored is a
+    new result, an identical one unchanged."""
     raw, frame, ids, id_values = fields.raw, fields.frame, fields.ids, fields.id_values
-    corrections, problems = fields.corrections, list(fields.problems)
+    corrections, problems = list(fields.corrections), list(fields.problems)
     # A row refused for a field is not compared with the stored result: a missing or unreadable
     # value (illicit, inspected_at) is neither equal nor different, and its own problem is the
     # answer, as when nothing is stored yet.
@@ -564,14 +569,19 @@ def _checked_against_stored(
                 )
         elif row not in refused_rows:
             before = stored[declaration_id]
-            why = corrections[row]
+            # a monthly file holds new results beside the few it corrects: --correction is the
+            # reason of the rows that differ only, so the new ones are not refused as
+            # "nothing to correct" (probe 37)
+            why = corrections[row] if corrections[row] is not None else default_correction
             reason_at = frame.columns.get_loc("selection_reason")
             if why is not None and _optional(frame.iat[row, reason_at]) is None:
                 frame.iat[row, reason_at] = before.selection_reason
             differs = _differences(before, frame.iloc[row])
             if not differs:
                 unchanged[row] = True
-            elif why is None:
+            elif why is not None:
+                corrections[row] = why
+            else:
                 # the likely case after an upgrade: a file ingested again for the reasons the
                 # store used to drop; said, so nobody looks for a difference in the result
                 stored_without = differs == ["selection_reason"] and before.selection_reason is None
@@ -710,6 +720,7 @@ def store_outcomes(
     limits: Limits | None = None,
     skip_unknown: bool = False,
     name_skipped: bool = False,
+    default_correction: str | None = None,
 ) -> dict[str, Any]:
     """Check ``raw`` against the store and keep its new results, all or nothing.
 
@@ -719,6 +730,8 @@ def store_outcomes(
     (a national results file covers every inspected parcel, not only those scored here);
     every other problem still refuses the whole batch. ``name_skipped``: their ids too
     (``skipped_unknown_ids``, for an API answer; a national file's would be thousands).
+    ``default_correction``: why a row without its own correction that differs from its stored
+    result replaces it (``_checked_against_stored``).
     Returns ``{"stored": n, "unchanged": m}`` (and ``"corrected"``: how many of the stored
     replace a stored result, when any; ``"skipped_unknown"`` when asked); raises
     ``OutcomesRefused`` and stores nothing.
@@ -781,7 +794,9 @@ def store_outcomes(
             declared = again
             fields = _checked_fields(raw, declared, now=now, limits=limits)
         try:
-            checked = _checked_against_stored(fields, declared, tx.stored(ids))
+            checked = _checked_against_stored(
+                fields, declared, tx.stored(ids), default_correction=default_correction
+            )
         except OutcomesRefused as refused:
             hint = _lost_zeros_hint([i for i in ids if i not in declared], tx.declared_at)
             if not hint:

@@ -869,13 +869,82 @@ def declarations_only(mapping: Mapping) -> Mapping:
 
 def load_mapping(path: Path) -> Mapping:
     """Read and validate a mapping YAML file."""
+    return parse_mapping(_mapping_document(path), origin=str(path))
+
+
+def _mapping_document(path: Path) -> Any:
     path = Path(path)
     if not path.exists():
         raise ContractError(
             f"mapping file not found: {path} (none written yet? `parcelrisk mapping draft "
             f"EXPORT --out {path}` proposes one from the export)"
         )
-    return parse_mapping_text(path.read_text(encoding="utf-8"), origin=str(path))
+    try:
+        return yaml.load(path.read_text(encoding="utf-8"), Loader=_Yaml12Loader)
+    except yaml.YAMLError as exc:
+        raise ContractError(f"{path}: malformed YAML: {exc}") from exc
+
+
+# Why a result replaces the one stored is not a contract field (a history holds each result as
+# now known), so the declarations' mapping cannot name it; a results file's remarks column
+# holding it on the corrected rows had to be renamed `correction` by hand (probe 37). A results
+# mapping names it beside the fields, under ``columns``.
+CORRECTION_COLUMN = "correction"
+
+
+def load_results_mapping(path: Path) -> tuple[Mapping, ColumnSpec | None]:
+    """A results mapping, and its ``correction`` column if it names one.
+
+    ``correction: Observaciones``: the cell says why the row replaces the stored result (empty:
+    no correction). With ``true_values``/``false_values`` (or a ``values`` table to true and
+    false) the column is a yes/no flag: its rows flagged yes are corrections, and
+    ``--correction`` says why."""
+    data = _mapping_document(path)
+    columns = data.get("columns") if isinstance(data, dict) else None
+    if not isinstance(columns, dict) or CORRECTION_COLUMN not in columns:
+        return parse_mapping(data, origin=str(path)), None
+    given = columns[CORRECTION_COLUMN]
+    rest = {**data, "columns": {k: v for k, v in columns.items() if k != CORRECTION_COLUMN}}
+    mapping = parse_mapping(rest, origin=str(path))
+    try:
+        spec = ColumnSpec.model_validate({"column": given} if isinstance(given, str) else given)
+    except ValidationError as exc:
+        raise ContractError(
+            f"{path}: invalid mapping: columns.{CORRECTION_COLUMN}:\n"
+            + _format_validation_error(exc)
+        ) from exc
+    if spec.column is None:
+        raise ContractError(
+            f"{path}: columns.{CORRECTION_COLUMN}: name the one source column that says a row "
+            "corrects the stored result (a constant would mark every row: that is --correction)"
+        )
+    if spec.values is not None and not all(isinstance(v, bool) for v in spec.values.values()):
+        raise ContractError(
+            f"{path}: columns.{CORRECTION_COLUMN}: a 'values' table reads the column as a "
+            "yes/no flag (values: {S: true, N: false}); to keep the text as the reason, map "
+            "the column alone"
+        )
+    return mapping, spec
+
+
+def is_correction_flag(spec: ColumnSpec) -> bool:
+    """Whether a results mapping's correction column is a yes/no flag, not the reason's text."""
+    return any(x is not None for x in (spec.true_values, spec.false_values, spec.values)) or (
+        spec.given
+    )
+
+
+def map_correction(raw: pd.DataFrame, spec: ColumnSpec) -> pd.Series:
+    """A results file's correction column as each row's reason (text, None where empty), or as
+    a yes/no flag (``is_correction_flag``: True, False, None where empty)."""
+    if spec.column not in raw.columns:
+        raise ContractError(
+            f"columns.{CORRECTION_COLUMN}: {_absent_columns([str(spec.column)], raw)}"
+        )
+    kind = "bool" if is_correction_flag(spec) else "str"
+    converted, _ = _convert_all(raw, [(CORRECTION_COLUMN, kind, spec)], None)
+    column = converted[CORRECTION_COLUMN].astype(object)
+    return column.where(column.notna(), None)
 
 
 # --------------------------------------------------------------------------------------------

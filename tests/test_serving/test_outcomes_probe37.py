@@ -1,0 +1,125 @@
+"""``outcomes ingest`` on an administration's monthly results files (probe 37): a month that
+corrects a few stored results beside its new ones, an empty month, results left out by
+--skip-unknown named, and a result listed twice cell for cell."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+from tests.test_serving.conftest import decided_store, run_cli
+
+HEADER = "DECL;DATE;RESULT;REMARK\n"
+MAPPING = (
+    "delimiter: ';'\n"
+    "columns:\n"
+    "  declaration_id: DECL\n"
+    "  inspected_at: {column: DATE, format: '%d/%m/%Y', timezone: UTC}\n"
+    "  illicit: {column: RESULT, values: {NIL: false, DUTY: true}}\n"
+)
+WITH_REMARKS = MAPPING + "  correction: REMARK\n"
+LAB = "informe de laboratorio"
+
+
+def _store(tmp_path: Path, n: int = 4) -> str:
+    return decided_store(tmp_path, {f"D{i}": "2026-05-01T10:00:00.000000Z" for i in range(n)})
+
+
+class Run:
+    """What ``parcelrisk outcomes ingest`` answered: its exit code, stdout, stderr."""
+
+    def __init__(self, code: int, out: str, err: str) -> None:
+        self.exit_code, self.stdout, self.output = code, out, out + err
+
+
+def _ingest(
+    capsys, tmp_path: Path, location: str, text: str, mapping: str, *args: str, name="m.csv"
+):
+    source, mapping_path = tmp_path / name, tmp_path / "results.yaml"
+    source.write_text(text)
+    mapping_path.write_text(mapping)
+    cli = ["outcomes", "ingest", str(source), "--mapping", str(mapping_path), "--db", location]
+    return Run(*run_cli(capsys, *cli, *args))
+
+
+def _stored(location: str) -> list[tuple]:
+    with sqlite3.connect(location) as conn:
+        return conn.execute(
+            "SELECT declaration_id, illicit, correction FROM outcomes ORDER BY seq"
+        ).fetchall()
+
+
+def _july(capsys, tmp_path: Path, location: str) -> None:
+    """D0 and D1 stored clean, as last month's file had them."""
+    first = _ingest(
+        capsys, tmp_path, location, HEADER + "D0;10/05/2026;NIL;\nD1;10/05/2026;NIL;\n", MAPPING
+    )
+    assert first.exit_code == 0, first.output
+
+
+# --- 1. a month's file corrects a few stored results beside its new ones ---------------------
+
+
+def test_a_mapped_remarks_column_corrects_its_rows_and_the_new_rows_are_stored(
+    capsys, tmp_path
+) -> None:
+    location = _store(tmp_path)
+    _july(capsys, tmp_path, location)
+    month = HEADER + f"D0;10/05/2026;DUTY;{LAB}\nD1;10/05/2026;NIL;\nD2;11/05/2026;NIL;\n"
+    run = _ingest(capsys, tmp_path, location, month, WITH_REMARKS)
+    assert run.exit_code == 0, run.output
+    summary = json.loads(run.stdout)
+    assert (summary["stored"], summary["corrected"], summary["unchanged"]) == (2, 1, 1)
+    assert "REMARK" not in summary.get("ignored_columns", [])
+    assert _stored(location)[2:] == [("D0", 1, LAB), ("D2", 0, None)]
+
+
+def test_a_changed_result_without_its_remark_is_still_refused(capsys, tmp_path) -> None:
+    location = _store(tmp_path)
+    _july(capsys, tmp_path, location)
+    run = _ingest(capsys, tmp_path, location, HEADER + "D0;10/05/2026;DUTY;\n", WITH_REMARKS)
+    assert run.exit_code != 0
+    assert "a different result is already stored for 'D0'" in run.output
+    assert len(_stored(location)) == 2
+
+
+def test_correction_option_is_the_reason_of_the_rows_that_differ_only(capsys, tmp_path) -> None:
+    location = _store(tmp_path)
+    _july(capsys, tmp_path, location)
+    month = HEADER + "D0;10/05/2026;DUTY;\nD1;10/05/2026;NIL;\nD2;11/05/2026;NIL;\n"
+    run = _ingest(capsys, tmp_path, location, month, MAPPING, "--correction", LAB)
+    assert run.exit_code == 0, run.output
+    summary = json.loads(run.stdout)
+    assert (summary["stored"], summary["corrected"], summary["unchanged"]) == (2, 1, 1)
+    assert _stored(location)[2:] == [("D0", 1, LAB), ("D2", 0, None)]
+
+
+def test_a_yes_no_correction_column_takes_the_reason_of_correction_option(capsys, tmp_path) -> None:
+    location = _store(tmp_path)
+    _july(capsys, tmp_path, location)
+    flag = MAPPING + "  correction: {column: REMARK, true_values: [S], false_values: [N]}\n"
+    month = HEADER + "D0;10/05/2026;DUTY;S\nD2;11/05/2026;NIL;N\n"
+    refused = _ingest(capsys, tmp_path, location, month, flag)
+    assert refused.exit_code != 0 and "--correction" in refused.output
+    run = _ingest(capsys, tmp_path, location, month, flag, "--correction", LAB)
+    assert run.exit_code == 0, run.output
+    assert _stored(location)[2:] == [("D0", 1, LAB), ("D2", 0, None)]
+    # a row the flag says is no correction is not made one by --correction
+    unflagged = _ingest(
+        capsys, tmp_path, location, HEADER + "D1;10/05/2026;DUTY;N\n", flag, "--correction", LAB
+    )
+    assert unflagged.exit_code != 0
+    assert "a different result is already stored for 'D1'" in unflagged.output
+
+
+def test_a_correction_column_must_name_a_source_column(capsys, tmp_path) -> None:
+    location = _store(tmp_path)
+    run = _ingest(
+        capsys,
+        tmp_path,
+        location,
+        HEADER + "D0;10/05/2026;NIL;\n",
+        MAPPING + "  correction: {value: x}\n",
+    )
+    assert run.exit_code != 0 and "columns.correction" in run.output

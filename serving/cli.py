@@ -507,6 +507,12 @@ def outcomes_ingest(
         # held to the gate's plausibility limits of these params (revenue: validate.max_revenue)
         limits = Limits.from_settings(settings)
         for file, (raw, notes) in zip(files, read, strict=True):
+            if len(raw) == 0:
+                # a month in which no inspection was concluded: its export is the header
+                # alone. Refused, it stopped a scheduled job and every later month of a
+                # series, and no correction of the file could make it pass (probe 37)
+                summaries.append(_without_results(file, 0) | notes)
+                continue
             try:
                 counts = store_outcomes(
                     store,
@@ -526,6 +532,8 @@ def outcomes_ingest(
                     + ". Run the same command again once it is corrected: results stored "
                     "already are identical and change nothing"
                 ) from exc
+            if counts.get("skipped_not_inspected", 0) == len(raw):
+                counts |= _without_results(file, len(raw))
             summaries.append({**counts, "file": str(file), **notes})
     finally:
         store.close()
@@ -543,8 +551,21 @@ def outcomes_ingest(
             ):
                 if key in one:
                     totals[key] = totals.get(key, 0) + one[key]
+        if without := sum(1 for one in summaries if one.get("no_results")):
+            totals["files_without_results"] = without
         summary = {**totals, "files": summaries, "store": location}
     typer.echo(json.dumps(summary, indent=2))
+
+
+def _without_results(file: Path, rows: int) -> dict[str, Any]:
+    """The summary of a results file that holds no inspection result (its header alone, or
+    only parcels not inspected), said in a warning: nothing to store is no error."""
+    what = f"its {rows} row(s) are of parcels not inspected" if rows else "it has no rows"
+    logger.warning("%s: no results (%s): nothing stored from it", file, what)
+    counts: dict[str, Any] = {"stored": 0, "unchanged": 0}
+    if rows:
+        counts["skipped_not_inspected"] = rows
+    return counts | {"file": str(file), "no_results": True}
 
 
 def _row_names(rows: Any, file: Path | None) -> list[str]:

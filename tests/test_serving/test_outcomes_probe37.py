@@ -123,3 +123,63 @@ def test_a_correction_column_must_name_a_source_column(capsys, tmp_path) -> None
         MAPPING + "  correction: {value: x}\n",
     )
     assert run.exit_code != 0 and "columns.correction" in run.output
+
+
+# --- 2. a month without results ------------------------------------------------------------
+
+
+def test_a_header_only_month_stores_nothing_says_so_and_exits_0(capsys, caplog, tmp_path):
+    location = _store(tmp_path)
+    run = _ingest(capsys, tmp_path, location, HEADER, MAPPING)
+    assert run.exit_code == 0, run.output
+    summary = json.loads(run.stdout)
+    assert (summary["stored"], summary["no_results"]) == (0, True)
+    assert "no results (it has no rows): nothing stored" in caplog.text
+    assert _stored(location) == []
+
+
+def test_a_contract_results_file_with_its_header_alone_is_no_error(capsys, tmp_path) -> None:
+    location = _store(tmp_path)
+    empty = tmp_path / "empty.csv"
+    empty.write_text("declaration_id,inspected_at,illicit\n")
+    code, out, err = run_cli(capsys, "outcomes", "ingest", str(empty), "--db", location)
+    assert code == 0, err
+    assert json.loads(out)["no_results"] is True
+
+
+def test_an_empty_month_does_not_stop_the_later_months(capsys, tmp_path) -> None:
+    location = _store(tmp_path)
+    months = []
+    for name, rows in [
+        ("aug", "D0;10/05/2026;NIL;\n"),
+        ("sep", ""),
+        ("oct", "D1;12/05/2026;DUTY;\n"),
+    ]:
+        months.append(tmp_path / f"{name}.csv")
+        months[-1].write_text(HEADER + rows)
+    (tmp_path / "m.yaml").write_text(MAPPING)
+    code, out, err = run_cli(
+        capsys, "outcomes", "ingest", *map(str, months), "--mapping", str(tmp_path / "m.yaml"),
+        "--db", location,
+    )  # fmt: skip
+    assert code == 0, err
+    summary = json.loads(out)
+    assert (summary["stored"], summary["files_without_results"]) == (2, 1)
+    assert [one.get("no_results", False) for one in summary["files"]] == [False, True, False]
+    assert [row[0] for row in _stored(location)] == ["D0", "D1"]
+
+
+def test_a_month_of_parcels_none_inspected_is_said_as_no_results(capsys, caplog, tmp_path):
+    location = _store(tmp_path)
+    selectivity = MAPPING + "  inspected: {column: REMARK, values: {S: true, N: false}}\n"
+    run = _ingest(
+        capsys, tmp_path, location, HEADER + "D0;10/05/2026;NIL;N\nD1;;NIL;N\n", selectivity
+    )
+    assert run.exit_code == 0, run.output
+    summary = json.loads(run.stdout)
+    assert (summary["stored"], summary["skipped_not_inspected"], summary["no_results"]) == (
+        0,
+        2,
+        True,
+    )
+    assert "its 2 row(s) are of parcels not inspected" in caplog.text

@@ -23,6 +23,10 @@ logger = logging.getLogger(__name__)
 SERVICE_IMPORT = "serving.service:ParcelRiskService"
 
 outcomes_app = typer.Typer(help="Inspection results that come back.", no_args_is_help=True)
+# The ids of results --skip-unknown left out, in a file's summary (a national file's may be
+# thousands: --skipped-out writes them all) and in its warning
+SKIPPED_IDS_SHOWN = 1000
+SKIPPED_IDS_WARNED = 10
 history_app = typer.Typer(help="The scored history, for training.", no_args_is_help=True)
 
 
@@ -436,7 +440,17 @@ def outcomes_ingest(
     skip_unknown: bool = typer.Option(
         False,
         "--skip-unknown",
-        help="Leave out (and count) results of declarations this store never decided.",
+        help="Leave out (and count) results of declarations this store never decided: "
+        f"warned with examples, the first {SKIPPED_IDS_SHOWN} ids in the summary "
+        "(skipped_unknown_ids), and how many were inspected before the store's first "
+        "declaration (skipped_unknown_before_store: results of the history before the "
+        "service, for `history join`).",
+    ),
+    skipped_out: Path | None = typer.Option(
+        None,
+        "--skipped-out",
+        help="With --skip-unknown: write every result left out to this CSV (file, row, "
+        "declaration_id, inspected_at, before_store).",
     ),
     correction: str | None = typer.Option(
         None,
@@ -496,11 +510,18 @@ def outcomes_ingest(
     # results are chained with the decisions' key: stored under another (a job's shell with
     # another key) they made `audit verify` call the genuine chain altered, for good, as the
     # writers' check (`serve`, `score --audit-db`) refuses for decisions (probe, 2026-12)
+    if skipped_out is not None and not skip_unknown:
+        raise ParcelriskError(
+            "--skipped-out names the results --skip-unknown leaves out: give both"
+        )
     decisions = open_store(location)
     try:
         require_key_signs_chain(decisions)
+        first = decisions.since(0, limit=1) if skip_unknown else []
     finally:
         decisions.close()
+    first_declared_us = _declared_us(first[0][1]) if first else None
+    left_out: list[Any] = []
     store = open_outcome_store(location)
     summaries = []
     try:
@@ -520,6 +541,7 @@ def outcomes_ingest(
                     source=f"file:{file.name}",
                     limits=limits,
                     skip_unknown=skip_unknown,
+                    name_skipped=skip_unknown,
                     default_correction=correction,
                 )
             except ParcelriskError as exc:
@@ -534,6 +556,10 @@ def outcomes_ingest(
                 ) from exc
             if counts.get("skipped_not_inspected", 0) == len(raw):
                 counts |= _without_results(file, len(raw))
+            if skip_unknown:
+                skipped = _skipped_unknown(file, raw, counts.pop("skipped_unknown_ids", []))
+                counts |= _said_skipped(file, skipped, first_declared_us)
+                left_out.append(skipped)
             summaries.append({**counts, "file": str(file), **notes})
     finally:
         store.close()
@@ -553,8 +579,92 @@ def outcomes_ingest(
                     totals[key] = totals.get(key, 0) + one[key]
         if without := sum(1 for one in summaries if one.get("no_results")):
             totals["files_without_results"] = without
+        if before := sum(one.get("skipped_unknown_before_store", 0) for one in summaries):
+            totals["skipped_unknown_before_store"] = before
         summary = {**totals, "files": summaries, "store": location}
+    if skipped_out is not None:
+        import pandas as pd
+
+        every = pd.concat(left_out, ignore_index=True) if left_out else pd.DataFrame()
+        every.to_csv(skipped_out, index=False)
+        summary["skipped_out"] = str(skipped_out)
     typer.echo(json.dumps(summary, indent=2))
+
+
+def _declared_us(declaration_json: str) -> int | None:
+    from serving.decision import parse_iso_us
+
+    at = json.loads(declaration_json).get("declared_at")
+    return parse_iso_us(at) if at else None
+
+
+def _skipped_unknown(file: Path, raw: Any, ids: list[str]) -> Any:
+    """The results ``store_outcomes`` left out as unknown (``ids``), one row each: the file,
+    its row, the id and the time inspected as the file gives it."""
+    import pandas as pd
+
+    from features.intake.contract import parse_bool, parse_text
+    from serving.outcomes import row_number
+
+    read = parse_text(raw["declaration_id"], narrow=True) if "declaration_id" in raw else None
+    wanted = set(ids)
+    # a row the file marks not inspected was counted apart (skipped_not_inspected)
+    inspected = parse_bool(raw["inspected"])[0].fillna(True) if "inspected" in raw else None
+    at = [
+        i
+        for i, one in enumerate([] if read is None else read.tolist())
+        if one in wanted and (inspected is None or bool(inspected.iat[i]))
+    ]
+    times = raw["inspected_at"] if "inspected_at" in raw else pd.Series(None, index=raw.index)
+    return pd.DataFrame(
+        {
+            "file": file.name,
+            "row": [row_number(raw, i) for i in at],
+            "declaration_id": [read.iat[i] for i in at] if read is not None else [],
+            "inspected_at": [times.iat[i] for i in at],
+        }
+    )
+
+
+def _said_skipped(file: Path, skipped: Any, first_declared_us: int | None) -> dict[str, Any]:
+    """What the summary says of the results --skip-unknown left out of ``file`` (sets the
+    ``before_store`` column of ``skipped``), warned with examples: a count alone let 30 late
+    results of the champion's own history leave the loop unsaid (probe 37)."""
+    from serving.decision import iso_utc
+    from serving.outcomes import skipped_before_store
+
+    ids = skipped["declaration_id"].tolist()
+    before = skipped_before_store(skipped, ids, first_declared_us)
+    skipped["before_store"] = before
+    if not ids:
+        return {}
+    early = [i for i, b in zip(ids, before, strict=True) if b]
+    counts: dict[str, Any] = {"skipped_unknown_ids": ids[:SKIPPED_IDS_SHOWN]}
+    if len(ids) > SKIPPED_IDS_SHOWN:
+        counts["skipped_unknown_ids_shown"] = SKIPPED_IDS_SHOWN
+    if early:
+        counts["skipped_unknown_before_store"] = len(early)
+        counts["skipped_unknown_before_store_ids"] = early[:SKIPPED_IDS_SHOWN]
+    shown = ", ".join(ids[:SKIPPED_IDS_WARNED]) + (", ..." if len(ids) > SKIPPED_IDS_WARNED else "")
+    logger.warning(
+        "%s: %d result(s) left out by --skip-unknown, of declarations this store never "
+        "decided: %s%s",
+        file,
+        len(ids),
+        shown,
+        (
+            f". {len(early)} of them (e.g. {', '.join(early[:SKIPPED_IDS_WARNED])}) were "
+            "inspected before the first declaration it decided "
+            f"({iso_utc(first_declared_us)}): results of the history before the service "
+            "(the champion's training history), which `history join HISTORY --results "
+            f"{file.name}` (with the same --mapping) takes; the others are of parcels never sent to it (a fallback "
+            "lane, another office)"
+            if early and first_declared_us is not None
+            else ""
+        )
+        + " (--skipped-out FILE.csv writes them all)",
+    )
+    return counts
 
 
 def _without_results(file: Path, rows: int) -> dict[str, Any]:

@@ -820,6 +820,39 @@ def store_outcomes(
     return counts
 
 
+def skipped_before_store(
+    raw: pd.DataFrame, skipped_ids: Sequence[str], first_declared_us: int | None
+) -> list[bool]:
+    """For each id ``--skip-unknown`` left out, whether its result was inspected before the
+    first declaration the store decided (``first_declared_us``, UTC us; None: no decision).
+
+    Such a parcel was declared before the service decided anything: a declaration of the
+    history the champion was trained on (a late result of it), which only ``history join``
+    onto that history takes; the others were never sent to the service (a fallback lane,
+    another hub) or are not known to have been. An unreadable time counts as not before."""
+    import pandas as pd
+
+    from features.intake.contract import parse_text
+
+    if first_declared_us is None or not len(skipped_ids) or "inspected_at" not in raw.columns:
+        return [False] * len(skipped_ids)
+    ids = parse_text(raw["declaration_id"], narrow=True)
+    written = raw["inspected_at"]
+    if isinstance(written.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(written):
+        inspected = pd.to_datetime(written, utc=True)
+    else:  # a contract file's text, read as the result rules read it
+        inspected = pd.to_datetime(
+            written.astype("string"), utc=True, errors="coerce", format="ISO8601"
+        )
+    first = pd.Timestamp(first_declared_us, unit="us", tz="UTC")
+    earliest = (
+        pd.Series((inspected < first).to_numpy(dtype=bool), index=ids.to_numpy(dtype=object))
+        .groupby(level=0)
+        .any()
+    )
+    return [bool(earliest.get(i, False)) for i in skipped_ids]
+
+
 def _lost_zeros_hint(
     unknown: list[str], declared_at: Callable[[list[str]], dict], holder: str = "The store"
 ) -> str:

@@ -183,3 +183,60 @@ def test_a_month_of_parcels_none_inspected_is_said_as_no_results(capsys, caplog,
         True,
     )
     assert "its 2 row(s) are of parcels not inspected" in caplog.text
+
+
+# --- 3. the results --skip-unknown leaves out are named -------------------------------------
+
+# X1 inspected before the store's first declaration (2026-05-01): a late result of the history
+# before the service; X2 after it: a parcel never sent to the service
+UNKNOWN = HEADER + "D0;10/05/2026;NIL;\nX1;20/04/2026;DUTY;\nX2;12/05/2026;NIL;\n"
+
+
+def test_skip_unknown_names_the_ids_it_leaves_out_and_those_of_the_history(
+    capsys, caplog, tmp_path
+) -> None:
+    location = _store(tmp_path)
+    run = _ingest(capsys, tmp_path, location, UNKNOWN, MAPPING, "--skip-unknown")
+    assert run.exit_code == 0, run.output
+    summary = json.loads(run.stdout)
+    assert (summary["stored"], summary["skipped_unknown"]) == (1, 2)
+    assert summary["skipped_unknown_ids"] == ["X1", "X2"]
+    assert summary["skipped_unknown_before_store"] == 1
+    assert summary["skipped_unknown_before_store_ids"] == ["X1"]
+    warned = caplog.text
+    assert "2 result(s) left out by --skip-unknown" in warned and "X1, X2" in warned
+    assert "1 of them (e.g. X1) were inspected before the first declaration" in warned
+    assert "history join" in warned
+
+
+def test_skipped_out_writes_every_result_left_out(capsys, tmp_path) -> None:
+    import pandas as pd
+
+    location = _store(tmp_path)
+    out = tmp_path / "skipped.csv"
+    run = _ingest(
+        capsys, tmp_path, location, UNKNOWN, MAPPING, "--skip-unknown", "--skipped-out", str(out)
+    )
+    assert run.exit_code == 0, run.output
+    written = pd.read_csv(out)
+    assert written["declaration_id"].tolist() == ["X1", "X2"]
+    assert written["row"].tolist() == [2, 3]
+    assert written["before_store"].tolist() == [True, False]
+    assert set(written["file"]) == {"m.csv"}
+
+
+def test_the_ids_in_the_summary_are_bounded(capsys, tmp_path, monkeypatch) -> None:
+    import serving.cli
+
+    monkeypatch.setattr(serving.cli, "SKIPPED_IDS_SHOWN", 1)
+    location = _store(tmp_path)
+    run = _ingest(capsys, tmp_path, location, UNKNOWN, MAPPING, "--skip-unknown")
+    summary = json.loads(run.stdout)
+    assert summary["skipped_unknown"] == 2
+    assert (summary["skipped_unknown_ids"], summary["skipped_unknown_ids_shown"]) == (["X1"], 1)
+
+
+def test_skipped_out_without_skip_unknown_is_refused(capsys, tmp_path) -> None:
+    location = _store(tmp_path)
+    run = _ingest(capsys, tmp_path, location, UNKNOWN, MAPPING, "--skipped-out", "x.csv")
+    assert run.exit_code != 0 and "give both" in run.output

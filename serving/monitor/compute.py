@@ -876,6 +876,20 @@ def measure_disparity(
 # --- the whole period -------------------------------------------------------------------------
 
 
+def distinct_cutoffs(proposed: float, in_force: float, digits: int = 4) -> tuple[str, str]:
+    """Two cut-offs written with as few significant digits as tell them apart (at least
+    ``digits``; equal ones alike): a calibrated champion's top risks sit at 0.99999901 to
+    0.99999902, where ``.4g`` printed a refit's cut-off and the one in force both as "1", as
+    if the refit changed nothing (probe 37)."""
+    if proposed == in_force:
+        return f"{proposed:.{digits}g}", f"{in_force:.{digits}g}"
+    for shown in range(digits, 18):
+        text = f"{proposed:.{shown}g}", f"{in_force:.{shown}g}"
+        if text[0] != text[1]:
+            return text
+    return text  # 17 significant digits tell any two floats apart
+
+
 def _with_lane_advice(
     alert: Alert, lanes: Mapping[str, Any], drift_alerts: Sequence[Alert]
 ) -> Alert:
@@ -886,10 +900,10 @@ def _with_lane_advice(
     advice = ""
     if refit is not None:
         key = "red_cutoff" if alert.subject == "red" else "yellow_cutoff"
+        proposed, in_force = distinct_cutoffs(refit[key], refit["current_" + key])
         advice = (
             f"; the {alert.subject} cut-off that would have filled its target on this traffic: "
-            f"{refit[key]:.4g} (in force: {refit['current_' + key]:.4g}; "
-            "`parcelrisk lanes refit` puts it in force)"
+            f"{proposed} (in force: {in_force}; `parcelrisk lanes refit` puts it in force)"
         )
     if drift_alerts:
         top = ", ".join(f"{a.subject} PSI {a.value:.2f}" for a in drift_alerts[:3])

@@ -251,11 +251,14 @@ def render_report(
         parts.append(lane_chart(lanes["daily"]))
     refit = lanes["refit"]
     if refit is not None:
+        from serving.monitor.compute import distinct_cutoffs
+
+        red = distinct_cutoffs(refit["red_cutoff"], refit["current_red_cutoff"], digits=5)
+        yellow = distinct_cutoffs(refit["yellow_cutoff"], refit["current_yellow_cutoff"], digits=5)
         parts.append(
             f"<p>Cut-offs that would have filled the targets on this traffic ({esc(refit['objective'])}"
-            f", after the AEO discount): red {refit['red_cutoff']:.5g} (now "
-            f"{refit['current_red_cutoff']:.5g}), yellow {refit['yellow_cutoff']:.5g} (now "
-            f"{refit['current_yellow_cutoff']:.5g}).</p>"
+            f", after the AEO discount): red {red[0]} (now {red[1]}), yellow {yellow[0]} (now "
+            f"{yellow[1]}).</p>"
         )
     exploration = summary["exploration"]
     ov = exploration["overall"]

@@ -491,7 +491,10 @@ def outcomes_ingest(
     # every file read and mapped before any is stored: a mapping that does not fit one of
     # them stores nothing
     read = [
-        _read_results(file, spec, mapping, settings, correction_spec, flagged_why) for file in files
+        _read_once(
+            file, *_read_results(file, spec, mapping, settings, correction_spec, flagged_why)
+        )
+        for file in files
     ]
     for file, (raw, notes) in zip(files, read, strict=True):
         if "result_known_at" in raw.columns and (
@@ -665,6 +668,25 @@ def _said_skipped(file: Path, skipped: Any, first_declared_us: int | None) -> di
         + " (--skipped-out FILE.csv writes them all)",
     )
     return counts
+
+
+def _read_once(file: Path, raw: Any, notes: dict) -> tuple[Any, dict]:
+    """``raw`` with a result listed twice value for value read once, said and counted
+    (``repeated_results_read_once``); a repeat that differs is left to be refused."""
+    from serving.outcomes import drop_repeated_results
+
+    raw, dropped = drop_repeated_results(raw)
+    if dropped:
+        shown = "; ".join(f"row {row} ({i}) = row {first}" for row, first, i in dropped[:10])
+        logger.warning(
+            "%s: %d result row(s) repeat an earlier row value for value (%s%s): read once",
+            file,
+            len(dropped),
+            shown,
+            "; ..." if len(dropped) > 10 else "",
+        )
+        notes = {**notes, "repeated_results_read_once": len(dropped)}
+    return raw, notes
 
 
 def _without_results(file: Path, rows: int) -> dict[str, Any]:

@@ -518,6 +518,16 @@ def _checked_against_stored(
     unreadable_id = {p.row for p in problems if p.field == "declaration_id"}
 
     counts = ids.value_counts()
+    repeated = counts[counts > 1]
+    # each repeated id's rows, so that every one of them names the others (probe 37)
+    rows_of = (
+        {
+            i: [row_number(raw, p) for p in np.flatnonzero(ids.to_numpy(dtype=object) == i)]
+            for i in repeated.index
+        }
+        if len(repeated)
+        else {}
+    )
     unchanged = np.zeros(len(frame), dtype=bool)
     for row, declaration_id in enumerate(id_values):
         if declaration_id is None or not str(declaration_id).strip():
@@ -542,7 +552,8 @@ def _checked_against_stored(
                     "declaration_id",
                     "declaration_id.unique",
                     f"declaration_id: {show(declaration_id)} has {counts[declaration_id]} "
-                    "results in this batch; send one",
+                    f"results in this batch (rows {', '.join(map(str, rows_of[declaration_id]))})"
+                    ", which differ; send one",
                 )
             )
         elif declaration_id not in declared_at_us:
@@ -851,6 +862,35 @@ def skipped_before_store(
         .any()
     )
     return [bool(earliest.get(i, False)) for i in skipped_ids]
+
+
+def drop_repeated_results(raw: pd.DataFrame) -> tuple[pd.DataFrame, list[tuple[int, int, str]]]:
+    """``raw`` without the result rows that repeat an earlier one value for value, and each
+    dropped one as (its row, the row it repeats, its id).
+
+    A results export joined 1:n (a case's documents) or a row copied lists one result twice;
+    refused whole, the file stopped for a row that says nothing new, while ``ingest`` reads a
+    repeated declaration once and a result re-sent later "changes nothing" (probe 37). Rows
+    that differ in any value stay, for ``check_outcomes`` to refuse naming both. Compared as
+    read (after a mapping): the result is what is stored, not the file's other columns."""
+    if len(raw) < 2 or "declaration_id" not in raw.columns:
+        return raw, []
+    as_text = raw.astype("string")  # NaN and None alike, and no unhashable cell
+    has_id = raw["declaration_id"].notna().to_numpy(dtype=bool)
+    repeated = as_text.duplicated(keep="first").to_numpy(dtype=bool) & has_id
+    if not repeated.any():
+        return raw, []
+    first = as_text.groupby(list(as_text.columns), dropna=False, sort=False).ngroup()
+    first_row = {g: p for p, g in reversed(list(enumerate(first.tolist())))}
+    dropped = [
+        (
+            row_number(raw, p),
+            row_number(raw, first_row[first.iat[p]]),
+            str(raw["declaration_id"].iat[p]),
+        )
+        for p in np.flatnonzero(repeated)
+    ]
+    return raw[~repeated], dropped
 
 
 def _lost_zeros_hint(

@@ -240,3 +240,28 @@ def test_skipped_out_without_skip_unknown_is_refused(capsys, tmp_path) -> None:
     location = _store(tmp_path)
     run = _ingest(capsys, tmp_path, location, UNKNOWN, MAPPING, "--skipped-out", "x.csv")
     assert run.exit_code != 0 and "give both" in run.output
+
+
+# --- 5. a result listed twice ---------------------------------------------------------------
+
+
+def test_a_result_listed_twice_cell_for_cell_is_read_once(capsys, caplog, tmp_path) -> None:
+    location = _store(tmp_path)
+    month = HEADER + "D0;10/05/2026;NIL;\nD1;11/05/2026;DUTY;\nD0;10/05/2026;NIL;\n"
+    run = _ingest(capsys, tmp_path, location, month, MAPPING)
+    assert run.exit_code == 0, run.output
+    summary = json.loads(run.stdout)
+    assert (summary["stored"], summary["repeated_results_read_once"]) == (2, 1)
+    assert "1 result row(s) repeat an earlier row value for value (row 3 (D0) = row 1)" in (
+        caplog.text
+    )
+    assert [row[0] for row in _stored(location)] == ["D0", "D1"]
+
+
+def test_a_repeat_that_differs_is_refused_naming_both_rows(capsys, tmp_path) -> None:
+    location = _store(tmp_path)
+    month = HEADER + "D0;10/05/2026;NIL;\nD1;11/05/2026;DUTY;\nD0;10/05/2026;DUTY;\n"
+    run = _ingest(capsys, tmp_path, location, month, MAPPING)
+    assert run.exit_code != 0
+    assert "'D0' has 2 results in this batch (rows 1, 3), which differ" in run.output
+    assert _stored(location) == []

@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import functools
 import io
+import itertools
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,7 +94,7 @@ class Watchlist:
         # words apart by spaces, hyphens or underscores ("magic-mushrooms", "kratom_powder"),
         # a plural's "s" or "es" after the term ("kratoms"): a listing writes them so, and
         # each was a miss (probe 22); an underscore ends a word as a space does
-        body = "|".join(r"[\s_-]+".join(re.escape(w) for w in t.split(" ")) for t in ordered)
+        body = "|".join(_phrase_pattern(t) for t in ordered)
         # a letter of a script written without spaces ends no word: "电子烟" in "新款电子烟包邮",
         # "gucci" in "Gucci女士手提包" were misses (probe 38)
         edge = rf"[^\W_{unspaced_class()}]"
@@ -109,8 +110,29 @@ class Watchlist:
         return index
 
     @functools.cached_property
+    def match_index(self) -> dict[str, int]:
+        """``term_index`` by the key a match is looked up by (``_glued``)."""
+        return {_glued(term): i for term, i in self.term_index.items()}
+
+    @functools.cached_property
     def hs_index(self) -> dict[str, int]:
         return {p: i for i, p in enumerate(self.hs_prefixes)}
+
+
+_UNSPACED_LETTER = re.compile(f"[{unspaced_class()}]")
+_BESIDE_UNSPACED = re.compile(f"(?<=[{unspaced_class()}]) | (?=[{unspaced_class()}])")
+
+
+def _phrase_pattern(term: str) -> str:
+    """A (folded) term's words as a regex: apart by spaces, hyphens or underscores, or by
+    nothing where one side is a script written without spaces ("电子烟 烟油" in "电子烟烟油",
+    "iqos 加热器" in "IQOS加热器": probe 39)."""
+    words = term.split(" ")
+    out = re.escape(words[0])
+    for before, word in itertools.pairwise(words):
+        glued = _UNSPACED_LETTER.match(before[-1]) or _UNSPACED_LETTER.match(word[0])
+        out += (r"[\s_-]*" if glued else r"[\s_-]+") + re.escape(word)
+    return out
 
 
 def parse_watchlist(text: str, source: str) -> Watchlist:
@@ -223,7 +245,7 @@ def match_terms(
     u_first = np.full(len(uniques), -1, dtype=np.int64)
     u_count = np.zeros(len(uniques), dtype=np.int64)
     u_banned = np.zeros(len(uniques), dtype=bool)
-    index, prohibited, findall = watchlist.term_index, watchlist.term_prohibited, regex.findall
+    index, prohibited, findall = watchlist.match_index, watchlist.term_prohibited, regex.findall
     # A loop over the distinct descriptions, each scanned once by the one regex (the scan is the
     # cost: ~0.2 s for 300k rows). Plain Python after it: a pandas explode/groupby here cost a
     # fixed ~20 ms per call, most of a 100-declaration request's online features.
@@ -245,10 +267,16 @@ def match_terms(
 _SEPARATORS = re.compile(r"[\s_-]+")
 
 
+def _glued(words: str) -> str:
+    """Words joined by one space, without the spaces beside a script written without them:
+    "电子烟 烟油" and a match "电子烟烟油" are one key, as ``_phrase_pattern`` matches both."""
+    return _BESIDE_UNSPACED.sub("", words)
+
+
 def _term_of(matched: str, index: dict[str, int]) -> int:
     """The listed term a match of ``term_regex`` names (-1: none): its words lower-cased and
     joined by one space, its plural ending taken off when the term does not have it."""
-    words = _SEPARATORS.sub(" ", fold(matched)).strip()
+    words = _glued(_SEPARATORS.sub(" ", fold(matched)).strip())
     for ending in ("", "s", "es"):
         if words.endswith(ending):
             found = index.get(words[: len(words) - len(ending)], -1)

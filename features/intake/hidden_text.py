@@ -116,6 +116,11 @@ _LOOK_ALIKES = str.maketrans(
     }
 )  # fmt: skip
 _LOOKS_LATIN = frozenset(k for k in map(chr, _LOOK_ALIKES) if k.isalpha())
+# In a description's words, Turkish's dotless ı is a letter of the word, not a disguise:
+# "kılıç" read as "kiliç" was said to hide its letters (description.obscured), and a listed
+# "kılıç" folded another way never matched (probe 39). ``words.fold`` reads it as i. An id
+# keeps it among the look-alikes: "Yıldız" and "Yildiz" are one seller.
+_WORD_LOOK_ALIKES = {k: v for k, v in _LOOK_ALIKES.items() if k != ord("ı")}
 # a run of letters and the marks on them: a word as a reader reads one ("USB-кабель" is two)
 _LETTERS = re.compile(r"(?:[^\W\d_]|[\u0300-\u036f])+")
 
@@ -157,12 +162,12 @@ def _read_word(word: str) -> tuple[str, str, bool]:
     Russian "МАК" and the Greek "ΜΑΧΑΙΡΙ") is itself in the first reading and Latin in the
     second, not said. Read as Latin alone, "ΜΑΧΑΙΡΙ" was "maxaipi" and no longer "μαχαίρι"
     (probe 38). Other words are their script's in both."""
-    folded = word.translate(_LOOK_ALIKES)
+    folded = word.translate(_WORD_LOOK_ALIKES)
     if folded == word:
         return word, word, False
     if any(c.isascii() for c in word):
         return folded, folded, True
-    if all(c in _LOOKS_LATIN or not c.isalpha() for c in word):
+    if all((c in _LOOKS_LATIN and c != "ı") or not c.isalpha() for c in word):
         return word, folded, False
     return word, word, False
 

@@ -9,8 +9,8 @@ A description is first read as it prints (``hidden_text.readable_text``); its wo
   and capitals (how CN22 forms are filled in) were another word (probe 38);
 - whole with their marks where the marks are letters (Devanagari and Thai vowel signs): a word
   cut at every mark lost its pieces shorter than two letters (``उपहार`` read ``उपह``);
-- in scripts written without spaces (Chinese, Japanese; Korean's particles glued to the word),
-  overlapping pairs of characters: ``黑色耐克运动鞋`` is ``黑色 色耐 耐克 克运 运动 动鞋``, so the
+- in scripts written without spaces (Chinese, Japanese, Thai, Lao, Khmer, Myanmar; Korean's
+  particles glued to the word), overlapping pairs of characters (a letter with its marks): ``黑色耐克运动鞋`` is ``黑色 色耐 耐克 克运 运动 动鞋``, so the
   brand ``耐克`` is a word the model can learn. The run alone was one "word" per phrasing, and
   the Chinese signal was caught at 0.018 against 0.61 for Latin-script text (probe 38). Pairs
   (Lucene's CJK analyser) need no dictionary and no segmenter to install.
@@ -32,13 +32,18 @@ _ASCII_WORDS = re.compile(TOKEN_PATTERN).findall
 # is known (``features.families.text``). 1: before probe 38; 2: this module's.
 WORD_READING = 2
 
-# Scripts written without spaces between words: Han (CJK ideographs and their extensions,
-# compatibility ideographs), Hiragana, Katakana, Hangul syllables and jamo.
+# Scripts written without spaces between words: Thai, Lao, Myanmar, Khmer (probe 39: a Thai
+# phrase was one word), Han (CJK ideographs and their extensions, compatibility ideographs),
+# Hiragana, Katakana, Hangul syllables and jamo.
 _UNSPACED_RANGES = (
-    (0x1100, 0x11FF), (0x3040, 0x30FF), (0x3130, 0x318F), (0x31F0, 0x31FF), (0x3400, 0x4DBF),
-    (0x4E00, 0x9FFF), (0xA960, 0xA97F), (0xAC00, 0xD7AF), (0xD7B0, 0xD7FF), (0xF900, 0xFAFF),
-    (0x20000, 0x2FFFF),
+    (0x0E00, 0x0EFF), (0x1000, 0x109F), (0x1100, 0x11FF), (0x1780, 0x17FF), (0x3040, 0x30FF),
+    (0x3130, 0x318F), (0x31F0, 0x31FF), (0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xA960, 0xA97F),
+    (0xAC00, 0xD7AF), (0xD7B0, 0xD7FF), (0xF900, 0xFAFF), (0x20000, 0x2FFFF),
 )  # fmt: skip
+# Latin letters with a stroke or without a dot, which no decomposition takes to their plain
+# letter: Vietnamese đ (listings write "dien" for "điện", probe 39), Polish ł, Nordic ø,
+# Maltese ħ, Sami ŧ, Turkish dotless ı ("kılıç" and "kilic")
+_PLAIN_LETTERS = str.maketrans({"đ": "d", "ł": "l", "ø": "o", "ħ": "h", "ŧ": "t", "ı": "i"})
 # Marks writers put on or leave off, whatever letter they sit on: Cyrillic's titlo and
 # signs, Hebrew points, Arabic harakat, shadda and Quranic marks.
 _DIACRITIC_RANGES = (
@@ -74,9 +79,10 @@ _IS_UNSPACED = re.compile(f"[{_UNSPACED}]")
 
 
 @functools.cache
-def _patterns() -> tuple[re.Pattern[str], re.Pattern[str]]:
-    """(runs of word characters and combining marks, a word of letters and marks only): built
-    on the first description that is not ASCII (a scan of the BMP's categories, ~20 ms)."""
+def _patterns() -> tuple[re.Pattern[str], re.Pattern[str], re.Pattern[str]]:
+    """(runs of word characters and combining marks, a word of letters and marks only, a letter
+    with the marks on it): built on the first description that is not ASCII (a scan of the
+    BMP's categories, ~20 ms)."""
     marks, start = [], None
     for code in range(0x10000):
         is_mark = unicodedata.category(chr(code)) in ("Mn", "Mc", "Me")
@@ -88,7 +94,9 @@ def _patterns() -> tuple[re.Pattern[str], re.Pattern[str]]:
     mark_class = _ranges_class(tuple(marks))
     runs = re.compile(f"[\\w{mark_class}]+")
     letters = re.compile(f"[^\\W\\d_](?:[^\\W\\d_]|[{mark_class}])*")
-    return runs, letters
+    # Thai vowel and tone marks sit on a consonant: a pair is of two letters with their marks
+    units = re.compile(f"[^{mark_class}][{mark_class}]*")
+    return runs, letters, units
 
 
 def fold(text: str) -> str:
@@ -96,7 +104,8 @@ def fold(text: str) -> str:
     how words are compared. ASCII: lowercase."""
     if text.isascii():
         return text.lower()
-    decomposed = unicodedata.normalize("NFD", text.casefold().replace("ё", "е"))
+    folded = text.casefold().replace("ё", "е").translate(_PLAIN_LETTERS)
+    decomposed = unicodedata.normalize("NFD", folded)
     return unicodedata.normalize("NFC", _ACCENTED.sub(_unaccented, _DIACRITICS.sub("", decomposed)))
 
 
@@ -104,7 +113,7 @@ def description_words(text: str) -> list[str]:
     """The words of a (readable) description, in order, repeats kept: see the module's doc."""
     if text.isascii():
         return _ASCII_WORDS(text.lower())
-    runs, letters = _patterns()
+    runs, letters, units = _patterns()
     words: list[str] = []
     for run in runs.findall(fold(text)):
         if not _IS_UNSPACED.search(run):
@@ -115,14 +124,15 @@ def description_words(text: str) -> list[str]:
         # a run holding a script without spaces: each script's part apart ("nike运动鞋")
         for part in _SCRIPT_RUNS.findall(run):
             if _IS_UNSPACED.match(part):
-                words.extend([part] if len(part) == 1 else _pairs(part))
+                letters_of = units.findall(part)
+                words.extend([part] if len(letters_of) == 1 else _pairs(letters_of))
             elif letters.fullmatch(part) and sum(c.isalpha() for c in part) >= 2:
                 words.append(part)
     return words
 
 
-def _pairs(run: str) -> list[str]:
-    return [run[i : i + 2] for i in range(len(run) - 1)]
+def _pairs(letters: list[str]) -> list[str]:
+    return [letters[i] + letters[i + 1] for i in range(len(letters) - 1)]
 
 
 def unspaced_class() -> str:

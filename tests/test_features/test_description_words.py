@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import re
+import unicodedata
 
 import numpy as np
 import pytest
@@ -55,7 +56,7 @@ def test_case_and_optional_diacritics_make_no_other_word(one, other) -> None:
 
 @pytest.mark.parametrize(
     ("text", "word"),
-    [("هَدِيَّة", "هدية"), ("ของขวัญ", "ของขวัญ"), ("उपहार", "उपहार"), ("подарок", "подарок")],
+    [("هَدِيَّة", "هدية"), ("उपहार", "उपहार"), ("подарок", "подарок")],
 )
 def test_a_word_is_whole_whatever_marks_it_carries(text, word) -> None:
     """Cut at every mark, "هَدِيَّة" gave no word and "उपहार" gave "उपह"."""
@@ -157,3 +158,59 @@ def test_a_text_model_saved_before_this_reading_is_said_on_load(tmp_path, caplog
     with caplog.at_level(logging.WARNING):
         assert family.load_fitted(tmp_path).model.word_reading == 2
     assert "retrain" not in caplog.text
+
+
+# --- probe 39: the variants --------------------------------------------------------------------
+
+
+def test_thai_is_read_as_pairs_of_letters_with_their_marks() -> None:
+    """A Thai phrase was one word: "บุหรี่ไฟฟ้าสีดำ" (black e-cigarette) went green at 0.13."""
+    glued, spaced = _words("บุหรี่ไฟฟ้าสีดำ"), _words("บุหรี่ไฟฟ้า สีดำ")
+    assert set(_words("บุหรี่ไฟฟ้า")) <= set(glued) and set(_words("บุหรี่ไฟฟ้า")) <= set(spaced)
+    assert all(unicodedata.category(w[0]) != "Mn" for w in glued)  # no pair starts with a mark
+
+
+@pytest.mark.parametrize(
+    ("one", "other"),
+    [("thuốc lá điện tử", "thuoc la dien tu"), ("kılıç", "KILIÇ"), ("kılıç", "kilic"),
+     ("łódka", "lodka")],
+)  # fmt: skip
+def test_letters_no_decomposition_folds_are_read_as_their_plain_letter(one, other) -> None:
+    assert _words(one) == _words(other)
+
+
+def test_a_turkish_dotless_i_hides_nothing() -> None:
+    from features.intake.hidden_text import is_obscured, readable_text
+
+    assert readable_text("sustalı bıçak") == "sustalı bıçak"
+    assert not is_obscured("sustalı bıçak")
+
+
+_PHRASES = """kind,pattern,category
+term,电子烟 烟油,tobacco
+term,iqos 加热器,tobacco
+term,kılıç,weapons
+term,บุหรี่ไฟฟ้า,tobacco
+term,thuốc lá điện tử,tobacco
+term,kratom powder,drugs
+"""
+
+
+@pytest.mark.parametrize(
+    ("text", "term"),
+    [
+        ("电子烟烟油", "电子烟 烟油"),
+        ("电子烟 烟油", "电子烟 烟油"),
+        ("IQOS加热器", "iqos 加热器"),
+        ("KILIÇ", "kılıç"),
+        ("ขายบุหรี่ไฟฟ้าราคาถูก", "บุหรี่ไฟฟ้า"),
+        ("THUOC LA DIEN TU", "thuốc lá điện tử"),
+        ("kratompowder", None),  # Latin words still need their space
+        ("kratom-powders", "kratom powder"),
+    ],
+)
+def test_phrases_glued_where_their_script_glues_words(text, term) -> None:
+    watchlist = parse_watchlist(_PHRASES, "list.csv")
+    (read,), _ = readable_descriptions(np.array([text], dtype=object))
+    first, _, _ = match_terms(np.array([read], dtype=object), watchlist)
+    assert (watchlist.terms[first[0]] if first[0] >= 0 else None) == term

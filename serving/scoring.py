@@ -738,8 +738,10 @@ def results_frame(records: list[DecisionRecord], priority: np.ndarray) -> pd.Dat
             "priority": priority,
             "lane": np.array([r.lane for r in records], dtype=str),
             "exploration": np.array([r.exploration for r in records], dtype=bool),
-            "reasons": [json.dumps(r.reasons) for r in records],
-            "warnings": [json.dumps(r.warnings) for r in records],
+            # as text, not \u escapes: an officer reading the file saw '\u5b50\u70df' where
+            # /score says '子烟' (probe 39, 8)
+            "reasons": [json.dumps(r.reasons, ensure_ascii=False) for r in records],
+            "warnings": [json.dumps(r.warnings, ensure_ascii=False) for r in records],
             "warning_codes": [json.dumps(r.codes_of_warnings) for r in records],
             "model_name": [r.model_name for r in records],
             "model_version": [r.model_version for r in records],

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from serving.main import app
 from serving.outcomes import OutcomesRefused, store_outcomes
+from serving.scoring import results_frame
 from serving.store import open_outcome_store, open_store
 from tests.test_serving.test_store import _record
 
@@ -167,3 +168,22 @@ def test_outcomes_ingest_skip_unknown_refuses_then_stores_with_zero_pad(tmp_path
     assert run.exit_code == 0, run.output
     summary = json.loads(run.output[run.output.index("{") :])
     assert summary["stored"] == 2 and summary["skipped_unknown"] == 0
+
+
+def test_the_score_file_writes_non_latin_reasons_as_text(tmp_path) -> None:
+    """`score --out` (CSV and Parquet alike come from this frame): '子烟' as written, as /score
+    gives it, not '\\u5b50\\u70df'."""
+    text = "the description's word '子烟' was found in offences at rate 66%"
+    record = dataclasses.replace(
+        _record(0),
+        reasons=[{"feature": "text_word_hit_rate_max", "text": text, "contribution": 1.3}],
+        warnings=["описание: слово 'табак'"],
+    )
+    frame = results_frame([record], pd.Series([0.8]).to_numpy())
+    frame.to_csv(tmp_path / "out.csv", index=False)
+    written = (tmp_path / "out.csv").read_text(encoding="utf-8")
+    assert "子烟" in written and "табак" in written and "\\u" not in written
+    frame.to_parquet(tmp_path / "out.parquet", index=False)
+    back = pd.read_parquet(tmp_path / "out.parquet")
+    assert "子烟" in back["reasons"].iat[0]
+    assert json.loads(back["reasons"].iat[0])[0]["text"] == text

@@ -150,6 +150,10 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
         "nature du contenu", "contenido", "descripcion del contenido", "conteudo",
         "descricao do conteudo", "inhalt", "inhaltsbeschreibung", "contenuto",
         "descrizione contenuto", "inhoud", "omschrijving inhoud",
+        # the goods' text beside a CN22/CN23 category-of-item column (probe 39): ITEM_DESC and
+        # Warenbeschreibung were left categorical extras
+        "item desc", "goods desc", "description of goods", "warenbeschreibung",
+        "artikelbeschreibung", "artikelbezeichnung",
     ),
     "quantity": (
         "quantity", "qty", "qte", "quantite", "cantidad", "quantidade", "menge", "anzahl",
@@ -169,8 +173,23 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
     ),
     "currency": ("currency", "devise", "moneda", "moeda", "wahrung", "ccy", "cur", "valuta",
                  "divisa", "monnaie"),
-    "category": ("category", "nature", "type", "categoria", "kategorie", "tipo", "art",
-                 "transaction type", "nature transaction", "natureza"),
+    "category": (
+        "category", "nature", "type", "categoria", "kategorie", "tipo", "art",
+        "transaction type", "nature transaction", "natureza",
+        # CN22/CN23's "category of item" check-boxes (gift, documents, commercial sample,
+        # returned goods, sale of goods, other), which some exports call "nature of contents":
+        # that name says the description too, so the column's values decide (``_candidates``)
+        "category of item", "item category", "category of contents", "contents category",
+        "content category", "nature of contents", "type of contents", "contents type",
+        "nature of item", "nature du contenu", "nature de l envoi", "categorie de l envoi",
+        "categorie d envoi", "categorie de l objet", "naturaleza del contenido",
+        "categoria del envio", "natureza do conteudo", "categoria do envio",
+        "categoria do objeto", "art der sendung", "art des inhalts", "inhaltsart",
+        "sendungskategorie", "kategorie der sendung", "natura del contenuto",
+        "categoria dell invio", "categoria di invio", "aard van de inhoud",
+        "categorie van de zending", "kategoria przesylki", "rodzaj zawartosci",
+        "gonderi kategorisi", "icerik turu",
+    ),
     "ioss_prepaid": ("ioss", "ioss prepaid", "vat prepaid", "prepaid"),
     "aeo_operator": ("aeo", "oea", "aeo operator", "trusted trader", "zwb"),
     "inspected": (
@@ -310,6 +329,10 @@ _CJK_SYNONYMS = {
     "description": ("商品名称", "品名", "货物名称", "품명",
                     # a postal declaration's contents (内件, 内容品, 내용품: CN22/CN23)
                     "内件", "内件名称", "内件品名", "内容品", "内容品名", "내용품", "내용물"),
+    # a postal declaration's category of item (CN22/CN23 check-boxes, probe 39)
+    "category": ("内件性质", "内件类别", "内件种类", "邮件类别", "邮件种类", "物品类别",
+                 "物品种类", "内容品の種類", "内容品種別", "郵便物の種類", "내용품 종류",
+                 "내용품종류", "우편물 종류", "우편물종류"),
     "quantity": ("数量", "申报数量", "수량"),
     "gross_weight_kg": ("毛重", "重量", "毛重 千克", "総重量", "중량", "총중량"),
     "declared_value": ("总价", "申报总价", "申报价值", "申报价格", "价格", "货值", "申告価格", "価格",
@@ -370,7 +393,7 @@ _NO = frozenset(FALSE_WORDS | {"non", "nao", "nein", "neg", "negative", "negatif
 _UN_TRANSPORT_MODES = {"1": "sea", "2": "rail", "3": "road", "4": "air", "5": "postal"}
 
 # Code tables: words that name a contract value (lowercase, no accents).
-_CODE_WORDS: dict[str, dict[str, str]] = {
+_CODE_WORDS: dict[str, dict[str, str | None]] = {
     "channel": {
         "post": "postal", "poste": "postal", "postal": "postal", "mail": "postal",
         "邮递": "postal", "邮件": "postal", "邮政": "postal", "快件": "express", "快递": "express",
@@ -402,6 +425,49 @@ _CODE_WORDS: dict[str, dict[str, str]] = {
         # UPU CN22/CN23 content categories (ITMATT), by code and by words
         "91": "merchandise", "31": "gift", "32": "documents", "21": "sample", "11": "return",
         "sale of goods": "merchandise", "commercial sample": "sample", "returned goods": "return",
+        # ... and as the forms print them in the languages above (probe 39: a column of them
+        # under "Inhalt" was drafted as the goods' description); "other" is no category the
+        # contract has: read as none declared (null), said in a CHECK
+        "other": None, "others": None, "goods sale": "merchandise",
+        "return of goods": "return", "returned": "return", "documentation": "documents",
+        "vente de marchandises": "merchandise", "vente de marchandise": "merchandise",
+        "echantillon commercial": "sample", "retour de marchandises": "return",
+        "retour de marchandise": "return", "marchandise retournee": "return",
+        "autre": None, "autres": None,
+        "venta de mercancias": "merchandise", "muestra comercial": "sample",
+        "devolucion de mercancias": "return", "devolucion de mercancia": "return",
+        "documentos": "documents", "otro": None, "otros": None,
+        "venda de mercadorias": "merchandise", "amostra comercial": "sample",
+        "devolucao de mercadorias": "return", "devolucao de mercadoria": "return",
+        "outro": None, "outros": None,
+        "warenverkauf": "merchandise", "verkauf von waren": "merchandise",
+        "warenmuster": "sample", "handelsmuster": "sample", "rucksendung": "return",
+        "warenrucksendung": "return", "rucksendung von waren": "return",
+        "dokumente": "documents", "sonstiges": None, "sonstige": None, "andere": None,
+        "vendita di merci": "merchandise", "vendita": "merchandise",
+        "campione commerciale": "sample", "campione": "sample", "merce restituita": "return",
+        "reso": "return", "documenti": "documents", "altro": None,
+        "verkoop van goederen": "merchandise", "verkoop": "merchandise",
+        "handelsmonster": "sample", "monster": "sample", "retourzending": "return",
+        "documenten": "documents", "anders": None, "overig": None,
+        "sprzedaz towarow": "merchandise", "sprzedaz": "merchandise", "prezent": "gift",
+        "upominek": "gift", "probka handlowa": "sample", "probka": "sample",
+        "zwrot towaru": "return", "zwrot": "return", "dokumenty": "documents", "inne": None,
+        "mal satisi": "merchandise", "satis": "merchandise", "hediye": "gift",
+        "ticari numune": "sample", "numune": "sample", "iade": "return", "belgeler": "documents",
+        "evrak": "documents", "diger": None,
+        "продажа товаров": "merchandise", "продажа товара": "merchandise",
+        "продажа": "merchandise", "подарок": "gift", "коммерческий образец": "sample",
+        "образец": "sample", "возврат товара": "return", "возврат": "return",
+        "документы": "documents", "прочее": None, "другое": None,
+        "销售商品": "merchandise", "出售货物": "merchandise", "商品": "merchandise",
+        "礼品": "gift", "礼物": "gift", "商品样品": "sample", "样品": "sample",
+        "退回物品": "return", "退货": "return", "文件": "documents", "其他": None,
+        "販売品": "merchandise", "贈物": "gift", "ギフト": "gift", "商品見本": "sample",
+        "見本": "sample", "返送品": "return", "書類": "documents", "その他": None,
+        "상품판매": "merchandise", "판매": "merchandise", "선물": "gift",
+        "상업용 견본": "sample", "견본": "sample", "반송품": "return", "서류": "documents",
+        "기타": None,
     },
     "offence_type": {
         "undervaluation": "undervaluation", "sous eval": "undervaluation",
@@ -656,6 +722,8 @@ _RUSSIAN_INDIAN_SYNONYMS = {
                     # a postal item's contents (вложение, содержимое: CN22/CN23)
                     "вложение", "описание вложения", "содержимое", "описание содержимого",
                     "наименование вложения"),
+    "category": ("категория отправления", "категория вложения", "характер вложения",
+                 "вид вложения"),
     "quantity": ("количество",),
     "gross_weight_kg": ("вес брутто", "вес"),
     "declared_value": ("стоимость", "таможенная стоимость", "фактурная стоимость",
@@ -1314,6 +1382,12 @@ def _candidates(
             # its name may say office ("Unidade") or party, its values say a unit: they win,
             # and a currency's codes under such a name are the currency by their values
             names.update(dict.fromkeys(_NAMED_ONLY_FIELDS, 0.0))
+        if names["description"] and _category_words(column):
+            # a CN22/CN23 category of item (Gift, Sale of goods; Geschenk, Warenverkauf) under
+            # a name saying contents ("Nature of contents", "Inhalt") was drafted as the goods'
+            # description, its text a categorical extra (probe 39): the values say category
+            names["category"] = max(names["category"], names["description"])
+            names["description"] = 0.0
         # a column its name gives to a field is no other field's by its values alone: a
         # consignee's code of 7 digits is not an HS code, a currency's ISO numbers (643, 840)
         # are not countries
@@ -1346,6 +1420,18 @@ def _lane_colours(column: Column) -> bool:
         return False
     coloured = {v for v in set(column.values) if set(_plain(v).split()) & _LANE_COLOURS}
     return sum(v in coloured for v in column.values) >= FITS * len(column.values)
+
+
+@_memo
+def _category_words(column: Column) -> bool:
+    """Whether (nearly) every value is a word of the category table (``Gift``, ``Sale of
+    goods``, ``Dokumente``, ``其他``), two kinds of it at least: a category of item, never the
+    goods' text (a few senders write "gift" there; nearly all write goods)."""
+    if column.typed != "text" or not 2 <= column.distinct <= _CATEGORIES_AT_MOST:
+        return False
+    words = _CODE_WORDS["category"]
+    read = {v for v in set(column.values) if _plain(v) in words}
+    return sum(v in read for v in column.values) >= FITS * len(column.values)
 
 
 def _fits(
@@ -1618,6 +1704,11 @@ def _propose(name: str, column: Column, timezone: str, unit: Column | None = Non
             )
             if table:
                 spec["values"] = table
+        if none := [code for code, value in table.items() if value is None]:
+            checks.append(
+                f"{', '.join(none[:8])}: no category of the contract's, read as none declared "
+                "(null); map it to one if you know which"
+            )
     if len(spec) == 1:
         return Proposal(column.name, checks, column.name)
     return Proposal(spec, checks, column.name)
@@ -2604,6 +2695,7 @@ def _goods_text(column: Column) -> bool:
         and _named_as_result(column) is None
         and not words & _AFTER_DECLARATION_WORDS
         and not _lane_colours(column)
+        and not _category_words(column)
         and _personal_particular(column) is None
     )
 
@@ -2633,6 +2725,18 @@ def _description_by_name(
             )
     return None
 
+
+def _named_for_contents(column: Column) -> bool:
+    """A column of categories of item whose name says the goods' description at least as much
+    as the category ("Inhalt", "Nature of contents"): taken for the category by its values."""
+    says = _name_score(column, "description")
+    return says > 0 and says >= _name_score(column, "category") and _category_words(column)
+
+
+_CATEGORY_NOT_DESCRIPTION = (
+    "its name may say the goods' contents, its values are the CN22/CN23 categories of item "
+    "(gift, documents, sale of goods...): read as the category, not the description"
+)
 
 # Mean length from which a column of words left over reads as free text
 _FREE_TEXT_CHARS = 30
@@ -2895,6 +2999,9 @@ def draft_mapping(
     for name, column in chosen.items():
         if name in by_values:
             proposals[name].checks.insert(0, by_values[name][1])
+            continue
+        if name == "category" and _named_for_contents(column):
+            proposals[name].checks.insert(0, _CATEGORY_NOT_DESCRIPTION)
             continue
         if name == "description" and by_name is not None:
             proposals[name].checks.insert(0, by_name)

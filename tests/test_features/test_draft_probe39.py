@@ -124,3 +124,18 @@ def test_goods_text_under_a_contents_name_stays_the_description(name: str) -> No
     assert draft.mapped["description"] == name
     assert "category" not in draft.mapped
     assert "description" not in draft.checks
+
+
+@pytest.mark.parametrize(
+    "name", ["内件价值", "价值", "申报价值", "货值", "物品价值", "価格", "価額", "가격", "신고가격"]
+)
+def test_a_cjk_value_of_contents_is_the_declared_value(name: str) -> None:
+    """内件价值 (value of contents) beside 内件名称 was a numeric extra named column_N and the
+    declared value a TODO (probe 39)."""
+    export = _with_value(_postal(内件名称=_goods()), name)
+    draft = draft_mapping(export)
+    assert draft.mapped["declared_value"] == name
+    assert "declared_value" not in draft.missing
+    assert name not in draft.extras
+    read = _read_back(export, draft.text)
+    assert read["declared_value"].tolist() == export[name].astype(float).tolist()

@@ -124,6 +124,10 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
         # a person's particulars, commented out (probe 18)
         "receiver", "receptor", "recebedor", "addressee id", "addressee code",
         "addressee number", "addressee no",
+        # the everyday abbreviations (probe 39: RECV_ID, RCPT_ID were entity extras, the
+        # split-order features without a consignee); a bare "rcpt" is a receipt too (RCPT_NO)
+        "recv", "rcvr", "recip", "cnee", "rcpt id", "rcpt ref", "rcpt code", "recipient no",
+        "empfaenger", "warenempfaenger", "warenempfanger",
     ),
     "consignee_region": ("region", "nuts", "province", "provincia", "state", "department",
                          "departement", "region dest", "bundesland", "estado", "uf"),
@@ -275,7 +279,8 @@ _GERMAN_SYNONYMS = {
                     "kurierdienst"),
     "platform_id": ("marktplatz", "handelsplattform", "onlinemarktplatz"),
     "seller_country": ("versenderland", "land des versenders", "absenderland"),
-    "consignee_id": ("empfanger id", "empfangernummer"),
+    # Empfänger written without its umlaut too (EMPFAENGER_ID, probe 39)
+    "consignee_id": ("empfanger id", "empfangernummer", "empfaenger id", "empfaengernummer"),
     "inspected_at": ("kontrolle am", "kontrolliert am", "beschau am", "beschaudatum",
                      "prufdatum", "gepruft am"),
     "revenue_recovered": ("nachforderung", "nacherhebung", "nachforderung eur",
@@ -322,7 +327,12 @@ _CJK_SYNONYMS = {
     "seller_country": ("起运国", "启运国", "发货国", "仕出国", "공급자국가", "起运国家", "起运国别"),
     "consignee_id": ("订购人", "收件人", "收货人", "订购人证件号码", "輸入者", "수입자부호",
                      "수입자", "輸入者コード", "輸入者番号", "受取人", "进口人", "进口人统一编号",
-                      "纳税义务人"),
+                      "纳税义务人",
+                     # a name runs on into its number or a Latin ID as one word to ``_plain``
+                     # (收件人编号, 受取人ID were entity extras, probe 39)
+                     "收件人编号", "收件人代码", "收件人id", "收货人编号", "收货人代码", "收货人id",
+                     "受取人id", "受取人番号", "受取人コード", "荷受人", "荷受人コード", "수취인",
+                     "수취인부호", "수취인id", "받는사람"),
     "origin_country": ("原产国", "原产地", "原産地", "원산지", "生产国别", "生产国", "原产国别"),
     "hs_code": ("商品编码", "hs编码", "税则号列", "税则号别", "货品分类号列", "品目番号", "세번부호", "세번", "統計品目番号",
                 "統計番号", "税番", "hsコード", "关税编码", "税号", "품목번호", "hs부호"),

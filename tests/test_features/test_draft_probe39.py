@@ -139,3 +139,28 @@ def test_a_cjk_value_of_contents_is_the_declared_value(name: str) -> None:
     assert name not in draft.extras
     read = _read_back(export, draft.text)
     assert read["declared_value"].tolist() == export[name].astype(float).tolist()
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["RECV_ID", "RCPT_ID", "EMPFAENGER_ID", "收件人编号", "受取人ID", "RECV_REF", "CNEE",
+     "Warenempfaenger", "收货人编号", "수취인"],
+)  # fmt: skip
+def test_the_recipients_abbreviations_and_translations_are_the_consignee(name: str) -> None:
+    """Each was an entity extra (受取人ID named "id"), the split-order features without a
+    consignee (probe 39)."""
+    export = _with_value(_postal(**{name: [f"0{i % 170:06d}" for i in range(N)]}))
+    draft = draft_mapping(export)
+    assert draft.mapped["consignee_id"] == name
+    assert name not in draft.extras
+
+
+def test_a_receipt_number_and_a_receipt_date_are_no_consignee() -> None:
+    """A bare "rcpt" is a receipt too: RCPT_NO is no recipient's id, RCPT_DATE no party."""
+    export = _with_value(
+        _postal(
+            RCPT_NO=[f"RC{i:08d}" for i in range(N)],
+            RCPT_DATE=[f"2026-09-{1 + i % 28:02d}" for i in range(N)],
+        )
+    )
+    assert "consignee_id" not in draft_mapping(export).mapped

@@ -935,6 +935,8 @@ def ids_with_lost_zeros(
         sample = written.iloc[:sampled].tolist()
         tried = [i.zfill(n) for i in sample for n in range(len(i) + 1, len(i) + 9)]
         widths = [w for w, _ in Counter(len(k) for k in declared_at(tried)).most_common()]
+    if not widths:  # no id of the store's is digits, or none padded: nothing lost its zeros
+        return {}
     bare = written.str.lstrip("0").replace("", "0")
     pairs = pd.concat(
         [

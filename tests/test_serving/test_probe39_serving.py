@@ -96,6 +96,15 @@ def test_skip_unknown_still_leaves_out_ids_no_padding_finds(location) -> None:
     assert counts["skipped_unknown_ids"] == ["81234567", "EXT-7"]
 
 
+def test_a_file_none_of_whose_digit_ids_the_store_decided_is_left_out_as_before(location) -> None:
+    """No id of the file decided here, and none found padded: nothing lost its zeros, so the
+    file is left out and said, as a national file of other hubs' parcels is (this raised
+    "No objects to concatenate" when the padding had no width to try)."""
+    _decided(location)
+    counts = _ingest(location, _results(["81234567", "81234568"]))
+    assert counts["stored"] == 0 and counts["skipped_unknown"] == 2
+
+
 def test_skip_unknown_refuses_ids_that_kept_only_some_zeros(location) -> None:
     """'0072355' is the store's '0000072355' too: both sides compared without their zeros."""
     _decided(location)

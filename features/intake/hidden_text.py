@@ -200,22 +200,24 @@ def _read(text: str) -> tuple[str, bool]:
     normal = unicodedata.normalize("NFKC", text)
     hidden = set(_HIDDEN.findall(normal))
     shown = _HIDDEN.sub("", _BLANKS.sub(" ", normal))
-    mixed = False
+    mixed = twice = False
     latin: list[str] = []
 
     def word(m: re.Match[str]) -> str:
-        nonlocal mixed
+        nonlocal mixed, twice
         own, as_latin, hid = _read_word(m[0])
         mixed |= hid
+        twice |= own != as_latin
         latin.append(as_latin)
         return own
 
     read = _LETTERS.sub(word, shown)
-    if any(own != as_latin for own, as_latin in zip(_LETTERS.findall(read), latin, strict=False)):
+    if twice:
         # the words wholly of look-alikes read in Latin too ("КНАТ leaves / KHAT leaves"):
-        # a watchlist's "khat leaves" and a Russian "мак" both match
+        # a watchlist's "khat leaves" and a Russian "мак" both match. The same text's same
+        # words, each as read in Latin
         others = iter(latin)
-        read += READINGS_APART + _LETTERS.sub(lambda m: next(others), read)
+        read += READINGS_APART + _LETTERS.sub(lambda m: next(others), shown)
     return read, mixed or bool(hidden - _SPELLING_MARKS) or _joins_inside_word(normal)
 
 

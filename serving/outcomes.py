@@ -520,14 +520,11 @@ def _checked_against_stored(
     counts = ids.value_counts()
     repeated = counts[counts > 1]
     # each repeated id's rows, so that every one of them names the others (probe 37)
-    rows_of = (
-        {
-            i: [row_number(raw, p) for p in np.flatnonzero(ids.to_numpy(dtype=object) == i)]
-            for i in repeated.index
-        }
-        if len(repeated)
-        else {}
-    )
+    # one pass over the rows, not one per repeated id (a file of many repeats was n x k)
+    rows_of: dict[Any, list[int]] = {}
+    if len(repeated):
+        for p in np.flatnonzero(ids.isin(repeated.index).to_numpy(dtype=bool)):
+            rows_of.setdefault(ids.iat[p], []).append(row_number(raw, p))
     unchanged = np.zeros(len(frame), dtype=bool)
     for row, declaration_id in enumerate(id_values):
         if declaration_id is None or not str(declaration_id).strip():

@@ -845,11 +845,15 @@ def parse_mapping(data: Any, origin: str = "mapping") -> Mapping:
 
 def parse_mapping_text(text: str, origin: str = "mapping") -> Mapping:
     """Parse and validate mapping YAML given as text."""
+    return parse_mapping(_yaml_document(text, origin), origin=origin)
+
+
+def _yaml_document(text: str, origin: str) -> Any:
+    """A mapping's YAML as data (YAML 1.2 booleans, no key twice), or a ContractError."""
     try:
-        data = yaml.load(text, Loader=_Yaml12Loader)
+        return yaml.load(text, Loader=_Yaml12Loader)
     except yaml.YAMLError as exc:
         raise ContractError(f"{origin}: malformed YAML: {exc}") from exc
-    return parse_mapping(data, origin=origin)
 
 
 def declarations_only(mapping: Mapping) -> Mapping:
@@ -879,10 +883,7 @@ def _mapping_document(path: Path) -> Any:
             f"mapping file not found: {path} (none written yet? `parcelrisk mapping draft "
             f"EXPORT --out {path}` proposes one from the export)"
         )
-    try:
-        return yaml.load(path.read_text(encoding="utf-8"), Loader=_Yaml12Loader)
-    except yaml.YAMLError as exc:
-        raise ContractError(f"{path}: malformed YAML: {exc}") from exc
+    return _yaml_document(path.read_text(encoding="utf-8"), str(path))
 
 
 # Why a result replaces the one stored is not a contract field (a history holds each result as

@@ -741,16 +741,22 @@ def store_outcomes(
     ``default_correction``: why a row without its own correction that differs from its stored
     result replaces it (``_checked_against_stored``).
     Returns ``{"stored": n, "unchanged": m}`` (and ``"corrected"``: how many of the stored
-    replace a stored result, when any; ``"skipped_unknown"`` when asked); raises
-    ``OutcomesRefused`` and stores nothing.
+    replace a stored result, when any; ``"skipped_unknown"`` when asked;
+    ``"repeated_results_read_once"``: rows that repeated an earlier one value for value, when
+    any); raises ``OutcomesRefused`` and stores nothing.
     """
     from features.intake.contract import parse_text
 
     if len(raw) == 0:
         raise ParcelriskError("no results given: expected at least one row")
+    # A result listed twice value for value says nothing new: read once, as a file's is and
+    # as a re-post is "unchanged" (a client's retry loop that re-sends a row within its
+    # batch must not have the whole batch refused). A repeat that differs is still refused.
+    raw, repeats = drop_repeated_results(raw)
     raw, not_inspected = _inspected_only(raw)
+    read_once = {"repeated_results_read_once": len(repeats)} if repeats else {}
     if len(raw) == 0:  # a file of parcels none of which was inspected
-        return {"stored": 0, "unchanged": 0, "skipped_not_inspected": not_inspected}
+        return {"stored": 0, "unchanged": 0, "skipped_not_inspected": not_inspected} | read_once
     if "declaration_id" in raw.columns:
         ids = parse_text(raw["declaration_id"], narrow=True).dropna().unique().tolist()
     else:
@@ -805,7 +811,9 @@ def store_outcomes(
         counts = {"stored": 0, "unchanged": 0, "skipped_unknown": skipped}
         if name_skipped:
             counts["skipped_unknown_ids"] = skipped_ids
-        return counts | ({"skipped_not_inspected": not_inspected} if not_inspected else {})
+        return (
+            counts | ({"skipped_not_inspected": not_inspected} if not_inspected else {}) | read_once
+        )
     fields = _checked_fields(raw, declared, now=now, limits=limits)
     with store.write() as tx:
         if (again := tx.declared_at(ids)) != declared:
@@ -836,7 +844,7 @@ def store_outcomes(
             counts["skipped_unknown_ids"] = skipped_ids
     if not_inspected:
         counts["skipped_not_inspected"] = not_inspected
-    return counts
+    return counts | read_once
 
 
 def skipped_before_store(

@@ -482,3 +482,8 @@ class OutcomesResponse(BaseModel):
         default_factory=list,
         description="Their declaration ids (present when asked).",
     )
+    repeated_results_read_once: int = Field(
+        default=0,
+        description="Results listed a second time value for value in this request, read once "
+        "(present when any were).",
+    )

@@ -845,8 +845,9 @@ class ParcelRiskService:
     ) -> OutcomesResponse:
         """Store inspection results (inspector), all or nothing; an identical re-post is a no-op.
 
+        A result listed twice value for value is read once (``repeated_results_read_once``).
         Refused (nothing stored) with every offending row: an unknown declaration id, an id
-        twice in the request, a result dated before its declaration or in the future (more
+        twice in the request with results that differ, a result dated before its declaration or in the future (more
         than the 2-day clock skew ahead), an offence type or revenue on a parcel found not
         illicit, a recovered revenue above validate.max_revenue (unset:
         max_value), a result that contradicts the

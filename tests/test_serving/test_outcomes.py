@@ -123,12 +123,23 @@ def test_a_bad_result_refuses_the_whole_batch(store, bad, rule) -> None:
 
 def test_the_same_id_twice_in_a_batch_is_refused(store) -> None:
     with pytest.raises(OutcomesRefused) as refused:
-        post(store, result(), result())
+        post(store, result(), result(revenue_recovered=13.0))
     assert [(p.row, p.rule) for p in refused.value.problems] == [
         (0, "declaration_id.unique"),
         (1, "declaration_id.unique"),
     ]
     assert store.count() == 0
+
+
+def test_a_result_listed_twice_value_for_value_in_a_batch_is_read_once(store) -> None:
+    # a client's retry loop re-sending a row within its batch: nothing new, so nothing refused
+    counts = post(store, result(), result("D2"), result())
+    assert counts == {"stored": 2, "unchanged": 0, "repeated_results_read_once": 1}
+    assert [row[1] for row in _stored_rows(store)] == ["D1", "D2"]
+    # and again, whole: every row unchanged, the repeat still read once
+    counts = post(store, result(), result())
+    assert counts == {"stored": 0, "unchanged": 1, "repeated_results_read_once": 1}
+    assert store.count() == 2
 
 
 def test_a_conflicting_second_result_is_refused_and_the_first_kept(store) -> None:

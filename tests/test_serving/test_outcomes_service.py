@@ -71,6 +71,18 @@ def test_store_then_identical_repost_then_conflict(client) -> None:
     assert r.json()["problems"][0]["rule"] == "result.conflict"
 
 
+def test_a_row_repeated_value_for_value_is_read_once_and_said(client) -> None:
+    first, second = _scored_ids(client, 2, seed=43)
+    r = _post(client, [_result(first), _result(second), _result(first)])
+    assert r.json() == {"stored": 2, "unchanged": 0, "repeated_results_read_once": 1}
+    # the same id with a result that differs is still refused, naming both rows
+    r = _post(client, [_result(first), _result(first, revenue_recovered=31.0)])
+    assert r.status_code == 400, r.text
+    problems = r.json()["problems"]
+    assert [p["loc"][1] for p in problems] == [0, 1]
+    assert {p["rule"] for p in problems} == {"declaration_id.unique"}
+
+
 def test_refusals_name_each_row_and_store_nothing(client) -> None:
     import sqlite3
 

@@ -896,6 +896,14 @@ def history_join(
         "--skip-unknown",
         help="Leave out (and count) results of declarations the file does not hold.",
     ),
+    correction: str | None = typer.Option(
+        None,
+        "--correction",
+        help="Why these results replace the ones the history holds already: a row that "
+        "differs from its declaration's held result is taken with it (a row's own "
+        "`correction` column wins); without either it is refused. With a mapping whose "
+        "`correction` column is a yes/no flag: the reason of the rows flagged yes.",
+    ),
     params: Path | None = params_option("sections validate, features (time zone, fx)"),
 ) -> None:
     """A first history from declarations and inspection results exported apart: each result
@@ -905,7 +913,7 @@ def history_join(
 
     from features.errors import ParcelriskError
     from features.intake.io import read_declarations, write_declarations
-    from features.intake.mapping import load_mapping
+    from features.intake.mapping import is_correction_flag, load_results_mapping
     from features.intake.rules import Limits
     from serving.outcomes import join_results
 
@@ -920,9 +928,22 @@ def history_join(
             raise ParcelriskError(f"{path}: no such file")
         if path.resolve() == out.resolve():
             raise ParcelriskError(f"--out {out} is an input: give another file")
+    if len({f.resolve() for f in results}) < len(results):
+        raise ParcelriskError("a results file is given twice")
+    if correction is not None and not correction.strip():
+        raise ParcelriskError("--correction: say why the results are corrected")
     frame, contract = read_declarations(declarations, with_outcomes=None)
-    spec = load_mapping(mapping) if mapping is not None else None
-    read = [_read_results(file, spec, mapping, settings) for file in results]
+    # the results mapping `outcomes ingest` reads, its correction column included
+    spec, correction_spec = load_results_mapping(mapping) if mapping is not None else (None, None)
+    flagged_why = None
+    if correction_spec is not None and is_correction_flag(correction_spec):
+        flagged_why, correction = correction, None
+    read = [
+        _read_once(
+            file, *_read_results(file, spec, mapping, settings, correction_spec, flagged_why)
+        )
+        for file in results
+    ]
     # labelled 0..n-1 across the files; each row's name says where its file holds it
     raw = pd.concat([r for r, _ in read], ignore_index=True)
     history, counts = join_results(
@@ -935,6 +956,7 @@ def history_join(
             for file, (rows, _) in zip(results, read, strict=True)
             for name in _row_names(rows, file if len(results) > 1 else None)
         ],
+        default_correction=correction,
     )
     write_declarations(history, out, contract)
     notes = {str(file): n for file, (_, n) in zip(results, read, strict=True) if n}

@@ -406,6 +406,7 @@ def check_outcomes(
     now: datetime | None = None,
     limits: Limits | None = None,
     unknown: str = "has no decision in the store",
+    default_correction: str | None = None,
 ) -> CheckedOutcomes:
     """The results of ``raw`` that may be stored, or ``OutcomesRefused`` naming every bad row.
 
@@ -420,9 +421,10 @@ def check_outcomes(
     clock of the "not in the future" rule (tests); by default it is read now. ``limits``: the
     plausibility limits of the gate (``Limits.from_settings``); by default params.yaml's
     defaults. ``unknown``: what a result of a declaration not in ``declared_at_us`` is told.
+    ``default_correction``: as ``_checked_against_stored``'s.
     """
     fields = _checked_fields(raw, declared_at_us, now=now, limits=limits)
-    return _checked_against_stored(fields, declared_at_us, stored, unknown)
+    return _checked_against_stored(fields, declared_at_us, stored, unknown, default_correction)
 
 
 @dataclasses.dataclass
@@ -1218,6 +1220,7 @@ def join_results(
     now: datetime | None = None,
     limits: Limits | None = None,
     row_names: Sequence[str] | None = None,
+    default_correction: str | None = None,
 ) -> tuple[pd.DataFrame, dict[str, int]]:
     """A history from an administration's declarations (canonical, no results) and its
     inspection results exported apart (``raw``: result fields, one row per result): each
@@ -1226,8 +1229,11 @@ def join_results(
     every row named), then joined; a declaration without one is not inspected.
     ``skip_unknown``: results of declarations the file does not hold are left out, counted.
     ``row_names``: what a refusal calls the row labelled i of ``results`` (its file and row
-    there; ``results`` then labelled 0..n-1); by default ``row`` and its label + 1. Also the counts: results joined, declarations,
-    results skipped."""
+    there; ``results`` then labelled 0..n-1); by default ``row`` and its label + 1.
+    ``default_correction``: why a row that differs from the result the history holds for its
+    declaration replaces it (a row's own ``correction`` wins; without either it is refused).
+    A result listed twice value for value (two files of overlapping months, a row copied) is
+    read once. Also the counts: results joined, declarations, results skipped."""
     import pandas as pd
 
     # problems name ``results``' row labels (kept through the skip below)
@@ -1239,6 +1245,7 @@ def join_results(
     declared_at_us = dict(zip(ids.tolist(), micros.tolist(), strict=True))
     # rows a results file marks not inspected (a national file lists every parcel with its
     # selectivity) hold no result: left out and counted, as `outcomes ingest` does
+    results, repeats = drop_repeated_results(results)
     results, not_inspected = _inspected_only(results)
     skipped = 0
     if skip_unknown and "declaration_id" in results.columns:
@@ -1270,7 +1277,13 @@ def join_results(
     held = _held_results(declarations)
     try:
         outcome = check_outcomes(
-            results, declared_at_us, held, now=now, limits=limits, unknown=unknown
+            results,
+            declared_at_us,
+            held,
+            now=now,
+            limits=limits,
+            unknown=unknown,
+            default_correction=default_correction,
         )
     except OutcomesRefused as exc:
         said = describe_problems(exc.problems, where, nothing="nothing joined")
@@ -1303,9 +1316,13 @@ def join_results(
     }
     if not_inspected:
         counts["results_skipped_not_inspected"] = not_inspected
+    if repeats:
+        counts["results_repeated_read_once"] = len(repeats)
     if held:
         counts["results_held_before"] = len(held)
         counts["results_unchanged"] = outcome.unchanged
+        if corrected := int(checked[CORRECTION].notna().sum()):
+            counts["results_corrected"] = corrected
     return history[[*kept, *OUTCOME_COLUMNS]].reset_index(drop=True), counts
 
 

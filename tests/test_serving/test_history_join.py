@@ -197,3 +197,102 @@ def test_a_results_file_s_entry_times_are_kept_as_result_known_at(exported, caps
     expected = inspected[late] + pd.Timedelta(days=3)
     assert by_id.loc[ids[late]].tolist() == expected.tolist()
     assert by_id.loc[ids.drop(late)].isna().all() and by_id.notna().sum() == len(late)
+
+
+def _held_history(exported, tmp_path):
+    """The generated history with its results, as `history join` is given it, and its args."""
+    root = exported["root"]
+    history, contract = read_declarations(root / "declarations.parquet", with_outcomes=True)
+    write_declarations(history, tmp_path / "base.parquet", contract)
+    args = ["history", "join", str(tmp_path / "base.parquet"), "--out", str(tmp_path / "h.parquet")]
+    return history, args
+
+
+def _illicit_with_revenue(exported, n: int) -> pd.DataFrame:
+    results = exported["results"]
+    found = results["illicit"].astype(bool) & results["revenue_recovered"].notna()
+    return results.loc[found].head(n).copy()
+
+
+def test_a_results_mapping_s_correction_column_corrects_held_results(exported, capsys, tmp_path):
+    """The results mapping `outcomes ingest` takes, its `correction:` column included, is the
+    one `history join` takes: it refused the column as an unknown contract field."""
+    history, args = _held_history(exported, tmp_path)
+    changed = _illicit_with_revenue(exported, 3)
+    changed["revenue_recovered"] = changed["revenue_recovered"] + 10.0
+    changed = changed.rename(columns={"declaration_id": "DECL", "revenue_recovered": "REV"})
+    changed["WHY"] = ["appeal decided", "", "lab report"]
+    changed.to_csv(tmp_path / "corr.csv", index=False)
+    mapping = tmp_path / "results.yaml"
+    mapping.write_text(
+        "columns:\n  declaration_id: DECL\n  inspected_at: inspected_at\n  illicit: illicit\n"
+        "  offence_type: offence_type\n  revenue_recovered: REV\n"
+        "  selection_reason: selection_reason\n  correction: WHY\n"
+    )
+    run = [*args, "--results", str(tmp_path / "corr.csv"), "--mapping", str(mapping)]
+    code, _, err = run_cli(capsys, *run)
+    # the row without a reason differs from the held result: refused, nothing written
+    assert code != 0 and "a different result is already stored" in err and "Traceback" not in err
+    assert f"row 2 ({changed['DECL'].iloc[1]})" in err, err
+    assert not (tmp_path / "h.parquet").exists()
+    # --correction gives the reason of the rows without their own
+    code, out, err = run_cli(capsys, *run, "--correction", "March appeals")
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["results_corrected"] == 3 and summary["results_joined"] == 3
+    joined, _ = read_declarations(tmp_path / "h.parquet", with_outcomes=True)
+    revenue = joined.set_index("declaration_id")["revenue_recovered"]
+    assert revenue.loc[changed["DECL"]].tolist() == pytest.approx(changed["REV"].tolist())
+    untouched = history.loc[~history["declaration_id"].isin(changed["DECL"])]
+    pd.testing.assert_series_equal(
+        revenue.loc[untouched["declaration_id"]].reset_index(drop=True),
+        untouched["revenue_recovered"].reset_index(drop=True),
+        check_names=False,
+        check_dtype=False,
+    )
+
+
+def test_a_correction_flag_column_corrects_only_the_flagged_rows(exported, capsys, tmp_path):
+    _, args = _held_history(exported, tmp_path)
+    changed = _illicit_with_revenue(exported, 2)
+    changed["revenue_recovered"] = changed["revenue_recovered"] + 5.0
+    changed["FIX"] = ["S", "N"]
+    changed.to_csv(tmp_path / "flag.csv", index=False)
+    mapping = tmp_path / "results.yaml"
+    columns = "".join(f"  {c}: {c}\n" for c in exported["results"].columns)
+    mapping.write_text(
+        f"columns:\n{columns}  correction: {{column: FIX, values: {{S: true, N: false}}}}\n"
+    )
+    run = [*args, "--results", str(tmp_path / "flag.csv"), "--mapping", str(mapping)]
+    code, _, err = run_cli(capsys, *run, "--correction", "audit")
+    # the unflagged row that differs stays refused, the flagged one would be taken
+    assert code != 0 and f"row 2 ({changed['declaration_id'].iloc[1]})" in err, err
+    changed["FIX"] = ["S", "S"]
+    changed.to_csv(tmp_path / "flag.csv", index=False)
+    code, out, err = run_cli(capsys, *run, "--correction", "audit")
+    assert code == 0 and json.loads(out)["results_corrected"] == 2, err
+
+
+def test_a_result_listed_twice_value_for_value_joins_once(exported, capsys, caplog, tmp_path):
+    """A row copied within a file, or two monthly files that overlap, say nothing new: read
+    once and counted, where each was refused as 'two results, which differ'."""
+    root = exported["root"]
+    results = exported["results"]
+    pd.concat([results.head(5), results.iloc[[2]]]).to_csv(tmp_path / "a.csv", index=False)
+    results.iloc[4:8].to_csv(tmp_path / "b.csv", index=False)  # row 4 is in both files
+    args = ["history", "join", str(root / "decl.parquet"), "--out", str(tmp_path / "h.parquet")]
+    code, out, err = run_cli(
+        capsys, *args, "--results", str(tmp_path / "a.csv"), "--results", str(tmp_path / "b.csv"),
+    )  # fmt: skip
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["results_joined"] == 8 and summary["results_repeated_read_once"] == 1
+    assert summary["notes"][str(tmp_path / "a.csv")]["repeated_results_read_once"] == 1
+    assert "row 6 (" in caplog.text and "= row 3" in caplog.text  # the file's rows, warned
+    # a repeat that differs is still refused, naming both rows
+    differing = results.head(2).copy()
+    differing.iloc[1] = differing.iloc[0]
+    differing.iloc[1, differing.columns.get_loc("inspected_at")] = "2026-02-19T00:00:00.000000Z"
+    differing.to_csv(tmp_path / "c.csv", index=False)
+    code, _, err = run_cli(capsys, *args, "--results", str(tmp_path / "c.csv"))
+    assert code != 0 and "has 2 results in this batch (rows 1, 2), which differ" in err, err

@@ -197,3 +197,20 @@ def test_opting_in_reads_a_persons_columns_as_pseudonyms_only() -> None:
     export["NOM"] = export["NOM"].str.upper()
     upper, _ = apply_mapping(export, parse_mapping_text(opted_in))
     assert upper["nom"].equals(mapped["nom"])
+
+
+@pytest.mark.parametrize("order", ["name first", "id first"])
+def test_a_recipient_s_id_is_the_consignee_over_the_name_beside_it(order) -> None:
+    """RECIPIENT_NAME before RECIPIENT_ID: both name the recipient and fit by their values, and
+    the first in the file was taken, the name folded as the id and the id left a personal
+    extra. The id is the consignee in either order; the name is the person's, commented out."""
+    export = _export().drop(columns="Consignee")
+    names = [f"{FIRST[p % 10]} {LAST[p // 10 % 10]}" for p in PEOPLE]
+    pair = {"RECIPIENT_NAME": names, "RECIPIENT_ID": CODES}
+    for column in pair if order == "name first" else reversed(list(pair)):
+        export[column] = pair[column]
+    draft = draft_mapping(export)
+    mapped = yaml.safe_load(draft.text)["columns"]
+    assert mapped["consignee_id"] == "RECIPIENT_ID"
+    entry, note = _commented_extra(draft, "RECIPIENT_NAME")
+    assert entry["personal"] is True and "PERSONAL" in note

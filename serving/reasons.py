@@ -82,6 +82,7 @@ def render_reason(spec: FeatureSpec, value: float, context: dict[str, Any]) -> s
     empty = [name for name in _template_fields(template) if _is_empty(context, name)]
     if empty:
         return f"no {_words(empty[0])} declared"
+    template = _said_of_characters(template, context)
     shown = display_value(spec, value)
     if shown is None:
         undeclared = _undeclared_field(spec, context)
@@ -95,6 +96,23 @@ def render_reason(spec: FeatureSpec, value: float, context: dict[str, Any]) -> s
     except (KeyError, IndexError, ValueError, TypeError, AttributeError) as exc:
         logger.debug("reason template of %s not filled: %r", spec.name, exc)
         return f"{_words(spec.name)}: {f'{shown:g}' if isinstance(shown, float) else shown}"
+
+
+# How a text reason names its word (the template is kept in each model's manifest, so it is
+# rephrased here, for models trained before as well)
+_WORD_SAID = "the description's word '{description_word}' was"
+_CHARACTERS_SAID = "the characters '{description_word}' of the description were"
+
+
+def _said_of_characters(template: str, context: dict[str, Any]) -> str:
+    """``template``, a pair of characters of a script written without spaces named as such:
+    "the description's word 'コ本'" of 'タバコ本体' named no word of it (probe 38)."""
+    word = context.get("description_word")
+    if _WORD_SAID not in template or not isinstance(word, str):
+        return template
+    from features.intake.words import is_character_pair
+
+    return template.replace(_WORD_SAID, _CHARACTERS_SAID) if is_character_pair(word) else template
 
 
 def _undeclared_field(spec: FeatureSpec, context: dict[str, Any]) -> str | None:

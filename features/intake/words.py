@@ -139,3 +139,9 @@ def unspaced_class() -> str:
     """The characters of the scripts written without spaces, for a regex class: a watchlist
     term sits in them without a word boundary (``电子烟`` in ``新款电子烟包邮``)."""
     return _UNSPACED
+
+
+def is_character_pair(word: str) -> bool:
+    """Whether ``word`` is of a script written without spaces: a pair of characters read out
+    of a run (``子烟`` of ``电子烟``), which a person does not read as a word of the text."""
+    return bool(_IS_UNSPACED.match(word))

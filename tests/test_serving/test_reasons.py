@@ -100,6 +100,11 @@ def test_the_detailed_reason_where_the_context_holds_what_it_names() -> None:
     for context in ({"hs6": "640399"}, {"description_word": None}):
         plain = render_reason(spec, 0.6, context)
         assert plain == "a word of the description was found in offences at rate 60%"
+    # a pair of characters read out of an unspaced run is no word a person reads (probe 38)
+    for pair in ("コ本", "子烟", "ยาส"):
+        said = render_reason(spec, 0.6, {"description_word": pair})
+        expected = f"the characters '{pair}' of the description were found in offences at rate 60%"
+        assert said == expected
 
 
 def test_a_manifest_without_detailed_reasons_keeps_its_json_and_fingerprint() -> None:

@@ -31,7 +31,7 @@ import numpy as np
 
 from features.intake.columns import python_values
 from features.intake.contract import DECLARATION_COLUMNS
-from features.pipeline.manifest import DERIVED_CONTEXT, REASON_CONTEXT
+from features.pipeline.manifest import DERIVED_CONTEXT, REASON_CONTEXT, UNDECLARED
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -67,11 +67,15 @@ def display_value(spec: FeatureSpec, value: float) -> Any:
     return float(value)
 
 
-def render_reason(spec: FeatureSpec, value: float, context: dict[str, Any]) -> str:
+def render_reason(
+    spec: FeatureSpec, value: float, context: dict[str, Any], inputs: tuple[str, ...] = ()
+) -> str:
     """One sentence about this parcel for one feature, whatever the template, value or context.
 
     ``context``: ``REASON_CONTEXT`` values, None for a field the declaration left empty (a
-    name absent from it is unknown, not empty).
+    name absent from it is unknown, not empty), and online the fields it left empty
+    (``UNDECLARED``). ``inputs``: the declaration fields the feature reads: one left empty is
+    why it has no value.
     """
     template = spec.reason
     if spec.reason_detail is not None and all(
@@ -85,9 +89,9 @@ def render_reason(spec: FeatureSpec, value: float, context: dict[str, Any]) -> s
     template = _said_of_characters(template, context)
     shown = display_value(spec, value)
     if shown is None:
-        undeclared = _undeclared_field(spec, context)
+        undeclared = _undeclared_field(spec, context) or _undeclared_input(inputs, context)
         if undeclared is not None:
-            return f"no {_words(undeclared)} declared"
+            return _not_declared(undeclared)
         return (
             f"{_words(spec.name)} not computable: a field it needs is missing or new to the model"
         )
@@ -96,6 +100,26 @@ def render_reason(spec: FeatureSpec, value: float, context: dict[str, Any]) -> s
     except (KeyError, IndexError, ValueError, TypeError, AttributeError) as exc:
         logger.debug("reason template of %s not filled: %r", spec.name, exc)
         return f"{_words(spec.name)}: {f'{shown:g}' if isinstance(shown, float) else shown}"
+
+
+def _undeclared_input(inputs: tuple[str, ...], context: dict[str, Any]) -> str | None:
+    """The first of a feature's ``inputs`` the declaration left empty (``UNDECLARED``): the
+    text features of a parcel without a description, the reference value of one without a
+    declared value said "<feature> not computable" (probe 38)."""
+    empty = context.get(UNDECLARED) or ()
+    return next((name for name in inputs if name in empty), None)
+
+
+# The contract fields whose name reads badly after "no ... declared"
+_NOT_DECLARED = {
+    "declared_value": "no declared value",
+    "gross_weight_kg": "no gross weight declared",
+    "quantity": "no quantity declared",
+}
+
+
+def _not_declared(name: str) -> str:
+    return _NOT_DECLARED.get(name) or f"no {_words(name)} declared"
 
 
 # How a text reason names its word (the template is kept in each model's manifest, so it is
@@ -177,7 +201,7 @@ def _context_rows(context: pd.DataFrame | Mapping[str, Any], n: int) -> list[dic
     """
     import pandas as pd
 
-    columns = [c for c in (*REASON_CONTEXT, *DERIVED_CONTEXT) if c in context]
+    columns = [c for c in (*REASON_CONTEXT, *DERIVED_CONTEXT, UNDECLARED) if c in context]
     if not columns:
         return [{} for _ in range(n)]
     if isinstance(context, pd.DataFrame):
@@ -193,13 +217,15 @@ def explain_decisions(
     context: pd.DataFrame | Mapping[str, Any],
     manifest: FeatureManifest,
     top_k: int = 5,
+    inputs_of: Mapping[str, tuple[str, ...]] | None = None,
 ) -> list[list[Reason]]:
     """Top ``top_k`` positive contributions of each row as reasons, largest first.
 
     ``contributions`` is ``RiskModel.contributions(X)`` (last column the base value), ``X`` the
     same rows of the model input matrix and ``context`` the same rows of the online feature
     frame, or its ``REASON_CONTEXT`` columns as arrays (``OnlineFeatures.context``). Rows with
-    no positive contribution get no reasons.
+    no positive contribution get no reasons. ``inputs_of``: each feature's declaration fields
+    (``EntityState.inputs_of``), for the reason of a feature without a value.
     """
     n_features = len(manifest.features)
     if contributions.shape != (len(X), n_features + 1):
@@ -222,6 +248,7 @@ def explain_decisions(
     order = np.take_along_axis(-phi, top, axis=1).argsort(axis=1, kind="stable")
     top = np.take_along_axis(top, order, axis=1)
     contexts = _context_rows(context, len(X))
+    inputs_of = inputs_of or {}
     unseen = _unseen_counts(manifest.features)
     out: list[list[Reason]] = []
     for i in range(len(X)):
@@ -232,7 +259,7 @@ def explain_decisions(
                 break
             if flag[j] and X[i, j] == 0:
                 continue
-            text = render_reason(specs[j], X[i, j], contexts[i])
+            text = render_reason(specs[j], X[i, j], contexts[i], inputs_of.get(specs[j].name, ()))
             if j in unseen and X[i, unseen[j]] == 0:
                 text = text.replace(_HIT_RATE_WORDS, _PRIOR_WORDS)
             row.append(Reason(specs[j].name, text, c))

@@ -88,6 +88,9 @@ class ScoringRuntime:
     # those of the contract's extras the model's features read (None: all): only these are
     # warned when a declaration leaves them out
     extras_read: frozenset[str] | None = None
+    # each of the model's features -> the declaration fields it reads (a reason names the one
+    # a parcel left empty, ``EntityState.inputs_of``)
+    features_inputs: dict[str, tuple[str, ...]] = field(default_factory=dict)
     # The declaration rules (features.intake.rules), built once: faults refuse a declaration before
     # scoring, warnings travel with its decision.
     fault_rules: list[Rule] = field(default_factory=list)
@@ -403,6 +406,7 @@ def load_runtime(settings: Settings, tracking_uri: str | None, model_dir: Path) 
 
     # a file or a request must hold the extras the model reads, not those only its build did
     state.extras_read = state.read_by(model.manifest.names)
+    state.features_inputs = state.inputs_of(model.manifest.names)
     # the fields its history was read with fold: true, folded in every request validated here
     fold_online(state.contract.folded if state.contract is not None else ())
     # every declaration scored from now on (catch_up, observe) enters the entity state
@@ -430,6 +434,7 @@ def load_runtime(settings: Settings, tracking_uri: str | None, model_dir: Path) 
         pseudonym_key_id=state.pseudonym_key_id or "",
         contract=state.contract,
         extras_read=frozenset(state.extras_read),
+        features_inputs=state.features_inputs,
         fault_rules=[r for r in rules if r.severity == "fault"],
         warning_rules=[r for r in rules if r.severity == "warning"],
         limits=limits,
@@ -628,6 +633,7 @@ def score_frame(
             {name: values[explain] for name, values in features.context.items()},
             model.manifest,
             top_k=runtime.config.reasons_per_decision,
+            inputs_of=runtime.features_inputs,
         )
         for i, r in zip(explain.tolist(), rows, strict=True):
             reasons[i] = r
@@ -919,7 +925,12 @@ def explain_matrix(
     raw = model.raw_score(X)
     risk = model.risk(X, raw)
     reasons = explain_decisions(
-        contrib, X, context, model.manifest, top_k=runtime.config.reasons_per_decision
+        contrib,
+        X,
+        context,
+        model.manifest,
+        top_k=runtime.config.reasons_per_decision,
+        inputs_of=runtime.features_inputs,
     )
     return [
         {

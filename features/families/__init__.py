@@ -8,6 +8,8 @@ when named in ``features.extra_families``.
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from features.errors import ParcelriskError
 from features.families import (
     calendar,
@@ -68,15 +70,36 @@ def build_manifest(ctx: SpecContext) -> FeatureManifest:
 def features_reading(ctx: SpecContext, name: str) -> set[str]:
     """The features of ``ctx``'s manifest that read the input ``name`` (a contract field or a
     mapped extra): those the manifest built without it (neither fed nor a category) lacks."""
+    return set(build_manifest(ctx).names) - set(build_manifest(_without(ctx, name)).names)
+
+
+def _without(ctx: SpecContext, name: str) -> SpecContext:
+    """``ctx`` as if the history held no value of the input ``name``."""
     from dataclasses import replace
 
     inputs = ctx.inputs if ctx.inputs is not None else tuple(ctx.contract.columns(True))
-    without = replace(
+    return replace(
         ctx,
         inputs=tuple(n for n in inputs if n != name),
         categories={k: v for k, v in ctx.categories.items() if k != f"cat_{name}"},
     )
-    return set(build_manifest(ctx).names) - set(build_manifest(without).names)
+
+
+def inputs_of_features(ctx: SpecContext, names: Collection[str]) -> dict[str, tuple[str, ...]]:
+    """Each of ``names`` (a model's features) that reads a declaration's field -> those fields
+    (contract fields and mapped extras, the id and time aside), in contract order: what a
+    reason names when the feature has no value because the parcel left one of them empty
+    ("no description declared", where it said "text p illicit not computable")."""
+    inputs = ctx.inputs if ctx.inputs is not None else tuple(ctx.contract.columns(True))
+    declared = set(ctx.contract.columns(False)) - {"declaration_id", "declared_at"}
+    built = set(build_manifest(ctx).names) & set(names)
+    out: dict[str, list[str]] = {}
+    for name in inputs:
+        if name not in declared:  # an outcome field is never a declaration's to leave empty
+            continue
+        for feature in built - set(build_manifest(_without(ctx, name)).names):
+            out.setdefault(feature, []).append(name)
+    return {feature: tuple(fields) for feature, fields in out.items()}
 
 
 def active_families(ctx: SpecContext) -> list[Family]:

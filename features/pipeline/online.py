@@ -18,7 +18,12 @@ from features.notes import HISTORY_BEFORE_CUTOFF, HISTORY_STALE, RowNote
 from features.pipeline.family import Rows
 from features.pipeline.frame import assemble
 from features.pipeline.history import NO_TIME, US_PER_DAY
-from features.pipeline.manifest import DERIVED_CONTEXT, REASON_CONTEXT, FeatureManifest
+from features.pipeline.manifest import (
+    DERIVED_CONTEXT,
+    REASON_CONTEXT,
+    UNDECLARED,
+    FeatureManifest,
+)
 from features.pipeline.prepare import Prepared, prepare
 from features.pipeline.snapshot import LATE_ENTRY_DAYS, EntityState
 
@@ -36,6 +41,9 @@ class OnlineFeatures:
     prep: Prepared
     values: dict[str, np.ndarray]
     manifest: FeatureManifest
+    # the declaration fields the served model's features read (``EntityState.features_inputs``):
+    # the context says which of them each parcel left empty (``UNDECLARED``)
+    tellable: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return self.prep.n_rows
@@ -50,7 +58,21 @@ class OnlineFeatures:
         the ``DERIVED_CONTEXT`` the families computed (the frame has none)."""
         context = {c: self.prep[c] for c in REASON_CONTEXT}
         context.update({c: self.values[c] for c in DERIVED_CONTEXT if c in self.values})
+        if self.tellable:
+            context[UNDECLARED] = self._undeclared()
         return context
+
+    def _undeclared(self) -> np.ndarray:
+        """Per row, the ``tellable`` fields it left empty (a tuple; most rows: ())."""
+        empty = np.zeros((len(self), 0), dtype=bool)
+        fields = [f for f in self.tellable if f in self.declarations]
+        if fields:
+            empty = np.column_stack([self.declarations.missing(f) for f in fields])
+        out = np.empty(len(self), dtype=object)
+        out[:] = [()] * len(self)
+        for row in np.flatnonzero(empty.any(axis=1)).tolist():
+            out[row] = tuple(f for f, e in zip(fields, empty[row], strict=True) if e)
+        return out
 
     def context_of(self, X: np.ndarray) -> dict[str, np.ndarray]:
         """``context`` for the model input ``X`` of the same rows made elsewhere (a stored
@@ -161,7 +183,8 @@ def online_features(
             ),
         )
         warnings.extend(sorted(notes))
-    return OnlineFeatures(declarations, rows.prep, values, state.manifest)
+    tellable = tuple(dict.fromkeys(f for fs in state.features_inputs.values() for f in fs))
+    return OnlineFeatures(declarations, rows.prep, values, state.manifest, tellable)
 
 
 def stale_history_notes(

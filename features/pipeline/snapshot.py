@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from features.errors import ParcelriskError
-from features.families import active_families, features_reading
+from features.families import active_families, features_reading, inputs_of_features
 from features.intake.contract import Contract, ExtraColumn
 from features.params import FeatureParams
 from features.pipeline.family import Family, History, SpecContext
@@ -120,12 +120,22 @@ class EntityState:
     # not tied to a model). Probe 33: an inspection flag kept as an extra, its feature dropped
     # in training as constant on inspected parcels, was still asked of every declaration.
     extras_read: tuple[str, ...] | None = None
+    # The declaration fields each of the served model's features reads (``inputs_of``), set
+    # when it is loaded to serve: the online reason context says which of them a parcel left
+    # empty. Empty: not known (reasons then say "not computable" as before).
+    features_inputs: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def read_by(self, features: Collection[str]) -> tuple[str, ...]:
         """The contract's extras some of ``features`` (a model's) read, in contract order."""
         ctx = _spec_context(self.params, self.contract, self.manifest)
         used = set(features)
         return tuple(e.name for e in self.contract.extras if features_reading(ctx, e.name) & used)
+
+    def inputs_of(self, features: Collection[str]) -> dict[str, tuple[str, ...]]:
+        """Each of ``features`` (a model's) -> the declaration fields it reads
+        (``inputs_of_features``): a reason says which one the parcel left empty."""
+        ctx = _spec_context(self.params, self.contract, self.manifest)
+        return inputs_of_features(ctx, features)
 
     def __post_init__(self) -> None:
         if not self.families:

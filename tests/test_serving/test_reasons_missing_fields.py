@@ -134,3 +134,58 @@ def test_batch_and_online_contexts_give_the_same_reasons(scored_without_fields) 
     assert no_code["cat_hs6"] == "no HS6 declared"
     assert no_seller_country["cat_seller_country"] == "no seller country declared"
     assert new_origin["cat_origin_country"] == f"cat origin country {NOT_COMPUTABLE}"
+
+
+@pytest.fixture(scope="module")
+def scored_without_text():
+    """Online features of a served model (its state knows each feature's fields): row 0 has
+    no description, row 1 no quantity, row 2 a description of words new to the model."""
+    history, _ = generate(SyntheticParams(seed=6, parcels=2_000, days=20))
+    params = FeatureParams()
+    built = build_features(history, Contract(), params)
+    cutoff = history["declared_at"].max() + pd.Timedelta(seconds=1)
+    state = build_entity_state(history, Contract(), params, cutoff=cutoff, manifest=built.manifest)
+    state.features_inputs = state.inputs_of(built.manifest.names)
+    request = history[list(DECLARATION_COLUMNS)].tail(3).reset_index(drop=True)
+    request["description"] = request["description"].astype(object)
+    request.loc[0, "description"] = None
+    request["quantity"] = request["quantity"].astype("Int64")
+    request.loc[1, "quantity"] = None
+    request.loc[2, "description"] = "zzqx wwqv"
+    return online_features(request, state), built.manifest, state.features_inputs
+
+
+def test_a_feature_without_a_value_names_the_field_the_parcel_left_empty(
+    scored_without_text,
+) -> None:
+    """A parcel without a description: its text features said "text p illicit not
+    computable: a field it needs is missing or new to the model" (probe 38 leftover); words
+    the model never saw still say so."""
+    features, manifest, inputs_of = scored_without_text
+    assert inputs_of["text_p_illicit"] == ("description",)
+    X = features.matrix()
+    n, k = X.shape
+    contributions = np.column_stack([np.full((n, k), 0.1), np.zeros(n)])
+    rows = explain_decisions(
+        contributions, X, features.context, manifest, top_k=k, inputs_of=inputs_of
+    )
+    no_text, no_quantity, new_words = ({r.feature: r.text for r in row} for row in rows)
+    text = [
+        s.name
+        for s in manifest.features
+        if s.group == "text" and np.isnan(X[0, manifest.names.index(s.name)])
+    ]
+    assert text, "the text features of a parcel without a description have no value"
+    for name in text:
+        assert no_text[name] == "no description declared", name
+    per_item = [n for n in inputs_of if "quantity" in inputs_of[n]]
+    for name in per_item:
+        if np.isnan(X[1, manifest.names.index(name)]):
+            assert no_quantity[name] == "no quantity declared", name
+    unknown = [n for n in text if np.isnan(X[2, manifest.names.index(n)])]
+    assert unknown, "words the model never saw give some text features no value"
+    for name in unknown:
+        assert new_words[name].endswith(NOT_COMPUTABLE), name
+    # without the fields (a feature frame, a state from before): as before
+    plain = explain_decisions(contributions, X, features.context, manifest, top_k=k)
+    assert {r.feature: r.text for r in plain[0]}[text[0]].endswith(NOT_COMPUTABLE)

@@ -104,18 +104,14 @@ def render_reason(
 
 def _undeclared_input(inputs: tuple[str, ...], context: dict[str, Any]) -> str | None:
     """The first of a feature's ``inputs`` the declaration left empty (``UNDECLARED``): the
-    text features of a parcel without a description, the reference value of one without a
-    declared value said "<feature> not computable" (probe 38)."""
+    text features of a parcel without a description, the per-item features of one without a
+    quantity said "<feature> not computable" (probe 38)."""
     empty = context.get(UNDECLARED) or ()
     return next((name for name in inputs if name in empty), None)
 
 
 # The contract fields whose name reads badly after "no ... declared"
-_NOT_DECLARED = {
-    "declared_value": "no declared value",
-    "gross_weight_kg": "no gross weight declared",
-    "quantity": "no quantity declared",
-}
+_NOT_DECLARED = {"declared_value": "no declared value", "gross_weight_kg": "no weight declared"}
 
 
 def _not_declared(name: str) -> str:

@@ -588,8 +588,11 @@ def outcomes_ingest(
     if skipped_out is not None:
         import pandas as pd
 
+        from features.intake.io import atomic_write, spreadsheet_safe
+
         every = pd.concat(left_out, ignore_index=True) if left_out else pd.DataFrame()
-        every.to_csv(skipped_out, index=False)
+        # opened in a spreadsheet: an id sent as "=HYPERLINK(...)" must not run (probe 40)
+        atomic_write(skipped_out, lambda tmp: spreadsheet_safe(every).to_csv(tmp, index=False))
         summary["skipped_out"] = str(skipped_out)
     typer.echo(json.dumps(summary, indent=2))
 

@@ -225,6 +225,21 @@ def test_skipped_out_writes_every_result_left_out(capsys, tmp_path) -> None:
     assert set(written["file"]) == {"m.csv"}
 
 
+def test_skipped_out_guards_ids_a_spreadsheet_would_run(capsys, tmp_path) -> None:
+    """An unknown id written as a formula lands in the CSV people open as text (probe 40)."""
+    import pandas as pd
+
+    location = _store(tmp_path)
+    out = tmp_path / "skipped.csv"
+    hostile = HEADER + '"=HYPERLINK(""http://x/"")";12/05/2026;NIL;\n+cmd|x;12/05/2026;NIL;\n'
+    run = _ingest(
+        capsys, tmp_path, location, hostile, MAPPING, "--skip-unknown", "--skipped-out", str(out)
+    )
+    assert run.exit_code == 0, run.output
+    written = pd.read_csv(out, dtype=str)
+    assert written["declaration_id"].tolist() == ['\'=HYPERLINK("http://x/")', "'+cmd|x"]
+
+
 def test_the_ids_in_the_summary_are_bounded(capsys, tmp_path, monkeypatch) -> None:
     import serving.cli
 

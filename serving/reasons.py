@@ -289,12 +289,33 @@ _VALUE_FIELD = "{value"
 def contribution_table(
     contributions: np.ndarray, X: np.ndarray, manifest: FeatureManifest
 ) -> list[dict[str, Any]]:
-    """One row's full contribution vector as (feature, value, contribution), manifest order."""
+    """One row's full contribution vector as (feature, value, contribution), manifest order,
+    and the currency of a money value (``unit``, where the feature holds one)."""
+    units = feature_units(manifest)
     return [
         {
             "feature": spec.name,
             "value": display_value(spec, float(X[j])),
             "contribution": float(contributions[j]),
+            **({"unit": units[spec.name]} if spec.name in units else {}),
         }
         for j, spec in enumerate(manifest.features)
     ]
+
+
+def feature_units(manifest: FeatureManifest) -> dict[str, str]:
+    """The currency each money feature's values are in. Their names end in ``_eur`` whatever
+    the base currency (a model's columns must not change with a setting): declared values
+    are in ``features.base_currency`` (their texts name it, ``priced_in``), recovered revenue
+    in EUR. An auditor read "value_eur 125.9" for a parcel of about 31 EUR, its amount in AED
+    (probe 40)."""
+    return _units(manifest.features, str(manifest.params.get("base_currency") or "EUR"))
+
+
+@functools.lru_cache(maxsize=8)  # per manifest, not per decision shown
+def _units(specs: tuple[FeatureSpec, ...], base: str) -> dict[str, str]:
+    return {
+        spec.name: "EUR" if re.search(r"\bEUR\b", spec.description) else base
+        for spec in specs
+        if spec.name.endswith("_eur")
+    }

@@ -165,6 +165,12 @@ class Contribution(BaseModel):
     feature: str
     value: Any = Field(description="The value the model saw (category label; null if missing).")
     contribution: float
+    unit: str | None = Field(
+        default=None,
+        description="The currency of a money value (present for money features only): the "
+        "`*_eur` features of declared values hold amounts in the base currency "
+        "(features.base_currency), those of recovered revenue in EUR.",
+    )
 
 
 class Explanation(BaseModel):

@@ -440,6 +440,7 @@ def _show_text(body: dict[str, Any]) -> str:
         width = max(len(c["feature"]) for c in explanation["contributions"])
         lines += [
             f"  {c['feature']:<{width}}  {c['contribution']:+.5f}  {c['value']}"
+            + (f" {c['unit']}" if c.get("unit") and c["value"] is not None else "")
             for c in explanation["contributions"]
         ]
     return "\n".join(terminal_safe(line) for line in lines)

@@ -135,7 +135,7 @@ thresholds {{ r.thresholds_version }}</td></tr>
 
 <h2>Feature values</h2>
 <table id="features"><thead><tr><th>feature</th><th>value</th><th>contribution</th></tr></thead><tbody>
-{% for f in features %}<tr><td>{{ f.feature }}</td><td>{{ '-' if f.value is none else f.value|display }}</td><td class="num">{{ '' if f.contribution is none else '%+.4f' % f.contribution }}</td></tr>{% endfor %}
+{% for f in features %}<tr><td>{{ f.feature }}</td><td>{{ '-' if f.value is none else f.value|display }}{{ ' ' ~ f.get('unit') if f.get('unit') and f.value is not none else '' }}</td><td class="num">{{ '' if f.contribution is none else '%+.4f' % f.contribution }}</td></tr>{% endfor %}
 </tbody></table>
 
 <h2>Declaration</h2>

@@ -116,3 +116,23 @@ def test_a_manifest_without_detailed_reasons_keeps_its_json_and_fingerprint() ->
     assert FeatureManifest.from_json(manifest.to_json()).fingerprint == manifest.fingerprint
     detailed = FeatureManifest((FeatureSpec("a", "g", "float", "d", "r", reason_detail="x"),))
     assert FeatureManifest.from_json(detailed.to_json()) == detailed
+
+
+def test_money_features_carry_the_currency_their_values_are_in() -> None:
+    """``value_eur`` of a model with base currency AED holds AED (its text says so), revenue
+    features EUR: the auditor read "value_eur 125.9" for a parcel of about 31 EUR (probe 40)."""
+    from features.families import build_manifest
+    from features.intake.contract import Contract
+    from features.params import FeatureParams
+    from features.pipeline.family import SpecContext
+
+    for base in ("AED", "EUR"):
+        rates = {"AED": 1.0, "EUR": 3.99} if base == "AED" else {"EUR": 1.0}
+        params = FeatureParams.from_dict({"base_currency": base, "fx_to_base": rates})
+        manifest = build_manifest(SpecContext(params, Contract(), None, {}))
+        n = len(manifest.features)
+        table = contribution_table(np.zeros(n), np.ones(n), manifest)
+        units = {row["feature"]: row.get("unit") for row in table}
+        assert units["value_eur"] == base and units["reference_value_eur"] == base
+        assert units["seller_revenue_recovered_eur"] == "EUR"
+        assert units["seller_hit_rate"] is None  # not money: no unit

@@ -861,19 +861,28 @@ class Text(RefitFamily):
 
 
 def _warn_older_reading(model: TextModel, directory: Path) -> None:
-    """Say when a text model learnt words read another way than descriptions are read now:
-    ASCII words read the same, so only a model holding other words is said (their descriptions
-    now give other words: the model no longer finds them until it is retrained)."""
+    """Say when a text model learnt words read another way than descriptions are read now
+    (their descriptions now give other words: the model no longer finds them until it is
+    retrained). ASCII words read the same in every reading. Before reading 2 every word of
+    another script may differ; since, a word differs if it reads otherwise now (reading 3
+    dropped the tatweel: a learnt "سـاعة" is "ساعة" now)."""
     if model.word_reading >= WORD_READING:
         return
-    other = [t for t in model.tokens.tolist() if not t.isascii()]
+    other = [
+        t
+        for t in model.tokens.tolist()
+        if not t.isascii() and (model.word_reading < 2 or description_words(t) != [t])
+    ]
     if other:
         logging.getLogger(__name__).warning(
-            "%s: the text model was saved by an earlier version, which read words in other "
-            "scripts differently (%d of its %d words, e.g. %r: accents, capitals, Chinese "
-            "without spaces); descriptions are read as now, so those words are not found "
-            "again: retrain to learn them as they are read now",
+            "%s: the text model was saved by an earlier version (word reading %d, now %d), "
+            "which read words in other scripts differently (%d of its %d words, e.g. %r: "
+            "accents, capitals, Chinese without spaces, the Arabic tatweel); descriptions are "
+            "read as now, so those words are not found again: retrain to learn them as they "
+            "are read now",
             directory,
+            model.word_reading,
+            WORD_READING,
             len(other),
             len(model.tokens),
             other[0],

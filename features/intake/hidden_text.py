@@ -24,6 +24,8 @@ from __future__ import annotations
 import re
 import unicodedata
 
+from features.intake.words import TATWEEL
+
 # Unicode's Default_Ignorable_Code_Point (DerivedCoreProperties.txt, Unicode 15.1): what a
 # renderer shows as nothing when it has no glyph for it; the bidi controls are among them.
 # Plus the interlinear annotation marks (format characters that hide the text between them)
@@ -191,6 +193,37 @@ def _joins_inside_word(normal: str) -> bool:
     )
 
 
+# The scripts whose letters a tatweel joins (its Script_Extensions): inside their words it is
+# typography, as harakat and Persian's non-joiner are, and said of no text (a title's
+# "كـبير", a Hijri year's "١٤٤٥هـ", a justified line's several in one word). Beside a letter of
+# any other script nothing joins there: it is put in a word to part it ("kra<tatweel>tom"),
+# read as nothing by ``words.fold`` and said, as a soft hyphen in the same place is.
+_TATWEEL_SCRIPTS = (
+    "ARABIC", "SYRIAC", "MANDAIC", "MANICHAEAN", "ADLAM", "HANIFI ROHINGYA", "PSALTER PAHLAVI",
+    "SOGDIAN", "OLD UYGHUR",
+)  # fmt: skip
+
+
+def _stretches_other_script(normal: str) -> bool:
+    """Whether a tatweel stands beside a letter (marks between skipped) of a script it does
+    not join."""
+    if TATWEEL not in normal:
+        return False
+    beside: list[str] = []
+    for i, c in enumerate(normal):
+        if c != TATWEEL:
+            continue
+        for step in (-1, 1):
+            j = i + step
+            while 0 <= j < len(normal) and unicodedata.category(normal[j]) in ("Mn", "Me"):
+                j += step
+            beside.append(normal[j] if 0 <= j < len(normal) else "")
+    return any(
+        c.isalpha() and c != TATWEEL and not unicodedata.name(c, "").startswith(_TATWEEL_SCRIPTS)
+        for c in beside
+    )
+
+
 # Between the two readings of a description: no watchlist phrase spans it (a phrase's words
 # are apart by spaces, hyphens or underscores)
 READINGS_APART = " / "
@@ -218,7 +251,12 @@ def _read(text: str) -> tuple[str, bool]:
         # words, each as read in Latin
         others = iter(latin)
         read += READINGS_APART + _LETTERS.sub(lambda m: next(others), shown)
-    return read, mixed or bool(hidden - _SPELLING_MARKS) or _joins_inside_word(normal)
+    return read, (
+        mixed
+        or bool(hidden - _SPELLING_MARKS)
+        or _joins_inside_word(normal)
+        or _stretches_other_script(normal)
+    )
 
 
 def readable_text(text: str) -> str:
@@ -232,6 +270,7 @@ def readable_text(text: str) -> str:
 
 def is_obscured(text: str) -> bool:
     """Whether ``text`` was written to hide its words: hidden marks other than those that
-    spell words, or look-alike letters inside a Latin word. Not a compatibility form, not a
-    word wholly in another script, not "USB-кабель" or "α-lipoic acid"."""
+    spell words, look-alike letters inside a Latin word, or a tatweel beside a letter it does
+    not join. Not a compatibility form, not a word wholly in another script, not
+    "USB-кабель" or "α-lipoic acid", not a tatweel in an Arabic word ("كبـتاجون")."""
     return False if text.isascii() else _read(text)[1]

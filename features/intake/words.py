@@ -4,7 +4,8 @@ watchlist matches, in every script.
 A description is first read as it prints (``hidden_text.readable_text``); its words are then:
 - folded: case (``casefold``: Greek capitals, final sigma, German ß) and the diacritics that
   writers put on or leave off as they please (Latin accents, Greek tonos, Arabic harakat and
-  shadda, Hebrew points, Russian ё). ``ΜΑΧΑΙΡΙ`` and ``μαχαίρι``, ``سكّين`` and ``سكين``, ``écouteurs`` and
+  shadda, Hebrew points, Russian ё), and the Arabic tatweel (``TATWEEL``), which only stretches
+  the stroke that joins two letters: ``كبـتاجون`` is ``كبتاجون`` (probe 40). ``ΜΑΧΑΙΡΙ`` and ``μαχαίρι``, ``سكّين`` and ``سكين``, ``écouteurs`` and
   ``ecouteurs`` are one word each; with the marks kept a sender hid a word by adding one shadda,
   and capitals (how CN22 forms are filled in) were another word (probe 38);
 - whole with their marks where the marks are letters (Devanagari and Thai vowel signs): a word
@@ -29,8 +30,17 @@ TOKEN_PATTERN = r"(?u)\b[^\W\d_][^\W\d_]+\b"
 _ASCII_WORDS = re.compile(TOKEN_PATTERN).findall
 
 # How descriptions are read into words; kept with a text model, so a model of an older reading
-# is known (``features.families.text``). 1: before probe 38; 2: this module's.
-WORD_READING = 2
+# is known (``features.families.text``). 1: before probe 38; 2: probe 38's; 3: the tatweel
+# dropped (probe 40: "سـاعة" and "ساعة" were two words).
+WORD_READING = 3
+
+# The tatweel (kashida): no letter, a stretch of the joining stroke that Arabic (and Persian)
+# typography puts into a word to justify a line or dress a title ("كـبير"). A word holds it
+# or not as the typesetter pleased, so it is no part of the word; kept, one keystroke made a
+# listed term another word, for the watchlist and the text models alike (probe 40). Unicode's
+# Script_Extensions give it to the other joining scripts too (Syriac, Mandaic...), where it is
+# the same stroke: dropped wherever it stands.
+TATWEEL = "\u0640"
 
 # Scripts written without spaces between words: Thai, Lao, Myanmar, Khmer (probe 39: a Thai
 # phrase was one word), Han (CJK ideographs and their extensions, compatibility ideographs),
@@ -42,8 +52,10 @@ _UNSPACED_RANGES = (
 )  # fmt: skip
 # Latin letters with a stroke or without a dot, which no decomposition takes to their plain
 # letter: Vietnamese đ (listings write "dien" for "điện", probe 39), Polish ł, Nordic ø,
-# Maltese ħ, Sami ŧ, Turkish dotless ı ("kılıç" and "kilic")
-_PLAIN_LETTERS = str.maketrans({"đ": "d", "ł": "l", "ø": "o", "ħ": "h", "ŧ": "t", "ı": "i"})
+# Maltese ħ, Sami ŧ, Turkish dotless ı ("kılıç" and "kilic"); and the tatweel, read as nothing
+_PLAIN_LETTERS = str.maketrans(
+    {"đ": "d", "ł": "l", "ø": "o", "ħ": "h", "ŧ": "t", "ı": "i", TATWEEL: None}
+)
 # Marks writers put on or leave off, whatever letter they sit on: Cyrillic's titlo and
 # signs, Hebrew points, Arabic harakat, shadda and Quranic marks.
 _DIACRITIC_RANGES = (
@@ -100,8 +112,8 @@ def _patterns() -> tuple[re.Pattern[str], re.Pattern[str], re.Pattern[str]]:
 
 
 def fold(text: str) -> str:
-    """``text`` case-folded and without the diacritics writers may leave off (``_DIACRITICS``):
-    how words are compared. ASCII: lowercase."""
+    """``text`` case-folded and without the diacritics writers may leave off (``_DIACRITICS``)
+    or the tatweel: how words are compared. ASCII: lowercase."""
     if text.isascii():
         return text.lower()
     folded = text.casefold().replace("ё", "е").translate(_PLAIN_LETTERS)

@@ -47,6 +47,8 @@ def test_scripts_without_spaces_are_read_as_pairs_of_characters(text, words) -> 
         ("سيجارة إلكترونية", "سِيجَارَة إِلِكْتْرُونِيَّة"),  # harakat
         ("écouteurs bébé", "ECOUTEURS BEBE"),
         ("straße", "STRASSE"),
+        ("كبتاجون ساعة", "كبـتاجون سـاعـــة"),  # tatweels (probe 40)
+        ("کتاب", "کـتاب"),  # Persian
     ],
 )
 def test_case_and_optional_diacritics_make_no_other_word(one, other) -> None:
@@ -78,7 +80,7 @@ def test_ascii_reads_as_it_always_did(text) -> None:
 
 def test_batch_and_online_read_the_same_words() -> None:
     corpus = np.array(
-        ["黑色耐克运动鞋", "ΤΑΚΤΙΚΟ ΜΑΧΑΙΡΙ", "سِيجَارَة", "Kratom powder", "उपहार", "МАК"],
+        ["黑色耐克运动鞋", "ΤΑΚΤΙΚΟ ΜΑΧΑΙΡΙ", "سِيجَارَة", "Kratom powder", "उपहार", "МАК", "سـاعة"],
         dtype=object,
     )
     read, _ = readable_descriptions(corpus)
@@ -96,6 +98,8 @@ term,μαχαίρι,weapons,restricted
 term,سكين,weapons,restricted
 term,мак,drugs,restricted
 term,mak,drugs,restricted
+term,كبتاجون,drugs,prohibited
+term,حشـيش,drugs,prohibited
 """
 
 
@@ -108,6 +112,11 @@ term,mak,drugs,restricted
         ("ΤΑΚΤΙΚΟ ΜΑΧΑΙΡΙ", "μαχαίρι"),
         ("سكّين مطبخ", "سكين"),
         ("МАК ПИЩЕВОЙ", "мак"),
+        ("حبوب كبـتاجون", "كبتاجون"),  # a tatweel (probe 40)
+        ("حبوب كبـــتـاجـون", "كبتاجون"),
+        ("كبتاجون", "كبتاجون"),
+        ("حشيش", "حشـيش"),  # a term listed with one
+        ("kra\u0640tom", None),  # no such term listed: read "kratom"
         ("makeup kit", None),  # a Latin term inside a Latin word is still no match
         ("女士手提包", None),
     ],
@@ -157,6 +166,25 @@ def test_a_text_model_saved_before_this_reading_is_said_on_load(tmp_path, caplog
     family.save_fitted(TextSnapshot(_model(["kratom", "耐克"], 2)), tmp_path)
     with caplog.at_level(logging.WARNING):
         assert family.load_fitted(tmp_path).model.word_reading == 2
+    assert "retrain" not in caplog.text
+
+
+def test_a_model_of_the_reading_before_the_tatweel_is_said_for_those_words_only(
+    tmp_path, caplog
+) -> None:
+    """Reading 3 drops the tatweel: a reading-2 model's "سـاعة" is no word now; its other
+    words (Arabic, Chinese pairs) read as they did, and a model without such words is not said."""
+    from features.families.text import Text
+
+    family = Text()
+    family.save_fitted(TextSnapshot(_model(["ساعة", "سـاعة", "耐克", "kratom"], 2)), tmp_path)
+    with caplog.at_level(logging.WARNING):
+        family.load_fitted(tmp_path)
+    assert "1 of its 4 words" in caplog.text and "retrain" in caplog.text
+    caplog.clear()
+    family.save_fitted(TextSnapshot(_model(["ساعة", "耐克", "kratom"], 2)), tmp_path)
+    with caplog.at_level(logging.WARNING):
+        family.load_fitted(tmp_path)
     assert "retrain" not in caplog.text
 
 

@@ -5,7 +5,8 @@ article nobody has inspected yet is invisible to it. An administration already k
 restricted / prohibited articles: this family reads that list as data (``features.watchlist``, a
 CSV of ``kind,pattern,category,note`` rows) and matches it against every declaration:
 - ``term`` rows: a word or phrase, matched case-insensitively on word boundaries in the
-  description (a declaration without a description has no term features: NaN, not "none");
+  description, an Arabic one after its attached article or one-letter word too ("الكبتاجون")
+  (a declaration without a description has no term features: NaN, not "none");
 - ``hs`` rows: an HS code prefix of 2-10 digits (the longest matching prefix wins).
 Stateless: batch and online run the same ``compute``; the snapshot keeps a copy of the list the
 model was trained with, so the service matches what training matched whatever the file holds now.
@@ -19,6 +20,7 @@ import functools
 import io
 import itertools
 import re
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,6 +96,7 @@ class Watchlist:
         # words apart by spaces, hyphens or underscores ("magic-mushrooms", "kratom_powder"),
         # a plural's "s" or "es" after the term ("kratoms"): a listing writes them so, and
         # each was a miss (probe 22); an underscore ends a word as a space does
+        # an Arabic term after its attached article or one-letter word ("الكبتاجون"): probe 40
         body = "|".join(_phrase_pattern(t) for t in ordered)
         # a letter of a script written without spaces ends no word: "电子烟" in "新款电子烟包邮",
         # "gucci" in "Gucci女士手提包" were misses (probe 38)
@@ -106,13 +109,19 @@ class Watchlist:
         "μαχαίρι" names "ΜΑΧΑΙΡΙ", probe 38) -> its row; of two that fold alike, the first."""
         index: dict[str, int] = {}
         for i, term in enumerate(self.terms):
-            index.setdefault(fold(term), i)
+            index.setdefault(_folded_term(term), i)
         return index
 
     @functools.cached_property
     def match_index(self) -> dict[str, int]:
-        """``term_index`` by the key a match is looked up by (``_glued``)."""
-        return {_glued(term): i for term, i in self.term_index.items()}
+        """``term_index`` by the key a match is looked up by (``_glued``), and by each form an
+        Arabic term is written in with its attached words (``_attached_forms``): a term as
+        listed names itself before it is another's attached form."""
+        index = {_glued(term): i for term, i in self.term_index.items()}
+        for term, i in self.term_index.items():
+            for form in _attached_forms(term):
+                index.setdefault(_glued(form), i)
+        return index
 
     @functools.cached_property
     def hs_index(self) -> dict[str, int]:
@@ -123,15 +132,61 @@ _UNSPACED_LETTER = re.compile(f"[{unspaced_class()}]")
 _BESIDE_UNSPACED = re.compile(f"(?<=[{unspaced_class()}]) | (?=[{unspaced_class()}])")
 
 
+# Arabic writes its article and its one-letter conjunctions and prepositions attached to the
+# next word ("حبوب الكبتاجون", "بالكبتاجون", "وكبتاجون"), where English puts a space: before a
+# listed term that starts with an Arabic letter they are read as such, as a plural ending is
+# read after an English one (probe 40). The article's forms before any term; a lone letter only
+# before a term whose first word has 3 letters or more (as Larkey's light stemmer strips "و"),
+# so that "لبن" (milk) does not name "بن" (coffee) nor "بسم" "سم" (poison). A phrase's later
+# words may take the article too, as a definite phrase does ("الحبوب المنشطة" for "حبوب منشطة").
+# Arabic letters before Arabic words only: they make no match in another script.
+_ARABIC_ARTICLES = ("وال", "بال", "كال", "فال", "لل", "ال")
+_ARABIC_LETTER_CLITICS = ("و", "ب", "ل", "ف", "ك")
+_LETTERS_AFTER_A_LETTER_CLITIC = 3
+_ARTICLE = "ال"
+
+
+def _folded_term(term: str) -> str:
+    """A listed term as descriptions are compared with it: folded, one space between words
+    (a tatweel or a mark alone between two is no word)."""
+    return " ".join(fold(term).split())
+
+
+def _is_arabic(word: str) -> bool:
+    return unicodedata.name(word[0], "").startswith("ARABIC LETTER")
+
+
+def _clitics(word: str) -> tuple[str, ...]:
+    """What a term's (folded) first word may be written after, longest first: none for a
+    word that does not start with an Arabic letter."""
+    if not _is_arabic(word):
+        return ()
+    if sum(c.isalpha() for c in word) < _LETTERS_AFTER_A_LETTER_CLITIC:
+        return _ARABIC_ARTICLES
+    return (*_ARABIC_ARTICLES, *_ARABIC_LETTER_CLITICS)
+
+
+def _attached_forms(term: str) -> list[str]:
+    """A (folded) term as written with attached words (``_clitics`` before the first word,
+    the article before a later Arabic one), the term itself not among them."""
+    words = term.split(" ")
+    choices = [[words[0], *(c + words[0] for c in _clitics(words[0]))]]
+    choices += [[w, _ARTICLE + w] if _is_arabic(w) else [w] for w in words[1:]]
+    return [" ".join(form) for form in itertools.product(*choices)][1:]
+
+
 def _phrase_pattern(term: str) -> str:
     """A (folded) term's words as a regex: apart by spaces, hyphens or underscores, or by
     nothing where one side is a script written without spaces ("电子烟 烟油" in "电子烟烟油",
-    "iqos 加热器" in "IQOS加热器": probe 39)."""
+    "iqos 加热器" in "IQOS加热器": probe 39); with the attached words of ``_attached_forms``."""
     words = term.split(" ")
-    out = re.escape(words[0])
+    clitics = _clitics(words[0])
+    out = f"(?:{'|'.join(clitics)})?" if clitics else ""
+    out += re.escape(words[0])
     for before, word in itertools.pairwise(words):
         glued = _UNSPACED_LETTER.match(before[-1]) or _UNSPACED_LETTER.match(word[0])
-        out += (r"[\s_-]*" if glued else r"[\s_-]+") + re.escape(word)
+        out += r"[\s_-]*" if glued else r"[\s_-]+"
+        out += (f"(?:{_ARTICLE})?" if _is_arabic(word) else "") + re.escape(word)
     return out
 
 
@@ -166,6 +221,12 @@ def parse_watchlist(text: str, source: str) -> Watchlist:
             )
         if not pattern:
             raise ParcelriskError(f"watchlist {source} row {line}: empty pattern")
+        if kind == "term" and not _folded_term(pattern):
+            # a mark or a tatweel alone folds to nothing, which every description would name
+            raise ParcelriskError(
+                f"watchlist {source} row {line}: term {pattern!r} has no letter to match "
+                "(marks and the tatweel are read as nothing)"
+            )
         if kind == "hs" and not _HS_PATTERN.fullmatch(pattern):
             raise ParcelriskError(
                 f"watchlist {source} row {line}: HS prefix {pattern!r} is not 2-10 digits"
@@ -275,7 +336,8 @@ def _glued(words: str) -> str:
 
 def _term_of(matched: str, index: dict[str, int]) -> int:
     """The listed term a match of ``term_regex`` names (-1: none): its words lower-cased and
-    joined by one space, its plural ending taken off when the term does not have it."""
+    joined by one space, its plural ending taken off when the term does not have it (an
+    Arabic term's attached words are keys of ``match_index``)."""
     words = _glued(_SEPARATORS.sub(" ", fold(matched)).strip())
     for ending in ("", "s", "es"):
         if words.endswith(ending):

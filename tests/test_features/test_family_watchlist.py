@@ -108,6 +108,84 @@ def test_a_listed_term_is_found_as_listings_write_it(tmp_path, description, term
     assert (watchlist.terms[first[0]] if first[0] >= 0 else None) == term
 
 
+ARABIC_LIST = """kind,pattern,category,severity
+term,كبتاجون,drugs,prohibited
+term,حبوب منشطة,drugs,prohibited
+term,سلاح ـ ابيض,weapons,prohibited
+term,بن,coffee,restricted
+term,سم,poison,restricted
+term,мак,drugs,restricted
+term,kratom,drugs,prohibited
+"""
+
+
+@pytest.mark.parametrize(
+    ("description", "term"),
+    [
+        ("حبوب كبتاجون", "كبتاجون"),
+        ("حبوب الكبتاجون", "كبتاجون"),  # the article (probe 40)
+        ("بالكبتاجون", "كبتاجون"),
+        ("والكبتاجون", "كبتاجون"),
+        ("للكبتاجون", "كبتاجون"),
+        ("كالكبتاجون", "كبتاجون"),
+        ("فالكبتاجون", "كبتاجون"),
+        ("وكبتاجون", "كبتاجون"),  # a lone letter
+        ("بكبتاجون", "كبتاجون"),
+        ("لكبتاجون", "كبتاجون"),
+        ("فكبتاجون", "كبتاجون"),
+        ("ككبتاجون", "كبتاجون"),
+        ("الـكبتاجون", "كبتاجون"),  # a tatweel after the article
+        ("الحبوب المنشطة", "حبوب منشطة"),  # a definite phrase: the article on every word
+        ("والحبوب المنشطة", "حبوب منشطة"),
+        ("حبوب المنشطة", "حبوب منشطة"),
+        ("حبوب ومنشطة", None),  # later words take the article alone
+        ("السلاح الابيض", "سلاح ـ ابيض"),  # a tatweel alone between the listed words
+        ("البن المحمص", "بن"),  # the article before a two-letter term
+        ("لبن طازج", None),  # milk, not "ل" + "بن" (coffee)
+        ("بسم الله", None),  # not "ب" + "سم" (poison)
+        ("اكبتاجون", None),  # an alef alone is no attached word
+        ("كبتاجونات", None),  # Arabic endings are not read
+        ("вмак", None),  # no attached words in another script
+        ("وkratom", None),  # nor an Arabic one before a Latin term
+        ("alkratom", None),
+    ],
+)
+def test_an_arabic_term_is_found_after_its_attached_article_or_letter(tmp_path, description, term):
+    from features.families.watchlist import load_watchlist, match_terms
+
+    watchlist = load_watchlist(_params(tmp_path, ARABIC_LIST))
+    first, _, _ = match_terms(np.array([description], dtype=object), watchlist)
+    assert (watchlist.terms[first[0]] if first[0] >= 0 else None) == term
+
+
+def test_arabic_attached_words_are_read_online_as_in_batch(tmp_path):
+    params = _params(tmp_path, ARABIC_LIST)
+    texts = ["حبوب الكبتاجون", "بالكبتاجون", "لبن طازج", "البن", "شاي"]
+    history = declarations(
+        *(
+            {"declared_at": T0 + pd.Timedelta(minutes=i), "description": d, "hs_code": "300490"}
+            for i, d in enumerate(texts)
+        )
+    )
+    built = build_features(history, Contract(), params)
+    assert _labels(built.frame, built.manifest, TERM) == [
+        "كبتاجون (drugs)",
+        "كبتاجون (drugs)",
+        "none",
+        "بن (coffee)",
+        "none",
+    ]
+    state = build_entity_state(history, Contract(), params, cutoff=T0, manifest=built.manifest)
+    state.save(tmp_path / "state")
+    online = compute_online_features(
+        history[list(DECLARATION_COLUMNS)], EntityState.load(tmp_path / "state")
+    )
+    names = [n for n in built.manifest.names if n.startswith("watchlist")]
+    np.testing.assert_array_equal(
+        online[names].to_numpy(np.float64), built.frame[names].to_numpy(np.float64)
+    )
+
+
 def test_prohibited_terms_are_flagged_whichever_category(tmp_path):
     frame = build_features(_history(), Contract(), _params(tmp_path)).frame
     assert frame[TERM_PROHIBITED].tolist()[:6] == [1, 0, 0, 1, 0, 0]
@@ -200,6 +278,8 @@ def test_a_missing_list_file_is_one_line(tmp_path, monkeypatch):
         ("kind,pattern,category\nterm,Khat,drugs\nterm,khat,drugs\n", "row 3: term 'khat' repeats"),
         ("kind,pattern,category\n", "no rows"),
         ("kind,pattern,category,severity\nterm,khat,drugs,banned\n", "row 2: severity 'banned'"),
+        ("kind,pattern,category\nterm,\u0640\u0640,drugs\n", "row 2: term '..' has no letter"),
+        ("kind,pattern,category\nterm,\u064e,drugs\n", "row 2: term '.' has no letter"),
     ],
 )
 def test_a_malformed_list_names_the_file_and_row(tmp_path, text, message):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from features.errors import ParcelriskError
@@ -147,3 +148,71 @@ def test_notebook_01_reports_on_the_features_it_is_pointed_at(
     assert "3,000 declarations, 2026-01-01 to 2026-01-20" in printed
     assert "no ground truth in this data" in printed
     assert list(untouched.iterdir()) == []  # no sandbox built there, nor anywhere it was told
+    shown = shown_text(notebook)
+    assert "hit rate, random" in shown and "hit rate, rule:risky_hs" in shown  # each its own
+    assert "rule selections" not in shown
+
+
+def shown_text(notebook) -> str:
+    """What an executed ``notebook`` printed and displayed as text (tables, series)."""
+    return printed_text(notebook) + "".join(
+        out.get("data", {}).get("text/plain", "")
+        for cell in notebook.cells
+        for out in cell.get("outputs", [])
+    )
+
+
+def only_random_quota(history: pd.DataFrame) -> pd.DataFrame:
+    return history.assign(
+        selection_reason=history["selection_reason"].mask(history["inspected"], "random")
+    )
+
+
+def no_random_quota(history: pd.DataFrame) -> pd.DataFrame:
+    # the officers' picks of an administration without an exploration quota
+    reason = history["selection_reason"].replace({"random": "targeted"})
+    return history.assign(selection_reason=reason)
+
+
+HISTORIES_LACKING = [
+    (
+        only_random_quota,
+        ["every inspection here is the random quota", "hit rate, random"],
+        ["hit rate, rule:"],
+    ),
+    (
+        no_random_quota,
+        ["no 'random' inspections in this history", "hit rate, targeted", "hit rate, rule:"],
+        ["hit rate, random"],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("history_of", "said", "unsaid"),
+    HISTORIES_LACKING,
+    ids=[history_of.__name__ for history_of, *_ in HISTORIES_LACKING],
+)
+def test_notebook_01_says_what_a_history_lacks(
+    own_features: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    history_of,
+    said: list[str],
+    unsaid: list[str],
+) -> None:
+    import nbformat
+
+    source = json.loads((own_features / "source.json").read_text())["declarations"]
+    declarations = tmp_path / "declarations.parquet"
+    history_of(pd.read_parquet(source)).to_parquet(declarations)
+    monkeypatch.setenv(NOTEBOOK_DIR_ENV, str(tmp_path / "notebook-dir"))
+    monkeypatch.setenv(DECLARATIONS_ENV, str(declarations))
+    for variable in (FEATURES_ENV, TRACKING_ENV, STORE_ENV, TRUTH_ENV, PARAMS_ENV):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.delenv("MPLBACKEND", raising=False)
+    notebook = nbformat.read(ROOT / "notebooks" / "01_declarations.ipynb", as_version=4)
+    run_notebook(notebook, tmp_path)
+    shown = shown_text(notebook)
+    assert [s for s in said if s not in shown] == []
+    assert [s for s in unsaid if s in shown] == []

@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from features.errors import ParcelriskError
+from features.intake.contract import OUTCOME_COLUMNS
 from models.sandbox import NOTEBOOK_DIR_ENV, REPO_PARAMS
 from models.workspace import (
     DECLARATIONS_ENV,
@@ -151,6 +152,7 @@ def test_notebook_01_reports_on_the_features_it_is_pointed_at(
     shown = shown_text(notebook)
     assert "hit rate, random" in shown and "hit rate, rule:risky_hs" in shown  # each its own
     assert "rule selections" not in shown
+    assert "revenue_eur" in shown and "no revenue data" not in shown
 
 
 def shown_text(notebook) -> str:
@@ -174,6 +176,14 @@ def no_random_quota(history: pd.DataFrame) -> pd.DataFrame:
     return history.assign(selection_reason=reason)
 
 
+def no_revenue_column(history: pd.DataFrame) -> pd.DataFrame:
+    return history.drop(columns="revenue_recovered")
+
+
+def no_outcome_columns(history: pd.DataFrame) -> pd.DataFrame:
+    return history.drop(columns=[c for c in OUTCOME_COLUMNS if c in history.columns])
+
+
 HISTORIES_LACKING = [
     (
         only_random_quota,
@@ -184,6 +194,20 @@ HISTORIES_LACKING = [
         no_random_quota,
         ["no 'random' inspections in this history", "hit rate, targeted", "hit rate, rule:"],
         ["hit rate, random"],
+    ),
+    (
+        no_revenue_column,
+        [
+            "no revenue data: revenue_recovered is empty for all",
+            "no revenue data: the revenue recovered by offence type is left out",
+            "hit rate, random",
+        ],
+        ["revenue_eur", "revenue_per"],
+    ),
+    (
+        no_outcome_columns,
+        ["no parcel of this history was inspected", "no inspections: no weekly hit rates"],
+        ["hit rate, random", "revenue_eur"],
     ),
 ]
 

@@ -180,6 +180,13 @@ def no_revenue_column(history: pd.DataFrame) -> pd.DataFrame:
     return history.drop(columns="revenue_recovered")
 
 
+def some_revenue_missing(history: pd.DataFrame) -> pd.DataFrame:
+    offences = history.index[history["illicit"].fillna(False).astype(bool)]
+    return history.assign(
+        revenue_recovered=history["revenue_recovered"].mask(history.index.isin(offences[::2]))
+    )
+
+
 def no_outcome_columns(history: pd.DataFrame) -> pd.DataFrame:
     return history.drop(columns=[c for c in OUTCOME_COLUMNS if c in history.columns])
 
@@ -203,6 +210,11 @@ HISTORIES_LACKING = [
             "hit rate, random",
         ],
         ["revenue_eur", "revenue_per"],
+    ),
+    (
+        some_revenue_missing,
+        ["revenue_recovered is empty for", "the revenue figures cover the others", "revenue_eur"],
+        ["no revenue data"],
     ),
     (
         no_outcome_columns,

@@ -87,6 +87,8 @@ def render_reason(
     if empty:
         return f"no {_words(empty[0])} declared"
     template = _said_of_characters(template, context)
+    if context.get("description_in_pairs") is True:
+        template = template.replace(_COUNT_SAID, _PAIRS_COUNTED)
     shown = display_value(spec, value)
     if shown is None:
         undeclared = _undeclared_field(spec, context) or _undeclared_input(inputs, context)
@@ -122,6 +124,12 @@ def _not_declared(name: str) -> str:
 # rephrased here, for models trained before as well)
 _WORD_SAID = "the description's word '{description_word}' was"
 _CHARACTERS_SAID = "the characters '{description_word}' of the description were"
+
+
+# A Thai or Chinese description's word count counts pairs of characters: "description has
+# only 10 word(s)" was said of the one word "กระเป๋าถือสตรี" (probe 42)
+_COUNT_SAID = "description has only {value:.0f} word(s)"
+_PAIRS_COUNTED = "description has only {value:.0f} word(s), counting pairs of characters as words"
 
 
 def _said_of_characters(template: str, context: dict[str, Any]) -> str:

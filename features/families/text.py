@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from features.intake.words import WORD_READING, description_words
+from features.intake.words import WORD_READING, description_words, read_in_pairs
 from features.notes import DESCRIPTION_OBSCURED, RowNote
 from features.params import FeatureParams
 from features.pipeline.family import History, Rows, SpecContext, Values
@@ -659,6 +659,10 @@ class Text(RefitFamily):
         out.update(shape)
         # for the reason alone (online: batch has no use for it, and a million strings)
         out["description_word"] = top_words(X, snapshot.model, out["text_word_hit_rate_max"])
+        # a Thai or Chinese description's "words" are pairs of characters: its reasons say so
+        out["description_in_pairs"] = np.array(
+            [read_in_pairs(d) for d in prep["description"].tolist()], dtype=object
+        )
         return out
 
     def warnings(self, rows: Rows, values: Values, part: object) -> list[RowNote]:

@@ -157,3 +157,9 @@ def is_character_pair(word: str) -> bool:
     """Whether ``word`` is of a script written without spaces: a pair of characters read out
     of a run (``子烟`` of ``电子烟``), which a person does not read as a word of the text."""
     return bool(_IS_UNSPACED.match(word))
+
+
+def read_in_pairs(text: str | None) -> bool:
+    """Whether ``text`` holds a script written without spaces, whose words are read as pairs
+    of characters: a count of its words counts those pairs."""
+    return text is not None and not text.isascii() and bool(_IS_UNSPACED.search(text))

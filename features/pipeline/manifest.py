@@ -56,7 +56,10 @@ REASON_CONTEXT = (
 # Values a family computes online for its reasons alone, each with the feature whose value
 # they explain: not model inputs, not in features.parquet. A spec's ``reason_detail`` names
 # them; it is used only where the context holds them (a served decision), ``reason`` elsewhere.
-DERIVED_CONTEXT = {"description_word": "text_word_hit_rate_max"}
+DERIVED_CONTEXT = {
+    "description_word": "text_word_hit_rate_max",
+    "description_in_pairs": "description_n_tokens",
+}
 # The online context's per-row tuple of the fields the served model reads that the
 # declaration left empty: a feature without a value says which ("no description declared").
 UNDECLARED = "undeclared"

@@ -136,3 +136,22 @@ def test_money_features_carry_the_currency_their_values_are_in() -> None:
         assert units["value_eur"] == base and units["reference_value_eur"] == base
         assert units["seller_revenue_recovered_eur"] == "EUR"
         assert units["seller_hit_rate"] is None  # not money: no unit
+
+
+def test_a_word_count_of_pairs_of_characters_says_so() -> None:
+    """A Thai or Chinese description's words are pairs of characters: "description has only 10
+    word(s)" was said of one Thai word (probe 42)."""
+    from features.intake.words import read_in_pairs
+
+    spec = FeatureSpec(
+        "description_n_tokens", "text", "float", "d", "description has only {value:.0f} word(s)"
+    )
+    assert render_reason(spec, 10.0, {"description_in_pairs": True}) == (
+        "description has only 10 word(s), counting pairs of characters as words"
+    )
+    for context in ({"description_in_pairs": False}, {}):
+        assert render_reason(spec, 2.0, context) == "description has only 2 word(s)"
+    assert read_in_pairs("กระเป๋าถือสตรี") and read_in_pairs("nike 运动鞋")
+    assert (
+        not read_in_pairs("leather bag") and not read_in_pairs("حقيبة") and not read_in_pairs(None)
+    )

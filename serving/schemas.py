@@ -12,6 +12,7 @@ from features.intake.contract import (
     FIELDS_BY_NAME,
     Declaration,
     parse_bool_value,
+    read_ascii_digits,
     require_utc_time,
 )
 from features.notes import CODES
@@ -416,7 +417,8 @@ class _ResultBase(BaseModel):
         # from as the revenue label; /score refuses it for its numbers in the same words
         if isinstance(value, bool):
             raise ValueError(f"must be a number or null, not {str(value).lower()}")
-        return value
+        # in Arabic-Indic digits (١٢٫٥), read as a mapped results file's
+        return read_ascii_digits(value) if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _require_declaration_id(self) -> Any:
@@ -434,6 +436,8 @@ class _ResultBase(BaseModel):
         # "2026-11-21" was refused as lacking a time zone, the wrong problem (probe 10); a
         # result known only by its day counts from the end of that day, as `outcomes ingest`
         # reads such a file, never before that day's declarations
+        if isinstance(value, str):  # in Arabic-Indic digits, read as a mapped file's times
+            value = read_ascii_digits(value)
         if isinstance(value, str) and DATE_ONLY.fullmatch(value):
             day = value.strip()
             raise ValueError(

@@ -25,6 +25,7 @@ from features.intake.contract import (
     identifier_faults,
     parse_number,
     parse_text,
+    read_ascii_digits,
 )
 from features.intake.pseudonym import process_key, pseudonymise
 
@@ -181,10 +182,15 @@ def extra_column(values: list[Any], extra: ExtraColumn) -> pd.Series:
             raise ContractError(f"{extra.name}: {problem} (personal: value not shown)")
         # as a file's personal extras are read (contract.parse_declarations)
         return pseudonymise(text, process_key())
-    numbers, problems = parse_number(raw, "float")
+    # a number sent as text in Arabic-Indic digits (١٢٫٥) is read as a mapped file's
+    numbers, problems = parse_number(raw.map(_in_ascii_digits), "float")
     for bad, problem in problems:
         raise ContractError(f"{extra.name}: {raw[bad].iloc[0]!r} {problem}")
     return numbers
+
+
+def _in_ascii_digits(value: Any) -> Any:
+    return read_ascii_digits(value) if isinstance(value, str) else value
 
 
 def _frame_from_models(records: list[Any], contract: Contract) -> pd.DataFrame:

@@ -13,6 +13,7 @@ turns a batch (API records or a frame) into the arrays the feature code reads.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import unicodedata
@@ -619,6 +620,44 @@ def _is_number(value: Any) -> bool:
 # Identifiers are read in NFKC besides (``parse_text``), which holds this and more.
 WIDE_TO_ASCII = {cp: cp - 0xFEE0 for cp in range(0xFF01, 0xFF5F)} | {0x3000: 0x20}
 
+# The Arabic decimal separator and thousands separator (U+066B, U+066C) of numbers written in
+# Arabic-Indic digits (١٢٫٥٠), read as a spec's decimal mark and thousands separator
+ARABIC_DECIMAL, ARABIC_THOUSANDS = "\u066b", "\u066c"
+
+
+@functools.cache
+def _decimal_digits() -> dict[int, str]:
+    """Every Unicode decimal digit that is not ASCII (Arabic-Indic ٣, Persian ۳, Devanagari
+    ३, full-width ３ ...) -> its ASCII digit."""
+    return {
+        cp: str(unicodedata.digit(chr(cp)))
+        for cp in range(0x80, 0x20000)
+        if unicodedata.category(chr(cp)) == "Nd"
+    }
+
+
+@functools.cache
+def ascii_digit_table(decimal: str = ".", thousands: str | None = None) -> dict[int, Any]:
+    """The ``str.translate`` table that writes codes, numbers and times in ASCII: every
+    non-ASCII decimal digit and full-width form as its ASCII character, the Arabic separators
+    as ``decimal`` and ``thousands`` (dropped when None). Gulf and Egyptian exports and
+    clearance systems write them in Arabic-Indic digits, which no number or date reader takes
+    (probes, 2026-12); a mapped file and a request are read with this one table."""
+    return {
+        # full-width forms as their ASCII characters: a Japanese or Chinese export mixes
+        # ０．５ and １，２３４ into columns of 0.5 and 1,234 (probe, 2026-12)
+        **WIDE_TO_ASCII,
+        **_decimal_digits(),
+        ord(ARABIC_DECIMAL): decimal,
+        ord(ARABIC_THOUSANDS): thousands or "",
+    }
+
+
+def read_ascii_digits(value: str) -> str:
+    """``value`` (a code, a number or a time sent as text) in ASCII digits, as a mapped file's
+    are read (``ascii_digit_table``); ASCII text, the common case, costs one ``isascii``."""
+    return value if value.isascii() else value.translate(ascii_digit_table())
+
 
 def parse_text(
     series: pd.Series, case: Literal["upper", "lower"] | None = None, *, narrow: bool = False
@@ -1071,6 +1110,8 @@ class DeclarationBase(BaseModel):
             value = str(value)  # numeric ids, as a CSV column of numbers reads them
         if not isinstance(value, str):
             return value
+        if info.field_name == "hs_code":  # ٦١٠٩١٠ is 610910, as a mapped file's code
+            value = read_ascii_digits(value)
         if info.field_name in IDENTIFIER_FIELDS and not value.isascii():
             # as parse_text(narrow=True) reads files
             value = unicodedata.normalize("NFKC", value)
@@ -1108,13 +1149,16 @@ class DeclarationBase(BaseModel):
         # required" of a value that was sent (from a frame, NaN is how missing is held)
         if info.mode == "json" and isinstance(value, float) and not math.isfinite(value):
             raise ValueError(f"must be a finite number, not {value}")
-        return value
+        # a number sent as text in Arabic-Indic digits (١٢٫٥) is read as a mapped file's
+        return read_ascii_digits(value) if isinstance(value, str) else value
 
     @field_validator(*_TIME_FIELDS, mode="before", check_fields=False)
     @classmethod
     def _require_iso_time(cls, value: Any, info: Any) -> Any:
         # pydantic would read a number (or digits) as Unix seconds or milliseconds, guessing
         # which by size: a time is ISO 8601 text with its zone, as the contract documents
+        if isinstance(value, str):  # in Arabic-Indic digits, read as a mapped file's times
+            value = read_ascii_digits(value)
         if isinstance(value, int | float) or (
             isinstance(value, str) and value.strip().lstrip("+-").replace(".", "", 1).isdigit()
         ):

@@ -77,7 +77,6 @@ do not convert, the field, the source column and example values with their data 
 from __future__ import annotations
 
 import codecs
-import functools
 import io
 import logging
 import lzma
@@ -107,11 +106,11 @@ from features.intake.contract import (
     PERSONAL_FIELDS,
     PERSONAL_NOT_SHOWN,
     TEXT_CASE,
-    WIDE_TO_ASCII,
     Contract,
     ContractError,
     ExtraColumn,
     ExtraKind,
+    ascii_digit_table,
     coerce_declarations,
     fold_name,
     parse_text,
@@ -2026,37 +2025,11 @@ def check_hs_text(raw: pd.DataFrame, mapping: Mapping, source: Any) -> None:
             )
 
 
-@functools.cache
-def _digit_table() -> dict[int, str]:
-    """Every Unicode decimal digit that is not ASCII (Arabic-Indic ٣, Persian ۳, Devanagari
-    ३, full-width ３ ...) -> its ASCII digit, for ``str.translate``."""
-    import unicodedata
-
-    return {
-        cp: str(unicodedata.digit(chr(cp)))
-        for cp in range(0x80, 0x20000)
-        if unicodedata.category(chr(cp)) == "Nd"
-    }
-
-
-# The Arabic decimal separator and thousands separator (U+066B, U+066C), read as the spec's
-# decimal mark and thousands separator
-ARABIC_DECIMAL, ARABIC_THOUSANDS = "\u066b", "\u066c"
-
-
 def ascii_digits(text: pd.Series, decimal: str = ".", thousands: str | None = ",") -> pd.Series:
     """``text`` with its non-ASCII decimal digits and full-width forms written in ASCII (and
-    the Arabic separators as ``decimal`` and ``thousands``): Gulf and Egyptian exports write numbers, dates and codes
-    in Arabic-Indic digits, which no number or date reader takes (probe, 2026-12)."""
-    table = {
-        # full-width forms as their ASCII characters: a Japanese or Chinese export mixes
-        # ０．５ and １，２３４ into columns of 0.5 and 1,234 (probe, 2026-12)
-        **WIDE_TO_ASCII,
-        **_digit_table(),
-        ord(ARABIC_DECIMAL): decimal,
-        ord(ARABIC_THOUSANDS): thousands or "",
-    }
-    return text.str.translate(table)
+    the Arabic separators as ``decimal`` and ``thousands``), as a request's are read
+    (``contract.ascii_digit_table``)."""
+    return text.str.translate(ascii_digit_table(decimal, thousands))
 
 
 def _with_ascii_digits(source: pd.Series, spec: Any) -> pd.Series | None:

@@ -46,7 +46,7 @@ from features.intake.contract import (
     FIELDS,
     FIELDS_BY_NAME,
     TRUE_WORDS,
-    WIDE_TO_ASCII,
+    ascii_digit_table,
 )
 from features.intake.iso3166 import (
     ALPHA2,
@@ -839,9 +839,10 @@ def profile(raw: pd.DataFrame, sample_rows: int = SAMPLE_ROWS) -> list[Column]:
         text = present.astype(str).str.strip()
         text = text[text != ""]
         if len(text) and not text.str.isascii().all():
-            # full-width digits and marks read as ASCII, as the mapping reads them (a
-            # Japanese export's １，２３４ among 1,234: a value column drafted as an extra)
-            text = text.str.translate(WIDE_TO_ASCII)
+            # every script's decimal digits and full-width marks read as ASCII, as the
+            # mapping reads them (a Japanese export's １，２３４ among 1,234, a Gulf export's
+            # ٣٦٫٦٧ among 36.67: a value column drafted as an extra)
+            text = text.str.translate(ascii_digit_table())
         filled = len(text) / len(column) if len(column) else 0.0
         distinct = int(text.nunique())
         out.append(

@@ -2032,6 +2032,16 @@ def ascii_digits(text: pd.Series, decimal: str = ".", thousands: str | None = ",
     return text.str.translate(ascii_digit_table(decimal, thousands))
 
 
+def _reads_digits(spec: Any, kind: str) -> bool:
+    """Whether a column's cells are read again in ASCII digits where they fail: numbers and
+    times, and codes a table reads (``values``, ``true_values``): a Gulf export's channel ٤١
+    and flag ١ are the 41 and 1 its draft lists (``draft.profile`` reads them so)."""
+    tables = ("values", "true_values", "false_values")
+    return kind in ("float", "int", "datetime") or any(
+        getattr(spec, t, None) is not None for t in tables
+    )
+
+
 def _with_ascii_digits(source: pd.Series, spec: Any) -> pd.Series | None:
     """``source`` with its non-ASCII digits in ASCII where any cell has them, else None."""
     text = _as_text(source)
@@ -4010,9 +4020,9 @@ def _convert_columns(
             unconverted.append(_Unconverted(name, origin, problem, nul, shown))
             continue
         converted, bad, problem, marks = _convert(spec, kind, source, len(raw))
-        if bad.any() and kind in ("float", "int", "datetime") and spec.column is not None:
-            # numbers and times in Arabic-Indic (or other non-ASCII) digits: read again with
-            # them in ASCII; only where something failed, so a clean export costs nothing
+        if bad.any() and spec.column is not None and _reads_digits(spec, kind):
+            # numbers, times and codes in Arabic-Indic (or other non-ASCII) digits: read again
+            # with them in ASCII; only where something failed, so a clean export costs nothing
             ascii_source = _with_ascii_digits(source, spec)
             if ascii_source is not None:
                 retried = _convert(spec, kind, ascii_source, len(raw))

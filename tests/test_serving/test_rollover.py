@@ -11,8 +11,12 @@ from dataclasses import dataclass
 import pandas as pd
 import pytest
 import yaml
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, TEMPORARILY_UNAVAILABLE
 
-from serving.rollover import ChampionWatcher
+from features.errors import ParcelriskError
+from serving.rollover import RETRY_MAX_CHECKS, ChampionWatcher, load_failure_passes
+from serving.sqlite_store import StoreReplaced, StoreUnavailable
 from tests.test_serving.conftest import auth, fresh_declarations, service_client
 
 # --- the watcher's rules, with fakes ----------------------------------------------------------
@@ -31,6 +35,7 @@ class Registry:
         self.serving = serving
         self.broken: set[str] = set()
         self.loads: list[str] = []
+        self.failures: list[Exception] = []  # raised by the next loads, one each
 
     def champion(self) -> str | None:
         if self.alias == "unreachable":
@@ -42,6 +47,8 @@ class Registry:
         self.loads.append(self.alias)
         if self.alias in self.broken:
             raise RuntimeError(f"bundle of v{self.alias} is corrupt")
+        if self.failures:
+            raise self.failures.pop(0)
         return FakeRuntime(self.alias)
 
     def install(self, runtime: FakeRuntime) -> None:
@@ -83,6 +90,110 @@ def test_a_broken_version_is_refused_not_retried_and_the_next_one_loads(caplog):
     assert watcher.check() is None and registry.loads == ["5"]  # not tried again
     registry.alias = "6"
     assert watcher.check() is not None and registry.serving == "6"
+
+
+def _store_restarting() -> StoreUnavailable:
+    return StoreUnavailable(
+        "decision store postgresql://127.0.0.1/decisions cannot take this now: connection "
+        "failed: FATAL: the database system is shutting down"
+    )
+
+
+def _download_failed(cause: Exception) -> ParcelriskError:
+    """As the registry wraps a failed download: naming the artifact, raised from the cause."""
+    try:
+        raise cause
+    except Exception as exc:
+        try:
+            raise ParcelriskError(
+                "model 'parcel-risk' version 5: artifact bundle/ missing"
+            ) from exc
+        except ParcelriskError as wrapped:
+            return wrapped
+
+
+def test_a_store_outage_during_the_load_is_tried_again_at_the_next_check(caplog):
+    registry = Registry(alias="5", serving="4")
+    registry.failures.append(_store_restarting())
+    watcher = registry.watcher()
+    assert watcher.check() is None and registry.serving == "4"
+    assert watcher.failed_version is None and watcher.retry_version == "5"
+    assert "champion v5 not loaded (try 1), v4 goes on serving: StoreUnavailable" in caplog.text
+    assert "shutting down" in caplog.text
+    switch = watcher.check()
+    assert switch is not None and registry.serving == "5" and registry.loads == ["5", "5"]
+    assert watcher.retry_version is None and watcher.retry_failures == 0
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        _download_failed(ConnectionError("Connection refused")),
+        _download_failed(TimeoutError("read timed out")),
+        _download_failed(OSError(28, "No space left on device")),
+        _download_failed(MlflowException("API request to /api/2.0/... failed")),
+        MlflowException("service unavailable", error_code=TEMPORARILY_UNAVAILABLE),
+        sqlite3.OperationalError("database is locked"),
+    ],
+    ids=["refused", "timeout", "disk-full", "mlflow-network", "mlflow-503", "sqlite-locked"],
+)
+def test_a_failure_that_can_pass_is_retried(failure):
+    assert load_failure_passes(failure)
+    registry = Registry(alias="5", serving="4")
+    registry.failures.append(failure)
+    watcher = registry.watcher()
+    assert watcher.check() is None and watcher.failed_version is None
+    assert watcher.check() is not None and registry.serving == "5"
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        RuntimeError("bundle of v5 is corrupt"),
+        ParcelriskError("entity-state snapshot does not match the model"),
+        _download_failed(FileNotFoundError("bundle/ not found")),
+        MlflowException("version 5 not found", error_code=RESOURCE_DOES_NOT_EXIST),
+        StoreReplaced("decision store was replaced under the running service"),
+    ],
+    ids=["corrupt", "snapshot", "artifact-missing", "version-gone", "store-replaced"],
+)
+def test_a_broken_version_is_not_taken_for_a_passing_failure(failure):
+    assert not load_failure_passes(failure)
+    registry = Registry(alias="5", serving="4")
+    registry.failures.append(failure)
+    watcher = registry.watcher()
+    assert watcher.check() is None and watcher.failed_version == "5"
+    assert watcher.check() is None and registry.loads == ["5"]
+
+
+def test_a_lasting_outage_is_tried_again_ever_less_often_up_to_a_bound(caplog):
+    registry = Registry(alias="5", serving="4")
+    registry.failures.extend(_store_restarting() for _ in range(7))
+    watcher = registry.watcher()
+    tried_at = []
+    for n in range(1, 60):
+        before = len(registry.loads)
+        watcher.check()
+        if len(registry.loads) > before:
+            tried_at.append(n)
+        if registry.serving == "5":
+            break
+    # gaps of 1, 2, 4, 8 checks, then 8 (RETRY_MAX_CHECKS) until the store is back
+    assert tried_at == [1, 2, 4, 8, 16, 24, 32, 40]
+    assert tried_at[-1] - tried_at[-2] == RETRY_MAX_CHECKS
+    assert registry.serving == "5"
+    assert caplog.text.count("v4 goes on serving: StoreUnavailable") == 7  # each try logged
+
+
+def test_an_alias_moved_during_the_retries_is_loaded_at_once():
+    registry = Registry(alias="5", serving="4")
+    registry.failures.extend([_store_restarting(), _store_restarting()])
+    watcher = registry.watcher()
+    watcher.check()
+    watcher.check()  # second failure: the next try waits a check
+    registry.alias = "6"
+    assert watcher.check() is not None and registry.serving == "6"
+    assert registry.loads == ["5", "5", "6"]
 
 
 def test_an_unreachable_registry_keeps_the_champion(caplog):

@@ -10,7 +10,8 @@
 #   nginx        in front of the replicas: least connections, keep-alive to them
 #
 #   scripts/team.sh up       start what is not running (again: nothing starts twice)
-#   scripts/team.sh status   what runs where (exit 1 when a piece is down)
+#   scripts/team.sh status   what runs where (exit 1 when a piece is down, or the ready
+#                            replicas decide with different models)
 #   scripts/team.sh down     stop everything; the data stays for the next `up`
 #
 # Settings, by environment (defaults keep clear of `parcelrisk serve`'s 3000):
@@ -741,7 +742,7 @@ cmd_status() {
         say "mlflow       down"
         down=1
     fi
-    local any=0
+    local any=0 state models="" waiting=0
     for pidfile in "$RUN"/replica-*.pid; do
         [ -e "$pidfile" ] || continue
         i=${pidfile##*/replica-}
@@ -749,7 +750,13 @@ cmd_status() {
         any=1
         if running "$pidfile"; then
             REPLICA_PORT=$(($(port_of "$pidfile") - i + 1)) # as it was started
-            say "replica $i    up    http://127.0.0.1:$(port_of "$pidfile") ($(replica_state "$i"))  log $LOGS/replica-$i.log"
+            state=$(replica_state "$i")
+            if [[ $state == "ready: model "* ]]; then
+                models+="${state#ready: }"$'\t'"$i"$'\n'
+            else
+                waiting=$((waiting + 1))
+            fi
+            say "replica $i    up    http://127.0.0.1:$(port_of "$pidfile") ($state)  log $LOGS/replica-$i.log"
         else
             say "replica $i    down  log $LOGS/replica-$i.log"
             down=1
@@ -758,6 +765,19 @@ cmd_status() {
     if [ "$any" = 0 ]; then
         say "replicas     down"
         down=1
+    elif [ -n "$models" ]; then
+        # after a promotion each replica switches within serve.champion_check_s; one that stays
+        # behind (its load failed) decides with the old model while nginx sends it traffic
+        if [ "$(cut -f1 <<<"$models" | sed '/^$/d' | sort -u | wc -l)" -gt 1 ]; then
+            say "replicas     NOT on one model: $(sed '/^$/d' <<<"$models" | sort -t$'\t' -k1,1 -k2,2n |
+                awk -F'\t' '$1 != m {if (m != "") printf "; "; m = $1; printf "%s: replica %s", m, $2; next} {printf ", %s", $2}')"
+            down=1
+        elif [ "$waiting" = 0 ]; then
+            # what to wait on after a promotion: "all ready on model parcel-risk v2"
+            say "replicas     all ready on $(head -n 1 <<<"$models" | cut -f1)"
+        else
+            say "replicas     the ready ones on $(head -n 1 <<<"$models" | cut -f1), $waiting not ready"
+        fi
     fi
     if running "$NGINX_DIR/nginx.pid"; then
         local front

@@ -293,6 +293,7 @@ def test_a_team_trains_promotes_and_scores_through_nginx_on_its_own_servers(
     # each replica names the model it decides with, so a promotion's arrival can be waited on
     status = team.run("status").stdout
     assert status.count(f"(ready: model {settings.serve.model_name} v1)") == REPLICAS, status
+    assert f"all ready on model {settings.serve.model_name} v1\n" in status, status
 
     # scored through nginx, the client's request id passed through both ways
     declarations = _payload(fresh_declarations(real_pipeline["history"], 16, prefix="TEAM"))
@@ -382,6 +383,67 @@ def test_a_team_trains_promotes_and_scores_through_nginx_on_its_own_servers(
     ports.append(int(team.env["PARCELRISK_TEAM_PG_PORT"]))
     assert all(_port_free(port) for port in ports), ports
     assert team.run("status").returncode == 1
+
+
+# A replica's /readyz as the service answers it, from a process whose command line names the
+# team directory (as team.sh's `running` checks)
+_FAKE_REPLICA = """
+import json, sys
+from http.server import BaseHTTPRequestHandler, HTTPServer
+port, version = int(sys.argv[1]), sys.argv[2]
+body = json.dumps({"ready": True, "model": {"name": "parcel-risk", "version": version}}).encode()
+class Ready(BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+HTTPServer(("127.0.0.1", port), Ready).serve_forever()
+"""
+
+
+@pytest.mark.parametrize(
+    ("versions", "said"),
+    [
+        (
+            ["2", "1", "2"],
+            "NOT on one model: model parcel-risk v1: replica 2; model parcel-risk v2: replica 1, 3",
+        ),
+        (["2", "2", "2"], "all ready on model parcel-risk v2"),
+    ],
+    ids=["one-behind", "all-on-one"],
+)
+def test_status_says_when_the_replicas_decide_with_different_models(
+    tmp_path: Path, versions: list[str], said: str
+) -> None:
+    directory = tmp_path / "team"
+    (directory / "run").mkdir(parents=True)
+    first = _free_port()
+    ports = [first, *(_free_port() for _ in versions[1:])]
+    replicas = []
+    try:
+        for i, (port, version) in enumerate(zip(ports, versions, strict=True), start=1):
+            replicas.append(
+                subprocess.Popen(
+                    [sys.executable, "-c", _FAKE_REPLICA, str(port), version, f"{directory}/"]
+                )
+            )
+            (directory / "run" / f"replica-{i}.pid").write_text(f"{replicas[-1].pid} {port}\n")
+        for port in ports:
+            assert wait_for(lambda p=port: not _port_free(p), timeout=20)
+        env = {**os.environ, "PARCELRISK_TEAM_DIR": str(directory)}
+        status = subprocess.run(
+            ["bash", str(TEAM), "status"], env=env, capture_output=True, text=True, timeout=60
+        )
+    finally:
+        for replica in replicas:
+            replica.kill()
+            replica.wait()
+    assert said in status.stdout, status.stdout + status.stderr
+    # PostgreSQL, MLflow and nginx are not running here: 1 either way
+    assert status.returncode == 1
 
 
 def test_up_refuses_a_taken_port_naming_it_and_starts_nothing() -> None:

@@ -37,6 +37,7 @@ PG_PORT=${PARCELRISK_TEAM_PG_PORT:-5433}
 PARAMS=${PARCELRISK_TEAM_PARAMS:-$ROOT/params.yaml}
 PY=${PARCELRISK_PYTHON:-$ROOT/.venv/bin/python}
 MLFLOW_WORKERS=2 # MLflow's own default is 4; two cores are shared with the replicas
+NGINX_OUT=" " # replicas nginx leaves out of its pool: starting, not answering yet
 PG_USER=parcelrisk # owns the two databases; the cluster's superuser stays "postgres"
 
 # --- where things are --------------------------------------------------------------------------
@@ -212,7 +213,8 @@ stop_process() {
 # piece and its log if its process ends or TIMEOUT seconds pass.
 wait_http() {
     local piece=$1 port=$2 path=$3 pid=$4 log=$5 timeout=$6 want=${7:-200} reply
-    for _ in $(seq $((timeout * 4))); do
+    local deadline=$((SECONDS + timeout)) # in seconds: a poll may wait 5 s for its answer
+    while [ "$SECONDS" -lt "$deadline" ]; do
         if reply=$(http_get "$port" "$path"); then
             [ "$want" = any ] || [ "${reply%% *}" = "$want" ] && return 0
         fi
@@ -443,17 +445,30 @@ ensure_secret_keys() {
 replica_port() { echo $((REPLICA_PORT + $1 - 1)); }
 
 up_replicas() {
-    local i port dir pidfile log started=()
+    local i port dir pidfile log started=() missing=()
     api_keys_env
     for i in $(seq 1 "$REPLICAS"); do
+        pidfile=$RUN/replica-$i.pid
+        if running "$pidfile"; then
+            [ "$(port_of "$pidfile")" = "$(replica_port "$i")" ] || die "replica $i" "already running on port $(port_of "$pidfile"), not $(replica_port "$i"): run \`scripts/team.sh down\` first to change it"
+        else
+            missing+=("$i")
+        fi
+    done
+    # A replica binds its port seconds after it starts but answers nothing until its worker
+    # has loaded the champion and replayed the decision store (a minute and more under load):
+    # nginx sent it requests that hung until the client gave up (probe 41). A running nginx
+    # leaves the starting ones out (`down`) until they answer; `up_nginx` puts them back.
+    if [ ${#missing[@]} -gt 0 ] && running "$NGINX_DIR/nginx.pid"; then
+        NGINX_OUT=" ${missing[*]} "
+        reload_nginx || die "nginx" "reload failed (replicas ${missing[*]} not taken out while they start)" "$LOGS/nginx-error.log"
+        say "nginx        replica(s) ${missing[*]} out of the pool while they start"
+    fi
+    for i in "${missing[@]}"; do
         port=$(replica_port "$i")
         dir=$TEAM_DIR/replicas/$i
         pidfile=$RUN/replica-$i.pid
         log=$LOGS/replica-$i.log
-        if running "$pidfile"; then
-            [ "$(port_of "$pidfile")" = "$port" ] || die "replica $i" "already running on port $(port_of "$pidfile"), not $port: run \`scripts/team.sh down\` first to change it"
-            continue
-        fi
         mkdir -p "$dir/model"
         chmod 700 "$TEAM_DIR/replicas" # the champion's bundle each downloads: no other account reads it
         (
@@ -473,10 +488,13 @@ up_replicas() {
         )
         started+=("$i")
     done
-    # started together, waited for together: each imports for a while
+    # started together, waited for together: each imports, loads the champion and replays the
+    # store for a while. /readyz answers once its worker does (200, or 503 with why: no
+    # champion yet), and from then on a request gets an answer within serve.request_timeout_s
     for i in "${started[@]}"; do
-        wait_http "replica $i" "$(replica_port "$i")" /livez "$(pid_of "$RUN/replica-$i.pid")" "$LOGS/replica-$i.log" 240
+        wait_http "replica $i" "$(replica_port "$i")" /readyz "$(pid_of "$RUN/replica-$i.pid")" "$LOGS/replica-$i.log" 300 any
     done
+    NGINX_OUT=" "
     local how
     for i in $(seq 1 "$REPLICAS"); do
         how="already running"
@@ -549,8 +567,11 @@ http {
         least_conn;
 $(for i in $(seq 1 "$REPLICAS"); do
         # max_fails=0: never taken out of the pool for a failure (a 503 while it has no
-        # champion); a failed request moves on to the next replica instead (below)
-        echo "        server 127.0.0.1:$(replica_port "$i") max_fails=0;"
+        # champion); a failed request moves on to the next replica instead (below). down: a
+        # replica starting, until its worker answers (up_replicas)
+        down=""
+        [[ $NGINX_OUT == *" $i "* ]] && down=" down"
+        echo "        server 127.0.0.1:$(replica_port "$i") max_fails=0$down;"
     done)
         keepalive 64;
         # below uvicorn's 5 s: nginx never reuses a connection the replica is closing
@@ -568,15 +589,30 @@ $(for i in $(seq 1 "$REPLICAS"); do
             # Authorization, X-API-Key and the rest pass through unchanged.
             # A replica that refuses the connection or answers 503 (no champion yet, or its
             # decision store cannot write: nothing was stored either way) hands the request to
-            # the next one; POST /score included, since nothing was decided.
+            # the next one; POST /score included, since nothing was decided. So does one that
+            # has not answered 2 s after serve.request_timeout_s ($(request_timeout_s) s), by when
+            # it would have answered 504 itself: it hangs (its worker not serving yet). /score
+            # and /outcomes are idempotent per declaration and per result: a request it did
+            # take is not decided or stored twice.
             proxy_next_upstream error timeout http_503 non_idempotent;
             proxy_connect_timeout 2s;
-            # the replicas answer 504 themselves after serve.request_timeout_s (10 s)
-            proxy_read_timeout 60s;
+            proxy_read_timeout $(($(request_timeout_s) + 2))s;
+            proxy_send_timeout $(($(request_timeout_s) + 2))s;
         }
     }
 }
 EOF
+}
+
+# serve.request_timeout_s of the replicas' params, whole seconds rounded up (read once)
+request_timeout_s() {
+    if [ -z "${REQUEST_TIMEOUT_S:-}" ]; then
+        REQUEST_TIMEOUT_S=$(cd "$ROOT" && PYTHONPATH=$ROOT "$PY" -c 'import math, sys
+from features.params import load_settings
+print(math.ceil(load_settings(sys.argv[1], must_exist=True).serve.request_timeout_s))' "$PARAMS" 2>&1) ||
+            die "replicas" "cannot read serve.request_timeout_s from $PARAMS: $REQUEST_TIMEOUT_S"
+    fi
+    echo "$REQUEST_TIMEOUT_S"
 }
 
 # nginx CONF ARGS...: our configuration, prefix and error log, never the system's
@@ -586,9 +622,24 @@ nginx_cmd() {
     "$NGINX" -p "$NGINX_DIR/" -c "$conf" -e "$LOGS/nginx-error.log" "$@"
 }
 
+# A running nginx on the configuration for $NGINX_OUT (a reload: requests in flight finish on
+# the old one); nothing when it is unchanged.
+reload_nginx() {
+    request_timeout_s >/dev/null
+    nginx_conf >"$NGINX_DIR/nginx.conf.new"
+    nginx_cmd "$NGINX_DIR/nginx.conf.new" -t -q >>"$LOGS/nginx-error.log" 2>&1 || return 1
+    if cmp -s "$NGINX_DIR/nginx.conf.new" "$NGINX_DIR/nginx.conf"; then
+        rm -f "$NGINX_DIR/nginx.conf.new"
+        return 0
+    fi
+    mv "$NGINX_DIR/nginx.conf.new" "$NGINX_DIR/nginx.conf"
+    nginx_cmd "$NGINX_DIR/nginx.conf" -s reload >>"$LOGS/nginx-error.log" 2>&1
+}
+
 up_nginx() {
     local pidfile=$NGINX_DIR/nginx.pid log=$LOGS/nginx-error.log
     mkdir -p "$NGINX_DIR/tmp"
+    request_timeout_s >/dev/null # dies here, not inside the configuration's text
     nginx_conf >"$NGINX_DIR/nginx.conf.new"
     nginx_cmd "$NGINX_DIR/nginx.conf.new" -t -q >>"$log" 2>&1 || die "nginx" "generated configuration refused ($NGINX_DIR/nginx.conf.new)" "$log"
     if running "$pidfile"; then
@@ -756,6 +807,8 @@ cmd_status() {
             else
                 waiting=$((waiting + 1))
             fi
+            grep -q "127.0.0.1:$(port_of "$pidfile") .* down;" "$NGINX_DIR/nginx.conf" 2>/dev/null &&
+                state+="; out of nginx's pool while it starts"
             say "replica $i    up    http://127.0.0.1:$(port_of "$pidfile") ($state)  log $LOGS/replica-$i.log"
         else
             say "replica $i    down  log $LOGS/replica-$i.log"

@@ -25,6 +25,8 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +50,7 @@ pytestmark = pytest.mark.xdist_group("serving_live_workers")
 ROOT = Path(__file__).resolve().parents[2]
 TEAM = ROOT / "scripts" / "team.sh"
 REPLICAS = 2
+REQUEST_TIMEOUT_S = 5
 
 
 def _services_installed() -> None:
@@ -183,7 +186,14 @@ def _team(params: Path) -> Iterator[Team]:
 def team(tmp_path: Path, real_pipeline: dict) -> Iterator[Team]:
     """A team whose replicas serve with the test pipeline's settings."""
     params = yaml.safe_load(real_pipeline["params"].read_text())
-    params["serve"] = {**params.get("serve", {}), "champion_check_s": 1}  # promoted: ready soon
+    # promoted: ready soon; a short request timeout, so a request held by a replica that is
+    # still starting shows well beyond it
+    params["serve"] = {
+        **params.get("serve", {}),
+        "champion_check_s": 1,
+        "request_timeout_s": REQUEST_TIMEOUT_S,
+        "max_queue_wait_s": None,
+    }
     params_path = tmp_path / "params.yaml"
     params_path.write_text(yaml.safe_dump(params))
     with _team(params_path) as team:
@@ -356,6 +366,12 @@ def test_a_team_trains_promotes_and_scores_through_nginx_on_its_own_servers(
     )
     assert head.stdout.split(":")[0].strip() == str(len(declarations)), head.stdout + head.stderr
 
+    # a replica killed and brought back by `up` while the other serves: it binds its port long
+    # before its worker answers, and nginx sent it requests that hung until the worker had
+    # loaded the champion (probe 41). Kept out of nginx's pool until it answers, no request
+    # to the team waits much beyond serve.request_timeout_s
+    _restart_replica_under_traffic(team, declarations)
+
     # MLflow's main process killed alone (the OOM killer's choice): its worker keeps the port
     # and answers; `up` stops what it left and starts MLflow again, which the replicas use
     mlflow_pid = int((team.directory / "run" / "mlflow.pid").read_text().split()[0])
@@ -383,6 +399,54 @@ def test_a_team_trains_promotes_and_scores_through_nginx_on_its_own_servers(
     ports.append(int(team.env["PARCELRISK_TEAM_PG_PORT"]))
     assert all(_port_free(port) for port in ports), ports
     assert team.run("status").returncode == 1
+
+
+def _restart_replica_under_traffic(team: Team, declarations: list[dict]) -> None:
+    """Kill replica 1 (SIGKILL), `up` while single declarations go through nginx all along:
+    each answered 200 within about serve.request_timeout_s, and replica 1 serves again."""
+    replica_pid = int((team.directory / "run" / "replica-1.pid").read_text().split()[0])
+    os.kill(replica_pid, 9)
+    timings: list[tuple[float, int]] = []
+    stop = threading.Event()
+
+    def keep_scoring() -> None:
+        with httpx.Client(base_url=team.front, timeout=60) as client:
+            n = 0
+            while not stop.is_set():
+                declaration = {**declarations[n % len(declarations)]}
+                declaration["declaration_id"] = f"RESTART-{n}"
+                n += 1
+                started = time.monotonic()
+                try:
+                    status = client.post(
+                        "/score",
+                        json={"declarations": [declaration]},
+                        headers={"Authorization": f"Bearer {SCORER_KEY}"},
+                    ).status_code
+                except httpx.HTTPError:
+                    status = 0
+                timings.append((time.monotonic() - started, status))
+                time.sleep(0.1)
+
+    traffic = threading.Thread(target=keep_scoring)
+    traffic.start()
+    try:
+        up = team.run("up")
+    finally:
+        # a little longer: requests reach the replica once nginx takes it back
+        time.sleep(3)
+        stop.set()
+        traffic.join()
+    assert up.returncode == 0, up.stdout + up.stderr
+    assert "replica 1    started" in up.stdout, up.stdout
+    assert "out of the pool while they start" in up.stdout, up.stdout
+    assert timings and {status for _, status in timings} == {200}, timings
+    slowest = max(seconds for seconds, _ in timings)
+    assert slowest < REQUEST_TIMEOUT_S + 3, (slowest, len(timings))
+    assert _ready(team.replicas[0])
+    conf = (team.directory / "nginx" / "nginx.conf").read_text()
+    assert " down;" not in conf  # both back in the pool
+    assert f"proxy_read_timeout {REQUEST_TIMEOUT_S + 2}s;" in conf
 
 
 # A replica's /readyz as the service answers it, from a process whose command line names the

@@ -33,6 +33,7 @@ results mapping) and the result said beside it.
 from __future__ import annotations
 
 import codecs
+import functools
 import re
 import unicodedata
 from dataclasses import dataclass, field
@@ -56,6 +57,7 @@ from features.intake.iso3166 import (
     plain_name,
 )
 from features.intake.iso4217 import COMMON_MISTAKES, ISO_4217
+from features.intake.words import unspaced_class
 
 if TYPE_CHECKING:
     import numpy as np
@@ -426,6 +428,9 @@ _CODE_WORDS: dict[str, dict[str, str | None]] = {
         "air": "air", "aerien": "air", "aereo": "air", "luft": "air", "rail": "rail",
         "ferroviaire": "rail", "train": "rail", "road": "road", "route": "road",
         "terrestre": "road", "truck": "road", "camion": "road", "strasse": "road",
+        "ไปรษณีย์": "postal", "ขนส่งเร่งด่วน": "express", "เร่งด่วน": "express",
+        "ด่วนพิเศษ": "express", "ทางบก": "road", "ทางอากาศ": "air", "ทางเรือ": "sea",
+        "ทางรถไฟ": "rail",
     },
     "category": {
         "merchandise": "merchandise", "sale": "merchandise", "vente": "merchandise",
@@ -515,6 +520,7 @@ _CODE_WORDS: dict[str, dict[str, str | None]] = {
         "random": "random", "alea": "random", "aleatoire": "random", "aleatorio": "random",
         "aleatoria": "random", "selecao aleatoria": "random", "seleccion aleatoria": "random",
         "zufall": "random", "zufallig": "random", "casuale": "random",
+        "สุ่ม": "random", "สุ่มตรวจ": "random", "随机": "random", "随机抽查": "random",
     },
 }  # fmt: skip
 
@@ -693,6 +699,37 @@ def _plain(text: str) -> str:
     return " ".join(re.findall(r"[0-9a-z]+|[^\W\d_]+", spaced.lower()))
 
 
+# A name in a script written without spaces (Thai, Chinese, Japanese) is a compound written as
+# one word: เลขประจำตัวผู้รับ is "number" + "id" + "consignee", 收件人姓名 "recipient" + "name".
+# Its words are found inside it (``_said``), as a spaced name's are among its words: matched
+# as whole names only, the consignee's national id under that Thai name was drafted a raw
+# numeric extra, and the declared value, transport and seller were TODOs or extras (probe 42).
+_UNSPACED = unspaced_class()
+_UNSPACED_TEXT = re.compile(f"[{_UNSPACED}]")
+# a word running from such a script into another is the two ("收件人id": 收件人, id)
+_SCRIPT_PARTS = re.compile(f"[{_UNSPACED}]+|[^{_UNSPACED}]+")
+# Such words as written, marks kept, by their ``_plain`` spelling: found inside a name with
+# their marks, as Thai without them is short and inside too many names (ชื่อ "name" is ชอ
+# then, and in ช่อง "lane" too).
+_AS_WRITTEN: dict[str, set[str]] = {}
+
+
+def _as_written(text: str) -> str:
+    """``text`` as compared with its marks kept: case-folded, Traditional Chinese as
+    simplified (``_plain`` without dropping marks or splitting words)."""
+    return unicodedata.normalize("NFC", str(text).translate(_TRADITIONAL).casefold())
+
+
+def _vocabulary(*words: str) -> frozenset[str]:
+    """Words as ``_plain`` writes them, for ``_said`` (Thai without its marks: ผู้รับ is ผรบ);
+    those of a script written without spaces are kept as written too, to be found inside a
+    name."""
+    for word in words:
+        if _UNSPACED_TEXT.search(word):
+            _AS_WRITTEN.setdefault(_plain(word), set()).add(_as_written(word))
+    return frozenset(_plain(w) for w in words)
+
+
 # Code words as ``_plain`` writes the values they meet (郵便 is 邮便 by then)
 _CODE_WORDS = {
     name: {_plain(word): value for word, value in words.items()}
@@ -703,6 +740,8 @@ _CODE_WORDS = {
 # Traditional Chinese as simplified: 違反 is 违反 by then)
 _YES = frozenset(_plain(w) for w in _YES | {"พบความผิด", "ผิด", "ใช่"})
 _NO = frozenset(_plain(w) for w in _NO | {"ถูกต้อง", "ไม่พบความผิด", "ไม่ใช่"})
+# A price per unit in the scripts written without spaces, found inside a name (ราคาต่อหน่วย)
+_PER_UNIT_WORDS = _PER_UNIT_WORDS | _vocabulary("ต่อหน่วย", "单价", "単価", "단가")
 
 # Italian names (an ADM report), as ``_plain`` writes them
 _ITALIAN_SYNONYMS = {
@@ -754,10 +793,18 @@ _HEBREW_THAI_SYNONYMS = {
                        "เลขที่ใบขน", "ใบขนสินค้า"),
     "declared_at": ("תאריך", "תאריך הגשה", "วันที่", "วันที่ยื่น", "วันที่นำเข้า"),
     "arrival_office": ("בית מכס", "תחנת מכס", "ด่านศุลกากร", "สำนักงานศุลกากร"),
+    # Thai writes a name as one word: these are found inside one (ประเภทการขนส่ง, ชื่อผู้ขาย,
+    # เลขประจำตัวผู้รับ, มูลค่าสำแดง: _said)
+    "channel": ("ประเภทการขนส่ง", "วิธีการขนส่ง", "การขนส่ง"),
+    "operator_id": ("ผู้ขนส่ง", "บริษัทขนส่ง"),
+    "platform_id": ("แพลตฟอร์ม",),
     "seller_id": ("ספק", "שולח", "ผู้ส่ง", "ผู้ขาย"),
+    "seller_country": ("ประเทศผู้ขาย", "ประเทศผู้ส่ง", "ประเทศผู้ส่งออก"),
     "consignee_id": ("יבואן", "מספר זהות יבואן", "זהות יבואן", "נמען", "ผู้นำเข้า",
-                     "เลขประจำตัวผู้นำเข้า", "ผู้รับ"),
-    "origin_country": ("ארץ מקור", "ארץ ייצור", "ประเทศกำเนิด", "ประเทศต้นกำเนิด"),
+                     "เลขประจำตัวผู้นำเข้า", "ผู้รับ", "ผู้ซื้อ"),
+    "consignee_region": ("จังหวัด", "จังหวัดผู้รับ"),
+    "origin_country": ("ארץ מקור", "ארץ ייצור", "ประเทศกำเนิด", "ประเทศต้นกำเนิด", "ประเทศต้นทาง",
+                       "กำเนิด"),
     "hs_code": ("פרט מכס", "קוד מכס", "פרט תעריף", "พิกัดศุลกากร", "รหัสพิกัด", "พิกัด"),
     "description": ("תיאור", "תיאור טובין", "รายการสินค้า", "ชื่อสินค้า", "รายละเอียดสินค้า"),
     "quantity": ("כמות", "จำนวน"),
@@ -766,6 +813,7 @@ _HEBREW_THAI_SYNONYMS = {
     "currency": ("מטבע", "สกุลเงิน"),
     "inspected_at": ("תאריך בדיקה", "วันที่ตรวจ"),
     "illicit": ("ממצא", "תוצאת בדיקה", "ผลการตรวจ", "ผลการตรวจสอบ"),
+    "selection_reason": ("เหตุผล", "เหตุผลการตรวจ", "เหตุผลที่ตรวจ"),
     "revenue_recovered": ("מס שנגבה", "ภาษีที่เรียกเก็บเพิ่ม", "อากรที่เรียกเก็บเพิ่ม"),
 }  # fmt: skip
 # Vietnamese (VNACCS) and Indonesian (CEISA) names, as written: "Trị giá (VND)" was left an
@@ -796,7 +844,79 @@ for _extra_names in (
     _SOUTHEAST_ASIAN_SYNONYMS,
 ):
     for _field, _names in _extra_names.items():
+        _vocabulary(*_names)
         SYNONYMS[_field] += tuple(_plain(n) for n in _names if _plain(n) not in SYNONYMS[_field])
+
+
+@functools.cache
+def _synonyms_as_written() -> dict[str, str]:
+    """Every field's synonyms of a script written without spaces, as written (marks kept) ->
+    as ``_plain`` writes them."""
+    return {
+        form: synonym
+        for synonyms in SYNONYMS.values()
+        for synonym in synonyms
+        if " " not in synonym and len(synonym) > 1 and _UNSPACED_TEXT.search(synonym)
+        for form in _AS_WRITTEN.get(synonym, {synonym})
+    }
+
+
+@functools.cache
+def _synonyms_inside(name: str) -> frozenset[str]:
+    """The synonyms (as ``_plain`` writes them) a name written without spaces is read as: the
+    longest from its start, then from where it ends, as a dictionary segments such text
+    (เหตุผลการตรวจ, "reason for the inspection", is เหตุผล + การตรวจ, never เหตุ +
+    ผลการตรวจ, "result of the inspection"; วันที่ตรวจสอบ is วันที่ตรวจ, the inspection's date,
+    not วันที่, the declaration's)."""
+    written = _as_written(name)
+    lexicon = _synonyms_as_written()
+    longest = max(map(len, lexicon), default=0)
+    found, start = set(), 0
+    while start < len(written):
+        for size in range(min(longest, len(written) - start), 1, -1):
+            synonym = lexicon.get(written[start : start + size])
+            if synonym is not None:
+                found.add(synonym)
+                start += size
+                break
+        else:
+            start += 1
+    return frozenset(found)
+
+
+@functools.cache
+def _name_words(words: str) -> frozenset[str]:
+    """The words of a name as ``_plain`` writes it, a word mixing a script without spaces with
+    another split where they meet (``受取人id``: ``受取人id``, ``受取人``, ``id``)."""
+    out = set(words.split())
+    for word in list(out):
+        if _UNSPACED_TEXT.search(word):
+            out.update(_SCRIPT_PARTS.findall(word))
+    return frozenset(out)
+
+
+def _said(column: Column, vocabulary: frozenset[str] | tuple[str, ...]) -> frozenset[str]:
+    """The entries of ``vocabulary`` (as ``_plain`` writes them) a column's name says: a word
+    of it, words of it in a row, or a word of a script written without spaces anywhere inside
+    it (``ผู้รับ`` in ``เลขประจำตัวผู้รับ``), with its marks. One character alone is no word."""
+    return _said_in(column.words, column.name, vocabulary)
+
+
+@functools.cache
+def _said_in(words: str, name: str, vocabulary: frozenset[str] | tuple[str, ...]) -> frozenset[str]:
+    parts = _name_words(words)
+    padded = f" {words} "
+    written = _as_written(name) if _UNSPACED_TEXT.search(words) else ""
+    found = set()
+    for entry in vocabulary:
+        if entry in parts or (" " in entry and f" {entry} " in padded):
+            found.add(entry)
+        elif written and len(entry) > 1 and " " not in entry and _UNSPACED_TEXT.search(entry):
+            forms = _AS_WRITTEN.get(entry)
+            if any(f in written for f in forms) if forms else entry in words:
+                found.add(entry)
+    return frozenset(found)
+
 
 # A path segment of a nested JSON or XML field that names the goods-item container, not the
 # field (GoodsItems.HS, Articles.Qty, Lignes.Valeur): "items" alone is a quantity's synonym.
@@ -863,33 +983,47 @@ def profile(raw: pd.DataFrame, sample_rows: int = SAMPLE_ROWS) -> list[Column]:
 _PARTY_IDS = ("operator_id", "platform_id", "seller_id", "consignee_id")
 # Words of a name saying it is where a party is, not who: never the party's identifier
 # (``Recipient Postcode`` is a region of many consignees, ``Seller City`` a place).
+# Such words of the scripts written without spaces (found inside a name: ``_said``), places and
+# addresses apart, as a person has an address and a postcode, no country.
+_UNSPACED_PLACES = _vocabulary(
+    "ประเทศ", "จังหวัด", "เมือง", "อำเภอ", "国家", "国别", "城市", "省份", "地区", "都道府県",
+    "국가", "도시",
+)  # fmt: skip
+_UNSPACED_ADDRESSES = _vocabulary(
+    "ที่อยู่", "รหัสไปรษณีย์", "地址", "邮编", "邮政编码", "住所", "郵便番号", "주소", "우편번호",
+)  # fmt: skip
 _PLACE_WORDS = frozenset({"postcode", "zip", "plz", "cep", "city", "town", "region", "province",
-                          "state", "country", "address", "street", "postal"})  # fmt: skip
+                          "state", "country", "address", "street", "postal"}
+                         | _UNSPACED_PLACES | _UNSPACED_ADDRESSES)  # fmt: skip
 
 
 def _name_score(column: Column, name: str) -> float:
     """How well a column's name says ``name``: 1 when the whole name is a synonym, 0.8 when a
     synonym of several words is in it, 0.6 when a one-word synonym is one of its words
-    (``seller`` in ``seller country``), 0 otherwise."""
+    (``seller`` in ``seller country``) or inside a name written without spaces (``ผู้ขาย`` in
+    ``ชื่อผู้ขาย``, ``收件人`` in ``收件人编号``), 0 otherwise."""
     words = column.words
     parts = set(words.split())
-    if name in _PARTY_IDS and parts & _PLACE_WORDS:
+    if name in _PARTY_IDS and _said(column, _PLACE_WORDS):
         return 0.0
     # a postal export's office of posting (ORIG_OFFICE) beside its office of destination was
     # drafted as the arrival office (probe 11): an office of origin never is
-    if name == "arrival_office" and parts & _DEPARTURE_WORDS:
+    if name == "arrival_office" and _said(column, _DEPARTURE_WORDS):
         return 0.0
     # an amount a control recovered is the result's, never what was declared: "Valor_Recuperado"
     # holds "valor", the declared value's name, and was not the declared value (probe 27)
-    recovered = bool(parts & _RECOVERED_WORDS)
+    recovered = bool(_said(column, _RECOVERED_WORDS))
     if recovered and FIELDS_BY_NAME[name].scope == "declaration":
         return 0.0
+    padded = f" {words} "
+    split = _name_words(words)
+    inside = _synonyms_inside(column.name) if _UNSPACED_TEXT.search(words) else frozenset()
     best = 0.0
     for synonym in SYNONYMS.get(name, ()):
         if words == synonym:
             best = 1.0
             break
-        if f" {synonym} " in f" {words} ":
+        if synonym in split or synonym in inside or f" {synonym} " in padded:
             best = max(best, 0.8 if len(synonym.split()) > 1 else 0.6)
     # the lines' net mass was taken for the gross weight beside the item's gross (probe 11):
     # a net weight is the weight only when there is no gross one
@@ -906,6 +1040,7 @@ def _name_score(column: Column, name: str) -> float:
 _DEPARTURE_WORDS = frozenset({
     "orig", "origin", "posting", "dispatch", "departure", "export", "sender", "sending",
     "origine", "origen", "herkunft", "abgang",
+    *_vocabulary("ต้นทาง", "出境", "始发"),
 })  # fmt: skip
 
 
@@ -1053,11 +1188,12 @@ def _memo(reading: Any) -> Any:
 # Words naming a country in a column's name (as ``_plain`` writes them): a plain "country" says
 # neither whose nor which, so it is the goods' origin, the country the contract requires
 _COUNTRY_WORDS = frozenset({"country", "cntry", "ctry", "pays", "pais", "land", "paese", "ulke",
-                            "kraj", "страна", "negara", "nuoc"})  # fmt: skip
+                            "kraj", "страна", "negara", "nuoc",
+                            *_vocabulary("ประเทศ", "国家", "国别", "국가")})  # fmt: skip
 
 
 def _names_country(column: Column) -> bool:
-    return bool(set(column.words.split()) & _COUNTRY_WORDS)
+    return bool(_said(column, _COUNTRY_WORDS))
 
 
 @_memo
@@ -1354,7 +1490,7 @@ def _holds_weight_units(column: Column) -> bool:
     """A weight's unit column, whatever its name: units of weight, two or more of them or
     under a name saying units (one value alone, a "G" under "Tipo", may be a code: gift)."""
     return _unit_tokens(column) == "weight" and (
-        column.distinct > 1 or bool(set(column.words.split()) & _UNIT_WORDS)
+        column.distinct > 1 or bool(_said(column, _UNIT_WORDS))
     )
 
 
@@ -1425,10 +1561,9 @@ def _id_over_name(column: Column, name: str) -> float:
     where no code is given (a seller known by its shop's name)."""
     if name not in _PARTY_IDS:
         return 0.0
-    words = set(column.words.split())
-    if words & _IDENTIFIER_WORDS:
+    if _said(column, _IDENTIFIER_WORDS):
         return 0.01
-    return -0.01 if words & _NAME_WORDS else 0.0
+    return -0.01 if _said(column, _NAME_WORDS) else 0.0
 
 
 # The colours of selectivity lanes (green/yellow/red/grey), in the languages above: a column
@@ -1559,12 +1694,13 @@ def _timezone_spec(spec: dict, timezone: str, checks: list[str], values: list[st
     checks.append(f"local times read in {timezone} (features.timezone): the export's own zone?")
 
 
-_NAME_WORDS = frozenset({"name", "nom", "nombre", "nome", "naam", "firma", "razao", "ad"})
+_NAME_WORDS = frozenset({"name", "nom", "nombre", "nome", "naam", "firma", "razao", "ad",
+                         *_vocabulary("ชื่อ", "名称", "姓名", "名前", "이름", "성명")})  # fmt: skip
 
 
 def _is_a_name(column: Column) -> bool:
     """A column of names (by its name, and its values: text with letters, not codes)."""
-    return bool(set(column.words.split()) & _NAME_WORDS) and column.fit(r".*[^\W\d_].*") >= FITS
+    return bool(_said(column, _NAME_WORDS)) and column.fit(r".*[^\W\d_].*") >= FITS
 
 
 def _propose(name: str, column: Column, timezone: str, unit: Column | None = None) -> Proposal:
@@ -1701,7 +1837,7 @@ def _propose(name: str, column: Column, timezone: str, unit: Column | None = Non
             elif grams := _grams_by_values(column):
                 spec["scale"] = 0.001
                 checks.append(f"grams guessed ({grams}): scale 0.001 to kg")
-        if name == "declared_value" and set(column.words.split()) & _PER_UNIT_WORDS:
+        if name == "declared_value" and _said(column, _PER_UNIT_WORDS):
             # a marketplace line's "Unit Price" beside its "Qty" was drafted unmarked: a line
             # of 12 entered at a twelfth of its value (probe)
             checks.append(
@@ -1887,8 +2023,12 @@ def _extra(
     # codes written with digits keep their leading zeros ("08714"): identifiers, not amounts;
     # so are numbers a name calls a code, a number or a party's (an exporter's 20260054 read
     # as a magnitude would be a model input in which sellers are near or far)
-    words = set(column.words.split())
-    coded = column.fit(r"0\d+") > 0 or bool(words & (_IDENTIFIER_WORDS | _PARTY_WORDS))
+    # as are numbers of 13 digits or more, whatever the name: a Thai national id, an EAN-13
+    coded = (
+        column.fit(r"0\d+") > 0
+        or bool(_said(column, _IDENTIFIER_WORDS) or _said(column, _PARTY_WORDS))
+        or column.fit(_LONG_NUMBER) >= FITS
+    )
     # weights written with their unit beside the one mapped (a net mass beside the gross) are
     # weights too, read in kg: as an entity, each weight was a "party" with a history (probe 33)
     weights = _weight_units_in_cells(column)
@@ -1919,7 +2059,7 @@ def _extra(
     # a party named as such is an entity whatever its count in the sample (a broker's record
     # of results is the signal, not its code): 40 brokers are not 40 categories
     # ("Supplier Country" is where a party is, a place: not the party, probe)
-    party = bool(words & _PARTY_WORDS) and not words & _PLACE_WORDS
+    party = bool(_said(column, _PARTY_WORDS)) and not _said(column, _PLACE_WORDS)
     if column.distinct <= _CATEGORIES_AT_MOST and not party:
         return {"column": column.name, "name": name, "kind": "categorical"}, "categorical"
     return {"column": column.name, "name": name, "kind": "entity"}, "entity"
@@ -1932,21 +2072,27 @@ _AMOUNT_WORDS = _DELIVERY_TERMS | frozenset({
     "importe", "price", "prix", "precio", "preco", "tax", "taxes", "duty", "duties", "droits",
     "derechos", "tributo", "tributos", "abgaben", "zoll", "cost", "costs", "freight", "fret",
     "flete", "frete", "insurance", "assurance", "seguro", "fee", "fees", "charge", "charges",
+    *_vocabulary("มูลค่า", "ราคา", "ภาษี", "อากร", "ค่าขนส่ง", "金额", "价格", "价值",
+                          "税额", "运费", "保费", "価格", "価額", "금액", "가격", "세액"),
 })  # fmt: skip
 _RATE_WORDS = frozenset({"rate", "rates", "pct", "percent", "percentage", "ratio", "share",
-                         "taux", "tasa", "taxa", "satz", "aliquota", "alicuota"})  # fmt: skip
+                         "taux", "tasa", "taxa", "satz", "aliquota", "alicuota",
+                         *_vocabulary("อัตรา", "税率", "세율")})  # fmt: skip
 
 
 def _names_amount(column: Column) -> bool:
-    words = set(column.words.split())
-    return bool(words & _AMOUNT_WORDS) and not words & _RATE_WORDS
+    return bool(_said(column, _AMOUNT_WORDS)) and not _said(column, _RATE_WORDS)
 
 
 # Words of a name saying its numbers are codes, not amounts
 _IDENTIFIER_WORDS = frozenset({
     "code", "codigo", "codice", "kod", "kode", "no", "nr", "num", "number", "numero", "nummer",
     "ref", "reference", "id", "ident", "identifier", "registration", "licence", "license",
+    *_vocabulary("เลข", "รหัส", "编号", "号码", "代码", "编码", "番号", "コード", "번호",
+                          "부호", "코드"),
 })  # fmt: skip
+# Whole numbers of 13 digits or more (a Thai national id, an EAN-13): codes, never magnitudes
+_LONG_NUMBER = r"\d{13,}"
 
 # Words of a name saying a column identifies a private person: the consignee (buyer, recipient)
 # with one of their particulars, or a particular that only people have. Such an extra is drafted
@@ -1966,6 +2112,10 @@ _PARTICULARS = frozenset({
     "postcode", "zip", "plz", "cep", "phone", "telephone", "tel", "mobile", "telefono",
     "telefone", "telefon", "email", "mail", "id", "tax", "nif", "vat", "passport",
     "document", "documento", "birth", "dob", "code", "number", "no", "nr", "num", "ref",
+    *_UNSPACED_ADDRESSES,
+    *_vocabulary("ชื่อ", "เลข", "รหัส", "โทรศัพท์", "เบอร์", "姓名", "名称", "电话", "手机",
+                          "证件", "号码", "编号", "代码", "名前", "番号", "이름", "성명", "전화",
+                          "번호"),
 })  # fmt: skip
 # Particulars a name says without a party word (words or phrases as ``_plain`` writes them),
 # by what they are: a French export's PORTABLE, NOM, RUE and CODE_POSTAL went in raw, as
@@ -1975,6 +2125,7 @@ _PERSONAL_PARTICULARS: dict[str, frozenset[str]] = {
         "phone", "telephone", "tel", "telefon", "telefono", "telefone", "telefoon", "mobile",
         "mobil", "portable", "gsm", "cell", "cellphone", "cellular", "celular", "cellulare",
         "handy", "movil", "fax", "telefax", "whatsapp",
+        *_vocabulary("โทรศัพท์", "เบอร์โทร", "电话", "手机", "携帯", "전화", "휴대폰"),
     }),
     "e-mail address": frozenset({
         "email", "e mail", "mail", "courriel", "correo electronico", "posta elettronica",
@@ -1997,19 +2148,23 @@ _PERSONAL_PARTICULARS: dict[str, frozenset[str]] = {
         "codice fiscale", "personnummer", "bsn", "nino", "niss", "registre national",
         "rijksregisternummer", "social security", "securite sociale", "seguridad social",
         "aadhaar", "nric",
+        *_vocabulary("เลขประจำตัวประชาชน", "บัตรประชาชน", "เลขประจำตัวผู้เสียภาษี", "身份证",
+                    "证件号码", "マイナンバー", "주민등록번호"),
     }),
     "street address": frozenset({
         "address", "adresse", "direccion", "endereco", "indirizzo", "adres", "addr",
         "anschrift", "domicile", "domicilio", "street", "strasse", "rue", "calle", "rua", "via",
-        "ulica",
+        "ulica", *_vocabulary("ที่อยู่", "地址", "住所", "주소"),
     }),
     "postcode": frozenset({
         "postcode", "post code", "zip", "zipcode", "zip code", "code postal", "postal code",
         "codigo postal", "codice postale", "cod postal", "plz", "postleitzahl", "cep",
         "kod pocztowy", "postnummer", "postinumero", "pincode", "pin code",
+        *_vocabulary("รหัสไปรษณีย์", "邮编", "邮政编码", "郵便番号", "우편번호"),
     }),
     # a name alone: a French export's NOM held the consignee's
-    "name": frozenset({"name", "nom", "nombre", "nome", "naam", "full name", "fullname"}),
+    "name": frozenset({"name", "nom", "nombre", "nome", "naam", "full name", "fullname",
+                       *_vocabulary("ชื่อ", "姓名", "名前", "이름", "성명")}),
     # a contact's number or address (CONTACT held phones written without a space)
     "contact": frozenset({"contact", "kontakt", "contacto", "contato", "contatto"}),
 }  # fmt: skip
@@ -2030,7 +2185,8 @@ _NOT_A_PERSON = (
         if " " not in synonym and synonym != "codigo"  # codigo postal is a person's
     )
     | _COUNTRY_WORDS
-    | (_PLACE_WORDS - {"postcode", "zip", "plz", "cep", "address", "street", "postal"})
+    | (_PLACE_WORDS - _UNSPACED_ADDRESSES - {"postcode", "zip", "plz", "cep", "address", "street",
+                                             "postal"})
     | {
         "company", "societe", "entreprise", "empresa", "firma", "razao", "raison", "sociale",
         "corporation", "corp", "business", "commercial", "trade", "shop", "store", "boutique",
@@ -2042,6 +2198,7 @@ _NOT_A_PERSON = (
         "fornecedor", "lieferant", "airline", "vessel", "ship", "navire", "flight", "hub",
         "warehouse", "entrepot", "lager", "terminal", "airport", "aeroport", "station",
         "customs", "douane", "zoll", "file", "fichier", "sheet", "class", "unit", "bag",
+        *_vocabulary("บริษัท", "ร้าน", "公司", "企业", "会社", "회사", "상호"),
     }
 )  # fmt: skip
 _EMAIL = r"[^@\s]+@[^@\s]+\.[a-z]{2,}"
@@ -2072,6 +2229,15 @@ def _phone_shaped(value: str) -> bool:
     if not re.search(r"[ ()./-]", value) or _NOT_A_PHONE.fullmatch(value):
         return False
     return value.startswith(("0", "(")) or bool(_NANP.fullmatch(value))
+
+
+def _thai_national_id(value: str) -> bool:
+    """A Thai national id: 13 digits, the last the check digit of the first 12 (weights 13 to
+    2, mod 11); one number of 10 passes by chance."""
+    if len(value) != 13 or not value.isdigit() or value[0] == "0":
+        return False
+    total = sum(int(d) * w for d, w in zip(value[:12], range(13, 1, -1), strict=True))
+    return (11 - total % 11) % 10 == int(value[12])
 
 
 # Words of a street in an address, as ``_plain`` writes them: enough alone (Rue des Lilas), or
@@ -2151,14 +2317,14 @@ def _personal_particular(column: Column) -> str | None:
     values`` ...), by its name or its values whatever the name; None if no one's. A false
     positive costs an opt-in and a reason said with a pseudonym; a false negative puts a
     person's phone raw in every store and artifact."""
-    words = f" {column.words} "
-    parts = set(column.words.split())
-    a_thing = bool(parts & _NOT_A_PERSON)
+    a_thing = bool(_said(column, _NOT_A_PERSON))
     for what, names in _PERSONAL_PARTICULARS.items():
-        if any(f" {n} " in words for n in names) and not (a_thing and what in _THINGS_HAVE_TOO):
+        if _said(column, names) and not (a_thing and what in _THINGS_HAVE_TOO):
             return what
-    if parts & _PERSON_PARTIES and parts & _PARTICULARS:
+    if _said(column, _PERSON_PARTIES) and _said(column, _PARTICULARS):
         return "identifier"
+    if column.fit(_LONG_NUMBER) >= FITS and _mostly(column, _thai_national_id):
+        return "national id, by its values"
     if column.typed != "text":  # numbers and dates a source typed: no phone, no name
         return None
     if column.fit(_EMAIL) >= 0.5:
@@ -2210,11 +2376,10 @@ _RECOVERED_WORDS = frozenset({
 def _named_as_result(column: Column) -> str | None:
     """The outcome field a column's name says it holds, unless it names a party (an
     inspector's or agent's id is not the result)."""
-    words = set(column.words.split())
-    if words & _PARTY_WORDS:
+    if _said(column, _PARTY_WORDS):
         return None
     named = [name for name in _RESULT_FIELDS if _name_score(column, name) >= 0.6]
-    if not named and words & _RECOVERED_WORDS:
+    if not named and _said(column, _RECOVERED_WORDS):
         return "revenue_recovered"
     return named[0] if named else None
 
@@ -2245,10 +2410,26 @@ _AFTER_DECLARATION_WORDS = frozenset({
 })  # fmt: skip
 
 
+@_memo
+def _row_numbers(column: Column) -> bool:
+    """Whether a column numbers the rows (1, 2, 3 ..., from any start): whole numbers on every
+    row, each one more than the row before. A sample of a long file is of rows spread evenly,
+    so its numbers rise by that spacing (steps of one size or the next); a short file's sample
+    is every row, steps of one."""
+    import numpy as np
+
+    if column.filled < 1 or len(column.values) < 3 or column.fit(r"\d{1,15}") < 1:
+        return False
+    steps = np.diff(np.array([int(v) for v in column.values], dtype=np.int64))
+    if len(column.values) < SAMPLE_ROWS:
+        return bool((steps == 1).all())
+    return bool(steps.min() >= 1 and steps.max() - steps.min() <= 1)
+
+
 def _why_ignored(column: Column) -> str | None:
     if column.filled == 0:
         return "empty"
-    after = sorted(set(column.words.split()) & _AFTER_DECLARATION_WORDS)
+    after = sorted(_said(column, _AFTER_DECLARATION_WORDS))
     if after:
         return (
             f"named for what follows the declaration ({', '.join(after)}): known once it is "
@@ -2272,7 +2453,14 @@ def _why_ignored(column: Column) -> str | None:
         )
     if column.distinct <= 1:
         return "one value"
-    if column.unique >= 0.95 and column.filled > 0.5 and _number_style(column) is None:
+    if _row_numbers(column):
+        return "the rows' numbers, one more each row: where a row is in the file, no parcel's"
+    # ids of 13 digits or more are no numbers (_LONG_NUMBER), and say nothing new on each row
+    if (
+        column.unique >= 0.95
+        and column.filled > 0.5
+        and (_number_style(column) is None or column.fit(_LONG_NUMBER) >= FITS)
+    ):
         return "a different value on nearly every row"
     if column.typed == "datetime" or _date_formats(column) is not None:
         return "dates"
@@ -2358,13 +2546,11 @@ def _items_block(
 _TIME_WORDS = frozenset({"time", "heure", "hora", "zeit", "uhrzeit", "ora", "tijd", "hour", "hh",
                         "שעה", "เวลา", "время"})  # fmt: skip
 # ... and inside a name written without spaces (申报时间, 申告時刻, 신고시간)
-_TIME_PARTS = tuple(_plain(part) for part in ("时间", "時間", "時刻", "시간", "시각"))
+_TIME_PARTS = _vocabulary("时间", "時間", "時刻", "시간", "시각")
 
 
 def _named_for_time(column: Column) -> bool:
-    return bool(set(column.words.split()) & _TIME_WORDS) or any(
-        part in column.words for part in _TIME_PARTS
-    )
+    return bool(_said(column, _TIME_WORDS) or _said(column, _TIME_PARTS))
 
 
 _RESULT_WORDS = frozenset({"control", "controle", "inspection", "result", "resultat", "kontrolle"})
@@ -2392,9 +2578,7 @@ def _join_times_of_day(
         if formats == "excel" or any("%H" in f for f in listed):
             continue  # the date holds its time already
         of_results = name == "inspected_at"
-        match = next(
-            (c for c in times if bool(set(c.words.split()) & _RESULT_WORDS) == of_results), None
-        )
+        match = next((c for c in times if bool(_said(c, _RESULT_WORDS)) == of_results), None)
         if match is None:
             continue
         times.remove(match)
@@ -2535,7 +2719,7 @@ def _inspection_by_values(
         for c in columns
         if c.name not in used
         and c.filled > 0
-        and not set(c.words.split()) & _AFTER_DECLARATION_WORDS  # a release's, never a control's
+        and not _said(c, _AFTER_DECLARATION_WORDS)  # a release's, never a control's
     ]
     if not any(n in chosen for n in _OUTCOMES) and not any(_named_as_result(c) for c in free):
         return {}
@@ -2693,11 +2877,9 @@ def _fallbacks(
         # ("MONTANT" was left out as "a results mapping keeps no extras", and with it the
         # revenue model's labels, probe 32); proposed with a check (``_AMOUNT_RESULT_CHECK``)
         for column in free:
-            words = set(column.words.split())
             if (
                 column.name not in used
-                and words & _AMOUNT_WORDS
-                and not words & _RATE_WORDS
+                and _names_amount(column)
                 and _number_style(column) is not None
             ):
                 chosen["revenue_recovered"] = column
@@ -2714,7 +2896,6 @@ def _goods_text(column: Column) -> bool:
     """Whether a column holds text of words (goods as a sender writes them: ``gift``,
     ``T-shirt``, ``礼物``), not codes, numbers or dates, and could be the goods' text: not a
     result, a lane, a person's particular or one value repeated."""
-    words = set(column.words.split())
     return (
         column.typed == "text"
         and column.distinct > 1
@@ -2722,7 +2903,7 @@ def _goods_text(column: Column) -> bool:
         and _date_formats(column) is None
         and column.fit(_WORDS_NOT_A_CODE) >= FITS
         and _named_as_result(column) is None
-        and not words & _AFTER_DECLARATION_WORDS
+        and not _said(column, _AFTER_DECLARATION_WORDS)
         and not _lane_colours(column)
         and not _category_words(column)
         and _personal_particular(column) is None
@@ -2780,8 +2961,7 @@ def _likely_descriptions(columns: list[Column], used: set[str]) -> list[Column]:
     for column in columns:
         if column.name in used or column.filled == 0 or not _goods_text(column):
             continue
-        words = set(column.words.split())
-        if words & (_PARTY_WORDS | _PLACE_WORDS | _IDENTIFIER_WORDS):
+        if _said(column, _PARTY_WORDS | _PLACE_WORDS | _IDENTIFIER_WORDS):
             continue  # a party's name, a place, an id: said so by the name
         mean = sum(len(v) for v in column.values) / len(column.values)
         if mean > _FREE_TEXT_CHARS or column.distinct > _CATEGORIES_AT_MOST:
@@ -2911,10 +3091,7 @@ _GOODS_VALUE_NAMES = tuple(n for n in SYNONYMS["declared_value"] if " " in n)
 
 
 def _names_goods_value(column: Column) -> bool:
-    words = column.words
-    return bool(set(words.split()) & _DELIVERY_TERMS) or any(
-        f" {n} " in f" {words} " for n in _GOODS_VALUE_NAMES
-    )
+    return bool(_said(column, _DELIVERY_TERMS) or _said(column, _GOODS_VALUE_NAMES))
 
 
 def _other_goods_values(
@@ -2931,7 +3108,7 @@ def _other_goods_values(
             continue
         if _number_style(column) is None and _money(column) is None:
             continue
-        if set(column.words.split()) & _PER_UNIT_WORDS:
+        if _said(column, _PER_UNIT_WORDS):
             continue  # a unit price is no value of the parcel
         proposal.checks.append(
             f"{column.name} also holds a value of the goods: the contract's declared_value is "

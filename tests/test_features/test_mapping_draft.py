@@ -173,7 +173,7 @@ def test_codes_it_cannot_read_are_listed_not_guessed(tmp_path) -> None:
 def test_names_without_latin_letters_give_extras_valid_names(tmp_path) -> None:
     source = tmp_path / "export.csv"
     rows = [f"K{i},{['P', 'B', 'A'][i % 3]},{i % 7}" for i in range(30)]
-    source.write_text("신고번호,수입자구분,검사\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    source.write_text("신고번호,화물구분,검사\n" + "\n".join(rows) + "\n", encoding="utf-8")
     draft = _draft(source)
     names = [e["name"] for e in yaml.safe_load(draft.text)["extras"]]
     assert names == ["column_2", "column_3"]

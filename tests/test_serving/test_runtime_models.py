@@ -67,9 +67,13 @@ class StubState:
     # built under this process's key, as features build records it
     pseudonym_key_id: str | None = field(default_factory=process_key_id)
     extras_read: tuple[str, ...] | None = None  # set by load_runtime (no contract: none)
+    features_inputs: dict = field(default_factory=dict)  # set by load_runtime
 
     def read_by(self, features) -> tuple[str, ...]:
         return ()
+
+    def inputs_of(self, features) -> dict[str, tuple[str, ...]]:
+        return {}
 
 
 def _load(monkeypatch, model, state: StubState, config: ServeParams) -> ScoringRuntime:

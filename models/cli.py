@@ -243,6 +243,8 @@ def format_summary(metrics: dict[str, float], info: dict[str, Any] | None = None
         ]
         if not rows:
             continue
+        if evaluation == "test_random" and "test_random.parcels" in metrics:
+            lines.append(_unbiased_sample_said(metrics))
         lines.append(f"{evaluation}:  " + " ".join(f"{m:>15}" for m in SUMMARY_METRICS))
         for scorer in rows:
             values = [_number(metrics.get(f"{evaluation}.{scorer}.{m}")) for m in SUMMARY_METRICS]
@@ -283,9 +285,29 @@ def format_summary(metrics: dict[str, float], info: dict[str, Any] | None = None
                 _number(metrics.get(f"test_inspected.{scorer}.{m}")) for m in ("roc_auc", "pr_auc")
             ]
             lines.append(f"  {scorer:<14} " + " ".join(f"{v:>15}" for v in values))
+    census = info.get("census_labelled") or {}
+    if census.get("history"):
+        lines.append(
+            "census labels (selection_reason 'census', or a day every parcel of which was "
+            "inspected): "
+            + ", ".join(
+                f"{part} {census.get(part, 0):,}" for part in ("train", "validation", "test")
+            )
+            + " (unbiased: calibration and test_random use them; not the random quota)"
+        )
     for pattern, why in (info.get("not_applicable") or {}).items():
         lines.append(f"n/a {pattern}: {why}")
     return "\n".join(lines)
+
+
+def _unbiased_sample_said(metrics: dict[str, float]) -> str:
+    """What the test_random rows were measured on: how many parcels, whose labels."""
+    parcels, census = metrics["test_random.parcels"], metrics.get("test_random.census_parcels", 0)
+    return (
+        f"test_random is measured on {int(parcels):,} unbiased parcels "
+        f"({int(metrics.get('test_random.illicit', 0)):,} illicit): "
+        f"{int(parcels - census):,} random exploration, {int(census):,} census"
+    )
 
 
 def _number(value: float | None, digits: int = 4) -> str:

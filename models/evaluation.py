@@ -24,6 +24,8 @@ from features.errors import ParcelriskError
 from models import baselines
 from models.bundle import RiskModel
 from models.labels import (
+    CENSUS_DAY_MIN_PARCELS,
+    census_mask,
     illicit_labels,
     labelled_mask,
     random_mask,
@@ -202,14 +204,14 @@ def evaluate_holdout(
 
     ``holdout`` holds the labels (and ``truth_*`` columns when ground truth is known);
     ``scores[name]`` has ``risk`` and ``value`` (optionally ``prob``) aligned with its rows.
-    ``test_random.*``: on the unbiased parcels (``unbiased_mask``) against their inspection
-    results; ``test_all.*``: on all parcels against the truth, with the oracle and model/oracle
+    ``test_random.*``: on the unbiased parcels (``unbiased_mask``: random exploration and
+    census) against their inspection results; ``test_all.*``: on all parcels against the truth, with the oracle and model/oracle
     ratios; ``*.legacy.*``: the legacy rules as recorded, and the model at the legacy selection
     rate.
     """
     metrics: dict[str, float] = {}
     reasons: dict[str, str] = {}
-    sample, kind = unbiased_mask(holdout)
+    sample, _ = unbiased_mask(holdout)
     revenue = holdout["revenue_recovered"].to_numpy(np.float64, na_value=np.nan)
     has_revenue = np.isfinite(revenue)
     y_all = illicit_labels(holdout)
@@ -228,14 +230,17 @@ def evaluate_holdout(
                 levels=levels,
             )
             metrics.update({f"test_random.{name}.{k}": v for k, v in result.items()})
-        # how many the random sample holds: the gate's verdict on it is said with its size
+        # how many the unbiased sample holds, and of them a census's: the gate's verdict on
+        # it is said with its size
         metrics["test_random.parcels"] = float(sample.sum())
         metrics["test_random.illicit"] = float(y_rnd.sum())
+        metrics["test_random.census_parcels"] = float((sample & census_mask(holdout)).sum())
     else:
         reasons["test_random.*"] = (
             "no unbiased sample in the test period: no random-exploration parcels "
             f"(selection_reason 'random'; {seen_selection_reasons(holdout['selection_reason'])})"
-            " and not every parcel inspected"
+            " and no census (selection_reason 'census', or a day of "
+            f"{CENSUS_DAY_MIN_PARCELS} parcels or more every one inspected with a result)"
         )
         # Without one, the inspected parcels still say how the scorers rank among themselves:
         # biased (targeting chose them), so only for comparing scorers on the same parcels,
@@ -255,7 +260,7 @@ def evaluate_holdout(
     if not legacy.any():
         reasons["test_random.legacy.*"] = (
             "every parcel inspected: no legacy selection to compare"
-            if kind == "census"
+            if len(holdout) and labelled.all()
             else "no parcel carries a legacy rule selection (selection_reason 'rule:...'; "
             f"{seen_selection_reasons(holdout['selection_reason'])})"
         )

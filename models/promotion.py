@@ -28,7 +28,9 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from features.errors import ParcelriskError
+from features.intake.contract import CENSUS_SELECTION, RANDOM_SELECTION
 from features.params import PromoteParams
+from models.labels import OUTCOME_COLUMNS, unbiased_mask
 from models.registry import CHAMPION_ALIAS
 from models.run_records import operator_name
 
@@ -270,9 +272,12 @@ def decide_promotion(
         # (probe, 2026-12); the margins (promote.min_gain_*) are where an analyst asks for more
         top = max(1, round(parcels * GATE_AT / 100))
         illicit = value(challenger_metrics, f"{evaluation}.illicit")
+        census = value(challenger_metrics, f"{evaluation}.census_parcels")
+        held = [f"{int(illicit):,} illicit"] if illicit is not None else []
+        held += [f"{int(census):,} inspected in a census"] if census else []
         reasons.append(
             f"compared on {int(parcels):,} parcels"
-            + (f" ({int(illicit):,} illicit)" if illicit is not None else "")
+            + (f" ({', '.join(held)})" if held else "")
             + f": the top {GATE_AT}% is {top:,}, one parcel moves precision_at_{GATE_AT} by "
             f"{1 / top:.3f}"
             + (" (a small sample: consider promote.min_gain_* margins)" if top < 50 else "")
@@ -679,8 +684,8 @@ def _first_model_cautions(
         )
     if not any(key.startswith("test_random.") for key in run.data.metrics):
         cautions.append(
-            "caution: no random-exploration parcel in its test period, so no unbiased metric "
-            "measured it (serve.exploration_rate gives the next model one)"
+            "caution: no random-exploration or census parcel in its test period, so no unbiased "
+            "metric measured it (serve.exploration_rate gives the next model one)"
         )
     return cautions
 
@@ -710,8 +715,14 @@ def _without_unbiased_labels(decision: Decision, frame: pd.DataFrame) -> Decisio
         if "selection_reason" in frame.columns
         else None
     )
-    if reasons is not None and (reasons == "random").any():
-        return decision  # the random results are there: something else left no figure
+    if set(OUTCOME_COLUMNS) <= set(frame.columns):
+        unbiased = bool(unbiased_mask(frame)[0].any())
+    else:
+        unbiased = reasons is not None and bool(
+            reasons.isin([RANDOM_SELECTION, CENSUS_SELECTION]).any()
+        )
+    if unbiased:
+        return decision  # the unbiased results are there: something else left no figure
     selected = (
         ", ".join(f"{k} {v:,}" for k, v in reasons.value_counts().items())
         if reasons is not None and len(reasons)
@@ -719,8 +730,8 @@ def _without_unbiased_labels(decision: Decision, frame: pd.DataFrame) -> Decisio
     )
     why = (
         f"not comparable: the holdout ({len(frame):,} parcels from "
-        f"{frame['declared_at'].min()}) holds no random-exploration result, the only labels no "
-        f"model chose ({int(inspected.sum()):,} inspection results, selected by: {selected}); "
+        f"{frame['declared_at'].min()}) holds no random-exploration result and no census, the "
+        f"only labels no model chose ({int(inspected.sum()):,} inspection results, selected by: {selected}); "
         "post the exploration parcels' results (`selection_reason: random`) and judge it again, "
         "or give --ground-truth: forcing it would promote a model no unbiased label measured"
     )

@@ -52,11 +52,11 @@ from models.evaluation import (
 )
 from models.fitting import BoosterData, BoosterFitter, FittedBooster, LocalFitter
 from models.labels import (
+    CENSUS_DAY_MIN_PARCELS,
     illicit_labels,
     labelled_mask,
     recorded_before,
     unbiased_mask,
-    unbiased_rows,
 )
 from models.leakage import inspection_records, leaking_features, one_sided_results
 from models.reference import ModelReference, build_reference
@@ -752,15 +752,14 @@ def _train_models(
             "are needed; promote says so before it makes such a model the first champion",
             risk_fit.rounds,
         )
-    history_exploration = rows.random_labelled / rows.parcels
-    history_sample = rows.unbiased_sample["history"]
+    history_exploration = rows.exploration_rate
     offence_labels = offence_label_counts(frame, labelled)
     thin = {k: n for k, n in offence_labels.items() if n < params.min_offence_labels}
     if thin:
         # a census labels every parcel already: no quota can bring more, only more history
         remedy = (
             "every parcel of this history was inspected, so only a longer history brings more"
-            if history_sample == "census"
+            if rows.inspection_census
             else "raise serve.exploration_rate so the random quota brings more (this "
             f"history's: {100 * history_exploration:.2f}% of parcels)"
         )
@@ -771,22 +770,33 @@ def _train_models(
             params.min_offence_labels,
             remedy,
         )
-    # the validation period's kind of unbiased sample is a fact of the whole period, whose
-    # unlabelled parcels may not have been read
+    # the validation period's census is a fact of the whole period, whose unlabelled parcels
+    # may not have been read (``TrainingRows.census``)
     unbiased_kind = rows.unbiased_sample["validation"]
-    cal_unbiased = parts["validation"] & unbiased_rows(frame, unbiased_kind) & known
+    cal_unbiased = parts["validation"] & rows.unbiased & known
+    cal_census = int((cal_unbiased & rows.census).sum())
     if (
         cal_unbiased.sum() >= params.calibration.min_random
         and y[cal_unbiased].sum() >= params.calibration.min_random_illicit
     ):
         cal_mask, cal_sample = cal_unbiased, unbiased_kind
+        log.info(
+            "calibrating on %d unbiased validation parcels (%d random exploration, %d census)",
+            cal_unbiased.sum(),
+            cal_unbiased.sum() - cal_census,
+            cal_census,
+        )
     else:
         cal_mask, cal_sample = fit_valid, "labelled"
         log.warning(
-            "only %d unbiased (random-exploration) parcels in validation: calibrating on all "
-            "labelled validation parcels (probabilities then describe inspected parcels, "
-            "biased upward)",
+            "only %d unbiased parcels in validation (%d random exploration, %d census: "
+            "selection_reason 'census', or a day of %d parcels or more all inspected with "
+            "results): calibrating on all labelled validation parcels (probabilities then "
+            "describe inspected parcels, biased upward)",
             cal_unbiased.sum(),
+            cal_unbiased.sum() - cal_census,
+            cal_census,
+            CENSUS_DAY_MIN_PARCELS,
         )
     calibration = fit_isotonic(risk_fit.booster.predict(X[cal_mask], raw_score=True), y[cal_mask])
 
@@ -1044,11 +1054,15 @@ def _train_models(
             "revenue_level": round(scale, 6),
             "calibration_sample": cal_sample,
             "calibration_parcels": int(cal_mask.sum()),
+            # of them, census labels (selection_reason 'census', or a census day)
+            "calibration_census_parcels": cal_census if cal_sample != "labelled" else 0,
             "labelled_train": int(fit_train.sum()),
             "labelled_validation": int(fit_valid.sum()),
             "labelled_refit": int(labelled.sum()) if params.refit else None,
-            "inspection_census": history_sample == "census",
-            # the random quota the history was built with: serving warns below it
+            # every parcel inspected: serving then turns exploration off
+            "inspection_census": rows.inspection_census,
+            # the random quota the history was built with (census parcels apart): serving
+            # warns below it
             "history_exploration_rate": round(history_exploration, 6),
             "offence_labels": offence_labels,
             "manifest_fingerprint": used.fingerprint,
@@ -1089,6 +1103,8 @@ def _train_models(
         "parcels": rows.parcels,
         "labelled": int(labelled.sum()),
         "random_labelled": rows.random_labelled,
+        # unbiased labels a census gave (selection_reason 'census', or a census day), by period
+        "census_labelled": rows.census_labelled,
         "test_parcels": int(test.sum()),
         "test_random_parcels": int(test_sample.sum()),
         "unbiased_sample": test_kind,

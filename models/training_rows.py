@@ -9,8 +9,8 @@
 - the seeded train-period sample the drift reference compares against (``baseline_sample``).
 
 Of the rest of the history it needs counts and spans only: how many parcels, how many carry
-random-exploration labels, which kind of unbiased sample the history has, where the periods start
-and end. ``TrainingRows`` carries both, and ``read_training_rows`` reads exactly those rows from a
+random-exploration labels, which labelled parcels a census inspected (a census day is judged on
+all of its parcels, labelled or not), where the periods start and end. ``TrainingRows`` carries both, and ``read_training_rows`` reads exactly those rows from a
 features file: the few outcome columns of every parcel first, then the features of the rows it
 needs, a column at a time. At 10M generated parcels (5.5% inspected) that is a third of
 the history; the unlabelled train period, the bulk of it, is never read.
@@ -30,12 +30,14 @@ import pandas as pd
 
 from features.errors import ParcelriskError
 from models.labels import (
+    DAY_COLUMNS,
     OUTCOME_COLUMNS,
     UnbiasedSample,
+    census_mask,
     labelled_mask,
     random_mask,
     require_columns,
-    unbiased_mask,
+    sample_kind,
 )
 from models.split import SplitBoundaries, split_boundaries
 
@@ -90,12 +92,13 @@ class TrainingRows:
     frame: pd.DataFrame
     position: np.ndarray
     boundaries: SplitBoundaries
-    # of the whole history: its parcels per period ("train", "validation", "test"), those
-    # labelled by the random-exploration quota, and its kind of unbiased sample ("history"),
-    # and each period's
+    # of the whole history: its parcels per period ("train", "validation", "test") and those
+    # labelled by the random-exploration quota
     period_parcels: dict[str, int]
     random_labelled: int
-    unbiased_sample: dict[str, UnbiasedSample]
+    # the rows read that a census inspected (``models.labels.census_mask``), judged per period
+    # on every parcel of it, read or not: as ``evaluate_holdout`` judges the test period
+    census: np.ndarray
 
     @classmethod
     def whole(cls, features: pd.DataFrame, split: dict) -> TrainingRows:
@@ -108,6 +111,45 @@ class TrainingRows:
     @property
     def parcels(self) -> int:
         return sum(self.period_parcels.values())
+
+    @property
+    def unbiased(self) -> np.ndarray:
+        """The rows read whose labels describe all the traffic: random exploration or census
+        (every such parcel is labelled, so read)."""
+        return random_mask(self.frame) | self.census
+
+    @property
+    def unbiased_sample(self) -> dict[str, UnbiasedSample]:
+        """The kind of unbiased sample of the history ("history") and of each period."""
+        random = random_mask(self.frame)
+        parts = {"history": np.ones(len(self.frame), dtype=bool)}
+        parts.update(self.boundaries.masks(self.frame["declared_at"]))
+        return {
+            part: sample_kind(random & mask, self.census & mask) for part, mask in parts.items()
+        }
+
+    @property
+    def census_labelled(self) -> dict[str, int]:
+        """Unbiased labels a census gave, in the history ("history") and each period."""
+        periods = self.boundaries.masks(self.frame["declared_at"])
+        return {
+            "history": int(self.census.sum()),
+            **{part: int((self.census & mask).sum()) for part, mask in periods.items()},
+        }
+
+    @property
+    def exploration_rate(self) -> float:
+        """The random quota the history was built with: the random-exploration share of the
+        parcels no census inspected (a census day's quota parcels, if any, are not told apart,
+        and a census beside the quota would otherwise read as a higher or a lower quota)."""
+        drawn = int((random_mask(self.frame) & ~self.census).sum())
+        parcels = self.parcels - int(self.census.sum())
+        return drawn / parcels if parcels else 0.0
+
+    @property
+    def inspection_census(self) -> bool:
+        """Whether every parcel of the history was inspected with a result."""
+        return bool(self.parcels) and int(self.census.sum()) == self.parcels
 
     def rows_at(self, positions: np.ndarray) -> np.ndarray:
         """The frame rows at ``positions`` (sorted history positions), every one of them read."""
@@ -124,15 +166,16 @@ class TrainingRows:
 
 def _history_facts(outcomes: pd.DataFrame, boundaries: SplitBoundaries) -> dict:
     """What training needs to know of the whole history beside the rows it reads, from its
-    outcome columns and declaration times (``outcomes``: every parcel, in any order)."""
+    outcome columns and declaration times (``outcomes``: every parcel, in any order; its
+    ``census`` is aligned with its rows)."""
     periods = boundaries.masks(outcomes["declared_at"])
+    census = np.zeros(len(outcomes), dtype=bool)
+    for mask in periods.values():
+        census[mask] = census_mask(outcomes[mask])
     return {
         "period_parcels": {part: int(mask.sum()) for part, mask in periods.items()},
         "random_labelled": int(random_mask(outcomes).sum()),
-        "unbiased_sample": {
-            "history": unbiased_mask(outcomes)[1],
-            **{part: unbiased_mask(outcomes[mask])[1] for part, mask in periods.items()},
-        },
+        "census": census,
     }
 
 
@@ -168,7 +211,10 @@ def read_training_rows(path: Path, split: dict, *, refit: bool, seed: int) -> Tr
         raise ParcelriskError(f"feature frame {path} lacks column(s): {', '.join(missing)}")
     outcomes = pq.read_table(
         path,
-        columns=list(dict.fromkeys([*ORDER, *OUTCOME_COLUMNS])),
+        columns=[
+            *dict.fromkeys([*ORDER, *OUTCOME_COLUMNS]),
+            *(c for c in DAY_COLUMNS if c in parquet.schema_arrow.names and c not in ORDER),
+        ],
         read_dictionary=["selection_reason"],
     ).to_pandas()
     if outcomes.empty:
@@ -183,6 +229,7 @@ def read_training_rows(path: Path, split: dict, *, refit: bool, seed: int) -> Tr
     )
     del outcomes
     position = np.flatnonzero(needed)
+    facts["census"] = facts["census"][position]
     take = pa.array(order[position])  # file row of each row read, in history order
     # Column by column: Parquet reads one column cheaply, and the peak is then the rows read
     # plus one column of the file (batches of whole rows held the rows about twice over in

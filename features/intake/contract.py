@@ -51,8 +51,11 @@ OFFENCE_TYPES = (
     "vague_description",
     "other",
 )
-# selection_reason of the random exploration quota: the only unbiased labels.
+# selection_reason of the random exploration quota: unbiased labels.
 RANDOM_SELECTION = "random"
+# selection_reason of a parcel inspected because every parcel was (a crackdown on all traffic):
+# unbiased labels too, but not the quota (``models.labels.census_mask``).
+CENSUS_SELECTION = "census"
 
 HS_CODE_PATTERN = r"^[0-9]{6,10}$"  # ASCII digits: \\d also matches other scripts
 # Countries are ISO 3166 alpha-2 codes. An export that codes them its own way (a pseudonymised
@@ -332,7 +335,8 @@ FIELDS: tuple[ContractField, ...] = (
         "selection_reason",
         "str",
         "outcome",
-        "Why the parcel was inspected ('random' = exploration quota); null if not inspected.",
+        "Why the parcel was inspected ('random' = exploration quota, 'census' = every parcel "
+        "inspected); null if not inspected.",
         required=False,
         nullable=True,
         max_length=64,

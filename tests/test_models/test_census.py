@@ -12,7 +12,9 @@ import pytest
 from features.errors import ParcelriskError
 from features.params import TrainParams
 from features.pipeline.manifest import FeatureManifest
-from models.labels import unbiased_mask
+from models.evaluation import evaluate_holdout
+from models.labels import CENSUS_DAY_MIN_PARCELS, census_mask, local_days, unbiased_mask
+from models.promotion import Decision, _without_unbiased_labels
 from models.train import train_models
 from tests.test_models.conftest import CENSUS_EXTRA_FEATURES, TRAIN_SECTION
 
@@ -65,11 +67,19 @@ def _outcomes(inspected, illicit, reason) -> pd.DataFrame:
 @pytest.mark.parametrize(
     ("inspected", "illicit", "reason", "mask", "kind"),
     [
-        # random exploration wins wherever it exists
         ([1, 1, 0], [1, 0, None], ["random", "rule:x", None], [1, 0, 0], "random"),
-        ([1, 1, 1], [1, 0, 0], ["random", None, None], [1, 0, 0], "random"),
-        # everything inspected with a result: a census, all of it unbiased
+        # everything inspected with a result: a census, all of it unbiased, the quota's too
         ([1, 1, 1], [1, 0, 0], [None, None, None], [1, 1, 1], "census"),
+        ([1, 1, 1], [1, 0, 0], ["random", None, None], [1, 1, 1], "random+census"),
+        # a census the administration declares, beside the quota; without a result it is no label
+        (
+            [1, 1, 1, 0],
+            [1, 0, None, None],
+            ["random", "census", "census", None],
+            [1, 1, 0, 0],
+            "random+census",
+        ),
+        ([1, 1, 0], [0, 1, None], ["census", "rule:x", None], [1, 0, 0], "census"),
         # inspected but one result missing: not a census
         ([1, 1, 1], [1, 0, None], [None, None, None], [0, 0, 0], "none"),
         ([1, 1, 0], [1, 0, None], ["rule:x", "rule:y", None], [0, 0, 0], "none"),
@@ -79,6 +89,142 @@ def _outcomes(inspected, illicit, reason) -> pd.DataFrame:
 def test_unbiased_mask(inspected, illicit, reason, mask, kind):
     got, got_kind = unbiased_mask(_outcomes(np.array(inspected, bool), illicit, reason))
     assert got.tolist() == [bool(m) for m in mask] and got_kind == kind
+
+
+# --- census days ------------------------------------------------------------------------------
+
+
+def _days(*days: tuple[int, int, str | None]) -> pd.DataFrame:
+    """Parcels of consecutive days, each ``(parcels, inspected with a result, their reason)``,
+    beside an ordinary day of 200 parcels, 5 of them the quota's."""
+    rows = [(0, i < 5, "random" if i < 5 else None) for i in range(200)]
+    for day, (n, inspected, reason) in enumerate(days, start=1):
+        rows += [(day, i < inspected, reason if i < inspected else None) for i in range(n)]
+    day, inspected, reason = (np.array(c, dtype=object) for c in zip(*rows, strict=True))
+    frame = _outcomes(inspected.astype(bool), np.where(inspected.astype(bool), False, None), reason)
+    frame["declared_at"] = pd.Timestamp("2026-09-01 03:00", tz="UTC") + pd.to_timedelta(
+        day.astype(int) * 24 + np.linspace(0, 20, len(frame)) % 20, unit="h"
+    )
+    return frame
+
+
+@pytest.mark.parametrize(
+    ("day", "census"),
+    [
+        # a crackdown day, whatever its reason reads: every parcel inspected with a result
+        ((80, 80, "crackdown"), 80),
+        ((CENSUS_DAY_MIN_PARCELS, CENSUS_DAY_MIN_PARCELS, "rule:R07"), CENSUS_DAY_MIN_PARCELS),
+        # too few parcels to tell a census from rules that picked them all
+        ((CENSUS_DAY_MIN_PARCELS - 1, CENSUS_DAY_MIN_PARCELS - 1, "crackdown"), 0),
+        # one parcel not inspected: the day was selected, not inspected whole
+        ((80, 79, "crackdown"), 0),
+    ],
+)
+def test_a_day_every_parcel_of_which_was_inspected_is_a_census(day, census):
+    frame = _days(day)
+    mask, kind = unbiased_mask(frame)
+    assert int(census_mask(frame).sum()) == census
+    assert int(mask.sum()) == 5 + census  # the ordinary day's quota, and the census day
+    assert kind == ("random+census" if census else "random")
+
+
+def test_a_census_day_without_every_result_is_not_one():
+    frame = _days((80, 80, "crackdown"))
+    frame.loc[len(frame) - 1, "illicit"] = pd.NA  # a result pending: it may not be random
+    assert not census_mask(frame).any()
+
+
+def test_days_are_local_days_as_the_features_read_them():
+    """Bangkok (UTC+7): a parcel at 18:00 UTC was declared the next day there; the frame's
+    ``day_of_week`` (built in features.timezone) says so, and a census day there is one day
+    although it spans two UTC days."""
+    at = pd.Timestamp("2026-09-24 17:00", tz="UTC") + pd.to_timedelta(
+        np.linspace(0, 23.9, 120), unit="h"
+    )  # 2026-09-25 00:00 to 23:54 in Bangkok, a Friday
+    frame = _outcomes(np.ones(120, bool), [False] * 120, ["crackdown"] * 120)
+    frame["declared_at"] = at
+    neighbours = _outcomes(np.zeros(2, bool), [None, None], [None, None])
+    neighbours["declared_at"] = [at[0] - pd.Timedelta("1h"), at[-1] + pd.Timedelta("1h")]
+    frame = pd.concat([frame, neighbours], ignore_index=True)
+    local = frame.assign(day_of_week=[4.0] * 120 + [3.0, 5.0])
+    assert len(set(local_days(local)[:120])) == 1 and len(set(local_days(frame)[:120])) == 2
+    assert census_mask(local).sum() == 120
+    assert census_mask(frame).sum() == 0  # UTC days: each half has an uninspected neighbour
+
+
+def test_the_holdout_is_measured_on_the_census_and_says_how_many():
+    frame = _days((80, 80, "crackdown"), (100, 100, "census"), (120, 6, "rule:R07"))
+    frame["revenue_recovered"] = np.nan
+    scores = np.linspace(0, 1, len(frame))
+    metrics, _ = evaluate_holdout(frame, {"model": {"risk": scores, "value": scores}})
+    assert metrics["test_random.parcels"] == 5 + 80 + 100
+    assert metrics["test_random.census_parcels"] == 180
+
+
+def test_a_holdout_with_a_census_is_not_said_to_lack_unbiased_labels():
+    decision = Decision(False, ["no comparable metric"], not_compared="no finite precision_at_5")
+    frame = _days((80, 80, "crackdown")).assign(
+        selection_reason=lambda f: f["selection_reason"].replace("random", "rule:x")
+    )
+    assert _without_unbiased_labels(decision, frame) == decision
+    frame.loc[frame["selection_reason"] == "crackdown", "inspected"] = False
+    frame.loc[frame["selection_reason"] == "crackdown", "illicit"] = pd.NA
+    assert "no census" in _without_unbiased_labels(decision, frame).reasons[-1]
+
+
+# --- a crackdown beside the quota -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def crackdown(frames):
+    """The quota's history with days 40-51 of its 60 inspected whole (a crackdown month: the
+    end of validation and the start of the test period), results from the truth."""
+    features, truth, manifest = frames
+    day = (features["declared_at"] - pd.Timestamp("2026-01-01", tz="UTC")).dt.days.to_numpy()
+    whole = (day >= 40) & (day < 52)
+    illicit = truth["illicit"].to_numpy()
+    features = features.assign(
+        inspected=features["inspected"] | whole,
+        inspected_at=features["inspected_at"].where(
+            ~whole, features["declared_at"] + pd.Timedelta(days=2)
+        ),
+        illicit=features["illicit"].mask(whole, pd.array(illicit, dtype="boolean")),
+        selection_reason=features["selection_reason"].mask(whole, "crackdown"),
+    )
+    return features, train_models(features, manifest, PARAMS.replace(refit=False)), whole
+
+
+def test_a_crackdown_is_calibrated_on_and_evaluated_on(crackdown):
+    features, result, whole = crackdown
+    test = (features["declared_at"] >= result.boundaries.test_start).to_numpy()
+    quota = (features["selection_reason"] == "random").to_numpy()
+    assert result.model.metadata["calibration_sample"] == "random+census"
+    assert result.model.metadata["calibration_census_parcels"] > 0
+    assert result.metrics["test_random.census_parcels"] == (whole & test).sum()
+    assert result.metrics["test_random.parcels"] == ((whole | quota) & test).sum()
+    assert result.info["unbiased_sample"] == "random+census"
+    assert result.info["census_labelled"]["history"] == whole.sum()
+    assert result.info["census_labelled"]["train"] == 0
+
+
+def test_a_crackdown_is_not_the_quota_nor_a_census_history(crackdown):
+    features, result, whole = crackdown
+    quota = (features["selection_reason"] == "random").to_numpy()
+    assert result.model.metadata["history_exploration_rate"] == pytest.approx(
+        (quota & ~whole).sum() / (~whole).sum(), abs=1e-6
+    )
+    assert result.model.metadata["inspection_census"] is False  # exploration stays on
+
+
+def test_train_says_how_many_unbiased_labels_a_census_gave(crackdown):
+    from models.cli import format_summary
+
+    _, result, _ = crackdown
+    text = format_summary(result.metrics, result.info)
+    census = int(result.metrics["test_random.census_parcels"])
+    assert f"random exploration, {census:,} census" in text
+    (line,) = [line for line in text.splitlines() if line.startswith("census labels")]
+    assert "train 0, validation" in line and "not the random quota" in line
 
 
 # --- census training --------------------------------------------------------------------------

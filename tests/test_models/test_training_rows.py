@@ -75,7 +75,7 @@ def fingerprint(result) -> dict:
 
 @pytest.mark.parametrize(
     "case",
-    ["refit", "no refit", "no random labels"],
+    ["refit", "no refit", "no random labels", "crackdown"],
 )
 def test_the_rows_read_train_the_models_the_whole_frame_trains(
     case, frames, small_samples, tmp_path
@@ -88,6 +88,20 @@ def test_the_rows_read_train_the_models_the_whole_frame_trains(
         # the rows read of it may all be labelled
         features = features.assign(
             selection_reason=features["selection_reason"].replace("random", "rule:other")
+        )
+    if case == "crackdown":
+        # days 40-47 inspected whole, in the validation period (days 36-47): census days are
+        # judged on all their parcels, of which the rows read hold only the labelled ones (so
+        # every validation day read would look inspected whole)
+        day = (features["declared_at"] - features["declared_at"].min().floor("D")).dt.days
+        crackdown = day.between(40, 47).to_numpy()
+        features = features.assign(
+            inspected=features["inspected"] | crackdown,
+            inspected_at=features["inspected_at"].mask(
+                crackdown, features["declared_at"] + pd.Timedelta(days=2)
+            ),
+            illicit=features["illicit"].mask(crackdown & features["illicit"].isna(), False),
+            selection_reason=features["selection_reason"].mask(crackdown, "crackdown"),
         )
     params = TrainParams.from_dict(section)
     path = tmp_path / "features.parquet"
@@ -103,6 +117,9 @@ def test_the_rows_read_train_the_models_the_whole_frame_trains(
     assert read.info["parcels"] == len(features)
     if case == "no random labels":
         assert read.model.metadata["calibration_sample"] == "labelled"
+    if case == "crackdown":
+        assert read.model.metadata["calibration_sample"] == "random+census"
+        assert read.info["census_labelled"]["validation"] == crackdown.sum()
 
 
 def test_the_frame_read_is_the_whole_frame_at_the_rows_needed(frames, small_samples, tmp_path):
@@ -172,7 +189,7 @@ def test_asking_for_a_row_that_was_not_read_is_an_error(frames):
         rows.boundaries,
         rows.period_parcels,
         rows.random_labelled,
-        rows.unbiased_sample,
+        rows.census[::2],
     )
     assert np.array_equal(partial.rows_at(np.array([0, 2, 98])), [0, 1, 49])
     with pytest.raises(ParcelriskError, match=r"1 parcel\(s\) that were not read"):

@@ -3,7 +3,9 @@
 - ``logistic``: standardised logistic regression on the same feature matrix (NaN imputed);
 - ``risk_profile``: ASYCUDA-style selectivity profile, the smoothed historical hit rate of the
   (HS chapter, origin country) cell learned on the training period;
-- ``random``: seeded uniform scores (the exploration quota as a policy);
+- ``random``: random selection (the exploration quota as a policy): its metrics are what it
+  gives in expectation (``models.metrics.random_selection_metrics``), its seeded uniform scores
+  only rank the parcels of the predictions table;
 - the legacy rules as recorded (``legacy_selection``): what the rules actually picked.
 """
 
@@ -16,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 RULE_PREFIX = "rule:"
+RANDOM_BASELINE = "random"  # the scorer whose metrics are random selection's expectation
 PROFILE_KEYS = ("hs_chapter", "origin_country")
 
 

@@ -6,7 +6,7 @@ pass this way; ``parcelrisk promote`` scores champion and challenger on one hold
 
 The baselines (``models.baselines``) are fitted on the model's own training labels: a
 standardised logistic regression, the ASYCUDA-style (HS chapter, origin) risk profile and random
-scores. Beside them, ``lanes`` is the model ranked as the lanes fill (``score_lanes``).
+selection, whose metrics are its expectation, computed (``scorer_metrics``). Beside them, ``lanes`` is the model ranked as the lanes fill (``score_lanes``).
 Metrics are finite numbers only: one that cannot be computed (no revenue data, no legacy rules,
 one class) is left out and the second value of ``evaluate_holdout`` says why.
 """
@@ -36,6 +36,7 @@ from models.metrics import (
     LEVELS,
     calibration_table,
     pr_auc,
+    random_selection_metrics,
     ranking_metrics,
     rates_by_group,
     roc_auc,
@@ -145,9 +146,20 @@ def score_baselines(
         profile = baselines.fit_risk_profile(train_rows, y_train, profile_strength)
         rules = profile.score(holdout)
         scores["rules"] = {"risk": rules, "value": rules, "prob": rules}
-    rand = baselines.random_scores(len(holdout), seed)
-    scores["random"] = {"risk": rand, "value": rand, "prob": None}
+    rand = baselines.random_scores(len(holdout), seed)  # ranks the predictions table only
+    scores[baselines.RANDOM_BASELINE] = {"risk": rand, "value": rand, "prob": None}
     return scores
+
+
+def scorer_metrics(
+    name: str, s: Scores, illicit: np.ndarray, revenue: np.ndarray, levels: tuple[int, ...]
+) -> dict[str, float]:
+    """``ranking_metrics`` of one scorer on an evaluation sample (``s`` cut to it); of random
+    selection (``baselines.RANDOM_BASELINE``), what it gives in expectation, not one draw."""
+    if name == baselines.RANDOM_BASELINE:
+        return random_selection_metrics(illicit, revenue, levels)
+    prob = s.get("prob")
+    return ranking_metrics(s["risk"], illicit, revenue, value=s["value"], prob=prob, levels=levels)
 
 
 def check_truth_covers(declaration_ids: pd.Series, ground_truth: pd.DataFrame) -> None:
@@ -221,14 +233,8 @@ def evaluate_holdout(
         if not has_revenue[sample].any():
             reasons["test_random.*.revenue_at_*"] = "no revenue data"
         for name, s in scores.items():
-            result = ranking_metrics(
-                s["risk"][sample],
-                y_rnd,
-                rev_rnd,
-                value=s["value"][sample],
-                prob=s["prob"][sample] if s.get("prob") is not None else None,
-                levels=levels,
-            )
+            cut = {k: v[sample] if v is not None else None for k, v in s.items()}
+            result = scorer_metrics(name, cut, y_rnd, rev_rnd, levels)
             metrics.update({f"test_random.{name}.{k}": v for k, v in result.items()})
         # how many the unbiased sample holds, and of them a census's: the gate's verdict on
         # it is said with its size
@@ -249,8 +255,16 @@ def evaluate_holdout(
         y_ins = y_all[inspected]
         if 0 < y_ins.sum() < len(y_ins):
             for name, s in scores.items():
-                metrics[f"test_inspected.{name}.roc_auc"] = roc_auc(s["risk"][inspected], y_ins)
-                metrics[f"test_inspected.{name}.pr_auc"] = pr_auc(s["risk"][inspected], y_ins)
+                if name == baselines.RANDOM_BASELINE:
+                    expected = random_selection_metrics(y_ins, np.zeros(len(y_ins)), ())
+                    auc, ap = expected["roc_auc"], expected["pr_auc"]
+                else:
+                    auc, ap = (
+                        roc_auc(s["risk"][inspected], y_ins),
+                        pr_auc(s["risk"][inspected], y_ins),
+                    )
+                metrics[f"test_inspected.{name}.roc_auc"] = auc
+                metrics[f"test_inspected.{name}.pr_auc"] = ap
             metrics["test_inspected.parcels"] = float(inspected.sum())
             metrics["test_inspected.illicit"] = float(y_ins.sum())
 
@@ -290,14 +304,7 @@ def evaluate_holdout(
         oracle = {"risk": p, "value": p * stake, "prob": p}
         metrics["test_all.oracle.revenue_label_aware"] = float(label_aware)
         for name, s in {**scores, "oracle": oracle}.items():
-            result = ranking_metrics(
-                s["risk"],
-                truth_y,
-                truth_rev,
-                value=s["value"],
-                prob=s.get("prob"),
-                levels=levels,
-            )
+            result = scorer_metrics(name, s, truth_y, truth_rev, levels)
             metrics.update({f"test_all.{name}.{k}": v for k, v in result.items()})
         if "model" in scores:
             for key in [k for k in metrics if k.startswith("test_all.oracle.")]:

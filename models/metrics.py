@@ -183,6 +183,42 @@ def ranking_metrics(
     return out
 
 
+def random_selection_metrics(
+    illicit: np.ndarray, revenue: np.ndarray, levels: Sequence[int] = LEVELS
+) -> dict[str, float]:
+    """What selecting parcels at random gives, in expectation over every order: exact, not a
+    draw (one draw of 414 parcels with 21 illicit read precision@5% 0.000 or 0.095 by seed).
+
+    The top k of n parcels in a random order hold on average k/n of the illicit parcels and of
+    the revenue: precision@n% is the sample's prevalence, recall@n% and revenue@n% are k/n (k as
+    ``top_k``); ROC AUC is 0.5; average precision is (H_n + (P-1)/(n-1) (n - H_n)) / n for P
+    illicit among n (H_n the n-th harmonic number). The keys of ``ranking_metrics`` without a
+    probability; NaN where its are (one class, no revenue)."""
+    y = _as_float(illicit)
+    rev = np.nan_to_num(_as_float(revenue), nan=0.0)
+    n, positives = len(y), float(y.sum())
+    prevalence = positives / n if n else float("nan")
+    if positives == 0:
+        ap = float("nan")
+    elif n == 1:
+        ap = 1.0
+    else:
+        harmonic = float(np.sum(1.0 / np.arange(1, n + 1)))
+        ap = (harmonic + (positives - 1) / (n - 1) * (n - harmonic)) / n
+    out: dict[str, float] = {
+        "n": float(n),
+        "base_rate": prevalence,
+        "roc_auc": 0.5 if 0 < positives < n else float("nan"),
+        "pr_auc": ap,
+    }
+    for level in levels:
+        share = top_k(n, level / 100) / n if n else float("nan")
+        out[f"precision_at_{level}"] = prevalence
+        out[f"recall_at_{level}"] = share if positives else float("nan")
+        out[f"revenue_at_{level}"] = share if rev.sum() > 0 else float("nan")
+    return out
+
+
 def selected_set_metrics(
     selected: np.ndarray, illicit: np.ndarray, revenue: np.ndarray
 ) -> dict[str, float]:

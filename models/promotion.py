@@ -323,6 +323,17 @@ def gate_confidence(
     return f"{kind}_at_{GATE_AT}", float(better.mean()), RESAMPLES
 
 
+def percents_apart(share: float, required: float) -> tuple[str, str]:
+    """``share`` and ``required`` as percentages with the fewest decimals that tell them apart
+    when they differ: a refusal at 0.797 read "80% (required 80%)" (probe 42). Rounding keeps
+    the order, so a share below the requirement never reads as reaching it."""
+    for digits in range(7):
+        said = f"{100 * share:.{digits}f}%", f"{100 * required:.{digits}f}%"
+        if said[0] != said[1] or share == required:
+            return said
+    return said
+
+
 def with_confidence(
     decision: Decision, confidence: tuple[str, float, int] | None, params: PromoteParams
 ) -> Decision:
@@ -332,10 +343,10 @@ def with_confidence(
     if confidence is None or params.min_confidence == 0:
         return decision
     metric, share, draws = confidence
+    won, required = percents_apart(share, params.min_confidence)
     said = (
         f"confidence ({decision.evaluation}): the challenger beats the champion on {metric} "
-        f"in {share:.0%} of {draws:,} paired resamples of the holdout (required "
-        f"{params.min_confidence:.0%})"
+        f"in {won} of {draws:,} paired resamples of the holdout (required {required})"
     )
     if not decision.promote or share >= params.min_confidence:
         return replace(decision, reasons=[*decision.reasons, said])

@@ -186,3 +186,22 @@ def test_a_win_by_two_parcels_of_a_nine_parcel_top_needs_the_confidence_asked(fr
     strict = judged(0.9)
     assert not strict.promote
     assert "82%" in strict.reasons[-1] and "not demonstrably better" in strict.reasons[-1]
+
+
+@pytest.mark.parametrize(
+    ("share", "won", "required"),
+    [
+        (0.797, "79.7%", "80.0%"),
+        (0.46, "46%", "80%"),
+        (0.8, "80%", "80%"),
+        (0.7996, "79.96%", "80.00%"),
+    ],
+)
+def test_a_refused_share_never_reads_as_the_required_one(share, won, required):
+    """Probe 42: 0.797 was said "in 80% of 1,000 paired resamples (required 80%)", refused."""
+    decision = with_confidence(_winning(["gain +0.1"]), ("precision_at_5", share, 1_000), GATE)
+    assert (
+        f"in {won} of 1,000 paired resamples of the holdout (required {required})"
+        in (decision.reasons[-1])
+    )
+    assert decision.promote == (share >= 0.8)

@@ -467,7 +467,6 @@ def outcomes_ingest(
     for the results of declarations never decided here, with --skip-unknown). A stored result
     is never edited: a correction is stored beside it, chained, and becomes the current one."""
     from features.errors import ParcelriskError
-    from features.intake.mapping import is_correction_flag, load_results_mapping
     from features.intake.rules import Limits
     from serving.outcome_store import sqlite_path
     from serving.outcomes import store_outcomes
@@ -478,24 +477,9 @@ def outcomes_ingest(
     # a typo must not create an empty store
     if is_sqlite(location) and not sqlite_path(location).is_file():
         raise ParcelriskError(f"no decision store at {location}: results answer stored decisions")
-    if len({f.resolve() for f in files}) < len(files):
-        raise ParcelriskError("a results file is given twice")
-    spec, correction_spec = load_results_mapping(mapping) if mapping is not None else (None, None)
-    if correction is not None and not correction.strip():
-        raise ParcelriskError("--correction: say why the results are corrected")
-    flagged_why = None
-    if correction_spec is not None and is_correction_flag(correction_spec):
-        # a yes/no column says which rows correct; the reason is the command's, and only the
-        # flagged rows take it (an unflagged row that differs stays refused)
-        flagged_why, correction = correction, None
     # every file read and mapped before any is stored: a mapping that does not fit one of
     # them stores nothing
-    read = [
-        _read_once(
-            file, *_read_results(file, spec, mapping, settings, correction_spec, flagged_why)
-        )
-        for file in files
-    ]
+    read, correction = _read_results_files(files, mapping, correction, settings)
     for file, (raw, notes) in zip(files, read, strict=True):
         if "result_known_at" in raw.columns and (
             given := int(raw["result_known_at"].notna().sum())
@@ -671,6 +655,33 @@ def _said_skipped(file: Path, skipped: Any, first_declared_us: int | None) -> di
         + " (--skipped-out FILE.csv writes them all)",
     )
     return counts
+
+
+def _read_results_files(
+    files: list[Path], mapping: Path | None, correction: str | None, settings: Any
+) -> tuple[list[tuple[Any, dict]], str | None]:
+    """Each results file read through the results mapping, a result listed twice read once
+    (``_read_once``); and the reason of the rows that differ from a stored result (None where
+    the mapping's correction column is a yes/no flag: its rows flagged yes take ``correction``
+    then, and an unflagged row that differs stays refused)."""
+    from features.errors import ParcelriskError
+    from features.intake.mapping import is_correction_flag, load_results_mapping
+
+    if len({f.resolve() for f in files}) < len(files):
+        raise ParcelriskError("a results file is given twice")
+    if correction is not None and not correction.strip():
+        raise ParcelriskError("--correction: say why the results are corrected")
+    spec, correction_spec = load_results_mapping(mapping) if mapping is not None else (None, None)
+    flagged_why = None
+    if correction_spec is not None and is_correction_flag(correction_spec):
+        flagged_why, correction = correction, None
+    read = [
+        _read_once(
+            file, *_read_results(file, spec, mapping, settings, correction_spec, flagged_why)
+        )
+        for file in files
+    ]
+    return read, correction
 
 
 def _read_once(file: Path, raw: Any, notes: dict) -> tuple[Any, dict]:
@@ -916,7 +927,6 @@ def history_join(
 
     from features.errors import ParcelriskError
     from features.intake.io import read_declarations, write_declarations
-    from features.intake.mapping import is_correction_flag, load_results_mapping
     from features.intake.rules import Limits
     from serving.outcomes import join_results
 
@@ -931,22 +941,9 @@ def history_join(
             raise ParcelriskError(f"{path}: no such file")
         if path.resolve() == out.resolve():
             raise ParcelriskError(f"--out {out} is an input: give another file")
-    if len({f.resolve() for f in results}) < len(results):
-        raise ParcelriskError("a results file is given twice")
-    if correction is not None and not correction.strip():
-        raise ParcelriskError("--correction: say why the results are corrected")
     frame, contract = read_declarations(declarations, with_outcomes=None)
-    # the results mapping `outcomes ingest` reads, its correction column included
-    spec, correction_spec = load_results_mapping(mapping) if mapping is not None else (None, None)
-    flagged_why = None
-    if correction_spec is not None and is_correction_flag(correction_spec):
-        flagged_why, correction = correction, None
-    read = [
-        _read_once(
-            file, *_read_results(file, spec, mapping, settings, correction_spec, flagged_why)
-        )
-        for file in results
-    ]
+    # read as `outcomes ingest` reads them, the mapping's correction column included
+    read, correction = _read_results_files(results, mapping, correction, settings)
     # labelled 0..n-1 across the files; each row's name says where its file holds it
     raw = pd.concat([r for r, _ in read], ignore_index=True)
     history, counts = join_results(

@@ -299,7 +299,10 @@ CASES: tuple[HostileCase, ...] = (
     _case("lone_surrogate", "an unpaired UTF-16 surrogate escape (\\ud800) in a description", "POST", "/score", "scorer", ANY_4XX_OR_OK, score_bytes(b"\\ud800 ")),
     _case("nul_bytes", "NUL characters in a description and an id", "POST", "/score", "scorer", ANY_4XX_OR_OK, score(description=lambda m: f"a\u0000b {m}", seller_id="S\u00001")),
     _case("bidi_override", "right-to-left override and isolates in text fields", "POST", "/score", "scorer", ANY_4XX_OR_OK, score(description=lambda m: f"\u202e{m}\u2066x\u2069", seller_id="S\u202e1")),
-    _case("fullwidth_digits", "an HS code in full-width digits", "POST", "/score", "scorer", BAD, score(hs_code="\uff16\uff11\uff10\uff19\uff11\uff10")),
+    # read as its ASCII digits, as a mapped file's code is (probe 40): scored, not refused
+    _case("fullwidth_digits", "an HS code in full-width digits", "POST", "/score", "scorer", OK, score(hs_code="\uff16\uff11\uff10\uff19\uff11\uff10")),
+    _case("arabic_indic_digits", "an HS code in Arabic-Indic digits", "POST", "/score", "scorer", OK, score(hs_code="\u0666\u0661\u0660\u0669\u0661\u0660")),
+    _case("arabic_indic_short_code", "an HS code of 5 Arabic-Indic digits", "POST", "/score", "scorer", BAD, score(hs_code="\u0666\u0661\u0660\u0669\u0661")),
     _case("invalid_json", "a body cut off mid-document", "POST", "/score", "scorer", BAD, lambda s, m: score()(s, m)[:-7]),
     _case("empty_body", "no body at all", "POST", "/score", "scorer", BAD, b""),
     _case("top_level_list", "the declarations without their envelope", "POST", "/score", "scorer", BAD, lambda s, m: _dumps(_declarations(s, m))),

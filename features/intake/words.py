@@ -31,8 +31,9 @@ _ASCII_WORDS = re.compile(TOKEN_PATTERN).findall
 
 # How descriptions are read into words; kept with a text model, so a model of an older reading
 # is known (``features.families.text``). 1: before probe 38; 2: probe 38's; 3: the tatweel
-# dropped (probe 40: "سـاعة" and "ساعة" were two words).
-WORD_READING = 3
+# dropped (probe 40: "سـاعة" and "ساعة" were two words); 4: the Arabic letters writers use
+# for one another folded (``_ARABIC_VARIANTS``).
+WORD_READING = 4
 
 # The tatweel (kashida): no letter, a stretch of the joining stroke that Arabic (and Persian)
 # typography puts into a word to justify a line or dress a title ("كـبير"). A word holds it
@@ -53,8 +54,15 @@ _UNSPACED_RANGES = (
 # Latin letters with a stroke or without a dot, which no decomposition takes to their plain
 # letter: Vietnamese đ (listings write "dien" for "điện", probe 39), Polish ł, Nordic ø,
 # Maltese ħ, Sami ŧ, Turkish dotless ı ("kılıç" and "kilic"); and the tatweel, read as nothing
+# Arabic letters writers put for one another, read as one (as Arabic search engines normalise,
+# Larkey's light10): final ى for ي (Egyptian and Sudanese writing: مستشفى / مستشفي), ه for
+# ة (غذائية / غذائيه), the alef wasla for alef; and the Persian and Urdu keyboards' ی and ک for
+# Arabic ي and ك, so a term listed in one keyboard's letters matches the other's. The hamza
+# forms of alef, waw and ya (أ إ آ ؤ ئ) are folded already with the marks (NFD). Kept apart, a
+# sender wrote a listed term the other way and no list nor model found it (probe 40).
+_ARABIC_VARIANTS = {"ى": "ي", "ة": "ه", "ٱ": "ا", "ی": "ي", "ک": "ك"}
 _PLAIN_LETTERS = str.maketrans(
-    {"đ": "d", "ł": "l", "ø": "o", "ħ": "h", "ŧ": "t", "ı": "i", TATWEEL: None}
+    {"đ": "d", "ł": "l", "ø": "o", "ħ": "h", "ŧ": "t", "ı": "i", TATWEEL: None} | _ARABIC_VARIANTS
 )
 # Marks writers put on or leave off, whatever letter they sit on: Cyrillic's titlo and
 # signs, Hebrew points, Arabic harakat, shadda and Quranic marks.

@@ -49,6 +49,9 @@ def test_scripts_without_spaces_are_read_as_pairs_of_characters(text, words) -> 
         ("straße", "STRASSE"),
         ("كبتاجون ساعة", "كبـتاجون سـاعـــة"),  # tatweels (probe 40)
         ("کتاب", "کـتاب"),  # Persian
+        ("مستشفى غذائية", "مستشفي غذائيه"),  # final ى for ي, ه for ة (reading 4)
+        ("كتاب يد", "کتاب ید"),  # the Persian keyboard's ک and ی
+        ("الله", "ٱلله"),  # the alef wasla
     ],
 )
 def test_case_and_optional_diacritics_make_no_other_word(one, other) -> None:
@@ -58,7 +61,7 @@ def test_case_and_optional_diacritics_make_no_other_word(one, other) -> None:
 
 @pytest.mark.parametrize(
     ("text", "word"),
-    [("هَدِيَّة", "هدية"), ("उपहार", "उपहार"), ("подарок", "подарок")],
+    [("هَدِيَّة", "هديه"), ("उपहार", "उपहार"), ("подарок", "подарок")],  # ة read as ه
 )
 def test_a_word_is_whole_whatever_marks_it_carries(text, word) -> None:
     """Cut at every mark, "هَدِيَّة" gave no word and "उपहार" gave "उपह"."""
@@ -100,6 +103,7 @@ term,мак,drugs,restricted
 term,mak,drugs,restricted
 term,كبتاجون,drugs,prohibited
 term,حشـيش,drugs,prohibited
+term,حبوب منشطة,drugs,restricted
 """
 
 
@@ -116,6 +120,8 @@ term,حشـيش,drugs,prohibited
         ("حبوب كبـــتـاجـون", "كبتاجون"),
         ("كبتاجون", "كبتاجون"),
         ("حشيش", "حشـيش"),  # a term listed with one
+        ("حبوب منشطه", "حبوب منشطة"),  # ه written for ة (reading 4)
+        ("الحبوب المنشطه", "حبوب منشطة"),  # and with the article
         ("kra\u0640tom", None),  # no such term listed: read "kratom"
         ("makeup kit", None),  # a Latin term inside a Latin word is still no match
         ("女士手提包", None),
@@ -172,17 +178,23 @@ def test_a_text_model_saved_before_this_reading_is_said_on_load(tmp_path, caplog
 def test_a_model_of_the_reading_before_the_tatweel_is_said_for_those_words_only(
     tmp_path, caplog
 ) -> None:
-    """Reading 3 drops the tatweel: a reading-2 model's "سـاعة" is no word now; its other
-    words (Arabic, Chinese pairs) read as they did, and a model without such words is not said."""
+    """Reading 3 drops the tatweel: a reading-2 model's "سـكين" is no word now; its other
+    words (Arabic, Chinese pairs) read as they did, and a model without such words is not said.
+    Reading 4 folds ة into ه: a reading-3 model's "ساعة" is said the same way."""
     from features.families.text import Text
 
     family = Text()
-    family.save_fitted(TextSnapshot(_model(["ساعة", "سـاعة", "耐克", "kratom"], 2)), tmp_path)
+    family.save_fitted(TextSnapshot(_model(["سكين", "سـكين", "耐克", "kratom"], 2)), tmp_path)
     with caplog.at_level(logging.WARNING):
         family.load_fitted(tmp_path)
     assert "1 of its 4 words" in caplog.text and "retrain" in caplog.text
     caplog.clear()
-    family.save_fitted(TextSnapshot(_model(["ساعة", "耐克", "kratom"], 2)), tmp_path)
+    family.save_fitted(TextSnapshot(_model(["ساعة", "سكين", "kratom"], 3)), tmp_path)
+    with caplog.at_level(logging.WARNING):
+        family.load_fitted(tmp_path)
+    assert "1 of its 3 words" in caplog.text and "'ساعة'" in caplog.text
+    caplog.clear()
+    family.save_fitted(TextSnapshot(_model(["سكين", "耐克", "kratom"], 2)), tmp_path)
     with caplog.at_level(logging.WARNING):
         family.load_fitted(tmp_path)
     assert "retrain" not in caplog.text

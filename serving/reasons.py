@@ -31,6 +31,7 @@ import numpy as np
 
 from features.intake.columns import python_values
 from features.intake.contract import DECLARATION_COLUMNS
+from features.intake.words import is_character_pair
 from features.pipeline.manifest import DERIVED_CONTEXT, REASON_CONTEXT, UNDECLARED
 
 if TYPE_CHECKING:
@@ -138,8 +139,6 @@ def _said_of_characters(template: str, context: dict[str, Any]) -> str:
     word = context.get("description_word")
     if _WORD_SAID not in template or not isinstance(word, str):
         return template
-    from features.intake.words import is_character_pair
-
     return template.replace(_WORD_SAID, _CHARACTERS_SAID) if is_character_pair(word) else template
 
 
